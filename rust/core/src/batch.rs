@@ -1,0 +1,183 @@
+//! A batch of events as the encoder sees it: for each modality, the rows of
+//! inputs it was given and the batch row (event) each belongs to.
+//!
+//! The dense numpy form (`x[m]: [B, d_m]` + presence mask `[B, M]`) and the
+//! per-event form (several components of one modality in one event, pooled
+//! by confidence) both become this; the model has one path for both.
+
+use crate::error::{Error, Result};
+use crate::modality::{Modality, NUM_MODALITIES};
+use crate::real::Real;
+use crate::validate::check_shape;
+use ndarray::{Array2, ArrayView2, Axis, CowArray, Ix2};
+
+/// The inputs of one modality in a batch.
+#[derive(Debug, Clone)]
+pub struct ModalityInput<'a, T> {
+    /// One row per component, `[N, d_m]`.
+    pub x: CowArray<'a, T, Ix2>,
+    /// The batch row each component belongs to (`N` entries, each `< B`).
+    pub rows: Vec<usize>,
+    /// Pooling weight of each component (its confidence); `None` = equal.
+    pub weights: Option<Vec<T>>,
+}
+
+/// Everything the encoder needs for a batch of `batch_size` events.
+#[derive(Debug, Clone)]
+pub struct EncoderInput<'a, T> {
+    pub batch_size: usize,
+    pub modalities: [Option<ModalityInput<'a, T>>; NUM_MODALITIES],
+}
+
+/// The argument name used in messages about modality `m`'s input.
+pub fn input_arg(m: usize) -> String {
+    format!("inputs[{:?}]", Modality::ALL[m].name())
+}
+
+impl<'a, T: Real> EncoderInput<'a, T> {
+    /// Dense form: `xs[m]` is `[B, d_m]` (or `None` when the modality is
+    /// absent from every row) and `mask [B, M]` says which rows have it.
+    /// Rows marked absent are never read (they may hold NaN); when every row
+    /// is present the array is used in place, without a copy.
+    pub fn dense(xs: [Option<ArrayView2<'a, T>>; NUM_MODALITIES], mask: ArrayView2<bool>) -> Result<Self> {
+        check_shape("mask", &mask, &[None, Some(NUM_MODALITIES)])?;
+        let batch_size = mask.nrows();
+        let mut modalities: [Option<ModalityInput<'a, T>>; NUM_MODALITIES] = Default::default();
+        for (m, (slot, x)) in modalities.iter_mut().zip(xs).enumerate() {
+            let present: Vec<usize> = (0..batch_size).filter(|&r| mask[[r, m]]).collect();
+            if present.is_empty() {
+                continue;
+            }
+            let x = x.ok_or_else(|| {
+                Error::invalid(
+                    "mask",
+                    format!(
+                        "marks modality {:?} present in row {} but no input array was given for it",
+                        Modality::ALL[m].name(),
+                        present[0]
+                    ),
+                )
+            })?;
+            if x.ndim() != 2 || x.nrows() != batch_size {
+                check_shape(&input_arg(m), &x, &[Some(batch_size), None])?;
+            }
+            let x = if present.len() == batch_size {
+                CowArray::from(x)
+            } else {
+                CowArray::from(x.select(Axis(0), &present))
+            };
+            *slot = Some(ModalityInput {
+                x,
+                rows: present,
+                weights: None,
+            });
+        }
+        Ok(EncoderInput { batch_size, modalities })
+    }
+
+    /// Component form: for each modality, `(x [N, d_m], rows [N], weights [N])`.
+    pub fn components(
+        batch_size: usize,
+        parts: [Option<(Array2<T>, Vec<usize>, Option<Vec<T>>)>; NUM_MODALITIES],
+    ) -> Result<Self> {
+        let mut modalities: [Option<ModalityInput<'a, T>>; NUM_MODALITIES] = Default::default();
+        for (m, (slot, part)) in modalities.iter_mut().zip(parts).enumerate() {
+            let Some((x, rows, weights)) = part else { continue };
+            let arg = input_arg(m);
+            if rows.len() != x.nrows() {
+                return Err(Error::invalid(
+                    &arg,
+                    format!("has {} rows but {} row indices were given", x.nrows(), rows.len()),
+                ));
+            }
+            if let Some(&r) = rows.iter().find(|&&r| r >= batch_size) {
+                return Err(Error::invalid(
+                    &arg,
+                    format!("row index {r} is out of range for a batch of {batch_size}"),
+                ));
+            }
+            if let Some(w) = &weights {
+                if w.len() != rows.len() {
+                    return Err(Error::invalid(
+                        &arg,
+                        format!("{} weights given for {} components", w.len(), rows.len()),
+                    ));
+                }
+                if let Some(v) = w.iter().find(|v| !(v.is_finite() && **v >= T::zero())) {
+                    return Err(Error::invalid(
+                        &arg,
+                        format!("component weight {v} is invalid; expected a finite number >= 0"),
+                    ));
+                }
+            }
+            if !rows.is_empty() {
+                *slot = Some(ModalityInput {
+                    x: CowArray::from(x),
+                    rows,
+                    weights,
+                });
+            }
+        }
+        Ok(EncoderInput { batch_size, modalities })
+    }
+
+    /// Presence mask `[B, M]`: a modality is present in a row when at least
+    /// one component belongs to it.
+    pub fn mask(&self) -> Array2<bool> {
+        let mut mask = Array2::from_elem((self.batch_size, NUM_MODALITIES), false);
+        for (m, input) in self.modalities.iter().enumerate() {
+            if let Some(input) = input {
+                for &r in &input.rows {
+                    mask[[r, m]] = true;
+                }
+            }
+        }
+        mask
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::array;
+
+    #[test]
+    fn dense_borrows_full_columns_and_gathers_partial_ones() {
+        let a = array![[1.0f32, 2.0], [3.0, 4.0]];
+        let b = array![[f32::NAN], [5.0]];
+        let mask = array![
+            [true, true, false, false, false, false, false],
+            [true, true, false, false, false, false, false]
+        ];
+        let mut partial = mask.clone();
+        partial[[0, 1]] = false;
+        let mut xs: [Option<ArrayView2<f32>>; 7] = Default::default();
+        xs[0] = Some(a.view());
+        xs[1] = Some(b.view());
+        let input = EncoderInput::dense(xs.clone(), partial.view()).unwrap();
+        let visual = input.modalities[0].as_ref().unwrap();
+        assert!(visual.x.is_view());
+        let auditory = input.modalities[1].as_ref().unwrap();
+        assert_eq!(auditory.rows, vec![1]);
+        assert_eq!(auditory.x, array![[5.0f32]]);
+        assert_eq!(input.mask(), partial);
+        xs[1] = None;
+        let err = EncoderInput::dense(xs, mask.view()).unwrap_err().to_string();
+        assert!(err.contains("auditory"), "{err}");
+    }
+
+    #[test]
+    fn components_validate_rows_and_weights() {
+        let parts = || -> [Option<(Array2<f64>, Vec<usize>, Option<Vec<f64>>)>; 7] { Default::default() };
+        let mut p = parts();
+        p[2] = Some((Array2::zeros((2, 3)), vec![0, 2], None));
+        assert!(EncoderInput::components(2, p).is_err());
+        let mut p = parts();
+        p[2] = Some((Array2::zeros((2, 3)), vec![0, 0], Some(vec![1.0, -1.0])));
+        assert!(EncoderInput::components(1, p).is_err());
+        let mut p = parts();
+        p[2] = Some((Array2::zeros((2, 3)), vec![0, 0], Some(vec![1.0, 0.5])));
+        let input = EncoderInput::components(1, p).unwrap();
+        assert_eq!(input.mask().row(0).to_vec(), vec![false, false, true, false, false, false, false]);
+    }
+}

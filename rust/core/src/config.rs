@@ -1,0 +1,78 @@
+//! Model configuration with the original's defaults.
+
+use crate::error::{Error, Result};
+use crate::features::FINGERPRINT_DIM;
+use crate::modality::NUM_MODALITIES;
+
+/// Hyper-parameters of [`crate::LearnableMultiModal`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// `E`: size of every modality embedding and of the fused embedding.
+    pub embed_dim: usize,
+    /// `H`: width of the fusion network's middle layer.
+    pub hidden_dim: usize,
+    /// Adam's default step size.
+    pub learning_rate: f64,
+    /// Attention heads; `embed_dim` must be divisible by it.
+    pub num_heads: usize,
+    /// Capacity of the experience buffer.
+    pub buffer_size: usize,
+    /// Seeds the initialisation (same seed, same weights, bit for bit).
+    pub seed: u64,
+    /// Input length of each modality's encoder, in modality order
+    /// (18 = the graph fingerprint).
+    pub input_dims: [usize; NUM_MODALITIES],
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            embed_dim: 64,
+            hidden_dim: 128,
+            learning_rate: 0.001,
+            num_heads: 4,
+            buffer_size: 1000,
+            seed: 0,
+            input_dims: [FINGERPRINT_DIM; NUM_MODALITIES],
+        }
+    }
+}
+
+impl Config {
+    /// Checks every field; the message names the field and the allowed values.
+    pub fn validate(&self) -> Result<()> {
+        let positive = [
+            ("embed_dim", self.embed_dim),
+            ("hidden_dim", self.hidden_dim),
+            ("num_heads", self.num_heads),
+            ("buffer_size", self.buffer_size),
+        ];
+        for (name, v) in positive {
+            if v == 0 {
+                return Err(Error::invalid(name, "got 0; expected a positive integer"));
+            }
+        }
+        if self.embed_dim % self.num_heads != 0 {
+            return Err(Error::invalid(
+                "num_heads",
+                format!(
+                    "embed_dim={} is not divisible by num_heads={}; expected a divisor of embed_dim",
+                    self.embed_dim, self.num_heads
+                ),
+            ));
+        }
+        if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
+            return Err(Error::invalid(
+                "learning_rate",
+                format!("got {}; expected a finite positive number", self.learning_rate),
+            ));
+        }
+        if let Some(m) = self.input_dims.iter().position(|&d| d == 0) {
+            return Err(Error::invalid(
+                "input_dims",
+                format!("modality {m} has input dimension 0; expected a positive integer"),
+            ));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,58 @@
+//! The one error type of the core. The bindings map every variant to a Python
+//! `ValueError`; each message names the argument, what was given and what was
+//! expected, so it can be shown to a user unchanged.
+
+/// Everything that can go wrong when the core is handed bad input.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// An array has the wrong shape.
+    #[error("{arg}: expected shape {expected}, got {got}")]
+    Shape {
+        arg: String,
+        expected: String,
+        got: String,
+    },
+    /// An array holds NaN or infinity where finite numbers are required.
+    #[error("{arg}: contains a non-finite value (NaN or inf) at {at}; expected finite numbers")]
+    NonFinite { arg: String, at: String },
+    /// Any other invalid value.
+    #[error("{arg}: {message}")]
+    Invalid { arg: String, message: String },
+}
+
+impl Error {
+    pub fn shape(arg: impl Into<String>, expected: impl Into<String>, got: impl Into<String>) -> Self {
+        Error::Shape {
+            arg: arg.into(),
+            expected: expected.into(),
+            got: got.into(),
+        }
+    }
+
+    pub fn invalid(arg: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Invalid {
+            arg: arg.into(),
+            message: message.into(),
+        }
+    }
+
+    pub fn non_finite(arg: impl Into<String>, at: impl Into<String>) -> Self {
+        Error::NonFinite {
+            arg: arg.into(),
+            at: at.into(),
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Formats a shape the way numpy prints it: `(3, 18)`.
+pub fn fmt_shape(shape: &[usize]) -> String {
+    match shape {
+        [n] => format!("({n},)"),
+        _ => format!(
+            "({})",
+            shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")
+        ),
+    }
+}

@@ -1,0 +1,70 @@
+//! The original's 18 graph features ("fingerprint").
+//!
+//! `f[0] = n/100`, `f[1] = m/100`, `f[2+k]` = nodes in activation bucket `k`
+//! / 10 (bucket = `floor(clamp(a*7, 0, 7))`), `f[10+k]` = nodes with
+//! out-degree bucket `k` / 10 (bucket = `min(out_degree, 7)`).
+
+use crate::graph::Graph;
+
+/// Length of the fingerprint (`F` in the formulas).
+pub const FINGERPRINT_DIM: usize = 18;
+
+/// The 18 SPEC features of `graph`.
+pub fn fingerprint(graph: &Graph) -> [f32; FINGERPRINT_DIM] {
+    let mut counts = [0usize; FINGERPRINT_DIM];
+    for &a in graph.activations() {
+        counts[2 + (a * 7.0).clamp(0.0, 7.0).floor() as usize] += 1;
+    }
+    for d in graph.out_degrees() {
+        counts[10 + d.min(7)] += 1;
+    }
+    let mut f = counts.map(|c| c as f32 / 10.0);
+    f[0] = graph.node_count() as f32 / 100.0;
+    f[1] = graph.edge_count() as f32 / 100.0;
+    f
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hello_matches_the_spec_example() {
+        let f = fingerprint(&Graph::from_text("hello"));
+        let mut expected = [0.0f32; FINGERPRINT_DIM];
+        expected[0] = 0.05;
+        expected[1] = 0.04;
+        expected[9] = 0.5;
+        expected[10] = 0.1;
+        expected[11] = 0.4;
+        assert_eq!(f, expected);
+    }
+
+    #[test]
+    fn buckets_follow_activation_and_out_degree() {
+        // Node 0 -> 1, 2, 3 (out-degree 3); activations hit buckets 0, 3, 6, 7.
+        let g = Graph::from_edges(
+            4,
+            &[[0, 1], [0, 2], [0, 3]],
+            Some(vec![-0.5, 0.5, 0.9, 2.0]),
+            None,
+        )
+        .unwrap();
+        let f = fingerprint(&g);
+        assert_eq!(f[0], 0.04);
+        assert_eq!(f[1], 0.03);
+        for (k, want) in [(0, 0.1), (3, 0.1), (6, 0.1), (7, 0.1)] {
+            assert_eq!(f[2 + k], want, "activation bucket {k}");
+        }
+        assert_eq!(f[10], 0.3, "three nodes of out-degree 0");
+        assert_eq!(f[13], 0.1, "one node of out-degree 3");
+    }
+
+    #[test]
+    fn out_degree_saturates_at_seven() {
+        let edges: Vec<[i64; 2]> = (1..=9).map(|t| [0, t]).collect();
+        let f = fingerprint(&Graph::from_edges(10, &edges, None, None).unwrap());
+        assert_eq!(f[17], 0.1);
+        assert_eq!(f[10], 0.9);
+    }
+}

@@ -1,0 +1,28 @@
+//! Learnable multimodal fusion and cross-modal binding — the pure-Rust core
+//! of `grapheme-multimodal`.
+//!
+//! Per-modality encoders turn each modality of an event (a graph, through its
+//! 18 fingerprint features, or a feature vector) into a unit embedding; a
+//! fusion network combines them; a binder scores how strongly two modalities
+//! belong together; a multi-head attention weighs modalities for a query.
+//! Every computation is batched: `x[m]: [B, d_m]`, presence mask `[B, 7]`.
+
+pub mod batch;
+pub mod config;
+pub mod error;
+pub mod features;
+pub mod graph;
+pub mod modality;
+pub mod model;
+pub mod nn;
+pub mod params;
+pub mod real;
+pub mod validate;
+
+pub use batch::{EncoderInput, ModalityInput};
+pub use config::Config;
+pub use error::{Error, Result};
+pub use graph::Graph;
+pub use modality::{Modality, NUM_MODALITIES};
+pub use model::LearnableMultiModal;
+pub use real::Real;

@@ -1,0 +1,181 @@
+//! `LearnableMultiModal`: the encoders, fusion network, binder and attention
+//! over one flat parameter buffer. Every entry point is batched; a single
+//! event is a batch of one.
+
+use crate::batch::{input_arg, EncoderInput};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::modality::{Modality, NUM_MODALITIES};
+use crate::nn::encoder::pool_components;
+use crate::nn::{AttentionOutput, CrossModalBinder, FusionNetwork, ModalityAttention, ModalityEncoder};
+use crate::params::{assign, ParamLayout, Params};
+use crate::real::Real;
+use crate::validate::{check_finite, check_shape};
+use ndarray::{s, Array1, Array2, Array3, ArrayView2, ArrayView3, ArrayViewD, CowArray, Ix3};
+
+/// The model. `T` is `f32` for users and `f64` for gradient checks.
+#[derive(Debug, Clone)]
+pub struct LearnableMultiModal<T> {
+    config: Config,
+    layout: ParamLayout,
+    params: Vec<T>,
+    encoders: Vec<ModalityEncoder>,
+    fusion: FusionNetwork,
+    binder: CrossModalBinder,
+    attention: ModalityAttention,
+}
+
+impl<T: Real> LearnableMultiModal<T> {
+    /// Builds the model and initialises its weights from `config.seed`.
+    pub fn new(config: Config) -> Result<Self> {
+        config.validate()?;
+        let (e, h) = (config.embed_dim, config.hidden_dim);
+        let mut layout = ParamLayout::new();
+        let encoders = Modality::ALL
+            .iter()
+            .map(|&m| ModalityEncoder::register(&mut layout, m, config.input_dims[m.index()], e))
+            .collect();
+        let fusion = FusionNetwork::register(&mut layout, e, h);
+        let binder = CrossModalBinder::register(&mut layout, e);
+        let attention = ModalityAttention::register(&mut layout, e, config.num_heads);
+        let params = layout.initialize(config.seed);
+        Ok(LearnableMultiModal {
+            config,
+            layout,
+            params,
+            encoders,
+            fusion,
+            binder,
+            attention,
+        })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn layout(&self) -> &ParamLayout {
+        &self.layout
+    }
+
+    /// The flat parameter buffer, in layout order.
+    pub fn params(&self) -> &[T] {
+        &self.params
+    }
+
+    pub fn params_mut(&mut self) -> &mut [T] {
+        &mut self.params
+    }
+
+    pub fn num_parameters(&self) -> usize {
+        self.layout.len()
+    }
+
+    pub fn embed_dim(&self) -> usize {
+        self.config.embed_dim
+    }
+
+    /// The tensor called `name`.
+    pub fn param(&self, name: &str) -> Result<ArrayViewD<'_, T>> {
+        Ok(self.view().tensor(self.layout.find(name)?))
+    }
+
+    /// Overwrites tensor `name`; its shape must match and values be finite.
+    pub fn set_param(&mut self, name: &str, values: ArrayViewD<T>) -> Result<()> {
+        assign(&self.layout, &mut self.params, name, values)
+    }
+
+    fn view(&self) -> Params<'_, T> {
+        self.layout.view(&self.params)
+    }
+
+    /// Modality embeddings `[B, M, E]`: unit rows where present, zeros where absent.
+    pub fn encode(&self, input: &EncoderInput<T>) -> Result<Array3<T>> {
+        let mut emb = Array3::zeros((input.batch_size, NUM_MODALITIES, self.embed_dim()));
+        for (m, slot) in input.modalities.iter().enumerate() {
+            let Some(part) = slot else { continue };
+            let arg = input_arg(m);
+            check_shape(&arg, &part.x, &[None, Some(self.config.input_dims[m])])?;
+            if let Err(Error::NonFinite { .. }) = check_finite(&arg, &part.x) {
+                let bad = part.x.rows().into_iter().position(|r| r.iter().any(|v| !v.is_finite()));
+                let row = bad.map_or(0, |i| part.rows[i]);
+                return Err(Error::non_finite(arg, format!("row {row} (a row marked present)")));
+            }
+            let z = self.encoders[m].forward(self.view(), part.x.view());
+            pool_components(z.view(), &part.rows, part.weights.as_deref(), emb.slice_mut(s![.., m, ..]));
+        }
+        Ok(emb)
+    }
+
+    /// Fused embeddings `[B, E]` (unit rows) of `emb [B, M, E]`; modalities
+    /// absent in `mask [B, M]` count as zeros whatever `emb` holds there.
+    pub fn fuse(&self, emb: ArrayView3<T>, mask: ArrayView2<bool>) -> Result<Array2<T>> {
+        let emb = self.check_embeddings(emb, mask)?;
+        let batch = emb.shape()[0];
+        let x = emb
+            .to_shape((batch, NUM_MODALITIES * self.embed_dim()))
+            .expect("[B, M, E] is reshapeable");
+        Ok(self.fusion.forward(self.view(), x.view()))
+    }
+
+    /// Encodes then fuses: `(embeddings [B, M, E], fused [B, E])`.
+    pub fn encode_and_fuse(&self, input: &EncoderInput<T>) -> Result<(Array3<T>, Array2<T>)> {
+        let emb = self.encode(input)?;
+        let batch = input.batch_size;
+        let fused = {
+            let x = emb
+                .view()
+                .into_shape_with_order((batch, NUM_MODALITIES * self.embed_dim()))
+                .expect("fresh arrays are contiguous");
+            self.fusion.forward(self.view(), x)
+        };
+        Ok((emb, fused))
+    }
+
+    /// Binding strength of each row pair: `a [B, E]`, `b [B, E]` → `[B]` in [0, 1].
+    pub fn bind(&self, a: ArrayView2<T>, b: ArrayView2<T>) -> Result<Array1<T>> {
+        let e = Some(self.embed_dim());
+        check_shape("a", &a, &[None, e])?;
+        check_shape("b", &b, &[Some(a.nrows()), e])?;
+        check_finite("a", &a)?;
+        check_finite("b", &b)?;
+        Ok(self.binder.forward(self.view(), a, b))
+    }
+
+    /// `S[b, i, j] = strength(e_i, e_j)` for modalities present in row `b`, else 0.
+    pub fn pair_strengths(&self, emb: ArrayView3<T>, mask: ArrayView2<bool>) -> Result<Array3<T>> {
+        let emb = self.check_embeddings(emb, mask)?;
+        Ok(self.binder.pair_strengths(self.view(), emb.view(), mask))
+    }
+
+    /// Attention of `query [B, E]` over the present modalities of `emb [B, M, E]`.
+    pub fn attend(&self, query: ArrayView2<T>, emb: ArrayView3<T>, mask: ArrayView2<bool>) -> Result<AttentionOutput<T>> {
+        let emb = self.check_embeddings(emb, mask)?;
+        check_shape("query", &query, &[Some(emb.shape()[0]), Some(self.embed_dim())])?;
+        check_finite("query", &query)?;
+        Ok(self.attention.forward(self.view(), query, emb.view(), mask))
+    }
+
+    /// Validates `emb [B, M, E]` against `mask [B, M]` and zeroes absent slots
+    /// (copying only when some slot is absent).
+    fn check_embeddings<'a>(&self, emb: ArrayView3<'a, T>, mask: ArrayView2<bool>) -> Result<CowArray<'a, T, Ix3>> {
+        check_shape("embeddings", &emb, &[None, Some(NUM_MODALITIES), Some(self.embed_dim())])?;
+        check_shape("mask", &mask, &[Some(emb.shape()[0]), Some(NUM_MODALITIES)])?;
+        for ((b, m), &present) in mask.indexed_iter() {
+            if present {
+                check_finite("embeddings", &emb.slice(s![b, m, ..]))
+                    .map_err(|_| Error::non_finite("embeddings", format!("row {b}, modality {:?}", Modality::ALL[m].name())))?;
+            }
+        }
+        if mask.iter().all(|&p| p) {
+            return Ok(CowArray::from(emb));
+        }
+        let mut owned = emb.to_owned();
+        for ((b, m), &present) in mask.indexed_iter() {
+            if !present {
+                owned.slice_mut(s![b, m, ..]).fill(T::zero());
+            }
+        }
+        Ok(CowArray::from(owned))
+    }
+}

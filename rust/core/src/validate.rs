@@ -1,0 +1,32 @@
+//! Shape and value checks shared by the model's entry points.
+
+use crate::error::{fmt_shape, Error, Result};
+use crate::real::Real;
+use ndarray::{ArrayBase, Data, Dimension};
+
+/// Checks `a`'s shape against `expected`, where `None` accepts any length.
+pub fn check_shape<S: Data, D: Dimension>(arg: &str, a: &ArrayBase<S, D>, expected: &[Option<usize>]) -> Result<()> {
+    let got = a.shape();
+    let ok = got.len() == expected.len() && got.iter().zip(expected).all(|(g, e)| e.is_none_or(|e| e == *g));
+    if ok {
+        return Ok(());
+    }
+    let want: Vec<String> = expected
+        .iter()
+        .map(|e| e.map_or_else(|| "any".to_string(), |e| e.to_string()))
+        .collect();
+    let want = if want.len() == 1 {
+        format!("({},)", want[0])
+    } else {
+        format!("({})", want.join(", "))
+    };
+    Err(Error::shape(arg, want, fmt_shape(got)))
+}
+
+/// Fails on the first NaN or infinity, naming its index.
+pub fn check_finite<T: Real, S: Data<Elem = T>, D: Dimension>(arg: &str, a: &ArrayBase<S, D>) -> Result<()> {
+    match a.indexed_iter().find(|(_, v)| !v.is_finite()) {
+        None => Ok(()),
+        Some((idx, _)) => Err(Error::non_finite(arg, format!("index {idx:?}"))),
+    }
+}

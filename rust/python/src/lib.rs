@@ -1,0 +1,24 @@
+//! `grapheme_multimodal._core`: the PyO3 bindings of the pure-Rust core.
+//! Only conversion (numpy <-> ndarray), error mapping and GIL release live
+//! here; the math is in the `grapheme-multimodal` crate.
+
+mod errors;
+mod graph;
+mod model;
+
+use pyo3::prelude::*;
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add("NUM_MODALITIES", grapheme_multimodal::NUM_MODALITIES)?;
+    m.add("FINGERPRINT_DIM", grapheme_multimodal::features::FINGERPRINT_DIM)?;
+    m.add(
+        "MODALITY_NAMES",
+        grapheme_multimodal::Modality::ALL.iter().map(|m| m.name()).collect::<Vec<_>>(),
+    )?;
+    m.add_class::<graph::PyGraph>()?;
+    m.add_class::<model::PyModel>()?;
+    m.add_function(wrap_pyfunction!(graph::fingerprints, m)?)?;
+    Ok(())
+}
