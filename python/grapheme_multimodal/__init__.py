@@ -1,1 +1,49 @@
+"""grapheme-multimodal: learnable multimodal fusion and cross-modal binding,
+with its math in Rust.
+
+>>> import grapheme_multimodal as gm
+>>> model = gm.LearnableMultiModal(seed=0)
+>>> event = gm.MultiModalEvent(1)
+>>> event.add_component(gm.ModalGraph(gm.Graph.from_text("a cat"), gm.Modality.LINGUISTIC))
+>>> model.fuse_event(event).shape
+(64,)
+"""
+
 from ._core import __version__
+from .config import LearnableMultiModalConfig
+from .graph import Graph, fingerprints
+from .model import (
+    CrossModalBinder,
+    FusionNetwork,
+    LearnableMultiModal,
+    ModalityAttention,
+    ModalityEncoder,
+)
+from .types import (
+    BindingType,
+    CrossModalBinding,
+    ModalFeatures,
+    ModalGraph,
+    Modality,
+    MultiModalEvent,
+    SpatialRegion,
+)
+
+__all__ = [
+    "__version__",
+    "BindingType",
+    "CrossModalBinder",
+    "CrossModalBinding",
+    "FusionNetwork",
+    "Graph",
+    "LearnableMultiModal",
+    "LearnableMultiModalConfig",
+    "ModalFeatures",
+    "ModalGraph",
+    "Modality",
+    "ModalityAttention",
+    "ModalityEncoder",
+    "MultiModalEvent",
+    "SpatialRegion",
+    "fingerprints",
+]

@@ -1,0 +1,66 @@
+"""Converting user input to the arrays the Rust core reads, with errors that
+say which argument was wrong, what it was and what was expected."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import numpy as np
+
+from ._core import NUM_MODALITIES
+
+
+def describe(x: Any) -> str:
+    """A short description of a value for error messages."""
+    if isinstance(x, np.ndarray):
+        return f"array of shape {x.shape} and dtype {x.dtype}"
+    return f"{type(x).__name__}"
+
+
+def as_float32(x: Any, name: str, ndim: int, shape: Optional[tuple] = None) -> np.ndarray:
+    """`x` as a C-contiguous float32 array of `ndim` dimensions.
+
+    Already-conforming arrays are returned as they are (no copy); other real
+    dtypes and layouts are converted. `shape` may hold ``None`` for free axes.
+    Non-numeric input raises TypeError, a wrong shape ValueError.
+    """
+    if isinstance(x, np.ndarray) and x.dtype == np.float32 and x.flags.c_contiguous:
+        arr = x
+    else:
+        try:
+            arr = np.asarray(x)
+        except Exception as exc:  # ragged lists and the like
+            raise ValueError(f"{name}: could not be read as a numeric array ({exc})") from None
+        if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
+            raise TypeError(f"{name}: expected a real-valued numeric array, got {describe(arr)}")
+        if np.iscomplexobj(arr):
+            raise TypeError(f"{name}: expected real numbers, got complex dtype {arr.dtype}")
+        arr = np.ascontiguousarray(arr, dtype=np.float32)
+    if arr.ndim != ndim:
+        want = shape if shape is not None else f"{ndim} dimensions"
+        raise ValueError(f"{name}: expected {ndim}-D input {_fmt(want)}, got shape {arr.shape}")
+    if shape is not None:
+        for got, want in zip(arr.shape, shape):
+            if want is not None and got != want:
+                raise ValueError(f"{name}: expected shape {_fmt(shape)}, got {arr.shape}")
+    return arr
+
+
+def as_mask(mask: Any, batch_size: Optional[int], name: str = "mask") -> np.ndarray:
+    """A `[B, 7]` presence mask as C-contiguous bool (0/1 numbers accepted)."""
+    arr = np.asarray(mask)
+    if arr.dtype != np.bool_:
+        if not np.issubdtype(arr.dtype, np.number):
+            raise TypeError(f"{name}: expected booleans or 0/1 numbers, got {describe(arr)}")
+        if not np.isin(arr, (0, 1)).all():
+            raise ValueError(f"{name}: expected booleans or 0/1 numbers, got other values")
+        arr = arr.astype(np.bool_)
+    if arr.ndim != 2 or arr.shape[1] != NUM_MODALITIES or (batch_size is not None and arr.shape[0] != batch_size):
+        raise ValueError(f"{name}: expected shape ({batch_size if batch_size is not None else 'B'}, {NUM_MODALITIES}), got {arr.shape}")
+    return np.ascontiguousarray(arr)
+
+
+def _fmt(shape: Any) -> str:
+    if isinstance(shape, tuple):
+        return "(" + ", ".join("any" if s is None else str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
+    return str(shape)

@@ -1,0 +1,405 @@
+"""`LearnableMultiModal`: the model's Python face.
+
+Everything is computed by the Rust core on whole batches, with the GIL
+released. The per-event methods (`encode_event`, `fuse_event`, ...) build a
+batch of one and call the same path as the batched numpy methods.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections import OrderedDict
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from . import _core
+from ._validation import as_float32, as_mask, describe
+from .config import LearnableMultiModalConfig, resolve_config
+from .graph import Graph, fingerprints
+from .types import CrossModalBinding, BindingType, ModalFeatures, ModalGraph, Modality, MultiModalEvent
+
+NUM_MODALITIES = _core.NUM_MODALITIES
+ModalityKey = Union[Modality, str, int]
+Inputs = Union[Mapping[ModalityKey, Any], Sequence[Any]]
+
+
+class LearnableMultiModal:
+    """Encoders, fusion network, cross-modal binder and modality attention.
+
+    Shapes: ``B`` events, ``M = 7`` modalities, ``E = embed_dim``. Batched
+    inputs are per-modality arrays ``[B, d_m]`` plus a presence mask
+    ``[B, 7]``; rows marked absent are never read (they may hold NaN).
+
+    >>> model = LearnableMultiModal(seed=0)
+    >>> model.num_parameters()
+    70337
+    """
+
+    def __init__(self, config: Optional[LearnableMultiModalConfig] = None, **overrides: Any) -> None:
+        self.config = resolve_config(config, overrides)
+        c = self.config
+        self._core = _core.Model(
+            c.embed_dim, c.hidden_dim, c.learning_rate, c.num_heads, c.buffer_size, c.seed, list(c.input_dims)
+        )
+        self._cache: "weakref.WeakKeyDictionary[MultiModalEvent, tuple]" = weakref.WeakKeyDictionary()
+
+    # ------------------------------------------------------------------ batched
+    def prepare_inputs(self, inputs: Inputs, mask: Any = None) -> Tuple[List[Optional[np.ndarray]], np.ndarray]:
+        """Per-modality float32 arrays (``None`` where not given) and a bool mask ``[B, 7]``.
+
+        ``inputs`` maps modalities (``Modality``, name or index) to arrays
+        ``[B, d_m]`` or to lists of :class:`Graph` (featurised in Rust), or is
+        a sequence of 7 such entries (``None`` for absent). Without ``mask``,
+        every given modality is present in every row.
+        """
+        arrays = self._as_modality_list(inputs)
+        sizes = {len(a) for a in arrays if a is not None}
+        if mask is None:
+            if not sizes:
+                raise ValueError("inputs: no modality was given; expected at least one array when mask is None")
+            if len(sizes) > 1:
+                raise ValueError(f"inputs: arrays have different numbers of rows {sorted(sizes)}; expected one batch size")
+            batch = sizes.pop()
+            mask_arr = np.zeros((batch, NUM_MODALITIES), dtype=bool)
+            mask_arr[:, [m for m, a in enumerate(arrays) if a is not None]] = True
+        else:
+            mask_arr = as_mask(mask, None)
+            batch = mask_arr.shape[0]
+        for m, a in enumerate(arrays):
+            if a is not None and a.shape[0] != batch:
+                raise ValueError(
+                    f"inputs[{_name(m)!r}]: expected {batch} rows (the batch size), got shape {a.shape}"
+                )
+        return arrays, mask_arr
+
+    def encode(self, inputs: Inputs, mask: Any = None) -> np.ndarray:
+        """Modality embeddings ``[B, 7, E]``: unit rows where present, zeros where absent."""
+        arrays, mask_arr = self.prepare_inputs(inputs, mask)
+        return self._core.encode(arrays, mask_arr)
+
+    def encode_and_fuse(self, inputs: Inputs, mask: Any = None) -> Tuple[np.ndarray, np.ndarray]:
+        """``(embeddings [B, 7, E], fused [B, E])`` in one pass."""
+        arrays, mask_arr = self.prepare_inputs(inputs, mask)
+        return self._core.encode_and_fuse(arrays, mask_arr)
+
+    def fuse(self, embeddings: Any, mask: Any = None) -> np.ndarray:
+        """Fused unit embeddings ``[B, E]`` of ``embeddings [B, 7, E]``.
+
+        Absent modalities count as zeros. ``mask`` defaults to the slots that
+        are not all zero.
+        """
+        emb, mask_arr = self._embeddings_and_mask(embeddings, mask)
+        return self._core.fuse(emb, mask_arr)
+
+    def bind(self, a: Any, b: Any) -> np.ndarray:
+        """Binding strength in [0, 1] of each row pair: ``a [B, E]``, ``b [B, E]`` → ``[B]``."""
+        e = self.config.embed_dim
+        a = as_float32(a, "a", 2, (None, e))
+        b = as_float32(b, "b", 2, (a.shape[0], e))
+        return self._core.bind(a, b)
+
+    def pair_strengths(self, embeddings: Any, mask: Any = None) -> np.ndarray:
+        """``S [B, 7, 7]``: ``S[b, i, j] = strength(e_i, e_j)`` where both are present, else 0."""
+        emb, mask_arr = self._embeddings_and_mask(embeddings, mask)
+        return self._core.pair_strengths(emb, mask_arr)
+
+    def attention_weights(self, query: Any, embeddings: Any, mask: Any = None, per_head: bool = False) -> np.ndarray:
+        """Attention of ``query [B, E]`` over the present modalities: ``[B, 7]``
+        (mean over heads; sums to 1 over present modalities, 0 elsewhere and
+        in rows with none present), or ``[B, heads, 7]`` with ``per_head=True``."""
+        weights, _, heads = self._attend(query, embeddings, mask)
+        return heads if per_head else weights
+
+    def attend(self, query: Any, embeddings: Any, mask: Any = None) -> np.ndarray:
+        """Attended vector ``[B, E]`` (zeros in rows with no modality present)."""
+        return self._attend(query, embeddings, mask)[1]
+
+    # ---------------------------------------------------------------- per event
+    def encode_event(self, event: MultiModalEvent) -> Dict[Modality, np.ndarray]:
+        """``{modality: embedding [E]}`` for each modality present in ``event``."""
+        emb, mask = self._encoded(event)
+        return {m: emb[0, m.index].copy() for m in Modality if mask[0, m.index]}
+
+    def fuse_event(self, event: MultiModalEvent) -> np.ndarray:
+        """The fused unit embedding ``[E]`` of ``event``."""
+        emb, mask = self._encoded(event)
+        if not mask.any():
+            raise ValueError(f"event: event {event.id} has no components; expected at least one to fuse")
+        return self._core.fuse(emb, mask)[0]
+
+    def compute_bindings(self, event: MultiModalEvent) -> List[CrossModalBinding]:
+        """One binding per unordered pair of present modalities (slot order),
+        with the binder's strength, from node 0 to node 0."""
+        emb, mask = self._encoded(event)
+        strengths = self._core.pair_strengths(emb, mask)[0]
+        present = [m for m in Modality if mask[0, m.index]]
+        return [
+            CrossModalBinding((a, 0), (b, 0), float(strengths[a.index, b.index]), BindingType.REFERENCE)
+            for i, a in enumerate(present)
+            for b in present[i + 1 :]
+        ]
+
+    def get_modality_attention(self, query: Any, event: MultiModalEvent) -> List[Tuple[Modality, float]]:
+        """``[(modality, weight)]`` for all 7 modalities (0 for absent ones)."""
+        emb, mask = self._encoded(event)
+        weights = self._core.attend(self._query(query), emb, mask)[0][0]
+        return [(m, float(weights[m.index])) for m in Modality]
+
+    def attend_to_event(self, query: Any, event: MultiModalEvent) -> np.ndarray:
+        """Attended vector ``[E]`` of ``query [E]`` over ``event``'s modalities."""
+        emb, mask = self._encoded(event)
+        return self._core.attend(self._query(query), emb, mask)[1][0]
+
+    # ------------------------------------------------------------ parameters
+    def num_parameters(self) -> int:
+        """Number of trainable scalars (70,337 with the defaults)."""
+        return self._core.num_parameters
+
+    def parameter_shapes(self) -> Dict[str, Tuple[int, ...]]:
+        """``{name: shape}`` in a stable order."""
+        return {name: tuple(shape) for name, shape in self._core.param_specs()}
+
+    def state_dict(self) -> "OrderedDict[str, np.ndarray]":
+        """Copies of every parameter tensor, float32, under stable readable
+        names (``encoder.visual.weight``, ``fusion.0.bias``, ``attention.q.weight``...)."""
+        return OrderedDict((name, self._core.get_param(name)) for name, _ in self._core.param_specs())
+
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True) -> None:
+        """Loads parameters by name. With ``strict`` the names must match
+        exactly; shapes must always match and values be finite. Nothing is
+        changed unless every tensor is valid."""
+        if not isinstance(state_dict, Mapping):
+            raise TypeError(f"state_dict: expected a mapping name -> array, got {type(state_dict).__name__}")
+        shapes = self.parameter_shapes()
+        unknown = sorted(set(state_dict) - set(shapes))
+        missing = sorted(set(shapes) - set(state_dict))
+        if strict and (unknown or missing):
+            raise ValueError(f"state_dict: unexpected keys {unknown}, missing keys {missing} (strict=True)")
+        staged = {}
+        for name, value in state_dict.items():
+            if name not in shapes:
+                continue
+            arr = as_float32(value, f"state_dict[{name!r}]", len(shapes[name]), shapes[name])
+            if not np.isfinite(arr).all():
+                raise ValueError(f"state_dict[{name!r}]: contains NaN or inf; expected finite numbers")
+            staged[name] = arr
+        for name, arr in staged.items():
+            self._core.set_param(name, arr)
+        self._parameters_changed()
+
+    def clear_cache(self) -> None:
+        """Forgets cached per-event embeddings (they are also dropped whenever
+        the parameters change or an event gains a component)."""
+        self._cache.clear()
+
+    @property
+    def encoder(self) -> "ModalityEncoder":
+        """This model's encoders, as a :class:`ModalityEncoder` view."""
+        return ModalityEncoder._view(self)
+
+    @property
+    def fusion(self) -> "FusionNetwork":
+        """This model's fusion network, as a :class:`FusionNetwork` view."""
+        return FusionNetwork._view(self)
+
+    @property
+    def binder(self) -> "CrossModalBinder":
+        """This model's binder, as a :class:`CrossModalBinder` view."""
+        return CrossModalBinder._view(self)
+
+    @property
+    def attention(self) -> "ModalityAttention":
+        """This model's attention, as a :class:`ModalityAttention` view."""
+        return ModalityAttention._view(self)
+
+    def __getstate__(self) -> Dict[str, Any]:
+        return {"config": self.config.to_dict(), "state_dict": dict(self.state_dict())}
+
+    def __setstate__(self, state: Dict[str, Any]) -> None:
+        self.__init__(LearnableMultiModalConfig.from_dict(state["config"]))
+        self.load_state_dict(state["state_dict"])
+
+    def __repr__(self) -> str:
+        c = self.config
+        return (
+            f"LearnableMultiModal(embed_dim={c.embed_dim}, hidden_dim={c.hidden_dim}, num_heads={c.num_heads}, "
+            f"parameters={self.num_parameters():,})"
+        )
+
+    # --------------------------------------------------------------- internals
+    def _parameters_changed(self) -> None:
+        """Call after any change of the weights: cached embeddings are stale."""
+        self._cache.clear()
+
+    def _as_modality_list(self, inputs: Inputs) -> List[Optional[np.ndarray]]:
+        arrays: List[Optional[np.ndarray]] = [None] * NUM_MODALITIES
+        if isinstance(inputs, Mapping):
+            items = [(Modality.parse(k), v) for k, v in inputs.items()]
+        elif isinstance(inputs, Sequence) and not isinstance(inputs, (str, bytes)) and len(inputs) == NUM_MODALITIES:
+            items = [(m, v) for m, v in zip(Modality, inputs)]
+        else:
+            raise TypeError(
+                f"inputs: expected a mapping modality -> array or a sequence of 7 arrays/None, got {describe(inputs)}"
+            )
+        for m, value in items:
+            if value is None:
+                continue
+            name = f"inputs[{str(m)!r}]"
+            dim = self.config.input_dims[m.index]
+            if isinstance(value, (list, tuple)) and value and all(isinstance(g, Graph) for g in value):
+                if dim != _core.FINGERPRINT_DIM:
+                    raise ValueError(
+                        f"{name}: got graphs (18 features each) but modality {m} takes {dim}-long feature vectors"
+                    )
+                arrays[m.index] = fingerprints(value)
+            else:
+                arrays[m.index] = as_float32(value, name, 2, (None, dim))
+        return arrays
+
+    def _embeddings_and_mask(self, embeddings: Any, mask: Any) -> Tuple[np.ndarray, np.ndarray]:
+        emb = as_float32(embeddings, "embeddings", 3, (None, NUM_MODALITIES, self.config.embed_dim))
+        if mask is None:
+            mask_arr = np.ascontiguousarray((emb != 0).any(axis=2))
+        else:
+            mask_arr = as_mask(mask, emb.shape[0])
+        return emb, mask_arr
+
+    def _attend(self, query: Any, embeddings: Any, mask: Any) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        emb, mask_arr = self._embeddings_and_mask(embeddings, mask)
+        q = as_float32(query, "query", 2, (emb.shape[0], self.config.embed_dim))
+        return self._core.attend(q, emb, mask_arr)
+
+    def _query(self, query: Any) -> np.ndarray:
+        return as_float32(query, "query", 1, (self.config.embed_dim,))[None, :]
+
+    def _encoded(self, event: MultiModalEvent) -> Tuple[np.ndarray, np.ndarray]:
+        """``(embeddings [1, 7, E], mask [1, 7])`` of ``event``, cached."""
+        if not isinstance(event, MultiModalEvent):
+            raise TypeError(f"event: expected MultiModalEvent, got {type(event).__name__}")
+        key = (event._version, tuple((id(c), id(getattr(c, "graph", None)), c.confidence) for c in event.components))
+        hit = self._cache.get(event)
+        if hit is not None and hit[0] == key:
+            return hit[1]
+        parts = self._event_parts(event)
+        emb = self._core.encode_components(1, parts)
+        mask = np.array([[part is not None for part in parts]])
+        result = (emb, mask)
+        self._cache[event] = (key, result)
+        return result
+
+    def _event_parts(self, event: MultiModalEvent) -> list:
+        """The component form of one event: per modality ``(x [k, d], rows, confidences)``."""
+        by_modality: Dict[int, list] = {}
+        for c in event.components:
+            by_modality.setdefault(c.modality.index, []).append(c)
+        graphs = [c.graph for c in event.components if isinstance(c, ModalGraph)]
+        graph_rows = iter(fingerprints(graphs)) if graphs else iter(())
+        features = {id(c): next(graph_rows) for c in event.components if isinstance(c, ModalGraph)}
+        parts: list = [None] * NUM_MODALITIES
+        for m, comps in by_modality.items():
+            dim = self.config.input_dims[m]
+            rows = []
+            for c in comps:
+                if isinstance(c, ModalGraph):
+                    if dim != _core.FINGERPRINT_DIM:
+                        raise ValueError(
+                            f"event {event.id}: modality {_name(m)} takes {dim}-long feature vectors, "
+                            "but a ModalGraph (18 graph features) was given"
+                        )
+                    rows.append(features[id(c)])
+                else:
+                    if c.features.shape != (dim,):
+                        raise ValueError(
+                            f"event {event.id}: modality {_name(m)} takes {dim}-long feature vectors, "
+                            f"got ModalFeatures of shape {c.features.shape}"
+                        )
+                    rows.append(c.features)
+            x = np.ascontiguousarray(np.stack(rows), dtype=np.float32)
+            parts[m] = (x, [0] * len(rows), [float(c.confidence) for c in comps])
+        return parts
+
+
+def _name(m: int) -> str:
+    return _core.MODALITY_NAMES[m]
+
+
+class _ComponentView:
+    """A component of a model, seen on its own. Built standalone it owns a
+    fresh model of the given config; ``model.encoder`` etc. share the model's weights."""
+
+    _prefix = ""
+
+    def __init__(self, config: Optional[LearnableMultiModalConfig] = None, **overrides: Any) -> None:
+        self._model = LearnableMultiModal(config, **overrides)
+
+    @classmethod
+    def _view(cls, model: LearnableMultiModal) -> Any:
+        view = cls.__new__(cls)
+        view._model = model
+        return view
+
+    @property
+    def config(self) -> LearnableMultiModalConfig:
+        return self._model.config
+
+    def parameters(self) -> "OrderedDict[str, np.ndarray]":
+        """Copies of this component's tensors, by their model-wide names."""
+        return OrderedDict((k, v) for k, v in self._model.state_dict().items() if k.startswith(self._prefix))
+
+    def num_parameters(self) -> int:
+        """Number of scalars in this component."""
+        return sum(int(np.prod(s)) for k, s in self._model.parameter_shapes().items() if k.startswith(self._prefix))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(parameters={self.num_parameters():,})"
+
+
+class ModalityEncoder(_ComponentView):
+    """Per-modality encoders: ``l2norm(leaky(W_m x + b_m))``, ``W_m [E, d_m]``."""
+
+    _prefix = "encoder."
+
+    def encode(self, modality: ModalityKey, x: Any) -> np.ndarray:
+        """Unit embeddings ``[N, E]`` of ``x [N, d_m]`` (or a list of graphs)."""
+        m = Modality.parse(modality)
+        emb = self._model.encode({m: x})
+        return np.ascontiguousarray(emb[:, m.index])
+
+
+class FusionNetwork(_ComponentView):
+    """Three LeakyReLU layers over the concatenated embeddings, then L2 norm."""
+
+    _prefix = "fusion."
+
+    def fuse(self, embeddings: Any, mask: Any = None) -> np.ndarray:
+        """See :meth:`LearnableMultiModal.fuse`."""
+        return self._model.fuse(embeddings, mask)
+
+
+class CrossModalBinder(_ComponentView):
+    """``strength(a, b) = sigmoid(w · [a; b] + c)``."""
+
+    _prefix = "binder."
+
+    def strength(self, a: Any, b: Any) -> np.ndarray:
+        """See :meth:`LearnableMultiModal.bind`."""
+        return self._model.bind(a, b)
+
+    def pair_strengths(self, embeddings: Any, mask: Any = None) -> np.ndarray:
+        """See :meth:`LearnableMultiModal.pair_strengths`."""
+        return self._model.pair_strengths(embeddings, mask)
+
+
+class ModalityAttention(_ComponentView):
+    """Multi-head attention of a query over the modality embeddings of an event."""
+
+    _prefix = "attention."
+
+    def weights(self, query: Any, embeddings: Any, mask: Any = None, per_head: bool = False) -> np.ndarray:
+        """See :meth:`LearnableMultiModal.attention_weights`."""
+        return self._model.attention_weights(query, embeddings, mask, per_head)
+
+    def attend(self, query: Any, embeddings: Any, mask: Any = None) -> np.ndarray:
+        """See :meth:`LearnableMultiModal.attend`."""
+        return self._model.attend(query, embeddings, mask)

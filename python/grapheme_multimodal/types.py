@@ -1,0 +1,229 @@
+"""User-facing objects of the original: modalities, spatial regions,
+cross-modal bindings, modal components and multimodal events."""
+
+from __future__ import annotations
+
+import enum
+import itertools
+from dataclasses import dataclass, field
+from typing import Any, List, Optional, Tuple, Union
+
+import numpy as np
+
+from .graph import Graph
+
+
+def _clamp01(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name}: expected a number, got {type(value).__name__}")
+    value = float(value)
+    if np.isnan(value):
+        raise ValueError(f"{name}: expected a number in [0, 1], got NaN")
+    return min(max(value, 0.0), 1.0)
+
+
+class Modality(enum.Enum):
+    """The seven modalities; their order is the slot index everywhere."""
+
+    VISUAL = 0
+    AUDITORY = 1
+    LINGUISTIC = 2
+    TACTILE = 3
+    PROPRIOCEPTIVE = 4
+    ACTION = 5
+    ABSTRACT = 6
+
+    @property
+    def index(self) -> int:
+        """Slot index, 0..6."""
+        return self.value
+
+    @property
+    def is_input(self) -> bool:
+        """True for every modality but ``ACTION``."""
+        return self is not Modality.ACTION
+
+    @property
+    def is_output(self) -> bool:
+        """True only for ``ACTION``."""
+        return self is Modality.ACTION
+
+    @classmethod
+    def all(cls) -> List["Modality"]:
+        """All modalities in slot order."""
+        return list(cls)
+
+    @classmethod
+    def parse(cls, value: Union["Modality", str, int]) -> "Modality":
+        """A modality from itself, its name (any case) or its slot index."""
+        if isinstance(value, Modality):
+            return value
+        if isinstance(value, str):
+            try:
+                return cls[value.upper()]
+            except KeyError:
+                names = ", ".join(m.name.lower() for m in cls)
+                raise ValueError(f"modality: unknown modality {value!r}; expected one of {names}") from None
+        if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+            if 0 <= value < len(cls):
+                return cls(int(value))
+            raise ValueError(f"modality: index {value} is out of range; expected 0..6")
+        raise TypeError(f"modality: expected a Modality, a name or an index, got {type(value).__name__}")
+
+    def __str__(self) -> str:
+        return self.name.lower()
+
+
+class BindingType(enum.Enum):
+    """What kind of link a cross-modal binding is."""
+
+    REFERENCE = "reference"
+    SYNCHRONY = "synchrony"
+    CAUSATION = "causation"
+    IDENTITY = "identity"
+
+
+@dataclass(frozen=True)
+class SpatialRegion:
+    """A rectangle in normalised coordinates; every field is clamped to [0, 1]."""
+
+    x: float = 0.0
+    y: float = 0.0
+    width: float = 1.0
+    height: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name in ("x", "y", "width", "height"):
+            object.__setattr__(self, name, _clamp01(getattr(self, name), name))
+
+    @classmethod
+    def full(cls) -> "SpatialRegion":
+        """The whole field: ``(0, 0, 1, 1)``."""
+        return cls(0.0, 0.0, 1.0, 1.0)
+
+    def overlaps(self, other: "SpatialRegion") -> bool:
+        """Strict overlap: rectangles that only touch do not overlap."""
+        return (
+            self.x < other.x + other.width
+            and other.x < self.x + self.width
+            and self.y < other.y + other.height
+            and other.y < self.y + self.height
+        )
+
+
+@dataclass(frozen=True)
+class CrossModalBinding:
+    """A link from a node of one modality to a node of another.
+
+    ``source`` and ``target`` are ``(modality, node_index)``; ``strength`` is
+    clamped to [0, 1].
+    """
+
+    source: Tuple[Modality, int]
+    target: Tuple[Modality, int]
+    strength: float
+    binding_type: BindingType = BindingType.REFERENCE
+
+    def __post_init__(self) -> None:
+        for name in ("source", "target"):
+            mod, node = getattr(self, name)
+            object.__setattr__(self, name, (Modality.parse(mod), int(node)))
+        object.__setattr__(self, "strength", _clamp01(self.strength, "strength"))
+        if not isinstance(self.binding_type, BindingType):
+            object.__setattr__(self, "binding_type", BindingType(self.binding_type))
+
+
+@dataclass
+class ModalGraph:
+    """One modality of an event given as a graph (featurised by the model)."""
+
+    graph: Graph
+    modality: Modality
+    timestamp: Optional[float] = None
+    region: Optional[SpatialRegion] = None
+    confidence: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.graph, Graph):
+            raise TypeError(f"graph: expected Graph, got {type(self.graph).__name__}")
+        self.modality = Modality.parse(self.modality)
+        self.confidence = _clamp01(self.confidence, "confidence")
+
+
+@dataclass
+class ModalFeatures:
+    """One modality of an event given as a feature vector of that modality's
+    input dimension (e.g. a precomputed image or text embedding)."""
+
+    features: np.ndarray
+    modality: Modality
+    timestamp: Optional[float] = None
+    region: Optional[SpatialRegion] = None
+    confidence: float = 1.0
+
+    def __post_init__(self) -> None:
+        arr = np.asarray(self.features)
+        if not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
+            raise TypeError(f"features: expected real numbers, got dtype {arr.dtype}")
+        if arr.ndim != 1:
+            raise ValueError(f"features: expected a 1-D vector, got shape {arr.shape}")
+        if not np.isfinite(arr).all():
+            raise ValueError("features: contains NaN or inf; expected finite numbers")
+        self.features = arr.astype(np.float32)
+        self.modality = Modality.parse(self.modality)
+        self.confidence = _clamp01(self.confidence, "confidence")
+
+
+Component = Union[ModalGraph, ModalFeatures]
+_event_versions = itertools.count()
+
+
+@dataclass(eq=False)
+class MultiModalEvent:
+    """One event seen through several modalities.
+
+    ``components`` may hold several entries of one modality; the model then
+    pools their embeddings (a confidence-weighted mean, re-normalised).
+    """
+
+    id: int
+    components: List[Component] = field(default_factory=list)
+    bindings: List[CrossModalBinding] = field(default_factory=list)
+    timestamp: Optional[float] = None
+
+    def __post_init__(self) -> None:
+        components, self.components = list(self.components), []
+        for c in components:
+            self.add_component(c)
+        self._touch()
+
+    def _touch(self) -> None:
+        # A fresh token on every change lets the model's embedding cache spot edits.
+        self._version = next(_event_versions)
+
+    def add_component(self, component: Component) -> None:
+        """Adds a :class:`ModalGraph` or :class:`ModalFeatures`."""
+        if not isinstance(component, (ModalGraph, ModalFeatures)):
+            raise TypeError(f"component: expected ModalGraph or ModalFeatures, got {type(component).__name__}")
+        self.components.append(component)
+        self._touch()
+
+    def add_binding(self, binding: CrossModalBinding) -> None:
+        """Adds a :class:`CrossModalBinding`."""
+        if not isinstance(binding, CrossModalBinding):
+            raise TypeError(f"binding: expected CrossModalBinding, got {type(binding).__name__}")
+        self.bindings.append(binding)
+
+    def get_component(self, modality: Union[Modality, str]) -> Optional[Component]:
+        """The first component of ``modality``, or None."""
+        modality = Modality.parse(modality)
+        return next((c for c in self.components if c.modality is modality), None)
+
+    def has_modality(self, modality: Union[Modality, str]) -> bool:
+        """Whether some component has ``modality``."""
+        return self.get_component(modality) is not None
+
+    def modalities(self) -> List[Modality]:
+        """The distinct modalities present, in slot order."""
+        present = {c.modality for c in self.components}
+        return [m for m in Modality if m in present]
