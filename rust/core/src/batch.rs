@@ -31,7 +31,7 @@ pub struct EncoderInput<'a, T> {
 
 /// The argument name used in messages about modality `m`'s input.
 pub fn input_arg(m: usize) -> String {
-    format!("inputs[{:?}]", Modality::ALL[m].name())
+    format!("inputs['{}']", Modality::ALL[m].name())
 }
 
 impl<'a, T: Real> EncoderInput<'a, T> {
@@ -52,7 +52,7 @@ impl<'a, T: Real> EncoderInput<'a, T> {
                 Error::invalid(
                     "mask",
                     format!(
-                        "marks modality {:?} present in row {} but no input array was given for it",
+                        "marks modality '{}' present in row {} but no input array was given for it",
                         Modality::ALL[m].name(),
                         present[0]
                     ),

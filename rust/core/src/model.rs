@@ -164,7 +164,7 @@ impl<T: Real> LearnableMultiModal<T> {
         for ((b, m), &present) in mask.indexed_iter() {
             if present {
                 check_finite("embeddings", &emb.slice(s![b, m, ..]))
-                    .map_err(|_| Error::non_finite("embeddings", format!("row {b}, modality {:?}", Modality::ALL[m].name())))?;
+                    .map_err(|_| Error::non_finite("embeddings", format!("row {b}, modality '{}'", Modality::ALL[m].name())))?;
             }
         }
         if mask.iter().all(|&p| p) {

@@ -1,0 +1,98 @@
+"""SPEC §1 objects: modalities, regions, bindings, components, events."""
+
+import pickle
+
+import numpy as np
+import pytest
+
+import grapheme_multimodal as gm
+from grapheme_multimodal import BindingType, Modality
+
+
+def test_modalities_in_spec_order():
+    names = [m.name for m in Modality.all()]
+    assert names == ["VISUAL", "AUDITORY", "LINGUISTIC", "TACTILE", "PROPRIOCEPTIVE", "ACTION", "ABSTRACT"]
+    assert [m.index for m in Modality] == list(range(7))
+
+
+def test_only_action_is_output():
+    for m in Modality:
+        assert m.is_output == (m is Modality.ACTION)
+        assert m.is_input == (m is not Modality.ACTION)
+
+
+def test_modality_parse():
+    assert Modality.parse("Visual") is Modality.VISUAL
+    assert Modality.parse(2) is Modality.LINGUISTIC
+    assert Modality.parse(Modality.ACTION) is Modality.ACTION
+    with pytest.raises(ValueError, match="smell"):
+        Modality.parse("smell")
+    with pytest.raises(ValueError, match="out of range"):
+        Modality.parse(7)
+    with pytest.raises(TypeError):
+        Modality.parse(1.5)
+
+
+def test_binding_types():
+    assert [b.name for b in BindingType] == ["REFERENCE", "SYNCHRONY", "CAUSATION", "IDENTITY"]
+
+
+def test_spatial_region_clamps_and_overlaps():
+    r = gm.SpatialRegion(-0.5, 0.2, 2.0, 0.3)
+    assert (r.x, r.y, r.width, r.height) == (0.0, 0.2, 1.0, 0.3)
+    assert gm.SpatialRegion.full() == gm.SpatialRegion(0, 0, 1, 1)
+    a = gm.SpatialRegion(0.0, 0.0, 0.5, 0.5)
+    assert a.overlaps(gm.SpatialRegion(0.25, 0.25, 0.5, 0.5))
+    assert not a.overlaps(gm.SpatialRegion(0.5, 0.0, 0.5, 0.5)), "touching edges do not overlap"
+    assert not a.overlaps(gm.SpatialRegion(0.0, 0.6, 0.2, 0.2))
+    with pytest.raises(ValueError):
+        gm.SpatialRegion(float("nan"), 0, 1, 1)
+
+
+def test_binding_strength_and_confidence_are_clamped():
+    b = gm.CrossModalBinding(("visual", 3), (Modality.LINGUISTIC, 1), 1.7)
+    assert b.strength == 1.0 and b.binding_type is BindingType.REFERENCE
+    assert b.source == (Modality.VISUAL, 3)
+    assert gm.CrossModalBinding((0, 0), (1, 0), -2.0, BindingType.IDENTITY).strength == 0.0
+    g = gm.ModalGraph(gm.Graph.from_text("x"), "auditory", confidence=3.0)
+    assert g.confidence == 1.0 and g.modality is Modality.AUDITORY
+    assert gm.ModalGraph(gm.Graph.from_text("x"), 0, confidence=-1).confidence == 0.0
+
+
+def test_event_semantics():
+    e = gm.MultiModalEvent(7, timestamp=1.5)
+    assert e.modalities() == [] and not e.has_modality("visual")
+    first = gm.ModalGraph(gm.Graph.from_text("first"), Modality.LINGUISTIC)
+    e.add_component(gm.ModalGraph(gm.Graph.from_text("img"), Modality.VISUAL))
+    e.add_component(first)
+    e.add_component(gm.ModalGraph(gm.Graph.from_text("second"), Modality.LINGUISTIC))
+    assert e.get_component("linguistic") is first
+    assert e.get_component(Modality.TACTILE) is None
+    assert e.modalities() == [Modality.VISUAL, Modality.LINGUISTIC]
+    e.add_binding(gm.CrossModalBinding((0, 0), (2, 0), 0.5))
+    assert len(e.bindings) == 1
+    with pytest.raises(TypeError):
+        e.add_component("not a component")
+    with pytest.raises(TypeError):
+        e.add_binding(0.5)
+
+
+def test_modal_features_validate():
+    f = gm.ModalFeatures([1, 2, 3], "visual")
+    assert f.features.dtype == np.float32
+    with pytest.raises(ValueError, match="1-D"):
+        gm.ModalFeatures(np.zeros((2, 2)), "visual")
+    with pytest.raises(ValueError, match="NaN"):
+        gm.ModalFeatures([1.0, float("nan")], "visual")
+    with pytest.raises(TypeError):
+        gm.ModalFeatures(["a", "b"], "visual")
+
+
+def test_events_pickle():
+    e = gm.MultiModalEvent(3)
+    e.add_component(gm.ModalGraph(gm.Graph.from_text("héllo"), "linguistic", region=gm.SpatialRegion.full()))
+    e.add_component(gm.ModalFeatures(np.arange(4.0), "visual", confidence=0.5))
+    back = pickle.loads(pickle.dumps(e))
+    assert back.id == 3 and back.modalities() == e.modalities()
+    assert back.components[0].graph == e.components[0].graph
+    assert back.components[0].graph.to_text() == "héllo"
