@@ -1,0 +1,408 @@
+"""The benchmark cases. Import only after `threads.pin_threads` has run
+(`bench.py` does this): the BLAS thread counts are read when NumPy loads.
+
+Every case first checks that the frameworks agree (to `TOLERANCE`), then
+times each of them on the same data. Results are `Row`s: one measured case,
+one `Timing` per framework, the work done per call (events or characters).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional
+
+import numpy as np
+
+import grapheme_multimodal as gm
+import ref_networkx
+import ref_numpy
+import workloads
+from threads import blas_threads, configure_library_threads, configure_torch_threads
+from timing import Settings, Timing, measure, measure_many
+
+TOLERANCE = 1e-4  # max |difference| of model outputs between frameworks
+FEATURE_TOLERANCE = 1e-6  # features are counts / 10 or / 100: they must agree exactly up to rounding
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+class AgreementError(AssertionError):
+    """Two frameworks computed different outputs: timing them would be meaningless."""
+
+
+@dataclass
+class Row:
+    """One measured case: seconds per call of each framework, `work` units
+    (events, characters) per call. ``kind`` is ``"latency"`` (shown as µs per
+    unit) or ``"throughput"`` (shown as units per second)."""
+
+    section: str
+    case: str
+    unit: str
+    work: float
+    kind: str
+    timings: Dict[str, Timing]
+    target: str = ""
+    note: str = ""
+
+    def value(self, framework: str) -> float:
+        t = self.timings[framework].median
+        return t * 1e6 / self.work if self.kind == "latency" else self.work / t
+
+    def spread(self, framework: str) -> float:
+        """The IQR in the unit of `value`."""
+        t = self.timings[framework]
+        if self.kind == "latency":
+            return t.iqr * 1e6 / self.work
+        return self.work / t.q25 - self.work / t.q75
+
+    def speedup(self, other: str, best: bool = False) -> Optional[float]:
+        """How many times faster ours is than `other` (time_other / time_ours),
+        from the medians, or from the fastest samples with `best`."""
+        if "ours" not in self.timings or other not in self.timings:
+            return None
+        if best:
+            return self.timings[other].best / self.timings["ours"].best
+        return self.timings[other].median / self.timings["ours"].median
+
+    def to_dict(self) -> dict:
+        return {
+            "section": self.section,
+            "case": self.case,
+            "unit": self.unit,
+            "kind": self.kind,
+            "work_per_call": self.work,
+            "target": self.target,
+            "note": self.note,
+            "value": {fw: self.value(fw) for fw in self.timings},
+            "iqr": {fw: self.spread(fw) for fw in self.timings},
+            "speedup_vs": {fw: self.speedup(fw) for fw in self.timings if fw != "ours"},
+            "speedup_vs_best_samples": {fw: self.speedup(fw, best=True) for fw in self.timings if fw != "ours"},
+            "seconds_per_call": {fw: t.to_dict() for fw, t in self.timings.items()},
+        }
+
+
+@dataclass
+class Results:
+    rows: List[Row] = field(default_factory=list)
+    checks: List[dict] = field(default_factory=list)
+    notes: List[str] = field(default_factory=list)
+    sgemm: List[dict] = field(default_factory=list)
+    flops: List[dict] = field(default_factory=list)
+    memory: List[dict] = field(default_factory=list)
+    targets: List[dict] = field(default_factory=list)
+    machine: dict = field(default_factory=dict)
+
+
+class Suite:
+    """Holds the model in every framework and runs the cases."""
+
+    def __init__(self, settings: Settings, quick: bool, threads: int, with_torch: bool = True) -> None:
+        self.settings = settings
+        self.quick = quick
+        self.threads = threads
+        self.results = Results()
+        self.library_threads = configure_library_threads(gm, threads)
+        self.model = gm.LearnableMultiModal(seed=0)
+        self.state = self.model.state_dict()
+        self.numpy_model = ref_numpy.NumpyModel(self.state)
+        self.torch = None
+        self.torch_model = None
+        if with_torch:
+            try:
+                import torch
+            except Exception as exc:  # not installed, or broken
+                self.results.notes.append(f"torch skipped: `import torch` failed ({type(exc).__name__}: {exc})")
+            else:
+                configure_torch_threads(torch, threads)
+                import ref_torch
+
+                self.torch, self.ref_torch = torch, ref_torch
+                self.torch_model = ref_torch.TorchModel(self.state)
+        else:
+            self.results.notes.append("torch skipped: --no-torch")
+
+    # ------------------------------------------------------------ helpers
+    def time(self, fn: Callable[[], object]) -> Timing:
+        return measure(fn, self.settings)
+
+    def time_many(self, fns: Dict[str, Callable[[], object]]) -> Dict[str, Timing]:
+        """Times the functions with their samples interleaved (see `timing.measure_many`)."""
+        return measure_many(fns, self.settings)
+
+    def check(self, what: str, a: np.ndarray, b: np.ndarray, tolerance: float = TOLERANCE) -> None:
+        self.results.checks.append(compare(what, a, b, tolerance))
+
+    def add(self, row: Row) -> None:
+        self.results.rows.append(row)
+
+    # ---------------------------------------------------------------- cases
+    def machine(self) -> None:
+        cpu = "unknown"
+        try:
+            with open("/proc/cpuinfo") as fh:
+                cpu = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), cpu)
+        except OSError:
+            pass
+        self.results.machine = {
+            "cpu": cpu,
+            "logical_cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "numpy": np.__version__,
+            "torch": getattr(self.torch, "__version__", None),
+            "grapheme_multimodal": gm.__version__,
+            "threads": self.threads,
+            "blas_threads": blas_threads(),
+            "library_threads": self.library_threads,
+            "load_average_start": _loadavg(),
+        }
+
+    def featurise(self) -> None:
+        texts = workloads.texts(60 if self.quick else 500)
+        chars = sum(len(t) for t in texts)
+        ours = gm.fingerprints([gm.Graph.from_text(t) for t in texts])
+        self.check("featurise: ours vs networkx", ours, ref_networkx.featurise_texts(texts), FEATURE_TOLERANCE)
+        self.check("featurise: ours vs numpy", ours, ref_numpy.featurise_texts(texts), FEATURE_TOLERANCE)
+        per_text = np.stack([gm.Graph.from_text(t).features() for t in texts])
+        self.check("featurise: ours per text vs ours batch", per_text, ours, 0.0)
+
+        t = self.time_many({
+            "ours batch": lambda: gm.fingerprints([gm.Graph.from_text(t) for t in texts]),
+            "ours per text": lambda: [gm.Graph.from_text(t).features() for t in texts],
+            "numpy": lambda: ref_numpy.featurise_texts(texts),
+            "networkx": lambda: ref_networkx.featurise_texts(texts),
+        })
+        theirs = {"numpy": t["numpy"], "networkx": t["networkx"]}
+        target = ">= 50x networkx"
+        section = "1. featurise text -> graph -> 18 features"
+        self.add(Row(section, "batch: fingerprints([Graph.from_text(t) ...])", "char", chars, "throughput",
+                     {"ours": t["ours batch"], **theirs}, target))
+        self.add(Row(section, "per text: Graph.from_text(t).features()", "char", chars, "throughput",
+                     {"ours": t["ours per text"], **theirs}, target))
+        featurize = getattr(gm, "featurize", None)
+        if featurize is None:
+            self.results.notes.append("gm.featurize (content-aware features) skipped: not in this build of the library")
+            return
+        try:
+            featurize(texts[:2])
+        except Exception as exc:  # its signature is still being settled on another branch
+            self.results.notes.append(f"gm.featurize skipped: featurize(list_of_str) raised {type(exc).__name__}: {exc}")
+            return
+        self.add(Row(section, "content-aware: gm.featurize(texts) (defaults)", "char", chars, "throughput",
+                     {"ours": self.time(lambda: featurize(texts))}, note="no networkx equivalent of the same features"))
+
+    def per_event(self) -> None:
+        texts = workloads.event_texts()
+        model = self.model
+        event = _text_event(texts)
+        ours = model.fuse_event(event)
+        self.check("per event: ours vs numpy", ours, self.numpy_model.fuse_texts(texts))
+        fns = {"numpy": lambda: self.numpy_model.fuse_texts(texts)}
+        if self.torch_model is not None:
+            self.check("per event: ours vs torch", ours, self.torch_model.fuse_texts(texts).numpy())
+            fns["torch"] = lambda: self.torch_model.fuse_texts(texts)
+
+        def uncached() -> object:
+            model.clear_cache()
+            return model.fuse_event(event)
+
+        t = self.time_many({
+            "uncached": uncached,
+            "from text": lambda: model.fuse_event(_text_event(texts)),
+            "cached": lambda: model.fuse_event(event),
+            **fns,
+        })
+        theirs = {fw: t[fw] for fw in fns}
+        section = "2. forward, one 3-modality text event (featurise + encode + fuse)"
+        target = ">= 20x torch"
+        note = "numpy/torch start from the 3 texts"
+        self.add(Row(section, "fuse_event(event), uncached (clear_cache() each call)", "event", 1, "latency",
+                     {"ours": t["uncached"], **theirs}, target, note))
+        self.add(Row(section, "event built from the texts + fuse_event", "event", 1, "latency",
+                     {"ours": t["from text"], **theirs}, target, note))
+        self.add(Row(section, "fuse_event(event), cached embeddings", "event", 1, "latency",
+                     {"ours": t["cached"], **theirs}, "", "cache hit: only fusion runs"))
+
+        # Where the time goes: the pieces of one uncached fuse_event, ours only.
+        section = "2b. breakdown of ours, per event"
+        graphs = [c.graph for c in event.components]
+        parts = model._event_parts(event)
+        emb = model._core.encode_components(1, parts)
+        mask = np.array([[p is not None for p in parts]])
+        pieces = {
+            "model.clear_cache()": model.clear_cache,
+            "build event: 3x Graph.from_text + ModalGraph + MultiModalEvent": lambda: _text_event(texts),
+            "gm.fingerprints(3 graphs) (Python -> Rust -> numpy)": lambda: gm.fingerprints(graphs),
+            "model._event_parts(event) (Python: group, featurise, stack)": lambda: model._event_parts(event),
+            "_core.encode_components(1, parts) (Rust call)": lambda: model._core.encode_components(1, parts),
+            "_core.fuse(emb, mask) (Rust call)": lambda: model._core.fuse(emb, mask),
+            "np.array(mask) (Python)": lambda: np.array([[p is not None for p in parts]]),
+        }
+        for case, fn in pieces.items():
+            self.add(Row(section, case, "call", 1, "latency", {"ours": self.time(fn)}))
+
+    def batched(self) -> None:
+        e, h = self.model.config.embed_dim, self.model.config.hidden_dim
+        dims = self.model.config.input_dims
+        sizes = (64, 4096)
+        variants = (("7 of 7 modalities", list(range(7))), ("3 of 7 modalities", list(workloads.THREE_MODALITIES)))
+        for label, present in variants:
+            for batch in sizes:
+                xs = workloads.modality_inputs(batch, present, seed=batch)
+                emb, fused = self.model.encode_and_fuse(xs)
+                np_emb, np_fused = self.numpy_model.encode_and_fuse(xs)
+                self.check(f"batched B={batch} {label}: embeddings ours vs numpy", emb, np_emb)
+                self.check(f"batched B={batch} {label}: fused ours vs numpy", fused, np_fused)
+                fns = {
+                    "ours": lambda: self.model.encode_and_fuse(xs),
+                    "numpy": lambda: self.numpy_model.encode_and_fuse(xs),
+                }
+                if self.torch_model is not None:
+                    txs = self.ref_torch.as_tensors(xs)
+                    t_emb, t_fused = self.torch_model.encode_and_fuse(txs)
+                    self.check(f"batched B={batch} {label}: embeddings ours vs torch", emb, t_emb.numpy())
+                    self.check(f"batched B={batch} {label}: fused ours vs torch", fused, t_fused.numpy())
+                    fns["torch"] = lambda: self.torch_model.encode_and_fuse(txs)
+                timings = self.time_many(fns)
+                target = ">= 3x torch, >= 40% of sgemm" if batch == 4096 and len(present) == 7 else ""
+                row = Row("3. forward, batched: encode_and_fuse", f"B={batch}, {label}", "event", batch, "throughput",
+                          timings, target)
+                self.add(row)
+                flops = flops_per_event(e, h, [dims[m] for m in present])
+                self.results.flops.append({
+                    "case": row.case,
+                    "flops_per_event": flops,
+                    "gflops": {fw: flops * row.value(fw) / 1e9 for fw in timings},
+                })
+                self._batched_breakdown(xs, batch, label)
+
+    def _batched_breakdown(self, xs: list, batch: int, label: str) -> None:
+        model, core = self.model, self.model._core
+        arrays, mask = model.prepare_inputs(xs)
+        emb = core.encode(arrays, mask)
+        pieces = {
+            "model.prepare_inputs (Python validation)": lambda: model.prepare_inputs(xs),
+            "_core.encode_and_fuse (Rust call, no Python checks)": lambda: core.encode_and_fuse(arrays, mask),
+            "_core.encode (encoders only)": lambda: core.encode(arrays, mask),
+            "_core.fuse (fusion only)": lambda: core.fuse(emb, mask),
+        }
+        for case, fn in pieces.items():
+            self.add(Row("3b. breakdown of ours, batched", f"B={batch}, {label}: {case}", "event", batch, "throughput",
+                         {"ours": self.time(fn)}))
+
+    def training(self) -> None:
+        # ---- 4. TRAINING STEP (issue 6, phase 2) ------------------------------------
+        # Runs once `LearnableMultiModal.train_step` exists (branch `learning`): a step
+        # with all default objectives, backward and Adam at B = 1, 64, 1024, against
+        # the same step in PyTorch. Not written yet: its API is still being settled.
+        if not hasattr(gm.LearnableMultiModal, "train_step"):
+            self.results.notes.append("4. training step: skipped: training not available yet")
+        else:
+            self.results.notes.append(
+                "4. training step: skipped: train_step exists, but its benchmark is phase 2 of issue 6 (not written yet)"
+            )
+
+    def sgemm(self) -> None:
+        """The machine's own float32 GEMM rate, with NumPy's matmul (2 m n k FLOPs)."""
+        square = 512 if self.quick else 2048
+        shapes = {
+            f"square {square}^3": (square, square, square),
+            "[4096, 448] x [448, 64] (fusion layer 0 at B=4096)": (4096, 448, 64),
+            "[4096, 64] x [64, 128] (fusion layer 1 at B=4096)": (4096, 64, 128),
+        }
+        rng = np.random.default_rng(0)
+        for name, (m, k, n) in shapes.items():
+            a = rng.standard_normal((m, k), dtype=np.float32)
+            b = rng.standard_normal((k, n), dtype=np.float32)
+            out = np.empty((m, n), dtype=np.float32)
+            t = self.time(lambda: np.matmul(a, b, out=out))
+            self.results.sgemm.append({"shape": name, "m": m, "k": k, "n": n, "gflops": 2 * m * n * k / t.median / 1e9,
+                                       "seconds": t.to_dict()})
+
+    def memory(self, batch: int = 4096) -> None:
+        frameworks = ["ours", "numpy"] + (["torch"] if self.torch_model is not None else [])
+        with tempfile.TemporaryDirectory() as tmp:
+            weights = os.path.join(tmp, "state.npz")
+            np.savez(weights, **self.state)
+            for fw in frameworks:
+                cmd = [sys.executable, os.path.join(HERE, "memory_probe.py"), "--framework", fw, "--batch", str(batch),
+                       "--weights", weights, "--threads", str(self.threads)]
+                proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+                if proc.returncode != 0:
+                    raise RuntimeError(f"memory probe for {fw} failed:\n{proc.stderr}")
+                self.results.memory.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+    def finish(self) -> None:
+        self.results.machine["load_average_end"] = _loadavg()
+        self.results.targets = self.targets()
+
+    def targets(self) -> List[dict]:
+        """Issue 6's targets against what this run measured (those it measured)."""
+        r = self.results
+        rows = {(row.section[:2], row.case): row for row in r.rows}
+        out = []
+
+        def add(what: str, value: Optional[float], goal: float, unit: str, best: Optional[float] = None) -> None:
+            if value is not None:
+                out.append({"what": what, "value": value, "best": best, "target": goal, "unit": unit, "met": value >= goal})
+
+        def speedup(section: str, case: str, other: str) -> tuple:
+            row = rows.get((section, case))
+            return (row.speedup(other), row.speedup(other, best=True)) if row and other in row.timings else (None, None)
+
+        value, best = speedup("1.", "batch: fingerprints([Graph.from_text(t) ...])", "networkx")
+        add("featurise text, batch: speed-up vs networkx", value, 50, "x", best)
+        value, best = speedup("2.", "fuse_event(event), uncached (clear_cache() each call)", "torch")
+        add("single-event forward (uncached fuse_event): speed-up vs torch", value, 20, "x", best)
+        value, best = speedup("3.", "B=4096, 7 of 7 modalities", "torch")
+        add("batched forward B=4096: speed-up vs torch", value, 3, "x", best)
+        peak = max((g["gflops"] for g in r.sgemm), default=None)
+        flops = next((f for f in r.flops if f["case"] == "B=4096, 7 of 7 modalities"), None)
+        if peak and flops:
+            add("batched forward B=4096: share of the sgemm peak", flops["gflops"]["ours"] / peak, 0.4, "fraction")
+        ours_mem = next((m for m in r.memory if m["framework"] == "ours"), None)
+        if ours_mem:
+            # "within 2x": the target is met when must_exist * 2 / rise >= 1
+            add("memory at B=4096: 2 x must-exist / RSS rise", 2 * ours_mem["must_exist_bytes"] / max(ours_mem["rise_bytes"], 1), 1, "ratio")
+        return out
+
+
+def compare(what: str, a: np.ndarray, b: np.ndarray, tolerance: float) -> dict:
+    """The largest |a - b| as a check record; raises `AgreementError` past `tolerance`
+    (or on different shapes, or NaN)."""
+    a, b = np.asarray(a), np.asarray(b)
+    if a.shape != b.shape:
+        raise AgreementError(f"{what}: shapes differ {a.shape} vs {b.shape}")
+    diff = float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64)))) if a.size else 0.0
+    if not diff <= tolerance:  # also catches NaN
+        raise AgreementError(f"{what}: max |difference| {diff:.3g} exceeds {tolerance:g}")
+    return {"what": what, "max_abs_diff": diff, "tolerance": tolerance, "ok": True}
+
+
+def flops_per_event(embed_dim: int, hidden_dim: int, present_input_dims: List[int]) -> int:
+    """Multiply-adds x 2 of the model's matmuls for one event: the encoders of
+    the present modalities (2 E d_m each) and the dense fusion network
+    (2 (7E·E + E·H + H·E)); biases, activations and norms are not counted."""
+    encoders = sum(2 * embed_dim * d for d in present_input_dims)
+    fusion = 2 * (7 * embed_dim * embed_dim + embed_dim * hidden_dim + hidden_dim * embed_dim)
+    return encoders + fusion
+
+
+def _text_event(texts: Dict[int, str]) -> gm.MultiModalEvent:
+    event = gm.MultiModalEvent(0)
+    for m, text in texts.items():
+        event.add_component(gm.ModalGraph(gm.Graph.from_text(text), gm.Modality(m)))
+    return event
+
+
+def _loadavg() -> Optional[List[float]]:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None

@@ -1,0 +1,71 @@
+"""The benchmark suite runs end to end and its agreement checks pass. Asserts
+nothing about speed (timings belong to benchmarks/, not to tests)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench.py"
+
+pytest.importorskip("networkx")
+
+
+def test_quick_run_agrees_across_frameworks_and_writes_json(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    # torch is left out: importing it alone takes seconds, and it is never a test dependency.
+    proc = subprocess.run(
+        [sys.executable, str(BENCH), "--quick", "--no-torch", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(out.read_text())
+    assert doc["checks"] and all(c["ok"] for c in doc["checks"])
+    checked = {c["what"].split(":")[0] for c in doc["checks"]}
+    assert {"featurise", "per event"} <= checked and any(w.startswith("batched") for w in checked)
+    sections = {row["section"][:2] for row in doc["rows"]}
+    assert {"1.", "2.", "3."} <= sections
+    for row in doc["rows"]:
+        assert all(v > 0 for v in row["value"].values()), row["case"]
+    assert {m["framework"] for m in doc["memory"]} == {"ours", "numpy"}
+    assert all(m["peak_rss_bytes"] >= m["baseline_rss_bytes"] > 0 for m in doc["memory"])
+    assert "agreement checks" in proc.stdout
+
+
+def _suite_module():
+    sys.path.insert(0, str(BENCH.parent))
+    import suite
+
+    return suite
+
+
+def test_agreement_check_rejects_differences_nan_and_shape_mismatch() -> None:
+    import numpy as np
+
+    suite = _suite_module()
+    a = np.zeros((2, 3), dtype=np.float32)
+    assert suite.compare("same", a, a + 5e-5, 1e-4)["ok"]
+    with pytest.raises(suite.AgreementError, match="exceeds"):
+        suite.compare("far", a, a + 1e-3, 1e-4)
+    with pytest.raises(suite.AgreementError):
+        suite.compare("nan", a, np.full_like(a, np.nan), 1e-4)
+    with pytest.raises(suite.AgreementError, match="shapes"):
+        suite.compare("shape", a, a[:1], 1e-4)
+
+
+def test_flop_count_is_twice_the_weight_sizes_of_the_matmuls_used() -> None:
+    import grapheme_multimodal as gm
+
+    suite = _suite_module()
+    model = gm.LearnableMultiModal(seed=0, embed_dim=32, hidden_dim=48, num_heads=2, input_dims={"visual": 5})
+    shapes = model.parameter_shapes()
+    present = [0, 2]  # visual (5 inputs), linguistic (18)
+    names = [f"encoder.{gm.Modality(m)}.weight" for m in present] + [f"fusion.{i}.weight" for i in range(3)]
+    expected = sum(2 * shapes[n][0] * shapes[n][1] for n in names)
+    assert suite.flops_per_event(32, 48, [5, 18]) == expected
