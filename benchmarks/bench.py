@@ -19,6 +19,7 @@ a note when `import torch` fails); psutil not needed (RSS is read from /proc).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -35,6 +36,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--quick", action="store_true", help="tiny repeats and sizes: a smoke run, numbers not meaningful")
     ap.add_argument("--json", metavar="PATH", help="write all results as JSON to PATH")
     ap.add_argument("--threads", type=int, default=2, help="threads for every framework (default 2)")
+    ap.add_argument("--repeats", type=int, help="samples per case (default 15; more on a noisy machine)")
     ap.add_argument("--no-torch", action="store_true", help="skip PyTorch even when it is installed")
     ap.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS), help="run only these sections")
     return ap.parse_args(argv)
@@ -49,6 +51,8 @@ def main(argv=None) -> int:
     from timing import Settings
 
     settings = Settings.quick() if args.quick else Settings()
+    if args.repeats:
+        settings = dataclasses.replace(settings, repeats=args.repeats)
     suite = Suite(settings, quick=args.quick, threads=args.threads, with_torch=not args.no_torch)
     suite.machine()
     steps = {

@@ -21,9 +21,18 @@ import sys
 
 
 def _status_kib(field: str) -> int:
-    with open("/proc/self/status") as fh:
-        match = re.search(rf"^{field}:\s+(\d+) kB", fh.read(), re.MULTILINE)
-    return int(match.group(1)) if match else -1
+    """A `/proc/self/status` field in KiB (Linux), else the peak RSS so far."""
+    try:
+        with open("/proc/self/status") as fh:
+            match = re.search(rf"^{field}:\s+(\d+) kB", fh.read(), re.MULTILINE)
+    except OSError:
+        match = None
+    return int(match.group(1)) if match else _maxrss_kib()
+
+
+def _maxrss_kib() -> int:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak // 1024 if sys.platform == "darwin" else peak  # bytes on macOS, KiB on Linux
 
 
 def _reset_peak() -> bool:
@@ -84,13 +93,13 @@ def main() -> None:
     run(make_inputs(8))
     exact = _reset_peak()
     baseline_kib = _status_kib("VmRSS")
-    maxrss_before_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    maxrss_before_kib = _maxrss_kib()
     xs = make_inputs(args.batch)
     out = None
     for _ in range(3):
         out = None  # drop the previous outputs first, as a loop over batches would
         out = run(xs)
-    peak_kib = _status_kib("VmHWM") if exact else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak_kib = _status_kib("VmHWM") if exact else _maxrss_kib()
     del out
     must_exist = 4 * args.batch * (len(present) * feature_dim + 7 * embed_dim + embed_dim)
     print(

@@ -3,6 +3,7 @@ nothing about speed (timings belong to benchmarks/, not to tests)."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -36,6 +37,20 @@ def test_quick_run_agrees_across_frameworks_and_writes_json(tmp_path: Path) -> N
     assert {m["framework"] for m in doc["memory"]} == {"ours", "numpy"}
     assert all(m["peak_rss_bytes"] >= m["baseline_rss_bytes"] > 0 for m in doc["memory"])
     assert "agreement checks" in proc.stdout
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="torch is not installed (benchmarks only)")
+def test_torch_reference_agrees_with_ours(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [sys.executable, str(BENCH), "--quick", "--only", "event", "batched", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    torch_checks = [c for c in json.loads(out.read_text())["checks"] if "torch" in c["what"]]
+    assert len(torch_checks) == 9 and all(c["ok"] for c in torch_checks)
 
 
 def _suite_module():
