@@ -9,11 +9,16 @@ use crate::graph::Graph;
 /// Length of the fingerprint (`F` in the formulas).
 pub const FINGERPRINT_DIM: usize = 18;
 
+/// The activation bucket of the SPEC, `floor(clamp(a*7, 0, 7))`, in 0..8.
+pub fn activation_bucket(activation: f32) -> usize {
+    (activation * 7.0).clamp(0.0, 7.0).floor() as usize
+}
+
 /// The 18 SPEC features of `graph`.
 pub fn fingerprint(graph: &Graph) -> [f32; FINGERPRINT_DIM] {
     let mut counts = [0usize; FINGERPRINT_DIM];
     for &a in graph.activations() {
-        counts[2 + (a * 7.0).clamp(0.0, 7.0).floor() as usize] += 1;
+        counts[2 + activation_bucket(a)] += 1;
     }
     for d in graph.out_degrees() {
         counts[10 + d.min(7)] += 1;
