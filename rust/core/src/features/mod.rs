@@ -86,6 +86,23 @@ fn featurize_rows<T: Sync>(items: &[T], kind: &FeatureKind, row: impl Fn(&T, &mu
     Array2::from_shape_vec((items.len(), dim), out).expect("one row of dim per item")
 }
 
+/// One input of [`featurize_items`]: a text (its graph is built on the fly)
+/// or a graph.
+#[derive(Debug, Clone, Copy)]
+pub enum Featurizable<'a> {
+    Text(&'a str),
+    Graph(&'a Graph),
+}
+
+/// The features of a mixed batch of texts (as `unit` graphs) and graphs,
+/// `[N, kind.dim()]`, in parallel.
+pub fn featurize_items(items: &[Featurizable<'_>], unit: TextUnit, kind: &FeatureKind) -> Array2<f32> {
+    featurize_rows(items, kind, |item, out| match *item {
+        Featurizable::Text(t) => kind.features_into(&Graph::from_text_units(t, unit), out),
+        Featurizable::Graph(g) => kind.features_into(g, out),
+    })
+}
+
 /// The features of every graph, `[N, kind.dim()]`, in parallel.
 pub fn featurize(graphs: &[&Graph], kind: &FeatureKind) -> Array2<f32> {
     featurize_rows(graphs, kind, |g, out| kind.features_into(g, out))
@@ -113,6 +130,13 @@ mod tests {
             let from_texts = featurize_texts(&texts, TextUnit::Char, &kind);
             assert_eq!(batch.dim(), (texts.len(), kind.dim()));
             assert_eq!(batch, from_texts);
+            let mixed: Vec<Featurizable> = texts
+                .iter()
+                .zip(&graphs)
+                .enumerate()
+                .map(|(i, (t, g))| if i % 2 == 0 { Featurizable::Text(t) } else { Featurizable::Graph(g) })
+                .collect();
+            assert_eq!(featurize_items(&mixed, TextUnit::Char, &kind), batch);
             for (row, g) in batch.rows().into_iter().zip(&graphs) {
                 assert_eq!(row.to_vec(), kind.features(g));
             }
