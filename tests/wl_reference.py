@@ -5,7 +5,6 @@ implementation bit for bit on random graphs."""
 from __future__ import annotations
 
 import math
-import struct
 from typing import List, Sequence, Tuple
 
 import numpy as np
@@ -15,23 +14,26 @@ FNV_OFFSET = 0xCBF29CE484222325
 FNV_PRIME = 0x100000001B3
 
 
+def mix(z: int) -> int:
+    """The SplitMix64 finaliser."""
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK
+    return z ^ (z >> 31)
+
+
 class Hasher:
     def __init__(self, tag: int) -> None:
-        self.state = FNV_OFFSET
-        self.bytes(bytes([tag]))
+        self.state = mix(FNV_OFFSET ^ tag)
 
     def bytes(self, data: bytes) -> None:
-        for b in data:
+        for b in data:  # FNV-1a 64
             self.state = ((self.state ^ b) * FNV_PRIME) & MASK
 
     def u64(self, v: int) -> None:
-        self.bytes(struct.pack("<Q", v))
+        self.state = mix(self.state ^ v)
 
     def finish(self) -> int:
-        z = self.state
-        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK
-        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK
-        return z ^ (z >> 31)
+        return mix(self.state)
 
 
 def activation_bucket(a: float) -> int:

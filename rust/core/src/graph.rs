@@ -37,6 +37,9 @@ impl TextUnit {
     }
 }
 
+/// The activation of every text node.
+pub const TEXT_ACTIVATION: f32 = 1.0;
+
 /// The closed interval that input values are mapped from onto [0, 1] by the
 /// image and sequence builders.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -118,7 +121,7 @@ impl Graph {
         };
         let n = labels.len();
         Graph {
-            activations: vec![1.0; n],
+            activations: vec![TEXT_ACTIVATION; n],
             labels,
             edges: chain_edges(n),
         }

@@ -5,8 +5,10 @@
 pub mod fingerprint;
 pub mod wl;
 
-pub use fingerprint::{activation_bucket, fingerprint, FINGERPRINT_DIM};
-pub use wl::{wl_features, wl_features_into, WlParams, WL_DEFAULT_DIM, WL_DEFAULT_ITERATIONS};
+pub use fingerprint::{activation_bucket, fingerprint, text_fingerprint, FINGERPRINT_DIM};
+pub use wl::{
+    wl_features, wl_features_into, wl_text_features_into, WlParams, WL_DEFAULT_DIM, WL_DEFAULT_ITERATIONS,
+};
 
 use crate::error::{Error, Result};
 use crate::graph::{Graph, TextUnit};
@@ -69,6 +71,15 @@ impl FeatureKind {
         }
     }
 
+    /// Writes the features of `Graph::from_text_units(text, unit)` into `out`
+    /// without building the graph.
+    pub fn text_features_into(&self, text: &str, unit: TextUnit, out: &mut [f32]) {
+        match self {
+            FeatureKind::Fingerprint => out.copy_from_slice(&text_fingerprint(text, unit)),
+            FeatureKind::Wl(p) => wl_text_features_into(text, unit, p, out),
+        }
+    }
+
     /// The features of `graph`, `[dim]`.
     pub fn features(&self, graph: &Graph) -> Vec<f32> {
         let mut out = vec![0.0; self.dim()];
@@ -98,7 +109,7 @@ pub enum Featurizable<'a> {
 /// `[N, kind.dim()]`, in parallel.
 pub fn featurize_items(items: &[Featurizable<'_>], unit: TextUnit, kind: &FeatureKind) -> Array2<f32> {
     featurize_rows(items, kind, |item, out| match *item {
-        Featurizable::Text(t) => kind.features_into(&Graph::from_text_units(t, unit), out),
+        Featurizable::Text(t) => kind.text_features_into(t, unit, out),
         Featurizable::Graph(g) => kind.features_into(g, out),
     })
 }
@@ -109,11 +120,9 @@ pub fn featurize(graphs: &[&Graph], kind: &FeatureKind) -> Array2<f32> {
 }
 
 /// The features of every text's graph (`Graph::from_text_units(text, unit)`),
-/// `[N, kind.dim()]`, in parallel; each graph lives only while its row is computed.
+/// `[N, kind.dim()]`, in parallel, without building the graphs.
 pub fn featurize_texts<S: AsRef<str> + Sync>(texts: &[S], unit: TextUnit, kind: &FeatureKind) -> Array2<f32> {
-    featurize_rows(texts, kind, |t, out| {
-        kind.features_into(&Graph::from_text_units(t.as_ref(), unit), out)
-    })
+    featurize_rows(texts, kind, |t, out| kind.text_features_into(t.as_ref(), unit, out))
 }
 
 #[cfg(test)]
@@ -122,7 +131,7 @@ mod tests {
 
     #[test]
     fn batched_rows_equal_single_graph_features() {
-        let texts = ["", "a", "hello", "world", "héllo wörld", "e\u{301}"];
+        let texts = ["", "a", "hello", "world", "héllo wörld", "e\u{301}", "a\r\n\u{1F468}\u{200D}\u{1F469}b"];
         for kind in [FeatureKind::Fingerprint, FeatureKind::parse("wl", Some(32), Some(2)).unwrap()] {
             let graphs: Vec<Graph> = texts.iter().map(|t| Graph::from_text(t)).collect();
             let refs: Vec<&Graph> = graphs.iter().collect();
@@ -137,6 +146,9 @@ mod tests {
                 .map(|(i, (t, g))| if i % 2 == 0 { Featurizable::Text(t) } else { Featurizable::Graph(g) })
                 .collect();
             assert_eq!(featurize_items(&mixed, TextUnit::Char, &kind), batch);
+            let graphemes: Vec<Graph> = texts.iter().map(|t| Graph::from_text_units(t, TextUnit::Grapheme)).collect();
+            let refs: Vec<&Graph> = graphemes.iter().collect();
+            assert_eq!(featurize_texts(&texts, TextUnit::Grapheme, &kind), featurize(&refs, &kind));
             for (row, g) in batch.rows().into_iter().zip(&graphs) {
                 assert_eq!(row.to_vec(), kind.features(g));
             }
