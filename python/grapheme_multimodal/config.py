@@ -8,7 +8,7 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from ._core import FINGERPRINT_DIM, NUM_MODALITIES
+from ._core import NUM_MODALITIES
 from .graph import GraphFeaturizer
 from .types import Modality
 
