@@ -12,6 +12,7 @@ with its math in Rust.
 from ._core import __version__
 from .config import LearnableMultiModalConfig
 from .graph import Graph, fingerprints
+from .graph import GraphFeaturizer, featurize
 from .model import (
     CrossModalBinder,
     FusionNetwork,
@@ -36,6 +37,7 @@ __all__ = [
     "CrossModalBinding",
     "FusionNetwork",
     "Graph",
+    "GraphFeaturizer",
     "LearnableMultiModal",
     "LearnableMultiModalConfig",
     "ModalFeatures",
@@ -45,5 +47,6 @@ __all__ = [
     "ModalityEncoder",
     "MultiModalEvent",
     "SpatialRegion",
+    "featurize",
     "fingerprints",
 ]

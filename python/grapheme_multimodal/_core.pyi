@@ -1,7 +1,7 @@
 """Type stubs of the Rust extension `grapheme_multimodal._core` (private;
 use the public API in `grapheme_multimodal`)."""
 
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -9,6 +9,8 @@ import numpy.typing as npt
 __version__: str
 NUM_MODALITIES: int
 FINGERPRINT_DIM: int
+WL_DEFAULT_DIM: int
+WL_DEFAULT_ITERATIONS: int
 MODALITY_NAMES: List[str]
 
 F32 = npt.NDArray[np.float32]
@@ -16,7 +18,11 @@ Bool = npt.NDArray[np.bool_]
 
 class Graph:
     @staticmethod
-    def from_text(text: str) -> Graph: ...
+    def from_text(text: str, unit: str = "char") -> Graph: ...
+    @staticmethod
+    def from_image(image: F32, value_range: Optional[Tuple[float, float]] = None) -> Graph: ...
+    @staticmethod
+    def from_sequence(values: F32, value_range: Optional[Tuple[float, float]] = None) -> Graph: ...
     @staticmethod
     def from_edges(
         num_nodes: int,
@@ -33,8 +39,16 @@ class Graph:
     def labels(self) -> List[str]: ...
     def edges(self) -> npt.NDArray[np.int64]: ...
     def fingerprint(self) -> F32: ...
+    def features(self, kind: str = "fingerprint", dim: Optional[int] = None, iterations: Optional[int] = None) -> F32: ...
 
 def fingerprints(graphs: Sequence[Graph]) -> F32: ...
+def featurize(
+    items: Sequence[Union[str, Graph]],
+    kind: str = "fingerprint",
+    dim: Optional[int] = None,
+    iterations: Optional[int] = None,
+    unit: str = "char",
+) -> F32: ...
 
 class Model:
     def __init__(

@@ -8,10 +8,13 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from ._core import FINGERPRINT_DIM, NUM_MODALITIES
+from ._core import NUM_MODALITIES
+from .graph import GraphFeaturizer
 from .types import Modality
 
 InputDims = Union[Mapping[Union[Modality, str], int], Sequence[int], None]
+FeaturizerSpec = Union[GraphFeaturizer, str, Mapping[str, Any]]
+GraphFeatures = Union[Mapping[Union[Modality, str], FeaturizerSpec], Sequence[FeaturizerSpec], None]
 
 
 def _positive_int(value: Any, name: str) -> int:
@@ -22,27 +25,61 @@ def _positive_int(value: Any, name: str) -> int:
     return int(value)
 
 
-def _normalise_input_dims(dims: InputDims) -> Tuple[int, ...]:
-    if dims is None:
-        return (FINGERPRINT_DIM,) * NUM_MODALITIES
-    if isinstance(dims, Mapping):
-        out = [FINGERPRINT_DIM] * NUM_MODALITIES
-        for key, value in dims.items():
-            out[Modality.parse(key).index] = _positive_int(value, f"input_dims[{str(key)!r}]")
+def _normalise_graph_features(features: GraphFeatures) -> Tuple[GraphFeaturizer, ...]:
+    """One featuriser per modality; the fingerprint where not set."""
+    out = [GraphFeaturizer()] * NUM_MODALITIES
+    if features is None:
         return tuple(out)
-    if isinstance(dims, (str, bytes)) or not isinstance(dims, Sequence):
+    if isinstance(features, Mapping):
+        for key, value in features.items():
+            out[Modality.parse(key).index] = GraphFeaturizer.parse(value, f"graph_features[{str(key)!r}]")
+        return tuple(out)
+    if isinstance(features, (str, bytes)) or not isinstance(features, Sequence):
+        raise TypeError(
+            f"graph_features: expected a mapping modality -> featuriser or a sequence of 7, got {type(features).__name__}"
+        )
+    if len(features) != NUM_MODALITIES:
+        raise ValueError(f"graph_features: expected 7 entries (one per modality), got {len(features)}")
+    return tuple(GraphFeaturizer.parse(v, f"graph_features[{i}]") for i, v in enumerate(features))
+
+
+def _normalise_input_dims(dims: InputDims, features: Tuple[GraphFeaturizer, ...]) -> Tuple[int, ...]:
+    """Each modality's input length: as given, else its featuriser's length.
+    A modality that featurises graphs with WL takes WL-length vectors, so a
+    different explicit length is an error."""
+    out = [f.dim for f in features]
+    if dims is None:
+        return tuple(out)
+    if isinstance(dims, Mapping):
+        given = {Modality.parse(k).index: (v, f"input_dims[{str(k)!r}]") for k, v in dims.items()}
+    elif isinstance(dims, (str, bytes)) or not isinstance(dims, Sequence):
         raise TypeError(f"input_dims: expected a mapping modality -> int or a sequence of 7 ints, got {type(dims).__name__}")
-    if len(dims) != NUM_MODALITIES:
+    elif len(dims) != NUM_MODALITIES:
         raise ValueError(f"input_dims: expected 7 entries (one per modality), got {len(dims)}")
-    return tuple(_positive_int(v, f"input_dims[{i}]") for i, v in enumerate(dims))
+    else:
+        given = {i: (v, f"input_dims[{i}]") for i, v in enumerate(dims)}
+    for m, (value, name) in given.items():
+        dim = _positive_int(value, name)
+        f = features[m]
+        if f.kind != "fingerprint" and dim != f.dim:
+            raise ValueError(
+                f"{name}: modality {Modality(m).name.lower()} featurises graphs with kind={f.kind!r} into "
+                f"{f.dim} features, so its input dim is {f.dim}; got {dim}. Drop the entry or make them agree"
+            )
+        out[m] = dim
+    return tuple(out)
 
 
 @dataclass(frozen=True)
 class LearnableMultiModalConfig:
     """Hyper-parameters of :class:`LearnableMultiModal`.
 
-    ``input_dims`` gives each modality's input length: 18 (the graph
-    features) unless set, e.g. ``{"visual": 240}`` for 240-long vectors.
+    ``input_dims`` gives each modality's input length: its graph
+    featuriser's length unless set, e.g. ``{"visual": 240}`` for 240-long
+    vectors. ``graph_features`` says how each modality turns graphs into
+    vectors: the 18-feature fingerprint unless set, e.g.
+    ``{"linguistic": GraphFeaturizer("wl", dim=256)}`` (or ``"wl"`` for the
+    defaults); such a modality's input length is the WL ``dim``.
     The same ``seed`` gives bit-identical weights and outputs.
     """
 
@@ -52,7 +89,8 @@ class LearnableMultiModalConfig:
     num_heads: int = 4
     buffer_size: int = 1000
     seed: int = 0
-    input_dims: Tuple[int, ...] = field(default=(FINGERPRINT_DIM,) * NUM_MODALITIES)
+    input_dims: Tuple[int, ...] = field(default=None)  # type: ignore[assignment]  # filled per modality
+    graph_features: Tuple[GraphFeaturizer, ...] = field(default=None)  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
         for name in ("embed_dim", "hidden_dim", "num_heads", "buffer_size"):
@@ -70,20 +108,34 @@ class LearnableMultiModalConfig:
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**64:
             raise ValueError(f"seed: expected an int in [0, 2**64), got {seed!r}")
         object.__setattr__(self, "seed", int(seed))
-        object.__setattr__(self, "input_dims", _normalise_input_dims(self.input_dims))
+        object.__setattr__(self, "graph_features", _normalise_graph_features(self.graph_features))
+        object.__setattr__(self, "input_dims", _normalise_input_dims(self.input_dims, self.graph_features))
 
     def input_dim(self, modality: Union[Modality, str]) -> int:
         """Input length of ``modality``'s encoder."""
         return self.input_dims[Modality.parse(modality).index]
 
+    def graph_featurizer(self, modality: Union[Modality, str]) -> GraphFeaturizer:
+        """How ``modality`` turns graphs into its input vectors."""
+        return self.graph_features[Modality.parse(modality).index]
+
     def replace(self, **changes: Any) -> "LearnableMultiModalConfig":
-        """A copy with some fields changed."""
+        """A copy with some fields changed. Changing ``graph_features`` alone
+        lets the input dims of the modalities it touches follow it."""
+        if "graph_features" in changes and "input_dims" not in changes:
+            new = _normalise_graph_features(changes["graph_features"])
+            changes["input_dims"] = {
+                m.name.lower(): dim
+                for m, dim, old_f, new_f in zip(Modality, self.input_dims, self.graph_features, new)
+                if old_f.kind == "fingerprint" and new_f.kind == "fingerprint"
+            }
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> Dict[str, Any]:
-        """A JSON-friendly dict (``input_dims`` keyed by modality name)."""
+        """A JSON-friendly dict (``input_dims`` and ``graph_features`` keyed by modality name)."""
         d = dataclasses.asdict(self)
         d["input_dims"] = {m.name.lower(): dim for m, dim in zip(Modality, self.input_dims)}
+        d["graph_features"] = {m.name.lower(): f.to_dict() for m, f in zip(Modality, self.graph_features)}
         return d
 
     @classmethod

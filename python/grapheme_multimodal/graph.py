@@ -1,39 +1,99 @@
 """Directed graphs whose nodes carry an activation and a label; built and
-featurised in Rust."""
+featurised in Rust.
+
+Two featurisers turn a graph into a vector: ``"fingerprint"``, the
+original's 18 numbers (sizes and histograms, blind to what the nodes hold),
+and ``"wl"``, hashed Weisfeiler–Leman subtree features over node labels,
+activation buckets and edges (content-aware, e.g. "cat" ≠ "dog").
+"""
 
 from __future__ import annotations
 
-from typing import Iterable, Optional, Sequence, Union
+from dataclasses import dataclass
+from typing import Any, Dict, Iterable, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from . import _core
+from ._validation import describe
 
 EdgeList = Union[np.ndarray, Sequence[Sequence[int]]]
+TextOrGraph = Union[str, "Graph"]
+ValueRangeLike = Optional[Tuple[float, float]]
+
+FINGERPRINT_DIM: int = _core.FINGERPRINT_DIM
+WL_DEFAULT_DIM: int = _core.WL_DEFAULT_DIM
+WL_DEFAULT_ITERATIONS: int = _core.WL_DEFAULT_ITERATIONS
+TEXT_UNITS = ("char", "grapheme")
+FEATURE_KINDS = ("fingerprint", "wl")
 
 
 class Graph:
     """A directed graph; every node has an ``activation`` (float) and a ``label`` (str).
 
-    Build one with :meth:`from_text` or :meth:`from_edges`. Graphs are
-    immutable and picklable.
+    Build one with :meth:`from_text`, :meth:`from_image`,
+    :meth:`from_sequence`, :meth:`from_edges` or :meth:`from_networkx`.
+    Graphs are immutable and picklable.
     """
 
     __slots__ = ("_g",)
 
     def __init__(self, _inner: "_core.Graph") -> None:
         if not isinstance(_inner, _core.Graph):
-            raise TypeError("Graph is built with Graph.from_text(...) or Graph.from_edges(...)")
+            raise TypeError(
+                "Graph is built with Graph.from_text/from_image/from_sequence/from_edges/from_networkx(...)"
+            )
         self._g = _inner
 
     @classmethod
-    def from_text(cls, text: str) -> "Graph":
-        """One node per Unicode character (whitespace included), activation 1.0,
-        labelled with the character, chained ``i -> i+1``. Empty text gives an
-        empty graph."""
+    def from_text(cls, text: str, unit: str = "char") -> "Graph":
+        """One node per text unit (whitespace included), activation 1.0,
+        labelled with the unit's text, chained ``i -> i+1``. Empty text gives an
+        empty graph.
+
+        ``unit="char"`` (the original) makes a node per Unicode code point;
+        ``unit="grapheme"`` one per extended grapheme cluster (what a reader
+        sees as one character: "e" + a combining accent, a ZWJ emoji family,
+        CRLF). ``to_text()`` gives ``text`` back either way.
+        """
         if not isinstance(text, str):
             raise TypeError(f"text: expected str, got {type(text).__name__}")
-        return cls(_core.Graph.from_text(text))
+        return cls(_core.Graph.from_text(text, _unit(unit)))
+
+    @classmethod
+    def from_image(cls, image: Any, value_range: ValueRangeLike = None) -> "Graph":
+        """A pixel-grid graph of a 2-D (grayscale) ``image [H, W]``: node
+        ``r * W + c`` per pixel, an edge each way between 4-neighbours, empty
+        labels, activation = intensity scaled to [0, 1].
+
+        Scaling maps ``value_range=(low, high)`` onto [0, 1] (values outside
+        are clamped). Without it, ``bool`` and unsigned-integer images use
+        their dtype's full range (``uint8``: 0..255) and other images their
+        own min..max; a constant image then maps to 0 everywhere.
+        """
+        arr = _real_array(image, "image")
+        if arr.ndim != 2:
+            raise ValueError(
+                f"image: expected a 2-D array [H, W] (one grayscale channel), got shape {arr.shape}"
+                + ("; convert colour images to grayscale first" if arr.ndim == 3 else "")
+            )
+        rng = _value_range(value_range, arr.dtype)
+        return cls(_core.Graph.from_image(np.ascontiguousarray(arr, dtype=np.float32), rng))
+
+    @classmethod
+    def from_sequence(cls, values: Any, value_range: ValueRangeLike = None) -> "Graph":
+        """A chain ``i -> i+1`` whose activations are ``values [n]`` scaled to
+        [0, 1] (audio frames, joint angles, any 1-D signal), with empty labels.
+
+        Scaling is as in :meth:`from_image`: ``value_range`` if given, else
+        the dtype's range for ``bool``/unsigned ints, else the values' own
+        min..max (constant values map to 0).
+        """
+        arr = _real_array(values, "values")
+        if arr.ndim != 1:
+            raise ValueError(f"values: expected a 1-D array [n], got shape {arr.shape}")
+        rng = _value_range(value_range, arr.dtype)
+        return cls(_core.Graph.from_sequence(np.ascontiguousarray(arr, dtype=np.float32), rng))
 
     @classmethod
     def from_edges(
@@ -68,6 +128,53 @@ class Graph:
             labels = list(labels)
         return cls(_core.Graph.from_edges(int(num_nodes), edge_array, acts, labels))
 
+    @classmethod
+    def from_networkx(cls, g: Any, activation: str = "activation", label: str = "label") -> "Graph":
+        """A graph from a networkx graph, nodes in ``g.nodes`` order.
+
+        Each node's ``activation`` attribute (default 1.0; a finite real) and
+        ``label`` attribute (default ``""``; a str) are read under the given
+        attribute names. Undirected edges become one edge each way (a
+        self-loop, one edge); parallel edges of multigraphs are kept.
+        Requires networkx.
+        """
+        import networkx as nx
+
+        if not isinstance(g, nx.Graph):
+            raise TypeError(f"g: expected a networkx graph, got {type(g).__name__}")
+        index = {node: i for i, node in enumerate(g.nodes)}
+        acts, labels = [], []
+        for node, data in g.nodes(data=True):
+            a = data.get(activation, 1.0)
+            if isinstance(a, bool) or not isinstance(a, (int, float, np.integer, np.floating)):
+                raise TypeError(f"g: node {node!r} has {activation}={a!r}; expected a real number")
+            lab = data.get(label, "")
+            if not isinstance(lab, str):
+                raise TypeError(f"g: node {node!r} has {label}={lab!r}; expected a str")
+            acts.append(float(a))
+            labels.append(lab)
+        edges = []
+        for u, v in g.edges():
+            edges.append((index[u], index[v]))
+            if not g.is_directed() and u != v:
+                edges.append((index[v], index[u]))
+        return cls.from_edges(len(index), np.array(edges, dtype=np.int64).reshape(-1, 2), acts, labels)
+
+    def to_networkx(self, activation: str = "activation", label: str = "label") -> Any:
+        """A networkx ``DiGraph`` (a ``MultiDiGraph`` when edges repeat) with
+        nodes ``0..n-1`` carrying ``activation`` and ``label`` attributes.
+        Requires networkx."""
+        import networkx as nx
+
+        edges = self.edges
+        repeated = len({(int(s), int(t)) for s, t in edges}) < len(edges)
+        out = nx.MultiDiGraph() if repeated else nx.DiGraph()
+        out.add_nodes_from(
+            (i, {activation: float(a), label: lab}) for i, (a, lab) in enumerate(zip(self.activations, self.labels))
+        )
+        out.add_edges_from((int(s), int(t)) for s, t in edges)
+        return out
+
     @property
     def node_count(self) -> int:
         """Number of nodes."""
@@ -97,10 +204,16 @@ class Graph:
         """The node labels in order, joined: for a text graph, its text."""
         return self._g.to_text()
 
-    def features(self) -> np.ndarray:
-        """The 18 graph features of the SPEC (sizes, activation and out-degree
-        histograms), float32 ``[18]``."""
-        return self._g.fingerprint()
+    def features(self, kind: str = "fingerprint", dim: Optional[int] = None, iterations: Optional[int] = None) -> np.ndarray:
+        """This graph's feature vector, float32 ``[dim]``.
+
+        ``kind="fingerprint"``: the 18 features of the SPEC (sizes, activation
+        and out-degree histograms). ``kind="wl"``: hashed Weisfeiler–Leman
+        subtree features, ``dim`` buckets (default 256), ``iterations``
+        refinement rounds (default 3); see :class:`GraphFeaturizer`.
+        """
+        f = GraphFeaturizer(kind, dim, iterations)
+        return self._g.features(f.kind, f.dim, f.iterations)
 
     def __len__(self) -> int:
         return self.node_count
@@ -114,7 +227,7 @@ class Graph:
         return (
             self.labels == other.labels
             and np.array_equal(self.activations, other.activations)
-            and np.array_equal(self.edges, other.edges)
+            and np.array_equal(_sorted_edges(self.edges), _sorted_edges(other.edges))
         )
 
     __hash__ = None  # type: ignore[assignment]  # equality is by value; graphs are not dict keys
@@ -125,6 +238,57 @@ class Graph:
 
 def _rebuild(num_nodes: int, edges: np.ndarray, activations: list, labels: list) -> Graph:
     return Graph(_core.Graph.from_edges(num_nodes, edges, activations, labels))
+
+
+def _sorted_edges(edges: np.ndarray) -> np.ndarray:
+    """Edges in (source, target) order: the edge list is a multiset, its order carries no meaning."""
+    return edges[np.lexsort((edges[:, 1], edges[:, 0]))] if len(edges) else edges
+
+
+def _unit(unit: Any) -> str:
+    if unit not in TEXT_UNITS:
+        raise ValueError(f"unit: expected one of {TEXT_UNITS}, got {unit!r}")
+    return unit
+
+
+def _real_array(x: Any, name: str) -> np.ndarray:
+    try:
+        arr = np.asarray(x)
+    except Exception as exc:  # ragged lists and the like
+        raise ValueError(f"{name}: could not be read as a numeric array ({exc})") from None
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
+        raise TypeError(f"{name}: expected real numbers, got {describe(arr)}")
+    if np.iscomplexobj(arr):
+        raise TypeError(f"{name}: expected real numbers, got complex dtype {arr.dtype}")
+    return arr
+
+
+def _value_range(value_range: Any, dtype: np.dtype) -> Optional[Tuple[float, float]]:
+    """The range mapped onto [0, 1]: the given one, else the dtype's for
+    bool / unsigned ints, else None (the core uses the data's min..max)."""
+    if value_range is None:
+        if dtype == np.bool_:
+            return (0.0, 1.0)
+        if np.issubdtype(dtype, np.unsignedinteger):
+            return (0.0, float(np.iinfo(dtype).max))
+        return None
+    try:
+        low, high = value_range
+        low, high = float(low), float(high)
+    except (TypeError, ValueError):
+        raise TypeError(f"value_range: expected a pair (low, high) of numbers, got {value_range!r}") from None
+    return (low, high)
+
+
+def _optional_int(value: Any, name: str) -> Optional[int]:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name}: expected an int or None, got {type(value).__name__}")
+    value = int(value)
+    if not -(2**63) <= value < 2**63:
+        raise ValueError(f"{name}: got {value}, far outside the accepted range")
+    return value
 
 
 def _edge_array(edges: EdgeList) -> np.ndarray:
@@ -147,3 +311,93 @@ def fingerprints(graphs: Sequence[Graph]) -> np.ndarray:
             raise TypeError(f"graphs[{i}]: expected Graph, got {type(g).__name__}")
         inner.append(g._g)
     return _core.fingerprints(inner)
+
+
+@dataclass(frozen=True)
+class GraphFeaturizer:
+    """How graphs become feature vectors: ``kind`` is ``"fingerprint"`` (the
+    18 SPEC features; ``dim`` is 18, ``iterations`` None) or ``"wl"``
+    (hashed Weisfeiler–Leman subtree features).
+
+    WL features: each node starts with a colour hashed from its label and
+    activation bucket; each of ``iterations`` rounds (default 3) rehashes it
+    with the sorted colours of its in- and of its out-neighbours; every
+    colour of every round is counted into one of ``dim`` buckets (default
+    256) by a fixed hash (FNV-1a 64 + SplitMix64; identical across runs,
+    processes and platforms). Each round's histogram is L2-normalised, and so
+    is their sum: unit vectors, whatever the graph's size. Isomorphic graphs
+    with equal labels and activations get identical features.
+
+    >>> GraphFeaturizer("wl", dim=64).dim
+    64
+    """
+
+    kind: str = "fingerprint"
+    dim: Optional[int] = None
+    iterations: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in FEATURE_KINDS:
+            raise ValueError(f"kind: expected one of {FEATURE_KINDS}, got {self.kind!r}")
+        dim = _optional_int(self.dim, "dim")
+        iterations = _optional_int(self.iterations, "iterations")
+        if self.kind == "wl":
+            dim = WL_DEFAULT_DIM if dim is None else dim
+            iterations = WL_DEFAULT_ITERATIONS if iterations is None else iterations
+        # The core is the one judge of valid settings (same messages everywhere).
+        _core.featurize([], self.kind, dim, iterations)
+        object.__setattr__(self, "dim", FINGERPRINT_DIM if self.kind == "fingerprint" else dim)
+        object.__setattr__(self, "iterations", iterations)
+
+    @classmethod
+    def parse(cls, value: Any, name: str = "featurizer") -> "GraphFeaturizer":
+        """A featuriser from itself, a kind name (``"wl"`` with defaults), or
+        a dict as written by :meth:`to_dict`."""
+        if isinstance(value, GraphFeaturizer):
+            return value
+        if isinstance(value, str):
+            return cls(value)
+        if isinstance(value, Mapping):
+            unknown = set(value) - {"kind", "dim", "iterations"}
+            if unknown:
+                raise ValueError(f"{name}: unknown keys {sorted(unknown)}; expected kind, dim, iterations")
+            return cls(**value)
+        raise TypeError(
+            f"{name}: expected GraphFeaturizer, \"fingerprint\", \"wl\" or a dict, got {type(value).__name__}"
+        )
+
+    def to_dict(self) -> Dict[str, Any]:
+        """``{"kind", "dim", "iterations"}``, JSON-friendly."""
+        return {"kind": self.kind, "dim": self.dim, "iterations": self.iterations}
+
+    def __call__(self, items: Iterable[TextOrGraph], unit: str = "char") -> np.ndarray:
+        """Features of ``items``, ``[N, dim]`` float32 (see :func:`featurize`)."""
+        return featurize(items, self.kind, self.dim, self.iterations, unit)
+
+
+def featurize(
+    items: Iterable[TextOrGraph],
+    kind: str = "fingerprint",
+    dim: Optional[int] = None,
+    iterations: Optional[int] = None,
+    unit: str = "char",
+) -> np.ndarray:
+    """Feature vectors of many texts and/or graphs, ``[N, dim]`` float32.
+
+    ``items`` are ``str`` (turned into text graphs of ``unit`` ``"char"`` or
+    ``"grapheme"``, without building Python objects) or :class:`Graph`.
+    ``kind``, ``dim``, ``iterations`` as in :class:`GraphFeaturizer`. Rows are
+    computed in parallel in Rust with the GIL released.
+
+    >>> featurize(["cat", "dog"], kind="wl", dim=32).shape
+    (2, 32)
+    """
+    if isinstance(items, (str, bytes, Graph)):
+        raise TypeError(f"items: expected a sequence of str or Graph, got a single {type(items).__name__}")
+    f = GraphFeaturizer(kind, dim, iterations)
+    unit = _unit(unit)
+    try:
+        inner = [x._g if isinstance(x, Graph) else x for x in items]
+    except TypeError:
+        raise TypeError(f"items: expected a sequence of str or Graph, got {describe(items)}") from None
+    return _core.featurize(inner, f.kind, f.dim, f.iterations, unit)

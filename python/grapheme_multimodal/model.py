@@ -16,7 +16,7 @@ import numpy as np
 from . import _core
 from ._validation import as_float32, as_mask, describe
 from .config import LearnableMultiModalConfig, resolve_config
-from .graph import Graph, fingerprints
+from .graph import Graph
 from .types import CrossModalBinding, BindingType, ModalFeatures, ModalGraph, Modality, MultiModalEvent
 
 NUM_MODALITIES = _core.NUM_MODALITIES
@@ -248,11 +248,13 @@ class LearnableMultiModal:
             name = f"inputs[{str(m)!r}]"
             dim = self.config.input_dims[m.index]
             if isinstance(value, (list, tuple)) and value and all(isinstance(g, Graph) for g in value):
-                if dim != _core.FINGERPRINT_DIM:
+                featurizer = self.config.graph_features[m.index]
+                if dim != featurizer.dim:
                     raise ValueError(
-                        f"{name}: got graphs (18 features each) but modality {m} takes {dim}-long feature vectors"
+                        f"{name}: got graphs ({featurizer.dim} {featurizer.kind} features each) "
+                        f"but modality {m} takes {dim}-long feature vectors"
                     )
-                arrays[m.index] = fingerprints(value)
+                arrays[m.index] = featurizer(value)
             else:
                 arrays[m.index] = as_float32(value, name, 2, (None, dim))
         return arrays
@@ -293,19 +295,22 @@ class LearnableMultiModal:
         by_modality: Dict[int, list] = {}
         for c in event.components:
             by_modality.setdefault(c.modality.index, []).append(c)
-        graphs = [c.graph for c in event.components if isinstance(c, ModalGraph)]
-        graph_rows = iter(fingerprints(graphs)) if graphs else iter(())
-        features = {id(c): next(graph_rows) for c in event.components if isinstance(c, ModalGraph)}
+        features: Dict[int, np.ndarray] = {}
+        for m, comps in by_modality.items():
+            with_graphs = [c for c in comps if isinstance(c, ModalGraph)]
+            if with_graphs:
+                rows = self.config.graph_features[m]([c.graph for c in with_graphs])
+                features.update(zip(map(id, with_graphs), rows))
         parts: list = [None] * NUM_MODALITIES
         for m, comps in by_modality.items():
             dim = self.config.input_dims[m]
             rows = []
             for c in comps:
                 if isinstance(c, ModalGraph):
-                    if dim != _core.FINGERPRINT_DIM:
+                    if dim != self.config.graph_features[m].dim:
                         raise ValueError(
                             f"event {event.id}: modality {_name(m)} takes {dim}-long feature vectors, "
-                            "but a ModalGraph (18 graph features) was given"
+                            f"but a ModalGraph ({self.config.graph_features[m].dim} graph features) was given"
                         )
                     rows.append(features[id(c)])
                 else:

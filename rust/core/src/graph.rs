@@ -2,6 +2,98 @@
 //! builders that turn inputs into them.
 
 use crate::error::{Error, Result};
+use ndarray::ArrayView2;
+use unicode_segmentation::UnicodeSegmentation;
+
+/// What one node of a text graph stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TextUnit {
+    /// One Unicode scalar value (a Rust `char`, a Python `str` element): the
+    /// original's behaviour.
+    Char,
+    /// One extended grapheme cluster (Unicode UAX #29): "e" + a combining
+    /// accent, a ZWJ emoji sequence or CRLF is one node.
+    Grapheme,
+}
+
+impl TextUnit {
+    /// `"char"` or `"grapheme"`.
+    pub fn parse(name: &str) -> Result<Self> {
+        match name {
+            "char" => Ok(TextUnit::Char),
+            "grapheme" => Ok(TextUnit::Grapheme),
+            other => Err(Error::invalid(
+                "unit",
+                format!("expected \"char\" or \"grapheme\", got {other:?}"),
+            )),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            TextUnit::Char => "char",
+            TextUnit::Grapheme => "grapheme",
+        }
+    }
+}
+
+/// The activation of every text node.
+pub const TEXT_ACTIVATION: f32 = 1.0;
+
+/// The closed interval that input values are mapped from onto [0, 1] by the
+/// image and sequence builders.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ValueRange {
+    pub low: f32,
+    pub high: f32,
+}
+
+impl ValueRange {
+    /// A range with finite `low < high`.
+    pub fn new(low: f32, high: f32) -> Result<Self> {
+        if !(low.is_finite() && high.is_finite() && low < high) {
+            return Err(Error::invalid(
+                "value_range",
+                format!("expected finite (low, high) with low < high, got ({low}, {high})"),
+            ));
+        }
+        Ok(ValueRange { low, high })
+    }
+}
+
+/// Maps finite `values` onto [0, 1]: through `range` when given (values
+/// outside it are clamped), else min-max over the values themselves. Constant
+/// values with no range map to 0 (each value equals the minimum, and the
+/// minimum maps to 0); pass a range to keep absolute levels.
+fn scale_to_unit(values: impl Iterator<Item = f32>, arg: &str, range: Option<ValueRange>) -> Result<Vec<f32>> {
+    let values: Vec<f32> = values.collect();
+    if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+        return Err(Error::non_finite(arg, format!("index {i}")));
+    }
+    let (low, high) = match range {
+        Some(r) => (r.low, r.high),
+        None => values
+            .iter()
+            .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| (lo.min(v), hi.max(v))),
+    };
+    // In f64 so that wide f32 ranges (e.g. -3e38..3e38) do not overflow.
+    let span = high as f64 - low as f64;
+    Ok(values
+        .into_iter()
+        .map(|v| {
+            if span > 0.0 {
+                ((v as f64 - low as f64) / span).clamp(0.0, 1.0) as f32
+            } else {
+                0.0
+            }
+        })
+        .collect())
+}
+
+/// The chain `0 -> 1 -> ... -> n-1`.
+fn chain_edges(n: usize) -> Vec<(usize, usize)> {
+    (1..n).map(|i| (i - 1, i)).collect()
+}
 
 /// A directed graph. Node `i` has `activations[i]` (finite f32) and
 /// `labels[i]` (for text graphs, the character it stands for).
@@ -16,13 +108,69 @@ impl Graph {
     /// One node per Unicode scalar value (whitespace included), activation
     /// 1.0, label = the character, and the chain `i -> i+1`.
     pub fn from_text(text: &str) -> Self {
-        let labels: Vec<String> = text.chars().map(String::from).collect();
+        Self::from_text_units(text, TextUnit::Char)
+    }
+
+    /// A text graph with one node per `unit` (a char or an extended grapheme
+    /// cluster), activation 1.0, labelled with the unit's text, chained
+    /// `i -> i+1`. `to_text()` gives `text` back.
+    pub fn from_text_units(text: &str, unit: TextUnit) -> Self {
+        let labels: Vec<String> = match unit {
+            TextUnit::Char => text.chars().map(String::from).collect(),
+            TextUnit::Grapheme => text.graphemes(true).map(String::from).collect(),
+        };
         let n = labels.len();
         Graph {
-            activations: vec![1.0; n],
+            activations: vec![TEXT_ACTIVATION; n],
             labels,
-            edges: (1..n).map(|i| (i - 1, i)).collect(),
+            edges: chain_edges(n),
         }
+    }
+
+    /// A pixel-grid graph of an `[H, W]` image: node `r*W + c` per pixel
+    /// (row-major), activation = intensity scaled to [0, 1] (see
+    /// [`ValueRange`]; min-max over the image when `range` is `None`), empty
+    /// labels, and an edge each way between 4-neighbours, so the out-degree
+    /// is 2 at corners, 3 on borders and 4 inside.
+    pub fn from_image(image: ArrayView2<'_, f32>, range: Option<ValueRange>) -> Result<Self> {
+        let (h, w) = image.dim();
+        // Checked here so the error names the pixel as (row, column).
+        if let Some(((r, c), _)) = image.indexed_iter().find(|(_, v)| !v.is_finite()) {
+            return Err(Error::non_finite("image", format!("pixel ({r}, {c})")));
+        }
+        let activations = scale_to_unit(image.iter().copied(), "image", range)?;
+        let mut edges = Vec::with_capacity(2 * (h * w.saturating_sub(1) + w * h.saturating_sub(1)));
+        for r in 0..h {
+            for c in 0..w {
+                let i = r * w + c;
+                if c + 1 < w {
+                    edges.push((i, i + 1));
+                    edges.push((i + 1, i));
+                }
+                if r + 1 < h {
+                    edges.push((i, i + w));
+                    edges.push((i + w, i));
+                }
+            }
+        }
+        Ok(Graph {
+            labels: vec![String::new(); activations.len()],
+            activations,
+            edges,
+        })
+    }
+
+    /// A chain `i -> i+1` whose activations are `values` scaled to [0, 1]
+    /// (see [`ValueRange`]; min-max over the values when `range` is `None`),
+    /// with empty labels: audio frames, joint angles, any 1-D signal.
+    pub fn from_sequence(values: &[f32], range: Option<ValueRange>) -> Result<Self> {
+        let activations = scale_to_unit(values.iter().copied(), "values", range)?;
+        let n = activations.len();
+        Ok(Graph {
+            labels: vec![String::new(); n],
+            activations,
+            edges: chain_edges(n),
+        })
     }
 
     /// A graph from an edge list. `activations` defaults to 1.0 per node and
@@ -103,6 +251,16 @@ impl Graph {
         &self.edges
     }
 
+    /// For each node, the nodes its edges come from (`incoming`) and go to
+    /// (`outgoing`), as compressed rows: node `v`'s neighbours are
+    /// `targets[offsets[v]..offsets[v+1]]`.
+    pub fn adjacency(&self) -> (Adjacency, Adjacency) {
+        let n = self.node_count();
+        let incoming = Adjacency::build(n, self.edges.iter().map(|&(s, t)| (t, s)));
+        let outgoing = Adjacency::build(n, self.edges.iter().copied());
+        (incoming, outgoing)
+    }
+
     /// Number of edges leaving each node.
     pub fn out_degrees(&self) -> Vec<usize> {
         let mut deg = vec![0; self.node_count()];
@@ -119,9 +277,41 @@ impl Graph {
     }
 }
 
+/// Neighbour lists of every node in one buffer (compressed sparse rows).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Adjacency {
+    offsets: Vec<usize>,
+    targets: Vec<usize>,
+}
+
+impl Adjacency {
+    fn build(n: usize, pairs: impl Iterator<Item = (usize, usize)> + Clone) -> Self {
+        let mut offsets = vec![0usize; n + 1];
+        for (v, _) in pairs.clone() {
+            offsets[v + 1] += 1;
+        }
+        for v in 0..n {
+            offsets[v + 1] += offsets[v];
+        }
+        let mut fill = offsets.clone();
+        let mut targets = vec![0usize; offsets[n]];
+        for (v, u) in pairs {
+            targets[fill[v]] = u;
+            fill[v] += 1;
+        }
+        Adjacency { offsets, targets }
+    }
+
+    /// The neighbours of node `v` (with repeats for parallel edges).
+    pub fn neighbours(&self, v: usize) -> &[usize] {
+        &self.targets[self.offsets[v]..self.offsets[v + 1]]
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ndarray::array;
 
     #[test]
     fn text_graph_is_a_chain_of_characters() {
@@ -148,5 +338,110 @@ mod tests {
         assert!(Graph::from_edges(3, &[[-1, 0]], None, None).is_err());
         assert!(Graph::from_edges(2, &[], Some(vec![1.0]), None).is_err());
         assert!(Graph::from_edges(2, &[], Some(vec![1.0, f32::NAN]), None).is_err());
+    }
+
+    fn grapheme_labels(text: &str) -> Vec<String> {
+        Graph::from_text_units(text, TextUnit::Grapheme).labels().to_vec()
+    }
+
+    #[test]
+    fn combining_accent_is_one_grapheme_but_two_chars() {
+        let text = "cafe\u{301}"; // "café" with a combining acute accent
+        assert_eq!(Graph::from_text_units(text, TextUnit::Char).node_count(), 5);
+        let g = Graph::from_text_units(text, TextUnit::Grapheme);
+        assert_eq!(g.labels(), ["c", "a", "f", "e\u{301}"]);
+        assert_eq!(g.edges(), [(0, 1), (1, 2), (2, 3)]);
+        assert_eq!(g.to_text(), text);
+    }
+
+    #[test]
+    fn zwj_family_emoji_is_one_grapheme() {
+        // man ZWJ woman ZWJ girl ZWJ boy: 7 chars, one cluster.
+        let family = "\u{1F468}\u{200D}\u{1F469}\u{200D}\u{1F467}\u{200D}\u{1F466}";
+        let text = format!("a{family}b");
+        assert_eq!(Graph::from_text_units(&text, TextUnit::Char).node_count(), 9);
+        assert_eq!(grapheme_labels(&text), ["a", family, "b"]);
+    }
+
+    #[test]
+    fn crlf_is_one_grapheme_and_lone_cr_lf_are_not_merged_across() {
+        assert_eq!(grapheme_labels("a\r\nb"), ["a", "\r\n", "b"]);
+        assert_eq!(grapheme_labels("a\n\rb"), ["a", "\n", "\r", "b"]);
+        assert_eq!(Graph::from_text_units("a\r\nb", TextUnit::Char).node_count(), 4);
+    }
+
+    #[test]
+    fn text_unit_parses_its_names_only() {
+        assert_eq!(TextUnit::parse("char").unwrap(), TextUnit::Char);
+        assert_eq!(TextUnit::parse("grapheme").unwrap(), TextUnit::Grapheme);
+        let err = TextUnit::parse("word").unwrap_err().to_string();
+        assert!(err.contains("unit") && err.contains("word"), "{err}");
+    }
+
+    #[test]
+    fn image_graph_is_a_four_neighbour_grid_scaled_to_unit() {
+        let img = array![[0.0f32, 5.0, 10.0], [10.0, 5.0, 0.0]];
+        let g = Graph::from_image(img.view(), None).unwrap();
+        assert_eq!(g.node_count(), 6);
+        // 2 rows x 2 horizontal pairs + 3 vertical pairs, each both ways.
+        assert_eq!(g.edge_count(), 2 * (2 * 2 + 3));
+        assert_eq!(g.activations(), [0.0, 0.5, 1.0, 1.0, 0.5, 0.0]);
+        assert_eq!(g.out_degrees(), vec![2, 3, 2, 2, 3, 2]);
+        assert!(g.edges().contains(&(1, 4)) && g.edges().contains(&(4, 1)));
+        assert!(!g.edges().contains(&(2, 3)), "no wrap-around between rows");
+    }
+
+    #[test]
+    fn image_with_explicit_range_keeps_absolute_levels() {
+        let img = array![[0.0f32, 255.0], [51.0, 300.0]];
+        let g = Graph::from_image(img.view(), Some(ValueRange::new(0.0, 255.0).unwrap())).unwrap();
+        assert_eq!(g.activations(), [0.0, 1.0, 0.2, 1.0]);
+    }
+
+    #[test]
+    fn constant_inputs_map_to_zero_without_a_range() {
+        let g = Graph::from_image(array![[3.0f32, 3.0], [3.0, 3.0]].view(), None).unwrap();
+        assert_eq!(g.activations(), [0.0; 4]);
+        let s = Graph::from_sequence(&[7.0, 7.0, 7.0], None).unwrap();
+        assert_eq!(s.activations(), [0.0; 3]);
+        let s = Graph::from_sequence(&[7.0], Some(ValueRange::new(0.0, 14.0).unwrap())).unwrap();
+        assert_eq!(s.activations(), [0.5]);
+    }
+
+    #[test]
+    fn sequence_graph_is_a_scaled_chain() {
+        let g = Graph::from_sequence(&[-1.0, 0.0, 3.0], None).unwrap();
+        assert_eq!(g.activations(), [0.0, 0.25, 1.0]);
+        assert_eq!(g.edges(), [(0, 1), (1, 2)]);
+        assert_eq!(g.labels(), ["", "", ""]);
+        let empty = Graph::from_sequence(&[], None).unwrap();
+        assert_eq!((empty.node_count(), empty.edge_count()), (0, 0));
+    }
+
+    #[test]
+    fn builders_reject_non_finite_values_and_bad_ranges() {
+        let err = Graph::from_image(array![[0.0f32, 1.0], [f32::NAN, 2.0]].view(), None).unwrap_err();
+        assert!(err.to_string().contains("pixel (1, 0)"), "{err}");
+        let err = Graph::from_sequence(&[0.0, f32::INFINITY], None).unwrap_err();
+        assert!(err.to_string().contains("values") && err.to_string().contains("index 1"), "{err}");
+        assert!(ValueRange::new(1.0, 1.0).is_err());
+        assert!(ValueRange::new(0.0, f32::NAN).is_err());
+        assert!(ValueRange::new(2.0, 1.0).is_err());
+    }
+
+    #[test]
+    fn wide_ranges_do_not_overflow() {
+        let g = Graph::from_sequence(&[-3e38, 0.0, 3e38], None).unwrap();
+        assert_eq!(g.activations(), [0.0, 0.5, 1.0]);
+    }
+
+    #[test]
+    fn adjacency_lists_in_and_out_neighbours_with_repeats() {
+        let g = Graph::from_edges(3, &[[0, 1], [0, 1], [2, 1], [1, 1]], None, None).unwrap();
+        let (incoming, outgoing) = g.adjacency();
+        assert_eq!(outgoing.neighbours(0), [1, 1]);
+        assert_eq!(incoming.neighbours(1), [0, 0, 2, 1]);
+        assert_eq!(outgoing.neighbours(1), [1]);
+        assert!(incoming.neighbours(0).is_empty());
     }
 }

@@ -22,7 +22,7 @@ pub mod validate;
 pub use batch::{EncoderInput, ModalityInput};
 pub use config::Config;
 pub use error::{Error, Result};
-pub use graph::Graph;
+pub use graph::{Graph, TextUnit, ValueRange};
 pub use modality::{Modality, NUM_MODALITIES};
 pub use model::LearnableMultiModal;
 pub use real::Real;

@@ -1,24 +1,58 @@
-//! `_core.Graph`: a Rust graph held by the Python `Graph` wrapper.
+//! `_core.Graph`: a Rust graph held by the Python `Graph` wrapper, its
+//! builders, and the batched featurisers.
 
 use crate::errors::IntoPyResult;
-use grapheme_multimodal::features::{fingerprint, FINGERPRINT_DIM};
-use grapheme_multimodal::Graph;
+use grapheme_multimodal::features::{
+    featurize_items, fingerprint, FeatureKind, Featurizable, FINGERPRINT_DIM,
+};
+use grapheme_multimodal::{Graph, TextUnit, ValueRange};
 use ndarray::Array2;
-use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray2};
+use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2};
+use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
+use pyo3::types::PyString;
 
 #[pyclass(name = "Graph", module = "grapheme_multimodal._core", frozen)]
 pub struct PyGraph {
     pub inner: Graph,
 }
 
+fn value_range(range: Option<(f32, f32)>) -> PyResult<Option<ValueRange>> {
+    range.map(|(low, high)| ValueRange::new(low, high)).transpose().py()
+}
+
 #[pymethods]
 impl PyGraph {
     #[staticmethod]
-    fn from_text(text: &str) -> Self {
-        PyGraph {
-            inner: Graph::from_text(text),
+    #[pyo3(signature = (text, unit="char"))]
+    fn from_text(text: &str, unit: &str) -> PyResult<Self> {
+        Ok(PyGraph {
+            inner: Graph::from_text_units(text, TextUnit::parse(unit).py()?),
+        })
+    }
+
+    /// `image` is `[H, W]` float32; `value_range` maps onto [0, 1] (min-max when absent).
+    #[staticmethod]
+    #[pyo3(signature = (image, value_range=None))]
+    fn from_image(py: Python<'_>, image: PyReadonlyArray2<'_, f32>, value_range: Option<(f32, f32)>) -> PyResult<Self> {
+        let range = self::value_range(value_range)?;
+        let view = image.as_array();
+        let inner = py.detach(|| Graph::from_image(view, range)).py()?;
+        Ok(PyGraph { inner })
+    }
+
+    /// `values` is `[n]` float32; `value_range` maps onto [0, 1] (min-max when absent).
+    #[staticmethod]
+    #[pyo3(signature = (values, value_range=None))]
+    fn from_sequence(values: PyReadonlyArray1<'_, f32>, value_range: Option<(f32, f32)>) -> PyResult<Self> {
+        let range = self::value_range(value_range)?;
+        let values = values.as_array();
+        let inner = match values.as_slice() {
+            Some(s) => Graph::from_sequence(s, range),
+            None => Graph::from_sequence(&values.to_vec(), range),
         }
+        .py()?;
+        Ok(PyGraph { inner })
     }
 
     /// `edges` is `(m, 2)` int64 (the Python layer converts lists of pairs).
@@ -71,6 +105,19 @@ impl PyGraph {
     fn fingerprint<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<f32>> {
         fingerprint(&self.inner).to_vec().into_pyarray(py)
     }
+
+    /// The features of `kind` ("fingerprint" or "wl"), `[dim]` float32; GIL released.
+    #[pyo3(signature = (kind="fingerprint", dim=None, iterations=None))]
+    fn features<'py>(
+        &self,
+        py: Python<'py>,
+        kind: &str,
+        dim: Option<i64>,
+        iterations: Option<i64>,
+    ) -> PyResult<Bound<'py, PyArray1<f32>>> {
+        let kind = FeatureKind::parse(kind, dim, iterations).py()?;
+        Ok(py.detach(|| kind.features(&self.inner)).into_pyarray(py))
+    }
 }
 
 /// The 18 SPEC features of each graph, `[N, 18]` float32; GIL released.
@@ -85,4 +132,50 @@ pub fn fingerprints<'py>(py: Python<'py>, graphs: Vec<PyRef<'py, PyGraph>>) -> B
         out
     });
     out.into_pyarray(py)
+}
+
+/// One item of `featurize`, held while the GIL is released.
+enum Item<'py> {
+    Text(String),
+    Graph(PyRef<'py, PyGraph>),
+}
+
+/// Features of each item (a `str`, built into a `unit` graph, or a
+/// `_core.Graph`), `[N, dim]` float32, rows in parallel; GIL released.
+#[pyfunction]
+#[pyo3(signature = (items, kind="fingerprint", dim=None, iterations=None, unit="char"))]
+pub fn featurize<'py>(
+    py: Python<'py>,
+    items: Vec<Bound<'py, PyAny>>,
+    kind: &str,
+    dim: Option<i64>,
+    iterations: Option<i64>,
+    unit: &str,
+) -> PyResult<Bound<'py, PyArray2<f32>>> {
+    let kind = FeatureKind::parse(kind, dim, iterations).py()?;
+    let unit = TextUnit::parse(unit).py()?;
+    let held = items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            if let Ok(s) = item.cast::<PyString>() {
+                Ok(Item::Text(s.to_string()))
+            } else if let Ok(g) = item.extract::<PyRef<'py, PyGraph>>() {
+                Ok(Item::Graph(g))
+            } else {
+                Err(PyTypeError::new_err(format!(
+                    "items[{i}]: expected str or Graph, got {}",
+                    item.get_type().name().map(|n| n.to_string()).unwrap_or_else(|_| "?".into())
+                )))
+            }
+        })
+        .collect::<PyResult<Vec<Item<'py>>>>()?;
+    let refs: Vec<Featurizable<'_>> = held
+        .iter()
+        .map(|item| match item {
+            Item::Text(t) => Featurizable::Text(t),
+            Item::Graph(g) => Featurizable::Graph(&g.inner),
+        })
+        .collect();
+    Ok(py.detach(|| featurize_items(&refs, unit, &kind)).into_pyarray(py))
 }

@@ -20,5 +20,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<graph::PyGraph>()?;
     m.add_class::<model::PyModel>()?;
     m.add_function(wrap_pyfunction!(graph::fingerprints, m)?)?;
+    m.add_function(wrap_pyfunction!(graph::featurize, m)?)?;
+    m.add("WL_DEFAULT_DIM", grapheme_multimodal::features::WL_DEFAULT_DIM)?;
+    m.add("WL_DEFAULT_ITERATIONS", grapheme_multimodal::features::WL_DEFAULT_ITERATIONS)?;
     Ok(())
 }

