@@ -1,11 +1,13 @@
 """The 18 graph features (SPEC §1) of a text graph, the way a Python user
 would compute them with networkx: build a `DiGraph` with one node per
 character (activation 1.0, the character as its label) and the chain edges,
-then count. The baseline of the featurising benchmark."""
+then count. The baseline of the featurising benchmark; also networkx's
+Weisfeiler–Leman hashes as the baseline of the content-aware features."""
 
 from __future__ import annotations
 
 import math
+import warnings
 from typing import List, Sequence
 
 import networkx as nx
@@ -38,3 +40,29 @@ def fingerprint(g: nx.DiGraph) -> List[float]:
 def featurise_texts(texts: Sequence[str]) -> np.ndarray:
     """``[N, 18]`` float32 features of the text graphs of `texts`."""
     return np.array([fingerprint(text_digraph(t)) for t in texts], dtype=np.float32).reshape(-1, FEATURE_DIM)
+
+
+def wl_features(texts: Sequence[str], dim: int = 256, iterations: int = 3) -> np.ndarray:
+    """Hashed Weisfeiler–Leman subtree features with networkx, the way a
+    Python user would get content-aware features: networkx's WL subtree
+    hashes of each node at depths 0..iterations (node label = character),
+    counted into `dim` buckets per depth, each depth L2-normalised, summed,
+    L2-normalised. The same work as our `featurize(kind="wl")` but not the
+    same numbers (networkx hashes differently and follows out-edges only)."""
+    out = np.zeros((len(texts), dim), dtype=np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "hashes for directed graphs changed in v3.5"
+        for i, text in enumerate(texts):
+            if not text:
+                continue
+            hashes = nx.weisfeiler_lehman_subgraph_hashes(
+                text_digraph(text), node_attr="label", iterations=iterations, include_initial_labels=True
+            )
+            total = np.zeros(dim)
+            for depth in range(iterations + 1):
+                hist = np.zeros(dim)
+                for per_depth in hashes.values():
+                    hist[int(per_depth[depth], 16) % dim] += 1.0
+                total += hist / np.linalg.norm(hist)
+            out[i] = total / np.linalg.norm(total)
+    return out

@@ -30,7 +30,10 @@ def configure_library_threads(gm: object, n: int) -> str:
     if callable(setter):
         setter(n)
         return f"gm.set_num_threads({n})"
-    return f"no thread setter in the library (single-threaded kernels); RAYON_NUM_THREADS={os.environ.get('RAYON_NUM_THREADS')}"
+    return (
+        f"no thread setter in the library: its rayon pool (featurize) reads RAYON_NUM_THREADS="
+        f"{os.environ.get('RAYON_NUM_THREADS')}; the model's kernels are single-threaded"
+    )
 
 
 def configure_torch_threads(torch: object, n: int) -> None:
