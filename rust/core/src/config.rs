@@ -3,6 +3,7 @@
 use crate::error::{Error, Result};
 use crate::features::FINGERPRINT_DIM;
 use crate::modality::NUM_MODALITIES;
+use crate::nn::BinderKind;
 
 /// Hyper-parameters of [`crate::LearnableMultiModal`].
 #[derive(Debug, Clone, PartialEq)]
@@ -22,6 +23,15 @@ pub struct Config {
     /// Input length of each modality's encoder, in modality order
     /// (18 = the graph fingerprint).
     pub input_dims: [usize; NUM_MODALITIES],
+    /// Which binder formula: the original additive one or a bilinear one
+    /// that can learn which pairs belong together.
+    pub binder: BinderKind,
+    /// Temperature `τ` of the contrastive objective's logits `cos / τ`.
+    pub temperature: f64,
+    /// Decoupled (AdamW) weight decay `λ`; 0 = plain Adam.
+    pub weight_decay: f64,
+    /// Global-norm gradient clipping threshold; `None` = no clipping.
+    pub grad_clip: Option<f64>,
 }
 
 impl Default for Config {
@@ -34,6 +44,10 @@ impl Default for Config {
             buffer_size: 1000,
             seed: 0,
             input_dims: [FINGERPRINT_DIM; NUM_MODALITIES],
+            binder: BinderKind::Additive,
+            temperature: 0.1,
+            weight_decay: 0.0,
+            grad_clip: None,
         }
     }
 }
@@ -72,6 +86,26 @@ impl Config {
                 "input_dims",
                 format!("modality {m} has input dimension 0; expected a positive integer"),
             ));
+        }
+        if !(self.temperature.is_finite() && self.temperature > 0.0) {
+            return Err(Error::invalid(
+                "temperature",
+                format!("got {}; expected a finite positive number", self.temperature),
+            ));
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            return Err(Error::invalid(
+                "weight_decay",
+                format!("got {}; expected a finite number >= 0", self.weight_decay),
+            ));
+        }
+        if let Some(c) = self.grad_clip {
+            if !(c.is_finite() && c > 0.0) {
+                return Err(Error::invalid(
+                    "grad_clip",
+                    format!("got {c}; expected a finite positive number or None"),
+                ));
+            }
         }
         Ok(())
     }

@@ -7,6 +7,7 @@
 //! belong together; a multi-head attention weighs modalities for a query.
 //! Every computation is batched: `x[m]: [B, d_m]`, presence mask `[B, 7]`.
 
+pub mod adam;
 pub mod batch;
 pub mod config;
 pub mod error;
@@ -15,8 +16,10 @@ pub mod graph;
 pub mod modality;
 pub mod model;
 pub mod nn;
+pub mod objectives;
 pub mod params;
 pub mod real;
+pub mod training;
 pub mod validate;
 
 pub use batch::{EncoderInput, ModalityInput};
@@ -25,4 +28,7 @@ pub use error::{Error, Result};
 pub use graph::{Graph, TextUnit, ValueRange};
 pub use modality::{Modality, NUM_MODALITIES};
 pub use model::LearnableMultiModal;
+pub use nn::BinderKind;
+pub use objectives::{Losses, Objective, ObjectiveWeights};
+pub use training::{EmbeddingSource, OptimizerState, TrainBatch};
 pub use real::Real;

@@ -6,23 +6,42 @@ use crate::batch::{input_arg, EncoderInput};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::modality::{Modality, NUM_MODALITIES};
-use crate::nn::encoder::pool_components;
+use crate::adam::Adam;
+use crate::nn::encoder::{pool_components, pool_components_backward, EncoderTape, PoolTape};
 use crate::nn::{AttentionOutput, CrossModalBinder, FusionNetwork, ModalityAttention, ModalityEncoder};
-use crate::params::{assign, ParamLayout, Params};
+use crate::params::{assign, ParamLayout, Params, ParamsMut};
 use crate::real::Real;
 use crate::validate::{check_finite, check_shape};
 use ndarray::{s, Array1, Array2, Array3, ArrayView2, ArrayView3, ArrayViewD, CowArray, Ix3};
 
 /// The model. `T` is `f32` for users and `f64` for gradient checks.
+///
+/// Besides the weights it owns the training state: accumulated gradients
+/// (same layout as the weights), Adam's moments and step count, and the
+/// counter of gradient computations that fixes the objectives' random draws
+/// (see `training.rs`).
 #[derive(Debug, Clone)]
 pub struct LearnableMultiModal<T> {
-    config: Config,
-    layout: ParamLayout,
-    params: Vec<T>,
-    encoders: Vec<ModalityEncoder>,
-    fusion: FusionNetwork,
-    binder: CrossModalBinder,
-    attention: ModalityAttention,
+    pub(crate) config: Config,
+    pub(crate) layout: ParamLayout,
+    pub(crate) params: Vec<T>,
+    pub(crate) encoders: Vec<ModalityEncoder>,
+    pub(crate) fusion: FusionNetwork,
+    pub(crate) binder: CrossModalBinder,
+    pub(crate) attention: ModalityAttention,
+    pub(crate) grads: Vec<T>,
+    pub(crate) has_grads: bool,
+    pub(crate) adam: Adam<T>,
+    pub(crate) rng_counter: u64,
+}
+
+/// Embeddings `[B, M, E]` and, per modality, what the backward needs.
+pub(crate) type EncodedWithTapes<T> = (Array3<T>, Vec<Option<ModalityTape<T>>>);
+
+/// What the encoders' backward needs for one modality.
+pub(crate) struct ModalityTape<T> {
+    pub encoder: EncoderTape<T>,
+    pub pool: PoolTape<T>,
 }
 
 impl<T: Real> LearnableMultiModal<T> {
@@ -36,9 +55,10 @@ impl<T: Real> LearnableMultiModal<T> {
             .map(|&m| ModalityEncoder::register(&mut layout, m, config.input_dims[m.index()], e))
             .collect();
         let fusion = FusionNetwork::register(&mut layout, e, h);
-        let binder = CrossModalBinder::register(&mut layout, e);
+        let binder = CrossModalBinder::register(&mut layout, e, config.binder);
         let attention = ModalityAttention::register(&mut layout, e, config.num_heads);
         let params = layout.initialize(config.seed);
+        let n = layout.len();
         Ok(LearnableMultiModal {
             config,
             layout,
@@ -47,6 +67,10 @@ impl<T: Real> LearnableMultiModal<T> {
             fusion,
             binder,
             attention,
+            grads: vec![T::zero(); n],
+            has_grads: false,
+            adam: Adam::new(n),
+            rng_counter: 0,
         })
     }
 
@@ -75,6 +99,22 @@ impl<T: Real> LearnableMultiModal<T> {
         self.config.embed_dim
     }
 
+    pub fn encoders(&self) -> &[ModalityEncoder] {
+        &self.encoders
+    }
+
+    pub fn fusion(&self) -> &FusionNetwork {
+        &self.fusion
+    }
+
+    pub fn binder(&self) -> &CrossModalBinder {
+        &self.binder
+    }
+
+    pub fn attention(&self) -> &ModalityAttention {
+        &self.attention
+    }
+
     /// The tensor called `name`.
     pub fn param(&self, name: &str) -> Result<ArrayViewD<'_, T>> {
         Ok(self.view().tensor(self.layout.find(name)?))
@@ -85,15 +125,26 @@ impl<T: Real> LearnableMultiModal<T> {
         assign(&self.layout, &mut self.params, name, values)
     }
 
-    fn view(&self) -> Params<'_, T> {
+    /// The parameters seen through their layout.
+    pub fn view(&self) -> Params<'_, T> {
         self.layout.view(&self.params)
     }
 
     /// Modality embeddings `[B, M, E]`: unit rows where present, zeros where absent.
     pub fn encode(&self, input: &EncoderInput<T>) -> Result<Array3<T>> {
+        Ok(self.encode_train(input)?.0)
+    }
+
+    /// [`Self::encode`] keeping, per modality, what the backward needs (the
+    /// same work: the tapes hold arrays the forward computes anyway).
+    pub(crate) fn encode_train(&self, input: &EncoderInput<T>) -> Result<EncodedWithTapes<T>> {
         let mut emb = Array3::zeros((input.batch_size, NUM_MODALITIES, self.embed_dim()));
+        let mut tapes = Vec::with_capacity(NUM_MODALITIES);
         for (m, slot) in input.modalities.iter().enumerate() {
-            let Some(part) = slot else { continue };
+            let Some(part) = slot else {
+                tapes.push(None);
+                continue;
+            };
             let arg = input_arg(m);
             check_shape(&arg, &part.x, &[None, Some(self.config.input_dims[m])])?;
             if let Err(Error::NonFinite { .. }) = check_finite(&arg, &part.x) {
@@ -101,10 +152,28 @@ impl<T: Real> LearnableMultiModal<T> {
                 let row = bad.map_or(0, |i| part.rows[i]);
                 return Err(Error::non_finite(arg, format!("row {row} (a row marked present)")));
             }
-            let z = self.encoders[m].forward(self.view(), part.x.view());
-            pool_components(z.view(), &part.rows, part.weights.as_deref(), emb.slice_mut(s![.., m, ..]));
+            let encoder = self.encoders[m].forward_train(self.view(), part.x.view());
+            let pool = pool_components(encoder.out.view(), &part.rows, part.weights.as_deref(), emb.slice_mut(s![.., m, ..]));
+            tapes.push(Some(ModalityTape { encoder, pool }));
         }
-        Ok(emb)
+        Ok((emb, tapes))
+    }
+
+    /// Accumulates the encoders' gradients from `d_emb [B, M, E]`, the
+    /// gradient on the embeddings `emb` that [`Self::encode_train`] returned.
+    pub(crate) fn encode_backward(
+        &self,
+        input: &EncoderInput<T>,
+        tapes: &[Option<ModalityTape<T>>],
+        emb: &Array3<T>,
+        d_emb: &Array3<T>,
+        grads: &mut ParamsMut<T>,
+    ) {
+        for (m, (slot, tape)) in input.modalities.iter().zip(tapes).enumerate() {
+            let (Some(part), Some(tape)) = (slot, tape) else { continue };
+            let dz = pool_components_backward(&tape.pool, &part.rows, emb.slice(s![.., m, ..]), d_emb.slice(s![.., m, ..]));
+            self.encoders[m].backward(part.x.view(), &tape.encoder, dz, grads);
+        }
     }
 
     /// Fused embeddings `[B, E]` (unit rows) of `emb [B, M, E]`; modalities
@@ -158,7 +227,7 @@ impl<T: Real> LearnableMultiModal<T> {
 
     /// Validates `emb [B, M, E]` against `mask [B, M]` and zeroes absent slots
     /// (copying only when some slot is absent).
-    fn check_embeddings<'a>(&self, emb: ArrayView3<'a, T>, mask: ArrayView2<bool>) -> Result<CowArray<'a, T, Ix3>> {
+    pub(crate) fn check_embeddings<'a>(&self, emb: ArrayView3<'a, T>, mask: ArrayView2<bool>) -> Result<CowArray<'a, T, Ix3>> {
         check_shape("embeddings", &emb, &[None, Some(NUM_MODALITIES), Some(self.embed_dim())])?;
         check_shape("mask", &mask, &[Some(emb.shape()[0]), Some(NUM_MODALITIES)])?;
         for ((b, m), &present) in mask.indexed_iter() {

@@ -187,6 +187,34 @@ impl<T> ParamsMut<'_, T> {
     }
 }
 
+impl<T> ParamsMut<'_, T> {
+    /// Writable views of a weight matrix and a bias vector at once (two
+    /// distinct tensors, so the borrows do not overlap).
+    pub fn weight_and_bias(&mut self, weight: ParamId, bias: ParamId) -> (ArrayViewMut2<'_, T>, ArrayViewMut1<'_, T>) {
+        let (ws, bs) = (self.layout.spec(weight), self.layout.spec(bias));
+        assert!(ws.range().end <= bs.offset || bs.range().end <= ws.offset, "weight and bias must be distinct tensors");
+        let shape = (ws.shape[0], ws.shape[1]);
+        let (wr, br) = (ws.range(), bs.range());
+        let (w, b) = if wr.start < br.start {
+            let (lo, hi) = self.data.split_at_mut(br.start);
+            (&mut lo[wr], &mut hi[..br.len()])
+        } else {
+            let (lo, hi) = self.data.split_at_mut(wr.start);
+            let len = wr.len();
+            (&mut hi[..len], &mut lo[br])
+        };
+        (
+            ArrayViewMut2::from_shape(shape, w).expect("layout shapes match their ranges"),
+            ArrayViewMut1::from(b),
+        )
+    }
+
+    /// The whole flat buffer.
+    pub fn data_mut(&mut self) -> &mut [T] {
+        self.data
+    }
+}
+
 /// Copies `values` into tensor `name` of `data` after checking shape and finiteness.
 pub fn assign<T: Real>(layout: &ParamLayout, data: &mut [T], name: &str, values: ArrayViewD<T>) -> Result<()> {
     let spec = layout.spec(layout.find(name)?);

@@ -1,50 +1,160 @@
-//! Cross-modal binder: `strength(a, b) = sigmoid(w · [a; b] + c)`.
+//! Cross-modal binder: how strongly two modality embeddings belong together.
+//!
+//! Two kinds (chosen by `Config::binder`):
+//! - `additive` (the original): `strength(a, b) = sigmoid(w · [a; b] + c)`,
+//!   `binder.weight [1, 2E]`. Additive in `a` and `b`: for a fixed `a` it
+//!   ranks every `b` the same way, so it cannot learn *which* pairs belong.
+//! - `bilinear`: `strength(a, b) = sigmoid(aᵀ W b + c)`, `binder.weight
+//!   [E, E]`; `W = λI` already scores cosine similarity, so it can learn that
+//!   matching embeddings belong together.
+//!
+//! Both have `binder.bias [1]`. Forward and backward side by side.
 
 use super::ops::sigmoid;
+use crate::error::{Error, Result};
 use crate::modality::NUM_MODALITIES;
-use crate::params::{Init, ParamId, ParamLayout, Params};
+use crate::params::{Init, ParamId, ParamLayout, Params, ParamsMut};
 use crate::real::Real;
-use ndarray::{s, Array1, Array3, ArrayView2, ArrayView3, Axis};
+use ndarray::{s, Array1, Array2, Array3, ArrayView1, ArrayView2, ArrayView3, Axis, Zip};
 
-/// `binder.weight [1, 2E]`, `binder.bias [1]`.
+/// Which binder formula a model uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BinderKind {
+    /// `sigmoid(w · [a; b] + c)` — the original.
+    #[default]
+    Additive,
+    /// `sigmoid(aᵀ W b + c)`.
+    Bilinear,
+}
+
+impl BinderKind {
+    pub const ALL: [BinderKind; 2] = [BinderKind::Additive, BinderKind::Bilinear];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            BinderKind::Additive => "additive",
+            BinderKind::Bilinear => "bilinear",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Result<Self> {
+        Self::ALL.iter().copied().find(|k| k.name() == name).ok_or_else(|| {
+            Error::invalid(
+                "binder_kind",
+                format!("unknown binder kind {name:?}; expected \"additive\" or \"bilinear\""),
+            )
+        })
+    }
+}
+
+/// `binder.weight` (`[1, 2E]` additive, `[E, E]` bilinear), `binder.bias [1]`.
 #[derive(Debug, Clone)]
 pub struct CrossModalBinder {
     pub embed_dim: usize,
+    pub kind: BinderKind,
     pub weight: ParamId,
     pub bias: ParamId,
 }
 
 impl CrossModalBinder {
-    pub fn register(layout: &mut ParamLayout, embed_dim: usize) -> Self {
+    pub fn register(layout: &mut ParamLayout, embed_dim: usize, kind: BinderKind) -> Self {
+        let e = embed_dim;
+        let weight = match kind {
+            BinderKind::Additive => layout.add("binder.weight", &[1, 2 * e], Init::xavier(2 * e, 1)),
+            BinderKind::Bilinear => layout.add("binder.weight", &[e, e], Init::xavier(e, e)),
+        };
         CrossModalBinder {
             embed_dim,
-            weight: layout.add("binder.weight", &[1, 2 * embed_dim], Init::xavier(2 * embed_dim, 1)),
+            kind,
+            weight,
             bias: layout.add("binder.bias", &[1], Init::Zeros),
         }
     }
 
-    /// Strength of each row pair: `a [B, E]`, `b [B, E]` → `[B]` in [0, 1].
+    /// Logit of each row pair: `a [N, E]`, `b [N, E]` → `[N]`.
+    pub fn logits<T: Real>(&self, params: Params<T>, a: ArrayView2<T>, b: ArrayView2<T>) -> Array1<T> {
+        let c = params.vector(self.bias)[0];
+        match self.kind {
+            BinderKind::Additive => {
+                let (wa, wb) = self.additive_halves(params);
+                a.dot(&wa) + b.dot(&wb) + c
+            }
+            BinderKind::Bilinear => {
+                let aw = a.dot(&params.matrix(self.weight));
+                Zip::from(aw.rows()).and(b.rows()).map_collect(|x, y| x.dot(&y) + c)
+            }
+        }
+    }
+
+    /// Strength of each row pair: `a [N, E]`, `b [N, E]` → `[N]` in [0, 1].
     pub fn forward<T: Real>(&self, params: Params<T>, a: ArrayView2<T>, b: ArrayView2<T>) -> Array1<T> {
-        let (wa, wb, c) = self.split(params);
-        let logits = a.dot(&wa) + b.dot(&wb) + c;
-        logits.mapv(sigmoid)
+        self.logits(params, a, b).mapv(sigmoid)
+    }
+
+    /// Backward of [`Self::logits`]: accumulates `dW`, `dc` from `d_logits
+    /// [N]`; returns the gradients on `a` and `b`.
+    pub fn backward<T: Real>(
+        &self,
+        params: Params<T>,
+        a: ArrayView2<T>,
+        b: ArrayView2<T>,
+        d_logits: ArrayView1<T>,
+        grads: &mut ParamsMut<T>,
+    ) -> (Array2<T>, Array2<T>) {
+        let e = self.embed_dim;
+        let dz = d_logits.insert_axis(Axis(1)); // [N, 1]
+        let (mut dw, mut dc) = grads.weight_and_bias(self.weight, self.bias);
+        dc[0] += d_logits.sum();
+        match self.kind {
+            BinderKind::Additive => {
+                // w · [a; b]: d wa = Σ dz a, d wb = Σ dz b.
+                let mut row = dw.row_mut(0);
+                row.slice_mut(s![..e]).scaled_add(T::one(), &a.t().dot(&d_logits));
+                row.slice_mut(s![e..]).scaled_add(T::one(), &b.t().dot(&d_logits));
+                let (wa, wb) = self.additive_halves(params);
+                let n = d_logits.len();
+                let da = Array2::from_shape_fn((n, e), |(r, k)| d_logits[r] * wa[k]);
+                let db = Array2::from_shape_fn((n, e), |(r, k)| d_logits[r] * wb[k]);
+                (da, db)
+            }
+            BinderKind::Bilinear => {
+                // z = aᵀ W b: dW = Σ dz a bᵀ, da = dz W b, db = dz Wᵀ a.
+                let w = params.matrix(self.weight);
+                let dzb = &b * &dz; // [N, E]
+                ndarray::linalg::general_mat_mul(T::one(), &a.t(), &dzb, T::one(), &mut dw);
+                let da = dzb.dot(&w.t());
+                let db = a.dot(&w) * dz;
+                (da, db)
+            }
+        }
     }
 
     /// `S[b, i, j] = strength(e_i, e_j)` for every pair of modalities present
     /// in row `b`; 0 where either is absent. `emb [B, M, E]`, `mask [B, M]`.
     pub fn pair_strengths<T: Real>(&self, params: Params<T>, emb: ArrayView3<T>, mask: ArrayView2<bool>) -> Array3<T> {
-        let (wa, wb, c) = self.split(params);
-        // The binder is additive: precompute each side's contribution once.
         let batch = emb.len_of(Axis(0));
         let flat = emb.to_shape((batch * NUM_MODALITIES, self.embed_dim)).expect("[B, M, E] is reshapeable");
-        let left = flat.dot(&wa).into_shape_with_order((batch, NUM_MODALITIES)).expect("B·M values"); // [B, M]
-        let right = flat.dot(&wb).into_shape_with_order((batch, NUM_MODALITIES)).expect("B·M values");
+        let c = params.vector(self.bias)[0];
+        // Both kinds factor through one product per embedding, computed once.
+        let logit: Box<dyn Fn(usize, usize, usize) -> T> = match self.kind {
+            BinderKind::Additive => {
+                let (wa, wb) = self.additive_halves(params);
+                let left = flat.dot(&wa).into_shape_with_order((batch, NUM_MODALITIES)).expect("B·M values");
+                let right = flat.dot(&wb).into_shape_with_order((batch, NUM_MODALITIES)).expect("B·M values");
+                Box::new(move |r, i, j| left[[r, i]] + right[[r, j]] + c)
+            }
+            BinderKind::Bilinear => {
+                let aw = flat.dot(&params.matrix(self.weight)); // [B·M, E]
+                let flat = flat.to_owned();
+                Box::new(move |r, i, j| aw.row(r * NUM_MODALITIES + i).dot(&flat.row(r * NUM_MODALITIES + j)) + c)
+            }
+        };
         let mut out = Array3::zeros((batch, NUM_MODALITIES, NUM_MODALITIES));
         for r in 0..batch {
             for i in 0..NUM_MODALITIES {
                 for j in 0..NUM_MODALITIES {
                     if mask[[r, i]] && mask[[r, j]] {
-                        out[[r, i, j]] = sigmoid(left[[r, i]] + right[[r, j]] + c);
+                        out[[r, i, j]] = sigmoid(logit(r, i, j));
                     }
                 }
             }
@@ -52,10 +162,10 @@ impl CrossModalBinder {
         out
     }
 
-    fn split<'a, T: Real>(&self, params: Params<'a, T>) -> (ndarray::ArrayView1<'a, T>, ndarray::ArrayView1<'a, T>, T) {
-        let w = params.matrix(self.weight);
+    /// The additive binder's `w` split into the halves applied to `a` and `b`.
+    fn additive_halves<'a, T: Real>(&self, params: Params<'a, T>) -> (ArrayView1<'a, T>, ArrayView1<'a, T>) {
         let e = self.embed_dim;
-        let row = w.index_axis_move(Axis(0), 0);
-        (row.slice_move(s![..e]), row.slice_move(s![e..]), params.vector(self.bias)[0])
+        let row = params.matrix(self.weight).index_axis_move(Axis(0), 0);
+        (row.slice_move(s![..e]), row.slice_move(s![e..]))
     }
 }

@@ -1,10 +1,12 @@
-//! Per-modality encoder: `l2norm(leaky(W_m x + b_m))`.
+//! Per-modality encoder: `l2norm(leaky(W_m x + b_m))`, and the confidence-
+//! weighted pooling of several components of one modality in one event.
+//! Forward and backward side by side.
 
-use super::ops::{l2_normalize_rows, leaky_relu_inplace, linear};
+use super::ops::{l2_normalize_backward_inplace, l2_normalize_rows, leaky_relu_backward_inplace, leaky_relu_inplace, linear, linear_backward, NORM_EPS};
 use crate::modality::Modality;
-use crate::params::{Init, ParamId, ParamLayout, Params};
+use crate::params::{Init, ParamId, ParamLayout, Params, ParamsMut};
 use crate::real::Real;
-use ndarray::{Array2, ArrayView2, ArrayViewMut2};
+use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut2};
 
 /// The encoder of one modality: `W [E, d]`, `b [E]`.
 #[derive(Debug, Clone)]
@@ -13,6 +15,16 @@ pub struct ModalityEncoder {
     pub input_dim: usize,
     pub weight: ParamId,
     pub bias: ParamId,
+}
+
+/// What the encoder's backward needs: the output rows and their norms
+/// before normalisation (the LeakyReLU's output has the sign of `out`).
+#[derive(Debug, Clone)]
+pub struct EncoderTape<T> {
+    /// Unit-norm embeddings `[N, E]`.
+    pub out: Array2<T>,
+    /// `||leaky(W x + b)||` of each row, `[N]`.
+    pub norms: Array1<T>,
 }
 
 impl ModalityEncoder {
@@ -33,18 +45,43 @@ impl ModalityEncoder {
 
     /// `x [N, d]` → unit-norm embeddings `[N, E]`.
     pub fn forward<T: Real>(&self, params: Params<T>, x: ArrayView2<T>) -> Array2<T> {
-        let mut z = linear(x, params.matrix(self.weight), Some(params.vector(self.bias)));
-        leaky_relu_inplace(z.view_mut());
-        l2_normalize_rows(z.view_mut());
-        z
+        self.forward_train(params, x).out
     }
+
+    /// The forward pass keeping what the backward needs (no extra work: the
+    /// norms are computed by the normalisation anyway).
+    pub fn forward_train<T: Real>(&self, params: Params<T>, x: ArrayView2<T>) -> EncoderTape<T> {
+        let mut out = linear(x, params.matrix(self.weight), Some(params.vector(self.bias)));
+        leaky_relu_inplace(out.view_mut());
+        let norms = l2_normalize_rows(out.view_mut());
+        EncoderTape { out, norms }
+    }
+
+    /// Accumulates `dW`, `db` from `d_out [N, E]`, the gradient on the
+    /// embeddings of `x [N, d]` (the inputs are data: no gradient for them).
+    pub fn backward<T: Real>(&self, x: ArrayView2<T>, tape: &EncoderTape<T>, mut d_out: Array2<T>, grads: &mut ParamsMut<T>) {
+        l2_normalize_backward_inplace(tape.out.view(), tape.norms.view(), d_out.view_mut());
+        leaky_relu_backward_inplace(tape.out.view(), d_out.view_mut());
+        let (dw, db) = grads.weight_and_bias(self.weight, self.bias);
+        linear_backward(x, d_out.view(), dw, Some(db));
+    }
+}
+
+/// How [`pool_components`] combined the components, for its backward.
+#[derive(Debug, Clone)]
+pub struct PoolTape<T> {
+    /// Each component's share of its row's mean (1 for a lone component).
+    pub coeffs: Vec<T>,
+    /// The rows that pooled several components, and the norm of their mean.
+    pub pooled: Vec<(usize, T)>,
 }
 
 /// Writes component embeddings `z [N, E]` into their event rows of `out
 /// [B, E]`. An event with one component takes its embedding unchanged; an
 /// event with several takes their mean weighted by `weights` (equal weights
-/// when none are given or all are zero), re-normalised to unit length.
-pub fn pool_components<T: Real>(z: ArrayView2<T>, rows: &[usize], weights: Option<&[T]>, mut out: ArrayViewMut2<T>) {
+/// when none are given or all are zero), re-normalised to unit length:
+/// `out_r = l2norm(Σ_i c_i z_i)` with `c_i = w_i / Σ_{rows[k]=r} w_k`.
+pub fn pool_components<T: Real>(z: ArrayView2<T>, rows: &[usize], weights: Option<&[T]>, mut out: ArrayViewMut2<T>) -> PoolTape<T> {
     let mut count = vec![0usize; out.nrows()];
     for &r in rows {
         count[r] += 1;
@@ -53,7 +90,10 @@ pub fn pool_components<T: Real>(z: ArrayView2<T>, rows: &[usize], weights: Optio
         for (i, &r) in rows.iter().enumerate() {
             out.row_mut(r).assign(&z.row(i));
         }
-        return;
+        return PoolTape {
+            coeffs: vec![T::one(); rows.len()],
+            pooled: Vec::new(),
+        };
     }
     let mut weight_sum = vec![T::zero(); out.nrows()];
     if let Some(w) = weights {
@@ -61,22 +101,50 @@ pub fn pool_components<T: Real>(z: ArrayView2<T>, rows: &[usize], weights: Optio
             weight_sum[r] += wi;
         }
     }
-    let weight_of = |i: usize, r: usize| match weights {
-        Some(w) if weight_sum[r] > T::zero() => w[i] / weight_sum[r],
-        _ => T::one() / T::c(count[r] as f64),
-    };
+    let coeffs: Vec<T> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, &r)| match weights {
+            Some(w) if weight_sum[r] > T::zero() => w[i] / weight_sum[r],
+            _ => T::one() / T::c(count[r] as f64),
+        })
+        .collect();
     for &r in rows {
         out.row_mut(r).fill(T::zero());
     }
-    for (i, &r) in rows.iter().enumerate() {
-        out.row_mut(r).scaled_add(weight_of(i, r), &z.row(i));
+    for ((i, &r), &c) in rows.iter().enumerate().zip(&coeffs) {
+        out.row_mut(r).scaled_add(c, &z.row(i));
     }
-    let pooled: Vec<usize> = (0..out.nrows()).filter(|&r| count[r] > 1).collect();
-    for r in pooled {
+    let mut pooled = Vec::new();
+    for r in (0..out.nrows()).filter(|&r| count[r] > 1) {
         let mut row = out.row_mut(r);
-        let norm = row.iter().map(|v| *v * *v).sum::<T>().sqrt().max(T::c(super::ops::NORM_EPS));
-        row.mapv_inplace(|v| v / norm);
+        let norm = row.iter().map(|v| *v * *v).sum::<T>().sqrt();
+        let denom = norm.max(T::c(NORM_EPS));
+        row.mapv_inplace(|v| v / denom);
+        pooled.push((r, norm));
     }
+    PoolTape { coeffs, pooled }
+}
+
+/// Backward of [`pool_components`]: from `d_out [B, E]` (the gradient on its
+/// output rows) and `out [B, E]` (its output), the gradient on `z [N, E]`.
+pub fn pool_components_backward<T: Real>(tape: &PoolTape<T>, rows: &[usize], out: ArrayView2<T>, d_out: ArrayView2<T>) -> Array2<T> {
+    let mut d_mean = d_out.to_owned();
+    if !tape.pooled.is_empty() {
+        let idx: Vec<usize> = tape.pooled.iter().map(|p| p.0).collect();
+        let y = out.select(ndarray::Axis(0), &idx);
+        let norms: Array1<T> = tape.pooled.iter().map(|p| p.1).collect();
+        let mut d = d_out.select(ndarray::Axis(0), &idx);
+        l2_normalize_backward_inplace(y.view(), norms.view(), d.view_mut());
+        for (k, &r) in idx.iter().enumerate() {
+            d_mean.row_mut(r).assign(&d.row(k));
+        }
+    }
+    let mut dz = Array2::zeros((rows.len(), d_out.ncols()));
+    for ((mut row, &r), &c) in dz.rows_mut().into_iter().zip(rows).zip(&tape.coeffs) {
+        row.scaled_add(c, &d_mean.row(r));
+    }
+    dz
 }
 
 #[cfg(test)]

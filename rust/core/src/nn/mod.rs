@@ -8,6 +8,6 @@ pub mod fusion;
 pub mod ops;
 
 pub use attention::{AttentionOutput, ModalityAttention};
-pub use binder::CrossModalBinder;
+pub use binder::{BinderKind, CrossModalBinder};
 pub use encoder::ModalityEncoder;
 pub use fusion::FusionNetwork;

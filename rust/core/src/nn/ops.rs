@@ -1,7 +1,8 @@
 //! Element-wise and row-wise operations shared by the components.
 
 use crate::real::Real;
-use ndarray::{Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis};
+use ndarray::linalg::general_mat_mul;
+use ndarray::{Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis, Zip};
 
 /// Negative slope of LeakyReLU everywhere in the model (GRAPHEME protocol).
 pub const LEAKY_ALPHA: f64 = 0.01;
@@ -74,6 +75,96 @@ pub fn masked_softmax_inplace<T: Real>(mut scores: ArrayViewMut1<T>, present: Ar
         total += *s;
     }
     scores.mapv_inplace(|s| s / total);
+}
+
+// ---------------------------------------------------------------- backward
+//
+// Each backward takes the gradient of the loss with respect to the forward's
+// output (`dy`) and returns (or writes) the gradient with respect to its
+// input; parameter gradients are *accumulated* (`+=`) into their buffers.
+
+/// Backward of [`linear`] for its parameters: `dW += dyᵀ x`, `db += Σ_rows dy`.
+/// (The input's gradient, when needed, is `dy W`.)
+pub fn linear_backward<T: Real>(x: ArrayView2<T>, dy: ArrayView2<T>, mut dw: ArrayViewMut2<T>, db: Option<ArrayViewMut1<T>>) {
+    general_mat_mul(T::one(), &dy.t(), &x, T::one(), &mut dw);
+    if let Some(mut db) = db {
+        for row in dy.rows() {
+            db += &row;
+        }
+    }
+}
+
+/// Backward of LeakyReLU, in place on `dy`, from the activation's *output*
+/// `y`: LeakyReLU keeps the sign, so `y > 0` exactly where its input was.
+/// Scaling `y` by a positive factor (as L2 normalisation does) keeps this true.
+pub fn leaky_relu_backward_inplace<T: Real>(y: ArrayView2<T>, mut dy: ArrayViewMut2<T>) {
+    let alpha = T::c(LEAKY_ALPHA);
+    Zip::from(&mut dy).and(&y).for_each(|d, &y| {
+        if y <= T::zero() {
+            *d *= alpha;
+        }
+    });
+}
+
+/// Backward of [`l2_normalize_rows`], in place on `dy`, from the normalised
+/// rows `y` and the norms it returned: with `n = ||v||`,
+/// `dv = (dy - y (y·dy)) / n` when `n > eps`, and `dv = dy / eps` on the floor
+/// (there `y = v / eps` is linear in `v`).
+pub fn l2_normalize_backward_inplace<T: Real>(y: ArrayView2<T>, norms: ArrayView1<T>, mut dy: ArrayViewMut2<T>) {
+    let eps = T::c(NORM_EPS);
+    for ((mut d, y), &n) in dy.axis_iter_mut(Axis(0)).zip(y.axis_iter(Axis(0))).zip(norms.iter()) {
+        if n > eps {
+            let proj = y.dot(&d);
+            Zip::from(&mut d).and(&y).for_each(|d, &y| *d = (*d - y * proj) / n);
+        } else {
+            d.mapv_inplace(|d| d / eps);
+        }
+    }
+}
+
+/// Backward of [`masked_softmax_inplace`] for one row: `a` the weights it
+/// produced, `da` the gradient on them; returns the gradient on the scores,
+/// `ds_m = a_m (da_m - Σ_k a_k da_k)` (0 for absent entries and for rows with
+/// nothing present, whose weights are all 0).
+pub fn masked_softmax_backward<T: Real>(a: ArrayView1<T>, da: ArrayView1<T>) -> Array1<T> {
+    let mean = a.dot(&da);
+    Zip::from(&a).and(&da).map_collect(|&a, &d| a * (d - mean))
+}
+
+/// `log(1 + e^x)`, computed without overflow.
+#[inline]
+pub fn softplus<T: Real>(x: T) -> T {
+    if x > T::zero() {
+        x + (-x).exp().ln_1p()
+    } else {
+        x.exp().ln_1p()
+    }
+}
+
+/// Row-wise softmax of `x [N, K]` (every entry present), stable.
+pub fn softmax_rows<T: Real>(x: ArrayView2<T>) -> Array2<T> {
+    let mut out = x.to_owned();
+    for mut row in out.rows_mut() {
+        let max = row.iter().copied().fold(T::neg_infinity(), T::max);
+        row.mapv_inplace(|v| (v - max).exp());
+        let total = row.sum();
+        row.mapv_inplace(|v| v / total);
+    }
+    out
+}
+
+/// Cosine similarity of each row pair with both norms floored at `eps`;
+/// returns `(cos [N], ||p|| [N], ||t|| [N])`.
+pub fn cosine_rows<T: Real>(p: ArrayView2<T>, t: ArrayView2<T>) -> (Array1<T>, Array1<T>, Array1<T>) {
+    let eps = T::c(NORM_EPS);
+    let np: Array1<T> = p.rows().into_iter().map(|r| r.dot(&r).sqrt()).collect();
+    let nt: Array1<T> = t.rows().into_iter().map(|r| r.dot(&r).sqrt()).collect();
+    let cos = Zip::from(p.rows())
+        .and(t.rows())
+        .and(&np)
+        .and(&nt)
+        .map_collect(|p, t, &a, &b| p.dot(&t) / (a.max(eps) * b.max(eps)));
+    (cos, np, nt)
 }
 
 #[cfg(test)]

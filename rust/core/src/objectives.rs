@@ -1,0 +1,408 @@
+//! The training objectives and their gradients.
+//!
+//! Every objective reads modality embeddings `emb [B, M, E]` (absent slots
+//! zero) with their presence mask `[B, M]` and returns its loss; given a
+//! [`GradSink`] it also accumulates `weight · ∂loss/∂θ` into the parameter
+//! gradients and `weight · ∂loss/∂emb` into the embedding gradient (when the
+//! embeddings came from the encoders and are therefore trainable).
+//!
+//! Notation: `e_m(r)` is modality `m`'s embedding in row (event) `r`;
+//! `R_ij` the rows where modalities `i` and `j` are both present.
+//!
+//! - **seed_consistency** (the original's `compute_loss`, now differentiable):
+//!   `L = (1/B) Σ_r (1 − reward_r) · (1/E) ‖fuse(e(r)) − f_r‖²`, with `f_r`
+//!   the recorded fused embedding, over the `B` rows with at least one
+//!   modality present. Trains the fusion network (and the encoders when the
+//!   embeddings are encoded from inputs).
+//! - **contrastive** (symmetric InfoNCE): for every modality pair `i < j` with
+//!   `n = |R_ij| ≥ 2`, logits `S_rs = e_i(r) · e_j(s) / τ` over `r, s ∈ R_ij`;
+//!   `L_ij = ½ [ (1/n) Σ_r −log softmax_s(S_r·)_r + (1/n) Σ_s −log softmax_r(S_·s)_s ]`;
+//!   `L` = mean of `L_ij` over those pairs. Trains the encoders.
+//! - **binding** (binary cross-entropy on binder logits `z = logit(a, b)`):
+//!   for every ordered pair `i ≠ j` with `n = |R_ij| ≥ 2`, positives
+//!   `(e_i(r_k), e_j(r_k))` and negatives `(e_i(r_k), e_j(r_{(k+s) mod n}))`
+//!   with one random shift `s ∈ [1, n)` per pair (so the second side always
+//!   comes from another event of the batch);
+//!   `L = mean over all examples of softplus(−z)` (positives) / `softplus(z)`
+//!   (negatives). Trains the binder and the encoders.
+//! - **cross_modal**: in every row with at least two modalities present, one
+//!   present modality `d` is dropped at random; `q = fuse(remainder)`,
+//!   `p = q + attend(q, remainder)` (a residual connection, so the fused
+//!   remainder itself is pulled towards the missing modality), and
+//!   `L = mean_r (1 − cos(p_r, e_d(r)))`. The target `e_d(r)` is a constant
+//!   (stop-gradient): pulling it towards the prediction would let every
+//!   embedding collapse to one point, where the loss is trivially 0. Trains
+//!   the attention (Q, K, V, O), the fusion network and, through the
+//!   remainder, the encoders.
+//!
+//! Random draws (negative shifts, dropped modalities) come from a ChaCha8
+//! stream fixed by `(seed, counter, objective)` — see [`objective_rng`] — so
+//! a checkpoint only has to store the counter.
+
+use crate::modality::NUM_MODALITIES;
+use crate::nn::ops::{cosine_rows, sigmoid, softplus, NORM_EPS};
+use crate::nn::{CrossModalBinder, FusionNetwork, ModalityAttention};
+use crate::params::{Params, ParamsMut};
+use crate::real::Real;
+use ndarray::{s, Array2, Array3, ArrayView1, ArrayView2, ArrayView3, Axis, Zip};
+use rand_chacha::ChaCha8Rng;
+use rand_core::{Rng, SeedableRng};
+
+/// The four objectives, in the order of [`ObjectiveWeights`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Objective {
+    SeedConsistency = 0,
+    Contrastive = 1,
+    Binding = 2,
+    CrossModal = 3,
+}
+
+pub const NUM_OBJECTIVES: usize = 4;
+
+impl Objective {
+    pub const ALL: [Objective; NUM_OBJECTIVES] = [
+        Objective::SeedConsistency,
+        Objective::Contrastive,
+        Objective::Binding,
+        Objective::CrossModal,
+    ];
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Objective::SeedConsistency => "seed_consistency",
+            Objective::Contrastive => "contrastive",
+            Objective::Binding => "binding",
+            Objective::CrossModal => "cross_modal",
+        }
+    }
+}
+
+/// Weight of each objective in the total loss (0 = not computed).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ObjectiveWeights(pub [f64; NUM_OBJECTIVES]);
+
+impl ObjectiveWeights {
+    pub fn get(&self, o: Objective) -> f64 {
+        self.0[o.index()]
+    }
+
+    /// Only `o`, with weight 1.
+    pub fn only(o: Objective) -> Self {
+        let mut w = [0.0; NUM_OBJECTIVES];
+        w[o.index()] = 1.0;
+        ObjectiveWeights(w)
+    }
+}
+
+impl Default for ObjectiveWeights {
+    /// Contrastive, binding and cross-modal with weight 1 (seed consistency
+    /// needs recorded fused embeddings, so it is opt-in).
+    fn default() -> Self {
+        ObjectiveWeights([0.0, 1.0, 1.0, 1.0])
+    }
+}
+
+/// Per-objective losses (`None` where the weight was 0) and their weighted sum.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Losses<T> {
+    pub values: [Option<T>; NUM_OBJECTIVES],
+    pub total: T,
+}
+
+impl<T: Copy> Losses<T> {
+    pub fn get(&self, o: Objective) -> Option<T> {
+        self.values[o.index()]
+    }
+}
+
+/// Where an objective's gradients go.
+pub struct GradSink<'a, 'l, T> {
+    /// Parameter gradients (accumulated).
+    pub params: &'a mut ParamsMut<'l, T>,
+    /// Gradient on the embeddings `[B, M, E]`, when they are trainable.
+    pub emb: Option<&'a mut Array3<T>>,
+    /// The objective's weight: gradients are of `weight · loss`.
+    pub weight: T,
+}
+
+/// The random stream of `objective` at gradient computation `counter` of a
+/// model seeded with `seed`. Independent streams per objective, so turning
+/// one objective off does not change another's draws.
+pub fn objective_rng(seed: u64, counter: u64, objective: Objective) -> ChaCha8Rng {
+    let key = seed.wrapping_add(0x9E37_79B9_7F4A_7C15u64.wrapping_mul(objective.index() as u64 + 1));
+    let mut rng = ChaCha8Rng::seed_from_u64(key);
+    rng.set_stream(counter);
+    rng
+}
+
+/// A uniform integer in `0..n` (`n > 0`; the modulo bias is below 2⁻⁵⁰ here).
+fn below(rng: &mut impl Rng, n: usize) -> usize {
+    (rng.next_u64() % n as u64) as usize
+}
+
+/// Rows where modalities `i` and `j` are both present.
+fn rows_with_both(mask: ArrayView2<bool>, i: usize, j: usize) -> Vec<usize> {
+    (0..mask.nrows()).filter(|&r| mask[[r, i]] && mask[[r, j]]).collect()
+}
+
+/// `emb[r, m, :]` for each `(r, m)`, stacked `[N, E]`.
+fn gather<T: Real>(emb: ArrayView3<T>, idx: &[(usize, usize)]) -> Array2<T> {
+    let mut out = Array2::zeros((idx.len(), emb.len_of(Axis(2))));
+    for (mut row, &(r, m)) in out.rows_mut().into_iter().zip(idx) {
+        row.assign(&emb.slice(s![r, m, ..]));
+    }
+    out
+}
+
+/// `d[r, m, :] += src[k]` for each `idx[k] = (r, m)`.
+fn scatter_add<T: Real>(d: &mut Array3<T>, idx: &[(usize, usize)], src: ArrayView2<T>) {
+    for (row, &(r, m)) in src.rows().into_iter().zip(idx) {
+        let mut dst = d.slice_mut(s![r, m, ..]);
+        dst += &row;
+    }
+}
+
+/// Row-wise log-softmax, stable.
+fn log_softmax_rows<T: Real>(x: ArrayView2<T>) -> Array2<T> {
+    let mut out = x.to_owned();
+    for mut row in out.rows_mut() {
+        let max = row.iter().copied().fold(T::neg_infinity(), T::max);
+        let lse = max + row.iter().map(|&v| (v - max).exp()).sum::<T>().ln();
+        row.mapv_inplace(|v| v - lse);
+    }
+    out
+}
+
+/// `[B, M, E]` → `[B, M·E]` (a copy: the fusion tape keeps its input).
+fn concat_modalities<T: Real>(emb: ArrayView3<T>) -> Array2<T> {
+    let (b, m, e) = emb.dim();
+    emb.to_owned().into_shape_with_order((b, m * e)).expect("B·M·E values")
+}
+
+/// seed_consistency: see the module documentation. `emb` must have absent
+/// slots zeroed; `target [B, E]`, `rewards [B]`. Rows with no modality
+/// present are skipped (there is nothing to fuse; the per-event API refuses
+/// such events) and the mean runs over the others.
+pub fn seed_consistency<T: Real>(
+    fusion: &FusionNetwork,
+    params: Params<T>,
+    emb: ArrayView3<T>,
+    mask: ArrayView2<bool>,
+    target: ArrayView2<T>,
+    rewards: ArrayView1<T>,
+    sink: Option<&mut GradSink<T>>,
+) -> T {
+    let rows: Vec<usize> = (0..mask.nrows()).filter(|&r| mask.row(r).iter().any(|&p| p)).collect();
+    if rows.is_empty() {
+        return T::zero();
+    }
+    let (n, e) = (rows.len(), emb.len_of(Axis(2)));
+    let x = emb.select(Axis(0), &rows);
+    let tape = fusion.forward_train(params, concat_modalities(x.view()));
+    let diff = &tape.out - &target.select(Axis(0), &rows);
+    let factor = rewards.select(Axis(0), &rows).mapv(|r| T::one() - r); // [n]
+    let mse = diff.map_axis(Axis(1), |d| d.dot(&d)) / T::c(e as f64);
+    let loss = (&mse * &factor).sum() / T::c(n as f64);
+    if let Some(sink) = sink {
+        let scale = sink.weight * T::c(2.0 / (e * n) as f64);
+        let d_out = &diff * &(factor * scale).insert_axis(Axis(1));
+        let dx = fusion.backward(params, &tape, d_out, sink.params, sink.emb.is_some());
+        if let (Some(d_emb), Some(dx)) = (sink.emb.as_deref_mut(), dx) {
+            let dx = dx.into_shape_with_order(x.dim()).expect("n·M·E values");
+            for (k, &r) in rows.iter().enumerate() {
+                let mut dst = d_emb.index_axis_mut(Axis(0), r);
+                dst += &dx.index_axis(Axis(0), k);
+            }
+        }
+    }
+    loss
+}
+
+/// contrastive: see the module documentation.
+pub fn contrastive<T: Real>(emb: ArrayView3<T>, mask: ArrayView2<bool>, temperature: T, mut sink: Option<&mut GradSink<T>>) -> T {
+    let pairs: Vec<(usize, usize, Vec<usize>)> = (0..NUM_MODALITIES)
+        .flat_map(|i| (i + 1..NUM_MODALITIES).map(move |j| (i, j)))
+        .map(|(i, j)| (i, j, rows_with_both(mask, i, j)))
+        .filter(|(_, _, rows)| rows.len() >= 2)
+        .collect();
+    if pairs.is_empty() {
+        return T::zero();
+    }
+    let inv_tau = T::one() / temperature;
+    let per_pair = T::one() / T::c(pairs.len() as f64);
+    let mut total = T::zero();
+    for (i, j, rows) in &pairs {
+        let n = rows.len();
+        let a_idx: Vec<(usize, usize)> = rows.iter().map(|&r| (r, *i)).collect();
+        let b_idx: Vec<(usize, usize)> = rows.iter().map(|&r| (r, *j)).collect();
+        let a = gather(emb, &a_idx);
+        let b = gather(emb, &b_idx);
+        let logits = a.dot(&b.t()) * inv_tau; // [n, n], row r: a_r against every b_s
+        let log_p = log_softmax_rows(logits.view()); // softmax over s
+        let log_q = log_softmax_rows(logits.t()); // [s, r]: softmax over r
+        let nn = T::c(n as f64);
+        let row_loss = -log_p.diag().sum() / nn;
+        let col_loss = -log_q.diag().sum() / nn;
+        total += T::c(0.5) * (row_loss + col_loss) * per_pair;
+        if let Some(sink) = sink.as_deref_mut() {
+            let Some(d_emb) = sink.emb.as_deref_mut() else { continue };
+            // d/dS of the row term: (P − I)/n; of the column term: (Qᵀ − I)/n.
+            let c = sink.weight * T::c(0.5) * per_pair / nn;
+            let mut d_logits = (log_p.mapv(T::exp) + log_q.t().mapv(T::exp)) * c;
+            for k in 0..n {
+                d_logits[[k, k]] -= c + c;
+            }
+            let da = d_logits.dot(&b) * inv_tau;
+            let db = d_logits.t().dot(&a) * inv_tau;
+            scatter_add(d_emb, &a_idx, da.view());
+            scatter_add(d_emb, &b_idx, db.view());
+        }
+    }
+    total
+}
+
+/// binding: see the module documentation.
+pub fn binding<T: Real>(
+    binder: &CrossModalBinder,
+    params: Params<T>,
+    emb: ArrayView3<T>,
+    mask: ArrayView2<bool>,
+    rng: &mut impl Rng,
+    sink: Option<&mut GradSink<T>>,
+) -> T {
+    let (mut a_idx, mut b_idx, mut labels) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..NUM_MODALITIES {
+        for j in (0..NUM_MODALITIES).filter(|&j| j != i) {
+            let rows = rows_with_both(mask, i, j);
+            let n = rows.len();
+            if n < 2 {
+                continue;
+            }
+            let shift = 1 + below(rng, n - 1);
+            for (k, &r) in rows.iter().enumerate() {
+                a_idx.extend([(r, i), (r, i)]);
+                b_idx.extend([(r, j), (rows[(k + shift) % n], j)]);
+                labels.extend([true, false]);
+            }
+        }
+    }
+    if labels.is_empty() {
+        return T::zero();
+    }
+    let (a, b) = (gather(emb, &a_idx), gather(emb, &b_idx));
+    let z = binder.logits(params, a.view(), b.view());
+    let count = T::c(labels.len() as f64);
+    let loss = Zip::from(&z)
+        .and(&labels)
+        .fold(T::zero(), |acc, &z, &y| acc + if y { softplus(-z) } else { softplus(z) })
+        / count;
+    if let Some(sink) = sink {
+        let scale = sink.weight / count;
+        let dz = Zip::from(&z)
+            .and(&labels)
+            .map_collect(|&z, &y| (sigmoid(z) - if y { T::one() } else { T::zero() }) * scale);
+        let (da, db) = binder.backward(params, a.view(), b.view(), dz.view(), sink.params);
+        if let Some(d_emb) = sink.emb.as_deref_mut() {
+            scatter_add(d_emb, &a_idx, da.view());
+            scatter_add(d_emb, &b_idx, db.view());
+        }
+    }
+    loss
+}
+
+/// The rows cross_modal uses (at least two modalities present) and the
+/// modality dropped in each, drawn uniformly among the present ones.
+pub fn draw_dropped(mask: ArrayView2<bool>, rng: &mut impl Rng) -> (Vec<usize>, Vec<usize>) {
+    let rows: Vec<usize> = (0..mask.nrows()).filter(|&r| mask.row(r).iter().filter(|&&p| p).count() >= 2).collect();
+    let dropped = rows
+        .iter()
+        .map(|&r| {
+            let present: Vec<usize> = (0..NUM_MODALITIES).filter(|&m| mask[[r, m]]).collect();
+            present[below(rng, present.len())]
+        })
+        .collect();
+    (rows, dropped)
+}
+
+/// cross_modal: see the module documentation.
+pub fn cross_modal<T: Real>(
+    fusion: &FusionNetwork,
+    attention: &ModalityAttention,
+    params: Params<T>,
+    emb: ArrayView3<T>,
+    mask: ArrayView2<bool>,
+    rng: &mut impl Rng,
+    sink: Option<&mut GradSink<T>>,
+) -> T {
+    let (rows, dropped) = draw_dropped(mask, rng);
+    let target_idx: Vec<(usize, usize)> = rows.iter().zip(&dropped).map(|(&r, &d)| (r, d)).collect();
+    let target = gather(emb, &target_idx);
+    cross_modal_given(fusion, attention, params, emb, mask, &rows, &dropped, target.view(), sink)
+}
+
+/// cross_modal with the draws and the targets `[n, E]` given; the targets
+/// are constants here (the stop-gradient), whatever they were computed from.
+#[allow(clippy::too_many_arguments)]
+pub fn cross_modal_given<T: Real>(
+    fusion: &FusionNetwork,
+    attention: &ModalityAttention,
+    params: Params<T>,
+    emb: ArrayView3<T>,
+    mask: ArrayView2<bool>,
+    rows: &[usize],
+    dropped: &[usize],
+    target: ArrayView2<T>,
+    sink: Option<&mut GradSink<T>>,
+) -> T {
+    if rows.is_empty() {
+        return T::zero();
+    }
+    let n = rows.len();
+    let mut rest = emb.select(Axis(0), rows); // [n, M, E]
+    let mut rest_mask = mask.select(Axis(0), rows);
+    for (k, &d) in dropped.iter().enumerate() {
+        rest.slice_mut(s![k, d, ..]).fill(T::zero());
+        rest_mask[[k, d]] = false;
+    }
+    let fused = fusion.forward_train(params, concat_modalities(rest.view()));
+    let query = fused.out.view();
+    let att = attention.forward_train(params, query, rest.view(), rest_mask.view());
+    let pred = &query + &att.attended;
+    let (cos, np, nt) = cosine_rows(pred.view(), target);
+    let nn = T::c(n as f64);
+    let loss = cos.mapv(|c| T::one() - c).sum() / nn;
+    if let Some(sink) = sink {
+        // d(1 − cos)/dp = −(t̂ / max(‖p‖, ε) − cos · p / ‖p‖²) (the second
+        // term vanishes on the norm floor, where p / ε is linear in p).
+        let eps = T::c(NORM_EPS);
+        let scale = sink.weight / nn;
+        let mut d_pred = Array2::zeros(pred.dim());
+        for k in 0..n {
+            let (p, t) = (pred.row(k), target.row(k));
+            let (pn, tn) = (np[k], nt[k].max(eps));
+            let mut d = d_pred.row_mut(k);
+            d.scaled_add(-scale / (pn.max(eps) * tn), &t);
+            if pn > eps {
+                d.scaled_add(scale * cos[k] / (pn * pn), &p);
+            }
+        }
+        let (d_query_att, d_rest_att) = attention.backward(params, query, rest.view(), &att, d_pred.view(), sink.params);
+        let d_query = d_pred + d_query_att;
+        let dx = fusion.backward(params, &fused, d_query, sink.params, sink.emb.is_some());
+        if let (Some(d_emb), Some(dx)) = (sink.emb.as_deref_mut(), dx) {
+            let d_rest = dx.into_shape_with_order(rest.dim()).expect("n·M·E values") + d_rest_att;
+            for (k, &r) in rows.iter().enumerate() {
+                for m in (0..NUM_MODALITIES).filter(|&m| rest_mask[[k, m]]) {
+                    let mut dst = d_emb.slice_mut(s![r, m, ..]);
+                    dst += &d_rest.slice(s![k, m, ..]);
+                }
+            }
+        }
+    }
+    loss
+}
+

@@ -1,0 +1,255 @@
+//! Learning: objectives → gradients → Adam, on the model's own buffers.
+//!
+//! `losses` evaluates; `backward` evaluates and *accumulates* gradients
+//! (`has_gradients()` is then true); `step` applies one Adam update from the
+//! accumulated gradients (a no-op without any); `zero_grad` clears them;
+//! `train_step` is `zero_grad → backward → step`. Each `backward` advances a
+//! counter that, with `config.seed`, fixes the objectives' random draws, so
+//! the training state is exactly: weights, gradients, Adam state, counter.
+
+use crate::adam::{Adam, AdamSettings, StepReport};
+use crate::batch::EncoderInput;
+use crate::error::{Error, Result};
+use crate::model::LearnableMultiModal;
+use crate::modality::NUM_MODALITIES;
+use crate::objectives::{self, objective_rng, GradSink, Losses, Objective, ObjectiveWeights, NUM_OBJECTIVES};
+use crate::real::Real;
+use crate::validate::{check_finite, check_shape};
+use ndarray::{Array1, Array3, ArrayView1, ArrayView2, ArrayView3, CowArray, Ix3};
+
+/// Where a batch's modality embeddings come from.
+#[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)] // one per batch: boxing buys nothing
+pub enum EmbeddingSource<'a, T> {
+    /// Encoded from inputs: the gradients reach the encoders.
+    Inputs(EncoderInput<'a, T>),
+    /// Given (e.g. recorded in an experience buffer): constants.
+    Embeddings { emb: ArrayView3<'a, T>, mask: ArrayView2<'a, bool> },
+}
+
+/// One training batch.
+#[derive(Debug, Clone)]
+pub struct TrainBatch<'a, T> {
+    pub source: EmbeddingSource<'a, T>,
+    /// Recorded fused embeddings `[B, E]`, the targets of seed_consistency.
+    pub fused: Option<ArrayView2<'a, T>>,
+    /// Rewards `[B]` weighting seed_consistency by `1 − reward` (default 0).
+    pub rewards: Option<ArrayView1<'a, T>>,
+}
+
+impl<'a, T: Real> TrainBatch<'a, T> {
+    /// A batch of inputs only.
+    pub fn inputs(input: EncoderInput<'a, T>) -> Self {
+        TrainBatch {
+            source: EmbeddingSource::Inputs(input),
+            fused: None,
+            rewards: None,
+        }
+    }
+
+    pub fn batch_size(&self) -> usize {
+        match &self.source {
+            EmbeddingSource::Inputs(input) => input.batch_size,
+            EmbeddingSource::Embeddings { emb, .. } => emb.shape()[0],
+        }
+    }
+}
+
+/// The readable and restorable training state (besides the weights).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OptimizerState<T> {
+    /// Adam's first and second moments, layout order.
+    pub m: Vec<T>,
+    pub v: Vec<T>,
+    /// Adam updates so far.
+    pub step: u64,
+    /// Gradient computations so far (fixes the objectives' random draws).
+    pub rng_counter: u64,
+}
+
+impl<T: Real> LearnableMultiModal<T> {
+    /// The losses of `batch` under `weights`, without gradients; uses the
+    /// random draws the next [`Self::backward`] will use.
+    pub fn losses(&self, batch: &TrainBatch<T>, weights: &ObjectiveWeights) -> Result<Losses<T>> {
+        self.run_objectives(batch, weights, self.rng_counter, None)
+    }
+
+    /// The losses of `batch`; their gradients are added to the accumulated
+    /// ones. On error nothing changes.
+    pub fn backward(&mut self, batch: &TrainBatch<T>, weights: &ObjectiveWeights) -> Result<Losses<T>> {
+        let mut fresh = vec![T::zero(); self.layout.len()];
+        let losses = self.run_objectives(batch, weights, self.rng_counter, Some(&mut fresh))?;
+        if let Some(i) = fresh.iter().position(|g| !g.is_finite()) {
+            let name = &self.layout.specs().iter().find(|s| s.range().contains(&i)).expect("index in layout").name;
+            return Err(Error::non_finite("gradients", format!("parameter {name} (the loss is ill-conditioned for this batch)")));
+        }
+        if self.has_grads {
+            for (g, f) in self.grads.iter_mut().zip(&fresh) {
+                *g += *f;
+            }
+        } else {
+            self.grads = fresh;
+        }
+        self.has_grads = true;
+        self.rng_counter += 1;
+        Ok(losses)
+    }
+
+    /// `zero_grad → backward → step(lr)`.
+    pub fn train_step(&mut self, batch: &TrainBatch<T>, weights: &ObjectiveWeights, lr: Option<f64>) -> Result<(Losses<T>, StepReport)> {
+        let settings = self.adam_settings(lr)?;
+        self.zero_grad();
+        let losses = self.backward(batch, weights)?;
+        let report = self.adam.update(&mut self.params, &self.grads, &settings)?;
+        Ok((losses, report))
+    }
+
+    /// Clears the accumulated gradients.
+    pub fn zero_grad(&mut self) {
+        self.grads.fill(T::zero());
+        self.has_grads = false;
+    }
+
+    /// Whether gradients were accumulated since the last [`Self::zero_grad`].
+    pub fn has_gradients(&self) -> bool {
+        self.has_grads
+    }
+
+    /// The accumulated gradients, layout order.
+    pub fn gradients(&self) -> &[T] {
+        &self.grads
+    }
+
+    /// One Adam update from the accumulated gradients (which are kept);
+    /// `None` (and nothing changes) when there are none.
+    pub fn step(&mut self, lr: Option<f64>) -> Result<Option<StepReport>> {
+        let settings = self.adam_settings(lr)?;
+        if !self.has_grads {
+            return Ok(None);
+        }
+        Ok(Some(self.adam.update(&mut self.params, &self.grads, &settings)?))
+    }
+
+    /// One Adam update from `grads` (layout order), e.g. gradients averaged
+    /// over workers; the accumulated gradients are left as they are.
+    pub fn apply_gradients(&mut self, grads: &[T], lr: Option<f64>) -> Result<StepReport> {
+        let settings = self.adam_settings(lr)?;
+        let n = self.layout.len();
+        if grads.len() != n {
+            return Err(Error::shape("grads", format!("({n},)"), format!("({},)", grads.len())));
+        }
+        self.adam.update(&mut self.params, grads, &settings)
+    }
+
+    pub fn optimizer_state(&self) -> OptimizerState<T> {
+        OptimizerState {
+            m: self.adam.m.clone(),
+            v: self.adam.v.clone(),
+            step: self.adam.step,
+            rng_counter: self.rng_counter,
+        }
+    }
+
+    /// Restores a state from [`Self::optimizer_state`] (checked first).
+    pub fn set_optimizer_state(&mut self, state: OptimizerState<T>) -> Result<()> {
+        self.adam.set_state(state.m, state.v, state.step)?;
+        self.rng_counter = state.rng_counter;
+        Ok(())
+    }
+
+    /// Forgets Adam's moments and step count (the counter is kept).
+    pub fn reset_optimizer(&mut self) {
+        self.adam = Adam::new(self.layout.len());
+    }
+
+    fn adam_settings(&self, lr: Option<f64>) -> Result<AdamSettings> {
+        let learning_rate = lr.unwrap_or(self.config.learning_rate);
+        if !(learning_rate.is_finite() && learning_rate > 0.0) {
+            return Err(Error::invalid("lr", format!("got {learning_rate}; expected a finite positive number")));
+        }
+        Ok(AdamSettings {
+            learning_rate,
+            weight_decay: self.config.weight_decay,
+            clip_norm: self.config.grad_clip,
+        })
+    }
+
+    /// Every objective with a positive weight on `batch`, with the random
+    /// draws of gradient computation `counter`; gradients go to `grads`.
+    fn run_objectives(&self, batch: &TrainBatch<T>, weights: &ObjectiveWeights, counter: u64, grads: Option<&mut [T]>) -> Result<Losses<T>> {
+        for o in Objective::ALL {
+            let w = weights.get(o);
+            if !(w.is_finite() && w >= 0.0) {
+                return Err(Error::invalid("weights", format!("{}: got {w}; expected a finite number >= 0", o.name())));
+            }
+        }
+        let batch_size = batch.batch_size();
+        let e = self.embed_dim();
+        let uses_seed = weights.get(Objective::SeedConsistency) > 0.0;
+        if let Some(f) = batch.fused {
+            check_shape("fused", &f, &[Some(batch_size), Some(e)])?;
+            check_finite("fused", &f)?;
+        } else if uses_seed {
+            return Err(Error::invalid(
+                "fused",
+                "seed_consistency needs the recorded fused embeddings [B, E] of the batch; pass them or give seed_consistency weight 0",
+            ));
+        }
+        let rewards = match batch.rewards {
+            Some(r) => {
+                check_shape("rewards", &r, &[Some(batch_size)])?;
+                check_finite("rewards", &r)?;
+                CowArray::from(r)
+            }
+            None => CowArray::from(Array1::zeros(batch_size)),
+        };
+
+        // Embeddings (encoded, with tapes, or given) and the presence mask.
+        let (emb, mask, encoded): (CowArray<T, Ix3>, _, _) = match &batch.source {
+            EmbeddingSource::Inputs(input) => {
+                let (emb, tapes) = self.encode_train(input)?;
+                (CowArray::from(emb), input.mask(), Some((input, tapes)))
+            }
+            EmbeddingSource::Embeddings { emb, mask } => (self.check_embeddings(emb.view(), mask.view())?, mask.to_owned(), None),
+        };
+        let (emb, mask) = (emb.view(), mask.view());
+
+        let mut grads = grads.map(|g| self.layout.view_mut(g));
+        let mut d_emb = match (&grads, &encoded) {
+            (Some(_), Some(_)) => Some(Array3::zeros((batch_size, NUM_MODALITIES, e))),
+            _ => None,
+        };
+        let params = self.view();
+        let mut values = [None; NUM_OBJECTIVES];
+        let mut total = T::zero();
+        for o in Objective::ALL {
+            let w = weights.get(o);
+            if w <= 0.0 {
+                continue;
+            }
+            let mut sink = grads.as_mut().map(|g| GradSink {
+                params: g,
+                emb: d_emb.as_mut(),
+                weight: T::c(w),
+            });
+            let sink = sink.as_mut();
+            let mut rng = objective_rng(self.config.seed, counter, o);
+            let loss = match o {
+                Objective::SeedConsistency => {
+                    let target = batch.fused.expect("checked above");
+                    objectives::seed_consistency(&self.fusion, params, emb, mask, target, rewards.view(), sink)
+                }
+                Objective::Contrastive => objectives::contrastive(emb, mask, T::c(self.config.temperature), sink),
+                Objective::Binding => objectives::binding(&self.binder, params, emb, mask, &mut rng, sink),
+                Objective::CrossModal => objectives::cross_modal(&self.fusion, &self.attention, params, emb, mask, &mut rng, sink),
+            };
+            values[o.index()] = Some(loss);
+            total += T::c(w) * loss;
+        }
+        if let (Some(g), Some(d_emb), Some((input, tapes))) = (grads.as_mut(), d_emb.as_ref(), encoded.as_ref()) {
+            self.encode_backward(input, tapes, &emb.to_owned(), d_emb, g);
+        }
+        Ok(Losses { values, total })
+    }
+}
+

@@ -1,0 +1,439 @@
+//! Analytic gradients against central finite differences, in f64.
+//!
+//! Every objective × every parameter tensor, on batches with absent
+//! modalities, all-absent rows, single-modality rows and multi-component
+//! pooling, with 1, 2 and 4 heads and both binders; then each component's
+//! backward on its own under a random linear probe loss (including the
+//! attention's all-absent rows and the L2 norm's eps floor).
+//!
+//! Tolerance: per tensor, `‖g_analytic − g_numeric‖ / max(‖g_analytic‖,
+//! ‖g_numeric‖) < 1e-5`, from a five-point stencil with step `h = 1e-6`.
+//! Its truncation error is O(h⁴) (negligible); its round-off is about
+//! `1.5 ε |L| √n / (h ‖g‖)` for a tensor of `n` entries — up to ~4e-6 for
+//! the smallest gradients here (‖g‖ ≈ 2e-3, |L| ≈ 3, n = 64). A larger `h`
+//! would let steps cross LeakyReLU kinks. The worst error seen is printed
+//! with `--nocapture` (about 1e-6); a missing or wrong term lands near 1.
+
+use grapheme_multimodal::nn::encoder::{pool_components, pool_components_backward};
+use grapheme_multimodal::nn::ops::{l2_normalize_backward_inplace, l2_normalize_rows, NORM_EPS};
+use grapheme_multimodal::nn::{BinderKind, CrossModalBinder, FusionNetwork, ModalityAttention};
+use grapheme_multimodal::objectives;
+use grapheme_multimodal::params::ParamLayout;
+use grapheme_multimodal::{
+    Config, EmbeddingSource, EncoderInput, LearnableMultiModal, Objective, ObjectiveWeights, TrainBatch, NUM_MODALITIES,
+};
+use ndarray::{Array1, Array2, Array3, ArrayView2};
+
+const H: f64 = 1e-6;
+const TOL: f64 = 1e-5;
+const DIMS: [usize; 7] = [3, 5, 4, 18, 2, 6, 7];
+
+/// A deterministic stream of numbers in (-1, 1) (no test dependency).
+struct Lcg(u64);
+impl Lcg {
+    fn next(&mut self) -> f64 {
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        ((self.0 >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
+    }
+    fn array2(&mut self, rows: usize, cols: usize) -> Array2<f64> {
+        Array2::from_shape_simple_fn((rows, cols), || self.next())
+    }
+}
+
+fn config(heads: usize, binder: BinderKind) -> Config {
+    Config {
+        embed_dim: 8,
+        hidden_dim: 12,
+        num_heads: heads,
+        input_dims: DIMS,
+        binder,
+        temperature: 0.5,
+        seed: 3,
+        ..Config::default()
+    }
+}
+
+/// Rows: all 7 present; 2; none; 1; and mixes of 4–6.
+fn mask() -> Array2<bool> {
+    let rows: [[u8; 7]; 7] = [
+        [1, 1, 1, 1, 1, 1, 1],
+        [1, 1, 0, 0, 0, 0, 0],
+        [0, 0, 0, 0, 0, 0, 0],
+        [0, 0, 1, 0, 0, 0, 0],
+        [1, 0, 1, 1, 0, 1, 0],
+        [0, 1, 1, 1, 1, 0, 1],
+        [1, 1, 1, 0, 1, 1, 1],
+    ];
+    Array2::from_shape_fn((7, 7), |(r, m)| rows[r][m] == 1)
+}
+
+fn dense_inputs(rng: &mut Lcg, batch: usize) -> [Array2<f64>; 7] {
+    std::array::from_fn(|m| rng.array2(batch, DIMS[m]))
+}
+
+/// Numeric gradient of `loss` at `params`, entry by entry: the five-point
+/// central stencil `(−f(x+2h) + 8f(x+h) − 8f(x−h) + f(x−2h)) / 12h`, whose
+/// truncation error is O(h⁴) (the fused output's normalisation is strongly
+/// curved at initialisation, where its pre-norm length is small).
+fn numeric_gradient(params: &mut [f64], mut loss: impl FnMut(&[f64]) -> f64) -> Vec<f64> {
+    (0..params.len())
+        .map(|i| {
+            let orig = params[i];
+            let mut at = |k: f64| {
+                params[i] = orig + k * H;
+                loss(params)
+            };
+            let (p2, p1, m1, m2) = (at(2.0), at(1.0), at(-1.0), at(-2.0));
+            params[i] = orig;
+            (8.0 * (p1 - m1) - (p2 - m2)) / (12.0 * H)
+        })
+        .collect()
+}
+
+fn norm(v: &[f64]) -> f64 {
+    v.iter().map(|x| x * x).sum::<f64>().sqrt()
+}
+
+fn rel_error(a: &[f64], n: &[f64]) -> f64 {
+    let diff: Vec<f64> = a.iter().zip(n).map(|(a, n)| a - n).collect();
+    let scale = norm(a).max(norm(n));
+    if scale == 0.0 {
+        0.0
+    } else {
+        norm(&diff) / scale
+    }
+}
+
+/// The loss whose gradient `backward` computes, evaluated at `params`.
+///
+/// cross_modal's target is a stop-gradient: its analytic gradient is that of
+/// the loss with the targets frozen at their values under the unperturbed
+/// parameters, so that term is evaluated with the draws and targets of the
+/// unperturbed model and everything else under `params`.
+fn semi_gradient_loss(model: &LearnableMultiModal<f64>, batch: &TrainBatch<f64>, weights: &ObjectiveWeights, params: &[f64]) -> f64 {
+    let mut probe = model.clone();
+    probe.params_mut().copy_from_slice(params);
+    let w_cross = weights.get(Objective::CrossModal);
+    let mut rest = *weights;
+    rest.0[Objective::CrossModal.index()] = 0.0;
+    let mut total = probe.losses(batch, &rest).unwrap().total;
+    if w_cross > 0.0 {
+        let (emb0, mask) = embeddings(model, batch);
+        let (emb, _) = embeddings(&probe, batch);
+        let mut rng = objectives::objective_rng(model.config().seed, 0, Objective::CrossModal);
+        let (rows, dropped) = objectives::draw_dropped(mask.view(), &mut rng);
+        let target = Array2::from_shape_fn((rows.len(), emb0.shape()[2]), |(k, i)| emb0[[rows[k], dropped[k], i]]);
+        total += w_cross
+            * objectives::cross_modal_given(probe.fusion(), probe.attention(), probe.view(), emb.view(), mask.view(), &rows, &dropped, target.view(), None);
+    }
+    total
+}
+
+/// The embeddings (absent slots zero) and mask a batch presents to the objectives.
+fn embeddings(model: &LearnableMultiModal<f64>, batch: &TrainBatch<f64>) -> (Array3<f64>, Array2<bool>) {
+    match &batch.source {
+        EmbeddingSource::Inputs(input) => (model.encode(input).unwrap(), input.mask()),
+        EmbeddingSource::Embeddings { emb, mask } => {
+            let mut e = emb.to_owned();
+            for ((r, m), &p) in mask.indexed_iter() {
+                if !p {
+                    e.slice_mut(ndarray::s![r, m, ..]).fill(0.0);
+                }
+            }
+            (e, mask.to_owned())
+        }
+    }
+}
+
+/// Checks every tensor; returns the worst relative error. `expect_nonzero`
+/// decides, per tensor name, whether the objective must reach it; tensors it
+/// must not reach have exactly zero gradient (analytic and numeric).
+fn check_model(
+    model: &LearnableMultiModal<f64>,
+    batch: &TrainBatch<f64>,
+    weights: &ObjectiveWeights,
+    label: &str,
+    expect_nonzero: impl Fn(&str) -> bool,
+) -> f64 {
+    let mut trained = model.clone();
+    let losses = trained.backward(batch, weights).unwrap();
+    let analytic = trained.gradients().to_vec();
+    assert!(analytic.iter().all(|g| g.is_finite()), "{label}: non-finite gradient");
+    let at_start = semi_gradient_loss(model, batch, weights, model.params());
+    assert!((losses.total - at_start).abs() < 1e-12, "{label}: the reference loss differs from the model's");
+    let mut params = model.params().to_vec();
+    let numeric = numeric_gradient(&mut params, |p| semi_gradient_loss(model, batch, weights, p));
+    let mut worst: f64 = 0.0;
+    for spec in model.layout().specs() {
+        let (a, n) = (&analytic[spec.range()], &numeric[spec.range()]);
+        let err = rel_error(a, n);
+        assert!(err < TOL, "{label}: {}: relative error {err:.3e}\n analytic {a:?}\n numeric  {n:?}", spec.name);
+        if expect_nonzero(&spec.name) {
+            assert!(norm(a) > 1e-8, "{label}: {} gets no gradient", spec.name);
+        } else {
+            assert!(a.iter().all(|&g| g == 0.0), "{label}: {} should get no gradient", spec.name);
+            assert!(norm(n) < 1e-7, "{label}: {} changes the loss numerically", spec.name);
+        }
+        worst = worst.max(err);
+    }
+    worst
+}
+
+fn views(xs: &[Array2<f64>; 7]) -> [Option<ArrayView2<'_, f64>>; 7] {
+    std::array::from_fn(|m| Some(xs[m].view()))
+}
+
+fn is_encoder(name: &str) -> bool {
+    name.starts_with("encoder.")
+}
+
+#[test]
+fn every_objective_every_tensor_dense_batches() {
+    let mut worst: f64 = 0.0;
+    for (heads, binder) in [(1, BinderKind::Additive), (2, BinderKind::Bilinear), (4, BinderKind::Additive), (4, BinderKind::Bilinear)] {
+        let model = LearnableMultiModal::<f64>::new(config(heads, binder)).unwrap();
+        let mut rng = Lcg(heads as u64 * 7 + binder as u64);
+        let xs = dense_inputs(&mut rng, 7);
+        let mask = mask();
+        let fused = rng.array2(7, 8);
+        let rewards = Array1::from(vec![0.0, 0.5, -0.3, 0.9, 0.2, 1.0, 0.1]);
+        let input = EncoderInput::dense(views(&xs), mask.view()).unwrap();
+        let batch = TrainBatch {
+            source: EmbeddingSource::Inputs(input),
+            fused: Some(fused.view()),
+            rewards: Some(rewards.view()),
+        };
+        let label = format!("heads={heads} binder={binder:?}");
+        worst = worst.max(check_model(&model, &batch, &ObjectiveWeights::only(Objective::SeedConsistency), &format!("{label} seed"), |n| {
+            n.starts_with("fusion.") || is_encoder(n)
+        }));
+        worst = worst.max(check_model(&model, &batch, &ObjectiveWeights::only(Objective::Contrastive), &format!("{label} contrastive"), is_encoder));
+        worst = worst.max(check_model(&model, &batch, &ObjectiveWeights::only(Objective::Binding), &format!("{label} binding"), |n| {
+            n.starts_with("binder.") || is_encoder(n)
+        }));
+        worst = worst.max(check_model(&model, &batch, &ObjectiveWeights::only(Objective::CrossModal), &format!("{label} cross_modal"), |n| {
+            !n.starts_with("binder.")
+        }));
+        // The full mix, with uneven weights.
+        let mix = ObjectiveWeights([0.7, 1.3, 0.4, 2.0]);
+        worst = worst.max(check_model(&model, &batch, &mix, &format!("{label} mix"), |_| true));
+    }
+    println!("worst relative error (dense): {worst:.3e}");
+}
+
+#[test]
+fn recorded_embeddings_train_only_the_downstream_components() {
+    // Embeddings given as data (the original's experience form): no encoder gradient.
+    let model = LearnableMultiModal::<f64>::new(config(2, BinderKind::Bilinear)).unwrap();
+    let mut rng = Lcg(99);
+    let mask = mask();
+    let mut emb = Array3::from_shape_simple_fn((7, 7, 8), || rng.next());
+    // Garbage in absent slots must be ignored.
+    for ((r, m), &p) in mask.indexed_iter() {
+        if !p {
+            emb.slice_mut(ndarray::s![r, m, ..]).fill(1e3);
+        }
+    }
+    let fused = rng.array2(7, 8);
+    let rewards = Array1::from(vec![0.1; 7]);
+    let batch = TrainBatch {
+        source: EmbeddingSource::Embeddings {
+            emb: emb.view(),
+            mask: mask.view(),
+        },
+        fused: Some(fused.view()),
+        rewards: Some(rewards.view()),
+    };
+    let mut worst: f64 = 0.0;
+    worst = worst.max(check_model(&model, &batch, &ObjectiveWeights::only(Objective::SeedConsistency), "seed", |n| n.starts_with("fusion.")));
+    worst = worst.max(check_model(&model, &batch, &ObjectiveWeights::only(Objective::Contrastive), "contrastive", |_| false));
+    worst = worst.max(check_model(&model, &batch, &ObjectiveWeights::only(Objective::Binding), "binding", |n| n.starts_with("binder.")));
+    worst = worst.max(check_model(&model, &batch, &ObjectiveWeights::only(Objective::CrossModal), "cross_modal", |n| {
+        n.starts_with("fusion.") || n.starts_with("attention.")
+    }));
+    println!("worst relative error (recorded embeddings): {worst:.3e}");
+}
+
+/// One modality's components: `(x [N, d], rows [N], confidences [N])`.
+type Component = (Array2<f64>, Vec<usize>, Option<Vec<f64>>);
+
+#[test]
+fn multi_component_pooling_gradients() {
+    // Several components of one modality per event, confidence-weighted (with
+    // an all-zero-confidence event falling back to the plain mean).
+    let model = LearnableMultiModal::<f64>::new(config(2, BinderKind::Additive)).unwrap();
+    let mut rng = Lcg(5);
+    let parts: [Option<Component>; 7] = std::array::from_fn(|m| match m {
+        0 => Some((rng.array2(6, DIMS[0]), vec![0, 0, 1, 2, 2, 2], Some(vec![0.9, 0.3, 1.0, 0.0, 0.0, 0.0]))),
+        1 => Some((rng.array2(4, DIMS[1]), vec![0, 1, 1, 3], None)),
+        2 => Some((rng.array2(3, DIMS[2]), vec![1, 2, 3], Some(vec![0.5, 1.0, 0.2]))),
+        3 => Some((rng.array2(5, DIMS[3]), vec![0, 0, 0, 2, 3], Some(vec![1.0, 2.0, 0.5, 1.0, 1.0]))),
+        _ => None,
+    });
+    let input = EncoderInput::components(4, parts).unwrap();
+    let fused = rng.array2(4, 8);
+    let batch = TrainBatch {
+        source: EmbeddingSource::Inputs(input),
+        fused: Some(fused.view()),
+        rewards: None,
+    };
+    let mut worst: f64 = 0.0;
+    let used = |n: &str| ["visual", "auditory", "linguistic", "tactile"].iter().any(|m| n.starts_with(&format!("encoder.{m}.")));
+    worst = worst.max(check_model(&model, &batch, &ObjectiveWeights::only(Objective::SeedConsistency), "seed", |n| {
+        n.starts_with("fusion.") || used(n)
+    }));
+    worst = worst.max(check_model(&model, &batch, &ObjectiveWeights::only(Objective::Contrastive), "contrastive", used));
+    worst = worst.max(check_model(&model, &batch, &ObjectiveWeights::only(Objective::Binding), "binding", |n| n.starts_with("binder.") || used(n)));
+    worst = worst.max(check_model(&model, &batch, &ObjectiveWeights::only(Objective::CrossModal), "cross_modal", |n| {
+        !n.starts_with("binder.") && (!n.starts_with("encoder.") || used(n))
+    }));
+    println!("worst relative error (pooling): {worst:.3e}");
+}
+
+// ------------------------------------------------------------ components
+
+/// A random linear probe `L = Σ c ⊙ y` and its gradient `c`.
+fn probe(rng: &mut Lcg, shape: (usize, usize)) -> Array2<f64> {
+    rng.array2(shape.0, shape.1)
+}
+
+#[test]
+fn attention_backward_with_absent_and_all_absent_rows() {
+    for heads in [1, 2, 4] {
+        let mut layout = ParamLayout::new();
+        let att = ModalityAttention::register(&mut layout, 8, heads);
+        let params: Vec<f64> = layout.initialize(11);
+        let mut rng = Lcg(heads as u64);
+        let batch = 7;
+        let query = rng.array2(batch, 8);
+        let mask = mask(); // includes an all-absent row and a one-modality row
+        let mut emb = Array3::from_shape_simple_fn((batch, 7, 8), || rng.next());
+        for ((r, m), &p) in mask.indexed_iter() {
+            if !p {
+                emb.slice_mut(ndarray::s![r, m, ..]).fill(0.0);
+            }
+        }
+        let c = probe(&mut rng, (batch, 8));
+        let loss = |p: &[f64], q: &Array2<f64>, e: &Array3<f64>| -> f64 {
+            let out = att.forward(layout.view(p), q.view(), e.view(), mask.view());
+            assert!(out.attended.iter().all(|v| v.is_finite()));
+            (&out.attended * &c).sum()
+        };
+        let mut grads = vec![0.0; layout.len()];
+        let tape = att.forward_train(layout.view(&params), query.view(), emb.view(), mask.view());
+        let (dq, de) = att.backward(layout.view(&params), query.view(), emb.view(), &tape, c.view(), &mut layout.view_mut(&mut grads));
+        assert!(dq.iter().chain(de.iter()).all(|v| v.is_finite()), "no NaN");
+        assert!(dq.row(2).iter().all(|&v| v == 0.0), "an all-absent row has no query gradient");
+        for ((r, m), &p) in mask.indexed_iter() {
+            if !p {
+                assert!(de.slice(ndarray::s![r, m, ..]).iter().all(|&v| v == 0.0), "absent slot ({r}, {m}) got a gradient");
+            }
+        }
+        let numeric = numeric_gradient(&mut params.clone(), |p| loss(p, &query, &emb));
+        for spec in layout.specs() {
+            let err = rel_error(&grads[spec.range()], &numeric[spec.range()]);
+            assert!(err < TOL, "heads={heads} {}: {err:.3e}", spec.name);
+        }
+        let nq = numeric_gradient(&mut query.iter().copied().collect::<Vec<_>>(), |v| {
+            loss(&params, &Array2::from_shape_vec((batch, 8), v.to_vec()).unwrap(), &emb)
+        });
+        assert!(rel_error(&dq.iter().copied().collect::<Vec<_>>(), &nq) < TOL, "heads={heads} d_query");
+        let ne = numeric_gradient(&mut emb.iter().copied().collect::<Vec<_>>(), |v| {
+            loss(&params, &query, &Array3::from_shape_vec((batch, 7, 8), v.to_vec()).unwrap())
+        });
+        assert!(rel_error(&de.iter().copied().collect::<Vec<_>>(), &ne) < TOL, "heads={heads} d_emb");
+    }
+}
+
+#[test]
+fn fusion_and_binder_input_gradients() {
+    let mut layout = ParamLayout::new();
+    let fusion = FusionNetwork::register(&mut layout, 4, 6);
+    let additive = CrossModalBinder::register(&mut layout, 4, BinderKind::Additive);
+    let mut layout2 = ParamLayout::new();
+    let bilinear = CrossModalBinder::register(&mut layout2, 4, BinderKind::Bilinear);
+    let params: Vec<f64> = layout.initialize(1);
+    let params2: Vec<f64> = layout2.initialize(2);
+    let mut rng = Lcg(17);
+    let x = rng.array2(5, NUM_MODALITIES * 4);
+    let c = probe(&mut rng, (5, 4));
+    let tape = fusion.forward_train(layout.view(&params), x.clone());
+    let mut grads = vec![0.0; layout.len()];
+    let dx = fusion.backward(layout.view(&params), &tape, c.clone(), &mut layout.view_mut(&mut grads), true).unwrap();
+    let nx = numeric_gradient(&mut x.as_slice().unwrap().to_vec(), |v| {
+        let x = Array2::from_shape_vec(x.dim(), v.to_vec()).unwrap();
+        (&fusion.forward(layout.view(&params), x.view()) * &c).sum()
+    });
+    assert!(rel_error(&dx.iter().copied().collect::<Vec<_>>(), &nx) < TOL);
+
+    for (binder, layout, params) in [(&additive, &layout, &params), (&bilinear, &layout2, &params2)] {
+        let a = rng.array2(6, 4);
+        let b = rng.array2(6, 4);
+        let dz = Array1::from_shape_simple_fn(6, || rng.next());
+        let mut g = vec![0.0; layout.len()];
+        let (da, db) = binder.backward(layout.view(params), a.view(), b.view(), dz.view(), &mut layout.view_mut(&mut g));
+        let f = |a: &Array2<f64>, b: &Array2<f64>, p: &[f64]| (binder.logits(layout.view(p), a.view(), b.view()) * &dz).sum();
+        let na = numeric_gradient(&mut a.as_slice().unwrap().to_vec(), |v| f(&Array2::from_shape_vec((6, 4), v.to_vec()).unwrap(), &b, params));
+        let nb = numeric_gradient(&mut b.as_slice().unwrap().to_vec(), |v| f(&a, &Array2::from_shape_vec((6, 4), v.to_vec()).unwrap(), params));
+        let np = numeric_gradient(&mut params.clone(), |p| f(&a, &b, p));
+        let (w, bias) = (binder.weight, binder.bias);
+        let (wr, br) = (layout.spec(w).range(), layout.spec(bias).range());
+        assert!(rel_error(&da.iter().copied().collect::<Vec<_>>(), &na) < TOL, "{:?} da", binder.kind);
+        assert!(rel_error(&db.iter().copied().collect::<Vec<_>>(), &nb) < TOL, "{:?} db", binder.kind);
+        assert!(rel_error(&g[wr.clone()], &np[wr]) < TOL, "{:?} dW", binder.kind);
+        assert!(rel_error(&g[br.clone()], &np[br]) < TOL, "{:?} dc", binder.kind);
+    }
+}
+
+#[test]
+fn pooling_and_norm_floor_backward() {
+    // Pooling: weighted mean then renormalise; row 1 has a lone component.
+    let mut rng = Lcg(23);
+    let z = rng.array2(5, 3);
+    let rows = [0, 0, 1, 2, 2];
+    let weights = [0.2, 0.7, 1.0, 0.0, 0.0];
+    let c = probe(&mut rng, (3, 3));
+    let pooled = |z: &Array2<f64>| {
+        let mut out = Array2::zeros((3, 3));
+        pool_components(z.view(), &rows, Some(&weights), out.view_mut());
+        out
+    };
+    let mut out = Array2::zeros((3, 3));
+    let tape = pool_components(z.view(), &rows, Some(&weights), out.view_mut());
+    let dz = pool_components_backward(&tape, &rows, out.view(), c.view());
+    let nz = numeric_gradient(&mut z.as_slice().unwrap().to_vec(), |v| (&pooled(&Array2::from_shape_vec((5, 3), v.to_vec()).unwrap()) * &c).sum());
+    assert!(rel_error(&dz.iter().copied().collect::<Vec<_>>(), &nz) < TOL);
+
+    // The eps floor: a vector shorter than eps is divided by eps (linear).
+    let v = Array2::from_shape_vec((2, 3), vec![1e-10, -2e-10, 5e-11, 3.0, 4.0, 0.0]).unwrap();
+    let c = probe(&mut rng, (2, 3));
+    let mut y = v.clone();
+    let norms = l2_normalize_rows(y.view_mut());
+    assert!(norms[0] < NORM_EPS);
+    let mut dv = c.clone();
+    l2_normalize_backward_inplace(y.view(), norms.view(), dv.view_mut());
+    let f = |v: &[f64]| {
+        let mut y = Array2::from_shape_vec((2, 3), v.to_vec()).unwrap();
+        l2_normalize_rows(y.view_mut());
+        (&y * &c).sum()
+    };
+    // A step far below the floor keeps the first row on it.
+    let mut flat = v.as_slice().unwrap().to_vec();
+    let numeric: Vec<f64> = (0..6)
+        .map(|i| {
+            let h = if i < 3 { 1e-13 } else { 1e-6 };
+            let o = flat[i];
+            flat[i] = o + h;
+            let up = f(&flat);
+            flat[i] = o - h;
+            let down = f(&flat);
+            flat[i] = o;
+            (up - down) / (2.0 * h)
+        })
+        .collect();
+    assert!(rel_error(&dv.as_slice().unwrap()[..3], &numeric[..3]) < 1e-5, "{dv:?} vs {numeric:?}");
+    assert!(rel_error(&dv.as_slice().unwrap()[3..], &numeric[3..]) < TOL);
+    for (a, b) in dv.row(0).iter().zip(c.row(0)) {
+        assert!((a - b / NORM_EPS).abs() <= 1e-9 * (b / NORM_EPS).abs());
+    }
+}
