@@ -10,9 +10,11 @@ with its math in Rust.
 """
 
 from ._core import __version__
+from .batch import Batch
 from .config import LearnableMultiModalConfig
 from .graph import Graph, fingerprints
 from .graph import GraphFeaturizer, featurize
+from .objectives import DEFAULT_WEIGHTS, OBJECTIVES
 from .model import (
     CrossModalBinder,
     FusionNetwork,
@@ -32,6 +34,9 @@ from .types import (
 
 __all__ = [
     "__version__",
+    "Batch",
+    "DEFAULT_WEIGHTS",
+    "OBJECTIVES",
     "BindingType",
     "CrossModalBinder",
     "CrossModalBinding",

@@ -1,7 +1,7 @@
 """Type stubs of the Rust extension `grapheme_multimodal._core` (private;
 use the public API in `grapheme_multimodal`)."""
 
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import List, Optional, Protocol, Sequence, Tuple, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -12,6 +12,7 @@ FINGERPRINT_DIM: int
 WL_DEFAULT_DIM: int
 WL_DEFAULT_ITERATIONS: int
 MODALITY_NAMES: List[str]
+OBJECTIVE_NAMES: List[str]
 
 F32 = npt.NDArray[np.float32]
 Bool = npt.NDArray[np.bool_]
@@ -50,6 +51,18 @@ def featurize(
     unit: str = "char",
 ) -> F32: ...
 
+Component = Tuple[F32, List[int], Optional[List[float]]]
+
+class CoreBatch(Protocol):
+    """Read by attribute; exactly one of inputs / components / embeddings is set."""
+
+    inputs: Optional[Sequence[Optional[F32]]]
+    components: Optional[Tuple[int, Sequence[Optional[Component]]]]
+    embeddings: Optional[F32]
+    mask: Optional[Bool]
+    fused: Optional[F32]
+    rewards: Optional[F32]
+
 class Model:
     def __init__(
         self,
@@ -60,6 +73,11 @@ class Model:
         buffer_size: int,
         seed: int,
         input_dims: Sequence[int],
+        *,
+        binder_kind: str = "additive",
+        temperature: float = 0.1,
+        weight_decay: float = 0.0,
+        grad_clip: Optional[float] = None,
     ) -> None: ...
     @property
     def num_parameters(self) -> int: ...
@@ -77,3 +95,18 @@ class Model:
     def bind(self, a: F32, b: F32) -> F32: ...
     def pair_strengths(self, embeddings: F32, mask: Bool) -> F32: ...
     def attend(self, query: F32, embeddings: F32, mask: Bool) -> Tuple[F32, F32, F32]: ...
+    # learning: weights are in OBJECTIVE_NAMES order; losses come back as
+    # [(objective, loss), ..., ("total", weighted sum)]
+    def losses(self, batch: CoreBatch, weights: Sequence[float]) -> List[Tuple[str, float]]: ...
+    def backward(self, batch: CoreBatch, weights: Sequence[float]) -> List[Tuple[str, float]]: ...
+    def train_step(
+        self, batch: CoreBatch, weights: Sequence[float], lr: Optional[float] = None
+    ) -> Tuple[List[Tuple[str, float]], float]: ...
+    def zero_grad(self) -> None: ...
+    def has_gradients(self) -> bool: ...
+    def step(self, lr: Optional[float] = None) -> bool: ...
+    def apply_gradients(self, grads: F32, lr: Optional[float] = None) -> float: ...
+    def get_flat_grad(self) -> F32: ...
+    def optimizer_state(self) -> Tuple[F32, F32, int, int]: ...
+    def set_optimizer_state(self, m: F32, v: F32, step: int, rng_counter: int) -> None: ...
+    def reset_optimizer(self) -> None: ...

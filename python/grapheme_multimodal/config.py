@@ -16,6 +16,10 @@ InputDims = Union[Mapping[Union[Modality, str], int], Sequence[int], None]
 FeaturizerSpec = Union[GraphFeaturizer, str, Mapping[str, Any]]
 GraphFeatures = Union[Mapping[Union[Modality, str], FeaturizerSpec], Sequence[FeaturizerSpec], None]
 
+#: ``binder_kind`` values: the original additive binder ``sigmoid(w·[a; b] + c)``
+#: and a bilinear one ``sigmoid(aᵀ W b + c)`` that can learn which pairs belong.
+BINDER_KINDS = ("additive", "bilinear")
+
 
 def _positive_int(value: Any, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
@@ -81,6 +85,12 @@ class LearnableMultiModalConfig:
     ``{"linguistic": GraphFeaturizer("wl", dim=256)}`` (or ``"wl"`` for the
     defaults); such a modality's input length is the WL ``dim``.
     The same ``seed`` gives bit-identical weights and outputs.
+
+    Learning: ``binder_kind`` (``"additive"``, the original, or
+    ``"bilinear"``), ``temperature`` of the contrastive objective,
+    ``weight_decay`` (decoupled, AdamW-style) and ``grad_clip`` (global-norm
+    clipping threshold, ``None`` = off). ``learning_rate`` is Adam's default
+    step size.
     """
 
     embed_dim: int = 64
@@ -91,6 +101,11 @@ class LearnableMultiModalConfig:
     seed: int = 0
     input_dims: Tuple[int, ...] = field(default=None)  # type: ignore[assignment]  # filled per modality
     graph_features: Tuple[GraphFeaturizer, ...] = field(default=None)  # type: ignore[assignment]
+    # Learning (see docs/objectives.md).
+    binder_kind: str = "additive"
+    temperature: float = 0.1
+    weight_decay: float = 0.0
+    grad_clip: Optional[float] = None
 
     def __post_init__(self) -> None:
         for name in ("embed_dim", "hidden_dim", "num_heads", "buffer_size"):
@@ -110,6 +125,22 @@ class LearnableMultiModalConfig:
         object.__setattr__(self, "seed", int(seed))
         object.__setattr__(self, "graph_features", _normalise_graph_features(self.graph_features))
         object.__setattr__(self, "input_dims", _normalise_input_dims(self.input_dims, self.graph_features))
+        self._validate_learning_fields()
+
+    def _validate_learning_fields(self) -> None:
+        if self.binder_kind not in BINDER_KINDS:
+            raise ValueError(f"binder_kind: expected one of {list(BINDER_KINDS)}, got {self.binder_kind!r}")
+        checks = (
+            ("temperature", self.temperature, False, lambda v: v > 0, "a finite positive number"),
+            ("weight_decay", self.weight_decay, False, lambda v: v >= 0, "a finite number >= 0"),
+            ("grad_clip", self.grad_clip, True, lambda v: v > 0, "a finite positive number or None"),
+        )
+        for name, value, optional, ok, expected in checks:
+            if value is None and optional:
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not np.isfinite(value) or not ok(value):
+                raise ValueError(f"{name}: expected {expected}, got {value!r}")
+            object.__setattr__(self, name, float(value))
 
     def input_dim(self, modality: Union[Modality, str]) -> int:
         """Input length of ``modality``'s encoder."""

@@ -17,6 +17,10 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
         "MODALITY_NAMES",
         grapheme_multimodal::Modality::ALL.iter().map(|m| m.name()).collect::<Vec<_>>(),
     )?;
+    m.add(
+        "OBJECTIVE_NAMES",
+        grapheme_multimodal::Objective::ALL.iter().map(|o| o.name()).collect::<Vec<_>>(),
+    )?;
     m.add_class::<graph::PyGraph>()?;
     m.add_class::<model::PyModel>()?;
     m.add_function(wrap_pyfunction!(graph::fingerprints, m)?)?;

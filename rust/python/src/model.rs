@@ -3,7 +3,9 @@
 //! place. Every compute call releases the GIL.
 
 use crate::errors::IntoPyResult;
-use grapheme_multimodal::{Config, EncoderInput, LearnableMultiModal, NUM_MODALITIES};
+use grapheme_multimodal::objectives::{Losses, Objective, ObjectiveWeights, NUM_OBJECTIVES};
+use grapheme_multimodal::training::{EmbeddingSource, OptimizerState, TrainBatch};
+use grapheme_multimodal::{BinderKind, Config, EncoderInput, LearnableMultiModal, NUM_MODALITIES};
 use ndarray::{Array2, ArrayView2};
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyArray3, PyArrayDyn, PyReadonlyArray1, PyReadonlyArray2, PyReadonlyArray3, PyReadonlyArrayDyn};
 use pyo3::exceptions::PyValueError;
@@ -26,7 +28,11 @@ fn seven<T>(items: Vec<T>, arg: &str) -> PyResult<[T; NUM_MODALITIES]> {
 #[pymethods]
 impl PyModel {
     #[new]
-    #[pyo3(signature = (embed_dim, hidden_dim, learning_rate, num_heads, buffer_size, seed, input_dims))]
+    #[pyo3(signature = (
+        embed_dim, hidden_dim, learning_rate, num_heads, buffer_size, seed, input_dims,
+        *, binder_kind="additive", temperature=0.1, weight_decay=0.0, grad_clip=None
+    ))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         embed_dim: usize,
         hidden_dim: usize,
@@ -35,6 +41,10 @@ impl PyModel {
         buffer_size: usize,
         seed: u64,
         input_dims: Vec<usize>,
+        binder_kind: &str,
+        temperature: f64,
+        weight_decay: f64,
+        grad_clip: Option<f64>,
     ) -> PyResult<Self> {
         let config = Config {
             embed_dim,
@@ -44,6 +54,10 @@ impl PyModel {
             buffer_size,
             seed,
             input_dims: seven(input_dims, "input_dims")?,
+            binder: BinderKind::from_name(binder_kind).py()?,
+            temperature,
+            weight_decay,
+            grad_clip,
         };
         Ok(PyModel {
             inner: LearnableMultiModal::new(config).py()?,
@@ -187,4 +201,169 @@ impl PyModel {
         self.inner.params_mut().copy_from_slice(values.as_slice().unwrap_or(&values.to_vec()));
         Ok(())
     }
+
+    // ------------------------------------------------------------ learning
+
+    /// Losses of `batch` without gradients (the draws of the next `backward`).
+    fn losses(&self, py: Python<'_>, batch: PyBatch<'_>, weights: Vec<f64>) -> PyResult<LossList> {
+        let weights = objective_weights(weights)?;
+        let inner = &self.inner;
+        with_batch(py, &batch, |b| inner.losses(b, &weights).map(|l| loss_list(&l)))
+    }
+
+    /// Losses of `batch`; their gradients are added to the accumulated ones.
+    fn backward(&mut self, py: Python<'_>, batch: PyBatch<'_>, weights: Vec<f64>) -> PyResult<LossList> {
+        let weights = objective_weights(weights)?;
+        let inner = &mut self.inner;
+        with_batch(py, &batch, |b| inner.backward(b, &weights).map(|l| loss_list(&l)))
+    }
+
+    /// `zero_grad → backward → step(lr)`; returns the losses and the
+    /// gradient norm before clipping.
+    #[pyo3(signature = (batch, weights, lr=None))]
+    fn train_step(&mut self, py: Python<'_>, batch: PyBatch<'_>, weights: Vec<f64>, lr: Option<f64>) -> PyResult<(LossList, f64)> {
+        let weights = objective_weights(weights)?;
+        let inner = &mut self.inner;
+        with_batch(py, &batch, |b| inner.train_step(b, &weights, lr).map(|(l, r)| (loss_list(&l), r.grad_norm)))
+    }
+
+    fn zero_grad(&mut self) {
+        self.inner.zero_grad();
+    }
+
+    fn has_gradients(&self) -> bool {
+        self.inner.has_gradients()
+    }
+
+    /// One Adam update from the accumulated gradients; False (and nothing
+    /// changes) when there are none.
+    #[pyo3(signature = (lr=None))]
+    fn step(&mut self, py: Python<'_>, lr: Option<f64>) -> PyResult<bool> {
+        let inner = &mut self.inner;
+        Ok(py.detach(|| inner.step(lr)).py()?.is_some())
+    }
+
+    /// One Adam update from the flat gradient `grads` (layout order).
+    #[pyo3(signature = (grads, lr=None))]
+    fn apply_gradients(&mut self, py: Python<'_>, grads: PyReadonlyArray1<'_, f32>, lr: Option<f64>) -> PyResult<f64> {
+        let grads = grads.as_array();
+        let inner = &mut self.inner;
+        let report = py
+            .detach(|| match grads.as_slice() {
+                Some(g) => inner.apply_gradients(g, lr),
+                None => inner.apply_gradients(&grads.to_vec(), lr),
+            })
+            .py()?;
+        Ok(report.grad_norm)
+    }
+
+    /// A copy of the accumulated gradients, flat in layout order.
+    fn get_flat_grad<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<f32>> {
+        self.inner.gradients().to_vec().into_pyarray(py)
+    }
+
+    /// `(m, v, step, rng_counter)`: Adam's moments (flat, layout order), its
+    /// step count, and the number of gradient computations so far.
+    #[allow(clippy::type_complexity)]
+    fn optimizer_state<'py>(&self, py: Python<'py>) -> (Bound<'py, PyArray1<f32>>, Bound<'py, PyArray1<f32>>, u64, u64) {
+        let s = self.inner.optimizer_state();
+        (s.m.into_pyarray(py), s.v.into_pyarray(py), s.step, s.rng_counter)
+    }
+
+    fn set_optimizer_state(&mut self, m: PyReadonlyArray1<'_, f32>, v: PyReadonlyArray1<'_, f32>, step: u64, rng_counter: u64) -> PyResult<()> {
+        let state = OptimizerState {
+            m: m.as_array().to_vec(),
+            v: v.as_array().to_vec(),
+            step,
+            rng_counter,
+        };
+        self.inner.set_optimizer_state(state).py()
+    }
+
+    fn reset_optimizer(&mut self) {
+        self.inner.reset_optimizer();
+    }
+}
+
+/// A training batch as it arrives from Python: exactly one source of
+/// modality embeddings (dense inputs + mask, per-event components, or
+/// recorded embeddings + mask), optional seed_consistency targets and rewards.
+#[derive(FromPyObject)]
+pub struct PyBatch<'py> {
+    inputs: Option<Vec<Option<PyReadonlyArray2<'py, f32>>>>,
+    components: Option<(usize, Vec<Option<Component<'py>>>)>,
+    embeddings: Option<PyReadonlyArray3<'py, f32>>,
+    mask: Option<PyReadonlyArray2<'py, bool>>,
+    fused: Option<PyReadonlyArray2<'py, f32>>,
+    rewards: Option<PyReadonlyArray1<'py, f32>>,
+}
+
+/// `[(name, loss)]` for the computed objectives, then `("total", sum)`.
+type LossList = Vec<(String, f64)>;
+
+fn loss_list(losses: &Losses<f32>) -> LossList {
+    let mut out: LossList = Objective::ALL
+        .iter()
+        .filter_map(|&o| losses.get(o).map(|v| (o.name().to_string(), f64::from(v))))
+        .collect();
+    out.push(("total".to_string(), f64::from(losses.total)));
+    out
+}
+
+/// Runs `f` on the Rust batch built from `batch`, with the GIL released.
+fn with_batch<R: Send>(
+    py: Python<'_>,
+    batch: &PyBatch<'_>,
+    f: impl FnOnce(&TrainBatch<f32>) -> grapheme_multimodal::Result<R> + Send,
+) -> PyResult<R> {
+    let sources = [batch.inputs.is_some(), batch.components.is_some(), batch.embeddings.is_some()];
+    if sources.iter().filter(|&&s| s).count() != 1 {
+        return Err(PyValueError::new_err(
+            "batch: expected exactly one of inputs, components or embeddings as the source of modality embeddings",
+        ));
+    }
+    let mask = batch.mask.as_ref().map(|m| m.as_array());
+    let fused = batch.fused.as_ref().map(|a| a.as_array());
+    let rewards = batch.rewards.as_ref().map(|a| a.as_array());
+    let need_mask = || PyValueError::new_err("mask: required with inputs or embeddings; expected a bool array [B, 7]");
+    if let Some(inputs) = &batch.inputs {
+        let inputs: Vec<Option<ArrayView2<f32>>> = inputs.iter().map(|a| a.as_ref().map(|a| a.as_array())).collect();
+        let views = seven(inputs, "inputs")?;
+        let mask = mask.ok_or_else(need_mask)?;
+        return py
+            .detach(|| {
+                let source = EmbeddingSource::Inputs(EncoderInput::dense(views, mask)?);
+                f(&TrainBatch { source, fused, rewards })
+            })
+            .py();
+    }
+    if let Some((batch_size, parts)) = &batch.components {
+        let parts: Vec<_> = parts
+            .iter()
+            .map(|p| p.as_ref().map(|(x, rows, w)| (x.as_array().to_owned(), rows.clone(), w.clone())))
+            .collect();
+        let parts = seven(parts, "components")?;
+        let batch_size = *batch_size;
+        return py
+            .detach(|| {
+                let source = EmbeddingSource::Inputs(EncoderInput::components(batch_size, parts)?);
+                f(&TrainBatch { source, fused, rewards })
+            })
+            .py();
+    }
+    let emb = batch.embeddings.as_ref().expect("one source is present").as_array();
+    let mask = mask.ok_or_else(need_mask)?;
+    py.detach(|| {
+        let source = EmbeddingSource::Embeddings { emb, mask };
+        f(&TrainBatch { source, fused, rewards })
+    })
+    .py()
+}
+
+fn objective_weights(weights: Vec<f64>) -> PyResult<ObjectiveWeights> {
+    let n = weights.len();
+    let w: [f64; NUM_OBJECTIVES] = weights
+        .try_into()
+        .map_err(|_| PyValueError::new_err(format!("weights: expected {NUM_OBJECTIVES} values, got {n}")))?;
+    Ok(ObjectiveWeights(w))
 }

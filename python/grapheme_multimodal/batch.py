@@ -1,0 +1,81 @@
+"""`Batch`: what one training step learns from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping, Optional, Sequence, Union
+
+from .types import Modality, MultiModalEvent
+
+Inputs = Union[Mapping[Union[Modality, str, int], Any], Sequence[Any]]
+
+
+@dataclass(frozen=True)
+class Batch:
+    """A training batch: one source of modality embeddings, plus optional
+    targets for ``seed_consistency``.
+
+    Give exactly one of:
+
+    - ``inputs``: per-modality arrays ``[B, d_m]`` (a mapping modality →
+      array, or a sequence of 7 arrays/``None``), with ``mask [B, 7]``
+      (default: every given modality present in every row; rows marked
+      absent are never read). Gradients reach the encoders.
+    - ``events``: a sequence of :class:`MultiModalEvent` (several components
+      of one modality are pooled by confidence, as in ``encode_event``).
+    - ``embeddings``: recorded modality embeddings ``[B, 7, E]`` with
+      ``mask`` (default: the slots that are not all zero). They are data:
+      the encoders get no gradient.
+
+    Optional:
+
+    - ``fused [B, E]``: recorded fused embeddings, the targets of
+      ``seed_consistency`` (the original's experience form is
+      ``Batch(embeddings=..., fused=..., rewards=...)``).
+    - ``rewards [B]``: ``seed_consistency`` weighs row ``r`` by
+      ``1 - rewards[r]`` (default 0, i.e. weight 1).
+
+    >>> import numpy as np
+    >>> b = Batch(inputs={"visual": np.zeros((4, 18)), "linguistic": np.ones((4, 18))})
+    >>> b.batch_size
+    4
+    """
+
+    inputs: Optional[Inputs] = None
+    mask: Any = None
+    events: Optional[Sequence[MultiModalEvent]] = None
+    embeddings: Any = None
+    fused: Any = None
+    rewards: Any = None
+
+    def __post_init__(self) -> None:
+        given = [name for name in ("inputs", "events", "embeddings") if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                f"Batch: expected exactly one of inputs, events or embeddings, got {given or 'none'}"
+            )
+        if self.events is not None:
+            if isinstance(self.events, (str, bytes)) or not isinstance(self.events, Sequence):
+                raise TypeError(f"events: expected a sequence of MultiModalEvent, got {type(self.events).__name__}")
+            bad = next((e for e in self.events if not isinstance(e, MultiModalEvent)), None)
+            if bad is not None:
+                raise TypeError(f"events: expected MultiModalEvent items, got {type(bad).__name__}")
+            if self.mask is not None:
+                raise ValueError("mask: not used with events (an event's components say which modalities it has)")
+
+    @classmethod
+    def from_events(cls, events: Sequence[MultiModalEvent], fused: Any = None, rewards: Any = None) -> "Batch":
+        """A batch of events (each becomes one row)."""
+        return cls(events=list(events), fused=fused, rewards=rewards)
+
+    @property
+    def batch_size(self) -> int:
+        """Number of rows ``B``."""
+        if self.events is not None:
+            return len(self.events)
+        if self.mask is not None:
+            return len(self.mask)
+        if self.embeddings is not None:
+            return len(self.embeddings)
+        arrays = self.inputs.values() if isinstance(self.inputs, Mapping) else self.inputs
+        return next((len(a) for a in arrays if a is not None), 0)

@@ -1,0 +1,63 @@
+"""The training objectives' names and how their weights are chosen.
+
+The formulas are in ``docs/objectives.md`` (and in the Rust core's
+``objectives.rs``). In short:
+
+- ``seed_consistency``: the original ``compute_loss``, mean over rows of
+  ``(1 - reward) * MSE(fuse(embeddings), recorded fused)``; needs
+  ``Batch.fused``.
+- ``contrastive``: symmetric InfoNCE between the embeddings of every pair of
+  modalities of the same event, against the other events of the batch.
+- ``binding``: binary cross-entropy on binder strengths, same-event pairs
+  against pairs whose second side comes from another event.
+- ``cross_modal``: drop one present modality, attend from the fused
+  remainder, predict the dropped embedding (cosine loss).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Dict, List, Mapping, Optional
+
+from . import _core
+
+#: Objective names, in the order the core takes their weights.
+OBJECTIVES: List[str] = list(_core.OBJECTIVE_NAMES)
+
+#: The default mix: trains every parameter tensor (contrastive → encoders,
+#: binding → binder, cross_modal → attention and fusion). seed_consistency
+#: joins with weight 1 when the batch carries recorded fused embeddings.
+DEFAULT_WEIGHTS: Dict[str, float] = {"seed_consistency": 1.0, "contrastive": 1.0, "binding": 1.0, "cross_modal": 1.0}
+
+
+def resolve_weights(weights: Optional[Mapping[str, float]], has_fused: bool) -> List[float]:
+    """The weight of each objective, in :data:`OBJECTIVES` order.
+
+    ``None`` gives :data:`DEFAULT_WEIGHTS` (seed_consistency only when the
+    batch has ``fused`` targets). A mapping names the objectives to train;
+    those it leaves out get weight 0.
+    """
+    if weights is None:
+        chosen = dict(DEFAULT_WEIGHTS)
+        if not has_fused:
+            chosen["seed_consistency"] = 0.0
+    else:
+        if not isinstance(weights, Mapping):
+            raise TypeError(f"weights: expected a mapping objective name -> float, got {type(weights).__name__}")
+        unknown = sorted(set(weights) - set(OBJECTIVES))
+        if unknown:
+            raise ValueError(f"weights: unknown objectives {unknown}; expected some of {OBJECTIVES}")
+        chosen = {}
+        for name, value in weights.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)) and not hasattr(value, "__float__"):
+                raise TypeError(f"weights[{name!r}]: expected a number, got {type(value).__name__}")
+            value = float(value)
+            if not math.isfinite(value) or value < 0:
+                raise ValueError(f"weights[{name!r}]: expected a finite number >= 0, got {value}")
+            chosen[name] = value
+        if chosen.get("seed_consistency", 0.0) > 0 and not has_fused:
+            raise ValueError(
+                "weights: seed_consistency needs the batch's recorded fused embeddings (Batch.fused [B, E]); "
+                "pass them or leave seed_consistency out"
+            )
+    return [chosen.get(name, 0.0) for name in OBJECTIVES]

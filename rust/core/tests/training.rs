@@ -1,0 +1,295 @@
+//! The learning API's semantics: gradients accumulate, `step` is Adam from
+//! them, the random draws are fixed by (seed, counter), and a restored
+//! optimizer state continues bit for bit.
+
+use grapheme_multimodal::{
+    BinderKind, Config, EmbeddingSource, EncoderInput, LearnableMultiModal, Objective, ObjectiveWeights, TrainBatch,
+};
+use ndarray::{s, Array1, Array2, Array3, ArrayView2};
+
+fn inputs(batch: usize, seed: u64, dims: [usize; 7]) -> [Array2<f32>; 7] {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    };
+    std::array::from_fn(|m| Array2::from_shape_simple_fn((batch, dims[m]), &mut next))
+}
+
+fn views(xs: &[Array2<f32>; 7]) -> [Option<ArrayView2<'_, f32>>; 7] {
+    std::array::from_fn(|m| Some(xs[m].view()))
+}
+
+fn small(binder: BinderKind) -> Config {
+    Config {
+        embed_dim: 16,
+        hidden_dim: 24,
+        num_heads: 2,
+        binder,
+        learning_rate: 0.01,
+        ..Config::default()
+    }
+}
+
+fn full_mask(batch: usize) -> Array2<bool> {
+    Array2::from_elem((batch, 7), true)
+}
+
+#[test]
+fn gradients_accumulate_and_step_uses_them() {
+    let mut model = LearnableMultiModal::<f64>::new(small(BinderKind::Additive).clone()).unwrap();
+    let xs = inputs(8, 1, [18; 7]).map(|a| a.mapv(f64::from));
+    let mask = full_mask(8);
+    let batch = TrainBatch::inputs(EncoderInput::dense(std::array::from_fn(|m| Some(xs[m].view())), mask.view()).unwrap());
+    let contrastive = ObjectiveWeights::only(Objective::Contrastive); // no random draws
+
+    assert!(!model.has_gradients());
+    let before = model.params().to_vec();
+    assert!(model.step(None).unwrap().is_none(), "no gradients: step is a no-op");
+    assert_eq!(model.params(), before.as_slice());
+
+    model.backward(&batch, &contrastive).unwrap();
+    assert!(model.has_gradients());
+    let once = model.gradients().to_vec();
+    assert!(once.iter().any(|&g| g != 0.0));
+    model.backward(&batch, &contrastive).unwrap();
+    for (a, b) in model.gradients().iter().zip(&once) {
+        assert!((a - 2.0 * b).abs() <= 1e-12 * b.abs().max(1.0), "a second backward adds the same gradient");
+    }
+    let accumulated = model.gradients().to_vec();
+    let report = model.step(None).unwrap().expect("gradients exist");
+    assert!(report.grad_norm > 0.0 && !report.clipped);
+    assert_ne!(model.params(), before.as_slice());
+    assert_eq!(model.gradients(), accumulated.as_slice(), "step keeps the gradients (like PyTorch)");
+
+    model.zero_grad();
+    assert!(!model.has_gradients());
+    assert!(model.gradients().iter().all(|&g| g == 0.0));
+    let after = model.params().to_vec();
+    assert!(model.step(None).unwrap().is_none());
+    assert_eq!(model.params(), after.as_slice());
+}
+
+#[test]
+fn one_default_step_changes_every_tensor_for_both_binders() {
+    for binder in [BinderKind::Additive, BinderKind::Bilinear] {
+        let mut model = LearnableMultiModal::<f32>::new(small(binder)).unwrap();
+        let xs = inputs(16, 2, [18; 7]);
+        let mask = full_mask(16);
+        let batch = TrainBatch::inputs(EncoderInput::dense(views(&xs), mask.view()).unwrap());
+        let before = model.params().to_vec();
+        let (losses, _) = model.train_step(&batch, &ObjectiveWeights::default(), None).unwrap();
+        assert!(losses.total.is_finite() && losses.total > 0.0);
+        for spec in model.layout().specs() {
+            let range = spec.range();
+            let moved = model.params()[range.clone()].iter().zip(&before[range]).filter(|(a, b)| a != b).count();
+            assert!(moved == spec.len(), "{binder:?}: {} moved {moved} of {} entries", spec.name, spec.len());
+        }
+    }
+}
+
+#[test]
+fn draws_are_fixed_by_seed_and_counter() {
+    let config = small(BinderKind::Bilinear);
+    let xs = inputs(12, 3, [18; 7]);
+    let mut mask = full_mask(12);
+    mask.slice_mut(s![..6, 3..]).fill(false);
+    let batch = TrainBatch::inputs(EncoderInput::dense(views(&xs), mask.view()).unwrap());
+    let weights = ObjectiveWeights::default();
+    let mut a = LearnableMultiModal::<f32>::new(config.clone()).unwrap();
+    let b = LearnableMultiModal::<f32>::new(config.clone()).unwrap();
+    let predicted = a.losses(&batch, &weights).unwrap();
+    assert_eq!(predicted, b.losses(&batch, &weights).unwrap(), "same seed, same counter, same losses");
+    let got = a.backward(&batch, &weights).unwrap();
+    assert_eq!(predicted, got, "losses() previews the draws of the next backward()");
+    // The counter moved: the next draws differ (cross_modal drops other modalities).
+    let next = a.losses(&batch, &weights).unwrap();
+    assert_ne!(next.get(Objective::CrossModal), got.get(Objective::CrossModal));
+    // Another seed, other draws (weights copied so only the draws differ).
+    let mut c = LearnableMultiModal::<f32>::new(Config { seed: 9, ..config }).unwrap();
+    c.params_mut().copy_from_slice(b.params());
+    assert_ne!(c.losses(&batch, &weights).unwrap().get(Objective::CrossModal), predicted.get(Objective::CrossModal));
+}
+
+#[test]
+fn seed_consistency_is_the_original_compute_loss() {
+    let model = LearnableMultiModal::<f64>::new(Config::default()).unwrap();
+    let xs = inputs(5, 4, [18; 7]).map(|a| a.mapv(f64::from));
+    let mut mask = full_mask(5);
+    mask.slice_mut(s![1, 2..]).fill(false);
+    let input = EncoderInput::dense(std::array::from_fn(|m| Some(xs[m].view())), mask.view()).unwrap();
+    let emb = model.encode(&input).unwrap();
+    let fused = model.fuse(emb.view(), mask.view()).unwrap();
+    // Recorded fused embeddings from "earlier": perturbed copies.
+    let recorded = fused.mapv(|v| v * 0.9 + 0.01);
+    let rewards = Array1::from(vec![0.0, 0.5, 1.0, -0.5, 0.25]);
+    let batch = TrainBatch {
+        source: EmbeddingSource::Embeddings {
+            emb: emb.view(),
+            mask: mask.view(),
+        },
+        fused: Some(recorded.view()),
+        rewards: Some(rewards.view()),
+    };
+    let got = model.losses(&batch, &ObjectiveWeights::only(Objective::SeedConsistency)).unwrap();
+    let expected: f64 = (0..5)
+        .map(|r| {
+            let mse = (&fused.row(r) - &recorded.row(r)).mapv(|d| d * d).mean().unwrap();
+            mse * (1.0 - rewards[r])
+        })
+        .sum::<f64>()
+        / 5.0;
+    let value = got.get(Objective::SeedConsistency).unwrap();
+    assert!((value - expected).abs() < 1e-14, "{value} vs {expected}");
+    assert_eq!(got.total, value);
+}
+
+#[test]
+fn restored_optimizer_state_continues_bit_for_bit() {
+    let config = Config {
+        weight_decay: 0.01,
+        grad_clip: Some(0.5),
+        ..small(BinderKind::Bilinear)
+    };
+    let batches: Vec<[Array2<f32>; 7]> = (0..6).map(|i| inputs(10, 10 + i, [18; 7])).collect();
+    let mut mask = full_mask(10);
+    mask.slice_mut(s![..4, 4..]).fill(false);
+    let weights = ObjectiveWeights::default();
+    let train = |model: &mut LearnableMultiModal<f32>, xs: &[Array2<f32>; 7]| {
+        let batch = TrainBatch::inputs(EncoderInput::dense(views(xs), mask.view()).unwrap());
+        model.train_step(&batch, &weights, None).unwrap();
+    };
+    let mut straight = LearnableMultiModal::<f32>::new(config.clone()).unwrap();
+    for xs in &batches[..3] {
+        train(&mut straight, xs);
+    }
+    let (params, state) = (straight.params().to_vec(), straight.optimizer_state());
+    assert_eq!(state.step, 3);
+    assert_eq!(state.rng_counter, 3);
+    for xs in &batches[3..] {
+        train(&mut straight, xs);
+    }
+    let mut resumed = LearnableMultiModal::<f32>::new(config).unwrap();
+    resumed.params_mut().copy_from_slice(&params);
+    resumed.set_optimizer_state(state).unwrap();
+    for xs in &batches[3..] {
+        train(&mut resumed, xs);
+    }
+    assert_eq!(resumed.params(), straight.params());
+    assert_eq!(resumed.optimizer_state(), straight.optimizer_state());
+}
+
+#[test]
+fn apply_gradients_is_step_from_given_gradients() {
+    let config = small(BinderKind::Additive);
+    let xs = inputs(8, 5, [18; 7]);
+    let mask = full_mask(8);
+    let batch = TrainBatch::inputs(EncoderInput::dense(views(&xs), mask.view()).unwrap());
+    let mut a = LearnableMultiModal::<f32>::new(config.clone()).unwrap();
+    let mut b = LearnableMultiModal::<f32>::new(config).unwrap();
+    a.backward(&batch, &ObjectiveWeights::default()).unwrap();
+    let grads = a.gradients().to_vec();
+    a.step(Some(0.05)).unwrap();
+    b.apply_gradients(&grads, Some(0.05)).unwrap();
+    assert_eq!(a.params(), b.params());
+    assert!(!b.has_gradients(), "apply_gradients leaves the accumulated gradients alone");
+    assert!(b.apply_gradients(&grads[1..], None).is_err());
+    let mut bad = grads.clone();
+    bad[3] = f32::NAN;
+    let before = b.params().to_vec();
+    assert!(b.apply_gradients(&bad, None).unwrap_err().to_string().contains("non-finite"));
+    assert_eq!(b.params(), before.as_slice(), "a failed update changes nothing");
+}
+
+#[test]
+fn bad_training_input_is_an_error_and_changes_nothing() {
+    let mut model = LearnableMultiModal::<f32>::new(small(BinderKind::Additive)).unwrap();
+    let xs = inputs(4, 6, [18; 7]);
+    let mask = full_mask(4);
+    let make = || TrainBatch::inputs(EncoderInput::dense(views(&xs), mask.view()).unwrap());
+    let err = model.backward(&make(), &ObjectiveWeights::only(Objective::SeedConsistency)).unwrap_err().to_string();
+    assert!(err.contains("fused") && err.contains("seed_consistency"), "{err}");
+    let err = model.backward(&make(), &ObjectiveWeights([0.0, -1.0, 0.0, 0.0])).unwrap_err().to_string();
+    assert!(err.contains("contrastive") && err.contains(">= 0"), "{err}");
+    let fused = Array2::<f32>::zeros((3, 16));
+    let batch = TrainBatch {
+        fused: Some(fused.view()),
+        ..make()
+    };
+    let err = model.backward(&batch, &ObjectiveWeights::only(Objective::SeedConsistency)).unwrap_err().to_string();
+    assert!(err.contains("fused") && err.contains("(4, 16)") && err.contains("(3, 16)"), "{err}");
+    let rewards = Array1::from(vec![0.0f32, f32::NAN, 0.0, 0.0]);
+    let fused = Array2::<f32>::zeros((4, 16));
+    let batch = TrainBatch {
+        fused: Some(fused.view()),
+        rewards: Some(rewards.view()),
+        ..make()
+    };
+    let err = model.backward(&batch, &ObjectiveWeights::only(Objective::SeedConsistency)).unwrap_err().to_string();
+    assert!(err.contains("rewards") && err.contains("non-finite"), "{err}");
+    let emb = Array3::<f32>::zeros((4, 7, 15));
+    let batch = TrainBatch {
+        source: EmbeddingSource::Embeddings {
+            emb: emb.view(),
+            mask: mask.view(),
+        },
+        fused: None,
+        rewards: None,
+    };
+    assert!(model.backward(&batch, &ObjectiveWeights::default()).is_err());
+    assert!(!model.has_gradients(), "failed calls accumulate nothing");
+    assert_eq!(model.optimizer_state().rng_counter, 0, "failed calls draw nothing");
+    assert!(model.train_step(&make(), &ObjectiveWeights::default(), Some(0.0)).is_err());
+    assert!(model.train_step(&make(), &ObjectiveWeights::default(), Some(f64::NAN)).is_err());
+    assert!(!model.has_gradients());
+    for bad in [
+        Config { temperature: 0.0, ..Config::default() },
+        Config { weight_decay: -1.0, ..Config::default() },
+        Config { grad_clip: Some(0.0), ..Config::default() },
+        Config { grad_clip: Some(f64::INFINITY), ..Config::default() },
+    ] {
+        assert!(LearnableMultiModal::<f32>::new(bad).is_err());
+    }
+}
+
+#[test]
+fn degenerate_batches_give_zero_losses_not_nan() {
+    // One modality only, or a single row: no pairs, nothing to drop.
+    let mut model = LearnableMultiModal::<f32>::new(small(BinderKind::Bilinear)).unwrap();
+    let xs = inputs(3, 7, [18; 7]);
+    let mut mask = Array2::from_elem((3, 7), false);
+    mask.column_mut(2).fill(true);
+    let batch = TrainBatch::inputs(EncoderInput::dense(views(&xs), mask.view()).unwrap());
+    let losses = model.backward(&batch, &ObjectiveWeights::default()).unwrap();
+    assert_eq!(losses.total, 0.0);
+    assert!(model.gradients().iter().all(|&g| g == 0.0));
+    let mask = Array2::from_elem((0, 7), false);
+    let empty: [Option<ArrayView2<f32>>; 7] = Default::default();
+    let batch = TrainBatch::inputs(EncoderInput::dense(empty, mask.view()).unwrap());
+    assert_eq!(model.backward(&batch, &ObjectiveWeights::default()).unwrap().total, 0.0);
+}
+
+#[test]
+fn bilinear_binder_shapes_and_pairs() {
+    let model = LearnableMultiModal::<f64>::new(Config { binder: BinderKind::Bilinear, ..Config::default() }).unwrap();
+    assert_eq!(model.num_parameters(), 70_337 - 129 + 64 * 64 + 1);
+    assert_eq!(model.param("binder.weight").unwrap().shape(), &[64, 64]);
+    let xs = inputs(3, 8, [18; 7]).map(|a| a.mapv(f64::from));
+    let mask = full_mask(3);
+    let emb = model.encode(&EncoderInput::dense(std::array::from_fn(|m| Some(xs[m].view())), mask.view()).unwrap()).unwrap();
+    let pairs = model.pair_strengths(emb.view(), mask.view()).unwrap();
+    let w = model.param("binder.weight").unwrap().into_dimensionality::<ndarray::Ix2>().unwrap().to_owned();
+    for r in 0..3 {
+        for (i, j) in [(0, 1), (4, 2), (6, 6)] {
+            let (a, b) = (emb.slice(s![r, i, ..]), emb.slice(s![r, j, ..]));
+            let wb: Array1<f64> = w.dot(&b);
+            let logit: f64 = a.iter().zip(wb.iter()).map(|(x, y)| x * y).sum();
+            let expected = 1.0 / (1.0 + (-logit).exp());
+            assert!((pairs[[r, i, j]] - expected).abs() < 1e-12);
+            let single = model.bind(emb.slice(s![r..r + 1, i, ..]), emb.slice(s![r..r + 1, j, ..])).unwrap()[0];
+            assert!((single - expected).abs() < 1e-12);
+        }
+    }
+}
