@@ -374,3 +374,15 @@ def test_config_learning_fields_round_trip_and_validate():
     ):
         with pytest.raises(ValueError, match=next(iter(bad))):
             gm.LearnableMultiModalConfig(**bad)
+
+
+def test_readme_learning_example_runs(capsys):
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    start = text.index("## Learning")
+    section = text[start : text.index("\n## ", start + 1)]
+    code = re.findall(r"```python\n(.*?)```", section, re.S)[0]
+    exec(compile(code, "README learning example", "exec"), {})
+    assert capsys.readouterr().out.strip().endswith("5")

@@ -372,24 +372,11 @@ pub fn cross_modal_given<T: Real>(
     let query = fused.out.view();
     let att = attention.forward_train(params, query, rest.view(), rest_mask.view());
     let pred = &query + &att.attended;
-    let (cos, np, nt) = cosine_rows(pred.view(), target);
     let nn = T::c(n as f64);
-    let loss = cos.mapv(|c| T::one() - c).sum() / nn;
+    let scale = sink.as_ref().map_or(T::zero(), |s| s.weight) / nn;
+    let (loss_sum, d_pred) = cosine_distance(pred.view(), target, scale);
+    let loss = loss_sum / nn;
     if let Some(sink) = sink {
-        // d(1 − cos)/dp = −(t̂ / max(‖p‖, ε) − cos · p / ‖p‖²) (the second
-        // term vanishes on the norm floor, where p / ε is linear in p).
-        let eps = T::c(NORM_EPS);
-        let scale = sink.weight / nn;
-        let mut d_pred = Array2::zeros(pred.dim());
-        for k in 0..n {
-            let (p, t) = (pred.row(k), target.row(k));
-            let (pn, tn) = (np[k], nt[k].max(eps));
-            let mut d = d_pred.row_mut(k);
-            d.scaled_add(-scale / (pn.max(eps) * tn), &t);
-            if pn > eps {
-                d.scaled_add(scale * cos[k] / (pn * pn), &p);
-            }
-        }
         let (d_query_att, d_rest_att) = attention.backward(params, query, rest.view(), &att, d_pred.view(), sink.params);
         let d_query = d_pred + d_query_att;
         let dx = fusion.backward(params, &fused, d_query, sink.params, sink.emb.is_some());
@@ -406,3 +393,21 @@ pub fn cross_modal_given<T: Real>(
     loss
 }
 
+
+/// `Σ_rows (1 − cos(p_r, t_r))` and its gradient on `p` times `scale`:
+/// `d(1 − cos)/dp = −(t / (max(‖p‖, ε) max(‖t‖, ε)) − cos · p / ‖p‖²)` (the
+/// second term vanishes on the norm floor, where `p / ε` is linear in `p`).
+fn cosine_distance<T: Real>(p: ArrayView2<T>, t: ArrayView2<T>, scale: T) -> (T, Array2<T>) {
+    let (cos, np, nt) = cosine_rows(p, t);
+    let eps = T::c(NORM_EPS);
+    let mut d_p = Array2::zeros(p.dim());
+    for k in 0..p.nrows() {
+        let (pn, tn) = (np[k], nt[k].max(eps));
+        let mut d = d_p.row_mut(k);
+        d.scaled_add(-scale / (pn.max(eps) * tn), &t.row(k));
+        if pn > eps {
+            d.scaled_add(scale * cos[k] / (pn * pn), &p.row(k));
+        }
+    }
+    (cos.mapv(|c| T::one() - c).sum(), d_p)
+}
