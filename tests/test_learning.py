@@ -386,3 +386,30 @@ def test_readme_learning_example_runs(capsys):
     code = re.findall(r"```python\n(.*?)```", section, re.S)[0]
     exec(compile(code, "README learning example", "exec"), {})
     assert capsys.readouterr().out.strip().endswith("5")
+
+
+def test_recorded_experiences_train_and_give_the_original_compute_loss():
+    from grapheme_multimodal.buffer import ExperienceBuffer
+
+    rng = np.random.default_rng(9)
+    dims = [5, 18, 18, 18, 18, 18, 4]
+    model = gm.LearnableMultiModal(embed_dim=16, hidden_dim=16, num_heads=2, input_dims=dims, seed=9)
+    x = [rng.normal(size=(6, dims[0])), None, None, None, None, None, rng.normal(size=(6, dims[6]))]
+    mask = np.zeros((6, 7), dtype=bool)
+    mask[:, [0, 6]] = True
+    emb, fused = model.encode_and_fuse(x, mask)
+    buffer = ExperienceBuffer(10, input_dims=dims)
+    rewards = rng.uniform(0, 1, 6)
+    buffer.extend(emb, mask, fused * 0.9, model.pair_strengths(emb, mask), rewards, inputs=x)
+    recorded = gm.Batch.from_experiences(buffer.batch())
+    value = model.losses(recorded, weights={"seed_consistency": 1.0})["seed_consistency"]
+    expected = np.mean(((fused - 0.9 * fused) ** 2).mean(axis=1) * (1 - rewards))
+    assert value == pytest.approx(expected, rel=1e-4)
+    # From the recorded inputs the encoders learn too, and the value is the same.
+    again = gm.Batch.from_experiences(buffer.batch(), use_inputs=True)
+    assert model.backward(again, weights={"seed_consistency": 1.0})["seed_consistency"] == pytest.approx(value, rel=1e-5)
+    assert (model.gradients()["encoder.visual.weight"] != 0).any()
+    plain = ExperienceBuffer(10)
+    plain.extend(emb, mask, fused, model.pair_strengths(emb, mask), rewards)
+    with pytest.raises(ValueError, match="no recorded inputs"):
+        gm.Batch.from_experiences(plain.batch(), use_inputs=True)

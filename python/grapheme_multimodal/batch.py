@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional, Sequence, Union
 
+import numpy as np
+
 from .types import Modality, MultiModalEvent
 
 Inputs = Union[Mapping[Union[Modality, str, int], Any], Sequence[Any]]
@@ -67,6 +69,36 @@ class Batch:
     def from_events(cls, events: Sequence[MultiModalEvent], fused: Any = None, rewards: Any = None) -> "Batch":
         """A batch of events (each becomes one row)."""
         return cls(events=list(events), fused=fused, rewards=rewards)
+
+    @classmethod
+    def from_experiences(cls, experiences: Any, use_inputs: bool = False) -> "Batch":
+        """A batch of recorded experiences (an :class:`~grapheme_multimodal.buffer.ExperienceBatch`,
+        e.g. ``buffer.batch()`` or ``buffer.sample(...)``), with their fused
+        embeddings and rewards as ``seed_consistency`` targets.
+
+        By default the recorded embeddings are the source (the original's
+        ``compute_loss``; only fusion, binder and attention are trained).
+        With ``use_inputs=True`` the recorded raw inputs are encoded again, so
+        the encoders learn too; every experience must then have inputs.
+        """
+        if not use_inputs:
+            return cls(
+                embeddings=experiences.embeddings,
+                mask=experiences.mask,
+                fused=experiences.fused,
+                rewards=experiences.rewards,
+            )
+        has = np.asarray(experiences.has_inputs, dtype=bool)
+        if not has.all():
+            raise ValueError(
+                f"experiences: use_inputs=True but {int((~has).sum())} of {len(has)} experiences have no recorded inputs"
+            )
+        return cls(
+            inputs=list(experiences.inputs),
+            mask=experiences.mask,
+            fused=experiences.fused,
+            rewards=experiences.rewards,
+        )
 
     @property
     def batch_size(self) -> int:

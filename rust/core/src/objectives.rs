@@ -44,7 +44,7 @@ use crate::nn::ops::{cosine_rows, sigmoid, softplus, NORM_EPS};
 use crate::nn::{CrossModalBinder, FusionNetwork, ModalityAttention};
 use crate::params::{Params, ParamsMut};
 use crate::real::Real;
-use ndarray::{s, Array2, Array3, ArrayView1, ArrayView2, ArrayView3, Axis, Zip};
+use ndarray::{s, Array1, Array2, Array3, ArrayView1, ArrayView2, ArrayView3, Axis, Zip};
 use rand_chacha::ChaCha8Rng;
 use rand_core::{Rng, SeedableRng};
 
@@ -166,15 +166,48 @@ fn scatter_add<T: Real>(d: &mut Array3<T>, idx: &[(usize, usize)], src: ArrayVie
     }
 }
 
-/// Row-wise log-softmax, stable.
-fn log_softmax_rows<T: Real>(x: ArrayView2<T>) -> Array2<T> {
-    let mut out = x.to_owned();
-    for mut row in out.rows_mut() {
-        let max = row.iter().copied().fold(T::neg_infinity(), T::max);
-        let lse = max + row.iter().map(|&v| (v - max).exp()).sum::<T>().ln();
-        row.mapv_inplace(|v| v - lse);
+/// Log-sum-exp of every row and every column of the square `x [n, n]`, and,
+/// when `want_probs`, the softmax over each row `P` and over each column `Q`
+/// (both `[n, n]`, indexed `[row, column]`).
+///
+/// One exponential per entry: `exp(x − max x)`, shared by rows and columns —
+/// safe when the entries span less than 60 (no underflow to 0 in f32), which
+/// holds for the contrastive logits of unit embeddings (`|x| ≤ 1/τ`). Wider
+/// spans (e.g. given, unnormalised embeddings) take a row pass and a column
+/// pass, each shifted by its own maximum.
+#[allow(clippy::type_complexity)]
+fn softmax_both_ways<T: Real>(x: ArrayView2<T>, want_probs: bool) -> (Array1<T>, Array1<T>, Option<(Array2<T>, Array2<T>)>) {
+    let (max, min) = x.iter().fold((T::neg_infinity(), T::infinity()), |(hi, lo), &v| (hi.max(v), lo.min(v)));
+    if max - min < T::c(60.0) {
+        let e = x.mapv(|v| (v - max).exp());
+        let row_sum = e.sum_axis(Axis(1));
+        let col_sum = e.sum_axis(Axis(0));
+        let row_lse = row_sum.mapv(|s| max + s.ln());
+        let col_lse = col_sum.mapv(|s| max + s.ln());
+        let probs = want_probs.then(|| {
+            let p = &e / &row_sum.view().insert_axis(Axis(1));
+            let q = &e / &col_sum.view().insert_axis(Axis(0));
+            (p, q)
+        });
+        return (row_lse, col_lse, probs);
     }
-    out
+    let lse_rows = |x: ArrayView2<T>| -> Array1<T> {
+        x.rows()
+            .into_iter()
+            .map(|row| {
+                let m = row.iter().copied().fold(T::neg_infinity(), T::max);
+                m + row.iter().map(|&v| (v - m).exp()).sum::<T>().ln()
+            })
+            .collect()
+    };
+    let row_lse = lse_rows(x);
+    let col_lse = lse_rows(x.t());
+    let probs = want_probs.then(|| {
+        let p = Array2::from_shape_fn(x.dim(), |(r, s)| (x[[r, s]] - row_lse[r]).exp());
+        let q = Array2::from_shape_fn(x.dim(), |(r, s)| (x[[r, s]] - col_lse[s]).exp());
+        (p, q)
+    });
+    (row_lse, col_lse, probs)
 }
 
 /// `[B, M, E]` → `[B, M·E]` (a copy: the fusion tape keeps its input).
@@ -242,17 +275,19 @@ pub fn contrastive<T: Real>(emb: ArrayView3<T>, mask: ArrayView2<bool>, temperat
         let a = gather(emb, &a_idx);
         let b = gather(emb, &b_idx);
         let logits = a.dot(&b.t()) * inv_tau; // [n, n], row r: a_r against every b_s
-        let log_p = log_softmax_rows(logits.view()); // softmax over s
-        let log_q = log_softmax_rows(logits.t()); // [s, r]: softmax over r
+        let wants_grad = sink.as_ref().is_some_and(|s| s.emb.is_some());
+        let (row_lse, col_lse, probs) = softmax_both_ways(logits.view(), wants_grad);
+        // −log softmax_s(S_r·)_r = lse_r − S_rr, and likewise per column.
         let nn = T::c(n as f64);
-        let row_loss = -log_p.diag().sum() / nn;
-        let col_loss = -log_q.diag().sum() / nn;
+        let diag = logits.diag();
+        let row_loss = (row_lse.sum() - diag.sum()) / nn;
+        let col_loss = (col_lse.sum() - diag.sum()) / nn;
         total += T::c(0.5) * (row_loss + col_loss) * per_pair;
-        if let Some(sink) = sink.as_deref_mut() {
-            let Some(d_emb) = sink.emb.as_deref_mut() else { continue };
-            // d/dS of the row term: (P − I)/n; of the column term: (Qᵀ − I)/n.
+        if let (Some(sink), Some((p, q))) = (sink.as_deref_mut(), probs) {
+            let d_emb = sink.emb.as_deref_mut().expect("probabilities are computed only for trainable embeddings");
+            // d/dS of the row term: (P − I)/n; of the column term: (Q − I)/n.
             let c = sink.weight * T::c(0.5) * per_pair / nn;
-            let mut d_logits = (log_p.mapv(T::exp) + log_q.t().mapv(T::exp)) * c;
+            let mut d_logits = (p + q) * c;
             for k in 0..n {
                 d_logits[[k, k]] -= c + c;
             }

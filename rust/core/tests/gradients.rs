@@ -437,3 +437,32 @@ fn pooling_and_norm_floor_backward() {
         assert!((a - b / NORM_EPS).abs() <= 1e-9 * (b / NORM_EPS).abs());
     }
 }
+
+#[test]
+fn contrastive_with_widely_spread_logits() {
+    // τ = 0.01 spreads the logits of unit embeddings over up to 2/τ = 200,
+    // beyond the one-exponential fast path of the two-way softmax.
+    let model = LearnableMultiModal::<f64>::new(Config { temperature: 0.01, ..config(2, BinderKind::Additive) }).unwrap();
+    let mut rng = Lcg(31);
+    let xs = dense_inputs(&mut rng, 7);
+    let mask = mask();
+    let input = EncoderInput::dense(views(&xs), mask.view()).unwrap();
+    let emb = model.encode(&input).unwrap();
+    let spans: Vec<f64> = (0..7)
+        .flat_map(|i| (i + 1..7).map(move |j| (i, j)))
+        .map(|(i, j)| {
+            let rows: Vec<usize> = (0..7).filter(|&r| mask[[r, i]] && mask[[r, j]]).collect();
+            let dots: Vec<f64> = rows
+                .iter()
+                .flat_map(|&r| rows.iter().map(move |&s| (r, s)))
+                .map(|(r, s)| (0..8).map(|k| emb[[r, i, k]] * emb[[s, j, k]]).sum::<f64>() / 0.01)
+                .collect();
+            dots.iter().cloned().fold(f64::MIN, f64::max) - dots.iter().cloned().fold(f64::MAX, f64::min)
+        })
+        .collect();
+    assert!(spans.iter().any(|&s| s >= 60.0), "the wide-span path is exercised: {spans:?}");
+    assert!(spans.iter().any(|&s| s < 60.0), "and the fast path: {spans:?}");
+    let batch = TrainBatch::inputs(input);
+    let worst = check_model(&model, &batch, &ObjectiveWeights::only(Objective::Contrastive), "contrastive τ=0.01", is_encoder);
+    println!("worst relative error (wide logits): {worst:.3e}");
+}
