@@ -6,6 +6,10 @@
 //! fusion network combines them; a binder scores how strongly two modalities
 //! belong together; a multi-head attention weighs modalities for a query.
 //! Every computation is batched: `x[m]: [B, d_m]`, presence mask `[B, 7]`.
+//!
+//! Learning: each component's backward sits beside its forward in `nn/`;
+//! `objectives` holds the four losses, `adam` the optimiser over the flat
+//! buffer, `training` the model's `backward` / `step` / `train_step`.
 
 pub mod adam;
 pub mod batch;
