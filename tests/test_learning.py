@@ -293,7 +293,7 @@ def test_synthetic_task_loss_falls_by_a_factor_of_three():
     """Four modalities are noisy nonlinear views of one 6-d latent; 20% of
     modality slots are missing. 300 Adam steps of the default mix on batches
     of 64 cut the held-out total loss (contrastive + binding + cross_modal)
-    by at least 3× (measured: about 3.7× after 200 steps)."""
+    by at least 3× (measured: 4.6×: 6.99 → 1.52)."""
     rng = np.random.default_rng(0)
     n, latent = 256, 6
     dims = {"visual": 20, "auditory": 12, "linguistic": 16, "tactile": 8}
