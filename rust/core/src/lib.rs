@@ -31,7 +31,7 @@ pub use config::Config;
 pub use error::{Error, Result};
 pub use graph::{Graph, TextUnit, ValueRange};
 pub use modality::{Modality, NUM_MODALITIES};
-pub use model::LearnableMultiModal;
+pub use model::{LearnableMultiModal, Normalizer};
 pub use nn::BinderKind;
 pub use objectives::{Losses, Objective, ObjectiveWeights};
 pub use training::{EmbeddingSource, OptimizerState, TrainBatch};

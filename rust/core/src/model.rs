@@ -33,6 +33,25 @@ pub struct LearnableMultiModal<T> {
     pub(crate) has_grads: bool,
     pub(crate) adam: Adam<T>,
     pub(crate) rng_counter: u64,
+    /// Per-modality input standardisation `(x - mean) / std`, applied before
+    /// the encoder (learned from training data, not trained by gradients).
+    pub(crate) normalizers: Vec<Option<Normalizer<T>>>,
+}
+
+/// `(x - mean) / std` per input column.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Normalizer<T> {
+    pub mean: Array1<T>,
+    pub std: Array1<T>,
+}
+
+impl<T: Real> Normalizer<T> {
+    fn apply(&self, x: ArrayView2<T>) -> Array2<T> {
+        let mut out = x.to_owned();
+        out -= &self.mean;
+        out /= &self.std;
+        out
+    }
 }
 
 /// Embeddings `[B, M, E]` and, per modality, what the backward needs.
@@ -42,6 +61,8 @@ pub(crate) type EncodedWithTapes<T> = (Array3<T>, Vec<Option<ModalityTape<T>>>);
 pub(crate) struct ModalityTape<T> {
     pub encoder: EncoderTape<T>,
     pub pool: PoolTape<T>,
+    /// The standardised inputs, when the modality has a normaliser.
+    pub normalized: Option<Array2<T>>,
 }
 
 impl<T: Real> LearnableMultiModal<T> {
@@ -71,6 +92,7 @@ impl<T: Real> LearnableMultiModal<T> {
             has_grads: false,
             adam: Adam::new(n),
             rng_counter: 0,
+            normalizers: vec![None; NUM_MODALITIES],
         })
     }
 
@@ -125,6 +147,28 @@ impl<T: Real> LearnableMultiModal<T> {
         assign(&self.layout, &mut self.params, name, values)
     }
 
+    /// The input standardisation of modality `m`, if any.
+    pub fn normalizer(&self, m: Modality) -> Option<&Normalizer<T>> {
+        self.normalizers[m.index()].as_ref()
+    }
+
+    /// Sets (or with `None` removes) modality `m`'s input standardisation:
+    /// `mean` and `std` are `[d_m]`, finite, `std > 0`.
+    pub fn set_normalizer(&mut self, m: Modality, normalizer: Option<Normalizer<T>>) -> Result<()> {
+        if let Some(n) = &normalizer {
+            let d = self.config.input_dims[m.index()];
+            let arg = format!("normalization['{}']", m.name());
+            check_shape(&format!("{arg}.mean"), &n.mean, &[Some(d)])?;
+            check_shape(&format!("{arg}.std"), &n.std, &[Some(d)])?;
+            check_finite(&format!("{arg}.mean"), &n.mean)?;
+            if let Some(v) = n.std.iter().find(|v| !(v.is_finite() && **v > T::zero())) {
+                return Err(Error::invalid(format!("{arg}.std"), format!("got {v}; expected finite numbers > 0")));
+            }
+        }
+        self.normalizers[m.index()] = normalizer;
+        Ok(())
+    }
+
     /// The parameters seen through their layout.
     pub fn view(&self) -> Params<'_, T> {
         self.layout.view(&self.params)
@@ -152,9 +196,11 @@ impl<T: Real> LearnableMultiModal<T> {
                 let row = bad.map_or(0, |i| part.rows[i]);
                 return Err(Error::non_finite(arg, format!("row {row} (a row marked present)")));
             }
-            let encoder = self.encoders[m].forward_train(self.view(), part.x.view());
+            let normalized = self.normalizers[m].as_ref().map(|n| n.apply(part.x.view()));
+            let x = normalized.as_ref().map_or_else(|| part.x.view(), |x| x.view());
+            let encoder = self.encoders[m].forward_train(self.view(), x);
             let pool = pool_components(encoder.out.view(), &part.rows, part.weights.as_deref(), emb.slice_mut(s![.., m, ..]));
-            tapes.push(Some(ModalityTape { encoder, pool }));
+            tapes.push(Some(ModalityTape { encoder, pool, normalized }));
         }
         Ok((emb, tapes))
     }
@@ -172,7 +218,8 @@ impl<T: Real> LearnableMultiModal<T> {
         for (m, (slot, tape)) in input.modalities.iter().zip(tapes).enumerate() {
             let (Some(part), Some(tape)) = (slot, tape) else { continue };
             let dz = pool_components_backward(&tape.pool, &part.rows, emb.slice(s![.., m, ..]), d_emb.slice(s![.., m, ..]));
-            self.encoders[m].backward(part.x.view(), &tape.encoder, dz, grads);
+            let x = tape.normalized.as_ref().map_or_else(|| part.x.view(), |x| x.view());
+            self.encoders[m].backward(x, &tape.encoder, dz, grads);
         }
     }
 

@@ -293,3 +293,40 @@ fn bilinear_binder_shapes_and_pairs() {
         }
     }
 }
+
+#[test]
+fn a_normalizer_is_the_same_as_feeding_standardised_inputs() {
+    use grapheme_multimodal::{Modality, Normalizer};
+    let config = small(BinderKind::Bilinear);
+    let xs = inputs(12, 9, [18; 7]).map(|a| a.mapv(|v| f64::from(v) * 3.0 + 1.5));
+    let mask = Array2::from_shape_fn((12, 7), |(b, m)| (b + 2 * m) % 4 != 0);
+    let mean = Array1::from_shape_fn(18, |i| 1.5 + 0.01 * i as f64);
+    let std = Array1::from_shape_fn(18, |i| 3.0 - 0.05 * i as f64);
+    let standardised: [Array2<f64>; 7] =
+        std::array::from_fn(|m| if m == 2 { (&xs[m] - &mean) / &std } else { xs[m].clone() });
+
+    let mut with = LearnableMultiModal::<f64>::new(config.clone()).unwrap();
+    with.set_normalizer(Modality::Linguistic, Some(Normalizer { mean: mean.clone(), std: std.clone() })).unwrap();
+    let mut without = LearnableMultiModal::<f64>::new(config).unwrap();
+    let weights = ObjectiveWeights::default();
+    let raw = TrainBatch::inputs(EncoderInput::dense(std::array::from_fn(|m| Some(xs[m].view())), mask.view()).unwrap());
+    let pre = TrainBatch::inputs(
+        EncoderInput::dense(std::array::from_fn(|m| Some(standardised[m].view())), mask.view()).unwrap(),
+    );
+    let a = with.backward(&raw, &weights).unwrap();
+    let b = without.backward(&pre, &weights).unwrap();
+    assert_eq!(a.total, b.total);
+    assert_eq!(with.gradients(), without.gradients(), "gradients flow through the standardisation unchanged");
+    let (ea, eb) = match (&raw.source, &pre.source) {
+        (EmbeddingSource::Inputs(r), EmbeddingSource::Inputs(p)) => (with.encode(r).unwrap(), without.encode(p).unwrap()),
+        _ => unreachable!(),
+    };
+    assert_eq!(ea, eb);
+
+    let bad = Normalizer { mean: mean.clone(), std: Array1::zeros(18) };
+    assert!(with.set_normalizer(Modality::Visual, Some(bad)).unwrap_err().to_string().contains("std"));
+    let short = Normalizer { mean: Array1::zeros(3), std: Array1::ones(3) };
+    assert!(with.set_normalizer(Modality::Visual, Some(short)).is_err());
+    with.set_normalizer(Modality::Linguistic, None).unwrap();
+    assert!(with.normalizer(Modality::Linguistic).is_none());
+}

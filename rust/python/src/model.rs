@@ -5,7 +5,7 @@
 use crate::errors::IntoPyResult;
 use grapheme_multimodal::objectives::{Losses, Objective, ObjectiveWeights, NUM_OBJECTIVES};
 use grapheme_multimodal::training::{EmbeddingSource, OptimizerState, TrainBatch};
-use grapheme_multimodal::{BinderKind, Config, EncoderInput, LearnableMultiModal, NUM_MODALITIES};
+use grapheme_multimodal::{BinderKind, Config, EncoderInput, LearnableMultiModal, Modality, Normalizer, NUM_MODALITIES};
 use ndarray::{Array2, ArrayView2};
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyArray3, PyArrayDyn, PyReadonlyArray1, PyReadonlyArray2, PyReadonlyArray3, PyReadonlyArrayDyn};
 use pyo3::exceptions::PyValueError;
@@ -81,6 +81,39 @@ impl PyModel {
 
     fn get_param<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
         Ok(self.inner.param(name).py()?.to_owned().into_pyarray(py))
+    }
+
+    /// `(mean [d], std [d])` of modality `index`'s input standardisation, or None.
+    fn get_normalization<'py>(
+        &self,
+        py: Python<'py>,
+        index: usize,
+    ) -> PyResult<Option<(Bound<'py, PyArray1<f32>>, Bound<'py, PyArray1<f32>>)>> {
+        let m = Modality::from_index(index).py()?;
+        Ok(self
+            .inner
+            .normalizer(m)
+            .map(|n| (n.mean.clone().into_pyarray(py), n.std.clone().into_pyarray(py))))
+    }
+
+    /// Sets (or with None clears) modality `index`'s input standardisation.
+    #[pyo3(signature = (index, mean=None, std=None))]
+    fn set_normalization(
+        &mut self,
+        index: usize,
+        mean: Option<PyReadonlyArray1<'_, f32>>,
+        std: Option<PyReadonlyArray1<'_, f32>>,
+    ) -> PyResult<()> {
+        let m = Modality::from_index(index).py()?;
+        let normalizer = match (mean, std) {
+            (Some(mean), Some(std)) => Some(Normalizer {
+                mean: mean.as_array().to_owned(),
+                std: std.as_array().to_owned(),
+            }),
+            (None, None) => None,
+            _ => return Err(PyValueError::new_err("normalization: give both mean and std, or neither")),
+        };
+        self.inner.set_normalizer(m, normalizer).py()
     }
 
     fn set_param(&mut self, name: &str, values: PyReadonlyArrayDyn<'_, f32>) -> PyResult<()> {
