@@ -15,13 +15,8 @@ from .config import LearnableMultiModalConfig
 from .graph import Graph, fingerprints
 from .graph import GraphFeaturizer, featurize
 from .objectives import DEFAULT_WEIGHTS, OBJECTIVES
-from .model import (
-    CrossModalBinder,
-    FusionNetwork,
-    LearnableMultiModal,
-    ModalityAttention,
-    ModalityEncoder,
-)
+from .components import CrossModalBinder, FusionNetwork, ModalityAttention, ModalityEncoder
+from .model import LearnableMultiModal
 from .types import (
     BindingType,
     CrossModalBinding,
