@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional, Sequence, Union
+from typing import Any, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -25,6 +25,11 @@ class Batch:
       absent are never read). Gradients reach the encoders.
     - ``events``: a sequence of :class:`MultiModalEvent` (several components
       of one modality are pooled by confidence, as in ``encode_event``).
+    - ``components``: pre-featurised components ``(B, parts)``, where
+      ``parts[m]`` is ``None`` or ``(x [k, d_m], rows [k], confidences [k])``
+      — row ``rows[i]`` of the batch has component ``x[i]``; several
+      components of one modality in a row are pooled like ``events``
+      (what :func:`~grapheme_multimodal.training.fit` builds from events).
     - ``embeddings``: recorded modality embeddings ``[B, 7, E]`` with
       ``mask`` (default: the slots that are not all zero). They are data:
       the encoders get no gradient.
@@ -46,16 +51,21 @@ class Batch:
     inputs: Optional[Inputs] = None
     mask: Any = None
     events: Optional[Sequence[MultiModalEvent]] = None
+    components: Optional[Tuple[int, Sequence[Any]]] = None
     embeddings: Any = None
     fused: Any = None
     rewards: Any = None
 
     def __post_init__(self) -> None:
-        given = [name for name in ("inputs", "events", "embeddings") if getattr(self, name) is not None]
+        given = [name for name in ("inputs", "events", "components", "embeddings") if getattr(self, name) is not None]
         if len(given) != 1:
             raise ValueError(
-                f"Batch: expected exactly one of inputs, events or embeddings, got {given or 'none'}"
+                f"Batch: expected exactly one of inputs, events, components or embeddings, got {given or 'none'}"
             )
+        if self.components is not None and (
+            not isinstance(self.components, tuple) or len(self.components) != 2 or len(self.components[1]) != 7
+        ):
+            raise ValueError("components: expected (batch_size, parts) with 7 parts (None where absent)")
         if self.events is not None:
             if isinstance(self.events, (str, bytes)) or not isinstance(self.events, Sequence):
                 raise TypeError(f"events: expected a sequence of MultiModalEvent, got {type(self.events).__name__}")
@@ -105,6 +115,8 @@ class Batch:
         """Number of rows ``B``."""
         if self.events is not None:
             return len(self.events)
+        if self.components is not None:
+            return int(self.components[0])
         if self.mask is not None:
             return len(self.mask)
         if self.embeddings is not None:

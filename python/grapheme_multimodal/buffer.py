@@ -9,7 +9,7 @@ generator whose state is saved with the buffer.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, Iterator, List, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -325,18 +325,7 @@ class ExperienceBuffer:
     def save(self, path: PathLike) -> None:
         """Writes the buffer (experiences oldest first, priorities, generator
         state) to a safetensors file, atomically."""
-        tensors = {}
-        if self._arrays:
-            slots = self._slots()
-            tensors = {k: v[slots] for k, v in self._arrays.items()}
-        meta = {
-            "capacity": self.capacity,
-            "embed_dim": self.embed_dim,
-            "input_dims": self.input_dims,
-            "seed": self.seed,
-            "size": self._size,
-            "rng_state": self._rng.bit_generator.state,
-        }
+        tensors, meta = self.state()
         write_tagged_safetensors(path, tensors, FILE_FORMAT, meta)
 
     def load(self, path: PathLike) -> None:
@@ -350,8 +339,35 @@ class ExperienceBuffer:
         """A new buffer read from a file written by :meth:`save`."""
         tensors, meta = read_tagged_safetensors(path, FILE_FORMAT)
         try:
+            return cls.from_state(tensors, meta)
+        except ValueError as exc:
+            raise ValueError(f"path: {str(path)!r} is not a valid experience buffer file: {exc}") from None
+
+    def state(self) -> Tuple[Dict[str, np.ndarray], Dict[str, Any]]:
+        """``(tensors, metadata)``: everything :meth:`from_state` rebuilds the
+        buffer from (experiences oldest first; JSON-able metadata)."""
+        tensors = {}
+        if self._arrays:
+            slots = self._slots()
+            tensors = {k: v[slots] for k, v in self._arrays.items()}
+        meta = {
+            "capacity": self.capacity,
+            "embed_dim": self.embed_dim,
+            "input_dims": self.input_dims,
+            "seed": self.seed,
+            "size": self._size,
+            "rng_state": self._rng.bit_generator.state,
+        }
+        return tensors, meta
+
+    @classmethod
+    def from_state(cls, tensors: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> "ExperienceBuffer":
+        """Inverse of :meth:`state`; inconsistent input is a ValueError."""
+        try:
             buf = cls(meta["capacity"], embed_dim=meta["embed_dim"], input_dims=meta["input_dims"], seed=meta["seed"])
             size = int(meta["size"])
+            if not 0 <= size <= buf.capacity:
+                raise ValueError(f"size {size} is outside [0, capacity={buf.capacity}]")
             if size:
                 expected = set(buf._arrays)
                 if set(tensors) != expected:
@@ -364,7 +380,7 @@ class ExperienceBuffer:
             buf._next = size % buf.capacity
             buf._rng.bit_generator.state = meta["rng_state"]
         except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"path: {str(path)!r} is not a valid experience buffer file: {exc}") from None
+            raise ValueError(f"inconsistent experience buffer state ({exc})") from None
         return buf
 
     def __repr__(self) -> str:

@@ -9,17 +9,21 @@ from __future__ import annotations
 
 import weakref
 from collections import OrderedDict
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from . import _core
 from ._validation import as_float32, as_mask, describe
 from .batch import Batch
+from .buffer import Experience, ExperienceBuffer
 from .config import LearnableMultiModalConfig, resolve_config
 from .graph import Graph
 from .objectives import resolve_weights
 from .types import CrossModalBinding, BindingType, ModalFeatures, ModalGraph, Modality, MultiModalEvent
+
+if TYPE_CHECKING:
+    from .training import History
 
 NUM_MODALITIES = _core.NUM_MODALITIES
 ModalityKey = Union[Modality, str, int]
@@ -46,6 +50,14 @@ class LearnableMultiModal:
             binder_kind=c.binder_kind, temperature=c.temperature, weight_decay=c.weight_decay, grad_clip=c.grad_clip,
         )
         self._cache: "weakref.WeakKeyDictionary[MultiModalEvent, tuple]" = weakref.WeakKeyDictionary()
+        #: Recorded fusions (``record_fusion``, ``record_batch``), a ring of ``config.buffer_size``.
+        self.experience = ExperienceBuffer(
+            c.buffer_size, embed_dim=c.embed_dim, input_dims=c.input_dims, seed=c.seed
+        )
+        #: Epochs of :meth:`fit` so far (seeds each epoch's shuffle, so training resumes exactly).
+        self.epochs_trained = 0
+        #: One record per epoch of :meth:`fit` (losses, validation metrics, time).
+        self.history: List[Dict[str, Any]] = []
 
     # ------------------------------------------------------------------ batched
     def prepare_inputs(self, inputs: Inputs, mask: Any = None) -> Tuple[List[Optional[np.ndarray]], np.ndarray]:
@@ -357,9 +369,11 @@ class LearnableMultiModal:
             core.inputs, core.mask = self.prepare_inputs(batch.inputs, batch.mask)
         elif batch.events is not None:
             core.components = (len(batch.events), self._events_parts(batch.events))
+        elif batch.components is not None:
+            core.components = (int(batch.components[0]), list(batch.components[1]))
         else:
             core.embeddings, core.mask = self._embeddings_and_mask(batch.embeddings, batch.mask)
-        b = len(batch.events) if batch.events is not None else len(core.mask)
+        b = core.components[0] if core.components is not None else len(core.mask)
         if batch.fused is not None:
             core.fused = as_float32(batch.fused, "fused", 2, (b, e))
         if batch.rewards is not None:
@@ -406,12 +420,134 @@ class LearnableMultiModal:
             parts.append(arr.ravel())
         return np.ascontiguousarray(np.concatenate(parts)) if parts else np.zeros(0, np.float32)
 
+    # ------------------------------------------------------------- experience
+    def record_experience(self, experience: Experience) -> None:
+        """Appends ``experience`` to :attr:`experience` (the oldest entry is
+        dropped past ``config.buffer_size``)."""
+        self.experience.append(experience)
+
+    def record_fusion(self, event: MultiModalEvent, reward: float = 0.0) -> Experience:
+        """Fuses ``event`` and records its embeddings, fused embedding, pair
+        strengths and ``reward`` (and its raw inputs when every modality has
+        one component, so the encoders can train from the buffer)."""
+        emb, mask = self._encoded(event)
+        if not mask.any():
+            raise ValueError(f"event: event {event.id} has no components; expected at least one to record")
+        parts = self._event_parts(event)
+        inputs = None
+        if all(p is None or len(p[1]) == 1 for p in parts):
+            inputs = [None if p is None else p[0][0] for p in parts]
+        experience = Experience(
+            embeddings=emb[0],
+            mask=mask[0],
+            fused=self._core.fuse(emb, mask)[0],
+            pair_strengths=self._core.pair_strengths(emb, mask)[0],
+            reward=float(reward),
+            event_id=int(event.id),
+            inputs=inputs,
+        )
+        self.experience.append(experience)
+        return experience
+
+    def record_batch(self, inputs: Inputs, mask: Any = None, rewards: Any = 0.0, event_ids: Any = None) -> None:
+        """Fuses a batch (as :meth:`encode`) and records every row with its
+        reward (a scalar or ``[B]``) and event id (default -1)."""
+        arrays, mask_arr = self.prepare_inputs(inputs, mask)
+        emb, fused = self._core.encode_and_fuse(arrays, mask_arr)
+        batch = len(mask_arr)
+        self.experience.extend(
+            embeddings=emb,
+            mask=mask_arr,
+            fused=fused,
+            pair_strengths=self._core.pair_strengths(emb, mask_arr),
+            rewards=np.broadcast_to(np.asarray(rewards, np.float32), (batch,)),
+            event_ids=event_ids,
+            inputs=[None if a is None else np.where(mask_arr[:, [m]], a, np.nan) for m, a in enumerate(arrays)],
+        )
+
+    def num_experiences(self) -> int:
+        """Experiences held (at most ``config.buffer_size``)."""
+        return len(self.experience)
+
+    def clear_experience(self) -> None:
+        """Empties the experience buffer."""
+        self.experience.clear()
+
+    def compute_loss(self) -> float:
+        """The original's loss over the buffer: mean over experiences of
+        ``MSE(fuse(stored embeddings), stored fused) * (1 - reward)``; 0 when
+        empty. No gradients (``backward(Batch.from_experiences(...))`` trains it)."""
+        if not len(self.experience):
+            return 0.0
+        batch = Batch.from_experiences(self.experience.batch())
+        return float(self.losses(batch, weights={"seed_consistency": 1.0})["seed_consistency"])
+
+    # ---------------------------------------------------- input standardisation
+    def normalization(self, modality: ModalityKey) -> Optional[Tuple[np.ndarray, np.ndarray]]:
+        """``(mean [d], std [d])`` applied to ``modality``'s inputs before its
+        encoder, or None."""
+        return self._core.get_normalization(Modality.parse(modality).index)
+
+    def set_normalization(self, modality: ModalityKey, mean: Any = None, std: Any = None) -> None:
+        """Sets ``modality``'s input standardisation ``(x - mean) / std``
+        (``std > 0``), or removes it when both are None."""
+        m = Modality.parse(modality)
+        if mean is None and std is None:
+            self._core.set_normalization(m.index)
+        else:
+            d = self.config.input_dims[m.index]
+            self._core.set_normalization(
+                m.index,
+                as_float32(mean, "mean", 1, (d,)),
+                as_float32(std, "std", 1, (d,)),
+            )
+        self._parameters_changed()
+
+    def fit_normalization(self, inputs: Inputs, mask: Any = None) -> None:
+        """Learns each given modality's mean and std from the rows marked
+        present (like scikit-learn's ``StandardScaler``; a constant column gets
+        std 1) and applies them from now on."""
+        arrays, mask_arr = self.prepare_inputs(inputs, mask)
+        for m, a in enumerate(arrays):
+            if a is None or not mask_arr[:, m].any():
+                continue
+            rows = a[mask_arr[:, m]].astype(np.float64)
+            std = rows.std(axis=0)
+            self.set_normalization(m, rows.mean(axis=0), np.where(std > 0, std, 1.0))
+
+    # ----------------------------------------------------- training, persistence
+    def fit(self, data: Any, **kwargs: Any) -> "History":
+        """Trains on ``data`` for some epochs; see :func:`grapheme_multimodal.training.fit`."""
+        from .training import fit
+
+        return fit(self, data, **kwargs)
+
+    def save(self, path: Any, include_experience: bool = True) -> None:
+        """Writes weights, config, input standardisation, Adam state, training
+        progress and (by default) the experience buffer to ``path``
+        (safetensors, atomic). :meth:`load` gives the model back, ready to
+        train on exactly as if it had never stopped."""
+        from .checkpoint import save_checkpoint
+
+        save_checkpoint(self, path, include_experience)
+
+    @classmethod
+    def load(cls, path: Any) -> "LearnableMultiModal":
+        """The model saved at ``path`` by :meth:`save`."""
+        from .checkpoint import load_checkpoint
+
+        return load_checkpoint(path)
+
     def __getstate__(self) -> Dict[str, Any]:
-        return {"config": self.config.to_dict(), "state_dict": dict(self.state_dict())}
+        from .checkpoint import checkpoint_state
+
+        tensors, meta = checkpoint_state(self)
+        return {"tensors": tensors, "meta": meta}
 
     def __setstate__(self, state: Dict[str, Any]) -> None:
-        self.__init__(LearnableMultiModalConfig.from_dict(state["config"]))
-        self.load_state_dict(state["state_dict"])
+        from .checkpoint import model_from_state
+
+        self.__dict__.update(model_from_state(state["tensors"], state["meta"]).__dict__)
 
     def __repr__(self) -> str:
         c = self.config

@@ -1,0 +1,80 @@
+"""PNG figures: training curves and attention heatmaps (matplotlib, an
+optional extra: ``pip install grapheme-multimodal[plot]``)."""
+
+from __future__ import annotations
+
+import io
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+
+from .io import PathLike, atomic_write_bytes
+from .types import Modality
+
+
+def _pyplot() -> Any:
+    try:
+        import matplotlib
+    except ModuleNotFoundError as err:
+        raise ModuleNotFoundError(
+            "plotting needs matplotlib: pip install 'grapheme-multimodal[plot]'", name="matplotlib"
+        ) from err
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig: Any, path: PathLike) -> None:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def plot_history(epochs: Sequence[Dict[str, Any]], path: PathLike, title: str = "training", best_epoch: Optional[int] = None) -> None:
+    """One panel per training loss (solid) with its validation value (dashed)."""
+    if not epochs:
+        raise ValueError("history: no epochs to plot")
+    plt = _pyplot()
+    x = [e["epoch"] for e in epochs]
+    skip = {"epoch", "seconds"}
+    names: List[str] = [k for k in epochs[0] if k not in skip and not k.startswith("val_")]
+    names.sort(key=lambda k: k != "loss")  # the total first
+    extra = [k for k in epochs[0] if k.startswith("val_") and k[4:] not in names and k != "val_total"]
+    panels = names + extra
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.0), squeeze=False)
+    for ax, name in zip(axes[0], panels):
+        ax.plot(x, [e.get(name, np.nan) for e in epochs], label="train" if not name.startswith("val_") else name)
+        val_key = "val_total" if name == "loss" else f"val_{name}"
+        if not name.startswith("val_") and val_key in epochs[0]:
+            ax.plot(x, [e.get(val_key, np.nan) for e in epochs], "--", label="validation")
+        if best_epoch is not None:
+            ax.axvline(best_epoch, color="grey", lw=0.8, ls=":")
+        ax.set_title(name)
+        ax.set_xlabel("epoch")
+        ax.legend(fontsize=7)
+    fig.suptitle(title, y=1.04)
+    _save(fig, path)
+    plt.close(fig)
+
+
+def plot_attention(weights: Any, row_labels: Sequence[str], path: PathLike, title: str = "attention") -> None:
+    """A heatmap of attention weights ``[rows, 7]`` (e.g. the mean weight of
+    each modality per class)."""
+    w = np.asarray(weights, dtype=float)
+    if w.ndim != 2 or w.shape[1] != len(Modality) or w.shape[0] != len(row_labels):
+        raise ValueError(f"weights: expected shape ({len(row_labels)}, 7), got {w.shape}")
+    plt = _pyplot()
+    present = w.any(axis=0)
+    cols = [m for m, p in zip(Modality, present) if p] or list(Modality)
+    w = w[:, [m.index for m in cols]]
+    fig, ax = plt.subplots(figsize=(1.1 * len(cols) + 2, 0.4 * len(row_labels) + 1.5))
+    image = ax.imshow(w, cmap="viridis", aspect="auto", vmin=0)
+    ax.set_xticks(range(len(cols)), [str(m) for m in cols], rotation=30, ha="right")
+    ax.set_yticks(range(len(row_labels)), list(row_labels))
+    for (i, j), v in np.ndenumerate(w):
+        ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7, color="white" if v < w.max() * 0.6 else "black")
+    fig.colorbar(image, ax=ax, fraction=0.04)
+    ax.set_title(title)
+    _save(fig, path)
+    plt.close(fig)

@@ -1,0 +1,386 @@
+"""``fit()``: epochs of shuffled mini-batches with a progress bar, modality
+dropout, input standardisation, validation and early stopping.
+
+Every random choice (each epoch's shuffle and dropout) is drawn from a
+generator seeded by ``(seed, epoch number)``, and the objectives' own draws
+from the model's counter, so ``fit(epochs=2)`` twice — even across a
+save/load — gives the same model as ``fit(epochs=4)``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
+
+import numpy as np
+
+from ._core import NUM_MODALITIES
+from ._validation import as_mask
+from .batch import Batch
+from .buffer import ExperienceBuffer
+from .graph import Graph
+from .objectives import OBJECTIVES
+from .types import ModalGraph, MultiModalEvent
+
+if TYPE_CHECKING:
+    from .model import LearnableMultiModal
+
+Metric = Callable[["LearnableMultiModal"], float]
+
+
+@dataclass
+class History:
+    """What :func:`fit` did: one record per epoch (``epoch``, ``loss`` — the
+    mean weighted total — each objective's mean, ``val_*`` losses and
+    metrics, ``seconds``), the best epoch and whether it stopped early."""
+
+    epochs: List[Dict[str, Any]] = field(default_factory=list)
+    monitor: Optional[str] = None
+    best_epoch: Optional[int] = None
+    stopped_early: bool = False
+
+    def __getitem__(self, key: str) -> List[float]:
+        """``history["loss"]`` → that value per epoch."""
+        return [e[key] for e in self.epochs if key in e]
+
+    def plot(self, path: Any, title: str = "training") -> None:
+        """Draws the loss curves (and validation curves) to a PNG (needs
+        matplotlib: ``pip install grapheme-multimodal[plot]``)."""
+        from .plotting import plot_history
+
+        plot_history(self.epochs, path, title=title, best_epoch=self.best_epoch)
+
+
+def fit(
+    model: "LearnableMultiModal",
+    data: Any,
+    *,
+    mask: Any = None,
+    epochs: int = 10,
+    batch_size: int = 64,
+    objectives: Optional[Mapping[str, float]] = None,
+    lr: Optional[float] = None,
+    validation: Any = None,
+    validation_mask: Any = None,
+    metrics: Optional[Mapping[str, Metric]] = None,
+    early_stopping: Optional[int] = None,
+    monitor: Optional[str] = None,
+    mode: Optional[str] = None,
+    modality_dropout: float = 0.0,
+    standardize: bool = True,
+    progress: bool = True,
+    seed: Optional[int] = None,
+) -> History:
+    """Trains ``model`` on ``data``.
+
+    Args:
+        data: per-modality arrays ``{modality: [N, d_m]}`` (with ``mask``
+            ``[N, 7]``), a list of :class:`MultiModalEvent`, or an
+            :class:`ExperienceBuffer` (its raw inputs when every experience
+            has them — the encoders then learn too — else its recorded
+            embeddings, fused embeddings and rewards).
+        epochs, batch_size: passes over ``data`` and rows per step (the last
+            batch of an epoch may be smaller; batches of one row are skipped
+            when the epoch has more).
+        objectives: objective weights (default: the default mix; see
+            :mod:`grapheme_multimodal.objectives`).
+        lr: Adam step size (default ``config.learning_rate``).
+        validation: data of the same kind, evaluated after every epoch:
+            ``val_total`` and ``val_<objective>`` losses.
+        metrics: extra validation metrics, ``{name: fn(model) -> float}``,
+            recorded as ``val_<name>``.
+        early_stopping: stop after this many epochs without improvement of
+            ``monitor`` (default ``val_total`` with validation, else
+            ``loss``) and restore the best epoch's weights and optimizer
+            state. ``mode`` is ``"min"`` or ``"max"`` (default: ``"max"`` for
+            custom metrics, ``"min"`` for losses).
+        modality_dropout: probability of hiding each present modality of a
+            row during training (never the row's last one), so fused
+            embeddings stay good when modalities are missing.
+        standardize: learn each modality's input mean and std from ``data``
+            before the first epoch, unless the model already has them
+            (stored in the model, applied at encode time, saved with it).
+        progress: show a tqdm progress bar with the running loss.
+        seed: seeds shuffling and dropout (default ``config.seed``).
+
+    Returns:
+        The :class:`History` of this call (also appended to ``model.history``).
+    """
+    _check_int(epochs, "epochs", 0)
+    _check_int(batch_size, "batch_size", 1)
+    if not (isinstance(modality_dropout, (int, float)) and 0 <= modality_dropout < 1):
+        raise ValueError(f"modality_dropout: expected a number in [0, 1), got {modality_dropout!r}")
+    if early_stopping is not None:
+        _check_int(early_stopping, "early_stopping", 1)
+    seed = model.config.seed if seed is None else seed
+    _check_int(seed, "seed", 0)
+
+    train = as_dataset(model, data, mask, "data")
+    val = as_dataset(model, validation, validation_mask, "validation") if validation is not None else None
+    if standardize and train.has_inputs and all(model.normalization(m) is None for m in range(NUM_MODALITIES)):
+        train.fit_normalization(model)
+
+    monitor = monitor or ("val_total" if val is not None else "loss")
+    if mode is None:
+        losses = {"loss", "total", *OBJECTIVES}
+        mode = "min" if monitor in losses or (monitor.startswith("val_") and monitor[4:] in losses) else "max"
+    if mode not in ("min", "max"):
+        raise ValueError(f"mode: expected 'min' or 'max', got {mode!r}")
+    history = History(monitor=monitor)
+    best_value, best_state, waited = None, None, 0
+
+    bar = _progress_bar(progress, epochs * train.num_batches(batch_size))
+    try:
+        for _ in range(epochs):
+            epoch = model.epochs_trained
+            rng = np.random.Generator(np.random.PCG64([seed, epoch]))
+            start = time.perf_counter()
+            sums: Dict[str, float] = {}
+            steps = 0
+            for rows in train.batches(batch_size, rng):
+                keep = _dropout_mask(train.mask_of(rows), modality_dropout, rng)
+                losses = model.train_step(train.batch(rows, keep), weights=objectives, lr=lr)
+                for k, v in losses.items():
+                    sums[k] = sums.get(k, 0.0) + v
+                steps += 1
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(epoch=epoch + 1, loss=f"{losses['total']:.4f}")
+            model.epochs_trained += 1
+            record: Dict[str, Any] = {"epoch": model.epochs_trained}
+            record.update({("loss" if k == "total" else k): v / max(steps, 1) for k, v in sums.items()})
+            if val is not None:
+                record.update({f"val_{k}": v for k, v in val.losses(model, objectives).items()})
+            for name, metric in (metrics or {}).items():
+                record[f"val_{name}"] = float(metric(model))
+            record["seconds"] = time.perf_counter() - start
+            history.epochs.append(record)
+            model.history.append(record)
+
+            value = record.get(monitor)
+            if value is None:
+                raise ValueError(f"monitor: {monitor!r} is not recorded; recorded: {sorted(record)}")
+            if best_value is None or (value < best_value if mode == "min" else value > best_value):
+                best_value, waited, history.best_epoch = value, 0, record["epoch"]
+                if early_stopping is not None:
+                    best_state = (model.state_dict(), model.optimizer_state())
+            else:
+                waited += 1
+                if early_stopping is not None and waited >= early_stopping:
+                    history.stopped_early = True
+                    break
+    finally:
+        if bar is not None:
+            bar.close()
+    if best_state is not None and history.best_epoch != model.epochs_trained:
+        model.load_state_dict(best_state[0])
+        model.load_optimizer_state(best_state[1])
+    return history
+
+
+# ------------------------------------------------------------------ datasets
+class _Dataset:
+    """Rows of training data, batched by index."""
+
+    has_inputs = True
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def num_batches(self, batch_size: int) -> int:
+        return math.ceil(len(self) / batch_size)
+
+    def batches(self, batch_size: int, rng: Optional[np.random.Generator]) -> List[np.ndarray]:
+        """Row indices per batch, shuffled by ``rng`` (in order without). A
+        trailing batch of one row joins the previous one: the contrastive
+        objectives need at least two rows."""
+        order = rng.permutation(len(self)) if rng is not None else np.arange(len(self))
+        chunks = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+        if len(chunks) > 1 and len(chunks[-1]) == 1:
+            chunks[-2] = np.concatenate(chunks[-2:])
+            chunks.pop()
+        return chunks
+
+    def mask_of(self, rows: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def batch(self, rows: np.ndarray, keep: Optional[np.ndarray]) -> Batch:
+        raise NotImplementedError
+
+    def fit_normalization(self, model: "LearnableMultiModal") -> None:
+        raise NotImplementedError
+
+    def losses(self, model: "LearnableMultiModal", objectives: Optional[Mapping[str, float]]) -> Dict[str, float]:
+        """Validation losses over the whole set, in batches (weighted by size)."""
+        totals: Dict[str, float] = {}
+        for rows in self.batches(1024, None):
+            for k, v in model.losses(self.batch(rows, None), weights=objectives).items():
+                totals[k] = totals.get(k, 0.0) + v * len(rows)
+        return {k: v / len(self) for k, v in totals.items()}
+
+
+class _ArrayDataset(_Dataset):
+    def __init__(self, model: "LearnableMultiModal", inputs: Any, mask: Any) -> None:
+        self.arrays, self.mask = model.prepare_inputs(inputs, mask)
+        self.model = model
+
+    def __len__(self) -> int:
+        return len(self.mask)
+
+    def mask_of(self, rows: np.ndarray) -> np.ndarray:
+        return self.mask[rows]
+
+    def batch(self, rows: np.ndarray, keep: Optional[np.ndarray]) -> Batch:
+        mask = self.mask[rows] if keep is None else self.mask[rows] & keep
+        return Batch(inputs=[None if a is None else a[rows] for a in self.arrays], mask=mask)
+
+    def fit_normalization(self, model: "LearnableMultiModal") -> None:
+        model.fit_normalization(self.arrays, self.mask)
+
+
+class _EventDataset(_Dataset):
+    """Events featurised once into per-modality component tables, so a batch
+    is a few numpy gathers (no per-event Python work per step)."""
+
+    def __init__(self, model: "LearnableMultiModal", events: Sequence[MultiModalEvent]) -> None:
+        self.model = model
+        self.n = len(events)
+        owners: List[List[int]] = [[] for _ in range(NUM_MODALITIES)]
+        confidences: List[List[float]] = [[] for _ in range(NUM_MODALITIES)]
+        graphs: List[List[Graph]] = [[] for _ in range(NUM_MODALITIES)]
+        vectors: List[List[Any]] = [[] for _ in range(NUM_MODALITIES)]
+        for i, event in enumerate(events):
+            if not isinstance(event, MultiModalEvent):
+                raise TypeError(f"data[{i}]: expected MultiModalEvent, got {type(event).__name__}")
+            for c in event.components:
+                m = c.modality.index
+                owners[m].append(i)
+                confidences[m].append(c.confidence)
+                graphs[m].append(c.graph if isinstance(c, ModalGraph) else None)
+                vectors[m].append(None if isinstance(c, ModalGraph) else c.features)
+        self.tables = []
+        for m in range(NUM_MODALITIES):
+            if not owners[m]:
+                self.tables.append(None)
+                continue
+            dim = model.config.input_dims[m]
+            x = np.empty((len(owners[m]), dim), np.float32)
+            with_graph = [k for k, g in enumerate(graphs[m]) if g is not None]
+            if with_graph:
+                featurizer = model.config.graph_features[m]
+                if featurizer.dim != dim:
+                    raise ValueError(f"data: modality {m} takes {dim}-long vectors but got graphs")
+                x[with_graph] = featurizer([graphs[m][k] for k in with_graph])
+            for k, v in enumerate(vectors[m]):
+                if v is not None:
+                    if v.shape != (dim,):
+                        raise ValueError(f"data[{owners[m][k]}]: modality {m} takes {dim}-long vectors, got {v.shape}")
+                    x[k] = v
+            self.tables.append((x, np.asarray(owners[m], np.int64), np.asarray(confidences[m], np.float32)))
+        self.mask = np.zeros((self.n, NUM_MODALITIES), bool)
+        for m, t in enumerate(self.tables):
+            if t is not None:
+                self.mask[t[1], m] = True
+
+    def __len__(self) -> int:
+        return self.n
+
+    def mask_of(self, rows: np.ndarray) -> np.ndarray:
+        return self.mask[rows]
+
+    def batch(self, rows: np.ndarray, keep: Optional[np.ndarray]) -> Batch:
+        position = np.full(self.n, -1, np.int64)
+        position[rows] = np.arange(len(rows))
+        parts: List[Any] = [None] * NUM_MODALITIES
+        for m, table in enumerate(self.tables):
+            if table is None:
+                continue
+            x, owner, conf = table
+            pos = position[owner]
+            chosen = pos >= 0
+            if keep is not None:
+                chosen &= keep[np.maximum(pos, 0), m]
+            if chosen.any():
+                parts[m] = (np.ascontiguousarray(x[chosen]), pos[chosen].tolist(), conf[chosen].tolist())
+        return Batch(components=(len(rows), parts))
+
+    def fit_normalization(self, model: "LearnableMultiModal") -> None:
+        for m, table in enumerate(self.tables):
+            if table is not None:
+                std = table[0].std(axis=0, dtype=np.float64)
+                model.set_normalization(m, table[0].mean(axis=0, dtype=np.float64), np.where(std > 0, std, 1.0))
+
+
+class _BufferDataset(_Dataset):
+    def __init__(self, buffer: ExperienceBuffer) -> None:
+        if not len(buffer):
+            raise ValueError("data: the experience buffer is empty")
+        self.experiences = buffer.batch()
+        self.has_inputs = bool(self.experiences.has_inputs.all())
+
+    def __len__(self) -> int:
+        return len(self.experiences)
+
+    def mask_of(self, rows: np.ndarray) -> np.ndarray:
+        return self.experiences.mask[rows]
+
+    def batch(self, rows: np.ndarray, keep: Optional[np.ndarray]) -> Batch:
+        e = self.experiences
+        mask = e.mask[rows] if keep is None else e.mask[rows] & keep
+        if self.has_inputs:
+            inputs = [None if x is None or not mask[:, m].any() else x[rows] for m, x in enumerate(e.inputs)]
+            return Batch(inputs=inputs, mask=mask, fused=e.fused[rows], rewards=e.rewards[rows])
+        return Batch(embeddings=e.embeddings[rows], mask=mask, fused=e.fused[rows], rewards=e.rewards[rows])
+
+    def fit_normalization(self, model: "LearnableMultiModal") -> None:
+        e = self.experiences
+        model.fit_normalization([None if x is None else np.nan_to_num(x) for x in e.inputs], e.mask)
+
+
+def as_dataset(model: "LearnableMultiModal", data: Any, mask: Any, name: str) -> _Dataset:
+    """Wraps the accepted data forms."""
+    if isinstance(data, ExperienceBuffer):
+        if mask is not None:
+            raise ValueError(f"{name}: a mask is not used with an experience buffer (it has its own)")
+        return _BufferDataset(data)
+    if isinstance(data, (list, tuple)) and data and all(isinstance(e, MultiModalEvent) for e in data):
+        if mask is not None:
+            raise ValueError(f"{name}: a mask is not used with events (their components say what is present)")
+        return _EventDataset(model, data)
+    if isinstance(data, Mapping) or isinstance(data, (list, tuple)):
+        ds = _ArrayDataset(model, data, mask)
+        if len(ds) == 0:
+            raise ValueError(f"{name}: no rows")
+        return ds
+    raise TypeError(
+        f"{name}: expected per-modality arrays, a list of MultiModalEvent or an ExperienceBuffer, got {type(data).__name__}"
+    )
+
+
+# ------------------------------------------------------------------- helpers
+def _dropout_mask(mask: np.ndarray, rate: float, rng: np.random.Generator) -> Optional[np.ndarray]:
+    """Which present modalities to keep: each dropped with probability
+    ``rate``, but a row always keeps at least one (a random present one)."""
+    if rate <= 0:
+        return None
+    keep = mask & (rng.random(mask.shape) >= rate)
+    emptied = mask.any(axis=1) & ~keep.any(axis=1)
+    if emptied.any():
+        scores = np.where(mask[emptied], rng.random((int(emptied.sum()), NUM_MODALITIES)), -1.0)
+        keep[np.flatnonzero(emptied), scores.argmax(axis=1)] = True
+    return keep
+
+
+def _check_int(value: Any, name: str, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name}: expected an int >= {minimum}, got {value!r}")
+
+
+def _progress_bar(enabled: bool, total: int) -> Any:
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="step", desc="fit", leave=True, dynamic_ncols=True)

@@ -1,0 +1,158 @@
+"""Checkpoints, pickling, and the experience-recording API of the model."""
+
+import pickle
+
+import numpy as np
+import pytest
+
+import grapheme_multimodal as gm
+from grapheme_multimodal.io import write_tagged_safetensors
+
+from conftest import text_event
+from test_fit import small_model, synthetic
+
+
+def trained(tmp_path=None):
+    model = small_model(binder_kind="bilinear")
+    model.fit(synthetic(120), epochs=2, batch_size=40, progress=False)
+    model.record_batch(synthetic(10, seed=4), rewards=0.5)
+    return model
+
+
+def assert_same_model(a, b):
+    assert a.config == b.config
+    for name, value in a.state_dict().items():
+        assert value.tobytes() == b.state_dict()[name].tobytes(), name
+    sa, sb = a.optimizer_state(), b.optimizer_state()
+    assert (sa["step"], sa["rng_counter"]) == (sb["step"], sb["rng_counter"])
+    for key in ("exp_avg", "exp_avg_sq"):
+        for name in sa[key]:
+            np.testing.assert_array_equal(sa[key][name], sb[key][name])
+    for m in gm.Modality:
+        na, nb = a.normalization(m), b.normalization(m)
+        assert (na is None) == (nb is None)
+        if na is not None:
+            np.testing.assert_array_equal(na[0], nb[0])
+            np.testing.assert_array_equal(na[1], nb[1])
+    assert a.epochs_trained == b.epochs_trained and a.history == b.history
+    assert len(a.experience) == len(b.experience)
+    np.testing.assert_array_equal(a.experience.batch().fused, b.experience.batch().fused)
+
+
+def test_save_load_round_trip(tmp_path):
+    model = trained()
+    path = tmp_path / "model.safetensors"
+    model.save(path)
+    back = gm.LearnableMultiModal.load(path)
+    assert_same_model(model, back)
+    data = synthetic(30, seed=5)
+    np.testing.assert_array_equal(model.encode_and_fuse(data)[1], back.encode_and_fuse(data)[1])
+    # Training on continues identically.
+    model.train_step(data)
+    back.train_step(data)
+    assert_same_model(model, back)
+
+
+def test_save_without_experience(tmp_path):
+    model = trained()
+    path = tmp_path / "m.safetensors"
+    model.save(path, include_experience=False)
+    assert len(gm.LearnableMultiModal.load(path).experience) == 0
+
+
+def test_models_pickle_with_their_training_state():
+    model = trained()
+    assert_same_model(model, pickle.loads(pickle.dumps(model)))
+
+
+def test_bad_checkpoint_files(tmp_path):
+    model = trained()
+    good = tmp_path / "good.safetensors"
+    model.save(good)
+    raw = good.read_bytes()
+    (tmp_path / "truncated.safetensors").write_bytes(raw[: len(raw) // 3])
+    (tmp_path / "junk.safetensors").write_bytes(b"not a checkpoint at all" * 10)
+    write_tagged_safetensors(tmp_path / "buffer.safetensors", {}, "grapheme-multimodal/experience-buffer/v1", {})
+    for name, words in [
+        ("truncated.safetensors", "truncated or corrupt"),
+        ("junk.safetensors", "truncated or corrupt"),
+        ("buffer.safetensors", "not a grapheme-multimodal/checkpoint/v1 file"),
+    ]:
+        with pytest.raises(ValueError, match=words):
+            gm.LearnableMultiModal.load(tmp_path / name)
+    with pytest.raises(FileNotFoundError):
+        gm.LearnableMultiModal.load(tmp_path / "missing.safetensors")
+
+
+def test_mismatched_checkpoint(tmp_path):
+    from grapheme_multimodal.checkpoint import FILE_FORMAT, checkpoint_state
+
+    model = trained()
+    tensors, meta = checkpoint_state(model)
+    meta["config"]["embed_dim"] = 32  # the tensors are for embed_dim 16
+    meta["config"]["input_dims"] = dict(meta["config"]["input_dims"])
+    path = tmp_path / "mismatch.safetensors"
+    write_tagged_safetensors(path, tensors, FILE_FORMAT, meta)
+    with pytest.raises(ValueError, match=r"not a valid checkpoint.*expected shape \(32, "):
+        gm.LearnableMultiModal.load(path)
+    tensors, meta = checkpoint_state(model)
+    del tensors["adam/exp_avg/fusion.0.bias"]
+    write_tagged_safetensors(path, tensors, FILE_FORMAT, meta)
+    with pytest.raises(ValueError, match="missing keys.*fusion.0.bias"):
+        gm.LearnableMultiModal.load(path)
+
+
+def test_save_writes_atomically(tmp_path, monkeypatch):
+    model = trained()
+    path = tmp_path / "model.safetensors"
+    model.save(path)
+    before = path.read_bytes()
+    import grapheme_multimodal.io as io_mod
+
+    monkeypatch.setattr(io_mod.os, "replace", lambda *a: (_ for _ in ()).throw(OSError("interrupted")))
+    with pytest.raises(OSError):
+        small_model().save(path)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.safetensors"]
+
+
+def test_record_fusion_and_compute_loss():
+    model = gm.LearnableMultiModal(embed_dim=16, hidden_dim=16, num_heads=2, buffer_size=3, seed=2)
+    assert model.compute_loss() == 0.0
+    events = [text_event(i, linguistic="abc" * (i + 1), visual="xy" * (i + 2)) for i in range(4)]
+    for i, ev in enumerate(events):
+        exp = model.record_fusion(ev, reward=0.25 * i)
+        np.testing.assert_array_equal(exp.fused, model.fuse_event(ev))
+    assert model.num_experiences() == 3, "capacity is buffer_size"
+    assert [x.event_id for x in model.experience] == [1, 2, 3]
+    assert model.experience[0].inputs is not None, "single-component events keep their raw inputs"
+    assert model.compute_loss() == pytest.approx(0.0, abs=1e-12), "nothing changed since recording"
+    sd = model.state_dict()
+    sd["fusion.2.bias"] += 0.3
+    model.load_state_dict(sd)
+    loss = model.compute_loss()
+    expected = np.mean(
+        [
+            np.mean((model.fuse(x.embeddings[None], x.mask[None])[0] - x.fused) ** 2) * (1 - x.reward)
+            for x in model.experience
+        ]
+    )
+    assert loss == pytest.approx(expected, rel=1e-4) and loss > 0
+    model.clear_experience()
+    assert model.num_experiences() == 0 and model.compute_loss() == 0.0
+    with pytest.raises(ValueError, match="no components"):
+        model.record_fusion(gm.MultiModalEvent(5))
+
+
+def test_record_experience_and_batch():
+    model = small_model()
+    data = synthetic(6)
+    mask = np.ones((6, 7), bool)
+    mask[:, 3:] = False
+    mask[2, 1] = False
+    model.record_batch(data, mask[:, :], rewards=[0, 1, 0, 1, 0, 1], event_ids=np.arange(10, 16))
+    exp = model.experience[2]
+    assert exp.event_id == 12 and exp.reward == 0.0 and not exp.mask[1]
+    assert exp.inputs[1] is None and exp.inputs[0].shape == (20,)
+    model.record_experience(exp)
+    assert model.num_experiences() == 7 and model.experience[-1].event_id == 12
