@@ -328,7 +328,7 @@ def test_bad_training_input_raises_clear_errors():
         model.train_step(x, MASK, weights={"binding": -1.0})
     with pytest.raises(ValueError, match="seed_consistency needs"):
         model.train_step(x, MASK, weights={"seed_consistency": 1.0})
-    with pytest.raises(ValueError, match="exactly one of inputs, events or embeddings"):
+    with pytest.raises(ValueError, match="exactly one of inputs, events, components or embeddings"):
         gm.Batch(inputs=x, embeddings=np.zeros((8, 7, 8)))
     with pytest.raises(ValueError, match="exactly one"):
         gm.Batch()
