@@ -93,7 +93,7 @@ def test_mismatched_checkpoint(tmp_path):
     meta["config"]["input_dims"] = dict(meta["config"]["input_dims"])
     path = tmp_path / "mismatch.safetensors"
     write_tagged_safetensors(path, tensors, FILE_FORMAT, meta)
-    with pytest.raises(ValueError, match=r"not a valid checkpoint.*expected shape \(32, "):
+    with pytest.raises(ValueError, match=r"not a valid checkpoint.*encoder.visual.weight.*expected shape \(32, 20\)"):
         gm.LearnableMultiModal.load(path)
     tensors, meta = checkpoint_state(model)
     del tensors["adam/exp_avg/fusion.0.bias"]

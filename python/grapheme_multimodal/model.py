@@ -192,10 +192,10 @@ class LearnableMultiModal:
         if strict and (unknown or missing):
             raise ValueError(f"state_dict: unexpected keys {unknown}, missing keys {missing} (strict=True)")
         staged = {}
-        for name, value in state_dict.items():
-            if name not in shapes:
+        for name, shape in shapes.items():  # layout order: the first bad tensor is always the same one
+            if name not in state_dict:
                 continue
-            arr = as_float32(value, f"state_dict[{name!r}]", len(shapes[name]), shapes[name])
+            arr = as_float32(state_dict[name], f"state_dict[{name!r}]", len(shape), shape)
             if not np.isfinite(arr).all():
                 raise ValueError(f"state_dict[{name!r}]: contains NaN or inf; expected finite numbers")
             staged[name] = arr
