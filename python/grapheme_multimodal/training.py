@@ -383,4 +383,4 @@ def _progress_bar(enabled: bool, total: int) -> Any:
         return None
     from tqdm import tqdm
 
-    return tqdm(total=total, unit="step", desc="fit", leave=True, dynamic_ncols=True)
+    return tqdm(total=total, unit="step", desc="fit", leave=True, dynamic_ncols=True, mininterval=0.5)

@@ -1,0 +1,272 @@
+"""``grapheme-mm``: the command line (also ``python -m grapheme_multimodal``).
+
+Subcommands: ``demo`` (real-data demo), ``train`` (your own files), ``embed``
+(a checkpoint + files → fused embeddings), ``info`` (a checkpoint's summary).
+Every error a user can make ends with one clear line and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import sys
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+from . import __version__
+
+PROG = "grapheme-mm"
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point; returns the exit status."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args)
+    except (ValueError, TypeError, FileNotFoundError, IsADirectoryError, PermissionError, ModuleNotFoundError) as exc:
+        print(f"{PROG}: error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="Learnable multimodal fusion and cross-modal binding (grapheme-multimodal)."
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = sub.add_parser("demo", help="train on the UCI Multiple Features digits and compare with scikit-learn")
+    demo.add_argument("--out", type=Path, default=Path("runs/demo"), help="output folder (default: runs/demo)")
+    demo.add_argument("--epochs", type=int, default=None, help="training epochs (default: the demo's setting)")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--json", type=Path, default=None, help="also write the table as JSON")
+    demo.add_argument("--no-progress", action="store_true", help="no progress bar")
+    demo.set_defaults(run=_demo)
+
+    train = sub.add_parser("train", help="train on your own files, one per modality (rows aligned)")
+    _modality_args(train)
+    train.add_argument("--output", "-o", type=Path, default=Path("model.safetensors"), help="checkpoint to write")
+    train.add_argument("--epochs", type=int, default=20)
+    train.add_argument("--batch-size", type=int, default=64)
+    train.add_argument("--embed-dim", type=int, default=64)
+    train.add_argument("--hidden-dim", type=int, default=128)
+    train.add_argument("--heads", type=int, default=4)
+    train.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
+    train.add_argument("--binder", choices=("additive", "bilinear"), default="bilinear")
+    train.add_argument("--objectives", default=None, help="objective weights, e.g. contrastive=1,binding=0.5")
+    train.add_argument("--modality-dropout", type=float, default=0.3)
+    train.add_argument("--validation-split", type=float, default=0.0, help="fraction of rows held out for validation")
+    train.add_argument("--early-stopping", type=int, default=None, help="patience in epochs (needs --validation-split)")
+    train.add_argument("--text-features", choices=("wl", "fingerprint"), default="wl",
+                       help="how .txt lines become features (default: content-aware WL)")
+    train.add_argument("--wl-dim", type=int, default=256)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--no-progress", action="store_true")
+    train.set_defaults(run=_train)
+
+    embed = sub.add_parser("embed", help="fused embeddings of your files from a checkpoint")
+    embed.add_argument("checkpoint", type=Path)
+    _modality_args(embed)
+    embed.add_argument("--output", "-o", type=Path, default=Path("embeddings.npy"), help="fused embeddings [N, E] (.npy)")
+    embed.add_argument("--bindings", type=Path, default=None, help="also write binding strengths [N, 7, 7] (.npy)")
+    embed.set_defaults(run=_embed)
+
+    info = sub.add_parser("info", help="a checkpoint's config, size and training history")
+    info.add_argument("checkpoint", type=Path)
+    info.set_defaults(run=_info)
+    return parser
+
+
+def _modality_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--modality", "-m", action="append", required=True, metavar="NAME=PATH",
+        help="a modality's file: .npy/.npz (NAME=f.npz:key)/.csv rows of numbers, or .txt (one text per line); repeat per modality",
+    )
+
+
+# ------------------------------------------------------------------ commands
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import DemoSettings, run_demo
+
+    settings = DemoSettings(seed=args.seed) if args.epochs is None else DemoSettings(seed=args.seed, epochs=_positive(args.epochs, "--epochs"))
+    result = run_demo(args.out, settings, progress=not args.no_progress)
+    print()
+    print(result.table())
+    print()
+    for what, path in result.files.items():
+        print(f"{what:>10}: {path}")
+    print(f"finished in {result.seconds:.1f} s")
+    if args.json is not None:
+        from .io import atomic_write_bytes
+
+        rows = [{"measure": n, "ours": o, "anchor": a, "anchor_is": s} for n, o, a, s in result.rows]
+        atomic_write_bytes(args.json, json.dumps({"rows": rows, "seconds": result.seconds}, indent=2).encode())
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .graph import GraphFeaturizer
+    from .model import LearnableMultiModal
+    from .objectives import OBJECTIVES
+
+    files = _read_files(args.modality)
+    n = len(files[0])
+    featurizer = GraphFeaturizer("wl", dim=_positive(args.wl_dim, "--wl-dim")) if args.text_features == "wl" else GraphFeaturizer()
+    inputs = {f.modality: (featurizer(f.values) if f.is_text else f.values) for f in files}
+    model = LearnableMultiModal(
+        embed_dim=_positive(args.embed_dim, "--embed-dim"),
+        hidden_dim=_positive(args.hidden_dim, "--hidden-dim"),
+        num_heads=_positive(args.heads, "--heads"),
+        learning_rate=args.lr,
+        binder_kind=args.binder,
+        seed=args.seed,
+        input_dims={f.modality: inputs[f.modality].shape[1] for f in files if not f.is_text},
+        graph_features={f.modality: featurizer for f in files if f.is_text},
+    )
+    objectives = _objective_weights(args.objectives, OBJECTIVES)
+    if not 0 <= args.validation_split < 1:
+        raise ValueError(f"--validation-split: expected a fraction in [0, 1), got {args.validation_split}")
+    if args.early_stopping is not None and args.validation_split == 0:
+        raise ValueError("--early-stopping: needs --validation-split > 0 to watch a validation loss")
+    order = np.random.default_rng(args.seed).permutation(n)
+    n_val = int(round(n * args.validation_split))
+    if n - n_val < 2:
+        raise ValueError(f"files: {n} rows leave {n - n_val} for training; expected at least 2")
+    train_rows, val_rows = order[n_val:], order[:n_val]
+    history = model.fit(
+        {m: x[train_rows] for m, x in inputs.items()},
+        epochs=args.epochs,
+        batch_size=_positive(args.batch_size, "--batch-size"),
+        objectives=objectives,
+        validation={m: x[val_rows] for m, x in inputs.items()} if n_val >= 2 else None,
+        early_stopping=args.early_stopping,
+        modality_dropout=args.modality_dropout,
+        progress=not args.no_progress,
+        seed=args.seed,
+    )
+    model.save(args.output, include_experience=False)
+    last = history.epochs[-1] if history.epochs else {}
+    summary = f"loss {last['loss']:.4f}" if "loss" in last else "no epochs run"
+    if "val_total" in last:
+        summary += f", validation {last['val_total']:.4f} (best epoch {history.best_epoch})"
+    print(f"trained on {len(train_rows)} rows x {len(files)} modalities for {len(history.epochs)} epochs: {summary}")
+    print(f"saved {args.output}")
+    return 0
+
+
+def _embed(args: argparse.Namespace) -> int:
+    from .model import LearnableMultiModal
+
+    model = LearnableMultiModal.load(args.checkpoint)
+    files = _read_files(args.modality)
+    inputs = {}
+    for f in files:
+        dim = model.config.input_dim(f.modality)
+        if f.is_text:
+            featurizer = model.config.graph_featurizer(f.modality)
+            if featurizer.dim != dim:
+                raise ValueError(
+                    f"{f.modality}: the checkpoint's {f.modality} encoder takes {dim} numeric features, not text ({f.path})"
+                )
+            inputs[f.modality] = featurizer(f.values)
+        else:
+            if f.values.shape[1] != dim:
+                raise ValueError(
+                    f"{f.modality}: {f.path} has {f.values.shape[1]} columns but the checkpoint's {f.modality} "
+                    f"encoder takes {dim} (a checkpoint from a different config?)"
+                )
+            inputs[f.modality] = f.values
+    emb, fused = model.encode_and_fuse(inputs)
+    _save_npy(args.output, fused)
+    print(f"wrote fused embeddings {fused.shape} to {args.output}")
+    if args.bindings is not None:
+        strengths = model.pair_strengths(emb)
+        _save_npy(args.bindings, strengths)
+        print(f"wrote binding strengths {strengths.shape} to {args.bindings} (S[n, i, j] for modalities i, j in slot order)")
+    return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    from .model import LearnableMultiModal
+    from .types import Modality
+
+    model = LearnableMultiModal.load(args.checkpoint)
+    c = model.config
+    print(f"checkpoint: {args.checkpoint}")
+    print(f"parameters: {model.num_parameters():,}")
+    print(f"config: embed_dim={c.embed_dim} hidden_dim={c.hidden_dim} num_heads={c.num_heads} "
+          f"binder={c.binder_kind} learning_rate={c.learning_rate} seed={c.seed}")
+    for m in Modality:
+        norm = "standardised" if model.normalization(m) is not None else ""
+        feats = c.graph_featurizer(m)
+        graphs = f"graphs via {feats.kind} ({feats.dim})"
+        print(f"  {str(m):<15} input dim {c.input_dim(m):>5}  {graphs:<24} {norm}")
+    opt = model.optimizer_state()
+    print(f"training: {model.epochs_trained} epochs, {opt['step']} Adam steps, {model.num_experiences()} experiences stored")
+    if model.history:
+        losses = [e["loss"] for e in model.history if "loss" in e]
+        best = int(np.argmin(losses))
+        print(f"loss: first {losses[0]:.4f}, last {losses[-1]:.4f}, best {losses[best]:.4f} (epoch {model.history[best]['epoch']})")
+        if "val_total" in model.history[-1]:
+            print(f"validation loss: last {model.history[-1]['val_total']:.4f}")
+    return 0
+
+
+# ------------------------------------------------------------------- helpers
+def _read_files(specs: List[str]):
+    from .files import check_aligned, parse_modality_spec, read_modality_file
+
+    files, seen = [], set()
+    for spec in specs:
+        modality, path, key = parse_modality_spec(spec)
+        if modality in seen:
+            raise ValueError(f"--modality: {modality} is given twice")
+        seen.add(modality)
+        files.append(read_modality_file(modality, path, key))
+    check_aligned(files)
+    return files
+
+
+def _objective_weights(text: Optional[str], known: List[str]) -> Optional[Dict[str, float]]:
+    if text is None:
+        return None
+    weights = {}
+    for item in text.split(","):
+        name, sep, value = item.partition("=")
+        name = name.strip()
+        if name not in known:
+            raise ValueError(f"--objectives: unknown objective {name!r}; expected some of {', '.join(known)}")
+        try:
+            weights[name] = float(value) if sep else 1.0
+        except ValueError:
+            raise ValueError(f"--objectives: {item!r} is not NAME=NUMBER") from None
+    return weights
+
+
+def _positive(value: int, flag: str) -> int:
+    if value <= 0:
+        raise ValueError(f"{flag}: expected a positive number, got {value}")
+    return value
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    from .io import atomic_write_bytes
+
+    buf = io.BytesIO()
+    np.save(buf, array)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+if __name__ == "__main__":
+    sys.exit(main())
