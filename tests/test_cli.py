@@ -51,7 +51,7 @@ def test_train_embed_info(user_files, capsys):
 
     code, out, err = run(capsys, "info", str(ckpt))
     assert code == 0, err
-    assert "parameters:" in out and "3 epochs" in out and "graphs via wl (32)" in out and "standardised" in out
+    assert "parameters:" in out and "3 epochs" in out and "vectors of 32 or graphs/text via wl, standardised" in out
 
     emb_path, bind_path = user_files / "fused.npy", user_files / "bind.npy"
     code, out, err = run(

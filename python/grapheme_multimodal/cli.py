@@ -208,10 +208,12 @@ def _info(args: argparse.Namespace) -> int:
     print(f"config: embed_dim={c.embed_dim} hidden_dim={c.hidden_dim} num_heads={c.num_heads} "
           f"binder={c.binder_kind} learning_rate={c.learning_rate} seed={c.seed}")
     for m in Modality:
-        norm = "standardised" if model.normalization(m) is not None else ""
+        norm = ", standardised" if model.normalization(m) is not None else ""
         feats = c.graph_featurizer(m)
-        graphs = f"graphs via {feats.kind} ({feats.dim})"
-        print(f"  {str(m):<15} input dim {c.input_dim(m):>5}  {graphs:<24} {norm}")
+        takes = f"vectors of {c.input_dim(m)}"
+        if feats.dim == c.input_dim(m):
+            takes += f" or graphs/text via {feats.kind}"
+        print(f"  {str(m):<15} {takes}{norm}")
     opt = model.optimizer_state()
     print(f"training: {model.epochs_trained} epochs, {opt['step']} Adam steps, {model.num_experiences()} experiences stored")
     if model.history:
