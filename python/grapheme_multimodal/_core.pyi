@@ -78,6 +78,7 @@ class Model:
         temperature: float = 0.1,
         weight_decay: float = 0.0,
         grad_clip: Optional[float] = None,
+        fused_neighbors: int = 2,
     ) -> None: ...
     @property
     def num_parameters(self) -> int: ...

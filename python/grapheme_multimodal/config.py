@@ -87,10 +87,12 @@ class LearnableMultiModalConfig:
     The same ``seed`` gives bit-identical weights and outputs.
 
     Learning: ``binder_kind`` (``"additive"``, the original, or
-    ``"bilinear"``), ``temperature`` of the contrastive objective,
-    ``weight_decay`` (decoupled, AdamW-style) and ``grad_clip`` (global-norm
-    clipping threshold, ``None`` = off). ``learning_rate`` is Adam's default
-    step size.
+    ``"bilinear"``), ``temperature`` of the contrastive objectives,
+    ``fused_neighbors`` (how many nearest events of the batch the
+    ``fused_contrastive`` objective counts as positives besides the event
+    itself; 0 = plain instance discrimination), ``weight_decay`` (decoupled,
+    AdamW-style) and ``grad_clip`` (global-norm clipping threshold, ``None``
+    = off). ``learning_rate`` is Adam's default step size.
     """
 
     embed_dim: int = 64
@@ -106,6 +108,7 @@ class LearnableMultiModalConfig:
     temperature: float = 0.1
     weight_decay: float = 0.0
     grad_clip: Optional[float] = None
+    fused_neighbors: int = 2
 
     def __post_init__(self) -> None:
         for name in ("embed_dim", "hidden_dim", "num_heads", "buffer_size"):
@@ -130,6 +133,12 @@ class LearnableMultiModalConfig:
     def _validate_learning_fields(self) -> None:
         if self.binder_kind not in BINDER_KINDS:
             raise ValueError(f"binder_kind: expected one of {list(BINDER_KINDS)}, got {self.binder_kind!r}")
+        k = self.fused_neighbors
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+            raise TypeError(f"fused_neighbors: expected an int, got {type(k).__name__}")
+        if k < 0:
+            raise ValueError(f"fused_neighbors: expected an int >= 0, got {k}")
+        object.__setattr__(self, "fused_neighbors", int(k))
         checks = (
             ("temperature", self.temperature, False, lambda v: v > 0, "a finite positive number"),
             ("weight_decay", self.weight_decay, False, lambda v: v >= 0, "a finite number >= 0"),

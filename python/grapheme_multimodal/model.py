@@ -48,6 +48,7 @@ class LearnableMultiModal:
         self._core = _core.Model(
             c.embed_dim, c.hidden_dim, c.learning_rate, c.num_heads, c.buffer_size, c.seed, list(c.input_dims),
             binder_kind=c.binder_kind, temperature=c.temperature, weight_decay=c.weight_decay, grad_clip=c.grad_clip,
+            fused_neighbors=c.fused_neighbors,
         )
         self._cache: "weakref.WeakKeyDictionary[MultiModalEvent, tuple]" = weakref.WeakKeyDictionary()
         #: Recorded fusions (``record_fusion``, ``record_batch``), a ring of ``config.buffer_size``.

@@ -12,6 +12,10 @@ The formulas are in ``docs/objectives.md`` (and in the Rust core's
   against pairs whose second side comes from another event.
 - ``cross_modal``: drop one present modality, attend from the fused
   remainder, predict the dropped embedding (cosine loss).
+- ``fused_contrastive``: InfoNCE between the fused embeddings of two random
+  modality subsets of the same event, against the other events of the
+  batch; the event's ``config.fused_neighbors`` nearest events (by their
+  modality embeddings) count as positives too.
 """
 
 from __future__ import annotations
@@ -25,9 +29,16 @@ from . import _core
 OBJECTIVES: List[str] = list(_core.OBJECTIVE_NAMES)
 
 #: The default mix: trains every parameter tensor (contrastive → encoders,
-#: binding → binder, cross_modal → attention and fusion). seed_consistency
-#: joins with weight 1 when the batch carries recorded fused embeddings.
-DEFAULT_WEIGHTS: Dict[str, float] = {"seed_consistency": 1.0, "contrastive": 1.0, "binding": 1.0, "cross_modal": 1.0}
+#: binding → binder, cross_modal → attention and fusion, fused_contrastive →
+#: fusion and encoders). seed_consistency joins with weight 1 when the batch
+#: carries recorded fused embeddings.
+DEFAULT_WEIGHTS: Dict[str, float] = {
+    "seed_consistency": 1.0,
+    "contrastive": 1.0,
+    "binding": 1.0,
+    "cross_modal": 1.0,
+    "fused_contrastive": 1.0,
+}
 
 
 def resolve_weights(weights: Optional[Mapping[str, float]], has_fused: bool) -> List[float]:

@@ -26,8 +26,11 @@ pub struct Config {
     /// Which binder formula: the original additive one or a bilinear one
     /// that can learn which pairs belong together.
     pub binder: BinderKind,
-    /// Temperature `τ` of the contrastive objective's logits `cos / τ`.
+    /// Temperature `τ` of the contrastive objectives' logits `cos / τ`.
     pub temperature: f64,
+    /// How many nearest events of the batch fused_contrastive counts as
+    /// positives besides the event itself (0 = the event only).
+    pub fused_neighbors: usize,
     /// Decoupled (AdamW) weight decay `λ`; 0 = plain Adam.
     pub weight_decay: f64,
     /// Global-norm gradient clipping threshold; `None` = no clipping.
@@ -46,6 +49,7 @@ impl Default for Config {
             input_dims: [FINGERPRINT_DIM; NUM_MODALITIES],
             binder: BinderKind::Additive,
             temperature: 0.1,
+            fused_neighbors: 2,
             weight_decay: 0.0,
             grad_clip: None,
         }

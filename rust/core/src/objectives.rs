@@ -35,7 +35,12 @@
 //!   the attention (Q, K, V, O), the fusion network and, through the
 //!   remainder, the encoders.
 //!
-//! Random draws (negative shifts, dropped modalities) come from a ChaCha8
+//! - **fused_contrastive** (in [`fused_contrastive`]): symmetric InfoNCE
+//!   between the fused embeddings of two random modality subsets of the same
+//!   event, against the other events of the batch. Trains the fusion network
+//!   and the encoders.
+//!
+//! Random draws (negative shifts, dropped modalities, views) come from a ChaCha8
 //! stream fixed by `(seed, counter, objective)` — see [`objective_rng`] — so
 //! a checkpoint only has to store the counter.
 
@@ -48,16 +53,20 @@ use ndarray::{s, Array1, Array2, Array3, ArrayView1, ArrayView2, ArrayView3, Axi
 use rand_chacha::ChaCha8Rng;
 use rand_core::{Rng, SeedableRng};
 
-/// The four objectives, in the order of [`ObjectiveWeights`].
+pub mod fused_contrastive;
+pub use fused_contrastive::fused_contrastive;
+
+/// The objectives, in the order of [`ObjectiveWeights`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Objective {
     SeedConsistency = 0,
     Contrastive = 1,
     Binding = 2,
     CrossModal = 3,
+    FusedContrastive = 4,
 }
 
-pub const NUM_OBJECTIVES: usize = 4;
+pub const NUM_OBJECTIVES: usize = 5;
 
 impl Objective {
     pub const ALL: [Objective; NUM_OBJECTIVES] = [
@@ -65,6 +74,7 @@ impl Objective {
         Objective::Contrastive,
         Objective::Binding,
         Objective::CrossModal,
+        Objective::FusedContrastive,
     ];
 
     pub fn index(self) -> usize {
@@ -77,6 +87,7 @@ impl Objective {
             Objective::Contrastive => "contrastive",
             Objective::Binding => "binding",
             Objective::CrossModal => "cross_modal",
+            Objective::FusedContrastive => "fused_contrastive",
         }
     }
 }
@@ -99,10 +110,10 @@ impl ObjectiveWeights {
 }
 
 impl Default for ObjectiveWeights {
-    /// Contrastive, binding and cross-modal with weight 1 (seed consistency
-    /// needs recorded fused embeddings, so it is opt-in).
+    /// Contrastive, binding, cross-modal and fused contrastive with weight 1
+    /// (seed consistency needs recorded fused embeddings, so it is opt-in).
     fn default() -> Self {
-        ObjectiveWeights([0.0, 1.0, 1.0, 1.0])
+        ObjectiveWeights([0.0, 1.0, 1.0, 1.0, 1.0])
     }
 }
 

@@ -242,6 +242,10 @@ impl<T: Real> LearnableMultiModal<T> {
                 Objective::Contrastive => objectives::contrastive(emb, mask, T::c(self.config.temperature), sink),
                 Objective::Binding => objectives::binding(&self.binder, params, emb, mask, &mut rng, sink),
                 Objective::CrossModal => objectives::cross_modal(&self.fusion, &self.attention, params, emb, mask, &mut rng, sink),
+                Objective::FusedContrastive => {
+                    let tau = T::c(self.config.temperature);
+                    objectives::fused_contrastive(&self.fusion, params, emb, mask, tau, self.config.fused_neighbors, &mut rng, sink)
+                }
             };
             values[o.index()] = Some(loss);
             total += T::c(w) * loss;

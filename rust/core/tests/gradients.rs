@@ -18,6 +18,7 @@ use grapheme_multimodal::nn::encoder::{pool_components, pool_components_backward
 use grapheme_multimodal::nn::ops::{l2_normalize_backward_inplace, l2_normalize_rows, NORM_EPS};
 use grapheme_multimodal::nn::{BinderKind, CrossModalBinder, FusionNetwork, ModalityAttention};
 use grapheme_multimodal::objectives;
+use grapheme_multimodal::objectives::fused_contrastive;
 use grapheme_multimodal::params::ParamLayout;
 use grapheme_multimodal::{
     Config, EmbeddingSource, EncoderInput, LearnableMultiModal, Objective, ObjectiveWeights, TrainBatch, NUM_MODALITIES,
@@ -109,14 +110,26 @@ fn rel_error(a: &[f64], n: &[f64]) -> f64 {
 /// cross_modal's target is a stop-gradient: its analytic gradient is that of
 /// the loss with the targets frozen at their values under the unperturbed
 /// parameters, so that term is evaluated with the draws and targets of the
-/// unperturbed model and everything else under `params`.
+/// unperturbed model and everything else under `params`. Likewise
+/// fused_contrastive's neighbour sets are constants of the batch (chosen
+/// from the unperturbed embeddings).
 fn semi_gradient_loss(model: &LearnableMultiModal<f64>, batch: &TrainBatch<f64>, weights: &ObjectiveWeights, params: &[f64]) -> f64 {
     let mut probe = model.clone();
     probe.params_mut().copy_from_slice(params);
     let w_cross = weights.get(Objective::CrossModal);
+    let w_fused = weights.get(Objective::FusedContrastive);
     let mut rest = *weights;
     rest.0[Objective::CrossModal.index()] = 0.0;
+    rest.0[Objective::FusedContrastive.index()] = 0.0;
     let mut total = probe.losses(batch, &rest).unwrap().total;
+    if w_fused > 0.0 {
+        let (emb0, mask) = embeddings(model, batch);
+        let (emb, _) = embeddings(&probe, batch);
+        let mut rng = objectives::objective_rng(model.config().seed, 0, Objective::FusedContrastive);
+        let drawn = fused_contrastive::draw(emb0.view(), mask.view(), model.config().fused_neighbors, &mut rng);
+        let tau = model.config().temperature;
+        total += w_fused * fused_contrastive::fused_contrastive_given(probe.fusion(), probe.view(), emb.view(), &drawn, tau, None);
+    }
     if w_cross > 0.0 {
         let (emb0, mask) = embeddings(model, batch);
         let (emb, _) = embeddings(&probe, batch);
@@ -214,8 +227,16 @@ fn every_objective_every_tensor_dense_batches() {
         worst = worst.max(check_model(&model, &batch, &ObjectiveWeights::only(Objective::CrossModal), &format!("{label} cross_modal"), |n| {
             !n.starts_with("binder.")
         }));
+        // fused_contrastive with the default 2 neighbours, none, and more than the batch has.
+        for k in [2, 0, 9] {
+            let model = LearnableMultiModal::<f64>::new(Config { fused_neighbors: k, ..config(heads, binder) }).unwrap();
+            let only = ObjectiveWeights::only(Objective::FusedContrastive);
+            worst = worst.max(check_model(&model, &batch, &only, &format!("{label} fused_contrastive k={k}"), |n| {
+                n.starts_with("fusion.") || is_encoder(n)
+            }));
+        }
         // The full mix, with uneven weights.
-        let mix = ObjectiveWeights([0.7, 1.3, 0.4, 2.0]);
+        let mix = ObjectiveWeights([0.7, 1.3, 0.4, 2.0, 0.9]);
         worst = worst.max(check_model(&model, &batch, &mix, &format!("{label} mix"), |_| true));
     }
     println!("worst relative error (dense): {worst:.3e}");
@@ -250,6 +271,9 @@ fn recorded_embeddings_train_only_the_downstream_components() {
     worst = worst.max(check_model(&model, &batch, &ObjectiveWeights::only(Objective::Binding), "binding", |n| n.starts_with("binder.")));
     worst = worst.max(check_model(&model, &batch, &ObjectiveWeights::only(Objective::CrossModal), "cross_modal", |n| {
         n.starts_with("fusion.") || n.starts_with("attention.")
+    }));
+    worst = worst.max(check_model(&model, &batch, &ObjectiveWeights::only(Objective::FusedContrastive), "fused_contrastive", |n| {
+        n.starts_with("fusion.")
     }));
     println!("worst relative error (recorded embeddings): {worst:.3e}");
 }
@@ -286,6 +310,9 @@ fn multi_component_pooling_gradients() {
     worst = worst.max(check_model(&model, &batch, &ObjectiveWeights::only(Objective::Binding), "binding", |n| n.starts_with("binder.") || used(n)));
     worst = worst.max(check_model(&model, &batch, &ObjectiveWeights::only(Objective::CrossModal), "cross_modal", |n| {
         !n.starts_with("binder.") && (!n.starts_with("encoder.") || used(n))
+    }));
+    worst = worst.max(check_model(&model, &batch, &ObjectiveWeights::only(Objective::FusedContrastive), "fused_contrastive", |n| {
+        n.starts_with("fusion.") || used(n)
     }));
     println!("worst relative error (pooling): {worst:.3e}");
 }

@@ -107,6 +107,7 @@ fn draws_are_fixed_by_seed_and_counter() {
     // The counter moved: the next draws differ (cross_modal drops other modalities).
     let next = a.losses(&batch, &weights).unwrap();
     assert_ne!(next.get(Objective::CrossModal), got.get(Objective::CrossModal));
+    assert_ne!(next.get(Objective::FusedContrastive), got.get(Objective::FusedContrastive), "other views");
     // Another seed, other draws (weights copied so only the draws differ).
     let mut c = LearnableMultiModal::<f32>::new(Config { seed: 9, ..config }).unwrap();
     c.params_mut().copy_from_slice(b.params());
@@ -211,7 +212,7 @@ fn bad_training_input_is_an_error_and_changes_nothing() {
     let make = || TrainBatch::inputs(EncoderInput::dense(views(&xs), mask.view()).unwrap());
     let err = model.backward(&make(), &ObjectiveWeights::only(Objective::SeedConsistency)).unwrap_err().to_string();
     assert!(err.contains("fused") && err.contains("seed_consistency"), "{err}");
-    let err = model.backward(&make(), &ObjectiveWeights([0.0, -1.0, 0.0, 0.0])).unwrap_err().to_string();
+    let err = model.backward(&make(), &ObjectiveWeights([0.0, -1.0, 0.0, 0.0, 0.0])).unwrap_err().to_string();
     assert!(err.contains("contrastive") && err.contains(">= 0"), "{err}");
     let fused = Array2::<f32>::zeros((3, 16));
     let batch = TrainBatch {
@@ -256,15 +257,31 @@ fn bad_training_input_is_an_error_and_changes_nothing() {
 
 #[test]
 fn degenerate_batches_give_zero_losses_not_nan() {
-    // One modality only, or a single row: no pairs, nothing to drop.
+    // One modality only: no pairs, nothing to drop. fused_contrastive still
+    // tells the events' (single-modality) fused embeddings apart.
     let mut model = LearnableMultiModal::<f32>::new(small(BinderKind::Bilinear)).unwrap();
     let xs = inputs(3, 7, [18; 7]);
     let mut mask = Array2::from_elem((3, 7), false);
     mask.column_mut(2).fill(true);
     let batch = TrainBatch::inputs(EncoderInput::dense(views(&xs), mask.view()).unwrap());
-    let losses = model.backward(&batch, &ObjectiveWeights::default()).unwrap();
+    let mut pairwise = ObjectiveWeights::default();
+    pairwise.0[Objective::FusedContrastive.index()] = 0.0;
+    let losses = model.backward(&batch, &pairwise).unwrap();
     assert_eq!(losses.total, 0.0);
     assert!(model.gradients().iter().all(|&g| g == 0.0));
+    model.zero_grad();
+    let fused = model.backward(&batch, &ObjectiveWeights::only(Objective::FusedContrastive)).unwrap();
+    assert!(fused.total.is_finite() && fused.total > 0.0);
+    for spec in model.layout().specs() {
+        let reached = model.gradients()[spec.range()].iter().any(|&g| g != 0.0);
+        let expected = spec.name.starts_with("fusion.") || spec.name.starts_with("encoder.linguistic.");
+        assert_eq!(reached, expected, "{}", spec.name);
+    }
+    // A single row: no other event to contrast with.
+    let mask = Array2::from_elem((1, 7), true);
+    let one = inputs(1, 8, [18; 7]);
+    let batch = TrainBatch::inputs(EncoderInput::dense(views(&one), mask.view()).unwrap());
+    assert_eq!(model.losses(&batch, &ObjectiveWeights::only(Objective::FusedContrastive)).unwrap().total, 0.0);
     let mask = Array2::from_elem((0, 7), false);
     let empty: [Option<ArrayView2<f32>>; 7] = Default::default();
     let batch = TrainBatch::inputs(EncoderInput::dense(empty, mask.view()).unwrap());

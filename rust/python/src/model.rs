@@ -30,7 +30,7 @@ impl PyModel {
     #[new]
     #[pyo3(signature = (
         embed_dim, hidden_dim, learning_rate, num_heads, buffer_size, seed, input_dims,
-        *, binder_kind="additive", temperature=0.1, weight_decay=0.0, grad_clip=None
+        *, binder_kind="additive", temperature=0.1, weight_decay=0.0, grad_clip=None, fused_neighbors=2
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -45,6 +45,7 @@ impl PyModel {
         temperature: f64,
         weight_decay: f64,
         grad_clip: Option<f64>,
+        fused_neighbors: usize,
     ) -> PyResult<Self> {
         let config = Config {
             embed_dim,
@@ -56,6 +57,7 @@ impl PyModel {
             input_dims: seven(input_dims, "input_dims")?,
             binder: BinderKind::from_name(binder_kind).py()?,
             temperature,
+            fused_neighbors,
             weight_decay,
             grad_clip,
         };
