@@ -26,7 +26,7 @@ standard deviation over ``--seeds`` training seeds, for each binder kind:
 ``--objectives contrastive,binding,cross_modal`` trains that mix instead
 (each with weight 1), e.g. the mix before fused_contrastive existed.
 
-Runs in about 45 s on 2 idle cores with the defaults.
+Runs in about 30 s on 2 cores with the defaults.
 """
 
 from __future__ import annotations
