@@ -32,10 +32,10 @@ def test_fit_lowers_the_loss():
     data = synthetic()
     model = small_model()
     before = model.losses(data)["total"]
-    history = model.fit(data, epochs=8, batch_size=64, progress=False)
+    history = model.fit(data, epochs=16, batch_size=64, progress=False)
     after = model.losses(data)["total"]
-    assert after < 0.7 * before, (before, after)  # measured: 0.64 (14.6 -> 9.4) with the default mix
-    assert len(history.epochs) == 8 and model.epochs_trained == 8
+    assert after < 0.6 * before, (before, after)  # measured 0.51 with the default mix (5 objectives)
+    assert len(history.epochs) == 16 and model.epochs_trained == 16
     assert history["loss"][-1] < history["loss"][0]
     assert set(history.epochs[0]) >= {"epoch", "loss", "contrastive", "binding", "cross_modal", "seconds"}
 
