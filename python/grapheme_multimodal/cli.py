@@ -97,9 +97,12 @@ def _modality_args(p: argparse.ArgumentParser) -> None:
 
 # ------------------------------------------------------------------ commands
 def _demo(args: argparse.Namespace) -> int:
-    from .demo import DemoSettings, run_demo
+    from .demo import run_demo
+    from .uci import TrainingSettings
 
-    settings = DemoSettings(seed=args.seed) if args.epochs is None else DemoSettings(seed=args.seed, epochs=_positive(args.epochs, "--epochs"))
+    settings = TrainingSettings(seed=args.seed)
+    if args.epochs is not None:
+        settings = TrainingSettings(seed=args.seed, epochs=_positive(args.epochs, "--epochs"))
     result = run_demo(args.out, settings, progress=not args.no_progress)
     print()
     print(result.table())

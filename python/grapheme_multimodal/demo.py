@@ -20,32 +20,16 @@ import numpy as np
 
 from .anchors import cca_anchor, knn_anchors
 from .data import MultipleFeatures, load_multiple_features, standardize, train_test_split
-from .metrics import cross_view_retrieval, knn_accuracy, roc_auc
+from .metrics import cross_view_retrieval, knn_accuracy
 from .model import LearnableMultiModal
 from .plotting import plot_attention, plot_history
 from .types import Modality
-from .uci import VIEW_MODALITIES
+from .uci import VIEW_MODALITIES, TrainingSettings, binder_auc
 
 #: (query view, gallery view) pairs whose retrieval the demo reports.
 DEMO_PAIRS: Tuple[Tuple[str, str], ...] = (("fou", "pix"), ("zer", "kar"), ("pix", "fou"), ("fac", "kar"))
 #: Two-of-six view subsets for "fused accuracy with modalities missing".
 PARTIAL_VIEWS: Tuple[Tuple[str, str], ...] = (("fou", "zer"), ("fac", "pix"))
-
-
-@dataclass(frozen=True)
-class DemoSettings:
-    """How the demo trains (defaults: about a minute on 2 cores)."""
-
-    epochs: int = 40
-    batch_size: int = 128
-    learning_rate: float = 0.002
-    embed_dim: int = 64
-    hidden_dim: int = 128
-    num_heads: int = 4
-    temperature: float = 0.07
-    binder_kind: str = "bilinear"
-    modality_dropout: float = 0.5
-    seed: int = 0
 
 
 @dataclass
@@ -67,7 +51,7 @@ class DemoResult:
 
 def run_demo(
     out_dir: Path,
-    settings: DemoSettings = DemoSettings(),
+    settings: TrainingSettings = TrainingSettings(),
     progress: bool = True,
     log: Callable[[str], None] = print,
 ) -> DemoResult:
@@ -88,6 +72,7 @@ def run_demo(
         num_heads=s.num_heads,
         temperature=s.temperature,
         binder_kind=s.binder_kind,
+        fused_neighbors=s.fused_neighbors,
         seed=s.seed,
         input_dims={VIEW_MODALITIES[v]: x.shape[1] for v, x in data.views.items()},
     )
@@ -95,6 +80,7 @@ def run_demo(
         _inputs(train),
         epochs=s.epochs,
         batch_size=s.batch_size,
+        objectives=s.weights,
         lr=s.learning_rate,
         modality_dropout=s.modality_dropout,
         standardize=True,  # raw files in, the model keeps the statistics
@@ -144,23 +130,6 @@ def evaluate(model: LearnableMultiModal, train: MultipleFeatures, test: Multiple
         rows.append((f"5-NN accuracy, fused, only {'+'.join(views)}", knn_accuracy(f_train, train.labels, f_test, test.labels),
                      anchor, "5-NN, those 2 raw views"))
     return rows
-
-
-def binder_auc(model: LearnableMultiModal, emb: np.ndarray, seed: int = 0) -> float:
-    """ROC-AUC of the binder's strength: same-event pairs ``(e_i(r), e_j(r))``
-    against ``(e_i(r), e_j(s))`` with ``s != r`` drawn from ``seed``, over
-    every ordered pair of present modalities."""
-    rng = np.random.default_rng(seed)
-    n = len(emb)
-    slots = [m for m in range(emb.shape[1]) if np.abs(emb[:, m]).sum() > 0]
-    positives, negatives = [], []
-    for i in slots:
-        for j in slots:
-            if i != j:
-                other = (np.arange(n) + rng.integers(1, n, size=n)) % n
-                positives.append(model.bind(emb[:, i], emb[:, j]))
-                negatives.append(model.bind(emb[:, i], emb[other, j]))
-    return roc_auc(np.concatenate(positives), np.concatenate(negatives))
 
 
 def _inputs(split: MultipleFeatures) -> Dict[Modality, np.ndarray]:

