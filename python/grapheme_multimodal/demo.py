@@ -78,6 +78,7 @@ def run_demo(
     )
     history = model.fit(
         _inputs(train),
+        validation=_inputs(test),  # monitored for the curves only: nothing is selected on it
         epochs=s.epochs,
         batch_size=s.batch_size,
         objectives=s.weights,
@@ -100,7 +101,8 @@ def run_demo(
     weights = model.attention_weights(fused, emb)
     per_class = np.stack([weights[test.labels == c].mean(axis=0) for c in range(10)])
     plot_attention(per_class, [f"digit {c}" for c in range(10)], result.files["attention"],
-                   title="mean attention of the fused query over the views")
+                   title="mean attention of the fused query over the views",
+                   column_labels={m: f"{v} ({m})" for v, m in VIEW_MODALITIES.items()})
     result.seconds = time.perf_counter() - start
     return result
 

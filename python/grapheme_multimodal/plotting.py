@@ -58,9 +58,16 @@ def plot_history(epochs: Sequence[Dict[str, Any]], path: PathLike, title: str = 
     plt.close(fig)
 
 
-def plot_attention(weights: Any, row_labels: Sequence[str], path: PathLike, title: str = "attention") -> None:
+def plot_attention(
+    weights: Any,
+    row_labels: Sequence[str],
+    path: PathLike,
+    title: str = "attention",
+    column_labels: Optional[Dict[Modality, str]] = None,
+) -> None:
     """A heatmap of attention weights ``[rows, 7]`` (e.g. the mean weight of
-    each modality per class)."""
+    each modality per class); modalities no row attends to are left out.
+    ``column_labels`` renames modalities (e.g. to the data's view names)."""
     w = np.asarray(weights, dtype=float)
     if w.ndim != 2 or w.shape[1] != len(Modality) or w.shape[0] != len(row_labels):
         raise ValueError(f"weights: expected shape ({len(row_labels)}, 7), got {w.shape}")
@@ -70,7 +77,8 @@ def plot_attention(weights: Any, row_labels: Sequence[str], path: PathLike, titl
     w = w[:, [m.index for m in cols]]
     fig, ax = plt.subplots(figsize=(1.1 * len(cols) + 2, 0.4 * len(row_labels) + 1.5))
     image = ax.imshow(w, cmap="viridis", aspect="auto", vmin=0)
-    ax.set_xticks(range(len(cols)), [str(m) for m in cols], rotation=30, ha="right")
+    names = [(column_labels or {}).get(m, str(m)) for m in cols]
+    ax.set_xticks(range(len(cols)), names, rotation=30, ha="right")
     ax.set_yticks(range(len(row_labels)), list(row_labels))
     for (i, j), v in np.ndenumerate(w):
         ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7, color="white" if v < w.max() * 0.6 else "black")
