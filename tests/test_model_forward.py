@@ -335,3 +335,15 @@ def test_component_classes(rng):
     assert "encoder.visual.weight" in model.encoder.parameters()
     with pytest.raises(ValueError, match="not divisible"):
         gm.ModalityAttention(embed_dim=10, num_heads=3)
+
+
+def test_float32_c_contiguous_inputs_are_not_copied(rng):
+    from grapheme_multimodal._validation import as_float32
+
+    x = np.ascontiguousarray(rng.normal(size=(5, 18)).astype(np.float32))
+    assert as_float32(x, "x", 2, (None, 18)) is x
+    model = gm.LearnableMultiModal()
+    arrays, _ = model.prepare_inputs({"visual": x})
+    assert arrays[0] is x, "the array handed to Rust is the caller's own buffer"
+    converted = as_float32(x.astype(np.float64), "x", 2, (None, 18))
+    assert converted.dtype == np.float32 and converted.flags.c_contiguous
