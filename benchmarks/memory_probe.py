@@ -1,14 +1,16 @@
-"""Peak resident memory of one batched forward (encode + fuse), measured in a
-fresh process per framework so that peaks do not mix. Run by `bench.py`;
-prints one JSON object.
+"""Peak resident memory of one batched forward (encode + fuse) or of one
+training step (default objectives, backward, Adam), measured in a fresh
+process per framework so that peaks do not mix. Run by `bench.py`; prints
+one JSON object.
 
 Method: import the framework, build the model, run a tiny warm-up forward
 (lazy initialisation), then reset the kernel's high-water mark
 (`/proc/self/clear_refs` ← 5; falls back to `ru_maxrss` where that is not
 possible) and read the resident set as the *baseline*. Then create the
 inputs and run the forward three times. The *rise* is the peak minus the
-baseline; it is compared with the bytes of the arrays that must exist
-(inputs + embeddings + fused)."""
+baseline; it is compared with the bytes of the arrays that must exist:
+forward: inputs + embeddings + fused; training: inputs + embeddings + their
+gradient + the model's weights, gradients and two Adam moments."""
 
 from __future__ import annotations
 
@@ -47,6 +49,7 @@ def _reset_peak() -> bool:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--framework", choices=("ours", "numpy", "torch"), required=True)
+    ap.add_argument("--workload", choices=("forward", "train"), default="forward")
     ap.add_argument("--batch", type=int, required=True)
     ap.add_argument("--modalities", type=int, default=7)
     ap.add_argument("--weights", required=True, help=".npz of the state_dict")
@@ -68,7 +71,10 @@ def main() -> None:
         rng = np.random.default_rng(0)
         return [rng.standard_normal((batch, feature_dim), dtype=np.float32) if m in present else None for m in range(7)]
 
-    if args.framework == "ours":
+    num_params = sum(int(np.prod(v.shape)) for v in state.values())
+    if args.workload == "train":
+        run = _trainer(args.framework, state, args.threads, present)
+    elif args.framework == "ours":
         import grapheme_multimodal as gm
 
         configure_library_threads(gm, args.threads)
@@ -101,11 +107,16 @@ def main() -> None:
         out = run(xs)
     peak_kib = _status_kib("VmHWM") if exact else _maxrss_kib()
     del out
-    must_exist = 4 * args.batch * (len(present) * feature_dim + 7 * embed_dim + embed_dim)
+    inputs_bytes = 4 * args.batch * len(present) * feature_dim
+    if args.workload == "train":
+        must_exist = inputs_bytes + 4 * 2 * args.batch * 7 * embed_dim + 4 * 4 * num_params
+    else:
+        must_exist = inputs_bytes + 4 * args.batch * (7 * embed_dim + embed_dim)
     print(
         json.dumps(
             {
                 "framework": args.framework,
+                "workload": args.workload,
                 "batch": args.batch,
                 "modalities": len(present),
                 "method": "VmHWM after clear_refs" if exact else "ru_maxrss (peak may predate the forward)",
@@ -116,6 +127,42 @@ def main() -> None:
             }
         )
     )
+
+
+def _trainer(framework: str, state: dict, threads: int, present: list):
+    """`run(xs)`: one training step of `framework` with the default objectives."""
+    import numpy as np
+
+    from threads import configure_library_threads, configure_torch_threads
+
+    import grapheme_multimodal as gm
+
+    configure_library_threads(gm, threads)
+    model = gm.LearnableMultiModal(seed=0)
+    model.load_state_dict(state)
+    config = model.config
+    settings = (config.num_heads, config.temperature, config.learning_rate)
+    if framework == "ours":
+        return model.train_step
+
+    def draws(xs: list) -> tuple:
+        mask = np.zeros((len(xs[present[0]]), 7), dtype=bool)
+        mask[:, present] = True
+        return model._core.objective_draws(mask)
+
+    if framework == "numpy":
+        from ref_numpy_train import NumpyTrainer
+
+        trainer = NumpyTrainer(state, *settings)
+        return lambda xs: trainer.train_step(xs, present, draws(xs))
+    import torch
+
+    configure_torch_threads(torch, threads)
+    from ref_torch import as_tensors
+    from ref_torch_train import TorchTrainer
+
+    torch_trainer = TorchTrainer(state, *settings)
+    return lambda xs: torch_trainer.train_step(as_tensors(xs), present, draws(xs))
 
 
 if __name__ == "__main__":

@@ -318,16 +318,75 @@ class Suite:
                          {"ours": self.time(fn)}))
 
     def training(self) -> None:
-        # ---- 4. TRAINING STEP (issue 6, phase 2) ------------------------------------
-        # Runs once `LearnableMultiModal.train_step` exists (branch `learning`): a step
-        # with all default objectives, backward and Adam at B = 1, 64, 1024, against
-        # the same step in PyTorch. Not written yet: its API is still being settled.
+        """4. One training step (all default objectives, backward, Adam) at
+        B = 1, 64, 1024 on 7 of 7 modalities: ours (`train_step`), NumPy
+        (`ref_numpy_train`) and torch eager (`ref_torch_train`: autograd +
+        `torch.optim.Adam`), all with the random draws of our step."""
         if not hasattr(gm.LearnableMultiModal, "train_step"):
-            self.results.notes.append("4. training step: skipped: training not available yet")
-        else:
-            self.results.notes.append(
-                "4. training step: skipped: train_step exists, but its benchmark is phase 2 of issue 6 (not written yet)"
-            )
+            self.results.notes.append("4. training step: skipped: training not available in this build")
+            return
+        import ref_numpy_train
+
+        config = self.model.config
+        present = list(range(7))
+        e, h = config.embed_dim, config.hidden_dim
+        dims = config.input_dims
+        settings = (config.num_heads, config.temperature, config.learning_rate)
+        for batch in TRAIN_SIZES_QUICK if self.quick else TRAIN_SIZES:
+            xs = workloads.modality_inputs(batch, present, seed=batch)
+            mask = np.ones((batch, 7), dtype=bool)
+            fresh = gm.LearnableMultiModal(seed=0)
+            draws = fresh._core.objective_draws(mask)  # the draws of a fresh model's first step
+            numpy_trainer = ref_numpy_train.NumpyTrainer(self.state, *settings)
+            torch_trainer, txs = None, None
+            if self.torch is not None:
+                import ref_torch_train
+
+                torch_trainer = ref_torch_train.TorchTrainer(self.state, *settings)
+                txs = self.ref_torch.as_tensors(xs)
+            self._check_training_step(batch, xs, present, draws, fresh, numpy_trainer, torch_trainer, txs)
+
+            ours = gm.LearnableMultiModal(seed=0)
+            fns = {
+                "ours": lambda: ours.train_step(xs),
+                "numpy": lambda: numpy_trainer.train_step(xs, present, draws),
+            }
+            if torch_trainer is not None:
+                fns["torch"] = lambda: torch_trainer.train_step(txs, present, draws)
+            timings = self.time_many(fns)
+            target = {1: ">= 20x torch", 1024: ">= 3x torch"}.get(batch, "")
+            row = Row("4. training step: default objectives + backward + Adam", f"B={batch}, 7 of 7 modalities",
+                      "sample", batch, "throughput", timings, target, "same draws in every framework")
+            self.add(row)
+            flops = training_flops(batch, e, h, config.num_heads, [dims[m] for m in present])
+            self.results.flops.append({
+                "case": f"training {row.case}",
+                "flops_per_event": round(flops / batch),
+                "gflops": {fw: flops * row.value(fw) / batch / 1e9 for fw in timings},
+            })
+
+    def _check_training_step(self, batch, xs, present, draws, fresh, numpy_trainer, torch_trainer, txs) -> None:
+        """Losses, gradients and the weights after one step agree across frameworks
+        (tolerances in `check_training`)."""
+        ours_losses = fresh.backward(xs)
+        ours_grads = fresh.gradients()
+        fresh.step()
+        ours_after = fresh.state_dict()
+        ref_losses, ref_grads = numpy_trainer.losses_and_gradients(xs, present, draws)
+        probe = copy_trainer(numpy_trainer)
+        probe.adam(ref_grads)
+        what = f"training B={batch}"
+        self.results.checks += check_training(f"{what}: ours vs numpy", ours_losses, ours_grads, ours_after,
+                                              ref_losses, ref_grads, probe.p, self.model.config.learning_rate)
+        if torch_trainer is not None:
+            import copy
+
+            twin = copy.deepcopy(torch_trainer)
+            t_losses = twin.backward(txs, present, draws)
+            t_grads = twin.gradients()
+            twin.optimizer.step()
+            self.results.checks += check_training(f"{what}: ours vs torch", ours_losses, ours_grads, ours_after,
+                                                  t_losses, t_grads, twin.state_dict(), self.model.config.learning_rate)
 
     def sgemm(self) -> None:
         """The machine's own float32 GEMM rate, with NumPy's matmul (2 m n k FLOPs)."""
@@ -346,18 +405,22 @@ class Suite:
             self.results.sgemm.append({"shape": name, "m": m, "k": k, "n": n, "gflops": 2 * m * n * k / t.median / 1e9,
                                        "seconds": t.to_dict()})
 
-    def memory(self, batch: int = 4096) -> None:
+    def memory(self) -> None:
+        """5. Peak RSS of the batched forward at B=4096 and of a training step at
+        B=1024 (the largest batches of 3 and 4), one fresh process each."""
         frameworks = ["ours", "numpy"] + (["torch"] if self.torch_model is not None else [])
+        workloads_ = (("forward", 512 if self.quick else 4096), ("train", 64 if self.quick else 1024))
         with tempfile.TemporaryDirectory() as tmp:
             weights = os.path.join(tmp, "state.npz")
             np.savez(weights, **self.state)
-            for fw in frameworks:
-                cmd = [sys.executable, os.path.join(HERE, "memory_probe.py"), "--framework", fw, "--batch", str(batch),
-                       "--weights", weights, "--threads", str(self.threads)]
-                proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-                if proc.returncode != 0:
-                    raise RuntimeError(f"memory probe for {fw} failed:\n{proc.stderr}")
-                self.results.memory.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+            for workload, batch in workloads_:
+                for fw in frameworks:
+                    cmd = [sys.executable, os.path.join(HERE, "memory_probe.py"), "--framework", fw, "--batch", str(batch),
+                           "--weights", weights, "--threads", str(self.threads), "--workload", workload]
+                    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+                    if proc.returncode != 0:
+                        raise RuntimeError(f"memory probe for {fw} ({workload}) failed:\n{proc.stderr}")
+                    self.results.memory.append(json.loads(proc.stdout.strip().splitlines()[-1]))
 
     def finish(self) -> None:
         self.results.machine["load_average_end"] = _loadavg()
@@ -392,10 +455,14 @@ class Suite:
         flops = next((f for f in r.flops if f["case"] == "B=4096, 7 of 7 modalities"), None)
         if peak and flops:
             add("batched forward B=4096: share of the sgemm peak", flops["gflops"]["ours"] / peak, 0.4, "fraction")
-        ours_mem = next((m for m in r.memory if m["framework"] == "ours"), None)
-        if ours_mem:
-            add("memory at B=4096: RSS rise / bytes that must exist", ours_mem["rise_bytes"] / ours_mem["must_exist_bytes"], 2,
-                "ratio", at_most=True)
+        for batch, goal in ((1, 20), (1024, 3)):
+            value, best = speedup("4.", f"B={batch}, 7 of 7 modalities", "torch")
+            add(f"training step B={batch}: speed-up vs torch", value, goal, "x", best)
+        for workload, label in (("forward", "forward"), ("train", "training step")):
+            ours_mem = next((m for m in r.memory if m["framework"] == "ours" and m.get("workload", "forward") == workload), None)
+            if ours_mem:
+                add(f"memory, {label} at B={ours_mem['batch']}: RSS rise / bytes that must exist",
+                    ours_mem["rise_bytes"] / ours_mem["must_exist_bytes"], 2, "ratio", at_most=True)
         return out
 
 
@@ -418,6 +485,82 @@ def flops_per_event(embed_dim: int, hidden_dim: int, present_input_dims: List[in
     encoders = sum(2 * embed_dim * d for d in present_input_dims)
     fusion = 2 * (7 * embed_dim * embed_dim + embed_dim * hidden_dim + hidden_dim * embed_dim)
     return encoders + fusion
+
+
+TRAIN_SIZES = (1, 64, 1024)
+TRAIN_SIZES_QUICK = (1, 16)
+LOSS_TOLERANCE = 1e-5  # relative; f32 sums of at most ~1e5 terms
+# Relative per tensor, ||g_ours - g_ref|| / ||g_ref||. f32 round-off stays below
+# 1e-4 for every tensor but binder.bias, whose gradient is a sum of 2*42*B terms
+# of size ~3/B that cancel to ~1e-4 of their absolute sum: up to ~2e-3 at
+# B=1024. A missing or wrong term is off by O(1).
+GRADIENT_TOLERANCE = 1e-2
+# Weights after one Adam step: its first update is lr * g / (|g| + eps), i.e.
+# +-lr whatever |g| is, so where g is within round-off of 0 the sign is a coin
+# toss; elsewhere the update agrees to ~lr * (relative error of g).
+STEP_TOLERANCE = 1e-5
+RESOLVED_GRADIENT = 1e-6
+
+
+def check_training(what: str, losses: dict, grads: dict, after: dict, ref_losses: dict, ref_grads: dict,
+                   ref_after: dict, lr: float) -> List[dict]:
+    """Check records for one training step of ours against a reference;
+    raises `AgreementError` past the tolerances above."""
+    out = []
+    for name, value in ref_losses.items():
+        diff = abs(losses[name] - value)
+        if not diff <= LOSS_TOLERANCE * max(1.0, abs(value)):
+            raise AgreementError(f"{what}: loss {name}: {losses[name]} vs {value}")
+    out.append({"what": f"{what}: losses", "max_abs_diff": max(abs(losses[k] - v) for k, v in ref_losses.items()),
+                "tolerance": LOSS_TOLERANCE, "ok": True})
+    worst, worst_name = 0.0, ""
+    for name, g in grads.items():
+        ref = ref_grads.get(name, np.zeros_like(g))
+        scale = max(float(np.linalg.norm(g)), float(np.linalg.norm(ref)))
+        err = float(np.linalg.norm(g.astype(np.float64) - ref)) / scale if scale else 0.0
+        if not err <= GRADIENT_TOLERANCE:
+            raise AgreementError(f"{what}: gradient of {name}: relative difference {err:.3g}")
+        if err >= worst:
+            worst, worst_name = err, name
+    out.append({"what": f"{what}: gradients (worst: {worst_name}, relative)", "max_abs_diff": worst,
+                "tolerance": GRADIENT_TOLERANCE, "ok": True})
+    step_diff = 0.0
+    for name, p in after.items():
+        diff = np.abs(p.astype(np.float64) - ref_after[name])
+        resolved = np.abs(ref_grads.get(name, np.zeros_like(p))) > RESOLVED_GRADIENT
+        if not np.all(diff <= 2 * lr * (1 + 1e-3)):
+            raise AgreementError(f"{what}: {name} moved more than one Adam step apart")
+        step_diff = max(step_diff, float(diff[resolved].max()) if resolved.any() else 0.0)
+    if not step_diff <= STEP_TOLERANCE:
+        raise AgreementError(f"{what}: weights after one step differ by {step_diff:.3g}")
+    out.append({"what": f"{what}: weights after one Adam step (where |g| > {RESOLVED_GRADIENT:g})",
+                "max_abs_diff": step_diff, "tolerance": STEP_TOLERANCE, "ok": True})
+    return out
+
+
+def copy_trainer(trainer):
+    import copy
+
+    return copy.deepcopy(trainer)
+
+
+def training_flops(batch: int, embed_dim: int, hidden_dim: int, heads: int, present_input_dims: List[int]) -> int:
+    """Matmul FLOPs (2 per multiply-add) of one training step with the default
+    objectives on `batch` rows with these modalities present in every row:
+    encoders forward and weight gradients; contrastive's three [B, B] products
+    per pair of modalities; binding's two projections per embedding and their
+    gradients; cross_modal's fusion + attention forward, and twice that for
+    their backward. Element-wise work (exp, norms, softmax) is not counted."""
+    e, h, m = embed_dim, hidden_dim, len(present_input_dims)
+    encoders = 2 * 2 * batch * e * sum(present_input_dims)
+    pairs = m * (m - 1) // 2 if batch >= 2 else 0
+    contrastive = pairs * 3 * 2 * batch * batch * e
+    binding = 3 * 2 * batch * 7 * 2 * e if batch >= 2 else 0
+    rows = batch if m >= 2 else 0
+    fusion = 2 * rows * (7 * e * e + e * h + h * e)
+    attention = 2 * rows * (e * e + 2 * 7 * e * e + 2 * 7 * e + e * e)
+    cross = 3 * (fusion + attention)
+    return encoders + contrastive + binding + cross
 
 
 def _text_event(texts: Dict[int, str]) -> gm.MultiModalEvent:

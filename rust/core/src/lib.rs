@@ -34,5 +34,5 @@ pub use modality::{Modality, NUM_MODALITIES};
 pub use model::{LearnableMultiModal, Normalizer};
 pub use nn::BinderKind;
 pub use objectives::{Losses, Objective, ObjectiveWeights};
-pub use training::{EmbeddingSource, OptimizerState, TrainBatch};
+pub use training::{EmbeddingSource, ObjectiveDraws, OptimizerState, TrainBatch};
 pub use real::Real;

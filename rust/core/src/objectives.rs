@@ -321,19 +321,12 @@ pub fn binding<T: Real>(
     sink: Option<&mut GradSink<T>>,
 ) -> T {
     let (mut a_idx, mut b_idx, mut labels) = (Vec::new(), Vec::new(), Vec::new());
-    for i in 0..NUM_MODALITIES {
-        for j in (0..NUM_MODALITIES).filter(|&j| j != i) {
-            let rows = rows_with_both(mask, i, j);
-            let n = rows.len();
-            if n < 2 {
-                continue;
-            }
-            let shift = 1 + below(rng, n - 1);
-            for (k, &r) in rows.iter().enumerate() {
-                a_idx.extend([(r, i), (r, i)]);
-                b_idx.extend([(r, j), (rows[(k + shift) % n], j)]);
-                labels.extend([true, false]);
-            }
+    for (i, j, rows, shift) in draw_shifts(mask, rng) {
+        let n = rows.len();
+        for (k, &r) in rows.iter().enumerate() {
+            a_idx.extend([(r, i), (r, i)]);
+            b_idx.extend([(r, j), (rows[(k + shift) % n], j)]);
+            labels.extend([true, false]);
         }
     }
     if labels.is_empty() {
@@ -358,6 +351,25 @@ pub fn binding<T: Real>(
         }
     }
     loss
+}
+
+/// binding's draws: for every ordered modality pair `(i, j)`, `i ≠ j`, with
+/// at least two rows having both (in that order: `i` outer, `j` inner), the
+/// rows `R_ij` and the shift `s ∈ [1, n)` of its negatives.
+pub fn draw_shifts(mask: ArrayView2<bool>, rng: &mut impl Rng) -> Vec<(usize, usize, Vec<usize>, usize)> {
+    let mut out = Vec::new();
+    for i in 0..NUM_MODALITIES {
+        for j in (0..NUM_MODALITIES).filter(|&j| j != i) {
+            let rows = rows_with_both(mask, i, j);
+            let n = rows.len();
+            if n < 2 {
+                continue;
+            }
+            let shift = 1 + below(rng, n - 1);
+            out.push((i, j, rows, shift));
+        }
+    }
+    out
 }
 
 /// The rows cross_modal uses (at least two modalities present) and the

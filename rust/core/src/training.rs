@@ -55,6 +55,16 @@ impl<'a, T: Real> TrainBatch<'a, T> {
     }
 }
 
+/// The objectives' random draws for one gradient computation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectiveDraws {
+    /// binding: `(i, j, shift)` per ordered modality pair with ≥ 2 shared rows.
+    pub shifts: Vec<(usize, usize, usize)>,
+    /// cross_modal: the rows it uses and the modality dropped in each.
+    pub rows: Vec<usize>,
+    pub dropped: Vec<usize>,
+}
+
 /// The readable and restorable training state (besides the weights).
 #[derive(Debug, Clone, PartialEq)]
 pub struct OptimizerState<T> {
@@ -160,6 +170,20 @@ impl<T: Real> LearnableMultiModal<T> {
     /// Forgets Adam's moments and step count (the counter is kept).
     pub fn reset_optimizer(&mut self) {
         self.adam = Adam::new(self.layout.len());
+    }
+
+    /// The random draws the next [`Self::backward`] makes on a batch with
+    /// presence `mask [B, M]` (for reference implementations that must
+    /// reproduce a step exactly).
+    pub fn objective_draws(&self, mask: ArrayView2<bool>) -> Result<ObjectiveDraws> {
+        check_shape("mask", &mask, &[None, Some(NUM_MODALITIES)])?;
+        let seed = self.config.seed;
+        let shifts = objectives::draw_shifts(mask, &mut objective_rng(seed, self.rng_counter, Objective::Binding))
+            .into_iter()
+            .map(|(i, j, _, shift)| (i, j, shift))
+            .collect();
+        let (rows, dropped) = objectives::draw_dropped(mask, &mut objective_rng(seed, self.rng_counter, Objective::CrossModal));
+        Ok(ObjectiveDraws { shifts, rows, dropped })
     }
 
     fn adam_settings(&self, lr: Option<f64>) -> Result<AdamSettings> {

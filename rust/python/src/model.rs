@@ -318,6 +318,14 @@ impl PyModel {
     fn reset_optimizer(&mut self) {
         self.inner.reset_optimizer();
     }
+
+    /// The next `backward`'s random draws on a batch with presence `mask`:
+    /// `([(i, j, shift)] of binding, cross_modal rows, dropped modalities)`.
+    #[allow(clippy::type_complexity)]
+    fn objective_draws(&self, mask: PyReadonlyArray2<'_, bool>) -> PyResult<(Vec<(usize, usize, usize)>, Vec<usize>, Vec<usize>)> {
+        let d = self.inner.objective_draws(mask.as_array()).py()?;
+        Ok((d.shifts, d.rows, d.dropped))
+    }
 }
 
 /// A training batch as it arrives from Python: exactly one source of
