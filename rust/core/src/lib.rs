@@ -17,6 +17,7 @@ pub mod config;
 pub mod error;
 pub mod features;
 pub mod graph;
+pub mod kernels;
 pub mod modality;
 pub mod model;
 pub mod nn;

@@ -11,8 +11,10 @@ use crate::nn::encoder::{pool_components, pool_components_backward, EncoderTape,
 use crate::nn::{AttentionOutput, CrossModalBinder, FusionNetwork, ModalityAttention, ModalityEncoder};
 use crate::params::{assign, ParamLayout, Params, ParamsMut};
 use crate::real::Real;
-use crate::validate::{check_finite, check_shape};
-use ndarray::{s, Array1, Array2, Array3, ArrayView2, ArrayView3, ArrayViewD, CowArray, Ix3};
+use crate::validate::{all_finite, check_finite, check_shape};
+use crate::kernels::threads;
+use ndarray::{s, Array1, Array2, Array3, ArrayView2, ArrayView3, ArrayViewD, Axis, CowArray, Ix3};
+use std::sync::OnceLock;
 
 /// The model. `T` is `f32` for users and `f64` for gradient checks.
 ///
@@ -36,6 +38,22 @@ pub struct LearnableMultiModal<T> {
     /// Per-modality input standardisation `(x - mean) / std`, applied before
     /// the encoder (learned from training data, not trained by gradients).
     pub(crate) normalizers: Vec<Option<Normalizer<T>>>,
+    /// Every weight matrix transposed (`Wᵀ`, what the products read row by
+    /// row), made on first use after the weights change; thread-safe, so
+    /// `&self` inference can fill it.
+    pub(crate) transposed: OnceLock<Vec<T>>,
+}
+
+/// Rows per task of the batched forward: small enough that a task's
+/// activations stay in L2, large enough that a task outweighs its dispatch.
+const FORWARD_CHUNK: usize = 96;
+
+/// Rows per task of the batched forward for a batch of `batch` rows: at
+/// most [`FORWARD_CHUNK`], at least two tasks per thread when the batch
+/// allows (a multiple of the kernels' 6-row tiles).
+fn forward_chunk(batch: usize) -> usize {
+    let per_task = batch.div_ceil(2 * threads::num_threads()).div_ceil(6) * 6;
+    per_task.clamp(6, FORWARD_CHUNK)
 }
 
 /// `(x - mean) / std` per input column.
@@ -93,6 +111,7 @@ impl<T: Real> LearnableMultiModal<T> {
             adam: Adam::new(n),
             rng_counter: 0,
             normalizers: vec![None; NUM_MODALITIES],
+            transposed: OnceLock::new(),
         })
     }
 
@@ -110,7 +129,13 @@ impl<T: Real> LearnableMultiModal<T> {
     }
 
     pub fn params_mut(&mut self) -> &mut [T] {
+        self.params_changed();
         &mut self.params
+    }
+
+    /// Forgets what was derived from the weights (call after changing them).
+    pub(crate) fn params_changed(&mut self) {
+        self.transposed = OnceLock::new();
     }
 
     pub fn num_parameters(&self) -> usize {
@@ -144,6 +169,7 @@ impl<T: Real> LearnableMultiModal<T> {
 
     /// Overwrites tensor `name`; its shape must match and values be finite.
     pub fn set_param(&mut self, name: &str, values: ArrayViewD<T>) -> Result<()> {
+        self.params_changed();
         assign(&self.layout, &mut self.params, name, values)
     }
 
@@ -169,14 +195,83 @@ impl<T: Real> LearnableMultiModal<T> {
         Ok(())
     }
 
-    /// The parameters seen through their layout.
+    /// The parameters seen through their layout (with the transposed
+    /// weights, made here if the weights changed since they were last made).
     pub fn view(&self) -> Params<'_, T> {
-        self.layout.view(&self.params)
+        let t = self.transposed.get_or_init(|| self.layout.transpose_matrices(&self.params));
+        self.layout.view_with_transposes(&self.params, t)
     }
 
     /// Modality embeddings `[B, M, E]`: unit rows where present, zeros where absent.
     pub fn encode(&self, input: &EncoderInput<T>) -> Result<Array3<T>> {
-        Ok(self.encode_train(input)?.0)
+        Ok(self.forward(input, false)?.0)
+    }
+
+    /// Checks one modality's inputs: shape and finite values.
+    fn check_input(&self, m: usize, part: &crate::batch::ModalityInput<T>) -> Result<()> {
+        let arg = input_arg(m);
+        check_shape(&arg, &part.x, &[None, Some(self.config.input_dims[m])])?;
+        if let Err(Error::NonFinite { .. }) = check_finite(&arg, &part.x) {
+            let bad = part.x.rows().into_iter().position(|r| r.iter().any(|v| !v.is_finite()));
+            let row = bad.map_or(0, |i| part.rows[i]);
+            return Err(Error::non_finite(arg, format!("row {row} (a row marked present)")));
+        }
+        Ok(())
+    }
+
+    /// The inference forward: embeddings `[B, M, E]` and, with `fuse`, the
+    /// fused `[B, E]`. Modalities given one row per event in batch order are
+    /// encoded straight into their slots, chunk by chunk, each chunk fused
+    /// while it is in cache; the others (several components per event, or
+    /// rows missing) are encoded and pooled first. Chunks run on the
+    /// library's threads; every row's result is the same whatever the
+    /// chunking.
+    fn forward(&self, input: &EncoderInput<T>, fuse: bool) -> Result<(Array3<T>, Option<Array2<T>>)> {
+        for (m, part) in input.modalities.iter().enumerate() {
+            if let Some(part) = part {
+                self.check_input(m, part)?;
+            }
+        }
+        let (batch, e) = (input.batch_size, self.embed_dim());
+        let params = self.view();
+        let mut emb = Array3::zeros((batch, NUM_MODALITIES, e));
+        let direct: [bool; NUM_MODALITIES] = std::array::from_fn(|m| {
+            input.modalities[m].as_ref().is_some_and(|p| p.rows.len() == batch && p.rows.iter().enumerate().all(|(i, &r)| i == r))
+        });
+        for (m, part) in input.modalities.iter().enumerate() {
+            let Some(part) = part.as_ref().filter(|_| !direct[m]) else { continue };
+            let normalized = self.normalizers[m].as_ref().map(|n| n.apply(part.x.view()));
+            let x = normalized.as_ref().map_or_else(|| part.x.view(), |x| x.view());
+            let z = self.encoders[m].forward_train(params, x);
+            pool_components(z.out.view(), &part.rows, part.weights.as_deref(), emb.slice_mut(s![.., m, ..]));
+        }
+        let mask = input.mask();
+        let mask = mask.as_standard_layout();
+        let present = mask.as_slice().expect("standard layout");
+        let mut fused = fuse.then(|| Array2::zeros((batch, e)));
+        let chunk = forward_chunk(batch);
+        let emb_chunks = emb.axis_chunks_iter_mut(Axis(0), chunk);
+        let tasks: Vec<_> = match fused.as_mut() {
+            Some(f) => emb_chunks.zip(f.axis_chunks_iter_mut(Axis(0), chunk).map(Some)).enumerate().collect(),
+            None => emb_chunks.zip(std::iter::repeat_with(|| None)).enumerate().collect(),
+        };
+        threads::for_each_item(tasks, |(t, (mut emb, fused))| {
+            let (r0, rows) = (t * chunk, emb.len_of(Axis(0)));
+            let mut norms = Array1::zeros(rows);
+            for (m, part) in input.modalities.iter().enumerate() {
+                let Some(part) = part.as_ref().filter(|_| direct[m]) else { continue };
+                let x = part.x.slice(s![r0..r0 + rows, ..]);
+                let normalized = self.normalizers[m].as_ref().map(|n| n.apply(x));
+                let x = normalized.as_ref().map_or(x, |x| x.view());
+                self.encoders[m].forward_into(params, x, emb.slice_mut(s![.., m, ..]), norms.view_mut());
+            }
+            if let Some(mut fused) = fused {
+                let x = emb.view().into_shape_with_order((rows, NUM_MODALITIES * e)).expect("chunks of a fresh array are contiguous");
+                let present = &present[r0 * NUM_MODALITIES..(r0 + rows) * NUM_MODALITIES];
+                self.fusion.forward_rows(params, x, Some(present), fused.view_mut(), norms.view_mut());
+            }
+        });
+        Ok((emb, fused))
     }
 
     /// [`Self::encode`] keeping, per modality, what the backward needs (the
@@ -227,25 +322,27 @@ impl<T: Real> LearnableMultiModal<T> {
     /// absent in `mask [B, M]` count as zeros whatever `emb` holds there.
     pub fn fuse(&self, emb: ArrayView3<T>, mask: ArrayView2<bool>) -> Result<Array2<T>> {
         let emb = self.check_embeddings(emb, mask)?;
-        let batch = emb.shape()[0];
-        let x = emb
-            .to_shape((batch, NUM_MODALITIES * self.embed_dim()))
-            .expect("[B, M, E] is reshapeable");
-        Ok(self.fusion.forward(self.view(), x.view()))
+        let (batch, e) = (emb.shape()[0], self.embed_dim());
+        let x = emb.to_shape((batch, NUM_MODALITIES * e)).expect("[B, M, E] is reshapeable");
+        let mask = mask.as_standard_layout();
+        let present = mask.as_slice().expect("standard layout");
+        let params = self.view();
+        let mut fused = Array2::zeros((batch, e));
+        let chunk = forward_chunk(batch);
+        let tasks: Vec<_> = x.axis_chunks_iter(Axis(0), chunk).zip(fused.axis_chunks_iter_mut(Axis(0), chunk)).enumerate().collect();
+        threads::for_each_item(tasks, |(t, (x, out))| {
+            let rows = x.nrows();
+            let mut norms = Array1::zeros(rows);
+            let present = &present[t * chunk * NUM_MODALITIES..(t * chunk + rows) * NUM_MODALITIES];
+            self.fusion.forward_rows(params, x, Some(present), out, norms.view_mut());
+        });
+        Ok(fused)
     }
 
     /// Encodes then fuses: `(embeddings [B, M, E], fused [B, E])`.
     pub fn encode_and_fuse(&self, input: &EncoderInput<T>) -> Result<(Array3<T>, Array2<T>)> {
-        let emb = self.encode(input)?;
-        let batch = input.batch_size;
-        let fused = {
-            let x = emb
-                .view()
-                .into_shape_with_order((batch, NUM_MODALITIES * self.embed_dim()))
-                .expect("fresh arrays are contiguous");
-            self.fusion.forward(self.view(), x)
-        };
-        Ok((emb, fused))
+        let (emb, fused) = self.forward(input, true)?;
+        Ok((emb, fused.expect("asked for the fused embeddings")))
     }
 
     /// Binding strength of each row pair: `a [B, E]`, `b [B, E]` → `[B]` in [0, 1].
@@ -277,10 +374,16 @@ impl<T: Real> LearnableMultiModal<T> {
     pub(crate) fn check_embeddings<'a>(&self, emb: ArrayView3<'a, T>, mask: ArrayView2<bool>) -> Result<CowArray<'a, T, Ix3>> {
         check_shape("embeddings", &emb, &[None, Some(NUM_MODALITIES), Some(self.embed_dim())])?;
         check_shape("mask", &mask, &[Some(emb.shape()[0]), Some(NUM_MODALITIES)])?;
-        for ((b, m), &present) in mask.indexed_iter() {
-            if present {
-                check_finite("embeddings", &emb.slice(s![b, m, ..]))
-                    .map_err(|_| Error::non_finite("embeddings", format!("row {b}, modality '{}'", Modality::ALL[m].name())))?;
+        let all_present_finite = match emb.as_slice() {
+            Some(values) if mask.iter().all(|&p| p) => all_finite(values),
+            _ => false,
+        };
+        if !all_present_finite {
+            for ((b, m), &present) in mask.indexed_iter() {
+                if present {
+                    check_finite("embeddings", &emb.slice(s![b, m, ..]))
+                        .map_err(|_| Error::non_finite("embeddings", format!("row {b}, modality '{}'", Modality::ALL[m].name())))?;
+                }
             }
         }
         if mask.iter().all(|&p| p) {

@@ -4,7 +4,7 @@
 
 use crate::error::{fmt_shape, Error, Result};
 use crate::real::Real;
-use ndarray::{ArrayView1, ArrayView2, ArrayViewD, ArrayViewMut1, ArrayViewMut2, IxDyn};
+use ndarray::{ArrayView1, ArrayView2, ArrayViewD, ArrayViewMut1, ArrayViewMut2, CowArray, Ix2, IxDyn};
 use rand_chacha::ChaCha8Rng;
 use rand_core::{Rng, SeedableRng};
 use std::ops::Range;
@@ -130,7 +130,27 @@ impl ParamLayout {
     /// Read-only views of the tensors in `data`.
     pub fn view<'a, T>(&'a self, data: &'a [T]) -> Params<'a, T> {
         debug_assert_eq!(data.len(), self.len);
-        Params { layout: self, data }
+        Params { layout: self, data, transposed: None }
+    }
+
+    /// Like [`Self::view`], with the transposes of the matrices at hand
+    /// (`transposed` as made by [`Self::transpose_matrices`] from `data`).
+    pub fn view_with_transposes<'a, T>(&'a self, data: &'a [T], transposed: &'a [T]) -> Params<'a, T> {
+        debug_assert_eq!(data.len(), self.len);
+        debug_assert_eq!(transposed.len(), self.len);
+        Params { layout: self, data, transposed: Some(transposed) }
+    }
+
+    /// A buffer in which every 2-D tensor `[rows, cols]` of `data` is stored
+    /// transposed (`[cols, rows]`, row-major) at its own offset; other
+    /// tensors are left zero. Products `x · Wᵀ` read `Wᵀ` row by row.
+    pub fn transpose_matrices<T: Copy + Default>(&self, data: &[T]) -> Vec<T> {
+        let mut out = vec![T::default(); self.len];
+        for spec in self.specs.iter().filter(|s| s.shape.len() == 2) {
+            let (rows, cols) = (spec.shape[0], spec.shape[1]);
+            transpose(&data[spec.range()], rows, cols, &mut out[spec.range()]);
+        }
+        out
     }
 
     /// Writable views of the tensors in `data` (e.g. a gradient buffer).
@@ -140,11 +160,29 @@ impl ParamLayout {
     }
 }
 
-/// A flat buffer seen through its layout.
+/// A flat buffer seen through its layout (with the transposes of its
+/// matrices when the model keeps them).
 #[derive(Clone, Copy)]
 pub struct Params<'a, T> {
     layout: &'a ParamLayout,
     data: &'a [T],
+    transposed: Option<&'a [T]>,
+}
+
+/// `dst [cols, rows] = srcᵀ` for a row-major `src [rows, cols]`, in 8 × 8
+/// blocks (both sides stay in cache lines).
+pub fn transpose<T: Copy>(src: &[T], rows: usize, cols: usize, dst: &mut [T]) {
+    const B: usize = 8;
+    debug_assert!(src.len() >= rows * cols && dst.len() >= rows * cols);
+    for r0 in (0..rows).step_by(B) {
+        for c0 in (0..cols).step_by(B) {
+            for r in r0..(r0 + B).min(rows) {
+                for c in c0..(c0 + B).min(cols) {
+                    dst[c * rows + r] = src[r * cols + c];
+                }
+            }
+        }
+    }
 }
 
 impl<'a, T> Params<'a, T> {
@@ -159,6 +197,31 @@ impl<'a, T> Params<'a, T> {
         debug_assert_eq!(spec.shape.len(), 2);
         ArrayView2::from_shape((spec.shape[0], spec.shape[1]), &self.data[spec.range()])
             .expect("layout shapes match their ranges")
+    }
+
+    /// `Wᵀ` of a 2-D tensor `W [rows, cols]`: `[cols, rows]` row-major,
+    /// borrowed from the model's cache when there is one, else computed.
+    pub fn matrix_t(&self, id: ParamId) -> CowArray<'a, T, Ix2>
+    where
+        T: Copy + Default,
+    {
+        let spec = self.layout.spec(id);
+        let (rows, cols) = (spec.shape[0], spec.shape[1]);
+        match self.transposed {
+            Some(t) => CowArray::from(
+                ArrayView2::from_shape((cols, rows), &t[spec.range()]).expect("layout shapes match their ranges"),
+            ),
+            None => {
+                let mut out = vec![T::default(); rows * cols];
+                transpose(&self.data[spec.range()], rows, cols, &mut out);
+                CowArray::from(ndarray::Array2::from_shape_vec((cols, rows), out).expect("rows × cols values"))
+            }
+        }
+    }
+
+    /// The bias vector `id` as a slice.
+    pub fn slice(&self, id: ParamId) -> &'a [T] {
+        &self.data[self.layout.spec(id).range()]
     }
 
     pub fn tensor(&self, id: ParamId) -> ArrayViewD<'a, T> {
@@ -250,6 +313,19 @@ mod tests {
         assert_eq!(p.matrix(ParamId(0))[[1, 2]], 6.0);
         assert_eq!(p.vector(ParamId(1)).to_vec(), vec![12.0, 13.0, 14.0]);
         assert!(l.find("nope").unwrap_err().to_string().contains("a.weight"));
+    }
+
+    #[test]
+    fn transposes_are_cached_or_computed_alike() {
+        let mut l = layout();
+        l.add("b.weight", &[13, 9], Init::xavier(9, 13));
+        let data: Vec<f32> = l.initialize(3);
+        let t = l.transpose_matrices(&data);
+        for id in [ParamId(0), ParamId(2)] {
+            let direct = l.view(&data).matrix(id).t().to_owned();
+            assert_eq!(l.view(&data).matrix_t(id), direct);
+            assert_eq!(l.view_with_transposes(&data, &t).matrix_t(id), direct);
+        }
     }
 
     #[test]

@@ -110,6 +110,7 @@ impl<T: Real> LearnableMultiModal<T> {
         let settings = self.adam_settings(lr)?;
         self.zero_grad();
         let losses = self.backward(batch, weights)?;
+        self.params_changed();
         let report = self.adam.update(&mut self.params, &self.grads, &settings)?;
         Ok((losses, report))
     }
@@ -137,6 +138,7 @@ impl<T: Real> LearnableMultiModal<T> {
         if !self.has_grads {
             return Ok(None);
         }
+        self.params_changed();
         Ok(Some(self.adam.update(&mut self.params, &self.grads, &settings)?))
     }
 
@@ -148,6 +150,7 @@ impl<T: Real> LearnableMultiModal<T> {
         if grads.len() != n {
             return Err(Error::shape("grads", format!("({n},)"), format!("({},)", grads.len())));
         }
+        self.params_changed();
         self.adam.update(&mut self.params, grads, &settings)
     }
 

@@ -2,11 +2,12 @@
 //! weighted pooling of several components of one modality in one event.
 //! Forward and backward side by side.
 
-use super::ops::{l2_normalize_backward_inplace, l2_normalize_rows, leaky_relu_backward_inplace, leaky_relu_inplace, linear, linear_backward, NORM_EPS};
+use super::ops::{l2_normalize_backward_inplace, l2_normalize_rows, leaky_relu_backward_inplace, linear_backward, linear_t, NORM_EPS};
+use crate::kernels;
 use crate::modality::Modality;
 use crate::params::{Init, ParamId, ParamLayout, Params, ParamsMut};
 use crate::real::Real;
-use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut2};
+use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut1, ArrayViewMut2};
 
 /// The encoder of one modality: `W [E, d]`, `b [E]`.
 #[derive(Debug, Clone)]
@@ -51,10 +52,19 @@ impl ModalityEncoder {
     /// The forward pass keeping what the backward needs (no extra work: the
     /// norms are computed by the normalisation anyway).
     pub fn forward_train<T: Real>(&self, params: Params<T>, x: ArrayView2<T>) -> EncoderTape<T> {
-        let mut out = linear(x, params.matrix(self.weight), Some(params.vector(self.bias)));
-        leaky_relu_inplace(out.view_mut());
+        let mut out = Array2::zeros((x.nrows(), params.vector(self.bias).len()));
+        linear_t(x, params.matrix_t(self.weight).view(), Some(params.slice(self.bias)), true, out.view_mut());
         let norms = l2_normalize_rows(out.view_mut());
         EncoderTape { out, norms }
+    }
+
+    /// The forward pass written into `out [N, E]` (any row stride, e.g. one
+    /// modality's slots of `[B, M, E]`), the pre-normalisation norms into
+    /// `norms [N]`; on the calling thread.
+    pub fn forward_into<T: Real>(&self, params: Params<T>, x: ArrayView2<T>, mut out: ArrayViewMut2<T>, norms: ArrayViewMut1<T>) {
+        let epi = kernels::Epilogue::bias(params.slice(self.bias), true);
+        kernels::gemm_serial(x, params.matrix_t(self.weight).view(), out.view_mut(), epi, None);
+        kernels::l2_normalize_rows_into(out, norms, T::c(NORM_EPS));
     }
 
     /// Accumulates `dW`, `db` from `d_out [N, E]`, the gradient on the

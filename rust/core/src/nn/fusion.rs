@@ -2,11 +2,12 @@
 //! embeddings (`[M·E] → E → H → E`), then L2 normalisation. Forward and
 //! backward side by side.
 
-use super::ops::{l2_normalize_backward_inplace, l2_normalize_rows, leaky_relu_backward_inplace, leaky_relu_inplace, linear, linear_backward};
+use super::ops::{l2_normalize_backward_inplace, l2_normalize_rows, leaky_relu_backward_inplace, linear_backward, NORM_EPS};
+use crate::kernels::{self, Epilogue, ZeroBlocks};
 use crate::modality::NUM_MODALITIES;
 use crate::params::{Init, ParamId, ParamLayout, Params, ParamsMut};
 use crate::real::Real;
-use ndarray::{Array1, Array2, ArrayView2};
+use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut1, ArrayViewMut2};
 
 /// `fusion.{0,1,2}.{weight,bias}`.
 #[derive(Debug, Clone)]
@@ -45,27 +46,61 @@ impl FusionNetwork {
         FusionNetwork { layers }
     }
 
-    fn layer<T: Real>(&self, params: Params<T>, i: usize, x: ArrayView2<T>) -> Array2<T> {
+    /// Layer `i` into `out`: `leaky(x · Wᵢᵀ + bᵢ)`. `present [rows × M]`
+    /// (layer 0 only) marks the modality blocks of `x` that may be nonzero.
+    fn layer_into<T: Real>(&self, params: Params<T>, i: usize, x: ArrayView2<T>, present: Option<&[bool]>, out: ArrayViewMut2<T>, serial: bool) {
         let (w, b) = self.layers[i];
-        let mut h = linear(x, params.matrix(w), Some(params.vector(b)));
-        leaky_relu_inplace(h.view_mut());
+        let wt = params.matrix_t(w);
+        let epi = Epilogue::bias(params.slice(b), true);
+        let zeros = present.map(|p| ZeroBlocks { len: x.ncols() / NUM_MODALITIES, present: p });
+        if serial {
+            kernels::gemm_serial(x, wt.view(), out, epi, zeros);
+        } else {
+            kernels::gemm_segments(x, wt.view(), out, epi, zeros);
+        }
+    }
+
+    fn layer<T: Real>(&self, params: Params<T>, i: usize, x: ArrayView2<T>, present: Option<&[bool]>) -> Array2<T> {
+        let mut h = Array2::zeros((x.nrows(), params.vector(self.layers[i].1).len()));
+        self.layer_into(params, i, x, present, h.view_mut(), false);
         h
     }
 
     /// `x [B, M·E]` (absent modalities zero-filled) → unit-norm `[B, E]`.
     pub fn forward<T: Real>(&self, params: Params<T>, x: ArrayView2<T>) -> Array2<T> {
-        let h1 = self.layer(params, 0, x);
-        let h2 = self.layer(params, 1, h1.view());
-        let mut out = self.layer(params, 2, h2.view());
+        let h1 = self.layer(params, 0, x, None);
+        let h2 = self.layer(params, 1, h1.view(), None);
+        let mut out = self.layer(params, 2, h2.view(), None);
         l2_normalize_rows(out.view_mut());
         out
     }
 
+    /// The forward pass of a few rows on the calling thread, into `out [N, E]`
+    /// and the pre-normalisation norms into `norms [N]`. `present [N × M]`,
+    /// when given, marks the modalities that may be nonzero in each row of
+    /// `x` (the products of all-zero blocks are skipped: same result).
+    pub fn forward_rows<T: Real>(&self, params: Params<T>, x: ArrayView2<T>, present: Option<&[bool]>, mut out: ArrayViewMut2<T>, norms: ArrayViewMut1<T>) {
+        let rows = x.nrows();
+        let (e, h) = (params.vector(self.layers[0].1).len(), params.vector(self.layers[1].1).len());
+        let mut h1 = Array2::zeros((rows, e));
+        let mut h2 = Array2::zeros((rows, h));
+        self.layer_into(params, 0, x, present, h1.view_mut(), true);
+        self.layer_into(params, 1, h1.view(), None, h2.view_mut(), true);
+        self.layer_into(params, 2, h2.view(), None, out.view_mut(), true);
+        kernels::l2_normalize_rows_into(out, norms, T::c(NORM_EPS));
+    }
+
     /// The forward pass keeping its activations for [`Self::backward`].
     pub fn forward_train<T: Real>(&self, params: Params<T>, x: Array2<T>) -> FusionTape<T> {
-        let h1 = self.layer(params, 0, x.view());
-        let h2 = self.layer(params, 1, h1.view());
-        let mut out = self.layer(params, 2, h2.view());
+        self.forward_train_masked(params, x, None)
+    }
+
+    /// [`Self::forward_train`] with the modalities present in each row
+    /// (`[B × M]`, row-major; absent blocks of `x` must be zero).
+    pub fn forward_train_masked<T: Real>(&self, params: Params<T>, x: Array2<T>, present: Option<&[bool]>) -> FusionTape<T> {
+        let h1 = self.layer(params, 0, x.view(), present);
+        let h2 = self.layer(params, 1, h1.view(), None);
+        let mut out = self.layer(params, 2, h2.view(), None);
         let norms = l2_normalize_rows(out.view_mut());
         FusionTape {
             input: x,
@@ -98,7 +133,10 @@ impl FusionNetwork {
             if i == 0 && !want_dx {
                 return None;
             }
-            d = d.dot(&params.matrix(w));
+            let wm = params.matrix(w);
+            let mut dx = Array2::zeros((d.nrows(), wm.ncols()));
+            kernels::gemm(d.view(), wm, dx.view_mut(), Epilogue::store());
+            d = dx;
         }
         Some(d)
     }

@@ -1,7 +1,7 @@
 //! Element-wise and row-wise operations shared by the components.
 
+use crate::kernels::{self, Epilogue};
 use crate::real::Real;
-use ndarray::linalg::general_mat_mul;
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis, Zip};
 
 /// Negative slope of LeakyReLU everywhere in the model (GRAPHEME protocol).
@@ -31,11 +31,21 @@ pub fn sigmoid<T: Real>(x: T) -> T {
 
 /// `x · wᵀ + b` for `x [N, in]`, `w [out, in]`, `b [out]` → `[N, out]`.
 pub fn linear<T: Real>(x: ArrayView2<T>, w: ArrayView2<T>, b: Option<ArrayView1<T>>) -> Array2<T> {
-    let mut y = x.dot(&w.t());
-    if let Some(b) = b {
-        y += &b;
-    }
+    let wt = w.t().as_standard_layout().into_owned();
+    let bias = b.map(|b| b.to_vec());
+    let mut y = Array2::zeros((x.nrows(), w.nrows()));
+    linear_t(x, wt.view(), bias.as_deref(), false, y.view_mut());
     y
+}
+
+/// `out = x · wt + b` (then LeakyReLU when `leaky`) for `x [N, in]`, the
+/// transposed weight `wt [in, out]` (row-major: the fast path) and `b [out]`.
+pub fn linear_t<T: Real>(x: ArrayView2<T>, wt: ArrayView2<T>, b: Option<&[T]>, leaky: bool, out: ArrayViewMut2<T>) {
+    let epi = match b {
+        Some(b) => Epilogue::bias(b, leaky),
+        None => Epilogue { leaky, ..Epilogue::store() },
+    };
+    kernels::gemm(x, wt, out, epi);
 }
 
 /// LeakyReLU applied in place.
@@ -45,14 +55,9 @@ pub fn leaky_relu_inplace<T: Real>(mut a: ArrayViewMut2<T>) {
 
 /// Divides every row by `max(||row||, eps)`; returns the row norms (before
 /// the floor), which the backward pass needs.
-pub fn l2_normalize_rows<T: Real>(mut a: ArrayViewMut2<T>) -> Array1<T> {
-    let eps = T::c(NORM_EPS);
+pub fn l2_normalize_rows<T: Real>(a: ArrayViewMut2<T>) -> Array1<T> {
     let mut norms = Array1::zeros(a.nrows());
-    for (mut row, norm) in a.axis_iter_mut(Axis(0)).zip(norms.iter_mut()) {
-        *norm = row.iter().map(|v| *v * *v).sum::<T>().sqrt();
-        let denom = norm.max(eps);
-        row.mapv_inplace(|v| v / denom);
-    }
+    kernels::l2_normalize_rows_into(a, norms.view_mut(), T::c(NORM_EPS));
     norms
 }
 
@@ -85,12 +90,12 @@ pub fn masked_softmax_inplace<T: Real>(mut scores: ArrayViewMut1<T>, present: Ar
 
 /// Backward of [`linear`] for its parameters: `dW += dyᵀ x`, `db += Σ_rows dy`.
 /// (The input's gradient, when needed, is `dy W`.)
-pub fn linear_backward<T: Real>(x: ArrayView2<T>, dy: ArrayView2<T>, mut dw: ArrayViewMut2<T>, db: Option<ArrayViewMut1<T>>) {
-    general_mat_mul(T::one(), &dy.t(), &x, T::one(), &mut dw);
-    if let Some(mut db) = db {
-        for row in dy.rows() {
-            db += &row;
-        }
+/// Both are sums over the batch, taken in fixed row blocks (see
+/// [`kernels::gemm_reduce_rows`]).
+pub fn linear_backward<T: Real>(x: ArrayView2<T>, dy: ArrayView2<T>, dw: ArrayViewMut2<T>, db: Option<ArrayViewMut1<T>>) {
+    kernels::gemm_reduce_rows(dy, x, dw);
+    if let Some(db) = db {
+        kernels::column_sums(dy, db);
     }
 }
 
@@ -114,7 +119,10 @@ pub fn l2_normalize_backward_inplace<T: Real>(y: ArrayView2<T>, norms: ArrayView
     let eps = T::c(NORM_EPS);
     for ((mut d, y), &n) in dy.axis_iter_mut(Axis(0)).zip(y.axis_iter(Axis(0))).zip(norms.iter()) {
         if n > eps {
-            let proj = y.dot(&d);
+            let proj = match (y.as_slice(), d.as_slice()) {
+                (Some(ys), Some(ds)) => kernels::dot(ys, ds),
+                _ => y.dot(&d),
+            };
             Zip::from(&mut d).and(&y).for_each(|d, &y| *d = (*d - y * proj) / n);
         } else {
             d.mapv_inplace(|d| d / eps);

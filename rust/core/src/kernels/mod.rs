@@ -1,0 +1,483 @@
+//! The hot kernels: matrix products with fused epilogues, batch reductions,
+//! the exponential passes of the contrastive objective, and the library's
+//! threads.
+//!
+//! Every function is generic over [`Real`]; `f32` takes hand-written AVX2 +
+//! FMA code when the CPU has it (checked at run time), everything else
+//! (`f64`, other CPUs, unusual strides) takes portable code (matrixmultiply
+//! through ndarray). Results are deterministic and do not depend on the
+//! number of threads (see [`threads`]).
+
+pub mod threads;
+#[cfg(target_arch = "x86_64")]
+pub mod x86;
+
+use crate::nn::ops::LEAKY_ALPHA;
+use crate::real::Real;
+use ndarray::linalg::general_mat_mul;
+use ndarray::{Array2, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis};
+use std::any::TypeId;
+
+/// What happens to each entry of a product `p = a · b` before it is stored:
+/// `c = leaky?(alpha · p + [c] + [bias])`.
+#[derive(Clone, Copy)]
+pub struct Epilogue<'a, T> {
+    pub alpha: T,
+    /// Add to what `c` holds (else overwrite it).
+    pub accumulate: bool,
+    /// One entry per column of `c`.
+    pub bias: Option<&'a [T]>,
+    pub leaky: bool,
+}
+
+impl<'a, T: Real> Epilogue<'a, T> {
+    /// `c = a · b`.
+    pub fn store() -> Self {
+        Epilogue { alpha: T::one(), accumulate: false, bias: None, leaky: false }
+    }
+
+    /// `c += a · b`.
+    pub fn add() -> Self {
+        Epilogue { accumulate: true, ..Self::store() }
+    }
+
+    /// `c = alpha · a · b`.
+    pub fn scaled(alpha: T) -> Self {
+        Epilogue { alpha, ..Self::store() }
+    }
+
+    /// `c = a · b + bias`, then LeakyReLU when `leaky`.
+    pub fn bias(bias: &'a [T], leaky: bool) -> Self {
+        Epilogue { bias: Some(bias), leaky, ..Self::store() }
+    }
+}
+
+fn is_f32<T: 'static>() -> bool {
+    TypeId::of::<T>() == TypeId::of::<f32>()
+}
+
+/// Work (multiply-adds) below which a product is not split across threads.
+const PARALLEL_MIN_MACS: usize = 1 << 21;
+
+/// `c = epilogue(a · b)` for `a [m, k]`, `b [k, n]`, `c [m, n]` (any
+/// strides; `b` and `c` row-major take the fast path). Large products are
+/// split by rows across the library's threads (rows are independent, so the
+/// result is the same whatever the split).
+pub fn gemm<T: Real>(a: ArrayView2<T>, b: ArrayView2<T>, c: ArrayViewMut2<T>, epi: Epilogue<T>) {
+    gemm_segments(a, b, c, epi, None);
+}
+
+/// Zero blocks of `a`: `a`'s columns in segments of `len`; row `i` of `a` is
+/// all zero in segment `s` unless `present[i * count + s]` (`count` =
+/// `ceil(k / len)`). E.g. the fusion input `[B, M·E]` of modalities absent
+/// from a row.
+#[derive(Clone, Copy)]
+pub struct ZeroBlocks<'a> {
+    pub len: usize,
+    pub present: &'a [bool],
+}
+
+/// [`gemm`] skipping the products of zero blocks of `a` (exactly: the
+/// result is the same as without the skipping, bit for bit).
+pub fn gemm_segments<T: Real>(a: ArrayView2<T>, b: ArrayView2<T>, mut c: ArrayViewMut2<T>, epi: Epilogue<T>, zeros: Option<ZeroBlocks>) {
+    let (m, k) = a.dim();
+    let n = b.ncols();
+    assert_eq!(b.nrows(), k, "gemm: inner dimensions differ");
+    assert_eq!(c.dim(), (m, n), "gemm: output shape");
+    if let Some(bias) = epi.bias {
+        assert_eq!(bias.len(), n, "gemm: bias length");
+    }
+    let count = zeros.map_or(0, |z| k.div_ceil(z.len.max(1)));
+    if let Some(z) = zeros {
+        assert!(z.len > 0 && z.present.len() == m * count, "gemm: zero-block map shape");
+    }
+    let tasks = if m * n * k >= PARALLEL_MIN_MACS { threads::num_threads().min(m / 48).max(1) } else { 1 };
+    if tasks <= 1 {
+        gemm_serial(a, b, c, epi, zeros);
+        return;
+    }
+    let rows = m.div_ceil(tasks);
+    let parts: Vec<_> = a.axis_chunks_iter(Axis(0), rows).zip(c.axis_chunks_iter_mut(Axis(0), rows)).enumerate().collect();
+    threads::for_each_item(parts, |(t, (a, c))| {
+        let z = zeros.map(|z| ZeroBlocks { len: z.len, present: &z.present[t * rows * count..(t * rows + a.nrows()) * count] });
+        gemm_serial(a, b, c, epi, z)
+    });
+}
+
+/// [`gemm_segments`] on the calling thread.
+pub fn gemm_serial<T: Real>(a: ArrayView2<T>, b: ArrayView2<T>, mut c: ArrayViewMut2<T>, epi: Epilogue<T>, zeros: Option<ZeroBlocks>) {
+    #[cfg(target_arch = "x86_64")]
+    if is_f32::<T>() && gemm_f32_x86(a, b, c.view_mut(), &epi, zeros) {
+        return;
+    }
+    let _ = zeros; // the portable path multiplies the zeros too (same result)
+    let beta = if epi.accumulate { T::one() } else { T::zero() };
+    general_mat_mul(epi.alpha, &a, &b, beta, &mut c);
+    if epi.bias.is_some() || epi.leaky {
+        let alpha = T::c(LEAKY_ALPHA);
+        for mut row in c.rows_mut() {
+            for (j, x) in row.iter_mut().enumerate() {
+                if let Some(bias) = epi.bias {
+                    *x += bias[j];
+                }
+                if epi.leaky && *x <= T::zero() {
+                    *x *= alpha;
+                }
+            }
+        }
+    }
+}
+
+/// The AVX2 path when it applies (f32, unit column strides of `b` and `c`).
+#[cfg(target_arch = "x86_64")]
+fn gemm_f32_x86<T: Real>(a: ArrayView2<T>, b: ArrayView2<T>, mut c: ArrayViewMut2<T>, epi: &Epilogue<T>, zeros: Option<ZeroBlocks>) -> bool {
+    let (m, k) = a.dim();
+    let n = b.ncols();
+    let unit = |stride: isize, len: usize| stride == 1 || len <= 1;
+    if !x86_ok() || !unit(b.strides()[1], n) || !unit(c.strides()[1], n) {
+        return false;
+    }
+    let f = |v: T| v.to_f32().expect("f32");
+    let raw = x86::EpilogueF32 {
+        alpha: f(epi.alpha),
+        accumulate: epi.accumulate,
+        bias: epi.bias.map_or(std::ptr::null(), |b| b.as_ptr() as *const f32),
+        leaky: epi.leaky,
+        leaky_alpha: LEAKY_ALPHA as f32,
+    };
+    let segments = zeros.map(|z| x86::Segments { len: z.len, present: z.present, count: k.div_ceil(z.len) });
+    let (sa, sb, rsc) = (a.strides(), b.strides(), c.strides()[0]);
+    // SAFETY: T is f32 (checked by the caller); the views give valid
+    // pointers and strides for these shapes; `c` is a mutable borrow, so it
+    // overlaps neither `a`, `b` nor the bias.
+    unsafe {
+        x86::gemm(
+            m,
+            n,
+            k,
+            a.as_ptr() as *const f32,
+            sa[0],
+            sa[1],
+            b.as_ptr() as *const f32,
+            sb[0],
+            c.as_mut_ptr() as *mut f32,
+            rsc,
+            &raw,
+            segments.as_ref(),
+        );
+    }
+    true
+}
+
+/// Rows per task of a reduction over the batch ([`gemm_reduce_rows`],
+/// [`column_sums`]): fixed, so the summation order depends only on the
+/// batch size.
+pub const REDUCE_ROWS: usize = 512;
+
+/// `c += aᵀ · b` for `a [r, m]`, `b [r, n]`: a sum over the `r` rows (the
+/// batch), e.g. a weight gradient `dW += dyᵀ x`. Rows are taken in fixed
+/// blocks of [`REDUCE_ROWS`]; the blocks' partial products are computed in
+/// parallel and added to `c` in block order.
+pub fn gemm_reduce_rows<T: Real>(a: ArrayView2<T>, b: ArrayView2<T>, mut c: ArrayViewMut2<T>) {
+    let r = a.nrows();
+    assert_eq!(b.nrows(), r, "gemm_reduce_rows: row counts differ");
+    if r <= REDUCE_ROWS {
+        gemm_serial(a.t(), b, c, Epilogue::add(), None);
+        return;
+    }
+    let blocks = r.div_ceil(REDUCE_ROWS);
+    let partials = threads::map_tasks(blocks, |t| {
+        let rows = t * REDUCE_ROWS..((t + 1) * REDUCE_ROWS).min(r);
+        let mut p = Array2::zeros(c.dim());
+        gemm_serial(a.slice(ndarray::s![rows.clone(), ..]).t(), b.slice(ndarray::s![rows, ..]), p.view_mut(), Epilogue::store(), None);
+        p
+    });
+    for p in &partials {
+        c += p;
+    }
+}
+
+/// `out += Σ_rows x[row, :]` in the same fixed blocks as [`gemm_reduce_rows`].
+pub fn column_sums<T: Real>(x: ArrayView2<T>, mut out: ArrayViewMut1<T>) {
+    for block in x.axis_chunks_iter(Axis(0), REDUCE_ROWS) {
+        let mut partial = ndarray::Array1::<T>::zeros(x.ncols());
+        for row in block.rows() {
+            partial += &row;
+        }
+        out += &partial;
+    }
+}
+
+/// Sum of squares of a slice, in 8 interleaved partial sums (vectorisable).
+#[inline]
+pub fn sum_squares<T: Real>(x: &[T]) -> T {
+    let mut acc = [T::zero(); 8];
+    let chunks = x.chunks_exact(8);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for l in 0..8 {
+            acc[l] += c[l] * c[l];
+        }
+    }
+    for (l, v) in tail.iter().enumerate() {
+        acc[l] += *v * *v;
+    }
+    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]))
+}
+
+/// Dot product in 8 interleaved partial sums.
+#[inline]
+pub fn dot<T: Real>(x: &[T], y: &[T]) -> T {
+    debug_assert_eq!(x.len(), y.len());
+    let mut acc = [T::zero(); 8];
+    let n8 = x.len() / 8 * 8;
+    for (cx, cy) in x[..n8].chunks_exact(8).zip(y[..n8].chunks_exact(8)) {
+        for l in 0..8 {
+            acc[l] += cx[l] * cy[l];
+        }
+    }
+    for (l, (a, b)) in x[n8..].iter().zip(&y[n8..]).enumerate() {
+        acc[l] += *a * *b;
+    }
+    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]))
+}
+
+/// Divides each row of `x` (contiguous rows) by `max(‖row‖, eps)`, writing
+/// the norms before the floor to `norms`.
+pub fn l2_normalize_rows_into<T: Real>(mut x: ArrayViewMut2<T>, mut norms: ArrayViewMut1<T>, eps: T) {
+    for (mut row, norm) in x.rows_mut().into_iter().zip(norms.iter_mut()) {
+        let n = match row.as_slice() {
+            Some(s) => sum_squares(s),
+            None => row.iter().map(|v| *v * *v).sum(),
+        }
+        .sqrt();
+        *norm = n;
+        let d = n.max(eps);
+        row.mapv_inplace(|v| v / d);
+    }
+}
+
+/// `exp(x − shift)` of a slice into `out`; returns the sum of the outputs.
+pub fn exp_shifted_sum<T: Real>(x: &[T], shift: T, out: &mut [T]) -> T {
+    #[cfg(target_arch = "x86_64")]
+    if is_f32::<T>() && x86_ok() {
+        // SAFETY: T is f32; AVX2/FMA checked.
+        return unsafe {
+            let r = x86::exp_shifted_sum(cast(x), shift.to_f32().expect("f32"), cast_mut(out));
+            T::c(r as f64)
+        };
+    }
+    let mut sum = T::zero();
+    for (o, v) in out.iter_mut().zip(x) {
+        *o = (*v - shift).exp();
+        sum += *o;
+    }
+    sum
+}
+
+/// `row ← exp(row − shift)` in place, each output added to `col_sums`;
+/// returns the row's sum.
+pub fn exp_row_col_sums<T: Real>(row: &mut [T], shift: T, col_sums: &mut [T]) -> T {
+    #[cfg(target_arch = "x86_64")]
+    if is_f32::<T>() && x86_ok() {
+        // SAFETY: T is f32; AVX2/FMA checked.
+        return unsafe {
+            let r = x86::exp_row_col_sums(cast_mut(row), shift.to_f32().expect("f32"), cast_mut(col_sums));
+            T::c(r as f64)
+        };
+    }
+    let mut sum = T::zero();
+    for (v, c) in row.iter_mut().zip(col_sums.iter_mut()) {
+        *v = (*v - shift).exp();
+        *c += *v;
+        sum += *v;
+    }
+    sum
+}
+
+/// `exp` of a slice in place.
+pub fn exp_inplace<T: Real>(x: &mut [T]) {
+    #[cfg(target_arch = "x86_64")]
+    if is_f32::<T>() && x86_ok() {
+        // SAFETY: T is f32; AVX2/FMA checked.
+        unsafe { x86::exp_inplace(cast_mut(x)) };
+        return;
+    }
+    for v in x {
+        *v = v.exp();
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn x86_ok() -> bool {
+    use std::sync::OnceLock;
+    static AVAILABLE: OnceLock<bool> = OnceLock::new();
+    *AVAILABLE.get_or_init(x86::available)
+}
+
+/// # Safety
+/// `T` must be `f32`.
+#[cfg(target_arch = "x86_64")]
+unsafe fn cast<T>(x: &[T]) -> &[f32] {
+    std::slice::from_raw_parts(x.as_ptr() as *const f32, x.len())
+}
+
+/// # Safety
+/// `T` must be `f32`.
+#[cfg(target_arch = "x86_64")]
+unsafe fn cast_mut<T>(x: &mut [T]) -> &mut [f32] {
+    std::slice::from_raw_parts_mut(x.as_mut_ptr() as *mut f32, x.len())
+}
+
+/// A contiguous `[rows, cols]` view of a slice.
+pub fn view2<T>(data: &[T], rows: usize, cols: usize) -> ArrayView2<'_, T> {
+    ArrayView2::from_shape((rows, cols), &data[..rows * cols]).expect("slice holds rows × cols")
+}
+
+/// A writable contiguous `[rows, cols]` view of a slice.
+pub fn view2_mut<T>(data: &mut [T], rows: usize, cols: usize) -> ArrayViewMut2<'_, T> {
+    ArrayViewMut2::from_shape((rows, cols), &mut data[..rows * cols]).expect("slice holds rows × cols")
+}
+
+/// A 1-D view (for symmetry with [`view2`]).
+pub fn view1<T>(data: &[T]) -> ArrayView1<'_, T> {
+    ArrayView1::from(data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::{s, Array1};
+
+    fn lcg(seed: u64) -> impl FnMut() -> f64 {
+        let mut state = seed;
+        move || {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((state >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
+        }
+    }
+
+    /// The f32 fast path against an f64 reference, over shapes with every
+    /// kind of remainder (rows mod 6, columns mod 16, K blocks), strided and
+    /// transposed `a`, and every epilogue.
+    #[test]
+    fn gemm_f32_matches_f64_reference() {
+        let mut next = lcg(1);
+        for &(m, k, n) in &[(1, 1, 1), (7, 18, 64), (13, 300, 17), (6, 16, 16), (64, 448, 64), (5, 3, 130), (33, 520, 40), (2, 0, 5)] {
+            let a64 = Array2::from_shape_simple_fn((m, k), &mut next);
+            let at64 = Array2::from_shape_simple_fn((k, m), &mut next); // used transposed
+            let b64 = Array2::from_shape_simple_fn((k, n), &mut next);
+            let c064 = Array2::from_shape_simple_fn((m, n), &mut next);
+            let bias64 = Array1::from_shape_simple_fn(n, &mut next);
+            let (a, at, b, c0, bias) = (a64.mapv(|v| v as f32), at64.mapv(|v| v as f32), b64.mapv(|v| v as f32), c064.mapv(|v| v as f32), bias64.mapv(|v| v as f32));
+            for (label, lhs32, lhs64) in [("rows", a.view(), a64.view()), ("transposed", at.t(), at64.t())] {
+                for mode in 0..4 {
+                    let (e32, e64) = match mode {
+                        0 => (Epilogue::store(), Epilogue::store()),
+                        1 => (Epilogue::add(), Epilogue::add()),
+                        2 => (Epilogue::scaled(0.5f32), Epilogue::scaled(0.5f64)),
+                        _ => (Epilogue::bias(bias.as_slice().unwrap(), true), Epilogue::bias(bias64.as_slice().unwrap(), true)),
+                    };
+                    let mut c32 = c0.clone();
+                    gemm(lhs32, b.view(), c32.view_mut(), e32);
+                    let mut c64 = c064.clone();
+                    gemm(lhs64, b64.view(), c64.view_mut(), e64);
+                    let tol = 1e-5 * (k as f64).sqrt().max(1.0) * 4.0;
+                    for (x, y) in c32.iter().zip(c64.iter()) {
+                        assert!((*x as f64 - y).abs() <= tol, "{label} mode {mode} ({m},{k},{n}): {x} vs {y}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn gemm_handles_strided_outputs_and_is_split_invariant() {
+        // Writing into a column strip of a wider matrix (unit column stride,
+        // row stride > n): the rest of the matrix is untouched.
+        let mut next = lcg(2);
+        let a = Array2::from_shape_simple_fn((300, 96), || next() as f32);
+        let b = Array2::from_shape_simple_fn((96, 64), || next() as f32);
+        let mut wide = Array2::<f32>::from_elem((300, 7 * 64), 9.0);
+        gemm(a.view(), b.view(), wide.slice_mut(s![.., 128..192]), Epilogue::store());
+        assert!(wide.slice(s![.., ..128]).iter().all(|&v| v == 9.0));
+        assert!(wide.slice(s![.., 192..]).iter().all(|&v| v == 9.0));
+        // Row by row (one row per call) gives the same bits as the whole.
+        for r in [0, 5, 6, 299] {
+            let mut one = Array2::<f32>::zeros((1, 64));
+            gemm(a.slice(s![r..r + 1, ..]), b.view(), one.view_mut(), Epilogue::store());
+            assert_eq!(one.row(0), wide.slice(s![r, 128..192]));
+        }
+    }
+
+    #[test]
+    fn skipping_zero_blocks_is_exact() {
+        let mut next = lcg(4);
+        let (m, seg, count, n) = (37, 64, 7, 64);
+        let present: Vec<bool> = (0..m * count).map(|i| (i * 7 + i / count) % 3 != 0).collect();
+        let mut a = Array2::from_shape_simple_fn((m, seg * count), || next() as f32);
+        for i in 0..m {
+            for s_ in 0..count {
+                if !present[i * count + s_] {
+                    a.slice_mut(s![i, s_ * seg..(s_ + 1) * seg]).fill(0.0);
+                }
+            }
+        }
+        let b = Array2::from_shape_simple_fn((seg * count, n), || next() as f32);
+        let bias: Vec<f32> = (0..n).map(|_| next() as f32).collect();
+        let mut full = Array2::zeros((m, n));
+        gemm(a.view(), b.view(), full.view_mut(), Epilogue::bias(&bias, true));
+        let mut skipped = Array2::zeros((m, n));
+        gemm_segments(a.view(), b.view(), skipped.view_mut(), Epilogue::bias(&bias, true), Some(ZeroBlocks { len: seg, present: &present }));
+        assert_eq!(full, skipped);
+    }
+
+    #[test]
+    fn reductions_over_rows() {
+        let mut next = lcg(3);
+        let a = Array2::from_shape_simple_fn((1500, 10), &mut next);
+        let b = Array2::from_shape_simple_fn((1500, 7), &mut next);
+        let mut c = Array2::from_elem((10, 7), 1.0);
+        gemm_reduce_rows(a.view(), b.view(), c.view_mut());
+        let expect = a.t().dot(&b) + 1.0;
+        assert!((&c - &expect).iter().all(|d| d.abs() < 1e-10));
+        let mut sums = Array1::from_elem(7, 2.0);
+        column_sums(b.view(), sums.view_mut());
+        assert!((&sums - &(b.sum_axis(Axis(0)) + 2.0)).iter().all(|d| d.abs() < 1e-10));
+    }
+
+    #[test]
+    fn exp_kernels_match_libm() {
+        let xs: Vec<f32> = (0..203).map(|i| -84.0 + i as f32 * 0.85).collect();
+        let mut out = vec![0.0f32; xs.len()];
+        let sum = exp_shifted_sum(&xs, 1.5, &mut out);
+        let mut total = 0.0f64;
+        for (x, y) in xs.iter().zip(&out) {
+            let want = ((*x - 1.5) as f64).exp();
+            assert!(((*y as f64) - want).abs() <= 3e-7 * want, "exp({x} - 1.5) = {y}, want {want}");
+            total += *y as f64;
+        }
+        assert!((sum as f64 - total).abs() <= 1e-6 * total);
+        let mut row = xs.clone();
+        let mut cols = vec![1.0f32; xs.len()];
+        let s = exp_row_col_sums(&mut row, 1.5, &mut cols);
+        assert_eq!(row, out, "both passes compute the same exponentials");
+        assert_eq!(s, sum);
+        assert!(cols.iter().zip(&out).all(|(c, o)| *c == 1.0 + *o));
+        let mut inplace: Vec<f32> = xs.iter().map(|x| x - 1.5).collect();
+        exp_inplace(&mut inplace);
+        assert_eq!(inplace, out);
+    }
+
+    #[test]
+    fn sums_and_norms() {
+        let x: Vec<f64> = (0..21).map(|i| i as f64 - 10.0).collect();
+        assert_eq!(sum_squares(&x), x.iter().map(|v| v * v).sum::<f64>());
+        assert_eq!(dot(&x, &x), sum_squares(&x));
+        let mut m = Array2::from_shape_vec((2, 2), vec![3.0f64, 4.0, 0.0, 0.0]).unwrap();
+        let mut norms = Array1::zeros(2);
+        l2_normalize_rows_into(m.view_mut(), norms.view_mut(), 1e-8);
+        assert_eq!(norms.to_vec(), vec![5.0, 0.0]);
+        assert_eq!(m.row(0).to_vec(), vec![0.6, 0.8]);
+    }
+}

@@ -1,0 +1,489 @@
+//! f32 kernels for x86-64 with AVX2 and FMA (chosen at run time): the GEMM
+//! micro-kernel with its fused epilogue and a vector `exp`.
+//!
+//! GEMM: `C[i, j] (op)= Σ_k A(i, k) B(k, j)` for any strides of `A` (its
+//! entries are broadcast from memory, so `A` is never packed: row-major
+//! activations, transposed views and column strips all work in place) and
+//! row-major `B` and `C` (unit column stride; `B`'s 16-wide column panels are
+//! read straight from memory, which is cheap for the model's narrow `B`
+//! matrices: weights `[in, out]` and embeddings `[rows, E]`). Tiles of 6 rows
+//! × 16 columns keep 12 accumulators in registers; each entry's sum runs
+//! over `k` in order (per K block), so a row's result does not depend on
+//! which tile, chunk or thread computed it.
+
+#![allow(clippy::too_many_arguments)]
+
+use std::arch::x86_64::*;
+
+/// Rows of the register tile: 6 rows × 16 columns (12 accumulators); a
+/// product with a single row takes 1 row × 64 columns instead.
+pub const MR: usize = 6;
+/// Depth of one K block: a 6-row strip of `A` (and the `B` panel) stays in
+/// L1 across the column panels.
+pub const KC: usize = 256;
+
+/// Whether this CPU has what the kernels need.
+pub fn available() -> bool {
+    is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
+}
+
+/// The epilogue of one GEMM, as raw parts.
+#[derive(Clone, Copy)]
+pub struct EpilogueF32 {
+    pub alpha: f32,
+    pub accumulate: bool,
+    /// `n` entries, or null.
+    pub bias: *const f32,
+    pub leaky: bool,
+    pub leaky_alpha: f32,
+}
+
+/// Lanes `< valid` set.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn lane_mask(valid: i32) -> __m256i {
+    _mm256_cmpgt_epi32(_mm256_set1_epi32(valid), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
+}
+
+/// Lane masks for the first `valid` of 16 columns.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn masks(valid: usize) -> (__m256i, __m256i) {
+    (lane_mask(valid as i32), lane_mask(valid as i32 - 8))
+}
+
+/// Where a tile's results go and what happens to them on the way.
+struct Out<'a> {
+    c: *mut f32,
+    rsc: isize,
+    /// Valid rows and columns of the tile.
+    mr: usize,
+    nr: usize,
+    accumulate: bool,
+    /// The bias entries of the tile's columns (or null).
+    bias: *const f32,
+    /// Whole epilogue (last K block) or only alpha and accumulation.
+    last: bool,
+    epi: &'a EpilogueF32,
+}
+
+/// Epilogue and store of one 8-lane vector of results at `dst`.
+#[inline(always)]
+unsafe fn store8<const FULL: bool>(mut x: __m256, dst: *mut f32, bias: *const f32, mask: __m256i, o: &Out) {
+    if o.epi.alpha != 1.0 {
+        x = _mm256_mul_ps(x, _mm256_set1_ps(o.epi.alpha));
+    }
+    if o.accumulate {
+        let old = if FULL { _mm256_loadu_ps(dst) } else { _mm256_maskload_ps(dst, mask) };
+        x = _mm256_add_ps(x, old);
+    }
+    if o.last {
+        if !bias.is_null() {
+            let b = if FULL { _mm256_loadu_ps(bias) } else { _mm256_maskload_ps(bias, mask) };
+            x = _mm256_add_ps(x, b);
+        }
+        if o.epi.leaky {
+            // max(x, αx) is exactly leaky(x) for 0 < α < 1.
+            x = _mm256_max_ps(x, _mm256_mul_ps(x, _mm256_set1_ps(o.epi.leaky_alpha)));
+        }
+    }
+    if FULL {
+        _mm256_storeu_ps(dst, x);
+    } else {
+        _mm256_maskstore_ps(dst, mask, x);
+    }
+}
+
+/// How a tile reads its 6 rows of `A` (the entries are broadcast one by one).
+#[derive(Clone, Copy)]
+enum Strip {
+    /// Row-major rows (`csa = 1`): one pointer per row, each advancing by 1.
+    Rows([*const f32; MR]),
+    /// Column-major (`rsa = 1`): the 6 entries of one k step are adjacent;
+    /// one pointer advancing by `csa`.
+    Cols(*const f32, isize),
+    /// Copied into an interleaved buffer (6 entries per k step).
+    Packed(*const f32),
+}
+
+/// The 6 × 16 tile: `b` points at `B(k0, j0)`; `ranges` are the k steps to
+/// run (offsets from `k0`). Each entry is one running sum over k (FMA, in
+/// order), so no tile shape, position or strip layout changes a result.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn tile_6x16<const FULL: bool>(ranges: &[(usize, usize)], strip: Strip, b: *const f32, rsb: isize, o: &Out) {
+    let (m0, m1) = masks(o.nr);
+    let (mut c00, mut c01, mut c10, mut c11, mut c20, mut c21) =
+        (_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps());
+    let (mut c30, mut c31, mut c40, mut c41, mut c50, mut c51) =
+        (_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps());
+    let mut packed_offset = 0usize;
+    for &(start, len) in ranges {
+        let mut bp = b.offset(start as isize * rsb);
+        macro_rules! step {
+            ($a0:expr, $a1:expr, $a2:expr, $a3:expr, $a4:expr, $a5:expr) => {{
+                let (b0, b1) = if FULL {
+                    (_mm256_loadu_ps(bp), _mm256_loadu_ps(bp.add(8)))
+                } else {
+                    (_mm256_maskload_ps(bp, m0), _mm256_maskload_ps(bp.add(8), m1))
+                };
+                let a = _mm256_broadcast_ss(&*$a0);
+                c00 = _mm256_fmadd_ps(a, b0, c00);
+                c01 = _mm256_fmadd_ps(a, b1, c01);
+                let a = _mm256_broadcast_ss(&*$a1);
+                c10 = _mm256_fmadd_ps(a, b0, c10);
+                c11 = _mm256_fmadd_ps(a, b1, c11);
+                let a = _mm256_broadcast_ss(&*$a2);
+                c20 = _mm256_fmadd_ps(a, b0, c20);
+                c21 = _mm256_fmadd_ps(a, b1, c21);
+                let a = _mm256_broadcast_ss(&*$a3);
+                c30 = _mm256_fmadd_ps(a, b0, c30);
+                c31 = _mm256_fmadd_ps(a, b1, c31);
+                let a = _mm256_broadcast_ss(&*$a4);
+                c40 = _mm256_fmadd_ps(a, b0, c40);
+                c41 = _mm256_fmadd_ps(a, b1, c41);
+                let a = _mm256_broadcast_ss(&*$a5);
+                c50 = _mm256_fmadd_ps(a, b0, c50);
+                c51 = _mm256_fmadd_ps(a, b1, c51);
+                bp = bp.offset(rsb);
+            }};
+        }
+        match strip {
+            Strip::Rows(rows) => {
+                let [mut r0, mut r1, mut r2, mut r3, mut r4, mut r5] = rows.map(|r| r.add(start));
+                for _ in 0..len {
+                    step!(r0, r1, r2, r3, r4, r5);
+                    r0 = r0.add(1);
+                    r1 = r1.add(1);
+                    r2 = r2.add(1);
+                    r3 = r3.add(1);
+                    r4 = r4.add(1);
+                    r5 = r5.add(1);
+                }
+            }
+            Strip::Cols(p, csa) => {
+                let mut p = p.offset(start as isize * csa);
+                for _ in 0..len {
+                    step!(p, p.add(1), p.add(2), p.add(3), p.add(4), p.add(5));
+                    p = p.offset(csa);
+                }
+            }
+            Strip::Packed(pa) => {
+                let mut p = pa.add(packed_offset);
+                for _ in 0..len {
+                    step!(p, p.add(1), p.add(2), p.add(3), p.add(4), p.add(5));
+                    p = p.add(MR);
+                }
+                packed_offset += len * MR;
+            }
+        }
+    }
+    let acc = [[c00, c01], [c10, c11], [c20, c21], [c30, c31], [c40, c41], [c50, c51]];
+    for (i, row) in acc.iter().enumerate().take(o.mr) {
+        let dst = o.c.offset(i as isize * o.rsc);
+        store8::<FULL>(row[0], dst, o.bias, m0, o);
+        if FULL || o.nr > 8 {
+            store8::<FULL>(row[1], dst.add(8), if o.bias.is_null() { o.bias } else { o.bias.add(8) }, m1, o);
+        }
+    }
+}
+
+/// The 1 × 64 tile (one row: eight independent sums per k step, so the FMA
+/// latency is hidden without splitting any sum). `a` points at `A(i0, k0)`,
+/// `csa` is its k-stride.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn tile_1x64<const FULL: bool>(ranges: &[(usize, usize)], a: *const f32, csa: isize, b: *const f32, rsb: isize, o: &Out) {
+    let mk: [__m256i; 8] = std::array::from_fn(|v| lane_mask(o.nr as i32 - 8 * v as i32));
+    let (mut c0, mut c1, mut c2, mut c3) = (_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps());
+    let (mut c4, mut c5, mut c6, mut c7) = (_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps());
+    for &(start, len) in ranges {
+        let mut bp = b.offset(start as isize * rsb);
+        let mut pa = a.offset(start as isize * csa);
+        for _ in 0..len {
+            let a = _mm256_broadcast_ss(&*pa);
+            macro_rules! lane {
+                ($acc:ident, $v:expr) => {
+                    let bv = if FULL { _mm256_loadu_ps(bp.add(8 * $v)) } else { _mm256_maskload_ps(bp.add(8 * $v), mk[$v]) };
+                    $acc = _mm256_fmadd_ps(a, bv, $acc);
+                };
+            }
+            lane!(c0, 0);
+            lane!(c1, 1);
+            lane!(c2, 2);
+            lane!(c3, 3);
+            lane!(c4, 4);
+            lane!(c5, 5);
+            lane!(c6, 6);
+            lane!(c7, 7);
+            pa = pa.offset(csa);
+            bp = bp.offset(rsb);
+        }
+    }
+    for (v, x) in [c0, c1, c2, c3, c4, c5, c6, c7].into_iter().enumerate() {
+        if !FULL && 8 * v >= o.nr {
+            break;
+        }
+        let bias = if o.bias.is_null() { o.bias } else { o.bias.add(8 * v) };
+        store8::<FULL>(x, o.c.add(8 * v), bias, mk[v], o);
+    }
+}
+
+/// Which k ranges of a row strip to run: all of them, or (with segments)
+/// those where some row of the strip is nonzero.
+pub struct Segments<'a> {
+    /// Length of one segment of k (the last may be shorter).
+    pub len: usize,
+    /// `present[i * count + s]`: row `i` may be nonzero in segment `s`.
+    pub present: &'a [bool],
+    pub count: usize,
+}
+
+/// `C (op)= A · B` for `A [m, k]` at `a` with strides `(rsa, csa)`, `B [k, n]`
+/// at `b` with row stride `rsb` (unit column stride), `C [m, n]` at `c` with
+/// row stride `rsc` (unit column stride). Strips of 6 rows of `A` are read
+/// in place when its rows or its columns are contiguous, else copied into a
+/// small interleaved buffer; `B` is read in place. With `segments`, the k segments
+/// where every row of a strip is zero are skipped (exactly: the skipped
+/// products are all zero, and a running sum that starts at +0 is unchanged
+/// by adding ±0).
+///
+/// # Safety
+/// The pointers must address matrices of these shapes and strides; `C` must
+/// not overlap `A`, `B` or the bias; AVX2 and FMA must be available.
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn gemm(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: *const f32,
+    rsa: isize,
+    csa: isize,
+    b: *const f32,
+    rsb: isize,
+    c: *mut f32,
+    rsc: isize,
+    epi: &EpilogueF32,
+    segments: Option<&Segments>,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        // The product is zero: only the epilogue remains.
+        for i in 0..m {
+            let row = c.offset(i as isize * rsc);
+            for j in 0..n {
+                let mut x = if epi.accumulate { *row.add(j) } else { 0.0 };
+                if !epi.bias.is_null() {
+                    x += *epi.bias.add(j);
+                }
+                if epi.leaky && x <= 0.0 {
+                    x *= epi.leaky_alpha;
+                }
+                *row.add(j) = x;
+            }
+        }
+        return;
+    }
+    let mut packed = [0.0f32; KC * MR];
+    let mut ranges: Vec<(usize, usize)> = Vec::with_capacity(8);
+    let mut k0 = 0;
+    while k0 < k {
+        let kc = KC.min(k - k0);
+        let last = k0 + kc == k;
+        let accumulate = epi.accumulate || k0 > 0;
+        let mut i0 = 0;
+        while i0 < m {
+            let mr = MR.min(m - i0);
+            ranges.clear();
+            match segments {
+                None => ranges.push((0, kc)),
+                Some(seg) => {
+                    for s in 0..seg.count {
+                        let (lo, hi) = ((s * seg.len).max(k0), ((s + 1) * seg.len).min(k0 + kc));
+                        if lo >= hi || !(0..mr).any(|i| seg.present[(i0 + i) * seg.count + s]) {
+                            continue;
+                        }
+                        match ranges.last_mut() {
+                            Some(r) if r.0 + r.1 == lo - k0 => r.1 += hi - lo,
+                            _ => ranges.push((lo - k0, hi - lo)),
+                        }
+                    }
+                }
+            }
+            let base = a.offset(i0 as isize * rsa + k0 as isize * csa);
+            let single = m == 1;
+            // Rows past `mr` of a partial strip: packed as zeros (read-only
+            // layouts would read past the matrix).
+            let strip = if single {
+                Strip::Packed(std::ptr::null())
+            } else if csa == 1 && mr == MR {
+                Strip::Rows(std::array::from_fn(|i| base.offset(i as isize * rsa)))
+            } else if rsa == 1 && mr == MR {
+                Strip::Cols(base, csa)
+            } else {
+                let mut p = 0;
+                for &(start, len) in &ranges {
+                    for kk in start..start + len {
+                        let col = base.offset(kk as isize * csa);
+                        for i in 0..MR {
+                            packed[p + i] = if i < mr { *col.offset(i as isize * rsa) } else { 0.0 };
+                        }
+                        p += MR;
+                    }
+                }
+                Strip::Packed(packed.as_ptr())
+            };
+            let bp = b.offset(k0 as isize * rsb);
+            let mut j0 = 0;
+            let panel = if single { 64 } else { 16 };
+            while j0 < n {
+                let nr = panel.min(n - j0);
+                let o = Out {
+                    c: c.offset(i0 as isize * rsc).add(j0),
+                    rsc,
+                    mr,
+                    nr,
+                    accumulate,
+                    bias: if epi.bias.is_null() { epi.bias } else { epi.bias.add(j0) },
+                    last,
+                    epi,
+                };
+                match (single, nr == panel) {
+                    (true, true) => tile_1x64::<true>(&ranges, base, csa, bp.add(j0), rsb, &o),
+                    (true, false) => tile_1x64::<false>(&ranges, base, csa, bp.add(j0), rsb, &o),
+                    (false, true) => tile_6x16::<true>(&ranges, strip, bp.add(j0), rsb, &o),
+                    (false, false) => tile_6x16::<false>(&ranges, strip, bp.add(j0), rsb, &o),
+                }
+                j0 += panel;
+            }
+            i0 += MR;
+        }
+        k0 += kc;
+    }
+}
+
+// ------------------------------------------------------------------ exp
+
+/// `e^x` for 8 lanes: range reduction by `ln 2` (Cody–Waite split) and a
+/// degree-6 polynomial (Cephes' `expf` coefficients), within 2 ulp of the
+/// correctly rounded value on [-87.3, 88]; inputs are clamped to that range
+/// (below it the result is ~1.2e-38 instead of a subnormal or 0).
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn exp8(x: __m256) -> __m256 {
+    let x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.33654)), _mm256_set1_ps(88.0));
+    let fx = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm256_mul_ps(x, _mm256_set1_ps(std::f32::consts::LOG2_E)));
+    let r = _mm256_fnmadd_ps(fx, _mm256_set1_ps(0.693_359_4), x);
+    let r = _mm256_fnmadd_ps(fx, _mm256_set1_ps(-2.121_944_4e-4), r);
+    let mut y = _mm256_set1_ps(1.987_569_1e-4);
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.398_199_9e-3));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(8.333_452e-3));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(4.166_579_6e-2));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.666_666_5e-1));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(0.5));
+    let r2 = _mm256_mul_ps(r, r);
+    y = _mm256_fmadd_ps(y, r2, _mm256_add_ps(r, _mm256_set1_ps(1.0)));
+    // 2^fx through the exponent bits.
+    let pow2 = _mm256_slli_epi32::<23>(_mm256_add_epi32(_mm256_cvtps_epi32(fx), _mm256_set1_epi32(127)));
+    _mm256_mul_ps(y, _mm256_castsi256_ps(pow2))
+}
+
+/// `out[i] = exp(x[i] - shift)` for a slice (tails through a padded lane
+/// buffer, so every element takes the same arithmetic); returns the sum of
+/// the outputs in 8 interleaved partial sums added pairwise at the end.
+///
+/// # Safety
+/// AVX2 and FMA must be available.
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn exp_shifted_sum(x: &[f32], shift: f32, out: &mut [f32]) -> f32 {
+    debug_assert_eq!(x.len(), out.len());
+    let s = _mm256_set1_ps(shift);
+    let mut sum = _mm256_setzero_ps();
+    let chunks = x.len() / 8;
+    for c in 0..chunks {
+        let v = exp8(_mm256_sub_ps(_mm256_loadu_ps(x.as_ptr().add(8 * c)), s));
+        _mm256_storeu_ps(out.as_mut_ptr().add(8 * c), v);
+        sum = _mm256_add_ps(sum, v);
+    }
+    let tail = x.len() - 8 * chunks;
+    if tail > 0 {
+        let mut buf = [0.0f32; 8];
+        buf[..tail].copy_from_slice(&x[8 * chunks..]);
+        let v = exp8(_mm256_sub_ps(_mm256_loadu_ps(buf.as_ptr()), s));
+        _mm256_storeu_ps(buf.as_mut_ptr(), v);
+        out[8 * chunks..].copy_from_slice(&buf[..tail]);
+        let (keep, _) = masks(tail);
+        sum = _mm256_add_ps(sum, _mm256_and_ps(v, _mm256_castsi256_ps(keep)));
+    }
+    hsum(sum)
+}
+
+/// `exp(x - shift)` of one slice in place, adding each output to `col_sums`
+/// (same length) and returning their sum: one row of a matrix whose row and
+/// column sums are both wanted.
+///
+/// # Safety
+/// AVX2 and FMA must be available.
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn exp_row_col_sums(row: &mut [f32], shift: f32, col_sums: &mut [f32]) -> f32 {
+    debug_assert_eq!(row.len(), col_sums.len());
+    let s = _mm256_set1_ps(shift);
+    let mut sum = _mm256_setzero_ps();
+    let chunks = row.len() / 8;
+    for c in 0..chunks {
+        let p = row.as_mut_ptr().add(8 * c);
+        let v = exp8(_mm256_sub_ps(_mm256_loadu_ps(p), s));
+        _mm256_storeu_ps(p, v);
+        let cs = col_sums.as_mut_ptr().add(8 * c);
+        _mm256_storeu_ps(cs, _mm256_add_ps(_mm256_loadu_ps(cs), v));
+        sum = _mm256_add_ps(sum, v);
+    }
+    let tail = row.len() - 8 * chunks;
+    if tail > 0 {
+        let mut buf = [0.0f32; 8];
+        buf[..tail].copy_from_slice(&row[8 * chunks..]);
+        let v = exp8(_mm256_sub_ps(_mm256_loadu_ps(buf.as_ptr()), s));
+        _mm256_storeu_ps(buf.as_mut_ptr(), v);
+        row[8 * chunks..].copy_from_slice(&buf[..tail]);
+        for (c, e) in col_sums[8 * chunks..].iter_mut().zip(&buf[..tail]) {
+            *c += *e;
+        }
+        let (keep, _) = masks(tail);
+        sum = _mm256_add_ps(sum, _mm256_and_ps(v, _mm256_castsi256_ps(keep)));
+    }
+    hsum(sum)
+}
+
+/// The sum of 8 lanes, pairwise.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn hsum(v: __m256) -> f32 {
+    let lo = _mm256_castps256_ps128(v);
+    let hi = _mm256_extractf128_ps::<1>(v);
+    let s = _mm_add_ps(lo, hi);
+    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    let s = _mm_add_ss(s, _mm_shuffle_ps::<1>(s, s));
+    _mm_cvtss_f32(s)
+}
+
+/// `exp(x)` of a slice, in place (same arithmetic as [`exp8`] for every element).
+///
+/// # Safety
+/// AVX2 and FMA must be available.
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn exp_inplace(x: &mut [f32]) {
+    let chunks = x.len() / 8;
+    for c in 0..chunks {
+        let p = x.as_mut_ptr().add(8 * c);
+        _mm256_storeu_ps(p, exp8(_mm256_loadu_ps(p)));
+    }
+    let tail = x.len() - 8 * chunks;
+    if tail > 0 {
+        let mut buf = [0.0f32; 8];
+        buf[..tail].copy_from_slice(&x[8 * chunks..]);
+        _mm256_storeu_ps(buf.as_mut_ptr(), exp8(_mm256_loadu_ps(buf.as_ptr())));
+        x[8 * chunks..].copy_from_slice(&buf[..tail]);
+    }
+}
