@@ -15,6 +15,7 @@ from .config import LearnableMultiModalConfig
 from .graph import Graph, fingerprints
 from .graph import GraphFeaturizer, featurize
 from .objectives import DEFAULT_WEIGHTS, OBJECTIVES
+from .threads import get_num_threads, set_num_threads
 from .components import CrossModalBinder, FusionNetwork, ModalityAttention, ModalityEncoder
 from .model import LearnableMultiModal
 from .types import (
@@ -49,4 +50,6 @@ __all__ = [
     "SpatialRegion",
     "featurize",
     "fingerprints",
+    "get_num_threads",
+    "set_num_threads",
 ]

@@ -12,10 +12,10 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use grapheme_multimodal::features::{fingerprint, text_fingerprint};
-use grapheme_multimodal::kernels::threads;
+use grapheme_multimodal::kernels::{gemm, threads, Epilogue};
 use grapheme_multimodal::nn::ops::linear;
 use grapheme_multimodal::{Config, EncoderInput, Graph, LearnableMultiModal, ObjectiveWeights, TextUnit, TrainBatch};
-use ndarray::{Array1, Array2, ArrayView2};
+use ndarray::{s, Array1, Array2, ArrayView2};
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -52,6 +52,27 @@ fn bench_linear(c: &mut Criterion) {
             });
         }
     }
+    group.finish();
+}
+
+/// The contrastive objective's three products for one pair of modalities at
+/// B = 1024: `S = A Bᵀ`, `dA = dS B`, `dB = dSᵀ A` (A, B: one modality's slots
+/// of `[B, 7, E]`, i.e. strided rows).
+fn bench_contrastive_gemms(c: &mut Criterion) {
+    setup();
+    let (n, e) = (1024, 64);
+    let emb = matrix(n, 7 * e, 5);
+    let a = emb.slice(s![.., ..e]);
+    let b = emb.slice(s![.., e..2 * e]);
+    let bt = b.t().as_standard_layout().into_owned();
+    let d = matrix(n, n, 6);
+    let mut group = c.benchmark_group("gemm_contrastive_1024");
+    group.throughput(Throughput::Elements((2 * n * n * e) as u64));
+    let mut s_out = Array2::zeros((n, n));
+    group.bench_function("S = A Bt", |bench| bench.iter(|| gemm(a, bt.view(), s_out.view_mut(), Epilogue::scaled(10.0))));
+    let mut da = Array2::zeros((n, e));
+    group.bench_function("dA = dS B", |bench| bench.iter(|| gemm(d.view(), b, da.view_mut(), Epilogue::store())));
+    group.bench_function("dB = dSt A", |bench| bench.iter(|| gemm(d.t(), a, da.view_mut(), Epilogue::store())));
     group.finish();
 }
 
@@ -121,6 +142,6 @@ fn bench_featurise(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(20).warm_up_time(Duration::from_millis(300)).measurement_time(Duration::from_secs(2));
-    targets = bench_linear, bench_forward, bench_training, bench_featurise
+    targets = bench_linear, bench_contrastive_gemms, bench_forward, bench_training, bench_featurise
 }
 criterion_main!(benches);

@@ -42,6 +42,31 @@ pub struct LearnableMultiModal<T> {
     /// row), made on first use after the weights change; thread-safe, so
     /// `&self` inference can fill it.
     pub(crate) transposed: OnceLock<Vec<T>>,
+    /// The last transposes' buffer, kept for reuse when the weights change.
+    pub(crate) spare_transposed: SpareBuffer<T>,
+    /// Scratch for a `backward` that adds to existing gradients.
+    pub(crate) grad_scratch: Vec<T>,
+}
+
+/// A buffer kept for reuse behind a lock (so `&self` methods can take it);
+/// a clone starts empty.
+#[derive(Debug, Default)]
+pub(crate) struct SpareBuffer<T>(std::sync::Mutex<Vec<T>>);
+
+impl<T> Clone for SpareBuffer<T> {
+    fn clone(&self) -> Self {
+        SpareBuffer(std::sync::Mutex::new(Vec::new()))
+    }
+}
+
+impl<T> SpareBuffer<T> {
+    fn take(&self) -> Vec<T> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    fn put(&mut self, v: Vec<T>) {
+        *self.0.get_mut().unwrap_or_else(|e| e.into_inner()) = v;
+    }
 }
 
 /// Rows per task of the batched forward: small enough that a task's
@@ -112,6 +137,8 @@ impl<T: Real> LearnableMultiModal<T> {
             rng_counter: 0,
             normalizers: vec![None; NUM_MODALITIES],
             transposed: OnceLock::new(),
+            spare_transposed: SpareBuffer::default(),
+            grad_scratch: Vec::new(),
         })
     }
 
@@ -135,7 +162,9 @@ impl<T: Real> LearnableMultiModal<T> {
 
     /// Forgets what was derived from the weights (call after changing them).
     pub(crate) fn params_changed(&mut self) {
-        self.transposed = OnceLock::new();
+        if let Some(old) = self.transposed.take() {
+            self.spare_transposed.put(old);
+        }
     }
 
     pub fn num_parameters(&self) -> usize {
@@ -198,7 +227,11 @@ impl<T: Real> LearnableMultiModal<T> {
     /// The parameters seen through their layout (with the transposed
     /// weights, made here if the weights changed since they were last made).
     pub fn view(&self) -> Params<'_, T> {
-        let t = self.transposed.get_or_init(|| self.layout.transpose_matrices(&self.params));
+        let t = self.transposed.get_or_init(|| {
+            let mut buf = self.spare_transposed.take();
+            self.layout.transpose_matrices_into(&self.params, &mut buf);
+            buf
+        });
         self.layout.view_with_transposes(&self.params, t)
     }
 

@@ -44,12 +44,13 @@
 //! stream fixed by `(seed, counter, objective)` — see [`objective_rng`] — so
 //! a checkpoint only has to store the counter.
 
+use crate::kernels::{self, threads, Epilogue};
 use crate::modality::NUM_MODALITIES;
 use crate::nn::ops::{cosine_rows, sigmoid, softplus, NORM_EPS};
 use crate::nn::{CrossModalBinder, FusionNetwork, ModalityAttention};
 use crate::params::{Params, ParamsMut};
 use crate::real::Real;
-use ndarray::{s, Array1, Array2, Array3, ArrayView1, ArrayView2, ArrayView3, Axis, Zip};
+use ndarray::{s, Array1, Array2, Array3, ArrayView1, ArrayView2, ArrayView3, Axis, CowArray};
 use rand_chacha::ChaCha8Rng;
 use rand_core::{Rng, SeedableRng};
 
@@ -221,12 +222,6 @@ fn softmax_both_ways<T: Real>(x: ArrayView2<T>, want_probs: bool) -> (Array1<T>,
     (row_lse, col_lse, probs)
 }
 
-/// `[B, M, E]` → `[B, M·E]` (a copy: the fusion tape keeps its input).
-fn concat_modalities<T: Real>(emb: ArrayView3<T>) -> Array2<T> {
-    let (b, m, e) = emb.dim();
-    emb.to_owned().into_shape_with_order((b, m * e)).expect("B·M·E values")
-}
-
 /// seed_consistency: see the module documentation. `emb` must have absent
 /// slots zeroed; `target [B, E]`, `rewards [B]`. Rows with no modality
 /// present are skipped (there is nothing to fuse; the per-event API refuses
@@ -245,8 +240,10 @@ pub fn seed_consistency<T: Real>(
         return T::zero();
     }
     let (n, e) = (rows.len(), emb.len_of(Axis(2)));
-    let x = emb.select(Axis(0), &rows);
-    let tape = fusion.forward_train(params, concat_modalities(x.view()));
+    let x_dim = (n, NUM_MODALITIES, e);
+    let x = emb.select(Axis(0), &rows).into_shape_with_order((n, NUM_MODALITIES * e)).expect("n·M·E values");
+    let present = mask.select(Axis(0), &rows);
+    let tape = fusion.forward_train_masked(params, x, present.as_slice());
     let diff = &tape.out - &target.select(Axis(0), &rows);
     let factor = rewards.select(Axis(0), &rows).mapv(|r| T::one() - r); // [n]
     let mse = diff.map_axis(Axis(1), |d| d.dot(&d)) / T::c(e as f64);
@@ -256,7 +253,7 @@ pub fn seed_consistency<T: Real>(
         let d_out = &diff * &(factor * scale).insert_axis(Axis(1));
         let dx = fusion.backward(params, &tape, d_out, sink.params, sink.emb.is_some());
         if let (Some(d_emb), Some(dx)) = (sink.emb.as_deref_mut(), dx) {
-            let dx = dx.into_shape_with_order(x.dim()).expect("n·M·E values");
+            let dx = dx.into_shape_with_order(x_dim).expect("n·M·E values");
             for (k, &r) in rows.iter().enumerate() {
                 let mut dst = d_emb.index_axis_mut(Axis(0), r);
                 dst += &dx.index_axis(Axis(0), k);
@@ -267,6 +264,14 @@ pub fn seed_consistency<T: Real>(
 }
 
 /// contrastive: see the module documentation.
+///
+/// Per pair `(i, j)`: the logits `S = A Bᵀ / τ` (`A`, `B` the two
+/// modalities' rows, `[n, E]`), one exponential per logit shared by the row
+/// and the column softmax, and the gradient `dS = c (P + Q − 2I)` turned into
+/// `dA = dS B`, `dB = dSᵀ A` — every pass over `[n, n]` split into fixed row
+/// blocks on the library's threads. Small pairs run in parallel instead, one
+/// pair per task. Gradients are added to the embeddings in pair order, so
+/// the result does not depend on the number of threads.
 pub fn contrastive<T: Real>(emb: ArrayView3<T>, mask: ArrayView2<bool>, temperature: T, mut sink: Option<&mut GradSink<T>>) -> T {
     let pairs: Vec<(usize, usize, Vec<usize>)> = (0..NUM_MODALITIES)
         .flat_map(|i| (i + 1..NUM_MODALITIES).map(move |j| (i, j)))
@@ -278,37 +283,188 @@ pub fn contrastive<T: Real>(emb: ArrayView3<T>, mask: ArrayView2<bool>, temperat
     }
     let inv_tau = T::one() / temperature;
     let per_pair = T::one() / T::c(pairs.len() as f64);
-    let mut total = T::zero();
-    for (i, j, rows) in &pairs {
-        let n = rows.len();
-        let a_idx: Vec<(usize, usize)> = rows.iter().map(|&r| (r, *i)).collect();
-        let b_idx: Vec<(usize, usize)> = rows.iter().map(|&r| (r, *j)).collect();
-        let a = gather(emb, &a_idx);
-        let b = gather(emb, &b_idx);
-        let logits = a.dot(&b.t()) * inv_tau; // [n, n], row r: a_r against every b_s
-        let wants_grad = sink.as_ref().is_some_and(|s| s.emb.is_some());
-        let (row_lse, col_lse, probs) = softmax_both_ways(logits.view(), wants_grad);
-        // −log softmax_s(S_r·)_r = lse_r − S_rr, and likewise per column.
-        let nn = T::c(n as f64);
-        let diag = logits.diag();
-        let row_loss = (row_lse.sum() - diag.sum()) / nn;
-        let col_loss = (col_lse.sum() - diag.sum()) / nn;
-        total += T::c(0.5) * (row_loss + col_loss) * per_pair;
-        if let (Some(sink), Some((p, q))) = (sink.as_deref_mut(), probs) {
-            let d_emb = sink.emb.as_deref_mut().expect("probabilities are computed only for trainable embeddings");
-            // d/dS of the row term: (P − I)/n; of the column term: (Q − I)/n.
-            let c = sink.weight * T::c(0.5) * per_pair / nn;
-            let mut d_logits = (p + q) * c;
-            for k in 0..n {
-                d_logits[[k, k]] -= c + c;
+    // d total / dS of one pair's logits is `coef · (P + Q − 2I)`, `coef = w / (2 |pairs| n)`.
+    let weight = sink.as_ref().filter(|s| s.emb.is_some()).map(|s| s.weight * T::c(0.5) * per_pair);
+    let batch = emb.len_of(Axis(0));
+    let term = |(i, j, rows): &(usize, usize, Vec<usize>), inside: bool| {
+        let side = |m: usize| -> CowArray<T, ndarray::Ix2> {
+            if rows.len() == batch {
+                CowArray::from(emb.index_axis(Axis(1), m))
+            } else {
+                let idx: Vec<(usize, usize)> = rows.iter().map(|&r| (r, m)).collect();
+                CowArray::from(gather(emb, &idx))
             }
-            let da = d_logits.dot(&b) * inv_tau;
-            let db = d_logits.t().dot(&a) * inv_tau;
-            scatter_add(d_emb, &a_idx, da.view());
-            scatter_add(d_emb, &b_idx, db.view());
+        };
+        contrastive_pair(side(*i).view(), side(*j).view(), inv_tau, weight, inside)
+    };
+    let large = pairs.iter().any(|(_, _, rows)| rows.len() >= CONTRASTIVE_PARALLEL_ROWS);
+    let mut total = T::zero();
+    let mut add = |(i, j, rows): &(usize, usize, Vec<usize>), (loss, grads): (T, Option<(Array2<T>, Array2<T>)>)| {
+        total += loss * per_pair;
+        if let (Some(sink), Some((da, db))) = (sink.as_deref_mut(), grads) {
+            let d_emb = sink.emb.as_deref_mut().expect("gradients are computed only for trainable embeddings");
+            if rows.len() == batch {
+                let mut di = d_emb.index_axis_mut(Axis(1), *i);
+                di += &da;
+                let mut dj = d_emb.index_axis_mut(Axis(1), *j);
+                dj += &db;
+            } else {
+                scatter_add(d_emb, &rows.iter().map(|&r| (r, *i)).collect::<Vec<_>>(), da.view());
+                scatter_add(d_emb, &rows.iter().map(|&r| (r, *j)).collect::<Vec<_>>(), db.view());
+            }
+        }
+    };
+    // One pair per thread at a time (a group of pairs per round, so only
+    // that many [n, n] buffers and gradients are alive); a round with fewer
+    // large pairs than threads splits each pair's passes into row blocks.
+    let group = if large { threads::num_threads() } else { pairs.len() };
+    for round in pairs.chunks(group.max(1)) {
+        let inside = large && round.len() < threads::num_threads();
+        let results = if inside {
+            round.iter().map(|pair| term(pair, true)).collect()
+        } else {
+            threads::map_tasks(round.len(), |p| term(&round[p], false))
+        };
+        for (pair, result) in round.iter().zip(results) {
+            add(pair, result);
         }
     }
     total
+}
+
+/// Pairs with at least this many rows run one round of pairs per thread
+/// at a time (small pairs all run at once).
+const CONTRASTIVE_PARALLEL_ROWS: usize = 256;
+/// Rows per block of the `[n, n]` passes.
+const CONTRASTIVE_BLOCK_ROWS: usize = 64;
+
+/// One pair's symmetric InfoNCE `½ (row term + column term)` of the logits
+/// `S = a bᵀ / τ` (`a`, `b` `[n, E]`); with `weight` also `(dA, dB)` of
+/// `weight · loss`.
+#[allow(clippy::type_complexity)]
+fn contrastive_pair<T: Real>(a: ArrayView2<T>, b: ArrayView2<T>, inv_tau: T, weight: Option<T>, parallel: bool) -> (T, Option<(Array2<T>, Array2<T>)>) {
+    let gemm = |a: ArrayView2<T>, b: ArrayView2<T>, c: ndarray::ArrayViewMut2<T>, epi: Epilogue<T>| {
+        if parallel {
+            kernels::gemm(a, b, c, epi)
+        } else {
+            kernels::gemm_serial(a, b, c, epi, None)
+        }
+    };
+    let n = a.nrows();
+    let nn = T::c(n as f64);
+    let bt = b.t().as_standard_layout().into_owned(); // [E, n]: the product reads it by rows
+    // The [n, n] logits live in a pooled buffer: 4 MB a pair at n = 1024.
+    let mut s = Array2::from_shape_vec((n, n), kernels::scratch::take(n * n)).expect("n² values");
+    gemm(a, bt.view(), s.view_mut(), Epilogue::scaled(inv_tau));
+    let diag_sum: T = s.diag().sum();
+    let blocks = n.div_ceil(CONTRASTIVE_BLOCK_ROWS);
+    let run = |f: &(dyn Fn(usize) -> (T, T, Vec<T>) + Sync)| -> Vec<(T, T, Vec<T>)> {
+        if parallel {
+            threads::map_tasks(blocks, f)
+        } else {
+            (0..blocks).map(f).collect()
+        }
+    };
+    let rows_of = |blk: usize| blk * CONTRASTIVE_BLOCK_ROWS..((blk + 1) * CONTRASTIVE_BLOCK_ROWS).min(n);
+    let data = s.as_slice().expect("fresh array");
+    let spans = run(&|blk| {
+        let block = &data[rows_of(blk).start * n..rows_of(blk).end * n];
+        let (hi, lo) = block.iter().fold((T::neg_infinity(), T::infinity()), |(hi, lo), &v| (hi.max(v), lo.min(v)));
+        (hi, lo, Vec::new())
+    });
+    let max = spans.iter().fold(T::neg_infinity(), |m, x| m.max(x.0));
+    let min = spans.iter().fold(T::infinity(), |m, x| m.min(x.1));
+    if max - min >= T::c(60.0) {
+        let out = contrastive_pair_wide(s.view(), a, b, inv_tau, weight);
+        kernels::scratch::give(s.into_raw_vec_and_offset().0);
+        return out;
+    }
+    // One exponential per logit, shifted by the overall maximum (safe: the
+    // span is below 60, so nothing underflows to 0 in f32).
+    let shared = SharedMut(s.as_mut_ptr());
+    let sums = run(&|blk| {
+        let rows = rows_of(blk);
+        let mut col = vec![T::zero(); n];
+        let mut row_sums = Vec::with_capacity(rows.len());
+        for r in rows {
+            // SAFETY: each block writes only its own rows of `s`.
+            let row = unsafe { std::slice::from_raw_parts_mut(shared.get().add(r * n), n) };
+            row_sums.push(kernels::exp_row_col_sums(row, max, &mut col));
+        }
+        col.extend(row_sums);
+        (T::zero(), T::zero(), col)
+    });
+    let mut col_sums = vec![T::zero(); n];
+    let mut row_sums = Vec::with_capacity(n);
+    for (_, _, v) in &sums {
+        for (c, x) in col_sums.iter_mut().zip(&v[..n]) {
+            *c += *x;
+        }
+        row_sums.extend_from_slice(&v[n..]);
+    }
+    // −log softmax_s(S_r·)_r = lse_r − S_rr, and likewise per column.
+    let row_lse: T = row_sums.iter().map(|&x| max + x.ln()).sum();
+    let col_lse: T = col_sums.iter().map(|&x| max + x.ln()).sum();
+    let loss = T::c(0.5) * ((row_lse - diag_sum) / nn + (col_lse - diag_sum) / nn);
+    let Some(weight) = weight else {
+        kernels::scratch::give(s.into_raw_vec_and_offset().0);
+        return (loss, None);
+    };
+    // dS/τ = g (E/rowsum_r + E/colsum_s) − 2g I with g = weight / (n τ).
+    let g = weight / nn * inv_tau;
+    let col_scale: Vec<T> = col_sums.iter().map(|&c| g / c).collect();
+    run(&|blk| {
+        for r in rows_of(blk) {
+            // SAFETY: each block writes only its own rows of `s`.
+            let row = unsafe { std::slice::from_raw_parts_mut(shared.get().add(r * n), n) };
+            let rs = g / row_sums[r];
+            for (v, cs) in row.iter_mut().zip(&col_scale) {
+                *v *= rs + *cs;
+            }
+            row[r] -= g + g;
+        }
+        (T::zero(), T::zero(), Vec::new())
+    });
+    let mut da = Array2::zeros(a.dim());
+    let mut db = Array2::zeros(b.dim());
+    gemm(s.view(), b, da.view_mut(), Epilogue::store());
+    gemm(s.t(), a, db.view_mut(), Epilogue::store());
+    kernels::scratch::give(s.into_raw_vec_and_offset().0);
+    (loss, Some((da, db)))
+}
+
+/// [`contrastive_pair`] when the logits `s` span 60 or more (e.g. given,
+/// unnormalised embeddings): separately shifted row and column softmaxes.
+#[allow(clippy::type_complexity)]
+fn contrastive_pair_wide<T: Real>(s: ArrayView2<T>, a: ArrayView2<T>, b: ArrayView2<T>, inv_tau: T, weight: Option<T>) -> (T, Option<(Array2<T>, Array2<T>)>) {
+    let n = s.nrows();
+    let nn = T::c(n as f64);
+    let (row_lse, col_lse, probs) = softmax_both_ways(s, weight.is_some());
+    let diag = s.diag();
+    let loss = T::c(0.5) * ((row_lse.sum() - diag.sum()) / nn + (col_lse.sum() - diag.sum()) / nn);
+    let (Some(weight), Some((p, q))) = (weight, probs) else { return (loss, None) };
+    let g = weight / nn * inv_tau;
+    let mut d = (p + q) * g;
+    for k in 0..n {
+        d[[k, k]] -= g + g;
+    }
+    let mut da = Array2::zeros(a.dim());
+    let mut db = Array2::zeros(b.dim());
+    kernels::gemm(d.view(), b, da.view_mut(), Epilogue::store());
+    kernels::gemm(d.t(), a, db.view_mut(), Epilogue::store());
+    (loss, Some((da, db)))
+}
+
+/// A raw pointer that tasks writing disjoint parts of one buffer may share.
+#[derive(Clone, Copy)]
+struct SharedMut<T>(*mut T);
+// SAFETY: used only to hand disjoint row ranges of one buffer to tasks.
+unsafe impl<T: Send> Send for SharedMut<T> {}
+unsafe impl<T: Send> Sync for SharedMut<T> {}
+impl<T> SharedMut<T> {
+    fn get(self) -> *mut T {
+        self.0
+    }
 }
 
 /// binding: see the module documentation.
@@ -320,34 +476,33 @@ pub fn binding<T: Real>(
     rng: &mut impl Rng,
     sink: Option<&mut GradSink<T>>,
 ) -> T {
-    let (mut a_idx, mut b_idx, mut labels) = (Vec::new(), Vec::new(), Vec::new());
+    // Examples as pairs of rows of `emb` seen as [B·M, E]: each positive
+    // (label 1) followed by its negative (label 0).
+    let mut pairs = Vec::new();
     for (i, j, rows, shift) in draw_shifts(mask, rng) {
         let n = rows.len();
         for (k, &r) in rows.iter().enumerate() {
-            a_idx.extend([(r, i), (r, i)]);
-            b_idx.extend([(r, j), (rows[(k + shift) % n], j)]);
-            labels.extend([true, false]);
+            pairs.push((r * NUM_MODALITIES + i, r * NUM_MODALITIES + j));
+            pairs.push((r * NUM_MODALITIES + i, rows[(k + shift) % n] * NUM_MODALITIES + j));
         }
     }
-    if labels.is_empty() {
+    if pairs.is_empty() {
         return T::zero();
     }
-    let (a, b) = (gather(emb, &a_idx), gather(emb, &b_idx));
-    let z = binder.logits(params, a.view(), b.view());
-    let count = T::c(labels.len() as f64);
-    let loss = Zip::from(&z)
-        .and(&labels)
-        .fold(T::zero(), |acc, &z, &y| acc + if y { softplus(-z) } else { softplus(z) })
-        / count;
+    let (batch, e) = (emb.len_of(Axis(0)), emb.len_of(Axis(2)));
+    let x = emb.to_shape((batch * NUM_MODALITIES, e)).expect("[B, M, E] is reshapeable");
+    let factors = binder.factors(params, x.view());
+    let c = params.vector(binder.bias)[0];
+    let z: Vec<T> = pairs.iter().map(|&(a, b)| binder.pair_logit(&factors, x.view(), a, b, c)).collect();
+    let count = T::c(pairs.len() as f64);
+    let positive = |k: usize| k % 2 == 0;
+    let loss = z.iter().enumerate().fold(T::zero(), |acc, (k, &z)| acc + if positive(k) { softplus(-z) } else { softplus(z) }) / count;
     if let Some(sink) = sink {
         let scale = sink.weight / count;
-        let dz = Zip::from(&z)
-            .and(&labels)
-            .map_collect(|&z, &y| (sigmoid(z) - if y { T::one() } else { T::zero() }) * scale);
-        let (da, db) = binder.backward(params, a.view(), b.view(), dz.view(), sink.params);
+        let dz: Vec<T> = z.iter().enumerate().map(|(k, &z)| (sigmoid(z) - if positive(k) { T::one() } else { T::zero() }) * scale).collect();
+        let dx = binder.pairs_backward(params, x.view(), &factors, &pairs, &dz, sink.params);
         if let Some(d_emb) = sink.emb.as_deref_mut() {
-            scatter_add(d_emb, &a_idx, da.view());
-            scatter_add(d_emb, &b_idx, db.view());
+            *d_emb += &dx.into_shape_with_order((batch, NUM_MODALITIES, e)).expect("B·M·E values");
         }
     }
     loss
@@ -420,37 +575,43 @@ pub fn cross_modal_given<T: Real>(
         return T::zero();
     }
     let n = rows.len();
+    let (m, e) = (NUM_MODALITIES, emb.len_of(Axis(2)));
     let mut rest = emb.select(Axis(0), rows); // [n, M, E]
     let mut rest_mask = mask.select(Axis(0), rows);
     for (k, &d) in dropped.iter().enumerate() {
         rest.slice_mut(s![k, d, ..]).fill(T::zero());
         rest_mask[[k, d]] = false;
     }
-    let fused = fusion.forward_train(params, concat_modalities(rest.view()));
+    let present = rest_mask.as_standard_layout().into_owned();
+    // The fusion tape keeps the remainder (its input) as [n, M·E]: no copy.
+    let rest = rest.into_shape_with_order((n, m * e)).expect("n·M·E values");
+    let fused = fusion.forward_train_masked(params, rest, present.as_slice());
+    let rest = fused.input.view().into_shape_with_order((n, m, e)).expect("n·M·E values");
     let query = fused.out.view();
-    let att = attention.forward_train(params, query, rest.view(), rest_mask.view());
+    let att = attention.forward_train(params, query, rest, rest_mask.view());
     let pred = &query + &att.attended;
     let nn = T::c(n as f64);
     let scale = sink.as_ref().map_or(T::zero(), |s| s.weight) / nn;
     let (loss_sum, d_pred) = cosine_distance(pred.view(), target, scale);
     let loss = loss_sum / nn;
     if let Some(sink) = sink {
-        let (d_query_att, d_rest_att) = attention.backward(params, query, rest.view(), &att, d_pred.view(), sink.params);
+        let (d_query_att, d_rest_att) = attention.backward(params, query, rest, &att, d_pred.view(), sink.params);
         let d_query = d_pred + d_query_att;
         let dx = fusion.backward(params, &fused, d_query, sink.params, sink.emb.is_some());
         if let (Some(d_emb), Some(dx)) = (sink.emb.as_deref_mut(), dx) {
-            let d_rest = dx.into_shape_with_order(rest.dim()).expect("n·M·E values") + d_rest_att;
+            let d_rest = dx.into_shape_with_order((n, m, e)).expect("n·M·E values") + d_rest_att;
             for (k, &r) in rows.iter().enumerate() {
-                for m in (0..NUM_MODALITIES).filter(|&m| rest_mask[[k, m]]) {
-                    let mut dst = d_emb.slice_mut(s![r, m, ..]);
-                    dst += &d_rest.slice(s![k, m, ..]);
+                let mut dst = d_emb.index_axis_mut(Axis(0), r);
+                let src = d_rest.index_axis(Axis(0), k);
+                for slot in (0..m).filter(|&slot| rest_mask[[k, slot]]) {
+                    let mut d = dst.index_axis_mut(Axis(0), slot);
+                    d += &src.index_axis(Axis(0), slot);
                 }
             }
         }
     }
     loss
 }
-
 
 /// `Σ_rows (1 − cos(p_r, t_r))` and its gradient on `p` times `scale`:
 /// `d(1 − cos)/dp = −(t / (max(‖p‖, ε) max(‖t‖, ε)) − cos · p / ‖p‖²)` (the

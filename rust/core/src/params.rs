@@ -145,12 +145,19 @@ impl ParamLayout {
     /// transposed (`[cols, rows]`, row-major) at its own offset; other
     /// tensors are left zero. Products `x · Wᵀ` read `Wᵀ` row by row.
     pub fn transpose_matrices<T: Copy + Default>(&self, data: &[T]) -> Vec<T> {
-        let mut out = vec![T::default(); self.len];
+        let mut out = Vec::new();
+        self.transpose_matrices_into(data, &mut out);
+        out
+    }
+
+    /// [`Self::transpose_matrices`] into a buffer that may be reused (its
+    /// non-matrix entries are left as they are).
+    pub fn transpose_matrices_into<T: Copy + Default>(&self, data: &[T], out: &mut Vec<T>) {
+        out.resize(self.len, T::default());
         for spec in self.specs.iter().filter(|s| s.shape.len() == 2) {
             let (rows, cols) = (spec.shape[0], spec.shape[1]);
             transpose(&data[spec.range()], rows, cols, &mut out[spec.range()]);
         }
-        out
     }
 
     /// Writable views of the tensors in `data` (e.g. a gradient buffer).
@@ -173,12 +180,16 @@ pub struct Params<'a, T> {
 /// blocks (both sides stay in cache lines).
 pub fn transpose<T: Copy>(src: &[T], rows: usize, cols: usize, dst: &mut [T]) {
     const B: usize = 8;
-    debug_assert!(src.len() >= rows * cols && dst.len() >= rows * cols);
+    assert!(src.len() >= rows * cols && dst.len() >= rows * cols, "transpose: buffers too short");
     for r0 in (0..rows).step_by(B) {
+        let r1 = (r0 + B).min(rows);
         for c0 in (0..cols).step_by(B) {
-            for r in r0..(r0 + B).min(rows) {
-                for c in c0..(c0 + B).min(cols) {
-                    dst[c * rows + r] = src[r * cols + c];
+            let c1 = (c0 + B).min(cols);
+            for r in r0..r1 {
+                let row = &src[r * cols + c0..r * cols + c1];
+                for (c, &v) in (c0..c1).zip(row) {
+                    // SAFETY: c < cols and r < rows, so c * rows + r < rows * cols <= dst.len().
+                    unsafe { *dst.get_unchecked_mut(c * rows + r) = v };
                 }
             }
         }

@@ -14,7 +14,7 @@ use crate::model::LearnableMultiModal;
 use crate::modality::NUM_MODALITIES;
 use crate::objectives::{self, objective_rng, GradSink, Losses, Objective, ObjectiveWeights, NUM_OBJECTIVES};
 use crate::real::Real;
-use crate::validate::{check_finite, check_shape};
+use crate::validate::{all_finite, check_finite, check_shape};
 use ndarray::{Array1, Array3, ArrayView1, ArrayView2, ArrayView3, CowArray, Ix3};
 
 /// Where a batch's modality embeddings come from.
@@ -87,19 +87,39 @@ impl<T: Real> LearnableMultiModal<T> {
     /// The losses of `batch`; their gradients are added to the accumulated
     /// ones. On error nothing changes.
     pub fn backward(&mut self, batch: &TrainBatch<T>, weights: &ObjectiveWeights) -> Result<Losses<T>> {
-        let mut fresh = vec![T::zero(); self.layout.len()];
-        let losses = self.run_objectives(batch, weights, self.rng_counter, Some(&mut fresh))?;
-        if let Some(i) = fresh.iter().position(|g| !g.is_finite()) {
-            let name = &self.layout.specs().iter().find(|s| s.range().contains(&i)).expect("index in layout").name;
-            return Err(Error::non_finite("gradients", format!("parameter {name} (the loss is ill-conditioned for this batch)")));
-        }
-        if self.has_grads {
-            for (g, f) in self.grads.iter_mut().zip(&fresh) {
-                *g += *f;
-            }
+        // Without gradients yet, the (all-zero) gradient buffer itself
+        // receives them; else a scratch buffer, added on success.
+        let accumulate = self.has_grads;
+        let mut fresh = if accumulate {
+            let mut scratch = std::mem::take(&mut self.grad_scratch);
+            scratch.clear();
+            scratch.resize(self.layout.len(), T::zero());
+            scratch
         } else {
+            std::mem::take(&mut self.grads)
+        };
+        let result = self.run_objectives(batch, weights, self.rng_counter, Some(&mut fresh)).and_then(|losses| {
+            if all_finite(&fresh) {
+                return Ok(losses);
+            }
+            let i = fresh.iter().position(|g| !g.is_finite()).unwrap_or(0);
+            let name = &self.layout.specs().iter().find(|s| s.range().contains(&i)).expect("index in layout").name;
+            Err(Error::non_finite("gradients", format!("parameter {name} (the loss is ill-conditioned for this batch)")))
+        });
+        if accumulate {
+            if result.is_ok() {
+                for (g, f) in self.grads.iter_mut().zip(&fresh) {
+                    *g += *f;
+                }
+            }
+            self.grad_scratch = fresh;
+        } else {
+            if result.is_err() {
+                fresh.fill(T::zero()); // nothing changes: the gradients stay zero
+            }
             self.grads = fresh;
         }
+        let losses = result?;
         self.has_grads = true;
         self.rng_counter += 1;
         Ok(losses)

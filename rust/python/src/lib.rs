@@ -8,6 +8,19 @@ mod model;
 
 use pyo3::prelude::*;
 
+/// Sets the number of threads the library computes with (≥ 1).
+#[pyfunction]
+fn set_num_threads(n: i64) -> PyResult<()> {
+    let n = usize::try_from(n).map_err(|_| pyo3::exceptions::PyValueError::new_err(format!("n: got {n}; expected a positive number of threads")))?;
+    grapheme_multimodal::kernels::threads::set_num_threads(n).map_err(errors::to_py)
+}
+
+/// The number of threads the library computes with.
+#[pyfunction]
+fn get_num_threads() -> usize {
+    grapheme_multimodal::kernels::threads::num_threads()
+}
+
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
@@ -25,6 +38,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<model::PyModel>()?;
     m.add_function(wrap_pyfunction!(graph::fingerprints, m)?)?;
     m.add_function(wrap_pyfunction!(graph::featurize, m)?)?;
+    m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;
     m.add("WL_DEFAULT_DIM", grapheme_multimodal::features::WL_DEFAULT_DIM)?;
     m.add("WL_DEFAULT_ITERATIONS", grapheme_multimodal::features::WL_DEFAULT_ITERATIONS)?;
     Ok(())

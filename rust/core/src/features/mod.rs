@@ -89,11 +89,11 @@ impl FeatureKind {
 }
 
 /// Featurises `items` into `[N, dim]`, one row per item, rows computed in
-/// parallel (rayon's global pool).
-fn featurize_rows<T: Sync>(items: &[T], kind: &FeatureKind, row: impl Fn(&T, &mut [f32]) + Sync) -> Array2<f32> {
+/// parallel (the library's threads, see `kernels::threads`).
+fn featurize_rows<T: Sync>(items: &[T], kind: &FeatureKind, row: impl Fn(&T, &mut [f32]) + Sync + Send) -> Array2<f32> {
     let dim = kind.dim();
     let mut out = vec![0f32; items.len() * dim];
-    out.par_chunks_mut(dim).zip(items.par_iter()).for_each(|(chunk, item)| row(item, chunk));
+    crate::kernels::threads::install(|| out.par_chunks_mut(dim).zip(items.par_iter()).for_each(|(chunk, item)| row(item, chunk)));
     Array2::from_shape_vec((items.len(), dim), out).expect("one row of dim per item")
 }
 

@@ -8,6 +8,7 @@
 //! through ndarray). Results are deterministic and do not depend on the
 //! number of threads (see [`threads`]).
 
+pub mod scratch;
 pub mod threads;
 #[cfg(target_arch = "x86_64")]
 pub mod x86;

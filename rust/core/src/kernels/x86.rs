@@ -106,12 +106,14 @@ enum Strip {
     Packed(*const f32),
 }
 
-/// The 6 × 16 tile: `b` points at `B(k0, j0)`; `ranges` are the k steps to
-/// run (offsets from `k0`). Each entry is one running sum over k (FMA, in
+/// The 6 × 16 tile: `b` points at `B(k0, j0)` (or its packed panel);
+/// `ranges` are the k steps to run (offsets from `k0`); `LOAD_FULL` reads 16
+/// values per k step of `B` unmasked (full or zero-padded panels), `FULL`
+/// stores all 16 columns. Each entry is one running sum over k (FMA, in
 /// order), so no tile shape, position or strip layout changes a result.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn tile_6x16<const FULL: bool>(ranges: &[(usize, usize)], strip: Strip, b: *const f32, rsb: isize, o: &Out) {
+unsafe fn tile_6x16<const LOAD_FULL: bool, const FULL: bool>(ranges: &[(usize, usize)], strip: Strip, b: *const f32, rsb: isize, o: &Out) {
     let (m0, m1) = masks(o.nr);
     let (mut c00, mut c01, mut c10, mut c11, mut c20, mut c21) =
         (_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps());
@@ -122,7 +124,7 @@ unsafe fn tile_6x16<const FULL: bool>(ranges: &[(usize, usize)], strip: Strip, b
         let mut bp = b.offset(start as isize * rsb);
         macro_rules! step {
             ($a0:expr, $a1:expr, $a2:expr, $a3:expr, $a4:expr, $a5:expr) => {{
-                let (b0, b1) = if FULL {
+                let (b0, b1) = if LOAD_FULL {
                     (_mm256_loadu_ps(bp), _mm256_loadu_ps(bp.add(8)))
                 } else {
                     (_mm256_maskload_ps(bp, m0), _mm256_maskload_ps(bp.add(8), m1))
@@ -286,13 +288,64 @@ pub unsafe fn gemm(
         }
         return;
     }
+    thread_local! {
+        static PACKED_B: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    // B is copied into 16-wide panels when several strips will read it (a
+    // panel of one K block then sits contiguously in L1 whatever B's stride).
+    let pack_b = m >= 4 * MR;
+    let run = |packed_b: &mut Vec<f32>| gemm_blocks(m, n, k, a, rsa, csa, b, rsb, c, rsc, epi, segments, pack_b, packed_b);
+    if pack_b {
+        PACKED_B.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut buf) => run(&mut buf),
+            Err(_) => run(&mut Vec::new()),
+        });
+    } else {
+        run(&mut Vec::new());
+    }
+}
+
+/// The K blocks, strips and panels of [`gemm`].
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn gemm_blocks(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: *const f32,
+    rsa: isize,
+    csa: isize,
+    b: *const f32,
+    rsb: isize,
+    c: *mut f32,
+    rsc: isize,
+    epi: &EpilogueF32,
+    segments: Option<&Segments>,
+    pack_b: bool,
+    packed_b: &mut Vec<f32>,
+) {
+    const PANEL: usize = 16;
     let mut packed = [0.0f32; KC * MR];
     let mut ranges: Vec<(usize, usize)> = Vec::with_capacity(8);
+    let panels = n.div_ceil(PANEL);
     let mut k0 = 0;
     while k0 < k {
         let kc = KC.min(k - k0);
         let last = k0 + kc == k;
         let accumulate = epi.accumulate || k0 > 0;
+        if pack_b {
+            // [panel][k][16], zero-padded past n.
+            packed_b.clear();
+            packed_b.resize(panels * kc * PANEL, 0.0);
+            for kk in 0..kc {
+                let src = b.offset((k0 + kk) as isize * rsb);
+                for p in 0..panels {
+                    let (j0, w) = (p * PANEL, PANEL.min(n - p * PANEL));
+                    let dst = packed_b.as_mut_ptr().add((p * kc + kk) * PANEL);
+                    std::ptr::copy_nonoverlapping(src.add(j0), dst, w);
+                }
+            }
+        }
         let mut i0 = 0;
         while i0 < m {
             let mr = MR.min(m - i0);
@@ -314,13 +367,14 @@ pub unsafe fn gemm(
             }
             let base = a.offset(i0 as isize * rsa + k0 as isize * csa);
             let single = m == 1;
-            // Rows past `mr` of a partial strip: packed as zeros (read-only
-            // layouts would read past the matrix).
+            // Rows past `mr` of a partial strip are packed as zeros (reading
+            // them in place would read past the matrix); so are column-major
+            // strips read by several panels (their k steps lie far apart).
             let strip = if single {
                 Strip::Packed(std::ptr::null())
             } else if csa == 1 && mr == MR {
                 Strip::Rows(std::array::from_fn(|i| base.offset(i as isize * rsa)))
-            } else if rsa == 1 && mr == MR {
+            } else if rsa == 1 && mr == MR && n <= PANEL {
                 Strip::Cols(base, csa)
             } else {
                 let mut p = 0;
@@ -337,7 +391,7 @@ pub unsafe fn gemm(
             };
             let bp = b.offset(k0 as isize * rsb);
             let mut j0 = 0;
-            let panel = if single { 64 } else { 16 };
+            let panel = if single { 64 } else { PANEL };
             while j0 < n {
                 let nr = panel.min(n - j0);
                 let o = Out {
@@ -350,11 +404,24 @@ pub unsafe fn gemm(
                     last,
                     epi,
                 };
-                match (single, nr == panel) {
-                    (true, true) => tile_1x64::<true>(&ranges, base, csa, bp.add(j0), rsb, &o),
-                    (true, false) => tile_1x64::<false>(&ranges, base, csa, bp.add(j0), rsb, &o),
-                    (false, true) => tile_6x16::<true>(&ranges, strip, bp.add(j0), rsb, &o),
-                    (false, false) => tile_6x16::<false>(&ranges, strip, bp.add(j0), rsb, &o),
+                if single {
+                    if nr == panel {
+                        tile_1x64::<true>(&ranges, base, csa, bp.add(j0), rsb, &o);
+                    } else {
+                        tile_1x64::<false>(&ranges, base, csa, bp.add(j0), rsb, &o);
+                    }
+                } else if pack_b {
+                    // Packed panels are zero-padded: full-width loads, masked stores.
+                    let panel_b = packed_b.as_ptr().add(j0 / PANEL * kc * PANEL);
+                    if nr == PANEL {
+                        tile_6x16::<true, true>(&ranges, strip, panel_b, PANEL as isize, &o);
+                    } else {
+                        tile_6x16::<true, false>(&ranges, strip, panel_b, PANEL as isize, &o);
+                    }
+                } else if nr == PANEL {
+                    tile_6x16::<true, true>(&ranges, strip, bp.add(j0), rsb, &o);
+                } else {
+                    tile_6x16::<false, false>(&ranges, strip, bp.add(j0), rsb, &o);
                 }
                 j0 += panel;
             }

@@ -6,11 +6,12 @@
 //! `attend = Wo · concat_h ctx_h`. The reported weight of a modality is the
 //! mean of its weight over heads. With one head this is exactly the original.
 
-use super::ops::{linear_backward, masked_softmax_backward, masked_softmax_inplace};
+use super::ops::{linear_backward, masked_softmax_inplace};
+use crate::kernels::{self, Epilogue};
 use crate::modality::NUM_MODALITIES;
 use crate::params::{Init, ParamId, ParamLayout, Params, ParamsMut};
 use crate::real::Real;
-use ndarray::{s, Array1, Array2, Array3, ArrayView2, ArrayView3, Axis};
+use ndarray::{Array2, Array3, ArrayView2, ArrayView3, Axis};
 
 /// `attention.{q,k,v,o}.weight`, each `[E, E]`, no biases.
 #[derive(Debug, Clone)]
@@ -100,34 +101,38 @@ impl ModalityAttention {
     ) -> AttentionTape<T> {
         let (batch, e, heads, d) = (query.nrows(), self.embed_dim, self.num_heads, self.head_dim());
         let flat = emb.to_shape((batch * NUM_MODALITIES, e)).expect("[B, M, E] is reshapeable");
-        let q = query.dot(&params.matrix(self.q).t()); // [B, E]
-        let k = flat.dot(&params.matrix(self.k).t()); // [B·M, E]
-        let v = flat.dot(&params.matrix(self.v).t());
+        let q = project(query, params.matrix_t(self.q).view());
+        let k = project(flat.view(), params.matrix_t(self.k).view());
+        let v = project(flat.view(), params.matrix_t(self.v).view());
         let scale = self.scale::<T>();
 
         let mut head_weights = Array3::zeros((batch, heads, NUM_MODALITIES));
         let mut context = Array2::zeros((batch, e));
+        let (qs, ks, vs) = (slice(&q), slice(&k), slice(&v));
+        let weights = head_weights.as_slice_mut().expect("fresh array");
+        let ctx = context.as_slice_mut().expect("fresh array");
         for b in 0..batch {
             let present = mask.row(b);
-            let keys = k.slice(s![b * NUM_MODALITIES..(b + 1) * NUM_MODALITIES, ..]);
-            let values = v.slice(s![b * NUM_MODALITIES..(b + 1) * NUM_MODALITIES, ..]);
             for h in 0..heads {
-                let qh = q.slice(s![b, h * d..(h + 1) * d]);
-                let mut scores = head_weights.slice_mut(s![b, h, ..]);
-                for m in 0..NUM_MODALITIES {
-                    scores[m] = qh.dot(&keys.slice(s![m, h * d..(h + 1) * d])) * scale;
+                let qh = &qs[b * e + h * d..b * e + (h + 1) * d];
+                let w = &mut weights[(b * heads + h) * NUM_MODALITIES..(b * heads + h + 1) * NUM_MODALITIES];
+                for (m, wm) in w.iter_mut().enumerate() {
+                    let key = &ks[(b * NUM_MODALITIES + m) * e + h * d..][..d];
+                    *wm = kernels::dot(qh, key) * scale;
                 }
-                masked_softmax_inplace(scores.view_mut(), present);
-                let mut ctx = context.slice_mut(s![b, h * d..(h + 1) * d]);
-                for m in 0..NUM_MODALITIES {
-                    let a = scores[m];
+                masked_softmax_inplace(ndarray::ArrayViewMut1::from(&mut *w), present);
+                let out = &mut ctx[b * e + h * d..b * e + (h + 1) * d];
+                for (m, &a) in w.iter().enumerate() {
                     if a != T::zero() {
-                        ctx.scaled_add(a, &values.slice(s![m, h * d..(h + 1) * d]));
+                        let value = &vs[(b * NUM_MODALITIES + m) * e + h * d..][..d];
+                        for (o, &x) in out.iter_mut().zip(value) {
+                            *o += a * x;
+                        }
                     }
                 }
             }
         }
-        let attended = context.dot(&params.matrix(self.o).t());
+        let attended = project(context.view(), params.matrix_t(self.o).view());
         AttentionTape {
             q,
             k,
@@ -153,36 +158,48 @@ impl ModalityAttention {
         let (batch, e, heads, d) = (query.nrows(), self.embed_dim, self.num_heads, self.head_dim());
         let scale = self.scale::<T>();
         linear_backward(tape.context.view(), d_attended, grads.matrix(self.o), None);
-        let d_context = d_attended.dot(&params.matrix(self.o)); // [B, E]
+        let mut d_context = Array2::zeros((batch, e));
+        kernels::gemm(d_attended, params.matrix(self.o), d_context.view_mut(), Epilogue::store());
 
         let mut dq = Array2::zeros((batch, e));
         let mut dk = Array2::zeros((batch * NUM_MODALITIES, e));
         let mut dv = Array2::zeros((batch * NUM_MODALITIES, e));
-        let mut da = Array1::zeros(NUM_MODALITIES);
+        let (qs, ks, vs, dcs) = (slice(&tape.q), slice(&tape.k), slice(&tape.v), slice(&d_context));
+        let all_weights = slice(&tape.head_weights);
+        let (dqs, dks, dvs) = (slice_mut(&mut dq), slice_mut(&mut dk), slice_mut(&mut dv));
+        let mut da = [T::zero(); NUM_MODALITIES];
+        let mut ds = [T::zero(); NUM_MODALITIES];
         for b in 0..batch {
-            let rows = b * NUM_MODALITIES..(b + 1) * NUM_MODALITIES;
             for h in 0..heads {
-                let cols = h * d..(h + 1) * d;
-                let a = tape.head_weights.slice(s![b, h, ..]);
+                let a = &all_weights[(b * heads + h) * NUM_MODALITIES..(b * heads + h + 1) * NUM_MODALITIES];
                 if a.iter().all(|&w| w == T::zero()) {
                     continue; // nothing present: the output did not depend on anything
                 }
-                let dctx = d_context.slice(s![b, cols.clone()]);
-                let values = tape.v.slice(s![rows.clone(), cols.clone()]);
-                let mut dvals = dv.slice_mut(s![rows.clone(), cols.clone()]);
+                let cols = h * d..(h + 1) * d;
+                let dctx = &dcs[b * e..(b + 1) * e][cols.clone()];
                 for m in 0..NUM_MODALITIES {
-                    da[m] = dctx.dot(&values.row(m));
-                    dvals.row_mut(m).scaled_add(a[m], &dctx);
+                    let row = (b * NUM_MODALITIES + m) * e;
+                    da[m] = kernels::dot(dctx, &vs[row..row + e][cols.clone()]);
+                    for (o, &x) in dvs[row..row + e][cols.clone()].iter_mut().zip(dctx) {
+                        *o += a[m] * x;
+                    }
                 }
-                let ds = masked_softmax_backward(a, da.view()) * scale;
-                let keys = tape.k.slice(s![rows.clone(), cols.clone()]);
-                let qh = tape.q.slice(s![b, cols.clone()]);
-                let mut dqh = dq.slice_mut(s![b, cols.clone()]);
-                let mut dkeys = dk.slice_mut(s![rows.clone(), cols.clone()]);
+                // ds = a (da − a·da) · scale (0 for absent modalities, whose a is 0).
+                let mean: T = a.iter().zip(&da).map(|(&w, &g)| w * g).sum();
                 for m in 0..NUM_MODALITIES {
-                    if ds[m] != T::zero() {
-                        dqh.scaled_add(ds[m], &keys.row(m));
-                        dkeys.row_mut(m).scaled_add(ds[m], &qh);
+                    ds[m] = a[m] * (da[m] - mean) * scale;
+                }
+                let qh = &qs[b * e..(b + 1) * e][cols.clone()];
+                for m in 0..NUM_MODALITIES {
+                    if ds[m] == T::zero() {
+                        continue;
+                    }
+                    let row = (b * NUM_MODALITIES + m) * e;
+                    for (o, &x) in dqs[b * e..(b + 1) * e][cols.clone()].iter_mut().zip(&ks[row..row + e][cols.clone()]) {
+                        *o += ds[m] * x;
+                    }
+                    for (o, &x) in dks[row..row + e][cols.clone()].iter_mut().zip(qh) {
+                        *o += ds[m] * x;
                     }
                 }
             }
@@ -191,9 +208,27 @@ impl ModalityAttention {
         linear_backward(query, dq.view(), grads.matrix(self.q), None);
         linear_backward(flat.view(), dk.view(), grads.matrix(self.k), None);
         linear_backward(flat.view(), dv.view(), grads.matrix(self.v), None);
-        let d_query = dq.dot(&params.matrix(self.q));
-        let d_flat = dk.dot(&params.matrix(self.k)) + dv.dot(&params.matrix(self.v));
+        let mut d_query = Array2::zeros((batch, e));
+        kernels::gemm(dq.view(), params.matrix(self.q), d_query.view_mut(), Epilogue::store());
+        let mut d_flat = Array2::zeros((batch * NUM_MODALITIES, e));
+        kernels::gemm(dk.view(), params.matrix(self.k), d_flat.view_mut(), Epilogue::store());
+        kernels::gemm(dv.view(), params.matrix(self.v), d_flat.view_mut(), Epilogue::add());
         let d_emb = d_flat.into_shape_with_order((batch, NUM_MODALITIES, e)).expect("B·M·E values");
         (d_query, d_emb)
     }
+}
+
+/// `x · wt` into a fresh array (`wt` the transposed weight `[in, out]`).
+fn project<T: Real>(x: ArrayView2<T>, wt: ArrayView2<T>) -> Array2<T> {
+    let mut out = Array2::zeros((x.nrows(), wt.ncols()));
+    kernels::gemm(x, wt, out.view_mut(), Epilogue::store());
+    out
+}
+
+fn slice<T, D: ndarray::Dimension>(a: &ndarray::Array<T, D>) -> &[T] {
+    a.as_slice().expect("standard layout")
+}
+
+fn slice_mut<T, D: ndarray::Dimension>(a: &mut ndarray::Array<T, D>) -> &mut [T] {
+    a.as_slice_mut().expect("standard layout")
 }

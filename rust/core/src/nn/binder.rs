@@ -11,6 +11,7 @@
 //! Both have `binder.bias [1]`. Forward and backward side by side.
 
 use super::ops::sigmoid;
+use crate::kernels::{self, Epilogue};
 use crate::error::{Error, Result};
 use crate::modality::NUM_MODALITIES;
 use crate::params::{Init, ParamId, ParamLayout, Params, ParamsMut};
@@ -45,6 +46,16 @@ impl BinderKind {
             )
         })
     }
+}
+
+/// What every binder logit needs from one embedding (see
+/// [`CrossModalBinder::factors`]).
+#[derive(Debug, Clone)]
+pub enum BinderFactors<T> {
+    /// `w_a · x` and `w_b · x` per row.
+    Additive { left: Vec<T>, right: Vec<T> },
+    /// `x W` per row, `[N, E]`.
+    Bilinear { xw: Array2<T> },
 }
 
 /// `binder.weight` (`[1, 2E]` additive, `[E, E]` bilinear), `binder.bias [1]`.
@@ -150,6 +161,82 @@ impl CrossModalBinder {
             }
         }
         out
+    }
+
+    /// What every logit needs from each row of `x [N, E]`, computed once per
+    /// row however many pairs the row takes part in.
+    pub fn factors<T: Real>(&self, params: Params<T>, x: ArrayView2<T>) -> BinderFactors<T> {
+        match self.kind {
+            BinderKind::Additive => {
+                let (wa, wb) = self.additive_halves(params);
+                BinderFactors::Additive { left: x.dot(&wa).to_vec(), right: x.dot(&wb).to_vec() }
+            }
+            BinderKind::Bilinear => {
+                let mut xw = Array2::zeros(x.dim());
+                kernels::gemm(x, params.matrix(self.weight), xw.view_mut(), Epilogue::store());
+                BinderFactors::Bilinear { xw }
+            }
+        }
+    }
+
+    /// Logit of the pair of rows `(a, b)` of `x`, from its [`Self::factors`];
+    /// `bias` is `binder.bias`.
+    #[inline]
+    pub fn pair_logit<T: Real>(&self, factors: &BinderFactors<T>, x: ArrayView2<T>, a: usize, b: usize, bias: T) -> T {
+        match factors {
+            BinderFactors::Additive { left, right } => left[a] + right[b] + bias,
+            BinderFactors::Bilinear { xw } => match (xw.row(a).to_slice(), x.row(b).to_slice()) {
+                (Some(p), Some(q)) => kernels::dot(p, q) + bias,
+                _ => xw.row(a).dot(&x.row(b)) + bias,
+            },
+        }
+    }
+
+    /// Backward of [`Self::pair_logit`] over many pairs of rows of `x`:
+    /// `pairs[k] = (a, b)` with gradient `d_logits[k]`. Accumulates `dW`,
+    /// `dc`; returns the gradient on `x [N, E]`. Each row's share is summed
+    /// first (additive: `Σ dz` per row; bilinear: `Σ dz · x_b` per row), so
+    /// the cost is one pass over the pairs plus products of `[N, E]`.
+    pub fn pairs_backward<T: Real>(
+        &self,
+        params: Params<T>,
+        x: ArrayView2<T>,
+        factors: &BinderFactors<T>,
+        pairs: &[(usize, usize)],
+        d_logits: &[T],
+        grads: &mut ParamsMut<T>,
+    ) -> Array2<T> {
+        let (rows, e) = x.dim();
+        let (mut dw, mut dc) = grads.weight_and_bias(self.weight, self.bias);
+        dc[0] += d_logits.iter().copied().sum::<T>();
+        match factors {
+            BinderFactors::Additive { .. } => {
+                // z = w_a · a + w_b · b + c: per row, the summed dz as `a` and as `b`.
+                let mut d_left = Array1::zeros(rows);
+                let mut d_right = Array1::zeros(rows);
+                for (&(a, b), &dz) in pairs.iter().zip(d_logits) {
+                    d_left[a] += dz;
+                    d_right[b] += dz;
+                }
+                let mut row = dw.row_mut(0);
+                row.slice_mut(s![..e]).scaled_add(T::one(), &x.t().dot(&d_left));
+                row.slice_mut(s![e..]).scaled_add(T::one(), &x.t().dot(&d_right));
+                let (wa, wb) = self.additive_halves(params);
+                Array2::from_shape_fn((rows, e), |(r, k)| d_left[r] * wa[k] + d_right[r] * wb[k])
+            }
+            BinderFactors::Bilinear { xw } => {
+                // z = aᵀ W b: u_a = Σ dz b (so da = W u_a, dW = Σ a u_aᵀ) and db = Σ dz (aᵀ W).
+                let mut u = Array2::zeros((rows, e));
+                let mut dx = Array2::zeros((rows, e));
+                for (&(a, b), &dz) in pairs.iter().zip(d_logits) {
+                    u.row_mut(a).scaled_add(dz, &x.row(b));
+                    dx.row_mut(b).scaled_add(dz, &xw.row(a));
+                }
+                kernels::gemm_reduce_rows(x, u.view(), dw.view_mut());
+                kernels::gemm(u.view(), params.matrix_t(self.weight).view(), dx.view_mut(), Epilogue::add());
+                dx
+            }
+        }
     }
 
     /// The additive binder's `w` split into the halves applied to `a` and `b`.

@@ -1,0 +1,38 @@
+"""How many threads the library computes with.
+
+One pool of worker threads serves the model's kernels (batched forward,
+training step) and the batched featurisers. Its default size is
+``GRAPHEME_MM_NUM_THREADS``, else ``RAYON_NUM_THREADS``, else the number of
+CPUs the process may use. Results do not depend on the thread count: work is
+split at boundaries fixed by the problem size and partial sums are combined
+in a fixed order, so the same inputs give the same bits on 1 thread or 16.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+from . import _core
+
+__all__ = ["get_num_threads", "set_num_threads"]
+
+
+def set_num_threads(n: int) -> None:
+    """Use ``n`` threads (``n >= 1``) for the calls that start afterwards.
+
+    >>> import grapheme_multimodal as gm
+    >>> before = gm.get_num_threads()
+    >>> gm.set_num_threads(1); gm.get_num_threads()
+    1
+    >>> gm.set_num_threads(before)
+    """
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral):
+        raise TypeError(f"n: expected a positive int, got {type(n).__name__}")
+    if n < 1:
+        raise ValueError(f"n: expected a positive number of threads, got {n}")
+    _core.set_num_threads(int(n))
+
+
+def get_num_threads() -> int:
+    """The number of threads the library computes with."""
+    return _core.get_num_threads()
