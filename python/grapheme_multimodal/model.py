@@ -139,10 +139,7 @@ class LearnableMultiModal:
 
     def fuse_event(self, event: MultiModalEvent) -> np.ndarray:
         """The fused unit embedding ``[E]`` of ``event``."""
-        emb, mask = self._encoded(event)
-        if not mask.any():
-            raise ValueError(f"event: event {event.id} has no components; expected at least one to fuse")
-        return self._core.fuse(emb, mask)[0]
+        return self._fused(event)
 
     def compute_bindings(self, event: MultiModalEvent) -> List[CrossModalBinding]:
         """One binding per unordered pair of present modalities (slot order),
@@ -607,18 +604,42 @@ class LearnableMultiModal:
 
     def _encoded(self, event: MultiModalEvent) -> Tuple[np.ndarray, np.ndarray]:
         """``(embeddings [1, 7, E], mask [1, 7])`` of ``event``, cached."""
+        return self._event_entry(event)[1]
+
+    def _fused(self, event: MultiModalEvent) -> np.ndarray:
+        """The fused ``[E]`` of ``event`` (computed with its embeddings, cached; a copy)."""
+        fused = self._event_entry(event)[2]
+        if fused is None:
+            raise ValueError(f"event: event {event.id} has no components; expected at least one to fuse")
+        return fused.copy()
+
+    def _event_entry(self, event: MultiModalEvent) -> tuple:
+        """The cache entry ``(key, (embeddings, mask), fused or None)`` of
+        ``event``: one Rust call featurises, encodes, pools and fuses it."""
         if not isinstance(event, MultiModalEvent):
             raise TypeError(f"event: expected MultiModalEvent, got {type(event).__name__}")
-        key = (event._version, tuple((id(c), id(getattr(c, "graph", None)), c.confidence) for c in event.components))
+        components = event.components
+        key = (event._version, [(id(c), id(getattr(c, "graph", None)), c.confidence) for c in components])
         hit = self._cache.get(event)
         if hit is not None and hit[0] == key:
-            return hit[1]
-        parts = self._event_parts(event)
-        emb = self._core.encode_components(1, parts)
-        mask = np.array([[part is not None for part in parts]])
-        result = (emb, mask)
-        self._cache[event] = (key, result)
-        return result
+            return hit
+        items = [
+            (c.modality.value, c.graph._g if type(c) is ModalGraph else c.features, c.confidence)
+            for c in components
+        ]
+        emb, mask, fused = self._core.encode_event(event.id, items, self._featurizer_spec())
+        entry = (key, (emb, mask), fused)
+        self._cache[event] = entry
+        return entry
+
+    def _featurizer_spec(self) -> list:
+        """Each modality's graph featuriser as ``(kind, dim, iterations)`` for the core."""
+        spec = self.__dict__.get("_featurizers_for")
+        if spec is None or spec[0] is not self.config:
+            features = [(f.kind, f.dim, f.iterations) for f in self.config.graph_features]
+            spec = (self.config, features)
+            self.__dict__["_featurizers_for"] = spec
+        return spec[1]
 
     def _event_parts(self, event: MultiModalEvent) -> list:
         """The component form of one event: per modality ``(x [k, d], rows, confidences)``."""

@@ -83,29 +83,29 @@ impl<'a, T: Real> EncoderInput<'a, T> {
         let mut modalities: [Option<ModalityInput<'a, T>>; NUM_MODALITIES] = Default::default();
         for (m, (slot, part)) in modalities.iter_mut().zip(parts).enumerate() {
             let Some((x, rows, weights)) = part else { continue };
-            let arg = input_arg(m);
+            let arg = || input_arg(m);
             if rows.len() != x.nrows() {
                 return Err(Error::invalid(
-                    &arg,
+                    arg(),
                     format!("has {} rows but {} row indices were given", x.nrows(), rows.len()),
                 ));
             }
             if let Some(&r) = rows.iter().find(|&&r| r >= batch_size) {
                 return Err(Error::invalid(
-                    &arg,
+                    arg(),
                     format!("row index {r} is out of range for a batch of {batch_size}"),
                 ));
             }
             if let Some(w) = &weights {
                 if w.len() != rows.len() {
                     return Err(Error::invalid(
-                        &arg,
+                        arg(),
                         format!("{} weights given for {} components", w.len(), rows.len()),
                     ));
                 }
                 if let Some(v) = w.iter().find(|v| !(v.is_finite() && **v >= T::zero())) {
                     return Err(Error::invalid(
-                        &arg,
+                        arg(),
                         format!("component weight {v} is invalid; expected a finite number >= 0"),
                     ));
                 }

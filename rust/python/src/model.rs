@@ -5,9 +5,11 @@
 use crate::errors::IntoPyResult;
 use grapheme_multimodal::objectives::{Losses, Objective, ObjectiveWeights, NUM_OBJECTIVES};
 use grapheme_multimodal::training::{EmbeddingSource, OptimizerState, TrainBatch};
+use crate::graph::PyGraph;
+use grapheme_multimodal::features::FeatureKind;
 use grapheme_multimodal::{BinderKind, Config, EncoderInput, LearnableMultiModal, Modality, Normalizer, NUM_MODALITIES};
 use ndarray::{Array2, ArrayView2};
-use numpy::{IntoPyArray, PyArray1, PyArray2, PyArray3, PyArrayDyn, PyReadonlyArray1, PyReadonlyArray2, PyReadonlyArray3, PyReadonlyArrayDyn};
+use numpy::{IntoPyArray, PyArray1, ToPyArray, PyArray2, PyArray3, PyArrayDyn, PyReadonlyArray1, PyReadonlyArray2, PyReadonlyArray3, PyReadonlyArrayDyn};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
@@ -158,6 +160,90 @@ impl PyModel {
             self.inner.encode(&input)
         });
         Ok(emb.py()?.into_pyarray(py))
+    }
+
+    /// One event in one call: `components` are `(modality index, item,
+    /// confidence)` with `item` a `_core.Graph` (featurised with
+    /// `featurizers[m] = (kind, dim, iterations)`) or a float vector;
+    /// several components of a modality are pooled by confidence. Returns
+    /// `(embeddings [1, M, E], mask [1, M], fused [E] or None when nothing is
+    /// present)`. `event_id` only names the event in error messages.
+    #[allow(clippy::type_complexity)]
+    fn encode_event<'py>(
+        &self,
+        py: Python<'py>,
+        event_id: Bound<'py, PyAny>,
+        components: Vec<(usize, Bound<'py, PyAny>, f32)>,
+        featurizers: Bound<'py, PyAny>,
+    ) -> PyResult<(Bound<'py, PyArray3<f32>>, Bound<'py, PyArray2<bool>>, Option<Bound<'py, PyArray1<f32>>>)> {
+        let dims = self.inner.config().input_dims;
+        let event = || event_id.str().map(|s| s.to_string()).unwrap_or_else(|_| "?".into());
+        let mut rows: [Vec<f32>; NUM_MODALITIES] = Default::default();
+        let mut weights: [Vec<f32>; NUM_MODALITIES] = Default::default();
+        for (m, item, confidence) in &components {
+            let m = *m;
+            let Some(&dim) = dims.get(m) else {
+                return Err(PyValueError::new_err(format!("event {}: modality index {m} is out of range; expected 0..6", event())));
+            };
+            let name = Modality::ALL[m].name();
+            let start = rows[m].len();
+            if let Ok(graph) = item.cast::<PyGraph>() {
+                let (kind, fdim, iterations): (pyo3::pybacked::PyBackedStr, Option<i64>, Option<i64>) = featurizers.get_item(m)?.extract()?;
+                let kind = FeatureKind::parse(&kind, fdim, iterations).py()?;
+                if kind.dim() != dim {
+                    return Err(PyValueError::new_err(format!(
+                        "event {}: modality {name} takes {dim}-long feature vectors, but a ModalGraph ({} graph features) was given",
+                        event(),
+                        kind.dim()
+                    )));
+                }
+                rows[m].resize(start + dim, 0.0);
+                kind.features_into(&graph.get().inner, &mut rows[m][start..]);
+            } else {
+                let values: Vec<f32> = match item.extract::<PyReadonlyArray1<'py, f32>>() {
+                    Ok(a) => a.as_array().to_vec(),
+                    Err(_) => match item.extract::<PyReadonlyArrayDyn<'py, f64>>() {
+                        Ok(a) if a.as_array().ndim() == 1 => a.as_array().iter().map(|&v| v as f32).collect(),
+                        _ => {
+                            let shape = item.getattr("shape").and_then(|s| s.str()).map(|s| s.to_string()).unwrap_or_else(|_| "?".into());
+                            return Err(PyValueError::new_err(format!(
+                                "event {}: modality {name} takes {dim}-long feature vectors, got ModalFeatures of shape {shape}",
+                                event()
+                            )));
+                        }
+                    },
+                };
+                if values.len() != dim {
+                    return Err(PyValueError::new_err(format!(
+                        "event {}: modality {name} takes {dim}-long feature vectors, got ModalFeatures of shape ({},)",
+                        event(),
+                        values.len()
+                    )));
+                }
+                rows[m].extend_from_slice(&values);
+            }
+            weights[m].push(*confidence);
+        }
+        let parts: [Option<(Array2<f32>, Vec<usize>, Option<Vec<f32>>)>; NUM_MODALITIES] = std::array::from_fn(|m| {
+            let k = weights[m].len();
+            (k > 0).then(|| {
+                let x = Array2::from_shape_vec((k, dims[m]), std::mem::take(&mut rows[m])).expect("k rows of dim");
+                (x, vec![0; k], Some(std::mem::take(&mut weights[m])))
+            })
+        });
+        let (emb, mask, fused) = py
+            .detach(|| {
+                let input = EncoderInput::components(1, parts)?;
+                let mask = input.mask();
+                let (emb, fused) = self.inner.encode_and_fuse(&input)?;
+                Ok::<_, grapheme_multimodal::Error>((emb, mask, fused))
+            })
+            .py()?;
+        // Small arrays: numpy-owned copies are cheaper to make than views of
+        // Rust buffers.
+        let any = mask.iter().any(|&p| p);
+        let fused = any.then(|| fused.row(0).to_pyarray(py));
+        Ok((emb.to_pyarray(py), mask.to_pyarray(py), fused))
     }
 
     /// `(embeddings [B, M, E], fused [B, E])` in one call.

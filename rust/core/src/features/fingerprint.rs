@@ -12,19 +12,31 @@ pub const FINGERPRINT_DIM: usize = 18;
 
 /// The activation bucket of the SPEC, `floor(clamp(a*7, 0, 7))`, in 0..8.
 pub fn activation_bucket(activation: f32) -> usize {
-    (activation * 7.0).clamp(0.0, 7.0).floor() as usize
+    // `as usize` truncates, which is `floor` for the clamped (≥ 0) value
+    // (and maps NaN to 0 as well), without a call to `floorf`.
+    (activation * 7.0).clamp(0.0, 7.0) as usize
 }
 
 /// The 18 SPEC features of `graph`.
 pub fn fingerprint(graph: &Graph) -> [f32; FINGERPRINT_DIM] {
     let mut counts = [0usize; FINGERPRINT_DIM];
+    let mut buckets = [0usize; 8];
     for &a in graph.activations() {
-        counts[2 + activation_bucket(a)] += 1;
+        buckets[activation_bucket(a).min(7)] += 1;
     }
-    for d in graph.out_degrees() {
-        counts[10 + d.min(7)] += 1;
+    counts[2..10].copy_from_slice(&buckets);
+    // Out-degrees saturate at 7: count them in bytes (no per-node usize).
+    let n = graph.node_count();
+    let mut degree = vec![0u8; n];
+    for &(s, _) in graph.edges() {
+        degree[s] = degree[s].saturating_add(1);
     }
-    scale(counts, graph.node_count(), graph.edge_count())
+    let mut by_degree = [0usize; 8];
+    for &d in &degree {
+        by_degree[usize::from(d.min(7))] += 1;
+    }
+    counts[10..18].copy_from_slice(&by_degree);
+    scale(counts, n, graph.edge_count())
 }
 
 /// The fingerprint of `Graph::from_text_units(text, unit)` from its number

@@ -88,12 +88,20 @@ impl FeatureKind {
     }
 }
 
+/// Batches smaller than this are featurised on the calling thread.
+const PARALLEL_MIN_ITEMS: usize = 16;
+
 /// Featurises `items` into `[N, dim]`, one row per item, rows computed in
 /// parallel (the library's threads, see `kernels::threads`).
 fn featurize_rows<T: Sync>(items: &[T], kind: &FeatureKind, row: impl Fn(&T, &mut [f32]) + Sync + Send) -> Array2<f32> {
     let dim = kind.dim();
     let mut out = vec![0f32; items.len() * dim];
-    crate::kernels::threads::install(|| out.par_chunks_mut(dim).zip(items.par_iter()).for_each(|(chunk, item)| row(item, chunk)));
+    if items.len() < PARALLEL_MIN_ITEMS {
+        // Handing a few rows to the pool costs more than computing them here.
+        out.chunks_mut(dim).zip(items).for_each(|(chunk, item)| row(item, chunk));
+    } else {
+        crate::kernels::threads::install(|| out.par_chunks_mut(dim).zip(items.par_iter()).for_each(|(chunk, item)| row(item, chunk)));
+    }
     Array2::from_shape_vec((items.len(), dim), out).expect("one row of dim per item")
 }
 

@@ -325,7 +325,9 @@ unsafe fn gemm_blocks(
     packed_b: &mut Vec<f32>,
 ) {
     const PANEL: usize = 16;
-    let mut packed = [0.0f32; KC * MR];
+    // Written before it is read (only strips that need packing use it).
+    let mut packed = std::mem::MaybeUninit::<[f32; KC * MR]>::uninit();
+    let packed = packed.as_mut_ptr() as *mut f32;
     let mut ranges: Vec<(usize, usize)> = Vec::with_capacity(8);
     let panels = n.div_ceil(PANEL);
     let mut k0 = 0;
@@ -382,12 +384,12 @@ unsafe fn gemm_blocks(
                     for kk in start..start + len {
                         let col = base.offset(kk as isize * csa);
                         for i in 0..MR {
-                            packed[p + i] = if i < mr { *col.offset(i as isize * rsa) } else { 0.0 };
+                            *packed.add(p + i) = if i < mr { *col.offset(i as isize * rsa) } else { 0.0 };
                         }
                         p += MR;
                     }
                 }
-                Strip::Packed(packed.as_ptr())
+                Strip::Packed(packed)
             };
             let bp = b.offset(k0 as isize * rsb);
             let mut j0 = 0;
