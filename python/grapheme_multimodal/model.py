@@ -77,8 +77,12 @@ class LearnableMultiModal:
             if len(sizes) > 1:
                 raise ValueError(f"inputs: arrays have different numbers of rows {sorted(sizes)}; expected one batch size")
             batch = sizes.pop()
-            mask_arr = np.zeros((batch, NUM_MODALITIES), dtype=bool)
-            mask_arr[:, [m for m, a in enumerate(arrays) if a is not None]] = True
+            present = [m for m, a in enumerate(arrays) if a is not None]
+            if len(present) == NUM_MODALITIES:
+                mask_arr = np.ones((batch, NUM_MODALITIES), dtype=bool)
+            else:
+                mask_arr = np.zeros((batch, NUM_MODALITIES), dtype=bool)
+                mask_arr[:, present] = True
         else:
             mask_arr = as_mask(mask, None)
             batch = mask_arr.shape[0]
@@ -563,27 +567,33 @@ class LearnableMultiModal:
         arrays: List[Optional[np.ndarray]] = [None] * NUM_MODALITIES
         if isinstance(inputs, Mapping):
             items = [(Modality.parse(k), v) for k, v in inputs.items()]
+        elif isinstance(inputs, (list, tuple)) and len(inputs) == NUM_MODALITIES:
+            items = list(zip(_MODALITIES, inputs))  # the common case first: no ABC check
         elif isinstance(inputs, Sequence) and not isinstance(inputs, (str, bytes)) and len(inputs) == NUM_MODALITIES:
-            items = [(m, v) for m, v in zip(Modality, inputs)]
+            items = list(zip(_MODALITIES, inputs))
         else:
             raise TypeError(
                 f"inputs: expected a mapping modality -> array or a sequence of 7 arrays/None, got {describe(inputs)}"
             )
+        input_dims = self.config.input_dims
         for m, value in items:
             if value is None:
                 continue
-            name = f"inputs[{str(m)!r}]"
-            dim = self.config.input_dims[m.index]
-            if isinstance(value, (list, tuple)) and value and all(isinstance(g, Graph) for g in value):
-                featurizer = self.config.graph_features[m.index]
+            i = m.value
+            name = _INPUT_NAMES[i]
+            dim = input_dims[i]
+            if type(value) is np.ndarray:
+                arrays[i] = as_float32(value, name, 2, (None, dim))
+            elif isinstance(value, (list, tuple)) and value and all(isinstance(g, Graph) for g in value):
+                featurizer = self.config.graph_features[i]
                 if dim != featurizer.dim:
                     raise ValueError(
                         f"{name}: got graphs ({featurizer.dim} {featurizer.kind} features each) "
                         f"but modality {m} takes {dim}-long feature vectors"
                     )
-                arrays[m.index] = featurizer(value)
+                arrays[i] = featurizer(value)
             else:
-                arrays[m.index] = as_float32(value, name, 2, (None, dim))
+                arrays[i] = as_float32(value, name, 2, (None, dim))
         return arrays
 
     def _embeddings_and_mask(self, embeddings: Any, mask: Any) -> Tuple[np.ndarray, np.ndarray]:
@@ -678,6 +688,11 @@ class LearnableMultiModal:
 
 def _name(m: int) -> str:
     return _core.MODALITY_NAMES[m]
+
+
+_MODALITIES = tuple(Modality)
+#: The argument name of each modality's input, as error messages show it.
+_INPUT_NAMES = tuple(f"inputs[{str(m)!r}]" for m in Modality)
 
 
 class _CoreBatch:

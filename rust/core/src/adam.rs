@@ -115,18 +115,26 @@ impl<T: Real> Adam<T> {
         let bias2_sqrt = T::c(bias2_sqrt);
         let decay = T::c(1.0 - lr * settings.weight_decay);
         let decays = settings.weight_decay != 0.0;
-        let scale = clip.unwrap_or(T::one());
-        let clips = clip.is_some();
-        // One branch-free pass per setting (vectorised by the compiler).
-        let n = params.len();
-        let (p, m, v, g) = (&mut params[..n], &mut self.m[..n], &mut self.v[..n], &grads[..n]);
-        for i in 0..n {
-            let gi = if clips { g[i] * scale } else { g[i] };
-            m[i] = b1 * m[i] + one_b1 * gi;
-            v[i] = b2 * v[i] + one_b2 * gi * gi;
-            let pi = if decays { p[i] * decay } else { p[i] };
-            p[i] = pi - step_size * m[i] / (v[i].sqrt() / bias2_sqrt + eps);
-        }
+        let moments = Moments { b1, b2, one_b1, one_b2, step_size, bias2_sqrt, eps, decay: decays.then_some(decay), scale: clip };
+        // Fixed chunks, one task each (the update is element-wise, so the
+        // split changes nothing but where each chunk's state is cached).
+        let chunks: Vec<_> = params
+            .chunks_mut(ADAM_CHUNK)
+            .zip(self.m.chunks_mut(ADAM_CHUNK))
+            .zip(self.v.chunks_mut(ADAM_CHUNK))
+            .zip(grads.chunks(ADAM_CHUNK))
+            .collect();
+        crate::kernels::threads::for_each_item(chunks, |(((p, m), v), g)| {
+            // 8 lanes where AVX2 is available: the same IEEE operations, so
+            // the same bits as the portable pass.
+            #[cfg(target_arch = "x86_64")]
+            if crate::kernels::x86_ok() {
+                // SAFETY: AVX2 and FMA checked.
+                unsafe { adam_pass_avx2(p, m, v, g, &moments) };
+                return;
+            }
+            adam_pass(p, m, v, g, &moments);
+        });
         Ok(StepReport {
             grad_norm,
             clipped: clip.is_some(),
@@ -134,23 +142,89 @@ impl<T: Real> Adam<T> {
     }
 }
 
-/// `‖g‖₂` accumulated in f64, in 8 interleaved partial sums (vectorisable;
-/// the order is fixed, so the value is too).
+/// Scalars per task of the update. Large models are split across threads
+/// (each core's share of the weights and moments then stays in its own
+/// cache); the default model (70 k scalars) runs in one task on the calling
+/// thread: waking the pool for it costs more than it saves, and idle
+/// workers that spin afterwards slow the serial work of the next step.
+const ADAM_CHUNK: usize = 1 << 18;
+
+/// The constants of one Adam update.
+struct Moments<T> {
+    b1: T,
+    b2: T,
+    one_b1: T,
+    one_b2: T,
+    step_size: T,
+    bias2_sqrt: T,
+    eps: T,
+    /// `1 − lr λ` with weight decay.
+    decay: Option<T>,
+    /// The clipping factor when the gradient is clipped.
+    scale: Option<T>,
+}
+
+/// One pass of Adam over the flat buffers (a branch-free loop per setting,
+/// vectorised by the compiler).
+#[inline(always)]
+fn adam_pass<T: Real>(p: &mut [T], m: &mut [T], v: &mut [T], g: &[T], c: &Moments<T>) {
+    let n = p.len();
+    assert!(m.len() == n && v.len() == n && g.len() == n, "Adam: buffer lengths differ");
+    let (scale, clips) = (c.scale.unwrap_or(T::one()), c.scale.is_some());
+    let (decay, decays) = (c.decay.unwrap_or(T::one()), c.decay.is_some());
+    for (((p, m), v), &g) in p.iter_mut().zip(m.iter_mut()).zip(v.iter_mut()).zip(g) {
+        let g = if clips { g * scale } else { g };
+        *m = c.b1 * *m + c.one_b1 * g;
+        *v = c.b2 * *v + c.one_b2 * g * g;
+        let q = if decays { *p * decay } else { *p };
+        *p = q - c.step_size * *m / (v.sqrt() / c.bias2_sqrt + c.eps);
+    }
+}
+
+/// [`adam_pass`] compiled for AVX2.
+///
+/// # Safety
+/// AVX2 and FMA must be available.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn adam_pass_avx2<T: Real>(p: &mut [T], m: &mut [T], v: &mut [T], g: &[T], c: &Moments<T>) {
+    adam_pass(p, m, v, g, c)
+}
+
+/// `‖g‖₂` (NaN or infinite when a gradient is); the order of the sums is
+/// fixed, so the value is too.
 pub fn global_norm<T: Real>(grads: &[T]) -> f64 {
-    let mut acc = [0.0f64; 8];
-    let chunks = grads.chunks_exact(8);
-    let tail = chunks.remainder();
-    for c in chunks {
-        for l in 0..8 {
-            let x = c[l].to_f64().unwrap_or(f64::NAN);
-            acc[l] += x * x;
-        }
+    #[cfg(target_arch = "x86_64")]
+    let norm = if crate::kernels::x86_ok() {
+        // SAFETY: AVX2 and FMA checked.
+        unsafe { global_norm_avx2(grads) }
+    } else {
+        global_norm_pass(grads)
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let norm = global_norm_pass(grads);
+    if norm.is_finite() || !grads.iter().all(|g| g.is_finite()) {
+        return norm;
     }
-    for (l, g) in tail.iter().enumerate() {
-        let x = g.to_f64().unwrap_or(f64::NAN);
-        acc[l] += x * x;
+    // Finite values whose squares overflow `T` within a block: in f64.
+    grads.iter().map(|g| g.to_f64().unwrap_or(f64::NAN).powi(2)).sum::<f64>().sqrt()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn global_norm_avx2<T: Real>(grads: &[T]) -> f64 {
+    global_norm_pass(grads)
+}
+
+/// Squares summed in `T`, 8 lanes, over blocks of 256 values; the blocks'
+/// sums added in f64 (so the rounding of `T` only acts within a block).
+#[inline(always)]
+fn global_norm_pass<T: Real>(grads: &[T]) -> f64 {
+    let mut total = 0.0f64;
+    for block in grads.chunks(256) {
+        total += crate::kernels::sum_squares(block).to_f64().unwrap_or(f64::NAN);
     }
-    (((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]))).sqrt()
+    total.sqrt()
 }
 
 #[cfg(test)]
@@ -208,6 +282,16 @@ mod tests {
         assert!(report.clipped);
         // The moments saw the clipped gradient g·1/(5+1e-6).
         assert!((adam.m[0] - 0.1 * 3.0 / (5.0 + 1e-6)).abs() < 1e-15);
+    }
+
+    #[test]
+    fn the_norm_survives_squares_beyond_f32() {
+        let g = vec![3e20f32, 4e20];
+        assert!((global_norm(&g) / 5e20 - 1.0).abs() < 1e-6);
+        assert!(global_norm(&[1.0f32, f32::NAN]).is_nan());
+        let many: Vec<f32> = (0..1000).map(|i| (i % 7) as f32 - 3.0).collect();
+        let exact = many.iter().map(|&v| (v as f64).powi(2)).sum::<f64>().sqrt();
+        assert!((global_norm(&many) - exact).abs() < 1e-9 * exact);
     }
 
     #[test]

@@ -144,7 +144,7 @@ impl ParamLayout {
     /// A buffer in which every 2-D tensor `[rows, cols]` of `data` is stored
     /// transposed (`[cols, rows]`, row-major) at its own offset; other
     /// tensors are left zero. Products `x · Wᵀ` read `Wᵀ` row by row.
-    pub fn transpose_matrices<T: Copy + Default>(&self, data: &[T]) -> Vec<T> {
+    pub fn transpose_matrices<T: Copy + Default + 'static>(&self, data: &[T]) -> Vec<T> {
         let mut out = Vec::new();
         self.transpose_matrices_into(data, &mut out);
         out
@@ -152,7 +152,7 @@ impl ParamLayout {
 
     /// [`Self::transpose_matrices`] into a buffer that may be reused (its
     /// non-matrix entries are left as they are).
-    pub fn transpose_matrices_into<T: Copy + Default>(&self, data: &[T], out: &mut Vec<T>) {
+    pub fn transpose_matrices_into<T: Copy + Default + 'static>(&self, data: &[T], out: &mut Vec<T>) {
         out.resize(self.len, T::default());
         for spec in self.specs.iter().filter(|s| s.shape.len() == 2) {
             let (rows, cols) = (spec.shape[0], spec.shape[1]);
@@ -178,7 +178,15 @@ pub struct Params<'a, T> {
 
 /// `dst [cols, rows] = srcᵀ` for a row-major `src [rows, cols]`, in 8 × 8
 /// blocks (both sides stay in cache lines).
-pub fn transpose<T: Copy>(src: &[T], rows: usize, cols: usize, dst: &mut [T]) {
+pub fn transpose<T: Copy + 'static>(src: &[T], rows: usize, cols: usize, dst: &mut [T]) {
+    #[cfg(target_arch = "x86_64")]
+    if let (Some(s), Some(d)) = (crate::kernels::as_f32(src), crate::kernels::as_f32_mut(dst)) {
+        if crate::kernels::x86_ok() {
+            // SAFETY: AVX2 checked; the lengths are checked inside.
+            unsafe { crate::kernels::x86::transpose(s, rows, cols, d) };
+            return;
+        }
+    }
     const B: usize = 8;
     assert!(src.len() >= rows * cols && dst.len() >= rows * cols, "transpose: buffers too short");
     for r0 in (0..rows).step_by(B) {
@@ -214,7 +222,7 @@ impl<'a, T> Params<'a, T> {
     /// borrowed from the model's cache when there is one, else computed.
     pub fn matrix_t(&self, id: ParamId) -> CowArray<'a, T, Ix2>
     where
-        T: Copy + Default,
+        T: Copy + Default + 'static,
     {
         let spec = self.layout.spec(id);
         let (rows, cols) = (spec.shape[0], spec.shape[1]);

@@ -107,6 +107,19 @@ pub fn gemm_segments<T: Real>(a: ArrayView2<T>, b: ArrayView2<T>, mut c: ArrayVi
 
 /// [`gemm_segments`] on the calling thread.
 pub fn gemm_serial<T: Real>(a: ArrayView2<T>, b: ArrayView2<T>, mut c: ArrayViewMut2<T>, epi: Epilogue<T>, zeros: Option<ZeroBlocks>) {
+    if a.ncols() == 1 && epi.alpha == T::one() && epi.bias.is_none() && !epi.leaky {
+        // A rank-1 update (e.g. a weight gradient from one row): `c (+)= a b`
+        // row by row — the same roundings as the tiles (one product, then
+        // one addition), without their per-tile overhead.
+        #[cfg(target_arch = "x86_64")]
+        if x86_ok() {
+            // SAFETY: AVX2 checked.
+            unsafe { rank1_avx2(a, b, c, epi.accumulate) };
+            return;
+        }
+        rank1(a, b, c, epi.accumulate);
+        return;
+    }
     #[cfg(target_arch = "x86_64")]
     if is_f32::<T>() && gemm_f32_x86(a, b, c.view_mut(), &epi, zeros) {
         return;
@@ -127,6 +140,26 @@ pub fn gemm_serial<T: Real>(a: ArrayView2<T>, b: ArrayView2<T>, mut c: ArrayView
             }
         }
     }
+}
+
+/// `c (+)= a[:, 0] ⊗ b[0, :]`.
+#[inline(always)]
+fn rank1<T: Real>(a: ArrayView2<T>, b: ArrayView2<T>, mut c: ArrayViewMut2<T>, accumulate: bool) {
+    let b = b.row(0);
+    for (mut row, &x) in c.rows_mut().into_iter().zip(a.column(0)) {
+        match (row.as_slice_mut(), b.as_slice()) {
+            (Some(r), Some(bs)) if accumulate => r.iter_mut().zip(bs).for_each(|(c, &y)| *c += x * y),
+            (Some(r), Some(bs)) => r.iter_mut().zip(bs).for_each(|(c, &y)| *c = x * y),
+            _ if accumulate => row.zip_mut_with(&b, |c, &y| *c += x * y),
+            _ => row.zip_mut_with(&b, |c, &y| *c = x * y),
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn rank1_avx2<T: Real>(a: ArrayView2<T>, b: ArrayView2<T>, c: ArrayViewMut2<T>, accumulate: bool) {
+    rank1(a, b, c, accumulate)
 }
 
 /// The AVX2 path when it applies (f32, unit column strides of `b` and `c`).
@@ -209,8 +242,9 @@ pub fn column_sums<T: Real>(x: ArrayView2<T>, mut out: ArrayViewMut1<T>) {
     }
 }
 
-/// Sum of squares of a slice, in 8 interleaved partial sums (vectorisable).
-#[inline]
+/// Sum of squares of a slice, in 8 interleaved partial sums (vectorisable;
+/// always inlined, so callers compiled for AVX2 get 8-wide code).
+#[inline(always)]
 pub fn sum_squares<T: Real>(x: &[T]) -> T {
     let mut acc = [T::zero(); 8];
     let chunks = x.chunks_exact(8);
@@ -227,7 +261,7 @@ pub fn sum_squares<T: Real>(x: &[T]) -> T {
 }
 
 /// Dot product in 8 interleaved partial sums.
-#[inline]
+#[inline(always)]
 pub fn dot<T: Real>(x: &[T], y: &[T]) -> T {
     debug_assert_eq!(x.len(), y.len());
     let mut acc = [T::zero(); 8];
@@ -309,8 +343,21 @@ pub fn exp_inplace<T: Real>(x: &mut [T]) {
     }
 }
 
+/// `x` as `&[f32]` when `T` is `f32`.
+pub fn as_f32<T: 'static>(x: &[T]) -> Option<&[f32]> {
+    // SAFETY: same type, checked by its TypeId.
+    is_f32::<T>().then(|| unsafe { std::slice::from_raw_parts(x.as_ptr() as *const f32, x.len()) })
+}
+
+/// `x` as `&mut [f32]` when `T` is `f32`.
+pub fn as_f32_mut<T: 'static>(x: &mut [T]) -> Option<&mut [f32]> {
+    // SAFETY: same type, checked by its TypeId.
+    is_f32::<T>().then(|| unsafe { std::slice::from_raw_parts_mut(x.as_mut_ptr() as *mut f32, x.len()) })
+}
+
+/// Whether the AVX2 + FMA kernels can run here.
 #[cfg(target_arch = "x86_64")]
-fn x86_ok() -> bool {
+pub fn x86_ok() -> bool {
     use std::sync::OnceLock;
     static AVAILABLE: OnceLock<bool> = OnceLock::new();
     *AVAILABLE.get_or_init(x86::available)

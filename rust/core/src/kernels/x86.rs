@@ -556,3 +556,59 @@ pub unsafe fn exp_inplace(x: &mut [f32]) {
         x[8 * chunks..].copy_from_slice(&buf[..tail]);
     }
 }
+
+// ------------------------------------------------------- transpose, Adam
+
+/// `dst [cols, rows] = srcᵀ` for a row-major `src [rows, cols]`: 8 × 8
+/// blocks transposed in registers, the ragged edges element by element.
+///
+/// # Safety
+/// `src` and `dst` must hold `rows * cols` values; AVX2 must be available.
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
+    assert!(src.len() >= rows * cols && dst.len() >= rows * cols, "transpose: buffers too short");
+    let (s, d) = (src.as_ptr(), dst.as_mut_ptr());
+    let (r8, c8) = (rows / 8 * 8, cols / 8 * 8);
+    for r0 in (0..r8).step_by(8) {
+        for c0 in (0..c8).step_by(8) {
+            let l: [__m256; 8] = std::array::from_fn(|i| _mm256_loadu_ps(s.add((r0 + i) * cols + c0)));
+            // Interleave pairs, then quads, then halves: the classic 8 × 8 network.
+            let t0 = _mm256_unpacklo_ps(l[0], l[1]);
+            let t1 = _mm256_unpackhi_ps(l[0], l[1]);
+            let t2 = _mm256_unpacklo_ps(l[2], l[3]);
+            let t3 = _mm256_unpackhi_ps(l[2], l[3]);
+            let t4 = _mm256_unpacklo_ps(l[4], l[5]);
+            let t5 = _mm256_unpackhi_ps(l[4], l[5]);
+            let t6 = _mm256_unpacklo_ps(l[6], l[7]);
+            let t7 = _mm256_unpackhi_ps(l[6], l[7]);
+            let u0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+            let u1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+            let u2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+            let u3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+            let u4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+            let u5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+            let u6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+            let u7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+            let out = [
+                _mm256_permute2f128_ps::<0x20>(u0, u4),
+                _mm256_permute2f128_ps::<0x20>(u1, u5),
+                _mm256_permute2f128_ps::<0x20>(u2, u6),
+                _mm256_permute2f128_ps::<0x20>(u3, u7),
+                _mm256_permute2f128_ps::<0x31>(u0, u4),
+                _mm256_permute2f128_ps::<0x31>(u1, u5),
+                _mm256_permute2f128_ps::<0x31>(u2, u6),
+                _mm256_permute2f128_ps::<0x31>(u3, u7),
+            ];
+            for (j, v) in out.iter().enumerate() {
+                _mm256_storeu_ps(d.add((c0 + j) * rows + r0), *v);
+            }
+        }
+    }
+    // Ragged edges: the last cols % 8 columns of every row, the last rows % 8 rows.
+    for r in 0..rows {
+        let first = if r < r8 { c8 } else { 0 };
+        for c in first..cols {
+            *d.add(c * rows + r) = *s.add(r * cols + c);
+        }
+    }
+}
