@@ -277,18 +277,41 @@ pub fn dot<T: Real>(x: &[T], y: &[T]) -> T {
     ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]))
 }
 
-/// Divides each row of `x` (contiguous rows) by `max(‖row‖, eps)`, writing
-/// the norms before the floor to `norms`.
-pub fn l2_normalize_rows_into<T: Real>(mut x: ArrayViewMut2<T>, mut norms: ArrayViewMut1<T>, eps: T) {
+/// Divides each row of `x` by `max(‖row‖, eps)` (a true division, as the
+/// references do), writing the norms before the floor to `norms`.
+pub fn l2_normalize_rows_into<T: Real>(x: ArrayViewMut2<T>, norms: ArrayViewMut1<T>, eps: T) {
+    #[cfg(target_arch = "x86_64")]
+    if x86_ok() {
+        // SAFETY: AVX2 checked.
+        unsafe { l2_normalize_avx2(x, norms, eps) };
+        return;
+    }
+    l2_normalize_pass(x, norms, eps);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn l2_normalize_avx2<T: Real>(x: ArrayViewMut2<T>, norms: ArrayViewMut1<T>, eps: T) {
+    l2_normalize_pass(x, norms, eps)
+}
+
+#[inline(always)]
+fn l2_normalize_pass<T: Real>(mut x: ArrayViewMut2<T>, mut norms: ArrayViewMut1<T>, eps: T) {
     for (mut row, norm) in x.rows_mut().into_iter().zip(norms.iter_mut()) {
-        let n = match row.as_slice() {
-            Some(s) => sum_squares(s),
-            None => row.iter().map(|v| *v * *v).sum(),
+        match row.as_slice_mut() {
+            Some(s) => {
+                let n = sum_squares(s).sqrt();
+                *norm = n;
+                let d = n.max(eps);
+                s.iter_mut().for_each(|v| *v = *v / d);
+            }
+            None => {
+                let n = row.iter().map(|v| *v * *v).sum::<T>().sqrt();
+                *norm = n;
+                let d = n.max(eps);
+                row.mapv_inplace(|v| v / d);
+            }
         }
-        .sqrt();
-        *norm = n;
-        let d = n.max(eps);
-        row.mapv_inplace(|v| v / d);
     }
 }
 

@@ -336,17 +336,28 @@ unsafe fn gemm_blocks(
         let last = k0 + kc == k;
         let accumulate = epi.accumulate || k0 > 0;
         if pack_b {
-            // [panel][k][16], zero-padded past n.
+            // [panel][k][16], zero-padded past n; every value written (no
+            // clearing pass), 16 at a time.
             packed_b.clear();
-            packed_b.resize(panels * kc * PANEL, 0.0);
+            packed_b.reserve(panels * kc * PANEL);
+            let dst0 = packed_b.as_mut_ptr();
+            let (full, tail) = (n / PANEL, n % PANEL);
+            let (t0, t1) = masks(tail);
             for kk in 0..kc {
                 let src = b.offset((k0 + kk) as isize * rsb);
-                for p in 0..panels {
-                    let (j0, w) = (p * PANEL, PANEL.min(n - p * PANEL));
-                    let dst = packed_b.as_mut_ptr().add((p * kc + kk) * PANEL);
-                    std::ptr::copy_nonoverlapping(src.add(j0), dst, w);
+                for p in 0..full {
+                    let (s, d) = (src.add(p * PANEL), dst0.add((p * kc + kk) * PANEL));
+                    _mm256_storeu_ps(d, _mm256_loadu_ps(s));
+                    _mm256_storeu_ps(d.add(8), _mm256_loadu_ps(s.add(8)));
+                }
+                if tail > 0 {
+                    let (s, d) = (src.add(full * PANEL), dst0.add((full * kc + kk) * PANEL));
+                    _mm256_storeu_ps(d, _mm256_maskload_ps(s, t0));
+                    _mm256_storeu_ps(d.add(8), _mm256_maskload_ps(s.add(8), t1));
                 }
             }
+            // SAFETY: the loops above wrote all panels × kc × 16 values.
+            packed_b.set_len(panels * kc * PANEL);
         }
         let mut i0 = 0;
         while i0 < m {
