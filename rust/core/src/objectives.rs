@@ -299,7 +299,7 @@ pub fn contrastive<T: Real>(emb: ArrayView3<T>, mask: ArrayView2<bool>, temperat
     };
     let large = pairs.iter().any(|(_, _, rows)| rows.len() >= CONTRASTIVE_PARALLEL_ROWS);
     let mut total = T::zero();
-    let mut add = |(i, j, rows): &(usize, usize, Vec<usize>), (loss, grads): (T, Option<(Array2<T>, Array2<T>)>)| {
+    let mut add = |(i, j, rows): &(usize, usize, Vec<usize>), (loss, grads): (T, PairGradients<T>)| {
         total += loss * per_pair;
         if let (Some(sink), Some((da, db))) = (sink.as_deref_mut(), grads) {
             let d_emb = sink.emb.as_deref_mut().expect("gradients are computed only for trainable embeddings");
@@ -332,6 +332,9 @@ pub fn contrastive<T: Real>(emb: ArrayView3<T>, mask: ArrayView2<bool>, temperat
     total
 }
 
+/// `(dA, dB)` of one pair of modalities, when gradients are wanted.
+type PairGradients<T> = Option<(Array2<T>, Array2<T>)>;
+
 /// Pairs with at least this many rows run one round of pairs per thread
 /// at a time (small pairs all run at once).
 const CONTRASTIVE_PARALLEL_ROWS: usize = 256;
@@ -341,8 +344,7 @@ const CONTRASTIVE_BLOCK_ROWS: usize = 64;
 /// One pair's symmetric InfoNCE `½ (row term + column term)` of the logits
 /// `S = a bᵀ / τ` (`a`, `b` `[n, E]`); with `weight` also `(dA, dB)` of
 /// `weight · loss`.
-#[allow(clippy::type_complexity)]
-fn contrastive_pair<T: Real>(a: ArrayView2<T>, b: ArrayView2<T>, inv_tau: T, weight: Option<T>, parallel: bool) -> (T, Option<(Array2<T>, Array2<T>)>) {
+fn contrastive_pair<T: Real>(a: ArrayView2<T>, b: ArrayView2<T>, inv_tau: T, weight: Option<T>, parallel: bool) -> (T, PairGradients<T>) {
     let gemm = |a: ArrayView2<T>, b: ArrayView2<T>, c: ndarray::ArrayViewMut2<T>, epi: Epilogue<T>| {
         if parallel {
             kernels::gemm(a, b, c, epi)
@@ -435,8 +437,7 @@ fn contrastive_pair<T: Real>(a: ArrayView2<T>, b: ArrayView2<T>, inv_tau: T, wei
 
 /// [`contrastive_pair`] when the logits `s` span 60 or more (e.g. given,
 /// unnormalised embeddings): separately shifted row and column softmaxes.
-#[allow(clippy::type_complexity)]
-fn contrastive_pair_wide<T: Real>(s: ArrayView2<T>, a: ArrayView2<T>, b: ArrayView2<T>, inv_tau: T, weight: Option<T>) -> (T, Option<(Array2<T>, Array2<T>)>) {
+fn contrastive_pair_wide<T: Real>(s: ArrayView2<T>, a: ArrayView2<T>, b: ArrayView2<T>, inv_tau: T, weight: Option<T>) -> (T, PairGradients<T>) {
     let n = s.nrows();
     let nn = T::c(n as f64);
     let (row_lse, col_lse, probs) = softmax_both_ways(s, weight.is_some());
@@ -495,7 +496,7 @@ pub fn binding<T: Real>(
     let c = params.vector(binder.bias)[0];
     let z: Vec<T> = pairs.iter().map(|&(a, b)| binder.pair_logit(&factors, x.view(), a, b, c)).collect();
     let count = T::c(pairs.len() as f64);
-    let positive = |k: usize| k % 2 == 0;
+    let positive = |k: usize| k.is_multiple_of(2);
     let loss = z.iter().enumerate().fold(T::zero(), |acc, (k, &z)| acc + if positive(k) { softplus(-z) } else { softplus(z) }) / count;
     if let Some(sink) = sink {
         let scale = sink.weight / count;
@@ -629,4 +630,45 @@ fn cosine_distance<T: Real>(p: ArrayView2<T>, t: ArrayView2<T>, scale: T) -> (T,
         }
     }
     (cos.mapv(|c| T::one() - c).sum(), d_p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unit_rows(n: usize, e: usize, seed: u64) -> Array2<f64> {
+        let mut state = seed;
+        let mut x = Array2::from_shape_simple_fn((n, e), || {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((state >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
+        });
+        for mut row in x.rows_mut() {
+            let norm = row.dot(&row).sqrt();
+            row /= norm;
+        }
+        x
+    }
+
+    /// The one-exponential pass over row blocks (serial or on the pool)
+    /// against the separately shifted row and column softmaxes, on a pair
+    /// large enough for several row blocks.
+    #[test]
+    fn contrastive_pair_paths_agree() {
+        let (a, b) = (unit_rows(300, 16, 1), unit_rows(300, 16, 2));
+        let inv_tau = 1.0 / 0.2;
+        let (serial_loss, serial) = contrastive_pair(a.view(), b.view(), inv_tau, Some(0.7), false);
+        let (parallel_loss, parallel) = contrastive_pair(a.view(), b.view(), inv_tau, Some(0.7), true);
+        assert_eq!(serial_loss, parallel_loss);
+        assert_eq!(serial, parallel, "row blocks give the same bits on one thread or many");
+        let mut s = Array2::zeros((300, 300));
+        kernels::gemm(a.view(), b.t(), s.view_mut(), Epilogue::scaled(inv_tau));
+        let (wide_loss, wide) = contrastive_pair_wide(s.view(), a.view(), b.view(), inv_tau, Some(0.7));
+        assert!((serial_loss - wide_loss).abs() < 1e-12 * wide_loss.abs(), "{serial_loss} vs {wide_loss}");
+        let ((da, db), (wa, wb)) = (serial.unwrap(), wide.unwrap());
+        let scale = wa.iter().chain(wb.iter()).fold(0.0f64, |m, v| m.max(v.abs()));
+        assert!((&da - &wa).iter().chain((&db - &wb).iter()).all(|d| d.abs() < 1e-12 * scale));
+        let (loss_only, none) = contrastive_pair(a.view(), b.view(), inv_tau, None, false);
+        assert_eq!(loss_only, serial_loss);
+        assert!(none.is_none());
+    }
 }

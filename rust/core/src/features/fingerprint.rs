@@ -12,9 +12,12 @@ pub const FINGERPRINT_DIM: usize = 18;
 
 /// The activation bucket of the SPEC, `floor(clamp(a*7, 0, 7))`, in 0..8.
 pub fn activation_bucket(activation: f32) -> usize {
-    // `as usize` truncates, which is `floor` for the clamped (≥ 0) value
-    // (and maps NaN to 0 as well), without a call to `floorf`.
-    (activation * 7.0).clamp(0.0, 7.0) as usize
+    // `max` maps NaN to 0 as the clamp-then-floor did; on [0, 7] truncation
+    // is `floor`, without a call to `floorf` or a saturating conversion.
+    #[allow(clippy::manual_clamp)] // `clamp` would keep NaN, which must become 0
+    let x = (activation * 7.0).max(0.0).min(7.0);
+    // SAFETY: x is in [0, 7], representable as u32.
+    unsafe { x.to_int_unchecked::<u32>() as usize }
 }
 
 /// The 18 SPEC features of `graph`.
@@ -22,7 +25,7 @@ pub fn fingerprint(graph: &Graph) -> [f32; FINGERPRINT_DIM] {
     let mut counts = [0usize; FINGERPRINT_DIM];
     let mut buckets = [0usize; 8];
     for &a in graph.activations() {
-        buckets[activation_bucket(a).min(7)] += 1;
+        buckets[activation_bucket(a) & 7] += 1; // always < 8: no bounds check
     }
     counts[2..10].copy_from_slice(&buckets);
     // Out-degrees saturate at 7: count them in bytes (no per-node usize).
@@ -104,6 +107,13 @@ mod tests {
             for unit in [TextUnit::Char, TextUnit::Grapheme] {
                 assert_eq!(text_fingerprint(t, unit), fingerprint(&Graph::from_text_units(t, unit)), "{t:?}");
             }
+        }
+    }
+
+    #[test]
+    fn activation_buckets_at_the_edges() {
+        for (a, want) in [(f32::NAN, 0), (f32::NEG_INFINITY, 0), (-1.0, 0), (0.0, 0), (1.0 / 7.0, 1), (0.99, 6), (1.0, 7), (5.0, 7), (f32::INFINITY, 7)] {
+            assert_eq!(activation_bucket(a), want, "activation {a}");
         }
     }
 

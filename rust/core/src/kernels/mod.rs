@@ -303,7 +303,7 @@ fn l2_normalize_pass<T: Real>(mut x: ArrayViewMut2<T>, mut norms: ArrayViewMut1<
                 let n = sum_squares(s).sqrt();
                 *norm = n;
                 let d = n.max(eps);
-                s.iter_mut().for_each(|v| *v = *v / d);
+                s.iter_mut().for_each(|v| *v /= d);
             }
             None => {
                 let n = row.iter().map(|v| *v * *v).sum::<T>().sqrt();

@@ -450,6 +450,9 @@ unsafe fn gemm_blocks(
 /// degree-6 polynomial (Cephes' `expf` coefficients), within 2 ulp of the
 /// correctly rounded value on [-87.3, 88]; inputs are clamped to that range
 /// (below it the result is ~1.2e-38 instead of a subnormal or 0).
+///
+/// # Safety
+/// AVX2 and FMA must be available.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 pub unsafe fn exp8(x: __m256) -> __m256 {

@@ -186,20 +186,20 @@ impl ModalityAttention {
                 }
                 // ds = a (da − a·da) · scale (0 for absent modalities, whose a is 0).
                 let mean: T = a.iter().zip(&da).map(|(&w, &g)| w * g).sum();
-                for m in 0..NUM_MODALITIES {
-                    ds[m] = a[m] * (da[m] - mean) * scale;
+                for ((d, &w), &g) in ds.iter_mut().zip(a).zip(&da) {
+                    *d = w * (g - mean) * scale;
                 }
                 let qh = &qs[b * e..(b + 1) * e][cols.clone()];
-                for m in 0..NUM_MODALITIES {
-                    if ds[m] == T::zero() {
+                for (m, &dsm) in ds.iter().enumerate() {
+                    if dsm == T::zero() {
                         continue;
                     }
                     let row = (b * NUM_MODALITIES + m) * e;
                     for (o, &x) in dqs[b * e..(b + 1) * e][cols.clone()].iter_mut().zip(&ks[row..row + e][cols.clone()]) {
-                        *o += ds[m] * x;
+                        *o += dsm * x;
                     }
                     for (o, &x) in dks[row..row + e][cols.clone()].iter_mut().zip(qh) {
-                        *o += ds[m] * x;
+                        *o += dsm * x;
                     }
                 }
             }

@@ -1,0 +1,71 @@
+"""The thread setting, and what the speed work promises: results do not
+depend on the number of threads, and the per-event cache hands out copies."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import grapheme_multimodal as gm
+
+
+@pytest.fixture
+def restore_threads():
+    before = gm.get_num_threads()
+    yield
+    gm.set_num_threads(before)
+
+
+def test_set_and_get(restore_threads) -> None:
+    assert gm.get_num_threads() >= 1
+    gm.set_num_threads(1)
+    assert gm.get_num_threads() == 1
+    gm.set_num_threads(np.int64(3))
+    assert gm.get_num_threads() == 3
+
+
+@pytest.mark.parametrize("bad", [0, -2])
+def test_rejects_non_positive_counts(bad: int, restore_threads) -> None:
+    with pytest.raises(ValueError, match="positive"):
+        gm.set_num_threads(bad)
+
+
+@pytest.mark.parametrize("bad", [2.0, True, "2", None])
+def test_rejects_non_integers(bad: object, restore_threads) -> None:
+    with pytest.raises(TypeError, match="int"):
+        gm.set_num_threads(bad)  # type: ignore[arg-type]
+
+
+def _run(threads: int, inputs: list, mask: np.ndarray) -> list:
+    gm.set_num_threads(threads)
+    model = gm.LearnableMultiModal(seed=4)
+    emb, fused = model.encode_and_fuse(inputs, mask)
+    losses = [model.train_step(gm.Batch(inputs=inputs, mask=mask)) for _ in range(2)]
+    return [emb, fused, *[np.array(sorted(l.items()), dtype=object) for l in losses], *model.state_dict().values(),
+            *model.gradients().values()]
+
+
+def test_results_are_bit_identical_on_any_number_of_threads(restore_threads) -> None:
+    rng = np.random.default_rng(0)
+    batch = 300  # large enough for every parallel path (row chunks, split products, contrastive rounds)
+    inputs = [rng.standard_normal((batch, 18), dtype=np.float32) for _ in range(7)]
+    mask = rng.random((batch, 7)) > 0.2
+    one = _run(1, inputs, mask)
+    for threads in (2, 4):
+        many = _run(threads, inputs, mask)
+        for a, b in zip(one, many):
+            assert np.array_equal(a, b), f"{threads} threads differ from 1"
+
+
+def test_fuse_event_returns_a_copy_of_the_cached_result() -> None:
+    model = gm.LearnableMultiModal(seed=1)
+    event = gm.MultiModalEvent(1)
+    event.add_component(gm.ModalGraph(gm.Graph.from_text("a red ball"), "visual"))
+    event.add_component(gm.ModalFeatures(np.linspace(-1, 1, 18), "linguistic", confidence=0.5))
+    first = model.fuse_event(event)
+    expected = first.copy()
+    first[:] = 0.0  # the caller's array is theirs
+    np.testing.assert_array_equal(model.fuse_event(event), expected)
+    np.testing.assert_array_equal(model.fuse_event(event), expected)
+    model.clear_cache()
+    np.testing.assert_array_equal(model.fuse_event(event), expected)
