@@ -317,11 +317,15 @@ pub fn contrastive<T: Real>(emb: ArrayView3<T>, mask: ArrayView2<bool>, temperat
     // One pair per thread at a time (a group of pairs per round, so only
     // that many [n, n] buffers and gradients are alive); a round with fewer
     // large pairs than threads splits each pair's passes into row blocks.
+    // Pairs of a few dozen rows are not worth the pool at all.
+    let tiny = pairs.iter().all(|(_, _, rows)| rows.len() < CONTRASTIVE_POOL_ROWS);
     let group = if large { threads::num_threads() } else { pairs.len() };
     for round in pairs.chunks(group.max(1)) {
         let inside = large && round.len() < threads::num_threads();
         let results = if inside {
             round.iter().map(|pair| term(pair, true)).collect()
+        } else if tiny {
+            round.iter().map(|pair| term(pair, false)).collect()
         } else {
             threads::map_tasks(round.len(), |p| term(&round[p], false))
         };
@@ -338,6 +342,8 @@ type PairGradients<T> = Option<(Array2<T>, Array2<T>)>;
 /// Pairs with at least this many rows run one round of pairs per thread
 /// at a time (small pairs all run at once).
 const CONTRASTIVE_PARALLEL_ROWS: usize = 256;
+/// Pairs all smaller than this run on the calling thread.
+const CONTRASTIVE_POOL_ROWS: usize = 48;
 /// Rows per block of the `[n, n]` passes.
 const CONTRASTIVE_BLOCK_ROWS: usize = 64;
 

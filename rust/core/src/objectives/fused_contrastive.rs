@@ -34,11 +34,12 @@
 //! embedding space as positives (as NNCLR does) keeps them together.
 
 use super::{below, softmax_both_ways, GradSink};
+use crate::kernels::{self, threads, Epilogue};
 use crate::modality::NUM_MODALITIES;
 use crate::nn::FusionNetwork;
 use crate::params::Params;
 use crate::real::Real;
-use ndarray::{s, Array2, ArrayView2, ArrayView3, Axis};
+use ndarray::{s, Array1, Array2, ArrayView2, ArrayView3, Axis};
 use rand_core::Rng;
 
 /// What fused_contrastive compares: the rows it uses, the two views of each
@@ -83,15 +84,25 @@ pub fn nearest_positives<T: Real>(emb: ArrayView3<T>, mask: ArrayView2<bool>, ro
     if neighbors == 0 {
         return (0..n).map(|k| vec![k]).collect();
     }
-    let mut dots = Array2::<T>::zeros((n, n));
-    let mut shared = Array2::<T>::zeros((n, n));
+    // The [n, n] sums live in pooled buffers (4 MB each at n = 1024).
+    let mut dots = Array2::from_shape_vec((n, n), kernels::scratch::take::<T>(n * n)).expect("n² values");
+    let mut shared = Array2::from_shape_vec((n, n), kernels::scratch::take::<T>(n * n)).expect("n² values");
+    let mut g = kernels::scratch::take::<T>(n * n);
     for m in 0..NUM_MODALITIES {
         let present: Vec<usize> = (0..n).filter(|&k| mask[[rows[k], m]]).collect();
         if present.len() < 2 {
             continue;
         }
         let x = emb.index_axis(Axis(1), m).select(Axis(0), &present.iter().map(|&k| rows[k]).collect::<Vec<_>>());
-        let g = x.dot(&x.t());
+        let xt = x.t().as_standard_layout().into_owned();
+        if present.len() == n {
+            // Every row has the modality: the Gram matrix adds straight in.
+            kernels::gemm(x.view(), xt.view(), dots.view_mut(), Epilogue::add());
+            shared += T::one();
+            continue;
+        }
+        let mut g = kernels::view2_mut(&mut g, present.len(), present.len());
+        kernels::gemm(x.view(), xt.view(), g.view_mut(), Epilogue::store());
         for (a, &ka) in present.iter().enumerate() {
             for (b, &kb) in present.iter().enumerate() {
                 dots[[ka, kb]] += g[[a, b]];
@@ -99,17 +110,37 @@ pub fn nearest_positives<T: Real>(emb: ArrayView3<T>, mask: ArrayView2<bool>, ro
             }
         }
     }
-    (0..n)
-        .map(|k| {
-            let mut candidates: Vec<(T, usize)> = (0..n)
-                .filter(|&q| q != k && shared[[k, q]] > T::zero())
-                .map(|q| (dots[[k, q]] / shared[[k, q]], q))
-                .collect();
-            // Most similar first; equal similarity: lower row first.
-            candidates.sort_by(|a, b| b.0.partial_cmp(&a.0).expect("finite similarities").then(a.1.cmp(&b.1)));
-            std::iter::once(k).chain(candidates.into_iter().take(neighbors).map(|(_, q)| q)).collect()
-        })
-        .collect()
+    // Per row, the `neighbors` best candidates by (similarity descending,
+    // row ascending), as a full sort of the candidates would rank them, kept
+    // in a short sorted list (one pass over the row).
+    let best_of = |k: usize| -> Vec<usize> {
+        let mut best: Vec<(T, usize)> = Vec::with_capacity(neighbors + 1);
+        let (dk, sk) = (dots.row(k), shared.row(k));
+        for q in (0..n).filter(|&q| q != k && sk[q] > T::zero()) {
+            let sim = dk[q] / sk[q];
+            assert!(!sim.is_nan(), "finite similarities");
+            // Candidates come in row order, so a tie never displaces an earlier row.
+            if best.len() == neighbors && best.last().is_some_and(|&(worst, _)| sim <= worst) {
+                continue;
+            }
+            let at = best.iter().position(|&(other, _)| sim > other).unwrap_or(best.len());
+            best.insert(at, (sim, q));
+            best.truncate(neighbors);
+        }
+        std::iter::once(k).chain(best.into_iter().map(|(_, q)| q)).collect()
+    };
+    // Blocks of rows per task: one task (no pool) for small batches.
+    const ROWS_PER_TASK: usize = 128;
+    let positives: Vec<Vec<usize>> = threads::map_tasks(n.div_ceil(ROWS_PER_TASK), |t| {
+        (t * ROWS_PER_TASK..((t + 1) * ROWS_PER_TASK).min(n)).map(best_of).collect::<Vec<_>>()
+    })
+    .into_iter()
+    .flatten()
+    .collect();
+    kernels::scratch::give(g);
+    kernels::scratch::give(dots.into_raw_vec_and_offset().0);
+    kernels::scratch::give(shared.into_raw_vec_and_offset().0);
+    positives
 }
 
 /// Draws the views from `rng` and finds the positives: everything
@@ -152,21 +183,31 @@ pub fn fused_contrastive_given<T: Real>(
         return T::zero();
     }
     let e = emb.len_of(Axis(2));
-    // Both views in one fusion pass: rows 0..n are view 0, n..2n view 1.
+    // Both views in one fusion pass: rows 0..n are view 0, n..2n view 1;
+    // the slots a view leaves out are zero (and skipped by the products).
     let mut x = Array2::zeros((2 * n, NUM_MODALITIES * e));
+    let mut present = vec![false; 2 * n * NUM_MODALITIES];
     for (vi, view) in views.iter().enumerate() {
         for (k, &r) in rows.iter().enumerate() {
-            let mut dst = x.row_mut(vi * n + k);
+            let row = vi * n + k;
+            let mut dst = x.row_mut(row);
+            let dst = dst.as_slice_mut().expect("fresh array");
             for m in (0..NUM_MODALITIES).filter(|&m| view[[k, m]]) {
-                dst.slice_mut(s![m * e..(m + 1) * e]).assign(&emb.slice(s![r, m, ..]));
+                present[row * NUM_MODALITIES + m] = true;
+                let src = emb.slice(s![r, m, ..]);
+                for (d, &v) in dst[m * e..(m + 1) * e].iter_mut().zip(src.iter()) {
+                    *d = v;
+                }
             }
         }
     }
-    let tape = fusion.forward_train(params, x);
+    let tape = fusion.forward_train_masked(params, x, Some(&present));
     let (u, v) = (tape.out.slice(s![..n, ..]), tape.out.slice(s![n.., ..]));
     let inv_tau = T::one() / temperature;
-    let logits = u.dot(&v.t()) * inv_tau; // [n, n], row k: u_k against every v_q
-    let (row_lse, col_lse, probs) = softmax_both_ways(logits.view(), sink.is_some());
+    let vt = v.t().as_standard_layout().into_owned();
+    let mut logits = Array2::zeros((n, n)); // row k: u_k against every v_q
+    kernels::gemm(u, vt.view(), logits.view_mut(), Epilogue::scaled(inv_tau));
+    let (row_lse, col_lse, probs) = two_way_softmax(logits.view(), sink.is_some());
     let mut loss = T::zero();
     for (k, pos) in positives.iter().enumerate() {
         let share = T::one() / T::c(pos.len() as f64);
@@ -177,11 +218,12 @@ pub fn fused_contrastive_given<T: Real>(
     }
     let nn = T::c(n as f64);
     let loss = T::c(0.5) * loss / nn;
-    if let (Some(sink), Some((p, q))) = (sink, probs) {
+    if let (Some(sink), Some(mut d_logits)) = (sink, probs) {
         // d/dS of the row terms: (P − T)/n, of the column terms: (Q − Tᵀ)/n,
-        // with T_kp = 1/|P_k| for p ∈ P_k (each row of T sums to 1).
+        // with T_kp = 1/|P_k| for p ∈ P_k (each row of T sums to 1);
+        // `d_logits` holds P + Q.
         let c = sink.weight * T::c(0.5) / nn;
-        let mut d_logits = (p + q) * c;
+        d_logits *= c;
         for (k, pos) in positives.iter().enumerate() {
             let share = c / T::c(pos.len() as f64);
             for &pp in pos {
@@ -190,8 +232,8 @@ pub fn fused_contrastive_given<T: Real>(
             }
         }
         let mut d_out = Array2::zeros((2 * n, e));
-        d_out.slice_mut(s![..n, ..]).assign(&(d_logits.dot(&v) * inv_tau));
-        d_out.slice_mut(s![n.., ..]).assign(&(d_logits.t().dot(&u) * inv_tau));
+        kernels::gemm(d_logits.view(), v, d_out.slice_mut(s![..n, ..]), Epilogue::scaled(inv_tau));
+        kernels::gemm(d_logits.t(), u, d_out.slice_mut(s![n.., ..]), Epilogue::scaled(inv_tau));
         let dx = fusion.backward(params, &tape, d_out, sink.params, sink.emb.is_some());
         if let (Some(d_emb), Some(dx)) = (sink.emb.as_deref_mut(), dx) {
             // Only the kept slots were read; the others were constant zeros.
@@ -207,4 +249,36 @@ pub fn fused_contrastive_given<T: Real>(
         }
     }
     loss
+}
+
+/// Log-sum-exp of every row and every column of the square `x [n, n]` and,
+/// when `want_sum`, `P + Q` (the row softmaxes plus the column softmaxes).
+/// When the entries span less than 60: one exponential per entry, shifted
+/// by the overall maximum, with the row and column sums taken in the same
+/// pass (vectorised); otherwise separately shifted softmaxes.
+fn two_way_softmax<T: Real>(x: ArrayView2<T>, want_sum: bool) -> (Array1<T>, Array1<T>, Option<Array2<T>>) {
+    let n = x.nrows();
+    let (max, min) = x.iter().fold((T::neg_infinity(), T::infinity()), |(hi, lo), &v| (hi.max(v), lo.min(v)));
+    if !(max - min < T::c(60.0)) || x.ncols() != n {
+        let (row_lse, col_lse, probs) = softmax_both_ways(x, want_sum);
+        return (row_lse, col_lse, probs.map(|(p, q)| p + q));
+    }
+    let mut e = x.as_standard_layout().into_owned();
+    let mut col_sums = vec![T::zero(); n];
+    let row_sums: Vec<T> = e
+        .rows_mut()
+        .into_iter()
+        .map(|mut row| kernels::exp_row_col_sums(row.as_slice_mut().expect("standard layout"), max, &mut col_sums))
+        .collect();
+    let row_lse: Array1<T> = row_sums.iter().map(|&s| max + s.ln()).collect();
+    let col_lse: Array1<T> = col_sums.iter().map(|&s| max + s.ln()).collect();
+    if !want_sum {
+        return (row_lse, col_lse, None);
+    }
+    for (mut row, &rs) in e.rows_mut().into_iter().zip(&row_sums) {
+        for (v, &cs) in row.iter_mut().zip(&col_sums) {
+            *v = *v / rs + *v / cs;
+        }
+    }
+    (row_lse, col_lse, Some(e))
 }
