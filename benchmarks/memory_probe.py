@@ -146,9 +146,8 @@ def _trainer(framework: str, state: dict, threads: int, present: list):
         return model.train_step
 
     def draws(xs: list) -> tuple:
-        mask = np.zeros((len(xs[present[0]]), 7), dtype=bool)
-        mask[:, present] = True
-        return model._core.objective_draws(mask)
+        core_batch, _ = model._learning_args(xs, None, None)
+        return model._core.objective_draws(core_batch)
 
     if framework == "numpy":
         from ref_numpy_train import NumpyTrainer
@@ -162,7 +161,7 @@ def _trainer(framework: str, state: dict, threads: int, present: list):
     from ref_torch_train import TorchTrainer
 
     torch_trainer = TorchTrainer(state, *settings)
-    return lambda xs: torch_trainer.train_step(as_tensors(xs), present, draws(xs))
+    return lambda xs: torch_trainer.train_step(as_tensors(xs), present, torch_trainer.prepare_draws(draws(xs)))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """The training step in NumPy float32, forward and backward by hand: the
-default objectives (contrastive, binding, cross_modal; the formulas of
-docs/objectives.md), their analytic gradients, and Adam — as a careful NumPy
+default objectives (contrastive, binding, cross_modal, fused_contrastive;
+the formulas of docs/objectives.md), their analytic gradients, and Adam — as a careful NumPy
 user would write it (pairs of modalities batched into 3-D matmuls, no
 per-row Python loops), from our `state_dict`, with the random draws taken
 from our library so that the step is the same step.
@@ -22,8 +22,10 @@ ALPHA = F32(0.01)
 NORM_EPS = F32(1e-8)
 BETA1, BETA2, ADAM_EPS = 0.9, 0.999, 1e-8
 
-#: binding's shifts [(i, j, shift)], cross_modal's rows and dropped modalities.
-Draws = Tuple[List[Tuple[int, int, int]], List[int], List[int]]
+#: binding's shifts [(i, j, shift)], cross_modal's rows and dropped modalities,
+#: fused_contrastive's rows, two views [n, 7] and positives (as from
+#: ``_core.Model.objective_draws``).
+Draws = Tuple[List[Tuple[int, int, int]], List[int], List[int], List[int], np.ndarray, np.ndarray, List[List[int]]]
 
 
 def _leaky_grad(y: np.ndarray) -> np.ndarray:
@@ -152,6 +154,58 @@ class NumpyTrainer:
         d_emb += d_left[..., None] * w[:e] + d_right[..., None] * w[e:]
         return F32(loss)
 
+    # ---------------------------------------------------------------- fusion
+    def _fuse(self, x: np.ndarray) -> tuple:
+        """``x [N, 7E]`` → ``(activations, norms, unit output [N, E])``."""
+        acts = [x]
+        for k in range(3):
+            h = acts[-1] @ self.p[f"fusion.{k}.weight"].T
+            h += self.p[f"fusion.{k}.bias"]
+            np.maximum(h, h * ALPHA, out=h)
+            acts.append(h)
+        norms = _norms(acts[3])
+        return acts, norms, acts[3] / np.maximum(norms, NORM_EPS)[:, None]
+
+    def _fuse_backward(self, acts, norms, out, d_out, g) -> np.ndarray:
+        """Adds the fusion gradients to ``g``; returns the gradient on ``x``."""
+        dh = _l2norm_backward(out, norms, d_out)
+        for k in (2, 1, 0):
+            dh *= _leaky_grad(acts[k + 1])
+            g[f"fusion.{k}.weight"] += dh.T @ acts[k]
+            g[f"fusion.{k}.bias"] += dh.sum(0)
+            dh = dh @ self.p[f"fusion.{k}.weight"]
+        return dh
+
+    # ---------------------------------------------------- fused contrastive
+    def _fused_contrastive(self, emb, rows, views, positives, d_emb, g) -> F32:
+        n, e = len(rows), self.embed_dim
+        if n < 2:
+            return F32(0)
+        r = np.asarray(rows)
+        x = np.concatenate([emb[r] * views[0][:, :, None], emb[r] * views[1][:, :, None]]).reshape(2 * n, -1)
+        acts, norms, out = self._fuse(x)
+        u, v = out[:n], out[n:]
+        logits = (u @ v.T) / self.tau
+        row_max = logits.max(axis=1, keepdims=True)
+        p_rows = np.exp(logits - row_max)
+        row_sum = p_rows.sum(axis=1, keepdims=True)
+        col_max = logits.max(axis=0, keepdims=True)
+        q_cols = np.exp(logits - col_max)
+        col_sum = q_cols.sum(axis=0, keepdims=True)
+        row_lse = row_max[:, 0] + np.log(row_sum[:, 0])
+        col_lse = col_max[0] + np.log(col_sum[0])
+        target = np.zeros((n, n), dtype=F32)  # T[k, p] = 1 / |P_k|
+        for k, pos in enumerate(positives):
+            target[k, pos] += F32(1 / len(pos))
+        # Σ_k Σ_p T_kp [(lse_row_k − S_kp) + (lse_col_k − S_pk)]
+        loss = F32(0.5) * ((row_lse - (target * logits).sum(1)).sum() + (col_lse - (target * logits.T).sum(1)).sum()) / F32(n)
+        c = F32(0.5 / n)
+        d_logits = (p_rows / row_sum + q_cols / col_sum - target - target.T) * c
+        d_out = np.concatenate([d_logits @ v, d_logits.T @ u]) / self.tau
+        dx = self._fuse_backward(acts, norms, out, d_out, g).reshape(2, n, NUM_MODALITIES, e)
+        d_emb[r] += dx[0] * views[0][:, :, None] + dx[1] * views[1][:, :, None]
+        return F32(loss)
+
     # --------------------------------------------------------- cross-modal
     def _cross_modal(self, emb, present, rows, dropped, d_emb, g) -> F32:
         if not rows:
@@ -164,16 +218,7 @@ class NumpyTrainer:
         mask[:, list(present)] = True
         mask[np.arange(n), d] = False
         rest = emb[r] * mask[:, :, None]
-        x = rest.reshape(n, -1)
-        # fusion, keeping the activations
-        acts = [x]
-        for k in range(3):
-            h = acts[-1] @ p[f"fusion.{k}.weight"].T
-            h += p[f"fusion.{k}.bias"]
-            np.maximum(h, h * ALPHA, out=h)
-            acts.append(h)
-        fused_norm = _norms(acts[3])
-        query = acts[3] / np.maximum(fused_norm, NORM_EPS)[:, None]
+        acts, fused_norm, query = self._fuse(rest.reshape(n, -1))
         # attention
         q = (query @ p["attention.q.weight"].T).reshape(n, heads, hd)
         k_ = (rest @ p["attention.k.weight"].T).reshape(n, NUM_MODALITIES, heads, hd)
@@ -205,13 +250,7 @@ class NumpyTrainer:
         g["attention.v.weight"] += d_v.T @ rest_flat
         d_query = d_pred + d_q @ p["attention.q.weight"]
         d_rest = (d_k @ p["attention.k.weight"] + d_v @ p["attention.v.weight"]).reshape(n, NUM_MODALITIES, e)
-        # fusion backward
-        dh = _l2norm_backward(query, fused_norm, d_query)
-        for k in (2, 1, 0):
-            dh *= _leaky_grad(acts[k + 1])
-            g[f"fusion.{k}.weight"] += dh.T @ acts[k]
-            g[f"fusion.{k}.bias"] += dh.sum(0)
-            dh = dh @ p[f"fusion.{k}.weight"]
+        dh = self._fuse_backward(acts, fused_norm, query, d_query, g)
         d_rest += dh.reshape(n, NUM_MODALITIES, e)
         d_rest *= mask[:, :, None]
         np.add.at(d_emb, r, d_rest)
@@ -219,7 +258,7 @@ class NumpyTrainer:
 
     # ---------------------------------------------------------------- step
     def losses_and_gradients(self, xs: Sequence[np.ndarray], present: Sequence[int], draws: Draws) -> Tuple[Dict[str, float], Dict[str, np.ndarray]]:
-        shifts, rows, dropped = draws
+        shifts, rows, dropped, fused_rows, view_a, view_b, positives = draws
         present = list(present)
         g = {k: np.zeros_like(v) for k, v in self.p.items()}
         emb, norms = self._encode(xs, present)
@@ -228,6 +267,7 @@ class NumpyTrainer:
             "contrastive": self._contrastive(emb, present, d_emb),
             "binding": self._binding(emb, shifts, d_emb, g),
             "cross_modal": self._cross_modal(emb, present, rows, dropped, d_emb, g),
+            "fused_contrastive": self._fused_contrastive(emb, fused_rows, (view_a, view_b), positives, d_emb, g),
         }
         self._encode_backward(xs, present, emb, norms, d_emb, g)
         out = {k: float(v) for k, v in losses.items()}

@@ -1,5 +1,6 @@
 """The training step in PyTorch eager on the CPU: the default objectives
-(contrastive, binding, cross_modal; docs/objectives.md), autograd, and
+(contrastive, binding, cross_modal, fused_contrastive; docs/objectives.md),
+autograd, and
 `torch.optim.Adam` — written as a PyTorch user would (the pairs of modalities
 batched with `bmm`, one `cross_entropy` / `binary_cross_entropy_with_logits`
 call each), from our `state_dict`, with the random draws taken from our
@@ -24,8 +25,10 @@ from ref_numpy import MODALITY_NAMES, NUM_MODALITIES
 ALPHA = 0.01
 NORM_EPS = 1e-8
 
-#: binding's shifts [(i, j, shift)], cross_modal's rows and dropped modalities.
-Draws = Tuple[List[Tuple[int, int, int]], List[int], List[int]]
+#: binding's shifts [(i, j, shift)], cross_modal's rows and dropped modalities,
+#: fused_contrastive's rows, two views [n, 7] and positives (as from
+#: ``_core.Model.objective_draws``).
+Draws = Tuple[List[Tuple[int, int, int]], List[int], List[int], List[int], np.ndarray, np.ndarray, List[List[int]]]
 
 
 def _l2norm(x: torch.Tensor) -> torch.Tensor:
@@ -128,25 +131,51 @@ class TorchTrainer:
         )
         return (1 - cos).mean()
 
-    def losses(self, xs: Sequence[torch.Tensor], present: Sequence[int], draws: Draws) -> Dict[str, torch.Tensor]:
-        shifts, rows, dropped = draws
+    def fused_contrastive(self, emb: torch.Tensor, rows: List[int], views: Tuple[torch.Tensor, torch.Tensor],
+                          target: torch.Tensor) -> torch.Tensor:
+        n = len(rows)
+        if n < 2:
+            return emb.sum() * 0
+        x = emb[torch.tensor(rows)]
+        both = torch.cat([x * views[0][:, :, None], x * views[1][:, :, None]]).reshape(2 * n, -1)
+        fused = self.fuse(both)
+        logits = fused[:n] @ fused[n:].T / self.tau
+        rows_term = -(target * torch.log_softmax(logits, dim=1)).sum()
+        cols_term = -(target * torch.log_softmax(logits, dim=0).T).sum()
+        return 0.5 * (rows_term + cols_term) / n
+
+    def prepare_draws(self, draws: Draws) -> tuple:
+        """The draws as tensors (once, outside the timed step): the views as
+        float masks and the positives as the target matrix ``T[k, p] = 1/|P_k|``."""
+        shifts, rows, dropped, fused_rows, view_a, view_b, positives = draws
+        n = len(fused_rows)
+        target = torch.zeros(n, n)
+        for k, pos in enumerate(positives):
+            target[k, pos] += 1.0 / len(pos)
+        views = (torch.from_numpy(np.asarray(view_a, dtype=np.float32)), torch.from_numpy(np.asarray(view_b, dtype=np.float32)))
+        return shifts, rows, dropped, fused_rows, views, target
+
+    def losses(self, xs: Sequence[torch.Tensor], present: Sequence[int], draws: tuple) -> Dict[str, torch.Tensor]:
+        """``draws`` as made by :meth:`prepare_draws`."""
+        shifts, rows, dropped, fused_rows, views, target = draws
         emb = self.encode(xs, present)
         out = {
             "contrastive": self.contrastive(emb, present),
             "binding": self.binding(emb, shifts),
             "cross_modal": self.cross_modal(emb, present, rows, dropped),
+            "fused_contrastive": self.fused_contrastive(emb, fused_rows, views, target),
         }
-        out["total"] = out["contrastive"] + out["binding"] + out["cross_modal"]
+        out["total"] = out["contrastive"] + out["binding"] + out["cross_modal"] + out["fused_contrastive"]
         return out
 
-    def backward(self, xs: Sequence[torch.Tensor], present: Sequence[int], draws: Draws) -> Dict[str, float]:
+    def backward(self, xs: Sequence[torch.Tensor], present: Sequence[int], draws: tuple) -> Dict[str, float]:
         """Fresh gradients of the total (no step); the losses as floats."""
         self.optimizer.zero_grad(set_to_none=True)
         losses = self.losses(xs, present, draws)
         losses["total"].backward()
         return {k: float(v.detach()) for k, v in losses.items()}
 
-    def train_step(self, xs: Sequence[torch.Tensor], present: Sequence[int], draws: Draws) -> torch.Tensor:
+    def train_step(self, xs: Sequence[torch.Tensor], present: Sequence[int], draws: tuple) -> torch.Tensor:
         """zero_grad → losses → backward → Adam; returns the total (a tensor:
         no `.item()` sync in the timed loop beyond what the step needs)."""
         self.optimizer.zero_grad(set_to_none=True)

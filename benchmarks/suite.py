@@ -334,9 +334,8 @@ class Suite:
         settings = (config.num_heads, config.temperature, config.learning_rate)
         for batch in TRAIN_SIZES_QUICK if self.quick else TRAIN_SIZES:
             xs = workloads.modality_inputs(batch, present, seed=batch)
-            mask = np.ones((batch, 7), dtype=bool)
             fresh = gm.LearnableMultiModal(seed=0)
-            draws = fresh._core.objective_draws(mask)  # the draws of a fresh model's first step
+            draws = objective_draws(fresh, xs)  # the draws of a fresh model's first step
             numpy_trainer = ref_numpy_train.NumpyTrainer(self.state, *settings)
             torch_trainer, txs = None, None
             if self.torch is not None:
@@ -344,6 +343,7 @@ class Suite:
 
                 torch_trainer = ref_torch_train.TorchTrainer(self.state, *settings)
                 txs = self.ref_torch.as_tensors(xs)
+                torch_draws = torch_trainer.prepare_draws(draws)
             self._check_training_step(batch, xs, present, draws, fresh, numpy_trainer, torch_trainer, txs)
 
             ours = gm.LearnableMultiModal(seed=0)
@@ -352,7 +352,7 @@ class Suite:
                 "numpy": lambda: numpy_trainer.train_step(xs, present, draws),
             }
             if torch_trainer is not None:
-                fns["torch"] = lambda: torch_trainer.train_step(txs, present, draws)
+                fns["torch"] = lambda: torch_trainer.train_step(txs, present, torch_draws)
             timings = self.time_many(fns)
             target = {1: ">= 20x torch", 1024: ">= 3x torch"}.get(batch, "")
             row = Row("4. training step: default objectives + backward + Adam", f"B={batch}, 7 of 7 modalities",
@@ -382,7 +382,7 @@ class Suite:
             import copy
 
             twin = copy.deepcopy(torch_trainer)
-            t_losses = twin.backward(txs, present, draws)
+            t_losses = twin.backward(txs, present, twin.prepare_draws(draws))
             t_grads = twin.gradients()
             twin.optimizer.step()
             self.results.checks += check_training(f"{what}: ours vs torch", ours_losses, ours_grads, ours_after,
@@ -538,6 +538,12 @@ def check_training(what: str, losses: dict, grads: dict, after: dict, ref_losses
     return out
 
 
+def objective_draws(model: "gm.LearnableMultiModal", xs: list) -> tuple:
+    """The random draws `model`'s next training step makes on inputs `xs`."""
+    core_batch, _ = model._learning_args(xs, None, None)
+    return model._core.objective_draws(core_batch)
+
+
 def copy_trainer(trainer):
     import copy
 
@@ -550,7 +556,10 @@ def training_flops(batch: int, embed_dim: int, hidden_dim: int, heads: int, pres
     encoders forward and weight gradients; contrastive's three [B, B] products
     per pair of modalities; binding's two projections per embedding and their
     gradients; cross_modal's fusion + attention forward, and twice that for
-    their backward. Element-wise work (exp, norms, softmax) is not counted."""
+    their backward; fused_contrastive's fusion of two views per row (forward
+    and twice that backward), its three [B, B] products and the Gram matrix
+    of each modality for the neighbours. Element-wise work (exp, norms,
+    softmax, sorting) is not counted."""
     e, h, m = embed_dim, hidden_dim, len(present_input_dims)
     encoders = 2 * 2 * batch * e * sum(present_input_dims)
     pairs = m * (m - 1) // 2 if batch >= 2 else 0
@@ -560,7 +569,8 @@ def training_flops(batch: int, embed_dim: int, hidden_dim: int, heads: int, pres
     fusion = 2 * rows * (7 * e * e + e * h + h * e)
     attention = 2 * rows * (e * e + 2 * 7 * e * e + 2 * 7 * e + e * e)
     cross = 3 * (fusion + attention)
-    return encoders + contrastive + binding + cross
+    fused = (3 * 2 * fusion + 3 * 2 * batch * batch * e + m * 2 * batch * batch * e) if batch >= 2 else 0
+    return encoders + contrastive + binding + cross + fused
 
 
 def _text_event(texts: Dict[int, str]) -> gm.MultiModalEvent:

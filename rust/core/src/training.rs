@@ -56,13 +56,15 @@ impl<'a, T: Real> TrainBatch<'a, T> {
 }
 
 /// The objectives' random draws for one gradient computation.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ObjectiveDraws {
     /// binding: `(i, j, shift)` per ordered modality pair with ≥ 2 shared rows.
     pub shifts: Vec<(usize, usize, usize)>,
     /// cross_modal: the rows it uses and the modality dropped in each.
     pub rows: Vec<usize>,
     pub dropped: Vec<usize>,
+    /// fused_contrastive: its rows, their two views and positives.
+    pub fused: objectives::fused_contrastive::FusedViews,
 }
 
 /// The readable and restorable training state (besides the weights).
@@ -195,18 +197,28 @@ impl<T: Real> LearnableMultiModal<T> {
         self.adam = Adam::new(self.layout.len());
     }
 
-    /// The random draws the next [`Self::backward`] makes on a batch with
-    /// presence `mask [B, M]` (for reference implementations that must
-    /// reproduce a step exactly).
-    pub fn objective_draws(&self, mask: ArrayView2<bool>) -> Result<ObjectiveDraws> {
-        check_shape("mask", &mask, &[None, Some(NUM_MODALITIES)])?;
-        let seed = self.config.seed;
-        let shifts = objectives::draw_shifts(mask, &mut objective_rng(seed, self.rng_counter, Objective::Binding))
+    /// The random draws the next [`Self::backward`] makes on `batch` (for
+    /// reference implementations that must reproduce a step exactly);
+    /// fused_contrastive's positives follow from the batch's embeddings.
+    pub fn objective_draws(&self, batch: &TrainBatch<T>) -> Result<ObjectiveDraws> {
+        let (emb, mask) = match &batch.source {
+            EmbeddingSource::Inputs(input) => (CowArray::from(self.encode(input)?), input.mask()),
+            EmbeddingSource::Embeddings { emb, mask } => (self.check_embeddings(emb.view(), mask.view())?, mask.to_owned()),
+        };
+        let (seed, counter) = (self.config.seed, self.rng_counter);
+        let mask = mask.view();
+        let shifts = objectives::draw_shifts(mask, &mut objective_rng(seed, counter, Objective::Binding))
             .into_iter()
             .map(|(i, j, _, shift)| (i, j, shift))
             .collect();
-        let (rows, dropped) = objectives::draw_dropped(mask, &mut objective_rng(seed, self.rng_counter, Objective::CrossModal));
-        Ok(ObjectiveDraws { shifts, rows, dropped })
+        let (rows, dropped) = objectives::draw_dropped(mask, &mut objective_rng(seed, counter, Objective::CrossModal));
+        let fused = objectives::fused_contrastive::draw(
+            emb.view(),
+            mask,
+            self.config.fused_neighbors,
+            &mut objective_rng(seed, counter, Objective::FusedContrastive),
+        );
+        Ok(ObjectiveDraws { shifts, rows, dropped, fused })
     }
 
     fn adam_settings(&self, lr: Option<f64>) -> Result<AdamSettings> {

@@ -405,14 +405,27 @@ impl PyModel {
         self.inner.reset_optimizer();
     }
 
-    /// The next `backward`'s random draws on a batch with presence `mask`:
-    /// `([(i, j, shift)] of binding, cross_modal rows, dropped modalities)`.
+    /// The next `backward`'s random draws on `batch`: `([(i, j, shift)] of
+    /// binding, cross_modal rows, dropped modalities, fused_contrastive rows,
+    /// its two views [n, M] and each row's positives)`.
     #[allow(clippy::type_complexity)]
-    fn objective_draws(&self, mask: PyReadonlyArray2<'_, bool>) -> PyResult<(Vec<(usize, usize, usize)>, Vec<usize>, Vec<usize>)> {
-        let d = self.inner.objective_draws(mask.as_array()).py()?;
-        Ok((d.shifts, d.rows, d.dropped))
+    fn objective_draws<'py>(&self, py: Python<'py>, batch: PyBatch<'py>) -> PyResult<DrawsOut<'py>> {
+        let inner = &self.inner;
+        let d = with_batch(py, &batch, |b| inner.objective_draws(b))?;
+        let [v0, v1] = d.fused.views;
+        Ok((d.shifts, d.rows, d.dropped, d.fused.rows, v0.into_pyarray(py), v1.into_pyarray(py), d.fused.positives))
     }
 }
+
+type DrawsOut<'py> = (
+    Vec<(usize, usize, usize)>,
+    Vec<usize>,
+    Vec<usize>,
+    Vec<usize>,
+    Bound<'py, PyArray2<bool>>,
+    Bound<'py, PyArray2<bool>>,
+    Vec<Vec<usize>>,
+);
 
 /// A training batch as it arrives from Python: exactly one source of
 /// modality embeddings (dense inputs + mask, per-event components, or
