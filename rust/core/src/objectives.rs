@@ -46,7 +46,7 @@
 
 use crate::kernels::{self, threads, Epilogue};
 use crate::modality::NUM_MODALITIES;
-use crate::nn::ops::{cosine_rows, sigmoid, softplus, NORM_EPS};
+use crate::nn::ops::{cosine_rows, NORM_EPS};
 use crate::nn::{CrossModalBinder, FusionNetwork, ModalityAttention};
 use crate::params::{Params, ParamsMut};
 use crate::real::Real;
@@ -503,10 +503,25 @@ pub fn binding<T: Real>(
     let z: Vec<T> = pairs.iter().map(|&(a, b)| binder.pair_logit(&factors, x.view(), a, b, c)).collect();
     let count = T::c(pairs.len() as f64);
     let positive = |k: usize| k.is_multiple_of(2);
-    let loss = z.iter().enumerate().fold(T::zero(), |acc, (k, &z)| acc + if positive(k) { softplus(-z) } else { softplus(z) }) / count;
+    // softplus(±z) and σ(z) share one exponential, e^{−|z|} (the same
+    // operations as `softplus` and `sigmoid`, so the same values).
+    let decay: Vec<T> = z.iter().map(|&z| (-z.abs()).exp()).collect();
+    let softplus_of = |x: T, e: T| x.max(T::zero()) + e.ln_1p();
+    let loss = z
+        .iter()
+        .zip(&decay)
+        .enumerate()
+        .fold(T::zero(), |acc, (k, (&z, &e))| acc + if positive(k) { softplus_of(-z, e) } else { softplus_of(z, e) })
+        / count;
     if let Some(sink) = sink {
         let scale = sink.weight / count;
-        let dz: Vec<T> = z.iter().enumerate().map(|(k, &z)| (sigmoid(z) - if positive(k) { T::one() } else { T::zero() }) * scale).collect();
+        let sigmoid_of = |z: T, e: T| if z >= T::zero() { T::one() / (T::one() + e) } else { e / (T::one() + e) };
+        let dz: Vec<T> = z
+            .iter()
+            .zip(&decay)
+            .enumerate()
+            .map(|(k, (&z, &e))| (sigmoid_of(z, e) - if positive(k) { T::one() } else { T::zero() }) * scale)
+            .collect();
         let dx = binder.pairs_backward(params, x.view(), &factors, &pairs, &dz, sink.params);
         if let Some(d_emb) = sink.emb.as_deref_mut() {
             *d_emb += &dx.into_shape_with_order((batch, NUM_MODALITIES, e)).expect("B·M·E values");

@@ -169,7 +169,13 @@ impl CrossModalBinder {
         match self.kind {
             BinderKind::Additive => {
                 let (wa, wb) = self.additive_halves(params);
-                BinderFactors::Additive { left: x.dot(&wa).to_vec(), right: x.dot(&wb).to_vec() }
+                let per_row = |w: ndarray::ArrayView1<T>| -> Vec<T> {
+                    match w.as_slice() {
+                        Some(w) => x.rows().into_iter().map(|r| r.as_slice().map_or_else(|| r.dot(&ndarray::ArrayView1::from(w)), |r| kernels::dot(r, w))).collect(),
+                        None => x.dot(&w).to_vec(),
+                    }
+                };
+                BinderFactors::Additive { left: per_row(wa), right: per_row(wb) }
             }
             BinderKind::Bilinear => {
                 let mut xw = Array2::zeros(x.dim());
@@ -218,9 +224,15 @@ impl CrossModalBinder {
                     d_left[a] += dz;
                     d_right[b] += dz;
                 }
+                // dw_a = Σ_r d_left[r] x_r (and likewise dw_b): one pass over x.
+                let (mut ga, mut gb) = (Array1::<T>::zeros(e), Array1::<T>::zeros(e));
+                for ((r, &l), &rr) in x.rows().into_iter().zip(&d_left).zip(&d_right) {
+                    ga.scaled_add(l, &r);
+                    gb.scaled_add(rr, &r);
+                }
                 let mut row = dw.row_mut(0);
-                row.slice_mut(s![..e]).scaled_add(T::one(), &x.t().dot(&d_left));
-                row.slice_mut(s![e..]).scaled_add(T::one(), &x.t().dot(&d_right));
+                row.slice_mut(s![..e]).scaled_add(T::one(), &ga);
+                row.slice_mut(s![e..]).scaled_add(T::one(), &gb);
                 let (wa, wb) = self.additive_halves(params);
                 Array2::from_shape_fn((rows, e), |(r, k)| d_left[r] * wa[k] + d_right[r] * wb[k])
             }

@@ -84,63 +84,82 @@ pub fn nearest_positives<T: Real>(emb: ArrayView3<T>, mask: ArrayView2<bool>, ro
     if neighbors == 0 {
         return (0..n).map(|k| vec![k]).collect();
     }
-    // The [n, n] sums live in pooled buffers (4 MB each at n = 1024).
-    let mut dots = Array2::from_shape_vec((n, n), kernels::scratch::take::<T>(n * n)).expect("n² values");
-    let mut shared = Array2::from_shape_vec((n, n), kernels::scratch::take::<T>(n * n)).expect("n² values");
-    let mut g = kernels::scratch::take::<T>(n * n);
-    for m in 0..NUM_MODALITIES {
-        let present: Vec<usize> = (0..n).filter(|&k| mask[[rows[k], m]]).collect();
-        if present.len() < 2 {
-            continue;
-        }
-        let x = emb.index_axis(Axis(1), m).select(Axis(0), &present.iter().map(|&k| rows[k]).collect::<Vec<_>>());
-        let xt = x.t().as_standard_layout().into_owned();
-        if present.len() == n {
-            // Every row has the modality: the Gram matrix adds straight in.
-            kernels::gemm(x.view(), xt.view(), dots.view_mut(), Epilogue::add());
-            shared += T::one();
-            continue;
-        }
-        let mut g = kernels::view2_mut(&mut g, present.len(), present.len());
-        kernels::gemm(x.view(), xt.view(), g.view_mut(), Epilogue::store());
-        for (a, &ka) in present.iter().enumerate() {
-            for (b, &kb) in present.iter().enumerate() {
-                dots[[ka, kb]] += g[[a, b]];
-                shared[[ka, kb]] += T::one();
-            }
-        }
+    // Per modality: the rows that have it, their embeddings and transposes.
+    struct Side<T> {
+        /// Row index (into `rows`) → position among the rows with the modality.
+        at: Vec<Option<usize>>,
+        x: Array2<T>,
+        xt: Array2<T>,
+        all: bool,
     }
-    // Per row, the `neighbors` best candidates by (similarity descending,
-    // row ascending), as a full sort of the candidates would rank them, kept
-    // in a short sorted list (one pass over the row).
-    let best_of = |k: usize| -> Vec<usize> {
-        let mut best: Vec<(T, usize)> = Vec::with_capacity(neighbors + 1);
-        let (dk, sk) = (dots.row(k), shared.row(k));
-        for q in (0..n).filter(|&q| q != k && sk[q] > T::zero()) {
-            let sim = dk[q] / sk[q];
-            assert!(!sim.is_nan(), "finite similarities");
-            // Candidates come in row order, so a tie never displaces an earlier row.
-            if best.len() == neighbors && best.last().is_some_and(|&(worst, _)| sim <= worst) {
+    let sides: Vec<Side<T>> = (0..NUM_MODALITIES)
+        .filter_map(|m| {
+            let present: Vec<usize> = (0..n).filter(|&k| mask[[rows[k], m]]).collect();
+            if present.len() < 2 {
+                return None;
+            }
+            let mut at = vec![None; n];
+            for (a, &k) in present.iter().enumerate() {
+                at[k] = Some(a);
+            }
+            let x = emb.index_axis(Axis(1), m).select(Axis(0), &present.iter().map(|&k| rows[k]).collect::<Vec<_>>());
+            let xt = x.t().as_standard_layout().into_owned();
+            Some(Side { at, x, xt, all: present.len() == n })
+        })
+        .collect();
+    // Blocks of rows, one task each (one task, no pool, for small batches):
+    // each block's similarity sums `[block, n]`, modality by modality in
+    // order, then each row's `neighbors` best candidates by (similarity
+    // descending, row ascending), as a full sort of the candidates would
+    // rank them, kept in a short sorted list (one pass over the row).
+    const ROWS_PER_TASK: usize = 128;
+    let block = |t: usize| -> Vec<Vec<usize>> {
+        let (k0, k1) = (t * ROWS_PER_TASK, ((t + 1) * ROWS_PER_TASK).min(n));
+        let mut dots = Array2::<T>::zeros((k1 - k0, n));
+        let mut shared = Array2::<T>::zeros((k1 - k0, n));
+        for side in &sides {
+            if side.all {
+                // Every row has the modality: its products add straight in.
+                kernels::gemm_serial(side.x.slice(s![k0..k1, ..]), side.xt.view(), dots.view_mut(), Epilogue::add(), None);
+                shared += T::one();
                 continue;
             }
-            let at = best.iter().position(|&(other, _)| sim > other).unwrap_or(best.len());
-            best.insert(at, (sim, q));
-            best.truncate(neighbors);
+            let mine: Vec<(usize, usize)> = (k0..k1).filter_map(|k| side.at[k].map(|a| (k, a))).collect();
+            if mine.is_empty() {
+                continue;
+            }
+            let x = side.x.select(Axis(0), &mine.iter().map(|&(_, a)| a).collect::<Vec<_>>());
+            let mut g = Array2::zeros((mine.len(), side.xt.ncols()));
+            kernels::gemm_serial(x.view(), side.xt.view(), g.view_mut(), Epilogue::store(), None);
+            for (i, &(k, _)) in mine.iter().enumerate() {
+                for (q, &b) in side.at.iter().enumerate() {
+                    if let Some(b) = b {
+                        dots[[k - k0, q]] += g[[i, b]];
+                        shared[[k - k0, q]] += T::one();
+                    }
+                }
+            }
         }
-        std::iter::once(k).chain(best.into_iter().map(|(_, q)| q)).collect()
+        (k0..k1)
+            .map(|k| {
+                let mut best: Vec<(T, usize)> = Vec::with_capacity(neighbors + 1);
+                let (dk, sk) = (dots.row(k - k0), shared.row(k - k0));
+                for q in (0..n).filter(|&q| q != k && sk[q] > T::zero()) {
+                    let sim = dk[q] / sk[q];
+                    assert!(!sim.is_nan(), "finite similarities");
+                    // Candidates come in row order, so a tie never displaces an earlier row.
+                    if best.len() == neighbors && best.last().is_some_and(|&(worst, _)| sim <= worst) {
+                        continue;
+                    }
+                    let at = best.iter().position(|&(other, _)| sim > other).unwrap_or(best.len());
+                    best.insert(at, (sim, q));
+                    best.truncate(neighbors);
+                }
+                std::iter::once(k).chain(best.into_iter().map(|(_, q)| q)).collect()
+            })
+            .collect()
     };
-    // Blocks of rows per task: one task (no pool) for small batches.
-    const ROWS_PER_TASK: usize = 128;
-    let positives: Vec<Vec<usize>> = threads::map_tasks(n.div_ceil(ROWS_PER_TASK), |t| {
-        (t * ROWS_PER_TASK..((t + 1) * ROWS_PER_TASK).min(n)).map(best_of).collect::<Vec<_>>()
-    })
-    .into_iter()
-    .flatten()
-    .collect();
-    kernels::scratch::give(g);
-    kernels::scratch::give(dots.into_raw_vec_and_offset().0);
-    kernels::scratch::give(shared.into_raw_vec_and_offset().0);
-    positives
+    threads::map_tasks(n.div_ceil(ROWS_PER_TASK), block).into_iter().flatten().collect()
 }
 
 /// Draws the views from `rng` and finds the positives: everything
@@ -205,15 +224,18 @@ pub fn fused_contrastive_given<T: Real>(
     let (u, v) = (tape.out.slice(s![..n, ..]), tape.out.slice(s![n.., ..]));
     let inv_tau = T::one() / temperature;
     let vt = v.t().as_standard_layout().into_owned();
-    let mut logits = Array2::zeros((n, n)); // row k: u_k against every v_q
+    // Row k: u_k against every v_q (a pooled [n, n] buffer, turned into
+    // P + Q in place below).
+    let mut logits = Array2::from_shape_vec((n, n), kernels::scratch::take::<T>(n * n)).expect("n² values");
     kernels::gemm(u, vt.view(), logits.view_mut(), Epilogue::scaled(inv_tau));
-    let (row_lse, col_lse, probs) = two_way_softmax(logits.view(), sink.is_some());
+    // Row k's positives are columns p; column k's positives are rows p.
+    let picked: Vec<Vec<(T, T)>> = positives.iter().enumerate().map(|(k, pos)| pos.iter().map(|&p| (logits[[k, p]], logits[[p, k]])).collect()).collect();
+    let (row_lse, col_lse, probs) = two_way_softmax(logits, sink.is_some());
     let mut loss = T::zero();
-    for (k, pos) in positives.iter().enumerate() {
+    for (k, pos) in picked.iter().enumerate() {
         let share = T::one() / T::c(pos.len() as f64);
-        for &p in pos {
-            // Row k's positives are columns p; column k's positives are rows p.
-            loss += share * ((row_lse[k] - logits[[k, p]]) + (col_lse[k] - logits[[p, k]]));
+        for &(to_column, to_row) in pos {
+            loss += share * ((row_lse[k] - to_column) + (col_lse[k] - to_row));
         }
     }
     let nn = T::c(n as f64);
@@ -234,6 +256,7 @@ pub fn fused_contrastive_given<T: Real>(
         let mut d_out = Array2::zeros((2 * n, e));
         kernels::gemm(d_logits.view(), v, d_out.slice_mut(s![..n, ..]), Epilogue::scaled(inv_tau));
         kernels::gemm(d_logits.t(), u, d_out.slice_mut(s![n.., ..]), Epilogue::scaled(inv_tau));
+        kernels::scratch::give(d_logits.into_raw_vec_and_offset().0);
         let dx = fusion.backward(params, &tape, d_out, sink.params, sink.emb.is_some());
         if let (Some(d_emb), Some(dx)) = (sink.emb.as_deref_mut(), dx) {
             // Only the kept slots were read; the others were constant zeros.
@@ -252,20 +275,21 @@ pub fn fused_contrastive_given<T: Real>(
 }
 
 /// Log-sum-exp of every row and every column of the square `x [n, n]` and,
-/// when `want_sum`, `P + Q` (the row softmaxes plus the column softmaxes).
-/// When the entries span less than 60: one exponential per entry, shifted
-/// by the overall maximum, with the row and column sums taken in the same
-/// pass (vectorised); otherwise separately shifted softmaxes.
-fn two_way_softmax<T: Real>(x: ArrayView2<T>, want_sum: bool) -> (Array1<T>, Array1<T>, Option<Array2<T>>) {
+/// when `want_sum`, `P + Q` (the row softmaxes plus the column softmaxes),
+/// in `x`'s own buffer. When the entries span less than 60: one exponential
+/// per entry, shifted by the overall maximum, with the row and column sums
+/// taken in the same pass (vectorised); otherwise separately shifted
+/// softmaxes.
+fn two_way_softmax<T: Real>(mut x: Array2<T>, want_sum: bool) -> (Array1<T>, Array1<T>, Option<Array2<T>>) {
     let n = x.nrows();
     let (max, min) = x.iter().fold((T::neg_infinity(), T::infinity()), |(hi, lo), &v| (hi.max(v), lo.min(v)));
-    if !(max - min < T::c(60.0)) || x.ncols() != n {
-        let (row_lse, col_lse, probs) = softmax_both_ways(x, want_sum);
+    let one_pass = max - min < T::c(60.0) && x.ncols() == n && x.is_standard_layout(); // false for NaN too
+    if !one_pass {
+        let (row_lse, col_lse, probs) = softmax_both_ways(x.view(), want_sum);
         return (row_lse, col_lse, probs.map(|(p, q)| p + q));
     }
-    let mut e = x.as_standard_layout().into_owned();
     let mut col_sums = vec![T::zero(); n];
-    let row_sums: Vec<T> = e
+    let row_sums: Vec<T> = x
         .rows_mut()
         .into_iter()
         .map(|mut row| kernels::exp_row_col_sums(row.as_slice_mut().expect("standard layout"), max, &mut col_sums))
@@ -273,12 +297,13 @@ fn two_way_softmax<T: Real>(x: ArrayView2<T>, want_sum: bool) -> (Array1<T>, Arr
     let row_lse: Array1<T> = row_sums.iter().map(|&s| max + s.ln()).collect();
     let col_lse: Array1<T> = col_sums.iter().map(|&s| max + s.ln()).collect();
     if !want_sum {
+        kernels::scratch::give(x.into_raw_vec_and_offset().0);
         return (row_lse, col_lse, None);
     }
-    for (mut row, &rs) in e.rows_mut().into_iter().zip(&row_sums) {
+    for (mut row, &rs) in x.rows_mut().into_iter().zip(&row_sums) {
         for (v, &cs) in row.iter_mut().zip(&col_sums) {
             *v = *v / rs + *v / cs;
         }
     }
-    (row_lse, col_lse, Some(e))
+    (row_lse, col_lse, Some(x))
 }
