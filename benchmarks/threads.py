@@ -2,8 +2,8 @@
 
 `pin_threads` must run before NumPy (or torch) is first imported: OpenBLAS,
 MKL and OpenMP read their thread counts from the environment once, at load.
-`RAYON_NUM_THREADS` is set for our library's future rayon pool; where the
-library grows an explicit setter, `configure_library_threads` calls it.
+Our library reads `RAYON_NUM_THREADS` for its default too, and
+`configure_library_threads` sets it explicitly with `gm.set_num_threads`.
 """
 
 from __future__ import annotations

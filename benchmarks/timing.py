@@ -2,7 +2,10 @@
 
 Frameworks compared in one case are sampled round-robin (`measure_many`):
 on a shared, noisy machine a burst of load then hits all of them alike
-instead of whichever happened to be running.
+instead of whichever happened to be running. Each sample is preceded by one
+untimed call, so that it does not pay for the switch from the framework
+sampled before it (cold caches, a heap shaped by another allocator, worker
+threads asleep).
 
 A *sample* times `number` back-to-back calls with `time.perf_counter`;
 `number` is calibrated so that one sample lasts at least `min_sample_s`
@@ -75,6 +78,10 @@ def measure_many(fns: Dict[str, Callable[[], object]], settings: Settings) -> Di
     for i in range(settings.repeats):
         for name in names[i % len(names) :] + names[: i % len(names)]:
             fn, number = fns[name], numbers[name]
+            # One untimed call first: the framework sampled before this one
+            # left the caches, the heap and its idle threads in its own state
+            # (a switch costs a 3 ms batched call up to ~2x).
+            fn()
             start = time.perf_counter()
             for _ in range(number):
                 fn()

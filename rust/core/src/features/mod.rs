@@ -13,7 +13,6 @@ pub use wl::{
 use crate::error::{Error, Result};
 use crate::graph::{Graph, TextUnit};
 use ndarray::Array2;
-use rayon::prelude::*;
 
 /// Which featuriser turns a graph into a vector.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -90,6 +89,8 @@ impl FeatureKind {
 
 /// Batches smaller than this are featurised on the calling thread.
 const PARALLEL_MIN_ITEMS: usize = 16;
+/// Items per task of a batched featurisation.
+const ITEMS_PER_TASK: usize = 32;
 
 /// Featurises `items` into `[N, dim]`, one row per item, rows computed in
 /// parallel (the library's threads, see `kernels::threads`).
@@ -100,7 +101,8 @@ fn featurize_rows<T: Sync>(items: &[T], kind: &FeatureKind, row: impl Fn(&T, &mu
         // Handing a few rows to the pool costs more than computing them here.
         out.chunks_mut(dim).zip(items).for_each(|(chunk, item)| row(item, chunk));
     } else {
-        crate::kernels::threads::install(|| out.par_chunks_mut(dim).zip(items.par_iter()).for_each(|(chunk, item)| row(item, chunk)));
+        let tasks: Vec<(&mut [f32], &[T])> = out.chunks_mut(dim * ITEMS_PER_TASK).zip(items.chunks(ITEMS_PER_TASK)).collect();
+        crate::kernels::threads::for_each_item(tasks, |(rows, items)| rows.chunks_mut(dim).zip(items).for_each(|(chunk, item)| row(item, chunk)));
     }
     Array2::from_shape_vec((items.len(), dim), out).expect("one row of dim per item")
 }

@@ -8,7 +8,7 @@
 
 use crate::error::{Error, Result};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 static POOL: RwLock<Option<Arc<rayon::ThreadPool>>> = RwLock::new(None);
 /// 0 = not chosen yet (the default applies on first use).
@@ -36,38 +36,45 @@ pub fn num_threads() -> usize {
     }
 }
 
-/// Sets the number of threads (≥ 1). Takes effect for calls that start
-/// afterwards; calls already running finish on the old pool.
+/// Sets the number of threads (≥ 1), the calling thread included. Takes
+/// effect for calls that start afterwards; calls already running finish on
+/// the old pool.
 pub fn set_num_threads(n: usize) -> Result<()> {
     if n == 0 {
         return Err(Error::invalid("n", "got 0; expected a positive number of threads"));
     }
     let mut pool = POOL.write().unwrap_or_else(|e| e.into_inner());
-    if NUM_THREADS.load(Ordering::Acquire) != n || pool.as_ref().is_some_and(|p| p.current_num_threads() != n) {
+    if pool.as_ref().is_some_and(|p| p.current_num_threads() != n - 1) {
         *pool = None; // rebuilt lazily with the new size
     }
     NUM_THREADS.store(n, Ordering::Release);
     Ok(())
 }
 
-/// The pool, built on first use with [`num_threads`] workers; `None` when
-/// no worker thread can be started (then everything runs on the caller's
-/// thread).
+/// The pool of helper threads: `num_threads() − 1` workers, since the
+/// calling thread always works too (on a machine with few cores, a caller
+/// blocked while `n` workers run, and `n` idle workers spinning while the
+/// caller runs serial code, both cost a core). `None` with one thread, or
+/// when no worker thread can be started (then everything runs on the
+/// caller's thread).
 pub fn pool() -> Option<Arc<rayon::ThreadPool>> {
-    let n = num_threads();
+    let helpers = num_threads() - 1;
+    if helpers == 0 {
+        return None;
+    }
     if let Some(p) = POOL.read().unwrap_or_else(|e| e.into_inner()).as_ref() {
-        if p.current_num_threads() == n {
+        if p.current_num_threads() == helpers {
             return Some(Arc::clone(p));
         }
     }
     let mut slot = POOL.write().unwrap_or_else(|e| e.into_inner());
     if let Some(p) = slot.as_ref() {
-        if p.current_num_threads() == n {
+        if p.current_num_threads() == helpers {
             return Some(Arc::clone(p));
         }
     }
     let built = rayon::ThreadPoolBuilder::new()
-        .num_threads(n)
+        .num_threads(helpers)
         .thread_name(|i| format!("grapheme-mm-{i}"))
         .build()
         .ok()
@@ -76,19 +83,32 @@ pub fn pool() -> Option<Arc<rayon::ThreadPool>> {
     built
 }
 
-/// Runs `f(task)` for every task in `0..tasks`, on the pool when there is
-/// more than one task and more than one thread, else in order on this thread.
+/// Runs `f(task)` for every task in `0..tasks`: the calling thread and the
+/// pool's helpers claim tasks one at a time from a shared counter until
+/// none is left (so a thread that is descheduled holds up at most one
+/// task). In order on this thread when there is one task or one thread.
 /// Each task must write only its own outputs.
 pub fn for_each_task(tasks: usize, f: impl Fn(usize) + Sync + Send) {
-    if tasks <= 1 || num_threads() <= 1 {
+    let pool = if tasks > 1 { pool() } else { None };
+    let Some(pool) = pool else {
         (0..tasks).for_each(f);
         return;
-    }
-    use rayon::prelude::*;
-    match pool() {
-        Some(pool) => pool.install(|| (0..tasks).into_par_iter().with_max_len(1).for_each(f)),
-        None => (0..tasks).for_each(f),
-    }
+    };
+    let next = AtomicUsize::new(0);
+    let work = || loop {
+        let t = next.fetch_add(1, Ordering::Relaxed);
+        if t >= tasks {
+            break;
+        }
+        f(t);
+    };
+    let helpers = pool.current_num_threads().min(tasks - 1);
+    pool.in_place_scope(|scope| {
+        for _ in 0..helpers {
+            scope.spawn(|_| work());
+        }
+        work();
+    });
 }
 
 /// Like [`for_each_task`] but collecting each task's result, in task order.
@@ -96,34 +116,28 @@ pub fn map_tasks<R: Send>(tasks: usize, f: impl Fn(usize) -> R + Sync + Send) ->
     if tasks <= 1 || num_threads() <= 1 {
         return (0..tasks).map(f).collect();
     }
-    use rayon::prelude::*;
-    match pool() {
-        Some(pool) => pool.install(|| (0..tasks).into_par_iter().with_max_len(1).map(f).collect()),
-        None => (0..tasks).map(f).collect(),
-    }
+    let slots: Vec<Mutex<Option<R>>> = (0..tasks).map(|_| Mutex::new(None)).collect();
+    for_each_task(tasks, |t| {
+        let r = f(t);
+        *slots[t].lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
+    });
+    slots
+        .into_iter()
+        .map(|s| s.into_inner().unwrap_or_else(|e| e.into_inner()).expect("every task ran"))
+        .collect()
 }
 
-/// Runs `f(item)` for every item, on the pool when there are several items
-/// and threads.
+/// Runs `f(item)` for every item (see [`for_each_task`]).
 pub fn for_each_item<I: Send>(items: Vec<I>, f: impl Fn(I) + Sync + Send) {
     if items.len() <= 1 || num_threads() <= 1 {
         items.into_iter().for_each(f);
         return;
     }
-    use rayon::prelude::*;
-    match pool() {
-        Some(pool) => pool.install(|| items.into_par_iter().with_max_len(1).for_each(f)),
-        None => items.into_iter().for_each(f),
-    }
-}
-
-/// Runs `f` inside the pool (so rayon parallel iterators in it use the
-/// library's threads).
-pub fn install<R: Send>(f: impl FnOnce() -> R + Send) -> R {
-    match pool() {
-        Some(pool) => pool.install(f),
-        None => f(),
-    }
+    let slots: Vec<Mutex<Option<I>>> = items.into_iter().map(|i| Mutex::new(Some(i))).collect();
+    for_each_task(slots.len(), |t| {
+        let item = slots[t].lock().unwrap_or_else(|e| e.into_inner()).take().expect("each item is taken once");
+        f(item);
+    });
 }
 
 #[cfg(test)]
