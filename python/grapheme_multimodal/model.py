@@ -628,15 +628,21 @@ class LearnableMultiModal:
         ``event``: one Rust call featurises, encodes, pools and fuses it."""
         if not isinstance(event, MultiModalEvent):
             raise TypeError(f"event: expected MultiModalEvent, got {type(event).__name__}")
-        components = event.components
-        key = (event._version, [(id(c), id(getattr(c, "graph", None)), c.confidence) for c in components])
+        # One pass: the cache key (the event's version; each component, its
+        # graph and confidence) and the core's view of each component.
+        parts, items = [], []
+        for c in event.components:
+            if isinstance(c, ModalGraph):
+                graph = c.graph
+                parts.append((id(c), id(graph), c.confidence))
+                items.append((c.modality.value, graph._g, c.confidence))
+            else:
+                parts.append((id(c), 0, c.confidence))
+                items.append((c.modality.value, c.features, c.confidence))
+        key = (event._version, parts)
         hit = self._cache.get(event)
         if hit is not None and hit[0] == key:
             return hit
-        items = [
-            (c.modality.value, c.graph._g if type(c) is ModalGraph else c.features, c.confidence)
-            for c in components
-        ]
         emb, mask, fused = self._core.encode_event(event.id, items, self._featurizer_spec())
         entry = (key, (emb, mask), fused)
         self._cache[event] = entry

@@ -231,6 +231,52 @@ unsafe fn tile_1x64<const FULL: bool>(ranges: &[(usize, usize)], a: *const f32, 
     }
 }
 
+/// A short list of `(start, len)` k ranges, on the stack when it fits.
+struct Ranges {
+    inline: [(usize, usize); 8],
+    len: usize,
+    spill: Vec<(usize, usize)>,
+    spilled: bool,
+}
+
+impl Ranges {
+    fn new(capacity: usize) -> Self {
+        let spilled = capacity > 8;
+        Ranges { inline: [(0, 0); 8], len: 0, spill: if spilled { Vec::with_capacity(capacity) } else { Vec::new() }, spilled }
+    }
+
+    fn clear(&mut self) {
+        self.len = 0;
+        self.spill.clear();
+    }
+
+    fn push(&mut self, r: (usize, usize)) {
+        if self.spilled {
+            self.spill.push(r);
+        } else {
+            self.inline[self.len] = r;
+            self.len += 1;
+        }
+    }
+
+    /// Appends `[start, start + len)`, extending the last range when adjacent.
+    fn push_merged(&mut self, start: usize, len: usize) {
+        let last = if self.spilled { self.spill.last_mut() } else { self.inline[..self.len].last_mut() };
+        match last {
+            Some(r) if r.0 + r.1 == start => r.1 += len,
+            _ => self.push((start, len)),
+        }
+    }
+
+    fn as_slice(&self) -> &[(usize, usize)] {
+        if self.spilled {
+            &self.spill
+        } else {
+            &self.inline[..self.len]
+        }
+    }
+}
+
 /// Which k ranges of a row strip to run: all of them, or (with segments)
 /// those where some row of the strip is nonzero.
 pub struct Segments<'a> {
@@ -328,7 +374,9 @@ unsafe fn gemm_blocks(
     // Written before it is read (only strips that need packing use it).
     let mut packed = std::mem::MaybeUninit::<[f32; KC * MR]>::uninit();
     let packed = packed.as_mut_ptr() as *mut f32;
-    let mut ranges: Vec<(usize, usize)> = Vec::with_capacity(8);
+    // Merged k ranges of a strip: at most one per segment (no allocation
+    // for the usual few segments).
+    let mut ranges = Ranges::new(segments.map_or(1, |seg| seg.count));
     let panels = n.div_ceil(PANEL);
     let mut k0 = 0;
     while k0 < k {
@@ -371,10 +419,7 @@ unsafe fn gemm_blocks(
                         if lo >= hi || !(0..mr).any(|i| seg.present[(i0 + i) * seg.count + s]) {
                             continue;
                         }
-                        match ranges.last_mut() {
-                            Some(r) if r.0 + r.1 == lo - k0 => r.1 += hi - lo,
-                            _ => ranges.push((lo - k0, hi - lo)),
-                        }
+                        ranges.push_merged(lo - k0, hi - lo);
                     }
                 }
             }
@@ -391,7 +436,7 @@ unsafe fn gemm_blocks(
                 Strip::Cols(base, csa)
             } else {
                 let mut p = 0;
-                for &(start, len) in &ranges {
+                for &(start, len) in ranges.as_slice() {
                     for kk in start..start + len {
                         let col = base.offset(kk as isize * csa);
                         for i in 0..MR {
@@ -419,22 +464,22 @@ unsafe fn gemm_blocks(
                 };
                 if single {
                     if nr == panel {
-                        tile_1x64::<true>(&ranges, base, csa, bp.add(j0), rsb, &o);
+                        tile_1x64::<true>(ranges.as_slice(), base, csa, bp.add(j0), rsb, &o);
                     } else {
-                        tile_1x64::<false>(&ranges, base, csa, bp.add(j0), rsb, &o);
+                        tile_1x64::<false>(ranges.as_slice(), base, csa, bp.add(j0), rsb, &o);
                     }
                 } else if pack_b {
                     // Packed panels are zero-padded: full-width loads, masked stores.
                     let panel_b = packed_b.as_ptr().add(j0 / PANEL * kc * PANEL);
                     if nr == PANEL {
-                        tile_6x16::<true, true>(&ranges, strip, panel_b, PANEL as isize, &o);
+                        tile_6x16::<true, true>(ranges.as_slice(), strip, panel_b, PANEL as isize, &o);
                     } else {
-                        tile_6x16::<true, false>(&ranges, strip, panel_b, PANEL as isize, &o);
+                        tile_6x16::<true, false>(ranges.as_slice(), strip, panel_b, PANEL as isize, &o);
                     }
                 } else if nr == PANEL {
-                    tile_6x16::<true, true>(&ranges, strip, bp.add(j0), rsb, &o);
+                    tile_6x16::<true, true>(ranges.as_slice(), strip, bp.add(j0), rsb, &o);
                 } else {
-                    tile_6x16::<false, false>(&ranges, strip, bp.add(j0), rsb, &o);
+                    tile_6x16::<false, false>(ranges.as_slice(), strip, bp.add(j0), rsb, &o);
                 }
                 j0 += panel;
             }
