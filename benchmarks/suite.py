@@ -246,25 +246,25 @@ class Suite:
 
         # Where the time goes: the pieces of one uncached fuse_event, ours only.
         section = "2b. breakdown of ours, per event"
-        graphs = [c.graph for c in event.components]
-        featurizers = getattr(model.config, "graph_features", None)
-        if featurizers is None:
-            featurise_piece = {"gm.fingerprints(3 graphs) (Python -> Rust -> numpy)": lambda: gm.fingerprints(graphs)}
-        else:  # one featuriser call per modality, as _event_parts makes them
-            calls = [(featurizers[c.modality.index], [c.graph]) for c in event.components]
-            featurise_piece = {"3x featurizer([graph]) (Python -> Rust -> numpy)": lambda: [f(g) for f, g in calls]}
-        parts = model._event_parts(event)
-        emb = model._core.encode_components(1, parts)
-        mask = np.array([[p is not None for p in parts]])
         pieces = {
             "model.clear_cache()": model.clear_cache,
             "build event: 3x Graph.from_text + ModalGraph + MultiModalEvent": lambda: _text_event(texts),
-            **featurise_piece,
-            "model._event_parts(event) (Python: group, featurise, stack)": lambda: model._event_parts(event),
-            "_core.encode_components(1, parts) (Rust call)": lambda: model._core.encode_components(1, parts),
-            "_core.fuse(emb, mask) (Rust call)": lambda: model._core.fuse(emb, mask),
-            "np.array(mask) (Python)": lambda: np.array([[p is not None for p in parts]]),
         }
+        encode_event = getattr(model._core, "encode_event", None)
+        if encode_event is not None:  # one Rust call per event (phase 2)
+            from grapheme_multimodal.types import ModalGraph
+
+            items = [(c.modality.value, c.graph._g if isinstance(c, ModalGraph) else c.features, c.confidence)
+                     for c in event.components]
+            spec = model._featurizer_spec()
+            pieces["_core.encode_event (Rust: featurise 3 graphs, encode, pool, fuse)"] = lambda: encode_event(event.id, items, spec)
+        else:  # the phase-1 path: Python groups and featurises, two Rust calls
+            parts = model._event_parts(event)
+            emb = model._core.encode_components(1, parts)
+            mask = np.array([[p is not None for p in parts]])
+            pieces["model._event_parts(event) (Python: group, featurise, stack)"] = lambda: model._event_parts(event)
+            pieces["_core.encode_components(1, parts) (Rust call)"] = lambda: model._core.encode_components(1, parts)
+            pieces["_core.fuse(emb, mask) (Rust call)"] = lambda: model._core.fuse(emb, mask)
         for case, fn in pieces.items():
             self.add(Row(section, case, "call", 1, "latency", {"ours": self.time(fn)}))
 
