@@ -1,11 +1,13 @@
 """How many threads the library computes with.
 
-One pool of worker threads serves the model's kernels (batched forward,
-training step) and the batched featurisers. Its default size is
-``GRAPHEME_MM_NUM_THREADS``, else ``RAYON_NUM_THREADS``, else the number of
-CPUs the process may use. Results do not depend on the thread count: work is
-split at boundaries fixed by the problem size and partial sums are combined
-in a fixed order, so the same inputs give the same bits on 1 thread or 16.
+The model's kernels (batched forward, training step) and the batched
+featurisers run on ``n`` threads: the calling thread and ``n - 1`` helpers
+of one pool. The default ``n`` is ``GRAPHEME_MM_NUM_THREADS``, else
+``RAYON_NUM_THREADS``, else the number of CPUs the process may use; small
+work (one event, a step on a few rows) stays on the calling thread. Results
+do not depend on the thread count: work is split at boundaries fixed by the
+problem size and partial sums are combined in a fixed order, so the same
+inputs give the same bits on 1 thread or 16.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ __all__ = ["get_num_threads", "set_num_threads"]
 
 
 def set_num_threads(n: int) -> None:
-    """Use ``n`` threads (``n >= 1``) for the calls that start afterwards.
+    """Compute with ``n`` threads (``n >= 1``, the calling thread included)
+    in the calls that start afterwards.
 
     >>> import grapheme_multimodal as gm
     >>> before = gm.get_num_threads()
