@@ -31,10 +31,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -47,20 +45,13 @@ from grapheme_multimodal.anchors import (
     cca_anchor,
     knn_anchors,
 )
+from grapheme_multimodal.io import atomic_write_bytes
 from grapheme_multimodal.data import load_multiple_features, train_test_split
 
 
 def _write_json_atomically(path: Path, payload: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(payload, handle, indent=2)
-            handle.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    atomic_write_bytes(path, (json.dumps(payload, indent=2) + "\n").encode())
 
 
 def main(argv: list[str] | None = None) -> int:

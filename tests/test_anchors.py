@@ -11,16 +11,6 @@ from grapheme_multimodal import data as gd
 TOLERANCE = 0.005
 
 
-@pytest.fixture(scope="module")
-def splits() -> tuple[gd.MultipleFeatures, gd.MultipleFeatures]:
-    pytest.importorskip("sklearn")
-    try:
-        mfeat = gd.load_multiple_features()
-    except (ModuleNotFoundError, FileNotFoundError) as err:
-        pytest.skip(str(err))
-    return gd.train_test_split(mfeat, test_size=0.2, seed=0)
-
-
 def test_knn_anchors_reproduce_the_spec(splits):
     ours = anchors.knn_anchors(*splits, k=5)
     assert set(ours) == set(anchors.SPEC_KNN_ACCURACY)

@@ -20,16 +20,6 @@ PAIRWISE_ONLY = {"contrastive": 1.0, "binding": 1.0, "cross_modal": 1.0}
 
 
 @pytest.fixture(scope="module")
-def splits() -> tuple[gd.MultipleFeatures, gd.MultipleFeatures]:
-    pytest.importorskip("sklearn")
-    try:
-        mfeat = gd.load_multiple_features()
-    except (ModuleNotFoundError, FileNotFoundError) as err:
-        pytest.skip(str(err))
-    return gd.train_test_split(mfeat, test_size=0.2, seed=0)
-
-
-@pytest.fixture(scope="module")
 def results(splits) -> dict:
     return {b: uci.run(*splits, uci.TrainingSettings(binder_kind=b, epochs=8)) for b in ("additive", "bilinear")}
 
