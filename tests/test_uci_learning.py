@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import pytest
 
-from grapheme_multimodal import data as gd
 from grapheme_multimodal import uci
 
 PAIRWISE_ONLY = {"contrastive": 1.0, "binding": 1.0, "cross_modal": 1.0}

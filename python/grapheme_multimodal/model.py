@@ -15,14 +15,15 @@ import numpy as np
 
 from . import _core
 from ._validation import as_float32, as_mask, describe
-from .batch import Batch
-from .buffer import Experience, ExperienceBuffer
+from .buffer import ExperienceBuffer
+from .experience import ExperienceMixin
+from .learning import LearningMixin
 from .config import LearnableMultiModalConfig, resolve_config
 from .graph import Graph
-from .objectives import resolve_weights
-from .types import CrossModalBinding, BindingType, ModalFeatures, ModalGraph, Modality, MultiModalEvent
+from .types import CrossModalBinding, BindingType, ModalGraph, Modality, MultiModalEvent
 
 if TYPE_CHECKING:
+    from .components import CrossModalBinder, FusionNetwork, ModalityAttention, ModalityEncoder
     from .training import History
 
 NUM_MODALITIES = _core.NUM_MODALITIES
@@ -30,7 +31,7 @@ ModalityKey = Union[Modality, str, int]
 Inputs = Union[Mapping[ModalityKey, Any], Sequence[Any]]
 
 
-class LearnableMultiModal:
+class LearnableMultiModal(LearningMixin, ExperienceMixin):
     """Encoders, fusion network, cross-modal binder and modality attention.
 
     Shapes: ``B`` events, ``M = 7`` modalities, ``E = embed_dim``. Batched
@@ -237,252 +238,6 @@ class LearnableMultiModal:
         from .components import ModalityAttention
 
         return ModalityAttention._view(self)
-
-    # ---------------------------------------------------------------- learning
-    def losses(self, batch: Union[Batch, Inputs], mask: Any = None, *, weights: Optional[Mapping[str, float]] = None) -> Dict[str, float]:
-        """Per-objective losses of ``batch`` and their weighted ``"total"``,
-        without gradients. Uses the random draws the next :meth:`backward`
-        or :meth:`train_step` will use, so the values match.
-
-        ``batch`` is a :class:`Batch` or, as a shorthand, its ``inputs``
-        (with ``mask``). ``weights`` maps objective names to weights (see
-        :func:`grapheme_multimodal.objectives.resolve_weights`; default: the
-        default mix). Objectives with weight 0 are not computed.
-        """
-        core_batch, w = self._learning_args(batch, mask, weights)
-        return dict(self._core.losses(core_batch, w))
-
-    def backward(self, batch: Union[Batch, Inputs], mask: Any = None, *, weights: Optional[Mapping[str, float]] = None) -> Dict[str, float]:
-        """Like :meth:`losses`, and adds the gradients of the weighted total
-        to the accumulated ones (``has_gradients()`` becomes True). No step
-        is taken: call :meth:`step`, or read :meth:`gradients`."""
-        core_batch, w = self._learning_args(batch, mask, weights)
-        return dict(self._core.backward(core_batch, w))
-
-    def train_step(
-        self,
-        batch: Union[Batch, Inputs],
-        mask: Any = None,
-        *,
-        weights: Optional[Mapping[str, float]] = None,
-        lr: Optional[float] = None,
-    ) -> Dict[str, float]:
-        """One training step: ``zero_grad()``, ``backward(batch)``,
-        ``step(lr)``. Returns the per-objective losses before the step and
-        their weighted ``"total"``; the gradients stay readable.
-
-        >>> import numpy as np
-        >>> model = LearnableMultiModal(embed_dim=16, hidden_dim=32, seed=0)
-        >>> rng = np.random.default_rng(0)
-        >>> x = {"visual": rng.normal(size=(8, 18)), "linguistic": rng.normal(size=(8, 18))}
-        >>> sorted(model.train_step(x))
-        ['binding', 'contrastive', 'cross_modal', 'total']
-        """
-        core_batch, w = self._learning_args(batch, mask, weights)
-        lr = self._learning_rate(lr)
-        try:
-            losses, _ = self._core.train_step(core_batch, w, lr)
-        finally:
-            self._parameters_changed()
-        return dict(losses)
-
-    def zero_grad(self) -> None:
-        """Clears the accumulated gradients (``has_gradients()`` is then False)."""
-        self._core.zero_grad()
-
-    def has_gradients(self) -> bool:
-        """Whether gradients were accumulated since the last :meth:`zero_grad`."""
-        return self._core.has_gradients()
-
-    def step(self, lr: Optional[float] = None) -> None:
-        """One Adam update from the accumulated gradients (which are kept, as
-        in PyTorch). ``lr`` defaults to ``config.learning_rate``. A no-op
-        when there are no gradients."""
-        if self._core.step(self._learning_rate(lr)):
-            self._parameters_changed()
-
-    def gradients(self) -> "OrderedDict[str, np.ndarray]":
-        """The accumulated gradients, float32, under the :meth:`state_dict`
-        names (zeros when there are none)."""
-        flat = self._core.get_flat_grad()
-        return self._unflatten(flat)
-
-    def apply_gradients(self, grads: Mapping[str, Any], lr: Optional[float] = None) -> None:
-        """One Adam update from ``grads`` (``{name: array}`` with the
-        :meth:`state_dict` names and shapes, every tensor given), e.g.
-        gradients averaged over data-parallel workers. The accumulated
-        gradients are left as they are."""
-        flat = self._flatten(grads, "grads")
-        lr = self._learning_rate(lr)
-        try:
-            self._core.apply_gradients(flat, lr)
-        finally:
-            self._parameters_changed()
-
-    def optimizer_state(self) -> Dict[str, Any]:
-        """Everything besides the weights that training continues from:
-
-        ``{"step": int, "rng_counter": int, "exp_avg": {name: array},
-        "exp_avg_sq": {name: array}}`` — Adam's update count and moments (the
-        PyTorch names) and the number of gradient computations so far, which
-        with ``config.seed`` fixes the objectives' random draws. Restoring it
-        with :meth:`load_optimizer_state` (and the weights) continues
-        training bit for bit."""
-        m, v, step, counter = self._core.optimizer_state()
-        return {"step": step, "rng_counter": counter, "exp_avg": self._unflatten(m), "exp_avg_sq": self._unflatten(v)}
-
-    def load_optimizer_state(self, state: Mapping[str, Any]) -> None:
-        """Restores a state from :meth:`optimizer_state` (checked first;
-        nothing changes on error)."""
-        if not isinstance(state, Mapping):
-            raise TypeError(f"state: expected a mapping, got {type(state).__name__}")
-        expected = {"step", "rng_counter", "exp_avg", "exp_avg_sq"}
-        if set(state) != expected:
-            raise ValueError(f"state: expected keys {sorted(expected)}, got {sorted(state)}")
-        counts = {}
-        for key in ("step", "rng_counter"):
-            value = state[key]
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= value < 2**64:
-                raise ValueError(f"state[{key!r}]: expected an int in [0, 2**64), got {value!r}")
-            counts[key] = int(value)
-        m = self._flatten(state["exp_avg"], "state['exp_avg']")
-        v = self._flatten(state["exp_avg_sq"], "state['exp_avg_sq']")
-        self._core.set_optimizer_state(m, v, counts["step"], counts["rng_counter"])
-
-    def reset_optimizer(self) -> None:
-        """Forgets Adam's moments and update count (e.g. before fine-tuning)."""
-        self._core.reset_optimizer()
-
-    def _learning_rate(self, lr: Optional[float]) -> Optional[float]:
-        if lr is None:
-            return None
-        if isinstance(lr, bool) or not isinstance(lr, (int, float, np.number)) or not np.isfinite(lr) or lr <= 0:
-            raise ValueError(f"lr: expected a finite positive number or None, got {lr!r}")
-        return float(lr)
-
-    def _learning_args(self, batch: Any, mask: Any, weights: Optional[Mapping[str, float]]) -> Tuple["_CoreBatch", List[float]]:
-        if not isinstance(batch, Batch):
-            batch = Batch(inputs=batch, mask=mask)
-        elif mask is not None:
-            raise ValueError("mask: give it inside the Batch (Batch(inputs=..., mask=...)), not beside it")
-        core = _CoreBatch()
-        e = self.config.embed_dim
-        if batch.inputs is not None:
-            core.inputs, core.mask = self.prepare_inputs(batch.inputs, batch.mask)
-        elif batch.events is not None:
-            core.components = (len(batch.events), self._events_parts(batch.events))
-        elif batch.components is not None:
-            core.components = (int(batch.components[0]), list(batch.components[1]))
-        else:
-            core.embeddings, core.mask = self._embeddings_and_mask(batch.embeddings, batch.mask)
-        b = core.components[0] if core.components is not None else len(core.mask)
-        if batch.fused is not None:
-            core.fused = as_float32(batch.fused, "fused", 2, (b, e))
-        if batch.rewards is not None:
-            core.rewards = as_float32(batch.rewards, "rewards", 1, (b,))
-        return core, resolve_weights(weights, batch.fused is not None)
-
-    def _events_parts(self, events: Sequence[MultiModalEvent]) -> list:
-        """The component form of several events: row ``i`` is ``events[i]``."""
-        per_modality: List[list] = [[] for _ in range(NUM_MODALITIES)]
-        for row, event in enumerate(events):
-            for m, part in enumerate(self._event_parts(event)):
-                if part is not None:
-                    per_modality[m].append((part[0], [row] * len(part[1]), part[2]))
-        parts: list = [None] * NUM_MODALITIES
-        for m, chunks in enumerate(per_modality):
-            if chunks:
-                x = np.ascontiguousarray(np.concatenate([c[0] for c in chunks]), dtype=np.float32)
-                parts[m] = (x, [r for c in chunks for r in c[1]], [w for c in chunks for w in c[2]])
-        return parts
-
-    def _unflatten(self, flat: np.ndarray) -> "OrderedDict[str, np.ndarray]":
-        out: "OrderedDict[str, np.ndarray]" = OrderedDict()
-        offset = 0
-        for name, shape in self._core.param_specs():
-            size = int(np.prod(shape))
-            out[name] = flat[offset : offset + size].reshape(shape)
-            offset += size
-        return out
-
-    def _flatten(self, tensors: Mapping[str, Any], arg: str) -> np.ndarray:
-        """``{name: array}`` with every parameter's name and shape → one flat float32 array."""
-        if not isinstance(tensors, Mapping):
-            raise TypeError(f"{arg}: expected a mapping name -> array, got {type(tensors).__name__}")
-        shapes = self.parameter_shapes()
-        unknown = sorted(set(tensors) - set(shapes))
-        missing = sorted(set(shapes) - set(tensors))
-        if unknown or missing:
-            raise ValueError(f"{arg}: unexpected keys {unknown}, missing keys {missing}")
-        parts = []
-        for name, shape in shapes.items():
-            arr = as_float32(tensors[name], f"{arg}[{name!r}]", len(shape), shape)
-            if not np.isfinite(arr).all():
-                raise ValueError(f"{arg}[{name!r}]: contains NaN or inf; expected finite numbers")
-            parts.append(arr.ravel())
-        return np.ascontiguousarray(np.concatenate(parts)) if parts else np.zeros(0, np.float32)
-
-    # ------------------------------------------------------------- experience
-    def record_experience(self, experience: Experience) -> None:
-        """Appends ``experience`` to :attr:`experience` (the oldest entry is
-        dropped past ``config.buffer_size``)."""
-        self.experience.append(experience)
-
-    def record_fusion(self, event: MultiModalEvent, reward: float = 0.0) -> Experience:
-        """Fuses ``event`` and records its embeddings, fused embedding, pair
-        strengths and ``reward`` (and its raw inputs when every modality has
-        one component, so the encoders can train from the buffer)."""
-        emb, mask = self._encoded(event)
-        if not mask.any():
-            raise ValueError(f"event: event {event.id} has no components; expected at least one to record")
-        parts = self._event_parts(event)
-        inputs = None
-        if all(p is None or len(p[1]) == 1 for p in parts):
-            inputs = [None if p is None else p[0][0] for p in parts]
-        experience = Experience(
-            embeddings=emb[0],
-            mask=mask[0],
-            fused=self._core.fuse(emb, mask)[0],
-            pair_strengths=self._core.pair_strengths(emb, mask)[0],
-            reward=float(reward),
-            event_id=int(event.id),
-            inputs=inputs,
-        )
-        self.experience.append(experience)
-        return experience
-
-    def record_batch(self, inputs: Inputs, mask: Any = None, rewards: Any = 0.0, event_ids: Any = None) -> None:
-        """Fuses a batch (as :meth:`encode`) and records every row with its
-        reward (a scalar or ``[B]``) and event id (default -1)."""
-        arrays, mask_arr = self.prepare_inputs(inputs, mask)
-        emb, fused = self._core.encode_and_fuse(arrays, mask_arr)
-        batch = len(mask_arr)
-        self.experience.extend(
-            embeddings=emb,
-            mask=mask_arr,
-            fused=fused,
-            pair_strengths=self._core.pair_strengths(emb, mask_arr),
-            rewards=np.broadcast_to(np.asarray(rewards, np.float32), (batch,)),
-            event_ids=event_ids,
-            inputs=[None if a is None else np.where(mask_arr[:, [m]], a, np.nan) for m, a in enumerate(arrays)],
-        )
-
-    def num_experiences(self) -> int:
-        """Experiences held (at most ``config.buffer_size``)."""
-        return len(self.experience)
-
-    def clear_experience(self) -> None:
-        """Empties the experience buffer."""
-        self.experience.clear()
-
-    def compute_loss(self) -> float:
-        """The original's loss over the buffer: mean over experiences of
-        ``MSE(fuse(stored embeddings), stored fused) * (1 - reward)``; 0 when
-        empty. No gradients (``backward(Batch.from_experiences(...))`` trains it)."""
-        if not len(self.experience):
-            return 0.0
-        batch = Batch.from_experiences(self.experience.batch())
-        return float(self.losses(batch, weights={"seed_consistency": 1.0})["seed_consistency"])
 
     # ---------------------------------------------------- input standardisation
     def normalization(self, modality: ModalityKey) -> Optional[Tuple[np.ndarray, np.ndarray]]:
@@ -699,15 +454,3 @@ def _name(m: int) -> str:
 _MODALITIES = tuple(Modality)
 #: The argument name of each modality's input, as error messages show it.
 _INPUT_NAMES = tuple(f"inputs[{str(m)!r}]" for m in Modality)
-
-
-class _CoreBatch:
-    """The arrays a :class:`Batch` becomes for the core (read by attribute)."""
-
-    def __init__(self) -> None:
-        self.inputs: Optional[List[Optional[np.ndarray]]] = None
-        self.components: Optional[Tuple[int, list]] = None
-        self.embeddings: Optional[np.ndarray] = None
-        self.mask: Optional[np.ndarray] = None
-        self.fused: Optional[np.ndarray] = None
-        self.rewards: Optional[np.ndarray] = None

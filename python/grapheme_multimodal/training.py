@@ -12,12 +12,11 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
 from ._core import NUM_MODALITIES
-from ._validation import as_mask
 from .batch import Batch
 from .buffer import ExperienceBuffer
 from .graph import Graph

@@ -1,0 +1,77 @@
+"""Recording fusions into the model's experience buffer, and the original's
+``compute_loss`` over it (mixed into ``LearnableMultiModal``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .batch import Batch, Inputs
+from .buffer import Experience
+from .types import MultiModalEvent
+
+
+class ExperienceMixin:
+    """The experience methods of the model."""
+
+    def record_experience(self, experience: Experience) -> None:
+        """Appends ``experience`` to :attr:`experience` (the oldest entry is
+        dropped past ``config.buffer_size``)."""
+        self.experience.append(experience)
+
+    def record_fusion(self, event: MultiModalEvent, reward: float = 0.0) -> Experience:
+        """Fuses ``event`` and records its embeddings, fused embedding, pair
+        strengths and ``reward`` (and its raw inputs when every modality has
+        one component, so the encoders can train from the buffer)."""
+        emb, mask = self._encoded(event)
+        if not mask.any():
+            raise ValueError(f"event: event {event.id} has no components; expected at least one to record")
+        parts = self._event_parts(event)
+        inputs = None
+        if all(p is None or len(p[1]) == 1 for p in parts):
+            inputs = [None if p is None else p[0][0] for p in parts]
+        experience = Experience(
+            embeddings=emb[0],
+            mask=mask[0],
+            fused=self._core.fuse(emb, mask)[0],
+            pair_strengths=self._core.pair_strengths(emb, mask)[0],
+            reward=float(reward),
+            event_id=int(event.id),
+            inputs=inputs,
+        )
+        self.experience.append(experience)
+        return experience
+
+    def record_batch(self, inputs: Inputs, mask: Any = None, rewards: Any = 0.0, event_ids: Any = None) -> None:
+        """Fuses a batch (as :meth:`encode`) and records every row with its
+        reward (a scalar or ``[B]``) and event id (default -1)."""
+        arrays, mask_arr = self.prepare_inputs(inputs, mask)
+        emb, fused = self._core.encode_and_fuse(arrays, mask_arr)
+        batch = len(mask_arr)
+        self.experience.extend(
+            embeddings=emb,
+            mask=mask_arr,
+            fused=fused,
+            pair_strengths=self._core.pair_strengths(emb, mask_arr),
+            rewards=np.broadcast_to(np.asarray(rewards, np.float32), (batch,)),
+            event_ids=event_ids,
+            inputs=[None if a is None else np.where(mask_arr[:, [m]], a, np.nan) for m, a in enumerate(arrays)],
+        )
+
+    def num_experiences(self) -> int:
+        """Experiences held (at most ``config.buffer_size``)."""
+        return len(self.experience)
+
+    def clear_experience(self) -> None:
+        """Empties the experience buffer."""
+        self.experience.clear()
+
+    def compute_loss(self) -> float:
+        """The original's loss over the buffer: mean over experiences of
+        ``MSE(fuse(stored embeddings), stored fused) * (1 - reward)``; 0 when
+        empty. No gradients (``backward(Batch.from_experiences(...))`` trains it)."""
+        if not len(self.experience):
+            return 0.0
+        batch = Batch.from_experiences(self.experience.batch())
+        return float(self.losses(batch, weights={"seed_consistency": 1.0})["seed_consistency"])
