@@ -25,6 +25,7 @@ from .model import LearnableMultiModal
 from .plotting import plot_attention, plot_history
 from .types import Modality
 from .uci import VIEW_MODALITIES, TrainingSettings, binder_auc
+from .uci import train as train_model
 
 #: (query view, gallery view) pairs whose retrieval the demo reports.
 DEMO_PAIRS: Tuple[Tuple[str, str], ...] = (("fou", "pix"), ("zer", "kar"), ("pix", "fou"), ("fac", "kar"))
@@ -66,28 +67,9 @@ def run_demo(
         + ", ".join(f"{v} ({x.shape[1]}) -> {VIEW_MODALITIES[v]}" for v, x in data.views.items()))
 
     s = settings
-    model = LearnableMultiModal(
-        embed_dim=s.embed_dim,
-        hidden_dim=s.hidden_dim,
-        num_heads=s.num_heads,
-        temperature=s.temperature,
-        binder_kind=s.binder_kind,
-        fused_neighbors=s.fused_neighbors,
-        seed=s.seed,
-        input_dims={VIEW_MODALITIES[v]: x.shape[1] for v, x in data.views.items()},
-    )
-    history = model.fit(
-        _inputs(train),
-        validation=_inputs(test),  # monitored for the curves only: nothing is selected on it
-        epochs=s.epochs,
-        batch_size=s.batch_size,
-        objectives=s.weights,
-        lr=s.learning_rate,
-        modality_dropout=s.modality_dropout,
-        standardize=True,  # raw files in, the model keeps the statistics
-        progress=progress,
-        seed=s.seed,
-    )
+    # Raw views in (the model learns and keeps their statistics); the
+    # held-out split is monitored for the curves only: nothing is selected on it.
+    model = train_model(_inputs(train), s, progress, validation=_inputs(test), standardize=True)
     log(f"trained {model.num_parameters():,} parameters for {s.epochs} epochs in {time.perf_counter() - start:.1f} s")
 
     result = DemoResult()
@@ -95,7 +77,7 @@ def run_demo(
     result.files["checkpoint"] = out_dir / "model.safetensors"
     model.save(result.files["checkpoint"], include_experience=False)
     result.files["curves"] = out_dir / "training_curves.png"
-    plot_history(history.epochs, result.files["curves"], title="UCI Multiple Features: training losses")
+    plot_history(model.history, result.files["curves"], title="UCI Multiple Features: training losses")
     result.files["attention"] = out_dir / "attention_by_digit.png"
     emb, fused = model.encode_and_fuse(_inputs(test))
     weights = model.attention_weights(fused, emb)

@@ -92,10 +92,19 @@ def prepare_inputs(train: MultipleFeatures, test: MultipleFeatures) -> tuple:
     return as_modalities(train_std), as_modalities(test_std)
 
 
-def train(inputs: Mapping[str, np.ndarray], settings: TrainingSettings = TrainingSettings(), progress: bool = False) -> LearnableMultiModal:
+def train(
+    inputs: Mapping[str, np.ndarray],
+    settings: TrainingSettings = TrainingSettings(),
+    progress: bool = False,
+    *,
+    validation: Optional[Mapping[str, np.ndarray]] = None,
+    standardize: bool = False,
+) -> LearnableMultiModal:
     """A model trained with :meth:`~LearnableMultiModal.fit` on ``inputs``
-    (modality name → ``[N, d]``, already standardised), every view present in
-    every row before dropout."""
+    (modality name → ``[N, d]``), every view present in every row before
+    dropout. ``validation`` is monitored only (``model.history``);
+    ``standardize=True`` has the model learn and keep the views' statistics
+    (for raw inputs), else ``inputs`` must already be standardised."""
     s = settings
     model = LearnableMultiModal(
         embed_dim=s.embed_dim,
@@ -109,12 +118,13 @@ def train(inputs: Mapping[str, np.ndarray], settings: TrainingSettings = Trainin
     )
     model.fit(
         dict(inputs),
+        validation=None if validation is None else dict(validation),
         epochs=s.epochs,
         batch_size=s.batch_size,
         objectives=s.weights,
         lr=s.learning_rate,
         modality_dropout=s.modality_dropout,
-        standardize=False,
+        standardize=standardize,
         progress=progress,
         seed=s.seed,
     )
