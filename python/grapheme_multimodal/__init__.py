@@ -11,6 +11,7 @@ with its math in Rust.
 
 from ._core import __version__
 from .batch import Batch
+from .buffer import Experience, ExperienceBatch, ExperienceBuffer
 from .config import LearnableMultiModalConfig
 from .graph import Graph, fingerprints
 from .graph import GraphFeaturizer, featurize
@@ -18,6 +19,7 @@ from .objectives import DEFAULT_WEIGHTS, OBJECTIVES
 from .threads import get_num_threads, set_num_threads
 from .components import CrossModalBinder, FusionNetwork, ModalityAttention, ModalityEncoder
 from .model import LearnableMultiModal
+from .training import History
 from .types import (
     BindingType,
     CrossModalBinding,
@@ -32,6 +34,10 @@ __all__ = [
     "__version__",
     "Batch",
     "DEFAULT_WEIGHTS",
+    "Experience",
+    "ExperienceBatch",
+    "ExperienceBuffer",
+    "History",
     "OBJECTIVES",
     "BindingType",
     "CrossModalBinder",
