@@ -335,7 +335,7 @@ impl<T: Real> LearnableMultiModal<T> {
         &self,
         input: &EncoderInput<T>,
         tapes: &[Option<ModalityTape<T>>],
-        emb: &Array3<T>,
+        emb: ArrayView3<T>,
         d_emb: &Array3<T>,
         grads: &mut ParamsMut<T>,
     ) {

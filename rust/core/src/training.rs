@@ -310,7 +310,7 @@ impl<T: Real> LearnableMultiModal<T> {
             total += T::c(w) * loss;
         }
         if let (Some(g), Some(d_emb), Some((input, tapes))) = (grads.as_mut(), d_emb.as_ref(), encoded.as_ref()) {
-            self.encode_backward(input, tapes, &emb.to_owned(), d_emb, g);
+            self.encode_backward(input, tapes, emb, d_emb, g);
         }
         Ok(Losses { values, total })
     }
