@@ -6,7 +6,7 @@
 //! `attend = Wo · concat_h ctx_h`. The reported weight of a modality is the
 //! mean of its weight over heads. With one head this is exactly the original.
 
-use super::ops::{linear_backward, masked_softmax_inplace};
+use super::ops::{linear_backward, masked_softmax_backward, masked_softmax_inplace};
 use crate::kernels::{self, Epilogue};
 use crate::modality::NUM_MODALITIES;
 use crate::params::{Init, ParamId, ParamLayout, Params, ParamsMut};
@@ -185,9 +185,9 @@ impl ModalityAttention {
                     }
                 }
                 // ds = a (da − a·da) · scale (0 for absent modalities, whose a is 0).
-                let mean: T = a.iter().zip(&da).map(|(&w, &g)| w * g).sum();
-                for ((d, &w), &g) in ds.iter_mut().zip(a).zip(&da) {
-                    *d = w * (g - mean) * scale;
+                masked_softmax_backward(a, &da, &mut ds);
+                for d in &mut ds {
+                    *d *= scale;
                 }
                 let qh = &qs[b * e..(b + 1) * e][cols.clone()];
                 for (m, &dsm) in ds.iter().enumerate() {

@@ -2,7 +2,7 @@
 
 use crate::kernels::{self, Epilogue};
 use crate::real::Real;
-use ndarray::{Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis, Zip};
+use ndarray::{Array1, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis, Zip};
 
 /// Negative slope of LeakyReLU everywhere in the model (GRAPHEME protocol).
 pub const LEAKY_ALPHA: f64 = 0.01;
@@ -29,15 +29,6 @@ pub fn sigmoid<T: Real>(x: T) -> T {
     }
 }
 
-/// `x · wᵀ + b` for `x [N, in]`, `w [out, in]`, `b [out]` → `[N, out]`.
-pub fn linear<T: Real>(x: ArrayView2<T>, w: ArrayView2<T>, b: Option<ArrayView1<T>>) -> Array2<T> {
-    let wt = w.t().as_standard_layout().into_owned();
-    let bias = b.map(|b| b.to_vec());
-    let mut y = Array2::zeros((x.nrows(), w.nrows()));
-    linear_t(x, wt.view(), bias.as_deref(), false, y.view_mut());
-    y
-}
-
 /// `out = x · wt + b` (then LeakyReLU when `leaky`) for `x [N, in]`, the
 /// transposed weight `wt [in, out]` (row-major: the fast path) and `b [out]`.
 pub fn linear_t<T: Real>(x: ArrayView2<T>, wt: ArrayView2<T>, b: Option<&[T]>, leaky: bool, out: ArrayViewMut2<T>) {
@@ -46,11 +37,6 @@ pub fn linear_t<T: Real>(x: ArrayView2<T>, wt: ArrayView2<T>, b: Option<&[T]>, l
         None => Epilogue { leaky, ..Epilogue::store() },
     };
     kernels::gemm(x, wt, out, epi);
-}
-
-/// LeakyReLU applied in place.
-pub fn leaky_relu_inplace<T: Real>(mut a: ArrayViewMut2<T>) {
-    a.mapv_inplace(leaky_relu);
 }
 
 /// Divides every row by `max(||row||, eps)`; returns the row norms (before
@@ -88,7 +74,7 @@ pub fn masked_softmax_inplace<T: Real>(mut scores: ArrayViewMut1<T>, present: Ar
 // output (`dy`) and returns (or writes) the gradient with respect to its
 // input; parameter gradients are *accumulated* (`+=`) into their buffers.
 
-/// Backward of [`linear`] for its parameters: `dW += dyᵀ x`, `db += Σ_rows dy`.
+/// Backward of [`linear_t`] for its parameters: `dW += dyᵀ x`, `db += Σ_rows dy`.
 /// (The input's gradient, when needed, is `dy W`.)
 /// Both are sums over the batch, taken in fixed row blocks (see
 /// [`kernels::gemm_reduce_rows`]).
@@ -138,34 +124,15 @@ pub fn l2_normalize_backward_inplace<T: Real>(y: ArrayView2<T>, norms: ArrayView
 }
 
 /// Backward of [`masked_softmax_inplace`] for one row: `a` the weights it
-/// produced, `da` the gradient on them; returns the gradient on the scores,
-/// `ds_m = a_m (da_m - Σ_k a_k da_k)` (0 for absent entries and for rows with
-/// nothing present, whose weights are all 0).
-pub fn masked_softmax_backward<T: Real>(a: ArrayView1<T>, da: ArrayView1<T>) -> Array1<T> {
-    let mean = a.dot(&da);
-    Zip::from(&a).and(&da).map_collect(|&a, &d| a * (d - mean))
-}
-
-/// `log(1 + e^x)`, computed without overflow.
+/// produced, `da` the gradient on them; writes the gradient on the scores,
+/// `ds_m = a_m (da_m - Σ_k a_k da_k)`, into `ds` (0 for absent entries and
+/// for rows with nothing present, whose weights are all 0).
 #[inline]
-pub fn softplus<T: Real>(x: T) -> T {
-    if x > T::zero() {
-        x + (-x).exp().ln_1p()
-    } else {
-        x.exp().ln_1p()
+pub fn masked_softmax_backward<T: Real>(a: &[T], da: &[T], ds: &mut [T]) {
+    let mean: T = a.iter().zip(da).map(|(&w, &g)| w * g).sum();
+    for ((d, &w), &g) in ds.iter_mut().zip(a).zip(da) {
+        *d = w * (g - mean);
     }
-}
-
-/// Row-wise softmax of `x [N, K]` (every entry present), stable.
-pub fn softmax_rows<T: Real>(x: ArrayView2<T>) -> Array2<T> {
-    let mut out = x.to_owned();
-    for mut row in out.rows_mut() {
-        let max = row.iter().copied().fold(T::neg_infinity(), T::max);
-        row.mapv_inplace(|v| (v - max).exp());
-        let total = row.sum();
-        row.mapv_inplace(|v| v / total);
-    }
-    out
 }
 
 /// Cosine similarity of each row pair with both norms floored at `eps`;
@@ -185,7 +152,7 @@ pub fn cosine_rows<T: Real>(p: ArrayView2<T>, t: ArrayView2<T>) -> (Array1<T>, A
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ndarray::array;
+    use ndarray::{array, Array2};
 
     #[test]
     fn leaky_and_sigmoid() {
@@ -221,7 +188,9 @@ mod tests {
     fn linear_matches_hand_computation() {
         let x = array![[1.0f64, 2.0]];
         let w = array![[1.0, 0.0], [0.5, -1.0], [2.0, 3.0]];
-        let b = array![0.0, 1.0, -1.0];
-        assert_eq!(linear(x.view(), w.view(), Some(b.view())), array![[1.0, -0.5, 7.0]]);
+        let b = [0.0, 1.0, -1.0];
+        let mut y = Array2::zeros((1, 3));
+        linear_t(x.view(), w.t().as_standard_layout().view(), Some(&b), false, y.view_mut());
+        assert_eq!(y, array![[1.0, -0.5, 7.0]]);
     }
 }
