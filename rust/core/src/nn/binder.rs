@@ -146,18 +146,15 @@ impl CrossModalBinder {
         let batch = emb.len_of(Axis(0));
         let flat = emb.to_shape((batch * NUM_MODALITIES, self.embed_dim)).expect("[B, M, E] is reshapeable");
         let c = params.vector(self.bias)[0];
+        // One product per embedding, computed once, however many pairs it is in.
+        let factors = self.factors(params, flat.view());
         let mut out = Array3::zeros((batch, NUM_MODALITIES, NUM_MODALITIES));
-        // Both kinds factor through one product per embedding, computed once.
-        match self.kind {
-            BinderKind::Additive => {
-                let (wa, wb) = self.additive_halves(params);
-                let left = flat.dot(&wa).into_shape_with_order((batch, NUM_MODALITIES)).expect("B·M values"); // [B, M]
-                let right = flat.dot(&wb).into_shape_with_order((batch, NUM_MODALITIES)).expect("B·M values");
-                fill_pairs(&mut out, mask, |r, i, j| left[[r, i]] + right[[r, j]] + c);
-            }
-            BinderKind::Bilinear => {
-                let aw = flat.dot(&params.matrix(self.weight)); // [B·M, E]
-                fill_pairs(&mut out, mask, |r, i, j| aw.row(r * NUM_MODALITIES + i).dot(&flat.row(r * NUM_MODALITIES + j)) + c);
+        for r in 0..batch {
+            for i in (0..NUM_MODALITIES).filter(|&i| mask[[r, i]]) {
+                for j in (0..NUM_MODALITIES).filter(|&j| mask[[r, j]]) {
+                    let logit = self.pair_logit(&factors, flat.view(), r * NUM_MODALITIES + i, r * NUM_MODALITIES + j, c);
+                    out[[r, i, j]] = sigmoid(logit);
+                }
             }
         }
         out
@@ -256,16 +253,5 @@ impl CrossModalBinder {
         let e = self.embed_dim;
         let row = params.matrix(self.weight).index_axis_move(Axis(0), 0);
         (row.slice_move(s![..e]), row.slice_move(s![e..]))
-    }
-}
-
-/// `out[r, i, j] = sigmoid(logit(r, i, j))` where both modalities are present.
-fn fill_pairs<T: Real>(out: &mut Array3<T>, mask: ArrayView2<bool>, logit: impl Fn(usize, usize, usize) -> T) {
-    for r in 0..out.len_of(Axis(0)) {
-        for i in (0..NUM_MODALITIES).filter(|&i| mask[[r, i]]) {
-            for j in (0..NUM_MODALITIES).filter(|&j| mask[[r, j]]) {
-                out[[r, i, j]] = sigmoid(logit(r, i, j));
-            }
-        }
     }
 }
