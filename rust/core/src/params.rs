@@ -134,24 +134,17 @@ impl ParamLayout {
     }
 
     /// Like [`Self::view`], with the transposes of the matrices at hand
-    /// (`transposed` as made by [`Self::transpose_matrices`] from `data`).
+    /// (`transposed` as made by [`Self::transpose_matrices_into`] from `data`).
     pub fn view_with_transposes<'a, T>(&'a self, data: &'a [T], transposed: &'a [T]) -> Params<'a, T> {
         debug_assert_eq!(data.len(), self.len);
         debug_assert_eq!(transposed.len(), self.len);
         Params { layout: self, data, transposed: Some(transposed) }
     }
 
-    /// A buffer in which every 2-D tensor `[rows, cols]` of `data` is stored
-    /// transposed (`[cols, rows]`, row-major) at its own offset; other
-    /// tensors are left zero. Products `x · Wᵀ` read `Wᵀ` row by row.
-    pub fn transpose_matrices<T: Copy + Default + 'static>(&self, data: &[T]) -> Vec<T> {
-        let mut out = Vec::new();
-        self.transpose_matrices_into(data, &mut out);
-        out
-    }
-
-    /// [`Self::transpose_matrices`] into a buffer that may be reused (its
-    /// non-matrix entries are left as they are).
+    /// Stores every 2-D tensor `[rows, cols]` of `data` transposed (`[cols,
+    /// rows]`, row-major) at its own offset of `out`, a buffer that may be
+    /// reused (resized to the layout; its other entries are left as they
+    /// are). Products `x · Wᵀ` read `Wᵀ` row by row.
     pub fn transpose_matrices_into<T: Copy + Default + 'static>(&self, data: &[T], out: &mut Vec<T>) {
         out.resize(self.len, T::default());
         for spec in self.specs.iter().filter(|s| s.shape.len() == 2) {
@@ -291,10 +284,6 @@ impl<T> ParamsMut<'_, T> {
         )
     }
 
-    /// The whole flat buffer.
-    pub fn data_mut(&mut self) -> &mut [T] {
-        self.data
-    }
 }
 
 /// Copies `values` into tensor `name` of `data` after checking shape and finiteness.
@@ -339,7 +328,8 @@ mod tests {
         let mut l = layout();
         l.add("b.weight", &[13, 9], Init::xavier(9, 13));
         let data: Vec<f32> = l.initialize(3);
-        let t = l.transpose_matrices(&data);
+        let mut t = Vec::new();
+        l.transpose_matrices_into(&data, &mut t);
         for id in [ParamId(0), ParamId(2)] {
             let direct = l.view(&data).matrix(id).t().to_owned();
             assert_eq!(l.view(&data).matrix_t(id), direct);

@@ -7,7 +7,7 @@
 //! counter that, with `config.seed`, fixes the objectives' random draws, so
 //! the training state is exactly: weights, gradients, Adam state, counter.
 
-use crate::adam::{Adam, AdamSettings, StepReport};
+use crate::adam::{AdamSettings, StepReport};
 use crate::batch::EncoderInput;
 use crate::error::{Error, Result};
 use crate::model::LearnableMultiModal;
@@ -194,7 +194,7 @@ impl<T: Real> LearnableMultiModal<T> {
 
     /// Forgets Adam's moments and step count (the counter is kept).
     pub fn reset_optimizer(&mut self) {
-        self.adam = Adam::new(self.layout.len());
+        self.adam.reset();
     }
 
     /// The random draws the next [`Self::backward`] makes on `batch` (for
