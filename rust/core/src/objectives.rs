@@ -170,14 +170,6 @@ fn gather<T: Real>(emb: ArrayView3<T>, idx: &[(usize, usize)]) -> Array2<T> {
     out
 }
 
-/// `d[r, m, :] += src[k]` for each `idx[k] = (r, m)`.
-fn scatter_add<T: Real>(d: &mut Array3<T>, idx: &[(usize, usize)], src: ArrayView2<T>) {
-    for (row, &(r, m)) in src.rows().into_iter().zip(idx) {
-        let mut dst = d.slice_mut(s![r, m, ..]);
-        dst += &row;
-    }
-}
-
 /// Log-sum-exp of every row and every column of the square `x [n, n]`, and,
 /// when `want_probs`, the softmax over each row `P` and over each column `Q`
 /// (both `[n, n]`, indexed `[row, column]`).
@@ -288,11 +280,11 @@ pub fn contrastive<T: Real>(emb: ArrayView3<T>, mask: ArrayView2<bool>, temperat
     let batch = emb.len_of(Axis(0));
     let term = |(i, j, rows): &(usize, usize, Vec<usize>), inside: bool| {
         let side = |m: usize| -> CowArray<T, ndarray::Ix2> {
+            let all = emb.index_axis(Axis(1), m);
             if rows.len() == batch {
-                CowArray::from(emb.index_axis(Axis(1), m))
+                CowArray::from(all)
             } else {
-                let idx: Vec<(usize, usize)> = rows.iter().map(|&r| (r, m)).collect();
-                CowArray::from(gather(emb, &idx))
+                CowArray::from(all.select(Axis(0), rows))
             }
         };
         contrastive_pair(side(*i).view(), side(*j).view(), inv_tau, weight, inside)
@@ -303,14 +295,16 @@ pub fn contrastive<T: Real>(emb: ArrayView3<T>, mask: ArrayView2<bool>, temperat
         total += loss * per_pair;
         if let (Some(sink), Some((da, db))) = (sink.as_deref_mut(), grads) {
             let d_emb = sink.emb.as_deref_mut().expect("gradients are computed only for trainable embeddings");
-            if rows.len() == batch {
-                let mut di = d_emb.index_axis_mut(Axis(1), *i);
-                di += &da;
-                let mut dj = d_emb.index_axis_mut(Axis(1), *j);
-                dj += &db;
-            } else {
-                scatter_add(d_emb, &rows.iter().map(|&r| (r, *i)).collect::<Vec<_>>(), da.view());
-                scatter_add(d_emb, &rows.iter().map(|&r| (r, *j)).collect::<Vec<_>>(), db.view());
+            for (m, d) in [(*i, da), (*j, db)] {
+                let mut dst = d_emb.index_axis_mut(Axis(1), m);
+                if rows.len() == batch {
+                    dst += &d;
+                } else {
+                    for (&r, src) in rows.iter().zip(d.rows()) {
+                        let mut row = dst.row_mut(r);
+                        row += &src;
+                    }
+                }
             }
         }
     };
@@ -556,8 +550,9 @@ pub fn draw_dropped(mask: ArrayView2<bool>, rng: &mut impl Rng) -> (Vec<usize>, 
     let dropped = rows
         .iter()
         .map(|&r| {
-            let present: Vec<usize> = (0..NUM_MODALITIES).filter(|&m| mask[[r, m]]).collect();
-            present[below(rng, present.len())]
+            let mut present = (0..NUM_MODALITIES).filter(|&m| mask[[r, m]]);
+            let count = present.clone().count();
+            present.nth(below(rng, count)).expect("below count")
         })
         .collect();
     (rows, dropped)

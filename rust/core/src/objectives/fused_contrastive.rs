@@ -60,16 +60,18 @@ pub fn draw_views(mask: ArrayView2<bool>, rng: &mut impl Rng) -> (Vec<usize>, [A
     let empty = || Array2::from_elem((rows.len(), NUM_MODALITIES), false);
     let mut views = [empty(), empty()];
     for (k, &r) in rows.iter().enumerate() {
-        let present: Vec<usize> = (0..NUM_MODALITIES).filter(|&m| mask[[r, m]]).collect();
+        let present = || (0..NUM_MODALITIES).filter(move |&m| mask[[r, m]]);
+        let count = present().count();
         for view in views.iter_mut() {
             let mut any = false;
-            for &m in &present {
+            for m in present() {
                 let kept = rng.next_u64() >> 63 == 1;
                 view[[k, m]] = kept;
                 any |= kept;
             }
             if !any {
-                view[[k, present[below(rng, present.len())]]] = true;
+                let m = present().nth(below(rng, count)).expect("below count");
+                view[[k, m]] = true;
             }
         }
     }
@@ -140,9 +142,10 @@ pub fn nearest_positives<T: Real>(emb: ArrayView3<T>, mask: ArrayView2<bool>, ro
                 }
             }
         }
+        let mut best: Vec<(T, usize)> = Vec::with_capacity(neighbors + 1);
         (k0..k1)
             .map(|k| {
-                let mut best: Vec<(T, usize)> = Vec::with_capacity(neighbors + 1);
+                best.clear();
                 let (dk, sk) = (dots.row(k - k0), shared.row(k - k0));
                 for q in (0..n).filter(|&q| q != k && sk[q] > T::zero()) {
                     let sim = dk[q] / sk[q];
@@ -155,7 +158,7 @@ pub fn nearest_positives<T: Real>(emb: ArrayView3<T>, mask: ArrayView2<bool>, ro
                     best.insert(at, (sim, q));
                     best.truncate(neighbors);
                 }
-                std::iter::once(k).chain(best.into_iter().map(|(_, q)| q)).collect()
+                std::iter::once(k).chain(best.iter().map(|&(_, q)| q)).collect()
             })
             .collect()
     };
@@ -228,13 +231,15 @@ pub fn fused_contrastive_given<T: Real>(
     // P + Q in place below).
     let mut logits = Array2::from_shape_vec((n, n), kernels::scratch::take::<T>(n * n)).expect("n² values");
     kernels::gemm(u, vt.view(), logits.view_mut(), Epilogue::scaled(inv_tau));
-    // Row k's positives are columns p; column k's positives are rows p.
-    let picked: Vec<Vec<(T, T)>> = positives.iter().enumerate().map(|(k, pos)| pos.iter().map(|&p| (logits[[k, p]], logits[[p, k]])).collect()).collect();
+    // Row k's positives are columns p; column k's positives are rows p
+    // (read before the softmax overwrites the logits; one flat list).
+    let picked: Vec<(T, T)> = positives.iter().enumerate().flat_map(|(k, pos)| pos.iter().map(move |&p| (k, p))).map(|(k, p)| (logits[[k, p]], logits[[p, k]])).collect();
     let (row_lse, col_lse, probs) = two_way_softmax(logits, sink.is_some());
     let mut loss = T::zero();
-    for (k, pos) in picked.iter().enumerate() {
+    let mut picked = picked.into_iter();
+    for (k, pos) in positives.iter().enumerate() {
         let share = T::one() / T::c(pos.len() as f64);
-        for &(to_column, to_row) in pos {
+        for (to_column, to_row) in picked.by_ref().take(pos.len()) {
             loss += share * ((row_lse[k] - to_column) + (col_lse[k] - to_row));
         }
     }
