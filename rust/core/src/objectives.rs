@@ -50,7 +50,7 @@ use crate::nn::ops::{cosine_rows, NORM_EPS};
 use crate::nn::{CrossModalBinder, FusionNetwork, ModalityAttention};
 use crate::params::{Params, ParamsMut};
 use crate::real::Real;
-use ndarray::{s, Array1, Array2, Array3, ArrayView1, ArrayView2, ArrayView3, Axis, CowArray};
+use ndarray::{s, Array1, Array2, Array3, ArrayView1, ArrayView2, ArrayView3, ArrayViewMut2, Axis, CowArray};
 use rand_chacha::ChaCha8Rng;
 use rand_core::{Rng, SeedableRng};
 
@@ -170,31 +170,13 @@ fn gather<T: Real>(emb: ArrayView3<T>, idx: &[(usize, usize)]) -> Array2<T> {
     out
 }
 
-/// Log-sum-exp of every row and every column of the square `x [n, n]`, and,
-/// when `want_probs`, the softmax over each row `P` and over each column `Q`
-/// (both `[n, n]`, indexed `[row, column]`).
-///
-/// One exponential per entry: `exp(x − max x)`, shared by rows and columns —
-/// safe when the entries span less than 60 (no underflow to 0 in f32), which
-/// holds for the contrastive logits of unit embeddings (`|x| ≤ 1/τ`). Wider
-/// spans (e.g. given, unnormalised embeddings) take a row pass and a column
-/// pass, each shifted by its own maximum.
+/// Log-sum-exp of every row and every column of `x [n, n]`, and, when
+/// `want_probs`, the softmax over each row `P` and over each column `Q`
+/// (both `[n, n]`, indexed `[row, column]`), each row and column shifted by
+/// its own maximum: for logits spanning too widely for [`shared_exp`]
+/// (e.g. given, unnormalised embeddings).
 #[allow(clippy::type_complexity)]
 fn softmax_both_ways<T: Real>(x: ArrayView2<T>, want_probs: bool) -> (Array1<T>, Array1<T>, Option<(Array2<T>, Array2<T>)>) {
-    let (max, min) = x.iter().fold((T::neg_infinity(), T::infinity()), |(hi, lo), &v| (hi.max(v), lo.min(v)));
-    if max - min < T::c(60.0) {
-        let e = x.mapv(|v| (v - max).exp());
-        let row_sum = e.sum_axis(Axis(1));
-        let col_sum = e.sum_axis(Axis(0));
-        let row_lse = row_sum.mapv(|s| max + s.ln());
-        let col_lse = col_sum.mapv(|s| max + s.ln());
-        let probs = want_probs.then(|| {
-            let p = &e / &row_sum.view().insert_axis(Axis(1));
-            let q = &e / &col_sum.view().insert_axis(Axis(0));
-            (p, q)
-        });
-        return (row_lse, col_lse, probs);
-    }
     let lse_rows = |x: ArrayView2<T>| -> Array1<T> {
         x.rows()
             .into_iter()
@@ -212,6 +194,80 @@ fn softmax_both_ways<T: Real>(x: ArrayView2<T>, want_probs: bool) -> (Array1<T>,
         (p, q)
     });
     (row_lse, col_lse, probs)
+}
+
+/// Rows per block of the `[n, n]` passes of [`shared_exp`] and
+/// [`scale_to_softmaxes`].
+const SOFTMAX_BLOCK_ROWS: usize = 64;
+
+/// `f(first row, rows)` on each block of [`SOFTMAX_BLOCK_ROWS`] rows of `s`,
+/// on the library's threads when `parallel`; the results in block order.
+fn on_row_blocks<T: Real, R: Send>(s: &mut Array2<T>, parallel: bool, f: impl Fn(usize, ArrayViewMut2<T>) -> R + Sync + Send) -> Vec<R> {
+    let mut out: Vec<Option<R>> = Vec::new();
+    out.resize_with(s.nrows().div_ceil(SOFTMAX_BLOCK_ROWS), || None);
+    let blocks: Vec<_> = s.axis_chunks_iter_mut(Axis(0), SOFTMAX_BLOCK_ROWS).zip(out.iter_mut()).enumerate().collect();
+    let run = |(k, (block, slot)): (usize, (ArrayViewMut2<T>, &mut Option<R>))| *slot = Some(f(k * SOFTMAX_BLOCK_ROWS, block));
+    if parallel {
+        threads::for_each_item(blocks, run);
+    } else {
+        blocks.into_iter().for_each(run);
+    }
+    out.into_iter().map(|r| r.expect("every block ran")).collect()
+}
+
+/// The square logits `s [n, n]` turned into `exp(s − max)` in place, with
+/// every row's and every column's sum: one exponential per logit, shared by
+/// the row and the column softmax (see [`shared_exp`]).
+struct SharedExp<T> {
+    max: T,
+    row_sums: Vec<T>,
+    col_sums: Vec<T>,
+}
+
+/// [`SharedExp`] of `s`, in fixed row blocks (the same bits on one thread or
+/// many). `None`, with `s` untouched, when the logits span 60 or more: one
+/// shift for all would underflow to 0 in f32, so those take
+/// [`softmax_both_ways`]. The logits of unit embeddings span at most `2/τ`.
+fn shared_exp<T: Real>(s: &mut Array2<T>, parallel: bool) -> Option<SharedExp<T>> {
+    let n = s.ncols();
+    let spans = on_row_blocks(s, parallel, |_, block| block.iter().fold((T::neg_infinity(), T::infinity()), |(hi, lo), &v| (hi.max(v), lo.min(v))));
+    let max = spans.iter().fold(T::neg_infinity(), |m, x| m.max(x.0));
+    let min = spans.iter().fold(T::infinity(), |m, x| m.min(x.1));
+    if max - min >= T::c(60.0) {
+        return None;
+    }
+    let sums = on_row_blocks(s, parallel, |_, mut block| {
+        let mut col = vec![T::zero(); n];
+        let rows: Vec<T> = block
+            .rows_mut()
+            .into_iter()
+            .map(|mut row| kernels::exp_row_col_sums(row.as_slice_mut().expect("standard layout"), max, &mut col))
+            .collect();
+        (rows, col)
+    });
+    let mut row_sums = Vec::with_capacity(n);
+    let mut col_sums = vec![T::zero(); n];
+    for (rows, col) in sums {
+        row_sums.extend(rows);
+        for (c, x) in col_sums.iter_mut().zip(col) {
+            *c += x;
+        }
+    }
+    Some(SharedExp { max, row_sums, col_sums })
+}
+
+/// `s ← g (P + Q)` from the exponentials [`shared_exp`] left in `s`: the
+/// row softmaxes plus the column softmaxes, scaled by `g`.
+fn scale_to_softmaxes<T: Real>(s: &mut Array2<T>, exp: &SharedExp<T>, g: T, parallel: bool) {
+    let col_scale: Vec<T> = exp.col_sums.iter().map(|&c| g / c).collect();
+    on_row_blocks(s, parallel, |r0, mut block| {
+        for (mut row, &rs) in block.rows_mut().into_iter().zip(&exp.row_sums[r0..]) {
+            let rs = g / rs;
+            for (v, cs) in row.as_slice_mut().expect("standard layout").iter_mut().zip(&col_scale) {
+                *v *= rs + *cs;
+            }
+        }
+    });
 }
 
 /// seed_consistency: see the module documentation. `emb` must have absent
@@ -338,9 +394,6 @@ type PairGradients<T> = Option<(Array2<T>, Array2<T>)>;
 const CONTRASTIVE_PARALLEL_ROWS: usize = 256;
 /// Pairs all smaller than this run on the calling thread.
 const CONTRASTIVE_POOL_ROWS: usize = 48;
-/// Rows per block of the `[n, n]` passes.
-const CONTRASTIVE_BLOCK_ROWS: usize = 64;
-
 /// One pair's symmetric InfoNCE `½ (row term + column term)` of the logits
 /// `S = a bᵀ / τ` (`a`, `b` `[n, E]`); with `weight` also `(dA, dB)` of
 /// `weight · loss`.
@@ -359,74 +412,25 @@ fn contrastive_pair<T: Real>(a: ArrayView2<T>, b: ArrayView2<T>, inv_tau: T, wei
     let mut s = Array2::from_shape_vec((n, n), kernels::scratch::take(n * n)).expect("n² values");
     gemm(a, bt.view(), s.view_mut(), Epilogue::scaled(inv_tau));
     let diag_sum: T = s.diag().sum();
-    let blocks = n.div_ceil(CONTRASTIVE_BLOCK_ROWS);
-    let run = |f: &(dyn Fn(usize) -> (T, T, Vec<T>) + Sync)| -> Vec<(T, T, Vec<T>)> {
-        if parallel {
-            threads::map_tasks(blocks, f)
-        } else {
-            (0..blocks).map(f).collect()
-        }
-    };
-    let rows_of = |blk: usize| blk * CONTRASTIVE_BLOCK_ROWS..((blk + 1) * CONTRASTIVE_BLOCK_ROWS).min(n);
-    let data = s.as_slice().expect("fresh array");
-    let spans = run(&|blk| {
-        let block = &data[rows_of(blk).start * n..rows_of(blk).end * n];
-        let (hi, lo) = block.iter().fold((T::neg_infinity(), T::infinity()), |(hi, lo), &v| (hi.max(v), lo.min(v)));
-        (hi, lo, Vec::new())
-    });
-    let max = spans.iter().fold(T::neg_infinity(), |m, x| m.max(x.0));
-    let min = spans.iter().fold(T::infinity(), |m, x| m.min(x.1));
-    if max - min >= T::c(60.0) {
+    let Some(exp) = shared_exp(&mut s, parallel) else {
         let out = contrastive_pair_wide(s.view(), a, b, inv_tau, weight);
         kernels::scratch::give(s.into_raw_vec_and_offset().0);
         return out;
-    }
-    // One exponential per logit, shifted by the overall maximum (safe: the
-    // span is below 60, so nothing underflows to 0 in f32).
-    let shared = SharedMut(s.as_mut_ptr());
-    let sums = run(&|blk| {
-        let rows = rows_of(blk);
-        let mut col = vec![T::zero(); n];
-        let mut row_sums = Vec::with_capacity(rows.len());
-        for r in rows {
-            // SAFETY: each block writes only its own rows of `s`.
-            let row = unsafe { std::slice::from_raw_parts_mut(shared.get().add(r * n), n) };
-            row_sums.push(kernels::exp_row_col_sums(row, max, &mut col));
-        }
-        col.extend(row_sums);
-        (T::zero(), T::zero(), col)
-    });
-    let mut col_sums = vec![T::zero(); n];
-    let mut row_sums = Vec::with_capacity(n);
-    for (_, _, v) in &sums {
-        for (c, x) in col_sums.iter_mut().zip(&v[..n]) {
-            *c += *x;
-        }
-        row_sums.extend_from_slice(&v[n..]);
-    }
+    };
     // −log softmax_s(S_r·)_r = lse_r − S_rr, and likewise per column.
-    let row_lse: T = row_sums.iter().map(|&x| max + x.ln()).sum();
-    let col_lse: T = col_sums.iter().map(|&x| max + x.ln()).sum();
+    let row_lse: T = exp.row_sums.iter().map(|&x| exp.max + x.ln()).sum();
+    let col_lse: T = exp.col_sums.iter().map(|&x| exp.max + x.ln()).sum();
     let loss = T::c(0.5) * ((row_lse - diag_sum) / nn + (col_lse - diag_sum) / nn);
     let Some(weight) = weight else {
         kernels::scratch::give(s.into_raw_vec_and_offset().0);
         return (loss, None);
     };
-    // dS/τ = g (E/rowsum_r + E/colsum_s) − 2g I with g = weight / (n τ).
+    // dS/τ = g (P + Q) − 2g I with g = weight / (n τ).
     let g = weight / nn * inv_tau;
-    let col_scale: Vec<T> = col_sums.iter().map(|&c| g / c).collect();
-    run(&|blk| {
-        for r in rows_of(blk) {
-            // SAFETY: each block writes only its own rows of `s`.
-            let row = unsafe { std::slice::from_raw_parts_mut(shared.get().add(r * n), n) };
-            let rs = g / row_sums[r];
-            for (v, cs) in row.iter_mut().zip(&col_scale) {
-                *v *= rs + *cs;
-            }
-            row[r] -= g + g;
-        }
-        (T::zero(), T::zero(), Vec::new())
-    });
+    scale_to_softmaxes(&mut s, &exp, g, parallel);
+    for k in 0..n {
+        s[[k, k]] -= g + g;
+    }
     let mut da = Array2::zeros(a.dim());
     let mut db = Array2::zeros(b.dim());
     gemm(s.view(), b, da.view_mut(), Epilogue::store());
@@ -454,18 +458,6 @@ fn contrastive_pair_wide<T: Real>(s: ArrayView2<T>, a: ArrayView2<T>, b: ArrayVi
     kernels::gemm(d.view(), b, da.view_mut(), Epilogue::store());
     kernels::gemm(d.t(), a, db.view_mut(), Epilogue::store());
     (loss, Some((da, db)))
-}
-
-/// A raw pointer that tasks writing disjoint parts of one buffer may share.
-#[derive(Clone, Copy)]
-struct SharedMut<T>(*mut T);
-// SAFETY: used only to hand disjoint row ranges of one buffer to tasks.
-unsafe impl<T: Send> Send for SharedMut<T> {}
-unsafe impl<T: Send> Sync for SharedMut<T> {}
-impl<T> SharedMut<T> {
-    fn get(self) -> *mut T {
-        self.0
-    }
 }
 
 /// binding: see the module documentation.

@@ -33,13 +33,13 @@
 //! (see docs/objectives.md); counting the nearest events in the modality
 //! embedding space as positives (as NNCLR does) keeps them together.
 
-use super::{below, softmax_both_ways, GradSink};
+use super::{below, scale_to_softmaxes, shared_exp, softmax_both_ways, GradSink};
 use crate::kernels::{self, threads, Epilogue};
 use crate::modality::NUM_MODALITIES;
 use crate::nn::FusionNetwork;
 use crate::params::Params;
 use crate::real::Real;
-use ndarray::{s, Array1, Array2, ArrayView2, ArrayView3, Axis};
+use ndarray::{s, Array2, ArrayView2, ArrayView3, Axis};
 use rand_core::Rng;
 
 /// What fused_contrastive compares: the rows it uses, the two views of each
@@ -234,7 +234,33 @@ pub fn fused_contrastive_given<T: Real>(
     // Row k's positives are columns p; column k's positives are rows p
     // (read before the softmax overwrites the logits; one flat list).
     let picked: Vec<(T, T)> = positives.iter().enumerate().flat_map(|(k, pos)| pos.iter().map(move |&p| (k, p))).map(|(k, p)| (logits[[k, p]], logits[[p, k]])).collect();
-    let (row_lse, col_lse, probs) = two_way_softmax(logits, sink.is_some());
+    // `c (P + Q)` (the row softmaxes plus the column softmaxes) is d/dS of
+    // the terms without the positives' targets: in the logits' own buffer
+    // when one shift suits all logits.
+    let nn = T::c(n as f64);
+    let c = sink.as_ref().map(|sink| sink.weight * T::c(0.5) / nn);
+    let (row_lse, col_lse, d_logits) = match shared_exp(&mut logits, true) {
+        Some(exp) => {
+            let lse = |sums: &[T]| -> Vec<T> { sums.iter().map(|&x| exp.max + x.ln()).collect() };
+            let (row_lse, col_lse) = (lse(&exp.row_sums), lse(&exp.col_sums));
+            let d = match c {
+                Some(c) => {
+                    scale_to_softmaxes(&mut logits, &exp, c, true);
+                    Some(logits)
+                }
+                None => {
+                    kernels::scratch::give(logits.into_raw_vec_and_offset().0);
+                    None
+                }
+            };
+            (row_lse, col_lse, d)
+        }
+        None => {
+            let (row_lse, col_lse, probs) = softmax_both_ways(logits.view(), c.is_some());
+            kernels::scratch::give(logits.into_raw_vec_and_offset().0);
+            (row_lse.to_vec(), col_lse.to_vec(), probs.zip(c).map(|((p, q), c)| (p + q) * c))
+        }
+    };
     let mut loss = T::zero();
     let mut picked = picked.into_iter();
     for (k, pos) in positives.iter().enumerate() {
@@ -243,14 +269,11 @@ pub fn fused_contrastive_given<T: Real>(
             loss += share * ((row_lse[k] - to_column) + (col_lse[k] - to_row));
         }
     }
-    let nn = T::c(n as f64);
     let loss = T::c(0.5) * loss / nn;
-    if let (Some(sink), Some(mut d_logits)) = (sink, probs) {
+    if let (Some(sink), Some(mut d_logits), Some(c)) = (sink, d_logits, c) {
         // d/dS of the row terms: (P − T)/n, of the column terms: (Q − Tᵀ)/n,
         // with T_kp = 1/|P_k| for p ∈ P_k (each row of T sums to 1);
-        // `d_logits` holds P + Q.
-        let c = sink.weight * T::c(0.5) / nn;
-        d_logits *= c;
+        // `d_logits` holds c (P + Q), c = weight / 2n.
         for (k, pos) in positives.iter().enumerate() {
             let share = c / T::c(pos.len() as f64);
             for &pp in pos {
@@ -277,38 +300,4 @@ pub fn fused_contrastive_given<T: Real>(
         }
     }
     loss
-}
-
-/// Log-sum-exp of every row and every column of the square `x [n, n]` and,
-/// when `want_sum`, `P + Q` (the row softmaxes plus the column softmaxes),
-/// in `x`'s own buffer. When the entries span less than 60: one exponential
-/// per entry, shifted by the overall maximum, with the row and column sums
-/// taken in the same pass (vectorised); otherwise separately shifted
-/// softmaxes.
-fn two_way_softmax<T: Real>(mut x: Array2<T>, want_sum: bool) -> (Array1<T>, Array1<T>, Option<Array2<T>>) {
-    let n = x.nrows();
-    let (max, min) = x.iter().fold((T::neg_infinity(), T::infinity()), |(hi, lo), &v| (hi.max(v), lo.min(v)));
-    let one_pass = max - min < T::c(60.0) && x.ncols() == n && x.is_standard_layout(); // false for NaN too
-    if !one_pass {
-        let (row_lse, col_lse, probs) = softmax_both_ways(x.view(), want_sum);
-        return (row_lse, col_lse, probs.map(|(p, q)| p + q));
-    }
-    let mut col_sums = vec![T::zero(); n];
-    let row_sums: Vec<T> = x
-        .rows_mut()
-        .into_iter()
-        .map(|mut row| kernels::exp_row_col_sums(row.as_slice_mut().expect("standard layout"), max, &mut col_sums))
-        .collect();
-    let row_lse: Array1<T> = row_sums.iter().map(|&s| max + s.ln()).collect();
-    let col_lse: Array1<T> = col_sums.iter().map(|&s| max + s.ln()).collect();
-    if !want_sum {
-        kernels::scratch::give(x.into_raw_vec_and_offset().0);
-        return (row_lse, col_lse, None);
-    }
-    for (mut row, &rs) in x.rows_mut().into_iter().zip(&row_sums) {
-        for (v, &cs) in row.iter_mut().zip(&col_sums) {
-            *v = *v / rs + *v / cs;
-        }
-    }
-    (row_lse, col_lse, Some(x))
 }
