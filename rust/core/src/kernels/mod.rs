@@ -16,7 +16,7 @@ pub mod x86;
 use crate::nn::ops::LEAKY_ALPHA;
 use crate::real::Real;
 use ndarray::linalg::general_mat_mul;
-use ndarray::{Array2, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis};
+use ndarray::{Array2, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis};
 use std::any::TypeId;
 
 /// What happens to each entry of a product `p = a · b` before it is stored:
@@ -399,21 +399,6 @@ unsafe fn cast<T>(x: &[T]) -> &[f32] {
 #[cfg(target_arch = "x86_64")]
 unsafe fn cast_mut<T>(x: &mut [T]) -> &mut [f32] {
     std::slice::from_raw_parts_mut(x.as_mut_ptr() as *mut f32, x.len())
-}
-
-/// A contiguous `[rows, cols]` view of a slice.
-pub fn view2<T>(data: &[T], rows: usize, cols: usize) -> ArrayView2<'_, T> {
-    ArrayView2::from_shape((rows, cols), &data[..rows * cols]).expect("slice holds rows × cols")
-}
-
-/// A writable contiguous `[rows, cols]` view of a slice.
-pub fn view2_mut<T>(data: &mut [T], rows: usize, cols: usize) -> ArrayViewMut2<'_, T> {
-    ArrayViewMut2::from_shape((rows, cols), &mut data[..rows * cols]).expect("slice holds rows × cols")
-}
-
-/// A 1-D view (for symmetry with [`view2`]).
-pub fn view1<T>(data: &[T]) -> ArrayView1<'_, T> {
-    ArrayView1::from(data)
 }
 
 #[cfg(test)]
