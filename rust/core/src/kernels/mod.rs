@@ -319,12 +319,9 @@ fn l2_normalize_pass<T: Real>(mut x: ArrayViewMut2<T>, mut norms: ArrayViewMut1<
 /// `exp(x − shift)` of a slice into `out`; returns the sum of the outputs.
 pub fn exp_shifted_sum<T: Real>(x: &[T], shift: T, out: &mut [T]) -> T {
     #[cfg(target_arch = "x86_64")]
-    if is_f32::<T>() && x86_ok() {
-        // SAFETY: T is f32; AVX2/FMA checked.
-        return unsafe {
-            let r = x86::exp_shifted_sum(cast(x), shift.to_f32().expect("f32"), cast_mut(out));
-            T::c(r as f64)
-        };
+    if let (true, Some(x), Some(out)) = (x86_ok(), as_f32(x), as_f32_mut(out)) {
+        // SAFETY: AVX2/FMA checked.
+        return T::c(unsafe { x86::exp_shifted_sum(x, shift.to_f32().expect("f32"), out) } as f64);
     }
     let mut sum = T::zero();
     for (o, v) in out.iter_mut().zip(x) {
@@ -338,12 +335,9 @@ pub fn exp_shifted_sum<T: Real>(x: &[T], shift: T, out: &mut [T]) -> T {
 /// returns the row's sum.
 pub fn exp_row_col_sums<T: Real>(row: &mut [T], shift: T, col_sums: &mut [T]) -> T {
     #[cfg(target_arch = "x86_64")]
-    if is_f32::<T>() && x86_ok() {
-        // SAFETY: T is f32; AVX2/FMA checked.
-        return unsafe {
-            let r = x86::exp_row_col_sums(cast_mut(row), shift.to_f32().expect("f32"), cast_mut(col_sums));
-            T::c(r as f64)
-        };
+    if let (true, Some(row), Some(col_sums)) = (x86_ok(), as_f32_mut(row), as_f32_mut(col_sums)) {
+        // SAFETY: AVX2/FMA checked.
+        return T::c(unsafe { x86::exp_row_col_sums(row, shift.to_f32().expect("f32"), col_sums) } as f64);
     }
     let mut sum = T::zero();
     for (v, c) in row.iter_mut().zip(col_sums.iter_mut()) {
@@ -357,9 +351,9 @@ pub fn exp_row_col_sums<T: Real>(row: &mut [T], shift: T, col_sums: &mut [T]) ->
 /// `exp` of a slice in place.
 pub fn exp_inplace<T: Real>(x: &mut [T]) {
     #[cfg(target_arch = "x86_64")]
-    if is_f32::<T>() && x86_ok() {
-        // SAFETY: T is f32; AVX2/FMA checked.
-        unsafe { x86::exp_inplace(cast_mut(x)) };
+    if let (true, Some(x)) = (x86_ok(), as_f32_mut(x)) {
+        // SAFETY: AVX2/FMA checked.
+        unsafe { x86::exp_inplace(x) };
         return;
     }
     for v in x {
@@ -385,20 +379,6 @@ pub fn x86_ok() -> bool {
     use std::sync::OnceLock;
     static AVAILABLE: OnceLock<bool> = OnceLock::new();
     *AVAILABLE.get_or_init(x86::available)
-}
-
-/// # Safety
-/// `T` must be `f32`.
-#[cfg(target_arch = "x86_64")]
-unsafe fn cast<T>(x: &[T]) -> &[f32] {
-    std::slice::from_raw_parts(x.as_ptr() as *const f32, x.len())
-}
-
-/// # Safety
-/// `T` must be `f32`.
-#[cfg(target_arch = "x86_64")]
-unsafe fn cast_mut<T>(x: &mut [T]) -> &mut [f32] {
-    std::slice::from_raw_parts_mut(x.as_mut_ptr() as *mut f32, x.len())
 }
 
 #[cfg(test)]
