@@ -234,8 +234,9 @@ pub fn gemm_reduce_rows<T: Real>(a: ArrayView2<T>, b: ArrayView2<T>, mut c: Arra
 
 /// `out += Σ_rows x[row, :]` in the same fixed blocks as [`gemm_reduce_rows`].
 pub fn column_sums<T: Real>(x: ArrayView2<T>, mut out: ArrayViewMut1<T>) {
+    let mut partial = ndarray::Array1::<T>::zeros(x.ncols());
     for block in x.axis_chunks_iter(Axis(0), REDUCE_ROWS) {
-        let mut partial = ndarray::Array1::<T>::zeros(x.ncols());
+        partial.fill(T::zero());
         for row in block.rows() {
             partial += &row;
         }
