@@ -1,6 +1,7 @@
 //! `_core.Graph`: a Rust graph held by the Python `Graph` wrapper, its
 //! builders, and the batched featurisers.
 
+use crate::convert::contiguous;
 use crate::errors::IntoPyResult;
 use grapheme_multimodal::features::{
     featurize_items, fingerprint, FeatureKind, Featurizable, FINGERPRINT_DIM,
@@ -46,12 +47,7 @@ impl PyGraph {
     #[pyo3(signature = (values, value_range=None))]
     fn from_sequence(values: PyReadonlyArray1<'_, f32>, value_range: Option<(f32, f32)>) -> PyResult<Self> {
         let range = self::value_range(value_range)?;
-        let values = values.as_array();
-        let inner = match values.as_slice() {
-            Some(s) => Graph::from_sequence(s, range),
-            None => Graph::from_sequence(&values.to_vec(), range),
-        }
-        .py()?;
+        let inner = Graph::from_sequence(&contiguous(values.as_array()), range).py()?;
         Ok(PyGraph { inner })
     }
 

@@ -2,29 +2,21 @@
 //! arrays (the Python layer converts dtypes); C-contiguous inputs are read in
 //! place. Every compute call releases the GIL.
 
+use crate::convert::{contiguous, dense_views, owned_components, seven, Component, OwnedComponent};
 use crate::errors::IntoPyResult;
 use grapheme_multimodal::objectives::{Losses, Objective, ObjectiveWeights, NUM_OBJECTIVES};
 use grapheme_multimodal::training::{EmbeddingSource, OptimizerState, TrainBatch};
 use crate::graph::PyGraph;
 use grapheme_multimodal::features::FeatureKind;
 use grapheme_multimodal::{BinderKind, Config, EncoderInput, LearnableMultiModal, Modality, Normalizer, NUM_MODALITIES};
-use ndarray::{Array2, ArrayView2};
+use ndarray::Array2;
 use numpy::{IntoPyArray, PyArray1, ToPyArray, PyArray2, PyArray3, PyArrayDyn, PyReadonlyArray1, PyReadonlyArray2, PyReadonlyArray3, PyReadonlyArrayDyn};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
-type Component<'py> = (PyReadonlyArray2<'py, f32>, Vec<usize>, Option<Vec<f32>>);
-
 #[pyclass(name = "Model", module = "grapheme_multimodal._core")]
 pub struct PyModel {
     inner: LearnableMultiModal<f32>,
-}
-
-fn seven<T>(items: Vec<T>, arg: &str) -> PyResult<[T; NUM_MODALITIES]> {
-    let n = items.len();
-    items
-        .try_into()
-        .map_err(|_| PyValueError::new_err(format!("{arg}: expected one entry per modality (7), got {n}")))
 }
 
 #[pymethods]
@@ -135,8 +127,7 @@ impl PyModel {
         inputs: Vec<Option<PyReadonlyArray2<'py, f32>>>,
         mask: PyReadonlyArray2<'py, bool>,
     ) -> PyResult<Bound<'py, PyArray3<f32>>> {
-        let inputs = seven(inputs, "inputs")?;
-        let views: [Option<ArrayView2<f32>>; NUM_MODALITIES] = std::array::from_fn(|m| inputs[m].as_ref().map(|a| a.as_array()));
+        let views = dense_views(&inputs)?;
         let mask = mask.as_array();
         let emb = py.detach(|| {
             let input = EncoderInput::dense(views, mask)?;
@@ -152,9 +143,7 @@ impl PyModel {
         batch_size: usize,
         parts: Vec<Option<Component<'py>>>,
     ) -> PyResult<Bound<'py, PyArray3<f32>>> {
-        let parts = seven(parts, "parts")?;
-        let owned: [Option<(Array2<f32>, Vec<usize>, Option<Vec<f32>>)>; NUM_MODALITIES] =
-            parts.map(|p| p.map(|(x, rows, w)| (x.as_array().to_owned(), rows, w)));
+        let owned = owned_components(parts, "parts")?;
         let emb = py.detach(|| {
             let input = EncoderInput::components(batch_size, owned)?;
             self.inner.encode(&input)
@@ -224,7 +213,7 @@ impl PyModel {
             }
             weights[m].push(*confidence);
         }
-        let parts: [Option<(Array2<f32>, Vec<usize>, Option<Vec<f32>>)>; NUM_MODALITIES] = std::array::from_fn(|m| {
+        let parts: [Option<OwnedComponent>; NUM_MODALITIES] = std::array::from_fn(|m| {
             let k = weights[m].len();
             (k > 0).then(|| {
                 let x = Array2::from_shape_vec((k, dims[m]), std::mem::take(&mut rows[m])).expect("k rows of dim");
@@ -253,8 +242,7 @@ impl PyModel {
         inputs: Vec<Option<PyReadonlyArray2<'py, f32>>>,
         mask: PyReadonlyArray2<'py, bool>,
     ) -> PyResult<(Bound<'py, PyArray3<f32>>, Bound<'py, PyArray2<f32>>)> {
-        let inputs = seven(inputs, "inputs")?;
-        let views: [Option<ArrayView2<f32>>; NUM_MODALITIES] = std::array::from_fn(|m| inputs[m].as_ref().map(|a| a.as_array()));
+        let views = dense_views(&inputs)?;
         let mask = mask.as_array();
         let (emb, fused) = py
             .detach(|| {
@@ -329,14 +317,14 @@ impl PyModel {
     fn losses(&self, py: Python<'_>, batch: PyBatch<'_>, weights: Vec<f64>) -> PyResult<LossList> {
         let weights = objective_weights(weights)?;
         let inner = &self.inner;
-        with_batch(py, &batch, |b| inner.losses(b, &weights).map(|l| loss_list(&l)))
+        with_batch(py, batch, |b| inner.losses(b, &weights).map(|l| loss_list(&l)))
     }
 
     /// Losses of `batch`; their gradients are added to the accumulated ones.
     fn backward(&mut self, py: Python<'_>, batch: PyBatch<'_>, weights: Vec<f64>) -> PyResult<LossList> {
         let weights = objective_weights(weights)?;
         let inner = &mut self.inner;
-        with_batch(py, &batch, |b| inner.backward(b, &weights).map(|l| loss_list(&l)))
+        with_batch(py, batch, |b| inner.backward(b, &weights).map(|l| loss_list(&l)))
     }
 
     /// `zero_grad → backward → step(lr)`; returns the losses and the
@@ -345,7 +333,7 @@ impl PyModel {
     fn train_step(&mut self, py: Python<'_>, batch: PyBatch<'_>, weights: Vec<f64>, lr: Option<f64>) -> PyResult<(LossList, f64)> {
         let weights = objective_weights(weights)?;
         let inner = &mut self.inner;
-        with_batch(py, &batch, |b| inner.train_step(b, &weights, lr).map(|(l, r)| (loss_list(&l), r.grad_norm)))
+        with_batch(py, batch, |b| inner.train_step(b, &weights, lr).map(|(l, r)| (loss_list(&l), r.grad_norm)))
     }
 
     fn zero_grad(&mut self) {
@@ -369,12 +357,7 @@ impl PyModel {
     fn apply_gradients(&mut self, py: Python<'_>, grads: PyReadonlyArray1<'_, f32>, lr: Option<f64>) -> PyResult<f64> {
         let grads = grads.as_array();
         let inner = &mut self.inner;
-        let report = py
-            .detach(|| match grads.as_slice() {
-                Some(g) => inner.apply_gradients(g, lr),
-                None => inner.apply_gradients(&grads.to_vec(), lr),
-            })
-            .py()?;
+        let report = py.detach(|| inner.apply_gradients(&contiguous(grads), lr)).py()?;
         Ok(report.grad_norm)
     }
 
@@ -411,7 +394,7 @@ impl PyModel {
     #[allow(clippy::type_complexity)]
     fn objective_draws<'py>(&self, py: Python<'py>, batch: PyBatch<'py>) -> PyResult<DrawsOut<'py>> {
         let inner = &self.inner;
-        let d = with_batch(py, &batch, |b| inner.objective_draws(b))?;
+        let d = with_batch(py, batch, |b| inner.objective_draws(b))?;
         let [v0, v1] = d.fused.views;
         Ok((d.shifts, d.rows, d.dropped, d.fused.rows, v0.into_pyarray(py), v1.into_pyarray(py), d.fused.positives))
     }
@@ -455,7 +438,7 @@ fn loss_list(losses: &Losses<f32>) -> LossList {
 /// Runs `f` on the Rust batch built from `batch`, with the GIL released.
 fn with_batch<R: Send>(
     py: Python<'_>,
-    batch: &PyBatch<'_>,
+    batch: PyBatch<'_>,
     f: impl FnOnce(&TrainBatch<f32>) -> grapheme_multimodal::Result<R> + Send,
 ) -> PyResult<R> {
     let sources = [batch.inputs.is_some(), batch.components.is_some(), batch.embeddings.is_some()];
@@ -469,8 +452,7 @@ fn with_batch<R: Send>(
     let rewards = batch.rewards.as_ref().map(|a| a.as_array());
     let need_mask = || PyValueError::new_err("mask: required with inputs or embeddings; expected a bool array [B, 7]");
     if let Some(inputs) = &batch.inputs {
-        let inputs: Vec<Option<ArrayView2<f32>>> = inputs.iter().map(|a| a.as_ref().map(|a| a.as_array())).collect();
-        let views = seven(inputs, "inputs")?;
+        let views = dense_views(inputs)?;
         let mask = mask.ok_or_else(need_mask)?;
         return py
             .detach(|| {
@@ -479,13 +461,8 @@ fn with_batch<R: Send>(
             })
             .py();
     }
-    if let Some((batch_size, parts)) = &batch.components {
-        let parts: Vec<_> = parts
-            .iter()
-            .map(|p| p.as_ref().map(|(x, rows, w)| (x.as_array().to_owned(), rows.clone(), w.clone())))
-            .collect();
-        let parts = seven(parts, "components")?;
-        let batch_size = *batch_size;
+    if let Some((batch_size, parts)) = batch.components {
+        let parts = owned_components(parts, "components")?;
         return py
             .detach(|| {
                 let source = EmbeddingSource::Inputs(EncoderInput::components(batch_size, parts)?);
