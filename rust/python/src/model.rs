@@ -116,11 +116,6 @@ impl PyModel {
         self.inner.set_param(name, values.as_array()).py()
     }
 
-    /// A copy of the flat parameter buffer.
-    fn get_flat<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<f32>> {
-        self.inner.params().to_vec().into_pyarray(py)
-    }
-
     fn encode<'py>(
         &self,
         py: Python<'py>,
@@ -295,20 +290,6 @@ impl PyModel {
         let (q, emb, mask) = (query.as_array(), embeddings.as_array(), mask.as_array());
         let out = py.detach(|| self.inner.attend(q, emb, mask)).py()?;
         Ok((out.weights.into_pyarray(py), out.attended.into_pyarray(py), out.head_weights.into_pyarray(py)))
-    }
-
-    /// Overwrites the flat parameter buffer (layout order, finite values).
-    fn set_flat(&mut self, values: PyReadonlyArray1<'_, f32>) -> PyResult<()> {
-        let values = values.as_array();
-        let n = self.inner.num_parameters();
-        if values.len() != n {
-            return Err(PyValueError::new_err(format!("values: expected shape ({n},), got ({},)", values.len())));
-        }
-        if values.iter().any(|v| !v.is_finite()) {
-            return Err(PyValueError::new_err("values: contains a non-finite value (NaN or inf); expected finite numbers"));
-        }
-        self.inner.params_mut().copy_from_slice(values.as_slice().unwrap_or(&values.to_vec()));
-        Ok(())
     }
 
     // ------------------------------------------------------------ learning
