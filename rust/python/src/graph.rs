@@ -3,9 +3,7 @@
 
 use crate::convert::contiguous;
 use crate::errors::IntoPyResult;
-use grapheme_multimodal::features::{
-    featurize_items, fingerprint, FeatureKind, Featurizable, FINGERPRINT_DIM,
-};
+use grapheme_multimodal::features::{featurize as featurize_graphs, featurize_items, FeatureKind, Featurizable};
 use grapheme_multimodal::{Graph, TextUnit, ValueRange};
 use ndarray::Array2;
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2};
@@ -97,11 +95,6 @@ impl PyGraph {
             .into_pyarray(py)
     }
 
-    /// The 18 SPEC features.
-    fn fingerprint<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<f32>> {
-        fingerprint(&self.inner).to_vec().into_pyarray(py)
-    }
-
     /// The features of `kind` ("fingerprint" or "wl"), `[dim]` float32; GIL released.
     #[pyo3(signature = (kind="fingerprint", dim=None, iterations=None))]
     fn features<'py>(
@@ -116,18 +109,12 @@ impl PyGraph {
     }
 }
 
-/// The 18 SPEC features of each graph, `[N, 18]` float32; GIL released.
+/// The 18 SPEC features of each graph, `[N, 18]` float32, rows in
+/// parallel; GIL released.
 #[pyfunction]
 pub fn fingerprints<'py>(py: Python<'py>, graphs: Vec<PyRef<'py, PyGraph>>) -> Bound<'py, PyArray2<f32>> {
     let refs: Vec<&Graph> = graphs.iter().map(|g| &g.inner).collect();
-    let out = py.detach(|| {
-        let mut out = Array2::zeros((refs.len(), FINGERPRINT_DIM));
-        for (mut row, g) in out.rows_mut().into_iter().zip(&refs) {
-            row.assign(&ndarray::ArrayView1::from(&fingerprint(g)));
-        }
-        out
-    });
-    out.into_pyarray(py)
+    py.detach(|| featurize_graphs(&refs, &FeatureKind::Fingerprint)).into_pyarray(py)
 }
 
 /// One item of `featurize`, held while the GIL is released.
