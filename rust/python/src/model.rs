@@ -167,7 +167,7 @@ impl PyModel {
         for (m, item, confidence) in &components {
             let m = *m;
             let Some(&dim) = dims.get(m) else {
-                return Err(PyValueError::new_err(format!("event {}: modality index {m} is out of range; expected 0..6", event())));
+                return Err(PyValueError::new_err(format!("event {}: modality index {m} is out of range; expected 0..{NUM_MODALITIES}", event())));
             };
             let name = Modality::ALL[m].name();
             let start = rows[m].len();
@@ -184,27 +184,27 @@ impl PyModel {
                 rows[m].resize(start + dim, 0.0);
                 kind.features_into(&graph.get().inner, &mut rows[m][start..]);
             } else {
-                let values: Vec<f32> = match item.extract::<PyReadonlyArray1<'py, f32>>() {
-                    Ok(a) => a.as_array().to_vec(),
+                // Appended straight from the numpy array, then checked.
+                let appended = match item.extract::<PyReadonlyArray1<'py, f32>>() {
+                    Ok(a) => {
+                        rows[m].extend(a.as_array().iter());
+                        true
+                    }
                     Err(_) => match item.extract::<PyReadonlyArrayDyn<'py, f64>>() {
-                        Ok(a) if a.as_array().ndim() == 1 => a.as_array().iter().map(|&v| v as f32).collect(),
-                        _ => {
-                            let shape = item.getattr("shape").and_then(|s| s.str()).map(|s| s.to_string()).unwrap_or_else(|_| "?".into());
-                            return Err(PyValueError::new_err(format!(
-                                "event {}: modality {name} takes {dim}-long feature vectors, got ModalFeatures of shape {shape}",
-                                event()
-                            )));
+                        Ok(a) if a.as_array().ndim() == 1 => {
+                            rows[m].extend(a.as_array().iter().map(|&v| v as f32));
+                            true
                         }
+                        _ => false,
                     },
                 };
-                if values.len() != dim {
+                if !appended || rows[m].len() - start != dim {
+                    let shape = item.getattr("shape").and_then(|s| s.str()).map(|s| s.to_string()).unwrap_or_else(|_| "?".into());
                     return Err(PyValueError::new_err(format!(
-                        "event {}: modality {name} takes {dim}-long feature vectors, got ModalFeatures of shape ({},)",
-                        event(),
-                        values.len()
+                        "event {}: modality {name} takes {dim}-long feature vectors, got ModalFeatures of shape {shape}",
+                        event()
                     )));
                 }
-                rows[m].extend_from_slice(&values);
             }
             weights[m].push(*confidence);
         }
