@@ -7,7 +7,8 @@ use grapheme_multimodal::features::{featurize as featurize_graphs, featurize_ite
 use grapheme_multimodal::{Graph, TextUnit, ValueRange};
 use ndarray::Array2;
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2};
-use pyo3::exceptions::PyTypeError;
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::pybacked::PyBackedStr;
 use pyo3::prelude::*;
 use pyo3::types::PyString;
 
@@ -119,7 +120,8 @@ pub fn fingerprints<'py>(py: Python<'py>, graphs: Vec<PyRef<'py, PyGraph>>) -> B
 
 /// One item of `featurize`, held while the GIL is released.
 enum Item<'py> {
-    Text(String),
+    /// The text's UTF-8 (an error for lone surrogates, as `Graph.from_text`).
+    Text(PyBackedStr),
     Graph(PyRef<'py, PyGraph>),
 }
 
@@ -142,7 +144,9 @@ pub fn featurize<'py>(
         .enumerate()
         .map(|(i, item)| {
             if let Ok(s) = item.cast::<PyString>() {
-                Ok(Item::Text(s.to_string()))
+                PyBackedStr::try_from(s.clone())
+                    .map(Item::Text)
+                    .map_err(|e| PyValueError::new_err(format!("items[{i}]: {e}; expected text that UTF-8 can encode")))
             } else if let Ok(g) = item.extract::<PyRef<'py, PyGraph>>() {
                 Ok(Item::Graph(g))
             } else {
