@@ -4,6 +4,7 @@
 use crate::convert::contiguous;
 use crate::errors::IntoPyResult;
 use grapheme_multimodal::features::{featurize as featurize_graphs, featurize_items, FeatureKind, Featurizable};
+use grapheme_multimodal::validate::check_shape;
 use grapheme_multimodal::{Graph, TextUnit, ValueRange};
 use ndarray::Array2;
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2};
@@ -60,6 +61,8 @@ impl PyGraph {
         labels: Option<Vec<String>>,
     ) -> PyResult<Self> {
         let edges = edges.as_array();
+        // `(m, 2)` checked here too: `_core` may be called directly.
+        check_shape("edges", &edges, &[None, Some(2)]).py()?;
         let pairs: Vec<[i64; 2]> = edges.rows().into_iter().map(|r| [r[0], r[1]]).collect();
         Ok(PyGraph {
             inner: Graph::from_edges(num_nodes, &pairs, activations, labels).py()?,
