@@ -2,7 +2,8 @@
 //! builders that turn inputs into them.
 
 use crate::error::{Error, Result};
-use ndarray::ArrayView2;
+use crate::validate::check_finite;
+use ndarray::{ArrayView1, ArrayView2};
 use unicode_segmentation::UnicodeSegmentation;
 
 /// What one node of a text graph stands for.
@@ -67,9 +68,7 @@ impl ValueRange {
 /// minimum maps to 0); pass a range to keep absolute levels.
 fn scale_to_unit(values: impl Iterator<Item = f32>, arg: &str, range: Option<ValueRange>) -> Result<Vec<f32>> {
     let values: Vec<f32> = values.collect();
-    if let Some(i) = values.iter().position(|v| !v.is_finite()) {
-        return Err(Error::non_finite(arg, format!("index {i}")));
-    }
+    check_finite(arg, &ArrayView1::from(&values))?;
     let (low, high) = match range {
         Some(r) => (r.low, r.high),
         None => values
@@ -88,6 +87,15 @@ fn scale_to_unit(values: impl Iterator<Item = f32>, arg: &str, range: Option<Val
             }
         })
         .collect())
+}
+
+/// `given` (which must hold one entry per node), else `default` for every node.
+fn one_per_node<T: Clone>(arg: &str, given: Option<Vec<T>>, num_nodes: usize, default: T) -> Result<Vec<T>> {
+    match given {
+        None => Ok(vec![default; num_nodes]),
+        Some(v) if v.len() == num_nodes => Ok(v),
+        Some(v) => Err(Error::shape(arg, format!("({num_nodes},) (one per node)"), format!("({},)", v.len()))),
+    }
 }
 
 /// The chain `0 -> 1 -> ... -> n-1`.
@@ -182,35 +190,9 @@ impl Graph {
         activations: Option<Vec<f32>>,
         labels: Option<Vec<String>>,
     ) -> Result<Self> {
-        let activations = match activations {
-            None => vec![1.0; num_nodes],
-            Some(a) => {
-                if a.len() != num_nodes {
-                    return Err(Error::shape(
-                        "activations",
-                        format!("({num_nodes},) (one per node)"),
-                        format!("({},)", a.len()),
-                    ));
-                }
-                if let Some(i) = a.iter().position(|v| !v.is_finite()) {
-                    return Err(Error::non_finite("activations", format!("index {i}")));
-                }
-                a
-            }
-        };
-        let labels = match labels {
-            None => vec![String::new(); num_nodes],
-            Some(l) => {
-                if l.len() != num_nodes {
-                    return Err(Error::shape(
-                        "labels",
-                        format!("({num_nodes},) (one per node)"),
-                        format!("({},)", l.len()),
-                    ));
-                }
-                l
-            }
-        };
+        let activations = one_per_node("activations", activations, num_nodes, 1.0)?;
+        check_finite("activations", &ArrayView1::from(&activations))?;
+        let labels = one_per_node("labels", labels, num_nodes, String::new())?;
         let mut checked = Vec::with_capacity(edges.len());
         for (k, &[s, t]) in edges.iter().enumerate() {
             let in_range = |v: i64| v >= 0 && (v as u64) < num_nodes as u64;

@@ -1,14 +1,15 @@
 //! `_core.Graph`: a Rust graph held by the Python `Graph` wrapper, its
 //! builders, and the batched featurisers.
 
+use crate::convert::contiguous;
 use crate::errors::IntoPyResult;
-use grapheme_multimodal::features::{
-    featurize_items, fingerprint, FeatureKind, Featurizable, FINGERPRINT_DIM,
-};
+use grapheme_multimodal::features::{featurize as featurize_graphs, featurize_items, FeatureKind, Featurizable};
+use grapheme_multimodal::validate::check_shape;
 use grapheme_multimodal::{Graph, TextUnit, ValueRange};
 use ndarray::Array2;
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2};
-use pyo3::exceptions::PyTypeError;
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::pybacked::PyBackedStr;
 use pyo3::prelude::*;
 use pyo3::types::PyString;
 
@@ -46,12 +47,7 @@ impl PyGraph {
     #[pyo3(signature = (values, value_range=None))]
     fn from_sequence(values: PyReadonlyArray1<'_, f32>, value_range: Option<(f32, f32)>) -> PyResult<Self> {
         let range = self::value_range(value_range)?;
-        let values = values.as_array();
-        let inner = match values.as_slice() {
-            Some(s) => Graph::from_sequence(s, range),
-            None => Graph::from_sequence(&values.to_vec(), range),
-        }
-        .py()?;
+        let inner = Graph::from_sequence(&contiguous(values.as_array()), range).py()?;
         Ok(PyGraph { inner })
     }
 
@@ -65,6 +61,8 @@ impl PyGraph {
         labels: Option<Vec<String>>,
     ) -> PyResult<Self> {
         let edges = edges.as_array();
+        // `(m, 2)` checked here too: `_core` may be called directly.
+        check_shape("edges", &edges, &[None, Some(2)]).py()?;
         let pairs: Vec<[i64; 2]> = edges.rows().into_iter().map(|r| [r[0], r[1]]).collect();
         Ok(PyGraph {
             inner: Graph::from_edges(num_nodes, &pairs, activations, labels).py()?,
@@ -101,11 +99,6 @@ impl PyGraph {
             .into_pyarray(py)
     }
 
-    /// The 18 SPEC features.
-    fn fingerprint<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<f32>> {
-        fingerprint(&self.inner).to_vec().into_pyarray(py)
-    }
-
     /// The features of `kind` ("fingerprint" or "wl"), `[dim]` float32; GIL released.
     #[pyo3(signature = (kind="fingerprint", dim=None, iterations=None))]
     fn features<'py>(
@@ -120,23 +113,18 @@ impl PyGraph {
     }
 }
 
-/// The 18 SPEC features of each graph, `[N, 18]` float32; GIL released.
+/// The 18 SPEC features of each graph, `[N, 18]` float32, rows in
+/// parallel; GIL released.
 #[pyfunction]
 pub fn fingerprints<'py>(py: Python<'py>, graphs: Vec<PyRef<'py, PyGraph>>) -> Bound<'py, PyArray2<f32>> {
     let refs: Vec<&Graph> = graphs.iter().map(|g| &g.inner).collect();
-    let out = py.detach(|| {
-        let mut out = Array2::zeros((refs.len(), FINGERPRINT_DIM));
-        for (mut row, g) in out.rows_mut().into_iter().zip(&refs) {
-            row.assign(&ndarray::ArrayView1::from(&fingerprint(g)));
-        }
-        out
-    });
-    out.into_pyarray(py)
+    py.detach(|| featurize_graphs(&refs, &FeatureKind::Fingerprint)).into_pyarray(py)
 }
 
 /// One item of `featurize`, held while the GIL is released.
 enum Item<'py> {
-    Text(String),
+    /// The text's UTF-8 (an error for lone surrogates, as `Graph.from_text`).
+    Text(PyBackedStr),
     Graph(PyRef<'py, PyGraph>),
 }
 
@@ -159,7 +147,9 @@ pub fn featurize<'py>(
         .enumerate()
         .map(|(i, item)| {
             if let Ok(s) = item.cast::<PyString>() {
-                Ok(Item::Text(s.to_string()))
+                PyBackedStr::try_from(s.clone())
+                    .map(Item::Text)
+                    .map_err(|e| PyValueError::new_err(format!("items[{i}]: {e}; expected text that UTF-8 can encode")))
             } else if let Ok(g) = item.extract::<PyRef<'py, PyGraph>>() {
                 Ok(Item::Graph(g))
             } else {

@@ -2,6 +2,7 @@
 //! Only conversion (numpy <-> ndarray), error mapping and GIL release live
 //! here; the math is in the `grapheme-multimodal` crate.
 
+mod convert;
 mod errors;
 mod graph;
 mod model;

@@ -2,29 +2,21 @@
 //! arrays (the Python layer converts dtypes); C-contiguous inputs are read in
 //! place. Every compute call releases the GIL.
 
+use crate::convert::{contiguous, dense_views, owned_components, seven, Component, OwnedComponent};
 use crate::errors::IntoPyResult;
 use grapheme_multimodal::objectives::{Losses, Objective, ObjectiveWeights, NUM_OBJECTIVES};
 use grapheme_multimodal::training::{EmbeddingSource, OptimizerState, TrainBatch};
 use crate::graph::PyGraph;
 use grapheme_multimodal::features::FeatureKind;
 use grapheme_multimodal::{BinderKind, Config, EncoderInput, LearnableMultiModal, Modality, Normalizer, NUM_MODALITIES};
-use ndarray::{Array2, ArrayView2};
+use ndarray::Array2;
 use numpy::{IntoPyArray, PyArray1, ToPyArray, PyArray2, PyArray3, PyArrayDyn, PyReadonlyArray1, PyReadonlyArray2, PyReadonlyArray3, PyReadonlyArrayDyn};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
-type Component<'py> = (PyReadonlyArray2<'py, f32>, Vec<usize>, Option<Vec<f32>>);
-
 #[pyclass(name = "Model", module = "grapheme_multimodal._core")]
 pub struct PyModel {
     inner: LearnableMultiModal<f32>,
-}
-
-fn seven<T>(items: Vec<T>, arg: &str) -> PyResult<[T; NUM_MODALITIES]> {
-    let n = items.len();
-    items
-        .try_into()
-        .map_err(|_| PyValueError::new_err(format!("{arg}: expected one entry per modality (7), got {n}")))
 }
 
 #[pymethods]
@@ -124,19 +116,13 @@ impl PyModel {
         self.inner.set_param(name, values.as_array()).py()
     }
 
-    /// A copy of the flat parameter buffer.
-    fn get_flat<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<f32>> {
-        self.inner.params().to_vec().into_pyarray(py)
-    }
-
     fn encode<'py>(
         &self,
         py: Python<'py>,
         inputs: Vec<Option<PyReadonlyArray2<'py, f32>>>,
         mask: PyReadonlyArray2<'py, bool>,
     ) -> PyResult<Bound<'py, PyArray3<f32>>> {
-        let inputs = seven(inputs, "inputs")?;
-        let views: [Option<ArrayView2<f32>>; NUM_MODALITIES] = std::array::from_fn(|m| inputs[m].as_ref().map(|a| a.as_array()));
+        let views = dense_views(&inputs)?;
         let mask = mask.as_array();
         let emb = py.detach(|| {
             let input = EncoderInput::dense(views, mask)?;
@@ -152,9 +138,7 @@ impl PyModel {
         batch_size: usize,
         parts: Vec<Option<Component<'py>>>,
     ) -> PyResult<Bound<'py, PyArray3<f32>>> {
-        let parts = seven(parts, "parts")?;
-        let owned: [Option<(Array2<f32>, Vec<usize>, Option<Vec<f32>>)>; NUM_MODALITIES] =
-            parts.map(|p| p.map(|(x, rows, w)| (x.as_array().to_owned(), rows, w)));
+        let owned = owned_components(parts, "parts")?;
         let emb = py.detach(|| {
             let input = EncoderInput::components(batch_size, owned)?;
             self.inner.encode(&input)
@@ -183,7 +167,7 @@ impl PyModel {
         for (m, item, confidence) in &components {
             let m = *m;
             let Some(&dim) = dims.get(m) else {
-                return Err(PyValueError::new_err(format!("event {}: modality index {m} is out of range; expected 0..6", event())));
+                return Err(PyValueError::new_err(format!("event {}: modality index {m} is out of range; expected 0..{NUM_MODALITIES}", event())));
             };
             let name = Modality::ALL[m].name();
             let start = rows[m].len();
@@ -200,31 +184,31 @@ impl PyModel {
                 rows[m].resize(start + dim, 0.0);
                 kind.features_into(&graph.get().inner, &mut rows[m][start..]);
             } else {
-                let values: Vec<f32> = match item.extract::<PyReadonlyArray1<'py, f32>>() {
-                    Ok(a) => a.as_array().to_vec(),
+                // Appended straight from the numpy array, then checked.
+                let appended = match item.extract::<PyReadonlyArray1<'py, f32>>() {
+                    Ok(a) => {
+                        rows[m].extend(a.as_array().iter());
+                        true
+                    }
                     Err(_) => match item.extract::<PyReadonlyArrayDyn<'py, f64>>() {
-                        Ok(a) if a.as_array().ndim() == 1 => a.as_array().iter().map(|&v| v as f32).collect(),
-                        _ => {
-                            let shape = item.getattr("shape").and_then(|s| s.str()).map(|s| s.to_string()).unwrap_or_else(|_| "?".into());
-                            return Err(PyValueError::new_err(format!(
-                                "event {}: modality {name} takes {dim}-long feature vectors, got ModalFeatures of shape {shape}",
-                                event()
-                            )));
+                        Ok(a) if a.as_array().ndim() == 1 => {
+                            rows[m].extend(a.as_array().iter().map(|&v| v as f32));
+                            true
                         }
+                        _ => false,
                     },
                 };
-                if values.len() != dim {
+                if !appended || rows[m].len() - start != dim {
+                    let shape = item.getattr("shape").and_then(|s| s.str()).map(|s| s.to_string()).unwrap_or_else(|_| "?".into());
                     return Err(PyValueError::new_err(format!(
-                        "event {}: modality {name} takes {dim}-long feature vectors, got ModalFeatures of shape ({},)",
-                        event(),
-                        values.len()
+                        "event {}: modality {name} takes {dim}-long feature vectors, got ModalFeatures of shape {shape}",
+                        event()
                     )));
                 }
-                rows[m].extend_from_slice(&values);
             }
             weights[m].push(*confidence);
         }
-        let parts: [Option<(Array2<f32>, Vec<usize>, Option<Vec<f32>>)>; NUM_MODALITIES] = std::array::from_fn(|m| {
+        let parts: [Option<OwnedComponent>; NUM_MODALITIES] = std::array::from_fn(|m| {
             let k = weights[m].len();
             (k > 0).then(|| {
                 let x = Array2::from_shape_vec((k, dims[m]), std::mem::take(&mut rows[m])).expect("k rows of dim");
@@ -253,8 +237,7 @@ impl PyModel {
         inputs: Vec<Option<PyReadonlyArray2<'py, f32>>>,
         mask: PyReadonlyArray2<'py, bool>,
     ) -> PyResult<(Bound<'py, PyArray3<f32>>, Bound<'py, PyArray2<f32>>)> {
-        let inputs = seven(inputs, "inputs")?;
-        let views: [Option<ArrayView2<f32>>; NUM_MODALITIES] = std::array::from_fn(|m| inputs[m].as_ref().map(|a| a.as_array()));
+        let views = dense_views(&inputs)?;
         let mask = mask.as_array();
         let (emb, fused) = py
             .detach(|| {
@@ -309,34 +292,20 @@ impl PyModel {
         Ok((out.weights.into_pyarray(py), out.attended.into_pyarray(py), out.head_weights.into_pyarray(py)))
     }
 
-    /// Overwrites the flat parameter buffer (layout order, finite values).
-    fn set_flat(&mut self, values: PyReadonlyArray1<'_, f32>) -> PyResult<()> {
-        let values = values.as_array();
-        let n = self.inner.num_parameters();
-        if values.len() != n {
-            return Err(PyValueError::new_err(format!("values: expected shape ({n},), got ({},)", values.len())));
-        }
-        if values.iter().any(|v| !v.is_finite()) {
-            return Err(PyValueError::new_err("values: contains a non-finite value (NaN or inf); expected finite numbers"));
-        }
-        self.inner.params_mut().copy_from_slice(values.as_slice().unwrap_or(&values.to_vec()));
-        Ok(())
-    }
-
     // ------------------------------------------------------------ learning
 
     /// Losses of `batch` without gradients (the draws of the next `backward`).
     fn losses(&self, py: Python<'_>, batch: PyBatch<'_>, weights: Vec<f64>) -> PyResult<LossList> {
         let weights = objective_weights(weights)?;
         let inner = &self.inner;
-        with_batch(py, &batch, |b| inner.losses(b, &weights).map(|l| loss_list(&l)))
+        with_batch(py, batch, |b| inner.losses(b, &weights).map(|l| loss_list(&l)))
     }
 
     /// Losses of `batch`; their gradients are added to the accumulated ones.
     fn backward(&mut self, py: Python<'_>, batch: PyBatch<'_>, weights: Vec<f64>) -> PyResult<LossList> {
         let weights = objective_weights(weights)?;
         let inner = &mut self.inner;
-        with_batch(py, &batch, |b| inner.backward(b, &weights).map(|l| loss_list(&l)))
+        with_batch(py, batch, |b| inner.backward(b, &weights).map(|l| loss_list(&l)))
     }
 
     /// `zero_grad → backward → step(lr)`; returns the losses and the
@@ -345,7 +314,7 @@ impl PyModel {
     fn train_step(&mut self, py: Python<'_>, batch: PyBatch<'_>, weights: Vec<f64>, lr: Option<f64>) -> PyResult<(LossList, f64)> {
         let weights = objective_weights(weights)?;
         let inner = &mut self.inner;
-        with_batch(py, &batch, |b| inner.train_step(b, &weights, lr).map(|(l, r)| (loss_list(&l), r.grad_norm)))
+        with_batch(py, batch, |b| inner.train_step(b, &weights, lr).map(|(l, r)| (loss_list(&l), r.grad_norm)))
     }
 
     fn zero_grad(&mut self) {
@@ -369,12 +338,7 @@ impl PyModel {
     fn apply_gradients(&mut self, py: Python<'_>, grads: PyReadonlyArray1<'_, f32>, lr: Option<f64>) -> PyResult<f64> {
         let grads = grads.as_array();
         let inner = &mut self.inner;
-        let report = py
-            .detach(|| match grads.as_slice() {
-                Some(g) => inner.apply_gradients(g, lr),
-                None => inner.apply_gradients(&grads.to_vec(), lr),
-            })
-            .py()?;
+        let report = py.detach(|| inner.apply_gradients(&contiguous(grads), lr)).py()?;
         Ok(report.grad_norm)
     }
 
@@ -411,7 +375,7 @@ impl PyModel {
     #[allow(clippy::type_complexity)]
     fn objective_draws<'py>(&self, py: Python<'py>, batch: PyBatch<'py>) -> PyResult<DrawsOut<'py>> {
         let inner = &self.inner;
-        let d = with_batch(py, &batch, |b| inner.objective_draws(b))?;
+        let d = with_batch(py, batch, |b| inner.objective_draws(b))?;
         let [v0, v1] = d.fused.views;
         Ok((d.shifts, d.rows, d.dropped, d.fused.rows, v0.into_pyarray(py), v1.into_pyarray(py), d.fused.positives))
     }
@@ -455,7 +419,7 @@ fn loss_list(losses: &Losses<f32>) -> LossList {
 /// Runs `f` on the Rust batch built from `batch`, with the GIL released.
 fn with_batch<R: Send>(
     py: Python<'_>,
-    batch: &PyBatch<'_>,
+    batch: PyBatch<'_>,
     f: impl FnOnce(&TrainBatch<f32>) -> grapheme_multimodal::Result<R> + Send,
 ) -> PyResult<R> {
     let sources = [batch.inputs.is_some(), batch.components.is_some(), batch.embeddings.is_some()];
@@ -469,8 +433,7 @@ fn with_batch<R: Send>(
     let rewards = batch.rewards.as_ref().map(|a| a.as_array());
     let need_mask = || PyValueError::new_err("mask: required with inputs or embeddings; expected a bool array [B, 7]");
     if let Some(inputs) = &batch.inputs {
-        let inputs: Vec<Option<ArrayView2<f32>>> = inputs.iter().map(|a| a.as_ref().map(|a| a.as_array())).collect();
-        let views = seven(inputs, "inputs")?;
+        let views = dense_views(inputs)?;
         let mask = mask.ok_or_else(need_mask)?;
         return py
             .detach(|| {
@@ -479,13 +442,8 @@ fn with_batch<R: Send>(
             })
             .py();
     }
-    if let Some((batch_size, parts)) = &batch.components {
-        let parts: Vec<_> = parts
-            .iter()
-            .map(|p| p.as_ref().map(|(x, rows, w)| (x.as_array().to_owned(), rows.clone(), w.clone())))
-            .collect();
-        let parts = seven(parts, "components")?;
-        let batch_size = *batch_size;
+    if let Some((batch_size, parts)) = batch.components {
+        let parts = owned_components(parts, "components")?;
         return py
             .detach(|| {
                 let source = EmbeddingSource::Inputs(EncoderInput::components(batch_size, parts)?);

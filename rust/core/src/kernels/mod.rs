@@ -16,7 +16,7 @@ pub mod x86;
 use crate::nn::ops::LEAKY_ALPHA;
 use crate::real::Real;
 use ndarray::linalg::general_mat_mul;
-use ndarray::{Array2, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis};
+use ndarray::{Array2, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis};
 use std::any::TypeId;
 
 /// What happens to each entry of a product `p = a · b` before it is stored:
@@ -234,8 +234,9 @@ pub fn gemm_reduce_rows<T: Real>(a: ArrayView2<T>, b: ArrayView2<T>, mut c: Arra
 
 /// `out += Σ_rows x[row, :]` in the same fixed blocks as [`gemm_reduce_rows`].
 pub fn column_sums<T: Real>(x: ArrayView2<T>, mut out: ArrayViewMut1<T>) {
+    let mut partial = ndarray::Array1::<T>::zeros(x.ncols());
     for block in x.axis_chunks_iter(Axis(0), REDUCE_ROWS) {
-        let mut partial = ndarray::Array1::<T>::zeros(x.ncols());
+        partial.fill(T::zero());
         for row in block.rows() {
             partial += &row;
         }
@@ -319,12 +320,9 @@ fn l2_normalize_pass<T: Real>(mut x: ArrayViewMut2<T>, mut norms: ArrayViewMut1<
 /// `exp(x − shift)` of a slice into `out`; returns the sum of the outputs.
 pub fn exp_shifted_sum<T: Real>(x: &[T], shift: T, out: &mut [T]) -> T {
     #[cfg(target_arch = "x86_64")]
-    if is_f32::<T>() && x86_ok() {
-        // SAFETY: T is f32; AVX2/FMA checked.
-        return unsafe {
-            let r = x86::exp_shifted_sum(cast(x), shift.to_f32().expect("f32"), cast_mut(out));
-            T::c(r as f64)
-        };
+    if let (true, Some(x), Some(out)) = (x86_ok(), as_f32(x), as_f32_mut(out)) {
+        // SAFETY: AVX2/FMA checked.
+        return T::c(unsafe { x86::exp_shifted_sum(x, shift.to_f32().expect("f32"), out) } as f64);
     }
     let mut sum = T::zero();
     for (o, v) in out.iter_mut().zip(x) {
@@ -338,12 +336,9 @@ pub fn exp_shifted_sum<T: Real>(x: &[T], shift: T, out: &mut [T]) -> T {
 /// returns the row's sum.
 pub fn exp_row_col_sums<T: Real>(row: &mut [T], shift: T, col_sums: &mut [T]) -> T {
     #[cfg(target_arch = "x86_64")]
-    if is_f32::<T>() && x86_ok() {
-        // SAFETY: T is f32; AVX2/FMA checked.
-        return unsafe {
-            let r = x86::exp_row_col_sums(cast_mut(row), shift.to_f32().expect("f32"), cast_mut(col_sums));
-            T::c(r as f64)
-        };
+    if let (true, Some(row), Some(col_sums)) = (x86_ok(), as_f32_mut(row), as_f32_mut(col_sums)) {
+        // SAFETY: AVX2/FMA checked.
+        return T::c(unsafe { x86::exp_row_col_sums(row, shift.to_f32().expect("f32"), col_sums) } as f64);
     }
     let mut sum = T::zero();
     for (v, c) in row.iter_mut().zip(col_sums.iter_mut()) {
@@ -357,9 +352,9 @@ pub fn exp_row_col_sums<T: Real>(row: &mut [T], shift: T, col_sums: &mut [T]) ->
 /// `exp` of a slice in place.
 pub fn exp_inplace<T: Real>(x: &mut [T]) {
     #[cfg(target_arch = "x86_64")]
-    if is_f32::<T>() && x86_ok() {
-        // SAFETY: T is f32; AVX2/FMA checked.
-        unsafe { x86::exp_inplace(cast_mut(x)) };
+    if let (true, Some(x)) = (x86_ok(), as_f32_mut(x)) {
+        // SAFETY: AVX2/FMA checked.
+        unsafe { x86::exp_inplace(x) };
         return;
     }
     for v in x {
@@ -385,35 +380,6 @@ pub fn x86_ok() -> bool {
     use std::sync::OnceLock;
     static AVAILABLE: OnceLock<bool> = OnceLock::new();
     *AVAILABLE.get_or_init(x86::available)
-}
-
-/// # Safety
-/// `T` must be `f32`.
-#[cfg(target_arch = "x86_64")]
-unsafe fn cast<T>(x: &[T]) -> &[f32] {
-    std::slice::from_raw_parts(x.as_ptr() as *const f32, x.len())
-}
-
-/// # Safety
-/// `T` must be `f32`.
-#[cfg(target_arch = "x86_64")]
-unsafe fn cast_mut<T>(x: &mut [T]) -> &mut [f32] {
-    std::slice::from_raw_parts_mut(x.as_mut_ptr() as *mut f32, x.len())
-}
-
-/// A contiguous `[rows, cols]` view of a slice.
-pub fn view2<T>(data: &[T], rows: usize, cols: usize) -> ArrayView2<'_, T> {
-    ArrayView2::from_shape((rows, cols), &data[..rows * cols]).expect("slice holds rows × cols")
-}
-
-/// A writable contiguous `[rows, cols]` view of a slice.
-pub fn view2_mut<T>(data: &mut [T], rows: usize, cols: usize) -> ArrayViewMut2<'_, T> {
-    ArrayViewMut2::from_shape((rows, cols), &mut data[..rows * cols]).expect("slice holds rows × cols")
-}
-
-/// A 1-D view (for symmetry with [`view2`]).
-pub fn view1<T>(data: &[T]) -> ArrayView1<'_, T> {
-    ArrayView1::from(data)
 }
 
 #[cfg(test)]
