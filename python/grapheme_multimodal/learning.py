@@ -187,20 +187,8 @@ class LearningMixin:
 
     def _flatten(self, tensors: Mapping[str, Any], arg: str) -> np.ndarray:
         """``{name: array}`` with every parameter's name and shape → one flat float32 array."""
-        if not isinstance(tensors, Mapping):
-            raise TypeError(f"{arg}: expected a mapping name -> array, got {type(tensors).__name__}")
-        shapes = self.parameter_shapes()
-        unknown = sorted(set(tensors) - set(shapes))
-        missing = sorted(set(shapes) - set(tensors))
-        if unknown or missing:
-            raise ValueError(f"{arg}: unexpected keys {unknown}, missing keys {missing}")
-        parts = []
-        for name, shape in shapes.items():
-            arr = as_float32(tensors[name], f"{arg}[{name!r}]", len(shape), shape)
-            if not np.isfinite(arr).all():
-                raise ValueError(f"{arg}[{name!r}]: contains NaN or inf; expected finite numbers")
-            parts.append(arr.ravel())
-        return np.ascontiguousarray(np.concatenate(parts)) if parts else np.zeros(0, np.float32)
+        checked = self._checked_tensors(tensors, arg, strict=True)
+        return np.concatenate([arr.ravel() for arr in checked.values()])
 
 
 

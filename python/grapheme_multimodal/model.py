@@ -187,21 +187,7 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         """Loads parameters by name. With ``strict`` the names must match
         exactly; shapes must always match and values be finite. Nothing is
         changed unless every tensor is valid."""
-        if not isinstance(state_dict, Mapping):
-            raise TypeError(f"state_dict: expected a mapping name -> array, got {type(state_dict).__name__}")
-        shapes = self.parameter_shapes()
-        unknown = sorted(set(state_dict) - set(shapes))
-        missing = sorted(set(shapes) - set(state_dict))
-        if strict and (unknown or missing):
-            raise ValueError(f"state_dict: unexpected keys {unknown}, missing keys {missing} (strict=True)")
-        staged = {}
-        for name, shape in shapes.items():  # layout order: the first bad tensor is always the same one
-            if name not in state_dict:
-                continue
-            arr = as_float32(state_dict[name], f"state_dict[{name!r}]", len(shape), shape)
-            if not np.isfinite(arr).all():
-                raise ValueError(f"state_dict[{name!r}]: contains NaN or inf; expected finite numbers")
-            staged[name] = arr
+        staged = self._checked_tensors(state_dict, "state_dict", strict, note=" (strict=True)")
         for name, arr in staged.items():
             self._core.set_param(name, arr)
         self._parameters_changed()
@@ -317,6 +303,30 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
     def _parameters_changed(self) -> None:
         """Call after any change of the weights: cached embeddings are stale."""
         self._cache.clear()
+
+    def _checked_tensors(
+        self, tensors: Mapping[str, Any], arg: str, strict: bool = True, note: str = ""
+    ) -> Dict[str, np.ndarray]:
+        """``{name: array}`` keyed by parameter names, checked (shapes, finite
+        values) into float32 arrays in layout order, so the first bad tensor
+        is always the same one. With ``strict`` the names must match exactly;
+        otherwise unknown names are ignored and missing ones left out."""
+        if not isinstance(tensors, Mapping):
+            raise TypeError(f"{arg}: expected a mapping name -> array, got {type(tensors).__name__}")
+        shapes = self.parameter_shapes()
+        unknown = sorted(set(tensors) - set(shapes))
+        missing = sorted(set(shapes) - set(tensors))
+        if strict and (unknown or missing):
+            raise ValueError(f"{arg}: unexpected keys {unknown}, missing keys {missing}{note}")
+        checked = {}
+        for name, shape in shapes.items():
+            if name not in tensors:
+                continue
+            arr = as_float32(tensors[name], f"{arg}[{name!r}]", len(shape), shape)
+            if not np.isfinite(arr).all():
+                raise ValueError(f"{arg}[{name!r}]: contains NaN or inf; expected finite numbers")
+            checked[name] = arr
+        return checked
 
     def _as_modality_list(self, inputs: Inputs) -> List[Optional[np.ndarray]]:
         arrays: List[Optional[np.ndarray]] = [None] * NUM_MODALITIES
