@@ -3,7 +3,7 @@ say which argument was wrong, what it was and what was expected."""
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -30,6 +30,14 @@ def as_real_array(x: Any, name: str) -> np.ndarray:
     if np.iscomplexobj(arr):
         raise TypeError(f"{name}: expected real numbers, got complex dtype {arr.dtype}")
     return arr
+
+
+def as_finite_float(value: Any, name: str, ok: Callable[[float], bool], expected: str) -> float:
+    """``value`` as a float when it is a finite real number (not a bool) for
+    which ``ok`` holds; else ValueError ``"{name}: expected {expected}, ..."``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not np.isfinite(value) or not ok(value):
+        raise ValueError(f"{name}: expected {expected}, got {value!r}")
+    return float(value)
 
 
 def as_float32(x: Any, name: str, ndim: int, shape: Optional[tuple] = None) -> np.ndarray:

@@ -10,7 +10,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from ._core import NUM_MODALITIES
-from ._validation import as_float32
+from ._validation import as_finite_float, as_float32
 from .batch import Batch, Inputs
 from .objectives import resolve_weights
 from .types import MultiModalEvent
@@ -136,9 +136,7 @@ class LearningMixin:
     def _learning_rate(self, lr: Optional[float]) -> Optional[float]:
         if lr is None:
             return None
-        if isinstance(lr, bool) or not isinstance(lr, (int, float, np.number)) or not np.isfinite(lr) or lr <= 0:
-            raise ValueError(f"lr: expected a finite positive number or None, got {lr!r}")
-        return float(lr)
+        return as_finite_float(lr, "lr", lambda v: v > 0, "a finite positive number or None")
 
     def _learning_args(self, batch: Any, mask: Any, weights: Optional[Mapping[str, float]]) -> Tuple["_CoreBatch", List[float]]:
         if not isinstance(batch, Batch):
