@@ -252,11 +252,12 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         std 1) and applies them from now on."""
         arrays, mask_arr = self.prepare_inputs(inputs, mask)
         for m, a in enumerate(arrays):
-            if a is None or not mask_arr[:, m].any():
+            present = mask_arr[:, m]
+            if a is None or not present.any():
                 continue
-            rows = a[mask_arr[:, m]].astype(np.float64)
-            std = rows.std(axis=0)
-            self.set_normalization(m, rows.mean(axis=0), np.where(std > 0, std, 1.0))
+            rows = a if present.all() else a[present]
+            std = rows.std(axis=0, dtype=np.float64)  # float64 sums without a float64 copy
+            self.set_normalization(m, rows.mean(axis=0, dtype=np.float64), np.where(std > 0, std, 1.0))
 
     # ----------------------------------------------------- training, persistence
     def fit(self, data: Any, **kwargs: Any) -> "History":

@@ -307,9 +307,8 @@ class _EventDataset(_Dataset):
 
     def fit_normalization(self, model: "LearnableMultiModal") -> None:
         for m, table in enumerate(self.tables):
-            if table is not None:
-                std = table[0].std(axis=0, dtype=np.float64)
-                model.set_normalization(m, table[0].mean(axis=0, dtype=np.float64), np.where(std > 0, std, 1.0))
+            if table is not None:  # every component of the table is present
+                model.fit_normalization({m: table[0]})
 
 
 class _BufferDataset(_Dataset):
