@@ -277,7 +277,10 @@ class _EventDataset(_Dataset):
                     if v.shape != (dim,):
                         raise ValueError(f"data[{owners[m][k]}]: modality {m} takes {dim}-long vectors, got {v.shape}")
                     x[k] = v
-            self.tables.append((x, np.asarray(owners[m], np.int64), np.asarray(confidences[m], np.float32)))
+            owner = np.asarray(owners[m], np.int64)  # non-decreasing: events were read in order
+            # Event i's components are rows starts[i]:starts[i + 1] of the table.
+            starts = np.concatenate(([0], np.cumsum(np.bincount(owner, minlength=self.n))))
+            self.tables.append((x, owner, np.asarray(confidences[m], np.float32), starts))
         self.mask = np.zeros((self.n, NUM_MODALITIES), bool)
         for m, t in enumerate(self.tables):
             if t is not None:
@@ -290,19 +293,27 @@ class _EventDataset(_Dataset):
         return self.mask[rows]
 
     def batch(self, rows: np.ndarray, keep: Optional[np.ndarray]) -> Batch:
-        position = np.full(self.n, -1, np.int64)
-        position[rows] = np.arange(len(rows))
+        # Work in the batch's size, not the dataset's: each table is indexed
+        # through `starts`, never scanned whole.
+        by_event = np.argsort(rows)
+        sorted_rows = rows[by_event]
         parts: List[Any] = [None] * NUM_MODALITIES
         for m, table in enumerate(self.tables):
             if table is None:
                 continue
-            x, owner, conf = table
-            pos = position[owner]
-            chosen = pos >= 0
+            x, owner, conf, starts = table
+            first, count = starts[rows], starts[rows + 1] - starts[rows]
+            total = int(count.sum())
+            if not total:
+                continue
+            # The rows' components in table order: ranges first..first+count, merged.
+            chosen = np.sort(np.repeat(first - np.cumsum(count) + count, count) + np.arange(total))
+            pos = by_event[np.searchsorted(sorted_rows, owner[chosen])]
             if keep is not None:
-                chosen &= keep[np.maximum(pos, 0), m]
-            if chosen.any():
-                parts[m] = (np.ascontiguousarray(x[chosen]), pos[chosen].tolist(), conf[chosen].tolist())
+                kept = keep[pos, m]
+                chosen, pos = chosen[kept], pos[kept]
+            if len(chosen):
+                parts[m] = (x[chosen], pos.tolist(), conf[chosen].tolist())
         return Batch(components=(len(rows), parts))
 
     def fit_normalization(self, model: "LearnableMultiModal") -> None:
