@@ -9,9 +9,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from ._core import NUM_MODALITIES
 from ._validation import as_finite_float, as_float32
-from .batch import Batch, Inputs
+from .batch import Batch, Inputs, event_components
 from .objectives import resolve_weights
 from .types import MultiModalEvent
 
@@ -162,17 +161,10 @@ class LearningMixin:
 
     def _events_parts(self, events: Sequence[MultiModalEvent]) -> list:
         """The component form of several events: row ``i`` is ``events[i]``."""
-        per_modality: List[list] = [[] for _ in range(NUM_MODALITIES)]
-        for row, event in enumerate(events):
-            for m, part in enumerate(self._event_parts(event)):
-                if part is not None:
-                    per_modality[m].append((part[0], [row] * len(part[1]), part[2]))
-        parts: list = [None] * NUM_MODALITIES
-        for m, chunks in enumerate(per_modality):
-            if chunks:
-                x = np.ascontiguousarray(np.concatenate([c[0] for c in chunks]), dtype=np.float32)
-                parts[m] = (x, [r for c in chunks for r in c[1]], [w for c in chunks for w in c[2]])
-        return parts
+        return [
+            None if t is None else (t[0], t[1].tolist(), t[2].tolist())
+            for t in event_components(self.config, events)
+        ]
 
     def _unflatten(self, flat: np.ndarray) -> "OrderedDict[str, np.ndarray]":
         out: "OrderedDict[str, np.ndarray]" = OrderedDict()

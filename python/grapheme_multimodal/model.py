@@ -425,37 +425,7 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
 
     def _event_parts(self, event: MultiModalEvent) -> list:
         """The component form of one event: per modality ``(x [k, d], rows, confidences)``."""
-        by_modality: Dict[int, list] = {}
-        for c in event.components:
-            by_modality.setdefault(c.modality.index, []).append(c)
-        features: Dict[int, np.ndarray] = {}
-        for m, comps in by_modality.items():
-            with_graphs = [c for c in comps if isinstance(c, ModalGraph)]
-            if with_graphs:
-                rows = self.config.graph_features[m]([c.graph for c in with_graphs])
-                features.update(zip(map(id, with_graphs), rows))
-        parts: list = [None] * NUM_MODALITIES
-        for m, comps in by_modality.items():
-            dim = self.config.input_dims[m]
-            rows = []
-            for c in comps:
-                if isinstance(c, ModalGraph):
-                    if dim != self.config.graph_features[m].dim:
-                        raise ValueError(
-                            f"event {event.id}: modality {_name(m)} takes {dim}-long feature vectors, "
-                            f"but a ModalGraph ({self.config.graph_features[m].dim} graph features) was given"
-                        )
-                    rows.append(features[id(c)])
-                else:
-                    if c.features.shape != (dim,):
-                        raise ValueError(
-                            f"event {event.id}: modality {_name(m)} takes {dim}-long feature vectors, "
-                            f"got ModalFeatures of shape {c.features.shape}"
-                        )
-                    rows.append(c.features)
-            x = np.ascontiguousarray(np.stack(rows), dtype=np.float32)
-            parts[m] = (x, [0] * len(rows), [float(c.confidence) for c in comps])
-        return parts
+        return self._events_parts([event])
 
 
 def _name(m: int) -> str:
