@@ -30,6 +30,7 @@ class ModalityFile:
 
     @property
     def is_text(self) -> bool:
+        """Whether ``values`` are texts (a ``.txt`` file) rather than numbers."""
         return isinstance(self.values, list)
 
     def __len__(self) -> int:
