@@ -140,6 +140,11 @@ def test_record_fusion_and_compute_loss():
     assert loss == pytest.approx(expected, rel=1e-4) and loss > 0
     model.clear_experience()
     assert model.num_experiences() == 0 and model.compute_loss() == 0.0
+    pooled = text_event(9, linguistic="abc", visual="xy")
+    pooled.add_component(gm.ModalGraph(gm.Graph.from_text("zz"), "visual"))
+    exp = model.record_fusion(pooled)
+    assert exp.inputs is None, "two visual components are pooled: no single raw input to keep"
+    np.testing.assert_array_equal(exp.fused, model.fuse_event(pooled))
     with pytest.raises(ValueError, match="no components"):
         model.record_fusion(gm.MultiModalEvent(5))
 

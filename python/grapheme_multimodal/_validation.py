@@ -3,7 +3,7 @@ say which argument was wrong, what it was and what was expected."""
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -17,6 +17,29 @@ def describe(x: Any) -> str:
     return f"{type(x).__name__}"
 
 
+def as_real_array(x: Any, name: str) -> np.ndarray:
+    """`x` as a numpy array of real numbers (bool and integer dtypes
+    included), as it is: no copy, no cast. Input numpy cannot read as an
+    array raises ValueError, non-numeric or complex input TypeError."""
+    try:
+        arr = np.asarray(x)
+    except Exception as exc:  # ragged lists and the like
+        raise ValueError(f"{name}: could not be read as a numeric array ({exc})") from None
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
+        raise TypeError(f"{name}: expected a real-valued numeric array, got {describe(arr)}")
+    if np.iscomplexobj(arr):
+        raise TypeError(f"{name}: expected real numbers, got complex dtype {arr.dtype}")
+    return arr
+
+
+def as_finite_float(value: Any, name: str, ok: Callable[[float], bool], expected: str) -> float:
+    """``value`` as a float when it is a finite real number (not a bool) for
+    which ``ok`` holds; else ValueError ``"{name}: expected {expected}, ..."``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not np.isfinite(value) or not ok(value):
+        raise ValueError(f"{name}: expected {expected}, got {value!r}")
+    return float(value)
+
+
 def as_float32(x: Any, name: str, ndim: int, shape: Optional[tuple] = None) -> np.ndarray:
     """`x` as a C-contiguous float32 array of `ndim` dimensions.
 
@@ -27,15 +50,7 @@ def as_float32(x: Any, name: str, ndim: int, shape: Optional[tuple] = None) -> n
     if isinstance(x, np.ndarray) and x.dtype == np.float32 and x.flags.c_contiguous:
         arr = x
     else:
-        try:
-            arr = np.asarray(x)
-        except Exception as exc:  # ragged lists and the like
-            raise ValueError(f"{name}: could not be read as a numeric array ({exc})") from None
-        if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
-            raise TypeError(f"{name}: expected a real-valued numeric array, got {describe(arr)}")
-        if np.iscomplexobj(arr):
-            raise TypeError(f"{name}: expected real numbers, got complex dtype {arr.dtype}")
-        arr = np.ascontiguousarray(arr, dtype=np.float32)
+        arr = np.ascontiguousarray(as_real_array(x, name), dtype=np.float32)
     if arr.ndim != ndim:
         want = shape if shape is not None else f"{ndim} dimensions"
         raise ValueError(f"{name}: expected {ndim}-D input {_fmt(want)}, got shape {arr.shape}")

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from .types import Modality, MultiModalEvent
+from ._core import NUM_MODALITIES
+from .types import ModalGraph, Modality, MultiModalEvent
+
+if TYPE_CHECKING:
+    from .config import LearnableMultiModalConfig
 
 Inputs = Union[Mapping[Union[Modality, str, int], Any], Sequence[Any]]
 
@@ -123,3 +127,54 @@ class Batch:
             return len(self.embeddings)
         arrays = self.inputs.values() if isinstance(self.inputs, Mapping) else self.inputs
         return next((len(a) for a in arrays if a is not None), 0)
+
+
+#: Per modality ``None`` or ``(x [k, d_m] float32, owners [k] int64, confidences [k] float32)``.
+ComponentTables = List[Optional[Tuple[np.ndarray, np.ndarray, np.ndarray]]]
+
+
+def event_components(
+    config: "LearnableMultiModalConfig", events: Sequence[MultiModalEvent], name: str = "events"
+) -> ComponentTables:
+    """Every component of ``events`` as one table per modality: row ``j``
+    holds component ``x[j]`` of event ``owners[j]`` (non-decreasing: events
+    and their components in order), graphs featurised with the modality's
+    featuriser in one call. The components form of :class:`Batch` is
+    ``(len(events), [(x, owners.tolist(), confidences.tolist()), ...])``."""
+    owners: List[List[int]] = [[] for _ in range(NUM_MODALITIES)]
+    comps: List[list] = [[] for _ in range(NUM_MODALITIES)]
+    for i, event in enumerate(events):
+        if not isinstance(event, MultiModalEvent):
+            raise TypeError(f"{name}[{i}]: expected MultiModalEvent, got {type(event).__name__}")
+        for c in event.components:
+            m = c.modality.index
+            owners[m].append(i)
+            comps[m].append(c)
+    tables: ComponentTables = []
+    for m in range(NUM_MODALITIES):
+        if not comps[m]:
+            tables.append(None)
+            continue
+        dim = config.input_dims[m]
+        modality = Modality(m)
+        x = np.empty((len(comps[m]), dim), np.float32)
+        with_graph = [k for k, c in enumerate(comps[m]) if isinstance(c, ModalGraph)]
+        if with_graph:
+            featurizer = config.graph_features[m]
+            if featurizer.dim != dim:
+                raise ValueError(
+                    f"event {events[owners[m][with_graph[0]]].id}: modality {modality} takes {dim}-long feature "
+                    f"vectors, but a ModalGraph ({featurizer.dim} graph features) was given"
+                )
+            x[with_graph] = featurizer([comps[m][k].graph for k in with_graph])
+        for k, c in enumerate(comps[m]):
+            if not isinstance(c, ModalGraph):
+                if c.features.shape != (dim,):
+                    raise ValueError(
+                        f"event {events[owners[m][k]].id}: modality {modality} takes {dim}-long feature vectors, "
+                        f"got ModalFeatures of shape {c.features.shape}"
+                    )
+                x[k] = c.features
+        confidences = np.array([c.confidence for c in comps[m]], np.float32)
+        tables.append((x, np.array(owners[m], np.int64), confidences))
+    return tables

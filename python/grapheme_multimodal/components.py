@@ -32,6 +32,7 @@ class _ComponentView:
 
     @property
     def config(self) -> LearnableMultiModalConfig:
+        """The config of the model this component belongs to."""
         return self._model.config
 
     def parameters(self) -> "OrderedDict[str, np.ndarray]":

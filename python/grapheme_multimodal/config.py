@@ -9,6 +9,7 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from ._core import NUM_MODALITIES
+from ._validation import as_finite_float
 from .graph import GraphFeaturizer
 from .types import Modality
 
@@ -19,6 +20,10 @@ GraphFeatures = Union[Mapping[Union[Modality, str], FeaturizerSpec], Sequence[Fe
 #: ``binder_kind`` values: the original additive binder ``sigmoid(w·[a; b] + c)``
 #: and a bilinear one ``sigmoid(aᵀ W b + c)`` that can learn which pairs belong.
 BINDER_KINDS = ("additive", "bilinear")
+
+
+def _positive(value: float) -> bool:
+    return value > 0
 
 
 def _positive_int(value: Any, name: str) -> int:
@@ -118,10 +123,8 @@ class LearnableMultiModalConfig:
                 f"num_heads: embed_dim={self.embed_dim} is not divisible by num_heads={self.num_heads}; "
                 "expected a divisor of embed_dim"
             )
-        lr = self.learning_rate
-        if isinstance(lr, bool) or not isinstance(lr, (int, float, np.number)) or not np.isfinite(lr) or lr <= 0:
-            raise ValueError(f"learning_rate: expected a finite positive number, got {lr!r}")
-        object.__setattr__(self, "learning_rate", float(lr))
+        lr = as_finite_float(self.learning_rate, "learning_rate", _positive, "a finite positive number")
+        object.__setattr__(self, "learning_rate", lr)
         seed = self.seed
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**64:
             raise ValueError(f"seed: expected an int in [0, 2**64), got {seed!r}")
@@ -140,16 +143,14 @@ class LearnableMultiModalConfig:
             raise ValueError(f"fused_neighbors: expected an int >= 0, got {k}")
         object.__setattr__(self, "fused_neighbors", int(k))
         checks = (
-            ("temperature", self.temperature, False, lambda v: v > 0, "a finite positive number"),
+            ("temperature", self.temperature, False, _positive, "a finite positive number"),
             ("weight_decay", self.weight_decay, False, lambda v: v >= 0, "a finite number >= 0"),
-            ("grad_clip", self.grad_clip, True, lambda v: v > 0, "a finite positive number or None"),
+            ("grad_clip", self.grad_clip, True, _positive, "a finite positive number or None"),
         )
         for name, value, optional, ok, expected in checks:
             if value is None and optional:
                 continue
-            if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not np.isfinite(value) or not ok(value):
-                raise ValueError(f"{name}: expected {expected}, got {value!r}")
-            object.__setattr__(self, name, float(value))
+            object.__setattr__(self, name, as_finite_float(value, name, ok, expected))
 
     def input_dim(self, modality: Union[Modality, str]) -> int:
         """Input length of ``modality``'s encoder."""

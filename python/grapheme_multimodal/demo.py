@@ -42,6 +42,7 @@ class DemoResult:
     seconds: float = 0.0
 
     def table(self) -> str:
+        """The rows as an aligned plain-text table."""
         width = max(len(r[0]) for r in self.rows)
         lines = [f"{'measure (held-out 400 digits)':<{width}}  {'ours':>6}  {'anchor':>6}  anchor is", "-" * (width + 40)]
         for name, ours, anchor, source in self.rows:

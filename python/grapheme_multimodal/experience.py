@@ -24,17 +24,17 @@ class ExperienceMixin:
         """Fuses ``event`` and records its embeddings, fused embedding, pair
         strengths and ``reward`` (and its raw inputs when every modality has
         one component, so the encoders can train from the buffer)."""
-        emb, mask = self._encoded(event)
-        if not mask.any():
+        _, (emb, mask), fused = self._event_entry(event)  # cached, as fuse_event's
+        if fused is None:
             raise ValueError(f"event: event {event.id} has no components; expected at least one to record")
-        parts = self._event_parts(event)
         inputs = None
-        if all(p is None or len(p[1]) == 1 for p in parts):
-            inputs = [None if p is None else p[0][0] for p in parts]
+        modalities = [c.modality for c in event.components]
+        if len(set(modalities)) == len(modalities):  # one component each: its row is the input
+            inputs = [None if p is None else p[0][0] for p in self._event_parts(event)]
         experience = Experience(
             embeddings=emb[0],
             mask=mask[0],
-            fused=self._core.fuse(emb, mask)[0],
+            fused=fused.copy(),
             pair_strengths=self._core.pair_strengths(emb, mask)[0],
             reward=float(reward),
             event_id=int(event.id),

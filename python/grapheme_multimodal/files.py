@@ -30,6 +30,7 @@ class ModalityFile:
 
     @property
     def is_text(self) -> bool:
+        """Whether ``values`` are texts (a ``.txt`` file) rather than numbers."""
         return isinstance(self.values, list)
 
     def __len__(self) -> int:
@@ -106,7 +107,7 @@ def as_feature_rows(values: np.ndarray, what: str) -> np.ndarray:
     if arr.ndim == 0:
         raise ValueError(f"{what}: expected one row per event, got a scalar")
     arr = arr.reshape(arr.shape[0], -1) if arr.ndim != 1 else arr[:, None]
-    arr = arr.astype(np.float32)
+    arr = arr.astype(np.float32, copy=False)  # freshly read: float32 files need no second copy
     if not np.isfinite(arr).all():
         row = int(np.argwhere(~np.isfinite(arr))[0, 0])
         raise ValueError(f"{what}: row {row} holds NaN or inf; expected finite numbers")

@@ -15,7 +15,7 @@ from typing import Any, Dict, Iterable, Mapping, Optional, Sequence, Tuple, Unio
 import numpy as np
 
 from . import _core
-from ._validation import describe
+from ._validation import as_real_array, describe
 
 EdgeList = Union[np.ndarray, Sequence[Sequence[int]]]
 TextOrGraph = Union[str, "Graph"]
@@ -71,7 +71,7 @@ class Graph:
         their dtype's full range (``uint8``: 0..255) and other images their
         own min..max; a constant image then maps to 0 everywhere.
         """
-        arr = _real_array(image, "image")
+        arr = as_real_array(image, "image")
         if arr.ndim != 2:
             raise ValueError(
                 f"image: expected a 2-D array [H, W] (one grayscale channel), got shape {arr.shape}"
@@ -89,7 +89,7 @@ class Graph:
         the dtype's range for ``bool``/unsigned ints, else the values' own
         min..max (constant values map to 0).
         """
-        arr = _real_array(values, "values")
+        arr = as_real_array(values, "values")
         if arr.ndim != 1:
             raise ValueError(f"values: expected a 1-D array [n], got shape {arr.shape}")
         rng = _value_range(value_range, arr.dtype)
@@ -116,9 +116,7 @@ class Graph:
         edge_array = _edge_array(edges)
         acts = None
         if activations is not None:
-            a = np.asarray(activations)
-            if not (np.issubdtype(a.dtype, np.number) or a.dtype == np.bool_) or np.iscomplexobj(a):
-                raise TypeError(f"activations: expected real numbers, got dtype {a.dtype}")
+            a = as_real_array(activations, "activations")
             if a.ndim != 1:
                 raise ValueError(f"activations: expected shape ({num_nodes},), got {a.shape}")
             acts = a.astype(np.float32).tolist()
@@ -249,18 +247,6 @@ def _unit(unit: Any) -> str:
     if unit not in TEXT_UNITS:
         raise ValueError(f"unit: expected one of {TEXT_UNITS}, got {unit!r}")
     return unit
-
-
-def _real_array(x: Any, name: str) -> np.ndarray:
-    try:
-        arr = np.asarray(x)
-    except Exception as exc:  # ragged lists and the like
-        raise ValueError(f"{name}: could not be read as a numeric array ({exc})") from None
-    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
-        raise TypeError(f"{name}: expected real numbers, got {describe(arr)}")
-    if np.iscomplexobj(arr):
-        raise TypeError(f"{name}: expected real numbers, got complex dtype {arr.dtype}")
-    return arr
 
 
 def _value_range(value_range: Any, dtype: np.dtype) -> Optional[Tuple[float, float]]:

@@ -9,9 +9,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from ._core import NUM_MODALITIES
-from ._validation import as_float32
-from .batch import Batch, Inputs
+from ._validation import as_finite_float, as_float32
+from .batch import Batch, Inputs, event_components
 from .objectives import resolve_weights
 from .types import MultiModalEvent
 
@@ -136,9 +135,7 @@ class LearningMixin:
     def _learning_rate(self, lr: Optional[float]) -> Optional[float]:
         if lr is None:
             return None
-        if isinstance(lr, bool) or not isinstance(lr, (int, float, np.number)) or not np.isfinite(lr) or lr <= 0:
-            raise ValueError(f"lr: expected a finite positive number or None, got {lr!r}")
-        return float(lr)
+        return as_finite_float(lr, "lr", lambda v: v > 0, "a finite positive number or None")
 
     def _learning_args(self, batch: Any, mask: Any, weights: Optional[Mapping[str, float]]) -> Tuple["_CoreBatch", List[float]]:
         if not isinstance(batch, Batch):
@@ -164,17 +161,10 @@ class LearningMixin:
 
     def _events_parts(self, events: Sequence[MultiModalEvent]) -> list:
         """The component form of several events: row ``i`` is ``events[i]``."""
-        per_modality: List[list] = [[] for _ in range(NUM_MODALITIES)]
-        for row, event in enumerate(events):
-            for m, part in enumerate(self._event_parts(event)):
-                if part is not None:
-                    per_modality[m].append((part[0], [row] * len(part[1]), part[2]))
-        parts: list = [None] * NUM_MODALITIES
-        for m, chunks in enumerate(per_modality):
-            if chunks:
-                x = np.ascontiguousarray(np.concatenate([c[0] for c in chunks]), dtype=np.float32)
-                parts[m] = (x, [r for c in chunks for r in c[1]], [w for c in chunks for w in c[2]])
-        return parts
+        return [
+            None if t is None else (t[0], t[1].tolist(), t[2].tolist())
+            for t in event_components(self.config, events)
+        ]
 
     def _unflatten(self, flat: np.ndarray) -> "OrderedDict[str, np.ndarray]":
         out: "OrderedDict[str, np.ndarray]" = OrderedDict()
@@ -187,20 +177,8 @@ class LearningMixin:
 
     def _flatten(self, tensors: Mapping[str, Any], arg: str) -> np.ndarray:
         """``{name: array}`` with every parameter's name and shape → one flat float32 array."""
-        if not isinstance(tensors, Mapping):
-            raise TypeError(f"{arg}: expected a mapping name -> array, got {type(tensors).__name__}")
-        shapes = self.parameter_shapes()
-        unknown = sorted(set(tensors) - set(shapes))
-        missing = sorted(set(shapes) - set(tensors))
-        if unknown or missing:
-            raise ValueError(f"{arg}: unexpected keys {unknown}, missing keys {missing}")
-        parts = []
-        for name, shape in shapes.items():
-            arr = as_float32(tensors[name], f"{arg}[{name!r}]", len(shape), shape)
-            if not np.isfinite(arr).all():
-                raise ValueError(f"{arg}[{name!r}]: contains NaN or inf; expected finite numbers")
-            parts.append(arr.ravel())
-        return np.ascontiguousarray(np.concatenate(parts)) if parts else np.zeros(0, np.float32)
+        checked = self._checked_tensors(tensors, arg, strict=True)
+        return np.concatenate([arr.ravel() for arr in checked.values()])
 
 
 

@@ -187,21 +187,7 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         """Loads parameters by name. With ``strict`` the names must match
         exactly; shapes must always match and values be finite. Nothing is
         changed unless every tensor is valid."""
-        if not isinstance(state_dict, Mapping):
-            raise TypeError(f"state_dict: expected a mapping name -> array, got {type(state_dict).__name__}")
-        shapes = self.parameter_shapes()
-        unknown = sorted(set(state_dict) - set(shapes))
-        missing = sorted(set(shapes) - set(state_dict))
-        if strict and (unknown or missing):
-            raise ValueError(f"state_dict: unexpected keys {unknown}, missing keys {missing} (strict=True)")
-        staged = {}
-        for name, shape in shapes.items():  # layout order: the first bad tensor is always the same one
-            if name not in state_dict:
-                continue
-            arr = as_float32(state_dict[name], f"state_dict[{name!r}]", len(shape), shape)
-            if not np.isfinite(arr).all():
-                raise ValueError(f"state_dict[{name!r}]: contains NaN or inf; expected finite numbers")
-            staged[name] = arr
+        staged = self._checked_tensors(state_dict, "state_dict", strict, note=" (strict=True)")
         for name, arr in staged.items():
             self._core.set_param(name, arr)
         self._parameters_changed()
@@ -266,11 +252,12 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         std 1) and applies them from now on."""
         arrays, mask_arr = self.prepare_inputs(inputs, mask)
         for m, a in enumerate(arrays):
-            if a is None or not mask_arr[:, m].any():
+            present = mask_arr[:, m]
+            if a is None or not present.any():
                 continue
-            rows = a[mask_arr[:, m]].astype(np.float64)
-            std = rows.std(axis=0)
-            self.set_normalization(m, rows.mean(axis=0), np.where(std > 0, std, 1.0))
+            rows = a if present.all() else a[present]
+            std = rows.std(axis=0, dtype=np.float64)  # float64 sums without a float64 copy
+            self.set_normalization(m, rows.mean(axis=0, dtype=np.float64), np.where(std > 0, std, 1.0))
 
     # ----------------------------------------------------- training, persistence
     def fit(self, data: Any, **kwargs: Any) -> "History":
@@ -317,6 +304,30 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
     def _parameters_changed(self) -> None:
         """Call after any change of the weights: cached embeddings are stale."""
         self._cache.clear()
+
+    def _checked_tensors(
+        self, tensors: Mapping[str, Any], arg: str, strict: bool = True, note: str = ""
+    ) -> Dict[str, np.ndarray]:
+        """``{name: array}`` keyed by parameter names, checked (shapes, finite
+        values) into float32 arrays in layout order, so the first bad tensor
+        is always the same one. With ``strict`` the names must match exactly;
+        otherwise unknown names are ignored and missing ones left out."""
+        if not isinstance(tensors, Mapping):
+            raise TypeError(f"{arg}: expected a mapping name -> array, got {type(tensors).__name__}")
+        shapes = self.parameter_shapes()
+        unknown = sorted(set(tensors) - set(shapes))
+        missing = sorted(set(shapes) - set(tensors))
+        if strict and (unknown or missing):
+            raise ValueError(f"{arg}: unexpected keys {unknown}, missing keys {missing}{note}")
+        checked = {}
+        for name, shape in shapes.items():
+            if name not in tensors:
+                continue
+            arr = as_float32(tensors[name], f"{arg}[{name!r}]", len(shape), shape)
+            if not np.isfinite(arr).all():
+                raise ValueError(f"{arg}[{name!r}]: contains NaN or inf; expected finite numbers")
+            checked[name] = arr
+        return checked
 
     def _as_modality_list(self, inputs: Inputs) -> List[Optional[np.ndarray]]:
         arrays: List[Optional[np.ndarray]] = [None] * NUM_MODALITIES
@@ -414,37 +425,7 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
 
     def _event_parts(self, event: MultiModalEvent) -> list:
         """The component form of one event: per modality ``(x [k, d], rows, confidences)``."""
-        by_modality: Dict[int, list] = {}
-        for c in event.components:
-            by_modality.setdefault(c.modality.index, []).append(c)
-        features: Dict[int, np.ndarray] = {}
-        for m, comps in by_modality.items():
-            with_graphs = [c for c in comps if isinstance(c, ModalGraph)]
-            if with_graphs:
-                rows = self.config.graph_features[m]([c.graph for c in with_graphs])
-                features.update(zip(map(id, with_graphs), rows))
-        parts: list = [None] * NUM_MODALITIES
-        for m, comps in by_modality.items():
-            dim = self.config.input_dims[m]
-            rows = []
-            for c in comps:
-                if isinstance(c, ModalGraph):
-                    if dim != self.config.graph_features[m].dim:
-                        raise ValueError(
-                            f"event {event.id}: modality {_name(m)} takes {dim}-long feature vectors, "
-                            f"but a ModalGraph ({self.config.graph_features[m].dim} graph features) was given"
-                        )
-                    rows.append(features[id(c)])
-                else:
-                    if c.features.shape != (dim,):
-                        raise ValueError(
-                            f"event {event.id}: modality {_name(m)} takes {dim}-long feature vectors, "
-                            f"got ModalFeatures of shape {c.features.shape}"
-                        )
-                    rows.append(c.features)
-            x = np.ascontiguousarray(np.stack(rows), dtype=np.float32)
-            parts[m] = (x, [0] * len(rows), [float(c.confidence) for c in comps])
-        return parts
+        return self._events_parts([event])
 
 
 def _name(m: int) -> str:

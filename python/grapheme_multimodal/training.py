@@ -17,11 +17,10 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, 
 import numpy as np
 
 from ._core import NUM_MODALITIES
-from .batch import Batch
+from .batch import Batch, event_components
 from .buffer import ExperienceBuffer
-from .graph import Graph
 from .objectives import OBJECTIVES
-from .types import ModalGraph, MultiModalEvent
+from .types import MultiModalEvent
 
 if TYPE_CHECKING:
     from .model import LearnableMultiModal
@@ -246,38 +245,13 @@ class _EventDataset(_Dataset):
     def __init__(self, model: "LearnableMultiModal", events: Sequence[MultiModalEvent]) -> None:
         self.model = model
         self.n = len(events)
-        owners: List[List[int]] = [[] for _ in range(NUM_MODALITIES)]
-        confidences: List[List[float]] = [[] for _ in range(NUM_MODALITIES)]
-        graphs: List[List[Graph]] = [[] for _ in range(NUM_MODALITIES)]
-        vectors: List[List[Any]] = [[] for _ in range(NUM_MODALITIES)]
-        for i, event in enumerate(events):
-            if not isinstance(event, MultiModalEvent):
-                raise TypeError(f"data[{i}]: expected MultiModalEvent, got {type(event).__name__}")
-            for c in event.components:
-                m = c.modality.index
-                owners[m].append(i)
-                confidences[m].append(c.confidence)
-                graphs[m].append(c.graph if isinstance(c, ModalGraph) else None)
-                vectors[m].append(None if isinstance(c, ModalGraph) else c.features)
         self.tables = []
-        for m in range(NUM_MODALITIES):
-            if not owners[m]:
-                self.tables.append(None)
-                continue
-            dim = model.config.input_dims[m]
-            x = np.empty((len(owners[m]), dim), np.float32)
-            with_graph = [k for k, g in enumerate(graphs[m]) if g is not None]
-            if with_graph:
-                featurizer = model.config.graph_features[m]
-                if featurizer.dim != dim:
-                    raise ValueError(f"data: modality {m} takes {dim}-long vectors but got graphs")
-                x[with_graph] = featurizer([graphs[m][k] for k in with_graph])
-            for k, v in enumerate(vectors[m]):
-                if v is not None:
-                    if v.shape != (dim,):
-                        raise ValueError(f"data[{owners[m][k]}]: modality {m} takes {dim}-long vectors, got {v.shape}")
-                    x[k] = v
-            self.tables.append((x, np.asarray(owners[m], np.int64), np.asarray(confidences[m], np.float32)))
+        for table in event_components(model.config, events, "data"):
+            if table is not None:
+                # Event i's components are rows starts[i]:starts[i + 1] of the table.
+                starts = np.concatenate(([0], np.cumsum(np.bincount(table[1], minlength=self.n))))
+                table = table + (starts,)
+            self.tables.append(table)
         self.mask = np.zeros((self.n, NUM_MODALITIES), bool)
         for m, t in enumerate(self.tables):
             if t is not None:
@@ -290,26 +264,33 @@ class _EventDataset(_Dataset):
         return self.mask[rows]
 
     def batch(self, rows: np.ndarray, keep: Optional[np.ndarray]) -> Batch:
-        position = np.full(self.n, -1, np.int64)
-        position[rows] = np.arange(len(rows))
+        # Work in the batch's size, not the dataset's: each table is indexed
+        # through `starts`, never scanned whole.
+        by_event = np.argsort(rows)
+        sorted_rows = rows[by_event]
         parts: List[Any] = [None] * NUM_MODALITIES
         for m, table in enumerate(self.tables):
             if table is None:
                 continue
-            x, owner, conf = table
-            pos = position[owner]
-            chosen = pos >= 0
+            x, owner, conf, starts = table
+            first, count = starts[rows], starts[rows + 1] - starts[rows]
+            total = int(count.sum())
+            if not total:
+                continue
+            # The rows' components in table order: ranges first..first+count, merged.
+            chosen = np.sort(np.repeat(first - np.cumsum(count) + count, count) + np.arange(total))
+            pos = by_event[np.searchsorted(sorted_rows, owner[chosen])]
             if keep is not None:
-                chosen &= keep[np.maximum(pos, 0), m]
-            if chosen.any():
-                parts[m] = (np.ascontiguousarray(x[chosen]), pos[chosen].tolist(), conf[chosen].tolist())
+                kept = keep[pos, m]
+                chosen, pos = chosen[kept], pos[kept]
+            if len(chosen):
+                parts[m] = (x[chosen], pos.tolist(), conf[chosen].tolist())
         return Batch(components=(len(rows), parts))
 
     def fit_normalization(self, model: "LearnableMultiModal") -> None:
         for m, table in enumerate(self.tables):
-            if table is not None:
-                std = table[0].std(axis=0, dtype=np.float64)
-                model.set_normalization(m, table[0].mean(axis=0, dtype=np.float64), np.where(std > 0, std, 1.0))
+            if table is not None:  # every component of the table is present
+                model.fit_normalization({m: table[0]})
 
 
 class _BufferDataset(_Dataset):
