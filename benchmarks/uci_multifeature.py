@@ -81,15 +81,16 @@ def main(argv: list[str] | None = None) -> int:
 
     start = time.perf_counter()
     train, test = train_test_split(load_multiple_features(), test_size=0.2, seed=0)
+    train_inputs, test_inputs = uci.prepare_inputs(train, test)
     results: dict[str, list[dict[str, float]]] = {b: [] for b in BINDERS}
     for binder in BINDERS:
         for seed in range(args.seeds):
             settings = uci.TrainingSettings(
                 binder_kind=binder, epochs=args.epochs, weights=weights, fused_neighbors=args.fused_neighbors, seed=seed
             )
-            results[binder].append(uci.run(train, test, settings))
+            model = uci.train(train_inputs, settings)
+            results[binder].append(uci.evaluate(model, train_inputs, train.labels, test_inputs, test.labels, seed=seed))
     seconds = time.perf_counter() - start
-    train_inputs, test_inputs = uci.prepare_inputs(train, test)
     two_views = uci.views_present_mask(test.n_events, list(test_inputs), present=2)
     two_view_anchor = uci.raw_concat_knn(train_inputs, train.labels, test_inputs, test.labels, test_mask=two_views)
 
