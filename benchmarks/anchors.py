@@ -30,7 +30,6 @@ times it, prints ours vs SPEC, and optionally writes JSON (atomically).
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import time
@@ -45,13 +44,8 @@ from grapheme_multimodal.anchors import (
     cca_anchor,
     knn_anchors,
 )
-from grapheme_multimodal.io import atomic_write_bytes
 from grapheme_multimodal.data import load_multiple_features, train_test_split
-
-
-def _write_json_atomically(path: Path, payload: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(path, (json.dumps(payload, indent=2) + "\n").encode())
+from jsonfile import write_json
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -99,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
           + f"; total {total_s:.2f} s")
 
     if args.json is not None:
-        _write_json_atomically(args.json, {
+        write_json(args.json, {
             "protocol": "stratified 80/20 split (random_state=0), train-fitted standardisation; "
                         "5-NN accuracy; CCA(10) on train, cosine retrieval among the test "
                         "events, gallery includes the query's own event",

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import sys
 
@@ -47,6 +46,7 @@ def main(argv=None) -> int:
     pin_threads(args.threads)  # before NumPy loads: BLAS reads its thread count once
 
     import report
+    from jsonfile import write_json
     from suite import AgreementError, Suite
     from timing import Settings
 
@@ -75,8 +75,7 @@ def main(argv=None) -> int:
     print(report.render(suite.results))
     if args.json:
         doc = report.to_json(suite.results, {"quick": args.quick, "threads": args.threads, "timing": vars(settings)})
-        with open(args.json, "w") as fh:
-            json.dump(doc, fh, indent=1)
+        write_json(args.json, doc, indent=1)
     return 0
 
 

@@ -62,14 +62,12 @@ def main() -> None:
     pin_threads(args.threads)
     import numpy as np
 
+    from workloads import modality_inputs
+
     state = dict(np.load(args.weights))
     present = list(range(args.modalities))
     feature_dim = state["encoder.visual.weight"].shape[1]
     embed_dim = state["fusion.0.bias"].shape[0]
-
-    def make_inputs(batch: int) -> list:
-        rng = np.random.default_rng(0)
-        return [rng.standard_normal((batch, feature_dim), dtype=np.float32) if m in present else None for m in range(7)]
 
     num_params = sum(int(np.prod(v.shape)) for v in state.values())
     if args.workload == "train":
@@ -96,11 +94,11 @@ def main() -> None:
         def run(xs: list) -> tuple:
             return torch_model.encode_and_fuse(as_tensors(xs))
 
-    run(make_inputs(8))
+    run(modality_inputs(8, present, feature_dim))
     exact = _reset_peak()
     baseline_kib = _status_kib("VmRSS")
     maxrss_before_kib = _maxrss_kib()
-    xs = make_inputs(args.batch)
+    xs = modality_inputs(args.batch, present, feature_dim)
     out = None
     for _ in range(3):
         out = None  # drop the previous outputs first, as a loop over batches would
@@ -131,9 +129,8 @@ def main() -> None:
 
 def _trainer(framework: str, state: dict, threads: int, present: list):
     """`run(xs)`: one training step of `framework` with the default objectives."""
-    import numpy as np
-
     from threads import configure_library_threads, configure_torch_threads
+    from workloads import objective_draws
 
     import grapheme_multimodal as gm
 
@@ -145,15 +142,11 @@ def _trainer(framework: str, state: dict, threads: int, present: list):
     if framework == "ours":
         return model.train_step
 
-    def draws(xs: list) -> tuple:
-        core_batch, _ = model._learning_args(xs, None, None)
-        return model._core.objective_draws(core_batch)
-
     if framework == "numpy":
         from ref_numpy_train import NumpyTrainer
 
         trainer = NumpyTrainer(state, *settings)
-        return lambda xs: trainer.train_step(xs, present, draws(xs))
+        return lambda xs: trainer.train_step(xs, present, objective_draws(model, xs))
     import torch
 
     configure_torch_threads(torch, threads)
@@ -161,7 +154,7 @@ def _trainer(framework: str, state: dict, threads: int, present: list):
     from ref_torch_train import TorchTrainer
 
     torch_trainer = TorchTrainer(state, *settings)
-    return lambda xs: torch_trainer.train_step(as_tensors(xs), present, torch_trainer.prepare_draws(draws(xs)))
+    return lambda xs: torch_trainer.train_step(as_tensors(xs), present, torch_trainer.prepare_draws(objective_draws(model, xs)))
 
 
 if __name__ == "__main__":

@@ -15,11 +15,9 @@ from typing import Dict, List, Mapping, Sequence, Tuple
 
 import numpy as np
 
-from ref_numpy import MODALITY_NAMES, NUM_MODALITIES
+from ref_numpy import ALPHA, MODALITY_NAMES, NORM_EPS, NUM_MODALITIES
 
 F32 = np.float32
-ALPHA = F32(0.01)
-NORM_EPS = F32(1e-8)
 BETA1, BETA2, ADAM_EPS = 0.9, 0.999, 1e-8
 
 #: binding's shifts [(i, j, shift)], cross_modal's rows and dropped modalities,
@@ -49,6 +47,23 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 def _softplus(x: np.ndarray) -> np.ndarray:
     return np.logaddexp(F32(0), x)
+
+
+def _row_and_column_softmax(logits: np.ndarray) -> tuple:
+    """Softmax of ``logits [..., n, n]`` along its rows and along its columns,
+    and the log-sum-exps they came from: ``(p_rows, row_lse, q_cols, col_lse)``,
+    the two halves of a symmetric InfoNCE."""
+    row_max = logits.max(axis=-1, keepdims=True)
+    p_rows = np.exp(logits - row_max)
+    row_sum = p_rows.sum(axis=-1, keepdims=True)
+    col_max = logits.max(axis=-2, keepdims=True)
+    q_cols = np.exp(logits - col_max)
+    col_sum = q_cols.sum(axis=-2, keepdims=True)
+    p_rows /= row_sum
+    q_cols /= col_sum
+    row_lse = (row_max + np.log(row_sum))[..., 0]
+    col_lse = (col_max + np.log(col_sum))[..., 0, :]
+    return p_rows, row_lse, q_cols, col_lse
 
 
 class NumpyTrainer:
@@ -99,19 +114,10 @@ class NumpyTrainer:
         logits = left @ right.transpose(0, 2, 1)
         logits /= self.tau  # [P, n, n]
         diag = np.einsum("pii->pi", logits)
-        row_max = logits.max(axis=2, keepdims=True)
-        p_rows = np.exp(logits - row_max)
-        row_sum = p_rows.sum(axis=2, keepdims=True)
-        col_max = logits.max(axis=1, keepdims=True)
-        q_cols = np.exp(logits - col_max)
-        col_sum = q_cols.sum(axis=1, keepdims=True)
-        row_loss = (row_max[..., 0] + np.log(row_sum[..., 0]) - diag).mean(axis=1)
-        col_loss = (col_max[:, 0] + np.log(col_sum[:, 0]) - diag).mean(axis=1)
-        loss = F32(0.5) * (row_loss + col_loss).mean()
+        p_rows, row_lse, q_cols, col_lse = _row_and_column_softmax(logits)
+        loss = F32(0.5) * ((row_lse - diag).mean(axis=1) + (col_lse - diag).mean(axis=1)).mean()
         # d/dS of the pair's mean over pairs: c (P + Q - 2I), c = 1 / (2 |pairs| n).
         c = F32(0.5 / (len(pairs) * n))
-        p_rows /= row_sum
-        q_cols /= col_sum
         d_logits = p_rows
         d_logits += q_cols
         d_logits *= c
@@ -186,21 +192,14 @@ class NumpyTrainer:
         acts, norms, out = self._fuse(x)
         u, v = out[:n], out[n:]
         logits = (u @ v.T) / self.tau
-        row_max = logits.max(axis=1, keepdims=True)
-        p_rows = np.exp(logits - row_max)
-        row_sum = p_rows.sum(axis=1, keepdims=True)
-        col_max = logits.max(axis=0, keepdims=True)
-        q_cols = np.exp(logits - col_max)
-        col_sum = q_cols.sum(axis=0, keepdims=True)
-        row_lse = row_max[:, 0] + np.log(row_sum[:, 0])
-        col_lse = col_max[0] + np.log(col_sum[0])
+        p_rows, row_lse, q_cols, col_lse = _row_and_column_softmax(logits)
         target = np.zeros((n, n), dtype=F32)  # T[k, p] = 1 / |P_k|
         for k, pos in enumerate(positives):
             target[k, pos] += F32(1 / len(pos))
         # Σ_k Σ_p T_kp [(lse_row_k − S_kp) + (lse_col_k − S_pk)]
         loss = F32(0.5) * ((row_lse - (target * logits).sum(1)).sum() + (col_lse - (target * logits.T).sum(1)).sum()) / F32(n)
         c = F32(0.5 / n)
-        d_logits = (p_rows / row_sum + q_cols / col_sum - target - target.T) * c
+        d_logits = (p_rows + q_cols - target - target.T) * c
         d_out = np.concatenate([d_logits @ v, d_logits.T @ u]) / self.tau
         dx = self._fuse_backward(acts, norms, out, d_out, g).reshape(2, n, NUM_MODALITIES, e)
         d_emb[r] += dx[0] * views[0][:, :, None] + dx[1] * views[1][:, :, None]

@@ -21,14 +21,10 @@ import torch
 import torch.nn.functional as F
 
 from ref_numpy import MODALITY_NAMES, NUM_MODALITIES
+from ref_numpy_train import Draws
 
 ALPHA = 0.01
 NORM_EPS = 1e-8
-
-#: binding's shifts [(i, j, shift)], cross_modal's rows and dropped modalities,
-#: fused_contrastive's rows, two views [n, 7] and positives (as from
-#: ``_core.Model.objective_draws``).
-Draws = Tuple[List[Tuple[int, int, int]], List[int], List[int], List[int], np.ndarray, np.ndarray, List[List[int]]]
 
 
 def _l2norm(x: torch.Tensor) -> torch.Tensor:

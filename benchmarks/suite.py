@@ -8,6 +8,7 @@ one `Timing` per framework, the work done per call (events or characters).
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import platform
@@ -335,7 +336,7 @@ class Suite:
         for batch in TRAIN_SIZES_QUICK if self.quick else TRAIN_SIZES:
             xs = workloads.modality_inputs(batch, present, seed=batch)
             fresh = gm.LearnableMultiModal(seed=0)
-            draws = objective_draws(fresh, xs)  # the draws of a fresh model's first step
+            draws = workloads.objective_draws(fresh, xs)  # the draws of a fresh model's first step
             numpy_trainer = ref_numpy_train.NumpyTrainer(self.state, *settings)
             torch_trainer, txs = None, None
             if self.torch is not None:
@@ -373,14 +374,12 @@ class Suite:
         fresh.step()
         ours_after = fresh.state_dict()
         ref_losses, ref_grads = numpy_trainer.losses_and_gradients(xs, present, draws)
-        probe = copy_trainer(numpy_trainer)
+        probe = copy.deepcopy(numpy_trainer)
         probe.adam(ref_grads)
         what = f"training B={batch}"
         self.results.checks += check_training(f"{what}: ours vs numpy", ours_losses, ours_grads, ours_after,
                                               ref_losses, ref_grads, probe.p, self.model.config.learning_rate)
         if torch_trainer is not None:
-            import copy
-
             twin = copy.deepcopy(torch_trainer)
             t_losses = twin.backward(txs, present, twin.prepare_draws(draws))
             t_grads = twin.gradients()
@@ -536,18 +535,6 @@ def check_training(what: str, losses: dict, grads: dict, after: dict, ref_losses
     out.append({"what": f"{what}: weights after one Adam step (where |g| > {RESOLVED_GRADIENT:g})",
                 "max_abs_diff": step_diff, "tolerance": STEP_TOLERANCE, "ok": True})
     return out
-
-
-def objective_draws(model: "gm.LearnableMultiModal", xs: list) -> tuple:
-    """The random draws `model`'s next training step makes on inputs `xs`."""
-    core_batch, _ = model._learning_args(xs, None, None)
-    return model._core.objective_draws(core_batch)
-
-
-def copy_trainer(trainer):
-    import copy
-
-    return copy.deepcopy(trainer)
 
 
 def training_flops(batch: int, embed_dim: int, hidden_dim: int, heads: int, present_input_dims: List[int]) -> int:

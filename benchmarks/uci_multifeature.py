@@ -32,7 +32,6 @@ Runs in about 30 s on 2 cores with the defaults.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import time
@@ -43,9 +42,9 @@ import numpy as np
 import grapheme_multimodal as gm
 from grapheme_multimodal import uci
 from grapheme_multimodal.anchors import SPEC_CCA_PRECISION, SPEC_KNN_ACCURACY
-from grapheme_multimodal.io import atomic_write_bytes
 from grapheme_multimodal.data import load_multiple_features, train_test_split
 from grapheme_multimodal.objectives import OBJECTIVES
+from jsonfile import write_json
 
 BINDERS = ("additive", "bilinear")
 ROWS = [
@@ -58,11 +57,6 @@ ROWS = [
     ("5-NN on mean embedding", "mean_embedding_knn_5", SPEC_KNN_ACCURACY["concat"], "raw concat"),
     ("5-NN fused, 2 of 6 views", "fused_knn_5_two_views", None, "raw, mean-fill"),  # anchor measured below
 ]
-
-
-def _write_json_atomically(path: Path, payload: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(path, (json.dumps(payload, indent=2) + "\n").encode())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -87,15 +81,16 @@ def main(argv: list[str] | None = None) -> int:
 
     start = time.perf_counter()
     train, test = train_test_split(load_multiple_features(), test_size=0.2, seed=0)
+    train_inputs, test_inputs = uci.prepare_inputs(train, test)
     results: dict[str, list[dict[str, float]]] = {b: [] for b in BINDERS}
     for binder in BINDERS:
         for seed in range(args.seeds):
             settings = uci.TrainingSettings(
                 binder_kind=binder, epochs=args.epochs, weights=weights, fused_neighbors=args.fused_neighbors, seed=seed
             )
-            results[binder].append(uci.run(train, test, settings))
+            model = uci.train(train_inputs, settings)
+            results[binder].append(uci.evaluate(model, train_inputs, train.labels, test_inputs, test.labels, seed=seed))
     seconds = time.perf_counter() - start
-    train_inputs, test_inputs = uci.prepare_inputs(train, test)
     two_views = uci.views_present_mask(test.n_events, list(test_inputs), present=2)
     two_view_anchor = uci.raw_concat_knn(train_inputs, train.labels, test_inputs, test.labels, test_mask=two_views)
 
@@ -121,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"total time {seconds:.1f} s ({2 * args.seeds} trainings)")
 
     if args.json is not None:
-        _write_json_atomically(args.json, {
+        write_json(args.json, {
             "protocol": __doc__.split("Protocol: ", 1)[1].split("\n\n", 1)[0],
             "settings": {
                 **uci.TrainingSettings().__dict__,

@@ -1,5 +1,6 @@
 """The benchmark's inputs, generated from a fixed seed so every run (and
-every framework) sees the same data."""
+every framework) sees the same data, and the random draws of our training
+step, so that every framework takes the same step."""
 
 from __future__ import annotations
 
@@ -37,3 +38,10 @@ def modality_inputs(batch: int, present: List[int], feature_dim: int = 18, seed:
     """Per-modality float32 inputs ``[B, d]`` (None for the modalities not in `present`)."""
     rng = np.random.default_rng(seed)
     return [rng.standard_normal((batch, feature_dim), dtype=np.float32) if m in present else None for m in range(7)]
+
+
+def objective_draws(model: object, xs: List[Optional[np.ndarray]]) -> tuple:
+    """The random draws `model`'s next training step makes on inputs `xs`
+    (what the NumPy and torch references take as `draws`)."""
+    core_batch, _ = model._learning_args(xs, None, None)  # type: ignore[attr-defined]
+    return model._core.objective_draws(core_batch)  # type: ignore[attr-defined]

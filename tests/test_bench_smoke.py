@@ -16,17 +16,22 @@ BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench.py"
 pytest.importorskip("networkx")
 
 
-def test_quick_run_agrees_across_frameworks_and_writes_json(tmp_path: Path) -> None:
+def _quick_bench(tmp_path: Path, *args: str) -> tuple:
+    """Runs ``bench.py --quick *args``; its stdout and its JSON document."""
     out = tmp_path / "bench.json"
-    # torch is left out: importing it alone takes seconds, and it is never a test dependency.
     proc = subprocess.run(
-        [sys.executable, str(BENCH), "--quick", "--no-torch", "--json", str(out)],
+        [sys.executable, str(BENCH), "--quick", *args, "--json", str(out)],
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
-    doc = json.loads(out.read_text())
+    return proc.stdout, json.loads(out.read_text())
+
+
+def test_quick_run_agrees_across_frameworks_and_writes_json(tmp_path: Path) -> None:
+    # torch is left out: importing it alone takes seconds, and it is never a test dependency.
+    stdout, doc = _quick_bench(tmp_path, "--no-torch")
     assert doc["checks"] and all(c["ok"] for c in doc["checks"])
     checked = {c["what"].split(":")[0] for c in doc["checks"]}
     assert {"featurise", "per event"} <= checked and any(w.startswith("batched") for w in checked)
@@ -36,20 +41,13 @@ def test_quick_run_agrees_across_frameworks_and_writes_json(tmp_path: Path) -> N
         assert all(v > 0 for v in row["value"].values()), row["case"]
     assert {m["framework"] for m in doc["memory"]} == {"ours", "numpy"}
     assert all(m["peak_rss_bytes"] >= m["baseline_rss_bytes"] > 0 for m in doc["memory"])
-    assert "agreement checks" in proc.stdout
+    assert "agreement checks" in stdout
 
 
 @pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="torch is not installed (benchmarks only)")
 def test_torch_reference_agrees_with_ours(tmp_path: Path) -> None:
-    out = tmp_path / "bench.json"
-    proc = subprocess.run(
-        [sys.executable, str(BENCH), "--quick", "--only", "event", "batched", "--json", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr
-    torch_checks = [c for c in json.loads(out.read_text())["checks"] if "torch" in c["what"]]
+    _, doc = _quick_bench(tmp_path, "--only", "event", "batched")
+    torch_checks = [c for c in doc["checks"] if "torch" in c["what"]]
     assert len(torch_checks) == 9 and all(c["ok"] for c in torch_checks)
 
 

@@ -81,8 +81,3 @@ def wl_features(
             hist[h.finish() % dim] += 1.0
         total += hist / np.sqrt((hist * hist).sum())
     return (total / np.sqrt((total * total).sum())).astype(np.float32)
-
-
-if __name__ == "__main__":
-    text = "abca"
-    print(wl_features(list(text), [1.0] * 4, [(i, i + 1) for i in range(3)], 16, 2).tolist())
