@@ -187,3 +187,12 @@ def test_graph_builders_never_panic(n, edges, text):
     else:
         assert g.features().shape == (18,)
     assert gm.Graph.from_text(text).to_text() == text
+
+
+def test_core_graph_from_edges_checks_the_edge_shape():
+    """The private builder checks ``(m, 2)`` itself: a ``(m, 1)`` array once
+    reached ``row[1]`` and panicked when ``_core`` was called directly."""
+    from grapheme_multimodal import _core
+
+    with _raises(ValueError, "edges", "(2, 1)"):
+        _core.Graph.from_edges(3, np.zeros((2, 1), np.int64), None)

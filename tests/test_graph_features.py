@@ -155,6 +155,8 @@ def test_featurizer_object_is_callable():
         (lambda: gm.featurize("abc"), TypeError, ["items", "single str"]),
         (lambda: gm.featurize(["a", 3]), TypeError, ["items[1]", "str or Graph", "int"]),
         (lambda: gm.featurize(5), TypeError, ["items"]),
+        # A lone surrogate cannot be UTF-8: an error naming the item, never a silently replaced text.
+        (lambda: gm.featurize(["ok", "a\ud800"]), ValueError, ["items[1]", "UTF-8"]),
         (lambda: gm.Graph.from_text("a").features("wl", dim=-3), ValueError, ["dim"]),
         (lambda: gm.GraphFeaturizer.parse({"kind": "wl", "size": 3}), ValueError, ["unknown keys", "size"]),
         (lambda: gm.GraphFeaturizer.parse(3), TypeError, ["featurizer", "int"]),
