@@ -28,7 +28,7 @@ class Graph:
     def from_edges(
         num_nodes: int,
         edges: npt.NDArray[np.int64],
-        activations: Optional[Sequence[float]] = None,
+        activations: Optional[Union[F32, Sequence[float]]] = None,
         labels: Optional[Sequence[str]] = None,
     ) -> Graph: ...
     @property

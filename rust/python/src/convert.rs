@@ -10,7 +10,7 @@ use pyo3::prelude::*;
 use std::borrow::Cow;
 
 /// One modality's components as they arrive: `(x [N, d], rows [N], weights [N] | None)`.
-pub type Component<'py> = (PyReadonlyArray2<'py, f32>, RowIndices<'py>, Option<Weights<'py>>);
+pub type Component<'py> = (PyReadonlyArray2<'py, f32>, RowIndices<'py>, Option<Floats<'py>>);
 
 /// Row indices: an int64 array (read without Python objects) or any sequence of ints.
 #[derive(FromPyObject)]
@@ -19,11 +19,21 @@ pub enum RowIndices<'py> {
     Sequence(Vec<usize>),
 }
 
-/// Pooling weights: a float32 array (read in place) or any sequence of floats.
+/// Floats: a float32 array (read in place) or any sequence of floats.
 #[derive(FromPyObject)]
-pub enum Weights<'py> {
+pub enum Floats<'py> {
     Array(PyReadonlyArray1<'py, f32>),
     Sequence(Vec<f32>),
+}
+
+impl Floats<'_> {
+    /// The values as a slice: in place when contiguous, else copied.
+    pub fn as_slice(&self) -> Cow<'_, [f32]> {
+        match self {
+            Floats::Array(a) => contiguous(a.as_array()),
+            Floats::Sequence(v) => Cow::Borrowed(v),
+        }
+    }
 }
 
 /// `items` as one entry per modality.
@@ -58,10 +68,7 @@ pub fn component_inputs<'a>(parts: &'a [Option<Component<'_>>], arg: &str) -> Py
                     .collect::<PyResult<_>>()?,
             ),
         };
-        let weights = weights.as_ref().map(|w| match w {
-            Weights::Array(w) => contiguous(w.as_array()),
-            Weights::Sequence(w) => Cow::Borrowed(w.as_slice()),
-        });
+        let weights = weights.as_ref().map(Floats::as_slice);
         *slot = Some(ModalityInput { x, rows, weights });
     }
     Ok(inputs)
