@@ -28,7 +28,7 @@ class Graph:
     def from_edges(
         num_nodes: int,
         edges: npt.NDArray[np.int64],
-        activations: Optional[Sequence[float]] = None,
+        activations: Optional[Union[F32, Sequence[float]]] = None,
         labels: Optional[Sequence[str]] = None,
     ) -> Graph: ...
     @property
@@ -52,7 +52,9 @@ def featurize(
     unit: str = "char",
 ) -> F32: ...
 
-Component = Tuple[F32, List[int], Optional[List[float]]]
+# (x [k, d] float32, rows [k], confidences [k] | None); int64 / float32
+# arrays are read without Python objects, other sequences are accepted too.
+Component = Tuple[F32, Union[npt.NDArray[np.int64], Sequence[int]], Optional[Union[F32, Sequence[float]]]]
 
 class CoreBatch(Protocol):
     """Read by attribute; exactly one of inputs / components / embeddings is set."""
@@ -89,9 +91,7 @@ class Model:
     def get_normalization(self, index: int) -> Optional[Tuple[F32, F32]]: ...
     def set_normalization(self, index: int, mean: Optional[F32] = None, std: Optional[F32] = None) -> None: ...
     def encode(self, inputs: Sequence[Optional[F32]], mask: Bool) -> F32: ...
-    def encode_components(
-        self, batch_size: int, parts: Sequence[Optional[Tuple[F32, List[int], Optional[List[float]]]]]
-    ) -> F32: ...
+    def encode_components(self, batch_size: int, parts: Sequence[Optional[Component]]) -> F32: ...
     def encode_and_fuse(self, inputs: Sequence[Optional[F32]], mask: Bool) -> Tuple[F32, F32]: ...
     def encode_event(
         self,

@@ -140,7 +140,7 @@ def event_components(
     holds component ``x[j]`` of event ``owners[j]`` (non-decreasing: events
     and their components in order), graphs featurised with the modality's
     featuriser in one call. The components form of :class:`Batch` is
-    ``(len(events), [(x, owners.tolist(), confidences.tolist()), ...])``."""
+    ``(len(events), tables)``."""
     owners: List[List[int]] = [[] for _ in range(NUM_MODALITIES)]
     comps: List[list] = [[] for _ in range(NUM_MODALITIES)]
     for i, event in enumerate(events):

@@ -119,7 +119,7 @@ class Graph:
             a = as_real_array(activations, "activations")
             if a.ndim != 1:
                 raise ValueError(f"activations: expected shape ({num_nodes},), got {a.shape}")
-            acts = a.astype(np.float32).tolist()
+            acts = a.astype(np.float32, copy=False)
         if labels is not None:
             if isinstance(labels, str) or not all(isinstance(s, str) for s in labels):
                 raise TypeError("labels: expected a sequence of str, one per node")
@@ -231,10 +231,11 @@ class Graph:
     __hash__ = None  # type: ignore[assignment]  # equality is by value; graphs are not dict keys
 
     def __reduce__(self):
-        return (_rebuild, (self.node_count, self.edges, self.activations.tolist(), self.labels))
+        return (_rebuild, (self.node_count, self.edges, self.activations, self.labels))
 
 
-def _rebuild(num_nodes: int, edges: np.ndarray, activations: list, labels: list) -> Graph:
+def _rebuild(num_nodes: int, edges: np.ndarray, activations: Any, labels: list) -> Graph:
+    # activations: a float32 array (a list in pickles from earlier versions)
     return Graph(_core.Graph.from_edges(num_nodes, edges, activations, labels))
 
 

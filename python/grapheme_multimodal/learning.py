@@ -161,10 +161,7 @@ class LearningMixin:
 
     def _events_parts(self, events: Sequence[MultiModalEvent]) -> list:
         """The component form of several events: row ``i`` is ``events[i]``."""
-        return [
-            None if t is None else (t[0], t[1].tolist(), t[2].tolist())
-            for t in event_components(self.config, events)
-        ]
+        return event_components(self.config, events)
 
     def _unflatten(self, flat: np.ndarray) -> "OrderedDict[str, np.ndarray]":
         out: "OrderedDict[str, np.ndarray]" = OrderedDict()

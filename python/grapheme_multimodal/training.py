@@ -284,7 +284,7 @@ class _EventDataset(_Dataset):
                 kept = keep[pos, m]
                 chosen, pos = chosen[kept], pos[kept]
             if len(chosen):
-                parts[m] = (x[chosen], pos.tolist(), conf[chosen].tolist())
+                parts[m] = (x[chosen], pos, conf[chosen])
         return Batch(components=(len(rows), parts))
 
     def fit_normalization(self, model: "LearnableMultiModal") -> None:

@@ -10,21 +10,23 @@ use crate::modality::{Modality, NUM_MODALITIES};
 use crate::real::Real;
 use crate::validate::check_shape;
 use ndarray::{Array2, ArrayView2, Axis, CowArray, Ix2};
+use std::borrow::Cow;
 
-/// The inputs of one modality in a batch.
+/// The inputs of one modality in a batch. Each part is borrowed or owned,
+/// so callers holding the data elsewhere (numpy arrays) pass it in place.
 #[derive(Debug, Clone)]
-pub struct ModalityInput<'a, T> {
+pub struct ModalityInput<'a, T: Clone> {
     /// One row per component, `[N, d_m]`.
     pub x: CowArray<'a, T, Ix2>,
     /// The batch row each component belongs to (`N` entries, each `< B`).
-    pub rows: Vec<usize>,
+    pub rows: Cow<'a, [usize]>,
     /// Pooling weight of each component (its confidence); `None` = equal.
-    pub weights: Option<Vec<T>>,
+    pub weights: Option<Cow<'a, [T]>>,
 }
 
 /// Everything the encoder needs for a batch of `batch_size` events.
 #[derive(Debug, Clone)]
-pub struct EncoderInput<'a, T> {
+pub struct EncoderInput<'a, T: Clone> {
     pub batch_size: usize,
     pub modalities: [Option<ModalityInput<'a, T>>; NUM_MODALITIES],
 }
@@ -68,21 +70,22 @@ impl<'a, T: Real> EncoderInput<'a, T> {
             };
             *slot = Some(ModalityInput {
                 x,
-                rows: present,
+                rows: Cow::Owned(present),
                 weights: None,
             });
         }
         Ok(EncoderInput { batch_size, modalities })
     }
 
-    /// Component form: for each modality, `(x [N, d_m], rows [N], weights [N])`.
-    pub fn components(
-        batch_size: usize,
-        parts: [Option<(Array2<T>, Vec<usize>, Option<Vec<T>>)>; NUM_MODALITIES],
-    ) -> Result<Self> {
+    /// Component form: for each modality `None` or its components
+    /// (`x [N, d_m]`, `rows [N]`, `weights [N]`), checked here: row counts
+    /// agree, rows index the batch, weights are finite and non-negative.
+    /// Modalities with no components are dropped.
+    pub fn components(batch_size: usize, parts: [Option<ModalityInput<'a, T>>; NUM_MODALITIES]) -> Result<Self> {
         let mut modalities: [Option<ModalityInput<'a, T>>; NUM_MODALITIES] = Default::default();
         for (m, (slot, part)) in modalities.iter_mut().zip(parts).enumerate() {
-            let Some((x, rows, weights)) = part else { continue };
+            let Some(part) = part else { continue };
+            let ModalityInput { x, rows, weights } = &part;
             let arg = || input_arg(m);
             if rows.len() != x.nrows() {
                 return Err(Error::invalid(
@@ -96,7 +99,7 @@ impl<'a, T: Real> EncoderInput<'a, T> {
                     format!("row index {r} is out of range for a batch of {batch_size}"),
                 ));
             }
-            if let Some(w) = &weights {
+            if let Some(w) = weights {
                 if w.len() != rows.len() {
                     return Err(Error::invalid(
                         arg(),
@@ -111,11 +114,7 @@ impl<'a, T: Real> EncoderInput<'a, T> {
                 }
             }
             if !rows.is_empty() {
-                *slot = Some(ModalityInput {
-                    x: CowArray::from(x),
-                    rows,
-                    weights,
-                });
+                *slot = Some(part);
             }
         }
         Ok(EncoderInput { batch_size, modalities })
@@ -127,7 +126,7 @@ impl<'a, T: Real> EncoderInput<'a, T> {
         let mut mask = Array2::from_elem((self.batch_size, NUM_MODALITIES), false);
         for (m, input) in self.modalities.iter().enumerate() {
             if let Some(input) = input {
-                for &r in &input.rows {
+                for &r in input.rows.iter() {
                     mask[[r, m]] = true;
                 }
             }
@@ -168,16 +167,34 @@ mod tests {
 
     #[test]
     fn components_validate_rows_and_weights() {
-        let parts = || -> [Option<(Array2<f64>, Vec<usize>, Option<Vec<f64>>)>; 7] { Default::default() };
-        let mut p = parts();
-        p[2] = Some((Array2::zeros((2, 3)), vec![0, 2], None));
-        assert!(EncoderInput::components(2, p).is_err());
-        let mut p = parts();
-        p[2] = Some((Array2::zeros((2, 3)), vec![0, 0], Some(vec![1.0, -1.0])));
-        assert!(EncoderInput::components(1, p).is_err());
-        let mut p = parts();
-        p[2] = Some((Array2::zeros((2, 3)), vec![0, 0], Some(vec![1.0, 0.5])));
-        let input = EncoderInput::components(1, p).unwrap();
+        let part = |rows: Vec<usize>, weights: Option<Vec<f64>>| {
+            let mut p: [Option<ModalityInput<f64>>; 7] = Default::default();
+            p[2] = Some(ModalityInput {
+                x: Array2::zeros((2, 3)).into(),
+                rows: rows.into(),
+                weights: weights.map(Into::into),
+            });
+            p
+        };
+        assert!(EncoderInput::components(2, part(vec![0, 2], None)).is_err());
+        assert!(EncoderInput::components(1, part(vec![0, 0], Some(vec![1.0, -1.0]))).is_err());
+        let input = EncoderInput::components(1, part(vec![0, 0], Some(vec![1.0, 0.5]))).unwrap();
         assert_eq!(input.mask().row(0).to_vec(), vec![false, false, true, false, false, false, false]);
+    }
+
+    #[test]
+    fn components_borrow_what_they_are_given() {
+        let x = Array2::<f32>::ones((2, 3));
+        let (rows, weights) = ([0usize, 1], [0.5f32, 1.0]);
+        let mut p: [Option<ModalityInput<f32>>; 7] = Default::default();
+        p[0] = Some(ModalityInput {
+            x: x.view().into(),
+            rows: rows[..].into(),
+            weights: Some(weights[..].into()),
+        });
+        let input = EncoderInput::components(2, p).unwrap();
+        let visual = input.modalities[0].as_ref().unwrap();
+        assert!(visual.x.is_view());
+        assert!(matches!(visual.rows, Cow::Borrowed(_)) && matches!(visual.weights, Some(Cow::Borrowed(_))));
     }
 }

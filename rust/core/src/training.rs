@@ -20,7 +20,7 @@ use ndarray::{Array1, Array3, ArrayView1, ArrayView2, ArrayView3, CowArray, Ix3}
 /// Where a batch's modality embeddings come from.
 #[derive(Debug, Clone)]
 #[allow(clippy::large_enum_variant)] // one per batch: boxing buys nothing
-pub enum EmbeddingSource<'a, T> {
+pub enum EmbeddingSource<'a, T: Clone> {
     /// Encoded from inputs: the gradients reach the encoders.
     Inputs(EncoderInput<'a, T>),
     /// Given (e.g. recorded in an experience buffer): constants.
@@ -29,7 +29,7 @@ pub enum EmbeddingSource<'a, T> {
 
 /// One training batch.
 #[derive(Debug, Clone)]
-pub struct TrainBatch<'a, T> {
+pub struct TrainBatch<'a, T: Clone> {
     pub source: EmbeddingSource<'a, T>,
     /// Recorded fused embeddings `[B, E]`, the targets of seed_consistency.
     pub fused: Option<ArrayView2<'a, T>>,

@@ -21,7 +21,7 @@ use grapheme_multimodal::objectives;
 use grapheme_multimodal::objectives::fused_contrastive;
 use grapheme_multimodal::params::ParamLayout;
 use grapheme_multimodal::{
-    Config, EmbeddingSource, EncoderInput, LearnableMultiModal, Objective, ObjectiveWeights, TrainBatch, NUM_MODALITIES,
+    Config, EmbeddingSource, EncoderInput, LearnableMultiModal, ModalityInput, Objective, ObjectiveWeights, TrainBatch, NUM_MODALITIES,
 };
 use ndarray::{Array1, Array2, Array3, ArrayView2};
 
@@ -294,6 +294,7 @@ fn multi_component_pooling_gradients() {
         3 => Some((rng.array2(5, DIMS[3]), vec![0, 0, 0, 2, 3], Some(vec![1.0, 2.0, 0.5, 1.0, 1.0]))),
         _ => None,
     });
+    let parts = parts.map(|p| p.map(|(x, rows, w)| ModalityInput { x: x.into(), rows: rows.into(), weights: w.map(Into::into) }));
     let input = EncoderInput::components(4, parts).unwrap();
     let fused = rng.array2(4, 8);
     let batch = TrainBatch {

@@ -2,7 +2,7 @@
 
 use grapheme_multimodal::features::fingerprint;
 use grapheme_multimodal::nn::ops::{l2_normalize_rows, leaky_relu, sigmoid};
-use grapheme_multimodal::{Config, EncoderInput, Graph, LearnableMultiModal, NUM_MODALITIES};
+use grapheme_multimodal::{Config, EncoderInput, Graph, LearnableMultiModal, ModalityInput, NUM_MODALITIES};
 use ndarray::{array, s, Array1, Array2, Array3, ArrayView2, Axis};
 
 fn model(config: Config) -> LearnableMultiModal<f64> {
@@ -203,7 +203,7 @@ fn components_pool_and_dense_agree() {
     let dense = m.encode(&EncoderInput::dense(views(&xs), mask.view()).unwrap()).unwrap();
     let parts = std::array::from_fn(|mo| {
         let rows: Vec<usize> = (0..3).filter(|&b| mask[[b, mo]]).collect();
-        (!rows.is_empty()).then(|| (xs[mo].select(Axis(0), &rows), rows, None))
+        (!rows.is_empty()).then(|| ModalityInput { x: xs[mo].select(Axis(0), &rows).into(), rows: rows.into(), weights: None })
     });
     let comp = m.encode(&EncoderInput::components(3, parts).unwrap()).unwrap();
     assert_eq!(dense, comp);

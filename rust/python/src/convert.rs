@@ -1,17 +1,40 @@
 //! numpy -> Rust conversions shared by the bindings: per-modality lists,
 //! dense input views, per-event components, contiguous slices.
 
-use grapheme_multimodal::NUM_MODALITIES;
-use ndarray::{Array2, ArrayView1, ArrayView2};
-use numpy::PyReadonlyArray2;
+use grapheme_multimodal::batch::input_arg;
+use grapheme_multimodal::{ModalityInput, NUM_MODALITIES};
+use ndarray::{ArrayView1, ArrayView2, CowArray};
+use numpy::{PyReadonlyArray1, PyReadonlyArray2};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use std::borrow::Cow;
 
 /// One modality's components as they arrive: `(x [N, d], rows [N], weights [N] | None)`.
-pub type Component<'py> = (PyReadonlyArray2<'py, f32>, Vec<usize>, Option<Vec<f32>>);
-/// The same, owned (what `EncoderInput::components` takes).
-pub type OwnedComponent = (Array2<f32>, Vec<usize>, Option<Vec<f32>>);
+pub type Component<'py> = (PyReadonlyArray2<'py, f32>, RowIndices<'py>, Option<Floats<'py>>);
+
+/// Row indices: an int64 array (read without Python objects) or any sequence of ints.
+#[derive(FromPyObject)]
+pub enum RowIndices<'py> {
+    Array(PyReadonlyArray1<'py, i64>),
+    Sequence(Vec<usize>),
+}
+
+/// Floats: a float32 array (read in place) or any sequence of floats.
+#[derive(FromPyObject)]
+pub enum Floats<'py> {
+    Array(PyReadonlyArray1<'py, f32>),
+    Sequence(Vec<f32>),
+}
+
+impl Floats<'_> {
+    /// The values as a slice: in place when contiguous, else copied.
+    pub fn as_slice(&self) -> Cow<'_, [f32]> {
+        match self {
+            Floats::Array(a) => contiguous(a.as_array()),
+            Floats::Sequence(v) => Cow::Borrowed(v),
+        }
+    }
+}
 
 /// `items` as one entry per modality.
 pub fn seven<T>(items: Vec<T>, arg: &str) -> PyResult<[T; NUM_MODALITIES]> {
@@ -26,9 +49,29 @@ pub fn dense_views<'a>(inputs: &'a [Option<PyReadonlyArray2<'_, f32>>]) -> PyRes
     seven(inputs.iter().map(|a| a.as_ref().map(|a| a.as_array())).collect(), "inputs")
 }
 
-/// Owned copies of per-modality components (`EncoderInput::components` owns its arrays).
-pub fn owned_components(parts: Vec<Option<Component<'_>>>, arg: &str) -> PyResult<[Option<OwnedComponent>; NUM_MODALITIES]> {
-    seven(parts, arg).map(|parts| parts.map(|p| p.map(|(x, rows, w)| (x.as_array().to_owned(), rows, w))))
+/// Per-modality components as the core takes them, reading the numpy data
+/// in place when it is already in the core's form (C-contiguous float32,
+/// contiguous weights); only the rest is copied. The core checks the rest.
+pub fn component_inputs<'a>(parts: &'a [Option<Component<'_>>], arg: &str) -> PyResult<[Option<ModalityInput<'a, f32>>; NUM_MODALITIES]> {
+    let parts = seven(parts.iter().collect(), arg)?;
+    let mut inputs: [Option<ModalityInput<'a, f32>>; NUM_MODALITIES] = Default::default();
+    for (m, (slot, part)) in inputs.iter_mut().zip(parts).enumerate() {
+        let Some((x, rows, weights)) = part else { continue };
+        let x = x.as_array();
+        let x = if x.is_standard_layout() { CowArray::from(x) } else { CowArray::from(x.as_standard_layout().into_owned()) };
+        let rows = match rows {
+            RowIndices::Sequence(rows) => Cow::Borrowed(rows.as_slice()),
+            RowIndices::Array(rows) => Cow::Owned(
+                rows.as_array()
+                    .iter()
+                    .map(|&r| usize::try_from(r).map_err(|_| PyValueError::new_err(format!("{}: row index {r} is negative; expected indices into the batch", input_arg(m)))))
+                    .collect::<PyResult<_>>()?,
+            ),
+        };
+        let weights = weights.as_ref().map(Floats::as_slice);
+        *slot = Some(ModalityInput { x, rows, weights });
+    }
+    Ok(inputs)
 }
 
 /// `a` as a slice: in place when contiguous, else copied.

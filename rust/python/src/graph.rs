@@ -1,7 +1,7 @@
 //! `_core.Graph`: a Rust graph held by the Python `Graph` wrapper, its
 //! builders, and the batched featurisers.
 
-use crate::convert::contiguous;
+use crate::convert::{contiguous, Floats};
 use crate::errors::IntoPyResult;
 use grapheme_multimodal::features::{featurize as featurize_graphs, featurize_items, FeatureKind, Featurizable};
 use grapheme_multimodal::validate::check_shape;
@@ -51,13 +51,14 @@ impl PyGraph {
         Ok(PyGraph { inner })
     }
 
-    /// `edges` is `(m, 2)` int64 (the Python layer converts lists of pairs).
+    /// `edges` is `(m, 2)` int64 (the Python layer converts lists of pairs);
+    /// `activations` a float32 array or a sequence of floats.
     #[staticmethod]
     #[pyo3(signature = (num_nodes, edges, activations=None, labels=None))]
     fn from_edges(
         num_nodes: usize,
         edges: PyReadonlyArray2<'_, i64>,
-        activations: Option<Vec<f32>>,
+        activations: Option<Floats<'_>>,
         labels: Option<Vec<String>>,
     ) -> PyResult<Self> {
         let edges = edges.as_array();
@@ -65,7 +66,7 @@ impl PyGraph {
         check_shape("edges", &edges, &[None, Some(2)]).py()?;
         let pairs: Vec<[i64; 2]> = edges.rows().into_iter().map(|r| [r[0], r[1]]).collect();
         Ok(PyGraph {
-            inner: Graph::from_edges(num_nodes, &pairs, activations, labels).py()?,
+            inner: Graph::from_edges(num_nodes, &pairs, activations.map(|a| a.as_slice().into_owned()), labels).py()?,
         })
     }
 

@@ -2,13 +2,13 @@
 //! arrays (the Python layer converts dtypes); C-contiguous inputs are read in
 //! place. Every compute call releases the GIL.
 
-use crate::convert::{contiguous, dense_views, owned_components, seven, Component, OwnedComponent};
+use crate::convert::{component_inputs, contiguous, dense_views, seven, Component};
 use crate::errors::IntoPyResult;
 use grapheme_multimodal::objectives::{Losses, Objective, ObjectiveWeights, NUM_OBJECTIVES};
 use grapheme_multimodal::training::{EmbeddingSource, OptimizerState, TrainBatch};
 use crate::graph::PyGraph;
 use grapheme_multimodal::features::FeatureKind;
-use grapheme_multimodal::{BinderKind, Config, EncoderInput, LearnableMultiModal, Modality, Normalizer, NUM_MODALITIES};
+use grapheme_multimodal::{BinderKind, Config, EncoderInput, LearnableMultiModal, Modality, ModalityInput, Normalizer, NUM_MODALITIES};
 use ndarray::Array2;
 use numpy::{IntoPyArray, PyArray1, ToPyArray, PyArray2, PyArray3, PyArrayDyn, PyReadonlyArray1, PyReadonlyArray2, PyReadonlyArray3, PyReadonlyArrayDyn};
 use pyo3::exceptions::PyValueError;
@@ -138,9 +138,9 @@ impl PyModel {
         batch_size: usize,
         parts: Vec<Option<Component<'py>>>,
     ) -> PyResult<Bound<'py, PyArray3<f32>>> {
-        let owned = owned_components(parts, "parts")?;
+        let parts = component_inputs(&parts, "parts")?;
         let emb = py.detach(|| {
-            let input = EncoderInput::components(batch_size, owned)?;
+            let input = EncoderInput::components(batch_size, parts)?;
             self.inner.encode(&input)
         });
         Ok(emb.py()?.into_pyarray(py))
@@ -208,11 +208,11 @@ impl PyModel {
             }
             weights[m].push(*confidence);
         }
-        let parts: [Option<OwnedComponent>; NUM_MODALITIES] = std::array::from_fn(|m| {
+        let parts: [Option<ModalityInput<f32>>; NUM_MODALITIES] = std::array::from_fn(|m| {
             let k = weights[m].len();
             (k > 0).then(|| {
                 let x = Array2::from_shape_vec((k, dims[m]), std::mem::take(&mut rows[m])).expect("k rows of dim");
-                (x, vec![0; k], Some(std::mem::take(&mut weights[m])))
+                ModalityInput { x: x.into(), rows: vec![0; k].into(), weights: Some(std::mem::take(&mut weights[m]).into()) }
             })
         });
         let (emb, mask, fused) = py
@@ -442,11 +442,11 @@ fn with_batch<R: Send>(
             })
             .py();
     }
-    if let Some((batch_size, parts)) = batch.components {
-        let parts = owned_components(parts, "components")?;
+    if let Some((batch_size, parts)) = &batch.components {
+        let parts = component_inputs(parts, "components")?;
         return py
             .detach(|| {
-                let source = EmbeddingSource::Inputs(EncoderInput::components(batch_size, parts)?);
+                let source = EmbeddingSource::Inputs(EncoderInput::components(*batch_size, parts)?);
                 f(&TrainBatch { source, fused, rewards })
             })
             .py();
