@@ -13,6 +13,14 @@ from ._core import __version__
 from .batch import Batch
 from .buffer import Experience, ExperienceBatch, ExperienceBuffer
 from .config import LearnableMultiModalConfig
+from .exceptions import (
+    CheckpointError,
+    GraphemeError,
+    InvalidValueError,
+    NonFiniteError,
+    ShapeError,
+    TooLargeError,
+)
 from .graph import Graph, fingerprints
 from .graph import GraphFeaturizer, featurize
 from .objectives import DEFAULT_WEIGHTS, OBJECTIVES
@@ -40,6 +48,12 @@ __all__ = [
     "History",
     "OBJECTIVES",
     "BindingType",
+    "CheckpointError",
+    "GraphemeError",
+    "InvalidValueError",
+    "NonFiniteError",
+    "ShapeError",
+    "TooLargeError",
     "CrossModalBinder",
     "CrossModalBinding",
     "FusionNetwork",

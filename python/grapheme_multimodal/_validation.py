@@ -8,6 +8,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from ._core import NUM_MODALITIES
+from .exceptions import InvalidValueError, ShapeError
 
 
 def describe(x: Any) -> str:
@@ -24,7 +25,7 @@ def as_real_array(x: Any, name: str) -> np.ndarray:
     try:
         arr = np.asarray(x)
     except Exception as exc:  # ragged lists and the like
-        raise ValueError(f"{name}: could not be read as a numeric array ({exc})") from None
+        raise InvalidValueError(f"{name}: could not be read as a numeric array ({exc})", name) from None
     if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
         raise TypeError(f"{name}: expected a real-valued numeric array, got {describe(arr)}")
     if np.iscomplexobj(arr):
@@ -36,7 +37,7 @@ def as_finite_float(value: Any, name: str, ok: Callable[[float], bool], expected
     """``value`` as a float when it is a finite real number (not a bool) for
     which ``ok`` holds; else ValueError ``"{name}: expected {expected}, ..."``."""
     if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not np.isfinite(value) or not ok(value):
-        raise ValueError(f"{name}: expected {expected}, got {value!r}")
+        raise InvalidValueError(f"{name}: expected {expected}, got {value!r}", name)
     return float(value)
 
 
@@ -53,11 +54,11 @@ def as_float32(x: Any, name: str, ndim: int, shape: Optional[tuple] = None) -> n
         arr = np.ascontiguousarray(as_real_array(x, name), dtype=np.float32)
     if arr.ndim != ndim:
         want = shape if shape is not None else f"{ndim} dimensions"
-        raise ValueError(f"{name}: expected {ndim}-D input {_fmt(want)}, got shape {arr.shape}")
+        raise ShapeError(f"{name}: expected {ndim}-D input {_fmt(want)}, got shape {arr.shape}", name)
     if shape is not None:
         for got, want in zip(arr.shape, shape):
             if want is not None and got != want:
-                raise ValueError(f"{name}: expected shape {_fmt(shape)}, got {arr.shape}")
+                raise ShapeError(f"{name}: expected shape {_fmt(shape)}, got {arr.shape}", name)
     return arr
 
 
@@ -68,10 +69,10 @@ def as_mask(mask: Any, batch_size: Optional[int], name: str = "mask") -> np.ndar
         if not np.issubdtype(arr.dtype, np.number):
             raise TypeError(f"{name}: expected booleans or 0/1 numbers, got {describe(arr)}")
         if not np.isin(arr, (0, 1)).all():
-            raise ValueError(f"{name}: expected booleans or 0/1 numbers, got other values")
+            raise InvalidValueError(f"{name}: expected booleans or 0/1 numbers, got other values", name)
         arr = arr.astype(np.bool_)
     if arr.ndim != 2 or arr.shape[1] != NUM_MODALITIES or (batch_size is not None and arr.shape[0] != batch_size):
-        raise ValueError(f"{name}: expected shape ({batch_size if batch_size is not None else 'B'}, {NUM_MODALITIES}), got {arr.shape}")
+        raise ShapeError(f"{name}: expected shape ({batch_size if batch_size is not None else 'B'}, {NUM_MODALITIES}), got {arr.shape}", name)
     return np.ascontiguousarray(arr)
 
 

@@ -1,5 +1,5 @@
-//! The one error type of the core. The bindings map every variant to a Python
-//! `ValueError`; each message names the argument, what was given and what was
+//! The one error type of the core. The bindings map every variant to its class
+//! in `grapheme_multimodal.exceptions` (all `ValueError`s); each message names the argument, what was given and what was
 //! expected, so it can be shown to a user unchanged.
 
 /// Everything that can go wrong when the core is handed bad input.
@@ -18,6 +18,9 @@ pub enum Error {
     /// Any other invalid value.
     #[error("{arg}: {message}")]
     Invalid { arg: String, message: String },
+    /// A size whose memory cannot be had, or whose byte count overflows.
+    #[error("{arg}: {message}")]
+    TooLarge { arg: String, message: String },
 }
 
 impl Error {
@@ -33,6 +36,20 @@ impl Error {
         Error::Invalid {
             arg: arg.into(),
             message: message.into(),
+        }
+    }
+
+    pub fn too_large(arg: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::TooLarge {
+            arg: arg.into(),
+            message: message.into(),
+        }
+    }
+
+    /// The argument the error is about.
+    pub fn arg(&self) -> &str {
+        match self {
+            Error::Shape { arg, .. } | Error::NonFinite { arg, .. } | Error::Invalid { arg, .. } | Error::TooLarge { arg, .. } => arg,
         }
     }
 

@@ -1,0 +1,68 @@
+"""The library's own errors, one class per kind of mistake, so that callers can
+catch exactly what they mean to.
+
+Every class derives from :class:`GraphemeError`, itself a :class:`ValueError`,
+so code written against plain ``ValueError`` keeps working. Each error carries
+the name of the argument it is about (``err.arg``, ``None`` when the error is
+not about one argument) beside its message, which names the argument, what was
+given and what was expected.
+
+>>> import numpy as np, grapheme_multimodal as gm
+>>> try:
+...     gm.LearnableMultiModal(seed=0).fuse(np.zeros((2, 3, 64), np.float32))
+... except gm.ShapeError as err:
+...     print(type(err).__name__, err.arg)
+ShapeError embeddings
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+__all__ = [
+    "GraphemeError",
+    "ShapeError",
+    "NonFiniteError",
+    "InvalidValueError",
+    "TooLargeError",
+    "CheckpointError",
+]
+
+
+class GraphemeError(ValueError):
+    """Base class of every error this library raises on purpose.
+
+    ``arg`` names the argument (or file, or setting) the error is about.
+    """
+
+    def __init__(self, message: str, arg: Optional[str] = None) -> None:
+        super().__init__(message)
+        self.arg = arg
+
+    def __reduce__(self):  # keep `arg` across pickling (multiprocessing, Ray)
+        return (type(self), (str(self), self.arg))
+
+
+class ShapeError(GraphemeError):
+    """An array has the wrong number of dimensions or the wrong size."""
+
+
+class NonFiniteError(GraphemeError):
+    """NaN or infinity where finite numbers are required — in an input, or in
+    the weights or optimizer state a training step would produce (the step is
+    then refused whole and the model is left as it was)."""
+
+
+class InvalidValueError(GraphemeError):
+    """A value outside what the argument accepts (a negative count, an unknown
+    name, a probability above 1, ...)."""
+
+
+class TooLargeError(GraphemeError, MemoryError):
+    """A size so large that its memory cannot be had (or its byte count
+    overflows); raised before anything is allocated. Also a ``MemoryError``."""
+
+
+class CheckpointError(GraphemeError):
+    """A checkpoint or buffer file that cannot be loaded: missing, truncated,
+    corrupt (checksum mismatch), foreign, or made for another configuration."""
