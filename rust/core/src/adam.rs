@@ -39,6 +39,35 @@ pub struct Adam<T> {
     pub m: Vec<T>,
     pub v: Vec<T>,
     pub step: u64,
+    /// Where an update writes the new weights and moments before it is
+    /// accepted (swapped in when every value is finite): allocated on the
+    /// first update, never part of the state.
+    staging: Staging<T>,
+}
+
+/// The largest step count a state may hold (so the count never wraps and
+/// fits every integer type a file may store it in).
+pub const MAX_STEP: u64 = i64::MAX as u64;
+
+/// Buffers for the weights and moments an update produces (a clone starts
+/// empty; equality ignores them).
+#[derive(Debug, Default)]
+struct Staging<T> {
+    p: Vec<T>,
+    m: Vec<T>,
+    v: Vec<T>,
+}
+
+impl<T> Clone for Staging<T> {
+    fn clone(&self) -> Self {
+        Staging { p: Vec::new(), m: Vec::new(), v: Vec::new() }
+    }
+}
+
+impl<T> PartialEq for Staging<T> {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
 }
 
 /// What one update did.
@@ -50,6 +79,32 @@ pub struct StepReport {
     pub clipped: bool,
 }
 
+/// Why an update was refused (nothing was changed).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Refusal {
+    /// A gradient is NaN or infinite (at this flat index).
+    NonFiniteGradient(usize),
+    /// The learning rate (over Adam's bias correction) or the weight decay
+    /// factor `1 − lr·λ` is not representable in `T`.
+    Settings(Error),
+    /// The update would make the weight or first moment at this flat index
+    /// non-finite (the second moment is bounded and cannot overflow).
+    Overflow { index: usize, cause: OverflowCause },
+    /// The step count is at [`MAX_STEP`].
+    StepLimit,
+}
+
+/// What made a weight overflow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OverflowCause {
+    /// `p · (1 − lr·λ)` overflows.
+    WeightDecay,
+    /// The first moment `β1 m + (1 − β1) g` overflows.
+    Gradient,
+    /// The step `lr · m̂ / (√v̂ + ε)` overflows the weight.
+    LearningRate,
+}
+
 impl<T: Real> Adam<T> {
     /// Zero moments for `len` scalars, step 0.
     pub fn new(len: usize) -> Self {
@@ -57,7 +112,14 @@ impl<T: Real> Adam<T> {
             m: vec![T::zero(); len],
             v: vec![T::zero(); len],
             step: 0,
+            staging: Staging::default(),
         }
+    }
+
+    /// [`Self::new`], allocated fallibly.
+    pub fn try_new(len: usize) -> Result<Self> {
+        let zeros = || crate::memory::try_zeros::<T>("config", "Adam's moments", len);
+        Ok(Adam { m: zeros()?, v: zeros()?, step: 0, staging: Staging::default() })
     }
 
     /// Back to the initial state.
@@ -84,61 +146,84 @@ impl<T: Real> Adam<T> {
         if step == 0 && (m.iter().chain(&v).any(|x| *x != T::zero())) {
             return Err(Error::invalid("optimizer state step", "is 0 but the moments are not all zero"));
         }
+        if step > MAX_STEP {
+            return Err(Error::invalid("optimizer state step", format!("got {step}; expected at most {MAX_STEP}")));
+        }
         self.m = m;
         self.v = v;
         self.step = step;
         Ok(())
     }
 
-    /// One update of `params` from `grads` (same layout). A non-finite
-    /// gradient is an error and changes nothing.
-    pub fn update(&mut self, params: &mut [T], grads: &[T], settings: &AdamSettings) -> Result<StepReport> {
-        debug_assert_eq!(params.len(), grads.len());
-        debug_assert_eq!(params.len(), self.m.len());
+    /// One update of `params` from `grads` (same layout). The update is
+    /// all or nothing: it is refused, changing nothing, when a gradient is
+    /// not finite, when the settings are not representable in `T`, or when
+    /// a new weight or first moment would not be finite. The second moment
+    /// `v` is capped at `T::MAX` (only a gradient whose square overflows
+    /// reaches it), so finite gradients never make it infinite.
+    pub fn update(&mut self, params: &mut Vec<T>, grads: &[T], settings: &AdamSettings) -> std::result::Result<StepReport, Refusal> {
+        assert!(params.len() == grads.len() && params.len() == self.m.len(), "Adam: buffer lengths differ");
         let grad_norm = global_norm(grads);
         if !grad_norm.is_finite() {
             let i = grads.iter().position(|g| !g.is_finite()).unwrap_or(0);
-            return Err(Error::non_finite("gradients", format!("flat index {i}")));
+            return Err(Refusal::NonFiniteGradient(i));
         }
+        let step = self.step.checked_add(1).filter(|&s| s <= MAX_STEP).ok_or(Refusal::StepLimit)?;
         let clip = match settings.clip_norm {
             Some(c) if grad_norm > c => Some(T::c(c / (grad_norm + 1e-6))),
             _ => None,
         };
-        self.step += 1;
-        let t = self.step as f64;
-        let lr = settings.learning_rate;
-        let bias1 = 1.0 - BETA1.powf(t);
-        let bias2_sqrt = (1.0 - BETA2.powf(t)).sqrt();
-        let step_size = T::c(lr / bias1);
-        let (b1, b2, eps) = (T::c(BETA1), T::c(BETA2), T::c(EPSILON));
-        let (one_b1, one_b2) = (T::c(1.0 - BETA1), T::c(1.0 - BETA2));
-        let bias2_sqrt = T::c(bias2_sqrt);
-        let decay = T::c(1.0 - lr * settings.weight_decay);
-        let decays = settings.weight_decay != 0.0;
-        let moments = Moments { b1, b2, one_b1, one_b2, step_size, bias2_sqrt, eps, decay: decays.then_some(decay), scale: clip };
+        let moments = Moments::new(settings, step, clip).map_err(Refusal::Settings)?;
+        let n = params.len();
+        let staging = &mut self.staging;
+        for buf in [&mut staging.p, &mut staging.m, &mut staging.v] {
+            if buf.len() != n {
+                *buf = crate::memory::try_zeros("params", "Adam's staging buffers", n).map_err(Refusal::Settings)?;
+            }
+        }
         // Fixed chunks, one task each (the update is element-wise, so the
         // split changes nothing but where each chunk's state is cached).
-        let chunks: Vec<_> = params
-            .chunks_mut(ADAM_CHUNK)
-            .zip(self.m.chunks_mut(ADAM_CHUNK))
-            .zip(self.v.chunks_mut(ADAM_CHUNK))
-            .zip(grads.chunks(ADAM_CHUNK))
+        let chunks: Vec<_> = (params.chunks(ADAM_CHUNK).zip(self.m.chunks(ADAM_CHUNK)).zip(self.v.chunks(ADAM_CHUNK)).zip(grads.chunks(ADAM_CHUNK)))
+            .zip(staging.p.chunks_mut(ADAM_CHUNK).zip(staging.m.chunks_mut(ADAM_CHUNK)).zip(staging.v.chunks_mut(ADAM_CHUNK)))
             .collect();
-        crate::kernels::threads::for_each_item(chunks, |(((p, m), v), g)| {
+        let finite = crate::kernels::threads::map_items(chunks, |((((p, m), v), g), ((np, nm), nv))| {
+            let (old, new) = (Old { p, m, v, g }, New { p: np, m: nm, v: nv });
             // 8 lanes where AVX2 is available: the same IEEE operations, so
             // the same bits as the portable pass.
             #[cfg(target_arch = "x86_64")]
             if crate::kernels::x86_ok() {
                 // SAFETY: AVX2 and FMA checked.
-                unsafe { adam_pass_avx2(p, m, v, g, &moments) };
-                return;
+                return unsafe { adam_pass_avx2(old, new, &moments) };
             }
-            adam_pass(p, m, v, g, &moments);
+            adam_pass(old, new, &moments)
         });
+        if finite.iter().any(|ok| !ok) {
+            return Err(self.diagnose(params, grads, &moments));
+        }
+        std::mem::swap(params, &mut self.staging.p);
+        std::mem::swap(&mut self.m, &mut self.staging.m);
+        std::mem::swap(&mut self.v, &mut self.staging.v);
+        self.step = step;
         Ok(StepReport {
             grad_norm,
             clipped: clip.is_some(),
         })
+    }
+
+    /// The first index whose new weight or moment is not finite, and why
+    /// (the staging buffers hold the refused update).
+    fn diagnose(&self, params: &[T], grads: &[T], c: &Moments<T>) -> Refusal {
+        let s = &self.staging;
+        let index = (0..params.len()).find(|&i| !(s.p[i].is_finite() && s.m[i].is_finite())).unwrap_or(0);
+        let g = if c.clips { grads[index] * c.scale } else { grads[index] };
+        let cause = if !s.m[index].is_finite() || !g.is_finite() {
+            OverflowCause::Gradient
+        } else if c.decays && !(params[index] * c.decay).is_finite() {
+            OverflowCause::WeightDecay
+        } else {
+            OverflowCause::LearningRate
+        };
+        Refusal::Overflow { index, cause }
     }
 }
 
@@ -158,27 +243,95 @@ struct Moments<T> {
     step_size: T,
     bias2_sqrt: T,
     eps: T,
-    /// `1 − lr λ` with weight decay.
-    decay: Option<T>,
-    /// The clipping factor when the gradient is clipped.
-    scale: Option<T>,
+    /// `1 − lr λ` (used when `decays`).
+    decay: T,
+    decays: bool,
+    /// The clipping factor (used when `clips`).
+    scale: T,
+    clips: bool,
+    /// The cap of the second moment.
+    v_max: T,
 }
 
-/// One pass of Adam over the flat buffers (a branch-free loop per setting,
-/// vectorised by the compiler).
-#[inline(always)]
-fn adam_pass<T: Real>(p: &mut [T], m: &mut [T], v: &mut [T], g: &[T], c: &Moments<T>) {
-    let n = p.len();
-    assert!(m.len() == n && v.len() == n && g.len() == n, "Adam: buffer lengths differ");
-    let (scale, clips) = (c.scale.unwrap_or(T::one()), c.scale.is_some());
-    let (decay, decays) = (c.decay.unwrap_or(T::one()), c.decay.is_some());
-    for (((p, m), v), &g) in p.iter_mut().zip(m.iter_mut()).zip(v.iter_mut()).zip(g) {
-        let g = if clips { g * scale } else { g };
-        *m = c.b1 * *m + c.one_b1 * g;
-        *v = c.b2 * *v + c.one_b2 * g * g;
-        let q = if decays { *p * decay } else { *p };
-        *p = q - c.step_size * *m / (v.sqrt() / c.bias2_sqrt + c.eps);
+impl<T: Real> Moments<T> {
+    /// The constants of update number `step` (1-based); an error naming the
+    /// setting when one is not representable in `T`.
+    fn new(settings: &AdamSettings, step: u64, clip: Option<T>) -> Result<Self> {
+        let t = step as f64;
+        let lr = settings.learning_rate;
+        let bias1 = 1.0 - BETA1.powf(t);
+        let step_size = T::c(lr / bias1);
+        if !step_size.is_finite() {
+            return Err(Error::invalid(
+                "lr",
+                format!("got {lr}; the step lr / (1 − β1ᵗ) = {:e} is beyond the model's float range", lr / bias1),
+            ));
+        }
+        let decay = T::c(1.0 - lr * settings.weight_decay);
+        if !decay.is_finite() {
+            return Err(Error::invalid(
+                "weight_decay",
+                format!("got {} with lr={lr}; the decay factor 1 − lr·weight_decay is beyond the model's float range", settings.weight_decay),
+            ));
+        }
+        Ok(Moments {
+            b1: T::c(BETA1),
+            b2: T::c(BETA2),
+            one_b1: T::c(1.0 - BETA1),
+            one_b2: T::c(1.0 - BETA2),
+            step_size,
+            bias2_sqrt: T::c((1.0 - BETA2.powf(t)).sqrt()),
+            eps: T::c(EPSILON),
+            decay,
+            decays: settings.weight_decay != 0.0,
+            scale: clip.unwrap_or(T::one()),
+            clips: clip.is_some(),
+            v_max: T::max_value(),
+        })
     }
+}
+
+/// The state an update reads: one chunk of the weights, moments and gradients.
+struct Old<'a, T> {
+    p: &'a [T],
+    m: &'a [T],
+    v: &'a [T],
+    g: &'a [T],
+}
+
+/// Where an update writes the same chunk's new weights and moments.
+struct New<'a, T> {
+    p: &'a mut [T],
+    m: &'a mut [T],
+    v: &'a mut [T],
+}
+
+/// One pass of Adam over a chunk (a branch-free loop per setting,
+/// vectorised by the compiler) into `new`; whether every new weight and
+/// first moment is finite.
+#[inline(always)]
+fn adam_pass<T: Real>(old: Old<T>, new: New<T>, c: &Moments<T>) -> bool {
+    let n = old.p.len();
+    assert!(
+        [old.m.len(), old.v.len(), old.g.len(), new.p.len(), new.m.len(), new.v.len()].iter().all(|&l| l == n),
+        "Adam: buffer lengths differ"
+    );
+    let mut finite = true;
+    let olds = old.p.iter().zip(old.m).zip(old.v).zip(old.g);
+    let news = new.p.iter_mut().zip(new.m.iter_mut()).zip(new.v.iter_mut());
+    for ((((&p, &m), &v), &g), ((p_new, m_new), v_new)) in olds.zip(news) {
+        let g = if c.clips { g * c.scale } else { g };
+        let m = c.b1 * m + c.one_b1 * g;
+        let v = c.b2 * v + c.one_b2 * g * g;
+        let v = if v > c.v_max { c.v_max } else { v };
+        let q = if c.decays { p * c.decay } else { p };
+        let p = q - c.step_size * m / (v.sqrt() / c.bias2_sqrt + c.eps);
+        finite &= p.is_finite() & m.is_finite();
+        *m_new = m;
+        *v_new = v;
+        *p_new = p;
+    }
+    finite
 }
 
 /// [`adam_pass`] compiled for AVX2.
@@ -187,8 +340,8 @@ fn adam_pass<T: Real>(p: &mut [T], m: &mut [T], v: &mut [T], g: &[T], c: &Moment
 /// AVX2 and FMA must be available.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn adam_pass_avx2<T: Real>(p: &mut [T], m: &mut [T], v: &mut [T], g: &[T], c: &Moments<T>) {
-    adam_pass(p, m, v, g, c)
+unsafe fn adam_pass_avx2<T: Real>(old: Old<T>, new: New<T>, c: &Moments<T>) -> bool {
+    adam_pass(old, new, c)
 }
 
 /// `‖g‖₂` (NaN or infinite when a gradient is); the order of the sums is

@@ -4,6 +4,12 @@ use crate::error::{Error, Result};
 use crate::features::FINGERPRINT_DIM;
 use crate::modality::NUM_MODALITIES;
 use crate::nn::BinderKind;
+use crate::real::Real;
+
+/// The largest `embed_dim`, `hidden_dim` and input dimension accepted: far
+/// beyond any memory (the size of the model is checked against memory
+/// separately), small enough that no arithmetic on the sizes can overflow.
+pub const MAX_DIM: usize = 1 << 32;
 
 /// Hyper-parameters of [`crate::LearnableMultiModal`].
 #[derive(Debug, Clone, PartialEq)]
@@ -70,6 +76,11 @@ impl Config {
                 return Err(Error::invalid(name, "got 0; expected a positive integer"));
             }
         }
+        let sizes = [("embed_dim", self.embed_dim), ("hidden_dim", self.hidden_dim), ("num_heads", self.num_heads)];
+        let dims = self.input_dims.iter().map(|&d| ("input_dims", d));
+        if let Some((name, v)) = sizes.into_iter().chain(dims).find(|&(_, v)| v > MAX_DIM) {
+            return Err(Error::too_large(name, format!("got {v}; expected at most {MAX_DIM}")));
+        }
         if self.embed_dim % self.num_heads != 0 {
             return Err(Error::invalid(
                 "num_heads",
@@ -111,6 +122,65 @@ impl Config {
                 ));
             }
         }
+        if self.weight_decay * self.learning_rate >= 1.0 {
+            return Err(weight_decay_error("learning_rate", self.learning_rate, self.weight_decay));
+        }
         Ok(())
     }
+
+    /// The size field that contributes most to the number of parameters
+    /// (what an error about a model too large for memory names).
+    pub fn largest_size_field(&self) -> &'static str {
+        let input = self.input_dims.iter().copied().max().unwrap_or(0);
+        [("embed_dim", self.embed_dim), ("hidden_dim", self.hidden_dim), ("input_dims", input)]
+            .into_iter()
+            .max_by_key(|&(_, v)| v)
+            .map_or("embed_dim", |(name, _)| name)
+    }
+
+    /// The checks that depend on the float type: the learning settings
+    /// (see [`check_step_settings`]) and `1 / temperature` representable in `T`.
+    pub fn validate_for<T: Real>(&self) -> Result<()> {
+        self.validate()?;
+        check_step_settings::<T>("learning_rate", self.learning_rate, self.weight_decay)?;
+        if !T::c(1.0 / self.temperature).is_finite() {
+            return Err(Error::invalid(
+                "temperature",
+                format!("got {}; the contrastive logits are scaled by 1 / temperature, which must be representable in the model's floats", self.temperature),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The largest step Adam takes is `lr / (1 − β1) = 10 lr` (its first
+/// update): it must be representable in `T`. The decoupled decay factor
+/// `1 − lr·weight_decay` must be positive (else every step zeroes or flips
+/// every weight). `arg` names the learning rate as the caller knows it.
+pub fn check_step_settings<T: Real>(arg: &str, lr: f64, weight_decay: f64) -> Result<()> {
+    if !(lr.is_finite() && lr > 0.0) {
+        return Err(Error::invalid(arg, format!("got {lr}; expected a finite positive number")));
+    }
+    let largest_step = lr / (1.0 - crate::adam::BETA1);
+    if !T::c(largest_step).is_finite() {
+        return Err(Error::invalid(
+            arg,
+            format!("got {lr}; Adam's first step lr / (1 − β1) = {largest_step:e} is beyond the model's float range (float32: at most 3.4e38)"),
+        ));
+    }
+    if lr * weight_decay >= 1.0 {
+        return Err(weight_decay_error(arg, lr, weight_decay));
+    }
+    Ok(())
+}
+
+fn weight_decay_error(lr_arg: &str, lr: f64, weight_decay: f64) -> Error {
+    Error::invalid(
+        "weight_decay",
+        format!(
+            "got {weight_decay} with {lr_arg}={lr}: the decoupled decay multiplies every weight by 1 − {lr_arg}·weight_decay = {:e} each step \
+             (zeroing or flipping it); expected {lr_arg} × weight_decay < 1",
+            1.0 - lr * weight_decay
+        ),
+    )
 }

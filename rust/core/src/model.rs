@@ -69,6 +69,11 @@ impl<T> SpareBuffer<T> {
     }
 }
 
+/// Buffers of one value per parameter a training model holds: weights,
+/// their transposes, gradients, a scratch gradient, Adam's two moments and
+/// its three staging buffers.
+const STATE_BUFFERS: usize = 9;
+
 /// Rows per task of the batched forward: small enough that a task's
 /// activations stay in L2, large enough that a task outweighs its dispatch.
 const FORWARD_CHUNK: usize = 96;
@@ -110,8 +115,13 @@ pub(crate) struct ModalityTape<T> {
 
 impl<T: Real> LearnableMultiModal<T> {
     /// Builds the model and initialises its weights from `config.seed`.
+    ///
+    /// The config is checked first, then the size of the model against the
+    /// memory it needs (weights, their transposes, gradients, Adam's moments
+    /// and staging buffers: `TooLarge` naming the size that dominates),
+    /// before anything large is allocated.
     pub fn new(config: Config) -> Result<Self> {
-        config.validate()?;
+        config.validate_for::<T>()?;
         let (e, h) = (config.embed_dim, config.hidden_dim);
         let mut layout = ParamLayout::new();
         let encoders = Modality::ALL
@@ -121,8 +131,18 @@ impl<T: Real> LearnableMultiModal<T> {
         let fusion = FusionNetwork::register(&mut layout, e, h);
         let binder = CrossModalBinder::register(&mut layout, e, config.binder);
         let attention = ModalityAttention::register(&mut layout, e, config.num_heads);
-        let params = layout.initialize(config.seed);
-        let n = layout.len();
+        let arg = config.largest_size_field();
+        let sizes = format!(
+            "embed_dim={}, hidden_dim={}, input_dims up to {}",
+            config.embed_dim,
+            config.hidden_dim,
+            config.input_dims.iter().max().copied().unwrap_or(0)
+        );
+        let n = layout
+            .checked_len()
+            .ok_or_else(|| Error::too_large(arg, format!("{sizes}: the number of parameters overflows")))?;
+        crate::memory::check(arg, &format!("{sizes}: a model of {n} parameters (its weights and training state)"), n, STATE_BUFFERS * std::mem::size_of::<T>())?;
+        let params = layout.try_initialize(config.seed)?;
         Ok(LearnableMultiModal {
             config,
             layout,
@@ -131,9 +151,9 @@ impl<T: Real> LearnableMultiModal<T> {
             fusion,
             binder,
             attention,
-            grads: vec![T::zero(); n],
+            grads: crate::memory::try_zeros(arg, "the gradient buffer", n)?,
             has_grads: false,
-            adam: Adam::new(n),
+            adam: Adam::try_new(n)?,
             rng_counter: 0,
             normalizers: vec![None; NUM_MODALITIES],
             transposed: OnceLock::new(),

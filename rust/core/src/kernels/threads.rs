@@ -127,6 +127,15 @@ pub fn map_tasks<R: Send>(tasks: usize, f: impl Fn(usize) -> R + Sync + Send) ->
         .collect()
 }
 
+/// Like [`for_each_item`] but collecting each item's result, in item order.
+pub fn map_items<I: Send, R: Send>(items: Vec<I>, f: impl Fn(I) -> R + Sync + Send) -> Vec<R> {
+    let mut results: Vec<Option<R>> = Vec::new();
+    results.resize_with(items.len(), || None);
+    let tasks: Vec<(I, &mut Option<R>)> = items.into_iter().zip(results.iter_mut()).collect();
+    for_each_item(tasks, |(item, slot)| *slot = Some(f(item)));
+    results.into_iter().map(|r| r.expect("every item ran")).collect()
+}
+
 /// Runs `f(item)` for every item (see [`for_each_task`]).
 pub fn for_each_item<I: Send>(items: Vec<I>, f: impl Fn(I) + Sync + Send) {
     if items.len() <= 1 || num_threads() <= 1 {
