@@ -494,14 +494,19 @@ unsafe fn gemm_blocks(
 /// `e^x` for 8 lanes: range reduction by `ln 2` (Cody–Waite split) and a
 /// degree-6 polynomial (Cephes' `expf` coefficients), within 2 ulp of the
 /// correctly rounded value on [-87.3, 88]; inputs are clamped to that range
-/// (below it the result is ~1.2e-38 instead of a subnormal or 0).
+/// (below it the result is ~1.2e-38 instead of a subnormal or 0), as the
+/// portable path clamps them; NaN stays NaN.
 ///
 /// # Safety
 /// AVX2 and FMA must be available.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 pub unsafe fn exp8(x: __m256) -> __m256 {
-    let x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.33654)), _mm256_set1_ps(88.0));
+    use super::{EXP_HI, EXP_LO};
+    // max/min return their second operand when either is NaN: with the
+    // input second, NaN passes through the clamp (and stays NaN below), as
+    // the portable path keeps it.
+    let x = _mm256_min_ps(_mm256_set1_ps(EXP_HI), _mm256_max_ps(_mm256_set1_ps(EXP_LO), x));
     let fx = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm256_mul_ps(x, _mm256_set1_ps(std::f32::consts::LOG2_E)));
     let r = _mm256_fnmadd_ps(fx, _mm256_set1_ps(0.693_359_4), x);
     let r = _mm256_fnmadd_ps(fx, _mm256_set1_ps(-2.121_944_4e-4), r);
@@ -525,8 +530,9 @@ pub unsafe fn exp8(x: __m256) -> __m256 {
 /// # Safety
 /// AVX2 and FMA must be available.
 #[target_feature(enable = "avx2,fma")]
+#[cfg(test)]
 pub unsafe fn exp_shifted_sum(x: &[f32], shift: f32, out: &mut [f32]) -> f32 {
-    debug_assert_eq!(x.len(), out.len());
+    assert_eq!(x.len(), out.len(), "exp_shifted_sum: slices of different lengths");
     let s = _mm256_set1_ps(shift);
     let mut sum = _mm256_setzero_ps();
     let chunks = x.len() / 8;
@@ -556,7 +562,7 @@ pub unsafe fn exp_shifted_sum(x: &[f32], shift: f32, out: &mut [f32]) -> f32 {
 /// AVX2 and FMA must be available.
 #[target_feature(enable = "avx2,fma")]
 pub unsafe fn exp_row_col_sums(row: &mut [f32], shift: f32, col_sums: &mut [f32]) -> f32 {
-    debug_assert_eq!(row.len(), col_sums.len());
+    assert_eq!(row.len(), col_sums.len(), "exp_row_col_sums: slices of different lengths");
     let s = _mm256_set1_ps(shift);
     let mut sum = _mm256_setzero_ps();
     let chunks = row.len() / 8;
@@ -600,6 +606,7 @@ unsafe fn hsum(v: __m256) -> f32 {
 ///
 /// # Safety
 /// AVX2 and FMA must be available.
+#[cfg(test)]
 #[target_feature(enable = "avx2,fma")]
 pub unsafe fn exp_inplace(x: &mut [f32]) {
     let chunks = x.len() / 8;

@@ -2,12 +2,12 @@
 //! weighted pooling of several components of one modality in one event.
 //! Forward and backward side by side.
 
-use super::ops::{l2_normalize_backward_inplace, l2_normalize_rows, leaky_relu_backward_inplace, linear_backward, linear_t, NORM_EPS};
+use super::ops::{l2_normalize_backward_inplace, l2_normalize_rows, leaky_relu, leaky_relu_backward_inplace, linear_backward, linear_t, NORM_EPS};
 use crate::kernels;
 use crate::modality::Modality;
 use crate::params::{Init, ParamId, ParamLayout, Params, ParamsMut};
 use crate::real::Real;
-use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut1, ArrayViewMut2};
+use ndarray::{Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2};
 
 /// The encoder of one modality: `W [E, d]`, `b [E]`.
 #[derive(Debug, Clone)]
@@ -65,6 +65,27 @@ impl ModalityEncoder {
         let epi = kernels::Epilogue::bias(params.slice(self.bias), true);
         kernels::gemm_serial(x, params.matrix_t(self.weight).view(), out.view_mut(), epi, None);
         kernels::l2_normalize_rows_into(out, norms, T::c(NORM_EPS));
+    }
+
+    /// One row's embedding computed so that finite inputs cannot overflow:
+    /// `l2norm(leaky(W x + b)) = l2norm(leaky(W (x/a) + b/a))` for any `a > 0`
+    /// (LeakyReLU and the normalisation are positively homogeneous), with
+    /// `a` the row's largest magnitude. For rows whose products overflow
+    /// float32; false (and `out` unspecified) when the row is not finite.
+    pub fn forward_row_scaled<T: Real>(&self, params: Params<T>, x: ArrayView1<T>, mut out: ArrayViewMut1<T>) -> bool {
+        let a = x.iter().fold(T::zero(), |a, v| a.max(v.abs()));
+        if !(a.is_finite() && a > T::zero() && x.iter().all(|v| v.is_finite())) {
+            return false;
+        }
+        let xs = x.mapv(|v| v / a);
+        let (w, b) = (params.matrix(self.weight), params.vector(self.bias));
+        for ((o, w), &b) in out.iter_mut().zip(w.rows()).zip(b.iter()) {
+            *o = leaky_relu(w.dot(&xs) + b / a);
+        }
+        let mut norm = [T::zero()];
+        let row = out.view_mut().insert_axis(ndarray::Axis(0));
+        kernels::l2_normalize_rows_into(row, ArrayViewMut1::from(&mut norm[..]), T::c(NORM_EPS));
+        norm[0].is_finite()
     }
 
     /// Accumulates `dW`, `db` from `d_out [N, E]`, the gradient on the
