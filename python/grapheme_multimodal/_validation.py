@@ -42,16 +42,18 @@ def as_finite_float(value: Any, name: str, ok: Callable[[float], bool], expected
 
 
 def as_float32(x: Any, name: str, ndim: int, shape: Optional[tuple] = None) -> np.ndarray:
-    """`x` as a C-contiguous float32 array of `ndim` dimensions.
+    """`x` as an aligned, C-contiguous float32 array of `ndim` dimensions.
 
     Already-conforming arrays are returned as they are (no copy); other real
-    dtypes and layouts are converted. `shape` may hold ``None`` for free axes.
+    dtypes and layouts (and arrays at a misaligned address) are converted. `shape` may hold ``None`` for free axes.
     Non-numeric input raises TypeError, a wrong shape ValueError.
     """
-    if isinstance(x, np.ndarray) and x.dtype == np.float32 and x.flags.c_contiguous:
+    if isinstance(x, np.ndarray) and x.dtype == np.float32 and x.flags.c_contiguous and x.flags.aligned:
         arr = x
     else:
         arr = np.ascontiguousarray(as_real_array(x, name), dtype=np.float32)
+        if not arr.flags.aligned:  # ascontiguousarray keeps a misaligned C-contiguous array as it is
+            arr = arr.copy()
     if arr.ndim != ndim:
         want = shape if shape is not None else f"{ndim} dimensions"
         raise ShapeError(f"{name}: expected {ndim}-D input {_fmt(want)}, got shape {arr.shape}", name)

@@ -8,8 +8,9 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from ._core import NUM_MODALITIES
+from ._core import MAX_DIM, NUM_MODALITIES
 from ._validation import as_finite_float
+from .exceptions import TooLargeError
 from .graph import GraphFeaturizer
 from .types import Modality
 
@@ -31,6 +32,8 @@ def _positive_int(value: Any, name: str) -> int:
         raise TypeError(f"{name}: expected an int, got {type(value).__name__}")
     if value <= 0:
         raise ValueError(f"{name}: expected a positive int, got {value}")
+    if value > MAX_DIM:  # the model's memory is checked when it is built
+        raise TooLargeError(f"{name}: got {value}; expected at most {MAX_DIM}", name)
     return int(value)
 
 

@@ -233,7 +233,9 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
 
     def set_normalization(self, modality: ModalityKey, mean: Any = None, std: Any = None) -> None:
         """Sets ``modality``'s input standardisation ``(x - mean) / std``
-        (``std > 0``), or removes it when both are None."""
+        (finite, ``std >= MIN_STD`` = 1.19e-6: dividing by less overflows
+        float32 for ordinary inputs), or removes it when both are None. The
+        same check applies when a checkpoint is loaded."""
         m = Modality.parse(modality)
         if mean is None and std is None:
             self._core.set_normalization(m.index)
@@ -248,8 +250,9 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
 
     def fit_normalization(self, inputs: Inputs, mask: Any = None) -> None:
         """Learns each given modality's mean and std from the rows marked
-        present (like scikit-learn's ``StandardScaler``; a constant column gets
-        std 1) and applies them from now on."""
+        present (like scikit-learn's ``StandardScaler``; a constant column, one
+        whose std is below ``MIN_STD`` = 10 float32 epsilons, gets std 1) and
+        applies them from now on."""
         arrays, mask_arr = self.prepare_inputs(inputs, mask)
         for m, a in enumerate(arrays):
             present = mask_arr[:, m]
@@ -257,7 +260,7 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
                 continue
             rows = a if present.all() else a[present]
             std = rows.std(axis=0, dtype=np.float64)  # float64 sums without a float64 copy
-            self.set_normalization(m, rows.mean(axis=0, dtype=np.float64), np.where(std > 0, std, 1.0))
+            self.set_normalization(m, rows.mean(axis=0, dtype=np.float64), np.where(std >= _core.MIN_STD, std, 1.0))
 
     # ----------------------------------------------------- training, persistence
     def fit(self, data: Any, **kwargs: Any) -> "History":

@@ -157,7 +157,7 @@ mod tests {
         let mut xs: [Option<ArrayView2<f32>>; 7] = Default::default();
         xs[0] = Some(a.view());
         xs[1] = Some(b.view());
-        let input = EncoderInput::dense(xs.clone(), partial.view()).unwrap();
+        let input = EncoderInput::dense(xs, partial.view()).unwrap();
         let visual = input.modalities[0].as_ref().unwrap();
         assert!(visual.x.is_view());
         let auditory = input.modalities[1].as_ref().unwrap();

@@ -81,7 +81,7 @@ impl Config {
         if let Some((name, v)) = sizes.into_iter().chain(dims).find(|&(_, v)| v > MAX_DIM) {
             return Err(Error::too_large(name, format!("got {v}; expected at most {MAX_DIM}")));
         }
-        if self.embed_dim % self.num_heads != 0 {
+        if !self.embed_dim.is_multiple_of(self.num_heads) {
             return Err(Error::invalid(
                 "num_heads",
                 format!(

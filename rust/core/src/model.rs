@@ -119,7 +119,7 @@ impl FirstOverflow {
 
     fn first(&self) -> Option<(usize, usize)> {
         let key = self.0.load(Ordering::Relaxed);
-        (key != usize::MAX).then(|| (key / (FUSED_SLOT + 1), key % (FUSED_SLOT + 1)))
+        (key != usize::MAX).then_some((key / (FUSED_SLOT + 1), key % (FUSED_SLOT + 1)))
     }
 }
 

@@ -97,7 +97,7 @@ const ITEMS_PER_TASK: usize = 32;
 fn featurize_rows<T: Sync>(items: &[T], kind: &FeatureKind, row: impl Fn(&T, &mut [f32]) + Sync + Send) -> Result<Array2<f32>> {
     let dim = kind.dim();
     let what = format!("the features of {} items × {dim}", items.len());
-    let mut out = crate::memory::try_zeros::<f32>("items", &what, items.len().checked_mul(dim).unwrap_or(usize::MAX))?;
+    let mut out = crate::memory::try_zeros::<f32>("items", &what, items.len().saturating_mul(dim))?;
     if items.len() < PARALLEL_MIN_ITEMS {
         // Handing a few rows to the pool costs more than computing them here.
         out.chunks_mut(dim).zip(items).for_each(|(chunk, item)| row(item, chunk));

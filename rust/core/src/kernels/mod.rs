@@ -583,6 +583,50 @@ mod tests {
         assert_eq!(inplace, out);
     }
 
+    /// Both `exp` paths give the same answer for every input: NaN stays NaN,
+    /// infinities and values beyond the range saturate alike, and in range
+    /// they agree within 2 ulp.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn exp_paths_agree_on_every_input() {
+        if !x86::available() {
+            return;
+        }
+        let mut xs = vec![f32::NAN, -f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 88.0, 88.7, 89.0, 1e30, -87.3, -87.4, -104.0, -1e30, 0.0, -0.0, f32::MIN_POSITIVE];
+        xs.extend((0..2000).map(|i| -100.0 + i as f32 * 0.0951));
+        for chunk in xs.chunks(8) {
+            let mut lanes = [0.0f32; 8];
+            lanes[..chunk.len()].copy_from_slice(chunk);
+            let mut avx = [0.0f32; 8];
+            // SAFETY: AVX2 and FMA are available (checked above); `lanes` and
+            // `avx` hold 8 floats each.
+            unsafe { std::arch::x86_64::_mm256_storeu_ps(avx.as_mut_ptr(), x86::exp8(std::arch::x86_64::_mm256_loadu_ps(lanes.as_ptr()))) };
+            for (&x, &a) in chunk.iter().zip(&avx) {
+                let p = exp_portable(x);
+                let same = (p.is_nan() && a.is_nan()) || (p - a).abs() <= 3e-7 * p.abs();
+                assert!(same, "exp({x}): AVX2 {a}, portable {p}");
+            }
+        }
+    }
+
+    #[test]
+    fn rows_whose_squares_overflow_are_normalised() {
+        let mut m = Array2::from_shape_vec((3, 2), vec![3e30f32, 4e30, 3e38, 3e38, f32::NAN, 1.0]).unwrap();
+        let mut norms = Array1::zeros(3);
+        l2_normalize_rows_into(m.view_mut(), norms.view_mut(), 1e-8);
+        assert!((m[[0, 0]] - 0.6).abs() < 1e-6 && (m[[0, 1]] - 0.8).abs() < 1e-6, "{m}");
+        assert!((norms[0] / 5e30 - 1.0).abs() < 1e-6);
+        assert!((m[[1, 0]] - std::f32::consts::FRAC_1_SQRT_2).abs() < 1e-6);
+        assert_eq!(norms[1], f32::MAX, "a norm beyond float32 is reported as its largest value");
+        assert!(norms[2].is_nan(), "a row holding NaN keeps a NaN norm");
+    }
+
+    #[test]
+    #[should_panic(expected = "different lengths")]
+    fn exp_row_col_sums_checks_lengths() {
+        exp_row_col_sums(&mut [0.0f32; 16], 0.0, &mut [0.0f32; 9]);
+    }
+
     #[test]
     fn sums_and_norms() {
         let x: Vec<f64> = (0..21).map(|i| i as f64 - 10.0).collect();
