@@ -15,7 +15,7 @@
 //! `clip_grad_norm_`). The state (`m`, `v`, `t`) can be read and restored,
 //! so a resumed run continues bit for bit.
 
-use crate::error::{Error, Result};
+use crate::error::{fmt_value, Error, Result};
 use crate::real::Real;
 
 /// β1, β2, ε of the GRAPHEME protocol.
@@ -88,7 +88,8 @@ pub enum Refusal {
     /// factor `1 − lr·λ` is not representable in `T`.
     Settings(Error),
     /// The update would make the weight or first moment at this flat index
-    /// non-finite (the second moment is bounded and cannot overflow).
+    /// non-finite (the gradients are bounded, so the moments cannot overflow
+    /// from a state this optimizer produced).
     Overflow { index: usize, cause: OverflowCause },
     /// The step count is at [`MAX_STEP`].
     StepLimit,
@@ -158,9 +159,10 @@ impl<T: Real> Adam<T> {
     /// One update of `params` from `grads` (same layout). The update is
     /// all or nothing: it is refused, changing nothing, when a gradient is
     /// not finite, when the settings are not representable in `T`, or when
-    /// a new weight or first moment would not be finite. The second moment
-    /// `v` is capped at `T::MAX` (only a gradient whose square overflows
-    /// reaches it), so finite gradients never make it infinite.
+    /// a new weight or first moment would not be finite. Each gradient is
+    /// bounded at `±√T::MAX / 2` (9.2e18 in float32) first, so that `g²`
+    /// and the moments cannot overflow for any finite gradient; below the
+    /// bound the update is exactly PyTorch's.
     pub fn update(&mut self, params: &mut Vec<T>, grads: &[T], settings: &AdamSettings) -> std::result::Result<StepReport, Refusal> {
         assert!(params.len() == grads.len() && params.len() == self.m.len(), "Adam: buffer lengths differ");
         let grad_norm = global_norm(grads);
@@ -214,9 +216,9 @@ impl<T: Real> Adam<T> {
     /// (the staging buffers hold the refused update).
     fn diagnose(&self, params: &[T], grads: &[T], c: &Moments<T>) -> Refusal {
         let s = &self.staging;
-        let index = (0..params.len()).find(|&i| !(s.p[i].is_finite() && s.m[i].is_finite())).unwrap_or(0);
+        let index = (0..params.len()).find(|&i| !(s.p[i].is_finite() && s.m[i].is_finite() && s.v[i].is_finite())).unwrap_or(0);
         let g = if c.clips { grads[index] * c.scale } else { grads[index] };
-        let cause = if !s.m[index].is_finite() || !g.is_finite() {
+        let cause = if !(s.m[index].is_finite() && s.v[index].is_finite() && g.is_finite()) {
             OverflowCause::Gradient
         } else if c.decays && !(params[index] * c.decay).is_finite() {
             OverflowCause::WeightDecay
@@ -249,8 +251,9 @@ struct Moments<T> {
     /// The clipping factor (used when `clips`).
     scale: T,
     clips: bool,
-    /// The cap of the second moment.
-    v_max: T,
+    /// The bound of each gradient's magnitude: `g²` stays below `T::MAX / 4`,
+    /// so neither moment can overflow.
+    g_max: T,
 }
 
 impl<T: Real> Moments<T> {
@@ -264,14 +267,18 @@ impl<T: Real> Moments<T> {
         if !step_size.is_finite() {
             return Err(Error::invalid(
                 "lr",
-                format!("got {lr}; the step lr / (1 − β1ᵗ) = {:e} is beyond the model's float range", lr / bias1),
+                format!("got {}; the step lr / (1 − β1ᵗ) = {:e} is beyond the model's float range", fmt_value(lr), lr / bias1),
             ));
         }
         let decay = T::c(1.0 - lr * settings.weight_decay);
         if !decay.is_finite() {
             return Err(Error::invalid(
                 "weight_decay",
-                format!("got {} with lr={lr}; the decay factor 1 − lr·weight_decay is beyond the model's float range", settings.weight_decay),
+                format!(
+                    "got {} with lr={}; the decay factor 1 − lr·weight_decay is beyond the model's float range",
+                    fmt_value(settings.weight_decay),
+                    fmt_value(lr)
+                ),
             ));
         }
         Ok(Moments {
@@ -286,7 +293,7 @@ impl<T: Real> Moments<T> {
             decays: settings.weight_decay != 0.0,
             scale: clip.unwrap_or(T::one()),
             clips: clip.is_some(),
-            v_max: T::max_value(),
+            g_max: T::max_value().sqrt() * T::c(0.5),
         })
     }
 }
@@ -308,7 +315,7 @@ struct New<'a, T> {
 
 /// One pass of Adam over a chunk (a branch-free loop per setting,
 /// vectorised by the compiler) into `new`; whether every new weight and
-/// first moment is finite.
+/// moment is finite.
 #[inline(always)]
 fn adam_pass<T: Real>(old: Old<T>, new: New<T>, c: &Moments<T>) -> bool {
     let n = old.p.len();
@@ -321,12 +328,13 @@ fn adam_pass<T: Real>(old: Old<T>, new: New<T>, c: &Moments<T>) -> bool {
     let news = new.p.iter_mut().zip(new.m.iter_mut()).zip(new.v.iter_mut());
     for ((((&p, &m), &v), &g), ((p_new, m_new), v_new)) in olds.zip(news) {
         let g = if c.clips { g * c.scale } else { g };
+        let g = if g > c.g_max { c.g_max } else { g };
+        let g = if g < -c.g_max { -c.g_max } else { g };
         let m = c.b1 * m + c.one_b1 * g;
         let v = c.b2 * v + c.one_b2 * g * g;
-        let v = if v > c.v_max { c.v_max } else { v };
         let q = if c.decays { p * c.decay } else { p };
         let p = q - c.step_size * m / (v.sqrt() / c.bias2_sqrt + c.eps);
-        finite &= p.is_finite() & m.is_finite();
+        finite &= p.is_finite() & m.is_finite() & v.is_finite();
         *m_new = m;
         *v_new = v;
         *p_new = p;

@@ -1,6 +1,6 @@
 //! Model configuration with the original's defaults.
 
-use crate::error::{Error, Result};
+use crate::error::{fmt_value, Error, Result};
 use crate::features::FINGERPRINT_DIM;
 use crate::modality::NUM_MODALITIES;
 use crate::nn::BinderKind;
@@ -93,7 +93,7 @@ impl Config {
         if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
             return Err(Error::invalid(
                 "learning_rate",
-                format!("got {}; expected a finite positive number", self.learning_rate),
+                format!("got {}; expected a finite positive number", fmt_value(self.learning_rate)),
             ));
         }
         if let Some(m) = self.input_dims.iter().position(|&d| d == 0) {
@@ -105,13 +105,13 @@ impl Config {
         if !(self.temperature.is_finite() && self.temperature > 0.0) {
             return Err(Error::invalid(
                 "temperature",
-                format!("got {}; expected a finite positive number", self.temperature),
+                format!("got {}; expected a finite positive number", fmt_value(self.temperature)),
             ));
         }
         if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
             return Err(Error::invalid(
                 "weight_decay",
-                format!("got {}; expected a finite number >= 0", self.weight_decay),
+                format!("got {}; expected a finite number >= 0", fmt_value(self.weight_decay)),
             ));
         }
         if let Some(c) = self.grad_clip {
@@ -146,7 +146,10 @@ impl Config {
         if !T::c(1.0 / self.temperature).is_finite() {
             return Err(Error::invalid(
                 "temperature",
-                format!("got {}; the contrastive logits are scaled by 1 / temperature, which must be representable in the model's floats", self.temperature),
+                format!(
+                    "got {}; the contrastive logits are scaled by 1 / temperature, which must be representable in the model's floats",
+                    fmt_value(self.temperature)
+                ),
             ));
         }
         Ok(())
@@ -159,13 +162,16 @@ impl Config {
 /// every weight). `arg` names the learning rate as the caller knows it.
 pub fn check_step_settings<T: Real>(arg: &str, lr: f64, weight_decay: f64) -> Result<()> {
     if !(lr.is_finite() && lr > 0.0) {
-        return Err(Error::invalid(arg, format!("got {lr}; expected a finite positive number")));
+        return Err(Error::invalid(arg, format!("got {}; expected a finite positive number", fmt_value(lr))));
     }
     let largest_step = lr / (1.0 - crate::adam::BETA1);
     if !T::c(largest_step).is_finite() {
         return Err(Error::invalid(
             arg,
-            format!("got {lr}; Adam's first step lr / (1 − β1) = {largest_step:e} is beyond the model's float range (float32: at most 3.4e38)"),
+            format!(
+                "got {}; Adam's first step lr / (1 − β1) = {largest_step:e} is beyond the model's float range (float32: at most 3.4e38)",
+                fmt_value(lr)
+            ),
         ));
     }
     if lr * weight_decay >= 1.0 {
@@ -178,9 +184,11 @@ fn weight_decay_error(lr_arg: &str, lr: f64, weight_decay: f64) -> Error {
     Error::invalid(
         "weight_decay",
         format!(
-            "got {weight_decay} with {lr_arg}={lr}: the decoupled decay multiplies every weight by 1 − {lr_arg}·weight_decay = {:e} each step \
+            "got {} with {lr_arg}={}: the decoupled decay multiplies every weight by 1 − {lr_arg}·weight_decay = {} each step \
              (zeroing or flipping it); expected {lr_arg} × weight_decay < 1",
-            1.0 - lr * weight_decay
+            fmt_value(weight_decay),
+            fmt_value(lr),
+            fmt_value(1.0 - lr * weight_decay)
         ),
     )
 }

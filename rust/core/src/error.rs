@@ -78,6 +78,16 @@ impl Error {
 
 pub type Result<T> = std::result::Result<T, Error>;
 
+/// A number as a user would type it: plain when moderate, else in
+/// scientific notation (`1e300`, not three hundred digits).
+pub fn fmt_value(v: f64) -> String {
+    if v == 0.0 || !v.is_finite() || (1e-4..1e6).contains(&v.abs()) {
+        format!("{v}")
+    } else {
+        format!("{v:e}")
+    }
+}
+
 /// Formats a shape the way numpy prints it: `(3, 18)`.
 pub fn fmt_shape(shape: &[usize]) -> String {
     match shape {

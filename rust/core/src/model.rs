@@ -4,7 +4,7 @@
 
 use crate::batch::{input_arg, EncoderInput};
 use crate::config::Config;
-use crate::error::{Error, Result};
+use crate::error::{fmt_value, Error, Result};
 use crate::modality::{Modality, NUM_MODALITIES};
 use crate::adam::Adam;
 use crate::nn::encoder::{pool_components, pool_components_backward, EncoderTape, PoolTape};
@@ -286,8 +286,9 @@ impl<T: Real> LearnableMultiModal<T> {
                 return Err(Error::invalid(
                     format!("{arg}.std"),
                     format!(
-                        "got {v} at index {i}; expected finite numbers >= {MIN_STD:.3e} (dividing by a smaller std overflows float32; \
-                         a constant column's std is taken as 1, as fit_normalization and scikit-learn's StandardScaler do)"
+                        "got {} at index {i}; expected finite numbers >= {MIN_STD:.3e} (dividing by a smaller std overflows float32; \
+                         a constant column's std is taken as 1, as fit_normalization and scikit-learn's StandardScaler do)",
+                        fmt_value(v.to_f64().unwrap_or(f64::NAN))
                     ),
                 ));
             }

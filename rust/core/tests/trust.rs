@@ -16,15 +16,9 @@ fn small() -> Config {
     Config { embed_dim: 16, hidden_dim: 24, num_heads: 2, learning_rate: 0.01, input_dims: [8; 7], ..Config::default() }
 }
 
+/// Seven `[batch, d]` inputs in [-1, 1], different per `seed` and modality.
 fn inputs(batch: usize, seed: u64, d: usize) -> [Array2<f32>; 7] {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-    };
-    std::array::from_fn(|_| Array2::from_shape_simple_fn((batch, d), &mut next))
+    std::array::from_fn(|m| Array2::from_shape_fn((batch, d), |(r, c)| ((seed as f32 + 1.3) * ((m * batch + r) * d + c) as f32 * 0.37).sin()))
 }
 
 fn views(xs: &[Array2<f32>; 7]) -> [Option<ArrayView2<'_, f32>>; 7] {
@@ -84,13 +78,15 @@ fn a_finite_setting_cannot_poison_the_weights() {
     assert!(model.train_step(&batch, &huge, None).is_err());
     assert_eq!(snapshot(&model), before);
 
-    // Gradients whose squares overflow float32: the second moment is capped,
-    // never infinite, so the state stays loadable.
+    // Gradients whose squares overflow float32: bounded inside Adam, so the
+    // moments stay finite (the state loadable) and the step is about lr.
     let grads = vec![3e38f32; model.num_parameters()];
+    let before = model.params().to_vec();
     model.apply_gradients(&grads, None).unwrap();
     let state = model.optimizer_state();
     assert!(state.v.iter().chain(&state.m).all(|v| v.is_finite()));
-    assert!(model.params().iter().all(|p| p.is_finite()));
+    let moved = model.params().iter().zip(&before).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    assert!(moved < 0.1, "a huge gradient moves a weight by about lr, not more: {moved}");
     model.set_optimizer_state(state.clone()).unwrap();
 
     // An update that would overflow a weight is refused whole, naming the cause.
@@ -99,7 +95,7 @@ fn a_finite_setting_cannot_poison_the_weights() {
     model.set_param("encoder.visual.bias", big.view()).unwrap();
     let before = snapshot(&model);
     let grads = vec![-1.0f32; model.num_parameters()];
-    let err = model.apply_gradients(&grads, Some(1e37)).unwrap_err();
+    let err = model.apply_gradients(&grads, Some(3e37)).unwrap_err();
     assert!(matches!(err, Error::Overflow { .. }) && err.arg() == "lr", "{err}");
     assert!(err.to_string().contains("encoder.visual.bias"), "{err}");
     assert_eq!(snapshot(&model), before);
@@ -218,7 +214,10 @@ fn portable_and_avx2_kernels_agree() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     let line = |tag: &str| -> (String, Vec<f64>) {
-        let line = text.lines().find_map(|l| l.strip_prefix(tag)).unwrap_or_else(|| panic!("child printed no {tag}: {text}"));
+        let line = text
+            .lines()
+            .find_map(|l| l.find(tag).map(|i| &l[i + tag.len()..]))
+            .unwrap_or_else(|| panic!("child printed no {tag}: {}", &text[..text.len().min(2000)]));
         let (path, values) = line.split_once(' ').unwrap();
         (path.to_string(), values.split(',').map(|v| v.parse().unwrap()).collect())
     };
@@ -247,7 +246,7 @@ fn portable_child_prints_outputs() {
     let join = |v: &[f64]| v.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(",");
     let (outputs, params) = outputs();
     let path = grapheme_multimodal::kernels::kernel_path();
-    println!("OUTPUTS {path} {}", join(&outputs));
+    println!("\nOUTPUTS {path} {}", join(&outputs));
     println!("PARAMS {path} {}", join(&params));
 }
 
