@@ -50,6 +50,13 @@ class LearningMixin:
         ``step(lr)``. Returns the per-objective losses before the step and
         their weighted ``"total"``; the gradients stay readable.
 
+        All or nothing: a step that would make any weight or optimizer
+        moment NaN or infinite (or whose losses or gradients are not finite)
+        is refused with a :class:`NonFiniteError` or
+        :class:`InvalidValueError` naming the cause (``lr``,
+        ``learning_rate``, ``weight_decay``, the gradients or the inputs),
+        and the model, its gradients and its draw counter stay as they were.
+
         >>> import numpy as np
         >>> model = LearnableMultiModal(embed_dim=16, hidden_dim=32, seed=0)
         >>> rng = np.random.default_rng(0)
@@ -76,7 +83,8 @@ class LearningMixin:
     def step(self, lr: Optional[float] = None) -> None:
         """One Adam update from the accumulated gradients (which are kept, as
         in PyTorch). ``lr`` defaults to ``config.learning_rate``. A no-op
-        when there are no gradients."""
+        when there are no gradients; refused whole, as :meth:`train_step`,
+        when it would make a weight or moment non-finite."""
         if self._core.step(self._learning_rate(lr)):
             self._parameters_changed()
 
@@ -90,7 +98,10 @@ class LearningMixin:
         """One Adam update from ``grads`` (``{name: array}`` with the
         :meth:`state_dict` names and shapes, every tensor given), e.g.
         gradients averaged over data-parallel workers. The accumulated
-        gradients are left as they are."""
+        gradients are left as they are. An update that would make a weight
+        or moment non-finite is refused whole (nothing changes); inside Adam
+        each gradient is bounded at ``±9.2e18``, so its moments never
+        overflow."""
         flat = self._flatten(grads, "grads")
         lr = self._learning_rate(lr)
         try:

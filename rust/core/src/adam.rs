@@ -39,11 +39,24 @@ pub struct Adam<T> {
     pub m: Vec<T>,
     pub v: Vec<T>,
     pub step: u64,
-    /// Where an update writes the new weights and moments before it is
-    /// accepted (swapped in when every value is finite): allocated on the
-    /// first update, never part of the state.
+    /// Where an update that might overflow writes the new weights and
+    /// moments before it is accepted (swapped in when every value is
+    /// finite): allocated on the first such update, never part of the state.
     staging: Staging<T>,
+    /// An upper bound of `max |m|` (`None`: unknown, measured when needed).
+    m_bound: Option<f64>,
+    /// Updates since the bounds were last measured.
+    since_measured: u32,
 }
+
+/// What [`Adam::update_tracked`] keeps between updates about the weights:
+/// an upper bound of their largest magnitude (`None`: unknown, measured when
+/// needed). Whoever changes the weights otherwise sets it to `None`.
+pub type ParamsBound = Option<f64>;
+
+/// Updates after which the tracked bounds are measured again (they only
+/// grow, each step adding the largest step it could take).
+const REMEASURE_EVERY: u32 = 1024;
 
 /// The largest step count a state may hold (so the count never wraps and
 /// fits every integer type a file may store it in).
@@ -68,6 +81,14 @@ impl<T> PartialEq for Staging<T> {
     fn eq(&self, _: &Self) -> bool {
         true
     }
+}
+
+/// The largest magnitude in `x`, in f64 (NaN if any value is NaN).
+fn max_abs<T: Real>(x: &[T]) -> f64 {
+    x.iter().fold(0.0f64, |a, v| {
+        let v = v.to_f64().unwrap_or(f64::NAN).abs();
+        if v > a || v.is_nan() { v } else { a }
+    })
 }
 
 /// What one update did.
@@ -114,13 +135,15 @@ impl<T: Real> Adam<T> {
             v: vec![T::zero(); len],
             step: 0,
             staging: Staging::default(),
+            m_bound: Some(0.0),
+            since_measured: 0,
         }
     }
 
     /// [`Self::new`], allocated fallibly.
     pub fn try_new(len: usize) -> Result<Self> {
         let zeros = || crate::memory::try_zeros::<T>("config", "Adam's moments", len);
-        Ok(Adam { m: zeros()?, v: zeros()?, step: 0, staging: Staging::default() })
+        Ok(Adam { m: zeros()?, v: zeros()?, step: 0, staging: Staging::default(), m_bound: Some(0.0), since_measured: 0 })
     }
 
     /// Back to the initial state.
@@ -128,6 +151,7 @@ impl<T: Real> Adam<T> {
         self.m.fill(T::zero());
         self.v.fill(T::zero());
         self.step = 0;
+        self.m_bound = Some(0.0);
     }
 
     /// Replaces the state after checking its length and values.
@@ -153,17 +177,33 @@ impl<T: Real> Adam<T> {
         self.m = m;
         self.v = v;
         self.step = step;
+        self.m_bound = None;
         Ok(())
     }
 
     /// One update of `params` from `grads` (same layout). The update is
     /// all or nothing: it is refused, changing nothing, when a gradient is
     /// not finite, when the settings are not representable in `T`, or when
-    /// a new weight or first moment would not be finite. Each gradient is
-    /// bounded at `±√T::MAX / 2` (9.2e18 in float32) first, so that `g²`
-    /// and the moments cannot overflow for any finite gradient; below the
-    /// bound the update is exactly PyTorch's.
+    /// a new weight would not be finite. Each gradient is bounded at
+    /// `±√T::MAX / 2` (9.2e18 in float32) first, so that `g²` and the
+    /// moments cannot overflow for any finite gradient and finite state;
+    /// below the bound the update is exactly PyTorch's.
     pub fn update(&mut self, params: &mut Vec<T>, grads: &[T], settings: &AdamSettings) -> std::result::Result<StepReport, Refusal> {
+        self.update_tracked(params, grads, settings, &mut None)
+    }
+
+    /// [`Self::update`] with a bound of the weights' magnitude kept by the
+    /// caller between updates (see [`ParamsBound`]). With the bounds, an
+    /// update that cannot overflow any weight — nearly every one — runs in
+    /// place at full speed; only one that might is staged in separate
+    /// buffers and checked value by value before it is accepted.
+    pub fn update_tracked(
+        &mut self,
+        params: &mut Vec<T>,
+        grads: &[T],
+        settings: &AdamSettings,
+        params_bound: &mut ParamsBound,
+    ) -> std::result::Result<StepReport, Refusal> {
         assert!(params.len() == grads.len() && params.len() == self.m.len(), "Adam: buffer lengths differ");
         let grad_norm = global_norm(grads);
         if !grad_norm.is_finite() {
@@ -176,6 +216,73 @@ impl<T: Real> Adam<T> {
             _ => None,
         };
         let moments = Moments::new(settings, step, clip).map_err(Refusal::Settings)?;
+        // The largest gradient after clipping and bounding: at most ‖g‖₂.
+        let g_max = (grad_norm * clip.map_or(1.0, |s| s.to_f64().unwrap_or(1.0))).min(moments.g_max.to_f64().unwrap_or(f64::MAX));
+        if self.since_measured >= REMEASURE_EVERY {
+            (*params_bound, self.m_bound, self.since_measured) = (None, None, 0);
+        }
+        let mut bounds = self.safe_bounds(params, *params_bound, g_max, &moments);
+        if bounds.is_none() && (params_bound.is_some() || self.m_bound.is_some()) {
+            // The tracked bounds may just be loose: measure them.
+            (*params_bound, self.m_bound) = (None, None);
+            bounds = self.safe_bounds(params, None, g_max, &moments);
+        }
+        let report = StepReport { grad_norm, clipped: clip.is_some() };
+        if let Some((p_bound, m_bound)) = bounds {
+            self.update_in_place(params, grads, &moments);
+            (*params_bound, self.m_bound) = (Some(p_bound), Some(m_bound));
+            self.since_measured += 1;
+        } else {
+            self.update_staged(params, grads, &moments)?;
+            (*params_bound, self.m_bound) = (None, None);
+        }
+        self.step = step;
+        Ok(report)
+    }
+
+    /// Bounds of `max |p|` and `max |m|` after this update when no weight can
+    /// overflow in it (then it may run in place, unchecked); `None` when one
+    /// might. Each new weight is `p·decay − s·m/(√v/c + ε)` with
+    /// `|m/(√v/c + ε)| ≤ |m|/ε`, and `|m| ≤ β1 M + (1 − β1) g_max`; the f32
+    /// products (`s·m` first) are covered by the same bound. Unknown bounds
+    /// are measured (a pass over the weights or moments).
+    fn safe_bounds(&self, params: &[T], p_bound: ParamsBound, g_max: f64, c: &Moments<T>) -> Option<(f64, f64)> {
+        let f = |x: T| x.to_f64().unwrap_or(f64::NAN);
+        let p = p_bound.unwrap_or_else(|| max_abs(params));
+        let m = self.m_bound.unwrap_or_else(|| max_abs(&self.m));
+        let m_new = (f(c.b1) * m + f(c.one_b1) * g_max) * (1.0 + 1e-6);
+        let decay = if c.decays { f(c.decay).abs() } else { 1.0 };
+        let p_new = (p * decay + f(c.step_size) * m_new / f(c.eps)) * (1.0 + 1e-6);
+        // A margin of 2 covers the rounding of every f32 operation.
+        (p_new.is_finite() && 2.0 * p_new < f(T::max_value())).then_some((p_new, m_new))
+    }
+
+    /// The update in place, in fixed chunks (one task each: the update is
+    /// element-wise, so the split changes nothing but where each chunk's
+    /// state is cached).
+    fn update_in_place(&mut self, params: &mut [T], grads: &[T], c: &Moments<T>) {
+        let chunks: Vec<_> = params
+            .chunks_mut(ADAM_CHUNK)
+            .zip(self.m.chunks_mut(ADAM_CHUNK))
+            .zip(self.v.chunks_mut(ADAM_CHUNK))
+            .zip(grads.chunks(ADAM_CHUNK))
+            .collect();
+        crate::kernels::threads::for_each_item(chunks, |(((p, m), v), g)| {
+            // 8 lanes where AVX2 is available: the same IEEE operations, so
+            // the same bits as the portable pass.
+            #[cfg(target_arch = "x86_64")]
+            if crate::kernels::x86_ok() {
+                // SAFETY: AVX2 and FMA checked.
+                unsafe { adam_pass_in_place_avx2(p, m, v, g, c) };
+                return;
+            }
+            adam_pass_in_place(p, m, v, g, c);
+        });
+    }
+
+    /// The update written to the staging buffers, checked, and swapped in
+    /// when every new weight is finite; else refused, nothing changed.
+    fn update_staged(&mut self, params: &mut Vec<T>, grads: &[T], c: &Moments<T>) -> std::result::Result<(), Refusal> {
         let n = params.len();
         let staging = &mut self.staging;
         for buf in [&mut staging.p, &mut staging.m, &mut staging.v] {
@@ -183,33 +290,19 @@ impl<T: Real> Adam<T> {
                 *buf = crate::memory::try_zeros("params", "Adam's staging buffers", n).map_err(Refusal::Settings)?;
             }
         }
-        // Fixed chunks, one task each (the update is element-wise, so the
-        // split changes nothing but where each chunk's state is cached).
         let chunks: Vec<_> = (params.chunks(ADAM_CHUNK).zip(self.m.chunks(ADAM_CHUNK)).zip(self.v.chunks(ADAM_CHUNK)).zip(grads.chunks(ADAM_CHUNK)))
             .zip(staging.p.chunks_mut(ADAM_CHUNK).zip(staging.m.chunks_mut(ADAM_CHUNK)).zip(staging.v.chunks_mut(ADAM_CHUNK)))
             .collect();
         let finite = crate::kernels::threads::map_items(chunks, |((((p, m), v), g), ((np, nm), nv))| {
-            let (old, new) = (Old { p, m, v, g }, New { p: np, m: nm, v: nv });
-            // 8 lanes where AVX2 is available: the same IEEE operations, so
-            // the same bits as the portable pass.
-            #[cfg(target_arch = "x86_64")]
-            if crate::kernels::x86_ok() {
-                // SAFETY: AVX2 and FMA checked.
-                return unsafe { adam_pass_avx2(old, new, &moments) };
-            }
-            adam_pass(old, new, &moments)
+            adam_pass_staged(Old { p, m, v, g }, New { p: np, m: nm, v: nv }, c)
         });
         if finite.iter().any(|ok| !ok) {
-            return Err(self.diagnose(params, grads, &moments));
+            return Err(self.diagnose(params, grads, c));
         }
         std::mem::swap(params, &mut self.staging.p);
         std::mem::swap(&mut self.m, &mut self.staging.m);
         std::mem::swap(&mut self.v, &mut self.staging.v);
-        self.step = step;
-        Ok(StepReport {
-            grad_norm,
-            clipped: clip.is_some(),
-        })
+        Ok(())
     }
 
     /// The first index whose new weight or moment is not finite, and why
@@ -313,11 +406,43 @@ struct New<'a, T> {
     v: &'a mut [T],
 }
 
-/// One pass of Adam over a chunk (a branch-free loop per setting,
-/// vectorised by the compiler) into `new`; whether every new weight and
-/// moment is finite.
+/// Adam for one scalar: `(p, m, v)` new from old and the gradient `g`
+/// (clipped, then bounded); the formula and order of PyTorch's AdamW.
 #[inline(always)]
-fn adam_pass<T: Real>(old: Old<T>, new: New<T>, c: &Moments<T>) -> bool {
+fn adam_scalar<T: Real>(p: T, m: T, v: T, g: T, c: &Moments<T>) -> (T, T, T) {
+    let g = if c.clips { g * c.scale } else { g };
+    let g = if g > c.g_max { c.g_max } else { g };
+    let g = if g < -c.g_max { -c.g_max } else { g };
+    let m = c.b1 * m + c.one_b1 * g;
+    let v = c.b2 * v + c.one_b2 * g * g;
+    let q = if c.decays { p * c.decay } else { p };
+    (q - c.step_size * m / (v.sqrt() / c.bias2_sqrt + c.eps), m, v)
+}
+
+/// One pass of Adam over a chunk, in place (a branch-free loop per
+/// setting, vectorised by the compiler).
+#[inline(always)]
+fn adam_pass_in_place<T: Real>(p: &mut [T], m: &mut [T], v: &mut [T], g: &[T], c: &Moments<T>) {
+    let n = p.len();
+    assert!(m.len() == n && v.len() == n && g.len() == n, "Adam: buffer lengths differ");
+    for (((p, m), v), &g) in p.iter_mut().zip(m.iter_mut()).zip(v.iter_mut()).zip(g) {
+        (*p, *m, *v) = adam_scalar(*p, *m, *v, g, c);
+    }
+}
+
+/// [`adam_pass_in_place`] compiled for AVX2.
+///
+/// # Safety
+/// AVX2 and FMA must be available.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn adam_pass_in_place_avx2<T: Real>(p: &mut [T], m: &mut [T], v: &mut [T], g: &[T], c: &Moments<T>) {
+    adam_pass_in_place(p, m, v, g, c)
+}
+
+/// One pass of Adam over a chunk into `new` (the same arithmetic: the same
+/// bits); whether every new weight and moment is finite.
+fn adam_pass_staged<T: Real>(old: Old<T>, new: New<T>, c: &Moments<T>) -> bool {
     let n = old.p.len();
     assert!(
         [old.m.len(), old.v.len(), old.g.len(), new.p.len(), new.m.len(), new.v.len()].iter().all(|&l| l == n),
@@ -327,29 +452,11 @@ fn adam_pass<T: Real>(old: Old<T>, new: New<T>, c: &Moments<T>) -> bool {
     let olds = old.p.iter().zip(old.m).zip(old.v).zip(old.g);
     let news = new.p.iter_mut().zip(new.m.iter_mut()).zip(new.v.iter_mut());
     for ((((&p, &m), &v), &g), ((p_new, m_new), v_new)) in olds.zip(news) {
-        let g = if c.clips { g * c.scale } else { g };
-        let g = if g > c.g_max { c.g_max } else { g };
-        let g = if g < -c.g_max { -c.g_max } else { g };
-        let m = c.b1 * m + c.one_b1 * g;
-        let v = c.b2 * v + c.one_b2 * g * g;
-        let q = if c.decays { p * c.decay } else { p };
-        let p = q - c.step_size * m / (v.sqrt() / c.bias2_sqrt + c.eps);
+        let (p, m, v) = adam_scalar(p, m, v, g, c);
         finite &= p.is_finite() & m.is_finite() & v.is_finite();
-        *m_new = m;
-        *v_new = v;
-        *p_new = p;
+        (*p_new, *m_new, *v_new) = (p, m, v);
     }
     finite
-}
-
-/// [`adam_pass`] compiled for AVX2.
-///
-/// # Safety
-/// AVX2 and FMA must be available.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn adam_pass_avx2<T: Real>(old: Old<T>, new: New<T>, c: &Moments<T>) -> bool {
-    adam_pass(old, new, c)
 }
 
 /// `‖g‖₂` (NaN or infinite when a gradient is); the order of the sums is
@@ -453,6 +560,43 @@ mod tests {
         let many: Vec<f32> = (0..1000).map(|i| (i % 7) as f32 - 3.0).collect();
         let exact = many.iter().map(|&v| (v as f64).powi(2)).sum::<f64>().sqrt();
         assert!((global_norm(&many) - exact).abs() < 1e-9 * exact);
+    }
+
+    /// The in-place pass (taken when no weight can overflow) and the staged,
+    /// checked one compute the same bits; huge gradients are bounded alike.
+    #[test]
+    fn in_place_and_staged_passes_agree() {
+        let n = 1000;
+        let val = |i: usize, s: f32| ((i as f32) * s).sin();
+        let (p, m, v): (Vec<f32>, Vec<f32>, Vec<f32>) = ((0..n).map(|i| val(i, 0.3)).collect(), (0..n).map(|i| val(i, 0.7) * 0.1).collect(), (0..n).map(|i| val(i, 0.9).abs() * 0.01).collect());
+        let g: Vec<f32> = (0..n).map(|i| if i % 97 == 0 { 3e38 } else { val(i, 1.3) }).collect();
+        let settings = AdamSettings { learning_rate: 0.01, weight_decay: 0.1, clip_norm: None };
+        let c = Moments::new(&settings, 3, None).unwrap();
+        let (mut p1, mut m1, mut v1) = (p.clone(), m.clone(), v.clone());
+        adam_pass_in_place(&mut p1, &mut m1, &mut v1, &g, &c);
+        let (mut p2, mut m2, mut v2) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
+        let finite = adam_pass_staged(Old { p: &p, m: &m, v: &v, g: &g }, New { p: &mut p2, m: &mut m2, v: &mut v2 }, &c);
+        assert!(finite);
+        assert_eq!((p1, m1, v1), (p2, m2, v2));
+    }
+
+    #[test]
+    fn tracked_bounds_take_the_fast_path_and_stay_exact() {
+        let mut a = Adam::<f32>::new(3);
+        let mut b = Adam::<f32>::new(3);
+        let (mut p, mut q) = (vec![0.5f32, -1.0, 2.0], vec![0.5f32, -1.0, 2.0]);
+        let mut bound = None;
+        for k in 0..5 {
+            let g = [0.1 * k as f32, -0.2, 1e-3];
+            a.update_tracked(&mut p, &g, &settings(0.01), &mut bound).unwrap();
+            b.update(&mut q, &g, &settings(0.01)).unwrap();
+            assert!(bound.is_some_and(|b| b >= 2.0), "the bound is kept and covers the weights");
+        }
+        assert_eq!(p, q, "tracked or not, the same bits");
+        // A loose bound is measured again rather than refusing a safe step.
+        let mut loose = Some(3e38);
+        a.update_tracked(&mut p, &[0.1, 0.1, 0.1], &settings(0.01), &mut loose).unwrap();
+        assert!(loose.unwrap() < 1e30);
     }
 
     #[test]

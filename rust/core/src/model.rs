@@ -6,7 +6,7 @@ use crate::batch::{input_arg, EncoderInput};
 use crate::config::Config;
 use crate::error::{fmt_value, Error, Result};
 use crate::modality::{Modality, NUM_MODALITIES};
-use crate::adam::Adam;
+use crate::adam::{Adam, ParamsBound};
 use crate::nn::encoder::{pool_components, pool_components_backward, EncoderTape, PoolTape};
 use crate::nn::{AttentionOutput, CrossModalBinder, FusionNetwork, ModalityAttention, ModalityEncoder};
 use crate::params::{assign, ParamLayout, Params, ParamsMut};
@@ -36,6 +36,9 @@ pub struct LearnableMultiModal<T> {
     pub(crate) grads: Vec<T>,
     pub(crate) has_grads: bool,
     pub(crate) adam: Adam<T>,
+    /// A bound of the weights' largest magnitude kept by Adam's updates;
+    /// `None` after any other change of the weights.
+    pub(crate) params_bound: ParamsBound,
     pub(crate) rng_counter: u64,
     /// Per-modality input standardisation `(x - mean) / std`, applied before
     /// the encoder (learned from training data, not trained by gradients).
@@ -199,6 +202,7 @@ impl<T: Real> LearnableMultiModal<T> {
             grads: crate::memory::try_zeros(arg, "the gradient buffer", n)?,
             has_grads: false,
             adam: Adam::try_new(n)?,
+            params_bound: None,
             rng_counter: 0,
             normalizers: vec![None; NUM_MODALITIES],
             transposed: OnceLock::new(),
@@ -222,6 +226,7 @@ impl<T: Real> LearnableMultiModal<T> {
 
     pub fn params_mut(&mut self) -> &mut [T] {
         self.params_changed();
+        self.params_bound = None;
         &mut self.params
     }
 
@@ -264,6 +269,7 @@ impl<T: Real> LearnableMultiModal<T> {
     /// Overwrites tensor `name`; its shape must match and values be finite.
     pub fn set_param(&mut self, name: &str, values: ArrayViewD<T>) -> Result<()> {
         self.params_changed();
+        self.params_bound = None;
         assign(&self.layout, &mut self.params, name, values)
     }
 

@@ -9,7 +9,7 @@
 
 use crate::adam::{AdamSettings, OverflowCause, Refusal, StepReport, MAX_STEP};
 use crate::batch::EncoderInput;
-use crate::error::{Error, Result};
+use crate::error::{fmt_value, Error, Result};
 use crate::model::LearnableMultiModal;
 use crate::modality::NUM_MODALITIES;
 use crate::objectives::{self, objective_rng, GradSink, Losses, Objective, ObjectiveWeights, NUM_OBJECTIVES};
@@ -123,7 +123,7 @@ impl<T: Real> LearnableMultiModal<T> {
         let counter = self.next_counter()?;
         let mut fresh = self.take_scratch();
         let result = match self.gradients_into(batch, weights, &mut fresh) {
-            Ok(losses) => match self.adam.update(&mut self.params, &fresh, &settings) {
+            Ok(losses) => match self.adam.update_tracked(&mut self.params, &fresh, &settings, &mut self.params_bound) {
                 Ok(report) => Ok((losses, report)),
                 Err(r) => Err(self.refusal_error(r, &settings, lr.is_some())),
             },
@@ -183,9 +183,11 @@ impl<T: Real> LearnableMultiModal<T> {
             Refusal::Overflow { index, cause } => {
                 let name = self.param_name(index);
                 let (arg, why) = match cause {
-                    OverflowCause::WeightDecay => ("weight_decay", format!("{} × the weight overflows", 1.0 - settings.learning_rate * settings.weight_decay)),
+                    OverflowCause::WeightDecay => {
+                        ("weight_decay", format!("{} × the weight overflows", fmt_value(1.0 - settings.learning_rate * settings.weight_decay)))
+                    }
                     OverflowCause::Gradient => ("gradients", "the gradient is too large for Adam's first moment".to_string()),
-                    OverflowCause::LearningRate => (lr_arg, format!("a step of {} is too large for it", settings.learning_rate)),
+                    OverflowCause::LearningRate => (lr_arg, format!("a step of {} is too large for it", fmt_value(settings.learning_rate))),
                 };
                 Error::overflow(
                     arg,
@@ -219,7 +221,7 @@ impl<T: Real> LearnableMultiModal<T> {
         if !self.has_grads {
             return Ok(None);
         }
-        let report = self.adam.update(&mut self.params, &self.grads, &settings).map_err(|r| self.refusal_error(r, &settings, lr.is_some()))?;
+        let report = self.adam.update_tracked(&mut self.params, &self.grads, &settings, &mut self.params_bound).map_err(|r| self.refusal_error(r, &settings, lr.is_some()))?;
         self.params_changed();
         Ok(Some(report))
     }
@@ -233,7 +235,7 @@ impl<T: Real> LearnableMultiModal<T> {
         if grads.len() != n {
             return Err(Error::shape("grads", format!("({n},)"), format!("({},)", grads.len())));
         }
-        let report = self.adam.update(&mut self.params, grads, &settings).map_err(|r| match r {
+        let report = self.adam.update_tracked(&mut self.params, grads, &settings, &mut self.params_bound).map_err(|r| match r {
             Refusal::NonFiniteGradient(i) => Error::non_finite("grads", format!("flat index {i} (parameter {})", self.param_name(i))),
             r => self.refusal_error(r, &settings, lr.is_some()),
         })?;
