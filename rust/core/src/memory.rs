@@ -122,9 +122,11 @@ fn refused(arg: &str, what: &str, len: usize, size: usize) -> Error {
 
 /// An `ndarray` of zeros of `shape`, allocated fallibly.
 pub fn try_zeros_array<T: Zeroable, Sh: ndarray::ShapeBuilder>(arg: &str, what: &str, shape: Sh) -> Result<ndarray::Array<T, Sh::Dim>> {
+    use ndarray::Dimension;
     let shape = shape.into_shape_with_order();
-    let dims = ndarray::Dimension::slice(shape.raw_dim()).to_vec();
-    let len = product(&dims).ok_or_else(|| Error::too_large(arg, format!("{what} of shape {dims:?} has more values than any address space holds")))?;
+    let len = shape.raw_dim().size_checked().ok_or_else(|| {
+        Error::too_large(arg, format!("{what} of shape {:?} has more values than any address space holds", shape.raw_dim().slice()))
+    })?;
     let data = try_zeros(arg, what, len)?;
     Ok(ndarray::Array::from_shape_vec(shape, data).expect("the shape's product is the data's length"))
 }

@@ -4,7 +4,7 @@
 use grapheme_multimodal::batch::input_arg;
 use grapheme_multimodal::{ModalityInput, NUM_MODALITIES};
 use ndarray::{Array2, ArrayView, ArrayView1, ArrayView2, CowArray, Dimension, Ix1, Ix2, Ix3, IxDyn};
-use numpy::{Element, PyArray, PyArray2, PyArrayMethods, PyReadonlyArray, PyReadonlyArray2, PyUntypedArrayMethods};
+use numpy::{Element, PyArray, PyArray2, PyArrayMethods, PyReadonlyArray, PyUntypedArrayMethods};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use std::borrow::Cow;
@@ -49,9 +49,14 @@ impl<'a, 'py> FromPyObject<'a, 'py> for Mask {
 
     fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
         let array = obj.cast::<PyArray2<bool>>()?;
-        let bytes = array.call_method1("view", (numpy::dtype::<u8>(obj.py()),))?;
-        let bytes: PyReadonlyArray2<'py, u8> = bytes.extract()?;
-        Ok(Mask(bytes.as_array().mapv(|b| b != 0)))
+        let _no_rust_writer = array.try_readonly()?;
+        let bytes = array.as_raw_array().cast::<u8>();
+        // SAFETY: numpy keeps the data readable for the array's shape and
+        // strides while we hold the array (the read-only borrow excludes
+        // writers from Rust); `u8` has the size and alignment of numpy's
+        // bool, and every byte is a valid `u8` (never read as `bool`).
+        let bytes = unsafe { bytes.deref_into_view() };
+        Ok(Mask(bytes.mapv(|b| b != 0)))
     }
 }
 
