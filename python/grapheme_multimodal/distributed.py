@@ -258,6 +258,24 @@ def _dataset_arrays(model: LearnableMultiModal, ds: "ray.data.Dataset", columns:
     return inputs, mask
 
 
+def _arrays_dataset(columns: Mapping[str, np.ndarray], rows_per_block: int = 65536) -> "ray.data.Dataset":
+    """A ``ray.data.Dataset`` of equal-length arrays (one column each; 2-D
+    arrays become tensor columns), in blocks of ``rows_per_block`` rows."""
+    import pyarrow as pa
+    from ray.data.extensions import ArrowTensorArray
+
+    n = len(next(iter(columns.values())))
+
+    def column(x: np.ndarray) -> Any:
+        return ArrowTensorArray.from_numpy(np.ascontiguousarray(x)) if x.ndim > 1 else pa.array(x)
+
+    tables = [
+        pa.table({name: column(x[i : i + rows_per_block]) for name, x in columns.items()})
+        for i in range(0, max(n, 1), rows_per_block)
+    ]
+    return ray.data.from_arrow(tables)
+
+
 # ------------------------------------------------------------------- training
 def fit(
     model: LearnableMultiModal,
@@ -375,6 +393,9 @@ class _RaySteps(Steps):
         cpus_per_worker: int,
     ) -> None:
         self.model, self.lr = model, model._learning_rate(lr)
+        # Mistakes a worker would raise at its first step (objectives, data),
+        # raised here before any actor starts: the losses of two rows.
+        model.losses(train.batch(np.arange(min(2, len(train))), None), weights=objectives)
         self.counter = int(model._core.optimizer_state()[3])
         self.pending: Optional["ray.ObjectRef"] = None  # the last average, not yet applied by the workers
         self.replica = ray.remote(num_cpus=cpus_per_worker, max_restarts=0)(_Replica)
@@ -460,10 +481,12 @@ class _RaySteps(Steps):
 
 # -------------------------------------------------------------------- helpers
 def _share_bounds(rows: int, workers: int) -> np.ndarray:
-    """Bounds of the contiguous shares of a batch of ``rows``: one per
-    worker, at least 2 rows each (the contrastive objectives need 2)."""
+    """Bounds of a batch's contiguous shares, one per worker but at least 2
+    rows each (the contrastive objectives need 2); their sizes differ by at
+    most one, the larger first (as ``np.array_split``)."""
     shares = max(1, min(workers, rows // 2))
-    return np.linspace(0, rows, shares + 1).round().astype(int) if shares > 1 else np.array([0, rows])
+    size, extra = divmod(rows, shares)
+    return np.concatenate(([0], np.cumsum([size + 1] * extra + [size] * (shares - extra))))
 
 
 def _weighted_mean(results: List[Tuple[np.ndarray, Dict[str, float]]], rows: np.ndarray) -> Tuple[np.ndarray, Dict[str, float]]:
