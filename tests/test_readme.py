@@ -1,9 +1,15 @@
-"""The README's quick start runs as written."""
+"""The README's examples run as written."""
 
+import importlib.util
+import os
 import re
 from pathlib import Path
 
+import pytest
+
 README = Path(__file__).resolve().parent.parent / "README.md"
+#: Ray is in the test extra: CI must run the Ray example, not skip it.
+HAS_RAY = bool(os.environ.get("CI")) or importlib.util.find_spec("ray") is not None
 
 
 def python_blocks(section: str) -> list:
@@ -21,3 +27,16 @@ def test_quick_start_runs(capsys):
     exec(compile(code, "README quick start", "exec"), {})
     out = capsys.readouterr().out
     assert "(1000, 7, 64) (1000, 64)" in out
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.skipif(not HAS_RAY, reason='needs Ray: pip install -e ".[test]"')
+def test_scaling_out_with_ray_runs(ray_session, tmp_path, monkeypatch, capsys):
+    """The Ray example, on the session's local cluster (the snippet itself
+    relies on Ray starting one when none is running)."""
+    blocks = python_blocks("Scaling out with Ray")
+    assert len(blocks) == 1
+    monkeypatch.chdir(tmp_path)
+    exec(compile(blocks[0], "README scaling out", "exec"), {})
+    assert "(64,)" in capsys.readouterr().out
+    assert (tmp_path / "model.safetensors").exists()

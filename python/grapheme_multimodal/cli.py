@@ -239,10 +239,11 @@ def _embed_on_ray(args: argparse.Namespace, model, inputs: Dict[str, np.ndarray]
     workers = None if args.workers is None else _positive(args.workers, "--workers")
     n = len(next(iter(inputs.values())))
     outputs = ("fused", "bindings") if args.bindings is not None else ("fused",)
+    columns = {str(m): x for m, x in inputs.items()}
     with _ray_cluster(args.ray_address):
-        ds = distributed._arrays_dataset({"row": np.arange(n), **inputs})
+        ds = distributed._arrays_dataset({"row": np.arange(n), **columns})
         out = distributed.embed_dataset(
-            ds, model, {m: m for m in inputs}, batch_size=_positive(args.batch_size, "--batch-size"),
+            ds, model, {m: m for m in columns}, batch_size=_positive(args.batch_size, "--batch-size"),
             num_actors=workers, outputs=outputs,
         )
         parts = list(out.select_columns(["row", *outputs]).iter_batches(batch_format="numpy", batch_size=None))

@@ -23,6 +23,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import numbers
+import os
 from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -108,6 +109,8 @@ def embed_dataset(
     _check_int(batch_size, "batch_size", 1)
     _check_int(cpus_per_actor, "cpus_per_actor", 1)
     if num_actors is None:
+        if not ray.is_initialized():  # as Ray itself does on first use
+            ray.init()
         cpus = int(ray.cluster_resources().get("CPU", 1))
         pool = ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, cpus // cpus_per_actor))
     else:
@@ -116,7 +119,8 @@ def embed_dataset(
     schema = ds.schema(fetch_if_missing=False)
     if schema is not None:
         plan.check_schema(list(schema.names), wanted)
-    source = checkpoint if isinstance(checkpoint, LearnableMultiModal) else str(checkpoint)
+    # Actors do not share the driver's working directory: send an absolute path.
+    source = checkpoint if isinstance(checkpoint, LearnableMultiModal) else os.path.abspath(os.fspath(checkpoint))
     return ds.map_batches(
         _Embedder,
         fn_constructor_kwargs={"source": source, "columns": plan.columns, "outputs": wanted},

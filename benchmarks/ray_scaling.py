@@ -1,0 +1,209 @@
+"""Scale-out on Ray: what it costs on one machine (issue 12's targets).
+
+- ``embed_dataset`` rows/s with 1 and 2 actors on 10⁶ rows, against
+  in-process ``encode_and_fuse`` over the same rows in batches of the same
+  size (2 threads: the whole machine). Target: 2 actors ≥ 50 % of in-process.
+- distributed ``fit`` step time with 1 and 2 workers at a global batch of
+  1024, against ``model.fit`` (2 threads). Target: 2 workers ≤ 1.3× in-process.
+  The per-step overhead is 1 worker (1 thread) minus ``model.fit`` on 1 thread.
+
+On a 2-core machine the point is overhead, not speed-up. A local Ray with
+2 CPUs, every socket on loopback; the inputs are the benchmark's seeded
+3-of-7-modality arrays (18 features each). Step times are the epochs' own
+``seconds`` (actor start-up excluded; the end-of-epoch replica check
+included), median over the epochs after the first.
+
+    python benchmarks/ray_scaling.py                      # full run, a few minutes
+    python benchmarks/ray_scaling.py --quick              # smoke run, numbers meaningless
+    python benchmarks/ray_scaling.py --json benchmarks/results/ray-scaling.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, List
+
+# Before Ray is imported (it reads these at import): a local cluster on
+# loopback only, no usage stats, and the dashboard's cloud-metadata probe
+# sent to a closed loopback port.
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ["http_proxy"] = os.environ["HTTP_PROXY"] = "http://127.0.0.1:9"
+os.environ["no_proxy"] = os.environ["NO_PROXY"] = "127.0.0.1,localhost,::1"
+
+import numpy as np  # noqa: E402
+import ray  # noqa: E402
+import ray.data  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import grapheme_multimodal as gm  # noqa: E402
+from grapheme_multimodal import distributed  # noqa: E402
+from jsonfile import write_json  # noqa: E402
+from workloads import THREE_MODALITIES, modality_inputs  # noqa: E402
+
+NAMES = [str(gm.Modality(m)) for m in THREE_MODALITIES]
+
+
+def median_of(repeats: int, run: Callable[[], float]) -> Dict[str, Any]:
+    samples = [run() for _ in range(repeats)]
+    return {"median": statistics.median(samples), "samples": samples}
+
+
+def embed_case(rows: int, batch: int, repeats: int, ckpt: Path, model: gm.LearnableMultiModal) -> Dict[str, Any]:
+    xs = modality_inputs(rows, list(THREE_MODALITIES))
+    inputs = {name: xs[m] for name, m in zip(NAMES, THREE_MODALITIES)}
+
+    def in_process() -> float:
+        start = time.perf_counter()
+        for i in range(0, rows, batch):
+            model.encode_and_fuse({k: v[i : i + batch] for k, v in inputs.items()})
+        return rows / (time.perf_counter() - start)
+
+    out: Dict[str, Any] = {"rows": rows, "batch_size": batch}
+    gm.set_num_threads(2)
+    out["in_process_rows_per_s"] = median_of(repeats, in_process)
+    gm.set_num_threads(1)
+    out["in_process_1_thread_rows_per_s"] = median_of(repeats, in_process)
+    gm.set_num_threads(2)
+
+    ds = distributed._arrays_dataset(inputs, rows_per_block=4 * batch).materialize()
+    check = distributed.embed_dataset(ds.limit(2 * batch), ckpt, {n: n for n in NAMES}, batch_size=batch, num_actors=1)
+    got = check.take_batch(2 * batch, batch_format="numpy")
+    ours = model.encode_and_fuse({k: np.stack(got[k]) for k in NAMES})[1]
+    if not np.array_equal(np.stack(got["fused"]), ours):
+        raise SystemExit("embed_dataset disagrees with encode_and_fuse")
+    for actors in (1, 2):
+
+        def on_ray() -> float:
+            start = time.perf_counter()
+            done = distributed.embed_dataset(ds, ckpt, {n: n for n in NAMES}, batch_size=batch, num_actors=actors)
+            done = done.materialize()
+            seconds = time.perf_counter() - start
+            assert done.count() == rows
+            del done
+            return rows / seconds
+
+        out[f"ray_{actors}_actors_rows_per_s"] = median_of(repeats, on_ray)
+    out["ratio_2_actors_vs_in_process"] = out["ray_2_actors_rows_per_s"]["median"] / out["in_process_rows_per_s"]["median"]
+    return out
+
+
+def fit_case(steps: int, batch: int, epochs: int) -> Dict[str, Any]:
+    xs = modality_inputs(steps * batch, list(THREE_MODALITIES), seed=1)
+    data = {name: xs[m] for name, m in zip(NAMES, THREE_MODALITIES)}
+    options = dict(epochs=epochs, batch_size=batch, progress=False)
+
+    def step_seconds(history: gm.History) -> Dict[str, Any]:
+        per_step = [e["seconds"] / steps for e in history.epochs[1:]]
+        return {"median": statistics.median(per_step), "samples": per_step}
+
+    out: Dict[str, Any] = {"global_batch": batch, "steps_per_epoch": steps, "epochs": epochs}
+    for threads in (2, 1):
+        gm.set_num_threads(threads)
+        out[f"model_fit_{threads}_threads_s_per_step"] = step_seconds(gm.LearnableMultiModal(seed=0).fit(data, **options))
+    gm.set_num_threads(2)
+    for workers in (1, 2):
+        history = distributed.fit(gm.LearnableMultiModal(seed=0), data, num_workers=workers, **options)
+        out[f"ray_{workers}_workers_s_per_step"] = step_seconds(history)
+    local = out["model_fit_2_threads_s_per_step"]["median"]
+    out["ratio_2_workers_vs_in_process"] = out["ray_2_workers_s_per_step"]["median"] / local
+    out["overhead_s_per_step"] = out["ray_1_workers_s_per_step"]["median"] - out["model_fit_1_threads_s_per_step"]["median"]
+    return out
+
+
+def gather_cost(batch: int, repeats: int) -> Dict[str, Any]:
+    """What gathering the embeddings would leave unparallelised: the
+    objectives on a whole batch's given embeddings (every in-batch coupling
+    lives there) against the whole training step, 1 thread."""
+    xs = modality_inputs(batch, list(THREE_MODALITIES), seed=2)
+    model = gm.LearnableMultiModal(seed=0)
+    emb, _ = model.encode_and_fuse(xs)
+    mask = np.zeros((batch, 7), bool)
+    mask[:, list(THREE_MODALITIES)] = True
+    given = gm.Batch(embeddings=emb, mask=mask)
+    gm.set_num_threads(1)
+
+    def timed(call: Callable[[], Any]) -> float:
+        call()
+        start = time.perf_counter()
+        call()
+        return time.perf_counter() - start
+
+    step = median_of(repeats, lambda: timed(lambda: model.train_step(xs)))
+    objectives = median_of(repeats, lambda: timed(lambda: model.backward(given)))
+    gm.set_num_threads(2)
+    return {"batch": batch, "train_step_s": step, "objectives_on_embeddings_s": objectives,
+            "coupled_share": objectives["median"] / step["median"]}
+
+
+def main(argv: List[str] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=1_000_000, help="rows embedded (default 10⁶)")
+    parser.add_argument("--embed-batch", type=int, default=16384, help="rows per encode_and_fuse call")
+    parser.add_argument("--fit-batch", type=int, default=1024, help="global batch of the training steps")
+    parser.add_argument("--fit-steps", type=int, default=12, help="steps per epoch")
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.rows, args.embed_batch, args.fit_batch, args.fit_steps, args.epochs, args.repeats = 20_000, 4096, 256, 3, 2, 1
+
+    temp = tempfile.mkdtemp(prefix="gmraybench", dir="/tmp" if os.path.isdir("/tmp") else None)
+    ray.init(num_cpus=2, object_store_memory=1536 * 2**20, include_dashboard=False, _temp_dir=temp, log_to_driver=False)
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    ray.data.DataContext.get_current().print_on_execution_start = False
+    try:
+        model = gm.LearnableMultiModal(seed=0)
+        ckpt = Path(temp) / "model.safetensors"
+        model.save(ckpt)
+        result = {
+            "ray_version": ray.__version__,
+            "library_version": gm.__version__,
+            "cpus": os.cpu_count(),
+            "load_average_at_start": os.getloadavg(),
+            "embed": embed_case(args.rows, args.embed_batch, args.repeats, ckpt, model),
+            "fit": fit_case(args.fit_steps, args.fit_batch, args.epochs),
+            "gather": gather_cost(args.fit_batch, max(3, args.repeats)),
+        }
+    finally:
+        ray.shutdown()
+        shutil.rmtree(temp, ignore_errors=True)
+
+    e, f = result["embed"], result["fit"]
+    print(f"embed_dataset, {e['rows']:,} rows, batch {e['batch_size']}: rows/s (median of {args.repeats})")
+    print(f"  in-process encode_and_fuse, 2 threads  {e['in_process_rows_per_s']['median']:>12,.0f}")
+    print(f"  in-process encode_and_fuse, 1 thread   {e['in_process_1_thread_rows_per_s']['median']:>12,.0f}")
+    for actors in (1, 2):
+        print(f"  embed_dataset, {actors} actor(s)            {e[f'ray_{actors}_actors_rows_per_s']['median']:>12,.0f}")
+    print(f"  2 actors / in-process: {e['ratio_2_actors_vs_in_process']:.2f} (target >= 0.50)")
+    print(f"fit, global batch {f['global_batch']}, {f['steps_per_epoch']} steps x {f['epochs']} epochs: ms per step (median)")
+    for key, label in (
+        ("model_fit_2_threads_s_per_step", "model.fit, 2 threads"),
+        ("model_fit_1_threads_s_per_step", "model.fit, 1 thread"),
+        ("ray_1_workers_s_per_step", "distributed.fit, 1 worker"),
+        ("ray_2_workers_s_per_step", "distributed.fit, 2 workers"),
+    ):
+        print(f"  {label:<28} {1e3 * f[key]['median']:8.1f}")
+    print(f"  2 workers / in-process: {f['ratio_2_workers_vs_in_process']:.2f} (target <= 1.30)")
+    print(f"  per-step overhead (1 worker - model.fit on 1 thread): {1e3 * f['overhead_s_per_step']:.1f} ms")
+    g = result["gather"]
+    print(f"objectives on given embeddings / whole step, batch {g['batch']}, 1 thread: "
+          f"{1e3 * g['objectives_on_embeddings_s']['median']:.0f} / {1e3 * g['train_step_s']['median']:.0f} ms "
+          f"= {g['coupled_share']:.0%} (what gathering embeddings would not parallelise)")
+    if args.json is not None:
+        write_json(args.json, result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
