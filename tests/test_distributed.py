@@ -19,32 +19,23 @@ import pyarrow as pa  # noqa: E402  (Ray Data's dependency)
 import grapheme_multimodal as gm  # noqa: E402
 from grapheme_multimodal import distributed  # noqa: E402
 from grapheme_multimodal.training import fit as local_fit  # noqa: E402
+from test_fit import small_model  # noqa: E402
+from test_fit import synthetic as views  # noqa: E402
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.usefixtures("ray_session")]
 
 MODALITIES = ("visual", "auditory", "linguistic")
 
 
-def small_model(**kw):
-    return gm.LearnableMultiModal(
-        embed_dim=16, hidden_dim=32, num_heads=2, seed=0, input_dims={"visual": 20, "auditory": 12}, **kw
-    )
-
-
 def synthetic(n, seed=0, missing=0.0):
-    """Three noisy views of a shared latent, and a mask with some rows
+    """test_fit's three views of a shared latent, and a mask with some rows
     lacking some views (never all)."""
-    rng = np.random.default_rng(seed)
-    z = rng.normal(size=(n, 5))
-    views = {
-        "visual": z @ rng.normal(size=(5, 20)) * 3 + 10 + 0.3 * rng.normal(size=(n, 20)),
-        "auditory": z @ rng.normal(size=(5, 12)) + 0.3 * rng.normal(size=(n, 12)),
-        "linguistic": z @ rng.normal(size=(5, 18)) + 0.3 * rng.normal(size=(n, 18)),
-    }
+    data = views(n, seed)
+    rng = np.random.default_rng(seed + 100)
     mask = np.zeros((n, 7), bool)
     mask[:, [0, 1, 2]] = rng.random((n, 3)) >= missing
     mask[~mask.any(axis=1), 2] = True
-    return {k: v.astype(np.float32) for k, v in views.items()}, mask
+    return data, mask
 
 
 def assert_same_training_state(a, b, exact=True, atol=0.0, counters=(None, None)):
