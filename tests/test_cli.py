@@ -159,6 +159,7 @@ def test_console_script_and_module_entry_points(tmp_path):
     assert done.returncode == 2 and "usage:" in done.stderr
 
 
+@pytest.mark.ray
 @pytest.mark.timeout(120)
 def test_train_on_ray_workers_and_embed_with_ray(user_files, ray_session, capsys):
     """--workers N trains on the session's Ray (as distributed.fit); embed
@@ -174,7 +175,7 @@ def test_train_on_ray_workers_and_embed_with_ray(user_files, ray_session, capsys
     local, remote = user_files / "local.npy", user_files / "ray.npy"
     assert run(capsys, "embed", str(ckpt), *files, "-o", str(local), "--bindings", str(user_files / "b1.npy"))[0] == 0
     code, out, err = run(
-        capsys, "embed", str(ckpt), *files, "-o", str(remote), "--ray", "--workers", "1", "--batch-size", "7",
+        capsys, "embed", str(ckpt), *files, "-o", str(remote), "--ray", "--batch-size", "7",  # a pool Ray Data scales to the CPUs
         "--bindings", str(user_files / "b2.npy"),
     )
     assert code == 0, err

@@ -22,7 +22,7 @@ from grapheme_multimodal.training import fit as local_fit  # noqa: E402
 from test_fit import small_model  # noqa: E402
 from test_fit import synthetic as views  # noqa: E402
 
-pytestmark = [pytest.mark.timeout(120), pytest.mark.usefixtures("ray_session")]
+pytestmark = [pytest.mark.ray, pytest.mark.timeout(120), pytest.mark.usefixtures("ray_session")]
 
 MODALITIES = ("visual", "auditory", "linguistic")
 
@@ -182,12 +182,14 @@ def test_a_killed_worker_is_replaced_and_the_run_is_unchanged():
     assert without_seconds(got.epochs) == without_seconds(expected.epochs)
 
 
-def test_drifting_replicas_fail_loudly():
+def test_drifting_replicas_fail_loudly_and_workers_use_their_cpus():
     data, mask = synthetic(64)
     model = small_model()
     train = gm.training.as_dataset(model, data, mask, "data")
     steps = distributed._RaySteps(model, train, None, None, num_workers=2, cpus_per_worker=1)
     try:
+        threads = ray.get([w.__ray_call__.remote(lambda replica: gm.get_num_threads()) for w in steps.workers])
+        assert threads == [1, 1], "each worker computes with the CPUs Ray gave it"
         steps.step(np.arange(32), None)
         nudge = np.full(model.num_parameters(), 1e-3, np.float32)
         ray.get(steps.workers[1].step.remote(nudge, None, None, 0))  # an update only worker 1 applies
@@ -305,15 +307,6 @@ def test_column_values_become_inputs(checkpoint):
     numeric = distributed._ColumnPlan(gm.LearnableMultiModal.load(checkpoint), {"auditory": "t"})
     with pytest.raises(gm.InvalidValueError, match="holds text"):
         numeric.inputs({"t": np.array(["x", "y"], object)})
-
-
-def test_actors_compute_with_the_cpus_ray_gave_them():
-    @ray.remote(num_cpus=1)
-    def threads():
-        distributed._use_assigned_cpus()
-        return gm.get_num_threads()
-
-    assert ray.get(threads.remote()) == 1
 
 
 # ------------------------------------------------------------------- network
