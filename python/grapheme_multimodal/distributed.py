@@ -126,6 +126,7 @@ def embed_dataset(
         fn_constructor_kwargs={"source": source, "columns": plan.columns, "outputs": wanted},
         batch_size=int(batch_size),
         batch_format="numpy",
+        zero_copy_batch=True,  # read-only views of the block: the model only reads its inputs
         compute=pool,
         num_cpus=cpus_per_actor,
     )
