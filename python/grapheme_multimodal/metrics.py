@@ -1,14 +1,15 @@
 """Evaluation metrics for cross-modal binding and fused embeddings.
 
-numpy only at import time; :func:`knn_accuracy` imports scikit-learn lazily
-(its neighbour search and vote tie-breaking are what the SPEC §3 anchors used).
+numpy only at import time; :func:`knn_accuracy` and
+:func:`linear_probe_accuracy` import scikit-learn lazily (its neighbour
+search and vote tie-breaking are what the SPEC §3 anchors used).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["cross_view_retrieval", "knn_accuracy", "roc_auc"]
+__all__ = ["cross_view_retrieval", "knn_accuracy", "linear_probe_accuracy", "roc_auc"]
 
 _METRICS = ("cosine", "euclidean")
 # Query rows per block of the [block, n_gallery] distance matrix (float64):
@@ -130,6 +131,28 @@ def cross_view_retrieval(
     }
 
 
+def _classification_inputs(train_x, train_y, test_x, test_y):
+    tx = _finite_2d("train_x", train_x)
+    ty = _labels_1d("train_y", train_y, tx.shape[0], "train_x rows")
+    vx = _finite_2d("test_x", test_x)
+    vy = _labels_1d("test_y", test_y, vx.shape[0], "test_x rows")
+    if vx.shape[1] != tx.shape[1]:
+        raise ValueError(
+            f"test_x has {vx.shape[1]} columns but train_x has {tx.shape[1]}"
+        )
+    return tx, ty, vx, vy
+
+
+def _sklearn(what: str):
+    try:
+        import sklearn  # noqa: F401
+    except ModuleNotFoundError as err:
+        raise ModuleNotFoundError(
+            f"{what} needs scikit-learn: pip install 'grapheme-multimodal[sklearn]'",
+            name="sklearn",
+        ) from err
+
+
 def knn_accuracy(
     train_x: np.ndarray,
     train_y: np.ndarray,
@@ -147,25 +170,41 @@ def knn_accuracy(
     train_y).score(test_x, test_y)``, which is used as-is so the SPEC §3 anchors
     are reproduced exactly (scikit-learn is imported lazily).
     """
-    tx = _finite_2d("train_x", train_x)
-    ty = _labels_1d("train_y", train_y, tx.shape[0], "train_x rows")
-    vx = _finite_2d("test_x", test_x)
-    vy = _labels_1d("test_y", test_y, vx.shape[0], "test_x rows")
-    if vx.shape[1] != tx.shape[1]:
-        raise ValueError(
-            f"test_x has {vx.shape[1]} columns but train_x has {tx.shape[1]}"
-        )
+    tx, ty, vx, vy = _classification_inputs(train_x, train_y, test_x, test_y)
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= tx.shape[0]:
         raise ValueError(f"k must be an integer in [1, {tx.shape[0]}] (train rows), got {k!r}")
-    try:
-        from sklearn.neighbors import KNeighborsClassifier
-    except ModuleNotFoundError as err:
-        raise ModuleNotFoundError(
-            "knn_accuracy needs scikit-learn: pip install 'grapheme-multimodal[sklearn]'",
-            name="sklearn",
-        ) from err
+    _sklearn("knn_accuracy")
+    from sklearn.neighbors import KNeighborsClassifier
+
     classifier = KNeighborsClassifier(n_neighbors=int(k)).fit(tx, ty)
     return float(classifier.score(vx, vy))
+
+
+def linear_probe_accuracy(
+    train_x: np.ndarray,
+    train_y: np.ndarray,
+    test_x: np.ndarray,
+    test_y: np.ndarray,
+    C: float = 1.0,  # noqa: N803 - scikit-learn's name
+) -> float:
+    """Test accuracy of a linear probe: multinomial logistic regression fitted
+    on ``train_x`` (standardised with the training statistics).
+
+    This is scikit-learn's ``make_pipeline(StandardScaler(),
+    LogisticRegression(C=C, max_iter=5000)).fit(train_x, train_y).score(test_x,
+    test_y)`` (L-BFGS, deterministic); how linearly the classes separate in a
+    representation, the usual read-out of a self-supervised embedding.
+    """
+    tx, ty, vx, vy = _classification_inputs(train_x, train_y, test_x, test_y)
+    if isinstance(C, bool) or not isinstance(C, (int, float)) or not (np.isfinite(C) and C > 0):
+        raise ValueError(f"C must be a positive number, got {C!r}")
+    _sklearn("linear_probe_accuracy")
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    probe = make_pipeline(StandardScaler(), LogisticRegression(C=float(C), max_iter=5000))
+    return float(probe.fit(tx, ty).score(vx, vy))
 
 
 def roc_auc(positive_scores: np.ndarray, negative_scores: np.ndarray) -> float:
