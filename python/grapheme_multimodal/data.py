@@ -2,7 +2,7 @@
 ``grapheme_multimodal.data`` imports keep working. Use
 :mod:`grapheme_multimodal.datasets`."""
 
-from .datasets import (  # noqa: F401
+from .datasets import (
     INSTALL_HINT,
     N_CLASSES,
     N_EVENTS,
@@ -14,4 +14,16 @@ from .datasets import (  # noqa: F401
     train_test_indices,
     train_test_split,
 )
-from .datasets._multiple_features import __all__  # noqa: F401
+
+__all__ = [
+    "INSTALL_HINT",
+    "MultipleFeatures",
+    "N_CLASSES",
+    "N_EVENTS",
+    "VIEW_DIMS",
+    "VIEW_NAMES",
+    "load_multiple_features",
+    "standardize",
+    "train_test_indices",
+    "train_test_split",
+]
