@@ -56,18 +56,20 @@ def test_exact_cca_agrees_with_cca_zoo():
 
 def test_exact_cca_rejects_bad_input():
     x, y = correlated_views(n=20)
-    with pytest.raises(ValueError, match=r"n_components must be an integer in \[1, 5\]"):
+    with pytest.raises(gm.InvalidValueError, match=r"n_components must be an integer in \[1, 5\]") as err:
         ExactCCA(6).fit(x, y)
-    with pytest.raises(ValueError, match="same rows"):
+    assert err.value.arg == "n_components"
+    with pytest.raises(gm.ShapeError, match="same rows"):
         ExactCCA(2).fit(x, y[:10])
-    with pytest.raises(ValueError, match="NaN"):
+    with pytest.raises(gm.NonFiniteError, match="NaN"):
         ExactCCA(2).fit(np.where(np.eye(20, 7) > 0, np.nan, x), y)
-    with pytest.raises(ValueError, match="reg"):
+    with pytest.raises(gm.InvalidValueError, match="reg"):
         ExactCCA(2, reg=0).fit(x, y)
     with pytest.raises(RuntimeError, match="not fitted"):
         ExactCCA(2).transform(x)
-    with pytest.raises(ValueError, match=r"shape \[n, 7\]"):
+    with pytest.raises(gm.ShapeError, match=r"shape \[n, 7\]") as err:
         ExactCCA(2).fit(x, y).transform(x[:, :3])
+    assert err.value.arg == "X"
 
 
 # --- a model with known answers ----------------------------------------------

@@ -14,6 +14,7 @@ from typing import Dict, Optional, Sequence
 import numpy as np
 
 from ..datasets import MultipleFeatures, standardize
+from ..exceptions import InvalidValueError
 from ..metrics import cross_view_retrieval, knn_accuracy, linear_probe_accuracy
 from ._cca import ExactCCA
 from ._pairs import ordered_pairs, pair_key, two_view_key, unordered_pairs
@@ -81,7 +82,7 @@ def multiview_cca_retrieval(
     space), then every ordered view pair retrieves in it. Needs cca-zoo
     (Python >= 3.11): ``pip install 'grapheme-multimodal[bench]'``."""
     if method not in MULTIVIEW_METHODS:
-        raise ValueError(f"method must be one of {MULTIVIEW_METHODS}, got {method!r}")
+        raise InvalidValueError(f"method must be one of {MULTIVIEW_METHODS}, got {method!r}", "method")
     try:
         from cca_zoo import linear
     except ModuleNotFoundError as err:

@@ -12,6 +12,7 @@ from typing import Optional, Tuple, Union
 
 import numpy as np
 
+from ..exceptions import InvalidValueError, ShapeError
 from ..metrics import _finite_2d
 
 __all__ = ["ExactCCA"]
@@ -59,15 +60,17 @@ class ExactCCA:
         x = _finite_2d("X", X).astype(np.float64)
         y = _finite_2d("Y", Y).astype(np.float64)
         if x.shape[0] < 2:
-            raise ValueError(f"X must have at least 2 rows to estimate covariances, got {x.shape[0]}")
+            raise ShapeError(f"X must have at least 2 rows to estimate covariances, got {x.shape[0]}", "X")
         if x.shape[0] != y.shape[0]:
-            raise ValueError(f"X and Y must have the same rows (paired samples), got {x.shape[0]} and {y.shape[0]}")
+            raise ShapeError(f"X and Y must have the same rows (paired samples), got {x.shape[0]} and {y.shape[0]}", "Y")
         k = self.n_components
         most = min(x.shape[1], y.shape[1])
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= most:
-            raise ValueError(f"n_components must be an integer in [1, {most}] (the smaller view's columns), got {k!r}")
+            raise InvalidValueError(
+                f"n_components must be an integer in [1, {most}] (the smaller view's columns), got {k!r}", "n_components"
+            )
         if not (isinstance(self.reg, (int, float)) and np.isfinite(self.reg) and self.reg > 0):
-            raise ValueError(f"reg must be a positive number, got {self.reg!r}")
+            raise InvalidValueError(f"reg must be a positive number, got {self.reg!r}", "reg")
         self.x_mean_ = x.mean(axis=0)
         self.y_mean_ = y.mean(axis=0)
         x = x - self.x_mean_
@@ -100,5 +103,5 @@ class ExactCCA:
     def _scores(name: str, data: np.ndarray, mean: np.ndarray, weights: np.ndarray) -> np.ndarray:
         arr = _finite_2d(name, data).astype(np.float64)
         if arr.shape[1] != mean.shape[0]:
-            raise ValueError(f"{name} must have shape [n, {mean.shape[0]}] (as in fit), got {arr.shape}")
+            raise ShapeError(f"{name} must have shape [n, {mean.shape[0]}] (as in fit), got {arr.shape}", name)
         return (arr - mean) @ weights

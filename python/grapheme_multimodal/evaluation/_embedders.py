@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Callable, Dict, Mapping, Optional, Protocol, T
 
 import numpy as np
 
+from ..exceptions import InvalidValueError
 from ..types import Modality
 
 if TYPE_CHECKING:
@@ -49,7 +50,7 @@ def view_modalities(names) -> Dict[str, Modality]:
     names = list(names)
     slots = [m for m in Modality if m.is_input]
     if len(names) > len(slots) or len(set(names)) != len(names):
-        raise ValueError(f"views: expected at most {len(slots)} distinct view names, got {names}")
+        raise InvalidValueError(f"views: expected at most {len(slots)} distinct view names, got {names}", "views")
     return dict(zip(names, slots))
 
 
@@ -70,7 +71,7 @@ class ModelEmbedder:
     def _inputs(self, views: Mapping[str, np.ndarray]) -> Dict[Modality, np.ndarray]:
         unknown = sorted(set(views) - set(self.modalities))
         if unknown:
-            raise ValueError(f"views: unknown view names {unknown}; this model knows {list(self.modalities)}")
+            raise InvalidValueError(f"views: unknown view names {unknown}; this model knows {list(self.modalities)}", "views")
         return {self.modalities[v]: x for v, x in views.items()}
 
     def embed_views(self, views: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:

@@ -15,6 +15,7 @@ from typing import Any, Dict, Mapping, Optional, Sequence
 import numpy as np
 
 from ..datasets import MultipleFeatures
+from ..exceptions import InvalidValueError
 from ..metrics import cross_view_retrieval, knn_accuracy, linear_probe_accuracy, roc_auc
 from ._anchors import Anchors, one_thread
 from ._embedders import ViewEmbedder, optional_bind
@@ -126,7 +127,7 @@ def compare(runs: Sequence[ModelScores], anchors: Anchors, tolerance: float = 0.
     and of two-view pairs where the fused k-NN is at least the raw views'.
     """
     if not runs:
-        raise ValueError("runs: expected at least one ModelScores")
+        raise InvalidValueError("runs: expected at least one ModelScores", "runs")
     pairs = list(runs[0].retrieval)
     retrieval = {
         p: {m: _mean_std([r.retrieval[p][m] for r in runs]) for m in RETRIEVAL_METRICS} for p in pairs
