@@ -7,7 +7,7 @@ Any model can be measured — a PyTorch one too — if it has the two methods of
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, Dict, Mapping, Optional, Protocol, Tuple, runtime_checkable
+from typing import TYPE_CHECKING, Callable, Dict, Iterable, Mapping, Optional, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -43,7 +43,7 @@ class ViewEmbedder(Protocol):
 Recipe = Callable[[Mapping[str, np.ndarray], int], ViewEmbedder]
 
 
-def view_modalities(names) -> Dict[str, Modality]:
+def view_modalities(names: Iterable[str]) -> Dict[str, Modality]:
     """Assigns views to the input modality slots in order (visual, auditory,
     linguistic, tactile, proprioceptive, abstract; action is the output
     modality and stays empty): at most six views."""
@@ -80,11 +80,6 @@ class ModelEmbedder:
 
     def embed_fused(self, views: Mapping[str, np.ndarray]) -> np.ndarray:
         return self.model.encode_and_fuse(self._inputs(views))[1]
-
-    def embed(self, views: Mapping[str, np.ndarray]) -> Tuple[Dict[str, np.ndarray], np.ndarray]:
-        """:meth:`embed_views` and :meth:`embed_fused` from one forward pass."""
-        emb, fused = self.model.encode_and_fuse(self._inputs(views))
-        return {v: emb[:, self.modalities[v].index] for v in views}, fused
 
     def bind(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """The binder's strength ``[N]`` for rows of view embeddings ``a`` and ``b``."""

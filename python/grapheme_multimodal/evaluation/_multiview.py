@@ -10,7 +10,7 @@ present, and the binder's ROC-AUC; :func:`compare` sets them beside
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, Dict, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -59,7 +59,9 @@ class ModelScores:
         return asdict(self)
 
 
-def binder_auc(bind, view_embeddings: Mapping[str, np.ndarray], seed: int = 0) -> float:
+def binder_auc(
+    bind: Callable[[np.ndarray, np.ndarray], np.ndarray], view_embeddings: Mapping[str, np.ndarray], seed: int = 0
+) -> float:
     """ROC-AUC of ``bind(a, b)`` for same-event pairs ``(e_i(r), e_j(r))``
     against pairs whose second side is another event's ``(e_i(r), e_j(s))``,
     ``s != r`` drawn from ``seed``, pooled over every ordered pair of views."""
