@@ -4,15 +4,16 @@
   in-process ``encode_and_fuse`` over the same rows in batches of the same
   size (2 threads: the whole machine). Target: 2 actors ≥ 50 % of in-process.
 - distributed ``fit`` step time with 1 and 2 workers at a global batch of
-  1024, against ``model.fit`` (2 threads). Target: 2 workers ≤ 1.3× in-process.
-  The per-step overhead is distributed ``fit`` with 1 worker minus
-  ``model.fit`` (1 thread) on steps of 8 rows, where compute is negligible.
+  1024, against ``model.fit`` (2 threads), round-robin. Target: 2 workers
+  ≤ 1.3× in-process. The per-step overhead is distributed ``fit`` with 1
+  worker minus ``model.fit`` (1 thread) on steps of 8 rows, where compute
+  is negligible.
 
 On a 2-core machine the point is overhead, not speed-up. A local Ray with
 2 CPUs, every socket on loopback; the inputs are the benchmark's seeded
-3-of-7-modality arrays (18 features each). Step times are the epochs' own
+3-of-7-modality arrays (18 features each). Step times are an epoch's own
 ``seconds`` (actor start-up excluded; the end-of-epoch replica check
-included), median over the epochs after the first.
+included).
 
     python benchmarks/ray_scaling.py                      # full run, a few minutes
     python benchmarks/ray_scaling.py --quick              # smoke run, numbers meaningless
@@ -124,34 +125,45 @@ def embed_case(rows: int, batch: int, repeats: int, ckpt: Path, model: gm.Learna
     return out
 
 
-def fit_case(steps: int, batch: int, epochs: int) -> Dict[str, Any]:
+def fit_case(steps: int, batch: int, rounds: int) -> Dict[str, Any]:
+    """Seconds per step of ``model.fit`` (2 and 1 threads) and of
+    distributed ``fit`` (1 and 2 workers), round-robin: each round trains a
+    fresh model for 2 epochs with each, and the second epoch is the sample
+    (the first warms up; actor start-up is outside the epochs)."""
     xs = modality_inputs(steps * batch, list(THREE_MODALITIES), seed=1)
     data = {name: xs[m] for name, m in zip(NAMES, THREE_MODALITIES)}
-    options = dict(epochs=epochs, batch_size=batch, progress=False)
 
-    def step_seconds(history: gm.History, steps: int = steps) -> Dict[str, Any]:
-        """Each epoch's seconds per step, the first (warm-up) left out."""
-        per_step = [e["seconds"] / steps for e in history.epochs[1:]]
-        return {"median": statistics.median(per_step), "samples": per_step}
+    def run(fit: Callable[..., gm.History], threads: int, rows: Dict[str, np.ndarray], size: int) -> Callable[[], float]:
+        def sample() -> float:
+            gm.set_num_threads(threads)
+            history = fit(gm.LearnableMultiModal(seed=0), rows, epochs=2, batch_size=size, progress=False)
+            gm.set_num_threads(2)
+            return history.epochs[1]["seconds"] / (len(next(iter(rows.values()))) // size)
 
-    out: Dict[str, Any] = {"global_batch": batch, "steps_per_epoch": steps, "epochs": epochs}
-    for threads in (2, 1):
-        gm.set_num_threads(threads)
-        out[f"model_fit_{threads}_threads_s_per_step"] = step_seconds(gm.LearnableMultiModal(seed=0).fit(data, **options))
-    gm.set_num_threads(2)
-    for workers in (1, 2):
-        history = distributed.fit(gm.LearnableMultiModal(seed=0), data, num_workers=workers, **options)
-        out[f"ray_{workers}_workers_s_per_step"] = step_seconds(history)
-    local = out["model_fit_2_threads_s_per_step"]["median"]
-    out["ratio_2_workers_vs_in_process"] = out["ray_2_workers_s_per_step"]["median"] / local
-    # The overhead alone: steps of 8 rows, whose compute is a fraction of a millisecond.
-    tiny = {name: x[:8 * 24] for name, x in data.items()}
-    tiny_options = dict(epochs=3, batch_size=8, progress=False)
-    gm.set_num_threads(1)
-    local_tiny = gm.LearnableMultiModal(seed=0).fit(tiny, **tiny_options)
-    gm.set_num_threads(2)
-    ray_tiny = distributed.fit(gm.LearnableMultiModal(seed=0), tiny, num_workers=1, **tiny_options)
-    out["overhead_s_per_step"] = step_seconds(ray_tiny, 24)["median"] - step_seconds(local_tiny, 24)["median"]
+        return sample
+
+    def local(model: gm.LearnableMultiModal, rows: Any, **options: Any) -> gm.History:
+        return model.fit(rows, **options)
+
+    def on_ray(workers: int) -> Callable[..., gm.History]:
+        return lambda model, rows, **options: distributed.fit(model, rows, num_workers=workers, **options)
+
+    # The overhead alone: steps of 8 rows, whose compute is about a millisecond.
+    tiny = {name: x[: 8 * 24] for name, x in data.items()}
+    seconds = round_robin(
+        rounds,
+        {
+            "model_fit_2_threads_s_per_step": run(local, 2, data, batch),
+            "model_fit_1_thread_s_per_step": run(local, 1, data, batch),
+            "ray_1_worker_s_per_step": run(on_ray(1), 2, data, batch),
+            "ray_2_workers_s_per_step": run(on_ray(2), 2, data, batch),
+            "tiny_model_fit_1_thread_s_per_step": run(local, 1, tiny, 8),
+            "tiny_ray_1_worker_s_per_step": run(on_ray(1), 2, tiny, 8),
+        },
+    )
+    out: Dict[str, Any] = {"global_batch": batch, "steps_per_epoch": steps, "rounds": rounds, **seconds}
+    out["ratio_2_workers_vs_in_process"] = seconds["ray_2_workers_s_per_step"]["median"] / seconds["model_fit_2_threads_s_per_step"]["median"]
+    out["overhead_s_per_step"] = seconds["tiny_ray_1_worker_s_per_step"]["median"] - seconds["tiny_model_fit_1_thread_s_per_step"]["median"]
     return out
 
 
@@ -191,13 +203,12 @@ def main(argv: List[str] = None) -> int:
     parser.add_argument("--embed-batch", type=int, default=16384, help="rows per encode_and_fuse call")
     parser.add_argument("--fit-batch", type=int, default=1024, help="global batch of the training steps")
     parser.add_argument("--fit-steps", type=int, default=12, help="steps per epoch")
-    parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     if args.quick:
-        args.rows, args.embed_batch, args.fit_batch, args.fit_steps, args.epochs, args.repeats = 20_000, 4096, 256, 3, 2, 1
+        args.rows, args.embed_batch, args.fit_batch, args.fit_steps, args.repeats = 20_000, 4096, 256, 3, 1
 
     temp = tempfile.mkdtemp(prefix="gmraybench", dir="/tmp" if os.path.isdir("/tmp") else None)
     ray.init(num_cpus=2, object_store_memory=1536 * 2**20, include_dashboard=False, _temp_dir=temp, log_to_driver=False)
@@ -213,7 +224,7 @@ def main(argv: List[str] = None) -> int:
             "cpus": os.cpu_count(),
             "load_average_at_start": os.getloadavg(),
             "embed": embed_case(args.rows, args.embed_batch, args.repeats, ckpt, model),
-            "fit": fit_case(args.fit_steps, args.fit_batch, args.epochs),
+            "fit": fit_case(args.fit_steps, args.fit_batch, args.repeats),
             "gather": gather_cost(args.fit_batch, max(3, args.repeats)),
         }
     finally:
@@ -230,11 +241,11 @@ def main(argv: List[str] = None) -> int:
         print(f"  embed_dataset, {label}               {r[name]:>12,.0f}   steady {r[name + '_steady']:>10,.0f} (start-up {startup:.1f} s)")
     print(f"  2 actors / in-process: {e['ratio_2_actors_vs_in_process']:.2f} end to end, "
           f"{e['ratio_2_actors_steady_vs_in_process']:.2f} steady (target >= 0.50)")
-    print(f"fit, global batch {f['global_batch']}, {f['steps_per_epoch']} steps x {f['epochs']} epochs: ms per step (median)")
+    print(f"fit, global batch {f['global_batch']}, {f['steps_per_epoch']} steps an epoch: ms per step (median of {f['rounds']}, round-robin)")
     for key, label in (
         ("model_fit_2_threads_s_per_step", "model.fit, 2 threads"),
-        ("model_fit_1_threads_s_per_step", "model.fit, 1 thread"),
-        ("ray_1_workers_s_per_step", "distributed.fit, 1 worker"),
+        ("model_fit_1_thread_s_per_step", "model.fit, 1 thread"),
+        ("ray_1_worker_s_per_step", "distributed.fit, 1 worker"),
         ("ray_2_workers_s_per_step", "distributed.fit, 2 workers"),
     ):
         print(f"  {label:<28} {1e3 * f[key]['median']:8.1f}")
