@@ -123,7 +123,7 @@ class LearnableMultiModalConfig:
                 f"num_heads: embed_dim={self.embed_dim} is not divisible by num_heads={self.num_heads}; "
                 "expected a divisor of embed_dim"
             )
-        lr = as_finite_float(self.learning_rate, "learning_rate", _positive, "a finite positive number")
+        lr = as_finite_float(self.learning_rate, "learning_rate", _positive, "a finite positive number", float32=True)
         object.__setattr__(self, "learning_rate", lr)
         seed = self.seed
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**64:
@@ -150,7 +150,7 @@ class LearnableMultiModalConfig:
         for name, value, optional, ok, expected in checks:
             if value is None and optional:
                 continue
-            object.__setattr__(self, name, as_finite_float(value, name, ok, expected))
+            object.__setattr__(self, name, as_finite_float(value, name, ok, expected, float32=True))
 
     def input_dim(self, modality: Union[Modality, str]) -> int:
         """Input length of ``modality``'s encoder."""

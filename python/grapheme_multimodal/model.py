@@ -7,6 +7,7 @@ batch of one and call the same path as the batched numpy methods.
 
 from __future__ import annotations
 
+import threading
 import weakref
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
@@ -14,12 +15,14 @@ from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, 
 import numpy as np
 
 from . import _core
+from ._locking import ModelLock, reads, writes
 from ._validation import as_float32, as_mask, describe
 from .buffer import ExperienceBuffer
 from .experience import ExperienceMixin
 from .learning import LearningMixin
 from .config import LearnableMultiModalConfig, resolve_config
 from .graph import Graph
+from .exceptions import CheckpointError, InvalidValueError, NonFiniteError, ShapeError
 from .types import CrossModalBinding, BindingType, ModalGraph, Modality, MultiModalEvent
 
 if TYPE_CHECKING:
@@ -38,6 +41,12 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
     inputs are per-modality arrays ``[B, d_m]`` plus a presence mask
     ``[B, 7]``; rows marked absent are never read (they may hold NaN).
 
+    A model may be shared between threads: readers (``encode``, ``fuse``,
+    ``state_dict``, ``save``...) run in parallel, a writer (``train_step``,
+    ``load_state_dict``...) waits for them and runs alone, and :meth:`fit`
+    keeps other writers out for its whole run while readers still get in
+    between its steps (see :mod:`grapheme_multimodal._locking`).
+
     >>> model = LearnableMultiModal(seed=0)
     >>> model.num_parameters()
     70337
@@ -51,7 +60,11 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
             binder_kind=c.binder_kind, temperature=c.temperature, weight_decay=c.weight_decay, grad_clip=c.grad_clip,
             fused_neighbors=c.fused_neighbors,
         )
+        self._lock = ModelLock()
+        #: Bumped by every change of the state; cached per-event results carry the version they were computed at.
+        self._version = 0
         self._cache: "weakref.WeakKeyDictionary[MultiModalEvent, tuple]" = weakref.WeakKeyDictionary()
+        self._cache_lock = threading.Lock()
         #: Recorded fusions (``record_fusion``, ``record_batch``), a ring of ``config.buffer_size``.
         self.experience = ExperienceBuffer(
             c.buffer_size, embed_dim=c.embed_dim, input_dims=c.input_dims, seed=c.seed
@@ -94,16 +107,19 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
                 )
         return arrays, mask_arr
 
+    @reads
     def encode(self, inputs: Inputs, mask: Any = None) -> np.ndarray:
         """Modality embeddings ``[B, 7, E]``: unit rows where present, zeros where absent."""
         arrays, mask_arr = self.prepare_inputs(inputs, mask)
         return self._core.encode(arrays, mask_arr)
 
+    @reads
     def encode_and_fuse(self, inputs: Inputs, mask: Any = None) -> Tuple[np.ndarray, np.ndarray]:
         """``(embeddings [B, 7, E], fused [B, E])`` in one pass."""
         arrays, mask_arr = self.prepare_inputs(inputs, mask)
         return self._core.encode_and_fuse(arrays, mask_arr)
 
+    @reads
     def fuse(self, embeddings: Any, mask: Any = None) -> np.ndarray:
         """Fused unit embeddings ``[B, E]`` of ``embeddings [B, 7, E]``.
 
@@ -113,6 +129,7 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         emb, mask_arr = self._embeddings_and_mask(embeddings, mask)
         return self._core.fuse(emb, mask_arr)
 
+    @reads
     def bind(self, a: Any, b: Any) -> np.ndarray:
         """Binding strength in [0, 1] of each row pair: ``a [B, E]``, ``b [B, E]`` → ``[B]``."""
         e = self.config.embed_dim
@@ -120,6 +137,7 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         b = as_float32(b, "b", 2, (a.shape[0], e))
         return self._core.bind(a, b)
 
+    @reads
     def pair_strengths(self, embeddings: Any, mask: Any = None) -> np.ndarray:
         """``S [B, 7, 7]``: ``S[b, i, j] = strength(e_i, e_j)`` where both are present, else 0."""
         emb, mask_arr = self._embeddings_and_mask(embeddings, mask)
@@ -137,6 +155,7 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         return self._attend(query, embeddings, mask)[1]
 
     # ---------------------------------------------------------------- per event
+    @reads
     def encode_event(self, event: MultiModalEvent) -> Dict[Modality, np.ndarray]:
         """``{modality: embedding [E]}`` for each modality present in ``event``."""
         emb, mask = self._encoded(event)
@@ -146,6 +165,7 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         """The fused unit embedding ``[E]`` of ``event``."""
         return self._fused(event)
 
+    @reads
     def compute_bindings(self, event: MultiModalEvent) -> List[CrossModalBinding]:
         """One binding per unordered pair of present modalities (slot order),
         with the binder's strength, from node 0 to node 0."""
@@ -158,12 +178,14 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
             for b in present[i + 1 :]
         ]
 
+    @reads
     def get_modality_attention(self, query: Any, event: MultiModalEvent) -> List[Tuple[Modality, float]]:
         """``[(modality, weight)]`` for all 7 modalities (0 for absent ones)."""
         emb, mask = self._encoded(event)
         weights = self._core.attend(self._query(query), emb, mask)[0][0]
         return [(m, float(weights[m.index])) for m in Modality]
 
+    @reads
     def attend_to_event(self, query: Any, event: MultiModalEvent) -> np.ndarray:
         """Attended vector ``[E]`` of ``query [E]`` over ``event``'s modalities."""
         emb, mask = self._encoded(event)
@@ -178,11 +200,13 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         """``{name: shape}`` in a stable order."""
         return {name: tuple(shape) for name, shape in self._core.param_specs()}
 
+    @reads
     def state_dict(self) -> "OrderedDict[str, np.ndarray]":
         """Copies of every parameter tensor, float32, under stable readable
         names (``encoder.visual.weight``, ``fusion.0.bias``, ``attention.q.weight``...)."""
         return OrderedDict((name, self._core.get_param(name)) for name, _ in self._core.param_specs())
 
+    @writes
     def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True) -> None:
         """Loads parameters by name. With ``strict`` the names must match
         exactly; shapes must always match and values be finite. Nothing is
@@ -190,12 +214,12 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         staged = self._checked_tensors(state_dict, "state_dict", strict, note=" (strict=True)")
         for name, arr in staged.items():
             self._core.set_param(name, arr)
-        self._parameters_changed()
 
     def clear_cache(self) -> None:
-        """Forgets cached per-event embeddings (they are also dropped whenever
-        the parameters change or an event gains a component)."""
-        self._cache.clear()
+        """Forgets cached per-event embeddings (they are never used once the
+        model or the event has changed: the cache checks both on every call)."""
+        with self._cache_lock:
+            self._cache.clear()
 
     @property
     def encoder(self) -> "ModalityEncoder":
@@ -226,11 +250,13 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         return ModalityAttention._view(self)
 
     # ---------------------------------------------------- input standardisation
+    @reads
     def normalization(self, modality: ModalityKey) -> Optional[Tuple[np.ndarray, np.ndarray]]:
         """``(mean [d], std [d])`` applied to ``modality``'s inputs before its
         encoder, or None."""
         return self._core.get_normalization(Modality.parse(modality).index)
 
+    @writes
     def set_normalization(self, modality: ModalityKey, mean: Any = None, std: Any = None) -> None:
         """Sets ``modality``'s input standardisation ``(x - mean) / std``
         (``std > 0``), or removes it when both are None."""
@@ -244,8 +270,8 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
                 as_float32(mean, "mean", 1, (d,)),
                 as_float32(std, "std", 1, (d,)),
             )
-        self._parameters_changed()
 
+    @writes
     def fit_normalization(self, inputs: Inputs, mask: Any = None) -> None:
         """Learns each given modality's mean and std from the rows marked
         present (like scikit-learn's ``StandardScaler``; a constant column gets
@@ -302,8 +328,10 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
 
     # --------------------------------------------------------------- internals
     def _parameters_changed(self) -> None:
-        """Call after any change of the weights: cached embeddings are stale."""
-        self._cache.clear()
+        """Called after any change of the state: cached results are stale."""
+        with self._cache_lock:
+            self._version += 1
+            self._cache.clear()
 
     def _checked_tensors(
         self, tensors: Mapping[str, Any], arg: str, strict: bool = True, note: str = ""
@@ -370,6 +398,7 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
             mask_arr = as_mask(mask, emb.shape[0])
         return emb, mask_arr
 
+    @reads
     def _attend(self, query: Any, embeddings: Any, mask: Any) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
         emb, mask_arr = self._embeddings_and_mask(embeddings, mask)
         q = as_float32(query, "query", 2, (emb.shape[0], self.config.embed_dim))
@@ -380,38 +409,47 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
 
     def _encoded(self, event: MultiModalEvent) -> Tuple[np.ndarray, np.ndarray]:
         """``(embeddings [1, 7, E], mask [1, 7])`` of ``event``, cached."""
-        return self._event_entry(event)[1]
+        return self._event_entry(event)[2]
 
     def _fused(self, event: MultiModalEvent) -> np.ndarray:
         """The fused ``[E]`` of ``event`` (computed with its embeddings, cached; a copy)."""
-        fused = self._event_entry(event)[2]
+        fused = self._event_entry(event)[3]
         if fused is None:
             raise ValueError(f"event: event {event.id} has no components; expected at least one to fuse")
         return fused.copy()
 
     def _event_entry(self, event: MultiModalEvent) -> tuple:
-        """The cache entry ``(key, (embeddings, mask), fused or None)`` of
-        ``event``: one Rust call featurises, encodes, pools and fuses it."""
+        """The cache entry ``(version, key, (embeddings, mask), fused or None)``
+        of ``event``: one Rust call featurises, encodes, pools and fuses it.
+
+        The key is the event's content (each component's modality, confidence
+        and feature bytes or graph), so editing a component in place is seen;
+        the version is the model's state version read under the same lock as
+        the computation, so a training step that lands between computing and
+        storing an entry makes it stale rather than wrong."""
         if not isinstance(event, MultiModalEvent):
             raise TypeError(f"event: expected MultiModalEvent, got {type(event).__name__}")
-        # One pass: the cache key (the event's version; each component, its
-        # graph and confidence) and the core's view of each component.
         parts, items = [], []
         for c in event.components:
             if isinstance(c, ModalGraph):
-                graph = c.graph
-                parts.append((id(c), id(graph), c.confidence))
-                items.append((c.modality.value, graph._g, c.confidence))
+                graph = c.graph._g  # immutable; held by the key, so its id cannot be reused
+                parts.append((c.modality.value, c.confidence, graph))
+                items.append((c.modality.value, graph, c.confidence))
             else:
-                parts.append((id(c), 0, c.confidence))
-                items.append((c.modality.value, c.features, c.confidence))
-        key = (event._version, parts)
-        hit = self._cache.get(event)
-        if hit is not None and hit[0] == key:
-            return hit
-        emb, mask, fused = self._core.encode_event(event.id, items, self._featurizer_spec())
-        entry = (key, (emb, mask), fused)
-        self._cache[event] = entry
+                data = np.ascontiguousarray(c.features, np.float32).tobytes()  # a snapshot: what is computed is what is keyed
+                parts.append((c.modality.value, c.confidence, data))
+                items.append((c.modality.value, np.frombuffer(data, np.float32), c.confidence))
+        key = (event.id, tuple(parts))
+        with self._lock.reading():
+            version = self._version
+            hit = self._cache.get(event)
+            if hit is not None and hit[0] == version and hit[1] == key:
+                return hit
+            emb, mask, fused = self._core.encode_event(event.id, items, self._featurizer_spec())
+        entry = (version, key, (emb, mask), fused)
+        with self._cache_lock:
+            if version == self._version:
+                self._cache[event] = entry
         return entry
 
     def _featurizer_spec(self) -> list:
