@@ -331,6 +331,12 @@ class ExperienceBuffer:
                 pos = self._rng.choice(n, size=batch_size, replace=replace)
                 return self._gather(np.asarray(pos, np.int64), np.ones(batch_size, np.float32))
             probs, weights = _prioritised(self._arrays["priorities"][self._slots()], alpha, beta)
+            possible = int(np.count_nonzero(probs))
+            if not replace and batch_size > possible:
+                raise InvalidValueError(
+                    f"alpha: {alpha!r} leaves {possible} experiences a probability above 0, fewer than "
+                    f"batch_size={batch_size}; lower alpha or pass replace=True", "alpha",
+                )
             pos = np.asarray(self._rng.choice(n, size=batch_size, replace=replace, p=probs), np.int64)
             return self._gather(pos, weights[pos].astype(np.float32))
 

@@ -76,11 +76,10 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+    except BaseException as exc:
+        _unlink_quietly(tmp)
+        if isinstance(exc, OSError) and exc.errno is not None and exc.filename is None:
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc  # name the file: "disk full" alone says not which
         raise
     finally:
         os.close(fd)  # releases the lock
@@ -252,8 +251,17 @@ def _check_regular_file(path: Path, where: str) -> None:
         mode = os.stat(path).st_mode
     except (FileNotFoundError, NotADirectoryError):
         raise FileNotFoundError(f"path: no file at {str(path)!r}") from None
+    kind = non_regular_kind(mode)
+    if kind is not None:
+        raise CheckpointError(f"{where} is {kind}; expected a file", "path")
+
+
+def non_regular_kind(mode: int) -> Optional[str]:
+    """What a file of ``st_mode`` ``mode`` is ("a directory", "a FIFO (named
+    pipe)", ...), or None for a regular file (the only kind read: a FIFO
+    would block a reader forever)."""
     if stat.S_ISREG(mode):
-        return
+        return None
     kinds = [
         (stat.S_ISDIR, "a directory"),
         (stat.S_ISFIFO, "a FIFO (named pipe)"),
@@ -261,8 +269,7 @@ def _check_regular_file(path: Path, where: str) -> None:
         (stat.S_ISCHR, "a character device"),
         (stat.S_ISBLK, "a block device"),
     ]
-    kind = next((name for test, name in kinds if test(mode)), "not a regular file")
-    raise CheckpointError(f"{where} is {kind}; expected a file", "path")
+    return next((name for test, name in kinds if test(mode)), "not a regular file")
 
 
 def _stored_checksums(raw_meta: Mapping[str, str], where: str) -> Optional[Dict[str, str]]:
