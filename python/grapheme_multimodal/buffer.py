@@ -189,10 +189,11 @@ class ExperienceBuffer:
         ``rewards [n]``, ``event_ids [n]`` (integers; default -1), ``inputs``
         (7 entries of ``[n, d_m]`` or ``None``; finite where the mask marks the
         modality present). Validates everything before writing anything."""
-        emb = _float32(embeddings, "embeddings")
-        if emb.ndim != 3 or emb.shape[1] != NUM_MODALITIES:
-            raise ShapeError(f"embeddings: expected shape (n, 7, E), got {emb.shape}", "embeddings")
-        n, e = emb.shape[0], emb.shape[2]
+        shape = np.shape(embeddings) if isinstance(embeddings, np.ndarray) else as_real_array(embeddings, "embeddings").shape
+        if len(shape) != 3 or shape[1] != NUM_MODALITIES:
+            raise ShapeError(f"embeddings: expected shape (n, 7, E), got {shape}", "embeddings")
+        n, e = shape[0], shape[2]
+        emb = _float32(embeddings, "embeddings", shape)
         if self.embed_dim is not None and e != self.embed_dim:
             raise ShapeError(f"embeddings: expected E={self.embed_dim} (the buffer's embed_dim), got {e}", "embeddings")
         mask_arr = as_mask(mask, n)
@@ -543,7 +544,8 @@ def _float32(value: Any, name: str, shape: Optional[tuple] = None, rows: Optiona
     arr = as_real_array(value, name)
     if shape is not None and arr.shape != shape:
         raise ShapeError(f"{name}: expected shape {shape}, got {arr.shape}", name)
-    out = arr.astype(np.float32)
+    with np.errstate(over="ignore"):  # values beyond float32 are reported below, by name and row
+        out = arr.astype(np.float32)
     if rows is None:
         _check_finite(out, name, source=arr)
     else:
@@ -557,9 +559,9 @@ def _check_finite(arr: np.ndarray, name: str, row_ids: Optional[np.ndarray] = No
     before a float32 cast, to tell overflow from NaN/inf)."""
     bad = ~np.isfinite(arr)
     if bad.any():
-        at = tuple(int(i) for i in np.argwhere(bad)[0])
+        at = tuple(int(i) for i in np.argwhere(bad)[0]) if arr.ndim else ()
         given = (arr if source is None else source)[at]
-        row = int(row_ids[at[0]]) if row_ids is not None else at[0]
+        row = (int(row_ids[at[0]]) if row_ids is not None else at[0]) if at else 0
         raise NonFiniteError(f"{name}: row {row} {non_finite_message(given)}", name)
 
 

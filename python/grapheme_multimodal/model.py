@@ -295,20 +295,27 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
     def save(self, path: Any, include_experience: bool = True) -> None:
         """Writes weights, config, input standardisation, Adam state, training
         progress and (by default) the experience buffer to ``path``
-        (safetensors, atomic). :meth:`load` gives the model back, ready to
-        train on exactly as if it had never stopped."""
+        (safetensors with checksums; atomic: a failed or killed save leaves
+        the previous file intact). :meth:`load` gives the model back, ready
+        to train on exactly as if it had never stopped."""
         from .checkpoint import save_checkpoint
 
         save_checkpoint(self, path, include_experience)
 
     @classmethod
     def load(cls, path: Any) -> "LearnableMultiModal":
-        """The model saved at ``path`` by :meth:`save`."""
+        """The model saved at ``path`` by :meth:`save`, after verifying the
+        file's checksums and checking every tensor against its config
+        (:class:`~grapheme_multimodal.CheckpointError` otherwise). Loading a
+        checkpoint runs no code, unlike unpickling: share checkpoints, not pickles."""
         from .checkpoint import load_checkpoint
 
         return load_checkpoint(path)
 
     def __getstate__(self) -> Dict[str, Any]:
+        """Pickling: the checkpoint's tensors and metadata. A pickle is Python
+        pickle, which runs code when loaded: unpickle only files you trust
+        (:meth:`save`/:meth:`load` checkpoints are safe to share)."""
         from .checkpoint import checkpoint_state
 
         tensors, meta = checkpoint_state(self)
@@ -317,6 +324,9 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
     def __setstate__(self, state: Dict[str, Any]) -> None:
         from .checkpoint import model_from_state
 
+        if not isinstance(state, dict) or set(state) != {"tensors", "meta"}:
+            got = sorted(state) if isinstance(state, dict) else type(state).__name__
+            raise CheckpointError(f"state: expected a pickled model's {{'tensors', 'meta'}}, got {got}", "state")
         self.__dict__.update(model_from_state(state["tensors"], state["meta"]).__dict__)
 
     def __repr__(self) -> str:
