@@ -80,7 +80,7 @@ def test_bad_alpha_and_beta_are_refused(bad) -> None:
 
 # --------------------------------------------------------------- concurrency
 def test_concurrent_writers_lose_and_tear_nothing() -> None:
-    threads, per_thread = 4, 3000
+    threads, per_thread = 4, 1000
     buf = ExperienceBuffer(threads * per_thread, embed_dim=E, input_dims=(3, 1, 2, 1, 1, 1, 1))
     start = threading.Barrier(threads)
 
@@ -116,7 +116,7 @@ def test_sampling_while_writing_returns_whole_rows() -> None:
 
     def sample() -> None:
         try:
-            for _ in range(400):
+            for _ in range(150):
                 assert_rows_whole(buf.sample(16, prioritized=True, alpha=0.7, beta=0.5))
                 assert_rows_whole(buf.sample(16))
         except Exception as exc:  # reported in the main thread

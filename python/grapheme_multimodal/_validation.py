@@ -22,6 +22,8 @@ def as_real_array(x: Any, name: str) -> np.ndarray:
     """`x` as a numpy array of real numbers (bool and integer dtypes
     included), as it is: no copy, no cast. Input numpy cannot read as an
     array raises ValueError, non-numeric or complex input TypeError."""
+    if isinstance(x, np.ndarray) and x.dtype.kind in "biuf":  # the common case, without dtype lookups
+        return x
     try:
         arr = np.asarray(x)
     except Exception as exc:  # ragged lists and the like

@@ -233,7 +233,8 @@ class ExperienceBuffer:
         if n > self.capacity:  # only the newest `capacity` survive
             staged = {k: v[-self.capacity :] for k, v in staged.items()}
             n = self.capacity
-        slots = (self._next + np.arange(n)) % self.capacity
+        start = self._next
+        slots = slice(start, start + n) if start + n <= self.capacity else (start + np.arange(n)) % self.capacity
         for name, arr in self._arrays.items():
             if name in staged:
                 arr[slots] = staged[name]
@@ -544,8 +545,11 @@ def _float32(value: Any, name: str, shape: Optional[tuple] = None, rows: Optiona
     arr = as_real_array(value, name)
     if shape is not None and arr.shape != shape:
         raise ShapeError(f"{name}: expected shape {shape}, got {arr.shape}", name)
-    with np.errstate(over="ignore"):  # values beyond float32 are reported below, by name and row
-        out = arr.astype(np.float32)
+    if arr.dtype == np.float32:
+        out = arr  # written into the buffer's own arrays: no copy needed
+    else:
+        with np.errstate(over="ignore"):  # values beyond float32 are reported below, by name and row
+            out = arr.astype(np.float32)
     if rows is None:
         _check_finite(out, name, source=arr)
     else:
@@ -557,6 +561,8 @@ def _check_finite(arr: np.ndarray, name: str, row_ids: Optional[np.ndarray] = No
     """NonFiniteError naming the first row of ``arr`` that is not finite
     (``row_ids`` maps its rows to the caller's; ``source`` is the value
     before a float32 cast, to tell overflow from NaN/inf)."""
+    if np.isfinite(arr).all():
+        return
     bad = ~np.isfinite(arr)
     if bad.any():
         at = tuple(int(i) for i in np.argwhere(bad)[0]) if arr.ndim else ()
