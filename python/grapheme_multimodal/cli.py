@@ -17,7 +17,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from . import __version__
-from .exceptions import InvalidValueError, NonFiniteError
+from .exceptions import InvalidValueError, NonFiniteError, ShapeError
 
 PROG = "grapheme-mm"
 
@@ -187,15 +187,16 @@ def _embed(args: argparse.Namespace) -> int:
         if f.is_text:
             featurizer = model.config.graph_featurizer(f.modality)
             if featurizer.dim != dim:
-                raise ValueError(
-                    f"{f.modality}: the checkpoint's {f.modality} encoder takes {dim} numeric features, not text ({f.path})"
+                raise InvalidValueError(
+                    f"{f.modality}: the checkpoint's {f.modality} encoder takes {dim} numeric features, not text ({f.path})",
+                    str(f.modality),
                 )
             inputs[f.modality] = featurizer(f.values)
         else:
             if f.values.shape[1] != dim:
-                raise ValueError(
+                raise ShapeError(
                     f"{f.modality}: {f.path} has {f.values.shape[1]} columns but the checkpoint's {f.modality} "
-                    f"encoder takes {dim} (a checkpoint from a different config?)"
+                    f"encoder takes {dim} (a checkpoint from a different config?)", str(f.modality),
                 )
             inputs[f.modality] = f.values
     emb, fused = model.encode_and_fuse(inputs)

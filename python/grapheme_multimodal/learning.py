@@ -11,6 +11,7 @@ import numpy as np
 
 from ._locking import reads, writes
 from ._validation import as_finite_float, as_float32
+from .exceptions import InvalidValueError
 from .batch import Batch, Inputs, event_components
 from .objectives import resolve_weights
 from .types import MultiModalEvent
@@ -121,12 +122,12 @@ class LearningMixin:
             raise TypeError(f"state: expected a mapping, got {type(state).__name__}")
         expected = {"step", "rng_counter", "exp_avg", "exp_avg_sq"}
         if set(state) != expected:
-            raise ValueError(f"state: expected keys {sorted(expected)}, got {sorted(state)}")
+            raise InvalidValueError(f"state: expected keys {sorted(expected)}, got {sorted(state)}", "state")
         counts = {}
         for key in ("step", "rng_counter"):
             value = state[key]
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= value < 2**64:
-                raise ValueError(f"state[{key!r}]: expected an int in [0, 2**64), got {value!r}")
+                raise InvalidValueError(f"state[{key!r}]: expected an int in [0, 2**64), got {value!r}", f"state[{key!r}]")
             counts[key] = int(value)
         m = self._flatten(state["exp_avg"], "state['exp_avg']")
         v = self._flatten(state["exp_avg_sq"], "state['exp_avg_sq']")
@@ -146,7 +147,7 @@ class LearningMixin:
         if not isinstance(batch, Batch):
             batch = Batch(inputs=batch, mask=mask)
         elif mask is not None:
-            raise ValueError("mask: give it inside the Batch (Batch(inputs=..., mask=...)), not beside it")
+            raise InvalidValueError("mask: give it inside the Batch (Batch(inputs=..., mask=...)), not beside it", "mask")
         core = _CoreBatch()
         e = self.config.embed_dim
         if batch.inputs is not None:

@@ -87,9 +87,9 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         sizes = {len(a) for a in arrays if a is not None}
         if mask is None:
             if not sizes:
-                raise ValueError("inputs: no modality was given; expected at least one array when mask is None")
+                raise InvalidValueError("inputs: no modality was given; expected at least one array when mask is None", "inputs")
             if len(sizes) > 1:
-                raise ValueError(f"inputs: arrays have different numbers of rows {sorted(sizes)}; expected one batch size")
+                raise ShapeError(f"inputs: arrays have different numbers of rows {sorted(sizes)}; expected one batch size", "inputs")
             batch = sizes.pop()
             present = [m for m, a in enumerate(arrays) if a is not None]
             if len(present) == NUM_MODALITIES:
@@ -102,8 +102,8 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
             batch = mask_arr.shape[0]
         for m, a in enumerate(arrays):
             if a is not None and a.shape[0] != batch:
-                raise ValueError(
-                    f"inputs[{_name(m)!r}]: expected {batch} rows (the batch size), got shape {a.shape}"
+                raise ShapeError(
+                    f"inputs[{_name(m)!r}]: expected {batch} rows (the batch size), got shape {a.shape}", f"inputs[{_name(m)!r}]"
                 )
         return arrays, mask_arr
 
@@ -356,14 +356,14 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         unknown = sorted(set(tensors) - set(shapes))
         missing = sorted(set(shapes) - set(tensors))
         if strict and (unknown or missing):
-            raise ValueError(f"{arg}: unexpected keys {unknown}, missing keys {missing}{note}")
+            raise InvalidValueError(f"{arg}: unexpected keys {unknown}, missing keys {missing}{note}", arg)
         checked = {}
         for name, shape in shapes.items():
             if name not in tensors:
                 continue
             arr = as_float32(tensors[name], f"{arg}[{name!r}]", len(shape), shape)
             if not np.isfinite(arr).all():
-                raise ValueError(f"{arg}[{name!r}]: contains NaN or inf; expected finite numbers")
+                raise NonFiniteError(f"{arg}[{name!r}]: contains NaN or inf; expected finite numbers", f"{arg}[{name!r}]")
             checked[name] = arr
         return checked
 
@@ -391,9 +391,9 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
             elif isinstance(value, (list, tuple)) and value and all(isinstance(g, Graph) for g in value):
                 featurizer = self.config.graph_features[i]
                 if dim != featurizer.dim:
-                    raise ValueError(
+                    raise ShapeError(
                         f"{name}: got graphs ({featurizer.dim} {featurizer.kind} features each) "
-                        f"but modality {m} takes {dim}-long feature vectors"
+                        f"but modality {m} takes {dim}-long feature vectors", name,
                     )
                 arrays[i] = featurizer(value)
             else:
@@ -425,7 +425,7 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         """The fused ``[E]`` of ``event`` (computed with its embeddings, cached; a copy)."""
         fused = self._event_entry(event)[3]
         if fused is None:
-            raise ValueError(f"event: event {event.id} has no components; expected at least one to fuse")
+            raise InvalidValueError(f"event: event {event.id} has no components; expected at least one to fuse", "event")
         return fused.copy()
 
     def _event_entry(self, event: MultiModalEvent) -> tuple:

@@ -131,9 +131,9 @@ def fit(
     # would leave some steps applied.
     train = as_dataset(model, data, mask, "data")
     val = as_dataset(model, validation, validation_mask, "validation") if validation is not None else None
-    resolve_weights(objectives, train.has_fused)
+    resolve_weights(objectives, train.has_fused, "objectives")
     if val is not None:
-        resolve_weights(objectives, val.has_fused)
+        resolve_weights(objectives, val.has_fused, "objectives")
     monitor = monitor or ("val_total" if val is not None else "loss")
     _check_monitor(monitor, val is not None, metrics)
     if mode is None:
