@@ -450,11 +450,11 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
                 parts.append((c.modality.value, c.confidence, data))
                 items.append((c.modality.value, np.frombuffer(data, np.float32), c.confidence))
         key = (event.id, tuple(parts))
+        hit = self._cache.get(event)
+        if hit is not None and hit[0] == self._version and hit[1] == key:
+            return hit  # without the lock: a writer bumps the version before it returns
         with self._lock.reading():
             version = self._version
-            hit = self._cache.get(event)
-            if hit is not None and hit[0] == version and hit[1] == key:
-                return hit
             emb, mask, fused = self._core.encode_event(event.id, items, self._featurizer_spec())
         entry = (version, key, (emb, mask), fused)
         with self._cache_lock:
