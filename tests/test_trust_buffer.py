@@ -18,6 +18,8 @@ import grapheme_multimodal as gm
 from grapheme_multimodal.buffer import FILE_FORMAT, Experience, ExperienceBuffer
 from grapheme_multimodal.io import write_tagged_safetensors
 
+from conftest import run_concurrently
+
 E = 4
 
 
@@ -89,11 +91,7 @@ def test_concurrent_writers_lose_and_tear_nothing() -> None:
         for k in range(per_thread):
             buf.append(experience(t * per_thread + k, inputs=True))
 
-    workers = [threading.Thread(target=write, args=(t,)) for t in range(threads)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join()
+    run_concurrently(*[lambda t=t: write(t) for t in range(threads)])
     assert len(buf) == threads * per_thread
     everything = buf.batch()
     assert sorted(everything.event_ids.tolist()) == list(range(threads * per_thread)), "no experience lost"
@@ -106,7 +104,6 @@ def test_sampling_while_writing_returns_whole_rows() -> None:
     for i in range(64):
         buf.append(experience(i))
     stop = threading.Event()
-    errors: list = []
 
     def write() -> None:
         i = 64
@@ -119,19 +116,10 @@ def test_sampling_while_writing_returns_whole_rows() -> None:
             for _ in range(150):
                 assert_rows_whole(buf.sample(16, prioritized=True, alpha=0.7, beta=0.5))
                 assert_rows_whole(buf.sample(16))
-        except Exception as exc:  # reported in the main thread
-            errors.append(exc)
+        finally:
+            stop.set()
 
-    writers = [threading.Thread(target=write) for _ in range(2)]
-    samplers = [threading.Thread(target=sample) for _ in range(2)]
-    for t in writers + samplers:
-        t.start()
-    for t in samplers:
-        t.join()
-    stop.set()
-    for t in writers:
-        t.join()
-    assert not errors, errors[0]
+    run_concurrently(write, write, sample)
 
 
 def test_buffers_pickle_and_load_keeps_its_own_lock(tmp_path) -> None:

@@ -15,7 +15,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 from pathlib import Path
 
@@ -28,6 +27,8 @@ import grapheme_multimodal as gm
 from grapheme_multimodal import io as gio
 from grapheme_multimodal.checkpoint import FILE_FORMAT, checkpoint_state
 from grapheme_multimodal.io import write_tagged_safetensors
+
+from conftest import run_concurrently
 
 HERE = Path(__file__).resolve().parent
 
@@ -287,21 +288,12 @@ def test_the_next_save_removes_orphans_but_not_a_save_in_progress(tmp_path) -> N
 def test_concurrent_saves_to_one_target_all_succeed(tmp_path) -> None:
     model = small_trained()
     target = tmp_path / "model.safetensors"
-    errors: list = []
 
     def save() -> None:
-        try:
-            for _ in range(10):
-                model.save(target)
-        except Exception as exc:
-            errors.append(exc)
+        for _ in range(10):
+            model.save(target)
 
-    threads = [threading.Thread(target=save) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors, errors[0]
+    run_concurrently(save, save, save, save)
     assert same_model(model, gm.LearnableMultiModal.load(target))
     assert [p.name for p in tmp_path.iterdir()] == ["model.safetensors"]
 

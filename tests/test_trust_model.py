@@ -12,7 +12,7 @@ import pytest
 
 import grapheme_multimodal as gm
 
-from conftest import text_event
+from conftest import run_concurrently, text_event
 
 
 def synthetic(n: int = 120, seed: int = 0) -> dict:
@@ -240,23 +240,19 @@ def test_readers_during_fit_see_the_model_between_steps() -> None:
     encodings = {e for e, _ in boundaries}
     model = small_model()
     done = threading.Event()
-    seen, errors = [], []
+    seen = []
 
     def monitor():
-        try:
-            while not done.is_set():
-                seen.append(model.encode(probe).tobytes())
-        except Exception as exc:
-            errors.append(exc)
+        while not done.is_set():
+            seen.append(model.encode(probe).tobytes())
 
-    readers = [threading.Thread(target=monitor) for _ in range(2)]
-    for r in readers:
-        r.start()
-    model.fit(data, **fit_kw)
-    done.set()
-    for r in readers:
-        r.join()
-    assert not errors, errors[0]
+    def train():
+        try:
+            model.fit(data, **fit_kw)
+        finally:
+            done.set()
+
+    run_concurrently(train, monitor, monitor)
     assert seen and set(seen) <= encodings, "every read saw the model at a step boundary"
     assert snapshot(model)[:4] == snapshot(reference)[:4]
 
@@ -278,11 +274,13 @@ def test_a_checkpoint_saved_during_fit_is_a_consistent_step(tmp_path) -> None:
             saved.append(path)
             i += 1
 
-    t = threading.Thread(target=save_repeatedly)
-    t.start()
-    model.fit(data, **fit_kw)
-    done.set()
-    t.join()
+    def train():
+        try:
+            model.fit(data, **fit_kw)
+        finally:
+            done.set()
+
+    run_concurrently(train, save_repeatedly)
     assert saved
     for path in saved:
         back = gm.LearnableMultiModal.load(path)
@@ -294,11 +292,7 @@ def test_two_threads_fitting_one_model_equal_fitting_twice_in_a_row() -> None:
     data = synthetic()
     kw = dict(epochs=2, batch_size=16, modality_dropout=0.3, progress=False)
     shared = small_model()
-    threads = [threading.Thread(target=shared.fit, args=(data,), kwargs=kw) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_concurrently(lambda: shared.fit(data, **kw), lambda: shared.fit(data, **kw))
     sequential = small_model()
     sequential.fit(data, **kw)
     sequential.fit(data, **kw)
@@ -310,23 +304,14 @@ def test_train_steps_from_many_threads_lose_no_update() -> None:
     batch = synthetic(32)
     shared = small_model()
     probe = synthetic(4, seed=5)
-    errors = []
 
     def steps():
-        try:
-            for _ in range(5):
-                shared.train_step(batch)
-                shared.encode(probe)
-                shared.fuse_event(gm.MultiModalEvent(1, [gm.ModalFeatures(np.ones(10), "visual")]))
-        except Exception as exc:
-            errors.append(exc)
+        for _ in range(5):
+            shared.train_step(batch)
+            shared.encode(probe)
+            shared.fuse_event(gm.MultiModalEvent(1, [gm.ModalFeatures(np.ones(10), "visual")]))
 
-    threads = [threading.Thread(target=steps) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors, errors[0]
+    run_concurrently(steps, steps, steps, steps)
     sequential = small_model()
     for _ in range(20):
         sequential.train_step(batch)

@@ -38,6 +38,15 @@ def as_real_array(x: Any, name: str) -> np.ndarray:
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
+def as_positive_int(value: Any, name: str) -> int:
+    """``value`` as an int when it is an integer > 0 (not a bool)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name}: expected a positive int, got {describe(value)}")
+    if value <= 0:
+        raise InvalidValueError(f"{name}: expected a positive int, got {value!r}", name)
+    return int(value)
+
+
 def as_finite_float(
     value: Any, name: str, ok: Callable[[float], bool], expected: str, float32: bool = False
 ) -> float:

@@ -19,7 +19,7 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from ._core import MODALITY_NAMES, NUM_MODALITIES
-from ._validation import as_finite_float, as_mask, as_real_array, describe, non_finite_message
+from ._validation import as_finite_float, as_mask, as_positive_int, as_real_array, describe, non_finite_message
 from .exceptions import CheckpointError, InvalidValueError, NonFiniteError, ShapeError, TooLargeError
 from .io import PathLike, TensorSpec, read_tagged_safetensors, write_tagged_safetensors
 
@@ -88,14 +88,14 @@ class ExperienceBuffer:
         input_dims: Optional[Sequence[int]] = None,
         seed: int = 0,
     ) -> None:
-        self.capacity = _positive_int(capacity, "capacity")
-        self.embed_dim = None if embed_dim is None else _positive_int(embed_dim, "embed_dim")
+        self.capacity = as_positive_int(capacity, "capacity")
+        self.embed_dim = None if embed_dim is None else as_positive_int(embed_dim, "embed_dim")
         if input_dims is not None:
             if isinstance(input_dims, (str, bytes)) or not isinstance(input_dims, Sequence):
                 raise TypeError(f"input_dims: expected 7 ints (one per modality) or None, got {describe(input_dims)}")
             if len(input_dims) != NUM_MODALITIES:
                 raise ShapeError(f"input_dims: expected 7 entries (one per modality), got {len(input_dims)}", "input_dims")
-            input_dims = tuple(_positive_int(d, f"input_dims[{i}]") for i, d in enumerate(input_dims))
+            input_dims = tuple(as_positive_int(d, f"input_dims[{i}]") for i, d in enumerate(input_dims))
         self.input_dims = input_dims
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
             raise InvalidValueError(f"seed: expected an int >= 0, got {seed!r}", "seed")
@@ -530,14 +530,6 @@ def _check_state_keys(meta: Mapping[str, Any]) -> None:
     unknown = sorted(set(meta) - set(STATE_KEYS))
     if missing or unknown:
         raise InvalidValueError(f"metadata: missing keys {missing}, unexpected keys {unknown}", "metadata")
-
-
-def _positive_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name}: expected a positive int, got {describe(value)}")
-    if value <= 0:
-        raise InvalidValueError(f"{name}: expected a positive int, got {value!r}", name)
-    return int(value)
 
 
 def _float32(value: Any, name: str, shape: Optional[tuple] = None, rows: Optional[np.ndarray] = None) -> np.ndarray:

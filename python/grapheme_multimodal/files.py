@@ -19,7 +19,7 @@ import numpy as np
 
 from ._validation import FLOAT32_MAX, as_real_array
 from .exceptions import InvalidValueError, NonFiniteError, ShapeError, TooLargeError
-from .io import non_regular_kind
+from .io import MISSING, file_kind
 from .types import Modality
 
 ARRAY_SUFFIXES = (".npy", ".npz", ".csv")
@@ -60,11 +60,9 @@ def parse_modality_spec(spec: str) -> Tuple[Modality, Path, Optional[str]]:
 def read_modality_file(modality: Modality, path: Path, key: Optional[str] = None) -> ModalityFile:
     """Reads one file; every problem is a ``ValueError``/``FileNotFoundError``
     naming the file (a file too large for memory a ``TooLargeError``)."""
-    try:
-        mode = os.stat(path).st_mode
-    except (FileNotFoundError, NotADirectoryError):
-        raise FileNotFoundError(f"{modality}: file not found: {path}") from None
-    kind = non_regular_kind(mode)
+    kind = file_kind(path)
+    if kind is MISSING:
+        raise FileNotFoundError(f"{modality}: file not found: {path}")
     if kind is not None:
         raise InvalidValueError(f"{modality}: {path} is {kind}; expected a data file", str(modality))
     suffix = path.suffix.lower()

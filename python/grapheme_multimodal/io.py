@@ -247,19 +247,25 @@ def read_tagged_safetensors(
 def _check_regular_file(path: Path, where: str) -> None:
     """FileNotFoundError when nothing is there; CheckpointError naming what is
     there when it is not a regular file (a FIFO would block a reader)."""
-    try:
-        mode = os.stat(path).st_mode
-    except (FileNotFoundError, NotADirectoryError):
-        raise FileNotFoundError(f"path: no file at {str(path)!r}") from None
-    kind = non_regular_kind(mode)
+    kind = file_kind(path)
+    if kind is MISSING:
+        raise FileNotFoundError(f"path: no file at {str(path)!r}")
     if kind is not None:
         raise CheckpointError(f"{where} is {kind}; expected a file", "path")
 
 
-def non_regular_kind(mode: int) -> Optional[str]:
-    """What a file of ``st_mode`` ``mode`` is ("a directory", "a FIFO (named
-    pipe)", ...), or None for a regular file (the only kind read: a FIFO
-    would block a reader forever)."""
+#: What :func:`file_kind` returns when nothing is at the path.
+MISSING = "missing"
+
+
+def file_kind(path: PathLike) -> Optional[str]:
+    """None for a regular file (the only kind read: a FIFO would block a
+    reader forever), :data:`MISSING` when there is nothing, else what is
+    there ("a directory", "a FIFO (named pipe)", ...)."""
+    try:
+        mode = os.stat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return MISSING
     if stat.S_ISREG(mode):
         return None
     kinds = [
