@@ -9,7 +9,7 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from ._core import NUM_MODALITIES
-from ._validation import as_finite_float, as_positive_int
+from ._validation import as_finite_float
 from .exceptions import InvalidValueError, ShapeError
 from .graph import GraphFeaturizer
 from .types import Modality
@@ -25,6 +25,14 @@ BINDER_KINDS = ("additive", "bilinear")
 
 def _positive(value: float) -> bool:
     return value > 0
+
+
+def _positive_int(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name}: expected an int, got {type(value).__name__}")
+    if value <= 0:
+        raise ValueError(f"{name}: expected a positive int, got {value}")
+    return int(value)
 
 
 def _normalise_graph_features(features: GraphFeatures) -> Tuple[GraphFeaturizer, ...]:
@@ -61,7 +69,7 @@ def _normalise_input_dims(dims: InputDims, features: Tuple[GraphFeaturizer, ...]
     else:
         given = {i: (v, f"input_dims[{i}]") for i, v in enumerate(dims)}
     for m, (value, name) in given.items():
-        dim = as_positive_int(value, name)
+        dim = _positive_int(value, name)
         f = features[m]
         if f.kind != "fingerprint" and dim != f.dim:
             raise InvalidValueError(
@@ -110,7 +118,7 @@ class LearnableMultiModalConfig:
 
     def __post_init__(self) -> None:
         for name in ("embed_dim", "hidden_dim", "num_heads", "buffer_size"):
-            object.__setattr__(self, name, as_positive_int(getattr(self, name), name))
+            object.__setattr__(self, name, _positive_int(getattr(self, name), name))
         if self.embed_dim % self.num_heads:
             raise InvalidValueError(
                 f"num_heads: embed_dim={self.embed_dim} is not divisible by num_heads={self.num_heads}; "
