@@ -9,7 +9,8 @@ import numpy as np
 
 from .batch import Batch, Inputs
 from .buffer import Experience
-from .exceptions import InvalidValueError
+from ._validation import as_real_array
+from .exceptions import InvalidValueError, ShapeError
 from .types import MultiModalEvent
 
 
@@ -54,12 +55,17 @@ class ExperienceMixin:
             emb, fused = self._core.encode_and_fuse(arrays, mask_arr)
             strengths = self._core.pair_strengths(emb, mask_arr)
         batch = len(mask_arr)
+        rewards = as_real_array(rewards, "rewards")
+        try:
+            rewards = np.broadcast_to(rewards, (batch,))
+        except ValueError:
+            raise ShapeError(f"rewards: expected a number or shape ({batch},), got shape {rewards.shape}", "rewards") from None
         self.experience.extend(
             embeddings=emb,
             mask=mask_arr,
             fused=fused,
             pair_strengths=strengths,
-            rewards=np.full(batch, rewards) if np.ndim(rewards) == 0 else rewards,
+            rewards=rewards,
             event_ids=event_ids,
             inputs=[None if a is None else np.where(mask_arr[:, [m]], a, np.nan) for m, a in enumerate(arrays)],
         )
