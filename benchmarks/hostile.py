@@ -155,17 +155,47 @@ def _mutate(rng: random.Random, raw: bytes) -> bytes:
     return len(text).to_bytes(8, "little") + text + raw[8 + n :]
 
 
+def _forge(rng: random.Random, path: Path, fmt: str, out: Path) -> None:
+    """A file with valid checksums whose content was edited (what a forger,
+    not a bit flip, produces): a config field, a metadata value or a tensor."""
+    from grapheme_multimodal import io as gio
+
+    tensors, meta = gio.read_tagged_safetensors(path, fmt)
+    kind = rng.choice(["config", "meta", "tensor"])
+    if kind == "config" and "config" in meta:
+        field = rng.choice(["embed_dim", "hidden_dim", "num_heads", "buffer_size", "temperature", "learning_rate", "seed"])
+        meta["config"][field] = rng.choice([0, -1, 3, 10**4, 10**9, 2**63, 1e300, "x", None])
+    elif kind in ("config", "meta"):
+        key = rng.choice(sorted(meta))
+        meta[key] = rng.choice([None, -1, 10**12, [], {}, "x", [[[]]], {"step": 2**64}])
+    else:
+        name = rng.choice(sorted(tensors))
+        arr = tensors[name].copy()
+        if arr.size:
+            arr.flat[rng.randrange(arr.size)] = rng.choice([np.nan, np.inf, 1e38, -1, 2, 0.5])
+        tensors[name] = arr.astype(rng.choice([arr.dtype, np.float16, np.int32, np.float64, np.bool_]))
+    gio.write_tagged_safetensors(out, tensors, fmt, meta)
+
+
 def case_checkpoint_bytes(rng: random.Random, work: Path) -> str:
     import grapheme_multimodal as gm
-    from grapheme_multimodal.checkpoint import checkpoint_state
+    from grapheme_multimodal.checkpoint import FILE_FORMAT, checkpoint_state
 
     raw = _checkpoint_bytes(work)
     path = work / "mutated.safetensors"
-    path.write_bytes(_mutate(rng, raw))
+    forged = rng.random() < 0.3
+    if forged:
+        _forge(rng, work / "base.safetensors", FILE_FORMAT, path)
+    else:
+        path.write_bytes(_mutate(rng, raw))
     try:
         model = gm.LearnableMultiModal.load(path)
     except (gm.CheckpointError, gm.TooLargeError, FileNotFoundError):
         return "clean error"
+    if forged:  # a valid file with other content may load; it must hold finite numbers
+        opt = model.optimizer_state()
+        arrays = [*model.state_dict().values(), *opt["exp_avg"].values(), *opt["exp_avg_sq"].values()]
+        return "clean" if all(np.isfinite(a).all() for a in arrays) else "NaN leak"
     original = gm.LearnableMultiModal.load(work / "base.safetensors")
     (ta, ma), (tb, mb) = checkpoint_state(model), checkpoint_state(original)
     same = ma == mb and ta.keys() == tb.keys() and all(ta[k].tobytes() == tb[k].tobytes() for k in ta)
@@ -184,13 +214,21 @@ def case_buffer_file(rng: random.Random, work: Path) -> str:
         buf.save(path)
     raw = path.read_bytes()
     mutated = work / "buffer-mutated.safetensors"
-    mutated.write_bytes(_mutate(rng, raw))
+    forged = rng.random() < 0.3
+    if forged:
+        _forge(rng, path, "grapheme-multimodal/experience-buffer/v1", mutated)
+    else:
+        mutated.write_bytes(_mutate(rng, raw))
     target = gm.ExperienceBuffer(3, embed_dim=4)
     before = target.state()
     try:
         target.load(mutated)
     except (gm.CheckpointError, gm.TooLargeError, FileNotFoundError):
         return "clean error" if _same_state(before, target.state()) else "partial update"
+    if forged:  # a valid file with other content may load; its experiences must be valid
+        b = target.batch() if len(target) else None
+        ok = b is None or all(np.isfinite(getattr(b, f)).all() for f in ("embeddings", "fused", "pair_strengths", "rewards"))
+        return "clean" if ok else "NaN leak"
     return "clean" if _same_state(target.state(), gm.ExperienceBuffer.from_file(path).state()) else "partial update"
 
 
