@@ -23,54 +23,46 @@ from __future__ import annotations
 
 import functools
 import threading
-from contextlib import contextmanager
-from typing import Any, Callable, Dict, Iterator, TypeVar
+from threading import get_ident
+from typing import Any, Callable, Dict, Optional, TypeVar
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 class ModelLock:
-    """Readers share, a writer excludes everyone, an update excludes writers."""
+    """Readers share, a writer excludes everyone, an update excludes writers.
+
+    ``reading()``, ``writing()`` and ``updating()`` return context managers
+    (reusable objects, not generators: the per-event methods take the lock
+    on every call, so it has to cost little)."""
 
     def __init__(self) -> None:
-        self._cond = threading.Condition(threading.Lock())
+        self._mutex = threading.Lock()  # guards the fields below; taken directly on the readers' fast path
+        self._cond = threading.Condition(self._mutex)
         self._update = threading.RLock()
         self._readers: Dict[int, int] = {}  # thread id -> depth
-        self._writer = None  # thread id
+        self._writer: Optional[int] = None  # thread id
         self._writer_depth = 0
         self._writers_waiting = 0
+        self._reading = _ReadGuard(self)
+        self._writing = _Guard(self._acquire_write, self._release_write)
 
-    @contextmanager
-    def reading(self) -> Iterator[None]:
+    def reading(self) -> "_ReadGuard":
         """Shared access: waits while a writer holds or waits for the lock."""
-        me = threading.get_ident()
-        with self._cond:
-            if self._writer != me and me not in self._readers:
-                while self._writer is not None or self._writers_waiting:
-                    self._cond.wait()
-            self._readers[me] = self._readers.get(me, 0) + 1
-        try:
-            yield
-        finally:
-            with self._cond:
-                depth = self._readers[me] - 1
-                if depth:
-                    self._readers[me] = depth
-                else:
-                    del self._readers[me]
-                    self._cond.notify_all()
+        return self._reading
 
-    @contextmanager
-    def updating(self) -> Iterator[None]:
-        """Excludes other updates and writers (not readers)."""
-        with self._update:
-            yield
-
-    @contextmanager
-    def writing(self) -> Iterator[None]:
+    def writing(self) -> "_Guard":
         """Exclusive access: waits for the readers and writers in progress."""
-        me = threading.get_ident()
-        with self._update:
+        return self._writing
+
+    def updating(self) -> "threading.RLock":
+        """Excludes other updates and writers (not readers)."""
+        return self._update
+
+    def _acquire_write(self) -> None:
+        me = get_ident()
+        self._update.acquire()
+        try:
             with self._cond:
                 if self._writer != me:
                     if me in self._readers:
@@ -83,14 +75,63 @@ class ModelLock:
                         self._writers_waiting -= 1
                     self._writer = me
                 self._writer_depth += 1
-            try:
-                yield
-            finally:
-                with self._cond:
-                    self._writer_depth -= 1
-                    if not self._writer_depth:
-                        self._writer = None
-                        self._cond.notify_all()
+        except BaseException:
+            self._update.release()
+            raise
+
+    def _release_write(self) -> None:
+        with self._cond:
+            self._writer_depth -= 1
+            if not self._writer_depth:
+                self._writer = None
+                self._cond.notify_all()
+        self._update.release()
+
+
+class _ReadGuard:
+    """``with lock.reading():`` — the readers' side, inlined: every
+    per-event call goes through it."""
+
+    __slots__ = ("_lock",)
+
+    def __init__(self, lock: ModelLock) -> None:
+        self._lock = lock
+
+    def __enter__(self) -> None:
+        lock, me = self._lock, get_ident()
+        readers = lock._readers
+        with lock._mutex:
+            if lock._writer != me and me not in readers:
+                while lock._writer is not None or lock._writers_waiting:
+                    lock._cond.wait()
+            readers[me] = readers.get(me, 0) + 1
+
+    def __exit__(self, *exc: Any) -> None:
+        lock, me = self._lock, get_ident()
+        readers = lock._readers
+        with lock._mutex:
+            depth = readers[me] - 1
+            if depth:
+                readers[me] = depth
+            else:
+                del readers[me]
+                if lock._writers_waiting:
+                    lock._cond.notify_all()
+
+
+class _Guard:
+    """``with guard:`` runs ``acquire`` and, on the way out, ``release``."""
+
+    __slots__ = ("_acquire", "_release")
+
+    def __init__(self, acquire: Callable[[], None], release: Callable[[], None]) -> None:
+        self._acquire, self._release = acquire, release
+
+    def __enter__(self) -> None:
+        self._acquire()
+
+    def __exit__(self, *exc: Any) -> None:
+        self._release()
 
 
 def reads(method: F) -> F:

@@ -7,7 +7,6 @@ batch of one and call the same path as the batched numpy methods.
 
 from __future__ import annotations
 
-import threading
 import weakref
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
@@ -64,7 +63,6 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         #: Bumped by every change of the state; cached per-event results carry the version they were computed at.
         self._version = 0
         self._cache: "weakref.WeakKeyDictionary[MultiModalEvent, tuple]" = weakref.WeakKeyDictionary()
-        self._cache_lock = threading.Lock()
         #: Recorded fusions (``record_fusion``, ``record_batch``), a ring of ``config.buffer_size``.
         self.experience = ExperienceBuffer(
             c.buffer_size, embed_dim=c.embed_dim, input_dims=c.input_dims, seed=c.seed
@@ -218,8 +216,7 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
     def clear_cache(self) -> None:
         """Forgets cached per-event embeddings (they are never used once the
         model or the event has changed: the cache checks both on every call)."""
-        with self._cache_lock:
-            self._cache.clear()
+        self._cache.clear()
 
     @property
     def encoder(self) -> "ModalityEncoder":
@@ -339,9 +336,8 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
     # --------------------------------------------------------------- internals
     def _parameters_changed(self) -> None:
         """Called after any change of the state: cached results are stale."""
-        with self._cache_lock:
-            self._version += 1
-            self._cache.clear()
+        self._version += 1  # under the write lock: writers never bump it at once
+        self._cache.clear()
 
     def _checked_tensors(
         self, tensors: Mapping[str, Any], arg: str, strict: bool = True, note: str = ""
@@ -445,10 +441,9 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
                 graph = c.graph._g  # immutable; held by the key, so its id cannot be reused
                 parts.append((c.modality.value, c.confidence, graph))
                 items.append((c.modality.value, graph, c.confidence))
-            else:
-                data = np.ascontiguousarray(c.features, np.float32).tobytes()  # a snapshot: what is computed is what is keyed
-                parts.append((c.modality.value, c.confidence, data))
-                items.append((c.modality.value, np.frombuffer(data, np.float32), c.confidence))
+            else:  # float32 and contiguous: ModalFeatures converts whatever is assigned
+                parts.append((c.modality.value, c.confidence, c.features.tobytes()))
+                items.append((c.modality.value, c.features, c.confidence))
         key = (event.id, tuple(parts))
         hit = self._cache.get(event)
         if hit is not None and hit[0] == self._version and hit[1] == key:
@@ -457,9 +452,8 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
             version = self._version
             emb, mask, fused = self._core.encode_event(event.id, items, self._featurizer_spec())
         entry = (version, key, (emb, mask), fused)
-        with self._cache_lock:
-            if version == self._version:
-                self._cache[event] = entry
+        if version == self._version:  # a writer that bumps it right after makes the entry stale, never wrong
+            self._cache[event] = entry
         return entry
 
     def _featurizer_spec(self) -> list:
