@@ -172,7 +172,8 @@ def _forge(rng: random.Random, path: Path, fmt: str, out: Path) -> None:
         name = rng.choice(sorted(tensors))
         arr = tensors[name].copy()
         if arr.size:
-            arr.flat[rng.randrange(arr.size)] = rng.choice([np.nan, np.inf, 1e38, -1, 2, 0.5])
+            values = [np.nan, np.inf, 1e38, -1, 2, 0.5] if arr.dtype.kind == "f" else [-1, 2, 2**40]
+            arr.flat[rng.randrange(arr.size)] = rng.choice(values)
         tensors[name] = arr.astype(rng.choice([arr.dtype, np.float16, np.int32, np.float64, np.bool_]))
     gio.write_tagged_safetensors(out, tensors, fmt, meta)
 
