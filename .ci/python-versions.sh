@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The abi3 wheel on the oldest and the newest supported Python, each in its own
 # venv: 3.9 with the lowest numpy, safetensors and tqdm that pyproject.toml
-# allows, 3.13 with the newest releases.
+# allows, 3.13 with the newest releases. The Ray tests (marker `ray`: the
+# distributed layer is pure Python over the same API) run on the main Python
+# only, so three local Ray clusters do not compete for the CI machine.
 #   .ci/python-versions.sh setup WHEEL   # build the venvs (both at once; mostly downloads)
 #   .ci/python-versions.sh test          # run pytest in each (both at once)
 # The venvs live in $GM_CI_VENVS (default: a folder under $TMPDIR), outside the clone.
@@ -31,8 +33,13 @@ setup_one() {
     "$venv/bin/python" -c "import sys, numpy, grapheme_multimodal as gm; print('python', sys.version.split()[0], 'numpy', numpy.__version__, 'grapheme-multimodal', gm.__version__)"
 }
 
-test_one() {
-    "$VENVS/$1/bin/python" -m pytest -q -p no:cacheprovider
+test_one() {  # in a process group of its own, ended afterwards (see .ci/run)
+    local status=0 pid
+    setsid "$VENVS/$1/bin/python" -m pytest -q -p no:cacheprovider -m "not ray" &
+    pid=$!
+    wait "$pid" || status=$?
+    kill -TERM -- "-$pid" 2>/dev/null || true
+    return "$status"
 }
 
 run_all() {  # "$1" for every version at once, each logged to $VENVS/<version>.<step>.log; fails if any fails

@@ -71,6 +71,7 @@ def fit(
     standardize: bool = True,
     progress: bool = True,
     seed: Optional[int] = None,
+    _steps: Optional[Callable[..., "Steps"]] = None,
 ) -> History:
     """Trains ``model`` on ``data``.
 
@@ -103,6 +104,9 @@ def fit(
             (stored in the model, applied at encode time, saved with it).
         progress: show a tqdm progress bar with the running loss.
         seed: seeds shuffling and dropout (default ``config.seed``).
+        _steps: internal: makes the :class:`Steps` that take each step
+            (default :class:`LocalSteps`, in this process);
+            :func:`grapheme_multimodal.distributed.fit` passes Ray workers.
 
     Returns:
         The :class:`History` of this call (also appended to ``model.history``).
@@ -147,8 +151,12 @@ def fit(
         try:
             if standardize and train.has_inputs and all(model.normalization(m) is None for m in range(NUM_MODALITIES)):
                 train.fit_normalization(model)
-            return _train(model, train, val, epochs, batch_size, objectives, lr, metrics, early_stopping,
-                          monitor, mode, modality_dropout, progress, seed)
+            stepper = (_steps or LocalSteps)(model, train, objectives, lr)
+            try:
+                return _train(model, stepper, train, val, epochs, batch_size, objectives, metrics, early_stopping,
+                              monitor, mode, modality_dropout, progress, seed)
+            finally:
+                stepper.close()
         except KeyboardInterrupt:
             raise  # _train kept the epochs completed so far
         except BaseException:
@@ -158,12 +166,12 @@ def fit(
 
 def _train(
     model: "LearnableMultiModal",
+    stepper: "Steps",
     train: "_Dataset",
     val: Optional["_Dataset"],
     epochs: int,
     batch_size: int,
     objectives: Optional[Mapping[str, float]],
-    lr: Optional[float],
     metrics: Mapping[str, Metric],
     early_stopping: Optional[int],
     monitor: str,
@@ -182,7 +190,7 @@ def _train(
         for _ in range(epochs):
             epoch_start = _TrainingState.of(model)
             try:
-                record = _run_epoch(model, train, val, batch_size, objectives, lr, metrics, modality_dropout, seed, bar)
+                record = _run_epoch(model, stepper, train, val, batch_size, objectives, metrics, modality_dropout, seed, bar)
             except KeyboardInterrupt:
                 epoch_start.restore(model)
                 raise
@@ -211,11 +219,11 @@ def _train(
 
 def _run_epoch(
     model: "LearnableMultiModal",
+    stepper: "Steps",
     train: "_Dataset",
     val: Optional["_Dataset"],
     batch_size: int,
     objectives: Optional[Mapping[str, float]],
-    lr: Optional[float],
     metrics: Mapping[str, Metric],
     modality_dropout: float,
     seed: int,
@@ -229,13 +237,14 @@ def _run_epoch(
     steps = 0
     for rows in train.batches(batch_size, rng):
         keep = _dropout_mask(train.mask_of(rows), modality_dropout, rng)
-        losses = model.train_step(train.batch(rows, keep), weights=objectives, lr=lr)
+        losses = stepper.step(rows, keep)
         for k, v in losses.items():
             sums[k] = sums.get(k, 0.0) + v
         steps += 1
         if bar is not None:
             bar.update(1)
             bar.set_postfix(epoch=epoch + 1, loss=f"{losses['total']:.4f}", refresh=False)  # drawn at tqdm's interval
+    stepper.end_epoch()
     with model._lock.writing():
         model.epochs_trained += 1
     record: Dict[str, Any] = {"epoch": model.epochs_trained}
@@ -282,9 +291,41 @@ class _TrainingState:
             del model.history[self.history_length :]
 
 
+# --------------------------------------------------------------------- steps
+class Steps:
+    """How :func:`fit` takes its training steps: made once per call (after
+    standardisation, before the first step) from ``(model, train,
+    objectives, lr)``; ``model`` must hold the new weights, optimizer state
+    and ``rng_counter`` after each :meth:`end_epoch`."""
+
+    def step(self, rows: np.ndarray, keep: Optional[np.ndarray]) -> Dict[str, float]:
+        """One step on the rows ``rows`` of the training data (``keep``: the
+        modality dropout mask); returns the losses and their ``"total"``."""
+        raise NotImplementedError
+
+    def end_epoch(self) -> None:
+        """Called after each epoch's last step, before validation."""
+
+    def close(self) -> None:
+        """Called once when :func:`fit` ends, whatever the outcome."""
+
+
+class LocalSteps(Steps):
+    """Each step is ``model.train_step`` in this process."""
+
+    def __init__(
+        self, model: "LearnableMultiModal", train: "_Dataset", objectives: Optional[Mapping[str, float]], lr: Optional[float]
+    ) -> None:
+        self.model, self.train, self.objectives, self.lr = model, train, objectives, lr
+
+    def step(self, rows: np.ndarray, keep: Optional[np.ndarray]) -> Dict[str, float]:
+        return self.model.train_step(self.train.batch(rows, keep), weights=self.objectives, lr=self.lr)
+
+
 # ------------------------------------------------------------------ datasets
 class _Dataset:
-    """Rows of training data, batched by index."""
+    """Rows of training data, batched by index. Holds arrays only (no
+    model), so it pickles cheaply: Ray workers share one copy."""
 
     has_inputs = True
     #: Whether its batches carry recorded fused embeddings (``seed_consistency`` targets).
@@ -333,7 +374,6 @@ class _Dataset:
 class _ArrayDataset(_Dataset):
     def __init__(self, model: "LearnableMultiModal", inputs: Any, mask: Any) -> None:
         self.arrays, self.mask = model.prepare_inputs(inputs, mask)
-        self.model = model
 
     def __len__(self) -> int:
         return len(self.mask)
@@ -360,7 +400,6 @@ class _EventDataset(_Dataset):
     is a few numpy gathers (no per-event Python work per step)."""
 
     def __init__(self, model: "LearnableMultiModal", events: Sequence[MultiModalEvent]) -> None:
-        self.model = model
         self.n = len(events)
         self.ids = [e.id for e in events]
         self.tables = []
