@@ -19,6 +19,8 @@ pub enum Init {
     Zeros,
     /// Uniform in `(-s, s)` ("DynamicXavier": `s = sqrt(2 / (fan_in + fan_out))`).
     Uniform(f64),
+    /// Every entry this value (draws nothing from the stream).
+    Constant(f64),
 }
 
 impl Init {
@@ -116,12 +118,16 @@ impl ParamLayout {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let mut data = vec![T::zero(); self.len];
         for spec in &self.specs {
-            if let Init::Uniform(s) = spec.init {
-                for v in &mut data[spec.range()] {
-                    // 24 random bits, centred in their cell: strictly inside (0, 1).
-                    let u = ((rng.next_u32() >> 8) as f64 + 0.5) / (1u64 << 24) as f64;
-                    *v = T::c((2.0 * u - 1.0) * s);
+            match spec.init {
+                Init::Uniform(s) => {
+                    for v in &mut data[spec.range()] {
+                        // 24 random bits, centred in their cell: strictly inside (0, 1).
+                        let u = ((rng.next_u32() >> 8) as f64 + 0.5) / (1u64 << 24) as f64;
+                        *v = T::c((2.0 * u - 1.0) * s);
+                    }
                 }
+                Init::Constant(c) => data[spec.range()].fill(T::c(c)),
+                Init::Zeros => {}
             }
         }
         data
