@@ -153,6 +153,8 @@ def fit(
                 record.update({f"val_{k}": v for k, v in val.losses(model, objectives).items()})
             for name, metric in (metrics or {}).items():
                 record[f"val_{name}"] = float(metric(model))
+            if model.config.learnable_temperature:
+                record.update({f"temperature_{k}": v for k, v in model.temperatures().items()})
             record["seconds"] = time.perf_counter() - start
             history.epochs.append(record)
             model.history.append(record)
