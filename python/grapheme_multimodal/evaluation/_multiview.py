@@ -1,0 +1,161 @@
+"""A trained multi-view model measured on the held-out split.
+
+For every split the same definitions, shared by the demo, the benchmark and
+the tests: cross-view retrieval for every ordered pair of views, k-NN and a
+linear probe on the fused embedding, the fused embedding with only two views
+present, and the binder's ROC-AUC; :func:`compare` sets them beside
+:class:`~grapheme_multimodal.evaluation.Anchors` of the same split.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence
+
+import numpy as np
+
+from ..datasets import MultipleFeatures
+from ..exceptions import InvalidValueError
+from ..metrics import cross_view_retrieval, knn_accuracy, linear_probe_accuracy, roc_auc
+from ._anchors import Anchors, one_thread
+from ._embedders import ViewEmbedder, optional_bind
+from ._pairs import ordered_pairs, pair_key, two_view_key, unordered_pairs
+
+__all__ = ["ModelScores", "evaluate_model", "binder_auc", "compare", "RETRIEVAL_METRICS"]
+
+#: The two retrieval figures of every view pair.
+RETRIEVAL_METRICS = ("class_precision_at_1", "instance_recall_at_1")
+
+
+@dataclass
+class ModelScores:
+    """A model's figures on the held-out split (keys as in :class:`Anchors`).
+
+    Attributes:
+        retrieval: ``"q->g"`` → class precision@1 and instance recall@1 of
+            the query view's embeddings retrieving among the gallery view's
+            (cosine, the gallery includes the query's own event).
+        fused_knn: k-NN accuracy on the fused embedding (all views present;
+            the training events' fused embeddings are the neighbours).
+        fused_probe: linear-probe accuracy on the fused embedding.
+        two_view_knn: ``"a+b"`` → k-NN accuracy on the fused embedding of
+            only views ``a`` and ``b``, for training and test events alike.
+        binder_auc: ROC-AUC of the binder (see :func:`binder_auc`), or
+            ``None`` for a model without one.
+    """
+
+    retrieval: Dict[str, Dict[str, float]]
+    fused_knn: float
+    fused_probe: float
+    two_view_knn: Dict[str, float]
+    binder_auc: Optional[float]
+
+    def mean_retrieval(self, metric: str) -> float:
+        """Mean of ``metric`` over the view pairs."""
+        return float(np.mean([r[metric] for r in self.retrieval.values()]))
+
+    def to_dict(self) -> Dict[str, Any]:
+        """Plain dicts and floats (for JSON)."""
+        return asdict(self)
+
+
+def binder_auc(
+    bind: Callable[[np.ndarray, np.ndarray], np.ndarray], view_embeddings: Mapping[str, np.ndarray], seed: int = 0
+) -> float:
+    """ROC-AUC of ``bind(a, b)`` for same-event pairs ``(e_i(r), e_j(r))``
+    against pairs whose second side is another event's ``(e_i(r), e_j(s))``,
+    ``s != r`` drawn from ``seed``, pooled over every ordered pair of views."""
+    rng = np.random.default_rng(seed)
+    names = list(view_embeddings)
+    n = len(view_embeddings[names[0]])
+    positives, negatives = [], []
+    for i, j in ordered_pairs(names):
+        other = (np.arange(n) + rng.integers(1, n, size=n)) % n
+        positives.append(bind(view_embeddings[i], view_embeddings[j]))
+        negatives.append(bind(view_embeddings[i], view_embeddings[j][other]))
+    return roc_auc(np.concatenate(positives), np.concatenate(negatives))
+
+
+def evaluate_model(
+    embedder: ViewEmbedder,
+    train: MultipleFeatures,
+    test: MultipleFeatures,
+    *,
+    k: int = 5,
+    seed: int = 0,
+    two_views: bool = True,
+) -> ModelScores:
+    """Measures ``embedder`` on ``test`` (raw views; the training split gives
+    the neighbours and the probe's training rows). ``seed`` draws the
+    binder's negative pairs; ``two_views=False`` skips the 15 two-view fits."""
+    with one_thread():
+        return _evaluate(embedder, train, test, k, seed, two_views)
+
+
+def _evaluate(embedder, train, test, k, seed, two_views) -> ModelScores:
+    names = list(test.views)
+    test_views = embedder.embed_views(test.views)
+    test_fused = embedder.embed_fused(test.views)
+    train_fused = embedder.embed_fused(train.views)
+    retrieval = {
+        pair_key(q, g): cross_view_retrieval(test_views[q], test_views[g], test.labels) for q, g in ordered_pairs(names)
+    }
+    two_view_knn = {}
+    if two_views:
+        for a, b in unordered_pairs(names):
+            pick = lambda split: {a: split.views[a], b: split.views[b]}  # noqa: E731
+            two_view_knn[two_view_key(a, b)] = knn_accuracy(
+                embedder.embed_fused(pick(train)), train.labels, embedder.embed_fused(pick(test)), test.labels, k=k
+            )
+    bind = optional_bind(embedder)
+    return ModelScores(
+        retrieval=retrieval,
+        fused_knn=knn_accuracy(train_fused, train.labels, test_fused, test.labels, k=k),
+        fused_probe=linear_probe_accuracy(train_fused, train.labels, test_fused, test.labels),
+        two_view_knn=two_view_knn,
+        binder_auc=None if bind is None else binder_auc(bind, test_views, seed),
+    )
+
+
+def _mean_std(values: Sequence[float]) -> Dict[str, float]:
+    arr = np.asarray(values, dtype=np.float64)
+    return {"mean": float(arr.mean()), "std": float(arr.std())}
+
+
+def compare(runs: Sequence[ModelScores], anchors: Anchors, tolerance: float = 0.02) -> Dict[str, Any]:
+    """``runs`` (one per training seed) beside ``anchors``: every figure as
+    mean and standard deviation over the runs, and the counts of view pairs
+    where the runs' mean is within ``tolerance`` of exact CCA (or above it),
+    and of two-view pairs where the fused k-NN is at least the raw views'.
+    """
+    if not runs:
+        raise InvalidValueError("runs: expected at least one ModelScores", "runs")
+    pairs = list(runs[0].retrieval)
+    retrieval = {
+        p: {m: _mean_std([r.retrieval[p][m] for r in runs]) for m in RETRIEVAL_METRICS} for p in pairs
+    }
+    within = {
+        m: sum(retrieval[p][m]["mean"] >= anchors.cca[p][m] - tolerance for p in pairs) for m in RETRIEVAL_METRICS
+    }
+    two_view = {p: _mean_std([r.two_view_knn[p] for r in runs]) for p in runs[0].two_view_knn}
+    aucs = [r.binder_auc for r in runs if r.binder_auc is not None]
+    return {
+        "n_runs": len(runs),
+        "tolerance": tolerance,
+        "retrieval": retrieval,
+        "mean_retrieval": {m: _mean_std([r.mean_retrieval(m) for r in runs]) for m in RETRIEVAL_METRICS},
+        "pairs_within_tolerance_of_cca": within,
+        "n_pairs": len(pairs),
+        "fused_knn": _mean_std([r.fused_knn for r in runs]),
+        "fused_probe": _mean_std([r.fused_probe for r in runs]),
+        "two_view_knn": two_view,
+        "two_view_pairs_at_least_raw": sum(two_view[p]["mean"] >= anchors.raw_two_view_knn[p] for p in two_view),
+        "binder_auc": _mean_std(aucs) if aucs else None,
+        "anchors": {
+            "cca_mean_retrieval": {m: float(np.mean([anchors.cca[p][m] for p in pairs])) for m in RETRIEVAL_METRICS},
+            "multiview_mean_retrieval": {
+                method: {m: float(np.mean([scores[p][m] for p in pairs])) for m in RETRIEVAL_METRICS}
+                for method, scores in anchors.multiview.items()
+            },
+        },
+    }
