@@ -4,6 +4,8 @@
 //! fixed by (seed, counter), learned temperatures stay in range, and a
 //! restored state continues bit for bit.
 
+mod common;
+
 use grapheme_multimodal::nn::temperature::{MAX_TEMPERATURE, MIN_TEMPERATURE};
 use grapheme_multimodal::{Config, EncoderInput, Error, LearnableMultiModal, Objective, ObjectiveWeights, TrainBatch};
 use ndarray::{Array2, ArrayView2};
@@ -11,14 +13,7 @@ use ndarray::{Array2, ArrayView2};
 const DIMS: [usize; 7] = [5, 9, 3, 18, 4, 6, 2];
 
 fn inputs(batch: usize, seed: u64) -> [Array2<f32>; 7] {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-    };
-    std::array::from_fn(|m| Array2::from_shape_simple_fn((batch, DIMS[m]), &mut next))
+    common::inputs(batch, seed, DIMS)
 }
 
 fn views(xs: &[Array2<f32>; 7]) -> [Option<ArrayView2<'_, f32>>; 7] {
