@@ -1,7 +1,20 @@
+import os
+
 import numpy as np
 import pytest
 
 import grapheme_multimodal as gm
+
+# The Ray tests' local cluster, set before anything imports Ray (it reads
+# these at import): every Ray socket on 127.0.0.1, not every interface; no
+# auth token written to $HOME; no usage stats; and Ray's dashboard, which
+# probes cloud metadata endpoints (169.254.169.254) even with usage stats
+# off, sends its HTTP to a closed loopback port instead.
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+os.environ["RAY_AUTH_MODE"] = "disabled"
+os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+os.environ["http_proxy"] = os.environ["HTTP_PROXY"] = "http://127.0.0.1:9"
+os.environ["no_proxy"] = os.environ["NO_PROXY"] = "127.0.0.1,localhost,::1"
 
 
 @pytest.fixture
@@ -34,3 +47,48 @@ def splits():
     except (ModuleNotFoundError, FileNotFoundError) as err:
         pytest.skip(str(err))
     return gd.train_test_split(mfeat, test_size=0.2, seed=0)
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """One local Ray for the whole run: 2 CPUs, a small object store, no
+    dashboard, every socket on loopback, its files in a short temp dir
+    (Unix socket paths are limited to ~100 bytes). Shut down at the end."""
+    import shutil
+    import tempfile
+
+    if not os.environ.get("CI"):  # Ray is in the test extra: CI must run these tests, not skip them
+        pytest.importorskip("ray", reason='needs Ray: pip install -e ".[test]"')
+    import ray
+    import ray.data
+
+    temp_dir = tempfile.mkdtemp(prefix="gmray", dir="/tmp" if os.path.isdir("/tmp") else None)
+    ray.init(
+        num_cpus=2,
+        object_store_memory=256 * 2**20,
+        include_dashboard=False,
+        _temp_dir=temp_dir,
+        log_to_driver=False,
+    )
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False
+    context.print_on_execution_start = False
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+@pytest.fixture
+def ray_session(ray_cluster):
+    """The session's Ray; after the test every CPU must be free again (no
+    actor left behind: a leftover one would starve the next actor pool)."""
+    import time
+
+    yield ray_cluster
+    deadline = time.monotonic() + 60  # killed actors free their CPUs a little later
+    while ray_cluster.available_resources().get("CPU", 0) < 2:
+        if time.monotonic() > deadline:
+            pytest.fail(f"Ray resources still held after the test: {ray_cluster.available_resources()}")
+        time.sleep(0.1)

@@ -134,3 +134,29 @@ def test_console_script_and_module_entry_points(tmp_path):
         assert done.returncode == 0 and "grapheme-mm" in done.stdout
     done = subprocess.run([sys.executable, "-m", "grapheme_multimodal", "info"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "usage:" in done.stderr
+
+
+@pytest.mark.ray
+@pytest.mark.timeout(120)
+def test_train_on_ray_workers_and_embed_with_ray(user_files, ray_session, capsys):
+    """--workers N trains on the session's Ray (as distributed.fit); embed
+    --ray writes the same fused embeddings, in row order, as embed."""
+    ckpt = user_files / "model.safetensors"
+    files = ["-m", f"visual={user_files / 'images.npy'}", "-m", f"linguistic={user_files / 'text.txt'}"]
+    code, out, err = run(
+        capsys, "train", *files, "--epochs", "2", "--batch-size", "16", "--embed-dim", "16", "--hidden-dim", "16",
+        "--heads", "2", "--wl-dim", "32", "--workers", "2", "--output", str(ckpt), "--no-progress",
+    )
+    assert code == 0, err
+    assert "trained on 60 rows x 2 modalities for 2 epochs" in out
+    local, remote = user_files / "local.npy", user_files / "ray.npy"
+    assert run(capsys, "embed", str(ckpt), *files, "-o", str(local), "--bindings", str(user_files / "b1.npy"))[0] == 0
+    code, out, err = run(
+        capsys, "embed", str(ckpt), *files, "-o", str(remote), "--ray", "--batch-size", "7",  # a pool Ray Data scales to the CPUs
+        "--bindings", str(user_files / "b2.npy"),
+    )
+    assert code == 0, err
+    np.testing.assert_array_equal(np.load(remote), np.load(local))
+    np.testing.assert_array_equal(np.load(user_files / "b2.npy"), np.load(user_files / "b1.npy"))
+    code, _, err = run(capsys, "embed", str(ckpt), *files, "--workers", "2")
+    assert code == 2 and "only used with --ray" in err

@@ -178,3 +178,15 @@ def test_demo_prints_the_readme_table(tmp_path):
 
     report = json.loads((tmp_path / "demo.json").read_text())
     assert len(report["rows"]) == len(table.split("\n\n")[0].splitlines()) - 2 and report["notes"]
+
+
+@pytest.mark.ray
+@pytest.mark.timeout(120)
+def test_scaling_out_with_ray_prints_what_the_readme_shows(ray_session, tmp_path, monkeypatch):
+    """The Ray example, run as written in a scratch folder, on the session's
+    local cluster (the snippet itself relies on Ray starting one when none
+    is running)."""
+    code, shown = code_and_output("Scaling out with Ray", "python")
+    monkeypatch.chdir(tmp_path)
+    check_output(run_python(code, "README scaling out"), shown)
+    assert (tmp_path / "model.safetensors").exists()

@@ -2,17 +2,21 @@
 
 Subcommands: ``demo`` (real-data demo), ``train`` (your own files), ``embed``
 (a checkpoint + files → fused embeddings), ``info`` (a checkpoint's summary).
+``train --workers N`` and ``embed --ray`` run on Ray (a local cluster, or
+``--ray-address`` to join one).
 Every error a user can make ends with one clear line and exit status 2.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
+import os
 import sys
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -87,6 +91,9 @@ def _parser() -> argparse.ArgumentParser:
                           help="dropout after hidden encoder layers in training")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--no-progress", action="store_true")
+    train.add_argument("--workers", type=int, default=None,
+                       help="train data-parallel on N Ray workers (default: in this process)")
+    _ray_address_arg(train)
     train.set_defaults(run=_train)
 
     embed = sub.add_parser("embed", help="fused embeddings of your files from a checkpoint")
@@ -94,12 +101,22 @@ def _parser() -> argparse.ArgumentParser:
     _modality_args(embed)
     embed.add_argument("--output", "-o", type=Path, default=Path("embeddings.npy"), help="fused embeddings [N, E] (.npy)")
     embed.add_argument("--bindings", type=Path, default=None, help="also write binding strengths [N, 7, 7] (.npy)")
+    embed.add_argument("--ray", action="store_true", help="embed with a pool of Ray actors (Ray Data)")
+    embed.add_argument("--workers", type=int, default=None,
+                       help="with --ray: actors in the pool (default: Ray Data scales it to the CPUs)")
+    embed.add_argument("--batch-size", type=int, default=1024, help="with --ray: rows per model call")
+    _ray_address_arg(embed)
     embed.set_defaults(run=_embed)
 
     info = sub.add_parser("info", help="a checkpoint's config, size and training history")
     info.add_argument("checkpoint", type=Path)
     info.set_defaults(run=_info)
     return parser
+
+
+def _ray_address_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--ray-address", default=None, metavar="ADDRESS",
+                   help="join this Ray cluster (e.g. auto or ray://host:10001) instead of starting a local one")
 
 
 def _modality_args(p: argparse.ArgumentParser) -> None:
@@ -168,8 +185,9 @@ def _train(args: argparse.Namespace) -> int:
     if n - n_val < 2:
         raise ValueError(f"files: {n} rows leave {n - n_val} for training; expected at least 2")
     train_rows, val_rows = order[n_val:], order[:n_val]
-    history = model.fit(
-        {m: x[train_rows] for m, x in inputs.items()},
+    if args.workers is None and args.ray_address is not None:
+        raise ValueError("--ray-address: only used with --workers N (training on Ray)")
+    fit_options = dict(
         epochs=args.epochs,
         batch_size=_positive(args.batch_size, "--batch-size"),
         objectives=objectives,
@@ -179,6 +197,15 @@ def _train(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         seed=args.seed,
     )
+    train_inputs = {m: x[train_rows] for m, x in inputs.items()}
+    if args.workers is None:
+        history = model.fit(train_inputs, **fit_options)
+    else:
+        from . import distributed
+
+        workers = _positive(args.workers, "--workers")
+        with _ray_cluster(args.ray_address):
+            history = distributed.fit(model, train_inputs, num_workers=workers, **fit_options)
     model.save(args.output, include_experience=False)
     last = history.epochs[-1] if history.epochs else {}
     summary = f"loss {last['loss']:.4f}" if "loss" in last else "no epochs run"
@@ -211,14 +238,59 @@ def _embed(args: argparse.Namespace) -> int:
                     f"encoder takes {dim} (a checkpoint from a different config?)"
                 )
             inputs[f.modality] = f.values
-    emb, fused = model.encode_and_fuse(inputs)
+    if args.ray:
+        fused, strengths = _embed_on_ray(args, model, inputs)
+    else:
+        if args.workers is not None or args.ray_address is not None:
+            raise ValueError("--workers/--ray-address: only used with --ray")
+        emb, fused = model.encode_and_fuse(inputs)
+        strengths = model.pair_strengths(emb) if args.bindings is not None else None
     _save_npy(args.output, fused)
     print(f"wrote fused embeddings {fused.shape} to {args.output}")
-    if args.bindings is not None:
-        strengths = model.pair_strengths(emb)
+    if strengths is not None:
         _save_npy(args.bindings, strengths)
         print(f"wrote binding strengths {strengths.shape} to {args.bindings} (S[n, i, j] for modalities i, j in slot order)")
     return 0
+
+
+def _embed_on_ray(args: argparse.Namespace, model, inputs: Dict[str, np.ndarray]):
+    """``(fused, strengths or None)`` of ``inputs`` from a Ray actor pool, in row order."""
+    from . import distributed
+
+    workers = None if args.workers is None else _positive(args.workers, "--workers")
+    n = len(next(iter(inputs.values())))
+    outputs = ("fused", "bindings") if args.bindings is not None else ("fused",)
+    columns = {str(m): x for m, x in inputs.items()}
+    with _ray_cluster(args.ray_address):
+        ds = distributed._arrays_dataset({"row": np.arange(n), **columns})
+        out = distributed.embed_dataset(
+            ds, model, {m: m for m in columns}, batch_size=_positive(args.batch_size, "--batch-size"),
+            num_actors=workers, outputs=outputs,
+        )
+        parts = list(out.select_columns(["row", *outputs]).iter_batches(batch_format="numpy", batch_size=None))
+    order = np.argsort(np.concatenate([p["row"] for p in parts]), kind="stable")
+    fused = np.concatenate([p["fused"] for p in parts])[order]
+    strengths = np.concatenate([p["bindings"] for p in parts])[order] if args.bindings is not None else None
+    return fused, strengths
+
+
+@contextlib.contextmanager
+def _ray_cluster(address: Optional[str]) -> Iterator[None]:
+    """Ray for one command: the cluster this process is already connected
+    to, else ``address``, else a new local one (on loopback only), shut
+    down afterwards."""
+    import ray
+
+    if ray.is_initialized():
+        yield
+        return
+    if address is None:  # a local cluster: keep every Ray socket on 127.0.0.1
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    ray.init(address=address, include_dashboard=False if address is None else None, log_to_driver=False)
+    try:
+        yield
+    finally:
+        ray.shutdown()
 
 
 def _info(args: argparse.Namespace) -> int:

@@ -70,6 +70,7 @@ def fit(
     standardize: bool = True,
     progress: bool = True,
     seed: Optional[int] = None,
+    _steps: Optional[Callable[..., "Steps"]] = None,
 ) -> History:
     """Trains ``model`` on ``data``.
 
@@ -102,6 +103,9 @@ def fit(
             (stored in the model, applied at encode time, saved with it).
         progress: show a tqdm progress bar with the running loss.
         seed: seeds shuffling and dropout (default ``config.seed``).
+        _steps: internal: makes the :class:`Steps` that take each step
+            (default :class:`LocalSteps`, in this process);
+            :func:`grapheme_multimodal.distributed.fit` passes Ray workers.
 
     Returns:
         The :class:`History` of this call (also appended to ``model.history``).
@@ -129,6 +133,7 @@ def fit(
     history = History(monitor=monitor)
     best_value, best_state, waited = None, None, 0
 
+    stepper = (_steps or LocalSteps)(model, train, objectives, lr)
     bar = _progress_bar(progress, epochs * train.num_batches(batch_size))
     try:
         for _ in range(epochs):
@@ -139,13 +144,14 @@ def fit(
             steps = 0
             for rows in train.batches(batch_size, rng):
                 keep = _dropout_mask(train.mask_of(rows), modality_dropout, rng)
-                losses = model.train_step(train.batch(rows, keep), weights=objectives, lr=lr)
+                losses = stepper.step(rows, keep)
                 for k, v in losses.items():
                     sums[k] = sums.get(k, 0.0) + v
                 steps += 1
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix(epoch=epoch + 1, loss=f"{losses['total']:.4f}")
+            stepper.end_epoch()
             model.epochs_trained += 1
             record: Dict[str, Any] = {"epoch": model.epochs_trained}
             record.update({("loss" if k == "total" else k): v / max(steps, 1) for k, v in sums.items()})
@@ -172,6 +178,7 @@ def fit(
                     history.stopped_early = True
                     break
     finally:
+        stepper.close()
         if bar is not None:
             bar.close()
     if best_state is not None and history.best_epoch != model.epochs_trained:
@@ -180,9 +187,41 @@ def fit(
     return history
 
 
+# --------------------------------------------------------------------- steps
+class Steps:
+    """How :func:`fit` takes its training steps: made once per call (after
+    standardisation, before the first step) from ``(model, train,
+    objectives, lr)``; ``model`` must hold the new weights, optimizer state
+    and ``rng_counter`` after each :meth:`end_epoch`."""
+
+    def step(self, rows: np.ndarray, keep: Optional[np.ndarray]) -> Dict[str, float]:
+        """One step on the rows ``rows`` of the training data (``keep``: the
+        modality dropout mask); returns the losses and their ``"total"``."""
+        raise NotImplementedError
+
+    def end_epoch(self) -> None:
+        """Called after each epoch's last step, before validation."""
+
+    def close(self) -> None:
+        """Called once when :func:`fit` ends, whatever the outcome."""
+
+
+class LocalSteps(Steps):
+    """Each step is ``model.train_step`` in this process."""
+
+    def __init__(
+        self, model: "LearnableMultiModal", train: "_Dataset", objectives: Optional[Mapping[str, float]], lr: Optional[float]
+    ) -> None:
+        self.model, self.train, self.objectives, self.lr = model, train, objectives, lr
+
+    def step(self, rows: np.ndarray, keep: Optional[np.ndarray]) -> Dict[str, float]:
+        return self.model.train_step(self.train.batch(rows, keep), weights=self.objectives, lr=self.lr)
+
+
 # ------------------------------------------------------------------ datasets
 class _Dataset:
-    """Rows of training data, batched by index."""
+    """Rows of training data, batched by index. Holds arrays only (no
+    model), so it pickles cheaply: Ray workers share one copy."""
 
     has_inputs = True
 
@@ -224,7 +263,6 @@ class _Dataset:
 class _ArrayDataset(_Dataset):
     def __init__(self, model: "LearnableMultiModal", inputs: Any, mask: Any) -> None:
         self.arrays, self.mask = model.prepare_inputs(inputs, mask)
-        self.model = model
 
     def __len__(self) -> int:
         return len(self.mask)
@@ -245,7 +283,6 @@ class _EventDataset(_Dataset):
     is a few numpy gathers (no per-event Python work per step)."""
 
     def __init__(self, model: "LearnableMultiModal", events: Sequence[MultiModalEvent]) -> None:
-        self.model = model
         self.n = len(events)
         self.tables = []
         for table in event_components(model.config, events, "data"):

@@ -1,0 +1,557 @@
+"""Scale-out on Ray: embed data sets with an actor pool and train
+data-parallel, with the results of one process.
+
+- :func:`embed_dataset` adds fused embeddings (and optionally modality
+  embeddings and binding strengths) to a ``ray.data.Dataset``: a pool of
+  actors, each loading the checkpoint once and calling
+  :meth:`~grapheme_multimodal.LearnableMultiModal.encode_and_fuse` on numpy
+  batches.
+- :func:`fit` trains a model with ``num_workers`` Ray actors, each holding a
+  replica: every step the global batch is split into one share per worker,
+  each computes its share's gradients, the driver averages them (weighted by
+  rows) and every replica — the driver's model included — applies the same
+  average. It runs :func:`grapheme_multimodal.training.fit`'s own loop, so
+  batches, dropout, standardisation, validation, early stopping, history
+  and progress bar are those of ``model.fit``.
+
+What a global batch means with N workers, and how it scales: ``docs/distributed.md``.
+Needs Ray: ``pip install "grapheme-multimodal[ray]"``. Ray is imported here only.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import numbers
+import os
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+try:
+    import ray
+    import ray.data
+    from ray.exceptions import RayActorError, RayTaskError
+except ModuleNotFoundError as exc:  # pragma: no cover - exercised only without Ray
+    raise ModuleNotFoundError(
+        'grapheme_multimodal.distributed needs Ray: pip install "grapheme-multimodal[ray]"', name=exc.name
+    ) from None
+
+from ._core import NUM_MODALITIES
+from .exceptions import InvalidValueError, ShapeError
+from .model import LearnableMultiModal
+from .training import History, Steps, _Dataset
+from .training import fit as _fit
+from .types import Modality
+
+__all__ = ["embed_dataset", "fit", "ReplicaDriftError", "OUTPUTS"]
+
+#: What :func:`embed_dataset` can add, each as a column of that name:
+#: ``fused [E]``, ``embeddings [7, E]`` and ``bindings [7, 7]`` per row.
+OUTPUTS = ("fused", "embeddings", "bindings")
+
+#: How often one step may lose a worker before :func:`fit` gives up.
+MAX_RESTARTS_PER_STEP = 3
+
+Columns = Mapping[Union[Modality, str], str]
+
+
+class ReplicaDriftError(RuntimeError):
+    """The model replicas of a distributed :func:`fit` no longer hold the
+    same weights and optimizer state (checked after every epoch)."""
+
+
+# ------------------------------------------------------------------ embedding
+def embed_dataset(
+    ds: "ray.data.Dataset",
+    checkpoint: Any,
+    columns: Columns,
+    *,
+    batch_size: int = 1024,
+    num_actors: Optional[int] = None,
+    outputs: Union[str, Sequence[str]] = ("fused",),
+    cpus_per_actor: int = 1,
+) -> "ray.data.Dataset":
+    """``ds`` with the model's outputs added as columns (lazily, as Ray Data is).
+
+    Args:
+        ds: a ``ray.data.Dataset``.
+        checkpoint: a path to a model saved with :meth:`LearnableMultiModal.save`
+            (each actor loads it once; on a multi-node cluster it must be on
+            a path every node can read), or a model (shipped to each actor).
+        columns: modality → column, e.g. ``{"visual": "image_features"}``. A
+            column holds vectors of the modality's input length, or text
+            where the modality featurises graphs (its
+            ``config.graph_featurizer``); a null value means the row lacks
+            that modality.
+        batch_size: rows per ``encode_and_fuse`` call.
+        num_actors: size of the actor pool; ``None`` lets Ray Data scale it
+            between 1 and the cluster's CPUs (divided by ``cpus_per_actor``).
+        outputs: which of :data:`OUTPUTS` to add: ``"fused"`` (``[E]``
+            float32 per row), ``"embeddings"`` (``[7, E]``, zeros where
+            absent) and ``"bindings"`` (``[7, 7]`` pair strengths, as
+            :meth:`~LearnableMultiModal.pair_strengths`).
+        cpus_per_actor: CPUs each actor reserves; it computes with that many
+            threads (``gm.set_num_threads``).
+
+    Returns:
+        A dataset with every column of ``ds`` and the ``outputs`` columns.
+        The values are those of ``model.encode_and_fuse`` on the same rows
+        (it is the same call). Row order follows Ray Data's rules (set
+        ``DataContext.get_current().execution_options.preserve_order = True``
+        to keep the input order).
+    """
+    if not isinstance(ds, ray.data.Dataset):
+        raise TypeError(f"ds: expected a ray.data.Dataset, got {type(ds).__name__}")
+    model = checkpoint if isinstance(checkpoint, LearnableMultiModal) else LearnableMultiModal.load(checkpoint)
+    plan = _ColumnPlan(model, columns)
+    wanted = _check_outputs(outputs)
+    _check_int(batch_size, "batch_size", 1)
+    _check_int(cpus_per_actor, "cpus_per_actor", 1)
+    if num_actors is None:
+        if not ray.is_initialized():  # as Ray itself does on first use
+            ray.init()
+        cpus = int(ray.cluster_resources().get("CPU", 1))
+        pool = ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, cpus // cpus_per_actor))
+    else:
+        _check_int(num_actors, "num_actors", 1)
+        pool = ray.data.ActorPoolStrategy(size=int(num_actors))
+    schema = ds.schema(fetch_if_missing=False)
+    if schema is not None:
+        plan.check_schema(list(schema.names), wanted)
+    # Actors do not share the driver's working directory: send an absolute path.
+    source = checkpoint if isinstance(checkpoint, LearnableMultiModal) else os.path.abspath(os.fspath(checkpoint))
+    return ds.map_batches(
+        _Embedder,
+        fn_constructor_kwargs={"source": source, "columns": plan.columns, "outputs": wanted},
+        batch_size=int(batch_size),
+        batch_format="numpy",
+        zero_copy_batch=True,  # read-only views of the block: the model only reads its inputs
+        compute=pool,
+        num_cpus=cpus_per_actor,
+    )
+
+
+class _Embedder:
+    """The callable class of :func:`embed_dataset`'s ``map_batches``: one
+    model per actor, loaded in the constructor."""
+
+    def __init__(self, source: Any, columns: Dict[str, str], outputs: Tuple[str, ...]) -> None:
+        self.model = source if isinstance(source, LearnableMultiModal) else LearnableMultiModal.load(source)
+        self.plan = _ColumnPlan(self.model, columns)
+        self.outputs = outputs
+        _use_assigned_cpus()
+
+    def __call__(self, batch: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        self.plan.check_schema(list(batch), self.outputs)
+        inputs, mask = self.plan.inputs(batch)
+        emb, fused = self.model.encode_and_fuse(inputs, mask)
+        out = dict(batch)
+        if "fused" in self.outputs:
+            out["fused"] = fused
+        if "embeddings" in self.outputs:
+            out["embeddings"] = emb
+        if "bindings" in self.outputs:
+            out["bindings"] = self.model.pair_strengths(emb, mask)
+        return out
+
+
+class _ColumnPlan:
+    """Which column feeds which modality, and how a column's values become
+    the model's inputs: vectors, or texts featurised as the model does."""
+
+    def __init__(self, model: LearnableMultiModal, columns: Columns) -> None:
+        if not isinstance(columns, Mapping) or not columns:
+            raise TypeError(f"columns: expected a non-empty mapping modality -> column name, got {columns!r}")
+        self.config = model.config
+        self.columns: Dict[str, str] = {}
+        for key, column in columns.items():
+            m = Modality.parse(key)
+            if not isinstance(column, str):
+                raise TypeError(f"columns[{str(key)!r}]: expected a column name (str), got {type(column).__name__}")
+            if str(m) in self.columns:
+                raise InvalidValueError(f"columns: modality {m} is given twice", "columns")
+            self.columns[str(m)] = column
+
+    def check_schema(self, names: List[str], outputs: Sequence[str]) -> None:
+        missing = sorted(c for c in self.columns.values() if c not in names)
+        if missing:
+            raise InvalidValueError(f"columns: the dataset has no column {missing}; its columns are {names}", "columns")
+        clash = [o for o in outputs if o in names]
+        if clash:
+            raise InvalidValueError(
+                f"outputs: the dataset already has a column named {clash}; rename it (ds.rename_columns) first", "outputs"
+            )
+
+    def inputs(self, batch: Mapping[str, np.ndarray]) -> Tuple[Dict[str, np.ndarray], np.ndarray]:
+        """``({modality: [B, d] float32}, mask [B, 7])`` of a numpy batch."""
+        size = len(next(iter(batch.values())))
+        mask = np.zeros((size, NUM_MODALITIES), bool)
+        inputs = {}
+        for modality, column in self.columns.items():
+            x, present = self._column(modality, column, batch[column])
+            if present.any():
+                inputs[modality] = x
+                mask[:, Modality.parse(modality).index] = present
+        return inputs, mask
+
+    def _column(self, modality: str, column: str, values: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        dim = self.config.input_dim(modality)
+        name = f"column {column!r} ({modality})"
+        if values.dtype != object and values.ndim == 2:  # a tensor column: every row present
+            return values, np.ones(len(values), bool)
+        if values.dtype.kind in "US":
+            values = values.astype(object)
+        if values.ndim != 1 or values.dtype != object:
+            raise ShapeError(f"{name}: expected vectors of {dim} numbers (or texts) per row, got {values.dtype} {values.shape}", column)
+        present = np.array([v is not None for v in values], bool)
+        x = np.zeros((len(values), dim), np.float32)
+        rows = np.flatnonzero(present)
+        if not len(rows):
+            return x, present
+        given = values[rows]
+        if all(isinstance(v, str) for v in given):
+            featurizer = self.config.graph_featurizer(modality)
+            if featurizer.dim != dim:
+                raise InvalidValueError(
+                    f"{name}: holds text, but the model's {modality} encoder takes {dim} numeric features, not graphs", column
+                )
+            x[rows] = featurizer(list(given))
+            return x, present
+        lengths = {np.shape(v) for v in given}
+        if lengths != {(dim,)}:
+            raise ShapeError(
+                f"{name}: expected vectors of {dim} numbers (the model's {modality} input length) or null, got shapes {sorted(lengths)}",
+                column,
+            )
+        x[rows] = np.stack(given)
+        return x, present
+
+
+def _check_outputs(outputs: Union[str, Sequence[str]]) -> Tuple[str, ...]:
+    chosen = (outputs,) if isinstance(outputs, str) else tuple(outputs)
+    unknown = [o for o in chosen if o not in OUTPUTS]
+    if not chosen or unknown:
+        raise InvalidValueError(f"outputs: expected some of {list(OUTPUTS)}, got {outputs!r}", "outputs")
+    return tuple(dict.fromkeys(chosen))
+
+
+def _dataset_arrays(model: LearnableMultiModal, ds: "ray.data.Dataset", columns: Optional[Columns], name: str) -> Tuple[Dict[str, np.ndarray], np.ndarray]:
+    """A ``ray.data.Dataset``'s modality columns as ``fit`` input: per-modality
+    arrays and the mask (null = absent). Default columns: those named after
+    modalities."""
+    names = list(ds.columns())
+    if columns is None:
+        columns = {str(m): str(m) for m in Modality if str(m) in names}
+        if not columns:
+            raise InvalidValueError(
+                f"{name}: no column is named after a modality ({', '.join(str(m) for m in Modality)}); "
+                f"its columns are {names}; pass columns={{modality: column}}",
+                name,
+            )
+    plan = _ColumnPlan(model, columns)
+    plan.check_schema(names, ())
+    parts = [plan.inputs(b) for b in ds.select_columns(sorted(set(plan.columns.values()))).iter_batches(batch_format="numpy", batch_size=65536)]
+    if not parts:
+        raise InvalidValueError(f"{name}: the dataset has no rows", name)
+    mask = np.concatenate([p[1] for p in parts])
+    inputs = {}
+    for modality in plan.columns:
+        m = Modality.parse(modality).index
+        dim = model.config.input_dims[m]
+        inputs[modality] = np.concatenate([p[0].get(modality, np.zeros((len(p[1]), dim), np.float32)) for p in parts])
+    return inputs, mask
+
+
+def _arrays_dataset(columns: Mapping[str, np.ndarray], rows_per_block: int = 65536) -> "ray.data.Dataset":
+    """A ``ray.data.Dataset`` of equal-length arrays (one column each; 2-D
+    arrays become tensor columns), in blocks of ``rows_per_block`` rows."""
+    import pyarrow as pa
+    from ray.data.extensions import ArrowTensorArray
+
+    n = len(next(iter(columns.values())))
+
+    def column(x: np.ndarray) -> Any:
+        return ArrowTensorArray.from_numpy(np.ascontiguousarray(x)) if x.ndim > 1 else pa.array(x)
+
+    tables = [
+        pa.table({name: column(x[i : i + rows_per_block]) for name, x in columns.items()})
+        for i in range(0, max(n, 1), rows_per_block)
+    ]
+    return ray.data.from_arrow(tables)
+
+
+# ------------------------------------------------------------------- training
+def fit(
+    model: LearnableMultiModal,
+    data: Any,
+    *,
+    num_workers: int,
+    cpus_per_worker: int = 1,
+    columns: Optional[Columns] = None,
+    **fit_options: Any,
+) -> History:
+    """Trains ``model`` data-parallel on ``num_workers`` Ray actors; as
+    ``model.fit(data, **fit_options)`` in every other respect.
+
+    Args:
+        model: trained in place: it ends with the trained weights, optimizer
+            state, input standardisation and history, as after ``model.fit``.
+        data: what :meth:`LearnableMultiModal.fit` takes, or a
+            ``ray.data.Dataset`` whose columns hold modality vectors (null =
+            absent), by default the columns named after modalities.
+        num_workers: model replicas, one Ray actor each. Each step's batch
+            (``batch_size`` rows, drawn as ``model.fit`` draws them) is split
+            into one contiguous share per worker (at least 2 rows each: a
+            smaller batch uses fewer workers). Each share is a batch of its
+            own for the objectives — its in-batch negatives, neighbours and
+            random draws (share ``k`` uses the draws of ``rng_counter + k``),
+            as one process accumulating the shares' gradients would — and
+            the gradients are averaged weighted by rows. ``num_workers=1``
+            is ``model.fit``, bit for bit.
+        cpus_per_worker: CPUs each actor reserves and computes with.
+        columns: with a ``ray.data.Dataset``: ``{modality: column}``.
+        fit_options: the options of :func:`grapheme_multimodal.training.fit`
+            (``epochs``, ``batch_size``, ``objectives``, ``lr``,
+            ``validation`` — arrays, events or a ``ray.data.Dataset`` —,
+            ``early_stopping``, ``modality_dropout``, ``seed``, ``progress``, ...).
+
+    The data set is put in Ray's object store once; workers on one node
+    share it without copies, and each step sends a worker only the row
+    indices of its share. A worker that dies is started again from the
+    driver's model and the step retried, so the result is the same. After
+    every epoch the replicas' weights and optimizer state are compared with
+    the driver's: :class:`ReplicaDriftError` if they differ.
+    """
+    _check_int(num_workers, "num_workers", 1)
+    _check_int(cpus_per_worker, "cpus_per_worker", 1)
+    if not isinstance(model, LearnableMultiModal):
+        raise TypeError(f"model: expected a LearnableMultiModal, got {type(model).__name__}")
+    for key, mask_key in (("data", "mask"), ("validation", "validation_mask")):
+        value = data if key == "data" else fit_options.get("validation")
+        if isinstance(value, ray.data.Dataset):
+            if fit_options.get(mask_key) is not None:
+                raise InvalidValueError(f"{mask_key}: not used with a ray.data.Dataset (null values mark absent modalities)", mask_key)
+            arrays, mask = _dataset_arrays(model, value, columns, key)
+            if key == "data":
+                data = arrays
+            else:
+                fit_options["validation"] = arrays
+            fit_options[mask_key] = mask
+    steps = functools.partial(_RaySteps, num_workers=int(num_workers), cpus_per_worker=int(cpus_per_worker))
+    return _fit(model, data, _steps=steps, **fit_options)
+
+
+class _Replica:
+    """A worker of the distributed :func:`fit`: a model replica and the
+    training data (shared through the object store)."""
+
+    def __init__(self, state: Tuple[Dict[str, np.ndarray], Dict[str, Any]], train: _Dataset, objectives: Any, lr: Optional[float]) -> None:
+        from .checkpoint import model_from_state
+
+        _use_assigned_cpus()
+        self.model = model_from_state(*state)
+        self.train, self.objectives, self.lr = train, objectives, lr
+
+    def ready(self) -> bool:
+        return True
+
+    def step(self, grads: Optional[np.ndarray], rows: Optional[np.ndarray], keep: Optional[np.ndarray], counter: int) -> Optional[Tuple[np.ndarray, Dict[str, float]]]:
+        """Applies the previous step's average ``grads`` (if any), then
+        computes the gradients of ``rows`` with the random draws of
+        ``counter``: ``(flat gradients, losses)``."""
+        if grads is not None:
+            _apply_flat(self.model, grads, self.lr)
+        if rows is None:
+            return None
+        _set_rng_counter(self.model, counter)
+        self.model.zero_grad()
+        losses = self.model.backward(self.train.batch(rows, keep), weights=self.objectives)
+        return self.model._core.get_flat_grad(), losses
+
+    def sync(self, grads: Optional[np.ndarray], counter: int) -> str:
+        """Applies the last average and returns the fingerprint of the state."""
+        if grads is not None:
+            _apply_flat(self.model, grads, self.lr)
+        _set_rng_counter(self.model, counter)
+        return _fingerprint(self.model)
+
+
+class _RaySteps(Steps):
+    """:func:`grapheme_multimodal.training.fit`'s steps on Ray workers.
+
+    Each step is one call per worker: apply the previous step's average (a
+    single object in the store, read by all), then compute the gradients of
+    its share. The driver's model applies each average as soon as it is
+    known, so it always holds the state every worker will have: a worker
+    that died is started again from it.
+    """
+
+    def __init__(
+        self,
+        model: LearnableMultiModal,
+        train: _Dataset,
+        objectives: Optional[Mapping[str, float]],
+        lr: Optional[float],
+        *,
+        num_workers: int,
+        cpus_per_worker: int,
+    ) -> None:
+        self.model, self.lr = model, model._learning_rate(lr)
+        # Mistakes a worker would raise at its first step (objectives, data),
+        # raised here before any actor starts: the losses of two rows.
+        model.losses(train.batch(np.arange(min(2, len(train))), None), weights=objectives)
+        self.counter = int(model._core.optimizer_state()[3])
+        self.pending: Optional["ray.ObjectRef"] = None  # the last average, not yet applied by the workers
+        self.replica = ray.remote(num_cpus=cpus_per_worker, max_restarts=0)(_Replica)
+        self.train = ray.put(train)
+        self.objectives = objectives
+        self.workers: List[Any] = []
+        try:
+            state = ray.put(_replica_state(model))
+            self.workers = [self._start(state) for _ in range(num_workers)]
+            ray.get([w.ready.remote() for w in self.workers])
+        except BaseException:
+            self.close()
+            raise
+
+    def step(self, rows: np.ndarray, keep: Optional[np.ndarray]) -> Dict[str, float]:
+        bounds = _share_bounds(len(rows), len(self.workers))
+
+        def call(k: int, worker: Any, fresh: bool) -> "ray.ObjectRef":
+            grads = None if fresh else self.pending
+            if k + 1 >= len(bounds):
+                return worker.step.remote(grads, None, None, 0)
+            a, b = bounds[k], bounds[k + 1]
+            return worker.step.remote(grads, rows[a:b], None if keep is None else keep[a:b], self.counter + k)
+
+        results = self._on_all(call)[: len(bounds) - 1]
+        grads, losses = _weighted_mean(results, np.diff(bounds))
+        _apply_flat(self.model, grads, self.lr)
+        self.pending = ray.put(grads)
+        self.counter += len(results)
+        return losses
+
+    def end_epoch(self) -> None:
+        prints = self._on_all(lambda k, w, fresh: w.sync.remote(None if fresh else self.pending, self.counter))
+        self.pending = None
+        _set_rng_counter(self.model, self.counter)
+        mine = _fingerprint(self.model)
+        drifted = [k for k, p in enumerate(prints) if p != mine]
+        if drifted:
+            raise ReplicaDriftError(
+                f"workers {drifted} of {len(prints)} hold weights or optimizer state that differ from the driver's "
+                f"after epoch {self.model.epochs_trained + 1}; the replicas must stay identical"
+            )
+
+    def close(self) -> None:
+        if self.workers:  # the driver's counter follows the steps taken, even after an error
+            _set_rng_counter(self.model, self.counter)
+        for worker in self.workers:
+            ray.kill(worker)
+        self.workers = []
+        self.pending = self.train = None
+
+    def _start(self, state: "ray.ObjectRef") -> Any:
+        return self.replica.remote(state, self.train, self.objectives, self.lr)
+
+    def _on_all(self, call: Any) -> List[Any]:
+        """``call(k, worker, fresh)`` on every worker; the results in order.
+        A worker that died is replaced by a fresh replica of the driver's
+        model (``fresh=True``: it has every average applied) and called again."""
+        refs = [call(k, w, False) for k, w in enumerate(self.workers)]
+        results: List[Any] = [None] * len(refs)
+        waiting = list(range(len(refs)))
+        for attempt in range(MAX_RESTARTS_PER_STEP + 1):
+            dead, last = [], None
+            for k in waiting:
+                try:
+                    results[k] = ray.get(refs[k])
+                except RayActorError as err:
+                    dead.append(k)
+                    last = err
+                except RayTaskError as err:  # the worker's own error, as model.fit would raise it
+                    raise (err.cause if isinstance(err.cause, Exception) else err) from None
+            if not dead:
+                return results
+            if attempt < MAX_RESTARTS_PER_STEP:
+                state = ray.put(_replica_state(self.model))
+                for k in dead:
+                    ray.kill(self.workers[k])
+                    self.workers[k] = self._start(state)
+                    refs[k] = call(k, self.workers[k], True)
+            waiting = dead
+        raise RuntimeError(f"workers {waiting} died {MAX_RESTARTS_PER_STEP + 1} times in one step; giving up. Last error: {last}")
+
+
+# -------------------------------------------------------------------- helpers
+def _share_bounds(rows: int, workers: int) -> np.ndarray:
+    """Bounds of a batch's contiguous shares, one per worker but at least 2
+    rows each (the contrastive objectives need 2); their sizes differ by at
+    most one, the larger first (as ``np.array_split``)."""
+    shares = max(1, min(workers, rows // 2))
+    size, extra = divmod(rows, shares)
+    return np.concatenate(([0], np.cumsum([size + 1] * extra + [size] * (shares - extra))))
+
+
+def _weighted_mean(results: List[Tuple[np.ndarray, Dict[str, float]]], rows: np.ndarray) -> Tuple[np.ndarray, Dict[str, float]]:
+    """The shares' gradients and losses averaged, weighted by rows (float64
+    sums in worker order: the same bits on every run). One share: as is."""
+    if len(results) == 1:
+        return results[0]
+    weights = rows / rows.sum()
+    grads = np.zeros(len(results[0][0]), np.float64)
+    for w, (g, _) in zip(weights, results):
+        grads += w * g
+    losses = {key: float(sum(w * r[1][key] for w, r in zip(weights, results))) for key in results[0][1]}
+    return grads.astype(np.float32), losses
+
+
+def _replica_state(model: LearnableMultiModal) -> Tuple[Dict[str, np.ndarray], Dict[str, Any]]:
+    from .checkpoint import checkpoint_state
+
+    return checkpoint_state(model, include_experience=False)
+
+
+def _apply_flat(model: LearnableMultiModal, grads: np.ndarray, lr: Optional[float]) -> None:
+    """``model.apply_gradients`` of flat gradients (layout order)."""
+    try:
+        model._core.apply_gradients(grads, lr)
+    finally:
+        model._parameters_changed()
+
+
+def _set_rng_counter(model: LearnableMultiModal, counter: int) -> None:
+    """Sets the counter that fixes the objectives' random draws."""
+    m, v, step, _ = model._core.optimizer_state()
+    model._core.set_optimizer_state(m, v, step, int(counter))
+
+
+def _fingerprint(model: LearnableMultiModal) -> str:
+    """A hash of everything a replica must share: weights, standardisation,
+    Adam's moments and step, the random-draw counter."""
+    h = hashlib.blake2b(digest_size=16)
+    for arr in model.state_dict().values():
+        h.update(arr.tobytes())
+    for m in range(NUM_MODALITIES):
+        stats = model.normalization(m)
+        for arr in stats or ():
+            h.update(np.ascontiguousarray(arr).tobytes())
+    moments, second, step, counter = model._core.optimizer_state()
+    h.update(moments.tobytes())
+    h.update(second.tobytes())
+    h.update(np.array([step, counter], np.uint64).tobytes())
+    return h.hexdigest()
+
+
+def _use_assigned_cpus() -> None:
+    """Computes with as many threads as Ray gave this actor CPUs."""
+    from .threads import set_num_threads
+
+    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
+    set_num_threads(max(1, int(round(cpus))))
+
+
+def _check_int(value: Any, name: str, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise InvalidValueError(f"{name}: expected an int >= {minimum}, got {value!r}", name)

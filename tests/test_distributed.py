@@ -1,0 +1,360 @@
+"""grapheme_multimodal.distributed on a local 2-CPU Ray: embed_dataset equals
+encode_and_fuse; the distributed fit equals model.fit (bit for bit with one
+worker), survives a killed worker, detects drifting replicas; Ray stays on
+loopback."""
+
+import functools
+import os
+import sys
+
+import numpy as np
+import pytest
+
+if os.environ.get("CI"):  # CI installs the test extra, Ray included: these tests must run there
+    import ray
+else:
+    ray = pytest.importorskip("ray", reason='needs Ray: pip install -e ".[test]"')
+import pyarrow as pa  # noqa: E402  (Ray Data's dependency)
+
+import grapheme_multimodal as gm  # noqa: E402
+from grapheme_multimodal import distributed  # noqa: E402
+from grapheme_multimodal.training import fit as local_fit  # noqa: E402
+from test_fit import small_model  # noqa: E402
+from test_fit import synthetic as views  # noqa: E402
+
+pytestmark = [pytest.mark.ray, pytest.mark.timeout(120), pytest.mark.usefixtures("ray_session")]
+
+MODALITIES = ("visual", "auditory", "linguistic")
+
+
+def synthetic(n, seed=0, missing=0.0):
+    """test_fit's three views of a shared latent, and a mask with some rows
+    lacking some views (never all)."""
+    data = views(n, seed)
+    rng = np.random.default_rng(seed + 100)
+    mask = np.zeros((n, 7), bool)
+    mask[:, [0, 1, 2]] = rng.random((n, 3)) >= missing
+    mask[~mask.any(axis=1), 2] = True
+    return data, mask
+
+
+def assert_same_training_state(a, b, exact=True, atol=0.0, counters=(None, None)):
+    sa, sb = a.state_dict(), b.state_dict()
+    for name in sa:
+        if exact:
+            assert sa[name].tobytes() == sb[name].tobytes(), name
+        else:
+            np.testing.assert_allclose(sa[name], sb[name], rtol=0, atol=atol, err_msg=name)
+    oa, ob = a.optimizer_state(), b.optimizer_state()
+    assert oa["step"] == ob["step"]
+    if counters == (None, None):
+        assert oa["rng_counter"] == ob["rng_counter"]
+    else:
+        assert (oa["rng_counter"], ob["rng_counter"]) == counters
+    for key in ("exp_avg", "exp_avg_sq"):
+        for name in oa[key]:
+            if exact:
+                assert oa[key][name].tobytes() == ob[key][name].tobytes(), (key, name)
+            else:
+                np.testing.assert_allclose(oa[key][name], ob[key][name], rtol=1e-3, atol=1e-9, err_msg=f"{key} {name}")
+    for m in gm.Modality:
+        na, nb = a.normalization(m), b.normalization(m)
+        assert (na is None) == (nb is None)
+        if na is not None:
+            assert all(x.tobytes() == y.tobytes() for x, y in zip(na, nb))
+    assert a.epochs_trained == b.epochs_trained
+
+
+def without_seconds(records):
+    return [{k: v for k, v in r.items() if k != "seconds"} for r in records]
+
+
+# ------------------------------------------------------------------ training
+def test_one_worker_is_model_fit_bit_for_bit():
+    data, mask = synthetic(160, missing=0.3)
+    val, val_mask = synthetic(40, seed=1, missing=0.3)
+    options = dict(
+        mask=mask, epochs=3, batch_size=32, modality_dropout=0.3, validation=val, validation_mask=val_mask,
+        early_stopping=1, metrics={"norm": lambda m: float(np.abs(m.state_dict()["fusion.0.weight"]).sum())},
+        monitor="val_norm", mode="max", progress=False, seed=5,
+    )
+    local, ray_model = small_model(), small_model()
+    expected = local.fit(data, **options)
+    got = distributed.fit(ray_model, data, num_workers=1, **options)
+    assert_same_training_state(local, ray_model)
+    assert without_seconds(got.epochs) == without_seconds(expected.epochs)
+    assert without_seconds(ray_model.history) == without_seconds(local.history)
+    assert (got.best_epoch, got.stopped_early, got.monitor) == (expected.best_epoch, expected.stopped_early, expected.monitor)
+
+
+def test_two_workers_equal_one_process_without_in_batch_coupling():
+    """seed_consistency is a mean over rows with no draws and no negatives:
+    two workers give the single-process gradients up to summation order."""
+    data, _ = synthetic(96)
+    recorder = small_model()
+    recorder.record_batch(data, rewards=np.linspace(0, 0.5, 96))
+    options = dict(objectives={"seed_consistency": 1.0}, epochs=3, batch_size=32, progress=False)
+    local, ray_model = small_model(), small_model()
+    local.fit(recorder.experience, **options)
+    history = distributed.fit(ray_model, recorder.experience, num_workers=2, **options)
+    # 9 steps; the two workers' shares are 18 gradient computations (draws)
+    assert_same_training_state(local, ray_model, exact=False, atol=2e-6, counters=(9, 18))
+    np.testing.assert_allclose(history["loss"], [e["loss"] for e in local.history], rtol=1e-5)
+
+
+class GradientAccumulation(gm.training.LocalSteps):
+    """The documented meaning of a step of N workers, in one process with
+    the public API: the batch's N contiguous shares, share k with the random
+    draws of rng_counter + k, gradients averaged weighted by rows."""
+
+    workers = 2
+
+    def step(self, rows, keep):
+        m = self.model
+        shares = np.array_split(np.arange(len(rows)), min(self.workers, len(rows) // 2))
+        state = m.optimizer_state()
+        total = {name: np.zeros(shape) for name, shape in m.parameter_shapes().items()}
+        losses = {}
+        for k, pos in enumerate(shares):
+            m.load_optimizer_state({**state, "rng_counter": state["rng_counter"] + k})
+            m.zero_grad()
+            share_losses = m.backward(self.train.batch(rows[pos], None if keep is None else keep[pos]), weights=self.objectives)
+            w = len(pos) / len(rows)
+            for name, g in m.gradients().items():
+                total[name] += w * g
+            losses = {key: losses.get(key, 0.0) + w * v for key, v in share_losses.items()}
+        m.apply_gradients({name: g.astype(np.float32) for name, g in total.items()}, lr=self.lr)
+        m.load_optimizer_state({**m.optimizer_state(), "rng_counter": state["rng_counter"] + len(shares)})
+        return losses
+
+
+def test_two_workers_are_gradient_accumulation_over_shares():
+    """With in-batch negatives (the default mix) a worker's share is its own
+    batch: the run equals accumulating the shares' gradients in one process."""
+    data, mask = synthetic(130, missing=0.3)  # batches of 32, 32, 32, 34 (the last two merge a single row)
+    options = dict(mask=mask, epochs=2, batch_size=32, modality_dropout=0.2, progress=False)
+    reference, ray_model = small_model(), small_model()
+    expected = local_fit(reference, data, _steps=GradientAccumulation, **options)
+    got = distributed.fit(ray_model, data, num_workers=2, **options)
+    assert_same_training_state(reference, ray_model)
+    assert without_seconds(got.epochs) == without_seconds(expected.epochs)
+
+
+class KillingSteps(distributed._RaySteps):
+    """Kills a worker with ray.kill before the third step (its call fails
+    and the step is retried) and another before the end-of-epoch sync."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.calls, self.killed = 0, []
+
+    def kill(self, k):
+        self.killed.append(self.workers[k])
+        ray.kill(self.workers[k])
+
+    def step(self, rows, keep):
+        self.calls += 1
+        if self.calls == 3:
+            self.kill(1)
+        return super().step(rows, keep)
+
+    def end_epoch(self):
+        if self.calls == 4:
+            self.kill(0)
+        super().end_epoch()
+
+
+def test_a_killed_worker_is_replaced_and_the_run_is_unchanged():
+    data, mask = synthetic(128, missing=0.2)
+    options = dict(mask=mask, epochs=2, batch_size=32, modality_dropout=0.2, progress=False)
+    uninterrupted, interrupted = small_model(), small_model()
+    expected = local_fit(uninterrupted, data, _steps=GradientAccumulation, **options)  # = 2 workers, as tested above
+    made = []
+
+    def factory(*args, **kwargs):
+        made.append(KillingSteps(*args, num_workers=2, cpus_per_worker=1, **kwargs))
+        return made[-1]
+
+    got = local_fit(interrupted, data, _steps=factory, **options)
+    steps = made[0]
+    assert len(steps.killed) == 2 and not steps.workers, "two kills; every worker ended with the run"
+    assert_same_training_state(uninterrupted, interrupted)
+    assert without_seconds(got.epochs) == without_seconds(expected.epochs)
+
+
+def test_drifting_replicas_fail_loudly_and_workers_use_their_cpus():
+    data, mask = synthetic(64)
+    model = small_model()
+    train = gm.training.as_dataset(model, data, mask, "data")
+    steps = distributed._RaySteps(model, train, None, None, num_workers=2, cpus_per_worker=1)
+    try:
+        threads = ray.get([w.__ray_call__.remote(lambda replica: gm.get_num_threads()) for w in steps.workers])
+        assert threads == [1, 1], "each worker computes with the CPUs Ray gave it"
+        steps.step(np.arange(32), None)
+        nudge = np.full(model.num_parameters(), 1e-3, np.float32)
+        ray.get(steps.workers[1].step.remote(nudge, None, None, 0))  # an update only worker 1 applies
+        with pytest.raises(distributed.ReplicaDriftError, match=r"workers \[1\] of 2"):
+            steps.end_epoch()
+        with pytest.raises(IndexError):  # a worker's own error, re-raised as it is
+            steps.step(np.array([0, 1, 64, 65]), None)
+    finally:
+        steps.close()
+
+
+def test_a_ray_dataset_trains_as_its_arrays():
+    data, mask = synthetic(96, missing=0.3)
+    rows = [
+        {"id": i, **{name: (data[name][i] if mask[i, m] else None) for m, name in enumerate(MODALITIES)}}
+        for i in range(96)
+    ]
+    ds = ray.data.from_arrow(
+        pa.table(
+            {"id": np.arange(96), **{n: pa.array([r[n] for r in rows], type=pa.list_(pa.float32())) for n in MODALITIES}}
+        )
+    )
+    options = dict(epochs=2, batch_size=32, progress=False)
+    from_arrays, from_ds = small_model(), small_model()
+    from_arrays.fit(data, mask=mask, **options)
+    distributed.fit(from_ds, ds, num_workers=1, **options)
+    assert_same_training_state(from_arrays, from_ds)
+
+
+def test_fit_errors_are_model_fit_errors_and_leave_no_actor():
+    data, _ = synthetic(40)
+    with pytest.raises(gm.InvalidValueError, match="num_workers"):
+        distributed.fit(small_model(), data, num_workers=0)
+    with pytest.raises(ValueError, match="seed_consistency"):  # before any actor starts
+        distributed.fit(small_model(), data, num_workers=2, objectives={"seed_consistency": 1.0}, progress=False)
+    ds = ray.data.from_items([{"x": [1.0, 2.0]}])
+    with pytest.raises(gm.InvalidValueError, match="no column is named after a modality"):
+        distributed.fit(small_model(), ds, num_workers=1)
+
+
+# ----------------------------------------------------------------- embedding
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """A trained model whose linguistic modality featurises text (WL)."""
+    data, mask = synthetic(64, missing=0.3)
+    model = small_model(graph_features={"linguistic": gm.GraphFeaturizer("wl", dim=18)})
+    model.fit(data, mask=mask, epochs=1, batch_size=32, progress=False)
+    path = tmp_path_factory.mktemp("ckpt") / "model.safetensors"
+    model.save(path)
+    return path
+
+
+def test_embed_dataset_equals_encode_and_fuse(checkpoint):
+    n = 300
+    data, mask = synthetic(n, seed=2, missing=0.4)
+    texts = [f"the {['cat', 'dog', 'bird'][i % 3]} number {i}" for i in range(n)]
+    columns = {"visual": "img", "auditory": "snd", "linguistic": "txt"}
+    table = {
+        "id": pa.array(np.arange(n)),
+        "note": pa.array([f"row {i}" for i in range(n)]),
+        "img": pa.array([data["visual"][i] if mask[i, 0] else None for i in range(n)], type=pa.list_(pa.float32())),
+        "snd": pa.array([data["auditory"][i] if mask[i, 1] else None for i in range(n)], type=pa.list_(pa.float32())),
+        "txt": pa.array([texts[i] if mask[i, 2] else None for i in range(n)]),
+    }
+    ds = ray.data.from_arrow([pa.table({k: v[i : i + 100] for k, v in table.items()}) for i in range(0, n, 100)])
+    out = distributed.embed_dataset(
+        ds, checkpoint, columns, batch_size=64, num_actors=2, outputs=("fused", "embeddings", "bindings")
+    )
+    batches = list(out.iter_batches(batch_format="numpy", batch_size=None))
+    got = {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}
+    assert set(got) == {"id", "note", "img", "snd", "txt", "fused", "embeddings", "bindings"}
+    order = np.argsort(got["id"])
+    model = gm.LearnableMultiModal.load(checkpoint)
+    inputs = {"visual": data["visual"], "auditory": data["auditory"], "linguistic": model.config.graph_featurizer("linguistic")(texts)}
+    emb, fused = model.encode_and_fuse(inputs, mask)
+    np.testing.assert_array_equal(got["fused"][order], fused)
+    np.testing.assert_array_equal(got["embeddings"][order], emb)
+    np.testing.assert_array_equal(got["bindings"][order], model.pair_strengths(emb, mask))
+    assert got["note"][order][7] == "row 7"
+    assert got["fused"].dtype == np.float32 and got["fused"].shape == (n, 16)
+
+
+def test_embed_dataset_rejects_bad_arguments(checkpoint):
+    ds = ray.data.from_items([{"img": [0.0] * 20, "fused": 1}])
+    with pytest.raises(gm.InvalidValueError, match="outputs"):
+        distributed.embed_dataset(ds, checkpoint, {"visual": "img"}, outputs=("fused", "logits"))
+    with pytest.raises(ValueError, match="modality"):
+        distributed.embed_dataset(ds, checkpoint, {"smell": "img"})
+    with pytest.raises(TypeError, match="ray.data.Dataset"):
+        distributed.embed_dataset([1, 2], checkpoint, {"visual": "img"})
+    with pytest.raises(FileNotFoundError):
+        distributed.embed_dataset(ds, checkpoint.parent / "nope.safetensors", {"visual": "img"})
+    with pytest.raises(gm.InvalidValueError, match="already has a column named"):
+        distributed.embed_dataset(ds, checkpoint, {"visual": "img"})
+    with pytest.raises(gm.InvalidValueError, match="no column"):
+        distributed.embed_dataset(ds, checkpoint, {"visual": "image"}, outputs="embeddings")
+    with pytest.raises(gm.InvalidValueError, match="num_actors"):
+        distributed.embed_dataset(ds, checkpoint, {"visual": "img"}, outputs="bindings", num_actors=0)
+
+
+def test_column_values_become_inputs(checkpoint):
+    """What each actor does with a batch's columns (run here, without Ray Data)."""
+    plan = distributed._ColumnPlan(gm.LearnableMultiModal.load(checkpoint), {"visual": "v", "linguistic": "t"})
+    v = np.empty(3, object)
+    v[:] = [np.ones(20), None, np.zeros(20)]
+    inputs, mask = plan.inputs({"v": v, "t": np.array(["a cat", None, "a dog"], object)})
+    assert mask[:, [0, 2]].tolist() == [[True, True], [False, False], [True, True]] and not mask[:, [1, 3, 4, 5, 6]].any()
+    assert inputs["visual"].shape == (3, 20) and inputs["visual"].dtype == np.float32
+    inputs, mask = plan.inputs({"v": np.ones((2, 20)), "t": np.array(["x", "y"])})  # tensor and str columns
+    assert mask[:, [0, 2]].all()
+    short = np.empty(2, object)
+    short[:] = [np.ones(3), None]
+    with pytest.raises(gm.ShapeError, match=r"column 'v' \(visual\): expected vectors of 20 numbers"):
+        plan.inputs({"v": short, "t": np.array(["x", "y"])})
+    numeric = distributed._ColumnPlan(gm.LearnableMultiModal.load(checkpoint), {"auditory": "t"})
+    with pytest.raises(gm.InvalidValueError, match="holds text"):
+        numeric.inputs({"t": np.array(["x", "y"], object)})
+
+
+# ------------------------------------------------------------------- network
+def _listening(pids):
+    """``(pid, address)`` of every listening TCP socket and unconnected
+    bound UDP socket of ``pids`` (a connected UDP socket only talks to its peer)."""
+    inodes = {}
+    for pid in pids:
+        try:
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if target.startswith("socket:["):
+                    inodes[target[8:-1]] = pid
+        except OSError:
+            continue
+    found = []
+    for table, state_wanted in (("tcp", "0A"), ("tcp6", "0A"), ("udp", "07"), ("udp6", "07")):
+        with open(f"/proc/net/{table}") as f:
+            for line in f.readlines()[1:]:
+                cols = line.split()
+                local, state, inode = cols[1], cols[3], cols[9]
+                if inode in inodes and state == state_wanted:
+                    found.append((inodes[inode], local.split(":")[0]))
+    return found
+
+
+def _is_loopback(hex_address):
+    raw = bytes.fromhex(hex_address)
+    if len(raw) == 4:
+        return raw[::-1][0] == 127  # /proc/net/tcp: little-endian IPv4
+    words = [raw[i : i + 4][::-1] for i in range(0, 16, 4)]
+    addr = b"".join(words)
+    return addr == bytes(15) + b"\x01" or (addr[:12] == bytes(10) + b"\xff\xff" and addr[12] == 127)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_ray_listens_on_loopback_only():
+    ours = {os.getpid()}
+    for _ in range(3):  # the driver's children (GCS, raylet) and theirs (workers, agents)
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except OSError:
+                continue
+            if ppid in ours:
+                ours.add(int(pid))
+    sockets = _listening(ours)
+    assert len(ours) > 3 and sockets, "Ray's processes and sockets were found"
+    exposed = [(pid, addr) for pid, addr in sockets if not _is_loopback(addr)]
+    assert not exposed, f"Ray sockets on non-loopback addresses: {exposed}"
