@@ -249,3 +249,22 @@ def test_gradients_match_torch_autograd():
         reference = p.grad.numpy() if p.grad is not None else np.zeros(p.shape)
         scale = max(np.linalg.norm(reference), 1e-12)
         assert np.linalg.norm(ours[name] - reference) / scale < 1e-4 or scale < 1e-9, name
+
+
+@pytest.mark.ray
+@pytest.mark.timeout(120)
+def test_distributed_fit_carries_dropout_and_learned_temperature(request):
+    """One Ray worker trains a deep model with dropout and learned
+    temperatures bit for bit as model.fit does."""
+    pytest.importorskip("ray", reason='needs Ray: pip install -e ".[test]"')
+    request.getfixturevalue("ray_session")
+    from grapheme_multimodal import distributed
+
+    data = views(64)
+    options = dict(epochs=2, batch_size=16, progress=False, seed=2)
+    local, remote = deep(), deep()
+    local.fit(data, **options)
+    distributed.fit(remote, data, num_workers=1, **options)
+    for name, value in local.state_dict().items():
+        assert value.tobytes() == remote.state_dict()[name].tobytes(), name
+    assert local.optimizer_state()["rng_counter"] == remote.optimizer_state()["rng_counter"]
