@@ -308,6 +308,14 @@ def test_huge_capacity_is_a_too_large_error_not_an_abort(code, arg):
     expect_error(code, "TooLargeError", arg)
 
 
+def test_bad_widths_are_invalid_value_errors_naming_the_layer():
+    for options, arg in [(dict(encoder_hidden=(16, -3)), "encoder_hidden[1]"), (dict(shared_head=(0, 8)), "shared_head[0]"),
+                         (dict(encoder_output_dim=-1), "encoder_output_dim")]:
+        with pytest.raises(gm.InvalidValueError) as err:
+            deep(**options)
+        assert err.value.arg == arg
+
+
 @pytest.mark.parametrize("name", ["encoder_input_dropout", "encoder_hidden_dropout"])
 @pytest.mark.parametrize("value", [1.5, float("nan"), float("inf"), -0.1, 1.0, "0.1"])
 def test_bad_dropout_rates_are_invalid_value_errors(name, value):
