@@ -25,7 +25,7 @@ from .graph import Graph, fingerprints
 from .graph import GraphFeaturizer, featurize
 from .objectives import DEFAULT_WEIGHTS, OBJECTIVES
 from .threads import get_num_threads, set_num_threads
-from .components import CrossModalBinder, FusionNetwork, ModalityAttention, ModalityEncoder
+from .components import CrossModalBinder, FusionNetwork, ModalityAttention, ModalityEncoder, ProjectionHead
 from .model import LearnableMultiModal
 from .training import History
 from .types import (
@@ -67,6 +67,7 @@ __all__ = [
     "ModalityAttention",
     "ModalityEncoder",
     "MultiModalEvent",
+    "ProjectionHead",
     "SpatialRegion",
     "featurize",
     "fingerprints",

@@ -13,6 +13,7 @@ WL_DEFAULT_DIM: int
 WL_DEFAULT_ITERATIONS: int
 MIN_STD: float
 MAX_DIM: int
+MAX_LAYERS: int
 MODALITY_NAMES: List[str]
 OBJECTIVE_NAMES: List[str]
 
@@ -86,6 +87,12 @@ class Model:
         weight_decay: float = 0.0,
         grad_clip: Optional[float] = None,
         fused_neighbors: int = 2,
+        encoder_hidden: Sequence[int] = (),
+        encoder_output_dim: Optional[int] = None,
+        shared_head: Sequence[int] = (),
+        encoder_input_dropout: float = 0.0,
+        encoder_hidden_dropout: float = 0.0,
+        learnable_temperature: bool = False,
     ) -> None: ...
     @property
     def num_parameters(self) -> int: ...
@@ -109,7 +116,8 @@ class Model:
     def attend(self, query: F32, embeddings: F32, mask: Bool) -> Tuple[F32, F32, F32]: ...
     # learning: weights are in OBJECTIVE_NAMES order; losses come back as
     # [(objective, loss), ..., ("total", weighted sum)]
-    def losses(self, batch: CoreBatch, weights: Sequence[float]) -> List[Tuple[str, float]]: ...
+    def losses(self, batch: CoreBatch, weights: Sequence[float], training: bool = False) -> List[Tuple[str, float]]: ...
+    def temperatures(self) -> List[Tuple[str, float]]: ...
     def backward(self, batch: CoreBatch, weights: Sequence[float]) -> List[Tuple[str, float]]: ...
     def train_step(
         self, batch: CoreBatch, weights: Sequence[float], lr: Optional[float] = None

@@ -16,7 +16,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Sequence
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -83,6 +83,20 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--text-features", choices=("wl", "fingerprint"), default="wl",
                        help="how .txt lines become features (default: content-aware WL)")
     train.add_argument("--wl-dim", type=int, default=256)
+    capacity = train.add_argument_group("model capacity (defaults: the original model)")
+    capacity.add_argument("--temperature", type=float, default=0.1, help="of the contrastive objectives (default 0.1)")
+    capacity.add_argument("--learnable-temperature", action="store_true",
+                          help="learn the contrastive temperatures, starting at --temperature")
+    capacity.add_argument("--encoder-hidden", default="", metavar="WIDTHS",
+                          help="hidden layer widths of each modality's encoder, e.g. 256 or 256,128 (default: none)")
+    capacity.add_argument("--encoder-output-dim", type=int, default=None,
+                          help="the encoders' output width when a shared head follows (default: --embed-dim)")
+    capacity.add_argument("--shared-head", default="", metavar="WIDTHS",
+                          help="layer widths of a projection head shared by all modalities, the last = --embed-dim, "
+                               "e.g. 128,64 (default: none)")
+    capacity.add_argument("--encoder-input-dropout", type=float, default=0.0, help="dropout on encoder inputs in training")
+    capacity.add_argument("--encoder-hidden-dropout", type=float, default=0.0,
+                          help="dropout after hidden encoder layers in training")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--no-progress", action="store_true")
     train.add_argument("--workers", type=int, default=None,
@@ -161,6 +175,13 @@ def _train(args: argparse.Namespace) -> int:
         seed=args.seed,
         input_dims={f.modality: inputs[f.modality].shape[1] for f in files if not f.is_text},
         graph_features={f.modality: featurizer for f in files if f.is_text},
+        temperature=args.temperature,
+        learnable_temperature=args.learnable_temperature,
+        encoder_hidden=_widths(args.encoder_hidden, "--encoder-hidden"),
+        encoder_output_dim=args.encoder_output_dim,
+        shared_head=_widths(args.shared_head, "--shared-head"),
+        encoder_input_dropout=args.encoder_input_dropout,
+        encoder_hidden_dropout=args.encoder_hidden_dropout,
     )
     objectives = _objective_weights(args.objectives, OBJECTIVES)
     if not 0 <= args.validation_split < 1:
@@ -342,6 +363,19 @@ def _objective_weights(text: Optional[str], known: List[str]) -> Optional[Dict[s
         except ValueError:
             raise InvalidValueError(f"--objectives: {item!r} is not NAME=NUMBER", "--objectives") from None
     return weights
+
+
+def _widths(text: str, flag: str) -> Tuple[int, ...]:
+    """``"256,128"`` → ``(256, 128)``; empty → no layers."""
+    if not text.strip():
+        return ()
+    try:
+        widths = tuple(int(item) for item in text.split(","))
+    except ValueError:
+        raise InvalidValueError(f"{flag}: expected comma-separated layer widths such as 256,128, got {text!r}", flag) from None
+    for w in widths:
+        _positive(w, flag)
+    return widths
 
 
 def _positive(value: int, flag: str) -> int:

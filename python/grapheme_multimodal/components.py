@@ -48,7 +48,10 @@ class _ComponentView:
 
 
 class ModalityEncoder(_ComponentView):
-    """Per-modality encoders: ``l2norm(leaky(W_m x + b_m))``, ``W_m [E, d_m]``."""
+    """Per-modality encoders: ``l2norm(leaky(W_m x + b_m))``, ``W_m [E, d_m]``
+    (the original); with ``config.encoder_hidden`` hidden layers come first,
+    and with ``config.shared_head`` the shared :class:`ProjectionHead`
+    follows each encoder (its tensors are counted there, not here)."""
 
     _prefix = "encoder."
 
@@ -57,6 +60,15 @@ class ModalityEncoder(_ComponentView):
         m = Modality.parse(modality)
         emb = self._model.encode({m: x})
         return np.ascontiguousarray(emb[:, m.index])
+
+
+class ProjectionHead(_ComponentView):
+    """The projection head shared by all modalities (``config.shared_head``):
+    ``head.{i}.weight``/``.bias``, LeakyReLU between layers, linear last layer,
+    between every encoder's output and the L2 normalisation. No tensors when
+    the config has no head."""
+
+    _prefix = "head."
 
 
 class FusionNetwork(_ComponentView):

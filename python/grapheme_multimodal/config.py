@@ -8,7 +8,7 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from ._core import MAX_DIM, NUM_MODALITIES
+from ._core import MAX_DIM, MAX_LAYERS, NUM_MODALITIES
 from ._validation import as_finite_float
 from .exceptions import InvalidValueError, ShapeError, TooLargeError
 from .graph import GraphFeaturizer
@@ -22,6 +22,9 @@ GraphFeatures = Union[Mapping[Union[Modality, str], FeaturizerSpec], Sequence[Fe
 #: and a bilinear one ``sigmoid(aᵀ W b + c)`` that can learn which pairs belong.
 BINDER_KINDS = ("additive", "bilinear")
 
+#: The range a learned temperature starts in and is kept in (as CLIP's logit scale 1..100).
+TEMPERATURE_RANGE = (0.01, 1.0)
+
 
 def _positive(value: float) -> bool:
     return value > 0
@@ -31,10 +34,21 @@ def _positive_int(value: Any, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name}: expected an int, got {type(value).__name__}")
     if value <= 0:
-        raise ValueError(f"{name}: expected a positive int, got {value}")
+        raise InvalidValueError(f"{name}: expected a positive int, got {value}", name)
     if value > MAX_DIM:  # the model's memory is checked when it is built
         raise TooLargeError(f"{name}: got {value}; expected at most {MAX_DIM}", name)
     return int(value)
+
+
+def _widths(value: Any, name: str) -> Tuple[int, ...]:
+    """Layer widths as a tuple of positive ints (one int is one layer)."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        value = (value,)
+    if isinstance(value, (str, bytes)) or not isinstance(value, (Sequence, np.ndarray)):
+        raise TypeError(f"{name}: expected a sequence of layer widths (ints), got {type(value).__name__}")
+    if len(value) > MAX_LAYERS:
+        raise TooLargeError(f"{name}: got {len(value)} layers; expected at most {MAX_LAYERS}", name)
+    return tuple(_positive_int(w, f"{name}[{i}]") for i, w in enumerate(value))
 
 
 def _normalise_graph_features(features: GraphFeatures) -> Tuple[GraphFeaturizer, ...]:
@@ -101,6 +115,23 @@ class LearnableMultiModalConfig:
     itself; 0 = plain instance discrimination), ``weight_decay`` (decoupled,
     AdamW-style) and ``grad_clip`` (global-norm clipping threshold, ``None``
     = off). ``learning_rate`` is Adam's default step size.
+
+    Optional capacity (the defaults give the original model, 70,337
+    parameters; see ``docs/objectives.md``): ``encoder_hidden`` — widths of
+    hidden layers in each modality's encoder (LeakyReLU after each), e.g.
+    ``(256,)``; ``encoder_output_dim`` — the encoders' output width
+    (default ``embed_dim``; may differ only when a head follows);
+    ``shared_head`` — widths of a projection head shared by all modalities,
+    applied to every encoder's output before the L2 normalisation
+    (LeakyReLU between its layers, none after the last, whose width must be
+    ``embed_dim``), e.g. ``(128, 128)`` with ``embed_dim=128``;
+    ``encoder_input_dropout`` / ``encoder_hidden_dropout`` — inverted
+    dropout on each encoder's input / after each hidden layer, in training
+    only (the masks are fixed by the seed and the step, so training stays
+    reproducible); ``learnable_temperature`` — learn the contrastive
+    objectives' temperatures (``contrastive.log_temperature``,
+    ``fused_contrastive.log_temperature``), starting at ``temperature`` and
+    kept in [0.01, 1].
     """
 
     embed_dim: int = 64
@@ -117,6 +148,13 @@ class LearnableMultiModalConfig:
     weight_decay: float = 0.0
     grad_clip: Optional[float] = None
     fused_neighbors: int = 2
+    # Optional capacity (see above); the defaults are the original model.
+    encoder_hidden: Tuple[int, ...] = ()
+    encoder_output_dim: Optional[int] = None
+    shared_head: Tuple[int, ...] = ()
+    encoder_input_dropout: float = 0.0
+    encoder_hidden_dropout: float = 0.0
+    learnable_temperature: bool = False
 
     def __post_init__(self) -> None:
         for name in ("embed_dim", "hidden_dim", "num_heads", "buffer_size"):
@@ -135,6 +173,7 @@ class LearnableMultiModalConfig:
         object.__setattr__(self, "graph_features", _normalise_graph_features(self.graph_features))
         object.__setattr__(self, "input_dims", _normalise_input_dims(self.input_dims, self.graph_features))
         self._validate_learning_fields()
+        self._validate_capacity_fields()
 
     def _validate_learning_fields(self) -> None:
         if self.binder_kind not in BINDER_KINDS:
@@ -154,6 +193,46 @@ class LearnableMultiModalConfig:
             if value is None and optional:
                 continue
             object.__setattr__(self, name, as_finite_float(value, name, ok, expected, float32=True))
+
+    def _validate_capacity_fields(self) -> None:
+        for name in ("encoder_hidden", "shared_head"):
+            object.__setattr__(self, name, _widths(getattr(self, name), name))
+        out = self.encoder_output_dim
+        if out is not None:
+            out = _positive_int(out, "encoder_output_dim")
+            object.__setattr__(self, "encoder_output_dim", out)
+        if self.shared_head:
+            if self.shared_head[-1] != self.embed_dim:
+                raise InvalidValueError(
+                    f"shared_head: its last layer has width {self.shared_head[-1]}, but it outputs the embeddings; "
+                    f"expected the last width to be embed_dim={self.embed_dim}, got {self.shared_head}",
+                    "shared_head",
+                )
+        elif out is not None and out != self.embed_dim:
+            raise InvalidValueError(
+                f"encoder_output_dim: got {out}, but without a shared_head the encoders output the embeddings, "
+                f"of embed_dim={self.embed_dim}; expected None, {self.embed_dim} or a shared_head",
+                "encoder_output_dim",
+            )
+        for name in ("encoder_input_dropout", "encoder_hidden_dropout"):
+            p = as_finite_float(getattr(self, name), name, lambda v: 0 <= v < 1, "a probability in [0, 1)")
+            object.__setattr__(self, name, p)
+        if self.encoder_hidden_dropout > 0 and not self.encoder_hidden:
+            raise InvalidValueError(
+                f"encoder_hidden_dropout: got {self.encoder_hidden_dropout}, but encoder_hidden is empty (no hidden "
+                "layer to drop from); expected 0 or some encoder_hidden widths",
+                "encoder_hidden_dropout",
+            )
+        learn = self.learnable_temperature
+        if not isinstance(learn, (bool, np.bool_)):
+            raise TypeError(f"learnable_temperature: expected a bool, got {type(learn).__name__}")
+        object.__setattr__(self, "learnable_temperature", bool(learn))
+        lo, hi = TEMPERATURE_RANGE
+        if learn and not lo <= self.temperature <= hi:
+            raise InvalidValueError(
+                f"temperature: got {self.temperature}; a learnable temperature starts in [{lo}, {hi}] and stays there",
+                "temperature",
+            )
 
     def input_dim(self, modality: Union[Modality, str]) -> int:
         """Input length of ``modality``'s encoder."""

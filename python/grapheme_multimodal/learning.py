@@ -21,7 +21,14 @@ class LearningMixin:
     """Training methods of the model (mixed into ``LearnableMultiModal``)."""
 
     @reads
-    def losses(self, batch: Union[Batch, Inputs], mask: Any = None, *, weights: Optional[Mapping[str, float]] = None) -> Dict[str, float]:
+    def losses(
+        self,
+        batch: Union[Batch, Inputs],
+        mask: Any = None,
+        *,
+        weights: Optional[Mapping[str, float]] = None,
+        training: bool = False,
+    ) -> Dict[str, float]:
         """Per-objective losses of ``batch`` and their weighted ``"total"``,
         without gradients. Uses the random draws the next :meth:`backward`
         or :meth:`train_step` will use, so the values match.
@@ -30,9 +37,21 @@ class LearningMixin:
         (with ``mask``). ``weights`` maps objective names to weights (see
         :func:`grapheme_multimodal.objectives.resolve_weights`; default: the
         default mix). Objectives with weight 0 are not computed.
+
+        With encoder dropout in the config (``encoder_input_dropout``,
+        ``encoder_hidden_dropout``) the encoders do not drop here, as in
+        PyTorch's ``eval()`` mode (validation losses); ``training=True``
+        applies the dropout masks of the next :meth:`backward`, giving the
+        loss it computes.
         """
         core_batch, w = self._learning_args(batch, mask, weights)
-        return dict(self._core.losses(core_batch, w))
+        return dict(self._core.losses(core_batch, w, bool(training)))
+
+    @reads
+    def temperatures(self) -> Dict[str, float]:
+        """The temperature of each contrastive objective: learned (with
+        ``learnable_temperature``, kept in [0.01, 1]) or ``config.temperature``."""
+        return dict(self._core.temperatures())
 
     @writes
     def backward(self, batch: Union[Batch, Inputs], mask: Any = None, *, weights: Optional[Mapping[str, float]] = None) -> Dict[str, float]:

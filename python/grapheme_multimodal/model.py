@@ -25,7 +25,7 @@ from .exceptions import CheckpointError, InvalidValueError, NonFiniteError, Shap
 from .types import CrossModalBinding, BindingType, ModalGraph, Modality, MultiModalEvent
 
 if TYPE_CHECKING:
-    from .components import CrossModalBinder, FusionNetwork, ModalityAttention, ModalityEncoder
+    from .components import CrossModalBinder, FusionNetwork, ModalityAttention, ModalityEncoder, ProjectionHead
     from .training import History
 
 NUM_MODALITIES = _core.NUM_MODALITIES
@@ -58,6 +58,9 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
             c.embed_dim, c.hidden_dim, c.learning_rate, c.num_heads, c.buffer_size, c.seed, list(c.input_dims),
             binder_kind=c.binder_kind, temperature=c.temperature, weight_decay=c.weight_decay, grad_clip=c.grad_clip,
             fused_neighbors=c.fused_neighbors,
+            encoder_hidden=list(c.encoder_hidden), encoder_output_dim=c.encoder_output_dim,
+            shared_head=list(c.shared_head), encoder_input_dropout=c.encoder_input_dropout,
+            encoder_hidden_dropout=c.encoder_hidden_dropout, learnable_temperature=c.learnable_temperature,
         )
         self._lock = ModelLock()
         #: Bumped by every change of the state; cached per-event results carry the version they were computed at.
@@ -224,6 +227,13 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         from .components import ModalityEncoder
 
         return ModalityEncoder._view(self)
+
+    @property
+    def head(self) -> "ProjectionHead":
+        """The projection head shared by the encoders (``config.shared_head``), as a view."""
+        from .components import ProjectionHead
+
+        return ProjectionHead._view(self)
 
     @property
     def fusion(self) -> "FusionNetwork":

@@ -30,6 +30,9 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
 
     Parameters mirror :class:`LearnableMultiModalConfig` and
     :func:`grapheme_multimodal.training.fit`; ``random_state`` seeds both.
+    The capacity options (``encoder_hidden``, ``encoder_output_dim``,
+    ``shared_head``, ``encoder_input_dropout``, ``encoder_hidden_dropout``,
+    ``learnable_temperature``) default to the original model.
 
     >>> import numpy as np
     >>> rng = np.random.default_rng(0)
@@ -55,6 +58,12 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
         standardize: bool = True,
         random_state: int = 0,
         verbose: bool = False,
+        encoder_hidden: Sequence[int] = (),
+        encoder_output_dim: Optional[int] = None,
+        shared_head: Sequence[int] = (),
+        encoder_input_dropout: float = 0.0,
+        encoder_hidden_dropout: float = 0.0,
+        learnable_temperature: bool = False,
     ) -> None:
         self.modalities = modalities
         self.embed_dim = embed_dim
@@ -70,6 +79,12 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
         self.standardize = standardize
         self.random_state = random_state
         self.verbose = verbose
+        self.encoder_hidden = encoder_hidden
+        self.encoder_output_dim = encoder_output_dim
+        self.shared_head = shared_head
+        self.encoder_input_dropout = encoder_input_dropout
+        self.encoder_hidden_dropout = encoder_hidden_dropout
+        self.learnable_temperature = learnable_temperature
 
     def fit(self, Xs: Any, y: Any = None) -> "MultimodalEmbedder":
         """Trains on the views ``Xs`` (``y`` is ignored: training is unsupervised)."""
@@ -86,6 +101,12 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
             binder_kind=self.binder_kind,
             temperature=self.temperature,
             input_dims={m: d for m, d in zip(self.modalities_, self.view_dims_)},
+            encoder_hidden=self.encoder_hidden,
+            encoder_output_dim=self.encoder_output_dim,
+            shared_head=self.shared_head,
+            encoder_input_dropout=self.encoder_input_dropout,
+            encoder_hidden_dropout=self.encoder_hidden_dropout,
+            learnable_temperature=self.learnable_temperature,
         )
         self.model_ = LearnableMultiModal(config)
         inputs, mask = self._inputs(views)

@@ -253,6 +253,8 @@ def _run_epoch(
         record.update({f"val_{k}": v for k, v in val.losses(model, objectives).items()})
     for name, metric in metrics.items():
         record[f"val_{name}"] = float(metric(model))
+    if model.config.learnable_temperature:
+        record.update({f"temperature_{k}": v for k, v in model.temperatures().items()})
     record["seconds"] = time.perf_counter() - start
     with model._lock.writing():
         model.history.append(record)

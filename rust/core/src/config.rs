@@ -3,6 +3,7 @@
 use crate::error::{fmt_value, Error, Result};
 use crate::features::FINGERPRINT_DIM;
 use crate::modality::NUM_MODALITIES;
+use crate::nn::temperature::{MAX_TEMPERATURE, MIN_TEMPERATURE};
 use crate::nn::BinderKind;
 use crate::real::Real;
 
@@ -10,6 +11,11 @@ use crate::real::Real;
 /// beyond any memory (the size of the model is checked against memory
 /// separately), small enough that no arithmetic on the sizes can overflow.
 pub const MAX_DIM: usize = 1 << 32;
+
+/// The most layers `encoder_hidden` or `shared_head` may list (far deeper
+/// than any use; bounds the bookkeeping of the layout, which is allocated
+/// before the model's size is checked against memory).
+pub const MAX_LAYERS: usize = 256;
 
 /// Hyper-parameters of [`crate::LearnableMultiModal`].
 #[derive(Debug, Clone, PartialEq)]
@@ -41,6 +47,26 @@ pub struct Config {
     pub weight_decay: f64,
     /// Global-norm gradient clipping threshold; `None` = no clipping.
     pub grad_clip: Option<f64>,
+    // Optional capacity (the defaults give the original model; see
+    // `validate_capacity` for the rules).
+    /// Widths of each modality encoder's hidden layers, input side first
+    /// (LeakyReLU after each); empty = the original one-layer encoder.
+    pub encoder_hidden: Vec<usize>,
+    /// Width of the encoders' output; `None` = `embed_dim`. It may differ
+    /// from `embed_dim` only when a `shared_head` follows.
+    pub encoder_output_dim: Option<usize>,
+    /// Widths of the layers of a projection head shared by all modalities,
+    /// applied to each encoder's output before the L2 normalisation
+    /// (LeakyReLU between its layers, none after the last); the last width
+    /// is `embed_dim`. Empty = no head.
+    pub shared_head: Vec<usize>,
+    /// Dropout probability on each encoder's input, in training only.
+    pub encoder_input_dropout: f64,
+    /// Dropout probability after each hidden encoder layer, in training only.
+    pub encoder_hidden_dropout: f64,
+    /// Learn the contrastive objectives' temperatures (each starts at
+    /// `temperature` and stays in `[0.01, 1]`); `false` = fixed.
+    pub learnable_temperature: bool,
 }
 
 impl Default for Config {
@@ -58,6 +84,12 @@ impl Default for Config {
             fused_neighbors: 2,
             weight_decay: 0.0,
             grad_clip: None,
+            encoder_hidden: Vec::new(),
+            encoder_output_dim: None,
+            shared_head: Vec::new(),
+            encoder_input_dropout: 0.0,
+            encoder_hidden_dropout: 0.0,
+            learnable_temperature: false,
         }
     }
 }
@@ -125,17 +157,119 @@ impl Config {
         if self.weight_decay * self.learning_rate >= 1.0 {
             return Err(weight_decay_error("learning_rate", self.learning_rate, self.weight_decay));
         }
+        self.validate_capacity()
+    }
+
+    /// The width of the encoders' output.
+    pub fn encoder_dim(&self) -> usize {
+        self.encoder_output_dim.unwrap_or(self.embed_dim)
+    }
+
+    /// Checks the optional capacity fields. Widths are bounded as the other
+    /// sizes (by [`MAX_DIM`]) and the layer counts by [`MAX_LAYERS`], so the
+    /// layout's checked arithmetic and the model's memory check (in
+    /// [`crate::LearnableMultiModal::new`]) see every size before anything
+    /// is allocated.
+    fn validate_capacity(&self) -> Result<()> {
+        let widths = [("encoder_hidden", &self.encoder_hidden), ("shared_head", &self.shared_head)];
+        for (name, list) in widths {
+            if list.len() > MAX_LAYERS {
+                return Err(Error::too_large(name, format!("got {} layers; expected at most {MAX_LAYERS}", list.len())));
+            }
+            if let Some(i) = list.iter().position(|&w| w == 0) {
+                return Err(Error::invalid(format!("{name}[{i}]"), "got 0; expected a positive layer width"));
+            }
+            if let Some(i) = list.iter().position(|&w| w > MAX_DIM) {
+                return Err(Error::too_large(format!("{name}[{i}]"), format!("got {}; expected at most {MAX_DIM}", list[i])));
+            }
+        }
+        match self.encoder_output_dim {
+            Some(0) => return Err(Error::invalid("encoder_output_dim", "got 0; expected a positive integer or None")),
+            Some(d) if d > MAX_DIM => return Err(Error::too_large("encoder_output_dim", format!("got {d}; expected at most {MAX_DIM} or None"))),
+            _ => {}
+        }
+        match self.shared_head.last() {
+            None if self.encoder_dim() != self.embed_dim => {
+                return Err(Error::invalid(
+                    "encoder_output_dim",
+                    format!(
+                        "got {}, but without a shared_head the encoders output the embeddings, of embed_dim={}; \
+                         expected None, {} or a shared_head",
+                        self.encoder_dim(),
+                        self.embed_dim,
+                        self.embed_dim
+                    ),
+                ));
+            }
+            Some(&last) if last != self.embed_dim => {
+                return Err(Error::invalid(
+                    "shared_head",
+                    format!(
+                        "its last layer has width {last}, but it outputs the embeddings; expected the last width to be embed_dim={}",
+                        self.embed_dim
+                    ),
+                ));
+            }
+            _ => {}
+        }
+        for (name, p) in [("encoder_input_dropout", self.encoder_input_dropout), ("encoder_hidden_dropout", self.encoder_hidden_dropout)] {
+            if !(p.is_finite() && (0.0..1.0).contains(&p)) {
+                return Err(Error::invalid(name, format!("got {}; expected a probability in [0, 1)", fmt_value(p))));
+            }
+        }
+        if self.encoder_hidden_dropout > 0.0 && self.encoder_hidden.is_empty() {
+            return Err(Error::invalid(
+                "encoder_hidden_dropout",
+                format!("got {}, but encoder_hidden is empty (no hidden layer to drop from); expected 0 or some encoder_hidden", self.encoder_hidden_dropout),
+            ));
+        }
+        let (lo, hi) = (MIN_TEMPERATURE, MAX_TEMPERATURE);
+        if self.learnable_temperature && !(lo..=hi).contains(&self.temperature) {
+            return Err(Error::invalid(
+                "temperature",
+                format!("got {}; a learnable temperature starts in [{lo}, {hi}] and stays there", self.temperature),
+            ));
+        }
         Ok(())
     }
 
     /// The size field that contributes most to the number of parameters
     /// (what an error about a model too large for memory names).
     pub fn largest_size_field(&self) -> &'static str {
-        let input = self.input_dims.iter().copied().max().unwrap_or(0);
-        [("embed_dim", self.embed_dim), ("hidden_dim", self.hidden_dim), ("input_dims", input)]
-            .into_iter()
-            .max_by_key(|&(_, v)| v)
-            .map_or("embed_dim", |(name, _)| name)
+        let widest = |list: &[usize]| list.iter().copied().max().unwrap_or(0);
+        [
+            ("embed_dim", self.embed_dim),
+            ("hidden_dim", self.hidden_dim),
+            ("input_dims", widest(&self.input_dims)),
+            ("encoder_hidden", widest(&self.encoder_hidden)),
+            ("encoder_output_dim", self.encoder_output_dim.unwrap_or(0)),
+            ("shared_head", widest(&self.shared_head)),
+        ]
+        .into_iter()
+        .max_by_key(|&(_, v)| v)
+        .map_or("embed_dim", |(name, _)| name)
+    }
+
+    /// The size fields as a user set them (the optional ones when set), for
+    /// messages about the size of the model.
+    pub fn size_summary(&self) -> String {
+        let mut sizes = format!(
+            "embed_dim={}, hidden_dim={}, input_dims up to {}",
+            self.embed_dim,
+            self.hidden_dim,
+            self.input_dims.iter().max().copied().unwrap_or(0)
+        );
+        let widest = |list: &[usize]| list.iter().copied().max().unwrap_or(0);
+        if !self.encoder_hidden.is_empty() {
+            sizes += &format!(", encoder_hidden of {} layers up to {}", self.encoder_hidden.len(), widest(&self.encoder_hidden));
+        }
+        if let Some(d) = self.encoder_output_dim {
+            sizes += &format!(", encoder_output_dim={d}");
+        }
+        if !self.shared_head.is_empty() {
+            sizes += &format!(", shared_head of {} layers up to {}", self.shared_head.len(), widest(&self.shared_head));
+        }
+        sizes
     }
 
     /// The checks that depend on the float type: the learning settings

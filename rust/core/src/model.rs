@@ -7,8 +7,10 @@ use crate::config::Config;
 use crate::error::{fmt_value, Error, Result};
 use crate::modality::{Modality, NUM_MODALITIES};
 use crate::adam::{Adam, ParamsBound};
-use crate::nn::encoder::{pool_components, pool_components_backward, EncoderTape, PoolTape};
-use crate::nn::{AttentionOutput, CrossModalBinder, FusionNetwork, ModalityAttention, ModalityEncoder};
+use crate::nn::dropout::{dropout_rng, DropoutRates};
+use crate::nn::encoder::{pool_components, pool_components_backward, Dropping, EncoderTape, PoolTape};
+use crate::nn::{AttentionOutput, CrossModalBinder, FusionNetwork, LearnedTemperature, ModalityAttention, ModalityEncoder, ProjectionHead};
+use crate::objectives::Objective;
 use crate::params::{assign, ParamLayout, Params, ParamsMut};
 use crate::real::Real;
 use crate::validate::{all_finite, check_finite, check_shape};
@@ -33,6 +35,11 @@ pub struct LearnableMultiModal<T> {
     pub(crate) fusion: FusionNetwork,
     pub(crate) binder: CrossModalBinder,
     pub(crate) attention: ModalityAttention,
+    /// The projection head shared by the encoders (`config.shared_head`).
+    pub(crate) head: Option<ProjectionHead>,
+    /// The learned temperatures of contrastive and fused_contrastive
+    /// (`config.learnable_temperature`), in that order.
+    pub(crate) temperatures: Option<[LearnedTemperature; 2]>,
     pub(crate) grads: Vec<T>,
     pub(crate) has_grads: bool,
     pub(crate) adam: Adam<T>,
@@ -172,20 +179,26 @@ impl<T: Real> LearnableMultiModal<T> {
         config.validate_for::<T>()?;
         let (e, h) = (config.embed_dim, config.hidden_dim);
         let mut layout = ParamLayout::new();
-        let encoders = Modality::ALL
+        let with_head = !config.shared_head.is_empty();
+        let mut encoders: Vec<ModalityEncoder> = Modality::ALL
             .iter()
-            .map(|&m| ModalityEncoder::register(&mut layout, m, config.input_dims[m.index()], e))
+            .map(|&m| {
+                let d = config.input_dims[m.index()];
+                ModalityEncoder::register_layers(&mut layout, m, d, &config.encoder_hidden, config.encoder_dim(), !with_head)
+            })
             .collect();
+        let head = with_head.then(|| ProjectionHead::register(&mut layout, config.encoder_dim(), &config.shared_head));
+        if let Some(head) = &head {
+            encoders.iter_mut().for_each(|enc| enc.attach_head(head));
+        }
         let fusion = FusionNetwork::register(&mut layout, e, h);
         let binder = CrossModalBinder::register(&mut layout, e, config.binder);
         let attention = ModalityAttention::register(&mut layout, e, config.num_heads);
+        let temperatures = config.learnable_temperature.then(|| {
+            [Objective::Contrastive, Objective::FusedContrastive].map(|o| LearnedTemperature::register(&mut layout, o.name(), config.temperature))
+        });
         let arg = config.largest_size_field();
-        let sizes = format!(
-            "embed_dim={}, hidden_dim={}, input_dims up to {}",
-            config.embed_dim,
-            config.hidden_dim,
-            config.input_dims.iter().max().copied().unwrap_or(0)
-        );
+        let sizes = config.size_summary();
         let n = layout
             .checked_len()
             .ok_or_else(|| Error::too_large(arg, format!("{sizes}: the number of parameters overflows")))?;
@@ -199,6 +212,8 @@ impl<T: Real> LearnableMultiModal<T> {
             fusion,
             binder,
             attention,
+            head,
+            temperatures,
             grads: crate::memory::try_zeros(arg, "the gradient buffer", n)?,
             has_grads: false,
             adam: Adam::try_new(n)?,
@@ -259,6 +274,42 @@ impl<T: Real> LearnableMultiModal<T> {
 
     pub fn attention(&self) -> &ModalityAttention {
         &self.attention
+    }
+
+    /// The projection head shared by the encoders, if the config has one.
+    pub fn head(&self) -> Option<&ProjectionHead> {
+        self.head.as_ref()
+    }
+
+    /// The learned temperature of `objective` (contrastive or
+    /// fused_contrastive), when temperatures are learned.
+    pub fn learned_temperature(&self, objective: Objective) -> Option<LearnedTemperature> {
+        match objective {
+            Objective::Contrastive => self.temperatures.map(|t| t[0]),
+            Objective::FusedContrastive => self.temperatures.map(|t| t[1]),
+            _ => None,
+        }
+    }
+
+    /// The temperature `objective` uses now: the learned one (clamped to
+    /// its range) or `config.temperature`.
+    pub fn temperature(&self, objective: Objective) -> T {
+        match self.learned_temperature(objective) {
+            Some(t) => t.value(self.view()).0,
+            None => T::c(self.config.temperature),
+        }
+    }
+
+    /// Keeps the learned temperatures in their range (after an update).
+    pub(crate) fn clamp_temperatures(&mut self) {
+        for t in self.temperatures.iter().flatten() {
+            t.clamp_stored(&self.layout, &mut self.params);
+        }
+    }
+
+    /// The encoders' dropout rates (used in training only).
+    pub fn dropout_rates(&self) -> DropoutRates {
+        DropoutRates { input: self.config.encoder_input_dropout, hidden: self.config.encoder_hidden_dropout }
     }
 
     /// The tensor called `name`.
@@ -418,8 +469,13 @@ impl<T: Real> LearnableMultiModal<T> {
     }
 
     /// [`Self::encode`] keeping, per modality, what the backward needs (the
-    /// same work: the tapes hold arrays the forward computes anyway).
-    pub(crate) fn encode_train(&self, input: &EncoderInput<T>) -> Result<EncodedWithTapes<T>> {
+    /// same work: the tapes hold arrays the forward computes anyway). With
+    /// `dropout_counter`, the encoders drop as in training, with the masks
+    /// of gradient computation `dropout_counter` (when the config has any
+    /// dropout).
+    pub(crate) fn encode_train(&self, input: &EncoderInput<T>, dropout_counter: Option<u64>) -> Result<EncodedWithTapes<T>> {
+        let rates = self.dropout_rates();
+        let dropout_counter = dropout_counter.filter(|_| rates.is_active());
         let mut emb = try_zeros_array("inputs", "the embeddings [B, 7, E]", (input.batch_size, NUM_MODALITIES, self.embed_dim()))?;
         let mut tapes = Vec::with_capacity(NUM_MODALITIES);
         for (m, slot) in input.modalities.iter().enumerate() {
@@ -430,7 +486,13 @@ impl<T: Real> LearnableMultiModal<T> {
             self.check_input(m, part)?;
             let normalized = self.normalizers[m].as_ref().map(|n| n.apply(part.x.view()));
             let x = normalized.as_ref().map_or_else(|| part.x.view(), |x| x.view());
-            let encoder = self.encoders[m].forward_train(self.view(), x);
+            let encoder = match dropout_counter {
+                Some(counter) => {
+                    let mut rng = dropout_rng(self.config.seed, counter, Modality::ALL[m]);
+                    self.encoders[m].forward_train_dropping(self.view(), x, Some(Dropping { rates, rng: &mut rng }))
+                }
+                None => self.encoders[m].forward_train(self.view(), x),
+            };
             let pool = pool_components(encoder.out.view(), &part.rows, part.weights.as_deref(), emb.slice_mut(s![.., m, ..]));
             tapes.push(Some(ModalityTape { encoder, pool, normalized }));
         }
@@ -451,7 +513,7 @@ impl<T: Real> LearnableMultiModal<T> {
             let (Some(part), Some(tape)) = (slot, tape) else { continue };
             let dz = pool_components_backward(&tape.pool, &part.rows, emb.slice(s![.., m, ..]), d_emb.slice(s![.., m, ..]));
             let x = tape.normalized.as_ref().map_or_else(|| part.x.view(), |x| x.view());
-            self.encoders[m].backward(x, &tape.encoder, dz, grads);
+            self.encoders[m].backward(self.view(), x, &tape.encoder, dz, grads);
         }
     }
 

@@ -48,7 +48,7 @@ use crate::error::{Error, Result};
 use crate::kernels::{self, threads, Epilogue};
 use crate::modality::NUM_MODALITIES;
 use crate::nn::ops::{cosine_rows, NORM_EPS};
-use crate::nn::{CrossModalBinder, FusionNetwork, ModalityAttention};
+use crate::nn::{CrossModalBinder, FusionNetwork, LearnedTemperature, ModalityAttention};
 use crate::params::{Params, ParamsMut};
 use crate::real::Real;
 use ndarray::{s, Array1, Array2, Array3, ArrayView1, ArrayView2, ArrayView3, ArrayViewMut2, Axis, CowArray};
@@ -140,6 +140,9 @@ pub struct GradSink<'a, 'l, T> {
     pub emb: Option<&'a mut Array3<T>>,
     /// The objective's weight: gradients are of `weight · loss`.
     pub weight: T,
+    /// The objective's learned temperature, which receives `∂/∂ log τ`
+    /// (contrastive objectives only; `None`: fixed).
+    pub log_temperature: Option<LearnedTemperature>,
 }
 
 /// The random stream of `objective` at gradient computation `counter` of a
@@ -341,7 +344,9 @@ pub fn seed_consistency<T: Real>(
 /// `dA = dS B`, `dB = dSᵀ A` — every pass over `[n, n]` split into fixed row
 /// blocks on the library's threads. Small pairs run in parallel instead, one
 /// pair per task. Gradients are added to the embeddings in pair order, so
-/// the result does not depend on the number of threads.
+/// the result does not depend on the number of threads. A learned
+/// temperature gets `∂/∂ log τ = −Σ_pairs ⟨A, dA⟩` (see
+/// [`crate::nn::temperature`]), also summed in pair order.
 pub fn contrastive<T: Real>(emb: ArrayView3<T>, mask: ArrayView2<bool>, temperature: T, mut sink: Option<&mut GradSink<T>>) -> T {
     let pairs: Vec<(usize, usize, Vec<usize>)> = (0..NUM_MODALITIES)
         .flat_map(|i| (i + 1..NUM_MODALITIES).map(move |j| (i, j)))
@@ -354,7 +359,8 @@ pub fn contrastive<T: Real>(emb: ArrayView3<T>, mask: ArrayView2<bool>, temperat
     let inv_tau = T::one() / temperature;
     let per_pair = T::one() / T::c(pairs.len() as f64);
     // d total / dS of one pair's logits is `coef · (P + Q − 2I)`, `coef = w / (2 |pairs| n)`.
-    let weight = sink.as_ref().filter(|s| s.emb.is_some()).map(|s| s.weight * T::c(0.5) * per_pair);
+    let learned = sink.as_ref().and_then(|s| s.log_temperature);
+    let weight = sink.as_ref().filter(|s| s.emb.is_some() || learned.is_some()).map(|s| s.weight * T::c(0.5) * per_pair);
     let batch = emb.len_of(Axis(0));
     let term = |(i, j, rows): &(usize, usize, Vec<usize>), inside: bool| {
         let side = |m: usize| -> CowArray<T, ndarray::Ix2> {
@@ -365,14 +371,22 @@ pub fn contrastive<T: Real>(emb: ArrayView3<T>, mask: ArrayView2<bool>, temperat
                 CowArray::from(all.select(Axis(0), rows))
             }
         };
-        contrastive_pair(side(*i).view(), side(*j).view(), inv_tau, weight, inside)
+        let a = side(*i);
+        let (loss, grads) = contrastive_pair(a.view(), side(*j).view(), inv_tau, weight, inside);
+        let d_log_tau = match (&grads, learned) {
+            (Some((da, _)), Some(_)) => -a.iter().zip(da.iter()).fold(T::zero(), |acc, (&x, &g)| acc + x * g),
+            _ => T::zero(),
+        };
+        (loss, grads, d_log_tau)
     };
     let large = pairs.iter().any(|(_, _, rows)| rows.len() >= CONTRASTIVE_PARALLEL_ROWS);
     let mut total = T::zero();
-    let mut add = |(i, j, rows): &(usize, usize, Vec<usize>), (loss, grads): (T, PairGradients<T>)| {
+    let mut d_log_tau = T::zero();
+    let mut add = |(i, j, rows): &(usize, usize, Vec<usize>), (loss, grads, d_tau): (T, PairGradients<T>, T)| {
         total += loss * per_pair;
+        d_log_tau += d_tau;
         if let (Some(sink), Some((da, db))) = (sink.as_deref_mut(), grads) {
-            let d_emb = sink.emb.as_deref_mut().expect("gradients are computed only for trainable embeddings");
+            let Some(d_emb) = sink.emb.as_deref_mut() else { return };
             for (m, d) in [(*i, da), (*j, db)] {
                 let mut dst = d_emb.index_axis_mut(Axis(1), m);
                 if rows.len() == batch {
@@ -404,6 +418,9 @@ pub fn contrastive<T: Real>(emb: ArrayView3<T>, mask: ArrayView2<bool>, temperat
         for (pair, result) in round.iter().zip(results) {
             add(pair, result);
         }
+    }
+    if let (Some(sink), Some(t)) = (sink, learned) {
+        t.accumulate(sink.params, d_log_tau);
     }
     total
 }

@@ -19,6 +19,8 @@ pub enum Init {
     Zeros,
     /// Uniform in `(-s, s)` ("DynamicXavier": `s = sqrt(2 / (fan_in + fan_out))`).
     Uniform(f64),
+    /// Every entry this value (draws nothing from the stream).
+    Constant(f64),
 }
 
 impl Init {
@@ -138,12 +140,16 @@ impl ParamLayout {
         let len = self.checked_len().ok_or_else(|| Error::too_large("config", "the number of parameters overflows"))?;
         let mut data = crate::memory::try_zeros::<T>("config", "the parameter buffer", len)?;
         for spec in &self.specs {
-            if let Init::Uniform(s) = spec.init {
-                for v in &mut data[spec.range()] {
-                    // 24 random bits, centred in their cell: strictly inside (0, 1).
-                    let u = ((rng.next_u32() >> 8) as f64 + 0.5) / (1u64 << 24) as f64;
-                    *v = T::c((2.0 * u - 1.0) * s);
+            match spec.init {
+                Init::Uniform(s) => {
+                    for v in &mut data[spec.range()] {
+                        // 24 random bits, centred in their cell: strictly inside (0, 1).
+                        let u = ((rng.next_u32() >> 8) as f64 + 0.5) / (1u64 << 24) as f64;
+                        *v = T::c((2.0 * u - 1.0) * s);
+                    }
                 }
+                Init::Constant(c) => data[spec.range()].fill(T::c(c)),
+                Init::Zeros => {}
             }
         }
         Ok(data)

@@ -81,9 +81,18 @@ pub struct OptimizerState<T> {
 
 impl<T: Real> LearnableMultiModal<T> {
     /// The losses of `batch` under `weights`, without gradients; uses the
-    /// random draws the next [`Self::backward`] will use.
+    /// random draws the next [`Self::backward`] will use. The encoders do
+    /// not drop here (an evaluation, like PyTorch's `eval()` mode): with
+    /// encoder dropout in the config, [`Self::training_losses`] gives the
+    /// losses the next backward computes.
     pub fn losses(&self, batch: &TrainBatch<T>, weights: &ObjectiveWeights) -> Result<Losses<T>> {
-        self.run_objectives(batch, weights, self.rng_counter, None)
+        self.run_objectives(batch, weights, self.rng_counter, None, false)
+    }
+
+    /// The losses the next [`Self::backward`] computes on `batch`: its
+    /// random draws and its dropout masks, without gradients.
+    pub fn training_losses(&self, batch: &TrainBatch<T>, weights: &ObjectiveWeights) -> Result<Losses<T>> {
+        self.run_objectives(batch, weights, self.rng_counter, None, true)
     }
 
     /// The losses of `batch`; their gradients are added to the accumulated
@@ -133,16 +142,25 @@ impl<T: Real> LearnableMultiModal<T> {
             std::mem::swap(&mut self.grads, &mut fresh);
             self.has_grads = true;
             self.rng_counter = counter;
-            self.params_changed();
+            self.after_update();
         }
         self.grad_scratch = fresh;
         result
     }
 
+    /// Forgets what was derived from the old weights and keeps the learned
+    /// temperatures in their range (after an accepted update; clamping only
+    /// moves a value toward 0, so Adam's tracked bound of the weights holds).
+    fn after_update(&mut self) {
+        self.params_changed();
+        self.clamp_temperatures();
+    }
+
     /// The gradients of `batch` written into `out` (zero-filled, layout
-    /// order); an error when any is not finite.
+    /// order), with the encoders' training dropout; an error when any is not
+    /// finite.
     fn gradients_into(&self, batch: &TrainBatch<T>, weights: &ObjectiveWeights, out: &mut [T]) -> Result<Losses<T>> {
-        let losses = self.run_objectives(batch, weights, self.rng_counter, Some(out))?;
+        let losses = self.run_objectives(batch, weights, self.rng_counter, Some(out), true)?;
         if all_finite(out) {
             return Ok(losses);
         }
@@ -222,7 +240,7 @@ impl<T: Real> LearnableMultiModal<T> {
             return Ok(None);
         }
         let report = self.adam.update_tracked(&mut self.params, &self.grads, &settings, &mut self.params_bound).map_err(|r| self.refusal_error(r, &settings, lr.is_some()))?;
-        self.params_changed();
+        self.after_update();
         Ok(Some(report))
     }
 
@@ -239,7 +257,7 @@ impl<T: Real> LearnableMultiModal<T> {
             Refusal::NonFiniteGradient(i) => Error::non_finite("grads", format!("flat index {i} (parameter {})", self.param_name(i))),
             r => self.refusal_error(r, &settings, lr.is_some()),
         })?;
-        self.params_changed();
+        self.after_update();
         Ok(report)
     }
 
@@ -272,6 +290,10 @@ impl<T: Real> LearnableMultiModal<T> {
     /// fused_contrastive's positives follow from the batch's embeddings.
     pub fn objective_draws(&self, batch: &TrainBatch<T>) -> Result<ObjectiveDraws> {
         let (emb, mask) = match &batch.source {
+            // The embeddings the next backward sees: with its dropout, if any.
+            EmbeddingSource::Inputs(input) if self.dropout_rates().is_active() => {
+                (CowArray::from(self.encode_train(input, Some(self.rng_counter))?.0), input.mask())
+            }
             EmbeddingSource::Inputs(input) => (CowArray::from(self.encode(input)?), input.mask()),
             EmbeddingSource::Embeddings { emb, mask } => (self.check_embeddings(emb.view(), mask.view())?, mask.to_owned()),
         };
@@ -305,8 +327,9 @@ impl<T: Real> LearnableMultiModal<T> {
     }
 
     /// Every objective with a positive weight on `batch`, with the random
-    /// draws of gradient computation `counter`; gradients go to `grads`.
-    fn run_objectives(&self, batch: &TrainBatch<T>, weights: &ObjectiveWeights, counter: u64, grads: Option<&mut [T]>) -> Result<Losses<T>> {
+    /// draws of gradient computation `counter` (and its encoder dropout
+    /// when `train`); gradients go to `grads`.
+    fn run_objectives(&self, batch: &TrainBatch<T>, weights: &ObjectiveWeights, counter: u64, grads: Option<&mut [T]>, train: bool) -> Result<Losses<T>> {
         for o in Objective::ALL {
             let w = weights.get(o);
             if !(w.is_finite() && w >= 0.0 && T::c(w).is_finite()) {
@@ -338,7 +361,7 @@ impl<T: Real> LearnableMultiModal<T> {
         // Embeddings (encoded, with tapes, or given) and the presence mask.
         let (emb, mask, encoded): (CowArray<T, Ix3>, _, _) = match &batch.source {
             EmbeddingSource::Inputs(input) => {
-                let (emb, tapes) = self.encode_train(input)?;
+                let (emb, tapes) = self.encode_train(input, train.then_some(counter))?;
                 (CowArray::from(emb), input.mask(), Some((input, tapes)))
             }
             EmbeddingSource::Embeddings { emb, mask } => (self.check_embeddings(emb.view(), mask.view())?, mask.to_owned(), None),
@@ -358,10 +381,13 @@ impl<T: Real> LearnableMultiModal<T> {
             if w <= 0.0 {
                 continue;
             }
+            // A learned temperature gets its gradient unless it sits beyond its clamp.
+            let learned = self.learned_temperature(o).filter(|t| t.value(params).1);
             let mut sink = grads.as_mut().map(|g| GradSink {
                 params: g,
                 emb: d_emb.as_mut(),
                 weight: T::c(w),
+                log_temperature: learned,
             });
             let sink = sink.as_mut();
             let mut rng = objective_rng(self.config.seed, counter, o);
@@ -370,11 +396,11 @@ impl<T: Real> LearnableMultiModal<T> {
                     let target = batch.fused.expect("checked above");
                     objectives::seed_consistency(&self.fusion, params, emb, mask, target, rewards.view(), sink)
                 }
-                Objective::Contrastive => objectives::contrastive(emb, mask, T::c(self.config.temperature), sink),
+                Objective::Contrastive => objectives::contrastive(emb, mask, self.temperature(o), sink),
                 Objective::Binding => objectives::binding(&self.binder, params, emb, mask, &mut rng, sink),
                 Objective::CrossModal => objectives::cross_modal(&self.fusion, &self.attention, params, emb, mask, &mut rng, sink),
                 Objective::FusedContrastive => {
-                    let tau = T::c(self.config.temperature);
+                    let tau = self.temperature(o);
                     objectives::fused_contrastive(&self.fusion, params, emb, mask, tau, self.config.fused_neighbors, &mut rng, sink)
                 }
             };

@@ -117,17 +117,21 @@ fn semi_gradient_loss(model: &LearnableMultiModal<f64>, batch: &TrainBatch<f64>,
     let mut probe = model.clone();
     probe.params_mut().copy_from_slice(params);
     let w_cross = weights.get(Objective::CrossModal);
-    let w_fused = weights.get(Objective::FusedContrastive);
+    // Without neighbours, fused_contrastive's draws do not depend on the embeddings.
+    let w_fused = if model.config().fused_neighbors > 0 { weights.get(Objective::FusedContrastive) } else { 0.0 };
     let mut rest = *weights;
     rest.0[Objective::CrossModal.index()] = 0.0;
-    rest.0[Objective::FusedContrastive.index()] = 0.0;
-    let mut total = probe.losses(batch, &rest).unwrap().total;
+    if w_fused > 0.0 {
+        rest.0[Objective::FusedContrastive.index()] = 0.0;
+    }
+    // With the dropout masks of the next backward (the model's, if any).
+    let mut total = probe.training_losses(batch, &rest).unwrap().total;
     if w_fused > 0.0 {
         let (emb0, mask) = embeddings(model, batch);
         let (emb, _) = embeddings(&probe, batch);
         let mut rng = objectives::objective_rng(model.config().seed, 0, Objective::FusedContrastive);
         let drawn = fused_contrastive::draw(emb0.view(), mask.view(), model.config().fused_neighbors, &mut rng);
-        let tau = model.config().temperature;
+        let tau = probe.temperature(Objective::FusedContrastive);
         total += w_fused * fused_contrastive::fused_contrastive_given(probe.fusion(), probe.view(), emb.view(), &drawn, tau, None);
     }
     if w_cross > 0.0 {
@@ -494,3 +498,135 @@ fn contrastive_with_widely_spread_logits() {
     let worst = check_model(&model, &batch, &ObjectiveWeights::only(Objective::Contrastive), "contrastive τ=0.01", is_encoder);
     println!("worst relative error (wide logits): {worst:.3e}");
 }
+
+// ------------------------------------------------ optional capacity
+
+/// The gradient-check config with deep encoders, a shared head and learned
+/// temperatures (and dropout when `dropout`).
+fn deep_config(hidden: &[usize], output_dim: Option<usize>, head: &[usize], dropout: bool) -> Config {
+    Config {
+        encoder_hidden: hidden.to_vec(),
+        encoder_output_dim: output_dim,
+        shared_head: head.to_vec(),
+        encoder_input_dropout: if dropout { 0.2 } else { 0.0 },
+        encoder_hidden_dropout: if dropout && !hidden.is_empty() { 0.3 } else { 0.0 },
+        learnable_temperature: true,
+        ..config(2, BinderKind::Bilinear)
+    }
+}
+
+fn dense_batch<'a>(xs: &'a [Array2<f64>; 7], mask: &'a Array2<bool>, fused: &'a Array2<f64>) -> TrainBatch<'a, f64> {
+    TrainBatch {
+        source: EmbeddingSource::Inputs(EncoderInput::dense(views(xs), mask.view()).unwrap()),
+        fused: Some(fused.view()),
+        rewards: None,
+    }
+}
+
+fn is_embedding_path(name: &str) -> bool {
+    name.starts_with("encoder.") || name.starts_with("head.")
+}
+
+#[test]
+fn deep_encoders_shared_head_and_learned_temperatures() {
+    // Contrastive, which reaches every encoder and head tensor and its
+    // temperature, on every shape; fused_contrastive (the other
+    // temperature, through the fusion network) on the probe's. The other
+    // objectives reach the encoders through the same embedding gradient
+    // (the dropout test below runs them on a deep model with a head).
+    let mut worst: f64 = 0.0;
+    let shapes: [(&[usize], Option<usize>, &[usize]); 4] = [
+        (&[6, 5], Some(7), &[9, 8]), // the probe's shape, small
+        (&[], None, &[8]),           // one-layer encoders, one-layer head
+        (&[6], None, &[]),           // hidden layers, no head
+        (&[4], Some(3), &[8]),       // a narrow encoder output widened by the head
+    ];
+    for (k, (hidden, output_dim, head)) in shapes.into_iter().enumerate() {
+        let model = LearnableMultiModal::<f64>::new(deep_config(hidden, output_dim, head, false)).unwrap();
+        let names: Vec<&str> = model.layout().specs().iter().map(|s| s.name.as_str()).collect();
+        assert!(names.contains(&"contrastive.log_temperature") && names.contains(&"fused_contrastive.log_temperature"));
+        // (Seeds whose batches put no pre-activation within the stencil of
+        // a LeakyReLU kink: at Lcg(43) one sits within 1e-6 of 0 in the
+        // first shape, and the numeric gradient only agrees for h ≤ 1e-7.)
+        let mut rng = Lcg(59 + hidden.len() as u64);
+        let (xs, mask, fused) = (dense_inputs(&mut rng, 7), mask(), rng.array2(7, 8));
+        let batch = dense_batch(&xs, &mask, &fused);
+        let label = format!("hidden={hidden:?} out={output_dim:?} head={head:?}");
+        let contrastive = ObjectiveWeights::only(Objective::Contrastive);
+        worst = worst.max(check_model(&model, &batch, &contrastive, &format!("{label} contrastive"), |n| {
+            is_embedding_path(n) || n == "contrastive.log_temperature"
+        }));
+        if k > 0 {
+            continue;
+        }
+        worst = worst.max(check_model(&model, &batch, &ObjectiveWeights::only(Objective::FusedContrastive), &format!("{label} fused"), |n| {
+            n.starts_with("fusion.") || is_embedding_path(n) || n == "fused_contrastive.log_temperature"
+        }));
+    }
+    println!("worst relative error (deep encoders, head, temperatures): {worst:.3e}");
+}
+
+#[test]
+fn encoder_dropout_gradients() {
+    // The masks of gradient computation 0, the same in the loss evaluated
+    // for the numeric gradient (`training_losses`). cross_modal's
+    // stop-gradient targets would need the dropped embeddings; its path
+    // into the encoders is the one every other objective takes.
+    let mut worst: f64 = 0.0;
+    for (hidden, head) in [(&[6usize, 5][..], &[8usize][..]), (&[], &[])] {
+        let config = Config { fused_neighbors: 0, ..deep_config(hidden, None, head, true) };
+        let model = LearnableMultiModal::<f64>::new(config).unwrap();
+        let mut rng = Lcg(43);
+        let (xs, mask, fused) = (dense_inputs(&mut rng, 7), mask(), rng.array2(7, 8));
+        let batch = dense_batch(&xs, &mask, &fused);
+        let without_dropout = model.losses(&batch, &ObjectiveWeights::only(Objective::Contrastive)).unwrap().total;
+        let with_dropout = model.training_losses(&batch, &ObjectiveWeights::only(Objective::Contrastive)).unwrap().total;
+        assert!((with_dropout - without_dropout).abs() > 1e-6, "hidden={hidden:?}: dropout changes the training loss");
+        let label = format!("dropout hidden={hidden:?}");
+        worst = if hidden.is_empty() {
+            let contrastive = ObjectiveWeights::only(Objective::Contrastive);
+            worst.max(check_model(&model, &batch, &contrastive, &label, |n| is_encoder(n) || n == "contrastive.log_temperature"))
+        } else {
+            let mix = ObjectiveWeights([0.7, 1.3, 0.4, 0.0, 0.9]);
+            worst.max(check_model(&model, &batch, &mix, &label, |n| !n.starts_with("attention.")))
+        };
+    }
+    println!("worst relative error (dropout): {worst:.3e}");
+}
+
+#[test]
+fn deep_encoders_pool_components() {
+    let model = LearnableMultiModal::<f64>::new(deep_config(&[5], Some(6), &[7, 8], true)).unwrap();
+    let mut rng = Lcg(47);
+    let parts: [Option<Component>; 7] = std::array::from_fn(|m| match m {
+        0 => Some((rng.array2(6, DIMS[0]), vec![0, 0, 1, 2, 2, 2], Some(vec![0.9, 0.3, 1.0, 0.0, 0.0, 0.0]))),
+        2 => Some((rng.array2(4, DIMS[2]), vec![0, 1, 2, 3], None)),
+        3 => Some((rng.array2(5, DIMS[3]), vec![0, 0, 1, 2, 3], Some(vec![1.0, 2.0, 0.5, 1.0, 1.0]))),
+        _ => None,
+    });
+    let parts = parts.map(|p| p.map(|(x, rows, w)| ModalityInput { x: x.into(), rows: rows.into(), weights: w.map(Into::into) }));
+    let batch = TrainBatch::inputs(EncoderInput::components(4, parts).unwrap());
+    let used = |n: &str| n.starts_with("head.") || ["visual", "linguistic", "tactile"].iter().any(|m| n.starts_with(&format!("encoder.{m}.")));
+    let worst = check_model(&model, &batch, &ObjectiveWeights::only(Objective::Contrastive), "pooled contrastive", |n| {
+        used(n) || n == "contrastive.log_temperature"
+    });
+    println!("worst relative error (deep pooling): {worst:.3e}");
+}
+
+#[test]
+fn learned_temperature_with_recorded_embeddings() {
+    // Given embeddings are constants, but the temperatures still learn.
+    let model = LearnableMultiModal::<f64>::new(deep_config(&[], None, &[], false)).unwrap();
+    let mut rng = Lcg(53);
+    let mask = mask();
+    let emb = Array3::from_shape_simple_fn((7, 7, 8), || rng.next());
+    let batch = TrainBatch { source: EmbeddingSource::Embeddings { emb: emb.view(), mask: mask.view() }, fused: None, rewards: None };
+    let mut worst = check_model(&model, &batch, &ObjectiveWeights::only(Objective::Contrastive), "recorded contrastive", |n| {
+        n == "contrastive.log_temperature"
+    });
+    worst = worst.max(check_model(&model, &batch, &ObjectiveWeights::only(Objective::FusedContrastive), "recorded fused", |n| {
+        n.starts_with("fusion.") || n == "fused_contrastive.log_temperature"
+    }));
+    println!("worst relative error (recorded, temperatures): {worst:.3e}");
+}
+

@@ -2,21 +2,13 @@
 //! them, the random draws are fixed by (seed, counter), and a restored
 //! optimizer state continues bit for bit.
 
+mod common;
+use common::inputs;
+
 use grapheme_multimodal::{
     BinderKind, Config, EmbeddingSource, EncoderInput, LearnableMultiModal, Objective, ObjectiveWeights, TrainBatch,
 };
 use ndarray::{s, Array1, Array2, Array3, ArrayView2};
-
-fn inputs(batch: usize, seed: u64, dims: [usize; 7]) -> [Array2<f32>; 7] {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-    };
-    std::array::from_fn(|m| Array2::from_shape_simple_fn((batch, dims[m]), &mut next))
-}
 
 fn views(xs: &[Array2<f32>; 7]) -> [Option<ArrayView2<'_, f32>>; 7] {
     std::array::from_fn(|m| Some(xs[m].view()))

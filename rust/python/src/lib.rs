@@ -59,6 +59,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(kernel_path, m)?)?;
     m.add("MIN_STD", grapheme_multimodal::model::MIN_STD)?;
     m.add("MAX_DIM", grapheme_multimodal::config::MAX_DIM)?;
+    m.add("MAX_LAYERS", grapheme_multimodal::config::MAX_LAYERS)?;
     m.add("WL_DEFAULT_DIM", grapheme_multimodal::features::WL_DEFAULT_DIM)?;
     m.add("WL_DEFAULT_ITERATIONS", grapheme_multimodal::features::WL_DEFAULT_ITERATIONS)?;
     Ok(())

@@ -31,7 +31,9 @@ impl PyModel {
     #[new]
     #[pyo3(signature = (
         embed_dim, hidden_dim, learning_rate, num_heads, buffer_size, seed, input_dims,
-        *, binder_kind="additive", temperature=0.1, weight_decay=0.0, grad_clip=None, fused_neighbors=2
+        *, binder_kind="additive", temperature=0.1, weight_decay=0.0, grad_clip=None, fused_neighbors=2,
+        encoder_hidden=Vec::new(), encoder_output_dim=None, shared_head=Vec::new(),
+        encoder_input_dropout=0.0, encoder_hidden_dropout=0.0, learnable_temperature=false
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -47,6 +49,12 @@ impl PyModel {
         weight_decay: f64,
         grad_clip: Option<f64>,
         fused_neighbors: usize,
+        encoder_hidden: Vec<usize>,
+        encoder_output_dim: Option<usize>,
+        shared_head: Vec<usize>,
+        encoder_input_dropout: f64,
+        encoder_hidden_dropout: f64,
+        learnable_temperature: bool,
         py: Python<'_>,
     ) -> PyResult<Self> {
         let config = Config {
@@ -62,6 +70,12 @@ impl PyModel {
             fused_neighbors,
             weight_decay,
             grad_clip,
+            encoder_hidden,
+            encoder_output_dim,
+            shared_head,
+            encoder_input_dropout,
+            encoder_hidden_dropout,
+            learnable_temperature,
         };
         let model = crate::guard::detached(py, || LearnableMultiModal::new(config.clone()))?;
         Ok(PyModel { model: Shared::new(model), config })
@@ -283,10 +297,29 @@ impl PyModel {
 
     // ------------------------------------------------------------ learning
 
-    /// Losses of `batch` without gradients (the draws of the next `backward`).
-    fn losses(&self, py: Python<'_>, batch: PyBatch<'_>, weights: Vec<f64>) -> PyResult<LossList> {
+    /// Losses of `batch` without gradients (the draws of the next
+    /// `backward`; with `training`, its encoder dropout too).
+    #[pyo3(signature = (batch, weights, training=false))]
+    fn losses(&self, py: Python<'_>, batch: PyBatch<'_>, weights: Vec<f64>, training: bool) -> PyResult<LossList> {
         let weights = objective_weights(weights)?;
-        with_batch(batch, |make| self.model.read(py, |m| m.losses(&make()?, &weights).map(|l| loss_list(&l))))
+        with_batch(batch, |make| {
+            self.model.read(py, |m| {
+                let batch = make()?;
+                let losses = if training { m.training_losses(&batch, &weights) } else { m.losses(&batch, &weights) };
+                losses.map(|l| loss_list(&l))
+            })
+        })
+    }
+
+    /// `[(objective, temperature)]` of the contrastive objectives: the
+    /// learned values (clamped to their range) or the configured one.
+    fn temperatures(&self, py: Python<'_>) -> PyResult<Vec<(String, f64)>> {
+        self.model.read(py, |m| {
+            Ok([Objective::Contrastive, Objective::FusedContrastive]
+                .iter()
+                .map(|&o| (o.name().to_string(), f64::from(m.temperature(o))))
+                .collect())
+        })
     }
 
     /// Losses of `batch`; their gradients are added to the accumulated ones.

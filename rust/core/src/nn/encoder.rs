@@ -1,47 +1,105 @@
-//! Per-modality encoder: `l2norm(leaky(W_m x + b_m))`, and the confidence-
-//! weighted pooling of several components of one modality in one event.
-//! Forward and backward side by side.
+//! Per-modality encoder, and the confidence-weighted pooling of several
+//! components of one modality in one event. Forward and backward side by
+//! side.
+//!
+//! The original encoder is one layer, `l2norm(leaky(W_m x + b_m))`. With
+//! `config.encoder_hidden` it has hidden layers before that one (LeakyReLU
+//! after each, and dropout in training), and with `config.shared_head` the
+//! projection head shared by all modalities follows it (see
+//! [`super::head`]): the encoder's output layer is then linear and the
+//! head's last layer gives the embedding. Either way the embedding is the
+//! L2-normalised output of one stack of [`Dense`] layers.
 
-use super::ops::{l2_normalize_backward_inplace, l2_normalize_rows, leaky_relu, leaky_relu_backward_inplace, linear_backward, linear_t, NORM_EPS};
+use super::dense::Dense;
+use super::dropout::{self, DropoutRates};
+use super::head::ProjectionHead;
+use super::ops::{l2_normalize_backward_inplace, l2_normalize_rows, NORM_EPS};
 use crate::kernels;
 use crate::modality::Modality;
-use crate::params::{Init, ParamId, ParamLayout, Params, ParamsMut};
+use crate::params::{ParamLayout, Params, ParamsMut};
 use crate::real::Real;
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2};
+use rand_core::Rng;
 
-/// The encoder of one modality: `W [E, d]`, `b [E]`.
+/// The encoder of one modality: every layer from its input to its
+/// embedding, input side first — its own layers (`encoder.<modality>.weight
+/// [E, d]` and `.bias [E]` for the original single layer,
+/// `encoder.<modality>.<i>.weight` / `.bias` when there are several), then
+/// the shared head's, the same tensors in every encoder.
 #[derive(Debug, Clone)]
 pub struct ModalityEncoder {
     pub modality: Modality,
     pub input_dim: usize,
-    pub weight: ParamId,
-    pub bias: ParamId,
+    pub layers: Vec<Dense>,
+    /// How many of `layers` are this encoder's own hidden layers (the
+    /// first ones; dropout follows each in training).
+    pub hidden: usize,
 }
 
 /// What the encoder's backward needs: the output rows and their norms
-/// before normalisation (the LeakyReLU's output has the sign of `out`).
+/// before normalisation (the last layer's output has the sign of `out`),
+/// and, with several layers, every layer's input.
 #[derive(Debug, Clone)]
 pub struct EncoderTape<T> {
     /// Unit-norm embeddings `[N, E]`.
     pub out: Array2<T>,
-    /// `||leaky(W x + b)||` of each row, `[N]`.
+    /// The norm of each row of the last layer's output, `[N]`.
     pub norms: Array1<T>,
+    /// The output of each layer but the last, after its dropout: the input
+    /// of the next layer.
+    pub activations: Vec<Array2<T>>,
+    /// The dropout multipliers applied to each entry of `activations`
+    /// (`None`: no dropout there).
+    pub masks: Vec<Option<Array2<T>>>,
+    /// The input after input dropout, when there was some.
+    pub dropped_input: Option<Array2<T>>,
+}
+
+/// Dropout for one forward pass in training: the rates and the stream the
+/// masks come from (see [`dropout`]).
+pub struct Dropping<'a, R> {
+    pub rates: DropoutRates,
+    pub rng: &'a mut R,
 }
 
 impl ModalityEncoder {
-    /// Registers `encoder.<modality>.weight` and `.bias`.
+    /// The original encoder: one layer, `encoder.<modality>.weight [E, d]`
+    /// and `.bias [E]`, LeakyReLU.
     pub fn register(layout: &mut ParamLayout, modality: Modality, input_dim: usize, embed_dim: usize) -> Self {
+        Self::register_layers(layout, modality, input_dim, &[], embed_dim, true)
+    }
+
+    /// An encoder with hidden layers of widths `hidden` (LeakyReLU after
+    /// each) and an output layer of width `output_dim`, LeakyReLU after it
+    /// when `output_leaky`. A single layer keeps the original names; several
+    /// are numbered from the input side.
+    pub fn register_layers(
+        layout: &mut ParamLayout,
+        modality: Modality,
+        input_dim: usize,
+        hidden: &[usize],
+        output_dim: usize,
+        output_leaky: bool,
+    ) -> Self {
         let prefix = format!("encoder.{}", modality.name());
-        ModalityEncoder {
-            modality,
-            input_dim,
-            weight: layout.add(
-                format!("{prefix}.weight"),
-                &[embed_dim, input_dim],
-                Init::xavier(input_dim, embed_dim),
-            ),
-            bias: layout.add(format!("{prefix}.bias"), &[embed_dim], Init::Zeros),
-        }
+        let widths: Vec<usize> = hidden.iter().copied().chain([output_dim]).collect();
+        let mut fan_in = input_dim;
+        let layers = widths
+            .iter()
+            .enumerate()
+            .map(|(i, &w)| {
+                let name = if widths.len() == 1 { prefix.clone() } else { format!("{prefix}.{i}") };
+                let layer = Dense::register(layout, &name, fan_in, w, i < hidden.len() || output_leaky);
+                fan_in = w;
+                layer
+            })
+            .collect();
+        ModalityEncoder { modality, input_dim, layers, hidden: hidden.len() }
+    }
+
+    /// Appends the shared head's layers (the embedding is then theirs).
+    pub fn attach_head(&mut self, head: &ProjectionHead) {
+        self.layers.extend(head.layers.iter().copied());
     }
 
     /// `x [N, d]` → unit-norm embeddings `[N, E]`.
@@ -52,49 +110,100 @@ impl ModalityEncoder {
     /// The forward pass keeping what the backward needs (no extra work: the
     /// norms are computed by the normalisation anyway).
     pub fn forward_train<T: Real>(&self, params: Params<T>, x: ArrayView2<T>) -> EncoderTape<T> {
-        let mut out = Array2::zeros((x.nrows(), params.vector(self.bias).len()));
-        linear_t(x, params.matrix_t(self.weight).view(), Some(params.slice(self.bias)), true, out.view_mut());
+        self.forward_train_dropping::<T, rand_chacha::ChaCha8Rng>(params, x, None)
+    }
+
+    /// [`Self::forward_train`] with dropout when `dropping` is given (in
+    /// training): on the input, then after each hidden layer.
+    pub fn forward_train_dropping<T: Real, R: Rng>(&self, params: Params<T>, x: ArrayView2<T>, mut dropping: Option<Dropping<R>>) -> EncoderTape<T> {
+        let dropped_input = match dropping.as_mut() {
+            Some(d) if d.rates.input > 0.0 => {
+                let mut dropped = x.to_owned();
+                dropout::apply(dropped.view_mut(), d.rates.input, d.rng);
+                Some(dropped)
+            }
+            _ => None,
+        };
+        let last = self.layers.len() - 1;
+        let mut activations: Vec<Array2<T>> = Vec::with_capacity(last);
+        let mut masks = Vec::with_capacity(last);
+        let mut out = None;
+        for (i, layer) in self.layers.iter().enumerate() {
+            let input = match i {
+                0 => dropped_input.as_ref().map_or(x, |d| d.view()),
+                _ => activations[i - 1].view(),
+            };
+            let mut y: Array2<T> = layer.forward(params, input);
+            if i == last {
+                out = Some(y);
+                break;
+            }
+            let mask = match dropping.as_mut() {
+                Some(d) if i < self.hidden && d.rates.hidden > 0.0 => Some(dropout::apply(y.view_mut(), d.rates.hidden, d.rng)),
+                _ => None,
+            };
+            activations.push(y);
+            masks.push(mask);
+        }
+        let mut out = out.expect("an encoder has at least one layer");
         let norms = l2_normalize_rows(out.view_mut());
-        EncoderTape { out, norms }
+        EncoderTape { out, norms, activations, masks, dropped_input }
     }
 
     /// The forward pass written into `out [N, E]` (any row stride, e.g. one
     /// modality's slots of `[B, M, E]`), the pre-normalisation norms into
     /// `norms [N]`; on the calling thread.
     pub fn forward_into<T: Real>(&self, params: Params<T>, x: ArrayView2<T>, mut out: ArrayViewMut2<T>, norms: ArrayViewMut1<T>) {
-        let epi = kernels::Epilogue::bias(params.slice(self.bias), true);
-        kernels::gemm_serial(x, params.matrix_t(self.weight).view(), out.view_mut(), epi, None);
+        let (last, rest) = self.layers.split_last().expect("an encoder has at least one layer");
+        let mut h: Option<Array2<T>> = None;
+        for layer in rest {
+            let input = h.as_ref().map_or(x, |h| h.view());
+            let mut next = Array2::zeros((x.nrows(), layer.out_dim(params)));
+            layer.forward_serial_into(params, input, next.view_mut());
+            h = Some(next);
+        }
+        last.forward_serial_into(params, h.as_ref().map_or(x, |h| h.view()), out.view_mut());
         kernels::l2_normalize_rows_into(out, norms, T::c(NORM_EPS));
     }
 
     /// One row's embedding computed so that finite inputs cannot overflow:
-    /// `l2norm(leaky(W x + b)) = l2norm(leaky(W (x/a) + b/a))` for any `a > 0`
-    /// (LeakyReLU and the normalisation are positively homogeneous), with
-    /// `a` the row's largest magnitude. For rows whose products overflow
-    /// float32; false (and `out` unspecified) when the row is not finite.
+    /// every layer is positively homogeneous once its bias is scaled too
+    /// (`act(W (h/a) + b/a) = act(W h + b)/a` for LeakyReLU or no
+    /// activation), and so is the normalisation, so scaling the input by
+    /// `1/a`, `a` the row's largest magnitude, and every bias by `1/a` gives
+    /// the same embedding. For rows whose products overflow float32; false
+    /// (and `out` unspecified) when the row or its result is not finite.
     pub fn forward_row_scaled<T: Real>(&self, params: Params<T>, x: ArrayView1<T>, mut out: ArrayViewMut1<T>) -> bool {
         let a = x.iter().fold(T::zero(), |a, v| a.max(v.abs()));
         if !(a.is_finite() && a > T::zero() && x.iter().all(|v| v.is_finite())) {
             return false;
         }
-        let xs = x.mapv(|v| v / a);
-        let (w, b) = (params.matrix(self.weight), params.vector(self.bias));
-        for ((o, w), &b) in out.iter_mut().zip(w.rows()).zip(b.iter()) {
-            *o = leaky_relu(w.dot(&xs) + b / a);
-        }
+        let h = self.layers.iter().fold(x.mapv(|v| v / a), |h, layer| layer.forward_row_bias_scaled(params, h.view(), a));
+        out.assign(&h);
         let mut norm = [T::zero()];
         let row = out.view_mut().insert_axis(ndarray::Axis(0));
         kernels::l2_normalize_rows_into(row, ArrayViewMut1::from(&mut norm[..]), T::c(NORM_EPS));
         norm[0].is_finite()
     }
 
-    /// Accumulates `dW`, `db` from `d_out [N, E]`, the gradient on the
-    /// embeddings of `x [N, d]` (the inputs are data: no gradient for them).
-    pub fn backward<T: Real>(&self, x: ArrayView2<T>, tape: &EncoderTape<T>, mut d_out: Array2<T>, grads: &mut ParamsMut<T>) {
+    /// Accumulates every layer's `dW`, `db` from `d_out [N, E]`, the
+    /// gradient on the embeddings of `x [N, d]` (the inputs are data: no
+    /// gradient for them).
+    pub fn backward<T: Real>(&self, params: Params<T>, x: ArrayView2<T>, tape: &EncoderTape<T>, mut d_out: Array2<T>, grads: &mut ParamsMut<T>) {
         l2_normalize_backward_inplace(tape.out.view(), tape.norms.view(), d_out.view_mut());
-        leaky_relu_backward_inplace(tape.out.view(), d_out.view_mut());
-        let (dw, db) = grads.weight_and_bias(self.weight, self.bias);
-        linear_backward(x, d_out.view(), dw, Some(db));
+        let mut d = d_out;
+        for (i, layer) in self.layers.iter().enumerate().rev() {
+            let y = if i + 1 == self.layers.len() { tape.out.view() } else { tape.activations[i].view() };
+            let input = match i {
+                0 => tape.dropped_input.as_ref().map_or(x, |d| d.view()),
+                _ => tape.activations[i - 1].view(),
+            };
+            let Some(mut dx) = layer.backward(params, input, y, d.view_mut(), grads, i > 0) else { break };
+            if let Some(mask) = &tape.masks[i - 1] {
+                dx *= mask;
+            }
+            d = dx;
+        }
     }
 }
 

@@ -288,6 +288,11 @@ pub fn fused_contrastive_given<T: Real>(
         kernels::gemm(d_logits.view(), v, d_out.slice_mut(s![..n, ..]), Epilogue::scaled(inv_tau));
         kernels::gemm(d_logits.t(), u, d_out.slice_mut(s![n.., ..]), Epilogue::scaled(inv_tau));
         kernels::scratch::give(d_logits.into_raw_vec_and_offset().0);
+        if let Some(t) = sink.log_temperature {
+            // ∂L/∂ log τ = −⟨u, ∂L/∂u⟩ (see crate::nn::temperature).
+            let d_u = d_out.slice(s![..n, ..]);
+            t.accumulate(sink.params, -u.iter().zip(d_u.iter()).fold(T::zero(), |acc, (&x, &g)| acc + x * g));
+        }
         let dx = fusion.backward(params, &tape, d_out, sink.params, sink.emb.is_some());
         if let (Some(d_emb), Some(dx)) = (sink.emb.as_deref_mut(), dx) {
             // Only the kept slots were read; the others were constant zeros.
