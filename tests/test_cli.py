@@ -97,7 +97,7 @@ def user_error_cases(d, ckpt):
         (["train", "-m", "visual"], "expected NAME=PATH"),
         (["train", "-m", v, "-m", v], "given twice"),
         (["train", "-m", v, "--objectives", "speed=1"], "unknown objective 'speed'"),
-        (["train", "-m", v, "--early-stopping", "2"], "needs --validation-split"),
+        (["train", "-m", v, "--validation-split", "0", "--early-stopping", "2"], "needs --validation-split"),
         (["train", "-m", v, "--heads", "3"], "not divisible"),
         (["train", "-m", v, "--epochs", "-2"], "epochs"),
         (["embed", str(ckpt), "-m", f"visual={d / 'wide.npy'}"], "different config"),

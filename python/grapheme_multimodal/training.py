@@ -403,3 +403,17 @@ def _progress_bar(enabled: bool, total: int) -> Any:
     from tqdm import tqdm
 
     return tqdm(total=total, unit="step", desc="fit", leave=True, dynamic_ncols=True, mininterval=0.5)
+
+
+def holdout_rows(n: int, fraction: float, seed: int) -> "tuple[np.ndarray, Optional[np.ndarray]]":
+    """``(fit rows, validation rows)`` of ``n`` rows: ``round(n * fraction)``
+    rows drawn from ``seed`` are held out (both sorted). Nothing is held out
+    (``(all rows, None)``) when that would be fewer than 2 rows or leave
+    fewer than 2 to fit on: contrastive losses need two rows."""
+    if not (isinstance(fraction, (int, float)) and 0 <= fraction < 1):
+        raise ValueError(f"validation fraction: expected a number in [0, 1), got {fraction!r}")
+    n_val = int(round(n * fraction))
+    if n_val < 2 or n - n_val < 2:
+        return np.arange(n), None
+    order = np.random.default_rng(seed).permutation(n)
+    return np.sort(order[n_val:]), np.sort(order[:n_val])
