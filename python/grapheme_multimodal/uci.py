@@ -86,7 +86,7 @@ class TrainingSettings:
     fused_neighbors: int = 2
     weights: Optional[Mapping[str, float]] = None
     validation_fraction: float = 0.1
-    patience: int = 10
+    patience: int = 20
     seed: int = 0
 
     def model_options(self) -> Dict[str, object]:
