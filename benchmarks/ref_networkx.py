@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from hashlib import blake2b
 from typing import List, Sequence
 
 import networkx as nx
@@ -55,9 +56,15 @@ def wl_features(texts: Sequence[str], dim: int = 256, iterations: int = 3) -> np
         for i, text in enumerate(texts):
             if not text:
                 continue
-            hashes = nx.weisfeiler_lehman_subgraph_hashes(
-                text_digraph(text), node_attr="label", iterations=iterations, include_initial_labels=True
-            )
+            g = text_digraph(text)
+            # Depth 0 (the node's own label) hashed as networkx >= 3.3 does with
+            # include_initial_labels=True, which older networkx (3.2 is the last
+            # for Python 3.9) lacks; depths 1..iterations from networkx.
+            deeper = nx.weisfeiler_lehman_subgraph_hashes(g, node_attr="label", iterations=iterations)
+            hashes = {
+                node: [blake2b(str(g.nodes[node]["label"]).encode("ascii"), digest_size=16).hexdigest(), *deeper[node]]
+                for node in deeper
+            }
             total = np.zeros(dim)
             for depth in range(iterations + 1):
                 hist = np.zeros(dim)

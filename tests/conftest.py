@@ -1,4 +1,6 @@
 import os
+import threading
+from typing import Callable
 
 import numpy as np
 import pytest
@@ -47,6 +49,26 @@ def splits():
     except (ModuleNotFoundError, FileNotFoundError) as err:
         pytest.skip(str(err))
     return gd.train_test_split(mfeat, test_size=0.2, seed=0)
+
+
+def run_concurrently(*targets: Callable[[], object]) -> None:
+    """Runs each target in its own thread, all started together; waits for
+    all of them and re-raises the first exception any of them raised."""
+    errors: list = []
+
+    def guarded(fn: Callable[[], object]) -> None:
+        try:
+            fn()
+        except BaseException as exc:  # re-raised in the calling thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=guarded, args=(t,)) for t in targets]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
 
 
 @pytest.fixture(scope="session")

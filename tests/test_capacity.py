@@ -268,3 +268,85 @@ def test_distributed_fit_carries_dropout_and_learned_temperature(request):
     for name, value in local.state_dict().items():
         assert value.tobytes() == remote.state_dict()[name].tobytes(), name
     assert local.optimizer_state()["rng_counter"] == remote.optimizer_state()["rng_counter"]
+
+
+# ------------------------------------------- trust (issue 11) for the options
+# Imported, not copied: the subprocess harness of the core's trust tests.
+from test_trust_core import expect_error, same_state, state  # noqa: E402
+
+
+@pytest.mark.parametrize(
+    "code, arg",
+    [
+        ("gm.LearnableMultiModal(encoder_hidden=(10**12,))", "encoder_hidden[0]"),
+        ("gm.LearnableMultiModal(encoder_hidden=(2**31, 2**31))", "encoder_hidden"),
+        ("gm.LearnableMultiModal(encoder_hidden=(1,) * 10_000)", "encoder_hidden"),
+        ("gm.LearnableMultiModal(shared_head=(2**32, 64))", "shared_head"),
+        # The core checks by itself, whatever the Python layer let through.
+        ("gm._core.Model(64, 128, 1e-3, 4, 10, 0, [18] * 7, encoder_hidden=[2**40])", "encoder_hidden[0]"),
+        ("gm._core.Model(64, 128, 1e-3, 4, 10, 0, [18] * 7, encoder_hidden=[2**31, 2**31])", "encoder_hidden"),
+        ("gm._core.Model(64, 128, 1e-3, 4, 10, 0, [18] * 7, encoder_output_dim=2**31, shared_head=[2**30, 64])",
+         "encoder_output_dim"),
+    ],
+)
+def test_huge_capacity_is_a_too_large_error_not_an_abort(code, arg):
+    expect_error(code, "TooLargeError", arg)
+
+
+@pytest.mark.parametrize("name", ["encoder_input_dropout", "encoder_hidden_dropout"])
+@pytest.mark.parametrize("value", [1.5, float("nan"), float("inf"), -0.1, 1.0, "0.1"])
+def test_bad_dropout_rates_are_invalid_value_errors(name, value):
+    with pytest.raises(gm.InvalidValueError) as err:
+        deep(**{name: value})
+    assert err.value.arg == name and name in str(err.value)
+    if isinstance(value, float):  # the core refuses them by itself too
+        with pytest.raises(gm.InvalidValueError) as err:
+            gm._core.Model(8, 16, 1e-3, 2, 10, 0, [6] * 7, encoder_hidden=[4], **{name: value})
+        assert err.value.arg == name
+
+
+def test_a_checkpoint_with_an_impossible_capacity_is_a_clean_error(tmp_path):
+    path = tmp_path / "m.safetensors"
+    deep().save(path)
+    tensors, meta = read_tagged_safetensors(path, FILE_FORMAT)
+
+    def forged(**config):  # a forger: the checksums are valid
+        out = tmp_path / f"forged{len(list(tmp_path.iterdir()))}.safetensors"
+        write_tagged_safetensors(out, tensors, FILE_FORMAT, {**meta, "config": {**meta["config"], **config}})
+        return f"gm.LearnableMultiModal.load({str(out)!r})"
+
+    expect_error(forged(shared_head=[2**32, 8]), "TooLargeError", "shared_head")
+    expect_error(forged(shared_head=[10**12, 8]), "TooLargeError", "shared_head[0]")
+    expect_error(forged(encoder_hidden=[1] * 10_000), "TooLargeError", "encoder_hidden")
+    expect_error(forged(encoder_hidden_dropout=1.5), "CheckpointError", "path")
+
+
+def test_learned_temperatures_are_all_or_nothing_and_checksummed(tmp_path):
+    model = deep(encoder_input_dropout=0.0, encoder_hidden_dropout=0.0)
+    data = views(32)
+    model.train_step(data)
+    # Set beyond its range by hand (acting as its bound): only an accepted step clamps it.
+    model.load_state_dict({**model.state_dict(), "contrastive.log_temperature": np.array([5.0], np.float32)})
+    before = state(model)
+    bad = {**data, "visual": data["visual"].copy()}
+    bad["visual"][3, 0] = np.nan
+    with pytest.raises(gm.NonFiniteError):
+        model.train_step(bad)
+    with pytest.raises(gm.InvalidValueError):
+        model.train_step(data, lr=1e300)
+    assert same_state(state(model), before), "a refused step changes nothing, the temperatures included"
+    model.train_step(data)
+    assert model.state_dict()["contrastive.log_temperature"][0] == 0.0, "clamped to log 1 by the accepted step"
+    assert all(np.isfinite(t).all() for t in model.state_dict().values())
+    # The file's checksums cover the learned temperatures.
+    theta = np.array([np.log(0.123)], np.float32)
+    model.load_state_dict({**model.state_dict(), "fused_contrastive.log_temperature": theta})
+    path = tmp_path / "m.safetensors"
+    model.save(path)
+    raw = bytearray(path.read_bytes())
+    at = raw.find(theta.tobytes())
+    assert at > 0 and raw.find(theta.tobytes(), at + 1) < 0
+    raw[at] ^= 1
+    path.write_bytes(bytes(raw))
+    with pytest.raises(gm.CheckpointError):
+        gm.LearnableMultiModal.load(path)

@@ -128,8 +128,21 @@ def test_missing_demo_data_is_one_line(monkeypatch, tmp_path, capsys):
     assert code == 2 and err.count("\n") == 1 and INSTALL_HINT in err
 
 
+def console_script() -> str:
+    """The installed ``grapheme-mm`` of this interpreter (found in its own
+    scripts folder, so the test does not depend on an activated venv/PATH)."""
+    import os
+    import shutil
+    import sysconfig
+
+    folders = [sysconfig.get_path("scripts"), os.path.dirname(sys.executable)]
+    found = next((shutil.which("grapheme-mm", path=f) for f in folders if shutil.which("grapheme-mm", path=f)), None)
+    assert found, f"grapheme-mm is not installed in {folders}"
+    return found
+
+
 def test_console_script_and_module_entry_points(tmp_path):
-    for cmd in (["grapheme-mm", "--version"], [sys.executable, "-m", "grapheme_multimodal", "--version"]):
+    for cmd in ([console_script(), "--version"], [sys.executable, "-m", "grapheme_multimodal", "--version"]):
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
         assert done.returncode == 0 and "grapheme-mm" in done.stdout
     done = subprocess.run([sys.executable, "-m", "grapheme_multimodal", "info"], capture_output=True, text=True, timeout=60)

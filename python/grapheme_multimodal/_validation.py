@@ -22,6 +22,8 @@ def as_real_array(x: Any, name: str) -> np.ndarray:
     """`x` as a numpy array of real numbers (bool and integer dtypes
     included), as it is: no copy, no cast. Input numpy cannot read as an
     array raises ValueError, non-numeric or complex input TypeError."""
+    if isinstance(x, np.ndarray) and x.dtype.kind in "biuf":  # the common case, without dtype lookups
+        return x
     try:
         arr = np.asarray(x)
     except Exception as exc:  # ragged lists and the like
@@ -33,25 +35,57 @@ def as_real_array(x: Any, name: str) -> np.ndarray:
     return arr
 
 
-def as_finite_float(value: Any, name: str, ok: Callable[[float], bool], expected: str) -> float:
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def as_positive_int(value: Any, name: str) -> int:
+    """``value`` as an int when it is an integer > 0 (not a bool)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name}: expected a positive int, got {describe(value)}")
+    if value <= 0:
+        raise InvalidValueError(f"{name}: expected a positive int, got {value!r}", name)
+    return int(value)
+
+
+def as_finite_float(
+    value: Any, name: str, ok: Callable[[float], bool], expected: str, float32: bool = False
+) -> float:
     """``value`` as a float when it is a finite real number (not a bool) for
-    which ``ok`` holds; else ValueError ``"{name}: expected {expected}, ..."``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not np.isfinite(value) or not ok(value):
+    which ``ok`` holds (and, with ``float32``, that float32 can hold: the core
+    computes with it in float32); else ValueError ``"{name}: expected {expected}, ..."``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or np.iscomplexobj(value):
         raise InvalidValueError(f"{name}: expected {expected}, got {value!r}", name)
+    if not np.isfinite(value) or not ok(value):
+        raise InvalidValueError(f"{name}: expected {expected}, got {value!r}", name)
+    if float32 and abs(float(value)) > FLOAT32_MAX:
+        raise InvalidValueError(
+            f"{name}: expected {expected}, got {value!r}, which is too large for float32 (largest {FLOAT32_MAX:.3g})", name
+        )
     return float(value)
 
 
+def non_finite_message(value: Any) -> str:
+    """Why a value was refused as not finite: NaN/inf, or a finite number too
+    large for float32 (it became inf when converted)."""
+    v = float(value)
+    if np.isfinite(v):
+        return f"holds {v!r}, too large for float32 (largest {FLOAT32_MAX:.3g}); expected finite float32 numbers"
+    return f"holds {'NaN' if np.isnan(v) else v}; expected finite numbers"
+
+
 def as_float32(x: Any, name: str, ndim: int, shape: Optional[tuple] = None) -> np.ndarray:
-    """`x` as a C-contiguous float32 array of `ndim` dimensions.
+    """`x` as an aligned, C-contiguous float32 array of `ndim` dimensions.
 
     Already-conforming arrays are returned as they are (no copy); other real
-    dtypes and layouts are converted. `shape` may hold ``None`` for free axes.
+    dtypes and layouts (and arrays at a misaligned address) are converted. `shape` may hold ``None`` for free axes.
     Non-numeric input raises TypeError, a wrong shape ValueError.
     """
-    if isinstance(x, np.ndarray) and x.dtype == np.float32 and x.flags.c_contiguous:
+    if isinstance(x, np.ndarray) and x.dtype == np.float32 and x.flags.c_contiguous and x.flags.aligned:
         arr = x
     else:
         arr = np.ascontiguousarray(as_real_array(x, name), dtype=np.float32)
+        if not arr.flags.aligned:  # ascontiguousarray keeps a misaligned C-contiguous array as it is
+            arr = arr.copy()
     if arr.ndim != ndim:
         want = shape if shape is not None else f"{ndim} dimensions"
         raise ShapeError(f"{name}: expected {ndim}-D input {_fmt(want)}, got shape {arr.shape}", name)

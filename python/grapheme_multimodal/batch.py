@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, List, Mapping, Optional, Sequence, Tuple,
 import numpy as np
 
 from ._core import NUM_MODALITIES
+from .exceptions import InvalidValueError, ShapeError
 from .types import ModalGraph, Modality, MultiModalEvent
 
 if TYPE_CHECKING:
@@ -63,13 +64,13 @@ class Batch:
     def __post_init__(self) -> None:
         given = [name for name in ("inputs", "events", "components", "embeddings") if getattr(self, name) is not None]
         if len(given) != 1:
-            raise ValueError(
-                f"Batch: expected exactly one of inputs, events, components or embeddings, got {given or 'none'}"
+            raise InvalidValueError(
+                f"Batch: expected exactly one of inputs, events, components or embeddings, got {given or 'none'}", "Batch"
             )
         if self.components is not None and (
             not isinstance(self.components, tuple) or len(self.components) != 2 or len(self.components[1]) != 7
         ):
-            raise ValueError("components: expected (batch_size, parts) with 7 parts (None where absent)")
+            raise ShapeError("components: expected (batch_size, parts) with 7 parts (None where absent)", "components")
         if self.events is not None:
             if isinstance(self.events, (str, bytes)) or not isinstance(self.events, Sequence):
                 raise TypeError(f"events: expected a sequence of MultiModalEvent, got {type(self.events).__name__}")
@@ -77,7 +78,7 @@ class Batch:
             if bad is not None:
                 raise TypeError(f"events: expected MultiModalEvent items, got {type(bad).__name__}")
             if self.mask is not None:
-                raise ValueError("mask: not used with events (an event's components say which modalities it has)")
+                raise InvalidValueError("mask: not used with events (an event's components say which modalities it has)", "mask")
 
     @classmethod
     def from_events(cls, events: Sequence[MultiModalEvent], fused: Any = None, rewards: Any = None) -> "Batch":
@@ -104,8 +105,9 @@ class Batch:
             )
         has = np.asarray(experiences.has_inputs, dtype=bool)
         if not has.all():
-            raise ValueError(
-                f"experiences: use_inputs=True but {int((~has).sum())} of {len(has)} experiences have no recorded inputs"
+            raise InvalidValueError(
+                f"experiences: use_inputs=True but {int((~has).sum())} of {len(has)} experiences have no recorded inputs",
+                "experiences",
             )
         return cls(
             inputs=list(experiences.inputs),
@@ -162,17 +164,17 @@ def event_components(
         if with_graph:
             featurizer = config.graph_features[m]
             if featurizer.dim != dim:
-                raise ValueError(
+                raise ShapeError(
                     f"event {events[owners[m][with_graph[0]]].id}: modality {modality} takes {dim}-long feature "
-                    f"vectors, but a ModalGraph ({featurizer.dim} graph features) was given"
+                    f"vectors, but a ModalGraph ({featurizer.dim} graph features) was given", name,
                 )
             x[with_graph] = featurizer([comps[m][k].graph for k in with_graph])
         for k, c in enumerate(comps[m]):
             if not isinstance(c, ModalGraph):
                 if c.features.shape != (dim,):
-                    raise ValueError(
+                    raise ShapeError(
                         f"event {events[owners[m][k]].id}: modality {modality} takes {dim}-long feature vectors, "
-                        f"got ModalFeatures of shape {c.features.shape}"
+                        f"got ModalFeatures of shape {c.features.shape}", name,
                     )
                 x[k] = c.features
         confidences = np.array([c.confidence for c in comps[m]], np.float32)

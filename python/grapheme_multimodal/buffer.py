@@ -4,20 +4,29 @@ Appending is O(1) per experience (the original removed the oldest entry
 with ``Vec::remove(0)``, O(n)); past ``capacity`` the oldest entries are
 overwritten. Sampling is uniform or reward-prioritised, from a seeded
 generator whose state is saved with the buffer.
+
+A buffer may be shared between threads: every method holds the buffer's
+lock while it reads or writes, so concurrent appends lose nothing and a
+sample never mixes the fields of two experiences.
 """
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
 from ._core import MODALITY_NAMES, NUM_MODALITIES
-from .io import PathLike, read_tagged_safetensors, write_tagged_safetensors
+from ._validation import as_finite_float, as_mask, as_positive_int, as_real_array, describe, non_finite_message
+from .exceptions import CheckpointError, InvalidValueError, NonFiniteError, ShapeError, TooLargeError
+from .io import PathLike, TensorSpec, read_tagged_safetensors, write_tagged_safetensors
 
 FILE_FORMAT = "grapheme-multimodal/experience-buffer/v1"
 PRIORITY_EPS = 1e-3  # keeps zero-reward experiences sampleable
+#: The metadata keys of a buffer's state (``state()[1]``), all required.
+STATE_KEYS = ("capacity", "embed_dim", "input_dims", "seed", "size", "rng_state")
 
 
 @dataclass
@@ -61,14 +70,14 @@ class ExperienceBatch:
 
 
 class ExperienceBuffer:
-    """A fixed-capacity ring buffer of fusion experiences.
+    """A fixed-capacity ring buffer of fusion experiences (thread-safe).
 
     Args:
         capacity: the most experiences kept; older ones are dropped.
         embed_dim: ``E``; taken from the first experience when ``None``.
         input_dims: per-modality input lengths (7 ints) to also keep the raw
             inputs, or ``None`` to keep embeddings only.
-        seed: seeds the sampling generator.
+        seed: seeds the sampling generator (an int >= 0).
     """
 
     def __init__(
@@ -79,38 +88,44 @@ class ExperienceBuffer:
         input_dims: Optional[Sequence[int]] = None,
         seed: int = 0,
     ) -> None:
-        if isinstance(capacity, bool) or not isinstance(capacity, (int, np.integer)) or capacity <= 0:
-            raise ValueError(f"capacity: expected a positive int, got {capacity!r}")
-        if input_dims is not None and len(input_dims) != NUM_MODALITIES:
-            raise ValueError(f"input_dims: expected 7 entries (one per modality), got {len(input_dims)}")
-        self.capacity = int(capacity)
-        self.embed_dim = embed_dim
-        self.input_dims = tuple(int(d) for d in input_dims) if input_dims is not None else None
-        self.seed = seed
-        self._rng = np.random.Generator(np.random.PCG64(seed))
+        self.capacity = as_positive_int(capacity, "capacity")
+        self.embed_dim = None if embed_dim is None else as_positive_int(embed_dim, "embed_dim")
+        if input_dims is not None:
+            if isinstance(input_dims, (str, bytes)) or not isinstance(input_dims, Sequence):
+                raise TypeError(f"input_dims: expected 7 ints (one per modality) or None, got {describe(input_dims)}")
+            if len(input_dims) != NUM_MODALITIES:
+                raise ShapeError(f"input_dims: expected 7 entries (one per modality), got {len(input_dims)}", "input_dims")
+            input_dims = tuple(as_positive_int(d, f"input_dims[{i}]") for i, d in enumerate(input_dims))
+        self.input_dims = input_dims
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise InvalidValueError(f"seed: expected an int >= 0, got {seed!r}", "seed")
+        self.seed = int(seed)
+        self._lock = threading.RLock()
+        self._rng = np.random.Generator(np.random.PCG64(self.seed))
         self._size = 0
         self._next = 0
         self._arrays: Dict[str, np.ndarray] = {}
-        if embed_dim is not None:
-            self._allocate(embed_dim)
+        if self.embed_dim is not None:
+            self._allocate(self.embed_dim)
 
     # ---------------------------------------------------------------- storage
     def _allocate(self, embed_dim: int) -> None:
-        c, e, m = self.capacity, int(embed_dim), NUM_MODALITIES
-        self.embed_dim = e
-        self._arrays = {
-            "embeddings": np.zeros((c, m, e), np.float32),
-            "mask": np.zeros((c, m), bool),
-            "fused": np.zeros((c, e), np.float32),
-            "pair_strengths": np.zeros((c, m, m), np.float32),
-            "rewards": np.zeros(c, np.float32),
-            "event_ids": np.full(c, -1, np.int64),
-            "priorities": np.zeros(c, np.float64),
-            "has_inputs": np.zeros(c, bool),
-        }
-        if self.input_dims is not None:
-            for name, d in zip(MODALITY_NAMES, self.input_dims):
-                self._arrays[f"inputs.{name}"] = np.full((c, d), np.nan, np.float32)
+        specs = _row_specs(int(embed_dim), self.input_dims)
+        row_bytes = sum(np.dtype(s.dtype).itemsize * int(np.prod(s.shape)) for s in specs.values())
+        try:
+            arrays = {name: np.zeros((self.capacity,) + s.shape, s.dtype) for name, s in specs.items()}
+        except (MemoryError, ValueError):  # ValueError: numpy's "array is too big"
+            raise TooLargeError(
+                f"capacity: {self.capacity:,} experiences of {row_bytes:,} bytes each "
+                f"({self.capacity * row_bytes:,} bytes) cannot be allocated; expected a smaller capacity",
+                "capacity",
+            ) from None
+        arrays["event_ids"][:] = -1
+        for name in arrays:
+            if name.startswith("inputs."):
+                arrays[name][:] = np.nan
+        self.embed_dim = int(embed_dim)
+        self._arrays = arrays
 
     def _slots(self, positions: Optional[np.ndarray] = None) -> np.ndarray:
         """Physical slots of logical positions (0 = oldest)."""
@@ -129,10 +144,11 @@ class ExperienceBuffer:
 
     def clear(self) -> None:
         """Drops every experience (capacity and dims are kept)."""
-        self._size = 0
-        self._next = 0
-        for name, arr in self._arrays.items():
-            arr[...] = np.nan if name.startswith("inputs.") else (-1 if name == "event_ids" else 0)
+        with self._lock:
+            self._size = 0
+            self._next = 0
+            for name, arr in self._arrays.items():
+                arr[...] = np.nan if name.startswith("inputs.") else (-1 if name == "event_ids" else 0)
 
     # ----------------------------------------------------------------- append
     def append(self, experience: Experience) -> None:
@@ -142,9 +158,12 @@ class ExperienceBuffer:
         x = experience
         inputs = None
         if x.inputs is not None:
-            if len(x.inputs) != NUM_MODALITIES:
-                raise ValueError(f"experience.inputs: expected 7 entries (None where absent), got {len(x.inputs)}")
-            inputs = [None if v is None else np.asarray(v, np.float32)[None] for v in x.inputs]
+            if isinstance(x.inputs, (str, bytes)) or not isinstance(x.inputs, Sequence) or len(x.inputs) != NUM_MODALITIES:
+                raise ShapeError(
+                    f"experience.inputs: expected 7 entries (None where absent), got {describe(x.inputs)}",
+                    "experience.inputs",
+                )
+            inputs = [None if v is None else np.asarray(v)[None] for v in x.inputs]
         self.extend(
             embeddings=np.asarray(x.embeddings)[None],
             mask=np.asarray(x.mask)[None],
@@ -167,48 +186,55 @@ class ExperienceBuffer:
     ) -> None:
         """Records ``n`` experiences at once: ``embeddings [n, 7, E]``,
         ``mask [n, 7]``, ``fused [n, E]``, ``pair_strengths [n, 7, 7]``,
-        ``rewards [n]``, ``event_ids [n]`` (default -1), ``inputs`` (7
-        entries of ``[n, d_m]`` or ``None``). Validates everything before
-        writing anything."""
-        emb = np.asarray(embeddings, np.float32)
-        if emb.ndim != 3 or emb.shape[1] != NUM_MODALITIES:
-            raise ValueError(f"embeddings: expected shape (n, 7, E), got {emb.shape}")
-        n, e = emb.shape[0], emb.shape[2]
+        ``rewards [n]``, ``event_ids [n]`` (integers; default -1), ``inputs``
+        (7 entries of ``[n, d_m]`` or ``None``; finite where the mask marks the
+        modality present). Validates everything before writing anything."""
+        shape = np.shape(embeddings) if isinstance(embeddings, np.ndarray) else as_real_array(embeddings, "embeddings").shape
+        if len(shape) != 3 or shape[1] != NUM_MODALITIES:
+            raise ShapeError(f"embeddings: expected shape (n, 7, E), got {shape}", "embeddings")
+        n, e = shape[0], shape[2]
+        emb = _float32(embeddings, "embeddings", shape)
         if self.embed_dim is not None and e != self.embed_dim:
-            raise ValueError(f"embeddings: expected E={self.embed_dim} (the buffer's embed_dim), got {e}")
+            raise ShapeError(f"embeddings: expected E={self.embed_dim} (the buffer's embed_dim), got {e}", "embeddings")
+        mask_arr = as_mask(mask, n)
         staged = {
             "embeddings": emb,
-            "mask": _checked(mask, "mask", (n, NUM_MODALITIES), bool),
-            "fused": _checked(fused, "fused", (n, e), np.float32),
-            "pair_strengths": _checked(pair_strengths, "pair_strengths", (n, NUM_MODALITIES, NUM_MODALITIES), np.float32),
-            "rewards": _checked(rewards, "rewards", (n,), np.float32),
-            "event_ids": _checked(np.full(n, -1) if event_ids is None else event_ids, "event_ids", (n,), np.int64),
+            "mask": mask_arr,
+            "fused": _float32(fused, "fused", (n, e)),
+            "pair_strengths": _float32(pair_strengths, "pair_strengths", (n, NUM_MODALITIES, NUM_MODALITIES)),
+            "rewards": _float32(rewards, "rewards", (n,)),
+            "event_ids": _event_ids(np.full(n, -1) if event_ids is None else event_ids, n),
         }
-        for name in ("embeddings", "fused", "pair_strengths", "rewards"):
-            if not np.isfinite(staged[name]).all():
-                raise ValueError(f"{name}: contains NaN or inf; expected finite numbers")
         staged["priorities"] = np.abs(staged["rewards"]).astype(np.float64) + PRIORITY_EPS
         staged["has_inputs"] = np.full(n, inputs is not None)
         if inputs is not None:
             if self.input_dims is None:
-                raise ValueError("inputs: this buffer keeps embeddings only (created without input_dims)")
-            if len(inputs) != NUM_MODALITIES:
-                raise ValueError(f"inputs: expected 7 entries (None where absent), got {len(inputs)}")
+                raise InvalidValueError("inputs: this buffer keeps embeddings only (created without input_dims)", "inputs")
+            if isinstance(inputs, (str, bytes)) or not isinstance(inputs, Sequence) or len(inputs) != NUM_MODALITIES:
+                raise ShapeError(f"inputs: expected 7 entries (None where absent), got {describe(inputs)}", "inputs")
             for m, (name, d) in enumerate(zip(MODALITY_NAMES, self.input_dims)):
                 if inputs[m] is None:
-                    if staged["mask"][:, m].any():
-                        raise ValueError(f"inputs[{name!r}]: missing, but the mask marks {name} present")
+                    if mask_arr[:, m].any():
+                        raise InvalidValueError(f"inputs[{name!r}]: missing, but the mask marks {name} present", f"inputs[{name!r}]")
                     staged[f"inputs.{name}"] = np.full((n, d), np.nan, np.float32)
                 else:
-                    staged[f"inputs.{name}"] = _checked(inputs[m], f"inputs[{name!r}]", (n, d), np.float32)
+                    staged[f"inputs.{name}"] = _float32(inputs[m], f"inputs[{name!r}]", (n, d), rows=mask_arr[:, m])
         if n == 0:
             return
-        if not self._arrays:
-            self._allocate(e)
+        with self._lock:
+            if not self._arrays:
+                self._allocate(e)
+            elif e != self.embed_dim:  # another thread allocated for another E since the check above
+                raise ShapeError(f"embeddings: expected E={self.embed_dim} (the buffer's embed_dim), got {e}", "embeddings")
+            self._write(staged, n)
+
+    def _write(self, staged: Dict[str, np.ndarray], n: int) -> None:
+        """Writes ``n`` validated rows after the newest (lock held)."""
         if n > self.capacity:  # only the newest `capacity` survive
             staged = {k: v[-self.capacity :] for k, v in staged.items()}
             n = self.capacity
-        slots = (self._next + np.arange(n)) % self.capacity
+        start = self._next
+        slots = slice(start, start + n) if start + n <= self.capacity else (start + np.arange(n)) % self.capacity
         for name, arr in self._arrays.items():
             if name in staged:
                 arr[slots] = staged[name]
@@ -220,14 +246,21 @@ class ExperienceBuffer:
     # ------------------------------------------------------------------ reading
     def batch(self, positions: Optional[Any] = None) -> ExperienceBatch:
         """The experiences at ``positions`` (0 = oldest; default all) as arrays."""
-        pos = np.arange(self._size) if positions is None else np.asarray(positions, np.int64)
-        if pos.size and (pos.min() < 0 or pos.max() >= self._size):
-            raise IndexError(f"positions: expected values in [0, {self._size}), got {pos.min()}..{pos.max()}")
-        return self._gather(pos, np.ones(len(pos), np.float32))
+        with self._lock:
+            if positions is None:
+                pos = np.arange(self._size)
+            else:
+                pos = as_real_array(positions, "positions")
+                if pos.dtype.kind not in "iu":
+                    raise TypeError(f"positions: expected integers, got {describe(pos)}")
+                pos = pos.astype(np.int64).reshape(-1)
+            if pos.size and (pos.min() < 0 or pos.max() >= self._size):
+                raise IndexError(f"positions: expected values in [0, {self._size}), got {pos.min()}..{pos.max()}")
+            return self._gather(pos, np.ones(len(pos), np.float32))
 
     def _gather(self, pos: np.ndarray, weights: np.ndarray) -> ExperienceBatch:
         if not self._arrays:
-            raise ValueError("buffer: it is empty and has no dimensions yet; record an experience first")
+            raise InvalidValueError("buffer: it is empty and has no dimensions yet; record an experience first", "buffer")
         slots = self._slots(pos)
         a = self._arrays
         inputs: List[Optional[np.ndarray]] = [None] * NUM_MODALITIES
@@ -247,28 +280,19 @@ class ExperienceBuffer:
         )
 
     def __getitem__(self, position: int) -> Experience:
-        if not isinstance(position, (int, np.integer)):
+        if isinstance(position, bool) or not isinstance(position, (int, np.integer)):
             raise TypeError(f"position: expected an int, got {type(position).__name__}")
-        if position < 0:
-            position += self._size
-        b = self.batch([position])
-        inputs = None
-        if b.has_inputs[0]:
-            inputs = [None if x is None or not b.mask[0, m] else x[0] for m, x in enumerate(b.inputs)]
-        return Experience(
-            embeddings=b.embeddings[0],
-            mask=b.mask[0],
-            fused=b.fused[0],
-            pair_strengths=b.pair_strengths[0],
-            reward=float(b.rewards[0]),
-            event_id=int(b.event_ids[0]),
-            inputs=inputs,
-        )
+        with self._lock:
+            if position < 0:
+                position += self._size
+            return _experience(self.batch([position]), 0)
 
     def __iter__(self) -> Iterator[Experience]:
-        """Oldest first."""
-        for i in range(self._size):
-            yield self[i]
+        """Oldest first: the experiences held when iteration starts."""
+        with self._lock:
+            snapshot = self.batch() if self._size else None
+        for i in range(0 if snapshot is None else len(snapshot)):
+            yield _experience(snapshot, i)
 
     # ----------------------------------------------------------------- sampling
     def sample(
@@ -286,109 +310,298 @@ class ExperienceBuffer:
         with probability ``P(i) = p_i^alpha / sum_j p_j^alpha``, where the
         priority ``p_i = |reward_i| + 1e-3`` unless set by
         :meth:`update_priorities`, and carries the importance weight
-        ``w_i = (N P(i))^-beta / max_j (N P(j))^-beta`` (in (0, 1]).
+        ``w_i = (N P(i))^-beta / max_j (N P(j))^-beta`` in [0, 1] (1 for the
+        least likely experience). Both are computed from ``log p``, so any
+        finite ``alpha, beta >= 0`` gives finite probabilities and weights
+        (when ``alpha * beta`` is huge the weights of the likelier experiences
+        round to 0).
         """
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
-            raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
-        if self._size == 0:
-            raise ValueError("buffer: cannot sample from an empty buffer")
-        if not replace and batch_size > self._size:
-            raise ValueError(
-                f"batch_size: {batch_size} is more than the {self._size} experiences held; pass replace=True"
-            )
-        n = self._size
-        if not prioritized:
-            pos = self._rng.choice(n, size=batch_size, replace=replace)
-            return self._gather(np.asarray(pos, np.int64), np.ones(batch_size, np.float32))
-        if not (np.isfinite(alpha) and alpha >= 0 and np.isfinite(beta) and beta >= 0):
-            raise ValueError(f"alpha, beta: expected finite numbers >= 0, got {alpha}, {beta}")
-        scaled = self._arrays["priorities"][self._slots()] ** alpha
-        probs = scaled / scaled.sum()
-        pos = self._rng.choice(n, size=batch_size, replace=replace, p=probs)
-        weights = (n * probs[pos]) ** -beta / (n * probs.min()) ** -beta
-        return self._gather(np.asarray(pos, np.int64), weights.astype(np.float32))
+            raise InvalidValueError(f"batch_size: expected a positive int, got {batch_size!r}", "batch_size")
+        if prioritized:
+            alpha = as_finite_float(alpha, "alpha", lambda v: v >= 0, "a finite number >= 0")
+            beta = as_finite_float(beta, "beta", lambda v: v >= 0, "a finite number >= 0")
+        with self._lock:
+            n = self._size
+            if n == 0:
+                raise InvalidValueError("buffer: cannot sample from an empty buffer", "buffer")
+            if not replace and batch_size > n:
+                raise InvalidValueError(
+                    f"batch_size: {batch_size} is more than the {n} experiences held; pass replace=True", "batch_size"
+                )
+            if not prioritized:
+                pos = self._rng.choice(n, size=batch_size, replace=replace)
+                return self._gather(np.asarray(pos, np.int64), np.ones(batch_size, np.float32))
+            probs, weights = _prioritised(self._arrays["priorities"][self._slots()], alpha, beta)
+            possible = int(np.count_nonzero(probs))
+            if not replace and batch_size > possible:
+                raise InvalidValueError(
+                    f"alpha: {alpha!r} leaves {possible} experiences a probability above 0, fewer than "
+                    f"batch_size={batch_size}; lower alpha or pass replace=True", "alpha",
+                )
+            pos = np.asarray(self._rng.choice(n, size=batch_size, replace=replace, p=probs), np.int64)
+            return self._gather(pos, weights[pos].astype(np.float32))
 
     def update_priorities(self, positions: Any, priorities: Any) -> None:
         """Sets the sampling priority (> 0) of the experiences at ``positions``
         (0 = oldest, as in ``ExperienceBatch.indices``)."""
-        pos = np.asarray(positions, np.int64)
-        pri = np.asarray(priorities, np.float64)
+        pos = as_real_array(positions, "positions")
+        if pos.size and pos.dtype.kind not in "iu":
+            raise TypeError(f"positions: expected integers, got {describe(pos)}")
+        pos = pos.astype(np.int64)
+        pri = as_real_array(priorities, "priorities").astype(np.float64)
         if pos.shape != pri.shape or pos.ndim != 1:
-            raise ValueError(f"positions, priorities: expected equal 1-D shapes, got {pos.shape} and {pri.shape}")
-        if pos.size and (pos.min() < 0 or pos.max() >= self._size):
-            raise IndexError(f"positions: expected values in [0, {self._size})")
+            raise ShapeError(
+                f"positions, priorities: expected equal 1-D shapes, got {pos.shape} and {pri.shape}", "priorities"
+            )
         if not (np.isfinite(pri).all() and (pri > 0).all()):
-            raise ValueError("priorities: expected finite numbers > 0")
-        self._arrays["priorities"][self._slots(pos)] = pri
+            raise InvalidValueError(f"priorities: expected finite numbers > 0, got {pri[~(np.isfinite(pri) & (pri > 0))][:3]}", "priorities")
+        with self._lock:
+            if pos.size and (pos.min() < 0 or pos.max() >= self._size):
+                raise IndexError(f"positions: expected values in [0, {self._size}), got {pos.min()}..{pos.max()}")
+            self._arrays["priorities"][self._slots(pos)] = pri
 
     # ------------------------------------------------------------- persistence
     def save(self, path: PathLike) -> None:
         """Writes the buffer (experiences oldest first, priorities, generator
-        state) to a safetensors file, atomically."""
+        state) to a safetensors file, atomically, with a checksum of its
+        contents that :meth:`load` verifies."""
         tensors, meta = self.state()
         write_tagged_safetensors(path, tensors, FILE_FORMAT, meta)
 
     def load(self, path: PathLike) -> None:
         """Replaces this buffer's contents with the file's. A missing,
-        truncated, corrupt or foreign file raises and leaves the buffer as it was."""
+        truncated, corrupt (checksum mismatch), foreign or invalid file
+        raises (:class:`~grapheme_multimodal.CheckpointError`; a missing one
+        ``FileNotFoundError``) and leaves the buffer as it was."""
         other = ExperienceBuffer.from_file(path)
-        self.__dict__.update(other.__dict__)
+        with self._lock:
+            self.__dict__.update({k: v for k, v in other.__dict__.items() if k != "_lock"})
 
     @classmethod
     def from_file(cls, path: PathLike) -> "ExperienceBuffer":
-        """A new buffer read from a file written by :meth:`save`."""
-        tensors, meta = read_tagged_safetensors(path, FILE_FORMAT)
+        """A new buffer read from a file written by :meth:`save`, checked
+        exactly as :meth:`append` checks new experiences."""
+        tensors, meta = read_tagged_safetensors(path, FILE_FORMAT, cls.expected_tensors)
         try:
             return cls.from_state(tensors, meta)
-        except ValueError as exc:
-            raise ValueError(f"path: {str(path)!r} is not a valid experience buffer file: {exc}") from None
+        except TooLargeError as exc:
+            raise TooLargeError(f"path: {str(path)!r}: {exc}", exc.arg) from None
+        except (TypeError, ValueError) as exc:
+            raise CheckpointError(f"path: {str(path)!r} is not a valid experience buffer file: {exc}", "path") from None
 
     def state(self) -> Tuple[Dict[str, np.ndarray], Dict[str, Any]]:
         """``(tensors, metadata)``: everything :meth:`from_state` rebuilds the
         buffer from (experiences oldest first; JSON-able metadata)."""
-        tensors = {}
-        if self._arrays:
-            slots = self._slots()
-            tensors = {k: v[slots] for k, v in self._arrays.items()}
-        meta = {
-            "capacity": self.capacity,
-            "embed_dim": self.embed_dim,
-            "input_dims": self.input_dims,
-            "seed": self.seed,
-            "size": self._size,
-            "rng_state": self._rng.bit_generator.state,
-        }
+        with self._lock:
+            tensors = {}
+            if self._arrays:
+                slots = self._slots()
+                tensors = {k: v[slots] for k, v in self._arrays.items()}
+            meta = {
+                "capacity": self.capacity,
+                "embed_dim": self.embed_dim,
+                "input_dims": self.input_dims,
+                "seed": self.seed,
+                "size": self._size,
+                "rng_state": self._rng.bit_generator.state,
+            }
         return tensors, meta
+
+    @staticmethod
+    def expected_tensors(meta: Mapping[str, Any]) -> Dict[str, TensorSpec]:
+        """``{name: (dtype, shape)}`` of the tensors :meth:`state` writes for
+        this metadata (checked against a file before its data is read)."""
+        _check_state_keys(meta)
+        e = meta["embed_dim"]
+        if e is None:
+            return {}
+        dims = meta["input_dims"]
+        size = meta["size"]
+        if isinstance(size, bool) or not isinstance(size, int):
+            raise InvalidValueError(f"size: expected an int, got {size!r}", "size")
+        if isinstance(e, bool) or not isinstance(e, int) or e <= 0:
+            raise InvalidValueError(f"embed_dim: expected a positive int, got {e!r}", "embed_dim")
+        if dims is not None and (not isinstance(dims, (list, tuple)) or not all(isinstance(d, int) and not isinstance(d, bool) for d in dims)):
+            raise InvalidValueError(f"input_dims: expected a list of ints or None, got {dims!r}", "input_dims")
+        if not 0 <= size <= meta["capacity"]:
+            raise InvalidValueError(f"size: expected an int in [0, capacity], got {size!r}", "size")
+        return {name: TensorSpec(s.dtype, (size,) + s.shape) for name, s in _row_specs(e, dims).items()}
 
     @classmethod
     def from_state(cls, tensors: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> "ExperienceBuffer":
-        """Inverse of :meth:`state`; inconsistent input is a ValueError."""
+        """Inverse of :meth:`state`. The experiences are checked as
+        :meth:`append` checks them (finite values, 0/1 masks, integer event
+        ids, inputs where marked present) and the priorities are finite and
+        > 0; anything else is an :class:`~grapheme_multimodal.InvalidValueError`
+        (or another ``ValueError``) naming the field."""
         try:
+            _check_state_keys(meta)
             buf = cls(meta["capacity"], embed_dim=meta["embed_dim"], input_dims=meta["input_dims"], seed=meta["seed"])
-            size = int(meta["size"])
-            if not 0 <= size <= buf.capacity:
-                raise ValueError(f"size {size} is outside [0, capacity={buf.capacity}]")
+            size = meta["size"]
+            if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or not 0 <= size <= buf.capacity:
+                raise InvalidValueError(f"size: expected an int in [0, capacity={buf.capacity}], got {size!r}", "size")
+            size = int(size)
+            if size and buf.embed_dim is None:
+                raise InvalidValueError(f"embed_dim: None, but the buffer holds {size} experiences", "embed_dim")
             if size:
-                expected = set(buf._arrays)
-                if set(tensors) != expected:
-                    raise ValueError(f"tensors {sorted(tensors)} do not match {sorted(expected)}")
-                for name, arr in buf._arrays.items():
-                    if tensors[name].shape != (size,) + arr.shape[1:]:
-                        raise ValueError(f"tensor {name!r} has shape {tensors[name].shape}")
-                    arr[:size] = tensors[name]
-            buf._size = size
-            buf._next = size % buf.capacity
+                buf._fill(tensors, size)
+            elif tensors and buf.embed_dim is None:
+                raise InvalidValueError(f"tensors: expected none for an empty buffer without dims, got {sorted(tensors)[:5]}", "tensors")
             buf._rng.bit_generator.state = meta["rng_state"]
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"inconsistent experience buffer state ({exc})") from None
+        except KeyError as exc:
+            raise InvalidValueError(f"inconsistent experience buffer state (missing {exc})", "state") from None
+        except (TypeError, ValueError) as exc:
+            if isinstance(exc, TooLargeError):
+                raise
+            raise InvalidValueError(f"inconsistent experience buffer state ({exc})", "state") from None
         return buf
+
+    def _fill(self, tensors: Mapping[str, Any], size: int) -> None:
+        """Checks ``tensors`` (``size`` experiences, oldest first) as
+        :meth:`extend` checks its arguments and copies them in."""
+        expected = set(self._arrays)
+        if set(tensors) != expected:
+            raise InvalidValueError(
+                f"tensors: missing {sorted(expected - set(tensors))}, unexpected {sorted(set(tensors) - expected)}", "tensors"
+            )
+        for name, arr in self._arrays.items():
+            t = tensors[name]
+            if not isinstance(t, np.ndarray) or t.dtype != arr.dtype or t.shape != (size,) + arr.shape[1:]:
+                raise InvalidValueError(
+                    f"tensor {name!r}: expected {arr.dtype} of shape {(size,) + arr.shape[1:]}, got {describe(t)}", name
+                )
+            if t.dtype == np.bool_ and (t.view(np.uint8) > 1).any():
+                raise InvalidValueError(f"tensor {name!r}: expected booleans stored as 0/1 bytes", name)
+        mask = tensors["mask"]
+        for name in ("embeddings", "fused", "pair_strengths", "rewards"):
+            _check_finite(tensors[name], name)
+        pri = tensors["priorities"]
+        if not (np.isfinite(pri) & (pri > 0)).all():
+            row = int(np.flatnonzero(~(np.isfinite(pri) & (pri > 0)))[0])
+            raise InvalidValueError(f"priorities: row {row} is {pri[row]}; expected finite numbers > 0", "priorities")
+        if self.input_dims is not None:
+            for m, name in enumerate(MODALITY_NAMES):
+                present = mask[:, m] & tensors["has_inputs"]
+                _check_finite(tensors[f"inputs.{name}"][present], f"inputs[{name!r}]", np.flatnonzero(present))
+        for name, arr in self._arrays.items():
+            arr[:size] = tensors[name]
+        self._size = size
+        self._next = size % self.capacity
+
+    def __getstate__(self) -> Dict[str, Any]:  # pickling: everything but the lock
+        with self._lock:
+            return {k: v for k, v in self.__dict__.items() if k != "_lock"}
+
+    def __setstate__(self, state: Dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.RLock()
 
     def __repr__(self) -> str:
         return f"ExperienceBuffer(size={self._size}, capacity={self.capacity}, embed_dim={self.embed_dim})"
 
 
-def _checked(value: Any, name: str, shape: tuple, dtype: Any) -> np.ndarray:
-    arr = np.asarray(value)
-    if arr.shape != shape:
-        raise ValueError(f"{name}: expected shape {shape}, got {arr.shape}")
-    return arr.astype(dtype, copy=False)
+# ------------------------------------------------------------------- helpers
+def _row_specs(embed_dim: int, input_dims: Optional[Sequence[int]]) -> Dict[str, TensorSpec]:
+    """``{name: (dtype, shape of one row)}`` of the buffer's arrays."""
+    m = NUM_MODALITIES
+    specs = {
+        "embeddings": TensorSpec("float32", (m, embed_dim)),
+        "mask": TensorSpec("bool", (m,)),
+        "fused": TensorSpec("float32", (embed_dim,)),
+        "pair_strengths": TensorSpec("float32", (m, m)),
+        "rewards": TensorSpec("float32", ()),
+        "event_ids": TensorSpec("int64", ()),
+        "priorities": TensorSpec("float64", ()),
+        "has_inputs": TensorSpec("bool", ()),
+    }
+    if input_dims is not None:
+        if len(input_dims) != NUM_MODALITIES:
+            raise ShapeError(f"input_dims: expected 7 entries (one per modality), got {len(input_dims)}", "input_dims")
+        for name, d in zip(MODALITY_NAMES, input_dims):
+            specs[f"inputs.{name}"] = TensorSpec("float32", (int(d),))
+    return specs
+
+
+def _check_state_keys(meta: Mapping[str, Any]) -> None:
+    if not isinstance(meta, Mapping):
+        raise TypeError(f"metadata: expected a mapping, got {type(meta).__name__}")
+    missing = [k for k in STATE_KEYS if k not in meta]
+    unknown = sorted(set(meta) - set(STATE_KEYS))
+    if missing or unknown:
+        raise InvalidValueError(f"metadata: missing keys {missing}, unexpected keys {unknown}", "metadata")
+
+
+def _float32(value: Any, name: str, shape: Optional[tuple] = None, rows: Optional[np.ndarray] = None) -> np.ndarray:
+    """``value`` as float32 of ``shape``, finite (in ``rows`` only, when given)."""
+    arr = as_real_array(value, name)
+    if shape is not None and arr.shape != shape:
+        raise ShapeError(f"{name}: expected shape {shape}, got {arr.shape}", name)
+    if arr.dtype == np.float32:
+        out = arr  # written into the buffer's own arrays: no copy needed
+    else:
+        with np.errstate(over="ignore"):  # values beyond float32 are reported below, by name and row
+            out = arr.astype(np.float32)
+    if rows is None:
+        _check_finite(out, name, source=arr)
+    else:
+        _check_finite(out[rows], name, np.flatnonzero(rows), source=arr[rows])
+    return out
+
+
+def _check_finite(arr: np.ndarray, name: str, row_ids: Optional[np.ndarray] = None, source: Any = None) -> None:
+    """NonFiniteError naming the first row of ``arr`` that is not finite
+    (``row_ids`` maps its rows to the caller's; ``source`` is the value
+    before a float32 cast, to tell overflow from NaN/inf)."""
+    if np.isfinite(arr).all():
+        return
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        at = tuple(int(i) for i in np.argwhere(bad)[0]) if arr.ndim else ()
+        given = (arr if source is None else source)[at]
+        row = (int(row_ids[at[0]]) if row_ids is not None else at[0]) if at else 0
+        raise NonFiniteError(f"{name}: row {row} {non_finite_message(given)}", name)
+
+
+def _event_ids(value: Any, n: int) -> np.ndarray:
+    arr = as_real_array(value, "event_ids")
+    if arr.shape != (n,):
+        raise ShapeError(f"event_ids: expected shape {(n,)}, got {arr.shape}", "event_ids")
+    if arr.dtype.kind == "f":
+        if not (np.isfinite(arr) & (arr == np.round(arr)) & (np.abs(arr) < 2.0**63)).all():
+            raise InvalidValueError(f"event_ids: expected integers, got {arr[:5]} ({arr.dtype})", "event_ids")
+    elif arr.dtype.kind == "u" and (arr >= 2**63).any():
+        raise InvalidValueError("event_ids: expected integers that fit in int64", "event_ids")
+    return arr.astype(np.int64)
+
+
+def _prioritised(priorities: np.ndarray, alpha: float, beta: float) -> Tuple[np.ndarray, np.ndarray]:
+    """``(P, w)``: sampling probabilities ``p^alpha / sum p^alpha`` and the
+    importance weights ``(N P)^-beta / max (N P)^-beta = (p / p_min)^-(alpha beta)``,
+    both from ``log p`` so that no power overflows."""
+    log_p = np.log(priorities)
+    with np.errstate(over="ignore", invalid="ignore"):
+        logits = alpha * (log_p - log_p.max())  # <= 0, 0 at the largest priority
+        scaled = np.exp(logits)
+        probs = scaled / scaled.sum()  # the sum is >= 1: no division by 0
+        if beta == 0 or alpha == 0:
+            weights = np.ones_like(probs)
+        else:
+            exponent = beta * (alpha * (log_p - log_p.min()))  # in [0, inf]
+            weights = np.exp(-exponent)
+    return probs, weights
+
+
+def _experience(b: ExperienceBatch, i: int) -> Experience:
+    inputs = None
+    if b.has_inputs[i]:
+        inputs = [None if x is None or not b.mask[i, m] else x[i] for m, x in enumerate(b.inputs)]
+    return Experience(
+        embeddings=b.embeddings[i],
+        mask=b.mask[i],
+        fused=b.fused[i],
+        pair_strengths=b.pair_strengths[i],
+        reward=float(b.rewards[i]),
+        event_id=int(b.event_ids[i]),
+        inputs=inputs,
+    )

@@ -1,17 +1,24 @@
 """Model checkpoints: weights, config, input standardisation, Adam state,
 training progress and (optionally) the experience buffer in one safetensors
-file, written atomically. Loading and training on continues bit for bit."""
+file, written atomically with checksums. Loading and training on continues
+bit for bit.
+
+A checkpoint is the safe way to share a model: loading one parses a header
+and numbers and runs no code. A model *pickle* is Python pickle, which can run
+arbitrary code when unpickled: never unpickle a file you do not trust.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Dict, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Mapping, Tuple
 
 import numpy as np
 
 from ._core import __version__
 from .buffer import ExperienceBuffer
 from .config import LearnableMultiModalConfig
-from .io import PathLike, read_tagged_safetensors, write_tagged_safetensors
+from .exceptions import CheckpointError, InvalidValueError, TooLargeError
+from .io import PathLike, TensorSpec, read_tagged_safetensors, write_tagged_safetensors
 from .types import Modality
 
 if TYPE_CHECKING:
@@ -19,36 +26,40 @@ if TYPE_CHECKING:
 
 FILE_FORMAT = "grapheme-multimodal/checkpoint/v1"
 _PARAM, _M, _V, _NORM, _EXP = "param/", "adam/exp_avg/", "adam/exp_avg_sq/", "normalization/", "experience/"
+#: The metadata keys of a checkpoint, all required.
+METADATA_KEYS = ("library_version", "config", "optimizer", "epochs_trained", "history", "experience")
 
 
 def checkpoint_state(model: "LearnableMultiModal", include_experience: bool = True) -> Tuple[Dict[str, np.ndarray], Dict[str, Any]]:
-    """``(tensors, metadata)`` of everything a checkpoint holds."""
-    opt = model.optimizer_state()
-    tensors: Dict[str, np.ndarray] = {}
-    tensors.update({_PARAM + k: v for k, v in model.state_dict().items()})
-    tensors.update({_M + k: v for k, v in opt["exp_avg"].items()})
-    tensors.update({_V + k: v for k, v in opt["exp_avg_sq"].items()})
-    for m in Modality:
-        stats = model.normalization(m)
-        if stats is not None:
-            tensors[f"{_NORM}{m}/mean"], tensors[f"{_NORM}{m}/std"] = stats
-    meta: Dict[str, Any] = {
-        "library_version": __version__,
-        "config": model.config.to_dict(),
-        "optimizer": {"step": opt["step"], "rng_counter": opt["rng_counter"]},
-        "epochs_trained": model.epochs_trained,
-        "history": model.history,
-        "experience": None,
-    }
-    if include_experience and len(model.experience):
-        exp_tensors, exp_meta = model.experience.state()
-        tensors.update({_EXP + k: v for k, v in exp_tensors.items()})
-        meta["experience"] = exp_meta
+    """``(tensors, metadata)`` of everything a checkpoint holds, read in one
+    consistent state (no training step lands halfway)."""
+    with model._lock.reading():
+        opt = model.optimizer_state()
+        tensors: Dict[str, np.ndarray] = {}
+        tensors.update({_PARAM + k: v for k, v in model.state_dict().items()})
+        tensors.update({_M + k: v for k, v in opt["exp_avg"].items()})
+        tensors.update({_V + k: v for k, v in opt["exp_avg_sq"].items()})
+        for m in Modality:
+            stats = model.normalization(m)
+            if stats is not None:
+                tensors[f"{_NORM}{m}/mean"], tensors[f"{_NORM}{m}/std"] = stats
+        meta: Dict[str, Any] = {
+            "library_version": __version__,
+            "config": model.config.to_dict(),
+            "optimizer": {"step": opt["step"], "rng_counter": opt["rng_counter"]},
+            "epochs_trained": model.epochs_trained,
+            "history": [dict(record) for record in model.history],
+            "experience": None,
+        }
+        if include_experience and len(model.experience):
+            exp_tensors, exp_meta = model.experience.state()
+            tensors.update({_EXP + k: v for k, v in exp_tensors.items()})
+            meta["experience"] = exp_meta
     return tensors, meta
 
 
 def save_checkpoint(model: "LearnableMultiModal", path: PathLike, include_experience: bool = True) -> None:
-    """Writes ``model`` to ``path`` (safetensors; atomic)."""
+    """Writes ``model`` to ``path`` (safetensors with checksums; atomic)."""
     tensors, meta = checkpoint_state(model, include_experience)
     write_tagged_safetensors(path, tensors, FILE_FORMAT, meta)
 
@@ -56,26 +67,90 @@ def save_checkpoint(model: "LearnableMultiModal", path: PathLike, include_experi
 def load_checkpoint(path: PathLike) -> "LearnableMultiModal":
     """A model rebuilt from a file written by :func:`save_checkpoint`.
 
-    A missing file is ``FileNotFoundError``; a truncated, corrupt, foreign or
-    inconsistent one a ``ValueError`` that names the file."""
-    tensors, meta = read_tagged_safetensors(path, FILE_FORMAT)
+    A missing file is ``FileNotFoundError``; a file that is not a regular
+    file, truncated, corrupt (checksum mismatch), foreign, or inconsistent
+    (tensors that do not fit its config, float16/int/bool weights,
+    non-finite values, invalid metadata) a :class:`CheckpointError` naming
+    the file; a config too large for memory a :class:`TooLargeError`. The
+    header is checked before any tensor is read."""
+    built: Dict[str, "LearnableMultiModal"] = {}
+
+    def expected(meta: Dict[str, Any]) -> Dict[str, TensorSpec]:
+        built["model"] = _new_model(meta)
+        return checkpoint_specs(built["model"], meta)
+
+    tensors, meta = read_tagged_safetensors(path, FILE_FORMAT, expected)
     try:
-        return model_from_state(tensors, meta)
+        return _restore(built["model"], tensors, meta)
     except (KeyError, TypeError, ValueError) as exc:
-        raise ValueError(f"path: {str(path)!r} is not a valid checkpoint: {exc}") from None
+        if isinstance(exc, TooLargeError):
+            raise
+        raise CheckpointError(f"path: {str(path)!r} is not a valid checkpoint: {_text(exc)}", "path") from None
 
 
-def model_from_state(tensors: Dict[str, np.ndarray], meta: Dict[str, Any]) -> "LearnableMultiModal":
-    """Inverse of :func:`checkpoint_state`."""
+def model_from_state(tensors: Mapping[str, Any], meta: Mapping[str, Any]) -> "LearnableMultiModal":
+    """Inverse of :func:`checkpoint_state` (also what unpickling runs). Bad
+    input is a :class:`CheckpointError` (or :class:`TooLargeError`)."""
+    try:
+        if not isinstance(tensors, Mapping):
+            raise InvalidValueError(f"tensors: expected a mapping name -> array, got {type(tensors).__name__}", "tensors")
+        model = _new_model(meta)
+        specs = checkpoint_specs(model, meta)
+        unknown = sorted(set(tensors) - set(specs))
+        missing = sorted(n for n, s in specs.items() if s.required and n not in tensors)
+        if unknown or missing:
+            raise InvalidValueError(f"tensors: missing {missing[:5]}, unexpected {unknown[:5]}", "tensors")
+        for name, value in tensors.items():
+            spec = specs[name]
+            if not isinstance(value, np.ndarray) or value.dtype != np.dtype(spec.dtype) or value.shape != spec.shape:
+                got = f"{value.dtype} of shape {value.shape}" if isinstance(value, np.ndarray) else type(value).__name__
+                raise InvalidValueError(f"tensor {name!r}: expected {spec.dtype} of shape {spec.shape}, got {got}", name)
+        return _restore(model, dict(tensors), meta)
+    except (KeyError, TypeError, ValueError) as exc:
+        if isinstance(exc, TooLargeError):
+            raise
+        raise CheckpointError(f"state: not a valid model state: {_text(exc)}", "state") from None
+
+
+def checkpoint_specs(model: "LearnableMultiModal", meta: Mapping[str, Any]) -> Dict[str, TensorSpec]:
+    """``{name: TensorSpec}`` of the tensors a checkpoint of ``model`` (built
+    from ``meta``'s config) holds: every parameter and both Adam moments,
+    float32 of the parameter's shape; optional standardisation vectors; the
+    experience buffer's tensors when ``meta`` records one."""
+    specs: Dict[str, TensorSpec] = {}
+    for name, shape in model.parameter_shapes().items():
+        for prefix in (_PARAM, _M, _V):
+            specs[prefix + name] = TensorSpec("float32", shape)
+    for m in Modality:
+        for stat in ("mean", "std"):
+            specs[f"{_NORM}{m}/{stat}"] = TensorSpec("float32", (model.config.input_dim(m),), required=False)
+    if meta["experience"] is not None:
+        specs.update({_EXP + k: v for k, v in ExperienceBuffer.expected_tensors(meta["experience"]).items()})
+    return specs
+
+
+def _new_model(meta: Mapping[str, Any]) -> "LearnableMultiModal":
+    """A fresh model of ``meta``'s config, after checking the metadata keys."""
     from .model import LearnableMultiModal
 
-    model = LearnableMultiModal(LearnableMultiModalConfig.from_dict(meta["config"]))
-    known = (_PARAM, _M, _V, _NORM, _EXP)
-    stray = sorted(k for k in tensors if not k.startswith(known))
-    if stray:
-        raise ValueError(f"unexpected tensors {stray[:5]}")
+    if not isinstance(meta, Mapping):
+        raise InvalidValueError(f"metadata: expected a mapping, got {type(meta).__name__}", "metadata")
+    missing = [k for k in METADATA_KEYS if k not in meta]
+    unknown = sorted(set(meta) - set(METADATA_KEYS))
+    if missing or unknown:
+        raise InvalidValueError(f"metadata: missing keys {missing}, unexpected keys {unknown}", "metadata")
+    config = meta["config"]
+    if not isinstance(config, Mapping):
+        raise InvalidValueError(f"config: expected a mapping, got {type(config).__name__}", "config")
+    return LearnableMultiModal(LearnableMultiModalConfig.from_dict(config))
+
+
+def _restore(model: "LearnableMultiModal", tensors: Dict[str, np.ndarray], meta: Mapping[str, Any]) -> "LearnableMultiModal":
+    """Fills the fresh ``model`` (of ``meta``'s config) from checked tensors."""
     model.load_state_dict(_strip(tensors, _PARAM))
     opt = meta["optimizer"]
+    if not isinstance(opt, Mapping) or set(opt) != {"step", "rng_counter"}:
+        raise InvalidValueError(f"optimizer: expected {{'step': int, 'rng_counter': int}}, got {opt!r}", "optimizer")
     model.load_optimizer_state(
         {
             "step": opt["step"],
@@ -88,23 +163,35 @@ def model_from_state(tensors: Dict[str, np.ndarray], meta: Dict[str, Any]) -> "L
     for m in Modality:
         mean, std = norms.pop(f"{m}/mean", None), norms.pop(f"{m}/std", None)
         if (mean is None) != (std is None):
-            raise ValueError(f"normalization of {m} has only one of mean and std")
+            raise InvalidValueError(f"normalization of {m} has only one of mean and std", "normalization")
         if mean is not None:
             model.set_normalization(m, mean, std)
-    if norms:
-        raise ValueError(f"unexpected normalization tensors {sorted(norms)}")
     epochs = meta["epochs_trained"]
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
-        raise ValueError(f"epochs_trained is {epochs!r}")
+        raise InvalidValueError(f"epochs_trained: expected an int >= 0, got {epochs!r}", "epochs_trained")
     model.epochs_trained = epochs
-    history = meta["history"]
-    if not isinstance(history, list):
-        raise ValueError("history is not a list")
-    model.history = history
-    if meta.get("experience") is not None:
+    model.history = _checked_history(meta["history"])
+    if meta["experience"] is not None:
         model.experience = ExperienceBuffer.from_state(_strip(tensors, _EXP), meta["experience"])
     return model
 
 
-def _strip(tensors: Dict[str, np.ndarray], prefix: str) -> Dict[str, np.ndarray]:
+def _checked_history(history: Any) -> list:
+    """``history`` when it is a list of epoch records (str keys, number values)."""
+    if not isinstance(history, list):
+        raise InvalidValueError(f"history: expected a list of epoch records, got {type(history).__name__}", "history")
+    for i, record in enumerate(history):
+        if not isinstance(record, dict) or not all(
+            isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool) for k, v in record.items()
+        ):
+            raise InvalidValueError(f"history[{i}]: expected a record of numbers by name, got {record!r:.80}", "history")
+    return history
+
+
+def _strip(tensors: Mapping[str, np.ndarray], prefix: str) -> Dict[str, np.ndarray]:
     return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+
+def _text(exc: BaseException) -> str:
+    """An exception's message (a KeyError's names the missing key)."""
+    return f"missing {exc}" if isinstance(exc, KeyError) else str(exc)

@@ -21,6 +21,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 
 from . import __version__
+from .exceptions import InvalidValueError, NonFiniteError, ShapeError
 from .training import holdout_rows
 from .uci import TrainingSettings, recipe_head
 
@@ -35,7 +36,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.run(args)
-    except (ValueError, TypeError, FileNotFoundError, IsADirectoryError, PermissionError, ModuleNotFoundError) as exc:
+    except (ValueError, TypeError, OSError, ModuleNotFoundError, MemoryError) as exc:
+        # bad input, unreadable or unwritable files (disk full, permissions), data too large for memory
         print(f"{PROG}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -44,7 +46,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, OSError) and exc.strerror and exc.filename is not None:
+        text = f"{exc.filename}: {exc.strerror}"  # e.g. "out.npy: No space left on device"
+    elif isinstance(exc, MemoryError) and not isinstance(exc, ValueError):
+        text = f"not enough memory{': ' + str(exc) if str(exc) else ''}"
+    else:
+        text = str(exc)
+    return " ".join(text.split()) or type(exc).__name__
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -56,7 +64,7 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="train on the UCI Multiple Features digits and compare with scikit-learn")
     demo.add_argument("--out", type=Path, default=Path("runs/demo"), help="output folder (default: runs/demo)")
-    demo.add_argument("--epochs", type=int, default=None, help="training epochs (default: the demo's setting)")
+    demo.add_argument("--epochs", type=int, default=None, help="at most this many epochs (default: the recipe's; it stops early on a held-out slice)")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--json", type=Path, default=None, help="also write the table as JSON")
     demo.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -199,21 +207,21 @@ def _train(args: argparse.Namespace) -> int:
     )
     settings = TrainingSettings(weights=_objective_weights(args.objectives, OBJECTIVES))
     if not 0 <= args.validation_split < 1:
-        raise ValueError(f"--validation-split: expected a fraction in [0, 1), got {args.validation_split}")
+        raise InvalidValueError(f"--validation-split: expected a fraction in [0, 1), got {args.validation_split}", "--validation-split")
     if args.early_stopping is not None and args.early_stopping < 0:
-        raise ValueError(f"--early-stopping: expected a patience >= 0 (0: off), got {args.early_stopping}")
+        raise InvalidValueError(f"--early-stopping: expected a patience >= 0 (0: off), got {args.early_stopping}", "--early-stopping")
     if args.early_stopping and args.validation_split == 0:
-        raise ValueError("--early-stopping: needs --validation-split > 0 to watch a validation loss")
+        raise InvalidValueError("--early-stopping: needs --validation-split > 0 to watch a validation loss", "--early-stopping")
     patience = _RECIPE.patience if args.early_stopping is None else args.early_stopping
     n_val = int(round(n * args.validation_split))
     if n - n_val < 2:
-        raise ValueError(f"files: {n} rows leave {n - n_val} for training; expected at least 2")
+        raise InvalidValueError(f"files: {n} rows leave {n - n_val} for training; expected at least 2", "files")
     train_rows, val_rows = holdout_rows(n, args.validation_split, args.seed)
     if val_rows is None:
         val_rows = np.arange(0)
     watch = len(val_rows) >= 2 and patience > 0
     if args.workers is None and args.ray_address is not None:
-        raise ValueError("--ray-address: only used with --workers N (training on Ray)")
+        raise InvalidValueError("--ray-address: only used with --workers N (training on Ray)", "--ray-address")
     fit_options = dict(
         epochs=args.epochs,
         batch_size=_positive(args.batch_size, "--batch-size"),
@@ -255,24 +263,28 @@ def _embed(args: argparse.Namespace) -> int:
         if f.is_text:
             featurizer = model.config.graph_featurizer(f.modality)
             if featurizer.dim != dim:
-                raise ValueError(
-                    f"{f.modality}: the checkpoint's {f.modality} encoder takes {dim} numeric features, not text ({f.path})"
+                raise InvalidValueError(
+                    f"{f.modality}: the checkpoint's {f.modality} encoder takes {dim} numeric features, not text ({f.path})",
+                    str(f.modality),
                 )
             inputs[f.modality] = featurizer(f.values)
         else:
             if f.values.shape[1] != dim:
-                raise ValueError(
+                raise ShapeError(
                     f"{f.modality}: {f.path} has {f.values.shape[1]} columns but the checkpoint's {f.modality} "
-                    f"encoder takes {dim} (a checkpoint from a different config?)"
+                    f"encoder takes {dim} (a checkpoint from a different config?)", str(f.modality),
                 )
             inputs[f.modality] = f.values
     if args.ray:
         fused, strengths = _embed_on_ray(args, model, inputs)
     else:
         if args.workers is not None or args.ray_address is not None:
-            raise ValueError("--workers/--ray-address: only used with --ray")
+            raise InvalidValueError("--workers/--ray-address: only used with --ray", "--workers")
         emb, fused = model.encode_and_fuse(inputs)
         strengths = model.pair_strengths(emb) if args.bindings is not None else None
+    _check_finite_output(fused, "fused embeddings", args.checkpoint)  # before writing anything
+    if strengths is not None:
+        _check_finite_output(strengths, "binding strengths", args.checkpoint)
     _save_npy(args.output, fused)
     print(f"wrote fused embeddings {fused.shape} to {args.output}")
     if strengths is not None:
@@ -340,12 +352,13 @@ def _info(args: argparse.Namespace) -> int:
         print(f"  {str(m):<15} {takes}{norm}")
     opt = model.optimizer_state()
     print(f"training: {model.epochs_trained} epochs, {opt['step']} Adam steps, {model.num_experiences()} experiences stored")
-    if model.history:
-        losses = [e["loss"] for e in model.history if "loss" in e]
-        best = int(np.argmin(losses))
-        print(f"loss: first {losses[0]:.4f}, last {losses[-1]:.4f}, best {losses[best]:.4f} (epoch {model.history[best]['epoch']})")
-        if "val_total" in model.history[-1]:
-            print(f"validation loss: last {model.history[-1]['val_total']:.4f}")
+    records = [e for e in model.history if isinstance(e.get("loss"), (int, float))]
+    if records:
+        best = min(records, key=lambda e: e["loss"])
+        print(f"loss: first {records[0]['loss']:.4f}, last {records[-1]['loss']:.4f}, best {best['loss']:.4f} "
+              f"(epoch {best.get('epoch', '?')})")
+    if model.history and isinstance(model.history[-1].get("val_total"), (int, float)):
+        print(f"validation loss: last {model.history[-1]['val_total']:.4f}")
     return 0
 
 
@@ -357,7 +370,7 @@ def _read_files(specs: List[str]):
     for spec in specs:
         modality, path, key = parse_modality_spec(spec)
         if modality in seen:
-            raise ValueError(f"--modality: {modality} is given twice")
+            raise InvalidValueError(f"--modality: {modality} is given twice", "--modality")
         seen.add(modality)
         files.append(read_modality_file(modality, path, key))
     check_aligned(files)
@@ -372,11 +385,11 @@ def _objective_weights(text: Optional[str], known: List[str]) -> Optional[Dict[s
         name, sep, value = item.partition("=")
         name = name.strip()
         if name not in known:
-            raise ValueError(f"--objectives: unknown objective {name!r}; expected some of {', '.join(known)}")
+            raise InvalidValueError(f"--objectives: unknown objective {name!r}; expected some of {', '.join(known)}", "--objectives")
         try:
             weights[name] = float(value) if sep else 1.0
         except ValueError:
-            raise ValueError(f"--objectives: {item!r} is not NAME=NUMBER") from None
+            raise InvalidValueError(f"--objectives: {item!r} is not NAME=NUMBER", "--objectives") from None
     return weights
 
 
@@ -387,7 +400,7 @@ def _widths(text: str, flag: str) -> Tuple[int, ...]:
     try:
         widths = tuple(int(item) for item in text.split(","))
     except ValueError:
-        raise ValueError(f"{flag}: expected comma-separated layer widths such as 256,128, got {text!r}") from None
+        raise InvalidValueError(f"{flag}: expected comma-separated layer widths such as 256,128, got {text!r}", flag) from None
     for w in widths:
         _positive(w, flag)
     return widths
@@ -395,8 +408,20 @@ def _widths(text: str, flag: str) -> Tuple[int, ...]:
 
 def _positive(value: int, flag: str) -> int:
     if value <= 0:
-        raise ValueError(f"{flag}: expected a positive number, got {value}")
+        raise InvalidValueError(f"{flag}: expected a positive number, got {value}", flag)
     return value
+
+
+def _check_finite_output(values: np.ndarray, what: str, checkpoint: Path) -> None:
+    """Refuses to write NaN/inf (a checkpoint whose standardisation or weights
+    overflow float32 on these inputs) instead of handing them on."""
+    bad = ~np.isfinite(values.reshape(len(values), -1)).all(axis=1)
+    if bad.any():
+        raise NonFiniteError(
+            f"{checkpoint}: its model gives non-finite {what} for {int(bad.sum())} of {len(values)} rows "
+            f"(first: row {int(np.flatnonzero(bad)[0])}); its standardisation or weights overflow float32 "
+            "on these inputs. Nothing was written", "checkpoint",
+        )
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:

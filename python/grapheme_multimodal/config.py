@@ -8,9 +8,9 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from ._core import NUM_MODALITIES
+from ._core import MAX_DIM, MAX_LAYERS, NUM_MODALITIES
 from ._validation import as_finite_float
-from .exceptions import InvalidValueError
+from .exceptions import InvalidValueError, ShapeError, TooLargeError
 from .graph import GraphFeaturizer
 from .types import Modality
 
@@ -35,6 +35,8 @@ def _positive_int(value: Any, name: str) -> int:
         raise TypeError(f"{name}: expected an int, got {type(value).__name__}")
     if value <= 0:
         raise ValueError(f"{name}: expected a positive int, got {value}")
+    if value > MAX_DIM:  # the model's memory is checked when it is built
+        raise TooLargeError(f"{name}: got {value}; expected at most {MAX_DIM}", name)
     return int(value)
 
 
@@ -44,6 +46,8 @@ def _widths(value: Any, name: str) -> Tuple[int, ...]:
         value = (value,)
     if isinstance(value, (str, bytes)) or not isinstance(value, (Sequence, np.ndarray)):
         raise TypeError(f"{name}: expected a sequence of layer widths (ints), got {type(value).__name__}")
+    if len(value) > MAX_LAYERS:
+        raise TooLargeError(f"{name}: got {len(value)} layers; expected at most {MAX_LAYERS}", name)
     return tuple(_positive_int(w, f"{name}[{i}]") for i, w in enumerate(value))
 
 
@@ -61,7 +65,7 @@ def _normalise_graph_features(features: GraphFeatures) -> Tuple[GraphFeaturizer,
             f"graph_features: expected a mapping modality -> featuriser or a sequence of 7, got {type(features).__name__}"
         )
     if len(features) != NUM_MODALITIES:
-        raise ValueError(f"graph_features: expected 7 entries (one per modality), got {len(features)}")
+        raise ShapeError(f"graph_features: expected 7 entries (one per modality), got {len(features)}", "graph_features")
     return tuple(GraphFeaturizer.parse(v, f"graph_features[{i}]") for i, v in enumerate(features))
 
 
@@ -77,16 +81,16 @@ def _normalise_input_dims(dims: InputDims, features: Tuple[GraphFeaturizer, ...]
     elif isinstance(dims, (str, bytes)) or not isinstance(dims, Sequence):
         raise TypeError(f"input_dims: expected a mapping modality -> int or a sequence of 7 ints, got {type(dims).__name__}")
     elif len(dims) != NUM_MODALITIES:
-        raise ValueError(f"input_dims: expected 7 entries (one per modality), got {len(dims)}")
+        raise ShapeError(f"input_dims: expected 7 entries (one per modality), got {len(dims)}", "input_dims")
     else:
         given = {i: (v, f"input_dims[{i}]") for i, v in enumerate(dims)}
     for m, (value, name) in given.items():
         dim = _positive_int(value, name)
         f = features[m]
         if f.kind != "fingerprint" and dim != f.dim:
-            raise ValueError(
+            raise InvalidValueError(
                 f"{name}: modality {Modality(m).name.lower()} featurises graphs with kind={f.kind!r} into "
-                f"{f.dim} features, so its input dim is {f.dim}; got {dim}. Drop the entry or make them agree"
+                f"{f.dim} features, so its input dim is {f.dim}; got {dim}. Drop the entry or make them agree", name,
             )
         out[m] = dim
     return tuple(out)
@@ -156,15 +160,15 @@ class LearnableMultiModalConfig:
         for name in ("embed_dim", "hidden_dim", "num_heads", "buffer_size"):
             object.__setattr__(self, name, _positive_int(getattr(self, name), name))
         if self.embed_dim % self.num_heads:
-            raise ValueError(
+            raise InvalidValueError(
                 f"num_heads: embed_dim={self.embed_dim} is not divisible by num_heads={self.num_heads}; "
-                "expected a divisor of embed_dim"
+                "expected a divisor of embed_dim", "num_heads",
             )
-        lr = as_finite_float(self.learning_rate, "learning_rate", _positive, "a finite positive number")
+        lr = as_finite_float(self.learning_rate, "learning_rate", _positive, "a finite positive number", float32=True)
         object.__setattr__(self, "learning_rate", lr)
         seed = self.seed
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**64:
-            raise ValueError(f"seed: expected an int in [0, 2**64), got {seed!r}")
+            raise InvalidValueError(f"seed: expected an int in [0, 2**64), got {seed!r}", "seed")
         object.__setattr__(self, "seed", int(seed))
         object.__setattr__(self, "graph_features", _normalise_graph_features(self.graph_features))
         object.__setattr__(self, "input_dims", _normalise_input_dims(self.input_dims, self.graph_features))
@@ -173,12 +177,12 @@ class LearnableMultiModalConfig:
 
     def _validate_learning_fields(self) -> None:
         if self.binder_kind not in BINDER_KINDS:
-            raise ValueError(f"binder_kind: expected one of {list(BINDER_KINDS)}, got {self.binder_kind!r}")
+            raise InvalidValueError(f"binder_kind: expected one of {list(BINDER_KINDS)}, got {self.binder_kind!r}", "binder_kind")
         k = self.fused_neighbors
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
             raise TypeError(f"fused_neighbors: expected an int, got {type(k).__name__}")
         if k < 0:
-            raise ValueError(f"fused_neighbors: expected an int >= 0, got {k}")
+            raise InvalidValueError(f"fused_neighbors: expected an int >= 0, got {k}", "fused_neighbors")
         object.__setattr__(self, "fused_neighbors", int(k))
         checks = (
             ("temperature", self.temperature, False, _positive, "a finite positive number"),
@@ -188,7 +192,7 @@ class LearnableMultiModalConfig:
         for name, value, optional, ok, expected in checks:
             if value is None and optional:
                 continue
-            object.__setattr__(self, name, as_finite_float(value, name, ok, expected))
+            object.__setattr__(self, name, as_finite_float(value, name, ok, expected, float32=True))
 
     def _validate_capacity_fields(self) -> None:
         for name in ("encoder_hidden", "shared_head"):
@@ -263,7 +267,7 @@ class LearnableMultiModalConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - known
         if unknown:
-            raise ValueError(f"config: unknown fields {sorted(unknown)}; expected some of {sorted(known)}")
+            raise InvalidValueError(f"config: unknown fields {sorted(unknown)}; expected some of {sorted(known)}", "config")
         return cls(**d)
 
 

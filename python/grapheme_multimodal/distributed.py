@@ -514,30 +514,35 @@ def _replica_state(model: LearnableMultiModal) -> Tuple[Dict[str, np.ndarray], D
 
 
 def _apply_flat(model: LearnableMultiModal, grads: np.ndarray, lr: Optional[float]) -> None:
-    """``model.apply_gradients`` of flat gradients (layout order)."""
-    try:
-        model._core.apply_gradients(grads, lr)
-    finally:
-        model._parameters_changed()
+    """``model.apply_gradients`` of flat gradients (layout order), holding
+    the model's write lock like every method that changes it."""
+    with model._lock.writing():
+        try:
+            model._core.apply_gradients(grads, lr)
+        finally:
+            model._parameters_changed()
 
 
 def _set_rng_counter(model: LearnableMultiModal, counter: int) -> None:
     """Sets the counter that fixes the objectives' random draws."""
-    m, v, step, _ = model._core.optimizer_state()
-    model._core.set_optimizer_state(m, v, step, int(counter))
+    with model._lock.writing():
+        m, v, step, _ = model._core.optimizer_state()
+        model._core.set_optimizer_state(m, v, step, int(counter))
+        model._parameters_changed()
 
 
 def _fingerprint(model: LearnableMultiModal) -> str:
     """A hash of everything a replica must share: weights, standardisation,
-    Adam's moments and step, the random-draw counter."""
+    Adam's moments and step, the random-draw counter (read in one state)."""
     h = hashlib.blake2b(digest_size=16)
-    for arr in model.state_dict().values():
-        h.update(arr.tobytes())
-    for m in range(NUM_MODALITIES):
-        stats = model.normalization(m)
-        for arr in stats or ():
-            h.update(np.ascontiguousarray(arr).tobytes())
-    moments, second, step, counter = model._core.optimizer_state()
+    with model._lock.reading():
+        for arr in model.state_dict().values():
+            h.update(arr.tobytes())
+        for m in range(NUM_MODALITIES):
+            stats = model.normalization(m)
+            for arr in stats or ():
+                h.update(np.ascontiguousarray(arr).tobytes())
+        moments, second, step, counter = model._core.optimizer_state()
     h.update(moments.tobytes())
     h.update(second.tobytes())
     h.update(np.array([step, counter], np.uint64).tobytes())

@@ -9,6 +9,8 @@ import numpy as np
 
 from .batch import Batch, Inputs
 from .buffer import Experience
+from ._validation import as_real_array
+from .exceptions import InvalidValueError, ShapeError
 from .types import MultiModalEvent
 
 
@@ -24,9 +26,11 @@ class ExperienceMixin:
         """Fuses ``event`` and records its embeddings, fused embedding, pair
         strengths and ``reward`` (and its raw inputs when every modality has
         one component, so the encoders can train from the buffer)."""
-        _, (emb, mask), fused = self._event_entry(event)  # cached, as fuse_event's
-        if fused is None:
-            raise ValueError(f"event: event {event.id} has no components; expected at least one to record")
+        with self._lock.reading():  # embeddings, fused and strengths of one state
+            _, _, (emb, mask), fused = self._event_entry(event)  # cached, as fuse_event's
+            if fused is None:
+                raise InvalidValueError(f"event: event {event.id} has no components; expected at least one to record", "event")
+            strengths = self._core.pair_strengths(emb, mask)[0]
         inputs = None
         modalities = [c.modality for c in event.components]
         if len(set(modalities)) == len(modalities):  # one component each: its row is the input
@@ -35,7 +39,7 @@ class ExperienceMixin:
             embeddings=emb[0],
             mask=mask[0],
             fused=fused.copy(),
-            pair_strengths=self._core.pair_strengths(emb, mask)[0],
+            pair_strengths=strengths,
             reward=float(reward),
             event_id=int(event.id),
             inputs=inputs,
@@ -47,14 +51,21 @@ class ExperienceMixin:
         """Fuses a batch (as :meth:`encode`) and records every row with its
         reward (a scalar or ``[B]``) and event id (default -1)."""
         arrays, mask_arr = self.prepare_inputs(inputs, mask)
-        emb, fused = self._core.encode_and_fuse(arrays, mask_arr)
+        with self._lock.reading():  # embeddings, fused and strengths of one state
+            emb, fused = self._core.encode_and_fuse(arrays, mask_arr)
+            strengths = self._core.pair_strengths(emb, mask_arr)
         batch = len(mask_arr)
+        rewards = as_real_array(rewards, "rewards")
+        try:
+            rewards = np.broadcast_to(rewards, (batch,))
+        except ValueError:
+            raise ShapeError(f"rewards: expected a number or shape ({batch},), got shape {rewards.shape}", "rewards") from None
         self.experience.extend(
             embeddings=emb,
             mask=mask_arr,
             fused=fused,
-            pair_strengths=self._core.pair_strengths(emb, mask_arr),
-            rewards=np.broadcast_to(np.asarray(rewards, np.float32), (batch,)),
+            pair_strengths=strengths,
+            rewards=rewards,
             event_ids=event_ids,
             inputs=[None if a is None else np.where(mask_arr[:, [m]], a, np.nan) for m, a in enumerate(arrays)],
         )
@@ -71,7 +82,8 @@ class ExperienceMixin:
         """The original's loss over the buffer: mean over experiences of
         ``MSE(fuse(stored embeddings), stored fused) * (1 - reward)``; 0 when
         empty. No gradients (``backward(Batch.from_experiences(...))`` trains it)."""
-        if not len(self.experience):
-            return 0.0
-        batch = Batch.from_experiences(self.experience.batch())
+        with self.experience._lock:  # one snapshot, even while other threads record
+            if not len(self.experience):
+                return 0.0
+            batch = Batch.from_experiences(self.experience.batch())
         return float(self.losses(batch, weights={"seed_consistency": 1.0})["seed_consistency"])

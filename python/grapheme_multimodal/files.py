@@ -7,12 +7,19 @@ Rows are events: row ``i`` of every file belongs to the same event.
 from __future__ import annotations
 
 import csv
+import os
+import struct
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import IO, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from ._validation import FLOAT32_MAX, as_real_array
+from .exceptions import InvalidValueError, NonFiniteError, ShapeError, TooLargeError
+from .io import MISSING, file_kind
 from .types import Modality
 
 ARRAY_SUFFIXES = (".npy", ".npz", ".csv")
@@ -41,7 +48,7 @@ def parse_modality_spec(spec: str) -> Tuple[Modality, Path, Optional[str]]:
     """``"visual=images.npz:train"`` → ``(Modality.VISUAL, Path("images.npz"), "train")``."""
     name, sep, rest = spec.partition("=")
     if not sep or not name or not rest:
-        raise ValueError(f"--modality: expected NAME=PATH (e.g. visual=images.npy), got {spec!r}")
+        raise InvalidValueError(f"--modality: expected NAME=PATH (e.g. visual=images.npy), got {spec!r}", "--modality")
     modality = Modality.parse(name.strip())
     key = None
     path_text = rest
@@ -52,22 +59,33 @@ def parse_modality_spec(spec: str) -> Tuple[Modality, Path, Optional[str]]:
 
 def read_modality_file(modality: Modality, path: Path, key: Optional[str] = None) -> ModalityFile:
     """Reads one file; every problem is a ``ValueError``/``FileNotFoundError``
-    naming the file."""
-    if not path.is_file():
+    naming the file (a file too large for memory a ``TooLargeError``)."""
+    kind = file_kind(path)
+    if kind is MISSING:
         raise FileNotFoundError(f"{modality}: file not found: {path}")
+    if kind is not None:
+        raise InvalidValueError(f"{modality}: {path} is {kind}; expected a data file", str(modality))
     suffix = path.suffix.lower()
-    if suffix in TEXT_SUFFIXES:
-        return ModalityFile(modality, path, read_texts(path))
-    if suffix == ".npy":
-        values = _load_npy(path)
-    elif suffix == ".npz":
-        values = _load_npz(path, key)
-    elif suffix == ".csv":
-        values = read_numeric_csv(path)
-    else:
-        known = ", ".join(ARRAY_SUFFIXES + TEXT_SUFFIXES)
-        raise ValueError(f"{modality}: {path} has an unsupported type {suffix or '(none)'!r}; expected one of {known}")
-    return ModalityFile(modality, path, as_feature_rows(values, f"{modality} ({path})"))
+    try:
+        if suffix in TEXT_SUFFIXES:
+            texts = read_texts(path)
+            if not texts:
+                raise InvalidValueError(f"{path}: has no lines; expected one text per event", str(modality))
+            return ModalityFile(modality, path, texts)
+        if suffix == ".npy":
+            values = _load_npy(path)
+        elif suffix == ".npz":
+            values = _load_npz(path, key)
+        elif suffix == ".csv":
+            values = read_numeric_csv(path)
+        else:
+            known = ", ".join(ARRAY_SUFFIXES + TEXT_SUFFIXES)
+            raise InvalidValueError(
+                f"{modality}: {path} has an unsupported type {suffix or '(none)'!r}; expected one of {known}", str(modality)
+            )
+        return ModalityFile(modality, path, as_feature_rows(values, f"{modality} ({path})"))
+    except MemoryError:
+        raise TooLargeError(f"{modality}: {path} ({path.stat().st_size:,} bytes) does not fit in memory", str(modality)) from None
 
 
 def read_texts(path: Path) -> List[str]:
@@ -75,42 +93,59 @@ def read_texts(path: Path) -> List[str]:
     try:
         return path.read_text(encoding="utf-8").splitlines()
     except UnicodeDecodeError as exc:
-        raise ValueError(f"{path}: is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        raise InvalidValueError(f"{path}: is not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8", str(path)) from None
 
 
 def read_numeric_csv(path: Path) -> np.ndarray:
-    """A numeric CSV; a first row that is not numeric is taken as a header."""
-    with path.open(newline="", encoding="utf-8") as f:
-        rows = [r for r in csv.reader(f) if r and any(cell.strip() for cell in r)]
+    """A numeric CSV as float64; a first row that is not numeric is taken as a header."""
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            rows = [r for r in csv.reader(f) if r and any(cell.strip() for cell in r)]
+    except UnicodeDecodeError as exc:
+        raise InvalidValueError(f"{path}: is not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8", str(path)) from None
+    except csv.Error as exc:
+        raise InvalidValueError(f"{path}: is not a readable CSV file ({exc})", str(path)) from None
     if not rows:
-        raise ValueError(f"{path}: the CSV file is empty")
+        raise InvalidValueError(f"{path}: the CSV file is empty; expected one row of numbers per event", str(path))
     if not _numeric_row(rows[0]):
         rows = rows[1:]
-    width = len(rows[0]) if rows else 0
-    out = np.empty((len(rows), width), np.float32)
+        if not rows:
+            raise InvalidValueError(f"{path}: the CSV file has a header but no data rows; expected one row per event", str(path))
+    width = len(rows[0])
+    out = np.empty((len(rows), width), np.float64)
     for i, row in enumerate(rows):
         if len(row) != width:
-            raise ValueError(f"{path}: row {i + 1} has {len(row)} columns, expected {width}")
+            raise ShapeError(f"{path}: row {i + 1} has {len(row)} columns, expected {width}", str(path))
         try:
             out[i] = [float(cell) for cell in row]
         except ValueError:
             bad = next(c for c in row if not _is_float(c))
-            raise ValueError(f"{path}: row {i + 1} has a non-numeric value {bad!r}; expected numbers only") from None
+            raise InvalidValueError(f"{path}: row {i + 1} has a non-numeric value {bad!r}; expected numbers only", str(path)) from None
     return out
 
 
 def as_feature_rows(values: np.ndarray, what: str) -> np.ndarray:
-    """``[N, d]`` float32 from ``[N]``, ``[N, d]`` or ``[N, ...]`` (flattened per row)."""
-    arr = np.asarray(values)
-    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
-        raise ValueError(f"{what}: expected numbers, got dtype {arr.dtype}")
+    """``[N, d]`` float32 from ``[N]``, ``[N, d]`` or ``[N, ...]`` (flattened per
+    row), refusing complex numbers, empty arrays and values float32 cannot hold."""
+    arr = as_real_array(values, what)
     if arr.ndim == 0:
-        raise ValueError(f"{what}: expected one row per event, got a scalar")
+        raise ShapeError(f"{what}: expected one row per event, got a scalar", what)
+    if arr.shape[0] == 0:
+        raise ShapeError(f"{what}: has no rows (shape {arr.shape}); expected one row per event", what)
     arr = arr.reshape(arr.shape[0], -1) if arr.ndim != 1 else arr[:, None]
+    if arr.shape[1] == 0:
+        raise ShapeError(f"{what}: rows have no values (shape {arr.shape}); expected at least one feature", what)
+    if arr.dtype.kind == "f" and arr.dtype.itemsize > 4:
+        too_large = np.isfinite(arr) & (np.abs(arr) > FLOAT32_MAX)
+        if too_large.any():
+            row, col = (int(i) for i in np.argwhere(too_large)[0])
+            raise NonFiniteError(
+                f"{what}: row {row} holds {float(arr[row, col])!r}, too large for float32 (largest {FLOAT32_MAX:.3g})", what
+            )
     arr = arr.astype(np.float32, copy=False)  # freshly read: float32 files need no second copy
     if not np.isfinite(arr).all():
         row = int(np.argwhere(~np.isfinite(arr))[0, 0])
-        raise ValueError(f"{what}: row {row} holds NaN or inf; expected finite numbers")
+        raise NonFiniteError(f"{what}: row {row} holds NaN or inf; expected finite numbers", what)
     return arr
 
 
@@ -119,32 +154,66 @@ def check_aligned(files: Sequence[ModalityFile]) -> int:
     counts = {f"{f.modality}={f.path}": len(f) for f in files}
     if len(set(counts.values())) > 1:
         detail = ", ".join(f"{k}: {v}" for k, v in counts.items())
-        raise ValueError(f"rows are not aligned across modalities ({detail}); every file needs one row per event")
+        raise ShapeError(f"rows are not aligned across modalities ({detail}); every file needs one row per event", "files")
     return next(iter(counts.values()))
 
 
 def _load_npy(path: Path) -> np.ndarray:
+    with path.open("rb") as f:
+        _check_npy_header(f, path, os.fstat(f.fileno()).st_size, str(path))
     try:
         return np.load(path, allow_pickle=False)
-    except ValueError as exc:
-        raise ValueError(f"{path}: not a numeric .npy file ({exc})") from None
+    except (ValueError, OSError, EOFError) as exc:
+        raise InvalidValueError(f"{path}: not a numeric .npy file ({exc})", str(path)) from None
 
 
 def _load_npz(path: Path, key: Optional[str]) -> np.ndarray:
     try:
-        with np.load(path, allow_pickle=False) as z:
-            keys = list(z.keys())
+        with zipfile.ZipFile(path) as z:
+            names = z.namelist()
+            keys = [n[: -len(".npy")] for n in names if n.endswith(".npy")]
             if key is None:
                 if len(keys) != 1:
-                    raise ValueError(f"{path}: holds arrays {keys}; pick one with {path}:KEY")
+                    raise InvalidValueError(f"{path}: holds arrays {keys}; pick one with {path}:KEY", str(path))
                 key = keys[0]
             if key not in keys:
-                raise ValueError(f"{path}: has no array {key!r}; it holds {keys}")
-            return z[key]
-    except (OSError, ValueError) as exc:
-        if str(path) in str(exc):
-            raise
-        raise ValueError(f"{path}: not a readable .npz file ({exc})") from None
+                raise InvalidValueError(f"{path}: has no array {key!r}; it holds {keys}", str(path))
+            info = z.getinfo(f"{key}.npy")
+            with z.open(info) as member:
+                _check_npy_header(member, path, info.file_size, f"{path}:{key}")
+        with np.load(path, allow_pickle=False) as arrays:
+            return arrays[key]
+    except InvalidValueError:
+        raise
+    except (zipfile.BadZipFile, zlib.error, struct.error, ValueError, OSError, EOFError, KeyError, NotImplementedError) as exc:
+        # what a corrupt archive raises from the zip directory, the decompressor or the member's .npy
+        raise InvalidValueError(f"{path}: not a readable .npz file ({type(exc).__name__}: {exc})", str(path)) from None
+
+
+def _check_npy_header(f: IO[bytes], path: Path, size: int, what: str) -> None:
+    """Reads an .npy header from ``f`` and checks, before any data is read,
+    that it holds real numbers and that ``size`` bytes can hold them."""
+    fmt = np.lib.format
+    try:
+        version = fmt.read_magic(f)
+        read_header = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+        shape, _, dtype = read_header(f)
+    except (ValueError, OSError, EOFError, SyntaxError) as exc:
+        raise InvalidValueError(f"{what}: not a numeric .npy file ({exc})", str(path)) from None
+    if dtype.kind == "c":
+        raise InvalidValueError(f"{what}: holds complex numbers ({dtype}); expected real numbers", str(path))
+    if dtype.kind not in "biuf" or dtype.fields is not None or dtype.subdtype is not None:
+        raise InvalidValueError(f"{what}: holds {dtype} values; expected real numbers", str(path))
+    count = 1
+    for n in shape:
+        count *= int(n)
+    needed = count * dtype.itemsize
+    available = size - f.tell()
+    if needed > available:
+        raise InvalidValueError(
+            f"{what}: its header declares shape {shape} ({needed:,} bytes) but only {max(available, 0):,} bytes follow "
+            "(truncated or corrupt?)", str(path),
+        )
 
 
 def _numeric_row(row: Sequence[str]) -> bool:

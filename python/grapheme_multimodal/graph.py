@@ -16,6 +16,7 @@ import numpy as np
 
 from . import _core
 from ._validation import as_real_array, describe
+from .exceptions import TooLargeError
 
 EdgeList = Union[np.ndarray, Sequence[Sequence[int]]]
 TextOrGraph = Union[str, "Graph"]
@@ -113,6 +114,8 @@ class Graph:
             raise TypeError(f"num_nodes: expected an int, got {type(num_nodes).__name__}")
         if num_nodes < 0:
             raise ValueError(f"num_nodes: expected a non-negative int, got {num_nodes}")
+        if num_nodes >= 2**63:  # the core checks smaller counts against memory
+            raise TooLargeError(f"num_nodes: got {num_nodes}; a graph that large cannot fit in memory", "num_nodes")
         edge_array = _edge_array(edges)
         acts = None
         if activations is not None:

@@ -1,83 +1,348 @@
-"""Files: atomic writes and tagged safetensors containers.
+"""Files: atomic writes and tagged, checksummed safetensors containers.
 
 Every file this library writes goes to a temporary file in the target
-directory first and then replaces the target in one step (``os.replace``), so
-an interrupted save never leaves a half-written file where a good one was.
+directory first (``.NAME.*.tmp``, created with the user's umask, locked while
+it is written), is flushed to disk, and then replaces the target in one step
+(``os.replace``), after which the directory is synced too. An interrupted save
+never leaves a half-written file where a good one was, and the temporary files
+of saves that were killed are removed by the next save to the same target.
+
+Each safetensors file carries a CRC-32 of every tensor (its name, dtype, shape
+and bytes) and of its metadata in a ``checksum`` metadata entry, verified on
+load. Loading reads the header first, checks the tensors it declares against
+what the caller expects (names, dtypes, shapes) and only then reads their data,
+so a forged or oversized file is refused before it costs memory. Files written
+before checksums existed (library 0.1 and earlier; no ``checksum`` entry) still
+load, unverified; saving them again adds one.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
-import tempfile
+import secrets
+import stat
+import zlib
 from pathlib import Path
-from typing import Any, Dict, Mapping, Tuple, Union
+from typing import Any, Callable, Dict, Mapping, NamedTuple, Optional, Tuple, Union
 
 import numpy as np
 
+from .exceptions import CheckpointError, TooLargeError
+
+try:  # POSIX: in-flight temporary files are locked, so a cleanup can tell them from orphans
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: orphans are left alone
+    fcntl = None  # type: ignore[assignment]
+
 PathLike = Union[str, "os.PathLike[str]"]
+
+
+class TensorSpec(NamedTuple):
+    """What a file must declare for one tensor: its numpy dtype name, its
+    shape, and whether it must be there (``required=False``: it may be absent)."""
+
+    dtype: str
+    shape: Tuple[int, ...]
+    required: bool = True
+
 FORMAT_KEY = "format"
+CHECKSUM_KEY = "checksum"
+_METADATA_ENTRY = "__metadata__"
+_SAFETENSORS_DTYPES = {"float32": "F32", "float64": "F64", "bool": "BOOL", "int64": "I64"}
+_NUMPY_DTYPES = {
+    **{v: k for k, v in _SAFETENSORS_DTYPES.items()},
+    **{"F16": "float16", "BF16": "bfloat16", "I32": "int32", "I16": "int16", "I8": "int8", "U8": "uint8"},
+}
 
 
+# --------------------------------------------------------------------- writing
 def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
-    """Writes ``data`` to ``path`` atomically (temp file + fsync + replace)."""
+    """Writes ``data`` to ``path`` atomically (temp file + fsync + replace +
+    directory fsync). A new file gets the permissions the user's umask allows;
+    a replaced one keeps its permissions."""
     path = Path(path)
     directory = path.parent if str(path.parent) else Path(".")
     if not directory.is_dir():
         raise FileNotFoundError(f"path: directory {str(directory)!r} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    if path.is_dir():
+        raise IsADirectoryError(f"path: {str(path)!r} is a directory; expected a file name")
+    _remove_orphaned_temp_files(directory, path.name)
+    fd, tmp = _locked_temp_file(directory, path)
     try:
-        with os.fdopen(fd, "wb") as f:
+        with os.fdopen(fd, "wb", closefd=False) as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+    except BaseException as exc:
+        _unlink_quietly(tmp)
+        if isinstance(exc, OSError) and exc.errno is not None and exc.filename is None:
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc  # name the file: "disk full" alone says not which
         raise
+    finally:
+        os.close(fd)  # releases the lock
+    _fsync_directory(directory)
     return path
+
+
+def _locked_temp_file(directory: Path, path: Path) -> Tuple[int, str]:
+    """A new ``.NAME.<random>.tmp`` beside ``path``, open for writing and
+    locked (so other saves see it is in use), with the target's permissions
+    or, for a new target, ``0o666`` minus the umask (applied by ``open``)."""
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        mode = None
+    while True:
+        tmp = str(directory / f".{path.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
+        except FileExistsError:
+            continue
+        try:
+            if mode is not None:
+                os.chmod(tmp, mode)  # the target's permissions, not the umask's
+            if fcntl is None:
+                return fd, tmp
+            fcntl.flock(fd, fcntl.LOCK_EX)  # waits while another save's cleanup holds it
+            if os.path.samestat(os.fstat(fd), os.stat(tmp)):
+                return fd, tmp
+        except FileNotFoundError:
+            pass  # a cleanup took it for an orphan before it was locked: make another
+        except BaseException:
+            os.close(fd)
+            _unlink_quietly(tmp)
+            raise
+        os.close(fd)
+
+
+def _remove_orphaned_temp_files(directory: Path, name: str) -> None:
+    """Removes ``.NAME.*.tmp`` files that no running save holds (left by
+    saves that were killed). Files of other users or still locked are kept."""
+    if fcntl is None:
+        return
+    prefix = f".{name}."
+    try:
+        candidates = [e for e in os.scandir(directory) if e.name.startswith(prefix) and e.name.endswith(".tmp")]
+    except OSError:
+        return
+    for entry in candidates:
+        try:
+            fd = os.open(entry.path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
+        except OSError:
+            continue
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or st.st_uid != os.getuid():
+                continue
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # BlockingIOError: a save is writing it
+            if os.path.samestat(st, os.lstat(entry.path)):
+                os.unlink(entry.path)
+        except OSError:
+            continue
+        finally:
+            os.close(fd)
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Makes the rename durable. Filesystems that cannot sync a directory are skipped."""
+    try:
+        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:  # e.g. Windows, where directories cannot be opened
+        return
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EBADF, errno.EACCES):
+            raise
+    finally:
+        os.close(fd)
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 def write_tagged_safetensors(
     path: PathLike, tensors: Mapping[str, np.ndarray], fmt: str, metadata: Mapping[str, Any]
 ) -> Path:
-    """Saves ``tensors`` as safetensors with ``metadata`` (JSON-encoded values)
-    and a ``format`` tag, atomically."""
+    """Saves ``tensors`` as safetensors with ``metadata`` (JSON-encoded
+    values), a ``format`` tag and a ``checksum`` entry, atomically."""
     from safetensors.numpy import save
 
+    arrays = {k: np.ascontiguousarray(v) for k, v in tensors.items()}
     meta = {FORMAT_KEY: fmt}
     meta.update({k: json.dumps(v) for k, v in metadata.items()})
-    arrays = {k: np.ascontiguousarray(v) for k, v in tensors.items()}
+    sums = {_METADATA_ENTRY: _metadata_crc(meta)}
+    sums.update({name: _tensor_crc(name, arr) for name, arr in arrays.items()})
+    meta[CHECKSUM_KEY] = json.dumps({"crc32": sums})
     return atomic_write_bytes(path, save(arrays, metadata=meta))
 
 
-def read_tagged_safetensors(path: PathLike, fmt: str) -> Tuple[Dict[str, np.ndarray], Dict[str, Any]]:
+# --------------------------------------------------------------------- reading
+def read_tagged_safetensors(
+    path: PathLike,
+    fmt: str,
+    expected: Optional[Callable[[Dict[str, Any]], Mapping[str, TensorSpec]]] = None,
+) -> Tuple[Dict[str, np.ndarray], Dict[str, Any]]:
     """Loads a file written by :func:`write_tagged_safetensors` with tag
-    ``fmt``. A missing, truncated, corrupt or foreign file raises a clear
-    ``FileNotFoundError``/``ValueError``."""
-    from safetensors import SafetensorError
-    from safetensors.numpy import load
+    ``fmt``: ``(tensors, metadata)``.
+
+    ``expected(metadata)`` returns the ``{name: (dtype, shape)}`` the file
+    must declare (it may raise ``ValueError``/``TypeError`` for metadata it
+    refuses); the header is checked against it before any tensor data is
+    read. A missing file raises ``FileNotFoundError``; anything else that
+    makes the file unloadable (not a regular file, truncated, corrupt,
+    checksum mismatch, foreign, unexpected tensors) a
+    :class:`~grapheme_multimodal.CheckpointError` naming the file.
+    """
+    from safetensors import SafetensorError, safe_open
 
     path = Path(path)
-    if not path.is_file():
+    where = f"path: {str(path)!r}"
+    _check_regular_file(path, where)
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            raw_meta = f.metadata() or {}
+            if raw_meta.get(FORMAT_KEY) != fmt:
+                raise CheckpointError(f"{where} is not a {fmt} file (its format tag is {raw_meta.get(FORMAT_KEY)!r})", "path")
+            sums = _stored_checksums(raw_meta, where)
+            if sums is not None and sums.get(_METADATA_ENTRY) != _metadata_crc(raw_meta):
+                raise CheckpointError(f"{where} is corrupt: its metadata does not match its checksum", "path")
+            meta = _decoded_metadata(raw_meta, where)
+            names = list(f.keys())
+            slices = {n: f.get_slice(n) for n in names}
+            declared = {n: (s.get_dtype(), tuple(s.get_shape())) for n, s in slices.items()}
+            if expected is not None:
+                try:
+                    want = expected(meta)
+                except (TypeError, ValueError, KeyError) as exc:
+                    if isinstance(exc, TooLargeError):
+                        raise
+                    raise CheckpointError(f"{where} is not a valid {fmt} file: {_text(exc)}", "path") from None
+                _check_declared(declared, want, where, fmt)
+            if sums is not None and set(sums) - {_METADATA_ENTRY} != set(names):
+                raise CheckpointError(f"{where} is corrupt: its tensors do not match its checksum list", "path")
+            tensors = {}
+            for name in names:
+                arr = f.get_tensor(name)
+                if sums is not None and sums[name] != _tensor_crc(name, arr):
+                    raise CheckpointError(f"{where} is corrupt: tensor {name!r} does not match its checksum", "path")
+                tensors[name] = arr
+    except SafetensorError as exc:
+        raise CheckpointError(f"{where} is not a readable {fmt} file (truncated or corrupt?): {exc}", "path") from None
+    except TooLargeError:
+        raise
+    except MemoryError:
+        size = path.stat().st_size
+        raise TooLargeError(f"{where}: not enough memory to load its {size:,} bytes", "path") from None
+    return tensors, meta
+
+
+def _check_regular_file(path: Path, where: str) -> None:
+    """FileNotFoundError when nothing is there; CheckpointError naming what is
+    there when it is not a regular file (a FIFO would block a reader)."""
+    kind = file_kind(path)
+    if kind is MISSING:
         raise FileNotFoundError(f"path: no file at {str(path)!r}")
-    raw = path.read_bytes()
+    if kind is not None:
+        raise CheckpointError(f"{where} is {kind}; expected a file", "path")
+
+
+#: What :func:`file_kind` returns when nothing is at the path.
+MISSING = "missing"
+
+
+def file_kind(path: PathLike) -> Optional[str]:
+    """None for a regular file (the only kind read: a FIFO would block a
+    reader forever), :data:`MISSING` when there is nothing, else what is
+    there ("a directory", "a FIFO (named pipe)", ...)."""
     try:
-        tensors = load(raw)
-        header_len = int.from_bytes(raw[:8], "little")
-        header = json.loads(raw[8 : 8 + header_len])
-    except (SafetensorError, ValueError, UnicodeDecodeError) as exc:
-        raise ValueError(f"path: {str(path)!r} is not a readable {fmt} file (truncated or corrupt?): {exc}") from None
-    meta = header.get("__metadata__") or {}
-    if meta.get(FORMAT_KEY) != fmt:
-        raise ValueError(
-            f"path: {str(path)!r} is not a {fmt} file (its format tag is {meta.get(FORMAT_KEY)!r})"
+        mode = os.stat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return MISSING
+    if stat.S_ISREG(mode):
+        return None
+    kinds = [
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+    ]
+    return next((name for test, name in kinds if test(mode)), "not a regular file")
+
+
+def _stored_checksums(raw_meta: Mapping[str, str], where: str) -> Optional[Dict[str, str]]:
+    """The per-entry CRC-32s, or None for a file written before checksums."""
+    text = raw_meta.get(CHECKSUM_KEY)
+    if text is None:
+        return None
+    try:
+        sums = json.loads(text)["crc32"]
+    except (ValueError, KeyError, TypeError, RecursionError):
+        sums = None
+    if not isinstance(sums, dict) or not all(isinstance(v, str) for v in sums.values()):
+        raise CheckpointError(f"{where} is corrupt: its checksum entry is unreadable", "path")
+    return sums
+
+
+def _decoded_metadata(raw_meta: Mapping[str, str], where: str) -> Dict[str, Any]:
+    decoded = {}
+    for key, value in raw_meta.items():
+        if key in (FORMAT_KEY, CHECKSUM_KEY):
+            continue
+        try:
+            decoded[key] = json.loads(value)
+        except ValueError as exc:
+            raise CheckpointError(f"{where} has corrupt metadata in {key!r}: {exc}", "path") from None
+        except RecursionError:
+            raise CheckpointError(f"{where} has corrupt metadata in {key!r}: nested too deeply", "path") from None
+    return decoded
+
+
+def _check_declared(
+    declared: Mapping[str, Tuple[str, Tuple[int, ...]]], want: Mapping[str, TensorSpec], where: str, fmt: str
+) -> None:
+    """The header's tensors are exactly ``want`` (names, dtypes, shapes);
+    checked in ``want``'s order, so the first problem named is always the same."""
+    missing = [n for n, spec in want.items() if spec.required and n not in declared]
+    unknown = sorted(set(declared) - set(want))
+    if missing or unknown:
+        raise CheckpointError(
+            f"{where} is not a valid {fmt} file: missing tensors {missing[:5]}, unexpected tensors {unknown[:5]}", "path"
         )
-    try:
-        decoded = {k: json.loads(v) for k, v in meta.items() if k != FORMAT_KEY}
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"path: {str(path)!r} has corrupt metadata: {exc}") from None
-    return tensors, decoded
+    for name, spec in want.items():
+        if name not in declared:
+            continue
+        got_dtype, got_shape = declared[name]
+        if got_dtype != _SAFETENSORS_DTYPES[spec.dtype] or got_shape != tuple(spec.shape):
+            raise CheckpointError(
+                f"{where} is not a valid {fmt} file: tensor {name!r}: expected {spec.dtype} of shape "
+                f"{tuple(spec.shape)}, got {_NUMPY_DTYPES.get(got_dtype, got_dtype)} of shape {got_shape}",
+                "path",
+            )
+
+
+def _tensor_crc(name: str, arr: np.ndarray) -> str:
+    """CRC-32 of a tensor's name, dtype, shape and (little-endian) bytes."""
+    arr = np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<"))
+    head = f"{name}\0{arr.dtype.str}\0{arr.shape}\0".encode()
+    return f"{zlib.crc32(memoryview(arr.reshape(-1)).cast('B'), zlib.crc32(head)):08x}"
+
+
+def _metadata_crc(raw_meta: Mapping[str, str]) -> str:
+    crc = 0
+    for key in sorted(k for k in raw_meta if k != CHECKSUM_KEY):
+        crc = zlib.crc32(f"{key}\0{raw_meta[key]}\0".encode(), crc)
+    return f"{crc:08x}"
+
+
+def _text(exc: BaseException) -> str:
+    """An exception's message (a KeyError's is its key, in quotes)."""
+    return f"missing {exc}" if isinstance(exc, KeyError) else str(exc)

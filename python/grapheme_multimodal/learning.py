@@ -9,7 +9,9 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from ._locking import reads, writes
 from ._validation import as_finite_float, as_float32
+from .exceptions import InvalidValueError
 from .batch import Batch, Inputs, event_components
 from .objectives import resolve_weights
 from .types import MultiModalEvent
@@ -18,6 +20,7 @@ from .types import MultiModalEvent
 class LearningMixin:
     """Training methods of the model (mixed into ``LearnableMultiModal``)."""
 
+    @reads
     def losses(
         self,
         batch: Union[Batch, Inputs],
@@ -44,11 +47,13 @@ class LearningMixin:
         core_batch, w = self._learning_args(batch, mask, weights)
         return dict(self._core.losses(core_batch, w, bool(training)))
 
+    @reads
     def temperatures(self) -> Dict[str, float]:
         """The temperature of each contrastive objective: learned (with
         ``learnable_temperature``, kept in [0.01, 1]) or ``config.temperature``."""
         return dict(self._core.temperatures())
 
+    @writes
     def backward(self, batch: Union[Batch, Inputs], mask: Any = None, *, weights: Optional[Mapping[str, float]] = None) -> Dict[str, float]:
         """Like :meth:`losses`, and adds the gradients of the weighted total
         to the accumulated ones (``has_gradients()`` becomes True). No step
@@ -56,6 +61,7 @@ class LearningMixin:
         core_batch, w = self._learning_args(batch, mask, weights)
         return dict(self._core.backward(core_batch, w))
 
+    @writes
     def train_step(
         self,
         batch: Union[Batch, Inputs],
@@ -68,6 +74,13 @@ class LearningMixin:
         ``step(lr)``. Returns the per-objective losses before the step and
         their weighted ``"total"``; the gradients stay readable.
 
+        All or nothing: a step that would make any weight or optimizer
+        moment NaN or infinite (or whose losses or gradients are not finite)
+        is refused with a :class:`NonFiniteError` or
+        :class:`InvalidValueError` naming the cause (``lr``,
+        ``learning_rate``, ``weight_decay``, the gradients or the inputs),
+        and the model, its gradients and its draw counter stay as they were.
+
         >>> import numpy as np
         >>> model = LearnableMultiModal(embed_dim=16, hidden_dim=32, seed=0)
         >>> rng = np.random.default_rng(0)
@@ -77,45 +90,48 @@ class LearningMixin:
         """
         core_batch, w = self._learning_args(batch, mask, weights)
         lr = self._learning_rate(lr)
-        try:
-            losses, _ = self._core.train_step(core_batch, w, lr)
-        finally:
-            self._parameters_changed()
+        losses, _ = self._core.train_step(core_batch, w, lr)
         return dict(losses)
 
+    @writes
     def zero_grad(self) -> None:
         """Clears the accumulated gradients (``has_gradients()`` is then False)."""
         self._core.zero_grad()
 
+    @reads
     def has_gradients(self) -> bool:
         """Whether gradients were accumulated since the last :meth:`zero_grad`."""
         return self._core.has_gradients()
 
+    @writes
     def step(self, lr: Optional[float] = None) -> None:
         """One Adam update from the accumulated gradients (which are kept, as
         in PyTorch). ``lr`` defaults to ``config.learning_rate``. A no-op
-        when there are no gradients."""
-        if self._core.step(self._learning_rate(lr)):
-            self._parameters_changed()
+        when there are no gradients; refused whole, as :meth:`train_step`,
+        when it would make a weight or moment non-finite."""
+        self._core.step(self._learning_rate(lr))
 
+    @reads
     def gradients(self) -> "OrderedDict[str, np.ndarray]":
         """The accumulated gradients, float32, under the :meth:`state_dict`
         names (zeros when there are none)."""
         flat = self._core.get_flat_grad()
         return self._unflatten(flat)
 
+    @writes
     def apply_gradients(self, grads: Mapping[str, Any], lr: Optional[float] = None) -> None:
         """One Adam update from ``grads`` (``{name: array}`` with the
         :meth:`state_dict` names and shapes, every tensor given), e.g.
         gradients averaged over data-parallel workers. The accumulated
-        gradients are left as they are."""
+        gradients are left as they are. An update that would make a weight
+        or moment non-finite is refused whole (nothing changes); inside Adam
+        each gradient is bounded at ``±9.2e18``, so its moments never
+        overflow."""
         flat = self._flatten(grads, "grads")
         lr = self._learning_rate(lr)
-        try:
-            self._core.apply_gradients(flat, lr)
-        finally:
-            self._parameters_changed()
+        self._core.apply_gradients(flat, lr)
 
+    @reads
     def optimizer_state(self) -> Dict[str, Any]:
         """Everything besides the weights that training continues from:
 
@@ -128,6 +144,7 @@ class LearningMixin:
         m, v, step, counter = self._core.optimizer_state()
         return {"step": step, "rng_counter": counter, "exp_avg": self._unflatten(m), "exp_avg_sq": self._unflatten(v)}
 
+    @writes
     def load_optimizer_state(self, state: Mapping[str, Any]) -> None:
         """Restores a state from :meth:`optimizer_state` (checked first;
         nothing changes on error)."""
@@ -135,17 +152,18 @@ class LearningMixin:
             raise TypeError(f"state: expected a mapping, got {type(state).__name__}")
         expected = {"step", "rng_counter", "exp_avg", "exp_avg_sq"}
         if set(state) != expected:
-            raise ValueError(f"state: expected keys {sorted(expected)}, got {sorted(state)}")
+            raise InvalidValueError(f"state: expected keys {sorted(expected)}, got {sorted(state)}", "state")
         counts = {}
         for key in ("step", "rng_counter"):
             value = state[key]
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= value < 2**64:
-                raise ValueError(f"state[{key!r}]: expected an int in [0, 2**64), got {value!r}")
+                raise InvalidValueError(f"state[{key!r}]: expected an int in [0, 2**64), got {value!r}", f"state[{key!r}]")
             counts[key] = int(value)
         m = self._flatten(state["exp_avg"], "state['exp_avg']")
         v = self._flatten(state["exp_avg_sq"], "state['exp_avg_sq']")
         self._core.set_optimizer_state(m, v, counts["step"], counts["rng_counter"])
 
+    @writes
     def reset_optimizer(self) -> None:
         """Forgets Adam's moments and update count (e.g. before fine-tuning)."""
         self._core.reset_optimizer()
@@ -153,13 +171,13 @@ class LearningMixin:
     def _learning_rate(self, lr: Optional[float]) -> Optional[float]:
         if lr is None:
             return None
-        return as_finite_float(lr, "lr", lambda v: v > 0, "a finite positive number or None")
+        return as_finite_float(lr, "lr", lambda v: v > 0, "a finite positive number or None", float32=True)
 
     def _learning_args(self, batch: Any, mask: Any, weights: Optional[Mapping[str, float]]) -> Tuple["_CoreBatch", List[float]]:
         if not isinstance(batch, Batch):
             batch = Batch(inputs=batch, mask=mask)
         elif mask is not None:
-            raise ValueError("mask: give it inside the Batch (Batch(inputs=..., mask=...)), not beside it")
+            raise InvalidValueError("mask: give it inside the Batch (Batch(inputs=..., mask=...)), not beside it", "mask")
         core = _CoreBatch()
         e = self.config.embed_dim
         if batch.inputs is not None:

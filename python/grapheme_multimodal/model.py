@@ -14,12 +14,14 @@ from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, 
 import numpy as np
 
 from . import _core
+from ._locking import ModelLock, reads, writes
 from ._validation import as_float32, as_mask, describe
 from .buffer import ExperienceBuffer
 from .experience import ExperienceMixin
 from .learning import LearningMixin
 from .config import LearnableMultiModalConfig, resolve_config
 from .graph import Graph
+from .exceptions import CheckpointError, InvalidValueError, NonFiniteError, ShapeError
 from .types import CrossModalBinding, BindingType, ModalGraph, Modality, MultiModalEvent
 
 if TYPE_CHECKING:
@@ -38,6 +40,12 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
     inputs are per-modality arrays ``[B, d_m]`` plus a presence mask
     ``[B, 7]``; rows marked absent are never read (they may hold NaN).
 
+    A model may be shared between threads: readers (``encode``, ``fuse``,
+    ``state_dict``, ``save``...) run in parallel, a writer (``train_step``,
+    ``load_state_dict``...) waits for them and runs alone, and :meth:`fit`
+    keeps other writers out for its whole run while readers still get in
+    between its steps (see :mod:`grapheme_multimodal._locking`).
+
     >>> model = LearnableMultiModal(seed=0)
     >>> model.num_parameters()
     70337
@@ -54,6 +62,9 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
             shared_head=list(c.shared_head), encoder_input_dropout=c.encoder_input_dropout,
             encoder_hidden_dropout=c.encoder_hidden_dropout, learnable_temperature=c.learnable_temperature,
         )
+        self._lock = ModelLock()
+        #: Bumped by every change of the state; cached per-event results carry the version they were computed at.
+        self._version = 0
         self._cache: "weakref.WeakKeyDictionary[MultiModalEvent, tuple]" = weakref.WeakKeyDictionary()
         #: Recorded fusions (``record_fusion``, ``record_batch``), a ring of ``config.buffer_size``.
         self.experience = ExperienceBuffer(
@@ -77,9 +88,9 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         sizes = {len(a) for a in arrays if a is not None}
         if mask is None:
             if not sizes:
-                raise ValueError("inputs: no modality was given; expected at least one array when mask is None")
+                raise InvalidValueError("inputs: no modality was given; expected at least one array when mask is None", "inputs")
             if len(sizes) > 1:
-                raise ValueError(f"inputs: arrays have different numbers of rows {sorted(sizes)}; expected one batch size")
+                raise ShapeError(f"inputs: arrays have different numbers of rows {sorted(sizes)}; expected one batch size", "inputs")
             batch = sizes.pop()
             present = [m for m, a in enumerate(arrays) if a is not None]
             if len(present) == NUM_MODALITIES:
@@ -92,21 +103,24 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
             batch = mask_arr.shape[0]
         for m, a in enumerate(arrays):
             if a is not None and a.shape[0] != batch:
-                raise ValueError(
-                    f"inputs[{_name(m)!r}]: expected {batch} rows (the batch size), got shape {a.shape}"
+                raise ShapeError(
+                    f"inputs[{_name(m)!r}]: expected {batch} rows (the batch size), got shape {a.shape}", f"inputs[{_name(m)!r}]"
                 )
         return arrays, mask_arr
 
+    @reads
     def encode(self, inputs: Inputs, mask: Any = None) -> np.ndarray:
         """Modality embeddings ``[B, 7, E]``: unit rows where present, zeros where absent."""
         arrays, mask_arr = self.prepare_inputs(inputs, mask)
         return self._core.encode(arrays, mask_arr)
 
+    @reads
     def encode_and_fuse(self, inputs: Inputs, mask: Any = None) -> Tuple[np.ndarray, np.ndarray]:
         """``(embeddings [B, 7, E], fused [B, E])`` in one pass."""
         arrays, mask_arr = self.prepare_inputs(inputs, mask)
         return self._core.encode_and_fuse(arrays, mask_arr)
 
+    @reads
     def fuse(self, embeddings: Any, mask: Any = None) -> np.ndarray:
         """Fused unit embeddings ``[B, E]`` of ``embeddings [B, 7, E]``.
 
@@ -116,6 +130,7 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         emb, mask_arr = self._embeddings_and_mask(embeddings, mask)
         return self._core.fuse(emb, mask_arr)
 
+    @reads
     def bind(self, a: Any, b: Any) -> np.ndarray:
         """Binding strength in [0, 1] of each row pair: ``a [B, E]``, ``b [B, E]`` → ``[B]``."""
         e = self.config.embed_dim
@@ -123,6 +138,7 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         b = as_float32(b, "b", 2, (a.shape[0], e))
         return self._core.bind(a, b)
 
+    @reads
     def pair_strengths(self, embeddings: Any, mask: Any = None) -> np.ndarray:
         """``S [B, 7, 7]``: ``S[b, i, j] = strength(e_i, e_j)`` where both are present, else 0."""
         emb, mask_arr = self._embeddings_and_mask(embeddings, mask)
@@ -140,6 +156,7 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         return self._attend(query, embeddings, mask)[1]
 
     # ---------------------------------------------------------------- per event
+    @reads
     def encode_event(self, event: MultiModalEvent) -> Dict[Modality, np.ndarray]:
         """``{modality: embedding [E]}`` for each modality present in ``event``."""
         emb, mask = self._encoded(event)
@@ -149,6 +166,7 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         """The fused unit embedding ``[E]`` of ``event``."""
         return self._fused(event)
 
+    @reads
     def compute_bindings(self, event: MultiModalEvent) -> List[CrossModalBinding]:
         """One binding per unordered pair of present modalities (slot order),
         with the binder's strength, from node 0 to node 0."""
@@ -161,12 +179,14 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
             for b in present[i + 1 :]
         ]
 
+    @reads
     def get_modality_attention(self, query: Any, event: MultiModalEvent) -> List[Tuple[Modality, float]]:
         """``[(modality, weight)]`` for all 7 modalities (0 for absent ones)."""
         emb, mask = self._encoded(event)
         weights = self._core.attend(self._query(query), emb, mask)[0][0]
         return [(m, float(weights[m.index])) for m in Modality]
 
+    @reads
     def attend_to_event(self, query: Any, event: MultiModalEvent) -> np.ndarray:
         """Attended vector ``[E]`` of ``query [E]`` over ``event``'s modalities."""
         emb, mask = self._encoded(event)
@@ -181,11 +201,13 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         """``{name: shape}`` in a stable order."""
         return {name: tuple(shape) for name, shape in self._core.param_specs()}
 
+    @reads
     def state_dict(self) -> "OrderedDict[str, np.ndarray]":
         """Copies of every parameter tensor, float32, under stable readable
         names (``encoder.visual.weight``, ``fusion.0.bias``, ``attention.q.weight``...)."""
         return OrderedDict((name, self._core.get_param(name)) for name, _ in self._core.param_specs())
 
+    @writes
     def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True) -> None:
         """Loads parameters by name. With ``strict`` the names must match
         exactly; shapes must always match and values be finite. Nothing is
@@ -193,11 +215,10 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         staged = self._checked_tensors(state_dict, "state_dict", strict, note=" (strict=True)")
         for name, arr in staged.items():
             self._core.set_param(name, arr)
-        self._parameters_changed()
 
     def clear_cache(self) -> None:
-        """Forgets cached per-event embeddings (they are also dropped whenever
-        the parameters change or an event gains a component)."""
+        """Forgets cached per-event embeddings (they are never used once the
+        model or the event has changed: the cache checks both on every call)."""
         self._cache.clear()
 
     @property
@@ -236,14 +257,18 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         return ModalityAttention._view(self)
 
     # ---------------------------------------------------- input standardisation
+    @reads
     def normalization(self, modality: ModalityKey) -> Optional[Tuple[np.ndarray, np.ndarray]]:
         """``(mean [d], std [d])`` applied to ``modality``'s inputs before its
         encoder, or None."""
         return self._core.get_normalization(Modality.parse(modality).index)
 
+    @writes
     def set_normalization(self, modality: ModalityKey, mean: Any = None, std: Any = None) -> None:
         """Sets ``modality``'s input standardisation ``(x - mean) / std``
-        (``std > 0``), or removes it when both are None."""
+        (finite, ``std >= MIN_STD`` = 1.19e-6: dividing by less overflows
+        float32 for ordinary inputs), or removes it when both are None. The
+        same check applies when a checkpoint is loaded."""
         m = Modality.parse(modality)
         if mean is None and std is None:
             self._core.set_normalization(m.index)
@@ -254,12 +279,13 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
                 as_float32(mean, "mean", 1, (d,)),
                 as_float32(std, "std", 1, (d,)),
             )
-        self._parameters_changed()
 
+    @writes
     def fit_normalization(self, inputs: Inputs, mask: Any = None) -> None:
         """Learns each given modality's mean and std from the rows marked
-        present (like scikit-learn's ``StandardScaler``; a constant column gets
-        std 1) and applies them from now on."""
+        present (like scikit-learn's ``StandardScaler``; a constant column, one
+        whose std is below ``MIN_STD`` = 10 float32 epsilons, gets std 1) and
+        applies them from now on."""
         arrays, mask_arr = self.prepare_inputs(inputs, mask)
         for m, a in enumerate(arrays):
             present = mask_arr[:, m]
@@ -267,7 +293,7 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
                 continue
             rows = a if present.all() else a[present]
             std = rows.std(axis=0, dtype=np.float64)  # float64 sums without a float64 copy
-            self.set_normalization(m, rows.mean(axis=0, dtype=np.float64), np.where(std > 0, std, 1.0))
+            self.set_normalization(m, rows.mean(axis=0, dtype=np.float64), np.where(std >= _core.MIN_STD, std, 1.0))
 
     # ----------------------------------------------------- training, persistence
     def fit(self, data: Any, **kwargs: Any) -> "History":
@@ -279,20 +305,27 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
     def save(self, path: Any, include_experience: bool = True) -> None:
         """Writes weights, config, input standardisation, Adam state, training
         progress and (by default) the experience buffer to ``path``
-        (safetensors, atomic). :meth:`load` gives the model back, ready to
-        train on exactly as if it had never stopped."""
+        (safetensors with checksums; atomic: a failed or killed save leaves
+        the previous file intact). :meth:`load` gives the model back, ready
+        to train on exactly as if it had never stopped."""
         from .checkpoint import save_checkpoint
 
         save_checkpoint(self, path, include_experience)
 
     @classmethod
     def load(cls, path: Any) -> "LearnableMultiModal":
-        """The model saved at ``path`` by :meth:`save`."""
+        """The model saved at ``path`` by :meth:`save`, after verifying the
+        file's checksums and checking every tensor against its config
+        (:class:`~grapheme_multimodal.CheckpointError` otherwise). Loading a
+        checkpoint runs no code, unlike unpickling: share checkpoints, not pickles."""
         from .checkpoint import load_checkpoint
 
         return load_checkpoint(path)
 
     def __getstate__(self) -> Dict[str, Any]:
+        """Pickling: the checkpoint's tensors and metadata. A pickle is Python
+        pickle, which runs code when loaded: unpickle only files you trust
+        (:meth:`save`/:meth:`load` checkpoints are safe to share)."""
         from .checkpoint import checkpoint_state
 
         tensors, meta = checkpoint_state(self)
@@ -301,6 +334,9 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
     def __setstate__(self, state: Dict[str, Any]) -> None:
         from .checkpoint import model_from_state
 
+        if not isinstance(state, dict) or set(state) != {"tensors", "meta"}:
+            got = sorted(state) if isinstance(state, dict) else type(state).__name__
+            raise CheckpointError(f"state: expected a pickled model's {{'tensors', 'meta'}}, got {got}", "state")
         self.__dict__.update(model_from_state(state["tensors"], state["meta"]).__dict__)
 
     def __repr__(self) -> str:
@@ -312,7 +348,8 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
 
     # --------------------------------------------------------------- internals
     def _parameters_changed(self) -> None:
-        """Call after any change of the weights: cached embeddings are stale."""
+        """Called after any change of the state: cached results are stale."""
+        self._version += 1  # under the write lock: writers never bump it at once
         self._cache.clear()
 
     def _checked_tensors(
@@ -328,14 +365,14 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         unknown = sorted(set(tensors) - set(shapes))
         missing = sorted(set(shapes) - set(tensors))
         if strict and (unknown or missing):
-            raise ValueError(f"{arg}: unexpected keys {unknown}, missing keys {missing}{note}")
+            raise InvalidValueError(f"{arg}: unexpected keys {unknown}, missing keys {missing}{note}", arg)
         checked = {}
         for name, shape in shapes.items():
             if name not in tensors:
                 continue
             arr = as_float32(tensors[name], f"{arg}[{name!r}]", len(shape), shape)
             if not np.isfinite(arr).all():
-                raise ValueError(f"{arg}[{name!r}]: contains NaN or inf; expected finite numbers")
+                raise NonFiniteError(f"{arg}[{name!r}]: contains NaN or inf; expected finite numbers", f"{arg}[{name!r}]")
             checked[name] = arr
         return checked
 
@@ -363,9 +400,9 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
             elif isinstance(value, (list, tuple)) and value and all(isinstance(g, Graph) for g in value):
                 featurizer = self.config.graph_features[i]
                 if dim != featurizer.dim:
-                    raise ValueError(
+                    raise ShapeError(
                         f"{name}: got graphs ({featurizer.dim} {featurizer.kind} features each) "
-                        f"but modality {m} takes {dim}-long feature vectors"
+                        f"but modality {m} takes {dim}-long feature vectors", name,
                     )
                 arrays[i] = featurizer(value)
             else:
@@ -380,6 +417,7 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
             mask_arr = as_mask(mask, emb.shape[0])
         return emb, mask_arr
 
+    @reads
     def _attend(self, query: Any, embeddings: Any, mask: Any) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
         emb, mask_arr = self._embeddings_and_mask(embeddings, mask)
         q = as_float32(query, "query", 2, (emb.shape[0], self.config.embed_dim))
@@ -390,38 +428,45 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
 
     def _encoded(self, event: MultiModalEvent) -> Tuple[np.ndarray, np.ndarray]:
         """``(embeddings [1, 7, E], mask [1, 7])`` of ``event``, cached."""
-        return self._event_entry(event)[1]
+        return self._event_entry(event)[2]
 
     def _fused(self, event: MultiModalEvent) -> np.ndarray:
         """The fused ``[E]`` of ``event`` (computed with its embeddings, cached; a copy)."""
-        fused = self._event_entry(event)[2]
+        fused = self._event_entry(event)[3]
         if fused is None:
-            raise ValueError(f"event: event {event.id} has no components; expected at least one to fuse")
+            raise InvalidValueError(f"event: event {event.id} has no components; expected at least one to fuse", "event")
         return fused.copy()
 
     def _event_entry(self, event: MultiModalEvent) -> tuple:
-        """The cache entry ``(key, (embeddings, mask), fused or None)`` of
-        ``event``: one Rust call featurises, encodes, pools and fuses it."""
+        """The cache entry ``(version, key, (embeddings, mask), fused or None)``
+        of ``event``: one Rust call featurises, encodes, pools and fuses it.
+
+        The key is the event's content (each component's modality, confidence
+        and feature bytes or graph), so editing a component in place is seen;
+        the version is the model's state version read under the same lock as
+        the computation, so a training step that lands between computing and
+        storing an entry makes it stale rather than wrong."""
         if not isinstance(event, MultiModalEvent):
             raise TypeError(f"event: expected MultiModalEvent, got {type(event).__name__}")
-        # One pass: the cache key (the event's version; each component, its
-        # graph and confidence) and the core's view of each component.
         parts, items = [], []
         for c in event.components:
             if isinstance(c, ModalGraph):
-                graph = c.graph
-                parts.append((id(c), id(graph), c.confidence))
-                items.append((c.modality.value, graph._g, c.confidence))
-            else:
-                parts.append((id(c), 0, c.confidence))
+                graph = c.graph._g  # immutable; held by the key, so its id cannot be reused
+                parts.append((c.modality.value, c.confidence, graph))
+                items.append((c.modality.value, graph, c.confidence))
+            else:  # float32 and contiguous: ModalFeatures converts whatever is assigned
+                parts.append((c.modality.value, c.confidence, c.features.tobytes()))
                 items.append((c.modality.value, c.features, c.confidence))
-        key = (event._version, parts)
+        key = (event.id, tuple(parts))
         hit = self._cache.get(event)
-        if hit is not None and hit[0] == key:
-            return hit
-        emb, mask, fused = self._core.encode_event(event.id, items, self._featurizer_spec())
-        entry = (key, (emb, mask), fused)
-        self._cache[event] = entry
+        if hit is not None and hit[0] == self._version and hit[1] == key:
+            return hit  # without the lock: a writer bumps the version before it returns
+        with self._lock.reading():
+            version = self._version
+            emb, mask, fused = self._core.encode_event(event.id, items, self._featurizer_spec())
+        entry = (version, key, (emb, mask), fused)
+        if version == self._version:  # a writer that bumps it right after makes the entry stale, never wrong
+            self._cache[event] = entry
         return entry
 
     def _featurizer_spec(self) -> list:

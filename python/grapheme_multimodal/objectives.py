@@ -24,6 +24,7 @@ import math
 from typing import Dict, List, Mapping, Optional
 
 from . import _core
+from .exceptions import InvalidValueError
 
 #: Objective names, in the order the core takes their weights.
 OBJECTIVES: List[str] = list(_core.OBJECTIVE_NAMES)
@@ -41,12 +42,13 @@ DEFAULT_WEIGHTS: Dict[str, float] = {
 }
 
 
-def resolve_weights(weights: Optional[Mapping[str, float]], has_fused: bool) -> List[float]:
+def resolve_weights(weights: Optional[Mapping[str, float]], has_fused: bool, name: str = "weights") -> List[float]:
     """The weight of each objective, in :data:`OBJECTIVES` order.
 
     ``None`` gives :data:`DEFAULT_WEIGHTS` (seed_consistency only when the
     batch has ``fused`` targets). A mapping names the objectives to train;
-    those it leaves out get weight 0.
+    those it leaves out get weight 0. ``name`` is the argument's name in
+    error messages.
     """
     if weights is None:
         chosen = dict(DEFAULT_WEIGHTS)
@@ -54,21 +56,21 @@ def resolve_weights(weights: Optional[Mapping[str, float]], has_fused: bool) -> 
             chosen["seed_consistency"] = 0.0
     else:
         if not isinstance(weights, Mapping):
-            raise TypeError(f"weights: expected a mapping objective name -> float, got {type(weights).__name__}")
-        unknown = sorted(set(weights) - set(OBJECTIVES))
+            raise TypeError(f"{name}: expected a mapping objective name -> float, got {type(weights).__name__}")
+        unknown = sorted(set(weights) - set(OBJECTIVES), key=str)
         if unknown:
-            raise ValueError(f"weights: unknown objectives {unknown}; expected some of {OBJECTIVES}")
+            raise InvalidValueError(f"{name}: unknown objectives {unknown}; expected some of {OBJECTIVES}", name)
         chosen = {}
-        for name, value in weights.items():
+        for key, value in weights.items():
             if isinstance(value, bool) or not isinstance(value, (int, float)) and not hasattr(value, "__float__"):
-                raise TypeError(f"weights[{name!r}]: expected a number, got {type(value).__name__}")
+                raise TypeError(f"{name}[{key!r}]: expected a number, got {type(value).__name__}")
             value = float(value)
             if not math.isfinite(value) or value < 0:
-                raise ValueError(f"weights[{name!r}]: expected a finite number >= 0, got {value}")
-            chosen[name] = value
+                raise InvalidValueError(f"{name}[{key!r}]: expected a finite number >= 0, got {value}", name)
+            chosen[key] = value
         if chosen.get("seed_consistency", 0.0) > 0 and not has_fused:
-            raise ValueError(
-                "weights: seed_consistency needs the batch's recorded fused embeddings (Batch.fused [B, E]); "
-                "pass them or leave seed_consistency out"
+            raise InvalidValueError(
+                f"{name}: seed_consistency needs the batch's recorded fused embeddings (Batch.fused [B, E]); "
+                "pass them or leave seed_consistency out", name,
             )
-    return [chosen.get(name, 0.0) for name in OBJECTIVES]
+    return [chosen.get(key, 0.0) for key in OBJECTIVES]

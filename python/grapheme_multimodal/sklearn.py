@@ -15,6 +15,7 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from ._core import NUM_MODALITIES
 from .config import LearnableMultiModalConfig
+from .exceptions import InvalidValueError, NonFiniteError, ShapeError
 from .model import LearnableMultiModal
 from .training import holdout_rows
 from .types import Modality
@@ -36,7 +37,7 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
     :func:`grapheme_multimodal.training.fit`; ``random_state`` seeds both.
     The defaults are the package's recipe
     (:class:`grapheme_multimodal.uci.TrainingSettings`): a hidden layer and
-    dropout in each view's encoder, a projection head shared by the views,
+    dropout in each view's encoder, a projection head shared by the views
     (``shared_head=None``: 128 then ``embed_dim``), learned temperatures, the objectives of
     :data:`~grapheme_multimodal.uci.RECIPE_OBJECTIVES` (``objectives=None``),
     at most ``epochs`` epochs, stopping after ``patience`` epochs without a
@@ -157,19 +158,19 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
         check_is_fitted(self, "model_")
         views = _as_views(Xs, self, reset=False)
         if [v.shape[1] for v in views] != self.view_dims_:
-            raise ValueError(
+            raise ShapeError(
                 f"Xs: expected {self.n_views_} views with {self.view_dims_} columns (as in fit), "
-                f"got {[v.shape[1] for v in views]}"
+                f"got {[v.shape[1] for v in views]}", "Xs",
             )
         inputs, mask = self._inputs(views)
         return self.model_.encode_and_fuse(inputs, mask)[1].astype(views[0].dtype, copy=False)
 
     def _modalities(self, n_views: int) -> List[Modality]:
         if n_views > NUM_MODALITIES:
-            raise ValueError(f"Xs: at most {NUM_MODALITIES} views (one per modality), got {n_views}")
+            raise ShapeError(f"Xs: at most {NUM_MODALITIES} views (one per modality), got {n_views}", "Xs")
         names = list(Modality)[:n_views] if self.modalities is None else [Modality.parse(m) for m in self.modalities]
         if len(names) != n_views or len(set(names)) != n_views:
-            raise ValueError(f"modalities: expected {n_views} distinct modalities (one per view), got {self.modalities}")
+            raise InvalidValueError(f"modalities: expected {n_views} distinct modalities (one per view), got {self.modalities}", "modalities")
         return names
 
     def _inputs(self, views: List[np.ndarray]):
@@ -209,9 +210,9 @@ def _as_views(Xs: Any, estimator: MultimodalEmbedder, reset: bool) -> List[np.nd
     for i, v in enumerate(views):
         nan = np.isnan(v)
         if (nan.any(axis=1) & ~nan.all(axis=1)).any():
-            raise ValueError(
-                f"Xs[{i}]: Input contains NaN inside a row; only whole all-NaN rows (a missing view) are allowed"
+            raise NonFiniteError(
+                f"Xs[{i}]: Input contains NaN inside a row; only whole all-NaN rows (a missing view) are allowed", f"Xs[{i}]"
             )
     if len({len(v) for v in views}) > 1:
-        raise ValueError(f"Xs: views have different numbers of samples {[len(v) for v in views]}")
+        raise ShapeError(f"Xs: views have different numbers of samples {[len(v) for v in views]}", "Xs")
     return views

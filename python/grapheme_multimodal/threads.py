@@ -8,11 +8,18 @@ work (one event, a step on a few rows) stays on the calling thread. Results
 do not depend on the thread count: work is split at boundaries fixed by the
 problem size and partial sums are combined in a fixed order, so the same
 inputs give the same bits on 1 thread or 16.
+
+At most ``4 ×`` the CPUs the process may use are used (more only adds
+waiting: thousands of threads made one batched forward take seconds); a
+larger ``n`` is clamped with a warning, a larger environment setting
+silently. A process started with ``fork()`` after the pool ran builds its
+own pool (the parent's threads do not exist in it).
 """
 
 from __future__ import annotations
 
 import numbers
+import warnings
 
 from . import _core
 
@@ -21,7 +28,8 @@ __all__ = ["get_num_threads", "set_num_threads"]
 
 def set_num_threads(n: int) -> None:
     """Compute with ``n`` threads (``n >= 1``, the calling thread included)
-    in the calls that start afterwards.
+    in the calls that start afterwards; more than ``4 ×`` the CPUs is
+    clamped to that, with a ``RuntimeWarning``.
 
     >>> import grapheme_multimodal as gm
     >>> before = gm.get_num_threads()
@@ -33,7 +41,13 @@ def set_num_threads(n: int) -> None:
         raise TypeError(f"n: expected a positive int, got {type(n).__name__}")
     if n < 1:
         raise ValueError(f"n: expected a positive number of threads, got {n}")
-    _core.set_num_threads(int(n))
+    used = _core.set_num_threads(int(n))
+    if used != n:
+        warnings.warn(
+            f"set_num_threads: {n} threads requested; using {used} (at most 4 per CPU this process may use)",
+            RuntimeWarning,
+            stacklevel=2,
+        )
 
 
 def get_num_threads() -> int:

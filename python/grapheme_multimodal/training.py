@@ -16,10 +16,11 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, 
 
 import numpy as np
 
-from ._core import NUM_MODALITIES
+from ._core import MODALITY_NAMES, NUM_MODALITIES
 from .batch import Batch, event_components
 from .buffer import ExperienceBuffer
-from .objectives import OBJECTIVES
+from .exceptions import InvalidValueError, NonFiniteError
+from .objectives import OBJECTIVES, resolve_weights
 from .types import MultiModalEvent
 
 if TYPE_CHECKING:
@@ -109,65 +110,94 @@ def fit(
 
     Returns:
         The :class:`History` of this call (also appended to ``model.history``).
+
+    Every argument and every row of ``data`` and ``validation`` is checked
+    before the first step (a NaN is reported at the user's row). If anything
+    fails once training has started, the model is put back as it was before
+    the call (weights, Adam state, standardisation, ``epochs_trained``,
+    ``history``) and the error is raised. Interrupted (``KeyboardInterrupt``),
+    it keeps the epochs completed so far and drops the partial one, so
+    ``fit`` can resume exactly. Other threads may read the model during
+    ``fit`` (they see it between steps); other writers wait until it ends.
     """
     _check_int(epochs, "epochs", 0)
     _check_int(batch_size, "batch_size", 1)
-    if not (isinstance(modality_dropout, (int, float)) and 0 <= modality_dropout < 1):
-        raise ValueError(f"modality_dropout: expected a number in [0, 1), got {modality_dropout!r}")
+    if isinstance(modality_dropout, bool) or not (isinstance(modality_dropout, (int, float)) and 0 <= modality_dropout < 1):
+        raise InvalidValueError(f"modality_dropout: expected a number in [0, 1), got {modality_dropout!r}", "modality_dropout")
     if early_stopping is not None:
         _check_int(early_stopping, "early_stopping", 1)
     seed = model.config.seed if seed is None else seed
     _check_int(seed, "seed", 0)
+    lr = model._learning_rate(lr)
+    metrics = _checked_metrics(metrics)
 
+    # Every input is checked before the first step: a mistake found halfway
+    # would leave some steps applied.
     train = as_dataset(model, data, mask, "data")
     val = as_dataset(model, validation, validation_mask, "validation") if validation is not None else None
-    if standardize and train.has_inputs and all(model.normalization(m) is None for m in range(NUM_MODALITIES)):
-        train.fit_normalization(model)
-
+    resolve_weights(objectives, train.has_fused, "objectives")
+    if val is not None:
+        resolve_weights(objectives, val.has_fused, "objectives")
     monitor = monitor or ("val_total" if val is not None else "loss")
+    _check_monitor(monitor, val is not None, metrics)
     if mode is None:
         losses = {"loss", "total", *OBJECTIVES}
         mode = "min" if monitor in losses or (monitor.startswith("val_") and monitor[4:] in losses) else "max"
     if mode not in ("min", "max"):
-        raise ValueError(f"mode: expected 'min' or 'max', got {mode!r}")
+        raise InvalidValueError(f"mode: expected 'min' or 'max', got {mode!r}", "mode")
+
+    with model._lock.updating():  # other writers wait; readers get in between steps
+        before = _TrainingState.of(model)
+        try:
+            if standardize and train.has_inputs and all(model.normalization(m) is None for m in range(NUM_MODALITIES)):
+                train.fit_normalization(model)
+            stepper = (_steps or LocalSteps)(model, train, objectives, lr)
+            try:
+                return _train(model, stepper, train, val, epochs, batch_size, objectives, metrics, early_stopping,
+                              monitor, mode, modality_dropout, progress, seed)
+            finally:
+                stepper.close()
+        except KeyboardInterrupt:
+            raise  # _train kept the epochs completed so far
+        except BaseException:
+            before.restore(model)
+            raise
+
+
+def _train(
+    model: "LearnableMultiModal",
+    stepper: "Steps",
+    train: "_Dataset",
+    val: Optional["_Dataset"],
+    epochs: int,
+    batch_size: int,
+    objectives: Optional[Mapping[str, float]],
+    metrics: Mapping[str, Metric],
+    early_stopping: Optional[int],
+    monitor: str,
+    mode: str,
+    modality_dropout: float,
+    progress: bool,
+    seed: int,
+) -> History:
+    """The epochs of :func:`fit`, its arguments checked. Interrupted
+    (``KeyboardInterrupt``), the model goes back to the end of the last
+    completed epoch, so training can resume exactly."""
     history = History(monitor=monitor)
     best_value, best_state, waited = None, None, 0
-
-    stepper = (_steps or LocalSteps)(model, train, objectives, lr)
     bar = _progress_bar(progress, epochs * train.num_batches(batch_size))
     try:
         for _ in range(epochs):
-            epoch = model.epochs_trained
-            rng = np.random.Generator(np.random.PCG64([seed, epoch]))
-            start = time.perf_counter()
-            sums: Dict[str, float] = {}
-            steps = 0
-            for rows in train.batches(batch_size, rng):
-                keep = _dropout_mask(train.mask_of(rows), modality_dropout, rng)
-                losses = stepper.step(rows, keep)
-                for k, v in losses.items():
-                    sums[k] = sums.get(k, 0.0) + v
-                steps += 1
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(epoch=epoch + 1, loss=f"{losses['total']:.4f}")
-            stepper.end_epoch()
-            model.epochs_trained += 1
-            record: Dict[str, Any] = {"epoch": model.epochs_trained}
-            record.update({("loss" if k == "total" else k): v / max(steps, 1) for k, v in sums.items()})
-            if val is not None:
-                record.update({f"val_{k}": v for k, v in val.losses(model, objectives).items()})
-            for name, metric in (metrics or {}).items():
-                record[f"val_{name}"] = float(metric(model))
-            if model.config.learnable_temperature:
-                record.update({f"temperature_{k}": v for k, v in model.temperatures().items()})
-            record["seconds"] = time.perf_counter() - start
+            epoch_start = _TrainingState.of(model)
+            try:
+                record = _run_epoch(model, stepper, train, val, batch_size, objectives, metrics, modality_dropout, seed, bar)
+            except KeyboardInterrupt:
+                epoch_start.restore(model)
+                raise
             history.epochs.append(record)
-            model.history.append(record)
-
             value = record.get(monitor)
             if value is None:
-                raise ValueError(f"monitor: {monitor!r} is not recorded; recorded: {sorted(record)}")
+                raise InvalidValueError(f"monitor: {monitor!r} is not recorded; recorded: {sorted(record)}", "monitor")
             if best_value is None or (value < best_value if mode == "min" else value > best_value):
                 best_value, waited, history.best_epoch = value, 0, record["epoch"]
                 if early_stopping is not None:
@@ -178,13 +208,89 @@ def fit(
                     history.stopped_early = True
                     break
     finally:
-        stepper.close()
         if bar is not None:
             bar.close()
     if best_state is not None and history.best_epoch != model.epochs_trained:
-        model.load_state_dict(best_state[0])
-        model.load_optimizer_state(best_state[1])
+        with model._lock.writing():
+            model.load_state_dict(best_state[0])
+            model.load_optimizer_state(best_state[1])
     return history
+
+
+def _run_epoch(
+    model: "LearnableMultiModal",
+    stepper: "Steps",
+    train: "_Dataset",
+    val: Optional["_Dataset"],
+    batch_size: int,
+    objectives: Optional[Mapping[str, float]],
+    metrics: Mapping[str, Metric],
+    modality_dropout: float,
+    seed: int,
+    bar: Any,
+) -> Dict[str, Any]:
+    """One epoch of steps, then its record (appended to ``model.history``)."""
+    epoch = model.epochs_trained
+    rng = np.random.Generator(np.random.PCG64([seed, epoch]))
+    start = time.perf_counter()
+    sums: Dict[str, float] = {}
+    steps = 0
+    for rows in train.batches(batch_size, rng):
+        keep = _dropout_mask(train.mask_of(rows), modality_dropout, rng)
+        losses = stepper.step(rows, keep)
+        for k, v in losses.items():
+            sums[k] = sums.get(k, 0.0) + v
+        steps += 1
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(epoch=epoch + 1, loss=f"{losses['total']:.4f}", refresh=False)  # drawn at tqdm's interval
+    stepper.end_epoch()
+    with model._lock.writing():
+        model.epochs_trained += 1
+    record: Dict[str, Any] = {"epoch": model.epochs_trained}
+    record.update({("loss" if k == "total" else k): v / max(steps, 1) for k, v in sums.items()})
+    if val is not None:
+        record.update({f"val_{k}": v for k, v in val.losses(model, objectives).items()})
+    for name, metric in metrics.items():
+        record[f"val_{name}"] = float(metric(model))
+    if model.config.learnable_temperature:
+        record.update({f"temperature_{k}": v for k, v in model.temperatures().items()})
+    record["seconds"] = time.perf_counter() - start
+    with model._lock.writing():
+        model.history.append(record)
+    return record
+
+
+@dataclass
+class _TrainingState:
+    """What :func:`fit` changes, copied: weights, Adam state (with the
+    objectives' draw counter), input standardisation, epoch count, history."""
+
+    weights: Dict[str, np.ndarray]
+    optimizer: Dict[str, Any]
+    normalization: List[Any]
+    epochs_trained: int
+    history_length: int
+
+    @classmethod
+    def of(cls, model: "LearnableMultiModal") -> "_TrainingState":
+        with model._lock.reading():
+            return cls(
+                weights=model.state_dict(),
+                optimizer=model.optimizer_state(),
+                normalization=[model.normalization(m) for m in range(NUM_MODALITIES)],
+                epochs_trained=model.epochs_trained,
+                history_length=len(model.history),
+            )
+
+    def restore(self, model: "LearnableMultiModal") -> None:
+        with model._lock.writing():
+            model.load_state_dict(self.weights)
+            model.load_optimizer_state(self.optimizer)
+            for m, stats in enumerate(self.normalization):
+                model.set_normalization(m, *(stats if stats is not None else (None, None)))
+            model.epochs_trained = self.epochs_trained
+            del model.history[self.history_length :]
 
 
 # --------------------------------------------------------------------- steps
@@ -224,6 +330,13 @@ class _Dataset:
     model), so it pickles cheaply: Ray workers share one copy."""
 
     has_inputs = True
+    #: Whether its batches carry recorded fused embeddings (``seed_consistency`` targets).
+    has_fused = False
+
+    def check(self, name: str) -> None:
+        """Raises for any value a training step would refuse, naming the
+        user's row (not its place in a shuffled batch)."""
+        raise NotImplementedError
 
     def __len__(self) -> int:
         raise NotImplementedError
@@ -277,6 +390,12 @@ class _ArrayDataset(_Dataset):
     def fit_normalization(self, model: "LearnableMultiModal") -> None:
         model.fit_normalization(self.arrays, self.mask)
 
+    def check(self, name: str) -> None:
+        for m, x in enumerate(self.arrays):
+            if x is not None:
+                arg = f"{name}[{MODALITY_NAMES[m]!r}]"
+                _check_rows(x, self.mask[:, m], arg, lambda row: f"{arg}: row {row}", present_only=True)
+
 
 class _EventDataset(_Dataset):
     """Events featurised once into per-modality component tables, so a batch
@@ -284,6 +403,7 @@ class _EventDataset(_Dataset):
 
     def __init__(self, model: "LearnableMultiModal", events: Sequence[MultiModalEvent]) -> None:
         self.n = len(events)
+        self.ids = [e.id for e in events]
         self.tables = []
         for table in event_components(model.config, events, "data"):
             if table is not None:
@@ -331,13 +451,41 @@ class _EventDataset(_Dataset):
             if table is not None:  # every component of the table is present
                 model.fit_normalization({m: table[0]})
 
+    def check(self, name: str) -> None:
+        empty = np.flatnonzero(~self.mask.any(axis=1))
+        if len(empty):
+            i = int(empty[0])
+            raise InvalidValueError(
+                f"{name}[{i}]: event {self.ids[i]} has no components; expected at least one", name
+            )
+        for m, table in enumerate(self.tables):
+            if table is not None:
+                owners = table[1]
+                _check_rows(
+                    table[0], None, name,
+                    lambda k: f"{name}[{owners[k]}]: event {self.ids[owners[k]]}'s {MODALITY_NAMES[m]} component",
+                )
+
 
 class _BufferDataset(_Dataset):
-    def __init__(self, buffer: ExperienceBuffer) -> None:
-        if not len(buffer):
-            raise ValueError("data: the experience buffer is empty")
-        self.experiences = buffer.batch()
+    has_fused = True
+
+    def __init__(self, buffer: ExperienceBuffer, name: str = "data") -> None:
+        with buffer._lock:  # one snapshot, even while other threads record
+            if not len(buffer):
+                raise InvalidValueError(f"{name}: the experience buffer is empty", name)
+            self.experiences = buffer.batch()
         self.has_inputs = bool(self.experiences.has_inputs.all())
+
+    def check(self, name: str) -> None:
+        e = self.experiences
+        n = len(e)
+        for field, x in (("embeddings", e.embeddings), ("fused", e.fused), ("rewards", e.rewards)):
+            _check_rows(x.reshape(n, -1), None, name, lambda row: f"{name}: experience {row}'s {field}")
+        if self.has_inputs:
+            for m, x in enumerate(e.inputs):
+                if x is not None:
+                    _check_rows(x, e.mask[:, m], name, lambda row: f"{name}: experience {row}'s {MODALITY_NAMES[m]} input")
 
     def __len__(self) -> int:
         return len(self.experiences)
@@ -360,22 +508,25 @@ class _BufferDataset(_Dataset):
 
 def as_dataset(model: "LearnableMultiModal", data: Any, mask: Any, name: str) -> _Dataset:
     """Wraps the accepted data forms."""
+    ds: _Dataset
     if isinstance(data, ExperienceBuffer):
         if mask is not None:
-            raise ValueError(f"{name}: a mask is not used with an experience buffer (it has its own)")
-        return _BufferDataset(data)
-    if isinstance(data, (list, tuple)) and data and all(isinstance(e, MultiModalEvent) for e in data):
+            raise InvalidValueError(f"{name}: a mask is not used with an experience buffer (it has its own)", name)
+        ds = _BufferDataset(data, name)
+    elif isinstance(data, (list, tuple)) and data and all(isinstance(e, MultiModalEvent) for e in data):
         if mask is not None:
-            raise ValueError(f"{name}: a mask is not used with events (their components say what is present)")
-        return _EventDataset(model, data)
-    if isinstance(data, Mapping) or isinstance(data, (list, tuple)):
+            raise InvalidValueError(f"{name}: a mask is not used with events (their components say what is present)", name)
+        ds = _EventDataset(model, data)
+    elif isinstance(data, Mapping) or isinstance(data, (list, tuple)):
         ds = _ArrayDataset(model, data, mask)
         if len(ds) == 0:
-            raise ValueError(f"{name}: no rows")
-        return ds
-    raise TypeError(
-        f"{name}: expected per-modality arrays, a list of MultiModalEvent or an ExperienceBuffer, got {type(data).__name__}"
-    )
+            raise InvalidValueError(f"{name}: no rows; expected at least one", name)
+    else:
+        raise TypeError(
+            f"{name}: expected per-modality arrays, a list of MultiModalEvent or an ExperienceBuffer, got {type(data).__name__}"
+        )
+    ds.check(name)
+    return ds
 
 
 # ------------------------------------------------------------------- helpers
@@ -394,7 +545,46 @@ def _dropout_mask(mask: np.ndarray, rate: float, rng: np.random.Generator) -> Op
 
 def _check_int(value: Any, name: str, minimum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name}: expected an int >= {minimum}, got {value!r}")
+        raise InvalidValueError(f"{name}: expected an int >= {minimum}, got {value!r}", name)
+
+
+def _check_rows(
+    x: np.ndarray, rows: Optional[np.ndarray], arg: str, where: Callable[[int], str], present_only: bool = False
+) -> None:
+    """NonFiniteError (about ``arg``) for the first row of ``x [n, d]``
+    (among ``rows``, when given) holding NaN or inf; ``where(row)`` names it.
+    In blocks, so the check needs little memory on large data."""
+    block = max(1, (1 << 22) // max(1, x.shape[1]))
+    for start in range(0, len(x), block):
+        bad = ~np.isfinite(x[start : start + block]).all(axis=1)
+        if rows is not None:
+            bad &= rows[start : start + block]
+        if bad.any():
+            row = start + int(np.flatnonzero(bad)[0])
+            note = " (rows the mask marks absent may hold anything)" if present_only else ""
+            raise NonFiniteError(f"{where(row)} holds NaN or inf; expected finite numbers{note}", arg)
+
+
+def _checked_metrics(metrics: Any) -> Dict[str, Metric]:
+    if metrics is None:
+        return {}
+    if not isinstance(metrics, Mapping):
+        raise TypeError(f"metrics: expected a mapping name -> fn(model) -> float, got {type(metrics).__name__}")
+    for name, fn in metrics.items():
+        if not isinstance(name, str) or not callable(fn):
+            raise TypeError(f"metrics[{name!r}]: expected a str name and a callable fn(model) -> float, got {type(fn).__name__}")
+    return dict(metrics)
+
+
+def _check_monitor(monitor: Any, has_validation: bool, metrics: Mapping[str, Metric]) -> None:
+    """``monitor`` names something an epoch records (checked again after the
+    first epoch, for objectives that turn out not to be computed)."""
+    losses = ["loss", *OBJECTIVES]
+    known = set(losses) | {f"val_{m}" for m in metrics}
+    if has_validation:
+        known |= {"val_total"} | {f"val_{o}" for o in OBJECTIVES}
+    if not isinstance(monitor, str) or monitor not in known:
+        raise InvalidValueError(f"monitor: {monitor!r} is not recorded; expected one of {sorted(known)}", "monitor")
 
 
 def _progress_bar(enabled: bool, total: int) -> Any:
@@ -405,13 +595,14 @@ def _progress_bar(enabled: bool, total: int) -> Any:
     return tqdm(total=total, unit="step", desc="fit", leave=True, dynamic_ncols=True, mininterval=0.5)
 
 
-def holdout_rows(n: int, fraction: float, seed: int) -> "tuple[np.ndarray, Optional[np.ndarray]]":
+def holdout_rows(n: int, fraction: float, seed: int, name: str = "validation_fraction") -> "tuple[np.ndarray, Optional[np.ndarray]]":
     """``(fit rows, validation rows)`` of ``n`` rows: ``round(n * fraction)``
     rows drawn from ``seed`` are held out (both sorted). Nothing is held out
     (``(all rows, None)``) when that would be fewer than 2 rows or leave
-    fewer than 2 to fit on: contrastive losses need two rows."""
-    if not (isinstance(fraction, (int, float)) and 0 <= fraction < 1):
-        raise ValueError(f"validation fraction: expected a number in [0, 1), got {fraction!r}")
+    fewer than 2 to fit on: contrastive losses need two rows. ``name``
+    names ``fraction`` in the error for a value outside ``[0, 1)``."""
+    if isinstance(fraction, bool) or not (isinstance(fraction, (int, float)) and 0 <= fraction < 1):
+        raise InvalidValueError(f"{name}: expected a number in [0, 1), got {fraction!r}", name)
     n_val = int(round(n * fraction))
     if n_val < 2 or n - n_val < 2:
         return np.arange(n), None

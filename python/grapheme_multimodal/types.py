@@ -4,12 +4,13 @@ cross-modal bindings, modal components and multimodal events."""
 from __future__ import annotations
 
 import enum
-import itertools
 from dataclasses import dataclass, field
 from typing import Any, List, Optional, Tuple, Union
 
 import numpy as np
 
+from ._validation import non_finite_message
+from .exceptions import InvalidValueError, NonFiniteError, ShapeError
 from .graph import Graph
 
 
@@ -18,7 +19,7 @@ def _clamp01(value: Any, name: str) -> float:
         raise TypeError(f"{name}: expected a number, got {type(value).__name__}")
     value = float(value)
     if np.isnan(value):
-        raise ValueError(f"{name}: expected a number in [0, 1], got NaN")
+        raise InvalidValueError(f"{name}: expected a number in [0, 1], got NaN", name)
     return min(max(value, 0.0), 1.0)
 
 
@@ -63,11 +64,11 @@ class Modality(enum.Enum):
                 return cls[value.upper()]
             except KeyError:
                 names = ", ".join(m.name.lower() for m in cls)
-                raise ValueError(f"modality: unknown modality {value!r}; expected one of {names}") from None
+                raise InvalidValueError(f"modality: unknown modality {value!r}; expected one of {names}", "modality") from None
         if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
             if 0 <= value < len(cls):
                 return cls(int(value))
-            raise ValueError(f"modality: index {value} is out of range; expected 0..6")
+            raise InvalidValueError(f"modality: index {value} is out of range; expected 0..6", "modality")
         raise TypeError(f"modality: expected a Modality, a name or an index, got {type(value).__name__}")
 
     def __str__(self) -> str:
@@ -135,7 +136,9 @@ class CrossModalBinding:
 
 @dataclass
 class ModalGraph:
-    """One modality of an event given as a graph (featurised by the model)."""
+    """One modality of an event given as a graph (featurised by the model).
+
+    Fields are checked whenever they are set, not only at construction."""
 
     graph: Graph
     modality: Modality
@@ -143,17 +146,19 @@ class ModalGraph:
     region: Optional[SpatialRegion] = None
     confidence: float = 1.0
 
-    def __post_init__(self) -> None:
-        if not isinstance(self.graph, Graph):
-            raise TypeError(f"graph: expected Graph, got {type(self.graph).__name__}")
-        self.modality = Modality.parse(self.modality)
-        self.confidence = _clamp01(self.confidence, "confidence")
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "graph" and not isinstance(value, Graph):
+            raise TypeError(f"graph: expected Graph, got {type(value).__name__}")
+        object.__setattr__(self, name, _component_field(name, value))
 
 
 @dataclass
 class ModalFeatures:
     """One modality of an event given as a feature vector of that modality's
-    input dimension (e.g. a precomputed image or text embedding)."""
+    input dimension (e.g. a precomputed image or text embedding).
+
+    Fields are checked whenever they are set, not only at construction;
+    ``features`` is kept as a float32 copy."""
 
     features: np.ndarray
     modality: Modality
@@ -161,21 +166,35 @@ class ModalFeatures:
     region: Optional[SpatialRegion] = None
     confidence: float = 1.0
 
-    def __post_init__(self) -> None:
-        arr = np.asarray(self.features)
-        if not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
-            raise TypeError(f"features: expected real numbers, got dtype {arr.dtype}")
-        if arr.ndim != 1:
-            raise ValueError(f"features: expected a 1-D vector, got shape {arr.shape}")
-        if not np.isfinite(arr).all():
-            raise ValueError("features: contains NaN or inf; expected finite numbers")
-        self.features = arr.astype(np.float32)
-        self.modality = Modality.parse(self.modality)
-        self.confidence = _clamp01(self.confidence, "confidence")
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "features":
+            value = _feature_vector(value)
+        object.__setattr__(self, name, _component_field(name, value))
+
+
+def _component_field(name: str, value: Any) -> Any:
+    """A component's ``modality`` parsed, ``confidence`` clamped to [0, 1]."""
+    if name == "modality":
+        return Modality.parse(value)
+    if name == "confidence":
+        return _clamp01(value, "confidence")
+    return value
+
+
+def _feature_vector(value: Any) -> np.ndarray:
+    arr = np.asarray(value)
+    if not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
+        raise TypeError(f"features: expected real numbers, got dtype {arr.dtype}")
+    if arr.ndim != 1:
+        raise ShapeError(f"features: expected a 1-D vector, got shape {arr.shape}", "features")
+    out = arr.astype(np.float32)
+    if not np.isfinite(out).all():
+        bad = int(np.flatnonzero(~np.isfinite(out))[0])
+        raise NonFiniteError(f"features: entry {bad} {non_finite_message(arr[bad])}", "features")
+    return out
 
 
 Component = Union[ModalGraph, ModalFeatures]
-_event_versions = itertools.count()
 
 
 @dataclass(eq=False)
@@ -195,18 +214,12 @@ class MultiModalEvent:
         components, self.components = list(self.components), []
         for c in components:
             self.add_component(c)
-        self._touch()
-
-    def _touch(self) -> None:
-        # A fresh token on every change lets the model's embedding cache spot edits.
-        self._version = next(_event_versions)
 
     def add_component(self, component: Component) -> None:
         """Adds a :class:`ModalGraph` or :class:`ModalFeatures`."""
         if not isinstance(component, (ModalGraph, ModalFeatures)):
             raise TypeError(f"component: expected ModalGraph or ModalFeatures, got {type(component).__name__}")
         self.components.append(component)
-        self._touch()
 
     def add_binding(self, binding: CrossModalBinding) -> None:
         """Adds a :class:`CrossModalBinding`."""

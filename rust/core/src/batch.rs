@@ -82,6 +82,10 @@ impl<'a, T: Real> EncoderInput<'a, T> {
     /// agree, rows index the batch, weights are finite and non-negative.
     /// Modalities with no components are dropped.
     pub fn components(batch_size: usize, parts: [Option<ModalityInput<'a, T>>; NUM_MODALITIES]) -> Result<Self> {
+        // The mask and the pooling's per-event counts (the embeddings are
+        // checked when they are allocated).
+        let per_event = NUM_MODALITIES + 2 * std::mem::size_of::<usize>();
+        crate::memory::check("batch_size", &format!("a batch of {batch_size} events"), batch_size, per_event)?;
         let mut modalities: [Option<ModalityInput<'a, T>>; NUM_MODALITIES] = Default::default();
         for (m, (slot, part)) in modalities.iter_mut().zip(parts).enumerate() {
             let Some(part) = part else { continue };
@@ -153,7 +157,7 @@ mod tests {
         let mut xs: [Option<ArrayView2<f32>>; 7] = Default::default();
         xs[0] = Some(a.view());
         xs[1] = Some(b.view());
-        let input = EncoderInput::dense(xs.clone(), partial.view()).unwrap();
+        let input = EncoderInput::dense(xs, partial.view()).unwrap();
         let visual = input.modalities[0].as_ref().unwrap();
         assert!(visual.x.is_view());
         let auditory = input.modalities[1].as_ref().unwrap();

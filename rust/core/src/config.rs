@@ -1,10 +1,21 @@
 //! Model configuration with the original's defaults.
 
-use crate::error::{Error, Result};
+use crate::error::{fmt_value, Error, Result};
 use crate::features::FINGERPRINT_DIM;
 use crate::modality::NUM_MODALITIES;
 use crate::nn::temperature::{MAX_TEMPERATURE, MIN_TEMPERATURE};
 use crate::nn::BinderKind;
+use crate::real::Real;
+
+/// The largest `embed_dim`, `hidden_dim` and input dimension accepted: far
+/// beyond any memory (the size of the model is checked against memory
+/// separately), small enough that no arithmetic on the sizes can overflow.
+pub const MAX_DIM: usize = 1 << 32;
+
+/// The most layers `encoder_hidden` or `shared_head` may list (far deeper
+/// than any use; bounds the bookkeeping of the layout, which is allocated
+/// before the model's size is checked against memory).
+pub const MAX_LAYERS: usize = 256;
 
 /// Hyper-parameters of [`crate::LearnableMultiModal`].
 #[derive(Debug, Clone, PartialEq)]
@@ -97,7 +108,12 @@ impl Config {
                 return Err(Error::invalid(name, "got 0; expected a positive integer"));
             }
         }
-        if self.embed_dim % self.num_heads != 0 {
+        let sizes = [("embed_dim", self.embed_dim), ("hidden_dim", self.hidden_dim), ("num_heads", self.num_heads)];
+        let dims = self.input_dims.iter().map(|&d| ("input_dims", d));
+        if let Some((name, v)) = sizes.into_iter().chain(dims).find(|&(_, v)| v > MAX_DIM) {
+            return Err(Error::too_large(name, format!("got {v}; expected at most {MAX_DIM}")));
+        }
+        if !self.embed_dim.is_multiple_of(self.num_heads) {
             return Err(Error::invalid(
                 "num_heads",
                 format!(
@@ -109,7 +125,7 @@ impl Config {
         if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
             return Err(Error::invalid(
                 "learning_rate",
-                format!("got {}; expected a finite positive number", self.learning_rate),
+                format!("got {}; expected a finite positive number", fmt_value(self.learning_rate)),
             ));
         }
         if let Some(m) = self.input_dims.iter().position(|&d| d == 0) {
@@ -121,13 +137,13 @@ impl Config {
         if !(self.temperature.is_finite() && self.temperature > 0.0) {
             return Err(Error::invalid(
                 "temperature",
-                format!("got {}; expected a finite positive number", self.temperature),
+                format!("got {}; expected a finite positive number", fmt_value(self.temperature)),
             ));
         }
         if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
             return Err(Error::invalid(
                 "weight_decay",
-                format!("got {}; expected a finite number >= 0", self.weight_decay),
+                format!("got {}; expected a finite number >= 0", fmt_value(self.weight_decay)),
             ));
         }
         if let Some(c) = self.grad_clip {
@@ -138,6 +154,9 @@ impl Config {
                 ));
             }
         }
+        if self.weight_decay * self.learning_rate >= 1.0 {
+            return Err(weight_decay_error("learning_rate", self.learning_rate, self.weight_decay));
+        }
         self.validate_capacity()
     }
 
@@ -146,16 +165,28 @@ impl Config {
         self.encoder_output_dim.unwrap_or(self.embed_dim)
     }
 
-    /// Checks the optional capacity fields.
+    /// Checks the optional capacity fields. Widths are bounded as the other
+    /// sizes (by [`MAX_DIM`]) and the layer counts by [`MAX_LAYERS`], so the
+    /// layout's checked arithmetic and the model's memory check (in
+    /// [`crate::LearnableMultiModal::new`]) see every size before anything
+    /// is allocated.
     fn validate_capacity(&self) -> Result<()> {
         let widths = [("encoder_hidden", &self.encoder_hidden), ("shared_head", &self.shared_head)];
         for (name, list) in widths {
+            if list.len() > MAX_LAYERS {
+                return Err(Error::too_large(name, format!("got {} layers; expected at most {MAX_LAYERS}", list.len())));
+            }
             if let Some(i) = list.iter().position(|&w| w == 0) {
                 return Err(Error::invalid(format!("{name}[{i}]"), "got 0; expected a positive layer width"));
             }
+            if let Some(i) = list.iter().position(|&w| w > MAX_DIM) {
+                return Err(Error::too_large(format!("{name}[{i}]"), format!("got {}; expected at most {MAX_DIM}", list[i])));
+            }
         }
-        if self.encoder_output_dim == Some(0) {
-            return Err(Error::invalid("encoder_output_dim", "got 0; expected a positive integer or None"));
+        match self.encoder_output_dim {
+            Some(0) => return Err(Error::invalid("encoder_output_dim", "got 0; expected a positive integer or None")),
+            Some(d) if d > MAX_DIM => return Err(Error::too_large("encoder_output_dim", format!("got {d}; expected at most {MAX_DIM} or None"))),
+            _ => {}
         }
         match self.shared_head.last() {
             None if self.encoder_dim() != self.embed_dim => {
@@ -183,7 +214,7 @@ impl Config {
         }
         for (name, p) in [("encoder_input_dropout", self.encoder_input_dropout), ("encoder_hidden_dropout", self.encoder_hidden_dropout)] {
             if !(p.is_finite() && (0.0..1.0).contains(&p)) {
-                return Err(Error::invalid(name, format!("got {p}; expected a probability in [0, 1)")));
+                return Err(Error::invalid(name, format!("got {}; expected a probability in [0, 1)", fmt_value(p))));
             }
         }
         if self.encoder_hidden_dropout > 0.0 && self.encoder_hidden.is_empty() {
@@ -199,31 +230,99 @@ impl Config {
                 format!("got {}; a learnable temperature starts in [{lo}, {hi}] and stays there", self.temperature),
             ));
         }
-        self.check_capacity_size()
+        Ok(())
     }
 
-    /// The new layers' sizes must be countable: their products and sum fit
-    /// in memory-sized integers (a config cannot ask for an impossible model).
-    fn check_capacity_size(&self) -> Result<()> {
-        let too_large = || Error::too_large("config", "the encoder and head layers hold more parameters than fit in memory; expected smaller widths");
-        let mut total: usize = 0;
-        let mut add_stack = |input: usize, widths: &mut dyn Iterator<Item = usize>| -> Result<()> {
-            let mut fan_in = input;
-            for w in widths {
-                let layer = fan_in.checked_mul(w).and_then(|n| n.checked_add(w)).ok_or_else(too_large)?;
-                total = total.checked_add(layer).ok_or_else(too_large)?;
-                fan_in = w;
-            }
-            Ok(())
-        };
-        for &d in &self.input_dims {
-            add_stack(d, &mut self.encoder_hidden.iter().copied().chain([self.encoder_dim()]))?;
+    /// The size field that contributes most to the number of parameters
+    /// (what an error about a model too large for memory names).
+    pub fn largest_size_field(&self) -> &'static str {
+        let widest = |list: &[usize]| list.iter().copied().max().unwrap_or(0);
+        [
+            ("embed_dim", self.embed_dim),
+            ("hidden_dim", self.hidden_dim),
+            ("input_dims", widest(&self.input_dims)),
+            ("encoder_hidden", widest(&self.encoder_hidden)),
+            ("encoder_output_dim", self.encoder_output_dim.unwrap_or(0)),
+            ("shared_head", widest(&self.shared_head)),
+        ]
+        .into_iter()
+        .max_by_key(|&(_, v)| v)
+        .map_or("embed_dim", |(name, _)| name)
+    }
+
+    /// The size fields as a user set them (the optional ones when set), for
+    /// messages about the size of the model.
+    pub fn size_summary(&self) -> String {
+        let mut sizes = format!(
+            "embed_dim={}, hidden_dim={}, input_dims up to {}",
+            self.embed_dim,
+            self.hidden_dim,
+            self.input_dims.iter().max().copied().unwrap_or(0)
+        );
+        let widest = |list: &[usize]| list.iter().copied().max().unwrap_or(0);
+        if !self.encoder_hidden.is_empty() {
+            sizes += &format!(", encoder_hidden of {} layers up to {}", self.encoder_hidden.len(), widest(&self.encoder_hidden));
         }
-        add_stack(self.encoder_dim(), &mut self.shared_head.iter().copied())?;
-        // Weights, gradients, two Adam moments and the transposes: 5 f32 each.
-        if total.checked_mul(5 * std::mem::size_of::<f32>()).is_none_or(|bytes| bytes > isize::MAX as usize) {
-            return Err(too_large());
+        if let Some(d) = self.encoder_output_dim {
+            sizes += &format!(", encoder_output_dim={d}");
+        }
+        if !self.shared_head.is_empty() {
+            sizes += &format!(", shared_head of {} layers up to {}", self.shared_head.len(), widest(&self.shared_head));
+        }
+        sizes
+    }
+
+    /// The checks that depend on the float type: the learning settings
+    /// (see [`check_step_settings`]) and `1 / temperature` representable in `T`.
+    pub fn validate_for<T: Real>(&self) -> Result<()> {
+        self.validate()?;
+        check_step_settings::<T>("learning_rate", self.learning_rate, self.weight_decay)?;
+        if !T::c(1.0 / self.temperature).is_finite() {
+            return Err(Error::invalid(
+                "temperature",
+                format!(
+                    "got {}; the contrastive logits are scaled by 1 / temperature, which must be representable in the model's floats",
+                    fmt_value(self.temperature)
+                ),
+            ));
         }
         Ok(())
     }
+}
+
+/// The largest step Adam takes is `lr / (1 − β1) = 10 lr` (its first
+/// update): it must be representable in `T`. The decoupled decay factor
+/// `1 − lr·weight_decay` must be positive (else every step zeroes or flips
+/// every weight). `arg` names the learning rate as the caller knows it.
+pub fn check_step_settings<T: Real>(arg: &str, lr: f64, weight_decay: f64) -> Result<()> {
+    if !(lr.is_finite() && lr > 0.0) {
+        return Err(Error::invalid(arg, format!("got {}; expected a finite positive number", fmt_value(lr))));
+    }
+    let largest_step = lr / (1.0 - crate::adam::BETA1);
+    if !T::c(largest_step).is_finite() {
+        return Err(Error::invalid(
+            arg,
+            format!(
+                "got {}; Adam's first step lr / (1 − β1) = {largest_step:e} is beyond the model's float range (float32: at most 3.4e38)",
+                fmt_value(lr)
+            ),
+        ));
+    }
+    if lr * weight_decay >= 1.0 {
+        return Err(weight_decay_error(arg, lr, weight_decay));
+    }
+    Ok(())
+}
+
+fn weight_decay_error(lr_arg: &str, lr: f64, weight_decay: f64) -> Error {
+    Error::invalid(
+        "weight_decay",
+        format!(
+            "got {} with {lr_arg}={}: the decoupled decay multiplies every weight by 1 − {lr_arg}·weight_decay = {} each step \
+             (zeroing or flipping it); expected {lr_arg} × weight_decay < 1",
+            fmt_value(weight_decay),
+            fmt_value(lr),
+            fmt_value(1.0 - lr * weight_decay)
+        ),
+    )
 }

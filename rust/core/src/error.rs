@@ -21,6 +21,10 @@ pub enum Error {
     /// A size whose memory cannot be had, or whose byte count overflows.
     #[error("{arg}: {message}")]
     TooLarge { arg: String, message: String },
+    /// Finite inputs or settings whose result would not be finite (a
+    /// float32 overflow); nothing was changed.
+    #[error("{arg}: {message}")]
+    Overflow { arg: String, message: String },
 }
 
 impl Error {
@@ -46,10 +50,21 @@ impl Error {
         }
     }
 
+    pub fn overflow(arg: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Overflow {
+            arg: arg.into(),
+            message: message.into(),
+        }
+    }
+
     /// The argument the error is about.
     pub fn arg(&self) -> &str {
         match self {
-            Error::Shape { arg, .. } | Error::NonFinite { arg, .. } | Error::Invalid { arg, .. } | Error::TooLarge { arg, .. } => arg,
+            Error::Shape { arg, .. }
+            | Error::NonFinite { arg, .. }
+            | Error::Invalid { arg, .. }
+            | Error::TooLarge { arg, .. }
+            | Error::Overflow { arg, .. } => arg,
         }
     }
 
@@ -62,6 +77,16 @@ impl Error {
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
+
+/// A number as a user would type it: plain when moderate, else in
+/// scientific notation (`1e300`, not three hundred digits).
+pub fn fmt_value(v: f64) -> String {
+    if v == 0.0 || !v.is_finite() || (1e-4..1e6).contains(&v.abs()) {
+        format!("{v}")
+    } else {
+        format!("{v:e}")
+    }
+}
 
 /// Formats a shape the way numpy prints it: `(3, 18)`.
 pub fn fmt_shape(shape: &[usize]) -> String {

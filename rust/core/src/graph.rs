@@ -92,15 +92,32 @@ fn scale_to_unit(values: impl Iterator<Item = f32>, arg: &str, range: Option<Val
 /// `given` (which must hold one entry per node), else `default` for every node.
 fn one_per_node<T: Clone>(arg: &str, given: Option<Vec<T>>, num_nodes: usize, default: T) -> Result<Vec<T>> {
     match given {
-        None => Ok(vec![default; num_nodes]),
+        None => crate::memory::try_vec("num_nodes", &format!("the default {arg}"), num_nodes, default),
         Some(v) if v.len() == num_nodes => Ok(v),
         Some(v) => Err(Error::shape(arg, format!("({num_nodes},) (one per node)"), format!("({},)", v.len()))),
     }
 }
 
 /// The chain `0 -> 1 -> ... -> n-1`.
-fn chain_edges(n: usize) -> Vec<(usize, usize)> {
-    (1..n).map(|i| (i - 1, i)).collect()
+fn chain_edges(arg: &str, n: usize) -> Result<Vec<(usize, usize)>> {
+    let mut edges = crate::memory::try_vec(arg, "the edges", 0, (0, 0))?;
+    edges.try_reserve_exact(n.saturating_sub(1)).map_err(|_| Error::too_large(arg, format!("a chain of {n} nodes could not be allocated")))?;
+    edges.extend((1..n).map(|i| (i - 1, i)));
+    Ok(edges)
+}
+
+/// Heap bytes of one text label (a small string's allocation).
+const LABEL_HEAP_BYTES: usize = 32;
+
+/// Refuses a graph of `nodes` nodes and `edges` edges that cannot fit in
+/// memory (an activation, a label and `label_heap` bytes per node, two
+/// indices per edge, and the neighbour lists featurising builds), naming `arg`.
+fn check_graph_memory(arg: &str, nodes: usize, edges: usize, label_heap: usize) -> Result<()> {
+    let per_node = std::mem::size_of::<f32>() + std::mem::size_of::<String>() + label_heap + 2 * std::mem::size_of::<usize>();
+    let per_edge = 2 * std::mem::size_of::<usize>() + 2 * std::mem::size_of::<usize>();
+    let bytes = nodes.checked_mul(per_node).and_then(|a| edges.checked_mul(per_edge).and_then(|b| a.checked_add(b)));
+    let what = format!("a graph of {nodes} nodes and {edges} edges");
+    crate::memory::check(arg, &what, bytes.unwrap_or(usize::MAX), 1).map(|_| ())
 }
 
 /// A directed graph. Node `i` has `activations[i]` (finite f32) and
@@ -123,16 +140,27 @@ impl Graph {
     /// cluster), activation 1.0, labelled with the unit's text, chained
     /// `i -> i+1`. `to_text()` gives `text` back.
     pub fn from_text_units(text: &str, unit: TextUnit) -> Self {
-        let labels: Vec<String> = match unit {
-            TextUnit::Char => text.chars().map(String::from).collect(),
-            TextUnit::Grapheme => text.graphemes(true).map(String::from).collect(),
-        };
-        let n = labels.len();
-        Graph {
-            activations: vec![TEXT_ACTIVATION; n],
-            labels,
-            edges: chain_edges(n),
+        Self::try_from_text_units(text, unit).expect("a text graph that fits in memory")
+    }
+
+    /// [`Self::from_text_units`], with its memory checked first:
+    /// `TooLarge` when the graph cannot fit.
+    pub fn try_from_text_units(text: &str, unit: TextUnit) -> Result<Self> {
+        // At most one node per char (graphemes group chars).
+        let n = text.chars().count();
+        check_graph_memory("text", n, n.saturating_sub(1), LABEL_HEAP_BYTES)?;
+        let mut labels = crate::memory::try_vec("text", "the node labels", 0, String::new())?;
+        labels.try_reserve_exact(n).map_err(|_| Error::too_large("text", format!("a graph of {n} nodes could not be allocated")))?;
+        match unit {
+            TextUnit::Char => labels.extend(text.chars().map(String::from)),
+            TextUnit::Grapheme => labels.extend(text.graphemes(true).map(String::from)),
         }
+        let n = labels.len();
+        Ok(Graph {
+            activations: crate::memory::try_vec("text", "the node activations", n, TEXT_ACTIVATION)?,
+            labels,
+            edges: chain_edges("text", n)?,
+        })
     }
 
     /// A pixel-grid graph of an `[H, W]` image: node `r*W + c` per pixel
@@ -146,8 +174,11 @@ impl Graph {
         if let Some(((r, c), _)) = image.indexed_iter().find(|(_, v)| !v.is_finite()) {
             return Err(Error::non_finite("image", format!("pixel ({r}, {c})")));
         }
+        let num_edges = (h.saturating_mul(w.saturating_sub(1)).saturating_add(w.saturating_mul(h.saturating_sub(1)))).saturating_mul(2);
+        check_graph_memory("image", h.saturating_mul(w), num_edges, 0)?;
         let activations = scale_to_unit(image.iter().copied(), "image", range)?;
-        let mut edges = Vec::with_capacity(2 * (h * w.saturating_sub(1) + w * h.saturating_sub(1)));
+        let mut edges = crate::memory::try_vec("image", "the edges", 0, (0, 0))?;
+        edges.try_reserve_exact(num_edges).map_err(|_| Error::too_large("image", format!("{num_edges} edges could not be allocated")))?;
         for r in 0..h {
             for c in 0..w {
                 let i = r * w + c;
@@ -162,7 +193,7 @@ impl Graph {
             }
         }
         Ok(Graph {
-            labels: vec![String::new(); activations.len()],
+            labels: crate::memory::try_vec("image", "the node labels", activations.len(), String::new())?,
             activations,
             edges,
         })
@@ -172,12 +203,13 @@ impl Graph {
     /// (see [`ValueRange`]; min-max over the values when `range` is `None`),
     /// with empty labels: audio frames, joint angles, any 1-D signal.
     pub fn from_sequence(values: &[f32], range: Option<ValueRange>) -> Result<Self> {
+        let n = values.len();
+        check_graph_memory("values", n, n.saturating_sub(1), 0)?;
         let activations = scale_to_unit(values.iter().copied(), "values", range)?;
-        let n = activations.len();
         Ok(Graph {
-            labels: vec![String::new(); n],
+            labels: crate::memory::try_vec("values", "the node labels", n, String::new())?,
             activations,
-            edges: chain_edges(n),
+            edges: chain_edges("values", n)?,
         })
     }
 
@@ -190,10 +222,12 @@ impl Graph {
         activations: Option<Vec<f32>>,
         labels: Option<Vec<String>>,
     ) -> Result<Self> {
+        check_graph_memory("num_nodes", num_nodes, edges.len(), 0)?;
         let activations = one_per_node("activations", activations, num_nodes, 1.0)?;
         check_finite("activations", &ArrayView1::from(&activations))?;
         let labels = one_per_node("labels", labels, num_nodes, String::new())?;
-        let mut checked = Vec::with_capacity(edges.len());
+        let mut checked = crate::memory::try_vec("edges", "the edges", 0, (0, 0))?;
+        checked.try_reserve_exact(edges.len()).map_err(|_| Error::too_large("edges", format!("{} edges could not be allocated", edges.len())))?;
         for (k, &[s, t]) in edges.iter().enumerate() {
             let in_range = |v: i64| v >= 0 && (v as u64) < num_nodes as u64;
             if !in_range(s) || !in_range(t) {

@@ -18,6 +18,7 @@ pub mod error;
 pub mod features;
 pub mod graph;
 pub mod kernels;
+pub mod memory;
 pub mod modality;
 pub mod model;
 pub mod nn;

@@ -4,9 +4,9 @@
 
 use crate::batch::{input_arg, EncoderInput};
 use crate::config::Config;
-use crate::error::{Error, Result};
+use crate::error::{fmt_value, Error, Result};
 use crate::modality::{Modality, NUM_MODALITIES};
-use crate::adam::Adam;
+use crate::adam::{Adam, ParamsBound};
 use crate::nn::dropout::{dropout_rng, DropoutRates};
 use crate::nn::encoder::{pool_components, pool_components_backward, Dropping, EncoderTape, PoolTape};
 use crate::nn::{AttentionOutput, CrossModalBinder, FusionNetwork, LearnedTemperature, ModalityAttention, ModalityEncoder, ProjectionHead};
@@ -15,7 +15,9 @@ use crate::params::{assign, ParamLayout, Params, ParamsMut};
 use crate::real::Real;
 use crate::validate::{all_finite, check_finite, check_shape};
 use crate::kernels::threads;
-use ndarray::{s, Array1, Array2, Array3, ArrayView2, ArrayView3, ArrayViewD, Axis, CowArray, Ix3};
+use ndarray::{s, Array1, Array2, Array3, ArrayView1, ArrayView2, ArrayView3, ArrayViewD, ArrayViewMut2, Axis, CowArray, Ix3};
+use crate::memory::try_zeros_array;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
 /// The model. `T` is `f32` for users and `f64` for gradient checks.
@@ -41,6 +43,9 @@ pub struct LearnableMultiModal<T> {
     pub(crate) grads: Vec<T>,
     pub(crate) has_grads: bool,
     pub(crate) adam: Adam<T>,
+    /// A bound of the weights' largest magnitude kept by Adam's updates;
+    /// `None` after any other change of the weights.
+    pub(crate) params_bound: ParamsBound,
     pub(crate) rng_counter: u64,
     /// Per-modality input standardisation `(x - mean) / std`, applied before
     /// the encoder (learned from training data, not trained by gradients).
@@ -76,6 +81,11 @@ impl<T> SpareBuffer<T> {
     }
 }
 
+/// Buffers of one value per parameter a training model holds: weights,
+/// their transposes, gradients, a scratch gradient, Adam's two moments and
+/// its three staging buffers.
+const STATE_BUFFERS: usize = 9;
+
 /// Rows per task of the batched forward: small enough that a task's
 /// activations stay in L2, large enough that a task outweighs its dispatch.
 const FORWARD_CHUNK: usize = 96;
@@ -86,6 +96,49 @@ const FORWARD_CHUNK: usize = 96;
 fn forward_chunk(batch: usize) -> usize {
     let per_task = batch.div_ceil(2 * threads::num_threads()).div_ceil(6) * 6;
     per_task.clamp(6, FORWARD_CHUNK)
+}
+
+/// The smallest input standard deviation a normalisation may hold: ten
+/// float32 epsilons, below which scikit-learn's `StandardScaler` treats a
+/// column as constant (`fit_normalization` then uses 1).
+pub const MIN_STD: f64 = 10.0 * f32::EPSILON as f64;
+
+/// The slot of [`FirstOverflow`] that stands for the fused embedding.
+const FUSED_SLOT: usize = NUM_MODALITIES;
+
+/// The first `(row, slot)` (slot: a modality, or [`FUSED_SLOT`]) whose
+/// result was not finite, noted by any number of tasks at once.
+struct FirstOverflow(AtomicUsize);
+
+impl FirstOverflow {
+    fn new() -> Self {
+        FirstOverflow(AtomicUsize::new(usize::MAX))
+    }
+
+    /// Notes the first `(row, norm)` whose norm is not finite: a row whose
+    /// values overflowed (or the l2 normalisation's NaN for it).
+    fn check_norms<T: Real>(&self, norms: impl Iterator<Item = (usize, T)>, slot: usize) {
+        if let Some((row, _)) = norms.filter(|(_, n)| !n.is_finite()).min_by_key(|&(r, _)| r) {
+            self.note(row, slot);
+        }
+    }
+
+    fn note(&self, row: usize, slot: usize) {
+        self.0.fetch_min(row.saturating_mul(FUSED_SLOT + 1).saturating_add(slot), Ordering::Relaxed);
+    }
+
+    fn first(&self) -> Option<(usize, usize)> {
+        let key = self.0.load(Ordering::Relaxed);
+        (key != usize::MAX).then_some((key / (FUSED_SLOT + 1), key % (FUSED_SLOT + 1)))
+    }
+}
+
+/// The error of a row the fusion network overflowed on.
+fn fusion_overflow(arg: &str, row: usize) -> Error {
+    Error::overflow(
+        arg,
+        format!("row {row} overflows float32 in the fusion network; modality embeddings are unit vectors (from encode), expected values of moderate size"),
+    )
 }
 
 /// `(x - mean) / std` per input column.
@@ -117,8 +170,13 @@ pub(crate) struct ModalityTape<T> {
 
 impl<T: Real> LearnableMultiModal<T> {
     /// Builds the model and initialises its weights from `config.seed`.
+    ///
+    /// The config is checked first, then the size of the model against the
+    /// memory it needs (weights, their transposes, gradients, Adam's moments
+    /// and staging buffers: `TooLarge` naming the size that dominates),
+    /// before anything large is allocated.
     pub fn new(config: Config) -> Result<Self> {
-        config.validate()?;
+        config.validate_for::<T>()?;
         let (e, h) = (config.embed_dim, config.hidden_dim);
         let mut layout = ParamLayout::new();
         let with_head = !config.shared_head.is_empty();
@@ -139,8 +197,13 @@ impl<T: Real> LearnableMultiModal<T> {
         let temperatures = config.learnable_temperature.then(|| {
             [Objective::Contrastive, Objective::FusedContrastive].map(|o| LearnedTemperature::register(&mut layout, o.name(), config.temperature))
         });
-        let params = layout.initialize(config.seed);
-        let n = layout.len();
+        let arg = config.largest_size_field();
+        let sizes = config.size_summary();
+        let n = layout
+            .checked_len()
+            .ok_or_else(|| Error::too_large(arg, format!("{sizes}: the number of parameters overflows")))?;
+        crate::memory::check(arg, &format!("{sizes}: a model of {n} parameters (its weights and training state)"), n, STATE_BUFFERS * std::mem::size_of::<T>())?;
+        let params = layout.try_initialize(config.seed)?;
         Ok(LearnableMultiModal {
             config,
             layout,
@@ -151,9 +214,10 @@ impl<T: Real> LearnableMultiModal<T> {
             attention,
             head,
             temperatures,
-            grads: vec![T::zero(); n],
+            grads: crate::memory::try_zeros(arg, "the gradient buffer", n)?,
             has_grads: false,
-            adam: Adam::new(n),
+            adam: Adam::try_new(n)?,
+            params_bound: None,
             rng_counter: 0,
             normalizers: vec![None; NUM_MODALITIES],
             transposed: OnceLock::new(),
@@ -177,6 +241,7 @@ impl<T: Real> LearnableMultiModal<T> {
 
     pub fn params_mut(&mut self) -> &mut [T] {
         self.params_changed();
+        self.params_bound = None;
         &mut self.params
     }
 
@@ -255,6 +320,7 @@ impl<T: Real> LearnableMultiModal<T> {
     /// Overwrites tensor `name`; its shape must match and values be finite.
     pub fn set_param(&mut self, name: &str, values: ArrayViewD<T>) -> Result<()> {
         self.params_changed();
+        self.params_bound = None;
         assign(&self.layout, &mut self.params, name, values)
     }
 
@@ -264,7 +330,7 @@ impl<T: Real> LearnableMultiModal<T> {
     }
 
     /// Sets (or with `None` removes) modality `m`'s input standardisation:
-    /// `mean` and `std` are `[d_m]`, finite, `std > 0`.
+    /// `mean` and `std` are `[d_m]`, finite, `std >= MIN_STD`.
     pub fn set_normalizer(&mut self, m: Modality, normalizer: Option<Normalizer<T>>) -> Result<()> {
         if let Some(n) = &normalizer {
             let d = self.config.input_dims[m.index()];
@@ -272,8 +338,16 @@ impl<T: Real> LearnableMultiModal<T> {
             check_shape(&format!("{arg}.mean"), &n.mean, &[Some(d)])?;
             check_shape(&format!("{arg}.std"), &n.std, &[Some(d)])?;
             check_finite(&format!("{arg}.mean"), &n.mean)?;
-            if let Some(v) = n.std.iter().find(|v| !(v.is_finite() && **v > T::zero())) {
-                return Err(Error::invalid(format!("{arg}.std"), format!("got {v}; expected finite numbers > 0")));
+            let min = T::c(MIN_STD);
+            if let Some((i, v)) = n.std.iter().enumerate().find(|(_, v)| !(v.is_finite() && **v >= min)) {
+                return Err(Error::invalid(
+                    format!("{arg}.std"),
+                    format!(
+                        "got {} at index {i}; expected finite numbers >= {MIN_STD:.3e} (dividing by a smaller std overflows float32; \
+                         a constant column's std is taken as 1, as fit_normalization and scikit-learn's StandardScaler do)",
+                        fmt_value(v.to_f64().unwrap_or(f64::NAN))
+                    ),
+                ));
             }
         }
         self.normalizers[m.index()] = normalizer;
@@ -325,7 +399,8 @@ impl<T: Real> LearnableMultiModal<T> {
         }
         let (batch, e) = (input.batch_size, self.embed_dim());
         let params = self.view();
-        let mut emb = Array3::zeros((batch, NUM_MODALITIES, e));
+        let mut emb = try_zeros_array("inputs", "the embeddings [B, 7, E]", (batch, NUM_MODALITIES, e))?;
+        let overflow = FirstOverflow::new();
         let direct: [bool; NUM_MODALITIES] = std::array::from_fn(|m| {
             input.modalities[m].as_ref().is_some_and(|p| p.rows.len() == batch && p.rows.iter().enumerate().all(|(i, &r)| i == r))
         });
@@ -333,13 +408,16 @@ impl<T: Real> LearnableMultiModal<T> {
             let Some(part) = part.as_ref().filter(|_| !direct[m]) else { continue };
             let normalized = self.normalizers[m].as_ref().map(|n| n.apply(part.x.view()));
             let x = normalized.as_ref().map_or_else(|| part.x.view(), |x| x.view());
-            let z = self.encoders[m].forward_train(params, x);
+            let mut z = self.encoders[m].forward_train(params, x);
+            if let Some(i) = self.rescue_encoder_rows(m, params, x, z.out.view_mut(), z.norms.view()) {
+                overflow.note(part.rows[i], m);
+            }
             pool_components(z.out.view(), &part.rows, part.weights.as_deref(), emb.slice_mut(s![.., m, ..]));
         }
         let mask = input.mask();
         let mask = mask.as_standard_layout();
         let present = mask.as_slice().expect("standard layout");
-        let mut fused = fuse.then(|| Array2::zeros((batch, e)));
+        let mut fused = fuse.then(|| try_zeros_array("inputs", "the fused embeddings [B, E]", (batch, e))).transpose()?;
         let chunk = forward_chunk(batch);
         let emb_chunks = emb.axis_chunks_iter_mut(Axis(0), chunk);
         let tasks: Vec<_> = match fused.as_mut() {
@@ -355,14 +433,39 @@ impl<T: Real> LearnableMultiModal<T> {
                 let normalized = self.normalizers[m].as_ref().map(|n| n.apply(x));
                 let x = normalized.as_ref().map_or(x, |x| x.view());
                 self.encoders[m].forward_into(params, x, emb.slice_mut(s![.., m, ..]), norms.view_mut());
+                if let Some(i) = self.rescue_encoder_rows(m, params, x, emb.slice_mut(s![.., m, ..]), norms.view()) {
+                    overflow.note(r0 + i, m);
+                }
             }
             if let Some(mut fused) = fused {
                 let x = emb.view().into_shape_with_order((rows, NUM_MODALITIES * e)).expect("chunks of a fresh array are contiguous");
                 let present = &present[r0 * NUM_MODALITIES..(r0 + rows) * NUM_MODALITIES];
                 self.fusion.forward_rows(params, x, Some(present), fused.view_mut(), norms.view_mut());
+                overflow.check_norms(norms.iter().enumerate().map(|(i, n)| (r0 + i, *n)), FUSED_SLOT);
             }
         });
-        Ok((emb, fused))
+        match overflow.first() {
+            None => Ok((emb, fused)),
+            Some((row, FUSED_SLOT)) => Err(fusion_overflow("inputs", row)),
+            Some((row, m)) => Err(Error::overflow(
+                input_arg(m),
+                format!("row {row} overflows float32 in the encoder (after the model's normalization, if any); expected values of moderate size"),
+            )),
+        }
+    }
+
+    /// Recomputes the rows of encoder `m`'s output `out` whose `norms` show
+    /// that their products overflowed float32, with the inputs scaled down
+    /// (exactly the same embedding); returns the first row that is still not
+    /// finite (its input overflowed already, e.g. in the normalisation).
+    fn rescue_encoder_rows(&self, m: usize, params: Params<T>, x: ArrayView2<T>, mut out: ArrayViewMut2<T>, norms: ArrayView1<T>) -> Option<usize> {
+        let mut failed = None;
+        for i in (0..norms.len()).filter(|&i| !norms[i].is_finite()) {
+            if !self.encoders[m].forward_row_scaled(params, x.row(i), out.row_mut(i)) && failed.is_none() {
+                failed = Some(i);
+            }
+        }
+        failed
     }
 
     /// [`Self::encode`] keeping, per modality, what the backward needs (the
@@ -373,7 +476,7 @@ impl<T: Real> LearnableMultiModal<T> {
     pub(crate) fn encode_train(&self, input: &EncoderInput<T>, dropout_counter: Option<u64>) -> Result<EncodedWithTapes<T>> {
         let rates = self.dropout_rates();
         let dropout_counter = dropout_counter.filter(|_| rates.is_active());
-        let mut emb = Array3::zeros((input.batch_size, NUM_MODALITIES, self.embed_dim()));
+        let mut emb = try_zeros_array("inputs", "the embeddings [B, 7, E]", (input.batch_size, NUM_MODALITIES, self.embed_dim()))?;
         let mut tapes = Vec::with_capacity(NUM_MODALITIES);
         for (m, slot) in input.modalities.iter().enumerate() {
             let Some(part) = slot else {
@@ -423,16 +526,21 @@ impl<T: Real> LearnableMultiModal<T> {
         let mask = mask.as_standard_layout();
         let present = mask.as_slice().expect("standard layout");
         let params = self.view();
-        let mut fused = Array2::zeros((batch, e));
+        let mut fused = try_zeros_array("embeddings", "the fused embeddings [B, E]", (batch, e))?;
         let chunk = forward_chunk(batch);
         let tasks: Vec<_> = x.axis_chunks_iter(Axis(0), chunk).zip(fused.axis_chunks_iter_mut(Axis(0), chunk)).enumerate().collect();
+        let overflow = FirstOverflow::new();
         threads::for_each_item(tasks, |(t, (x, out))| {
             let rows = x.nrows();
             let mut norms = Array1::zeros(rows);
             let present = &present[t * chunk * NUM_MODALITIES..(t * chunk + rows) * NUM_MODALITIES];
             self.fusion.forward_rows(params, x, Some(present), out, norms.view_mut());
+            overflow.check_norms(norms.iter().enumerate().map(|(i, n)| (t * chunk + i, *n)), FUSED_SLOT);
         });
-        Ok(fused)
+        match overflow.first() {
+            None => Ok(fused),
+            Some((row, _)) => Err(fusion_overflow("embeddings", row)),
+        }
     }
 
     /// Encodes then fuses: `(embeddings [B, M, E], fused [B, E])`.
@@ -448,13 +556,21 @@ impl<T: Real> LearnableMultiModal<T> {
         check_shape("b", &b, &[Some(a.nrows()), e])?;
         check_finite("a", &a)?;
         check_finite("b", &b)?;
-        Ok(self.binder.forward(self.view(), a, b))
+        let strengths = self.binder.forward(self.view(), a, b);
+        match strengths.iter().position(|v| !v.is_finite()) {
+            None => Ok(strengths),
+            Some(row) => Err(Error::overflow("a", format!("row {row}: the binder overflows float32 on this pair; embeddings are unit vectors (from encode), expected values of moderate size"))),
+        }
     }
 
     /// `S[b, i, j] = strength(e_i, e_j)` for modalities present in row `b`, else 0.
     pub fn pair_strengths(&self, emb: ArrayView3<T>, mask: ArrayView2<bool>) -> Result<Array3<T>> {
         let emb = self.check_embeddings(emb, mask)?;
-        Ok(self.binder.pair_strengths(self.view(), emb.view(), mask))
+        let strengths = self.binder.pair_strengths(self.view(), emb.view(), mask);
+        match strengths.indexed_iter().find(|(_, v)| !v.is_finite()) {
+            None => Ok(strengths),
+            Some(((row, ..), _)) => Err(Error::overflow("embeddings", format!("row {row}: the binder overflows float32 on this row; embeddings are unit vectors (from encode), expected values of moderate size"))),
+        }
     }
 
     /// Attention of `query [B, E]` over the present modalities of `emb [B, M, E]`.
@@ -462,7 +578,16 @@ impl<T: Real> LearnableMultiModal<T> {
         let emb = self.check_embeddings(emb, mask)?;
         check_shape("query", &query, &[Some(emb.shape()[0]), Some(self.embed_dim())])?;
         check_finite("query", &query)?;
-        Ok(self.attention.forward(self.view(), query, emb.view(), mask))
+        let out = self.attention.forward(self.view(), query, emb.view(), mask);
+        let finite = |a: ArrayView1<T>| a.iter().all(|v| v.is_finite());
+        let row = (0..out.weights.nrows()).find(|&b| !(finite(out.weights.row(b)) && finite(out.attended.row(b))));
+        match row {
+            None => Ok(out),
+            Some(row) => Err(Error::overflow(
+                "query",
+                format!("row {row}: the attention overflows float32 on this row's query and embeddings; expected values of moderate size (embeddings are unit vectors from encode)"),
+            )),
+        }
     }
 
     /// Validates `emb [B, M, E]` against `mask [B, M]` and zeroes absent slots

@@ -44,6 +44,7 @@
 //! stream fixed by `(seed, counter, objective)` — see [`objective_rng`] — so
 //! a checkpoint only has to store the counter.
 
+use crate::error::{Error, Result};
 use crate::kernels::{self, threads, Epilogue};
 use crate::modality::NUM_MODALITIES;
 use crate::nn::ops::{cosine_rows, NORM_EPS};
@@ -152,6 +153,27 @@ pub fn objective_rng(seed: u64, counter: u64, objective: Objective) -> ChaCha8Rn
     let mut rng = ChaCha8Rng::seed_from_u64(key);
     rng.set_stream(counter);
     rng
+}
+
+/// Refuses, before any work, a batch whose `[B, B]` contrastive logits
+/// cannot fit in memory: the largest temporaries of a training step (each
+/// contrastive pair computed at once holds one, up to one pair per thread,
+/// and up to three when its logits span too widely for one shift; the same
+/// for fused_contrastive). Larger batches are refused rather than computed
+/// in blocks: accumulate the gradients of smaller ones with `backward`.
+pub fn check_batch_memory<T>(batch: usize, weights: &ObjectiveWeights) -> Result<()> {
+    let uses = |o| weights.get(o) > 0.0;
+    if !(uses(Objective::Contrastive) || uses(Objective::FusedContrastive)) {
+        return Ok(());
+    }
+    let pairs = NUM_MODALITIES * (NUM_MODALITIES - 1) / 2;
+    let matrices = 3 * threads::num_threads().clamp(1, pairs);
+    let what = format!("a batch of {batch} rows: the contrastive objectives' [B, B] logits (up to {matrices} such matrices at once)");
+    let cells = batch.checked_mul(batch).and_then(|c| c.checked_mul(matrices)).unwrap_or(usize::MAX);
+    crate::memory::check("batch_size", &what, cells, std::mem::size_of::<T>()).map(|_| ()).map_err(|e| match e {
+        Error::TooLarge { arg, message } => Error::too_large(arg, format!("{message}; use smaller batches (e.g. accumulate their gradients with backward)")),
+        e => e,
+    })
 }
 
 /// A uniform integer in `0..n` (`n > 0`; the modulo bias is below 2⁻⁵⁰ here).

@@ -58,6 +58,8 @@ impl ParamSpec {
 pub struct ParamLayout {
     specs: Vec<ParamSpec>,
     len: usize,
+    /// A tensor's size or the total overflowed `usize` (see [`Self::checked_len`]).
+    overflowed: bool,
 }
 
 impl ParamLayout {
@@ -65,15 +67,22 @@ impl ParamLayout {
         Self::default()
     }
 
-    /// Appends a tensor; returns its id.
+    /// Appends a tensor; returns its id. Sizes are added with checked
+    /// arithmetic: a layout whose total overflows is flagged (see
+    /// [`Self::checked_len`]) and must not be used.
     pub fn add(&mut self, name: impl Into<String>, shape: &[usize], init: Init) -> ParamId {
+        let size = crate::memory::product(shape);
+        let end = size.and_then(|n| self.len.checked_add(n));
         let spec = ParamSpec {
             name: name.into(),
             shape: shape.to_vec(),
             offset: self.len,
             init,
         };
-        self.len += spec.len();
+        match end {
+            Some(end) => self.len = end,
+            None => self.overflowed = true,
+        }
         self.specs.push(spec);
         ParamId(self.specs.len() - 1)
     }
@@ -81,6 +90,12 @@ impl ParamLayout {
     /// Total number of scalars.
     pub fn len(&self) -> usize {
         self.len
+    }
+
+    /// The total number of scalars, `None` when it overflowed `usize` (a
+    /// config far beyond any memory).
+    pub fn checked_len(&self) -> Option<usize> {
+        (!self.overflowed).then_some(self.len)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -115,8 +130,15 @@ impl ParamLayout {
     /// A fresh buffer initialised from `seed`: the same seed gives the same
     /// bits on every platform (ChaCha8 stream, drawn in layout order).
     pub fn initialize<T: Real>(&self, seed: u64) -> Vec<T> {
+        self.try_initialize(seed).expect("a layout that fits in memory")
+    }
+
+    /// [`Self::initialize`], allocated fallibly: `TooLarge` when the buffer
+    /// cannot be had.
+    pub fn try_initialize<T: Real>(&self, seed: u64) -> Result<Vec<T>> {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let mut data = vec![T::zero(); self.len];
+        let len = self.checked_len().ok_or_else(|| Error::too_large("config", "the number of parameters overflows"))?;
+        let mut data = crate::memory::try_zeros::<T>("config", "the parameter buffer", len)?;
         for spec in &self.specs {
             match spec.init {
                 Init::Uniform(s) => {
@@ -130,7 +152,7 @@ impl ParamLayout {
                 Init::Zeros => {}
             }
         }
-        data
+        Ok(data)
     }
 
     /// Read-only views of the tensors in `data`.

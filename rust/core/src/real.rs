@@ -9,6 +9,7 @@ use std::ops::{AddAssign, DivAssign, MulAssign, SubAssign};
 
 pub trait Real:
     Float
+    + crate::memory::Zeroable
     + LinalgScalar
     + ScalarOperand
     + Sum

@@ -7,9 +7,9 @@
 //! counter that, with `config.seed`, fixes the objectives' random draws, so
 //! the training state is exactly: weights, gradients, Adam state, counter.
 
-use crate::adam::{AdamSettings, StepReport};
+use crate::adam::{AdamSettings, OverflowCause, Refusal, StepReport, MAX_STEP};
 use crate::batch::EncoderInput;
-use crate::error::{Error, Result};
+use crate::error::{fmt_value, Error, Result};
 use crate::model::LearnableMultiModal;
 use crate::modality::NUM_MODALITIES;
 use crate::objectives::{self, objective_rng, GradSink, Losses, Objective, ObjectiveWeights, NUM_OBJECTIVES};
@@ -98,25 +98,12 @@ impl<T: Real> LearnableMultiModal<T> {
     /// The losses of `batch`; their gradients are added to the accumulated
     /// ones. On error nothing changes.
     pub fn backward(&mut self, batch: &TrainBatch<T>, weights: &ObjectiveWeights) -> Result<Losses<T>> {
+        let counter = self.next_counter()?;
         // Without gradients yet, the (all-zero) gradient buffer itself
         // receives them; else a scratch buffer, added on success.
         let accumulate = self.has_grads;
-        let mut fresh = if accumulate {
-            let mut scratch = std::mem::take(&mut self.grad_scratch);
-            scratch.clear();
-            scratch.resize(self.layout.len(), T::zero());
-            scratch
-        } else {
-            std::mem::take(&mut self.grads)
-        };
-        let result = self.run_objectives(batch, weights, self.rng_counter, Some(&mut fresh), true).and_then(|losses| {
-            if all_finite(&fresh) {
-                return Ok(losses);
-            }
-            let i = fresh.iter().position(|g| !g.is_finite()).unwrap_or(0);
-            let name = &self.layout.specs().iter().find(|s| s.range().contains(&i)).expect("index in layout").name;
-            Err(Error::non_finite("gradients", format!("parameter {name} (the loss is ill-conditioned for this batch)")))
-        });
+        let mut fresh = if accumulate { self.take_scratch() } else { std::mem::take(&mut self.grads) };
+        let result = self.gradients_into(batch, weights, &mut fresh);
         if accumulate {
             if result.is_ok() {
                 for (g, f) in self.grads.iter_mut().zip(&fresh) {
@@ -132,19 +119,100 @@ impl<T: Real> LearnableMultiModal<T> {
         }
         let losses = result?;
         self.has_grads = true;
-        self.rng_counter += 1;
+        self.rng_counter = counter;
         Ok(losses)
     }
 
-    /// `zero_grad → backward → step(lr)`.
+    /// `zero_grad → backward → step(lr)`, all or nothing: when any part is
+    /// refused (bad input, non-finite gradients, an update that would make a
+    /// weight non-finite) the model is left exactly as it was, its
+    /// accumulated gradients and random-draw counter included.
     pub fn train_step(&mut self, batch: &TrainBatch<T>, weights: &ObjectiveWeights, lr: Option<f64>) -> Result<(Losses<T>, StepReport)> {
         let settings = self.adam_settings(lr)?;
-        self.zero_grad();
-        let losses = self.backward(batch, weights)?;
+        let counter = self.next_counter()?;
+        let mut fresh = self.take_scratch();
+        let result = match self.gradients_into(batch, weights, &mut fresh) {
+            Ok(losses) => match self.adam.update_tracked(&mut self.params, &fresh, &settings, &mut self.params_bound) {
+                Ok(report) => Ok((losses, report)),
+                Err(r) => Err(self.refusal_error(r, &settings, lr.is_some())),
+            },
+            Err(e) => Err(e),
+        };
+        if result.is_ok() {
+            std::mem::swap(&mut self.grads, &mut fresh);
+            self.has_grads = true;
+            self.rng_counter = counter;
+            self.after_update();
+        }
+        self.grad_scratch = fresh;
+        result
+    }
+
+    /// Forgets what was derived from the old weights and keeps the learned
+    /// temperatures in their range (after an accepted update; clamping only
+    /// moves a value toward 0, so Adam's tracked bound of the weights holds).
+    fn after_update(&mut self) {
         self.params_changed();
-        let report = self.adam.update(&mut self.params, &self.grads, &settings)?;
         self.clamp_temperatures();
-        Ok((losses, report))
+    }
+
+    /// The gradients of `batch` written into `out` (zero-filled, layout
+    /// order), with the encoders' training dropout; an error when any is not
+    /// finite.
+    fn gradients_into(&self, batch: &TrainBatch<T>, weights: &ObjectiveWeights, out: &mut [T]) -> Result<Losses<T>> {
+        let losses = self.run_objectives(batch, weights, self.rng_counter, Some(out), true)?;
+        if all_finite(out) {
+            return Ok(losses);
+        }
+        let i = out.iter().position(|g| !g.is_finite()).unwrap_or(0);
+        Err(Error::non_finite("gradients", format!("parameter {} (the loss is ill-conditioned for this batch)", self.param_name(i))))
+    }
+
+    /// The scratch gradient buffer, zero-filled to the layout's length.
+    fn take_scratch(&mut self) -> Vec<T> {
+        let mut scratch = std::mem::take(&mut self.grad_scratch);
+        scratch.clear();
+        scratch.resize(self.layout.len(), T::zero());
+        scratch
+    }
+
+    /// The counter after one more gradient computation.
+    fn next_counter(&self) -> Result<u64> {
+        self.rng_counter
+            .checked_add(1)
+            .ok_or_else(|| Error::invalid("optimizer state rng_counter", "is at its maximum; reset it to continue"))
+    }
+
+    /// The name of the tensor holding flat index `i`.
+    fn param_name(&self, i: usize) -> &str {
+        self.layout.specs().iter().find(|s| s.range().contains(&i)).map_or("?", |s| s.name.as_str())
+    }
+
+    /// The error of an update Adam refused (the model is unchanged).
+    fn refusal_error(&self, refusal: Refusal, settings: &AdamSettings, lr_given: bool) -> Error {
+        let lr_arg = if lr_given { "lr" } else { "learning_rate" };
+        match refusal {
+            Refusal::NonFiniteGradient(i) => Error::non_finite("gradients", format!("parameter {}", self.param_name(i))),
+            Refusal::Settings(e) => e,
+            Refusal::StepLimit => Error::invalid(
+                "optimizer state step",
+                format!("reached its maximum {MAX_STEP}; reset_optimizer() to continue"),
+            ),
+            Refusal::Overflow { index, cause } => {
+                let name = self.param_name(index);
+                let (arg, why) = match cause {
+                    OverflowCause::WeightDecay => {
+                        ("weight_decay", format!("{} × the weight overflows", fmt_value(1.0 - settings.learning_rate * settings.weight_decay)))
+                    }
+                    OverflowCause::Gradient => ("gradients", "the gradient is too large for Adam's first moment".to_string()),
+                    OverflowCause::LearningRate => (lr_arg, format!("a step of {} is too large for it", fmt_value(settings.learning_rate))),
+                };
+                Error::overflow(
+                    arg,
+                    format!("the update would make parameter {name} non-finite ({why}); the step was refused and the model is unchanged"),
+                )
+            }
+        }
     }
 
     /// Clears the accumulated gradients.
@@ -164,29 +232,32 @@ impl<T: Real> LearnableMultiModal<T> {
     }
 
     /// One Adam update from the accumulated gradients (which are kept);
-    /// `None` (and nothing changes) when there are none.
+    /// `None` (and nothing changes) when there are none. A refused update
+    /// changes nothing.
     pub fn step(&mut self, lr: Option<f64>) -> Result<Option<StepReport>> {
         let settings = self.adam_settings(lr)?;
         if !self.has_grads {
             return Ok(None);
         }
-        self.params_changed();
-        let report = self.adam.update(&mut self.params, &self.grads, &settings)?;
-        self.clamp_temperatures();
+        let report = self.adam.update_tracked(&mut self.params, &self.grads, &settings, &mut self.params_bound).map_err(|r| self.refusal_error(r, &settings, lr.is_some()))?;
+        self.after_update();
         Ok(Some(report))
     }
 
     /// One Adam update from `grads` (layout order), e.g. gradients averaged
-    /// over workers; the accumulated gradients are left as they are.
+    /// over workers; the accumulated gradients are left as they are. A
+    /// refused update changes nothing.
     pub fn apply_gradients(&mut self, grads: &[T], lr: Option<f64>) -> Result<StepReport> {
         let settings = self.adam_settings(lr)?;
         let n = self.layout.len();
         if grads.len() != n {
             return Err(Error::shape("grads", format!("({n},)"), format!("({},)", grads.len())));
         }
-        self.params_changed();
-        let report = self.adam.update(&mut self.params, grads, &settings)?;
-        self.clamp_temperatures();
+        let report = self.adam.update_tracked(&mut self.params, grads, &settings, &mut self.params_bound).map_err(|r| match r {
+            Refusal::NonFiniteGradient(i) => Error::non_finite("grads", format!("flat index {i} (parameter {})", self.param_name(i))),
+            r => self.refusal_error(r, &settings, lr.is_some()),
+        })?;
+        self.after_update();
         Ok(report)
     }
 
@@ -201,6 +272,9 @@ impl<T: Real> LearnableMultiModal<T> {
 
     /// Restores a state from [`Self::optimizer_state`] (checked first).
     pub fn set_optimizer_state(&mut self, state: OptimizerState<T>) -> Result<()> {
+        if state.rng_counter > MAX_STEP {
+            return Err(Error::invalid("optimizer state rng_counter", format!("got {}; expected at most {MAX_STEP}", state.rng_counter)));
+        }
         self.adam.set_state(state.m, state.v, state.step)?;
         self.rng_counter = state.rng_counter;
         Ok(())
@@ -240,10 +314,11 @@ impl<T: Real> LearnableMultiModal<T> {
     }
 
     fn adam_settings(&self, lr: Option<f64>) -> Result<AdamSettings> {
-        let learning_rate = lr.unwrap_or(self.config.learning_rate);
-        if !(learning_rate.is_finite() && learning_rate > 0.0) {
-            return Err(Error::invalid("lr", format!("got {learning_rate}; expected a finite positive number")));
-        }
+        let (learning_rate, arg) = match lr {
+            Some(lr) => (lr, "lr"),
+            None => (self.config.learning_rate, "learning_rate"),
+        };
+        crate::config::check_step_settings::<T>(arg, learning_rate, self.config.weight_decay)?;
         Ok(AdamSettings {
             learning_rate,
             weight_decay: self.config.weight_decay,
@@ -257,11 +332,12 @@ impl<T: Real> LearnableMultiModal<T> {
     fn run_objectives(&self, batch: &TrainBatch<T>, weights: &ObjectiveWeights, counter: u64, grads: Option<&mut [T]>, train: bool) -> Result<Losses<T>> {
         for o in Objective::ALL {
             let w = weights.get(o);
-            if !(w.is_finite() && w >= 0.0) {
-                return Err(Error::invalid("weights", format!("{}: got {w}; expected a finite number >= 0", o.name())));
+            if !(w.is_finite() && w >= 0.0 && T::c(w).is_finite()) {
+                return Err(Error::invalid("weights", format!("{}: got {w}; expected a finite number >= 0 that float32 holds", o.name())));
             }
         }
         let batch_size = batch.batch_size();
+        objectives::check_batch_memory::<T>(batch_size, weights)?;
         let e = self.embed_dim();
         let uses_seed = weights.get(Objective::SeedConsistency) > 0.0;
         if let Some(f) = batch.fused {
@@ -328,8 +404,17 @@ impl<T: Real> LearnableMultiModal<T> {
                     objectives::fused_contrastive(&self.fusion, params, emb, mask, tau, self.config.fused_neighbors, &mut rng, sink)
                 }
             };
+            if !loss.is_finite() {
+                return Err(Error::overflow(
+                    "inputs",
+                    format!("the {} loss of this batch is not finite (its values overflow float32 in it); expected inputs of moderate size", o.name()),
+                ));
+            }
             values[o.index()] = Some(loss);
             total += T::c(w) * loss;
+        }
+        if !total.is_finite() {
+            return Err(Error::overflow("weights", "the weighted sum of the losses overflows; expected smaller objective weights"));
         }
         if let (Some(g), Some(d_emb), Some((input, tapes))) = (grads.as_mut(), d_emb.as_ref(), encoded.as_ref()) {
             self.encode_backward(input, tapes, emb, d_emb, g);

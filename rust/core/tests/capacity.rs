@@ -114,6 +114,41 @@ fn invalid_capacity_is_refused_by_name() {
 }
 
 #[test]
+fn capacity_sizes_are_checked_before_anything_is_allocated() {
+    let refused = |c: Config| match LearnableMultiModal::<f32>::new(c) {
+        Err(e @ Error::TooLarge { .. }) => e.arg().to_string(),
+        Err(e) => panic!("not TooLarge: {e}"),
+        Ok(_) => panic!("accepted"),
+    };
+    let base = Config::default();
+    // Each width within the bound, their product far beyond memory: the
+    // model's memory check names the widest field.
+    assert_eq!(refused(Config { encoder_hidden: vec![1 << 31, 1 << 31], ..base.clone() }), "encoder_hidden");
+    assert_eq!(refused(Config { encoder_output_dim: Some(1 << 31), shared_head: vec![1 << 30, 64], ..base.clone() }), "encoder_output_dim");
+    assert_eq!(refused(Config { shared_head: vec![1 << 32, 64], ..base.clone() }), "shared_head");
+    assert_eq!(refused(Config { shared_head: vec![(1 << 32) + 1, 64], ..base.clone() }), "shared_head[0]");
+    assert_eq!(refused(Config { encoder_output_dim: Some(usize::MAX), shared_head: vec![64], ..base.clone() }), "encoder_output_dim");
+    assert_eq!(refused(Config { encoder_hidden: vec![1; 10_000], ..base }), "encoder_hidden");
+}
+
+#[test]
+fn a_refused_update_leaves_the_learned_temperatures_as_they_were() {
+    let mut model = LearnableMultiModal::<f32>::new(deep()).unwrap();
+    // Set by hand beyond the range (it acts as its bound): only an accepted
+    // update clamps it.
+    model.set_param("contrastive.log_temperature", ndarray::arr1(&[5.0f32]).into_dyn().view()).unwrap();
+    let before = model.params().to_vec();
+    let mut grads = vec![0.0f32; model.num_parameters()];
+    grads[0] = f32::NAN;
+    assert!(matches!(model.apply_gradients(&grads, None), Err(Error::NonFinite { .. })));
+    assert_eq!(model.params(), &before[..], "nothing changed");
+    grads[0] = 0.0;
+    model.apply_gradients(&grads, None).unwrap();
+    assert_eq!(model.param("contrastive.log_temperature").unwrap()[[0]], 0.0, "clamped to log 1 by the accepted update");
+    assert!(model.params().iter().all(|v| v.is_finite()));
+}
+
+#[test]
 fn dropout_in_training_only_and_fixed_by_seed_and_counter() {
     let xs = inputs(12, 1);
     let mask = Array2::from_elem((12, 7), true);

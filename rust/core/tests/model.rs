@@ -135,8 +135,8 @@ fn single_head_reference(m: &LearnableMultiModal<f64>, q: &Array1<f64>, emb: &Ar
     let total: f64 = exps.iter().sum();
     let weights: Vec<f64> = exps.iter().map(|x| if total > 0.0 { x / total } else { 0.0 }).collect();
     let mut ctx = Array1::zeros(q.len());
-    for i in 0..7 {
-        ctx.scaled_add(weights[i], &wv.dot(&emb.row(i)));
+    for (i, &w) in weights.iter().enumerate() {
+        ctx.scaled_add(w, &wv.dot(&emb.row(i)));
     }
     (weights, wo.dot(&ctx))
 }
@@ -152,8 +152,8 @@ fn one_head_attention_is_the_original_formula() {
     for r in 0..4 {
         let present: Vec<bool> = mask.row(r).to_vec();
         let (w, att) = single_head_reference(&m, &query.row(r).to_owned(), &emb.slice(s![r, .., ..]).to_owned(), &present);
-        for i in 0..7 {
-            assert!((out.weights[[r, i]] - w[i]).abs() < 1e-12);
+        for (i, &w) in w.iter().enumerate() {
+            assert!((out.weights[[r, i]] - w).abs() < 1e-12);
         }
         for (a, b) in out.attended.row(r).iter().zip(att.iter()) {
             assert!((a - b).abs() < 1e-12);

@@ -3,26 +3,77 @@
 
 use grapheme_multimodal::batch::input_arg;
 use grapheme_multimodal::{ModalityInput, NUM_MODALITIES};
-use ndarray::{ArrayView1, ArrayView2, CowArray};
-use numpy::{PyReadonlyArray1, PyReadonlyArray2};
+use ndarray::{Array2, ArrayView, ArrayView1, ArrayView2, CowArray, Dimension, Ix1, Ix2, Ix3, IxDyn};
+use numpy::{Element, PyArray, PyArray2, PyArrayMethods, PyReadonlyArray, PyUntypedArrayMethods};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use std::borrow::Cow;
 
+/// A numpy array of `T` read in place when its data is aligned for `T`,
+/// else copied (by numpy, into an aligned array) first: Rust may only read
+/// aligned values, while numpy allows arrays at any byte offset (e.g. views
+/// of a buffer at an odd offset).
+pub struct Aligned<'py, T: Element, D: Dimension>(PyReadonlyArray<'py, T, D>);
+
+pub type F32Array1<'py> = Aligned<'py, f32, Ix1>;
+pub type F32Array2<'py> = Aligned<'py, f32, Ix2>;
+pub type F32Array3<'py> = Aligned<'py, f32, Ix3>;
+pub type F32ArrayDyn<'py> = Aligned<'py, f32, IxDyn>;
+pub type I64Array1<'py> = Aligned<'py, i64, Ix1>;
+pub type I64Array2<'py> = Aligned<'py, i64, Ix2>;
+
+impl<T: Element, D: Dimension> Aligned<'_, T, D> {
+    pub fn as_array(&self) -> ArrayView<'_, T, D> {
+        self.0.as_array()
+    }
+}
+
+impl<'a, 'py, T: Element + 'a, D: Dimension + 'a> FromPyObject<'a, 'py> for Aligned<'py, T, D> {
+    type Error = PyErr;
+
+    fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        let array = obj.cast::<PyArray<T, D>>()?.to_owned();
+        let array = if array.is_aligned() { array } else { array.call_method0("copy")?.cast_into::<PyArray<T, D>>()? };
+        Ok(Aligned(array.try_readonly()?))
+    }
+}
+
+/// A bool array (`[B, 7]` presence mask) read as bytes, any nonzero byte
+/// counting as true: numpy bool arrays can hold other bytes than 0 and 1
+/// (e.g. `(x & 6).view(bool)`), which Rust must never read as `bool`. Always
+/// a small copy (one byte per entry).
+pub struct Mask(pub Array2<bool>);
+
+impl<'a, 'py> FromPyObject<'a, 'py> for Mask {
+    type Error = PyErr;
+
+    fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        let array = obj.cast::<PyArray2<bool>>()?;
+        let _no_rust_writer = array.try_readonly()?;
+        let bytes = array.as_raw_array().cast::<u8>();
+        // SAFETY: numpy keeps the data readable for the array's shape and
+        // strides while we hold the array (the read-only borrow excludes
+        // writers from Rust); `u8` has the size and alignment of numpy's
+        // bool, and every byte is a valid `u8` (never read as `bool`).
+        let bytes = unsafe { bytes.deref_into_view() };
+        Ok(Mask(bytes.mapv(|b| b != 0)))
+    }
+}
+
 /// One modality's components as they arrive: `(x [N, d], rows [N], weights [N] | None)`.
-pub type Component<'py> = (PyReadonlyArray2<'py, f32>, RowIndices<'py>, Option<Floats<'py>>);
+pub type Component<'py> = (F32Array2<'py>, RowIndices<'py>, Option<Floats<'py>>);
 
 /// Row indices: an int64 array (read without Python objects) or any sequence of ints.
 #[derive(FromPyObject)]
 pub enum RowIndices<'py> {
-    Array(PyReadonlyArray1<'py, i64>),
+    Array(I64Array1<'py>),
     Sequence(Vec<usize>),
 }
 
 /// Floats: a float32 array (read in place) or any sequence of floats.
 #[derive(FromPyObject)]
 pub enum Floats<'py> {
-    Array(PyReadonlyArray1<'py, f32>),
+    Array(F32Array1<'py>),
     Sequence(Vec<f32>),
 }
 
@@ -45,7 +96,7 @@ pub fn seven<T>(items: Vec<T>, arg: &str) -> PyResult<[T; NUM_MODALITIES]> {
 }
 
 /// Views of the dense inputs `[B, d_m]` (read in place).
-pub fn dense_views<'a>(inputs: &'a [Option<PyReadonlyArray2<'_, f32>>]) -> PyResult<[Option<ArrayView2<'a, f32>>; NUM_MODALITIES]> {
+pub fn dense_views<'a>(inputs: &'a [Option<F32Array2<'_>>]) -> PyResult<[Option<ArrayView2<'a, f32>>; NUM_MODALITIES]> {
     seven(inputs.iter().map(|a| a.as_ref().map(|a| a.as_array())).collect(), "inputs")
 }
 

@@ -14,7 +14,7 @@ pub fn to_py(err: grapheme_multimodal::Error) -> PyErr {
     let args = (err.to_string(), err.arg().to_string());
     match err {
         Error::Shape { .. } => ShapeError::new_err(args),
-        Error::NonFinite { .. } => NonFiniteError::new_err(args),
+        Error::NonFinite { .. } | Error::Overflow { .. } => NonFiniteError::new_err(args),
         Error::Invalid { .. } => InvalidValueError::new_err(args),
         Error::TooLarge { .. } => TooLargeError::new_err(args),
     }

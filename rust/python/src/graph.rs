@@ -1,13 +1,14 @@
 //! `_core.Graph`: a Rust graph held by the Python `Graph` wrapper, its
 //! builders, and the batched featurisers.
 
-use crate::convert::{contiguous, Floats};
+use crate::convert::{contiguous, F32Array1, F32Array2, Floats, I64Array2};
 use crate::errors::IntoPyResult;
+use crate::guard::detached;
 use grapheme_multimodal::features::{featurize as featurize_graphs, featurize_items, FeatureKind, Featurizable};
 use grapheme_multimodal::validate::check_shape;
 use grapheme_multimodal::{Graph, TextUnit, ValueRange};
 use ndarray::Array2;
-use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2};
+use numpy::{IntoPyArray, PyArray1, PyArray2};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::pybacked::PyBackedStr;
 use pyo3::prelude::*;
@@ -26,29 +27,27 @@ fn value_range(range: Option<(f32, f32)>) -> PyResult<Option<ValueRange>> {
 impl PyGraph {
     #[staticmethod]
     #[pyo3(signature = (text, unit="char"))]
-    fn from_text(text: &str, unit: &str) -> PyResult<Self> {
-        Ok(PyGraph {
-            inner: Graph::from_text_units(text, TextUnit::parse(unit).py()?),
-        })
+    fn from_text(py: Python<'_>, text: &str, unit: &str) -> PyResult<Self> {
+        let unit = TextUnit::parse(unit).py()?;
+        Ok(PyGraph { inner: detached(py, || Graph::try_from_text_units(text, unit))? })
     }
 
     /// `image` is `[H, W]` float32; `value_range` maps onto [0, 1] (min-max when absent).
     #[staticmethod]
     #[pyo3(signature = (image, value_range=None))]
-    fn from_image(py: Python<'_>, image: PyReadonlyArray2<'_, f32>, value_range: Option<(f32, f32)>) -> PyResult<Self> {
+    fn from_image(py: Python<'_>, image: F32Array2<'_>, value_range: Option<(f32, f32)>) -> PyResult<Self> {
         let range = self::value_range(value_range)?;
         let view = image.as_array();
-        let inner = py.detach(|| Graph::from_image(view, range)).py()?;
-        Ok(PyGraph { inner })
+        Ok(PyGraph { inner: detached(py, || Graph::from_image(view, range))? })
     }
 
     /// `values` is `[n]` float32; `value_range` maps onto [0, 1] (min-max when absent).
     #[staticmethod]
     #[pyo3(signature = (values, value_range=None))]
-    fn from_sequence(values: PyReadonlyArray1<'_, f32>, value_range: Option<(f32, f32)>) -> PyResult<Self> {
+    fn from_sequence(py: Python<'_>, values: F32Array1<'_>, value_range: Option<(f32, f32)>) -> PyResult<Self> {
         let range = self::value_range(value_range)?;
-        let inner = Graph::from_sequence(&contiguous(values.as_array()), range).py()?;
-        Ok(PyGraph { inner })
+        let values = values.as_array();
+        Ok(PyGraph { inner: detached(py, || Graph::from_sequence(&contiguous(values), range))? })
     }
 
     /// `edges` is `(m, 2)` int64 (the Python layer converts lists of pairs);
@@ -56,18 +55,21 @@ impl PyGraph {
     #[staticmethod]
     #[pyo3(signature = (num_nodes, edges, activations=None, labels=None))]
     fn from_edges(
+        py: Python<'_>,
         num_nodes: usize,
-        edges: PyReadonlyArray2<'_, i64>,
+        edges: I64Array2<'_>,
         activations: Option<Floats<'_>>,
         labels: Option<Vec<String>>,
     ) -> PyResult<Self> {
         let edges = edges.as_array();
         // `(m, 2)` checked here too: `_core` may be called directly.
         check_shape("edges", &edges, &[None, Some(2)]).py()?;
-        let pairs: Vec<[i64; 2]> = edges.rows().into_iter().map(|r| [r[0], r[1]]).collect();
-        Ok(PyGraph {
-            inner: Graph::from_edges(num_nodes, &pairs, activations.map(|a| a.as_slice().into_owned()), labels).py()?,
-        })
+        let activations = activations.as_ref().map(|a| a.as_slice());
+        let inner = detached(py, || {
+            let pairs: Vec<[i64; 2]> = edges.rows().into_iter().map(|r| [r[0], r[1]]).collect();
+            Graph::from_edges(num_nodes, &pairs, activations.map(|a| a.into_owned()), labels)
+        })?;
+        Ok(PyGraph { inner })
     }
 
     #[getter]
@@ -110,16 +112,16 @@ impl PyGraph {
         iterations: Option<i64>,
     ) -> PyResult<Bound<'py, PyArray1<f32>>> {
         let kind = FeatureKind::parse(kind, dim, iterations).py()?;
-        Ok(py.detach(|| kind.features(&self.inner)).into_pyarray(py))
+        Ok(detached(py, || Ok(kind.features(&self.inner)))?.into_pyarray(py))
     }
 }
 
 /// The 18 SPEC features of each graph, `[N, 18]` float32, rows in
 /// parallel; GIL released.
 #[pyfunction]
-pub fn fingerprints<'py>(py: Python<'py>, graphs: Vec<PyRef<'py, PyGraph>>) -> Bound<'py, PyArray2<f32>> {
+pub fn fingerprints<'py>(py: Python<'py>, graphs: Vec<PyRef<'py, PyGraph>>) -> PyResult<Bound<'py, PyArray2<f32>>> {
     let refs: Vec<&Graph> = graphs.iter().map(|g| &g.inner).collect();
-    py.detach(|| featurize_graphs(&refs, &FeatureKind::Fingerprint)).into_pyarray(py)
+    Ok(detached(py, || featurize_graphs(&refs, &FeatureKind::Fingerprint))?.into_pyarray(py))
 }
 
 /// One item of `featurize`, held while the GIL is released.
@@ -168,5 +170,5 @@ pub fn featurize<'py>(
             Item::Graph(g) => Featurizable::Graph(&g.inner),
         })
         .collect();
-    Ok(py.detach(|| featurize_items(&refs, unit, &kind)).into_pyarray(py))
+    Ok(detached(py, || featurize_items(&refs, unit, &kind))?.into_pyarray(py))
 }

@@ -5,15 +5,29 @@
 mod convert;
 mod errors;
 mod graph;
+mod guard;
 mod model;
 
 use pyo3::prelude::*;
 
-/// Sets the number of threads the library computes with (≥ 1).
+/// Sets the number of threads the library computes with (≥ 1); returns the
+/// number it will use (at most `max_threads()`).
 #[pyfunction]
-fn set_num_threads(n: i64) -> PyResult<()> {
+fn set_num_threads(n: i64) -> PyResult<usize> {
     let n = usize::try_from(n).map_err(|_| pyo3::exceptions::PyValueError::new_err(format!("n: got {n}; expected a positive number of threads")))?;
     grapheme_multimodal::kernels::threads::set_num_threads(n).map_err(errors::to_py)
+}
+
+/// The most threads the library computes with.
+#[pyfunction]
+fn max_threads() -> usize {
+    grapheme_multimodal::kernels::threads::max_threads()
+}
+
+/// Which kernels run: `"avx2"` or `"portable"` (forced by `GRAPHEME_MM_PORTABLE=1`).
+#[pyfunction]
+fn kernel_path() -> &'static str {
+    grapheme_multimodal::kernels::kernel_path()
 }
 
 /// The number of threads the library computes with.
@@ -41,6 +55,11 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(graph::featurize, m)?)?;
     m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(max_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(kernel_path, m)?)?;
+    m.add("MIN_STD", grapheme_multimodal::model::MIN_STD)?;
+    m.add("MAX_DIM", grapheme_multimodal::config::MAX_DIM)?;
+    m.add("MAX_LAYERS", grapheme_multimodal::config::MAX_LAYERS)?;
     m.add("WL_DEFAULT_DIM", grapheme_multimodal::features::WL_DEFAULT_DIM)?;
     m.add("WL_DEFAULT_ITERATIONS", grapheme_multimodal::features::WL_DEFAULT_ITERATIONS)?;
     Ok(())

@@ -1,22 +1,29 @@
 //! `_core.Model`: the float32 model. Arrays arrive as float32 / bool numpy
-//! arrays (the Python layer converts dtypes); C-contiguous inputs are read in
-//! place. Every compute call releases the GIL.
+//! arrays (the Python layer converts dtypes); aligned C-contiguous inputs are
+//! read in place, masks are read as bytes. Every call runs with the GIL
+//! released behind the model's readers-writer lock (see `guard`), so one
+//! model can be used from several threads.
 
-use crate::convert::{component_inputs, contiguous, dense_views, seven, Component};
+use crate::convert::{component_inputs, contiguous, dense_views, seven, Component, F32Array1, F32Array2, F32Array3, F32ArrayDyn, Mask};
 use crate::errors::IntoPyResult;
+use crate::guard::Shared;
 use grapheme_multimodal::objectives::{Losses, Objective, ObjectiveWeights, NUM_OBJECTIVES};
 use grapheme_multimodal::training::{EmbeddingSource, OptimizerState, TrainBatch};
 use crate::graph::PyGraph;
 use grapheme_multimodal::features::FeatureKind;
 use grapheme_multimodal::{BinderKind, Config, EncoderInput, LearnableMultiModal, Modality, ModalityInput, Normalizer, NUM_MODALITIES};
 use ndarray::Array2;
-use numpy::{IntoPyArray, PyArray1, ToPyArray, PyArray2, PyArray3, PyArrayDyn, PyReadonlyArray1, PyReadonlyArray2, PyReadonlyArray3, PyReadonlyArrayDyn};
+use numpy::{IntoPyArray, PyArray1, ToPyArray, PyArray2, PyArray3, PyArrayDyn};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
-#[pyclass(name = "Model", module = "grapheme_multimodal._core")]
+/// `frozen`: no per-object borrow flag (which made a second thread's call
+/// fail with "Already borrowed"); the model's own lock orders the calls.
+#[pyclass(name = "Model", module = "grapheme_multimodal._core", frozen)]
 pub struct PyModel {
-    inner: LearnableMultiModal<f32>,
+    model: Shared<LearnableMultiModal<f32>>,
+    /// The model's config (it never changes), read without the lock.
+    config: Config,
 }
 
 #[pymethods]
@@ -48,6 +55,7 @@ impl PyModel {
         encoder_input_dropout: f64,
         encoder_hidden_dropout: f64,
         learnable_temperature: bool,
+        py: Python<'_>,
     ) -> PyResult<Self> {
         let config = Config {
             embed_dim,
@@ -69,28 +77,22 @@ impl PyModel {
             encoder_hidden_dropout,
             learnable_temperature,
         };
-        Ok(PyModel {
-            inner: LearnableMultiModal::new(config).py()?,
-        })
+        let model = crate::guard::detached(py, || LearnableMultiModal::new(config.clone()))?;
+        Ok(PyModel { model: Shared::new(model), config })
     }
 
     #[getter]
-    fn num_parameters(&self) -> usize {
-        self.inner.num_parameters()
+    fn num_parameters(&self, py: Python<'_>) -> PyResult<usize> {
+        self.model.read(py, |m| Ok(m.num_parameters()))
     }
 
     /// `[(name, shape)]` in layout order.
-    fn param_specs(&self) -> Vec<(String, Vec<usize>)> {
-        self.inner
-            .layout()
-            .specs()
-            .iter()
-            .map(|s| (s.name.clone(), s.shape.clone()))
-            .collect()
+    fn param_specs(&self, py: Python<'_>) -> PyResult<Vec<(String, Vec<usize>)>> {
+        self.model.read(py, |m| Ok(m.layout().specs().iter().map(|s| (s.name.clone(), s.shape.clone())).collect()))
     }
 
     fn get_param<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
-        Ok(self.inner.param(name).py()?.to_owned().into_pyarray(py))
+        Ok(self.model.read(py, |m| Ok(m.param(name)?.to_owned()))?.into_pyarray(py))
     }
 
     /// `(mean [d], std [d])` of modality `index`'s input standardisation, or None.
@@ -98,21 +100,20 @@ impl PyModel {
         &self,
         py: Python<'py>,
         index: usize,
-    ) -> PyResult<Option<(Bound<'py, PyArray1<f32>>, Bound<'py, PyArray1<f32>>)>> {
+    ) -> PyResult<Option<MeanStd<'py>>> {
         let m = Modality::from_index(index).py()?;
-        Ok(self
-            .inner
-            .normalizer(m)
-            .map(|n| (n.mean.clone().into_pyarray(py), n.std.clone().into_pyarray(py))))
+        let stats = self.model.read(py, |model| Ok(model.normalizer(m).map(|n| (n.mean.clone(), n.std.clone()))))?;
+        Ok(stats.map(|(mean, std)| (mean.into_pyarray(py), std.into_pyarray(py))))
     }
 
     /// Sets (or with None clears) modality `index`'s input standardisation.
     #[pyo3(signature = (index, mean=None, std=None))]
     fn set_normalization(
-        &mut self,
+        &self,
+        py: Python<'_>,
         index: usize,
-        mean: Option<PyReadonlyArray1<'_, f32>>,
-        std: Option<PyReadonlyArray1<'_, f32>>,
+        mean: Option<F32Array1<'_>>,
+        std: Option<F32Array1<'_>>,
     ) -> PyResult<()> {
         let m = Modality::from_index(index).py()?;
         let normalizer = match (mean, std) {
@@ -123,26 +124,24 @@ impl PyModel {
             (None, None) => None,
             _ => return Err(PyValueError::new_err("normalization: give both mean and std, or neither")),
         };
-        self.inner.set_normalizer(m, normalizer).py()
+        self.model.write(py, |model| model.set_normalizer(m, normalizer))
     }
 
-    fn set_param(&mut self, name: &str, values: PyReadonlyArrayDyn<'_, f32>) -> PyResult<()> {
-        self.inner.set_param(name, values.as_array()).py()
+    fn set_param(&self, py: Python<'_>, name: &str, values: F32ArrayDyn<'_>) -> PyResult<()> {
+        let values = values.as_array();
+        self.model.write(py, |m| m.set_param(name, values))
     }
 
     fn encode<'py>(
         &self,
         py: Python<'py>,
-        inputs: Vec<Option<PyReadonlyArray2<'py, f32>>>,
-        mask: PyReadonlyArray2<'py, bool>,
+        inputs: Vec<Option<F32Array2<'py>>>,
+        mask: Mask,
     ) -> PyResult<Bound<'py, PyArray3<f32>>> {
         let views = dense_views(&inputs)?;
-        let mask = mask.as_array();
-        let emb = py.detach(|| {
-            let input = EncoderInput::dense(views, mask)?;
-            self.inner.encode(&input)
-        });
-        Ok(emb.py()?.into_pyarray(py))
+        let mask = mask.0.view();
+        let emb = self.model.read(py, |m| m.encode(&EncoderInput::dense(views, mask)?))?;
+        Ok(emb.into_pyarray(py))
     }
 
     /// Per-event form: for each modality `None` or `(x [N, d], rows [N], weights [N] | None)`.
@@ -153,11 +152,8 @@ impl PyModel {
         parts: Vec<Option<Component<'py>>>,
     ) -> PyResult<Bound<'py, PyArray3<f32>>> {
         let parts = component_inputs(&parts, "parts")?;
-        let emb = py.detach(|| {
-            let input = EncoderInput::components(batch_size, parts)?;
-            self.inner.encode(&input)
-        });
-        Ok(emb.py()?.into_pyarray(py))
+        let emb = self.model.read(py, |m| m.encode(&EncoderInput::components(batch_size, parts)?))?;
+        Ok(emb.into_pyarray(py))
     }
 
     /// One event in one call: `components` are `(modality index, item,
@@ -174,7 +170,7 @@ impl PyModel {
         components: Vec<(usize, Bound<'py, PyAny>, f32)>,
         featurizers: Bound<'py, PyAny>,
     ) -> PyResult<(Bound<'py, PyArray3<f32>>, Bound<'py, PyArray2<bool>>, Option<Bound<'py, PyArray1<f32>>>)> {
-        let dims = self.inner.config().input_dims;
+        let dims = self.config.input_dims;
         let event = || event_id.str().map(|s| s.to_string()).unwrap_or_else(|_| "?".into());
         let mut rows: [Vec<f32>; NUM_MODALITIES] = Default::default();
         let mut weights: [Vec<f32>; NUM_MODALITIES] = Default::default();
@@ -199,12 +195,12 @@ impl PyModel {
                 kind.features_into(&graph.get().inner, &mut rows[m][start..]);
             } else {
                 // Appended straight from the numpy array, then checked.
-                let appended = match item.extract::<PyReadonlyArray1<'py, f32>>() {
+                let appended = match item.extract::<F32Array1<'py>>() {
                     Ok(a) => {
                         rows[m].extend(a.as_array().iter());
                         true
                     }
-                    Err(_) => match item.extract::<PyReadonlyArrayDyn<'py, f64>>() {
+                    Err(_) => match item.extract::<crate::convert::Aligned<'py, f64, ndarray::IxDyn>>() {
                         Ok(a) if a.as_array().ndim() == 1 => {
                             rows[m].extend(a.as_array().iter().map(|&v| v as f32));
                             true
@@ -229,14 +225,12 @@ impl PyModel {
                 ModalityInput { x: x.into(), rows: vec![0; k].into(), weights: Some(std::mem::take(&mut weights[m]).into()) }
             })
         });
-        let (emb, mask, fused) = py
-            .detach(|| {
-                let input = EncoderInput::components(1, parts)?;
-                let mask = input.mask();
-                let (emb, fused) = self.inner.encode_and_fuse(&input)?;
-                Ok::<_, grapheme_multimodal::Error>((emb, mask, fused))
-            })
-            .py()?;
+        let (emb, mask, fused) = self.model.read(py, |m| {
+            let input = EncoderInput::components(1, parts)?;
+            let mask = input.mask();
+            let (emb, fused) = m.encode_and_fuse(&input)?;
+            Ok((emb, mask, fused))
+        })?;
         // Small arrays: numpy-owned copies are cheaper to make than views of
         // Rust buffers.
         let any = mask.iter().any(|&p| p);
@@ -248,48 +242,43 @@ impl PyModel {
     fn encode_and_fuse<'py>(
         &self,
         py: Python<'py>,
-        inputs: Vec<Option<PyReadonlyArray2<'py, f32>>>,
-        mask: PyReadonlyArray2<'py, bool>,
-    ) -> PyResult<(Bound<'py, PyArray3<f32>>, Bound<'py, PyArray2<f32>>)> {
+        inputs: Vec<Option<F32Array2<'py>>>,
+        mask: Mask,
+    ) -> PyResult<EmbeddingsAndFused<'py>> {
         let views = dense_views(&inputs)?;
-        let mask = mask.as_array();
-        let (emb, fused) = py
-            .detach(|| {
-                let input = EncoderInput::dense(views, mask)?;
-                self.inner.encode_and_fuse(&input)
-            })
-            .py()?;
+        let mask = mask.0.view();
+        let (emb, fused) = self.model.read(py, |m| m.encode_and_fuse(&EncoderInput::dense(views, mask)?))?;
         Ok((emb.into_pyarray(py), fused.into_pyarray(py)))
     }
 
     fn fuse<'py>(
         &self,
         py: Python<'py>,
-        embeddings: PyReadonlyArray3<'py, f32>,
-        mask: PyReadonlyArray2<'py, bool>,
+        embeddings: F32Array3<'py>,
+        mask: Mask,
     ) -> PyResult<Bound<'py, PyArray2<f32>>> {
-        let (emb, mask) = (embeddings.as_array(), mask.as_array());
-        Ok(py.detach(|| self.inner.fuse(emb, mask)).py()?.into_pyarray(py))
+        let (emb, mask) = (embeddings.as_array(), mask.0.view());
+        Ok(self.model.read(py, |m| m.fuse(emb, mask))?.into_pyarray(py))
     }
 
     fn bind<'py>(
         &self,
         py: Python<'py>,
-        a: PyReadonlyArray2<'py, f32>,
-        b: PyReadonlyArray2<'py, f32>,
+        a: F32Array2<'py>,
+        b: F32Array2<'py>,
     ) -> PyResult<Bound<'py, PyArray1<f32>>> {
         let (a, b) = (a.as_array(), b.as_array());
-        Ok(py.detach(|| self.inner.bind(a, b)).py()?.into_pyarray(py))
+        Ok(self.model.read(py, |m| m.bind(a, b))?.into_pyarray(py))
     }
 
     fn pair_strengths<'py>(
         &self,
         py: Python<'py>,
-        embeddings: PyReadonlyArray3<'py, f32>,
-        mask: PyReadonlyArray2<'py, bool>,
+        embeddings: F32Array3<'py>,
+        mask: Mask,
     ) -> PyResult<Bound<'py, PyArray3<f32>>> {
-        let (emb, mask) = (embeddings.as_array(), mask.as_array());
-        Ok(py.detach(|| self.inner.pair_strengths(emb, mask)).py()?.into_pyarray(py))
+        let (emb, mask) = (embeddings.as_array(), mask.0.view());
+        Ok(self.model.read(py, |m| m.pair_strengths(emb, mask))?.into_pyarray(py))
     }
 
     /// `(weights [B, M], attended [B, E], head_weights [B, heads, M])`.
@@ -297,12 +286,12 @@ impl PyModel {
     fn attend<'py>(
         &self,
         py: Python<'py>,
-        query: PyReadonlyArray2<'py, f32>,
-        embeddings: PyReadonlyArray3<'py, f32>,
-        mask: PyReadonlyArray2<'py, bool>,
+        query: F32Array2<'py>,
+        embeddings: F32Array3<'py>,
+        mask: Mask,
     ) -> PyResult<(Bound<'py, PyArray2<f32>>, Bound<'py, PyArray2<f32>>, Bound<'py, PyArray3<f32>>)> {
-        let (q, emb, mask) = (query.as_array(), embeddings.as_array(), mask.as_array());
-        let out = py.detach(|| self.inner.attend(q, emb, mask)).py()?;
+        let (q, emb, mask) = (query.as_array(), embeddings.as_array(), mask.0.view());
+        let out = self.model.read(py, |m| m.attend(q, emb, mask))?;
         Ok((out.weights.into_pyarray(py), out.attended.into_pyarray(py), out.head_weights.into_pyarray(py)))
     }
 
@@ -313,88 +302,94 @@ impl PyModel {
     #[pyo3(signature = (batch, weights, training=false))]
     fn losses(&self, py: Python<'_>, batch: PyBatch<'_>, weights: Vec<f64>, training: bool) -> PyResult<LossList> {
         let weights = objective_weights(weights)?;
-        let inner = &self.inner;
-        with_batch(py, batch, |b| {
-            let losses = if training { inner.training_losses(b, &weights) } else { inner.losses(b, &weights) };
-            losses.map(|l| loss_list(&l))
+        with_batch(batch, |make| {
+            self.model.read(py, |m| {
+                let batch = make()?;
+                let losses = if training { m.training_losses(&batch, &weights) } else { m.losses(&batch, &weights) };
+                losses.map(|l| loss_list(&l))
+            })
         })
     }
 
     /// `[(objective, temperature)]` of the contrastive objectives: the
     /// learned values (clamped to their range) or the configured one.
-    fn temperatures(&self) -> Vec<(String, f64)> {
-        [Objective::Contrastive, Objective::FusedContrastive]
-            .iter()
-            .map(|&o| (o.name().to_string(), f64::from(self.inner.temperature(o))))
-            .collect()
+    fn temperatures(&self, py: Python<'_>) -> PyResult<Vec<(String, f64)>> {
+        self.model.read(py, |m| {
+            Ok([Objective::Contrastive, Objective::FusedContrastive]
+                .iter()
+                .map(|&o| (o.name().to_string(), f64::from(m.temperature(o))))
+                .collect())
+        })
     }
 
     /// Losses of `batch`; their gradients are added to the accumulated ones.
-    fn backward(&mut self, py: Python<'_>, batch: PyBatch<'_>, weights: Vec<f64>) -> PyResult<LossList> {
+    fn backward(&self, py: Python<'_>, batch: PyBatch<'_>, weights: Vec<f64>) -> PyResult<LossList> {
         let weights = objective_weights(weights)?;
-        let inner = &mut self.inner;
-        with_batch(py, batch, |b| inner.backward(b, &weights).map(|l| loss_list(&l)))
+        with_batch(batch, |make| self.model.write(py, |m| m.backward(&make()?, &weights).map(|l| loss_list(&l))))
     }
 
     /// `zero_grad → backward → step(lr)`; returns the losses and the
-    /// gradient norm before clipping.
+    /// gradient norm before clipping. All or nothing: a refused step leaves
+    /// the model as it was.
     #[pyo3(signature = (batch, weights, lr=None))]
-    fn train_step(&mut self, py: Python<'_>, batch: PyBatch<'_>, weights: Vec<f64>, lr: Option<f64>) -> PyResult<(LossList, f64)> {
+    fn train_step(&self, py: Python<'_>, batch: PyBatch<'_>, weights: Vec<f64>, lr: Option<f64>) -> PyResult<(LossList, f64)> {
         let weights = objective_weights(weights)?;
-        let inner = &mut self.inner;
-        with_batch(py, batch, |b| inner.train_step(b, &weights, lr).map(|(l, r)| (loss_list(&l), r.grad_norm)))
+        with_batch(batch, |make| self.model.write(py, |m| m.train_step(&make()?, &weights, lr).map(|(l, r)| (loss_list(&l), r.grad_norm))))
     }
 
-    fn zero_grad(&mut self) {
-        self.inner.zero_grad();
+    fn zero_grad(&self, py: Python<'_>) -> PyResult<()> {
+        self.model.write(py, |m| {
+            m.zero_grad();
+            Ok(())
+        })
     }
 
-    fn has_gradients(&self) -> bool {
-        self.inner.has_gradients()
+    fn has_gradients(&self, py: Python<'_>) -> PyResult<bool> {
+        self.model.read(py, |m| Ok(m.has_gradients()))
     }
 
     /// One Adam update from the accumulated gradients; False (and nothing
     /// changes) when there are none.
     #[pyo3(signature = (lr=None))]
-    fn step(&mut self, py: Python<'_>, lr: Option<f64>) -> PyResult<bool> {
-        let inner = &mut self.inner;
-        Ok(py.detach(|| inner.step(lr)).py()?.is_some())
+    fn step(&self, py: Python<'_>, lr: Option<f64>) -> PyResult<bool> {
+        Ok(self.model.write(py, |m| m.step(lr))?.is_some())
     }
 
     /// One Adam update from the flat gradient `grads` (layout order).
     #[pyo3(signature = (grads, lr=None))]
-    fn apply_gradients(&mut self, py: Python<'_>, grads: PyReadonlyArray1<'_, f32>, lr: Option<f64>) -> PyResult<f64> {
+    fn apply_gradients(&self, py: Python<'_>, grads: F32Array1<'_>, lr: Option<f64>) -> PyResult<f64> {
         let grads = grads.as_array();
-        let inner = &mut self.inner;
-        let report = py.detach(|| inner.apply_gradients(&contiguous(grads), lr)).py()?;
-        Ok(report.grad_norm)
+        Ok(self.model.write(py, |m| m.apply_gradients(&contiguous(grads), lr))?.grad_norm)
     }
 
     /// A copy of the accumulated gradients, flat in layout order.
-    fn get_flat_grad<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<f32>> {
-        self.inner.gradients().to_vec().into_pyarray(py)
+    fn get_flat_grad<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray1<f32>>> {
+        Ok(self.model.read(py, |m| Ok(m.gradients().to_vec()))?.into_pyarray(py))
     }
 
     /// `(m, v, step, rng_counter)`: Adam's moments (flat, layout order), its
     /// step count, and the number of gradient computations so far.
     #[allow(clippy::type_complexity)]
-    fn optimizer_state<'py>(&self, py: Python<'py>) -> (Bound<'py, PyArray1<f32>>, Bound<'py, PyArray1<f32>>, u64, u64) {
-        let s = self.inner.optimizer_state();
-        (s.m.into_pyarray(py), s.v.into_pyarray(py), s.step, s.rng_counter)
+    fn optimizer_state<'py>(&self, py: Python<'py>) -> PyResult<(Bound<'py, PyArray1<f32>>, Bound<'py, PyArray1<f32>>, u64, u64)> {
+        let s = self.model.read(py, |m| Ok(m.optimizer_state()))?;
+        Ok((s.m.into_pyarray(py), s.v.into_pyarray(py), s.step, s.rng_counter))
     }
 
-    fn set_optimizer_state(&mut self, m: PyReadonlyArray1<'_, f32>, v: PyReadonlyArray1<'_, f32>, step: u64, rng_counter: u64) -> PyResult<()> {
+    fn set_optimizer_state(&self, py: Python<'_>, m: F32Array1<'_>, v: F32Array1<'_>, step: u64, rng_counter: u64) -> PyResult<()> {
         let state = OptimizerState {
             m: m.as_array().to_vec(),
             v: v.as_array().to_vec(),
             step,
             rng_counter,
         };
-        self.inner.set_optimizer_state(state).py()
+        self.model.write(py, |model| model.set_optimizer_state(state))
     }
 
-    fn reset_optimizer(&mut self) {
-        self.inner.reset_optimizer();
+    fn reset_optimizer(&self, py: Python<'_>) -> PyResult<()> {
+        self.model.write(py, |m| {
+            m.reset_optimizer();
+            Ok(())
+        })
     }
 
     /// The next `backward`'s random draws on `batch`: `([(i, j, shift)] of
@@ -402,12 +397,17 @@ impl PyModel {
     /// its two views [n, M] and each row's positives)`.
     #[allow(clippy::type_complexity)]
     fn objective_draws<'py>(&self, py: Python<'py>, batch: PyBatch<'py>) -> PyResult<DrawsOut<'py>> {
-        let inner = &self.inner;
-        let d = with_batch(py, batch, |b| inner.objective_draws(b))?;
+        let d = with_batch(batch, |make| self.model.read(py, |m| m.objective_draws(&make()?)))?;
         let [v0, v1] = d.fused.views;
         Ok((d.shifts, d.rows, d.dropped, d.fused.rows, v0.into_pyarray(py), v1.into_pyarray(py), d.fused.positives))
     }
 }
+
+/// `(mean [d], std [d])` of an input standardisation.
+type MeanStd<'py> = (Bound<'py, PyArray1<f32>>, Bound<'py, PyArray1<f32>>);
+
+/// `(embeddings [B, M, E], fused [B, E])`.
+type EmbeddingsAndFused<'py> = (Bound<'py, PyArray3<f32>>, Bound<'py, PyArray2<f32>>);
 
 type DrawsOut<'py> = (
     Vec<(usize, usize, usize)>,
@@ -424,12 +424,12 @@ type DrawsOut<'py> = (
 /// recorded embeddings + mask), optional seed_consistency targets and rewards.
 #[derive(FromPyObject)]
 pub struct PyBatch<'py> {
-    inputs: Option<Vec<Option<PyReadonlyArray2<'py, f32>>>>,
+    inputs: Option<Vec<Option<F32Array2<'py>>>>,
     components: Option<(usize, Vec<Option<Component<'py>>>)>,
-    embeddings: Option<PyReadonlyArray3<'py, f32>>,
-    mask: Option<PyReadonlyArray2<'py, bool>>,
-    fused: Option<PyReadonlyArray2<'py, f32>>,
-    rewards: Option<PyReadonlyArray1<'py, f32>>,
+    embeddings: Option<F32Array3<'py>>,
+    mask: Option<Mask>,
+    fused: Option<F32Array2<'py>>,
+    rewards: Option<F32Array1<'py>>,
 }
 
 /// `[(name, loss)]` for the computed objectives, then `("total", sum)`.
@@ -444,48 +444,40 @@ fn loss_list(losses: &Losses<f32>) -> LossList {
     out
 }
 
-/// Runs `f` on the Rust batch built from `batch`, with the GIL released.
-fn with_batch<R: Send>(
-    py: Python<'_>,
-    batch: PyBatch<'_>,
-    f: impl FnOnce(&TrainBatch<f32>) -> grapheme_multimodal::Result<R> + Send,
-) -> PyResult<R> {
+/// Makes the Rust batch (called with the GIL released, inside the model's lock).
+type BatchMaker<'a> = Box<dyn FnOnce() -> grapheme_multimodal::Result<TrainBatch<'a, f32>> + Send + 'a>;
+
+/// Runs `run` with the maker of the Rust batch built from `batch`.
+fn with_batch<R>(batch: PyBatch<'_>, run: impl FnOnce(BatchMaker<'_>) -> PyResult<R>) -> PyResult<R> {
     let sources = [batch.inputs.is_some(), batch.components.is_some(), batch.embeddings.is_some()];
     if sources.iter().filter(|&&s| s).count() != 1 {
         return Err(PyValueError::new_err(
             "batch: expected exactly one of inputs, components or embeddings as the source of modality embeddings",
         ));
     }
-    let mask = batch.mask.as_ref().map(|m| m.as_array());
+    let mask = batch.mask.as_ref().map(|m| m.0.view());
     let fused = batch.fused.as_ref().map(|a| a.as_array());
     let rewards = batch.rewards.as_ref().map(|a| a.as_array());
     let need_mask = || PyValueError::new_err("mask: required with inputs or embeddings; expected a bool array [B, 7]");
     if let Some(inputs) = &batch.inputs {
         let views = dense_views(inputs)?;
         let mask = mask.ok_or_else(need_mask)?;
-        return py
-            .detach(|| {
-                let source = EmbeddingSource::Inputs(EncoderInput::dense(views, mask)?);
-                f(&TrainBatch { source, fused, rewards })
-            })
-            .py();
+        return run(Box::new(move || {
+            let source = EmbeddingSource::Inputs(EncoderInput::dense(views, mask)?);
+            Ok(TrainBatch { source, fused, rewards })
+        }));
     }
     if let Some((batch_size, parts)) = &batch.components {
         let parts = component_inputs(parts, "components")?;
-        return py
-            .detach(|| {
-                let source = EmbeddingSource::Inputs(EncoderInput::components(*batch_size, parts)?);
-                f(&TrainBatch { source, fused, rewards })
-            })
-            .py();
+        let batch_size = *batch_size;
+        return run(Box::new(move || {
+            let source = EmbeddingSource::Inputs(EncoderInput::components(batch_size, parts)?);
+            Ok(TrainBatch { source, fused, rewards })
+        }));
     }
     let emb = batch.embeddings.as_ref().expect("one source is present").as_array();
     let mask = mask.ok_or_else(need_mask)?;
-    py.detach(|| {
-        let source = EmbeddingSource::Embeddings { emb, mask };
-        f(&TrainBatch { source, fused, rewards })
-    })
-    .py()
+    run(Box::new(move || Ok(TrainBatch { source: EmbeddingSource::Embeddings { emb, mask }, fused, rewards })))
 }
 
 fn objective_weights(weights: Vec<f64>) -> PyResult<ObjectiveWeights> {

@@ -94,9 +94,10 @@ const ITEMS_PER_TASK: usize = 32;
 
 /// Featurises `items` into `[N, dim]`, one row per item, rows computed in
 /// parallel (the library's threads, see `kernels::threads`).
-fn featurize_rows<T: Sync>(items: &[T], kind: &FeatureKind, row: impl Fn(&T, &mut [f32]) + Sync + Send) -> Array2<f32> {
+fn featurize_rows<T: Sync>(items: &[T], kind: &FeatureKind, row: impl Fn(&T, &mut [f32]) + Sync + Send) -> Result<Array2<f32>> {
     let dim = kind.dim();
-    let mut out = vec![0f32; items.len() * dim];
+    let what = format!("the features of {} items × {dim}", items.len());
+    let mut out = crate::memory::try_zeros::<f32>("items", &what, items.len().saturating_mul(dim))?;
     if items.len() < PARALLEL_MIN_ITEMS {
         // Handing a few rows to the pool costs more than computing them here.
         out.chunks_mut(dim).zip(items).for_each(|(chunk, item)| row(item, chunk));
@@ -104,7 +105,7 @@ fn featurize_rows<T: Sync>(items: &[T], kind: &FeatureKind, row: impl Fn(&T, &mu
         let tasks: Vec<(&mut [f32], &[T])> = out.chunks_mut(dim * ITEMS_PER_TASK).zip(items.chunks(ITEMS_PER_TASK)).collect();
         crate::kernels::threads::for_each_item(tasks, |(rows, items)| rows.chunks_mut(dim).zip(items).for_each(|(chunk, item)| row(item, chunk)));
     }
-    Array2::from_shape_vec((items.len(), dim), out).expect("one row of dim per item")
+    Ok(Array2::from_shape_vec((items.len(), dim), out).expect("one row of dim per item"))
 }
 
 /// One input of [`featurize_items`]: a text (its graph is built on the fly)
@@ -117,7 +118,7 @@ pub enum Featurizable<'a> {
 
 /// The features of a mixed batch of texts (as `unit` graphs) and graphs,
 /// `[N, kind.dim()]`, in parallel.
-pub fn featurize_items(items: &[Featurizable<'_>], unit: TextUnit, kind: &FeatureKind) -> Array2<f32> {
+pub fn featurize_items(items: &[Featurizable<'_>], unit: TextUnit, kind: &FeatureKind) -> Result<Array2<f32>> {
     featurize_rows(items, kind, |item, out| match *item {
         Featurizable::Text(t) => kind.text_features_into(t, unit, out),
         Featurizable::Graph(g) => kind.features_into(g, out),
@@ -125,13 +126,13 @@ pub fn featurize_items(items: &[Featurizable<'_>], unit: TextUnit, kind: &Featur
 }
 
 /// The features of every graph, `[N, kind.dim()]`, in parallel.
-pub fn featurize(graphs: &[&Graph], kind: &FeatureKind) -> Array2<f32> {
+pub fn featurize(graphs: &[&Graph], kind: &FeatureKind) -> Result<Array2<f32>> {
     featurize_rows(graphs, kind, |g, out| kind.features_into(g, out))
 }
 
 /// The features of every text's graph (`Graph::from_text_units(text, unit)`),
 /// `[N, kind.dim()]`, in parallel, without building the graphs.
-pub fn featurize_texts<S: AsRef<str> + Sync>(texts: &[S], unit: TextUnit, kind: &FeatureKind) -> Array2<f32> {
+pub fn featurize_texts<S: AsRef<str> + Sync>(texts: &[S], unit: TextUnit, kind: &FeatureKind) -> Result<Array2<f32>> {
     featurize_rows(texts, kind, |t, out| kind.text_features_into(t.as_ref(), unit, out))
 }
 
@@ -145,8 +146,8 @@ mod tests {
         for kind in [FeatureKind::Fingerprint, FeatureKind::parse("wl", Some(32), Some(2)).unwrap()] {
             let graphs: Vec<Graph> = texts.iter().map(|t| Graph::from_text(t)).collect();
             let refs: Vec<&Graph> = graphs.iter().collect();
-            let batch = featurize(&refs, &kind);
-            let from_texts = featurize_texts(&texts, TextUnit::Char, &kind);
+            let batch = featurize(&refs, &kind).unwrap();
+            let from_texts = featurize_texts(&texts, TextUnit::Char, &kind).unwrap();
             assert_eq!(batch.dim(), (texts.len(), kind.dim()));
             assert_eq!(batch, from_texts);
             let mixed: Vec<Featurizable> = texts
@@ -155,10 +156,10 @@ mod tests {
                 .enumerate()
                 .map(|(i, (t, g))| if i % 2 == 0 { Featurizable::Text(t) } else { Featurizable::Graph(g) })
                 .collect();
-            assert_eq!(featurize_items(&mixed, TextUnit::Char, &kind), batch);
+            assert_eq!(featurize_items(&mixed, TextUnit::Char, &kind).unwrap(), batch);
             let graphemes: Vec<Graph> = texts.iter().map(|t| Graph::from_text_units(t, TextUnit::Grapheme)).collect();
             let refs: Vec<&Graph> = graphemes.iter().collect();
-            assert_eq!(featurize_texts(&texts, TextUnit::Grapheme, &kind), featurize(&refs, &kind));
+            assert_eq!(featurize_texts(&texts, TextUnit::Grapheme, &kind).unwrap(), featurize(&refs, &kind).unwrap());
             for (row, g) in batch.rows().into_iter().zip(&graphs) {
                 assert_eq!(row.to_vec(), kind.features(g));
             }
@@ -168,8 +169,8 @@ mod tests {
     #[test]
     fn empty_batch_has_zero_rows() {
         let kind = FeatureKind::parse("wl", Some(8), None).unwrap();
-        assert_eq!(featurize(&[], &kind).dim(), (0, 8));
-        assert_eq!(featurize_texts::<&str>(&[], TextUnit::Grapheme, &kind).dim(), (0, 8));
+        assert_eq!(featurize(&[], &kind).unwrap().dim(), (0, 8));
+        assert_eq!(featurize_texts::<&str>(&[], TextUnit::Grapheme, &kind).unwrap().dim(), (0, 8));
     }
 
     #[test]

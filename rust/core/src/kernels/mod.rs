@@ -280,7 +280,10 @@ pub fn dot<T: Real>(x: &[T], y: &[T]) -> T {
 }
 
 /// Divides each row of `x` by `max(‖row‖, eps)` (a true division, as the
-/// references do), writing the norms before the floor to `norms`.
+/// references do), writing the norms before the floor to `norms`. A row of
+/// finite values whose sum of squares overflows is normalised through its
+/// largest magnitude instead (its norm is then reported as `T::MAX` when it
+/// exceeds it); a row holding NaN or infinity gets a NaN or infinite norm.
 pub fn l2_normalize_rows_into<T: Real>(x: ArrayViewMut2<T>, norms: ArrayViewMut1<T>, eps: T) {
     #[cfg(target_arch = "x86_64")]
     if x86_ok() {
@@ -303,12 +306,20 @@ fn l2_normalize_pass<T: Real>(mut x: ArrayViewMut2<T>, mut norms: ArrayViewMut1<
         match row.as_slice_mut() {
             Some(s) => {
                 let n = sum_squares(s).sqrt();
+                if !n.is_finite() {
+                    *norm = l2_normalize_scaled(ArrayViewMut1::from(s), eps);
+                    continue;
+                }
                 *norm = n;
                 let d = n.max(eps);
                 s.iter_mut().for_each(|v| *v /= d);
             }
             None => {
                 let n = row.iter().map(|v| *v * *v).sum::<T>().sqrt();
+                if !n.is_finite() {
+                    *norm = l2_normalize_scaled(row, eps);
+                    continue;
+                }
                 *norm = n;
                 let d = n.max(eps);
                 row.mapv_inplace(|v| v / d);
@@ -317,32 +328,53 @@ fn l2_normalize_pass<T: Real>(mut x: ArrayViewMut2<T>, mut norms: ArrayViewMut1<
     }
 }
 
+/// The rare path of [`l2_normalize_rows_into`]: a row whose squares
+/// overflow, divided by its largest magnitude `a` first (`v/‖v‖ =
+/// (v/a)/‖v/a‖`). Returns the norm, capped at `T::MAX`; NaN (and the row
+/// left as it is) when the row holds NaN or infinity.
+#[cold]
+fn l2_normalize_scaled<T: Real>(mut row: ArrayViewMut1<T>, eps: T) -> T {
+    let a = row.iter().fold(T::zero(), |a, v| a.max(v.abs()));
+    if !(a.is_finite() && row.iter().all(|v| v.is_finite())) {
+        return T::nan();
+    }
+    let scaled = row.iter().map(|v| (*v / a) * (*v / a)).fold(T::zero(), |s, x| s + x).sqrt();
+    let norm = a * scaled;
+    let norm = if norm.is_finite() { norm } else { T::max_value() };
+    let d = if norm > eps { scaled } else { eps / a };
+    row.mapv_inplace(|v| v / a / d);
+    norm
+}
+
 /// `exp(x − shift)` of a slice into `out`; returns the sum of the outputs.
-pub fn exp_shifted_sum<T: Real>(x: &[T], shift: T, out: &mut [T]) -> T {
+#[cfg(test)]
+pub(crate) fn exp_shifted_sum<T: Real>(x: &[T], shift: T, out: &mut [T]) -> T {
+    assert_eq!(x.len(), out.len(), "exp_shifted_sum: slices of different lengths");
     #[cfg(target_arch = "x86_64")]
     if let (true, Some(x), Some(out)) = (x86_ok(), as_f32(x), as_f32_mut(out)) {
-        // SAFETY: AVX2/FMA checked.
+        // SAFETY: AVX2/FMA checked; the lengths are equal (asserted above).
         return T::c(unsafe { x86::exp_shifted_sum(x, shift.to_f32().expect("f32"), out) } as f64);
     }
     let mut sum = T::zero();
     for (o, v) in out.iter_mut().zip(x) {
-        *o = (*v - shift).exp();
+        *o = exp_portable(*v - shift);
         sum += *o;
     }
     sum
 }
 
-/// `row ← exp(row − shift)` in place, each output added to `col_sums`;
-/// returns the row's sum.
+/// `row ← exp(row − shift)` in place, each output added to `col_sums`
+/// (same length); returns the row's sum. NaN stays NaN on every path.
 pub fn exp_row_col_sums<T: Real>(row: &mut [T], shift: T, col_sums: &mut [T]) -> T {
+    assert_eq!(row.len(), col_sums.len(), "exp_row_col_sums: slices of different lengths");
     #[cfg(target_arch = "x86_64")]
     if let (true, Some(row), Some(col_sums)) = (x86_ok(), as_f32_mut(row), as_f32_mut(col_sums)) {
-        // SAFETY: AVX2/FMA checked.
+        // SAFETY: AVX2/FMA checked; the lengths are equal (asserted above).
         return T::c(unsafe { x86::exp_row_col_sums(row, shift.to_f32().expect("f32"), col_sums) } as f64);
     }
     let mut sum = T::zero();
     for (v, c) in row.iter_mut().zip(col_sums.iter_mut()) {
-        *v = (*v - shift).exp();
+        *v = exp_portable(*v - shift);
         *c += *v;
         sum += *v;
     }
@@ -350,7 +382,8 @@ pub fn exp_row_col_sums<T: Real>(row: &mut [T], shift: T, col_sums: &mut [T]) ->
 }
 
 /// `exp` of a slice in place.
-pub fn exp_inplace<T: Real>(x: &mut [T]) {
+#[cfg(test)]
+pub(crate) fn exp_inplace<T: Real>(x: &mut [T]) {
     #[cfg(target_arch = "x86_64")]
     if let (true, Some(x)) = (x86_ok(), as_f32_mut(x)) {
         // SAFETY: AVX2/FMA checked.
@@ -358,9 +391,28 @@ pub fn exp_inplace<T: Real>(x: &mut [T]) {
         return;
     }
     for v in x {
-        *v = v.exp();
+        *v = exp_portable(*v);
     }
 }
+
+/// `e^x` off the AVX2 path. For `f32` the input is first clamped to
+/// [`EXP_LO`, `EXP_HI`] as the AVX2 kernel clamps it, so both paths agree on
+/// every input: NaN stays NaN, `±inf` and values beyond the range saturate
+/// alike, and in range the results differ by at most 2 ulp (the kernel's
+/// polynomial against the system's `expf`). `f64` takes the system's `exp`.
+#[inline(always)]
+fn exp_portable<T: Real>(x: T) -> T {
+    match x.to_f32() {
+        Some(v) if is_f32::<T>() => T::c(v.clamp(EXP_LO, EXP_HI).exp() as f64),
+        _ => x.exp(),
+    }
+}
+
+/// The input range of the f32 `exp` (within 2 ulp there); inputs beyond it
+/// saturate at its ends: `e^88 ≈ 1.65e38`, `e^-87.34 ≈ 1.2e-38` (the
+/// smallest normal float). The softmax inputs it serves are `≤ 0`.
+pub const EXP_LO: f32 = -87.33654;
+pub const EXP_HI: f32 = 88.0;
 
 /// `x` as `&[f32]` when `T` is `f32`.
 pub fn as_f32<T: 'static>(x: &[T]) -> Option<&[f32]> {
@@ -374,12 +426,36 @@ pub fn as_f32_mut<T: 'static>(x: &mut [T]) -> Option<&mut [f32]> {
     is_f32::<T>().then(|| unsafe { std::slice::from_raw_parts_mut(x.as_mut_ptr() as *mut f32, x.len()) })
 }
 
-/// Whether the AVX2 + FMA kernels can run here.
+/// The environment variable that, set to `1` (or `true`, `yes`, `on`),
+/// makes the library use its portable kernels even where AVX2 is
+/// available (read once, at the first computation).
+pub const PORTABLE_ENV: &str = "GRAPHEME_MM_PORTABLE";
+
+/// Whether [`PORTABLE_ENV`] asks for the portable kernels.
+pub fn portable_forced() -> bool {
+    use std::sync::OnceLock;
+    static FORCED: OnceLock<bool> = OnceLock::new();
+    *FORCED.get_or_init(|| {
+        std::env::var(PORTABLE_ENV).is_ok_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
+    })
+}
+
+/// Whether the AVX2 + FMA kernels run here: the CPU has them and
+/// [`PORTABLE_ENV`] does not ask for the portable ones.
 #[cfg(target_arch = "x86_64")]
 pub fn x86_ok() -> bool {
     use std::sync::OnceLock;
     static AVAILABLE: OnceLock<bool> = OnceLock::new();
-    *AVAILABLE.get_or_init(x86::available)
+    *AVAILABLE.get_or_init(|| x86::available() && !portable_forced())
+}
+
+/// Which kernels run here: `"avx2"` or `"portable"`.
+pub fn kernel_path() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    if x86_ok() {
+        return "avx2";
+    }
+    "portable"
 }
 
 #[cfg(test)]
@@ -505,6 +581,50 @@ mod tests {
         let mut inplace: Vec<f32> = xs.iter().map(|x| x - 1.5).collect();
         exp_inplace(&mut inplace);
         assert_eq!(inplace, out);
+    }
+
+    /// Both `exp` paths give the same answer for every input: NaN stays NaN,
+    /// infinities and values beyond the range saturate alike, and in range
+    /// they agree within 2 ulp.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn exp_paths_agree_on_every_input() {
+        if !x86::available() {
+            return;
+        }
+        let mut xs = vec![f32::NAN, -f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 88.0, 88.7, 89.0, 1e30, -87.3, -87.4, -104.0, -1e30, 0.0, -0.0, f32::MIN_POSITIVE];
+        xs.extend((0..2000).map(|i| -100.0 + i as f32 * 0.0951));
+        for chunk in xs.chunks(8) {
+            let mut lanes = [0.0f32; 8];
+            lanes[..chunk.len()].copy_from_slice(chunk);
+            let mut avx = [0.0f32; 8];
+            // SAFETY: AVX2 and FMA are available (checked above); `lanes` and
+            // `avx` hold 8 floats each.
+            unsafe { std::arch::x86_64::_mm256_storeu_ps(avx.as_mut_ptr(), x86::exp8(std::arch::x86_64::_mm256_loadu_ps(lanes.as_ptr()))) };
+            for (&x, &a) in chunk.iter().zip(&avx) {
+                let p = exp_portable(x);
+                let same = (p.is_nan() && a.is_nan()) || (p - a).abs() <= 3e-7 * p.abs();
+                assert!(same, "exp({x}): AVX2 {a}, portable {p}");
+            }
+        }
+    }
+
+    #[test]
+    fn rows_whose_squares_overflow_are_normalised() {
+        let mut m = Array2::from_shape_vec((3, 2), vec![3e30f32, 4e30, 3e38, 3e38, f32::NAN, 1.0]).unwrap();
+        let mut norms = Array1::zeros(3);
+        l2_normalize_rows_into(m.view_mut(), norms.view_mut(), 1e-8);
+        assert!((m[[0, 0]] - 0.6).abs() < 1e-6 && (m[[0, 1]] - 0.8).abs() < 1e-6, "{m}");
+        assert!((norms[0] / 5e30 - 1.0).abs() < 1e-6);
+        assert!((m[[1, 0]] - std::f32::consts::FRAC_1_SQRT_2).abs() < 1e-6);
+        assert_eq!(norms[1], f32::MAX, "a norm beyond float32 is reported as its largest value");
+        assert!(norms[2].is_nan(), "a row holding NaN keeps a NaN norm");
+    }
+
+    #[test]
+    #[should_panic(expected = "different lengths")]
+    fn exp_row_col_sums_checks_lengths() {
+        exp_row_col_sums(&mut [0.0f32; 16], 0.0, &mut [0.0f32; 9]);
     }
 
     #[test]

@@ -10,17 +10,36 @@ use crate::error::{Error, Result};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-static POOL: RwLock<Option<Arc<rayon::ThreadPool>>> = RwLock::new(None);
+/// The helper pool and the process that started its threads: a child made
+/// by `fork()` has none of them (only the forking thread is copied), so it
+/// must build its own rather than wait on threads that do not exist.
+static POOL: RwLock<Option<(u32, Arc<rayon::ThreadPool>)>> = RwLock::new(None);
 /// 0 = not chosen yet (the default applies on first use).
 static NUM_THREADS: AtomicUsize = AtomicUsize::new(0);
 
+/// How many threads per CPU the library will use at most.
+pub const MAX_THREADS_PER_CPU: usize = 4;
+
+/// The number of CPUs this process may use.
+fn cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// The most threads the library computes with: [`MAX_THREADS_PER_CPU`] per
+/// CPU this process may use. More only adds waiting (thousands of threads
+/// made one batched forward take seconds); larger requests are clamped.
+pub fn max_threads() -> usize {
+    cpus().saturating_mul(MAX_THREADS_PER_CPU)
+}
+
 /// The default: `GRAPHEME_MM_NUM_THREADS`, else `RAYON_NUM_THREADS`, else
-/// the number of CPUs this process may use.
+/// the number of CPUs this process may use (at most [`max_threads`]).
 fn default_threads() -> usize {
     ["GRAPHEME_MM_NUM_THREADS", "RAYON_NUM_THREADS"]
         .iter()
         .find_map(|var| std::env::var(var).ok()?.trim().parse::<usize>().ok().filter(|&n| n > 0))
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .unwrap_or_else(cpus)
+        .min(max_threads())
 }
 
 /// The number of threads the library computes with.
@@ -36,19 +55,26 @@ pub fn num_threads() -> usize {
     }
 }
 
-/// Sets the number of threads (≥ 1), the calling thread included. Takes
-/// effect for calls that start afterwards; calls already running finish on
-/// the old pool.
-pub fn set_num_threads(n: usize) -> Result<()> {
+/// Sets the number of threads (≥ 1), the calling thread included, clamped
+/// to [`max_threads`]; returns the number set. Takes effect for calls that
+/// start afterwards; calls already running finish on the old pool.
+pub fn set_num_threads(n: usize) -> Result<usize> {
     if n == 0 {
         return Err(Error::invalid("n", "got 0; expected a positive number of threads"));
     }
+    let n = n.min(max_threads());
     let mut pool = POOL.write().unwrap_or_else(|e| e.into_inner());
-    if pool.as_ref().is_some_and(|p| p.current_num_threads() != n - 1) {
-        *pool = None; // rebuilt lazily with the new size
+    if pool.as_ref().is_some_and(|(_, p)| p.current_num_threads() != n - 1) {
+        // Rebuilt lazily with the new size (a pool inherited through fork()
+        // is forgotten, see `pool`).
+        if let Some((owner, old)) = pool.take() {
+            if owner != std::process::id() {
+                std::mem::forget(old);
+            }
+        }
     }
     NUM_THREADS.store(n, Ordering::Release);
-    Ok(())
+    Ok(n)
 }
 
 /// The pool of helper threads: `num_threads() − 1` workers, since the
@@ -62,15 +88,20 @@ pub fn pool() -> Option<Arc<rayon::ThreadPool>> {
     if helpers == 0 {
         return None;
     }
-    if let Some(p) = POOL.read().unwrap_or_else(|e| e.into_inner()).as_ref() {
-        if p.current_num_threads() == helpers {
-            return Some(Arc::clone(p));
-        }
+    let pid = std::process::id();
+    let usable = |(owner, p): &(u32, Arc<rayon::ThreadPool>)| (*owner == pid && p.current_num_threads() == helpers).then(|| Arc::clone(p));
+    if let Some(p) = POOL.read().unwrap_or_else(|e| e.into_inner()).as_ref().and_then(usable) {
+        return Some(p);
     }
     let mut slot = POOL.write().unwrap_or_else(|e| e.into_inner());
-    if let Some(p) = slot.as_ref() {
-        if p.current_num_threads() == helpers {
-            return Some(Arc::clone(p));
+    if let Some(p) = slot.as_ref().and_then(usable) {
+        return Some(p);
+    }
+    if let Some((owner, stale)) = slot.take() {
+        if owner != pid {
+            // A pool inherited through fork(): its threads live only in the
+            // parent. Dropping it would signal threads that do not exist here.
+            std::mem::forget(stale);
         }
     }
     let built = rayon::ThreadPoolBuilder::new()
@@ -79,7 +110,7 @@ pub fn pool() -> Option<Arc<rayon::ThreadPool>> {
         .build()
         .ok()
         .map(Arc::new);
-    slot.clone_from(&built);
+    *slot = built.clone().map(|p| (pid, p));
     built
 }
 
@@ -125,6 +156,15 @@ pub fn map_tasks<R: Send>(tasks: usize, f: impl Fn(usize) -> R + Sync + Send) ->
         .into_iter()
         .map(|s| s.into_inner().unwrap_or_else(|e| e.into_inner()).expect("every task ran"))
         .collect()
+}
+
+/// Like [`for_each_item`] but collecting each item's result, in item order.
+pub fn map_items<I: Send, R: Send>(items: Vec<I>, f: impl Fn(I) -> R + Sync + Send) -> Vec<R> {
+    let mut results: Vec<Option<R>> = Vec::new();
+    results.resize_with(items.len(), || None);
+    let tasks: Vec<(I, &mut Option<R>)> = items.into_iter().zip(results.iter_mut()).collect();
+    for_each_item(tasks, |(item, slot)| *slot = Some(f(item)));
+    results.into_iter().map(|r| r.expect("every item ran")).collect()
 }
 
 /// Runs `f(item)` for every item (see [`for_each_task`]).

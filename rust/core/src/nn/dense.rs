@@ -2,11 +2,11 @@
 //! [out]`: the building block of the per-modality encoders and the shared
 //! projection head. Forward and backward side by side.
 
-use super::ops::{leaky_relu_backward_inplace, linear_backward};
+use super::ops::{leaky_relu, leaky_relu_backward_inplace, linear_backward};
 use crate::kernels::{self, Epilogue};
 use crate::params::{Init, ParamId, ParamLayout, Params, ParamsMut};
 use crate::real::Real;
-use ndarray::{Array2, ArrayView2, ArrayViewMut2};
+use ndarray::{Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut2};
 
 /// `<prefix>.weight [out, in]` (DynamicXavier) and `<prefix>.bias [out]`
 /// (zeros), followed by LeakyReLU when `leaky`.
@@ -47,6 +47,18 @@ impl Dense {
     /// The forward pass into `out [N, out]` (any row stride) on the calling thread.
     pub fn forward_serial_into<T: Real>(&self, params: Params<T>, x: ArrayView2<T>, out: ArrayViewMut2<T>) {
         kernels::gemm_serial(x, params.matrix_t(self.weight).view(), out, self.epilogue(params), None);
+    }
+
+    /// One row `x [in]` → `leaky?(W x + b/a)`, `[out]` (the bias divided by
+    /// `a`; see `ModalityEncoder::forward_row_scaled`).
+    pub fn forward_row_bias_scaled<T: Real>(&self, params: Params<T>, x: ArrayView1<T>, a: T) -> Array1<T> {
+        let (w, b) = (params.matrix(self.weight), params.vector(self.bias));
+        let mut y = w.dot(&x);
+        y.zip_mut_with(&b, |y, &b| {
+            let v = *y + b / a;
+            *y = if self.leaky { leaky_relu(v) } else { v };
+        });
+        y
     }
 
     /// From `d [N, out]`, the gradient on this layer's output `y` (changed

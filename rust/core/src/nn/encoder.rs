@@ -18,7 +18,7 @@ use crate::kernels;
 use crate::modality::Modality;
 use crate::params::{ParamLayout, Params, ParamsMut};
 use crate::real::Real;
-use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut1, ArrayViewMut2};
+use ndarray::{Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2};
 use rand_core::Rng;
 
 /// The encoder of one modality: every layer from its input to its
@@ -164,6 +164,26 @@ impl ModalityEncoder {
         }
         last.forward_serial_into(params, h.as_ref().map_or(x, |h| h.view()), out.view_mut());
         kernels::l2_normalize_rows_into(out, norms, T::c(NORM_EPS));
+    }
+
+    /// One row's embedding computed so that finite inputs cannot overflow:
+    /// every layer is positively homogeneous once its bias is scaled too
+    /// (`act(W (h/a) + b/a) = act(W h + b)/a` for LeakyReLU or no
+    /// activation), and so is the normalisation, so scaling the input by
+    /// `1/a`, `a` the row's largest magnitude, and every bias by `1/a` gives
+    /// the same embedding. For rows whose products overflow float32; false
+    /// (and `out` unspecified) when the row or its result is not finite.
+    pub fn forward_row_scaled<T: Real>(&self, params: Params<T>, x: ArrayView1<T>, mut out: ArrayViewMut1<T>) -> bool {
+        let a = x.iter().fold(T::zero(), |a, v| a.max(v.abs()));
+        if !(a.is_finite() && a > T::zero() && x.iter().all(|v| v.is_finite())) {
+            return false;
+        }
+        let h = self.layers.iter().fold(x.mapv(|v| v / a), |h, layer| layer.forward_row_bias_scaled(params, h.view(), a));
+        out.assign(&h);
+        let mut norm = [T::zero()];
+        let row = out.view_mut().insert_axis(ndarray::Axis(0));
+        kernels::l2_normalize_rows_into(row, ArrayViewMut1::from(&mut norm[..]), T::c(NORM_EPS));
+        norm[0].is_finite()
     }
 
     /// Accumulates every layer's `dW`, `db` from `d_out [N, E]`, the

@@ -48,18 +48,22 @@ pub fn l2_normalize_rows<T: Real>(a: ArrayViewMut2<T>) -> Array1<T> {
 }
 
 /// Softmax over the entries where `present` is true; the others get 0.
-/// With nothing present every weight is 0 (never NaN).
+/// With nothing present every weight is 0; a NaN score of a present entry
+/// (an overflow upstream) makes every weight NaN, so it cannot pass for a
+/// row with nothing present.
 pub fn masked_softmax_inplace<T: Real>(mut scores: ArrayViewMut1<T>, present: ArrayView1<bool>) {
+    if !present.iter().any(|&p| p) {
+        scores.fill(T::zero());
+        return;
+    }
     let max = scores
         .iter()
         .zip(present.iter())
         .filter(|(_, &p)| p)
         .map(|(s, _)| *s)
-        .fold(T::neg_infinity(), T::max);
-    if max == T::neg_infinity() {
-        scores.fill(T::zero());
-        return;
-    }
+        .fold(T::neg_infinity(), |m, s| if m.is_nan() || s.is_nan() { T::nan() } else { m.max(s) });
+    // Infinite scores (an overflow upstream) have no softmax: NaN.
+    let max = if max.is_finite() { max } else { T::nan() };
     let mut total = T::zero();
     for (s, &p) in scores.iter_mut().zip(present.iter()) {
         *s = if p { (*s - max).exp() } else { T::zero() };

@@ -83,6 +83,7 @@ pub fn draw_views(mask: ArrayView2<bool>, rng: &mut impl Rng) -> (Vec<usize>, [A
 /// dot products; rows sharing no modality are never neighbours.
 pub fn nearest_positives<T: Real>(emb: ArrayView3<T>, mask: ArrayView2<bool>, rows: &[usize], neighbors: usize) -> Vec<Vec<usize>> {
     let n = rows.len();
+    let neighbors = neighbors.min(n.saturating_sub(1)); // no more than the other rows
     if neighbors == 0 {
         return (0..n).map(|k| vec![k]).collect();
     }
@@ -148,8 +149,10 @@ pub fn nearest_positives<T: Real>(emb: ArrayView3<T>, mask: ArrayView2<bool>, ro
                 best.clear();
                 let (dk, sk) = (dots.row(k - k0), shared.row(k - k0));
                 for q in (0..n).filter(|&q| q != k && sk[q] > T::zero()) {
+                    // NaN (from embeddings whose products overflow) ranks
+                    // last: the loss of such a batch is refused anyway.
                     let sim = dk[q] / sk[q];
-                    assert!(!sim.is_nan(), "finite similarities");
+                    let sim = if sim.is_nan() { T::neg_infinity() } else { sim };
                     // Candidates come in row order, so a tie never displaces an earlier row.
                     if best.len() == neighbors && best.last().is_some_and(|&(worst, _)| sim <= worst) {
                         continue;

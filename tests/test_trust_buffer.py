@@ -1,0 +1,273 @@
+"""Issue 11 for the experience buffer: finite inputs give finite samples,
+concurrent writers and samplers lose and tear nothing, loading a file checks
+it exactly as appending checks an experience, and hostile input is always a
+clean error (hypothesis)."""
+
+from __future__ import annotations
+
+import pickle
+import threading
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import grapheme_multimodal as gm
+from grapheme_multimodal.buffer import FILE_FORMAT, Experience, ExperienceBuffer
+from grapheme_multimodal.io import write_tagged_safetensors
+
+from conftest import run_concurrently
+
+E = 4
+
+
+def experience(i: int, inputs: bool = False) -> Experience:
+    """Every field of experience ``i`` derives from ``i`` (a torn row shows)."""
+    mask = np.zeros(7, bool)
+    mask[[0, 2]] = True
+    emb = np.zeros((7, E), np.float32)
+    emb[mask] = i
+    return Experience(
+        embeddings=emb,
+        mask=mask,
+        fused=np.full(E, i, np.float32),
+        pair_strengths=np.full((7, 7), i, np.float32),
+        reward=float(i % 7) / 7,
+        event_id=i,
+        inputs=[np.full(3, i, np.float32), None, np.full(2, i, np.float32), None, None, None, None] if inputs else None,
+    )
+
+
+def assert_rows_whole(batch) -> None:
+    """Every row's fields come from one experience."""
+    ids = batch.event_ids.astype(np.float32)
+    np.testing.assert_array_equal(batch.fused, np.repeat(ids[:, None], E, 1))
+    np.testing.assert_array_equal(batch.pair_strengths, np.broadcast_to(ids[:, None, None], (len(ids), 7, 7)))
+    np.testing.assert_array_equal(batch.embeddings[:, 0], np.repeat(ids[:, None], E, 1))
+    np.testing.assert_allclose(batch.rewards, (batch.event_ids % 7) / 7, rtol=1e-6)
+
+
+# ------------------------------------------------------------------ sampling
+@pytest.mark.parametrize("alpha, beta", [(0.6, 1e6), (1e6, 0.4), (1e300, 1e300), (0.0, 1e300), (1e-300, 5.0), (2.0, 0.0)])
+def test_prioritised_sampling_is_finite_for_any_finite_settings(alpha, beta) -> None:
+    buf = ExperienceBuffer(8, embed_dim=E, seed=1)
+    for i in range(8):
+        buf.append(experience(i))
+    buf.update_priorities([3], [1e300])
+    buf.update_priorities([4], [5e-324])
+    s = buf.sample(8, prioritized=True, alpha=alpha, beta=beta, replace=True)
+    assert np.isfinite(s.weights).all() and (s.weights >= 0).all() and (s.weights <= 1).all()
+    assert_rows_whole(s)
+
+
+def test_extreme_alpha_without_replacement_is_a_clear_error() -> None:
+    buf = ExperienceBuffer(5, embed_dim=E)
+    for i in range(5):
+        buf.append(experience(i))
+    with pytest.raises(gm.InvalidValueError, match="replace=True") as info:
+        buf.sample(3, prioritized=True, alpha=1e300)
+    assert info.value.arg == "alpha"
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -1.0, "0.5", True, 1 + 2j])
+def test_bad_alpha_and_beta_are_refused(bad) -> None:
+    buf = ExperienceBuffer(3, embed_dim=E)
+    buf.append(experience(0))
+    for name in ("alpha", "beta"):
+        with pytest.raises(gm.InvalidValueError, match=name):
+            buf.sample(1, prioritized=True, **{name: bad})
+
+
+# --------------------------------------------------------------- concurrency
+def test_concurrent_writers_lose_and_tear_nothing() -> None:
+    threads, per_thread = 4, 1000
+    buf = ExperienceBuffer(threads * per_thread, embed_dim=E, input_dims=(3, 1, 2, 1, 1, 1, 1))
+    start = threading.Barrier(threads)
+
+    def write(t: int) -> None:
+        start.wait()
+        for k in range(per_thread):
+            buf.append(experience(t * per_thread + k, inputs=True))
+
+    run_concurrently(*[lambda t=t: write(t) for t in range(threads)])
+    assert len(buf) == threads * per_thread
+    everything = buf.batch()
+    assert sorted(everything.event_ids.tolist()) == list(range(threads * per_thread)), "no experience lost"
+    assert_rows_whole(everything)
+    np.testing.assert_array_equal(everything.inputs[0][:, 0], everything.event_ids)
+
+
+def test_sampling_while_writing_returns_whole_rows() -> None:
+    buf = ExperienceBuffer(64, embed_dim=E, seed=0)
+    for i in range(64):
+        buf.append(experience(i))
+    stop = threading.Event()
+
+    def write() -> None:
+        i = 64
+        while not stop.is_set():
+            buf.append(experience(i))
+            i += 1
+
+    def sample() -> None:
+        try:
+            for _ in range(150):
+                assert_rows_whole(buf.sample(16, prioritized=True, alpha=0.7, beta=0.5))
+                assert_rows_whole(buf.sample(16))
+        finally:
+            stop.set()
+
+    run_concurrently(write, write, sample)
+
+
+def test_buffers_pickle_and_load_keeps_its_own_lock(tmp_path) -> None:
+    buf = ExperienceBuffer(4, embed_dim=E, seed=3)
+    for i in range(6):
+        buf.append(experience(i))
+    back = pickle.loads(pickle.dumps(buf))
+    np.testing.assert_array_equal(back.batch().event_ids, [2, 3, 4, 5])
+    np.testing.assert_array_equal(back.sample(2).indices, buf.sample(2).indices)
+    lock = back._lock
+    buf.save(tmp_path / "b.safetensors")
+    back.load(tmp_path / "b.safetensors")
+    assert back._lock is lock, "a thread waiting on the old lock must still exclude the loader"
+
+
+# -------------------------------------------------------- loading = appending
+def _saved(tmp_path, edit, name="buf.safetensors"):
+    """A valid buffer's state, edited, written with fresh checksums."""
+    buf = ExperienceBuffer(5, embed_dim=E, input_dims=(3, 1, 2, 1, 1, 1, 1), seed=0)
+    for i in range(4):
+        buf.append(experience(i, inputs=True))
+    tensors, meta = buf.state()
+    edit(tensors, meta)
+    path = tmp_path / name
+    write_tagged_safetensors(path, tensors, FILE_FORMAT, meta)
+    return path
+
+
+def _set(name, row, value):
+    def edit(tensors, meta):
+        tensors[name] = tensors[name].copy()
+        tensors[name][row] = value
+
+    return edit
+
+
+def _retype(name, dtype):
+    def edit(tensors, meta):
+        tensors[name] = tensors[name].astype(dtype)
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    "edit, words",
+    [
+        (_set("fused", 1, np.nan), "fused: row 1 holds NaN"),
+        (_set("embeddings", 2, np.inf), "embeddings: row 2 holds inf"),
+        (_set("rewards", 0, np.inf), "rewards: row 0"),
+        (_set("pair_strengths", 3, np.nan), "pair_strengths: row 3"),
+        (_set("priorities", 1, -1.0), "priorities: row 1 is -1.0"),
+        (_set("priorities", 2, np.nan), "priorities: row 2 is nan"),
+        (_set("priorities", 2, 0.0), "priorities"),
+        (_set("inputs.visual", 1, np.nan), "inputs['visual']: row 1"),
+        (_retype("event_ids", np.float64), "event_ids"),
+        (_retype("mask", np.float32), "mask"),
+        (_retype("rewards", np.float16), "rewards"),
+        (_retype("priorities", np.float32), "priorities"),
+    ],
+)
+def test_loading_checks_what_append_checks(tmp_path, edit, words) -> None:
+    path = _saved(tmp_path, edit)
+    target = ExperienceBuffer(3, embed_dim=E)
+    target.append(experience(9))
+    with pytest.raises(gm.CheckpointError, match=words.replace("[", r"\[").replace("(", r"\(")):
+        target.load(path)
+    assert target.batch().event_ids.tolist() == [9], "a failed load changes nothing"
+
+
+def test_a_mask_of_one_half_or_a_bool_byte_of_two_is_refused(tmp_path) -> None:
+    def half(tensors, meta):
+        tensors["mask"] = np.where(tensors["mask"], 0.5, 0.0)
+
+    with pytest.raises(gm.CheckpointError, match="mask"):
+        ExperienceBuffer.from_file(_saved(tmp_path, half))
+
+    def two(tensors, meta):
+        tensors["mask"] = (tensors["mask"].view(np.uint8) * 2).view(bool)
+
+    with pytest.raises(gm.CheckpointError, match="0/1"):
+        ExperienceBuffer.from_file(_saved(tmp_path, two, "two.safetensors"))
+
+
+def test_absent_inputs_may_hold_nan_and_present_ones_may_not(tmp_path) -> None:
+    def absent_nan(tensors, meta):  # auditory is absent in every row: NaN is what the buffer itself writes
+        assert np.isnan(tensors["inputs.auditory"]).all()
+
+    assert len(ExperienceBuffer.from_file(_saved(tmp_path, absent_nan))) == 4
+
+
+@pytest.mark.parametrize(
+    "key, value",
+    [("capacity", -1), ("capacity", "5"), ("size", 9), ("size", -1), ("embed_dim", 0), ("seed", -3),
+     ("input_dims", [3, 1]), ("rng_state", {"bit_generator": "MT19937"}), ("rng_state", None)],
+)
+def test_bad_metadata_is_a_checkpoint_error(tmp_path, key, value) -> None:
+    def edit(tensors, meta):
+        meta[key] = value
+
+    with pytest.raises(gm.CheckpointError):
+        ExperienceBuffer.from_file(_saved(tmp_path, edit))
+
+
+def test_a_huge_capacity_is_too_large_not_a_crash(tmp_path) -> None:
+    with pytest.raises(gm.TooLargeError, match="capacity"):
+        ExperienceBuffer(10**15, embed_dim=64)
+
+    def edit(tensors, meta):
+        meta["capacity"] = 10**15
+
+    with pytest.raises(MemoryError):  # TooLargeError is also a MemoryError (and a ValueError)
+        ExperienceBuffer.from_file(_saved(tmp_path, edit))
+
+
+# ----------------------------------------------------------------- fuzzing
+_floats = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True, width=64),
+    st.sampled_from([0.0, 1e300, -1e300, 3.5e38, 1e-320, np.nan]),
+)
+_shapes = st.sampled_from([(1, 7, E), (2, 7, E), (1, 7, E + 1), (1, 6, E), (0, 7, E), (3,), ()])
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    emb=hnp.arrays(np.float64, _shapes, elements=_floats),
+    mask=st.one_of(hnp.arrays(np.float64, (1, 7), elements=st.sampled_from([0.0, 1.0, 0.5, np.nan])), st.just(np.ones((1, 7), bool))),
+    fused=hnp.arrays(np.float64, st.sampled_from([(1, E), (2, E), (1, E + 1)]), elements=_floats),
+    reward=_floats,
+    event_id=st.one_of(st.integers(-(2**70), 2**70), st.floats(allow_nan=True), st.just("x")),
+    alpha=_floats,
+    beta=_floats,
+)
+def test_fuzz_extend_and_sample_never_crash_or_leak_nan(emb, mask, fused, reward, event_id, alpha, beta) -> None:
+    buf = ExperienceBuffer(4, embed_dim=E, seed=0)
+    buf.append(experience(1))
+    before = buf.batch()
+    try:
+        buf.extend(emb, mask, fused, np.zeros((len(fused), 7, 7)), [reward] * len(fused), [event_id] * len(fused))
+    except (TypeError, gm.GraphemeError):
+        after = buf.batch()
+        np.testing.assert_array_equal(after.event_ids, before.event_ids)  # nothing written
+    batch = buf.batch()
+    for field in ("embeddings", "fused", "pair_strengths", "rewards"):
+        assert np.isfinite(getattr(batch, field)).all(), field
+    try:
+        s = buf.sample(len(buf), prioritized=True, alpha=alpha, beta=beta, replace=True)
+    except gm.InvalidValueError as exc:
+        assert exc.arg in ("alpha", "beta")
+        assert not (np.isfinite(alpha) and np.isfinite(beta) and alpha >= 0 and beta >= 0)
+    else:
+        assert np.isfinite(s.weights).all() and ((0 <= s.weights) & (s.weights <= 1)).all()

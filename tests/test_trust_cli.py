@@ -1,0 +1,223 @@
+"""Issue 11 for the command line: every user mistake is one line
+``grapheme-mm: error: ...`` and exit status 2 — bad files, bad flags, a full
+disk — nothing non-finite is written, and the progress bar redraws at tqdm's
+interval. Cases that could hang or crash run in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import resource
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+
+import grapheme_multimodal as gm
+from grapheme_multimodal.cli import main
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("cli")
+    rng = np.random.default_rng(0)
+    np.save(d / "a.npy", rng.normal(size=(24, 6)).astype(np.float32))
+    np.save(d / "b.npy", rng.normal(size=(24, 4)))
+    (d / "empty.npy").write_bytes(b"")
+    (d / "empty.npz").write_bytes(b"")
+    (d / "garbage.npz").write_bytes(b"PK\x03\x04" + bytes(range(256)) * 4)
+    np.save(d / "complex.npy", np.ones((24, 4), complex))
+    np.save(d / "zero_rows.npy", np.zeros((0, 4), np.float32))
+    np.save(d / "object.npy", np.array([[1]], dtype=object), allow_pickle=True)
+    (d / "header_only.csv").write_text("f0,f1,f2\n")
+    (d / "latin1.csv").write_bytes("x,y\n1,2\ncafé,3\n".encode("latin-1"))
+    (d / "huge.csv").write_text("a,b\n" + "".join("1e300,2\n" if i == 5 else "1,2\n" for i in range(24)))
+    (d / "nan.csv").write_text("".join("nan,2\n" if i == 3 else "1,2\n" for i in range(24)))
+    (d / "empty.txt").write_text("")
+    with (d / "forged.npy").open("wb") as f:
+        np.lib.format.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False, "shape": (10**12, 4)})
+        f.write(b"\0" * 64)
+    (d / "folder.npy").mkdir()
+    os.mkfifo(d / "pipe.npy")
+    assert main(["train", "-m", f"visual={d / 'a.npy'}", "-m", f"auditory={d / 'b.npy'}", "--epochs", "1",
+                 "--embed-dim", "8", "--hidden-dim", "8", "--heads", "2", "-o", str(d / "m.safetensors"), "--no-progress"]) == 0
+    from grapheme_multimodal.checkpoint import FILE_FORMAT, checkpoint_state
+    from grapheme_multimodal.io import write_tagged_safetensors
+    from safetensors.numpy import save
+
+    tensors, meta = checkpoint_state(gm.LearnableMultiModal.load(d / "m.safetensors"))
+    tensors["normalization/visual/mean"] = np.zeros(6, np.float32)
+    tensors["normalization/visual/std"] = np.full(6, 1e-44, np.float32)  # written as a file: set_normalization may refuse it
+    write_tagged_safetensors(d / "tiny_std.safetensors", tensors, FILE_FORMAT, meta)
+
+    (d / "nested.safetensors").write_bytes(
+        save({"x": np.zeros(1, np.float32)}, metadata={"format": "grapheme-multimodal/checkpoint/v1", "config": "[" * 100000 + "]" * 100000})
+    )
+    return d
+
+
+def one_line_error(capsys, argv, *words) -> str:
+    code = main(argv)
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert code == 2, (argv, err)
+    assert len(lines) == 1 and lines[0].startswith("grapheme-mm: error: "), (argv, err)
+    for w in words:
+        assert w in lines[0], (w, lines[0])
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    "spec, words",
+    [
+        ("empty.npy", ["empty.npy", "not a numeric .npy file"]),
+        ("empty.npz", ["empty.npz", "not a readable .npz file"]),
+        ("garbage.npz", ["garbage.npz", "not a readable .npz file"]),
+        ("complex.npy", ["complex", "expected real numbers"]),
+        ("zero_rows.npy", ["no rows"]),
+        ("object.npy", ["object", "expected real numbers"]),
+        ("header_only.csv", ["header but no data rows"]),
+        ("latin1.csv", ["latin1.csv", "not UTF-8"]),
+        ("huge.csv", ["row 5", "too large for float32"]),
+        ("nan.csv", ["row 3", "NaN or inf"]),
+        ("empty.txt", ["has no lines"]),
+        ("forged.npy", ["forged.npy", "truncated or corrupt"]),
+        ("folder.npy", ["is a directory"]),
+    ],
+)
+def test_bad_modality_files_are_one_line(files, capsys, spec, words) -> None:
+    one_line_error(capsys, ["train", "-m", f"visual={files / 'a.npy'}", "-m", f"auditory={files / spec}", "--no-progress"], *words)
+
+
+@pytest.mark.parametrize(
+    "flags, words",
+    [
+        (["--lr", "1e300"], ["learning_rate", "too large for float32"]),
+        (["--lr", "nan"], ["learning_rate"]),
+        (["--lr", "-1"], ["learning_rate"]),
+        (["--modality-dropout", "nan"], ["modality_dropout"]),
+        (["--validation-split", "inf"], ["--validation-split"]),
+        (["--objectives", "contrastive=nan"], ["contrastive"]),
+        (["--objectives", "contrastive=1e400"], ["contrastive"]),
+        (["--batch-size", "0"], ["--batch-size"]),
+        (["--wl-dim", "-3"], ["--wl-dim"]),
+    ],
+)
+def test_bad_flags_are_one_line(files, capsys, flags, words) -> None:
+    one_line_error(capsys, ["train", "-m", f"visual={files / 'a.npy'}", "--no-progress", "--epochs", "1", *flags], *words)
+
+
+def test_checkpoint_problems_are_one_line(files, capsys) -> None:
+    one_line_error(capsys, ["info", str(files / "nested.safetensors")], "nested too deeply")
+    one_line_error(capsys, ["info", str(files / "folder.npy")], "is a directory")
+    one_line_error(capsys, ["info", str(files / "a.npy")], "not a readable")
+
+
+def test_embed_never_writes_nan(files, capsys) -> None:
+    """A checkpoint whose standardisation divides by 1e-44: refused when it is
+    loaded (once the core checks std) or, at the latest, before writing NaN."""
+    out = files / "tiny.npy"
+    line = one_line_error(capsys, ["embed", str(files / "tiny_std.safetensors"), "-m", f"visual={files / 'a.npy'}", "-o", str(out)])
+    assert "non-finite" in line or "std" in line, line
+    assert not out.exists()
+
+
+def _cli(*args, timeout=120, preexec=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "grapheme_multimodal", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, preexec_fn=preexec, env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1"))
+
+
+def assert_one_line(done: subprocess.CompletedProcess, *words) -> None:
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1 and lines[0].startswith("grapheme-mm: error: "), done.stderr
+    for w in words:
+        assert w in lines[0], (w, lines[0])
+
+
+def test_fifos_and_8_gib_files_are_refused_without_hanging(files, tmp_path) -> None:
+    assert_one_line(_cli("train", "-m", f"visual={files / 'pipe.npy'}", timeout=60), "FIFO")
+    assert_one_line(_cli("info", files / "pipe.npy", timeout=60), "FIFO")
+    sparse = tmp_path / "sparse.safetensors"
+    with sparse.open("wb") as f:
+        f.truncate(8 << 30)
+    assert_one_line(_cli("info", sparse, timeout=60), "not a readable")
+
+
+def test_a_full_disk_is_one_line_and_keeps_the_old_output(files, tmp_path) -> None:
+    out = tmp_path / "fused.npy"
+    out.write_bytes(b"previous result")
+
+    def small_files():  # writes beyond 512 bytes fail with EFBIG, as a full disk fails with ENOSPC
+        resource.setrlimit(resource.RLIMIT_FSIZE, (512, 512))
+
+    done = _cli("embed", files / "m.safetensors", "-m", f"visual={files / 'a.npy'}", "-o", out, preexec=small_files)
+    assert_one_line(done, str(out), "File too large")
+    assert out.read_bytes() == b"previous result"
+    assert [p.name for p in tmp_path.iterdir()] == ["fused.npy"]
+
+
+def test_the_progress_bar_redraws_at_its_interval_not_every_step(capsys) -> None:
+    rng = np.random.default_rng(0)
+    data = {"visual": rng.normal(size=(400, 18)), "linguistic": rng.normal(size=(400, 18))}
+    model = gm.LearnableMultiModal(embed_dim=8, hidden_dim=8, num_heads=2, seed=0)
+    history = model.fit(data, epochs=2, batch_size=4, progress=True)
+    err = capsys.readouterr().err
+    steps = 2 * 100
+    assert len(history.epochs) == 2 and "loss=" in err
+    assert err.count("\r") < steps / 4, f"{err.count(chr(13))} redraws for {steps} steps"
+
+
+# ------------------------------------------------------------------ fuzzing
+_values = st.one_of(
+    st.integers(-3, 40).map(str),
+    st.sampled_from(["nan", "inf", "-inf", "1e300", "-1e300", "0", "1e-320", "3.5e38", "x", "", "1,2", "="]),
+    st.floats(allow_nan=False, width=32).map(repr),
+)
+_flags = ["--epochs", "--batch-size", "--embed-dim", "--hidden-dim", "--heads", "--lr", "--modality-dropout",
+          "--validation-split", "--early-stopping", "--wl-dim", "--seed", "--objectives", "--binder", "--text-features"]
+_specs = ["a.npy"] * 6 + ["b.npy"] * 4 + ["empty.npy", "garbage.npz", "complex.npy", "zero_rows.npy", "latin1.csv",
+                                          "huge.csv", "folder.npy", "missing.npy", "header_only.csv"]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(
+    command=st.sampled_from(["train"] * 4 + ["embed"] * 2 + ["info"]),
+    modalities=st.lists(st.tuples(st.sampled_from(["visual"] * 3 + ["auditory"] * 3 + ["smell", "6", ""]), st.sampled_from(_specs)),
+                        min_size=1, max_size=3),
+    flags=st.lists(st.tuples(st.sampled_from(_flags), _values), max_size=4),
+)
+def test_fuzz_cli_arguments_give_exit_0_or_one_line_and_2(files, capsys, tmp_path_factory, command, modalities, flags) -> None:
+    out = tmp_path_factory.mktemp("fuzz") / "out"
+    argv = [command]
+    if command != "train":
+        argv.append(str(files / "m.safetensors"))
+    if command != "info":
+        for name, spec in modalities:
+            argv += ["-m", f"{name}={files / spec}"]
+        argv += ["-o", str(out)]
+    if command == "train":
+        argv += ["--epochs", "1", "--no-progress"]
+        for flag, value in flags:
+            if flag == "--epochs" and value.lstrip("-").isdigit() and int(value) > 2:
+                value = "2"  # keep the run short
+            argv += [flag, value]
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse: usage line + "error:" line, status 2
+        assert exc.code == 2, argv
+        assert "error:" in capsys.readouterr().err
+        event("argparse usage error")
+        return
+    err = capsys.readouterr().err
+    assert code in (0, 2), (argv, err)
+    event(f"{command}: exit {code}")
+    if code == 2:
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("grapheme-mm: error: "), (argv, err)
+    elif command == "embed":
+        assert np.isfinite(np.load(out)).all()
+    elif command == "train":
+        assert np.isfinite(gm.LearnableMultiModal.load(out).state_dict()["fusion.0.weight"]).all()

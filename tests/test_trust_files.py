@@ -1,0 +1,365 @@
+"""Issue 11 for files: checksums catch corruption, crafted headers and
+oversized files are refused before their data is read, nothing that is not a
+regular file is opened, killed saves never damage the target and their temp
+files are cleaned up, new files follow the umask, and forged pickles are
+clean errors."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import pickle
+import resource
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import grapheme_multimodal as gm
+from grapheme_multimodal import io as gio
+from grapheme_multimodal.checkpoint import FILE_FORMAT, checkpoint_state
+from grapheme_multimodal.io import write_tagged_safetensors
+
+from conftest import run_concurrently
+
+HERE = Path(__file__).resolve().parent
+
+
+def small_trained() -> gm.LearnableMultiModal:
+    model = gm.LearnableMultiModal(embed_dim=8, hidden_dim=8, num_heads=2, seed=0, buffer_size=4,
+                                   input_dims={"visual": 5, "auditory": 3})
+    rng = np.random.default_rng(0)
+    data = {"visual": rng.normal(size=(12, 5)), "auditory": rng.normal(size=(12, 3))}
+    model.fit(data, epochs=1, batch_size=6, progress=False)
+    model.record_batch(data, rewards=0.25)
+    return model
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    """``(model, bytes of its checkpoint)``."""
+    path = tmp_path_factory.mktemp("ckpt") / "model.safetensors"
+    model = small_trained()
+    model.save(path)
+    return model, path.read_bytes()
+
+
+def same_model(a: gm.LearnableMultiModal, b: gm.LearnableMultiModal) -> bool:
+    ta, ma = checkpoint_state(a)
+    tb, mb = checkpoint_state(b)
+    ma.pop("library_version"), mb.pop("library_version")
+    return ma == mb and ta.keys() == tb.keys() and all(ta[k].tobytes() == tb[k].tobytes() for k in ta)
+
+
+# -------------------------------------------------------------- corruption
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_any_bit_flip_is_caught_or_harmless(saved, tmp_path, data) -> None:
+    model, raw = saved
+    position = data.draw(st.integers(0, len(raw) - 1), label="byte")
+    bit = data.draw(st.integers(0, 7), label="bit")
+    flipped = bytearray(raw)
+    flipped[position] ^= 1 << bit
+    path = tmp_path / "flipped.safetensors"
+    path.write_bytes(bytes(flipped))
+    try:
+        back = gm.LearnableMultiModal.load(path)
+    except gm.CheckpointError:
+        return
+    assert same_model(model, back), f"a flip of bit {bit} at byte {position} loaded as a different model"
+
+
+def test_flips_in_tensor_data_name_the_tensor(saved, tmp_path) -> None:
+    _, raw = saved
+    header_end = 8 + int.from_bytes(raw[:8], "little")
+    rng = np.random.default_rng(0)
+    for position in rng.integers(header_end, len(raw), size=30):
+        flipped = bytearray(raw)
+        flipped[position] ^= 1 << int(rng.integers(8))
+        path = tmp_path / "flipped.safetensors"
+        path.write_bytes(bytes(flipped))
+        with pytest.raises(gm.CheckpointError, match="does not match its checksum"):
+            gm.LearnableMultiModal.load(path)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(cut=st.integers(0, 10**9))
+def test_any_truncation_is_a_checkpoint_error(saved, tmp_path, cut) -> None:
+    _, raw = saved
+    path = tmp_path / "cut.safetensors"
+    path.write_bytes(raw[: cut % len(raw)])
+    with pytest.raises(gm.CheckpointError):
+        gm.LearnableMultiModal.load(path)
+
+
+def _raw_file(path: Path, header: dict, data: bytes = b"") -> Path:
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    path.write_bytes(len(text).to_bytes(8, "little") + text + data)
+    return path
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(meta=st.dictionaries(st.sampled_from(["config", "optimizer", "epochs_trained", "history", "experience",
+                                             "library_version", "checksum", "other"]), _json, max_size=7),
+       tensors=st.dictionaries(st.text(max_size=12), st.tuples(
+           st.sampled_from(["F32", "F16", "BF16", "I32", "I64", "BOOL", "U8", "F64", "XX"]),
+           st.lists(st.integers(0, 2**40), max_size=3)), max_size=3))
+def test_crafted_headers_are_clean_errors(tmp_path, meta, tensors) -> None:
+    header = {"__metadata__": {"format": FILE_FORMAT, **{k: json.dumps(v) for k, v in meta.items()}}}
+    offset = 0
+    for name, (dtype, shape) in tensors.items():
+        size = math.prod(shape) * 4
+        header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [offset, offset + size]}
+        offset += size
+    path = _raw_file(tmp_path / "crafted.safetensors", header, b"\0" * min(offset, 4096))
+    with pytest.raises((gm.CheckpointError, gm.TooLargeError)):
+        gm.LearnableMultiModal.load(path)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.int32, np.bool_, np.float64])
+def test_weights_of_another_dtype_are_refused_not_converted(tmp_path, dtype) -> None:
+    model = small_trained()
+    tensors, meta = checkpoint_state(model)
+    tensors["param/fusion.0.weight"] = tensors["param/fusion.0.weight"].astype(dtype)
+    path = tmp_path / "typed.safetensors"
+    write_tagged_safetensors(path, tensors, FILE_FORMAT, meta)
+    with pytest.raises(gm.CheckpointError, match=r"fusion\.0\.weight.*expected float32"):
+        gm.LearnableMultiModal.load(path)
+    with pytest.raises(gm.CheckpointError, match=r"fusion\.0\.weight.*expected float32"):
+        pickle.loads(pickle.dumps(model)).__setstate__({"tensors": tensors, "meta": meta})
+
+
+def test_non_finite_weights_and_bad_metadata_are_refused(tmp_path) -> None:
+    model = small_trained()
+    for edit, words in [
+        (lambda t, m: t["param/binder.bias"].__setitem__(0, np.nan), "binder.bias"),
+        (lambda t, m: m.__setitem__("epochs_trained", -1), "epochs_trained"),
+        (lambda t, m: m.__setitem__("history", [{"loss": [1]}]), "history"),
+        (lambda t, m: m.__setitem__("optimizer", {"step": 1}), "optimizer"),
+        (lambda t, m: m.__setitem__("extra", 1), "unexpected keys"),
+        (lambda t, m: m.pop("history"), "missing keys"),
+        (lambda t, m: m["config"].__setitem__("embed_dim", "8"), "embed_dim"),
+    ]:
+        tensors, meta = checkpoint_state(model)
+        tensors = {k: v.copy() for k, v in tensors.items()}
+        edit(tensors, meta)
+        path = tmp_path / "bad.safetensors"
+        write_tagged_safetensors(path, tensors, FILE_FORMAT, meta)
+        with pytest.raises(gm.CheckpointError, match=words):
+            gm.LearnableMultiModal.load(path)
+
+
+def test_deeply_nested_metadata_is_not_a_recursion_error(tmp_path) -> None:
+    from safetensors.numpy import save
+
+    nested = "[" * 100000 + "]" * 100000
+    for fmt, load in [(FILE_FORMAT, gm.LearnableMultiModal.load),
+                      ("grapheme-multimodal/experience-buffer/v1", gm.ExperienceBuffer.from_file)]:
+        path = tmp_path / "nested.safetensors"
+        path.write_bytes(save({"x": np.zeros(1, np.float32)}, metadata={"format": fmt, "config": nested, "size": nested}))
+        with pytest.raises(gm.CheckpointError, match="nested too deeply"):
+            load(path)
+
+
+def test_files_without_a_checksum_still_load(saved, tmp_path) -> None:
+    """Files from before checksums (no ``checksum`` entry) load, unverified."""
+    from safetensors.numpy import save
+
+    model, _ = saved
+    tensors, meta = checkpoint_state(model)
+    old = {"format": FILE_FORMAT, **{k: json.dumps(v) for k, v in meta.items()}}
+    path = tmp_path / "old.safetensors"
+    path.write_bytes(save({k: np.ascontiguousarray(v) for k, v in tensors.items()}, metadata=old))
+    assert same_model(model, gm.LearnableMultiModal.load(path))
+    model.save(path)  # saving again adds the checksum
+    assert "checksum" in json.loads(path.read_bytes()[8 : 8 + int.from_bytes(path.read_bytes()[:8], "little")])["__metadata__"]
+
+
+def test_directories_and_fifos_are_named_as_what_they_are(tmp_path) -> None:
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(gm.CheckpointError, match="is a directory"):
+        gm.LearnableMultiModal.load(tmp_path / "folder")
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    with pytest.raises(gm.CheckpointError, match="FIFO"):  # and it does not block waiting for a writer
+        gm.ExperienceBuffer.from_file(fifo)
+    with pytest.raises(FileNotFoundError, match="no file at"):
+        gm.LearnableMultiModal.load(tmp_path / "missing.safetensors")
+
+
+def _run_capped(code: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=timeout)
+
+
+def test_an_8_gib_sparse_file_is_refused_after_reading_its_header(tmp_path) -> None:
+    """Three 8 GiB sparse files (zeros; a valid header then zeros; a header
+    declaring one 8 GiB tensor): each refused in well under a second, with
+    little memory, in a subprocess (a crash or a bare MemoryError would show)."""
+    zeros = tmp_path / "zeros.safetensors"
+    with zeros.open("wb") as f:
+        f.truncate(8 << 30)
+    model = small_trained()
+    padded = tmp_path / "padded.safetensors"
+    model.save(padded)
+    with padded.open("r+b") as f:
+        f.truncate(8 << 30)
+    header = {"__metadata__": {"format": FILE_FORMAT}, "param/x": {"dtype": "F32", "shape": [2**31], "data_offsets": [0, 2**33]}}
+    giant = _raw_file(tmp_path / "giant.safetensors", header)
+    with giant.open("r+b") as f:
+        f.truncate(giant.stat().st_size + 2**33)
+    done = _run_capped(f"""
+        import resource, time, grapheme_multimodal as gm
+        for path in {[str(zeros), str(padded), str(giant)]!r}:
+            start = time.perf_counter()
+            try:
+                gm.LearnableMultiModal.load(path)
+            except gm.CheckpointError as exc:
+                print("refused", round(time.perf_counter() - start, 3), str(exc)[:60])
+        print("maxrss_mb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+    """)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert len([l for l in lines if l.startswith("refused")]) == 3, done.stdout
+    assert all(float(l.split()[1]) < 2 for l in lines if l.startswith("refused")), done.stdout
+    assert int(lines[-1].split()[1]) < 1024, done.stdout
+
+
+# ------------------------------------------------------------------ saving
+def test_new_files_follow_the_umask_and_replaced_ones_keep_their_mode(tmp_path) -> None:
+    old = os.umask(0o027)
+    try:
+        path = gio.atomic_write_bytes(tmp_path / "a.bin", b"x")
+        assert path.stat().st_mode & 0o777 == 0o640
+        path.chmod(0o604)
+        gio.atomic_write_bytes(path, b"y")
+        assert path.stat().st_mode & 0o777 == 0o604 and path.read_bytes() == b"y"
+    finally:
+        os.umask(old)
+
+
+def test_the_directory_is_synced_after_the_rename(tmp_path, monkeypatch) -> None:
+    synced = []
+    real = gio.os.fsync
+
+    def record(fd):
+        synced.append(os.path.isdir(f"/proc/self/fd/{fd}") if os.path.exists("/proc/self/fd") else True)
+        real(fd)
+
+    monkeypatch.setattr(gio.os, "fsync", record)
+    gio.atomic_write_bytes(tmp_path / "a.bin", b"x")
+    assert synced == [False, True], "the file, then its directory"
+
+
+def test_the_next_save_removes_orphans_but_not_a_save_in_progress(tmp_path) -> None:
+    import fcntl
+
+    target = tmp_path / "model.safetensors"
+    orphans = [tmp_path / f".model.safetensors.{i:06x}.tmp" for i in range(3)]
+    for p in orphans:
+        p.write_bytes(b"half a checkpoint")
+    busy = tmp_path / ".model.safetensors.busy.tmp"
+    other = tmp_path / ".other.safetensors.abc.tmp"
+    busy.write_bytes(b"being written")
+    other.write_bytes(b"another target's")
+    with busy.open("rb") as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)  # what a running save holds
+        small_trained().save(target)
+    assert not any(p.exists() for p in orphans)
+    assert busy.exists() and other.exists()
+    assert gm.LearnableMultiModal.load(target).epochs_trained == 1
+
+
+def test_concurrent_saves_to_one_target_all_succeed(tmp_path) -> None:
+    model = small_trained()
+    target = tmp_path / "model.safetensors"
+
+    def save() -> None:
+        for _ in range(10):
+            model.save(target)
+
+    run_concurrently(save, save, save, save)
+    assert same_model(model, gm.LearnableMultiModal.load(target))
+    assert [p.name for p in tmp_path.iterdir()] == ["model.safetensors"]
+
+
+SAVER = """
+import os, sys
+import numpy as np
+from grapheme_multimodal.io import write_tagged_safetensors
+path = sys.argv[1]
+base = np.random.default_rng(0).normal(size=(256, 1024)).astype(np.float32)
+versions = [{"w": base + i} for i in range(2)]
+for _ in sys.stdin:  # one saver per line: forked, so the imports are paid once
+    pid = os.fork()
+    if pid == 0:
+        i = 0
+        while True:
+            write_tagged_safetensors(path, versions[i % 2], "kill-test", {"version": i % 2})
+            if i == 0:
+                print(os.getpid(), flush=True)
+            i += 1
+    os.waitpid(pid, 0)
+    print("reaped", flush=True)
+"""
+
+
+def test_killing_a_save_never_damages_the_target(tmp_path) -> None:
+    """kill -9 a process in the middle of saving, again and again: the target
+    always loads (as one of the saved versions), and after the next good save
+    no temp file is left."""
+    target = tmp_path / "target.safetensors"
+    base = np.random.default_rng(0).normal(size=(256, 1024)).astype(np.float32)
+    rng = np.random.default_rng(1)
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")  # a single-threaded process forks safely
+    saver = subprocess.Popen([sys.executable, "-c", SAVER, str(target)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             text=True, env=env)
+    try:
+        for _ in range(12):
+            saver.stdin.write("go\n")
+            saver.stdin.flush()
+            pid = int(saver.stdout.readline())
+            time.sleep(float(rng.uniform(0.0, 0.05)))
+            os.kill(pid, signal.SIGKILL)
+            assert saver.stdout.readline().strip() == "reaped"
+            tensors, meta = gio.read_tagged_safetensors(target, "kill-test")
+            assert meta["version"] in (0, 1)
+            np.testing.assert_array_equal(tensors["w"], base + meta["version"])
+    finally:
+        saver.kill()
+        saver.wait()
+    print("orphans left by the kills:", len(list(tmp_path.glob(".*.tmp"))))
+    write_tagged_safetensors(target, {"w": np.zeros(2, np.float32)}, "kill-test", {"version": 9})
+    assert [p.name for p in tmp_path.iterdir()] == ["target.safetensors"], "orphaned temp files were removed"
+
+
+# ----------------------------------------------------------------- pickles
+@pytest.mark.parametrize(
+    "state",
+    [{}, {"tensors": {}}, {"meta": {}}, [], None, {"tensors": {}, "meta": {}},
+     {"tensors": {}, "meta": {"config": {}}}, {"tensors": "x", "meta": {"config": {}}}],
+)
+def test_forged_pickles_are_checkpoint_errors(state) -> None:
+    """A pickle whose state lacks keys or holds the wrong things: a clean
+    CheckpointError, never a bare KeyError (unpickling runs __setstate__)."""
+    model = pickle.loads(pickle.dumps(gm.LearnableMultiModal(seed=0, embed_dim=8, hidden_dim=8, num_heads=2)))
+    with pytest.raises(gm.CheckpointError):
+        model.__setstate__(state)
+    forged = pickle.dumps(model).replace(b"epochs_trained", b"epochs_trainex")
+    with pytest.raises(gm.CheckpointError, match="missing keys"):
+        pickle.loads(forged)
