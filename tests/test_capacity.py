@@ -126,6 +126,21 @@ def test_forward_matches_numpy_and_never_drops():
     assert e2.tobytes() == emb.tobytes() and f2.tobytes() == fused.tobytes()
 
 
+def test_huge_finite_inputs_encode_exactly_through_every_layer():
+    """Inputs whose products overflow float32 are rescued by scaling (each
+    layer is homogeneous once its bias is scaled too): the embeddings are
+    those of float64 arithmetic, deep encoders and the shared head included."""
+    model = deep()
+    x = {"visual": (np.random.default_rng(1).uniform(-1, 1, size=(4, 6)) * 3e38).astype(np.float32)}
+    emb = model.encode(x)[:, gm.Modality.VISUAL.index]
+    state = {k: v.astype(np.float64) for k, v in model.state_dict().items()}
+    h = _leaky(x["visual"].astype(np.float64) @ state["encoder.visual.0.weight"].T + state["encoder.visual.0.bias"])
+    h = h @ state["encoder.visual.1.weight"].T + state["encoder.visual.1.bias"]
+    h = _leaky(h @ state["head.0.weight"].T + state["head.0.bias"])
+    h = h @ state["head.1.weight"].T + state["head.1.bias"]
+    np.testing.assert_allclose(emb, h / np.linalg.norm(h, axis=1, keepdims=True), atol=2e-6)
+
+
 def test_dropout_trains_reproducibly_and_resumes_exactly(tmp_path):
     data = views(48)
     model = deep()
@@ -291,6 +306,14 @@ from test_trust_core import expect_error, same_state, state  # noqa: E402
 )
 def test_huge_capacity_is_a_too_large_error_not_an_abort(code, arg):
     expect_error(code, "TooLargeError", arg)
+
+
+def test_bad_widths_are_invalid_value_errors_naming_the_layer():
+    for options, arg in [(dict(encoder_hidden=(16, -3)), "encoder_hidden[1]"), (dict(shared_head=(0, 8)), "shared_head[0]"),
+                         (dict(encoder_output_dim=-1), "encoder_output_dim")]:
+        with pytest.raises(gm.InvalidValueError) as err:
+            deep(**options)
+        assert err.value.arg == arg
 
 
 @pytest.mark.parametrize("name", ["encoder_input_dropout", "encoder_hidden_dropout"])

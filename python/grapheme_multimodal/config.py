@@ -34,7 +34,7 @@ def _positive_int(value: Any, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name}: expected an int, got {type(value).__name__}")
     if value <= 0:
-        raise ValueError(f"{name}: expected a positive int, got {value}")
+        raise InvalidValueError(f"{name}: expected a positive int, got {value}", name)
     if value > MAX_DIM:  # the model's memory is checked when it is built
         raise TooLargeError(f"{name}: got {value}; expected at most {MAX_DIM}", name)
     return int(value)
