@@ -111,3 +111,5 @@ def test_defaults_are_the_recipe_and_hold_out_a_validation_slice():
     assert est.model_.normalization(est.modalities_[0].index) is not None
     off = MultimodalEmbedder(embed_dim=16, epochs=3, validation_fraction=0).fit(Xs)
     assert "val_contrastive" not in off.history_.epochs[0] and len(off.history_.epochs) == 3
+    never = MultimodalEmbedder(embed_dim=16, epochs=3, patience=0).fit(Xs)
+    assert "val_contrastive" in never.history_.epochs[0] and len(never.history_.epochs) == 3

@@ -40,7 +40,7 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
     dropout in each view's encoder, a projection head shared by the views
     (``shared_head=None``: 128 then ``embed_dim``), learned temperatures, the objectives of
     :data:`~grapheme_multimodal.uci.RECIPE_OBJECTIVES` (``objectives=None``),
-    at most ``epochs`` epochs, stopping after ``patience`` epochs without a
+    at most ``epochs`` epochs, stopping after ``patience`` epochs (0: never) without a
     lower validation loss on ``validation_fraction`` of the rows held out
     (``validation_fraction=0``: no early stopping, all epochs run). The
     original model is ``encoder_hidden=(), encoder_output_dim=None,
@@ -135,7 +135,7 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
             watch = dict(
                 validation={m: x[val_rows] for m, x in inputs.items()},
                 validation_mask=mask[val_rows],
-                early_stopping=self.patience,
+                early_stopping=self.patience or None,  # 0: watched, never stopped
                 monitor=settings.monitor(len(views)),
             )
             inputs, mask = {m: x[fit_rows] for m, x in inputs.items()}, mask[fit_rows]

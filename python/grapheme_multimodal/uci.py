@@ -59,8 +59,8 @@ class TrainingSettings:
     ``temperature``. Training: Adam on batches of ``batch_size``, at most
     ``epochs`` epochs; ``validation_fraction`` of the rows (drawn from
     ``seed``) are held out when no validation data is given, and training
-    stops after ``patience`` epochs without a lower validation contrastive
-    loss, keeping the best epoch's weights — so a larger epoch budget never
+    stops after ``patience`` epochs (0: never) without a lower validation
+    contrastive loss, keeping the best epoch's weights — so a larger epoch budget never
     makes a small data set worse. ``modality_dropout`` hides each view of
     each training row with this probability. ``weights`` chooses the
     objectives (``None``: :data:`RECIPE_OBJECTIVES`); ``fused_neighbors`` is
@@ -143,7 +143,7 @@ def train(
     model.fit(
         inputs,
         validation=None if validation is None else dict(validation),
-        early_stopping=None if validation is None else s.patience,
+        early_stopping=None if validation is None or s.patience == 0 else s.patience,
         monitor=None if validation is None else s.monitor(len(inputs)),
         epochs=s.epochs,
         batch_size=s.batch_size,
