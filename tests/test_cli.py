@@ -97,7 +97,7 @@ def user_error_cases(d, ckpt):
         (["train", "-m", "visual"], "expected NAME=PATH"),
         (["train", "-m", v, "-m", v], "given twice"),
         (["train", "-m", v, "--objectives", "speed=1"], "unknown objective 'speed'"),
-        (["train", "-m", v, "--early-stopping", "2"], "needs --validation-split"),
+        (["train", "-m", v, "--validation-split", "0", "--early-stopping", "2"], "needs --validation-split"),
         (["train", "-m", v, "--heads", "3"], "not divisible"),
         (["train", "-m", v, "--epochs", "-2"], "epochs"),
         (["embed", str(ckpt), "-m", f"visual={d / 'wide.npy'}"], "different config"),
@@ -161,7 +161,7 @@ def test_train_on_ray_workers_and_embed_with_ray(user_files, ray_session, capsys
         "--heads", "2", "--wl-dim", "32", "--workers", "2", "--output", str(ckpt), "--no-progress",
     )
     assert code == 0, err
-    assert "trained on 60 rows x 2 modalities for 2 epochs" in out
+    assert "trained on 54 rows x 2 modalities for 2 epochs" in out  # 6 of 60 held out for validation
     local, remote = user_files / "local.npy", user_files / "ray.npy"
     assert run(capsys, "embed", str(ckpt), *files, "-o", str(local), "--bindings", str(user_files / "b1.npy"))[0] == 0
     code, out, err = run(

@@ -92,3 +92,24 @@ def test_in_a_pipeline_beside_multiview_steps():
     pipe.fit(train, y[:300])
     accuracy = pipe.score(test, y[300:])
     assert accuracy > 0.8, accuracy  # 4 classes: chance is 0.25
+
+
+def test_defaults_are_the_recipe_and_hold_out_a_validation_slice():
+    from grapheme_multimodal import LearnableMultiModalConfig, uci
+
+    recipe = uci.TrainingSettings()
+    est = MultimodalEmbedder()
+    for name in ("embed_dim", "epochs", "batch_size", "learning_rate", "temperature", "encoder_hidden",
+                 "encoder_output_dim", "encoder_input_dropout", "encoder_hidden_dropout", "learnable_temperature",
+                 "validation_fraction", "patience"):
+        assert getattr(est, name) == getattr(recipe, name), name
+    assert LearnableMultiModalConfig().encoder_hidden == ()  # the model's own defaults stay the original's
+    Xs, _ = views(100)
+    est = MultimodalEmbedder(embed_dim=16, epochs=3, random_state=1).fit(Xs)
+    assert est.model_.config.shared_head == uci.recipe_head(16)
+    assert "val_contrastive" in est.history_.epochs[0] and est.history_.monitor == "val_contrastive"
+    assert est.model_.normalization(est.modalities_[0].index) is not None
+    off = MultimodalEmbedder(embed_dim=16, epochs=3, validation_fraction=0).fit(Xs)
+    assert "val_contrastive" not in off.history_.epochs[0] and len(off.history_.epochs) == 3
+    never = MultimodalEmbedder(embed_dim=16, epochs=3, patience=0).fit(Xs)
+    assert "val_contrastive" in never.history_.epochs[0] and len(never.history_.epochs) == 3

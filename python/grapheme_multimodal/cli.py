@@ -22,8 +22,12 @@ import numpy as np
 
 from . import __version__
 from .exceptions import InvalidValueError, NonFiniteError, ShapeError
+from .training import holdout_rows
+from .uci import TrainingSettings, recipe_head
 
 PROG = "grapheme-mm"
+#: ``grapheme-mm train``'s defaults: the package's recipe.
+_RECIPE = TrainingSettings()
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -60,7 +64,7 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="train on the UCI Multiple Features digits and compare with scikit-learn")
     demo.add_argument("--out", type=Path, default=Path("runs/demo"), help="output folder (default: runs/demo)")
-    demo.add_argument("--epochs", type=int, default=None, help="training epochs (default: the demo's setting)")
+    demo.add_argument("--epochs", type=int, default=None, help="at most this many epochs (default: the recipe's; it stops early on a held-out slice)")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--json", type=Path, default=None, help="also write the table as JSON")
     demo.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -69,34 +73,47 @@ def _parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train on your own files, one per modality (rows aligned)")
     _modality_args(train)
     train.add_argument("--output", "-o", type=Path, default=Path("model.safetensors"), help="checkpoint to write")
-    train.add_argument("--epochs", type=int, default=20)
-    train.add_argument("--batch-size", type=int, default=64)
-    train.add_argument("--embed-dim", type=int, default=64)
-    train.add_argument("--hidden-dim", type=int, default=128)
-    train.add_argument("--heads", type=int, default=4)
-    train.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
-    train.add_argument("--binder", choices=("additive", "bilinear"), default="bilinear")
-    train.add_argument("--objectives", default=None, help="objective weights, e.g. contrastive=1,binding=0.5")
-    train.add_argument("--modality-dropout", type=float, default=0.3)
-    train.add_argument("--validation-split", type=float, default=0.0, help="fraction of rows held out for validation")
-    train.add_argument("--early-stopping", type=int, default=None, help="patience in epochs (needs --validation-split)")
+    # The defaults are the package's recipe (uci.TrainingSettings).
+    train.add_argument("--epochs", type=int, default=_RECIPE.epochs, help=f"at most (default {_RECIPE.epochs})")
+    train.add_argument("--batch-size", type=int, default=_RECIPE.batch_size)
+    train.add_argument("--embed-dim", type=int, default=_RECIPE.embed_dim)
+    train.add_argument("--hidden-dim", type=int, default=_RECIPE.hidden_dim)
+    train.add_argument("--heads", type=int, default=_RECIPE.num_heads)
+    train.add_argument("--lr", type=float, default=_RECIPE.learning_rate, help="Adam learning rate")
+    train.add_argument("--binder", choices=("additive", "bilinear"), default=_RECIPE.binder_kind)
+    train.add_argument("--objectives", default=None,
+                       help="objective weights, e.g. contrastive=1,binding=0.5 (default: the recipe's, "
+                            + ",".join(f"{k}={v:g}" for k, v in _RECIPE.objectives.items()) + ")")
+    train.add_argument("--modality-dropout", type=float, default=_RECIPE.modality_dropout)
+    train.add_argument("--validation-split", type=float, default=_RECIPE.validation_fraction,
+                       help=f"fraction of rows held out for validation (default {_RECIPE.validation_fraction}; 0: none)")
+    train.add_argument("--early-stopping", type=int, default=None,
+                       help="patience in epochs, watching the validation contrastive loss; the best epoch is kept "
+                            f"(default {_RECIPE.patience} with a validation split; 0: off)")
     train.add_argument("--text-features", choices=("wl", "fingerprint"), default="wl",
                        help="how .txt lines become features (default: content-aware WL)")
     train.add_argument("--wl-dim", type=int, default=256)
-    capacity = train.add_argument_group("model capacity (defaults: the original model)")
-    capacity.add_argument("--temperature", type=float, default=0.1, help="of the contrastive objectives (default 0.1)")
-    capacity.add_argument("--learnable-temperature", action="store_true",
-                          help="learn the contrastive temperatures, starting at --temperature")
-    capacity.add_argument("--encoder-hidden", default="", metavar="WIDTHS",
-                          help="hidden layer widths of each modality's encoder, e.g. 256 or 256,128 (default: none)")
+    capacity = train.add_argument_group(
+        "model capacity (defaults: the recipe; the original model is --encoder-hidden '' --encoder-output-dim 0 "
+        "--shared-head '' --encoder-input-dropout 0 --encoder-hidden-dropout 0 --no-learnable-temperature)")
+    capacity.add_argument("--temperature", type=float, default=_RECIPE.temperature,
+                          help=f"of the contrastive objectives (default {_RECIPE.temperature})")
+    capacity.add_argument("--learnable-temperature", action=argparse.BooleanOptionalAction,
+                          default=_RECIPE.learnable_temperature,
+                          help="learn the contrastive temperatures, starting at --temperature (default: on)")
+    capacity.add_argument("--encoder-hidden", default=",".join(map(str, _RECIPE.encoder_hidden)), metavar="WIDTHS",
+                          help="hidden layer widths of each modality's encoder, e.g. 256 or 256,128, '' for none "
+                               f"(default {','.join(map(str, _RECIPE.encoder_hidden))})")
     capacity.add_argument("--encoder-output-dim", type=int, default=None,
-                          help="the encoders' output width when a shared head follows (default: --embed-dim)")
-    capacity.add_argument("--shared-head", default="", metavar="WIDTHS",
+                          help="the encoders' output width when a shared head follows, 0: --embed-dim "
+                               f"(default {_RECIPE.encoder_output_dim} with a head, else --embed-dim)")
+    capacity.add_argument("--shared-head", default=None, metavar="WIDTHS",
                           help="layer widths of a projection head shared by all modalities, the last = --embed-dim, "
-                               "e.g. 128,64 (default: none)")
-    capacity.add_argument("--encoder-input-dropout", type=float, default=0.0, help="dropout on encoder inputs in training")
-    capacity.add_argument("--encoder-hidden-dropout", type=float, default=0.0,
-                          help="dropout after hidden encoder layers in training")
+                               "e.g. 128,64; '' for none (default: 128,EMBED_DIM)")
+    capacity.add_argument("--encoder-input-dropout", type=float, default=_RECIPE.encoder_input_dropout,
+                          help=f"dropout on encoder inputs in training (default {_RECIPE.encoder_input_dropout})")
+    capacity.add_argument("--encoder-hidden-dropout", type=float, default=_RECIPE.encoder_hidden_dropout,
+                          help=f"dropout after hidden encoder layers in training (default {_RECIPE.encoder_hidden_dropout})")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--no-progress", action="store_true")
     train.add_argument("--workers", type=int, default=None,
@@ -166,8 +183,13 @@ def _train(args: argparse.Namespace) -> int:
     n = len(files[0])
     featurizer = GraphFeaturizer("wl", dim=_positive(args.wl_dim, "--wl-dim")) if args.text_features == "wl" else GraphFeaturizer()
     inputs = {f.modality: (featurizer(f.values) if f.is_text else f.values) for f in files}
+    embed_dim = _positive(args.embed_dim, "--embed-dim")
+    head = recipe_head(embed_dim) if args.shared_head is None else _widths(args.shared_head, "--shared-head")
+    encoder_output_dim = args.encoder_output_dim
+    if encoder_output_dim is None and head:
+        encoder_output_dim = _RECIPE.encoder_output_dim
     model = LearnableMultiModal(
-        embed_dim=_positive(args.embed_dim, "--embed-dim"),
+        embed_dim=embed_dim,
         hidden_dim=_positive(args.hidden_dim, "--hidden-dim"),
         num_heads=_positive(args.heads, "--heads"),
         learning_rate=args.lr,
@@ -178,29 +200,35 @@ def _train(args: argparse.Namespace) -> int:
         temperature=args.temperature,
         learnable_temperature=args.learnable_temperature,
         encoder_hidden=_widths(args.encoder_hidden, "--encoder-hidden"),
-        encoder_output_dim=args.encoder_output_dim,
-        shared_head=_widths(args.shared_head, "--shared-head"),
+        encoder_output_dim=encoder_output_dim or None,
+        shared_head=head,
         encoder_input_dropout=args.encoder_input_dropout,
         encoder_hidden_dropout=args.encoder_hidden_dropout,
     )
-    objectives = _objective_weights(args.objectives, OBJECTIVES)
+    settings = TrainingSettings(weights=_objective_weights(args.objectives, OBJECTIVES))
     if not 0 <= args.validation_split < 1:
         raise InvalidValueError(f"--validation-split: expected a fraction in [0, 1), got {args.validation_split}", "--validation-split")
-    if args.early_stopping is not None and args.validation_split == 0:
+    if args.early_stopping is not None and args.early_stopping < 0:
+        raise InvalidValueError(f"--early-stopping: expected a patience >= 0 (0: off), got {args.early_stopping}", "--early-stopping")
+    if args.early_stopping and args.validation_split == 0:
         raise InvalidValueError("--early-stopping: needs --validation-split > 0 to watch a validation loss", "--early-stopping")
-    order = np.random.default_rng(args.seed).permutation(n)
+    patience = _RECIPE.patience if args.early_stopping is None else args.early_stopping
     n_val = int(round(n * args.validation_split))
     if n - n_val < 2:
         raise InvalidValueError(f"files: {n} rows leave {n - n_val} for training; expected at least 2", "files")
-    train_rows, val_rows = order[n_val:], order[:n_val]
+    train_rows, val_rows = holdout_rows(n, args.validation_split, args.seed)
+    if val_rows is None:
+        val_rows = np.arange(0)
+    watch = len(val_rows) >= 2 and patience > 0
     if args.workers is None and args.ray_address is not None:
         raise InvalidValueError("--ray-address: only used with --workers N (training on Ray)", "--ray-address")
     fit_options = dict(
         epochs=args.epochs,
         batch_size=_positive(args.batch_size, "--batch-size"),
-        objectives=objectives,
-        validation={m: x[val_rows] for m, x in inputs.items()} if n_val >= 2 else None,
-        early_stopping=args.early_stopping,
+        objectives=settings.objectives,
+        validation={m: x[val_rows] for m, x in inputs.items()} if len(val_rows) >= 2 else None,
+        early_stopping=patience if watch else None,
+        monitor=settings.monitor(len(files)) if watch else None,
         modality_dropout=args.modality_dropout,
         progress=not args.no_progress,
         seed=args.seed,

@@ -17,7 +17,12 @@ from ._core import NUM_MODALITIES
 from .config import LearnableMultiModalConfig
 from .exceptions import InvalidValueError, NonFiniteError, ShapeError
 from .model import LearnableMultiModal
+from .training import holdout_rows
 from .types import Modality
+from .uci import TrainingSettings, recipe_head
+
+#: The recipe whose settings are the estimator's defaults.
+_RECIPE = TrainingSettings()
 
 
 class MultimodalEmbedder(TransformerMixin, BaseEstimator):
@@ -30,9 +35,17 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
 
     Parameters mirror :class:`LearnableMultiModalConfig` and
     :func:`grapheme_multimodal.training.fit`; ``random_state`` seeds both.
-    The capacity options (``encoder_hidden``, ``encoder_output_dim``,
-    ``shared_head``, ``encoder_input_dropout``, ``encoder_hidden_dropout``,
-    ``learnable_temperature``) default to the original model.
+    The defaults are the package's recipe
+    (:class:`grapheme_multimodal.uci.TrainingSettings`): a hidden layer and
+    dropout in each view's encoder, a projection head shared by the views
+    (``shared_head=None``: 128 then ``embed_dim``), learned temperatures, the objectives of
+    :data:`~grapheme_multimodal.uci.RECIPE_OBJECTIVES` (``objectives=None``),
+    at most ``epochs`` epochs, stopping after ``patience`` epochs (0: never) without a
+    lower validation loss on ``validation_fraction`` of the rows held out
+    (``validation_fraction=0``: no early stopping, all epochs run). The
+    original model is ``encoder_hidden=(), encoder_output_dim=None,
+    shared_head=(), encoder_input_dropout=0, encoder_hidden_dropout=0,
+    learnable_temperature=False``.
 
     >>> import numpy as np
     >>> rng = np.random.default_rng(0)
@@ -45,25 +58,27 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
     def __init__(
         self,
         modalities: Optional[Sequence[str]] = None,
-        embed_dim: int = 64,
-        hidden_dim: int = 128,
-        num_heads: int = 4,
-        binder_kind: str = "additive",
-        temperature: float = 0.1,
-        epochs: int = 20,
-        batch_size: int = 128,
-        learning_rate: float = 1e-3,
+        embed_dim: int = _RECIPE.embed_dim,
+        hidden_dim: int = _RECIPE.hidden_dim,
+        num_heads: int = _RECIPE.num_heads,
+        binder_kind: str = _RECIPE.binder_kind,
+        temperature: float = _RECIPE.temperature,
+        epochs: int = _RECIPE.epochs,
+        batch_size: int = _RECIPE.batch_size,
+        learning_rate: float = _RECIPE.learning_rate,
         objectives: Optional[dict] = None,
-        modality_dropout: float = 0.0,
+        modality_dropout: float = _RECIPE.modality_dropout,
         standardize: bool = True,
         random_state: int = 0,
         verbose: bool = False,
-        encoder_hidden: Sequence[int] = (),
-        encoder_output_dim: Optional[int] = None,
-        shared_head: Sequence[int] = (),
-        encoder_input_dropout: float = 0.0,
-        encoder_hidden_dropout: float = 0.0,
-        learnable_temperature: bool = False,
+        encoder_hidden: Sequence[int] = _RECIPE.encoder_hidden,
+        encoder_output_dim: Optional[int] = _RECIPE.encoder_output_dim,
+        shared_head: Optional[Sequence[int]] = None,
+        encoder_input_dropout: float = _RECIPE.encoder_input_dropout,
+        encoder_hidden_dropout: float = _RECIPE.encoder_hidden_dropout,
+        learnable_temperature: bool = _RECIPE.learnable_temperature,
+        validation_fraction: float = _RECIPE.validation_fraction,
+        patience: int = _RECIPE.patience,
     ) -> None:
         self.modalities = modalities
         self.embed_dim = embed_dim
@@ -86,6 +101,9 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
         self.encoder_hidden_dropout = encoder_hidden_dropout
         self.learnable_temperature = learnable_temperature
 
+        self.validation_fraction = validation_fraction
+        self.patience = patience
+
     def fit(self, Xs: Any, y: Any = None) -> "MultimodalEmbedder":
         """Trains on the views ``Xs`` (``y`` is ignored: training is unsupervised)."""
         views = _as_views(Xs, self, reset=True)
@@ -103,19 +121,31 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
             input_dims={m: d for m, d in zip(self.modalities_, self.view_dims_)},
             encoder_hidden=self.encoder_hidden,
             encoder_output_dim=self.encoder_output_dim,
-            shared_head=self.shared_head,
+            shared_head=recipe_head(self.embed_dim) if self.shared_head is None else self.shared_head,
             encoder_input_dropout=self.encoder_input_dropout,
             encoder_hidden_dropout=self.encoder_hidden_dropout,
             learnable_temperature=self.learnable_temperature,
         )
         self.model_ = LearnableMultiModal(config)
         inputs, mask = self._inputs(views)
+        settings = TrainingSettings(weights=self.objectives)
+        fit_rows, val_rows = holdout_rows(len(mask), self.validation_fraction, self.random_state)
+        watch = {}
+        if val_rows is not None:
+            watch = dict(
+                validation={m: x[val_rows] for m, x in inputs.items()},
+                validation_mask=mask[val_rows],
+                early_stopping=self.patience or None,  # 0: watched, never stopped
+                monitor=settings.monitor(len(views)),
+            )
+            inputs, mask = {m: x[fit_rows] for m, x in inputs.items()}, mask[fit_rows]
         self.history_ = self.model_.fit(
             inputs,
             mask=mask,
             epochs=self.epochs,
             batch_size=self.batch_size,
-            objectives=self.objectives,
+            objectives=settings.objectives,
+            **watch,
             modality_dropout=self.modality_dropout,
             standardize=self.standardize,
             progress=self.verbose,

@@ -593,3 +593,18 @@ def _progress_bar(enabled: bool, total: int) -> Any:
     from tqdm import tqdm
 
     return tqdm(total=total, unit="step", desc="fit", leave=True, dynamic_ncols=True, mininterval=0.5)
+
+
+def holdout_rows(n: int, fraction: float, seed: int, name: str = "validation_fraction") -> "tuple[np.ndarray, Optional[np.ndarray]]":
+    """``(fit rows, validation rows)`` of ``n`` rows: ``round(n * fraction)``
+    rows drawn from ``seed`` are held out (both sorted). Nothing is held out
+    (``(all rows, None)``) when that would be fewer than 2 rows or leave
+    fewer than 2 to fit on: contrastive losses need two rows. ``name``
+    names ``fraction`` in the error for a value outside ``[0, 1)``."""
+    if isinstance(fraction, bool) or not (isinstance(fraction, (int, float)) and 0 <= fraction < 1):
+        raise InvalidValueError(f"{name}: expected a number in [0, 1), got {fraction!r}", name)
+    n_val = int(round(n * fraction))
+    if n_val < 2 or n - n_val < 2:
+        return np.arange(n), None
+    order = np.random.default_rng(seed).permutation(n)
+    return np.sort(order[n_val:]), np.sort(order[:n_val])

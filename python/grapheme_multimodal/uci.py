@@ -7,53 +7,114 @@ raw views: the demo (``grapheme-mm demo``), ``benchmarks/uci_multifeature.py``
 and the tests all train through it, and
 :mod:`grapheme_multimodal.evaluation` measures what it returns. Each of the
 six feature sets of a digit image is one modality of the same event
-(:data:`VIEW_MODALITIES`); no labels are used in training.
+(:data:`VIEW_MODALITIES`); no labels are used in training. The same
+defaults are those of ``grapheme-mm train`` and of
+:class:`~grapheme_multimodal.sklearn.MultimodalEmbedder`; the model's own
+config defaults stay the original's (docs/objectives.md, "The recipe").
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, Mapping, Optional
+from types import MappingProxyType
+from typing import Dict, Mapping, Optional, Tuple
 
 import numpy as np
 
 from .evaluation import ModelEmbedder, view_modalities
 from .model import LearnableMultiModal
+from .training import holdout_rows
 from .types import Modality
 
-__all__ = ["VIEW_MODALITIES", "TrainingSettings", "train", "fit_views"]
+__all__ = ["VIEW_MODALITIES", "RECIPE_OBJECTIVES", "TrainingSettings", "recipe_head", "train", "fit_views"]
 
 #: Which modality slot each view occupies (Action, the output modality, stays
 #: empty); what :func:`~grapheme_multimodal.evaluation.view_modalities` gives
 #: for the six views in order.
 VIEW_MODALITIES: Dict[str, Modality] = view_modalities(("fou", "fac", "kar", "pix", "zer", "mor"))
 
+#: The recipe's objectives: contrastive aligns the views, fused_contrastive
+#: shapes the fused embedding, binding trains the binder, cross_modal (at a
+#: small weight: at 1 it cost retrieval) trains the modality attention, which
+#: nothing else trains (docs/objectives.md, "The recipe").
+RECIPE_OBJECTIVES: Mapping[str, float] = MappingProxyType(
+    {"contrastive": 1.0, "fused_contrastive": 1.0, "binding": 1.0, "cross_modal": 0.1}
+)
+
+
+def recipe_head(embed_dim: int) -> Tuple[int, ...]:
+    """The recipe's shared head for embeddings of ``embed_dim``: 128 → ``embed_dim``."""
+    return (128, embed_dim)
+
 
 @dataclass(frozen=True)
 class TrainingSettings:
-    """How :func:`train` trains.
+    """How :func:`train` trains: the package's default recipe.
 
-    ``modality_dropout`` hides each view of each training row with this
-    probability (fresh every step), so the model also learns from partial
-    events — the fused embedding and cross-modal prediction get more varied
-    remainders. ``weights`` chooses the objectives (``None``: the default
-    mix, see :data:`grapheme_multimodal.objectives.DEFAULT_WEIGHTS`);
-    ``fused_neighbors`` is the model's config field of that name. Everything
-    random is drawn from ``seed``.
+    The model: per view an encoder with a hidden layer (``encoder_hidden``,
+    dropout ``encoder_input_dropout`` on its input and
+    ``encoder_hidden_dropout`` after the hidden layer) into
+    ``encoder_output_dim``, one projection head shared by all views
+    (``shared_head``, default :func:`recipe_head`), a bilinear binder, learned temperatures starting at
+    ``temperature``. Training: Adam on batches of ``batch_size``, at most
+    ``epochs`` epochs; ``validation_fraction`` of the rows (drawn from
+    ``seed``) are held out when no validation data is given, and training
+    stops after ``patience`` epochs (0: never) without a lower validation
+    contrastive loss, keeping the best epoch's weights — so a larger epoch budget never
+    makes a small data set worse. ``modality_dropout`` hides each view of
+    each training row with this probability. ``weights`` chooses the
+    objectives (``None``: :data:`RECIPE_OBJECTIVES`); ``fused_neighbors`` is
+    the model's config field of that name. Everything random is drawn from
+    ``seed``.
     """
 
     binder_kind: str = "bilinear"
-    embed_dim: int = 64
+    embed_dim: int = 128
     hidden_dim: int = 128
     num_heads: int = 4
     temperature: float = 0.07
-    epochs: int = 40
-    batch_size: int = 128
+    learnable_temperature: bool = True
+    encoder_hidden: Tuple[int, ...] = (256,)
+    encoder_output_dim: Optional[int] = 128
+    shared_head: Optional[Tuple[int, ...]] = None
+    encoder_input_dropout: float = 0.1
+    encoder_hidden_dropout: float = 0.3
+    epochs: int = 100
+    batch_size: int = 256
     learning_rate: float = 0.002
-    modality_dropout: float = 0.5
+    modality_dropout: float = 0.0
     fused_neighbors: int = 2
     weights: Optional[Mapping[str, float]] = None
+    validation_fraction: float = 0.1
+    patience: int = 20
     seed: int = 0
+
+    def model_options(self) -> Dict[str, object]:
+        """The :class:`LearnableMultiModal` keywords these settings choose."""
+        return dict(
+            embed_dim=self.embed_dim, hidden_dim=self.hidden_dim, num_heads=self.num_heads,
+            binder_kind=self.binder_kind, temperature=self.temperature,
+            learnable_temperature=self.learnable_temperature, encoder_hidden=tuple(self.encoder_hidden),
+            encoder_output_dim=self.encoder_output_dim, shared_head=self.head(),
+            encoder_input_dropout=self.encoder_input_dropout, encoder_hidden_dropout=self.encoder_hidden_dropout,
+            fused_neighbors=self.fused_neighbors, learning_rate=self.learning_rate, seed=self.seed,
+        )
+
+    def head(self) -> Tuple[int, ...]:
+        """The shared head's widths: ``shared_head``, else (``None``) one
+        hidden layer of 128 then ``embed_dim``."""
+        return recipe_head(self.embed_dim) if self.shared_head is None else tuple(self.shared_head)
+
+    @property
+    def objectives(self) -> Dict[str, float]:
+        """The objective weights (``weights``, else :data:`RECIPE_OBJECTIVES`)."""
+        return dict(RECIPE_OBJECTIVES if self.weights is None else self.weights)
+
+    def monitor(self, n_views: int) -> str:
+        """What early stopping watches for ``n_views`` views: the validation
+        contrastive loss, or the total when there is no view pair or the
+        objectives leave contrastive out."""
+        return "val_contrastive" if n_views >= 2 and self.objectives.get("contrastive", 0) > 0 else "val_total"
 
 
 def train(
@@ -66,26 +127,27 @@ def train(
 ) -> LearnableMultiModal:
     """A model trained with :meth:`~LearnableMultiModal.fit` on ``inputs``
     (modality name → ``[N, d]``), every view present in every row before
-    dropout. ``validation`` is monitored only (``model.history``);
+    dropout. Early stopping watches ``validation`` when given, else
+    ``settings.validation_fraction`` of ``inputs`` held out (none when too
+    few rows: then all ``epochs`` run); the best epoch's weights are kept.
     ``standardize=True`` has the model learn and keep the views' statistics
     (for raw inputs), else ``inputs`` must already be standardised."""
     s = settings
-    model = LearnableMultiModal(
-        embed_dim=s.embed_dim,
-        hidden_dim=s.hidden_dim,
-        num_heads=s.num_heads,
-        input_dims={m: x.shape[1] for m, x in inputs.items()},
-        binder_kind=s.binder_kind,
-        temperature=s.temperature,
-        fused_neighbors=s.fused_neighbors,
-        seed=s.seed,
-    )
+    model = LearnableMultiModal(input_dims={m: x.shape[1] for m, x in inputs.items()}, **s.model_options())
+    inputs = dict(inputs)
+    if validation is None:
+        fit_rows, val_rows = holdout_rows(len(next(iter(inputs.values()))), s.validation_fraction, s.seed)
+        if val_rows is not None:
+            validation = {m: x[val_rows] for m, x in inputs.items()}
+            inputs = {m: x[fit_rows] for m, x in inputs.items()}
     model.fit(
-        dict(inputs),
+        inputs,
         validation=None if validation is None else dict(validation),
+        early_stopping=None if validation is None or s.patience == 0 else s.patience,
+        monitor=None if validation is None else s.monitor(len(inputs)),
         epochs=s.epochs,
         batch_size=s.batch_size,
-        objectives=s.weights,
+        objectives=s.objectives,
         lr=s.learning_rate,
         modality_dropout=s.modality_dropout,
         standardize=standardize,
@@ -108,7 +170,8 @@ def fit_views(
     modality slots by :func:`~grapheme_multimodal.evaluation.view_modalities`.
 
     ``settings`` defaults to ``TrainingSettings(seed=seed)``; ``validation``
-    (raw views) is monitored only. Returns a
+    (raw views) replaces the held-out slice for early stopping (see
+    :func:`train`). Returns a
     :class:`~grapheme_multimodal.evaluation.ModelEmbedder` (``.model`` is
     the :class:`LearnableMultiModal`), so ``fit_views`` is a
     :data:`~grapheme_multimodal.evaluation.Recipe`.
