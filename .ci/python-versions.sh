@@ -3,7 +3,9 @@
 # venv: 3.9 with the lowest numpy, safetensors and tqdm that pyproject.toml
 # allows, 3.13 with the newest releases. The Ray tests (marker `ray`: the
 # distributed layer is pure Python over the same API) run on the main Python
-# only, so three local Ray clusters do not compete for the CI machine.
+# only, so three local Ray clusters do not compete for the CI machine; so
+# does the end-to-end demo (marker `slow`: pure Python over the same calls
+# the other tests make, and the longest test).
 #   .ci/python-versions.sh setup WHEEL   # build the venvs (both at once; mostly downloads)
 #   .ci/python-versions.sh test          # run pytest in each (both at once)
 # The venvs live in $GM_CI_VENVS (default: a folder under $TMPDIR), outside the clone.
@@ -35,7 +37,7 @@ setup_one() {
 
 test_one() {  # in a process group of its own, ended afterwards (see .ci/run)
     local status=0 pid
-    setsid "$VENVS/$1/bin/python" -m pytest -q -p no:cacheprovider -m "not ray" &
+    setsid "$VENVS/$1/bin/python" -m pytest -q -p no:cacheprovider -m "not ray and not slow" &
     pid=$!
     wait "$pid" || status=$?
     kill -TERM -- "-$pid" 2>/dev/null || true
