@@ -189,7 +189,9 @@ class ExperienceBuffer:
         ``rewards [n]``, ``event_ids [n]`` (integers; default -1), ``inputs``
         (7 entries of ``[n, d_m]`` or ``None``; finite where the mask marks the
         modality present). Validates everything before writing anything."""
-        shape = np.shape(embeddings) if isinstance(embeddings, np.ndarray) else as_real_array(embeddings, "embeddings").shape
+        if not isinstance(embeddings, np.ndarray):
+            embeddings = as_real_array(embeddings, "embeddings")  # once: its shape, then the float32 view below
+        shape = embeddings.shape
         if len(shape) != 3 or shape[1] != NUM_MODALITIES:
             raise ShapeError(f"embeddings: expected shape (n, 7, E), got {shape}", "embeddings")
         n, e = shape[0], shape[2]
@@ -553,14 +555,13 @@ def _check_finite(arr: np.ndarray, name: str, row_ids: Optional[np.ndarray] = No
     """NonFiniteError naming the first row of ``arr`` that is not finite
     (``row_ids`` maps its rows to the caller's; ``source`` is the value
     before a float32 cast, to tell overflow from NaN/inf)."""
-    if np.isfinite(arr).all():
-        return
     bad = ~np.isfinite(arr)
-    if bad.any():
-        at = tuple(int(i) for i in np.argwhere(bad)[0]) if arr.ndim else ()
-        given = (arr if source is None else source)[at]
-        row = (int(row_ids[at[0]]) if row_ids is not None else at[0]) if at else 0
-        raise NonFiniteError(f"{name}: row {row} {non_finite_message(given)}", name)
+    if not bad.any():
+        return
+    at = tuple(int(i) for i in np.argwhere(bad)[0]) if arr.ndim else ()
+    given = (arr if source is None else source)[at]
+    row = (int(row_ids[at[0]]) if row_ids is not None else at[0]) if at else 0
+    raise NonFiniteError(f"{name}: row {row} {non_finite_message(given)}", name)
 
 
 def _event_ids(value: Any, n: int) -> np.ndarray:

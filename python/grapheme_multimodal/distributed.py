@@ -38,6 +38,7 @@ except ModuleNotFoundError as exc:  # pragma: no cover - exercised only without 
     ) from None
 
 from ._core import NUM_MODALITIES
+from ._locking import writes
 from .exceptions import InvalidValueError, ShapeError
 from .model import LearnableMultiModal
 from .training import History, Steps, _Dataset
@@ -513,22 +514,18 @@ def _replica_state(model: LearnableMultiModal) -> Tuple[Dict[str, np.ndarray], D
     return checkpoint_state(model, include_experience=False)
 
 
+@writes
 def _apply_flat(model: LearnableMultiModal, grads: np.ndarray, lr: Optional[float]) -> None:
     """``model.apply_gradients`` of flat gradients (layout order), holding
     the model's write lock like every method that changes it."""
-    with model._lock.writing():
-        try:
-            model._core.apply_gradients(grads, lr)
-        finally:
-            model._parameters_changed()
+    model._core.apply_gradients(grads, lr)
 
 
+@writes
 def _set_rng_counter(model: LearnableMultiModal, counter: int) -> None:
     """Sets the counter that fixes the objectives' random draws."""
-    with model._lock.writing():
-        m, v, step, _ = model._core.optimizer_state()
-        model._core.set_optimizer_state(m, v, step, int(counter))
-        model._parameters_changed()
+    m, v, step, _ = model._core.optimizer_state()
+    model._core.set_optimizer_state(m, v, step, int(counter))
 
 
 def _fingerprint(model: LearnableMultiModal) -> str:

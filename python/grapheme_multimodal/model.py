@@ -156,7 +156,6 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         return self._attend(query, embeddings, mask)[1]
 
     # ---------------------------------------------------------------- per event
-    @reads
     def encode_event(self, event: MultiModalEvent) -> Dict[Modality, np.ndarray]:
         """``{modality: embedding [E]}`` for each modality present in ``event``."""
         emb, mask = self._encoded(event)
@@ -448,19 +447,18 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         storing an entry makes it stale rather than wrong."""
         if not isinstance(event, MultiModalEvent):
             raise TypeError(f"event: expected MultiModalEvent, got {type(event).__name__}")
-        parts, items = [], []
+        parts = []
         for c in event.components:
-            if isinstance(c, ModalGraph):
-                graph = c.graph._g  # immutable; held by the key, so its id cannot be reused
-                parts.append((c.modality.value, c.confidence, graph))
-                items.append((c.modality.value, graph, c.confidence))
+            if isinstance(c, ModalGraph):  # the graph is immutable; held by the key, so its id cannot be reused
+                parts.append((c.modality.value, c.confidence, c.graph._g))
             else:  # float32 and contiguous: ModalFeatures converts whatever is assigned
                 parts.append((c.modality.value, c.confidence, c.features.tobytes()))
-                items.append((c.modality.value, c.features, c.confidence))
         key = (event.id, tuple(parts))
         hit = self._cache.get(event)
         if hit is not None and hit[0] == self._version and hit[1] == key:
             return hit  # without the lock: a writer bumps the version before it returns
+        items = [(c.modality.value, c.graph._g if isinstance(c, ModalGraph) else c.features, c.confidence)
+                 for c in event.components]  # what the core reads, only on a miss
         with self._lock.reading():
             version = self._version
             emb, mask, fused = self._core.encode_event(event.id, items, self._featurizer_spec())

@@ -100,8 +100,7 @@ fn one_per_node<T: Clone>(arg: &str, given: Option<Vec<T>>, num_nodes: usize, de
 
 /// The chain `0 -> 1 -> ... -> n-1`.
 fn chain_edges(arg: &str, n: usize) -> Result<Vec<(usize, usize)>> {
-    let mut edges = crate::memory::try_vec(arg, "the edges", 0, (0, 0))?;
-    edges.try_reserve_exact(n.saturating_sub(1)).map_err(|_| Error::too_large(arg, format!("a chain of {n} nodes could not be allocated")))?;
+    let mut edges = crate::memory::try_with_capacity(arg, "the edges", n.saturating_sub(1))?;
     edges.extend((1..n).map(|i| (i - 1, i)));
     Ok(edges)
 }
@@ -149,8 +148,7 @@ impl Graph {
         // At most one node per char (graphemes group chars).
         let n = text.chars().count();
         check_graph_memory("text", n, n.saturating_sub(1), LABEL_HEAP_BYTES)?;
-        let mut labels = crate::memory::try_vec("text", "the node labels", 0, String::new())?;
-        labels.try_reserve_exact(n).map_err(|_| Error::too_large("text", format!("a graph of {n} nodes could not be allocated")))?;
+        let mut labels: Vec<String> = crate::memory::try_with_capacity("text", "the node labels", n)?;
         match unit {
             TextUnit::Char => labels.extend(text.chars().map(String::from)),
             TextUnit::Grapheme => labels.extend(text.graphemes(true).map(String::from)),
@@ -177,8 +175,7 @@ impl Graph {
         let num_edges = (h.saturating_mul(w.saturating_sub(1)).saturating_add(w.saturating_mul(h.saturating_sub(1)))).saturating_mul(2);
         check_graph_memory("image", h.saturating_mul(w), num_edges, 0)?;
         let activations = scale_to_unit(image.iter().copied(), "image", range)?;
-        let mut edges = crate::memory::try_vec("image", "the edges", 0, (0, 0))?;
-        edges.try_reserve_exact(num_edges).map_err(|_| Error::too_large("image", format!("{num_edges} edges could not be allocated")))?;
+        let mut edges = crate::memory::try_with_capacity("image", "the edges", num_edges)?;
         for r in 0..h {
             for c in 0..w {
                 let i = r * w + c;
@@ -226,8 +223,7 @@ impl Graph {
         let activations = one_per_node("activations", activations, num_nodes, 1.0)?;
         check_finite("activations", &ArrayView1::from(&activations))?;
         let labels = one_per_node("labels", labels, num_nodes, String::new())?;
-        let mut checked = crate::memory::try_vec("edges", "the edges", 0, (0, 0))?;
-        checked.try_reserve_exact(edges.len()).map_err(|_| Error::too_large("edges", format!("{} edges could not be allocated", edges.len())))?;
+        let mut checked = crate::memory::try_with_capacity("edges", "the edges", edges.len())?;
         for (k, &[s, t]) in edges.iter().enumerate() {
             let in_range = |v: i64| v >= 0 && (v as u64) < num_nodes as u64;
             if !in_range(s) || !in_range(t) {

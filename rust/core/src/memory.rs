@@ -71,10 +71,17 @@ pub fn product(dims: &[usize]) -> Option<usize> {
 
 /// A `Vec` of `len` copies of `value`, allocated fallibly after [`check`].
 pub fn try_vec<T: Clone>(arg: &str, what: &str, len: usize, value: T) -> Result<Vec<T>> {
-    check(arg, what, len, std::mem::size_of::<T>().max(1))?;
-    let mut v = Vec::new();
-    v.try_reserve_exact(len).map_err(|_| refused(arg, what, len, std::mem::size_of::<T>()))?;
+    let mut v = try_with_capacity(arg, what, len)?;
     v.resize(len, value);
+    Ok(v)
+}
+
+/// An empty `Vec` with room for `capacity` values, checked against the
+/// memory budget and allocated fallibly (for buffers filled by `extend`).
+pub fn try_with_capacity<T>(arg: &str, what: &str, capacity: usize) -> Result<Vec<T>> {
+    check(arg, what, capacity, std::mem::size_of::<T>().max(1))?;
+    let mut v = Vec::new();
+    v.try_reserve_exact(capacity).map_err(|_| refused(arg, what, capacity, std::mem::size_of::<T>()))?;
     Ok(v)
 }
 

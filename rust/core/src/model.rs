@@ -241,12 +241,20 @@ impl<T: Real> LearnableMultiModal<T> {
 
     pub fn params_mut(&mut self) -> &mut [T] {
         self.params_changed();
-        self.params_bound = None;
         &mut self.params
     }
 
-    /// Forgets what was derived from the weights (call after changing them).
+    /// Forgets what was derived from the weights (call after changing them
+    /// other than by Adam): the transposes and Adam's tracked bound of the
+    /// weights, which its unchecked in-place update relies on.
     pub(crate) fn params_changed(&mut self) {
+        self.forget_transposes();
+        self.params_bound = None;
+    }
+
+    /// Forgets the transposed weights only: after an Adam update, which
+    /// keeps its own bound of the weights up to date.
+    pub(crate) fn forget_transposes(&mut self) {
         if let Some(old) = self.transposed.take() {
             self.spare_transposed.put(old);
         }
@@ -320,7 +328,6 @@ impl<T: Real> LearnableMultiModal<T> {
     /// Overwrites tensor `name`; its shape must match and values be finite.
     pub fn set_param(&mut self, name: &str, values: ArrayViewD<T>) -> Result<()> {
         self.params_changed();
-        self.params_bound = None;
         assign(&self.layout, &mut self.params, name, values)
     }
 

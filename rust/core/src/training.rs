@@ -152,7 +152,7 @@ impl<T: Real> LearnableMultiModal<T> {
     /// temperatures in their range (after an accepted update; clamping only
     /// moves a value toward 0, so Adam's tracked bound of the weights holds).
     fn after_update(&mut self) {
-        self.params_changed();
+        self.forget_transposes();
         self.clamp_temperatures();
     }
 
