@@ -14,12 +14,11 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from ._core import NUM_MODALITIES
-from .config import LearnableMultiModalConfig
 from .exceptions import InvalidValueError, NonFiniteError, ShapeError
 from .model import LearnableMultiModal
 from .training import holdout_rows
 from .types import Modality
-from .uci import TrainingSettings, recipe_head
+from .uci import TrainingSettings
 
 #: The recipe whose settings are the estimator's defaults.
 _RECIPE = TrainingSettings()
@@ -110,25 +109,18 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
         self.modalities_ = self._modalities(len(views))
         self.n_views_ = len(views)
         self.view_dims_ = [v.shape[1] for v in views]
-        config = LearnableMultiModalConfig(
-            embed_dim=self.embed_dim,
-            hidden_dim=self.hidden_dim,
-            num_heads=self.num_heads,
-            learning_rate=self.learning_rate,
-            seed=self.random_state,
-            binder_kind=self.binder_kind,
-            temperature=self.temperature,
-            input_dims={m: d for m, d in zip(self.modalities_, self.view_dims_)},
-            encoder_hidden=self.encoder_hidden,
-            encoder_output_dim=self.encoder_output_dim,
-            shared_head=recipe_head(self.embed_dim) if self.shared_head is None else self.shared_head,
-            encoder_input_dropout=self.encoder_input_dropout,
-            encoder_hidden_dropout=self.encoder_hidden_dropout,
-            learnable_temperature=self.learnable_temperature,
+        settings = TrainingSettings(  # the recipe's model options, as uci.train and grapheme-mm train build them
+            embed_dim=self.embed_dim, hidden_dim=self.hidden_dim, num_heads=self.num_heads,
+            binder_kind=self.binder_kind, temperature=self.temperature, learning_rate=self.learning_rate,
+            encoder_hidden=self.encoder_hidden, encoder_output_dim=self.encoder_output_dim,
+            shared_head=self.shared_head, encoder_input_dropout=self.encoder_input_dropout,
+            encoder_hidden_dropout=self.encoder_hidden_dropout, learnable_temperature=self.learnable_temperature,
+            weights=self.objectives, seed=self.random_state,
         )
-        self.model_ = LearnableMultiModal(config)
+        self.model_ = LearnableMultiModal(
+            input_dims={m: d for m, d in zip(self.modalities_, self.view_dims_)}, **settings.model_options()
+        )
         inputs, mask = self._inputs(views)
-        settings = TrainingSettings(weights=self.objectives)
         fit_rows, val_rows = holdout_rows(len(mask), self.validation_fraction, self.random_state)
         watch = {}
         if val_rows is not None:

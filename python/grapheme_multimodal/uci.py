@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Dict, Mapping, Optional, Tuple
+from typing import Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -94,16 +94,17 @@ class TrainingSettings:
         return dict(
             embed_dim=self.embed_dim, hidden_dim=self.hidden_dim, num_heads=self.num_heads,
             binder_kind=self.binder_kind, temperature=self.temperature,
-            learnable_temperature=self.learnable_temperature, encoder_hidden=tuple(self.encoder_hidden),
+            learnable_temperature=self.learnable_temperature, encoder_hidden=self.encoder_hidden,
             encoder_output_dim=self.encoder_output_dim, shared_head=self.head(),
             encoder_input_dropout=self.encoder_input_dropout, encoder_hidden_dropout=self.encoder_hidden_dropout,
             fused_neighbors=self.fused_neighbors, learning_rate=self.learning_rate, seed=self.seed,
         )
 
-    def head(self) -> Tuple[int, ...]:
-        """The shared head's widths: ``shared_head``, else (``None``) one
-        hidden layer of 128 then ``embed_dim``."""
-        return recipe_head(self.embed_dim) if self.shared_head is None else tuple(self.shared_head)
+    def head(self) -> Sequence[int]:
+        """The shared head's widths: ``shared_head`` as given (the model's
+        config checks it), else (``None``) one hidden layer of 128 then
+        ``embed_dim``."""
+        return recipe_head(self.embed_dim) if self.shared_head is None else self.shared_head
 
     @property
     def objectives(self) -> Dict[str, float]:
