@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from itertools import combinations
+from itertools import combinations, permutations
 from typing import Iterable, List, Tuple
 
 __all__ = ["ordered_pairs", "unordered_pairs", "pair_key", "two_view_key"]
@@ -10,8 +10,7 @@ __all__ = ["ordered_pairs", "unordered_pairs", "pair_key", "two_view_key"]
 
 def ordered_pairs(names: Iterable[str]) -> List[Tuple[str, str]]:
     """Every (query, gallery) pair of distinct views, in view order: 30 for six views."""
-    names = list(names)
-    return [(q, g) for q in names for g in names if q != g]
+    return list(permutations(list(names), 2))
 
 
 def unordered_pairs(names: Iterable[str]) -> List[Tuple[str, str]]:

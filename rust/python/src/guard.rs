@@ -97,10 +97,23 @@ impl<M: Send + Sync> Shared<M> {
 
     /// `f` on the value, alone, GIL released.
     pub fn write<R: Send>(&self, py: Python<'_>, f: impl FnOnce(&mut M) -> grapheme_multimodal::Result<R> + Send) -> PyResult<R> {
+        self.write_with(py, || Ok(()), |value, ()| f(value))
+    }
+
+    /// `f(value, prepare())`, GIL released: `prepare` (e.g. checking and
+    /// gathering a training batch) runs before the lock is taken, so
+    /// readers wait only for `f`.
+    pub fn write_with<P, R: Send>(
+        &self,
+        py: Python<'_>,
+        prepare: impl FnOnce() -> grapheme_multimodal::Result<P> + Send,
+        f: impl FnOnce(&mut M, P) -> grapheme_multimodal::Result<R> + Send,
+    ) -> PyResult<R> {
         Ok(py.detach(|| {
             catch(|| {
+                let prepared = prepare()?;
                 let mut guard = self.0.write().map_err(|_| Failure::Poisoned)?;
-                Ok(f(&mut guard)?)
+                Ok(f(&mut guard, prepared)?)
             })
         })?)
     }

@@ -325,7 +325,7 @@ impl PyModel {
     /// Losses of `batch`; their gradients are added to the accumulated ones.
     fn backward(&self, py: Python<'_>, batch: PyBatch<'_>, weights: Vec<f64>) -> PyResult<LossList> {
         let weights = objective_weights(weights)?;
-        with_batch(batch, |make| self.model.write(py, |m| m.backward(&make()?, &weights).map(|l| loss_list(&l))))
+        with_batch(batch, |make| self.model.write_with(py, make, |m, batch| m.backward(&batch, &weights).map(|l| loss_list(&l))))
     }
 
     /// `zero_grad → backward → step(lr)`; returns the losses and the
@@ -334,7 +334,9 @@ impl PyModel {
     #[pyo3(signature = (batch, weights, lr=None))]
     fn train_step(&self, py: Python<'_>, batch: PyBatch<'_>, weights: Vec<f64>, lr: Option<f64>) -> PyResult<(LossList, f64)> {
         let weights = objective_weights(weights)?;
-        with_batch(batch, |make| self.model.write(py, |m| m.train_step(&make()?, &weights, lr).map(|(l, r)| (loss_list(&l), r.grad_norm))))
+        with_batch(batch, |make| {
+            self.model.write_with(py, make, |m, batch| m.train_step(&batch, &weights, lr).map(|(l, r)| (loss_list(&l), r.grad_norm)))
+        })
     }
 
     fn zero_grad(&self, py: Python<'_>) -> PyResult<()> {
@@ -444,7 +446,7 @@ fn loss_list(losses: &Losses<f32>) -> LossList {
     out
 }
 
-/// Makes the Rust batch (called with the GIL released, inside the model's lock).
+/// Makes the Rust batch, with the GIL released (training: before the model's write lock is taken).
 type BatchMaker<'a> = Box<dyn FnOnce() -> grapheme_multimodal::Result<TrainBatch<'a, f32>> + Send + 'a>;
 
 /// Runs `run` with the maker of the Rust batch built from `batch`.
