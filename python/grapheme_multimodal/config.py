@@ -112,7 +112,11 @@ class LearnableMultiModalConfig:
     ``"bilinear"``), ``temperature`` of the contrastive objectives,
     ``fused_neighbors`` (how many nearest events of the batch the
     ``fused_contrastive`` objective counts as positives besides the event
-    itself; 0 = plain instance discrimination), ``weight_decay`` (decoupled,
+    itself; 0 = plain instance discrimination), ``contrastive_neighbors``
+    (how many rows of the batch nearest to each row by its inputs the
+    ``contrastive`` objective counts as extra positives; 0 = none) and
+    ``contrastive_neighbor_weight`` (the target mass they share, in
+    [0, 1); the row itself keeps the rest), ``weight_decay`` (decoupled,
     AdamW-style) and ``grad_clip`` (global-norm clipping threshold, ``None``
     = off). ``learning_rate`` is Adam's default step size.
 
@@ -148,6 +152,8 @@ class LearnableMultiModalConfig:
     weight_decay: float = 0.0
     grad_clip: Optional[float] = None
     fused_neighbors: int = 2
+    contrastive_neighbors: int = 0
+    contrastive_neighbor_weight: float = 0.2
     # Optional capacity (see above); the defaults are the original model.
     encoder_hidden: Tuple[int, ...] = ()
     encoder_output_dim: Optional[int] = None
@@ -178,12 +184,16 @@ class LearnableMultiModalConfig:
     def _validate_learning_fields(self) -> None:
         if self.binder_kind not in BINDER_KINDS:
             raise InvalidValueError(f"binder_kind: expected one of {list(BINDER_KINDS)}, got {self.binder_kind!r}", "binder_kind")
-        k = self.fused_neighbors
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
-            raise TypeError(f"fused_neighbors: expected an int, got {type(k).__name__}")
-        if k < 0:
-            raise InvalidValueError(f"fused_neighbors: expected an int >= 0, got {k}", "fused_neighbors")
-        object.__setattr__(self, "fused_neighbors", int(k))
+        for name in ("fused_neighbors", "contrastive_neighbors"):
+            k = getattr(self, name)
+            if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+                raise TypeError(f"{name}: expected an int, got {type(k).__name__}")
+            if not 0 <= k < 2**32:
+                raise InvalidValueError(f"{name}: expected an int in [0, 2**32), got {k}", name)
+            object.__setattr__(self, name, int(k))
+        share = as_finite_float(self.contrastive_neighbor_weight, "contrastive_neighbor_weight", lambda v: 0 <= v < 1,
+                                "a fraction in [0, 1) (the target mass of the neighbours)")
+        object.__setattr__(self, "contrastive_neighbor_weight", share)
         checks = (
             ("temperature", self.temperature, False, _positive, "a finite positive number"),
             ("weight_decay", self.weight_decay, False, lambda v: v >= 0, "a finite number >= 0"),

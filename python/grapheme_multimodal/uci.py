@@ -63,9 +63,11 @@ class TrainingSettings:
     contrastive loss, keeping the best epoch's weights — so a larger epoch budget never
     makes a small data set worse. ``modality_dropout`` hides each view of
     each training row with this probability. ``weights`` chooses the
-    objectives (``None``: :data:`RECIPE_OBJECTIVES`); ``fused_neighbors`` is
-    the model's config field of that name. Everything random is drawn from
-    ``seed``.
+    objectives (``None``: :data:`RECIPE_OBJECTIVES`); ``fused_neighbors``,
+    ``contrastive_neighbors`` and ``contrastive_neighbor_weight`` are the
+    model's config fields of those names (the recipe leaves the contrastive
+    neighbours off: docs/objectives.md says what they trade). Everything
+    random is drawn from ``seed``.
     """
 
     binder_kind: str = "bilinear"
@@ -84,6 +86,8 @@ class TrainingSettings:
     learning_rate: float = 0.002
     modality_dropout: float = 0.0
     fused_neighbors: int = 2
+    contrastive_neighbors: int = 0
+    contrastive_neighbor_weight: float = 0.2
     weights: Optional[Mapping[str, float]] = None
     validation_fraction: float = 0.1
     patience: int = 20
@@ -97,7 +101,8 @@ class TrainingSettings:
             learnable_temperature=self.learnable_temperature, encoder_hidden=self.encoder_hidden,
             encoder_output_dim=self.encoder_output_dim, shared_head=self.head(),
             encoder_input_dropout=self.encoder_input_dropout, encoder_hidden_dropout=self.encoder_hidden_dropout,
-            fused_neighbors=self.fused_neighbors, learning_rate=self.learning_rate, seed=self.seed,
+            fused_neighbors=self.fused_neighbors, contrastive_neighbors=self.contrastive_neighbors,
+            contrastive_neighbor_weight=self.contrastive_neighbor_weight, learning_rate=self.learning_rate, seed=self.seed,
         )
 
     def head(self) -> Sequence[int]:

@@ -43,6 +43,13 @@ pub struct Config {
     /// How many nearest events of the batch fused_contrastive counts as
     /// positives besides the event itself (0 = the event only).
     pub fused_neighbors: usize,
+    /// How many rows of the batch nearest to each row by their inputs the
+    /// contrastive objective counts as extra positives (0 = none; see
+    /// `objectives::input_neighbors`).
+    pub contrastive_neighbors: usize,
+    /// The target mass those neighbours share (the row itself keeps the
+    /// rest), in `[0, 1)`.
+    pub contrastive_neighbor_weight: f64,
     /// Decoupled (AdamW) weight decay `λ`; 0 = plain Adam.
     pub weight_decay: f64,
     /// Global-norm gradient clipping threshold; `None` = no clipping.
@@ -82,6 +89,8 @@ impl Default for Config {
             binder: BinderKind::Additive,
             temperature: 0.1,
             fused_neighbors: 2,
+            contrastive_neighbors: 0,
+            contrastive_neighbor_weight: 0.2,
             weight_decay: 0.0,
             grad_clip: None,
             encoder_hidden: Vec::new(),
@@ -153,6 +162,13 @@ impl Config {
                     format!("got {c}; expected a finite positive number or None"),
                 ));
             }
+        }
+        let w = self.contrastive_neighbor_weight;
+        if !(w.is_finite() && (0.0..1.0).contains(&w)) {
+            return Err(Error::invalid(
+                "contrastive_neighbor_weight",
+                format!("got {}; expected a fraction in [0, 1) (the target mass of the neighbours)", fmt_value(w)),
+            ));
         }
         if self.weight_decay * self.learning_rate >= 1.0 {
             return Err(weight_decay_error("learning_rate", self.learning_rate, self.weight_decay));

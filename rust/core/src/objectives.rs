@@ -17,7 +17,11 @@
 //! - **contrastive** (symmetric InfoNCE): for every modality pair `i < j` with
 //!   `n = |R_ij| ≥ 2`, logits `S_rs = e_i(r) · e_j(s) / τ` over `r, s ∈ R_ij`;
 //!   `L_ij = ½ [ (1/n) Σ_r −log softmax_s(S_r·)_r + (1/n) Σ_s −log softmax_r(S_·s)_s ]`;
-//!   `L` = mean of `L_ij` over those pairs. Trains the encoders.
+//!   `L` = mean of `L_ij` over those pairs. Trains the encoders. With
+//!   `config.contrastive_neighbors = k > 0` and encoded inputs, row `r`'s
+//!   target is `1 − α` on itself and `α` (`config.contrastive_neighbor_weight`)
+//!   shared by its `k` input-space neighbours among `R_ij` (see
+//!   [`input_neighbors`]), for the row terms and, likewise, the column terms.
 //! - **binding** (binary cross-entropy on binder logits `z = logit(a, b)`):
 //!   for every ordered pair `i ≠ j` with `n = |R_ij| ≥ 2`, positives
 //!   `(e_i(r_k), e_j(r_k))` and negatives `(e_i(r_k), e_j(r_{(k+s) mod n}))`
@@ -56,6 +60,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_core::{Rng, SeedableRng};
 
 pub mod fused_contrastive;
+pub mod input_neighbors;
 pub use fused_contrastive::fused_contrastive;
 
 /// The objectives, in the order of [`ObjectiveWeights`].
@@ -347,7 +352,21 @@ pub fn seed_consistency<T: Real>(
 /// the result does not depend on the number of threads. A learned
 /// temperature gets `∂/∂ log τ = −Σ_pairs ⟨A, dA⟩` (see
 /// [`crate::nn::temperature`]), also summed in pair order.
-pub fn contrastive<T: Real>(emb: ArrayView3<T>, mask: ArrayView2<bool>, temperature: T, mut sink: Option<&mut GradSink<T>>) -> T {
+/// Extra positives of `contrastive`: each batch row's neighbours (batch
+/// rows, see [`input_neighbors`]) and the target mass `weight` they share.
+#[derive(Debug, Clone, Copy)]
+pub struct Neighbors<'a> {
+    pub rows: &'a [Vec<usize>],
+    pub weight: f64,
+}
+
+pub fn contrastive<T: Real>(
+    emb: ArrayView3<T>,
+    mask: ArrayView2<bool>,
+    temperature: T,
+    neighbors: Option<Neighbors<'_>>,
+    mut sink: Option<&mut GradSink<T>>,
+) -> T {
     let pairs: Vec<(usize, usize, Vec<usize>)> = (0..NUM_MODALITIES)
         .flat_map(|i| (i + 1..NUM_MODALITIES).map(move |j| (i, j)))
         .map(|(i, j)| (i, j, rows_with_both(mask, i, j)))
@@ -372,7 +391,8 @@ pub fn contrastive<T: Real>(emb: ArrayView3<T>, mask: ArrayView2<bool>, temperat
             }
         };
         let a = side(*i);
-        let (loss, grads) = contrastive_pair(a.view(), side(*j).view(), inv_tau, weight, inside);
+        let targets = neighbors.map(|nb| input_neighbors::pair_targets(rows, nb.rows, batch, T::c(nb.weight)));
+        let (loss, grads) = contrastive_pair(a.view(), side(*j).view(), inv_tau, weight, inside, targets.as_deref());
         let d_log_tau = match (&grads, learned) {
             (Some((da, _)), Some(_)) => -a.iter().zip(da.iter()).fold(T::zero(), |acc, (&x, &g)| acc + x * g),
             _ => T::zero(),
@@ -433,10 +453,55 @@ type PairGradients<T> = Option<(Array2<T>, Array2<T>)>;
 const CONTRASTIVE_PARALLEL_ROWS: usize = 256;
 /// Pairs all smaller than this run on the calling thread.
 const CONTRASTIVE_POOL_ROWS: usize = 48;
+/// Row `k`'s target distribution over the columns: `(column, mass)`, the
+/// masses summing to 1 (the row itself first). `None`: row `k` on column
+/// `k` alone, the plain InfoNCE.
+type Targets<T> = [Vec<(usize, T)>];
+
+/// `Σ_k Σ_(p, t) t · S[k, p]` (`by_row`) or `t · S[p, k]`: the targets' logits
+/// of the row terms and of the column terms (column `k`'s targets are
+/// row `k`'s, over the rows).
+fn target_logits<T: Real>(s: ArrayView2<T>, targets: Option<&Targets<T>>, by_row: bool) -> T {
+    match targets {
+        None => s.diag().sum(),
+        Some(targets) => targets.iter().enumerate().fold(T::zero(), |acc, (k, list)| {
+            list.iter().fold(acc, |acc, &(p, t)| acc + t * if by_row { s[[k, p]] } else { s[[p, k]] })
+        }),
+    }
+}
+
+/// Subtracts `g` times the targets from `d/dS` twice, once as the row terms
+/// read them (`T`) and once as the column terms do (`Tᵀ`).
+fn subtract_targets<T: Real>(d: &mut Array2<T>, targets: Option<&Targets<T>>, g: T) {
+    match targets {
+        None => {
+            for k in 0..d.nrows() {
+                d[[k, k]] -= g + g;
+            }
+        }
+        Some(targets) => {
+            for (k, list) in targets.iter().enumerate() {
+                for &(p, t) in list {
+                    d[[k, p]] -= g * t;
+                    d[[p, k]] -= g * t;
+                }
+            }
+        }
+    }
+}
+
 /// One pair's symmetric InfoNCE `½ (row term + column term)` of the logits
-/// `S = a bᵀ / τ` (`a`, `b` `[n, E]`); with `weight` also `(dA, dB)` of
-/// `weight · loss`.
-fn contrastive_pair<T: Real>(a: ArrayView2<T>, b: ArrayView2<T>, inv_tau: T, weight: Option<T>, parallel: bool) -> (T, PairGradients<T>) {
+/// `S = a bᵀ / τ` (`a`, `b` `[n, E]`), each row and each column scored
+/// against its `targets` (default: itself); with `weight` also `(dA, dB)`
+/// of `2 · weight · loss` (`contrastive` passes half the pair's weight).
+fn contrastive_pair<T: Real>(
+    a: ArrayView2<T>,
+    b: ArrayView2<T>,
+    inv_tau: T,
+    weight: Option<T>,
+    parallel: bool,
+    targets: Option<&Targets<T>>,
+) -> (T, PairGradients<T>) {
     let gemm = |a: ArrayView2<T>, b: ArrayView2<T>, c: ndarray::ArrayViewMut2<T>, epi: Epilogue<T>| {
         if parallel {
             kernels::gemm(a, b, c, epi)
@@ -450,26 +515,25 @@ fn contrastive_pair<T: Real>(a: ArrayView2<T>, b: ArrayView2<T>, inv_tau: T, wei
     // The [n, n] logits live in a pooled buffer: 4 MB a pair at n = 1024.
     let mut s = Array2::from_shape_vec((n, n), kernels::scratch::take(n * n)).expect("n² values");
     gemm(a, bt.view(), s.view_mut(), Epilogue::scaled(inv_tau));
-    let diag_sum: T = s.diag().sum();
+    let (row_targets, col_targets) = (target_logits(s.view(), targets, true), target_logits(s.view(), targets, false));
     let Some(exp) = shared_exp(&mut s, parallel) else {
-        let out = contrastive_pair_wide(s.view(), a, b, inv_tau, weight);
+        let out = contrastive_pair_wide(s.view(), a, b, inv_tau, weight, targets);
         kernels::scratch::give(s.into_raw_vec_and_offset().0);
         return out;
     };
-    // −log softmax_s(S_r·)_r = lse_r − S_rr, and likewise per column.
+    // −Σ_p t_p log softmax_s(S_r·)_p = lse_r − Σ_p t_p S_rp (targets sum to 1),
+    // and likewise per column.
     let row_lse: T = exp.row_sums.iter().map(|&x| exp.max + x.ln()).sum();
     let col_lse: T = exp.col_sums.iter().map(|&x| exp.max + x.ln()).sum();
-    let loss = T::c(0.5) * ((row_lse - diag_sum) / nn + (col_lse - diag_sum) / nn);
+    let loss = T::c(0.5) * ((row_lse - row_targets) / nn + (col_lse - col_targets) / nn);
     let Some(weight) = weight else {
         kernels::scratch::give(s.into_raw_vec_and_offset().0);
         return (loss, None);
     };
-    // dS/τ = g (P + Q) − 2g I with g = weight / (n τ).
+    // dS/τ = g (P + Q) − g (T + Tᵀ) with g = weight / (n τ) (T = I by default).
     let g = weight / nn * inv_tau;
     scale_to_softmaxes(&mut s, &exp, g, parallel);
-    for k in 0..n {
-        s[[k, k]] -= g + g;
-    }
+    subtract_targets(&mut s, targets, g);
     let mut da = Array2::zeros(a.dim());
     let mut db = Array2::zeros(b.dim());
     gemm(s.view(), b, da.view_mut(), Epilogue::store());
@@ -480,18 +544,23 @@ fn contrastive_pair<T: Real>(a: ArrayView2<T>, b: ArrayView2<T>, inv_tau: T, wei
 
 /// [`contrastive_pair`] when the logits `s` span 60 or more (e.g. given,
 /// unnormalised embeddings): separately shifted row and column softmaxes.
-fn contrastive_pair_wide<T: Real>(s: ArrayView2<T>, a: ArrayView2<T>, b: ArrayView2<T>, inv_tau: T, weight: Option<T>) -> (T, PairGradients<T>) {
+fn contrastive_pair_wide<T: Real>(
+    s: ArrayView2<T>,
+    a: ArrayView2<T>,
+    b: ArrayView2<T>,
+    inv_tau: T,
+    weight: Option<T>,
+    targets: Option<&Targets<T>>,
+) -> (T, PairGradients<T>) {
     let n = s.nrows();
     let nn = T::c(n as f64);
     let (row_lse, col_lse, probs) = softmax_both_ways(s, weight.is_some());
-    let diag = s.diag();
-    let loss = T::c(0.5) * ((row_lse.sum() - diag.sum()) / nn + (col_lse.sum() - diag.sum()) / nn);
+    let (row_targets, col_targets) = (target_logits(s, targets, true), target_logits(s, targets, false));
+    let loss = T::c(0.5) * ((row_lse.sum() - row_targets) / nn + (col_lse.sum() - col_targets) / nn);
     let (Some(weight), Some((p, q))) = (weight, probs) else { return (loss, None) };
     let g = weight / nn * inv_tau;
     let mut d = (p + q) * g;
-    for k in 0..n {
-        d[[k, k]] -= g + g;
-    }
+    subtract_targets(&mut d, targets, g);
     let mut da = Array2::zeros(a.dim());
     let mut db = Array2::zeros(b.dim());
     kernels::gemm(d.view(), b, da.view_mut(), Epilogue::store());
@@ -703,19 +772,56 @@ mod tests {
     fn contrastive_pair_paths_agree() {
         let (a, b) = (unit_rows(300, 16, 1), unit_rows(300, 16, 2));
         let inv_tau = 1.0 / 0.2;
-        let (serial_loss, serial) = contrastive_pair(a.view(), b.view(), inv_tau, Some(0.7), false);
-        let (parallel_loss, parallel) = contrastive_pair(a.view(), b.view(), inv_tau, Some(0.7), true);
+        let (serial_loss, serial) = contrastive_pair(a.view(), b.view(), inv_tau, Some(0.7), false, None);
+        let (parallel_loss, parallel) = contrastive_pair(a.view(), b.view(), inv_tau, Some(0.7), true, None);
         assert_eq!(serial_loss, parallel_loss);
         assert_eq!(serial, parallel, "row blocks give the same bits on one thread or many");
         let mut s = Array2::zeros((300, 300));
         kernels::gemm(a.view(), b.t(), s.view_mut(), Epilogue::scaled(inv_tau));
-        let (wide_loss, wide) = contrastive_pair_wide(s.view(), a.view(), b.view(), inv_tau, Some(0.7));
+        let (wide_loss, wide) = contrastive_pair_wide(s.view(), a.view(), b.view(), inv_tau, Some(0.7), None);
         assert!((serial_loss - wide_loss).abs() < 1e-12 * wide_loss.abs(), "{serial_loss} vs {wide_loss}");
         let ((da, db), (wa, wb)) = (serial.unwrap(), wide.unwrap());
         let scale = wa.iter().chain(wb.iter()).fold(0.0f64, |m, v| m.max(v.abs()));
         assert!((&da - &wa).iter().chain((&db - &wb).iter()).all(|d| d.abs() < 1e-12 * scale));
-        let (loss_only, none) = contrastive_pair(a.view(), b.view(), inv_tau, None, false);
+        let (loss_only, none) = contrastive_pair(a.view(), b.view(), inv_tau, None, false, None);
         assert_eq!(loss_only, serial_loss);
         assert!(none.is_none());
+    }
+
+    /// Soft targets: the identity targets give the plain loss, the fast and
+    /// the wide path agree, and the gradient matches finite differences.
+    #[test]
+    fn contrastive_pair_with_targets() {
+        let (n, inv_tau) = (40, 1.0 / 0.3);
+        let (a, b) = (unit_rows(n, 8, 3), unit_rows(n, 8, 4));
+        let identity: Vec<Vec<(usize, f64)>> = (0..n).map(|k| vec![(k, 1.0)]).collect();
+        let plain = contrastive_pair(a.view(), b.view(), inv_tau, Some(1.0), false, None);
+        let same = contrastive_pair(a.view(), b.view(), inv_tau, Some(1.0), false, Some(&identity));
+        let close = |x: &Array2<f64>, y: &Array2<f64>| (x - y).iter().all(|d| d.abs() < 1e-14);
+        let ((pa, pb), (sa, sb)) = (plain.1.unwrap(), same.1.unwrap());
+        assert!((plain.0 - same.0).abs() < 1e-12 && close(&pa, &sa) && close(&pb, &sb));
+        // Row k: 0.8 on itself, 0.2 shared by the next two rows (asymmetric on purpose).
+        let targets: Vec<Vec<(usize, f64)>> = (0..n).map(|k| vec![(k, 0.8), ((k + 1) % n, 0.1), ((k + 2) % n, 0.1)]).collect();
+        let (loss, grads) = contrastive_pair(a.view(), b.view(), inv_tau, Some(0.5), false, Some(&targets));
+        let (da, db) = grads.unwrap();
+        let mut s = Array2::zeros((n, n));
+        kernels::gemm(a.view(), b.t(), s.view_mut(), Epilogue::scaled(inv_tau));
+        let (wide_loss, wide) = contrastive_pair_wide(s.view(), a.view(), b.view(), inv_tau, Some(0.5), Some(&targets));
+        assert!((loss - wide_loss).abs() < 1e-12 * loss.abs());
+        let (wa, wb) = wide.unwrap();
+        assert!((&da - &wa).iter().chain((&db - &wb).iter()).all(|d| d.abs() < 1e-12));
+        let h = 1e-6;
+        let loss_at = |a: &Array2<f64>, b: &Array2<f64>| contrastive_pair(a.view(), b.view(), inv_tau, None, false, Some(&targets)).0;
+        for (i, j) in [(0, 0), (7, 3), (39, 7)] {
+            for (side, analytic) in [(0, da[[i, j]]), (1, db[[i, j]])] {
+                let shifted = |delta: f64| {
+                    let (mut a2, mut b2) = (a.clone(), b.clone());
+                    if side == 0 { a2[[i, j]] += delta } else { b2[[i, j]] += delta }
+                    loss_at(&a2, &b2)
+                };
+                let numeric = (shifted(h) - shifted(-h)) / (2.0 * h);
+                assert!((numeric - analytic).abs() < 1e-7, "side {side} ({i}, {j}): {numeric} vs {analytic}");
+            }
+        }
     }
 }

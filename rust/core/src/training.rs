@@ -12,7 +12,8 @@ use crate::batch::EncoderInput;
 use crate::error::{fmt_value, Error, Result};
 use crate::model::LearnableMultiModal;
 use crate::modality::NUM_MODALITIES;
-use crate::objectives::{self, objective_rng, GradSink, Losses, Objective, ObjectiveWeights, NUM_OBJECTIVES};
+use crate::objectives::input_neighbors::{input_neighbors, pooled_rows, RowInputs};
+use crate::objectives::{self, objective_rng, GradSink, Losses, Neighbors, Objective, ObjectiveWeights, NUM_OBJECTIVES};
 use crate::real::Real;
 use crate::validate::{all_finite, check_finite, check_shape};
 use ndarray::{Array1, Array3, ArrayView1, ArrayView2, ArrayView3, CowArray, Ix3};
@@ -313,6 +314,24 @@ impl<T: Real> LearnableMultiModal<T> {
         Ok(ObjectiveDraws { shifts, rows, dropped, fused })
     }
 
+    /// The `k` rows of the batch nearest to each row by its inputs, as the
+    /// encoders read them (normalised; components pooled): the contrastive
+    /// objective's extra positives (`config.contrastive_neighbors`).
+    fn input_neighbors(&self, input: &EncoderInput<T>, k: usize) -> Vec<Vec<usize>> {
+        let sides: Vec<RowInputs<T>> = input
+            .modalities
+            .iter()
+            .enumerate()
+            .filter_map(|(m, part)| {
+                let part = part.as_ref()?;
+                let normalized = self.normalizers[m].as_ref().map(|n| n.apply(part.x.view()));
+                let x = normalized.as_ref().map_or_else(|| part.x.view(), |x| x.view());
+                Some(pooled_rows(x, &part.rows, part.weights.as_deref(), input.batch_size))
+            })
+            .collect();
+        input_neighbors(&sides, input.batch_size, k)
+    }
+
     fn adam_settings(&self, lr: Option<f64>) -> Result<AdamSettings> {
         let (learning_rate, arg) = match lr {
             Some(lr) => (lr, "lr"),
@@ -367,6 +386,11 @@ impl<T: Real> LearnableMultiModal<T> {
             EmbeddingSource::Embeddings { emb, mask } => (self.check_embeddings(emb.view(), mask.view())?, mask.to_owned(), None),
         };
         let (emb, mask) = (emb.view(), mask.view());
+        // The contrastive objective's extra positives, from the inputs.
+        let neighbors = match (&encoded, self.config.contrastive_neighbors) {
+            (Some((input, _)), k) if k > 0 && weights.get(Objective::Contrastive) > 0.0 => Some(self.input_neighbors(input, k)),
+            _ => None,
+        };
 
         let mut grads = grads.map(|g| self.layout.view_mut(g));
         let mut d_emb = match (&grads, &encoded) {
@@ -396,7 +420,10 @@ impl<T: Real> LearnableMultiModal<T> {
                     let target = batch.fused.expect("checked above");
                     objectives::seed_consistency(&self.fusion, params, emb, mask, target, rewards.view(), sink)
                 }
-                Objective::Contrastive => objectives::contrastive(emb, mask, self.temperature(o), sink),
+                Objective::Contrastive => {
+                    let neighbors = neighbors.as_deref().map(|rows| Neighbors { rows, weight: self.config.contrastive_neighbor_weight });
+                    objectives::contrastive(emb, mask, self.temperature(o), neighbors, sink)
+                }
                 Objective::Binding => objectives::binding(&self.binder, params, emb, mask, &mut rng, sink),
                 Objective::CrossModal => objectives::cross_modal(&self.fusion, &self.attention, params, emb, mask, &mut rng, sink),
                 Objective::FusedContrastive => {

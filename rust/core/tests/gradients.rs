@@ -630,3 +630,27 @@ fn learned_temperature_with_recorded_embeddings() {
     println!("worst relative error (recorded, temperatures): {worst:.3e}");
 }
 
+
+#[test]
+fn contrastive_with_input_neighbours() {
+    // The neighbours are constants of the batch (they come from the
+    // inputs, which no parameter changes), so the plain loss is the
+    // reference; with absent modalities (the mask) some rows share fewer
+    // modalities, and k = 9 asks for more rows than the batch has.
+    let mut worst: f64 = 0.0;
+    for (k, weight) in [(1, 0.3), (3, 0.5), (9, 0.2)] {
+        let config = Config { contrastive_neighbors: k, contrastive_neighbor_weight: weight, ..deep_config(&[6], Some(7), &[8], false) };
+        let model = LearnableMultiModal::<f64>::new(config).unwrap();
+        let mut rng = Lcg(71 + k as u64);
+        let (xs, mask, fused) = (dense_inputs(&mut rng, 7), mask(), rng.array2(7, 8));
+        let batch = dense_batch(&xs, &mask, &fused);
+        let contrastive = ObjectiveWeights::only(Objective::Contrastive);
+        worst = worst.max(check_model(&model, &batch, &contrastive, &format!("neighbours k={k}"), |n| {
+            is_embedding_path(n) || n == "contrastive.log_temperature"
+        }));
+        let plain = LearnableMultiModal::<f64>::new(deep_config(&[6], Some(7), &[8], false)).unwrap();
+        let (with, without) = (model.losses(&batch, &contrastive).unwrap().total, plain.losses(&batch, &contrastive).unwrap().total);
+        assert!((with - without).abs() > 1e-6, "k={k}: the neighbours change the loss ({with} vs {without})");
+    }
+    println!("worst relative error (contrastive with input neighbours): {worst:.3e}");
+}

@@ -32,6 +32,7 @@ impl PyModel {
     #[pyo3(signature = (
         embed_dim, hidden_dim, learning_rate, num_heads, buffer_size, seed, input_dims,
         *, binder_kind="additive", temperature=0.1, weight_decay=0.0, grad_clip=None, fused_neighbors=2,
+        contrastive_neighbors=0, contrastive_neighbor_weight=0.2,
         encoder_hidden=Vec::new(), encoder_output_dim=None, shared_head=Vec::new(),
         encoder_input_dropout=0.0, encoder_hidden_dropout=0.0, learnable_temperature=false
     ))]
@@ -49,6 +50,8 @@ impl PyModel {
         weight_decay: f64,
         grad_clip: Option<f64>,
         fused_neighbors: usize,
+        contrastive_neighbors: usize,
+        contrastive_neighbor_weight: f64,
         encoder_hidden: Vec<usize>,
         encoder_output_dim: Option<usize>,
         shared_head: Vec<usize>,
@@ -68,6 +71,8 @@ impl PyModel {
             binder: BinderKind::from_name(binder_kind).py()?,
             temperature,
             fused_neighbors,
+            contrastive_neighbors,
+            contrastive_neighbor_weight,
             weight_decay,
             grad_clip,
             encoder_hidden,

@@ -1,0 +1,151 @@
+//! The rows of a batch nearest to each row by its encoder inputs: the extra
+//! positives of `contrastive` when `config.contrastive_neighbors > 0`.
+//!
+//! The distance of rows `r` and `q` is the mean squared difference per input
+//! column over the modalities both have,
+//! `d(r, q) = Σ_m ‖x_m(r) − x_m(q)‖² / Σ_m d_m` (`m` present in both), on the
+//! inputs as the encoders read them (after the model's normalisation). For
+//! rows with every modality it ranks as the Euclidean distance between the
+//! concatenated inputs; rows sharing no modality are never neighbours.
+//! A modality given as several components per row (graphs) counts with the
+//! weighted mean of its components, the row's pooled input.
+//!
+//! Why inputs, not embeddings: standardised raw views already hold the class
+//! structure the contrastive objective erodes (it pulls apart every pair of
+//! events, those of one class too); counting an event's input-space
+//! neighbours as partial positives keeps it (docs/objectives.md).
+
+use crate::kernels::{self, Epilogue};
+use crate::real::Real;
+use ndarray::{Array1, Array2, ArrayView2, Axis};
+
+/// One modality's inputs: the batch rows that have it and their (pooled,
+/// normalised) input vectors, one row each.
+pub struct RowInputs<T> {
+    pub rows: Vec<usize>,
+    pub x: Array2<T>,
+}
+
+/// The `k` rows nearest to each of the `batch` rows (see the module
+/// documentation), nearest first, ties to the lower row; fewer where fewer
+/// rows share a modality with it.
+pub fn input_neighbors<T: Real>(inputs: &[RowInputs<T>], batch: usize, k: usize) -> Vec<Vec<usize>> {
+    let k = k.min(batch.saturating_sub(1));
+    if k == 0 {
+        return vec![Vec::new(); batch];
+    }
+    let mut dist = Array2::<T>::zeros((batch, batch));
+    let mut dims = Array2::<T>::zeros((batch, batch));
+    for side in inputs.iter().filter(|s| s.rows.len() >= 2) {
+        let x = side.x.view();
+        let xt = x.t().as_standard_layout().into_owned();
+        let mut gram = Array2::<T>::zeros((x.nrows(), x.nrows()));
+        kernels::gemm(x, xt.view(), gram.view_mut(), Epilogue::store());
+        let sq: Array1<T> = x.rows().into_iter().map(|row| row.iter().fold(T::zero(), |acc, &v| acc + v * v)).collect();
+        let d = T::c(x.ncols() as f64);
+        for (a, &ra) in side.rows.iter().enumerate() {
+            for (b, &rb) in side.rows.iter().enumerate() {
+                dist[[ra, rb]] += sq[a] + sq[b] - (gram[[a, b]] + gram[[a, b]]);
+                dims[[ra, rb]] += d;
+            }
+        }
+    }
+    (0..batch).map(|r| nearest(dist.row(r).into_iter().copied().zip(dims.row(r).iter().copied()), r, k)).collect()
+}
+
+/// The `k` candidates `q ≠ r` with shared columns and the smallest mean
+/// squared difference (NaN last), ties to the lower row.
+fn nearest<T: Real>(row: impl Iterator<Item = (T, T)>, r: usize, k: usize) -> Vec<usize> {
+    let mut best: Vec<(T, usize)> = Vec::with_capacity(k + 1);
+    for (q, (dist, dims)) in row.enumerate() {
+        if q == r || dims <= T::zero() {
+            continue;
+        }
+        let d = dist / dims;
+        let d = if d.is_nan() { T::infinity() } else { d };
+        // Candidates come in row order, so a tie never displaces an earlier row.
+        if best.len() == k && best.last().is_some_and(|&(worst, _)| d >= worst) {
+            continue;
+        }
+        let at = best.iter().position(|&(other, _)| d < other).unwrap_or(best.len());
+        best.insert(at, (d, q));
+        best.truncate(k);
+    }
+    best.into_iter().map(|(_, q)| q).collect()
+}
+
+/// The per-row targets of one pair of modalities: for position `k` of
+/// `rows` (batch rows with both modalities), `(1 − α)` on itself and `α`
+/// shared evenly by its neighbours among `rows`; all on itself when it has
+/// none there. `neighbors` is indexed by batch row.
+pub fn pair_targets<T: Real>(rows: &[usize], neighbors: &[Vec<usize>], batch: usize, alpha: T) -> Vec<Vec<(usize, T)>> {
+    let mut at = vec![usize::MAX; batch];
+    for (k, &r) in rows.iter().enumerate() {
+        at[r] = k;
+    }
+    rows.iter()
+        .enumerate()
+        .map(|(k, &r)| {
+            let found: Vec<usize> = neighbors[r].iter().map(|&q| at[q]).filter(|&p| p != usize::MAX).collect();
+            if found.is_empty() {
+                return vec![(k, T::one())];
+            }
+            let share = alpha / T::c(found.len() as f64);
+            std::iter::once((k, T::one() - alpha)).chain(found.into_iter().map(|p| (p, share))).collect()
+        })
+        .collect()
+}
+
+/// Each row's pooled input `[B_m, d]` of a modality given as components
+/// `x [N, d]` of batch rows `rows` with pooling `weights` (equal when
+/// `None`): the rows that have it, and their (weighted) mean component.
+pub fn pooled_rows<T: Real>(x: ArrayView2<T>, rows: &[usize], weights: Option<&[T]>, batch: usize) -> RowInputs<T> {
+    let mut sums = Array2::<T>::zeros((batch, x.ncols()));
+    let mut total = vec![T::zero(); batch];
+    for (i, (&r, comp)) in rows.iter().zip(x.axis_iter(Axis(0))).enumerate() {
+        let w = weights.map_or(T::one(), |w| w[i]);
+        sums.row_mut(r).scaled_add(w, &comp);
+        total[r] += w;
+    }
+    let present: Vec<usize> = (0..batch).filter(|&r| total[r] > T::zero()).collect();
+    let mut out = sums.select(Axis(0), &present);
+    for (mut row, &r) in out.rows_mut().into_iter().zip(&present) {
+        row.mapv_inplace(|v| v / total[r]);
+    }
+    RowInputs { rows: present, x: out }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::array;
+
+    #[test]
+    fn nearest_rows_by_mean_squared_difference_over_shared_modalities() {
+        // Rows 0..4 on a line in modality A; row 3 lacks A, shares B with row 0 only.
+        let a = RowInputs { rows: vec![0, 1, 2, 4], x: array![[0.0f64, 0.0], [1.0, 0.0], [3.0, 0.0], [1.5, 0.0]] };
+        let b = RowInputs { rows: vec![0, 3], x: array![[0.0f64], [5.0]] };
+        let got = input_neighbors(&[a, b], 5, 2);
+        assert_eq!(got[0], vec![1, 4]); // row 3: (25 / 1) far away; row 1 (1/2) before row 4 (2.25/2)
+        assert_eq!(got[1], vec![4, 0]);
+        assert_eq!(got[3], vec![0]); // the only row it shares a modality with
+        assert_eq!(got[2], vec![4, 1]);
+    }
+
+    #[test]
+    fn ties_go_to_the_lower_row_and_targets_sum_to_one() {
+        let a = RowInputs { rows: vec![0, 1, 2], x: array![[0.0f64], [1.0], [-1.0]] };
+        let got = input_neighbors(&[a], 3, 1);
+        assert_eq!(got, vec![vec![1], vec![0], vec![0]]);
+        let t = pair_targets(&[0, 2], &got, 3, 0.25f64);
+        assert_eq!(t, vec![vec![(0, 1.0)], vec![(1, 0.75), (0, 0.25)]]); // row 0's neighbour (1) is not in the pair
+    }
+
+    #[test]
+    fn pooled_rows_average_components_with_their_weights() {
+        let x = array![[1.0f64, 0.0], [3.0, 2.0], [5.0, 5.0]];
+        let p = pooled_rows(x.view(), &[0, 0, 2], Some(&[1.0, 3.0, 2.0]), 3);
+        assert_eq!(p.rows, vec![0, 2]);
+        assert_eq!(p.x, array![[2.5, 1.5], [5.0, 5.0]]);
+    }
+}
