@@ -241,13 +241,17 @@ def test_readers_during_fit_see_the_model_between_steps() -> None:
     model = small_model()
     done = threading.Event()
     seen = []
+    reading = threading.Barrier(3, timeout=60)  # the fit starts once both readers have read once
 
     def monitor():
+        seen.append(model.encode(probe).tobytes())
+        reading.wait()
         while not done.is_set():
             seen.append(model.encode(probe).tobytes())
 
     def train():
         try:
+            reading.wait()
             model.fit(data, **fit_kw)
         finally:
             done.set()
@@ -266,16 +270,20 @@ def test_a_checkpoint_saved_during_fit_is_a_consistent_step(tmp_path) -> None:
     done = threading.Event()
     saved = []
 
+    saving = threading.Event()  # the fit starts once a save has been made (else, on a busy machine, it may end before any)
+
     def save_repeatedly():
         i = 0
-        while not done.is_set():
+        while i == 0 or not done.is_set():
             path = tmp_path / f"during{i}.safetensors"
             model.save(path)
             saved.append(path)
+            saving.set()
             i += 1
 
     def train():
         try:
+            saving.wait(timeout=60)
             model.fit(data, **fit_kw)
         finally:
             done.set()
