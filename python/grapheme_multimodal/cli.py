@@ -84,6 +84,14 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--objectives", default=None,
                        help="objective weights, e.g. contrastive=1,binding=0.5 (default: the recipe's, "
                             + ",".join(f"{k}={v:g}" for k, v in _RECIPE.objectives.items()) + ")")
+    train.add_argument("--contrastive-neighbors", type=int, default=_RECIPE.contrastive_neighbors, metavar="K",
+                       help="the contrastive objective counts each row's K nearest rows of the batch by their inputs "
+                            f"as partial positives (default {_RECIPE.contrastive_neighbors}; 0: off)")
+    train.add_argument("--contrastive-neighbor-weight", type=float, default=_RECIPE.contrastive_neighbor_weight,
+                       help=f"the target mass those neighbours share (default {_RECIPE.contrastive_neighbor_weight})")
+    train.add_argument("--encoder-objectives", default=_names(_RECIPE.encoder_objectives), metavar="NAMES",
+                       help="the objectives whose gradients train the encoders, e.g. contrastive,binding; 'all' "
+                            f"(default {_names(_RECIPE.encoder_objectives)})")
     train.add_argument("--modality-dropout", type=float, default=_RECIPE.modality_dropout)
     train.add_argument("--validation-split", type=float, default=_RECIPE.validation_fraction,
                        help=f"fraction of rows held out for validation (default {_RECIPE.validation_fraction}; 0: none)")
@@ -174,6 +182,16 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _names(objectives: "tuple[str, ...] | None") -> str:
+    return "all" if objectives is None else ",".join(objectives)
+
+
+def _encoder_objectives(text: str) -> "tuple[str, ...] | None":
+    """``--encoder-objectives``: 'all' or comma-separated objective names ('' for none)."""
+    text = text.strip()
+    return None if text == "all" else tuple(n.strip() for n in text.split(",") if n.strip())
+
+
 def _train(args: argparse.Namespace) -> int:
     from .graph import GraphFeaturizer
     from .model import LearnableMultiModal
@@ -204,6 +222,9 @@ def _train(args: argparse.Namespace) -> int:
         shared_head=head,
         encoder_input_dropout=args.encoder_input_dropout,
         encoder_hidden_dropout=args.encoder_hidden_dropout,
+        contrastive_neighbors=args.contrastive_neighbors,
+        contrastive_neighbor_weight=args.contrastive_neighbor_weight,
+        encoder_objectives=_encoder_objectives(args.encoder_objectives),
     )
     settings = TrainingSettings(weights=_objective_weights(args.objectives, OBJECTIVES))
     if not 0 <= args.validation_split < 1:

@@ -8,7 +8,7 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from ._core import MAX_DIM, MAX_LAYERS, NUM_MODALITIES
+from ._core import MAX_DIM, MAX_LAYERS, NUM_MODALITIES, OBJECTIVE_NAMES
 from ._validation import as_finite_float
 from .exceptions import InvalidValueError, ShapeError, TooLargeError
 from .graph import GraphFeaturizer
@@ -116,7 +116,11 @@ class LearnableMultiModalConfig:
     (how many rows of the batch nearest to each row by its inputs the
     ``contrastive`` objective counts as extra positives; 0 = none) and
     ``contrastive_neighbor_weight`` (the target mass they share, in
-    [0, 1); the row itself keeps the rest), ``weight_decay`` (decoupled,
+    [0, 1); the row itself keeps the rest), ``encoder_objectives`` (the
+    objectives whose gradients reach the encoders and the shared head, e.g.
+    ``("contrastive", "binding")``; the others then train only what lies
+    downstream of the embeddings, as a stop-gradient would; ``None`` = all),
+    ``weight_decay`` (decoupled,
     AdamW-style) and ``grad_clip`` (global-norm clipping threshold, ``None``
     = off). ``learning_rate`` is Adam's default step size.
 
@@ -154,6 +158,7 @@ class LearnableMultiModalConfig:
     fused_neighbors: int = 2
     contrastive_neighbors: int = 0
     contrastive_neighbor_weight: float = 0.2
+    encoder_objectives: Optional[Tuple[str, ...]] = None
     # Optional capacity (see above); the defaults are the original model.
     encoder_hidden: Tuple[int, ...] = ()
     encoder_output_dim: Optional[int] = None
@@ -194,6 +199,7 @@ class LearnableMultiModalConfig:
         share = as_finite_float(self.contrastive_neighbor_weight, "contrastive_neighbor_weight", lambda v: 0 <= v < 1,
                                 "a fraction in [0, 1) (the target mass of the neighbours)")
         object.__setattr__(self, "contrastive_neighbor_weight", share)
+        object.__setattr__(self, "encoder_objectives", _objective_names(self.encoder_objectives, "encoder_objectives"))
         checks = (
             ("temperature", self.temperature, False, _positive, "a finite positive number"),
             ("weight_decay", self.weight_decay, False, lambda v: v >= 0, "a finite number >= 0"),
@@ -279,6 +285,19 @@ class LearnableMultiModalConfig:
         if unknown:
             raise InvalidValueError(f"config: unknown fields {sorted(unknown)}; expected some of {sorted(known)}", "config")
         return cls(**d)
+
+
+def _objective_names(names: Any, arg: str) -> Optional[Tuple[str, ...]]:
+    """``None``, or ``names`` as a tuple of known objective names in their
+    canonical order (each once)."""
+    if names is None:
+        return None
+    if isinstance(names, (str, bytes)) or not isinstance(names, (Sequence, set, frozenset)):
+        raise TypeError(f"{arg}: expected None or a sequence of objective names, got {type(names).__name__}")
+    unknown = [n for n in names if n not in OBJECTIVE_NAMES]
+    if unknown:
+        raise InvalidValueError(f"{arg}: unknown objectives {unknown}; expected some of {list(OBJECTIVE_NAMES)}", arg)
+    return tuple(n for n in OBJECTIVE_NAMES if n in set(names))
 
 
 def resolve_config(config: Optional[LearnableMultiModalConfig], overrides: Dict[str, Any]) -> LearnableMultiModalConfig:

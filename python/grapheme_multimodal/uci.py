@@ -64,10 +64,9 @@ class TrainingSettings:
     makes a small data set worse. ``modality_dropout`` hides each view of
     each training row with this probability. ``weights`` chooses the
     objectives (``None``: :data:`RECIPE_OBJECTIVES`); ``fused_neighbors``,
-    ``contrastive_neighbors`` and ``contrastive_neighbor_weight`` are the
-    model's config fields of those names (the recipe leaves the contrastive
-    neighbours off: docs/objectives.md says what they trade). Everything
-    random is drawn from ``seed``.
+    ``contrastive_neighbors``, ``contrastive_neighbor_weight`` and
+    ``encoder_objectives`` are the model's config fields of those names.
+    Everything random is drawn from ``seed``.
     """
 
     binder_kind: str = "bilinear"
@@ -88,6 +87,7 @@ class TrainingSettings:
     fused_neighbors: int = 2
     contrastive_neighbors: int = 0
     contrastive_neighbor_weight: float = 0.2
+    encoder_objectives: Optional[Tuple[str, ...]] = None
     weights: Optional[Mapping[str, float]] = None
     validation_fraction: float = 0.1
     patience: int = 20
@@ -102,7 +102,8 @@ class TrainingSettings:
             encoder_output_dim=self.encoder_output_dim, shared_head=self.head(),
             encoder_input_dropout=self.encoder_input_dropout, encoder_hidden_dropout=self.encoder_hidden_dropout,
             fused_neighbors=self.fused_neighbors, contrastive_neighbors=self.contrastive_neighbors,
-            contrastive_neighbor_weight=self.contrastive_neighbor_weight, learning_rate=self.learning_rate, seed=self.seed,
+            contrastive_neighbor_weight=self.contrastive_neighbor_weight, encoder_objectives=self.encoder_objectives,
+            learning_rate=self.learning_rate, seed=self.seed,
         )
 
     def head(self) -> Sequence[int]:

@@ -3,6 +3,7 @@
 use crate::error::{fmt_value, Error, Result};
 use crate::features::FINGERPRINT_DIM;
 use crate::modality::NUM_MODALITIES;
+use crate::objectives::NUM_OBJECTIVES;
 use crate::nn::temperature::{MAX_TEMPERATURE, MIN_TEMPERATURE};
 use crate::nn::BinderKind;
 use crate::real::Real;
@@ -50,6 +51,11 @@ pub struct Config {
     /// The target mass those neighbours share (the row itself keeps the
     /// rest), in `[0, 1)`.
     pub contrastive_neighbor_weight: f64,
+    /// Which objectives' gradients reach the encoders (and the shared head),
+    /// in [`crate::objectives::Objective::ALL`] order; the others train only
+    /// what lies downstream of the embeddings, as with recorded embeddings
+    /// (a stop-gradient). All `true` = every objective trains them.
+    pub encoder_objectives: [bool; NUM_OBJECTIVES],
     /// Decoupled (AdamW) weight decay `λ`; 0 = plain Adam.
     pub weight_decay: f64,
     /// Global-norm gradient clipping threshold; `None` = no clipping.
@@ -91,6 +97,7 @@ impl Default for Config {
             fused_neighbors: 2,
             contrastive_neighbors: 0,
             contrastive_neighbor_weight: 0.2,
+            encoder_objectives: [true; NUM_OBJECTIVES],
             weight_decay: 0.0,
             grad_clip: None,
             encoder_hidden: Vec::new(),

@@ -393,8 +393,9 @@ impl<T: Real> LearnableMultiModal<T> {
         };
 
         let mut grads = grads.map(|g| self.layout.view_mut(g));
+        let reaches_encoders = Objective::ALL.iter().any(|&o| weights.get(o) > 0.0 && self.config.encoder_objectives[o.index()]);
         let mut d_emb = match (&grads, &encoded) {
-            (Some(_), Some(_)) => Some(Array3::zeros((batch_size, NUM_MODALITIES, e))),
+            (Some(_), Some(_)) if reaches_encoders => Some(Array3::zeros((batch_size, NUM_MODALITIES, e))),
             _ => None,
         };
         let params = self.view();
@@ -407,9 +408,11 @@ impl<T: Real> LearnableMultiModal<T> {
             }
             // A learned temperature gets its gradient unless it sits beyond its clamp.
             let learned = self.learned_temperature(o).filter(|t| t.value(params).1);
+            // An objective kept from the encoders trains as on recorded embeddings.
+            let to_encoders = self.config.encoder_objectives[o.index()];
             let mut sink = grads.as_mut().map(|g| GradSink {
                 params: g,
-                emb: d_emb.as_mut(),
+                emb: d_emb.as_mut().filter(|_| to_encoders),
                 weight: T::c(w),
                 log_temperature: learned,
             });

@@ -32,7 +32,7 @@ impl PyModel {
     #[pyo3(signature = (
         embed_dim, hidden_dim, learning_rate, num_heads, buffer_size, seed, input_dims,
         *, binder_kind="additive", temperature=0.1, weight_decay=0.0, grad_clip=None, fused_neighbors=2,
-        contrastive_neighbors=0, contrastive_neighbor_weight=0.2,
+        contrastive_neighbors=0, contrastive_neighbor_weight=0.2, encoder_objectives=None,
         encoder_hidden=Vec::new(), encoder_output_dim=None, shared_head=Vec::new(),
         encoder_input_dropout=0.0, encoder_hidden_dropout=0.0, learnable_temperature=false
     ))]
@@ -52,6 +52,7 @@ impl PyModel {
         fused_neighbors: usize,
         contrastive_neighbors: usize,
         contrastive_neighbor_weight: f64,
+        encoder_objectives: Option<Vec<bool>>,
         encoder_hidden: Vec<usize>,
         encoder_output_dim: Option<usize>,
         shared_head: Vec<usize>,
@@ -73,6 +74,12 @@ impl PyModel {
             fused_neighbors,
             contrastive_neighbors,
             contrastive_neighbor_weight,
+            encoder_objectives: match encoder_objectives {
+                None => [true; NUM_OBJECTIVES],
+                Some(flags) => flags.try_into().map_err(|flags: Vec<bool>| {
+                    PyValueError::new_err(format!("encoder_objectives: expected {NUM_OBJECTIVES} flags, got {}", flags.len()))
+                })?,
+            },
             weight_decay,
             grad_clip,
             encoder_hidden,
