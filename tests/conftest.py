@@ -71,6 +71,36 @@ def run_concurrently(*targets: Callable[[], object]) -> None:
         raise errors[0]
 
 
+def assert_resumes_exactly(make: Callable[[], gm.LearnableMultiModal], data, tmp_path, **fit_kw) -> gm.LearnableMultiModal:
+    """``make()`` fitted twice with ``fit_kw`` equals, bit for bit, a model
+    fitted once, saved, loaded and fitted again, and one fitted for twice
+    the epochs straight. Returns the twice-fitted model."""
+    a = make()
+    a.fit(data, **fit_kw)
+    path = tmp_path / "resume.safetensors"
+    a.save(path)
+    resumed = gm.LearnableMultiModal.load(path)
+    assert resumed.config == a.config
+    a.fit(data, **fit_kw)
+    resumed.fit(data, **fit_kw)
+    straight = make()
+    straight.fit(data, **{**fit_kw, "epochs": 2 * fit_kw["epochs"]})
+    for name, value in straight.state_dict().items():
+        assert value.tobytes() == a.state_dict()[name].tobytes() == resumed.state_dict()[name].tobytes(), name
+    return a
+
+
+def cli_train_args(tmp_path, views, checkpoint) -> list:
+    """``grapheme-mm train`` arguments for the first two of ``views``
+    (saved as .npy under ``tmp_path``): one short epoch of a small model."""
+    files = []
+    for name, x in list(views.items())[:2]:
+        np.save(tmp_path / f"{name}.npy", x)
+        files += ["-m", f"{name}={tmp_path / f'{name}.npy'}"]
+    return ["train", *files, "--epochs", "1", "--batch-size", "20", "--embed-dim", "8", "--hidden-dim", "8", "--heads", "2",
+            "--no-progress", "-o", str(checkpoint)]
+
+
 @pytest.fixture(scope="session")
 def ray_cluster():
     """One local Ray for the whole run: 2 CPUs, a small object store, no

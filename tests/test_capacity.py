@@ -14,6 +14,8 @@ import grapheme_multimodal as gm
 from grapheme_multimodal.checkpoint import FILE_FORMAT
 from grapheme_multimodal.io import read_tagged_safetensors, write_tagged_safetensors
 
+from conftest import assert_resumes_exactly, cli_train_args
+
 DIMS = {"visual": 6, "auditory": 9, "linguistic": 4}
 CAPACITY = ("encoder_hidden", "encoder_output_dim", "shared_head", "encoder_input_dropout",
             "encoder_hidden_dropout", "learnable_temperature")
@@ -157,16 +159,7 @@ def test_dropout_trains_reproducibly_and_resumes_exactly(tmp_path):
     assert a.temperatures()["contrastive"] != pytest.approx(0.2, abs=1e-7), "the temperature learned"
     assert "temperature_contrastive" in a.history[-1]
 
-    path = tmp_path / "deep.safetensors"
-    a.save(path)
-    resumed = gm.LearnableMultiModal.load(path)
-    assert resumed.config == a.config
-    a.fit(data, **kwargs)
-    resumed.fit(data, **kwargs)
-    straight = deep()
-    straight.fit(data, epochs=4, batch_size=16, progress=False)
-    for name, value in straight.state_dict().items():
-        assert value.tobytes() == a.state_dict()[name].tobytes() == resumed.state_dict()[name].tobytes(), name
+    a = assert_resumes_exactly(deep, data, tmp_path, **kwargs)
 
     clone = pickle.loads(pickle.dumps(a))
     assert clone.config == a.config and clone.temperatures() == a.temperatures()
@@ -214,12 +207,8 @@ def test_sklearn_estimator_and_cli_accept_the_options(tmp_path, capsys):
     out = est.fit_transform(Xs)
     assert out.shape == (40, 8) and "head.0.weight" in est.model_.state_dict()
 
-    for name, x in views(40).items():
-        np.save(tmp_path / f"{name}.npy", x)
     ckpt = tmp_path / "m.safetensors"
-    base = ["train", "-m", f"visual={tmp_path / 'visual.npy'}", "-m", f"auditory={tmp_path / 'auditory.npy'}",
-            "--epochs", "1", "--batch-size", "20", "--embed-dim", "8", "--hidden-dim", "8", "--heads", "2",
-            "--no-progress", "-o", str(ckpt)]
+    base = cli_train_args(tmp_path, views(40), ckpt)
     capacity = ["--encoder-hidden", "12", "--encoder-output-dim", "6", "--shared-head", "8,8",
                 "--encoder-input-dropout", "0.1", "--encoder-hidden-dropout", "0.2",
                 "--learnable-temperature", "--temperature", "0.07"]

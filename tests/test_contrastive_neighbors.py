@@ -13,6 +13,8 @@ from grapheme_multimodal.checkpoint import FILE_FORMAT
 from grapheme_multimodal.exceptions import InvalidValueError
 from grapheme_multimodal.io import read_tagged_safetensors, write_tagged_safetensors
 
+from conftest import assert_resumes_exactly
+
 DIMS = {"visual": 6, "auditory": 9, "linguistic": 4}
 ONLY = {"contrastive": 1.0}
 
@@ -51,21 +53,13 @@ def test_recorded_embeddings_have_no_inputs_to_take_neighbours_from():
 def test_trains_reproducibly_resumes_exactly_and_is_checkpointed(tmp_path):
     data = views(48)
     kwargs = dict(epochs=2, batch_size=16, progress=False)
-    a, b = model(contrastive_neighbors=3, contrastive_neighbor_weight=0.4), model(contrastive_neighbors=3, contrastive_neighbor_weight=0.4)
+    make = lambda: model(contrastive_neighbors=3, contrastive_neighbor_weight=0.4)  # noqa: E731
+    a, b = make(), make()
     a.fit(data, **kwargs)
     b.fit(data, **kwargs)
     for name, value in a.state_dict().items():
         assert value.tobytes() == b.state_dict()[name].tobytes(), name
-    path = tmp_path / "nb.safetensors"
-    a.save(path)
-    resumed = gm.LearnableMultiModal.load(path)
-    assert resumed.config == a.config
-    a.fit(data, **kwargs)
-    resumed.fit(data, **kwargs)
-    straight = model(contrastive_neighbors=3, contrastive_neighbor_weight=0.4)
-    straight.fit(data, epochs=4, batch_size=16, progress=False)
-    for name, value in straight.state_dict().items():
-        assert value.tobytes() == a.state_dict()[name].tobytes() == resumed.state_dict()[name].tobytes(), name
+    assert_resumes_exactly(make, data, tmp_path, **kwargs)
 
 
 def test_checkpoints_without_the_fields_load_with_them_off(tmp_path):

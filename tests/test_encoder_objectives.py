@@ -10,6 +10,8 @@ from grapheme_multimodal.checkpoint import FILE_FORMAT
 from grapheme_multimodal.exceptions import InvalidValueError
 from grapheme_multimodal.io import read_tagged_safetensors, write_tagged_safetensors
 
+from conftest import cli_train_args
+
 DIMS = {"visual": 6, "auditory": 9, "linguistic": 4}
 
 
@@ -99,12 +101,8 @@ def test_bad_values_name_the_argument(value, error):
 def test_the_cli_sets_the_learning_options(tmp_path, capsys):
     from grapheme_multimodal.cli import main
 
-    for name, x in views(40).items():
-        np.save(tmp_path / f"{name}.npy", x)
     ckpt = tmp_path / "m.safetensors"
-    base = ["train", "-m", f"visual={tmp_path / 'visual.npy'}", "-m", f"auditory={tmp_path / 'auditory.npy'}",
-            "--epochs", "1", "--batch-size", "20", "--embed-dim", "8", "--hidden-dim", "8", "--heads", "2",
-            "--no-progress", "-o", str(ckpt)]
+    base = cli_train_args(tmp_path, views(40), ckpt)
     options = ["--encoder-objectives", "binding,contrastive", "--contrastive-neighbors", "3", "--contrastive-neighbor-weight", "0.3"]
     assert main(base + options) == 0, capsys.readouterr().err
     c = gm.LearnableMultiModal.load(ckpt).config
