@@ -12,6 +12,7 @@ from ._core import MAX_DIM, MAX_LAYERS, NUM_MODALITIES, OBJECTIVE_NAMES
 from ._validation import as_finite_float
 from .exceptions import InvalidValueError, ShapeError, TooLargeError
 from .graph import GraphFeaturizer
+from .objectives import check_objective_names
 from .types import Modality
 
 InputDims = Union[Mapping[Union[Modality, str], int], Sequence[int], None]
@@ -294,9 +295,7 @@ def _objective_names(names: Any, arg: str) -> Optional[Tuple[str, ...]]:
         return None
     if isinstance(names, (str, bytes)) or not isinstance(names, (Sequence, set, frozenset)):
         raise TypeError(f"{arg}: expected None or a sequence of objective names, got {type(names).__name__}")
-    unknown = [n for n in names if n not in OBJECTIVE_NAMES]
-    if unknown:
-        raise InvalidValueError(f"{arg}: unknown objectives {unknown}; expected some of {list(OBJECTIVE_NAMES)}", arg)
+    check_objective_names(names, arg)
     return tuple(n for n in OBJECTIVE_NAMES if n in set(names))
 
 

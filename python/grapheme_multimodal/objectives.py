@@ -21,7 +21,7 @@ The formulas are in ``docs/objectives.md`` (and in the Rust core's
 from __future__ import annotations
 
 import math
-from typing import Dict, List, Mapping, Optional
+from typing import Dict, Iterable, List, Mapping, Optional
 
 from . import _core
 from .exceptions import InvalidValueError
@@ -42,6 +42,14 @@ DEFAULT_WEIGHTS: Dict[str, float] = {
 }
 
 
+def check_objective_names(names: "Iterable[str]", name: str) -> None:
+    """InvalidValueError (about argument ``name``) unless every one of
+    ``names`` is in :data:`OBJECTIVES`."""
+    unknown = sorted(set(names) - set(OBJECTIVES), key=str)
+    if unknown:
+        raise InvalidValueError(f"{name}: unknown objectives {unknown}; expected some of {OBJECTIVES}", name)
+
+
 def resolve_weights(weights: Optional[Mapping[str, float]], has_fused: bool, name: str = "weights") -> List[float]:
     """The weight of each objective, in :data:`OBJECTIVES` order.
 
@@ -57,9 +65,7 @@ def resolve_weights(weights: Optional[Mapping[str, float]], has_fused: bool, nam
     else:
         if not isinstance(weights, Mapping):
             raise TypeError(f"{name}: expected a mapping objective name -> float, got {type(weights).__name__}")
-        unknown = sorted(set(weights) - set(OBJECTIVES), key=str)
-        if unknown:
-            raise InvalidValueError(f"{name}: unknown objectives {unknown}; expected some of {OBJECTIVES}", name)
+        check_objective_names(weights, name)
         chosen = {}
         for key, value in weights.items():
             if isinstance(value, bool) or not isinstance(value, (int, float)) and not hasattr(value, "__float__"):

@@ -10,7 +10,7 @@
 use crate::adam::{AdamSettings, OverflowCause, Refusal, StepReport, MAX_STEP};
 use crate::batch::EncoderInput;
 use crate::error::{fmt_value, Error, Result};
-use crate::model::LearnableMultiModal;
+use crate::model::{LearnableMultiModal, ModalityTape};
 use crate::modality::NUM_MODALITIES;
 use crate::objectives::input_neighbors::{input_neighbors, pooled_rows, RowInputs};
 use crate::objectives::{self, objective_rng, GradSink, Losses, Neighbors, Objective, ObjectiveWeights, NUM_OBJECTIVES};
@@ -317,15 +317,15 @@ impl<T: Real> LearnableMultiModal<T> {
     /// The `k` rows of the batch nearest to each row by its inputs, as the
     /// encoders read them (normalised; components pooled): the contrastive
     /// objective's extra positives (`config.contrastive_neighbors`).
-    fn input_neighbors(&self, input: &EncoderInput<T>, k: usize) -> Vec<Vec<usize>> {
+    /// The normalised inputs are the encoder tapes' (normalised once).
+    fn input_neighbors(input: &EncoderInput<T>, tapes: &[Option<ModalityTape<T>>], k: usize) -> Vec<Vec<usize>> {
         let sides: Vec<RowInputs<T>> = input
             .modalities
             .iter()
-            .enumerate()
-            .filter_map(|(m, part)| {
-                let part = part.as_ref()?;
-                let normalized = self.normalizers[m].as_ref().map(|n| n.apply(part.x.view()));
-                let x = normalized.as_ref().map_or_else(|| part.x.view(), |x| x.view());
+            .zip(tapes)
+            .filter_map(|(part, tape)| {
+                let (part, tape) = (part.as_ref()?, tape.as_ref()?);
+                let x = tape.normalized.as_ref().map_or_else(|| part.x.view(), |x| x.view());
                 Some(pooled_rows(x, &part.rows, part.weights.as_deref(), input.batch_size))
             })
             .collect();
@@ -388,7 +388,7 @@ impl<T: Real> LearnableMultiModal<T> {
         let (emb, mask) = (emb.view(), mask.view());
         // The contrastive objective's extra positives, from the inputs.
         let neighbors = match (&encoded, self.config.contrastive_neighbors) {
-            (Some((input, _)), k) if k > 0 && weights.get(Objective::Contrastive) > 0.0 => Some(self.input_neighbors(input, k)),
+            (Some((input, tapes)), k) if k > 0 && weights.get(Objective::Contrastive) > 0.0 => Some(Self::input_neighbors(input, tapes, k)),
             _ => None,
         };
 

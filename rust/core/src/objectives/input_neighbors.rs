@@ -17,19 +17,20 @@
 
 use crate::kernels::{self, Epilogue};
 use crate::real::Real;
-use ndarray::{Array1, Array2, ArrayView2, Axis};
+use ndarray::{Array1, Array2, ArrayView2, Axis, CowArray, Ix2};
+use std::borrow::Cow;
 
 /// One modality's inputs: the batch rows that have it and their (pooled,
-/// normalised) input vectors, one row each.
-pub struct RowInputs<T> {
-    pub rows: Vec<usize>,
-    pub x: Array2<T>,
+/// normalised) input vectors, one row each (borrowed when already so).
+pub struct RowInputs<'a, T: Clone> {
+    pub rows: Cow<'a, [usize]>,
+    pub x: CowArray<'a, T, Ix2>,
 }
 
 /// The `k` rows nearest to each of the `batch` rows (see the module
 /// documentation), nearest first, ties to the lower row; fewer where fewer
 /// rows share a modality with it.
-pub fn input_neighbors<T: Real>(inputs: &[RowInputs<T>], batch: usize, k: usize) -> Vec<Vec<usize>> {
+pub fn input_neighbors<T: Real>(inputs: &[RowInputs<'_, T>], batch: usize, k: usize) -> Vec<Vec<usize>> {
     let k = k.min(batch.saturating_sub(1));
     if k == 0 {
         return vec![Vec::new(); batch];
@@ -99,7 +100,11 @@ pub fn pair_targets<T: Real>(rows: &[usize], neighbors: &[Vec<usize>], batch: us
 /// Each row's pooled input `[B_m, d]` of a modality given as components
 /// `x [N, d]` of batch rows `rows` with pooling `weights` (equal when
 /// `None`): the rows that have it, and their (weighted) mean component.
-pub fn pooled_rows<T: Real>(x: ArrayView2<T>, rows: &[usize], weights: Option<&[T]>, batch: usize) -> RowInputs<T> {
+/// One unweighted component per row (dense inputs) is borrowed as it is.
+pub fn pooled_rows<'a, T: Real>(x: ArrayView2<'a, T>, rows: &'a [usize], weights: Option<&[T]>, batch: usize) -> RowInputs<'a, T> {
+    if weights.is_none() && rows.windows(2).all(|w| w[0] < w[1]) {
+        return RowInputs { rows: Cow::Borrowed(rows), x: CowArray::from(x) };
+    }
     let mut sums = Array2::<T>::zeros((batch, x.ncols()));
     let mut total = vec![T::zero(); batch];
     for (i, (&r, comp)) in rows.iter().zip(x.axis_iter(Axis(0))).enumerate() {
@@ -112,7 +117,7 @@ pub fn pooled_rows<T: Real>(x: ArrayView2<T>, rows: &[usize], weights: Option<&[
     for (mut row, &r) in out.rows_mut().into_iter().zip(&present) {
         row.mapv_inplace(|v| v / total[r]);
     }
-    RowInputs { rows: present, x: out }
+    RowInputs { rows: Cow::Owned(present), x: CowArray::from(out) }
 }
 
 #[cfg(test)]
@@ -123,8 +128,8 @@ mod tests {
     #[test]
     fn nearest_rows_by_mean_squared_difference_over_shared_modalities() {
         // Rows 0..4 on a line in modality A; row 3 lacks A, shares B with row 0 only.
-        let a = RowInputs { rows: vec![0, 1, 2, 4], x: array![[0.0f64, 0.0], [1.0, 0.0], [3.0, 0.0], [1.5, 0.0]] };
-        let b = RowInputs { rows: vec![0, 3], x: array![[0.0f64], [5.0]] };
+        let a = RowInputs { rows: vec![0, 1, 2, 4].into(), x: array![[0.0f64, 0.0], [1.0, 0.0], [3.0, 0.0], [1.5, 0.0]].into() };
+        let b = RowInputs { rows: vec![0, 3].into(), x: array![[0.0f64], [5.0]].into() };
         let got = input_neighbors(&[a, b], 5, 2);
         assert_eq!(got[0], vec![1, 4]); // row 3: (25 / 1) far away; row 1 (1/2) before row 4 (2.25/2)
         assert_eq!(got[1], vec![4, 0]);
@@ -134,7 +139,7 @@ mod tests {
 
     #[test]
     fn ties_go_to_the_lower_row_and_targets_sum_to_one() {
-        let a = RowInputs { rows: vec![0, 1, 2], x: array![[0.0f64], [1.0], [-1.0]] };
+        let a = RowInputs { rows: vec![0, 1, 2].into(), x: array![[0.0f64], [1.0], [-1.0]].into() };
         let got = input_neighbors(&[a], 3, 1);
         assert_eq!(got, vec![vec![1], vec![0], vec![0]]);
         let t = pair_targets(&[0, 2], &got, 3, 0.25f64);
@@ -145,7 +150,9 @@ mod tests {
     fn pooled_rows_average_components_with_their_weights() {
         let x = array![[1.0f64, 0.0], [3.0, 2.0], [5.0, 5.0]];
         let p = pooled_rows(x.view(), &[0, 0, 2], Some(&[1.0, 3.0, 2.0]), 3);
-        assert_eq!(p.rows, vec![0, 2]);
+        assert_eq!(&*p.rows, &[0, 2]);
         assert_eq!(p.x, array![[2.5, 1.5], [5.0, 5.0]]);
+        let dense = pooled_rows(x.view(), &[0, 1, 2], None, 3);
+        assert!(matches!(dense.rows, Cow::Borrowed(_)) && dense.x.is_view() && dense.x == x, "dense rows are borrowed");
     }
 }
