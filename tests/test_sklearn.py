@@ -7,6 +7,7 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
+from grapheme_multimodal.exceptions import InvalidValueError
 from grapheme_multimodal.sklearn import MultimodalEmbedder
 
 FAST = dict(embed_dim=8, hidden_dim=8, num_heads=2, epochs=2, batch_size=32)
@@ -101,10 +102,10 @@ def test_defaults_are_the_recipe_and_hold_out_a_validation_slice():
     est = MultimodalEmbedder()
     for name in ("embed_dim", "epochs", "batch_size", "learning_rate", "temperature", "encoder_hidden",
                  "encoder_output_dim", "encoder_input_dropout", "encoder_hidden_dropout", "learnable_temperature",
-                 "validation_fraction", "patience"):
+                 "validation_fraction", "patience", "min_validation_rows", "cv_folds"):
         assert getattr(est, name) == getattr(recipe, name), name
     assert LearnableMultiModalConfig().encoder_hidden == ()  # the model's own defaults stay the original's
-    Xs, _ = views(100)
+    Xs, _ = views(400)  # 40 rows held out: enough to stop on (min_validation_rows 32)
     est = MultimodalEmbedder(embed_dim=16, epochs=3, random_state=1).fit(Xs)
     assert est.model_.config.shared_head == uci.recipe_head(16)
     assert "val_contrastive" in est.history_.epochs[0] and est.history_.monitor == "val_contrastive"
@@ -113,3 +114,27 @@ def test_defaults_are_the_recipe_and_hold_out_a_validation_slice():
     assert "val_contrastive" not in off.history_.epochs[0] and len(off.history_.epochs) == 3
     never = MultimodalEmbedder(embed_dim=16, epochs=3, patience=0).fit(Xs)
     assert "val_contrastive" in never.history_.epochs[0] and len(never.history_.epochs) == 3
+    assert est.history_.cv_curve is None
+
+
+def test_on_few_rows_cross_validation_chooses_the_epochs_and_all_rows_train():
+    """100 rows would hold out 10, fewer than min_validation_rows: 5 folds
+    choose the epoch count, the model trains on all rows, and the result is
+    what the recipe's function gives (one rule for every entry point)."""
+    from grapheme_multimodal import stopping
+
+    Xs, _ = views(100)
+    est = MultimodalEmbedder(embed_dim=16, epochs=6, patience=2, random_state=3).fit(Xs)
+    curve = est.history_.cv_curve
+    assert curve is not None and 1 <= est.history_.best_epoch <= len(curve) <= 6
+    assert est.history_.best_epoch == int(np.argmin(curve)) + 1
+    assert len(est.history_.epochs) == est.history_.best_epoch and "val_contrastive" not in est.history_.epochs[0]
+    assert est.model_.epochs_trained == est.history_.best_epoch
+    # the model learned its standardisation from all 100 rows
+    mean, _ = est.model_.normalization(est.modalities_[0].index)
+    np.testing.assert_allclose(mean, Xs[0].mean(axis=0), rtol=1e-4, atol=1e-5)
+    assert stopping.cv_folds_for(100, 0.1, 32, 5) == 5
+    slice_only = MultimodalEmbedder(embed_dim=16, epochs=3, cv_folds=0).fit(Xs)
+    assert slice_only.history_.cv_curve is None and "val_contrastive" in slice_only.history_.epochs[0]
+    with pytest.raises(InvalidValueError, match="cv_folds"):
+        MultimodalEmbedder(embed_dim=16, epochs=3, cv_folds=-1).fit(Xs)

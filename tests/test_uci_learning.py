@@ -88,18 +88,22 @@ def test_fused_contrastive_keeps_the_fused_embedding_when_views_are_missing(spli
     assert with_it > without + 0.03
 
 
-def test_the_recipe_stops_on_a_held_out_slice_so_a_larger_budget_changes_nothing():
-    """32 Nutrimouse mice: the recipe holds out 3 (no labels), stops when
-    their contrastive loss has not improved for ``patience`` epochs and
-    keeps the best epoch — a user who raises ``epochs`` gets the same model."""
+def test_the_recipe_chooses_the_epochs_by_cross_validation_on_few_rows_so_a_larger_budget_changes_nothing():
+    """32 Nutrimouse mice: a 10 % slice would be 3 mice, too few to stop on,
+    so 5 folds (no labels) choose when the mean held-out contrastive loss
+    has not improved for ``patience`` epochs, and the model trains on all 32
+    for the best epoch's count — a user who raises ``epochs`` gets the same model."""
     from grapheme_multimodal.datasets import load_nutrimouse
 
     views = {v: x[:32] for v, x in load_nutrimouse().views.items()}
     short = uci.fit_views(views, seed=0)
-    stopped_at = len(short.model.history)
-    assert stopped_at < uci.TrainingSettings().epochs
-    assert len(short.model.history[0]) and "val_contrastive" in short.model.history[0]
+    chosen = len(short.model.history)
+    assert 1 <= chosen < uci.TrainingSettings().epochs
+    assert "val_contrastive" not in short.model.history[0]  # no row was held out of the final fit
     longer = uci.fit_views(views, settings=uci.TrainingSettings(epochs=4 * uci.TrainingSettings().epochs))
-    assert len(longer.model.history) == stopped_at
+    assert len(longer.model.history) == chosen
     for view, emb in short.embed_views(views).items():
         np.testing.assert_array_equal(longer.embed_views(views)[view], emb)
+    # with cross-validation off, the 3-mouse slice is watched as before
+    sliced = uci.fit_views(views, settings=uci.TrainingSettings(cv_folds=0))
+    assert "val_contrastive" in sliced.model.history[0] and len(sliced.model.history) < uci.TrainingSettings().epochs

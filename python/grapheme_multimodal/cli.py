@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import io
 import json
 import os
@@ -22,7 +23,7 @@ import numpy as np
 
 from . import __version__
 from .exceptions import InvalidValueError, NonFiniteError, ShapeError
-from .training import holdout_rows
+from .stopping import fit_with_stopping
 from .uci import TrainingSettings, recipe_head
 
 PROG = "grapheme-mm"
@@ -98,6 +99,11 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--early-stopping", type=int, default=None,
                        help="patience in epochs, watching the validation contrastive loss; the best epoch is kept "
                             f"(default {_RECIPE.patience} with a validation split; 0: off)")
+    train.add_argument("--min-validation-rows", type=int, default=_RECIPE.min_validation_rows,
+                       help="below this many held-out rows, cross-validation chooses the number of epochs and the "
+                            f"model trains on all rows (default {_RECIPE.min_validation_rows})")
+    train.add_argument("--cv-folds", type=int, default=_RECIPE.cv_folds,
+                       help=f"folds of that cross-validation (default {_RECIPE.cv_folds}; below 2: always hold out)")
     train.add_argument("--text-features", choices=("wl", "fingerprint"), default="wl",
                        help="how .txt lines become features (default: content-aware WL)")
     train.add_argument("--wl-dim", type=int, default=256)
@@ -237,38 +243,40 @@ def _train(args: argparse.Namespace) -> int:
     n_val = int(round(n * args.validation_split))
     if n - n_val < 2:
         raise InvalidValueError(f"files: {n} rows leave {n - n_val} for training; expected at least 2", "files")
-    train_rows, val_rows = holdout_rows(n, args.validation_split, args.seed)
-    if val_rows is None:
-        val_rows = np.arange(0)
-    watch = len(val_rows) >= 2 and patience > 0
     if args.workers is None and args.ray_address is not None:
         raise InvalidValueError("--ray-address: only used with --workers N (training on Ray)", "--ray-address")
     fit_options = dict(
+        validation_fraction=args.validation_split,
+        patience=patience,
+        monitor=settings.monitor(len(files)),
+        seed=args.seed,
+        min_validation_rows=args.min_validation_rows,
+        cv_folds=args.cv_folds,
         epochs=args.epochs,
         batch_size=_positive(args.batch_size, "--batch-size"),
         objectives=settings.objectives,
-        validation={m: x[val_rows] for m, x in inputs.items()} if len(val_rows) >= 2 else None,
-        early_stopping=patience if watch else None,
-        monitor=settings.monitor(len(files)) if watch else None,
         modality_dropout=args.modality_dropout,
         progress=not args.no_progress,
-        seed=args.seed,
     )
-    train_inputs = {m: x[train_rows] for m, x in inputs.items()}
     if args.workers is None:
-        history = model.fit(train_inputs, **fit_options)
+        history = fit_with_stopping(model, inputs, **fit_options)
     else:
         from . import distributed
 
         workers = _positive(args.workers, "--workers")
         with _ray_cluster(args.ray_address):
-            history = distributed.fit(model, train_inputs, num_workers=workers, **fit_options)
+            fit = functools.partial(distributed.fit, model, num_workers=workers)
+            history = fit_with_stopping(model, inputs, fit=fit, **fit_options)
     model.save(args.output, include_experience=False)
     last = history.epochs[-1] if history.epochs else {}
     summary = f"loss {last['loss']:.4f}" if "loss" in last else "no epochs run"
-    if "val_total" in last:
+    if history.cv_curve is not None:
+        summary += (f", {len(history.epochs)} epochs chosen by {args.cv_folds}-fold cross-validation "
+                    f"(mean validation {history.cv_curve[history.best_epoch - 1]:.4f})")
+    elif "val_total" in last:
         summary += f", validation {last['val_total']:.4f} (best epoch {history.best_epoch})"
-    print(f"trained on {len(train_rows)} rows x {len(files)} modalities for {len(history.epochs)} epochs: {summary}")
+    rows = n if history.cv_curve is not None or "val_total" not in last else n - n_val
+    print(f"trained on {rows} rows x {len(files)} modalities for {len(history.epochs)} epochs: {summary}")
     print(f"saved {args.output}")
     return 0
 

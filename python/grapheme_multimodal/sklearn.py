@@ -16,7 +16,7 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 from ._core import NUM_MODALITIES
 from .exceptions import InvalidValueError, NonFiniteError, ShapeError
 from .model import LearnableMultiModal
-from .training import holdout_rows
+from .stopping import fit_with_stopping
 from .types import Modality
 from .uci import TrainingSettings
 
@@ -41,7 +41,10 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
     :data:`~grapheme_multimodal.uci.RECIPE_OBJECTIVES` (``objectives=None``),
     at most ``epochs`` epochs, stopping after ``patience`` epochs (0: never) without a
     lower validation loss on ``validation_fraction`` of the rows held out
-    (``validation_fraction=0``: no early stopping, all epochs run). The
+    (``validation_fraction=0``: no early stopping, all epochs run); when
+    that slice would hold fewer than ``min_validation_rows`` rows,
+    ``cv_folds``-fold cross-validation chooses the number of epochs and the
+    model trains on all rows (``cv_folds`` below 2: always the slice). The
     original model is ``encoder_hidden=(), encoder_output_dim=None,
     shared_head=(), encoder_input_dropout=0, encoder_hidden_dropout=0,
     learnable_temperature=False``.
@@ -78,6 +81,8 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
         learnable_temperature: bool = _RECIPE.learnable_temperature,
         validation_fraction: float = _RECIPE.validation_fraction,
         patience: int = _RECIPE.patience,
+        min_validation_rows: int = _RECIPE.min_validation_rows,
+        cv_folds: int = _RECIPE.cv_folds,
     ) -> None:
         self.modalities = modalities
         self.embed_dim = embed_dim
@@ -102,6 +107,8 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
 
         self.validation_fraction = validation_fraction
         self.patience = patience
+        self.min_validation_rows = min_validation_rows
+        self.cv_folds = cv_folds
 
     def fit(self, Xs: Any, y: Any = None) -> "MultimodalEmbedder":
         """Trains on the views ``Xs`` (``y`` is ignored: training is unsupervised)."""
@@ -121,27 +128,22 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
             input_dims={m: d for m, d in zip(self.modalities_, self.view_dims_)}, **settings.model_options()
         )
         inputs, mask = self._inputs(views)
-        fit_rows, val_rows = holdout_rows(len(mask), self.validation_fraction, self.random_state)
-        watch = {}
-        if val_rows is not None:
-            watch = dict(
-                validation={m: x[val_rows] for m, x in inputs.items()},
-                validation_mask=mask[val_rows],
-                early_stopping=self.patience or None,  # 0: watched, never stopped
-                monitor=settings.monitor(len(views)),
-            )
-            inputs, mask = {m: x[fit_rows] for m, x in inputs.items()}, mask[fit_rows]
-        self.history_ = self.model_.fit(
+        self.history_ = fit_with_stopping(
+            self.model_,
             inputs,
             mask=mask,
+            validation_fraction=self.validation_fraction,
+            patience=self.patience,
+            monitor=settings.monitor(len(views)),
+            seed=self.random_state,
+            min_validation_rows=self.min_validation_rows,
+            cv_folds=self.cv_folds,
             epochs=self.epochs,
             batch_size=self.batch_size,
             objectives=settings.objectives,
-            **watch,
             modality_dropout=self.modality_dropout,
             standardize=self.standardize,
             progress=self.verbose,
-            seed=self.random_state,
         )
         return self
 

@@ -33,12 +33,16 @@ Metric = Callable[["LearnableMultiModal"], float]
 class History:
     """What :func:`fit` did: one record per epoch (``epoch``, ``loss`` — the
     mean weighted total — each objective's mean, ``val_*`` losses and
-    metrics, ``seconds``), the best epoch and whether it stopped early."""
+    metrics, ``seconds``), the best epoch and whether it stopped early;
+    ``cv_curve``: when cross-validation chose the number of epochs
+    (:func:`grapheme_multimodal.stopping.fit_with_stopping`), the folds' mean
+    validation loss per epoch, else ``None``."""
 
     epochs: List[Dict[str, Any]] = field(default_factory=list)
     monitor: Optional[str] = None
     best_epoch: Optional[int] = None
     stopped_early: bool = False
+    cv_curve: Optional[List[float]] = None
 
     def __getitem__(self, key: str) -> List[float]:
         """``history["loss"]`` → that value per epoch."""

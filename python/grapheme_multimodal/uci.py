@@ -23,7 +23,7 @@ import numpy as np
 
 from .evaluation import ModelEmbedder, view_modalities
 from .model import LearnableMultiModal
-from .training import holdout_rows
+from .stopping import fit_with_stopping
 from .types import Modality
 
 __all__ = ["VIEW_MODALITIES", "RECIPE_OBJECTIVES", "TrainingSettings", "recipe_head", "train", "fit_views"]
@@ -61,7 +61,11 @@ class TrainingSettings:
     ``seed``) are held out when no validation data is given, and training
     stops after ``patience`` epochs (0: never) without a lower validation
     contrastive loss, keeping the best epoch's weights — so a larger epoch budget never
-    makes a small data set worse. ``modality_dropout`` hides each view of
+    makes a small data set worse. When that slice would hold fewer than
+    ``min_validation_rows`` rows, ``cv_folds``-fold cross-validation chooses
+    the number of epochs instead and the model trains on all rows
+    (:func:`~grapheme_multimodal.stopping.fit_with_stopping`; ``cv_folds``
+    below 2: always the slice). ``modality_dropout`` hides each view of
     each training row with this probability. ``weights`` chooses the
     objectives (``None``: :data:`RECIPE_OBJECTIVES`); ``fused_neighbors``,
     ``contrastive_neighbors``, ``contrastive_neighbor_weight`` and
@@ -91,6 +95,8 @@ class TrainingSettings:
     weights: Optional[Mapping[str, float]] = None
     validation_fraction: float = 0.1
     patience: int = 20
+    min_validation_rows: int = 32
+    cv_folds: int = 5
     seed: int = 0
 
     def model_options(self) -> Dict[str, object]:
@@ -117,6 +123,14 @@ class TrainingSettings:
         """The objective weights (``weights``, else :data:`RECIPE_OBJECTIVES`)."""
         return dict(RECIPE_OBJECTIVES if self.weights is None else self.weights)
 
+    def stopping_options(self, n_views: int) -> Dict[str, object]:
+        """The keywords of :func:`~grapheme_multimodal.stopping.fit_with_stopping`
+        these settings choose for ``n_views`` views."""
+        return dict(
+            validation_fraction=self.validation_fraction, patience=self.patience, monitor=self.monitor(n_views),
+            min_validation_rows=self.min_validation_rows, cv_folds=self.cv_folds, seed=self.seed,
+        )
+
     def monitor(self, n_views: int) -> str:
         """What early stopping watches for ``n_views`` views: the validation
         contrastive loss, or the total when there is no view pair or the
@@ -137,21 +151,18 @@ def train(
     dropout. Early stopping watches ``validation`` when given, else
     ``settings.validation_fraction`` of ``inputs`` held out (none when too
     few rows: then all ``epochs`` run); the best epoch's weights are kept.
+    When the held-out slice would be smaller than
+    ``settings.min_validation_rows``, cross-validation chooses the number of
+    epochs instead (:func:`~grapheme_multimodal.stopping.fit_with_stopping`).
     ``standardize=True`` has the model learn and keep the views' statistics
     (for raw inputs), else ``inputs`` must already be standardised."""
     s = settings
     model = LearnableMultiModal(input_dims={m: x.shape[1] for m, x in inputs.items()}, **s.model_options())
-    inputs = dict(inputs)
-    if validation is None:
-        fit_rows, val_rows = holdout_rows(len(next(iter(inputs.values()))), s.validation_fraction, s.seed)
-        if val_rows is not None:
-            validation = {m: x[val_rows] for m, x in inputs.items()}
-            inputs = {m: x[fit_rows] for m, x in inputs.items()}
-    model.fit(
-        inputs,
+    fit_with_stopping(
+        model,
+        dict(inputs),
         validation=None if validation is None else dict(validation),
-        early_stopping=None if validation is None or s.patience == 0 else s.patience,
-        monitor=None if validation is None else s.monitor(len(inputs)),
+        **s.stopping_options(len(inputs)),
         epochs=s.epochs,
         batch_size=s.batch_size,
         objectives=s.objectives,
@@ -159,7 +170,6 @@ def train(
         modality_dropout=s.modality_dropout,
         standardize=standardize,
         progress=progress,
-        seed=s.seed,
     )
     return model
 

@@ -1,0 +1,99 @@
+"""When training stops without given validation data: a held-out slice, or
+cross-validation of the epoch count on small data (grapheme_multimodal.stopping)."""
+
+import numpy as np
+import pytest
+
+import grapheme_multimodal as gm
+from grapheme_multimodal.exceptions import InvalidValueError, NonFiniteError
+from grapheme_multimodal.stopping import cv_folds_for, fit_with_stopping
+
+OPTIONS = dict(batch_size=16, objectives={"contrastive": 1.0, "binding": 1.0}, progress=False)
+STOP = dict(validation_fraction=0.1, patience=3, monitor="val_contrastive", seed=4)
+
+
+def two_views(n, seed=0):
+    rng = np.random.default_rng(seed)
+    z = rng.normal(size=(n, 4))
+    return {
+        "visual": (z @ rng.normal(size=(4, 6)) + 0.3 * rng.normal(size=(n, 6))).astype(np.float32),
+        "auditory": (z @ rng.normal(size=(4, 5)) + 0.3 * rng.normal(size=(n, 5))).astype(np.float32),
+    }
+
+
+def small_model(seed=0):
+    return gm.LearnableMultiModal(input_dims={"visual": 6, "auditory": 5}, embed_dim=8, hidden_dim=8, num_heads=2,
+                                  encoder_hidden=(16,), encoder_input_dropout=0.1, seed=seed)
+
+
+def test_which_data_get_cross_validation():
+    assert cv_folds_for(32, 0.1, 32, 5) == 5  # 3 held-out rows: too few
+    assert cv_folds_for(320, 0.1, 32, 5) == 0  # 32 held-out rows: the slice
+    assert cv_folds_for(6, 0.5, 32, 5) == 3  # no fold holds out fewer than 2 rows
+    assert cv_folds_for(10, 0.1, 32, 5) == 0  # 1 row to hold out: nothing held out at all
+    assert cv_folds_for(32, 0.1, 32, 1) == 0  # cross-validation off
+    assert cv_folds_for(32, 0.1, 0, 5) == 0  # any slice is enough
+
+
+def test_the_folds_run_side_by_side_exactly_as_one_long_fit_each():
+    """One fit call per fold and epoch continues where the last one ended, so
+    the mean curve is that of k ordinary fits; the epoch chosen is its first
+    minimum, and the model trains on all rows for exactly that many epochs."""
+    data, epochs = two_views(40), 6
+    model = small_model()
+    history = fit_with_stopping(model, data, **{**STOP, "patience": epochs}, epochs=epochs, **OPTIONS)
+
+    held_out = np.array_split(np.random.default_rng(STOP["seed"]).permutation(40), 5)
+    curves = []
+    for held in held_out:
+        held = np.sort(held)
+        rows = np.setdiff1d(np.arange(40), held)
+        fold = small_model()
+        h = fold.fit({m: x[rows] for m, x in data.items()}, validation={m: x[held] for m, x in data.items()},
+                     epochs=epochs, seed=STOP["seed"], **OPTIONS)
+        curves.append(h["val_contrastive"])
+    expected = np.mean(curves, axis=0)
+    np.testing.assert_allclose(history.cv_curve, expected, rtol=1e-6)
+    assert history.best_epoch == int(np.argmin(expected)) + 1 == len(history.epochs) == model.epochs_trained
+
+    reference = small_model()
+    reference.fit(data, epochs=history.best_epoch, seed=STOP["seed"], **OPTIONS)
+    for name, w in reference.state_dict().items():
+        np.testing.assert_array_equal(model.state_dict()[name], w, err_msg=name)
+
+
+def test_a_large_enough_slice_is_watched_as_before():
+    data = two_views(400)
+    model, reference = small_model(), small_model()
+    history = fit_with_stopping(model, data, **STOP, min_validation_rows=32, epochs=4, **OPTIONS)
+    fit_rows, val_rows = gm.training.holdout_rows(400, 0.1, STOP["seed"])
+    expected = reference.fit({m: x[fit_rows] for m, x in data.items()}, validation={m: x[val_rows] for m, x in data.items()},
+                             epochs=4, early_stopping=3, monitor="val_contrastive", seed=STOP["seed"], **OPTIONS)
+    assert history.cv_curve is None and history["val_contrastive"] == expected["val_contrastive"]
+
+
+def test_no_patience_or_no_rows_to_hold_out_trains_every_epoch_on_what_there_is():
+    data = two_views(40)
+    never = fit_with_stopping(small_model(), data, **{**STOP, "patience": 0}, epochs=3, **OPTIONS)
+    assert never.cv_curve is None and len(never.epochs) == 3 and "val_contrastive" in never.epochs[0]
+    nothing = fit_with_stopping(small_model(), data, **{**STOP, "validation_fraction": 0.0}, epochs=3, **OPTIONS)
+    assert nothing.cv_curve is None and len(nothing.epochs) == 3 and "val_contrastive" not in nothing.epochs[0]
+
+
+@pytest.mark.parametrize("name, value", [("cv_folds", -1), ("min_validation_rows", 2.5), ("patience", -2), ("epochs", -1)])
+def test_bad_settings_name_the_argument(name, value):
+    settings = {**STOP, "cv_folds": 5, "min_validation_rows": 32, "epochs": 3, name: value}
+    with pytest.raises(InvalidValueError, match=name):
+        fit_with_stopping(small_model(), two_views(40), **settings, **OPTIONS)
+
+
+def test_a_failed_call_leaves_the_model_as_it_was():
+    data = two_views(40)
+    data["visual"][7, 2] = np.nan
+    model = small_model()
+    before = model.state_dict()
+    with pytest.raises(NonFiniteError, match="row 7"):
+        fit_with_stopping(model, data, **STOP, epochs=3, **OPTIONS)
+    assert model.epochs_trained == 0 and not model.history
+    for name, w in before.items():
+        np.testing.assert_array_equal(model.state_dict()[name], w)
