@@ -100,6 +100,8 @@ def user_error_cases(d, ckpt):
         (["train", "-m", v, "--validation-split", "0", "--early-stopping", "2"], "needs --validation-split"),
         (["train", "-m", v, "--heads", "3"], "not divisible"),
         (["train", "-m", v, "--epochs", "-2"], "epochs"),
+        (["train", "-m", v, "--cv-folds", "-3"], "--cv-folds: expected a number >= 0, got -3"),
+        (["train", "-m", v, "--min-validation-rows", "-1"], "--min-validation-rows"),
         (["embed", str(ckpt), "-m", f"visual={d / 'wide.npy'}"], "different config"),
         (["embed", str(ckpt), "-m", f"auditory={d / 'text.txt'}"], "not text"),
         (["embed", str(d / "images.npy"), "-m", v], "not a readable grapheme-multimodal/checkpoint/v1 file"),

@@ -250,8 +250,8 @@ def _train(args: argparse.Namespace) -> int:
         patience=patience,
         monitor=settings.monitor(len(files)),
         seed=args.seed,
-        min_validation_rows=args.min_validation_rows,
-        cv_folds=args.cv_folds,
+        min_validation_rows=_non_negative(args.min_validation_rows, "--min-validation-rows"),
+        cv_folds=_non_negative(args.cv_folds, "--cv-folds"),
         epochs=args.epochs,
         batch_size=_positive(args.batch_size, "--batch-size"),
         objectives=settings.objectives,
@@ -438,6 +438,12 @@ def _widths(text: str, flag: str) -> Tuple[int, ...]:
 def _positive(value: int, flag: str) -> int:
     if value <= 0:
         raise InvalidValueError(f"{flag}: expected a positive number, got {value}", flag)
+    return value
+
+
+def _non_negative(value: int, flag: str) -> int:
+    if value < 0:
+        raise InvalidValueError(f"{flag}: expected a number >= 0, got {value}", flag)
     return value
 
 
