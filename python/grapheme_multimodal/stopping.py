@@ -89,25 +89,30 @@ def fit_with_stopping(
     _check_int(cv_folds, "cv_folds", 0)
     fit = fit or model.fit
     fit_options["seed"] = seed  # shuffles and dropout, as the held-out rows
-    rows = lambda data, m, r: ({k: x[r] for k, x in data.items()}, None if m is None else m[r])  # noqa: E731
     if validation is not None:
         return fit(inputs, mask=mask, validation=validation, validation_mask=validation_mask, epochs=epochs,
                    early_stopping=patience or None, monitor=monitor, **fit_options)
-    # Checked whole before it is split: an error names the user's row, not a
-    # row of a fold, and nothing has trained yet.
-    n = len(as_dataset(model, inputs, mask, "data"))
+    n = len(mask) if mask is not None else len(next(iter(inputs.values()), ()))
     fit_rows, val_rows = holdout_rows(n, validation_fraction, seed)
-    if val_rows is None:
+    if val_rows is None:  # nothing split: fit checks the data itself
         return fit(inputs, mask=mask, epochs=epochs, **fit_options)
+    # Checked whole before it is split: an error names the user's row, not a
+    # row of the slice or a fold, and nothing has trained yet.
+    as_dataset(model, inputs, mask, "data")
     k = cv_folds_for(n, validation_fraction, min_validation_rows, cv_folds) if patience and epochs > 0 else 0
     if k == 0:
-        (train, train_mask), (held, held_mask) = rows(inputs, mask, fit_rows), rows(inputs, mask, val_rows)
+        (train, train_mask), (held, held_mask) = _take(inputs, mask, fit_rows), _take(inputs, mask, val_rows)
         return fit(train, mask=train_mask, validation=held, validation_mask=held_mask, epochs=epochs,
                    early_stopping=patience or None, monitor=monitor, **fit_options)
-    best_epoch, curve = _cv_epochs(model, inputs, mask, n, k, seed, patience, monitor, epochs, rows, fit_options)
+    best_epoch, curve = _cv_epochs(model, inputs, mask, n, k, seed, patience, monitor, epochs, fit_options)
     history = fit(inputs, mask=mask, epochs=best_epoch, **fit_options)
     history.monitor, history.best_epoch, history.cv_curve = monitor, best_epoch, curve
     return history
+
+
+def _take(inputs: Mapping[Any, Any], mask: Optional[np.ndarray], rows: np.ndarray) -> Tuple[Dict[Any, Any], Optional[np.ndarray]]:
+    """``rows`` of every modality's array, and of ``mask`` when given."""
+    return {m: x[rows] for m, x in inputs.items()}, None if mask is None else mask[rows]
 
 
 def _cv_epochs(
@@ -120,7 +125,6 @@ def _cv_epochs(
     patience: int,
     monitor: str,
     epochs: int,
-    rows: Callable,
     fit_options: Dict[str, Any],
 ) -> Tuple[int, List[float]]:
     """The epoch count at which the ``k`` folds' mean ``monitor`` (a loss)
@@ -133,7 +137,7 @@ def _cv_epochs(
     splits = []
     for held in held_out:
         held = np.sort(held)
-        splits.append((copy.deepcopy(model), rows(inputs, mask, np.setdiff1d(np.arange(n), held)), rows(inputs, mask, held)))
+        splits.append((copy.deepcopy(model), _take(inputs, mask, np.setdiff1d(np.arange(n), held)), _take(inputs, mask, held)))
     curve: List[float] = []
     best_epoch, waited = 0, 0
     for epoch in range(1, epochs + 1):
