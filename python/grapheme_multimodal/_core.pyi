@@ -87,6 +87,7 @@ class Model:
         weight_decay: float = 0.0,
         grad_clip: Optional[float] = None,
         fused_neighbors: int = 2,
+        fused_neighbor_space: str = "embeddings",
         encoder_hidden: Sequence[int] = (),
         encoder_output_dim: Optional[int] = None,
         shared_head: Sequence[int] = (),

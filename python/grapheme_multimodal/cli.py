@@ -22,6 +22,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 
 from . import __version__
+from .config import NEIGHBOR_SPACES
 from .exceptions import InvalidValueError, NonFiniteError, ShapeError
 from .stopping import fit_with_stopping
 from .uci import TrainingSettings, recipe_head
@@ -85,6 +86,12 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--objectives", default=None,
                        help="objective weights, e.g. contrastive=1,binding=0.5 (default: the recipe's, "
                             + ",".join(f"{k}={v:g}" for k, v in _RECIPE.objectives.items()) + ")")
+    train.add_argument("--fused-neighbors", type=int, default=_RECIPE.fused_neighbors, metavar="K",
+                       help="fused_contrastive counts each event's K nearest events of the batch as positives "
+                            f"(default {_RECIPE.fused_neighbors}; 0: the event only)")
+    train.add_argument("--fused-neighbor-space", choices=NEIGHBOR_SPACES, default=_RECIPE.fused_neighbor_space,
+                       help="where those nearest events are found: by the inputs or by the modality embeddings "
+                            f"(default {_RECIPE.fused_neighbor_space})")
     train.add_argument("--contrastive-neighbors", type=int, default=_RECIPE.contrastive_neighbors, metavar="K",
                        help="the contrastive objective counts each row's K nearest rows of the batch by their inputs "
                             f"as partial positives (default {_RECIPE.contrastive_neighbors}; 0: off)")
@@ -228,6 +235,8 @@ def _train(args: argparse.Namespace) -> int:
         shared_head=head,
         encoder_input_dropout=args.encoder_input_dropout,
         encoder_hidden_dropout=args.encoder_hidden_dropout,
+        fused_neighbors=args.fused_neighbors,
+        fused_neighbor_space=args.fused_neighbor_space,
         contrastive_neighbors=args.contrastive_neighbors,
         contrastive_neighbor_weight=args.contrastive_neighbor_weight,
         encoder_objectives=_encoder_objectives(args.encoder_objectives),

@@ -23,6 +23,11 @@ GraphFeatures = Union[Mapping[Union[Modality, str], FeaturizerSpec], Sequence[Fe
 #: and a bilinear one ``sigmoid(aᵀ W b + c)`` that can learn which pairs belong.
 BINDER_KINDS = ("additive", "bilinear")
 
+#: ``fused_neighbor_space`` values: where ``fused_contrastive`` finds each
+#: event's nearest events — by the modality embeddings, or by the encoder
+#: inputs (the standardised raw views; docs/objectives.md).
+NEIGHBOR_SPACES = ("embeddings", "inputs")
+
 #: The range a learned temperature starts in and is kept in (as CLIP's logit scale 1..100).
 TEMPERATURE_RANGE = (0.01, 1.0)
 
@@ -113,7 +118,10 @@ class LearnableMultiModalConfig:
     ``"bilinear"``), ``temperature`` of the contrastive objectives,
     ``fused_neighbors`` (how many nearest events of the batch the
     ``fused_contrastive`` objective counts as positives besides the event
-    itself; 0 = plain instance discrimination), ``contrastive_neighbors``
+    itself; 0 = plain instance discrimination), ``fused_neighbor_space``
+    (where those are found: ``"embeddings"``, by the modality embeddings,
+    or ``"inputs"``, by the encoder inputs — batches of recorded embeddings
+    have none, and there the embeddings decide), ``contrastive_neighbors``
     (how many rows of the batch nearest to each row by its inputs the
     ``contrastive`` objective counts as extra positives; 0 = none) and
     ``contrastive_neighbor_weight`` (the target mass they share, in
@@ -157,6 +165,7 @@ class LearnableMultiModalConfig:
     weight_decay: float = 0.0
     grad_clip: Optional[float] = None
     fused_neighbors: int = 2
+    fused_neighbor_space: str = "embeddings"
     contrastive_neighbors: int = 0
     contrastive_neighbor_weight: float = 0.2
     encoder_objectives: Optional[Tuple[str, ...]] = None
@@ -190,6 +199,11 @@ class LearnableMultiModalConfig:
     def _validate_learning_fields(self) -> None:
         if self.binder_kind not in BINDER_KINDS:
             raise InvalidValueError(f"binder_kind: expected one of {list(BINDER_KINDS)}, got {self.binder_kind!r}", "binder_kind")
+        if not isinstance(self.fused_neighbor_space, str) or self.fused_neighbor_space not in NEIGHBOR_SPACES:
+            raise InvalidValueError(
+                f"fused_neighbor_space: expected one of {list(NEIGHBOR_SPACES)}, got {self.fused_neighbor_space!r}",
+                "fused_neighbor_space",
+            )
         for name in ("fused_neighbors", "contrastive_neighbors"):
             k = getattr(self, name)
             if isinstance(k, bool) or not isinstance(k, (int, np.integer)):

@@ -15,7 +15,8 @@ The formulas are in ``docs/objectives.md`` (and in the Rust core's
 - ``fused_contrastive``: InfoNCE between the fused embeddings of two random
   modality subsets of the same event, against the other events of the
   batch; the event's ``config.fused_neighbors`` nearest events (by their
-  modality embeddings) count as positives too.
+  modality embeddings, or by their inputs when
+  ``config.fused_neighbor_space="inputs"``) count as positives too.
 """
 
 from __future__ import annotations

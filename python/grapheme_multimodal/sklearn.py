@@ -38,7 +38,10 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
     (:class:`grapheme_multimodal.uci.TrainingSettings`): a hidden layer and
     dropout in each view's encoder, a projection head shared by the views
     (``shared_head=None``: 128 then ``embed_dim``), learned temperatures, the objectives of
-    :data:`~grapheme_multimodal.uci.RECIPE_OBJECTIVES` (``objectives=None``),
+    :data:`~grapheme_multimodal.uci.RECIPE_OBJECTIVES` (``objectives=None``;
+    ``fused_contrastive`` counts each row's ``fused_neighbors`` nearest rows
+    of the batch by their standardised views as positives,
+    ``fused_neighbor_space="inputs"``),
     at most ``epochs`` epochs, stopping after ``patience`` epochs (0: never) without a
     lower validation loss on ``validation_fraction`` of the rows held out
     (``validation_fraction=0``: no early stopping, all epochs run); when
@@ -79,6 +82,8 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
         encoder_input_dropout: float = _RECIPE.encoder_input_dropout,
         encoder_hidden_dropout: float = _RECIPE.encoder_hidden_dropout,
         learnable_temperature: bool = _RECIPE.learnable_temperature,
+        fused_neighbors: int = _RECIPE.fused_neighbors,
+        fused_neighbor_space: str = _RECIPE.fused_neighbor_space,
         validation_fraction: float = _RECIPE.validation_fraction,
         patience: int = _RECIPE.patience,
         min_validation_rows: int = _RECIPE.min_validation_rows,
@@ -104,6 +109,8 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
         self.encoder_input_dropout = encoder_input_dropout
         self.encoder_hidden_dropout = encoder_hidden_dropout
         self.learnable_temperature = learnable_temperature
+        self.fused_neighbors = fused_neighbors
+        self.fused_neighbor_space = fused_neighbor_space
 
         self.validation_fraction = validation_fraction
         self.patience = patience
@@ -122,6 +129,7 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
             encoder_hidden=self.encoder_hidden, encoder_output_dim=self.encoder_output_dim,
             shared_head=self.shared_head, encoder_input_dropout=self.encoder_input_dropout,
             encoder_hidden_dropout=self.encoder_hidden_dropout, learnable_temperature=self.learnable_temperature,
+            fused_neighbors=self.fused_neighbors, fused_neighbor_space=self.fused_neighbor_space,
             weights=self.objectives, seed=self.random_state,
         )
         self.model_ = LearnableMultiModal(

@@ -67,8 +67,10 @@ class TrainingSettings:
     (:func:`~grapheme_multimodal.stopping.fit_with_stopping`; ``cv_folds``
     below 2: always the slice). ``modality_dropout`` hides each view of
     each training row with this probability. ``weights`` chooses the
-    objectives (``None``: :data:`RECIPE_OBJECTIVES`); ``fused_neighbors``,
-    ``contrastive_neighbors``, ``contrastive_neighbor_weight`` and
+    objectives (``None``: :data:`RECIPE_OBJECTIVES`); ``fused_neighbors``
+    (fused_contrastive's positives besides the event itself: its 10
+    nearest events of the batch by their standardised inputs, with
+    ``fused_neighbor_space="inputs"``), ``contrastive_neighbors``, ``contrastive_neighbor_weight`` and
     ``encoder_objectives`` are the model's config fields of those names.
     Everything random is drawn from ``seed``.
     """
@@ -88,7 +90,8 @@ class TrainingSettings:
     batch_size: int = 256
     learning_rate: float = 0.002
     modality_dropout: float = 0.0
-    fused_neighbors: int = 2
+    fused_neighbors: int = 10
+    fused_neighbor_space: str = "inputs"
     contrastive_neighbors: int = 0
     contrastive_neighbor_weight: float = 0.2
     encoder_objectives: Optional[Tuple[str, ...]] = None
@@ -107,7 +110,8 @@ class TrainingSettings:
             learnable_temperature=self.learnable_temperature, encoder_hidden=self.encoder_hidden,
             encoder_output_dim=self.encoder_output_dim, shared_head=self.head(),
             encoder_input_dropout=self.encoder_input_dropout, encoder_hidden_dropout=self.encoder_hidden_dropout,
-            fused_neighbors=self.fused_neighbors, contrastive_neighbors=self.contrastive_neighbors,
+            fused_neighbors=self.fused_neighbors, fused_neighbor_space=self.fused_neighbor_space,
+            contrastive_neighbors=self.contrastive_neighbors,
             contrastive_neighbor_weight=self.contrastive_neighbor_weight, encoder_objectives=self.encoder_objectives,
             learning_rate=self.learning_rate, seed=self.seed,
         )

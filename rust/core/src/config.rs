@@ -6,6 +6,7 @@ use crate::modality::NUM_MODALITIES;
 use crate::objectives::NUM_OBJECTIVES;
 use crate::nn::temperature::{MAX_TEMPERATURE, MIN_TEMPERATURE};
 use crate::nn::BinderKind;
+use crate::objectives::fused_contrastive::NeighborSpace;
 use crate::real::Real;
 
 /// The largest `embed_dim`, `hidden_dim` and input dimension accepted: far
@@ -44,6 +45,9 @@ pub struct Config {
     /// How many nearest events of the batch fused_contrastive counts as
     /// positives besides the event itself (0 = the event only).
     pub fused_neighbors: usize,
+    /// Where those nearest events are found: by the modality embeddings
+    /// (the default) or by the encoder inputs.
+    pub fused_neighbor_space: NeighborSpace,
     /// How many rows of the batch nearest to each row by their inputs the
     /// contrastive objective counts as extra positives (0 = none; see
     /// `objectives::input_neighbors`).
@@ -95,6 +99,7 @@ impl Default for Config {
             binder: BinderKind::Additive,
             temperature: 0.1,
             fused_neighbors: 2,
+            fused_neighbor_space: NeighborSpace::Embeddings,
             contrastive_neighbors: 0,
             contrastive_neighbor_weight: 0.2,
             encoder_objectives: [true; NUM_OBJECTIVES],

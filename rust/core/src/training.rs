@@ -14,6 +14,7 @@ use crate::model::{LearnableMultiModal, ModalityTape};
 use crate::modality::NUM_MODALITIES;
 use crate::objectives::input_neighbors::{input_neighbors, pooled_rows, RowInputs};
 use crate::objectives::{self, objective_rng, GradSink, Losses, Neighbors, Objective, ObjectiveWeights, NUM_OBJECTIVES};
+use crate::objectives::fused_contrastive::{FusedNeighbors, NeighborSpace};
 use crate::real::Real;
 use crate::validate::{all_finite, check_finite, check_shape};
 use ndarray::{Array1, Array3, ArrayView1, ArrayView2, ArrayView3, CowArray, Ix3};
@@ -305,10 +306,17 @@ impl<T: Real> LearnableMultiModal<T> {
             .map(|(i, j, _, shift)| (i, j, shift))
             .collect();
         let (rows, dropped) = objectives::draw_dropped(mask, &mut objective_rng(seed, counter, Objective::CrossModal));
+        let given = match &batch.source {
+            EmbeddingSource::Inputs(input) if self.config.fused_neighbor_space == NeighborSpace::Inputs => {
+                let tapes = self.encode_train(input, self.dropout_rates().is_active().then_some(self.rng_counter))?.1;
+                Some(Self::input_neighbors(input, &tapes, self.config.fused_neighbors))
+            }
+            _ => None,
+        };
         let fused = objectives::fused_contrastive::draw(
             emb.view(),
             mask,
-            self.config.fused_neighbors,
+            self.fused_neighbors(given.as_deref()),
             &mut objective_rng(seed, counter, Objective::FusedContrastive),
         );
         Ok(ObjectiveDraws { shifts, rows, dropped, fused })
@@ -330,6 +338,15 @@ impl<T: Real> LearnableMultiModal<T> {
             })
             .collect();
         input_neighbors(&sides, input.batch_size, k)
+    }
+
+    /// fused_contrastive's neighbours: the inputs' (`given`, when the
+    /// config asks for them and the batch has inputs), else the embeddings'.
+    fn fused_neighbors<'a>(&self, given: Option<&'a [Vec<usize>]>) -> FusedNeighbors<'a> {
+        match given {
+            Some(rows) if self.config.fused_neighbor_space == NeighborSpace::Inputs => FusedNeighbors::Given(rows),
+            _ => FusedNeighbors::ByEmbeddings(self.config.fused_neighbors),
+        }
     }
 
     fn adam_settings(&self, lr: Option<f64>) -> Result<AdamSettings> {
@@ -386,11 +403,25 @@ impl<T: Real> LearnableMultiModal<T> {
             EmbeddingSource::Embeddings { emb, mask } => (self.check_embeddings(emb.view(), mask.view())?, mask.to_owned(), None),
         };
         let (emb, mask) = (emb.view(), mask.view());
-        // The contrastive objective's extra positives, from the inputs.
-        let neighbors = match (&encoded, self.config.contrastive_neighbors) {
-            (Some((input, tapes)), k) if k > 0 && weights.get(Objective::Contrastive) > 0.0 => Some(Self::input_neighbors(input, tapes, k)),
+        // The inputs' nearest rows: the contrastive objective's extra
+        // positives and, when the config says so, fused_contrastive's (one
+        // search for both: each list is nearest first, so the shorter
+        // request is a prefix of the longer).
+        let wanted = |o: Objective, k: usize| if weights.get(o) > 0.0 { k } else { 0 };
+        let k_contrastive = wanted(Objective::Contrastive, self.config.contrastive_neighbors);
+        let k_fused = match self.config.fused_neighbor_space {
+            NeighborSpace::Inputs => wanted(Objective::FusedContrastive, self.config.fused_neighbors),
+            NeighborSpace::Embeddings => 0,
+        };
+        let nearest = match &encoded {
+            Some((input, tapes)) if k_contrastive.max(k_fused) > 0 => Some(Self::input_neighbors(input, tapes, k_contrastive.max(k_fused))),
             _ => None,
         };
+        let prefix = |k: usize| -> Option<Vec<Vec<usize>>> {
+            let nearest = nearest.as_ref().filter(|_| k > 0)?;
+            Some(nearest.iter().map(|row| row[..k.min(row.len())].to_vec()).collect())
+        };
+        let (neighbors, fused_given) = (prefix(k_contrastive), prefix(k_fused));
 
         let mut grads = grads.map(|g| self.layout.view_mut(g));
         let reaches_encoders = Objective::ALL.iter().any(|&o| weights.get(o) > 0.0 && self.config.encoder_objectives[o.index()]);
@@ -431,7 +462,7 @@ impl<T: Real> LearnableMultiModal<T> {
                 Objective::CrossModal => objectives::cross_modal(&self.fusion, &self.attention, params, emb, mask, &mut rng, sink),
                 Objective::FusedContrastive => {
                     let tau = self.temperature(o);
-                    objectives::fused_contrastive(&self.fusion, params, emb, mask, tau, self.config.fused_neighbors, &mut rng, sink)
+                    objectives::fused_contrastive(&self.fusion, params, emb, mask, tau, self.fused_neighbors(fused_given.as_deref()), &mut rng, sink)
                 }
             };
             if !loss.is_finite() {

@@ -1,9 +1,9 @@
 //! fused_contrastive's draws and neighbour sets (its gradients are checked
 //! with the other objectives' in gradients.rs).
 
-use grapheme_multimodal::objectives::fused_contrastive::{draw_views, nearest_positives};
-use grapheme_multimodal::objectives::{objective_rng, Objective};
-use grapheme_multimodal::NUM_MODALITIES;
+use grapheme_multimodal::objectives::fused_contrastive::{draw_views, given_positives, nearest_positives, NeighborSpace};
+use grapheme_multimodal::objectives::{objective_rng, Objective, ObjectiveWeights};
+use grapheme_multimodal::{Config, EmbeddingSource, EncoderInput, LearnableMultiModal, TrainBatch, NUM_MODALITIES};
 use ndarray::{Array2, Array3};
 
 #[test]
@@ -94,4 +94,65 @@ fn equal_similarities_go_to_the_lower_row() {
     let rows: Vec<usize> = (0..n).collect();
     let got = nearest_positives(emb.view(), mask.view(), &rows, 2);
     assert_eq!(got, vec![vec![0, 1, 2], vec![1, 0, 2], vec![2, 0, 1], vec![3, 0, 1]]);
+}
+
+#[test]
+fn given_neighbours_map_to_the_rows_used_and_skip_the_others() {
+    // Batch rows 0..5; row 2 has no modality (not used), so rows map to 0, 1, _, 2, 3.
+    let rows = [0usize, 1, 3, 4];
+    let given = vec![vec![2, 1], vec![0, 4], vec![], vec![4, 0, 1], vec![3]];
+    let got = given_positives(&rows, &given);
+    assert_eq!(got, vec![vec![0, 1], vec![1, 0, 3], vec![2, 3, 0, 1], vec![3, 2]]);
+}
+
+#[test]
+fn with_inputs_as_the_space_the_positives_are_the_inputs_nearest_rows() {
+    // Two clusters of inputs; the initial embeddings do not know them.
+    let batch = 10;
+    let dims = [3usize, 5, 18, 18, 18, 18, 18];
+    let xs: [Array2<f64>; NUM_MODALITIES] = std::array::from_fn(|m| {
+        Array2::from_shape_fn((batch, dims[m]), |(r, c)| {
+            let centre = if r % 2 == 0 { 1.0 } else { -1.0 };
+            centre + 0.05 * (((r * 31 + c * 17 + m * 7) % 13) as f64 - 6.0)
+        })
+    });
+    let mut mask = Array2::from_elem((batch, NUM_MODALITIES), false);
+    mask.slice_mut(ndarray::s![.., ..2]).fill(true);
+    mask[[9, 0]] = false;
+    let views: [Option<ndarray::ArrayView2<f64>>; NUM_MODALITIES] = std::array::from_fn(|m| (m < 2).then(|| xs[m].view()));
+    let input = EncoderInput::dense(views, mask.view()).unwrap();
+    let config = |space| Config { embed_dim: 8, hidden_dim: 8, num_heads: 2, input_dims: dims, fused_neighbors: 3, fused_neighbor_space: space, ..Config::default() };
+    let model = LearnableMultiModal::<f64>::new(config(NeighborSpace::Inputs)).unwrap();
+    let train = TrainBatch::inputs(input.clone());
+    let draws = model.objective_draws(&train).unwrap();
+    // Expected: the 3 nearest by mean squared difference over shared modalities.
+    let expected: Vec<Vec<usize>> = (0..batch)
+        .map(|r| {
+            let mut d: Vec<(f64, usize)> = (0..batch)
+                .filter(|&q| q != r)
+                .map(|q| {
+                    let shared: Vec<usize> = (0..2).filter(|&m| mask[[r, m]] && mask[[q, m]]).collect();
+                    let sq: f64 = shared.iter().map(|&m| (&xs[m].row(r) - &xs[m].row(q)).mapv(|v| v * v).sum()).sum();
+                    (sq / shared.iter().map(|&m| dims[m] as f64).sum::<f64>(), q)
+                })
+                .collect();
+            d.sort_by(|a, b| a.partial_cmp(b).unwrap());
+            d.into_iter().take(3).map(|(_, q)| q).collect()
+        })
+        .collect();
+    assert_eq!(draws.fused.positives, given_positives(&draws.fused.rows, &expected));
+    // Every neighbour is of the row's own cluster; by the embeddings they are not all so.
+    for (k, pos) in draws.fused.positives.iter().enumerate() {
+        assert!(pos.iter().all(|&p| p % 2 == k % 2), "row {k}: {pos:?}");
+    }
+    let by_embeddings = LearnableMultiModal::<f64>::new(config(NeighborSpace::Embeddings)).unwrap();
+    assert_ne!(by_embeddings.objective_draws(&train).unwrap().fused.positives, draws.fused.positives);
+    // losses() previews what backward() computes with those positives.
+    let weights = ObjectiveWeights::only(Objective::FusedContrastive);
+    let mut trained = model.clone();
+    assert_eq!(model.losses(&train, &weights).unwrap(), trained.backward(&train, &weights).unwrap());
+    // Recorded embeddings have no inputs: the embeddings' neighbours, as by default.
+    let emb = model.encode(&input).unwrap();
+    let recorded = TrainBatch { source: EmbeddingSource::Embeddings { emb: emb.view(), mask: mask.view() }, fused: None, rewards: None };
+    assert_eq!(model.objective_draws(&recorded).unwrap().fused, by_embeddings.objective_draws(&recorded).unwrap().fused);
 }

@@ -130,7 +130,7 @@ fn semi_gradient_loss(model: &LearnableMultiModal<f64>, batch: &TrainBatch<f64>,
         let (emb0, mask) = embeddings(model, batch);
         let (emb, _) = embeddings(&probe, batch);
         let mut rng = objectives::objective_rng(model.config().seed, 0, Objective::FusedContrastive);
-        let drawn = fused_contrastive::draw(emb0.view(), mask.view(), model.config().fused_neighbors, &mut rng);
+        let drawn = fused_contrastive::draw(emb0.view(), mask.view(), fused_contrastive::FusedNeighbors::ByEmbeddings(model.config().fused_neighbors), &mut rng);
         let tau = probe.temperature(Objective::FusedContrastive);
         total += w_fused * fused_contrastive::fused_contrastive_given(probe.fusion(), probe.view(), emb.view(), &drawn, tau, None);
     }

@@ -11,6 +11,7 @@ use grapheme_multimodal::objectives::{Losses, Objective, ObjectiveWeights, NUM_O
 use grapheme_multimodal::training::{EmbeddingSource, OptimizerState, TrainBatch};
 use crate::graph::PyGraph;
 use grapheme_multimodal::features::FeatureKind;
+use grapheme_multimodal::objectives::fused_contrastive::NeighborSpace;
 use grapheme_multimodal::{BinderKind, Config, EncoderInput, LearnableMultiModal, Modality, ModalityInput, Normalizer, NUM_MODALITIES};
 use ndarray::Array2;
 use numpy::{IntoPyArray, PyArray1, ToPyArray, PyArray2, PyArray3, PyArrayDyn};
@@ -32,6 +33,7 @@ impl PyModel {
     #[pyo3(signature = (
         embed_dim, hidden_dim, learning_rate, num_heads, buffer_size, seed, input_dims,
         *, binder_kind="additive", temperature=0.1, weight_decay=0.0, grad_clip=None, fused_neighbors=2,
+        fused_neighbor_space="embeddings",
         contrastive_neighbors=0, contrastive_neighbor_weight=0.2, encoder_objectives=None,
         encoder_hidden=Vec::new(), encoder_output_dim=None, shared_head=Vec::new(),
         encoder_input_dropout=0.0, encoder_hidden_dropout=0.0, learnable_temperature=false
@@ -50,6 +52,7 @@ impl PyModel {
         weight_decay: f64,
         grad_clip: Option<f64>,
         fused_neighbors: usize,
+        fused_neighbor_space: &str,
         contrastive_neighbors: usize,
         contrastive_neighbor_weight: f64,
         encoder_objectives: Option<Vec<bool>>,
@@ -72,6 +75,7 @@ impl PyModel {
             binder: BinderKind::from_name(binder_kind).py()?,
             temperature,
             fused_neighbors,
+            fused_neighbor_space: NeighborSpace::from_name(fused_neighbor_space).py()?,
             contrastive_neighbors,
             contrastive_neighbor_weight,
             encoder_objectives: match encoder_objectives {

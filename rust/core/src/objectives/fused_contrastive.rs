@@ -10,10 +10,13 @@
 //!   uniformly. `u_r = fuse(e(r) on A_r)`, `v_r = fuse(e(r) on B_r)` (the
 //!   other slots zeroed, as for absent modalities).
 //! - **Positives.** `P_r = {r} ∪ N_k(r)`, with `N_k(r)` the `k =
-//!   config.fused_neighbors` other rows most similar to `r` by
-//!   `sim(r, q) = mean over the modalities m present in both of e_m(r)·e_m(q)`
-//!   (rows sharing no modality are never neighbours; ties go to the lower
-//!   row). The neighbour sets are constants of the batch, like the draws.
+//!   config.fused_neighbors` other rows nearest to `r`, in the space
+//!   `config.fused_neighbor_space` names: `embeddings` (the default) by
+//!   `sim(r, q) = mean over the modalities m present in both of e_m(r)·e_m(q)`;
+//!   `inputs` by the rows' encoder inputs, as `input_neighbors` ranks them
+//!   (batches of recorded embeddings have no inputs: there the embeddings
+//!   decide). Rows sharing no modality are never neighbours; ties go to the
+//!   lower row. The neighbour sets are constants of the batch, like the draws.
 //! - **Loss**, with `S_rq = u_r · v_q / τ` (`τ = config.temperature`):
 //!
 //! ```text
@@ -31,16 +34,60 @@
 //! event from every other one, similar ones included, and on real data
 //! (UCI digits) that *lowers* the 5-NN class accuracy of the fused embedding
 //! (see docs/objectives.md); counting the nearest events in the modality
-//! embedding space as positives (as NNCLR does) keeps them together.
+//! embedding space as positives (as NNCLR does) keeps them together. The
+//! nearest events by their standardised inputs are steadier positives: they
+//! do not move as the embeddings train, and the raw views' neighbourhoods
+//! are what a fused embedding should keep at least (docs/objectives.md).
 
 use super::{below, scale_to_softmaxes, shared_exp, softmax_both_ways, GradSink};
 use crate::kernels::{self, threads, Epilogue};
 use crate::modality::NUM_MODALITIES;
 use crate::nn::FusionNetwork;
 use crate::params::Params;
+use crate::error::{Error, Result};
 use crate::real::Real;
 use ndarray::{s, Array2, ArrayView2, ArrayView3, Axis};
 use rand_core::Rng;
+
+/// Where fused_contrastive looks for each event's nearest events
+/// (`config.fused_neighbor_space`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NeighborSpace {
+    /// By the modality embeddings (mean dot product over shared modalities).
+    #[default]
+    Embeddings,
+    /// By the encoder inputs (mean squared difference per column over shared
+    /// modalities; see `input_neighbors`).
+    Inputs,
+}
+
+impl NeighborSpace {
+    pub const ALL: [NeighborSpace; 2] = [NeighborSpace::Embeddings, NeighborSpace::Inputs];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            NeighborSpace::Embeddings => "embeddings",
+            NeighborSpace::Inputs => "inputs",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Result<Self> {
+        Self::ALL.iter().copied().find(|k| k.name() == name).ok_or_else(|| {
+            Error::invalid(
+                "fused_neighbor_space",
+                format!("unknown neighbour space {name:?}; expected \"embeddings\" or \"inputs\""),
+            )
+        })
+    }
+}
+
+/// The neighbours fused_contrastive counts as positives: the `k` nearest
+/// by the embeddings, or given per batch row (nearest first; the inputs').
+#[derive(Debug, Clone, Copy)]
+pub enum FusedNeighbors<'a> {
+    ByEmbeddings(usize),
+    Given(&'a [Vec<usize>]),
+}
 
 /// What fused_contrastive compares: the rows it uses, the two views of each
 /// (`views[v][[k, m]]`: modality `m` of row `rows[k]` is in view `v`), and
@@ -168,11 +215,25 @@ pub fn nearest_positives<T: Real>(emb: ArrayView3<T>, mask: ArrayView2<bool>, ro
     threads::map_tasks(n.div_ceil(ROWS_PER_TASK), block).into_iter().flatten().collect()
 }
 
+/// `P_k = [k] ++ row k's given neighbours` (indices into `rows`; `given`
+/// is indexed by batch row, and neighbours outside `rows` are left out).
+pub fn given_positives(rows: &[usize], given: &[Vec<usize>]) -> Vec<Vec<usize>> {
+    let mut at = vec![usize::MAX; given.len()];
+    for (k, &r) in rows.iter().enumerate() {
+        at[r] = k;
+    }
+    let index = |q: usize| at.get(q).copied().filter(|&p| p != usize::MAX);
+    rows.iter().enumerate().map(|(k, &r)| std::iter::once(k).chain(given[r].iter().filter_map(|&q| index(q))).collect()).collect()
+}
+
 /// Draws the views from `rng` and finds the positives: everything
 /// [`fused_contrastive_given`] needs besides the parameters.
-pub fn draw<T: Real>(emb: ArrayView3<T>, mask: ArrayView2<bool>, neighbors: usize, rng: &mut impl Rng) -> FusedViews {
+pub fn draw<T: Real>(emb: ArrayView3<T>, mask: ArrayView2<bool>, neighbors: FusedNeighbors<'_>, rng: &mut impl Rng) -> FusedViews {
     let (rows, views) = draw_views(mask, rng);
-    let positives = nearest_positives(emb, mask, &rows, neighbors);
+    let positives = match neighbors {
+        FusedNeighbors::ByEmbeddings(k) => nearest_positives(emb, mask, &rows, k),
+        FusedNeighbors::Given(given) => given_positives(&rows, given),
+    };
     FusedViews { rows, views, positives }
 }
 
@@ -185,7 +246,7 @@ pub fn fused_contrastive<T: Real>(
     emb: ArrayView3<T>,
     mask: ArrayView2<bool>,
     temperature: T,
-    neighbors: usize,
+    neighbors: FusedNeighbors<'_>,
     rng: &mut impl Rng,
     sink: Option<&mut GradSink<T>>,
 ) -> T {
