@@ -47,6 +47,12 @@ def test_train_embed_info(user_files, capsys):
     )
     assert code == 0, err
     assert "trained on 48 rows x 3 modalities for 3 epochs" in out and ckpt.exists()  # 12 held out
+    # The model options not given are the recipe's.
+    from grapheme_multimodal import LearnableMultiModal, uci
+
+    recipe, config = uci.TrainingSettings(), LearnableMultiModal.load(ckpt).config
+    for name in ("fused_neighbors", "fused_neighbor_space", "contrastive_neighbors", "encoder_hidden", "learnable_temperature"):
+        assert getattr(config, name) == getattr(recipe, name), name
 
     code, out, err = run(capsys, "info", str(ckpt))
     assert code == 0, err
