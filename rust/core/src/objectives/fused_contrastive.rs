@@ -40,11 +40,11 @@
 //! are what a fused embedding should keep at least (docs/objectives.md).
 
 use super::{below, scale_to_softmaxes, shared_exp, softmax_both_ways, GradSink};
+use crate::error::{Error, Result};
 use crate::kernels::{self, threads, Epilogue};
 use crate::modality::NUM_MODALITIES;
 use crate::nn::FusionNetwork;
 use crate::params::Params;
-use crate::error::{Error, Result};
 use crate::real::Real;
 use ndarray::{s, Array2, ArrayView2, ArrayView3, Axis};
 use rand_core::Rng;
