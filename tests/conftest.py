@@ -90,6 +90,15 @@ def assert_resumes_exactly(make: Callable[[], gm.LearnableMultiModal], data, tmp
     return a
 
 
+def two_cluster_views(dims, n: int = 48, seed: int = 0) -> dict:
+    """float32 views ``{modality: [n, d]}`` whose rows alternate between two
+    clusters (even rows one, odd rows the other), so that each row's
+    nearest rows by its inputs are informative: those of its own cluster."""
+    rng = np.random.default_rng(seed)
+    centre = np.where(np.arange(n)[:, None] % 2 == 0, 1.0, -1.0)
+    return {m: (centre * rng.normal(size=(1, d)) + 0.3 * rng.normal(size=(n, d))).astype(np.float32) for m, d in dims.items()}
+
+
 def cli_train_args(tmp_path, views, checkpoint) -> list:
     """``grapheme-mm train`` arguments for the first two of ``views``
     (saved as .npy under ``tmp_path``): one short epoch of a small model."""

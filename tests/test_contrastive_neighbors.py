@@ -13,7 +13,7 @@ from grapheme_multimodal.checkpoint import FILE_FORMAT
 from grapheme_multimodal.exceptions import InvalidValueError
 from grapheme_multimodal.io import read_tagged_safetensors, write_tagged_safetensors
 
-from conftest import assert_resumes_exactly
+from conftest import assert_resumes_exactly, two_cluster_views
 
 DIMS = {"visual": 6, "auditory": 9, "linguistic": 4}
 ONLY = {"contrastive": 1.0}
@@ -26,10 +26,7 @@ def model(**changes):
 
 
 def views(n=48, seed=0):
-    """Two clusters, so that neighbours are informative."""
-    rng = np.random.default_rng(seed)
-    centre = np.where(np.arange(n)[:, None] % 2 == 0, 1.0, -1.0)
-    return {m: (centre * rng.normal(size=(1, d)) + 0.3 * rng.normal(size=(n, d))).astype(np.float32) for m, d in DIMS.items()}
+    return two_cluster_views(DIMS, n, seed)
 
 
 def test_off_by_default_and_weight_zero_is_the_plain_loss():

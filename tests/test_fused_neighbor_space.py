@@ -14,6 +14,8 @@ from grapheme_multimodal.checkpoint import FILE_FORMAT
 from grapheme_multimodal.exceptions import InvalidValueError
 from grapheme_multimodal.io import read_tagged_safetensors, write_tagged_safetensors
 
+from conftest import assert_resumes_exactly, two_cluster_views
+
 DIMS = {"visual": 6, "auditory": 9, "linguistic": 4}
 ONLY = {"fused_contrastive": 1.0}
 
@@ -25,10 +27,7 @@ def model(**changes):
 
 
 def views(n=24, seed=0):
-    """Two clusters of inputs, rows alternating between them."""
-    rng = np.random.default_rng(seed)
-    centre = np.where(np.arange(n)[:, None] % 2 == 0, 1.0, -1.0)
-    return {m: (centre * rng.normal(size=(1, d)) + 0.3 * rng.normal(size=(n, d))).astype(np.float32) for m, d in DIMS.items()}
+    return two_cluster_views(DIMS, n, seed)
 
 
 def input_neighbours(data, k):
@@ -67,21 +66,16 @@ def test_recorded_embeddings_have_no_inputs_so_the_embeddings_decide():
 def test_trains_reproducibly_resumes_exactly_and_is_checkpointed(tmp_path):
     data = views(48)
     kwargs = dict(epochs=2, batch_size=16, progress=False)
-    a, b = model(fused_neighbor_space="inputs"), model(fused_neighbor_space="inputs")
+    make = lambda: model(fused_neighbor_space="inputs")  # noqa: E731
+    a, b = make(), make()
     a.fit(data, **kwargs)
     b.fit(data, **kwargs)
     for name, value in a.state_dict().items():
         assert value.tobytes() == b.state_dict()[name].tobytes(), name
+    trained = assert_resumes_exactly(make, data, tmp_path, **kwargs)  # also checks the loaded config equals
     path = tmp_path / "fnb.safetensors"
-    a.save(path)
-    resumed = gm.LearnableMultiModal.load(path)
-    assert resumed.config == a.config and resumed.config.fused_neighbor_space == "inputs"
-    a.fit(data, **kwargs)
-    resumed.fit(data, **kwargs)
-    straight = model(fused_neighbor_space="inputs")
-    straight.fit(data, epochs=4, batch_size=16, progress=False)
-    for name, value in straight.state_dict().items():
-        assert value.tobytes() == a.state_dict()[name].tobytes() == resumed.state_dict()[name].tobytes(), name
+    trained.save(path)
+    assert gm.LearnableMultiModal.load(path).config.fused_neighbor_space == "inputs"
 
 
 def test_checkpoints_without_the_field_load_with_the_embeddings(tmp_path):

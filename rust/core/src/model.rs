@@ -149,7 +149,7 @@ pub struct Normalizer<T> {
 }
 
 impl<T: Real> Normalizer<T> {
-    fn apply(&self, x: ArrayView2<T>) -> Array2<T> {
+    pub(crate) fn apply(&self, x: ArrayView2<T>) -> Array2<T> {
         let mut out = x.to_owned();
         out -= &self.mean;
         out /= &self.std;

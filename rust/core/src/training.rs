@@ -10,14 +10,14 @@
 use crate::adam::{AdamSettings, OverflowCause, Refusal, StepReport, MAX_STEP};
 use crate::batch::EncoderInput;
 use crate::error::{fmt_value, Error, Result};
-use crate::model::{LearnableMultiModal, ModalityTape};
+use crate::model::LearnableMultiModal;
 use crate::modality::NUM_MODALITIES;
 use crate::objectives::input_neighbors::{input_neighbors, pooled_rows, RowInputs};
 use crate::objectives::{self, objective_rng, GradSink, Losses, Neighbors, Objective, ObjectiveWeights, NUM_OBJECTIVES};
 use crate::objectives::fused_contrastive::{FusedNeighbors, NeighborSpace};
 use crate::real::Real;
 use crate::validate::{all_finite, check_finite, check_shape};
-use ndarray::{Array1, Array3, ArrayView1, ArrayView2, ArrayView3, CowArray, Ix3};
+use ndarray::{Array1, Array2, Array3, ArrayView1, ArrayView2, ArrayView3, CowArray, Ix3};
 
 /// Where a batch's modality embeddings come from.
 #[derive(Debug, Clone)]
@@ -308,8 +308,11 @@ impl<T: Real> LearnableMultiModal<T> {
         let (rows, dropped) = objectives::draw_dropped(mask, &mut objective_rng(seed, counter, Objective::CrossModal));
         let given = match &batch.source {
             EmbeddingSource::Inputs(input) if self.config.fused_neighbor_space == NeighborSpace::Inputs => {
-                let tapes = self.encode_train(input, self.dropout_rates().is_active().then_some(self.rng_counter))?.1;
-                Some(Self::input_neighbors(input, &tapes, self.config.fused_neighbors))
+                // The inputs as the encoders read them (checked by the encode above).
+                let normalized: Vec<Option<Array2<T>>> = (input.modalities.iter().zip(&self.normalizers))
+                    .map(|(part, n)| Some(n.as_ref()?.apply(part.as_ref()?.x.view())))
+                    .collect();
+                Some(Self::input_neighbors(input, &normalized.iter().map(Option::as_ref).collect::<Vec<_>>(), self.config.fused_neighbors))
             }
             _ => None,
         };
@@ -325,28 +328,26 @@ impl<T: Real> LearnableMultiModal<T> {
     /// The `k` rows of the batch nearest to each row by its inputs, as the
     /// encoders read them (normalised; components pooled): the contrastive
     /// objective's extra positives (`config.contrastive_neighbors`).
-    /// The normalised inputs are the encoder tapes' (normalised once).
-    fn input_neighbors(input: &EncoderInput<T>, tapes: &[Option<ModalityTape<T>>], k: usize) -> Vec<Vec<usize>> {
+    /// `normalized[m]`: modality `m`'s inputs after the model's
+    /// normalisation, `None` where it has none (the inputs as given).
+    fn input_neighbors(input: &EncoderInput<T>, normalized: &[Option<&Array2<T>>], k: usize) -> Vec<Vec<usize>> {
         let sides: Vec<RowInputs<T>> = input
             .modalities
             .iter()
-            .zip(tapes)
-            .filter_map(|(part, tape)| {
-                let (part, tape) = (part.as_ref()?, tape.as_ref()?);
-                let x = tape.normalized.as_ref().map_or_else(|| part.x.view(), |x| x.view());
+            .zip(normalized)
+            .filter_map(|(part, normalized)| {
+                let part = part.as_ref()?;
+                let x = normalized.map_or_else(|| part.x.view(), |x| x.view());
                 Some(pooled_rows(x, &part.rows, part.weights.as_deref(), input.batch_size))
             })
             .collect();
         input_neighbors(&sides, input.batch_size, k)
     }
 
-    /// fused_contrastive's neighbours: the inputs' (`given`, when the
-    /// config asks for them and the batch has inputs), else the embeddings'.
+    /// fused_contrastive's neighbours: the inputs' when found (`given`:
+    /// the config asks for them and the batch has inputs), else the embeddings'.
     fn fused_neighbors<'a>(&self, given: Option<&'a [Vec<usize>]>) -> FusedNeighbors<'a> {
-        match given {
-            Some(rows) if self.config.fused_neighbor_space == NeighborSpace::Inputs => FusedNeighbors::Given(rows),
-            _ => FusedNeighbors::ByEmbeddings(self.config.fused_neighbors),
-        }
+        given.map_or(FusedNeighbors::ByEmbeddings(self.config.fused_neighbors), FusedNeighbors::Given)
     }
 
     fn adam_settings(&self, lr: Option<f64>) -> Result<AdamSettings> {
@@ -414,7 +415,11 @@ impl<T: Real> LearnableMultiModal<T> {
             NeighborSpace::Embeddings => 0,
         };
         let nearest = match &encoded {
-            Some((input, tapes)) if k_contrastive.max(k_fused) > 0 => Some(Self::input_neighbors(input, tapes, k_contrastive.max(k_fused))),
+            Some((input, tapes)) if k_contrastive.max(k_fused) > 0 => {
+                // The normalised inputs are the encoder tapes' (normalised once).
+                let normalized: Vec<Option<&Array2<T>>> = tapes.iter().map(|t| t.as_ref().and_then(|t| t.normalized.as_ref())).collect();
+                Some(Self::input_neighbors(input, &normalized, k_contrastive.max(k_fused)))
+            }
             _ => None,
         };
         let prefix = |k: usize| -> Option<Vec<Vec<usize>>> {
