@@ -65,13 +65,8 @@ pub fn set_num_threads(n: usize) -> Result<usize> {
     let n = n.min(max_threads());
     let mut pool = POOL.write().unwrap_or_else(|e| e.into_inner());
     if pool.as_ref().is_some_and(|(_, p)| p.current_num_threads() != n - 1) {
-        // Rebuilt lazily with the new size (a pool inherited through fork()
-        // is forgotten, see `pool`).
-        if let Some((owner, old)) = pool.take() {
-            if owner != std::process::id() {
-                std::mem::forget(old);
-            }
-        }
+        // Rebuilt lazily with the new size.
+        retire(&mut pool);
     }
     NUM_THREADS.store(n, Ordering::Release);
     Ok(n)
@@ -97,13 +92,7 @@ pub fn pool() -> Option<Arc<rayon::ThreadPool>> {
     if let Some(p) = slot.as_ref().and_then(usable) {
         return Some(p);
     }
-    if let Some((owner, stale)) = slot.take() {
-        if owner != pid {
-            // A pool inherited through fork(): its threads live only in the
-            // parent. Dropping it would signal threads that do not exist here.
-            std::mem::forget(stale);
-        }
-    }
+    retire(&mut slot);
     let built = rayon::ThreadPoolBuilder::new()
         .num_threads(helpers)
         .thread_name(|i| format!("grapheme-mm-{i}"))
@@ -112,6 +101,17 @@ pub fn pool() -> Option<Arc<rayon::ThreadPool>> {
         .map(Arc::new);
     *slot = built.clone().map(|p| (pid, p));
     built
+}
+
+/// Empties the pool's slot. A pool inherited through fork() is forgotten,
+/// not dropped: its threads live only in the parent, and dropping it would
+/// signal threads that do not exist here.
+fn retire(slot: &mut Option<(u32, Arc<rayon::ThreadPool>)>) {
+    if let Some((owner, old)) = slot.take() {
+        if owner != std::process::id() {
+            std::mem::forget(old);
+        }
+    }
 }
 
 /// Runs `f(task)` for every task in `0..tasks`: the calling thread and the

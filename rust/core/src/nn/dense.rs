@@ -2,7 +2,7 @@
 //! [out]`: the building block of the per-modality encoders and the shared
 //! projection head. Forward and backward side by side.
 
-use super::ops::{leaky_relu, leaky_relu_backward_inplace, linear_backward};
+use super::ops::{leaky_relu, leaky_relu_backward_inplace, linear_backward, linear_t};
 use crate::kernels::{self, Epilogue};
 use crate::params::{Init, ParamId, ParamLayout, Params, ParamsMut};
 use crate::real::Real;
@@ -40,7 +40,7 @@ impl Dense {
     /// threads (rows are independent: the same bits either way).
     pub fn forward<T: Real>(&self, params: Params<T>, x: ArrayView2<T>) -> Array2<T> {
         let mut out = Array2::zeros((x.nrows(), self.out_dim(params)));
-        kernels::gemm(x, params.matrix_t(self.weight).view(), out.view_mut(), self.epilogue(params));
+        linear_t(x, params.matrix_t(self.weight).view(), Some(params.slice(self.bias)), self.leaky, out.view_mut());
         out
     }
 
