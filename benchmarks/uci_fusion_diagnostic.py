@@ -32,16 +32,13 @@ import argparse
 from typing import Callable, Dict, List, Mapping, Tuple
 
 import numpy as np
+from sklearn.preprocessing import normalize
 
 from grapheme_multimodal import uci
 from grapheme_multimodal.datasets import load_multiple_features, standardize, train_test_split
 from grapheme_multimodal.metrics import knn_accuracy, linear_probe_accuracy
 
 Pair = Tuple[np.ndarray, np.ndarray]
-
-
-def _unit_rows(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
 def _side_by_side(views: Mapping[str, np.ndarray], names: List[str]) -> np.ndarray:
@@ -59,7 +56,7 @@ def read_outs(model, train, test, seed: int) -> Dict[str, Pair]:
     out = {
         "fused": fused,
         "views side by side": both,
-        "random projection": (_unit_rows(both[0] @ projection), _unit_rows(both[1] @ projection)),
+        "random projection": (normalize(both[0] @ projection), normalize(both[1] @ projection)),
         "raw (standardised)": (_side_by_side(raw_train, names), _side_by_side(raw_test, names)),
     }
     for v in names:

@@ -1,5 +1,8 @@
+import importlib.util
 import os
 import threading
+from pathlib import Path
+from types import ModuleType
 from typing import Callable
 
 import numpy as np
@@ -27,6 +30,19 @@ def model() -> gm.LearnableMultiModal:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)
+
+
+#: The repository root (examples/ and benchmarks/ are scripts, not packages).
+REPO = Path(__file__).resolve().parents[1]
+
+
+def load_script(relative_path: str) -> ModuleType:
+    """A script of the repository (e.g. ``"examples/wl_binding.py"``) imported as a module."""
+    path = REPO / relative_path
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def text_event(event_id: int, **texts: str) -> gm.MultiModalEvent:

@@ -2,21 +2,14 @@
 their own signal far above chance; on the 18 fingerprint features (equal for
 every word of one length) its binder cannot."""
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 
 import grapheme_multimodal as gm
-
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "wl_binding.py"
+from conftest import load_script
 
 
 def _example():
-    spec = importlib.util.spec_from_file_location("wl_binding", EXAMPLE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("examples/wl_binding.py")
 
 
 def test_trained_binder_pairs_texts_with_their_signal_far_above_chance():

@@ -20,6 +20,7 @@ import pytest
 
 from grapheme_multimodal import evaluation, uci
 from grapheme_multimodal.metrics import knn_accuracy
+from conftest import load_script
 
 #: The small budget: the recipe's defaults but for these fields.
 BUDGET = {"epochs": 16}
@@ -109,22 +110,10 @@ def test_the_recipe_chooses_the_epochs_by_cross_validation_on_few_rows_so_a_larg
     assert "val_contrastive" in sliced.model.history[0] and len(sliced.model.history) < uci.TrainingSettings().epochs
 
 
-def _fusion_diagnostic():
-    """``benchmarks/uci_fusion_diagnostic.py`` as a module (benchmarks/ is not a package)."""
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "uci_fusion_diagnostic.py"
-    spec = importlib.util.spec_from_file_location("uci_fusion_diagnostic", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_the_fusion_diagnostic_reads_out_one_trained_model(splits, model):
     """The benchmark that compares the fusion network with a random
     projection of the view embeddings scores what it says it scores."""
-    diagnostic = _fusion_diagnostic()
+    diagnostic = load_script("benchmarks/uci_fusion_diagnostic.py")
     train, test = splits
     outs = diagnostic.read_outs(model, train, test, seed=0)
     views = list(train.views)
