@@ -43,10 +43,16 @@ class NumpyModel:
             out[:, m] = np.where(mask[:, m : m + 1], z, 0.0)
         return out
 
-    def fuse(self, emb: np.ndarray) -> np.ndarray:
+    def fuse(self, emb: np.ndarray, mask: "np.ndarray | None" = None, residual: float = 0.0) -> np.ndarray:
+        """``emb [B, 7, E]`` with absent slots zero; ``residual`` adds
+        ``residual`` × the mean of the present slots (``mask``, default all)."""
         h = emb.reshape(emb.shape[0], -1)
         for i in range(3):
             h = leaky(h @ self.p[f"fusion.{i}.weight"].T + self.p[f"fusion.{i}.bias"])
+        if residual:
+            mask = np.ones(emb.shape[:2], dtype=bool) if mask is None else mask
+            count = mask.sum(axis=1, keepdims=True)
+            h = h + residual * (emb * mask[:, :, None]).sum(axis=1) / np.maximum(count, 1)
         return l2norm(h)
 
     def bind(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:

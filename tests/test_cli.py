@@ -51,7 +51,8 @@ def test_train_embed_info(user_files, capsys):
     from grapheme_multimodal import LearnableMultiModal, uci
 
     recipe, config = uci.TrainingSettings(), LearnableMultiModal.load(ckpt).config
-    for name in ("fused_neighbors", "fused_neighbor_space", "contrastive_neighbors", "encoder_hidden", "learnable_temperature"):
+    for name in ("fused_neighbors", "fused_neighbor_space", "contrastive_neighbors", "encoder_hidden", "learnable_temperature",
+                 "fusion_residual"):
         assert getattr(config, name) == getattr(recipe, name), name
 
     code, out, err = run(capsys, "info", str(ckpt))

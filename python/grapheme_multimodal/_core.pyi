@@ -14,6 +14,7 @@ WL_DEFAULT_ITERATIONS: int
 MIN_STD: float
 MAX_DIM: int
 MAX_LAYERS: int
+MAX_FUSION_RESIDUAL: float
 MODALITY_NAMES: List[str]
 OBJECTIVE_NAMES: List[str]
 
@@ -88,12 +89,16 @@ class Model:
         grad_clip: Optional[float] = None,
         fused_neighbors: int = 2,
         fused_neighbor_space: str = "embeddings",
+        contrastive_neighbors: int = 0,
+        contrastive_neighbor_weight: float = 0.2,
+        encoder_objectives: Optional[Sequence[bool]] = None,
         encoder_hidden: Sequence[int] = (),
         encoder_output_dim: Optional[int] = None,
         shared_head: Sequence[int] = (),
         encoder_input_dropout: float = 0.0,
         encoder_hidden_dropout: float = 0.0,
         learnable_temperature: bool = False,
+        fusion_residual: float = 0.0,
     ) -> None: ...
     @property
     def num_parameters(self) -> int: ...

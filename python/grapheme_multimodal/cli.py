@@ -135,6 +135,9 @@ def _parser() -> argparse.ArgumentParser:
                           help=f"dropout on encoder inputs in training (default {_RECIPE.encoder_input_dropout})")
     capacity.add_argument("--encoder-hidden-dropout", type=float, default=_RECIPE.encoder_hidden_dropout,
                           help=f"dropout after hidden encoder layers in training (default {_RECIPE.encoder_hidden_dropout})")
+    capacity.add_argument("--fusion-residual", type=float, default=_RECIPE.fusion_residual, metavar="C",
+                          help="the fused embedding is the fusion network's output plus C x the mean of the present "
+                               f"modality embeddings, normalised (default {_RECIPE.fusion_residual:g}; 0: none)")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--no-progress", action="store_true")
     train.add_argument("--workers", type=int, default=None,
@@ -240,6 +243,7 @@ def _train(args: argparse.Namespace) -> int:
         contrastive_neighbors=args.contrastive_neighbors,
         contrastive_neighbor_weight=args.contrastive_neighbor_weight,
         encoder_objectives=_encoder_objectives(args.encoder_objectives),
+        fusion_residual=args.fusion_residual,
     )
     settings = TrainingSettings(weights=_objective_weights(args.objectives, OBJECTIVES))
     if not 0 <= args.validation_split < 1:

@@ -72,7 +72,9 @@ class ProjectionHead(_ComponentView):
 
 
 class FusionNetwork(_ComponentView):
-    """Three LeakyReLU layers over the concatenated embeddings, then L2 norm."""
+    """Three LeakyReLU layers over the concatenated embeddings (plus, with
+    ``config.fusion_residual`` c > 0, c × the mean of the present
+    embeddings), then L2 norm."""
 
     _prefix = "fusion."
 

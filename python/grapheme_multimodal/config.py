@@ -8,7 +8,7 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from ._core import MAX_DIM, MAX_LAYERS, NUM_MODALITIES, OBJECTIVE_NAMES
+from ._core import MAX_DIM, MAX_FUSION_RESIDUAL, MAX_LAYERS, NUM_MODALITIES, OBJECTIVE_NAMES
 from ._validation import as_finite_float
 from .exceptions import InvalidValueError, ShapeError, TooLargeError
 from .graph import GraphFeaturizer
@@ -132,6 +132,11 @@ class LearnableMultiModalConfig:
     ``weight_decay`` (decoupled,
     AdamW-style) and ``grad_clip`` (global-norm clipping threshold, ``None``
     = off). ``learning_rate`` is Adam's default step size.
+    ``fusion_residual`` (``c``, in [0, 1e6]; 0 = the original fusion) adds a
+    residual path to the fusion network: the fused embedding is the
+    network's output plus ``c`` × the mean of the present modality
+    embeddings, L2-normalised, so the network learns a correction to the
+    views' average (no extra parameters; see ``docs/objectives.md``).
 
     Optional capacity (the defaults give the original model, 70,337
     parameters; see ``docs/objectives.md``): ``encoder_hidden`` — widths of
@@ -169,6 +174,7 @@ class LearnableMultiModalConfig:
     contrastive_neighbors: int = 0
     contrastive_neighbor_weight: float = 0.2
     encoder_objectives: Optional[Tuple[str, ...]] = None
+    fusion_residual: float = 0.0
     # Optional capacity (see above); the defaults are the original model.
     encoder_hidden: Tuple[int, ...] = ()
     encoder_output_dim: Optional[int] = None
@@ -219,6 +225,8 @@ class LearnableMultiModalConfig:
             ("temperature", self.temperature, False, _positive, "a finite positive number"),
             ("weight_decay", self.weight_decay, False, lambda v: v >= 0, "a finite number >= 0"),
             ("grad_clip", self.grad_clip, True, _positive, "a finite positive number or None"),
+            ("fusion_residual", self.fusion_residual, False, lambda v: 0 <= v <= MAX_FUSION_RESIDUAL,
+             f"a finite number in [0, {MAX_FUSION_RESIDUAL:g}] (0 = no residual path)"),
         )
         for name, value, optional, ok, expected in checks:
             if value is None and optional:

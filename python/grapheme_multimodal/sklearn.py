@@ -84,6 +84,7 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
         learnable_temperature: bool = _RECIPE.learnable_temperature,
         fused_neighbors: int = _RECIPE.fused_neighbors,
         fused_neighbor_space: str = _RECIPE.fused_neighbor_space,
+        fusion_residual: float = _RECIPE.fusion_residual,
         validation_fraction: float = _RECIPE.validation_fraction,
         patience: int = _RECIPE.patience,
         min_validation_rows: int = _RECIPE.min_validation_rows,
@@ -111,7 +112,7 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
         self.learnable_temperature = learnable_temperature
         self.fused_neighbors = fused_neighbors
         self.fused_neighbor_space = fused_neighbor_space
-
+        self.fusion_residual = fusion_residual
         self.validation_fraction = validation_fraction
         self.patience = patience
         self.min_validation_rows = min_validation_rows
@@ -130,7 +131,7 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
             shared_head=self.shared_head, encoder_input_dropout=self.encoder_input_dropout,
             encoder_hidden_dropout=self.encoder_hidden_dropout, learnable_temperature=self.learnable_temperature,
             fused_neighbors=self.fused_neighbors, fused_neighbor_space=self.fused_neighbor_space,
-            weights=self.objectives, seed=self.random_state,
+            fusion_residual=self.fusion_residual, weights=self.objectives, seed=self.random_state,
         )
         self.model_ = LearnableMultiModal(
             input_dims={m: d for m, d in zip(self.modalities_, self.view_dims_)}, **settings.model_options()

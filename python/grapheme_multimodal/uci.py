@@ -95,6 +95,7 @@ class TrainingSettings:
     contrastive_neighbors: int = 0
     contrastive_neighbor_weight: float = 0.2
     encoder_objectives: Optional[Tuple[str, ...]] = None
+    fusion_residual: float = 0.0
     weights: Optional[Mapping[str, float]] = None
     validation_fraction: float = 0.1
     patience: int = 20
@@ -113,6 +114,7 @@ class TrainingSettings:
             fused_neighbors=self.fused_neighbors, fused_neighbor_space=self.fused_neighbor_space,
             contrastive_neighbors=self.contrastive_neighbors,
             contrastive_neighbor_weight=self.contrastive_neighbor_weight, encoder_objectives=self.encoder_objectives,
+            fusion_residual=self.fusion_residual,
             learning_rate=self.learning_rate, seed=self.seed,
         )
 

@@ -19,6 +19,11 @@ pub const MAX_DIM: usize = 1 << 32;
 /// before the model's size is checked against memory).
 pub const MAX_LAYERS: usize = 256;
 
+/// The largest `fusion_residual`: the fused embedding is then the views'
+/// mean to within a millionth of the network's output (whose scale is that
+/// of a unit vector's at initialisation), far beyond any use.
+pub const MAX_FUSION_RESIDUAL: f64 = 1e6;
+
 /// Hyper-parameters of [`crate::LearnableMultiModal`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -84,6 +89,10 @@ pub struct Config {
     /// Learn the contrastive objectives' temperatures (each starts at
     /// `temperature` and stays in `[0.01, 1]`); `false` = fixed.
     pub learnable_temperature: bool,
+    /// Weight `c` of the fusion network's residual path: the fused
+    /// embedding is `normalize(fusion(x) + c · mean of the present modality
+    /// embeddings)`, in `[0, MAX_FUSION_RESIDUAL]`; 0 = the original.
+    pub fusion_residual: f64,
 }
 
 impl Default for Config {
@@ -111,6 +120,7 @@ impl Default for Config {
             encoder_input_dropout: 0.0,
             encoder_hidden_dropout: 0.0,
             learnable_temperature: false,
+            fusion_residual: 0.0,
         }
     }
 }
@@ -180,6 +190,13 @@ impl Config {
             return Err(Error::invalid(
                 "contrastive_neighbor_weight",
                 format!("got {}; expected a fraction in [0, 1) (the target mass of the neighbours)", fmt_value(w)),
+            ));
+        }
+        let c = self.fusion_residual;
+        if !(c.is_finite() && (0.0..=MAX_FUSION_RESIDUAL).contains(&c)) {
+            return Err(Error::invalid(
+                "fusion_residual",
+                format!("got {}; expected a finite number in [0, {MAX_FUSION_RESIDUAL:e}] (0 = no residual path)", fmt_value(c)),
             ));
         }
         if self.weight_decay * self.learning_rate >= 1.0 {

@@ -191,7 +191,7 @@ impl<T: Real> LearnableMultiModal<T> {
         if let Some(head) = &head {
             encoders.iter_mut().for_each(|enc| enc.attach_head(head));
         }
-        let fusion = FusionNetwork::register(&mut layout, e, h);
+        let fusion = FusionNetwork::register(&mut layout, e, h, config.fusion_residual);
         let binder = CrossModalBinder::register(&mut layout, e, config.binder);
         let attention = ModalityAttention::register(&mut layout, e, config.num_heads);
         let temperatures = config.learnable_temperature.then(|| {

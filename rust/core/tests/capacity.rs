@@ -47,6 +47,10 @@ fn defaults_add_nothing() {
     assert!(model.head().is_none() && model.learned_temperature(Objective::Contrastive).is_none());
     assert!(model.encoders().iter().all(|e| e.layers.len() == 1 && e.layers[0].leaky));
     assert_eq!(model.temperature(Objective::Contrastive), 0.1);
+    assert_eq!(model.fusion().residual, 0.0);
+    // The residual path adds no parameters.
+    let residual = LearnableMultiModal::<f32>::new(Config { fusion_residual: 2.0, ..Config::default() }).unwrap();
+    assert_eq!(residual.num_parameters(), 70_337);
 }
 
 #[test]
@@ -108,6 +112,9 @@ fn invalid_capacity_is_refused_by_name() {
     assert_eq!(arg(Config { encoder_input_dropout: f64::NAN, ..base.clone() }), "encoder_input_dropout");
     assert_eq!(arg(Config { encoder_hidden_dropout: 0.5, ..base.clone() }), "encoder_hidden_dropout");
     assert_eq!(arg(Config { learnable_temperature: true, temperature: 2.0, ..base.clone() }), "temperature");
+    for c in [-0.5, f64::NAN, f64::INFINITY, 2e6] {
+        assert_eq!(arg(Config { fusion_residual: c, ..base.clone() }), "fusion_residual", "c={c}");
+    }
     let huge = Config { encoder_hidden: vec![usize::MAX / 4, 8], ..base.clone() };
     assert!(matches!(LearnableMultiModal::<f32>::new(huge), Err(Error::TooLarge { .. })));
     assert!(LearnableMultiModal::<f32>::new(Config { encoder_output_dim: Some(64), ..base }).is_ok(), "E itself is fine");

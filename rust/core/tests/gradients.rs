@@ -380,7 +380,7 @@ fn attention_backward_with_absent_and_all_absent_rows() {
 #[test]
 fn fusion_and_binder_input_gradients() {
     let mut layout = ParamLayout::new();
-    let fusion = FusionNetwork::register(&mut layout, 4, 6);
+    let fusion = FusionNetwork::register(&mut layout, 4, 6, 0.0);
     let additive = CrossModalBinder::register(&mut layout, 4, BinderKind::Additive);
     let mut layout2 = ParamLayout::new();
     let bilinear = CrossModalBinder::register(&mut layout2, 4, BinderKind::Bilinear);
@@ -653,4 +653,73 @@ fn contrastive_with_input_neighbours() {
         assert!((with - without).abs() > 1e-6, "k={k}: the neighbours change the loss ({with} vs {without})");
     }
     println!("worst relative error (contrastive with input neighbours): {worst:.3e}");
+}
+
+// ------------------------------------------------ residual fusion
+
+#[test]
+fn residual_fusion_input_gradients() {
+    // Rows with all modalities, a few, one and none present: the residual's
+    // weight is c / (present count), and absent blocks get none of it.
+    let mut layout = ParamLayout::new();
+    let fusion = FusionNetwork::register(&mut layout, 4, 6, 1.5);
+    let params: Vec<f64> = layout.initialize(5);
+    let mask = mask();
+    let present = mask.as_slice().unwrap();
+    let mut rng = Lcg(23);
+    let mut x = rng.array2(7, NUM_MODALITIES * 4);
+    for ((r, m), _) in mask.indexed_iter().filter(|&(_, &p)| !p) {
+        x.slice_mut(ndarray::s![r, m * 4..(m + 1) * 4]).fill(0.0);
+    }
+    let mut c = probe(&mut rng, (7, 4));
+    // The row with nothing present sits on the LeakyReLU kinks (its layer
+    // inputs are the zero-initialised biases): leave it out of the loss.
+    c.row_mut(2).fill(0.0);
+    let forward = |x: &Array2<f64>, p: &[f64]| {
+        let (mut out, mut norms) = (Array2::zeros((7, 4)), Array1::zeros(7));
+        fusion.forward_rows(layout.view(p), x.view(), Some(present), out.view_mut(), norms.view_mut());
+        out
+    };
+    let tape = fusion.forward_train_masked(layout.view(&params), x.clone(), Some(present));
+    assert!((&tape.out - &forward(&x, &params)).iter().all(|d| d.abs() < 1e-12), "forward_rows and forward_train_masked agree");
+    let mut grads = vec![0.0; layout.len()];
+    let dx = fusion.backward(layout.view(&params), &tape, c.clone(), &mut layout.view_mut(&mut grads), true).unwrap();
+    let nx = numeric_gradient(&mut x.as_slice().unwrap().to_vec(), |v| (&forward(&Array2::from_shape_vec(x.dim(), v.to_vec()).unwrap(), &params) * &c).sum());
+    // Absent blocks are zero by contract and their products are skipped,
+    // so only the present blocks have a numeric gradient to compare with.
+    let on_present = |g: &[f64]| -> Vec<f64> {
+        g.chunks(4).enumerate().filter(|&(i, _)| present[i]).flat_map(|(_, b)| b.to_vec()).collect()
+    };
+    assert!(rel_error(&on_present(dx.as_slice().unwrap()), &on_present(&nx)) < TOL, "d_x");
+    let np = numeric_gradient(&mut params.clone(), |p| (&forward(&x, p) * &c).sum());
+    assert!(rel_error(&grads, &np) < TOL, "d_params");
+    // The residual moved the output: the same weights without it differ.
+    let mut plain_layout = ParamLayout::new();
+    let plain = FusionNetwork::register(&mut plain_layout, 4, 6, 0.0);
+    let without = plain.forward_train_masked(plain_layout.view(&params), x.clone(), Some(present));
+    assert!((&tape.out - &without.out).iter().any(|d| d.abs() > 1e-3));
+    // The row with nothing present has no residual: it is the plain output.
+    assert!((&tape.out.row(2) - &without.out.row(2)).iter().all(|d| d.abs() < 1e-15));
+}
+
+#[test]
+fn every_objective_with_a_residual_fusion() {
+    let mut worst: f64 = 0.0;
+    for (c, base) in [(0.5, config(2, BinderKind::Bilinear)), (3.0, deep_config(&[6], Some(7), &[8], false))] {
+        let model = LearnableMultiModal::<f64>::new(Config { fusion_residual: c, fused_neighbors: 3, ..base }).unwrap();
+        let mut rng = Lcg(91);
+        let (xs, mask, fused) = (dense_inputs(&mut rng, 7), mask(), rng.array2(7, 8));
+        let batch = dense_batch(&xs, &mask, &fused);
+        for objective in [Objective::SeedConsistency, Objective::FusedContrastive, Objective::CrossModal] {
+            let reaches = |n: &str| match objective {
+                Objective::SeedConsistency => n.starts_with("fusion.") || is_embedding_path(n),
+                Objective::FusedContrastive => n.starts_with("fusion.") || is_embedding_path(n) || n == "fused_contrastive.log_temperature",
+                _ => !n.starts_with("binder.") && !n.ends_with("log_temperature"),
+            };
+            worst = worst.max(check_model(&model, &batch, &ObjectiveWeights::only(objective), &format!("c={c} {objective:?}"), reaches));
+        }
+        let mix = ObjectiveWeights([0.7, 1.3, 0.4, 2.0, 0.9]);
+        worst = worst.max(check_model(&model, &batch, &mix, &format!("c={c} mix"), |_| true));
+    }
+    println!("worst relative error (residual fusion): {worst:.3e}");
 }

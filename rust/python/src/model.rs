@@ -36,7 +36,8 @@ impl PyModel {
         fused_neighbor_space="embeddings",
         contrastive_neighbors=0, contrastive_neighbor_weight=0.2, encoder_objectives=None,
         encoder_hidden=Vec::new(), encoder_output_dim=None, shared_head=Vec::new(),
-        encoder_input_dropout=0.0, encoder_hidden_dropout=0.0, learnable_temperature=false
+        encoder_input_dropout=0.0, encoder_hidden_dropout=0.0, learnable_temperature=false,
+        fusion_residual=0.0
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -62,6 +63,7 @@ impl PyModel {
         encoder_input_dropout: f64,
         encoder_hidden_dropout: f64,
         learnable_temperature: bool,
+        fusion_residual: f64,
         py: Python<'_>,
     ) -> PyResult<Self> {
         let config = Config {
@@ -92,6 +94,7 @@ impl PyModel {
             encoder_input_dropout,
             encoder_hidden_dropout,
             learnable_temperature,
+            fusion_residual,
         };
         let model = crate::guard::detached(py, || LearnableMultiModal::new(config.clone()))?;
         Ok(PyModel { model: Shared::new(model), config })

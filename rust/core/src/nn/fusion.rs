@@ -1,19 +1,28 @@
 //! Fusion network: three LeakyReLU layers over the concatenated modality
 //! embeddings (`[M·E] → E → H → E`), then L2 normalisation. Forward and
 //! backward side by side.
+//!
+//! With a residual weight `c > 0` (`config.fusion_residual`) the fused
+//! embedding is `normalize(f(x) + c · mean of the present modality
+//! embeddings)`: the network learns a correction to the views' average
+//! instead of the whole embedding, so the fused space keeps the geometry
+//! the views share (see docs/objectives.md). `c = 0` is the original.
 
 use super::ops::{l2_normalize_backward_inplace, l2_normalize_rows, leaky_relu_backward_inplace, linear_backward, NORM_EPS};
 use crate::kernels::{self, Epilogue, ZeroBlocks};
 use crate::modality::NUM_MODALITIES;
 use crate::params::{Init, ParamId, ParamLayout, Params, ParamsMut};
 use crate::real::Real;
-use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut1, ArrayViewMut2};
+use ndarray::{s, Array1, Array2, ArrayView2, ArrayViewMut1, ArrayViewMut2, Zip};
 
 /// `fusion.{0,1,2}.{weight,bias}`.
 #[derive(Debug, Clone)]
 pub struct FusionNetwork {
     /// `(weight, bias)` of each layer, input side first.
     pub layers: [(ParamId, ParamId); 3],
+    /// The weight `c` of the residual path from the modality embeddings
+    /// (0 = none, the original network).
+    pub residual: f64,
 }
 
 /// The activations the fusion backward needs.
@@ -27,10 +36,14 @@ pub struct FusionTape<T> {
     pub out: Array2<T>,
     /// Norms of the third layer's output before normalisation, `[B]`.
     pub norms: Array1<T>,
+    /// With a residual path: the third layer's activation before the
+    /// residual is added (the LeakyReLU backward needs its signs) and the
+    /// weight of each modality block in the residual, `[B, M]`.
+    pub residual: Option<(Array2<T>, Array2<T>)>,
 }
 
 impl FusionNetwork {
-    pub fn register(layout: &mut ParamLayout, embed_dim: usize, hidden_dim: usize) -> Self {
+    pub fn register(layout: &mut ParamLayout, embed_dim: usize, hidden_dim: usize, residual: f64) -> Self {
         let dims = [
             (NUM_MODALITIES * embed_dim, embed_dim),
             (embed_dim, hidden_dim),
@@ -43,7 +56,38 @@ impl FusionNetwork {
                 layout.add(format!("fusion.{i}.bias"), &[fan_out], Init::Zeros),
             )
         });
-        FusionNetwork { layers }
+        FusionNetwork { layers, residual }
+    }
+
+    /// The weight of each modality block of each row in the residual
+    /// (`[rows, M]`): `c / (modalities present in the row)` on the present
+    /// blocks (all when `present` is `None`), 0 elsewhere and on rows with
+    /// none present. `None` when there is no residual path.
+    fn residual_weights<T: Real>(&self, rows: usize, present: Option<&[bool]>) -> Option<Array2<T>> {
+        if self.residual == 0.0 {
+            return None;
+        }
+        let mut weights = Array2::zeros((rows, NUM_MODALITIES));
+        for (r, mut row) in weights.rows_mut().into_iter().enumerate() {
+            let mask = present.map(|p| &p[r * NUM_MODALITIES..(r + 1) * NUM_MODALITIES]);
+            let is_present = |m: usize| mask.is_none_or(|mask| mask[m]);
+            let count = (0..NUM_MODALITIES).filter(|&m| is_present(m)).count();
+            if count > 0 {
+                let w = T::c(self.residual / count as f64);
+                (0..NUM_MODALITIES).filter(|&m| is_present(m)).for_each(|m| row[m] = w);
+            }
+        }
+        Some(weights)
+    }
+
+    /// `out[r] += Σ_m weights[r, m] · x[r, block m]`.
+    fn add_residual<T: Real>(x: ArrayView2<T>, weights: &Array2<T>, mut out: ArrayViewMut2<T>) {
+        let e = out.ncols();
+        Zip::from(out.rows_mut()).and(x.rows()).and(weights.rows()).for_each(|mut out, x, w| {
+            for (m, &w) in w.iter().enumerate().filter(|&(_, &w)| w != T::zero()) {
+                out.scaled_add(w, &x.slice(s![m * e..(m + 1) * e]));
+            }
+        });
     }
 
     /// Layer `i` into `out`: `leaky(x · Wᵢᵀ + bᵢ)`. `present [rows × M]`
@@ -67,10 +111,14 @@ impl FusionNetwork {
     }
 
     /// `x [B, M·E]` (absent modalities zero-filled) → unit-norm `[B, E]`.
+    /// Every modality counts as present in the residual.
     pub fn forward<T: Real>(&self, params: Params<T>, x: ArrayView2<T>) -> Array2<T> {
         let h1 = self.layer(params, 0, x, None);
         let h2 = self.layer(params, 1, h1.view(), None);
         let mut out = self.layer(params, 2, h2.view(), None);
+        if let Some(weights) = self.residual_weights(x.nrows(), None) {
+            Self::add_residual(x, &weights, out.view_mut());
+        }
         l2_normalize_rows(out.view_mut());
         out
     }
@@ -87,6 +135,9 @@ impl FusionNetwork {
         self.layer_into(params, 0, x, present, h1.view_mut(), true);
         self.layer_into(params, 1, h1.view(), None, h2.view_mut(), true);
         self.layer_into(params, 2, h2.view(), None, out.view_mut(), true);
+        if let Some(weights) = self.residual_weights(rows, present) {
+            Self::add_residual(x, &weights, out.view_mut());
+        }
         kernels::l2_normalize_rows_into(out, norms, T::c(NORM_EPS));
     }
 
@@ -101,12 +152,18 @@ impl FusionNetwork {
         let h1 = self.layer(params, 0, x.view(), present);
         let h2 = self.layer(params, 1, h1.view(), None);
         let mut out = self.layer(params, 2, h2.view(), None);
+        let residual = self.residual_weights(x.nrows(), present).map(|weights| {
+            let activation = out.clone();
+            Self::add_residual(x.view(), &weights, out.view_mut());
+            (activation, weights)
+        });
         let norms = l2_normalize_rows(out.view_mut());
         FusionTape {
             input: x,
             hidden: [h1, h2],
             out,
             norms,
+            residual,
         }
     }
 
@@ -121,9 +178,18 @@ impl FusionNetwork {
         want_dx: bool,
     ) -> Option<Array2<T>> {
         l2_normalize_backward_inplace(tape.out.view(), tape.norms.view(), d_out.view_mut());
+        // The residual's share of the input gradient, taken before the
+        // LeakyReLU backward rescales `d_out` in place.
+        let d_residual = match &tape.residual {
+            Some((_, weights)) if want_dx => Some(Self::residual_backward(d_out.view(), weights)),
+            _ => None,
+        };
         // `d` is the gradient on a layer's output; walk the layers backwards.
+        // The last layer's signs are those of its activation (the
+        // normalisation keeps them; the residual does not).
         let mut d = d_out;
-        let activations = [&tape.hidden[0], &tape.hidden[1], &tape.out];
+        let last = tape.residual.as_ref().map_or(&tape.out, |(activation, _)| activation);
+        let activations = [&tape.hidden[0], &tape.hidden[1], last];
         for i in (0..3).rev() {
             leaky_relu_backward_inplace(activations[i].view(), d.view_mut());
             let input = if i == 0 { tape.input.view() } else { tape.hidden[i - 1].view() };
@@ -138,6 +204,22 @@ impl FusionNetwork {
             kernels::gemm(d.view(), wm, dx.view_mut(), Epilogue::store());
             d = dx;
         }
+        if let Some(d_residual) = d_residual {
+            d += &d_residual;
+        }
         Some(d)
+    }
+
+    /// The gradient of the residual on the input: `weights[r, m] · d[r]` in
+    /// each block `m` of row `r`, `[B, M·E]`.
+    fn residual_backward<T: Real>(d: ArrayView2<T>, weights: &Array2<T>) -> Array2<T> {
+        let e = d.ncols();
+        let mut dx = Array2::zeros((d.nrows(), NUM_MODALITIES * e));
+        Zip::from(dx.rows_mut()).and(d.rows()).and(weights.rows()).for_each(|mut dx, d, w| {
+            for (m, &w) in w.iter().enumerate().filter(|&(_, &w)| w != T::zero()) {
+                dx.slice_mut(s![m * e..(m + 1) * e]).scaled_add(w, &d);
+            }
+        });
+        dx
     }
 }
