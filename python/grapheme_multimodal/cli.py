@@ -116,7 +116,8 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--wl-dim", type=int, default=256)
     capacity = train.add_argument_group(
         "model capacity (defaults: the recipe; the original model is --encoder-hidden '' --encoder-output-dim 0 "
-        "--shared-head '' --encoder-input-dropout 0 --encoder-hidden-dropout 0 --no-learnable-temperature)")
+        "--shared-head '' --encoder-input-dropout 0 --encoder-hidden-dropout 0 --no-learnable-temperature "
+        "--fusion-residual 0)")
     capacity.add_argument("--temperature", type=float, default=_RECIPE.temperature,
                           help=f"of the contrastive objectives (default {_RECIPE.temperature})")
     capacity.add_argument("--learnable-temperature", action=argparse.BooleanOptionalAction,

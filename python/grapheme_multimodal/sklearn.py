@@ -50,7 +50,7 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
     model trains on all rows (``cv_folds`` below 2: always the slice). The
     original model is ``encoder_hidden=(), encoder_output_dim=None,
     shared_head=(), encoder_input_dropout=0, encoder_hidden_dropout=0,
-    learnable_temperature=False``.
+    learnable_temperature=False, fusion_residual=0``.
 
     >>> import numpy as np
     >>> rng = np.random.default_rng(0)

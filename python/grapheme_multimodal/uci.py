@@ -70,8 +70,10 @@ class TrainingSettings:
     objectives (``None``: :data:`RECIPE_OBJECTIVES`); ``fused_neighbors``
     (fused_contrastive's positives besides the event itself: its 10
     nearest events of the batch by their standardised inputs, with
-    ``fused_neighbor_space="inputs"``), ``contrastive_neighbors``, ``contrastive_neighbor_weight`` and
-    ``encoder_objectives`` are the model's config fields of those names.
+    ``fused_neighbor_space="inputs"``), ``contrastive_neighbors``, ``contrastive_neighbor_weight``,
+    ``encoder_objectives`` and ``fusion_residual`` (the fused embedding is
+    the fusion network's output plus 10 × the mean of the present view
+    embeddings, normalised) are the model's config fields of those names.
     Everything random is drawn from ``seed``.
     """
 
@@ -95,7 +97,7 @@ class TrainingSettings:
     contrastive_neighbors: int = 0
     contrastive_neighbor_weight: float = 0.2
     encoder_objectives: Optional[Tuple[str, ...]] = None
-    fusion_residual: float = 0.0
+    fusion_residual: float = 10.0
     weights: Optional[Mapping[str, float]] = None
     validation_fraction: float = 0.1
     patience: int = 20
