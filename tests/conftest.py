@@ -87,6 +87,19 @@ def run_concurrently(*targets: Callable[[], object]) -> None:
         raise errors[0]
 
 
+def save_without_config_fields(model: gm.LearnableMultiModal, path, *fields: str) -> None:
+    """Saves ``model`` at ``path`` as a version of the package before config
+    ``fields`` existed wrote it: without them, a valid file otherwise."""
+    from grapheme_multimodal.checkpoint import FILE_FORMAT
+    from grapheme_multimodal.io import read_tagged_safetensors, write_tagged_safetensors
+
+    model.save(path)
+    tensors, meta = read_tagged_safetensors(path, FILE_FORMAT)
+    for field in fields:
+        del meta["config"][field]
+    write_tagged_safetensors(path, tensors, FILE_FORMAT, meta)
+
+
 def assert_resumes_exactly(make: Callable[[], gm.LearnableMultiModal], data, tmp_path, **fit_kw) -> gm.LearnableMultiModal:
     """``make()`` fitted twice with ``fit_kw`` equals, bit for bit, a model
     fitted once, saved, loaded and fitted again, and one fitted for twice

@@ -14,7 +14,7 @@ import grapheme_multimodal as gm
 from grapheme_multimodal.checkpoint import FILE_FORMAT
 from grapheme_multimodal.io import read_tagged_safetensors, write_tagged_safetensors
 
-from conftest import assert_resumes_exactly, cli_train_args
+from conftest import assert_resumes_exactly, cli_train_args, save_without_config_fields
 
 DIMS = {"visual": 6, "auditory": 9, "linguistic": 4}
 CAPACITY = ("encoder_hidden", "encoder_output_dim", "shared_head", "encoder_input_dropout",
@@ -173,11 +173,7 @@ def test_checkpoints_without_the_new_fields_still_load(tmp_path):
     model = gm.LearnableMultiModal(embed_dim=16, hidden_dim=16, num_heads=2, input_dims=DIMS, seed=1)
     model.fit(views(32), epochs=1, batch_size=16, progress=False)
     path = tmp_path / "old.safetensors"
-    model.save(path)
-    tensors, meta = read_tagged_safetensors(path, FILE_FORMAT)
-    for key in CAPACITY:
-        del meta["config"][key]
-    write_tagged_safetensors(path, tensors, FILE_FORMAT, meta)
+    save_without_config_fields(model, path, *CAPACITY)
     loaded = gm.LearnableMultiModal.load(path)
     assert loaded.config == model.config
     assert loaded.state_dict().keys() == model.state_dict().keys()

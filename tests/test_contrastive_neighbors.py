@@ -9,11 +9,9 @@ import numpy as np
 import pytest
 
 import grapheme_multimodal as gm
-from grapheme_multimodal.checkpoint import FILE_FORMAT
 from grapheme_multimodal.exceptions import InvalidValueError
-from grapheme_multimodal.io import read_tagged_safetensors, write_tagged_safetensors
 
-from conftest import assert_resumes_exactly, two_cluster_views
+from conftest import assert_resumes_exactly, save_without_config_fields, two_cluster_views
 
 DIMS = {"visual": 6, "auditory": 9, "linguistic": 4}
 ONLY = {"contrastive": 1.0}
@@ -62,10 +60,7 @@ def test_trains_reproducibly_resumes_exactly_and_is_checkpointed(tmp_path):
 def test_checkpoints_without_the_fields_load_with_them_off(tmp_path):
     m = model()
     path = tmp_path / "old.safetensors"
-    m.save(path)
-    tensors, meta = read_tagged_safetensors(path, FILE_FORMAT)
-    del meta["config"]["contrastive_neighbors"], meta["config"]["contrastive_neighbor_weight"]
-    write_tagged_safetensors(path, tensors, FILE_FORMAT, meta)
+    save_without_config_fields(m, path, "contrastive_neighbors", "contrastive_neighbor_weight")
     assert gm.LearnableMultiModal.load(path).config == m.config
 
 

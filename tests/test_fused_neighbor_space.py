@@ -10,11 +10,9 @@ import numpy as np
 import pytest
 
 import grapheme_multimodal as gm
-from grapheme_multimodal.checkpoint import FILE_FORMAT
 from grapheme_multimodal.exceptions import InvalidValueError
-from grapheme_multimodal.io import read_tagged_safetensors, write_tagged_safetensors
 
-from conftest import assert_resumes_exactly, two_cluster_views
+from conftest import assert_resumes_exactly, save_without_config_fields, two_cluster_views
 
 DIMS = {"visual": 6, "auditory": 9, "linguistic": 4}
 ONLY = {"fused_contrastive": 1.0}
@@ -81,10 +79,7 @@ def test_trains_reproducibly_resumes_exactly_and_is_checkpointed(tmp_path):
 def test_checkpoints_without_the_field_load_with_the_embeddings(tmp_path):
     m = model()
     path = tmp_path / "old.safetensors"
-    m.save(path)
-    tensors, meta = read_tagged_safetensors(path, FILE_FORMAT)
-    del meta["config"]["fused_neighbor_space"]
-    write_tagged_safetensors(path, tensors, FILE_FORMAT, meta)
+    save_without_config_fields(m, path, "fused_neighbor_space")
     assert gm.LearnableMultiModal.load(path).config == m.config
 
 
