@@ -60,7 +60,6 @@ def test_forward_matches_the_numpy_reference(c):
     present = mask.any(axis=1)
     np.testing.assert_allclose(fused[present], want[present], atol=1e-5)
     np.testing.assert_allclose(m.fuse(emb, mask), fused, atol=1e-6)
-    # Per event, as batched.
     np.testing.assert_allclose(np.linalg.norm(fused[present], axis=1), 1, atol=1e-5)
 
 

@@ -178,12 +178,10 @@ impl FusionNetwork {
         want_dx: bool,
     ) -> Option<Array2<T>> {
         l2_normalize_backward_inplace(tape.out.view(), tape.norms.view(), d_out.view_mut());
-        // The residual's share of the input gradient, taken before the
-        // LeakyReLU backward rescales `d_out` in place.
-        let d_residual = match &tape.residual {
-            Some((_, weights)) if want_dx => Some(Self::residual_backward(d_out.view(), weights)),
-            _ => None,
-        };
+        // The gradient the residual passes on to the input blocks is
+        // `d_out` itself: keep it (`[B, E]`) before the LeakyReLU backward
+        // rescales `d_out` in place.
+        let residual = tape.residual.as_ref().filter(|_| want_dx).map(|(_, weights)| (d_out.clone(), weights));
         // `d` is the gradient on a layer's output; walk the layers backwards.
         // The last layer's signs are those of its activation (the
         // normalisation keeps them; the residual does not).
@@ -204,22 +202,21 @@ impl FusionNetwork {
             kernels::gemm(d.view(), wm, dx.view_mut(), Epilogue::store());
             d = dx;
         }
-        if let Some(d_residual) = d_residual {
-            d += &d_residual;
+        if let Some((d_out, weights)) = residual {
+            Self::add_residual_backward(d_out.view(), weights, d.view_mut());
         }
         Some(d)
     }
 
-    /// The gradient of the residual on the input: `weights[r, m] · d[r]` in
-    /// each block `m` of row `r`, `[B, M·E]`.
-    fn residual_backward<T: Real>(d: ArrayView2<T>, weights: &Array2<T>) -> Array2<T> {
+    /// The residual's gradient on the input, added into `dx [B, M·E]`:
+    /// `weights[r, m] · d[r]` into block `m` of row `r` (the transpose of
+    /// [`Self::add_residual`]).
+    fn add_residual_backward<T: Real>(d: ArrayView2<T>, weights: &Array2<T>, mut dx: ArrayViewMut2<T>) {
         let e = d.ncols();
-        let mut dx = Array2::zeros((d.nrows(), NUM_MODALITIES * e));
         Zip::from(dx.rows_mut()).and(d.rows()).and(weights.rows()).for_each(|mut dx, d, w| {
             for (m, &w) in w.iter().enumerate().filter(|&(_, &w)| w != T::zero()) {
                 dx.slice_mut(s![m * e..(m + 1) * e]).scaled_add(w, &d);
             }
         });
-        dx
     }
 }
