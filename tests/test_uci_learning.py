@@ -6,8 +6,8 @@ measured by the evaluation harness.
 Chance: class precision@1 and 5-NN ~0.10 (10 balanced classes), instance
 recall@1 1/400, binder ROC-AUC 0.5. MCCA: 0.709 / 0.194; exact CCA per
 pair: 0.790 / 0.377. The full recipe (benchmarks/uci_multifeature.py,
-seeds 0-2): class precision@1 0.849, instance recall@1 0.422, fused 5-NN
-0.978, linear probe 0.984, binder AUC 0.976; the thresholds below leave a
+seeds 0-2): class precision@1 0.848, instance recall@1 0.426, fused 5-NN
+0.978, linear probe 0.985, binder AUC 0.975; the thresholds below leave a
 wide margin under what 16 epochs reach.
 """
 

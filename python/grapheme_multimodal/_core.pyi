@@ -91,6 +91,7 @@ class Model:
         fused_neighbor_space: str = "embeddings",
         contrastive_neighbors: int = 0,
         contrastive_neighbor_weight: float = 0.2,
+        contrastive_pair_power: float = 1.0,
         encoder_objectives: Optional[Sequence[bool]] = None,
         encoder_hidden: Sequence[int] = (),
         encoder_output_dim: Optional[int] = None,

@@ -97,6 +97,9 @@ def _parser() -> argparse.ArgumentParser:
                             f"as partial positives (default {_RECIPE.contrastive_neighbors}; 0: off)")
     train.add_argument("--contrastive-neighbor-weight", type=float, default=_RECIPE.contrastive_neighbor_weight,
                        help=f"the target mass those neighbours share (default {_RECIPE.contrastive_neighbor_weight})")
+    train.add_argument("--contrastive-pair-power", type=float, default=_RECIPE.contrastive_pair_power, metavar="P",
+                       help="the contrastive loss is the power mean of order P of its view pairs' losses: 1 their "
+                            f"arithmetic mean, 0 their geometric mean (default {_RECIPE.contrastive_pair_power:g})")
     train.add_argument("--encoder-objectives", default=_names(_RECIPE.encoder_objectives), metavar="NAMES",
                        help="the objectives whose gradients train the encoders, e.g. contrastive,binding; 'all' "
                             f"(default {_names(_RECIPE.encoder_objectives)})")
@@ -243,6 +246,7 @@ def _train(args: argparse.Namespace) -> int:
         fused_neighbor_space=args.fused_neighbor_space,
         contrastive_neighbors=args.contrastive_neighbors,
         contrastive_neighbor_weight=args.contrastive_neighbor_weight,
+        contrastive_pair_power=args.contrastive_pair_power,
         encoder_objectives=_encoder_objectives(args.encoder_objectives),
         fusion_residual=args.fusion_residual,
     )

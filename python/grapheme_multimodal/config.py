@@ -125,7 +125,12 @@ class LearnableMultiModalConfig:
     (how many rows of the batch nearest to each row by its inputs the
     ``contrastive`` objective counts as extra positives; 0 = none) and
     ``contrastive_neighbor_weight`` (the target mass they share, in
-    [0, 1); the row itself keeps the rest), ``encoder_objectives`` (the
+    [0, 1); the row itself keeps the rest), ``contrastive_pair_power``
+    (``p``, in [0, 1]: the ``contrastive`` loss is the power mean of order
+    ``p`` of its view pairs' losses, 1 = their arithmetic mean, the
+    original, 0 = their geometric mean; below 1 each pair's gradient is
+    weighted by ``(L_pair / L)^(p - 1)``, so pairs of views that determine
+    each other keep learning), ``encoder_objectives`` (the
     objectives whose gradients reach the encoders and the shared head, e.g.
     ``("contrastive", "binding")``; the others then train only what lies
     downstream of the embeddings, as a stop-gradient would; ``None`` = all),
@@ -173,6 +178,7 @@ class LearnableMultiModalConfig:
     fused_neighbor_space: str = "embeddings"
     contrastive_neighbors: int = 0
     contrastive_neighbor_weight: float = 0.2
+    contrastive_pair_power: float = 1.0
     encoder_objectives: Optional[Tuple[str, ...]] = None
     fusion_residual: float = 0.0
     # Optional capacity (see above); the defaults are the original model.
@@ -225,6 +231,8 @@ class LearnableMultiModalConfig:
             ("temperature", self.temperature, False, _positive, "a finite positive number"),
             ("weight_decay", self.weight_decay, False, lambda v: v >= 0, "a finite number >= 0"),
             ("grad_clip", self.grad_clip, True, _positive, "a finite positive number or None"),
+            ("contrastive_pair_power", self.contrastive_pair_power, False, lambda v: 0 <= v <= 1,
+             "a finite number in [0, 1] (1 = the arithmetic mean of the view pairs' losses, 0 = their geometric mean)"),
             ("fusion_residual", self.fusion_residual, False, lambda v: 0 <= v <= MAX_FUSION_RESIDUAL,
              f"a finite number in [0, {MAX_FUSION_RESIDUAL:g}] (0 = no residual path)"),
         )

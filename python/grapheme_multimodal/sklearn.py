@@ -50,7 +50,7 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
     model trains on all rows (``cv_folds`` below 2: always the slice). The
     original model is ``encoder_hidden=(), encoder_output_dim=None,
     shared_head=(), encoder_input_dropout=0, encoder_hidden_dropout=0,
-    learnable_temperature=False, fusion_residual=0``.
+    learnable_temperature=False, fusion_residual=0, contrastive_pair_power=1``.
 
     >>> import numpy as np
     >>> rng = np.random.default_rng(0)
@@ -85,6 +85,7 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
         fused_neighbors: int = _RECIPE.fused_neighbors,
         fused_neighbor_space: str = _RECIPE.fused_neighbor_space,
         fusion_residual: float = _RECIPE.fusion_residual,
+        contrastive_pair_power: float = _RECIPE.contrastive_pair_power,
         validation_fraction: float = _RECIPE.validation_fraction,
         patience: int = _RECIPE.patience,
         min_validation_rows: int = _RECIPE.min_validation_rows,
@@ -113,6 +114,7 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
         self.fused_neighbors = fused_neighbors
         self.fused_neighbor_space = fused_neighbor_space
         self.fusion_residual = fusion_residual
+        self.contrastive_pair_power = contrastive_pair_power
         self.validation_fraction = validation_fraction
         self.patience = patience
         self.min_validation_rows = min_validation_rows
@@ -131,7 +133,8 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
             shared_head=self.shared_head, encoder_input_dropout=self.encoder_input_dropout,
             encoder_hidden_dropout=self.encoder_hidden_dropout, learnable_temperature=self.learnable_temperature,
             fused_neighbors=self.fused_neighbors, fused_neighbor_space=self.fused_neighbor_space,
-            fusion_residual=self.fusion_residual, weights=self.objectives, seed=self.random_state,
+            fusion_residual=self.fusion_residual, contrastive_pair_power=self.contrastive_pair_power,
+            weights=self.objectives, seed=self.random_state,
         )
         self.model_ = LearnableMultiModal(
             input_dims={m: d for m, d in zip(self.modalities_, self.view_dims_)}, **settings.model_options()

@@ -71,9 +71,12 @@ class TrainingSettings:
     (fused_contrastive's positives besides the event itself: its 10
     nearest events of the batch by their standardised inputs, with
     ``fused_neighbor_space="inputs"``), ``contrastive_neighbors``, ``contrastive_neighbor_weight``,
-    ``encoder_objectives`` and ``fusion_residual`` (the fused embedding is
+    ``encoder_objectives``, ``fusion_residual`` (the fused embedding is
     the fusion network's output plus 10 × the mean of the present view
-    embeddings, normalised) are the model's config fields of those names.
+    embeddings, normalised) and ``contrastive_pair_power`` (the contrastive
+    loss is the power mean of order 0.5 of its view pairs' losses, so pairs
+    of views that determine each other keep learning) are the model's
+    config fields of those names.
     Everything random is drawn from ``seed``.
     """
 
@@ -96,6 +99,7 @@ class TrainingSettings:
     fused_neighbor_space: str = "inputs"
     contrastive_neighbors: int = 0
     contrastive_neighbor_weight: float = 0.2
+    contrastive_pair_power: float = 0.5
     encoder_objectives: Optional[Tuple[str, ...]] = None
     fusion_residual: float = 10.0
     weights: Optional[Mapping[str, float]] = None
@@ -115,7 +119,8 @@ class TrainingSettings:
             encoder_input_dropout=self.encoder_input_dropout, encoder_hidden_dropout=self.encoder_hidden_dropout,
             fused_neighbors=self.fused_neighbors, fused_neighbor_space=self.fused_neighbor_space,
             contrastive_neighbors=self.contrastive_neighbors,
-            contrastive_neighbor_weight=self.contrastive_neighbor_weight, encoder_objectives=self.encoder_objectives,
+            contrastive_neighbor_weight=self.contrastive_neighbor_weight,
+            contrastive_pair_power=self.contrastive_pair_power, encoder_objectives=self.encoder_objectives,
             fusion_residual=self.fusion_residual,
             learning_rate=self.learning_rate, seed=self.seed,
         )

@@ -60,6 +60,13 @@ pub struct Config {
     /// The target mass those neighbours share (the row itself keeps the
     /// rest), in `[0, 1)`.
     pub contrastive_neighbor_weight: f64,
+    /// Order `p` of the power mean that combines the contrastive objective's
+    /// view pairs, in `[0, 1]`: 1 = their arithmetic mean (the original),
+    /// 0 = their geometric mean. Below 1 each pair's gradient is weighted by
+    /// `(L_ij / L)^(p − 1)`, so pairs the model already matches well (low
+    /// loss: views that determine each other) keep learning instead of being
+    /// drowned by the pairs that share little.
+    pub contrastive_pair_power: f64,
     /// Which objectives' gradients reach the encoders (and the shared head),
     /// in [`crate::objectives::Objective::ALL`] order; the others train only
     /// what lies downstream of the embeddings, as with recorded embeddings
@@ -111,6 +118,7 @@ impl Default for Config {
             fused_neighbor_space: NeighborSpace::Embeddings,
             contrastive_neighbors: 0,
             contrastive_neighbor_weight: 0.2,
+            contrastive_pair_power: 1.0,
             encoder_objectives: [true; NUM_OBJECTIVES],
             weight_decay: 0.0,
             grad_clip: None,
@@ -190,6 +198,13 @@ impl Config {
             return Err(Error::invalid(
                 "contrastive_neighbor_weight",
                 format!("got {}; expected a fraction in [0, 1) (the target mass of the neighbours)", fmt_value(w)),
+            ));
+        }
+        let p = self.contrastive_pair_power;
+        if !(p.is_finite() && (0.0..=1.0).contains(&p)) {
+            return Err(Error::invalid(
+                "contrastive_pair_power",
+                format!("got {}; expected a finite number in [0, 1] (1 = the arithmetic mean of the view pairs' losses, 0 = their geometric mean)", fmt_value(p)),
             ));
         }
         let c = self.fusion_residual;

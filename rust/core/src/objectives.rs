@@ -17,7 +17,9 @@
 //! - **contrastive** (symmetric InfoNCE): for every modality pair `i < j` with
 //!   `n = |R_ij| ≥ 2`, logits `S_rs = e_i(r) · e_j(s) / τ` over `r, s ∈ R_ij`;
 //!   `L_ij = ½ [ (1/n) Σ_r −log softmax_s(S_r·)_r + (1/n) Σ_s −log softmax_r(S_·s)_s ]`;
-//!   `L` = mean of `L_ij` over those pairs. Trains the encoders. With
+//!   `L` = mean of `L_ij` over those pairs — with `config.contrastive_pair_power
+//!   = p < 1` their power mean `(mean L_ij^p)^(1/p)` (`p = 0`: the geometric
+//!   mean), see `power_mean`. Trains the encoders. With
 //!   `config.contrastive_neighbors = k > 0` and encoded inputs, row `r`'s
 //!   target is `1 − α` on itself and `α` (`config.contrastive_neighbor_weight`)
 //!   shared by its `k` input-space neighbours among `R_ij` (see
@@ -341,6 +343,14 @@ pub fn seed_consistency<T: Real>(
     loss
 }
 
+/// Extra positives of `contrastive`: each batch row's neighbours (batch
+/// rows, see [`input_neighbors`]) and the target mass `weight` they share.
+#[derive(Debug, Clone, Copy)]
+pub struct Neighbors<'a> {
+    pub rows: &'a [Vec<usize>],
+    pub weight: f64,
+}
+
 /// contrastive: see the module documentation.
 ///
 /// Per pair `(i, j)`: the logits `S = A Bᵀ / τ` (`A`, `B` the two
@@ -351,20 +361,16 @@ pub fn seed_consistency<T: Real>(
 /// pair per task. Gradients are added to the embeddings in pair order, so
 /// the result does not depend on the number of threads. A learned
 /// temperature gets `∂/∂ log τ = −Σ_pairs ⟨A, dA⟩` (see
-/// [`crate::nn::temperature`]), also summed in pair order.
-/// Extra positives of `contrastive`: each batch row's neighbours (batch
-/// rows, see [`input_neighbors`]) and the target mass `weight` they share.
-#[derive(Debug, Clone, Copy)]
-pub struct Neighbors<'a> {
-    pub rows: &'a [Vec<usize>],
-    pub weight: f64,
-}
-
+/// [`crate::nn::temperature`]), also summed in pair order. With
+/// `pair_power < 1` the pairs are combined by their power mean: every
+/// pair's results are kept until all are known, then each pair's gradients
+/// are scaled by its `power_mean` factor.
 pub fn contrastive<T: Real>(
     emb: ArrayView3<T>,
     mask: ArrayView2<bool>,
     temperature: T,
     neighbors: Option<Neighbors<'_>>,
+    pair_power: f64,
     mut sink: Option<&mut GradSink<T>>,
 ) -> T {
     let pairs: Vec<(usize, usize, Vec<usize>)> = (0..NUM_MODALITIES)
@@ -402,11 +408,16 @@ pub fn contrastive<T: Real>(
     let large = pairs.iter().any(|(_, _, rows)| rows.len() >= CONTRASTIVE_PARALLEL_ROWS);
     let mut total = T::zero();
     let mut d_log_tau = T::zero();
-    let mut add = |(i, j, rows): &(usize, usize, Vec<usize>), (loss, grads, d_tau): (T, PairGradients<T>, T)| {
+    // `factor`: the pair's power-mean weight (1 for the arithmetic mean).
+    let mut add = |(i, j, rows): &(usize, usize, Vec<usize>), (loss, grads, d_tau): PairResult<T>, factor: T| {
         total += loss * per_pair;
-        d_log_tau += d_tau;
-        if let (Some(sink), Some((da, db))) = (sink.as_deref_mut(), grads) {
+        d_log_tau += d_tau * factor;
+        if let (Some(sink), Some((mut da, mut db))) = (sink.as_deref_mut(), grads) {
             let Some(d_emb) = sink.emb.as_deref_mut() else { return };
+            if factor != T::one() {
+                da *= factor;
+                db *= factor;
+            }
             for (m, d) in [(*i, da), (*j, db)] {
                 let mut dst = d_emb.index_axis_mut(Axis(1), m);
                 if rows.len() == batch {
@@ -426,23 +437,63 @@ pub fn contrastive<T: Real>(
     // Pairs of a few dozen rows are not worth the pool at all.
     let tiny = pairs.iter().all(|(_, _, rows)| rows.len() < CONTRASTIVE_POOL_ROWS);
     let group = if large { threads::num_threads() } else { pairs.len() };
+    let arithmetic = pair_power == 1.0;
+    // The power mean needs every pair's loss before any gradient is added.
+    let mut kept: Vec<PairResult<T>> = Vec::with_capacity(if arithmetic { 0 } else { pairs.len() });
     for round in pairs.chunks(group.max(1)) {
         let inside = large && round.len() < threads::num_threads();
-        let results = if inside {
+        let results: Vec<PairResult<T>> = if inside {
             round.iter().map(|pair| term(pair, true)).collect()
         } else if tiny {
             round.iter().map(|pair| term(pair, false)).collect()
         } else {
             threads::map_tasks(round.len(), |p| term(&round[p], false))
         };
-        for (pair, result) in round.iter().zip(results) {
-            add(pair, result);
+        if arithmetic {
+            for (pair, result) in round.iter().zip(results) {
+                add(pair, result, T::one());
+            }
+        } else {
+            kept.extend(results);
         }
+    }
+    if !arithmetic {
+        let losses: Vec<T> = kept.iter().map(|(loss, _, _)| *loss).collect();
+        let (mean, factors) = power_mean(&losses, pair_power);
+        for ((pair, result), factor) in pairs.iter().zip(kept).zip(factors) {
+            add(pair, result, factor);
+        }
+        total = mean;
     }
     if let (Some(sink), Some(t)) = (sink, learned) {
         t.accumulate(sink.params, d_log_tau);
     }
     total
+}
+
+/// One pair's loss, gradients and `∂/∂ log τ` (already times the weight).
+type PairResult<T> = (T, PairGradients<T>, T);
+
+/// The power mean of order `p ∈ [0, 1)` of the pair losses, `M = (mean
+/// L_k^p)^(1/p)` (`p = 0`: `exp(mean log L_k)`, the geometric mean), and each
+/// pair's factor `∂M/∂L_k · n = (L_k / M)^(p − 1)`: the pair gradients times
+/// these (and the `1/n` the caller applies) are `∂M`. Losses are floored at
+/// `1e-12` (an InfoNCE loss is positive; the floor keeps a pair matched to
+/// float precision from taking an unbounded factor); a NaN or infinite loss
+/// makes `M` NaN or infinite, which the training step refuses.
+fn power_mean<T: Real>(losses: &[T], p: f64) -> (T, Vec<T>) {
+    let floor = T::c(1e-12);
+    let losses: Vec<T> = losses.iter().map(|&l| if l.is_nan() || l > floor { l } else { floor }).collect();
+    let n = T::c(losses.len() as f64);
+    let mean = if p == 0.0 {
+        (losses.iter().fold(T::zero(), |acc, &l| acc + l.ln()) / n).exp()
+    } else {
+        let p = T::c(p);
+        (losses.iter().fold(T::zero(), |acc, &l| acc + l.powf(p)) / n).powf(T::one() / p)
+    };
+    let exponent = T::c(p - 1.0);
+    let factors = losses.iter().map(|&l| (l / mean).powf(exponent)).collect();
+    (mean, factors)
 }
 
 /// `(dA, dB)` of one pair of modalities, when gradients are wanted.
@@ -763,6 +814,35 @@ mod tests {
             row /= norm;
         }
         x
+    }
+
+    #[test]
+    fn power_mean_of_pair_losses() {
+        let losses = [0.5, 2.0, 8.0];
+        let (m, f) = power_mean(&losses, 0.0);
+        assert!((m - 2.0f64).abs() < 1e-12, "geometric mean {m}");
+        assert!(f.iter().zip(&losses).all(|(f, l)| (f - m / l).abs() < 1e-12), "factors M / L: {f:?}");
+        let (half, f) = power_mean(&losses, 0.5);
+        let want = ((0.5f64.sqrt() + 2.0f64.sqrt() + 8.0f64.sqrt()) / 3.0).powi(2);
+        assert!((half - want).abs() < 1e-12 && (m..10.0 / 3.0).contains(&half), "{half} between the geometric and arithmetic means");
+        // The factors are n ∂M/∂L_k (finite differences).
+        for k in 0..3 {
+            let shifted = |d: f64| {
+                let mut l = losses;
+                l[k] += d;
+                power_mean(&l, 0.5).0
+            };
+            let numeric = 3.0 * (shifted(1e-6) - shifted(-1e-6)) / 2e-6;
+            assert!((numeric - f[k]).abs() < 1e-6, "pair {k}: {numeric} vs {}", f[k]);
+        }
+        // Near p = 0 the power mean tends to the geometric mean.
+        assert!((power_mean(&losses, 1e-9).0 - 2.0f64).abs() < 1e-6);
+        // A pair at zero loss takes the floor; a NaN or infinite one is not hidden.
+        let (m, f) = power_mean(&[0.0f64, 1.0], 0.5);
+        assert!(m.is_finite() && f.iter().all(|f| f.is_finite()));
+        assert!(power_mean(&[f64::NAN, 1.0], 0.5).0.is_nan() && power_mean(&[f64::NAN, 1.0], 0.0).0.is_nan());
+        assert!(!power_mean(&[f64::INFINITY, 1.0], 0.5).0.is_finite());
+        assert!(!power_mean(&[f32::INFINITY, 1.0], 0.0).0.is_finite());
     }
 
     /// The one-exponential pass over row blocks (serial or on the pool)

@@ -461,7 +461,7 @@ impl<T: Real> LearnableMultiModal<T> {
                 }
                 Objective::Contrastive => {
                     let neighbors = neighbors.as_deref().map(|rows| Neighbors { rows, weight: self.config.contrastive_neighbor_weight });
-                    objectives::contrastive(emb, mask, self.temperature(o), neighbors, sink)
+                    objectives::contrastive(emb, mask, self.temperature(o), neighbors, self.config.contrastive_pair_power, sink)
                 }
                 Objective::Binding => objectives::binding(&self.binder, params, emb, mask, &mut rng, sink),
                 Objective::CrossModal => objectives::cross_modal(&self.fusion, &self.attention, params, emb, mask, &mut rng, sink),

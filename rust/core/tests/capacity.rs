@@ -112,6 +112,9 @@ fn invalid_capacity_is_refused_by_name() {
     assert_eq!(arg(Config { encoder_input_dropout: f64::NAN, ..base.clone() }), "encoder_input_dropout");
     assert_eq!(arg(Config { encoder_hidden_dropout: 0.5, ..base.clone() }), "encoder_hidden_dropout");
     assert_eq!(arg(Config { learnable_temperature: true, temperature: 2.0, ..base.clone() }), "temperature");
+    for p in [-0.5, 1.5, f64::NAN, f64::NEG_INFINITY] {
+        assert_eq!(arg(Config { contrastive_pair_power: p, ..base.clone() }), "contrastive_pair_power", "p={p}");
+    }
     for c in [-0.5, f64::NAN, f64::INFINITY, 2e6] {
         assert_eq!(arg(Config { fusion_residual: c, ..base.clone() }), "fusion_residual", "c={c}");
     }

@@ -655,6 +655,40 @@ fn contrastive_with_input_neighbours() {
     println!("worst relative error (contrastive with input neighbours): {worst:.3e}");
 }
 
+#[test]
+fn contrastive_as_a_power_mean_of_its_pairs() {
+    // The loss is the power mean of order p of the pair losses; its gradient
+    // weights each pair by (L_ij / L)^(p - 1). Checked on the original
+    // encoders, on deep encoders with a learned temperature (whose gradient
+    // takes the same factors), with input neighbours, and in the full mix.
+    let mut worst: f64 = 0.0;
+    let deep = deep_config(&[6], Some(7), &[8], false);
+    let cases = [
+        (0.0, config(2, BinderKind::Bilinear)),
+        (0.5, config(4, BinderKind::Additive)),
+        (0.0, deep.clone()),
+        (0.3, Config { contrastive_neighbors: 2, ..deep.clone() }),
+    ];
+    for (p, base) in cases {
+        let model = LearnableMultiModal::<f64>::new(Config { contrastive_pair_power: p, ..base.clone() }).unwrap();
+        let arithmetic = LearnableMultiModal::<f64>::new(base).unwrap();
+        let mut rng = Lcg(53);
+        let (xs, mask, fused) = (dense_inputs(&mut rng, 7), mask(), rng.array2(7, 8));
+        let batch = dense_batch(&xs, &mask, &fused);
+        let contrastive = ObjectiveWeights::only(Objective::Contrastive);
+        let label = format!("pair power p={p}");
+        worst = worst.max(check_model(&model, &batch, &contrastive, &label, |n| {
+            is_encoder(n) || n.starts_with("head.") || n == "contrastive.log_temperature"
+        }));
+        let mix = ObjectiveWeights([0.7, 1.3, 0.4, 2.0, 0.9]);
+        worst = worst.max(check_model(&model, &batch, &mix, &format!("{label} mix"), |_| true));
+        // A power mean below 1 is below the arithmetic mean (the pairs differ).
+        let (power, plain) = (model.losses(&batch, &contrastive).unwrap().total, arithmetic.losses(&batch, &contrastive).unwrap().total);
+        assert!(power < plain - 1e-6, "{label}: {power} is not below the arithmetic mean {plain}");
+    }
+    println!("worst relative error (contrastive pair power): {worst:.3e}");
+}
+
 // ------------------------------------------------ residual fusion
 
 #[test]

@@ -32,12 +32,12 @@ fn mask(batch: usize, partial: bool) -> Array2<bool> {
 }
 
 /// Everything a forward and two training steps produce, as bits.
-fn run(threads_n: usize, batch: usize, partial: bool) -> Vec<Vec<u32>> {
+fn run(threads_n: usize, batch: usize, partial: bool, pair_power: f64) -> Vec<Vec<u32>> {
     threads::set_num_threads(threads_n).unwrap();
     let xs = inputs(batch, 7);
     let mask = mask(batch, partial);
     let input = EncoderInput::dense(views(&xs), mask.view()).unwrap();
-    let mut model = LearnableMultiModal::<f32>::new(Config { seed: 5, ..Config::default() }).unwrap();
+    let mut model = LearnableMultiModal::<f32>::new(Config { seed: 5, contrastive_pair_power: pair_power, ..Config::default() }).unwrap();
     let (emb, fused) = model.encode_and_fuse(&input).unwrap();
     let refused = model.fuse(emb.view(), mask.view()).unwrap();
     let batch_data = TrainBatch::inputs(input.clone());
@@ -60,11 +60,12 @@ fn results_do_not_depend_on_the_thread_count() {
     let _guard = THREADS.lock().unwrap_or_else(|e| e.into_inner());
     let before = threads::num_threads();
     // 300 rows: contrastive pairs take the large (per-thread rounds, row
-    // blocks) path, products split across threads, the forward many chunks.
-    for (batch, partial) in [(300, false), (300, true), (45, true)] {
-        let one = run(1, batch, partial);
+    // blocks) path, products split across threads, the forward many chunks;
+    // a contrastive power mean weights the pairs once all are in.
+    for (batch, partial, p) in [(300, false, 1.0), (300, true, 1.0), (45, true, 1.0), (300, true, 0.5), (45, true, 0.0)] {
+        let one = run(1, batch, partial, p);
         for n in [2, 3] {
-            let many = run(n, batch, partial);
+            let many = run(n, batch, partial, p);
             assert_eq!(one.len(), many.len());
             for (k, (a, b)) in one.iter().zip(&many).enumerate() {
                 assert!(a == b, "batch {batch} partial {partial}: output {k} differs between 1 and {n} threads");

@@ -34,7 +34,7 @@ impl PyModel {
         embed_dim, hidden_dim, learning_rate, num_heads, buffer_size, seed, input_dims,
         *, binder_kind="additive", temperature=0.1, weight_decay=0.0, grad_clip=None, fused_neighbors=2,
         fused_neighbor_space="embeddings",
-        contrastive_neighbors=0, contrastive_neighbor_weight=0.2, encoder_objectives=None,
+        contrastive_neighbors=0, contrastive_neighbor_weight=0.2, contrastive_pair_power=1.0, encoder_objectives=None,
         encoder_hidden=Vec::new(), encoder_output_dim=None, shared_head=Vec::new(),
         encoder_input_dropout=0.0, encoder_hidden_dropout=0.0, learnable_temperature=false,
         fusion_residual=0.0
@@ -56,6 +56,7 @@ impl PyModel {
         fused_neighbor_space: &str,
         contrastive_neighbors: usize,
         contrastive_neighbor_weight: f64,
+        contrastive_pair_power: f64,
         encoder_objectives: Option<Vec<bool>>,
         encoder_hidden: Vec<usize>,
         encoder_output_dim: Option<usize>,
@@ -80,6 +81,7 @@ impl PyModel {
             fused_neighbor_space: NeighborSpace::from_name(fused_neighbor_space).py()?,
             contrastive_neighbors,
             contrastive_neighbor_weight,
+            contrastive_pair_power,
             encoder_objectives: match encoder_objectives {
                 None => [true; NUM_OBJECTIVES],
                 Some(flags) => flags.try_into().map_err(|flags: Vec<bool>| {
