@@ -119,6 +119,13 @@ def assert_resumes_exactly(make: Callable[[], gm.LearnableMultiModal], data, tmp
     return a
 
 
+def small_model(dims, **changes) -> gm.LearnableMultiModal:
+    """The option tests' small model (E 8, hidden 16, 2 heads, seed 3,
+    temperature 0.2) over the modalities ``dims``, with ``changes``."""
+    options = dict(embed_dim=8, hidden_dim=16, num_heads=2, input_dims=dims, seed=3, temperature=0.2)
+    return gm.LearnableMultiModal(**{**options, **changes})
+
+
 def two_cluster_views(dims, n: int = 48, seed: int = 0) -> dict:
     """float32 views ``{modality: [n, d]}`` whose rows alternate between two
     clusters (even rows one, odd rows the other), so that each row's

@@ -12,16 +12,14 @@ import pytest
 import grapheme_multimodal as gm
 from grapheme_multimodal.exceptions import InvalidValueError
 
-from conftest import assert_resumes_exactly, save_without_config_fields, two_cluster_views
+from conftest import assert_resumes_exactly, save_without_config_fields, small_model, two_cluster_views
 
 DIMS = {"visual": 6, "auditory": 9, "linguistic": 4, "abstract": 5}
 ONLY = {"contrastive": 1.0}
 
 
 def model(**changes):
-    options = dict(embed_dim=8, hidden_dim=16, num_heads=2, input_dims=DIMS, seed=3, temperature=0.2)
-    options.update(changes)
-    return gm.LearnableMultiModal(**options)
+    return small_model(DIMS, **changes)
 
 
 def batch(n=32, seed=0):

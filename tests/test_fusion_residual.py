@@ -13,16 +13,14 @@ from grapheme_multimodal.checkpoint import FILE_FORMAT
 from grapheme_multimodal.exceptions import InvalidValueError
 from grapheme_multimodal.io import read_tagged_safetensors, write_tagged_safetensors
 
-from conftest import assert_resumes_exactly, save_without_config_fields, two_cluster_views
+from conftest import assert_resumes_exactly, save_without_config_fields, small_model, two_cluster_views
 from numpy_reference import NumpyModel
 
 DIMS = {"visual": 6, "auditory": 9, "linguistic": 4, "abstract": 5}
 
 
 def model(**changes):
-    options = dict(embed_dim=8, hidden_dim=16, num_heads=2, input_dims=DIMS, seed=3, temperature=0.2)
-    options.update(changes)
-    return gm.LearnableMultiModal(**options)
+    return small_model(DIMS, **changes)
 
 
 def batch(n=24, seed=0):
