@@ -92,7 +92,7 @@ class TrainingSettings:
     encoder_input_dropout: float = 0.1
     encoder_hidden_dropout: float = 0.3
     epochs: int = 100
-    batch_size: int = 256
+    batch_size: int = 512
     learning_rate: float = 0.002
     modality_dropout: float = 0.0
     fused_neighbors: int = 10
