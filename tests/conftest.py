@@ -87,17 +87,32 @@ def run_concurrently(*targets: Callable[[], object]) -> None:
         raise errors[0]
 
 
-def save_without_config_fields(model: gm.LearnableMultiModal, path, *fields: str) -> None:
-    """Saves ``model`` at ``path`` as a version of the package before config
-    ``fields`` existed wrote it: without them, a valid file otherwise."""
+def _save_with_config(model: gm.LearnableMultiModal, path, change: Callable[[dict], None]) -> None:
+    """Saves ``model`` at ``path``, then rewrites the file with ``change``
+    applied to its config (the checksums stay valid: a forger's file)."""
     from grapheme_multimodal.checkpoint import FILE_FORMAT
     from grapheme_multimodal.io import read_tagged_safetensors, write_tagged_safetensors
 
     model.save(path)
     tensors, meta = read_tagged_safetensors(path, FILE_FORMAT)
-    for field in fields:
-        del meta["config"][field]
+    change(meta["config"])
     write_tagged_safetensors(path, tensors, FILE_FORMAT, meta)
+
+
+def save_without_config_fields(model: gm.LearnableMultiModal, path, *fields: str) -> None:
+    """Saves ``model`` at ``path`` as a version of the package before config
+    ``fields`` existed wrote it: without them, a valid file otherwise."""
+    def drop(config: dict) -> None:
+        for field in fields:
+            del config[field]
+
+    _save_with_config(model, path, drop)
+
+
+def save_with_config_fields(model: gm.LearnableMultiModal, path, **fields: object) -> None:
+    """Saves ``model`` at ``path`` with config ``fields`` forged to the
+    values given, the checksums valid."""
+    _save_with_config(model, path, lambda config: config.update(fields))
 
 
 def assert_resumes_exactly(make: Callable[[], gm.LearnableMultiModal], data, tmp_path, **fit_kw) -> gm.LearnableMultiModal:

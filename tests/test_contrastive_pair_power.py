@@ -12,7 +12,13 @@ import pytest
 import grapheme_multimodal as gm
 from grapheme_multimodal.exceptions import InvalidValueError
 
-from conftest import assert_resumes_exactly, save_without_config_fields, small_model, two_cluster_views
+from conftest import (
+    assert_resumes_exactly,
+    save_with_config_fields,
+    save_without_config_fields,
+    small_model,
+    two_cluster_views,
+)
 
 DIMS = {"visual": 6, "auditory": 9, "linguistic": 4, "abstract": 5}
 ONLY = {"contrastive": 1.0}
@@ -108,12 +114,7 @@ def test_the_core_refuses_bad_values_by_itself(value):
 
 
 def test_a_forged_checkpoint_with_a_bad_order_is_a_clean_error(tmp_path):
-    from grapheme_multimodal.checkpoint import FILE_FORMAT
-    from grapheme_multimodal.io import read_tagged_safetensors, write_tagged_safetensors
-
     path = tmp_path / "m.safetensors"
-    model().save(path)
-    tensors, meta = read_tagged_safetensors(path, FILE_FORMAT)
-    write_tagged_safetensors(path, tensors, FILE_FORMAT, {**meta, "config": {**meta["config"], "contrastive_pair_power": 2}})
+    save_with_config_fields(model(), path, contrastive_pair_power=2)
     with pytest.raises(gm.CheckpointError, match="contrastive_pair_power"):
         gm.LearnableMultiModal.load(path)

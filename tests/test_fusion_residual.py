@@ -9,11 +9,15 @@ import numpy as np
 import pytest
 
 import grapheme_multimodal as gm
-from grapheme_multimodal.checkpoint import FILE_FORMAT
 from grapheme_multimodal.exceptions import InvalidValueError
-from grapheme_multimodal.io import read_tagged_safetensors, write_tagged_safetensors
 
-from conftest import assert_resumes_exactly, save_without_config_fields, small_model, two_cluster_views
+from conftest import (
+    assert_resumes_exactly,
+    save_with_config_fields,
+    save_without_config_fields,
+    small_model,
+    two_cluster_views,
+)
 from numpy_reference import NumpyModel
 
 DIMS = {"visual": 6, "auditory": 9, "linguistic": 4, "abstract": 5}
@@ -119,8 +123,6 @@ def test_checkpoints_without_the_field_load_as_the_original_fusion(tmp_path):
 
 def test_a_forged_checkpoint_with_a_bad_weight_is_a_clean_error(tmp_path):
     path = tmp_path / "m.safetensors"
-    model().save(path)
-    tensors, meta = read_tagged_safetensors(path, FILE_FORMAT)
-    write_tagged_safetensors(path, tensors, FILE_FORMAT, {**meta, "config": {**meta["config"], "fusion_residual": -1}})
+    save_with_config_fields(model(), path, fusion_residual=-1)
     with pytest.raises(gm.CheckpointError, match="fusion_residual"):
         gm.LearnableMultiModal.load(path)
