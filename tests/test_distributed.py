@@ -87,6 +87,17 @@ def test_one_worker_is_model_fit_bit_for_bit():
     assert (got.best_epoch, got.stopped_early, got.monitor) == (expected.best_epoch, expected.stopped_early, expected.monitor)
 
 
+def test_weight_averaging_resumes_on_workers_from_the_trained_weights():
+    data, mask = synthetic(120, missing=0.2)
+    options = dict(mask=mask, batch_size=32, ema_decay=0.8, progress=False)
+    local, ray_model = small_model(), small_model()
+    local.fit(data, epochs=3, **options)
+    ray_model.fit(data, epochs=1, **options)  # the model now holds an average; the workers must get the trained weights
+    distributed.fit(ray_model, data, num_workers=1, epochs=2, **options)
+    assert_same_training_state(local, ray_model)
+    assert ray_model._weight_average.count == 3
+
+
 def test_two_workers_equal_one_process_without_in_batch_coupling():
     """seed_consistency is a mean over rows with no draws and no negatives:
     two workers give the single-process gradients up to summation order."""

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Dict, Mapping, Tuple
 import numpy as np
 
 from ._core import __version__
+from .averaging import WeightAverage
 from .buffer import ExperienceBuffer
 from .config import LearnableMultiModalConfig
 from .exceptions import CheckpointError, InvalidValueError, TooLargeError
@@ -26,8 +27,11 @@ if TYPE_CHECKING:
 
 FILE_FORMAT = "grapheme-multimodal/checkpoint/v1"
 _PARAM, _M, _V, _NORM, _EXP = "param/", "adam/exp_avg/", "adam/exp_avg_sq/", "normalization/", "experience/"
+_AVG_MEAN, _AVG_TRAINED = "weight_average/mean/", "weight_average/trained/"
 #: The metadata keys of a checkpoint, all required.
 METADATA_KEYS = ("library_version", "config", "optimizer", "epochs_trained", "history", "experience")
+#: Written only when there is something to say (files without them load as before).
+OPTIONAL_METADATA_KEYS = ("weight_average",)
 
 
 def checkpoint_state(model: "LearnableMultiModal", include_experience: bool = True) -> Tuple[Dict[str, np.ndarray], Dict[str, Any]]:
@@ -51,6 +55,12 @@ def checkpoint_state(model: "LearnableMultiModal", include_experience: bool = Tr
             "history": [dict(record) for record in model.history],
             "experience": None,
         }
+        average = model._weight_average
+        if average is not None and average.holds(_strip(tensors, _PARAM)):
+            # The weights are fit's average; the trained ones go on training (averaging.py).
+            tensors.update({_AVG_MEAN + k: v for k, v in average.mean.items()})
+            tensors.update({_AVG_TRAINED + k: v for k, v in average.trained.items()})
+            meta["weight_average"] = average.metadata()
         if include_experience and len(model.experience):
             exp_tensors, exp_meta = model.experience.state()
             tensors.update({_EXP + k: v for k, v in exp_tensors.items()})
@@ -116,11 +126,16 @@ def checkpoint_specs(model: "LearnableMultiModal", meta: Mapping[str, Any]) -> D
     """``{name: TensorSpec}`` of the tensors a checkpoint of ``model`` (built
     from ``meta``'s config) holds: every parameter and both Adam moments,
     float32 of the parameter's shape; optional standardisation vectors; the
-    experience buffer's tensors when ``meta`` records one."""
+    experience buffer's tensors when ``meta`` records one; the weight
+    average (float64) and the trained weights when ``meta`` records one."""
     specs: Dict[str, TensorSpec] = {}
+    averaged = meta.get("weight_average") is not None
     for name, shape in model.parameter_shapes().items():
         for prefix in (_PARAM, _M, _V):
             specs[prefix + name] = TensorSpec("float32", shape)
+        if averaged:
+            specs[_AVG_MEAN + name] = TensorSpec("float64", shape)
+            specs[_AVG_TRAINED + name] = TensorSpec("float32", shape)
     for m in Modality:
         for stat in ("mean", "std"):
             specs[f"{_NORM}{m}/{stat}"] = TensorSpec("float32", (model.config.input_dim(m),), required=False)
@@ -136,7 +151,7 @@ def _new_model(meta: Mapping[str, Any]) -> "LearnableMultiModal":
     if not isinstance(meta, Mapping):
         raise InvalidValueError(f"metadata: expected a mapping, got {type(meta).__name__}", "metadata")
     missing = [k for k in METADATA_KEYS if k not in meta]
-    unknown = sorted(set(meta) - set(METADATA_KEYS))
+    unknown = sorted(set(meta) - set(METADATA_KEYS) - set(OPTIONAL_METADATA_KEYS))
     if missing or unknown:
         raise InvalidValueError(f"metadata: missing keys {missing}, unexpected keys {unknown}", "metadata")
     config = meta["config"]
@@ -173,6 +188,10 @@ def _restore(model: "LearnableMultiModal", tensors: Dict[str, np.ndarray], meta:
     model.history = _checked_history(meta["history"])
     if meta["experience"] is not None:
         model.experience = ExperienceBuffer.from_state(_strip(tensors, _EXP), meta["experience"])
+    if meta.get("weight_average") is not None:
+        model._weight_average = WeightAverage.from_checkpoint(
+            meta["weight_average"], _strip(tensors, _AVG_MEAN), _strip(tensors, _AVG_TRAINED), _strip(tensors, _PARAM)
+        )
     return model
 
 

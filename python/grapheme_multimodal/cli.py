@@ -104,6 +104,10 @@ def _parser() -> argparse.ArgumentParser:
                        help="the objectives whose gradients train the encoders, e.g. contrastive,binding; 'all' "
                             f"(default {_names(_RECIPE.encoder_objectives)})")
     train.add_argument("--modality-dropout", type=float, default=_RECIPE.modality_dropout)
+    train.add_argument("--ema-decay", type=float, default=_RECIPE.ema_decay or 0.0, metavar="D",
+                       help="keep an exponential moving average of the weights, one update per epoch with decay D "
+                            "(warmed up), and save the average: the best epoch's with early stopping "
+                            f"(default {_RECIPE.ema_decay or 0:g}; 0: off)")
     train.add_argument("--validation-split", type=float, default=_RECIPE.validation_fraction,
                        help=f"fraction of rows held out for validation (default {_RECIPE.validation_fraction}; 0: none)")
     train.add_argument("--early-stopping", type=int, default=None,
@@ -274,6 +278,7 @@ def _train(args: argparse.Namespace) -> int:
         batch_size=_positive(args.batch_size, "--batch-size"),
         objectives=settings.objectives,
         modality_dropout=args.modality_dropout,
+        ema_decay=_ema_decay(args.ema_decay),
         progress=not args.no_progress,
     )
     if args.workers is None:
@@ -457,6 +462,13 @@ def _positive(value: int, flag: str) -> int:
     if value <= 0:
         raise InvalidValueError(f"{flag}: expected a positive number, got {value}", flag)
     return value
+
+
+def _ema_decay(value: float) -> Optional[float]:
+    """``--ema-decay`` as fit's ``ema_decay`` (0: ``None``, no averaging)."""
+    if not 0 <= value < 1:
+        raise InvalidValueError(f"--ema-decay: expected a decay in [0, 1) (0: off), got {value}", "--ema-decay")
+    return value or None
 
 
 def _non_negative(value: int, flag: str) -> int:

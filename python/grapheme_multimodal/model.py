@@ -25,6 +25,7 @@ from .exceptions import CheckpointError, InvalidValueError, NonFiniteError, Shap
 from .types import CrossModalBinding, BindingType, ModalGraph, Modality, MultiModalEvent
 
 if TYPE_CHECKING:
+    from .averaging import WeightAverage
     from .components import CrossModalBinder, FusionNetwork, ModalityAttention, ModalityEncoder, ProjectionHead
     from .training import History
 
@@ -78,6 +79,9 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         self.epochs_trained = 0
         #: One record per epoch of :meth:`fit` (losses, validation metrics, time).
         self.history: List[Dict[str, Any]] = []
+        #: The weight average :meth:`fit` applied last (``ema_decay``), with the
+        #: trained weights it continues from; see :mod:`grapheme_multimodal.averaging`.
+        self._weight_average: Optional["WeightAverage"] = None
 
     # ------------------------------------------------------------------ batched
     def prepare_inputs(self, inputs: Inputs, mask: Any = None) -> Tuple[List[Optional[np.ndarray]], np.ndarray]:

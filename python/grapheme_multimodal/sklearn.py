@@ -86,6 +86,7 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
         fused_neighbor_space: str = _RECIPE.fused_neighbor_space,
         fusion_residual: float = _RECIPE.fusion_residual,
         contrastive_pair_power: float = _RECIPE.contrastive_pair_power,
+        ema_decay: Optional[float] = _RECIPE.ema_decay,
         validation_fraction: float = _RECIPE.validation_fraction,
         patience: int = _RECIPE.patience,
         min_validation_rows: int = _RECIPE.min_validation_rows,
@@ -115,6 +116,7 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
         self.fused_neighbor_space = fused_neighbor_space
         self.fusion_residual = fusion_residual
         self.contrastive_pair_power = contrastive_pair_power
+        self.ema_decay = ema_decay
         self.validation_fraction = validation_fraction
         self.patience = patience
         self.min_validation_rows = min_validation_rows
@@ -154,6 +156,7 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
             batch_size=self.batch_size,
             objectives=settings.objectives,
             modality_dropout=self.modality_dropout,
+            ema_decay=self.ema_decay,
             standardize=self.standardize,
             progress=self.verbose,
         )

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, 
 import numpy as np
 
 from ._core import MODALITY_NAMES, NUM_MODALITIES
+from .averaging import WeightAverage, check_decay
+from .averaging import resume as resume_average
 from .batch import Batch, event_components
 from .buffer import ExperienceBuffer
 from .exceptions import InvalidValueError, NonFiniteError
@@ -72,6 +74,7 @@ def fit(
     monitor: Optional[str] = None,
     mode: Optional[str] = None,
     modality_dropout: float = 0.0,
+    ema_decay: Optional[float] = None,
     standardize: bool = True,
     progress: bool = True,
     seed: Optional[int] = None,
@@ -103,6 +106,15 @@ def fit(
         modality_dropout: probability of hiding each present modality of a
             row during training (never the row's last one), so fused
             embeddings stay good when modalities are missing.
+        ema_decay: keep an exponential moving average of the weights, one
+            update per epoch with this decay (warmed up as
+            ``min(ema_decay, (1 + t) / (10 + t))``), and end with the model
+            holding the average — at the best epoch with early stopping.
+            Training, validation and early stopping see the trained
+            weights; the next ``fit`` with averaging continues from them
+            and from the average exactly (see
+            :mod:`grapheme_multimodal.averaging`). ``None``: no averaging
+            (a model that holds an average then trains on from it).
         standardize: learn each modality's input mean and std from ``data``
             before the first epoch, unless the model already has them
             (stored in the model, applied at encode time, saved with it).
@@ -119,7 +131,7 @@ def fit(
     before the first step (a NaN is reported at the user's row). If anything
     fails once training has started, the model is put back as it was before
     the call (weights, Adam state, standardisation, ``epochs_trained``,
-    ``history``) and the error is raised. Interrupted (``KeyboardInterrupt``),
+    ``history``, weight average) and the error is raised. Interrupted (``KeyboardInterrupt``),
     it keeps the epochs completed so far and drops the partial one, so
     ``fit`` can resume exactly. Other threads may read the model during
     ``fit`` (they see it between steps); other writers wait until it ends.
@@ -132,6 +144,7 @@ def fit(
         _check_int(early_stopping, "early_stopping", 1)
     seed = model.config.seed if seed is None else seed
     _check_int(seed, "seed", 0)
+    ema_decay = check_decay(ema_decay)
     lr = model._learning_rate(lr)
     metrics = _checked_metrics(metrics)
 
@@ -153,12 +166,14 @@ def fit(
     with model._lock.updating():  # other writers wait; readers get in between steps
         before = _TrainingState.of(model)
         try:
+            with model._lock.writing():
+                average = resume_average(model, ema_decay)  # the trained weights back in, when continuing
             if standardize and train.has_inputs and all(model.normalization(m) is None for m in range(NUM_MODALITIES)):
                 train.fit_normalization(model)
             stepper = (_steps or LocalSteps)(model, train, objectives, lr)
             try:
                 return _train(model, stepper, train, val, epochs, batch_size, objectives, metrics, early_stopping,
-                              monitor, mode, modality_dropout, progress, seed)
+                              monitor, mode, modality_dropout, progress, seed, average)
             finally:
                 stepper.close()
         except KeyboardInterrupt:
@@ -183,10 +198,13 @@ def _train(
     modality_dropout: float,
     progress: bool,
     seed: int,
+    average: Optional[WeightAverage],
 ) -> History:
     """The epochs of :func:`fit`, its arguments checked. Interrupted
     (``KeyboardInterrupt``), the model goes back to the end of the last
-    completed epoch, so training can resume exactly."""
+    completed epoch, so training can resume exactly. With ``average``, it
+    is updated after each epoch and applied to the model at the end (also
+    when interrupted)."""
     history = History(monitor=monitor)
     best_value, best_state, waited = None, None, 0
     bar = _progress_bar(progress, epochs * train.num_batches(batch_size))
@@ -198,6 +216,8 @@ def _train(
             except KeyboardInterrupt:
                 epoch_start.restore(model)
                 raise
+            if average is not None:
+                average = average.updated(model.state_dict())
             history.epochs.append(record)
             value = record.get(monitor)
             if value is None:
@@ -205,19 +225,27 @@ def _train(
             if best_value is None or (value < best_value if mode == "min" else value > best_value):
                 best_value, waited, history.best_epoch = value, 0, record["epoch"]
                 if early_stopping is not None:
-                    best_state = (model.state_dict(), model.optimizer_state())
+                    best_state = (model.state_dict(), model.optimizer_state(), average)
             else:
                 waited += 1
                 if early_stopping is not None and waited >= early_stopping:
                     history.stopped_early = True
                     break
+    except KeyboardInterrupt:
+        if average is not None:
+            with model._lock.writing():
+                model._weight_average = average.applied(model)
+        raise
     finally:
         if bar is not None:
             bar.close()
-    if best_state is not None and history.best_epoch != model.epochs_trained:
-        with model._lock.writing():
+    with model._lock.writing():
+        if best_state is not None and history.best_epoch != model.epochs_trained:
             model.load_state_dict(best_state[0])
             model.load_optimizer_state(best_state[1])
+            average = best_state[2]
+        if average is not None:
+            model._weight_average = average.applied(model)
     return history
 
 
@@ -268,13 +296,15 @@ def _run_epoch(
 @dataclass
 class _TrainingState:
     """What :func:`fit` changes, copied: weights, Adam state (with the
-    objectives' draw counter), input standardisation, epoch count, history."""
+    objectives' draw counter), input standardisation, epoch count, history,
+    the applied weight average (immutable: held, not copied)."""
 
     weights: Dict[str, np.ndarray]
     optimizer: Dict[str, Any]
     normalization: List[Any]
     epochs_trained: int
     history_length: int
+    weight_average: Optional[WeightAverage]
 
     @classmethod
     def of(cls, model: "LearnableMultiModal") -> "_TrainingState":
@@ -285,6 +315,7 @@ class _TrainingState:
                 normalization=[model.normalization(m) for m in range(NUM_MODALITIES)],
                 epochs_trained=model.epochs_trained,
                 history_length=len(model.history),
+                weight_average=model._weight_average,
             )
 
     def restore(self, model: "LearnableMultiModal") -> None:
@@ -295,6 +326,7 @@ class _TrainingState:
                 model.set_normalization(m, *(stats if stats is not None else (None, None)))
             model.epochs_trained = self.epochs_trained
             del model.history[self.history_length :]
+            model._weight_average = self.weight_average
 
 
 # --------------------------------------------------------------------- steps

@@ -102,6 +102,7 @@ class TrainingSettings:
     contrastive_pair_power: float = 0.5
     encoder_objectives: Optional[Tuple[str, ...]] = None
     fusion_residual: float = 10.0
+    ema_decay: Optional[float] = None
     weights: Optional[Mapping[str, float]] = None
     validation_fraction: float = 0.1
     patience: int = 20
@@ -181,6 +182,7 @@ def train(
         objectives=s.objectives,
         lr=s.learning_rate,
         modality_dropout=s.modality_dropout,
+        ema_decay=s.ema_decay,
         standardize=standardize,
         progress=progress,
     )

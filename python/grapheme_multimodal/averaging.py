@@ -1,0 +1,147 @@
+"""Weight averaging for :func:`~grapheme_multimodal.training.fit`: an
+exponential moving average (EMA) of the weights, taken once per epoch.
+
+``fit(..., ema_decay=d)`` trains the weights as usual (steps, validation
+and early stopping all see them) and, after each epoch ``t`` (counted from
+0 over every ``fit`` with averaging), moves the average towards them::
+
+    average = weights                                    (t = 0)
+    average = d_t * average + (1 - d_t) * weights,  d_t = min(d, (1 + t) / (10 + t))
+
+The warm-up ``d_t`` is TensorFlow's ``ExponentialMovingAverage`` with
+``num_updates``: early averages forget the untrained start quickly, which
+matters when cross-validation stops after a handful of epochs on small data
+(docs/objectives.md, "Weight averaging"). The average is kept in float64.
+
+When ``fit`` ends, the model's weights are the average (at the best epoch
+with early stopping) and the trained weights are kept beside it, so the
+next ``fit`` with averaging continues both exactly — also across
+``save``/``load`` and pickling. Anything that changes the weights in
+between (``load_state_dict``, ``train_step``, ...) makes that next ``fit``
+start a new average from the weights as they are.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional
+
+import numpy as np
+
+from .exceptions import InvalidValueError
+
+if TYPE_CHECKING:
+    from .model import LearnableMultiModal
+
+__all__ = ["WeightAverage", "check_decay", "resume"]
+
+
+def check_decay(decay: Any, name: str = "ema_decay") -> Optional[float]:
+    """``decay`` as a float when it is ``None`` or a real number in [0, 1)."""
+    if decay is None:
+        return None
+    if isinstance(decay, bool) or not isinstance(decay, (int, float, np.integer, np.floating)) or not 0 <= decay < 1:
+        raise InvalidValueError(f"{name}: expected None (no averaging) or a number in [0, 1), got {decay!r}", name)
+    return float(decay)
+
+
+@dataclass(frozen=True)
+class WeightAverage:
+    """The running average of a model's weights.
+
+    ``mean``: the average (float64) of ``count`` epochs' weights, with
+    ``decay``. ``trained``: ``None`` while ``fit`` trains (the model holds
+    the trained weights); once the average is applied, the trained weights
+    (float32), and the model holds ``mean`` as float32. Never changed in
+    place: :meth:`updated` and :meth:`applied` return new objects, so a
+    reference is a snapshot.
+    """
+
+    decay: float
+    count: int
+    mean: Mapping[str, np.ndarray]
+    trained: Optional[Mapping[str, np.ndarray]] = None
+
+    @classmethod
+    def start(cls, decay: float) -> "WeightAverage":
+        return cls(decay=decay, count=0, mean={})
+
+    def step_decay(self) -> float:
+        """The decay of the next update, ``t = count``: 0 for the first (the
+        average starts at the weights), then ``min(decay, (1 + t) / (10 + t))``."""
+        t = self.count
+        return 0.0 if t == 0 else min(self.decay, (1 + t) / (10 + t))
+
+    def updated(self, weights: Mapping[str, np.ndarray]) -> "WeightAverage":
+        """The average after one more epoch ending at ``weights``."""
+        d = self.step_decay()
+        if self.count == 0:
+            mean = {k: np.array(v, np.float64) for k, v in weights.items()}
+        else:
+            mean = {k: d * self.mean[k] + (1 - d) * np.asarray(v, np.float64) for k, v in weights.items()}
+        return replace(self, count=self.count + 1, mean=mean, trained=None)
+
+    def applied(self, model: "LearnableMultiModal") -> Optional["WeightAverage"]:
+        """Puts the average into ``model`` (whose weights are the trained
+        ones) and returns the applied state; ``None`` and ``model``
+        unchanged when nothing has been averaged. Call under the write lock."""
+        if self.count == 0:
+            return None
+        trained = model.state_dict()
+        model.load_state_dict(self.averaged_weights())
+        return replace(self, trained=trained)
+
+    def averaged_weights(self) -> Dict[str, np.ndarray]:
+        """The average as the model's float32 weights."""
+        return {k: v.astype(np.float32) for k, v in self.mean.items()}
+
+    def holds(self, weights: Mapping[str, np.ndarray]) -> bool:
+        """Whether ``weights`` are this applied average (nothing changed them since)."""
+        if self.trained is None or set(weights) != set(self.mean):
+            return False
+        return all(np.array_equal(np.asarray(weights[k]), v.astype(np.float32)) for k, v in self.mean.items())
+
+    # ------------------------------------------------------------ checkpoints
+    def metadata(self) -> Dict[str, Any]:
+        return {"decay": self.decay, "count": self.count}
+
+    @classmethod
+    def from_checkpoint(
+        cls, meta: Any, mean: Mapping[str, np.ndarray], trained: Mapping[str, np.ndarray], weights: Mapping[str, np.ndarray]
+    ) -> "WeightAverage":
+        """The applied average a checkpoint holds, checked against the
+        checkpoint's ``weights`` (``ValueError`` when anything is off)."""
+        if not isinstance(meta, Mapping) or set(meta) != {"decay", "count"}:
+            raise InvalidValueError(f"weight_average: expected {{'decay': float, 'count': int}}, got {meta!r:.80}", "weight_average")
+        decay, count = meta["decay"], meta["count"]
+        check_decay(decay, "weight_average['decay']")
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise InvalidValueError(f"weight_average['count']: expected an int >= 1, got {count!r}", "weight_average")
+        for name, tensors in (("mean", mean), ("trained", trained)):
+            for key, value in tensors.items():
+                if not np.isfinite(value).all():
+                    raise InvalidValueError(f"weight_average {name} {key!r}: contains NaN or inf", "weight_average")
+        average = cls(decay=float(decay), count=count, mean=dict(mean), trained=dict(trained))
+        if not average.holds(weights):
+            raise InvalidValueError("weight_average: the weights are not the stored average", "weight_average")
+        return average
+
+
+def resume(model: "LearnableMultiModal", decay: Optional[float]) -> Optional[WeightAverage]:
+    """At the start of ``fit``: the running average to continue (``None``
+    without averaging), the model holding the weights training goes on from.
+
+    With averaging, an applied average the model still holds is continued:
+    the trained weights go back into the model. Otherwise a new average
+    starts from the weights as they are. Either way the model's applied
+    average is dropped (``fit`` applies the new one when it ends). Call
+    under the write lock."""
+    previous = model._weight_average
+    model._weight_average = None
+    if decay is None:
+        return None
+    if previous is not None and previous.trained is not None and previous.holds(model.state_dict()):
+        model.load_state_dict(previous.trained)
+        return replace(previous, decay=decay, trained=None)
+    return WeightAverage.start(decay)
+

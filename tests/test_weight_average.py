@@ -1,0 +1,277 @@
+"""fit(ema_decay=...): the model ends holding an exponential moving average
+of its per-epoch weights (warmed up), training itself is unchanged, and
+training resumes exactly — across calls, checkpoints, pickles and
+interrupts; bad values and forged checkpoints are refused."""
+
+import pickle
+
+import numpy as np
+import pytest
+
+import grapheme_multimodal as gm
+from grapheme_multimodal.checkpoint import FILE_FORMAT
+from grapheme_multimodal.io import read_tagged_safetensors, write_tagged_safetensors
+from grapheme_multimodal.stopping import fit_with_stopping
+
+from test_fit import small_model, synthetic
+
+OPTIONS = dict(batch_size=64, progress=False, modality_dropout=0.2)
+
+
+def weights(model):
+    return {k: v.tobytes() for k, v in model.state_dict().items()}
+
+
+def adam(model):
+    state = model.optimizer_state()
+    return (state["step"], state["rng_counter"],
+            {k: v.tobytes() for part in ("exp_avg", "exp_avg_sq") for k, v in state[part].items()})
+
+
+def manual_average(data, epochs, decay, **options):
+    """The average by its definition: plain fits of one epoch, averaged in
+    float64 after each with decay min(decay, (1 + t) / (10 + t))."""
+    model = small_model()
+    mean = None
+    for t in range(epochs):
+        model.fit(data, epochs=1, **OPTIONS, **options)
+        w = {k: v.astype(np.float64) for k, v in model.state_dict().items()}
+        d = min(decay, (1 + t) / (10 + t))
+        mean = w if mean is None else {k: d * mean[k] + (1 - d) * w[k] for k in w}
+    return model, {k: v.astype(np.float32).tobytes() for k, v in mean.items()}
+
+
+def test_the_model_ends_with_the_average_and_training_is_unchanged():
+    data = synthetic(300)
+    model = small_model()
+    model.fit(data, epochs=5, ema_decay=0.9, **OPTIONS)
+    plain, expected = manual_average(data, 5, 0.9)
+    assert weights(model) == expected
+    assert weights(model) != weights(plain)
+    assert adam(model) == adam(plain), "Adam continues from the trained weights, not the average"
+    assert [r["loss"] for r in model.history] == [r["loss"] for r in plain.history]
+
+
+def test_decay_zero_is_no_averaging_bit_for_bit():
+    data = synthetic(300)
+    plain, averaged = small_model(), small_model()
+    plain.fit(data, epochs=4, **OPTIONS)
+    averaged.fit(data, epochs=4, ema_decay=0.0, **OPTIONS)
+    assert weights(plain) == weights(averaged) and adam(plain) == adam(averaged)
+
+
+def test_training_resumes_exactly_across_calls_checkpoints_and_pickles(tmp_path):
+    data = synthetic(300)
+    straight = small_model()
+    straight.fit(data, epochs=5, ema_decay=0.8, **OPTIONS)
+    halves = small_model()
+    halves.fit(data, epochs=2, ema_decay=0.8, **OPTIONS)
+    halves.save(tmp_path / "half.safetensors")
+    resumed = pickle.loads(pickle.dumps(gm.LearnableMultiModal.load(tmp_path / "half.safetensors")))
+    resumed.fit(data, epochs=1, ema_decay=0.8, **OPTIONS)
+    resumed.fit(data, epochs=2, ema_decay=0.8, **OPTIONS)
+    assert weights(resumed) == weights(straight) and adam(resumed) == adam(straight)
+    again = small_model()
+    again.fit(data, epochs=0, ema_decay=0.8, **OPTIONS)  # nothing averaged: nothing changes
+    assert weights(again) == weights(small_model())
+
+
+def test_early_stopping_keeps_the_average_of_the_best_epoch():
+    data, val = synthetic(300), synthetic(100, seed=1)
+    calls = []
+
+    def peaks_at_epoch_3(model):
+        calls.append(model.epochs_trained)
+        return -abs(model.epochs_trained - 3)
+
+    model = small_model()
+    history = model.fit(data, epochs=8, ema_decay=0.9, validation=val, metrics={"peak": peaks_at_epoch_3},
+                        monitor="val_peak", early_stopping=2, **OPTIONS)
+    assert history.best_epoch == 3 and history.stopped_early and calls == [1, 2, 3, 4, 5]
+    plain, expected = manual_average(data, 3, 0.9)
+    assert weights(model) == expected
+    assert adam(model) == adam(plain)
+
+
+def test_an_interrupt_keeps_the_average_of_the_completed_epochs_and_resumes_exactly():
+    data = synthetic(300)
+    seen = []
+
+    def interrupt_in_epoch_3(model):
+        seen.append(model.epochs_trained)
+        if len(seen) == 3:
+            raise KeyboardInterrupt
+        return 0.0
+
+    model = small_model()
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(data, epochs=5, ema_decay=0.9, metrics={"x": interrupt_in_epoch_3}, **OPTIONS)
+    assert model.epochs_trained == 2 and weights(model) == manual_average(data, 2, 0.9)[1]
+    model.fit(data, epochs=2, ema_decay=0.9, **OPTIONS)
+    straight = small_model()
+    straight.fit(data, epochs=4, ema_decay=0.9, **OPTIONS)
+    assert weights(model) == weights(straight) and adam(model) == adam(straight)
+
+
+def test_a_failed_fit_leaves_the_average_as_it_was(tmp_path):
+    data = synthetic(300)
+    model = small_model()
+    model.fit(data, epochs=2, ema_decay=0.9, **OPTIONS)
+    before, average = weights(model), model._weight_average
+
+    def boom(m):
+        raise ValueError("boom")
+
+    with pytest.raises(ValueError, match="boom"):
+        model.fit(data, epochs=2, ema_decay=0.9, metrics={"b": boom}, **OPTIONS)
+    assert weights(model) == before and model._weight_average is average
+    model.fit(data, epochs=1, ema_decay=0.9, **OPTIONS)
+    straight = small_model()
+    straight.fit(data, epochs=3, ema_decay=0.9, **OPTIONS)
+    assert weights(model) == weights(straight)
+
+
+def test_changed_weights_start_a_new_average_and_plain_fit_trains_on_from_the_average(tmp_path):
+    data = synthetic(300)
+    model = small_model()
+    model.fit(data, epochs=2, ema_decay=0.9, **OPTIONS)
+    averaged = model.state_dict()
+    other = small_model()
+    other.load_state_dict(averaged)
+    other.load_optimizer_state(model.optimizer_state())
+    other.epochs_trained = model.epochs_trained
+    model.fit(data, epochs=2, **OPTIONS)  # no averaging: on from the average it holds
+    other.fit(data, epochs=2, **OPTIONS)
+    assert weights(model) == weights(other)
+    model.save(tmp_path / "plain.safetensors")
+    assert "weight_average" not in read_tagged_safetensors(tmp_path / "plain.safetensors", FILE_FORMAT)[1]
+
+    fresh = small_model()
+    fresh.fit(data, epochs=2, ema_decay=0.9, **OPTIONS)
+    fresh.load_state_dict(small_model().state_dict())  # other weights: the stored average no longer applies
+    fresh.save(tmp_path / "changed.safetensors")
+    assert "weight_average" not in read_tagged_safetensors(tmp_path / "changed.safetensors", FILE_FORMAT)[1]
+    reloaded = gm.LearnableMultiModal.load(tmp_path / "changed.safetensors")
+    start = weights(fresh)
+    fresh.fit(data, epochs=1, ema_decay=0.9, **OPTIONS)  # a new average: of one epoch, the weights themselves
+    reloaded.fit(data, epochs=1, **OPTIONS)
+    assert weights(fresh) == weights(reloaded) != start
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.0, 1.5, float("nan"), float("inf"), True, "0.9", [0.9]])
+def test_bad_decays_are_refused_before_anything_changes(bad):
+    model = small_model()
+    model.fit(synthetic(200), epochs=1, ema_decay=0.5, **OPTIONS)
+    before, average = weights(model), model._weight_average
+    with pytest.raises(gm.InvalidValueError, match=r"ema_decay: expected None \(no averaging\) or a number in \[0, 1\), got"):
+        model.fit(synthetic(200), epochs=1, ema_decay=bad, **OPTIONS)
+    assert weights(model) == before and model._weight_average is average and model.epochs_trained == 1
+
+
+def test_cross_validated_stopping_ends_with_the_average_of_all_rows():
+    data = synthetic(60)
+    model = small_model()
+    history = fit_with_stopping(model, data, validation_fraction=0.1, patience=3, monitor="val_total", seed=0,
+                                epochs=12, ema_decay=0.9, **OPTIONS)
+    assert history.cv_curve is not None and model._weight_average.count == history.best_epoch == model.epochs_trained
+    plain, expected = manual_average(data, history.best_epoch, 0.9, seed=0)
+    assert weights(model) == expected
+
+
+# ----------------------------------------------------------------- checkpoints
+def _forged(tmp_path, change):
+    """A checkpoint of a model trained with averaging, rewritten by
+    ``change(tensors, meta)`` (the checksums stay valid: a forger's file)."""
+    model = small_model()
+    model.fit(synthetic(200), epochs=2, ema_decay=0.9, **OPTIONS)
+    path = tmp_path / "forged.safetensors"
+    model.save(path)
+    tensors, meta = read_tagged_safetensors(path, FILE_FORMAT)
+    change(tensors, meta)
+    write_tagged_safetensors(path, tensors, FILE_FORMAT, meta)
+    return path
+
+
+def _set(key, value):
+    def change(tensors, meta):
+        meta["weight_average"][key] = value
+    return change
+
+
+def _nan_in_mean(tensors, meta):
+    name = next(k for k in tensors if k.startswith("weight_average/mean/"))
+    tensors[name] = tensors[name].copy()
+    tensors[name].flat[0] = np.nan
+
+
+def _shifted_mean(tensors, meta):
+    name = next(k for k in tensors if k.startswith("weight_average/mean/"))
+    tensors[name] = tensors[name] + 1.0
+
+
+def _float32_mean(tensors, meta):
+    name = next(k for k in tensors if k.startswith("weight_average/mean/"))
+    tensors[name] = tensors[name].astype(np.float32)
+
+
+def _missing_trained(tensors, meta):
+    del tensors[next(k for k in tensors if k.startswith("weight_average/trained/"))]
+
+
+@pytest.mark.parametrize("change, message", [
+    (_set("decay", 1.5), r"weight_average\['decay'\]: expected None \(no averaging\) or a number in \[0, 1\)"),
+    (_set("count", 0), r"weight_average\['count'\]: expected an int >= 1, got 0"),
+    (_set("extra", 1), r"weight_average: expected \{'decay': float, 'count': int\}"),
+    (_nan_in_mean, "contains NaN or inf"),
+    (_shifted_mean, "the weights are not the stored average"),
+    (_float32_mean, "float64"),
+    (_missing_trained, "weight_average/trained/"),
+])
+def test_forged_averages_are_refused(tmp_path, change, message):
+    path = _forged(tmp_path, change)
+    with pytest.raises(gm.CheckpointError, match=message):
+        gm.LearnableMultiModal.load(path)
+
+
+def test_checkpoints_without_an_average_load_as_before(tmp_path):
+    def drop(tensors, meta):
+        del meta["weight_average"]
+        for k in [k for k in tensors if k.startswith("weight_average/")]:
+            del tensors[k]
+
+    path = _forged(tmp_path, drop)
+    model = gm.LearnableMultiModal.load(path)
+    assert model._weight_average is None
+    start = weights(model)
+    model.fit(synthetic(200), epochs=1, ema_decay=0.9, **OPTIONS)  # a new average starts from the weights
+    assert weights(model) != start and model._weight_average.count == 1
+
+
+# ------------------------------------------------------------ CLI, estimator
+def test_the_cli_and_the_estimator_pass_the_decay_on(tmp_path, capsys):
+    from sklearn.base import clone
+
+    from grapheme_multimodal.cli import main
+    from grapheme_multimodal.sklearn import MultimodalEmbedder
+    from conftest import cli_train_args
+
+    data = synthetic(60)
+    ckpt = tmp_path / "m.safetensors"
+    base = cli_train_args(tmp_path, data, ckpt) + ["--epochs", "3"]
+    assert main(base + ["--ema-decay", "0.9"]) == 0, capsys.readouterr().err
+    meta = read_tagged_safetensors(ckpt, FILE_FORMAT)[1]
+    assert meta["weight_average"]["decay"] == 0.9 and meta["weight_average"]["count"] >= 1
+    assert main(base + ["--ema-decay", "0"]) == 0, capsys.readouterr().err
+    assert "weight_average" not in read_tagged_safetensors(ckpt, FILE_FORMAT)[1]
+    capsys.readouterr()
+    assert main(base + ["--ema-decay", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "grapheme-mm: error: --ema-decay: expected a decay in [0, 1) (0: off), got 1.0"
+
+    Xs = [v.astype(np.float64) for v in list(data.values())[:2]]
+    est = MultimodalEmbedder(embed_dim=8, hidden_dim=8, num_heads=2, epochs=3, ema_decay=0.5)
+    assert clone(est).get_params()["ema_decay"] == 0.5
+    est.fit(Xs)
+    assert est.model_._weight_average.decay == 0.5
+    with pytest.raises(gm.InvalidValueError, match="ema_decay"):
+        MultimodalEmbedder(embed_dim=8, hidden_dim=8, num_heads=2, epochs=1, ema_decay=2).fit(Xs)
