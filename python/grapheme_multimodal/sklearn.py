@@ -42,6 +42,8 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
     ``fused_contrastive`` counts each row's ``fused_neighbors`` nearest rows
     of the batch by their standardised views as positives,
     ``fused_neighbor_space="inputs"``),
+    an exponential moving average of the weights per epoch
+    (``ema_decay``, ``None``: off; the model ends holding the average),
     at most ``epochs`` epochs, stopping after ``patience`` epochs (0: never) without a
     lower validation loss on ``validation_fraction`` of the rows held out
     (``validation_fraction=0``: no early stopping, all epochs run); when
@@ -50,7 +52,8 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
     model trains on all rows (``cv_folds`` below 2: always the slice). The
     original model is ``encoder_hidden=(), encoder_output_dim=None,
     shared_head=(), encoder_input_dropout=0, encoder_hidden_dropout=0,
-    learnable_temperature=False, fusion_residual=0, contrastive_pair_power=1``.
+    learnable_temperature=False, fusion_residual=0, contrastive_pair_power=1``
+    (trained with ``ema_decay=None``).
 
     >>> import numpy as np
     >>> rng = np.random.default_rng(0)

@@ -76,7 +76,10 @@ class TrainingSettings:
     embeddings, normalised) and ``contrastive_pair_power`` (the contrastive
     loss is the power mean of order 0.5 of its view pairs' losses, so pairs
     of views that determine each other keep learning) are the model's
-    config fields of those names.
+    config fields of those names. ``ema_decay`` keeps an exponential
+    moving average of the weights, one update per epoch, warmed up
+    (:func:`~grapheme_multimodal.training.fit`'s option; ``None``: off):
+    the model ends holding the average at the best epoch.
     Everything random is drawn from ``seed``.
     """
 
@@ -102,7 +105,7 @@ class TrainingSettings:
     contrastive_pair_power: float = 0.5
     encoder_objectives: Optional[Tuple[str, ...]] = None
     fusion_residual: float = 10.0
-    ema_decay: Optional[float] = None
+    ema_decay: Optional[float] = 0.9
     weights: Optional[Mapping[str, float]] = None
     validation_fraction: float = 0.1
     patience: int = 20
