@@ -28,6 +28,18 @@ def adam(model):
             {k: v.tobytes() for part in ("exp_avg", "exp_avg_sq") for k, v in state[part].items()})
 
 
+def trained(data, epochs, **options):
+    """A new small model after ``fit(data, epochs, ...)``."""
+    model = small_model()
+    model.fit(data, epochs=epochs, **OPTIONS, **options)
+    return model
+
+
+def same_training(a, b):
+    """Same weights and Adam state, bit for bit."""
+    return weights(a) == weights(b) and adam(a) == adam(b)
+
+
 def manual_average(data, epochs, decay, **options):
     """The average by its definition: plain fits of one epoch, averaged in
     float64 after each with decay min(decay, (1 + t) / (10 + t))."""
@@ -54,26 +66,19 @@ def test_the_model_ends_with_the_average_and_training_is_unchanged():
 
 def test_decay_zero_is_no_averaging_bit_for_bit():
     data = synthetic(300)
-    plain, averaged = small_model(), small_model()
-    plain.fit(data, epochs=4, **OPTIONS)
-    averaged.fit(data, epochs=4, ema_decay=0.0, **OPTIONS)
-    assert weights(plain) == weights(averaged) and adam(plain) == adam(averaged)
+    assert same_training(trained(data, 4), trained(data, 4, ema_decay=0.0))
 
 
 def test_training_resumes_exactly_across_calls_checkpoints_and_pickles(tmp_path):
     data = synthetic(300)
-    straight = small_model()
-    straight.fit(data, epochs=5, ema_decay=0.8, **OPTIONS)
-    halves = small_model()
-    halves.fit(data, epochs=2, ema_decay=0.8, **OPTIONS)
+    halves = trained(data, 2, ema_decay=0.8)
     halves.save(tmp_path / "half.safetensors")
     resumed = pickle.loads(pickle.dumps(gm.LearnableMultiModal.load(tmp_path / "half.safetensors")))
     resumed.fit(data, epochs=1, ema_decay=0.8, **OPTIONS)
     resumed.fit(data, epochs=2, ema_decay=0.8, **OPTIONS)
-    assert weights(resumed) == weights(straight) and adam(resumed) == adam(straight)
-    again = small_model()
-    again.fit(data, epochs=0, ema_decay=0.8, **OPTIONS)  # nothing averaged: nothing changes
-    assert weights(again) == weights(small_model())
+    assert same_training(resumed, trained(data, 5, ema_decay=0.8))
+    nothing_averaged = trained(data, 0, ema_decay=0.8)
+    assert weights(nothing_averaged) == weights(small_model())
 
 
 def test_early_stopping_keeps_the_average_of_the_best_epoch():
@@ -108,15 +113,12 @@ def test_an_interrupt_keeps_the_average_of_the_completed_epochs_and_resumes_exac
         model.fit(data, epochs=5, ema_decay=0.9, metrics={"x": interrupt_in_epoch_3}, **OPTIONS)
     assert model.epochs_trained == 2 and weights(model) == manual_average(data, 2, 0.9)[1]
     model.fit(data, epochs=2, ema_decay=0.9, **OPTIONS)
-    straight = small_model()
-    straight.fit(data, epochs=4, ema_decay=0.9, **OPTIONS)
-    assert weights(model) == weights(straight) and adam(model) == adam(straight)
+    assert same_training(model, trained(data, 4, ema_decay=0.9))
 
 
 def test_a_failed_fit_leaves_the_average_as_it_was(tmp_path):
     data = synthetic(300)
-    model = small_model()
-    model.fit(data, epochs=2, ema_decay=0.9, **OPTIONS)
+    model = trained(data, 2, ema_decay=0.9)
     before, average = weights(model), model._weight_average
 
     def boom(m):
@@ -126,15 +128,12 @@ def test_a_failed_fit_leaves_the_average_as_it_was(tmp_path):
         model.fit(data, epochs=2, ema_decay=0.9, metrics={"b": boom}, **OPTIONS)
     assert weights(model) == before and model._weight_average is average
     model.fit(data, epochs=1, ema_decay=0.9, **OPTIONS)
-    straight = small_model()
-    straight.fit(data, epochs=3, ema_decay=0.9, **OPTIONS)
-    assert weights(model) == weights(straight)
+    assert same_training(model, trained(data, 3, ema_decay=0.9))
 
 
 def test_changed_weights_start_a_new_average_and_plain_fit_trains_on_from_the_average(tmp_path):
     data = synthetic(300)
-    model = small_model()
-    model.fit(data, epochs=2, ema_decay=0.9, **OPTIONS)
+    model = trained(data, 2, ema_decay=0.9)
     averaged = model.state_dict()
     other = small_model()
     other.load_state_dict(averaged)
@@ -146,8 +145,7 @@ def test_changed_weights_start_a_new_average_and_plain_fit_trains_on_from_the_av
     model.save(tmp_path / "plain.safetensors")
     assert "weight_average" not in read_tagged_safetensors(tmp_path / "plain.safetensors", FILE_FORMAT)[1]
 
-    fresh = small_model()
-    fresh.fit(data, epochs=2, ema_decay=0.9, **OPTIONS)
+    fresh = trained(data, 2, ema_decay=0.9)
     fresh.load_state_dict(small_model().state_dict())  # other weights: the stored average no longer applies
     fresh.save(tmp_path / "changed.safetensors")
     assert "weight_average" not in read_tagged_safetensors(tmp_path / "changed.safetensors", FILE_FORMAT)[1]
