@@ -95,7 +95,7 @@ def test_weight_averaging_resumes_on_workers_from_the_trained_weights():
     ray_model.fit(data, epochs=1, **options)  # the model now holds an average; the workers must get the trained weights
     distributed.fit(ray_model, data, num_workers=1, epochs=2, **options)
     assert_same_training_state(local, ray_model)
-    assert ray_model._weight_average.count == 3
+    assert ray_model.weight_average.count == 3
 
 
 def test_two_workers_equal_one_process_without_in_batch_coupling():

@@ -119,14 +119,14 @@ def test_an_interrupt_keeps_the_average_of_the_completed_epochs_and_resumes_exac
 def test_a_failed_fit_leaves_the_average_as_it_was(tmp_path):
     data = synthetic(300)
     model = trained(data, 2, ema_decay=0.9)
-    before, average = weights(model), model._weight_average
+    before, average = weights(model), model.weight_average
 
     def boom(m):
         raise ValueError("boom")
 
     with pytest.raises(ValueError, match="boom"):
         model.fit(data, epochs=2, ema_decay=0.9, metrics={"b": boom}, **OPTIONS)
-    assert weights(model) == before and model._weight_average is average
+    assert weights(model) == before and model.weight_average is average
     model.fit(data, epochs=1, ema_decay=0.9, **OPTIONS)
     assert same_training(model, trained(data, 3, ema_decay=0.9))
 
@@ -156,14 +156,31 @@ def test_changed_weights_start_a_new_average_and_plain_fit_trains_on_from_the_av
     assert weights(fresh) == weights(reloaded) != start
 
 
+def test_the_average_is_readable_and_read_only():
+    data = synthetic(300)
+    model = trained(data, 3, ema_decay=0.9)
+    average = model.weight_average
+    assert (average.decay, average.count) == (0.9, 3)
+    assert weights(model) == {k: v.astype(np.float32).tobytes() for k, v in average.mean.items()}
+    assert weights(model) != {k: v.tobytes() for k, v in average.trained.items()}
+    name = next(iter(average.mean))
+    with pytest.raises(ValueError, match="read-only"):
+        average.mean[name][...] = 0
+    with pytest.raises(ValueError, match="read-only"):
+        average.trained[name][...] = 0
+    assert trained(data, 3).weight_average is None
+    model.train_step(data)  # the weights are no longer the average
+    assert model.weight_average is None
+
+
 @pytest.mark.parametrize("bad", [-0.1, 1.0, 1.5, float("nan"), float("inf"), True, "0.9", [0.9]])
 def test_bad_decays_are_refused_before_anything_changes(bad):
     model = small_model()
     model.fit(synthetic(200), epochs=1, ema_decay=0.5, **OPTIONS)
-    before, average = weights(model), model._weight_average
+    before, average = weights(model), model.weight_average
     with pytest.raises(gm.InvalidValueError, match=r"ema_decay: expected None \(no averaging\) or a number in \[0, 1\), got"):
         model.fit(synthetic(200), epochs=1, ema_decay=bad, **OPTIONS)
-    assert weights(model) == before and model._weight_average is average and model.epochs_trained == 1
+    assert weights(model) == before and model.weight_average is average and model.epochs_trained == 1
 
 
 def test_cross_validated_stopping_ends_with_the_average_of_all_rows():
@@ -171,7 +188,7 @@ def test_cross_validated_stopping_ends_with_the_average_of_all_rows():
     model = small_model()
     history = fit_with_stopping(model, data, validation_fraction=0.1, patience=3, monitor="val_total", seed=0,
                                 epochs=12, ema_decay=0.9, **OPTIONS)
-    assert history.cv_curve is not None and model._weight_average.count == history.best_epoch == model.epochs_trained
+    assert history.cv_curve is not None and model.weight_average.count == history.best_epoch == model.epochs_trained
     plain, expected = manual_average(data, history.best_epoch, 0.9, seed=0)
     assert weights(model) == expected
 
@@ -239,10 +256,10 @@ def test_checkpoints_without_an_average_load_as_before(tmp_path):
 
     path = _forged(tmp_path, drop)
     model = gm.LearnableMultiModal.load(path)
-    assert model._weight_average is None
+    assert model.weight_average is None
     start = weights(model)
     model.fit(synthetic(200), epochs=1, ema_decay=0.9, **OPTIONS)  # a new average starts from the weights
-    assert weights(model) != start and model._weight_average.count == 1
+    assert weights(model) != start and model.weight_average.count == 1
 
 
 # ------------------------------------------------------------ CLI, estimator
@@ -270,6 +287,6 @@ def test_the_cli_and_the_estimator_pass_the_decay_on(tmp_path, capsys):
     est = MultimodalEmbedder(embed_dim=8, hidden_dim=8, num_heads=2, epochs=3, ema_decay=0.5)
     assert clone(est).get_params()["ema_decay"] == 0.5
     est.fit(Xs)
-    assert est.model_._weight_average.decay == 0.5
+    assert est.model_.weight_average.decay == 0.5
     with pytest.raises(gm.InvalidValueError, match="ema_decay"):
         MultimodalEmbedder(embed_dim=8, hidden_dim=8, num_heads=2, epochs=1, ema_decay=2).fit(Xs)

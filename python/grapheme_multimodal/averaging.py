@@ -62,6 +62,11 @@ class WeightAverage:
     mean: Mapping[str, np.ndarray]
     trained: Optional[Mapping[str, np.ndarray]] = None
 
+    def __post_init__(self) -> None:
+        for tensors in (self.mean, self.trained or {}):
+            for value in tensors.values():
+                value.flags.writeable = False  # a snapshot: nobody edits it in place
+
     @classmethod
     def start(cls, decay: float) -> "WeightAverage":
         return cls(decay=decay, count=0, mean={})
@@ -121,7 +126,8 @@ class WeightAverage:
             for key, value in tensors.items():
                 if not np.isfinite(value).all():
                     raise InvalidValueError(f"weight_average {name} {key!r}: contains NaN or inf", "weight_average")
-        average = cls(decay=float(decay), count=count, mean=dict(mean), trained=dict(trained))
+        copy = lambda tensors: {k: np.array(v) for k, v in tensors.items()}  # noqa: E731 - owned, to lock
+        average = cls(decay=float(decay), count=count, mean=copy(mean), trained=copy(trained))
         if not average.holds(weights):
             raise InvalidValueError("weight_average: the weights are not the stored average", "weight_average")
         return average

@@ -263,6 +263,17 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
 
         return ModalityAttention._view(self)
 
+    @property
+    def weight_average(self) -> Optional["WeightAverage"]:
+        """The weight average the last :meth:`fit` with ``ema_decay`` left
+        in the model (its weights): ``decay``, ``count`` (epochs averaged),
+        ``mean`` (float64) and the ``trained`` weights the next such ``fit``
+        continues from, read-only — or ``None`` when there is none or the
+        weights have changed since."""
+        with self._lock.reading():
+            average = self._weight_average
+            return average if average is not None and average.holds(self.state_dict()) else None
+
     # ---------------------------------------------------- input standardisation
     @reads
     def normalization(self, modality: ModalityKey) -> Optional[Tuple[np.ndarray, np.ndarray]]:
