@@ -290,3 +290,31 @@ def test_the_cli_and_the_estimator_pass_the_decay_on(tmp_path, capsys):
     assert est.model_.weight_average.decay == 0.5
     with pytest.raises(gm.InvalidValueError, match="ema_decay"):
         MultimodalEmbedder(embed_dim=8, hidden_dim=8, num_heads=2, epochs=1, ema_decay=2).fit(Xs)
+
+
+# ------------------------------------------------------------------- threads
+def test_threads_fitting_and_saving_one_model_see_consistent_states(tmp_path):
+    from conftest import run_concurrently
+
+    data = synthetic(300)
+    shared = small_model()
+    saved, done = [], []
+
+    def fit_twice():
+        try:
+            shared.fit(data, epochs=2, ema_decay=0.9, **OPTIONS)
+            shared.fit(data, epochs=2, ema_decay=0.9, **OPTIONS)
+        finally:
+            done.append(True)
+
+    def save_repeatedly():
+        while not saved or not done:
+            saved.append(tmp_path / f"during{len(saved)}.safetensors")
+            shared.save(saved[-1])
+
+    run_concurrently(lambda: shared.fit(data, epochs=2, ema_decay=0.9, **OPTIONS), fit_twice, save_repeatedly)
+    assert same_training(shared, trained(data, 6, ema_decay=0.9)), "three fits of 2 epochs in some order = one of 6"
+    assert saved
+    for path in saved:  # mid-fit: the trained weights, no average; between fits: the average and the trained weights
+        back = gm.LearnableMultiModal.load(path)
+        assert back.weight_average is None or back.weight_average.count in (2, 4)
