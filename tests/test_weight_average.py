@@ -317,4 +317,4 @@ def test_threads_fitting_and_saving_one_model_see_consistent_states(tmp_path):
     assert saved
     for path in saved:  # mid-fit: the trained weights, no average; between fits: the average and the trained weights
         back = gm.LearnableMultiModal.load(path)
-        assert back.weight_average is None or back.weight_average.count in (2, 4)
+        assert back.weight_average is None or back.weight_average.count in (2, 4, 6)
