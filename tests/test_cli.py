@@ -54,10 +54,12 @@ def test_train_embed_info(user_files, capsys):
     for name in ("fused_neighbors", "fused_neighbor_space", "contrastive_neighbors", "encoder_hidden", "learnable_temperature",
                  "fusion_residual", "contrastive_pair_power"):
         assert getattr(config, name) == getattr(recipe, name), name
+    assert LearnableMultiModal.load(ckpt).weight_average.decay == recipe.ema_decay  # the recipe's training too
 
     code, out, err = run(capsys, "info", str(ckpt))
     assert code == 0, err
     assert "parameters:" in out and "3 epochs" in out and "vectors of 32 or graphs/text via wl, standardised" in out
+    assert "weights: exponential moving average over 3 epochs (decay 0.9)" in out
 
     emb_path, bind_path = user_files / "fused.npy", user_files / "bind.npy"
     code, out, err = run(

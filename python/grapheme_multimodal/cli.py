@@ -404,6 +404,9 @@ def _info(args: argparse.Namespace) -> int:
         print(f"  {str(m):<15} {takes}{norm}")
     opt = model.optimizer_state()
     print(f"training: {model.epochs_trained} epochs, {opt['step']} Adam steps, {model.num_experiences()} experiences stored")
+    average = model.weight_average
+    if average is not None:
+        print(f"weights: exponential moving average over {average.count} epochs (decay {average.decay:g})")
     records = [e for e in model.history if isinstance(e.get("loss"), (int, float))]
     if records:
         best = min(records, key=lambda e: e["loss"])
