@@ -104,7 +104,7 @@ class WeightAverage:
         """Whether ``weights`` are this applied average (nothing changed them since)."""
         if self.trained is None or set(weights) != set(self.mean):
             return False
-        return all(np.array_equal(np.asarray(weights[k]), v.astype(np.float32)) for k, v in self.mean.items())
+        return all(np.array_equal(np.asarray(weights[k]), v) for k, v in self.averaged_weights().items())
 
     # ------------------------------------------------------------ checkpoints
     def metadata(self) -> Dict[str, Any]:
@@ -146,7 +146,7 @@ def resume(model: "LearnableMultiModal", decay: Optional[float]) -> Optional[Wei
     model._weight_average = None
     if decay is None:
         return None
-    if previous is not None and previous.trained is not None and previous.holds(model.state_dict()):
+    if previous is not None and previous.holds(model.state_dict()):  # holds: applied, and unchanged since
         model.load_state_dict(previous.trained)
         return replace(previous, decay=decay, trained=None)
     return WeightAverage.start(decay)
