@@ -78,6 +78,18 @@ impl Error {
 
 pub type Result<T> = std::result::Result<T, Error>;
 
+/// The accepted names for an error message, quoted: `"a" or "b"`,
+/// `"a", "b" or "c"`. Built from an enum's `ALL`, so the message cannot
+/// fall behind a new variant.
+pub fn expected_names<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
+    let quoted: Vec<String> = names.into_iter().map(|n| format!("{n:?}")).collect();
+    match quoted.split_last() {
+        None => String::new(),
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+    }
+}
+
 /// A number as a user would type it: plain when moderate, else in
 /// scientific notation (`1e300`, not three hundred digits).
 pub fn fmt_value(v: f64) -> String {
@@ -96,5 +108,18 @@ pub fn fmt_shape(shape: &[usize]) -> String {
             "({})",
             shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::expected_names;
+
+    #[test]
+    fn expected_names_are_quoted_and_joined_as_a_sentence() {
+        assert_eq!(expected_names([]), "");
+        assert_eq!(expected_names(["wl"]), "\"wl\"");
+        assert_eq!(expected_names(["additive", "bilinear"]), "\"additive\" or \"bilinear\"");
+        assert_eq!(expected_names(["a", "b", "c"]), "\"a\", \"b\" or \"c\"");
     }
 }

@@ -12,7 +12,7 @@
 
 use super::ops::sigmoid;
 use crate::kernels::{self, Epilogue};
-use crate::error::{Error, Result};
+use crate::error::{expected_names, Error, Result};
 use crate::modality::NUM_MODALITIES;
 use crate::params::{Init, ParamId, ParamLayout, Params, ParamsMut};
 use crate::real::Real;
@@ -42,7 +42,7 @@ impl BinderKind {
         Self::ALL.iter().copied().find(|k| k.name() == name).ok_or_else(|| {
             Error::invalid(
                 "binder_kind",
-                format!("unknown binder kind {name:?}; expected \"additive\" or \"bilinear\""),
+                format!("unknown binder kind {name:?}; expected {}", expected_names(Self::ALL.map(Self::name))),
             )
         })
     }

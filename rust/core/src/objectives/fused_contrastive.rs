@@ -40,7 +40,7 @@
 //! are what a fused embedding should keep at least (docs/objectives.md).
 
 use super::{below, scale_to_softmaxes, shared_exp, softmax_both_ways, GradSink};
-use crate::error::{Error, Result};
+use crate::error::{expected_names, Error, Result};
 use crate::kernels::{self, threads, Epilogue};
 use crate::modality::NUM_MODALITIES;
 use crate::nn::FusionNetwork;
@@ -75,7 +75,7 @@ impl NeighborSpace {
         Self::ALL.iter().copied().find(|k| k.name() == name).ok_or_else(|| {
             Error::invalid(
                 "fused_neighbor_space",
-                format!("unknown neighbour space {name:?}; expected \"embeddings\" or \"inputs\""),
+                format!("unknown neighbour space {name:?}; expected {}", expected_names(Self::ALL.map(Self::name))),
             )
         })
     }
