@@ -53,9 +53,13 @@ def pm(stats: Dict[str, float]) -> str:
     return f"{stats['mean']:.3f} ± {stats['std']:.3f}"
 
 
-def run_split(split: int, seeds: List[int], log=print) -> Dict[str, Any]:
-    """Trains one model per seed on one split and compares with the anchors."""
-    train, test = train_test_split(load_multiple_features(), test_size=0.2, seed=split)
+def run_split(split: int, seeds: List[int], log=print, data: Any = None,
+              title: str = "UCI Multiple Features") -> Dict[str, Any]:
+    """Trains one model per seed on one split of ``data`` (default: UCI
+    Multiple Features; any :class:`~grapheme_multimodal.datasets.MultipleFeatures`)
+    and compares with the anchors."""
+    data = load_multiple_features() if data is None else data
+    train, test = train_test_split(data, test_size=0.2, seed=split)
     start = time.perf_counter()
     anchors = evaluation.compute_anchors(train, test)
     anchor_s = time.perf_counter() - start
@@ -68,7 +72,7 @@ def run_split(split: int, seeds: List[int], log=print) -> Dict[str, Any]:
         runs.append(evaluation.evaluate_model(model, train, test, seed=seed))
         eval_s.append(time.perf_counter() - start)
     summary = evaluation.compare(runs, anchors)
-    print_split(split, train, test, seeds, anchors, summary, log)
+    print_split(split, train, test, seeds, anchors, summary, log, title)
     log(f"time: anchors {anchor_s:.1f} s, training {np.mean(train_s):.1f} s and measuring {np.mean(eval_s):.1f} s "
         "per seed")
     return {
@@ -83,10 +87,10 @@ def run_split(split: int, seeds: List[int], log=print) -> Dict[str, Any]:
     }
 
 
-def print_split(split, train, test, seeds, anchors, summary, log=print) -> None:
+def print_split(split, train, test, seeds, anchors, summary, log=print, title="UCI Multiple Features") -> None:
     multiview = list(anchors.multiview)
-    log(f"\n== UCI Multiple Features, split random_state={split}: {train.n_events} train / {test.n_events} "
-        f"held-out digits; ours: mean ± std over training seeds {seeds}")
+    log(f"\n== {title}, split random_state={split}: {train.n_events} train / {test.n_events} "
+        f"held-out events; ours: mean ± std over training seeds {seeds}")
     if not multiview:
         log("(cca-zoo not installed: no MCCA / GCCA columns; pip install 'grapheme-multimodal[bench]')")
     head = "".join(f"{'ours ' + short:>16}{'CCA':>7}" + "".join(f"{m:>7}" for m in multiview) for short in METRICS.values())
@@ -110,7 +114,7 @@ def print_split(split, train, test, seeds, anchors, summary, log=print) -> None:
     log(f"(* = more than {summary['tolerance']} below exact CCA) pairs within {summary['tolerance']} of exact CCA "
         f"or above: P@1 {within['class_precision_at_1']} of {summary['n_pairs']}, "
         f"R@1 {within['instance_recall_at_1']} of {summary['n_pairs']}")
-    log(f"fused embedding, all 6 views: 5-NN {pm(summary['fused_knn'])} (raw concat. {anchors.raw_knn:.3f}), "
+    log(f"fused embedding, all {len(train.views)} views: 5-NN {pm(summary['fused_knn'])} (raw concat. {anchors.raw_knn:.3f}), "
         f"linear probe {pm(summary['fused_probe'])} (raw concat. {anchors.raw_probe:.3f})")
     log("5-NN on the fused embedding of two views alone (raw: 5-NN on those two standardised views):")
     for pair, stats in summary["two_view_knn"].items():
