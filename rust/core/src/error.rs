@@ -122,4 +122,14 @@ mod tests {
         assert_eq!(expected_names(["additive", "bilinear"]), "\"additive\" or \"bilinear\"");
         assert_eq!(expected_names(["a", "b", "c"]), "\"a\", \"b\" or \"c\"");
     }
+
+    #[test]
+    fn unknown_names_are_refused_with_every_accepted_one() {
+        use crate::nn::BinderKind;
+        use crate::objectives::fused_contrastive::NeighborSpace;
+        let binder = BinderKind::from_name("linear").unwrap_err().to_string();
+        assert_eq!(binder, "binder_kind: unknown binder kind \"linear\"; expected \"additive\" or \"bilinear\"");
+        let space = NeighborSpace::from_name("labels").unwrap_err().to_string();
+        assert_eq!(space, "fused_neighbor_space: unknown neighbour space \"labels\"; expected \"embeddings\" or \"inputs\"");
+    }
 }
