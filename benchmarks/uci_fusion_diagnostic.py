@@ -17,6 +17,9 @@ the 400 held-out digits are measured (``metrics.knn_accuracy``,
 - ``random projection``: that concatenation times a Gaussian matrix drawn
   from the seed, ``[6·E, E]``, then L2-normalised: an untrained linear fusion
   of the fused embedding's width;
+- ``hidden features side by side``: each view's encoder hidden features
+  (``LearnableMultiModal.hidden_features``: the layer before the aligned
+  space), each view's rows L2-normalised, concatenated;
 - ``raw``: the six standardised raw views side by side (the target's anchor);
 - per view: the view's embedding beside its standardised raw view.
 
@@ -53,10 +56,12 @@ def read_outs(model, train, test, seed: int) -> Dict[str, Pair]:
     fused = model.embed_fused(train.views), model.embed_fused(test.views)
     projection = np.random.default_rng(seed).standard_normal((both[0].shape[1], fused[1].shape[1]))
     raw_train, raw_test = standardize(train.views, test.views)
+    hidden = [model.hidden_features(views) for views in (train.views, test.views)]
     out = {
         "fused": fused,
         "views side by side": both,
         "random projection": (normalize(both[0] @ projection), normalize(both[1] @ projection)),
+        "hidden features side by side": tuple(_side_by_side({v: normalize(h[v]) for v in names}, names) for h in hidden),
         "raw (standardised)": (_side_by_side(raw_train, names), _side_by_side(raw_test, names)),
     }
     for v in names:
@@ -80,11 +85,11 @@ def run_split(split: int, seeds: List[int], log: Callable[[str], None] = print) 
         for name, pair in read_outs(model, train, test, seed).items():
             table.setdefault(name, []).append(scores(pair, train, test))
     log(f"\n== split random_state={split}, seeds {seeds}: held-out 5-NN and linear probe, mean ± std")
-    log(f"{'read-out':<22}{'5-NN':>16}{'probe':>16}")
+    log(f"{'read-out':<30}{'5-NN':>16}{'probe':>16}")
     result = {name: np.array(rows) for name, rows in table.items()}
     for name, rows in result.items():
         cells = "".join(f"{rows[:, i].mean():>9.4f} ± {rows[:, i].std():.3f}" for i in range(2))
-        log(f"{name:<22}{cells}")
+        log(f"{name:<30}{cells}")
     return result
 
 

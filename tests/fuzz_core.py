@@ -148,6 +148,21 @@ def test_encode_and_fuse(data, model):
     run("encode_and_fuse", finite(*xs.values()), lambda: model.encode_and_fuse(xs))
 
 
+_DEEP = gm.LearnableMultiModal(embed_dim=16, hidden_dim=24, num_heads=2, seed=0, encoder_hidden=(12, 8),
+                               input_dims={m: 6 for m in gm.Modality})
+
+
+@FUZZ
+@given(data=st.data())
+def test_hidden_features(data):
+    b = dims(data.draw, 0, 40)
+    present = data.draw(st.lists(st.sampled_from(list(gm.Modality)), min_size=1, max_size=7, unique=True))
+    d = data.draw(st.sampled_from([6, 6, 6, 5, 0]))
+    xs = {m: data.draw(arrays((b, d))) for m in present}
+    layer = data.draw(st.sampled_from([0, 1, -1, -2, 2, -3, True, 1.0, None]))
+    run("hidden_features", finite(*xs.values()), lambda: _DEEP.hidden_features(xs, layer=layer))
+
+
 @FUZZ
 @given(data=st.data())
 def test_fuse_attend_bind(data, model):

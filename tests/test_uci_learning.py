@@ -125,7 +125,8 @@ def test_the_fusion_diagnostic_reads_out_one_trained_model(splits, model):
     train, test = splits
     outs = diagnostic.read_outs(model, train, test, seed=0)
     views = list(train.views)
-    assert set(outs) == {"fused", "views side by side", "random projection", "raw (standardised)"} | {
+    assert set(outs) == {"fused", "views side by side", "random projection", "hidden features side by side",
+                         "raw (standardised)"} | {
         f"{kind} {v}" for kind in ("view", "raw") for v in views
     }
     for name, (fit_rows, held_out) in outs.items():
@@ -140,3 +141,9 @@ def test_the_fusion_diagnostic_reads_out_one_trained_model(splits, model):
     np.testing.assert_array_equal(diagnostic.read_outs(model, train, test, seed=0)["random projection"][1], projected)
     knn, probe = diagnostic.scores(outs["random projection"], train, test)
     assert knn > 0.9 and probe > 0.9  # chance 0.1
+    # the encoders' hidden features: one unit-norm block per view
+    hidden_width = model.model.config.encoder_hidden[-1]
+    hidden = outs["hidden features side by side"][1]
+    assert hidden.shape == (test.n_events, len(views) * hidden_width)
+    blocks = hidden.reshape(test.n_events, len(views), hidden_width)
+    np.testing.assert_allclose(np.linalg.norm(blocks, axis=2), 1.0, rtol=1e-5)

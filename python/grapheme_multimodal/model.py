@@ -129,6 +129,37 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         return self._core.encode_and_fuse(arrays, mask_arr)
 
     @reads
+    def hidden_features(self, inputs: Inputs, mask: Any = None, layer: int = -1) -> np.ndarray:
+        """The encoders' own hidden features ``[B, 7, H]``: each modality's
+        hidden layer ``layer`` (an index into ``config.encoder_hidden``, whose
+        width is ``H``; ``-1``, the default, is the last) after its
+        LeakyReLU, without dropout; zeros where a modality is absent.
+
+        They come before the layers that map every modality into the one
+        aligned space (the encoder's output layer and the shared head), as
+        SimCLR reads its representation out before the projection head:
+        cross-modal alignment keeps what the modalities share, these keep
+        more of what each says alone. Side by side they are often the
+        better input for a downstream classifier than the fused embedding
+        (docs/objectives.md, "Read-outs before the aligned space").
+        Needs a model with ``encoder_hidden``; one row per event and
+        modality, as :meth:`encode` takes them.
+        """
+        widths = tuple(self.config.encoder_hidden)
+        if isinstance(layer, bool) or not isinstance(layer, (int, np.integer)):
+            raise InvalidValueError(f"layer: expected an integer index into config.encoder_hidden, got {layer!r}", "layer")
+        if not widths:
+            raise InvalidValueError(
+                "layer: this model's encoders have no hidden layers (config.encoder_hidden is empty); "
+                "expected a model built with encoder_hidden, e.g. (256,)", "layer")
+        if not -len(widths) <= layer < len(widths):
+            raise InvalidValueError(
+                f"layer: expected an index into config.encoder_hidden = {widths} "
+                f"({-len(widths)} to {len(widths) - 1}), got {layer}", "layer")
+        arrays, mask_arr = self.prepare_inputs(inputs, mask)
+        return self._core.hidden_features(arrays, mask_arr, int(layer) % len(widths))
+
+    @reads
     def fuse(self, embeddings: Any, mask: Any = None) -> np.ndarray:
         """Fused unit embeddings ``[B, E]`` of ``embeddings [B, 7, E]``.
 

@@ -81,6 +81,11 @@ class ModelEmbedder:
     def embed_fused(self, views: Mapping[str, np.ndarray]) -> np.ndarray:
         return self.model.encode_and_fuse(self._inputs(views))[1]
 
+    def hidden_features(self, views: Mapping[str, np.ndarray], layer: int = -1) -> Dict[str, np.ndarray]:
+        """Each view's encoder hidden features (:meth:`LearnableMultiModal.hidden_features`)."""
+        features = self.model.hidden_features(self._inputs(views), layer=layer)
+        return {v: features[:, self.modalities[v].index] for v in views}
+
     def bind(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """The binder's strength ``[N]`` for rows of view embeddings ``a`` and ``b``."""
         return self.model.bind(a, b)

@@ -377,6 +377,49 @@ impl<T: Real> LearnableMultiModal<T> {
         Ok(self.forward(input, false)?.0)
     }
 
+    /// The encoders' own hidden features `[B, M, H]`: the output of hidden
+    /// layer `layer` (0: the first of `config.encoder_hidden`, whose width
+    /// is `H`) after its LeakyReLU, without dropout, for every present row;
+    /// zeros where a modality is absent. One row per event and modality
+    /// (dense inputs): features have no pooling rule for several
+    /// components of one event.
+    pub fn hidden_features(&self, input: &EncoderInput<T>, layer: usize) -> Result<Array3<T>> {
+        let widths = &self.config.encoder_hidden;
+        let Some(&width) = widths.get(layer) else {
+            let expected = match widths.len() {
+                0 => "none: this model's encoders have no hidden layers (config.encoder_hidden is empty)".to_string(),
+                n => format!("a hidden layer in 0..{n} (config.encoder_hidden = {widths:?})"),
+            };
+            return Err(Error::invalid("layer", format!("got {layer}; expected {expected}")));
+        };
+        for (m, part) in input.modalities.iter().enumerate() {
+            if let Some(part) = part {
+                self.check_input(m, part)?;
+                if part.rows.windows(2).any(|w| w[0] >= w[1]) {
+                    return Err(Error::invalid(input_arg(m), "several rows for one event; expected one row per event (dense inputs)"));
+                }
+            }
+        }
+        let params = self.view();
+        let mut out = try_zeros_array("inputs", "the hidden features [B, 7, H]", (input.batch_size, NUM_MODALITIES, width))?;
+        for (m, part) in input.modalities.iter().enumerate() {
+            let Some(part) = part else { continue };
+            let normalized = self.normalizers[m].as_ref().map(|n| n.apply(part.x.view()));
+            let x = normalized.as_ref().map_or_else(|| part.x.view(), |x| x.view());
+            let h = self.encoders[m].hidden_forward(params, x, layer).expect("every encoder has config.encoder_hidden's layers");
+            for (row, &r) in h.rows().into_iter().zip(part.rows.iter()) {
+                if !row.iter().all(|v| v.is_finite()) {
+                    return Err(Error::overflow(
+                        input_arg(m),
+                        format!("row {r} overflows float32 in the encoder's hidden layer {layer} (after the model's normalization, if any); expected values of moderate size"),
+                    ));
+                }
+                out.slice_mut(s![r, m, ..]).assign(&row);
+            }
+        }
+        Ok(out)
+    }
+
     /// Checks one modality's inputs: shape and finite values.
     fn check_input(&self, m: usize, part: &crate::batch::ModalityInput<T>) -> Result<()> {
         let d = self.config.input_dims[m];

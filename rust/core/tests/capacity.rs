@@ -7,7 +7,7 @@
 mod common;
 
 use grapheme_multimodal::nn::temperature::{MAX_TEMPERATURE, MIN_TEMPERATURE};
-use grapheme_multimodal::{Config, EncoderInput, Error, LearnableMultiModal, Objective, ObjectiveWeights, TrainBatch};
+use grapheme_multimodal::{Config, EncoderInput, Error, LearnableMultiModal, ModalityInput, Objective, ObjectiveWeights, TrainBatch};
 use ndarray::{Array2, ArrayView2};
 
 const DIMS: [usize; 7] = [5, 9, 3, 18, 4, 6, 2];
@@ -232,4 +232,33 @@ fn restored_state_continues_bit_for_bit() {
     run(&mut resumed, 3..6);
     assert_eq!(straight.params(), resumed.params());
     assert_eq!(straight.optimizer_state(), resumed.optimizer_state());
+}
+
+#[test]
+fn hidden_features_are_the_encoders_own_layers_without_dropout() {
+    let xs = inputs(6, 4);
+    let mut mask = Array2::from_elem((6, 7), true);
+    mask[[2, 1]] = false;
+    let model = LearnableMultiModal::<f32>::new(deep()).unwrap();
+    let no_dropout = LearnableMultiModal::<f32>::new(Config { encoder_input_dropout: 0.0, encoder_hidden_dropout: 0.0, ..deep() }).unwrap();
+    let input = EncoderInput::dense(views(&xs), mask.view()).unwrap();
+    for (layer, width) in [(0, 16), (1, 10)] {
+        let features = model.hidden_features(&input, layer).unwrap();
+        assert_eq!(features.dim(), (6, 7, width));
+        assert_eq!(features, no_dropout.hidden_features(&input, layer).unwrap(), "inference never drops");
+        assert!(features.slice(ndarray::s![2, 1, ..]).iter().all(|&v| v == 0.0), "absent: zeros");
+        assert!(features.iter().all(|v| v.is_finite()) && features.iter().any(|&v| v != 0.0));
+    }
+    let arg = |r: Result<_, Error>| r.unwrap_err().arg().to_string();
+    assert_eq!(arg(model.hidden_features(&input, 2)), "layer");
+    let original = LearnableMultiModal::<f32>::new(Config::default()).unwrap();
+    let (xs, mask) = (common::inputs(3, 1, [18; 7]), Array2::from_elem((3, 7), true));
+    let input = EncoderInput::dense(views(&xs), mask.view()).unwrap();
+    assert_eq!(arg(original.hidden_features(&input, 0)), "layer");
+    // several components of one event have no pooling rule here
+    let x = Array2::<f32>::zeros((2, DIMS[0]));
+    let mut parts: [Option<ModalityInput<f32>>; 7] = Default::default();
+    parts[0] = Some(ModalityInput { x: x.view().into(), rows: vec![0, 0].into(), weights: None });
+    let components = EncoderInput::components(1, parts).unwrap();
+    assert_eq!(arg(model.hidden_features(&components, 0)), "inputs['visual']");
 }

@@ -165,6 +165,20 @@ impl PyModel {
         Ok(emb.into_pyarray(py))
     }
 
+    /// The encoders' hidden features `[B, M, H]` of hidden layer `layer`.
+    fn hidden_features<'py>(
+        &self,
+        py: Python<'py>,
+        inputs: Vec<Option<F32Array2<'py>>>,
+        mask: Mask,
+        layer: usize,
+    ) -> PyResult<Bound<'py, PyArray3<f32>>> {
+        let views = dense_views(&inputs)?;
+        let mask = mask.0.view();
+        let features = self.model.read(py, |m| m.hidden_features(&EncoderInput::dense(views, mask)?, layer))?;
+        Ok(features.into_pyarray(py))
+    }
+
     /// Per-event form: for each modality `None` or `(x [N, d], rows [N], weights [N] | None)`.
     fn encode_components<'py>(
         &self,

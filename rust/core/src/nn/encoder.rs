@@ -150,6 +150,21 @@ impl ModalityEncoder {
         EncoderTape { out, norms, activations, masks, dropped_input }
     }
 
+    /// The output of hidden layer `layer` (0: the first) for `x [N, d]`,
+    /// after its LeakyReLU and without dropout: the features before the
+    /// layers that map into the aligned embedding space. `None` when the
+    /// encoder has no such hidden layer.
+    pub fn hidden_forward<T: Real>(&self, params: Params<T>, x: ArrayView2<T>, layer: usize) -> Option<Array2<T>> {
+        if layer >= self.hidden {
+            return None;
+        }
+        let mut h = self.layers[0].forward(params, x);
+        for dense in &self.layers[1..=layer] {
+            h = dense.forward(params, h.view());
+        }
+        Some(h)
+    }
+
     /// The forward pass written into `out [N, E]` (any row stride, e.g. one
     /// modality's slots of `[B, M, E]`), the pre-normalisation norms into
     /// `norms [N]`; on the calling thread.
