@@ -25,7 +25,6 @@ with two views present; the binder's ROC-AUC.
 from __future__ import annotations
 
 import argparse
-import platform
 import sys
 import time
 from pathlib import Path
@@ -36,7 +35,6 @@ import numpy as np
 import grapheme_multimodal as gm
 import uci_multifeature as harness
 from grapheme_multimodal.datasets import MultipleFeatures
-from jsonfile import write_json
 
 LAYOUTS = ("halves", "quadrants")
 
@@ -79,14 +77,7 @@ def main(argv: "list[str] | None" = None) -> int:
     seconds = time.perf_counter() - start
     print(f"\ntotal time {seconds:.1f} s")
     if args.json is not None:
-        write_json(args.json, {
-            "protocol": __doc__.split("\n\n", 2)[2],
-            "recipe": f"{harness.RECIPE.__module__}.{harness.RECIPE.__qualname__}",
-            "digits": results,
-            "seconds": seconds,
-            "versions": {"python": platform.python_version(), "numpy": np.__version__, "grapheme-multimodal": gm.__version__},
-        })
-        print(f"wrote {args.json}")
+        harness.write_results(args.json, __doc__, seconds, digits=results)
     return 0
 
 

@@ -166,16 +166,21 @@ def main(argv: "list[str] | None" = None) -> int:
     seconds = time.perf_counter() - start
     print(f"\ntotal time {seconds:.1f} s")
     if args.json is not None:
-        write_json(args.json, {
-            "protocol": __doc__.split("\n\n", 2)[2],
-            "recipe": f"{RECIPE.__module__}.{RECIPE.__qualname__}",
-            "uci_multiple_features": splits,
-            "nutrimouse": nutrimouse,
-            "seconds": seconds,
-            "versions": {"python": platform.python_version(), "numpy": np.__version__, "grapheme-multimodal": gm.__version__},
-        })
-        print(f"wrote {args.json}")
+        write_results(args.json, __doc__, seconds, uci_multiple_features=splits, nutrimouse=nutrimouse)
     return 0
+
+
+def write_results(path: Path, doc: str, seconds: float, **results: Any) -> None:
+    """``results`` as JSON at ``path``, with the protocol (``doc`` after its
+    title and usage), the recipe, the run's time and the versions."""
+    write_json(path, {
+        "protocol": doc.split("\n\n", 2)[2],
+        "recipe": f"{RECIPE.__module__}.{RECIPE.__qualname__}",
+        **results,
+        "seconds": seconds,
+        "versions": {"python": platform.python_version(), "numpy": np.__version__, "grapheme-multimodal": gm.__version__},
+    })
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":
