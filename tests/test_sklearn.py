@@ -139,3 +139,35 @@ def test_on_few_rows_cross_validation_chooses_the_epochs_and_all_rows_train():
     assert slice_only.history_.cv_curve is None and "val_contrastive" in slice_only.history_.epochs[0]
     with pytest.raises(InvalidValueError, match="cv_folds"):
         MultimodalEmbedder(embed_dim=16, epochs=3, cv_folds=-1).fit(Xs)
+
+
+def test_output_hidden_gives_the_views_hidden_features_side_by_side():
+    Xs, _ = views(120)
+    Xs = [x.copy() for x in Xs]
+    Xs[1][::3] = np.nan  # a missing view: its block is zeros
+    est = MultimodalEmbedder(**FAST, encoder_hidden=(12,), output="hidden").fit(Xs)
+    out = est.transform(Xs)
+    assert out.shape == (120, 3 * 12) and out.dtype == np.float64
+    features = est.model_.hidden_features(*est._inputs(Xs))
+    for i, m in enumerate(est.modalities_):
+        block = out[:, 12 * i:12 * (i + 1)]
+        present = ~np.isnan(Xs[i]).all(axis=1)
+        expected = features[present, m.index] / np.linalg.norm(features[present, m.index], axis=1, keepdims=True)
+        np.testing.assert_allclose(block[present], expected, rtol=1e-5, atol=1e-6)
+        assert not block[~present].any()
+    # the same model, read out as the fused embedding
+    fused = clone(est).set_params(output="fused").fit(Xs)
+    np.testing.assert_allclose(fused.transform(Xs), est.model_.encode_and_fuse(*est._inputs(Xs))[1], atol=1e-6)
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"output": "embeddings"}, r"output: expected one of \['fused', 'hidden'\], got 'embeddings'"),
+    ({"output": None}, r"output: expected one of .*got None"),
+    ({"output": "hidden", "encoder_hidden": ()}, r"output: \"hidden\" reads the encoders' hidden layers"),
+])
+def test_a_bad_output_is_refused_before_anything_trains(params, message):
+    Xs, _ = views(60)
+    est = MultimodalEmbedder(**FAST, **params)
+    with pytest.raises(InvalidValueError, match=message):
+        est.fit(Xs)
+    assert not hasattr(est, "model_")

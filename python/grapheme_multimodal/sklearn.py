@@ -23,6 +23,10 @@ from .uci import TrainingSettings
 #: The recipe whose settings are the estimator's defaults.
 _RECIPE = TrainingSettings()
 
+#: What :meth:`MultimodalEmbedder.transform` returns: the fused embedding,
+#: or the encoders' hidden features side by side.
+OUTPUTS = ("fused", "hidden")
+
 
 class MultimodalEmbedder(TransformerMixin, BaseEstimator):
     """Learns a fused embedding of several views without labels.
@@ -54,6 +58,14 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
     shared_head=(), encoder_input_dropout=0, encoder_hidden_dropout=0,
     learnable_temperature=False, fusion_residual=0, contrastive_pair_power=1``
     (trained with ``ema_decay=None``).
+
+    ``output="hidden"`` makes :meth:`transform` return each view's encoder
+    hidden features instead (:meth:`LearnableMultiModal.hidden_features`,
+    the layer before the aligned space), each view's rows L2-normalised and
+    the views side by side, ``[n, n_views * encoder_hidden[-1]]`` (zeros for
+    a missing view): the better input for a downstream classifier on the
+    data we measured (docs/objectives.md, "Read-outs before the aligned
+    space"), while the fused embedding is the one for retrieval.
 
     >>> import numpy as np
     >>> rng = np.random.default_rng(0)
@@ -94,6 +106,7 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
         patience: int = _RECIPE.patience,
         min_validation_rows: int = _RECIPE.min_validation_rows,
         cv_folds: int = _RECIPE.cv_folds,
+        output: str = "fused",
     ) -> None:
         self.modalities = modalities
         self.embed_dim = embed_dim
@@ -124,9 +137,11 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
         self.patience = patience
         self.min_validation_rows = min_validation_rows
         self.cv_folds = cv_folds
+        self.output = output
 
     def fit(self, Xs: Any, y: Any = None) -> "MultimodalEmbedder":
         """Trains on the views ``Xs`` (``y`` is ignored: training is unsupervised)."""
+        self._check_output()
         views = _as_views(Xs, self, reset=True)
         self.modalities_ = self._modalities(len(views))
         self.n_views_ = len(views)
@@ -166,8 +181,11 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
         return self
 
     def transform(self, Xs: Any) -> np.ndarray:
-        """Fused unit embeddings ``[n, embed_dim]`` of the views ``Xs``."""
+        """Fused unit embeddings ``[n, embed_dim]`` of the views ``Xs``; with
+        ``output="hidden"``, the views' hidden features side by side,
+        ``[n, n_views * encoder_hidden[-1]]``."""
         check_is_fitted(self, "model_")
+        self._check_output()
         views = _as_views(Xs, self, reset=False)
         if [v.shape[1] for v in views] != self.view_dims_:
             raise ShapeError(
@@ -175,7 +193,23 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
                 f"got {[v.shape[1] for v in views]}", "Xs",
             )
         inputs, mask = self._inputs(views)
-        return self.model_.encode_and_fuse(inputs, mask)[1].astype(views[0].dtype, copy=False)
+        if self.output == "hidden":
+            features = self.model_.hidden_features(inputs, mask)
+            blocks = [features[:, m.index] for m in self.modalities_]
+            tiny = np.finfo(np.float32).tiny  # a missing view's zero rows stay zero
+            out = np.hstack([b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), tiny) for b in blocks])
+        else:
+            out = self.model_.encode_and_fuse(inputs, mask)[1]
+        return out.astype(views[0].dtype, copy=False)
+
+    def _check_output(self) -> None:
+        if isinstance(self.output, str) and self.output in OUTPUTS:
+            if self.output == "hidden" and not tuple(self.encoder_hidden):
+                raise InvalidValueError(
+                    'output: "hidden" reads the encoders\' hidden layers; expected encoder_hidden with at least one '
+                    f"layer, got encoder_hidden={self.encoder_hidden!r}", "output")
+            return
+        raise InvalidValueError(f"output: expected one of {list(OUTPUTS)}, got {self.output!r}", "output")
 
     def _modalities(self, n_views: int) -> List[Modality]:
         if n_views > NUM_MODALITIES:
