@@ -61,17 +61,34 @@ def test_train_embed_info(user_files, capsys):
     assert "parameters:" in out and "3 epochs" in out and "vectors of 32 or graphs/text via wl, standardised" in out
     assert "weights: exponential moving average over 3 epochs (decay 0.9)" in out
 
-    emb_path, bind_path = user_files / "fused.npy", user_files / "bind.npy"
+    emb_path, bind_path, hidden_path = user_files / "fused.npy", user_files / "bind.npy", user_files / "hidden.npy"
     code, out, err = run(
         capsys, "embed", str(ckpt),
         "-m", f"visual={user_files / 'images.npy'}", "-m", f"linguistic={user_files / 'text.txt'}",
-        "-o", str(emb_path), "--bindings", str(bind_path),
+        "-o", str(emb_path), "--bindings", str(bind_path), "--hidden-features", str(hidden_path),
     )
     assert code == 0, err
     fused = np.load(emb_path)
     assert fused.shape == (60, 16) and np.allclose(np.linalg.norm(fused, axis=1), 1, atol=1e-5)
     bindings = np.load(bind_path)
     assert bindings.shape == (60, 7, 7) and (bindings[:, 0, 2] > 0).all() and (bindings[:, 1] == 0).all()
+    hidden = np.load(hidden_path)
+    assert f"wrote hidden features (60, 7, {recipe.encoder_hidden[-1]})" in out
+    assert hidden.shape == (60, 7, recipe.encoder_hidden[-1]) and np.isfinite(hidden).all()
+    assert hidden[:, [0, 2]].any(axis=2).all() and not hidden[:, [1, 3, 4, 5, 6]].any()  # visual, linguistic given
+    images = np.load(user_files / "images.npy")
+    np.testing.assert_array_equal(hidden[:, 0], LearnableMultiModal.load(ckpt).hidden_features({"visual": images})[:, 0])
+
+
+def test_embed_hidden_features_needs_hidden_layers(user_files, capsys):
+    from grapheme_multimodal import LearnableMultiModal
+
+    ckpt, out_path = user_files / "original.safetensors", user_files / "h.npy"
+    LearnableMultiModal(input_dims={"visual": 10}).save(ckpt)
+    code, _, err = run(capsys, "embed", str(ckpt), "-m", f"visual={user_files / 'images.npy'}",
+                       "--hidden-features", str(out_path), "-o", str(user_files / "f.npy"))
+    assert code == 2 and "--hidden-features" in err and "no hidden layers" in err
+    assert not out_path.exists() and not (user_files / "f.npy").exists()
 
 
 @pytest.fixture
@@ -176,13 +193,15 @@ def test_train_on_ray_workers_and_embed_with_ray(user_files, ray_session, capsys
     # choose the epochs, then the workers train on all 60 rows
     assert "trained on 60 rows x 2 modalities for" in out and "chosen by 5-fold cross-validation" in out
     local, remote = user_files / "local.npy", user_files / "ray.npy"
-    assert run(capsys, "embed", str(ckpt), *files, "-o", str(local), "--bindings", str(user_files / "b1.npy"))[0] == 0
+    assert run(capsys, "embed", str(ckpt), *files, "-o", str(local), "--bindings", str(user_files / "b1.npy"),
+               "--hidden-features", str(user_files / "h1.npy"))[0] == 0
     code, out, err = run(
         capsys, "embed", str(ckpt), *files, "-o", str(remote), "--ray", "--batch-size", "7",  # a pool Ray Data scales to the CPUs
-        "--bindings", str(user_files / "b2.npy"),
+        "--bindings", str(user_files / "b2.npy"), "--hidden-features", str(user_files / "h2.npy"),
     )
     assert code == 0, err
     np.testing.assert_array_equal(np.load(remote), np.load(local))
     np.testing.assert_array_equal(np.load(user_files / "b2.npy"), np.load(user_files / "b1.npy"))
+    np.testing.assert_array_equal(np.load(user_files / "h2.npy"), np.load(user_files / "h1.npy"))
     code, _, err = run(capsys, "embed", str(ckpt), *files, "--workers", "2")
     assert code == 2 and "only used with --ray" in err

@@ -299,6 +299,9 @@ def test_embed_dataset_rejects_bad_arguments(checkpoint):
         distributed.embed_dataset(ds, checkpoint, {"visual": "image"}, outputs="embeddings")
     with pytest.raises(gm.InvalidValueError, match="num_actors"):
         distributed.embed_dataset(ds, checkpoint, {"visual": "img"}, outputs="bindings", num_actors=0)
+    assert not gm.LearnableMultiModal.load(checkpoint).config.encoder_hidden
+    with pytest.raises(gm.InvalidValueError, match=r"outputs: \"hidden_features\" reads the encoders' hidden layers"):
+        distributed.embed_dataset(ds, checkpoint, {"visual": "img"}, outputs="hidden_features")
 
 
 def test_column_values_become_inputs(checkpoint):

@@ -158,6 +158,9 @@ def _parser() -> argparse.ArgumentParser:
     _modality_args(embed)
     embed.add_argument("--output", "-o", type=Path, default=Path("embeddings.npy"), help="fused embeddings [N, E] (.npy)")
     embed.add_argument("--bindings", type=Path, default=None, help="also write binding strengths [N, 7, 7] (.npy)")
+    embed.add_argument("--hidden-features", type=Path, default=None,
+                       help="also write the encoders' last hidden layer [N, 7, H] (.npy; zeros where a modality is "
+                            "absent): the features before the aligned space, for a downstream classifier")
     embed.add_argument("--ray", action="store_true", help="embed with a pool of Ray actors (Ray Data)")
     embed.add_argument("--workers", type=int, default=None,
                        help="with --ray: actors in the pool (default: Ray Data scales it to the CPUs)")
@@ -308,6 +311,10 @@ def _embed(args: argparse.Namespace) -> int:
     from .model import LearnableMultiModal
 
     model = LearnableMultiModal.load(args.checkpoint)
+    if args.hidden_features is not None and not model.config.encoder_hidden:
+        raise InvalidValueError(
+            f"--hidden-features: {args.checkpoint}'s encoders have no hidden layers (its encoder_hidden is empty)",
+            "--hidden-features")
     files = _read_files(args.modality)
     inputs = {}
     for f in files:
@@ -328,12 +335,13 @@ def _embed(args: argparse.Namespace) -> int:
                 )
             inputs[f.modality] = f.values
     if args.ray:
-        fused, strengths = _embed_on_ray(args, model, inputs)
+        fused, strengths, hidden = _embed_on_ray(args, model, inputs)
     else:
         if args.workers is not None or args.ray_address is not None:
             raise InvalidValueError("--workers/--ray-address: only used with --ray", "--workers")
         emb, fused = model.encode_and_fuse(inputs)
         strengths = model.pair_strengths(emb) if args.bindings is not None else None
+        hidden = model.hidden_features(inputs) if args.hidden_features is not None else None
     _check_finite_output(fused, "fused embeddings", args.checkpoint)  # before writing anything
     if strengths is not None:
         _check_finite_output(strengths, "binding strengths", args.checkpoint)
@@ -342,16 +350,20 @@ def _embed(args: argparse.Namespace) -> int:
     if strengths is not None:
         _save_npy(args.bindings, strengths)
         print(f"wrote binding strengths {strengths.shape} to {args.bindings} (S[n, i, j] for modalities i, j in slot order)")
+    if hidden is not None:
+        _save_npy(args.hidden_features, hidden)
+        print(f"wrote hidden features {hidden.shape} to {args.hidden_features} (modalities in slot order)")
     return 0
 
 
 def _embed_on_ray(args: argparse.Namespace, model, inputs: Dict[str, np.ndarray]):
-    """``(fused, strengths or None)`` of ``inputs`` from a Ray actor pool, in row order."""
+    """``(fused, strengths or None, hidden features or None)`` of ``inputs``
+    from a Ray actor pool, in row order."""
     from . import distributed
 
     workers = None if args.workers is None else _positive(args.workers, "--workers")
     n = len(next(iter(inputs.values())))
-    outputs = ("fused", "bindings") if args.bindings is not None else ("fused",)
+    outputs = ("fused",) + ("bindings",) * (args.bindings is not None) + ("hidden_features",) * (args.hidden_features is not None)
     columns = {str(m): x for m, x in inputs.items()}
     with _ray_cluster(args.ray_address):
         ds = distributed._arrays_dataset({"row": np.arange(n), **columns})
@@ -363,7 +375,8 @@ def _embed_on_ray(args: argparse.Namespace, model, inputs: Dict[str, np.ndarray]
     order = np.argsort(np.concatenate([p["row"] for p in parts]), kind="stable")
     fused = np.concatenate([p["fused"] for p in parts])[order]
     strengths = np.concatenate([p["bindings"] for p in parts])[order] if args.bindings is not None else None
-    return fused, strengths
+    hidden = np.concatenate([p["hidden_features"] for p in parts])[order] if args.hidden_features is not None else None
+    return fused, strengths, hidden
 
 
 @contextlib.contextmanager

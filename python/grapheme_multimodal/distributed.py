@@ -49,7 +49,7 @@ __all__ = ["embed_dataset", "fit", "ReplicaDriftError", "OUTPUTS"]
 
 #: What :func:`embed_dataset` can add, each as a column of that name:
 #: ``fused [E]``, ``embeddings [7, E]`` and ``bindings [7, 7]`` per row.
-OUTPUTS = ("fused", "embeddings", "bindings")
+OUTPUTS = ("fused", "embeddings", "bindings", "hidden_features")
 
 #: How often one step may lose a worker before :func:`fit` gives up.
 MAX_RESTARTS_PER_STEP = 3
@@ -90,8 +90,11 @@ def embed_dataset(
             between 1 and the cluster's CPUs (divided by ``cpus_per_actor``).
         outputs: which of :data:`OUTPUTS` to add: ``"fused"`` (``[E]``
             float32 per row), ``"embeddings"`` (``[7, E]``, zeros where
-            absent) and ``"bindings"`` (``[7, 7]`` pair strengths, as
-            :meth:`~LearnableMultiModal.pair_strengths`).
+            absent), ``"bindings"`` (``[7, 7]`` pair strengths, as
+            :meth:`~LearnableMultiModal.pair_strengths`) and
+            ``"hidden_features"`` (``[7, H]``, the encoders' last hidden
+            layer, as :meth:`~LearnableMultiModal.hidden_features`; needs a
+            model with ``encoder_hidden``).
         cpus_per_actor: CPUs each actor reserves; it computes with that many
             threads (``gm.set_num_threads``).
 
@@ -107,6 +110,10 @@ def embed_dataset(
     model = checkpoint if isinstance(checkpoint, LearnableMultiModal) else LearnableMultiModal.load(checkpoint)
     plan = _ColumnPlan(model, columns)
     wanted = _check_outputs(outputs)
+    if "hidden_features" in wanted and not model.config.encoder_hidden:
+        raise InvalidValueError(
+            'outputs: "hidden_features" reads the encoders\' hidden layers, and this model has none '
+            "(config.encoder_hidden is empty)", "outputs")
     _check_int(batch_size, "batch_size", 1)
     _check_int(cpus_per_actor, "cpus_per_actor", 1)
     if num_actors is None:
@@ -154,6 +161,8 @@ class _Embedder:
             out["embeddings"] = emb
         if "bindings" in self.outputs:
             out["bindings"] = self.model.pair_strengths(emb, mask)
+        if "hidden_features" in self.outputs:
+            out["hidden_features"] = self.model.hidden_features(inputs, mask)
         return out
 
 
