@@ -38,6 +38,7 @@ import numpy as np
 from sklearn.preprocessing import normalize
 
 from grapheme_multimodal import uci
+from grapheme_multimodal.evaluation import unit_side_by_side
 from grapheme_multimodal.datasets import load_multiple_features, standardize, train_test_split
 from grapheme_multimodal.metrics import knn_accuracy, linear_probe_accuracy
 
@@ -61,7 +62,7 @@ def read_outs(model, train, test, seed: int) -> Dict[str, Pair]:
         "fused": fused,
         "views side by side": both,
         "random projection": (normalize(both[0] @ projection), normalize(both[1] @ projection)),
-        "hidden features side by side": tuple(_side_by_side({v: normalize(h[v]) for v in names}, names) for h in hidden),
+        "hidden features side by side": tuple(unit_side_by_side(h, names) for h in hidden),
         "raw (standardised)": (_side_by_side(raw_train, names), _side_by_side(raw_test, names)),
     }
     for v in names:

@@ -116,6 +116,9 @@ def print_split(split, train, test, seeds, anchors, summary, log=print, title="U
         f"R@1 {within['instance_recall_at_1']} of {summary['n_pairs']}")
     log(f"fused embedding, all {len(train.views)} views: 5-NN {pm(summary['fused_knn'])} (raw concat. {anchors.raw_knn:.3f}), "
         f"linear probe {pm(summary['fused_probe'])} (raw concat. {anchors.raw_probe:.3f})")
+    if summary["hidden_knn"] is not None:
+        log(f"the views' encoder hidden features side by side (hidden_features, before the aligned space): "
+            f"5-NN {pm(summary['hidden_knn'])}, linear probe {pm(summary['hidden_probe'])}")
     log("5-NN on the fused embedding of two views alone (raw: 5-NN on those two standardised views):")
     for pair, stats in summary["two_view_knn"].items():
         raw = anchors.raw_two_view_knn[pair]

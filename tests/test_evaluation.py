@@ -122,6 +122,26 @@ def test_evaluate_model_on_an_oracle_gives_perfect_scores():
     assert scores.two_view_knn == {"a+b": 1.0, "a+c": 1.0, "b+c": 1.0}
     assert scores.binder_auc == 1.0
     assert scores.mean_retrieval("instance_recall_at_1") == 1.0
+    assert scores.hidden_knn is None and scores.hidden_probe is None  # the oracle has no hidden_features
+
+
+def test_hidden_features_are_scored_side_by_side_with_each_view_unit():
+    train, test, oracle = oracle_split()
+
+    class WithHidden:
+        embed_views = oracle.embed_views
+        embed_fused = oracle.embed_fused
+
+        def hidden_features(self, views):  # the oracle's codes, each view scaled differently: the scale must not matter
+            return {v: (i + 1) * 10.0 * x for i, (v, x) in enumerate(oracle.embed_views(views).items())}
+
+    scores = evaluation.evaluate_model(WithHidden(), train, test, two_views=False)
+    assert scores.hidden_knn == 1.0 and scores.hidden_probe == 1.0
+    summary = evaluation.compare([scores, scores], evaluation.compute_anchors(train, test, cca_components=2, multiview=()))
+    assert summary["hidden_knn"] == {"mean": 1.0, "std": 0.0} and summary["hidden_probe"]["mean"] == 1.0
+    views = {"a": np.array([[3.0, 4.0], [0.0, 0.0]]), "b": np.array([[0.0, 2.0], [1.0, 0.0]])}
+    np.testing.assert_array_equal(evaluation.unit_side_by_side(views, ["b", "a"]),
+                                  [[0.0, 1.0, 0.6, 0.8], [1.0, 0.0, 0.0, 0.0]])  # a zero row stays zero
 
 
 def test_a_model_without_a_binder_gets_no_auc_and_compare_counts_pairs():

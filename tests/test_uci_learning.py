@@ -49,6 +49,7 @@ def test_retrieval_across_every_view_pair_is_far_above_chance(scores):
     assert recall > 0.15, recall  # chance 0.0025
     assert min(r["class_precision_at_1"] for r in scores.retrieval.values()) > 0.4
     assert scores.fused_knn > 0.9 and scores.fused_probe > 0.9
+    assert scores.hidden_knn > 0.9 and scores.hidden_probe > 0.9  # the encoders' hidden layers, side by side
     assert scores.binder_auc > 0.85
 
 

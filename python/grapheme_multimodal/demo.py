@@ -111,6 +111,11 @@ def table_rows(ours: ModelScores, anchors: Anchors) -> Tuple[list, List[str]]:
     rows.append(("5-NN accuracy, fused, all 6 views", ours.fused_knn, anchors.raw_knn, "5-NN, 6 raw views concat."))
     rows.append(("linear probe accuracy, fused, all 6 views", ours.fused_probe, anchors.raw_probe,
                  "linear probe, 6 raw views concat."))
+    if ours.hidden_knn is not None:  # the encoders' hidden layers, before the aligned space
+        rows.append(("5-NN accuracy, hidden, all 6 views", ours.hidden_knn, anchors.raw_knn,
+                     "5-NN, 6 raw views concat."))
+        rows.append(("linear probe accuracy, hidden, 6 views", ours.hidden_probe, anchors.raw_probe,
+                     "linear probe, 6 raw views concat."))
     for a, b in PARTIAL_VIEWS:
         key = two_view_key(a, b)
         rows.append((f"5-NN accuracy, fused, only {key}", ours.two_view_knn[key], anchors.raw_two_view_knn[key],

@@ -91,6 +91,15 @@ class ModelEmbedder:
         return self.model.bind(a, b)
 
 
+def optional_hidden_features(embedder: ViewEmbedder) -> Optional[Callable[[Mapping[str, np.ndarray]], Dict[str, np.ndarray]]]:
+    """The embedder's ``hidden_features(views)`` when it has one (a
+    :class:`ModelEmbedder` only when its model has hidden layers)."""
+    features = getattr(embedder, "hidden_features", None)
+    if not callable(features) or (isinstance(embedder, ModelEmbedder) and not embedder.model.config.encoder_hidden):
+        return None
+    return features
+
+
 def optional_bind(embedder: ViewEmbedder) -> Optional[Callable[[np.ndarray, np.ndarray], np.ndarray]]:
     """The embedder's ``bind(a, b)`` when it has one."""
     bind = getattr(embedder, "bind", None)

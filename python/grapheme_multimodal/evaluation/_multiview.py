@@ -18,7 +18,7 @@ from ..datasets import MultipleFeatures
 from ..exceptions import InvalidValueError
 from ..metrics import cross_view_retrieval, knn_accuracy, linear_probe_accuracy, roc_auc
 from ._anchors import Anchors, one_thread
-from ._embedders import ViewEmbedder, optional_bind
+from ._embedders import ViewEmbedder, optional_bind, optional_hidden_features
 from ._pairs import ordered_pairs, pair_key, two_view_key, unordered_pairs
 
 __all__ = ["ModelScores", "evaluate_model", "binder_auc", "compare", "RETRIEVAL_METRICS"]
@@ -42,6 +42,10 @@ class ModelScores:
             only views ``a`` and ``b``, for training and test events alike.
         binder_auc: ROC-AUC of the binder (see :func:`binder_auc`), or
             ``None`` for a model without one.
+        hidden_knn, hidden_probe: k-NN and linear-probe accuracy on the
+            views' encoder hidden features side by side
+            (:func:`unit_side_by_side` of ``hidden_features``), or ``None``
+            for an embedder without them.
     """
 
     retrieval: Dict[str, Dict[str, float]]
@@ -49,6 +53,8 @@ class ModelScores:
     fused_probe: float
     two_view_knn: Dict[str, float]
     binder_auc: Optional[float]
+    hidden_knn: Optional[float] = None
+    hidden_probe: Optional[float] = None
 
     def mean_retrieval(self, metric: str) -> float:
         """Mean of ``metric`` over the view pairs."""
@@ -57,6 +63,13 @@ class ModelScores:
     def to_dict(self) -> Dict[str, Any]:
         """Plain dicts and floats (for JSON)."""
         return asdict(self)
+
+
+def unit_side_by_side(views: Mapping[str, np.ndarray], names: Sequence[str]) -> np.ndarray:
+    """Each view's rows L2-normalised (zero rows stay zero), the views
+    ``names`` side by side: every view weighs the same in a distance."""
+    tiny = np.finfo(np.float32).tiny
+    return np.hstack([views[v] / np.maximum(np.linalg.norm(views[v], axis=1, keepdims=True), tiny) for v in names])
 
 
 def binder_auc(
@@ -108,18 +121,31 @@ def _evaluate(embedder, train, test, k, seed, two_views) -> ModelScores:
                 embedder.embed_fused(pick(train)), train.labels, embedder.embed_fused(pick(test)), test.labels, k=k
             )
     bind = optional_bind(embedder)
+    hidden_knn = hidden_probe = None
+    features = optional_hidden_features(embedder)
+    if features is not None:
+        train_hidden, test_hidden = (unit_side_by_side(features(split.views), names) for split in (train, test))
+        hidden_knn = knn_accuracy(train_hidden, train.labels, test_hidden, test.labels, k=k)
+        hidden_probe = linear_probe_accuracy(train_hidden, train.labels, test_hidden, test.labels)
     return ModelScores(
         retrieval=retrieval,
         fused_knn=knn_accuracy(train_fused, train.labels, test_fused, test.labels, k=k),
         fused_probe=linear_probe_accuracy(train_fused, train.labels, test_fused, test.labels),
         two_view_knn=two_view_knn,
         binder_auc=None if bind is None else binder_auc(bind, test_views, seed),
+        hidden_knn=hidden_knn,
+        hidden_probe=hidden_probe,
     )
 
 
 def _mean_std(values: Sequence[float]) -> Dict[str, float]:
     arr = np.asarray(values, dtype=np.float64)
     return {"mean": float(arr.mean()), "std": float(arr.std())}
+
+
+def _optional_mean_std(values: Sequence[Optional[float]]) -> Optional[Dict[str, float]]:
+    """Mean and std when every run has the figure, else ``None``."""
+    return None if any(v is None for v in values) else _mean_std(values)
 
 
 def compare(runs: Sequence[ModelScores], anchors: Anchors, tolerance: float = 0.02) -> Dict[str, Any]:
@@ -151,6 +177,8 @@ def compare(runs: Sequence[ModelScores], anchors: Anchors, tolerance: float = 0.
         "two_view_knn": two_view,
         "two_view_pairs_at_least_raw": sum(two_view[p]["mean"] >= anchors.raw_two_view_knn[p] for p in two_view),
         "binder_auc": _mean_std(aucs) if aucs else None,
+        "hidden_knn": _optional_mean_std([r.hidden_knn for r in runs]),
+        "hidden_probe": _optional_mean_std([r.hidden_probe for r in runs]),
         "anchors": {
             "cca_mean_retrieval": {m: float(np.mean([anchors.cca[p][m] for p in pairs])) for m in RETRIEVAL_METRICS},
             "multiview_mean_retrieval": {
