@@ -363,7 +363,8 @@ def _embed_on_ray(args: argparse.Namespace, model, inputs: Dict[str, np.ndarray]
 
     workers = None if args.workers is None else _positive(args.workers, "--workers")
     n = len(next(iter(inputs.values())))
-    outputs = ("fused",) + ("bindings",) * (args.bindings is not None) + ("hidden_features",) * (args.hidden_features is not None)
+    wanted = {"fused": True, "bindings": args.bindings is not None, "hidden_features": args.hidden_features is not None}
+    outputs = tuple(name for name, asked in wanted.items() if asked)
     columns = {str(m): x for m, x in inputs.items()}
     with _ray_cluster(args.ray_address):
         ds = distributed._arrays_dataset({"row": np.arange(n), **columns})

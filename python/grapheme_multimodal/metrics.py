@@ -7,11 +7,13 @@ search and vote tie-breaking are what the SPEC §3 anchors used).
 
 from __future__ import annotations
 
+from typing import Any, Mapping, Sequence
+
 import numpy as np
 
 from .exceptions import InvalidValueError, NonFiniteError, ShapeError
 
-__all__ = ["cross_view_retrieval", "knn_accuracy", "linear_probe_accuracy", "roc_auc"]
+__all__ = ["cross_view_retrieval", "knn_accuracy", "linear_probe_accuracy", "roc_auc", "unit_side_by_side"]
 
 _METRICS = ("cosine", "euclidean")
 # Query rows per block of the [block, n_gallery] distance matrix (float64):
@@ -233,3 +235,10 @@ def roc_auc(positive_scores: np.ndarray, negative_scores: np.ndarray) -> float:
     below_or_tied = np.searchsorted(neg_sorted, pos, side="right")
     wins = below.sum(dtype=np.float64) + 0.5 * (below_or_tied - below).sum(dtype=np.float64)
     return float(wins / (pos.size * neg.size))
+
+
+def unit_side_by_side(views: Mapping[Any, np.ndarray], names: Sequence[Any]) -> np.ndarray:
+    """Each view's rows L2-normalised (zero rows stay zero), the views
+    ``names`` side by side: every view weighs the same in a distance."""
+    tiny = np.finfo(np.float32).tiny
+    return np.hstack([views[v] / np.maximum(np.linalg.norm(views[v], axis=1, keepdims=True), tiny) for v in names])

@@ -15,6 +15,7 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from ._core import NUM_MODALITIES
 from .exceptions import InvalidValueError, NonFiniteError, ShapeError
+from .metrics import unit_side_by_side
 from .model import LearnableMultiModal
 from .stopping import fit_with_stopping
 from .types import Modality
@@ -195,9 +196,7 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
         inputs, mask = self._inputs(views)
         if self.output == "hidden":
             features = self.model_.hidden_features(inputs, mask)
-            blocks = [features[:, m.index] for m in self.modalities_]
-            tiny = np.finfo(np.float32).tiny  # a missing view's zero rows stay zero
-            out = np.hstack([b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), tiny) for b in blocks])
+            out = unit_side_by_side({m: features[:, m.index] for m in self.modalities_}, self.modalities_)
         else:
             out = self.model_.encode_and_fuse(inputs, mask)[1]
         return out.astype(views[0].dtype, copy=False)

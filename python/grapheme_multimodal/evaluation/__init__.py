@@ -19,7 +19,8 @@ from ._anchors import MULTIVIEW_METHODS, Anchors, cca_zoo_available, compute_anc
 from ._anchors import multiview_cca_retrieval, pairwise_cca_retrieval
 from ._cca import ExactCCA
 from ._embedders import ModelEmbedder, Recipe, ViewEmbedder, view_modalities
-from ._multiview import RETRIEVAL_METRICS, ModelScores, binder_auc, compare, evaluate_model, unit_side_by_side
+from ..metrics import unit_side_by_side
+from ._multiview import RETRIEVAL_METRICS, ModelScores, binder_auc, compare, evaluate_model
 from ._nutrimouse import NUTRIMOUSE_ANCHORS, nutrimouse_cv
 from ._pairs import ordered_pairs, pair_key, two_view_key, unordered_pairs
 

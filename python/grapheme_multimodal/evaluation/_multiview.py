@@ -16,7 +16,7 @@ import numpy as np
 
 from ..datasets import MultipleFeatures
 from ..exceptions import InvalidValueError
-from ..metrics import cross_view_retrieval, knn_accuracy, linear_probe_accuracy, roc_auc
+from ..metrics import cross_view_retrieval, knn_accuracy, linear_probe_accuracy, roc_auc, unit_side_by_side
 from ._anchors import Anchors, one_thread
 from ._embedders import ViewEmbedder, optional_bind, optional_hidden_features
 from ._pairs import ordered_pairs, pair_key, two_view_key, unordered_pairs
@@ -44,7 +44,7 @@ class ModelScores:
             ``None`` for a model without one.
         hidden_knn, hidden_probe: k-NN and linear-probe accuracy on the
             views' encoder hidden features side by side
-            (:func:`unit_side_by_side` of ``hidden_features``), or ``None``
+            (:func:`~grapheme_multimodal.metrics.unit_side_by_side` of ``hidden_features``), or ``None``
             for an embedder without them.
     """
 
@@ -63,13 +63,6 @@ class ModelScores:
     def to_dict(self) -> Dict[str, Any]:
         """Plain dicts and floats (for JSON)."""
         return asdict(self)
-
-
-def unit_side_by_side(views: Mapping[str, np.ndarray], names: Sequence[str]) -> np.ndarray:
-    """Each view's rows L2-normalised (zero rows stay zero), the views
-    ``names`` side by side: every view weighs the same in a distance."""
-    tiny = np.finfo(np.float32).tiny
-    return np.hstack([views[v] / np.maximum(np.linalg.norm(views[v], axis=1, keepdims=True), tiny) for v in names])
 
 
 def binder_auc(
