@@ -3,11 +3,12 @@
 import numpy as np
 import pytest
 from sklearn.base import BaseEstimator, clone
+from sklearn.exceptions import NotFittedError
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from grapheme_multimodal.exceptions import InvalidValueError
+from grapheme_multimodal.exceptions import InvalidValueError, ShapeError
 from grapheme_multimodal.sklearn import MultimodalEmbedder
 
 FAST = dict(embed_dim=8, hidden_dim=8, num_heads=2, epochs=2, batch_size=32)
@@ -171,3 +172,35 @@ def test_a_bad_output_is_refused_before_anything_trains(params, message):
     with pytest.raises(InvalidValueError, match=message):
         est.fit(Xs)
     assert not hasattr(est, "model_")
+
+
+def test_feature_names_out_name_every_column_and_give_pandas_output():
+    pd = pytest.importorskip("pandas")
+    Xs, _ = views(90)
+    est = MultimodalEmbedder(**FAST).fit(Xs)
+    names = est.get_feature_names_out()
+    assert names.dtype == object and list(names) == [f"multimodalembedder{j}" for j in range(8)]
+    frame = clone(est).set_output(transform="pandas").fit(Xs).transform(Xs)
+    assert isinstance(frame, pd.DataFrame) and list(frame.columns) == list(names)
+    np.testing.assert_array_equal(frame.to_numpy(), est.transform(Xs))
+    hidden = MultimodalEmbedder(**FAST, encoder_hidden=(5,), output="hidden").fit(Xs)
+    names = hidden.get_feature_names_out()
+    assert len(names) == hidden.transform(Xs).shape[1] == 15
+    assert list(names[:2]) == ["multimodalembedder_visual_hidden0", "multimodalembedder_visual_hidden1"]
+    assert names[5] == "multimodalembedder_auditory_hidden0"
+
+
+def test_feature_names_out_check_the_input_names():
+    pd = pytest.importorskip("pandas")
+    Xs, _ = views(90)
+    est = MultimodalEmbedder(**FAST).fit(Xs)
+    assert len(est.get_feature_names_out([f"c{i}" for i in range(12 + 7 + 9)])) == 8
+    with pytest.raises(ShapeError, match=r"input_features: expected None or 28 names .*got \(3,\)"):
+        est.get_feature_names_out(["a", "b", "c"])
+    frame = pd.DataFrame(Xs[0], columns=[f"f{i}" for i in range(12)])
+    one = MultimodalEmbedder(**FAST).fit(frame)
+    assert len(one.get_feature_names_out(list(frame.columns))) == 8
+    with pytest.raises(InvalidValueError, match="input_features: expected None or the feature names seen in fit"):
+        one.get_feature_names_out([f"g{i}" for i in range(12)])
+    with pytest.raises(NotFittedError):
+        MultimodalEmbedder(**FAST).get_feature_names_out()

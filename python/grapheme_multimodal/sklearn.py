@@ -201,6 +201,28 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
             out = self.model_.encode_and_fuse(inputs, mask)[1]
         return out.astype(views[0].dtype, copy=False)
 
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        """Names of :meth:`transform`'s columns, as scikit-learn's
+        ``set_output(transform="pandas")`` and pipelines read them:
+        ``multimodalembedder0`` … for the fused embedding (as ``PCA`` names
+        its components ``pca0`` …), ``multimodalembedder_<modality>_hidden0`` …
+        for each view's hidden features with ``output="hidden"``.
+
+        ``input_features`` is checked as scikit-learn checks it for one view
+        (the names seen in ``fit``, or as many names as columns); with
+        several views it is ``None`` or one name per column of all the views.
+        """
+        check_is_fitted(self, "model_")
+        self._check_output()
+        _check_input_features(self, input_features)
+        prefix = type(self).__name__.lower()
+        if self.output == "hidden":
+            width = self.model_.config.encoder_hidden[-1]
+            names = [f"{prefix}_{m}_hidden{j}" for m in self.modalities_ for j in range(width)]
+        else:
+            names = [f"{prefix}{j}" for j in range(self.model_.config.embed_dim)]
+        return np.asarray(names, dtype=object)
+
     def _check_output(self) -> None:
         if isinstance(self.output, str) and self.output in OUTPUTS:
             if self.output == "hidden" and not tuple(self.encoder_hidden):
@@ -235,6 +257,26 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
         tags.target_tags.required = False
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
         return tags
+
+
+def _check_input_features(estimator: MultimodalEmbedder, input_features: Any) -> None:
+    """``get_feature_names_out``'s ``input_features``: ``None``, the names
+    seen in ``fit`` (one view given as a DataFrame), or one name per column
+    of all the views — what scikit-learn's own transformers accept."""
+    if input_features is None:
+        return
+    names = np.asarray(input_features, dtype=object)
+    seen = getattr(estimator, "feature_names_in_", None)
+    if seen is not None and not np.array_equal(names, seen):
+        raise InvalidValueError(
+            f"input_features: expected None or the feature names seen in fit {list(seen)}, got {list(names)}",
+            "input_features",
+        )
+    if names.ndim != 1 or len(names) != sum(estimator.view_dims_):
+        raise ShapeError(
+            f"input_features: expected None or {sum(estimator.view_dims_)} names (the columns of the "
+            f"{estimator.n_views_} view(s)), got {names.shape}", "input_features",
+        )
 
 
 def _as_views(Xs: Any, estimator: MultimodalEmbedder, reset: bool) -> List[np.ndarray]:
