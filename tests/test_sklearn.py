@@ -204,3 +204,13 @@ def test_feature_names_out_check_the_input_names():
         one.get_feature_names_out([f"g{i}" for i in range(12)])
     with pytest.raises(NotFittedError):
         MultimodalEmbedder(**FAST).get_feature_names_out()
+
+
+def test_feature_names_out_of_hidden_features_a_model_without_them_lacks():
+    Xs, _ = views(60)
+    est = MultimodalEmbedder(**FAST, encoder_hidden=(), encoder_hidden_dropout=0.0).fit(Xs)
+    est.set_params(output="hidden", encoder_hidden=(4,))  # changed after fit: the model has no hidden layers
+    with pytest.raises(InvalidValueError, match="the fitted model has none"):
+        est.get_feature_names_out()
+    with pytest.raises(InvalidValueError):
+        est.transform(Xs)
