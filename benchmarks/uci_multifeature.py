@@ -3,7 +3,7 @@ compares with, computed in the same run.
 
 Usage:
     python benchmarks/uci_multifeature.py [--splits 0 1] [--seeds 0 1 2]
-        [--nutrimouse-seeds 0 1 2] [--no-nutrimouse] [--json PATH]
+        [--nutrimouse-seeds 0 1 2] [--no-nutrimouse] [--set KEY=VALUE ...] [--json PATH]
 
 UCI Multiple Features (2,000 digits, six feature sets = six views): for each
 stratified 80/20 split (``random_state`` from ``--splits``), the model is
@@ -19,6 +19,8 @@ per view pair (10 components, float64), MCCA and GCCA from cca-zoo (6
 components, one space for all views; left out when cca-zoo is not
 installed), 5-NN and a linear probe on the standardised raw views (all six
 side by side, or the two present). Ours: mean ± std over the training seeds.
+``--set encoder_skip=true`` (any :class:`grapheme_multimodal.uci.TrainingSettings`
+field, the value read as JSON) measures the recipe with that change.
 
 Nutrimouse (40 mice, gene and lipid views): gene → lipid class precision@1
 with genotype and with diet as the class, 10 repeats of stratified 5-fold
@@ -29,6 +31,8 @@ scikit-learn's CCA(2) and PLSCanonical(2) and exact CCA(2).
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import platform
 import sys
 import time
@@ -47,6 +51,38 @@ from jsonfile import write_json
 RECIPE: evaluation.Recipe = uci.fit_views
 
 METRICS = {"class_precision_at_1": "P@1", "instance_recall_at_1": "R@1"}
+
+
+def recipe_with(overrides: Dict[str, Any]) -> evaluation.Recipe:
+    """The recipe with some :class:`~grapheme_multimodal.uci.TrainingSettings`
+    fields changed (``--set``); the recipe itself when there are none."""
+    if not overrides:
+        return uci.fit_views
+    fields = {f.name for f in dataclasses.fields(uci.TrainingSettings)} - {"seed"}
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise SystemExit(f"--set: unknown TrainingSettings fields {unknown}; expected some of {sorted(fields)}")
+
+    def fit(views: Dict[str, np.ndarray], seed: int) -> evaluation.ViewEmbedder:
+        return uci.fit_views(views, seed, settings=uci.TrainingSettings(seed=seed, **overrides))
+
+    fit.__qualname__ = "fit_views with " + ", ".join(f"{k}={v!r}" for k, v in overrides.items())
+    return fit
+
+
+def parse_settings(pairs: List[str]) -> Dict[str, Any]:
+    """``["KEY=VALUE", ...]`` → ``{KEY: VALUE}``, each value read as JSON
+    (``true``, ``0.5``, ``[256]``), else taken as a string."""
+    out: Dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--set: expected KEY=VALUE, got {pair!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
 
 
 def pm(stats: Dict[str, float]) -> str:
@@ -158,12 +194,17 @@ def main(argv: "list[str] | None" = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds (default 0 1 2)")
     parser.add_argument("--nutrimouse-seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--no-nutrimouse", action="store_true", help="skip the Nutrimouse protocol")
+    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="train with these TrainingSettings fields changed, e.g. encoder_skip=true")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the results here")
     args = parser.parse_args(argv)
+    if args.set:
+        global RECIPE
+        RECIPE = recipe_with(parse_settings(args.set))
 
     start = time.perf_counter()
     print(f"grapheme-multimodal {gm.__version__}; recipe {RECIPE.__module__}.{RECIPE.__qualname__} "
-          f"with its defaults; cca-zoo {'installed' if evaluation.cca_zoo_available() else 'not installed'}")
+          f"{'with its defaults' if not args.set else ''}; cca-zoo {'installed' if evaluation.cca_zoo_available() else 'not installed'}")
     splits = [run_split(split, args.seeds) for split in args.splits]
     nutrimouse = None if args.no_nutrimouse else run_nutrimouse(args.nutrimouse_seeds)
     seconds = time.perf_counter() - start

@@ -163,6 +163,29 @@ def test_hidden_features(data):
     run("hidden_features", finite(*xs.values()), lambda: _DEEP.hidden_features(xs, layer=layer))
 
 
+def _with_random_skips(m: gm.LearnableMultiModal) -> gm.LearnableMultiModal:
+    rng = np.random.default_rng(0)
+    m.load_state_dict({k: rng.normal(size=v.shape).astype(np.float32) if k.endswith(".skip.weight") else v
+                       for k, v in m.state_dict().items()})
+    return m
+
+
+_SKIP = _with_random_skips(gm.LearnableMultiModal(embed_dim=16, hidden_dim=24, num_heads=2, seed=0, encoder_hidden=(12,),
+                                                  shared_head=(16,), encoder_skip=True,
+                                                  input_dims={m: 6 for m in gm.Modality}))
+
+
+@FUZZ
+@given(data=st.data())
+def test_encode_and_fuse_with_a_skip_path(data):
+    # Huge finite rows take the core's rescaled path, which carries the skip too.
+    b = dims(data.draw, 0, 40)
+    present = data.draw(st.lists(st.sampled_from(list(gm.Modality)), min_size=1, max_size=7, unique=True))
+    d = data.draw(st.sampled_from([6, 6, 6, 5, 0]))
+    xs = {m: data.draw(arrays((b, d))) for m in present}
+    run("encode_and_fuse(skip)", finite(*xs.values()), lambda: _SKIP.encode_and_fuse(xs))
+
+
 @FUZZ
 @given(data=st.data())
 def test_fuse_attend_bind(data, model):

@@ -47,12 +47,14 @@ def test_an_unknown_layout_is_refused(script):
 
 
 def test_the_script_runs_end_to_end_and_writes_its_figures(script, tmp_path, monkeypatch, capsys):
-    # the recipe with a 2-epoch budget: the harness, not the learning, is under test here
-    quick = lambda views, seed: uci.fit_views(views, seed, settings=uci.TrainingSettings(seed=seed, epochs=2))
-    monkeypatch.setattr(sys.modules["uci_multifeature"], "RECIPE", quick)
+    # the recipe with a 2-epoch budget (--set): the harness, not the learning, is under test here
+    harness = sys.modules["uci_multifeature"]
+    monkeypatch.setattr(harness, "RECIPE", harness.RECIPE)  # restored after the test
     out = tmp_path / "digits.json"
-    assert script.main(["--layouts", "halves", "--splits", "0", "--seeds", "0", "--json", str(out)]) == 0
+    assert script.main(["--layouts", "halves", "--splits", "0", "--seeds", "0", "--set", "epochs=2",
+                        "--json", str(out)]) == 0
     printed = capsys.readouterr().out
+    assert "recipe uci_multifeature.fit_views with epochs=2" in printed
     assert "scikit-learn digits, halves (2 views), split random_state=0: 1437 train / 360 held-out events" in printed
     result = json.loads(out.read_text())
     (split,) = result["digits"]["halves"]
@@ -62,3 +64,15 @@ def test_the_script_runs_end_to_end_and_writes_its_figures(script, tmp_path, mon
     for stats in summary["retrieval"].values():
         assert 0.0 <= stats["class_precision_at_1"]["mean"] <= 1.0
     assert 0.1 < summary["fused_knn"]["mean"] <= 1.0  # two epochs are already far above chance
+
+
+def test_set_changes_training_settings_and_refuses_unknown_fields(script):
+    harness = sys.modules["uci_multifeature"]
+    assert harness.parse_settings(["encoder_skip=true", "encoder_hidden=[64]", "fused_neighbor_space=inputs"]) == {
+        "encoder_skip": True, "encoder_hidden": [64], "fused_neighbor_space": "inputs"}
+    assert harness.recipe_with({}) is uci.fit_views
+    assert harness.recipe_with({"epochs": 2}).__qualname__ == "fit_views with epochs=2"
+    with pytest.raises(SystemExit, match=r"--set: unknown TrainingSettings fields \['epoch'\]"):
+        harness.recipe_with({"epoch": 2})
+    with pytest.raises(SystemExit, match="--set: expected KEY=VALUE, got 'encoder_skip'"):
+        harness.parse_settings(["encoder_skip"])

@@ -100,6 +100,7 @@ class Model:
         encoder_hidden_dropout: float = 0.0,
         learnable_temperature: bool = False,
         fusion_residual: float = 0.0,
+        encoder_skip: bool = False,
     ) -> None: ...
     @property
     def num_parameters(self) -> int: ...

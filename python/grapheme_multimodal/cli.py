@@ -143,6 +143,9 @@ def _parser() -> argparse.ArgumentParser:
                           help=f"dropout on encoder inputs in training (default {_RECIPE.encoder_input_dropout})")
     capacity.add_argument("--encoder-hidden-dropout", type=float, default=_RECIPE.encoder_hidden_dropout,
                           help=f"dropout after hidden encoder layers in training (default {_RECIPE.encoder_hidden_dropout})")
+    capacity.add_argument("--encoder-skip", action=argparse.BooleanOptionalAction, default=_RECIPE.encoder_skip,
+                          help="a linear path from each encoder's input to its output layer (needs hidden layers and "
+                               f"a shared head; default: {'on' if _RECIPE.encoder_skip else 'off'})")
     capacity.add_argument("--fusion-residual", type=float, default=_RECIPE.fusion_residual, metavar="C",
                           help="the fused embedding is the fusion network's output plus C x the mean of the present "
                                f"modality embeddings, normalised (default {_RECIPE.fusion_residual:g}; 0: none)")
@@ -249,6 +252,7 @@ def _train(args: argparse.Namespace) -> int:
         shared_head=head,
         encoder_input_dropout=args.encoder_input_dropout,
         encoder_hidden_dropout=args.encoder_hidden_dropout,
+        encoder_skip=args.encoder_skip,
         fused_neighbors=args.fused_neighbors,
         fused_neighbor_space=args.fused_neighbor_space,
         contrastive_neighbors=args.contrastive_neighbors,

@@ -155,7 +155,12 @@ class LearnableMultiModalConfig:
     ``encoder_input_dropout`` / ``encoder_hidden_dropout`` — inverted
     dropout on each encoder's input / after each hidden layer, in training
     only (the masks are fixed by the seed and the step, so training stays
-    reproducible); ``learnable_temperature`` — learn the contrastive
+    reproducible); ``encoder_skip`` — a linear path from each encoder's
+    input (after its dropout) to its output layer,
+    ``encoder.<modality>.skip.weight [encoder_output_dim, d]``, zeros at
+    first, so views that are near-linear functions of each other keep
+    their exact correspondence (needs ``encoder_hidden`` and a
+    ``shared_head``); ``learnable_temperature`` — learn the contrastive
     objectives' temperatures (``contrastive.log_temperature``,
     ``fused_contrastive.log_temperature``), starting at ``temperature`` and
     kept in [0.01, 1].
@@ -187,6 +192,7 @@ class LearnableMultiModalConfig:
     shared_head: Tuple[int, ...] = ()
     encoder_input_dropout: float = 0.0
     encoder_hidden_dropout: float = 0.0
+    encoder_skip: bool = False
     learnable_temperature: bool = False
 
     def __post_init__(self) -> None:
@@ -270,6 +276,15 @@ class LearnableMultiModalConfig:
                 "layer to drop from); expected 0 or some encoder_hidden widths",
                 "encoder_hidden_dropout",
             )
+        skip = self.encoder_skip
+        if not isinstance(skip, (bool, np.bool_)):
+            raise TypeError(f"encoder_skip: expected a bool, got {type(skip).__name__}")
+        object.__setattr__(self, "encoder_skip", bool(skip))
+        if skip and not (self.encoder_hidden and self.shared_head):
+            missing = ("encoder_hidden is empty (the encoder is one linear map already)" if not self.encoder_hidden
+                       else "shared_head is empty (the skip joins the encoder's output layer, which only a head makes linear)")
+            raise InvalidValueError(
+                f"encoder_skip: got True, but {missing}; expected False, or encoder_hidden and shared_head", "encoder_skip")
         learn = self.learnable_temperature
         if not isinstance(learn, (bool, np.bool_)):
             raise TypeError(f"learnable_temperature: expected a bool, got {type(learn).__name__}")

@@ -97,6 +97,7 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
         shared_head: Optional[Sequence[int]] = None,
         encoder_input_dropout: float = _RECIPE.encoder_input_dropout,
         encoder_hidden_dropout: float = _RECIPE.encoder_hidden_dropout,
+        encoder_skip: bool = _RECIPE.encoder_skip,
         learnable_temperature: bool = _RECIPE.learnable_temperature,
         fused_neighbors: int = _RECIPE.fused_neighbors,
         fused_neighbor_space: str = _RECIPE.fused_neighbor_space,
@@ -128,6 +129,7 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
         self.shared_head = shared_head
         self.encoder_input_dropout = encoder_input_dropout
         self.encoder_hidden_dropout = encoder_hidden_dropout
+        self.encoder_skip = encoder_skip
         self.learnable_temperature = learnable_temperature
         self.fused_neighbors = fused_neighbors
         self.fused_neighbor_space = fused_neighbor_space
@@ -152,7 +154,8 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
             binder_kind=self.binder_kind, temperature=self.temperature, learning_rate=self.learning_rate,
             encoder_hidden=self.encoder_hidden, encoder_output_dim=self.encoder_output_dim,
             shared_head=self.shared_head, encoder_input_dropout=self.encoder_input_dropout,
-            encoder_hidden_dropout=self.encoder_hidden_dropout, learnable_temperature=self.learnable_temperature,
+            encoder_hidden_dropout=self.encoder_hidden_dropout, encoder_skip=self.encoder_skip,
+            learnable_temperature=self.learnable_temperature,
             fused_neighbors=self.fused_neighbors, fused_neighbor_space=self.fused_neighbor_space,
             fusion_residual=self.fusion_residual, contrastive_pair_power=self.contrastive_pair_power,
             weights=self.objectives, seed=self.random_state,

@@ -54,7 +54,8 @@ class TrainingSettings:
     The model: per view an encoder with a hidden layer (``encoder_hidden``,
     dropout ``encoder_input_dropout`` on its input and
     ``encoder_hidden_dropout`` after the hidden layer) into
-    ``encoder_output_dim``, one projection head shared by all views
+    ``encoder_output_dim`` (with ``encoder_skip``, plus a linear path from
+    the input), one projection head shared by all views
     (``shared_head``, default :func:`recipe_head`), a bilinear binder, learned temperatures starting at
     ``temperature``. Training: Adam on batches of ``batch_size``, at most
     ``epochs`` epochs; ``validation_fraction`` of the rows (drawn from
@@ -94,6 +95,7 @@ class TrainingSettings:
     shared_head: Optional[Tuple[int, ...]] = None
     encoder_input_dropout: float = 0.1
     encoder_hidden_dropout: float = 0.3
+    encoder_skip: bool = False
     epochs: int = 100
     batch_size: int = 512
     learning_rate: float = 0.002
@@ -121,7 +123,7 @@ class TrainingSettings:
             learnable_temperature=self.learnable_temperature, encoder_hidden=self.encoder_hidden,
             encoder_output_dim=self.encoder_output_dim, shared_head=self.head(),
             encoder_input_dropout=self.encoder_input_dropout, encoder_hidden_dropout=self.encoder_hidden_dropout,
-            fused_neighbors=self.fused_neighbors, fused_neighbor_space=self.fused_neighbor_space,
+            encoder_skip=self.encoder_skip, fused_neighbors=self.fused_neighbors, fused_neighbor_space=self.fused_neighbor_space,
             contrastive_neighbors=self.contrastive_neighbors,
             contrastive_neighbor_weight=self.contrastive_neighbor_weight,
             contrastive_pair_power=self.contrastive_pair_power, encoder_objectives=self.encoder_objectives,

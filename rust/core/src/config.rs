@@ -93,6 +93,10 @@ pub struct Config {
     pub encoder_input_dropout: f64,
     /// Dropout probability after each hidden encoder layer, in training only.
     pub encoder_hidden_dropout: f64,
+    /// A linear path from each encoder's input to its output layer
+    /// (`encoder.<modality>.skip.weight`, zeros at first); needs
+    /// `encoder_hidden` and a `shared_head`. `false` = none, the original.
+    pub encoder_skip: bool,
     /// Learn the contrastive objectives' temperatures (each starts at
     /// `temperature` and stays in `[0.01, 1]`); `false` = fixed.
     pub learnable_temperature: bool,
@@ -127,6 +131,7 @@ impl Default for Config {
             shared_head: Vec::new(),
             encoder_input_dropout: 0.0,
             encoder_hidden_dropout: 0.0,
+            encoder_skip: false,
             learnable_temperature: false,
             fusion_residual: 0.0,
         }
@@ -282,6 +287,10 @@ impl Config {
                 "encoder_hidden_dropout",
                 format!("got {}, but encoder_hidden is empty (no hidden layer to drop from); expected 0 or some encoder_hidden", self.encoder_hidden_dropout),
             ));
+        }
+        if self.encoder_skip && (self.encoder_hidden.is_empty() || self.shared_head.is_empty()) {
+            let missing = if self.encoder_hidden.is_empty() { "encoder_hidden is empty (the encoder is one linear map already)" } else { "shared_head is empty (the skip joins the encoder's linear output layer, which only a head makes linear)" };
+            return Err(Error::invalid("encoder_skip", format!("got true, but {missing}; expected false, or encoder_hidden and shared_head")));
         }
         let (lo, hi) = (MIN_TEMPERATURE, MAX_TEMPERATURE);
         if self.learnable_temperature && !(lo..=hi).contains(&self.temperature) {

@@ -184,7 +184,11 @@ impl<T: Real> LearnableMultiModal<T> {
             .iter()
             .map(|&m| {
                 let d = config.input_dims[m.index()];
-                ModalityEncoder::register_layers(&mut layout, m, d, &config.encoder_hidden, config.encoder_dim(), !with_head)
+                let mut encoder = ModalityEncoder::register_layers(&mut layout, m, d, &config.encoder_hidden, config.encoder_dim(), !with_head);
+                if config.encoder_skip {
+                    encoder.register_skip(&mut layout, config.encoder_dim());
+                }
+                encoder
             })
             .collect();
         let head = with_head.then(|| ProjectionHead::register(&mut layout, config.encoder_dim(), &config.shared_head));

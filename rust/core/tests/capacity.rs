@@ -118,6 +118,9 @@ fn invalid_capacity_is_refused_by_name() {
     for c in [-0.5, f64::NAN, f64::INFINITY, 2e6] {
         assert_eq!(arg(Config { fusion_residual: c, ..base.clone() }), "fusion_residual", "c={c}");
     }
+    assert_eq!(arg(Config { encoder_skip: true, ..base.clone() }), "encoder_skip");
+    assert_eq!(arg(Config { encoder_skip: true, encoder_hidden: vec![8], ..base.clone() }), "encoder_skip", "no head");
+    assert_eq!(arg(Config { encoder_skip: true, shared_head: vec![64], ..base.clone() }), "encoder_skip", "no hidden layer");
     let huge = Config { encoder_hidden: vec![usize::MAX / 4, 8], ..base.clone() };
     assert!(matches!(LearnableMultiModal::<f32>::new(huge), Err(Error::TooLarge { .. })));
     assert!(LearnableMultiModal::<f32>::new(Config { encoder_output_dim: Some(64), ..base }).is_ok(), "E itself is fine");

@@ -567,6 +567,28 @@ fn deep_encoders_shared_head_and_learned_temperatures() {
 }
 
 #[test]
+fn encoder_skip_gradients() {
+    // The skip weights start at zero; set them to random values so the
+    // path also carries gradient into everything after it. With dropout:
+    // the skip reads the dropped input, as the hidden layer does.
+    let config = Config { encoder_skip: true, fused_neighbors: 0, ..deep_config(&[6, 5], Some(7), &[9, 8], true) };
+    let mut model = LearnableMultiModal::<f64>::new(config).unwrap();
+    let mut rng = Lcg(61);
+    let skips: Vec<_> = model.layout().specs().iter().filter(|s| s.name.ends_with(".skip.weight")).map(|s| s.range()).collect();
+    assert_eq!(skips.len(), 7, "one skip per modality");
+    for range in skips {
+        for v in &mut model.params_mut()[range] {
+            *v = 0.3 * rng.next();
+        }
+    }
+    let (xs, mask, fused) = (dense_inputs(&mut rng, 7), mask(), rng.array2(7, 8));
+    let batch = dense_batch(&xs, &mask, &fused);
+    let mix = ObjectiveWeights([0.7, 1.3, 0.4, 0.0, 0.9]);
+    let worst = check_model(&model, &batch, &mix, "encoder skip", |n| !n.starts_with("attention."));
+    println!("worst relative error (encoder skip): {worst:.3e}");
+}
+
+#[test]
 fn encoder_dropout_gradients() {
     // The masks of gradient computation 0, the same in the loss evaluated
     // for the numeric gradient (`training_losses`). cross_modal's

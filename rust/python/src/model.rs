@@ -37,7 +37,7 @@ impl PyModel {
         contrastive_neighbors=0, contrastive_neighbor_weight=0.2, contrastive_pair_power=1.0, encoder_objectives=None,
         encoder_hidden=Vec::new(), encoder_output_dim=None, shared_head=Vec::new(),
         encoder_input_dropout=0.0, encoder_hidden_dropout=0.0, learnable_temperature=false,
-        fusion_residual=0.0
+        fusion_residual=0.0, encoder_skip=false
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -65,6 +65,7 @@ impl PyModel {
         encoder_hidden_dropout: f64,
         learnable_temperature: bool,
         fusion_residual: f64,
+        encoder_skip: bool,
         py: Python<'_>,
     ) -> PyResult<Self> {
         let config = Config {
@@ -95,6 +96,7 @@ impl PyModel {
             shared_head,
             encoder_input_dropout,
             encoder_hidden_dropout,
+            encoder_skip,
             learnable_temperature,
             fusion_residual,
         };

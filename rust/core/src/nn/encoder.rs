@@ -9,6 +9,12 @@
 //! [`super::head`]): the encoder's output layer is then linear and the
 //! head's last layer gives the embedding. Either way the embedding is the
 //! L2-normalised output of one stack of [`Dense`] layers.
+//!
+//! With `config.encoder_skip` a linear path runs from the encoder's input
+//! (after its dropout) to its output layer, `S_m x` added to that layer's
+//! (linear) output before the head: the views that are near-linear
+//! functions of each other keep a path the hidden layer's dropout and
+//! LeakyReLU cannot blur (docs/objectives.md).
 
 use super::dense::Dense;
 use super::dropout::{self, DropoutRates};
@@ -16,7 +22,9 @@ use super::head::ProjectionHead;
 use super::ops::{l2_normalize_backward_inplace, l2_normalize_rows, NORM_EPS};
 use crate::kernels;
 use crate::modality::Modality;
-use crate::params::{ParamLayout, Params, ParamsMut};
+use super::ops::linear_backward;
+use crate::kernels::Epilogue;
+use crate::params::{Init, ParamId, ParamLayout, Params, ParamsMut};
 use crate::real::Real;
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2};
 use rand_core::Rng;
@@ -34,6 +42,10 @@ pub struct ModalityEncoder {
     /// How many of `layers` are this encoder's own hidden layers (the
     /// first ones; dropout follows each in training).
     pub hidden: usize,
+    /// `encoder.<modality>.skip.weight [output, d]`: the linear path from
+    /// the input to the output of `layers[hidden]` (the encoder's own output
+    /// layer, linear under a head), when `config.encoder_skip`.
+    pub skip: Option<ParamId>,
 }
 
 /// What the encoder's backward needs: the output rows and their norms
@@ -94,7 +106,30 @@ impl ModalityEncoder {
                 layer
             })
             .collect();
-        ModalityEncoder { modality, input_dim, layers, hidden: hidden.len() }
+        ModalityEncoder { modality, input_dim, layers, hidden: hidden.len(), skip: None }
+    }
+
+    /// Registers the linear skip path, `encoder.<modality>.skip.weight
+    /// [output_dim, d]`, initialised at zero (so the encoder starts as the one
+    /// without it, and no other tensor's initial values change). Call after
+    /// [`Self::register_layers`] with hidden layers, before the head is
+    /// attached; the config allows it only with a shared head, so the layer
+    /// it adds to is linear.
+    pub fn register_skip(&mut self, layout: &mut ParamLayout, output_dim: usize) {
+        debug_assert!(self.hidden > 0 && self.hidden + 1 == self.layers.len(), "a skip joins the encoder's own output layer");
+        let name = format!("encoder.{}.skip.weight", self.modality.name());
+        self.skip = Some(layout.add(name, &[output_dim, self.input_dim], Init::Zeros));
+    }
+
+    /// Adds the skip path's `x Sᵀ` to `out` (the output of `layers[hidden]`).
+    fn add_skip<T: Real>(&self, params: Params<T>, x: ArrayView2<T>, out: ArrayViewMut2<T>, serial: bool) {
+        let Some(skip) = self.skip else { return };
+        let st = params.matrix_t(skip);
+        if serial {
+            kernels::gemm_serial(x, st.view(), out, Epilogue::add(), None);
+        } else {
+            kernels::gemm(x, st.view(), out, Epilogue::add());
+        }
     }
 
     /// Appends the shared head's layers (the embedding is then theirs).
@@ -134,6 +169,9 @@ impl ModalityEncoder {
                 _ => activations[i - 1].view(),
             };
             let mut y: Array2<T> = layer.forward(params, input);
+            if i == self.hidden {
+                self.add_skip(params, dropped_input.as_ref().map_or(x, |d| d.view()), y.view_mut(), false);
+            }
             if i == last {
                 out = Some(y);
                 break;
@@ -171,10 +209,13 @@ impl ModalityEncoder {
     pub fn forward_into<T: Real>(&self, params: Params<T>, x: ArrayView2<T>, mut out: ArrayViewMut2<T>, norms: ArrayViewMut1<T>) {
         let (last, rest) = self.layers.split_last().expect("an encoder has at least one layer");
         let mut h: Option<Array2<T>> = None;
-        for layer in rest {
+        for (i, layer) in rest.iter().enumerate() {
             let input = h.as_ref().map_or(x, |h| h.view());
             let mut next = Array2::zeros((x.nrows(), layer.out_dim(params)));
             layer.forward_serial_into(params, input, next.view_mut());
+            if i == self.hidden {
+                self.add_skip(params, x, next.view_mut(), true);
+            }
             h = Some(next);
         }
         last.forward_serial_into(params, h.as_ref().map_or(x, |h| h.view()), out.view_mut());
@@ -186,14 +227,22 @@ impl ModalityEncoder {
     /// (`act(W (h/a) + b/a) = act(W h + b)/a` for LeakyReLU or no
     /// activation), and so is the normalisation, so scaling the input by
     /// `1/a`, `a` the row's largest magnitude, and every bias by `1/a` gives
-    /// the same embedding. For rows whose products overflow float32; false
+    /// the same embedding (the skip path, linear and without a bias, scales
+    /// alike). For rows whose products overflow float32; false
     /// (and `out` unspecified) when the row or its result is not finite.
     pub fn forward_row_scaled<T: Real>(&self, params: Params<T>, x: ArrayView1<T>, mut out: ArrayViewMut1<T>) -> bool {
         let a = x.iter().fold(T::zero(), |a, v| a.max(v.abs()));
         if !(a.is_finite() && a > T::zero() && x.iter().all(|v| v.is_finite())) {
             return false;
         }
-        let h = self.layers.iter().fold(x.mapv(|v| v / a), |h, layer| layer.forward_row_bias_scaled(params, h.view(), a));
+        let scaled = x.mapv(|v| v / a);
+        let mut h = scaled.clone();
+        for (i, layer) in self.layers.iter().enumerate() {
+            h = layer.forward_row_bias_scaled(params, h.view(), a);
+            if let (Some(skip), true) = (self.skip, i == self.hidden) {
+                h += &params.matrix(skip).dot(&scaled);
+            }
+        }
         out.assign(&h);
         let mut norm = [T::zero()];
         let row = out.view_mut().insert_axis(ndarray::Axis(0));
@@ -209,8 +258,13 @@ impl ModalityEncoder {
         let mut d = d_out;
         for (i, layer) in self.layers.iter().enumerate().rev() {
             let y = if i + 1 == self.layers.len() { tape.out.view() } else { tape.activations[i].view() };
+            let dropped = tape.dropped_input.as_ref().map_or(x, |d| d.view());
+            if let (Some(skip), true) = (self.skip, i == self.hidden) {
+                // The layer it joins is linear: `d` is also the gradient on `x Sᵀ`.
+                linear_backward(dropped, d.view(), grads.matrix(skip), None);
+            }
             let input = match i {
-                0 => tape.dropped_input.as_ref().map_or(x, |d| d.view()),
+                0 => dropped,
                 _ => tape.activations[i - 1].view(),
             };
             let Some(mut dx) = layer.backward(params, input, y, d.view_mut(), grads, i > 0) else { break };
