@@ -3,7 +3,7 @@ import os
 import threading
 from pathlib import Path
 from types import ModuleType
-from typing import Callable
+from typing import Callable, Tuple
 
 import numpy as np
 import pytest
@@ -107,6 +107,17 @@ def save_without_config_fields(model: gm.LearnableMultiModal, path, *fields: str
             del config[field]
 
     _save_with_config(model, path, drop)
+
+
+def reloaded(model: gm.LearnableMultiModal, tmp_path, without: Tuple[str, ...] = ()) -> gm.LearnableMultiModal:
+    """``model`` saved under ``tmp_path`` and loaded back; ``without``: config
+    fields left out of the file, as a version from before them wrote it."""
+    path = tmp_path / "reloaded.safetensors"
+    if without:
+        save_without_config_fields(model, path, *without)
+    else:
+        model.save(path)
+    return gm.LearnableMultiModal.load(path)
 
 
 def save_with_config_fields(model: gm.LearnableMultiModal, path, **fields: object) -> None:

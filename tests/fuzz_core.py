@@ -138,13 +138,19 @@ def model():
     return _MODEL
 
 
-@FUZZ
-@given(data=st.data())
-def test_encode_and_fuse(data, model):
+def draw_views(data) -> dict:
+    """Some modalities' input arrays, of one row count: mostly 6 columns
+    (the models' width), sometimes a wrong width or none."""
     b = dims(data.draw, 0, 40)
     present = data.draw(st.lists(st.sampled_from(list(gm.Modality)), min_size=1, max_size=7, unique=True))
     d = data.draw(st.sampled_from([6, 6, 6, 5, 0]))
-    xs = {m: data.draw(arrays((b, d))) for m in present}
+    return {m: data.draw(arrays((b, d))) for m in present}
+
+
+@FUZZ
+@given(data=st.data())
+def test_encode_and_fuse(data, model):
+    xs = draw_views(data)
     run("encode_and_fuse", finite(*xs.values()), lambda: model.encode_and_fuse(xs))
 
 
@@ -155,10 +161,7 @@ _DEEP = gm.LearnableMultiModal(embed_dim=16, hidden_dim=24, num_heads=2, seed=0,
 @FUZZ
 @given(data=st.data())
 def test_hidden_features(data):
-    b = dims(data.draw, 0, 40)
-    present = data.draw(st.lists(st.sampled_from(list(gm.Modality)), min_size=1, max_size=7, unique=True))
-    d = data.draw(st.sampled_from([6, 6, 6, 5, 0]))
-    xs = {m: data.draw(arrays((b, d))) for m in present}
+    xs = draw_views(data)
     layer = data.draw(st.sampled_from([0, 1, -1, -2, 2, -3, True, 1.0, None]))
     run("hidden_features", finite(*xs.values()), lambda: _DEEP.hidden_features(xs, layer=layer))
 
@@ -179,10 +182,7 @@ _SKIP = _with_random_skips(gm.LearnableMultiModal(embed_dim=16, hidden_dim=24, n
 @given(data=st.data())
 def test_encode_and_fuse_with_a_skip_path(data):
     # Huge finite rows take the core's rescaled path, which carries the skip too.
-    b = dims(data.draw, 0, 40)
-    present = data.draw(st.lists(st.sampled_from(list(gm.Modality)), min_size=1, max_size=7, unique=True))
-    d = data.draw(st.sampled_from([6, 6, 6, 5, 0]))
-    xs = {m: data.draw(arrays((b, d))) for m in present}
+    xs = draw_views(data)
     run("encode_and_fuse(skip)", finite(*xs.values()), lambda: _SKIP.encode_and_fuse(xs))
 
 

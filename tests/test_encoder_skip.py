@@ -12,7 +12,7 @@ import grapheme_multimodal as gm
 from grapheme_multimodal.exceptions import InvalidValueError
 from grapheme_multimodal.sklearn import MultimodalEmbedder
 
-from conftest import assert_resumes_exactly, save_without_config_fields, small_model, two_cluster_views
+from conftest import assert_resumes_exactly, reloaded, small_model, two_cluster_views
 from numpy_reference import l2norm, leaky
 
 DIMS = {"visual": 6, "auditory": 9, "linguistic": 4}
@@ -117,18 +117,14 @@ def test_training_moves_the_skips_resumes_exactly_and_is_checkpointed(tmp_path):
     make = lambda: model(encoder_skip=True, encoder_input_dropout=0.1, encoder_hidden_dropout=0.2)  # noqa: E731
     trained = assert_resumes_exactly(make, data, tmp_path, **kwargs)
     assert all(v.any() for k, v in trained.state_dict().items() if k.endswith(".skip.weight") and k.split(".")[1] in DIMS)
-    path = tmp_path / "skip.safetensors"
-    trained.save(path)
-    loaded = gm.LearnableMultiModal.load(path)
+    loaded = reloaded(trained, tmp_path)
     assert loaded.config.encoder_skip is True
     assert loaded.encode(data).tobytes() == trained.encode(data).tobytes()
 
 
 def test_checkpoints_without_the_field_load_without_the_path(tmp_path):
     m = model()
-    path = tmp_path / "old.safetensors"
-    save_without_config_fields(m, path, "encoder_skip")
-    loaded = gm.LearnableMultiModal.load(path)
+    loaded = reloaded(m, tmp_path, without=("encoder_skip",))
     assert loaded.config == m.config and loaded.config.encoder_skip is False
 
 

@@ -13,8 +13,8 @@ from grapheme_multimodal.exceptions import InvalidValueError
 
 from conftest import (
     assert_resumes_exactly,
+    reloaded,
     save_with_config_fields,
-    save_without_config_fields,
     small_model,
     two_cluster_views,
 )
@@ -105,9 +105,7 @@ def test_trains_reproducibly_resumes_exactly_and_is_checkpointed(tmp_path):
     kwargs = dict(epochs=2, batch_size=16, progress=False)
     make = lambda: model(fusion_residual=2.5, fused_neighbors=3)  # noqa: E731
     trained = assert_resumes_exactly(make, data, tmp_path, **kwargs)  # also checks the loaded config equals
-    path = tmp_path / "residual.safetensors"
-    trained.save(path)
-    loaded = gm.LearnableMultiModal.load(path)
+    loaded = reloaded(trained, tmp_path)
     assert loaded.config.fusion_residual == 2.5
     emb = trained.encode(data)
     assert loaded.fuse(emb).tobytes() == trained.fuse(emb).tobytes()
@@ -115,9 +113,7 @@ def test_trains_reproducibly_resumes_exactly_and_is_checkpointed(tmp_path):
 
 def test_checkpoints_without_the_field_load_as_the_original_fusion(tmp_path):
     m = model()
-    path = tmp_path / "old.safetensors"
-    save_without_config_fields(m, path, "fusion_residual")
-    loaded = gm.LearnableMultiModal.load(path)
+    loaded = reloaded(m, tmp_path, without=("fusion_residual",))
     assert loaded.config == m.config and loaded.config.fusion_residual == 0.0
 
 
