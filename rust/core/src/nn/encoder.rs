@@ -19,11 +19,9 @@
 use super::dense::Dense;
 use super::dropout::{self, DropoutRates};
 use super::head::ProjectionHead;
-use super::ops::{l2_normalize_backward_inplace, l2_normalize_rows, NORM_EPS};
-use crate::kernels;
+use super::ops::{l2_normalize_backward_inplace, l2_normalize_rows, linear_backward, NORM_EPS};
+use crate::kernels::{self, Epilogue};
 use crate::modality::Modality;
-use super::ops::linear_backward;
-use crate::kernels::Epilogue;
 use crate::params::{Init, ParamId, ParamLayout, Params, ParamsMut};
 use crate::real::Real;
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2};
