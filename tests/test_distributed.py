@@ -300,7 +300,7 @@ def test_embed_dataset_rejects_bad_arguments(checkpoint):
     with pytest.raises(gm.InvalidValueError, match="num_actors"):
         distributed.embed_dataset(ds, checkpoint, {"visual": "img"}, outputs="bindings", num_actors=0)
     assert not gm.LearnableMultiModal.load(checkpoint).config.encoder_hidden
-    with pytest.raises(gm.InvalidValueError, match=r"outputs: \"hidden_features\" reads the encoders' hidden layers"):
+    with pytest.raises(gm.InvalidValueError, match=r"outputs: this model's encoders have no hidden layers"):
         distributed.embed_dataset(ds, checkpoint, {"visual": "img"}, outputs="hidden_features")
 
 

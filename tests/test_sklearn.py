@@ -210,7 +210,7 @@ def test_feature_names_out_of_hidden_features_a_model_without_them_lacks():
     Xs, _ = views(60)
     est = MultimodalEmbedder(**FAST, encoder_hidden=(), encoder_hidden_dropout=0.0).fit(Xs)
     est.set_params(output="hidden", encoder_hidden=(4,))  # changed after fit: the model has no hidden layers
-    with pytest.raises(InvalidValueError, match="the fitted model has none"):
+    with pytest.raises(InvalidValueError, match="output: this model's encoders have no hidden layers"):
         est.get_feature_names_out()
     with pytest.raises(InvalidValueError):
         est.transform(Xs)

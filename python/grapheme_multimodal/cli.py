@@ -315,10 +315,8 @@ def _embed(args: argparse.Namespace) -> int:
     from .model import LearnableMultiModal
 
     model = LearnableMultiModal.load(args.checkpoint)
-    if args.hidden_features is not None and not model.config.encoder_hidden:
-        raise InvalidValueError(
-            f"--hidden-features: {args.checkpoint}'s encoders have no hidden layers (its encoder_hidden is empty)",
-            "--hidden-features")
+    if args.hidden_features is not None:
+        model.hidden_width(arg="--hidden-features")
     files = _read_files(args.modality)
     inputs = {}
     for f in files:

@@ -110,10 +110,8 @@ def embed_dataset(
     model = checkpoint if isinstance(checkpoint, LearnableMultiModal) else LearnableMultiModal.load(checkpoint)
     plan = _ColumnPlan(model, columns)
     wanted = _check_outputs(outputs)
-    if "hidden_features" in wanted and not model.config.encoder_hidden:
-        raise InvalidValueError(
-            'outputs: "hidden_features" reads the encoders\' hidden layers, and this model has none '
-            "(config.encoder_hidden is empty)", "outputs")
+    if "hidden_features" in wanted:
+        model.hidden_width(arg="outputs")
     _check_int(batch_size, "batch_size", 1)
     _check_int(cpus_per_actor, "cpus_per_actor", 1)
     if num_actors is None:

@@ -145,19 +145,28 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         Needs a model with ``encoder_hidden``; one row per event and
         modality, as :meth:`encode` takes them.
         """
+        self.hidden_width(layer)
+        arrays, mask_arr = self.prepare_inputs(inputs, mask)
+        return self._core.hidden_features(arrays, mask_arr, int(layer) % len(self.config.encoder_hidden))
+
+    def hidden_width(self, layer: int = -1, arg: str = "layer") -> int:
+        """The width ``H`` of :meth:`hidden_features` for hidden layer
+        ``layer``. An :class:`InvalidValueError` naming ``arg`` when the
+        encoders have no hidden layers or ``layer`` is not an index into
+        ``config.encoder_hidden``: the one check of every caller that asks
+        for hidden features (the CLI, Ray, the estimator) before it works."""
         widths = tuple(self.config.encoder_hidden)
         if isinstance(layer, bool) or not isinstance(layer, (int, np.integer)):
             raise InvalidValueError(f"layer: expected an integer index into config.encoder_hidden, got {layer!r}", "layer")
         if not widths:
             raise InvalidValueError(
-                "layer: this model's encoders have no hidden layers (config.encoder_hidden is empty); "
-                "expected a model built with encoder_hidden, e.g. (256,)", "layer")
+                f"{arg}: this model's encoders have no hidden layers (config.encoder_hidden is empty); "
+                "expected a model built with encoder_hidden, e.g. (256,)", arg)
         if not -len(widths) <= layer < len(widths):
             raise InvalidValueError(
                 f"layer: expected an index into config.encoder_hidden = {widths} "
                 f"({-len(widths)} to {len(widths) - 1}), got {layer}", "layer")
-        arrays, mask_arr = self.prepare_inputs(inputs, mask)
-        return self._core.hidden_features(arrays, mask_arr, int(layer) % len(widths))
+        return widths[layer]
 
     @reads
     def fuse(self, embeddings: Any, mask: Any = None) -> np.ndarray:

@@ -220,12 +220,7 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
         _check_input_features(self, input_features)
         prefix = type(self).__name__.lower()
         if self.output == "hidden":
-            hidden = tuple(self.model_.config.encoder_hidden)
-            if not hidden:  # output and encoder_hidden were set after fit
-                raise InvalidValueError(
-                    'output: "hidden" reads the encoders\' hidden layers, but the fitted model has none '
-                    "(fit again with encoder_hidden set)", "output")
-            width = hidden[-1]
+            width = self.model_.hidden_width(arg="output")  # refused when output was set after fit
             names = [f"{prefix}_{m}_hidden{j}" for m in self.modalities_ for j in range(width)]
         else:
             names = [f"{prefix}{j}" for j in range(self.model_.config.embed_dim)]
