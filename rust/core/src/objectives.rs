@@ -474,6 +474,11 @@ pub fn contrastive<T: Real>(
 /// One pair's loss, gradients and `∂/∂ log τ` (already times the weight).
 type PairResult<T> = (T, PairGradients<T>, T);
 
+/// Pair powers below this take [`power_mean`]'s f64 path for small `p`.
+const SMALL_PAIR_POWER: f64 = 1e-3;
+/// Pair powers below this give the geometric mean (see [`power_mean`]).
+const GEOMETRIC_PAIR_POWER: f64 = 1e-12;
+
 /// The power mean of order `p ∈ [0, 1)` of the pair losses, `M = (mean
 /// L_k^p)^(1/p)` (`p = 0`: `exp(mean log L_k)`, the geometric mean), and each
 /// pair's factor `∂M/∂L_k · n = (L_k / M)^(p − 1)`: the pair gradients times
@@ -481,12 +486,28 @@ type PairResult<T> = (T, PairGradients<T>, T);
 /// `1e-12` (an InfoNCE loss is positive; the floor keeps a pair matched to
 /// float precision from taking an unbounded factor); a NaN or infinite loss
 /// makes `M` NaN or infinite, which the training step refuses.
+///
+/// For small `p > 0` the direct formula fails in float32: `L^p` rounds to
+/// 1 and `M` comes out as exactly 1 (for `p <= 1e-8`, and far off well
+/// before). Below [`SMALL_PAIR_POWER`] `M` is computed in f64 as
+/// `exp(ln_1p(mean expm1(p ln L)) / p)`, accurate down to `p → 0`; below
+/// [`GEOMETRIC_PAIR_POWER`] it is the geometric mean, its limit (the
+/// difference, about `p · Var(ln L) / 2` relative, is below f64 precision).
 fn power_mean<T: Real>(losses: &[T], p: f64) -> (T, Vec<T>) {
     let floor = T::c(1e-12);
     let losses: Vec<T> = losses.iter().map(|&l| if l.is_nan() || l > floor { l } else { floor }).collect();
     let n = T::c(losses.len() as f64);
     let mean = if p == 0.0 {
         (losses.iter().fold(T::zero(), |acc, &l| acc + l.ln()) / n).exp()
+    } else if p < SMALL_PAIR_POWER {
+        let ln: Vec<f64> = losses.iter().map(|l| l.to_f64().unwrap_or(f64::NAN).ln()).collect();
+        let count = ln.len() as f64;
+        let log_mean = if p < GEOMETRIC_PAIR_POWER {
+            ln.iter().sum::<f64>() / count
+        } else {
+            (ln.iter().map(|&l| (p * l).exp_m1()).sum::<f64>() / count).ln_1p() / p
+        };
+        T::c(log_mean.exp())
     } else {
         let p = T::c(p);
         (losses.iter().fold(T::zero(), |acc, &l| acc + l.powf(p)) / n).powf(T::one() / p)
@@ -837,6 +858,19 @@ mod tests {
         }
         // Near p = 0 the power mean tends to the geometric mean.
         assert!((power_mean(&losses, 1e-9).0 - 2.0f64).abs() < 1e-6);
+        // In float32 too, for every small p (the direct formula gave exactly 1
+        // from p = 1e-8 down): as the f64 formula (the geometric mean at the
+        // smallest p, where f64's own L^p rounds to 1 as well).
+        let losses32 = [0.5f32, 2.0, 8.0];
+        for p in [1e-45, 1e-30, 1e-12, 1e-9, 1e-7, 1e-5, 1e-4, 9.99e-4] {
+            let want = if p < 1e-9 { 2.0 } else { ((0.5f64.powf(p) + 2.0f64.powf(p) + 8.0f64.powf(p)) / 3.0).powf(1.0 / p) };
+            let got = power_mean(&losses32, p).0;
+            assert!((f64::from(got) - want).abs() < 1e-5 * want, "p = {p}: {got}, expected {want}");
+        }
+        let (_, f) = power_mean(&losses32, 1e-9);
+        assert!(f.iter().zip(&losses32).all(|(f, l)| (f - 2.0 / l).abs() < 1e-5), "factors M / L: {f:?}");
+        let big = [f32::INFINITY, 1.0];
+        assert!(!power_mean(&big, 1e-5).0.is_finite() && power_mean(&[f32::NAN, 1.0], 1e-5).0.is_nan());
         // A pair at zero loss takes the floor; a NaN or infinite one is not hidden.
         let (m, f) = power_mean(&[0.0f64, 1.0], 0.5);
         assert!(m.is_finite() && f.iter().all(|f| f.is_finite()));

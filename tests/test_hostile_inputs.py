@@ -1,0 +1,42 @@
+"""Hostile inputs the earlier hardening missed: each one used to give a
+wrong answer without a word, a numpy or OS error that named nothing (or a
+killed process), or left an object changed by a call that failed."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import grapheme_multimodal as gm
+from grapheme_multimodal import metrics
+
+E = 8
+
+
+def small_model(**kw) -> gm.LearnableMultiModal:
+    return gm.LearnableMultiModal(embed_dim=E, hidden_dim=16, num_heads=2, seed=0, **kw)
+
+
+def views(n: int = 12, seed: int = 0) -> dict:
+    rng = np.random.default_rng(seed)
+    return {m: rng.normal(size=(n, 18)) for m in ("visual", "auditory", "linguistic")}
+
+
+def test_a_tiny_contrastive_pair_power_gives_the_geometric_mean_not_1() -> None:
+    # In float32 L**p rounded to 1 for p <= 1e-8: the loss was exactly 1.0 and
+    # the gradients a third of their size, for any data.
+    x = views()
+    geometric = small_model(contrastive_pair_power=0.0)
+    want = geometric.losses(x, weights={"contrastive": 1.0})["contrastive"]
+    geometric.backward(x, weights={"contrastive": 1.0})
+    for p in (1e-8, 1e-12, 1e-30, 5e-324):
+        model = small_model(contrastive_pair_power=p)
+        got = model.losses(x, weights={"contrastive": 1.0})["contrastive"]
+        assert got == pytest.approx(want, rel=1e-6), p
+        model.backward(x, weights={"contrastive": 1.0})
+        for name, grad in model.gradients().items():
+            np.testing.assert_allclose(grad, geometric.gradients()[name], rtol=1e-4, atol=1e-7, err_msg=f"{p} {name}")
+    # A power mean grows with its order (the tiny orders were below the geometric mean, then 1.0).
+    curve = [small_model(contrastive_pair_power=p).losses(x, weights={"contrastive": 1.0})["contrastive"]
+             for p in (0.0, 1e-7, 1e-5, 1e-3, 0.5, 1.0)]
+    assert curve == sorted(curve), curve
