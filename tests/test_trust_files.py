@@ -10,6 +10,7 @@ import json
 import math
 import os
 import pickle
+import re
 import resource
 import signal
 import subprocess
@@ -201,6 +202,23 @@ def test_directories_and_fifos_are_named_as_what_they_are(tmp_path) -> None:
         gm.ExperienceBuffer.from_file(fifo)
     with pytest.raises(FileNotFoundError, match="no file at"):
         gm.LearnableMultiModal.load(tmp_path / "missing.safetensors")
+
+
+def test_saving_onto_a_fifo_or_device_refuses_instead_of_replacing_it(tmp_path) -> None:
+    # The atomic rename used to replace whatever was there: a save to /dev/null
+    # (as root) turned the device into a regular file.
+    model = gm.LearnableMultiModal(seed=0, embed_dim=8, hidden_dim=8, num_heads=2)
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    device = tmp_path / "null"  # a link, so that the test never touches /dev/null itself
+    device.symlink_to(os.devnull)
+    for path, kind in [(fifo, "a FIFO (named pipe)"), (device, "a character device")]:
+        with pytest.raises(FileExistsError, match=re.escape(f"is {kind}, not a regular file")):
+            model.save(path)
+        with pytest.raises(FileExistsError, match=re.escape(kind)):
+            model.experience.save(path)
+    assert fifo.is_fifo() and device.is_symlink() and device.is_char_device()
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
 
 
 def _run_capped(code: str, timeout: float = 120) -> subprocess.CompletedProcess:

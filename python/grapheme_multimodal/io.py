@@ -68,6 +68,9 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
         raise FileNotFoundError(f"path: directory {str(directory)!r} does not exist")
     if path.is_dir():
         raise IsADirectoryError(f"path: {str(path)!r} is a directory; expected a file name")
+    kind = file_kind(path)
+    if kind is not None and kind is not MISSING:  # the rename would replace a device, FIFO or socket with a file
+        raise FileExistsError(f"path: {str(path)!r} is {kind}, not a regular file; expected a file name to write")
     _remove_orphaned_temp_files(directory, path.name)
     fd, tmp = _locked_temp_file(directory, path)
     try:
