@@ -40,3 +40,18 @@ def test_a_tiny_contrastive_pair_power_gives_the_geometric_mean_not_1() -> None:
     curve = [small_model(contrastive_pair_power=p).losses(x, weights={"contrastive": 1.0})["contrastive"]
              for p in (0.0, 1e-7, 1e-5, 1e-3, 0.5, 1.0)]
     assert curve == sorted(curve), curve
+
+
+@pytest.mark.parametrize("batch_size", [2**70, 2**40, np.uint64(2**64 - 1)])
+def test_sampling_more_than_memory_holds_is_too_large_and_draws_nothing(batch_size) -> None:
+    # Was OverflowError, "Maximum allowed dimension exceeded" or MemoryError
+    # from numpy, and at 10**9 the OS killed the process.
+    buffer = gm.ExperienceBuffer(8, embed_dim=E)
+    buffer.extend(np.zeros((4, 7, E)), np.ones((4, 7), bool), np.zeros((4, E)), np.zeros((4, 7, 7)), np.zeros(4))
+    state = buffer.state()[1]["rng_state"]
+    for prioritized in (False, True):
+        with pytest.raises(gm.TooLargeError, match="batch_size") as err:
+            buffer.sample(batch_size, replace=True, prioritized=prioritized)
+        assert err.value.arg == "batch_size"
+    assert buffer.state()[1]["rng_state"] == state
+    assert len(buffer.sample(3, replace=True)) == 3

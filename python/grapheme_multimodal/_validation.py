@@ -3,6 +3,9 @@ say which argument was wrong, what it was and what was expected."""
 
 from __future__ import annotations
 
+import functools
+import os
+import sys
 from typing import Any, Callable, Optional
 
 import numpy as np
@@ -36,6 +39,17 @@ def as_real_array(x: Any, name: str) -> np.ndarray:
 
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+@functools.lru_cache(maxsize=None)
+def memory_budget() -> int:
+    """The machine's physical memory in bytes (``sys.maxsize`` where unknown):
+    what a size from the user is checked against before numpy allocates it
+    (lazily mapped zeros would pass numpy and be killed when touched)."""
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, ValueError, OSError):
+        return sys.maxsize
 
 
 def as_positive_int(value: Any, name: str) -> int:

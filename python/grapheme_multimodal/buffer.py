@@ -19,7 +19,7 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from ._core import MODALITY_NAMES, NUM_MODALITIES
-from ._validation import as_finite_float, as_mask, as_positive_int, as_real_array, describe, non_finite_message
+from ._validation import as_finite_float, as_mask, as_positive_int, as_real_array, describe, memory_budget, non_finite_message
 from .exceptions import CheckpointError, InvalidValueError, NonFiniteError, ShapeError, TooLargeError
 from .io import PathLike, TensorSpec, read_tagged_safetensors, write_tagged_safetensors
 
@@ -320,6 +320,7 @@ class ExperienceBuffer:
         """
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
             raise InvalidValueError(f"batch_size: expected a positive int, got {batch_size!r}", "batch_size")
+        batch_size = int(batch_size)  # a numpy uint64 would wrap in the size check below
         if prioritized:
             alpha = as_finite_float(alpha, "alpha", lambda v: v >= 0, "a finite number >= 0")
             beta = as_finite_float(beta, "beta", lambda v: v >= 0, "a finite number >= 0")
@@ -330,6 +331,15 @@ class ExperienceBuffer:
             if not replace and batch_size > n:
                 raise InvalidValueError(
                     f"batch_size: {batch_size} is more than the {n} experiences held; pass replace=True", "batch_size"
+                )
+            # With replacement nothing else bounds it: refuse before the generator
+            # draws (its state stays) what numpy would fail on or the OS kill for.
+            row_bytes = 16 + sum(a.nbytes // self.capacity for a in self._arrays.values())  # + position, weight
+            if batch_size * row_bytes > memory_budget():
+                raise TooLargeError(
+                    f"batch_size: {batch_size:,} experiences of {row_bytes:,} bytes each ({batch_size * row_bytes:,} "
+                    f"bytes) do not fit in this machine's memory ({memory_budget():,} bytes); expected a smaller batch_size",
+                    "batch_size",
                 )
             if not prioritized:
                 pos = self._rng.choice(n, size=batch_size, replace=replace)
