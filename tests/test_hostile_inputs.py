@@ -55,3 +55,24 @@ def test_sampling_more_than_memory_holds_is_too_large_and_draws_nothing(batch_si
         assert err.value.arg == "batch_size"
     assert buffer.state()[1]["rng_state"] == state
     assert len(buffer.sample(3, replace=True)) == 3
+
+
+def test_a_failed_refit_leaves_the_fitted_estimator_as_it_was() -> None:
+    pytest.importorskip("sklearn")
+    from grapheme_multimodal.sklearn import MultimodalEmbedder
+
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(40, 3))
+    xs = [z @ rng.normal(size=(3, 6)), z @ rng.normal(size=(3, 5))]
+    est = MultimodalEmbedder(embed_dim=E, hidden_dim=16, num_heads=2, epochs=2, encoder_hidden=(16,),
+                             shared_head=(16, E)).fit(xs)
+    fitted = {k: v for k, v in vars(est).items() if k.endswith("_")}
+    before = est.transform(xs)
+    # Each is found only after fit has set model_ to a new, untrained model.
+    for bad in ({"patience": -1}, {"batch_size": 0}, {"learning_rate": -1.0}):
+        est.set_params(**bad)
+        with pytest.raises(gm.InvalidValueError):
+            est.fit([xs[0][:, :4], xs[1]])
+        est.set_params(**{k: MultimodalEmbedder().get_params()[k] if k != "batch_size" else 512 for k in bad})
+        assert all(getattr(est, k) is v for k, v in fitted.items())
+        np.testing.assert_array_equal(est.transform(xs), before)

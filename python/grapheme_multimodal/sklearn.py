@@ -143,7 +143,21 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
         self.output = output
 
     def fit(self, Xs: Any, y: Any = None) -> "MultimodalEmbedder":
-        """Trains on the views ``Xs`` (``y`` is ignored: training is unsupervised)."""
+        """Trains on the views ``Xs`` (``y`` is ignored: training is unsupervised).
+        A fit that fails (or is interrupted) leaves the estimator as it was:
+        a fitted one keeps its model, views and history."""
+        before = dict(self.__dict__)
+        try:
+            self._fit(Xs)
+        except BaseException:
+            # the fitted attributes are set one by one as fitting goes: without
+            # this a bad setting found late left a new, untrained model_ behind
+            self.__dict__.clear()
+            self.__dict__.update(before)
+            raise
+        return self
+
+    def _fit(self, Xs: Any) -> None:
         self._check_output()
         views = _as_views(Xs, self, reset=True)
         self.modalities_ = self._modalities(len(views))
@@ -182,7 +196,6 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
             standardize=self.standardize,
             progress=self.verbose,
         )
-        return self
 
     def transform(self, Xs: Any) -> np.ndarray:
         """Fused unit embeddings ``[n, embed_dim]`` of the views ``Xs``; with
