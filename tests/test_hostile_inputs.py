@@ -57,6 +57,20 @@ def test_sampling_more_than_memory_holds_is_too_large_and_draws_nothing(batch_si
     assert len(buffer.sample(3, replace=True)) == 3
 
 
+@pytest.mark.parametrize("scale", [1e200, 1e300, 1e-300, 1e-320])
+def test_retrieval_and_knn_of_huge_or_tiny_finite_values_find_the_true_neighbours(scale) -> None:
+    # Squared, such values overflowed float64 (or underflowed): every distance
+    # tied and the scores came out near chance, 0.4 instead of 1.0.
+    rng = np.random.default_rng(0)
+    q = rng.normal(size=(10, 4))
+    g = q + 0.01 * rng.normal(size=(10, 4))
+    y = np.arange(10) % 3
+    for metric in ("cosine", "euclidean"):
+        assert metrics.cross_view_retrieval(q * scale, g * scale, y, metric) == metrics.cross_view_retrieval(q, g, y, metric)
+    pytest.importorskip("sklearn")
+    assert metrics.knn_accuracy(q * scale, y, g * scale, y, k=1) == metrics.knn_accuracy(q, y, g, y, k=1) == 1.0
+
+
 def test_a_failed_refit_leaves_the_fitted_estimator_as_it_was() -> None:
     pytest.importorskip("sklearn")
     from grapheme_multimodal.sklearn import MultimodalEmbedder

@@ -32,6 +32,28 @@ def _finite_2d(name: str, x: object) -> np.ndarray:
     return arr
 
 
+# Magnitudes whose squares float64 holds with room for sums of them.
+_SAFE_MAX, _SAFE_MIN = 2.0**500, 2.0**-500
+
+
+def _in_safe_range(*arrays: np.ndarray) -> tuple:
+    """``arrays`` as float64, all scaled by one power of two when their
+    largest magnitude is beyond ``2**±500``: squared there, values overflow
+    to inf (or underflow to 0) and every distance ties, so the neighbours
+    found were arbitrary. A power of two scales exactly, so no distance
+    order changes; values in range are returned unscaled, as before."""
+    out = tuple(a.astype(np.float64) for a in arrays)
+    if not _out_of_range(*out):
+        return out
+    shift = -int(np.frexp(max(float(np.abs(a).max()) for a in out))[1])
+    return tuple(np.ldexp(a, shift) for a in out)
+
+
+def _out_of_range(*arrays: np.ndarray) -> bool:
+    top = max(float(np.abs(a).max()) for a in arrays)
+    return top != 0 and not _SAFE_MIN <= top <= _SAFE_MAX
+
+
 def _labels_1d(name: str, y: object, n: int, n_name: str) -> np.ndarray:
     arr = np.asarray(y)
     if arr.shape != (n,):
@@ -111,8 +133,7 @@ def cross_view_retrieval(
     if not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
         raise InvalidValueError(f"chunk_size must be a positive integer, got {chunk_size!r}", "chunk_size")
 
-    q = q.astype(np.float64)
-    g = g.astype(np.float64)
+    q, g = _in_safe_range(q, g)
     if metric == "cosine":
         q = _unit_rows("query", q)
         g = _unit_rows("gallery", g)
@@ -180,6 +201,8 @@ def knn_accuracy(
     _sklearn("knn_accuracy")
     from sklearn.neighbors import KNeighborsClassifier
 
+    if _out_of_range(tx, vx):
+        tx, vx = _in_safe_range(tx, vx)  # else sklearn's distances overflow and every neighbour ties
     classifier = KNeighborsClassifier(n_neighbors=int(k)).fit(tx, ty)
     return float(classifier.score(vx, vy))
 
