@@ -42,6 +42,17 @@ def test_a_tiny_contrastive_pair_power_gives_the_geometric_mean_not_1() -> None:
     assert curve == sorted(curve), curve
 
 
+def test_two_keys_for_one_modality_are_refused_not_one_dropped() -> None:
+    model = small_model()
+    x = views()["visual"]
+    for inputs in ({"visual": x, 0: 2 * x}, {"visual": x, gm.Modality.VISUAL: x}, {"VISUAL": x, "visual": x}):
+        with pytest.raises(gm.InvalidValueError, match="name the same modality") as err:
+            model.encode(inputs)
+        assert err.value.arg == "inputs"
+    with pytest.raises(gm.InvalidValueError, match="same modality"):
+        model.train_step({"visual": x, 0: x})
+
+
 @pytest.mark.parametrize("batch_size", [2**70, 2**40, np.uint64(2**64 - 1)])
 def test_sampling_more_than_memory_holds_is_too_large_and_draws_nothing(batch_size) -> None:
     # Was OverflowError, "Maximum allowed dimension exceeded" or MemoryError

@@ -438,6 +438,10 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         arrays: List[Optional[np.ndarray]] = [None] * NUM_MODALITIES
         if isinstance(inputs, Mapping):
             items = [(Modality.parse(k), v) for k, v in inputs.items()]
+            if len({m for m, _ in items}) < len(items):  # {"visual": a, 0: b}: one would be dropped unseen
+                keys = [k for k, (m, _) in zip(inputs, items) if sum(n is m for n, _ in items) > 1]
+                raise InvalidValueError(
+                    f"inputs: keys {keys!r} name the same modality; expected one array per modality", "inputs")
         elif isinstance(inputs, (list, tuple)) and len(inputs) == NUM_MODALITIES:
             items = list(zip(_MODALITIES, inputs))  # the common case first: no ABC check
         elif isinstance(inputs, Sequence) and not isinstance(inputs, (str, bytes)) and len(inputs) == NUM_MODALITIES:
