@@ -53,6 +53,46 @@ def test_two_keys_for_one_modality_are_refused_not_one_dropped() -> None:
         model.train_step({"visual": x, 0: x})
 
 
+def test_a_scalar_is_reported_as_the_scalar_it_is() -> None:
+    with pytest.raises(gm.ShapeError, match=r"got shape \(\)"):  # was "(1,)": ascontiguousarray makes it 1-D
+        small_model().encode({"visual": np.float32(1.0)})
+
+
+def test_ints_beyond_int64_are_checked_as_numbers_not_numpys_type_error() -> None:
+    # np.isfinite(2**70) raised numpy's "ufunc 'isfinite' not supported" TypeError.
+    model = small_model()
+    for value in (-(2**70), 10**400):
+        with pytest.raises(gm.InvalidValueError, match="lr: expected a finite positive number"):
+            model.train_step(views(), lr=value)
+        with pytest.raises(gm.InvalidValueError, match="temperature: expected a finite positive number"):
+            small_model(temperature=value)
+    assert small_model(learning_rate=2**70).config.learning_rate == 2.0**70  # finite in float32: as np.uint64 was
+
+
+def test_numpy_floats_are_fractions_too() -> None:
+    model = small_model()
+    # np.float32(0.25) was refused as "expected a number in [0, 1), got np.float32(0.25)"
+    model.fit(views(), epochs=1, modality_dropout=np.float32(0.25), progress=False)
+    for bad in (np.float32(1.0), np.float64("nan"), True, "0.1"):
+        with pytest.raises(gm.InvalidValueError, match=r"modality_dropout: expected a number in \[0, 1\)"):
+            model.fit(views(), epochs=1, modality_dropout=bad, progress=False)
+
+
+def test_fit_refuses_what_it_would_ignore() -> None:
+    model = small_model()
+    with pytest.raises(gm.InvalidValueError, match="validation_mask: given without validation"):
+        model.fit(views(), epochs=1, validation_mask=np.ones((12, 7), bool), progress=False)
+    for monitor in (0, False, ""):  # each used to mean the default monitor
+        with pytest.raises(gm.InvalidValueError, match="monitor"):
+            model.fit(views(), epochs=1, monitor=monitor, progress=False)
+    assert model.epochs_trained == 0
+
+
+def test_an_array_binder_kind_is_our_error_not_an_ambiguous_truth_value() -> None:
+    with pytest.raises(gm.InvalidValueError, match="binder_kind"):
+        small_model(binder_kind=np.array(["additive", "bilinear"]))
+
+
 @pytest.mark.parametrize("batch_size", [2**70, 2**40, np.uint64(2**64 - 1)])
 def test_sampling_more_than_memory_holds_is_too_large_and_draws_nothing(batch_size) -> None:
     # Was OverflowError, "Maximum allowed dimension exceeded" or MemoryError
@@ -66,6 +106,18 @@ def test_sampling_more_than_memory_holds_is_too_large_and_draws_nothing(batch_si
         assert err.value.arg == "batch_size"
     assert buffer.state()[1]["rng_state"] == state
     assert len(buffer.sample(3, replace=True)) == 3
+
+
+@pytest.mark.parametrize("event_id", [1.5, float("nan"), "a", None, True])
+def test_record_fusion_names_a_bad_event_id_and_records_nothing(event_id) -> None:
+    model = small_model()
+    event = gm.MultiModalEvent(event_id)
+    event.add_component(gm.ModalFeatures(np.ones(18), "visual"))
+    with pytest.raises(TypeError, match="event.id: expected an int"):  # 1.5 was recorded as 1
+        model.record_fusion(event)
+    with pytest.raises(TypeError, match="reward: expected a real number"):  # was float()'s "could not convert"
+        model.record_fusion(gm.MultiModalEvent(1, [gm.ModalFeatures(np.ones(18), "visual")]), reward="x")
+    assert model.num_experiences() == 0
 
 
 @pytest.mark.parametrize("scale", [1e200, 1e300, 1e-300, 1e-320])

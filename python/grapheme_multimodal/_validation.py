@@ -69,13 +69,17 @@ def as_finite_float(
     computes with it in float32); else ValueError ``"{name}: expected {expected}, ..."``."""
     if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or np.iscomplexobj(value):
         raise InvalidValueError(f"{name}: expected {expected}, got {value!r}", name)
-    if not np.isfinite(value) or not ok(value):
+    try:  # an int beyond int64 is no numpy scalar: np.isfinite would raise numpy's TypeError
+        as_float = float(value)
+    except OverflowError:  # beyond float64 altogether
+        as_float = float("inf")
+    if not np.isfinite(as_float) or not ok(value):
         raise InvalidValueError(f"{name}: expected {expected}, got {value!r}", name)
-    if float32 and abs(float(value)) > FLOAT32_MAX:
+    if float32 and abs(as_float) > FLOAT32_MAX:
         raise InvalidValueError(
             f"{name}: expected {expected}, got {value!r}, which is too large for float32 (largest {FLOAT32_MAX:.3g})", name
         )
-    return float(value)
+    return as_float
 
 
 def non_finite_message(value: Any) -> str:
@@ -97,7 +101,8 @@ def as_float32(x: Any, name: str, ndim: int, shape: Optional[tuple] = None) -> n
     if isinstance(x, np.ndarray) and x.dtype == np.float32 and x.flags.c_contiguous and x.flags.aligned:
         arr = x
     else:
-        arr = np.ascontiguousarray(as_real_array(x, name), dtype=np.float32)
+        # asarray, not ascontiguousarray: that makes a 0-d scalar 1-d, and the error then names the wrong shape
+        arr = np.asarray(as_real_array(x, name), dtype=np.float32, order="C")
         if not arr.flags.aligned:  # ascontiguousarray keeps a misaligned C-contiguous array as it is
             arr = arr.copy()
     if arr.ndim != ndim:

@@ -215,7 +215,7 @@ class LearnableMultiModalConfig:
         self._validate_capacity_fields()
 
     def _validate_learning_fields(self) -> None:
-        if self.binder_kind not in BINDER_KINDS:
+        if not isinstance(self.binder_kind, str) or self.binder_kind not in BINDER_KINDS:
             raise InvalidValueError(f"binder_kind: expected one of {list(BINDER_KINDS)}, got {self.binder_kind!r}", "binder_kind")
         if not isinstance(self.fused_neighbor_space, str) or self.fused_neighbor_space not in NEIGHBOR_SPACES:
             raise InvalidValueError(

@@ -26,6 +26,11 @@ class ExperienceMixin:
         """Fuses ``event`` and records its embeddings, fused embedding, pair
         strengths and ``reward`` (and its raw inputs when every modality has
         one component, so the encoders can train from the buffer)."""
+        if not isinstance(reward, (int, float, np.number)) or np.iscomplexobj(reward):  # float("1") would pass
+            raise TypeError(f"reward: expected a real number, got {type(reward).__name__}")
+        if isinstance(event, MultiModalEvent) and (isinstance(event.id, bool) or not isinstance(event.id, (int, np.integer))):
+            # int() would truncate 1.5 and fail on NaN or "a" with a message that names nothing
+            raise TypeError(f"event.id: expected an int to record as the event id, got {event.id!r}")
         with self._lock.reading():  # embeddings, fused and strengths of one state
             _, _, (emb, mask), fused = self._event_entry(event)  # cached, as fuse_event's
             if fused is None:

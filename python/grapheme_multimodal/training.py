@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, 
 import numpy as np
 
 from ._core import MODALITY_NAMES, NUM_MODALITIES
+from ._validation import as_finite_float
 from .averaging import WeightAverage, check_decay
 from .averaging import resume as resume_average
 from .batch import Batch, event_components
@@ -138,8 +139,7 @@ def fit(
     """
     _check_int(epochs, "epochs", 0)
     _check_int(batch_size, "batch_size", 1)
-    if isinstance(modality_dropout, bool) or not (isinstance(modality_dropout, (int, float)) and 0 <= modality_dropout < 1):
-        raise InvalidValueError(f"modality_dropout: expected a number in [0, 1), got {modality_dropout!r}", "modality_dropout")
+    modality_dropout = _check_fraction(modality_dropout, "modality_dropout")
     if early_stopping is not None:
         _check_int(early_stopping, "early_stopping", 1)
     seed = model.config.seed if seed is None else seed
@@ -151,11 +151,14 @@ def fit(
     # Every input is checked before the first step: a mistake found halfway
     # would leave some steps applied.
     train = as_dataset(model, data, mask, "data")
+    if validation is None and validation_mask is not None:  # else it would be ignored unseen
+        raise InvalidValueError("validation_mask: given without validation; expected it only beside validation data", "validation_mask")
     val = as_dataset(model, validation, validation_mask, "validation") if validation is not None else None
     resolve_weights(objectives, train.has_fused, "objectives")
     if val is not None:
         resolve_weights(objectives, val.has_fused, "objectives")
-    monitor = monitor or ("val_total" if val is not None else "loss")
+    if monitor is None:  # not `or`: monitor=0 or "" would silently mean the default
+        monitor = "val_total" if val is not None else "loss"
     _check_monitor(monitor, val is not None, metrics)
     if mode is None:
         losses = {"loss", "total", *OBJECTIVES}
@@ -584,6 +587,11 @@ def _check_int(value: Any, name: str, minimum: int) -> None:
         raise InvalidValueError(f"{name}: expected an int >= {minimum}, got {value!r}", name)
 
 
+def _check_fraction(value: Any, name: str) -> float:
+    """``value`` as a float in [0, 1) (numpy scalars too, as for every other float setting)."""
+    return as_finite_float(value, name, lambda v: 0 <= v < 1, "a number in [0, 1)")
+
+
 def _check_rows(
     x: np.ndarray, rows: Optional[np.ndarray], arg: str, where: Callable[[int], str], present_only: bool = False
 ) -> None:
@@ -637,8 +645,7 @@ def holdout_rows(n: int, fraction: float, seed: int, name: str = "validation_fra
     (``(all rows, None)``) when that would be fewer than 2 rows or leave
     fewer than 2 to fit on: contrastive losses need two rows. ``name``
     names ``fraction`` in the error for a value outside ``[0, 1)``."""
-    if isinstance(fraction, bool) or not (isinstance(fraction, (int, float)) and 0 <= fraction < 1):
-        raise InvalidValueError(f"{name}: expected a number in [0, 1), got {fraction!r}", name)
+    fraction = _check_fraction(fraction, name)
     n_val = int(round(n * fraction))
     if n_val < 2 or n - n_val < 2:
         return np.arange(n), None
