@@ -134,6 +134,19 @@ def test_retrieval_and_knn_of_huge_or_tiny_finite_values_find_the_true_neighbour
     assert metrics.knn_accuracy(q * scale, y, g * scale, y, k=1) == metrics.knn_accuracy(q, y, g, y, k=1) == 1.0
 
 
+def test_nan_labels_are_refused_by_name_not_scored_as_misses() -> None:
+    # NaN equals no label: retrieval scored those rows 0 without a word.
+    rng = np.random.default_rng(0)
+    q, g = rng.normal(size=(6, 3)), rng.normal(size=(6, 3))
+    y = np.array([0.0, 1.0, 0.0, np.nan, 1.0, 0.0])
+    with pytest.raises(gm.NonFiniteError, match=r"labels holds nan at row 3") as err:
+        metrics.cross_view_retrieval(q, g, y)
+    assert err.value.arg == "labels"
+    with pytest.raises(gm.NonFiniteError, match="test_y"):
+        metrics.knn_accuracy(q, np.zeros(6), g, y)
+    assert metrics.cross_view_retrieval(q, g, np.array(list("abcabc")))["class_precision_at_1"] >= 0  # labels of any kind
+
+
 def test_a_failed_refit_leaves_the_fitted_estimator_as_it_was() -> None:
     pytest.importorskip("sklearn")
     from grapheme_multimodal.sklearn import MultimodalEmbedder

@@ -58,6 +58,9 @@ def _labels_1d(name: str, y: object, n: int, n_name: str) -> np.ndarray:
     arr = np.asarray(y)
     if arr.shape != (n,):
         raise ShapeError(f"{name} must have shape ({n},) to match {n_name}, got {arr.shape}", name)
+    if arr.dtype.kind in "fc" and not np.isfinite(arr).all():  # NaN equals no label: its rows would score 0 unseen
+        row = int(np.flatnonzero(~np.isfinite(arr))[0])
+        raise NonFiniteError(f"{name} holds {arr[row]} at row {row}; expected finite labels", name)
     return arr
 
 
