@@ -108,6 +108,17 @@ def test_sampling_more_than_memory_holds_is_too_large_and_draws_nothing(batch_si
     assert len(buffer.sample(3, replace=True)) == 3
 
 
+def test_a_capacity_beyond_the_memory_budget_is_refused_before_allocating() -> None:
+    # numpy's zeros are mapped lazily: a buffer just beyond memory was accepted
+    # (touching only its event ids) and the OS killed the process as it filled.
+    from grapheme_multimodal import _core
+
+    capacity = _core.memory_budget() // (7 * E * 4) + 1  # its embeddings alone ([7, E] float32 each) are too many
+    with pytest.raises(gm.TooLargeError, match=r"capacity: .* do not fit in this machine's memory") as err:
+        gm.ExperienceBuffer(capacity, embed_dim=E)
+    assert err.value.arg == "capacity"
+
+
 @pytest.mark.parametrize("event_id", [1.5, float("nan"), "a", None, True])
 def test_record_fusion_names_a_bad_event_id_and_records_nothing(event_id) -> None:
     model = small_model()

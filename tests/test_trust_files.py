@@ -221,6 +221,25 @@ def test_saving_onto_a_fifo_or_device_refuses_instead_of_replacing_it(tmp_path) 
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
 
 
+def test_saving_through_a_symlink_writes_the_file_it_names(tmp_path) -> None:
+    # The atomic rename used to replace the link with a new file and leave the
+    # file the link names as it was: stale, where `open(link, "wb")` writes it.
+    model = small_trained()
+    (tmp_path / "store").mkdir()
+    real = tmp_path / "store" / "model.safetensors"
+    gm.LearnableMultiModal(seed=1, embed_dim=8, hidden_dim=8, num_heads=2).save(real)
+    link = tmp_path / "latest.safetensors"
+    link.symlink_to(real)
+    model.save(link)
+    assert link.is_symlink() and link.resolve() == real.resolve()
+    assert same_model(gm.LearnableMultiModal.load(real), model)
+    dangling = tmp_path / "next.safetensors"
+    dangling.symlink_to(tmp_path / "store" / "next.safetensors")
+    model.experience.save(dangling)
+    assert dangling.is_symlink() and (tmp_path / "store" / "next.safetensors").is_file()
+    assert [p.name for p in tmp_path.rglob("*.tmp")] == []
+
+
 def _run_capped(code: str, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=timeout)
 

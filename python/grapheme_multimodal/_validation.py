@@ -3,13 +3,11 @@ say which argument was wrong, what it was and what was expected."""
 
 from __future__ import annotations
 
-import functools
-import os
-import sys
 from typing import Any, Callable, Optional
 
 import numpy as np
 
+from . import _core
 from ._core import NUM_MODALITIES
 from .exceptions import InvalidValueError, ShapeError
 
@@ -41,15 +39,12 @@ def as_real_array(x: Any, name: str) -> np.ndarray:
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
-@functools.lru_cache(maxsize=None)
 def memory_budget() -> int:
-    """The machine's physical memory in bytes (``sys.maxsize`` where unknown):
-    what a size from the user is checked against before numpy allocates it
-    (lazily mapped zeros would pass numpy and be killed when touched)."""
-    try:
-        return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
-    except (AttributeError, ValueError, OSError):
-        return sys.maxsize
+    """The bytes this process may use at most (the physical memory, or the
+    cgroup's limit when lower; the core's own budget, read once): what a size
+    from the user is checked against before numpy allocates it (lazily mapped
+    zeros would pass numpy and be killed when touched)."""
+    return _core.memory_budget()
 
 
 def as_positive_int(value: Any, name: str) -> int:

@@ -112,6 +112,12 @@ class ExperienceBuffer:
     def _allocate(self, embed_dim: int) -> None:
         specs = _row_specs(int(embed_dim), self.input_dims)
         row_bytes = sum(np.dtype(s.dtype).itemsize * int(np.prod(s.shape)) for s in specs.values())
+        if self.capacity * row_bytes > memory_budget():  # numpy's lazy zeros would pass and be killed when filled
+            raise TooLargeError(
+                f"capacity: {self.capacity:,} experiences of {row_bytes:,} bytes each ({self.capacity * row_bytes:,} "
+                f"bytes) do not fit in this machine's memory ({memory_budget():,} bytes); expected a smaller capacity",
+                "capacity",
+            )
         try:
             arrays = {name: np.zeros((self.capacity,) + s.shape, s.dtype) for name, s in specs.items()}
         except (MemoryError, ValueError):  # ValueError: numpy's "array is too big"

@@ -61,8 +61,12 @@ _NUMPY_DTYPES = {
 def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
     """Writes ``data`` to ``path`` atomically (temp file + fsync + replace +
     directory fsync). A new file gets the permissions the user's umask allows;
-    a replaced one keeps its permissions."""
-    path = Path(path)
+    a replaced one keeps its permissions. Through a symbolic link it writes
+    the file the link names, as ``open(path, "wb")`` would (the rename would
+    replace the link and leave that file stale)."""
+    given = path = Path(path)
+    if path.is_symlink():
+        path = Path(os.path.realpath(path))
     directory = path.parent if str(path.parent) else Path(".")
     if not directory.is_dir():
         raise FileNotFoundError(f"path: directory {str(directory)!r} does not exist")
@@ -87,7 +91,7 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
     finally:
         os.close(fd)  # releases the lock
     _fsync_directory(directory)
-    return path
+    return given
 
 
 def _locked_temp_file(directory: Path, path: Path) -> Tuple[int, str]:

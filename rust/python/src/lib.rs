@@ -36,6 +36,13 @@ fn get_num_threads() -> usize {
     grapheme_multimodal::kernels::threads::num_threads()
 }
 
+/// The bytes this process may use at most, as the core checks sizes
+/// against: the physical memory, or the cgroup's limit when lower (Linux).
+#[pyfunction]
+fn memory_budget() -> usize {
+    grapheme_multimodal::memory::budget()
+}
+
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
@@ -57,6 +64,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(max_threads, m)?)?;
     m.add_function(wrap_pyfunction!(kernel_path, m)?)?;
+    m.add_function(wrap_pyfunction!(memory_budget, m)?)?;
     m.add("MIN_STD", grapheme_multimodal::model::MIN_STD)?;
     m.add("MAX_DIM", grapheme_multimodal::config::MAX_DIM)?;
     m.add("MAX_LAYERS", grapheme_multimodal::config::MAX_LAYERS)?;
