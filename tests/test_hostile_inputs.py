@@ -117,6 +117,9 @@ def test_a_capacity_beyond_the_memory_budget_is_refused_before_allocating() -> N
     with pytest.raises(gm.TooLargeError, match=r"capacity: .* do not fit in this machine's memory") as err:
         gm.ExperienceBuffer(capacity, embed_dim=E)
     assert err.value.arg == "capacity"
+    with pytest.raises(gm.TooLargeError, match=r"^buffer_size: .* do not fit") as err:  # the model's name for it
+        gm.LearnableMultiModal(buffer_size=min(capacity, 2**32), embed_dim=E, hidden_dim=16, num_heads=2)
+    assert err.value.arg == "buffer_size"
 
 
 @pytest.mark.parametrize("event_id", [1.5, float("nan"), "a", None, True])

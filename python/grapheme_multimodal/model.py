@@ -21,7 +21,7 @@ from .experience import ExperienceMixin
 from .learning import LearningMixin
 from .config import LearnableMultiModalConfig, resolve_config
 from .graph import Graph
-from .exceptions import CheckpointError, InvalidValueError, NonFiniteError, ShapeError
+from .exceptions import CheckpointError, InvalidValueError, NonFiniteError, ShapeError, TooLargeError
 from .types import CrossModalBinding, BindingType, ModalGraph, Modality, MultiModalEvent
 
 if TYPE_CHECKING:
@@ -72,9 +72,10 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         self._version = 0
         self._cache: "weakref.WeakKeyDictionary[MultiModalEvent, tuple]" = weakref.WeakKeyDictionary()
         #: Recorded fusions (``record_fusion``, ``record_batch``), a ring of ``config.buffer_size``.
-        self.experience = ExperienceBuffer(
-            c.buffer_size, embed_dim=c.embed_dim, input_dims=c.input_dims, seed=c.seed
-        )
+        try:
+            self.experience = ExperienceBuffer(c.buffer_size, embed_dim=c.embed_dim, input_dims=c.input_dims, seed=c.seed)
+        except TooLargeError as err:  # the buffer names its own argument; the user's is buffer_size
+            raise TooLargeError(str(err).replace("capacity:", "buffer_size:", 1), "buffer_size") from None
         #: Epochs of :meth:`fit` so far (seeds each epoch's shuffle, so training resumes exactly).
         self.epochs_trained = 0
         #: One record per epoch of :meth:`fit` (losses, validation metrics, time).
