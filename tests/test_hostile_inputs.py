@@ -122,6 +122,44 @@ def test_a_capacity_beyond_the_memory_budget_is_refused_before_allocating() -> N
     assert err.value.arg == "buffer_size"
 
 
+def test_masked_entries_are_refused_not_read_as_data() -> None:
+    # numpy hands over the values under a mask: they were used as data unseen.
+    x = views(12)["visual"]
+    hidden = np.ma.masked_array(x, mask=np.zeros(x.shape, bool))
+    hidden.mask[2, 3] = True
+    model = small_model()
+    before = model.state_dict()
+    for call in (
+        lambda: model.encode({"visual": hidden}),
+        lambda: model.fit({"visual": hidden, "auditory": x}, epochs=1),
+        lambda: metrics.cross_view_retrieval(hidden, x, np.arange(12) % 3),
+    ):
+        with pytest.raises(gm.InvalidValueError, match="a masked array with 1 masked entries"):
+            call()
+    assert all(np.array_equal(v, model.state_dict()[k]) for k, v in before.items())
+    clear = np.ma.masked_array(x, mask=False)  # nothing masked: the numbers are all data
+    assert np.array_equal(model.encode({"visual": clear})[0], model.encode({"visual": x})[0])
+    with pytest.raises(TypeError, match="timedelta64"):  # a numpy integer by its type, but no number
+        model.encode({"visual": x.astype("m8[s]")})
+
+
+def test_the_estimator_reads_masked_rows_as_missing_views() -> None:
+    pytest.importorskip("sklearn")
+    from grapheme_multimodal.sklearn import MultimodalEmbedder
+
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(40, 6)), rng.normal(size=(40, 5))
+    masked = np.ma.masked_array(a, mask=np.zeros(a.shape, bool))
+    masked.mask[2, 3] = True
+    with pytest.raises(gm.NonFiniteError, match="NaN inside a row"):
+        MultimodalEmbedder(epochs=1).fit([masked, b])
+    masked.mask[2, :] = True  # a whole row masked: that view is missing there, as an all-NaN row says
+    missing = a.copy()
+    missing[2] = np.nan
+    got = MultimodalEmbedder(epochs=2, random_state=0).fit_transform([masked, b])
+    assert np.array_equal(got, MultimodalEmbedder(epochs=2, random_state=0).fit_transform([missing, b]))
+
+
 @pytest.mark.parametrize("event_id", [1.5, float("nan"), "a", None, True])
 def test_record_fusion_names_a_bad_event_id_and_records_nothing(event_id) -> None:
     model = small_model()

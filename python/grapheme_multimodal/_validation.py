@@ -23,16 +23,26 @@ def as_real_array(x: Any, name: str) -> np.ndarray:
     """`x` as a numpy array of real numbers (bool and integer dtypes
     included), as it is: no copy, no cast. Input numpy cannot read as an
     array raises ValueError, non-numeric or complex input TypeError."""
-    if isinstance(x, np.ndarray) and x.dtype.kind in "biuf":  # the common case, without dtype lookups
+    if type(x) is np.ndarray and x.dtype.kind in "biuf":  # the common case, without dtype lookups
         return x
+    if isinstance(x, np.ma.MaskedArray):
+        # numpy would hand over the values under the mask as if they were data
+        hidden = int(np.ma.getmaskarray(x).sum())
+        if hidden:
+            raise InvalidValueError(
+                f"{name}: a masked array with {hidden} masked entries; expected plain numbers "
+                "(fill them, or leave the rows out with mask= where a modality is absent)",
+                name,
+            )
+        x = x.data
     try:
         arr = np.asarray(x)
     except Exception as exc:  # ragged lists and the like
         raise InvalidValueError(f"{name}: could not be read as a numeric array ({exc})", name) from None
-    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
-        raise TypeError(f"{name}: expected a real-valued numeric array, got {describe(arr)}")
     if np.iscomplexobj(arr):
         raise TypeError(f"{name}: expected real numbers, got complex dtype {arr.dtype}")
+    if arr.dtype.kind not in "biuf":  # timedelta64 is a numpy integer too, but no number to compute with
+        raise TypeError(f"{name}: expected a real-valued numeric array, got {describe(arr)}")
     return arr
 
 
@@ -93,7 +103,7 @@ def as_float32(x: Any, name: str, ndim: int, shape: Optional[tuple] = None) -> n
     dtypes and layouts (and arrays at a misaligned address) are converted. `shape` may hold ``None`` for free axes.
     Non-numeric input raises TypeError, a wrong shape ValueError.
     """
-    if isinstance(x, np.ndarray) and x.dtype == np.float32 and x.flags.c_contiguous and x.flags.aligned:
+    if type(x) is np.ndarray and x.dtype == np.float32 and x.flags.c_contiguous and x.flags.aligned:
         arr = x
     else:
         # asarray, not ascontiguousarray: that makes a 0-d scalar 1-d, and the error then names the wrong shape

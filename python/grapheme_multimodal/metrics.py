@@ -11,6 +11,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from ._validation import as_real_array
 from .exceptions import InvalidValueError, NonFiniteError, ShapeError
 
 __all__ = ["cross_view_retrieval", "knn_accuracy", "linear_probe_accuracy", "roc_auc", "unit_side_by_side"]
@@ -22,10 +23,10 @@ _DEFAULT_CHUNK = 2048
 
 
 def _finite_2d(name: str, x: object) -> np.ndarray:
-    arr = np.asarray(x)
+    arr = as_real_array(x, name)  # refuses masked entries and non-numbers (timedelta64 included)
     if arr.ndim != 2 or arr.shape[0] == 0 or arr.shape[1] == 0:
         raise ShapeError(f"{name} must be a non-empty 2-D array [n, d], got shape {arr.shape}", name)
-    if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
+    if arr.dtype.kind not in "iuf":
         raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
     if not np.isfinite(arr).all():
         raise NonFiniteError(f"{name} contains NaN or infinite values", name)

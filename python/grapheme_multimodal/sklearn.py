@@ -303,6 +303,9 @@ def _as_views(Xs: Any, estimator: MultimodalEmbedder, reset: bool) -> List[np.nd
         raw = list(Xs)
     else:
         raw = [Xs]
+    # check_array would take the values under a mask as data: masked entries are
+    # NaN instead, so a wholly masked row is a missing view and a partly masked one refused
+    raw = [np.ma.filled(x.astype(np.float64), np.nan) if isinstance(x, np.ma.MaskedArray) else x for x in raw]
     if len(raw) == 1:  # one view: the plain scikit-learn contract, n_features_in_ included
         views = [validate_data(estimator, raw[0], reset=reset, dtype=[np.float64, np.float32], ensure_all_finite="allow-nan")]
     else:
