@@ -160,6 +160,26 @@ def test_the_estimator_reads_masked_rows_as_missing_views() -> None:
     assert np.array_equal(got, MultimodalEmbedder(epochs=2, random_state=0).fit_transform([missing, b]))
 
 
+def test_fit_names_validation_when_validation_is_wrong() -> None:
+    # Both went through one converter that called everything "inputs": a bad
+    # held-out array read as a mistake in the training data.
+    model = small_model()
+    data = views(12)
+    good = views(6, seed=1)
+    cases = [
+        (dict(validation={**good, "visual": good["visual"][:, :5]}), r"^validation\['visual'\]: expected shape"),
+        (dict(validation={**good, "visual": good["visual"][:4]}), r"^validation: arrays have different numbers of rows"),
+        (dict(validation=good, validation_mask=np.ones((6, 3), bool)), r"^validation_mask: expected shape"),
+        (dict(validation={"visual": good["visual"], 0: good["visual"]}), r"^validation: keys"),
+    ]
+    for kwargs, message in cases:
+        with pytest.raises((ValueError, TypeError), match=message):
+            model.fit(data, epochs=1, **kwargs)
+    with pytest.raises(ValueError, match=r"^data\['visual'\]: expected shape"):
+        model.fit({**data, "visual": data["visual"][:, :5]}, epochs=1, validation=good)
+    assert model.epochs_trained == 0
+
+
 @pytest.mark.parametrize("event_id", [1.5, float("nan"), "a", None, True])
 def test_record_fusion_names_a_bad_event_id_and_records_nothing(event_id) -> None:
     model = small_model()

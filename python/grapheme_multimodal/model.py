@@ -85,21 +85,24 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         self._weight_average: Optional["WeightAverage"] = None
 
     # ------------------------------------------------------------------ batched
-    def prepare_inputs(self, inputs: Inputs, mask: Any = None) -> Tuple[List[Optional[np.ndarray]], np.ndarray]:
+    def prepare_inputs(
+        self, inputs: Inputs, mask: Any = None, *, arg: str = "inputs", mask_arg: str = "mask"
+    ) -> Tuple[List[Optional[np.ndarray]], np.ndarray]:
         """Per-modality float32 arrays (``None`` where not given) and a bool mask ``[B, 7]``.
 
         ``inputs`` maps modalities (``Modality``, name or index) to arrays
         ``[B, d_m]`` or to lists of :class:`Graph` (featurised in Rust), or is
         a sequence of 7 such entries (``None`` for absent). Without ``mask``,
-        every given modality is present in every row.
+        every given modality is present in every row. Errors name ``arg`` and
+        ``mask_arg``, the caller's names for the two (``fit``'s ``validation``).
         """
-        arrays = self._as_modality_list(inputs)
+        arrays = self._as_modality_list(inputs, arg)
         sizes = {len(a) for a in arrays if a is not None}
         if mask is None:
             if not sizes:
-                raise InvalidValueError("inputs: no modality was given; expected at least one array when mask is None", "inputs")
+                raise InvalidValueError(f"{arg}: no modality was given; expected at least one array when {mask_arg} is None", arg)
             if len(sizes) > 1:
-                raise ShapeError(f"inputs: arrays have different numbers of rows {sorted(sizes)}; expected one batch size", "inputs")
+                raise ShapeError(f"{arg}: arrays have different numbers of rows {sorted(sizes)}; expected one batch size", arg)
             batch = sizes.pop()
             present = [m for m, a in enumerate(arrays) if a is not None]
             if len(present) == NUM_MODALITIES:
@@ -108,12 +111,12 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
                 mask_arr = np.zeros((batch, NUM_MODALITIES), dtype=bool)
                 mask_arr[:, present] = True
         else:
-            mask_arr = as_mask(mask, None)
+            mask_arr = as_mask(mask, None, mask_arg)
             batch = mask_arr.shape[0]
         for m, a in enumerate(arrays):
             if a is not None and a.shape[0] != batch:
                 raise ShapeError(
-                    f"inputs[{_name(m)!r}]: expected {batch} rows (the batch size), got shape {a.shape}", f"inputs[{_name(m)!r}]"
+                    f"{arg}[{_name(m)!r}]: expected {batch} rows (the batch size), got shape {a.shape}", f"{arg}[{_name(m)!r}]"
                 )
         return arrays, mask_arr
 
@@ -435,28 +438,26 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
             checked[name] = arr
         return checked
 
-    def _as_modality_list(self, inputs: Inputs) -> List[Optional[np.ndarray]]:
+    def _as_modality_list(self, inputs: Inputs, arg: str = "inputs") -> List[Optional[np.ndarray]]:
         arrays: List[Optional[np.ndarray]] = [None] * NUM_MODALITIES
         if isinstance(inputs, Mapping):
             items = [(Modality.parse(k), v) for k, v in inputs.items()]
             if len({m for m, _ in items}) < len(items):  # {"visual": a, 0: b}: one would be dropped unseen
                 keys = [k for k, (m, _) in zip(inputs, items) if sum(n is m for n, _ in items) > 1]
-                raise InvalidValueError(
-                    f"inputs: keys {keys!r} name the same modality; expected one array per modality", "inputs")
+                raise InvalidValueError(f"{arg}: keys {keys!r} name the same modality; expected one array per modality", arg)
         elif isinstance(inputs, (list, tuple)) and len(inputs) == NUM_MODALITIES:
             items = list(zip(_MODALITIES, inputs))  # the common case first: no ABC check
         elif isinstance(inputs, Sequence) and not isinstance(inputs, (str, bytes)) and len(inputs) == NUM_MODALITIES:
             items = list(zip(_MODALITIES, inputs))
         else:
-            raise TypeError(
-                f"inputs: expected a mapping modality -> array or a sequence of 7 arrays/None, got {describe(inputs)}"
-            )
+            raise TypeError(f"{arg}: expected a mapping modality -> array or a sequence of 7 arrays/None, got {describe(inputs)}")
         input_dims = self.config.input_dims
+        names = _INPUT_NAMES if arg == "inputs" else tuple(f"{arg}[{str(m)!r}]" for m in Modality)
         for m, value in items:
             if value is None:
                 continue
             i = m.value
-            name = _INPUT_NAMES[i]
+            name = names[i]
             dim = input_dims[i]
             if type(value) is np.ndarray:
                 arrays[i] = as_float32(value, name, 2, (None, dim))

@@ -98,7 +98,7 @@ def fit_with_stopping(
         return fit(inputs, mask=mask, epochs=epochs, **fit_options)
     # Checked whole before it is split: an error names the user's row, not a
     # row of the slice or a fold, and nothing has trained yet.
-    as_dataset(model, inputs, mask, "data")
+    as_dataset(model, inputs, mask, "inputs")
     k = cv_folds_for(n, validation_fraction, min_validation_rows, cv_folds) if patience and epochs > 0 else 0
     if k == 0:
         (train, train_mask), (held, held_mask) = _take(inputs, mask, fit_rows), _take(inputs, mask, val_rows)

@@ -413,8 +413,10 @@ class _Dataset:
 
 
 class _ArrayDataset(_Dataset):
-    def __init__(self, model: "LearnableMultiModal", inputs: Any, mask: Any) -> None:
-        self.arrays, self.mask = model.prepare_inputs(inputs, mask)
+    def __init__(self, model: "LearnableMultiModal", inputs: Any, mask: Any, name: str) -> None:
+        # errors name the caller's arguments: `validation`, `validation_mask` beside `data`, `mask`
+        mask_arg = "mask" if name in ("data", "inputs") else f"{name}_mask"
+        self.arrays, self.mask = model.prepare_inputs(inputs, mask, arg=name, mask_arg=mask_arg)
 
     def __len__(self) -> int:
         return len(self.mask)
@@ -557,7 +559,7 @@ def as_dataset(model: "LearnableMultiModal", data: Any, mask: Any, name: str) ->
             raise InvalidValueError(f"{name}: a mask is not used with events (their components say what is present)", name)
         ds = _EventDataset(model, data)
     elif isinstance(data, Mapping) or isinstance(data, (list, tuple)):
-        ds = _ArrayDataset(model, data, mask)
+        ds = _ArrayDataset(model, data, mask, name)
         if len(ds) == 0:
             raise InvalidValueError(f"{name}: no rows; expected at least one", name)
     else:
