@@ -205,3 +205,39 @@ def test_train_on_ray_workers_and_embed_with_ray(user_files, ray_session, capsys
     np.testing.assert_array_equal(np.load(user_files / "h2.npy"), np.load(user_files / "h1.npy"))
     code, _, err = run(capsys, "embed", str(ckpt), *files, "--workers", "2")
     assert code == 2 and "only used with --ray" in err
+
+
+@pytest.mark.parametrize(
+    "command, words",
+    [
+        (["train", "-o", "{d}/images.npy"], "--output: {d}/images.npy is the visual input file"),
+        (["train", "-o", "{d}/sound.csv"], "--output: {d}/sound.csv is the auditory input file"),
+        (["embed", "{ckpt}", "-o", "{ckpt}"], "--output: {ckpt} is the checkpoint"),
+        (["embed", "{ckpt}", "-o", "{d}/f.npy", "--bindings", "{up}/f.npy"], "--bindings: {up}/f.npy is also the file of --output"),
+        (["embed", "{ckpt}", "-o", "{d}/f.npy", "--hidden-features", "{d}/sound.csv"], "--hidden-features: {d}/sound.csv is the auditory"),
+        (["train", "-o", "{d}/no/such/dir/m.safetensors"], "--output: directory"),
+        (["train", "-o", "{d}"], "is a directory"),
+        (["embed", "{ckpt}", "-o", "{d}/missing/f.npy"], "--output: directory"),
+    ],
+)
+def test_outputs_that_would_lose_work_or_data_are_refused_first(user_files, trained_ckpt, capsys, monkeypatch, command, words):
+    """An output naming an input (a modality file, the checkpoint) or another
+    output, or that cannot be written, was found only when written: after
+    training (the run lost), or by overwriting the user's data or the first
+    output. Now refused before any work, every file as it was."""
+    import grapheme_multimodal.cli as cli
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained before the output was checked")
+
+    monkeypatch.setattr(cli, "fit_with_stopping", no_training)
+    before = {p: p.read_bytes() for p in user_files.iterdir() if p.is_file()}
+    fill = {"d": str(user_files), "up": f"{user_files}/../{user_files.name}", "ckpt": str(trained_ckpt)}
+    argv = [a.format(**fill) for a in command]
+    at = 1 if argv[0] == "train" else 2  # after embed's checkpoint
+    argv[at:at] = ["-m", f"visual={user_files / 'images.npy'}", "-m", f"auditory={user_files / 'sound.csv'}"]
+    code, out, err = run(capsys, *argv, *(["--no-progress"] if argv[0] == "train" else []))
+    assert code == 2 and err.count("\n") == 1 and err.startswith("grapheme-mm: error: "), err
+    assert words.format(**fill) in err, err
+    assert {p: p.read_bytes() for p in user_files.iterdir() if p.is_file()} == before
+

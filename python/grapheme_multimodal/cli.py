@@ -227,6 +227,7 @@ def _train(args: argparse.Namespace) -> int:
     from .model import LearnableMultiModal
     from .objectives import OBJECTIVES
 
+    _check_outputs({"--output": args.output}, _input_files(args.modality))
     files = _read_files(args.modality)
     n = len(files[0])
     featurizer = GraphFeaturizer("wl", dim=_positive(args.wl_dim, "--wl-dim")) if args.text_features == "wl" else GraphFeaturizer()
@@ -314,6 +315,10 @@ def _train(args: argparse.Namespace) -> int:
 def _embed(args: argparse.Namespace) -> int:
     from .model import LearnableMultiModal
 
+    _check_outputs(
+        {"--output": args.output, "--bindings": args.bindings, "--hidden-features": args.hidden_features},
+        {"the checkpoint": args.checkpoint, **_input_files(args.modality)},
+    )
     model = LearnableMultiModal.load(args.checkpoint)
     if args.hidden_features is not None:
         model.hidden_width(arg="--hidden-features")
@@ -446,6 +451,39 @@ def _read_files(specs: List[str]):
         files.append(read_modality_file(modality, path, key))
     check_aligned(files)
     return files
+
+
+def _input_files(specs: List[str]) -> Dict[str, Path]:
+    """``{"the visual input file": path, ...}`` of the ``--modality`` specs."""
+    from .files import parse_modality_spec
+
+    return {f"the {modality} input file": path for modality, path, _ in map(parse_modality_spec, specs)}
+
+
+def _check_outputs(outputs: Dict[str, Optional[Path]], inputs: Dict[str, Path]) -> None:
+    """Refuses, before any work, an output that cannot be written (a missing
+    directory, a directory) or that names an input or another output: found
+    only when it is written, after the work, it would lose the work, the
+    user's data or the first output."""
+    from .io import check_write_target
+
+    given = {flag: path for flag, path in outputs.items() if path is not None}
+    written: Dict[str, str] = {}
+    for flag, path in given.items():
+        check_write_target(path, flag)
+        for what, source in inputs.items():
+            if _same_file(path, source):
+                raise InvalidValueError(f"{flag}: {path} is {what}; expected a new file name (it would be overwritten)", flag)
+        other = written.setdefault(os.path.realpath(path), flag)
+        if other != flag:
+            raise InvalidValueError(f"{flag}: {path} is also the file of {other}; expected a file of its own", flag)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet)
+        return False
 
 
 def _objective_weights(text: Optional[str], known: List[str]) -> Optional[Dict[str, float]]:

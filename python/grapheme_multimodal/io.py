@@ -67,14 +67,7 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
     given = path = Path(path)
     if path.is_symlink():
         path = Path(os.path.realpath(path))
-    directory = path.parent if str(path.parent) else Path(".")
-    if not directory.is_dir():
-        raise FileNotFoundError(f"path: directory {str(directory)!r} does not exist")
-    if path.is_dir():
-        raise IsADirectoryError(f"path: {str(path)!r} is a directory; expected a file name")
-    kind = file_kind(path)
-    if kind is not None and kind is not MISSING:  # the rename would replace a device, FIFO or socket with a file
-        raise FileExistsError(f"path: {str(path)!r} is {kind}, not a regular file; expected a file name to write")
+    directory = check_write_target(path)
     _remove_orphaned_temp_files(directory, path.name)
     fd, tmp = _locked_temp_file(directory, path)
     try:
@@ -92,6 +85,25 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
         os.close(fd)  # releases the lock
     _fsync_directory(directory)
     return given
+
+
+def check_write_target(path: PathLike, arg: str = "path") -> Path:
+    """The directory of ``path``, after checking that :func:`atomic_write_bytes`
+    can put a file there: the directory exists and ``path`` is not a
+    directory, device, FIFO or socket (through a symbolic link: what it
+    names, which is what the writer writes). Errors name ``arg``."""
+    path = Path(path)
+    if path.is_symlink():
+        path = Path(os.path.realpath(path))
+    directory = path.parent if str(path.parent) else Path(".")
+    if not directory.is_dir():
+        raise FileNotFoundError(f"{arg}: directory {str(directory)!r} does not exist")
+    if path.is_dir():
+        raise IsADirectoryError(f"{arg}: {str(path)!r} is a directory; expected a file name")
+    kind = file_kind(path)
+    if kind is not None and kind is not MISSING:  # the rename would replace a device, FIFO or socket with a file
+        raise FileExistsError(f"{arg}: {str(path)!r} is {kind}, not a regular file; expected a file name to write")
+    return directory
 
 
 def _locked_temp_file(directory: Path, path: Path) -> Tuple[int, str]:
