@@ -1,6 +1,7 @@
 """grapheme-mm end to end: every subcommand on small data, every user error
 ends with one clear line and a non-zero exit."""
 
+import gc
 import subprocess
 import sys
 
@@ -241,3 +242,40 @@ def test_outputs_that_would_lose_work_or_data_are_refused_first(user_files, trai
     assert words.format(**fill) in err, err
     assert {p: p.read_bytes() for p in user_files.iterdir() if p.is_file()} == before
 
+
+def test_embed_on_ray_refuses_a_bad_batch_size_before_starting_ray(user_files, trained_ckpt, capsys, monkeypatch):
+    pytest.importorskip("ray")
+    import grapheme_multimodal.cli as cli
+
+    def no_ray(address):
+        raise AssertionError("Ray started before --batch-size was checked")
+
+    monkeypatch.setattr(cli, "_ray_cluster", no_ray)
+    code, _, err = run(capsys, "embed", str(trained_ckpt), "-m", f"visual={user_files / 'images.npy'}", "--ray",
+                       "--batch-size", "-1", "-o", str(user_files / "f.npy"))
+    assert code == 2 and "--batch-size: expected a positive number, got -1" in err
+
+
+@pytest.mark.ray
+@pytest.mark.timeout(120)
+def test_embed_on_ray_reports_what_the_model_refuses_in_one_line(user_files, ray_session, capsys):
+    """Inputs the model refuses in an actor (values that overflow float32 in
+    the encoder) were a Ray traceback and exit status 1; now the model's own
+    error, one line and 2, as without --ray."""
+    import ray.data
+
+    from grapheme_multimodal import LearnableMultiModal
+
+    ckpt = user_files / "unscaled.safetensors"
+    model = LearnableMultiModal(input_dims={"visual": 10}, seed=0)
+    model.set_normalization("visual", np.zeros(10), np.full(10, 0.5))  # 3e38 / 0.5 overflows float32
+    model.save(ckpt)
+    np.save(user_files / "huge.npy", np.full((60, 10), 3e38, np.float32))
+    argv = ["embed", str(ckpt), "-m", f"visual={user_files / 'huge.npy'}", "-o", str(user_files / "f.npy")]
+    local = run(capsys, *argv)
+    code, _, err = run(capsys, *argv, "--ray", "--workers", "1")
+    assert local[0] == code == 2 and "overflows float32" in err
+    assert err.strip() == local[2].strip(), (err, local[2])
+    assert not (user_files / "f.npy").exists()
+    assert ray.data.DataContext.get_current().raise_original_map_exception is False  # the CLI's setting is undone
+    gc.collect()  # a failed Ray Data run frees its actor pool when its reference cycles are collected

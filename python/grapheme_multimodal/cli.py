@@ -14,6 +14,7 @@ import contextlib
 import functools
 import io
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -366,20 +367,30 @@ def _embed(args: argparse.Namespace) -> int:
 def _embed_on_ray(args: argparse.Namespace, model, inputs: Dict[str, np.ndarray]):
     """``(fused, strengths or None, hidden features or None)`` of ``inputs``
     from a Ray actor pool, in row order."""
+    from ray.exceptions import RayTaskError
+
     from . import distributed
 
     workers = None if args.workers is None else _positive(args.workers, "--workers")
+    batch_size = _positive(args.batch_size, "--batch-size")  # before Ray starts
     n = len(next(iter(inputs.values())))
     wanted = {"fused": True, "bindings": args.bindings is not None, "hidden_features": args.hidden_features is not None}
     outputs = tuple(name for name, asked in wanted.items() if asked)
     columns = {str(m): x for m, x in inputs.items()}
-    with _ray_cluster(args.ray_address):
+    with _ray_cluster(args.ray_address), _original_map_errors():
         ds = distributed._arrays_dataset({"row": np.arange(n), **columns})
         out = distributed.embed_dataset(
-            ds, model, {m: m for m in columns}, batch_size=_positive(args.batch_size, "--batch-size"),
-            num_actors=workers, outputs=outputs,
+            ds, model, {m: m for m in columns}, batch_size=batch_size, num_actors=workers, outputs=outputs,
         )
-        parts = list(out.select_columns(["row", *outputs]).iter_batches(batch_format="numpy", batch_size=None))
+        try:
+            parts = list(out.select_columns(["row", *outputs]).iter_batches(batch_format="numpy", batch_size=None))
+        except RayTaskError as err:  # the model's own error (inputs it refuses), as without --ray: one line
+            cause = err.cause
+            if not isinstance(cause, Exception):
+                raise
+            if cause.args and isinstance(cause.args[0], str):  # without the retry advice Ray Data appends as new lines
+                cause.args = (cause.args[0].split("\n", 1)[0], *cause.args[1:])
+            raise cause from None
     order = np.argsort(np.concatenate([p["row"] for p in parts]), kind="stable")
     fused = np.concatenate([p["fused"] for p in parts])[order]
     strengths = np.concatenate([p["bindings"] for p in parts])[order] if args.bindings is not None else None
@@ -404,6 +415,40 @@ def _ray_cluster(address: Optional[str]) -> Iterator[None]:
         yield
     finally:
         ray.shutdown()
+
+
+#: Ray Data's loggers that print an actor's error with its traceback; the CLI
+#: prints that error itself, as one line (their names are Ray's internals:
+#: should they change, Ray's lines come back and nothing else).
+_RAY_DATA_ERROR_LOGGERS = ("ray.data.exceptions", "ray.data._internal.execution.streaming_executor_state")
+
+
+@contextlib.contextmanager
+def _original_map_errors() -> Iterator[None]:
+    """Ray Data raises an actor's own exception, not a ``UserCodeException``
+    that keeps only its text (a traceback, not a line the CLI can print),
+    and does not log it: the CLI reports it."""
+    import ray.data
+
+    context = ray.data.DataContext.get_current()
+    before = context.raise_original_map_exception
+    context.raise_original_map_exception = True
+    quiet = _BelowError()
+    for name in _RAY_DATA_ERROR_LOGGERS:
+        logging.getLogger(name).addFilter(quiet)
+    try:
+        yield
+    finally:
+        context.raise_original_map_exception = before
+        for name in _RAY_DATA_ERROR_LOGGERS:
+            logging.getLogger(name).removeFilter(quiet)
+
+
+class _BelowError(logging.Filter):
+    """Drops errors (records at ERROR and above)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno < logging.ERROR
 
 
 def _info(args: argparse.Namespace) -> int:
