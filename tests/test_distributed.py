@@ -304,6 +304,22 @@ def test_embed_dataset_rejects_bad_arguments(checkpoint):
         distributed.embed_dataset(ds, checkpoint, {"visual": "img"}, outputs="hidden_features")
 
 
+def test_workers_the_cluster_cannot_hold_are_refused_not_waited_for(checkpoint):
+    """Three workers, or one of 3 CPUs, on the session's 2-CPU Ray waited for
+    CPUs forever; now refused before any actor starts. And columns= with
+    arrays, which it does not apply to, is refused rather than ignored."""
+    data, _ = synthetic(40)
+    with pytest.raises(gm.InvalidValueError, match=r"num_workers: 3 workers of 1 CPU each do not fit .* hold 2"):
+        distributed.fit(small_model(), data, num_workers=3, epochs=1, progress=False)
+    with pytest.raises(gm.InvalidValueError, match=r"cpus_per_worker: 1 worker of 3 CPUs each do not fit"):
+        distributed.fit(small_model(), data, num_workers=1, cpus_per_worker=3, epochs=1, progress=False)
+    ds = ray.data.from_items([{"img": [0.0] * 20}])
+    with pytest.raises(gm.InvalidValueError, match=r"cpus_per_actor: 1 actor of 3 CPUs each do not fit"):
+        distributed.embed_dataset(ds, checkpoint, {"visual": "img"}, cpus_per_actor=3)
+    with pytest.raises(gm.InvalidValueError, match=r"columns: only used with a ray.data.Dataset"):
+        distributed.fit(small_model(), data, num_workers=1, columns={"visual": "x"})
+
+
 def test_column_values_become_inputs(checkpoint):
     """What each actor does with a batch's columns (run here, without Ray Data)."""
     plan = distributed._ColumnPlan(gm.LearnableMultiModal.load(checkpoint), {"visual": "v", "linguistic": "t"})

@@ -114,13 +114,13 @@ def embed_dataset(
         model.hidden_width(arg="outputs")
     _check_int(batch_size, "batch_size", 1)
     _check_int(cpus_per_actor, "cpus_per_actor", 1)
+    if num_actors is not None:
+        _check_int(num_actors, "num_actors", 1)
+    _check_fits_cluster(1, cpus_per_actor, "actor", None, "cpus_per_actor")  # Ray Data starts the pool's others as CPUs allow
     if num_actors is None:
-        if not ray.is_initialized():  # as Ray itself does on first use
-            ray.init()
         cpus = int(ray.cluster_resources().get("CPU", 1))
         pool = ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, cpus // cpus_per_actor))
     else:
-        _check_int(num_actors, "num_actors", 1)
         pool = ray.data.ActorPoolStrategy(size=int(num_actors))
     schema = ds.schema(fetch_if_missing=False)
     if schema is not None:
@@ -335,6 +335,10 @@ def fit(
     _check_int(cpus_per_worker, "cpus_per_worker", 1)
     if not isinstance(model, LearnableMultiModal):
         raise TypeError(f"model: expected a LearnableMultiModal, got {type(model).__name__}")
+    datasets = isinstance(data, ray.data.Dataset) or isinstance(fit_options.get("validation"), ray.data.Dataset)
+    if columns is not None and not datasets:
+        raise InvalidValueError("columns: only used with a ray.data.Dataset (as data or validation)", "columns")
+    _check_fits_cluster(num_workers, cpus_per_worker, "worker", "num_workers", "cpus_per_worker")  # every step needs every worker
     for key, mask_key in (("data", "mask"), ("validation", "validation_mask")):
         value = data if key == "data" else fit_options.get("validation")
         if isinstance(value, ray.data.Dataset):
@@ -559,6 +563,24 @@ def _use_assigned_cpus() -> None:
 
     cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
     set_num_threads(max(1, int(round(cpus))))
+
+
+def _check_fits_cluster(count: int, cpus_each: int, what: str, count_arg: Optional[str], cpus_arg: str) -> None:
+    """Refuses ``count`` actors of ``cpus_each`` CPUs that the cluster's
+    nodes cannot hold at once: Ray would wait for them forever."""
+    if not ray.is_initialized():  # as Ray itself does on first use
+        ray.init()
+    nodes = [node["Resources"].get("CPU", 0.0) for node in ray.nodes() if node.get("Alive")]
+    room = sum(int(cpus // cpus_each) for cpus in nodes)
+    if room < count:
+        arg = cpus_arg if room == 0 or count_arg is None else count_arg
+        unit = "CPU" if cpus_each == 1 else "CPUs"
+        raise InvalidValueError(
+            f"{arg}: {count} {what}{'s' if count > 1 else ''} of {cpus_each} {unit} each do not fit on this Ray cluster: "
+            f"its nodes ({', '.join(f'{c:g}' for c in nodes) or 'none'} CPUs) hold {room} at once, and Ray would wait "
+            f"for the rest forever; expected at most {room} (on an autoscaling cluster, start its nodes first)",
+            arg,
+        )
 
 
 def _check_int(value: Any, name: str, minimum: int) -> None:
