@@ -304,6 +304,35 @@ def test_embed_dataset_rejects_bad_arguments(checkpoint):
         distributed.embed_dataset(ds, checkpoint, {"visual": "img"}, outputs="hidden_features")
 
 
+def test_embed_dataset_with_nulls_in_some_batches_of_a_block(checkpoint):
+    """A list column with a null in one batch of a block and none in the
+    next: through numpy it was objects in one batch and a tensor in the
+    other, which Ray Data could not put back in one block (an
+    ArrowConversionError from the actor). The other columns now pass through
+    as they are, and the values are encode_and_fuse's."""
+    n = 8
+    data, _ = synthetic(n, seed=3)
+    mask = np.zeros((n, 7), bool)
+    mask[:, :2] = True
+    mask[1, 1] = False  # the first batch of 4 has a null, the second none
+    table = pa.table({
+        "id": np.arange(n),
+        "img": pa.array(list(data["visual"]), type=pa.list_(pa.float32())),
+        "snd": pa.array([data["auditory"][i] if mask[i, 1] else None for i in range(n)], type=pa.list_(pa.float32())),
+    })
+    out = distributed.embed_dataset(ray.data.from_arrow(table), checkpoint, {"visual": "img", "auditory": "snd"},
+                                    batch_size=4, num_actors=1, outputs=("fused", "bindings"))
+    batches = list(out.iter_batches(batch_format="numpy", batch_size=None))
+    got = {k: np.concatenate([b[k] for b in batches]) for k in ("id", "fused", "bindings")}
+    order = np.argsort(got["id"])
+    model = gm.LearnableMultiModal.load(checkpoint)
+    emb, fused = model.encode_and_fuse({"visual": data["visual"], "auditory": data["auditory"]}, mask)
+    np.testing.assert_array_equal(got["fused"][order], fused)
+    np.testing.assert_array_equal(got["bindings"][order], model.pair_strengths(emb, mask))
+    schema = out.schema()
+    assert [schema.types[schema.names.index(c)] for c in ("id", "img", "snd")] == list(table.schema.types)
+
+
 def test_workers_the_cluster_cannot_hold_are_refused_not_waited_for(checkpoint):
     """Three workers, or one of 3 CPUs, on the session's 2-CPU Ray waited for
     CPUs forever; now refused before any actor starts. And columns= with

@@ -45,6 +45,9 @@ from .training import History, Steps, _Dataset
 from .training import fit as _fit
 from .types import Modality
 
+if TYPE_CHECKING:
+    import pyarrow as pa
+
 __all__ = ["embed_dataset", "fit", "ReplicaDriftError", "OUTPUTS"]
 
 #: What :func:`embed_dataset` can add, each as a column of that name:
@@ -131,7 +134,7 @@ def embed_dataset(
         _Embedder,
         fn_constructor_kwargs={"source": source, "columns": plan.columns, "outputs": wanted},
         batch_size=int(batch_size),
-        batch_format="numpy",
+        batch_format="pyarrow",  # the other columns pass through as they are (_Embedder.__call__)
         zero_copy_batch=True,  # read-only views of the block: the model only reads its inputs
         compute=pool,
         num_cpus=cpus_per_actor,
@@ -148,11 +151,18 @@ class _Embedder:
         self.outputs = outputs
         _use_assigned_cpus()
 
-    def __call__(self, batch: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
-        self.plan.check_schema(list(batch), self.outputs)
-        inputs, mask = self.plan.inputs(batch)
+    def __call__(self, batch: "pa.Table") -> "pa.Table":
+        from ray.data.block import BlockAccessor
+
+        self.plan.check_schema(batch.column_names, self.outputs)
+        # Only the model's columns become numpy (as a numpy batch holds them);
+        # the others stay Arrow. Through numpy, a list column with nulls is
+        # objects in some batches and a tensor in others, which Ray cannot
+        # put back in one block.
+        read = batch.select(sorted(set(self.plan.columns.values())))
+        inputs, mask = self.plan.inputs(BlockAccessor.for_block(read).to_batch_format("numpy"))
         emb, fused = self.model.encode_and_fuse(inputs, mask)
-        out = dict(batch)
+        out: Dict[str, np.ndarray] = {}
         if "fused" in self.outputs:
             out["fused"] = fused
         if "embeddings" in self.outputs:
@@ -161,7 +171,10 @@ class _Embedder:
             out["bindings"] = self.model.pair_strengths(emb, mask)
         if "hidden_features" in self.outputs:
             out["hidden_features"] = self.model.hidden_features(inputs, mask)
-        return out
+        added = BlockAccessor.batch_to_block(out)  # as Ray Data stores a numpy batch's columns
+        for name in added.column_names:
+            batch = batch.append_column(name, added.column(name))
+        return batch
 
 
 class _ColumnPlan:
