@@ -180,6 +180,18 @@ def test_fit_names_validation_when_validation_is_wrong() -> None:
     assert model.epochs_trained == 0
 
 
+def test_fit_with_every_objective_weighted_0_is_refused_not_run() -> None:
+    # It "trained" with loss 0: Adam steps on zero gradients, nothing learned.
+    model = small_model()
+    before = model.state_dict()
+    for objectives in ({"contrastive": 0}, {"contrastive": 0.0, "binding": 0}):
+        with pytest.raises(gm.InvalidValueError, match=r"^objectives: every weight is 0") as err:
+            model.fit(views(12), epochs=1, objectives=objectives)
+        assert err.value.arg == "objectives"
+    assert model.epochs_trained == 0 and all(np.array_equal(v, model.state_dict()[k]) for k, v in before.items())
+    model.fit(views(12), epochs=1, objectives={"contrastive": 1, "binding": 0})  # one is enough
+
+
 @pytest.mark.parametrize("event_id", [1.5, float("nan"), "a", None, True])
 def test_record_fusion_names_a_bad_event_id_and_records_nothing(event_id) -> None:
     model = small_model()

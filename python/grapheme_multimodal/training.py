@@ -154,7 +154,12 @@ def fit(
     if validation is None and validation_mask is not None:  # else it would be ignored unseen
         raise InvalidValueError("validation_mask: given without validation; expected it only beside validation data", "validation_mask")
     val = as_dataset(model, validation, validation_mask, "validation") if validation is not None else None
-    resolve_weights(objectives, train.has_fused, "objectives")
+    if not any(w > 0 for w in resolve_weights(objectives, train.has_fused, "objectives")):
+        # every step would be an Adam step on zero gradients: moments decaying, nothing learned
+        raise InvalidValueError(
+            f"objectives: every weight is 0 ({dict(objectives or {})}); expected at least one objective with a weight > 0",
+            "objectives",
+        )
     if val is not None:
         resolve_weights(objectives, val.has_fused, "objectives")
     if monitor is None:  # not `or`: monitor=0 or "" would silently mean the default
