@@ -111,13 +111,8 @@ class ExperienceBuffer:
     # ---------------------------------------------------------------- storage
     def _allocate(self, embed_dim: int) -> None:
         specs = _row_specs(int(embed_dim), self.input_dims)
-        row_bytes = sum(np.dtype(s.dtype).itemsize * int(np.prod(s.shape)) for s in specs.values())
-        if self.capacity * row_bytes > memory_budget():  # numpy's lazy zeros would pass and be killed when filled
-            raise TooLargeError(
-                f"capacity: {self.capacity:,} experiences of {row_bytes:,} bytes each ({self.capacity * row_bytes:,} "
-                f"bytes) do not fit in this machine's memory ({memory_budget():,} bytes); expected a smaller capacity",
-                "capacity",
-            )
+        row_bytes = _bytes_per_row(specs)
+        check_fits_memory(self.capacity, row_bytes, "capacity")  # numpy's lazy zeros would pass and be killed when filled
         try:
             arrays = {name: np.zeros((self.capacity,) + s.shape, s.dtype) for name, s in specs.items()}
         except (MemoryError, ValueError):  # ValueError: numpy's "array is too big"
@@ -341,12 +336,7 @@ class ExperienceBuffer:
             # With replacement nothing else bounds it: refuse before the generator
             # draws (its state stays) what numpy would fail on or the OS kill for.
             row_bytes = 16 + sum(a.nbytes // self.capacity for a in self._arrays.values())  # + position, weight
-            if batch_size * row_bytes > memory_budget():
-                raise TooLargeError(
-                    f"batch_size: {batch_size:,} experiences of {row_bytes:,} bytes each ({batch_size * row_bytes:,} "
-                    f"bytes) do not fit in this machine's memory ({memory_budget():,} bytes); expected a smaller batch_size",
-                    "batch_size",
-                )
+            check_fits_memory(batch_size, row_bytes, "batch_size")
             if not prioritized:
                 pos = self._rng.choice(n, size=batch_size, replace=replace)
                 return self._gather(np.asarray(pos, np.int64), np.ones(batch_size, np.float32))
@@ -520,6 +510,26 @@ class ExperienceBuffer:
 
 
 # ------------------------------------------------------------------- helpers
+def check_fits_memory(count: int, row_bytes: int, arg: str) -> None:
+    """TooLargeError about ``arg`` when ``count`` experiences of ``row_bytes``
+    each exceed the memory budget (the core's: physical memory or cgroup limit)."""
+    if count * row_bytes > memory_budget():
+        raise TooLargeError(
+            f"{arg}: {count:,} experiences of {row_bytes:,} bytes each ({count * row_bytes:,} bytes) do not fit "
+            f"in this machine's memory ({memory_budget():,} bytes); expected a smaller {arg}",
+            arg,
+        )
+
+
+def buffer_row_bytes(embed_dim: int, input_dims: Optional[Sequence[int]]) -> int:
+    """Bytes one experience takes in a buffer of this shape."""
+    return _bytes_per_row(_row_specs(int(embed_dim), input_dims))
+
+
+def _bytes_per_row(specs: Mapping[str, TensorSpec]) -> int:
+    return sum(np.dtype(s.dtype).itemsize * int(np.prod(s.shape)) for s in specs.values())
+
+
 def _row_specs(embed_dim: int, input_dims: Optional[Sequence[int]]) -> Dict[str, TensorSpec]:
     """``{name: (dtype, shape of one row)}`` of the buffer's arrays."""
     m = NUM_MODALITIES

@@ -64,9 +64,8 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
     a replaced one keeps its permissions. Through a symbolic link it writes
     the file the link names, as ``open(path, "wb")`` would (the rename would
     replace the link and leave that file stale)."""
-    given = path = Path(path)
-    if path.is_symlink():
-        path = Path(os.path.realpath(path))
+    given = Path(path)
+    path = _followed(given)
     directory = check_write_target(path)
     _remove_orphaned_temp_files(directory, path.name)
     fd, tmp = _locked_temp_file(directory, path)
@@ -92,9 +91,7 @@ def check_write_target(path: PathLike, arg: str = "path") -> Path:
     can put a file there: the directory exists and ``path`` is not a
     directory, device, FIFO or socket (through a symbolic link: what it
     names, which is what the writer writes). Errors name ``arg``."""
-    path = Path(path)
-    if path.is_symlink():
-        path = Path(os.path.realpath(path))
+    path = _followed(Path(path))
     directory = path.parent if str(path.parent) else Path(".")
     if not directory.is_dir():
         raise FileNotFoundError(f"{arg}: directory {str(directory)!r} does not exist")
@@ -104,6 +101,11 @@ def check_write_target(path: PathLike, arg: str = "path") -> Path:
     if kind is not None and kind is not MISSING:  # the rename would replace a device, FIFO or socket with a file
         raise FileExistsError(f"{arg}: {str(path)!r} is {kind}, not a regular file; expected a file name to write")
     return directory
+
+
+def _followed(path: Path) -> Path:
+    """``path``, or the file it names when it is a symbolic link."""
+    return Path(os.path.realpath(path)) if path.is_symlink() else path
 
 
 def _locked_temp_file(directory: Path, path: Path) -> Tuple[int, str]:

@@ -16,12 +16,12 @@ import numpy as np
 from . import _core
 from ._locking import ModelLock, reads, writes
 from ._validation import as_float32, as_mask, describe
-from .buffer import ExperienceBuffer
+from .buffer import ExperienceBuffer, buffer_row_bytes, check_fits_memory
 from .experience import ExperienceMixin
 from .learning import LearningMixin
 from .config import LearnableMultiModalConfig, resolve_config
 from .graph import Graph
-from .exceptions import CheckpointError, InvalidValueError, NonFiniteError, ShapeError, TooLargeError
+from .exceptions import CheckpointError, InvalidValueError, NonFiniteError, ShapeError
 from .types import CrossModalBinding, BindingType, ModalGraph, Modality, MultiModalEvent
 
 if TYPE_CHECKING:
@@ -72,10 +72,9 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         self._version = 0
         self._cache: "weakref.WeakKeyDictionary[MultiModalEvent, tuple]" = weakref.WeakKeyDictionary()
         #: Recorded fusions (``record_fusion``, ``record_batch``), a ring of ``config.buffer_size``.
-        try:
-            self.experience = ExperienceBuffer(c.buffer_size, embed_dim=c.embed_dim, input_dims=c.input_dims, seed=c.seed)
-        except TooLargeError as err:  # the buffer names its own argument; the user's is buffer_size
-            raise TooLargeError(str(err).replace("capacity:", "buffer_size:", 1), "buffer_size") from None
+        # checked here, so the error names the user's argument (the buffer's is capacity)
+        check_fits_memory(c.buffer_size, buffer_row_bytes(c.embed_dim, c.input_dims), "buffer_size")
+        self.experience = ExperienceBuffer(c.buffer_size, embed_dim=c.embed_dim, input_dims=c.input_dims, seed=c.seed)
         #: Epochs of :meth:`fit` so far (seeds each epoch's shuffle, so training resumes exactly).
         self.epochs_trained = 0
         #: One record per epoch of :meth:`fit` (losses, validation metrics, time).
