@@ -243,6 +243,25 @@ def test_outputs_that_would_lose_work_or_data_are_refused_first(user_files, trai
     assert {p: p.read_bytes() for p in user_files.iterdir() if p.is_file()} == before
 
 
+def test_embed_batch_size_splits_the_rows_in_process(user_files, trained_ckpt, capsys):
+    """--batch-size was read only with --ray and silently ignored without it;
+    in process it now bounds the rows per model call, with the same bits."""
+    files = ["-m", f"visual={user_files / 'images.npy'}", "-m", f"auditory={user_files / 'sound.csv'}"]
+    written = {}
+    for name, extra in (("whole", []), ("chunked", ["--batch-size", "7"])):
+        paths = {flag: user_files / f"{name}{flag}.npy" for flag in ("-o", "--bindings", "--hidden-features")}
+        args = [arg for flag, path in paths.items() for arg in (flag, str(path))]
+        code, out, err = run(capsys, "embed", str(trained_ckpt), *files, *args, *extra)
+        assert code == 0, err
+        written[name] = {flag: np.load(path) for flag, path in paths.items()}
+    for flag, whole in written["whole"].items():
+        assert whole.shape[0] == 60
+        np.testing.assert_array_equal(written["chunked"][flag], whole, err_msg=flag)
+    code, _, err = run(capsys, "embed", str(trained_ckpt), *files, "--batch-size", "0", "-o", str(user_files / "f.npy"))
+    assert code == 2 and "--batch-size: expected a positive number, got 0" in err
+    assert not (user_files / "f.npy").exists()
+
+
 def test_embed_on_ray_refuses_a_bad_batch_size_before_starting_ray(user_files, trained_ckpt, capsys, monkeypatch):
     pytest.importorskip("ray")
     import grapheme_multimodal.cli as cli

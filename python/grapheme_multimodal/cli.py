@@ -32,6 +32,9 @@ PROG = "grapheme-mm"
 #: ``grapheme-mm train``'s defaults: the package's recipe.
 _RECIPE = TrainingSettings()
 
+#: Rows per model call of ``embed --ray`` when ``--batch-size`` is not given.
+RAY_EMBED_BATCH_SIZE = 1024
+
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point; returns the exit status."""
@@ -168,7 +171,9 @@ def _parser() -> argparse.ArgumentParser:
     embed.add_argument("--ray", action="store_true", help="embed with a pool of Ray actors (Ray Data)")
     embed.add_argument("--workers", type=int, default=None,
                        help="with --ray: actors in the pool (default: Ray Data scales it to the CPUs)")
-    embed.add_argument("--batch-size", type=int, default=1024, help="with --ray: rows per model call")
+    embed.add_argument("--batch-size", type=int, default=None,
+                       help="rows per model call, to bound memory on large files (default: all rows in one call; "
+                            f"with --ray {RAY_EMBED_BATCH_SIZE})")
     _ray_address_arg(embed)
     embed.set_defaults(run=_embed)
 
@@ -347,9 +352,7 @@ def _embed(args: argparse.Namespace) -> int:
     else:
         if args.workers is not None or args.ray_address is not None:
             raise InvalidValueError("--workers/--ray-address: only used with --ray", "--workers")
-        emb, fused = model.encode_and_fuse(inputs)
-        strengths = model.pair_strengths(emb) if args.bindings is not None else None
-        hidden = model.hidden_features(inputs) if args.hidden_features is not None else None
+        fused, strengths, hidden = _embed_in_process(args, model, inputs)
     _check_finite_output(fused, "fused embeddings", args.checkpoint)  # before writing anything
     if strengths is not None:
         _check_finite_output(strengths, "binding strengths", args.checkpoint)
@@ -364,6 +367,24 @@ def _embed(args: argparse.Namespace) -> int:
     return 0
 
 
+def _embed_in_process(args: argparse.Namespace, model, inputs: Dict[str, np.ndarray]):
+    """``(fused, strengths or None, hidden features or None)`` of ``inputs``,
+    ``--batch-size`` rows per model call (each row's outputs depend on that
+    row alone, so the chunks give the bits one call gives)."""
+    n = len(next(iter(inputs.values())))
+    step = n if args.batch_size is None else _positive(args.batch_size, "--batch-size")
+    parts = []
+    for start in range(0, max(n, 1), max(step, 1)):
+        chunk = {m: x[start:start + step] for m, x in inputs.items()}
+        emb, fused = model.encode_and_fuse(chunk)
+        strengths = model.pair_strengths(emb) if args.bindings is not None else None
+        hidden = model.hidden_features(chunk) if args.hidden_features is not None else None
+        parts.append((fused, strengths, hidden))
+    if len(parts) == 1:
+        return parts[0]
+    return tuple(None if part[0] is None else np.concatenate(part) for part in zip(*parts))
+
+
 def _embed_on_ray(args: argparse.Namespace, model, inputs: Dict[str, np.ndarray]):
     """``(fused, strengths or None, hidden features or None)`` of ``inputs``
     from a Ray actor pool, in row order."""
@@ -372,7 +393,8 @@ def _embed_on_ray(args: argparse.Namespace, model, inputs: Dict[str, np.ndarray]
     from . import distributed
 
     workers = None if args.workers is None else _positive(args.workers, "--workers")
-    batch_size = _positive(args.batch_size, "--batch-size")  # before Ray starts
+    # before Ray starts
+    batch_size = RAY_EMBED_BATCH_SIZE if args.batch_size is None else _positive(args.batch_size, "--batch-size")
     n = len(next(iter(inputs.values())))
     wanted = {"fused": True, "bindings": args.bindings is not None, "hidden_features": args.hidden_features is not None}
     outputs = tuple(name for name, asked in wanted.items() if asked)
