@@ -4,6 +4,8 @@ killed process), or left an object changed by a call that failed."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -250,3 +252,30 @@ def test_a_failed_refit_leaves_the_fitted_estimator_as_it_was() -> None:
         est.set_params(**{k: MultimodalEmbedder().get_params()[k] if k != "batch_size" else 512 for k in bad})
         assert all(getattr(est, k) is v for k, v in fitted.items())
         np.testing.assert_array_equal(est.transform(xs), before)
+
+
+def test_values_too_large_for_float32_are_named_as_such_not_as_nan_or_inf() -> None:
+    # float64 1e39 became inf in the cast to float32 (with numpy's RuntimeWarning)
+    # and was then reported as "NaN or inf", a value the user never gave.
+    x = views()
+    x["visual"][2, 5] = -1e39
+    model = small_model()
+    too_large = r"row 2 holds -1e\+39, too large for float32 \(largest 3.4e\+38\)"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "overflow encountered in cast" either
+        with pytest.raises(gm.NonFiniteError, match=r"inputs\['visual'\]: " + too_large):
+            model.encode(x)
+        with pytest.raises(gm.NonFiniteError, match=r"data\['visual'\]: " + too_large):
+            model.fit(x, epochs=1)
+        with pytest.raises(gm.NonFiniteError, match=r"embeddings: index \(0, 1, 3\) holds 1e\+39, too large"):
+            model.fuse(np.where(np.arange(7 * E).reshape(1, 7, E) == 11, 1e39, 0.5))
+        # What a mask marks absent may hold anything, as before: it is not read.
+        mask = np.zeros((12, 7), bool)
+        mask[:, :3] = True  # visual, auditory, linguistic
+        mask[2, 0] = False
+        zeroed = {**x, "visual": np.where(np.arange(12)[:, None] == 2, 0.0, x["visual"])}
+        np.testing.assert_array_equal(model.encode(x, mask), model.encode(zeroed, mask))
+        slots = np.ones((1, 7), bool)
+        slots[0, 1] = False
+        huge_in_absent_slot = np.where(np.arange(7 * E).reshape(1, 7, E) == 11, 1e39, 0.5)
+        np.testing.assert_array_equal(model.fuse(huge_in_absent_slot, slots), model.fuse(np.full((1, 7, E), 0.5), slots))

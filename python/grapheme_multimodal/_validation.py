@@ -9,7 +9,7 @@ import numpy as np
 
 from . import _core
 from ._core import NUM_MODALITIES
-from .exceptions import InvalidValueError, ShapeError
+from .exceptions import InvalidValueError, NonFiniteError, ShapeError
 
 
 def describe(x: Any) -> str:
@@ -96,18 +96,35 @@ def non_finite_message(value: Any) -> str:
     return f"holds {'NaN' if np.isnan(v) else v}; expected finite numbers"
 
 
-def as_float32(x: Any, name: str, ndim: int, shape: Optional[tuple] = None) -> np.ndarray:
+def as_float32(
+    x: Any, name: str, ndim: int, shape: Optional[tuple] = None, present: Optional[np.ndarray] = None
+) -> np.ndarray:
     """`x` as an aligned, C-contiguous float32 array of `ndim` dimensions.
 
     Already-conforming arrays are returned as they are (no copy); other real
     dtypes and layouts (and arrays at a misaligned address) are converted. `shape` may hold ``None`` for free axes.
-    Non-numeric input raises TypeError, a wrong shape ValueError.
+    Non-numeric input raises TypeError, a wrong shape ValueError. A finite
+    value too large for float32 (it would become inf) raises NonFiniteError
+    saying so, unless it is not ``present`` (a bool mask over the first axes,
+    per row or per row and modality: what a mask marks absent may hold
+    anything; ``None``: everything is present).
     """
     if type(x) is np.ndarray and x.dtype == np.float32 and x.flags.c_contiguous and x.flags.aligned:
         arr = x
     else:
-        # asarray, not ascontiguousarray: that makes a 0-d scalar 1-d, and the error then names the wrong shape
-        arr = np.asarray(as_real_array(x, name), dtype=np.float32, order="C")
+        real = as_real_array(x, name)
+        if real.dtype.kind == "f" and real.dtype.itemsize > 4:  # only wider floats can overflow float32
+            # numpy reports a finite value that overflows the cast (no extra pass); inf and NaN pass through
+            with np.errstate(over="raise"):
+                try:
+                    arr = np.asarray(real, dtype=np.float32, order="C")
+                except FloatingPointError:
+                    _refuse_too_large(real, name, present)
+                    with np.errstate(over="ignore"):  # only absent rows overflowed: they become inf, unread
+                        arr = np.asarray(real, dtype=np.float32, order="C")
+        else:
+            # asarray, not ascontiguousarray: that makes a 0-d scalar 1-d, and the error then names the wrong shape
+            arr = np.asarray(real, dtype=np.float32, order="C")
         if not arr.flags.aligned:  # ascontiguousarray keeps a misaligned C-contiguous array as it is
             arr = arr.copy()
     if arr.ndim != ndim:
@@ -118,6 +135,19 @@ def as_float32(x: Any, name: str, ndim: int, shape: Optional[tuple] = None) -> n
             if want is not None and got != want:
                 raise ShapeError(f"{name}: expected shape {_fmt(shape)}, got {arr.shape}", name)
     return arr
+
+
+def _refuse_too_large(real: np.ndarray, name: str, present: Optional[np.ndarray]) -> None:
+    """NonFiniteError naming the first finite entry of ``real`` beyond
+    float32's range (among the ``present`` ones, when given)."""
+    too_large = np.isfinite(real) & (np.abs(real) > FLOAT32_MAX)
+    if real.ndim >= 1 and present is not None and len(present) == len(real):
+        too_large[~present] = False
+    where = np.argwhere(too_large)
+    if len(where):
+        at = tuple(int(i) for i in where[0])
+        place = f"row {at[0]}" if real.ndim == 2 else f"index {at if len(at) > 1 else at[0]}" if at else "the value"
+        raise NonFiniteError(f"{name}: {place} {non_finite_message(real[at])}", name)
 
 
 def as_mask(mask: Any, batch_size: Optional[int], name: str = "mask") -> np.ndarray:

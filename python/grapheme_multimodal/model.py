@@ -95,9 +95,10 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         every given modality is present in every row. Errors name ``arg`` and
         ``mask_arg``, the caller's names for the two (``fit``'s ``validation``).
         """
-        arrays = self._as_modality_list(inputs, arg)
+        given_mask = None if mask is None else as_mask(mask, None, mask_arg)
+        arrays = self._as_modality_list(inputs, arg, given_mask)
         sizes = {len(a) for a in arrays if a is not None}
-        if mask is None:
+        if given_mask is None:
             if not sizes:
                 raise InvalidValueError(f"{arg}: no modality was given; expected at least one array when {mask_arg} is None", arg)
             if len(sizes) > 1:
@@ -110,7 +111,7 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
                 mask_arr = np.zeros((batch, NUM_MODALITIES), dtype=bool)
                 mask_arr[:, present] = True
         else:
-            mask_arr = as_mask(mask, None, mask_arg)
+            mask_arr = given_mask
             batch = mask_arr.shape[0]
         for m, a in enumerate(arrays):
             if a is not None and a.shape[0] != batch:
@@ -437,7 +438,12 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
             checked[name] = arr
         return checked
 
-    def _as_modality_list(self, inputs: Inputs, arg: str = "inputs") -> List[Optional[np.ndarray]]:
+    def _as_modality_list(
+        self, inputs: Inputs, arg: str = "inputs", mask: Optional[np.ndarray] = None
+    ) -> List[Optional[np.ndarray]]:
+        """Each modality's float32 array (``None`` where not given); ``mask``,
+        when given, says which rows are present (absent rows may hold values
+        float32 cannot, as they may hold anything)."""
         arrays: List[Optional[np.ndarray]] = [None] * NUM_MODALITIES
         if isinstance(inputs, Mapping):
             items = [(Modality.parse(k), v) for k, v in inputs.items()]
@@ -458,8 +464,9 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
             i = m.value
             name = names[i]
             dim = input_dims[i]
+            present = None if mask is None else mask[:, i]
             if type(value) is np.ndarray:
-                arrays[i] = as_float32(value, name, 2, (None, dim))
+                arrays[i] = as_float32(value, name, 2, (None, dim), present)
             elif isinstance(value, (list, tuple)) and value and all(isinstance(g, Graph) for g in value):
                 featurizer = self.config.graph_features[i]
                 if dim != featurizer.dim:
@@ -469,16 +476,17 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
                     )
                 arrays[i] = featurizer(value)
             else:
-                arrays[i] = as_float32(value, name, 2, (None, dim))
+                arrays[i] = as_float32(value, name, 2, (None, dim), present)
         return arrays
 
     def _embeddings_and_mask(self, embeddings: Any, mask: Any) -> Tuple[np.ndarray, np.ndarray]:
-        emb = as_float32(embeddings, "embeddings", 3, (None, NUM_MODALITIES, self.config.embed_dim))
+        shape = (None, NUM_MODALITIES, self.config.embed_dim)
         if mask is None:
-            mask_arr = np.ascontiguousarray((emb != 0).any(axis=2))
-        else:
-            mask_arr = as_mask(mask, emb.shape[0])
-        return emb, mask_arr
+            emb = as_float32(embeddings, "embeddings", 3, shape)
+            return emb, np.ascontiguousarray((emb != 0).any(axis=2))
+        given = as_mask(mask, None)
+        emb = as_float32(embeddings, "embeddings", 3, shape, given)  # absent slots may hold anything
+        return emb, as_mask(given, emb.shape[0])
 
     @reads
     def _attend(self, query: Any, embeddings: Any, mask: Any) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
