@@ -2,6 +2,7 @@
 ends with one clear line and a non-zero exit."""
 
 import gc
+import os
 import subprocess
 import sys
 
@@ -155,6 +156,36 @@ def test_missing_demo_data_is_one_line(monkeypatch, tmp_path, capsys):
     monkeypatch.setattr(importlib.metadata, "files", not_installed)
     code, _, err = run(capsys, "demo", "--out", str(tmp_path), "--no-progress")
     assert code == 2 and err.count("\n") == 1 and INSTALL_HINT in err
+
+
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["--seed", "-1"], "--seed: expected an int in [0, 2**64), got -1"),
+        (["--out", "{d}/afile"], "--out: '{d}/afile' is not a folder"),
+        (["--json", "{d}/missing/t.json"], "--json: directory '{d}/missing' does not exist"),
+        (["--json", "{d}/runs/model.safetensors"], "--json: {d}/runs/model.safetensors is also the file of --out's checkpoint"),
+        (["--json", "{d}/runs"], "--json: '{d}/runs' is a directory"),
+        (["--out", "{d}/fifo_in"], "--out: '{d}/fifo_in/training_curves.png' is a FIFO"),
+    ],
+)
+def test_demo_refuses_what_would_fail_after_training_before_it(argv, words, tmp_path, capsys, monkeypatch):
+    """A bad --json failed only after the whole run (the table lost), a file
+    as --out read 'File exists', a bad --seed came after the data was read."""
+    import grapheme_multimodal.demo as demo
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the demo started before its arguments were checked")
+
+    monkeypatch.setattr(demo, "load_multiple_features", no_training)
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "fifo_in").mkdir()
+    os.mkfifo(tmp_path / "fifo_in" / "training_curves.png")
+    argv = [a.format(d=tmp_path) for a in argv]
+    if "--out" not in argv:
+        argv += ["--out", str(tmp_path / "runs")]
+    code, _, err = run(capsys, "demo", "--no-progress", *argv)
+    assert code == 2 and err.count("\n") == 1 and words.format(d=tmp_path) in err, err
 
 
 def console_script() -> str:

@@ -197,12 +197,15 @@ def _modality_args(p: argparse.ArgumentParser) -> None:
 
 # ------------------------------------------------------------------ commands
 def _demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from .demo import demo_files, run_demo
     from .uci import TrainingSettings
 
-    settings = TrainingSettings(seed=args.seed)
+    settings = TrainingSettings(seed=_seed(args.seed))
     if args.epochs is not None:
         settings = TrainingSettings(seed=args.seed, epochs=_positive(args.epochs, "--epochs"))
+    # what would fail only after the training: the folder, its files, the JSON
+    files = demo_files(args.out, "--out")
+    _check_outputs({**{f"--out's {what}": path for what, path in files.items()}, "--json": args.json}, {})
     result = run_demo(args.out, settings, progress=not args.no_progress)
     print()
     print(result.table())
@@ -234,6 +237,7 @@ def _train(args: argparse.Namespace) -> int:
     from .objectives import OBJECTIVES
 
     _check_outputs({"--output": args.output}, _input_files(args.modality))
+    _seed(args.seed)
     files = _read_files(args.modality)
     n = len(files[0])
     featurizer = GraphFeaturizer("wl", dim=_positive(args.wl_dim, "--wl-dim")) if args.text_features == "wl" else GraphFeaturizer()
@@ -580,6 +584,13 @@ def _widths(text: str, flag: str) -> Tuple[int, ...]:
     for w in widths:
         _positive(w, flag)
     return widths
+
+
+def _seed(value: int) -> int:
+    """``--seed``, checked before any work (the model's own check comes after the data is read)."""
+    if not 0 <= value < 2**64:
+        raise InvalidValueError(f"--seed: expected an int in [0, 2**64), got {value}", "--seed")
+    return value
 
 
 def _positive(value: int, flag: str) -> int:

@@ -19,7 +19,9 @@ import numpy as np
 
 from .datasets import load_multiple_features, train_test_split
 from .evaluation import RETRIEVAL_METRICS, Anchors, ModelScores, compute_anchors, evaluate_model, pair_key, two_view_key
-from .plotting import plot_attention, plot_history
+from .io import PathLike, check_write_target
+from .metrics import _sklearn
+from .plotting import _pyplot, plot_attention, plot_history
 from .uci import VIEW_MODALITIES, TrainingSettings, fit_views
 
 #: (query view, gallery view) pairs whose retrieval the demo lists one by one.
@@ -53,8 +55,29 @@ class DemoResult:
         return "\n".join(lines + [""] + self.notes)
 
 
+#: The files :func:`run_demo` writes into its folder.
+DEMO_FILES = {"checkpoint": "model.safetensors", "curves": "training_curves.png", "attention": "attention_by_digit.png"}
+
+
+def demo_files(out_dir: PathLike, arg: str = "out_dir") -> Dict[str, Path]:
+    """The paths of :data:`DEMO_FILES` in ``out_dir``, after checking, before
+    any training, what would otherwise fail once the work is done: the
+    folder (created when missing) and each file can be written, and
+    matplotlib and scikit-learn are installed. Errors name ``arg``."""
+    _pyplot()
+    _sklearn("the demo")
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"{arg}: {str(out)!r} is not a folder; expected a folder for the demo's files")
+    out.mkdir(parents=True, exist_ok=True)
+    files = {what: out / name for what, name in DEMO_FILES.items()}
+    for path in files.values():
+        check_write_target(path, arg)
+    return files
+
+
 def run_demo(
-    out_dir: Path,
+    out_dir: PathLike,
     settings: TrainingSettings = TrainingSettings(),
     progress: bool = True,
     log: Callable[[str], None] = print,
@@ -62,8 +85,7 @@ def run_demo(
     """Loads the data, trains, evaluates against the anchors, writes the
     checkpoint and the two PNGs into ``out_dir``."""
     start = time.perf_counter()
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    files = demo_files(out_dir)
     data = load_multiple_features()
     train, test = train_test_split(data)  # stratified 80/20, random_state=0
     log(f"UCI Multiple Features: {train.n_events} training and {test.n_events} held-out digits, views "
@@ -81,11 +103,9 @@ def run_demo(
     result = DemoResult()
     ours = evaluate_model(embedder, train, test, seed=settings.seed)
     result.rows, result.notes = table_rows(ours, compute_anchors(train, test, multiview=()))
-    result.files["checkpoint"] = out_dir / "model.safetensors"
+    result.files = files
     model.save(result.files["checkpoint"], include_experience=False)
-    result.files["curves"] = out_dir / "training_curves.png"
     plot_history(model.history, result.files["curves"], title="UCI Multiple Features: training losses", best_epoch=best)
-    result.files["attention"] = out_dir / "attention_by_digit.png"
     emb, fused = model.encode_and_fuse({VIEW_MODALITIES[v]: x for v, x in test.views.items()})
     weights = model.attention_weights(fused, emb)
     per_class = np.stack([weights[test.labels == c].mean(axis=0) for c in range(10)])
