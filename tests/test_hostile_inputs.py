@@ -279,3 +279,69 @@ def test_values_too_large_for_float32_are_named_as_such_not_as_nan_or_inf() -> N
         slots[0, 1] = False
         huge_in_absent_slot = np.where(np.arange(7 * E).reshape(1, 7, E) == 11, 1e39, 0.5)
         np.testing.assert_array_equal(model.fuse(huge_in_absent_slot, slots), model.fuse(np.full((1, 7, E), 0.5), slots))
+
+
+# --- the scikit-learn surface: MultimodalEmbedder, metrics, evaluation, datasets
+
+
+def _embedder(**kw):
+    pytest.importorskip("sklearn")
+    from grapheme_multimodal.sklearn import MultimodalEmbedder
+
+    return MultimodalEmbedder(embed_dim=E, hidden_dim=8, num_heads=2, epochs=1, batch_size=32, **kw)
+
+
+def _two_views(n: int = 30) -> list:
+    rng = np.random.default_rng(0)
+    return [rng.normal(size=(n, 5)), rng.normal(size=(n, 3))]
+
+
+def test_the_estimator_names_xs_when_it_is_no_list_of_views() -> None:
+    xs = _two_views()
+    est = _embedder()
+    # were numpy's "float() argument must be ... not 'dict'" and sklearn's "Expected 2D array, got 1D array: array=[]"
+    for bad, match in (({"a": xs[0], "b": xs[1]}, r"Xs: expected a list .* got dict; pass list\(Xs.values\(\)\)"),
+                       ((x for x in xs), "Xs: expected a list .* got generator"), ("abc", "Xs: expected a list .* got str")):
+        with pytest.raises(TypeError, match=match):
+            est.fit(bad)
+    with pytest.raises(gm.InvalidValueError, match="Xs: expected at least one view") as err:
+        est.fit([])
+    assert err.value.arg == "Xs"
+    # several views: the failing one is named (sklearn's messages named none)
+    with pytest.raises(ValueError, match=r"Xs\[1\]: Expected 2D array"):
+        est.fit([xs[0], xs[1][:, 0]])
+    with pytest.raises(ValueError, match=r"Xs\[1\]: could not convert string"):
+        est.fit([xs[0], np.full((30, 2), "a")])
+    with pytest.raises(gm.InvalidValueError, match="Xs: could not be read as one 2-D array"):  # numpy's "inhomogeneous shape"
+        est.fit([xs[0].tolist(), xs[1].tolist()])
+    assert est.fit([xs[0], xs[1].tolist()]).n_views_ == 2  # a list beside an array is a view, not a row
+    with pytest.raises(TypeError, match="modalities: expected None or a sequence .* got str"):  # was "unknown modality 'v'"
+        _embedder(modalities="visual").fit(xs)
+    with pytest.raises(TypeError, match="modalities: .* got int"):  # was "'int' object is not iterable"
+        _embedder(modalities=5).fit(xs)
+    with pytest.raises(TypeError, match="objectives: expected None or a mapping"):  # the same
+        _embedder(objectives=5).fit(xs)
+    with pytest.raises(TypeError, match="standardize: expected a bool, got str"):  # "no" was true, and standardised
+        _embedder(standardize="no").fit(xs)
+
+
+def test_finite_values_beyond_float32_are_named_as_such_not_as_nan() -> None:
+    xs = _two_views()
+    # was "inputs['visual']: row 0 holds NaN or inf" for finite input under another name
+    with pytest.raises(gm.NonFiniteError, match=r"Xs\[0\]: row 0 holds .*too large for float32") as err:
+        _embedder().fit([xs[0] * 1e300, xs[1]])
+    assert err.value.arg == "Xs[0]"
+    est = _embedder().fit(xs)
+    with pytest.raises(gm.NonFiniteError, match=r"Xs\[1\]: row 0 holds .*too large for float32"):
+        est.transform([xs[0], xs[1] * 1e300])
+
+
+def test_a_refit_on_several_views_drops_what_one_view_set() -> None:
+    pd = pytest.importorskip("pandas")
+    xs = _two_views()
+    est = _embedder().fit(pd.DataFrame(xs[0], columns=list("abcde")))
+    assert est.n_features_in_ == 5
+    est.fit(xs)
+    # n_features_in_ and feature_names_in_ of the first fit stayed: the names of the new columns were refused
+    assert not hasattr(est, "n_features_in_") and not hasattr(est, "feature_names_in_")
+    assert len(est.get_feature_names_out(list("abcdexyz"))) == E

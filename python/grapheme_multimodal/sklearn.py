@@ -7,6 +7,7 @@ A row of all-NaN in a view means that view is missing for that sample.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Mapping, Set
 from typing import Any, List, Optional, Sequence
 
 import numpy as np
@@ -14,6 +15,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from ._core import NUM_MODALITIES
+from ._validation import FLOAT32_MAX, describe, non_finite_message
 from .exceptions import InvalidValueError, NonFiniteError, ShapeError
 from .metrics import unit_side_by_side
 from .model import LearnableMultiModal
@@ -159,6 +161,9 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
 
     def _fit(self, Xs: Any) -> None:
         self._check_output()
+        if self.objectives is not None and not isinstance(self.objectives, Mapping):
+            # else dict() in the recipe's settings: "'int' object is not iterable"
+            raise TypeError(f"objectives: expected None or a mapping objective name -> float, got {describe(self.objectives)}")
         views = _as_views(Xs, self, reset=True)
         self.modalities_ = self._modalities(len(views))
         self.n_views_ = len(views)
@@ -251,6 +256,10 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
     def _modalities(self, n_views: int) -> List[Modality]:
         if n_views > NUM_MODALITIES:
             raise ShapeError(f"Xs: at most {NUM_MODALITIES} views (one per modality), got {n_views}", "Xs")
+        if self.modalities is not None and (isinstance(self.modalities, (str, bytes)) or not isinstance(self.modalities, Iterable)):
+            # a str would be read letter by letter ("unknown modality 'v'"), an int not at all
+            raise TypeError(
+                f"modalities: expected None or a sequence of modality names (one per view), got {describe(self.modalities)}")
         names = list(Modality)[:n_views] if self.modalities is None else [Modality.parse(m) for m in self.modalities]
         if len(names) != n_views or len(set(names)) != n_views:
             raise InvalidValueError(f"modalities: expected {n_views} distinct modalities (one per view), got {self.modalities}", "modalities")
@@ -297,9 +306,17 @@ def _check_input_features(estimator: MultimodalEmbedder, input_features: Any) ->
 
 def _as_views(Xs: Any, estimator: MultimodalEmbedder, reset: bool) -> List[np.ndarray]:
     """The views as float arrays, checked by scikit-learn's ``check_array``
-    (sparse, complex, object, 1-D and empty input get its standard errors).
-    Anything that is not a list of arrays is taken as a single view."""
-    if isinstance(Xs, (list, tuple)) and Xs and all(hasattr(x, "shape") for x in Xs):
+    (sparse, complex, object, 1-D and empty input get its standard errors,
+    with several views prefixed by the view's name ``Xs[i]``). A list or
+    tuple holding an array is a list of views; anything else is taken as a
+    single view."""
+    if isinstance(Xs, (Mapping, Set, Iterator, str, bytes)) and not hasattr(Xs, "shape"):  # dok_matrix is a dict
+        # numpy made these a 0-d object array: "float() argument must be ... not 'dict'"
+        hint = "; pass list(Xs.values())" if isinstance(Xs, Mapping) else ""
+        raise TypeError(f"Xs: expected a list of [n, d] arrays (one per view) or one 2-D array, got {describe(Xs)}{hint}")
+    if isinstance(Xs, (list, tuple)) and not len(Xs):
+        raise InvalidValueError(f"Xs: expected at least one view ([n, d] array), got an empty {type(Xs).__name__}", "Xs")
+    if isinstance(Xs, (list, tuple)) and any(hasattr(x, "shape") for x in Xs):
         raw = list(Xs)
     else:
         raw = [Xs]
@@ -307,18 +324,43 @@ def _as_views(Xs: Any, estimator: MultimodalEmbedder, reset: bool) -> List[np.nd
     # NaN instead, so a wholly masked row is a missing view and a partly masked one refused
     raw = [np.ma.filled(x.astype(np.float64), np.nan) if isinstance(x, np.ma.MaskedArray) else x for x in raw]
     if len(raw) == 1:  # one view: the plain scikit-learn contract, n_features_in_ included
-        views = [validate_data(estimator, raw[0], reset=reset, dtype=[np.float64, np.float32], ensure_all_finite="allow-nan")]
+        try:
+            views = [validate_data(estimator, raw[0], reset=reset, dtype=[np.float64, np.float32], ensure_all_finite="allow-nan")]
+        except ValueError as exc:
+            if not (isinstance(Xs, (list, tuple)) and "inhomogeneous" in str(exc)):
+                raise
+            # nested lists of different widths: numpy's "setting an array element with a sequence"
+            raise InvalidValueError(
+                f"Xs: could not be read as one 2-D array ({exc}); several views are a list of arrays, e.g. numpy arrays",
+                "Xs",
+            ) from None
     else:
-        views = [
-            check_array(x, dtype=[np.float64, np.float32], ensure_all_finite="allow-nan", input_name=f"Xs[{i}]")
-            for i, x in enumerate(raw)
-        ]
+        if reset:  # set by a previous fit on one view: stale now (get_feature_names_out would check against them)
+            for attribute in ("n_features_in_", "feature_names_in_"):
+                estimator.__dict__.pop(attribute, None)
+        views = [_checked_view(x, f"Xs[{i}]") for i, x in enumerate(raw)]
     for i, v in enumerate(views):
         nan = np.isnan(v)
         if (nan.any(axis=1) & ~nan.all(axis=1)).any():
             raise NonFiniteError(
                 f"Xs[{i}]: Input contains NaN inside a row; only whole all-NaN rows (a missing view) are allowed", f"Xs[{i}]"
             )
+        if v.dtype == np.float64:  # the model computes in float32: beyond its range a finite value becomes inf
+            big = np.abs(v) > FLOAT32_MAX
+            if big.any():
+                row, col = (int(j[0]) for j in np.nonzero(big))
+                raise NonFiniteError(f"Xs[{i}]: row {row} {non_finite_message(v[row, col])}", f"Xs[{i}]")
     if len({len(v) for v in views}) > 1:
         raise ShapeError(f"Xs: views have different numbers of samples {[len(v) for v in views]}", "Xs")
     return views
+
+
+def _checked_view(x: Any, name: str) -> np.ndarray:
+    """One of several views through ``check_array``; its errors (which name
+    no view, or name it only sometimes) are given the view's name."""
+    try:
+        return check_array(x, dtype=[np.float64, np.float32], ensure_all_finite="allow-nan", input_name=name)
+    except (ValueError, TypeError) as exc:
+        if type(exc) not in (ValueError, TypeError) or name in str(exc):
+            raise
+        raise type(exc)(f"{name}: {exc}") from None

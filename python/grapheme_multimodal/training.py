@@ -139,6 +139,8 @@ def fit(
     """
     _check_int(epochs, "epochs", 0)
     _check_int(batch_size, "batch_size", 1)
+    if not isinstance(standardize, (bool, np.bool_)):  # standardize="no" would be true, and standardise
+        raise TypeError(f"standardize: expected a bool, got {type(standardize).__name__}")
     modality_dropout = _check_fraction(modality_dropout, "modality_dropout")
     if early_stopping is not None:
         _check_int(early_stopping, "early_stopping", 1)
