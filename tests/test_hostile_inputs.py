@@ -345,3 +345,88 @@ def test_a_refit_on_several_views_drops_what_one_view_set() -> None:
     # n_features_in_ and feature_names_in_ of the first fit stayed: the names of the new columns were refused
     assert not hasattr(est, "n_features_in_") and not hasattr(est, "feature_names_in_")
     assert len(est.get_feature_names_out(list("abcdexyz"))) == E
+
+
+def test_retrieval_labels_equal_to_nothing_are_refused_and_odd_arguments_named() -> None:
+    rng = np.random.default_rng(0)
+    q, g = rng.normal(size=(6, 3)), rng.normal(size=(6, 3))
+    # object NaN and NaT scored 0 for their rows without a word (float NaN was refused already)
+    for labels, shown in ((np.array([0, 1, 0, np.nan, 1, 0], dtype=object), "nan"),
+                          (np.array(["NaT", "2020-01-01"] * 3, dtype="datetime64[D]"), "NaT")):
+        with pytest.raises(gm.NonFiniteError, match=f"labels holds {shown} at row"):
+            metrics.cross_view_retrieval(q, g, labels)
+    with pytest.raises(gm.InvalidValueError, match="metric must be one of"):  # was "truth value of an array is ambiguous"
+        metrics.cross_view_retrieval(q, g, np.zeros(6), metric=np.array(["cosine", "euclidean"]))
+    with pytest.raises(gm.InvalidValueError, match="chunk_size"):
+        metrics.cross_view_retrieval(q, g, np.zeros(6), chunk_size=True)
+
+
+def test_cosine_retrieval_of_views_on_far_apart_scales_is_their_retrieval() -> None:
+    # One scale for both views made the smaller one's rows zeros: "gallery has 6 all-zero rows".
+    rng = np.random.default_rng(0)
+    q = rng.normal(size=(6, 3))
+    y = np.arange(6) % 2
+    want = metrics.cross_view_retrieval(q, q, y)
+    assert metrics.cross_view_retrieval(q * 1e300, q * 1e-300, y) == want
+    assert metrics.cross_view_retrieval(np.r_[q[:3] * 1e300, q[3:] * 1e-300], q, y) == want
+
+
+def test_classifier_read_outs_take_numpy_numbers_and_name_bad_labels() -> None:
+    pytest.importorskip("sklearn")
+    rng = np.random.default_rng(0)
+    x, t = rng.normal(size=(20, 4)), rng.normal(size=(10, 4))
+    y, ty = np.arange(20) % 2, np.arange(10) % 2
+    want = metrics.linear_probe_accuracy(x, y, t, ty)
+    for c in (np.float32(1.0), np.int64(1)):  # refused: "C must be a positive number, got np.float32(1.0)"
+        assert metrics.linear_probe_accuracy(x, y, t, ty, C=c) == want
+    with pytest.raises(gm.InvalidValueError, match="C: expected a positive number"):  # was numpy's isfinite TypeError
+        metrics.linear_probe_accuracy(x, y, t, ty, C=2**2000)
+    with pytest.raises(gm.InvalidValueError, match=r"train_y: expected at least 2 classes, got only \[0\]"):
+        metrics.linear_probe_accuracy(x, np.zeros(20, int), t, ty)
+    odd = np.array([None, 1] * 10, dtype=object)  # sklearn: "Unknown label type: unknown"
+    for fn in (metrics.knn_accuracy, metrics.linear_probe_accuracy):
+        with pytest.raises(gm.InvalidValueError, match="train_y: expected class labels") as err:
+            fn(x, odd, t, ty)
+        assert err.value.arg == "train_y"
+        with pytest.raises(gm.InvalidValueError, match="test_y: expected class labels .* continuous"):
+            fn(x, y, t, rng.normal(size=10))
+
+
+@pytest.mark.parametrize("scale", [1e300, 1e-300])
+def test_linear_probe_of_huge_or_tiny_values_is_the_probe_of_the_values(scale) -> None:
+    # Squared, 1e300 overflowed (sklearn: "Input X contains NaN"); 1e-300 underflowed:
+    # every column a constant, the probe at chance without a word.
+    pytest.importorskip("sklearn")
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 3))
+    y = (x[:, 0] > 0).astype(int)
+    want = metrics.linear_probe_accuracy(x[:40], y[:40], x[40:], y[40:])
+    assert want > 0.8
+    big = x * np.array([scale, 1.0, 1.0])  # one column out of range, the others not
+    assert metrics.linear_probe_accuracy(big[:40], y[:40], big[40:], y[40:]) == want
+
+
+def test_roc_auc_refuses_masked_scores_instead_of_reading_them() -> None:
+    masked = np.ma.array([1.0, 5.0], mask=[False, True])
+    with pytest.raises(gm.InvalidValueError, match="positive_scores: a masked array"):  # was 0.5: the 5.0 counted
+        metrics.roc_auc(masked, np.array([2.0]))
+
+
+def test_unit_side_by_side_gives_unit_rows_or_names_the_problem() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(5, 4))
+    unit = x / np.linalg.norm(x, axis=1, keepdims=True)
+    # float16 norms: rows of 1e-3 came out 0.994 long (of tinier ones 1e31); 1e300 rows (and 1e20 in float32) zeros
+    for value in (x.astype(np.float16), (x * 1e-3).astype(np.float16), x * 1e300, (x * 1e20).astype(np.float32)):
+        np.testing.assert_allclose(metrics.unit_side_by_side({"a": value}, ["a"]), unit, atol=2e-3)
+    assert metrics.unit_side_by_side({"a": np.zeros((2, 3))}, ["a"]).tolist() == [[0.0] * 3] * 2
+    # were KeyError 'b', numpy's concatenate messages, an AxisError and NaN rows
+    for views, names, error, match in (
+        ({"a": x}, ["a", "b"], gm.InvalidValueError, r"names: \['b'\] not in views"),
+        ({"a": x, "b": x[:3]}, ["a", "b"], gm.ShapeError, "views: expected the same rows"),
+        ({"a": x}, [], gm.InvalidValueError, "names: expected at least one"),
+        ({"a": x[:, 0]}, ["a"], gm.ShapeError, r"views\['a'\] must be a non-empty 2-D array"),
+        ({"a": x * np.nan}, ["a"], gm.NonFiniteError, r"views\['a'\] contains NaN"),
+    ):
+        with pytest.raises(error, match=match):
+            metrics.unit_side_by_side(views, names)

@@ -172,7 +172,7 @@ def test_linear_probe_separates_what_a_line_separates_and_no_more():
 
 def test_linear_probe_rejects_bad_input():
     x, y = np.zeros((4, 2)), np.array([0, 1, 0, 1])
-    with pytest.raises(ValueError, match="C must be a positive number"):
+    with pytest.raises(ValueError, match="C: expected a positive number"):
         linear_probe_accuracy(x, y, x, y, C=0)
     with pytest.raises(ValueError, match="test_x has 3 columns"):
         linear_probe_accuracy(x, y, np.zeros((2, 3)), np.zeros(2))

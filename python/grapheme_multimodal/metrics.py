@@ -11,7 +11,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ._validation import as_real_array
+from ._validation import as_finite_float, as_real_array, describe
 from .exceptions import InvalidValueError, NonFiniteError, ShapeError
 
 __all__ = ["cross_view_retrieval", "knn_accuracy", "linear_probe_accuracy", "roc_auc", "unit_side_by_side"]
@@ -62,19 +62,45 @@ def _labels_1d(name: str, y: object, n: int, n_name: str) -> np.ndarray:
     if arr.dtype.kind in "fc" and not np.isfinite(arr).all():  # NaN equals no label: its rows would score 0 unseen
         row = int(np.flatnonzero(~np.isfinite(arr))[0])
         raise NonFiniteError(f"{name} holds {arr[row]} at row {row}; expected finite labels", name)
+    if arr.dtype.kind in "mMO":  # NaT, or NaN among objects: equal to no label either, not even itself
+        try:
+            odd = np.flatnonzero(arr != arr)
+        except (TypeError, ValueError) as exc:  # pd.NA and the like have no truth value
+            raise InvalidValueError(f"{name}: labels that cannot be compared ({exc}); expected class labels", name) from None
+        if odd.size:
+            raise NonFiniteError(f"{name} holds {arr[odd[0]]} at row {odd[0]}; expected labels (NaN and NaT equal no label)", name)
     return arr
 
 
 def _unit_rows(name: str, x: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    zero = np.flatnonzero(norms[:, 0] == 0)
-    if zero.size:
+    unit, zero = _unit_or_zero(x)
+    if zero.any():
+        zero = np.flatnonzero(zero)
         raise InvalidValueError(
             f"{name} has {zero.size} all-zero rows (first: row {zero[0]}); cosine "
             "similarity is undefined for them, use metric='euclidean'",
             name,
         )
-    return x / norms
+    return unit
+
+
+def _unit_or_zero(x: np.ndarray) -> "tuple[np.ndarray, np.ndarray]":
+    """The rows of the float array ``x`` divided by their L2 norms (all-zero
+    rows left zero), and which rows are all zero. A row whose squares
+    overflow or underflow ``x``'s dtype (its norm inf, or below the square
+    root of the smallest normal number) is first scaled by a power of two,
+    which changes no direction: else it became zeros, or its direction was
+    lost to rounding."""
+    with np.errstate(over="ignore", under="ignore"):  # found and redone below
+        norms = np.linalg.norm(x, axis=1, keepdims=True)
+    redo = ~((norms[:, 0] >= np.sqrt(np.finfo(x.dtype).tiny)) & (norms[:, 0] < np.inf)) & np.any(x != 0, axis=1)
+    if redo.any():
+        rows = x[redo]
+        rows = np.ldexp(rows, -np.frexp(np.abs(rows).max(axis=1, keepdims=True))[1]).astype(x.dtype, copy=False)
+        x, norms = x.copy(), norms.copy()
+        x[redo], norms[redo] = rows, np.linalg.norm(rows, axis=1, keepdims=True)
+    zero = norms[:, 0] == 0
+    return x / np.where(zero[:, None], 1, norms), zero
 
 
 def cross_view_retrieval(
@@ -132,16 +158,17 @@ def cross_view_retrieval(
             "gallery",
         )
     y = _labels_1d("labels", labels, q.shape[0], "query rows")
-    if metric not in _METRICS:
+    if not isinstance(metric, str) or metric not in _METRICS:  # an array would be "ambiguous truth value"
         raise InvalidValueError(f"metric must be one of {_METRICS}, got {metric!r}", "metric")
-    if not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
         raise InvalidValueError(f"chunk_size must be a positive integer, got {chunk_size!r}", "chunk_size")
 
-    q, g = _in_safe_range(q, g)
     if metric == "cosine":
-        q = _unit_rows("query", q)
-        g = _unit_rows("gallery", g)
+        # row by row: one scale for both made the rows of the smaller one zeros
+        q = _unit_rows("query", q.astype(np.float64))
+        g = _unit_rows("gallery", g.astype(np.float64))
     else:
+        q, g = _in_safe_range(q, g)
         g_sq = np.einsum("ij,ij->i", g, g)
 
     n = q.shape[0]
@@ -170,6 +197,48 @@ def _classification_inputs(train_x, train_y, test_x, test_y):
     if vx.shape[1] != tx.shape[1]:
         raise ShapeError(f"test_x has {vx.shape[1]} columns but train_x has {tx.shape[1]}", "test_x")
     return tx, ty, vx, vy
+
+
+def _class_labels(train_y: np.ndarray, test_y: np.ndarray, at_least: int) -> None:
+    """``train_y`` and ``test_y`` as scikit-learn's classifiers read them:
+    class labels (ints, strings, bools, whole floats), ``train_y`` with at
+    least ``at_least`` classes; else scikit-learn's errors, which name
+    neither ("Unknown label type: unknown")."""
+    from sklearn.utils.multiclass import type_of_target
+
+    for name, y in (("train_y", train_y), ("test_y", test_y)):
+        try:
+            kind = type_of_target(y, input_name=name)
+        except (TypeError, ValueError) as exc:
+            raise InvalidValueError(f"{name}: expected class labels, got {describe(y)} ({exc})", name) from None
+        if kind not in ("binary", "multiclass"):
+            what = "values of no one label type (None, or numbers mixed with strings?)" if kind == "unknown" else f"{kind} values"
+            raise InvalidValueError(f"{name}: expected class labels (ints, strings or bools), got {what} of dtype {y.dtype}", name)
+    classes = np.unique(train_y)
+    if classes.size < at_least:
+        raise InvalidValueError(
+            f"train_y: expected at least {at_least} classes, got only {classes.tolist()}", "train_y"
+        )
+
+
+def _columns_in_safe_range(*arrays: np.ndarray) -> tuple:
+    """``arrays`` (with the same columns) as float64, each column scaled by
+    one power of two when its largest magnitude is beyond ``2**±500``:
+    squared there, a column's variance overflows (the probe saw NaN) or
+    underflows to 0 (the probe saw a constant). Standardised, a column
+    scaled by a power of two is the same; values in range are unscaled."""
+    out = tuple(a.astype(np.float64) for a in arrays)
+    shift = _column_shift(*out)
+    return out if shift is None else tuple(np.ldexp(a, shift) for a in out)
+
+
+def _column_shift(*arrays: np.ndarray) -> "np.ndarray | None":
+    """Per column of ``arrays`` (float64, the same columns), the power of two
+    that brings its largest magnitude below 1 where that is beyond
+    ``2**±500`` (0 elsewhere); ``None`` when every column is in range."""
+    top = np.max([np.abs(a).max(axis=0) for a in arrays], axis=0)
+    far = (top != 0) & ((top > _SAFE_MAX) | (top < _SAFE_MIN))
+    return np.where(far, -np.frexp(top)[1], 0) if far.any() else None
 
 
 def _sklearn(what: str):
@@ -203,6 +272,7 @@ def knn_accuracy(
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= tx.shape[0]:
         raise InvalidValueError(f"k must be an integer in [1, {tx.shape[0]}] (train rows), got {k!r}", "k")
     _sklearn("knn_accuracy")
+    _class_labels(ty, vy, at_least=1)
     from sklearn.neighbors import KNeighborsClassifier
 
     if _out_of_range(tx, vx):
@@ -227,14 +297,15 @@ def linear_probe_accuracy(
     representation, the usual read-out of a self-supervised embedding.
     """
     tx, ty, vx, vy = _classification_inputs(train_x, train_y, test_x, test_y)
-    if isinstance(C, bool) or not isinstance(C, (int, float)) or not (np.isfinite(C) and C > 0):
-        raise InvalidValueError(f"C must be a positive number, got {C!r}", "C")
+    C = as_finite_float(C, "C", lambda c: c > 0, "a positive number")  # noqa: N806 - numpy numbers too
     _sklearn("linear_probe_accuracy")
+    _class_labels(ty, vy, at_least=2)
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    probe = make_pipeline(StandardScaler(), LogisticRegression(C=float(C), max_iter=5000))
+    tx, vx = _columns_in_safe_range(tx, vx)
+    probe = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=5000))
     return float(probe.fit(tx, ty).score(vx, vy))
 
 
@@ -247,8 +318,8 @@ def roc_auc(positive_scores: np.ndarray, negative_scores: np.ndarray) -> float:
     scikit-learn's ``roc_auc_score``). Computed in O((P + N) log N) by sorting
     the negatives, with no P x N matrix.
     """
-    pos = np.asarray(positive_scores)
-    neg = np.asarray(negative_scores)
+    pos = as_real_array(positive_scores, "positive_scores")  # masked entries refused, not read as scores
+    neg = as_real_array(negative_scores, "negative_scores")
     for name, arr in (("positive_scores", pos), ("negative_scores", neg)):
         if arr.ndim != 1 or arr.size == 0:
             raise ShapeError(f"{name} must be a non-empty 1-D array, got shape {arr.shape}", name)
@@ -266,6 +337,25 @@ def roc_auc(positive_scores: np.ndarray, negative_scores: np.ndarray) -> float:
 
 def unit_side_by_side(views: Mapping[Any, np.ndarray], names: Sequence[Any]) -> np.ndarray:
     """Each view's rows L2-normalised (zero rows stay zero), the views
-    ``names`` side by side: every view weighs the same in a distance."""
-    tiny = np.finfo(np.float32).tiny
-    return np.hstack([views[v] / np.maximum(np.linalg.norm(views[v], axis=1, keepdims=True), tiny) for v in names])
+    ``names`` side by side: every view weighs the same in a distance.
+
+    Args:
+        views: view name -> finite real ``[n, d_v]`` array, the same ``n`` for all.
+        names: the views to put side by side, in order (at least one).
+
+    Returns:
+        ``[n, sum d_v]``, in the views' float dtype (float32 at least: a
+        float16 norm lost the rows' length), float64 for integers.
+    """
+    if not isinstance(views, Mapping):
+        raise TypeError(f"views: expected a mapping view name -> [n, d] array, got {describe(views)}")
+    names = list(names)
+    if not names:
+        raise InvalidValueError("names: expected at least one view name, got none", "names")
+    missing = [v for v in names if v not in views]
+    if missing:
+        raise InvalidValueError(f"names: {missing} not in views (which has {list(views)})", "names")
+    arrays = [_finite_2d(f"views[{v!r}]", views[v]) for v in names]
+    if len({a.shape[0] for a in arrays}) > 1:
+        raise ShapeError(f"views: expected the same rows in every view, got {[a.shape[0] for a in arrays]}", "views")
+    return np.hstack([_unit_or_zero(a.astype(np.promote_types(a.dtype, np.float32), copy=False))[0] for a in arrays])
