@@ -430,3 +430,50 @@ def test_unit_side_by_side_gives_unit_rows_or_names_the_problem() -> None:
     ):
         with pytest.raises(error, match=match):
             metrics.unit_side_by_side(views, names)
+
+
+def test_standardize_refuses_non_finite_views_and_keeps_huge_columns_apart() -> None:
+    from grapheme_multimodal.datasets import standardize
+
+    x = np.array([[1e300, 1.0], [-1e300, 2.0]])
+    np.testing.assert_array_equal(standardize({"a": x})[0]["a"], [[1, -1], [-1, 1]])  # was [[0, -1], [-0, 1]]
+    np.testing.assert_array_equal(standardize({"a": x * 1e-300})[0]["a"], [[1, -1], [-1, 1]])
+    with pytest.raises(gm.NonFiniteError, match=r"train_views\['a'\]: row 0 holds NaN"):  # was NaN z-scores
+        standardize({"a": np.array([[np.nan, 1.0], [1.0, 2.0]])})
+    with pytest.raises(TypeError, match=r"others\[0\]\['a'\]: expected real numbers, got complex"):  # dropped the imaginary part
+        standardize({"a": x}, {"a": x + 1j})
+    with pytest.raises(TypeError, match="train_views: expected a mapping"):  # was "'list' object has no attribute 'items'"
+        standardize([x])
+    with pytest.raises(gm.NonFiniteError, match="z-scores beyond float32"):  # was inf in the float32 output
+        standardize({"a": np.array([[0.0], [1.0]])}, {"a": np.array([[1e300]])})
+
+
+def test_split_takes_numpy_numbers_and_names_its_seed() -> None:
+    pytest.importorskip("sklearn")
+    from grapheme_multimodal.datasets import train_test_indices
+
+    labels = np.arange(20) % 2
+    want = train_test_indices(labels, test_size=0.5)
+    got = train_test_indices(labels, test_size=np.float64(0.5), seed=np.int64(0))  # the first was refused
+    assert all(np.array_equal(a, b) for a, b in zip(want, got))
+    for seed in (-1, True, 2**40):  # was sklearn's error about 'random_state'; True split as seed 1
+        with pytest.raises(gm.InvalidValueError, match="seed: expected an int"):
+            train_test_indices(labels, seed=seed)
+
+
+def test_evaluation_helpers_name_what_is_wrong() -> None:
+    from grapheme_multimodal import evaluation
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(20, 4))
+    want = evaluation.ExactCCA(2).fit(x, x[:, ::-1]).correlations_
+    np.testing.assert_array_equal(evaluation.ExactCCA(2, reg=np.float64(1e-6)).fit(x, x[:, ::-1]).correlations_, want)
+    bind = lambda a, b: (a * b).sum(axis=1)  # noqa: E731
+    # were "low >= high", "need at least one array to concatenate", IndexError and a broadcast error
+    for views in ({"a": x[:1], "b": x[:1]}, {"a": x}, {}, {"a": x, "b": x[:5]}):
+        with pytest.raises(gm.ShapeError, match="view_embeddings: expected at least 2 views"):
+            evaluation.binder_auc(bind, views)
+    with pytest.raises(gm.InvalidValueError, match="test_std: has views"):  # was KeyError 'b'
+        evaluation.pairwise_cca_retrieval({"a": x, "b": x}, {"a": x}, np.zeros(20))
+    with pytest.raises(TypeError, match="data: expected None or a Nutrimouse"):  # was KeyError 'gene'
+        evaluation.nutrimouse_cv(None, {"views": {}}, n_repeats=1)

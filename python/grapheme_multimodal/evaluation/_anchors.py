@@ -60,6 +60,8 @@ def pairwise_cca_retrieval(
     directions retrieve among the test events' canonical scores (cosine,
     gallery includes the query's own event). A pair whose smaller view has
     fewer than ``n_components`` columns gets that many (mor: 6)."""
+    if set(test_std) != set(train_std):  # else a KeyError naming one view
+        raise InvalidValueError(f"test_std: has views {sorted(test_std)}, expected the training views {sorted(train_std)}", "test_std")
     out: Dict[str, Dict[str, float]] = {}
     names = list(train_std)
     for a, b in unordered_pairs(names):

@@ -12,6 +12,7 @@ from typing import Optional, Tuple, Union
 
 import numpy as np
 
+from .._validation import as_finite_float
 from ..exceptions import InvalidValueError, ShapeError
 from ..metrics import _finite_2d
 
@@ -69,15 +70,14 @@ class ExactCCA:
             raise InvalidValueError(
                 f"n_components must be an integer in [1, {most}] (the smaller view's columns), got {k!r}", "n_components"
             )
-        if not (isinstance(self.reg, (int, float)) and np.isfinite(self.reg) and self.reg > 0):
-            raise InvalidValueError(f"reg must be a positive number, got {self.reg!r}", "reg")
+        reg = as_finite_float(self.reg, "reg", lambda r: r > 0, "a positive number")  # numpy numbers too
         self.x_mean_ = x.mean(axis=0)
         self.y_mean_ = y.mean(axis=0)
         x = x - self.x_mean_
         y = y - self.y_mean_
         n = x.shape[0]
-        whiten_x = _inverse_sqrt(x.T @ x / (n - 1), self.reg)
-        whiten_y = _inverse_sqrt(y.T @ y / (n - 1), self.reg)
+        whiten_x = _inverse_sqrt(x.T @ x / (n - 1), reg)
+        whiten_y = _inverse_sqrt(y.T @ y / (n - 1), reg)
         u, s, vt = np.linalg.svd(whiten_x @ (x.T @ y / (n - 1)) @ whiten_y, full_matrices=False)
         self.x_weights_ = whiten_x @ u[:, :k]
         self.y_weights_ = whiten_y @ vt[:k].T

@@ -15,7 +15,7 @@ from typing import Any, Callable, Dict, Mapping, Optional, Sequence
 import numpy as np
 
 from ..datasets import MultipleFeatures
-from ..exceptions import InvalidValueError
+from ..exceptions import InvalidValueError, ShapeError
 from ..metrics import cross_view_retrieval, knn_accuracy, linear_probe_accuracy, roc_auc, unit_side_by_side
 from ._anchors import Anchors, one_thread
 from ._embedders import ViewEmbedder, optional_bind, optional_hidden_features
@@ -71,9 +71,16 @@ def binder_auc(
     """ROC-AUC of ``bind(a, b)`` for same-event pairs ``(e_i(r), e_j(r))``
     against pairs whose second side is another event's ``(e_i(r), e_j(s))``,
     ``s != r`` drawn from ``seed``, pooled over every ordered pair of views."""
-    rng = np.random.default_rng(seed)
     names = list(view_embeddings)
-    n = len(view_embeddings[names[0]])
+    rows = [np.shape(view_embeddings[v])[:1] for v in names]
+    if len(names) < 2 or len(set(rows)) != 1 or rows[0][0] < 2:
+        # else numpy's "need at least one array to concatenate", "low >= high" or a broadcast error
+        raise ShapeError(
+            f"view_embeddings: expected at least 2 views of the same events, at least 2 rows each, "
+            f"got rows {dict(zip(names, (r[0] if r else None for r in rows)))}", "view_embeddings",
+        )
+    rng = np.random.default_rng(seed)
+    n = rows[0][0]
     positives, negatives = [], []
     for i, j in ordered_pairs(names):
         other = (np.arange(n) + rng.integers(1, n, size=n)) % n

@@ -83,6 +83,8 @@ def nutrimouse_cv(
     from sklearn.model_selection import RepeatedStratifiedKFold
 
     data = load_nutrimouse() if data is None else data
+    if not isinstance(data, Nutrimouse):  # else a KeyError 'gene' for another data set
+        raise TypeError(f"data: expected None or a Nutrimouse, got {type(data).__name__}")
     folds = RepeatedStratifiedKFold(n_splits=n_splits, n_repeats=n_repeats, random_state=random_state)
     methods = (["ours"] if recipe is not None else []) + (list(NUTRIMOUSE_ANCHORS) if anchors else [])
     shape = {m: (len(seeds), n_repeats) if m == "ours" else (n_repeats,) for m in methods}
