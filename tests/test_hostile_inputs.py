@@ -477,3 +477,32 @@ def test_evaluation_helpers_name_what_is_wrong() -> None:
         evaluation.pairwise_cca_retrieval({"a": x, "b": x}, {"a": x}, np.zeros(20))
     with pytest.raises(TypeError, match="data: expected None or a Nutrimouse"):  # was KeyError 'gene'
         evaluation.nutrimouse_cv(None, {"views": {}}, n_repeats=1)
+
+
+@pytest.mark.parametrize(
+    "returned, error, words",
+    [
+        ("0.5", TypeError, "metrics['m']: returned str; expected a real number"),  # was "could not convert string"
+        (None, TypeError, "metrics['m']: returned NoneType"),
+        (np.array([0.5, 0.6]), TypeError, "metrics['m']: returned array of shape (2,)"),
+        (10**400, gm.InvalidValueError, "metrics['m']: returned an int too large for a float"),
+        (True, TypeError, "metrics['m']: returned bool"),
+    ],
+)
+def test_a_metric_returning_no_number_is_named(returned, error, words) -> None:
+    model = small_model()
+    with pytest.raises(error) as err:
+        model.fit(views(), epochs=2, metrics={"m": lambda m: returned}, progress=False)
+    assert words in str(err.value)
+    assert model.epochs_trained == 0  # the failed fit left the model as it was
+
+
+def test_a_monitored_metric_that_is_nan_is_refused_not_a_silent_first_epoch() -> None:
+    # NaN compares false with everything: early stopping kept the first epoch and stopped, without a word.
+    model = small_model()
+    with pytest.raises(gm.NonFiniteError, match=r"monitor: 'val_m' is NaN at epoch 1"):
+        model.fit(views(), epochs=5, metrics={"m": lambda m: float("nan")}, monitor="val_m", early_stopping=1, progress=False)
+    assert model.epochs_trained == 0
+    # recorded, not monitored, a NaN is the user's value and kept as given
+    history = model.fit(views(), epochs=1, metrics={"m": lambda m: np.float32("nan")}, progress=False)
+    assert np.isnan(history.epochs[-1]["val_m"])

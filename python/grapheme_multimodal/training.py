@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, 
 import numpy as np
 
 from ._core import MODALITY_NAMES, NUM_MODALITIES
-from ._validation import as_finite_float
+from ._validation import as_finite_float, describe
 from .averaging import WeightAverage, check_decay
 from .averaging import resume as resume_average
 from .batch import Batch, event_components
@@ -232,6 +232,10 @@ def _train(
             value = record.get(monitor)
             if value is None:
                 raise InvalidValueError(f"monitor: {monitor!r} is not recorded; recorded: {sorted(record)}", "monitor")
+            if math.isnan(value):  # it compares false with everything: stopping would keep the first epoch
+                raise NonFiniteError(
+                    f"monitor: {monitor!r} is NaN at epoch {record['epoch']}; expected a number to compare epochs by", "monitor"
+                )
             if best_value is None or (value < best_value if mode == "min" else value > best_value):
                 best_value, waited, history.best_epoch = value, 0, record["epoch"]
                 if early_stopping is not None:
@@ -294,7 +298,7 @@ def _run_epoch(
     if val is not None:
         record.update({f"val_{k}": v for k, v in val.losses(model, objectives).items()})
     for name, metric in metrics.items():
-        record[f"val_{name}"] = float(metric(model))
+        record[f"val_{name}"] = _metric_value(name, metric(model))
     if model.config.learnable_temperature:
         record.update({f"temperature_{k}": v for k, v in model.temperatures().items()})
     record["seconds"] = time.perf_counter() - start
@@ -616,6 +620,19 @@ def _check_rows(
             row = start + int(np.flatnonzero(bad)[0])
             note = " (rows the mask marks absent may hold anything)" if present_only else ""
             raise NonFiniteError(f"{where(row)} holds NaN or inf; expected finite numbers{note}", arg)
+
+
+def _metric_value(name: str, value: Any) -> float:
+    """What ``metrics[name]`` returned, as a float (a real number, numpy's
+    0-d arrays and scalars too); else an error naming the metric."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number, np.ndarray)) or np.iscomplexobj(value):
+        raise TypeError(f"metrics[{name!r}]: returned {describe(value)}; expected a real number")
+    if isinstance(value, np.ndarray) and value.shape != ():
+        raise TypeError(f"metrics[{name!r}]: returned {describe(value)}; expected a real number")
+    try:
+        return float(value)
+    except OverflowError:  # an int beyond float64
+        raise InvalidValueError(f"metrics[{name!r}]: returned an int too large for a float", f"metrics[{name!r}]") from None
 
 
 def _checked_metrics(metrics: Any) -> Dict[str, Metric]:
