@@ -180,3 +180,57 @@ def test_networkx_bad_input(nx):
     bad.add_node("n", activation=float("nan"))
     with pytest.raises(ValueError, match="activations"):
         gm.Graph.from_networkx(bad)
+
+
+# Hostile graphs: each error is the library's typed error naming the argument
+# and what was given. Before, these were plain ValueErrors without `arg`,
+# numpy's or the codec's own messages, or the wrong value (an index wrapped
+# round by int64, a bound shown as the inf float32 made of it).
+@pytest.mark.parametrize(
+    "call, exc, arg, words",
+    [
+        (lambda: gm.Graph.from_image(np.zeros((2, 2, 3))), gm.ShapeError, "image", ["(2, 2, 3)"]),
+        (lambda: gm.Graph.from_sequence(np.zeros((2, 3))), gm.ShapeError, "values", ["(2, 3)"]),
+        (lambda: gm.Graph.from_edges(-1, []), gm.InvalidValueError, "num_nodes", ["-1"]),
+        (lambda: gm.Graph.from_edges(3, [0, 1]), gm.ShapeError, "edges", ["(m, 2)", "(2,)"]),
+        (lambda: gm.Graph.from_edges(3, [(0, 1, 2)]), gm.ShapeError, "edges", ["(1, 3)"]),
+        (lambda: gm.Graph.from_edges(3, [(0, 1), (2,)]), gm.ShapeError, "edges", ["(m, 2)"]),
+        (lambda: gm.Graph.from_edges(2, [], activations=[[1.0, 1.0]]), gm.ShapeError, "activations", ["(1, 2)"]),
+        (lambda: gm.Graph.from_text("a", unit="word"), gm.InvalidValueError, "unit", ["'word'"]),
+        (lambda: gm.Graph.from_text("a\ud800"), gm.InvalidValueError, "text", ["UTF-8"]),
+        (lambda: gm.Graph.from_edges(2, [], labels=["ok", "\ud800"]), gm.InvalidValueError, "labels[1]", ["UTF-8"]),
+        (lambda: gm.Graph.from_edges(3, [(0, 1), (0, 2**63)]), gm.InvalidValueError, "edges", ["edge 1", "9223372036854775808", "0..3"]),
+        (lambda: gm.Graph.from_edges(3, [(2**64, 0)]), gm.InvalidValueError, "edges", ["18446744073709551616"]),
+        (lambda: gm.Graph.from_edges(3, np.array([[0, 2**64 - 1]], np.uint64)), gm.InvalidValueError, "edges",
+         ["(0, 18446744073709551615)"]),
+        (lambda: gm.Graph.from_sequence([0.0, 1e300]), gm.NonFiniteError, "values", ["index 1", "1e+300", "float32"]),
+        (lambda: gm.Graph.from_image([[0.0, 1e300]]), gm.NonFiniteError, "image", ["pixel (0, 1)", "1e+300"]),
+        (lambda: gm.Graph.from_edges(2, [], activations=[0.0, -1e300]), gm.NonFiniteError, "activations", ["index 1", "-1e+300"]),
+        (lambda: gm.Graph.from_sequence([0, 1], value_range=(0, 1e300)), gm.InvalidValueError, "value_range", ["1e+300"]),
+        (lambda: gm.Graph.from_sequence([0, 1], value_range=(0, 1e-50)), gm.InvalidValueError, "value_range", ["1e-50"]),
+    ],
+)
+def test_hostile_graph_input_is_a_typed_error_naming_the_argument(call, exc, arg, words):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's "overflow encountered in cast" is not the message
+        with pytest.raises(exc) as info:
+            call()
+    assert info.value.arg == arg, info.value
+    for w in words:
+        assert w in str(info.value), f"{w!r} not in {info.value}"
+
+
+def test_labels_are_taken_in_node_order_or_refused():
+    # A set has no order: its labels landed on arbitrary nodes without a word.
+    with pytest.raises(TypeError, match="labels.*set"):
+        gm.Graph.from_edges(2, [], labels={"a", "b"})
+    with pytest.raises(TypeError, match="labels.*dict"):
+        gm.Graph.from_edges(2, [], labels={0: "a", 1: "b"})
+    with pytest.raises(TypeError, match=r"labels\[1\].*int"):
+        gm.Graph.from_edges(2, [], labels=["a", 3])
+    # A generator was used up by the type check, then read as no labels at all.
+    g = gm.Graph.from_edges(2, [(0, 1)], activations=(a for a in (0.25, 0.5)), labels=(s for s in ("a", "b")))
+    assert g.labels == ["a", "b"]
+    np.testing.assert_array_equal(g.activations, [0.25, 0.5])

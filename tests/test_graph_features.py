@@ -167,3 +167,40 @@ def test_bad_featurizer_settings(call, exc, words):
         call()
     for w in words:
         assert w in str(info.value), f"{w!r} not in {info.value}"
+
+
+def test_featurizer_setting_errors_are_typed():
+    for call, arg in [
+        (lambda: gm.GraphFeaturizer("bag"), "kind"),
+        (lambda: gm.featurize(["a"], unit="word"), "unit"),
+        (lambda: gm.featurize(["a"], kind="wl", iterations=2**70), "iterations"),
+        (lambda: gm.GraphFeaturizer.parse({"kind": "wl", "size": 3}), "featurizer"),
+        (lambda: gm.featurize(["ok", "a\ud800"]), "items[1]"),
+    ]:
+        with pytest.raises(gm.InvalidValueError) as info:
+            call()
+        assert info.value.arg == arg, info.value
+
+
+@pytest.mark.parametrize("what", ["text", "graph"])
+def test_wl_working_memory_that_cannot_be_had_is_too_large_not_an_abort(what):
+    """WL's colours and neighbour lists were allocated infallibly: a text or
+    graph whose features need more memory than the process may have killed
+    the interpreter (Rust's allocation-failure abort). Run with an address-
+    space limit that holds the input but not WL's working memory."""
+    code = f"""
+        import resource, numpy as np, grapheme_multimodal as gm
+        text = "a" * 40_000_000 if {what!r} == "text" else None  # WL: 2 x 320 MB of colours
+        graph = gm.Graph.from_sequence(np.zeros(10_000_000, np.float32)) if {what!r} == "graph" else None  # 480 MB of lists
+        used = next(int(l.split()[1]) * 1024 for l in open("/proc/self/status") if l.startswith("VmSize:"))
+        resource.setrlimit(resource.RLIMIT_AS, (used + 200_000_000, used + 200_000_000))
+        try:
+            gm.featurize([text] if text is not None else [graph], kind="wl", dim=8)
+        except gm.TooLargeError as e:
+            print("TooLargeError", e.arg)
+        """
+    import textwrap
+
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, f"the interpreter died ({proc.returncode}): {proc.stderr[-1500:]}"
+    assert proc.stdout.split() == ["TooLargeError", "items[0]"], proc.stdout

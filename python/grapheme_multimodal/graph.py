@@ -9,14 +9,15 @@ activation buckets and edges (content-aware, e.g. "cat" ≠ "dog").
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Set
 from dataclasses import dataclass
 from typing import Any, Dict, Iterable, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from . import _core
-from ._validation import as_real_array, describe
-from .exceptions import TooLargeError
+from ._validation import FLOAT32_MAX, as_real_array, describe, non_finite_message
+from .exceptions import InvalidValueError, NonFiniteError, ShapeError, TooLargeError
 
 EdgeList = Union[np.ndarray, Sequence[Sequence[int]]]
 TextOrGraph = Union[str, "Graph"]
@@ -59,7 +60,11 @@ class Graph:
         """
         if not isinstance(text, str):
             raise TypeError(f"text: expected str, got {type(text).__name__}")
-        return cls(_core.Graph.from_text(text, _unit(unit)))
+        unit = _unit(unit)
+        try:
+            return cls(_core.Graph.from_text(text, unit))
+        except UnicodeEncodeError as exc:  # a lone surrogate: numpy-free, but still a user's text
+            raise InvalidValueError(f"text: {exc}; expected text that UTF-8 can encode", "text") from None
 
     @classmethod
     def from_image(cls, image: Any, value_range: ValueRangeLike = None) -> "Graph":
@@ -74,12 +79,13 @@ class Graph:
         """
         arr = as_real_array(image, "image")
         if arr.ndim != 2:
-            raise ValueError(
+            raise ShapeError(
                 f"image: expected a 2-D array [H, W] (one grayscale channel), got shape {arr.shape}"
-                + ("; convert colour images to grayscale first" if arr.ndim == 3 else "")
+                + ("; convert colour images to grayscale first" if arr.ndim == 3 else ""),
+                "image",
             )
         rng = _value_range(value_range, arr.dtype)
-        return cls(_core.Graph.from_image(np.ascontiguousarray(arr, dtype=np.float32), rng))
+        return cls(_from_float32(arr, "image", lambda a: _core.Graph.from_image(a, rng)))
 
     @classmethod
     def from_sequence(cls, values: Any, value_range: ValueRangeLike = None) -> "Graph":
@@ -92,9 +98,9 @@ class Graph:
         """
         arr = as_real_array(values, "values")
         if arr.ndim != 1:
-            raise ValueError(f"values: expected a 1-D array [n], got shape {arr.shape}")
+            raise ShapeError(f"values: expected a 1-D array [n], got shape {arr.shape}", "values")
         rng = _value_range(value_range, arr.dtype)
-        return cls(_core.Graph.from_sequence(np.ascontiguousarray(arr, dtype=np.float32), rng))
+        return cls(_from_float32(arr, "values", lambda a: _core.Graph.from_sequence(a, rng)))
 
     @classmethod
     def from_edges(
@@ -113,21 +119,36 @@ class Graph:
         if isinstance(num_nodes, bool) or not isinstance(num_nodes, (int, np.integer)):
             raise TypeError(f"num_nodes: expected an int, got {type(num_nodes).__name__}")
         if num_nodes < 0:
-            raise ValueError(f"num_nodes: expected a non-negative int, got {num_nodes}")
+            raise InvalidValueError(f"num_nodes: expected a non-negative int, got {num_nodes}", "num_nodes")
         if num_nodes >= 2**63:  # the core checks smaller counts against memory
             raise TooLargeError(f"num_nodes: got {num_nodes}; a graph that large cannot fit in memory", "num_nodes")
-        edge_array = _edge_array(edges)
-        acts = None
+        edge_array = _edge_array(edges, int(num_nodes))
+        a = None
         if activations is not None:
+            if isinstance(activations, Iterator):  # a generator: numpy would make it one object, not numbers
+                activations = list(activations)
             a = as_real_array(activations, "activations")
             if a.ndim != 1:
-                raise ValueError(f"activations: expected shape ({num_nodes},), got {a.shape}")
-            acts = a.astype(np.float32, copy=False)
+                raise ShapeError(f"activations: expected shape ({num_nodes},), got {a.shape}", "activations")
         if labels is not None:
-            if isinstance(labels, str) or not all(isinstance(s, str) for s in labels):
-                raise TypeError("labels: expected a sequence of str, one per node")
-            labels = list(labels)
-        return cls(_core.Graph.from_edges(int(num_nodes), edge_array, acts, labels))
+            # a set's or a mapping's order is not the nodes' order: each label would land on some node
+            if isinstance(labels, (str, bytes, Set, Mapping)) or not isinstance(labels, Iterable):
+                raise TypeError(f"labels: expected a sequence of str, one per node, got {describe(labels)}")
+            labels = list(labels)  # once: a generator checked first would then be empty
+            bad = next((i for i, s in enumerate(labels) if not isinstance(s, str)), None)
+            if bad is not None:
+                raise TypeError(f"labels[{bad}]: expected a str (a sequence of str, one per node), got {describe(labels[bad])}")
+
+        def build(acts: Optional[np.ndarray]) -> "_core.Graph":
+            return _core.Graph.from_edges(int(num_nodes), edge_array, acts, labels)
+
+        try:
+            return cls(build(None) if a is None else _from_float32(a, "activations", build))
+        except UnicodeEncodeError:
+            bad = next(i for i, s in enumerate(labels) if not _utf8(s))
+            raise InvalidValueError(
+                f"labels[{bad}]: {labels[bad]!r} holds a lone surrogate; expected text that UTF-8 can encode", f"labels[{bad}]"
+            ) from None
 
     @classmethod
     def from_networkx(cls, g: Any, activation: str = "activation", label: str = "label") -> "Graph":
@@ -249,8 +270,33 @@ def _sorted_edges(edges: np.ndarray) -> np.ndarray:
 
 def _unit(unit: Any) -> str:
     if unit not in TEXT_UNITS:
-        raise ValueError(f"unit: expected one of {TEXT_UNITS}, got {unit!r}")
+        raise InvalidValueError(f"unit: expected one of {TEXT_UNITS}, got {unit!r}", "unit")
     return unit
+
+
+def _utf8(s: str) -> bool:
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _from_float32(arr: np.ndarray, name: str, build: Any) -> "_core.Graph":
+    """``build(arr as float32)``. A value too large for float32 becomes inf in
+    the cast: the core's refusal then names the value the user gave, not the
+    inf numpy made of it (and numpy's overflow warning is not shown)."""
+    with np.errstate(over="ignore"):
+        a32 = np.ascontiguousarray(arr, dtype=np.float32)
+    try:
+        return build(a32)
+    except NonFiniteError:
+        overflow = np.isfinite(arr) & ~np.isfinite(a32)
+        if not overflow.any():
+            raise
+        at = np.unravel_index(int(np.flatnonzero(overflow)[0]), arr.shape)
+        where = f"pixel {tuple(int(i) for i in at)}" if arr.ndim == 2 else f"index {int(at[0])}"
+        raise NonFiniteError(f"{name}: {where} {non_finite_message(arr[at])}", name) from None
 
 
 def _value_range(value_range: Any, dtype: np.dtype) -> Optional[Tuple[float, float]]:
@@ -265,8 +311,15 @@ def _value_range(value_range: Any, dtype: np.dtype) -> Optional[Tuple[float, flo
     try:
         low, high = value_range
         low, high = float(low), float(high)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise TypeError(f"value_range: expected a pair (low, high) of numbers, got {value_range!r}") from None
+    # The core maps in float32: a bound beyond it would show as inf, a span below it as (low, low).
+    if all(np.isfinite((low, high))) and (max(abs(low), abs(high)) > FLOAT32_MAX or not np.float32(low) < np.float32(high)):
+        raise InvalidValueError(
+            f"value_range: expected finite (low, high) with low < high in float32 (largest {FLOAT32_MAX:.3g}), "
+            f"got ({low!r}, {high!r})",
+            "value_range",
+        )
     return (low, high)
 
 
@@ -277,19 +330,42 @@ def _optional_int(value: Any, name: str) -> Optional[int]:
         raise TypeError(f"{name}: expected an int or None, got {type(value).__name__}")
     value = int(value)
     if not -(2**63) <= value < 2**63:
-        raise ValueError(f"{name}: got {value}, far outside the accepted range")
+        raise InvalidValueError(f"{name}: got {value}, far outside the accepted range", name)
     return value
 
 
-def _edge_array(edges: EdgeList) -> np.ndarray:
-    arr = np.asarray(edges)
+def _edge_array(edges: EdgeList, num_nodes: int) -> np.ndarray:
+    try:
+        arr = np.asarray(edges)
+    except (ValueError, TypeError) as exc:  # ragged pairs
+        raise ShapeError(f"edges: could not be read as an (m, 2) array of (source, target) pairs ({exc})", "edges") from None
     if arr.size == 0:
         return np.zeros((0, 2), dtype=np.int64)
     if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer):
+        if not isinstance(edges, np.ndarray) and arr.dtype.kind in "fO" and arr.ndim == 2 and arr.shape[1] == 2:
+            # Python ints past int64 make numpy choose float64 or object: name the index, not the dtype
+            rows = np.asarray(edges, dtype=object)
+            if all(isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) for v in rows.flat):
+                _refuse_edge(rows, num_nodes)
         raise TypeError(f"edges: expected integer node indices, got dtype {arr.dtype}")
     if arr.ndim != 2 or arr.shape[1] != 2:
-        raise ValueError(f"edges: expected shape (m, 2) of (source, target) pairs, got {arr.shape}")
+        raise ShapeError(f"edges: expected shape (m, 2) of (source, target) pairs, got {arr.shape}", "edges")
+    if arr.dtype.kind == "u" and arr.dtype.itemsize == 8 and int(arr.max()) >= 2**63:
+        _refuse_edge(arr, num_nodes)  # int64 would wrap it round to a negative index
     return np.ascontiguousarray(arr, dtype=np.int64)
+
+
+def _refuse_edge(rows: np.ndarray, num_nodes: int) -> None:
+    """The core's error for the first ``(m, 2)`` row with a node index out of
+    range (``rows`` unsigned, or Python ints; some row is out of range)."""
+    if rows.dtype == object:
+        k = next(k for k, (s, t) in enumerate(rows) if not (0 <= s < num_nodes and 0 <= t < num_nodes))
+    else:
+        k = int(np.flatnonzero((rows >= num_nodes).any(axis=1))[0])
+    s, t = (int(v) for v in rows[k])
+    raise InvalidValueError(
+        f"edges: edge {k} is ({s}, {t}) but node indices must be in 0..{num_nodes} (num_nodes={num_nodes})", "edges"
+    )
 
 
 def fingerprints(graphs: Sequence[Graph]) -> np.ndarray:
@@ -328,7 +404,7 @@ class GraphFeaturizer:
 
     def __post_init__(self) -> None:
         if self.kind not in FEATURE_KINDS:
-            raise ValueError(f"kind: expected one of {FEATURE_KINDS}, got {self.kind!r}")
+            raise InvalidValueError(f"kind: expected one of {FEATURE_KINDS}, got {self.kind!r}", "kind")
         dim = _optional_int(self.dim, "dim")
         iterations = _optional_int(self.iterations, "iterations")
         if self.kind == "wl":
@@ -350,7 +426,7 @@ class GraphFeaturizer:
         if isinstance(value, Mapping):
             unknown = set(value) - {"kind", "dim", "iterations"}
             if unknown:
-                raise ValueError(f"{name}: unknown keys {sorted(unknown)}; expected kind, dim, iterations")
+                raise InvalidValueError(f"{name}: unknown keys {sorted(unknown)}; expected kind, dim, iterations", name)
             return cls(**value)
         raise TypeError(
             f"{name}: expected GraphFeaturizer, \"fingerprint\", \"wl\" or a dict, got {type(value).__name__}"

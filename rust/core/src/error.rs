@@ -68,6 +68,19 @@ impl Error {
         }
     }
 
+    /// The same error about `new` instead (a batch names the item, e.g.
+    /// `items[3]`, where one item's computation named the batch).
+    pub fn about(mut self, new: impl Into<String>) -> Self {
+        match &mut self {
+            Error::Shape { arg, .. }
+            | Error::NonFinite { arg, .. }
+            | Error::Invalid { arg, .. }
+            | Error::TooLarge { arg, .. }
+            | Error::Overflow { arg, .. } => *arg = new.into(),
+        }
+        self
+    }
+
     pub fn non_finite(arg: impl Into<String>, at: impl Into<String>) -> Self {
         Error::NonFinite {
             arg: arg.into(),
@@ -121,6 +134,13 @@ mod tests {
         assert_eq!(expected_names(["wl"]), "\"wl\"");
         assert_eq!(expected_names(["additive", "bilinear"]), "\"additive\" or \"bilinear\"");
         assert_eq!(expected_names(["a", "b", "c"]), "\"a\", \"b\" or \"c\"");
+    }
+
+    #[test]
+    fn an_error_can_be_moved_onto_another_argument() {
+        let err = super::Error::too_large("items", "the WL colours of 9 nodes needs 72 B").about("items[3]");
+        assert_eq!(err.arg(), "items[3]");
+        assert_eq!(err.to_string(), "items[3]: the WL colours of 9 nodes needs 72 B");
     }
 
     #[test]

@@ -116,7 +116,11 @@ fn check_graph_memory(arg: &str, nodes: usize, edges: usize, label_heap: usize) 
     let per_edge = 2 * std::mem::size_of::<usize>() + 2 * std::mem::size_of::<usize>();
     let bytes = nodes.checked_mul(per_node).and_then(|a| edges.checked_mul(per_edge).and_then(|b| a.checked_add(b)));
     let what = format!("a graph of {nodes} nodes and {edges} edges");
-    crate::memory::check(arg, &what, bytes.unwrap_or(usize::MAX), 1).map(|_| ())
+    match bytes {
+        Some(bytes) => crate::memory::check(arg, &what, bytes, 1).map(|_| ()),
+        // Not usize::MAX × 1 bytes, as if that were the count.
+        None => Err(Error::too_large(arg, format!("{what} would need more bytes than any address space holds"))),
+    }
 }
 
 /// A directed graph. Node `i` has `activations[i]` (finite f32) and
@@ -265,12 +269,13 @@ impl Graph {
 
     /// For each node, the nodes its edges come from (`incoming`) and go to
     /// (`outgoing`), as compressed rows: node `v`'s neighbours are
-    /// `targets[offsets[v]..offsets[v+1]]`.
-    pub fn adjacency(&self) -> (Adjacency, Adjacency) {
+    /// `targets[offsets[v]..offsets[v+1]]`. Allocated fallibly: `TooLarge`
+    /// on `arg` when memory runs out.
+    pub fn adjacency(&self, arg: &str) -> Result<(Adjacency, Adjacency)> {
         let n = self.node_count();
-        let incoming = Adjacency::build(n, self.edges.iter().map(|&(s, t)| (t, s)));
-        let outgoing = Adjacency::build(n, self.edges.iter().copied());
-        (incoming, outgoing)
+        let incoming = Adjacency::build(arg, n, self.edges.iter().map(|&(s, t)| (t, s)))?;
+        let outgoing = Adjacency::build(arg, n, self.edges.iter().copied())?;
+        Ok((incoming, outgoing))
     }
 
     /// Number of edges leaving each node.
@@ -297,21 +302,23 @@ pub struct Adjacency {
 }
 
 impl Adjacency {
-    fn build(n: usize, pairs: impl Iterator<Item = (usize, usize)> + Clone) -> Self {
-        let mut offsets = vec![0usize; n + 1];
+    fn build(arg: &str, n: usize, pairs: impl Iterator<Item = (usize, usize)> + Clone) -> Result<Self> {
+        let what = || format!("the neighbour lists of a graph of {n} nodes");
+        let mut offsets = crate::memory::try_zeros::<usize>(arg, &what(), n + 1)?;
         for (v, _) in pairs.clone() {
             offsets[v + 1] += 1;
         }
         for v in 0..n {
             offsets[v + 1] += offsets[v];
         }
-        let mut fill = offsets.clone();
-        let mut targets = vec![0usize; offsets[n]];
+        let mut fill = crate::memory::try_with_capacity(arg, &what(), n + 1)?;
+        fill.extend_from_slice(&offsets);
+        let mut targets = crate::memory::try_zeros::<usize>(arg, &what(), offsets[n])?;
         for (v, u) in pairs {
             targets[fill[v]] = u;
             fill[v] += 1;
         }
-        Adjacency { offsets, targets }
+        Ok(Adjacency { offsets, targets })
     }
 
     /// The neighbours of node `v` (with repeats for parallel edges).
@@ -448,9 +455,19 @@ mod tests {
     }
 
     #[test]
+    fn a_graph_whose_byte_count_overflows_says_so_without_a_made_up_size() {
+        // The overflowed count was reported as "18446744073709551615 × 1 bytes".
+        let err = Graph::from_edges(1 << 62, &[], None, None).unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, Error::TooLarge { .. }), "{msg}");
+        assert!(msg.starts_with("num_nodes: a graph of 4611686018427387904 nodes") && msg.contains("any address space"), "{msg}");
+        assert!(!msg.contains(&usize::MAX.to_string()), "{msg}");
+    }
+
+    #[test]
     fn adjacency_lists_in_and_out_neighbours_with_repeats() {
         let g = Graph::from_edges(3, &[[0, 1], [0, 1], [2, 1], [1, 1]], None, None).unwrap();
-        let (incoming, outgoing) = g.adjacency();
+        let (incoming, outgoing) = g.adjacency("graph").unwrap();
         assert_eq!(outgoing.neighbours(0), [1, 1]);
         assert_eq!(incoming.neighbours(1), [0, 0, 2, 1]);
         assert_eq!(outgoing.neighbours(1), [1]);

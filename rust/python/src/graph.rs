@@ -2,14 +2,14 @@
 //! builders, and the batched featurisers.
 
 use crate::convert::{contiguous, F32Array1, F32Array2, Floats, I64Array2};
-use crate::errors::IntoPyResult;
+use crate::errors::{to_py, IntoPyResult};
 use crate::guard::detached;
 use grapheme_multimodal::features::{featurize as featurize_graphs, featurize_items, FeatureKind, Featurizable};
 use grapheme_multimodal::validate::check_shape;
-use grapheme_multimodal::{Graph, TextUnit, ValueRange};
+use grapheme_multimodal::{Error, Graph, TextUnit, ValueRange};
 use ndarray::Array2;
 use numpy::{IntoPyArray, PyArray1, PyArray2};
-use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::exceptions::PyTypeError;
 use pyo3::pybacked::PyBackedStr;
 use pyo3::prelude::*;
 use pyo3::types::PyString;
@@ -112,7 +112,7 @@ impl PyGraph {
         iterations: Option<i64>,
     ) -> PyResult<Bound<'py, PyArray1<f32>>> {
         let kind = FeatureKind::parse(kind, dim, iterations).py()?;
-        Ok(detached(py, || Ok(kind.features(&self.inner)))?.into_pyarray(py))
+        Ok(detached(py, || kind.features(&self.inner))?.into_pyarray(py))
     }
 }
 
@@ -152,7 +152,7 @@ pub fn featurize<'py>(
             if let Ok(s) = item.cast::<PyString>() {
                 PyBackedStr::try_from(s.clone())
                     .map(Item::Text)
-                    .map_err(|e| PyValueError::new_err(format!("items[{i}]: {e}; expected text that UTF-8 can encode")))
+                    .map_err(|e| to_py(Error::invalid(format!("items[{i}]"), format!("{e}; expected text that UTF-8 can encode"))))
             } else if let Ok(g) = item.extract::<PyRef<'py, PyGraph>>() {
                 Ok(Item::Graph(g))
             } else {

@@ -229,7 +229,7 @@ impl PyModel {
                     )));
                 }
                 rows[m].resize(start + dim, 0.0);
-                kind.features_into(&graph.get().inner, &mut rows[m][start..]);
+                kind.features_into("event", &graph.get().inner, &mut rows[m][start..]).py()?;
             } else {
                 // Appended straight from the numpy array, then checked.
                 let appended = match item.extract::<F32Array1<'py>>() {

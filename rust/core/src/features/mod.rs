@@ -62,28 +62,31 @@ impl FeatureKind {
         }
     }
 
-    /// Writes the features of `graph` into `out` (`out.len() == self.dim()`).
-    pub fn features_into(&self, graph: &Graph, out: &mut [f32]) {
+    /// Writes the features of `graph` into `out` (`out.len() == self.dim()`);
+    /// `TooLarge` on `arg` when the working memory of WL cannot be had.
+    pub fn features_into(&self, arg: &str, graph: &Graph, out: &mut [f32]) -> Result<()> {
         match self {
             FeatureKind::Fingerprint => out.copy_from_slice(&fingerprint(graph)),
-            FeatureKind::Wl(p) => wl_features_into(graph, p, out),
+            FeatureKind::Wl(p) => wl_features_into(arg, graph, p, out)?,
         }
+        Ok(())
     }
 
     /// Writes the features of `Graph::from_text_units(text, unit)` into `out`
-    /// without building the graph.
-    pub fn text_features_into(&self, text: &str, unit: TextUnit, out: &mut [f32]) {
+    /// without building the graph; `TooLarge` on `arg` as [`Self::features_into`].
+    pub fn text_features_into(&self, arg: &str, text: &str, unit: TextUnit, out: &mut [f32]) -> Result<()> {
         match self {
             FeatureKind::Fingerprint => out.copy_from_slice(&text_fingerprint(text, unit)),
-            FeatureKind::Wl(p) => wl_text_features_into(text, unit, p, out),
+            FeatureKind::Wl(p) => wl_text_features_into(arg, text, unit, p, out)?,
         }
+        Ok(())
     }
 
     /// The features of `graph`, `[dim]`.
-    pub fn features(&self, graph: &Graph) -> Vec<f32> {
+    pub fn features(&self, graph: &Graph) -> Result<Vec<f32>> {
         let mut out = vec![0.0; self.dim()];
-        self.features_into(graph, &mut out);
-        out
+        self.features_into("graph", graph, &mut out)?;
+        Ok(out)
     }
 }
 
@@ -93,17 +96,33 @@ const PARALLEL_MIN_ITEMS: usize = 16;
 const ITEMS_PER_TASK: usize = 32;
 
 /// Featurises `items` into `[N, dim]`, one row per item, rows computed in
-/// parallel (the library's threads, see `kernels::threads`).
-fn featurize_rows<T: Sync>(items: &[T], kind: &FeatureKind, row: impl Fn(&T, &mut [f32]) + Sync + Send) -> Result<Array2<f32>> {
+/// parallel (the library's threads, see `kernels::threads`). The first
+/// failing item's error is returned, about `items[i]`.
+fn featurize_rows<T: Sync>(items: &[T], kind: &FeatureKind, row: impl Fn(&T, &mut [f32]) -> Result<()> + Sync + Send) -> Result<Array2<f32>> {
     let dim = kind.dim();
     let what = format!("the features of {} items × {dim}", items.len());
     let mut out = crate::memory::try_zeros::<f32>("items", &what, items.len().saturating_mul(dim))?;
+    let rows = |first: usize, chunk: &mut [f32], items: &[T]| -> Result<()> {
+        let mut rows = chunk.chunks_mut(dim).zip(items).enumerate();
+        rows.try_for_each(|(k, (r, item))| row(item, r).map_err(|e| e.about(format!("items[{}]", first + k))))
+    };
     if items.len() < PARALLEL_MIN_ITEMS {
         // Handing a few rows to the pool costs more than computing them here.
-        out.chunks_mut(dim).zip(items).for_each(|(chunk, item)| row(item, chunk));
+        rows(0, &mut out, items)?;
     } else {
-        let tasks: Vec<(&mut [f32], &[T])> = out.chunks_mut(dim * ITEMS_PER_TASK).zip(items.chunks(ITEMS_PER_TASK)).collect();
-        crate::kernels::threads::for_each_item(tasks, |(rows, items)| rows.chunks_mut(dim).zip(items).for_each(|(chunk, item)| row(item, chunk)));
+        let failed: std::sync::Mutex<Option<(usize, Error)>> = std::sync::Mutex::new(None);
+        let tasks: Vec<_> = out.chunks_mut(dim * ITEMS_PER_TASK).zip(items.chunks(ITEMS_PER_TASK)).enumerate().collect();
+        crate::kernels::threads::for_each_item(tasks, |(t, (chunk, items))| {
+            if let Err(err) = rows(t * ITEMS_PER_TASK, chunk, items) {
+                let mut failed = failed.lock().unwrap_or_else(|e| e.into_inner());
+                if failed.as_ref().is_none_or(|(first, _)| t < *first) {
+                    *failed = Some((t, err));
+                }
+            }
+        });
+        if let Some((_, err)) = failed.into_inner().unwrap_or_else(|e| e.into_inner()) {
+            return Err(err);
+        }
     }
     Ok(Array2::from_shape_vec((items.len(), dim), out).expect("one row of dim per item"))
 }
@@ -120,20 +139,20 @@ pub enum Featurizable<'a> {
 /// `[N, kind.dim()]`, in parallel.
 pub fn featurize_items(items: &[Featurizable<'_>], unit: TextUnit, kind: &FeatureKind) -> Result<Array2<f32>> {
     featurize_rows(items, kind, |item, out| match *item {
-        Featurizable::Text(t) => kind.text_features_into(t, unit, out),
-        Featurizable::Graph(g) => kind.features_into(g, out),
+        Featurizable::Text(t) => kind.text_features_into("items", t, unit, out),
+        Featurizable::Graph(g) => kind.features_into("items", g, out),
     })
 }
 
 /// The features of every graph, `[N, kind.dim()]`, in parallel.
 pub fn featurize(graphs: &[&Graph], kind: &FeatureKind) -> Result<Array2<f32>> {
-    featurize_rows(graphs, kind, |g, out| kind.features_into(g, out))
+    featurize_rows(graphs, kind, |g, out| kind.features_into("items", g, out))
 }
 
 /// The features of every text's graph (`Graph::from_text_units(text, unit)`),
 /// `[N, kind.dim()]`, in parallel, without building the graphs.
 pub fn featurize_texts<S: AsRef<str> + Sync>(texts: &[S], unit: TextUnit, kind: &FeatureKind) -> Result<Array2<f32>> {
-    featurize_rows(texts, kind, |t, out| kind.text_features_into(t.as_ref(), unit, out))
+    featurize_rows(texts, kind, |t, out| kind.text_features_into("items", t.as_ref(), unit, out))
 }
 
 #[cfg(test)]
@@ -161,7 +180,7 @@ mod tests {
             let refs: Vec<&Graph> = graphemes.iter().collect();
             assert_eq!(featurize_texts(&texts, TextUnit::Grapheme, &kind).unwrap(), featurize(&refs, &kind).unwrap());
             for (row, g) in batch.rows().into_iter().zip(&graphs) {
-                assert_eq!(row.to_vec(), kind.features(g));
+                assert_eq!(row.to_vec(), kind.features(g).unwrap());
             }
         }
     }

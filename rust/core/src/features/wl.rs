@@ -155,16 +155,20 @@ enum Topology<'a> {
     General { incoming: &'a Adjacency, outgoing: &'a Adjacency },
 }
 
-/// Writes the WL features of `graph` into `out` (`out.len() == params.dim()`).
-pub fn wl_features_into(graph: &Graph, params: &WlParams, out: &mut [f32]) {
-    let (incoming, outgoing) = graph.adjacency();
-    let colours = graph
-        .labels()
-        .iter()
-        .zip(graph.activations())
-        .map(|(l, &a)| initial_colour(l, a))
-        .collect();
+/// The colours of `n` nodes, allocated fallibly (`TooLarge` on `arg`): a
+/// graph's size comes from the user, and a text's node count from its length.
+fn try_colours(arg: &str, n: usize) -> Result<Vec<u64>> {
+    crate::memory::try_with_capacity(arg, &format!("the WL colours of {n} nodes"), n)
+}
+
+/// Writes the WL features of `graph` into `out` (`out.len() == params.dim()`);
+/// `TooLarge` on `arg` when its working memory cannot be had.
+pub fn wl_features_into(arg: &str, graph: &Graph, params: &WlParams, out: &mut [f32]) -> Result<()> {
+    let (incoming, outgoing) = graph.adjacency(arg)?;
+    let mut colours = try_colours(arg, graph.node_count())?;
+    colours.extend(graph.labels().iter().zip(graph.activations()).map(|(l, &a)| initial_colour(l, a)));
     refine_and_count(
+        arg,
         colours,
         Topology::General {
             incoming: &incoming,
@@ -172,32 +176,32 @@ pub fn wl_features_into(graph: &Graph, params: &WlParams, out: &mut [f32]) {
         },
         params,
         out,
-    );
+    )
 }
 
 /// The WL features of `Graph::from_text_units(text, unit)`, computed without
 /// building the graph (no per-node strings or edge lists); equal bit for bit.
-pub fn wl_text_features_into(text: &str, unit: TextUnit, params: &WlParams, out: &mut [f32]) {
-    let colours = match unit {
-        TextUnit::Char => text
-            .chars()
-            .map(|c| initial_colour(c.encode_utf8(&mut [0u8; 4]), TEXT_ACTIVATION))
-            .collect(),
-        TextUnit::Grapheme => text.graphemes(true).map(|g| initial_colour(g, TEXT_ACTIVATION)).collect(),
-    };
-    refine_and_count(colours, Topology::Chain, params, out);
+/// `TooLarge` on `arg` when its working memory cannot be had.
+pub fn wl_text_features_into(arg: &str, text: &str, unit: TextUnit, params: &WlParams, out: &mut [f32]) -> Result<()> {
+    // At most one node per char (graphemes group chars).
+    let mut colours = try_colours(arg, text.chars().count())?;
+    match unit {
+        TextUnit::Char => colours.extend(text.chars().map(|c| initial_colour(c.encode_utf8(&mut [0u8; 4]), TEXT_ACTIVATION))),
+        TextUnit::Grapheme => colours.extend(text.graphemes(true).map(|g| initial_colour(g, TEXT_ACTIVATION))),
+    }
+    refine_and_count(arg, colours, Topology::Chain, params, out)
 }
 
-fn refine_and_count(mut colours: Vec<u64>, topology: Topology<'_>, params: &WlParams, out: &mut [f32]) {
+fn refine_and_count(arg: &str, mut colours: Vec<u64>, topology: Topology<'_>, params: &WlParams, out: &mut [f32]) -> Result<()> {
     assert_eq!(out.len(), params.dim, "output row has the feature length");
     out.fill(0.0);
     let n = colours.len();
     if n == 0 {
-        return;
+        return Ok(());
     }
-    let mut next = vec![0u64; n];
-    let mut total = vec![0f64; params.dim];
-    let mut histogram = vec![0f64; params.dim];
+    let mut next = crate::memory::try_zeros::<u64>(arg, &format!("the WL colours of {n} nodes"), n)?;
+    let mut total = crate::memory::try_zeros::<f64>(arg, "the WL histograms", params.dim)?;
+    let mut histogram = crate::memory::try_zeros::<f64>(arg, "the WL histograms", params.dim)?;
     let (mut ins, mut outs) = (Vec::new(), Vec::new());
     for depth in 0..=params.iterations {
         if depth > 0 {
@@ -236,13 +240,15 @@ fn refine_and_count(mut colours: Vec<u64>, topology: Topology<'_>, params: &WlPa
     for (o, t) in out.iter_mut().zip(&total) {
         *o = (t / norm) as f32;
     }
+    Ok(())
 }
 
-/// The WL features of `graph`, `[dim]`.
-pub fn wl_features(graph: &Graph, params: &WlParams) -> Vec<f32> {
+/// The WL features of `graph`, `[dim]`; `TooLarge` on `"graph"` when its
+/// working memory cannot be had.
+pub fn wl_features(graph: &Graph, params: &WlParams) -> Result<Vec<f32>> {
     let mut out = vec![0.0; params.dim];
-    wl_features_into(graph, params, &mut out);
-    out
+    wl_features_into("graph", graph, params, &mut out)?;
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -251,7 +257,7 @@ mod tests {
     use crate::features::fingerprint;
 
     fn wl(g: &Graph, dim: i64, iterations: i64) -> Vec<f32> {
-        wl_features(g, &WlParams::new(dim, iterations).unwrap())
+        wl_features(g, &WlParams::new(dim, iterations).unwrap()).unwrap()
     }
 
     fn text(t: &str) -> Graph {
