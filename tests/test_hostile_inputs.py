@@ -506,3 +506,98 @@ def test_a_monitored_metric_that_is_nan_is_refused_not_a_silent_first_epoch() ->
     # recorded, not monitored, a NaN is the user's value and kept as given
     history = model.fit(views(), epochs=1, metrics={"m": lambda m: np.float32("nan")}, progress=False)
     assert np.isnan(history.epochs[-1]["val_m"])
+
+
+# ------------------------------------------------------------ events and their parts
+def graph_event(event_id=1) -> gm.MultiModalEvent:
+    return gm.MultiModalEvent(event_id, [gm.ModalGraph(gm.Graph.from_text("a cat"), "linguistic")])
+
+
+def test_junk_put_straight_into_an_events_components_is_named_not_an_attribute_error() -> None:
+    # `components` is a public list: what was appended without add_component
+    # reached `c.modality` and raised AttributeError: 'str' object has no attribute 'modality'.
+    model = small_model()
+    event = graph_event()
+    event.components.append("junk")
+    for call in (model.fuse_event, model.encode_event, model.compute_bindings, model.record_fusion):
+        with pytest.raises(TypeError, match=r"event\.components\[1\]: expected ModalGraph or ModalFeatures, got str"):
+            call(event)
+    with pytest.raises(TypeError, match=r"events\[1\]\.components\[1\]"):
+        model.losses(gm.Batch(events=[graph_event(), event]))
+    event.components = None
+    with pytest.raises(TypeError, match=r"event\.components: expected a list"):
+        model.fuse_event(event)
+    assert model.num_experiences() == 0
+    # At construction: one component is not a list of them ("'ModalGraph' object is not iterable"),
+    # and bindings were kept unchecked.
+    with pytest.raises(TypeError, match="components: expected a list of ModalGraph or ModalFeatures, got ModalGraph"):
+        gm.MultiModalEvent(1, components=gm.ModalGraph(gm.Graph.from_text("x"), "visual"))
+    with pytest.raises(TypeError, match="binding: expected CrossModalBinding, got str"):
+        gm.MultiModalEvent(1, bindings=["x"])
+
+
+def test_a_modal_features_of_the_wrong_width_is_a_shape_error_per_event_as_in_a_batch() -> None:
+    model = small_model()
+    event = gm.MultiModalEvent(4, [gm.ModalFeatures(np.ones(5), "visual")])
+    with pytest.raises(gm.ShapeError, match=r"event 4: modality visual takes 18-long") as err:  # was a plain ValueError
+        model.fuse_event(event)
+    assert err.value.arg == "event"
+    with pytest.raises(gm.ShapeError, match=r"event 4: modality visual takes 18-long"):
+        model.losses(gm.Batch(events=[event]))
+
+
+def test_binding_endpoints_are_checked_not_truncated() -> None:
+    v, a = gm.Modality.VISUAL, gm.Modality.AUDITORY
+    with pytest.raises(TypeError, match="source: expected an int node index, got 1.7"):  # was node 1, silently
+        gm.CrossModalBinding((v, 1.7), (a, 0), 0.5)
+    with pytest.raises(TypeError, match="target: expected an int node index"):  # was int()'s "invalid literal"
+        gm.CrossModalBinding((v, 0), (a, "a"), 0.5)
+    with pytest.raises(gm.InvalidValueError, match="source: expected a node index >= 0, got -1"):
+        gm.CrossModalBinding((v, -1), (a, 0), 0.5)
+    with pytest.raises(TypeError, match=r"source: expected a pair \(modality, node_index\)"):  # "cannot unpack"
+        gm.CrossModalBinding(5, (a, 0), 0.5)
+    with pytest.raises(gm.InvalidValueError, match="binding_type: expected a BindingType") as err:
+        gm.CrossModalBinding((v, 0), (a, 0), 0.5, "friend")
+    assert err.value.arg == "binding_type"
+    b = gm.CrossModalBinding(("visual", np.int64(3)), [a, 2], 0.5, "identity")
+    assert b.source == (v, 3) and b.target == (a, 2) and b.binding_type is gm.BindingType.IDENTITY
+
+
+def test_spatial_region_of_an_int_past_float64_clamps_like_inf() -> None:
+    assert gm.SpatialRegion(10**400, -(10**400)) == gm.SpatialRegion(float("inf"), float("-inf"))  # was OverflowError
+    with pytest.raises(TypeError, match="other: expected SpatialRegion, got int"):  # was AttributeError
+        gm.SpatialRegion().overlaps(3)
+
+
+def test_record_fusion_names_a_reward_or_id_it_cannot_record_and_records_nothing() -> None:
+    model = small_model()
+    for reward, words in [(2**2000, "an int of 2001 bits"), (float("nan"), "NaN"), (1e300, r"1e\+300"), (float("-inf"), "-inf")]:
+        with pytest.raises(gm.NonFiniteError, match=f"^reward: .*{words}") as err:  # 2**2000: OverflowError; NaN: "rewards: row 0"
+            model.record_fusion(graph_event(), reward=reward)
+        assert err.value.arg == "reward"
+    with pytest.raises(gm.InvalidValueError, match=r"event\.id: got 1180591620717411303424") as err:  # was "event_ids: ... dtype object"
+        model.record_fusion(graph_event(2**70))
+    assert err.value.arg == "event.id"
+    assert model.num_experiences() == 0
+    assert model.record_fusion(graph_event(-(2**63)), reward=np.float32(0.5)).event_id == -(2**63)
+
+
+def test_the_components_form_of_a_batch_is_checked_by_name() -> None:
+    model = small_model()
+    x = np.random.default_rng(0).normal(size=(3, 18))
+    parts = [(x.astype(np.float32), np.array([0, 1, 1]), np.ones(3, np.float32))] + [None] * 6
+    want = model.losses(gm.Batch(components=(2, parts)))
+    # float64 inputs and lists are converted, as everywhere else (was "failed to extract field PyBatch.components")
+    as_given = [(x, [0, 1, 1], [1.0, 1.0, 1.0])] + [None] * 6
+    assert model.losses(gm.Batch(components=(2, as_given))) == want
+    for components, exc, words in [
+        (("2", parts), TypeError, "components: expected the batch size first, an int, got str"),
+        ((-1, parts), gm.InvalidValueError, "components: expected a batch size >= 0"),
+        ((2, ["junk"] + [None] * 6), TypeError, r"components\['visual'\]: expected None or \(x"),
+        ((2, [(x, np.array([0.0, 1.0, 1.0]), None)] + [None] * 6), TypeError, r"components\['visual'\]\.rows: expected integer"),
+        ((2, [(x, np.array([0, -1, 1]), None)] + [None] * 6), gm.InvalidValueError, "row index -1 is negative"),
+    ]:
+        with pytest.raises(exc, match=words):
+            model.losses(gm.Batch(components=components))
+    with pytest.raises(gm.ShapeError, match="components: expected"):  # was "object of type 'int' has no len()"
+        gm.Batch(components=(2, 5))

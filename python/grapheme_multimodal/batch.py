@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, List, Mapping, Optional, Sequence, Tuple,
 import numpy as np
 
 from ._core import NUM_MODALITIES
+from ._validation import as_float32, as_real_array, describe
 from .exceptions import InvalidValueError, ShapeError
 from .types import ModalGraph, Modality, MultiModalEvent
 
@@ -68,7 +69,11 @@ class Batch:
                 f"Batch: expected exactly one of inputs, events, components or embeddings, got {given or 'none'}", "Batch"
             )
         if self.components is not None and (
-            not isinstance(self.components, tuple) or len(self.components) != 2 or len(self.components[1]) != 7
+            not isinstance(self.components, tuple)
+            or len(self.components) != 2
+            or isinstance(self.components[1], (str, bytes))
+            or not hasattr(self.components[1], "__len__")
+            or len(self.components[1]) != 7
         ):
             raise ShapeError("components: expected (batch_size, parts) with 7 parts (None where absent)", "components")
         if self.events is not None:
@@ -131,6 +136,41 @@ class Batch:
         return next((len(a) for a in arrays if a is not None), 0)
 
 
+def component_parts(components: Tuple[int, Sequence[Any]], name: str = "components") -> Tuple[int, list]:
+    """The components form ``(batch_size, parts)`` of a :class:`Batch` as the
+    core reads it: the batch size an int >= 0, each part ``None`` or
+    ``(x [k, d] float32, rows [k] int64, confidences [k] float32 or None)``
+    (converted when given as other real dtypes or lists). Row ranges, widths
+    and lengths are the core's to check."""
+    size, parts = components
+    if isinstance(size, (bool, np.bool_)) or not isinstance(size, (int, np.integer)):
+        raise TypeError(f"{name}: expected the batch size first, an int, got {describe(size)}")
+    if not 0 <= size < 2**63:
+        raise InvalidValueError(f"{name}: expected a batch size >= 0 (an int64), got {size}", name)
+    out: list = []
+    for m, part in enumerate(parts):
+        if part is None:
+            out.append(None)
+            continue
+        arg = f"{name}[{str(Modality(m))!r}]"
+        if isinstance(part, (str, bytes)) or not isinstance(part, (tuple, list)) or len(part) != 3:
+            raise TypeError(f"{arg}: expected None or (x [k, d], rows [k], confidences [k] or None), got {describe(part)}")
+        x, rows, confidences = part
+        rows = as_real_array(rows, f"{arg}.rows")
+        if rows.dtype.kind not in "iu":
+            raise TypeError(f"{arg}.rows: expected integer row indices, got dtype {rows.dtype}")
+        if rows.ndim != 1:
+            raise ShapeError(f"{arg}.rows: expected a 1-D array [k], got shape {rows.shape}", f"{arg}.rows")
+        if rows.dtype.kind == "u" and rows.size and int(rows.max()) >= 2**63:
+            raise InvalidValueError(f"{arg}.rows: row index {int(rows.max())} is out of range for a batch of {size}", f"{arg}.rows")
+        out.append((
+            as_float32(x, f"{arg}.x", 2),
+            np.ascontiguousarray(rows, dtype=np.int64),
+            None if confidences is None else as_float32(confidences, f"{arg}.confidences", 1),
+        ))
+    return int(size), out
+
+
 #: Per modality ``None`` or ``(x [k, d_m] float32, owners [k] int64, confidences [k] float32)``.
 ComponentTables = List[Optional[Tuple[np.ndarray, np.ndarray, np.ndarray]]]
 
@@ -148,7 +188,7 @@ def event_components(
     for i, event in enumerate(events):
         if not isinstance(event, MultiModalEvent):
             raise TypeError(f"{name}[{i}]: expected MultiModalEvent, got {type(event).__name__}")
-        for c in event.components:
+        for c in event._checked_components(f"{name}[{i}]"):
             m = c.modality.index
             owners[m].append(i)
             comps[m].append(c)

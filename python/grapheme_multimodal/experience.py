@@ -9,8 +9,8 @@ import numpy as np
 
 from .batch import Batch, Inputs
 from .buffer import Experience
-from ._validation import as_real_array
-from .exceptions import InvalidValueError, ShapeError
+from ._validation import FLOAT32_MAX, as_real_array, non_finite_message
+from .exceptions import InvalidValueError, NonFiniteError, ShapeError
 from .types import MultiModalEvent
 
 
@@ -31,6 +31,16 @@ class ExperienceMixin:
         if isinstance(event, MultiModalEvent) and (isinstance(event.id, bool) or not isinstance(event.id, (int, np.integer))):
             # int() would truncate 1.5 and fail on NaN or "a" with a message that names nothing
             raise TypeError(f"event.id: expected an int to record as the event id, got {event.id!r}")
+        if isinstance(event, MultiModalEvent) and not -(2**63) <= event.id < 2**63:
+            raise InvalidValueError(f"event.id: got {event.id}; expected an int64 to record as the event id", "event.id")
+        # Checked here, so that the error names this argument (the buffer's is rewards).
+        try:
+            as_float = float(reward)
+            held = None if np.isfinite(as_float) and abs(as_float) <= FLOAT32_MAX else non_finite_message(as_float)
+        except OverflowError:  # an int past float64
+            held = f"is an int of {int(reward).bit_length()} bits, too large for float32; expected finite float32 numbers"
+        if held is not None:
+            raise NonFiniteError(f"reward: {held}", "reward")
         with self._lock.reading():  # embeddings, fused and strengths of one state
             _, _, (emb, mask), fused = self._event_entry(event)  # cached, as fuse_event's
             if fused is None:

@@ -12,7 +12,7 @@ import numpy as np
 from ._locking import reads, writes
 from ._validation import as_finite_float, as_float32
 from .exceptions import InvalidValueError
-from .batch import Batch, Inputs, event_components
+from .batch import Batch, Inputs, component_parts, event_components
 from .objectives import resolve_weights
 from .types import MultiModalEvent
 
@@ -185,7 +185,7 @@ class LearningMixin:
         elif batch.events is not None:
             core.components = (len(batch.events), self._events_parts(batch.events))
         elif batch.components is not None:
-            core.components = (int(batch.components[0]), list(batch.components[1]))
+            core.components = component_parts(batch.components)
         else:
             core.embeddings, core.mask = self._embeddings_and_mask(batch.embeddings, batch.mask)
         b = core.components[0] if core.components is not None else len(core.mask)

@@ -519,8 +519,9 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         storing an entry makes it stale rather than wrong."""
         if not isinstance(event, MultiModalEvent):
             raise TypeError(f"event: expected MultiModalEvent, got {type(event).__name__}")
+        components = event._checked_components()
         parts = []
-        for c in event.components:
+        for c in components:
             if isinstance(c, ModalGraph):  # the graph is immutable; held by the key, so its id cannot be reused
                 parts.append((c.modality.value, c.confidence, c.graph._g))
             else:  # float32 and contiguous: ModalFeatures converts whatever is assigned
@@ -530,7 +531,7 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         if hit is not None and hit[0] == self._version and hit[1] == key:
             return hit  # without the lock: a writer bumps the version before it returns
         items = [(c.modality.value, c.graph._g if isinstance(c, ModalGraph) else c.features, c.confidence)
-                 for c in event.components]  # what the core reads, only on a miss
+                 for c in components]  # what the core reads, only on a miss
         with self._lock.reading():
             version = self._version
             emb, mask, fused = self._core.encode_event(event.id, items, self._featurizer_spec())

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Any, List, Optional, Tuple, Union
+from typing import Any, Iterable, List, Optional, Tuple, Union
 
 import numpy as np
 
@@ -17,7 +17,10 @@ from .graph import Graph
 def _clamp01(value: Any, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise TypeError(f"{name}: expected a number, got {type(value).__name__}")
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:  # an int past float64: beyond 1 (or below 0) as inf is
+        value = float("inf") if value > 0 else float("-inf")
     if np.isnan(value):
         raise InvalidValueError(f"{name}: expected a number in [0, 1], got NaN", name)
     return min(max(value, 0.0), 1.0)
@@ -104,6 +107,8 @@ class SpatialRegion:
 
     def overlaps(self, other: "SpatialRegion") -> bool:
         """Strict overlap: rectangles that only touch do not overlap."""
+        if not isinstance(other, SpatialRegion):
+            raise TypeError(f"other: expected SpatialRegion, got {type(other).__name__}")
         return (
             self.x < other.x + other.width
             and other.x < self.x + self.width
@@ -127,11 +132,29 @@ class CrossModalBinding:
 
     def __post_init__(self) -> None:
         for name in ("source", "target"):
-            mod, node = getattr(self, name)
-            object.__setattr__(self, name, (Modality.parse(mod), int(node)))
+            object.__setattr__(self, name, _endpoint(getattr(self, name), name))
         object.__setattr__(self, "strength", _clamp01(self.strength, "strength"))
         if not isinstance(self.binding_type, BindingType):
-            object.__setattr__(self, "binding_type", BindingType(self.binding_type))
+            try:
+                object.__setattr__(self, "binding_type", BindingType(self.binding_type))
+            except ValueError:
+                names = ", ".join(repr(b.value) for b in BindingType)
+                raise InvalidValueError(
+                    f"binding_type: expected a BindingType or one of {names}, got {self.binding_type!r}", "binding_type"
+                ) from None
+
+
+def _endpoint(value: Any, name: str) -> Tuple[Modality, int]:
+    """``(modality, node_index)`` checked: a node index is an int >= 0 (int()
+    would make 1.7 node 1 without a word)."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, (tuple, list)) or len(value) != 2:
+        raise TypeError(f"{name}: expected a pair (modality, node_index), got {value!r}")
+    mod, node = value
+    if isinstance(node, (bool, np.bool_)) or not isinstance(node, (int, np.integer)):
+        raise TypeError(f"{name}: expected an int node index, got {node!r}")
+    if node < 0:
+        raise InvalidValueError(f"{name}: expected a node index >= 0, got {node}", name)
+    return (Modality.parse(mod), int(node))
 
 
 @dataclass
@@ -211,9 +234,12 @@ class MultiModalEvent:
     timestamp: Optional[float] = None
 
     def __post_init__(self) -> None:
-        components, self.components = list(self.components), []
+        components, self.components = _as_list(self.components, "components", "ModalGraph or ModalFeatures"), []
         for c in components:
             self.add_component(c)
+        bindings, self.bindings = _as_list(self.bindings, "bindings", "CrossModalBinding"), []
+        for b in bindings:
+            self.add_binding(b)
 
     def add_component(self, component: Component) -> None:
         """Adds a :class:`ModalGraph` or :class:`ModalFeatures`."""
@@ -240,3 +266,21 @@ class MultiModalEvent:
         """The distinct modalities present, in slot order."""
         present = {c.modality for c in self.components}
         return [m for m in Modality if m in present]
+
+    def _checked_components(self, name: str = "event") -> List[Component]:
+        """``components``, each checked to be a :class:`ModalGraph` or
+        :class:`ModalFeatures`: the list is public, so anything may have been
+        put in it without :meth:`add_component`. What the model reads."""
+        components = self.components
+        if not isinstance(components, list):
+            raise TypeError(f"{name}.components: expected a list of ModalGraph or ModalFeatures, got {type(components).__name__}")
+        for k, c in enumerate(components):
+            if not isinstance(c, (ModalGraph, ModalFeatures)):
+                raise TypeError(f"{name}.components[{k}]: expected ModalGraph or ModalFeatures, got {type(c).__name__}")
+        return components
+
+
+def _as_list(items: Any, name: str, expected: str) -> list:
+    if isinstance(items, (str, bytes, ModalGraph, ModalFeatures, CrossModalBinding)) or not isinstance(items, Iterable):
+        raise TypeError(f"{name}: expected a list of {expected}, got {type(items).__name__}")
+    return list(items)

@@ -2,7 +2,8 @@
 //! dense input views, per-event components, contiguous slices.
 
 use grapheme_multimodal::batch::input_arg;
-use grapheme_multimodal::{ModalityInput, NUM_MODALITIES};
+use crate::errors::to_py;
+use grapheme_multimodal::{Error, ModalityInput, NUM_MODALITIES};
 use ndarray::{Array2, ArrayView, ArrayView1, ArrayView2, CowArray, Dimension, Ix1, Ix2, Ix3, IxDyn};
 use numpy::{Element, PyArray, PyArray2, PyArrayMethods, PyReadonlyArray, PyUntypedArrayMethods};
 use pyo3::exceptions::PyValueError;
@@ -115,7 +116,7 @@ pub fn component_inputs<'a>(parts: &'a [Option<Component<'_>>], arg: &str) -> Py
             RowIndices::Array(rows) => Cow::Owned(
                 rows.as_array()
                     .iter()
-                    .map(|&r| usize::try_from(r).map_err(|_| PyValueError::new_err(format!("{}: row index {r} is negative; expected indices into the batch", input_arg(m)))))
+                    .map(|&r| usize::try_from(r).map_err(|_| to_py(Error::invalid(input_arg(m), format!("row index {r} is negative; expected indices into the batch")))))
                     .collect::<PyResult<_>>()?,
             ),
         };

@@ -5,7 +5,7 @@
 //! model can be used from several threads.
 
 use crate::convert::{component_inputs, contiguous, dense_views, seven, Component, F32Array1, F32Array2, F32Array3, F32ArrayDyn, Mask};
-use crate::errors::IntoPyResult;
+use crate::errors::{InvalidValueError, IntoPyResult, ShapeError};
 use crate::guard::Shared;
 use grapheme_multimodal::objectives::{Losses, Objective, ObjectiveWeights, NUM_OBJECTIVES};
 use grapheme_multimodal::training::{EmbeddingSource, OptimizerState, TrainBatch};
@@ -214,7 +214,7 @@ impl PyModel {
         for (m, item, confidence) in &components {
             let m = *m;
             let Some(&dim) = dims.get(m) else {
-                return Err(PyValueError::new_err(format!("event {}: modality index {m} is out of range; expected 0..{NUM_MODALITIES}", event())));
+                return Err(InvalidValueError::new_err((format!("event {}: modality index {m} is out of range; expected 0..{NUM_MODALITIES}", event()), "event")));
             };
             let name = Modality::ALL[m].name();
             let start = rows[m].len();
@@ -222,10 +222,13 @@ impl PyModel {
                 let (kind, fdim, iterations): (pyo3::pybacked::PyBackedStr, Option<i64>, Option<i64>) = featurizers.get_item(m)?.extract()?;
                 let kind = FeatureKind::parse(&kind, fdim, iterations).py()?;
                 if kind.dim() != dim {
-                    return Err(PyValueError::new_err(format!(
-                        "event {}: modality {name} takes {dim}-long feature vectors, but a ModalGraph ({} graph features) was given",
-                        event(),
-                        kind.dim()
+                    return Err(ShapeError::new_err((
+                        format!(
+                            "event {}: modality {name} takes {dim}-long feature vectors, but a ModalGraph ({} graph features) was given",
+                            event(),
+                            kind.dim()
+                        ),
+                        "event",
                     )));
                 }
                 rows[m].resize(start + dim, 0.0);
@@ -247,9 +250,9 @@ impl PyModel {
                 };
                 if !appended || rows[m].len() - start != dim {
                     let shape = item.getattr("shape").and_then(|s| s.str()).map(|s| s.to_string()).unwrap_or_else(|_| "?".into());
-                    return Err(PyValueError::new_err(format!(
-                        "event {}: modality {name} takes {dim}-long feature vectors, got ModalFeatures of shape {shape}",
-                        event()
+                    return Err(ShapeError::new_err((
+                        format!("event {}: modality {name} takes {dim}-long feature vectors, got ModalFeatures of shape {shape}", event()),
+                        "event",
                     )));
                 }
             }
