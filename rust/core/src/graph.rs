@@ -303,17 +303,18 @@ pub struct Adjacency {
 
 impl Adjacency {
     fn build(arg: &str, n: usize, pairs: impl Iterator<Item = (usize, usize)> + Clone) -> Result<Self> {
-        let what = || format!("the neighbour lists of a graph of {n} nodes");
-        let mut offsets = crate::memory::try_zeros::<usize>(arg, &what(), n + 1)?;
+        // A fixed text: formatting one per graph would cost on the hot path (the size is in the error).
+        let what = "the neighbour lists of the graph";
+        let mut offsets = crate::memory::try_zeros::<usize>(arg, what, n + 1)?;
         for (v, _) in pairs.clone() {
             offsets[v + 1] += 1;
         }
         for v in 0..n {
             offsets[v + 1] += offsets[v];
         }
-        let mut fill = crate::memory::try_with_capacity(arg, &what(), n + 1)?;
+        let mut fill = crate::memory::try_with_capacity(arg, what, n + 1)?;
         fill.extend_from_slice(&offsets);
-        let mut targets = crate::memory::try_zeros::<usize>(arg, &what(), offsets[n])?;
+        let mut targets = crate::memory::try_zeros::<usize>(arg, what, offsets[n])?;
         for (v, u) in pairs {
             targets[fill[v]] = u;
             fill[v] += 1;

@@ -158,7 +158,8 @@ enum Topology<'a> {
 /// The colours of `n` nodes, allocated fallibly (`TooLarge` on `arg`): a
 /// graph's size comes from the user, and a text's node count from its length.
 fn try_colours(arg: &str, n: usize) -> Result<Vec<u64>> {
-    crate::memory::try_with_capacity(arg, &format!("the WL colours of {n} nodes"), n)
+    // A fixed text: formatting one per item would cost on the hot path (the size is in the error).
+    crate::memory::try_with_capacity(arg, "the WL colours of the nodes", n)
 }
 
 /// Writes the WL features of `graph` into `out` (`out.len() == params.dim()`);
@@ -199,7 +200,7 @@ fn refine_and_count(arg: &str, mut colours: Vec<u64>, topology: Topology<'_>, pa
     if n == 0 {
         return Ok(());
     }
-    let mut next = crate::memory::try_zeros::<u64>(arg, &format!("the WL colours of {n} nodes"), n)?;
+    let mut next = crate::memory::try_zeros::<u64>(arg, "the WL colours of the nodes", n)?;
     let mut total = crate::memory::try_zeros::<f64>(arg, "the WL histograms", params.dim)?;
     let mut histogram = crate::memory::try_zeros::<f64>(arg, "the WL histograms", params.dim)?;
     let (mut ins, mut outs) = (Vec::new(), Vec::new());
