@@ -601,3 +601,29 @@ def test_the_components_form_of_a_batch_is_checked_by_name() -> None:
             model.losses(gm.Batch(components=components))
     with pytest.raises(gm.ShapeError, match="components: expected"):  # was "object of type 'int' has no len()"
         gm.Batch(components=(2, 5))
+
+
+def test_featurize_refuses_a_mapping_or_set_of_texts() -> None:
+    # A dict {doc_id: text} gave the ids' features, a set its texts in no fixed order, without a word.
+    for items, words in (({"doc-1": "cat", "doc-2": "dog"}, r"got dict; pass list\(items.values\(\)\)"),
+                         ({"cat", "dog"}, "got set"), (frozenset(["cat"]), "got frozenset")):
+        with pytest.raises(TypeError, match="items: expected a sequence of str or Graph .*" + words):
+            gm.featurize(items)
+        with pytest.raises(TypeError, match="items: expected a sequence"):
+            gm.GraphFeaturizer("wl", dim=16)(items)
+    np.testing.assert_array_equal(gm.featurize(x for x in ["cat", "dog"]), gm.featurize(["cat", "dog"]))
+
+
+def test_loaders_and_the_nutrimouse_protocol_name_odd_arguments() -> None:
+    from grapheme_multimodal.datasets import load_multiple_features, load_nutrimouse
+
+    with pytest.raises(TypeError, match="directory: expected None or a path"):  # was pathlib's TypeError
+        load_multiple_features(5)
+    for loader in (load_multiple_features, load_nutrimouse):
+        with pytest.raises(TypeError, match="return_Xs_y: expected a bool, got str"):  # "no" counted as true
+            loader(return_Xs_y="no")
+    pytest.importorskip("sklearn")
+    from grapheme_multimodal.evaluation import nutrimouse_cv
+
+    with pytest.raises(gm.InvalidValueError, match="seeds: expected at least one training seed"):  # "ours" came back empty
+        nutrimouse_cv(lambda views, seed: None, seeds=())

@@ -66,6 +66,14 @@ def as_positive_int(value: Any, name: str) -> int:
     return int(value)
 
 
+def check_flag(value: Any, name: str) -> bool:
+    """``value`` as a bool when it is one (numpy's too); else TypeError: a
+    str such as "no" or "false" would count as true."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name}: expected a bool, got {type(value).__name__}")
+    return bool(value)
+
+
 def as_finite_float(
     value: Any, name: str, ok: Callable[[float], bool], expected: str, float32: bool = False
 ) -> float:

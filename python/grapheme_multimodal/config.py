@@ -9,7 +9,7 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from ._core import MAX_DIM, MAX_FUSION_RESIDUAL, MAX_LAYERS, NUM_MODALITIES, OBJECTIVE_NAMES
-from ._validation import as_finite_float
+from ._validation import as_finite_float, check_flag
 from .exceptions import InvalidValueError, ShapeError, TooLargeError
 from .graph import GraphFeaturizer
 from .objectives import check_objective_names
@@ -276,19 +276,15 @@ class LearnableMultiModalConfig:
                 "layer to drop from); expected 0 or some encoder_hidden widths",
                 "encoder_hidden_dropout",
             )
-        skip = self.encoder_skip
-        if not isinstance(skip, (bool, np.bool_)):
-            raise TypeError(f"encoder_skip: expected a bool, got {type(skip).__name__}")
-        object.__setattr__(self, "encoder_skip", bool(skip))
+        skip = check_flag(self.encoder_skip, "encoder_skip")
+        object.__setattr__(self, "encoder_skip", skip)
         if skip and not (self.encoder_hidden and self.shared_head):
             missing = ("encoder_hidden is empty (the encoder is one linear map already)" if not self.encoder_hidden
                        else "shared_head is empty (the skip joins the encoder's output layer, which only a head makes linear)")
             raise InvalidValueError(
                 f"encoder_skip: got True, but {missing}; expected False, or encoder_hidden and shared_head", "encoder_skip")
-        learn = self.learnable_temperature
-        if not isinstance(learn, (bool, np.bool_)):
-            raise TypeError(f"learnable_temperature: expected a bool, got {type(learn).__name__}")
-        object.__setattr__(self, "learnable_temperature", bool(learn))
+        learn = check_flag(self.learnable_temperature, "learnable_temperature")
+        object.__setattr__(self, "learnable_temperature", learn)
         lo, hi = TEMPERATURE_RANGE
         if learn and not lo <= self.temperature <= hi:
             raise InvalidValueError(

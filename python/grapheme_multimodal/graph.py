@@ -460,6 +460,10 @@ def featurize(
     """
     if isinstance(items, (str, bytes, Graph)):
         raise TypeError(f"items: expected a sequence of str or Graph, got a single {type(items).__name__}")
+    if isinstance(items, (Mapping, Set)):
+        # a dict would give its keys' features ({doc_id: text}: the ids'), a set its items in no fixed order
+        hint = "; pass list(items.values())" if isinstance(items, Mapping) else ""
+        raise TypeError(f"items: expected a sequence of str or Graph (one row each, in order), got {type(items).__name__}{hint}")
     f = GraphFeaturizer(kind, dim, iterations)
     unit = _unit(unit)
     try:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, 
 import numpy as np
 
 from ._core import MODALITY_NAMES, NUM_MODALITIES
-from ._validation import as_finite_float, describe
+from ._validation import as_finite_float, check_flag, describe
 from .averaging import WeightAverage, check_decay
 from .averaging import resume as resume_average
 from .batch import Batch, event_components
@@ -139,8 +139,7 @@ def fit(
     """
     _check_int(epochs, "epochs", 0)
     _check_int(batch_size, "batch_size", 1)
-    if not isinstance(standardize, (bool, np.bool_)):  # standardize="no" would be true, and standardise
-        raise TypeError(f"standardize: expected a bool, got {type(standardize).__name__}")
+    check_flag(standardize, "standardize")  # "no" would be true, and standardise
     modality_dropout = _check_fraction(modality_dropout, "modality_dropout")
     if early_stopping is not None:
         _check_int(early_stopping, "early_stopping", 1)

@@ -21,7 +21,7 @@ from typing import List, Optional, Tuple, Union
 
 import numpy as np
 
-from .._validation import as_finite_float, as_real_array, describe
+from .._validation import as_finite_float, as_real_array, check_flag, describe
 from ..exceptions import InvalidValueError, NonFiniteError, ShapeError
 from ..metrics import _column_shift
 from ._base import MultiViewMixin
@@ -173,6 +173,9 @@ def load_multiple_features(
             non-integer labels, or the six files disagree on the labels
             (rows not aligned).
     """
+    if directory is not None and not isinstance(directory, (str, os.PathLike)):
+        raise TypeError(f"directory: expected None or a path to the CSV folder, got {type(directory).__name__}")
+    check_flag(return_Xs_y, "return_Xs_y")
     folder = _find_data_folder() if directory is None else Path(directory)
     views: dict[str, np.ndarray] = {}
     labels: Optional[np.ndarray] = None

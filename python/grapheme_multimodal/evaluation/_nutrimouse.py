@@ -20,6 +20,7 @@ from typing import Callable, Dict, Optional, Sequence
 import numpy as np
 
 from ..datasets import NUTRIMOUSE_TARGETS, Nutrimouse, load_nutrimouse, standardize
+from ..exceptions import InvalidValueError
 from ..metrics import cross_view_retrieval
 from ._cca import ExactCCA
 from ._embedders import Recipe
@@ -85,6 +86,9 @@ def nutrimouse_cv(
     data = load_nutrimouse() if data is None else data
     if not isinstance(data, Nutrimouse):  # else a KeyError 'gene' for another data set
         raise TypeError(f"data: expected None or a Nutrimouse, got {type(data).__name__}")
+    seeds = list(seeds)
+    if recipe is not None and not seeds:  # else "ours" came back as empty arrays, scored as nothing
+        raise InvalidValueError("seeds: expected at least one training seed for the recipe, got none", "seeds")
     folds = RepeatedStratifiedKFold(n_splits=n_splits, n_repeats=n_repeats, random_state=random_state)
     methods = (["ours"] if recipe is not None else []) + (list(NUTRIMOUSE_ANCHORS) if anchors else [])
     shape = {m: (len(seeds), n_repeats) if m == "ours" else (n_repeats,) for m in methods}
