@@ -122,14 +122,7 @@ def as_float32(
     else:
         real = as_real_array(x, name)
         if real.dtype.kind == "f" and real.dtype.itemsize > 4:  # only wider floats can overflow float32
-            # numpy reports a finite value that overflows the cast (no extra pass); inf and NaN pass through
-            with np.errstate(over="raise"):
-                try:
-                    arr = np.asarray(real, dtype=np.float32, order="C")
-                except FloatingPointError:
-                    _refuse_too_large(real, name, present)
-                    with np.errstate(over="ignore"):  # only absent rows overflowed: they become inf, unread
-                        arr = np.asarray(real, dtype=np.float32, order="C")
+            arr = _float32_of_wide(real, name, present)
         else:
             # asarray, not ascontiguousarray: that makes a 0-d scalar 1-d, and the error then names the wrong shape
             arr = np.asarray(real, dtype=np.float32, order="C")
@@ -142,6 +135,28 @@ def as_float32(
         for got, want in zip(arr.shape, shape):
             if want is not None and got != want:
                 raise ShapeError(f"{name}: expected shape {_fmt(shape)}, got {arr.shape}", name)
+    return arr
+
+
+#: numpy reports a finite value that overflows a cast from 1.24 on; before, it became inf silently.
+_CAST_REPORTS_OVERFLOW = np.lib.NumpyVersion(np.__version__) >= "1.24.0"
+
+
+def _float32_of_wide(real: np.ndarray, name: str, present: Optional[np.ndarray]) -> np.ndarray:
+    """``real`` (float64 or wider) as C-contiguous float32; a finite value
+    that overflows refused by :func:`_refuse_too_large`. numpy's own report
+    of the overflow costs no extra pass; older numpy needs one."""
+    with np.errstate(over="raise"):  # inf and NaN pass through the cast without a report
+        try:
+            arr = np.asarray(real, dtype=np.float32, order="C")
+            overflowed = not _CAST_REPORTS_OVERFLOW and bool(np.isinf(arr).any())
+        except FloatingPointError:
+            arr, overflowed = None, True
+    if overflowed:
+        _refuse_too_large(real, name, present)
+        if arr is None:
+            with np.errstate(over="ignore"):  # only absent rows overflowed: they become inf, unread
+                arr = np.asarray(real, dtype=np.float32, order="C")
     return arr
 
 

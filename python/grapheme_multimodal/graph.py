@@ -339,6 +339,9 @@ def _edge_array(edges: EdgeList, num_nodes: int) -> np.ndarray:
         arr = np.asarray(edges)
     except (ValueError, TypeError) as exc:  # ragged pairs
         raise ShapeError(f"edges: could not be read as an (m, 2) array of (source, target) pairs ({exc})", "edges") from None
+    if arr.dtype == object and arr.ndim == 1 and arr.size and isinstance(arr[0], (list, tuple, np.ndarray)):
+        # numpy < 1.24 reads ragged pairs as a 1-D array of objects (with a warning) instead of refusing them
+        raise ShapeError("edges: could not be read as an (m, 2) array of (source, target) pairs (pairs of different lengths)", "edges")
     if arr.size == 0:
         return np.zeros((0, 2), dtype=np.int64)
     if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer):
