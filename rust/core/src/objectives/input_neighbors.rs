@@ -37,12 +37,18 @@ pub fn input_neighbors<T: Real>(inputs: &[RowInputs<'_, T>], batch: usize, k: us
     }
     let mut dist = Array2::<T>::zeros((batch, batch));
     let mut dims = Array2::<T>::zeros((batch, batch));
-    for side in inputs.iter().filter(|s| s.rows.len() >= 2) {
-        let x = side.x.view();
+    let sides: Vec<&RowInputs<T>> = inputs.iter().filter(|s| s.rows.len() >= 2).collect();
+    let mut squares: Vec<Array1<T>> = sides.iter().map(|s| row_squares(s.x.view())).collect();
+    let scale = rescaling(&sides, &squares);
+    let scaled: Vec<Option<Array2<T>>> = sides.iter().map(|s| scale.map(|c| s.x.mapv(|v| v * c))).collect();
+    if scale.is_some() {
+        squares = scaled.iter().flatten().map(|x| row_squares(x.view())).collect();
+    }
+    for ((side, sq), scaled) in sides.iter().zip(&squares).zip(&scaled) {
+        let x = scaled.as_ref().map_or_else(|| side.x.view(), |x| x.view());
         let xt = x.t().as_standard_layout().into_owned();
         let mut gram = Array2::<T>::zeros((x.nrows(), x.nrows()));
         kernels::gemm(x, xt.view(), gram.view_mut(), Epilogue::store());
-        let sq: Array1<T> = x.rows().into_iter().map(|row| row.iter().fold(T::zero(), |acc, &v| acc + v * v)).collect();
         let d = T::c(x.ncols() as f64);
         for (a, &ra) in side.rows.iter().enumerate() {
             for (b, &rb) in side.rows.iter().enumerate() {
@@ -52,6 +58,32 @@ pub fn input_neighbors<T: Real>(inputs: &[RowInputs<'_, T>], batch: usize, k: us
         }
     }
     (0..batch).map(|r| nearest(dist.row(r).into_iter().copied().zip(dims.row(r).iter().copied()), r, k)).collect()
+}
+
+/// Each row's sum of squares.
+fn row_squares<T: Real>(x: ArrayView2<T>) -> Array1<T> {
+    x.rows().into_iter().map(|row| row.iter().fold(T::zero(), |acc, &v| acc + v * v)).collect()
+}
+
+/// `None` when the squared distances of these inputs fit `T` (every batch
+/// of ordinary inputs: their squared row norms, already at hand, say so);
+/// else the power of two that brings the largest input into [0.5, 1).
+/// Squared, float32 inputs beyond about 1e19 overflow and those below about
+/// 1e-19 underflow: every distance was then NaN or 0, a tie, and each row's
+/// neighbours were just the lowest rows of the batch. Scaling by a power of
+/// two is exact, so the order of the distances is kept; only such batches
+/// take the extra pass over their inputs.
+fn rescaling<T: Real>(sides: &[&RowInputs<T>], squares: &[Array1<T>]) -> Option<T> {
+    let largest = squares.iter().flat_map(|s| s.iter()).fold(T::zero(), |m, &v| m.max(v));
+    if largest <= T::max_value() / T::c(64.0) && largest >= T::min_positive_value().sqrt() {
+        return None;
+    }
+    let max_abs = sides.iter().flat_map(|s| s.x.iter()).fold(T::zero(), |m, &v| m.max(v.abs()));
+    if max_abs == T::zero() || !max_abs.is_finite() {
+        return None;
+    }
+    let exponent = max_abs.to_f64()?.log2().floor().clamp(-126.0, 126.0) as i32;
+    Some(T::c(2f64.powi(-exponent - 1)))
 }
 
 /// The `k` candidates `q ≠ r` with shared columns and the smallest mean
@@ -135,6 +167,18 @@ mod tests {
         assert_eq!(got[1], vec![4, 0]);
         assert_eq!(got[3], vec![0]); // the only row it shares a modality with
         assert_eq!(got[2], vec![4, 1]);
+    }
+
+    #[test]
+    fn huge_or_tiny_float32_inputs_find_the_same_neighbours() {
+        // Squared in float32, 1e25 overflowed (NaN distances) and 1e-25
+        // underflowed (zero distances): every row got rows 0 and 1, the lowest.
+        for scale in [1.0f32, 1e25, 1e-25, 1e37, 1e-36] {
+            let a = RowInputs { rows: vec![0, 1, 2, 4].into(), x: array![[0.0f32, 0.0], [1.0, 0.0], [3.0, 0.0], [1.25, 0.0]].mapv(|v| v * scale).into() };
+            let b = RowInputs { rows: vec![0, 3].into(), x: array![[0.0f32], [5.0]].mapv(|v| v * scale).into() };
+            let got = input_neighbors(&[a, b], 5, 2);
+            assert_eq!(got, vec![vec![1, 4], vec![4, 0], vec![4, 1], vec![0], vec![1, 0]], "scale {scale}");
+        }
     }
 
     #[test]
