@@ -627,3 +627,35 @@ def test_loaders_and_the_nutrimouse_protocol_name_odd_arguments() -> None:
 
     with pytest.raises(gm.InvalidValueError, match="seeds: expected at least one training seed"):  # "ours" came back empty
         nutrimouse_cv(lambda views, seed: None, seeds=())
+
+
+@pytest.mark.parametrize("scale", [1e-30, 1e-12])
+def test_standardize_keeps_columns_of_tiny_but_varying_values(scale) -> None:
+    # Their std fell below the old floor of 1.19e-6 and was taken as 1 ("a constant
+    # column"): the model saw inputs of ~1e-30, zero to it, and learnt nothing from them.
+    x = views()
+    tiny = {m: v * scale for m, v in x.items()}
+    plain, model = small_model(), small_model()
+    plain.fit(x, epochs=2, batch_size=4, progress=False)
+    model.fit(tiny, epochs=2, batch_size=4, progress=False)
+    np.testing.assert_allclose(model.normalization("visual")[1], x["visual"].std(axis=0) * scale, rtol=1e-6)
+    assert [h["loss"] for h in model.history] == pytest.approx([h["loss"] for h in plain.history], rel=1e-4)
+    np.testing.assert_allclose(model.encode(tiny), plain.encode(x), atol=1e-5)
+    constant = small_model()
+    constant.fit_normalization({"visual": np.full((4, 18), 3e-30)})
+    assert (constant.normalization("visual")[1] == 1).all()  # a constant column still gets std 1
+    with pytest.raises(gm.NonFiniteError, match=r"inputs\['visual'\]: row 0 overflows float32 in the encoder"):
+        model.encode({"visual": x["visual"] * 1e30})  # z-scores beyond float32: refused where they overflow
+    with pytest.raises(gm.InvalidValueError, match=r"normalization\['visual'\]\.std"):
+        model.set_normalization("visual", np.zeros(18), np.full(18, 1e-44))  # a subnormal std is still refused
+
+
+def test_a_loss_that_overflows_after_a_huge_step_names_the_parameters_not_the_inputs() -> None:
+    # Was "inputs: ... expected inputs of moderate size" for inputs drawn from N(0, 1):
+    # the embeddings are unit vectors, the first step of lr=1e30 made the weights overflow.
+    model = small_model()
+    before = model.state_dict()
+    with pytest.raises(gm.NonFiniteError, match="parameters overflow float32 .* learning rate") as err:
+        model.fit(views(), lr=1e30, epochs=2, batch_size=4, progress=False)
+    assert err.value.arg == "parameters"
+    assert all(np.array_equal(v, before[k]) for k, v in model.state_dict().items()) and model.epochs_trained == 0

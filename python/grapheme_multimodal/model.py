@@ -328,9 +328,10 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
     @writes
     def set_normalization(self, modality: ModalityKey, mean: Any = None, std: Any = None) -> None:
         """Sets ``modality``'s input standardisation ``(x - mean) / std``
-        (finite, ``std >= MIN_STD`` = 1.19e-6: dividing by less overflows
-        float32 for ordinary inputs), or removes it when both are None. The
-        same check applies when a checkpoint is loaded."""
+        (finite, ``std >= MIN_STD`` = 1.18e-38, the smallest normal float32;
+        inputs the division takes beyond float32 are refused when encoded),
+        or removes it when both are None. The same check applies when a
+        checkpoint is loaded."""
         m = Modality.parse(modality)
         if mean is None and std is None:
             self._core.set_normalization(m.index)
@@ -346,7 +347,8 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
     def fit_normalization(self, inputs: Inputs, mask: Any = None) -> None:
         """Learns each given modality's mean and std from the rows marked
         present (like scikit-learn's ``StandardScaler``; a constant column, one
-        whose std is below ``MIN_STD`` = 10 float32 epsilons, gets std 1) and
+        whose std is 0 or below ``MIN_STD`` = 1.18e-38, gets std 1; a column of
+        tiny but varying values, say 1e-30, is standardised like any other) and
         applies them from now on."""
         arrays, mask_arr = self.prepare_inputs(inputs, mask)
         for m, a in enumerate(arrays):

@@ -98,10 +98,14 @@ fn forward_chunk(batch: usize) -> usize {
     per_task.clamp(6, FORWARD_CHUNK)
 }
 
-/// The smallest input standard deviation a normalisation may hold: ten
-/// float32 epsilons, below which scikit-learn's `StandardScaler` treats a
-/// column as constant (`fit_normalization` then uses 1).
-pub const MIN_STD: f64 = 10.0 * f32::EPSILON as f64;
+/// The smallest input standard deviation a normalisation may hold: the
+/// smallest normal float32 (a smaller one is a subnormal, without full
+/// precision). An absolute floor only: a column of tiny but varying values
+/// (std 1e-30) is standardised like any other, as scikit-learn's
+/// `StandardScaler` does; `fit_normalization` gives a constant column
+/// (std 0) std 1. Inputs that the division then takes beyond float32 are
+/// refused where they overflow, as other huge inputs.
+pub const MIN_STD: f64 = f32::MIN_POSITIVE as f64;
 
 /// The slot of [`FirstOverflow`] that stands for the fused embedding.
 const FUSED_SLOT: usize = NUM_MODALITIES;
@@ -354,7 +358,7 @@ impl<T: Real> LearnableMultiModal<T> {
                 return Err(Error::invalid(
                     format!("{arg}.std"),
                     format!(
-                        "got {} at index {i}; expected finite numbers >= {MIN_STD:.3e} (dividing by a smaller std overflows float32; \
+                        "got {} at index {i}; expected finite numbers >= {MIN_STD:.3e} (the smallest normal float32; \
                          a constant column's std is taken as 1, as fit_normalization and scikit-learn's StandardScaler do)",
                         fmt_value(v.to_f64().unwrap_or(f64::NAN))
                     ),

@@ -471,6 +471,18 @@ impl<T: Real> LearnableMultiModal<T> {
                 }
             };
             if !loss.is_finite() {
+                // Encoded embeddings are unit vectors: past seed_consistency's
+                // given targets and rewards, only the weights can overflow.
+                if encoded.is_some() && o != Objective::SeedConsistency {
+                    return Err(Error::overflow(
+                        "parameters",
+                        format!(
+                            "the {} loss of this batch is not finite: the model's parameters overflow float32 on its embeddings, \
+                             which are unit vectors; expected parameters of moderate size (too large a learning rate grows them)",
+                            o.name()
+                        ),
+                    ));
+                }
                 return Err(Error::overflow(
                     "inputs",
                     format!("the {} loss of this batch is not finite (its values overflow float32 in it); expected inputs of moderate size", o.name()),
