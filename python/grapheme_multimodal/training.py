@@ -90,8 +90,10 @@ def fit(
             has them — the encoders then learn too — else its recorded
             embeddings, fused embeddings and rewards).
         epochs, batch_size: passes over ``data`` and rows per step (the last
-            batch of an epoch may be smaller; batches of one row are skipped
-            when the epoch has more).
+            batch of an epoch may be smaller; a last batch of one row joins
+            the one before it). With ``batch_size=1`` the other batches have
+            one row each, on which the objectives that compare rows
+            (contrastive, binding, fused_contrastive) contribute 0.
         objectives: objective weights (default: the default mix; see
             :mod:`grapheme_multimodal.objectives`).
         lr: Adam step size (default ``config.learning_rate``).
