@@ -15,7 +15,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from ._core import NUM_MODALITIES
-from ._validation import FLOAT32_MAX, describe, non_finite_message
+from ._validation import as_float32, describe
 from .exceptions import InvalidValueError, NonFiniteError, ShapeError
 from .metrics import unit_side_by_side
 from .model import LearnableMultiModal
@@ -268,10 +268,11 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
     def _inputs(self, views: List[np.ndarray]):
         present = np.zeros((len(views[0]), NUM_MODALITIES), bool)
         inputs = {}
-        for m, v in zip(self.modalities_, views):
+        for i, (m, v) in enumerate(zip(self.modalities_, views)):
             missing = np.isnan(v).all(axis=1)
             present[:, m.index] = ~missing
-            inputs[m] = v
+            # the model's own cast, done here so that a value beyond float32 is named as Xs[i]
+            inputs[m] = as_float32(v, f"Xs[{i}]", 2, present=~missing)
         return inputs, present
 
     def __sklearn_tags__(self) -> Any:
@@ -345,11 +346,6 @@ def _as_views(Xs: Any, estimator: MultimodalEmbedder, reset: bool) -> List[np.nd
             raise NonFiniteError(
                 f"Xs[{i}]: Input contains NaN inside a row; only whole all-NaN rows (a missing view) are allowed", f"Xs[{i}]"
             )
-        if v.dtype == np.float64:  # the model computes in float32: beyond its range a finite value becomes inf
-            big = np.abs(v) > FLOAT32_MAX
-            if big.any():
-                row, col = (int(j[0]) for j in np.nonzero(big))
-                raise NonFiniteError(f"Xs[{i}]: row {row} {non_finite_message(v[row, col])}", f"Xs[{i}]")
     if len({len(v) for v in views}) > 1:
         raise ShapeError(f"Xs: views have different numbers of samples {[len(v) for v in views]}", "Xs")
     return views
