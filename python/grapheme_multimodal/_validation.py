@@ -122,7 +122,7 @@ def as_float32(
     else:
         real = as_real_array(x, name)
         if real.dtype.kind == "f" and real.dtype.itemsize > 4:  # only wider floats can overflow float32
-            arr = _float32_of_wide(real, name, present)
+            arr = float32_of_wide(real, name, present)
         else:
             # asarray, not ascontiguousarray: that makes a 0-d scalar 1-d, and the error then names the wrong shape
             arr = np.asarray(real, dtype=np.float32, order="C")
@@ -142,10 +142,13 @@ def as_float32(
 _CAST_REPORTS_OVERFLOW = np.lib.NumpyVersion(np.__version__) >= "1.24.0"
 
 
-def _float32_of_wide(real: np.ndarray, name: str, present: Optional[np.ndarray]) -> np.ndarray:
+def float32_of_wide(
+    real: np.ndarray, name: str, present: Optional[np.ndarray] = None, place_of: Optional[Callable[[tuple], str]] = None
+) -> np.ndarray:
     """``real`` (float64 or wider) as C-contiguous float32; a finite value
-    that overflows refused by :func:`_refuse_too_large`. numpy's own report
-    of the overflow costs no extra pass; older numpy needs one."""
+    that overflows refused by :func:`_refuse_too_large` (``place_of`` names
+    its index, e.g. a pixel). numpy's own report of the overflow costs no extra
+    pass; older numpy needs one."""
     with np.errstate(over="raise"):  # inf and NaN pass through the cast without a report
         try:
             arr = np.asarray(real, dtype=np.float32, order="C")
@@ -153,23 +156,29 @@ def _float32_of_wide(real: np.ndarray, name: str, present: Optional[np.ndarray])
         except FloatingPointError:
             arr, overflowed = None, True
     if overflowed:
-        _refuse_too_large(real, name, present)
+        _refuse_too_large(real, name, present, place_of)
         if arr is None:
             with np.errstate(over="ignore"):  # only absent rows overflowed: they become inf, unread
                 arr = np.asarray(real, dtype=np.float32, order="C")
     return arr
 
 
-def _refuse_too_large(real: np.ndarray, name: str, present: Optional[np.ndarray]) -> None:
+def _refuse_too_large(
+    real: np.ndarray, name: str, present: Optional[np.ndarray], place_of: Optional[Callable[[tuple], str]] = None
+) -> None:
     """NonFiniteError naming the first finite entry of ``real`` beyond
-    float32's range (among the ``present`` ones, when given)."""
+    float32's range (among the ``present`` ones, when given; ``place_of(index)``
+    says where it is, by default its row or index)."""
     too_large = np.isfinite(real) & (np.abs(real) > FLOAT32_MAX)
     if real.ndim >= 1 and present is not None and len(present) == len(real):
         too_large[~present] = False
     where = np.argwhere(too_large)
     if len(where):
         at = tuple(int(i) for i in where[0])
-        place = f"row {at[0]}" if real.ndim == 2 else f"index {at if len(at) > 1 else at[0]}" if at else "the value"
+        if place_of is not None:
+            place = place_of(at)
+        else:
+            place = f"row {at[0]}" if real.ndim == 2 else f"index {at if len(at) > 1 else at[0]}" if at else "the value"
         raise NonFiniteError(f"{name}: {place} {non_finite_message(real[at])}", name)
 
 

@@ -16,8 +16,8 @@ from typing import Any, Dict, Iterable, Mapping, Optional, Sequence, Tuple, Unio
 import numpy as np
 
 from . import _core
-from ._validation import FLOAT32_MAX, as_real_array, describe, non_finite_message
-from .exceptions import InvalidValueError, NonFiniteError, ShapeError, TooLargeError
+from ._validation import FLOAT32_MAX, as_real_array, describe, float32_of_wide
+from .exceptions import InvalidValueError, ShapeError, TooLargeError
 
 EdgeList = Union[np.ndarray, Sequence[Sequence[int]]]
 TextOrGraph = Union[str, "Graph"]
@@ -283,20 +283,14 @@ def _utf8(s: str) -> bool:
 
 
 def _from_float32(arr: np.ndarray, name: str, build: Any) -> "_core.Graph":
-    """``build(arr as float32)``. A value too large for float32 becomes inf in
-    the cast: the core's refusal then names the value the user gave, not the
-    inf numpy made of it (and numpy's overflow warning is not shown)."""
-    with np.errstate(over="ignore"):
+    """``build(arr as float32)``. A value too large for float32 (it would
+    become inf in the cast) is refused naming the value the user gave, by
+    the cast shared with the model's inputs (:func:`float32_of_wide`)."""
+    if arr.dtype.kind == "f" and arr.dtype.itemsize > 4:
+        a32 = float32_of_wide(arr, name, place_of=lambda at: f"pixel {at}" if arr.ndim == 2 else f"index {at[0]}")
+    else:
         a32 = np.ascontiguousarray(arr, dtype=np.float32)
-    try:
-        return build(a32)
-    except NonFiniteError:
-        overflow = np.isfinite(arr) & ~np.isfinite(a32)
-        if not overflow.any():
-            raise
-        at = np.unravel_index(int(np.flatnonzero(overflow)[0]), arr.shape)
-        where = f"pixel {tuple(int(i) for i in at)}" if arr.ndim == 2 else f"index {int(at[0])}"
-        raise NonFiniteError(f"{name}: {where} {non_finite_message(arr[at])}", name) from None
+    return build(a32)
 
 
 def _value_range(value_range: Any, dtype: np.dtype) -> Optional[Tuple[float, float]]:
