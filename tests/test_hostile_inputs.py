@@ -426,7 +426,7 @@ def test_unit_side_by_side_gives_unit_rows_or_names_the_problem() -> None:
         ({"a": x, "b": x[:3]}, ["a", "b"], gm.ShapeError, "views: expected the same rows"),
         ({"a": x}, [], gm.InvalidValueError, "names: expected at least one"),
         ({"a": x[:, 0]}, ["a"], gm.ShapeError, r"views\['a'\] must be a non-empty 2-D array"),
-        ({"a": x * np.nan}, ["a"], gm.NonFiniteError, r"views\['a'\] contains NaN"),
+        ({"a": x * np.nan}, ["a"], gm.NonFiniteError, r"views\['a'\]: row 0 holds NaN"),
     ):
         with pytest.raises(error, match=match):
             metrics.unit_side_by_side(views, names)

@@ -115,7 +115,7 @@ def test_retrieval_rejects_bad_input():
         cross_view_retrieval(x, x, np.zeros(2))
     with pytest.raises(ValueError, match="metric must be one of"):
         cross_view_retrieval(x, x, np.zeros(3), metric="manhattan")
-    with pytest.raises(ValueError, match="query contains NaN"):
+    with pytest.raises(ValueError, match="query: row 0 holds NaN"):
         cross_view_retrieval(np.array([[np.nan, 1.0]] * 3), x, np.zeros(3))
     with pytest.raises(ValueError, match="gallery has 1 all-zero rows"):
         cross_view_retrieval(x, np.array([[1.0, 0.0], [0.0, 0.0], [0.0, 1.0]]), np.zeros(3))

