@@ -54,6 +54,17 @@ def test_exact_cca_agrees_with_cca_zoo():
         )
 
 
+@pytest.mark.parametrize("scale", [1e300, 1e200, 1e-300, 1e-310])
+def test_exact_cca_does_not_depend_on_how_large_or_small_a_view_is(scale):
+    # X^T X of 1e200 overflowed (LinAlgError), of 1e-300 underflowed (correlations near 1e-143).
+    x, y = correlated_views()
+    plain = ExactCCA(3).fit(x, y)
+    scaled = ExactCCA(3).fit(x * scale, y)
+    np.testing.assert_allclose(scaled.correlations_, plain.correlations_, rtol=1e-10)
+    for got, want in zip(scaled.transform(x * scale, y), plain.transform(x, y)):
+        np.testing.assert_allclose(got, want, rtol=1e-8, atol=1e-10)
+
+
 def test_exact_cca_rejects_bad_input():
     x, y = correlated_views(n=20)
     with pytest.raises(gm.InvalidValueError, match=r"n_components must be an integer in \[1, 5\]") as err:

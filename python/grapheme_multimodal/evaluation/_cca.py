@@ -19,6 +19,17 @@ from ..metrics import _finite_2d
 __all__ = ["ExactCCA"]
 
 
+def _power_of_two_scale(centred: np.ndarray) -> float:
+    """A power of two that brings the view's largest magnitude near 1.
+
+    CCA does not depend on a view's scale, but its covariances do: values
+    near 1e200 overflow ``XᵀX`` and values near 1e-200 underflow it to 0,
+    which gave a LinAlgError or correlations of 1e-143. Dividing by a power
+    of two is exact, so ordinary views give the same bits as unscaled."""
+    largest = float(np.abs(centred).max()) if centred.size else 0.0
+    return float(2.0 ** np.round(np.log2(largest))) if largest > 0 else 1.0
+
+
 def _inverse_sqrt(cov: np.ndarray, reg: float) -> np.ndarray:
     """``(C + r I)^(-1/2)`` with the ridge ``r = reg * trace(C) / d`` (scale-free)."""
     values, vectors = np.linalg.eigh(cov)
@@ -75,12 +86,17 @@ class ExactCCA:
         self.y_mean_ = y.mean(axis=0)
         x = x - self.x_mean_
         y = y - self.y_mean_
+        x_scale, y_scale = _power_of_two_scale(x), _power_of_two_scale(y)
+        x, y = x / x_scale, y / y_scale
         n = x.shape[0]
         whiten_x = _inverse_sqrt(x.T @ x / (n - 1), reg)
         whiten_y = _inverse_sqrt(y.T @ y / (n - 1), reg)
         u, s, vt = np.linalg.svd(whiten_x @ (x.T @ y / (n - 1)) @ whiten_y, full_matrices=False)
-        self.x_weights_ = whiten_x @ u[:, :k]
-        self.y_weights_ = whiten_y @ vt[:k].T
+        self._x_scaled_weights, self._y_scaled_weights = whiten_x @ u[:, :k], whiten_y @ vt[:k].T
+        self._x_scale, self._y_scale = x_scale, y_scale
+        with np.errstate(over="ignore"):  # the views' own weights; transform scales instead (subnormal views)
+            self.x_weights_ = self._x_scaled_weights / x_scale
+            self.y_weights_ = self._y_scaled_weights / y_scale
         self.correlations_ = s[:k]
         return self
 
@@ -90,18 +106,18 @@ class ExactCCA:
         """Canonical scores ``[n, k]`` of ``X``, and of ``Y`` when given (float64)."""
         if not hasattr(self, "x_weights_"):
             raise RuntimeError("this ExactCCA is not fitted yet; call fit(X, Y) first")
-        x_scores = self._scores("X", X, self.x_mean_, self.x_weights_)
+        x_scores = self._scores("X", X, self.x_mean_, self._x_scale, self._x_scaled_weights)
         if Y is None:
             return x_scores
-        return x_scores, self._scores("Y", Y, self.y_mean_, self.y_weights_)
+        return x_scores, self._scores("Y", Y, self.y_mean_, self._y_scale, self._y_scaled_weights)
 
     def fit_transform(self, X: np.ndarray, Y: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:  # noqa: N803
         """``fit(X, Y).transform(X, Y)``."""
         return self.fit(X, Y).transform(X, Y)  # type: ignore[return-value]
 
     @staticmethod
-    def _scores(name: str, data: np.ndarray, mean: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    def _scores(name: str, data: np.ndarray, mean: np.ndarray, scale: float, weights: np.ndarray) -> np.ndarray:
         arr = _finite_2d(name, data).astype(np.float64)
         if arr.shape[1] != mean.shape[0]:
             raise ShapeError(f"{name} must have shape [n, {mean.shape[0]}] (as in fit), got {arr.shape}", name)
-        return (arr - mean) @ weights
+        return ((arr - mean) / scale) @ weights  # a power of two: (X - mean) @ x_weights_ where that is finite
