@@ -17,7 +17,7 @@ from typing import IO, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from ._validation import FLOAT32_MAX, as_real_array
+from ._validation import as_real_array, float32_of_wide
 from .exceptions import InvalidValueError, NonFiniteError, ShapeError, TooLargeError
 from .io import MISSING, file_kind
 from .types import Modality
@@ -136,13 +136,9 @@ def as_feature_rows(values: np.ndarray, what: str) -> np.ndarray:
     if arr.shape[1] == 0:
         raise ShapeError(f"{what}: rows have no values (shape {arr.shape}); expected at least one feature", what)
     if arr.dtype.kind == "f" and arr.dtype.itemsize > 4:
-        too_large = np.isfinite(arr) & (np.abs(arr) > FLOAT32_MAX)
-        if too_large.any():
-            row, col = (int(i) for i in np.argwhere(too_large)[0])
-            raise NonFiniteError(
-                f"{what}: row {row} holds {float(arr[row, col])!r}, too large for float32 (largest {FLOAT32_MAX:.3g})", what
-            )
-    arr = arr.astype(np.float32, copy=False)  # freshly read: float32 files need no second copy
+        arr = float32_of_wide(arr, what)  # names a value too large for float32 by its row
+    else:
+        arr = arr.astype(np.float32, copy=False)  # freshly read: float32 files need no second copy
     if not np.isfinite(arr).all():
         row = int(np.argwhere(~np.isfinite(arr))[0, 0])
         raise NonFiniteError(f"{what}: row {row} holds NaN or inf; expected finite numbers", what)
