@@ -693,3 +693,23 @@ def test_the_estimator_refuses_views_that_are_all_missing() -> None:
         est.transform(query)
     query[1][1] = 0.5  # one view present: embedded
     assert np.isfinite(est.transform(query)).all()
+
+
+@pytest.mark.parametrize(
+    "field, batch",
+    [
+        ("fused", lambda emb: gm.Batch(embeddings=emb, fused=np.full((8, 16), 1e19), rewards=np.ones(8))),
+        ("rewards", lambda emb: gm.Batch(embeddings=emb, fused=np.ones((8, 16)), rewards=np.full(8, 3e38))),
+        ("embeddings", lambda emb: gm.Batch(embeddings=emb * 1e19)),
+    ],
+)
+def test_a_loss_that_overflows_on_a_recorded_batch_names_the_field_at_fault(field, batch) -> None:
+    # All three were "inputs: ... expected inputs of moderate size": a batch of recorded
+    # embeddings has no inputs, and the fault was the fused targets, the rewards or the embeddings.
+    model = gm.LearnableMultiModal(embed_dim=16, hidden_dim=32, seed=0)
+    emb = np.random.default_rng(0).normal(size=(8, 7, 16)).astype(np.float32)
+    emb /= np.linalg.norm(emb, axis=2, keepdims=True)
+    weights = {"seed_consistency": 1.0} if field != "embeddings" else {"contrastive": 1.0}
+    with pytest.raises(gm.NonFiniteError, match=rf"^{field}: the \w+ loss of this batch is not finite: it overflows float32 on the batch's {field}") as err:
+        model.train_step(batch(emb), weights=weights)
+    assert err.value.arg == field

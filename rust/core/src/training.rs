@@ -471,22 +471,7 @@ impl<T: Real> LearnableMultiModal<T> {
                 }
             };
             if !loss.is_finite() {
-                // Encoded embeddings are unit vectors: past seed_consistency's
-                // given targets and rewards, only the weights can overflow.
-                if encoded.is_some() && o != Objective::SeedConsistency {
-                    return Err(Error::overflow(
-                        "parameters",
-                        format!(
-                            "the {} loss of this batch is not finite: the model's parameters overflow float32 on its embeddings, \
-                             which are unit vectors; expected parameters of moderate size (too large a learning rate grows them)",
-                            o.name()
-                        ),
-                    ));
-                }
-                return Err(Error::overflow(
-                    "inputs",
-                    format!("the {} loss of this batch is not finite (its values overflow float32 in it); expected inputs of moderate size", o.name()),
-                ));
+                return Err(Self::loss_overflow(o, encoded.is_some(), emb, batch.fused, rewards.view()));
             }
             values[o.index()] = Some(loss);
             total += T::c(w) * loss;
@@ -498,6 +483,44 @@ impl<T: Real> LearnableMultiModal<T> {
             self.encode_backward(input, tapes, emb, d_emb, g);
         }
         Ok(Losses { values, total })
+    }
+
+    /// The error for a loss that is not finite, naming what to blame. Of
+    /// the batch's given values that enter the loss, the largest in
+    /// magnitude (the model's embeddings and fused embeddings are unit
+    /// vectors, rewards are moderate); with none (encoded embeddings, which
+    /// are unit vectors, and no seed_consistency targets) the parameters.
+    fn loss_overflow(o: Objective, encoded: bool, emb: ArrayView3<T>, fused: Option<ArrayView2<T>>, rewards: ArrayView1<T>) -> Error {
+        fn max_abs<'v, T: Real + 'v>(values: impl Iterator<Item = &'v T>) -> f64 {
+            values.fold(0.0, |most, v| most.max(v.to_f64().map_or(f64::INFINITY, f64::abs)))
+        }
+        let mut given: Vec<(&str, f64)> = Vec::new();
+        if !encoded {
+            given.push(("embeddings", max_abs(emb.iter())));
+        }
+        if o == Objective::SeedConsistency {
+            given.extend(fused.map(|f| ("fused", max_abs(f.iter()))));
+            given.push(("rewards", max_abs(rewards.iter())));
+        }
+        // The first of the largest: ties blame the embeddings, then the targets.
+        match given.iter().copied().reduce(|a, b| if b.1 > a.1 { b } else { a }) {
+            Some((arg, value)) => Error::overflow(
+                arg,
+                format!(
+                    "the {} loss of this batch is not finite: it overflows float32 on the batch's {arg} (largest magnitude {value:.3e}); \
+                     expected values of moderate size (the model's own embeddings and fused embeddings are unit vectors)",
+                    o.name()
+                ),
+            ),
+            None => Error::overflow(
+                "parameters",
+                format!(
+                    "the {} loss of this batch is not finite: the model's parameters overflow float32 on its embeddings, \
+                     which are unit vectors; expected parameters of moderate size (too large a learning rate grows them)",
+                    o.name()
+                ),
+            ),
+        }
     }
 }
 
