@@ -713,3 +713,21 @@ def test_a_loss_that_overflows_on_a_recorded_batch_names_the_field_at_fault(fiel
     with pytest.raises(gm.NonFiniteError, match=rf"^{field}: the \w+ loss of this batch is not finite: it overflows float32 on the batch's {field}") as err:
         model.train_step(batch(emb), weights=weights)
     assert err.value.arg == field
+
+
+def test_pandas_nullable_numeric_columns_are_numbers_and_their_missing_values_are_named() -> None:
+    # Float64 / Int64 / boolean columns read as an object array: "expected a real-valued
+    # numeric array, got ... dtype object" for a frame of plain numbers.
+    pd = pytest.importorskip("pandas")
+    model = small_model()
+    x = views()["visual"]
+    frame = pd.DataFrame(x)
+    np.testing.assert_array_equal(model.encode({"visual": frame.astype("Float64")}), model.encode({"visual": x}))
+    counts = (frame * 10).round()
+    np.testing.assert_array_equal(model.encode({"visual": counts.astype("Int64")}), model.encode({"visual": counts.to_numpy()}))
+    with_na = frame.astype("Float64")
+    with_na.iloc[3, 2] = pd.NA
+    with pytest.raises(gm.NonFiniteError, match=r"inputs\['visual'\]: .*row 3"):
+        model.encode({"visual": with_na})
+    with pytest.raises(TypeError, match="dtype object"):  # text stays refused, as in a numpy array
+        model.encode({"visual": frame.astype("string")})

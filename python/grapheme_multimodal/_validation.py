@@ -39,11 +39,23 @@ def as_real_array(x: Any, name: str) -> np.ndarray:
         arr = np.asarray(x)
     except Exception as exc:  # ragged lists and the like
         raise InvalidValueError(f"{name}: could not be read as a numeric array ({exc})", name) from None
+    if arr.dtype == object and hasattr(x, "to_numpy") and _pandas_numeric(x):
+        # pandas' nullable columns (Float64, Int64, boolean) read as objects; pd.NA
+        # becomes NaN, which the callers refuse (or read as absent) by row
+        arr = x.to_numpy(dtype=np.float64, na_value=np.nan)
     if np.iscomplexobj(arr):
         raise TypeError(f"{name}: expected real numbers, got complex dtype {arr.dtype}")
     if arr.dtype.kind not in "biuf":  # timedelta64 is a numpy integer too, but no number to compute with
         raise TypeError(f"{name}: expected a real-valued numeric array, got {describe(arr)}")
     return arr
+
+
+def _pandas_numeric(x: Any) -> bool:
+    """Whether every column of a pandas Series or DataFrame has a numeric
+    dtype (numpy's or pandas' nullable ones; strings and objects do not)."""
+    dtypes = getattr(x, "dtypes", None)
+    dtypes = [dtypes] if hasattr(dtypes, "kind") else list(dtypes) if dtypes is not None else []
+    return bool(dtypes) and all(getattr(d, "kind", "O") in "biuf" for d in dtypes)
 
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
