@@ -3,6 +3,10 @@ depend on the number of threads, and the per-event cache hands out copies."""
 
 from __future__ import annotations
 
+import signal
+import threading
+import time
+
 import numpy as np
 import pytest
 
@@ -69,3 +73,56 @@ def test_fuse_event_returns_a_copy_of_the_cached_result() -> None:
     np.testing.assert_array_equal(model.fuse_event(event), expected)
     model.clear_cache()
     np.testing.assert_array_equal(model.fuse_event(event), expected)
+
+
+def _wait_until(condition, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting for the threads to line up"
+        time.sleep(0.005)
+
+
+@pytest.mark.skipif(not hasattr(signal, "pthread_kill"), reason="needs signal.pthread_kill")
+def test_a_writer_interrupted_while_waiting_does_not_strand_the_readers_queued_behind_it() -> None:
+    """Ctrl-C while ``train_step`` waits for a reader: a reader that queued
+    behind the waiting writer must get in once the first reader leaves (it
+    used to wait forever: nobody notified it when the writer gave up)."""
+    model = gm.LearnableMultiModal(embed_dim=8, hidden_dim=8, num_heads=2, seed=0)
+    x = {"visual": np.ones((4, model.config.input_dims[0]), np.float32)}
+    lock = model._lock
+    holding, release, late_done = threading.Event(), threading.Event(), threading.Event()
+
+    def long_reader() -> None:
+        with lock.reading():
+            holding.set()
+            release.wait()
+
+    def late_reader() -> None:
+        model.encode(x)
+        late_done.set()
+
+    def interrupt_when_both_wait() -> None:
+        _wait_until(lambda: lock._writers_waiting == 1)
+        threading.Thread(target=late_reader, daemon=True).start()
+        _wait_until(lambda: len(lock._cond._waiters) == 2)  # the writer and the late reader
+        signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+
+    first = threading.Thread(target=long_reader)
+    first.start()
+    holding.wait()
+    interrupter = threading.Thread(target=interrupt_when_both_wait)
+    interrupter.start()
+    before = model.state_dict()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            model.train_step(x)
+    finally:
+        release.set()
+        first.join()
+        interrupter.join()
+    finished = late_done.wait(5)
+    if not finished:
+        with lock.writing():  # wakes the stranded reader, so the thread ends
+            pass
+    assert finished, "the reader queued behind the interrupted writer never got in"
+    assert all(np.array_equal(before[k], v) for k, v in model.state_dict().items()), "the interrupted step changed nothing"

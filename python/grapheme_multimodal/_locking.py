@@ -71,8 +71,13 @@ class ModelLock:
                     try:
                         while self._readers:
                             self._cond.wait()
-                    finally:
+                    except BaseException:
+                        # Interrupted (Ctrl-C) while waiting: readers that queued behind this
+                        # writer wait for a notify, and no reader that leaves would send one.
                         self._writers_waiting -= 1
+                        self._cond.notify_all()
+                        raise
+                    self._writers_waiting -= 1
                     self._writer = me
                 self._writer_depth += 1
         except BaseException:
