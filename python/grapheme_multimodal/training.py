@@ -136,7 +136,9 @@ def fit(
     the call (weights, Adam state, standardisation, ``epochs_trained``,
     ``history``, weight average) and the error is raised. Interrupted (``KeyboardInterrupt``),
     it keeps the epochs completed so far and drops the partial one, so
-    ``fit`` can resume exactly. Other threads may read the model during
+    ``fit`` can resume exactly; interrupted before its first epoch
+    completes, it leaves the model as it was before the call (the
+    standardisation it learned is dropped too). Other threads may read the model during
     ``fit`` (they see it between steps); other writers wait until it ends.
     """
     _check_int(epochs, "epochs", 0)
@@ -188,7 +190,11 @@ def fit(
             finally:
                 stepper.close()
         except KeyboardInterrupt:
-            raise  # _train kept the epochs completed so far
+            if model.epochs_trained == before.epochs_trained:
+                # No epoch completed: nothing to keep. Standardisation may be half learned
+                # (one modality's set, the next not) and a resumed average half undone.
+                before.restore(model)
+            raise  # else _train kept the epochs completed so far
         except BaseException:
             before.restore(model)
             raise
@@ -224,11 +230,11 @@ def _train(
             epoch_start = _TrainingState.of(model)
             try:
                 record = _run_epoch(model, stepper, train, val, batch_size, objectives, metrics, modality_dropout, seed, bar)
+                if average is not None:  # part of the epoch: interrupted in between, the average would miss it
+                    average = average.updated(model.state_dict())
             except KeyboardInterrupt:
                 epoch_start.restore(model)
                 raise
-            if average is not None:
-                average = average.updated(model.state_dict())
             history.epochs.append(record)
             value = record.get(monitor)
             if value is None:

@@ -1,0 +1,74 @@
+"""Ctrl-C in the middle of a multi-step call: the model is left as it was
+before the call, or as of a completed epoch of ``fit`` — never with weights,
+Adam state, standardisation and weight average from different moments."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import grapheme_multimodal as gm
+from grapheme_multimodal.averaging import WeightAverage
+
+from test_trust_model import small_model, snapshot, synthetic
+
+
+def test_an_interrupt_while_standardising_leaves_no_modality_standardised() -> None:
+    """Ctrl-C between two modalities' standardisation: none is kept (a later
+    fit would otherwise see one set, skip standardising, and train on half
+    standardised inputs)."""
+    model = small_model()
+    before = snapshot(model)
+    calls = []
+    set_normalization = model.set_normalization
+
+    def interrupted_on_the_second(*args, **kwargs):
+        calls.append(args[0])
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return set_normalization(*args, **kwargs)
+
+    model.set_normalization = interrupted_on_the_second
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(synthetic(), epochs=2, progress=False)
+    del model.set_normalization
+    assert snapshot(model) == before, "as before the call: no epoch completed"
+
+
+def test_an_interrupt_in_the_first_epoch_drops_what_the_call_learned() -> None:
+    model = small_model()
+    before = snapshot(model)
+
+    def interrupt(m):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(synthetic(), epochs=2, metrics={"x": interrupt}, progress=False)
+    assert snapshot(model) == before, "the standardisation of the interrupted call is dropped too"
+
+
+def test_an_interrupt_while_averaging_an_epoch_goes_back_to_the_epoch_before(monkeypatch) -> None:
+    """Ctrl-C while the weight average takes in epoch 2: the model is at the
+    end of epoch 1 (as ``fit(epochs=1)`` leaves it), not at epoch 2 with an
+    average that misses epoch 2."""
+    data = synthetic()
+    kw = dict(batch_size=16, ema_decay=0.5, progress=False)
+    reference = small_model()
+    reference.fit(data, epochs=1, **kw)
+
+    updated = WeightAverage.updated
+    calls = []
+
+    def interrupted_on_the_second(self, weights):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return updated(self, weights)
+
+    monkeypatch.setattr(WeightAverage, "updated", interrupted_on_the_second)
+    model = small_model()
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(data, epochs=3, **kw)
+    assert model.epochs_trained == 1
+    assert snapshot(model)[:4] == snapshot(reference)[:4]
+    assert model.weight_average is not None and model.weight_average.count == 1
