@@ -4,6 +4,9 @@ Adam state, standardisation and weight average from different moments."""
 
 from __future__ import annotations
 
+import _thread
+import signal
+
 import numpy as np
 import pytest
 
@@ -72,3 +75,60 @@ def test_an_interrupt_while_averaging_an_epoch_goes_back_to_the_epoch_before(mon
     assert model.epochs_trained == 1
     assert snapshot(model)[:4] == snapshot(reference)[:4]
     assert model.weight_average is not None and model.weight_average.count == 1
+
+
+class _InterruptingCore:
+    """The model's core, but the ``nth`` call of ``method`` (from the main
+    thread) is followed by a Ctrl-C, as if the user pressed it right then."""
+
+    def __init__(self, core, method: str, nth: int) -> None:
+        self._core, self._method, self._nth, self.calls = core, method, nth, 0
+
+    def __getattr__(self, name: str):
+        attr = getattr(self._core, name)
+        if name != self._method:
+            return attr
+
+        def counted(*args, **kwargs):
+            result = attr(*args, **kwargs)
+            self.calls += 1
+            if self.calls == self._nth:
+                _thread.interrupt_main()
+            return result
+
+        return counted
+
+
+def test_load_state_dict_interrupted_between_two_tensors_loads_all_of_them() -> None:
+    model = small_model()
+    other = small_model()
+    other.train_step(synthetic(32))
+    target = other.state_dict()
+    model._core = _InterruptingCore(model._core, "set_param", 2)
+    with pytest.raises(KeyboardInterrupt):
+        model.load_state_dict(target)
+    model._core = model._core._core
+    assert all(np.array_equal(v, target[k]) for k, v in model.state_dict().items()), "every tensor loaded, then the interrupt"
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler, "Ctrl-C works as before afterwards"
+
+
+def test_a_second_interrupt_during_the_restore_of_a_partial_epoch_still_restores_it_whole() -> None:
+    """The first Ctrl-C makes fit restore the epoch's start; a second one
+    while it does (here: right after the weights are back) must not leave
+    the weights of the epoch start beside the Adam state of the partial epoch."""
+    data = synthetic()
+    kw = dict(batch_size=16, standardize=False, progress=False)
+    reference = small_model()
+    reference.fit(data, epochs=1, **kw)
+    model = small_model()
+
+    def interrupt_in_epoch_2(m):
+        if m.epochs_trained == 2:
+            m._core = _InterruptingCore(m._core, "set_param", len(m.parameter_shapes()))  # the restore's last tensor
+            raise KeyboardInterrupt
+        return 0.0
+
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(data, epochs=3, metrics={"x": interrupt_in_epoch_2}, **kw)
+    model._core = getattr(model._core, "_core", model._core)
+    assert snapshot(model)[:4] == snapshot(reference)[:4], "weights, Adam state and epoch count of epoch 1"

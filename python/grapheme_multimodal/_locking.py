@@ -21,12 +21,43 @@ would deadlock against another reader doing the same): it gets a
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import signal
 import threading
 from threading import get_ident
-from typing import Any, Callable, Dict, Optional, TypeVar
+from typing import Any, Callable, Dict, Iterator, List, Optional, TypeVar
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+_MAIN_THREAD = threading.main_thread().ident
+_holding_back: Optional[List[int]] = None  # the Ctrl-Cs noted by the `uninterrupted` block in progress
+
+
+@contextlib.contextmanager
+def uninterrupted() -> Iterator[None]:
+    """``with uninterrupted():`` holds Ctrl-C back until the block ends,
+    then raises it: for a change of the model made of several calls
+    (loading each weight tensor, restoring weights then Adam state), which
+    an interrupt between two calls would leave half made. Only in the main
+    thread (the one ``KeyboardInterrupt`` is raised in) and only under
+    Python's own SIGINT handler (a program's own handler is left alone);
+    re-entrant. It swaps the handler (some microseconds): not for per-event
+    calls. Enter it after any wait for a lock, which must stay interruptible."""
+    global _holding_back
+    if _holding_back is not None or get_ident() != _MAIN_THREAD or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield
+        return
+    noted: List[int] = []
+    signal.signal(signal.SIGINT, lambda signum, frame: noted.append(signum))
+    _holding_back = noted
+    try:
+        yield
+    finally:
+        _holding_back = None
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        if noted:
+            raise KeyboardInterrupt
 
 
 class ModelLock:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, 
 import numpy as np
 
 from . import _core
-from ._locking import ModelLock, reads, writes
+from ._locking import ModelLock, reads, uninterrupted, writes
 from ._validation import as_float32, as_mask, describe
 from .buffer import ExperienceBuffer, buffer_row_bytes, check_fits_memory
 from .experience import ExperienceMixin
@@ -264,8 +264,9 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         exactly; shapes must always match and values be finite. Nothing is
         changed unless every tensor is valid."""
         staged = self._checked_tensors(state_dict, "state_dict", strict, note=" (strict=True)")
-        for name, arr in staged.items():
-            self._core.set_param(name, arr)
+        with uninterrupted():  # one call per tensor: Ctrl-C between two would load half
+            for name, arr in staged.items():
+                self._core.set_param(name, arr)
 
     def clear_cache(self) -> None:
         """Forgets cached per-event embeddings (they are never used once the
@@ -351,13 +352,17 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         tiny but varying values, say 1e-30, is standardised like any other) and
         applies them from now on."""
         arrays, mask_arr = self.prepare_inputs(inputs, mask)
+        learned = []
         for m, a in enumerate(arrays):
             present = mask_arr[:, m]
             if a is None or not present.any():
                 continue
             rows = a if present.all() else a[present]
             std = rows.std(axis=0, dtype=np.float64)  # float64 sums without a float64 copy
-            self.set_normalization(m, rows.mean(axis=0, dtype=np.float64), np.where(std >= _core.MIN_STD, std, 1.0))
+            learned.append((m, rows.mean(axis=0, dtype=np.float64), np.where(std >= _core.MIN_STD, std, 1.0)))
+        with uninterrupted():  # all modalities or none: Ctrl-C between two would standardise some
+            for m, mean, std in learned:
+                self.set_normalization(m, mean, std)
 
     # ----------------------------------------------------- training, persistence
     def fit(self, data: Any, **kwargs: Any) -> "History":

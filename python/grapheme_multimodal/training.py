@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, 
 import numpy as np
 
 from ._core import MODALITY_NAMES, NUM_MODALITIES
+from ._locking import uninterrupted
 from ._validation import as_finite_float, check_flag, describe
 from .averaging import WeightAverage, check_decay
 from .averaging import resume as resume_average
@@ -179,7 +180,7 @@ def fit(
     with model._lock.updating():  # other writers wait; readers get in between steps
         before = _TrainingState.of(model)
         try:
-            with model._lock.writing():
+            with model._lock.writing(), uninterrupted():
                 average = resume_average(model, ema_decay)  # the trained weights back in, when continuing
             if standardize and train.has_inputs and all(model.normalization(m) is None for m in range(NUM_MODALITIES)):
                 train.fit_normalization(model)
@@ -254,13 +255,13 @@ def _train(
                     break
     except KeyboardInterrupt:
         if average is not None:
-            with model._lock.writing():
+            with model._lock.writing(), uninterrupted():
                 model._weight_average = average.applied(model)
         raise
     finally:
         if bar is not None:
             bar.close()
-    with model._lock.writing():
+    with model._lock.writing(), uninterrupted():  # weights, Adam state and average of one epoch
         if best_state is not None and history.best_epoch != model.epochs_trained:
             model.load_state_dict(best_state[0])
             model.load_optimizer_state(best_state[1])
@@ -340,7 +341,7 @@ class _TrainingState:
             )
 
     def restore(self, model: "LearnableMultiModal") -> None:
-        with model._lock.writing():
+        with model._lock.writing(), uninterrupted():  # a second Ctrl-C must not cut the restore in half
             model.load_state_dict(self.weights)
             model.load_optimizer_state(self.optimizer)
             for m, stats in enumerate(self.normalization):
