@@ -132,3 +132,36 @@ def test_a_second_interrupt_during_the_restore_of_a_partial_epoch_still_restores
         model.fit(data, epochs=3, metrics={"x": interrupt_in_epoch_2}, **kw)
     model._core = getattr(model._core, "_core", model._core)
     assert snapshot(model)[:4] == snapshot(reference)[:4], "weights, Adam state and epoch count of epoch 1"
+
+
+class _InterruptedAfterWrite(np.ndarray):
+    """A buffer array that is followed by a Ctrl-C once written to."""
+
+    def __setitem__(self, key, value) -> None:
+        super().__setitem__(key, value)
+        _thread.interrupt_main()
+
+
+def test_an_interrupted_write_into_a_full_buffer_leaves_no_torn_experience() -> None:
+    """Ctrl-C between two fields of a write into a full buffer (likely when
+    recording a large batch): every experience read back has all its fields
+    from one write; the oldest ones, being overwritten, are dropped."""
+    buf = gm.ExperienceBuffer(4, embed_dim=2)
+
+    def rows(first: int, n: int) -> dict:
+        ids = np.arange(first, first + n)
+        return dict(embeddings=np.broadcast_to(ids[:, None, None], (n, 7, 2)).astype(np.float32), mask=np.ones((n, 7), bool),
+                    fused=np.broadcast_to(ids[:, None], (n, 2)).astype(np.float32), pair_strengths=np.zeros((n, 7, 7)),
+                    rewards=ids.astype(np.float32), event_ids=ids)
+
+    buf.extend(**rows(0, 4))
+    buf._arrays["embeddings"] = buf._arrays["embeddings"].view(_InterruptedAfterWrite)
+    with pytest.raises(KeyboardInterrupt):
+        buf.extend(**rows(10, 2))
+    buf._arrays["embeddings"] = buf._arrays["embeddings"].view(np.ndarray)
+    got = buf.batch()
+    assert list(got.event_ids) == [2, 3], "the two experiences being overwritten are dropped, the others kept"
+    for field in (got.embeddings[:, 0, 0], got.fused[:, 0], got.rewards):
+        assert list(field) == list(got.event_ids), "each experience's fields come from one write"
+    buf.extend(**rows(20, 3))  # the ring goes on from there
+    assert list(buf.batch().event_ids) == [3, 20, 21, 22]

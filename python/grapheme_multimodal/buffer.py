@@ -238,13 +238,19 @@ class ExperienceBuffer:
             n = self.capacity
         start = self._next
         slots = slice(start, start + n) if start + n <= self.capacity else (start + np.arange(n)) % self.capacity
-        for name, arr in self._arrays.items():
-            if name in staged:
-                arr[slots] = staged[name]
-            elif name.startswith("inputs."):
-                arr[slots] = np.nan
-        self._next = int((self._next + n) % self.capacity)
-        self._size = min(self._size + n, self.capacity)
+        try:
+            for name, arr in self._arrays.items():
+                if name in staged:
+                    arr[slots] = staged[name]
+                elif name.startswith("inputs."):
+                    arr[slots] = np.nan
+        except BaseException:
+            # Interrupted (Ctrl-C between two fields): the slots written may hold some fields of
+            # the new rows and some of the old ones. Drop the old experiences they held (the
+            # oldest, which this write was evicting) so that no torn row is ever read.
+            self._size = min(self._size, self.capacity - n)
+            raise
+        self._next, self._size = int((start + n) % self.capacity), min(self._size + n, self.capacity)
 
     # ------------------------------------------------------------------ reading
     def batch(self, positions: Optional[Any] = None) -> ExperienceBatch:
