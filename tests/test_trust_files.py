@@ -401,3 +401,36 @@ def test_forged_pickles_are_checkpoint_errors(state) -> None:
     forged = pickle.dumps(model).replace(b"epochs_trained", b"epochs_trainex")
     with pytest.raises(gm.CheckpointError, match="missing keys"):
         pickle.loads(forged)
+
+
+@pytest.mark.parametrize(
+    "path, error, words",
+    [
+        (123, TypeError, "path: expected a file name (str or os.PathLike), got int"),
+        (None, TypeError, "path: expected a file name (str or os.PathLike), got NoneType"),
+        (b"model.safetensors", TypeError, "path: expected a file name (str or os.PathLike), got bytes"),
+        ("", gm.InvalidValueError, "path: the file name is empty"),
+        ("model\0.safetensors", gm.InvalidValueError, "contains a NUL character"),
+    ],
+)
+def test_paths_that_are_not_file_names_are_named_errors(path, error, words) -> None:
+    # os said "expected str, bytes or os.PathLike object, not int" or "embedded null byte",
+    # naming no argument; "" was taken as the current directory.
+    model = gm.LearnableMultiModal(seed=0, embed_dim=8, hidden_dim=8, num_heads=2)
+    for call in (model.save, gm.LearnableMultiModal.load, model.experience.save, gm.ExperienceBuffer.from_file):
+        with pytest.raises(error, match=re.escape(words)):
+            call(path)
+
+
+def test_a_loop_of_symbolic_links_is_named_as_such(tmp_path) -> None:
+    # os.stat's OSError "Too many levels of symbolic links" used to escape load as it was.
+    loop = tmp_path / "loop.safetensors"
+    loop.symlink_to(loop.name)
+    model = gm.LearnableMultiModal(seed=0, embed_dim=8, hidden_dim=8, num_heads=2)
+    with pytest.raises(gm.CheckpointError, match="is a loop of symbolic links; expected a file"):
+        gm.LearnableMultiModal.load(loop)
+    with pytest.raises(gm.CheckpointError, match="is a loop of symbolic links"):
+        model.experience.load(loop)
+    with pytest.raises(FileExistsError, match="is a loop of symbolic links, not a regular file"):
+        model.save(loop)
+    assert loop.is_symlink() and [p.name for p in tmp_path.iterdir()] == [loop.name]

@@ -21,7 +21,7 @@ import numpy as np
 from ._core import MODALITY_NAMES, NUM_MODALITIES
 from ._validation import as_finite_float, as_mask, as_positive_int, as_real_array, describe, memory_budget, non_finite_message
 from .exceptions import CheckpointError, InvalidValueError, NonFiniteError, ShapeError, TooLargeError
-from .io import PathLike, TensorSpec, read_tagged_safetensors, write_tagged_safetensors
+from .io import PathLike, TensorSpec, check_write_target, read_tagged_safetensors, write_tagged_safetensors
 
 FILE_FORMAT = "grapheme-multimodal/experience-buffer/v1"
 PRIORITY_EPS = 1e-3  # keeps zero-reward experiences sampleable
@@ -380,6 +380,7 @@ class ExperienceBuffer:
         """Writes the buffer (experiences oldest first, priorities, generator
         state) to a safetensors file, atomically, with a checksum of its
         contents that :meth:`load` verifies."""
+        check_write_target(path)  # before copying the experiences: a bad path fails at once
         tensors, meta = self.state()
         write_tagged_safetensors(path, tensors, FILE_FORMAT, meta)
 

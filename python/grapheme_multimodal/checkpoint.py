@@ -19,7 +19,7 @@ from .averaging import WeightAverage
 from .buffer import ExperienceBuffer
 from .config import LearnableMultiModalConfig
 from .exceptions import CheckpointError, InvalidValueError, TooLargeError
-from .io import PathLike, TensorSpec, read_tagged_safetensors, write_tagged_safetensors
+from .io import PathLike, TensorSpec, check_write_target, read_tagged_safetensors, write_tagged_safetensors
 from .types import Modality
 
 if TYPE_CHECKING:
@@ -70,6 +70,7 @@ def checkpoint_state(model: "LearnableMultiModal", include_experience: bool = Tr
 
 def save_checkpoint(model: "LearnableMultiModal", path: PathLike, include_experience: bool = True) -> None:
     """Writes ``model`` to ``path`` (safetensors with checksums; atomic)."""
+    check_write_target(path)  # before copying the state: a bad path fails at once
     tensors, meta = checkpoint_state(model, include_experience)
     write_tagged_safetensors(path, tensors, FILE_FORMAT, meta)
 

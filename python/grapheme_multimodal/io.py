@@ -29,7 +29,7 @@ from typing import Any, Callable, Dict, Mapping, NamedTuple, Optional, Tuple, Un
 
 import numpy as np
 
-from .exceptions import CheckpointError, TooLargeError
+from .exceptions import CheckpointError, InvalidValueError, TooLargeError
 
 try:  # POSIX: in-flight temporary files are locked, so a cleanup can tell them from orphans
     import fcntl
@@ -55,6 +55,23 @@ _NUMPY_DTYPES = {
     **{v: k for k, v in _SAFETENSORS_DTYPES.items()},
     **{"F16": "float16", "BF16": "bfloat16", "I32": "int32", "I16": "int16", "I8": "int8", "U8": "uint8"},
 }
+
+
+def as_path(path: Any, arg: str = "path") -> Path:
+    """``path`` as a :class:`~pathlib.Path`, after checking it is a file name:
+    a ``str`` or ``os.PathLike`` giving a ``str``, not empty, without NUL
+    characters (a ``TypeError`` or :class:`InvalidValueError` naming ``arg``;
+    ``os`` would say only "embedded null byte" or name no argument)."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{arg}: expected a file name (str or os.PathLike), got {type(path).__name__} {path!r:.80}")
+    text = os.fspath(path)
+    if not isinstance(text, str):
+        raise TypeError(f"{arg}: expected a file name as str, got {type(text).__name__} {text!r:.80}")
+    if not text:
+        raise InvalidValueError(f"{arg}: the file name is empty; expected a file name", arg)
+    if "\0" in text:
+        raise InvalidValueError(f"{arg}: {text!r:.80} contains a NUL character; expected a file name", arg)
+    return Path(text)
 
 
 # --------------------------------------------------------------------- writing
@@ -91,7 +108,7 @@ def check_write_target(path: PathLike, arg: str = "path") -> Path:
     can put a file there: the directory exists and ``path`` is not a
     directory, device, FIFO or socket (through a symbolic link: what it
     names, which is what the writer writes). Errors name ``arg``."""
-    path = _followed(Path(path))
+    path = _followed(as_path(path, arg))
     directory = path.parent if str(path.parent) else Path(".")
     if not directory.is_dir():
         raise FileNotFoundError(f"{arg}: directory {str(directory)!r} does not exist")
@@ -196,6 +213,7 @@ def write_tagged_safetensors(
     values), a ``format`` tag and a ``checksum`` entry, atomically."""
     from safetensors.numpy import save
 
+    check_write_target(path)  # before the work of serialising: a bad path fails at once
     arrays = {k: np.ascontiguousarray(v) for k, v in tensors.items()}
     meta = {FORMAT_KEY: fmt}
     meta.update({k: json.dumps(v) for k, v in metadata.items()})
@@ -224,7 +242,7 @@ def read_tagged_safetensors(
     """
     from safetensors import SafetensorError, safe_open
 
-    path = Path(path)
+    path = as_path(path)
     where = f"path: {str(path)!r}"
     _check_regular_file(path, where)
     try:
@@ -287,6 +305,10 @@ def file_kind(path: PathLike) -> Optional[str]:
         mode = os.stat(path).st_mode
     except (FileNotFoundError, NotADirectoryError):
         return MISSING
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # symbolic links that name each other
+            return "a loop of symbolic links"
+        raise
     if stat.S_ISREG(mode):
         return None
     kinds = [
