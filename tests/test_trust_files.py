@@ -434,3 +434,38 @@ def test_a_loop_of_symbolic_links_is_named_as_such(tmp_path) -> None:
     with pytest.raises(FileExistsError, match="is a loop of symbolic links, not a regular file"):
         model.save(loop)
     assert loop.is_symlink() and [p.name for p in tmp_path.iterdir()] == [loop.name]
+
+
+def test_a_forged_buffer_size_does_not_make_loading_allocate_it(tmp_path) -> None:
+    # The buffer used to allocate all of its capacity up front: a 36 kB checkpoint
+    # whose config said buffer_size=10**7 took 27 s and 5.4 GB to load.
+    import tracemalloc
+
+    from conftest import _save_with_config
+
+    model = gm.LearnableMultiModal(seed=0, embed_dim=8, hidden_dim=8, num_heads=2)
+    path = tmp_path / "forged.safetensors"
+    _save_with_config(model, path, lambda config: config.__setitem__("buffer_size", 10**6))
+    tracemalloc.start()
+    try:
+        back = gm.LearnableMultiModal.load(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert back.config.buffer_size == 10**6 and len(back.experience) == 0
+    assert peak < 50 * 2**20, f"loading allocated {peak:,} bytes"
+
+
+def test_a_buffer_that_grows_to_its_capacity_keeps_its_experiences_in_order(tmp_path) -> None:
+    buf = gm.ExperienceBuffer(3000, embed_dim=2, seed=1)
+    for first, n in [(0, 1000), (1000, 1500), (2500, 900), (3400, 5)]:  # grows twice, then wraps
+        ids = np.arange(first, first + n)
+        buf.extend(np.repeat(ids[:, None, None], 14, axis=1).reshape(n, 7, 2), np.ones((n, 7), bool),
+                   np.repeat(ids[:, None], 2, axis=1), np.zeros((n, 7, 7)), ids % 7, event_ids=ids)
+    got = buf.batch()
+    assert list(got.event_ids) == list(range(405, 3405))
+    assert np.array_equal(got.fused[:, 0], got.event_ids) and np.array_equal(got.rewards, got.event_ids % 7)
+    buf.save(tmp_path / "b.safetensors")
+    back = gm.ExperienceBuffer.from_file(tmp_path / "b.safetensors")
+    assert np.array_equal(back.batch().event_ids, got.event_ids)
+    assert np.array_equal(back.sample(50).event_ids, buf.sample(50).event_ids), "the generator's state goes with it"

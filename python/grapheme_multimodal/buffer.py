@@ -1,8 +1,10 @@
-"""The experience buffer: a ring of preallocated numpy arrays.
+"""The experience buffer: a ring of numpy arrays.
 
 Appending is O(1) per experience (the original removed the oldest entry
 with ``Vec::remove(0)``, O(n)); past ``capacity`` the oldest entries are
-overwritten. Sampling is uniform or reward-prioritised, from a seeded
+overwritten. The arrays grow (doubling) up to ``capacity`` as experiences
+arrive, so a large capacity costs memory only once it is used: a forged
+file's capacity cannot make loading it allocate gigabytes. Sampling is uniform or reward-prioritised, from a seeded
 generator whose state is saved with the buffer.
 
 A buffer may be shared between threads: every method holds the buffer's
@@ -25,6 +27,7 @@ from .io import PathLike, TensorSpec, check_write_target, read_tagged_safetensor
 
 FILE_FORMAT = "grapheme-multimodal/experience-buffer/v1"
 PRIORITY_EPS = 1e-3  # keeps zero-reward experiences sampleable
+_FIRST_ROWS = 1024  # rows allocated at first; doubled as needed, up to capacity
 #: The metadata keys of a buffer's state (``state()[1]``), all required.
 STATE_KEYS = ("capacity", "embed_dim", "input_dims", "seed", "size", "rng_state")
 
@@ -111,22 +114,39 @@ class ExperienceBuffer:
     # ---------------------------------------------------------------- storage
     def _allocate(self, embed_dim: int) -> None:
         specs = _row_specs(int(embed_dim), self.input_dims)
-        row_bytes = _bytes_per_row(specs)
-        check_fits_memory(self.capacity, row_bytes, "capacity")  # numpy's lazy zeros would pass and be killed when filled
+        # refused now, naming capacity, rather than when a growth fails after many appends
+        check_fits_memory(self.capacity, _bytes_per_row(specs), "capacity")
+        self._arrays = self._blank_arrays(specs, min(self.capacity, _FIRST_ROWS))
+        self.embed_dim = int(embed_dim)
+
+    def _blank_arrays(self, specs: Mapping[str, TensorSpec], rows: int) -> Dict[str, np.ndarray]:
+        """Empty rows: zeros, event id -1, NaN inputs."""
         try:
-            arrays = {name: np.zeros((self.capacity,) + s.shape, s.dtype) for name, s in specs.items()}
+            arrays = {name: np.zeros((rows,) + s.shape, s.dtype) for name, s in specs.items()}
         except (MemoryError, ValueError):  # ValueError: numpy's "array is too big"
+            row_bytes = _bytes_per_row(specs)
             raise TooLargeError(
-                f"capacity: {self.capacity:,} experiences of {row_bytes:,} bytes each "
-                f"({self.capacity * row_bytes:,} bytes) cannot be allocated; expected a smaller capacity",
+                f"capacity: {rows:,} experiences of {row_bytes:,} bytes each "
+                f"({rows * row_bytes:,} bytes) cannot be allocated; expected a smaller capacity",
                 "capacity",
             ) from None
         arrays["event_ids"][:] = -1
         for name in arrays:
             if name.startswith("inputs."):
                 arrays[name][:] = np.nan
-        self.embed_dim = int(embed_dim)
-        self._arrays = arrays
+        return arrays
+
+    def _reserve(self, rows: int) -> None:
+        """Room for ``rows`` rows (at most ``capacity``), doubling the arrays
+        as needed (lock held). Rows are only ever added at the end until the
+        ring is first full, so the held ones keep their places."""
+        held = len(self._arrays["rewards"])
+        if rows <= held:
+            return
+        grown = self._blank_arrays(_row_specs(self.embed_dim, self.input_dims), min(self.capacity, max(rows, 2 * held)))
+        for name, arr in self._arrays.items():
+            grown[name][:held] = arr
+        self._arrays = grown  # one assignment: an interrupted growth changes nothing
 
     def _slots(self, positions: Optional[np.ndarray] = None) -> np.ndarray:
         """Physical slots of logical positions (0 = oldest)."""
@@ -237,6 +257,8 @@ class ExperienceBuffer:
             staged = {k: v[-self.capacity :] for k, v in staged.items()}
             n = self.capacity
         start = self._next
+        if start + n > len(self._arrays["rewards"]):  # only until the arrays reach capacity
+            self._reserve(start + n)
         slots = slice(start, start + n) if start + n <= self.capacity else (start + np.arange(n)) % self.capacity
         try:
             for name, arr in self._arrays.items():
@@ -341,7 +363,7 @@ class ExperienceBuffer:
                 )
             # With replacement nothing else bounds it: refuse before the generator
             # draws (its state stays) what numpy would fail on or the OS kill for.
-            row_bytes = 16 + sum(a.nbytes // self.capacity for a in self._arrays.values())  # + position, weight
+            row_bytes = 16 + sum(a[0].nbytes for a in self._arrays.values())  # + position, weight
             check_fits_memory(batch_size, row_bytes, "batch_size")
             if not prioritized:
                 pos = self._rng.choice(n, size=batch_size, replace=replace)
@@ -499,6 +521,7 @@ class ExperienceBuffer:
             for m, name in enumerate(MODALITY_NAMES):
                 present = mask[:, m] & tensors["has_inputs"]
                 _check_finite(tensors[f"inputs.{name}"][present], f"inputs[{name!r}]", np.flatnonzero(present))
+        self._reserve(size)
         for name, arr in self._arrays.items():
             arr[:size] = tensors[name]
         self._size = size
