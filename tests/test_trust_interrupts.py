@@ -165,3 +165,24 @@ def test_an_interrupted_write_into_a_full_buffer_leaves_no_torn_experience() -> 
         assert list(field) == list(got.event_ids), "each experience's fields come from one write"
     buf.extend(**rows(20, 3))  # the ring goes on from there
     assert list(buf.batch().event_ids) == [3, 20, 21, 22]
+
+
+def test_an_interrupt_as_a_step_ends_never_leaves_stale_cached_results_looking_current(monkeypatch) -> None:
+    """Ctrl-C may be raised on entering any Python function, so also on
+    entering the one that marks cached per-event results stale after a
+    training step: the step is taken, and fuse_event must still see it."""
+    model = small_model()
+    event = gm.MultiModalEvent(1, [gm.ModalFeatures(np.ones(10), "visual"), gm.ModalFeatures(np.ones(6), "auditory")])
+    model.fuse_event(event)  # cached
+    reference = small_model()
+    reference.train_step(synthetic(32))
+
+    def interrupted(self) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(gm.LearnableMultiModal, "_parameters_changed", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        model.train_step(synthetic(32))
+    monkeypatch.undo()
+    assert snapshot(model)[:2] == snapshot(reference)[:2], "the step was taken"
+    assert np.array_equal(model.fuse_event(event), reference.fuse_event(event)), "not the result cached before the step"

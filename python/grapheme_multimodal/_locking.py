@@ -183,11 +183,16 @@ def reads(method: F) -> F:
 
 def writes(method: F) -> F:
     """Runs ``method`` holding the model's lock for writing; cached results
-    computed before it are stale afterwards (even when it fails halfway)."""
+    computed before it are stale from its start (even when it fails halfway
+    or is interrupted)."""
 
     @functools.wraps(method)
     def locked(self: Any, *args: Any, **kwargs: Any) -> Any:
         with self._lock.writing():
+            # Stale before anything changes, not only after: a Ctrl-C at the entry of
+            # _parameters_changed (any Python call may raise it there) would otherwise
+            # leave results cached before the change looking current.
+            self._version += 1
             try:
                 return method(self, *args, **kwargs)
             finally:

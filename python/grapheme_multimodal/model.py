@@ -536,7 +536,7 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         key = (event.id, tuple(parts))
         hit = self._cache.get(event)
         if hit is not None and hit[0] == self._version and hit[1] == key:
-            return hit  # without the lock: a writer bumps the version before it returns
+            return hit  # without the lock: a writer bumps the version before it changes anything
         items = [(c.modality.value, c.graph._g if isinstance(c, ModalGraph) else c.features, c.confidence)
                  for c in components]  # what the core reads, only on a miss
         with self._lock.reading():
