@@ -104,7 +104,7 @@ def test_a_writer_interrupted_while_waiting_does_not_strand_the_readers_queued_b
     def interrupt_when_both_wait() -> None:
         _wait_until(lambda: lock._writers_waiting == 1)
         threading.Thread(target=late_reader, daemon=True).start()
-        _wait_until(lambda: len(lock._cond._waiters) == 2)  # the writer and the late reader
+        _wait_until(lambda: lock._gate.waiting == 2)  # the writer and the late reader
         signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
 
     first = threading.Thread(target=long_reader)
@@ -126,3 +126,50 @@ def test_a_writer_interrupted_while_waiting_does_not_strand_the_readers_queued_b
             pass
     assert finished, "the reader queued behind the interrupted writer never got in"
     assert all(np.array_equal(before[k], v) for k, v in model.state_dict().items()), "the interrupted step changed nothing"
+
+
+def test_an_interrupt_on_entering_any_python_function_of_a_step_never_leaves_the_lock_held() -> None:
+    """Python raises a pending Ctrl-C on entering a Python function. Sweep it
+    over every function a ``train_step`` enters: whatever one it lands on,
+    the step is taken whole or not at all, and another thread can still use
+    the model (the lock was Python code: an interrupt on entering its
+    ``__exit__`` left it held, and other threads waited forever)."""
+    import _thread
+    import copy
+    import sys
+
+    model = gm.LearnableMultiModal(embed_dim=8, hidden_dim=8, num_heads=2, seed=0)
+    x = {"visual": np.ones((4, model.config.input_dims[0]), np.float32)}
+
+    def other_thread_can_read() -> bool:
+        done = threading.Event()
+        threading.Thread(target=lambda: (model.encode(x), done.set()), daemon=True).start()
+        return done.wait(5)
+
+    interrupted_at = 0
+    while True:
+        interrupted_at += 1
+        before = model.state_dict()
+        stepped = copy.deepcopy(model)
+        stepped.train_step(x)
+        calls = 0
+
+        def interrupt_on_the_nth_call(frame, event, arg) -> None:
+            nonlocal calls
+            if event == "call":
+                calls += 1
+                if calls == interrupted_at:
+                    _thread.interrupt_main()
+
+        try:
+            sys.setprofile(interrupt_on_the_nth_call)
+            model.train_step(x)
+            sys.setprofile(None)
+            break  # past the last function the step enters
+        except KeyboardInterrupt:
+            sys.setprofile(None)
+        assert other_thread_can_read(), f"the lock was left held (interrupt on entering call {interrupted_at})"
+        after = model.state_dict()
+        whole = [all(np.array_equal(state[k], after[k]) for k in after) for state in (before, stepped.state_dict())]
+        assert any(whole), f"half a step (interrupt on entering call {interrupted_at})"
+    assert interrupted_at > 5

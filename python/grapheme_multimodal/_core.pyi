@@ -1,7 +1,7 @@
 """Type stubs of the Rust extension `grapheme_multimodal._core` (private;
 use the public API in `grapheme_multimodal`)."""
 
-from typing import List, Optional, Protocol, Sequence, Tuple, Union
+from typing import Any, List, Optional, Protocol, Sequence, Tuple, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -62,6 +62,25 @@ def featurize(
 # (x [k, d] float32, rows [k], confidences [k] | None); int64 / float32
 # arrays are read without Python objects, other sequences are accepted too.
 Component = Tuple[F32, Union[npt.NDArray[np.int64], Sequence[int]], Optional[Union[F32, Sequence[float]]]]
+
+class Gate:
+    """The bookkeeping of ``_locking.ModelLock`` (entered and left through :class:`GateGuard`)."""
+
+    def __init__(self) -> None: ...
+    @property
+    def writers_waiting(self) -> int: ...
+    @property
+    def waiting(self) -> int: ...
+    @property
+    def busy(self) -> bool: ...
+
+class GateGuard:
+    """``with guard:`` enters one side of a :class:`Gate` (reading, writing, updating)."""
+
+    @staticmethod
+    def sides(gate: Gate) -> Tuple[GateGuard, GateGuard, GateGuard]: ...
+    def __enter__(self) -> None: ...
+    def __exit__(self, kind: Any, value: Any, traceback: Any) -> bool: ...
 
 class CoreBatch(Protocol):
     """Read by attribute; exactly one of inputs / components / embeddings is set."""

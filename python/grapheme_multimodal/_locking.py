@@ -26,7 +26,9 @@ import functools
 import signal
 import threading
 from threading import get_ident
-from typing import Any, Callable, Dict, Iterator, List, Optional, TypeVar
+from typing import Any, Callable, Iterator, List, Optional, TypeVar
+
+from . import _core
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -64,110 +66,34 @@ class ModelLock:
     """Readers share, a writer excludes everyone, an update excludes writers.
 
     ``reading()``, ``writing()`` and ``updating()`` return context managers
-    (reusable objects, not generators: the per-event methods take the lock
-    on every call, so it has to cost little)."""
+    (reusable objects: the per-event methods take the lock on every call, so
+    it has to cost little). Their bookkeeping is in Rust (``_core.Gate``):
+    Python may raise a pending Ctrl-C on entering any Python function, so a
+    lock written in Python could be left held, or its counts wrong, by an
+    interrupt at the wrong moment, and every other thread would then wait
+    forever. A guard's ``__enter__`` and ``__exit__`` are single calls into
+    Rust: leaving always completes, and a wait interrupted by Ctrl-C undoes
+    its place in the queue before raising."""
 
     def __init__(self) -> None:
-        self._mutex = threading.Lock()  # guards the fields below; taken directly on the readers' fast path
-        self._cond = threading.Condition(self._mutex)
-        self._update = threading.RLock()
-        self._readers: Dict[int, int] = {}  # thread id -> depth
-        self._writer: Optional[int] = None  # thread id
-        self._writer_depth = 0
-        self._writers_waiting = 0
-        self._reading = _ReadGuard(self)
-        self._writing = _Guard(self._acquire_write, self._release_write)
+        self._gate = _core.Gate()
+        self._reading, self._writing, self._updating = _core.GateGuard.sides(self._gate)
 
-    def reading(self) -> "_ReadGuard":
+    def reading(self) -> "_core.GateGuard":
         """Shared access: waits while a writer holds or waits for the lock."""
         return self._reading
 
-    def writing(self) -> "_Guard":
+    def writing(self) -> "_core.GateGuard":
         """Exclusive access: waits for the readers and writers in progress."""
         return self._writing
 
-    def updating(self) -> "threading.RLock":
+    def updating(self) -> "_core.GateGuard":
         """Excludes other updates and writers (not readers)."""
-        return self._update
+        return self._updating
 
-    def _acquire_write(self) -> None:
-        me = get_ident()
-        self._update.acquire()
-        try:
-            with self._cond:
-                if self._writer != me:
-                    if me in self._readers:
-                        raise RuntimeError("a thread that is reading the model cannot start to change it")
-                    self._writers_waiting += 1
-                    try:
-                        while self._readers:
-                            self._cond.wait()
-                    except BaseException:
-                        # Interrupted (Ctrl-C) while waiting: readers that queued behind this
-                        # writer wait for a notify, and no reader that leaves would send one.
-                        self._writers_waiting -= 1
-                        self._cond.notify_all()
-                        raise
-                    self._writers_waiting -= 1
-                    self._writer = me
-                self._writer_depth += 1
-        except BaseException:
-            self._update.release()
-            raise
-
-    def _release_write(self) -> None:
-        with self._cond:
-            self._writer_depth -= 1
-            if not self._writer_depth:
-                self._writer = None
-                self._cond.notify_all()
-        self._update.release()
-
-
-class _ReadGuard:
-    """``with lock.reading():`` — the readers' side, inlined: every
-    per-event call goes through it."""
-
-    __slots__ = ("_lock",)
-
-    def __init__(self, lock: ModelLock) -> None:
-        self._lock = lock
-
-    def __enter__(self) -> None:
-        lock, me = self._lock, get_ident()
-        readers = lock._readers
-        with lock._mutex:
-            if lock._writer != me and me not in readers:
-                while lock._writer is not None or lock._writers_waiting:
-                    lock._cond.wait()
-            readers[me] = readers.get(me, 0) + 1
-
-    def __exit__(self, *exc: Any) -> None:
-        lock, me = self._lock, get_ident()
-        readers = lock._readers
-        with lock._mutex:
-            depth = readers[me] - 1
-            if depth:
-                readers[me] = depth
-            else:
-                del readers[me]
-                if lock._writers_waiting:
-                    lock._cond.notify_all()
-
-
-class _Guard:
-    """``with guard:`` runs ``acquire`` and, on the way out, ``release``."""
-
-    __slots__ = ("_acquire", "_release")
-
-    def __init__(self, acquire: Callable[[], None], release: Callable[[], None]) -> None:
-        self._acquire, self._release = acquire, release
-
-    def __enter__(self) -> None:
-        self._acquire()
-
-    def __exit__(self, *exc: Any) -> None:
-        self._release()
+    @property
+    def _writers_waiting(self) -> int:
+        return self._gate.writers_waiting
 
 
 def reads(method: F) -> F:

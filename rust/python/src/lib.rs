@@ -6,6 +6,7 @@ mod convert;
 mod errors;
 mod graph;
 mod guard;
+mod lock;
 mod model;
 
 use pyo3::prelude::*;
@@ -58,6 +59,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     )?;
     m.add_class::<graph::PyGraph>()?;
     m.add_class::<model::PyModel>()?;
+    m.add_class::<lock::Gate>()?;
+    m.add_class::<lock::GateGuard>()?;
     m.add_function(wrap_pyfunction!(graph::fingerprints, m)?)?;
     m.add_function(wrap_pyfunction!(graph::featurize, m)?)?;
     m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
