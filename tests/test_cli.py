@@ -53,7 +53,7 @@ def test_train_embed_info(user_files, capsys):
     from grapheme_multimodal import LearnableMultiModal, uci
 
     recipe, config = uci.TrainingSettings(), LearnableMultiModal.load(ckpt).config
-    for name in ("fused_neighbors", "fused_neighbor_space", "contrastive_neighbors", "encoder_hidden", "learnable_temperature",
+    for name in ("fused_neighbors", "fused_neighbor_space", "input_distance", "contrastive_neighbors", "encoder_hidden", "learnable_temperature",
                  "fusion_residual", "contrastive_pair_power", "encoder_skip"):
         assert getattr(config, name) == getattr(recipe, name), name
     assert LearnableMultiModal.load(ckpt).weight_average.decay == recipe.ema_decay  # the recipe's training too

@@ -103,7 +103,7 @@ def test_defaults_are_the_recipe_and_hold_out_a_validation_slice():
     est = MultimodalEmbedder()
     for name in ("embed_dim", "epochs", "batch_size", "learning_rate", "temperature", "encoder_hidden",
                  "encoder_output_dim", "encoder_input_dropout", "encoder_hidden_dropout", "learnable_temperature",
-                 "fused_neighbors", "fused_neighbor_space", "fusion_residual", "contrastive_pair_power", "encoder_skip",
+                 "fused_neighbors", "fused_neighbor_space", "input_distance", "fusion_residual", "contrastive_pair_power", "encoder_skip",
                  "ema_decay", "validation_fraction", "patience", "min_validation_rows", "cv_folds"):
         assert getattr(est, name) == getattr(recipe, name), name
     assert LearnableMultiModalConfig().encoder_hidden == ()  # the model's own defaults stay the original's

@@ -109,6 +109,7 @@ class Model:
         grad_clip: Optional[float] = None,
         fused_neighbors: int = 2,
         fused_neighbor_space: str = "embeddings",
+        input_distance: str = "columns",
         contrastive_neighbors: int = 0,
         contrastive_neighbor_weight: float = 0.2,
         contrastive_pair_power: float = 1.0,

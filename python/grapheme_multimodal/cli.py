@@ -23,7 +23,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 
 from . import __version__
-from .config import NEIGHBOR_SPACES
+from .config import INPUT_DISTANCES, NEIGHBOR_SPACES
 from .exceptions import InvalidValueError, NonFiniteError, ShapeError
 from .stopping import fit_with_stopping
 from .uci import TrainingSettings, recipe_head
@@ -96,6 +96,9 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--fused-neighbor-space", choices=NEIGHBOR_SPACES, default=_RECIPE.fused_neighbor_space,
                        help="where those nearest events are found: by the inputs or by the modality embeddings "
                             f"(default {_RECIPE.fused_neighbor_space})")
+    train.add_argument("--input-distance", choices=INPUT_DISTANCES, default=_RECIPE.input_distance,
+                       help="how the inputs' distance that finds neighbours weighs the modalities: every input column "
+                            f"the same, or every modality the same (default {_RECIPE.input_distance})")
     train.add_argument("--contrastive-neighbors", type=int, default=_RECIPE.contrastive_neighbors, metavar="K",
                        help="the contrastive objective counts each row's K nearest rows of the batch by their inputs "
                             f"as partial positives (default {_RECIPE.contrastive_neighbors}; 0: off)")
@@ -266,6 +269,7 @@ def _train(args: argparse.Namespace) -> int:
         encoder_skip=args.encoder_skip,
         fused_neighbors=args.fused_neighbors,
         fused_neighbor_space=args.fused_neighbor_space,
+        input_distance=args.input_distance,
         contrastive_neighbors=args.contrastive_neighbors,
         contrastive_neighbor_weight=args.contrastive_neighbor_weight,
         contrastive_pair_power=args.contrastive_pair_power,

@@ -28,6 +28,12 @@ BINDER_KINDS = ("additive", "bilinear")
 #: inputs (the standardised raw views; docs/objectives.md).
 NEIGHBOR_SPACES = ("embeddings", "inputs")
 
+#: ``input_distance`` values: how the inputs' distance that finds those
+#: neighbours weighs the modalities — every input column the same (the
+#: concatenated views' Euclidean distance, where a modality of many columns
+#: outweighs one of few), or every modality the same (docs/objectives.md).
+INPUT_DISTANCES = ("columns", "modalities")
+
 #: The range a learned temperature starts in and is kept in (as CLIP's logit scale 1..100).
 TEMPERATURE_RANGE = (0.01, 1.0)
 
@@ -121,7 +127,10 @@ class LearnableMultiModalConfig:
     itself; 0 = plain instance discrimination), ``fused_neighbor_space``
     (where those are found: ``"embeddings"``, by the modality embeddings,
     or ``"inputs"``, by the encoder inputs — batches of recorded embeddings
-    have none, and there the embeddings decide), ``contrastive_neighbors``
+    have none, and there the embeddings decide), ``input_distance`` (how
+    the inputs' distance weighs the modalities: ``"columns"``, every input
+    column the same, or ``"modalities"``, every modality the same whatever
+    its number of columns), ``contrastive_neighbors``
     (how many rows of the batch nearest to each row by its inputs the
     ``contrastive`` objective counts as extra positives; 0 = none) and
     ``contrastive_neighbor_weight`` (the target mass they share, in
@@ -181,6 +190,7 @@ class LearnableMultiModalConfig:
     grad_clip: Optional[float] = None
     fused_neighbors: int = 2
     fused_neighbor_space: str = "embeddings"
+    input_distance: str = "columns"
     contrastive_neighbors: int = 0
     contrastive_neighbor_weight: float = 0.2
     contrastive_pair_power: float = 1.0
@@ -221,6 +231,10 @@ class LearnableMultiModalConfig:
             raise InvalidValueError(
                 f"fused_neighbor_space: expected one of {list(NEIGHBOR_SPACES)}, got {self.fused_neighbor_space!r}",
                 "fused_neighbor_space",
+            )
+        if not isinstance(self.input_distance, str) or self.input_distance not in INPUT_DISTANCES:
+            raise InvalidValueError(
+                f"input_distance: expected one of {list(INPUT_DISTANCES)}, got {self.input_distance!r}", "input_distance"
             )
         for name in ("fused_neighbors", "contrastive_neighbors"):
             k = getattr(self, name)

@@ -106,6 +106,7 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
         learnable_temperature: bool = _RECIPE.learnable_temperature,
         fused_neighbors: int = _RECIPE.fused_neighbors,
         fused_neighbor_space: str = _RECIPE.fused_neighbor_space,
+        input_distance: str = _RECIPE.input_distance,
         fusion_residual: float = _RECIPE.fusion_residual,
         contrastive_pair_power: float = _RECIPE.contrastive_pair_power,
         ema_decay: Optional[float] = _RECIPE.ema_decay,
@@ -138,6 +139,7 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
         self.learnable_temperature = learnable_temperature
         self.fused_neighbors = fused_neighbors
         self.fused_neighbor_space = fused_neighbor_space
+        self.input_distance = input_distance
         self.fusion_residual = fusion_residual
         self.contrastive_pair_power = contrastive_pair_power
         self.ema_decay = ema_decay
@@ -179,6 +181,7 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
             encoder_hidden_dropout=self.encoder_hidden_dropout, encoder_skip=self.encoder_skip,
             learnable_temperature=self.learnable_temperature,
             fused_neighbors=self.fused_neighbors, fused_neighbor_space=self.fused_neighbor_space,
+            input_distance=self.input_distance,
             fusion_residual=self.fusion_residual, contrastive_pair_power=self.contrastive_pair_power,
             weights=self.objectives, seed=self.random_state,
         )

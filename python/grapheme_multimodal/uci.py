@@ -71,7 +71,7 @@ class TrainingSettings:
     objectives (``None``: :data:`RECIPE_OBJECTIVES`); ``fused_neighbors``
     (fused_contrastive's positives besides the event itself: its 10
     nearest events of the batch by their standardised inputs, with
-    ``fused_neighbor_space="inputs"``), ``contrastive_neighbors``, ``contrastive_neighbor_weight``,
+    ``fused_neighbor_space="inputs"``), ``input_distance``, ``contrastive_neighbors``, ``contrastive_neighbor_weight``,
     ``encoder_objectives``, ``fusion_residual`` (the fused embedding is
     the fusion network's output plus 10 × the mean of the present view
     embeddings, normalised) and ``contrastive_pair_power`` (the contrastive
@@ -102,6 +102,7 @@ class TrainingSettings:
     modality_dropout: float = 0.0
     fused_neighbors: int = 10
     fused_neighbor_space: str = "inputs"
+    input_distance: str = "columns"
     contrastive_neighbors: int = 0
     contrastive_neighbor_weight: float = 0.2
     contrastive_pair_power: float = 0.5
@@ -124,6 +125,7 @@ class TrainingSettings:
             encoder_output_dim=self.encoder_output_dim, shared_head=self.head(),
             encoder_input_dropout=self.encoder_input_dropout, encoder_hidden_dropout=self.encoder_hidden_dropout,
             encoder_skip=self.encoder_skip, fused_neighbors=self.fused_neighbors, fused_neighbor_space=self.fused_neighbor_space,
+            input_distance=self.input_distance,
             contrastive_neighbors=self.contrastive_neighbors,
             contrastive_neighbor_weight=self.contrastive_neighbor_weight,
             contrastive_pair_power=self.contrastive_pair_power, encoder_objectives=self.encoder_objectives,

@@ -7,6 +7,7 @@ use crate::objectives::NUM_OBJECTIVES;
 use crate::nn::temperature::{MAX_TEMPERATURE, MIN_TEMPERATURE};
 use crate::nn::BinderKind;
 use crate::objectives::fused_contrastive::NeighborSpace;
+use crate::objectives::input_neighbors::InputDistance;
 use crate::real::Real;
 
 /// The largest `embed_dim`, `hidden_dim` and input dimension accepted: far
@@ -53,6 +54,10 @@ pub struct Config {
     /// Where those nearest events are found: by the modality embeddings
     /// (the default) or by the encoder inputs.
     pub fused_neighbor_space: NeighborSpace,
+    /// How the inputs' distance weighs the modalities when neighbours are
+    /// found by the inputs (`contrastive_neighbors`, `fused_neighbor_space`
+    /// `inputs`): every column the same (the default) or every modality.
+    pub input_distance: InputDistance,
     /// How many rows of the batch nearest to each row by their inputs the
     /// contrastive objective counts as extra positives (0 = none; see
     /// `objectives::input_neighbors`).
@@ -120,6 +125,7 @@ impl Default for Config {
             temperature: 0.1,
             fused_neighbors: 2,
             fused_neighbor_space: NeighborSpace::Embeddings,
+            input_distance: InputDistance::Columns,
             contrastive_neighbors: 0,
             contrastive_neighbor_weight: 0.2,
             contrastive_pair_power: 1.0,

@@ -312,7 +312,7 @@ impl<T: Real> LearnableMultiModal<T> {
                 let normalized: Vec<Option<Array2<T>>> = (input.modalities.iter().zip(&self.normalizers))
                     .map(|(part, n)| Some(n.as_ref()?.apply(part.as_ref()?.x.view())))
                     .collect();
-                Some(Self::input_neighbors(input, &normalized.iter().map(Option::as_ref).collect::<Vec<_>>(), self.config.fused_neighbors))
+                Some(self.input_neighbors(input, &normalized.iter().map(Option::as_ref).collect::<Vec<_>>(), self.config.fused_neighbors))
             }
             _ => None,
         };
@@ -330,7 +330,7 @@ impl<T: Real> LearnableMultiModal<T> {
     /// objective's extra positives (`config.contrastive_neighbors`).
     /// `normalized[m]`: modality `m`'s inputs after the model's
     /// normalisation, `None` where it has none (the inputs as given).
-    fn input_neighbors(input: &EncoderInput<T>, normalized: &[Option<&Array2<T>>], k: usize) -> Vec<Vec<usize>> {
+    fn input_neighbors(&self, input: &EncoderInput<T>, normalized: &[Option<&Array2<T>>], k: usize) -> Vec<Vec<usize>> {
         let sides: Vec<RowInputs<T>> = input
             .modalities
             .iter()
@@ -341,7 +341,7 @@ impl<T: Real> LearnableMultiModal<T> {
                 Some(pooled_rows(x, &part.rows, part.weights.as_deref(), input.batch_size))
             })
             .collect();
-        input_neighbors(&sides, input.batch_size, k)
+        input_neighbors(&sides, input.batch_size, k, self.config.input_distance)
     }
 
     /// fused_contrastive's neighbours: the inputs' when found (`given`:
@@ -418,7 +418,7 @@ impl<T: Real> LearnableMultiModal<T> {
             Some((input, tapes)) if k_contrastive.max(k_fused) > 0 => {
                 // The normalised inputs are the encoder tapes' (normalised once).
                 let normalized: Vec<Option<&Array2<T>>> = tapes.iter().map(|t| t.as_ref().and_then(|t| t.normalized.as_ref())).collect();
-                Some(Self::input_neighbors(input, &normalized, k_contrastive.max(k_fused)))
+                Some(self.input_neighbors(input, &normalized, k_contrastive.max(k_fused)))
             }
             _ => None,
         };

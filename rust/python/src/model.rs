@@ -12,6 +12,7 @@ use grapheme_multimodal::training::{EmbeddingSource, OptimizerState, TrainBatch}
 use crate::graph::PyGraph;
 use grapheme_multimodal::features::FeatureKind;
 use grapheme_multimodal::objectives::fused_contrastive::NeighborSpace;
+use grapheme_multimodal::objectives::input_neighbors::InputDistance;
 use grapheme_multimodal::{BinderKind, Config, EncoderInput, LearnableMultiModal, Modality, ModalityInput, Normalizer, NUM_MODALITIES};
 use ndarray::Array2;
 use numpy::{IntoPyArray, PyArray1, ToPyArray, PyArray2, PyArray3, PyArrayDyn};
@@ -33,7 +34,7 @@ impl PyModel {
     #[pyo3(signature = (
         embed_dim, hidden_dim, learning_rate, num_heads, buffer_size, seed, input_dims,
         *, binder_kind="additive", temperature=0.1, weight_decay=0.0, grad_clip=None, fused_neighbors=2,
-        fused_neighbor_space="embeddings",
+        fused_neighbor_space="embeddings", input_distance="columns",
         contrastive_neighbors=0, contrastive_neighbor_weight=0.2, contrastive_pair_power=1.0, encoder_objectives=None,
         encoder_hidden=Vec::new(), encoder_output_dim=None, shared_head=Vec::new(),
         encoder_input_dropout=0.0, encoder_hidden_dropout=0.0, learnable_temperature=false,
@@ -54,6 +55,7 @@ impl PyModel {
         grad_clip: Option<f64>,
         fused_neighbors: usize,
         fused_neighbor_space: &str,
+        input_distance: &str,
         contrastive_neighbors: usize,
         contrastive_neighbor_weight: f64,
         contrastive_pair_power: f64,
@@ -80,6 +82,7 @@ impl PyModel {
             temperature,
             fused_neighbors,
             fused_neighbor_space: NeighborSpace::from_name(fused_neighbor_space).py()?,
+            input_distance: InputDistance::from_name(input_distance).py()?,
             contrastive_neighbors,
             contrastive_neighbor_weight,
             contrastive_pair_power,

@@ -1,12 +1,17 @@
 //! The rows of a batch nearest to each row by its encoder inputs: the extra
 //! positives of `contrastive` when `config.contrastive_neighbors > 0`.
 //!
-//! The distance of rows `r` and `q` is the mean squared difference per input
-//! column over the modalities both have,
+//! The distance of rows `r` and `q` is, with `config.input_distance`
+//! `columns` (the default), the mean squared difference per input column
+//! over the modalities both have,
 //! `d(r, q) = Σ_m ‖x_m(r) − x_m(q)‖² / Σ_m d_m` (`m` present in both), on the
-//! inputs as the encoders read them (after the model's normalisation). For
+//! inputs as the encoders read them (after the model's normalisation); for
 //! rows with every modality it ranks as the Euclidean distance between the
-//! concatenated inputs; rows sharing no modality are never neighbours.
+//! concatenated inputs, so a modality of many columns outweighs one of few.
+//! With `modalities`, every modality weighs the same: the mean over the
+//! shared modalities of each one's mean squared difference per column,
+//! `d(r, q) = (1/|M|) Σ_m ‖x_m(r) − x_m(q)‖² / d_m`. Rows sharing no
+//! modality are never neighbours.
 //! A modality given as several components per row (graphs) counts with the
 //! weighted mean of its components, the row's pooled input.
 //!
@@ -15,6 +20,7 @@
 //! events, those of one class too); counting an event's input-space
 //! neighbours as partial positives keeps it (docs/objectives.md).
 
+use crate::error::{expected_names, Error, Result};
 use crate::kernels::{self, Epilogue};
 use crate::real::Real;
 use ndarray::{Array1, Array2, ArrayView2, Axis, CowArray, Ix2};
@@ -27,10 +33,41 @@ pub struct RowInputs<'a, T: Clone> {
     pub x: CowArray<'a, T, Ix2>,
 }
 
-/// The `k` rows nearest to each of the `batch` rows (see the module
-/// documentation), nearest first, ties to the lower row; fewer where fewer
-/// rows share a modality with it.
-pub fn input_neighbors<T: Real>(inputs: &[RowInputs<'_, T>], batch: usize, k: usize) -> Vec<Vec<usize>> {
+/// How the modalities' squared differences add up to a distance
+/// (`config.input_distance`; see the module documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum InputDistance {
+    /// Every input column weighs the same (the concatenated inputs' distance).
+    #[default]
+    Columns,
+    /// Every modality weighs the same, whatever its number of columns.
+    Modalities,
+}
+
+impl InputDistance {
+    pub const ALL: [InputDistance; 2] = [InputDistance::Columns, InputDistance::Modalities];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            InputDistance::Columns => "columns",
+            InputDistance::Modalities => "modalities",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Result<Self> {
+        Self::ALL.iter().copied().find(|k| k.name() == name).ok_or_else(|| {
+            Error::invalid(
+                "input_distance",
+                format!("unknown input distance {name:?}; expected {}", expected_names(Self::ALL.map(Self::name))),
+            )
+        })
+    }
+}
+
+/// The `k` rows nearest to each of the `batch` rows by `distance` (see the
+/// module documentation), nearest first, ties to the lower row; fewer where
+/// fewer rows share a modality with it.
+pub fn input_neighbors<T: Real>(inputs: &[RowInputs<'_, T>], batch: usize, k: usize, distance: InputDistance) -> Vec<Vec<usize>> {
     let k = k.min(batch.saturating_sub(1));
     if k == 0 {
         return vec![Vec::new(); batch];
@@ -52,8 +89,19 @@ pub fn input_neighbors<T: Real>(inputs: &[RowInputs<'_, T>], batch: usize, k: us
         let d = T::c(x.ncols() as f64);
         for (a, &ra) in side.rows.iter().enumerate() {
             for (b, &rb) in side.rows.iter().enumerate() {
-                dist[[ra, rb]] += sq[a] + sq[b] - (gram[[a, b]] + gram[[a, b]]);
-                dims[[ra, rb]] += d;
+                let squares = sq[a] + sq[b] - (gram[[a, b]] + gram[[a, b]]);
+                match distance {
+                    // sums of squares over sums of columns
+                    InputDistance::Columns => {
+                        dist[[ra, rb]] += squares;
+                        dims[[ra, rb]] += d;
+                    }
+                    // each modality's mean square per column, averaged over the modalities
+                    InputDistance::Modalities => {
+                        dist[[ra, rb]] += squares / d;
+                        dims[[ra, rb]] += T::one();
+                    }
+                }
             }
         }
     }
@@ -158,11 +206,26 @@ mod tests {
     use ndarray::array;
 
     #[test]
+    fn modalities_weigh_the_same_whatever_their_columns() {
+        // A has 4 columns, B one; row 3 has B only.
+        let a = RowInputs { rows: vec![0, 1, 2].into(), x: array![[0.0f64, 0.0, 0.0, 0.0], [1.0, 1.0, 1.0, 1.0], [0.0, 0.0, 0.0, 0.0]].into() };
+        let b = RowInputs { rows: vec![0, 1, 2, 3].into(), x: array![[0.0f64], [0.0], [1.5], [1.2]].into() };
+        let sides = || [RowInputs { rows: a.rows.clone(), x: a.x.clone() }, RowInputs { rows: b.rows.clone(), x: b.x.clone() }];
+        // Columns: row 1 (4 + 0) / 5 = 0.8, row 2 (0 + 2.25) / 5 = 0.45, row 3 1.44 / 1.
+        assert_eq!(input_neighbors(&sides(), 4, 3, InputDistance::Columns)[0], vec![2, 1, 3]);
+        // Modalities: row 1 (4/4 + 0) / 2 = 0.5, row 2 (0 + 2.25/1) / 2 = 1.125, row 3 1.44 / 1.
+        assert_eq!(input_neighbors(&sides(), 4, 3, InputDistance::Modalities)[0], vec![1, 2, 3]);
+        assert_eq!(input_neighbors(&sides(), 4, 3, InputDistance::Modalities)[3], vec![2, 0, 1]); // B alone: 0.09, 1.44, 1.44
+        assert_eq!(InputDistance::from_name("modalities").unwrap(), InputDistance::Modalities);
+        assert!(InputDistance::from_name("rows").unwrap_err().to_string().contains("\"columns\" or \"modalities\""));
+    }
+
+    #[test]
     fn nearest_rows_by_mean_squared_difference_over_shared_modalities() {
         // Rows 0..4 on a line in modality A; row 3 lacks A, shares B with row 0 only.
         let a = RowInputs { rows: vec![0, 1, 2, 4].into(), x: array![[0.0f64, 0.0], [1.0, 0.0], [3.0, 0.0], [1.5, 0.0]].into() };
         let b = RowInputs { rows: vec![0, 3].into(), x: array![[0.0f64], [5.0]].into() };
-        let got = input_neighbors(&[a, b], 5, 2);
+        let got = input_neighbors(&[a, b], 5, 2, InputDistance::Columns);
         assert_eq!(got[0], vec![1, 4]); // row 3: (25 / 1) far away; row 1 (1/2) before row 4 (2.25/2)
         assert_eq!(got[1], vec![4, 0]);
         assert_eq!(got[3], vec![0]); // the only row it shares a modality with
@@ -176,7 +239,7 @@ mod tests {
         for scale in [1.0f32, 1e25, 1e-25, 1e37, 1e-36] {
             let a = RowInputs { rows: vec![0, 1, 2, 4].into(), x: array![[0.0f32, 0.0], [1.0, 0.0], [3.0, 0.0], [1.25, 0.0]].mapv(|v| v * scale).into() };
             let b = RowInputs { rows: vec![0, 3].into(), x: array![[0.0f32], [5.0]].mapv(|v| v * scale).into() };
-            let got = input_neighbors(&[a, b], 5, 2);
+            let got = input_neighbors(&[a, b], 5, 2, InputDistance::Columns);
             assert_eq!(got, vec![vec![1, 4], vec![4, 0], vec![4, 1], vec![0], vec![1, 0]], "scale {scale}");
         }
     }
@@ -184,7 +247,7 @@ mod tests {
     #[test]
     fn ties_go_to_the_lower_row_and_targets_sum_to_one() {
         let a = RowInputs { rows: vec![0, 1, 2].into(), x: array![[0.0f64], [1.0], [-1.0]].into() };
-        let got = input_neighbors(&[a], 3, 1);
+        let got = input_neighbors(&[a], 3, 1, InputDistance::Columns);
         assert_eq!(got, vec![vec![1], vec![0], vec![0]]);
         let t = pair_targets(&[0, 2], &got, 3, 0.25f64);
         assert_eq!(t, vec![vec![(0, 1.0)], vec![(1, 0.75), (0, 0.25)]]); // row 0's neighbour (1) is not in the pair
