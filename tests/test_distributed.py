@@ -4,6 +4,7 @@ worker), survives a killed worker, detects drifting replicas; Ray stays on
 loopback."""
 
 import functools
+import gc
 import os
 import sys
 
@@ -345,6 +346,8 @@ def test_workers_the_cluster_cannot_hold_are_refused_not_waited_for(checkpoint):
     ds = ray.data.from_items([{"img": [0.0] * 20}])
     with pytest.raises(gm.InvalidValueError, match=r"cpus_per_actor: 1 actor of 3 CPUs each do not fit"):
         distributed.embed_dataset(ds, checkpoint, {"visual": "img"}, cpus_per_actor=3)
+    with pytest.raises(gm.InvalidValueError, match=r"num_actors: 3 actors of 1 CPU each do not fit .* hold 2"):
+        distributed.embed_dataset(ds, checkpoint, {"visual": "img"}, num_actors=3)  # a fixed pool of 3 waited forever
     with pytest.raises(gm.InvalidValueError, match=r"columns: only used with a ray.data.Dataset"):
         distributed.fit(small_model(), data, num_workers=1, columns={"visual": "x"})
 
@@ -366,6 +369,72 @@ def test_column_values_become_inputs(checkpoint):
     numeric = distributed._ColumnPlan(gm.LearnableMultiModal.load(checkpoint), {"auditory": "t"})
     with pytest.raises(gm.InvalidValueError, match="holds text"):
         numeric.inputs({"t": np.array(["x", "y"], object)})
+
+
+def test_embed_dataset_actor_errors_are_the_packages_errors(checkpoint, monkeypatch):
+    """What an actor refuses (a NaN row, a row of another length) reached the
+    caller as RayTaskError(UserCodeException), catchable as neither the
+    package's error nor the original; now it is an instance of the
+    package's error, with the original (its arg and message) as its cause.
+    The caller's dataset keeps Ray's own setting."""
+    import logging
+
+    from grapheme_multimodal.cli import _RAY_DATA_ERROR_LOGGERS
+
+    for name in _RAY_DATA_ERROR_LOGGERS:  # pytest keeps their records, whose tracebacks would keep the failed pools alive
+        monkeypatch.setattr(logging.getLogger(name), "disabled", True)
+    rows = [np.ones(20, np.float32) for _ in range(6)]
+    rows[3] = np.full(20, np.nan, np.float32)
+    ds = ray.data.from_arrow(pa.table({"img": pa.array(rows, type=pa.list_(pa.float32()))}))
+    with pytest.raises(gm.NonFiniteError) as caught:
+        distributed.embed_dataset(ds, checkpoint, {"visual": "img"}, num_actors=1).materialize()
+    assert "row 3" in str(caught.value.cause) and caught.value.arg == caught.value.cause.arg
+    rows[3] = np.ones(7, np.float32)
+    ds = ray.data.from_arrow(pa.table({"img": pa.array(rows, type=pa.list_(pa.float32()))}))
+    with pytest.raises(gm.ShapeError, match=r"column 'img' \(visual\): expected vectors of 20 numbers"):
+        distributed.embed_dataset(ds, checkpoint, {"visual": "img"}, num_actors=1).take_all()
+    assert ds.context.raise_original_map_exception is False
+    del caught
+    gc.collect()  # a failed Ray Data run frees its actor pool when its reference cycles are collected
+
+
+def test_embed_dataset_refuses_column_types_the_model_cannot_take_at_once(checkpoint):
+    """A column the schema shows to be wrong (vectors of another length,
+    one number per row, text for a numeric modality) was found only by the
+    actors, once the returned dataset ran; now refused by the call itself."""
+    fixed = pa.array([[0.0] * 7] * 4, type=pa.list_(pa.float32(), 7))
+    cases = [
+        (ray.data.from_numpy(np.ones((4, 7), np.float32)), "visual", gm.ShapeError, r"column 'data' \(visual\).*shape \(7,\)"),
+        (ray.data.from_arrow(pa.table({"data": fixed})), "visual", gm.ShapeError, r"shape \(7,\) per row"),
+        (ray.data.from_arrow(pa.table({"data": np.arange(4.0)})), "visual", gm.ShapeError, r"got one double per row"),
+        (ray.data.from_arrow(pa.table({"data": ["a cat"] * 4})), "auditory", gm.InvalidValueError, r"holds text"),
+    ]
+    for ds, modality, error, message in cases:
+        with pytest.raises(error, match=message):
+            distributed.embed_dataset(ds, checkpoint, {modality: "data"}, num_actors=1)
+    plan = distributed._ColumnPlan(gm.LearnableMultiModal.load(checkpoint), {"visual": "v"})
+    with pytest.raises(gm.ShapeError, match=r"column 'v' \(visual\).*got 7 per row"):  # a numpy batch's tensor column
+        plan.inputs({"v": np.ones((2, 7))})
+
+
+def test_fit_checks_its_inputs_before_starting_ray():
+    """Without a running Ray, fit started a local cluster (seconds, CPUs,
+    left running) before model.fit's checks refused the data; now the
+    data is refused first and Ray is not started."""
+    script = (
+        "import numpy as np, ray, grapheme_multimodal as gm\n"
+        "from grapheme_multimodal import distributed\n"
+        "x = np.ones((8, 20)); x[2, 3] = np.nan\n"
+        "try:\n"
+        "    distributed.fit(gm.LearnableMultiModal(input_dims={'visual': 20}, seed=0), {'visual': x}, num_workers=1)\n"
+        "except gm.NonFiniteError as err:\n"
+        "    print('refused', err.arg, ray.is_initialized())\n"
+    )
+    import subprocess
+
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, RAY_DEFAULT_OBJECT_STORE_MAX_MEMORY_BYTES=str(256 * 2**20)))
+    assert done.stdout.split() == ["refused", "data", "False"], done.stdout + done.stderr
 
 
 # ------------------------------------------------------------------- network

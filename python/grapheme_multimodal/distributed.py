@@ -107,6 +107,17 @@ def embed_dataset(
         (it is the same call). Row order follows Ray Data's rules (set
         ``DataContext.get_current().execution_options.preserve_order = True``
         to keep the input order).
+
+    Raises:
+        ShapeError, InvalidValueError: at once, for a column whose type the
+            model cannot take (numbers where it takes vectors, vectors of
+            another length, text for a numeric modality), when ``ds`` knows
+            its schema without running.
+        The error an actor meets (NaN in a row, a row of another length, ...)
+        is raised where the returned dataset runs, as Ray raises it: a
+        ``RayTaskError`` that is also an instance of the package's error
+        (``except gm.NonFiniteError`` catches it; ``err.cause`` is the
+        original, with its ``arg`` and message).
     """
     if not isinstance(ds, ray.data.Dataset):
         raise TypeError(f"ds: expected a ray.data.Dataset, got {type(ds).__name__}")
@@ -119,18 +130,22 @@ def embed_dataset(
     _check_int(cpus_per_actor, "cpus_per_actor", 1)
     if num_actors is not None:
         _check_int(num_actors, "num_actors", 1)
-    _check_fits_cluster(1, cpus_per_actor, "actor", None, "cpus_per_actor")  # Ray Data starts the pool's others as CPUs allow
-    if num_actors is None:
-        cpus = int(ray.cluster_resources().get("CPU", 1))
-        pool = ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, cpus // cpus_per_actor))
-    else:
-        pool = ray.data.ActorPoolStrategy(size=int(num_actors))
     schema = ds.schema(fetch_if_missing=False)
     if schema is not None:
         plan.check_schema(list(schema.names), wanted)
+        plan.check_types(list(schema.names), list(schema.types))
+    # A fixed pool waits for all its actors before it starts: more than the
+    # cluster holds would wait forever. A scaling pool starts with one.
+    if num_actors is None:
+        _check_fits_cluster(1, cpus_per_actor, "actor", None, "cpus_per_actor")
+        cpus = int(ray.cluster_resources().get("CPU", 1))
+        pool = ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, cpus // cpus_per_actor))
+    else:
+        _check_fits_cluster(int(num_actors), cpus_per_actor, "actor", "num_actors", "cpus_per_actor")
+        pool = ray.data.ActorPoolStrategy(size=int(num_actors))
     # Actors do not share the driver's working directory: send an absolute path.
     source = checkpoint if isinstance(checkpoint, LearnableMultiModal) else os.path.abspath(os.fspath(checkpoint))
-    return ds.map_batches(
+    out = ds.map_batches(
         _Embedder,
         fn_constructor_kwargs={"source": source, "columns": plan.columns, "outputs": wanted},
         batch_size=int(batch_size),
@@ -139,6 +154,14 @@ def embed_dataset(
         compute=pool,
         num_cpus=cpus_per_actor,
     )
+    # Ray Data wraps a map function's error in a UserCodeException, which is
+    # neither the package's error nor catchable as it; raised as it is, it
+    # reaches the caller as RayTaskError(NonFiniteError), an instance of
+    # both. Set on a copy of the context: ``ds`` shares its context with
+    # every dataset made from it, and those keep Ray's setting.
+    out = ray.data.Dataset.copy(out, _deep_copy=True)
+    out.context.raise_original_map_exception = True
+    return out
 
 
 class _Embedder:
@@ -204,6 +227,37 @@ class _ColumnPlan:
                 f"outputs: the dataset already has a column named {clash}; rename it (ds.rename_columns) first", "outputs"
             )
 
+    def check_types(self, names: List[str], types: List[Any]) -> None:
+        """Refuses a column whose Arrow type the model cannot take whatever
+        its rows hold; what only the rows show is checked per batch."""
+        import pyarrow as pa
+
+        for modality, column in self.columns.items():
+            kind = types[names.index(column)]
+            if not isinstance(kind, pa.DataType):  # a pandas/numpy schema: checked per batch
+                continue
+            dim = self.config.input_dim(modality)
+            name = f"column {column!r} ({modality})"
+            shape = getattr(kind, "shape", None)  # Ray Data's tensor columns
+            if pa.types.is_fixed_size_list(kind):
+                shape = (kind.list_size,)
+            if shape is not None:
+                if len(shape) != 1 or shape[0] not in (None, dim):
+                    raise ShapeError(f"{name}: expected vectors of {dim} numbers (the model's {modality} input length), "
+                                     f"got a tensor column of shape {tuple(shape)} per row", column)
+            elif pa.types.is_string(kind) or pa.types.is_large_string(kind):
+                self._check_takes_text(modality, column)
+            elif pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind) or pa.types.is_decimal(kind):
+                raise ShapeError(f"{name}: expected vectors of {dim} numbers (or texts) per row, got one {kind} per row", column)
+
+    def _check_takes_text(self, modality: str, column: str) -> None:
+        dim = self.config.input_dim(modality)
+        if self.config.graph_featurizer(modality).dim != dim:
+            raise InvalidValueError(
+                f"column {column!r} ({modality}): holds text, but the model's {modality} encoder takes {dim} numeric features, not graphs",
+                column,
+            )
+
     def inputs(self, batch: Mapping[str, np.ndarray]) -> Tuple[Dict[str, np.ndarray], np.ndarray]:
         """``({modality: [B, d] float32}, mask [B, 7])`` of a numpy batch."""
         size = len(next(iter(batch.values())))
@@ -220,6 +274,11 @@ class _ColumnPlan:
         dim = self.config.input_dim(modality)
         name = f"column {column!r} ({modality})"
         if values.dtype != object and values.ndim == 2:  # a tensor column: every row present
+            if values.shape[1] != dim:
+                raise ShapeError(
+                    f"{name}: expected vectors of {dim} numbers (the model's {modality} input length), got {values.shape[1]} per row",
+                    column,
+                )
             return values, np.ones(len(values), bool)
         if values.dtype.kind in "US":
             values = values.astype(object)
@@ -232,12 +291,8 @@ class _ColumnPlan:
             return x, present
         given = values[rows]
         if all(isinstance(v, str) for v in given):
-            featurizer = self.config.graph_featurizer(modality)
-            if featurizer.dim != dim:
-                raise InvalidValueError(
-                    f"{name}: holds text, but the model's {modality} encoder takes {dim} numeric features, not graphs", column
-                )
-            x[rows] = featurizer(list(given))
+            self._check_takes_text(modality, column)
+            x[rows] = self.config.graph_featurizer(modality)(list(given))
             return x, present
         lengths = {np.shape(v) for v in given}
         if lengths != {(dim,)}:
@@ -351,7 +406,8 @@ def fit(
     datasets = isinstance(data, ray.data.Dataset) or isinstance(fit_options.get("validation"), ray.data.Dataset)
     if columns is not None and not datasets:
         raise InvalidValueError("columns: only used with a ray.data.Dataset (as data or validation)", "columns")
-    _check_fits_cluster(num_workers, cpus_per_worker, "worker", "num_workers", "cpus_per_worker")  # every step needs every worker
+    if datasets:  # Ray is up (the data is on it): refuse before reading it; else _RaySteps checks, after fit's checks
+        _check_fits_cluster(num_workers, cpus_per_worker, "worker", "num_workers", "cpus_per_worker")
     for key, mask_key in (("data", "mask"), ("validation", "validation_mask")):
         value = data if key == "data" else fit_options.get("validation")
         if isinstance(value, ray.data.Dataset):
@@ -426,6 +482,9 @@ class _RaySteps(Steps):
         # Mistakes a worker would raise at its first step (objectives, data),
         # raised here before any actor starts: the losses of two rows.
         model.losses(train.batch(np.arange(min(2, len(train))), None), weights=objectives)
+        # Only now, every input checked, may Ray start (ray.init on first use);
+        # every step needs every worker.
+        _check_fits_cluster(num_workers, cpus_per_worker, "worker", "num_workers", "cpus_per_worker")
         self.counter = int(model._core.optimizer_state()[3])
         self.pending: Optional["ray.ObjectRef"] = None  # the last average, not yet applied by the workers
         self.replica = ray.remote(num_cpus=cpus_per_worker, max_restarts=0)(_Replica)
