@@ -159,6 +159,41 @@ def test_a_full_disk_is_one_line_and_keeps_the_old_output(files, tmp_path) -> No
     assert [p.name for p in tmp_path.iterdir()] == ["fused.npy"]
 
 
+def test_without_ray_the_ray_options_name_the_extra_to_install(files, capsys, monkeypatch) -> None:
+    """embed --ray imported ray.exceptions before the package's Ray module:
+    without Ray it said only "No module named 'ray'"; now, as train
+    --workers, it names the extra to install."""
+    import grapheme_multimodal
+
+    for name in ("ray", "ray.exceptions", "ray.data"):
+        monkeypatch.setitem(sys.modules, name, None)  # None: "import halted", as if not installed
+    monkeypatch.delitem(sys.modules, "grapheme_multimodal.distributed", raising=False)  # imported again, without Ray
+    monkeypatch.delattr(grapheme_multimodal, "distributed", raising=False)
+    data = ["-m", f"visual={files / 'a.npy'}", "-m", f"auditory={files / 'b.npy'}"]
+    for argv in (["embed", str(files / "m.safetensors"), *data, "--ray", "-o", str(files / "never.npy")],
+                 ["train", *data, "--workers", "2", "--no-progress", "-o", str(files / "never.safetensors")]):
+        one_line_error(capsys, argv, 'pip install "grapheme-multimodal[ray]"')
+    assert not (files / "never.npy").exists() and not (files / "never.safetensors").exists()
+
+
+@pytest.mark.ray
+@pytest.mark.timeout(180)
+def test_errors_after_a_local_ray_starts_are_still_one_line(files, tmp_path) -> None:
+    """The local cluster train --workers starts wrote Ray's INFO lines
+    ("Started a local Ray instance", ...) to stderr before the error line:
+    an error found once Ray runs (more workers than its CPUs) was three
+    lines. Now the error is the only line."""
+    pytest.importorskip("ray")
+    done = subprocess.run(
+        [sys.executable, "-m", "grapheme_multimodal", "train", "-m", f"visual={files / 'a.npy'}", "--workers", "4096",
+         "--no-progress", "--epochs", "1", "-o", str(tmp_path / "m.safetensors")],
+        capture_output=True, text=True, timeout=150,
+        env=dict(os.environ, RAY_DEFAULT_OBJECT_STORE_MAX_MEMORY_BYTES=str(256 * 2**20), PYTHONDONTWRITEBYTECODE="1"),
+    )
+    assert_one_line(done, "num_workers: 4096 workers of 1 CPU each do not fit")
+    assert not (tmp_path / "m.safetensors").exists()
+
+
 def test_the_progress_bar_redraws_at_its_interval_not_every_step(capsys) -> None:
     rng = np.random.default_rng(0)
     data = {"visual": rng.normal(size=(400, 18)), "linguistic": rng.normal(size=(400, 18))}

@@ -396,9 +396,9 @@ def _embed_in_process(args: argparse.Namespace, model, inputs: Dict[str, np.ndar
 def _embed_on_ray(args: argparse.Namespace, model, inputs: Dict[str, np.ndarray]):
     """``(fused, strengths or None, hidden features or None)`` of ``inputs``
     from a Ray actor pool, in row order."""
-    from ray.exceptions import RayTaskError
+    from . import distributed  # first: without Ray, its error names the extra to install
 
-    from . import distributed
+    from ray.exceptions import RayTaskError
 
     workers = None if args.workers is None else _positive(args.workers, "--workers")
     # before Ray starts
@@ -440,7 +440,10 @@ def _ray_cluster(address: Optional[str]) -> Iterator[None]:
         return
     if address is None:  # a local cluster: keep every Ray socket on 127.0.0.1
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-    ray.init(address=address, include_dashboard=False if address is None else None, log_to_driver=False)
+    # Ray's own INFO/WARNING lines ("Started a local Ray instance", ...) would
+    # come before the CLI's one-line error, or alone on Ctrl-C.
+    ray.init(address=address, include_dashboard=False if address is None else None, log_to_driver=False,
+             logging_level=logging.ERROR)
     try:
         yield
     finally:
