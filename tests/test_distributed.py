@@ -434,7 +434,7 @@ def test_fit_checks_its_inputs_before_starting_ray():
 
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
                           env=dict(os.environ, RAY_DEFAULT_OBJECT_STORE_MAX_MEMORY_BYTES=str(256 * 2**20)))
-    assert done.stdout.split() == ["refused", "data", "False"], done.stdout + done.stderr
+    assert done.stdout.split() == ["refused", "data['visual']", "False"], done.stdout + done.stderr
 
 
 # ------------------------------------------------------------------- network
