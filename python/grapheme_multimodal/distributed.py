@@ -159,7 +159,10 @@ def embed_dataset(
     # reaches the caller as RayTaskError(NonFiniteError), an instance of
     # both. Set on a copy of the context: ``ds`` shares its context with
     # every dataset made from it, and those keep Ray's setting.
-    out = ray.data.Dataset.copy(out, _deep_copy=True)
+    try:
+        out = ray.data.Dataset.copy(out, _deep_copy=True)
+    except (AttributeError, TypeError):  # a Ray without this (private) copy: its wrapped errors, but a working call
+        return out
     out.context.raise_original_map_exception = True
     return out
 
