@@ -50,8 +50,9 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
     (``shared_head=None``: 128 then ``embed_dim``), learned temperatures, the objectives of
     :data:`~grapheme_multimodal.uci.RECIPE_OBJECTIVES` (``objectives=None``;
     ``fused_contrastive`` counts each row's ``fused_neighbors`` nearest rows
-    of the batch by their standardised views as positives,
-    ``fused_neighbor_space="inputs"``),
+    of the batch by their standardised views as positives, every view
+    weighing the same, ``fused_neighbor_space="inputs"``,
+    ``input_distance="modalities"``),
     an exponential moving average of the weights per epoch
     (``ema_decay``, ``None``: off; the model ends holding the average),
     at most ``epochs`` epochs, stopping after ``patience`` epochs (0: never) without a

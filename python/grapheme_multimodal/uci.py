@@ -71,7 +71,9 @@ class TrainingSettings:
     objectives (``None``: :data:`RECIPE_OBJECTIVES`); ``fused_neighbors``
     (fused_contrastive's positives besides the event itself: its 10
     nearest events of the batch by their standardised inputs, with
-    ``fused_neighbor_space="inputs"``), ``input_distance``, ``contrastive_neighbors``, ``contrastive_neighbor_weight``,
+    ``fused_neighbor_space="inputs"``), ``input_distance`` (every view
+    weighs the same in that distance, ``"modalities"``, whatever its number
+    of columns), ``contrastive_neighbors``, ``contrastive_neighbor_weight``,
     ``encoder_objectives``, ``fusion_residual`` (the fused embedding is
     the fusion network's output plus 10 × the mean of the present view
     embeddings, normalised) and ``contrastive_pair_power`` (the contrastive
@@ -102,7 +104,7 @@ class TrainingSettings:
     modality_dropout: float = 0.0
     fused_neighbors: int = 10
     fused_neighbor_space: str = "inputs"
-    input_distance: str = "columns"
+    input_distance: str = "modalities"
     contrastive_neighbors: int = 0
     contrastive_neighbor_weight: float = 0.2
     contrastive_pair_power: float = 0.5
