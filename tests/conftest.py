@@ -145,6 +145,21 @@ def assert_resumes_exactly(make: Callable[[], gm.LearnableMultiModal], data, tmp
     return a
 
 
+def assert_option_trains_reproducibly(make: Callable[[], gm.LearnableMultiModal], data, tmp_path, field: str, value, **fit_kw) -> None:
+    """A config option's model: two fits of ``make()`` are bit-identical,
+    training resumes exactly (:func:`assert_resumes_exactly`), and a saved
+    model loads with ``config.<field> == value``."""
+    a, b = make(), make()
+    a.fit(data, **fit_kw)
+    b.fit(data, **fit_kw)
+    for name, weights in a.state_dict().items():
+        assert weights.tobytes() == b.state_dict()[name].tobytes(), name
+    trained = assert_resumes_exactly(make, data, tmp_path, **fit_kw)  # also checks the loaded config equals
+    path = tmp_path / "option.safetensors"
+    trained.save(path)
+    assert getattr(gm.LearnableMultiModal.load(path).config, field) == value
+
+
 def small_model(dims, **changes) -> gm.LearnableMultiModal:
     """The option tests' small model (E 8, hidden 16, 2 heads, seed 3,
     temperature 0.2) over the modalities ``dims``, with ``changes``."""

@@ -12,7 +12,7 @@ import pytest
 import grapheme_multimodal as gm
 from grapheme_multimodal.exceptions import InvalidValueError
 
-from conftest import assert_resumes_exactly, save_without_config_fields, small_model, two_cluster_views
+from conftest import assert_option_trains_reproducibly, save_without_config_fields, small_model, two_cluster_views
 
 DIMS = {"visual": 6, "auditory": 9, "linguistic": 4}
 ONLY = {"fused_contrastive": 1.0}
@@ -60,18 +60,8 @@ def test_recorded_embeddings_have_no_inputs_so_the_embeddings_decide():
 
 
 def test_trains_reproducibly_resumes_exactly_and_is_checkpointed(tmp_path):
-    data = views(48)
-    kwargs = dict(epochs=2, batch_size=16, progress=False)
     make = lambda: model(fused_neighbor_space="inputs")  # noqa: E731
-    a, b = make(), make()
-    a.fit(data, **kwargs)
-    b.fit(data, **kwargs)
-    for name, value in a.state_dict().items():
-        assert value.tobytes() == b.state_dict()[name].tobytes(), name
-    trained = assert_resumes_exactly(make, data, tmp_path, **kwargs)  # also checks the loaded config equals
-    path = tmp_path / "fnb.safetensors"
-    trained.save(path)
-    assert gm.LearnableMultiModal.load(path).config.fused_neighbor_space == "inputs"
+    assert_option_trains_reproducibly(make, views(48), tmp_path, "fused_neighbor_space", "inputs", epochs=2, batch_size=16, progress=False)
 
 
 def test_checkpoints_without_the_field_load_with_the_embeddings(tmp_path):

@@ -13,7 +13,7 @@ import pytest
 import grapheme_multimodal as gm
 from grapheme_multimodal.exceptions import InvalidValueError
 
-from conftest import assert_resumes_exactly, save_without_config_fields, small_model
+from conftest import assert_option_trains_reproducibly, save_without_config_fields, small_model
 
 DIMS = {"visual": 2, "auditory": 40, "linguistic": 5}  # one modality of many columns
 
@@ -63,18 +63,8 @@ def test_one_modality_finds_the_same_neighbours_either_way():
 
 
 def test_trains_reproducibly_resumes_exactly_and_is_checkpointed(tmp_path):
-    data = views(48)
-    kwargs = dict(epochs=2, batch_size=16, progress=False)
     make = lambda: model(input_distance="modalities", contrastive_neighbors=2)  # noqa: E731
-    a, b = make(), make()
-    a.fit(data, **kwargs)
-    b.fit(data, **kwargs)
-    for name, value in a.state_dict().items():
-        assert value.tobytes() == b.state_dict()[name].tobytes(), name
-    trained = assert_resumes_exactly(make, data, tmp_path, **kwargs)  # also checks the loaded config equals
-    path = tmp_path / "distance.safetensors"
-    trained.save(path)
-    assert gm.LearnableMultiModal.load(path).config.input_distance == "modalities"
+    assert_option_trains_reproducibly(make, views(48), tmp_path, "input_distance", "modalities", epochs=2, batch_size=16, progress=False)
 
 
 def test_checkpoints_without_the_field_load_with_columns(tmp_path):
