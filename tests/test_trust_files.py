@@ -291,6 +291,19 @@ def test_new_files_follow_the_umask_and_replaced_ones_keep_their_mode(tmp_path) 
         os.umask(old)
 
 
+def test_a_read_only_file_is_not_replaced(tmp_path) -> None:
+    # The rename replaced it (renames need the directory's permission, not the file's),
+    # so a checkpoint its owner had made read-only to keep it was lost to the next save.
+    path = gio.atomic_write_bytes(tmp_path / "kept.bin", b"kept")
+    path.chmod(0o444)
+    with pytest.raises(PermissionError, match=r"path: '.*kept\.bin' is read-only"):
+        gio.atomic_write_bytes(path, b"new")
+    assert path.read_bytes() == b"kept" and sorted(p.name for p in tmp_path.iterdir()) == ["kept.bin"]
+    path.chmod(0o644)
+    gio.atomic_write_bytes(path, b"new")
+    assert path.read_bytes() == b"new"
+
+
 def test_the_directory_is_synced_after_the_rename(tmp_path, monkeypatch) -> None:
     synced = []
     real = gio.os.fsync

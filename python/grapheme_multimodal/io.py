@@ -117,6 +117,10 @@ def check_write_target(path: PathLike, arg: str = "path") -> Path:
     kind = file_kind(path)
     if kind is not None and kind is not MISSING:  # the rename would replace a device, FIFO or socket with a file
         raise FileExistsError(f"{arg}: {str(path)!r} is {kind}, not a regular file; expected a file name to write")
+    if kind is None and (not os.access(path, os.W_OK) or not stat.S_IMODE(os.stat(path).st_mode) & 0o222):
+        # the rename would replace a file its owner made read-only (even as root, where os.access says yes)
+        raise PermissionError(errno.EACCES, f"{arg}: {str(path)!r} is read-only; expected a file that may be replaced "
+                              "(make it writable, or save under another name)")
     return directory
 
 
