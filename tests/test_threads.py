@@ -82,6 +82,7 @@ def _wait_until(condition, timeout: float = 10.0) -> None:
         time.sleep(0.005)
 
 
+@pytest.mark.timeout(120)  # a wait that never ends fails the test instead of the whole run
 @pytest.mark.skipif(not hasattr(signal, "pthread_kill"), reason="needs signal.pthread_kill")
 def test_a_writer_interrupted_while_waiting_does_not_strand_the_readers_queued_behind_it() -> None:
     """Ctrl-C while ``train_step`` waits for a reader: a reader that queued
@@ -101,11 +102,17 @@ def test_a_writer_interrupted_while_waiting_does_not_strand_the_readers_queued_b
         model.encode(x)
         late_done.set()
 
+    lining_up: list = []
+
     def interrupt_when_both_wait() -> None:
-        _wait_until(lambda: lock._writers_waiting == 1)
-        threading.Thread(target=late_reader, daemon=True).start()
-        _wait_until(lambda: lock._gate.waiting == 2)  # the writer and the late reader
-        signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+        try:
+            _wait_until(lambda: lock._writers_waiting == 1)
+            threading.Thread(target=late_reader, daemon=True).start()
+            _wait_until(lambda: lock._gate.waiting == 2)  # the writer and the late reader
+        except AssertionError as exc:
+            lining_up.append(exc)
+        finally:  # always: the main thread waits for a reader that waits for the main thread
+            signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
 
     first = threading.Thread(target=long_reader)
     first.start()
@@ -120,6 +127,7 @@ def test_a_writer_interrupted_while_waiting_does_not_strand_the_readers_queued_b
         release.set()
         first.join()
         interrupter.join()
+    assert not lining_up, lining_up
     finished = late_done.wait(5)
     if not finished:
         with lock.writing():  # wakes the stranded reader, so the thread ends
@@ -128,6 +136,7 @@ def test_a_writer_interrupted_while_waiting_does_not_strand_the_readers_queued_b
     assert all(np.array_equal(before[k], v) for k, v in model.state_dict().items()), "the interrupted step changed nothing"
 
 
+@pytest.mark.timeout(300)
 def test_an_interrupt_on_entering_any_python_function_of_a_step_never_leaves_the_lock_held() -> None:
     """Python raises a pending Ctrl-C on entering a Python function. Sweep it
     over every function a ``train_step`` enters: whatever one it lands on,

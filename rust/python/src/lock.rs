@@ -89,19 +89,21 @@ impl Gate {
         enter: impl Fn(&mut State) + Sync,
         undo: impl Fn(&mut State),
     ) -> PyResult<()> {
+        // Counted for the whole wait, not per tick: a count that dropped
+        // between ticks let tests that line threads up miss it.
+        self.state().waiting += 1;
         loop {
             let entered = py.detach(|| {
                 let mut state = self.state();
-                state.waiting += 1;
                 let mut ticks = 0;
                 while blocked(&state) && ticks < 5 {
                     state = self.changed.wait_timeout(state, TICK).unwrap_or_else(|p| p.into_inner()).0;
                     ticks += 1;
                 }
-                state.waiting -= 1;
                 let free = !blocked(&state);
                 if free {
                     enter(&mut state);
+                    state.waiting -= 1;
                 }
                 free
             });
@@ -109,7 +111,10 @@ impl Gate {
                 return Ok(());
             }
             if let Err(interrupt) = py.check_signals() {
-                undo(&mut self.state());
+                let mut state = self.state();
+                undo(&mut state);
+                state.waiting -= 1;
+                drop(state);
                 self.changed.notify_all();
                 return Err(interrupt);
             }
