@@ -230,3 +230,18 @@ def ray_session(ray_cluster):
         if time.monotonic() > deadline:
             pytest.fail(f"Ray resources still held after the test: {ray_cluster.available_resources()}")
         time.sleep(0.1)
+
+
+@pytest.fixture
+def default_sigint():
+    """Python's own Ctrl-C handler for the test. A shell starts background
+    jobs (CI's ``setsid python -m pytest &``) with SIGINT ignored, and then
+    neither a SIGINT nor ``_thread.interrupt_main()`` raises KeyboardInterrupt;
+    the tests that simulate Ctrl-C need what a user's terminal gives."""
+    import signal
+
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, before)

@@ -12,6 +12,8 @@ import pytest
 
 import grapheme_multimodal as gm
 
+pytestmark = pytest.mark.usefixtures("default_sigint")  # Ctrl-C raises, even in a background job
+
 
 @pytest.fixture
 def restore_threads():

@@ -15,6 +15,8 @@ from grapheme_multimodal.averaging import WeightAverage
 
 from test_trust_model import small_model, snapshot, synthetic
 
+pytestmark = pytest.mark.usefixtures("default_sigint")  # Ctrl-C raises, even in a background job
+
 
 def test_an_interrupt_while_standardising_leaves_no_modality_standardised() -> None:
     """Ctrl-C between two modalities' standardisation: none is kept (a later
