@@ -390,6 +390,8 @@ class _Dataset:
     has_inputs = True
     #: Whether its batches carry recorded fused embeddings (``seed_consistency`` targets).
     has_fused = False
+    #: What an error says when no row has anything to train on.
+    nothing_present = "no row has a modality present (the mask is False everywhere)"
 
     def check(self, name: str) -> None:
         """Raises for any value a training step would refuse, naming the
@@ -461,6 +463,8 @@ class _EventDataset(_Dataset):
     """Events featurised once into per-modality component tables, so a batch
     is a few numpy gathers (no per-event Python work per step)."""
 
+    nothing_present = "no event has a component"
+
     def __init__(self, model: "LearnableMultiModal", events: Sequence[MultiModalEvent]) -> None:
         self.n = len(events)
         self.ids = [e.id for e in events]
@@ -529,6 +533,7 @@ class _EventDataset(_Dataset):
 
 class _BufferDataset(_Dataset):
     has_fused = True
+    nothing_present = "no experience has a modality"
 
     def __init__(self, buffer: ExperienceBuffer, name: str = "data") -> None:
         with buffer._lock:  # one snapshot, even while other threads record
@@ -588,12 +593,8 @@ def as_dataset(model: "LearnableMultiModal", data: Any, mask: Any, name: str) ->
     ds.check(name)
     if name != "validation" and not ds.mask_of(np.arange(len(ds))).any():
         # every loss would be 0 and every step Adam's momentum alone: "training" that learns nothing
-        what = {"_EventDataset": "no event has a component", "_BufferDataset": "no experience has a modality"}
         arg = "mask" if mask is not None else name
-        raise InvalidValueError(
-            f"{arg}: {what.get(type(ds).__name__, 'no row has a modality present (the mask is False everywhere)')}; "
-            "expected at least one present modality to train on", arg
-        )
+        raise InvalidValueError(f"{arg}: {ds.nothing_present}; expected at least one present modality to train on", arg)
     return ds
 
 
