@@ -206,7 +206,8 @@ def test_console_script_and_module_entry_points(tmp_path):
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
         assert done.returncode == 0 and "grapheme-mm" in done.stdout
     done = subprocess.run([sys.executable, "-m", "grapheme_multimodal", "info"], capture_output=True, text=True, timeout=60)
-    assert done.returncode == 2 and "usage:" in done.stderr
+    assert done.returncode == 2 and done.stderr.splitlines() == [
+        "grapheme-mm: error: the following arguments are required: checkpoint; see grapheme-mm info --help"]
 
 
 @pytest.mark.ray

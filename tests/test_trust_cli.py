@@ -110,6 +110,51 @@ def test_bad_flags_are_one_line(files, capsys, flags, words) -> None:
     one_line_error(capsys, ["train", "-m", f"visual={files / 'a.npy'}", "--no-progress", "--epochs", "1", *flags], *words)
 
 
+def argparse_error(capsys, argv) -> str:
+    """What argparse's refusal of ``argv`` prints: exit status 2 (argparse's), one line."""
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert exit_.value.code == 2, (argv, err)
+    assert len(lines) == 1 and lines[0].startswith("grapheme-mm: error: "), (argv, err)
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["train", "-m", "visual=a.npy", "--epochs", "abc"], ["--epochs: expected an int, got 'abc'", "grapheme-mm train --help"]),
+        (["train", "-m", "visual=a.npy", "--epochs", "2.5"], ["--epochs: expected an int, got '2.5'"]),
+        (["train", "-m", "visual=a.npy", "--lr", "fast"], ["--lr: expected a number, got 'fast'"]),
+        (["train", "-m", "visual=a.npy", "--lr"], ["--lr: expected one argument"]),
+        (["train", "-m", "visual=a.npy", "--binder", "foo"], ["--binder: invalid choice: 'foo'", "additive"]),
+        (["train", "-m", "visual=a.npy", "--bogus"], ["unrecognized arguments: --bogus"]),
+        (["train"], ["required: --modality/-m"]),
+        (["embed", "-m", "visual=a.npy", "--batch-size", "1e3"], ["--batch-size: expected an int, got '1e3'"]),
+        (["embed", "-m", "visual=a.npy"], ["required: checkpoint", "grapheme-mm embed --help"]),
+        (["info"], ["required: checkpoint"]),
+        (["demo", "--seed", "x"], ["--seed: expected an int, got 'x'", "grapheme-mm demo --help"]),
+        (["frobnicate"], ["invalid choice: 'frobnicate'", "grapheme-mm --help"]),
+        ([], ["required: COMMAND"]),
+    ],
+)
+def test_flags_argparse_refuses_are_one_line(capsys, argv, words) -> None:
+    """argparse printed its usage block (some 30 lines for train) before the
+    error, where every other mistake is one line; now its errors are one line
+    too, naming the flag, the value and what was expected (exit status 2)."""
+    line = argparse_error(capsys, argv)
+    for w in words:
+        assert w in line, (w, line)
+
+
+def test_help_is_still_argparse_s(capsys) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "--help"])
+    out = capsys.readouterr().out
+    assert exit_.value.code == 0 and out.startswith("usage: grapheme-mm train") and "--epochs EPOCHS" in out
+
+
 def test_checkpoint_problems_are_one_line(files, capsys) -> None:
     one_line_error(capsys, ["info", str(files / "nested.safetensors")], "nested too deeply")
     one_line_error(capsys, ["info", str(files / "folder.npy")], "is a directory")
@@ -241,9 +286,10 @@ def test_fuzz_cli_arguments_give_exit_0_or_one_line_and_2(files, capsys, tmp_pat
             argv += [flag, value]
     try:
         code = main(argv)
-    except SystemExit as exc:  # argparse: usage line + "error:" line, status 2
+    except SystemExit as exc:  # argparse's refusal: one line too, status 2
         assert exc.code == 2, argv
-        assert "error:" in capsys.readouterr().err
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("grapheme-mm: error: "), (argv, lines)
         event("argparse usage error")
         return
     err = capsys.readouterr().err

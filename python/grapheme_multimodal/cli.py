@@ -18,7 +18,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, NoReturn, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -61,8 +61,36 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(text.split()) or type(exc).__name__
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser with its errors (an unknown flag, a missing or
+    malformed value) as one line, as every other error of the command line,
+    instead of the usage block and the error; exit status 2 as argparse's.
+    ``--help`` is argparse's own. Subcommands' parsers are of this class too."""
+
+    def error(self, message: str) -> NoReturn:
+        if message.startswith("argument "):  # "argument --epochs: ..." -> "--epochs: ...", as the CLI's own errors
+            message = message[len("argument "):]
+        self.exit(2, f"{PROG}: error: {' '.join(message.split())}; see {self.prog} --help\n")
+
+
+def _int(text: str) -> int:
+    """An int flag's value (argparse's own error says "invalid int value")."""
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an int, got {text!r}") from None
+
+
+def _float(text: str) -> float:
+    """A float flag's value (argparse's own error says "invalid float value")."""
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=PROG, description="Learnable multimodal fusion and cross-modal binding (grapheme-multimodal)."
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -70,8 +98,8 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="train on the UCI Multiple Features digits and compare with scikit-learn")
     demo.add_argument("--out", type=Path, default=Path("runs/demo"), help="output folder (default: runs/demo)")
-    demo.add_argument("--epochs", type=int, default=None, help="at most this many epochs (default: the recipe's; it stops early on a held-out slice)")
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--epochs", type=_int, default=None, help="at most this many epochs (default: the recipe's; it stops early on a held-out slice)")
+    demo.add_argument("--seed", type=_int, default=0)
     demo.add_argument("--json", type=Path, default=None, help="also write the table as JSON")
     demo.add_argument("--no-progress", action="store_true", help="no progress bar")
     demo.set_defaults(run=_demo)
@@ -80,17 +108,17 @@ def _parser() -> argparse.ArgumentParser:
     _modality_args(train)
     train.add_argument("--output", "-o", type=Path, default=Path("model.safetensors"), help="checkpoint to write")
     # The defaults are the package's recipe (uci.TrainingSettings).
-    train.add_argument("--epochs", type=int, default=_RECIPE.epochs, help=f"at most (default {_RECIPE.epochs})")
-    train.add_argument("--batch-size", type=int, default=_RECIPE.batch_size)
-    train.add_argument("--embed-dim", type=int, default=_RECIPE.embed_dim)
-    train.add_argument("--hidden-dim", type=int, default=_RECIPE.hidden_dim)
-    train.add_argument("--heads", type=int, default=_RECIPE.num_heads)
-    train.add_argument("--lr", type=float, default=_RECIPE.learning_rate, help="Adam learning rate")
+    train.add_argument("--epochs", type=_int, default=_RECIPE.epochs, help=f"at most (default {_RECIPE.epochs})")
+    train.add_argument("--batch-size", type=_int, default=_RECIPE.batch_size)
+    train.add_argument("--embed-dim", type=_int, default=_RECIPE.embed_dim)
+    train.add_argument("--hidden-dim", type=_int, default=_RECIPE.hidden_dim)
+    train.add_argument("--heads", type=_int, default=_RECIPE.num_heads)
+    train.add_argument("--lr", type=_float, default=_RECIPE.learning_rate, help="Adam learning rate")
     train.add_argument("--binder", choices=("additive", "bilinear"), default=_RECIPE.binder_kind)
     train.add_argument("--objectives", default=None,
                        help="objective weights, e.g. contrastive=1,binding=0.5 (default: the recipe's, "
                             + ",".join(f"{k}={v:g}" for k, v in _RECIPE.objectives.items()) + ")")
-    train.add_argument("--fused-neighbors", type=int, default=_RECIPE.fused_neighbors, metavar="K",
+    train.add_argument("--fused-neighbors", type=_int, default=_RECIPE.fused_neighbors, metavar="K",
                        help="fused_contrastive counts each event's K nearest events of the batch as positives "
                             f"(default {_RECIPE.fused_neighbors}; 0: the event only)")
     train.add_argument("--fused-neighbor-space", choices=NEIGHBOR_SPACES, default=_RECIPE.fused_neighbor_space,
@@ -99,40 +127,40 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--input-distance", choices=INPUT_DISTANCES, default=_RECIPE.input_distance,
                        help="how the inputs' distance that finds neighbours weighs the modalities: every input column "
                             f"the same, or every modality the same (default {_RECIPE.input_distance})")
-    train.add_argument("--contrastive-neighbors", type=int, default=_RECIPE.contrastive_neighbors, metavar="K",
+    train.add_argument("--contrastive-neighbors", type=_int, default=_RECIPE.contrastive_neighbors, metavar="K",
                        help="the contrastive objective counts each row's K nearest rows of the batch by their inputs "
                             f"as partial positives (default {_RECIPE.contrastive_neighbors}; 0: off)")
-    train.add_argument("--contrastive-neighbor-weight", type=float, default=_RECIPE.contrastive_neighbor_weight,
+    train.add_argument("--contrastive-neighbor-weight", type=_float, default=_RECIPE.contrastive_neighbor_weight,
                        help=f"the target mass those neighbours share (default {_RECIPE.contrastive_neighbor_weight})")
-    train.add_argument("--contrastive-pair-power", type=float, default=_RECIPE.contrastive_pair_power, metavar="P",
+    train.add_argument("--contrastive-pair-power", type=_float, default=_RECIPE.contrastive_pair_power, metavar="P",
                        help="the contrastive loss is the power mean of order P of its view pairs' losses: 1 their "
                             f"arithmetic mean, 0 their geometric mean (default {_RECIPE.contrastive_pair_power:g})")
     train.add_argument("--encoder-objectives", default=_names(_RECIPE.encoder_objectives), metavar="NAMES",
                        help="the objectives whose gradients train the encoders, e.g. contrastive,binding; 'all' "
                             f"(default {_names(_RECIPE.encoder_objectives)})")
-    train.add_argument("--modality-dropout", type=float, default=_RECIPE.modality_dropout)
-    train.add_argument("--ema-decay", type=float, default=_RECIPE.ema_decay or 0.0, metavar="D",
+    train.add_argument("--modality-dropout", type=_float, default=_RECIPE.modality_dropout)
+    train.add_argument("--ema-decay", type=_float, default=_RECIPE.ema_decay or 0.0, metavar="D",
                        help="keep an exponential moving average of the weights, one update per epoch with decay D "
                             "(warmed up), and save the average: the best epoch's with early stopping "
                             f"(default {_RECIPE.ema_decay or 0:g}; 0: off)")
-    train.add_argument("--validation-split", type=float, default=_RECIPE.validation_fraction,
+    train.add_argument("--validation-split", type=_float, default=_RECIPE.validation_fraction,
                        help=f"fraction of rows held out for validation (default {_RECIPE.validation_fraction}; 0: none)")
-    train.add_argument("--early-stopping", type=int, default=None,
+    train.add_argument("--early-stopping", type=_int, default=None,
                        help="patience in epochs, watching the validation contrastive loss; the best epoch is kept "
                             f"(default {_RECIPE.patience} with a validation split; 0: off)")
-    train.add_argument("--min-validation-rows", type=int, default=_RECIPE.min_validation_rows,
+    train.add_argument("--min-validation-rows", type=_int, default=_RECIPE.min_validation_rows,
                        help="below this many held-out rows, cross-validation chooses the number of epochs and the "
                             f"model trains on all rows (default {_RECIPE.min_validation_rows})")
-    train.add_argument("--cv-folds", type=int, default=_RECIPE.cv_folds,
+    train.add_argument("--cv-folds", type=_int, default=_RECIPE.cv_folds,
                        help=f"folds of that cross-validation (default {_RECIPE.cv_folds}; below 2: always hold out)")
     train.add_argument("--text-features", choices=("wl", "fingerprint"), default="wl",
                        help="how .txt lines become features (default: content-aware WL)")
-    train.add_argument("--wl-dim", type=int, default=256)
+    train.add_argument("--wl-dim", type=_int, default=256)
     capacity = train.add_argument_group(
         "model capacity (defaults: the recipe; the original model is --encoder-hidden '' --encoder-output-dim 0 "
         "--shared-head '' --encoder-input-dropout 0 --encoder-hidden-dropout 0 --no-learnable-temperature "
         "--fusion-residual 0)")
-    capacity.add_argument("--temperature", type=float, default=_RECIPE.temperature,
+    capacity.add_argument("--temperature", type=_float, default=_RECIPE.temperature,
                           help=f"of the contrastive objectives (default {_RECIPE.temperature})")
     capacity.add_argument("--learnable-temperature", action=argparse.BooleanOptionalAction,
                           default=_RECIPE.learnable_temperature,
@@ -140,25 +168,25 @@ def _parser() -> argparse.ArgumentParser:
     capacity.add_argument("--encoder-hidden", default=",".join(map(str, _RECIPE.encoder_hidden)), metavar="WIDTHS",
                           help="hidden layer widths of each modality's encoder, e.g. 256 or 256,128, '' for none "
                                f"(default {','.join(map(str, _RECIPE.encoder_hidden))})")
-    capacity.add_argument("--encoder-output-dim", type=int, default=None,
+    capacity.add_argument("--encoder-output-dim", type=_int, default=None,
                           help="the encoders' output width when a shared head follows, 0: --embed-dim "
                                f"(default {_RECIPE.encoder_output_dim} with a head, else --embed-dim)")
     capacity.add_argument("--shared-head", default=None, metavar="WIDTHS",
                           help="layer widths of a projection head shared by all modalities, the last = --embed-dim, "
                                "e.g. 128,64; '' for none (default: 128,EMBED_DIM)")
-    capacity.add_argument("--encoder-input-dropout", type=float, default=_RECIPE.encoder_input_dropout,
+    capacity.add_argument("--encoder-input-dropout", type=_float, default=_RECIPE.encoder_input_dropout,
                           help=f"dropout on encoder inputs in training (default {_RECIPE.encoder_input_dropout})")
-    capacity.add_argument("--encoder-hidden-dropout", type=float, default=_RECIPE.encoder_hidden_dropout,
+    capacity.add_argument("--encoder-hidden-dropout", type=_float, default=_RECIPE.encoder_hidden_dropout,
                           help=f"dropout after hidden encoder layers in training (default {_RECIPE.encoder_hidden_dropout})")
     capacity.add_argument("--encoder-skip", action=argparse.BooleanOptionalAction, default=_RECIPE.encoder_skip,
                           help="a linear path from each encoder's input to its output layer (needs hidden layers and "
                                f"a shared head; default: {'on' if _RECIPE.encoder_skip else 'off'})")
-    capacity.add_argument("--fusion-residual", type=float, default=_RECIPE.fusion_residual, metavar="C",
+    capacity.add_argument("--fusion-residual", type=_float, default=_RECIPE.fusion_residual, metavar="C",
                           help="the fused embedding is the fusion network's output plus C x the mean of the present "
                                f"modality embeddings, normalised (default {_RECIPE.fusion_residual:g}; 0: none)")
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--seed", type=_int, default=0)
     train.add_argument("--no-progress", action="store_true")
-    train.add_argument("--workers", type=int, default=None,
+    train.add_argument("--workers", type=_int, default=None,
                        help="train data-parallel on N Ray workers (default: in this process)")
     _ray_address_arg(train)
     train.set_defaults(run=_train)
@@ -172,9 +200,9 @@ def _parser() -> argparse.ArgumentParser:
                        help="also write the encoders' last hidden layer [N, 7, H] (.npy; zeros where a modality is "
                             "absent): the features before the aligned space, for a downstream classifier")
     embed.add_argument("--ray", action="store_true", help="embed with a pool of Ray actors (Ray Data)")
-    embed.add_argument("--workers", type=int, default=None,
+    embed.add_argument("--workers", type=_int, default=None,
                        help="with --ray: actors in the pool (default: Ray Data scales it to the CPUs)")
-    embed.add_argument("--batch-size", type=int, default=None,
+    embed.add_argument("--batch-size", type=_int, default=None,
                        help="rows per model call, to bound memory on large files (default: all rows in one call; "
                             f"with --ray {RAY_EMBED_BATCH_SIZE})")
     _ray_address_arg(embed)
