@@ -466,6 +466,9 @@ def _ray_cluster(address: Optional[str]) -> Iterator[None]:
     if ray.is_initialized():
         yield
         return
+    from .distributed import _check_ray_address
+
+    _check_ray_address(address, "--ray-address")  # an address nothing answers at: Ray would retry for many minutes
     if address is None:  # a local cluster: keep every Ray socket on 127.0.0.1
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     # Ray's own INFO/WARNING lines ("Started a local Ray instance", ...) would

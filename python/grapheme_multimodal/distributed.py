@@ -24,6 +24,10 @@ import functools
 import hashlib
 import numbers
 import os
+import queue
+import socket
+import threading
+import time
 from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -56,6 +60,10 @@ OUTPUTS = ("fused", "embeddings", "bindings", "hidden_features")
 
 #: How often one step may lose a worker before :func:`fit` gives up.
 MAX_RESTARTS_PER_STEP = 3
+
+#: Seconds a Ray cluster's address has to accept a connection before joining
+#: it is refused as unreachable (Ray itself would retry for many minutes).
+CONNECT_TIMEOUT_S = 5.0
 
 Columns = Mapping[Union[Modality, str], str]
 
@@ -644,6 +652,7 @@ def _check_fits_cluster(count: int, cpus_each: int, what: str, count_arg: Option
     """Refuses ``count`` actors of ``cpus_each`` CPUs that the cluster's
     nodes cannot hold at once: Ray would wait for them forever."""
     if not ray.is_initialized():  # as Ray itself does on first use
+        _check_ray_address(None, "address")
         ray.init()
     nodes = [node["Resources"].get("CPU", 0.0) for node in ray.nodes() if node.get("Alive")]
     room = sum(int(cpus // cpus_each) for cpus in nodes)
@@ -656,6 +665,87 @@ def _check_fits_cluster(count: int, cpus_each: int, what: str, count_arg: Option
             f"for the rest forever; expected at most {room} (on an autoscaling cluster, start its nodes first)",
             arg,
         )
+
+
+def _check_ray_address(address: Optional[str], arg: str) -> None:
+    """Refuses, within :data:`CONNECT_TIMEOUT_S`, a Ray cluster address that
+    ``ray.init(address)`` would join but where nothing accepts a connection:
+    Ray retries its connection for many minutes (some 40 s per attempt, 20
+    attempts), printing warnings, before it fails. ``address`` is what
+    ``ray.init`` is given (``arg`` names it); ``None`` or ``"auto"`` stand for
+    the ``RAY_ADDRESS`` environment variable when it is set. A local cluster
+    (``None`` without ``RAY_ADDRESS``, ``"local"``), ``"auto"`` without
+    ``RAY_ADDRESS`` (Ray finds a cluster on this machine, or says it found
+    none) and schemes other than ``ray://`` are left to Ray."""
+    env = os.environ.get("RAY_ADDRESS")
+    label = arg
+    if address in (None, "auto") and env:  # as ray.init: the variable stands in for no address or "auto"
+        address, arg, label = env, "RAY_ADDRESS", "RAY_ADDRESS (environment variable)"
+    if address is None or address in ("auto", "local"):
+        return
+    if not isinstance(address, str):
+        raise TypeError(f"{label}: expected a Ray cluster address (str), got {type(address).__name__}")
+    client = address.startswith("ray://")
+    if "://" in address and not client:  # another scheme (a Ray Client plugin, http): Ray's own checks
+        return
+    inner = address[len("ray://"):] if client else address
+    host, sep, port = inner.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):  # [::1]:6379
+        host = host[1:-1]
+    elif ":" in host:  # an IPv6 address without brackets: Ray cannot read it either
+        host = ""
+    if client and not sep:  # ray://host: the Ray Client's default port
+        return
+    expected = ("expected the address of a running Ray cluster: its head node's host:port "
+                "(e.g. 10.0.0.5:6379), ray://host:port (Ray Client), auto or local")
+    if not host or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 2**16:
+        raise InvalidValueError(f"{label}: {expected}, got {address!r}", arg)
+    targets = [(host, int(port))]
+    if not client:  # Ray joins a local address at this machine's own IP: either answering will do
+        try:
+            from ray._private.services import resolve_ip_for_localhost  # private: should it move, the given host alone
+
+            local = resolve_ip_for_localhost(host)
+            if local != host:
+                targets.append((local, int(port)))
+        except Exception:
+            pass
+    reason = _unreachable(targets, CONNECT_TIMEOUT_S)
+    if reason is not None:
+        raise InvalidValueError(f"{label}: nothing answers at {address} ({reason}); {expected}", arg)
+
+
+def _unreachable(targets: List[Tuple[str, int]], timeout: float) -> Optional[str]:
+    """``None`` when one of ``targets`` (host, port) accepts a TCP connection
+    within ``timeout`` seconds, else why the first did not. Each attempt runs
+    in a thread of its own: a host name's lookup has no timeout."""
+    results: "queue.Queue[Optional[str]]" = queue.Queue()
+
+    def attempt(host: str, port: int) -> None:
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            results.put(None)
+        except socket.gaierror as exc:
+            results.put(f"host {host!r} not found: {exc.strerror or exc}")
+        except socket.timeout:
+            results.put(f"no answer within {timeout:g} s")
+        except OSError as exc:
+            results.put(exc.strerror or str(exc) or type(exc).__name__)
+
+    for target in targets:
+        threading.Thread(target=attempt, args=target, daemon=True, name="gm-ray-address-check").start()
+    reasons = []
+    deadline = time.monotonic() + timeout
+    for _ in targets:
+        try:
+            reason = results.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            reasons.append(f"no answer within {timeout:g} s")
+            break
+        if reason is None:
+            return None
+        reasons.append(reason)
+    return reasons[0]
 
 
 def _check_int(value: Any, name: str, minimum: int) -> None:

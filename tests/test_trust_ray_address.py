@@ -1,0 +1,145 @@
+"""A Ray cluster address nothing answers at (``grapheme-mm --ray-address``,
+``RAY_ADDRESS`` for the CLI and for ``grapheme_multimodal.distributed``) is
+refused within seconds, in one line naming where the address came from, what
+it was and what was expected. Before, ``ray.init`` retried its connection for
+many minutes (about 40 s per attempt, 20 attempts), printing warnings.
+
+The end-to-end cases run in a subprocess: this test session's own Ray (other
+tests start it) would be joined instead of the address."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import grapheme_multimodal as gm
+
+pytest.importorskip("ray", reason='needs Ray: pip install -e ".[test]"')
+from grapheme_multimodal.distributed import CONNECT_TIMEOUT_S, _check_ray_address  # noqa: E402
+
+#: A refusal comes within CONNECT_TIMEOUT_S of the check; the rest is importing Ray and the package.
+PROMPT_S = 45
+
+
+def free_port() -> int:
+    """A port nothing listens on (bound for a moment, then closed)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("address")
+    rng = np.random.default_rng(0)
+    np.save(d / "a.npy", rng.normal(size=(16, 6)).astype(np.float32))
+    model = gm.LearnableMultiModal(embed_dim=8, hidden_dim=8, num_heads=2, input_dims={"visual": 6}, seed=0)
+    model.save(d / "m.safetensors")
+    return d
+
+
+def run_python(args, env_extra=None) -> "tuple[subprocess.CompletedProcess, float]":
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+    env.pop("RAY_ADDRESS", None)
+    env.update(env_extra or {})
+    start = time.monotonic()
+    done = subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=120, env=env)
+    return done, time.monotonic() - start
+
+
+def assert_prompt_one_line(done, seconds, *words, prefix="grapheme-mm: error: ") -> str:
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1 and lines[0].startswith(prefix), done.stderr[-3000:]
+    for w in words:
+        assert w in lines[0], (w, lines[0])
+    assert seconds < PROMPT_S, f"took {seconds:.1f} s"
+    return lines[0]
+
+
+@pytest.mark.timeout(300)
+def test_cli_refuses_an_address_nothing_answers_at_within_seconds(files) -> None:
+    address = f"127.0.0.1:{free_port()}"
+    data = ["-m", f"visual={files / 'a.npy'}"]
+    embed = ["-m", "grapheme_multimodal", "embed", str(files / "m.safetensors"), *data, "--ray", "-o", str(files / "never.npy")]
+    train = ["-m", "grapheme_multimodal", "train", *data, "--workers", "1", "--epochs", "1", "--no-progress",
+             "-o", str(files / "never.safetensors")]
+    for argv in (embed + ["--ray-address", address], train + ["--ray-address", address]):
+        done, seconds = run_python(argv)
+        assert_prompt_one_line(done, seconds, f"--ray-address: nothing answers at {address}", "expected the address of a running Ray cluster")
+    # without --ray-address, Ray joins RAY_ADDRESS when it is set
+    done, seconds = run_python(embed, {"RAY_ADDRESS": address})
+    assert_prompt_one_line(done, seconds, f"RAY_ADDRESS (environment variable): nothing answers at {address}")
+    assert not (files / "never.npy").exists() and not (files / "never.safetensors").exists()
+
+
+@pytest.mark.timeout(300)
+def test_distributed_fit_refuses_an_unreachable_ray_address_within_seconds() -> None:
+    """distributed.fit starts Ray itself (ray.init(), which joins RAY_ADDRESS) when it is not running."""
+    address = f"127.0.0.1:{free_port()}"
+    script = (
+        "import sys, numpy as np, grapheme_multimodal as gm\n"
+        "from grapheme_multimodal import distributed\n"
+        "model = gm.LearnableMultiModal(embed_dim=8, hidden_dim=8, num_heads=2, input_dims={'visual': 6}, seed=0)\n"
+        "rng = np.random.default_rng(0)\n"
+        "data = {'visual': rng.normal(size=(16, 6)), 'auditory': rng.normal(size=(16, 18))}\n"
+        "before = model.state_dict()\n"
+        "try:\n"
+        "    distributed.fit(model, data, num_workers=1, epochs=1, progress=False)\n"
+        "except gm.InvalidValueError as err:\n"
+        "    assert err.arg == 'RAY_ADDRESS', err.arg\n"
+        "    assert all((before[k] == v).all() for k, v in model.state_dict().items())\n"
+        "    assert model.epochs_trained == 0 and model.normalization('visual') is None\n"
+        "    print(f'refused: {err}', file=sys.stderr)\n"
+        "    raise SystemExit(2)\n"
+    )
+    done, seconds = run_python(["-c", script], {"RAY_ADDRESS": address})
+    assert_prompt_one_line(done, seconds, f"RAY_ADDRESS (environment variable): nothing answers at {address}", prefix="refused: ")
+
+
+@pytest.mark.parametrize(
+    "address, words",
+    [
+        ("foo", "got 'foo'"),  # Ray: "Invalid address format: foo", naming no flag
+        ("", "got ''"),
+        ("host:0", "got 'host:0'"),
+        ("host:65536", "got 'host:65536'"),
+        ("host:port", "got 'host:port'"),
+        ("::1:6379", "got '::1:6379'"),  # IPv6 needs brackets, as Ray reads it
+        ("nosuchhost.invalid:6379", "host 'nosuchhost.invalid' not found"),
+    ],
+)
+def test_malformed_or_unknown_addresses_name_the_flag(address, words) -> None:
+    with pytest.raises(gm.InvalidValueError, match="expected the address of a running Ray cluster") as err:
+        _check_ray_address(address, "--ray-address")
+    assert err.value.arg == "--ray-address" and str(err.value).startswith("--ray-address: ")
+    assert words in str(err.value)
+
+
+def test_a_ray_client_address_is_checked_too_and_other_addresses_are_left_to_ray(monkeypatch) -> None:
+    port = free_port()
+    start = time.monotonic()
+    with pytest.raises(gm.InvalidValueError, match=f"nothing answers at ray://127.0.0.1:{port}"):
+        _check_ray_address(f"ray://127.0.0.1:{port}", "address")
+    with pytest.raises(gm.InvalidValueError, match=rf"nothing answers at \[::1\]:{port}"):
+        _check_ray_address(f"[::1]:{port}", "address")
+    assert time.monotonic() - start < 2 * CONNECT_TIMEOUT_S
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    for left_to_ray in (None, "auto", "local", "http://127.0.0.1:8265", "ray://somewhere"):  # Ray's own answers
+        _check_ray_address(left_to_ray, "address")
+    with pytest.raises(TypeError, match="address: expected a Ray cluster address"):
+        _check_ray_address(6379, "address")
+
+
+@pytest.mark.ray
+def test_a_running_cluster_passes_the_check(ray_session) -> None:
+    """The check must not refuse a cluster Ray can join: the session's own,
+    by its GCS address, and as localhost (Ray joins it at this machine's IP)."""
+    address = ray_session.get_runtime_context().gcs_address
+    _check_ray_address(address, "--ray-address")
+    _check_ray_address("localhost:" + address.rpartition(":")[2], "--ray-address")
