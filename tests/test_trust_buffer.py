@@ -49,6 +49,44 @@ def assert_rows_whole(batch) -> None:
     np.testing.assert_allclose(batch.rewards, (batch.event_ids % 7) / 7, rtol=1e-6)
 
 
+# ------------------------------------------------------------------ rewards
+def test_a_bool_is_no_reward_or_priority() -> None:
+    """reward=True (a bool, numpy's, or an array of them) was recorded as a
+    reward of 1.0, where every float argument refuses a bool (learning
+    rates, config floats, objective weights): now a TypeError naming the
+    argument, and nothing is recorded."""
+    model = gm.LearnableMultiModal(embed_dim=8, hidden_dim=8, num_heads=2, seed=0)
+    event = gm.MultiModalEvent(1, [gm.ModalFeatures(np.ones(18), "visual")])
+    inputs = {"visual": np.ones((3, 18))}
+    for reward in (True, np.True_, False):
+        with pytest.raises(TypeError, match="^reward: expected a real number, got bool"):
+            model.record_fusion(event, reward=reward)
+    for rewards in (True, np.False_, np.array([True, False, True]), [True, False, True]):
+        with pytest.raises(TypeError, match="^rewards: expected real numbers, got .*bool"):
+            model.record_batch(inputs, rewards=rewards)
+    assert model.num_experiences() == 0
+    recorded = model.record_fusion(event, reward=1)  # ints are numbers
+    model.record_batch(inputs, rewards=np.array([1, 0, 1]))
+    assert model.num_experiences() == 4 and recorded.reward == 1.0
+
+    buf = ExperienceBuffer(8, embed_dim=E)
+    with pytest.raises(TypeError, match="^experience.reward: expected a real number, got bool"):
+        buf.append(Experience(**{**experience(0).__dict__, "reward": True}))
+    one = experience(0)
+    with pytest.raises(TypeError, match="^rewards: expected real numbers, got .*bool"):
+        buf.extend(one.embeddings[None], one.mask[None], one.fused[None], one.pair_strengths[None], np.array([True]))
+    assert len(buf) == 0
+    buf.append(one)
+    with pytest.raises(TypeError, match="^priorities: expected real numbers, got .*bool"):
+        buf.update_priorities([0], [True])
+    before = model.state_dict()
+    batch = gm.Batch(embeddings=np.ones((4, 7, 8)), fused=np.ones((4, 8)), rewards=np.ones(4, bool))
+    with pytest.raises(TypeError, match="^rewards: expected real numbers, got .*bool"):
+        model.train_step(batch)
+    for name, value in model.state_dict().items():
+        assert value.tobytes() == before[name].tobytes(), name
+
+
 # ------------------------------------------------------------------ sampling
 @pytest.mark.parametrize("alpha, beta", [(0.6, 1e6), (1e6, 0.4), (1e300, 1e300), (0.0, 1e300), (1e-300, 5.0), (2.0, 0.0)])
 def test_prioritised_sampling_is_finite_for_any_finite_settings(alpha, beta) -> None:

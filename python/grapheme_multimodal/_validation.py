@@ -50,6 +50,18 @@ def as_real_array(x: Any, name: str) -> np.ndarray:
     return arr
 
 
+def refuse_bools(values: np.ndarray, name: str) -> None:
+    """TypeError for an array of booleans (``as_real_array`` of ``True`` or
+    of a bool array) where numbers such as rewards are meant: ``True`` would
+    count as 1.0 without a word, where every float argument refuses a bool
+    (:func:`as_finite_float`)."""
+    if values.dtype == np.bool_:
+        raise TypeError(
+            f"{name}: expected real numbers, got {'a bool' if values.ndim == 0 else describe(values)}; "
+            "a bool is not taken as a number here (it would count as 1.0 or 0.0): pass floats"
+        )
+
+
 def _pandas_numeric(x: Any) -> bool:
     """Whether every column of a pandas Series or DataFrame has a numeric
     dtype (numpy's or pandas' nullable ones; strings and objects do not)."""

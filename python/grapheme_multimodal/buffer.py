@@ -21,7 +21,9 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from ._core import MODALITY_NAMES, NUM_MODALITIES
-from ._validation import as_finite_float, as_mask, as_positive_int, as_real_array, describe, memory_budget, non_finite_message
+from ._validation import (
+    as_finite_float, as_mask, as_positive_int, as_real_array, describe, memory_budget, non_finite_message, refuse_bools,
+)
 from .exceptions import CheckpointError, InvalidValueError, NonFiniteError, ShapeError, TooLargeError
 from .io import PathLike, TensorSpec, check_write_target, read_tagged_safetensors, write_tagged_safetensors
 
@@ -177,6 +179,8 @@ class ExperienceBuffer:
         if not isinstance(experience, Experience):
             raise TypeError(f"experience: expected Experience, got {type(experience).__name__}")
         x = experience
+        if isinstance(x.reward, (bool, np.bool_)):  # named here: extend would name rewards
+            raise TypeError(f"experience.reward: expected a real number, got {type(x.reward).__name__}")
         inputs = None
         if x.inputs is not None:
             if isinstance(x.inputs, (str, bytes)) or not isinstance(x.inputs, Sequence) or len(x.inputs) != NUM_MODALITIES:
@@ -225,7 +229,7 @@ class ExperienceBuffer:
             "mask": mask_arr,
             "fused": _float32(fused, "fused", (n, e)),
             "pair_strengths": _float32(pair_strengths, "pair_strengths", (n, NUM_MODALITIES, NUM_MODALITIES)),
-            "rewards": _float32(rewards, "rewards", (n,)),
+            "rewards": _float32(rewards, "rewards", (n,), numbers_only=True),
             "event_ids": _event_ids(np.full(n, -1) if event_ids is None else event_ids, n),
         }
         staged["priorities"] = np.abs(staged["rewards"]).astype(np.float64) + PRIORITY_EPS
@@ -385,7 +389,9 @@ class ExperienceBuffer:
         if pos.size and pos.dtype.kind not in "iu":
             raise TypeError(f"positions: expected integers, got {describe(pos)}")
         pos = pos.astype(np.int64)
-        pri = as_real_array(priorities, "priorities").astype(np.float64)
+        pri = as_real_array(priorities, "priorities")
+        refuse_bools(pri, "priorities")
+        pri = pri.astype(np.float64)
         if pos.shape != pri.shape or pos.ndim != 1:
             raise ShapeError(
                 f"positions, priorities: expected equal 1-D shapes, got {pos.shape} and {pri.shape}", "priorities"
@@ -590,9 +596,14 @@ def _check_state_keys(meta: Mapping[str, Any]) -> None:
         raise InvalidValueError(f"metadata: missing keys {missing}, unexpected keys {unknown}", "metadata")
 
 
-def _float32(value: Any, name: str, shape: Optional[tuple] = None, rows: Optional[np.ndarray] = None) -> np.ndarray:
-    """``value`` as float32 of ``shape``, finite (in ``rows`` only, when given)."""
+def _float32(
+    value: Any, name: str, shape: Optional[tuple] = None, rows: Optional[np.ndarray] = None, numbers_only: bool = False
+) -> np.ndarray:
+    """``value`` as float32 of ``shape``, finite (in ``rows`` only, when
+    given); with ``numbers_only``, booleans refused (rewards)."""
     arr = as_real_array(value, name)
+    if numbers_only:
+        refuse_bools(arr, name)
     if shape is not None and arr.shape != shape:
         raise ShapeError(f"{name}: expected shape {shape}, got {arr.shape}", name)
     if arr.dtype == np.float32:

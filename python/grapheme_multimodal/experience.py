@@ -9,7 +9,7 @@ import numpy as np
 
 from .batch import Batch, Inputs
 from .buffer import Experience
-from ._validation import FLOAT32_MAX, as_real_array, non_finite_message
+from ._validation import FLOAT32_MAX, as_real_array, non_finite_message, refuse_bools
 from .exceptions import InvalidValueError, NonFiniteError, ShapeError
 from .types import MultiModalEvent
 
@@ -26,7 +26,8 @@ class ExperienceMixin:
         """Fuses ``event`` and records its embeddings, fused embedding, pair
         strengths and ``reward`` (and its raw inputs when every modality has
         one component, so the encoders can train from the buffer)."""
-        if not isinstance(reward, (int, float, np.number)) or np.iscomplexobj(reward):  # float("1") would pass
+        if isinstance(reward, bool) or not isinstance(reward, (int, float, np.number)) or np.iscomplexobj(reward):
+            # float("1") would pass, and True would be a reward of 1.0 (numpy's bools are no np.number)
             raise TypeError(f"reward: expected a real number, got {type(reward).__name__}")
         if isinstance(event, MultiModalEvent) and (isinstance(event.id, bool) or not isinstance(event.id, (int, np.integer))):
             # int() would truncate 1.5 and fail on NaN or "a" with a message that names nothing
@@ -71,6 +72,7 @@ class ExperienceMixin:
             strengths = self._core.pair_strengths(emb, mask_arr)
         batch = len(mask_arr)
         rewards = as_real_array(rewards, "rewards")
+        refuse_bools(rewards, "rewards")
         try:
             rewards = np.broadcast_to(rewards, (batch,))
         except ValueError:

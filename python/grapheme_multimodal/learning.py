@@ -10,7 +10,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from ._locking import reads, writes
-from ._validation import as_finite_float, as_float32
+from ._validation import as_finite_float, as_float32, as_real_array, refuse_bools
 from .exceptions import InvalidValueError
 from .batch import Batch, Inputs, component_parts, event_components
 from .objectives import resolve_weights
@@ -192,7 +192,9 @@ class LearningMixin:
         if batch.fused is not None:
             core.fused = as_float32(batch.fused, "fused", 2, (b, e))
         if batch.rewards is not None:
-            core.rewards = as_float32(batch.rewards, "rewards", 1, (b,))
+            rewards = as_real_array(batch.rewards, "rewards")
+            refuse_bools(rewards, "rewards")
+            core.rewards = as_float32(rewards, "rewards", 1, (b,))
         return core, resolve_weights(weights, batch.fused is not None)
 
     def _events_parts(self, events: Sequence[MultiModalEvent]) -> list:
