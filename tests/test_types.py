@@ -96,3 +96,29 @@ def test_events_pickle():
     assert back.id == 3 and back.modalities() == e.modalities()
     assert back.components[0].graph == e.components[0].graph
     assert back.components[0].graph.to_text() == "héllo"
+
+
+def test_components_compare_by_value():
+    """ModalFeatures' == (the dataclass's) compared the feature arrays
+    element-wise and raised "truth value of an array ... is ambiguous" for
+    any vector of two or more features, so did `in` and list.index over
+    components; now it is by value, as ModalGraph's."""
+    a = gm.ModalFeatures(np.arange(18.0), "visual", timestamp=2.0, region=gm.SpatialRegion(0.1, 0.2, 0.3, 0.4))
+    same = gm.ModalFeatures(np.arange(18.0, dtype=np.float32), "visual", timestamp=2.0, region=gm.SpatialRegion(0.1, 0.2, 0.3, 0.4))
+    assert a == same and not a != same
+    others = [
+        gm.ModalFeatures(np.arange(17.0), "visual", timestamp=2.0, region=a.region),  # another length
+        gm.ModalFeatures(np.arange(18.0) + 1, "visual", timestamp=2.0, region=a.region),
+        gm.ModalFeatures(np.arange(18.0), "auditory", timestamp=2.0, region=a.region),
+        gm.ModalFeatures(np.arange(18.0), "visual", timestamp=3.0, region=a.region),
+        gm.ModalFeatures(np.arange(18.0), "visual", timestamp=2.0),
+        gm.ModalFeatures(np.arange(18.0), "visual", timestamp=2.0, region=a.region, confidence=0.5),
+    ]
+    for other in others:
+        assert a != other and not a == other
+    assert a != gm.ModalGraph(gm.Graph.from_text("x"), "visual") and a != "visual"
+    event = gm.MultiModalEvent(1, [*others, a])
+    assert same in event.components and event.components.index(same) == len(others)
+    with pytest.raises(TypeError, match="unhashable"):
+        hash(a)
+    assert gm.ModalGraph(gm.Graph.from_text("ab"), "visual") == gm.ModalGraph(gm.Graph.from_text("ab"), "visual")

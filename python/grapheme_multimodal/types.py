@@ -194,6 +194,18 @@ class ModalFeatures:
             value = _feature_vector(value)
         object.__setattr__(self, name, _component_field(name, value))
 
+    def __eq__(self, other: object) -> bool:
+        """Equal by value, as :class:`ModalGraph` (the dataclass's own ``==``
+        compared the feature arrays element-wise and raised "truth value of
+        an array ... is ambiguous" for any vector of two or more features)."""
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return (self.modality, self.timestamp, self.region, self.confidence) == (
+            other.modality, other.timestamp, other.region, other.confidence
+        ) and np.array_equal(self.features, other.features)  # type: ignore[attr-defined]
+
+    __hash__ = None  # type: ignore[assignment]  # mutable and equal by value, as the dataclass made it
+
 
 def _component_field(name: str, value: Any) -> Any:
     """A component's ``modality`` parsed, ``confidence`` clamped to [0, 1]."""
