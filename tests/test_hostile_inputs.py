@@ -4,6 +4,7 @@ killed process), or left an object changed by a call that failed."""
 
 from __future__ import annotations
 
+import os
 import warnings
 
 import numpy as np
@@ -731,3 +732,21 @@ def test_pandas_nullable_numeric_columns_are_numbers_and_their_missing_values_ar
         model.encode({"visual": with_na})
     with pytest.raises(TypeError, match="dtype object"):  # text stays refused, as in a numpy array
         model.encode({"visual": frame.astype("string")})
+
+
+def test_a_thread_count_past_int64_is_clamped_like_any_other() -> None:
+    """set_num_threads(2**63) raised numpy-less OverflowError "Python int too
+    large to convert to C long" (the core takes an int64); every other count
+    above the limit is clamped with a RuntimeWarning, and so is this one."""
+    from grapheme_multimodal import _core
+
+    before = gm.get_num_threads()
+    try:
+        for n in (2**63, 2**200):
+            with pytest.warns(RuntimeWarning, match=f"{n} threads requested"):
+                gm.set_num_threads(n)
+            assert gm.get_num_threads() == _core.max_threads()
+        with pytest.raises(gm.InvalidValueError, match="n: expected a positive number of threads, got -(2\\*\\*63|9223372036854775808)"):
+            gm.set_num_threads(-(2**63))
+    finally:
+        gm.set_num_threads(before)

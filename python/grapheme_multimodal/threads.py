@@ -22,6 +22,7 @@ import numbers
 import warnings
 
 from . import _core
+from .exceptions import InvalidValueError
 
 __all__ = ["get_num_threads", "set_num_threads"]
 
@@ -40,8 +41,9 @@ def set_num_threads(n: int) -> None:
     if isinstance(n, bool) or not isinstance(n, numbers.Integral):
         raise TypeError(f"n: expected a positive int, got {type(n).__name__}")
     if n < 1:
-        raise ValueError(f"n: expected a positive number of threads, got {n}")
-    used = _core.set_num_threads(int(n))
+        raise InvalidValueError(f"n: expected a positive number of threads, got {n}", "n")
+    # the core takes an int64 (beyond it: OverflowError naming nothing) and clamps what it is given
+    used = _core.set_num_threads(min(int(n), 2**63 - 1))
     if used != n:
         warnings.warn(
             f"set_num_threads: {n} threads requested; using {used} (at most 4 per CPU this process may use)",
