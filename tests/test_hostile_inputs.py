@@ -750,3 +750,26 @@ def test_a_thread_count_past_int64_is_clamped_like_any_other() -> None:
             gm.set_num_threads(-(2**63))
     finally:
         gm.set_num_threads(before)
+
+
+def test_fit_normalization_names_the_input_row_that_holds_nan_or_inf() -> None:
+    """fit_normalization took the mean of NaN/inf rows, numpy warned "invalid
+    value encountered in subtract", and the error named
+    normalization['visual'].mean, an argument the caller never gave; now it
+    names the input and its row, as encode does, and nothing is learned."""
+    model = small_model()
+    mask = np.zeros((6, 7), bool)
+    mask[:, 0] = True
+    mask[1, 0] = False  # an absent row may hold anything
+    x = np.ones((6, 18))
+    x[1] = np.nan
+    x[4, 7] = -np.inf
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(gm.NonFiniteError, match=r"^inputs\['visual'\]: contains a non-finite value \(NaN or inf\) at row 4 ") as err:
+            model.fit_normalization({"visual": x}, mask)
+    assert err.value.arg == "inputs['visual']"
+    assert model.normalization("visual") is None
+    x[4, 7] = 0.0
+    model.fit_normalization({"visual": x}, mask)  # the NaN row is absent
+    assert model.normalization("visual") is not None

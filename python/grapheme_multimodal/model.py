@@ -358,8 +358,16 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
             if a is None or not present.any():
                 continue
             rows = a if present.all() else a[present]
-            std = rows.std(axis=0, dtype=np.float64)  # float64 sums without a float64 copy
-            learned.append((m, rows.mean(axis=0, dtype=np.float64), np.where(std >= _core.MIN_STD, std, 1.0)))
+            with np.errstate(invalid="ignore", over="ignore"):  # NaN/inf in the rows: named below
+                std = rows.std(axis=0, dtype=np.float64)  # float64 sums without a float64 copy
+                mean = rows.mean(axis=0, dtype=np.float64)
+            if not (np.isfinite(mean).all() and np.isfinite(std).all()):  # float32 rows square finitely in float64
+                row = int(np.flatnonzero(present)[np.flatnonzero(~np.isfinite(rows).all(axis=1))[0]])
+                raise NonFiniteError(
+                    f"inputs[{_name(m)!r}]: contains a non-finite value (NaN or inf) at row {row} (a row marked present); "
+                    "expected finite numbers", f"inputs[{_name(m)!r}]",
+                )
+            learned.append((m, mean, np.where(std >= _core.MIN_STD, std, 1.0)))
         with uninterrupted():  # all modalities or none: Ctrl-C between two would standardise some
             for m, mean, std in learned:
                 self.set_normalization(m, mean, std)
