@@ -773,3 +773,20 @@ def test_fit_normalization_names_the_input_row_that_holds_nan_or_inf() -> None:
     x[4, 7] = 0.0
     model.fit_normalization({"visual": x}, mask)  # the NaN row is absent
     assert model.normalization("visual") is not None
+
+
+def test_buffer_positions_past_int64_are_reported_as_given() -> None:
+    """A uint64 position past int64 was cast first and reported as the
+    negative number it wrapped to ("got -9223372036854775808..."); and a
+    small unsigned dtype stays usable as positions."""
+    buf = gm.ExperienceBuffer(600, embed_dim=2)
+    for _ in range(3):  # the oldest experience sits at slot 300: slots wrap past uint8's range
+        buf.extend(np.zeros((300, 7, 2)), np.ones((300, 7), bool), np.zeros((300, 2)), np.zeros((300, 7, 7)), np.zeros(300))
+    for positions, shown in (([2**63], "9223372036854775808"), (np.array([2**64 - 1], np.uint64), "18446744073709551615")):
+        with pytest.raises(IndexError, match=f"positions: expected values in \\[0, 600\\), got {shown}\\.\\.{shown}$"):
+            buf.update_priorities(positions, [1.0])
+        with pytest.raises(IndexError, match=f"got {shown}\\.\\.{shown}$"):
+            buf.batch(positions)
+    small = np.array([5, 250], np.uint8)
+    buf.update_priorities(small, [2.0, 3.0])
+    assert len(buf.batch(small)) == 2 and buf.batch(small).indices.tolist() == [5, 250]

@@ -285,13 +285,9 @@ class ExperienceBuffer:
             if positions is None:
                 pos = np.arange(self._size)
             else:
-                pos = as_real_array(positions, "positions")
-                if pos.dtype.kind not in "iu":
-                    raise TypeError(f"positions: expected integers, got {describe(pos)}")
-                pos = pos.astype(np.int64).reshape(-1)
-            if pos.size and (pos.min() < 0 or pos.max() >= self._size):
-                raise IndexError(f"positions: expected values in [0, {self._size}), got {pos.min()}..{pos.max()}")
-            return self._gather(pos, np.ones(len(pos), np.float32))
+                pos = _integer_positions(positions, empty_list_ok=False).reshape(-1)
+            _check_positions(pos, self._size)
+            return self._gather(pos.astype(np.int64), np.ones(len(pos), np.float32))
 
     def _gather(self, pos: np.ndarray, weights: np.ndarray) -> ExperienceBatch:
         if not self._arrays:
@@ -385,10 +381,7 @@ class ExperienceBuffer:
     def update_priorities(self, positions: Any, priorities: Any) -> None:
         """Sets the sampling priority (> 0) of the experiences at ``positions``
         (0 = oldest, as in ``ExperienceBatch.indices``)."""
-        pos = as_real_array(positions, "positions")
-        if pos.size and pos.dtype.kind not in "iu":
-            raise TypeError(f"positions: expected integers, got {describe(pos)}")
-        pos = pos.astype(np.int64)
+        pos = _integer_positions(positions)
         pri = as_real_array(priorities, "priorities")
         refuse_bools(pri, "priorities")
         pri = pri.astype(np.float64)
@@ -399,9 +392,8 @@ class ExperienceBuffer:
         if not (np.isfinite(pri).all() and (pri > 0).all()):
             raise InvalidValueError(f"priorities: expected finite numbers > 0, got {pri[~(np.isfinite(pri) & (pri > 0))][:3]}", "priorities")
         with self._lock:
-            if pos.size and (pos.min() < 0 or pos.max() >= self._size):
-                raise IndexError(f"positions: expected values in [0, {self._size}), got {pos.min()}..{pos.max()}")
-            self._arrays["priorities"][self._slots(pos)] = pri
+            _check_positions(pos, self._size)
+            self._arrays["priorities"][self._slots(pos.astype(np.int64))] = pri
 
     # ------------------------------------------------------------- persistence
     def save(self, path: PathLike) -> None:
@@ -594,6 +586,23 @@ def _check_state_keys(meta: Mapping[str, Any]) -> None:
     unknown = sorted(set(meta) - set(STATE_KEYS))
     if missing or unknown:
         raise InvalidValueError(f"metadata: missing keys {missing}, unexpected keys {unknown}", "metadata")
+
+
+def _integer_positions(positions: Any, empty_list_ok: bool = True) -> np.ndarray:
+    """``positions`` as an integer array of the dtype given, to be checked by
+    :func:`_check_positions` before its cast to int64 (a uint64 past int64
+    would wrap to a negative position, and the error would show that).
+    An empty list (float64 to numpy) passes unless ``empty_list_ok`` is False."""
+    pos = as_real_array(positions, "positions")
+    if (pos.size or not empty_list_ok) and pos.dtype.kind not in "iu":
+        raise TypeError(f"positions: expected integers, got {describe(pos)}")
+    return pos
+
+
+def _check_positions(pos: np.ndarray, size: int) -> None:
+    """IndexError unless every position is in ``[0, size)``."""
+    if pos.size and (pos.min() < 0 or pos.max() >= size):
+        raise IndexError(f"positions: expected values in [0, {size}), got {pos.min()}..{pos.max()}")
 
 
 def _float32(
