@@ -790,3 +790,13 @@ def test_buffer_positions_past_int64_are_reported_as_given() -> None:
     small = np.array([5, 250], np.uint8)
     buf.update_priorities(small, [2.0, 3.0])
     assert len(buf.batch(small)) == 2 and buf.batch(small).indices.tolist() == [5, 250]
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs /proc")
+def test_loading_a_file_that_cannot_be_mapped_names_it() -> None:
+    """/proc files are regular files that cannot be memory-mapped:
+    safetensors' reader raised OSError "No such device (os error 19)",
+    naming neither the file nor the argument (and so did grapheme-mm info)."""
+    for load in (gm.LearnableMultiModal.load, gm.ExperienceBuffer(2).load):
+        with pytest.raises(OSError, match=r"^path: '/proc/self/status' could not be read: No such device"):
+            load("/proc/self/status")

@@ -281,6 +281,12 @@ def read_tagged_safetensors(
         raise CheckpointError(f"{where} is not a readable {fmt} file (truncated or corrupt?): {exc}", "path") from None
     except TooLargeError:
         raise
+    except OSError as exc:
+        if exc.filename is not None or exc.errno is not None:
+            raise
+        # safetensors' reader: an io error with neither file name nor errno, e.g. "No such device (os error 19)"
+        # for a file that cannot be memory-mapped (/proc, /sys)
+        raise type(exc)(f"{where} could not be read: {exc}") from None
     except MemoryError:
         size = path.stat().st_size
         raise TooLargeError(f"{where}: not enough memory to load its {size:,} bytes", "path") from None
