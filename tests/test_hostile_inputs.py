@@ -800,3 +800,24 @@ def test_loading_a_file_that_cannot_be_mapped_names_it() -> None:
     for load in (gm.LearnableMultiModal.load, gm.ExperienceBuffer(2).load):
         with pytest.raises(OSError, match=r"^path: '/proc/self/status' could not be read: No such device"):
             load("/proc/self/status")
+
+
+def test_fingerprints_name_what_is_not_a_sequence_of_graphs() -> None:
+    """fingerprints(None) or of one Graph said "'NoneType' object is not
+    iterable", naming nothing; a dict gave its keys' rows ("graphs[0]:
+    expected Graph, got str" for {'a': graph})."""
+    graph = gm.Graph.from_text("ab")
+    for value, kind in ((None, "NoneType"), (graph, "Graph"), ({"a": graph}, "dict"), ("ab", "str"), (7, "int")):
+        with pytest.raises(TypeError, match=f"^graphs: expected a sequence of Graph .*got {kind}$"):
+            gm.fingerprints(value)
+    assert gm.fingerprints(g for g in [graph, graph]).shape == (2, 18)
+
+
+def test_objective_weights_refuse_numpy_bools_as_python_bools() -> None:
+    """weights={'contrastive': np.True_} was a weight of 1.0 (numpy's bool has
+    __float__), where True is refused."""
+    model = small_model()
+    for flag in (True, np.True_, np.bool_(False)):
+        with pytest.raises(TypeError, match=r"weights\['contrastive'\]: expected a number, got bool"):
+            model.losses(views(), weights={"contrastive": flag})
+    assert model.losses(views(), weights={"contrastive": np.float32(1.0)})["contrastive"] > 0

@@ -368,6 +368,9 @@ def _refuse_edge(rows: np.ndarray, num_nodes: int) -> None:
 def fingerprints(graphs: Sequence[Graph]) -> np.ndarray:
     """The 18 features of every graph, ``[N, 18]`` float32, computed in Rust
     with the GIL released."""
+    if isinstance(graphs, (str, bytes, Graph, Mapping, Set)) or not isinstance(graphs, Iterable):
+        # a dict would give its keys, a set its items in no fixed order; None or a Graph: "not iterable", naming nothing
+        raise TypeError(f"graphs: expected a sequence of Graph (one row each, in order), got {type(graphs).__name__}")
     inner = []
     for i, g in enumerate(graphs):
         if not isinstance(g, Graph):

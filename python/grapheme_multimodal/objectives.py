@@ -24,6 +24,8 @@ from __future__ import annotations
 import math
 from typing import Dict, Iterable, List, Mapping, Optional
 
+import numpy as np
+
 from . import _core
 from .exceptions import InvalidValueError
 
@@ -69,7 +71,7 @@ def resolve_weights(weights: Optional[Mapping[str, float]], has_fused: bool, nam
         check_objective_names(weights, name)
         chosen = {}
         for key, value in weights.items():
-            if isinstance(value, bool) or not isinstance(value, (int, float)) and not hasattr(value, "__float__"):
+            if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float)) and not hasattr(value, "__float__"):
                 raise TypeError(f"{name}[{key!r}]: expected a number, got {type(value).__name__}")
             value = float(value)
             if not math.isfinite(value) or value < 0:
