@@ -330,3 +330,21 @@ def test_embed_on_ray_reports_what_the_model_refuses_in_one_line(user_files, ray
     assert not (user_files / "f.npy").exists()
     assert ray.data.DataContext.get_current().raise_original_map_exception is False  # the CLI's setting is undone
     gc.collect()  # a failed Ray Data run frees its actor pool when its reference cycles are collected
+
+
+def test_train_without_hidden_layers_leaves_out_the_recipes_skip_path(capsys, user_files):
+    """The recipe's encoders have a skip path, which needs hidden layers and a
+    shared head: the original model's flags (no hidden layers, no head) get
+    encoders without it rather than an error about a flag nobody gave, and
+    --encoder-skip given with them is still refused, naming it."""
+    from grapheme_multimodal import LearnableMultiModal
+
+    ckpt = user_files / "plain.safetensors"
+    flags = ["train", "-m", f"visual={user_files / 'images.npy'}", "-m", f"auditory={user_files / 'sound.csv'}",
+             "--epochs", "1", "--embed-dim", "16", "--hidden-dim", "16", "--heads", "2", "--no-progress",
+             "--encoder-hidden", "", "--encoder-hidden-dropout", "0", "--shared-head", "", "-o", str(ckpt)]
+    code, out, err = run(capsys, *flags)
+    assert code == 0, err
+    assert LearnableMultiModal.load(ckpt).config.encoder_skip is False
+    code, out, err = run(capsys, *flags, "--encoder-skip")
+    assert code == 2 and "encoder_skip" in err and len(err.strip().splitlines()) == 1, err

@@ -26,7 +26,7 @@ from . import __version__
 from .config import INPUT_DISTANCES, NEIGHBOR_SPACES
 from .exceptions import InvalidValueError, NonFiniteError, ShapeError
 from .stopping import fit_with_stopping
-from .uci import TrainingSettings, recipe_head
+from .uci import TrainingSettings, recipe_head, recipe_skip
 
 PROG = "grapheme-mm"
 #: ``grapheme-mm train``'s defaults: the package's recipe.
@@ -178,9 +178,9 @@ def _parser() -> argparse.ArgumentParser:
                           help=f"dropout on encoder inputs in training (default {_RECIPE.encoder_input_dropout})")
     capacity.add_argument("--encoder-hidden-dropout", type=_float, default=_RECIPE.encoder_hidden_dropout,
                           help=f"dropout after hidden encoder layers in training (default {_RECIPE.encoder_hidden_dropout})")
-    capacity.add_argument("--encoder-skip", action=argparse.BooleanOptionalAction, default=_RECIPE.encoder_skip,
+    capacity.add_argument("--encoder-skip", action=argparse.BooleanOptionalAction, default=None,
                           help="a linear path from each encoder's input to its output layer (needs hidden layers and "
-                               f"a shared head; default: {'on' if _RECIPE.encoder_skip else 'off'})")
+                               "a shared head; default: on where the encoders have both)")
     capacity.add_argument("--fusion-residual", type=_float, default=_RECIPE.fusion_residual, metavar="C",
                           help="the fused embedding is the fusion network's output plus C x the mean of the present "
                                f"modality embeddings, normalised (default {_RECIPE.fusion_residual:g}; 0: none)")
@@ -275,6 +275,8 @@ def _train(args: argparse.Namespace) -> int:
     inputs = {f.modality: (featurizer(f.values) if f.is_text else f.values) for f in files}
     embed_dim = _positive(args.embed_dim, "--embed-dim")
     head = recipe_head(embed_dim) if args.shared_head is None else _widths(args.shared_head, "--shared-head")
+    encoder_hidden = _widths(args.encoder_hidden, "--encoder-hidden")
+    encoder_skip = recipe_skip(encoder_hidden, head) if args.encoder_skip is None else args.encoder_skip
     encoder_output_dim = args.encoder_output_dim
     if encoder_output_dim is None and head:
         encoder_output_dim = _RECIPE.encoder_output_dim
@@ -289,12 +291,12 @@ def _train(args: argparse.Namespace) -> int:
         graph_features={f.modality: featurizer for f in files if f.is_text},
         temperature=args.temperature,
         learnable_temperature=args.learnable_temperature,
-        encoder_hidden=_widths(args.encoder_hidden, "--encoder-hidden"),
+        encoder_hidden=encoder_hidden,
         encoder_output_dim=encoder_output_dim or None,
         shared_head=head,
         encoder_input_dropout=args.encoder_input_dropout,
         encoder_hidden_dropout=args.encoder_hidden_dropout,
-        encoder_skip=args.encoder_skip,
+        encoder_skip=encoder_skip,
         fused_neighbors=args.fused_neighbors,
         fused_neighbor_space=args.fused_neighbor_space,
         input_distance=args.input_distance,

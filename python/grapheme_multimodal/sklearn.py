@@ -24,7 +24,7 @@ from .metrics import unit_side_by_side
 from .model import LearnableMultiModal
 from .stopping import fit_with_stopping
 from .types import Modality
-from .uci import TrainingSettings
+from .uci import TrainingSettings, recipe_head, recipe_skip
 
 #: The recipe whose settings are the estimator's defaults.
 _RECIPE = TrainingSettings()
@@ -45,8 +45,10 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
     Parameters mirror :class:`LearnableMultiModalConfig` and
     :func:`grapheme_multimodal.training.fit`; ``random_state`` seeds both.
     The defaults are the package's recipe
-    (:class:`grapheme_multimodal.uci.TrainingSettings`): a hidden layer and
-    dropout in each view's encoder, a projection head shared by the views
+    (:class:`grapheme_multimodal.uci.TrainingSettings`): a hidden layer,
+    dropout and a linear skip path (``encoder_skip=None``: on where the
+    encoders have hidden layers and a shared head) in each view's
+    encoder, a projection head shared by the views
     (``shared_head=None``: 128 then ``embed_dim``), learned temperatures, the objectives of
     :data:`~grapheme_multimodal.uci.RECIPE_OBJECTIVES` (``objectives=None``;
     ``fused_contrastive`` counts each row's ``fused_neighbors`` nearest rows
@@ -63,7 +65,8 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
     model trains on all rows (``cv_folds`` below 2: always the slice). The
     original model is ``encoder_hidden=(), encoder_output_dim=None,
     shared_head=(), encoder_input_dropout=0, encoder_hidden_dropout=0,
-    learnable_temperature=False, fusion_residual=0, contrastive_pair_power=1``
+    encoder_skip=False, learnable_temperature=False, fusion_residual=0,
+    contrastive_pair_power=1``
     (trained with ``ema_decay=None``).
 
     ``output="hidden"`` makes :meth:`transform` return each view's encoder
@@ -103,7 +106,7 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
         shared_head: Optional[Sequence[int]] = None,
         encoder_input_dropout: float = _RECIPE.encoder_input_dropout,
         encoder_hidden_dropout: float = _RECIPE.encoder_hidden_dropout,
-        encoder_skip: bool = _RECIPE.encoder_skip,
+        encoder_skip: Optional[bool] = None,
         learnable_temperature: bool = _RECIPE.learnable_temperature,
         fused_neighbors: int = _RECIPE.fused_neighbors,
         fused_neighbor_space: str = _RECIPE.fused_neighbor_space,
@@ -165,6 +168,17 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
             raise
         return self
 
+    def _encoder_skip(self) -> Any:
+        """``encoder_skip`` as given, or (``None``) the recipe's: on where the
+        encoders have hidden layers and a shared head follows."""
+        if self.encoder_skip is not None:
+            return self.encoder_skip
+        head = recipe_head(self.embed_dim) if self.shared_head is None else self.shared_head
+        try:
+            return recipe_skip(self.encoder_hidden, head)
+        except TypeError:  # not sequences: the model's config names the argument
+            return _RECIPE.encoder_skip
+
     def _fit(self, Xs: Any) -> None:
         self._check_output()
         if self.objectives is not None and not isinstance(self.objectives, Mapping):
@@ -179,7 +193,7 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
             binder_kind=self.binder_kind, temperature=self.temperature, learning_rate=self.learning_rate,
             encoder_hidden=self.encoder_hidden, encoder_output_dim=self.encoder_output_dim,
             shared_head=self.shared_head, encoder_input_dropout=self.encoder_input_dropout,
-            encoder_hidden_dropout=self.encoder_hidden_dropout, encoder_skip=self.encoder_skip,
+            encoder_hidden_dropout=self.encoder_hidden_dropout, encoder_skip=self._encoder_skip(),
             learnable_temperature=self.learnable_temperature,
             fused_neighbors=self.fused_neighbors, fused_neighbor_space=self.fused_neighbor_space,
             input_distance=self.input_distance,
