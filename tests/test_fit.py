@@ -203,3 +203,27 @@ def test_history_plot(tmp_path):
     assert heat.stat().st_size > 1000
     with pytest.raises(ValueError, match="shape"):
         plot_attention(np.ones((2, 7)), ["a"], heat)
+
+
+def test_plots_refuse_values_that_would_draw_a_wrong_figure(tmp_path):
+    """NaN or complex attention weights and a best epoch that is no epoch
+    number are refused naming the argument, before any file is written."""
+    pytest.importorskip("matplotlib")
+    from grapheme_multimodal.plotting import plot_attention, plot_history
+
+    heat = tmp_path / "attention.png"
+    weights = np.random.default_rng(0).dirichlet(np.ones(7), size=3)
+    weights[1, 2] = np.nan
+    with pytest.raises(gm.NonFiniteError, match="weights: row 1"):
+        plot_attention(weights, ["a", "b", "c"], heat)
+    with pytest.raises(TypeError, match="weights"):
+        plot_attention(weights.astype(complex), ["a", "b", "c"], heat)
+    epochs = [{"epoch": 1, "loss": 1.0}, {"epoch": 2, "loss": 0.5}]
+    for bad in (True, 1.5, float("nan"), "2"):
+        with pytest.raises(TypeError, match="best_epoch"):
+            plot_history(epochs, tmp_path / "curves.png", best_epoch=bad)
+    with pytest.raises(ValueError, match="epochs"):
+        plot_history([], tmp_path / "curves.png")
+    assert not heat.exists() and not (tmp_path / "curves.png").exists()
+    plot_history(epochs, tmp_path / "curves.png", best_epoch=np.int64(2))
+    assert (tmp_path / "curves.png").exists()

@@ -8,6 +8,8 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
+from ._validation import as_real_array, describe
+from .exceptions import InvalidValueError, NonFiniteError
 from .io import PathLike, atomic_write_bytes
 from .types import Modality
 
@@ -32,11 +34,15 @@ def _save(fig: Any, path: PathLike) -> None:
 
 
 def plot_history(epochs: Sequence[Dict[str, Any]], path: PathLike, title: str = "training", best_epoch: Optional[int] = None) -> None:
-    """One panel per training loss (solid) with its validation value (dashed)."""
+    """One panel per training loss (solid) with its validation value (dashed);
+    ``best_epoch`` (an epoch number) is marked by a dotted line."""
     if not epochs:
-        raise ValueError("history: no epochs to plot")
-    plt = _pyplot()
+        raise InvalidValueError("epochs: expected at least one epoch to plot, got none", "epochs")
     x = [e["epoch"] for e in epochs]
+    # A line at 1.5, NaN or True would mark an epoch that never was.
+    if best_epoch is not None and (isinstance(best_epoch, (bool, np.bool_)) or not isinstance(best_epoch, (int, np.integer))):
+        raise TypeError(f"best_epoch: expected None or an int, got {describe(best_epoch)}")
+    plt = _pyplot()
     skip = {"epoch", "seconds"}
     names: List[str] = [k for k in epochs[0] if k not in skip and not k.startswith("val_")]
     names.sort(key=lambda k: k != "loss")  # the total first
@@ -68,9 +74,12 @@ def plot_attention(
     """A heatmap of attention weights ``[rows, 7]`` (e.g. the mean weight of
     each modality per class); modalities no row attends to are left out.
     ``column_labels`` renames modalities (e.g. to the data's view names)."""
-    w = np.asarray(weights, dtype=float)
+    w = as_real_array(weights, "weights").astype(float)  # complex or text refused, naming weights
     if w.ndim != 2 or w.shape[1] != len(Modality) or w.shape[0] != len(row_labels):
         raise ValueError(f"weights: expected shape ({len(row_labels)}, 7), got {w.shape}")
+    if not np.isfinite(w).all():  # a NaN would draw as an empty cell and colour the rest wrongly
+        row = int(np.argwhere(~np.isfinite(w))[0][0])
+        raise NonFiniteError(f"weights: row {row} holds NaN or inf; expected finite weights", "weights")
     plt = _pyplot()
     present = w.any(axis=0)
     cols = [m for m, p in zip(Modality, present) if p] or list(Modality)
