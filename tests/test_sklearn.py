@@ -103,14 +103,14 @@ def test_defaults_are_the_recipe_and_hold_out_a_validation_slice():
     est = MultimodalEmbedder()
     for name in ("embed_dim", "epochs", "batch_size", "learning_rate", "temperature", "encoder_hidden",
                  "encoder_output_dim", "encoder_input_dropout", "encoder_hidden_dropout", "learnable_temperature",
-                 "fused_neighbors", "fused_neighbor_space", "input_distance", "fusion_residual", "contrastive_pair_power",
+                 "fused_neighbors", "fused_neighbor_space", "input_distance", "fusion_residual", "contrastive_pair_power", "encoder_skip",
                  "ema_decay", "validation_fraction", "patience", "min_validation_rows", "cv_folds"):
         assert getattr(est, name) == getattr(recipe, name), name
     assert LearnableMultiModalConfig().encoder_hidden == ()  # the model's own defaults stay the original's
     Xs, _ = views(400)  # 40 rows held out: enough to stop on (min_validation_rows 32)
     est = MultimodalEmbedder(embed_dim=16, epochs=3, random_state=1).fit(Xs)
     assert est.model_.config.shared_head == uci.recipe_head(16)
-    assert est.encoder_skip is None and est.model_.config.encoder_skip == recipe.encoder_skip  # None: the recipe's
+    assert est.encoder_skip is None and est.model_.config.encoder_skip is recipe.skip() is True  # None: where it can be built
     assert "val_contrastive" in est.history_.epochs[0] and est.history_.monitor == "val_contrastive"
     assert est.model_.normalization(est.modalities_[0].index) is not None
     off = MultimodalEmbedder(embed_dim=16, epochs=3, validation_fraction=0).fit(Xs)
@@ -131,6 +131,9 @@ def test_the_recipes_skip_path_follows_the_encoders_unless_asked():
     no_head = MultimodalEmbedder(embed_dim=16, epochs=1, shared_head=(), encoder_output_dim=None).fit(Xs)
     assert no_head.model_.config.encoder_skip is False
     assert MultimodalEmbedder(embed_dim=16, epochs=1).fit(Xs).model_.config.encoder_skip is True
+    from grapheme_multimodal import uci  # the rule is the recipe's own, for every entry point
+
+    assert uci.TrainingSettings(encoder_hidden=()).skip() is False and uci.TrainingSettings().skip() is True
     with pytest.raises(ValueError, match="encoder_skip"):
         MultimodalEmbedder(embed_dim=16, epochs=1, encoder_hidden=(), encoder_hidden_dropout=0.0, encoder_skip=True).fit(Xs)
 

@@ -24,7 +24,7 @@ from .metrics import unit_side_by_side
 from .model import LearnableMultiModal
 from .stopping import fit_with_stopping
 from .types import Modality
-from .uci import TrainingSettings, recipe_head, recipe_skip
+from .uci import TrainingSettings
 
 #: The recipe whose settings are the estimator's defaults.
 _RECIPE = TrainingSettings()
@@ -106,7 +106,7 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
         shared_head: Optional[Sequence[int]] = None,
         encoder_input_dropout: float = _RECIPE.encoder_input_dropout,
         encoder_hidden_dropout: float = _RECIPE.encoder_hidden_dropout,
-        encoder_skip: Optional[bool] = None,
+        encoder_skip: Optional[bool] = _RECIPE.encoder_skip,
         learnable_temperature: bool = _RECIPE.learnable_temperature,
         fused_neighbors: int = _RECIPE.fused_neighbors,
         fused_neighbor_space: str = _RECIPE.fused_neighbor_space,
@@ -168,17 +168,6 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
             raise
         return self
 
-    def _encoder_skip(self) -> Any:
-        """``encoder_skip`` as given, or (``None``) the recipe's: on where the
-        encoders have hidden layers and a shared head follows."""
-        if self.encoder_skip is not None:
-            return self.encoder_skip
-        head = recipe_head(self.embed_dim) if self.shared_head is None else self.shared_head
-        try:
-            return recipe_skip(self.encoder_hidden, head)
-        except TypeError:  # not sequences: the model's config names the argument
-            return _RECIPE.encoder_skip
-
     def _fit(self, Xs: Any) -> None:
         self._check_output()
         if self.objectives is not None and not isinstance(self.objectives, Mapping):
@@ -193,7 +182,7 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
             binder_kind=self.binder_kind, temperature=self.temperature, learning_rate=self.learning_rate,
             encoder_hidden=self.encoder_hidden, encoder_output_dim=self.encoder_output_dim,
             shared_head=self.shared_head, encoder_input_dropout=self.encoder_input_dropout,
-            encoder_hidden_dropout=self.encoder_hidden_dropout, encoder_skip=self._encoder_skip(),
+            encoder_hidden_dropout=self.encoder_hidden_dropout, encoder_skip=self.encoder_skip,
             learnable_temperature=self.learnable_temperature,
             fused_neighbors=self.fused_neighbors, fused_neighbor_space=self.fused_neighbor_space,
             input_distance=self.input_distance,

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Dict, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -51,11 +51,15 @@ def recipe_head(embed_dim: int) -> Tuple[int, ...]:
 
 def recipe_skip(encoder_hidden: Sequence[int], shared_head: Sequence[int]) -> bool:
     """Whether the recipe gives the encoders their linear skip path when the
-    user did not say: where it can be built, i.e. the encoders have hidden
-    layers and a shared head follows (the model refuses ``encoder_skip``
-    otherwise, so an encoder without hidden layers asked for with the other
-    defaults must not fail on an option nobody set)."""
-    return bool(TrainingSettings.encoder_skip) and len(encoder_hidden) > 0 and len(shared_head) > 0
+    user did not say (``encoder_skip=None``): where it can be built, i.e. the
+    encoders have hidden layers and a shared head follows. The model refuses
+    ``encoder_skip`` otherwise, and an encoder without hidden layers asked
+    for with the other defaults must not fail on an option nobody set."""
+
+    def has_layers(widths: Any) -> bool:  # a bare width is the config's to read or refuse
+        return not isinstance(widths, Sequence) or len(widths) > 0
+
+    return has_layers(encoder_hidden) and has_layers(shared_head)
 
 
 @dataclass(frozen=True)
@@ -65,8 +69,9 @@ class TrainingSettings:
     The model: per view an encoder with a hidden layer (``encoder_hidden``,
     dropout ``encoder_input_dropout`` on its input and
     ``encoder_hidden_dropout`` after the hidden layer) into
-    ``encoder_output_dim`` plus, with ``encoder_skip`` (the recipe's), a
-    linear path from the input (views that are near-linear functions of each
+    ``encoder_output_dim`` plus, with ``encoder_skip`` (``None``, the
+    recipe's: wherever the encoders have hidden layers and a shared head,
+    :func:`recipe_skip`), a linear path from the input (views that are near-linear functions of each
     other, such as UCI's pixels and their Karhunen–Loève coefficients, are
     then retrieved from each other as well as a CCA fitted for the pair
     retrieves them), one projection head shared by all views
@@ -111,7 +116,7 @@ class TrainingSettings:
     shared_head: Optional[Tuple[int, ...]] = None
     encoder_input_dropout: float = 0.1
     encoder_hidden_dropout: float = 0.3
-    encoder_skip: bool = True
+    encoder_skip: Optional[bool] = None
     epochs: int = 100
     batch_size: int = 512
     learning_rate: float = 0.002
@@ -140,7 +145,7 @@ class TrainingSettings:
             learnable_temperature=self.learnable_temperature, encoder_hidden=self.encoder_hidden,
             encoder_output_dim=self.encoder_output_dim, shared_head=self.head(),
             encoder_input_dropout=self.encoder_input_dropout, encoder_hidden_dropout=self.encoder_hidden_dropout,
-            encoder_skip=self.encoder_skip, fused_neighbors=self.fused_neighbors, fused_neighbor_space=self.fused_neighbor_space,
+            encoder_skip=self.skip(), fused_neighbors=self.fused_neighbors, fused_neighbor_space=self.fused_neighbor_space,
             input_distance=self.input_distance,
             contrastive_neighbors=self.contrastive_neighbors,
             contrastive_neighbor_weight=self.contrastive_neighbor_weight,
@@ -154,6 +159,12 @@ class TrainingSettings:
         config checks it), else (``None``) one hidden layer of 128 then
         ``embed_dim``."""
         return recipe_head(self.embed_dim) if self.shared_head is None else self.shared_head
+
+    def skip(self) -> Any:
+        """The encoders' skip path: ``encoder_skip`` as given (the model's
+        config checks it), else (``None``) :func:`recipe_skip` of the
+        encoders' and the head's widths."""
+        return recipe_skip(self.encoder_hidden, self.head()) if self.encoder_skip is None else self.encoder_skip
 
     @property
     def objectives(self) -> Dict[str, float]:
