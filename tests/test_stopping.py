@@ -62,6 +62,20 @@ def test_the_folds_run_side_by_side_exactly_as_one_long_fit_each():
         np.testing.assert_array_equal(model.state_dict()[name], w, err_msg=name)
 
 
+def test_best_epoch_counts_the_epochs_a_model_had_already_trained():
+    """best_epoch is an epoch number as the records (and fit without
+    cross-validation) count them, not the count the folds chose: a model
+    trained 3 epochs before marks epoch 3 + count, the count is where the
+    chosen epoch sits in cv_curve."""
+    data = two_views(40)
+    model = small_model()
+    model.fit(data, epochs=3, seed=1, **OPTIONS)
+    history = fit_with_stopping(model, data, **{**STOP, "patience": 4}, epochs=4, **OPTIONS)
+    count = len(history.epochs)
+    assert history.cv_curve is not None and count == int(np.argmin(history.cv_curve)) + 1
+    assert history.best_epoch == 3 + count == history.epochs[-1]["epoch"] == model.epochs_trained
+
+
 def test_a_large_enough_slice_is_watched_as_before():
     data = two_views(400)
     model, reference = small_model(), small_model()

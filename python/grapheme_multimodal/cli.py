@@ -347,7 +347,7 @@ def _train(args: argparse.Namespace) -> int:
     summary = f"loss {last['loss']:.4f}" if "loss" in last else "no epochs run"
     if history.cv_curve is not None:
         summary += (f", {len(history.epochs)} epochs chosen by {args.cv_folds}-fold cross-validation "
-                    f"(mean validation {history.cv_curve[history.best_epoch - 1]:.4f})")
+                    f"(mean validation {history.cv_curve[len(history.epochs) - 1]:.4f})")
     elif "val_total" in last:
         summary += f", validation {last['val_total']:.4f} (best epoch {history.best_epoch})"
     rows = n if history.cv_curve is not None or "val_total" not in last else n - n_val

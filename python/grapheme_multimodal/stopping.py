@@ -104,9 +104,12 @@ def fit_with_stopping(
         (train, train_mask), (held, held_mask) = _take(inputs, mask, fit_rows), _take(inputs, mask, val_rows)
         return fit(train, mask=train_mask, validation=held, validation_mask=held_mask, epochs=epochs,
                    early_stopping=patience or None, monitor=monitor, **fit_options)
-    best_epoch, curve = _cv_epochs(model, inputs, mask, n, k, seed, patience, monitor, epochs, fit_options)
-    history = fit(inputs, mask=mask, epochs=best_epoch, **fit_options)
-    history.monitor, history.best_epoch, history.cv_curve = monitor, best_epoch, curve
+    count, curve = _cv_epochs(model, inputs, mask, n, k, seed, patience, monitor, epochs, fit_options)
+    history = fit(inputs, mask=mask, epochs=count, **fit_options)
+    # best_epoch is an epoch number as the records count them (after any
+    # epochs the model had already trained), as fit's own; the count the
+    # folds chose is len(history.epochs), its place in cv_curve.
+    history.monitor, history.best_epoch, history.cv_curve = monitor, history.epochs[-1]["epoch"], curve
     return history
 
 
