@@ -334,6 +334,21 @@ def test_embed_dataset_with_nulls_in_some_batches_of_a_block(checkpoint):
     assert [schema.types[schema.names.index(c)] for c in ("id", "img", "snd")] == list(table.schema.types)
 
 
+def test_a_column_null_in_every_row_is_a_modality_no_row_has(checkpoint):
+    """from_items with None throughout gives a column of Arrow type null;
+    embed_dataset refused it as numbers where vectors were expected. Now
+    every row lacks that modality, as with nulls in a list column."""
+    n = 6
+    data, _ = synthetic(n, seed=4)
+    ds = ray.data.from_items([{"id": i, "img": data["visual"][i], "snd": None} for i in range(n)])
+    out = distributed.embed_dataset(ds, checkpoint, {"visual": "img", "auditory": "snd"}, num_actors=1)
+    got = sorted(out.take_all(), key=lambda r: r["id"])
+    mask = np.zeros((n, 7), bool)
+    mask[:, 0] = True
+    _, fused = gm.LearnableMultiModal.load(checkpoint).encode_and_fuse({"visual": data["visual"]}, mask)
+    np.testing.assert_array_equal(np.stack([r["fused"] for r in got]), fused)
+
+
 def test_workers_the_cluster_cannot_hold_are_refused_not_waited_for(checkpoint):
     """Three workers, or one of 3 CPUs, on the session's 2-CPU Ray waited for
     CPUs forever; now refused before any actor starts. And columns= with
@@ -366,6 +381,10 @@ def test_column_values_become_inputs(checkpoint):
     short[:] = [np.ones(3), None]
     with pytest.raises(gm.ShapeError, match=r"column 'v' \(visual\): expected vectors of 20 numbers"):
         plan.inputs({"v": short, "t": np.array(["x", "y"])})
+    # A column of Arrow type null (None in every row) reaches numpy as NaN
+    # floats; it was refused as "got float32 (2,)": no row has the modality.
+    inputs, mask = plan.inputs({"v": np.full(2, np.nan, np.float32), "t": np.array(["x", "y"])})
+    assert "visual" not in inputs and not mask[:, 0].any() and mask[:, 2].all()
     numeric = distributed._ColumnPlan(gm.LearnableMultiModal.load(checkpoint), {"auditory": "t"})
     with pytest.raises(gm.InvalidValueError, match="holds text"):
         numeric.inputs({"t": np.array(["x", "y"], object)})

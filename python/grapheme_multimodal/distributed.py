@@ -291,6 +291,11 @@ class _ColumnPlan:
                     column,
                 )
             return values, np.ones(len(values), bool)
+        if values.ndim == 1 and values.dtype.kind == "f" and len(values) and np.isnan(values).all():
+            # A column of Arrow type null (every value null, as from_items
+            # infers for None throughout) comes to numpy as NaN floats: no
+            # row has the modality.
+            return np.zeros((len(values), dim), np.float32), np.zeros(len(values), bool)
         if values.dtype.kind in "US":
             values = values.astype(object)
         if values.ndim != 1 or values.dtype != object:
