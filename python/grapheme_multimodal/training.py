@@ -37,10 +37,13 @@ Metric = Callable[["LearnableMultiModal"], float]
 class History:
     """What :func:`fit` did: one record per epoch (``epoch``, ``loss`` — the
     mean weighted total — each objective's mean, ``val_*`` losses and
-    metrics, ``seconds``), the best epoch and whether it stopped early;
-    ``cv_curve``: when cross-validation chose the number of epochs
+    metrics, ``seconds``), the best epoch (``best_epoch``: its number as
+    the records' ``epoch`` counts, the model's earlier epochs included)
+    and whether it stopped early; ``cv_curve``: when cross-validation chose
+    the number of epochs
     (:func:`grapheme_multimodal.stopping.fit_with_stopping`), the folds' mean
-    validation loss per epoch, else ``None``."""
+    validation loss per epoch (the count chosen, ``len(epochs)``, is at
+    ``cv_curve[len(epochs) - 1]``), else ``None``."""
 
     epochs: List[Dict[str, Any]] = field(default_factory=list)
     monitor: Optional[str] = None
