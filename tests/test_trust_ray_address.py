@@ -143,3 +143,76 @@ def test_a_running_cluster_passes_the_check(ray_session) -> None:
     address = ray_session.get_runtime_context().gcs_address
     _check_ray_address(address, "--ray-address")
     _check_ray_address("localhost:" + address.rpartition(":")[2], "--ray-address")
+
+
+def serve(reply, stop):
+    """A TCP server on a free loopback port that answers each connection
+    with ``reply(conn)`` (in a thread); returns the port."""
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    server.settimeout(0.2)
+
+    def loop():
+        held = []
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except socket.timeout:
+                continue
+            held.append(conn)
+            reply(conn)
+        for conn in held:
+            conn.close()
+        server.close()
+
+    threading.Thread(target=loop, daemon=True).start()
+    return server.getsockname()[1]
+
+
+def test_a_server_that_is_not_ray_is_refused_within_seconds(monkeypatch) -> None:
+    """An address where something else answers (a web server, a server that
+    accepts and stays silent or hangs up) passed the connection check, and
+    ray.init then retried it for many minutes (over 10 measured with an HTTP
+    server); now refused: a Ray GCS or Ray Client server answers HTTP/2's
+    preface with a SETTINGS frame, these do not."""
+    import threading
+
+    monkeypatch.delenv("RAY_USE_TLS", raising=False)
+    stop = threading.Event()
+    try:
+        http = serve(lambda c: (c.recv(64), c.sendall(b"HTTP/1.0 400 Bad Request\r\n\r\n"), c.close()), stop)
+        silent = serve(lambda c: None, stop)
+        hangs_up = serve(lambda c: c.close(), stop)
+        start = time.monotonic()
+        with pytest.raises(gm.InvalidValueError, match=rf"127.0.0.1:{http} answers, but not as a Ray cluster \(its reply began b'HTTP/1.0") as err:
+            _check_ray_address(f"127.0.0.1:{http}", "--ray-address")
+        assert err.value.arg == "--ray-address" and "expected the address of a running Ray cluster" in str(err.value)
+        with pytest.raises(gm.InvalidValueError, match=rf"ray://127.0.0.1:{hangs_up} answers, but not as a Ray cluster \(it (closed|dropped) the connection"):
+            _check_ray_address(f"ray://127.0.0.1:{hangs_up}", "address")
+        assert time.monotonic() - start < CONNECT_TIMEOUT_S
+        with pytest.raises(gm.InvalidValueError, match=rf"sent no gRPC reply within {CONNECT_TIMEOUT_S:g} s"):
+            _check_ray_address(f"127.0.0.1:{silent}", "address")
+        assert time.monotonic() - start < 2 * CONNECT_TIMEOUT_S + 1
+        # With TLS the server expects a handshake: only the connection is checked, Ray does the rest.
+        monkeypatch.setenv("RAY_USE_TLS", "1")
+        _check_ray_address(f"127.0.0.1:{http}", "address")
+    finally:
+        stop.set()
+
+
+def test_a_grpc_server_passes_the_check() -> None:
+    """What a Ray GCS sends after the preface (a SETTINGS frame, as any gRPC
+    server): the check lets it through to ray.init."""
+    import threading
+
+    settings = bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+    stop = threading.Event()
+    try:
+        port = serve(lambda c: (c.recv(64), c.sendall(settings)), stop)
+        _check_ray_address(f"127.0.0.1:{port}", "address")
+        _check_ray_address(f"ray://127.0.0.1:{port}", "address")
+    finally:
+        stop.set()

@@ -61,9 +61,15 @@ OUTPUTS = ("fused", "embeddings", "bindings", "hidden_features")
 #: How often one step may lose a worker before :func:`fit` gives up.
 MAX_RESTARTS_PER_STEP = 3
 
-#: Seconds a Ray cluster's address has to accept a connection before joining
-#: it is refused as unreachable (Ray itself would retry for many minutes).
+#: Seconds a Ray cluster's address has to accept a connection and answer as
+#: a gRPC server before joining it is refused (Ray itself would retry for
+#: many minutes).
 CONNECT_TIMEOUT_S = 5.0
+
+#: What a gRPC (HTTP/2) client sends first: the connection preface and an
+#: empty SETTINGS frame. A Ray GCS or Ray Client server answers with a
+#: SETTINGS frame of its own (RFC 9113 §3.4).
+_HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
 
 Columns = Mapping[Union[Modality, str], str]
 
@@ -674,9 +680,11 @@ def _check_fits_cluster(count: int, cpus_each: int, what: str, count_arg: Option
 
 def _check_ray_address(address: Optional[str], arg: str) -> None:
     """Refuses, within :data:`CONNECT_TIMEOUT_S`, a Ray cluster address that
-    ``ray.init(address)`` would join but where nothing accepts a connection:
-    Ray retries its connection for many minutes (some 40 s per attempt, 20
-    attempts), printing warnings, before it fails. ``address`` is what
+    ``ray.init(address)`` would join but where nothing accepts a connection,
+    or where the server that does is no gRPC server (a Ray GCS and a Ray
+    Client server are; with ``RAY_USE_TLS`` set only the connection is
+    checked): Ray retries its connection for many minutes (some 40 s per
+    attempt, 20 attempts), printing warnings, before it fails. ``address`` is what
     ``ray.init`` is given (``arg`` names it); ``None`` or ``"auto"`` stand for
     the ``RAY_ADDRESS`` environment variable when it is set. A local cluster
     (``None`` without ``RAY_ADDRESS``, ``"local"``), ``"auto"`` without
@@ -715,42 +723,75 @@ def _check_ray_address(address: Optional[str], arg: str) -> None:
                 targets.append((local, int(port)))
         except Exception:
             pass
-    reason = _unreachable(targets, CONNECT_TIMEOUT_S)
+    # With TLS the server expects a handshake, not the plain preface: only the connection is checked.
+    speaks_grpc = None if os.environ.get("RAY_USE_TLS", "0").strip().lower() not in ("", "0", "false") else _HTTP2_PREFACE
+    reason = _unreachable(targets, CONNECT_TIMEOUT_S, speaks_grpc)
     if reason is not None:
-        raise InvalidValueError(f"{label}: nothing answers at {address} ({reason}); {expected}", arg)
+        what, why = reason
+        if what == "other":
+            raise InvalidValueError(f"{label}: {address} answers, but not as a Ray cluster ({why}); {expected}", arg)
+        raise InvalidValueError(f"{label}: nothing answers at {address} ({why}); {expected}", arg)
 
 
-def _unreachable(targets: List[Tuple[str, int]], timeout: float) -> Optional[str]:
+def _unreachable(targets: List[Tuple[str, int]], timeout: float, preface: Optional[bytes] = None) -> Optional[Tuple[str, str]]:
     """``None`` when one of ``targets`` (host, port) accepts a TCP connection
-    within ``timeout`` seconds, else why the first did not. Each attempt runs
-    in a thread of its own: a host name's lookup has no timeout."""
-    results: "queue.Queue[Optional[str]]" = queue.Queue()
+    within ``timeout`` seconds — and, with ``preface``, answers it with an
+    HTTP/2 SETTINGS frame, as a gRPC server does — else why the first did
+    not: ``("nothing", why)`` or, for a server that is not gRPC (an HTTP
+    server, a database: Ray would retry it for many minutes too),
+    ``("other", why)``. Each attempt runs in a thread of its own: a host
+    name's lookup has no timeout."""
+    results: "queue.Queue[Optional[Tuple[str, str]]]" = queue.Queue()
+    deadline = time.monotonic() + timeout
 
     def attempt(host: str, port: int) -> None:
         try:
-            socket.create_connection((host, port), timeout=timeout).close()
-            results.put(None)
+            with socket.create_connection((host, port), timeout=timeout) as conn:
+                results.put(None if preface is None else _grpc_reply(conn, preface, deadline, timeout))
         except socket.gaierror as exc:
-            results.put(f"host {host!r} not found: {exc.strerror or exc}")
+            results.put(("nothing", f"host {host!r} not found: {exc.strerror or exc}"))
         except socket.timeout:
-            results.put(f"no answer within {timeout:g} s")
+            results.put(("nothing", f"no answer within {timeout:g} s"))
         except OSError as exc:
-            results.put(exc.strerror or str(exc) or type(exc).__name__)
+            results.put(("nothing", exc.strerror or str(exc) or type(exc).__name__))
 
     for target in targets:
         threading.Thread(target=attempt, args=target, daemon=True, name="gm-ray-address-check").start()
     reasons = []
-    deadline = time.monotonic() + timeout
     for _ in targets:
         try:
-            reason = results.get(timeout=max(0.0, deadline - time.monotonic()))
+            reason = results.get(timeout=max(0.0, deadline - time.monotonic()) + 0.5)  # the attempt's own timeout first
         except queue.Empty:
-            reasons.append(f"no answer within {timeout:g} s")
+            reasons.append(("nothing", f"no answer within {timeout:g} s"))
             break
         if reason is None:
             return None
         reasons.append(reason)
-    return reasons[0]
+    return next((r for r in reasons if r[0] == "other"), reasons[0])  # a server that is not Ray says more
+
+
+def _grpc_reply(conn: socket.socket, preface: bytes, deadline: float, timeout: float) -> Optional[Tuple[str, str]]:
+    """``None`` when the server on ``conn`` answers ``preface`` with an
+    HTTP/2 SETTINGS frame (a 9-byte header of type 4) before ``deadline``,
+    else why it is not a gRPC server."""
+    try:
+        conn.sendall(preface)
+        head = b""
+        while len(head) < 9:
+            conn.settimeout(max(0.01, deadline - time.monotonic()))
+            chunk = conn.recv(9 - len(head))
+            if not chunk:
+                break
+            head += chunk
+    except socket.timeout:
+        return ("other", f"it accepted the connection but sent no gRPC reply within {timeout:g} s")
+    except OSError as exc:
+        return ("other", f"it dropped the connection: {exc.strerror or exc}")
+    if len(head) == 9 and head[3] == 4:
+        return None
+    if not head:
+        return ("other", "it closed the connection without a gRPC reply")
+    return ("other", f"its reply began {head!r}, not with a gRPC (HTTP/2) frame")
 
 
 def _check_int(value: Any, name: str, minimum: int) -> None:
