@@ -238,12 +238,20 @@ class MultiModalEvent:
 
     ``components`` may hold several entries of one modality; the model then
     pools their embeddings (a confidence-weighted mean, re-normalised).
+    ``id`` is an int that fits in int64 (negative ones included; a numpy
+    integer is kept as a Python int), checked whenever it is set: it is what
+    an experience buffer records as the event id.
     """
 
     id: int
     components: List[Component] = field(default_factory=list)
     bindings: List[CrossModalBinding] = field(default_factory=list)
     timestamp: Optional[float] = None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "id":
+            value = _event_id(value)
+        object.__setattr__(self, name, value)
 
     def __post_init__(self) -> None:
         components, self.components = _as_list(self.components, "components", "ModalGraph or ModalFeatures"), []
@@ -290,6 +298,17 @@ class MultiModalEvent:
             if not isinstance(c, (ModalGraph, ModalFeatures)):
                 raise TypeError(f"{name}.components[{k}]: expected ModalGraph or ModalFeatures, got {type(c).__name__}")
         return components
+
+
+def _event_id(value: Any) -> int:
+    """An event id checked: an int (numpy's too, not a bool) within int64.
+    Unchecked, 1.5, "a" or None fused and trained without a word and were only
+    refused once recorded, and 1.5 would have been recorded as 1."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"id: expected an int event id, got {value!r} ({type(value).__name__})")
+    if not -(2**63) <= value < 2**63:
+        raise InvalidValueError(f"id: got {value}; expected an event id that fits in int64 (-2**63 to 2**63 - 1)", "id")
+    return int(value)
 
 
 def _as_list(items: Any, name: str, expected: str) -> list:
