@@ -269,7 +269,7 @@ def case_cli(rng: random.Random, work: Path) -> str:
     if command != "info":
         for _ in range(rng.choice([1, 1, 2])):
             argv += ["-m", f"{rng.choice(['visual', 'auditory', 'smell'])}={d / rng.choice(specs)}"]
-        argv += ["-o", str(work / "cli-out")]
+        argv += ["-o", str(work / "cli-out"), "--overwrite"]  # every case writes there: the refusal of an existing file would end them all
     if command == "train":
         argv += ["--epochs", "1", "--no-progress"]
         for _ in range(rng.choice([0, 1, 3])):

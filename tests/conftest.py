@@ -178,13 +178,14 @@ def two_cluster_views(dims, n: int = 48, seed: int = 0) -> dict:
 
 def cli_train_args(tmp_path, views, checkpoint) -> list:
     """``grapheme-mm train`` arguments for the first two of ``views``
-    (saved as .npy under ``tmp_path``): one short epoch of a small model."""
+    (saved as .npy under ``tmp_path``): one short epoch of a small model,
+    with ``--overwrite`` (the tests train into one checkpoint again with other flags)."""
     files = []
     for name, x in list(views.items())[:2]:
         np.save(tmp_path / f"{name}.npy", x)
         files += ["-m", f"{name}={tmp_path / f'{name}.npy'}"]
     return ["train", *files, "--epochs", "1", "--batch-size", "20", "--embed-dim", "8", "--hidden-dim", "8", "--heads", "2",
-            "--no-progress", "-o", str(checkpoint)]
+            "--no-progress", "-o", str(checkpoint), "--overwrite"]
 
 
 @pytest.fixture(scope="session")

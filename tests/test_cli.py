@@ -167,6 +167,9 @@ def test_missing_demo_data_is_one_line(monkeypatch, tmp_path, capsys):
         (["--json", "{d}/runs/model.safetensors"], "--json: {d}/runs/model.safetensors is also the file of --out's checkpoint"),
         (["--json", "{d}/runs"], "--json: '{d}/runs' is a directory"),
         (["--out", "{d}/fifo_in"], "--out: '{d}/fifo_in/training_curves.png' is a FIFO"),
+        # an earlier run's outputs were replaced without a word
+        (["--out", "{d}/earlier"], "--out's checkpoint: {d}/earlier/model.safetensors already exists; pass --overwrite"),
+        (["--json", "{d}/afile"], "--json: {d}/afile already exists; pass --overwrite to replace it"),
     ],
 )
 def test_demo_refuses_what_would_fail_after_training_before_it(argv, words, tmp_path, capsys, monkeypatch):
@@ -181,6 +184,8 @@ def test_demo_refuses_what_would_fail_after_training_before_it(argv, words, tmp_
     (tmp_path / "afile").write_text("x")
     (tmp_path / "fifo_in").mkdir()
     os.mkfifo(tmp_path / "fifo_in" / "training_curves.png")
+    (tmp_path / "earlier").mkdir()
+    (tmp_path / "earlier" / "model.safetensors").write_bytes(b"an earlier run")
     argv = [a.format(d=tmp_path) for a in argv]
     if "--out" not in argv:
         argv += ["--out", str(tmp_path / "runs")]
@@ -251,6 +256,9 @@ def test_train_on_ray_workers_and_embed_with_ray(user_files, ray_session, capsys
         (["train", "-o", "{d}/no/such/dir/m.safetensors"], "--output: directory"),
         (["train", "-o", "{d}"], "is a directory"),
         (["embed", "{ckpt}", "-o", "{d}/missing/f.npy"], "--output: directory"),
+        # an earlier run's outputs were replaced without a word
+        (["train", "-o", "{ckpt}"], "--output: {ckpt} already exists; pass --overwrite to replace it, or choose another name"),
+        (["embed", "{ckpt}", "-o", "{d}/f.npy", "--bindings", "{d}/text.txt"], "--bindings: {d}/text.txt already exists"),
     ],
 )
 def test_outputs_that_would_lose_work_or_data_are_refused_first(user_files, trained_ckpt, capsys, monkeypatch, command, words):
@@ -273,6 +281,24 @@ def test_outputs_that_would_lose_work_or_data_are_refused_first(user_files, trai
     assert code == 2 and err.count("\n") == 1 and err.startswith("grapheme-mm: error: "), err
     assert words.format(**fill) in err, err
     assert {p: p.read_bytes() for p in user_files.iterdir() if p.is_file()} == before
+
+
+def test_an_existing_output_is_replaced_only_with_overwrite(user_files, capsys, monkeypatch):
+    """train's default output (model.safetensors in the working folder) and
+    embed's (embeddings.npy) replaced an earlier run's files without a word;
+    now refused before any work unless --overwrite, which replaces them."""
+    monkeypatch.chdir(user_files)
+    files = ["-m", f"visual={user_files / 'images.npy'}", "-m", f"auditory={user_files / 'sound.csv'}"]
+    train = ["train", *files, "--epochs", "1", "--embed-dim", "8", "--hidden-dim", "8", "--heads", "2", "--no-progress"]
+    for argv, name in ((train, "model.safetensors"), (["embed", str(user_files / "images.npy"), *files], "embeddings.npy")):
+        (user_files / name).write_bytes(b"an earlier run")
+        code, out, err = run(capsys, *argv)
+        assert code == 2 and err == f"grapheme-mm: error: --output: {name} already exists; pass --overwrite to replace it, or choose another name\n"
+        assert (user_files / name).read_bytes() == b"an earlier run"
+    code, out, err = run(capsys, *train, "--overwrite")
+    assert code == 0 and "saved model.safetensors" in out, err
+    code, out, err = run(capsys, "embed", "model.safetensors", *files, "--overwrite")
+    assert code == 0 and np.load(user_files / "embeddings.npy").shape == (60, 8), err
 
 
 def test_embed_batch_size_splits_the_rows_in_process(user_files, trained_ckpt, capsys):
@@ -346,5 +372,5 @@ def test_train_without_hidden_layers_leaves_out_the_recipes_skip_path(capsys, us
     code, out, err = run(capsys, *flags)
     assert code == 0, err
     assert LearnableMultiModal.load(ckpt).config.encoder_skip is False
-    code, out, err = run(capsys, *flags, "--encoder-skip")
+    code, out, err = run(capsys, *flags, "--encoder-skip", "--overwrite")
     assert code == 2 and "encoder_skip" in err and len(err.strip().splitlines()) == 1, err

@@ -198,7 +198,8 @@ def test_a_full_disk_is_one_line_and_keeps_the_old_output(files, tmp_path) -> No
     def small_files():  # writes beyond 512 bytes fail with EFBIG, as a full disk fails with ENOSPC
         resource.setrlimit(resource.RLIMIT_FSIZE, (512, 512))
 
-    done = _cli("embed", files / "m.safetensors", "-m", f"visual={files / 'a.npy'}", "-o", out, preexec=small_files)
+    done = _cli("embed", files / "m.safetensors", "-m", f"visual={files / 'a.npy'}", "-o", out, "--overwrite",
+               preexec=small_files)
     assert_one_line(done, str(out), "File too large")
     assert out.read_bytes() == b"previous result"
     assert [p.name for p in tmp_path.iterdir()] == ["fused.npy"]

@@ -102,11 +102,13 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=_int, default=0)
     demo.add_argument("--json", type=Path, default=None, help="also write the table as JSON")
     demo.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _overwrite_arg(demo)
     demo.set_defaults(run=_demo)
 
     train = sub.add_parser("train", help="train on your own files, one per modality (rows aligned)")
     _modality_args(train)
     train.add_argument("--output", "-o", type=Path, default=Path("model.safetensors"), help="checkpoint to write")
+    _overwrite_arg(train)
     # The defaults are the package's recipe (uci.TrainingSettings).
     train.add_argument("--epochs", type=_int, default=_RECIPE.epochs, help=f"at most (default {_RECIPE.epochs})")
     train.add_argument("--batch-size", type=_int, default=_RECIPE.batch_size)
@@ -199,6 +201,7 @@ def _parser() -> argparse.ArgumentParser:
     embed.add_argument("--hidden-features", type=Path, default=None,
                        help="also write the encoders' last hidden layer [N, 7, H] (.npy; zeros where a modality is "
                             "absent): the features before the aligned space, for a downstream classifier")
+    _overwrite_arg(embed)
     embed.add_argument("--ray", action="store_true", help="embed with a pool of Ray actors (Ray Data)")
     embed.add_argument("--workers", type=_int, default=None,
                        help="with --ray: actors in the pool (default: Ray Data scales it to the CPUs)")
@@ -212,6 +215,11 @@ def _parser() -> argparse.ArgumentParser:
     info.add_argument("checkpoint", type=Path)
     info.set_defaults(run=_info)
     return parser
+
+
+def _overwrite_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace output files that already exist (default: refuse them before any work)")
 
 
 def _ray_address_arg(p: argparse.ArgumentParser) -> None:
@@ -236,7 +244,7 @@ def _demo(args: argparse.Namespace) -> int:
         settings = TrainingSettings(seed=args.seed, epochs=_positive(args.epochs, "--epochs"))
     # what would fail only after the training: the folder, its files, the JSON
     files = demo_files(args.out, "--out")
-    _check_outputs({**{f"--out's {what}": path for what, path in files.items()}, "--json": args.json}, {})
+    _check_outputs({**{f"--out's {what}": path for what, path in files.items()}, "--json": args.json}, {}, args.overwrite)
     result = run_demo(args.out, settings, progress=not args.no_progress)
     print()
     print(result.table())
@@ -267,7 +275,7 @@ def _train(args: argparse.Namespace) -> int:
     from .model import LearnableMultiModal
     from .objectives import OBJECTIVES
 
-    _check_outputs({"--output": args.output}, _input_files(args.modality))
+    _check_outputs({"--output": args.output}, _input_files(args.modality), args.overwrite)
     _seed(args.seed)
     files = _read_files(args.modality)
     n = len(files[0])
@@ -362,6 +370,7 @@ def _embed(args: argparse.Namespace) -> int:
     _check_outputs(
         {"--output": args.output, "--bindings": args.bindings, "--hidden-features": args.hidden_features},
         {"the checkpoint": args.checkpoint, **_input_files(args.modality)},
+        args.overwrite,
     )
     model = LearnableMultiModal.load(args.checkpoint)
     if args.hidden_features is not None:
@@ -571,11 +580,13 @@ def _input_files(specs: List[str]) -> Dict[str, Path]:
     return {f"the {modality} input file": path for modality, path, _ in map(parse_modality_spec, specs)}
 
 
-def _check_outputs(outputs: Dict[str, Optional[Path]], inputs: Dict[str, Path]) -> None:
+def _check_outputs(outputs: Dict[str, Optional[Path]], inputs: Dict[str, Path], overwrite: bool) -> None:
     """Refuses, before any work, an output that cannot be written (a missing
     directory, a directory) or that names an input or another output: found
     only when it is written, after the work, it would lose the work, the
-    user's data or the first output."""
+    user's data or the first output. A file that exists is refused too unless
+    ``overwrite``: the defaults (model.safetensors, runs/demo/...) would
+    otherwise replace an earlier run's checkpoint without a word."""
     from .io import check_write_target
 
     given = {flag: path for flag, path in outputs.items() if path is not None}
@@ -588,6 +599,8 @@ def _check_outputs(outputs: Dict[str, Optional[Path]], inputs: Dict[str, Path]) 
         other = written.setdefault(os.path.realpath(path), flag)
         if other != flag:
             raise InvalidValueError(f"{flag}: {path} is also the file of {other}; expected a file of its own", flag)
+        if not overwrite and path.exists():
+            raise FileExistsError(f"{flag}: {path} already exists; pass --overwrite to replace it, or choose another name")
 
 
 def _same_file(a: Path, b: Path) -> bool:
