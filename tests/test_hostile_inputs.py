@@ -846,3 +846,31 @@ def test_objective_weights_refuse_numpy_bools_as_python_bools() -> None:
         with pytest.raises(TypeError, match=r"weights\['contrastive'\]: expected a number, got bool"):
             model.losses(views(), weights={"contrastive": flag})
     assert model.losses(views(), weights={"contrastive": np.float32(1.0)})["contrastive"] > 0
+
+
+@pytest.mark.parametrize("flag", ["False", "no", 0, 1, None, 1.0])
+def test_bool_options_refuse_what_only_looks_like_a_bool(flag, tmp_path) -> None:
+    # Read by truth value, "False" and "no" were true: the per-head shape,
+    # a strict load, sampling with replacement or by priority, the training
+    # dropout, the recorded inputs, a saved buffer, each without a word.
+    model = small_model()
+    data = views(6)
+    model.record_batch(data)
+    emb = model.encode(data)
+    query = emb[:, 0]
+    calls = {
+        "per_head": lambda: model.attention_weights(query, emb, per_head=flag),
+        "strict": lambda: model.load_state_dict(model.state_dict(), strict=flag),
+        "include_experience": lambda: model.save(tmp_path / "m.safetensors", include_experience=flag),
+        "prioritized": lambda: model.experience.sample(2, prioritized=flag),
+        "replace": lambda: model.experience.sample(2, replace=flag),
+        "training": lambda: model.losses(data, training=flag),
+        "use_inputs": lambda: gm.Batch.from_experiences(model.experience.batch(), use_inputs=flag),
+    }
+    for name, call in calls.items():
+        with pytest.raises(TypeError, match=f"^{name}: expected a bool, got {type(flag).__name__}$"):
+            call()
+    assert not (tmp_path / "m.safetensors").exists()
+    # numpy's bools are bools
+    assert model.attention_weights(query, emb, per_head=np.True_).shape == (6, 2, 7)
+    model.experience.sample(2, replace=np.False_, prioritized=np.True_)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, List, Mapping, Optional, Sequence, Tuple,
 import numpy as np
 
 from ._core import NUM_MODALITIES
-from ._validation import as_float32, as_real_array, describe
+from ._validation import as_float32, as_real_array, check_flag, describe
 from .exceptions import InvalidValueError, ShapeError
 from .types import ModalGraph, Modality, MultiModalEvent
 
@@ -101,7 +101,7 @@ class Batch:
         With ``use_inputs=True`` the recorded raw inputs are encoded again, so
         the encoders learn too; every experience must then have inputs.
         """
-        if not use_inputs:
+        if not check_flag(use_inputs, "use_inputs"):  # "False" would be true: every experience then needs inputs
             return cls(
                 embeddings=experiences.embeddings,
                 mask=experiences.mask,

@@ -22,7 +22,8 @@ import numpy as np
 
 from ._core import MODALITY_NAMES, NUM_MODALITIES
 from ._validation import (
-    as_finite_float, as_mask, as_positive_int, as_real_array, describe, memory_budget, non_finite_message, refuse_bools,
+    as_finite_float, as_mask, as_positive_int, as_real_array, check_flag, describe, memory_budget, non_finite_message,
+    refuse_bools,
 )
 from .exceptions import CheckpointError, InvalidValueError, NonFiniteError, ShapeError, TooLargeError
 from .io import PathLike, TensorSpec, check_write_target, read_tagged_safetensors, write_tagged_safetensors
@@ -350,6 +351,8 @@ class ExperienceBuffer:
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
             raise InvalidValueError(f"batch_size: expected a positive int, got {batch_size!r}", "batch_size")
         batch_size = int(batch_size)  # a numpy uint64 would wrap in the size check below
+        # "False" would be true: drawn with replacement, or by priority, without a word
+        prioritized, replace = check_flag(prioritized, "prioritized"), check_flag(replace, "replace")
         if prioritized:
             alpha = as_finite_float(alpha, "alpha", lambda v: v >= 0, "a finite number >= 0")
             beta = as_finite_float(beta, "beta", lambda v: v >= 0, "a finite number >= 0")

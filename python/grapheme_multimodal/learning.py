@@ -10,7 +10,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from ._locking import reads, writes
-from ._validation import as_finite_float, as_float32, as_real_array, refuse_bools
+from ._validation import as_finite_float, as_float32, as_real_array, check_flag, refuse_bools
 from .exceptions import InvalidValueError
 from .batch import Batch, Inputs, component_parts, event_components
 from .objectives import resolve_weights
@@ -45,7 +45,8 @@ class LearningMixin:
         loss it computes.
         """
         core_batch, w = self._learning_args(batch, mask, weights)
-        return dict(self._core.losses(core_batch, w, bool(training)))
+        training = check_flag(training, "training")  # "False" would be true: the dropout masks applied
+        return dict(self._core.losses(core_batch, w, training))
 
     @reads
     def temperatures(self) -> Dict[str, float]:

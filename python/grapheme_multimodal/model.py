@@ -15,7 +15,7 @@ import numpy as np
 
 from . import _core
 from ._locking import ModelLock, reads, uninterrupted, writes
-from ._validation import as_float32, as_mask, describe
+from ._validation import as_float32, as_mask, check_flag, describe
 from .buffer import ExperienceBuffer, buffer_row_bytes, check_fits_memory
 from .experience import ExperienceMixin
 from .learning import LearningMixin
@@ -200,6 +200,7 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         """Attention of ``query [B, E]`` over the present modalities: ``[B, 7]``
         (mean over heads; sums to 1 over present modalities, 0 elsewhere and
         in rows with none present), or ``[B, heads, 7]`` with ``per_head=True``."""
+        per_head = check_flag(per_head, "per_head")  # "False" would be true: the other shape, without a word
         weights, _, heads = self._attend(query, embeddings, mask)
         return heads if per_head else weights
 
@@ -263,6 +264,7 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         """Loads parameters by name. With ``strict`` the names must match
         exactly; shapes must always match and values be finite. Nothing is
         changed unless every tensor is valid."""
+        strict = check_flag(strict, "strict")  # "False" would be true: the strict check, not what was asked
         staged = self._checked_tensors(state_dict, "state_dict", strict, note=" (strict=True)")
         with uninterrupted():  # one call per tensor: Ctrl-C between two would load half
             for name, arr in staged.items():
@@ -387,7 +389,7 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         to train on exactly as if it had never stopped."""
         from .checkpoint import save_checkpoint
 
-        save_checkpoint(self, path, include_experience)
+        save_checkpoint(self, path, check_flag(include_experience, "include_experience"))
 
     @classmethod
     def load(cls, path: Any) -> "LearnableMultiModal":
