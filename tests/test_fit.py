@@ -227,3 +227,34 @@ def test_plots_refuse_values_that_would_draw_a_wrong_figure(tmp_path):
     assert not heat.exists() and not (tmp_path / "curves.png").exists()
     plot_history(epochs, tmp_path / "curves.png", best_epoch=np.int64(2))
     assert (tmp_path / "curves.png").exists()
+
+
+def test_plots_name_an_argument_of_the_wrong_kind(tmp_path):
+    """What fit returns (a History) failed inside plot_history with "list
+    indices must be integers or slices, not str", a record without an epoch
+    with KeyError: 'epoch', column labels as a list with AttributeError; a
+    column label keyed by name was left out without a word."""
+    pytest.importorskip("matplotlib")
+    from grapheme_multimodal.plotting import plot_attention, plot_history
+
+    curves, heat = tmp_path / "curves.png", tmp_path / "attention.png"
+    history = gm.training.History(epochs=[{"epoch": 1, "loss": 1.0}], best_epoch=1)
+    with pytest.raises(TypeError, match=r"^epochs: expected a list of epoch records .* got History: call its \.plot\(path\)"):
+        plot_history(history, curves)
+    with pytest.raises(TypeError, match=r"^epochs: .* got dict$"):
+        plot_history({"epoch": 1, "loss": 1.0}, curves)
+    for records, words in (([{"loss": 1.0}], r"epochs\[0\]: expected a record with an 'epoch' number"),
+                           ([{"epoch": 1, "loss": 1.0}, 2], r"epochs\[1\]: expected a record"),
+                           ([{"epoch": 1, "seconds": 0.1}], r"epochs: the records hold no values to plot")):
+        with pytest.raises(gm.InvalidValueError, match=words):
+            plot_history(records, curves)
+    weights = np.full((2, 7), 1 / 7)
+    with pytest.raises(TypeError, match="^row_labels: expected one label per row"):
+        plot_attention(weights, None, heat)
+    with pytest.raises(TypeError, match="^column_labels: expected None or a mapping"):
+        plot_attention(weights, ["a", "b"], heat, column_labels=["x"])
+    with pytest.raises(gm.InvalidValueError, match="modality: unknown modality 'smell'"):
+        plot_attention(weights, ["a", "b"], heat, column_labels={"smell": "x"})
+    assert not curves.exists() and not heat.exists()
+    plot_attention(weights, np.array(["a", "b"]), heat, column_labels={"visual": "pixels", gm.Modality.AUDITORY: "sound"})
+    assert heat.exists()

@@ -4,6 +4,7 @@ optional extra: ``pip install grapheme-multimodal[plot]``)."""
 from __future__ import annotations
 
 import io
+from collections.abc import Mapping
 from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
@@ -36,8 +37,15 @@ def _save(fig: Any, path: PathLike) -> None:
 def plot_history(epochs: Sequence[Dict[str, Any]], path: PathLike, title: str = "training", best_epoch: Optional[int] = None) -> None:
     """One panel per training loss (solid) with its validation value (dashed);
     ``best_epoch`` (an epoch number) is marked by a dotted line."""
+    if isinstance(epochs, (str, bytes, Mapping)) or not isinstance(epochs, Sequence):
+        # a History (what fit returns) failed inside with "list indices must be integers or slices, not str"
+        hint = ": call its .plot(path), or pass its .epochs" if hasattr(epochs, "epochs") else ""
+        raise TypeError(f"epochs: expected a list of epoch records (dicts, as History.epochs), got {describe(epochs)}{hint}")
     if not epochs:
         raise InvalidValueError("epochs: expected at least one epoch to plot, got none", "epochs")
+    for i, e in enumerate(epochs):
+        if not isinstance(e, Mapping) or "epoch" not in e:  # else KeyError: 'epoch', or "'int' object is not subscriptable"
+            raise InvalidValueError(f"epochs[{i}]: expected a record with an 'epoch' number, got {e!r:.80}", "epochs")
     x = [e["epoch"] for e in epochs]
     # A line at 1.5, NaN or True would mark an epoch that never was.
     if best_epoch is not None and (isinstance(best_epoch, (bool, np.bool_)) or not isinstance(best_epoch, (int, np.integer))):
@@ -48,6 +56,8 @@ def plot_history(epochs: Sequence[Dict[str, Any]], path: PathLike, title: str = 
     names.sort(key=lambda k: k != "loss")  # the total first
     extra = [k for k in epochs[0] if k.startswith("val_") and k[4:] not in names and k != "val_total"]
     panels = names + extra
+    if not panels:  # else matplotlib's "Number of columns must be a positive integer, not 0"
+        raise InvalidValueError(f"epochs: the records hold no values to plot, only {sorted(epochs[0])}", "epochs")
     fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.0), squeeze=False)
     for ax, name in zip(axes[0], panels):
         ax.plot(x, [e.get(name, np.nan) for e in epochs], label="train" if not name.startswith("val_") else name)
@@ -75,6 +85,13 @@ def plot_attention(
     each modality per class); modalities no row attends to are left out.
     ``column_labels`` renames modalities (e.g. to the data's view names)."""
     w = as_real_array(weights, "weights").astype(float)  # complex or text refused, naming weights
+    if row_labels is None or isinstance(row_labels, (str, bytes)) or not hasattr(row_labels, "__len__"):
+        raise TypeError(f"row_labels: expected one label per row of weights (a list), got {describe(row_labels)}")
+    if column_labels is not None:
+        if not isinstance(column_labels, Mapping):  # else AttributeError: 'list' object has no attribute 'get'
+            raise TypeError(f"column_labels: expected None or a mapping modality -> label, got {describe(column_labels)}")
+        # by name too: a key "visual" matched no Modality, and the label was left out without a word
+        column_labels = {Modality.parse(m): label for m, label in column_labels.items()}
     if w.ndim != 2 or w.shape[1] != len(Modality) or w.shape[0] != len(row_labels):
         raise ValueError(f"weights: expected shape ({len(row_labels)}, 7), got {w.shape}")
     if not np.isfinite(w).all():  # a NaN would draw as an empty cell and colour the rest wrongly
