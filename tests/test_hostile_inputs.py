@@ -538,6 +538,18 @@ def test_a_monitored_metric_that_is_nan_is_refused_not_a_silent_first_epoch() ->
     assert np.isnan(history.epochs[-1]["val_m"])
 
 
+@pytest.mark.parametrize("name", ["total", "contrastive", "fused_contrastive"])
+def test_a_metric_named_as_a_validation_loss_is_refused_not_recorded_over_it(name) -> None:
+    # Recorded as val_<name>, it overwrote that validation loss: val_total was
+    # the metric's 123.0, and early stopping (watching val_total) kept its epoch.
+    model = small_model()
+    with pytest.raises(gm.InvalidValueError, match=rf"^metrics\['{name}'\]: the name of a validation loss \(recorded as 'val_{name}'\)") as err:
+        model.fit(views(), validation=views(6, seed=1), epochs=2, metrics={name: lambda m: 123.0}, progress=False)
+    assert err.value.arg == "metrics" and model.epochs_trained == 0
+    history = model.fit(views(), validation=views(6, seed=1), epochs=1, metrics={"loss": lambda m: 123.0}, progress=False)
+    assert history.epochs[-1]["val_loss"] == 123.0 and history.epochs[-1]["val_total"] != 123.0
+
+
 # ------------------------------------------------------------ events and their parts
 def graph_event(event_id=1) -> gm.MultiModalEvent:
     return gm.MultiModalEvent(event_id, [gm.ModalGraph(gm.Graph.from_text("a cat"), "linguistic")])

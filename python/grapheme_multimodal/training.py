@@ -104,7 +104,8 @@ def fit(
         validation: data of the same kind, evaluated after every epoch:
             ``val_total`` and ``val_<objective>`` losses.
         metrics: extra validation metrics, ``{name: fn(model) -> float}``,
-            recorded as ``val_<name>``.
+            recorded as ``val_<name>`` (so no name may be ``total`` or an
+            objective's: those are the validation losses).
         early_stopping: stop after this many epochs without improvement of
             ``monitor`` (default ``val_total`` with validation, else
             ``loss``) and restore the best epoch's weights and optimizer
@@ -663,6 +664,11 @@ def _checked_metrics(metrics: Any) -> Dict[str, Metric]:
     for name, fn in metrics.items():
         if not isinstance(name, str) or not callable(fn):
             raise TypeError(f"metrics[{name!r}]: expected a str name and a callable fn(model) -> float, got {type(fn).__name__}")
+        if name in ("total", *OBJECTIVES):
+            # recorded as val_<name>, it overwrote that validation loss, which early stopping then watched
+            raise InvalidValueError(
+                f"metrics[{name!r}]: the name of a validation loss (recorded as 'val_{name}'); expected another name", "metrics"
+            )
     return dict(metrics)
 
 
