@@ -689,6 +689,19 @@ def test_standardize_keeps_columns_of_tiny_but_varying_values(scale) -> None:
         model.set_normalization("visual", np.zeros(18), np.full(18, 1e-44))  # a subnormal std is still refused
 
 
+def test_set_normalization_names_the_half_that_is_missing() -> None:
+    # std=None beside a mean was "std: expected a real-valued numeric array, got array of shape () and dtype object"
+    model = small_model()
+    model.set_normalization("visual", np.zeros(18), np.ones(18))
+    for kwargs, missing in (({"mean": np.zeros(18)}, "std"), ({"std": np.ones(18)}, "mean")):
+        with pytest.raises(gm.InvalidValueError, match=rf"^{missing}: got None beside a .*; expected both \(arrays of 18\), or both None") as err:
+            model.set_normalization("visual", **kwargs)
+        assert err.value.arg == missing
+    assert model.normalization("visual") is not None, "a refused call leaves the standardisation as it was"
+    model.set_normalization("visual")
+    assert model.normalization("visual") is None
+
+
 def test_a_loss_that_overflows_after_a_huge_step_names_the_parameters_not_the_inputs() -> None:
     # Was "inputs: ... expected inputs of moderate size" for inputs drawn from N(0, 1):
     # the embeddings are unit vectors, the first step of lr=1e30 made the weights overflow.

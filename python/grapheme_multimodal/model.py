@@ -338,6 +338,12 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         m = Modality.parse(modality)
         if mean is None and std is None:
             self._core.set_normalization(m.index)
+        elif mean is None or std is None:  # else as_float32's "got array of shape () and dtype object"
+            given, missing = ("mean", "std") if std is None else ("std", "mean")
+            raise InvalidValueError(
+                f"{missing}: got None beside a {given}; expected both (arrays of {self.config.input_dims[m.index]}), "
+                "or both None to remove the standardisation", missing,
+            )
         else:
             d = self.config.input_dims[m.index]
             self._core.set_normalization(
