@@ -196,6 +196,25 @@ def test_fit_with_every_objective_weighted_0_is_refused_not_run() -> None:
     model.fit(views(12), epochs=1, objectives={"contrastive": 1, "binding": 0})  # one is enough
 
 
+def test_train_step_and_backward_refuse_weights_that_are_all_0_as_fit_does() -> None:
+    # weights={} (read as "the defaults") took an Adam step on zero gradients:
+    # every weight moved by its momentum and nothing was learned, without a word.
+    model = small_model()
+    x = views(8)
+    model.train_step(x)
+    before, step = model.state_dict(), model.optimizer_state()["step"]
+    model.zero_grad()
+    for weights in ({}, {"contrastive": 0}, {"contrastive": 0.0, "binding": 0}):
+        for call in (model.train_step, model.backward):
+            with pytest.raises(gm.InvalidValueError, match=r"^weights: every weight is 0 .* \(None: the default mix\)$") as err:
+                call(x, weights=weights)
+            assert err.value.arg == "weights"
+    assert model.optimizer_state()["step"] == step and not model.has_gradients()
+    assert all(np.array_equal(v, model.state_dict()[k]) for k, v in before.items())
+    assert model.losses(x, weights={})["total"] == 0.0  # a preview trains nothing: allowed
+    model.train_step(x, weights={"contrastive": 1, "binding": 0})  # one is enough
+
+
 @pytest.mark.parametrize("event_id", [1.5, float("nan"), "a", None, True, np.bool_(True), [1]])
 def test_an_event_id_that_is_no_int_is_refused_where_it_is_set(event_id) -> None:
     # fuse_event, compute_bindings and fit took any id without a word; only

@@ -59,7 +59,7 @@ class LearningMixin:
         """Like :meth:`losses`, and adds the gradients of the weighted total
         to the accumulated ones (``has_gradients()`` becomes True). No step
         is taken: call :meth:`step`, or read :meth:`gradients`."""
-        core_batch, w = self._learning_args(batch, mask, weights)
+        core_batch, w = self._learning_args(batch, mask, weights, training=True)
         return dict(self._core.backward(core_batch, w))
 
     @writes
@@ -89,7 +89,7 @@ class LearningMixin:
         >>> sorted(model.train_step(x))
         ['binding', 'contrastive', 'cross_modal', 'total']
         """
-        core_batch, w = self._learning_args(batch, mask, weights)
+        core_batch, w = self._learning_args(batch, mask, weights, training=True)
         lr = self._learning_rate(lr)
         losses, _ = self._core.train_step(core_batch, w, lr)
         return dict(losses)
@@ -174,7 +174,11 @@ class LearningMixin:
             return None
         return as_finite_float(lr, "lr", lambda v: v > 0, "a finite positive number or None", float32=True)
 
-    def _learning_args(self, batch: Any, mask: Any, weights: Optional[Mapping[str, float]]) -> Tuple["_CoreBatch", List[float]]:
+    def _learning_args(
+        self, batch: Any, mask: Any, weights: Optional[Mapping[str, float]], training: bool = False
+    ) -> Tuple["_CoreBatch", List[float]]:
+        """The core's batch and the objectives' weights; for a call that
+        trains (``training``), at least one weight must be > 0."""
         if not isinstance(batch, Batch):
             batch = Batch(inputs=batch, mask=mask)
         elif mask is not None:
@@ -196,7 +200,15 @@ class LearningMixin:
             rewards = as_real_array(batch.rewards, "rewards")
             refuse_bools(rewards, "rewards")
             core.rewards = as_float32(rewards, "rewards", 1, (b,))
-        return core, resolve_weights(weights, batch.fused is not None)
+        w = resolve_weights(weights, batch.fused is not None)
+        if training and not any(x > 0 for x in w):
+            # an Adam step on zero gradients moves every weight by its momentum, learning nothing
+            # ({} read as "the defaults" did that without a word); fit refuses the same
+            raise InvalidValueError(
+                f"weights: every weight is 0 ({dict(weights or {})}); expected at least one objective with a weight > 0 "
+                "(None: the default mix)", "weights",
+            )
+        return core, w
 
     def _events_parts(self, events: Sequence[MultiModalEvent]) -> list:
         """The component form of several events: row ``i`` is ``events[i]``."""
