@@ -122,3 +122,14 @@ def test_components_compare_by_value():
     with pytest.raises(TypeError, match="unhashable"):
         hash(a)
     assert gm.ModalGraph(gm.Graph.from_text("ab"), "visual") == gm.ModalGraph(gm.Graph.from_text("ab"), "visual")
+
+
+def test_features_beyond_float32_are_refused_without_numpy_s_overflow_warning():
+    # The cast warned "overflow encountered in cast" before the refusal: with
+    # warnings as errors (pytest's -W error) that RuntimeWarning was the error.
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(gm.NonFiniteError, match=r"^features: entry 1 holds 1e\+300, too large for float32"):
+            gm.ModalFeatures(np.array([0.0, 1e300]), "visual")

@@ -222,7 +222,8 @@ def _feature_vector(value: Any) -> np.ndarray:
         raise TypeError(f"features: expected real numbers, got dtype {arr.dtype}")
     if arr.ndim != 1:
         raise ShapeError(f"features: expected a 1-D vector, got shape {arr.shape}", "features")
-    out = arr.astype(np.float32)
+    with np.errstate(over="ignore"):  # a value beyond float32 is named below; numpy's RuntimeWarning came first
+        out = arr.astype(np.float32)
     if not np.isfinite(out).all():
         bad = int(np.flatnonzero(~np.isfinite(out))[0])
         raise NonFiniteError(f"features: entry {bad} {non_finite_message(arr[bad])}", "features")
