@@ -130,6 +130,9 @@ def test_a_ray_client_address_is_checked_too_and_other_addresses_are_left_to_ray
         _check_ray_address(f"[::1]:{port}", "address")
     assert time.monotonic() - start < 2 * CONNECT_TIMEOUT_S
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    import ray._private.utils  # no record of `ray start` on this machine, whatever it holds
+
+    monkeypatch.setattr(ray._private.utils, "get_ray_address_file", lambda temp_dir: os.devnull + ".none")
     for left_to_ray in (None, "auto", "local", "http://127.0.0.1:8265", "ray://somewhere"):  # Ray's own answers
         _check_ray_address(left_to_ray, "address")
     with pytest.raises(TypeError, match="address: expected a Ray cluster address"):
@@ -216,3 +219,27 @@ def test_a_grpc_server_passes_the_check() -> None:
         _check_ray_address(f"ray://127.0.0.1:{port}", "address")
     finally:
         stop.set()
+
+
+def test_a_stale_record_of_ray_start_is_refused_within_seconds(monkeypatch, tmp_path) -> None:
+    """Given no address, ray.init joins the cluster `ray start` recorded in
+    Ray's temp folder; a record left by a cluster that ended without `ray
+    stop` made grapheme-mm train --workers (and distributed.fit) wait in
+    ray.init for minutes (a test timed out at 150 s). Now the recorded
+    address is checked like a given one, and the refusal says where it came from."""
+    import ray._private.utils
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    record = tmp_path / "ray_current_cluster"
+    monkeypatch.setattr(ray._private.utils, "get_ray_address_file", lambda temp_dir: str(record))
+    _check_ray_address(None, "--ray-address")  # no record: a new local cluster, left to Ray
+    stale = f"127.0.0.1:{free_port()}"
+    record.write_text(stale + "\n")
+    for given, words in ((None, "none given"), ("auto", "auto")):
+        with pytest.raises(gm.InvalidValueError, match=rf"nothing answers at {stale} ") as err:
+            _check_ray_address(given, "--ray-address")
+        assert str(err.value).startswith(f"--ray-address ({words}: Ray joins the cluster `ray start` recorded in {record})")
+        assert "`ray stop` removes its record" in str(err.value) and err.value.arg == "--ray-address"
+    _check_ray_address("local", "--ray-address")  # a new local cluster whatever the record says
+    monkeypatch.setenv("RAY_ADDRESS", "local")  # the variable comes first, as in ray.init
+    _check_ray_address(None, "--ray-address")

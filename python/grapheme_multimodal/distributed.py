@@ -686,14 +686,25 @@ def _check_ray_address(address: Optional[str], arg: str) -> None:
     checked): Ray retries its connection for many minutes (some 40 s per
     attempt, 20 attempts), printing warnings, before it fails. ``address`` is what
     ``ray.init`` is given (``arg`` names it); ``None`` or ``"auto"`` stand for
-    the ``RAY_ADDRESS`` environment variable when it is set. A local cluster
-    (``None`` without ``RAY_ADDRESS``, ``"local"``), ``"auto"`` without
-    ``RAY_ADDRESS`` (Ray finds a cluster on this machine, or says it found
-    none) and schemes other than ``ray://`` are left to Ray."""
+    the ``RAY_ADDRESS`` environment variable when it is set, else for the
+    cluster ``ray start`` last recorded on this machine, which ``ray.init``
+    joins then (a record left by a cluster that ended without ``ray stop``
+    made it retry for minutes). A new local cluster (``None`` with neither,
+    ``"local"``), ``"auto"`` with neither (Ray finds a cluster on this
+    machine, or says it found none) and schemes other than ``ray://`` are
+    left to Ray."""
     env = os.environ.get("RAY_ADDRESS")
-    label = arg
+    label, remedy = arg, ""
     if address in (None, "auto") and env:  # as ray.init: the variable stands in for no address or "auto"
         address, arg, label = env, "RAY_ADDRESS", "RAY_ADDRESS (environment variable)"
+    elif address in (None, "auto"):
+        recorded = _recorded_cluster()
+        if recorded is None:
+            return
+        given = "auto" if address == "auto" else "none given"
+        address, record = recorded
+        label = f"{label} ({given}: Ray joins the cluster `ray start` recorded in {record})"
+        remedy = "; if that cluster has ended, `ray stop` removes its record"
     if address is None or address in ("auto", "local"):
         return
     if not isinstance(address, str):
@@ -712,7 +723,7 @@ def _check_ray_address(address: Optional[str], arg: str) -> None:
     expected = ("expected the address of a running Ray cluster: its head node's host:port "
                 "(e.g. 10.0.0.5:6379), ray://host:port (Ray Client), auto or local")
     if not host or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 2**16:
-        raise InvalidValueError(f"{label}: {expected}, got {address!r}", arg)
+        raise InvalidValueError(f"{label}: {expected}, got {address!r}{remedy}", arg)
     targets = [(host, int(port))]
     if not client:  # Ray joins a local address at this machine's own IP: either answering will do
         try:
@@ -729,8 +740,23 @@ def _check_ray_address(address: Optional[str], arg: str) -> None:
     if reason is not None:
         what, why = reason
         if what == "other":
-            raise InvalidValueError(f"{label}: {address} answers, but not as a Ray cluster ({why}); {expected}", arg)
-        raise InvalidValueError(f"{label}: nothing answers at {address} ({why}); {expected}", arg)
+            raise InvalidValueError(f"{label}: {address} answers, but not as a Ray cluster ({why}); {expected}{remedy}", arg)
+        raise InvalidValueError(f"{label}: nothing answers at {address} ({why}); {expected}{remedy}", arg)
+
+
+def _recorded_cluster() -> Optional[Tuple[str, str]]:
+    """The address ``ray start`` last recorded on this machine and the file
+    that holds it (what ``ray.init`` joins when given no address), or
+    ``None`` when there is none."""
+    try:
+        from ray._private.utils import get_ray_address_file  # private: should it move, Ray's own retries
+
+        record = get_ray_address_file(None)
+        with open(record) as f:
+            address = f.read().strip()
+    except Exception:  # no record (or no way to find it)
+        return None
+    return (address, record) if address else None
 
 
 def _unreachable(targets: List[Tuple[str, int]], timeout: float, preface: Optional[bytes] = None) -> Optional[Tuple[str, str]]:
