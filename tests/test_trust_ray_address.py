@@ -21,7 +21,7 @@ import pytest
 import grapheme_multimodal as gm
 
 pytest.importorskip("ray", reason='needs Ray: pip install -e ".[test]"')
-from grapheme_multimodal.distributed import CONNECT_TIMEOUT_S, _check_ray_address  # noqa: E402
+from grapheme_multimodal._ray_address import CONNECT_TIMEOUT_S, _check_ray_address  # noqa: E402
 
 #: A refusal comes within CONNECT_TIMEOUT_S of the check; the rest is importing Ray and the package.
 PROMPT_S = 45

@@ -477,7 +477,7 @@ def _ray_cluster(address: Optional[str]) -> Iterator[None]:
     if ray.is_initialized():
         yield
         return
-    from .distributed import _check_ray_address
+    from ._ray_address import _check_ray_address
 
     _check_ray_address(address, "--ray-address")  # an address nothing answers at: Ray would retry for many minutes
     if address is None:  # a local cluster: keep every Ray socket on 127.0.0.1

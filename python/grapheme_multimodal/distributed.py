@@ -24,10 +24,6 @@ import functools
 import hashlib
 import numbers
 import os
-import queue
-import socket
-import threading
-import time
 from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -43,6 +39,7 @@ except ModuleNotFoundError as exc:  # pragma: no cover - exercised only without 
 
 from ._core import NUM_MODALITIES
 from ._locking import writes
+from ._ray_address import CONNECT_TIMEOUT_S, _check_ray_address  # noqa: F401 (CONNECT_TIMEOUT_S: documented here)
 from .exceptions import InvalidValueError, ShapeError
 from .model import LearnableMultiModal
 from .training import History, Steps, _Dataset
@@ -60,16 +57,6 @@ OUTPUTS = ("fused", "embeddings", "bindings", "hidden_features")
 
 #: How often one step may lose a worker before :func:`fit` gives up.
 MAX_RESTARTS_PER_STEP = 3
-
-#: Seconds a Ray cluster's address has to accept a connection and answer as
-#: a gRPC server before joining it is refused (Ray itself would retry for
-#: many minutes).
-CONNECT_TIMEOUT_S = 5.0
-
-#: What a gRPC (HTTP/2) client sends first: the connection preface and an
-#: empty SETTINGS frame. A Ray GCS or Ray Client server answers with a
-#: SETTINGS frame of its own (RFC 9113 §3.4).
-_HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
 
 Columns = Mapping[Union[Modality, str], str]
 
@@ -676,148 +663,6 @@ def _check_fits_cluster(count: int, cpus_each: int, what: str, count_arg: Option
             f"for the rest forever; expected at most {room} (on an autoscaling cluster, start its nodes first)",
             arg,
         )
-
-
-def _check_ray_address(address: Optional[str], arg: str) -> None:
-    """Refuses, within :data:`CONNECT_TIMEOUT_S`, a Ray cluster address that
-    ``ray.init(address)`` would join but where nothing accepts a connection,
-    or where the server that does is no gRPC server (a Ray GCS and a Ray
-    Client server are; with ``RAY_USE_TLS`` set only the connection is
-    checked): Ray retries its connection for many minutes (some 40 s per
-    attempt, 20 attempts), printing warnings, before it fails. ``address`` is what
-    ``ray.init`` is given (``arg`` names it); ``None`` or ``"auto"`` stand for
-    the ``RAY_ADDRESS`` environment variable when it is set, else for the
-    cluster ``ray start`` last recorded on this machine, which ``ray.init``
-    joins then (a record left by a cluster that ended without ``ray stop``
-    made it retry for minutes). A new local cluster (``None`` with neither,
-    ``"local"``), ``"auto"`` with neither (Ray finds a cluster on this
-    machine, or says it found none) and schemes other than ``ray://`` are
-    left to Ray."""
-    env = os.environ.get("RAY_ADDRESS")
-    label, remedy = arg, ""
-    if address in (None, "auto") and env:  # as ray.init: the variable stands in for no address or "auto"
-        address, arg, label = env, "RAY_ADDRESS", "RAY_ADDRESS (environment variable)"
-    elif address in (None, "auto"):
-        recorded = _recorded_cluster()
-        if recorded is None:
-            return
-        given = "auto" if address == "auto" else "none given"
-        address, record = recorded
-        label = f"{label} ({given}: Ray joins the cluster `ray start` recorded in {record})"
-        remedy = "; if that cluster has ended, `ray stop` removes its record"
-    if address is None or address in ("auto", "local"):
-        return
-    if not isinstance(address, str):
-        raise TypeError(f"{label}: expected a Ray cluster address (str), got {type(address).__name__}")
-    client = address.startswith("ray://")
-    if "://" in address and not client:  # another scheme (a Ray Client plugin, http): Ray's own checks
-        return
-    inner = address[len("ray://"):] if client else address
-    host, sep, port = inner.rpartition(":")
-    if host.startswith("[") and host.endswith("]"):  # [::1]:6379
-        host = host[1:-1]
-    elif ":" in host:  # an IPv6 address without brackets: Ray cannot read it either
-        host = ""
-    if client and not sep:  # ray://host: the Ray Client's default port
-        return
-    expected = ("expected the address of a running Ray cluster: its head node's host:port "
-                "(e.g. 10.0.0.5:6379), ray://host:port (Ray Client), auto or local")
-    if not host or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 2**16:
-        raise InvalidValueError(f"{label}: {expected}, got {address!r}{remedy}", arg)
-    targets = [(host, int(port))]
-    if not client:  # Ray joins a local address at this machine's own IP: either answering will do
-        try:
-            from ray._private.services import resolve_ip_for_localhost  # private: should it move, the given host alone
-
-            local = resolve_ip_for_localhost(host)
-            if local != host:
-                targets.append((local, int(port)))
-        except Exception:
-            pass
-    # With TLS the server expects a handshake, not the plain preface: only the connection is checked.
-    speaks_grpc = None if os.environ.get("RAY_USE_TLS", "0").strip().lower() not in ("", "0", "false") else _HTTP2_PREFACE
-    reason = _unreachable(targets, CONNECT_TIMEOUT_S, speaks_grpc)
-    if reason is not None:
-        what, why = reason
-        if what == "other":
-            raise InvalidValueError(f"{label}: {address} answers, but not as a Ray cluster ({why}); {expected}{remedy}", arg)
-        raise InvalidValueError(f"{label}: nothing answers at {address} ({why}); {expected}{remedy}", arg)
-
-
-def _recorded_cluster() -> Optional[Tuple[str, str]]:
-    """The address ``ray start`` last recorded on this machine and the file
-    that holds it (what ``ray.init`` joins when given no address), or
-    ``None`` when there is none."""
-    try:
-        from ray._private.utils import get_ray_address_file  # private: should it move, Ray's own retries
-
-        record = get_ray_address_file(None)
-        with open(record) as f:
-            address = f.read().strip()
-    except Exception:  # no record (or no way to find it)
-        return None
-    return (address, record) if address else None
-
-
-def _unreachable(targets: List[Tuple[str, int]], timeout: float, preface: Optional[bytes] = None) -> Optional[Tuple[str, str]]:
-    """``None`` when one of ``targets`` (host, port) accepts a TCP connection
-    within ``timeout`` seconds — and, with ``preface``, answers it with an
-    HTTP/2 SETTINGS frame, as a gRPC server does — else why the first did
-    not: ``("nothing", why)`` or, for a server that is not gRPC (an HTTP
-    server, a database: Ray would retry it for many minutes too),
-    ``("other", why)``. Each attempt runs in a thread of its own: a host
-    name's lookup has no timeout."""
-    results: "queue.Queue[Optional[Tuple[str, str]]]" = queue.Queue()
-    deadline = time.monotonic() + timeout
-
-    def attempt(host: str, port: int) -> None:
-        try:
-            with socket.create_connection((host, port), timeout=timeout) as conn:
-                results.put(None if preface is None else _grpc_reply(conn, preface, deadline, timeout))
-        except socket.gaierror as exc:
-            results.put(("nothing", f"host {host!r} not found: {exc.strerror or exc}"))
-        except socket.timeout:
-            results.put(("nothing", f"no answer within {timeout:g} s"))
-        except OSError as exc:
-            results.put(("nothing", exc.strerror or str(exc) or type(exc).__name__))
-
-    for target in targets:
-        threading.Thread(target=attempt, args=target, daemon=True, name="gm-ray-address-check").start()
-    reasons = []
-    for _ in targets:
-        try:
-            reason = results.get(timeout=max(0.0, deadline - time.monotonic()) + 0.5)  # the attempt's own timeout first
-        except queue.Empty:
-            reasons.append(("nothing", f"no answer within {timeout:g} s"))
-            break
-        if reason is None:
-            return None
-        reasons.append(reason)
-    return next((r for r in reasons if r[0] == "other"), reasons[0])  # a server that is not Ray says more
-
-
-def _grpc_reply(conn: socket.socket, preface: bytes, deadline: float, timeout: float) -> Optional[Tuple[str, str]]:
-    """``None`` when the server on ``conn`` answers ``preface`` with an
-    HTTP/2 SETTINGS frame (a 9-byte header of type 4) before ``deadline``,
-    else why it is not a gRPC server."""
-    try:
-        conn.sendall(preface)
-        head = b""
-        while len(head) < 9:
-            conn.settimeout(max(0.01, deadline - time.monotonic()))
-            chunk = conn.recv(9 - len(head))
-            if not chunk:
-                break
-            head += chunk
-    except socket.timeout:
-        return ("other", f"it accepted the connection but sent no gRPC reply within {timeout:g} s")
-    except OSError as exc:
-        return ("other", f"it dropped the connection: {exc.strerror or exc}")
-    if len(head) == 9 and head[3] == 4:
-        return None
-    if not head:
-        return ("other", "it closed the connection without a gRPC reply")
-    return ("other", f"its reply began {head!r}, not with a gRPC (HTTP/2) frame")
 
 
 def _check_int(value: Any, name: str, minimum: int) -> None:
