@@ -148,3 +148,28 @@ def test_the_fusion_diagnostic_reads_out_one_trained_model(splits, model):
     assert hidden.shape == (test.n_events, len(views) * hidden_width)
     blocks = hidden.reshape(test.n_events, len(views), hidden_width)
     np.testing.assert_allclose(np.linalg.norm(blocks, axis=2), 1.0, rtol=1e-5)
+
+
+def test_the_hidden_sketch_probe_adds_a_unit_sketch_of_the_present_views(splits, model):
+    """The probe of a hidden-feature sketch in the fused embedding reads out
+    what its docstring says: α = 0 is the fused embedding, the sketch sums
+    the present views' unit hidden features through fixed Gaussian matrices."""
+    probe = load_script("benchmarks/uci_hidden_sketch_probe.py")
+    _, test = splits
+    hidden_width = model.model.config.encoder_hidden[-1]
+    width = model.embed_fused(test.views).shape[1]
+    readout = probe.SketchReadOut(model, {v: hidden_width for v in test.views}, width, seed=0)
+    outs = readout.read_outs(test.views)
+    assert set(outs) == set(probe.ALPHAS)
+    np.testing.assert_allclose(outs[0.0], model.embed_fused(test.views), atol=1e-6)
+    for a in probe.ALPHAS:
+        np.testing.assert_allclose(np.linalg.norm(outs[a], axis=1), 1.0, rtol=1e-5)
+    two = dict(list(test.views.items())[:2])
+    hidden = model.hidden_features(two)
+    by_hand = sum((h / np.linalg.norm(h, axis=1, keepdims=True)) @ readout.projections[v] for v, h in hidden.items())
+    by_hand /= np.linalg.norm(by_hand, axis=1, keepdims=True)
+    np.testing.assert_allclose(readout.sketch(two), by_hand, rtol=1e-5, atol=1e-6)
+    fused = model.embed_fused(two)
+    expected = fused + 1.0 * by_hand
+    np.testing.assert_allclose(readout.read_outs(two)[1.0], expected / np.linalg.norm(expected, axis=1, keepdims=True),
+                               rtol=1e-5, atol=1e-6)
