@@ -1,6 +1,8 @@
 """fit(): losses fall, runs are reproducible and resumable, early stopping
 restores the best epoch, standardisation and modality dropout behave."""
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -258,3 +260,29 @@ def test_plots_name_an_argument_of_the_wrong_kind(tmp_path):
     assert not curves.exists() and not heat.exists()
     plot_attention(weights, np.array(["a", "b"]), heat, column_labels={"visual": "pixels", gm.Modality.AUDITORY: "sound"})
     assert heat.exists()
+
+
+def test_one_row_with_only_row_comparing_objectives_is_refused_and_leaves_the_model():
+    """On a single row contrastive, binding and fused_contrastive are 0:
+    with nothing else weighted every step would be Adam on zero gradients
+    (as with every weight 0, which fit refuses)."""
+    one = {k: v[:1] for k, v in synthetic(8).items() if k != "linguistic"}
+    model = small_model()
+    before = model.state_dict()
+    with pytest.raises(gm.InvalidValueError, match=r"data: 1 row; contrastive, binding .* at least 2 rows"):
+        model.fit(one, epochs=2, objectives={"contrastive": 1.0, "binding": 1.0}, progress=False)
+    assert model.epochs_trained == 0 and not model.history
+    for name, value in model.state_dict().items():
+        np.testing.assert_array_equal(value, before[name])
+
+
+def test_objectives_that_cannot_train_are_named_in_a_warning():
+    data = {k: v for k, v in synthetic(8).items() if k != "linguistic"}
+    with pytest.warns(UserWarning, match=r"data: 1 row; contrastive, binding, fused_contrastive .* only cross_modal will train"):
+        small_model().fit({k: v[:1] for k, v in data.items()}, epochs=1, progress=False)
+    with pytest.warns(UserWarning, match=r"batch_size: 1; contrastive, binding, fused_contrastive .* expected batch_size >= 2"):
+        small_model().fit(data, epochs=1, batch_size=1, progress=False)
+    with warnings.catch_warnings():  # two rows or more per batch: nothing to say
+        warnings.simplefilter("error")
+        small_model().fit(data, epochs=1, batch_size=2, progress=False)
+        small_model().fit({k: v[:1] for k, v in data.items()}, epochs=1, objectives={"cross_modal": 1.0}, progress=False)

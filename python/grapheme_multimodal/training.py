@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence
 
@@ -97,7 +98,9 @@ def fit(
             batch of an epoch may be smaller; a last batch of one row joins
             the one before it). With ``batch_size=1`` the other batches have
             one row each, on which the objectives that compare rows
-            (contrastive, binding, fused_contrastive) contribute 0.
+            (contrastive, binding, fused_contrastive) contribute 0: a
+            ``UserWarning`` says so, as it does for ``data`` of one row;
+            one row with only those objectives weighted is refused.
         objectives: objective weights (default: the default mix; see
             :mod:`grapheme_multimodal.objectives`).
         lr: Adam step size (default ``config.learning_rate``).
@@ -164,12 +167,14 @@ def fit(
     if validation is None and validation_mask is not None:  # else it would be ignored unseen
         raise InvalidValueError("validation_mask: given without validation; expected it only beside validation data", "validation_mask")
     val = as_dataset(model, validation, validation_mask, "validation") if validation is not None else None
-    if not any(w > 0 for w in resolve_weights(objectives, train.has_fused, "objectives")):
+    weights = resolve_weights(objectives, train.has_fused, "objectives")
+    if not any(w > 0 for w in weights):
         # every step would be an Adam step on zero gradients: moments decaying, nothing learned
         raise InvalidValueError(
             f"objectives: every weight is 0 ({dict(objectives or {})}); expected at least one objective with a weight > 0",
             "objectives",
         )
+    _check_rows_to_compare(dict(zip(OBJECTIVES, weights)), len(train), batch_size)
     if val is not None:
         resolve_weights(objectives, val.has_fused, "objectives")
     if monitor is None:  # not `or`: monitor=0 or "" would silently mean the default
@@ -670,6 +675,40 @@ def _checked_metrics(metrics: Any) -> Dict[str, Metric]:
                 f"metrics[{name!r}]: the name of a validation loss (recorded as 'val_{name}'); expected another name", "metrics"
             )
     return dict(metrics)
+
+
+#: The objectives that tell the rows of a batch apart (a row's other views,
+#: or its neighbours, against the other rows): 0 on a batch of one row.
+ROW_COMPARING_OBJECTIVES = ("contrastive", "binding", "fused_contrastive")
+
+
+def _check_rows_to_compare(weights: Mapping[str, float], rows: int, batch_size: int) -> None:
+    """Refuses a fit in which nothing can learn (one row, and only objectives
+    that compare rows weighted: every step would be Adam on zero gradients,
+    as with every weight 0) and warns when some weighted objectives will
+    contribute nothing (one row, or batches of one row)."""
+    comparing = [o for o in ROW_COMPARING_OBJECTIVES if weights.get(o, 0) > 0]
+    if not comparing or (rows >= 2 and batch_size >= 2):
+        return
+    learning = [o for o, w in weights.items() if w > 0 and o not in ROW_COMPARING_OBJECTIVES]
+    names = ", ".join(comparing)
+    if rows < 2:
+        said = f"data: {rows} row; {names} tell the rows of a batch apart and are 0 on a single row"
+        if not learning:
+            raise InvalidValueError(
+                f"{said}, so nothing would train; expected at least 2 rows, or an objective that learns "
+                "from one row (cross_modal, seed_consistency)",
+                "data",
+            )
+        warnings.warn(f"{said}; only {', '.join(learning)} will train", UserWarning, stacklevel=4)
+    else:
+        warnings.warn(
+            f"batch_size: 1; {names} tell the rows of a batch apart and are 0 on batches of one row "
+            "(they train only on the epoch's last batch, which takes two rows); expected batch_size >= 2 "
+            "for them to train",
+            UserWarning,
+            stacklevel=4,
+        )
 
 
 def _check_monitor(monitor: Any, has_validation: bool, metrics: Mapping[str, Metric]) -> None:
