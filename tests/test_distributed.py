@@ -436,6 +436,40 @@ def test_embed_dataset_refuses_column_types_the_model_cannot_take_at_once(checkp
         plan.inputs({"v": np.ones((2, 7))})
 
 
+def test_vectors_that_are_not_real_numbers_are_refused_by_column(checkpoint):
+    """Complex vectors lost their imaginary parts without a word (numpy's
+    ComplexWarning at most) and vectors of text ("1.5") were parsed as
+    numbers, where model.fit refuses both; text that was no number was a
+    bare "could not convert string to float". Now a TypeError naming the column."""
+    plan = distributed._ColumnPlan(gm.LearnableMultiModal.load(checkpoint), {"visual": "v"})
+    rows = {
+        "complex": [np.full(20, 1 + 2j), None],
+        "complex objects": [np.array([1 + 2j] * 20, object), None],
+        "numeric text": [np.array(["1.5"] * 20), None],
+        "text objects": [np.array(["a"] * 20, object), None],
+    }
+    for what, values in rows.items():
+        column = np.empty(2, object)
+        column[:] = values
+        with pytest.raises(TypeError, match=r"column 'v' \(visual\): expected (real numbers|a real-valued|vectors of real)"):
+            plan.inputs({"v": column})
+    with pytest.raises(TypeError, match=r"column 'v' \(visual\): expected real numbers, got complex"):
+        plan.inputs({"v": np.full((2, 20), 1 + 2j)})  # a tensor column
+    column = np.empty(2, object)
+    column[:] = [np.arange(20), [float(i) for i in range(20)]]  # ints and Python floats: numbers, as before
+    inputs, mask = plan.inputs({"v": column})
+    assert mask[:, 0].all() and inputs["visual"].tolist() == [list(map(float, range(20)))] * 2
+
+
+def test_fit_on_a_dataset_without_blocks_says_it_has_no_rows():
+    # ray.data.from_items([]) has no schema: ds.columns() is None, and fit raised
+    # "TypeError: 'NoneType' object is not iterable".
+    model = small_model()
+    with pytest.raises(gm.InvalidValueError, match="data: the dataset has no rows"):
+        distributed.fit(model, ray.data.from_items([]), num_workers=1, epochs=1, progress=False)
+    assert model.epochs_trained == 0
+
+
 def test_fit_checks_its_inputs_before_starting_ray():
     """Without a running Ray, fit started a local cluster (seconds, CPUs,
     left running) before model.fit's checks refused the data; now the

@@ -40,6 +40,7 @@ except ModuleNotFoundError as exc:  # pragma: no cover - exercised only without 
 from ._core import NUM_MODALITIES
 from ._locking import writes
 from ._ray_address import CONNECT_TIMEOUT_S, _check_ray_address  # noqa: F401 (CONNECT_TIMEOUT_S: documented here)
+from ._validation import as_real_array
 from .exceptions import InvalidValueError, ShapeError
 from .model import LearnableMultiModal
 from .training import History, Steps, _Dataset
@@ -283,7 +284,7 @@ class _ColumnPlan:
                     f"{name}: expected vectors of {dim} numbers (the model's {modality} input length), got {values.shape[1]} per row",
                     column,
                 )
-            return values, np.ones(len(values), bool)
+            return as_real_array(values, name), np.ones(len(values), bool)
         if values.ndim == 1 and values.dtype.kind == "f" and len(values) and np.isnan(values).all():
             # A column of Arrow type null (every value null, as from_items
             # infers for None throughout) comes to numpy as NaN floats: no
@@ -309,8 +310,21 @@ class _ColumnPlan:
                 f"{name}: expected vectors of {dim} numbers (the model's {modality} input length) or null, got shapes {sorted(lengths)}",
                 column,
             )
-        x[rows] = np.stack(given)
+        x[rows] = _real_vectors(np.stack(given), name)
         return x, present
+
+
+def _real_vectors(vectors: np.ndarray, name: str) -> np.ndarray:
+    """A column's stacked vectors, refused as ``model.fit`` refuses them when
+    they are not real numbers: assigned into float32 as they were, complex
+    vectors lost their imaginary parts without a word and text (``"1.5"``)
+    was parsed as numbers."""
+    if vectors.dtype == object:  # Python objects per entry (None in a vector: NaN, refused downstream)
+        if any(isinstance(v, (str, bytes, complex)) for v in vectors.flat):
+            kinds = sorted({type(v).__name__ for v in vectors.flat if isinstance(v, (str, bytes, complex))})
+            raise TypeError(f"{name}: expected vectors of real numbers, got entries of type {', '.join(kinds)}")
+        return vectors
+    return as_real_array(vectors, name)
 
 
 def _check_outputs(outputs: Union[str, Sequence[str]]) -> Tuple[str, ...]:
@@ -325,7 +339,10 @@ def _dataset_arrays(model: LearnableMultiModal, ds: "ray.data.Dataset", columns:
     """A ``ray.data.Dataset``'s modality columns as ``fit`` input: per-modality
     arrays and the mask (null = absent). Default columns: those named after
     modalities."""
-    names = list(ds.columns())
+    names = ds.columns()
+    if names is None:  # no block, so no schema: from_items([]) and the like
+        raise InvalidValueError(f"{name}: the dataset has no rows", name)
+    names = list(names)
     if columns is None:
         columns = {str(m): str(m) for m in Modality if str(m) in names}
         if not columns:
