@@ -303,3 +303,14 @@ def test_fuzz_cli_arguments_give_exit_0_or_one_line_and_2(files, capsys, tmp_pat
         assert np.isfinite(np.load(out)).all()
     elif command == "train":
         assert np.isfinite(gm.LearnableMultiModal.load(out).state_dict()["fusion.0.weight"]).all()
+
+
+def test_info_on_a_history_number_a_float_cannot_hold_is_one_line(files, tmp_path, capsys) -> None:
+    # It loaded, and info's "loss: first ..." line raised OverflowError with a traceback.
+    from grapheme_multimodal.checkpoint import FILE_FORMAT, checkpoint_state
+    from grapheme_multimodal.io import write_tagged_safetensors
+
+    tensors, meta = checkpoint_state(gm.LearnableMultiModal.load(files / "m.safetensors"))
+    meta["history"][-1]["loss"] = 10**400
+    write_tagged_safetensors(tmp_path / "forged.safetensors", tensors, FILE_FORMAT, meta)
+    one_line_error(capsys, ["info", str(tmp_path / "forged.safetensors")], "history[0]: expected a record of numbers")

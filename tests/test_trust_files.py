@@ -482,3 +482,19 @@ def test_a_buffer_that_grows_to_its_capacity_keeps_its_experiences_in_order(tmp_
     back = gm.ExperienceBuffer.from_file(tmp_path / "b.safetensors")
     assert np.array_equal(back.batch().event_ids, got.event_ids)
     assert np.array_equal(back.sample(50).event_ids, buf.sample(50).event_ids), "the generator's state goes with it"
+
+
+@pytest.mark.parametrize("value", [10**400, -(10**309)], ids=["1e400", "-1e309"])
+def test_history_numbers_a_float_cannot_hold_are_refused_on_load(tmp_path, value) -> None:
+    # JSON ints are unbounded: a history holding 10**400 loaded, and `grapheme-mm info`
+    # then died with a traceback (OverflowError formatting it as a float).
+    model = small_trained()
+    tensors, meta = checkpoint_state(model)
+    meta["history"][0]["loss"] = value
+    path = tmp_path / "forged.st"
+    write_tagged_safetensors(path, tensors, FILE_FORMAT, meta)
+    with pytest.raises(gm.CheckpointError, match=r"history\[0\]: expected a record of numbers by name"):
+        gm.LearnableMultiModal.load(path)
+    meta["history"][0]["loss"] = 10**300  # an int a float holds: loads as before
+    write_tagged_safetensors(path, tensors, FILE_FORMAT, meta)
+    assert gm.LearnableMultiModal.load(path).history[0]["loss"] == 10**300

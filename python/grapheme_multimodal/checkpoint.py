@@ -10,6 +10,7 @@ arbitrary code when unpickled: never unpickle a file you do not trust.
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING, Any, Dict, Mapping, Tuple
 
 import numpy as np
@@ -201,11 +202,19 @@ def _checked_history(history: Any) -> list:
     if not isinstance(history, list):
         raise InvalidValueError(f"history: expected a list of epoch records, got {type(history).__name__}", "history")
     for i, record in enumerate(history):
-        if not isinstance(record, dict) or not all(
-            isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool) for k, v in record.items()
-        ):
-            raise InvalidValueError(f"history[{i}]: expected a record of numbers by name, got {record!r:.80}", "history")
+        if not isinstance(record, dict) or not all(isinstance(k, str) and _is_number(v) for k, v in record.items()):
+            raise InvalidValueError(
+                f"history[{i}]: expected a record of numbers by name (floats, or ints a float holds), got {record!r:.80}", "history"
+            )
     return history
+
+
+def _is_number(value: Any) -> bool:
+    """A float, or an int a float can hold (JSON's ints are unbounded: a
+    10**400 made every reader that formats or averages it overflow)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return isinstance(value, float) or abs(value) <= sys.float_info.max
 
 
 def _strip(tensors: Mapping[str, np.ndarray], prefix: str) -> Dict[str, np.ndarray]:
