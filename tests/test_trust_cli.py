@@ -305,6 +305,18 @@ def test_fuzz_cli_arguments_give_exit_0_or_one_line_and_2(files, capsys, tmp_pat
         assert np.isfinite(gm.LearnableMultiModal.load(out).state_dict()["fusion.0.weight"]).all()
 
 
+@pytest.mark.parametrize("flag", ["-o", "--bindings", "--hidden-features"])
+def test_an_output_ending_in_a_separator_is_refused_as_a_folder(files, tmp_path, capsys, flag) -> None:
+    # argparse's Path dropped the "/": "-o runs/" wrote a file named "runs".
+    out = f"{tmp_path}/runs/"
+    argv = ["embed", str(files / "m.safetensors"), "-m", f"visual={files / 'a.npy'}", flag, out]
+    if flag != "-o":
+        argv += ["-o", str(tmp_path / "fused.npy")]
+    line = argparse_error(capsys, argv)
+    assert f"{'--output/-o' if flag == '-o' else flag}: expected a file name, got '{out}' (a folder)" in line, line
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_info_on_a_history_number_a_float_cannot_hold_is_one_line(files, tmp_path, capsys) -> None:
     # It loaded, and info's "loss: first ..." line raised OverflowError with a traceback.
     from grapheme_multimodal.checkpoint import FILE_FORMAT, checkpoint_state

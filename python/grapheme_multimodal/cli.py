@@ -89,6 +89,15 @@ def _float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
 
 
+def _output_file(text: str) -> Path:
+    """An output file's name. ``Path`` drops a trailing separator: ``-o
+    out/`` would write a file named ``out`` where the user named a folder."""
+    separators = tuple(sep for sep in (os.sep, os.altsep) if sep)
+    if text in ("", ".") or text.endswith(separators + tuple(sep + "." for sep in separators)):
+        raise argparse.ArgumentTypeError(f"expected a file name, got {text!r} (a folder)" if text else "expected a file name, got ''")
+    return Path(text)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog=PROG, description="Learnable multimodal fusion and cross-modal binding (grapheme-multimodal)."
@@ -100,14 +109,14 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", type=Path, default=Path("runs/demo"), help="output folder (default: runs/demo)")
     demo.add_argument("--epochs", type=_int, default=None, help="at most this many epochs (default: the recipe's; it stops early on a held-out slice)")
     demo.add_argument("--seed", type=_int, default=0)
-    demo.add_argument("--json", type=Path, default=None, help="also write the table as JSON")
+    demo.add_argument("--json", type=_output_file, default=None, help="also write the table as JSON")
     demo.add_argument("--no-progress", action="store_true", help="no progress bar")
     _overwrite_arg(demo)
     demo.set_defaults(run=_demo)
 
     train = sub.add_parser("train", help="train on your own files, one per modality (rows aligned)")
     _modality_args(train)
-    train.add_argument("--output", "-o", type=Path, default=Path("model.safetensors"), help="checkpoint to write")
+    train.add_argument("--output", "-o", type=_output_file, default=Path("model.safetensors"), help="checkpoint to write")
     _overwrite_arg(train)
     # The defaults are the package's recipe (uci.TrainingSettings).
     train.add_argument("--epochs", type=_int, default=_RECIPE.epochs, help=f"at most (default {_RECIPE.epochs})")
@@ -196,9 +205,9 @@ def _parser() -> argparse.ArgumentParser:
     embed = sub.add_parser("embed", help="fused embeddings of your files from a checkpoint")
     embed.add_argument("checkpoint", type=Path)
     _modality_args(embed)
-    embed.add_argument("--output", "-o", type=Path, default=Path("embeddings.npy"), help="fused embeddings [N, E] (.npy)")
-    embed.add_argument("--bindings", type=Path, default=None, help="also write binding strengths [N, 7, 7] (.npy)")
-    embed.add_argument("--hidden-features", type=Path, default=None,
+    embed.add_argument("--output", "-o", type=_output_file, default=Path("embeddings.npy"), help="fused embeddings [N, E] (.npy)")
+    embed.add_argument("--bindings", type=_output_file, default=None, help="also write binding strengths [N, 7, 7] (.npy)")
+    embed.add_argument("--hidden-features", type=_output_file, default=None,
                        help="also write the encoders' last hidden layer [N, 7, H] (.npy; zeros where a modality is "
                             "absent): the features before the aligned space, for a downstream classifier")
     _overwrite_arg(embed)

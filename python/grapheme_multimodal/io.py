@@ -75,13 +75,18 @@ def as_path(path: Any, arg: str = "path") -> Path:
 
 
 # --------------------------------------------------------------------- writing
+#: The longest file name most filesystems take (bytes); a temporary file's name adds ``_TEMP_NAME_EXTRA``.
+_NAME_MAX = 255
+_TEMP_NAME_EXTRA = len("..0123456789ab.tmp")  # the dots, secrets.token_hex(6), the suffix
+
+
 def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
     """Writes ``data`` to ``path`` atomically (temp file + fsync + replace +
     directory fsync). A new file gets the permissions the user's umask allows;
     a replaced one keeps its permissions. Through a symbolic link it writes
     the file the link names, as ``open(path, "wb")`` would (the rename would
     replace the link and leave that file stale)."""
-    given = Path(path)
+    given = _file_name(path, "path")
     path = _followed(given)
     directory = check_write_target(path)
     _remove_orphaned_temp_files(directory, path.name)
@@ -105,12 +110,15 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
 
 def check_write_target(path: PathLike, arg: str = "path") -> Path:
     """The directory of ``path``, after checking that :func:`atomic_write_bytes`
-    can put a file there: the directory exists and ``path`` is not a
-    directory, device, FIFO or socket (through a symbolic link: what it
-    names, which is what the writer writes). Errors name ``arg``."""
-    path = _followed(as_path(path, arg))
+    can put a file there: ``path`` names a file (not ending in a separator),
+    the directory exists and ``path`` is not a directory, device, FIFO or
+    socket (through a symbolic link: what it names, which is what the writer
+    writes). Errors name ``arg``."""
+    path = _followed(_file_name(path, arg))
     directory = path.parent if str(path.parent) else Path(".")
     if not directory.is_dir():
+        if directory.exists():
+            raise NotADirectoryError(f"{arg}: {str(directory)!r} is not a directory; expected a file name in one")
         raise FileNotFoundError(f"{arg}: directory {str(directory)!r} does not exist")
     if path.is_dir():
         raise IsADirectoryError(f"{arg}: {str(path)!r} is a directory; expected a file name")
@@ -122,6 +130,18 @@ def check_write_target(path: PathLike, arg: str = "path") -> Path:
         raise PermissionError(errno.EACCES, f"{arg}: {str(path)!r} is read-only; expected a file that may be replaced "
                               "(make it writable, or save under another name)")
     return directory
+
+
+def _file_name(path: Any, arg: str) -> Path:
+    """:func:`as_path`, refusing a name that ends in a separator or ``/.``
+    (``out/``): ``Path`` drops that ending, and the write would create a
+    file named ``out`` where the user named a folder."""
+    given = as_path(path, arg)
+    text = os.fspath(path)
+    last = text.replace(os.altsep, os.sep) if os.altsep else text
+    if last.rsplit(os.sep, 1)[-1] in ("", "."):
+        raise IsADirectoryError(f"{arg}: {text!r} names a folder (it ends with {text[-1]!r}); expected a file name")
+    return given
 
 
 def _followed(path: Path) -> Path:
@@ -138,11 +158,13 @@ def _locked_temp_file(directory: Path, path: Path) -> Tuple[int, str]:
     except OSError:
         mode = None
     while True:
-        tmp = str(directory / f".{path.name}.{secrets.token_hex(6)}.tmp")
+        tmp = str(directory / f"{_temp_prefix(path.name)}{secrets.token_hex(6)}.tmp")
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
         except FileExistsError:
             continue
+        except OSError as exc:  # a folder the user may not write: name the file they gave, not ours
+            raise OSError(exc.errno, exc.strerror, str(path)) from None
         try:
             if mode is not None:
                 os.chmod(tmp, mode)  # the target's permissions, not the umask's
@@ -160,12 +182,25 @@ def _locked_temp_file(directory: Path, path: Path) -> Tuple[int, str]:
         os.close(fd)
 
 
+def _temp_prefix(name: str) -> str:
+    """``.NAME.``, ``NAME`` cut (at a character) so that the temporary file's
+    name is no longer than the longest name a filesystem takes: a target
+    whose own name is close to that limit can still be written."""
+    raw = os.fsencode(name)
+    cut = _NAME_MAX - _TEMP_NAME_EXTRA
+    if len(raw) > cut:
+        while cut > 0 and raw[cut] & 0xC0 == 0x80:  # not inside a UTF-8 character
+            cut -= 1
+        name = os.fsdecode(raw[:cut])
+    return f".{name}."
+
+
 def _remove_orphaned_temp_files(directory: Path, name: str) -> None:
     """Removes ``.NAME.*.tmp`` files that no running save holds (left by
     saves that were killed). Files of other users or still locked are kept."""
     if fcntl is None:
         return
-    prefix = f".{name}."
+    prefix = _temp_prefix(name)
     try:
         candidates = [e for e in os.scandir(directory) if e.name.startswith(prefix) and e.name.endswith(".tmp")]
     except OSError:
