@@ -305,6 +305,47 @@ def test_fuzz_cli_arguments_give_exit_0_or_one_line_and_2(files, capsys, tmp_pat
         assert np.isfinite(gm.LearnableMultiModal.load(out).state_dict()["fusion.0.weight"]).all()
 
 
+def test_an_output_created_while_the_command_runs_is_kept_not_replaced(files, tmp_path, capsys, monkeypatch) -> None:
+    """The check that an output does not exist ran before the work: a file
+    created there during the run (another program, a second run with the
+    same output) was replaced without a word. Now it is kept and the command
+    says so; with --overwrite it is replaced, as before."""
+    import grapheme_multimodal.cli as cli
+
+    real_fit = cli.fit_with_stopping
+    out = tmp_path / "m.safetensors"
+
+    def fit_while_another_run_saves(*args, **kwargs):
+        history = real_fit(*args, **kwargs)
+        out.write_bytes(b"another run's checkpoint")
+        return history
+
+    monkeypatch.setattr(cli, "fit_with_stopping", fit_while_another_run_saves)
+    train = ["train", "-m", f"visual={files / 'a.npy'}", "--epochs", "1", "--embed-dim", "8", "--hidden-dim", "8",
+             "--heads", "2", "--no-progress", "-o", str(out)]
+    one_line_error(capsys, train, f"--output: '{out}' was created by something else while this ran; it was kept",
+                   "pass --overwrite")
+    assert out.read_bytes() == b"another run's checkpoint"
+    assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"], "no temporary file left"
+
+    real_embed = cli._embed_in_process
+    fused, bindings = tmp_path / "fused.npy", tmp_path / "bindings.npy"
+
+    def embed_while_another_program_writes(*args, **kwargs):
+        result = real_embed(*args, **kwargs)
+        bindings.write_bytes(b"the user's own file")
+        return result
+
+    monkeypatch.setattr(cli, "_embed_in_process", embed_while_another_program_writes)
+    embed = ["embed", str(files / "m.safetensors"), "-m", f"visual={files / 'a.npy'}", "-o", str(fused), "--bindings", str(bindings)]
+    one_line_error(capsys, embed, f"--bindings: '{bindings}' was created by something else while this ran")
+    assert bindings.read_bytes() == b"the user's own file"
+    assert np.load(fused).shape == (24, 8), "the output written before the clash stays"
+
+    monkeypatch.setattr(cli, "fit_with_stopping", real_fit)
+    assert main([*train, "--overwrite"]) == 0 and gm.LearnableMultiModal.load(out).epochs_trained == 1
+
+
 @pytest.mark.parametrize("flag", ["-o", "--bindings", "--hidden-features"])
 def test_an_output_ending_in_a_separator_is_refused_as_a_folder(files, tmp_path, capsys, flag) -> None:
     # argparse's Path dropped the "/": "-o runs/" wrote a file named "runs".

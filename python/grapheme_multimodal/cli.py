@@ -253,8 +253,10 @@ def _demo(args: argparse.Namespace) -> int:
         settings = TrainingSettings(seed=args.seed, epochs=_positive(args.epochs, "--epochs"))
     # what would fail only after the training: the folder, its files, the JSON
     files = demo_files(args.out, "--out")
-    _check_outputs({**{f"--out's {what}": path for what, path in files.items()}, "--json": args.json}, {}, args.overwrite)
-    result = run_demo(args.out, settings, progress=not args.no_progress)
+    outputs = {**{f"--out's {what}": path for what, path in files.items()}, "--json": args.json}
+    _check_outputs(outputs, {}, args.overwrite)
+    with _keeping_new(outputs, args.overwrite):
+        result = run_demo(args.out, settings, progress=not args.no_progress)
     print()
     print(result.table())
     print()
@@ -265,7 +267,8 @@ def _demo(args: argparse.Namespace) -> int:
         from .io import atomic_write_bytes
 
         rows = [{"measure": n, "ours": o, "anchor": a, "anchor_is": s} for n, o, a, s in result.rows]
-        atomic_write_bytes(args.json, json.dumps({"rows": rows, "notes": result.notes, "seconds": result.seconds}, indent=2).encode())
+        with _keeping_new({"--json": args.json}, args.overwrite):
+            atomic_write_bytes(args.json, json.dumps({"rows": rows, "notes": result.notes, "seconds": result.seconds}, indent=2).encode())
     return 0
 
 
@@ -359,7 +362,8 @@ def _train(args: argparse.Namespace) -> int:
         with _ray_cluster(args.ray_address):
             fit = functools.partial(distributed.fit, model, num_workers=workers)
             history = fit_with_stopping(model, inputs, fit=fit, **fit_options)
-    model.save(args.output, include_experience=False)
+    with _keeping_new({"--output": args.output}, args.overwrite):
+        model.save(args.output, include_experience=False)
     last = history.epochs[-1] if history.epochs else {}
     summary = f"loss {last['loss']:.4f}" if "loss" in last else "no epochs run"
     if history.cv_curve is not None:
@@ -412,14 +416,16 @@ def _embed(args: argparse.Namespace) -> int:
     _check_finite_output(fused, "fused embeddings", args.checkpoint)  # before writing anything
     if strengths is not None:
         _check_finite_output(strengths, "binding strengths", args.checkpoint)
-    _save_npy(args.output, fused)
-    print(f"wrote fused embeddings {fused.shape} to {args.output}")
-    if strengths is not None:
-        _save_npy(args.bindings, strengths)
-        print(f"wrote binding strengths {strengths.shape} to {args.bindings} (S[n, i, j] for modalities i, j in slot order)")
-    if hidden is not None:
-        _save_npy(args.hidden_features, hidden)
-        print(f"wrote hidden features {hidden.shape} to {args.hidden_features} (modalities in slot order)")
+    with _keeping_new({"--output": args.output, "--bindings": args.bindings, "--hidden-features": args.hidden_features},
+                      args.overwrite):
+        _save_npy(args.output, fused)
+        print(f"wrote fused embeddings {fused.shape} to {args.output}")
+        if strengths is not None:
+            _save_npy(args.bindings, strengths)
+            print(f"wrote binding strengths {strengths.shape} to {args.bindings} (S[n, i, j] for modalities i, j in slot order)")
+        if hidden is not None:
+            _save_npy(args.hidden_features, hidden)
+            print(f"wrote hidden features {hidden.shape} to {args.hidden_features} (modalities in slot order)")
     return 0
 
 
@@ -610,6 +616,16 @@ def _check_outputs(outputs: Dict[str, Optional[Path]], inputs: Dict[str, Path], 
             raise InvalidValueError(f"{flag}: {path} is also the file of {other}; expected a file of its own", flag)
         if not overwrite and path.exists():
             raise FileExistsError(f"{flag}: {path} already exists; pass --overwrite to replace it, or choose another name")
+
+
+def _keeping_new(outputs: Dict[str, Optional[Path]], overwrite: bool) -> "contextlib.AbstractContextManager[None]":
+    """Without ``overwrite``, the outputs :func:`_check_outputs` found free
+    are written only while they still are: a file created there during the
+    run (another program, a second run with the same output) is kept and
+    the write refused, where it was replaced without a word."""
+    from .io import keeping_existing
+
+    return contextlib.nullcontext() if overwrite else keeping_existing(outputs)
 
 
 def _same_file(a: Path, b: Path) -> bool:

@@ -18,6 +18,8 @@ load, unverified; saving them again adds one.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import errno
 import json
 import os
@@ -25,7 +27,7 @@ import secrets
 import stat
 import zlib
 from pathlib import Path
-from typing import Any, Callable, Dict, Mapping, NamedTuple, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, Mapping, NamedTuple, Optional, Tuple, Union
 
 import numpy as np
 
@@ -75,6 +77,9 @@ def as_path(path: Any, arg: str = "path") -> Path:
 
 
 # --------------------------------------------------------------------- writing
+#: The targets a write must not replace: ``{where the name lives: the argument
+#: that named it}``, set by :func:`keeping_existing`.
+_KEPT: "contextvars.ContextVar[Mapping[str, str]]" = contextvars.ContextVar("_KEPT", default={})
 #: The longest file name most filesystems take (bytes); a temporary file's name adds ``_TEMP_NAME_EXTRA``.
 _NAME_MAX = 255
 _TEMP_NAME_EXTRA = len("..0123456789ab.tmp")  # the dots, secrets.token_hex(6), the suffix
@@ -85,10 +90,12 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
     directory fsync). A new file gets the permissions the user's umask allows;
     a replaced one keeps its permissions. Through a symbolic link it writes
     the file the link names, as ``open(path, "wb")`` would (the rename would
-    replace the link and leave that file stale)."""
+    replace the link and leave that file stale). Inside
+    :func:`keeping_existing`, a file at one of its targets is never replaced."""
     given = _file_name(path, "path")
     path = _followed(given)
     directory = check_write_target(path)
+    kept_as = _KEPT.get().get(_location(given))
     _remove_orphaned_temp_files(directory, path.name)
     fd, tmp = _locked_temp_file(directory, path)
     try:
@@ -96,7 +103,10 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        if kept_as is None:
+            os.replace(tmp, path)
+        else:
+            _link_as_new(tmp, path, given, kept_as)
     except BaseException as exc:
         _unlink_quietly(tmp)
         if isinstance(exc, OSError) and exc.errno is not None and exc.filename is None:
@@ -106,6 +116,47 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
         os.close(fd)  # releases the lock
     _fsync_directory(directory)
     return given
+
+
+@contextlib.contextmanager
+def keeping_existing(targets: Mapping[str, Optional[PathLike]]) -> Iterator[None]:
+    """``with keeping_existing({"--output": path}):`` an :func:`atomic_write_bytes`
+    to one of ``targets`` (``{argument: path}``; ``None`` paths skipped) in
+    the block never replaces a file that is there, but raises
+    ``FileExistsError`` naming the argument. For the command line, which
+    refuses existing outputs before its work: a file created during that
+    work (by another program, or a second run with the same output) is kept,
+    not silently replaced. The check and the write are one step (a hard
+    link, which fails when the name is taken)."""
+    kept = {_location(as_path(p, arg)): arg for arg, p in targets.items() if p is not None}
+    token = _KEPT.set({**_KEPT.get(), **kept})
+    try:
+        yield
+    finally:
+        _KEPT.reset(token)
+
+
+def _location(path: Path) -> str:
+    """Where the name ``path`` lives (its folder resolved), whatever is there."""
+    return os.path.join(os.path.realpath(path.parent if str(path.parent) else "."), path.name)
+
+
+def _link_as_new(tmp: str, path: Path, given: Path, arg: str) -> None:
+    """Gives the written ``tmp`` the name ``path`` unless a file has it."""
+    taken = FileExistsError(
+        f"{arg}: {str(given)!r} was created by something else while this ran; it was kept as it is and this "
+        "result was not written (pass --overwrite to replace it, or choose another name)"
+    )
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise taken from None
+    except OSError:  # a filesystem without hard links: check, then rename (a small window remains)
+        if os.path.lexists(path):
+            raise taken from None
+        os.replace(tmp, path)
+        return
+    _unlink_quietly(tmp)
 
 
 def check_write_target(path: PathLike, arg: str = "path") -> Path:
