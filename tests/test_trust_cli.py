@@ -367,3 +367,23 @@ def test_info_on_a_history_number_a_float_cannot_hold_is_one_line(files, tmp_pat
     meta["history"][-1]["loss"] = 10**400
     write_tagged_safetensors(tmp_path / "forged.safetensors", tensors, FILE_FORMAT, meta)
     one_line_error(capsys, ["info", str(tmp_path / "forged.safetensors")], "history[0]: expected a record of numbers")
+
+
+def test_texts_are_split_at_line_ends_only(tmp_path) -> None:
+    """str.splitlines also splits at form feeds, U+2028 and the like, which
+    texts hold: a 5-line file read as 7 texts, every text after one paired
+    with the wrong event, and with 7 rows of numbers nothing said so."""
+    from grapheme_multimodal.files import check_aligned, read_modality_file
+
+    texts = tmp_path / "texts.txt"
+    texts.write_bytes("one\ntwo\u2028half\nthree\x0cfour\x1dmore\nfive\r\nsix\n".encode())
+    np.save(tmp_path / "five.npy", np.ones((5, 2)))
+    np.save(tmp_path / "seven.npy", np.ones((7, 2)))
+    read = read_modality_file(gm.Modality.LINGUISTIC, texts)
+    assert read.values == ["one", "two\u2028half", "three\x0cfour\x1dmore", "five", "six"]
+    assert check_aligned([read, read_modality_file(gm.Modality.VISUAL, tmp_path / "five.npy")]) == 5
+    with pytest.raises(gm.ShapeError, match="rows are not aligned"):
+        check_aligned([read, read_modality_file(gm.Modality.VISUAL, tmp_path / "seven.npy")])
+    for content, lines in (("a\r\nb\r\n", ["a", "b"]), ("a\rb", ["a", "b"]), ("a\n\nb\n", ["a", "", "b"]), ("\n", [""])):
+        texts.write_bytes(content.encode())
+        assert read_modality_file(gm.Modality.LINGUISTIC, texts).values == lines, content

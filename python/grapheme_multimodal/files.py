@@ -89,9 +89,13 @@ def read_modality_file(modality: Modality, path: Path, key: Optional[str] = None
 
 
 def read_texts(path: Path) -> List[str]:
-    """One text per line (trailing newline stripped; UTF-8)."""
+    r"""One text per line (trailing newline stripped; UTF-8). Lines end at
+    ``\n``, ``\r\n`` or ``\r`` only: ``str.splitlines`` also splits at form
+    feeds, ``\x1c``-``\x1e``, ``\x85`` and U+2028/U+2029, which texts hold,
+    and every text after one would have been paired with the wrong event."""
     try:
-        return path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_text(encoding="utf-8").split("\n")  # read_text reads \r\n and \r as \n
+        return lines[:-1] if lines[-1] == "" else lines
     except UnicodeDecodeError as exc:
         raise InvalidValueError(f"{path}: is not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8", str(path)) from None
 
