@@ -112,13 +112,20 @@ def test_distributed_fit_refuses_an_unreachable_ray_address_within_seconds() -> 
         ("host:port", "got 'host:port'"),
         ("::1:6379", "got '::1:6379'"),  # IPv6 needs brackets, as Ray reads it
         ("nosuchhost.invalid:6379", "host 'nosuchhost.invalid' not found"),
+        # The lookup's IDNA encoding raised UnicodeError in the check's thread: a traceback
+        # on stderr, then "no answer within 5 s" after waiting for it.
+        ("x" * 64 + ".example:6379", "is not a valid host name"),
+        ("a..b:6379", "host 'a..b' is not a valid host name"),
+        ("ray://", "got 'ray://'"),  # it passed, as a Ray Client address on its default port
     ],
 )
-def test_malformed_or_unknown_addresses_name_the_flag(address, words) -> None:
+def test_malformed_or_unknown_addresses_name_the_flag(address, words, capfd) -> None:
+    start = time.monotonic()
     with pytest.raises(gm.InvalidValueError, match="expected the address of a running Ray cluster") as err:
         _check_ray_address(address, "--ray-address")
     assert err.value.arg == "--ray-address" and str(err.value).startswith("--ray-address: ")
     assert words in str(err.value)
+    assert time.monotonic() - start < CONNECT_TIMEOUT_S and capfd.readouterr().err == ""
 
 
 def test_a_ray_client_address_is_checked_too_and_other_addresses_are_left_to_ray(monkeypatch) -> None:

@@ -66,7 +66,7 @@ def _check_ray_address(address: Optional[str], arg: str) -> None:
         host = host[1:-1]
     elif ":" in host:  # an IPv6 address without brackets: Ray cannot read it either
         host = ""
-    if client and not sep:  # ray://host: the Ray Client's default port
+    if client and not sep and inner:  # ray://host: the Ray Client's default port
         return
     expected = ("expected the address of a running Ray cluster: its head node's host:port "
                 "(e.g. 10.0.0.5:6379), ray://host:port (Ray Client), auto or local")
@@ -124,6 +124,8 @@ def _unreachable(targets: List[Tuple[str, int]], timeout: float, preface: Option
                 results.put(None if preface is None else _grpc_reply(conn, preface, deadline, timeout))
         except socket.gaierror as exc:
             results.put(("nothing", f"host {host!r} not found: {exc.strerror or exc}"))
+        except UnicodeError as exc:  # the lookup's IDNA encoding: a label over 63 characters, an empty label
+            results.put(("nothing", f"host {host!r} is not a valid host name ({exc})"))
         except socket.timeout:
             results.put(("nothing", f"no answer within {timeout:g} s"))
         except OSError as exc:
