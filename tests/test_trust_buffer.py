@@ -261,6 +261,18 @@ def test_bad_metadata_is_a_checkpoint_error(tmp_path, key, value) -> None:
         ExperienceBuffer.from_file(_saved(tmp_path, edit))
 
 
+@pytest.mark.parametrize("field, value", [("state", -1), ("state", 2**200), ("inc", -5), ("uinteger", -1)])
+def test_a_generator_state_out_of_range_is_a_checkpoint_error(tmp_path, field, value) -> None:
+    # numpy's OverflowError (an ArithmeticError, not a ValueError) escaped the load as it
+    # was, and `grapheme-mm info` or `embed` of a model holding the buffer printed a traceback.
+    def edit(tensors, meta):
+        state = meta["rng_state"]
+        (state if field == "uinteger" else state["state"])[field] = value
+
+    with pytest.raises(gm.CheckpointError, match="inconsistent experience buffer state"):
+        ExperienceBuffer.from_file(_saved(tmp_path, edit))
+
+
 def test_a_huge_capacity_is_too_large_not_a_crash(tmp_path) -> None:
     with pytest.raises(gm.TooLargeError, match="capacity"):
         ExperienceBuffer(10**15, embed_dim=64)

@@ -489,7 +489,7 @@ class ExperienceBuffer:
             buf._rng.bit_generator.state = meta["rng_state"]
         except KeyError as exc:
             raise InvalidValueError(f"inconsistent experience buffer state (missing {exc})", "state") from None
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, OverflowError) as exc:  # OverflowError: numpy's, for a generator state beyond 64/128 bits
             if isinstance(exc, TooLargeError):
                 raise
             raise InvalidValueError(f"inconsistent experience buffer state ({exc})", "state") from None
