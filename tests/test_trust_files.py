@@ -279,6 +279,30 @@ def test_an_8_gib_sparse_file_is_refused_after_reading_its_header(tmp_path) -> N
 
 
 # ------------------------------------------------------------------ saving
+def test_a_file_cut_short_while_it_is_loaded_is_a_checkpoint_error_not_a_crash(tmp_path) -> None:
+    """safetensors' reader memory-maps the file: one cut short while it was
+    read (``cp new.safetensors model.safetensors`` over a checkpoint another
+    process is loading) killed the loading process with SIGBUS. Run in a
+    subprocess, where a crash shows as its exit status."""
+    path = tmp_path / "model.safetensors"
+    small_trained().save(path)
+    done = _run_capped(f"""
+        import os, grapheme_multimodal as gm
+        from grapheme_multimodal import io
+        real = io._metadata_crc
+        def cut_while_loading(raw_meta):  # runs once the header is read, before any tensor is
+            os.truncate({str(path)!r}, 64)
+            return real(raw_meta)
+        io._metadata_crc = cut_while_loading
+        try:
+            gm.LearnableMultiModal.load({str(path)!r})
+        except gm.CheckpointError as exc:
+            print("refused:", exc)
+    """)
+    assert done.returncode == 0 and done.stdout.startswith("refused:"), (done.returncode, done.stderr[-2000:])
+    assert "truncated or corrupt?): it ends inside tensor" in done.stdout, done.stdout
+
+
 def test_new_files_follow_the_umask_and_replaced_ones_keep_their_mode(tmp_path) -> None:
     old = os.umask(0o027)
     try:

@@ -11,7 +11,9 @@ Each safetensors file carries a CRC-32 of every tensor (its name, dtype, shape
 and bytes) and of its metadata in a ``checksum`` metadata entry, verified on
 load. Loading reads the header first, checks the tensors it declares against
 what the caller expects (names, dtypes, shapes) and only then reads their data,
-so a forged or oversized file is refused before it costs memory. Files written
+so a forged or oversized file is refused before it costs memory; the data is
+read, not memory-mapped, so a file cut short while it is loaded is an error,
+not a crash (SIGBUS). Files written
 before checksums existed (library 0.1 and earlier; no ``checksum`` entry) still
 load, unverified; saving them again adds one.
 """
@@ -22,6 +24,7 @@ import contextlib
 import contextvars
 import errno
 import json
+import math
 import os
 import secrets
 import stat
@@ -57,6 +60,21 @@ _NUMPY_DTYPES = {
     **{v: k for k, v in _SAFETENSORS_DTYPES.items()},
     **{"F16": "float16", "BF16": "bfloat16", "I32": "int32", "I16": "int16", "I8": "int8", "U8": "uint8"},
 }
+#: Bytes per element of every dtype the safetensors format names.
+_ITEM_BYTES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
+               "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8}
+#: The longest header safetensors itself reads.
+_MAX_HEADER_BYTES = 100_000_000
+
+
+class _Declared(NamedTuple):
+    """A tensor as a safetensors header declares it: dtype name, shape and
+    where its bytes are (offsets into the data that follows the header)."""
+
+    dtype: str
+    shape: Tuple[int, ...]
+    start: int
+    end: int
 
 
 def as_path(path: Any, arg: str = "path") -> Path:
@@ -329,24 +347,30 @@ def read_tagged_safetensors(
     makes the file unloadable (not a regular file, truncated, corrupt,
     checksum mismatch, foreign, unexpected tensors) a
     :class:`~grapheme_multimodal.CheckpointError` naming the file.
-    """
-    from safetensors import SafetensorError, safe_open
 
+    The file is read, not memory-mapped (as safetensors' own reader does): a
+    mapped file cut short while it is read (``cp new.safetensors
+    model.safetensors`` over a file another process is loading) kills the
+    reading process with SIGBUS; read, it is a file that ended too soon.
+    """
     path = as_path(path)
     where = f"path: {str(path)!r}"
     _check_regular_file(path, where)
     try:
-        with safe_open(str(path), framework="numpy") as f:
-            raw_meta = f.metadata() or {}
+        # O_NONBLOCK: should a FIFO have taken the file's place since the check, opening it does not wait
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+        with os.fdopen(fd, "rb") as f:
+            st = os.fstat(f.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                raise CheckpointError(f"{where} is not a regular file; expected a file", "path")
+            raw_meta, entries, data_start = _read_header(f, st.st_size, where, fmt)
             if raw_meta.get(FORMAT_KEY) != fmt:
                 raise CheckpointError(f"{where} is not a {fmt} file (its format tag is {raw_meta.get(FORMAT_KEY)!r})", "path")
             sums = _stored_checksums(raw_meta, where)
             if sums is not None and sums.get(_METADATA_ENTRY) != _metadata_crc(raw_meta):
                 raise CheckpointError(f"{where} is corrupt: its metadata does not match its checksum", "path")
             meta = _decoded_metadata(raw_meta, where)
-            names = list(f.keys())
-            slices = {n: f.get_slice(n) for n in names}
-            declared = {n: (s.get_dtype(), tuple(s.get_shape())) for n, s in slices.items()}
+            names = list(entries)
             if expected is not None:
                 try:
                     want = expected(meta)
@@ -354,29 +378,82 @@ def read_tagged_safetensors(
                     if isinstance(exc, TooLargeError):
                         raise
                     raise CheckpointError(f"{where} is not a valid {fmt} file: {_text(exc)}", "path") from None
-                _check_declared(declared, want, where, fmt)
+                _check_declared({n: (e.dtype, e.shape) for n, e in entries.items()}, want, where, fmt)
             if sums is not None and set(sums) - {_METADATA_ENTRY} != set(names):
                 raise CheckpointError(f"{where} is corrupt: its tensors do not match its checksum list", "path")
             tensors = {}
             for name in names:
-                arr = f.get_tensor(name)
+                arr = _read_tensor(f, name, entries[name], data_start, where, fmt)
                 if sums is not None and sums[name] != _tensor_crc(name, arr):
                     raise CheckpointError(f"{where} is corrupt: tensor {name!r} does not match its checksum", "path")
                 tensors[name] = arr
-    except SafetensorError as exc:
-        raise CheckpointError(f"{where} is not a readable {fmt} file (truncated or corrupt?): {exc}", "path") from None
     except TooLargeError:
         raise
-    except OSError as exc:
-        if exc.filename is not None or exc.errno is not None:
-            raise
-        # safetensors' reader: an io error with neither file name nor errno, e.g. "No such device (os error 19)"
-        # for a file that cannot be memory-mapped (/proc, /sys)
-        raise type(exc)(f"{where} could not be read: {exc}") from None
     except MemoryError:
         size = path.stat().st_size
         raise TooLargeError(f"{where}: not enough memory to load its {size:,} bytes", "path") from None
     return tensors, meta
+
+
+def _read_header(f: Any, size: int, where: str, fmt: str) -> Tuple[Dict[str, str], Dict[str, _Declared], int]:
+    """``(metadata, {name: declared tensor}, offset of the data)`` of the
+    safetensors file ``f`` of ``size`` bytes, checked as safetensors checks
+    it: a JSON header of at most 100 MB, string metadata, known dtypes,
+    offsets that tile the data exactly, each as long as its shape needs."""
+
+    def unreadable(why: str) -> CheckpointError:
+        return CheckpointError(f"{where} is not a readable {fmt} file (truncated or corrupt?): {why}", "path")
+
+    if size < 8:
+        raise unreadable(f"{size} bytes, too few for a header")
+    length = int.from_bytes(f.read(8), "little")
+    if length > min(_MAX_HEADER_BYTES, size - 8):
+        raise unreadable(f"its header would be {length:,} bytes, more than the {size - 8:,} that follow")
+    try:
+        header = json.loads(f.read(length).decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise unreadable(f"its header is not JSON ({type(exc).__name__})") from None
+    if not isinstance(header, dict):
+        raise unreadable("its header is not a JSON object")
+    raw_meta = header.pop(_METADATA_ENTRY, None)
+    raw_meta = {} if raw_meta is None else raw_meta
+    if not isinstance(raw_meta, dict) or not all(isinstance(v, str) for v in raw_meta.values()):
+        raise unreadable("its metadata is not text by name")
+    entries: Dict[str, _Declared] = {}
+    for name, info in header.items():
+        fields = (info.get("dtype"), info.get("shape"), info.get("data_offsets")) if isinstance(info, dict) else (None,) * 3
+        dtype, shape, offsets = fields
+        if (
+            dtype not in _ITEM_BYTES
+            or not isinstance(shape, list)
+            or not all(type(d) is int and d >= 0 for d in shape)
+            or not isinstance(offsets, list)
+            or len(offsets) != 2
+            or not all(type(o) is int for o in offsets)
+        ):
+            raise unreadable(f"tensor {name!r} is declared as {info!r:.100}; expected a dtype, a shape and data offsets")
+        entries[name] = _Declared(dtype, tuple(shape), offsets[0], offsets[1])
+    end = 0
+    for name, e in sorted(entries.items(), key=lambda item: (item[1].start, item[1].end)):
+        if e.start != end or e.end - e.start != math.prod(e.shape) * _ITEM_BYTES[e.dtype]:
+            raise unreadable(f"tensor {name!r}'s data offsets [{e.start}, {e.end}] do not fit its shape or its neighbours")
+        end = e.end
+    if end != size - 8 - length:
+        raise unreadable(f"its tensors take {end:,} bytes, but {size - 8 - length:,} follow the header")
+    return raw_meta, entries, 8 + length
+
+
+def _read_tensor(f: Any, name: str, e: _Declared, data_start: int, where: str, fmt: str) -> np.ndarray:
+    """The declared tensor ``e`` read from ``f`` (little-endian, as written)."""
+    numpy_name = _NUMPY_DTYPES.get(e.dtype)
+    if numpy_name is None or numpy_name == "bfloat16":
+        raise CheckpointError(f"{where} is not a readable {fmt} file: tensor {name!r} is {e.dtype}, which numpy cannot hold", "path")
+    arr = np.empty(e.shape, np.dtype(numpy_name).newbyteorder("<"))
+    raw = arr.reshape(-1).view(np.uint8)
+    f.seek(data_start + e.start)
+    if f.readinto(raw) != len(raw):  # the file was cut short since its size was read
+        raise CheckpointError(f"{where} is not a readable {fmt} file (truncated or corrupt?): it ends inside tensor {name!r}", "path")
+    return arr
 
 
 def _check_regular_file(path: Path, where: str) -> None:
