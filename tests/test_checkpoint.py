@@ -102,6 +102,31 @@ def test_mismatched_checkpoint(tmp_path):
         gm.LearnableMultiModal.load(path)
 
 
+def test_a_checkpoint_another_version_wrote_says_which_when_refused(tmp_path):
+    """A config field or metadata key a newer version added was refused as
+    just "unknown", leaving the user to guess that the file is newer than
+    the library; the refusal now names both versions."""
+    from grapheme_multimodal.checkpoint import FILE_FORMAT, checkpoint_state
+
+    tensors, meta = checkpoint_state(trained())
+    meta["library_version"] = "9.0.0"
+    meta["config"]["from_a_newer_version"] = 1
+    path = tmp_path / "newer.safetensors"
+    write_tagged_safetensors(path, tensors, FILE_FORMAT, meta)
+    note = rf"\(the file was written by grapheme-multimodal 9\.0\.0; this is {gm.__version__}\)$"
+    with pytest.raises(gm.CheckpointError, match=r"config: unknown fields \['from_a_newer_version'\].*" + note):
+        gm.LearnableMultiModal.load(path)
+    del meta["config"]["from_a_newer_version"]
+    meta["optimizer"]["momentum"] = 0.9  # refused once the tensors are read
+    write_tagged_safetensors(path, tensors, FILE_FORMAT, meta)
+    with pytest.raises(gm.CheckpointError, match=r"optimizer: expected .*" + note):
+        gm.LearnableMultiModal.load(path)
+    meta["library_version"] = gm.__version__  # this version's own file: nothing to add
+    write_tagged_safetensors(path, tensors, FILE_FORMAT, meta)
+    with pytest.raises(gm.CheckpointError, match=r"optimizer: expected [^(]*'momentum': 0\.9}$"):
+        gm.LearnableMultiModal.load(path)
+
+
 def test_save_writes_atomically(tmp_path, monkeypatch):
     model = trained()
     path = tmp_path / "model.safetensors"

@@ -88,8 +88,13 @@ def load_checkpoint(path: PathLike) -> "LearnableMultiModal":
     built: Dict[str, "LearnableMultiModal"] = {}
 
     def expected(meta: Dict[str, Any]) -> Dict[str, TensorSpec]:
-        built["model"] = _new_model(meta)
-        return checkpoint_specs(built["model"], meta)
+        try:
+            built["model"] = _new_model(meta)
+            return checkpoint_specs(built["model"], meta)
+        except (KeyError, TypeError, ValueError) as exc:
+            if isinstance(exc, TooLargeError) or not _version_note(meta):
+                raise
+            raise InvalidValueError(f"{_text(exc)}{_version_note(meta)}", getattr(exc, "arg", None) or "path") from None
 
     tensors, meta = read_tagged_safetensors(path, FILE_FORMAT, expected)
     try:
@@ -97,7 +102,7 @@ def load_checkpoint(path: PathLike) -> "LearnableMultiModal":
     except (KeyError, TypeError, ValueError) as exc:
         if isinstance(exc, TooLargeError):
             raise
-        raise CheckpointError(f"path: {str(path)!r} is not a valid checkpoint: {_text(exc)}", "path") from None
+        raise CheckpointError(f"path: {str(path)!r} is not a valid checkpoint: {_text(exc)}{_version_note(meta)}", "path") from None
 
 
 def model_from_state(tensors: Mapping[str, Any], meta: Mapping[str, Any]) -> "LearnableMultiModal":
@@ -219,6 +224,15 @@ def _is_number(value: Any) -> bool:
 
 def _strip(tensors: Mapping[str, np.ndarray], prefix: str) -> Dict[str, np.ndarray]:
     return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+
+def _version_note(meta: Any) -> str:
+    """Which version wrote a refused file, when it is not this one: a config
+    field or metadata key a newer version added is otherwise just "unknown"."""
+    version = meta.get("library_version") if isinstance(meta, Mapping) else None
+    if not isinstance(version, str) or version == __version__:
+        return ""
+    return f" (the file was written by grapheme-multimodal {version:.40}; this is {__version__})"
 
 
 def _text(exc: BaseException) -> str:
