@@ -387,3 +387,15 @@ def test_texts_are_split_at_line_ends_only(tmp_path) -> None:
     for content, lines in (("a\r\nb\r\n", ["a", "b"]), ("a\rb", ["a", "b"]), ("a\n\nb\n", ["a", "", "b"]), ("\n", [""])):
         texts.write_bytes(content.encode())
         assert read_modality_file(gm.Modality.LINGUISTIC, texts).values == lines, content
+
+
+def test_an_npz_key_is_read_whatever_the_case_of_the_suffix(tmp_path, capsys) -> None:
+    # "DATA.NPZ: holds arrays ['train', 'test']; pick one with DATA.NPZ:KEY", and then
+    # DATA.NPZ:train was "file not found: DATA.NPZ:train": the key was split off .npz only.
+    with (tmp_path / "DATA.NPZ").open("wb") as f:
+        np.savez(f, train=np.ones((24, 6)), test=np.zeros((3, 6)))
+    line = one_line_error(capsys, ["train", "-m", f"visual={tmp_path / 'DATA.NPZ'}", "--no-progress"])
+    assert line.endswith(f"pick one with {tmp_path / 'DATA.NPZ'}:KEY"), line
+    out = tmp_path / "m.safetensors"
+    assert main(["train", "-m", f"visual={tmp_path / 'DATA.NPZ'}:train", "--epochs", "1", "--embed-dim", "8",
+                 "--hidden-dim", "8", "--heads", "2", "--no-progress", "-o", str(out)]) == 0, capsys.readouterr().err

@@ -52,7 +52,7 @@ def parse_modality_spec(spec: str) -> Tuple[Modality, Path, Optional[str]]:
     modality = Modality.parse(name.strip())
     key = None
     path_text = rest
-    if ".npz:" in rest:
+    if ".npz:" in rest.lower():  # as the reader, whatever the suffix's case (its own advice says DATA.NPZ:KEY)
         path_text, key = rest.rsplit(":", 1)
     return modality, Path(path_text), key
 
