@@ -399,3 +399,17 @@ def test_an_npz_key_is_read_whatever_the_case_of_the_suffix(tmp_path, capsys) ->
     out = tmp_path / "m.safetensors"
     assert main(["train", "-m", f"visual={tmp_path / 'DATA.NPZ'}:train", "--epochs", "1", "--embed-dim", "8",
                  "--hidden-dim", "8", "--heads", "2", "--no-progress", "-o", str(out)]) == 0, capsys.readouterr().err
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_row(tmp_path) -> None:
+    # Excel's "CSV UTF-8" starts with one: the first row "\ufeff0.5,1.0" was not numeric,
+    # so it was taken as a header and an event dropped without a word; a text file's
+    # first text began with it.
+    from grapheme_multimodal.files import read_modality_file
+
+    (tmp_path / "rows.csv").write_bytes(b"\xef\xbb\xbf0.5,1.0\n2.0,3.0\n")
+    (tmp_path / "header.csv").write_bytes(b"\xef\xbb\xbfa,b\n2.0,3.0\n")
+    (tmp_path / "texts.txt").write_bytes(b"\xef\xbb\xbfhello\nworld\n")
+    assert read_modality_file(gm.Modality.VISUAL, tmp_path / "rows.csv").values.tolist() == [[0.5, 1.0], [2.0, 3.0]]
+    assert read_modality_file(gm.Modality.VISUAL, tmp_path / "header.csv").values.tolist() == [[2.0, 3.0]]
+    assert read_modality_file(gm.Modality.LINGUISTIC, tmp_path / "texts.txt").values == ["hello", "world"]

@@ -94,7 +94,8 @@ def read_texts(path: Path) -> List[str]:
     feeds, ``\x1c``-``\x1e``, ``\x85`` and U+2028/U+2029, which texts hold,
     and every text after one would have been paired with the wrong event."""
     try:
-        lines = path.read_text(encoding="utf-8").split("\n")  # read_text reads \r\n and \r as \n
+        # utf-8-sig: without the byte-order mark Excel and Notepad write, read as part of the first text
+        lines = path.read_text(encoding="utf-8-sig").split("\n")  # read_text reads \r\n and \r as \n
         return lines[:-1] if lines[-1] == "" else lines
     except UnicodeDecodeError as exc:
         raise InvalidValueError(f"{path}: is not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8", str(path)) from None
@@ -103,7 +104,9 @@ def read_texts(path: Path) -> List[str]:
 def read_numeric_csv(path: Path) -> np.ndarray:
     """A numeric CSV as float64; a first row that is not numeric is taken as a header."""
     try:
-        with path.open(newline="", encoding="utf-8") as f:
+        # utf-8-sig: a byte-order mark (Excel's "CSV UTF-8") made the first row non-numeric,
+        # and it was dropped as a header
+        with path.open(newline="", encoding="utf-8-sig") as f:
             rows = [r for r in csv.reader(f) if r and any(cell.strip() for cell in r)]
     except UnicodeDecodeError as exc:
         raise InvalidValueError(f"{path}: is not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8", str(path)) from None
