@@ -574,3 +574,24 @@ def test_history_numbers_a_float_cannot_hold_are_refused_on_load(tmp_path, value
     meta["history"][0]["loss"] = 10**300  # an int a float holds: loads as before
     write_tagged_safetensors(path, tensors, FILE_FORMAT, meta)
     assert gm.LearnableMultiModal.load(path).history[0]["loss"] == 10**300
+
+
+def test_keeping_existing_never_replaces_a_file_with_or_without_hard_links(tmp_path, monkeypatch) -> None:
+    """What the command line writes its outputs with (without --overwrite):
+    a file at the target is kept, whether the write is a hard link (one
+    step) or, on a filesystem without them, a check and a rename."""
+    target = tmp_path / "out.bin"
+    for hard_links in (True, False):
+        if not hard_links:
+            def no_links(src, dst):
+                raise PermissionError(1, "Operation not permitted", src)  # vfat, some FUSE and network filesystems
+
+            monkeypatch.setattr(gio.os, "link", no_links)
+        target.unlink(missing_ok=True)
+        with gio.keeping_existing({"--output": target}):
+            gio.atomic_write_bytes(target, b"first")
+            with pytest.raises(FileExistsError, match=r"--output: '.*out\.bin' was created by something else"):
+                gio.atomic_write_bytes(target, b"second")
+        assert target.read_bytes() == b"first" and [p.name for p in tmp_path.iterdir()] == ["out.bin"]
+        gio.atomic_write_bytes(target, b"third")  # outside the block: replaced as before
+        assert target.read_bytes() == b"third"
