@@ -413,3 +413,23 @@ def test_a_byte_order_mark_is_not_part_of_the_first_row(tmp_path) -> None:
     assert read_modality_file(gm.Modality.VISUAL, tmp_path / "rows.csv").values.tolist() == [[0.5, 1.0], [2.0, 3.0]]
     assert read_modality_file(gm.Modality.VISUAL, tmp_path / "header.csv").values.tolist() == [[2.0, 3.0]]
     assert read_modality_file(gm.Modality.LINGUISTIC, tmp_path / "texts.txt").values == ["hello", "world"]
+
+
+def test_a_reader_that_stops_reading_ends_the_command_quietly(files) -> None:
+    """`grapheme-mm info m.safetensors | head -1`: the closed pipe was
+    reported as "grapheme-mm: error: [Errno 32] Broken pipe" with exit
+    status 2, a failure of the user's making. Now it ends quietly with 141
+    (128 + SIGPIPE), as a command a closed pipe ends in a shell."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader has gone before the first line
+    try:
+        done = subprocess.run([sys.executable, "-m", "grapheme_multimodal", "info", str(files / "m.safetensors")],
+                              stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(write_end)
+    assert done.returncode == 141 and done.stderr == "", (done.returncode, done.stderr)
+    closed = subprocess.run([sys.executable, "-c", "import os, sys; os.close(1); from grapheme_multimodal.cli import main; "
+                             f"sys.stdout = None; sys.exit(main(['info', {str(files / 'm.safetensors')!r}]))"],
+                            capture_output=True, text=True, timeout=120)
+    assert closed.returncode == 0 and closed.stderr == "", closed.stderr  # started with stdout closed: nothing to say
+

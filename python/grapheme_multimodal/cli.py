@@ -41,7 +41,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     try:
-        return args.run(args)
+        code = args.run(args)
+        if sys.stdout is not None:  # None: started with stdout closed (print writes nowhere)
+            sys.stdout.flush()  # here, not at exit: a reader that has gone is then the BrokenPipeError below
+        return code
+    except BrokenPipeError as exc:
+        if exc.filename is not None:  # a file's, not stdout's
+            print(f"{PROG}: error: {_one_line(exc)}", file=sys.stderr)
+            return 2
+        # What reads stdout stopped (`grapheme-mm info m.safetensors | head -1`): stop quietly, as a
+        # command killed by SIGPIPE, instead of "error: Broken pipe" and a failure of the user's making.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # Python's flush of stdout at exit would fail again
+        os.close(devnull)
+        return 128 + 13  # 128 + SIGPIPE, what a shell reports for a command a closed pipe ended
     except (ValueError, TypeError, OSError, ModuleNotFoundError, MemoryError) as exc:
         # bad input, unreadable or unwritable files (disk full, permissions), data too large for memory
         print(f"{PROG}: error: {_one_line(exc)}", file=sys.stderr)
