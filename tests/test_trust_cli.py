@@ -433,3 +433,27 @@ def test_a_reader_that_stops_reading_ends_the_command_quietly(files) -> None:
                             capture_output=True, text=True, timeout=120)
     assert closed.returncode == 0 and closed.stderr == "", closed.stderr  # started with stdout closed: nothing to say
 
+
+def test_an_output_folder_no_file_can_be_created_in_is_refused_before_the_work(files, capsys, monkeypatch) -> None:
+    """A read-only folder (or filesystem) passed the check of the outputs:
+    train ran to the end and then failed to save, the work lost. /sys is
+    such a folder even for root, whom a folder's permissions do not stop."""
+    import tempfile
+
+    import grapheme_multimodal.cli as cli
+
+    try:
+        with tempfile.TemporaryFile(dir="/sys"):
+            pytest.skip("/sys takes new files here")
+    except OSError:
+        pass
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained before the output was checked")
+
+    monkeypatch.setattr(cli, "fit_with_stopping", no_training)
+    one_line_error(capsys, ["train", "-m", f"visual={files / 'a.npy'}", "--no-progress", "-o", "/sys/m.safetensors"],
+                   "--output: no file can be created in the folder '/sys'")
+    one_line_error(capsys, ["embed", str(files / "m.safetensors"), "-m", f"visual={files / 'a.npy'}", "-o",
+                            str(files / "fused_never.npy"), "--bindings", "/sys/b.npy"], "--bindings: no file can be created")
+    assert not (files / "fused_never.npy").exists()

@@ -620,7 +620,7 @@ def _check_outputs(outputs: Dict[str, Optional[Path]], inputs: Dict[str, Path], 
     given = {flag: path for flag, path in outputs.items() if path is not None}
     written: Dict[str, str] = {}
     for flag, path in given.items():
-        check_write_target(path, flag)
+        _check_can_create_in(check_write_target(path, flag), flag)
         for what, source in inputs.items():
             if _same_file(path, source):
                 raise InvalidValueError(f"{flag}: {path} is {what}; expected a new file name (it would be overwritten)", flag)
@@ -629,6 +629,18 @@ def _check_outputs(outputs: Dict[str, Optional[Path]], inputs: Dict[str, Path], 
             raise InvalidValueError(f"{flag}: {path} is also the file of {other}; expected a file of its own", flag)
         if not overwrite and path.exists():
             raise FileExistsError(f"{flag}: {path} already exists; pass --overwrite to replace it, or choose another name")
+
+
+def _check_can_create_in(directory: Path, flag: str) -> None:
+    """Refuses a folder no file can be created in (read-only, another
+    user's, a read-only filesystem): the save found it only after the work."""
+    import tempfile
+
+    try:
+        with tempfile.TemporaryFile(dir=directory):  # on Linux a file without a name (O_TMPFILE): nothing to see
+            pass
+    except OSError as exc:
+        raise type(exc)(f"{flag}: no file can be created in the folder {str(directory)!r} ({exc.strerror or exc})") from None
 
 
 def _keeping_new(outputs: Dict[str, Optional[Path]], overwrite: bool) -> "contextlib.AbstractContextManager[None]":
