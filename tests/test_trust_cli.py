@@ -457,3 +457,15 @@ def test_an_output_folder_no_file_can_be_created_in_is_refused_before_the_work(f
     one_line_error(capsys, ["embed", str(files / "m.safetensors"), "-m", f"visual={files / 'a.npy'}", "-o",
                             str(files / "fused_never.npy"), "--bindings", "/sys/b.npy"], "--bindings: no file can be created")
     assert not (files / "fused_never.npy").exists()
+
+
+def test_embed_refuses_ray_options_without_ray_before_any_work(files, capsys, monkeypatch) -> None:
+    # --workers or --ray-address without --ray was refused only after the checkpoint
+    # was loaded and every input file read (minutes for large files).
+    def no_loading(*args, **kwargs):
+        raise AssertionError("loaded the checkpoint before refusing the flags")
+
+    monkeypatch.setattr(gm.LearnableMultiModal, "load", no_loading)
+    for flags in (["--workers", "2"], ["--ray-address", "127.0.0.1:6379"]):
+        one_line_error(capsys, ["embed", str(files / "m.safetensors"), "-m", f"visual={files / 'a.npy'}",
+                                "-o", str(files / "never.npy"), *flags], "--workers/--ray-address: only used with --ray")

@@ -393,6 +393,8 @@ def _train(args: argparse.Namespace) -> int:
 def _embed(args: argparse.Namespace) -> int:
     from .model import LearnableMultiModal
 
+    if not args.ray and (args.workers is not None or args.ray_address is not None):  # before loading and reading
+        raise InvalidValueError("--workers/--ray-address: only used with --ray", "--workers")
     _check_outputs(
         {"--output": args.output, "--bindings": args.bindings, "--hidden-features": args.hidden_features},
         {"the checkpoint": args.checkpoint, **_input_files(args.modality)},
@@ -423,8 +425,6 @@ def _embed(args: argparse.Namespace) -> int:
     if args.ray:
         fused, strengths, hidden = _embed_on_ray(args, model, inputs)
     else:
-        if args.workers is not None or args.ray_address is not None:
-            raise InvalidValueError("--workers/--ray-address: only used with --ray", "--workers")
         fused, strengths, hidden = _embed_in_process(args, model, inputs)
     _check_finite_output(fused, "fused embeddings", args.checkpoint)  # before writing anything
     if strengths is not None:
