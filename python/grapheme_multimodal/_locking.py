@@ -17,14 +17,24 @@ All modes are re-entrant within a thread (a writer may read; an update may
 write). A thread that holds only a read lock may not start to write (that
 would deadlock against another reader doing the same): it gets a
 ``RuntimeError`` instead.
+
+A process forked while other threads hold a model's lock has only the
+forking thread: the others' holds are dropped in the child (a read, or an
+update between its steps, leaves the model whole), so it does not wait for
+threads that will never release them. A model another thread was writing
+at the fork may be half-written there, and using it raises a
+``RuntimeError`` that says so (the same for an :class:`ExperienceBuffer`
+another thread was changing).
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import signal
 import threading
+import weakref
 from threading import get_ident
 from typing import Any, Callable, Iterator, List, Optional, TypeVar
 
@@ -78,6 +88,7 @@ class ModelLock:
     def __init__(self) -> None:
         self._gate = _core.Gate()
         self._reading, self._writing, self._updating = _core.GateGuard.sides(self._gate)
+        _LIVE_LOCKS.add(self)
 
     def reading(self) -> "_core.GateGuard":
         """Shared access: waits while a writer holds or waits for the lock."""
@@ -125,3 +136,39 @@ def writes(method: F) -> F:
                 self._parameters_changed()
 
     return locked  # type: ignore[return-value]
+
+
+#: The model locks of this process, for :func:`_after_fork_in_child`.
+_LIVE_LOCKS: "weakref.WeakSet[ModelLock]" = weakref.WeakSet()
+
+#: What using an object another thread was changing at a fork says.
+FORKED_MID_CHANGE = (
+    "this process was forked while another thread was changing the {what}, so its state here may be "
+    "half-written; load it again (from a checkpoint) in this process, or fork before training starts "
+    "(multiprocessing: the 'spawn' or 'forkserver' start method)"
+)
+
+
+class ForkedMidChange:
+    """Stands in for the lock of an object another thread was changing when
+    the process forked: entering raises ``RuntimeError`` (the object may be
+    half-written), instead of waiting forever for a thread the child does
+    not have."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+
+    def __enter__(self) -> None:
+        raise RuntimeError(FORKED_MID_CHANGE.format(what=self.what))
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _after_fork_in_child() -> None:
+    for lock in list(_LIVE_LOCKS):
+        lock._gate.after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX; Windows has no fork
+    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -14,13 +14,16 @@ sample never mixes the fields of two experiences.
 
 from __future__ import annotations
 
+import os
 import threading
+import weakref
 from dataclasses import dataclass
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
 from ._core import MODALITY_NAMES, NUM_MODALITIES
+from ._locking import ForkedMidChange
 from ._validation import (
     as_finite_float, as_mask, as_positive_int, as_real_array, check_flag, describe, memory_budget, non_finite_message,
     refuse_bools,
@@ -107,6 +110,7 @@ class ExperienceBuffer:
             raise InvalidValueError(f"seed: expected an int >= 0, got {seed!r}", "seed")
         self.seed = int(seed)
         self._lock = threading.RLock()
+        _LIVE_BUFFERS.add(self)
         self._rng = np.random.Generator(np.random.PCG64(self.seed))
         self._size = 0
         self._next = 0
@@ -535,6 +539,7 @@ class ExperienceBuffer:
     def __setstate__(self, state: Dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._lock = threading.RLock()
+        _LIVE_BUFFERS.add(self)
 
     def __repr__(self) -> str:
         return f"ExperienceBuffer(size={self._size}, capacity={self.capacity}, embed_dim={self.embed_dim})"
@@ -685,3 +690,23 @@ def _experience(b: ExperienceBatch, i: int) -> Experience:
         event_id=int(b.event_ids[i]),
         inputs=inputs,
     )
+
+
+#: The buffers of this process, for :func:`_after_fork_in_child`.
+_LIVE_BUFFERS: "weakref.WeakSet[ExperienceBuffer]" = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    """A buffer whose lock another thread held at the fork (that thread is
+    not in the child, and was changing the buffer) refuses to be used."""
+    for buffer in list(_LIVE_BUFFERS):
+        if isinstance(buffer._lock, ForkedMidChange):  # refused already (a fork of a fork)
+            continue
+        if buffer._lock.acquire(blocking=False):  # free, or held by the thread that forked
+            buffer._lock.release()
+        else:
+            buffer._lock = ForkedMidChange("experience buffer")
+
+
+if hasattr(os, "register_at_fork"):  # POSIX; Windows has no fork
+    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -19,12 +19,18 @@
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard, TryLockError};
 use std::time::Duration;
 
 /// How often a waiting thread takes the GIL back to run signal handlers.
 const TICK: Duration = Duration::from_millis(20);
+
+/// What entering a gate says in a child process forked while another thread
+/// was changing the model.
+const FORKED_MID_CHANGE: &str = "this process was forked while another thread was changing the model, so the model's \
+     state here may be half-written; load it again (from a checkpoint) in this process, or fork before \
+     training starts (multiprocessing: the 'spawn' or 'forkserver' start method)";
 
 static NEXT_THREAD: AtomicU64 = AtomicU64::new(1);
 
@@ -53,6 +59,27 @@ struct State {
 }
 
 impl State {
+    /// In a child process just forked by thread `me`: the other threads'
+    /// holds are gone with the threads. Returns whether one of them was
+    /// writing (the state may be half-written). Readers and an update
+    /// between its steps leave the model whole.
+    fn keep_only(&mut self, me: u64) -> bool {
+        let other_writer = self.writer.is_some_and(|t| t != me);
+        self.readers.retain(|&t, _| t == me);
+        if self.updater.is_some_and(|t| t != me) {
+            self.updater = None;
+            self.update_depth = 0;
+        }
+        if other_writer {
+            self.writer = None;
+            self.writer_depth = 0;
+        }
+        // Only other threads wait (`me` is forking): none exist here.
+        self.writers_waiting = 0;
+        self.waiting = 0;
+        other_writer
+    }
+
     fn take_update(&mut self, me: u64) {
         self.updater = Some(me);
         self.update_depth += 1;
@@ -70,6 +97,9 @@ impl State {
 pub struct Gate {
     state: Mutex<State>,
     changed: Condvar,
+    /// Set in a child process forked while another thread was writing (or
+    /// held the state's mutex): entering then raises, leaving is a no-op.
+    forked_mid_change: AtomicBool,
 }
 
 impl Gate {
@@ -121,7 +151,15 @@ impl Gate {
         }
     }
 
+    fn check_not_forked_mid_change(&self) -> PyResult<()> {
+        if self.forked_mid_change.load(Ordering::Relaxed) {
+            return Err(PyRuntimeError::new_err(FORKED_MID_CHANGE));
+        }
+        Ok(())
+    }
+
     fn enter_read(&self, py: Python<'_>) -> PyResult<()> {
+        self.check_not_forked_mid_change()?;
         let me = current_thread();
         {
             let mut state = self.state();
@@ -140,6 +178,9 @@ impl Gate {
     }
 
     fn exit_read(&self) -> PyResult<()> {
+        if self.forked_mid_change.load(Ordering::Relaxed) {
+            return Ok(()); // the state's mutex may be held by a thread that is not here
+        }
         let me = current_thread();
         let mut state = self.state();
         let depth = state.readers.get_mut(&me).ok_or_else(|| PyRuntimeError::new_err("this thread is not reading the model"))?;
@@ -154,6 +195,7 @@ impl Gate {
     }
 
     fn enter_write(&self, py: Python<'_>) -> PyResult<()> {
+        self.check_not_forked_mid_change()?;
         let me = current_thread();
         {
             let mut state = self.state();
@@ -201,6 +243,9 @@ impl Gate {
     }
 
     fn exit_write(&self) -> PyResult<()> {
+        if self.forked_mid_change.load(Ordering::Relaxed) {
+            return Ok(()); // the state's mutex may be held by a thread that is not here
+        }
         let me = current_thread();
         let mut state = self.state();
         if state.writer != Some(me) {
@@ -216,6 +261,7 @@ impl Gate {
     }
 
     fn enter_update(&self, py: Python<'_>) -> PyResult<()> {
+        self.check_not_forked_mid_change()?;
         let me = current_thread();
         {
             let mut state = self.state();
@@ -228,6 +274,9 @@ impl Gate {
     }
 
     fn exit_update(&self) -> PyResult<()> {
+        if self.forked_mid_change.load(Ordering::Relaxed) {
+            return Ok(()); // the state's mutex may be held by a thread that is not here
+        }
         let me = current_thread();
         let mut state = self.state();
         if state.updater != Some(me) {
@@ -245,7 +294,23 @@ impl Gate {
 impl Gate {
     #[new]
     fn new() -> Self {
-        Gate { state: Mutex::new(State::default()), changed: Condvar::new() }
+        Gate { state: Mutex::new(State::default()), changed: Condvar::new(), forked_mid_change: AtomicBool::new(false) }
+    }
+
+    /// Called in a child process right after `fork()` (`os.register_at_fork`),
+    /// by the thread that forked, the only one the child has. The holds of
+    /// the parent's other threads are dropped (they would wait forever
+    /// otherwise); if one of them was writing, or held the state's mutex
+    /// (a few instructions of bookkeeping), the model may be half-written
+    /// or the mutex never released: entering then raises `RuntimeError`.
+    fn after_fork_in_child(&self) {
+        let me = current_thread();
+        let forked_mid_change = match self.state.try_lock() {
+            Ok(mut state) => state.keep_only(me),
+            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner().keep_only(me),
+            Err(TryLockError::WouldBlock) => true,
+        };
+        self.forked_mid_change.store(forked_mid_change, Ordering::Relaxed);
     }
 
     /// Writers waiting for readers to leave.
