@@ -19,11 +19,13 @@ would deadlock against another reader doing the same): it gets a
 ``RuntimeError`` instead.
 
 A process forked while other threads hold a model's lock has only the
-forking thread: the others' holds are dropped in the child (a read, or an
-update between its steps, leaves the model whole), so it does not wait for
-threads that will never release them. A model another thread was writing
-at the fork may be half-written there, and using it raises a
-``RuntimeError`` that says so (the same for an :class:`ExperienceBuffer`
+forking thread: the others' holds are dropped in the child, so it does not
+wait for threads that will never release them. An update (``fit``) between
+its steps leaves the model whole; a read leaves it whole too, but the
+model's own lock in Rust may still count the reader, so the child may read
+the model and changing it raises a ``RuntimeError``; a model another
+thread was writing may be half-written, and using it at all raises a
+``RuntimeError`` that says so (as does an :class:`ExperienceBuffer`
 another thread was changing).
 """
 

@@ -19,18 +19,30 @@
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, TryLockError};
 use std::time::Duration;
 
 /// How often a waiting thread takes the GIL back to run signal handlers.
 const TICK: Duration = Duration::from_millis(20);
 
-/// What entering a gate says in a child process forked while another thread
-/// was changing the model.
+/// What a child process forked while other threads held the gate may do
+/// with the model (`Gate::fork_state`).
+const FORK_WHOLE: u8 = 0;
+/// Other threads were reading: the model's own readers-writer lock (Rust)
+/// may still count them, so a change would wait for them forever.
+const FORK_READ_ONLY: u8 = 1;
+/// Another thread was changing the model (or held the gate's mutex).
+const FORK_REFUSED: u8 = 2;
+
 const FORKED_MID_CHANGE: &str = "this process was forked while another thread was changing the model, so the model's \
      state here may be half-written; load it again (from a checkpoint) in this process, or fork before \
      training starts (multiprocessing: the 'spawn' or 'forkserver' start method)";
+
+const FORKED_MID_READ: &str = "this process was forked while another thread was reading the model: it can be read \
+     here but not changed (the other thread's hold on it was copied, the thread was not); load it again \
+     (from a checkpoint) in this process to change it, or fork when no other thread uses the model \
+     (multiprocessing: the 'spawn' or 'forkserver' start method)";
 
 static NEXT_THREAD: AtomicU64 = AtomicU64::new(1);
 
@@ -60,11 +72,13 @@ struct State {
 
 impl State {
     /// In a child process just forked by thread `me`: the other threads'
-    /// holds are gone with the threads. Returns whether one of them was
-    /// writing (the state may be half-written). Readers and an update
-    /// between its steps leave the model whole.
-    fn keep_only(&mut self, me: u64) -> bool {
+    /// holds are gone with the threads. Returns what the child may do
+    /// (`FORK_*`): a write in progress may have left the model half-written;
+    /// reads leave it whole but may still be counted by the model's own
+    /// lock; an update (`fit`) between its steps leaves it whole.
+    fn keep_only(&mut self, me: u64) -> u8 {
         let other_writer = self.writer.is_some_and(|t| t != me);
+        let other_readers = self.readers.keys().any(|&t| t != me);
         self.readers.retain(|&t, _| t == me);
         if self.updater.is_some_and(|t| t != me) {
             self.updater = None;
@@ -77,7 +91,13 @@ impl State {
         // Only other threads wait (`me` is forking): none exist here.
         self.writers_waiting = 0;
         self.waiting = 0;
-        other_writer
+        if other_writer {
+            FORK_REFUSED
+        } else if other_readers {
+            FORK_READ_ONLY
+        } else {
+            FORK_WHOLE
+        }
     }
 
     fn take_update(&mut self, me: u64) {
@@ -97,9 +117,11 @@ impl State {
 pub struct Gate {
     state: Mutex<State>,
     changed: Condvar,
-    /// Set in a child process forked while another thread was writing (or
-    /// held the state's mutex): entering then raises, leaving is a no-op.
-    forked_mid_change: AtomicBool,
+    /// `FORK_*`, set in a child process forked while other threads held the
+    /// gate: refused, entering raises and leaving is a no-op (the state's
+    /// mutex may be held by a thread the child does not have); read-only,
+    /// entering to write or update raises.
+    fork_state: AtomicU8,
 }
 
 impl Gate {
@@ -151,15 +173,16 @@ impl Gate {
         }
     }
 
-    fn check_not_forked_mid_change(&self) -> PyResult<()> {
-        if self.forked_mid_change.load(Ordering::Relaxed) {
-            return Err(PyRuntimeError::new_err(FORKED_MID_CHANGE));
+    fn check_fork(&self, changing: bool) -> PyResult<()> {
+        match self.fork_state.load(Ordering::Relaxed) {
+            FORK_REFUSED => Err(PyRuntimeError::new_err(FORKED_MID_CHANGE)),
+            FORK_READ_ONLY if changing => Err(PyRuntimeError::new_err(FORKED_MID_READ)),
+            _ => Ok(()),
         }
-        Ok(())
     }
 
     fn enter_read(&self, py: Python<'_>) -> PyResult<()> {
-        self.check_not_forked_mid_change()?;
+        self.check_fork(false)?;
         let me = current_thread();
         {
             let mut state = self.state();
@@ -178,7 +201,7 @@ impl Gate {
     }
 
     fn exit_read(&self) -> PyResult<()> {
-        if self.forked_mid_change.load(Ordering::Relaxed) {
+        if self.fork_state.load(Ordering::Relaxed) == FORK_REFUSED {
             return Ok(()); // the state's mutex may be held by a thread that is not here
         }
         let me = current_thread();
@@ -195,7 +218,7 @@ impl Gate {
     }
 
     fn enter_write(&self, py: Python<'_>) -> PyResult<()> {
-        self.check_not_forked_mid_change()?;
+        self.check_fork(true)?;
         let me = current_thread();
         {
             let mut state = self.state();
@@ -243,7 +266,7 @@ impl Gate {
     }
 
     fn exit_write(&self) -> PyResult<()> {
-        if self.forked_mid_change.load(Ordering::Relaxed) {
+        if self.fork_state.load(Ordering::Relaxed) == FORK_REFUSED {
             return Ok(()); // the state's mutex may be held by a thread that is not here
         }
         let me = current_thread();
@@ -261,7 +284,7 @@ impl Gate {
     }
 
     fn enter_update(&self, py: Python<'_>) -> PyResult<()> {
-        self.check_not_forked_mid_change()?;
+        self.check_fork(true)?;
         let me = current_thread();
         {
             let mut state = self.state();
@@ -274,7 +297,7 @@ impl Gate {
     }
 
     fn exit_update(&self) -> PyResult<()> {
-        if self.forked_mid_change.load(Ordering::Relaxed) {
+        if self.fork_state.load(Ordering::Relaxed) == FORK_REFUSED {
             return Ok(()); // the state's mutex may be held by a thread that is not here
         }
         let me = current_thread();
@@ -294,23 +317,26 @@ impl Gate {
 impl Gate {
     #[new]
     fn new() -> Self {
-        Gate { state: Mutex::new(State::default()), changed: Condvar::new(), forked_mid_change: AtomicBool::new(false) }
+        Gate { state: Mutex::new(State::default()), changed: Condvar::new(), fork_state: AtomicU8::new(FORK_WHOLE) }
     }
 
     /// Called in a child process right after `fork()` (`os.register_at_fork`),
     /// by the thread that forked, the only one the child has. The holds of
     /// the parent's other threads are dropped (they would wait forever
-    /// otherwise); if one of them was writing, or held the state's mutex
-    /// (a few instructions of bookkeeping), the model may be half-written
-    /// or the mutex never released: entering then raises `RuntimeError`.
+    /// otherwise). If one of them was writing, or held the state's mutex (a
+    /// few instructions of bookkeeping), the model may be half-written or
+    /// the mutex never released: entering then raises `RuntimeError`. If
+    /// others were reading, the model is whole but its own lock may count
+    /// them: reading works, changing it raises.
     fn after_fork_in_child(&self) {
         let me = current_thread();
-        let forked_mid_change = match self.state.try_lock() {
+        let fork_state = match self.state.try_lock() {
             Ok(mut state) => state.keep_only(me),
             Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner().keep_only(me),
-            Err(TryLockError::WouldBlock) => true,
+            Err(TryLockError::WouldBlock) => FORK_REFUSED,
         };
-        self.forked_mid_change.store(forked_mid_change, Ordering::Relaxed);
+        // The worst of this fork and any before it (a child of a refused child stays refused).
+        self.fork_state.fetch_max(fork_state, Ordering::Relaxed);
     }
 
     /// Writers waiting for readers to leave.
