@@ -184,3 +184,23 @@ def test_an_interrupt_on_entering_any_python_function_of_a_step_never_leaves_the
         whole = [all(np.array_equal(state[k], after[k]) for k in after) for state in (before, stepped.state_dict())]
         assert any(whole), f"half a step (interrupt on entering call {interrupted_at})"
     assert interrupted_at > 5
+
+
+@pytest.mark.parametrize("value, warns", [("abc", True), ("0", True), ("-2", True), ("1_0", True), ("2.5", True),
+                                          ("3", False), (" +2 ", False), ("", False)])
+def test_a_thread_setting_the_core_cannot_read_is_named_in_a_warning(value: str, warns: bool) -> None:
+    """The core passes over a GRAPHEME_MM_NUM_THREADS it cannot read; the
+    user who set it hears so at import instead of getting another count."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "GRAPHEME_MM_NUM_THREADS": value}
+    env.pop("RAYON_NUM_THREADS", None)
+    done = subprocess.run([sys.executable, "-c", "import grapheme_multimodal as gm; print(gm.get_num_threads())"],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    said = f"GRAPHEME_MM_NUM_THREADS={value!r} is not a positive int and is ignored"
+    assert (said in done.stderr) == warns, done.stderr
+    if not warns and value.strip():
+        assert int(done.stdout) == int(value.strip())

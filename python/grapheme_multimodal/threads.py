@@ -12,13 +12,16 @@ inputs give the same bits on 1 thread or 16.
 At most ``4 ×`` the CPUs the process may use are used (more only adds
 waiting: thousands of threads made one batched forward take seconds); a
 larger ``n`` is clamped with a warning, a larger environment setting
-silently. A process started with ``fork()`` after the pool ran builds its
+silently; a ``GRAPHEME_MM_NUM_THREADS`` that is not a positive int is
+ignored, with a ``RuntimeWarning`` at import. A process started with ``fork()`` after the pool ran builds its
 own pool (the parent's threads do not exist in it).
 """
 
 from __future__ import annotations
 
 import numbers
+import os
+import re
 import warnings
 
 from . import _core
@@ -55,3 +58,28 @@ def set_num_threads(n: int) -> None:
 def get_num_threads() -> int:
     """The number of threads the library computes with."""
     return _core.get_num_threads()
+
+
+def _warn_on_an_unreadable_thread_setting() -> None:
+    """The core reads ``GRAPHEME_MM_NUM_THREADS`` as a positive int and
+    passes over anything else to ``RAYON_NUM_THREADS``, then the CPUs: a
+    typo would otherwise change the thread count without a word. (Read
+    here, not through the core, so that importing does not fix the count
+    before the first computation.)"""
+    value = os.environ.get("GRAPHEME_MM_NUM_THREADS")
+    if value is None:
+        return
+    digits = value.strip()
+    if not digits:  # `GRAPHEME_MM_NUM_THREADS= cmd`: the shell's way to unset it
+        return
+    if re.fullmatch(r"\+?[0-9]+", digits) and 0 < int(digits) < 2**64:  # what Rust's usize parse takes
+        return
+    warnings.warn(
+        f"GRAPHEME_MM_NUM_THREADS={value!r} is not a positive int and is ignored; expected e.g. "
+        "GRAPHEME_MM_NUM_THREADS=4 (RAYON_NUM_THREADS, else the number of CPUs, applies instead)",
+        RuntimeWarning,
+        stacklevel=2,
+    )
+
+
+_warn_on_an_unreadable_thread_setting()
