@@ -490,7 +490,7 @@ class ExperienceBuffer:
                 buf._fill(tensors, size)
             elif tensors and buf.embed_dim is None:
                 raise InvalidValueError(f"tensors: expected none for an empty buffer without dims, got {sorted(tensors)[:5]}", "tensors")
-            buf._rng.bit_generator.state = meta["rng_state"]
+            buf._rng.bit_generator.state = _checked_rng_state(meta["rng_state"])
         except KeyError as exc:
             raise InvalidValueError(f"inconsistent experience buffer state (missing {exc})", "state") from None
         except (TypeError, ValueError, OverflowError) as exc:  # OverflowError: numpy's, for a generator state beyond 64/128 bits
@@ -691,6 +691,24 @@ def _experience(b: ExperienceBatch, i: int) -> Experience:
         inputs=inputs,
     )
 
+
+
+def _checked_rng_state(state: Any) -> Any:
+    """``state`` if it is a PCG64 state numpy would set exactly: the 128-bit
+    ``state`` and ``inc`` and the 32-bit ``uinteger`` in range. Older numpy
+    (1.23) wraps a negative value into range instead of refusing it, and the
+    generator would then draw another sequence than the saved one."""
+    if not isinstance(state, Mapping) or state.get("bit_generator") != "PCG64":
+        raise InvalidValueError(f"rng_state: expected a PCG64 generator state, got {describe(state)}", "rng_state")
+    inner = state.get("state")
+    if not isinstance(inner, Mapping):
+        raise InvalidValueError(f"rng_state['state']: expected a mapping of 'state' and 'inc', got {describe(inner)}", "rng_state")
+    fields = {"state": (inner.get("state"), 128), "inc": (inner.get("inc"), 128), "uinteger": (state.get("uinteger"), 32),
+              "has_uint32": (state.get("has_uint32"), 1)}
+    for name, (value, bits) in fields.items():
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= value < 2**bits:
+            raise InvalidValueError(f"rng_state: {name} is {value!r}; expected an int in [0, 2**{bits})", "rng_state")
+    return state
 
 #: The buffers of this process, for :func:`_after_fork_in_child`.
 _LIVE_BUFFERS: "weakref.WeakSet[ExperienceBuffer]" = weakref.WeakSet()
