@@ -213,6 +213,31 @@ def test_a_server_that_is_not_ray_is_refused_within_seconds(monkeypatch) -> None
         stop.set()
 
 
+def test_a_server_that_is_not_ray_is_named_even_when_the_check_reports_late(monkeypatch) -> None:
+    """On a loaded machine (CI running three test suites on 2 cores) the
+    probe of a silent server reported after the wait for it had ended, and a
+    server that accepts and stays silent was called one where nothing answers."""
+    import threading
+
+    from grapheme_multimodal import _ray_address
+
+    reply = _ray_address._grpc_reply
+
+    def late(*args):
+        verdict = reply(*args)
+        time.sleep(0.75)  # a thread scheduled late, past the 0.5 s of grace after the deadline
+        return verdict
+
+    monkeypatch.setattr(_ray_address, "_grpc_reply", late)
+    stop = threading.Event()
+    try:
+        silent = serve(lambda c: None, stop)
+        kind, why = _ray_address._unreachable([("127.0.0.1", silent)], 0.5, _ray_address._HTTP2_PREFACE)
+        assert (kind, why) == ("other", "it accepted the connection but sent no gRPC reply within 0.5 s")
+    finally:
+        stop.set()
+
+
 def test_a_grpc_server_passes_the_check() -> None:
     """What a Ray GCS sends after the preface (a SETTINGS frame, as any gRPC
     server): the check lets it through to ray.init."""

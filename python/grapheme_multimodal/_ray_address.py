@@ -117,10 +117,12 @@ def _unreachable(targets: List[Tuple[str, int]], timeout: float, preface: Option
     name's lookup has no timeout."""
     results: "queue.Queue[Optional[Tuple[str, str]]]" = queue.Queue()
     deadline = time.monotonic() + timeout
+    connected = threading.Event()  # an attempt got through: what is left of it ends at the deadline
 
     def attempt(host: str, port: int) -> None:
         try:
             with socket.create_connection((host, port), timeout=timeout) as conn:
+                connected.set()
                 results.put(None if preface is None else _grpc_reply(conn, preface, deadline, timeout))
         except socket.gaierror as exc:
             results.put(("nothing", f"host {host!r} not found: {exc.strerror or exc}"))
@@ -138,8 +140,15 @@ def _unreachable(targets: List[Tuple[str, int]], timeout: float, preface: Option
         try:
             reason = results.get(timeout=max(0.0, deadline - time.monotonic()) + 0.5)  # the attempt's own timeout first
         except queue.Empty:
-            reasons.append(("nothing", f"no answer within {timeout:g} s"))
-            break
+            # A host name's lookup may never end: give up on it. An attempt that connected ends by itself
+            # (its reads stop at the deadline), late only on a loaded machine: its verdict is worth the wait.
+            try:
+                if not connected.is_set():
+                    raise queue.Empty from None
+                reason = results.get(timeout=timeout)
+            except queue.Empty:
+                reasons.append(("nothing", f"no answer within {timeout:g} s"))
+                break
         if reason is None:
             return None
         reasons.append(reason)
