@@ -919,3 +919,26 @@ def test_bool_options_refuse_what_only_looks_like_a_bool(flag, tmp_path) -> None
     # numpy's bools are bools
     assert model.attention_weights(query, emb, per_head=np.True_).shape == (6, 2, 7)
     model.experience.sample(2, replace=np.False_, prioritized=np.True_)
+
+
+def test_more_epochs_than_adams_step_counter_holds_are_refused_not_run_for_ever() -> None:
+    # epochs=2**64 trained until killed: each epoch a step, and Adam counts
+    # at most 2**63 - 1 steps. A metric that raises tells a started fit apart.
+    def started(model: gm.LearnableMultiModal) -> float:
+        raise RuntimeError("training started")
+
+    model = small_model()
+    before = model.state_dict()
+    for epochs, batch_size in ((2**64, 64), (np.uint64(2**64 - 1), 4), (2**63, 2)):  # 1, 3 and 6 steps an epoch
+        with pytest.raises(gm.InvalidValueError, match="epochs: .* expected at most") as err:
+            model.fit(views(), epochs=epochs, batch_size=batch_size, metrics={"m": started}, progress=False)
+        assert err.value.arg == "epochs"
+    assert model.epochs_trained == 0 and all(np.array_equal(v, model.state_dict()[k]) for k, v in before.items())
+    # the count left is what bounds it: a model near the end of the counter takes fewer
+    opt = model.optimizer_state()
+    model.load_optimizer_state({**opt, "step": 2**63 - 3})
+    with pytest.raises(gm.InvalidValueError, match="expected at most 2 epochs"):
+        model.fit(views(), epochs=3, progress=False)
+    model.fit(views(), epochs=2, progress=False)
+    assert model.optimizer_state()["step"] == 2**63 - 1
+

@@ -100,7 +100,9 @@ def fit(
             one row each, on which the objectives that compare rows
             (contrastive, binding, fused_contrastive) contribute 0: a
             ``UserWarning`` says so, as it does for ``data`` of one row;
-            one row with only those objectives weighted is refused.
+            one row with only those objectives weighted is refused. More
+            steps than Adam counts (``2**63 - 1`` in all, e.g.
+            ``epochs=2**64``) are refused too.
         objectives: objective weights (default: the default mix; see
             :mod:`grapheme_multimodal.objectives`).
         lr: Adam step size (default ``config.learning_rate``).
@@ -175,6 +177,7 @@ def fit(
             "objectives",
         )
     _check_rows_to_compare(dict(zip(OBJECTIVES, weights)), len(train), batch_size)
+    _check_step_count(model, int(epochs), train.num_batches(int(batch_size)))  # numpy ints would wrap
     if val is not None:
         resolve_weights(objectives, val.has_fused, "objectives")
     if monitor is None:  # not `or`: monitor=0 or "" would silently mean the default
@@ -624,6 +627,26 @@ def _dropout_mask(mask: np.ndarray, rate: float, rng: np.random.Generator) -> Op
 def _check_int(value: Any, name: str, minimum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise InvalidValueError(f"{name}: expected an int >= {minimum}, got {value!r}", name)
+
+
+#: The most steps Adam counts (as the objectives their draws, one a step):
+#: the core's ``MAX_STEP``, ``i64::MAX``. It refuses the step after.
+MAX_STEPS = 2**63 - 1
+
+
+def _check_step_count(model: "LearnableMultiModal", epochs: int, batches: int) -> None:
+    """Refuses ``epochs`` of ``batches`` steps each that the optimizer's
+    step counter cannot count: such a fit could never finish (2**64 epochs
+    ran for ever, and would have failed at the counter's end)."""
+    state = model.optimizer_state()
+    taken = max(state["step"], state["rng_counter"])
+    if epochs * batches > MAX_STEPS - taken:
+        raise InvalidValueError(
+            f"epochs: {epochs} epochs of {batches} steps is {epochs * batches} steps; expected at most "
+            f"{(MAX_STEPS - taken) // batches} epochs, as Adam counts at most 2**63 - 1 steps "
+            f"({taken} taken)",
+            "epochs",
+        )
 
 
 def _check_fraction(value: Any, name: str) -> float:
