@@ -942,3 +942,22 @@ def test_more_epochs_than_adams_step_counter_holds_are_refused_not_run_for_ever(
     model.fit(views(), epochs=2, progress=False)
     assert model.optimizer_state()["step"] == 2**63 - 1
 
+
+def test_an_int_beyond_64_bits_is_named_not_called_an_object_array() -> None:
+    # numpy keeps such an int as an object: the error said "expected a real-valued
+    # numeric array, got array of shape (1,) and dtype object" (a TypeError).
+    buffer = gm.ExperienceBuffer(4, embed_dim=E)
+    buffer.extend(np.zeros((2, 7, E)), np.ones((2, 7), bool), np.zeros((2, E)), np.zeros((2, 7, 7)), np.zeros(2))
+    calls = {
+        "positions": lambda: buffer.batch([1, 2**64]),
+        "event_ids": lambda: small_model().record_batch(views(), event_ids=2**70),
+        "inputs['visual']": lambda: small_model().encode({"visual": [[-(2**64)] + [1.5] * 17]}),
+    }
+    for arg, call in calls.items():
+        with pytest.raises(gm.InvalidValueError, match=r"holds -?\d{20,}, an int beyond 64 bits") as err:
+            call()
+        assert err.value.arg == arg
+    assert len(buffer) == 2
+    with pytest.raises(TypeError, match="dtype object"):  # other objects stay refused as before
+        buffer.batch([1, None])
+

@@ -45,9 +45,20 @@ def as_real_array(x: Any, name: str) -> np.ndarray:
         arr = x.to_numpy(dtype=np.float64, na_value=np.nan)
     if np.iscomplexobj(arr):
         raise TypeError(f"{name}: expected real numbers, got complex dtype {arr.dtype}")
+    big = _int_beyond_64_bits(arr)
+    if big is not None:  # numpy keeps such numbers as objects: "dtype object" named no number
+        raise InvalidValueError(f"{name}: holds {big}, an int beyond 64 bits; expected numbers that fit in int64 "
+                                "(or float64, given as floats)", name)
     if arr.dtype.kind not in "biuf":  # timedelta64 is a numpy integer too, but no number to compute with
         raise TypeError(f"{name}: expected a real-valued numeric array, got {describe(arr)}")
     return arr
+
+
+def _int_beyond_64_bits(arr: np.ndarray) -> Optional[int]:
+    """The first int beyond 64 bits in an object array of Python numbers, else None."""
+    if arr.dtype != object or not arr.size or not all(type(v) in (int, float) for v in arr.flat):
+        return None
+    return next((v for v in arr.flat if type(v) is int and not -(2**63) <= v < 2**64), None)
 
 
 def refuse_bools(values: np.ndarray, name: str) -> None:
