@@ -319,6 +319,8 @@ class ExperienceBuffer:
         if isinstance(position, bool) or not isinstance(position, (int, np.integer)):
             raise TypeError(f"position: expected an int, got {type(position).__name__}")
         with self._lock:
+            if not -self._size <= position < self._size:  # else the error named `positions`, shifted by the size
+                raise IndexError(f"position: expected an int in [-{self._size}, {self._size}), got {position}")
             if position < 0:
                 position += self._size
             return _experience(self.batch([position]), 0)
