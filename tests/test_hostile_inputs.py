@@ -972,3 +972,5 @@ def test_a_buffer_position_out_of_range_is_reported_as_given() -> None:
         with pytest.raises(IndexError, match=rf"^position: expected an int in \[-5, 5\), got {int(position)}$"):
             buffer[position]
     assert buffer[-5].reward == 0.0 and buffer[4].reward == 4.0 and buffer[-1].reward == 4.0
+    with pytest.raises(IndexError, match=r"^position: expected none: the buffer is empty, got 0$"):
+        gm.ExperienceBuffer(8)[0]

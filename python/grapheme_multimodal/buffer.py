@@ -320,7 +320,8 @@ class ExperienceBuffer:
             raise TypeError(f"position: expected an int, got {type(position).__name__}")
         with self._lock:
             if not -self._size <= position < self._size:  # else the error named `positions`, shifted by the size
-                raise IndexError(f"position: expected an int in [-{self._size}, {self._size}), got {position}")
+                held = f"an int in [-{self._size}, {self._size})" if self._size else "none: the buffer is empty"
+                raise IndexError(f"position: expected {held}, got {position}")
             if position < 0:
                 position += self._size
             return _experience(self.batch([position]), 0)
