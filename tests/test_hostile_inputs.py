@@ -974,3 +974,26 @@ def test_a_buffer_position_out_of_range_is_reported_as_given() -> None:
     assert buffer[-5].reward == 0.0 and buffer[4].reward == 4.0 and buffer[-1].reward == 4.0
     with pytest.raises(IndexError, match=r"^position: expected none: the buffer is empty, got 0$"):
         gm.ExperienceBuffer(8)[0]
+
+
+def test_fit_with_stopping_splits_lists_and_frames_by_row_and_names_a_bad_seed() -> None:
+    # A held-out slice was taken as x[rows]: a list failed with numpy's "only integer
+    # scalar arrays can be converted to a scalar index", a DataFrame picked columns
+    # (KeyError); seed=-1 gave numpy's unnamed "expected non-negative integer".
+    pd = pytest.importorskip("pandas")
+    x = views(40)
+    options = dict(validation_fraction=0.5, patience=2, monitor="val_total", epochs=2, progress=False)
+    want = fit_with_stopping(small_model(), x, seed=0, **options).epochs
+    for inputs in ({**x, "visual": x["visual"].tolist()}, {**x, "visual": pd.DataFrame(x["visual"], index=np.arange(40)[::-1])}):
+        got = fit_with_stopping(small_model(), inputs, seed=0, **options).epochs
+        assert [{k: v for k, v in e.items() if k != "seconds"} for e in got] == [
+            {k: v for k, v in e.items() if k != "seconds"} for e in want]
+    for seed in (-1, 1.5, True):
+        for fraction in (0.5, 0.1):  # a held-out slice, and cross-validation
+            model = small_model()
+            with pytest.raises(gm.InvalidValueError, match="seed: expected an int >= 0") as err:
+                fit_with_stopping(model, x, seed=seed, **{**options, "validation_fraction": fraction})
+            assert err.value.arg == "seed" and model.epochs_trained == 0
+    with pytest.raises(TypeError, match="inputs: expected a mapping"):
+        fit_with_stopping(small_model(), [x["visual"]], seed=0, **options)
+

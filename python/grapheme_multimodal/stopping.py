@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, 
 
 import numpy as np
 
+from ._validation import as_real_array, describe
 from .training import History, _check_int, as_dataset, holdout_rows
 
 if TYPE_CHECKING:
@@ -87,6 +88,9 @@ def fit_with_stopping(
     _check_int(patience, "patience", 0)
     _check_int(min_validation_rows, "min_validation_rows", 0)
     _check_int(cv_folds, "cv_folds", 0)
+    _check_int(seed, "seed", 0)  # else numpy's "expected non-negative integer" when the rows are drawn
+    if not isinstance(inputs, Mapping):
+        raise TypeError(f"inputs: expected a mapping modality -> [N, d] array, got {describe(inputs)}")
     fit = fit or model.fit
     fit_options["seed"] = seed  # shuffles and dropout, as the held-out rows
     if validation is not None:
@@ -114,8 +118,10 @@ def fit_with_stopping(
 
 
 def _take(inputs: Mapping[Any, Any], mask: Optional[np.ndarray], rows: np.ndarray) -> Tuple[Dict[Any, Any], Optional[np.ndarray]]:
-    """``rows`` of every modality's array, and of ``mask`` when given."""
-    return {m: x[rows] for m, x in inputs.items()}, None if mask is None else mask[rows]
+    """``rows`` of every modality's array, and of ``mask`` when given (lists
+    and data frames as arrays: ``frame[rows]`` would pick columns, or fail)."""
+    taken = {m: as_real_array(x, f"inputs[{m!r}]")[rows] for m, x in inputs.items()}
+    return taken, None if mask is None else as_real_array(mask, "mask")[rows]
 
 
 def _cv_epochs(
