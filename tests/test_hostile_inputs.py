@@ -997,3 +997,18 @@ def test_fit_with_stopping_splits_lists_and_frames_by_row_and_names_a_bad_seed()
     with pytest.raises(TypeError, match="inputs: expected a mapping"):
         fit_with_stopping(small_model(), [x["visual"]], seed=0, **options)
 
+
+def test_the_recipe_names_inputs_that_are_not_views() -> None:
+    from grapheme_multimodal import uci
+
+    settings = uci.TrainingSettings(epochs=1, embed_dim=E, hidden_dim=8, num_heads=2, encoder_hidden=(8,), encoder_output_dim=8)
+    x = views(40)["visual"]
+    # a list had no .shape (AttributeError), a 1-D array no width (IndexError)
+    model = uci.train({"visual": x.tolist(), "auditory": x}, settings)
+    assert model.config.input_dims[:2] == (18, 18)
+    for bad in (x[:, 0], np.float64(1.0)):
+        with pytest.raises(gm.ShapeError, match=r"inputs\['visual'\]: expected a 2-D array \[N, d\], got shape") as err:
+            uci.train({"visual": bad, "auditory": x}, settings)
+        assert err.value.arg == "inputs['visual']"
+    with pytest.raises(TypeError, match="inputs: expected a mapping"):
+        uci.train([x, x], settings)

@@ -21,7 +21,9 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ._validation import as_real_array, describe
 from .evaluation import ModelEmbedder, view_modalities
+from .exceptions import ShapeError
 from .model import LearnableMultiModal
 from .stopping import fit_with_stopping
 from .types import Modality
@@ -205,7 +207,7 @@ def train(
     ``standardize=True`` has the model learn and keep the views' statistics
     (for raw inputs), else ``inputs`` must already be standardised."""
     s = settings
-    model = LearnableMultiModal(input_dims={m: x.shape[1] for m, x in inputs.items()}, **s.model_options())
+    model = LearnableMultiModal(input_dims=_input_dims(inputs), **s.model_options())
     fit_with_stopping(
         model,
         dict(inputs),
@@ -221,6 +223,20 @@ def train(
         progress=progress,
     )
     return model
+
+
+def _input_dims(inputs: Any) -> Dict[Any, int]:
+    """Each view's width, from ``inputs`` checked to be views of ``[N, d]``
+    (a list has no ``.shape``, a 1-D array no width: "tuple index out of range")."""
+    if not isinstance(inputs, Mapping):
+        raise TypeError(f"inputs: expected a mapping modality -> [N, d] array, got {describe(inputs)}")
+    dims = {}
+    for m, x in inputs.items():
+        shape = as_real_array(x, f"inputs[{m!r}]").shape
+        if len(shape) != 2:
+            raise ShapeError(f"inputs[{m!r}]: expected a 2-D array [N, d], got shape {shape}", f"inputs[{m!r}]")
+        dims[m] = shape[1]
+    return dims
 
 
 def fit_views(
