@@ -1012,3 +1012,24 @@ def test_the_recipe_names_inputs_that_are_not_views() -> None:
         assert err.value.arg == "inputs['visual']"
     with pytest.raises(TypeError, match="inputs: expected a mapping"):
         uci.train([x, x], settings)
+
+
+def test_the_embedder_names_random_state_and_verbose_and_fit_checks_progress() -> None:
+    # random_state=None was refused as "seed: ...", a name the estimator does not have;
+    # verbose="no" and progress="no" were true: a progress bar was drawn.
+    from grapheme_multimodal.sklearn import MultimodalEmbedder
+
+    rng = np.random.default_rng(0)
+    xs = [rng.normal(size=(20, 5)), rng.normal(size=(20, 4))]
+    kw = dict(embed_dim=E, hidden_dim=8, num_heads=2, encoder_hidden=(8,), encoder_output_dim=8, epochs=1)
+    for seed in (None, np.random.RandomState(0), -1, 2**64, 1.0, True):
+        with pytest.raises(gm.InvalidValueError, match=r"^random_state: expected an int in \[0, 2\*\*64\)") as err:
+            MultimodalEmbedder(random_state=seed, **kw).fit(xs)
+        assert err.value.arg == "random_state"
+    with pytest.raises(TypeError, match="verbose: expected a bool"):
+        MultimodalEmbedder(verbose="no", **kw).fit(xs)
+    model = small_model()
+    with pytest.raises(TypeError, match="progress: expected a bool"):
+        model.fit(views(), epochs=1, progress="no")
+    assert model.epochs_trained == 0
+    assert MultimodalEmbedder(random_state=np.uint64(2**64 - 1), verbose=np.bool_(False), **kw).fit(xs).n_views_ == 2

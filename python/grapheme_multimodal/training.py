@@ -154,6 +154,7 @@ def fit(
     _check_int(epochs, "epochs", 0)
     _check_int(batch_size, "batch_size", 1)
     check_flag(standardize, "standardize")  # "no" would be true, and standardise
+    check_flag(progress, "progress")  # "no" would be true, and draw a bar
     modality_dropout = _check_fraction(modality_dropout, "modality_dropout")
     if early_stopping is not None:
         _check_int(early_stopping, "early_stopping", 1)
