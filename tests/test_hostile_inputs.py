@@ -1033,3 +1033,12 @@ def test_the_embedder_names_random_state_and_verbose_and_fit_checks_progress() -
         model.fit(views(), epochs=1, progress="no")
     assert model.epochs_trained == 0
     assert MultimodalEmbedder(random_state=np.uint64(2**64 - 1), verbose=np.bool_(False), **kw).fit(xs).n_views_ == 2
+
+
+def test_roc_auc_of_large_integer_scores_does_not_call_them_ties() -> None:
+    # Cast to float64, 2**63 - 1 and 2**63 - 2 were one number: AUC 0.5 for scores that never tie.
+    assert metrics.roc_auc(np.array([2**63 - 1]), np.array([2**63 - 2])) == 1.0
+    assert metrics.roc_auc(np.array([2**64 - 2], np.uint64), np.array([2**64 - 1], np.uint64)) == 0.0
+    assert metrics.roc_auc(np.array([2**53 + 1]), np.array([float(2**53)])) == 1.0  # an int against a float, exactly
+    assert metrics.roc_auc(np.array([2**63 - 1, -(2**63)]), np.array([2**64 - 2, 3], np.uint64)) == 0.25
+    assert metrics.roc_auc(np.array([3, 5]), np.array([4, 5])) == metrics.roc_auc(np.array([0.3, 0.5]), np.array([0.4, 0.5])) == 0.375

@@ -328,12 +328,23 @@ def roc_auc(positive_scores: np.ndarray, negative_scores: np.ndarray) -> float:
             raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
         if not np.isfinite(arr).all():
             raise NonFiniteError(f"{name} contains NaN or infinite values", name)
-    neg_sorted = np.sort(neg.astype(np.float64))
-    pos = pos.astype(np.float64)
+    pos, neg = _comparable(pos, neg)
+    neg_sorted = np.sort(neg)
     below = np.searchsorted(neg_sorted, pos, side="left")  # negatives strictly lower
     below_or_tied = np.searchsorted(neg_sorted, pos, side="right")
     wins = below.sum(dtype=np.float64) + 0.5 * (below_or_tied - below).sum(dtype=np.float64)
     return float(wins / (pos.size * neg.size))
+
+
+def _comparable(*arrays: np.ndarray) -> tuple:
+    """``arrays`` in one dtype that keeps their order: float64, unless an
+    integer beyond 2**53 would round there (2**63 - 1 and 2**63 - 2 became
+    one float, a tie: an AUC of 0.5 for scores that never tie); then Python
+    numbers, which compare ints and floats exactly."""
+    exact = 2**53
+    if any(a.dtype.kind in "iu" and (int(a.max()) > exact or int(a.min()) < -exact) for a in arrays):
+        return tuple(np.array(a.tolist(), dtype=object) for a in arrays)
+    return tuple(a.astype(np.float64) for a in arrays)
 
 
 def unit_side_by_side(views: Mapping[Any, np.ndarray], names: Sequence[Any]) -> np.ndarray:
