@@ -1042,3 +1042,29 @@ def test_roc_auc_of_large_integer_scores_does_not_call_them_ties() -> None:
     assert metrics.roc_auc(np.array([2**53 + 1]), np.array([float(2**53)])) == 1.0  # an int against a float, exactly
     assert metrics.roc_auc(np.array([2**63 - 1, -(2**63)]), np.array([2**64 - 2, 3], np.uint64)) == 0.25
     assert metrics.roc_auc(np.array([3, 5]), np.array([4, 5])) == metrics.roc_auc(np.array([0.3, 0.5]), np.array([0.4, 0.5])) == 0.375
+
+
+def test_binder_auc_names_its_own_arguments() -> None:
+    # seed=-1 was numpy's "expected non-negative integer", a list of views "only integer
+    # scalar arrays ...", a bind returning a scalar "zero-dimensional arrays cannot be
+    # concatenated", and [N, E] or NaN strengths were blamed on "positive_scores".
+    from grapheme_multimodal.evaluation import binder_auc, view_modalities
+
+    rng = np.random.default_rng(0)
+    embeddings = {"a": rng.normal(size=(10, 4)), "b": rng.normal(size=(10, 4))}
+    dot = lambda a, b: (a * b).sum(axis=1)  # noqa: E731
+    want = binder_auc(dot, embeddings, seed=3)
+    assert binder_auc(dot, embeddings, seed=np.uint8(3)) == want
+    for seed in (-1, 1.5, True):
+        with pytest.raises(gm.InvalidValueError, match="seed: expected an int >= 0") as err:
+            binder_auc(dot, embeddings, seed=seed)
+        assert err.value.arg == "seed"
+    with pytest.raises(TypeError, match="view_embeddings: expected a mapping"):
+        binder_auc(dot, list(embeddings.values()))
+    for bind, error in ((lambda a, b: 0.5, gm.ShapeError), (lambda a, b: a * b, gm.ShapeError),
+                        (lambda a, b: np.full(len(a), np.nan), gm.NonFiniteError)):
+        with pytest.raises(error, match=r"^bind: returned .* for views 'a', 'b'") as err:
+            binder_auc(bind, embeddings)
+        assert err.value.arg == "bind"
+    with pytest.raises(TypeError, match="views: expected view names, got a str"):
+        view_modalities("abc")  # three views 'a', 'b', 'c'

@@ -47,6 +47,8 @@ def view_modalities(names: Iterable[str]) -> Dict[str, Modality]:
     """Assigns views to the input modality slots in order (visual, auditory,
     linguistic, tactile, proprioceptive, abstract; action is the output
     modality and stays empty): at most six views."""
+    if isinstance(names, (str, bytes)):  # "abc" would be three views, 'a', 'b' and 'c'
+        raise TypeError(f"views: expected view names, got a {type(names).__name__} ({names!r}); pass [{names!r}] for one view")
     names = list(names)
     slots = [m for m in Modality if m.is_input]
     if len(names) > len(slots) or len(set(names)) != len(names):

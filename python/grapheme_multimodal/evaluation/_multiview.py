@@ -15,7 +15,7 @@ from typing import Any, Callable, Dict, Mapping, Optional, Sequence
 import numpy as np
 
 from ..datasets import MultipleFeatures
-from ..exceptions import InvalidValueError, ShapeError
+from ..exceptions import InvalidValueError, NonFiniteError, ShapeError
 from ..metrics import cross_view_retrieval, knn_accuracy, linear_probe_accuracy, roc_auc, unit_side_by_side
 from ._anchors import Anchors, one_thread
 from ._embedders import ViewEmbedder, optional_bind, optional_hidden_features
@@ -71,6 +71,10 @@ def binder_auc(
     """ROC-AUC of ``bind(a, b)`` for same-event pairs ``(e_i(r), e_j(r))``
     against pairs whose second side is another event's ``(e_i(r), e_j(s))``,
     ``s != r`` drawn from ``seed``, pooled over every ordered pair of views."""
+    if not isinstance(view_embeddings, Mapping):  # else numpy's "only integer scalar arrays ..."
+        raise TypeError(f"view_embeddings: expected a mapping view name -> [N, E] array, got {type(view_embeddings).__name__}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:  # else numpy's unnamed error
+        raise InvalidValueError(f"seed: expected an int >= 0, got {seed!r}", "seed")
     names = list(view_embeddings)
     rows = [np.shape(view_embeddings[v])[:1] for v in names]
     if len(names) < 2 or len(set(rows)) != 1 or rows[0][0] < 2:
@@ -84,8 +88,14 @@ def binder_auc(
     positives, negatives = [], []
     for i, j in ordered_pairs(names):
         other = (np.arange(n) + rng.integers(1, n, size=n)) % n
-        positives.append(bind(view_embeddings[i], view_embeddings[j]))
-        negatives.append(bind(view_embeddings[i], view_embeddings[j][other]))
+        for scores, second in ((positives, view_embeddings[j]), (negatives, np.asarray(view_embeddings[j])[other])):
+            strengths = np.asarray(bind(view_embeddings[i], second))
+            if strengths.shape != (n,):  # a scalar or [N, E] was a numpy error, or scores named positive_scores
+                raise ShapeError(f"bind: returned shape {strengths.shape} for views {i!r}, {j!r}; expected ({n},), "
+                                 "one strength per row", "bind")
+            if strengths.dtype.kind in "fc" and not np.isfinite(strengths).all():
+                raise NonFiniteError(f"bind: returned NaN or inf for views {i!r}, {j!r}; expected finite strengths", "bind")
+            scores.append(strengths)
     return roc_auc(np.concatenate(positives), np.concatenate(negatives))
 
 
