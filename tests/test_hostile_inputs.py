@@ -1068,3 +1068,18 @@ def test_binder_auc_names_its_own_arguments() -> None:
         assert err.value.arg == "bind"
     with pytest.raises(TypeError, match="views: expected view names, got a str"):
         view_modalities("abc")  # three views 'a', 'b', 'c'
+
+
+def test_objective_weights_too_large_or_complex_are_refused_by_name() -> None:
+    # 2**1024 raised Python's bare "int too large to convert to float"; numpy's
+    # complex 1+5j was read as 1.0 (its imaginary part dropped with a warning).
+    model = small_model()
+    with pytest.raises(gm.InvalidValueError, match=r"^weights\['contrastive'\]: .* an int too large for a float"):
+        model.losses(views(), weights={"contrastive": 2**1024})
+    with pytest.raises(gm.InvalidValueError, match=r"^objectives\['binding'\]"):
+        model.fit(views(), epochs=1, objectives={"contrastive": 1, "binding": -(2**1024)}, progress=False)
+    for weight in (np.complex128(1 + 5j), 1 + 0j):
+        with pytest.raises(TypeError, match=r"weights\['contrastive'\]: expected a number, got complex"):
+            model.losses(views(), weights={"contrastive": weight})
+    assert model.epochs_trained == 0 and model.optimizer_state()["step"] == 0
+

@@ -45,6 +45,11 @@ DEFAULT_WEIGHTS: Dict[str, float] = {
 }
 
 
+#: The objectives that tell the rows of a batch apart (a row's other views,
+#: or its neighbours, against the other rows): 0 on a batch of one row.
+ROW_COMPARING_OBJECTIVES = ("contrastive", "binding", "fused_contrastive")
+
+
 def check_objective_names(names: "Iterable[str]", name: str) -> None:
     """InvalidValueError (about argument ``name``) unless every one of
     ``names`` is in :data:`OBJECTIVES`."""
@@ -71,9 +76,13 @@ def resolve_weights(weights: Optional[Mapping[str, float]], has_fused: bool, nam
         check_objective_names(weights, name)
         chosen = {}
         for key, value in weights.items():
-            if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float)) and not hasattr(value, "__float__"):
+            if (isinstance(value, (bool, np.bool_, complex, np.complexfloating))  # float() dropped numpy's imaginary part
+                    or not isinstance(value, (int, float)) and not hasattr(value, "__float__")):
                 raise TypeError(f"{name}[{key!r}]: expected a number, got {type(value).__name__}")
-            value = float(value)
+            try:
+                value = float(value)
+            except OverflowError:  # else "int too large to convert to float", naming nothing
+                raise InvalidValueError(f"{name}[{key!r}]: expected a finite number >= 0, got an int too large for a float", name) from None
             if not math.isfinite(value) or value < 0:
                 raise InvalidValueError(f"{name}[{key!r}]: expected a finite number >= 0, got {value}", name)
             chosen[key] = value
