@@ -1083,3 +1083,30 @@ def test_objective_weights_too_large_or_complex_are_refused_by_name() -> None:
             model.losses(views(), weights={"contrastive": weight})
     assert model.epochs_trained == 0 and model.optimizer_state()["step"] == 0
 
+
+def test_a_train_step_with_nothing_to_learn_from_is_refused_as_fit_refuses_it() -> None:
+    # Every loss 0, yet the step was taken: Adam's momentum moved every weight.
+    x = views()
+    model = small_model()
+    model.train_step(x)
+    before = state_of(model)
+    one_row = {k: v[:1] for k, v in x.items()}
+    with pytest.raises(gm.InvalidValueError, match=r"^batch: no rows") as err:
+        model.train_step({k: v[:0] for k, v in x.items()})
+    assert err.value.arg == "batch"
+    for weights in ({"contrastive": 1.0}, {"contrastive": 1.0, "binding": 2.0, "fused_contrastive": 1.0}):
+        with pytest.raises(gm.InvalidValueError, match=r"^batch: 1 row; .* are 0 on a single row"):
+            model.train_step(one_row, weights=weights)
+    with pytest.raises(gm.InvalidValueError, match=r"^batch: 1 row"):
+        model.train_step(gm.Batch(embeddings=model.encode(one_row)), weights={"binding": 1.0})
+    assert state_of(model) == before
+    # one row still trains what learns from one row, and any two rows anything
+    model.train_step(one_row, weights={"contrastive": 1.0, "cross_modal": 1.0})
+    assert model.optimizer_state()["step"] == 2
+    model.train_step({k: v[:2] for k, v in x.items()}, weights={"contrastive": 1.0})
+
+
+def state_of(model: gm.LearnableMultiModal) -> tuple:
+    opt = model.optimizer_state()
+    return (tuple((k, v.tobytes()) for k, v in model.state_dict().items()), opt["step"], opt["rng_counter"],
+            tuple(v.tobytes() for v in opt["exp_avg"].values()))

@@ -13,8 +13,28 @@ from ._locking import reads, writes
 from ._validation import as_finite_float, as_float32, as_real_array, check_flag, refuse_bools
 from .exceptions import InvalidValueError
 from .batch import Batch, Inputs, component_parts, event_components
-from .objectives import resolve_weights
+from .objectives import OBJECTIVES, ROW_COMPARING_OBJECTIVES, resolve_weights
 from .types import MultiModalEvent
+
+
+def _check_rows_to_learn_from(batch: "_CoreBatch", weights: List[float]) -> None:
+    """Refuses a step with nothing to learn from, as :func:`fit` refuses
+    such data: no rows, or one row and only objectives that compare rows
+    weighted. Every loss would be 0, and an Adam step on zero gradients
+    still moves every weight by its momentum."""
+    rows = batch.components[0] if batch.components is not None else len(batch.mask)
+    if rows >= 2:
+        return
+    weighted = [o for o, w in zip(OBJECTIVES, weights) if w > 0]
+    if rows == 0:
+        raise InvalidValueError("batch: no rows; expected at least one row to train on", "batch")
+    if all(o in ROW_COMPARING_OBJECTIVES for o in weighted):
+        raise InvalidValueError(
+            f"batch: 1 row; {', '.join(weighted)} tell the rows of a batch apart and are 0 on a single row, so "
+            "this step would train nothing; expected at least 2 rows, or an objective that learns from one row "
+            "(cross_modal, seed_consistency)",
+            "batch",
+        )
 
 
 class LearningMixin:
@@ -91,6 +111,7 @@ class LearningMixin:
         """
         core_batch, w = self._learning_args(batch, mask, weights, training=True)
         lr = self._learning_rate(lr)
+        _check_rows_to_learn_from(core_batch, w)
         losses, _ = self._core.train_step(core_batch, w, lr)
         return dict(losses)
 

@@ -25,7 +25,7 @@ from .averaging import resume as resume_average
 from .batch import Batch, event_components
 from .buffer import ExperienceBuffer
 from .exceptions import InvalidValueError, NonFiniteError
-from .objectives import OBJECTIVES, resolve_weights
+from .objectives import OBJECTIVES, ROW_COMPARING_OBJECTIVES, resolve_weights
 from .types import MultiModalEvent
 
 if TYPE_CHECKING:
@@ -699,11 +699,6 @@ def _checked_metrics(metrics: Any) -> Dict[str, Metric]:
                 f"metrics[{name!r}]: the name of a validation loss (recorded as 'val_{name}'); expected another name", "metrics"
             )
     return dict(metrics)
-
-
-#: The objectives that tell the rows of a batch apart (a row's other views,
-#: or its neighbours, against the other rows): 0 on a batch of one row.
-ROW_COMPARING_OBJECTIVES = ("contrastive", "binding", "fused_contrastive")
 
 
 def _check_rows_to_compare(weights: Mapping[str, float], rows: int, batch_size: int) -> None:
