@@ -1110,3 +1110,16 @@ def state_of(model: gm.LearnableMultiModal) -> tuple:
     opt = model.optimizer_state()
     return (tuple((k, v.tobytes()) for k, v in model.state_dict().items()), opt["step"], opt["rng_counter"],
             tuple(v.tobytes() for v in opt["exp_avg"].values()))
+
+
+def test_multiple_features_takes_a_list_of_labels_and_names_views_that_are_no_mapping() -> None:
+    # labels=[...] passed the checks, then n_events and subset raised AttributeError
+    # ('list' object has no attribute 'shape'); views=[...] "'list' object has no attribute 'items'".
+    from grapheme_multimodal.datasets import MultipleFeatures
+
+    rng = np.random.default_rng(0)
+    views_ = {"fou": rng.normal(size=(6, 3)), "fac": rng.normal(size=(6, 2))}
+    data = MultipleFeatures(views_, [0, 1, 0, 1, 0, 1])
+    assert data.n_events == 6 and data.subset([1, 2]).labels.tolist() == [1, 0]
+    with pytest.raises(TypeError, match="views must be a mapping"):
+        MultipleFeatures(list(views_.values()), np.arange(6))

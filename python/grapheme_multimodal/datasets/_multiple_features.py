@@ -64,9 +64,12 @@ class MultipleFeatures(MultiViewMixin):
     labels: np.ndarray
 
     def __post_init__(self) -> None:
+        if not isinstance(self.views, Mapping):  # else "'list' object has no attribute 'items'"
+            raise TypeError(f"views must be a mapping view name -> [n_events, dim] array, got {type(self.views).__name__}")
         labels = np.asarray(self.labels)
         if labels.ndim != 1:
             raise ValueError(f"labels must be 1-D, got shape {labels.shape}")
+        self.labels = labels  # a list passed the checks, then n_events and subset failed on it (no .shape)
         for name, view in self.views.items():
             if not isinstance(view, np.ndarray) or view.ndim != 2:
                 raise ValueError(
