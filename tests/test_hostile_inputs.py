@@ -1123,3 +1123,19 @@ def test_multiple_features_takes_a_list_of_labels_and_names_views_that_are_no_ma
     assert data.n_events == 6 and data.subset([1, 2]).labels.tolist() == [1, 0]
     with pytest.raises(TypeError, match="views must be a mapping"):
         MultipleFeatures(list(views_.values()), np.arange(6))
+
+
+def test_an_image_or_sequence_too_large_for_a_graph_is_refused_before_its_float32_copy() -> None:
+    # The copy came first: numpy's unnamed MemoryError when it could not be had, else
+    # seconds to minutes of copying (16 GiB for a 65536 x 65536 uint8 image) before the
+    # core refused the graph. Broadcast views: nothing here allocates them.
+    for shape in ((2**20, 2**20), (65536, 65536)):
+        with pytest.raises(gm.TooLargeError, match=r"^image: a graph of \d+ nodes") as err:
+            gm.Graph.from_image(np.broadcast_to(np.uint8(0), shape))
+        assert err.value.arg == "image"
+    with pytest.raises(gm.TooLargeError, match=r"^values: a graph of \d+ nodes") as err:
+        gm.Graph.from_sequence(np.broadcast_to(0.0, (2**40,)))
+    assert err.value.arg == "values"
+    assert gm.Graph.from_image(np.ones((3, 4), np.uint8)).edge_count == 34
+    assert gm.Graph.from_sequence(np.broadcast_to(0.5, (5,))).edge_count == 4
+

@@ -85,6 +85,8 @@ class Graph:
                 "image",
             )
         rng = _value_range(value_range, arr.dtype)
+        # before the float32 copy: of a huge image it alone took minutes, or failed as numpy's unnamed MemoryError
+        _core.Graph.check_image_size(*arr.shape)
         return cls(_from_float32(arr, "image", lambda a: _core.Graph.from_image(a, rng)))
 
     @classmethod
@@ -100,6 +102,7 @@ class Graph:
         if arr.ndim != 1:
             raise ShapeError(f"values: expected a 1-D array [n], got shape {arr.shape}", "values")
         rng = _value_range(value_range, arr.dtype)
+        _core.Graph.check_sequence_size(len(arr))  # before the float32 copy, as in from_image
         return cls(_from_float32(arr, "values", lambda a: _core.Graph.from_sequence(a, rng)))
 
     @classmethod

@@ -176,8 +176,7 @@ impl Graph {
         if let Some(((r, c), _)) = image.indexed_iter().find(|(_, v)| !v.is_finite()) {
             return Err(Error::non_finite("image", format!("pixel ({r}, {c})")));
         }
-        let num_edges = (h.saturating_mul(w.saturating_sub(1)).saturating_add(w.saturating_mul(h.saturating_sub(1)))).saturating_mul(2);
-        check_graph_memory("image", h.saturating_mul(w), num_edges, 0)?;
+        let num_edges = Self::check_image_size(h, w)?;
         let activations = scale_to_unit(image.iter().copied(), "image", range)?;
         let mut edges = crate::memory::try_with_capacity("image", "the edges", num_edges)?;
         for r in 0..h {
@@ -200,12 +199,26 @@ impl Graph {
         })
     }
 
+    /// Refuses (naming `image`) an `h × w` pixel graph that cannot fit in
+    /// memory; else its edge count. Callers that first copy the image into
+    /// float32 check before the copy, which alone may not fit.
+    pub fn check_image_size(h: usize, w: usize) -> Result<usize> {
+        let num_edges = (h.saturating_mul(w.saturating_sub(1)).saturating_add(w.saturating_mul(h.saturating_sub(1)))).saturating_mul(2);
+        check_graph_memory("image", h.saturating_mul(w), num_edges, 0)?;
+        Ok(num_edges)
+    }
+
+    /// Refuses (naming `values`) a chain of `n` nodes that cannot fit in memory.
+    pub fn check_sequence_size(n: usize) -> Result<()> {
+        check_graph_memory("values", n, n.saturating_sub(1), 0)
+    }
+
     /// A chain `i -> i+1` whose activations are `values` scaled to [0, 1]
     /// (see [`ValueRange`]; min-max over the values when `range` is `None`),
     /// with empty labels: audio frames, joint angles, any 1-D signal.
     pub fn from_sequence(values: &[f32], range: Option<ValueRange>) -> Result<Self> {
         let n = values.len();
-        check_graph_memory("values", n, n.saturating_sub(1), 0)?;
+        Self::check_sequence_size(n)?;
         let activations = scale_to_unit(values.iter().copied(), "values", range)?;
         Ok(Graph {
             labels: crate::memory::try_vec("values", "the node labels", n, String::new())?,

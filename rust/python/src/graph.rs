@@ -41,6 +41,19 @@ impl PyGraph {
         Ok(PyGraph { inner: detached(py, || Graph::from_image(view, range))? })
     }
 
+    /// Refuses an `[height, width]` image whose graph cannot fit in memory,
+    /// before the Python layer copies it into float32.
+    #[staticmethod]
+    fn check_image_size(height: usize, width: usize) -> PyResult<()> {
+        Graph::check_image_size(height, width).map(|_| ()).py()
+    }
+
+    /// Refuses `n` values whose chain graph cannot fit in memory.
+    #[staticmethod]
+    fn check_sequence_size(n: usize) -> PyResult<()> {
+        Graph::check_sequence_size(n).py()
+    }
+
     /// `values` is `[n]` float32; `value_range` maps onto [0, 1] (min-max when absent).
     #[staticmethod]
     #[pyo3(signature = (values, value_range=None))]
