@@ -1139,3 +1139,10 @@ def test_an_image_or_sequence_too_large_for_a_graph_is_refused_before_its_float3
     assert gm.Graph.from_image(np.ones((3, 4), np.uint8)).edge_count == 34
     assert gm.Graph.from_sequence(np.broadcast_to(0.5, (5,))).edge_count == 4
 
+
+def test_edges_from_a_generator_are_read_as_pairs_as_activations_are() -> None:
+    # edges=(pair for ...) was "edges: expected integer node indices, got dtype object"
+    graph = gm.Graph.from_edges(3, ((i, i + 1) for i in range(2)), activations=(a for a in (0.1, 0.2, 0.3)))
+    assert graph.edges.tolist() == [[0, 1], [1, 2]]
+    with pytest.raises(gm.InvalidValueError, match=r"edges: edge 0 is \(0, 3\)"):
+        gm.Graph.from_edges(3, ((0, 3) for _ in range(1)))

@@ -332,6 +332,8 @@ def _optional_int(value: Any, name: str) -> Optional[int]:
 
 
 def _edge_array(edges: EdgeList, num_nodes: int) -> np.ndarray:
+    if isinstance(edges, Iterator):  # a generator: numpy would make it one object ("got dtype object")
+        edges = list(edges)
     try:
         arr = np.asarray(edges)
     except (ValueError, TypeError) as exc:  # ragged pairs
