@@ -101,6 +101,10 @@ class LearningMixin:
         :class:`InvalidValueError` naming the cause (``lr``,
         ``learning_rate``, ``weight_decay``, the gradients or the inputs),
         and the model, its gradients and its draw counter stay as they were.
+        A batch with nothing to learn from (no rows; one row with only
+        contrastive, binding or fused_contrastive weighted, which compare
+        rows) is refused with an :class:`InvalidValueError`, as :func:`fit`
+        refuses such data.
 
         >>> import numpy as np
         >>> model = LearnableMultiModal(embed_dim=16, hidden_dim=32, seed=0)
