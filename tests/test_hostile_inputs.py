@@ -1146,3 +1146,13 @@ def test_edges_from_a_generator_are_read_as_pairs_as_activations_are() -> None:
     assert graph.edges.tolist() == [[0, 1], [1, 2]]
     with pytest.raises(gm.InvalidValueError, match=r"edges: edge 0 is \(0, 3\)"):
         gm.Graph.from_edges(3, ((0, 3) for _ in range(1)))
+
+
+def test_two_config_keys_for_one_modality_are_refused_not_one_dropped() -> None:
+    # input_dims={"visual": 18, "VISUAL": 5} built a model taking 5 columns: the last key won.
+    for field_name, value in (("input_dims", {"visual": 18, "VISUAL": 5}), ("input_dims", {"visual": 18, 0: 18}),
+                              ("graph_features", {"visual": "fingerprint", gm.Modality.VISUAL: {"kind": "wl"}})):
+        with pytest.raises(gm.InvalidValueError, match=rf"^{field_name}: keys .* name the same modality") as err:
+            small_model(**{field_name: value})
+        assert err.value.arg == field_name
+    assert small_model(input_dims={"visual": 5, "auditory": 6}).config.input_dims[:2] == (5, 6)

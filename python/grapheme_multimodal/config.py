@@ -63,12 +63,22 @@ def _widths(value: Any, name: str) -> Tuple[int, ...]:
     return tuple(_positive_int(w, f"{name}[{i}]") for i, w in enumerate(value))
 
 
+def _refuse_keys_of_one_modality(by_modality: Mapping[Any, Any], name: str) -> None:
+    """InvalidValueError when two keys of ``by_modality`` name one modality
+    ({"visual": 18, "VISUAL": 5}): else the last one won without a word."""
+    modalities = [Modality.parse(k) for k in by_modality]
+    if len(set(modalities)) < len(modalities):
+        keys = [k for k, m in zip(by_modality, modalities) if modalities.count(m) > 1]
+        raise InvalidValueError(f"{name}: keys {keys!r} name the same modality; expected one entry per modality", name)
+
+
 def _normalise_graph_features(features: GraphFeatures) -> Tuple[GraphFeaturizer, ...]:
     """One featuriser per modality; the fingerprint where not set."""
     out = [GraphFeaturizer()] * NUM_MODALITIES
     if features is None:
         return tuple(out)
     if isinstance(features, Mapping):
+        _refuse_keys_of_one_modality(features, "graph_features")
         for key, value in features.items():
             out[Modality.parse(key).index] = GraphFeaturizer.parse(value, f"graph_features[{str(key)!r}]")
         return tuple(out)
@@ -89,6 +99,7 @@ def _normalise_input_dims(dims: InputDims, features: Tuple[GraphFeaturizer, ...]
     if dims is None:
         return tuple(out)
     if isinstance(dims, Mapping):
+        _refuse_keys_of_one_modality(dims, "input_dims")
         given = {Modality.parse(k).index: (v, f"input_dims[{str(k)!r}]") for k, v in dims.items()}
     elif isinstance(dims, (str, bytes)) or not isinstance(dims, Sequence):
         raise TypeError(f"input_dims: expected a mapping modality -> int or a sequence of 7 ints, got {type(dims).__name__}")
