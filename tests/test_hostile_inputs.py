@@ -1156,3 +1156,16 @@ def test_two_config_keys_for_one_modality_are_refused_not_one_dropped() -> None:
             small_model(**{field_name: value})
         assert err.value.arg == field_name
     assert small_model(input_dims={"visual": 5, "auditory": 6}).config.input_dims[:2] == (5, 6)
+
+
+def test_a_model_embedder_refuses_two_views_in_one_modality() -> None:
+    # {"a": visual, "b": visual}: embedding both views fed the model one of them for both
+    from grapheme_multimodal.evaluation import ModelEmbedder
+
+    with pytest.raises(gm.InvalidValueError, match=r"^modalities: views \['a', 'b'\] share a modality") as err:
+        ModelEmbedder(small_model(), {"a": "visual", "b": gm.Modality.VISUAL, "c": "auditory"})
+    assert err.value.arg == "modalities"
+    embedder = ModelEmbedder(small_model(), {"a": "visual", "b": "auditory"})
+    x = views(4)
+    got = embedder.embed_views({"a": x["visual"], "b": x["auditory"]})
+    assert not np.allclose(got["a"], got["b"])

@@ -66,6 +66,10 @@ class ModelEmbedder:
     def __init__(self, model: "LearnableMultiModal", modalities: Mapping[str, Modality]) -> None:
         self.model = model
         self.modalities = {v: Modality.parse(m) for v, m in modalities.items()}
+        taken = list(self.modalities.values())
+        if len(set(taken)) < len(taken):  # else one view's rows replaced the other's in every input dict
+            shared = [v for v, m in self.modalities.items() if taken.count(m) > 1]
+            raise InvalidValueError(f"modalities: views {shared} share a modality; expected one modality per view", "modalities")
 
     def __repr__(self) -> str:
         return f"ModelEmbedder({self.model!r}, views={list(self.modalities)})"
