@@ -1169,3 +1169,11 @@ def test_a_model_embedder_refuses_two_views_in_one_modality() -> None:
     x = views(4)
     got = embedder.embed_views({"a": x["visual"], "b": x["auditory"]})
     assert not np.allclose(got["a"], got["b"])
+
+
+def test_a_history_key_no_epoch_recorded_is_a_key_error_not_an_empty_curve() -> None:
+    history = small_model().fit(views(), epochs=2, progress=False)
+    assert len(history["loss"]) == 2
+    with pytest.raises(KeyError, match=r"history\['val_totl'\]: not recorded; recorded: \['binding'"):
+        history["val_totl"]  # was [], a curve of nothing
+    assert gm.History()["anything"] == []  # no epochs: nothing to tell a typo by

@@ -53,8 +53,13 @@ class History:
     cv_curve: Optional[List[float]] = None
 
     def __getitem__(self, key: str) -> List[float]:
-        """``history["loss"]`` → that value per epoch."""
-        return [e[key] for e in self.epochs if key in e]
+        """``history["loss"]`` → that value per epoch. A key no epoch
+        recorded is a KeyError (a misspelt ``"val_totl"`` was ``[]``)."""
+        values = [e[key] for e in self.epochs if key in e]
+        if self.epochs and not values:
+            recorded = sorted({k for e in self.epochs for k in e})
+            raise KeyError(f"history[{key!r}]: not recorded; recorded: {recorded}")
+        return values
 
     def plot(self, path: Any, title: str = "training") -> None:
         """Draws the loss curves (and validation curves) to a PNG (needs
