@@ -1177,3 +1177,23 @@ def test_a_history_key_no_epoch_recorded_is_a_key_error_not_an_empty_curve() -> 
     with pytest.raises(KeyError, match=r"history\['val_totl'\]: not recorded; recorded: \['binding'"):
         history["val_totl"]  # was [], a curve of nothing
     assert gm.History()["anything"] == []  # no epochs: nothing to tell a typo by
+
+
+def test_validation_of_one_row_is_refused_when_the_monitor_would_be_0_and_else_warned() -> None:
+    # val_contrastive of one row is 0 every epoch: early stopping on it stopped after
+    # `patience` epochs and kept epoch 1, without a word.
+    x, one = views(12), {k: v[:1] for k, v in views(12, seed=1).items()}
+    model = small_model()
+    before = model.state_dict()
+    for kwargs in (dict(monitor="val_contrastive", early_stopping=1), dict(objectives={"contrastive": 1.0}),
+                   dict(objectives={"contrastive": 1.0, "cross_modal": 1.0}, monitor="val_contrastive")):
+        with pytest.raises(gm.InvalidValueError, match=r"^validation: 1 row; .* would be 0 every epoch") as err:
+            model.fit(x, validation=one, epochs=3, progress=False, **kwargs)
+        assert err.value.arg == "validation"
+    assert model.epochs_trained == 0 and all(np.array_equal(v, model.state_dict()[k]) for k, v in before.items())
+    with pytest.warns(UserWarning, match=r"^validation: 1 row; .* their val_ losses will be 0"):
+        history = model.fit(x, validation=one, epochs=1, progress=False)  # val_total holds cross_modal too
+    assert history.epochs[0]["val_contrastive"] == 0.0 and history.epochs[0]["val_cross_modal"] > 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.fit(x, validation={k: v[:2] for k, v in views(12, seed=1).items()}, epochs=1, progress=False)

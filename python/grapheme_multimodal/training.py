@@ -112,7 +112,9 @@ def fit(
             :mod:`grapheme_multimodal.objectives`).
         lr: Adam step size (default ``config.learning_rate``).
         validation: data of the same kind, evaluated after every epoch:
-            ``val_total`` and ``val_<objective>`` losses.
+            ``val_total`` and ``val_<objective>`` losses. Of one row, the
+            objectives that compare rows are 0 on it: a ``UserWarning``
+            says so, and a ``monitor`` that would be 0 every epoch is refused.
         metrics: extra validation metrics, ``{name: fn(model) -> float}``,
             recorded as ``val_<name>`` (so no name may be ``total`` or an
             objective's: those are the validation losses).
@@ -185,10 +187,12 @@ def fit(
     _check_rows_to_compare(dict(zip(OBJECTIVES, weights)), len(train), batch_size)
     _check_step_count(model, int(epochs), train.num_batches(int(batch_size)))  # numpy ints would wrap
     if val is not None:
-        resolve_weights(objectives, val.has_fused, "objectives")
+        val_weights = resolve_weights(objectives, val.has_fused, "objectives")
     if monitor is None:  # not `or`: monitor=0 or "" would silently mean the default
         monitor = "val_total" if val is not None else "loss"
     _check_monitor(monitor, val is not None, metrics)
+    if val is not None:
+        _check_validation_rows(dict(zip(OBJECTIVES, val_weights)), len(val), monitor)
     if mode is None:
         losses = {"loss", "total", *OBJECTIVES}
         mode = "min" if monitor in losses or (monitor.startswith("val_") and monitor[4:] in losses) else "max"
@@ -733,6 +737,23 @@ def _check_rows_to_compare(weights: Mapping[str, float], rows: int, batch_size: 
             UserWarning,
             stacklevel=4,
         )
+
+
+def _check_validation_rows(weights: Mapping[str, float], rows: int, monitor: str) -> None:
+    """As :func:`_check_rows_to_compare` for validation data of one row:
+    the objectives that compare rows are 0 on it every epoch. Refused when
+    ``monitor`` is such a loss (or their total): early stopping and the best
+    epoch would compare zeros; else a ``UserWarning``."""
+    comparing = [o for o in ROW_COMPARING_OBJECTIVES if weights.get(o, 0) > 0]
+    if not comparing or rows >= 2:
+        return
+    learning = [o for o, w in weights.items() if w > 0 and o not in ROW_COMPARING_OBJECTIVES]
+    said = f"validation: {rows} row; {', '.join(comparing)} tell the rows of a batch apart and are 0 on a single row"
+    if monitor in {f"val_{o}" for o in comparing} or (monitor == "val_total" and not learning):
+        raise InvalidValueError(
+            f"{said}, so monitor {monitor!r} would be 0 every epoch; expected at least 2 validation rows", "validation"
+        )
+    warnings.warn(f"{said}: their val_ losses will be 0", UserWarning, stacklevel=4)
 
 
 def _check_monitor(monitor: Any, has_validation: bool, metrics: Mapping[str, Metric]) -> None:
