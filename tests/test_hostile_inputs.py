@@ -1197,3 +1197,20 @@ def test_validation_of_one_row_is_refused_when_the_monitor_would_be_0_and_else_w
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         model.fit(x, validation={k: v[:2] for k, v in views(12, seed=1).items()}, epochs=1, progress=False)
+
+
+def test_a_list_of_events_with_a_stray_item_names_it() -> None:
+    # [event, 1] and [] were read as 7 per-modality arrays: "expected a mapping modality
+    # -> array or a sequence of 7 arrays/None, got list"
+    rng = np.random.default_rng(0)
+    events = [gm.MultiModalEvent(i, [gm.ModalFeatures(rng.normal(size=18), m) for m in ("visual", "auditory")])
+              for i in range(4)]
+    model = small_model()
+    with pytest.raises(TypeError, match=r"^data\[2\]: expected a MultiModalEvent like the others, got NoneType"):
+        model.fit([*events[:2], None, events[2]], epochs=1, progress=False)
+    with pytest.raises(TypeError, match=r"^validation\[0\]: expected a MultiModalEvent"):
+        model.fit(events, validation=[1, events[0]], epochs=1, progress=False)
+    with pytest.raises(gm.InvalidValueError, match=r"^data: an empty list"):
+        model.fit([], epochs=1, progress=False)
+    assert model.epochs_trained == 0
+    model.fit(events, epochs=1, progress=False)

@@ -604,6 +604,12 @@ def as_dataset(model: "LearnableMultiModal", data: Any, mask: Any, name: str) ->
         if mask is not None:
             raise InvalidValueError(f"{name}: a mask is not used with events (their components say what is present)", name)
         ds = _EventDataset(model, data)
+    elif isinstance(data, (list, tuple)) and any(isinstance(e, MultiModalEvent) for e in data):
+        # else read as 7 per-modality arrays: "expected a mapping ... or a sequence of 7 arrays/None"
+        bad = next(i for i, e in enumerate(data) if not isinstance(e, MultiModalEvent))
+        raise TypeError(f"{name}[{bad}]: expected a MultiModalEvent like the others, got {type(data[bad]).__name__}")
+    elif isinstance(data, (list, tuple)) and not data:
+        raise InvalidValueError(f"{name}: an empty list; expected per-modality arrays or at least one MultiModalEvent", name)
     elif isinstance(data, Mapping) or isinstance(data, (list, tuple)):
         ds = _ArrayDataset(model, data, mask, name)
         if len(ds) == 0:
