@@ -1214,3 +1214,16 @@ def test_a_list_of_events_with_a_stray_item_names_it() -> None:
         model.fit([], epochs=1, progress=False)
     assert model.epochs_trained == 0
     model.fit(events, epochs=1, progress=False)
+
+
+def test_batch_from_experiences_takes_a_buffer_and_names_what_it_cannot_take() -> None:
+    # A buffer, a list of experiences or one experience raised AttributeError ("no attribute 'embeddings'").
+    model = small_model(buffer_size=50)
+    model.record_batch(views(6), rewards=np.linspace(-1, 1, 6))
+    whole = gm.Batch.from_experiences(model.experience.batch())
+    from_buffer = gm.Batch.from_experiences(model.experience)
+    assert from_buffer.batch_size == 6 and np.array_equal(from_buffer.fused, whole.fused)
+    assert model.losses(from_buffer) == model.losses(whole)
+    for bad in (list(model.experience), model.experience[0], []):
+        with pytest.raises(TypeError, match=r"^experiences: expected an ExperienceBatch .* or an ExperienceBuffer, got"):
+            gm.Batch.from_experiences(bad)

@@ -9,6 +9,7 @@ import numpy as np
 
 from ._core import NUM_MODALITIES
 from ._validation import as_float32, as_real_array, check_flag, describe
+from .buffer import ExperienceBatch, ExperienceBuffer
 from .exceptions import InvalidValueError, ShapeError
 from .types import ModalGraph, Modality, MultiModalEvent
 
@@ -99,8 +100,17 @@ class Batch:
         By default the recorded embeddings are the source (the original's
         ``compute_loss``; only fusion, binder and attention are trained).
         With ``use_inputs=True`` the recorded raw inputs are encoded again, so
-        the encoders learn too; every experience must then have inputs.
+        the encoders learn too; every experience must then have inputs. An
+        :class:`~grapheme_multimodal.buffer.ExperienceBuffer` stands for all
+        its experiences (``buffer.batch()``).
         """
+        if isinstance(experiences, ExperienceBuffer):
+            experiences = experiences.batch()
+        elif not isinstance(experiences, ExperienceBatch):  # else an AttributeError ("no attribute 'embeddings'")
+            raise TypeError(
+                f"experiences: expected an ExperienceBatch (buffer.batch() or buffer.sample(n)) or an ExperienceBuffer, "
+                f"got {describe(experiences)}"
+            )
         if not check_flag(use_inputs, "use_inputs"):  # "False" would be true: every experience then needs inputs
             return cls(
                 embeddings=experiences.embeddings,
