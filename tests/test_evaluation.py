@@ -180,6 +180,9 @@ def test_a_model_without_a_binder_gets_no_auc_and_compare_counts_pairs():
     counts = evaluation.compare([worse], anchors)
     assert counts["pairs_within_tolerance_of_cca"] == {"class_precision_at_1": 0, "instance_recall_at_1": 6}
     assert counts["two_view_pairs_at_least_raw"] == 0
+    for tolerance in (float("nan"), -0.01, float("inf")):  # NaN counted no pair within it, without a word
+        with pytest.raises(gm.InvalidValueError, match="tolerance: expected a finite number >= 0"):
+            evaluation.compare([worse], anchors, tolerance=tolerance)
 
 
 # --- our model through the adapter -----------------------------------------

@@ -15,6 +15,7 @@ from typing import Any, Callable, Dict, Mapping, Optional, Sequence
 import numpy as np
 
 from ..datasets import MultipleFeatures
+from .._validation import as_finite_float
 from ..exceptions import InvalidValueError, NonFiniteError, ShapeError
 from ..metrics import cross_view_retrieval, knn_accuracy, linear_probe_accuracy, roc_auc, unit_side_by_side
 from ._anchors import Anchors, one_thread
@@ -166,6 +167,8 @@ def compare(runs: Sequence[ModelScores], anchors: Anchors, tolerance: float = 0.
     """
     if not runs:
         raise InvalidValueError("runs: expected at least one ModelScores", "runs")
+    # NaN compared false with every score: no pair within it, without a word
+    tolerance = as_finite_float(tolerance, "tolerance", lambda t: t >= 0, "a finite number >= 0")
     pairs = list(runs[0].retrieval)
     retrieval = {
         p: {m: _mean_std([r.retrieval[p][m] for r in runs]) for m in RETRIEVAL_METRICS} for p in pairs
