@@ -214,6 +214,29 @@ def test_roc_auc_of_swapped_classes_is_the_complement(pos, neg):
     assert roc_auc(pos, neg) + roc_auc(neg, pos) == pytest.approx(1.0)
 
 
+@settings(max_examples=100, deadline=None)
+@given(
+    st.sampled_from([np.int64, np.uint64, np.float64]),
+    st.sampled_from([np.int64, np.uint64, np.float64]),
+    st.data(),
+)
+def test_roc_auc_counts_wins_exactly_for_any_real_dtype(pos_dtype, neg_dtype, data):
+    # The Mann-Whitney count with Python's exact comparisons: integer scores
+    # past 2**53 were cast to float64 and tied where they differ.
+    def scores(dtype):
+        if dtype is np.float64:
+            elements = st.floats(-2.0**64, 2.0**64, allow_nan=False)
+        else:
+            info = np.iinfo(dtype)
+            near = st.integers(-3, 3).map(lambda d: (2**63 + d) if dtype is np.uint64 else (2**62 + d))
+            elements = st.one_of(st.integers(int(info.min), int(info.max)), near)
+        return np.array(data.draw(st.lists(elements, min_size=1, max_size=8)), dtype=dtype)
+
+    pos, neg = scores(pos_dtype), scores(neg_dtype)
+    wins = sum((p > n) + 0.5 * (p == n) for p in pos.tolist() for n in neg.tolist())
+    assert roc_auc(pos, neg) == pytest.approx(wins / (pos.size * neg.size), abs=1e-12)
+
+
 def test_roc_auc_rejects_bad_input():
     with pytest.raises(ValueError, match="positive_scores must be a non-empty 1-D"):
         roc_auc(np.array([]), np.array([1.0]))
