@@ -1227,3 +1227,13 @@ def test_batch_from_experiences_takes_a_buffer_and_names_what_it_cannot_take() -
     for bad in (list(model.experience), model.experience[0], []):
         with pytest.raises(TypeError, match=r"^experiences: expected an ExperienceBatch .* or an ExperienceBuffer, got"):
             gm.Batch.from_experiences(bad)
+
+
+def test_fit_with_batch_size_1_still_trains_as_it_warned_it_would() -> None:
+    # train_step's refusal of one-row batches must not reach fit, which warns of them
+    # and whose last batch has two rows: the same steps as before.
+    x = {m: v for m, v in views(5).items() if m != "linguistic"}
+    model = small_model()
+    with pytest.warns(UserWarning, match="batch_size: 1"):
+        history = model.fit(x, epochs=1, batch_size=1, objectives={"contrastive": 1.0}, progress=False)
+    assert model.optimizer_state()["step"] == 4 and history.epochs[0]["contrastive"] > 0

@@ -221,14 +221,14 @@ def _reference_boundaries(data, probe, **fit_kw):
     """``encode(probe)`` and the state at every step boundary of a sequential fit."""
     model = small_model()
     seen = [(model.encode(probe).tobytes(), snapshot(model)[:2])]
-    real = model.train_step
+    real = model._fit_step  # train_step as fit takes it
 
     def step(*a, **k):
         out = real(*a, **k)
         seen.append((model.encode(probe).tobytes(), snapshot(model)[:2]))
         return out
 
-    model.train_step = step
+    model._fit_step = step
     model.fit(data, **fit_kw)
     return model, seen
 

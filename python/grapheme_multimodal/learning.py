@@ -113,9 +113,21 @@ class LearningMixin:
         >>> sorted(model.train_step(x))
         ['binding', 'contrastive', 'cross_modal', 'total']
         """
+        return self._train_step(batch, mask, weights, lr, refuse_nothing_to_learn=True)
+
+    @writes
+    def _fit_step(self, batch: Batch, weights: Optional[Mapping[str, float]], lr: Optional[float]) -> Dict[str, float]:
+        """:meth:`train_step` as :func:`fit` takes it: the batches of one row
+        of ``batch_size=1`` pass (fit warned of them, and its last batch has two)."""
+        return self._train_step(batch, None, weights, lr, refuse_nothing_to_learn=False)
+
+    def _train_step(
+        self, batch: Any, mask: Any, weights: Optional[Mapping[str, float]], lr: Optional[float], refuse_nothing_to_learn: bool
+    ) -> Dict[str, float]:
         core_batch, w = self._learning_args(batch, mask, weights, training=True)
         lr = self._learning_rate(lr)
-        _check_rows_to_learn_from(core_batch, w)
+        if refuse_nothing_to_learn:
+            _check_rows_to_learn_from(core_batch, w)
         losses, _ = self._core.train_step(core_batch, w, lr)
         return dict(losses)
 

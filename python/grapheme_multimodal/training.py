@@ -393,7 +393,8 @@ class Steps:
 
 
 class LocalSteps(Steps):
-    """Each step is ``model.train_step`` in this process."""
+    """Each step is ``model.train_step`` in this process (one that lets
+    the one-row batches of ``batch_size=1`` through)."""
 
     def __init__(
         self, model: "LearnableMultiModal", train: "_Dataset", objectives: Optional[Mapping[str, float]], lr: Optional[float]
@@ -401,7 +402,7 @@ class LocalSteps(Steps):
         self.model, self.train, self.objectives, self.lr = model, train, objectives, lr
 
     def step(self, rows: np.ndarray, keep: Optional[np.ndarray]) -> Dict[str, float]:
-        return self.model.train_step(self.train.batch(rows, keep), weights=self.objectives, lr=self.lr)
+        return self.model._fit_step(self.train.batch(rows, keep), self.objectives, self.lr)
 
 
 # ------------------------------------------------------------------ datasets
