@@ -595,3 +595,43 @@ def test_keeping_existing_never_replaces_a_file_with_or_without_hard_links(tmp_p
         assert target.read_bytes() == b"first" and [p.name for p in tmp_path.iterdir()] == ["out.bin"]
         gio.atomic_write_bytes(target, b"third")  # outside the block: replaced as before
         assert target.read_bytes() == b"third"
+
+
+_DTYPES = ["float32", "float64", "float16", "int64", "int32", "int16", "int8", "uint8", "bool"]
+
+
+@settings(max_examples=60, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    st.lists(st.tuples(st.sampled_from(_DTYPES), st.lists(st.integers(0, 4), max_size=3)), min_size=1, max_size=5),
+    st.dictionaries(st.text(max_size=8), st.text(max_size=16), max_size=3),
+    st.integers(0, 2**32 - 1),
+    st.integers(0, 64),
+)
+def test_the_checkpoint_reader_reads_what_safetensors_reads(tmp_path, specs, metadata, seed, cut) -> None:
+    """The reader parses the safetensors header itself (safetensors' own
+    reader memory-maps the file, and a file cut short while mapped is
+    SIGBUS): on files safetensors writes it gives safetensors' own tensors
+    and metadata, and a file cut short is refused by both."""
+    from safetensors import SafetensorError
+    from safetensors.numpy import load_file, save_file
+
+    rng = np.random.default_rng(seed)
+    tensors = {f"t{i}": np.asarray(rng.standard_normal(shape) * 50).astype(dtype) for i, (dtype, shape) in enumerate(specs)}
+    path = tmp_path / "any.safetensors"
+    save_file(tensors, str(path), metadata=metadata or None)
+    theirs = load_file(str(path))
+    with open(path, "rb") as f:
+        meta, entries, start = gio._read_header(f, path.stat().st_size, "path", "test")
+        ours = {name: gio._read_tensor(f, name, e, start, "path", "test") for name, e in entries.items()}
+    assert meta == metadata and set(ours) == set(theirs)
+    for name, arr in theirs.items():
+        assert ours[name].dtype == arr.dtype and ours[name].shape == arr.shape
+        np.testing.assert_array_equal(ours[name], arr)
+    data = path.read_bytes()
+    if cut and cut <= len(data) - 8:  # the same file cut short (a header alone is a valid empty file to neither)
+        path.write_bytes(data[: len(data) - cut])
+        with pytest.raises(SafetensorError):
+            load_file(str(path))
+        with pytest.raises(gm.CheckpointError), open(path, "rb") as f:
+            gio._read_header(f, path.stat().st_size, "path", "test")
