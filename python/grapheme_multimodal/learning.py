@@ -13,7 +13,7 @@ from ._locking import reads, writes
 from ._validation import as_finite_float, as_float32, as_real_array, check_flag, refuse_bools
 from .exceptions import InvalidValueError
 from .batch import Batch, Inputs, component_parts, event_components
-from .objectives import OBJECTIVES, ROW_COMPARING_OBJECTIVES, resolve_weights
+from .objectives import ONE_ROW_REMEDY, OBJECTIVES, resolve_weights, split_by_rows, zero_on_one_row
 from .types import MultiModalEvent
 
 
@@ -25,16 +25,11 @@ def _check_rows_to_learn_from(batch: "_CoreBatch", weights: List[float]) -> None
     rows = batch.components[0] if batch.components is not None else len(batch.mask)
     if rows >= 2:
         return
-    weighted = [o for o, w in zip(OBJECTIVES, weights) if w > 0]
     if rows == 0:
         raise InvalidValueError("batch: no rows; expected at least one row to train on", "batch")
-    if all(o in ROW_COMPARING_OBJECTIVES for o in weighted):
-        raise InvalidValueError(
-            f"batch: 1 row; {', '.join(weighted)} tell the rows of a batch apart and are 0 on a single row, so "
-            "this step would train nothing; expected at least 2 rows, or an objective that learns from one row "
-            "(cross_modal, seed_consistency)",
-            "batch",
-        )
+    comparing, learning = split_by_rows(dict(zip(OBJECTIVES, weights)))
+    if comparing and not learning:
+        raise InvalidValueError(f"{zero_on_one_row('batch', comparing)}, so this step would train nothing; {ONE_ROW_REMEDY}", "batch")
 
 
 class LearningMixin:

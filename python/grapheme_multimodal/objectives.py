@@ -22,7 +22,7 @@ The formulas are in ``docs/objectives.md`` (and in the Rust core's
 from __future__ import annotations
 
 import math
-from typing import Dict, Iterable, List, Mapping, Optional
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -48,6 +48,23 @@ DEFAULT_WEIGHTS: Dict[str, float] = {
 #: The objectives that tell the rows of a batch apart (a row's other views,
 #: or its neighbours, against the other rows): 0 on a batch of one row.
 ROW_COMPARING_OBJECTIVES = ("contrastive", "binding", "fused_contrastive")
+
+#: What to do instead when every weighted objective compares rows and there is one row.
+ONE_ROW_REMEDY = "expected at least 2 rows, or an objective that learns from one row (cross_modal, seed_consistency)"
+
+
+def split_by_rows(weights: Mapping[str, float]) -> Tuple[List[str], List[str]]:
+    """The weighted objectives (weight > 0, in the order given) in two:
+    those that compare the rows of a batch, which are 0 on one row, and
+    those that learn from one row."""
+    weighted = [o for o, w in weights.items() if w > 0]
+    return [o for o in weighted if o in ROW_COMPARING_OBJECTIVES], [o for o in weighted if o not in ROW_COMPARING_OBJECTIVES]
+
+
+def zero_on_one_row(what: str, comparing: Sequence[str]) -> str:
+    """How a message about ``what`` (an argument of one row) begins: the
+    objectives that are 0 on it."""
+    return f"{what}: 1 row; {', '.join(comparing)} tell the rows of a batch apart and are 0 on a single row"
 
 
 def check_objective_names(names: "Iterable[str]", name: str) -> None:

@@ -25,7 +25,7 @@ from .averaging import resume as resume_average
 from .batch import Batch, event_components
 from .buffer import ExperienceBuffer
 from .exceptions import InvalidValueError, NonFiniteError
-from .objectives import OBJECTIVES, ROW_COMPARING_OBJECTIVES, resolve_weights
+from .objectives import ONE_ROW_REMEDY, OBJECTIVES, resolve_weights, split_by_rows, zero_on_one_row
 from .types import MultiModalEvent
 
 if TYPE_CHECKING:
@@ -722,23 +722,16 @@ def _check_rows_to_compare(weights: Mapping[str, float], rows: int, batch_size: 
     that compare rows weighted: every step would be Adam on zero gradients,
     as with every weight 0) and warns when some weighted objectives will
     contribute nothing (one row, or batches of one row)."""
-    comparing = [o for o in ROW_COMPARING_OBJECTIVES if weights.get(o, 0) > 0]
+    comparing, learning = split_by_rows(weights)
     if not comparing or (rows >= 2 and batch_size >= 2):
         return
-    learning = [o for o, w in weights.items() if w > 0 and o not in ROW_COMPARING_OBJECTIVES]
-    names = ", ".join(comparing)
     if rows < 2:
-        said = f"data: {rows} row; {names} tell the rows of a batch apart and are 0 on a single row"
         if not learning:
-            raise InvalidValueError(
-                f"{said}, so nothing would train; expected at least 2 rows, or an objective that learns "
-                "from one row (cross_modal, seed_consistency)",
-                "data",
-            )
-        warnings.warn(f"{said}; only {', '.join(learning)} will train", UserWarning, stacklevel=4)
+            raise InvalidValueError(f"{zero_on_one_row('data', comparing)}, so nothing would train; {ONE_ROW_REMEDY}", "data")
+        warnings.warn(f"{zero_on_one_row('data', comparing)}; only {', '.join(learning)} will train", UserWarning, stacklevel=4)
     else:
         warnings.warn(
-            f"batch_size: 1; {names} tell the rows of a batch apart and are 0 on batches of one row "
+            f"batch_size: 1; {', '.join(comparing)} tell the rows of a batch apart and are 0 on batches of one row "
             "(they train only on the epoch's last batch, which takes two rows); expected batch_size >= 2 "
             "for them to train",
             UserWarning,
@@ -751,11 +744,10 @@ def _check_validation_rows(weights: Mapping[str, float], rows: int, monitor: str
     the objectives that compare rows are 0 on it every epoch. Refused when
     ``monitor`` is such a loss (or their total): early stopping and the best
     epoch would compare zeros; else a ``UserWarning``."""
-    comparing = [o for o in ROW_COMPARING_OBJECTIVES if weights.get(o, 0) > 0]
+    comparing, learning = split_by_rows(weights)
     if not comparing or rows >= 2:
         return
-    learning = [o for o, w in weights.items() if w > 0 and o not in ROW_COMPARING_OBJECTIVES]
-    said = f"validation: {rows} row; {', '.join(comparing)} tell the rows of a batch apart and are 0 on a single row"
+    said = zero_on_one_row("validation", comparing)
     if monitor in {f"val_{o}" for o in comparing} or (monitor == "val_total" and not learning):
         raise InvalidValueError(
             f"{said}, so monitor {monitor!r} would be 0 every epoch; expected at least 2 validation rows", "validation"
