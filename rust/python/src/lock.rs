@@ -173,6 +173,10 @@ impl Gate {
         }
     }
 
+    fn refused_after_fork(&self) -> bool {
+        self.fork_state.load(Ordering::Relaxed) == FORK_REFUSED
+    }
+
     fn check_fork(&self, changing: bool) -> PyResult<()> {
         match self.fork_state.load(Ordering::Relaxed) {
             FORK_REFUSED => Err(PyRuntimeError::new_err(FORKED_MID_CHANGE)),
@@ -201,7 +205,7 @@ impl Gate {
     }
 
     fn exit_read(&self) -> PyResult<()> {
-        if self.fork_state.load(Ordering::Relaxed) == FORK_REFUSED {
+        if self.refused_after_fork() {
             return Ok(()); // the state's mutex may be held by a thread that is not here
         }
         let me = current_thread();
@@ -266,7 +270,7 @@ impl Gate {
     }
 
     fn exit_write(&self) -> PyResult<()> {
-        if self.fork_state.load(Ordering::Relaxed) == FORK_REFUSED {
+        if self.refused_after_fork() {
             return Ok(()); // the state's mutex may be held by a thread that is not here
         }
         let me = current_thread();
@@ -297,7 +301,7 @@ impl Gate {
     }
 
     fn exit_update(&self) -> PyResult<()> {
-        if self.fork_state.load(Ordering::Relaxed) == FORK_REFUSED {
+        if self.refused_after_fork() {
             return Ok(()); // the state's mutex may be held by a thread that is not here
         }
         let me = current_thread();
