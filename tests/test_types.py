@@ -133,3 +133,39 @@ def test_features_beyond_float32_are_refused_without_numpy_s_overflow_warning():
         warnings.simplefilter("error")
         with pytest.raises(gm.NonFiniteError, match=r"^features: entry 1 holds 1e\+300, too large for float32"):
             gm.ModalFeatures(np.array([0.0, 1e300]), "visual")
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda **kw: gm.MultiModalEvent(1, **kw),
+        lambda **kw: gm.ModalGraph(gm.Graph.from_text("x"), "visual", **kw),
+        lambda **kw: gm.ModalFeatures(np.zeros(18), "visual", **kw),
+    ],
+    ids=["event", "graph", "features"],
+)
+def test_timestamps_are_none_or_finite_numbers_whenever_set(make):
+    assert make(timestamp=None).timestamp is None
+    stamped = make(timestamp=np.int64(1_700_000_000))
+    assert stamped.timestamp == 1.7e9 and type(stamped.timestamp) is float
+    for bad in ("noon", True, [1.0], 1j):
+        with pytest.raises(TypeError, match="timestamp: expected a real number or None"):
+            make(timestamp=bad)
+    for bad in (float("nan"), float("inf"), -np.inf, 10**400):
+        with pytest.raises(gm.InvalidValueError, match="timestamp: expected a finite number"):
+            make(timestamp=bad)
+    with pytest.raises(gm.InvalidValueError):
+        stamped.timestamp = float("nan")
+    assert stamped.timestamp == 1.7e9  # a refused assignment keeps the value it had
+
+
+def test_a_region_is_a_spatial_region_or_none_whenever_set():
+    g = gm.ModalGraph(gm.Graph.from_text("x"), "visual", region=gm.SpatialRegion.full())
+    for bad in ((0, 0, 1, 1), "full", 1.0):
+        with pytest.raises(TypeError, match="region: expected a SpatialRegion or None"):
+            gm.ModalFeatures(np.zeros(18), "visual", region=bad)
+        with pytest.raises(TypeError, match="region: expected a SpatialRegion or None"):
+            g.region = bad
+    assert g.region == gm.SpatialRegion.full()
+    g.region = None
+    assert g.region is None

@@ -208,12 +208,34 @@ class ModalFeatures:
 
 
 def _component_field(name: str, value: Any) -> Any:
-    """A component's ``modality`` parsed, ``confidence`` clamped to [0, 1]."""
+    """A component's ``modality`` parsed, ``confidence`` clamped to [0, 1],
+    ``timestamp`` and ``region`` checked."""
     if name == "modality":
         return Modality.parse(value)
     if name == "confidence":
         return _clamp01(value, "confidence")
+    if name == "timestamp":
+        return _timestamp(value)
+    if name == "region" and value is not None and not isinstance(value, SpatialRegion):
+        raise TypeError(f"region: expected a SpatialRegion or None, got {type(value).__name__}")
     return value
+
+
+def _timestamp(value: Any) -> Optional[float]:
+    """A timestamp checked: None or a finite real number, kept as a float.
+    Unchecked, "noon", NaN or a bool were stored as given and compared
+    without a word (a NaN timestamp made a component unequal to its copy)."""
+    if value is None:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"timestamp: expected a real number or None, got {value!r} ({type(value).__name__})")
+    try:
+        out = float(value)
+    except OverflowError:  # an int past float64
+        out = float("inf")
+    if not np.isfinite(out):
+        raise InvalidValueError(f"timestamp: expected a finite number or None, got {value!r}", "timestamp")
+    return out
 
 
 def _feature_vector(value: Any) -> np.ndarray:
@@ -241,7 +263,8 @@ class MultiModalEvent:
     pools their embeddings (a confidence-weighted mean, re-normalised).
     ``id`` is an int that fits in int64 (negative ones included; a numpy
     integer is kept as a Python int), checked whenever it is set: it is what
-    an experience buffer records as the event id.
+    an experience buffer records as the event id. ``timestamp`` is None or a
+    finite number (kept as a float), also checked whenever it is set.
     """
 
     id: int
@@ -252,6 +275,8 @@ class MultiModalEvent:
     def __setattr__(self, name: str, value: Any) -> None:
         if name == "id":
             value = _event_id(value)
+        elif name == "timestamp":
+            value = _timestamp(value)
         object.__setattr__(self, name, value)
 
     def __post_init__(self) -> None:
