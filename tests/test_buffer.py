@@ -203,3 +203,13 @@ def test_save_is_atomic(tmp_path, monkeypatch):
         filled(5).save(path)
     assert path.read_bytes() == original, "a failed save leaves the old file intact"
     assert [p.name for p in tmp_path.iterdir()] == ["buf.safetensors"], "no temp file left behind"
+
+
+def test_a_position_given_twice_takes_its_last_priority():
+    buf = filled(7, capacity=5)  # wrapped: position 0 is not slot 0
+    many = 4096  # long enough that numpy's own order of a repeated assignment would show
+    positions = np.tile([3, 0, 3], many)
+    priorities = np.tile([9.0, 2.0, 4.0], many)
+    priorities[-3:] = [9.0, 6.0, 5.0]
+    buf.update_priorities(positions, priorities)
+    np.testing.assert_array_equal(buf.state()[0]["priorities"][[0, 3]], [6.0, 5.0])

@@ -390,7 +390,9 @@ class ExperienceBuffer:
 
     def update_priorities(self, positions: Any, priorities: Any) -> None:
         """Sets the sampling priority (> 0) of the experiences at ``positions``
-        (0 = oldest, as in ``ExperienceBatch.indices``)."""
+        (0 = oldest, as in ``ExperienceBatch.indices``). A position given more
+        than once (a batch drawn with ``replace=True``) takes the last of its
+        priorities, as a loop over the pairs would."""
         pos = _integer_positions(positions)
         pri = as_real_array(priorities, "priorities")
         refuse_bools(pri, "priorities")
@@ -403,7 +405,14 @@ class ExperienceBuffer:
             raise InvalidValueError(f"priorities: expected finite numbers > 0, got {pri[~(np.isfinite(pri) & (pri > 0))][:3]}", "priorities")
         with self._lock:
             _check_positions(pos, self._size)
-            self._arrays["priorities"][self._slots(pos.astype(np.int64))] = pri
+            # numpy leaves the order of a fancy assignment to repeated indices
+            # unspecified; keep each position's last priority explicitly.
+            pos = pos.astype(np.int64)
+            if pos.size > 1:
+                _, first_from_end = np.unique(pos[::-1], return_index=True)
+                last = pos.size - 1 - first_from_end
+                pos, pri = pos[last], pri[last]
+            self._arrays["priorities"][self._slots(pos)] = pri
 
     # ------------------------------------------------------------- persistence
     def save(self, path: PathLike) -> None:
