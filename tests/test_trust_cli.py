@@ -98,6 +98,11 @@ def test_bad_modality_files_are_one_line(files, capsys, spec, words) -> None:
         (["--lr", "1e300"], ["learning_rate", "too large for float32"]),
         (["--lr", "nan"], ["learning_rate"]),
         (["--lr", "-1"], ["learning_rate"]),
+        # argparse took these for flags ("--lr: expected one argument"): values given, called missing
+        (["--lr", "-1e-3"], ["learning_rate", "-0.001"]),
+        (["--lr", "-inf"], ["learning_rate", "-inf"]),
+        (["--fusion-residual", "-1e308"], ["fusion_residual", "-1e+308"]),
+        (["--epochs", "-5"], ["epochs", "-5"]),
         (["--modality-dropout", "nan"], ["modality_dropout"]),
         (["--validation-split", "inf"], ["--validation-split"]),
         (["--objectives", "contrastive=nan"], ["contrastive"]),

@@ -16,9 +16,10 @@ import io
 import json
 import logging
 import os
+import re
 import sys
 from pathlib import Path
-from typing import Dict, Iterator, List, NoReturn, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, NoReturn, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -74,11 +75,23 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(text.split()) or type(exc).__name__
 
 
+_NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$|^-(inf|infinity|nan)$", re.IGNORECASE)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse's parser with its errors (an unknown flag, a missing or
     malformed value) as one line, as every other error of the command line,
     instead of the usage block and the error; exit status 2 as argparse's.
     ``--help`` is argparse's own. Subcommands' parsers are of this class too."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # argparse takes "-1e-3" (its matcher knows no exponent) and "-inf" for
+        # flags and says "expected one argument" for `--lr -1e-3`: a value
+        # given was called missing. Every number a float flag parses is a
+        # value here (no flag of this CLI looks like a number), so the range
+        # checks name what is wrong with it.
+        self._negative_number_matcher = _NEGATIVE_NUMBER
 
     def error(self, message: str) -> NoReturn:
         if message.startswith("argument "):  # "argument --epochs: ..." -> "--epochs: ...", as the CLI's own errors
