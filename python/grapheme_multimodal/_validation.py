@@ -101,6 +101,23 @@ def as_positive_int(value: Any, name: str) -> int:
     return int(value)
 
 
+def as_seed(value: Any, name: str, below: Optional[int] = 2**64, why: str = "") -> int:
+    """``value`` as an int when it is an integer (numpy's too, not a bool) in
+    ``[0, below)`` (``below=None``: no upper bound): a seed, or a counter
+    restored from a state. ``below`` is what the consumer takes (2**64 for
+    the Rust core's u64, 2**32 for scikit-learn's random_state); ``why`` is
+    added to the message after what was expected."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, np.integer))
+        or value < 0
+        or (below is not None and value >= below)
+    ):
+        expected = "an int >= 0" if below is None else f"an int in [0, 2**{below.bit_length() - 1})"
+        raise InvalidValueError(f"{name}: expected {expected}{why}, got {value!r}", name)
+    return int(value)
+
+
 def check_flag(value: Any, name: str) -> bool:
     """``value`` as a bool when it is one (numpy's too); else TypeError: a
     str such as "no" or "false" would count as true."""

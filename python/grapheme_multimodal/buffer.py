@@ -25,7 +25,8 @@ import numpy as np
 from ._core import MODALITY_NAMES, NUM_MODALITIES
 from ._locking import ForkedMidChange
 from ._validation import (
-    as_finite_float, as_mask, as_positive_int, as_real_array, check_flag, describe, memory_budget, non_finite_message,
+    as_finite_float, as_mask, as_positive_int, as_real_array, as_seed, check_flag, describe, memory_budget,
+    non_finite_message,
     refuse_bools,
 )
 from .exceptions import CheckpointError, InvalidValueError, NonFiniteError, ShapeError, TooLargeError
@@ -106,9 +107,7 @@ class ExperienceBuffer:
                 raise ShapeError(f"input_dims: expected 7 entries (one per modality), got {len(input_dims)}", "input_dims")
             input_dims = tuple(as_positive_int(d, f"input_dims[{i}]") for i, d in enumerate(input_dims))
         self.input_dims = input_dims
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise InvalidValueError(f"seed: expected an int >= 0, got {seed!r}", "seed")
-        self.seed = int(seed)
+        self.seed = as_seed(seed, "seed", below=None)
         self._lock = threading.RLock()
         _LIVE_BUFFERS.add(self)
         self._rng = np.random.Generator(np.random.PCG64(self.seed))

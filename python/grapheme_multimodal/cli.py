@@ -24,6 +24,7 @@ from typing import Any, Dict, Iterator, List, NoReturn, Optional, Sequence, Tupl
 import numpy as np
 
 from . import __version__
+from ._validation import as_seed
 from .config import INPUT_DISTANCES, NEIGHBOR_SPACES
 from .exceptions import InvalidValueError, NonFiniteError, ShapeError
 from .stopping import fit_with_stopping
@@ -704,9 +705,7 @@ def _widths(text: str, flag: str) -> Tuple[int, ...]:
 
 def _seed(value: int) -> int:
     """``--seed``, checked before any work (the model's own check comes after the data is read)."""
-    if not 0 <= value < 2**64:
-        raise InvalidValueError(f"--seed: expected an int in [0, 2**64), got {value}", "--seed")
-    return value
+    return as_seed(value, "--seed")
 
 
 def _positive(value: int, flag: str) -> int:

@@ -9,7 +9,7 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from ._core import MAX_DIM, MAX_FUSION_RESIDUAL, MAX_LAYERS, NUM_MODALITIES, OBJECTIVE_NAMES
-from ._validation import as_finite_float, check_flag
+from ._validation import as_finite_float, as_seed, check_flag
 from .exceptions import InvalidValueError, ShapeError, TooLargeError
 from .graph import GraphFeaturizer
 from .objectives import check_objective_names
@@ -226,10 +226,7 @@ class LearnableMultiModalConfig:
             )
         lr = as_finite_float(self.learning_rate, "learning_rate", _positive, "a finite positive number", float32=True)
         object.__setattr__(self, "learning_rate", lr)
-        seed = self.seed
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**64:
-            raise InvalidValueError(f"seed: expected an int in [0, 2**64), got {seed!r}", "seed")
-        object.__setattr__(self, "seed", int(seed))
+        object.__setattr__(self, "seed", as_seed(self.seed, "seed"))
         object.__setattr__(self, "graph_features", _normalise_graph_features(self.graph_features))
         object.__setattr__(self, "input_dims", _normalise_input_dims(self.input_dims, self.graph_features))
         self._validate_learning_fields()

@@ -10,7 +10,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from ._locking import reads, writes
-from ._validation import as_finite_float, as_float32, as_real_array, check_flag, refuse_bools
+from ._validation import as_finite_float, as_float32, as_real_array, as_seed, check_flag, refuse_bools
 from .exceptions import InvalidValueError
 from .batch import Batch, Inputs, component_parts, event_components
 from .objectives import ONE_ROW_REMEDY, OBJECTIVES, resolve_weights, split_by_rows, zero_on_one_row
@@ -188,10 +188,7 @@ class LearningMixin:
             raise InvalidValueError(f"state: expected keys {sorted(expected)}, got {sorted(state)}", "state")
         counts = {}
         for key in ("step", "rng_counter"):
-            value = state[key]
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= value < 2**64:
-                raise InvalidValueError(f"state[{key!r}]: expected an int in [0, 2**64), got {value!r}", f"state[{key!r}]")
-            counts[key] = int(value)
+            counts[key] = as_seed(state[key], f"state[{key!r}]")
         m = self._flatten(state["exp_avg"], "state['exp_avg']")
         v = self._flatten(state["exp_avg_sq"], "state['exp_avg_sq']")
         self._core.set_optimizer_state(m, v, counts["step"], counts["rng_counter"])

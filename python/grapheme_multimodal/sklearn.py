@@ -18,7 +18,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from ._core import NUM_MODALITIES
-from ._validation import as_float32, check_flag, describe
+from ._validation import as_float32, as_seed, check_flag, describe
 from .exceptions import InvalidValueError, NonFiniteError, ShapeError
 from .metrics import unit_side_by_side
 from .model import LearnableMultiModal
@@ -171,12 +171,9 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
     def _fit(self, Xs: Any) -> None:
         self._check_output()
         check_flag(self.verbose, "verbose")  # "no" would be true: a progress bar
-        seed = self.random_state
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**64:
-            # else the model's config refused it as `seed`, a name this estimator does not have
-            raise InvalidValueError(
-                f"random_state: expected an int in [0, 2**64) (None or a RandomState is not taken: training is "
-                f"seeded for exact reruns), got {seed!r}", "random_state")
+        # here, else the model's config refused it as `seed`, a name this estimator does not have
+        as_seed(self.random_state, "random_state",
+                why=" (None or a RandomState is not taken: training is seeded for exact reruns)")
         if self.objectives is not None and not isinstance(self.objectives, Mapping):
             # else dict() in the recipe's settings: "'int' object is not iterable"
             raise TypeError(f"objectives: expected None or a mapping objective name -> float, got {describe(self.objectives)}")

@@ -21,7 +21,7 @@ from typing import List, Optional, Tuple, Union
 
 import numpy as np
 
-from .._validation import as_finite_float, check_flag, describe
+from .._validation import as_finite_float, as_seed, check_flag, describe
 from ..exceptions import InvalidValueError, NonFiniteError, ShapeError
 from ..metrics import _column_shift, _finite_2d
 from ._base import MultiViewMixin
@@ -217,9 +217,7 @@ def train_test_indices(
         raise ValueError(f"labels must be 1-D, got shape {labels.shape}")
     # numpy floats too; "a fraction in (0, 1)" as before
     test_size = as_finite_float(test_size, "test_size", lambda t: 0 < t < 1, "a fraction in (0, 1)")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32:
-        # else scikit-learn's error about a 'random_state' this function has not
-        raise InvalidValueError(f"seed: expected an int in [0, 2**32), got {seed!r}", "seed")
+    seed = as_seed(seed, "seed", below=2**32)  # else scikit-learn's error about a 'random_state' this function has not
     train_idx, test_idx = _sk_split(
         np.arange(labels.shape[0]), test_size=test_size, stratify=labels, random_state=seed
     )

@@ -15,7 +15,7 @@ from typing import Any, Callable, Dict, Mapping, Optional, Sequence
 import numpy as np
 
 from ..datasets import MultipleFeatures
-from .._validation import as_finite_float
+from .._validation import as_finite_float, as_seed
 from ..exceptions import InvalidValueError, NonFiniteError, ShapeError
 from ..metrics import cross_view_retrieval, knn_accuracy, linear_probe_accuracy, roc_auc, unit_side_by_side
 from ._anchors import Anchors, one_thread
@@ -74,8 +74,7 @@ def binder_auc(
     ``s != r`` drawn from ``seed``, pooled over every ordered pair of views."""
     if not isinstance(view_embeddings, Mapping):  # else numpy's "only integer scalar arrays ..."
         raise TypeError(f"view_embeddings: expected a mapping view name -> [N, E] array, got {type(view_embeddings).__name__}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:  # else numpy's unnamed error
-        raise InvalidValueError(f"seed: expected an int >= 0, got {seed!r}", "seed")
+    seed = as_seed(seed, "seed", below=None)  # else numpy's unnamed error
     names = list(view_embeddings)
     rows = [np.shape(view_embeddings[v])[:1] for v in names]
     if len(names) < 2 or len(set(rows)) != 1 or rows[0][0] < 2:
