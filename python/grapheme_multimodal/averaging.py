@@ -108,6 +108,8 @@ class WeightAverage:
 
     # ------------------------------------------------------------ checkpoints
     def metadata(self) -> Dict[str, Any]:
+        """``decay`` and ``count``: what a checkpoint's metadata records of
+        the average (its tensors are saved beside the weights)."""
         return {"decay": self.decay, "count": self.count}
 
     @classmethod

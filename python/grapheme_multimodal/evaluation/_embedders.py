@@ -81,10 +81,12 @@ class ModelEmbedder:
         return {self.modalities[v]: x for v, x in views.items()}
 
     def embed_views(self, views: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        """Each given view's modality embedding ``[N, E]`` (``model.encode``)."""
         emb = self.model.encode(self._inputs(views))
         return {v: emb[:, self.modalities[v].index] for v in views}
 
     def embed_fused(self, views: Mapping[str, np.ndarray]) -> np.ndarray:
+        """The fused embedding ``[N, E]`` of the given views (the others absent)."""
         return self.model.encode_and_fuse(self._inputs(views))[1]
 
     def hidden_features(self, views: Mapping[str, np.ndarray], layer: int = -1) -> Dict[str, np.ndarray]:
