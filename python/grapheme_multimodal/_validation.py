@@ -26,15 +26,7 @@ def as_real_array(x: Any, name: str) -> np.ndarray:
     if type(x) is np.ndarray and x.dtype.kind in "biuf":  # the common case, without dtype lookups
         return x
     if isinstance(x, np.ma.MaskedArray):
-        # numpy would hand over the values under the mask as if they were data
-        hidden = int(np.ma.getmaskarray(x).sum())
-        if hidden:
-            raise InvalidValueError(
-                f"{name}: a masked array with {hidden} masked entries; expected plain numbers "
-                "(fill them, or leave the rows out with mask= where a modality is absent)",
-                name,
-            )
-        x = x.data
+        x = unmasked(x, name)
     try:
         arr = np.asarray(x)
     except Exception as exc:  # ragged lists and the like
@@ -52,6 +44,19 @@ def as_real_array(x: Any, name: str) -> np.ndarray:
     if arr.dtype.kind not in "biuf":  # timedelta64 is a numpy integer too, but no number to compute with
         raise TypeError(f"{name}: expected a real-valued numeric array, got {describe(arr)}")
     return arr
+
+
+def unmasked(x: np.ma.MaskedArray, name: str, expected: str = "plain numbers") -> np.ndarray:
+    """The data of a masked array with nothing masked; else InvalidValueError:
+    numpy would hand over the values under the mask as if they were data."""
+    hidden = int(np.ma.getmaskarray(x).sum())
+    if hidden:
+        raise InvalidValueError(
+            f"{name}: a masked array with {hidden} masked entries; expected {expected} "
+            "(fill them, or leave the rows out with mask= where a modality is absent)",
+            name,
+        )
+    return x.data
 
 
 def _int_beyond_64_bits(arr: np.ndarray) -> Optional[int]:
@@ -235,13 +240,26 @@ def _refuse_too_large(
 
 
 def as_mask(mask: Any, batch_size: Optional[int], name: str = "mask") -> np.ndarray:
-    """A `[B, 7]` presence mask as C-contiguous bool (0/1 numbers accepted)."""
-    arr = np.asarray(mask)
+    """A `[B, 7]` presence mask as C-contiguous bool (0/1 real numbers accepted)."""
+    if isinstance(mask, np.ma.MaskedArray):  # its masked entries would count as whatever lies under them
+        mask = unmasked(mask, name, "booleans or 0/1 numbers")
+    try:
+        arr = np.asarray(mask)
+    except Exception as exc:  # ragged rows: numpy's error named no argument
+        raise InvalidValueError(f"{name}: could not be read as a [B, 7] array of booleans ({exc})", name) from None
+    if arr.dtype == object and hasattr(mask, "to_numpy") and _pandas_numeric(mask):
+        # pandas' nullable columns ("boolean", "Int64") read as objects; pd.NA becomes NaN, refused below
+        arr = mask.to_numpy(dtype=np.float64, na_value=np.nan)
     if arr.dtype != np.bool_:
-        if not np.issubdtype(arr.dtype, np.number):
+        if arr.dtype.kind not in "iuf":  # complex and timedelta64 are numpy numbers, but no presence flags
             raise TypeError(f"{name}: expected booleans or 0/1 numbers, got {describe(arr)}")
-        if not np.isin(arr, (0, 1)).all():
-            raise InvalidValueError(f"{name}: expected booleans or 0/1 numbers, got other values", name)
+        flags = np.isin(arr, (0, 1))
+        if not flags.all():
+            at = tuple(int(i) for i in np.argwhere(~flags)[0])
+            raise InvalidValueError(
+                f"{name}: expected booleans or 0/1 numbers, got {arr[at].item()!r}"
+                + (f" at index {at if len(at) > 1 else at[0]}" if at else ""), name
+            )
         arr = arr.astype(np.bool_)
     if arr.ndim != 2 or arr.shape[1] != NUM_MODALITIES or (batch_size is not None and arr.shape[0] != batch_size):
         raise ShapeError(f"{name}: expected shape ({batch_size if batch_size is not None else 'B'}, {NUM_MODALITIES}), got {arr.shape}", name)

@@ -1,0 +1,89 @@
+"""Unusual numpy and pandas inputs at the public entry points that the
+earlier hardening let through: each one was read as data it was not, raised
+an error naming no argument (or one the caller never passed), or named a
+value the caller never gave."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import grapheme_multimodal as gm
+
+E = 8
+
+
+def small_model(**kw) -> gm.LearnableMultiModal:
+    return gm.LearnableMultiModal(embed_dim=E, hidden_dim=16, num_heads=2, seed=0, **kw)
+
+
+def _buffer() -> gm.ExperienceBuffer:
+    buffer = gm.ExperienceBuffer(8, embed_dim=E)
+    buffer.extend(np.zeros((2, 7, E)), np.ones((2, 7), bool), np.zeros((2, E)), np.zeros((2, 7, 7)), [0.5, 1.0], [1, 2])
+    return buffer
+
+
+def _rows(n: int, e: int = E) -> tuple:
+    """embeddings, fused and pair strengths of ``n`` experiences."""
+    return np.zeros((n, 7, e)), np.zeros((n, e)), np.zeros((n, 7, 7))
+
+
+def test_a_masked_presence_mask_is_refused_not_read_under_its_mask() -> None:
+    # np.asarray handed over the values under the mask: a modality masked out
+    # of the presence mask (a "don't know") counted as present or absent by
+    # whatever value lay beneath.
+    model = small_model()
+    x = {"visual": np.ones((2, 18)), "auditory": np.ones((2, 18))}
+    flags = np.zeros((2, 7), int)
+    flags[:, :2] = 1
+    hidden = np.ma.masked_array(flags, mask=np.zeros(flags.shape, bool))
+    hidden.mask[1, 1] = True
+    emb, fused = model.encode_and_fuse(x)
+    buffer = _buffer()
+    before = buffer.state()
+    for call in (
+        lambda: model.encode(x, hidden),
+        lambda: model.fuse(emb, hidden),
+        lambda: model.attention_weights(fused, emb, hidden),
+        lambda: model.fit(x, mask=hidden, epochs=1, progress=False),
+        lambda: buffer.extend(emb, hidden, fused, np.zeros((2, 7, 7)), [0.0, 0.0]),
+    ):
+        with pytest.raises(gm.InvalidValueError, match=r"^mask: a masked array with 1 masked entries; expected booleans") as err:
+            call()
+        assert err.value.arg == "mask"
+    assert model.epochs_trained == 0 and len(buffer) == 2 and buffer.state()[1] == before[1]
+    nothing_hidden = np.ma.masked_array(flags, mask=False)
+    np.testing.assert_array_equal(model.fuse(emb, nothing_hidden), model.fuse(emb, flags))
+
+
+def test_a_ragged_or_non_numeric_mask_is_named_and_bad_flags_are_shown() -> None:
+    model = small_model()
+    emb = np.ones((2, 7, E))
+    # was numpy's "setting an array element with a sequence", naming no argument
+    with pytest.raises(gm.InvalidValueError, match=r"^mask: could not be read as a \[B, 7\] array of booleans") as err:
+        model.fuse(emb, [[1] * 7, [1] * 6])
+    assert err.value.arg == "mask"
+    with pytest.raises(gm.InvalidValueError, match=r"^mask: could not be read"):
+        _buffer().extend(*_rows(2)[:1], [[1] * 7, [1] * 6], *_rows(2)[1:], [0.0, 0.0])
+    # complex and timedelta64 are numpy "numbers": their 0 and 1 passed as presence flags
+    for odd in (np.ones((2, 7), complex), np.ones((2, 7), "m8[s]")):
+        with pytest.raises(TypeError, match=r"^mask: expected booleans or 0/1 numbers, got array of shape \(2, 7\) and dtype"):
+            model.fuse(emb, odd)
+    # "got other values" showed none of them
+    flags = np.ones((2, 7))
+    flags[1, 4] = 2.5
+    with pytest.raises(gm.InvalidValueError, match=r"^mask: expected booleans or 0/1 numbers, got 2.5 at index \(1, 4\)$"):
+        model.fuse(emb, flags)
+
+
+def test_a_pandas_boolean_mask_is_a_mask() -> None:
+    pd = pytest.importorskip("pandas")
+    model = small_model()
+    emb = np.ones((2, 7, E))
+    flags = np.zeros((2, 7), bool)
+    flags[:, :3] = True
+    nullable = pd.DataFrame(flags).astype("boolean")  # was "got ... dtype object"
+    np.testing.assert_array_equal(model.fuse(emb, nullable), model.fuse(emb, flags))
+    nullable.iloc[1, 2] = pd.NA
+    with pytest.raises(gm.InvalidValueError, match=r"^mask: expected booleans or 0/1 numbers, got nan at index \(1, 2\)"):
+        model.fuse(emb, nullable)
