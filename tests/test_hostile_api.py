@@ -87,3 +87,12 @@ def test_a_pandas_boolean_mask_is_a_mask() -> None:
     nullable.iloc[1, 2] = pd.NA
     with pytest.raises(gm.InvalidValueError, match=r"^mask: expected booleans or 0/1 numbers, got nan at index \(1, 2\)"):
         model.fuse(emb, nullable)
+
+
+def test_masked_edges_are_refused_not_made_edges() -> None:
+    # The activations refused masked entries; the edges read the node indices under the mask.
+    pairs = np.ma.masked_array([[0, 1], [1, 2]], mask=[[0, 1], [0, 0]])
+    with pytest.raises(gm.InvalidValueError, match=r"^edges: a masked array with 1 masked entries; expected integer node indices") as err:
+        gm.Graph.from_edges(3, pairs)
+    assert err.value.arg == "edges"
+    assert gm.Graph.from_edges(3, np.ma.masked_array([[0, 1], [1, 2]], mask=False)) == gm.Graph.from_edges(3, [[0, 1], [1, 2]])

@@ -46,16 +46,17 @@ def as_real_array(x: Any, name: str) -> np.ndarray:
     return arr
 
 
-def unmasked(x: np.ma.MaskedArray, name: str, expected: str = "plain numbers") -> np.ndarray:
+def unmasked(
+    x: np.ma.MaskedArray,
+    name: str,
+    expected: str = "plain numbers",
+    remedy: str = "fill them, or leave the rows out with mask= where a modality is absent",
+) -> np.ndarray:
     """The data of a masked array with nothing masked; else InvalidValueError:
     numpy would hand over the values under the mask as if they were data."""
     hidden = int(np.ma.getmaskarray(x).sum())
     if hidden:
-        raise InvalidValueError(
-            f"{name}: a masked array with {hidden} masked entries; expected {expected} "
-            "(fill them, or leave the rows out with mask= where a modality is absent)",
-            name,
-        )
+        raise InvalidValueError(f"{name}: a masked array with {hidden} masked entries; expected {expected} ({remedy})", name)
     return x.data
 
 
@@ -242,7 +243,7 @@ def _refuse_too_large(
 def as_mask(mask: Any, batch_size: Optional[int], name: str = "mask") -> np.ndarray:
     """A `[B, 7]` presence mask as C-contiguous bool (0/1 real numbers accepted)."""
     if isinstance(mask, np.ma.MaskedArray):  # its masked entries would count as whatever lies under them
-        mask = unmasked(mask, name, "booleans or 0/1 numbers")
+        mask = unmasked(mask, name, "booleans or 0/1 numbers", "fill them with True or False")
     try:
         arr = np.asarray(mask)
     except Exception as exc:  # ragged rows: numpy's error named no argument
