@@ -5,6 +5,8 @@ value the caller never gave."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -96,3 +98,26 @@ def test_masked_edges_are_refused_not_made_edges() -> None:
         gm.Graph.from_edges(3, pairs)
     assert err.value.arg == "edges"
     assert gm.Graph.from_edges(3, np.ma.masked_array([[0, 1], [1, 2]], mask=False)) == gm.Graph.from_edges(3, [[0, 1], [1, 2]])
+
+
+def test_a_bool_is_no_event_id_in_the_buffer_either() -> None:
+    # MultiModalEvent refuses id=True; extend and append recorded it as event 1.
+    buffer = _buffer()
+    before = buffer.state()
+    with pytest.raises(TypeError, match=r"^event_ids: expected integers, got array of shape \(2,\) and dtype bool"):
+        buffer.extend(*_rows(2)[:1], np.ones((2, 7), bool), *_rows(2)[1:], [0.0, 0.0], np.array([True, False]))
+    experience = gm.Experience(np.zeros((7, E)), np.ones(7, bool), np.zeros(E), np.zeros((7, 7)), 0.5, True)
+    with pytest.raises(TypeError, match=r"^experience\.event_id: expected an int, got bool"):
+        buffer.append(experience)
+    assert len(buffer) == 2 and np.array_equal(buffer.state()[0]["event_ids"], before[0]["event_ids"])
+
+
+def test_float16_event_ids_are_checked_without_an_overflow_warning() -> None:
+    # 2.0**63, cast to float16 for the range check, overflowed with numpy's RuntimeWarning.
+    buffer = _buffer()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        buffer.extend(*_rows(2)[:1], np.ones((2, 7), bool), *_rows(2)[1:], [0.0, 0.0], np.array([7, 65504], np.float16))
+        with pytest.raises(gm.InvalidValueError, match="event_ids: expected integers"):
+            buffer.extend(*_rows(1)[:1], np.ones((1, 7), bool), *_rows(1)[1:], [0.0], np.array([np.inf], np.float16))
+    assert buffer.batch().event_ids.tolist() == [1, 2, 7, 65504]

@@ -185,6 +185,8 @@ class ExperienceBuffer:
         x = experience
         if isinstance(x.reward, (bool, np.bool_)):  # named here: extend would name rewards
             raise TypeError(f"experience.reward: expected a real number, got {type(x.reward).__name__}")
+        if isinstance(x.event_id, (bool, np.bool_)):  # and event_ids
+            raise TypeError(f"experience.event_id: expected an int, got {type(x.event_id).__name__}")
         inputs = None
         if x.inputs is not None:
             if isinstance(x.inputs, (str, bytes)) or not isinstance(x.inputs, Sequence) or len(x.inputs) != NUM_MODALITIES:
@@ -663,7 +665,11 @@ def _event_ids(value: Any, n: int) -> np.ndarray:
     arr = as_real_array(value, "event_ids")
     if arr.shape != (n,):
         raise ShapeError(f"event_ids: expected shape {(n,)}, got {arr.shape}", "event_ids")
+    if arr.dtype.kind == "b":  # True would be recorded as event 1: MultiModalEvent refuses a bool id too
+        raise TypeError(f"event_ids: expected integers, got {describe(arr)}; a bool is no event id")
     if arr.dtype.kind == "f":
+        if arr.dtype.itemsize < 8:  # exactly; else 2.0**63 became inf in float16, with numpy's overflow warning
+            arr = arr.astype(np.float64)
         if not (np.isfinite(arr) & (arr == np.round(arr)) & (np.abs(arr) < 2.0**63)).all():
             raise InvalidValueError(f"event_ids: expected integers, got {arr[:5]} ({arr.dtype})", "event_ids")
     elif arr.dtype.kind == "u" and (arr >= 2**63).any():
