@@ -121,3 +121,67 @@ def test_float16_event_ids_are_checked_without_an_overflow_warning() -> None:
         with pytest.raises(gm.InvalidValueError, match="event_ids: expected integers"):
             buffer.extend(*_rows(1)[:1], np.ones((1, 7), bool), *_rows(1)[1:], [0.0], np.array([np.inf], np.float16))
     assert buffer.batch().event_ids.tolist() == [1, 2, 7, 65504]
+
+
+def _with_huge_row(n: int, row: int, seed: int = 0) -> dict:
+    """Two views of ``n`` rows; ``row`` of the visual one finite but so large
+    that the encoder overflows float32 on it (no standardisation)."""
+    rng = np.random.default_rng(seed)
+    data = {"visual": rng.normal(size=(n, 18)), "auditory": rng.normal(size=(n, 18))}
+    data["visual"][row] = 3e38
+    return data
+
+
+def test_an_input_row_that_overflows_the_encoder_is_blamed_not_the_parameters() -> None:
+    # A fresh model's loss on it was "the model's parameters overflow float32 ...
+    # (too large a learning rate grows them)", while encode named the row.
+    data = _with_huge_row(12, row=4)
+    blame = r"row 4 overflows float32 in the encoder \(after the model's normalization, if any\)"
+    model = small_model()
+    before = model.state_dict()
+    for call in (model.train_step, model.losses, model.backward):
+        with pytest.raises(gm.NonFiniteError, match=r"^inputs\['visual'\]: " + blame) as err:
+            call(data)
+        assert err.value.arg == "inputs['visual']"
+    assert all(np.array_equal(v, model.state_dict()[k]) for k, v in before.items())
+    absent = np.zeros((12, 7), bool)
+    absent[:, :2] = True
+    absent[4, 0] = False  # what the mask marks absent is not encoded
+    model.train_step(data, mask=absent)
+    # fit shuffles: the row was the batch's ("row 7"), now it is the data's
+    with pytest.raises(gm.NonFiniteError, match=r"^data\['visual'\]: " + blame):
+        small_model().fit(data, epochs=1, standardize=False, progress=False)
+    clean = {k: v[:6] for k, v in _with_huge_row(12, row=11).items()}
+    with pytest.raises(gm.NonFiniteError, match=r"^validation\['visual'\]: row 2 overflows float32 in the encoder"):
+        small_model().fit(clean, epochs=1, standardize=False, validation=_with_huge_row(6, row=2), progress=False)
+
+
+@pytest.mark.parametrize("min_validation_rows", [1, 100])  # the held-out slice, and cross-validation folds
+def test_fit_with_stopping_names_the_users_row_that_overflows_the_encoder(min_validation_rows) -> None:
+    from grapheme_multimodal.stopping import fit_with_stopping
+
+    with pytest.raises(gm.NonFiniteError, match=r"^inputs\['visual'\]: row 9 overflows float32 in the encoder") as err:
+        fit_with_stopping(small_model(), _with_huge_row(40, row=9), validation_fraction=0.25, patience=2,
+                          min_validation_rows=min_validation_rows, monitor="val_total", seed=0, epochs=2,
+                          standardize=False, progress=False)
+    assert err.value.arg == "inputs['visual']"
+
+
+def test_the_estimator_names_the_view_whose_row_overflows_the_encoder() -> None:
+    pytest.importorskip("sklearn")
+    from grapheme_multimodal.sklearn import MultimodalEmbedder
+
+    rng = np.random.default_rng(0)
+    views = [rng.normal(size=(60, 5)), 0.01 * rng.normal(size=(60, 6))]  # standardised, 3e38 overflows
+    huge = views[1].copy()
+    huge[4] = 3e38
+    options = dict(embed_dim=E, hidden_dim=8, num_heads=2, epochs=2, batch_size=32, encoder_hidden=(8,), shared_head=(8, E))
+    # was "inputs['auditory']" and "data['auditory']: row <its place in a slice>", names the estimator has not
+    with pytest.raises(gm.NonFiniteError, match=r"^Xs\[1\]: row 4 overflows float32 in the encoder") as err:
+        MultimodalEmbedder(standardize=False, **options).fit([views[0], huge])
+    assert err.value.arg == "Xs[1]"
+    fitted = MultimodalEmbedder(**options).fit(views)
+    for output, where in (("fused", "encoder"), ("hidden", "encoder's hidden layer 0")):
+        fitted.set_params(output=output)
+        with pytest.raises(gm.NonFiniteError, match=rf"^Xs\[1\]: row 4 overflows float32 in the {where}"):
+            fitted.transform([views[0], huge])

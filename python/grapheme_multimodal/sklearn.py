@@ -19,7 +19,7 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from ._core import NUM_MODALITIES
 from ._validation import as_float32, as_seed, check_flag, describe
-from .exceptions import InvalidValueError, NonFiniteError, ShapeError
+from .exceptions import GraphemeError, InvalidValueError, NonFiniteError, ShapeError
 from .metrics import unit_side_by_side
 from .model import LearnableMultiModal
 from .stopping import fit_with_stopping
@@ -197,24 +197,27 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
             input_dims={m: d for m, d in zip(self.modalities_, self.view_dims_)}, **settings.model_options()
         )
         inputs, mask = self._inputs(views)
-        self.history_ = fit_with_stopping(
-            self.model_,
-            inputs,
-            mask=mask,
-            validation_fraction=self.validation_fraction,
-            patience=self.patience,
-            monitor=settings.monitor(len(views)),
-            seed=self.random_state,
-            min_validation_rows=self.min_validation_rows,
-            cv_folds=self.cv_folds,
-            epochs=self.epochs,
-            batch_size=self.batch_size,
-            objectives=settings.objectives,
-            modality_dropout=self.modality_dropout,
-            ema_decay=self.ema_decay,
-            standardize=self.standardize,
-            progress=self.verbose,
-        )
+        try:  # a row whose encoding overflows is named by the model as data['m'] or inputs['m']
+            self.history_ = fit_with_stopping(
+                self.model_,
+                inputs,
+                mask=mask,
+                validation_fraction=self.validation_fraction,
+                patience=self.patience,
+                monitor=settings.monitor(len(views)),
+                seed=self.random_state,
+                min_validation_rows=self.min_validation_rows,
+                cv_folds=self.cv_folds,
+                epochs=self.epochs,
+                batch_size=self.batch_size,
+                objectives=settings.objectives,
+                modality_dropout=self.modality_dropout,
+                ema_decay=self.ema_decay,
+                standardize=self.standardize,
+                progress=self.verbose,
+            )
+        except GraphemeError as err:
+            raise self._as_view_error(err) from None
 
     def transform(self, Xs: Any) -> np.ndarray:
         """Fused unit embeddings ``[n, embed_dim]`` of the views ``Xs``; with
@@ -235,12 +238,25 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
                 f"Xs: row {int(np.argmax(empty))} is NaN in every view (all views missing); "
                 "expected at least one present view per row to embed", "Xs",
             )
-        if self.output == "hidden":
-            features = self.model_.hidden_features(inputs, mask)
-            out = unit_side_by_side({m: features[:, m.index] for m in self.modalities_}, self.modalities_)
-        else:
-            out = self.model_.encode_and_fuse(inputs, mask)[1]
+        try:
+            if self.output == "hidden":
+                features = self.model_.hidden_features(inputs, mask)
+                out = unit_side_by_side({m: features[:, m.index] for m in self.modalities_}, self.modalities_)
+            else:
+                out = self.model_.encode_and_fuse(inputs, mask)[1]
+        except GraphemeError as err:
+            raise self._as_view_error(err) from None
         return out.astype(views[0].dtype, copy=False)
+
+    def _as_view_error(self, err: GraphemeError) -> GraphemeError:
+        """``err`` about the model's ``inputs['m']`` or ``fit``'s ``data['m']``
+        (e.g. a row whose encoding overflowed) named as the view ``Xs[i]``
+        it came from: the estimator has neither argument."""
+        for i, m in enumerate(self.modalities_):
+            for model_arg in (f"inputs[{str(m)!r}]", f"data[{str(m)!r}]"):
+                if err.arg == model_arg and str(err).startswith(model_arg):
+                    return type(err)(f"Xs[{i}]" + str(err)[len(model_arg):], f"Xs[{i}]")
+        return err
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         """Names of :meth:`transform`'s columns, as scikit-learn's

@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, 
 import numpy as np
 
 from ._validation import as_real_array, describe
-from .training import History, _check_int, as_dataset, holdout_rows
+from .exceptions import NonFiniteError
+from .training import History, _check_int, as_dataset, encoder_overflow_in_rows, holdout_rows
 
 if TYPE_CHECKING:
     from .model import LearnableMultiModal
@@ -106,8 +107,11 @@ def fit_with_stopping(
     k = cv_folds_for(n, validation_fraction, min_validation_rows, cv_folds) if patience and epochs > 0 else 0
     if k == 0:
         (train, train_mask), (held, held_mask) = _take(inputs, mask, fit_rows), _take(inputs, mask, val_rows)
-        return fit(train, mask=train_mask, validation=held, validation_mask=held_mask, epochs=epochs,
-                   early_stopping=patience or None, monitor=monitor, **fit_options)
+        try:
+            return fit(train, mask=train_mask, validation=held, validation_mask=held_mask, epochs=epochs,
+                       early_stopping=patience or None, monitor=monitor, **fit_options)
+        except NonFiniteError as err:  # a row whose encoding overflowed, named as the slice's
+            raise encoder_overflow_in_rows(err, {"data": fit_rows, "validation": val_rows}, "inputs") from None
     count, curve = _cv_epochs(model, inputs, mask, n, k, seed, patience, monitor, epochs, fit_options)
     history = fit(inputs, mask=mask, epochs=count, **fit_options)
     # best_epoch is an epoch number as the records count them (after any
@@ -146,15 +150,19 @@ def _cv_epochs(
     splits = []
     for held in held_out:
         held = np.sort(held)
-        splits.append((copy.deepcopy(model), _take(inputs, mask, np.setdiff1d(np.arange(n), held)), _take(inputs, mask, held)))
+        rest = np.setdiff1d(np.arange(n), held)
+        splits.append((copy.deepcopy(model), _take(inputs, mask, rest), _take(inputs, mask, held), {"data": rest, "validation": held}))
     curve: List[float] = []
     best_epoch, waited = 0, 0
     for epoch in range(1, epochs + 1):
-        values = [
-            fold.fit(train, mask=train_mask, validation=held, validation_mask=held_mask, epochs=1, monitor=monitor,
-                     **options).epochs[-1][monitor]
-            for fold, (train, train_mask), (held, held_mask) in splits
-        ]
+        values = []
+        for fold, (train, train_mask), (held, held_mask), rows_of in splits:
+            try:
+                history = fold.fit(train, mask=train_mask, validation=held, validation_mask=held_mask, epochs=1,
+                                   monitor=monitor, **options)
+            except NonFiniteError as err:  # a row whose encoding overflowed, named as the fold's
+                raise encoder_overflow_in_rows(err, rows_of, "inputs") from None
+            values.append(history.epochs[-1][monitor])
         curve.append(float(np.mean(values)))
         if best_epoch == 0 or curve[-1] < curve[best_epoch - 1]:
             best_epoch, waited = epoch, 0

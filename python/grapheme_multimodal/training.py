@@ -10,6 +10,7 @@ save/load — gives the same model as ``fit(epochs=4)``.
 from __future__ import annotations
 
 import math
+import re
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -313,7 +314,10 @@ def _run_epoch(
     steps = 0
     for rows in train.batches(batch_size, rng):
         keep = _dropout_mask(train.mask_of(rows), modality_dropout, rng)
-        losses = stepper.step(rows, keep)
+        try:
+            losses = stepper.step(rows, keep)
+        except NonFiniteError as err:
+            raise train.in_user_rows(err, rows) from None
         for k, v in losses.items():
             sums[k] = sums.get(k, 0.0) + v
         steps += 1
@@ -447,11 +451,20 @@ class _Dataset:
     def fit_normalization(self, model: "LearnableMultiModal") -> None:
         raise NotImplementedError
 
+    def in_user_rows(self, err: NonFiniteError, rows: np.ndarray) -> NonFiniteError:
+        """``err``, raised on the batch of ``rows``, as the user's data would
+        name it (by default as it is)."""
+        return err
+
     def losses(self, model: "LearnableMultiModal", objectives: Optional[Mapping[str, float]]) -> Dict[str, float]:
         """Validation losses over the whole set, in batches (weighted by size)."""
         totals: Dict[str, float] = {}
         for rows in self.batches(1024, None):
-            for k, v in model.losses(self.batch(rows, None), weights=objectives).items():
+            try:
+                losses = model.losses(self.batch(rows, None), weights=objectives)
+            except NonFiniteError as err:
+                raise self.in_user_rows(err, rows) from None
+            for k, v in losses.items():
                 totals[k] = totals.get(k, 0.0) + v * len(rows)
         return {k: v / len(self) for k, v in totals.items()}
 
@@ -461,6 +474,12 @@ class _ArrayDataset(_Dataset):
         # errors name the caller's arguments: `validation`, `validation_mask` beside `data`, `mask`
         mask_arg = "mask" if name in ("data", "inputs") else f"{name}_mask"
         self.arrays, self.mask = model.prepare_inputs(inputs, mask, arg=name, mask_arg=mask_arg)
+        self.name = name
+
+    def in_user_rows(self, err: NonFiniteError, rows: np.ndarray) -> NonFiniteError:
+        """An input row whose encoding overflowed, named by the core as the
+        batch's ``inputs['m']: row r``, as this data's row ``rows[r]``."""
+        return encoder_overflow_in_rows(err, {"inputs": rows}, self.name)
 
     def __len__(self) -> int:
         return len(self.mask)
@@ -480,6 +499,22 @@ class _ArrayDataset(_Dataset):
             if x is not None:
                 arg = f"{name}[{MODALITY_NAMES[m]!r}]"
                 _check_rows(x, self.mask[:, m], arg, lambda row: f"{arg}: row {row}", present_only=True)
+
+
+#: The error for a row whose encoding overflowed float32: its argument, modality, row, and the rest.
+_ENCODER_OVERFLOW = re.compile(r"^(\w+)\[('[a-z]+')\]: row (\d+) (overflows float32 in the encoder.*)$", re.DOTALL)
+
+
+def encoder_overflow_in_rows(err: NonFiniteError, rows_of: Mapping[str, np.ndarray], name: str) -> NonFiniteError:
+    """``err`` when it is ``"X['m']: row r overflows float32 in the encoder ..."``
+    for an ``X`` of ``rows_of`` (the core's ``inputs`` of a batch, ``fit``'s
+    ``data`` or ``validation`` of a slice) as ``"name['m']: row rows_of[X][r] ..."``,
+    the row of the data the user gave; else ``err`` itself."""
+    found = _ENCODER_OVERFLOW.match(str(err))
+    if found is None or found[1] not in rows_of or err.arg != f"{found[1]}[{found[2]}]":
+        return err
+    arg = f"{name}[{found[2]}]"
+    return NonFiniteError(f"{arg}: row {int(rows_of[found[1]][int(found[3])])} {found[4]}", arg)
 
 
 class _EventDataset(_Dataset):

@@ -8,7 +8,7 @@
 //! the training state is exactly: weights, gradients, Adam state, counter.
 
 use crate::adam::{AdamSettings, OverflowCause, Refusal, StepReport, MAX_STEP};
-use crate::batch::EncoderInput;
+use crate::batch::{input_arg, EncoderInput};
 use crate::error::{fmt_value, Error, Result};
 use crate::model::LearnableMultiModal;
 use crate::modality::NUM_MODALITIES;
@@ -17,7 +17,7 @@ use crate::objectives::{self, objective_rng, GradSink, Losses, Neighbors, Object
 use crate::objectives::fused_contrastive::{FusedNeighbors, NeighborSpace};
 use crate::real::Real;
 use crate::validate::{all_finite, check_finite, check_shape};
-use ndarray::{Array1, Array2, Array3, ArrayView1, ArrayView2, ArrayView3, CowArray, Ix3};
+use ndarray::{s, Array1, Array2, Array3, ArrayView1, ArrayView2, ArrayView3, CowArray, Ix3};
 
 /// Where a batch's modality embeddings come from.
 #[derive(Debug, Clone)]
@@ -471,7 +471,7 @@ impl<T: Real> LearnableMultiModal<T> {
                 }
             };
             if !loss.is_finite() {
-                return Err(Self::loss_overflow(o, encoded.is_some(), emb, batch.fused, rewards.view()));
+                return Err(Self::loss_overflow(o, encoded.is_some(), emb, mask, batch.fused, rewards.view()));
             }
             values[o.index()] = Some(loss);
             total += T::c(w) * loss;
@@ -485,14 +485,35 @@ impl<T: Real> LearnableMultiModal<T> {
         Ok(Losses { values, total })
     }
 
-    /// The error for a loss that is not finite, naming what to blame. Of
-    /// the batch's given values that enter the loss, the largest in
-    /// magnitude (the model's embeddings and fused embeddings are unit
-    /// vectors, rewards are moderate); with none (encoded embeddings, which
-    /// are unit vectors, and no seed_consistency targets) the parameters.
-    fn loss_overflow(o: Objective, encoded: bool, emb: ArrayView3<T>, fused: Option<ArrayView2<T>>, rewards: ArrayView1<T>) -> Error {
+    /// The error for a loss that is not finite, naming what to blame. An
+    /// input row whose encoding overflowed (a present slot of the encoded
+    /// `emb` not finite), as the inference forward names it; else, of the
+    /// batch's given values that enter the loss, the largest in magnitude
+    /// (the model's embeddings and fused embeddings are unit vectors,
+    /// rewards are moderate); with none (encoded embeddings, which are unit
+    /// vectors, and no seed_consistency targets) the parameters.
+    fn loss_overflow(
+        o: Objective,
+        encoded: bool,
+        emb: ArrayView3<T>,
+        mask: ArrayView2<bool>,
+        fused: Option<ArrayView2<T>>,
+        rewards: ArrayView1<T>,
+    ) -> Error {
         fn max_abs<'v, T: Real + 'v>(values: impl Iterator<Item = &'v T>) -> f64 {
             values.fold(0.0, |most, v| most.max(v.to_f64().map_or(f64::INFINITY, f64::abs)))
+        }
+        if encoded {
+            // Encoding a huge (finite) input overflowed: the loss was then blamed on the parameters.
+            let first_overflow = mask
+                .indexed_iter()
+                .find(|&((row, m), &present)| present && !emb.slice(s![row, m, ..]).iter().all(|v| v.is_finite()));
+            if let Some(((row, m), _)) = first_overflow {
+                return Error::overflow(
+                    input_arg(m),
+                    format!("row {row} overflows float32 in the encoder (after the model's normalization, if any); expected values of moderate size"),
+                );
+            }
         }
         let mut given: Vec<(&str, f64)> = Vec::new();
         if !encoded {
