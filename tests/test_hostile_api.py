@@ -185,3 +185,55 @@ def test_the_estimator_names_the_view_whose_row_overflows_the_encoder() -> None:
         fitted.set_params(output=output)
         with pytest.raises(gm.NonFiniteError, match=rf"^Xs\[1\]: row 4 overflows float32 in the {where}"):
             fitted.transform([views[0], huge])
+
+
+needs_wide_long_double = pytest.mark.skipif(
+    np.finfo(np.longdouble).max <= np.finfo(np.float64).max, reason="long double is float64 on this platform"
+)
+
+
+@needs_wide_long_double
+def test_a_long_double_beyond_float64_is_shown_as_given_not_as_inf() -> None:
+    # float() of it is inf: "holds inf; expected finite numbers", a value never given
+    huge = np.longdouble("1e4000")
+    x = np.zeros((3, 18), np.longdouble)
+    x[1, 2] = -huge
+    with pytest.raises(gm.NonFiniteError, match=r"^inputs\['visual'\]: row 1 holds -1e\+4000, too large for float32"):
+        small_model().encode({"visual": x})
+    with pytest.raises(gm.NonFiniteError, match=r"^values: index 1 holds 1e\+4000, too large for float32"):
+        gm.Graph.from_sequence(np.array([0, huge, 1]))
+    with pytest.raises(gm.NonFiniteError, match=r"^rewards: row 0 holds 1e\+4000, too large for float32"):
+        _buffer().extend(*_rows(1)[:1], np.ones((1, 7), bool), *_rows(1)[1:], np.array([huge]))
+
+
+@needs_wide_long_double
+def test_metrics_refuse_long_doubles_beyond_float64_instead_of_scoring_nan() -> None:
+    from grapheme_multimodal import datasets, metrics
+
+    rng = np.random.default_rng(0)
+    q = rng.normal(size=(6, 3))
+    g = q + 0.01 * rng.normal(size=(6, 3))
+    y = np.arange(6) % 3
+    wide = q.astype(np.longdouble)
+    wide[2, 1] = np.longdouble("1e4000")
+    beyond = r"row 2 holds 1e\+4000, too large for float64"
+    # cast to float64 the row became inf: cosine retrieval scored it NaN (0.83 instead of 1.0), with numpy's warning only
+    with pytest.raises(gm.NonFiniteError, match=r"^query: " + beyond) as err:
+        metrics.cross_view_retrieval(wide, g, y)
+    assert err.value.arg == "query"
+    with pytest.raises(gm.NonFiniteError, match=r"^views\['a'\]: " + beyond):
+        metrics.unit_side_by_side({"a": wide}, ["a"])
+    with pytest.raises(gm.NonFiniteError, match=r"^train_views\['a'\]: " + beyond):
+        datasets.standardize({"a": wide})
+    assert metrics.cross_view_retrieval(q.astype(np.longdouble), g, y) == metrics.cross_view_retrieval(q, g, y)
+
+
+@needs_wide_long_double
+def test_roc_auc_compares_long_doubles_as_long_doubles() -> None:
+    from grapheme_multimodal import metrics
+
+    one = np.longdouble(1)
+    # In float64 both pairs tied: 0.5 for scores that never tie
+    assert metrics.roc_auc(np.array([one + np.longdouble(2) ** -60]), np.array([one])) == 1.0
+    assert metrics.roc_auc(np.array([np.longdouble("1e4000")]), np.array([np.longdouble("2e4000")])) == 0.0
+    assert metrics.roc_auc(np.array([1.5]), np.array([one, 2])) == 0.5

@@ -156,10 +156,12 @@ def as_finite_float(
 def non_finite_message(value: Any) -> str:
     """Why a value was refused as not finite: NaN/inf, or a finite number too
     large for float32 (it became inf when converted)."""
-    v = float(value)
-    if np.isfinite(v):
-        return f"holds {v!r}, too large for float32 (largest {FLOAT32_MAX:.3g}); expected finite float32 numbers"
-    return f"holds {'NaN' if np.isnan(v) else v}; expected finite numbers"
+    if not isinstance(value, np.floating):  # Python numbers, numpy ints
+        value = float(value)
+    if np.isfinite(value):  # a long double beyond float64 too: float() of it is inf, a value never given
+        shown = repr(float(value)) if abs(value) <= np.finfo(np.float64).max else str(value)
+        return f"holds {shown}, too large for float32 (largest {FLOAT32_MAX:.3g}); expected finite float32 numbers"
+    return f"holds {'NaN' if np.isnan(value) else float(value)}; expected finite numbers"
 
 
 def as_float32(

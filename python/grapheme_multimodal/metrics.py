@@ -31,7 +31,24 @@ def _finite_2d(name: str, x: object) -> np.ndarray:
     if not np.isfinite(arr).all():
         row = int(np.flatnonzero(~np.isfinite(arr).all(axis=1))[0])
         raise NonFiniteError(f"{name}: row {row} holds NaN or inf; expected finite numbers", name)
+    _refuse_beyond_float64(name, arr)
     return arr
+
+
+_FLOAT64_MAX = float(np.finfo(np.float64).max)
+
+
+def _refuse_beyond_float64(name: str, arr: np.ndarray) -> None:
+    """NonFiniteError for a finite long double beyond float64 in the 2-D
+    ``arr``: the metrics compute in float64, where it became inf and the
+    scores NaN (or every distance a tie)."""
+    if arr.dtype.kind == "f" and arr.dtype.itemsize > 8:
+        beyond = np.abs(arr) > _FLOAT64_MAX
+        if beyond.any():
+            row, col = (int(i) for i in np.argwhere(beyond)[0])
+            raise NonFiniteError(
+                f"{name}: row {row} holds {str(arr[row, col])}, too large for float64 (largest {_FLOAT64_MAX:.3g}), "
+                "in which the metrics compute; expected smaller numbers", name)
 
 
 # Magnitudes whose squares float64 holds with room for sums of them.
@@ -337,14 +354,17 @@ def roc_auc(positive_scores: np.ndarray, negative_scores: np.ndarray) -> float:
 
 
 def _comparable(*arrays: np.ndarray) -> tuple:
-    """``arrays`` in one dtype that keeps their order: float64, unless an
-    integer beyond 2**53 would round there (2**63 - 1 and 2**63 - 2 became
-    one float, a tie: an AUC of 0.5 for scores that never tie); then Python
-    numbers, which compare ints and floats exactly."""
+    """``arrays`` in one dtype that keeps their order: float64 (long double
+    when one is a long double), unless an integer beyond 2**53 would round
+    there (2**63 - 1 and 2**63 - 2 became one float, a tie: an AUC of 0.5 for
+    scores that never tie); then Python numbers, which compare ints and
+    floats exactly."""
     exact = 2**53
     if any(a.dtype.kind in "iu" and (int(a.max()) > exact or int(a.min()) < -exact) for a in arrays):
         return tuple(np.array(a.tolist(), dtype=object) for a in arrays)
-    return tuple(a.astype(np.float64) for a in arrays)
+    # long doubles compare as such: in float64 scores 2**-60 apart, or beyond float64 (inf), tied
+    wide = any(a.dtype.kind == "f" and a.dtype.itemsize > 8 for a in arrays)
+    return tuple(a.astype(np.longdouble if wide else np.float64) for a in arrays)
 
 
 def unit_side_by_side(views: Mapping[Any, np.ndarray], names: Sequence[Any]) -> np.ndarray:
