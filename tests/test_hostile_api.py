@@ -237,3 +237,38 @@ def test_roc_auc_compares_long_doubles_as_long_doubles() -> None:
     assert metrics.roc_auc(np.array([one + np.longdouble(2) ** -60]), np.array([one])) == 1.0
     assert metrics.roc_auc(np.array([np.longdouble("1e4000")]), np.array([np.longdouble("2e4000")])) == 0.0
     assert metrics.roc_auc(np.array([1.5]), np.array([one, 2])) == 0.5
+
+
+def test_train_test_indices_names_labels_it_cannot_split_by() -> None:
+    pytest.importorskip("sklearn")
+    from grapheme_multimodal.datasets import train_test_indices
+
+    y = np.arange(20) % 2
+    # scikit-learn's words named its own y, or none: "Input y contains NaN", "'<' not supported ... 'NoneType'"
+    with pytest.raises(gm.NonFiniteError, match=r"^labels holds nan at row 19") as err:
+        train_test_indices(np.r_[y[:-1], np.nan])
+    assert err.value.arg == "labels"
+    for labels, why in ((np.r_[y[:-1], 5], "only 1 member"), (np.array([None, 1] * 10, object), "not supported between"),
+                        (y, "should be greater or equal to the number of classes")):
+        with pytest.raises(gm.InvalidValueError, match=rf"^labels: cannot split 20 rows stratified by these labels .*{why}") as err:
+            train_test_indices(labels, test_size=0.01 if labels is y else 0.2)
+        assert err.value.arg == "labels"
+    with pytest.raises(gm.ShapeError, match="labels must be 1-D"):
+        train_test_indices(y[:, None])
+
+
+def test_classifier_read_outs_name_labels_of_two_kinds() -> None:
+    pytest.importorskip("sklearn")
+    from grapheme_multimodal import metrics
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(12, 3))
+    y = np.arange(12) % 3
+    for read_out in (metrics.knn_accuracy, metrics.linear_probe_accuracy):
+        # was scikit-learn's "Mix of label input types (string and number)", naming neither
+        with pytest.raises(gm.InvalidValueError, match=r"^test_y: labels are numbers but train_y's are strings") as err:
+            read_out(x, y.astype(str), x, y)
+        assert err.value.arg == "test_y"
+        with pytest.raises(gm.InvalidValueError, match=r"^test_y: labels are strings but train_y's are numbers"):
+            read_out(x, y, x, y.astype(str).astype(object))
+        assert read_out(x, y.astype(str), x, y.astype(str).astype(object)) == read_out(x, y, x, y)

@@ -232,11 +232,22 @@ def _class_labels(train_y: np.ndarray, test_y: np.ndarray, at_least: int) -> Non
         if kind not in ("binary", "multiclass"):
             what = "values of no one label type (None, or numbers mixed with strings?)" if kind == "unknown" else f"{kind} values"
             raise InvalidValueError(f"{name}: expected class labels (ints, strings or bools), got {what} of dtype {y.dtype}", name)
+    kinds = {name: "strings" if _holds_strings(y) else "numbers" for name, y in (("train_y", train_y), ("test_y", test_y))}
+    if kinds["train_y"] != kinds["test_y"]:  # scikit-learn's "Mix of label input types (string and number)" named neither
+        raise InvalidValueError(
+            f"test_y: labels are {kinds['test_y']} but train_y's are {kinds['train_y']}; expected labels of the same kind",
+            "test_y")
     classes = np.unique(train_y)
     if classes.size < at_least:
         raise InvalidValueError(
             f"train_y: expected at least {at_least} classes, got only {classes.tolist()}", "train_y"
         )
+
+
+def _holds_strings(y: np.ndarray) -> bool:
+    """Whether the labels ``y`` are strings (a str dtype, or objects that are
+    str; :func:`_class_labels` has refused objects of mixed kinds)."""
+    return y.dtype.kind in "US" or (y.dtype.kind == "O" and any(isinstance(v, str) for v in y))
 
 
 def _columns_in_safe_range(*arrays: np.ndarray) -> tuple:

