@@ -272,3 +272,22 @@ def test_classifier_read_outs_name_labels_of_two_kinds() -> None:
         with pytest.raises(gm.InvalidValueError, match=r"^test_y: labels are strings but train_y's are numbers"):
             read_out(x, y, x, y.astype(str).astype(object))
         assert read_out(x, y.astype(str), x, y.astype(str).astype(object)) == read_out(x, y, x, y)
+
+
+@pytest.mark.parametrize("bounds", [("0", "255"), (False, True), (np.bool_(False), 1.0), (b"0", 1)])
+def test_a_value_range_of_strings_or_bools_is_refused_as_other_numbers_are(bounds) -> None:
+    # float() read "0" and "255" as numbers and True as 1.0
+    with pytest.raises(TypeError, match=r"^value_range: expected a pair \(low, high\) of real numbers"):
+        gm.Graph.from_image(np.arange(4.0).reshape(2, 2), value_range=bounds)
+    with pytest.raises(TypeError, match=r"^value_range: expected a pair"):
+        gm.Graph.from_sequence([0.0, 1.0], value_range=bounds)
+
+
+def test_a_value_range_bound_beyond_float64_is_not_called_no_number() -> None:
+    from fractions import Fraction
+
+    with pytest.raises(gm.InvalidValueError, match=r"^value_range: expected finite \(low, high\)") as err:  # was "of numbers"
+        gm.Graph.from_sequence([0.0, 1.0], value_range=(0, 2**1100))
+    assert err.value.arg == "value_range"
+    numpy_bounds = gm.Graph.from_sequence([1.0, 2.0], value_range=np.array([0, 4])).activations
+    assert np.array_equal(numpy_bounds, gm.Graph.from_sequence([1.0, 2.0], value_range=(Fraction(0), 4.0)).activations)

@@ -9,6 +9,7 @@ activation buckets and edges (content-aware, e.g. "cat" ≠ "dog").
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Iterator, Set
 from dataclasses import dataclass
 from typing import Any, Dict, Iterable, Mapping, Optional, Sequence, Tuple, Union
@@ -307,9 +308,15 @@ def _value_range(value_range: Any, dtype: np.dtype) -> Optional[Tuple[float, flo
         return None
     try:
         low, high = value_range
-        low, high = float(low), float(high)
-    except (TypeError, ValueError, OverflowError):
+    except (TypeError, ValueError):
         raise TypeError(f"value_range: expected a pair (low, high) of numbers, got {value_range!r}") from None
+    if any(isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real) for v in (low, high)):
+        # float() read "0" and "255" as numbers and True as 1.0, where every other number argument refuses them
+        raise TypeError(f"value_range: expected a pair (low, high) of real numbers, got {value_range!r}")
+    try:
+        low, high = float(low), float(high)
+    except OverflowError:  # an int beyond float64
+        raise InvalidValueError(f"value_range: expected finite (low, high), got {value_range!r}", "value_range") from None
     # The core maps in float32: a bound beyond it would show as inf, a span below it as (low, low).
     if all(np.isfinite((low, high))) and (max(abs(low), abs(high)) > FLOAT32_MAX or not np.float32(low) < np.float32(high)):
         raise InvalidValueError(
