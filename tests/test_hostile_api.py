@@ -291,3 +291,20 @@ def test_a_value_range_bound_beyond_float64_is_not_called_no_number() -> None:
     assert err.value.arg == "value_range"
     numpy_bounds = gm.Graph.from_sequence([1.0, 2.0], value_range=np.array([0, 4])).activations
     assert np.array_equal(numpy_bounds, gm.Graph.from_sequence([1.0, 2.0], value_range=(Fraction(0), 4.0)).activations)
+
+
+@pytest.mark.parametrize("tiny", [5e-324, 1e-310])
+def test_a_probe_penalty_float64_cannot_hold_is_refused_not_fitted_on_nan(tiny) -> None:
+    pytest.importorskip("sklearn")
+    from grapheme_multimodal import metrics
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(10, 4))
+    y = np.arange(10) % 3
+    # 1 / C was inf: L-BFGS stopped at once on NaN and an accuracy came back, with numpy's warnings only
+    with pytest.raises(gm.InvalidValueError, match=r"^C: expected a positive number >= 5.56e-309, got ") as err:
+        metrics.linear_probe_accuracy(x, y, x, y, C=tiny)
+    assert err.value.arg == "C"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        metrics.linear_probe_accuracy(x, y, x, y, C=1 / np.finfo(np.float64).max)  # the smallest C there is

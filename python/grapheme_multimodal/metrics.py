@@ -326,7 +326,11 @@ def linear_probe_accuracy(
     representation, the usual read-out of a self-supervised embedding.
     """
     tx, ty, vx, vy = _classification_inputs(train_x, train_y, test_x, test_y)
-    C = as_finite_float(C, "C", lambda c: c > 0, "a positive number")  # noqa: N806 - numpy numbers too
+    # the penalty scikit-learn weighs by is 1 / C: of a C below 1 / float64's largest it is inf, and
+    # L-BFGS stopped at once on NaN ("lbfgs failed to converge after 0 iterations") with an accuracy
+    C = as_finite_float(  # noqa: N806 - numpy numbers too
+        C, "C", lambda c: c > 0 and float(c) >= 1 / _FLOAT64_MAX, f"a positive number >= {1 / _FLOAT64_MAX:.3g}"
+    )
     _sklearn("linear_probe_accuracy")
     _class_labels(ty, vy, at_least=2)
     from sklearn.linear_model import LogisticRegression
