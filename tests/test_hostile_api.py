@@ -308,3 +308,26 @@ def test_a_probe_penalty_float64_cannot_hold_is_refused_not_fitted_on_nan(tiny) 
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         metrics.linear_probe_accuracy(x, y, x, y, C=1 / np.finfo(np.float64).max)  # the smallest C there is
+
+
+def test_the_estimator_refuses_a_views_columns_in_another_order_than_in_fit() -> None:
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("sklearn")
+    from grapheme_multimodal.sklearn import MultimodalEmbedder
+
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(60, 3))
+    a = pd.DataFrame(z @ rng.normal(size=(3, 6)), columns=list("abcdef"))
+    b = pd.DataFrame(z @ rng.normal(size=(3, 5)), columns=list("vwxyz"))
+    est = MultimodalEmbedder(embed_dim=E, hidden_dim=8, num_heads=2, epochs=2, batch_size=32, encoder_hidden=(8,),
+                             shared_head=(8, E)).fit([a, b])
+    # one view's names were checked (scikit-learn's own check); of several, reordered columns embedded silently
+    with pytest.raises(gm.InvalidValueError, match=r"^Xs\[0\]: columns \['f', 'e', 'd', 'c', 'b', 'a'\]; expected those "
+                       r"seen in fit, in that order: \['a', 'b', 'c', 'd', 'e', 'f'\]") as err:
+        est.transform([a[list("fedcba")], b])
+    assert err.value.arg == "Xs[0]"
+    with pytest.raises(gm.InvalidValueError, match=r"^Xs\[1\]: columns"):
+        est.transform([a, b.rename(columns=str.upper)])
+    np.testing.assert_array_equal(est.transform([a.to_numpy(), b]), est.transform([a, b]))  # arrays have no names to check
+    refit = est.fit([a.to_numpy(), b.to_numpy()])
+    refit.transform([a[list("fedcba")], b])  # fitted without names: nothing to check against

@@ -375,6 +375,7 @@ def _as_views(Xs: Any, estimator: MultimodalEmbedder, reset: bool) -> List[np.nd
         if reset:  # set by a previous fit on one view: stale now (get_feature_names_out would check against them)
             for attribute in ("n_features_in_", "feature_names_in_"):
                 estimator.__dict__.pop(attribute, None)
+        _check_view_columns(estimator, raw, reset)
         views = [_checked_view(x, f"Xs[{i}]") for i, x in enumerate(raw)]
     for i, v in enumerate(views):
         nan = np.isnan(v)
@@ -387,6 +388,31 @@ def _as_views(Xs: Any, estimator: MultimodalEmbedder, reset: bool) -> List[np.nd
     if reset and all(np.isnan(v).all() for v in views):  # all-NaN rows are missing views: nothing to learn from
         raise InvalidValueError("Xs: every row of every view is NaN (missing); expected at least one present view to fit on", "Xs")
     return views
+
+
+def _check_view_columns(estimator: MultimodalEmbedder, raw: List[Any], reset: bool) -> None:
+    """Each of several views' column names (a data frame's str columns), kept
+    by ``fit`` and checked by ``transform``, as scikit-learn checks one
+    view's: the same columns in another order gave other embeddings, without
+    a word. A view without names (an array) is not checked."""
+    names = [_column_names(x) for x in raw]
+    if reset:
+        estimator._view_columns = names
+        return
+    for i, (seen, given) in enumerate(zip(getattr(estimator, "_view_columns", None) or [], names)):
+        if seen is not None and given is not None and not np.array_equal(seen, given):
+            raise InvalidValueError(
+                f"Xs[{i}]: columns {list(given)}; expected those seen in fit, in that order: {list(seen)}", f"Xs[{i}]"
+            )
+
+
+def _column_names(x: Any) -> Optional[np.ndarray]:
+    """A data frame's column names when they are all str (what scikit-learn
+    takes for feature names), else None."""
+    columns = getattr(x, "columns", None)
+    if columns is None or not len(columns) or not all(isinstance(c, str) for c in columns):
+        return None
+    return np.asarray(columns, dtype=object)
 
 
 def _checked_view(x: Any, name: str) -> np.ndarray:
