@@ -331,3 +331,22 @@ def test_the_estimator_refuses_a_views_columns_in_another_order_than_in_fit() ->
     np.testing.assert_array_equal(est.transform([a.to_numpy(), b]), est.transform([a, b]))  # arrays have no names to check
     refit = est.fit([a.to_numpy(), b.to_numpy()])
     refit.transform([a[list("fedcba")], b])  # fitted without names: nothing to check against
+
+
+def test_modal_features_are_read_as_every_other_array_input() -> None:
+    # np.asarray: the value under a mask became a feature, a ragged list raised numpy's
+    # "setting an array element with a sequence", and seconds counted as numbers
+    hidden = np.ma.masked_array(np.ones(18), mask=[True] + [False] * 17)
+    with pytest.raises(gm.InvalidValueError, match=r"^features: a masked array with 1 masked entries") as err:
+        gm.ModalFeatures(hidden, "visual")
+    assert err.value.arg == "features"
+    with pytest.raises(gm.InvalidValueError, match=r"^features: could not be read as a numeric array"):
+        gm.ModalFeatures([[1.0] * 18, [1.0] * 17], "visual")
+    with pytest.raises(TypeError, match=r"^features: expected a real-valued numeric array, got .* timedelta64"):
+        gm.ModalFeatures(np.ones(18, "m8[s]"), "visual")
+    event = gm.MultiModalEvent(1, [gm.ModalFeatures(np.ones(18), "visual")])
+    with pytest.raises(gm.InvalidValueError, match=r"^features: a masked array"):
+        event.components[0].features = hidden  # checked when set, as at construction
+    assert np.array_equal(event.components[0].features, np.ones(18, np.float32))
+    clear = gm.ModalFeatures(np.ma.masked_array(np.ones(18), mask=False), "visual")
+    assert clear == gm.ModalFeatures(np.ones(18), "visual")

@@ -9,7 +9,7 @@ from typing import Any, Iterable, List, Optional, Tuple, Union
 
 import numpy as np
 
-from ._validation import non_finite_message
+from ._validation import as_real_array, non_finite_message
 from .exceptions import InvalidValueError, NonFiniteError, ShapeError
 from .graph import Graph
 
@@ -239,9 +239,9 @@ def _timestamp(value: Any) -> Optional[float]:
 
 
 def _feature_vector(value: Any) -> np.ndarray:
-    arr = np.asarray(value)
-    if not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
-        raise TypeError(f"features: expected real numbers, got dtype {arr.dtype}")
+    # as every other array input: np.asarray read the values under a mask as features, ragged
+    # lists raised numpy's error naming nothing, and timedelta64 passed for numbers
+    arr = as_real_array(value, "features")
     if arr.ndim != 1:
         raise ShapeError(f"features: expected a 1-D vector, got shape {arr.shape}", "features")
     with np.errstate(over="ignore"):  # a value beyond float32 is named below; numpy's RuntimeWarning came first
