@@ -350,3 +350,35 @@ def test_modal_features_are_read_as_every_other_array_input() -> None:
     assert np.array_equal(event.components[0].features, np.ones(18, np.float32))
     clear = gm.ModalFeatures(np.ma.masked_array(np.ones(18), mask=False), "visual")
     assert clear == gm.ModalFeatures(np.ones(18), "visual")
+
+
+def test_an_experience_of_masked_arrays_is_refused_not_recorded_as_its_hidden_values() -> None:
+    buffer = _buffer()
+    hidden = np.ma.masked_array(np.zeros((7, E)), mask=np.zeros((7, E), bool))
+    hidden.mask[3, 1] = True
+    fields = dict(embeddings=np.zeros((7, E)), mask=np.ones(7, bool), fused=np.zeros(E), pair_strengths=np.zeros((7, 7)))
+    for field, value in (("embeddings", hidden), ("mask", np.ma.masked_array(np.ones(7, bool), mask=[1, 0, 0, 0, 0, 0, 0]))):
+        with pytest.raises(gm.InvalidValueError, match=rf"^experience\.{field}: a masked array with 1 masked entries") as err:
+            buffer.append(gm.Experience(**{**fields, field: value}, reward=0.5, event_id=3))
+        assert err.value.arg == f"experience.{field}"
+    assert len(buffer) == 2
+    buffer.append(gm.Experience(**{**fields, "embeddings": np.ma.masked_array(np.zeros((7, E)), mask=False)}, reward=0.5, event_id=3))
+    assert len(buffer) == 3
+
+
+def test_masked_labels_are_refused_not_scored_by_the_labels_under_the_mask() -> None:
+    pytest.importorskip("sklearn")
+    from grapheme_multimodal import metrics
+    from grapheme_multimodal.datasets import train_test_indices
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(12, 3))
+    labels = np.ma.masked_array(np.arange(12) % 3, mask=np.arange(12) == 5)
+    for name, call in (("labels", lambda: metrics.cross_view_retrieval(x, x, labels)),
+                       ("test_y", lambda: metrics.knn_accuracy(x, np.arange(12) % 3, x, labels)),
+                       ("labels", lambda: train_test_indices(labels))):
+        with pytest.raises(gm.InvalidValueError, match=rf"^{name}: a masked array with 1 masked entries; expected labels") as err:
+            call()
+        assert err.value.arg == name
+    unmasked_labels = np.ma.masked_array(np.arange(12) % 3, mask=False)
+    assert metrics.cross_view_retrieval(x, x, unmasked_labels) == metrics.cross_view_retrieval(x, x, np.arange(12) % 3)

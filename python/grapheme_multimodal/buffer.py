@@ -26,8 +26,7 @@ from ._core import MODALITY_NAMES, NUM_MODALITIES
 from ._locking import ForkedMidChange
 from ._validation import (
     as_finite_float, as_mask, as_positive_int, as_real_array, as_seed, check_flag, describe, memory_budget,
-    non_finite_message,
-    refuse_bools,
+    non_finite_message, refuse_bools, unmasked,
 )
 from .exceptions import CheckpointError, InvalidValueError, NonFiniteError, ShapeError, TooLargeError
 from .io import PathLike, TensorSpec, check_write_target, read_tagged_safetensors, write_tagged_safetensors
@@ -194,12 +193,12 @@ class ExperienceBuffer:
                     f"experience.inputs: expected 7 entries (None where absent), got {describe(x.inputs)}",
                     "experience.inputs",
                 )
-            inputs = [None if v is None else np.asarray(v)[None] for v in x.inputs]
+            inputs = [None if v is None else _one_row(v, f"experience.inputs[{m}]") for m, v in enumerate(x.inputs)]
         self.extend(
-            embeddings=np.asarray(x.embeddings)[None],
-            mask=np.asarray(x.mask)[None],
-            fused=np.asarray(x.fused)[None],
-            pair_strengths=np.asarray(x.pair_strengths)[None],
+            embeddings=_one_row(x.embeddings, "experience.embeddings"),
+            mask=_one_row(x.mask, "experience.mask"),
+            fused=_one_row(x.fused, "experience.fused"),
+            pair_strengths=_one_row(x.pair_strengths, "experience.pair_strengths"),
             rewards=[x.reward],
             event_ids=[x.event_id],
             inputs=inputs,
@@ -659,6 +658,14 @@ def _check_finite(arr: np.ndarray, name: str, row_ids: Optional[np.ndarray] = No
     given = (arr if source is None else source)[at]
     row = (int(row_ids[at[0]]) if row_ids is not None else at[0]) if at else 0
     raise NonFiniteError(f"{name}: row {row} {non_finite_message(given)}", name)
+
+
+def _one_row(value: Any, name: str) -> np.ndarray:
+    """One experience's field as a batch of one row for :meth:`ExperienceBuffer.extend`
+    (a masked array's hidden values refused: np.asarray would record them)."""
+    if isinstance(value, np.ma.MaskedArray):
+        value = unmasked(value, name, "plain values", "fill them")
+    return np.asarray(value)[None]
 
 
 def _event_ids(value: Any, n: int) -> np.ndarray:

@@ -11,7 +11,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ._validation import as_finite_float, as_real_array, describe
+from ._validation import as_finite_float, as_real_array, describe, unmasked
 from .exceptions import InvalidValueError, NonFiniteError, ShapeError
 
 __all__ = ["cross_view_retrieval", "knn_accuracy", "linear_probe_accuracy", "roc_auc", "unit_side_by_side"]
@@ -74,6 +74,8 @@ def _out_of_range(*arrays: np.ndarray) -> bool:
 
 
 def _labels_1d(name: str, y: object, n: int, n_name: str) -> np.ndarray:
+    if isinstance(y, np.ma.MaskedArray):  # np.asarray would score the labels under the mask
+        y = unmasked(y, name, "labels", "fill them, or leave those rows out")
     arr = np.asarray(y)
     if arr.shape != (n,):
         raise ShapeError(f"{name} must have shape ({n},) to match {n_name}, got {arr.shape}", name)

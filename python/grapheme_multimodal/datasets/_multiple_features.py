@@ -212,10 +212,11 @@ def train_test_indices(
             "train_test_split needs scikit-learn: pip install 'grapheme-multimodal[sklearn]'",
             name="sklearn",
         ) from err
-    labels = np.asarray(labels)
-    if labels.ndim != 1:
-        raise ShapeError(f"labels must be 1-D, got shape {labels.shape}", "labels")
-    _labels_1d("labels", labels, len(labels), "its length")  # NaN or NaT: scikit-learn's "Input y contains NaN"
+    shape = np.shape(labels)
+    if len(shape) != 1:
+        raise ShapeError(f"labels must be 1-D, got shape {shape}", "labels")
+    # NaN or NaT: scikit-learn's "Input y contains NaN"; masked: the labels under the mask
+    labels = _labels_1d("labels", labels, shape[0], "its length")
     # numpy floats too; "a fraction in (0, 1)" as before
     test_size = as_finite_float(test_size, "test_size", lambda t: 0 < t < 1, "a fraction in (0, 1)")
     seed = as_seed(seed, "seed", below=2**32)  # else scikit-learn's error about a 'random_state' this function has not
