@@ -382,3 +382,14 @@ def test_masked_labels_are_refused_not_scored_by_the_labels_under_the_mask() -> 
         assert err.value.arg == name
     unmasked_labels = np.ma.masked_array(np.arange(12) % 3, mask=False)
     assert metrics.cross_view_retrieval(x, x, unmasked_labels) == metrics.cross_view_retrieval(x, x, np.arange(12) % 3)
+
+
+@pytest.mark.parametrize("dtype", [bool, complex, str])
+def test_binder_auc_names_bind_when_it_returns_no_real_strengths(dtype) -> None:
+    from grapheme_multimodal.evaluation import binder_auc
+
+    rng = np.random.default_rng(0)
+    embeddings = {"a": rng.normal(size=(10, 4)), "b": rng.normal(size=(10, 4))}
+    # was roc_auc's error about "positive_scores", an argument the caller never passed
+    with pytest.raises(TypeError, match=r"^bind: returned array of shape \(10,\) and dtype .* for views 'a', 'b'; expected real"):
+        binder_auc(lambda a, b: np.ones(len(a), dtype), embeddings)

@@ -15,7 +15,7 @@ from typing import Any, Callable, Dict, Mapping, Optional, Sequence
 import numpy as np
 
 from ..datasets import MultipleFeatures
-from .._validation import as_finite_float, as_seed
+from .._validation import as_finite_float, as_seed, describe
 from ..exceptions import InvalidValueError, NonFiniteError, ShapeError
 from ..metrics import cross_view_retrieval, knn_accuracy, linear_probe_accuracy, roc_auc, unit_side_by_side
 from ._anchors import Anchors, one_thread
@@ -93,7 +93,10 @@ def binder_auc(
             if strengths.shape != (n,):  # a scalar or [N, E] was a numpy error, or scores named positive_scores
                 raise ShapeError(f"bind: returned shape {strengths.shape} for views {i!r}, {j!r}; expected ({n},), "
                                  "one strength per row", "bind")
-            if strengths.dtype.kind in "fc" and not np.isfinite(strengths).all():
+            if strengths.dtype.kind not in "iuf":  # else roc_auc's error about positive_scores, an argument not passed
+                raise TypeError(f"bind: returned {describe(strengths)} for views {i!r}, {j!r}; expected real-valued "
+                                "strengths (not bools, strings or complex numbers)")
+            if strengths.dtype.kind == "f" and not np.isfinite(strengths).all():
                 raise NonFiniteError(f"bind: returned NaN or inf for views {i!r}, {j!r}; expected finite strengths", "bind")
             scores.append(strengths)
     return roc_auc(np.concatenate(positives), np.concatenate(negatives))
