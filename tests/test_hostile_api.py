@@ -393,3 +393,20 @@ def test_binder_auc_names_bind_when_it_returns_no_real_strengths(dtype) -> None:
     # was roc_auc's error about "positive_scores", an argument the caller never passed
     with pytest.raises(TypeError, match=r"^bind: returned array of shape \(10,\) and dtype .* for views 'a', 'b'; expected real"):
         binder_auc(lambda a, b: np.ones(len(a), dtype), embeddings)
+
+
+def test_a_networkx_activation_beyond_float64_is_named_not_an_overflow_error() -> None:
+    nx = pytest.importorskip("networkx")
+    for value, shown in ((2**1100, "1358298529"), (-(2**1100), "-1358298529")):
+        g = nx.DiGraph()
+        g.add_node("a", activation=value)
+        # was Python's bare "OverflowError: int too large to convert to float"
+        with pytest.raises(gm.NonFiniteError, match=rf"^g: node 'a' has activation={shown}\d+, too large for float32") as err:
+            gm.Graph.from_networkx(g)
+        assert err.value.arg == "g"
+    if np.finfo(np.longdouble).max > np.finfo(np.float64).max:
+        g = nx.DiGraph()
+        g.add_node("a", activation=np.longdouble("1e4000"))
+        # was "activations: contains a non-finite value (NaN or inf)", a value never given
+        with pytest.raises(gm.NonFiniteError, match=r"^g: node 'a' has activation=1e\+4000, too large for float32"):
+            gm.Graph.from_networkx(g)

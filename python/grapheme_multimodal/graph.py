@@ -18,7 +18,7 @@ import numpy as np
 
 from . import _core
 from ._validation import FLOAT32_MAX, as_real_array, describe, float32_of_wide, unmasked
-from .exceptions import InvalidValueError, ShapeError, TooLargeError
+from .exceptions import InvalidValueError, NonFiniteError, ShapeError, TooLargeError
 
 EdgeList = Union[np.ndarray, Sequence[Sequence[int]]]
 TextOrGraph = Union[str, "Graph"]
@@ -174,10 +174,18 @@ class Graph:
             a = data.get(activation, 1.0)
             if isinstance(a, bool) or not isinstance(a, (int, float, np.integer, np.floating)):
                 raise TypeError(f"g: node {node!r} has {activation}={a!r}; expected a real number")
+            try:
+                as_float: Optional[float] = float(a)
+            except OverflowError:  # an int beyond float64: Python's "int too large to convert to float"
+                as_float = None
+            if as_float is None or (np.isinf(as_float) and np.isfinite(a)):  # a long double beyond float64 became inf
+                raise NonFiniteError(
+                    f"g: node {node!r} has {activation}={a!s}, too large for float32 (largest {FLOAT32_MAX:.3g}); "
+                    "expected finite float32 numbers", "g")
             lab = data.get(label, "")
             if not isinstance(lab, str):
                 raise TypeError(f"g: node {node!r} has {label}={lab!r}; expected a str")
-            acts.append(float(a))
+            acts.append(as_float)
             labels.append(lab)
         edges = []
         for u, v in g.edges():
