@@ -410,3 +410,32 @@ def test_a_networkx_activation_beyond_float64_is_named_not_an_overflow_error() -
         # was "activations: contains a non-finite value (NaN or inf)", a value never given
         with pytest.raises(gm.NonFiniteError, match=r"^g: node 'a' has activation=1e\+4000, too large for float32"):
             gm.Graph.from_networkx(g)
+
+
+def _mfeat_folder(tmp_path, cell: str = "", at: tuple = (1, 0)):
+    """A folder of the six Multiple Features CSVs (4 rows), the cell ``at``
+    (line, column) of mfeat-fou.csv replaced by ``cell`` when given."""
+    from grapheme_multimodal.datasets import VIEW_DIMS, VIEW_NAMES
+
+    for name, dim in zip(VIEW_NAMES, VIEW_DIMS):
+        lines = [[str(j) for j in range(dim)] + ["0"]]
+        lines += [[f"{0.5 * r + 0.01 * j}" for j in range(dim)] + [str(r % 2)] for r in range(4)]
+        if cell and name == "fou":
+            lines[at[0]][at[1]] = cell
+        (tmp_path / f"mfeat-{name}.csv").write_text("\n".join(",".join(line) for line in lines) + "\n")
+    return tmp_path
+
+
+def test_a_multiple_features_csv_value_beyond_float32_is_refused_not_made_inf(tmp_path) -> None:
+    from grapheme_multimodal.datasets import load_multiple_features
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # was numpy's "overflow encountered in cast", and inf in the view
+        with pytest.raises(ValueError, match=r"mfeat-fou\.csv: row 1 \(below the header\), feature 3 holds -1e\+39, too large for float32"):
+            load_multiple_features(_mfeat_folder(tmp_path, "-1e39", at=(2, 3)))
+        with pytest.raises(ValueError, match=r"mfeat-fou\.csv: the last column must hold integer class labels"):
+            load_multiple_features(_mfeat_folder(tmp_path, "1e20", at=(1, -1)))  # "invalid value encountered in cast" first
+    # numpy's "could not convert string 'abc' to float64" named no file
+    with pytest.raises(ValueError, match=r"mfeat-fou\.csv: could not convert string 'abc'"):
+        load_multiple_features(_mfeat_folder(tmp_path, "abc"))
+    assert load_multiple_features(_mfeat_folder(tmp_path)).n_events == 4

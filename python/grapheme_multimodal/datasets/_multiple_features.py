@@ -21,7 +21,7 @@ from typing import List, Optional, Tuple, Union
 
 import numpy as np
 
-from .._validation import as_finite_float, as_seed, check_flag, describe
+from .._validation import FLOAT32_MAX, as_finite_float, as_seed, check_flag, describe
 from ..exceptions import InvalidValueError, NonFiniteError, ShapeError
 from ..metrics import _column_shift, _finite_2d, _labels_1d
 from ._base import MultiViewMixin
@@ -128,18 +128,28 @@ def _read_view(path: Path, name: str, dim: int) -> tuple[np.ndarray, np.ndarray]
             f"missing {path.name} for view {name!r} in {path.parent}; "
             f"reinstall the data with: {INSTALL_HINT}"
         )
-    table = np.loadtxt(path, delimiter=",", skiprows=1, dtype=np.float64, ndmin=2)
+    try:
+        table = np.loadtxt(path, delimiter=",", skiprows=1, dtype=np.float64, ndmin=2)
+    except ValueError as exc:  # numpy's "could not convert string 'abc' to float64 ..." named no file
+        raise ValueError(f"{path}: {exc} (below the header row); expected numbers") from None
     if table.shape[1] != dim + 1:
         raise ValueError(
             f"{path} has {table.shape[1]} columns, expected {dim} features + 1 label"
         )
     if not np.isfinite(table).all():
         raise ValueError(f"{path} contains non-finite values")
-    raw_labels = table[:, -1]
-    labels = raw_labels.astype(np.int64)
-    if not np.array_equal(labels, raw_labels):
+    features, raw_labels = table[:, :-1], table[:, -1]
+    beyond = np.abs(features) > FLOAT32_MAX
+    if beyond.any():  # the views are float32: such a value became inf, with numpy's warning only
+        row, col = (int(i) for i in np.argwhere(beyond)[0])
+        raise ValueError(
+            f"{path}: row {row} (below the header), feature {col} holds {float(features[row, col])!r}, too large for "
+            f"float32 (largest {FLOAT32_MAX:.3g}), the views' dtype"
+        )
+    if not (np.all(raw_labels == np.round(raw_labels)) and np.all(np.abs(raw_labels) < 2.0**63)):
+        # checked before the cast: numpy's "invalid value encountered in cast" came first
         raise ValueError(f"{path}: the last column must hold integer class labels")
-    return table[:, :-1].astype(np.float32), labels
+    return features.astype(np.float32), raw_labels.astype(np.int64)
 
 
 def load_multiple_features(
