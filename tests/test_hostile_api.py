@@ -439,3 +439,27 @@ def test_a_multiple_features_csv_value_beyond_float32_is_refused_not_made_inf(tm
     with pytest.raises(ValueError, match=r"mfeat-fou\.csv: could not convert string 'abc'"):
         load_multiple_features(_mfeat_folder(tmp_path, "abc"))
     assert load_multiple_features(_mfeat_folder(tmp_path)).n_events == 4
+
+
+def test_the_model_embedder_names_the_view_not_the_models_modality() -> None:
+    from grapheme_multimodal.evaluation import ModelEmbedder, view_modalities
+
+    model = gm.LearnableMultiModal(embed_dim=E, hidden_dim=16, num_heads=2, input_dims={"visual": 5, "auditory": 3},
+                                   encoder_hidden=(4,))
+    embedder = ModelEmbedder(model, view_modalities(["fou", "kar"]))
+    bad = np.zeros((4, 5))
+    bad[2, 1] = np.nan
+    kar = np.zeros((4, 3))
+    # each named inputs['visual'] or inputs, arguments of the model the caller never saw
+    cases = [
+        (lambda: embedder.embed_views({"fou": bad, "kar": kar}), gm.NonFiniteError, r"^views\['fou'\]: contains a non-finite value"),
+        (lambda: embedder.embed_fused({"fou": np.zeros((4, 4)), "kar": kar}), gm.ShapeError, r"^views\['fou'\]: expected shape \(any, 5\)"),
+        (lambda: embedder.hidden_features({"kar": np.full((4, 3), 3e38)}), gm.NonFiniteError, r"^views\['kar'\]: row 0 overflows float32"),
+        (lambda: embedder.embed_views({"fou": np.zeros((3, 5)), "kar": kar}), gm.ShapeError, r"^views: arrays have different numbers of rows"),
+        (lambda: embedder.embed_views({"fou": np.zeros((4, 5), "U1"), "kar": kar}), TypeError, r"^views\['fou'\]: expected a real-valued"),
+    ]
+    for call, error, message in cases:
+        with pytest.raises(error, match=message) as err:
+            call()
+        if isinstance(err.value, gm.GraphemeError):
+            assert err.value.arg == message[1:].split(":")[0].replace("\\", "")

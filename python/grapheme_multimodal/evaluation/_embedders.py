@@ -7,11 +7,11 @@ Any model can be measured — a PyTorch one too — if it has the two methods of
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, Dict, Iterable, Mapping, Optional, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Mapping, Optional, Protocol, runtime_checkable
 
 import numpy as np
 
-from ..exceptions import InvalidValueError
+from ..exceptions import GraphemeError, InvalidValueError
 from ..types import Modality
 
 if TYPE_CHECKING:
@@ -82,17 +82,31 @@ class ModelEmbedder:
 
     def embed_views(self, views: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
         """Each given view's modality embedding ``[N, E]`` (``model.encode``)."""
-        emb = self.model.encode(self._inputs(views))
+        emb = self._on_views(self.model.encode, views)
         return {v: emb[:, self.modalities[v].index] for v in views}
 
     def embed_fused(self, views: Mapping[str, np.ndarray]) -> np.ndarray:
         """The fused embedding ``[N, E]`` of the given views (the others absent)."""
-        return self.model.encode_and_fuse(self._inputs(views))[1]
+        return self._on_views(self.model.encode_and_fuse, views)[1]
 
     def hidden_features(self, views: Mapping[str, np.ndarray], layer: int = -1) -> Dict[str, np.ndarray]:
         """Each view's encoder hidden features (:meth:`LearnableMultiModal.hidden_features`)."""
-        features = self.model.hidden_features(self._inputs(views), layer=layer)
+        features = self._on_views(lambda inputs: self.model.hidden_features(inputs, layer=layer), views)
         return {v: features[:, self.modalities[v].index] for v in views}
+
+    def _on_views(self, method: Callable[[Dict[Modality, np.ndarray]], Any], views: Mapping[str, np.ndarray]) -> Any:
+        """``method`` of the model on the views as its inputs; an error about
+        the model's ``inputs['m']`` (or all ``inputs``) named as the caller's
+        ``views['v']`` (or ``views``): the model's names are not the caller's."""
+        try:
+            return method(self._inputs(views))
+        except (GraphemeError, TypeError) as err:
+            message = str(err)
+            for model_arg, arg in [(f"inputs[{str(m)!r}]", f"views[{v!r}]") for v, m in self.modalities.items()] + [("inputs", "views")]:
+                if message.startswith(model_arg + ":"):
+                    renamed = arg + message[len(model_arg):]
+                    raise (type(err)(renamed, arg) if isinstance(err, GraphemeError) else type(err)(renamed)) from None
+            raise
 
     def bind(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """The binder's strength ``[N]`` for rows of view embeddings ``a`` and ``b``."""
