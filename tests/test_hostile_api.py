@@ -463,3 +463,24 @@ def test_the_model_embedder_names_the_view_not_the_models_modality() -> None:
             call()
         if isinstance(err.value, gm.GraphemeError):
             assert err.value.arg == message[1:].split(":")[0].replace("\\", "")
+
+
+def test_fit_views_names_the_view_not_the_models_modality() -> None:
+    pytest.importorskip("sklearn")
+    from grapheme_multimodal import uci
+
+    rng = np.random.default_rng(0)
+    views = {"fou": rng.normal(size=(30, 5)), "kar": rng.normal(size=(30, 3))}
+    settings = uci.TrainingSettings(epochs=1, embed_dim=E, hidden_dim=8, num_heads=2, encoder_hidden=(8,))
+    nan = {**views, "fou": views["fou"].copy()}
+    nan["fou"][3, 1] = np.nan
+    # were inputs['visual'], inputs[<Modality.VISUAL: 0>] (the enum's repr) and inputs
+    cases = [
+        (dict(views=nan), gm.NonFiniteError, r"^views\['fou'\]: row 3 holds NaN or inf"),
+        (dict(views={**views, "fou": views["fou"][:, 0]}), gm.ShapeError, r"^views\['fou'\]: expected a 2-D array"),
+        (dict(views={**views, "fou": views["fou"][:20]}), gm.ShapeError, r"^views: arrays have different numbers of rows"),
+        (dict(views=views, validation={**views, "kar": views["kar"][:, :2]}), gm.ShapeError, r"^validation\['kar'\]: expected shape"),
+    ]
+    for kwargs, error, message in cases:
+        with pytest.raises(error, match=message):
+            uci.fit_views(settings=settings, **kwargs)

@@ -3,13 +3,13 @@ say which argument was wrong, what it was and what was expected."""
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Mapping, Optional
 
 import numpy as np
 
 from . import _core
 from ._core import NUM_MODALITIES
-from .exceptions import InvalidValueError, NonFiniteError, ShapeError
+from .exceptions import GraphemeError, InvalidValueError, NonFiniteError, ShapeError
 
 
 def describe(x: Any) -> str:
@@ -44,6 +44,19 @@ def as_real_array(x: Any, name: str) -> np.ndarray:
     if arr.dtype.kind not in "biuf":  # timedelta64 is a numpy integer too, but no number to compute with
         raise TypeError(f"{name}: expected a real-valued numeric array, got {describe(arr)}")
     return arr
+
+
+def renamed(err: Exception, names: Mapping[str, str]) -> Exception:
+    """``err`` (one of ours, or a TypeError) whose message begins with one of
+    the argument names ``names`` maps (``"inputs['visual']: ..."``) remade to
+    begin with the name it maps to (``"views['fou']: ..."``), the caller's
+    name for what a wrapped call named by its own; else ``err`` itself."""
+    message = str(err)
+    for inner, outer in names.items():
+        if message.startswith(inner + ":"):
+            text = outer + message[len(inner):]
+            return type(err)(text, outer) if isinstance(err, GraphemeError) else type(err)(text)
+    return err
 
 
 def unmasked(

@@ -18,7 +18,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from ._core import NUM_MODALITIES
-from ._validation import as_float32, as_seed, check_flag, describe
+from ._validation import as_float32, as_seed, check_flag, describe, renamed
 from .exceptions import GraphemeError, InvalidValueError, NonFiniteError, ShapeError
 from .metrics import unit_side_by_side
 from .model import LearnableMultiModal
@@ -248,15 +248,14 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
             raise self._as_view_error(err) from None
         return out.astype(views[0].dtype, copy=False)
 
-    def _as_view_error(self, err: GraphemeError) -> GraphemeError:
+    def _as_view_error(self, err: GraphemeError) -> Exception:
         """``err`` about the model's ``inputs['m']`` or ``fit``'s ``data['m']``
         (e.g. a row whose encoding overflowed) named as the view ``Xs[i]``
         it came from: the estimator has neither argument."""
+        names = {}
         for i, m in enumerate(self.modalities_):
-            for model_arg in (f"inputs[{str(m)!r}]", f"data[{str(m)!r}]"):
-                if err.arg == model_arg and str(err).startswith(model_arg):
-                    return type(err)(f"Xs[{i}]" + str(err)[len(model_arg):], f"Xs[{i}]")
-        return err
+            names.update({f"inputs[{str(m)!r}]": f"Xs[{i}]", f"data[{str(m)!r}]": f"Xs[{i}]"})
+        return renamed(err, names)
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         """Names of :meth:`transform`'s columns, as scikit-learn's

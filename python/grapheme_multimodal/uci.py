@@ -21,9 +21,10 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ._validation import as_real_array, describe
+from ._validation import as_real_array, describe, renamed
 from .evaluation import ModelEmbedder, view_modalities
-from .exceptions import ShapeError
+from .evaluation._embedders import view_names
+from .exceptions import GraphemeError, ShapeError
 from .model import LearnableMultiModal
 from .stopping import fit_with_stopping
 from .types import Modality
@@ -232,9 +233,10 @@ def _input_dims(inputs: Any) -> Dict[Any, int]:
         raise TypeError(f"inputs: expected a mapping modality -> [N, d] array, got {describe(inputs)}")
     dims = {}
     for m, x in inputs.items():
-        shape = as_real_array(x, f"inputs[{m!r}]").shape
+        name = f"inputs[{str(m) if isinstance(m, Modality) else m!r}]"  # inputs['visual'], as the model names it
+        shape = as_real_array(x, name).shape
         if len(shape) != 2:
-            raise ShapeError(f"inputs[{m!r}]: expected a 2-D array [N, d], got shape {shape}", f"inputs[{m!r}]")
+            raise ShapeError(f"{name}: expected a 2-D array [N, d], got shape {shape}", name)
         dims[m] = shape[1]
     return dims
 
@@ -261,11 +263,16 @@ def fit_views(
     modalities = view_modalities(views)
     settings = TrainingSettings(seed=seed) if settings is None else settings
     as_inputs = lambda vs: {modalities[v]: x for v, x in vs.items()}  # noqa: E731
-    model = train(
-        as_inputs(views),
-        settings,
-        progress,
-        validation=None if validation is None else as_inputs(validation),
-        standardize=True,
-    )
+    try:
+        model = train(
+            as_inputs(views),
+            settings,
+            progress,
+            validation=None if validation is None else as_inputs(validation),
+            standardize=True,
+        )
+    except (GraphemeError, TypeError) as err:  # named by the model's modalities: inputs['visual'], data['visual']
+        names = {**view_names(modalities, "inputs", "views"), **view_names(modalities, "data", "views"),
+                 **view_names(modalities, "validation", "validation"), "inputs": "views"}
+        raise renamed(err, names) from None
     return ModelEmbedder(model, modalities)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Mapping, Option
 
 import numpy as np
 
+from .._validation import renamed
 from ..exceptions import GraphemeError, InvalidValueError
 from ..types import Modality
 
@@ -101,16 +102,17 @@ class ModelEmbedder:
         try:
             return method(self._inputs(views))
         except (GraphemeError, TypeError) as err:
-            message = str(err)
-            for model_arg, arg in [(f"inputs[{str(m)!r}]", f"views[{v!r}]") for v, m in self.modalities.items()] + [("inputs", "views")]:
-                if message.startswith(model_arg + ":"):
-                    renamed = arg + message[len(model_arg):]
-                    raise (type(err)(renamed, arg) if isinstance(err, GraphemeError) else type(err)(renamed)) from None
-            raise
+            raise renamed(err, {**view_names(self.modalities, "inputs", "views"), "inputs": "views"}) from None
 
     def bind(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """The binder's strength ``[N]`` for rows of view embeddings ``a`` and ``b``."""
         return self.model.bind(a, b)
+
+
+def view_names(modalities: Mapping[str, Modality], inner: str, outer: str) -> Dict[str, str]:
+    """``{"inner['visual']": "outer['fou']", ...}``: each view's modality
+    argument as a model call names it, and as the caller names the view."""
+    return {f"{inner}[{str(m)!r}]": f"{outer}[{v!r}]" for v, m in modalities.items()}
 
 
 def optional_hidden_features(embedder: ViewEmbedder) -> Optional[Callable[[Mapping[str, np.ndarray]], Dict[str, np.ndarray]]]:
