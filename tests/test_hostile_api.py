@@ -484,3 +484,20 @@ def test_fit_views_names_the_view_not_the_models_modality() -> None:
     for kwargs, error, message in cases:
         with pytest.raises(error, match=message):
             uci.fit_views(settings=settings, **kwargs)
+
+
+def test_a_broadcast_view_larger_than_memory_is_too_large_by_name_not_numpys_memory_error() -> None:
+    from grapheme_multimodal import _core
+
+    model = small_model()
+    # its float32 copy alone is more than the machine holds (and at least 4 TiB: were it ever copied,
+    # numpy's allocation would fail at once instead of filling memory)
+    rows = max(_core.memory_budget(), 2**42) // (18 * 4) + 1
+    # a view of 18 numbers: numpy's copy raised "Unable to allocate ... GiB", naming no argument
+    # (or, below the overcommit limit, the OS killed the process as the copy filled)
+    with pytest.raises(gm.TooLargeError, match=r"^inputs\['visual'\]: an array of shape \(\d+, 18\) takes [\d,]+ bytes as "
+                       r"float32, more than this machine's memory") as err:
+        model.encode({"visual": np.broadcast_to(np.zeros(18), (rows, 18))})
+    assert err.value.arg == "inputs['visual']" and isinstance(err.value, MemoryError)
+    with pytest.raises(gm.TooLargeError, match=r"^embeddings: an array of shape"):
+        model.fuse(np.broadcast_to(np.zeros((7, E)), (rows, 7, E)))

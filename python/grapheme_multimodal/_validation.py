@@ -9,7 +9,7 @@ import numpy as np
 
 from . import _core
 from ._core import NUM_MODALITIES
-from .exceptions import GraphemeError, InvalidValueError, NonFiniteError, ShapeError
+from .exceptions import GraphemeError, InvalidValueError, NonFiniteError, ShapeError, TooLargeError
 
 
 def describe(x: Any) -> str:
@@ -194,6 +194,12 @@ def as_float32(
         arr = x
     else:
         real = as_real_array(x, name)
+        if real.size * 4 > memory_budget():
+            # a broadcast view or a memory map can be larger than memory: numpy's copy raised its own
+            # MemoryError naming no argument, or (lazily mapped) the OS killed the process filling it
+            raise TooLargeError(
+                f"{name}: an array of shape {real.shape} takes {real.size * 4:,} bytes as float32, more than this "
+                f"machine's memory ({memory_budget():,} bytes); expected fewer rows", name)
         if real.dtype.kind == "f" and real.dtype.itemsize > 4:  # only wider floats can overflow float32
             arr = float32_of_wide(real, name, present)
         else:
