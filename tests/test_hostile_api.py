@@ -501,3 +501,20 @@ def test_a_broadcast_view_larger_than_memory_is_too_large_by_name_not_numpys_mem
     assert err.value.arg == "inputs['visual']" and isinstance(err.value, MemoryError)
     with pytest.raises(gm.TooLargeError, match=r"^embeddings: an array of shape"):
         model.fuse(np.broadcast_to(np.zeros((7, E)), (rows, 7, E)))
+
+
+def test_ragged_rows_are_refused_alike_whatever_numpy_made_of_them() -> None:
+    # numpy < 1.24 made ragged lists an array of list objects (with a warning): refused as
+    # "dtype object" there, and as rows that could not be read from 1.24 on
+    ragged = np.empty(2, dtype=object)
+    ragged[0], ragged[1] = [1.0] * 18, [1.0] * 17
+    with pytest.raises(gm.InvalidValueError, match=r"^inputs\['visual'\]: could not be read as a numeric array \(rows of different lengths\)"):
+        small_model().encode({"visual": ragged})
+    flags = np.empty(2, dtype=object)
+    flags[0], flags[1] = [1] * 7, [1] * 6
+    with pytest.raises(gm.InvalidValueError, match=r"^mask: could not be read as a \[B, 7\] array of booleans \(rows of different lengths\)"):
+        small_model().fuse(np.ones((2, 7, E)), flags)
+    even = np.empty(2, dtype=object)
+    even[0], even[1] = [1.0] * 18, [2.0] * 18
+    with pytest.raises(TypeError, match=r"^inputs\['visual'\]: expected a real-valued numeric array, got .* dtype object"):
+        small_model().encode({"visual": even})  # rows of one length: objects still, not numbers

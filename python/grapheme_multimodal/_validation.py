@@ -31,6 +31,8 @@ def as_real_array(x: Any, name: str) -> np.ndarray:
         arr = np.asarray(x)
     except Exception as exc:  # ragged lists and the like
         raise InvalidValueError(f"{name}: could not be read as a numeric array ({exc})", name) from None
+    if _ragged(arr):
+        raise InvalidValueError(f"{name}: could not be read as a numeric array (rows of different lengths)", name)
     if arr.dtype == object and hasattr(x, "to_numpy") and _pandas_numeric(x):
         # pandas' nullable columns (Float64, Int64, boolean) read as objects; pd.NA
         # becomes NaN, which the callers refuse (or read as absent) by row
@@ -71,6 +73,18 @@ def unmasked(
     if hidden:
         raise InvalidValueError(f"{name}: a masked array with {hidden} masked entries; expected {expected} ({remedy})", name)
     return x.data
+
+
+def _ragged(arr: np.ndarray) -> bool:
+    """Whether ``arr`` is what numpy < 1.24 made of ragged nested lists (a
+    warning and an array of objects that are sequences); numpy >= 1.24
+    refuses them, and the error must not depend on the version."""
+    if not (arr.dtype == object and arr.ndim >= 1 and arr.size > 0 and isinstance(arr.flat[0], (list, tuple, np.ndarray))):
+        return False
+    try:
+        return len({len(v) for v in arr.flat}) > 1
+    except TypeError:  # sequences beside numbers
+        return True
 
 
 def _int_beyond_64_bits(arr: np.ndarray) -> Optional[int]:
@@ -269,6 +283,8 @@ def as_mask(mask: Any, batch_size: Optional[int], name: str = "mask") -> np.ndar
         arr = np.asarray(mask)
     except Exception as exc:  # ragged rows: numpy's error named no argument
         raise InvalidValueError(f"{name}: could not be read as a [B, 7] array of booleans ({exc})", name) from None
+    if _ragged(arr):
+        raise InvalidValueError(f"{name}: could not be read as a [B, 7] array of booleans (rows of different lengths)", name)
     if arr.dtype == object and hasattr(mask, "to_numpy") and _pandas_numeric(mask):
         # pandas' nullable columns ("boolean", "Int64") read as objects; pd.NA becomes NaN, refused below
         arr = mask.to_numpy(dtype=np.float64, na_value=np.nan)
