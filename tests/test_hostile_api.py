@@ -516,5 +516,6 @@ def test_ragged_rows_are_refused_alike_whatever_numpy_made_of_them() -> None:
         small_model().fuse(np.ones((2, 7, E)), flags)
     even = np.empty(2, dtype=object)
     even[0], even[1] = [1.0] * 18, [2.0] * 18
-    with pytest.raises(TypeError, match=r"^inputs\['visual'\]: expected a real-valued numeric array, got .* dtype object"):
-        small_model().encode({"visual": even})  # rows of one length: objects still, not numbers
+    with pytest.raises(TypeError, match=r"^inputs\['visual'\]: expected a real-valued numeric array, got .* dtype object "
+                       r"whose items are rows .*: pass np.stack"):
+        small_model().encode({"visual": even})  # rows of one length (a column of vectors): objects still, not numbers

@@ -44,7 +44,9 @@ def as_real_array(x: Any, name: str) -> np.ndarray:
         raise InvalidValueError(f"{name}: holds {big}, an int beyond 64 bits; expected numbers that fit in int64 "
                                 "(or float64, given as floats)", name)
     if arr.dtype.kind not in "biuf":  # timedelta64 is a numpy integer too, but no number to compute with
-        raise TypeError(f"{name}: expected a real-valued numeric array, got {describe(arr)}")
+        rows = arr.dtype == object and arr.size and isinstance(arr.flat[0], (list, tuple, np.ndarray))
+        hint = " whose items are rows (a data frame column of vectors?): pass np.stack(...) of them" if rows else ""
+        raise TypeError(f"{name}: expected a real-valued numeric array, got {describe(arr)}{hint}")
     return arr
 
 
