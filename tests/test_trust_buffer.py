@@ -173,6 +173,45 @@ def test_buffers_pickle_and_load_keeps_its_own_lock(tmp_path) -> None:
     assert back._lock is lock, "a thread waiting on the old lock must still exclude the loader"
 
 
+@pytest.mark.parametrize("how", ["copy", "deepcopy", "pickle"])
+def test_a_copy_of_a_buffer_is_independent_and_samples_as_the_original(how) -> None:
+    """copy.copy shared the buffer's arrays and generator: recording into
+    the copy overwrote the original's oldest experience and sampling from
+    it moved the original's generator."""
+    import copy
+
+    make = {"copy": copy.copy, "deepcopy": copy.deepcopy, "pickle": lambda b: pickle.loads(pickle.dumps(b))}[how]
+    buf = ExperienceBuffer(4, embed_dim=E, seed=3)
+    for i in range(4):
+        buf.append(experience(i))
+    buf.sample(2)  # the generator has moved on from its seed
+    twin = make(buf)
+    twin.append(experience(99))
+    twin.update_priorities([0], [5.0])
+    twin.sample(3)
+    assert buf.batch().event_ids.tolist() == [0, 1, 2, 3] and twin.batch().event_ids.tolist() == [1, 2, 3, 99]
+    np.testing.assert_array_equal(buf._arrays["priorities"][buf._slots()], np.abs(buf.batch().rewards).astype(np.float64) + 1e-3)
+    fresh = make(buf)
+    np.testing.assert_array_equal(buf.sample(3, prioritized=True).indices, fresh.sample(3, prioritized=True).indices)
+    np.testing.assert_array_equal(buf.sample(3).indices, fresh.sample(3).indices)
+
+
+def test_a_buffers_pickled_state_is_a_snapshot_of_the_moment_it_was_taken() -> None:
+    """The state was the buffer's own arrays, read by the pickler after the
+    lock was released: a write another thread made meanwhile went into the
+    pickle, beside the size and write position of before it (a full ring's
+    oldest experience replaced by the newest, out of order)."""
+    buf = ExperienceBuffer(4, embed_dim=E, seed=0)
+    for i in range(4):
+        buf.append(experience(i))
+    state = buf.__getstate__()
+    buf.append(experience(50))  # another thread, right after the lock is released
+    taken = ExperienceBuffer.__new__(ExperienceBuffer)
+    taken.__setstate__(state)
+    assert taken.batch().event_ids.tolist() == [0, 1, 2, 3]
+    assert_rows_whole(taken.batch())
+
+
 # -------------------------------------------------------- loading = appending
 def _saved(tmp_path, edit, name="buf.safetensors"):
     """A valid buffer's state, edited, written with fresh checksums."""

@@ -544,9 +544,19 @@ class ExperienceBuffer:
         self._size = size
         self._next = size % self.capacity
 
-    def __getstate__(self) -> Dict[str, Any]:  # pickling: everything but the lock
+    def __getstate__(self) -> Dict[str, Any]:
+        """Pickling and copying: everything but the lock, copied under it.
+        The arrays and the generator are copies, not the buffer's own: a
+        ``copy.copy`` shared them (recording into the copy overwrote the
+        original's experiences, sampling from it moved the original's
+        generator), and a pickle or deep copy, made from them after the lock
+        was released, could take in a write another thread made meanwhile."""
         with self._lock:
-            return {k: v for k, v in self.__dict__.items() if k != "_lock"}
+            state = {k: v for k, v in self.__dict__.items() if k not in ("_lock", "_arrays", "_rng")}
+            state["_arrays"] = {name: arr.copy() for name, arr in self._arrays.items()}
+            state["_rng"] = np.random.Generator(np.random.PCG64())
+            state["_rng"].bit_generator.state = self._rng.bit_generator.state
+            return state
 
     def __setstate__(self, state: Dict[str, Any]) -> None:
         self.__dict__.update(state)
