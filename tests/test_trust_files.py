@@ -133,6 +133,28 @@ def test_crafted_headers_are_clean_errors(tmp_path, meta, tensors) -> None:
         gm.LearnableMultiModal.load(path)
 
 
+@pytest.mark.parametrize("where", ["metadata value", "metadata name", "tensor name"])
+def test_a_lone_surrogate_in_the_header_is_a_checkpoint_error(tmp_path, where) -> None:
+    """JSON's "\\ud800" decodes to a lone surrogate, which UTF-8 cannot
+    encode: the metadata's checksum raised UnicodeEncodeError (hypothesis'
+    text() never draws surrogates). A tensor's name is refused the same way."""
+    lone = "\ud800"
+    for fmt, load in [(FILE_FORMAT, gm.LearnableMultiModal.load),
+                      ("grapheme-multimodal/experience-buffer/v1", gm.ExperienceBuffer.from_file)]:
+        meta = {"format": fmt, "checksum": json.dumps({"crc32": {"__metadata__": "0"}})}
+        tensors = {}
+        if where == "metadata value":
+            meta["config"] = lone
+        elif where == "metadata name":
+            meta[lone] = "1"
+        else:
+            tensors[lone] = {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}
+            meta["checksum"] = json.dumps({"crc32": {"__metadata__": gio._metadata_crc(meta), lone: "0"}})
+        path = _raw_file(tmp_path / "lone.safetensors", {"__metadata__": meta, **tensors}, b"\0" * 4 * len(tensors))
+        with pytest.raises(gm.CheckpointError, match="lone surrogate"):
+            load(path)
+
+
 @pytest.mark.parametrize("dtype", [np.float16, np.int32, np.bool_, np.float64])
 def test_weights_of_another_dtype_are_refused_not_converted(tmp_path, dtype) -> None:
     model = small_trained()

@@ -419,6 +419,11 @@ def _read_header(f: Any, size: int, where: str, fmt: str) -> Tuple[Dict[str, str
     raw_meta = {} if raw_meta is None else raw_meta
     if not isinstance(raw_meta, dict) or not all(isinstance(v, str) for v in raw_meta.values()):
         raise unreadable("its metadata is not text by name")
+    # JSON's \ud800 escapes decode to lone surrogates, which no UTF-8 text holds (safetensors
+    # refuses them): the checksums, which encode the names and metadata, raised UnicodeEncodeError.
+    lone = next((s for s in (*raw_meta, *raw_meta.values(), *header) if not _is_utf8(s)), None)
+    if lone is not None:
+        raise unreadable(f"its header holds {lone!r:.60}, text with a lone surrogate, which UTF-8 cannot encode")
     entries: Dict[str, _Declared] = {}
     for name, info in header.items():
         fields = (info.get("dtype"), info.get("shape"), info.get("data_offsets")) if isinstance(info, dict) else (None,) * 3
@@ -543,6 +548,14 @@ def _check_declared(
                 f"{tuple(spec.shape)}, got {_NUMPY_DTYPES.get(got_dtype, got_dtype)} of shape {got_shape}",
                 "path",
             )
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _tensor_crc(name: str, arr: np.ndarray) -> str:
