@@ -60,6 +60,35 @@ def test_save_without_experience(tmp_path):
     assert len(gm.LearnableMultiModal.load(path).experience) == 0
 
 
+@pytest.mark.parametrize("how", ["save", "pickle", "deepcopy"])
+def test_an_empty_experience_buffer_keeps_its_generator_capacity_and_seed(tmp_path, how):
+    """Only a buffer holding experiences was saved: an emptied one came back
+    with its generator at the seed (the next samples differed from the
+    original's), and a buffer the user had put in the model came back as
+    the config's (another capacity and seed). Pickles and copies, made of
+    the checkpoint's state, lost the same."""
+    import copy
+
+    def again(model):
+        if how == "save":
+            model.save(tmp_path / "m.safetensors")
+            return gm.LearnableMultiModal.load(tmp_path / "m.safetensors")
+        return copy.deepcopy(model) if how == "deepcopy" else pickle.loads(pickle.dumps(model))
+
+    model = small_model()
+    rows = synthetic(12)
+    model.record_batch(rows)
+    model.experience.sample(5)
+    model.clear_experience()
+    back = again(model)
+    model.record_batch(rows)
+    back.record_batch(rows)
+    np.testing.assert_array_equal(model.experience.sample(6).indices, back.experience.sample(6).indices)
+    model.experience = gm.ExperienceBuffer(7, seed=5)
+    back = again(model)
+    assert (back.experience.capacity, back.experience.seed) == (7, 5)
+
+
 def test_models_pickle_with_their_training_state():
     model = trained()
     assert_same_model(model, pickle.loads(pickle.dumps(model)))

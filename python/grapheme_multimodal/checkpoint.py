@@ -62,7 +62,7 @@ def checkpoint_state(model: "LearnableMultiModal", include_experience: bool = Tr
             tensors.update({_AVG_MEAN + k: v for k, v in average.mean.items()})
             tensors.update({_AVG_TRAINED + k: v for k, v in average.trained.items()})
             meta["weight_average"] = average.metadata()
-        if include_experience and len(model.experience):
+        if include_experience:  # empty too: its generator, capacity and seed are the user's
             exp_tensors, exp_meta = model.experience.state()
             tensors.update({_EXP + k: v for k, v in exp_tensors.items()})
             meta["experience"] = exp_meta
