@@ -89,6 +89,30 @@ def test_an_empty_experience_buffer_keeps_its_generator_capacity_and_seed(tmp_pa
     assert (back.experience.capacity, back.experience.seed) == (7, 5)
 
 
+@pytest.mark.parametrize("how", ["pickle", "deepcopy"])
+def test_a_copy_keeps_the_accumulated_gradients_and_steps_as_the_original(how):
+    """A pickle or copy dropped the gradients accumulated by backward (or
+    kept by train_step): the copy's step() was a no-op where the
+    original's took a step, and gradients() read zeros."""
+    import copy
+
+    model = small_model()
+    model.backward(synthetic(16))
+    twin = copy.deepcopy(model) if how == "deepcopy" else pickle.loads(pickle.dumps(model))
+    assert twin.has_gradients()
+    for name, grad in model.gradients().items():
+        assert grad.tobytes() == twin.gradients()[name].tobytes(), name
+    model.step()
+    twin.step()
+    assert_same_model(model, twin)
+    model.zero_grad()
+    assert not pickle.loads(pickle.dumps(model)).has_gradients()
+    state = model.__getstate__()
+    for forged in (np.zeros(3, np.float32), np.full(model.num_parameters(), np.nan, np.float32), "x"):
+        with pytest.raises(gm.CheckpointError, match="gradients"):
+            model.__setstate__({**state, "gradients": forged})
+
+
 def test_models_pickle_with_their_training_state():
     model = trained()
     assert_same_model(model, pickle.loads(pickle.dumps(model)))

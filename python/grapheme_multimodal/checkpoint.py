@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Dict, Mapping, Tuple
 import numpy as np
 
 from ._core import __version__
+from ._validation import describe
 from .averaging import WeightAverage
 from .buffer import ExperienceBuffer
 from .config import LearnableMultiModalConfig
@@ -105,9 +106,10 @@ def load_checkpoint(path: PathLike) -> "LearnableMultiModal":
         raise CheckpointError(f"path: {str(path)!r} is not a valid checkpoint: {_text(exc)}{_version_note(meta)}", "path") from None
 
 
-def model_from_state(tensors: Mapping[str, Any], meta: Mapping[str, Any]) -> "LearnableMultiModal":
-    """Inverse of :func:`checkpoint_state` (also what unpickling runs). Bad
-    input is a :class:`CheckpointError` (or :class:`TooLargeError`)."""
+def model_from_state(tensors: Mapping[str, Any], meta: Mapping[str, Any], gradients: Any = None) -> "LearnableMultiModal":
+    """Inverse of :func:`checkpoint_state` (also what unpickling runs), with
+    ``gradients`` (flat float32, layout order) as the accumulated gradients
+    when given. Bad input is a :class:`CheckpointError` (or :class:`TooLargeError`)."""
     try:
         if not isinstance(tensors, Mapping):
             raise InvalidValueError(f"tensors: expected a mapping name -> array, got {type(tensors).__name__}", "tensors")
@@ -122,7 +124,14 @@ def model_from_state(tensors: Mapping[str, Any], meta: Mapping[str, Any]) -> "Le
             if not isinstance(value, np.ndarray) or value.dtype != np.dtype(spec.dtype) or value.shape != spec.shape:
                 got = f"{value.dtype} of shape {value.shape}" if isinstance(value, np.ndarray) else type(value).__name__
                 raise InvalidValueError(f"tensor {name!r}: expected {spec.dtype} of shape {spec.shape}, got {got}", name)
-        return _restore(model, dict(tensors), meta)
+        model = _restore(model, dict(tensors), meta)
+        if gradients is not None:
+            if not isinstance(gradients, np.ndarray) or gradients.dtype != np.float32 or gradients.shape != (model.num_parameters(),):
+                raise InvalidValueError(
+                    f"gradients: expected float32 of shape ({model.num_parameters()},), got {describe(gradients)}", "gradients"
+                )
+            model._core.set_flat_grad(gradients)
+        return model
     except (KeyError, TypeError, ValueError) as exc:
         if isinstance(exc, TooLargeError):
             raise

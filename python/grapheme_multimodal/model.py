@@ -413,16 +413,20 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         (:meth:`save`/:meth:`load` checkpoints are safe to share)."""
         from .checkpoint import checkpoint_state
 
-        tensors, meta = checkpoint_state(self)
-        return {"tensors": tensors, "meta": meta}
+        with self._lock.reading():  # the gradients of the same moment
+            tensors, meta = checkpoint_state(self)
+            state = {"tensors": tensors, "meta": meta}
+            if self._core.has_gradients():  # a copy steps as its original does (a checkpoint holds none)
+                state["gradients"] = self._core.get_flat_grad()
+        return state
 
     def __setstate__(self, state: Dict[str, Any]) -> None:
         from .checkpoint import model_from_state
 
-        if not isinstance(state, dict) or set(state) != {"tensors", "meta"}:
+        if not isinstance(state, dict) or not {"tensors", "meta"} <= set(state) <= {"tensors", "meta", "gradients"}:
             got = sorted(state) if isinstance(state, dict) else type(state).__name__
-            raise CheckpointError(f"state: expected a pickled model's {{'tensors', 'meta'}}, got {got}", "state")
-        self.__dict__.update(model_from_state(state["tensors"], state["meta"]).__dict__)
+            raise CheckpointError(f"state: expected a pickled model's {{'tensors', 'meta'}} (and 'gradients'), got {got}", "state")
+        self.__dict__.update(model_from_state(state["tensors"], state["meta"], state.get("gradients")).__dict__)
 
     def __repr__(self) -> str:
         c = self.config

@@ -233,6 +233,22 @@ impl<T: Real> LearnableMultiModal<T> {
         &self.grads
     }
 
+    /// Makes `grads` (layout order, finite) the accumulated gradients, as a
+    /// copy of a model holds its original's (`has_gradients()` is then
+    /// true). On error nothing changes.
+    pub fn set_gradients(&mut self, grads: &[T]) -> Result<()> {
+        let n = self.layout.len();
+        if grads.len() != n {
+            return Err(Error::shape("gradients", format!("({n},)"), format!("({},)", grads.len())));
+        }
+        if let Some(i) = grads.iter().position(|g| !g.is_finite()) {
+            return Err(Error::non_finite("gradients", format!("flat index {i} (parameter {})", self.param_name(i))));
+        }
+        self.grads.copy_from_slice(grads);
+        self.has_grads = true;
+        Ok(())
+    }
+
     /// One Adam update from the accumulated gradients (which are kept);
     /// `None` (and nothing changes) when there are none. A refused update
     /// changes nothing.

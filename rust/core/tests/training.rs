@@ -197,6 +197,30 @@ fn apply_gradients_is_step_from_given_gradients() {
 }
 
 #[test]
+fn set_gradients_makes_a_copy_step_as_its_original() {
+    let config = small(BinderKind::Additive);
+    let xs = inputs(8, 6, [18; 7]);
+    let mask = full_mask(8);
+    let batch = TrainBatch::inputs(EncoderInput::dense(views(&xs), mask.view()).unwrap());
+    let mut original = LearnableMultiModal::<f32>::new(config.clone()).unwrap();
+    original.backward(&batch, &ObjectiveWeights::default()).unwrap();
+    let mut copy = LearnableMultiModal::<f32>::new(config).unwrap();
+    copy.set_optimizer_state(original.optimizer_state()).unwrap();
+    let grads = original.gradients().to_vec();
+    assert!(copy.set_gradients(&grads[1..]).is_err());
+    let mut bad = grads.clone();
+    bad[2] = f32::INFINITY;
+    assert!(copy.set_gradients(&bad).unwrap_err().to_string().contains("non-finite"));
+    assert!(!copy.has_gradients() && copy.gradients().iter().all(|&g| g == 0.0), "a refused set changes nothing");
+    copy.set_gradients(&grads).unwrap();
+    assert!(copy.has_gradients());
+    original.step(None).unwrap();
+    copy.step(None).unwrap();
+    assert_eq!(copy.params(), original.params());
+    assert_eq!(copy.optimizer_state(), original.optimizer_state());
+}
+
+#[test]
 fn bad_training_input_is_an_error_and_changes_nothing() {
     let mut model = LearnableMultiModal::<f32>::new(small(BinderKind::Additive)).unwrap();
     let xs = inputs(4, 6, [18; 7]);

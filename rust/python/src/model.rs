@@ -412,6 +412,12 @@ impl PyModel {
         Ok(self.model.read(py, |m| Ok(m.gradients().to_vec()))?.into_pyarray(py))
     }
 
+    /// Makes the flat `grads` (layout order) the accumulated gradients.
+    fn set_flat_grad(&self, py: Python<'_>, grads: F32Array1<'_>) -> PyResult<()> {
+        let grads = grads.as_array();
+        self.model.write(py, |m| m.set_gradients(&contiguous(grads)))
+    }
+
     /// `(m, v, step, rng_counter)`: Adam's moments (flat, layout order), its
     /// step count, and the number of gradient computations so far.
     #[allow(clippy::type_complexity)]
