@@ -367,7 +367,7 @@ def test_the_next_save_removes_orphans_but_not_a_save_in_progress(tmp_path) -> N
     import fcntl
 
     target = tmp_path / "model.safetensors"
-    orphans = [tmp_path / f".model.safetensors.{i:06x}.tmp" for i in range(3)]
+    orphans = [tmp_path / f".model.safetensors.{i:012x}.tmp" for i in range(3)]  # as a save names them
     for p in orphans:
         p.write_bytes(b"half a checkpoint")
     busy = tmp_path / ".model.safetensors.busy.tmp"
@@ -380,6 +380,21 @@ def test_the_next_save_removes_orphans_but_not_a_save_in_progress(tmp_path) -> N
     assert not any(p.exists() for p in orphans)
     assert busy.exists() and other.exists()
     assert gm.LearnableMultiModal.load(target).epochs_trained == 1
+
+
+def test_the_cleanup_of_orphans_keeps_the_users_files_that_look_like_them(tmp_path) -> None:
+    """Every unlocked ``.NAME.*.tmp`` was taken for a killed save's temporary
+    file: saving to model.st deleted the user's own .model.st.old.tmp."""
+    model = small_trained()
+    kept = [".model.st.old.tmp", ".model.st.0123456789abc.tmp", ".model.st.0123456789AB.tmp", ".model.st..tmp"]
+    for name in kept:
+        (tmp_path / name).write_bytes(b"the user's")
+    model.save(tmp_path / name)  # even a checkpoint saved under such a name
+    orphan = tmp_path / ".model.st.0123456789ab.tmp"  # what a killed save leaves
+    orphan.write_bytes(b"half a checkpoint")
+    model.save(tmp_path / "model.st")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*kept, "model.st"])
+    assert same_model(gm.LearnableMultiModal.load(tmp_path / name), model)
 
 
 def test_concurrent_saves_to_one_target_all_succeed(tmp_path) -> None:

@@ -26,6 +26,7 @@ import errno
 import json
 import math
 import os
+import re
 import secrets
 import stat
 import zlib
@@ -100,7 +101,9 @@ def as_path(path: Any, arg: str = "path") -> Path:
 _KEPT: "contextvars.ContextVar[Mapping[str, str]]" = contextvars.ContextVar("_KEPT", default={})
 #: The longest file name most filesystems take (bytes); a temporary file's name adds ``_TEMP_NAME_EXTRA``.
 _NAME_MAX = 255
-_TEMP_NAME_EXTRA = len("..0123456789ab.tmp")  # the dots, secrets.token_hex(6), the suffix
+_TEMP_NAME_EXTRA = len("..0123456789ab.tmp")  # the dots, secrets.token_hex(_TEMP_TOKEN_BYTES), the suffix
+#: Random bytes in a temporary file's name (twice as many hex digits).
+_TEMP_TOKEN_BYTES = 6
 
 
 def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
@@ -227,7 +230,7 @@ def _locked_temp_file(directory: Path, path: Path) -> Tuple[int, str]:
     except OSError:
         mode = None
     while True:
-        tmp = str(directory / f"{_temp_prefix(path.name)}{secrets.token_hex(6)}.tmp")
+        tmp = str(directory / f"{_temp_prefix(path.name)}{secrets.token_hex(_TEMP_TOKEN_BYTES)}.tmp")
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
         except FileExistsError:
@@ -265,13 +268,16 @@ def _temp_prefix(name: str) -> str:
 
 
 def _remove_orphaned_temp_files(directory: Path, name: str) -> None:
-    """Removes ``.NAME.*.tmp`` files that no running save holds (left by
-    saves that were killed). Files of other users or still locked are kept."""
+    """Removes ``.NAME.<12 hex digits>.tmp`` files that no running save
+    holds (left by saves that were killed). Files of other users or still
+    locked are kept, and so are other names that merely begin with
+    ``.NAME.`` and end with ``.tmp`` (``.model.st.old.tmp``): the user's own
+    files, which the cleanup used to delete."""
     if fcntl is None:
         return
-    prefix = _temp_prefix(name)
+    ours = re.compile(re.escape(_temp_prefix(name)) + "[0-9a-f]" * (2 * _TEMP_TOKEN_BYTES) + r"\.tmp")
     try:
-        candidates = [e for e in os.scandir(directory) if e.name.startswith(prefix) and e.name.endswith(".tmp")]
+        candidates = [e for e in os.scandir(directory) if ours.fullmatch(e.name)]
     except OSError:
         return
     for entry in candidates:
