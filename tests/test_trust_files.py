@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 import grapheme_multimodal as gm
@@ -131,6 +131,70 @@ def test_crafted_headers_are_clean_errors(tmp_path, meta, tensors) -> None:
     path = _raw_file(tmp_path / "crafted.safetensors", header, b"\0" * min(offset, 4096))
     with pytest.raises((gm.CheckpointError, gm.TooLargeError)):
         gm.LearnableMultiModal.load(path)
+
+
+@pytest.fixture(scope="module")
+def rich_state():
+    """``(tensors, metadata)`` of a checkpoint holding every optional part:
+    hidden layers, learned temperatures, standardisation, a weight average
+    and an experience buffer with raw inputs whose generator has moved."""
+    model = gm.LearnableMultiModal(embed_dim=8, hidden_dim=8, num_heads=2, seed=0, buffer_size=6, encoder_hidden=(4,),
+                                   learnable_temperature=True, input_dims={"visual": 5, "auditory": 3})
+    rng = np.random.default_rng(0)
+    data = {"visual": rng.normal(size=(12, 5)), "auditory": rng.normal(size=(12, 3))}
+    model.fit(data, epochs=2, batch_size=6, ema_decay=0.5, progress=False)
+    model.record_batch(data, rewards=0.25)
+    model.experience.sample(2, prioritized=True)
+    return checkpoint_state(model)
+
+
+def _tree_paths(node, path=()):
+    """Every place in a JSON tree, as the keys and indices that lead to it."""
+    yield path
+    children = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    for key, child in children:
+        yield from _tree_paths(child, path + (key,))
+
+
+_EDGE_VALUES = st.sampled_from([None, True, False, 0, 1, -1, 2, 8, 8.0, 0.5, -0.0, 1e-45, 2**31, 2**63, 2**64, 2**128,
+                                10**400, float("nan"), float("inf"), "", "8", "PCG64", [], {}, [8], [3, 1, 2, 1, 1, 1, 1]])
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_mutated_metadata_of_a_real_checkpoint_is_refused_or_loads_a_model_that_saves_again(rich_state, tmp_path, data) -> None:
+    """The metadata of a real checkpoint with one or two of its values
+    replaced, removed or added (checksums valid): every such file is a
+    CheckpointError (or TooLargeError), never another exception; a file
+    that loads gives a model that saves and loads back the same, and works."""
+    tensors, original = rich_state
+    meta = json.loads(json.dumps(original))
+    for _ in range(data.draw(st.integers(1, 2), label="mutations")):
+        path = data.draw(st.sampled_from(list(_tree_paths(meta))[1:]), label="where")
+        parent = meta
+        for key in path[:-1]:
+            parent = parent[key]
+        value = data.draw(_EDGE_VALUES | _json, label="value")
+        action = data.draw(st.sampled_from(["replace", "replace", "remove", "add"]), label="action")
+        if action == "replace":
+            parent[path[-1]] = value
+        elif action == "remove":
+            del parent[path[-1]]
+        elif isinstance(parent, dict):
+            parent[data.draw(st.sampled_from(["extra", "seed", "step"]) | st.text(max_size=4), label="key")] = value
+        else:
+            parent.append(value)
+    target = tmp_path / "mutated.safetensors"
+    write_tagged_safetensors(target, tensors, FILE_FORMAT, meta)
+    try:
+        loaded = gm.LearnableMultiModal.load(target)
+    except (gm.CheckpointError, gm.TooLargeError):
+        event("refused")
+        return
+    event("loaded")
+    loaded.save(tmp_path / "again.safetensors")
+    assert same_model(loaded, gm.LearnableMultiModal.load(tmp_path / "again.safetensors"))
+    loaded.encode({"visual": np.ones((2, loaded.config.input_dims[0]))})
 
 
 @pytest.mark.parametrize("where", ["metadata value", "metadata name", "tensor name"])
