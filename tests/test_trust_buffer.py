@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import grapheme_multimodal as gm
+from grapheme_multimodal.exceptions import ShapeError
 from grapheme_multimodal.buffer import FILE_FORMAT, Experience, ExperienceBuffer
 from grapheme_multimodal.io import write_tagged_safetensors
 
@@ -210,6 +211,51 @@ def test_a_buffers_pickled_state_is_a_snapshot_of_the_moment_it_was_taken() -> N
     taken.__setstate__(state)
     assert taken.batch().event_ids.tolist() == [0, 1, 2, 3]
     assert_rows_whole(taken.batch())
+
+
+def experience_with_dims(i: int, dims) -> Experience:
+    """:func:`experience` ``i`` with inputs of widths ``dims``."""
+    x = experience(i)
+    x.inputs = [np.full(d, i, np.float32) if x.mask[m] else None for m, d in enumerate(dims)]
+    return x
+
+
+class _LoadsBeforeLocking:
+    """A buffer's lock that, the first time it is entered, lets ``load`` run
+    first: another thread's load landing between an append's checks and
+    its write."""
+
+    def __init__(self, buffer: ExperienceBuffer, path) -> None:
+        self._lock, self._buffer, self._path, self._loaded = buffer._lock, buffer, path, False
+
+    def __enter__(self):
+        if not self._loaded:
+            self._loaded = True
+            self._buffer.load(self._path)
+        return self._lock.__enter__()
+
+    def __exit__(self, *exc):
+        return self._lock.__exit__(*exc)
+
+
+@pytest.mark.parametrize("loaded_dims", [None, (5, 1, 2, 1, 1, 1, 1)], ids=["no inputs", "other widths"])
+def test_an_append_checked_before_another_thread_loads_the_buffer_records_nothing(tmp_path, loaded_dims) -> None:
+    """The inputs were checked against the input_dims of before the load:
+    into a buffer without inputs the row was written claiming inputs it did
+    not hold (seven Nones beside a mask marking modalities present: no
+    other buffer took it back); into one of other widths the write tore
+    and dropped the experience it was replacing."""
+    loaded = ExperienceBuffer(2, embed_dim=E, input_dims=loaded_dims, seed=1)
+    for i in (7, 8):
+        loaded.append(experience(i, inputs=False) if loaded_dims is None else experience_with_dims(i, loaded_dims))
+    loaded.save(tmp_path / "loaded.safetensors")
+    buf = ExperienceBuffer(2, embed_dim=E, input_dims=(3, 1, 2, 1, 1, 1, 1), seed=0)
+    buf.append(experience(1, inputs=True))
+    buf._lock = _LoadsBeforeLocking(buf, tmp_path / "loaded.safetensors")
+    with pytest.raises(ShapeError, match="another thread loaded it") as info:
+        buf.append(experience(2, inputs=True))
+    assert info.value.arg == "inputs"
+    assert buf.batch().event_ids.tolist() == [7, 8], "the loaded experiences, nothing else"
 
 
 # -------------------------------------------------------- loading = appending

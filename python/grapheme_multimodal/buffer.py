@@ -239,12 +239,13 @@ class ExperienceBuffer:
         }
         staged["priorities"] = np.abs(staged["rewards"]).astype(np.float64) + PRIORITY_EPS
         staged["has_inputs"] = np.full(n, inputs is not None)
+        input_dims = self.input_dims  # the dims checked against, checked again under the lock
         if inputs is not None:
-            if self.input_dims is None:
+            if input_dims is None:
                 raise InvalidValueError("inputs: this buffer keeps embeddings only (created without input_dims)", "inputs")
             if isinstance(inputs, (str, bytes)) or not isinstance(inputs, Sequence) or len(inputs) != NUM_MODALITIES:
                 raise ShapeError(f"inputs: expected 7 entries (None where absent), got {describe(inputs)}", "inputs")
-            for m, (name, d) in enumerate(zip(MODALITY_NAMES, self.input_dims)):
+            for m, (name, d) in enumerate(zip(MODALITY_NAMES, input_dims)):
                 if inputs[m] is None:
                     if mask_arr[:, m].any():
                         raise InvalidValueError(f"inputs[{name!r}]: missing, but the mask marks {name} present", f"inputs[{name!r}]")
@@ -258,6 +259,13 @@ class ExperienceBuffer:
                 self._allocate(e)
             elif e != self.embed_dim:  # another thread allocated for another E since the check above
                 raise ShapeError(f"embeddings: expected E={self.embed_dim} (the buffer's embed_dim), got {e}", "embeddings")
+            if inputs is not None and self.input_dims != input_dims:
+                # Another thread's load() replaced the buffer since the check above: written, the rows
+                # claimed inputs a buffer without them drops, or tore on arrays of other widths.
+                raise ShapeError(
+                    f"inputs: expected arrays of the buffer's input_dims {self.input_dims} (another thread loaded it "
+                    f"while these were checked against {input_dims}); nothing was recorded", "inputs",
+                )
             self._write(staged, n)
 
     def _write(self, staged: Dict[str, np.ndarray], n: int) -> None:
