@@ -113,6 +113,49 @@ def test_a_copy_keeps_the_accumulated_gradients_and_steps_as_the_original(how):
             model.__setstate__({**state, "gradients": forged})
 
 
+class _Tagged(gm.LearnableMultiModal):
+    """A subclass with an attribute of its own."""
+
+    def __init__(self, tag: str, **kw) -> None:
+        super().__init__(**kw)
+        self.tag = tag
+
+
+@pytest.mark.parametrize("how", ["copy", "deepcopy", "pickle"])
+def test_a_copy_keeps_a_subclass_s_attributes_and_the_user_s(how):
+    """A pickle or copy held only the checkpoint's state: a subclass's
+    attributes and those a user set were dropped without a word, and the
+    copy failed later with AttributeError."""
+    import copy
+
+    model = _Tagged("run 7", embed_dim=8, hidden_dim=8, num_heads=2, seed=0)
+    model.notes = {"dataset": "mfeat"}
+    twin = {"copy": copy.copy, "deepcopy": copy.deepcopy, "pickle": lambda m: pickle.loads(pickle.dumps(m))}[how](model)
+    assert type(twin) is _Tagged and twin.tag == "run 7" and twin.notes == {"dataset": "mfeat"}
+    assert_same_model(model, twin)
+    if how != "copy":  # a shallow copy shares what the attributes hold, as any object's does
+        twin.notes["dataset"] = "nutrimouse"
+        assert model.notes == {"dataset": "mfeat"}
+    state = model.__getstate__()
+    for forged in ({"_core": None}, {1: "x"}, ["tag"]):
+        with pytest.raises(gm.CheckpointError, match="attributes"):
+            twin.__setstate__({**state, "attributes": forged})
+
+
+def test_every_attribute_a_model_sets_itself_is_rebuilt_by_unpickling():
+    """A model's own attributes are rebuilt from the checkpoint's state, the
+    others pickled as they are: one added to the model but not to
+    _REBUILT_ATTRIBUTES would be pickled twice (or fail, as a lock does)."""
+    from grapheme_multimodal.model import _REBUILT_ATTRIBUTES
+
+    model = trained()
+    model.fit(synthetic(40), epochs=1, batch_size=20, ema_decay=0.5, progress=False)
+    model.fuse_event(text_event(1, linguistic="abc"))
+    model.save_path = None  # a user's
+    assert set(model.__dict__) - _REBUILT_ATTRIBUTES == {"save_path"}
+    assert set(model.__getstate__()["attributes"]) == {"save_path"}
+
+
 def test_models_pickle_with_their_training_state():
     model = trained()
     assert_same_model(model, pickle.loads(pickle.dumps(model)))

@@ -418,15 +418,27 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
             state = {"tensors": tensors, "meta": meta}
             if self._core.has_gradients():  # a copy steps as its original does (a checkpoint holds none)
                 state["gradients"] = self._core.get_flat_grad()
+        # A subclass's attributes, and those a user set, go as they are (they were dropped).
+        attributes = {k: v for k, v in self.__dict__.items() if k not in _REBUILT_ATTRIBUTES}
+        if attributes:
+            state["attributes"] = attributes
         return state
 
     def __setstate__(self, state: Dict[str, Any]) -> None:
         from .checkpoint import model_from_state
 
-        if not isinstance(state, dict) or not {"tensors", "meta"} <= set(state) <= {"tensors", "meta", "gradients"}:
+        if not isinstance(state, dict) or not {"tensors", "meta"} <= set(state) <= {"tensors", "meta", "gradients", "attributes"}:
             got = sorted(state) if isinstance(state, dict) else type(state).__name__
-            raise CheckpointError(f"state: expected a pickled model's {{'tensors', 'meta'}} (and 'gradients'), got {got}", "state")
+            raise CheckpointError(
+                f"state: expected a pickled model's {{'tensors', 'meta'}} (and 'gradients', 'attributes'), got {got}", "state"
+            )
+        attributes = state.get("attributes", {})
+        if not isinstance(attributes, dict) or not all(isinstance(k, str) and k not in _REBUILT_ATTRIBUTES for k in attributes):
+            raise CheckpointError(
+                f"state: expected 'attributes' by name, none of the model's own, got {describe(attributes)}", "state"
+            )
         self.__dict__.update(model_from_state(state["tensors"], state["meta"], state.get("gradients")).__dict__)
+        self.__dict__.update(attributes)
 
     def __repr__(self) -> str:
         c = self.config
@@ -585,6 +597,13 @@ def _name(m: int) -> str:
     return _core.MODALITY_NAMES[m]
 
 
+#: What a pickled model's state rebuilds (from its checkpoint state): every
+#: other attribute in a model's ``__dict__`` (a subclass's, or one a user set)
+#: is pickled as it is.
+_REBUILT_ATTRIBUTES = frozenset(
+    {"config", "_core", "_lock", "_version", "_cache", "experience", "epochs_trained", "history", "_weight_average",
+     "_featurizers_for"}
+)
 _MODALITIES = tuple(Modality)
 #: The argument name of each modality's input, as error messages show it.
 _INPUT_NAMES = tuple(f"inputs[{str(m)!r}]" for m in Modality)
