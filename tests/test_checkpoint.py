@@ -156,6 +156,39 @@ def test_every_attribute_a_model_sets_itself_is_rebuilt_by_unpickling():
     assert set(model.__getstate__()["attributes"]) == {"save_path"}
 
 
+@pytest.mark.parametrize(
+    "edit, words",
+    [
+        (lambda m, h: h.epochs[-1].__setitem__("phase", "warm-up"), r"model\.history\[1\]: .*got 'warm-up' under 'phase'"),
+        (lambda m, h: h.epochs[0].__setitem__("stable", True), r"model\.history\[0\]: .*got True under 'stable'"),
+        (lambda m, h: m.history.append(["loss", 0.1]), r"model\.history\[2\]: expected a record"),
+        (lambda m, h: setattr(m, "epochs_trained", 2.0), r"model\.epochs_trained: expected an int >= 0, got 2\.0"),
+    ],
+    ids=["a string", "a bool", "not a record", "a float epoch count"],
+)
+def test_a_save_load_would_refuse_is_refused_and_keeps_the_previous_file(tmp_path, edit, words):
+    """epochs_trained and history are public, and the History fit returns
+    holds the model's own records: a string or a bool put in one was saved,
+    over the previous checkpoint, into a file that load refused."""
+    model = small_model()
+    path = tmp_path / "model.safetensors"
+    model.save(path)
+    before = path.read_bytes()
+    edit(model, model.fit(synthetic(40), epochs=2, batch_size=20, progress=False))
+    with pytest.raises(gm.InvalidValueError, match=words):
+        model.save(path)
+    assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["model.safetensors"]
+    with pytest.raises(gm.InvalidValueError, match=words):
+        pickle.dumps(model)
+
+
+def test_a_numpy_epoch_count_is_saved_as_an_int(tmp_path):
+    model = small_model()
+    model.epochs_trained = np.int64(3)  # json could not write it
+    model.save(tmp_path / "m.safetensors")
+    assert gm.LearnableMultiModal.load(tmp_path / "m.safetensors").epochs_trained == 3
+
+
 def test_models_pickle_with_their_training_state():
     model = trained()
     assert_same_model(model, pickle.loads(pickle.dumps(model)))

@@ -38,7 +38,10 @@ OPTIONAL_METADATA_KEYS = ("weight_average",)
 
 def checkpoint_state(model: "LearnableMultiModal", include_experience: bool = True) -> Tuple[Dict[str, np.ndarray], Dict[str, Any]]:
     """``(tensors, metadata)`` of everything a checkpoint holds, read in one
-    consistent state (no training step lands halfway)."""
+    consistent state (no training step lands halfway). ``epochs_trained``
+    and ``history`` (public attributes) are checked as loading checks them,
+    an :class:`InvalidValueError` naming them otherwise: a save wrote, over
+    the previous checkpoint, a file that load refused."""
     with model._lock.reading():
         opt = model.optimizer_state()
         tensors: Dict[str, np.ndarray] = {}
@@ -53,8 +56,8 @@ def checkpoint_state(model: "LearnableMultiModal", include_experience: bool = Tr
             "library_version": __version__,
             "config": model.config.to_dict(),
             "optimizer": {"step": opt["step"], "rng_counter": opt["rng_counter"]},
-            "epochs_trained": model.epochs_trained,
-            "history": [dict(record) for record in model.history],
+            "epochs_trained": _checked_epochs(model.epochs_trained, "model.epochs_trained"),
+            "history": [dict(record) for record in _checked_history(model.history, "model.history")],
             "experience": None,
         }
         average = model._weight_average
@@ -197,10 +200,7 @@ def _restore(model: "LearnableMultiModal", tensors: Dict[str, np.ndarray], meta:
             raise InvalidValueError(f"normalization of {m} has only one of mean and std", "normalization")
         if mean is not None:
             model.set_normalization(m, mean, std)
-    epochs = meta["epochs_trained"]
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
-        raise InvalidValueError(f"epochs_trained: expected an int >= 0, got {epochs!r}", "epochs_trained")
-    model.epochs_trained = epochs
+    model.epochs_trained = _checked_epochs(meta["epochs_trained"])
     model.history = _checked_history(meta["history"])
     if meta["experience"] is not None:
         model.experience = ExperienceBuffer.from_state(_strip(tensors, _EXP), meta["experience"])
@@ -211,15 +211,26 @@ def _restore(model: "LearnableMultiModal", tensors: Dict[str, np.ndarray], meta:
     return model
 
 
-def _checked_history(history: Any) -> list:
+def _checked_epochs(epochs: Any, name: str = "epochs_trained") -> int:
+    """``epochs`` when it is an int >= 0 (a numpy int as a Python int)."""
+    if isinstance(epochs, (bool, np.bool_)) or not isinstance(epochs, (int, np.integer)) or epochs < 0:
+        raise InvalidValueError(f"{name}: expected an int >= 0, got {epochs!r}", name)
+    return int(epochs)
+
+
+def _checked_history(history: Any, name: str = "history") -> list:
     """``history`` when it is a list of epoch records (str keys, number values)."""
     if not isinstance(history, list):
-        raise InvalidValueError(f"history: expected a list of epoch records, got {type(history).__name__}", "history")
+        raise InvalidValueError(f"{name}: expected a list of epoch records, got {type(history).__name__}", name)
     for i, record in enumerate(history):
-        if not isinstance(record, dict) or not all(isinstance(k, str) and _is_number(v) for k, v in record.items()):
-            raise InvalidValueError(
-                f"history[{i}]: expected a record of numbers by name (floats, or ints a float holds), got {record!r:.80}", "history"
-            )
+        if not isinstance(record, dict):
+            got = f"{record!r:.80}"
+        else:
+            bad = next(((k, v) for k, v in record.items() if not (isinstance(k, str) and _is_number(v))), None)
+            if bad is None:
+                continue
+            got = f"{bad[1]!r:.40} under {bad[0]!r:.40} in {record!r:.80}"
+        raise InvalidValueError(f"{name}[{i}]: expected a record of numbers by name (floats, or ints a float holds), got {got}", name)
     return history
 
 
