@@ -189,6 +189,29 @@ def test_a_numpy_epoch_count_is_saved_as_an_int(tmp_path):
     assert gm.LearnableMultiModal.load(tmp_path / "m.safetensors").epochs_trained == 3
 
 
+def _step_train_and_sample(model: gm.LearnableMultiModal) -> tuple:
+    """What a worker does with a model it was sent: a step from its
+    gradients, an epoch, a sample of its buffer; the result as bytes."""
+    model.step()
+    model.fit(synthetic(60, seed=7), epochs=1, batch_size=20, ema_decay=0.5, progress=False)
+    fused = model.encode_and_fuse(synthetic(8, seed=8))[1]
+    return [v.tobytes() for v in model.state_dict().values()], fused.tobytes(), model.experience.sample(4).indices.tolist()
+
+
+def test_a_model_sent_to_a_spawned_process_goes_on_there_as_here():
+    """Pickled to a process started fresh (multiprocessing's spawn, the
+    default on macOS and Windows): the same step, epoch, outputs and buffer
+    samples there as in this process."""
+    import multiprocessing
+
+    model = trained()
+    model.fit(synthetic(60, seed=6), epochs=1, batch_size=20, ema_decay=0.5, progress=False)
+    model.backward(synthetic(20, seed=9))
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        there = pool.apply(_step_train_and_sample, (model,))
+    assert there == _step_train_and_sample(model)
+
+
 def test_models_pickle_with_their_training_state():
     model = trained()
     assert_same_model(model, pickle.loads(pickle.dumps(model)))
