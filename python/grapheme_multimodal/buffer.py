@@ -14,6 +14,7 @@ sample never mixes the fields of two experiences.
 
 from __future__ import annotations
 
+import copy
 import os
 import threading
 import weakref
@@ -565,6 +566,16 @@ class ExperienceBuffer:
             state["_rng"] = np.random.Generator(np.random.PCG64())
             state["_rng"].bit_generator.state = self._rng.bit_generator.state
             return state
+
+    def __deepcopy__(self, memo: Dict[int, Any]) -> "ExperienceBuffer":
+        """The state's arrays and generator are copies already: copied once,
+        not twice (the rest, a subclass's attributes, deeply)."""
+        state = self.__getstate__()
+        twin = self.__class__.__new__(self.__class__)
+        memo[id(self)] = twin
+        owned = ("_arrays", "_rng")
+        twin.__setstate__({k: v if k in owned else copy.deepcopy(v, memo) for k, v in state.items()})
+        return twin
 
     def __setstate__(self, state: Dict[str, Any]) -> None:
         self.__dict__.update(state)
