@@ -408,3 +408,72 @@ def test_fuzz_extend_and_sample_never_crash_or_leak_nan(emb, mask, fused, reward
         assert not (np.isfinite(alpha) and np.isfinite(beta) and alpha >= 0 and beta >= 0)
     else:
         assert np.isfinite(s.weights).all() and ((0 <= s.weights) & (s.weights <= 1)).all()
+
+
+def _whole_state(buf: ExperienceBuffer) -> tuple:
+    """Everything a buffer holds that a later call can see: experiences in
+    order, priorities, and the generator's state."""
+    tensors, meta = buf.state()
+    return {k: v.tobytes() for k, v in tensors.items()}, repr(meta)
+
+
+_ARGS = st.sampled_from([0, 1, 2, 3, 6, -1, 2**64, 1.5, np.nan, "2", None, True, [], [0], [0, 0], [-1], [9], [1e300],
+                         [0.0], [np.nan], [[1]], np.array([2**63], np.uint64)])
+_OPERATION = st.one_of(
+    st.tuples(st.just("append"), st.integers(0, 50), st.booleans()),
+    st.tuples(st.just("sample"), _ARGS, st.fixed_dictionaries({}, optional={
+        "prioritized": st.booleans() | _ARGS, "alpha": _ARGS, "beta": _ARGS, "replace": st.booleans() | _ARGS})),
+    st.tuples(st.just("update_priorities"), _ARGS, _ARGS),
+    st.tuples(st.just("extend"), st.sampled_from(["embeddings", "mask", "fused", "pair_strengths", "rewards", "event_ids"]), _ARGS),
+    st.tuples(st.just("reload"), st.sampled_from(["save", "pickle", "deepcopy", "copy"])),
+)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(operations=st.lists(_OPERATION, max_size=12))
+def test_failed_calls_change_nothing_and_a_reloaded_buffer_goes_on_as_its_original(tmp_path, operations) -> None:
+    """Random calls, many of them refused, on a buffer and on its twin,
+    which from time to time is replaced by the original saved and loaded,
+    pickled or copied: a refused call leaves the whole state as it was
+    (generator included), and the twin answers every call as the original."""
+    import copy
+
+    buf = ExperienceBuffer(5, embed_dim=E, seed=1)
+    twin = ExperienceBuffer(5, embed_dim=E, seed=1)
+    for b in (buf, twin):
+        for i in range(3):
+            b.append(experience(i))
+    for operation in operations:
+        name = operation[0]
+        if name == "reload":
+            how = operation[1]
+            if how == "save":
+                buf.save(tmp_path / "b.safetensors")
+                twin = ExperienceBuffer.from_file(tmp_path / "b.safetensors")
+            else:
+                twin = {"pickle": lambda b: pickle.loads(pickle.dumps(b)), "deepcopy": copy.deepcopy, "copy": copy.copy}[how](buf)
+            continue
+        outcomes = []
+        for b in (buf, twin):
+            before = _whole_state(b)
+            try:
+                if name == "append":
+                    b.append(experience(operation[1], inputs=operation[2]))  # inputs: refused, kept by neither
+                    result = None
+                elif name == "sample":
+                    result = b.sample(operation[1], **operation[2])
+                    result = (result.indices.tolist(), result.weights.tobytes(), result.event_ids.tolist())
+                elif name == "update_priorities":
+                    result = b.update_priorities(operation[1], operation[2])
+                else:
+                    one = experience(7)
+                    args = dict(embeddings=one.embeddings[None], mask=one.mask[None], fused=one.fused[None],
+                                pair_strengths=one.pair_strengths[None], rewards=[0.5], event_ids=[7])
+                    args[operation[1]] = operation[2]
+                    result = b.extend(**args)
+            except (TypeError, IndexError, gm.GraphemeError) as exc:
+                assert _whole_state(b) == before, f"a refused {name} changed the buffer"
+                result = (type(exc), str(exc))
+            outcomes.append(result)
+        assert outcomes[0] == outcomes[1], f"{name}: the twin answered otherwise"
+        assert _whole_state(buf) == _whole_state(twin)
