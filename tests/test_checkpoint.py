@@ -212,6 +212,32 @@ def test_a_model_sent_to_a_spawned_process_goes_on_there_as_here():
     assert there == _step_train_and_sample(model)
 
 
+def test_a_model_saved_where_its_buffer_fit_loads_where_it_would_not(tmp_path, monkeypatch):
+    """The buffer's capacity (buffer_size) was checked against this
+    machine's memory when a model was rebuilt: a checkpoint or pickle from
+    a machine with more memory, or a Ray replica on a smaller worker, was
+    refused whatever the buffer held. It loads; recording beyond this
+    machine's memory is refused then, naming capacity."""
+    import grapheme_multimodal.buffer as buffer_module
+
+    model = gm.LearnableMultiModal(embed_dim=8, hidden_dim=8, num_heads=2, seed=0, buffer_size=100_000)
+    model.record_batch({"visual": np.ones((3, 18))})
+    model.save(tmp_path / "with.safetensors")
+    model.save(tmp_path / "without.safetensors", include_experience=False)
+    pickled = pickle.dumps(model)
+    row = buffer_module.buffer_row_bytes(8, model.config.input_dims)
+    monkeypatch.setattr(buffer_module, "memory_budget", lambda: 1536 * row)  # far less than 100,000 rows
+    with pytest.raises(gm.TooLargeError, match="buffer_size"):
+        gm.LearnableMultiModal(embed_dim=8, hidden_dim=8, num_heads=2, buffer_size=100_000)  # a new one: refused up front
+    for back in (gm.LearnableMultiModal.load(tmp_path / "with.safetensors"), pickle.loads(pickled)):
+        assert_same_model(model, back)
+    bare = gm.LearnableMultiModal.load(tmp_path / "without.safetensors")
+    assert bare.config.buffer_size == 100_000 and len(bare.experience) == 0
+    with pytest.raises(gm.TooLargeError, match="capacity"):
+        bare.record_batch({"visual": np.ones((1100, 18))})
+    assert len(bare.experience) == 0
+
+
 def test_models_pickle_with_their_training_state():
     model = trained()
     assert_same_model(model, pickle.loads(pickle.dumps(model)))

@@ -360,15 +360,28 @@ def test_a_generator_state_out_of_range_is_a_checkpoint_error(tmp_path, field, v
         ExperienceBuffer.from_file(_saved(tmp_path, edit))
 
 
-def test_a_huge_capacity_is_too_large_not_a_crash(tmp_path) -> None:
+def test_a_huge_capacity_is_too_large_not_a_crash(tmp_path, monkeypatch) -> None:
+    """A new buffer's capacity is refused up front. A saved one's was set
+    where it was saved, maybe with more memory: it loads (it was refused, so
+    a file from a larger machine could not be read here at all), and only a
+    growth beyond this machine's memory is refused, changing nothing."""
+    import grapheme_multimodal.buffer as buffer_module
+
     with pytest.raises(gm.TooLargeError, match="capacity"):
         ExperienceBuffer(10**15, embed_dim=64)
 
     def edit(tensors, meta):
         meta["capacity"] = 10**15
 
-    with pytest.raises(MemoryError):  # TooLargeError is also a MemoryError (and a ValueError)
-        ExperienceBuffer.from_file(_saved(tmp_path, edit))
+    buf = ExperienceBuffer.from_file(_saved(tmp_path, edit))
+    assert buf.capacity == 10**15 and buf.batch().event_ids.tolist() == [0, 1, 2, 3]
+    row = buffer_module.buffer_row_bytes(E, buf.input_dims)
+    monkeypatch.setattr(buffer_module, "memory_budget", lambda: 1536 * row)  # room for its first 1024 rows, not 2048
+    before = _whole_state(buf)
+    n = 1100
+    with pytest.raises(MemoryError, match="capacity"):  # TooLargeError is also a MemoryError (and a ValueError)
+        buf.extend(np.zeros((n, 7, E)), np.ones((n, 7), bool), np.zeros((n, E)), np.zeros((n, 7, 7)), np.zeros(n))
+    assert _whole_state(buf) == before
 
 
 # ----------------------------------------------------------------- fuzzing

@@ -118,15 +118,30 @@ class ExperienceBuffer:
             self._allocate(self.embed_dim)
 
     # ---------------------------------------------------------------- storage
-    def _allocate(self, embed_dim: int) -> None:
+    def _allocate(self, embed_dim: int, check_capacity: bool = True) -> None:
         specs = _row_specs(int(embed_dim), self.input_dims)
-        # refused now, naming capacity, rather than when a growth fails after many appends
-        check_fits_memory(self.capacity, _bytes_per_row(specs), "capacity")
+        if check_capacity:  # refused now, naming capacity, rather than when a growth fails after many appends
+            check_fits_memory(self.capacity, _bytes_per_row(specs), "capacity")
         self._arrays = self._blank_arrays(specs, min(self.capacity, _FIRST_ROWS))
         self.embed_dim = int(embed_dim)
 
+    @classmethod
+    def _rebuilt(cls, capacity: int, embed_dim: Optional[int], input_dims: Optional[Sequence[int]], seed: int) -> "ExperienceBuffer":
+        """An empty buffer for saved state (a checkpoint, a pickle, a Ray
+        replica): its capacity was set where the state was saved, maybe on
+        a machine with more memory, so it is checked against this one's only
+        as the buffer grows. Checked up front, a state saved there could not
+        be loaded here at all, whatever the buffer held."""
+        buf = cls(capacity, input_dims=input_dims, seed=seed)
+        if embed_dim is not None:
+            buf._allocate(as_positive_int(embed_dim, "embed_dim"), check_capacity=False)
+        return buf
+
     def _blank_arrays(self, specs: Mapping[str, TensorSpec], rows: int) -> Dict[str, np.ndarray]:
-        """Empty rows: zeros, event id -1, NaN inputs."""
+        """Empty rows: zeros, event id -1, NaN inputs. Rows beyond this
+        machine's memory are refused before numpy maps them lazily (the
+        process would be killed when they are touched)."""
+        check_fits_memory(rows, _bytes_per_row(specs), "capacity")
         try:
             arrays = {name: np.zeros((rows,) + s.shape, s.dtype) for name, s in specs.items()}
         except (MemoryError, ValueError):  # ValueError: numpy's "array is too big"
@@ -500,7 +515,7 @@ class ExperienceBuffer:
         (or another ``ValueError``) naming the field."""
         try:
             _check_state_keys(meta)
-            buf = cls(meta["capacity"], embed_dim=meta["embed_dim"], input_dims=meta["input_dims"], seed=meta["seed"])
+            buf = cls._rebuilt(meta["capacity"], meta["embed_dim"], meta["input_dims"], meta["seed"])
             size = meta["size"]
             if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or not 0 <= size <= buf.capacity:
                 raise InvalidValueError(f"size: expected an int in [0, capacity={buf.capacity}], got {size!r}", "size")

@@ -164,8 +164,9 @@ def checkpoint_specs(model: "LearnableMultiModal", meta: Mapping[str, Any]) -> D
 
 
 def _new_model(meta: Mapping[str, Any]) -> "LearnableMultiModal":
-    """A fresh model of ``meta``'s config, after checking the metadata keys."""
-    from .model import LearnableMultiModal
+    """A fresh model of ``meta``'s config, after checking the metadata keys
+    (its buffer's capacity not refused up front: see :func:`~grapheme_multimodal.model.rebuilding`)."""
+    from .model import LearnableMultiModal, rebuilding
 
     if not isinstance(meta, Mapping):
         raise InvalidValueError(f"metadata: expected a mapping, got {type(meta).__name__}", "metadata")
@@ -176,7 +177,9 @@ def _new_model(meta: Mapping[str, Any]) -> "LearnableMultiModal":
     config = meta["config"]
     if not isinstance(config, Mapping):
         raise InvalidValueError(f"config: expected a mapping, got {type(config).__name__}", "config")
-    return LearnableMultiModal(LearnableMultiModalConfig.from_dict(config))
+    config = LearnableMultiModalConfig.from_dict(config)
+    with rebuilding():
+        return LearnableMultiModal(config)
 
 
 def _restore(model: "LearnableMultiModal", tensors: Dict[str, np.ndarray], meta: Mapping[str, Any]) -> "LearnableMultiModal":

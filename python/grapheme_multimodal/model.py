@@ -7,9 +7,11 @@ batch of one and call the same path as the batched numpy methods.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import weakref
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -72,9 +74,12 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         self._version = 0
         self._cache: "weakref.WeakKeyDictionary[MultiModalEvent, tuple]" = weakref.WeakKeyDictionary()
         #: Recorded fusions (``record_fusion``, ``record_batch``), a ring of ``config.buffer_size``.
-        # checked here, so the error names the user's argument (the buffer's is capacity)
-        check_fits_memory(c.buffer_size, buffer_row_bytes(c.embed_dim, c.input_dims), "buffer_size")
-        self.experience = ExperienceBuffer(c.buffer_size, embed_dim=c.embed_dim, input_dims=c.input_dims, seed=c.seed)
+        if _rebuilding.get():  # saved state: the capacity is checked as the buffer grows (ExperienceBuffer._rebuilt)
+            self.experience = ExperienceBuffer._rebuilt(c.buffer_size, c.embed_dim, c.input_dims, c.seed)
+        else:
+            # checked here, so the error names the user's argument (the buffer's is capacity)
+            check_fits_memory(c.buffer_size, buffer_row_bytes(c.embed_dim, c.input_dims), "buffer_size")
+            self.experience = ExperienceBuffer(c.buffer_size, embed_dim=c.embed_dim, input_dims=c.input_dims, seed=c.seed)
         #: Epochs of :meth:`fit` so far (seeds each epoch's shuffle, so training resumes exactly).
         self.epochs_trained = 0
         #: One record per epoch of :meth:`fit` (losses, validation metrics, time).
@@ -595,6 +600,23 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
 
 def _name(m: int) -> str:
     return _core.MODALITY_NAMES[m]
+
+
+#: True while a model is rebuilt from saved state (:func:`rebuilding`).
+_rebuilding: "contextvars.ContextVar[bool]" = contextvars.ContextVar("_rebuilding", default=False)
+
+
+@contextlib.contextmanager
+def rebuilding() -> Iterator[None]:
+    """``with rebuilding():`` models built in the block are for saved state
+    (a checkpoint, a pickle, a Ray replica): their buffer's capacity, set
+    where the state was saved, is checked against this machine's memory only
+    as the buffer grows, not refused up front."""
+    token = _rebuilding.set(True)
+    try:
+        yield
+    finally:
+        _rebuilding.reset(token)
 
 
 #: What a pickled model's state rebuilds (from its checkpoint state): every
