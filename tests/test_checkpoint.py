@@ -159,8 +159,8 @@ def test_every_attribute_a_model_sets_itself_is_rebuilt_by_unpickling():
 @pytest.mark.parametrize(
     "edit, words",
     [
-        (lambda m, h: h.epochs[-1].__setitem__("phase", "warm-up"), r"model\.history\[1\]: .*got 'warm-up' under 'phase'"),
-        (lambda m, h: h.epochs[0].__setitem__("stable", True), r"model\.history\[0\]: .*got True under 'stable'"),
+        (lambda m, h: h.epochs[-1].__setitem__("phase", "warm-up"), r"model\.history\[1\]: .*got 'warm-up' \(str\) under 'phase'"),
+        (lambda m, h: h.epochs[0].__setitem__("stable", True), r"model\.history\[0\]: .*got True \(bool\) under 'stable'"),
         (lambda m, h: m.history.append(["loss", 0.1]), r"model\.history\[2\]: expected a record"),
         (lambda m, h: setattr(m, "epochs_trained", 2.0), r"model\.epochs_trained: expected an int >= 0, got 2\.0"),
     ],
@@ -184,9 +184,13 @@ def test_a_save_load_would_refuse_is_refused_and_keeps_the_previous_file(tmp_pat
 
 def test_a_numpy_epoch_count_is_saved_as_an_int(tmp_path):
     model = small_model()
-    model.epochs_trained = np.int64(3)  # json could not write it
+    model.epochs_trained = np.int64(3)  # json could not write it, nor the "epoch" of the records fit made from it
     model.save(tmp_path / "m.safetensors")
     assert gm.LearnableMultiModal.load(tmp_path / "m.safetensors").epochs_trained == 3
+    model.fit(synthetic(40), epochs=1, batch_size=20, progress=False)
+    model.save(tmp_path / "m.safetensors")
+    back = gm.LearnableMultiModal.load(tmp_path / "m.safetensors")
+    assert back.epochs_trained == 4 and back.history[-1]["epoch"] == 4
 
 
 def _step_train_and_sample(model: gm.LearnableMultiModal) -> tuple:

@@ -232,7 +232,7 @@ def _checked_history(history: Any, name: str = "history") -> list:
             bad = next(((k, v) for k, v in record.items() if not (isinstance(k, str) and _is_number(v))), None)
             if bad is None:
                 continue
-            got = f"{bad[1]!r:.40} under {bad[0]!r:.40} in {record!r:.80}"
+            got = f"{bad[1]!r:.40} ({type(bad[1]).__name__}) under {bad[0]!r:.40} in {record!r:.80}"
         raise InvalidValueError(f"{name}[{i}]: expected a record of numbers by name (floats, or ints a float holds), got {got}", name)
     return history
 

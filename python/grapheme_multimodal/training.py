@@ -326,7 +326,7 @@ def _run_epoch(
             bar.set_postfix(epoch=epoch + 1, loss=f"{losses['total']:.4f}", refresh=False)  # drawn at tqdm's interval
     stepper.end_epoch()
     with model._lock.writing():
-        model.epochs_trained += 1
+        model.epochs_trained = int(model.epochs_trained) + 1  # a numpy int set by hand: the record's "epoch" is saved
     record: Dict[str, Any] = {"epoch": model.epochs_trained}
     record.update({("loss" if k == "total" else k): v / max(steps, 1) for k, v in sums.items()})
     if val is not None:
