@@ -401,6 +401,21 @@ def test_new_files_follow_the_umask_and_replaced_ones_keep_their_mode(tmp_path) 
         os.umask(old)
 
 
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="only root may give a file to another user")
+def test_a_file_replaced_by_root_keeps_its_owner(tmp_path) -> None:
+    """Root saving over a user's checkpoint (a container writing into a
+    mounted folder) made it root's: its user's next save was refused as
+    read-only. The replacement keeps the owner and the mode."""
+    path = tmp_path / "users.safetensors"
+    small_trained().save(path)
+    os.chown(path, 1234, 2345)
+    path.chmod(0o640)
+    small_trained().save(path)
+    st = path.stat()
+    assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (1234, 2345, 0o640)
+    assert [p.name for p in tmp_path.iterdir()] == ["users.safetensors"]
+
+
 def test_a_read_only_file_is_not_replaced(tmp_path) -> None:
     # The rename replaced it (renames need the directory's permission, not the file's),
     # so a checkpoint its owner had made read-only to keep it was lost to the next save.

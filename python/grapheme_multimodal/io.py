@@ -109,7 +109,8 @@ _TEMP_TOKEN_BYTES = 6
 def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
     """Writes ``data`` to ``path`` atomically (temp file + fsync + replace +
     directory fsync). A new file gets the permissions the user's umask allows;
-    a replaced one keeps its permissions. Through a symbolic link it writes
+    a replaced one keeps its permissions (and its owner, where this process
+    may give it one: as root). Through a symbolic link it writes
     the file the link names, as ``open(path, "wb")`` would (the rename would
     replace the link and leave that file stale). Inside
     :func:`keeping_existing`, a file at one of its targets is never replaced."""
@@ -118,12 +119,14 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
     directory = check_write_target(path)
     kept_as = _KEPT.get().get(_location(given))
     _remove_orphaned_temp_files(directory, path.name)
+    owner = _owner(path)
     fd, tmp = _locked_temp_file(directory, path)
     try:
         with os.fdopen(fd, "wb", closefd=False) as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        _give_to(fd, owner)
         if kept_as is None:
             os.replace(tmp, path)
         else:
@@ -252,6 +255,28 @@ def _locked_temp_file(directory: Path, path: Path) -> Tuple[int, str]:
             _unlink_quietly(tmp)
             raise
         os.close(fd)
+
+
+def _owner(path: Path) -> Optional[Tuple[int, int]]:
+    """``(uid, gid)`` of the file at ``path``, or None when there is none."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_uid, st.st_gid
+
+
+def _give_to(fd: int, owner: Optional[Tuple[int, int]]) -> None:
+    """The replacement of a file keeps its owner where this process may say
+    so (root, e.g. in a container writing into a user's folder: the file
+    became root's, and its user could no longer replace it); elsewhere the
+    saver owns it, as before."""
+    if owner is None or not hasattr(os, "fchown") or owner == (os.geteuid(), os.getegid()):
+        return
+    try:
+        os.fchown(fd, *owner)
+    except OSError:  # not root: another user's file becomes the saver's
+        pass
 
 
 def _temp_prefix(name: str) -> str:
