@@ -165,8 +165,8 @@ def checkpoint_specs(model: "LearnableMultiModal", meta: Mapping[str, Any]) -> D
 
 def _new_model(meta: Mapping[str, Any]) -> "LearnableMultiModal":
     """A fresh model of ``meta``'s config, after checking the metadata keys
-    (its buffer's capacity not refused up front: see :func:`~grapheme_multimodal.model.rebuilding`)."""
-    from .model import LearnableMultiModal, rebuilding
+    (its buffer's capacity not refused up front: see :func:`~grapheme_multimodal.model._for_saved_state`)."""
+    from .model import LearnableMultiModal, _for_saved_state
 
     if not isinstance(meta, Mapping):
         raise InvalidValueError(f"metadata: expected a mapping, got {type(meta).__name__}", "metadata")
@@ -178,7 +178,7 @@ def _new_model(meta: Mapping[str, Any]) -> "LearnableMultiModal":
     if not isinstance(config, Mapping):
         raise InvalidValueError(f"config: expected a mapping, got {type(config).__name__}", "config")
     config = LearnableMultiModalConfig.from_dict(config)
-    with rebuilding():
+    with _for_saved_state():
         return LearnableMultiModal(config)
 
 

@@ -602,13 +602,13 @@ def _name(m: int) -> str:
     return _core.MODALITY_NAMES[m]
 
 
-#: True while a model is rebuilt from saved state (:func:`rebuilding`).
+#: True while a model is rebuilt from saved state (:func:`_for_saved_state`).
 _rebuilding: "contextvars.ContextVar[bool]" = contextvars.ContextVar("_rebuilding", default=False)
 
 
 @contextlib.contextmanager
-def rebuilding() -> Iterator[None]:
-    """``with rebuilding():`` models built in the block are for saved state
+def _for_saved_state() -> Iterator[None]:
+    """``with _for_saved_state():`` models built in the block are for saved state
     (a checkpoint, a pickle, a Ray replica): their buffer's capacity, set
     where the state was saved, is checked against this machine's memory only
     as the buffer grows, not refused up front."""
