@@ -193,7 +193,10 @@ def test_mutated_metadata_of_a_real_checkpoint_is_refused_or_loads_a_model_that_
         return
     event("loaded")
     loaded.save(tmp_path / "again.safetensors")
-    assert same_model(loaded, gm.LearnableMultiModal.load(tmp_path / "again.safetensors"))
+    again = gm.LearnableMultiModal.load(tmp_path / "again.safetensors")
+    (ta, ma), (tb, mb) = checkpoint_state(loaded), checkpoint_state(again)
+    assert json.dumps(ma, sort_keys=True) == json.dumps(mb, sort_keys=True)  # as text: a NaN in the history equals itself
+    assert ta.keys() == tb.keys() and all(ta[k].tobytes() == tb[k].tobytes() for k in ta)
     loaded.encode({"visual": np.ones((2, loaded.config.input_dims[0]))})
 
 
