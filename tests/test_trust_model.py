@@ -334,3 +334,29 @@ def test_a_reader_may_not_start_writing_but_a_writer_may_read() -> None:
     with model._lock.reading():
         with pytest.raises(RuntimeError, match="cannot start to change"):
             model.reset_optimizer()
+
+
+def test_only_a_buffer_that_can_record_the_model_s_fusions_is_put_in_its_place(tmp_path) -> None:
+    """``model.experience`` was a plain attribute: a str went in and save failed
+    with "'str' object has no attribute 'state'", a buffer of other dims at the
+    next record. Now the assignment is refused, naming ``experience``."""
+    from grapheme_multimodal.buffer import ExperienceBuffer
+
+    model = small_model()
+    own = model.experience
+    c = model.config
+    for bad, error, words in [
+        ("buffer", TypeError, "expected an ExperienceBuffer, got str"),
+        (ExperienceBuffer(4, embed_dim=c.embed_dim + 1), gm.InvalidValueError, f"expected embed_dim={c.embed_dim}"),
+        (ExperienceBuffer(4, input_dims=(2,) * 7), gm.InvalidValueError, "expected input_dims="),
+    ]:
+        with pytest.raises(error, match=words):
+            model.experience = bad
+        assert model.experience is own
+    mine = ExperienceBuffer(4, embed_dim=c.embed_dim, input_dims=c.input_dims, seed=3)
+    model.experience = mine
+    assert model.experience is mine
+    # A file saved before the check, holding a buffer of other dims, still loads as it was saved.
+    vars(model)["experience"] = ExperienceBuffer(4, embed_dim=c.embed_dim + 1)
+    model.save(tmp_path / "old.safetensors")
+    assert gm.LearnableMultiModal.load(tmp_path / "old.safetensors").experience.embed_dim == c.embed_dim + 1

@@ -281,6 +281,30 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         self._cache.clear()
 
     @property
+    def experience(self) -> ExperienceBuffer:
+        """The recorded fusions (``record_fusion``, ``record_batch``): an
+        :class:`~grapheme_multimodal.ExperienceBuffer` of ``config.buffer_size``
+        experiences. Another buffer may be put in its place when its
+        ``embed_dim`` and ``input_dims`` are this model's, or None."""
+        return self.__dict__["experience"]
+
+    @experience.setter
+    def experience(self, buffer: ExperienceBuffer) -> None:
+        # Checked here: anything else was kept, and failed later in save
+        # ("'str' object has no attribute 'state'") or in the next record.
+        if not isinstance(buffer, ExperienceBuffer):
+            raise TypeError(f"experience: expected an ExperienceBuffer, got {describe(buffer)}")
+        c = self.config
+        for name, own in (("embed_dim", c.embed_dim), ("input_dims", c.input_dims)):
+            given = getattr(buffer, name)
+            if given is not None and given != own:
+                raise InvalidValueError(
+                    f"experience: a buffer of {name}={given} cannot record this model's fusions; "
+                    f"expected {name}={own} or None", "experience",
+                )
+        self.__dict__["experience"] = buffer  # the attribute pickling and copies carry (_REBUILT_ATTRIBUTES)
+
+    @property
     def encoder(self) -> "ModalityEncoder":
         """This model's encoders, as a :class:`ModalityEncoder` view."""
         from .components import ModalityEncoder
