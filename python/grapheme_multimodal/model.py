@@ -431,7 +431,10 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         """The model saved at ``path`` by :meth:`save`, after verifying the
         file's checksums and checking every tensor against its config
         (:class:`~grapheme_multimodal.CheckpointError` otherwise). Loading a
-        checkpoint runs no code, unlike unpickling: share checkpoints, not pickles."""
+        checkpoint runs no code, unlike unpickling: share checkpoints, not pickles.
+        The model is a :class:`LearnableMultiModal` whatever class ``load`` is
+        called on: a checkpoint holds no class and no attributes of a
+        subclass (a pickle keeps both)."""
         from .checkpoint import load_checkpoint
 
         return load_checkpoint(path)
