@@ -519,3 +519,30 @@ def test_ragged_rows_are_refused_alike_whatever_numpy_made_of_them() -> None:
     with pytest.raises(TypeError, match=r"^inputs\['visual'\]: expected a real-valued numeric array, got .* dtype object "
                        r"whose items are rows .*: pass np.stack"):
         small_model().encode({"visual": even})  # rows of one length (a column of vectors): objects still, not numbers
+
+
+def test_compare_names_runs_and_anchors_it_cannot_set_side_by_side() -> None:
+    from grapheme_multimodal.evaluation import Anchors, ModelScores, compare
+
+    figures = {"class_precision_at_1": 0.5, "instance_recall_at_1": 0.5}
+
+    def run(pairs=("a->b", "b->a"), auc=None) -> ModelScores:
+        return ModelScores(retrieval={p: dict(figures) for p in pairs}, fused_knn=0.5, fused_probe=0.5,
+                           two_view_knn={"a+b": 0.5}, binder_auc=auc)
+
+    anchors = Anchors(cca={"a->b": dict(figures), "b->a": dict(figures)}, raw_knn=0.4, raw_probe=0.4, raw_two_view_knn={"a+b": 0.4})
+    assert compare([run(), run()], anchors)["n_runs"] == 2
+    # each was "'ModelScores' object is not subscriptable", "'generator' object ...", "'dict' object has no attribute" or KeyError
+    with pytest.raises(TypeError, match=r"^runs: expected a sequence of ModelScores .* got ModelScores"):
+        compare(run(), anchors)
+    assert compare((r for r in [run()]), anchors)["n_runs"] == 1  # any iterable of runs
+    with pytest.raises(TypeError, match=r"^runs\[1\]: expected a ModelScores"):
+        compare([run(), {"retrieval": {}}], anchors)
+    with pytest.raises(gm.InvalidValueError, match=r"^runs\[1\]: scores view pairs \['a->c'\]") as err:
+        compare([run(), run(pairs=("a->c",))], anchors)
+    assert err.value.arg == "runs[1]"
+    with pytest.raises(gm.InvalidValueError, match=r"^anchors: no figures for the runs' view pairs \['a->c'\]"):
+        compare([run(pairs=("a->c",))], anchors)
+    # one run's binder AUC was the mean "over the runs", beside n_runs counting both
+    assert compare([run(auc=0.9), run()], anchors)["binder_auc"] is None
+    assert compare([run(auc=0.9), run(auc=0.7)], anchors)["binder_auc"]["mean"] == pytest.approx(0.8)

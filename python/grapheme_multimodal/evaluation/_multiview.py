@@ -10,7 +10,7 @@ present, and the binder's ROC-AUC; :func:`compare` sets them beside
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Dict, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -167,8 +167,26 @@ def compare(runs: Sequence[ModelScores], anchors: Anchors, tolerance: float = 0.
     where the runs' mean is within ``tolerance`` of exact CCA (or above it),
     and of two-view pairs where the fused k-NN is at least the raw views'.
     """
+    if isinstance(runs, (ModelScores, str, bytes, Mapping)) or not isinstance(runs, Iterable):
+        # one ModelScores was "'ModelScores' object is not subscriptable", a generator the same
+        raise TypeError(f"runs: expected a sequence of ModelScores (one per training seed), got {type(runs).__name__}")
+    runs = list(runs)
     if not runs:
         raise InvalidValueError("runs: expected at least one ModelScores", "runs")
+    for i, run in enumerate(runs):
+        if not isinstance(run, ModelScores):
+            raise TypeError(f"runs[{i}]: expected a ModelScores (evaluate_model's result), got {type(run).__name__}")
+        if set(run.retrieval) != set(runs[0].retrieval) or set(run.two_view_knn) != set(runs[0].two_view_knn):
+            # a KeyError naming a view pair, or pairs of the first run only compared
+            raise InvalidValueError(
+                f"runs[{i}]: scores view pairs {sorted(run.retrieval)} (two-view {sorted(run.two_view_knn)}); expected "
+                f"those of runs[0], {sorted(runs[0].retrieval)} (two-view {sorted(runs[0].two_view_knn)})", f"runs[{i}]")
+    if not isinstance(anchors, Anchors):
+        raise TypeError(f"anchors: expected Anchors (compute_anchors' result), got {type(anchors).__name__}")
+    missing = sorted(set(runs[0].retrieval) - set(anchors.cca)) + sorted(set(runs[0].two_view_knn) - set(anchors.raw_two_view_knn))
+    if missing:  # a KeyError naming the first pair: runs and anchors of different data
+        raise InvalidValueError(f"anchors: no figures for the runs' view pairs {missing}; expected anchors computed on "
+                                "the same views as the runs", "anchors")
     # NaN compared false with every score: no pair within it, without a word
     tolerance = as_finite_float(tolerance, "tolerance", lambda t: t >= 0, "a finite number >= 0")
     pairs = list(runs[0].retrieval)
@@ -179,7 +197,6 @@ def compare(runs: Sequence[ModelScores], anchors: Anchors, tolerance: float = 0.
         m: sum(retrieval[p][m]["mean"] >= anchors.cca[p][m] - tolerance for p in pairs) for m in RETRIEVAL_METRICS
     }
     two_view = {p: _mean_std([r.two_view_knn[p] for r in runs]) for p in runs[0].two_view_knn}
-    aucs = [r.binder_auc for r in runs if r.binder_auc is not None]
     return {
         "n_runs": len(runs),
         "tolerance": tolerance,
@@ -191,7 +208,8 @@ def compare(runs: Sequence[ModelScores], anchors: Anchors, tolerance: float = 0.
         "fused_probe": _mean_std([r.fused_probe for r in runs]),
         "two_view_knn": two_view,
         "two_view_pairs_at_least_raw": sum(two_view[p]["mean"] >= anchors.raw_two_view_knn[p] for p in two_view),
-        "binder_auc": _mean_std(aucs) if aucs else None,
+        # over every run, as the hidden read-outs (it was the mean of the runs that had one, beside n_runs of all)
+        "binder_auc": _optional_mean_std([r.binder_auc for r in runs]),
         "hidden_knn": _optional_mean_std([r.hidden_knn for r in runs]),
         "hidden_probe": _optional_mean_std([r.hidden_probe for r in runs]),
         "anchors": {
