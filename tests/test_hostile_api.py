@@ -546,3 +546,40 @@ def test_compare_names_runs_and_anchors_it_cannot_set_side_by_side() -> None:
     # one run's binder AUC was the mean "over the runs", beside n_runs counting both
     assert compare([run(auc=0.9), run()], anchors)["binder_auc"] is None
     assert compare([run(auc=0.9), run(auc=0.7)], anchors)["binder_auc"]["mean"] == pytest.approx(0.8)
+
+
+def test_evaluate_model_names_bad_splits_embedders_and_what_an_embedder_returns() -> None:
+    pytest.importorskip("sklearn")
+    from grapheme_multimodal import datasets, evaluation
+
+    rng = np.random.default_rng(0)
+
+    def split(n: int) -> "datasets.MultipleFeatures":
+        views = {v: rng.normal(size=(n, d)).astype(np.float32) for v, d in zip(datasets.VIEW_NAMES, datasets.VIEW_DIMS)}
+        return datasets.MultipleFeatures(views=views, labels=np.arange(n) % 10)
+
+    train, test = split(40), split(20)
+
+    class Embedder:
+        def __init__(self, views=None, fused=None):
+            self.views, self.fused = views, fused
+
+        def embed_views(self, views):
+            return self.views(views) if self.views else {v: x[:, :4] for v, x in views.items()}
+
+        def embed_fused(self, views):
+            return self.fused(views) if self.fused else np.concatenate([x[:, :2] for x in views.values()], axis=1)
+
+    cases = [  # each was an AttributeError, a KeyError 'fou', or "train_y must have shape (3,) to match train_x rows"
+        (lambda: evaluation.evaluate_model(Embedder(), {"views": train.views}, test), TypeError, r"^train: expected a MultipleFeatures"),
+        (lambda: evaluation.evaluate_model(object(), train, test), TypeError, r"^embedder: expected a ViewEmbedder"),
+        (lambda: evaluation.evaluate_model(Embedder(), train, test, two_views=1), TypeError, r"^two_views: expected a bool"),
+        (lambda: evaluation.evaluate_model(Embedder(views=lambda v: {}), train, test), gm.InvalidValueError,
+         r"^embedder\.embed_views: returned no embedding for the views \['fou'"),
+        (lambda: evaluation.evaluate_model(Embedder(fused=lambda v: np.zeros((3, 2))), train, test), gm.ShapeError,
+         r"^embedder\.embed_fused: returned shape \(3, 2\); expected \(20, d\)"),
+    ]
+    for call, error, message in cases:
+        with pytest.raises(error, match=message):
+            call()
+    assert evaluation.evaluate_model(Embedder(), train, test, two_views=False).two_view_knn == {}

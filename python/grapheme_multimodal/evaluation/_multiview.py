@@ -15,7 +15,7 @@ from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Sequence
 import numpy as np
 
 from ..datasets import MultipleFeatures
-from .._validation import as_finite_float, as_seed, describe
+from .._validation import as_finite_float, as_real_array, as_seed, check_flag, describe
 from ..exceptions import InvalidValueError, NonFiniteError, ShapeError
 from ..metrics import cross_view_retrieval, knn_accuracy, linear_probe_accuracy, roc_auc, unit_side_by_side
 from ._anchors import Anchors, one_thread
@@ -114,15 +114,43 @@ def evaluate_model(
     """Measures ``embedder`` on ``test`` (raw views; the training split gives
     the neighbours and the probe's training rows). ``seed`` draws the
     binder's negative pairs; ``two_views=False`` skips the 15 two-view fits."""
+    for name, split in (("train", train), ("test", test)):
+        if not isinstance(split, MultipleFeatures):  # else "'dict' object has no attribute 'views'"
+            raise TypeError(f"{name}: expected a MultipleFeatures (datasets.train_test_split), got {type(split).__name__}")
+    if not all(callable(getattr(embedder, method, None)) for method in ("embed_views", "embed_fused")):
+        raise TypeError(f"embedder: expected a ViewEmbedder (with embed_views and embed_fused), got {type(embedder).__name__}")
+    two_views = check_flag(two_views, "two_views")  # 0 or "no" would be read as a choice
     with one_thread():
         return _evaluate(embedder, train, test, k, seed, two_views)
 
 
+def _embedded(what: str, out: Any, rows: int) -> np.ndarray:
+    """What an embedder returned, checked to be ``[rows, d]`` real numbers:
+    else the metrics blamed their own arguments (train_y "to match train_x
+    rows") for the embedder's output."""
+    arr = as_real_array(out, what)
+    if arr.ndim != 2 or arr.shape[0] != rows:
+        raise ShapeError(f"{what}: returned shape {arr.shape}; expected ({rows}, d), one row per event", what)
+    return arr
+
+
+def _embedded_views(out: Any, names: Sequence[str], rows: int) -> Dict[str, np.ndarray]:
+    """``embed_views``' result, checked to hold every view ``[rows, d]``."""
+    what = "embedder.embed_views"
+    if not isinstance(out, Mapping):
+        raise TypeError(f"{what}: returned {type(out).__name__}; expected a mapping view name -> [N, d] array")
+    missing = [v for v in names if v not in out]
+    if missing:  # else a KeyError naming the view
+        raise InvalidValueError(f"{what}: returned no embedding for the views {missing} (got {list(out)})", what)
+    return {v: _embedded(f"{what}(...)[{v!r}]", out[v], rows) for v in names}
+
+
 def _evaluate(embedder, train, test, k, seed, two_views) -> ModelScores:
     names = list(test.views)
-    test_views = embedder.embed_views(test.views)
-    test_fused = embedder.embed_fused(test.views)
-    train_fused = embedder.embed_fused(train.views)
+    n_train, n_test = len(train.labels), len(test.labels)
+    test_views = _embedded_views(embedder.embed_views(test.views), names, n_test)
+    test_fused = _embedded("embedder.embed_fused", embedder.embed_fused(test.views), n_test)
+    train_fused = _embedded("embedder.embed_fused", embedder.embed_fused(train.views), n_train)
     retrieval = {
         pair_key(q, g): cross_view_retrieval(test_views[q], test_views[g], test.labels) for q, g in ordered_pairs(names)
     }
@@ -131,7 +159,8 @@ def _evaluate(embedder, train, test, k, seed, two_views) -> ModelScores:
         for a, b in unordered_pairs(names):
             pick = lambda split: {a: split.views[a], b: split.views[b]}  # noqa: E731
             two_view_knn[two_view_key(a, b)] = knn_accuracy(
-                embedder.embed_fused(pick(train)), train.labels, embedder.embed_fused(pick(test)), test.labels, k=k
+                _embedded("embedder.embed_fused", embedder.embed_fused(pick(train)), n_train), train.labels,
+                _embedded("embedder.embed_fused", embedder.embed_fused(pick(test)), n_test), test.labels, k=k,
             )
     bind = optional_bind(embedder)
     hidden_knn = hidden_probe = None
