@@ -583,3 +583,28 @@ def test_evaluate_model_names_bad_splits_embedders_and_what_an_embedder_returns(
         with pytest.raises(error, match=message):
             call()
     assert evaluation.evaluate_model(Embedder(), train, test, two_views=False).two_view_knn == {}
+
+
+def test_compute_anchors_names_its_own_arguments() -> None:
+    pytest.importorskip("sklearn")
+    from grapheme_multimodal import datasets, evaluation
+
+    rng = np.random.default_rng(0)
+
+    def split(n: int) -> "datasets.MultipleFeatures":
+        views = {v: rng.normal(size=(n, d)) for v, d in zip(datasets.VIEW_NAMES[:3], datasets.VIEW_DIMS[:3])}
+        return datasets.MultipleFeatures(views=views, labels=np.arange(n) % 10)
+
+    train, test = split(40), split(20)
+    cases = [  # were an AttributeError, ExactCCA's or cca-zoo's "n_components", and 'M' of "MCCA" read as a method
+        (dict(train={"views": train.views}), TypeError, r"^train: expected a MultipleFeatures"),
+        (dict(cca_components=0, multiview=()), gm.InvalidValueError, r"^cca_components: expected a positive int, got 0"),
+        (dict(cca_components=True, multiview=()), TypeError, r"^cca_components: expected a positive int, got bool"),
+        (dict(multiview_components=0), gm.InvalidValueError, r"^multiview_components: expected a positive int"),
+        (dict(multiview="MCCA"), TypeError, r"^multiview: expected None or a sequence of method names"),
+        (dict(multiview=["PCA"]), gm.InvalidValueError, r"^multiview: unknown methods \['PCA'\]"),
+    ]
+    for kwargs, error, message in cases:
+        with pytest.raises(error, match=message):
+            evaluation.compute_anchors(**{"train": train, "test": test, **kwargs})
+    assert evaluation.compute_anchors(train, test, cca_components=np.int64(2), multiview=()).cca_components == 2

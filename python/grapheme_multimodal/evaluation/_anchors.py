@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import importlib.util
 from dataclasses import dataclass, field
-from typing import Dict, Optional, Sequence
+from typing import Dict, Iterable, Optional, Sequence
 
 import numpy as np
 
+from .._validation import as_positive_int
 from ..datasets import MultipleFeatures, standardize
 from ..exceptions import InvalidValueError
 from ..metrics import cross_view_retrieval, knn_accuracy, linear_probe_accuracy
@@ -131,6 +132,20 @@ def compute_anchors(
     ``multiview``: cca-zoo methods to run (default: :data:`MULTIVIEW_METHODS`
     when cca-zoo is installed, else none; naming one without cca-zoo raises).
     """
+    for name, split in (("train", train), ("test", test)):
+        if not isinstance(split, MultipleFeatures):  # else "'dict' object has no attribute 'views'"
+            raise TypeError(f"{name}: expected a MultipleFeatures (datasets.train_test_split), got {type(split).__name__}")
+    # named here: ExactCCA's and cca-zoo's errors named their own n_components
+    cca_components = as_positive_int(cca_components, "cca_components")
+    multiview_components = as_positive_int(multiview_components, "multiview_components")
+    if multiview is not None:
+        if isinstance(multiview, (str, bytes)) or not isinstance(multiview, Iterable):  # "MCCA" was read as 'M', 'C', ...
+            raise TypeError(f"multiview: expected None or a sequence of method names such as {list(MULTIVIEW_METHODS)}, "
+                            f"got {type(multiview).__name__}")
+        multiview = list(multiview)
+        unknown = [m for m in multiview if m not in MULTIVIEW_METHODS]
+        if unknown:
+            raise InvalidValueError(f"multiview: unknown methods {unknown}; expected some of {list(MULTIVIEW_METHODS)}", "multiview")
     train_std, test_std = standardize(train.views, test.views)
     names = list(train_std)
     if multiview is None:
