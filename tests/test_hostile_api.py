@@ -608,3 +608,30 @@ def test_compute_anchors_names_its_own_arguments() -> None:
         with pytest.raises(error, match=message):
             evaluation.compute_anchors(**{"train": train, "test": test, **kwargs})
     assert evaluation.compute_anchors(train, test, cca_components=np.int64(2), multiview=()).cca_components == 2
+
+
+def test_nutrimouse_cv_names_its_arguments_and_what_a_recipe_returns() -> None:
+    pytest.importorskip("sklearn")
+    from grapheme_multimodal import evaluation
+    from grapheme_multimodal.datasets import load_nutrimouse
+
+    try:
+        data = load_nutrimouse()
+    except ModuleNotFoundError:
+        pytest.skip("needs the mvlearn data")
+    cases = [  # scikit-learn's words ("Number of repetitions must be greater than 0", "Seed must be between ..."),
+        # n_splits=True taken for 1, anchors=1 for True, "01" for the seeds "0" and "1", an AttributeError,
+        # and a recipe's embeddings of the wrong rows blamed on the labels
+        (dict(n_splits=True), TypeError, r"^n_splits: expected a positive int, got bool"),
+        (dict(n_splits=9), gm.InvalidValueError, r"^n_splits: expected an int in \[2, 8\] \(the fewest mice of one diet"),
+        (dict(n_repeats=0), gm.InvalidValueError, r"^n_repeats: expected a positive int, got 0"),
+        (dict(random_state=-1), gm.InvalidValueError, r"^random_state: expected an int in \[0, 2\*\*32\)"),
+        (dict(anchors=1), TypeError, r"^anchors: expected a bool"),
+        (dict(seeds="01"), TypeError, r"^seeds: expected a sequence of int seeds, got str"),
+        (dict(recipe=lambda views, seed: None), TypeError, r"^recipe: returned NoneType; expected a ViewEmbedder"),
+        (dict(recipe=lambda views, seed: type("E", (), {"embed_views": lambda self, v: {k: np.zeros((3, 2)) for k in v}})()),
+         gm.ShapeError, r"^embedder\.embed_views\(\.\.\.\)\['gene'\]: returned shape \(3, 2\); expected \(8, d\)"),
+    ]
+    for kwargs, error, message in cases:
+        with pytest.raises(error, match=message):
+            evaluation.nutrimouse_cv(kwargs.pop("recipe", None), data, **{"n_repeats": 1, **kwargs})

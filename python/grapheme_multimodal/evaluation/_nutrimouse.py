@@ -15,15 +15,17 @@ and the closed-form :class:`ExactCCA` (2 components).
 from __future__ import annotations
 
 import warnings
-from typing import Callable, Dict, Optional, Sequence
+from typing import Callable, Dict, Iterable, Optional, Sequence
 
 import numpy as np
 
+from .._validation import as_positive_int, as_seed, check_flag
 from ..datasets import NUTRIMOUSE_TARGETS, Nutrimouse, load_nutrimouse, standardize
 from ..exceptions import InvalidValueError
 from ..metrics import cross_view_retrieval
 from ._cca import ExactCCA
 from ._embedders import Recipe
+from ._multiview import _embedded_views
 
 __all__ = ["nutrimouse_cv", "NUTRIMOUSE_ANCHORS"]
 
@@ -86,9 +88,23 @@ def nutrimouse_cv(
     data = load_nutrimouse() if data is None else data
     if not isinstance(data, Nutrimouse):  # else a KeyError 'gene' for another data set
         raise TypeError(f"data: expected None or a Nutrimouse, got {type(data).__name__}")
-    seeds = list(seeds)
+    if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Iterable):  # "01" was the seeds "0" and "1"
+        raise TypeError(f"seeds: expected a sequence of int seeds, got {type(seeds).__name__}")
+    seeds = [as_seed(seed, f"seeds[{i}]") for i, seed in enumerate(seeds)]
     if recipe is not None and not seeds:  # else "ours" came back as empty arrays, scored as nothing
         raise InvalidValueError("seeds: expected at least one training seed for the recipe, got none", "seeds")
+    if recipe is not None and not callable(recipe):
+        raise TypeError(f"recipe: expected None or a Recipe, recipe(train_views, seed) -> ViewEmbedder, got {type(recipe).__name__}")
+    # named here: scikit-learn's words were "Number of repetitions must be greater than 0", "Seed must be
+    # between 0 and 2**32 - 1", and n_splits=True was taken for 1
+    n_splits, n_repeats = as_positive_int(n_splits, "n_splits"), as_positive_int(n_repeats, "n_repeats")
+    fewest = int(np.bincount(data.diet).min())  # the folds are stratified by diet: each needs a mouse of every diet
+    if not 2 <= n_splits <= fewest:
+        raise InvalidValueError(
+            f"n_splits: expected an int in [2, {fewest}] (the fewest mice of one diet: the folds are stratified by it), "
+            f"got {n_splits}", "n_splits")
+    random_state = as_seed(random_state, "random_state", below=2**32)
+    anchors = check_flag(anchors, "anchors")
     folds = RepeatedStratifiedKFold(n_splits=n_splits, n_repeats=n_repeats, random_state=random_state)
     methods = (["ours"] if recipe is not None else []) + (list(NUTRIMOUSE_ANCHORS) if anchors else [])
     shape = {m: (len(seeds), n_repeats) if m == "ours" else (n_repeats,) for m in methods}
@@ -99,7 +115,10 @@ def nutrimouse_cv(
         test_views = {v: x[test_rows] for v, x in data.views.items()}
         if recipe is not None:
             for s, seed in enumerate(seeds):
-                emb = recipe(train_views, seed).embed_views(test_views)
+                embedder = recipe(train_views, seed)
+                if not callable(getattr(embedder, "embed_views", None)):  # else an AttributeError
+                    raise TypeError(f"recipe: returned {type(embedder).__name__}; expected a ViewEmbedder (with embed_views)")
+                emb = _embedded_views(embedder.embed_views(test_views), [_QUERY, _GALLERY], len(test_rows))
                 for t, p in _precision(emb[_QUERY], emb[_GALLERY], data, test_rows).items():
                     sums["ours"][t][s, repeat] += p / n_splits
         if anchors:
