@@ -635,3 +635,32 @@ def test_nutrimouse_cv_names_its_arguments_and_what_a_recipe_returns() -> None:
     for kwargs, error, message in cases:
         with pytest.raises(error, match=message):
             evaluation.nutrimouse_cv(kwargs.pop("recipe", None), data, **{"n_repeats": 1, **kwargs})
+
+
+def test_record_batch_takes_one_reward_or_one_per_row_not_a_length_one_array() -> None:
+    """numpy's broadcasting spread rewards=np.ones(1) over every row of a
+    batch without a word; a 0-d array reward for record_fusion was refused as
+    "ndarray" where the number it holds is a reward."""
+    model = small_model(input_dims={"visual": 6})
+    x = {"visual": np.ones((3, 6))}
+    with pytest.raises(gm.ShapeError, match=r"^rewards: expected a number or shape \(3,\), got shape \(1,\)"):
+        model.record_batch(x, rewards=np.ones(1))
+    assert model.num_experiences() == 0
+    model.record_batch(x, rewards=np.float64(0.5))
+    model.record_batch(x, rewards=[0.0, 1.0, 2.0])
+    np.testing.assert_array_equal(model.experience.batch().rewards, [0.5] * 3 + [0.0, 1.0, 2.0])
+    event = gm.MultiModalEvent(1, [gm.ModalFeatures(np.ones(6), "visual")])
+    assert model.record_fusion(event, reward=np.array(0.25)).reward == 0.25
+    with pytest.raises(TypeError, match="reward: expected a real number"):
+        model.record_fusion(event, reward=np.array(True))
+
+
+def test_the_encoder_view_names_its_own_argument() -> None:
+    """model.encoder.encode(modality, x) named x as the model's inputs['visual']."""
+    encoder = small_model(input_dims={"visual": 6}).encoder
+    for bad, error in ((np.full((2, 6), np.nan), gm.NonFiniteError), (np.ones((2, 5)), gm.ShapeError)):
+        with pytest.raises(error, match=r"^x: ") as err:
+            encoder.encode("visual", bad)
+        assert err.value.arg == "x"
+    with pytest.raises(TypeError, match=r"^x: expected a real-valued numeric array"):
+        encoder.encode("visual", "a")

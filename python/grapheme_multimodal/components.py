@@ -10,7 +10,9 @@ from typing import Any, Optional
 
 import numpy as np
 
+from ._validation import renamed
 from .config import LearnableMultiModalConfig
+from .exceptions import GraphemeError
 from .model import LearnableMultiModal, ModalityKey
 from .types import Modality
 
@@ -58,7 +60,10 @@ class ModalityEncoder(_ComponentView):
     def encode(self, modality: ModalityKey, x: Any) -> np.ndarray:
         """Unit embeddings ``[N, E]`` of ``x [N, d_m]`` (or a list of graphs)."""
         m = Modality.parse(modality)
-        emb = self._model.encode({m: x})
+        try:
+            emb = self._model.encode({m: x})
+        except (GraphemeError, TypeError) as err:  # the model's name for x, inputs['visual'], is not this call's
+            raise renamed(err, {f"inputs[{str(m)!r}]": "x", "inputs": "x"}) from None
         return np.ascontiguousarray(emb[:, m.index])
 
 

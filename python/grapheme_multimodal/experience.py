@@ -26,6 +26,8 @@ class ExperienceMixin:
         """Fuses ``event`` and records its embeddings, fused embedding, pair
         strengths and ``reward`` (and its raw inputs when every modality has
         one component, so the encoders can train from the buffer)."""
+        if isinstance(reward, np.ndarray) and reward.ndim == 0:  # np.array(0.5), a loss's .sum(): one number
+            reward = reward[()]
         if isinstance(reward, bool) or not isinstance(reward, (int, float, np.number)) or np.iscomplexobj(reward):
             # float("1") would pass, and True would be a reward of 1.0 (numpy's bools are no np.number)
             raise TypeError(f"reward: expected a real number, got {type(reward).__name__}")
@@ -73,10 +75,10 @@ class ExperienceMixin:
         batch = len(mask_arr)
         rewards = as_real_array(rewards, "rewards")
         refuse_bools(rewards, "rewards")
-        try:
-            rewards = np.broadcast_to(rewards, (batch,))
-        except ValueError:
-            raise ShapeError(f"rewards: expected a number or shape ({batch},), got shape {rewards.shape}", "rewards") from None
+        # Not numpy's broadcasting: one reward in an array of shape (1,) spread over every row without a word.
+        if rewards.shape not in ((), (batch,)):
+            raise ShapeError(f"rewards: expected a number or shape ({batch},), got shape {rewards.shape}", "rewards")
+        rewards = np.broadcast_to(rewards, (batch,))
         self.experience.extend(
             embeddings=emb,
             mask=mask_arr,
