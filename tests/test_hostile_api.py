@@ -664,3 +664,21 @@ def test_the_encoder_view_names_its_own_argument() -> None:
         assert err.value.arg == "x"
     with pytest.raises(TypeError, match=r"^x: expected a real-valued numeric array"):
         encoder.encode("visual", "a")
+
+
+def test_a_buffer_extended_by_more_rows_than_memory_holds_is_too_large_by_name() -> None:
+    """ExperienceBuffer.extend converted broadcast views first: numpy's
+    "Unable to allocate 10.2 TiB", naming no argument, for float64 and float32 alike."""
+    from grapheme_multimodal import _core
+
+    buffer = _buffer()
+    before = buffer.state()
+    rows = max(_core.memory_budget(), 2**42) // (7 * E * 4) + 1
+    for dtype in (np.float64, np.float32):
+        views = [np.broadcast_to(np.zeros((1, *s), dtype), (rows, *s)) for s in ((7, E), (E,), (7, 7), ())]
+        mask = np.broadcast_to(np.ones((1, 7), bool), (rows, 7))
+        with pytest.raises(gm.TooLargeError, match=r"^embeddings: [\d,]+ experiences take [\d,]+ bytes to check and record, "
+                           r"more than this machine's memory .*a buffer keeps its newest 8") as err:
+            buffer.extend(views[0], mask, *views[1:])
+        assert err.value.arg == "embeddings"
+    assert buffer.state()[1] == before[1] and len(buffer) == 2

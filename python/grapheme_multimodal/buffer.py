@@ -241,6 +241,15 @@ class ExperienceBuffer:
         if len(shape) != 3 or shape[1] != NUM_MODALITIES:
             raise ShapeError(f"embeddings: expected shape (n, 7, E), got {shape}", "embeddings")
         n, e = shape[0], shape[2]
+        staged_bytes = n * buffer_row_bytes(e, self.input_dims if inputs is not None else None)
+        if staged_bytes > memory_budget():
+            # a broadcast view (or a memory map) can stand for more rows than memory holds: the float32
+            # copies below raised numpy's MemoryError naming no argument, or the OS killed the process
+            raise TooLargeError(
+                f"embeddings: {n:,} experiences take {staged_bytes:,} bytes to check and record, more than this "
+                f"machine's memory ({memory_budget():,} bytes); expected fewer rows (a buffer keeps its newest "
+                f"{self.capacity:,})", "embeddings",
+            )
         emb = _float32(embeddings, "embeddings", shape)
         if self.embed_dim is not None and e != self.embed_dim:
             raise ShapeError(f"embeddings: expected E={self.embed_dim} (the buffer's embed_dim), got {e}", "embeddings")
