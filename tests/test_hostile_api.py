@@ -682,3 +682,17 @@ def test_a_buffer_extended_by_more_rows_than_memory_holds_is_too_large_by_name()
             buffer.extend(views[0], mask, *views[1:])
         assert err.value.arg == "embeddings"
     assert buffer.state()[1] == before[1] and len(buffer) == 2
+
+
+def test_int_labels_held_as_objects_are_class_labels() -> None:
+    """A pandas object column's .values holds ints as objects: scikit-learn
+    calls them "unknown" labels, and the read-outs refused them with a hint
+    about None or strings that fitted nothing given."""
+    from grapheme_multimodal.metrics import cross_view_retrieval, knn_accuracy, linear_probe_accuracy
+
+    x = np.random.default_rng(0).normal(size=(40, 3))
+    as_ints = np.arange(40) % 2
+    as_objects = np.array(list(as_ints), dtype=object)
+    assert knn_accuracy(x, as_objects, x, as_objects, k=3) == knn_accuracy(x, as_ints, x, as_ints, k=3)
+    assert linear_probe_accuracy(x, as_objects, x, as_objects) == linear_probe_accuracy(x, as_ints, x, as_ints)
+    assert cross_view_retrieval(x, x, as_objects) == cross_view_retrieval(x, x, as_ints)
