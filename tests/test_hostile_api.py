@@ -696,3 +696,22 @@ def test_int_labels_held_as_objects_are_class_labels() -> None:
     assert knn_accuracy(x, as_objects, x, as_objects, k=3) == knn_accuracy(x, as_ints, x, as_ints, k=3)
     assert linear_probe_accuracy(x, as_objects, x, as_objects) == linear_probe_accuracy(x, as_ints, x, as_ints)
     assert cross_view_retrieval(x, x, as_objects) == cross_view_retrieval(x, x, as_ints)
+
+
+def test_a_bad_optimizer_state_is_named_by_its_key_and_parameter() -> None:
+    """The core's checks named "optimizer state v: flat index 0", a layout
+    the caller's {name: array} state does not show."""
+    model = small_model(input_dims={"visual": 6})
+    name = list(model.parameter_shapes())[3]
+    state = model.optimizer_state()
+    np.asarray(state["exp_avg_sq"][name]).flat[1] = -1.0
+    with pytest.raises(gm.InvalidValueError, match=rf"^state\['exp_avg_sq'\]\['{name}'\]: is negative \(-1.0\) at index \(\d+(, \d+)*,?\); "
+                       r"expected second moments >= 0") as err:
+        model.load_optimizer_state(state)
+    assert err.value.arg == "state['exp_avg_sq']"
+    state = model.optimizer_state()
+    np.asarray(state["exp_avg"][name]).flat[0] = 1.0
+    with pytest.raises(gm.InvalidValueError, match=r"^state\['step'\]: is 0 but the moments are not all zero") as err:
+        model.load_optimizer_state(state)
+    assert err.value.arg == "state['step']"
+    assert not np.asarray(model.optimizer_state()["exp_avg"][name]).any()  # nothing changed

@@ -10,7 +10,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from ._locking import reads, writes
-from ._validation import as_finite_float, as_float32, as_real_array, as_seed, check_flag, refuse_bools
+from ._validation import as_finite_float, as_float32, as_real_array, as_seed, check_flag, refuse_bools, renamed
 from .exceptions import InvalidValueError
 from .batch import Batch, Inputs, component_parts, event_components
 from .objectives import ONE_ROW_REMEDY, OBJECTIVES, resolve_weights, split_by_rows, zero_on_one_row
@@ -191,7 +191,17 @@ class LearningMixin:
             counts[key] = as_seed(state[key], f"state[{key!r}]")
         m = self._flatten(state["exp_avg"], "state['exp_avg']")
         v = self._flatten(state["exp_avg_sq"], "state['exp_avg_sq']")
-        self._core.set_optimizer_state(m, v, counts["step"], counts["rng_counter"])
+        negative = np.flatnonzero(v < 0)
+        if negative.size:  # the core checks it too, but names a flat index of its own layout
+            name, index = self._parameter_at(int(negative[0]))
+            raise InvalidValueError(
+                f"state['exp_avg_sq'][{name!r}]: is negative ({v[negative[0]]}) at index {index}; expected second moments >= 0",
+                "state['exp_avg_sq']",
+            )
+        try:
+            self._core.set_optimizer_state(m, v, counts["step"], counts["rng_counter"])
+        except InvalidValueError as err:
+            raise renamed(err, {"optimizer state step": "state['step']"}) from None
 
     @writes
     def reset_optimizer(self) -> None:
@@ -251,6 +261,15 @@ class LearningMixin:
             out[name] = flat[offset : offset + size].reshape(shape)
             offset += size
         return out
+
+    def _parameter_at(self, flat: int) -> Tuple[str, Tuple[int, ...]]:
+        """The parameter name and index of position ``flat`` of the flat layout."""
+        for name, shape in self.parameter_shapes().items():
+            size = int(np.prod(shape))
+            if flat < size:
+                return name, tuple(int(i) for i in np.unravel_index(flat, shape))
+            flat -= size
+        raise IndexError(flat)
 
     def _flatten(self, tensors: Mapping[str, Any], arg: str) -> np.ndarray:
         """``{name: array}`` with every parameter's name and shape → one flat float32 array."""
