@@ -109,6 +109,27 @@ def test_an_error_after_training_started_restores_the_model() -> None:
     assert snapshot(model) == before, "weights, Adam state, standardisation, epochs and history as before the call"
 
 
+@pytest.mark.parametrize("held", [True, False], ids=["gradients held", "none held"])
+def test_a_failed_fit_leaves_the_accumulated_gradients_as_they_were(held: bool) -> None:
+    """Each step of fit replaces the gradients; a failed fit kept its last
+    step's, so a ``step()`` after it applied gradients of data the caller
+    never gave ``backward`` (and ``has_gradients()`` turned true)."""
+    model = small_model()
+    if held:
+        model.backward(synthetic(16, seed=4))
+    before = model.gradients() if model.has_gradients() else None
+
+    def boom(m):
+        raise ValueError("boom")
+
+    with pytest.raises(ValueError, match="boom"):
+        model.fit(synthetic(), epochs=2, metrics={"b": boom}, progress=False)
+    assert model.has_gradients() == held
+    if held:
+        after = model.gradients()
+        assert all(np.array_equal(before[k], after[k]) for k in before)
+
+
 def test_standardisation_learned_by_a_failed_fit_is_undone() -> None:
     model = small_model()
 

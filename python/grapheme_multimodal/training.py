@@ -344,11 +344,14 @@ def _run_epoch(
 @dataclass
 class _TrainingState:
     """What :func:`fit` changes, copied: weights, Adam state (with the
-    objectives' draw counter), input standardisation, epoch count, history,
-    the applied weight average (immutable: held, not copied)."""
+    objectives' draw counter), the accumulated gradients (every step
+    replaces them: a later ``step()`` applies them), input standardisation,
+    epoch count, history, the applied weight average (immutable: held, not
+    copied)."""
 
     weights: Dict[str, np.ndarray]
     optimizer: Dict[str, Any]
+    gradients: Optional[np.ndarray]  # flat; None: none accumulated
     normalization: List[Any]
     epochs_trained: int
     history_length: int
@@ -360,6 +363,7 @@ class _TrainingState:
             return cls(
                 weights=model.state_dict(),
                 optimizer=model.optimizer_state(),
+                gradients=model._core.get_flat_grad() if model._core.has_gradients() else None,
                 normalization=[model.normalization(m) for m in range(NUM_MODALITIES)],
                 epochs_trained=model.epochs_trained,
                 history_length=len(model.history),
@@ -370,6 +374,10 @@ class _TrainingState:
         with model._lock.writing(), uninterrupted():  # a second Ctrl-C must not cut the restore in half
             model.load_state_dict(self.weights)
             model.load_optimizer_state(self.optimizer)
+            if self.gradients is None:
+                model.zero_grad()
+            else:
+                model._core.set_flat_grad(self.gradients)
             for m, stats in enumerate(self.normalization):
                 model.set_normalization(m, *(stats if stats is not None else (None, None)))
             model.epochs_trained = self.epochs_trained
