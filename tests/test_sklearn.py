@@ -1,5 +1,7 @@
 """The scikit-learn estimator over a list of views."""
 
+import threading
+
 import numpy as np
 import pytest
 from sklearn.base import BaseEstimator, clone
@@ -233,3 +235,70 @@ def test_feature_names_out_of_hidden_features_a_model_without_them_lacks():
         est.get_feature_names_out()
     with pytest.raises(InvalidValueError):
         est.transform(Xs)
+
+
+# ----------------------------------------------------------------- threads
+ONE_FIT = dict(FAST, validation_fraction=0.0, patience=0)  # no held-out rows, no cross-validation: fast
+
+
+def _paused(monkeypatch, name: str, when) -> tuple:
+    """Makes ``grapheme_multimodal.sklearn.<name>`` wait, on the calls
+    ``when`` picks, until released: ``(entered, release)`` events."""
+    import grapheme_multimodal.sklearn as sk
+
+    entered, release = threading.Event(), threading.Event()
+    real = getattr(sk, name)
+
+    def paused(*args, **kwargs):
+        if when(*args):
+            entered.set()
+            assert release.wait(30), "never released"
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sk, name, paused)
+    return entered, release
+
+
+def test_a_transform_during_a_refit_sees_the_estimator_before_or_after_it(monkeypatch):
+    """fit sets model_ to a new, untrained model before training it: a
+    transform from another thread meanwhile embedded with that model."""
+    Xs, _ = views(60)
+    other = [x[::-1] for x in Xs]
+    est = MultimodalEmbedder(**ONE_FIT).fit(Xs)
+    before = est.transform(Xs)
+    after = MultimodalEmbedder(**ONE_FIT).fit(other).transform(Xs)
+    entered, release = _paused(monkeypatch, "fit_with_stopping", lambda *a: True)  # model_ is the new one here
+    refit = threading.Thread(target=est.fit, args=(other,))
+    refit.start()
+    assert entered.wait(30)
+    seen = []
+    reader = threading.Thread(target=lambda: seen.append(est.transform(Xs)))
+    reader.start()
+    reader.join(0.3)  # a transform that does not wait for the fit is done by now
+    release.set()
+    refit.join(30)
+    reader.join(30)
+    assert not refit.is_alive() and not reader.is_alive()
+    assert any(np.array_equal(seen[0], expected) for expected in (before, after))
+
+
+def test_a_fit_that_fails_while_another_thread_fits_does_not_undo_that_fit(monkeypatch):
+    """A failed fit puts back the attributes it found: found before another
+    thread's fit finished, it undid that fit."""
+    Xs, _ = views(60)
+    other = [x[::-1] for x in Xs]
+    overflowing = [Xs[0] * 1e39, Xs[1], Xs[2]]  # finite float64, refused as float32 once the new model is built
+    est = MultimodalEmbedder(**ONE_FIT).fit(Xs)
+    expected = MultimodalEmbedder(**ONE_FIT).fit(other).transform(Xs)
+    entered, release = _paused(monkeypatch, "_as_views", lambda Xs, *rest: Xs is overflowing)
+    failing = threading.Thread(target=lambda: pytest.raises(ValueError, est.fit, overflowing))
+    failing.start()
+    assert entered.wait(30)
+    succeeding = threading.Thread(target=est.fit, args=(other,))
+    succeeding.start()
+    succeeding.join(0.5)  # a fit that does not wait for the failing one is done by now
+    release.set()
+    failing.join(30)
+    succeeding.join(30)
+    assert not failing.is_alive() and not succeeding.is_alive()
+    np.testing.assert_array_equal(est.transform(Xs), expected)

@@ -18,6 +18,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from ._core import NUM_MODALITIES
+from ._locking import ModelLock
 from ._validation import as_float32, as_seed, check_flag, describe, renamed
 from .exceptions import GraphemeError, InvalidValueError, NonFiniteError, ShapeError
 from .metrics import unit_side_by_side
@@ -156,17 +157,51 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
     def fit(self, Xs: Any, y: Any = None) -> "MultimodalEmbedder":
         """Trains on the views ``Xs`` (``y`` is ignored: training is unsupervised).
         A fit that fails (or is interrupted) leaves the estimator as it was:
-        a fitted one keeps its model, views and history."""
-        before = dict(self.__dict__)
-        try:
-            self._fit(Xs)
-        except BaseException:
-            # the fitted attributes are set one by one as fitting goes: without
-            # this a bad setting found late left a new, untrained model_ behind
-            self.__dict__.clear()
-            self.__dict__.update(before)
-            raise
+        a fitted one keeps its model, views and history. Other threads'
+        calls wait for it: they see the estimator before or after it."""
+        with self._threads_lock().writing():
+            before = dict(self.__dict__)
+            try:
+                self._fit(Xs)
+            except BaseException:
+                # the fitted attributes are set one by one as fitting goes: without
+                # this a bad setting found late left a new, untrained model_ behind.
+                # Not __dict__.clear(): the lock would be gone for a moment, and a
+                # thread arriving then would make a new one and not wait.
+                for name in set(self.__dict__) - set(before):
+                    del self.__dict__[name]
+                self.__dict__.update(before)
+                raise
         return self
+
+    def fit_transform(self, Xs: Any, y: Any = None, **fit_params: Any) -> np.ndarray:
+        """``fit(Xs).transform(Xs)`` as one call: another thread's ``fit``
+        cannot land in between (its model would embed these views)."""
+        with self._threads_lock().writing():
+            return super().fit_transform(Xs, y, **fit_params)
+
+    def set_params(self, **params: Any) -> "MultimodalEmbedder":
+        """Sets parameters (scikit-learn's ``set_params``), after any ``fit``
+        in progress: one that failed would put the old values back."""
+        with self._threads_lock().writing():
+            return super().set_params(**params)
+
+    def _threads_lock(self) -> ModelLock:
+        """The lock that makes this estimator's calls from several threads
+        look one after another (``transform`` calls share it, ``fit`` holds it
+        alone: during a fit other threads saw a new, untrained ``model_``).
+        Made on first use, as scikit-learn's ``__init__`` may set only the
+        parameters; copies and unpickled estimators make their own."""
+        lock = self.__dict__.get("_lock")
+        if lock is None:  # setdefault: two threads arriving at once keep the same one
+            lock = self.__dict__.setdefault("_lock", ModelLock())
+        return lock
+
+    def __getstate__(self) -> dict:
+        with self._threads_lock().reading():  # the fitted attributes of one fit
+            state = dict(super().__getstate__())
+        state.pop("_lock", None)  # a lock is not pickled; the copy makes its own
+        return state
 
     def _fit(self, Xs: Any) -> None:
         self._check_output()
@@ -223,6 +258,10 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
         """Fused unit embeddings ``[n, embed_dim]`` of the views ``Xs``; with
         ``output="hidden"``, the views' hidden features side by side,
         ``[n, n_views * encoder_hidden[-1]]``."""
+        with self._threads_lock().reading():
+            return self._transform(Xs)
+
+    def _transform(self, Xs: Any) -> np.ndarray:
         check_is_fitted(self, "model_")
         self._check_output()
         views = _as_views(Xs, self, reset=False)
@@ -268,6 +307,10 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
         (the names seen in ``fit``, or as many names as columns); with
         several views it is ``None`` or one name per column of all the views.
         """
+        with self._threads_lock().reading():
+            return self._feature_names_out(input_features)
+
+    def _feature_names_out(self, input_features: Any) -> np.ndarray:
         check_is_fitted(self, "model_")
         self._check_output()
         _check_input_features(self, input_features)
