@@ -279,6 +279,12 @@ def run_together(*calls: Callable[[], Any], what: str) -> List[Any]:
     return results
 
 
+@pytest.fixture(scope="module")
+def scratch(tmp_path_factory):
+    """One folder for every pair's saves (a file per save): a tmp_path per test costs more than most pairs."""
+    return tmp_path_factory.mktemp("matrix")
+
+
 @pytest.fixture
 def interleaving():
     """Python switches threads every microsecond (not every 5 ms): the two
@@ -302,16 +308,16 @@ def _differs(got: Tuple[Any, ...], orders: List[Tuple[Any, ...]]) -> str:
 
 
 @pytest.mark.parametrize("first, second", CHANGE_PAIRS, ids=[f"{a}|{b}" for a, b in CHANGE_PAIRS])
-def test_two_changes_at_once_equal_one_of_their_serial_orders(first: str, second: str, tmp_path, interleaving) -> None:
+def test_two_changes_at_once_equal_one_of_their_serial_orders(first: str, second: str, scratch, interleaving) -> None:
     one, two = WRITERS[first], WRITERS[second]
     # fit lets readers in between its steps: record_* stores the embeddings of some step of it
     loose = (one.between_steps and two.reads_model) or (two.between_steps and one.reads_model)
-    ab = _serial(first, second, tmp_path, with_buffer=not loose)
-    ba_second, ba_first, ba_state = _serial(second, first, tmp_path, with_buffer=not loose)
+    ab = _serial(first, second, scratch, with_buffer=not loose)
+    ba_second, ba_first, ba_state = _serial(second, first, scratch, with_buffer=not loose)
     orders = [ab, (ba_first, ba_second, ba_state)]
     for _ in range(TRIES):
         model = fresh()
-        got_one, got_two = run_together(lambda: _call(one, model, tmp_path), lambda: _call(two, model, tmp_path),
+        got_one, got_two = run_together(lambda: _call(one, model, scratch), lambda: _call(two, model, scratch),
                                          what=f"{first} | {second}")
         got = (got_one, got_two, model_state(model, with_buffer=not loose))
         if loose:  # the model's final state, and the result of the call that is not fit
@@ -342,26 +348,26 @@ MAX_READS = 50
 
 
 @pytest.mark.parametrize("writer, reader", READ_PAIRS, ids=[f"{a}|{b}" for a, b in READ_PAIRS])
-def test_reads_during_a_change_see_the_state_before_or_after_it(writer: str, reader: str, tmp_path,
+def test_reads_during_a_change_see_the_state_before_or_after_it(writer: str, reader: str, scratch,
                                                                   interleaving) -> None:
     change, read = WRITERS[writer], READERS[reader]
-    change_alone, _, state_after = _changed_alone(writer, tmp_path.parent)
-    read_before, read_after = _read_alone(reader, None, tmp_path.parent), _read_alone(reader, writer, tmp_path.parent)
+    change_alone, _, state_after = _changed_alone(writer, scratch)
+    read_before, read_after = _read_alone(reader, None, scratch), _read_alone(reader, writer, scratch)
     for _ in range(TRIES):
         model = fresh()
         changed = threading.Event()
 
         def change_once() -> Any:
             try:
-                return _call(change, model, tmp_path)
+                return _call(change, model, scratch)
             finally:
                 changed.set()
 
         def read_while_changing() -> List[Any]:
-            reads = [_call(read, model, tmp_path)]
+            reads = [_call(read, model, scratch)]
             while not changed.is_set() and len(reads) < MAX_READS:
-                reads.append(_call(read, model, tmp_path))
-            return reads + [_call(read, model, tmp_path)]  # and once after
+                reads.append(_call(read, model, scratch))
+            return reads + [_call(read, model, scratch)]  # and once after
 
         got_change, reads = run_together(change_once, read_while_changing, what=f"{writer} | {reader}")
         assert got_change == change_alone, f"{writer} | {reader}: the writer's result is not its result alone"
