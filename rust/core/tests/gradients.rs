@@ -14,6 +14,10 @@
 //! would let steps cross LeakyReLU kinks. The worst error seen is printed
 //! with `--nocapture` (about 1e-6); a missing or wrong term lands near 1.
 
+#[path = "common/gradcheck.rs"]
+mod gradcheck;
+
+use gradcheck::{norm, numeric_gradient, rel_error, Lcg, TOL};
 use grapheme_multimodal::nn::encoder::{pool_components, pool_components_backward};
 use grapheme_multimodal::nn::ops::{l2_normalize_backward_inplace, l2_normalize_rows, NORM_EPS};
 use grapheme_multimodal::nn::{BinderKind, CrossModalBinder, FusionNetwork, ModalityAttention};
@@ -25,21 +29,7 @@ use grapheme_multimodal::{
 };
 use ndarray::{Array1, Array2, Array3, ArrayView2};
 
-const H: f64 = 1e-6;
-const TOL: f64 = 1e-5;
 const DIMS: [usize; 7] = [3, 5, 4, 18, 2, 6, 7];
-
-/// A deterministic stream of numbers in (-1, 1) (no test dependency).
-struct Lcg(u64);
-impl Lcg {
-    fn next(&mut self) -> f64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        ((self.0 >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
-    }
-    fn array2(&mut self, rows: usize, cols: usize) -> Array2<f64> {
-        Array2::from_shape_simple_fn((rows, cols), || self.next())
-    }
-}
 
 fn config(heads: usize, binder: BinderKind) -> Config {
     Config {
@@ -70,39 +60,6 @@ fn mask() -> Array2<bool> {
 
 fn dense_inputs(rng: &mut Lcg, batch: usize) -> [Array2<f64>; 7] {
     std::array::from_fn(|m| rng.array2(batch, DIMS[m]))
-}
-
-/// Numeric gradient of `loss` at `params`, entry by entry: the five-point
-/// central stencil `(−f(x+2h) + 8f(x+h) − 8f(x−h) + f(x−2h)) / 12h`, whose
-/// truncation error is O(h⁴) (the fused output's normalisation is strongly
-/// curved at initialisation, where its pre-norm length is small).
-fn numeric_gradient(params: &mut [f64], mut loss: impl FnMut(&[f64]) -> f64) -> Vec<f64> {
-    (0..params.len())
-        .map(|i| {
-            let orig = params[i];
-            let mut at = |k: f64| {
-                params[i] = orig + k * H;
-                loss(params)
-            };
-            let (p2, p1, m1, m2) = (at(2.0), at(1.0), at(-1.0), at(-2.0));
-            params[i] = orig;
-            (8.0 * (p1 - m1) - (p2 - m2)) / (12.0 * H)
-        })
-        .collect()
-}
-
-fn norm(v: &[f64]) -> f64 {
-    v.iter().map(|x| x * x).sum::<f64>().sqrt()
-}
-
-fn rel_error(a: &[f64], n: &[f64]) -> f64 {
-    let diff: Vec<f64> = a.iter().zip(n).map(|(a, n)| a - n).collect();
-    let scale = norm(a).max(norm(n));
-    if scale == 0.0 {
-        0.0
-    } else {
-        norm(&diff) / scale
-    }
 }
 
 /// The loss whose gradient `backward` computes, evaluated at `params`.
