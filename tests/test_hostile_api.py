@@ -684,7 +684,7 @@ def test_a_buffer_extended_by_more_rows_than_memory_holds_is_too_large_by_name()
     assert buffer.state()[1] == before[1] and len(buffer) == 2
 
 
-def test_int_labels_held_as_objects_are_class_labels() -> None:
+def test_int_or_bool_labels_held_as_objects_are_class_labels() -> None:
     """A pandas object column's .values holds ints as objects: scikit-learn
     calls them "unknown" labels, and the read-outs refused them with a hint
     about None or strings that fitted nothing given."""
@@ -696,6 +696,9 @@ def test_int_labels_held_as_objects_are_class_labels() -> None:
     assert knn_accuracy(x, as_objects, x, as_objects, k=3) == knn_accuracy(x, as_ints, x, as_ints, k=3)
     assert linear_probe_accuracy(x, as_objects, x, as_objects) == linear_probe_accuracy(x, as_ints, x, as_ints)
     assert cross_view_retrieval(x, x, as_objects) == cross_view_retrieval(x, x, as_ints)
+    bools = as_ints == 1
+    bool_objects = np.array(list(bools), dtype=object)
+    assert knn_accuracy(x, bool_objects, x, bool_objects, k=3) == knn_accuracy(x, bools, x, bools, k=3)
 
 
 def test_a_bad_optimizer_state_is_named_by_its_key_and_parameter() -> None:

@@ -89,12 +89,15 @@ def _labels_1d(name: str, y: object, n: int, n_name: str) -> np.ndarray:
             raise InvalidValueError(f"{name}: labels that cannot be compared ({exc}); expected class labels", name) from None
         if odd.size:
             raise NonFiniteError(f"{name} holds {arr[odd[0]]} at row {odd[0]}; expected labels (NaN and NaT equal no label)", name)
-    if arr.dtype == object and arr.size and all(type(v) is int or isinstance(v, np.integer) for v in arr):
-        # ints as objects (a pandas object column's .values): scikit-learn calls them "unknown" labels
-        try:
-            arr = arr.astype(np.int64)
-        except OverflowError:  # past int64: compared as the Python ints they are
-            pass
+    if arr.dtype == object and arr.size:
+        # ints or bools as objects (a pandas object column's .values): scikit-learn calls them "unknown" labels
+        if all(isinstance(v, (bool, np.bool_)) for v in arr):
+            arr = arr.astype(bool)
+        elif all(type(v) is int or isinstance(v, np.integer) for v in arr):
+            try:
+                arr = arr.astype(np.int64)
+            except OverflowError:  # past int64: compared as the Python ints they are
+                pass
     return arr
 
 
