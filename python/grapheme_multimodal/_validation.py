@@ -136,6 +136,16 @@ def as_positive_int(value: Any, name: str) -> int:
     return int(value)
 
 
+def is_utf8(text: str) -> bool:
+    """Whether ``text`` encodes as UTF-8: a lone surrogate ("\\ud800", which
+    JSON escapes and Python strings may hold) does not."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def as_seed(value: Any, name: str, below: Optional[int] = 2**64, why: str = "") -> int:
     """``value`` as an int when it is an integer (numpy's too, not a bool) in
     ``[0, below)`` (``below=None``: no upper bound): a seed, or a counter

@@ -17,7 +17,7 @@ from typing import Any, Dict, Iterable, Mapping, Optional, Sequence, Tuple, Unio
 import numpy as np
 
 from . import _core
-from ._validation import FLOAT32_MAX, as_real_array, describe, float32_of_wide, unmasked
+from ._validation import FLOAT32_MAX, as_real_array, describe, float32_of_wide, is_utf8, unmasked
 from .exceptions import InvalidValueError, NonFiniteError, ShapeError, TooLargeError
 
 EdgeList = Union[np.ndarray, Sequence[Sequence[int]]]
@@ -149,7 +149,7 @@ class Graph:
         try:
             return cls(build(None) if a is None else _from_float32(a, "activations", build))
         except UnicodeEncodeError:
-            bad = next(i for i, s in enumerate(labels) if not _utf8(s))
+            bad = next(i for i, s in enumerate(labels) if not is_utf8(s))
             raise InvalidValueError(
                 f"labels[{bad}]: {labels[bad]!r} holds a lone surrogate; expected text that UTF-8 can encode", f"labels[{bad}]"
             ) from None
@@ -284,14 +284,6 @@ def _unit(unit: Any) -> str:
     if unit not in TEXT_UNITS:
         raise InvalidValueError(f"unit: expected one of {TEXT_UNITS}, got {unit!r}", "unit")
     return unit
-
-
-def _utf8(s: str) -> bool:
-    try:
-        s.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _from_float32(arr: np.ndarray, name: str, build: Any) -> "_core.Graph":

@@ -35,6 +35,7 @@ from typing import Any, Callable, Dict, Iterator, Mapping, NamedTuple, Optional,
 
 import numpy as np
 
+from ._validation import is_utf8
 from .exceptions import CheckpointError, InvalidValueError, TooLargeError
 
 try:  # POSIX: in-flight temporary files are locked, so a cleanup can tell them from orphans
@@ -452,7 +453,7 @@ def _read_header(f: Any, size: int, where: str, fmt: str) -> Tuple[Dict[str, str
         raise unreadable("its metadata is not text by name")
     # JSON's \ud800 escapes decode to lone surrogates, which no UTF-8 text holds (safetensors
     # refuses them): the checksums, which encode the names and metadata, raised UnicodeEncodeError.
-    lone = next((s for s in (*raw_meta, *raw_meta.values(), *header) if not _is_utf8(s)), None)
+    lone = next((s for s in (*raw_meta, *raw_meta.values(), *header) if not is_utf8(s)), None)
     if lone is not None:
         raise unreadable(f"its header holds {lone!r:.60}, text with a lone surrogate, which UTF-8 cannot encode")
     entries: Dict[str, _Declared] = {}
@@ -579,14 +580,6 @@ def _check_declared(
                 f"{tuple(spec.shape)}, got {_NUMPY_DTYPES.get(got_dtype, got_dtype)} of shape {got_shape}",
                 "path",
             )
-
-
-def _is_utf8(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _tensor_crc(name: str, arr: np.ndarray) -> str:
