@@ -6,6 +6,7 @@ steps); the per-event cache never hands out stale results."""
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -381,3 +382,39 @@ def test_only_a_buffer_that_can_record_the_model_s_fusions_is_put_in_its_place(t
     vars(model)["experience"] = ExperienceBuffer(4, embed_dim=c.embed_dim + 1)
     model.save(tmp_path / "old.safetensors")
     assert gm.LearnableMultiModal.load(tmp_path / "old.safetensors").experience.embed_dim == c.embed_dim + 1
+
+
+def test_compute_loss_reads_the_buffer_and_the_model_of_one_moment() -> None:
+    """compute_loss took the buffer's snapshot under its lock, then the loss
+    under the model's: a thread that recorded and then trained in between
+    gave the loss of the model after training on the buffer before recording,
+    which no order of the two calls gives."""
+    data = synthetic(24)
+    model = small_model()
+    model.record_batch({k: v[:8] for k, v in data.items()}, rewards=0.25)
+    alone = model.compute_loss()
+    other_done = threading.Event()
+    original_losses = model.losses
+
+    def slow_losses(*args, **kwargs):  # the point between the buffer's snapshot and the loss
+        other_done.wait(timeout=0.5)  # with the fix the other thread cannot finish here: it must not hang
+        return original_losses(*args, **kwargs)
+
+    def record_then_train() -> None:
+        model.record_batch({k: v[8:16] for k, v in data.items()}, rewards=0.5)
+        model.train_step({k: v[:8] for k, v in data.items()})
+        other_done.set()
+
+    model.losses = slow_losses
+    other = threading.Thread(target=record_then_train)
+    result = {}
+    reader = threading.Thread(target=lambda: result.setdefault("loss", model.compute_loss()))
+    reader.start()
+    time.sleep(0.05)  # the reader holds its snapshot before the other thread starts
+    other.start()
+    reader.join(timeout=10)
+    other.join(timeout=10)
+    assert not reader.is_alive() and not other.is_alive()
+    del model.losses
+    after = model.compute_loss()
+    assert result["loss"] in (alone, after), (result["loss"], alone, after)

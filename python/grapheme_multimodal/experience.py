@@ -101,8 +101,11 @@ class ExperienceMixin:
         """The original's loss over the buffer: mean over experiences of
         ``MSE(fuse(stored embeddings), stored fused) * (1 - reward)``; 0 when
         empty. No gradients (``backward(Batch.from_experiences(...))`` trains it)."""
-        with self.experience._lock:  # one snapshot, even while other threads record
-            if not len(self.experience):
-                return 0.0
-            batch = Batch.from_experiences(self.experience.batch())
-        return float(self.losses(batch, weights={"seed_consistency": 1.0})["seed_consistency"])
+        # The model held for reading from the buffer's snapshot to the loss: both of one moment, even while
+        # other threads record and train (the model first, then the buffer, as record_* take them).
+        with self._lock.reading():
+            with self.experience._lock:
+                if not len(self.experience):
+                    return 0.0
+                batch = Batch.from_experiences(self.experience.batch())
+            return float(self.losses(batch, weights={"seed_consistency": 1.0})["seed_consistency"])
