@@ -3,6 +3,9 @@ and the Nutrimouse protocol, checked on cases with known answers."""
 
 from __future__ import annotations
 
+import pickle
+import sys
+
 import numpy as np
 import pytest
 
@@ -76,11 +79,35 @@ def test_exact_cca_rejects_bad_input():
         ExactCCA(2).fit(np.where(np.eye(20, 7) > 0, np.nan, x), y)
     with pytest.raises(gm.InvalidValueError, match="reg"):
         ExactCCA(2, reg=0).fit(x, y)
-    with pytest.raises(RuntimeError, match="not fitted"):
+    with pytest.raises(gm.NotFittedError, match="not fitted"):
         ExactCCA(2).transform(x)
     with pytest.raises(gm.ShapeError, match=r"shape \[n, 7\]") as err:
         ExactCCA(2).fit(x, y).transform(x[:, :3])
     assert err.value.arg == "X"
+
+
+def test_exact_cca_before_fit_raises_what_scikit_learn_callers_catch():
+    # was a RuntimeError: `except NotFittedError` (scikit-learn's) and `except ValueError` missed it
+    from sklearn.exceptions import NotFittedError as ScikitLearnNotFittedError
+
+    x, y = correlated_views(n=20)
+    for call in (lambda: ExactCCA(2).transform(x), lambda: ExactCCA(2).transform(x, y)):
+        with pytest.raises(ScikitLearnNotFittedError, match=r"ExactCCA: not fitted yet; call fit\(X, Y\)") as err:
+            call()
+        assert isinstance(err.value, gm.NotFittedError) and isinstance(err.value, ValueError)
+        again = pickle.loads(pickle.dumps(err.value))  # from a worker process, as every error of ours
+        assert type(again) is type(err.value) and str(again) == str(err.value)
+
+
+def test_not_fitted_error_without_scikit_learn_is_still_ours(monkeypatch):
+    # scikit-learn is optional: the error is then the library's own, with the same bases
+    monkeypatch.delitem(sys.modules, "grapheme_multimodal._sklearn_errors", raising=False)
+    monkeypatch.setitem(sys.modules, "sklearn", None)  # what an import then finds: "No module named sklearn"
+    monkeypatch.setitem(sys.modules, "sklearn.exceptions", None)
+    with pytest.raises(gm.NotFittedError) as err:
+        ExactCCA(2).transform(np.zeros((3, 2)))
+    assert type(err.value) is gm.NotFittedError
+    assert isinstance(err.value, ValueError) and isinstance(err.value, AttributeError)
 
 
 # --- a model with known answers ----------------------------------------------

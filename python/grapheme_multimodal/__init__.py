@@ -18,6 +18,7 @@ from .exceptions import (
     GraphemeError,
     InvalidValueError,
     NonFiniteError,
+    NotFittedError,
     ShapeError,
     TooLargeError,
 )
@@ -52,6 +53,7 @@ __all__ = [
     "GraphemeError",
     "InvalidValueError",
     "NonFiniteError",
+    "NotFittedError",
     "ShapeError",
     "TooLargeError",
     "CrossModalBinder",

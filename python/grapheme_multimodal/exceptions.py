@@ -26,6 +26,8 @@ __all__ = [
     "InvalidValueError",
     "TooLargeError",
     "CheckpointError",
+    "NotFittedError",
+    "not_fitted_error",
 ]
 
 
@@ -66,3 +68,23 @@ class TooLargeError(GraphemeError, MemoryError):
 class CheckpointError(GraphemeError):
     """A checkpoint or buffer file that cannot be loaded: missing, truncated,
     corrupt (checksum mismatch), foreign, or made for another configuration."""
+
+
+class NotFittedError(GraphemeError, AttributeError):
+    """A method that needs a fitted estimator called before ``fit``. Like
+    scikit-learn's ``NotFittedError``, also an ``AttributeError``; raised
+    through :func:`not_fitted_error`, it is scikit-learn's as well."""
+
+
+def not_fitted_error(message: str, arg: Optional[str] = None) -> NotFittedError:
+    """A :class:`NotFittedError` that is also scikit-learn's
+    ``sklearn.exceptions.NotFittedError`` where scikit-learn is installed:
+    code written for scikit-learn's estimators catches that one. Imported
+    here, on the error's path only: scikit-learn takes a second to import."""
+    try:
+        from ._sklearn_errors import SklearnNotFittedError
+    except ModuleNotFoundError as err:
+        if (err.name or "").partition(".")[0] != "sklearn":
+            raise
+        return NotFittedError(message, arg)
+    return SklearnNotFittedError(message, arg)

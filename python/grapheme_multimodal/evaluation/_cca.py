@@ -13,7 +13,7 @@ from typing import Optional, Tuple, Union
 import numpy as np
 
 from .._validation import as_finite_float
-from ..exceptions import InvalidValueError, ShapeError
+from ..exceptions import InvalidValueError, ShapeError, not_fitted_error
 from ..metrics import _finite_2d
 
 __all__ = ["ExactCCA"]
@@ -103,9 +103,12 @@ class ExactCCA:
     def transform(
         self, X: np.ndarray, Y: Optional[np.ndarray] = None  # noqa: N803
     ) -> Union[np.ndarray, Tuple[np.ndarray, np.ndarray]]:
-        """Canonical scores ``[n, k]`` of ``X``, and of ``Y`` when given (float64)."""
-        if not hasattr(self, "x_weights_"):
-            raise RuntimeError("this ExactCCA is not fitted yet; call fit(X, Y) first")
+        """Canonical scores ``[n, k]`` of ``X``, and of ``Y`` when given
+        (float64). Before :meth:`fit`, a
+        :class:`~grapheme_multimodal.exceptions.NotFittedError` (scikit-learn's
+        ``NotFittedError`` too, where scikit-learn is installed)."""
+        if not hasattr(self, "x_weights_"):  # a RuntimeError was what no scikit-learn caller catches
+            raise not_fitted_error("ExactCCA: not fitted yet; call fit(X, Y) before transform")
         x_scores = self._scores("X", X, self.x_mean_, self._x_scale, self._x_scaled_weights)
         if Y is None:
             return x_scores
