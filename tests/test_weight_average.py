@@ -318,3 +318,38 @@ def test_threads_fitting_and_saving_one_model_see_consistent_states(tmp_path):
     for path in saved:  # mid-fit: the trained weights, no average; between fits: the average and the trained weights
         back = gm.LearnableMultiModal.load(path)
         assert back.weight_average is None or back.weight_average.count in (2, 4, 6)
+
+
+@pytest.mark.parametrize("ema_decay", [None, 0.9])
+@pytest.mark.parametrize("how", ["save", "pickle"])
+def test_a_model_saved_by_a_metric_during_fit_is_the_model_of_that_many_epochs(tmp_path, ema_decay, how):
+    # A checkpoint per epoch from a metrics function: it held epochs_trained = k but only
+    # k - 1 history records and, with averaging, the trained weights without their average,
+    # so it neither embedded nor trained on as the model fit(epochs=k) leaves.
+    data, held = synthetic(200, seed=1), synthetic(40, seed=2)
+    options = dict(validation=held, ema_decay=ema_decay)
+    copies = {}
+
+    def keep_a_copy(model):
+        k = model.epochs_trained
+        if how == "save":
+            model.save(tmp_path / f"epoch{k}.gmm")
+            copies[k] = lambda: gm.LearnableMultiModal.load(tmp_path / f"epoch{k}.gmm")
+        else:
+            blob = pickle.dumps(model)
+            copies[k] = lambda: pickle.loads(blob)
+        return 0.0
+
+    full = trained(data, 3, metrics={"copy": keep_a_copy}, **options)
+    plain = trained(data, 3, **options)  # the records are as before, the metric's value beside the losses
+    assert [key for key in full.history[-1] if key != "val_copy"] == list(plain.history[-1])
+    for k in (1, 2):
+        copy, expected = copies[k](), trained(data, k, **options)
+        assert same_training(copy, expected) and copy.epochs_trained == k
+        assert [r["epoch"] for r in copy.history] == list(range(1, k + 1))
+        assert copy.history[-1]["loss"] == expected.history[-1]["loss"]
+        assert copy.history[-1]["val_total"] == expected.history[-1]["val_total"]
+        assert (copy.weight_average is None) == (ema_decay is None)
+        copy.fit(data, epochs=3 - k, **OPTIONS, **options)  # resumes as if never stopped
+        assert same_training(copy, full)
+    assert full.weight_average is None if ema_decay is None else full.weight_average.count == 3

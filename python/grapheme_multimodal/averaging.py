@@ -1,8 +1,8 @@
 """Weight averaging for :func:`~grapheme_multimodal.training.fit`: an
 exponential moving average (EMA) of the weights, taken once per epoch.
 
-``fit(..., ema_decay=d)`` trains the weights as usual (steps, validation
-and early stopping all see them) and, after each epoch ``t`` (counted from
+``fit(..., ema_decay=d)`` trains the weights as usual (steps, validation,
+``metrics`` and early stopping all see them) and, after each epoch ``t`` (counted from
 0 over every ``fit`` with averaging), moves the average towards them::
 
     average = weights                                    (t = 0)
@@ -16,7 +16,9 @@ matters when cross-validation stops after a handful of epochs on small data
 When ``fit`` ends, the model's weights are the average (at the best epoch
 with early stopping) and the trained weights are kept beside it, so the
 next ``fit`` with averaging continues both exactly — also across
-``save``/``load`` and pickling. Anything that changes the weights in
+``save``/``load`` and pickling. A model saved or pickled while ``fit`` runs
+(from a ``metrics`` function) is written as ``fit`` would leave it, stopped
+after that epoch: the average in its weights, the trained ones beside. Anything that changes the weights in
 between (``load_state_dict``, ``train_step``, ...) makes that next ``fit``
 start a new average from the weights as they are.
 """
@@ -95,6 +97,11 @@ class WeightAverage:
         trained = model.state_dict()
         model.load_state_dict(self.averaged_weights())
         return replace(self, trained=trained)
+
+    def applied_to(self, trained: Mapping[str, np.ndarray]) -> "WeightAverage":
+        """The state :meth:`applied` returns for a model holding ``trained``,
+        without a model: what a checkpoint of a running ``fit`` records."""
+        return replace(self, trained=dict(trained))
 
     def averaged_weights(self) -> Dict[str, np.ndarray]:
         """The average as the model's float32 weights."""

@@ -61,6 +61,11 @@ def checkpoint_state(model: "LearnableMultiModal", include_experience: bool = Tr
             "experience": None,
         }
         average = model._weight_average
+        if average is not None and average.trained is None:
+            # fit is running, its average not applied (a metrics function saves): written as
+            # fit leaves the model stopped after this epoch, so it loads and trains on as that
+            average = average.applied_to(_strip(tensors, _PARAM))
+            tensors.update({_PARAM + k: v for k, v in average.averaged_weights().items()})
         if average is not None and average.holds(_strip(tensors, _PARAM)):
             # The weights are fit's average; the trained ones go on training (averaging.py).
             tensors.update({_AVG_MEAN + k: v for k, v in average.mean.items()})

@@ -253,9 +253,9 @@ def _train(
         for _ in range(epochs):
             epoch_start = _TrainingState.of(model)
             try:
-                record = _run_epoch(model, stepper, train, val, batch_size, objectives, metrics, modality_dropout, seed, bar)
-                if average is not None:  # part of the epoch: interrupted in between, the average would miss it
-                    average = average.updated(model.state_dict())
+                record, average = _run_epoch(
+                    model, stepper, train, val, batch_size, objectives, metrics, modality_dropout, seed, bar, average
+                )
             except KeyboardInterrupt:
                 epoch_start.restore(model)
                 raise
@@ -305,8 +305,17 @@ def _run_epoch(
     modality_dropout: float,
     seed: int,
     bar: Any,
-) -> Dict[str, Any]:
-    """One epoch of steps, then its record (appended to ``model.history``)."""
+    average: Optional[WeightAverage],
+) -> "tuple[Dict[str, Any], Optional[WeightAverage]]":
+    """One epoch of steps, then its record (appended to ``model.history``)
+    and ``average`` updated with the epoch's weights.
+
+    The epoch is counted, and its record (what is known of it: the losses)
+    and average are in the model, before ``metrics`` are called: a metric
+    that saves or pickles the model (a checkpoint per epoch) wrote a model
+    trained for ``epochs_trained`` epochs whose history lacked the last one,
+    and, with averaging, the trained weights without their average, so the
+    file neither read nor trained on as the model of that many epochs."""
     epoch = model.epochs_trained
     rng = np.random.Generator(np.random.PCG64([seed, epoch]))
     start = time.perf_counter()
@@ -325,20 +334,28 @@ def _run_epoch(
             bar.update(1)
             bar.set_postfix(epoch=epoch + 1, loss=f"{losses['total']:.4f}", refresh=False)  # drawn at tqdm's interval
     stepper.end_epoch()
-    with model._lock.writing():
-        model.epochs_trained = int(model.epochs_trained) + 1  # a numpy int set by hand: the record's "epoch" is saved
-    record: Dict[str, Any] = {"epoch": model.epochs_trained}
+    if average is not None:
+        average = average.updated(model.state_dict())
+    record: Dict[str, Any] = {"epoch": int(model.epochs_trained) + 1}  # a numpy int set by hand: the record is saved
     record.update({("loss" if k == "total" else k): v / max(steps, 1) for k, v in sums.items()})
     if val is not None:
         record.update({f"val_{k}": v for k, v in val.losses(model, objectives).items()})
-    for name, metric in metrics.items():
-        record[f"val_{name}"] = _metric_value(name, metric(model))
-    if model.config.learnable_temperature:
-        record.update({f"temperature_{k}": v for k, v in model.temperatures().items()})
-    record["seconds"] = time.perf_counter() - start
     with model._lock.writing():
-        model.history.append(record)
-    return record
+        model.epochs_trained = record["epoch"]
+        model.history.append(record)  # completed in place below, under the lock (a save copies it)
+        # fit's running average (not applied: a checkpoint applies it, as fit ends; averaging.py)
+        model._weight_average = average
+    for name, metric in metrics.items():
+        value = _metric_value(name, metric(model))
+        with model._lock.writing():
+            record[f"val_{name}"] = value
+    extra: Dict[str, Any] = {}
+    if model.config.learnable_temperature:
+        extra.update({f"temperature_{k}": v for k, v in model.temperatures().items()})
+    extra["seconds"] = time.perf_counter() - start
+    with model._lock.writing():
+        record.update(extra)
+    return record, average
 
 
 @dataclass
