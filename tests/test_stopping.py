@@ -101,6 +101,16 @@ def test_bad_settings_name_the_argument(name, value):
         fit_with_stopping(small_model(), two_views(40), **settings, **OPTIONS)
 
 
+@pytest.mark.parametrize("rows, fraction", [(40, 0.1), (40, 0.0), (3, 0.1), (1, 0.5)])
+def test_a_misspelt_monitor_is_refused_however_few_the_rows(rows, fraction):
+    # was refused only when rows were held out: with none (too few rows, or fraction 0) it passed unseen
+    model = small_model()
+    with pytest.raises(InvalidValueError, match="monitor: 'val_contrastiv' is not recorded") as err:
+        fit_with_stopping(model, two_views(rows), **{**STOP, "monitor": "val_contrastiv", "validation_fraction": fraction},
+                          epochs=2, **OPTIONS)
+    assert err.value.arg == "monitor" and model.epochs_trained == 0
+
+
 def test_a_failed_call_leaves_the_model_as_it_was():
     data = two_views(40)
     data["visual"][7, 2] = np.nan

@@ -25,7 +25,7 @@ import numpy as np
 
 from ._validation import as_real_array, describe
 from .exceptions import NonFiniteError
-from .training import History, _check_int, as_dataset, encoder_overflow_in_rows, holdout_rows
+from .training import History, _check_int, _check_monitor, _checked_metrics, as_dataset, encoder_overflow_in_rows, holdout_rows
 
 if TYPE_CHECKING:
     from .model import LearnableMultiModal
@@ -90,6 +90,9 @@ def fit_with_stopping(
     _check_int(min_validation_rows, "min_validation_rows", 0)
     _check_int(cv_folds, "cv_folds", 0)
     _check_int(seed, "seed", 0)  # else numpy's "expected non-negative integer" when the rows are drawn
+    # Checked whether or not rows are held out: a misspelt monitor passed unseen when
+    # the data were too few to hold any out, and was refused once they were more.
+    _check_monitor(monitor, True, _checked_metrics(fit_options.get("metrics")))
     if not isinstance(inputs, Mapping):
         raise TypeError(f"inputs: expected a mapping modality -> [N, d] array, got {describe(inputs)}")
     fit = fit or model.fit
