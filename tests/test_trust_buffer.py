@@ -490,3 +490,50 @@ def test_failed_calls_change_nothing_and_a_reloaded_buffer_goes_on_as_its_origin
             outcomes.append(result)
         assert outcomes[0] == outcomes[1], f"{name}: the twin answered otherwise"
         assert _whole_state(buf) == _whole_state(twin)
+
+
+# ------------------------------------------------- a model's buffer, loaded
+def test_a_model_s_buffer_loads_no_file_of_other_dims(tmp_path) -> None:
+    """``model.experience.load(path)`` of a buffer saved by a model of
+    another ``embed_dim`` (or other input dims) loaded it, where assigning
+    the same buffer to ``model.experience`` is refused: the model's next
+    ``record_batch`` and ``compute_loss`` then failed on shapes the user
+    never gave. Now the load is a ``CheckpointError`` naming the dims, and
+    the buffer is left as it was; a file of this model's dims still loads,
+    and a buffer of its own keeps loading any file."""
+    rng = np.random.default_rng(0)
+    small = gm.LearnableMultiModal(seed=0, embed_dim=8, hidden_dim=8, num_heads=2, input_dims={"visual": 4})
+    small.record_batch({"visual": rng.normal(size=(3, 4)).astype(np.float32)})
+    small.experience.save(tmp_path / "small.safetensors")
+    other_inputs = gm.LearnableMultiModal(seed=0, embed_dim=16, hidden_dim=8, num_heads=2, input_dims={"visual": 5})
+    other_inputs.record_batch({"visual": rng.normal(size=(2, 5)).astype(np.float32)})
+    other_inputs.experience.save(tmp_path / "other_inputs.safetensors")
+
+    model = gm.LearnableMultiModal(seed=1, embed_dim=16, hidden_dim=8, num_heads=2, input_dims={"visual": 4})
+    model.record_batch({"visual": rng.normal(size=(2, 4)).astype(np.float32)})
+    before = model.experience.batch().fused.copy()
+    for name, words in (("small", "embed_dim=8"), ("other_inputs", "input_dims=(5,")):
+        with pytest.raises(gm.CheckpointError, match=r"expected embed_dim=16|expected input_dims=\(4,") as err:
+            model.experience.load(tmp_path / f"{name}.safetensors")
+        assert words in str(err.value) and err.value.arg == "path"
+        np.testing.assert_array_equal(model.experience.batch().fused, before)
+    model.record_batch({"visual": rng.normal(size=(1, 4)).astype(np.float32)})
+    assert np.isfinite(model.compute_loss())
+
+    model.experience.save(tmp_path / "own.safetensors")
+    twin = gm.LearnableMultiModal(seed=2, embed_dim=16, hidden_dim=8, num_heads=2, input_dims={"visual": 4})
+    twin.experience.load(tmp_path / "own.safetensors")
+    np.testing.assert_array_equal(twin.experience.batch().fused, model.experience.batch().fused)
+    for owner in (pickle.loads(pickle.dumps(model)), gm.LearnableMultiModal.load(_saved_model(model, tmp_path))):
+        with pytest.raises(gm.CheckpointError, match="embed_dim=8"):
+            owner.experience.load(tmp_path / "small.safetensors")
+
+    standalone = ExperienceBuffer(4, embed_dim=16)
+    standalone.load(tmp_path / "small.safetensors")
+    assert standalone.embed_dim == 8 and len(standalone) == 3
+
+
+def _saved_model(model, tmp_path):
+    path = tmp_path / "model.safetensors"
+    model.save(path)
+    return path

@@ -90,6 +90,11 @@ class ExperienceBuffer:
         seed: seeds the sampling generator (an int >= 0).
     """
 
+    #: ``(embed_dim, input_dims)`` of the model whose fusions this buffer
+    #: records (set by its ``experience`` setter), else None: :meth:`load`
+    #: refuses a file of other dims, as that setter refuses such a buffer.
+    _model_dims: Optional[Tuple[int, Tuple[int, ...]]] = None
+
     def __init__(
         self,
         capacity: int = 1000,
@@ -460,10 +465,30 @@ class ExperienceBuffer:
         """Replaces this buffer's contents with the file's. A missing,
         truncated, corrupt (checksum mismatch), foreign or invalid file
         raises (:class:`~grapheme_multimodal.CheckpointError`; a missing one
-        ``FileNotFoundError``) and leaves the buffer as it was."""
+        ``FileNotFoundError``) and leaves the buffer as it was. So does, for
+        a model's buffer (``model.experience``), a file of an ``embed_dim``
+        or ``input_dims`` that model cannot record into, as assigning such
+        a buffer to ``model.experience`` does."""
         other = ExperienceBuffer.from_file(path)
+        self._check_model_dims(other, path)
         with self._lock:
-            self.__dict__.update({k: v for k, v in other.__dict__.items() if k != "_lock"})
+            self.__dict__.update({k: v for k, v in other.__dict__.items() if k not in ("_lock", "_model_dims")})
+
+    def _check_model_dims(self, other: "ExperienceBuffer", path: PathLike) -> None:
+        """Refuses ``other`` (read from ``path``) when this buffer records a
+        model's fusions and ``other``'s dims are not that model's (or None):
+        loaded, the model's next record and ``compute_loss`` failed on shapes
+        the user never gave."""
+        if self._model_dims is None:
+            return
+        for name, own in zip(("embed_dim", "input_dims"), self._model_dims):
+            given = getattr(other, name)
+            if given is not None and given != own:
+                raise CheckpointError(
+                    f"path: {str(path)!r} holds a buffer of {name}={given}, which this model's buffer cannot take "
+                    f"(it records the model's fusions); expected {name}={own} or None "
+                    "(ExperienceBuffer.from_file(path) reads it as a buffer of its own)", "path",
+                )
 
     @classmethod
     def from_file(cls, path: PathLike) -> "ExperienceBuffer":

@@ -211,9 +211,13 @@ def _restore(model: "LearnableMultiModal", tensors: Dict[str, np.ndarray], meta:
     model.epochs_trained = _checked_epochs(meta["epochs_trained"])
     model.history = _checked_history(meta["history"])
     if meta["experience"] is not None:
-        # Past the setter's check of its dims: a file saved before that check
-        # may hold a buffer of other dims, and it loads as it was saved.
-        vars(model)["experience"] = ExperienceBuffer.from_state(_strip(tensors, _EXP), meta["experience"])
+        buffer = ExperienceBuffer.from_state(_strip(tensors, _EXP), meta["experience"])
+        try:
+            model.experience = buffer
+        except InvalidValueError:
+            # Past the setter's check of its dims: a file saved before that check
+            # may hold a buffer of other dims, and it loads as it was saved.
+            vars(model)["experience"] = buffer
     if meta.get("weight_average") is not None:
         model._weight_average = WeightAverage.from_checkpoint(
             meta["weight_average"], _strip(tensors, _AVG_MEAN), _strip(tensors, _AVG_TRAINED), _strip(tensors, _PARAM)

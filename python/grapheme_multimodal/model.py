@@ -302,6 +302,7 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
                     f"experience: a buffer of {name}={given} cannot record this model's fusions; "
                     f"expected {name}={own} or None", "experience",
                 )
+        buffer._model_dims = (c.embed_dim, c.input_dims)  # its load keeps to them too
         self.__dict__["experience"] = buffer  # the attribute pickling and copies carry (_REBUILT_ATTRIBUTES)
 
     @property
