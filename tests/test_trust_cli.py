@@ -474,3 +474,24 @@ def test_embed_refuses_ray_options_without_ray_before_any_work(files, capsys, mo
     for flags in (["--workers", "2"], ["--ray-address", "127.0.0.1:6379"]):
         one_line_error(capsys, ["embed", str(files / "m.safetensors"), "-m", f"visual={files / 'a.npy'}",
                                 "-o", str(files / "never.npy"), *flags], "--workers/--ray-address: only used with --ray")
+
+
+def test_file_names_that_are_not_utf8_are_printed_not_fatal(files, tmp_path) -> None:
+    """A file name of bytes that are not UTF-8 (``-o $'\\xff.npy'``; Python
+    reads it as surrogate escapes) with stdout strict UTF-8 (any UTF-8
+    locale but C's, or PYTHONIOENCODING=utf-8): ``embed`` wrote the
+    embeddings, then failed printing their name with exit status 2 and
+    "can't encode character '\\udcff'", and never wrote ``--bindings``;
+    ``info`` refused such a checkpoint. Now the names are printed as the
+    bytes they are, every file is written, and the status is 0."""
+    out, bindings, checkpoint = (os.fsdecode(bytes(tmp_path) + b"/" + name) for name in (b"\xff.npy", b"b\xfe.npy", b"m\xfd.st"))
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", PYTHONIOENCODING="utf-8")
+    embed = subprocess.run([sys.executable, "-m", "grapheme_multimodal", "embed", str(files / "m.safetensors"), "-m",
+                            f"visual={files / 'a.npy'}", "-m", f"auditory={files / 'b.npy'}", "-o", out, "--bindings", bindings],
+                           capture_output=True, timeout=120, env=env)
+    assert embed.returncode == 0 and not embed.stderr, embed.stderr
+    assert os.fsencode(out) in embed.stdout and os.fsencode(bindings) in embed.stdout
+    assert np.load(out).shape == (24, 8) and np.load(bindings).shape == (24, 7, 7)
+    os.link(files / "m.safetensors", checkpoint)
+    info = subprocess.run([sys.executable, "-m", "grapheme_multimodal", "info", checkpoint], capture_output=True, timeout=120, env=env)
+    assert info.returncode == 0 and os.fsencode(checkpoint) in info.stdout, info.stderr

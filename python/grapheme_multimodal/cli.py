@@ -10,6 +10,7 @@ Every error a user can make ends with one clear line and exit status 2.
 from __future__ import annotations
 
 import argparse
+import codecs
 import contextlib
 import functools
 import io
@@ -19,7 +20,7 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, NoReturn, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, NoReturn, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -42,6 +43,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point; returns the exit status."""
     parser = _parser()
     args = parser.parse_args(argv)
+    with _names_printable():
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    """Runs the parsed command; every error a user can make is one line."""
     try:
         code = args.run(args)
         if sys.stdout is not None:  # None: started with stdout closed (print writes nowhere)
@@ -64,6 +71,41 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
+
+
+@contextlib.contextmanager
+def _names_printable() -> Iterator[None]:
+    """Lets stdout print any file name: one of bytes that are not UTF-8
+    (Python reads them as surrogate escapes) failed to print on a strict
+    UTF-8 stdout (every UTF-8 locale but C's) after its file was written,
+    with exit status 2, and the files to write after it were not. Such a
+    name is printed as the bytes it is (what ``ls`` prints), any other
+    character stdout cannot encode as a backslash escape."""
+    stream = sys.stdout
+    errors = getattr(stream, "errors", None)
+    if errors != "strict" or not callable(getattr(stream, "reconfigure", None)):
+        yield
+        return
+    stream.reconfigure(errors=_PRINTABLE_ERRORS)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError, ValueError):  # a closed stdout: nothing left to print
+            stream.reconfigure(errors=errors)
+
+
+def _raw_bytes_or_escaped(exc: UnicodeError) -> Tuple[Union[str, bytes], int]:
+    """The codec error handler of :func:`_names_printable`."""
+    if not isinstance(exc, UnicodeEncodeError):
+        raise exc
+    try:
+        return codecs.lookup_error("surrogateescape")(exc)
+    except UnicodeEncodeError:  # not a surrogate escape: a character this encoding has not
+        return codecs.backslashreplace_errors(exc)
+
+
+_PRINTABLE_ERRORS = "grapheme-mm-printable"
+codecs.register_error(_PRINTABLE_ERRORS, _raw_bytes_or_escaped)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -445,14 +487,17 @@ def _embed(args: argparse.Namespace) -> int:
         _check_finite_output(strengths, "binding strengths", args.checkpoint)
     with _keeping_new({"--output": args.output, "--bindings": args.bindings, "--hidden-features": args.hidden_features},
                       args.overwrite):
+        # every file before any line: a print that fails (a terminal gone) loses no output
         _save_npy(args.output, fused)
-        print(f"wrote fused embeddings {fused.shape} to {args.output}")
         if strengths is not None:
             _save_npy(args.bindings, strengths)
-            print(f"wrote binding strengths {strengths.shape} to {args.bindings} (S[n, i, j] for modalities i, j in slot order)")
         if hidden is not None:
             _save_npy(args.hidden_features, hidden)
-            print(f"wrote hidden features {hidden.shape} to {args.hidden_features} (modalities in slot order)")
+    print(f"wrote fused embeddings {fused.shape} to {args.output}")
+    if strengths is not None:
+        print(f"wrote binding strengths {strengths.shape} to {args.bindings} (S[n, i, j] for modalities i, j in slot order)")
+    if hidden is not None:
+        print(f"wrote hidden features {hidden.shape} to {args.hidden_features} (modalities in slot order)")
     return 0
 
 
