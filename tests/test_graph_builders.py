@@ -2,6 +2,7 @@
 networkx; their errors; pickling and equality."""
 
 import pickle
+import re
 
 import numpy as np
 import pytest
@@ -178,8 +179,34 @@ def test_networkx_bad_input(nx):
         gm.Graph.from_networkx(bad)
     bad = nx.DiGraph()
     bad.add_node("n", activation=float("nan"))
-    with pytest.raises(ValueError, match="activations"):
+    with pytest.raises(ValueError, match="node 'n' has activation=nan"):
         gm.Graph.from_networkx(bad)
+
+
+@pytest.mark.parametrize(
+    "attrs, error, words",
+    [
+        ({"activation": float("nan")}, gm.NonFiniteError, "node 'x' has activation=nan"),
+        ({"activation": -float("inf")}, gm.NonFiniteError, "node 'x' has activation=-inf"),
+        ({"activation": np.float64(1e39)}, gm.NonFiniteError, "node 'x' has activation=1e+39, too large for float32"),
+        ({"weight": 1e300}, gm.NonFiniteError, "node 'x' has weight=1e+300, too large for float32"),
+        ({"activation": 10**39}, gm.NonFiniteError, f"node 'x' has activation={10**39}, too large for float32"),
+        ({"label": "a\ud800"}, gm.InvalidValueError, "node 'x' has label='a\\ud800', which holds a lone surrogate"),
+    ],
+)
+def test_networkx_errors_name_g_and_the_node_not_an_index(nx, attrs, error, words):
+    """A NaN, an infinite or a too-large activation, or a label with a lone
+    surrogate, on node 'x' of ``g`` was "activations: ... at index 1" or
+    "labels[1]: ...": arguments the caller never passed, and the node's
+    place in ``g.nodes`` rather than the node. Now the error names ``g``
+    and the node, as the type errors of its attributes do."""
+    g = nx.DiGraph()
+    g.add_node("first")
+    g.add_node("x", **attrs)
+    g.add_edge("first", "x")
+    with pytest.raises(error, match=re.escape(words)) as err:
+        gm.Graph.from_networkx(g, activation="weight" if "weight" in attrs else "activation")
+    assert err.value.arg == "g"
 
 
 # Hostile graphs: each error is the library's typed error naming the argument

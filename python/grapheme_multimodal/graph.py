@@ -178,13 +178,22 @@ class Graph:
                 as_float: Optional[float] = float(a)
             except OverflowError:  # an int beyond float64: Python's "int too large to convert to float"
                 as_float = None
-            if as_float is None or (np.isinf(as_float) and np.isfinite(a)):  # a long double beyond float64 became inf
-                raise NonFiniteError(
-                    f"g: node {node!r} has {activation}={a!s}, too large for float32 (largest {FLOAT32_MAX:.3g}); "
-                    "expected finite float32 numbers", "g")
+            # Checked here, not by from_edges: its errors named "activations" and "labels[i]",
+            # arguments the caller never passed, and the node's place in g.nodes, not the node.
+            if not (isinstance(a, int) or np.isfinite(a)):  # a Python int is finite (np.isfinite refuses one past int64)
+                raise NonFiniteError(f"g: node {node!r} has {activation}={a!s}; expected finite numbers", "g")
+            with np.errstate(over="ignore"):
+                if as_float is None or np.isinf(np.float32(as_float)):  # a long double beyond float64 became inf too
+                    raise NonFiniteError(
+                        f"g: node {node!r} has {activation}={a!s}, too large for float32 (largest {FLOAT32_MAX:.3g}); "
+                        "expected finite float32 numbers", "g")
             lab = data.get(label, "")
             if not isinstance(lab, str):
                 raise TypeError(f"g: node {node!r} has {label}={lab!r}; expected a str")
+            if not is_utf8(lab):
+                raise InvalidValueError(
+                    f"g: node {node!r} has {label}={lab!r}, which holds a lone surrogate; expected text that UTF-8 can encode", "g"
+                )
             acts.append(as_float)
             labels.append(lab)
         edges = []
