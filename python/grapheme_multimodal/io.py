@@ -6,6 +6,8 @@ it is written), is flushed to disk, and then replaces the target in one step
 (``os.replace``), after which the directory is synced too. An interrupted save
 never leaves a half-written file where a good one was, and the temporary files
 of saves that were killed are removed by the next save to the same target.
+The replace gives the name a new file: other hard links to the file it
+replaces keep the old content (a write in place could not be atomic).
 
 Each safetensors file carries a CRC-32 of every tensor (its name, dtype, shape
 and bytes) and of its metadata in a ``checksum`` metadata entry, verified on
