@@ -417,6 +417,39 @@ def test_embed_dataset_actor_errors_are_the_packages_errors(checkpoint, monkeypa
     gc.collect()  # a failed Ray Data run frees its actor pool when its reference cycles are collected
 
 
+def test_embed_dataset_refuses_a_checkpoint_saved_again_before_it_runs(tmp_path, monkeypatch):
+    """``embed_dataset(ds, path)`` checks the model at ``path`` and returns
+    a lazy dataset whose actors load ``path`` again when it runs: a model
+    saved there in between (a training loop saving each epoch to one name)
+    was used without a word, by the actors started after the save only (a
+    pool grows as it runs), so one output could mix two models' rows. Now
+    an actor refuses a file that is not the model that was checked, a
+    CheckpointError naming ``checkpoint``; the file read unchanged embeds as before."""
+    import logging
+
+    from grapheme_multimodal.cli import _RAY_DATA_ERROR_LOGGERS
+
+    for name in _RAY_DATA_ERROR_LOGGERS:  # as in test_embed_dataset_actor_errors_are_the_packages_errors
+        monkeypatch.setattr(logging.getLogger(name), "disabled", True)
+    path = tmp_path / "model.safetensors"
+    first = small_model()
+    first.save(path)
+    rows = np.random.default_rng(0).normal(size=(6, 20)).astype(np.float32)
+    ds = ray.data.from_arrow(pa.table({"img": pa.array(list(rows), type=pa.list_(pa.float32()))}))
+    unchanged = distributed.embed_dataset(ds, path, {"visual": "img"}, num_actors=1)
+    saved_again = distributed.embed_dataset(ds, path, {"visual": "img"}, num_actors=1)
+    got = np.concatenate([b["fused"] for b in unchanged.iter_batches(batch_format="numpy", batch_size=None)])
+    np.testing.assert_array_equal(got, first.encode_and_fuse({"visual": rows})[1])
+    other = small_model()
+    other.load_state_dict({k: v + 1 for k, v in first.state_dict().items()})
+    other.save(path)
+    with pytest.raises(gm.CheckpointError, match="changed since embed_dataset") as caught:
+        saved_again.materialize()
+    assert caught.value.arg == "checkpoint" and str(path) in str(caught.value)
+    del caught
+    gc.collect()  # a failed Ray Data run frees its actor pool when its reference cycles are collected
+
+
 def test_embed_dataset_refuses_column_types_the_model_cannot_take_at_once(checkpoint):
     """A column the schema shows to be wrong (vectors of another length,
     one number per row, text for a numeric modality) was found only by the

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import numbers
 import os
 from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
@@ -41,7 +42,7 @@ from ._core import NUM_MODALITIES
 from ._locking import writes
 from ._ray_address import CONNECT_TIMEOUT_S, _check_ray_address  # noqa: F401 (CONNECT_TIMEOUT_S: documented here)
 from ._validation import as_real_array
-from .exceptions import InvalidValueError, ShapeError
+from .exceptions import CheckpointError, InvalidValueError, ShapeError
 from .model import LearnableMultiModal
 from .training import History, Steps, _Dataset
 from .training import fit as _fit
@@ -147,9 +148,12 @@ def embed_dataset(
         pool = ray.data.ActorPoolStrategy(size=int(num_actors))
     # Actors do not share the driver's working directory: send an absolute path.
     source = checkpoint if isinstance(checkpoint, LearnableMultiModal) else os.path.abspath(os.fspath(checkpoint))
+    # The file is loaded again by each actor when the dataset runs, maybe after
+    # another model was saved there: the actors check they load the one checked here.
+    identity = None if isinstance(checkpoint, LearnableMultiModal) else _model_identity(model)
     out = ds.map_batches(
         _Embedder,
-        fn_constructor_kwargs={"source": source, "columns": plan.columns, "outputs": wanted},
+        fn_constructor_kwargs={"source": source, "columns": plan.columns, "outputs": wanted, "identity": identity},
         batch_size=int(batch_size),
         batch_format="pyarrow",  # the other columns pass through as they are (_Embedder.__call__)
         zero_copy_batch=True,  # read-only views of the block: the model only reads its inputs
@@ -173,8 +177,17 @@ class _Embedder:
     """The callable class of :func:`embed_dataset`'s ``map_batches``: one
     model per actor, loaded in the constructor."""
 
-    def __init__(self, source: Any, columns: Dict[str, str], outputs: Tuple[str, ...]) -> None:
+    def __init__(self, source: Any, columns: Dict[str, str], outputs: Tuple[str, ...], identity: Optional[str] = None) -> None:
         self.model = source if isinstance(source, LearnableMultiModal) else LearnableMultiModal.load(source)
+        self.replaced: Optional[CheckpointError] = None
+        if identity is not None and _model_identity(self.model) != identity:
+            # Raised from __call__, as the package's error (an actor's constructor error reaches the caller as Ray's)
+            self.replaced = CheckpointError(
+                f"checkpoint: {source!r} changed since embed_dataset read it (another model was saved there); its "
+                "rows would be embedded by a model other than the one checked, or by both: call embed_dataset again",
+                "checkpoint",
+            )
+            return
         self.plan = _ColumnPlan(self.model, columns)
         self.outputs = outputs
         _use_assigned_cpus()
@@ -182,6 +195,8 @@ class _Embedder:
     def __call__(self, batch: "pa.Table") -> "pa.Table":
         from ray.data.block import BlockAccessor
 
+        if self.replaced is not None:
+            raise self.replaced
         self.plan.check_schema(batch.column_names, self.outputs)
         # Only the model's columns become numpy (as a numpy batch holds them);
         # the others stay Arrow. Through numpy, a list column with nulls is
@@ -653,6 +668,13 @@ def _fingerprint(model: LearnableMultiModal) -> str:
     h.update(second.tobytes())
     h.update(np.array([step, counter], np.uint64).tobytes())
     return h.hexdigest()
+
+
+def _model_identity(model: LearnableMultiModal) -> str:
+    """What makes two loaded checkpoints the same model: its config and
+    :func:`_fingerprint` (weights, standardisation, optimizer state)."""
+    config = json.dumps(model.config.to_dict(), sort_keys=True)
+    return hashlib.blake2b(f"{config}\0{_fingerprint(model)}".encode(), digest_size=16).hexdigest()
 
 
 def _use_assigned_cpus() -> None:
