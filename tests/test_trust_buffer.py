@@ -537,3 +537,27 @@ def _saved_model(model, tmp_path):
     path = tmp_path / "model.safetensors"
     model.save(path)
     return path
+
+
+def test_a_model_records_into_a_buffer_that_keeps_embeddings_only(tmp_path) -> None:
+    """``model.experience`` takes a buffer without ``input_dims`` (its
+    docstring: "its embed_dim and input_dims are this model's, or None"),
+    assigned or loaded from a file, but ``record_batch`` and ``record_fusion``
+    then failed with "inputs: this buffer keeps embeddings only", an
+    argument the caller never passed: a model with such a buffer could not
+    record at all. Now they record the embeddings, without inputs."""
+    rng = np.random.default_rng(0)
+    embeddings_only = ExperienceBuffer(10, embed_dim=8)
+    embeddings_only.save(tmp_path / "embeddings_only.safetensors")
+    for put in ("assigned", "loaded"):
+        model = gm.LearnableMultiModal(seed=0, embed_dim=8, hidden_dim=8, num_heads=2, input_dims={"visual": 4})
+        if put == "assigned":
+            model.experience = ExperienceBuffer(10, embed_dim=8)
+        else:
+            model.experience.load(tmp_path / "embeddings_only.safetensors")
+        model.record_batch({"visual": rng.normal(size=(3, 4)).astype(np.float32)}, rewards=0.5)
+        recorded = model.record_fusion(gm.MultiModalEvent(7, [gm.ModalFeatures(np.ones(4), "visual")]), reward=0.25)
+        assert recorded.inputs is None
+        batch = model.experience.batch()
+        assert len(batch) == 4 and not batch.has_inputs.any() and batch.event_ids.tolist() == [-1, -1, -1, 7]
+        assert model.experience.input_dims is None and np.isfinite(model.compute_loss())

@@ -25,7 +25,8 @@ class ExperienceMixin:
     def record_fusion(self, event: MultiModalEvent, reward: float = 0.0) -> Experience:
         """Fuses ``event`` and records its embeddings, fused embedding, pair
         strengths and ``reward`` (and its raw inputs when every modality has
-        one component, so the encoders can train from the buffer)."""
+        one component and the buffer keeps inputs, so the encoders can train
+        from the buffer)."""
         if isinstance(reward, np.ndarray) and reward.ndim == 0:  # np.array(0.5), a loss's .sum(): one number
             reward = reward[()]
         if isinstance(reward, bool) or not isinstance(reward, (int, float, np.number)) or np.iscomplexobj(reward):
@@ -50,8 +51,9 @@ class ExperienceMixin:
                 raise InvalidValueError(f"event: event {event.id} has no components; expected at least one to record", "event")
             strengths = self._core.pair_strengths(emb, mask)[0]
         inputs = None
+        buffer = self.experience  # once: the buffer whose input_dims are checked is the one recorded into
         modalities = [c.modality for c in event.components]
-        if len(set(modalities)) == len(modalities):  # one component each: its row is the input
+        if buffer.input_dims is not None and len(set(modalities)) == len(modalities):  # one component each: its row is the input
             inputs = [None if p is None else p[0][0] for p in self._event_parts(event)]
         experience = Experience(
             embeddings=emb[0],
@@ -62,12 +64,13 @@ class ExperienceMixin:
             event_id=int(event.id),
             inputs=inputs,
         )
-        self.experience.append(experience)
+        buffer.append(experience)
         return experience
 
     def record_batch(self, inputs: Inputs, mask: Any = None, rewards: Any = 0.0, event_ids: Any = None) -> None:
         """Fuses a batch (as :meth:`encode`) and records every row with its
-        reward (a scalar or ``[B]``) and event id (default -1)."""
+        reward (a scalar or ``[B]``) and event id (default -1), and its
+        inputs when the buffer keeps them."""
         arrays, mask_arr = self.prepare_inputs(inputs, mask)
         with self._lock.reading():  # embeddings, fused and strengths of one state
             emb, fused = self._core.encode_and_fuse(arrays, mask_arr)
@@ -79,14 +82,18 @@ class ExperienceMixin:
         if rewards.shape not in ((), (batch,)):
             raise ShapeError(f"rewards: expected a number or shape ({batch},), got shape {rewards.shape}", "rewards")
         rewards = np.broadcast_to(rewards, (batch,))
-        self.experience.extend(
+        # A buffer without input_dims (one the model's experience setter takes) keeps embeddings only:
+        # given inputs, it refused the whole batch, naming an argument the caller never passed.
+        buffer = self.experience
+        buffer.extend(
             embeddings=emb,
             mask=mask_arr,
             fused=fused,
             pair_strengths=strengths,
             rewards=rewards,
             event_ids=event_ids,
-            inputs=[None if a is None else np.where(mask_arr[:, [m]], a, np.nan) for m, a in enumerate(arrays)],
+            inputs=None if buffer.input_dims is None else
+            [None if a is None else np.where(mask_arr[:, [m]], a, np.nan) for m, a in enumerate(arrays)],
         )
 
     def num_experiences(self) -> int:
