@@ -495,3 +495,35 @@ def test_file_names_that_are_not_utf8_are_printed_not_fatal(files, tmp_path) -> 
     os.link(files / "m.safetensors", checkpoint)
     info = subprocess.run([sys.executable, "-m", "grapheme_multimodal", "info", checkpoint], capture_output=True, timeout=120, env=env)
     assert info.returncode == 0 and os.fsencode(checkpoint) in info.stdout, info.stderr
+
+
+def test_an_npz_array_is_read_from_the_member_that_was_checked(tmp_path) -> None:
+    """An .npz holding a member ``x.npy`` (the array ``x``, whose header is
+    checked) and a member ``x`` (no suffix: not an array of the archive)
+    gave the data of ``x``, which numpy's NpzFile prefers for the key "x":
+    values no check had seen. Two members named ``x.npy`` were "holds
+    arrays ['x', 'x']; pick one with PATH:KEY", where no key picks either.
+    Now the array is read from the member checked, and twin names are refused."""
+    import io
+    import zipfile
+
+    from grapheme_multimodal.files import read_modality_file
+
+    def npy(a) -> bytes:
+        buf = io.BytesIO()
+        np.save(buf, a)
+        return buf.getvalue()
+
+    shadowed = tmp_path / "shadowed.npz"
+    with zipfile.ZipFile(shadowed, "w") as z:
+        z.writestr("x.npy", npy(np.ones((3, 2), np.float32)))
+        z.writestr("x", npy(np.full((3, 2), 7, np.float32)))
+    for key in (None, "x"):
+        np.testing.assert_array_equal(read_modality_file(gm.Modality.VISUAL, shadowed, key).values, np.ones((3, 2)))
+    twins = tmp_path / "twins.npz"
+    with pytest.warns(UserWarning, match="Duplicate name"), zipfile.ZipFile(twins, "w") as z:
+        z.writestr("x.npy", npy(np.ones((3, 2), np.float32)))
+        z.writestr("x.npy", npy(np.full((3, 2), 7, np.float32)))
+    for key in (None, "x"):
+        with pytest.raises(gm.InvalidValueError, match="holds two arrays named 'x'"):
+            read_modality_file(gm.Modality.VISUAL, twins, key)

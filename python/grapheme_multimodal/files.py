@@ -175,6 +175,9 @@ def _load_npz(path: Path, key: Optional[str]) -> np.ndarray:
         with zipfile.ZipFile(path) as z:
             names = z.namelist()
             keys = [n[: -len(".npy")] for n in names if n.endswith(".npy")]
+            twin = next((k for k in keys if keys.count(k) > 1), None)
+            if twin is not None:  # no key picks one of them
+                raise InvalidValueError(f"{path}: holds two arrays named {twin!r}; expected one array per name", str(path))
             if key is None:
                 if len(keys) != 1:
                     raise InvalidValueError(f"{path}: holds arrays {keys}; pick one with {path}:KEY", str(path))
@@ -184,8 +187,10 @@ def _load_npz(path: Path, key: Optional[str]) -> np.ndarray:
             info = z.getinfo(f"{key}.npy")
             with z.open(info) as member:
                 _check_npy_header(member, path, info.file_size, f"{path}:{key}")
-        with np.load(path, allow_pickle=False) as arrays:
-            return arrays[key]
+            # From the member just checked: np.load(path)[key] reads a member named plain
+            # `key`, when the archive has one, in place of `key`.npy.
+            with z.open(info) as member:
+                return np.lib.format.read_array(member, allow_pickle=False)
     except InvalidValueError:
         raise
     except (zipfile.BadZipFile, zlib.error, struct.error, ValueError, OSError, EOFError, KeyError, NotImplementedError) as exc:
