@@ -275,3 +275,24 @@ def test_a_stale_record_of_ray_start_is_refused_within_seconds(monkeypatch, tmp_
     _check_ray_address("local", "--ray-address")  # a new local cluster whatever the record says
     monkeypatch.setenv("RAY_ADDRESS", "local")  # the variable comes first, as in ray.init
     _check_ray_address(None, "--ray-address")
+
+
+def test_ray_address_auto_in_the_environment_checks_the_record_too(monkeypatch, tmp_path) -> None:
+    """RAY_ADDRESS=auto makes ray.init join the cluster `ray start`
+    recorded, as address="auto" does; the check took the variable's "auto"
+    for "left to Ray" and skipped the record, so a stale one made Ray retry
+    for minutes again. Now it is checked, and the refusal names the variable."""
+    import ray._private.utils
+
+    record = tmp_path / "ray_current_cluster"
+    monkeypatch.setattr(ray._private.utils, "get_ray_address_file", lambda temp_dir: str(record))
+    monkeypatch.setenv("RAY_ADDRESS", "auto")
+    _check_ray_address(None, "--ray-address")  # no record: Ray looks for a cluster, or says it found none
+    stale = f"127.0.0.1:{free_port()}"
+    record.write_text(stale + "\n")
+    for given in (None, "auto"):
+        with pytest.raises(gm.InvalidValueError, match=rf"nothing answers at {stale} ") as err:
+            _check_ray_address(given, "--ray-address")
+        assert str(err.value).startswith(f"RAY_ADDRESS (environment variable) (auto: Ray joins the cluster `ray start` "
+                                         f"recorded in {record})")
+        assert err.value.arg == "RAY_ADDRESS"

@@ -34,10 +34,10 @@ def _check_ray_address(address: Optional[str], arg: str) -> None:
     checked): Ray retries its connection for many minutes (some 40 s per
     attempt, 20 attempts), printing warnings, before it fails. ``address`` is what
     ``ray.init`` is given (``arg`` names it); ``None`` or ``"auto"`` stand for
-    the ``RAY_ADDRESS`` environment variable when it is set, else for the
-    cluster ``ray start`` last recorded on this machine, which ``ray.init``
-    joins then (a record left by a cluster that ended without ``ray stop``
-    made it retry for minutes). A new local cluster (``None`` with neither,
+    the ``RAY_ADDRESS`` environment variable when it is set, else (and for
+    ``RAY_ADDRESS=auto``) for the cluster ``ray start`` last recorded on
+    this machine, which ``ray.init`` joins then (a record left by a cluster
+    that ended without ``ray stop`` made it retry for minutes). A new local cluster (``None`` with neither,
     ``"local"``), ``"auto"`` with neither (Ray finds a cluster on this
     machine, or says it found none) and schemes other than ``ray://`` are
     left to Ray."""
@@ -45,7 +45,7 @@ def _check_ray_address(address: Optional[str], arg: str) -> None:
     label, remedy = arg, ""
     if address in (None, "auto") and env:  # as ray.init: the variable stands in for no address or "auto"
         address, arg, label = env, "RAY_ADDRESS", "RAY_ADDRESS (environment variable)"
-    elif address in (None, "auto"):
+    if address in (None, "auto"):  # RAY_ADDRESS=auto too: Ray then joins the recorded cluster as well
         recorded = _recorded_cluster()
         if recorded is None:
             return
