@@ -450,6 +450,21 @@ def test_embed_dataset_refuses_a_checkpoint_saved_again_before_it_runs(tmp_path,
     gc.collect()  # a failed Ray Data run frees its actor pool when its reference cycles are collected
 
 
+def test_embed_dataset_of_a_model_embeds_it_as_it_was_when_called():
+    """``embed_dataset(ds, model)`` ships ``model`` to its actors when the
+    lazy dataset runs: trained (or changed) in between, its later state was
+    embedded, not the one the call was given. Now the model is taken as it
+    is at the call, as a path's file is."""
+    model = small_model()
+    rows = np.random.default_rng(1).normal(size=(6, 20)).astype(np.float32)
+    expected = model.encode_and_fuse({"visual": rows})[1]
+    ds = ray.data.from_arrow(pa.table({"img": pa.array(list(rows), type=pa.list_(pa.float32()))}))
+    out = distributed.embed_dataset(ds, model, {"visual": "img"}, num_actors=1)
+    model.load_state_dict({k: v + 1 for k, v in model.state_dict().items()})
+    got = np.concatenate([b["fused"] for b in out.iter_batches(batch_format="numpy", batch_size=None)])
+    np.testing.assert_array_equal(got, expected)
+
+
 def test_embed_dataset_refuses_column_types_the_model_cannot_take_at_once(checkpoint):
     """A column the schema shows to be wrong (vectors of another length,
     one number per row, text for a numeric modality) was found only by the

@@ -85,7 +85,9 @@ def embed_dataset(
         ds: a ``ray.data.Dataset``.
         checkpoint: a path to a model saved with :meth:`LearnableMultiModal.save`
             (each actor loads it once; on a multi-node cluster it must be on
-            a path every node can read), or a model (shipped to each actor).
+            a path every node can read; a model saved over it before the
+            dataset runs is refused, a :class:`CheckpointError`), or a model
+            (shipped to each actor as it is at this call).
         columns: modality → column, e.g. ``{"visual": "image_features"}``. A
             column holds vectors of the modality's input length, or text
             where the modality featurises graphs (its
@@ -146,8 +148,10 @@ def embed_dataset(
     else:
         _check_fits_cluster(int(num_actors), cpus_per_actor, "actor", "num_actors", "cpus_per_actor")
         pool = ray.data.ActorPoolStrategy(size=int(num_actors))
-    # Actors do not share the driver's working directory: send an absolute path.
-    source = checkpoint if isinstance(checkpoint, LearnableMultiModal) else os.path.abspath(os.fspath(checkpoint))
+    # Actors do not share the driver's working directory: send an absolute path. A model is
+    # put in the object store now: shipped when the lazy dataset runs, it was the model as it
+    # was then (trained on meanwhile), and each actor's as it was when that actor started.
+    source = ray.put(checkpoint) if isinstance(checkpoint, LearnableMultiModal) else os.path.abspath(os.fspath(checkpoint))
     # The file is loaded again by each actor when the dataset runs, maybe after
     # another model was saved there: the actors check they load the one checked here.
     identity = None if isinstance(checkpoint, LearnableMultiModal) else _model_identity(model)
@@ -178,6 +182,8 @@ class _Embedder:
     model per actor, loaded in the constructor."""
 
     def __init__(self, source: Any, columns: Dict[str, str], outputs: Tuple[str, ...], identity: Optional[str] = None) -> None:
+        if isinstance(source, ray.ObjectRef):  # the model as embed_dataset was given it
+            source = ray.get(source)
         self.model = source if isinstance(source, LearnableMultiModal) else LearnableMultiModal.load(source)
         self.replaced: Optional[CheckpointError] = None
         if identity is not None and _model_identity(self.model) != identity:
