@@ -286,6 +286,28 @@ def test_views_must_be_row_aligned_with_labels():
         gd.MultipleFeatures(views={"a": np.zeros((2, 1))}, labels=np.zeros(3, dtype=np.int64))
 
 
+@pytest.mark.parametrize(
+    "make, error, arg, words",
+    [
+        (lambda: gd.MultipleFeatures(views={"a": np.zeros((2, 1))}, labels=np.zeros((2, 1))), gm.ShapeError, "labels",
+         "labels must be 1-D, got shape (2, 1)"),
+        (lambda: gd.MultipleFeatures(views={"a": np.zeros(2)}, labels=np.zeros(2)), gm.ShapeError, "views['a']",
+         "view 'a' must be a 2-D numpy array"),
+        (lambda: gd.MultipleFeatures(views={"a": np.zeros((2, 1))}, labels=np.zeros(3)), gm.ShapeError, "views['a']",
+         "'a' has 2 rows but labels has 3"),
+        (lambda: _toy().subset(np.array([6])), gm.InvalidValueError, "indices", "[0, 6)"),
+        (lambda: _toy().subset(np.array([True, False])), gm.ShapeError, "indices", "boolean indices must have shape (6,)"),
+    ],
+)
+def test_multiple_features_errors_are_the_package_s_naming_the_argument(make, error, arg, words):
+    """MultipleFeatures and its subset raised plain ValueErrors without
+    ``arg``, where every other check of the package raises its own error
+    naming the argument (still a ValueError)."""
+    with pytest.raises(error) as err:
+        make()
+    assert words in str(err.value) and err.value.arg == arg
+
+
 # --- split -------------------------------------------------------------------
 
 

@@ -70,18 +70,18 @@ class MultipleFeatures(MultiViewMixin):
             raise TypeError(f"views must be a mapping view name -> [n_events, dim] array, got {type(self.views).__name__}")
         labels = np.asarray(self.labels)
         if labels.ndim != 1:
-            raise ValueError(f"labels must be 1-D, got shape {labels.shape}")
+            raise ShapeError(f"labels must be 1-D, got shape {labels.shape}", "labels")
         self.labels = labels  # a list passed the checks, then n_events and subset failed on it (no .shape)
         for name, view in self.views.items():
             if not isinstance(view, np.ndarray) or view.ndim != 2:
-                raise ValueError(
+                raise ShapeError(
                     f"view {name!r} must be a 2-D numpy array, got "
-                    f"{type(view).__name__} with shape {np.shape(view)}"
+                    f"{type(view).__name__} with shape {np.shape(view)}", f"views[{name!r}]"
                 )
             if view.shape[0] != labels.shape[0]:
-                raise ValueError(
+                raise ShapeError(
                     f"view {name!r} has {view.shape[0]} rows but labels has "
-                    f"{labels.shape[0]}; views and labels must be row-aligned"
+                    f"{labels.shape[0]}; views and labels must be row-aligned", f"views[{name!r}]"
                 )
 
     @property
@@ -95,8 +95,8 @@ class MultipleFeatures(MultiViewMixin):
         idx = np.asarray(indices)
         if idx.dtype == bool:
             if idx.shape != (self.n_events,):
-                raise ValueError(
-                    f"boolean indices must have shape ({self.n_events},), got {idx.shape}"
+                raise ShapeError(
+                    f"boolean indices must have shape ({self.n_events},), got {idx.shape}", "indices"
                 )
         elif not np.issubdtype(idx.dtype, np.integer) or idx.ndim != 1:
             # An empty list arrives as float64; accept it as "no events".
@@ -108,9 +108,9 @@ class MultipleFeatures(MultiViewMixin):
                     f"dtype {idx.dtype} with shape {idx.shape}"
                 )
         elif idx.size and (idx.min() < -self.n_events or idx.max() >= self.n_events):
-            raise ValueError(
+            raise InvalidValueError(
                 f"indices must lie in [0, {self.n_events}), got range "
-                f"[{idx.min()}, {idx.max()}]"
+                f"[{idx.min()}, {idx.max()}]", "indices"
             )
         return MultipleFeatures(
             views={name: view[idx] for name, view in self.views.items()},
