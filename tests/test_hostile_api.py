@@ -5,6 +5,7 @@ value the caller never gave."""
 
 from __future__ import annotations
 
+import re
 import warnings
 
 import numpy as np
@@ -185,6 +186,37 @@ def test_the_estimator_names_the_view_whose_row_overflows_the_encoder() -> None:
         fitted.set_params(output=output)
         with pytest.raises(gm.NonFiniteError, match=rf"^Xs\[1\]: row 4 overflows float32 in the {where}"):
             fitted.transform([views[0], huge])
+
+
+def _grown_by_the_learning_rate(lr: float) -> "tuple[gm.LearnableMultiModal, dict, dict]":
+    rng = np.random.default_rng(0)
+    model = gm.LearnableMultiModal(input_dims={"visual": 6, "auditory": 4}, embed_dim=E, hidden_dim=16, num_heads=2,
+                                   encoder_hidden=(32,), shared_head=(16, E), seed=0)
+    data = {"visual": rng.normal(size=(64, 6)), "auditory": rng.normal(size=(64, 4))}
+    return model, data, dict(epochs=3, batch_size=16, lr=lr, progress=False)
+
+
+@pytest.mark.parametrize("lr", [1e10, 1e30])
+def test_parameters_grown_by_a_huge_learning_rate_are_blamed_not_a_row(lr) -> None:
+    # Steps of lr 1e10 grew the encoders' weights until a row of standard normal values
+    # overflowed in them: "data['visual']: row 11 overflows float32 in the encoder ...;
+    # expected values of moderate size", sending the user to look for a bad row.
+    model, data, options = _grown_by_the_learning_rate(lr)
+    before = model.state_dict()
+    blame = r"^parameters: the visual encoder's parameters have grown to .*\(too large a learning rate grows them\)$"
+    with pytest.raises(gm.NonFiniteError, match=blame) as err:
+        model.fit(data, **options)
+    assert err.value.arg == "parameters" and not re.search(r"row \d", str(err.value))  # no row is to blame
+    assert model.epochs_trained == 0 and all(np.array_equal(v, model.state_dict()[k]) for k, v in before.items())
+    # in the held-out slice's loss too, and through the estimator (which has no argument data)
+    with pytest.raises(gm.NonFiniteError, match=blame):
+        model.fit(data, validation=data, **{**options, "epochs": 1, "batch_size": 64})
+    pytest.importorskip("sklearn")
+    from grapheme_multimodal.sklearn import MultimodalEmbedder
+
+    with pytest.raises(gm.NonFiniteError, match=blame):
+        MultimodalEmbedder(embed_dim=E, hidden_dim=16, num_heads=2, epochs=3, batch_size=16, learning_rate=lr,
+                           encoder_hidden=(32,), shared_head=(16, E)).fit([data["visual"], data["auditory"]])
 
 
 needs_wide_long_double = pytest.mark.skipif(

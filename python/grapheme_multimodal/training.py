@@ -326,7 +326,7 @@ def _run_epoch(
         try:
             losses = stepper.step(rows, keep)
         except NonFiniteError as err:
-            raise train.in_user_rows(err, rows) from None
+            raise _blame_grown_parameters(model, train, train.in_user_rows(err, rows)) from None
         for k, v in losses.items():
             sums[k] = sums.get(k, 0.0) + v
         steps += 1
@@ -488,7 +488,7 @@ class _Dataset:
             try:
                 losses = model.losses(self.batch(rows, None), weights=objectives)
             except NonFiniteError as err:
-                raise self.in_user_rows(err, rows) from None
+                raise _blame_grown_parameters(model, self, self.in_user_rows(err, rows)) from None
             for k, v in losses.items():
                 totals[k] = totals.get(k, 0.0) + v * len(rows)
         return {k: v / len(self) for k, v in totals.items()}
@@ -540,6 +540,38 @@ def encoder_overflow_in_rows(err: NonFiniteError, rows_of: Mapping[str, np.ndarr
         return err
     arg = f"{name}[{found[2]}]"
     return NonFiniteError(f"{arg}: row {int(rows_of[found[1]][int(found[3])])} {found[4]}", arg)
+
+
+def _blame_grown_parameters(model: "LearnableMultiModal", data: "_Dataset", err: NonFiniteError) -> NonFiniteError:
+    """``err`` when it names a row of ``data`` whose encoding overflowed
+    (``"data['m']: row r overflows float32 in the encoder ..."``), remade
+    to blame the parameters of that encoder (and the shared head) when they
+    are larger in magnitude than the row's values after normalization: too
+    large a learning rate grows them until a row of moderate values
+    overflows, and the row of the user's data was blamed. Else ``err``."""
+    found = _ENCODER_OVERFLOW.match(str(err))
+    if found is None or not isinstance(data, _ArrayDataset):
+        return err
+    m = MODALITY_NAMES.index(found[2].strip("'"))
+    row = int(found[3])
+    x = data.arrays[m][row].astype(np.float64)
+    stats = model.normalization(m)
+    if stats is not None:
+        x = (x - stats[0]) / stats[1]
+    largest_input = float(np.abs(x).max(initial=0.0))
+    prefixes = (f"encoder.{MODALITY_NAMES[m]}.", "head.")
+    largest_parameter = max(
+        (float(np.abs(v).max(initial=0.0)) for k, v in model.state_dict().items() if k.startswith(prefixes)), default=0.0
+    )
+    if largest_parameter <= largest_input:
+        return err
+    # no row named: the row is not to blame, and fit_with_stopping's slices number rows otherwise
+    return NonFiniteError(
+        f"parameters: the {MODALITY_NAMES[m]} encoder's parameters have grown to {largest_parameter:.3g} in magnitude, "
+        f"and a row of moderate values (at most {largest_input:.3g} after the model's normalization) overflows float32 "
+        "in it; expected parameters of moderate size (too large a learning rate grows them)",
+        "parameters",
+    )
 
 
 class _EventDataset(_Dataset):
