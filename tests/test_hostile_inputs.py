@@ -765,6 +765,22 @@ def test_the_estimator_refuses_views_that_are_all_missing() -> None:
     assert np.isfinite(est.transform(query)).all()
 
 
+def test_the_estimator_refuses_a_view_missing_in_every_row() -> None:
+    # was fitted: the view's encoder never trained (nor its standardisation), and transform
+    # then fused that untrained encoder's output into every row where the view was present
+    from grapheme_multimodal.sklearn import MultimodalEmbedder
+
+    rng = np.random.default_rng(0)
+    views = [rng.normal(size=(40, 3)), np.full((40, 4), np.nan), rng.normal(size=(40, 2))]
+    est = MultimodalEmbedder(epochs=1, random_state=0).fit([views[0], rng.normal(size=(40, 4)), views[2]])
+    fitted = est.model_
+    with pytest.raises(gm.InvalidValueError, match=r"^Xs\[1\]: every row is NaN \(the view is missing in every sample\)") as err:
+        est.fit(views)
+    assert err.value.arg == "Xs[1]" and est.model_ is fitted  # the fitted estimator is kept
+    views[1][7] = 0.5  # one present row: fitted
+    assert np.isfinite(MultimodalEmbedder(epochs=1).fit(views).transform(views)).all()
+
+
 @pytest.mark.parametrize(
     "field, batch",
     [

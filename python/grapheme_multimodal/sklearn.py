@@ -4,8 +4,8 @@ embeddings, where ``Xs`` is a list of ``[n, d_v]`` arrays (one per view).
 
 A row of all-NaN in a view means that view is missing for that sample;
 ``transform`` refuses a sample missing in every view (its embedding would be
-the same constant vector for every such sample), ``fit`` views missing
-everywhere.
+the same constant vector for every such sample), ``fit`` a view missing in
+every sample (nothing would train its encoder).
 """
 
 from __future__ import annotations
@@ -429,6 +429,15 @@ def _as_views(Xs: Any, estimator: MultimodalEmbedder, reset: bool) -> List[np.nd
         raise ShapeError(f"Xs: views have different numbers of samples {[len(v) for v in views]}", "Xs")
     if reset and all(np.isnan(v).all() for v in views):  # all-NaN rows are missing views: nothing to learn from
         raise InvalidValueError("Xs: every row of every view is NaN (missing); expected at least one present view to fit on", "Xs")
+    if reset:
+        # Its encoder would never train nor its standardisation be learned, and transform
+        # fused the untrained encoder's output into every row where the view is present.
+        for i, v in enumerate(views):
+            if np.isnan(v).all():
+                raise InvalidValueError(
+                    f"Xs[{i}]: every row is NaN (the view is missing in every sample); expected at least one present "
+                    "row to learn the view from (or leave the view out)", f"Xs[{i}]",
+                )
     return views
 
 
