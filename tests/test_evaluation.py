@@ -110,6 +110,24 @@ def test_not_fitted_error_without_scikit_learn_is_still_ours(monkeypatch):
     assert isinstance(err.value, ValueError) and isinstance(err.value, AttributeError)
 
 
+def test_an_exact_cca_refit_that_fails_leaves_the_fit_as_it_was(monkeypatch):
+    # the means were set before the SVD: a refit failing there kept the old weights beside
+    # the new means, and transform scored with a mix of the two fits
+    x, y = correlated_views(n=50)
+    cca = ExactCCA(2).fit(x, y)
+    before = cca.transform(x, y)
+
+    def no_convergence(*args, **kwargs):
+        raise np.linalg.LinAlgError("SVD did not converge")
+
+    monkeypatch.setattr(np.linalg, "svd", no_convergence)
+    with pytest.raises(np.linalg.LinAlgError):
+        cca.fit(x + 100.0, y - 7.0)
+    monkeypatch.undo()
+    for got, want in zip(cca.transform(x, y), before):
+        np.testing.assert_array_equal(got, want)
+
+
 # --- a model with known answers ----------------------------------------------
 
 

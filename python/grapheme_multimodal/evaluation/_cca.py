@@ -82,16 +82,19 @@ class ExactCCA:
                 f"n_components must be an integer in [1, {most}] (the smaller view's columns), got {k!r}", "n_components"
             )
         reg = as_finite_float(self.reg, "reg", lambda r: r > 0, "a positive number")  # numpy numbers too
-        self.x_mean_ = x.mean(axis=0)
-        self.y_mean_ = y.mean(axis=0)
-        x = x - self.x_mean_
-        y = y - self.y_mean_
+        x_mean, y_mean = x.mean(axis=0), y.mean(axis=0)
+        x = x - x_mean
+        y = y - y_mean
         x_scale, y_scale = _power_of_two_scale(x), _power_of_two_scale(y)
         x, y = x / x_scale, y / y_scale
         n = x.shape[0]
         whiten_x = _inverse_sqrt(x.T @ x / (n - 1), reg)
         whiten_y = _inverse_sqrt(y.T @ y / (n - 1), reg)
         u, s, vt = np.linalg.svd(whiten_x @ (x.T @ y / (n - 1)) @ whiten_y, full_matrices=False)
+        # Set together once all is computed: a refit that failed halfway (a MemoryError, or
+        # LinAlgError "SVD did not converge") kept the old weights beside the new means, and
+        # transform then scored with a mix of the two fits without a word.
+        self.x_mean_, self.y_mean_ = x_mean, y_mean
         self._x_scaled_weights, self._y_scaled_weights = whiten_x @ u[:, :k], whiten_y @ vt[:k].T
         self._x_scale, self._y_scale = x_scale, y_scale
         with np.errstate(over="ignore"):  # the views' own weights; transform scales instead (subnormal views)
