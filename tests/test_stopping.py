@@ -26,6 +26,16 @@ def small_model(seed=0):
                                   encoder_hidden=(16,), encoder_input_dropout=0.1, seed=seed)
 
 
+@pytest.mark.parametrize("args, name", [((10, 2.0, 32, 5), "validation_fraction"), ((10, float("nan"), 32, 5), "validation_fraction"),
+                                        ((10, 0.5, 32, 5.5), "folds"), ((10.5, 0.5, 32, 5), "n_rows"),
+                                        ((-10, 0.5, 32, 5), "n_rows"), ((10, 0.5, None, 5), "min_validation_rows")])
+def test_cv_folds_for_refuses_what_it_cannot_count_with(args, name):
+    # a fraction of 2.0 (20 of 10 rows held out) gave 5 folds; NaN raised numpy's unnamed error
+    with pytest.raises(InvalidValueError, match=f"^{name}: expected") as err:
+        cv_folds_for(*args)
+    assert err.value.arg == name
+
+
 def test_which_data_get_cross_validation():
     assert cv_folds_for(32, 0.1, 32, 5) == 5  # 3 held-out rows: too few
     assert cv_folds_for(320, 0.1, 32, 5) == 0  # 32 held-out rows: the slice

@@ -25,7 +25,7 @@ import numpy as np
 
 from ._validation import as_real_array, describe
 from .exceptions import NonFiniteError
-from .training import History, _check_int, _check_monitor, _checked_metrics, as_dataset, encoder_overflow_in_rows, holdout_rows
+from .training import History, _check_fraction, _check_int, _check_monitor, _checked_metrics, as_dataset, encoder_overflow_in_rows, holdout_rows
 
 if TYPE_CHECKING:
     from .model import LearnableMultiModal
@@ -41,6 +41,11 @@ def cv_folds_for(n_rows: int, validation_fraction: float, min_validation_rows: i
     ``validation_fraction`` would hold fewer than ``min_validation_rows`` rows;
     then ``folds``, fewer when some fold would hold out fewer than 2 rows
     (and 0 when not even 2 folds can)."""
+    # a public helper: a fraction of 2.0 (20 rows held out of 10) gave 5 folds, NaN numpy's unnamed error
+    _check_int(n_rows, "n_rows", 0)
+    validation_fraction = _check_fraction(validation_fraction, "validation_fraction")
+    _check_int(min_validation_rows, "min_validation_rows", 0)
+    _check_int(folds, "folds", 0)
     n_val = int(round(n_rows * validation_fraction))
     if folds < 2 or n_val >= min_validation_rows or n_val < 2:
         return 0
