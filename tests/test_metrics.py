@@ -107,6 +107,19 @@ def test_scores_do_not_depend_on_the_order_of_events(x, random):
     assert after == pytest.approx(before)
 
 
+@pytest.mark.parametrize("scale, offset", [(1.0, 1e4), (1.0, 1e7), (1.0, -1e9), (1e-200, 1e-191), (1e240, 1e249)])
+def test_euclidean_retrieval_does_not_depend_on_where_the_rows_lie(scale, offset):
+    # ||g||^2 - 2 q.g ranked the distances: rows sharing an offset of 1e9 that differ by 0.01
+    # lost every difference to rounding (precision 0.47 instead of 1.0, neighbours arbitrary)
+    rng = np.random.default_rng(0)
+    query = rng.normal(size=(60, 4)) * 0.01
+    gallery = query + 1e-4 * rng.normal(size=(60, 4))
+    labels = np.arange(60) % 3
+    shifted = cross_view_retrieval(query * scale + offset, gallery * scale + offset, labels, metric="euclidean")
+    assert shifted == cross_view_retrieval(query, gallery, labels, metric="euclidean")
+    assert shifted["instance_recall_at_1"] == 1.0  # each gallery row is its query's nearest, by far
+
+
 def test_retrieval_rejects_bad_input():
     x = np.ones((3, 2))
     with pytest.raises(ValueError, match="same shape as query"):

@@ -68,6 +68,17 @@ def _in_safe_range(*arrays: np.ndarray) -> tuple:
     return tuple(np.ldexp(a, shift) for a in out)
 
 
+def _centred(query: np.ndarray, gallery: np.ndarray) -> tuple:
+    """``query`` and ``gallery`` as float64 less the gallery's mean row (and
+    in :func:`_in_safe_range`): no Euclidean distance changes, but the
+    ``||g||² - 2 q·g`` that ranks them lost every difference to rounding
+    when the rows share a large offset (rows near 1e9 that differ by 0.01
+    all but tied, and the neighbours found were arbitrary)."""
+    query, gallery = _in_safe_range(query, gallery)  # first: the mean of rows near 1e308 overflows
+    centre = gallery.mean(axis=0)
+    return _in_safe_range(query - centre, gallery - centre)  # rows near 1 that differ by 1e-200
+
+
 def _out_of_range(*arrays: np.ndarray) -> bool:
     top = max(float(np.abs(a).max()) for a in arrays)
     return top != 0 and not _SAFE_MIN <= top <= _SAFE_MAX
@@ -197,7 +208,7 @@ def cross_view_retrieval(
         q = _unit_rows("query", q.astype(np.float64))
         g = _unit_rows("gallery", g.astype(np.float64))
     else:
-        q, g = _in_safe_range(q, g)
+        q, g = _centred(q, g)
         g_sq = np.einsum("ij,ij->i", g, g)
 
     n = q.shape[0]
