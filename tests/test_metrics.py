@@ -120,6 +120,17 @@ def test_euclidean_retrieval_does_not_depend_on_where_the_rows_lie(scale, offset
     assert shifted["instance_recall_at_1"] == 1.0  # each gallery row is its query's nearest, by far
 
 
+@pytest.mark.parametrize("offset", [0.0, 1e6, -1e9])
+def test_knn_accuracy_does_not_depend_on_where_the_rows_lie(offset):
+    # scikit-learn's brute-force neighbours (chosen for more than 15 columns) compute
+    # ||a||^2 - 2 a.b + ||b||^2: with an offset of 1e6 the accuracy fell from 1.0 to 0.59
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(3, 20))
+    labels = np.arange(300) % 3
+    train, test = (0.01 * (centres[labels] + 0.3 * rng.normal(size=(300, 20))) for _ in range(2))
+    assert knn_accuracy(train + offset, labels, test + offset, labels) == 1.0
+
+
 def test_retrieval_rejects_bad_input():
     x = np.ones((3, 2))
     with pytest.raises(ValueError, match="same shape as query"):

@@ -68,15 +68,29 @@ def _in_safe_range(*arrays: np.ndarray) -> tuple:
     return tuple(np.ldexp(a, shift) for a in out)
 
 
-def _centred(query: np.ndarray, gallery: np.ndarray) -> tuple:
-    """``query`` and ``gallery`` as float64 less the gallery's mean row (and
-    in :func:`_in_safe_range`): no Euclidean distance changes, but the
-    ``||g||² - 2 q·g`` that ranks them lost every difference to rounding
-    when the rows share a large offset (rows near 1e9 that differ by 0.01
-    all but tied, and the neighbours found were arbitrary)."""
-    query, gallery = _in_safe_range(query, gallery)  # first: the mean of rows near 1e308 overflows
-    centre = gallery.mean(axis=0)
-    return _in_safe_range(query - centre, gallery - centre)  # rows near 1 that differ by 1e-200
+#: How many times the rows' spread their shared offset may be before
+#: Euclidean distances are computed on the rows less it (:func:`_without_shared_offset`).
+_OFFSET_OVER_SPREAD = 2.0**10
+
+
+def _without_shared_offset(reference: np.ndarray, *arrays: np.ndarray) -> tuple:
+    """``arrays`` less ``reference``'s mean row, as float64 in
+    :func:`_in_safe_range`, when that mean lies more than
+    ``_OFFSET_OVER_SPREAD`` times farther from 0 than ``reference``'s rows
+    lie from it; else ``arrays`` as they are (bit for bit as before).
+
+    No Euclidean distance changes, but distances computed as
+    ``||a||² - 2 a·b + ||b||²`` (the retrieval here, scikit-learn's
+    brute-force neighbours) lost every difference to rounding when the rows
+    share a large offset: rows near 1e6 that differ by 0.01 got arbitrary
+    neighbours. ``reference`` and ``arrays`` are float64 in
+    :func:`_in_safe_range` (or in its range)."""
+    wide = reference.astype(np.float64, copy=False)
+    centre = wide.mean(axis=0)
+    spread = float(np.sqrt(wide.var(axis=0).sum()))  # the rows' root-mean-square distance from their mean
+    if not float(np.linalg.norm(centre)) > _OFFSET_OVER_SPREAD * spread:
+        return arrays
+    return _in_safe_range(*(a.astype(np.float64, copy=False) - centre for a in arrays))  # rows near 1 apart by 1e-200
 
 
 def _out_of_range(*arrays: np.ndarray) -> bool:
@@ -208,7 +222,8 @@ def cross_view_retrieval(
         q = _unit_rows("query", q.astype(np.float64))
         g = _unit_rows("gallery", g.astype(np.float64))
     else:
-        q, g = _centred(q, g)
+        q, g = _in_safe_range(q, g)
+        q, g = _without_shared_offset(g, q, g)
         g_sq = np.einsum("ij,ij->i", g, g)
 
     n = q.shape[0]
@@ -328,6 +343,7 @@ def knn_accuracy(
 
     if _out_of_range(tx, vx):
         tx, vx = _in_safe_range(tx, vx)  # else sklearn's distances overflow and every neighbour ties
+    tx, vx = _without_shared_offset(tx, tx, vx)  # else its brute-force distances lose the rows' differences
     classifier = KNeighborsClassifier(n_neighbors=int(k)).fit(tx, ty)
     return float(classifier.score(vx, vy))
 
