@@ -343,12 +343,20 @@ def _run_epoch(
     with model._lock.writing():
         model.epochs_trained = record["epoch"]
         model.history.append(record)  # completed in place below, under the lock (a save copies it)
-        # fit's running average (not applied: a checkpoint applies it, as fit ends; averaging.py)
-        model._weight_average = average
-    for name, metric in metrics.items():
-        value = _metric_value(name, metric(model))
+    if metrics:
+        # While they run, the weights are this epoch's last: the model holds fit's running
+        # average (not applied; a checkpoint applies it, as fit's end does: averaging.py).
+        # Not during the steps: a save then is of some step, without an average, as before.
         with model._lock.writing():
-            record[f"val_{name}"] = value
+            model._weight_average = average
+        try:
+            for name, metric in metrics.items():
+                value = _metric_value(name, metric(model))
+                with model._lock.writing():
+                    record[f"val_{name}"] = value
+        finally:
+            with model._lock.writing():
+                model._weight_average = None  # fit's start dropped the applied one (averaging.resume)
     extra: Dict[str, Any] = {}
     if model.config.learnable_temperature:
         extra.update({f"temperature_{k}": v for k, v in model.temperatures().items()})
