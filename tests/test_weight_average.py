@@ -356,3 +356,18 @@ def test_a_model_saved_by_a_metric_during_fit_is_the_model_of_that_many_epochs(t
         copy.fit(data, epochs=3 - k, **OPTIONS, **options)  # resumes as if never stopped
         assert same_training(copy, full)
     assert full.weight_average is None if ema_decay is None else full.weight_average.count == 3
+
+
+@pytest.mark.skipif(np.finfo(np.longdouble).eps >= np.finfo(np.float64).eps, reason="long double is float64 here")
+@pytest.mark.parametrize("name", ["ema_decay", "modality_dropout", "validation_fraction"])
+def test_a_long_double_just_below_one_is_refused_as_the_one_it_becomes(name):
+    # 1 - 2**-60 passed the check for [0, 1) and was used as 1.0: a decay, dropout or held-out fraction of 1
+    below_one = np.longdouble(1) - np.longdouble(2) ** -60
+    model = small_model()
+    with pytest.raises(gm.InvalidValueError, match=rf"^{name}: expected .*\[0, 1\), got .*, which is 1\.0 as a float") as err:
+        if name == "validation_fraction":
+            fit_with_stopping(model, synthetic(40), validation_fraction=below_one, patience=2, monitor="val_total",
+                              seed=0, epochs=1, **OPTIONS)
+        else:
+            model.fit(synthetic(40), epochs=1, **OPTIONS | {name: below_one})
+    assert err.value.arg == name and model.epochs_trained == 0

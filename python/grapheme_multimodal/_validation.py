@@ -176,7 +176,8 @@ def as_finite_float(
 ) -> float:
     """``value`` as a float when it is a finite real number (not a bool) for
     which ``ok`` holds (and, with ``float32``, that float32 can hold: the core
-    computes with it in float32); else ValueError ``"{name}: expected {expected}, ..."``."""
+    computes with it in float32); else ValueError ``"{name}: expected {expected}, ..."``.
+    ``ok`` must hold for the float returned too."""
     if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or np.iscomplexobj(value):
         raise InvalidValueError(f"{name}: expected {expected}, got {value!r}", name)
     try:  # an int beyond int64 is no numpy scalar: np.isfinite would raise numpy's TypeError
@@ -185,6 +186,8 @@ def as_finite_float(
         as_float = float("inf")
     if not np.isfinite(as_float) or not ok(value):
         raise InvalidValueError(f"{name}: expected {expected}, got {value!r}", name)
+    if not ok(as_float):  # a long double just below 1 is 1.0 as the float returned
+        raise InvalidValueError(f"{name}: expected {expected}, got {value!r}, which is {as_float!r} as a float", name)
     if float32 and abs(as_float) > FLOAT32_MAX:
         raise InvalidValueError(
             f"{name}: expected {expected}, got {value!r}, which is too large for float32 (largest {FLOAT32_MAX:.3g})", name

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional
 
 import numpy as np
 
+from ._validation import as_finite_float
 from .exceptions import InvalidValueError
 
 if TYPE_CHECKING:
@@ -42,9 +43,8 @@ def check_decay(decay: Any, name: str = "ema_decay") -> Optional[float]:
     """``decay`` as a float when it is ``None`` or a real number in [0, 1)."""
     if decay is None:
         return None
-    if isinstance(decay, bool) or not isinstance(decay, (int, float, np.integer, np.floating)) or not 0 <= decay < 1:
-        raise InvalidValueError(f"{name}: expected None (no averaging) or a number in [0, 1), got {decay!r}", name)
-    return float(decay)
+    # as_finite_float: a long double just below 1 passed as the decay 1.0
+    return as_finite_float(decay, name, lambda d: 0 <= d < 1, "None (no averaging) or a number in [0, 1)")
 
 
 @dataclass(frozen=True)
