@@ -302,3 +302,25 @@ def test_a_fit_that_fails_while_another_thread_fits_does_not_undo_that_fit(monke
     succeeding.join(30)
     assert not failing.is_alive() and not succeeding.is_alive()
     np.testing.assert_array_equal(est.transform(Xs), expected)
+
+
+def test_views_given_as_frames_with_different_indexes_are_refused():
+    # rows are paired by position: two frames of the same samples in another order were fused
+    # row by row (each sample with another's second view) without a word
+    pd = pytest.importorskip("pandas")
+    Xs, _ = views(60)
+    first = pd.DataFrame(Xs[0], index=[f"s{i}" for i in range(60)])
+    second = pd.DataFrame(Xs[1], index=first.index)
+    est = MultimodalEmbedder(**FAST).fit([first, second, Xs[2]])
+    fitted = est.model_
+    shuffled = second.sample(frac=1.0, random_state=0)
+    for call in (est.fit, est.transform):
+        with pytest.raises(InvalidValueError, match=r"^Xs\[1\]: its index is not that of Xs\[0\]") as err:
+            call([first, shuffled, Xs[2]])
+        assert err.value.arg == "Xs[1]"
+    assert est.model_ is fitted
+    aligned = shuffled.loc[first.index]  # what the message suggests
+    np.testing.assert_array_equal(est.transform([first, aligned, Xs[2]]), est.transform([first, second, Xs[2]]))
+    # paired by position on purpose: frames with default indexes, and a frame beside arrays, as before
+    est.transform([first.reset_index(drop=True), shuffled.reset_index(drop=True), Xs[2]])
+    est.transform([first, Xs[1], Xs[2]])
