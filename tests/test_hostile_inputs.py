@@ -992,6 +992,32 @@ def test_a_buffer_position_out_of_range_is_reported_as_given() -> None:
         gm.ExperienceBuffer(8)[0]
 
 
+def test_modalities_given_as_frames_with_different_indexes_are_refused() -> None:
+    # rows are paired by position: frames of the same samples in another order were
+    # trained on, and embedded, each sample's visual beside another's auditory
+    pd = pytest.importorskip("pandas")
+    x = views(40)
+    samples = [f"s{i}" for i in range(40)]
+    visual = pd.DataFrame(x["visual"], index=samples)
+    auditory = pd.DataFrame(x["auditory"], index=samples).iloc[::-1]
+    model = small_model()
+    before = model.state_dict()
+    calls = {"inputs": lambda data: model.encode(data), "data": lambda data: model.fit(data, epochs=1, progress=False),
+             "inputs ": lambda data: fit_with_stopping(model, data, validation_fraction=0.5, patience=2,
+                                                       monitor="val_total", seed=0, epochs=1, progress=False)}
+    for arg, call in calls.items():
+        arg = arg.strip()
+        with pytest.raises(gm.InvalidValueError, match=rf"^{arg}\['auditory'\]: its index is not that of "
+                                                       rf"{arg}\['visual'\]") as err:
+            call({"visual": visual, "auditory": auditory})
+        assert err.value.arg == f"{arg}['auditory']"
+    with pytest.raises(gm.InvalidValueError, match=r"^validation\['auditory'\]: its index"):
+        model.fit(x, validation={"visual": visual, "auditory": auditory}, epochs=1, progress=False)
+    assert model.epochs_trained == 0 and all(np.array_equal(v, model.state_dict()[k]) for k, v in before.items())
+    aligned = {"visual": visual, "auditory": auditory.loc[visual.index]}  # as the message suggests
+    np.testing.assert_array_equal(model.encode(aligned), model.encode({"visual": x["visual"], "auditory": x["auditory"]}))
+
+
 def test_fit_with_stopping_splits_lists_and_frames_by_row_and_names_a_bad_seed() -> None:
     # A held-out slice was taken as x[rows]: a list failed with numpy's "only integer
     # scalar arrays can be converted to a scalar index", a DataFrame picked columns

@@ -3,7 +3,7 @@ say which argument was wrong, what it was and what was expected."""
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Iterable, Mapping, Optional, Tuple
 
 import numpy as np
 
@@ -94,6 +94,28 @@ def _int_beyond_64_bits(arr: np.ndarray) -> Optional[int]:
     if arr.dtype != object or not arr.size or not all(type(v) in (int, float) for v in arr.flat):
         return None
     return next((v for v in arr.flat if type(v) is int and not -(2**63) <= v < 2**64), None)
+
+
+def refuse_unpaired_frames(named: Iterable[Tuple[str, Any]]) -> None:
+    """InvalidValueError naming the first data frame (or Series) among the
+    ``(name, value)`` pairs whose index is not that of the first frame of as
+    many rows: arrays given side by side are paired row by row by position,
+    and frames of the same samples in another order (read or joined
+    separately) were paired wrongly without a word. Other values are not
+    looked at."""
+    first: Optional[Tuple[str, Any]] = None
+    for name, value in named:
+        index = getattr(value, "index", None)
+        if not hasattr(index, "equals"):  # no frame (a list's .index is a method)
+            continue
+        if first is None:
+            first = (name, index)
+        elif len(index) == len(first[1]) and not first[1].equals(index):
+            raise InvalidValueError(
+                f"{name}: its index is not that of {first[0]}, and rows are paired by position; expected the same "
+                f"samples in the same order in each: align them (e.g. {name}.loc[{first[0]}.index]), or "
+                "reset_index(drop=True) each if their rows are already paired by position", name,
+            )
 
 
 def refuse_bools(values: np.ndarray, name: str) -> None:

@@ -17,7 +17,7 @@ import numpy as np
 
 from . import _core
 from ._locking import ModelLock, reads, uninterrupted, writes
-from ._validation import as_float32, as_mask, check_flag, describe
+from ._validation import as_float32, as_mask, check_flag, describe, refuse_unpaired_frames
 from .buffer import ExperienceBuffer, buffer_row_bytes, check_fits_memory
 from .experience import ExperienceMixin
 from .learning import LearningMixin
@@ -530,6 +530,7 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
             raise TypeError(f"{arg}: expected a mapping modality -> array or a sequence of 7 arrays/None, got {describe(inputs)}")
         input_dims = self.config.input_dims
         names = _INPUT_NAMES if arg == "inputs" else tuple(f"{arg}[{str(m)!r}]" for m in Modality)
+        refuse_unpaired_frames((names[m.value], value) for m, value in items)  # rows are paired by position
         for m, value in items:
             if value is None:
                 continue

@@ -19,7 +19,7 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from ._core import NUM_MODALITIES
 from ._locking import ModelLock
-from ._validation import as_float32, as_seed, check_flag, describe, renamed
+from ._validation import as_float32, as_seed, check_flag, describe, refuse_unpaired_frames, renamed
 from .exceptions import GraphemeError, InvalidValueError, NonFiniteError, ShapeError
 from .metrics import unit_side_by_side
 from .model import LearnableMultiModal
@@ -418,7 +418,7 @@ def _as_views(Xs: Any, estimator: MultimodalEmbedder, reset: bool) -> List[np.nd
             for attribute in ("n_features_in_", "feature_names_in_"):
                 estimator.__dict__.pop(attribute, None)
         _check_view_columns(estimator, raw, reset)
-        _check_views_paired(raw)
+        refuse_unpaired_frames((f"Xs[{i}]", x) for i, x in enumerate(raw))
         views = [_checked_view(x, f"Xs[{i}]") for i, x in enumerate(raw)]
     for i, v in enumerate(views):
         nan = np.isnan(v)
@@ -455,22 +455,6 @@ def _check_view_columns(estimator: MultimodalEmbedder, raw: List[Any], reset: bo
         if seen is not None and given is not None and not np.array_equal(seen, given):
             raise InvalidValueError(
                 f"Xs[{i}]: columns {list(given)}; expected those seen in fit, in that order: {list(seen)}", f"Xs[{i}]"
-            )
-
-
-def _check_views_paired(raw: List[Any]) -> None:
-    """Views that are data frames (or Series) of as many rows must have the
-    same index: rows are paired by position, and frames indexed otherwise
-    (the same samples in another order, or other samples) were fused row by
-    row without a word."""
-    indexed = [(i, x.index) for i, x in enumerate(raw) if hasattr(getattr(x, "index", None), "equals")]  # not list.index
-    for i, index in indexed[1:]:
-        first, first_index = indexed[0]
-        if len(index) == len(first_index) and not first_index.equals(index):
-            raise InvalidValueError(
-                f"Xs[{i}]: its index is not that of Xs[{first}], and rows are paired by position; expected the same "
-                f"samples in the same order in every view: align them (e.g. Xs[{i}].loc[Xs[{first}].index]), or "
-                "reset_index(drop=True) each if their rows are already paired by position", f"Xs[{i}]",
             )
 
 
