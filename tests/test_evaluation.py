@@ -128,6 +128,21 @@ def test_an_exact_cca_refit_that_fails_leaves_the_fit_as_it_was(monkeypatch):
         np.testing.assert_array_equal(got, want)
 
 
+def test_exact_cca_is_cloned_as_scikit_learn_clones_estimators():
+    # had no get_params: clone (and every grid search) raised "does not seem to be a scikit-learn estimator"
+    from sklearn.base import clone
+
+    x, y = correlated_views(n=50)
+    fitted = ExactCCA(3, reg=1e-3).fit(x, y)
+    copy = clone(fitted)
+    assert copy.get_params() == {"n_components": 3, "reg": 1e-3} and not hasattr(copy, "x_weights_")
+    np.testing.assert_array_equal(copy.fit(x, y).transform(x), fitted.transform(x))
+    assert copy.set_params(n_components=2) is copy and copy.fit(x, y).correlations_.shape == (2,)
+    with pytest.raises(gm.InvalidValueError, match=r"set_params: unknown parameters \['n_component'\]"):
+        copy.set_params(n_component=1)
+    assert repr(copy) == "ExactCCA(n_components=2, reg=0.001)"
+
+
 # --- a model with known answers ----------------------------------------------
 
 

@@ -8,7 +8,7 @@ run time (cca-zoo, which agrees with it, needs Python >= 3.11).
 
 from __future__ import annotations
 
-from typing import Optional, Tuple, Union
+from typing import Any, Dict, Optional, Tuple, Union
 
 import numpy as np
 
@@ -52,7 +52,8 @@ class ExactCCA:
     on the training data and ``correlations_ = S[:k]``. Everything is float64.
 
     The interface is scikit-learn's ``CCA``: ``fit(X, Y)``, ``transform(X, Y)``
-    → ``(x_scores, y_scores)``, ``fit_transform``.
+    → ``(x_scores, y_scores)``, ``fit_transform``, ``get_params`` and
+    ``set_params`` (so ``sklearn.base.clone`` copies it).
 
     >>> rng = np.random.default_rng(0)
     >>> z = rng.normal(size=(500, 2))
@@ -66,6 +67,24 @@ class ExactCCA:
     def __init__(self, n_components: int = 2, *, reg: float = 1e-6) -> None:
         self.n_components = n_components
         self.reg = reg
+
+    def get_params(self, deep: bool = True) -> Dict[str, Any]:
+        """The constructor's arguments, as scikit-learn's estimators give
+        them (``sklearn.base.clone`` and grid searches read them)."""
+        return {"n_components": self.n_components, "reg": self.reg}
+
+    def set_params(self, **params: Any) -> "ExactCCA":
+        """Sets constructor arguments (checked by the next :meth:`fit`), as
+        scikit-learn's ``set_params``; an unknown name is refused."""
+        unknown = sorted(set(params) - set(self.get_params()))
+        if unknown:  # else set as an attribute that nothing reads
+            raise InvalidValueError(f"set_params: unknown parameters {unknown}; expected {sorted(self.get_params())}", "params")
+        for name, value in params.items():
+            setattr(self, name, value)
+        return self
+
+    def __repr__(self) -> str:
+        return f"ExactCCA(n_components={self.n_components!r}, reg={self.reg!r})"
 
     def fit(self, X: np.ndarray, Y: np.ndarray) -> "ExactCCA":  # noqa: N803 - scikit-learn's names
         """Fits the canonical weights on the paired rows of ``X`` and ``Y``."""
