@@ -286,6 +286,12 @@ def _retype(name, dtype):
     return edit
 
 
+def _without_input_dims(tensors, meta):
+    meta["input_dims"] = None
+    for name in [n for n in tensors if n.startswith("inputs.")]:
+        del tensors[name]
+
+
 @pytest.mark.parametrize(
     "edit, words",
     [
@@ -301,6 +307,9 @@ def _retype(name, dtype):
         (_retype("mask", np.float32), "mask"),
         (_retype("rewards", np.float16), "rewards"),
         (_retype("priorities", np.float32), "priorities"),
+        # rows that claim inputs in a buffer that keeps none (append refuses them): iterated, each was an
+        # Experience with inputs [None] * 7 for modalities its mask marks present, which append then refused
+        (_without_input_dims, "has_inputs: row 0 claims inputs"),
     ],
 )
 def test_loading_checks_what_append_checks(tmp_path, edit, words) -> None:

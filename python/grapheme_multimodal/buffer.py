@@ -592,6 +592,11 @@ class ExperienceBuffer:
         if not (np.isfinite(pri) & (pri > 0)).all():
             row = int(np.flatnonzero(~(np.isfinite(pri) & (pri > 0)))[0])
             raise InvalidValueError(f"priorities: row {row} is {pri[row]}; expected finite numbers > 0", "priorities")
+        if self.input_dims is None and tensors["has_inputs"].any():  # as extend refuses inputs here
+            row = int(np.flatnonzero(tensors["has_inputs"])[0])
+            raise InvalidValueError(
+                f"has_inputs: row {row} claims inputs, but the buffer keeps none (input_dims None); expected False", "has_inputs"
+            )
         if self.input_dims is not None:
             for m, name in enumerate(MODALITY_NAMES):
                 present = mask[:, m] & tensors["has_inputs"]
