@@ -570,3 +570,32 @@ def test_a_model_records_into_a_buffer_that_keeps_embeddings_only(tmp_path) -> N
         batch = model.experience.batch()
         assert len(batch) == 4 and not batch.has_inputs.any() and batch.event_ids.tolist() == [-1, -1, -1, 7]
         assert model.experience.input_dims is None and np.isfinite(model.compute_loss())
+
+
+@pytest.mark.parametrize("capacity", [2**63, 2**64, 2**128])
+def test_a_capacity_past_int64_is_refused_not_loaded_unsaveable(tmp_path, capacity) -> None:
+    """A buffer file (or checkpoint) whose capacity is 2**63 or more loaded
+    (a saved capacity is checked against memory only as the buffer grows),
+    but saving it again, or taking a batch, raised numpy's "Python int too
+    large to convert to C long" from the slot arithmetic: a file that loaded
+    and could not be saved. Now such a capacity is a TooLargeError, at
+    construction and on load (a checkpoint's too)."""
+    with pytest.raises(gm.TooLargeError, match="capacity") as err:
+        ExperienceBuffer(capacity)
+    assert err.value.arg == "capacity"
+
+    def huge(tensors, meta):
+        meta["capacity"] = capacity
+
+    path = _saved(tmp_path, huge)
+    with pytest.raises(gm.TooLargeError, match="capacity"):
+        ExperienceBuffer.from_file(path)
+    model = gm.LearnableMultiModal(seed=0, embed_dim=8, hidden_dim=8, num_heads=2, input_dims={"visual": 4})
+    model.record_batch({"visual": np.ones((2, 4), np.float32)})
+    from grapheme_multimodal.checkpoint import FILE_FORMAT as CHECKPOINT_FORMAT, checkpoint_state
+
+    tensors, meta = checkpoint_state(model)
+    meta["experience"]["capacity"] = capacity
+    write_tagged_safetensors(tmp_path / "model.safetensors", tensors, CHECKPOINT_FORMAT, meta)
+    with pytest.raises(gm.TooLargeError, match="capacity"):
+        gm.LearnableMultiModal.load(tmp_path / "model.safetensors")

@@ -104,6 +104,10 @@ class ExperienceBuffer:
         seed: int = 0,
     ) -> None:
         self.capacity = as_positive_int(capacity, "capacity")
+        if self.capacity >= 2**63:
+            # Positions are int64: a file's capacity (checked against memory only as the buffer
+            # grows) loaded, and saving or reading the buffer then failed in numpy's arithmetic.
+            raise TooLargeError(f"capacity: got {self.capacity}; a buffer that large cannot fit in memory", "capacity")
         self.embed_dim = None if embed_dim is None else as_positive_int(embed_dim, "embed_dim")
         if input_dims is not None:
             if isinstance(input_dims, (str, bytes)) or not isinstance(input_dims, Sequence):
