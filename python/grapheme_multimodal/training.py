@@ -118,7 +118,11 @@ def fit(
             says so, and a ``monitor`` that would be 0 every epoch is refused.
         metrics: extra validation metrics, ``{name: fn(model) -> float}``,
             recorded as ``val_<name>`` (so no name may be ``total`` or an
-            objective's: those are the validation losses).
+            objective's: those are the validation losses). ``fn`` sees the
+            model after the epoch, its record in ``model.history`` (values
+            of the metrics yet to run added after); a model it saves or
+            pickles is the model ``fit`` leaves when it stops there (with
+            averaging, the average in the weights).
         early_stopping: stop after this many epochs without improvement of
             ``monitor`` (default ``val_total`` with validation, else
             ``loss``) and restore the best epoch's weights and optimizer
