@@ -143,6 +143,25 @@ def test_exact_cca_is_cloned_as_scikit_learn_clones_estimators():
     assert repr(copy) == "ExactCCA(n_components=2, reg=0.001)"
 
 
+def test_pairwise_cca_retrieval_names_the_view_whose_scores_are_zero():
+    # was the metric's "gallery has 20 all-zero rows ...; use metric='euclidean'": an argument
+    # the caller never passed, and a metric this function does not take
+    rng = np.random.default_rng(0)
+    labels = np.arange(20) % 2
+    train = {"a": rng.normal(size=(50, 4)), "b": np.ones((50, 3))}
+    test = {"a": rng.normal(size=(20, 4)), "b": np.ones((20, 3))}
+    with pytest.raises(gm.InvalidValueError, match=r"^test_std\['b'\]: the canonical scores of 20 row\(s\) \(first: row 0\)") as err:
+        evaluation.pairwise_cca_retrieval(train, test, labels, n_components=2)
+    assert err.value.arg == "test_std['b']"
+    train["b"] = rng.normal(size=(50, 3))
+    test["b"] = rng.normal(size=(20, 3))
+    test["a"][3] = train["a"].mean(axis=0)  # exactly at the training mean: no direction either
+    with pytest.raises(gm.InvalidValueError, match=r"^test_std\['a'\]: .*\(first: row 3\)"):
+        evaluation.pairwise_cca_retrieval(train, test, labels, n_components=2)
+    test["a"][3] += 0.1
+    assert set(evaluation.pairwise_cca_retrieval(train, test, labels, n_components=2)) == {"a->b", "b->a"}
+
+
 # --- a model with known answers ----------------------------------------------
 
 
