@@ -150,7 +150,7 @@ def test_pairwise_cca_retrieval_names_the_view_whose_scores_are_zero():
     labels = np.arange(20) % 2
     train = {"a": rng.normal(size=(50, 4)), "b": np.ones((50, 3))}
     test = {"a": rng.normal(size=(20, 4)), "b": np.ones((20, 3))}
-    with pytest.raises(gm.InvalidValueError, match=r"^test_std\['b'\]: the canonical scores of 20 row\(s\) \(first: row 0\)") as err:
+    with pytest.raises(gm.InvalidValueError, match=r"^test_std\['b'\]: the canonical scores of 20 row\(s\) \(first: row 0\) are all zero") as err:
         evaluation.pairwise_cca_retrieval(train, test, labels, n_components=2)
     assert err.value.arg == "test_std['b']"
     train["b"] = rng.normal(size=(50, 3))
@@ -213,6 +213,27 @@ def test_evaluate_model_on_an_oracle_gives_perfect_scores():
     assert scores.binder_auc == 1.0
     assert scores.mean_retrieval("instance_recall_at_1") == 1.0
     assert scores.hidden_knn is None and scores.hidden_probe is None  # the oracle has no hidden_features
+
+
+def test_evaluate_model_names_the_view_an_embedder_embedded_as_zeros():
+    # was cross_view_retrieval's "query has 1 all-zero rows ...; use metric='euclidean'",
+    # an argument and a metric evaluate_model does not have
+    train, test, oracle = oracle_split()
+
+    class ZeroRow:
+        embed_fused = oracle.embed_fused
+
+        def embed_views(self, views):
+            out = dict(oracle.embed_views(views))
+            if "b" in out and len(out["b"]) == len(test.labels):
+                out["b"] = out["b"].copy()
+                out["b"][4] = 0.0
+            return out
+
+    with pytest.raises(gm.InvalidValueError, match=r"^embedder\.embed_views\(\.\.\.\)\['b'\]: the embeddings of 1 "
+                                                   r"row\(s\) \(first: row 4\) are all zero") as err:
+        evaluation.evaluate_model(ZeroRow(), train, test, two_views=False)
+    assert err.value.arg == "embedder.embed_views(...)['b']"
 
 
 def test_hidden_features_are_scored_side_by_side_with_each_view_unit():

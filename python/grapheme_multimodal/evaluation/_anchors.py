@@ -70,23 +70,24 @@ def pairwise_cca_retrieval(
         cca = ExactCCA(k).fit(train_std[a], train_std[b])
         score_a, score_b = cca.transform(test_std[a], test_std[b])
         for name, scores in ((a, score_a), (b, score_b)):
-            _refuse_zero_scores(name, scores)
+            refuse_zero_rows(f"test_std[{name!r}]", scores, "canonical scores",
+                             "the view is constant in train_std, or the row is at its training mean")
         out[pair_key(a, b)] = cross_view_retrieval(score_a, score_b, labels)
         out[pair_key(b, a)] = cross_view_retrieval(score_b, score_a, labels)
     return {pair_key(q, g): out[pair_key(q, g)] for q, g in ordered_pairs(names)}
 
 
-def _refuse_zero_scores(view: str, scores: np.ndarray) -> None:
-    """InvalidValueError naming ``test_std[view]`` when a row's canonical
-    scores are all zero: cosine retrieval has no direction for it, and the
-    error was the metric's, about a ``query`` or ``gallery`` the caller never
-    passed and a ``metric`` this function does not take."""
-    zero = np.flatnonzero(~np.any(scores != 0, axis=1))
+def refuse_zero_rows(arg: str, rows: np.ndarray, what: str, cause: str) -> None:
+    """InvalidValueError naming ``arg`` when a row of ``rows`` (its ``what``)
+    is all zero: cosine retrieval has no direction for it, and the error was
+    the metric's, about a ``query`` or ``gallery`` the caller never passed
+    and a ``metric`` the caller's function does not take. ``cause``: why
+    such rows come about."""
+    zero = np.flatnonzero(~np.any(np.asarray(rows) != 0, axis=1))
     if zero.size:
         raise InvalidValueError(
-            f"test_std[{view!r}]: the canonical scores of {zero.size} row(s) (first: row {zero[0]}) are all zero, which "
-            "the cosine retrieval cannot compare (the view is constant in train_std, or the row is at its training "
-            "mean); expected a view that varies in the training rows", f"test_std[{view!r}]",
+            f"{arg}: the {what} of {zero.size} row(s) (first: row {zero[0]}) are all zero, which the cosine "
+            f"retrieval cannot compare ({cause})", arg,
         )
 
 

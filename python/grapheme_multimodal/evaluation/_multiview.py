@@ -18,7 +18,7 @@ from ..datasets import MultipleFeatures
 from .._validation import as_finite_float, as_real_array, as_seed, check_flag, describe
 from ..exceptions import InvalidValueError, NonFiniteError, ShapeError
 from ..metrics import cross_view_retrieval, knn_accuracy, linear_probe_accuracy, roc_auc, unit_side_by_side
-from ._anchors import Anchors, one_thread
+from ._anchors import Anchors, one_thread, refuse_zero_rows
 from ._embedders import ViewEmbedder, optional_bind, optional_hidden_features
 from ._pairs import ordered_pairs, pair_key, two_view_key, unordered_pairs
 
@@ -151,6 +151,9 @@ def _evaluate(embedder, train, test, k, seed, two_views) -> ModelScores:
     test_views = _embedded_views(embedder.embed_views(test.views), names, n_test)
     test_fused = _embedded("embedder.embed_fused", embedder.embed_fused(test.views), n_test)
     train_fused = _embedded("embedder.embed_fused", embedder.embed_fused(train.views), n_train)
+    for v in names:
+        refuse_zero_rows(f"embedder.embed_views(...)[{v!r}]", test_views[v], "embeddings",
+                         "a view's own embedding of a row it holds needs a direction")
     retrieval = {
         pair_key(q, g): cross_view_retrieval(test_views[q], test_views[g], test.labels) for q, g in ordered_pairs(names)
     }
