@@ -71,6 +71,8 @@ def _in_safe_range(*arrays: np.ndarray) -> tuple:
 #: How many times the rows' spread their shared offset may be before
 #: Euclidean distances are computed on the rows less it (:func:`_without_shared_offset`).
 _OFFSET_OVER_SPREAD = 2.0**10
+#: At most how many rows (spread over the data) judge that.
+_OFFSET_SAMPLE = 1024
 
 
 def _without_shared_offset(reference: np.ndarray, *arrays: np.ndarray) -> tuple:
@@ -84,12 +86,15 @@ def _without_shared_offset(reference: np.ndarray, *arrays: np.ndarray) -> tuple:
     brute-force neighbours) lost every difference to rounding when the rows
     share a large offset: rows near 1e6 that differ by 0.01 got arbitrary
     neighbours. ``reference`` and ``arrays`` are float64 in
-    :func:`_in_safe_range` (or in its range)."""
-    wide = reference.astype(np.float64, copy=False)
-    centre = wide.mean(axis=0)
-    spread = float(np.sqrt(wide.var(axis=0).sum()))  # the rows' root-mean-square distance from their mean
+    :func:`_in_safe_range` (or in its range). Judged on at most
+    ``_OFFSET_SAMPLE`` rows spread over ``reference``: data that need no
+    centring (the usual case) are not copied."""
+    sample = reference[:: max(1, len(reference) // _OFFSET_SAMPLE)].astype(np.float64)
+    centre = sample.mean(axis=0)
+    spread = float(np.sqrt(sample.var(axis=0).sum()))  # the rows' root-mean-square distance from their mean
     if not float(np.linalg.norm(centre)) > _OFFSET_OVER_SPREAD * spread:
         return arrays
+    centre = reference.mean(axis=0, dtype=np.float64)
     return _in_safe_range(*(a.astype(np.float64, copy=False) - centre for a in arrays))  # rows near 1 apart by 1e-200
 
 
