@@ -121,6 +121,16 @@ def test_a_misspelt_monitor_is_refused_however_few_the_rows(rows, fraction):
     assert err.value.arg == "monitor" and model.epochs_trained == 0
 
 
+@pytest.mark.parametrize("fraction", [2.0, float("nan"), "0.1"])
+def test_a_bad_validation_fraction_is_refused_beside_validation_data_too(fraction):
+    # unused when validation data are given, it passed unseen there and was refused without them
+    model = small_model()
+    with pytest.raises(InvalidValueError, match=r"^validation_fraction: expected a number in \[0, 1\)") as err:
+        fit_with_stopping(model, two_views(40), validation=two_views(8, seed=1),
+                          **{**STOP, "validation_fraction": fraction}, epochs=1, **OPTIONS)
+    assert err.value.arg == "validation_fraction" and model.epochs_trained == 0
+
+
 def test_a_failed_call_leaves_the_model_as_it_was():
     data = two_views(40)
     data["visual"][7, 2] = np.nan

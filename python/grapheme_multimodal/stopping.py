@@ -95,6 +95,7 @@ def fit_with_stopping(
     _check_int(min_validation_rows, "min_validation_rows", 0)
     _check_int(cv_folds, "cv_folds", 0)
     _check_int(seed, "seed", 0)  # else numpy's "expected non-negative integer" when the rows are drawn
+    _check_fraction(validation_fraction, "validation_fraction")  # with validation given too: NaN or 2.0 passed unseen
     # Checked whether or not rows are held out: a misspelt monitor passed unseen when
     # the data were too few to hold any out, and was refused once they were more.
     _check_monitor(monitor, True, _checked_metrics(fit_options.get("metrics")))
