@@ -117,6 +117,7 @@ class Model:
         input_distance: str = "columns",
         contrastive_neighbors: int = 0,
         contrastive_neighbor_weight: float = 0.2,
+        neighborhood_neighbors: int = 10,
         contrastive_pair_power: float = 1.0,
         encoder_objectives: Optional[Sequence[bool]] = None,
         encoder_hidden: Sequence[int] = (),

@@ -212,6 +212,10 @@ def _parser() -> argparse.ArgumentParser:
                             f"as partial positives (default {_RECIPE.contrastive_neighbors}; 0: off)")
     train.add_argument("--contrastive-neighbor-weight", type=_float, default=_RECIPE.contrastive_neighbor_weight,
                        help=f"the target mass those neighbours share (default {_RECIPE.contrastive_neighbor_weight})")
+    train.add_argument("--neighborhood-neighbors", type=_int, default=_RECIPE.neighborhood_neighbors, metavar="K",
+                       help="the neighborhood objective (when --objectives weights it, e.g. neighborhood=0.2) keeps "
+                            "each event's K nearest events by their inputs near it in every modality's embedding "
+                            f"(default {_RECIPE.neighborhood_neighbors})")
     train.add_argument("--contrastive-pair-power", type=_float, default=_RECIPE.contrastive_pair_power, metavar="P",
                        help="the contrastive loss is the power mean of order P of its view pairs' losses: 1 their "
                             f"arithmetic mean, 0 their geometric mean (default {_RECIPE.contrastive_pair_power:g})")
@@ -391,6 +395,7 @@ def _train(args: argparse.Namespace) -> int:
         input_distance=args.input_distance,
         contrastive_neighbors=args.contrastive_neighbors,
         contrastive_neighbor_weight=args.contrastive_neighbor_weight,
+        neighborhood_neighbors=args.neighborhood_neighbors,
         contrastive_pair_power=args.contrastive_pair_power,
         encoder_objectives=_encoder_objectives(args.encoder_objectives),
         fusion_residual=args.fusion_residual,

@@ -145,7 +145,10 @@ class LearnableMultiModalConfig:
     (how many rows of the batch nearest to each row by its inputs the
     ``contrastive`` objective counts as extra positives; 0 = none) and
     ``contrastive_neighbor_weight`` (the target mass they share, in
-    [0, 1); the row itself keeps the rest), ``contrastive_pair_power``
+    [0, 1); the row itself keeps the rest), ``neighborhood_neighbors``
+    (how many rows of the batch nearest to each row by its inputs are the
+    ``neighborhood`` objective's positives among each modality's own
+    embeddings; 0 = none), ``contrastive_pair_power``
     (``p``, in [0, 1]: the ``contrastive`` loss is the power mean of order
     ``p`` of its view pairs' losses, 1 = their arithmetic mean, the
     original, 0 = their geometric mean; below 1 each pair's gradient is
@@ -204,6 +207,7 @@ class LearnableMultiModalConfig:
     input_distance: str = "columns"
     contrastive_neighbors: int = 0
     contrastive_neighbor_weight: float = 0.2
+    neighborhood_neighbors: int = 10
     contrastive_pair_power: float = 1.0
     encoder_objectives: Optional[Tuple[str, ...]] = None
     fusion_residual: float = 0.0
@@ -244,7 +248,7 @@ class LearnableMultiModalConfig:
             raise InvalidValueError(
                 f"input_distance: expected one of {list(INPUT_DISTANCES)}, got {self.input_distance!r}", "input_distance"
             )
-        for name in ("fused_neighbors", "contrastive_neighbors"):
+        for name in ("fused_neighbors", "contrastive_neighbors", "neighborhood_neighbors"):
             k = getattr(self, name)
             if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
                 raise TypeError(f"{name}: expected an int, got {type(k).__name__}")

@@ -17,6 +17,12 @@ The formulas are in ``docs/objectives.md`` (and in the Rust core's
   batch; the event's ``config.fused_neighbors`` nearest events (by their
   modality embeddings, or by their inputs when
   ``config.fused_neighbor_space="inputs"``) count as positives too.
+- ``neighborhood``: InfoNCE among one modality's embeddings of the batch
+  (the event itself left out), each event's positives its
+  ``config.neighborhood_neighbors`` nearest events by all their inputs: the
+  modality embeddings keep the events' input-space neighbourhood, which
+  aligning the views wears down. 0 on recorded embeddings (no inputs to
+  find neighbours by, no encoders to train). Not in the default mix.
 """
 
 from __future__ import annotations
@@ -47,7 +53,7 @@ DEFAULT_WEIGHTS: Dict[str, float] = {
 
 #: The objectives that tell the rows of a batch apart (a row's other views,
 #: or its neighbours, against the other rows): 0 on a batch of one row.
-ROW_COMPARING_OBJECTIVES = ("contrastive", "binding", "fused_contrastive")
+ROW_COMPARING_OBJECTIVES = ("contrastive", "binding", "fused_contrastive", "neighborhood")
 
 #: What to do instead when every weighted objective compares rows and there is one row.
 ONE_ROW_REMEDY = "expected at least 2 rows, or an objective that learns from one row (cross_modal, seed_consistency)"

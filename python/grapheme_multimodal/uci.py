@@ -96,7 +96,9 @@ class TrainingSettings:
     ``fused_neighbor_space="inputs"``), ``input_distance`` (every view
     weighs the same in that distance, ``"modalities"``, whatever its number
     of columns), ``contrastive_neighbors``, ``contrastive_neighbor_weight``,
-    ``encoder_objectives``, ``fusion_residual`` (the fused embedding is
+    ``neighborhood_neighbors`` (the ``neighborhood`` objective's positives,
+    when ``weights`` gives it a weight; not the recipe's, see
+    docs/objectives.md), ``encoder_objectives``, ``fusion_residual`` (the fused embedding is
     the fusion network's output plus 10 × the mean of the present view
     embeddings, normalised) and ``contrastive_pair_power`` (the contrastive
     loss is the power mean of order 0.5 of its view pairs' losses, so pairs
@@ -129,6 +131,7 @@ class TrainingSettings:
     input_distance: str = "modalities"
     contrastive_neighbors: int = 0
     contrastive_neighbor_weight: float = 0.2
+    neighborhood_neighbors: int = 10
     contrastive_pair_power: float = 0.5
     encoder_objectives: Optional[Tuple[str, ...]] = None
     fusion_residual: float = 10.0
@@ -152,6 +155,7 @@ class TrainingSettings:
             input_distance=self.input_distance,
             contrastive_neighbors=self.contrastive_neighbors,
             contrastive_neighbor_weight=self.contrastive_neighbor_weight,
+            neighborhood_neighbors=self.neighborhood_neighbors,
             contrastive_pair_power=self.contrastive_pair_power, encoder_objectives=self.encoder_objectives,
             fusion_residual=self.fusion_residual,
             learning_rate=self.learning_rate, seed=self.seed,

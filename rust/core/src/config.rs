@@ -65,6 +65,10 @@ pub struct Config {
     /// The target mass those neighbours share (the row itself keeps the
     /// rest), in `[0, 1)`.
     pub contrastive_neighbor_weight: f64,
+    /// How many rows of the batch nearest to each row by their inputs are
+    /// the neighborhood objective's positives among each modality's
+    /// embeddings (0 = none: the objective is 0).
+    pub neighborhood_neighbors: usize,
     /// Order `p` of the power mean that combines the contrastive objective's
     /// view pairs, in `[0, 1]`: 1 = their arithmetic mean (the original),
     /// 0 = their geometric mean. Below 1 each pair's gradient is weighted by
@@ -128,6 +132,7 @@ impl Default for Config {
             input_distance: InputDistance::Columns,
             contrastive_neighbors: 0,
             contrastive_neighbor_weight: 0.2,
+            neighborhood_neighbors: 10,
             contrastive_pair_power: 1.0,
             encoder_objectives: [true; NUM_OBJECTIVES],
             weight_decay: 0.0,

@@ -45,6 +45,10 @@
 //!   between the fused embeddings of two random modality subsets of the same
 //!   event, against the other events of the batch. Trains the fusion network
 //!   and the encoders.
+//! - **neighborhood** (in [`neighborhood`]): InfoNCE among one modality's
+//!   embeddings of the batch, each row's positives its
+//!   `config.neighborhood_neighbors` nearest rows by the inputs. Trains the
+//!   encoders; 0 on recorded embeddings (no inputs to find neighbours by).
 //!
 //! Random draws (negative shifts, dropped modalities, views) come from a ChaCha8
 //! stream fixed by `(seed, counter, objective)` — see [`objective_rng`] — so
@@ -63,7 +67,9 @@ use rand_core::{Rng, SeedableRng};
 
 pub mod fused_contrastive;
 pub mod input_neighbors;
+pub mod neighborhood;
 pub use fused_contrastive::fused_contrastive;
+pub use neighborhood::neighborhood;
 
 /// The objectives, in the order of [`ObjectiveWeights`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -73,9 +79,10 @@ pub enum Objective {
     Binding = 2,
     CrossModal = 3,
     FusedContrastive = 4,
+    Neighborhood = 5,
 }
 
-pub const NUM_OBJECTIVES: usize = 5;
+pub const NUM_OBJECTIVES: usize = 6;
 
 impl Objective {
     pub const ALL: [Objective; NUM_OBJECTIVES] = [
@@ -84,6 +91,7 @@ impl Objective {
         Objective::Binding,
         Objective::CrossModal,
         Objective::FusedContrastive,
+        Objective::Neighborhood,
     ];
 
     pub fn index(self) -> usize {
@@ -97,6 +105,7 @@ impl Objective {
             Objective::Binding => "binding",
             Objective::CrossModal => "cross_modal",
             Objective::FusedContrastive => "fused_contrastive",
+            Objective::Neighborhood => "neighborhood",
         }
     }
 }
@@ -120,9 +129,10 @@ impl ObjectiveWeights {
 
 impl Default for ObjectiveWeights {
     /// Contrastive, binding, cross-modal and fused contrastive with weight 1
-    /// (seed consistency needs recorded fused embeddings, so it is opt-in).
+    /// (seed consistency needs recorded fused embeddings, so it is opt-in;
+    /// neighborhood is the recipe's, not the original's).
     fn default() -> Self {
-        ObjectiveWeights([0.0, 1.0, 1.0, 1.0, 1.0])
+        ObjectiveWeights([0.0, 1.0, 1.0, 1.0, 1.0, 0.0])
     }
 }
 
@@ -166,11 +176,12 @@ pub fn objective_rng(seed: u64, counter: u64, objective: Objective) -> ChaCha8Rn
 /// cannot fit in memory: the largest temporaries of a training step (each
 /// contrastive pair computed at once holds one, up to one pair per thread,
 /// and up to three when its logits span too widely for one shift; the same
-/// for fused_contrastive). Larger batches are refused rather than computed
+/// for fused_contrastive; neighborhood holds two, one modality at a time).
+/// Larger batches are refused rather than computed
 /// in blocks: accumulate the gradients of smaller ones with `backward`.
 pub fn check_batch_memory<T>(batch: usize, weights: &ObjectiveWeights) -> Result<()> {
     let uses = |o| weights.get(o) > 0.0;
-    if !(uses(Objective::Contrastive) || uses(Objective::FusedContrastive)) {
+    if !(uses(Objective::Contrastive) || uses(Objective::FusedContrastive) || uses(Objective::Neighborhood)) {
         return Ok(());
     }
     let pairs = NUM_MODALITIES * (NUM_MODALITIES - 1) / 2;

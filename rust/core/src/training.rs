@@ -430,11 +430,13 @@ impl<T: Real> LearnableMultiModal<T> {
             NeighborSpace::Inputs => wanted(Objective::FusedContrastive, self.config.fused_neighbors),
             NeighborSpace::Embeddings => 0,
         };
+        let k_neighborhood = wanted(Objective::Neighborhood, self.config.neighborhood_neighbors);
+        let k_most = k_contrastive.max(k_fused).max(k_neighborhood);
         let nearest = match &encoded {
-            Some((input, tapes)) if k_contrastive.max(k_fused) > 0 => {
+            Some((input, tapes)) if k_most > 0 => {
                 // The normalised inputs are the encoder tapes' (normalised once).
                 let normalized: Vec<Option<&Array2<T>>> = tapes.iter().map(|t| t.as_ref().and_then(|t| t.normalized.as_ref())).collect();
-                Some(self.input_neighbors(input, &normalized, k_contrastive.max(k_fused)))
+                Some(self.input_neighbors(input, &normalized, k_most))
             }
             _ => None,
         };
@@ -442,7 +444,7 @@ impl<T: Real> LearnableMultiModal<T> {
             let nearest = nearest.as_ref().filter(|_| k > 0)?;
             Some(nearest.iter().map(|row| row[..k.min(row.len())].to_vec()).collect())
         };
-        let (neighbors, fused_given) = (prefix(k_contrastive), prefix(k_fused));
+        let (neighbors, fused_given, neighborhood) = (prefix(k_contrastive), prefix(k_fused), prefix(k_neighborhood));
 
         let mut grads = grads.map(|g| self.layout.view_mut(g));
         let reaches_encoders = Objective::ALL.iter().any(|&o| weights.get(o) > 0.0 && self.config.encoder_objectives[o.index()]);
@@ -481,6 +483,13 @@ impl<T: Real> LearnableMultiModal<T> {
                 }
                 Objective::Binding => objectives::binding(&self.binder, params, emb, mask, &mut rng, sink),
                 Objective::CrossModal => objectives::cross_modal(&self.fusion, &self.attention, params, emb, mask, &mut rng, sink),
+                Objective::Neighborhood => match &neighborhood {
+                    // At contrastive's temperature (learned by contrastive alone).
+                    Some(nb) => objectives::neighborhood(emb, mask, self.temperature(Objective::Contrastive), nb, sink),
+                    // neighborhood_neighbors = 0, or recorded embeddings: no
+                    // inputs to find neighbours by, no encoders to train.
+                    None => T::zero(),
+                },
                 Objective::FusedContrastive => {
                     let tau = self.temperature(o);
                     objectives::fused_contrastive(&self.fusion, params, emb, mask, tau, self.fused_neighbors(fused_given.as_deref()), &mut rng, sink)

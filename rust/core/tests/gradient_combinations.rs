@@ -234,6 +234,7 @@ fn draw_case(rng: &mut Lcg) -> Case {
         input_distance: pick(rng, &InputDistance::ALL),
         contrastive_neighbors: pick(rng, &[0, 0, 1, 2, 9]),
         contrastive_neighbor_weight: pick(rng, &[0.0, 0.2, 0.6]),
+        neighborhood_neighbors: pick(rng, &[0, 1, 2, 9]),
         contrastive_pair_power: pick(rng, &[1.0, 1.0, 0.5, 0.3, 0.0, 1e-4, 1e-13]),
         encoder_objectives: std::array::from_fn(|_| chance(rng, 0.75)),
         weight_decay: pick(rng, &[0.0, 0.01]),
@@ -384,6 +385,7 @@ struct Frozen {
     emb: Array3<f64>,
     mask: Array2<bool>,
     contrastive_neighbors: Option<Vec<Vec<usize>>>,
+    neighborhood_neighbors: Option<Vec<Vec<usize>>>,
     cross_rows: Vec<usize>,
     cross_dropped: Vec<usize>,
     cross_target: Array2<f64>,
@@ -399,13 +401,16 @@ fn freeze(model: &LearnableMultiModal<f64>, case: &Case, batch: &TrainBatch<f64>
     let contrastive_neighbors = (used(Objective::Contrastive) && config.contrastive_neighbors > 0)
         .then(|| nearest_by_inputs(model, batch, config.contrastive_neighbors))
         .flatten();
+    let neighborhood_neighbors = (used(Objective::Neighborhood) && config.neighborhood_neighbors > 0)
+        .then(|| nearest_by_inputs(model, batch, config.neighborhood_neighbors))
+        .flatten();
     let (cross_rows, cross_dropped) = objectives::draw_dropped(mask.view(), &mut objective_rng(config.seed, counter, Objective::CrossModal));
     let cross_target = Array2::from_shape_fn((cross_rows.len(), model.embed_dim()), |(k, i)| emb[[cross_rows[k], cross_dropped[k], i]]);
     let k_fused = config.fused_neighbors;
     let given = (config.fused_neighbor_space == NeighborSpace::Inputs && k_fused > 0).then(|| nearest_by_inputs(model, batch, k_fused)).flatten();
     let neighbors = given.as_deref().map_or(FusedNeighbors::ByEmbeddings(k_fused), FusedNeighbors::Given);
     let fused_drawn = fused_contrastive::draw(emb.view(), mask.view(), neighbors, &mut objective_rng(config.seed, counter, Objective::FusedContrastive));
-    Frozen { emb, mask, contrastive_neighbors, cross_rows, cross_dropped, cross_target, fused_drawn, tapes }
+    Frozen { emb, mask, contrastive_neighbors, neighborhood_neighbors, cross_rows, cross_dropped, cross_target, fused_drawn, tapes }
 }
 
 /// The loss whose gradient `backward` computes, at `params`, objective by
@@ -451,6 +456,10 @@ fn intended_loss(model: &LearnableMultiModal<f64>, case: &Case, batch: &TrainBat
                 None,
             ),
             Objective::FusedContrastive => fused_contrastive::fused_contrastive_given(probe.fusion(), params, emb, &frozen.fused_drawn, probe.temperature(o), None),
+            // At contrastive's unperturbed temperature: a constant of this objective.
+            Objective::Neighborhood => frozen.neighborhood_neighbors.as_deref().map_or(0.0, |nb| {
+                objectives::neighborhood(emb, mask, model.temperature(Objective::Contrastive), nb, None)
+            }),
         };
     }
     losses
@@ -597,6 +606,7 @@ fn round_off_scale(model: &LearnableMultiModal<f64>, case: &Case, frozen: &Froze
             let logits = match o {
                 Objective::Contrastive => longest / model.temperature(o) * amplification,
                 Objective::FusedContrastive => 1.0 / model.temperature(o), // fused embeddings are unit vectors
+                Objective::Neighborhood => longest / model.temperature(Objective::Contrastive),
                 _ => 0.0,
             };
             case.weights.get(o) * losses[o.index()].abs().max(logits)

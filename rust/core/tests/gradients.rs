@@ -76,8 +76,10 @@ fn semi_gradient_loss(model: &LearnableMultiModal<f64>, batch: &TrainBatch<f64>,
     let w_cross = weights.get(Objective::CrossModal);
     // Without neighbours, fused_contrastive's draws do not depend on the embeddings.
     let w_fused = if model.config().fused_neighbors > 0 { weights.get(Objective::FusedContrastive) } else { 0.0 };
+    let w_neighborhood = weights.get(Objective::Neighborhood);
     let mut rest = *weights;
     rest.0[Objective::CrossModal.index()] = 0.0;
+    rest.0[Objective::Neighborhood.index()] = 0.0;
     if w_fused > 0.0 {
         rest.0[Objective::FusedContrastive.index()] = 0.0;
     }
@@ -90,6 +92,14 @@ fn semi_gradient_loss(model: &LearnableMultiModal<f64>, batch: &TrainBatch<f64>,
         let drawn = fused_contrastive::draw(emb0.view(), mask.view(), fused_contrastive::FusedNeighbors::ByEmbeddings(model.config().fused_neighbors), &mut rng);
         let tau = probe.temperature(Objective::FusedContrastive);
         total += w_fused * fused_contrastive::fused_contrastive_given(probe.fusion(), probe.view(), emb.view(), &drawn, tau, None);
+    }
+    if w_neighborhood > 0.0 {
+        // At contrastive's temperature as it was: a constant of neighborhood's.
+        let mut frozen = probe.clone();
+        if let Some(spec) = model.layout().specs().iter().find(|s| s.name == "contrastive.log_temperature") {
+            frozen.params_mut()[spec.range()].copy_from_slice(&model.params()[spec.range()]);
+        }
+        total += w_neighborhood * frozen.training_losses(batch, &ObjectiveWeights::only(Objective::Neighborhood)).unwrap().total;
     }
     if w_cross > 0.0 {
         let (emb0, mask) = embeddings(model, batch);
@@ -196,8 +206,15 @@ fn every_objective_every_tensor_dense_batches() {
                 n.starts_with("fusion.") || is_encoder(n)
             }));
         }
+        // neighborhood with 3 neighbours, none, and more than the batch has
+        // (the inputs' neighbours; only the encoders learn from it).
+        for k in [3, 0, 9] {
+            let model = LearnableMultiModal::<f64>::new(Config { neighborhood_neighbors: k, ..config(heads, binder) }).unwrap();
+            let only = ObjectiveWeights::only(Objective::Neighborhood);
+            worst = worst.max(check_model(&model, &batch, &only, &format!("{label} neighborhood k={k}"), |n| k > 0 && is_encoder(n)));
+        }
         // The full mix, with uneven weights.
-        let mix = ObjectiveWeights([0.7, 1.3, 0.4, 2.0, 0.9]);
+        let mix = ObjectiveWeights([0.7, 1.3, 0.4, 2.0, 0.9, 0.8]);
         worst = worst.max(check_model(&model, &batch, &mix, &format!("{label} mix"), |_| true));
     }
     println!("worst relative error (dense): {worst:.3e}");
@@ -540,7 +557,7 @@ fn encoder_skip_gradients() {
     }
     let (xs, mask, fused) = (dense_inputs(&mut rng, 7), mask(), rng.array2(7, 8));
     let batch = dense_batch(&xs, &mask, &fused);
-    let mix = ObjectiveWeights([0.7, 1.3, 0.4, 0.0, 0.9]);
+    let mix = ObjectiveWeights([0.7, 1.3, 0.4, 0.0, 0.9, 0.8]);
     let worst = check_model(&model, &batch, &mix, "encoder skip", |n| !n.starts_with("attention."));
     println!("worst relative error (encoder skip): {worst:.3e}");
 }
@@ -566,7 +583,7 @@ fn encoder_dropout_gradients() {
             let contrastive = ObjectiveWeights::only(Objective::Contrastive);
             worst.max(check_model(&model, &batch, &contrastive, &label, |n| is_encoder(n) || n == "contrastive.log_temperature"))
         } else {
-            let mix = ObjectiveWeights([0.7, 1.3, 0.4, 0.0, 0.9]);
+            let mix = ObjectiveWeights([0.7, 1.3, 0.4, 0.0, 0.9, 0.8]);
             worst.max(check_model(&model, &batch, &mix, &label, |n| !n.starts_with("attention.")))
         };
     }
@@ -659,7 +676,7 @@ fn contrastive_as_a_power_mean_of_its_pairs() {
         worst = worst.max(check_model(&model, &batch, &contrastive, &label, |n| {
             is_encoder(n) || n.starts_with("head.") || n == "contrastive.log_temperature"
         }));
-        let mix = ObjectiveWeights([0.7, 1.3, 0.4, 2.0, 0.9]);
+        let mix = ObjectiveWeights([0.7, 1.3, 0.4, 2.0, 0.9, 0.8]);
         worst = worst.max(check_model(&model, &batch, &mix, &format!("{label} mix"), |_| true));
         // A power mean below 1 is below the arithmetic mean (the pairs differ).
         let (power, plain) = (model.losses(&batch, &contrastive).unwrap().total, arithmetic.losses(&batch, &contrastive).unwrap().total);
@@ -731,7 +748,7 @@ fn every_objective_with_a_residual_fusion() {
             };
             worst = worst.max(check_model(&model, &batch, &ObjectiveWeights::only(objective), &format!("c={c} {objective:?}"), reaches));
         }
-        let mix = ObjectiveWeights([0.7, 1.3, 0.4, 2.0, 0.9]);
+        let mix = ObjectiveWeights([0.7, 1.3, 0.4, 2.0, 0.9, 0.8]);
         worst = worst.max(check_model(&model, &batch, &mix, &format!("c={c} mix"), |_| true));
     }
     println!("worst relative error (residual fusion): {worst:.3e}");

@@ -35,7 +35,8 @@ impl PyModel {
         embed_dim, hidden_dim, learning_rate, num_heads, buffer_size, seed, input_dims,
         *, binder_kind="additive", temperature=0.1, weight_decay=0.0, grad_clip=None, fused_neighbors=2,
         fused_neighbor_space="embeddings", input_distance="columns",
-        contrastive_neighbors=0, contrastive_neighbor_weight=0.2, contrastive_pair_power=1.0, encoder_objectives=None,
+        contrastive_neighbors=0, contrastive_neighbor_weight=0.2, neighborhood_neighbors=10, contrastive_pair_power=1.0,
+        encoder_objectives=None,
         encoder_hidden=Vec::new(), encoder_output_dim=None, shared_head=Vec::new(),
         encoder_input_dropout=0.0, encoder_hidden_dropout=0.0, learnable_temperature=false,
         fusion_residual=0.0, encoder_skip=false
@@ -58,6 +59,7 @@ impl PyModel {
         input_distance: &str,
         contrastive_neighbors: usize,
         contrastive_neighbor_weight: f64,
+        neighborhood_neighbors: usize,
         contrastive_pair_power: f64,
         encoder_objectives: Option<Vec<bool>>,
         encoder_hidden: Vec<usize>,
@@ -85,6 +87,7 @@ impl PyModel {
             input_distance: InputDistance::from_name(input_distance).py()?,
             contrastive_neighbors,
             contrastive_neighbor_weight,
+            neighborhood_neighbors,
             contrastive_pair_power,
             encoder_objectives: match encoder_objectives {
                 None => [true; NUM_OBJECTIVES],
