@@ -30,6 +30,9 @@ use crate::modality::NUM_MODALITIES;
 use crate::real::Real;
 use ndarray::{Array2, ArrayView2, ArrayView3, Axis};
 
+/// One modality's term: the modality, its batch rows, `L_m` and `∂L_m/∂a`.
+type ModalityTerm<T> = (usize, Vec<usize>, T, Option<Array2<T>>);
+
 /// neighborhood: see the module documentation. `neighbors[r]`: batch row
 /// `r`'s input-space neighbours (batch rows, nearest first).
 pub fn neighborhood<T: Real>(
@@ -42,7 +45,7 @@ pub fn neighborhood<T: Real>(
     let batch = emb.len_of(Axis(0));
     let inv_tau = T::one() / temperature;
     let want_grads = sink.as_ref().is_some_and(|s| s.emb.is_some());
-    let mut terms: Vec<(usize, Vec<usize>, T, Option<Array2<T>>)> = Vec::new();
+    let mut terms: Vec<ModalityTerm<T>> = Vec::new();
     for m in 0..NUM_MODALITIES {
         let rows: Vec<usize> = (0..batch).filter(|&r| mask[[r, m]]).collect();
         if rows.len() < 2 {
