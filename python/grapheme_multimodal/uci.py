@@ -15,7 +15,7 @@ config defaults stay the original's (docs/objectives.md, "The recipe").
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
@@ -247,7 +247,7 @@ def _input_dims(inputs: Any) -> Dict[Any, int]:
 
 def fit_views(
     views: Mapping[str, np.ndarray],
-    seed: int = 0,
+    seed: Optional[int] = None,
     *,
     settings: Optional[TrainingSettings] = None,
     validation: Optional[Mapping[str, np.ndarray]] = None,
@@ -257,7 +257,10 @@ def fit_views(
     rows aligned; the model learns and keeps the standardisation), views in
     modality slots by :func:`~grapheme_multimodal.evaluation.view_modalities`.
 
-    ``settings`` defaults to ``TrainingSettings(seed=seed)``; ``validation``
+    ``settings`` defaults to ``TrainingSettings(seed=seed)`` (seed 0 when
+    ``seed`` is ``None``); a ``seed`` given beside ``settings`` replaces
+    ``settings.seed`` (so that ``partial(fit_views, settings=s)`` is a recipe
+    whose seeds are the caller's); ``validation``
     (raw views) replaces the held-out slice for early stopping (see
     :func:`train`). Returns a
     :class:`~grapheme_multimodal.evaluation.ModelEmbedder` (``.model`` is
@@ -265,7 +268,12 @@ def fit_views(
     :data:`~grapheme_multimodal.evaluation.Recipe`.
     """
     modalities = view_modalities(views)
-    settings = TrainingSettings(seed=seed) if settings is None else settings
+    if settings is None:
+        settings = TrainingSettings(seed=0 if seed is None else seed)
+    elif not isinstance(settings, TrainingSettings):  # else "'dict' object has no attribute 'seed'"
+        raise TypeError(f"settings: expected a TrainingSettings or None, got {type(settings).__name__}")
+    elif seed is not None:  # was ignored: every seed trained settings.seed's model
+        settings = replace(settings, seed=seed)
     as_inputs = lambda vs: {modalities[v]: x for v, x in vs.items()}  # noqa: E731
     try:
         model = train(
