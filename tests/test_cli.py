@@ -374,3 +374,16 @@ def test_train_without_hidden_layers_leaves_out_the_recipes_skip_path(capsys, us
     assert LearnableMultiModal.load(ckpt).config.encoder_skip is False
     code, out, err = run(capsys, *flags, "--encoder-skip", "--overwrite")
     assert code == 2 and "encoder_skip" in err and len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.parametrize("files, options, words", [
+    (["images.npy"], ["--wl-dim", "32"], "--wl-dim: no modality file is .txt"),
+    (["images.npy", "text.txt"], ["--text-features", "fingerprint", "--wl-dim", "32"], "--wl-dim: WL features only"),
+])
+def test_a_wl_dim_that_would_do_nothing_is_refused(user_files, capsys, files, options, words):
+    # was ignored: a user asking for 32-long text features trained on something else
+    slots = dict(zip(["visual", "linguistic"], files))
+    argv = ["train", *[a for m, f in slots.items() for a in ("-m", f"{m}={user_files / f}")], "--epochs", "1",
+            "--output", str(user_files / "m.safetensors"), "--no-progress", *options]
+    code, _, err = run(capsys, *argv)
+    assert code == 2 and words in err and not (user_files / "m.safetensors").exists()

@@ -27,6 +27,7 @@ import numpy as np
 from . import __version__
 from ._validation import as_seed
 from .config import INPUT_DISTANCES, NEIGHBOR_SPACES
+from .graph import WL_DEFAULT_DIM
 from .exceptions import InvalidValueError, NonFiniteError, ShapeError
 from .stopping import fit_with_stopping
 from .uci import TrainingSettings, recipe_head, recipe_skip
@@ -239,7 +240,8 @@ def _parser() -> argparse.ArgumentParser:
                        help=f"folds of that cross-validation (default {_RECIPE.cv_folds}; below 2: always hold out)")
     train.add_argument("--text-features", choices=("wl", "fingerprint"), default="wl",
                        help="how .txt lines become features (default: content-aware WL)")
-    train.add_argument("--wl-dim", type=_int, default=256)
+    train.add_argument("--wl-dim", type=_int, default=None, metavar="D",
+                       help=f"length of the WL features of .txt lines (default {WL_DEFAULT_DIM}; with --text-features wl)")
     capacity = train.add_argument_group(
         "model capacity (defaults: the recipe; the original model is --encoder-hidden '' --encoder-output-dim 0 "
         "--shared-head '' --encoder-input-dropout 0 --encoder-hidden-dropout 0 --no-learnable-temperature "
@@ -364,7 +366,13 @@ def _train(args: argparse.Namespace) -> int:
     _seed(args.seed)
     files = _read_files(args.modality)
     n = len(files[0])
-    featurizer = GraphFeaturizer("wl", dim=_positive(args.wl_dim, "--wl-dim")) if args.text_features == "wl" else GraphFeaturizer()
+    if args.wl_dim is not None:  # was ignored without a word: the user's features were not the length asked for
+        if args.text_features != "wl":
+            raise InvalidValueError(f"--wl-dim: WL features only; got --text-features {args.text_features}", "--wl-dim")
+        if not any(f.is_text for f in files):
+            raise InvalidValueError("--wl-dim: no modality file is .txt, so no WL features are made", "--wl-dim")
+    wl_dim = _positive(WL_DEFAULT_DIM if args.wl_dim is None else args.wl_dim, "--wl-dim")
+    featurizer = GraphFeaturizer("wl", dim=wl_dim) if args.text_features == "wl" else GraphFeaturizer()
     inputs = {f.modality: (featurizer(f.values) if f.is_text else f.values) for f in files}
     embed_dim = _positive(args.embed_dim, "--embed-dim")
     head = recipe_head(embed_dim) if args.shared_head is None else _widths(args.shared_head, "--shared-head")
