@@ -170,6 +170,7 @@ def test_missing_demo_data_is_one_line(monkeypatch, tmp_path, capsys):
         # an earlier run's outputs were replaced without a word
         (["--out", "{d}/earlier"], "--out's checkpoint: {d}/earlier/model.safetensors already exists; pass --overwrite"),
         (["--json", "{d}/afile"], "--json: {d}/afile already exists; pass --overwrite to replace it"),
+        (["--out", "{d}/new/deeper", "--json", "{d}/afile"], "--json: {d}/afile already exists"),
     ],
 )
 def test_demo_refuses_what_would_fail_after_training_before_it(argv, words, tmp_path, capsys, monkeypatch):
@@ -191,6 +192,8 @@ def test_demo_refuses_what_would_fail_after_training_before_it(argv, words, tmp_
         argv += ["--out", str(tmp_path / "runs")]
     code, _, err = run(capsys, "demo", "--no-progress", *argv)
     assert code == 2 and err.count("\n") == 1 and words.format(d=tmp_path) in err, err
+    for made in ("runs", "new"):
+        assert not (tmp_path / made).exists(), f"the refused run left the folder {made} it had made"
 
 
 def console_script() -> str:

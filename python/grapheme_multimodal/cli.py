@@ -327,11 +327,12 @@ def _demo(args: argparse.Namespace) -> int:
     if args.epochs is not None:
         settings = TrainingSettings(seed=args.seed, epochs=_positive(args.epochs, "--epochs"))
     # what would fail only after the training: the folder, its files, the JSON
-    files = demo_files(args.out, "--out")
-    outputs = {**{f"--out's {what}": path for what, path in files.items()}, "--json": args.json}
-    _check_outputs(outputs, {}, args.overwrite)
-    with _keeping_new(outputs, args.overwrite):
-        result = run_demo(args.out, settings, progress=not args.no_progress)
+    with _removing_new_folders(Path(args.out)):  # a refused or failed run left the folder it had made
+        files = demo_files(args.out, "--out")
+        outputs = {**{f"--out's {what}": path for what, path in files.items()}, "--json": args.json}
+        _check_outputs(outputs, {}, args.overwrite)
+        with _keeping_new(outputs, args.overwrite):
+            result = run_demo(args.out, settings, progress=not args.no_progress)
     print()
     print(result.table())
     print()
@@ -723,6 +724,27 @@ def _keeping_new(outputs: Dict[str, Optional[Path]], overwrite: bool) -> "contex
     from .io import keeping_existing
 
     return contextlib.nullcontext() if overwrite else keeping_existing(outputs)
+
+
+@contextlib.contextmanager
+def _removing_new_folders(folder: Path) -> Iterator[None]:
+    """If the block fails, the folders of ``folder``'s path that did not
+    exist before it are removed again, deepest first, as long as they are
+    empty (whatever a user put there meanwhile stays)."""
+    new = []
+    path = folder.absolute()
+    while not path.exists() and path != path.parent:
+        new.append(path)
+        path = path.parent
+    try:
+        yield
+    except BaseException:
+        for path in new:
+            try:
+                path.rmdir()
+            except OSError:  # not empty, or gone: not ours to remove
+                break
+        raise
 
 
 def _same_file(a: Path, b: Path) -> bool:
