@@ -106,4 +106,4 @@ def test_the_cli_sets_the_learning_options(tmp_path, capsys):
     assert main(base) == 0
     assert gm.LearnableMultiModal.load(ckpt).config.encoder_objectives is None, "default: all"
     assert main(base + ["--encoder-objectives", "contrastive,typo"]) == 2
-    assert "encoder_objectives: unknown objectives ['typo']" in capsys.readouterr().err
+    assert "--encoder-objectives: unknown objectives ['typo']" in capsys.readouterr().err

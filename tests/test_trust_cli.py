@@ -95,15 +95,19 @@ def test_bad_modality_files_are_one_line(files, capsys, spec, words) -> None:
 @pytest.mark.parametrize(
     "flags, words",
     [
-        (["--lr", "1e300"], ["learning_rate", "too large for float32"]),
-        (["--lr", "nan"], ["learning_rate"]),
-        (["--lr", "-1"], ["learning_rate"]),
+        (["--lr", "1e300"], ["--lr: ", "too large for float32"]),
+        (["--lr", "nan"], ["--lr: "]),
+        (["--lr", "-1"], ["--lr: "]),
         # argparse took these for flags ("--lr: expected one argument"): values given, called missing
-        (["--lr", "-1e-3"], ["learning_rate", "-0.001"]),
-        (["--lr", "-inf"], ["learning_rate", "-inf"]),
-        (["--fusion-residual", "-1e308"], ["fusion_residual", "-1e+308"]),
-        (["--epochs", "-5"], ["epochs", "-5"]),
-        (["--modality-dropout", "nan"], ["modality_dropout"]),
+        (["--lr", "-1e-3"], ["--lr: ", "-0.001"]),
+        (["--lr", "-inf"], ["--lr: ", "-inf"]),
+        (["--fusion-residual", "-1e308"], ["--fusion-residual: ", "-1e+308"]),
+        (["--epochs", "-5"], ["--epochs: ", "-5"]),
+        (["--modality-dropout", "nan"], ["--modality-dropout: "]),
+        # the model's and fit's errors named their Python arguments (learning_rate), not the flags
+        (["--heads", "3"], ["--heads: "]),
+        (["--encoder-input-dropout", "1.5"], ["--encoder-input-dropout: "]),
+        (["--temperature", "0"], ["--temperature: "]),
         (["--validation-split", "inf"], ["--validation-split"]),
         (["--objectives", "contrastive=nan"], ["contrastive"]),
         (["--objectives", "contrastive=1e400"], ["contrastive"]),
@@ -527,3 +531,11 @@ def test_an_npz_array_is_read_from_the_member_that_was_checked(tmp_path) -> None
     for key in (None, "x"):
         with pytest.raises(gm.InvalidValueError, match="holds two arrays named 'x'"):
             read_modality_file(gm.Modality.VISUAL, twins, key)
+
+
+def test_every_flag_errors_are_renamed_to_is_a_train_option() -> None:
+    from grapheme_multimodal.cli import TRAIN_FLAGS, _parser
+
+    train = next(a for a in _parser()._subparsers._group_actions[0].choices.values() if a.prog.endswith("train"))
+    options = {o for action in train._actions for o in action.option_strings}
+    assert set(TRAIN_FLAGS.values()) <= options, set(TRAIN_FLAGS.values()) - options

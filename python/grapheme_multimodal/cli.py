@@ -25,10 +25,10 @@ from typing import Any, Dict, Iterator, List, NoReturn, Optional, Sequence, Tupl
 import numpy as np
 
 from . import __version__
-from ._validation import as_seed
+from ._validation import as_seed, renamed
 from .config import INPUT_DISTANCES, NEIGHBOR_SPACES
 from .graph import WL_DEFAULT_DIM
-from .exceptions import InvalidValueError, NonFiniteError, ShapeError
+from .exceptions import GraphemeError, InvalidValueError, NonFiniteError, ShapeError
 from .stopping import fit_with_stopping
 from .uci import TrainingSettings, recipe_head, recipe_skip
 
@@ -358,6 +358,27 @@ def _encoder_objectives(text: str) -> "tuple[str, ...] | None":
     return None if text == "all" else tuple(n.strip() for n in text.split(",") if n.strip())
 
 
+#: The model's and fit's argument names -> the ``train`` flags that give
+#: them: their errors name the flag the user typed, not the Python argument.
+TRAIN_FLAGS: Dict[str, str] = {
+    "learning_rate": "--lr", "num_heads": "--heads", "binder_kind": "--binder", "validation_fraction": "--validation-split",
+    **{name: "--" + name.replace("_", "-") for name in (
+        "embed_dim", "hidden_dim", "seed", "temperature", "encoder_hidden", "encoder_output_dim", "shared_head",
+        "encoder_input_dropout", "encoder_hidden_dropout", "fused_neighbors", "contrastive_neighbors",
+        "contrastive_neighbor_weight", "neighborhood_neighbors", "contrastive_pair_power", "encoder_objectives",
+        "fusion_residual", "epochs", "modality_dropout", "batch_size", "min_validation_rows", "cv_folds")},
+}
+
+
+@contextlib.contextmanager
+def _named_by_flags() -> Iterator[None]:
+    """Errors about a model or fit argument, renamed after its flag."""
+    try:
+        yield
+    except (GraphemeError, TypeError) as err:
+        raise renamed(err, TRAIN_FLAGS) from None
+
+
 def _train(args: argparse.Namespace) -> int:
     from .graph import GraphFeaturizer
     from .model import LearnableMultiModal
@@ -382,33 +403,34 @@ def _train(args: argparse.Namespace) -> int:
     encoder_output_dim = args.encoder_output_dim
     if encoder_output_dim is None and head:
         encoder_output_dim = _RECIPE.encoder_output_dim
-    model = LearnableMultiModal(
-        embed_dim=embed_dim,
-        hidden_dim=_positive(args.hidden_dim, "--hidden-dim"),
-        num_heads=_positive(args.heads, "--heads"),
-        learning_rate=args.lr,
-        binder_kind=args.binder,
-        seed=args.seed,
-        input_dims={f.modality: inputs[f.modality].shape[1] for f in files if not f.is_text},
-        graph_features={f.modality: featurizer for f in files if f.is_text},
-        temperature=args.temperature,
-        learnable_temperature=args.learnable_temperature,
-        encoder_hidden=encoder_hidden,
-        encoder_output_dim=encoder_output_dim or None,
-        shared_head=head,
-        encoder_input_dropout=args.encoder_input_dropout,
-        encoder_hidden_dropout=args.encoder_hidden_dropout,
-        encoder_skip=encoder_skip,
-        fused_neighbors=args.fused_neighbors,
-        fused_neighbor_space=args.fused_neighbor_space,
-        input_distance=args.input_distance,
-        contrastive_neighbors=args.contrastive_neighbors,
-        contrastive_neighbor_weight=args.contrastive_neighbor_weight,
-        neighborhood_neighbors=args.neighborhood_neighbors,
-        contrastive_pair_power=args.contrastive_pair_power,
-        encoder_objectives=_encoder_objectives(args.encoder_objectives),
-        fusion_residual=args.fusion_residual,
-    )
+    with _named_by_flags():  # the config's errors name its fields
+        model = LearnableMultiModal(
+            embed_dim=embed_dim,
+            hidden_dim=_positive(args.hidden_dim, "--hidden-dim"),
+            num_heads=_positive(args.heads, "--heads"),
+            learning_rate=args.lr,
+            binder_kind=args.binder,
+            seed=args.seed,
+            input_dims={f.modality: inputs[f.modality].shape[1] for f in files if not f.is_text},
+            graph_features={f.modality: featurizer for f in files if f.is_text},
+            temperature=args.temperature,
+            learnable_temperature=args.learnable_temperature,
+            encoder_hidden=encoder_hidden,
+            encoder_output_dim=encoder_output_dim or None,
+            shared_head=head,
+            encoder_input_dropout=args.encoder_input_dropout,
+            encoder_hidden_dropout=args.encoder_hidden_dropout,
+            encoder_skip=encoder_skip,
+            fused_neighbors=args.fused_neighbors,
+            fused_neighbor_space=args.fused_neighbor_space,
+            input_distance=args.input_distance,
+            contrastive_neighbors=args.contrastive_neighbors,
+            contrastive_neighbor_weight=args.contrastive_neighbor_weight,
+            neighborhood_neighbors=args.neighborhood_neighbors,
+            contrastive_pair_power=args.contrastive_pair_power,
+            encoder_objectives=_encoder_objectives(args.encoder_objectives),
+            fusion_residual=args.fusion_residual,
+        )
     settings = TrainingSettings(weights=_objective_weights(args.objectives, OBJECTIVES))
     if not 0 <= args.validation_split < 1:
         raise InvalidValueError(f"--validation-split: expected a fraction in [0, 1), got {args.validation_split}", "--validation-split")
@@ -437,12 +459,13 @@ def _train(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
     )
     if args.workers is None:
-        history = fit_with_stopping(model, inputs, **fit_options)
+        with _named_by_flags():
+            history = fit_with_stopping(model, inputs, **fit_options)
     else:
         from . import distributed
 
         workers = _positive(args.workers, "--workers")
-        with _ray_cluster(args.ray_address):
+        with _ray_cluster(args.ray_address), _named_by_flags():
             fit = functools.partial(distributed.fit, model, num_workers=workers)
             history = fit_with_stopping(model, inputs, fit=fit, **fit_options)
     with _keeping_new({"--output": args.output}, args.overwrite):
