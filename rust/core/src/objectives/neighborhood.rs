@@ -100,14 +100,16 @@ fn modality_term<T: Real>(a: ArrayView2<T>, targets: &[Vec<usize>], inv_tau: T, 
             row.fill(T::zero());
             continue;
         }
-        let max = row.iter().enumerate().filter(|&(q, _)| q != k).fold(T::neg_infinity(), |mx, (_, &v)| mx.max(v));
-        let sum = row.iter().enumerate().filter(|&(q, _)| q != k).fold(T::zero(), |acc, (_, &v)| acc + (v - max).exp());
-        let lse = max + sum.ln();
         let share = T::one() / T::c(target.len() as f64);
-        loss += lse - target.iter().fold(T::zero(), |acc, &q| acc + row[q]) * share;
+        let targets_logit = target.iter().fold(T::zero(), |acc, &q| acc + row[q]) * share;
+        // One exponential per logit: the row becomes its softmax (the event itself 0).
+        row[k] = T::neg_infinity();
+        let max = row.fold(T::neg_infinity(), |mx, &v| mx.max(v));
+        row.mapv_inplace(|v| (v - max).exp());
+        let sum = row.sum();
+        loss += max + sum.ln() - targets_logit;
         if grads {
-            row.mapv_inplace(|v| (v - lse).exp());
-            row[k] = T::zero();
+            row /= sum;
             for &q in target {
                 row[q] -= share;
             }
