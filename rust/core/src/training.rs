@@ -421,9 +421,9 @@ impl<T: Real> LearnableMultiModal<T> {
         };
         let (emb, mask) = (emb.view(), mask.view());
         // The inputs' nearest rows: the contrastive objective's extra
-        // positives and, when the config says so, fused_contrastive's (one
-        // search for both: each list is nearest first, so the shorter
-        // request is a prefix of the longer).
+        // positives, neighborhood's and, when the config says so,
+        // fused_contrastive's (one search for all: each list is nearest
+        // first, so a shorter request is a prefix of the longest).
         let wanted = |o: Objective, k: usize| if weights.get(o) > 0.0 { k } else { 0 };
         let k_contrastive = wanted(Objective::Contrastive, self.config.contrastive_neighbors);
         let k_fused = match self.config.fused_neighbor_space {
