@@ -88,7 +88,8 @@ pub fn neighborhood<T: Real>(
 fn modality_term<T: Real>(a: ArrayView2<T>, targets: &[Vec<usize>], inv_tau: T, grads: bool) -> (T, Option<Array2<T>>) {
     let n = a.nrows();
     let at = a.t().as_standard_layout().into_owned();
-    let mut s = Array2::<T>::zeros((n, n));
+    // The [n, n] logits live in a pooled buffer, as contrastive's do.
+    let mut s = Array2::from_shape_vec((n, n), kernels::scratch::take(n * n)).expect("n² values");
     kernels::gemm(a, at.view(), s.view_mut(), Epilogue::scaled(inv_tau));
     let scored = targets.iter().filter(|t| !t.is_empty()).count();
     let count = T::c(scored as f64);
@@ -116,12 +117,15 @@ fn modality_term<T: Real>(a: ArrayView2<T>, targets: &[Vec<usize>], inv_tau: T, 
         }
     }
     let loss = loss / count;
-    if !grads {
-        return (loss, None);
-    }
-    // S = A Aᵀ / τ: ∂L/∂A = (G + Gᵀ) A / τ with G = ∂L/∂S.
-    let g = &s + &s.t();
-    let mut da = Array2::<T>::zeros(a.dim());
-    kernels::gemm(g.view(), a, da.view_mut(), Epilogue::scaled(inv_tau / count));
-    (loss, Some(da))
+    let da = grads.then(|| {
+        // S = A Aᵀ / τ: ∂L/∂A = (G A + Gᵀ A) / τ with G = ∂L/∂S, two products
+        // into one result (no [n, n] sum of G and its transpose).
+        let scale = inv_tau / count;
+        let mut da = Array2::<T>::zeros(a.dim());
+        kernels::gemm(s.view(), a, da.view_mut(), Epilogue::scaled(scale));
+        kernels::gemm(s.t(), a, da.view_mut(), Epilogue { alpha: scale, ..Epilogue::add() });
+        da
+    });
+    kernels::scratch::give(s.into_raw_vec_and_offset().0);
+    (loss, da)
 }
