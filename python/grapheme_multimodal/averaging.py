@@ -94,9 +94,9 @@ class WeightAverage:
         unchanged when nothing has been averaged. Call under the write lock."""
         if self.count == 0:
             return None
-        trained = model.state_dict()
+        applied = self.applied_to(model.state_dict())
         model.load_state_dict(self.averaged_weights())
-        return replace(self, trained=trained)
+        return applied
 
     def applied_to(self, trained: Mapping[str, np.ndarray]) -> "WeightAverage":
         """The state :meth:`applied` returns for a model holding ``trained``,

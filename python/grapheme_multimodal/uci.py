@@ -268,11 +268,10 @@ def fit_views(
     :data:`~grapheme_multimodal.evaluation.Recipe`.
     """
     modalities = view_modalities(views)
-    if settings is None:
-        settings = TrainingSettings(seed=0 if seed is None else seed)
-    elif not isinstance(settings, TrainingSettings):  # else "'dict' object has no attribute 'seed'"
+    settings = TrainingSettings() if settings is None else settings
+    if not isinstance(settings, TrainingSettings):  # else "'dict' object has no attribute 'seed'"
         raise TypeError(f"settings: expected a TrainingSettings or None, got {type(settings).__name__}")
-    elif seed is not None:  # was ignored: every seed trained settings.seed's model
+    if seed is not None:  # was ignored beside settings: every seed trained settings.seed's model
         settings = replace(settings, seed=seed)
     as_inputs = lambda vs: {modalities[v]: x for v, x in vs.items()}  # noqa: E731
     try:
