@@ -534,8 +534,9 @@ def test_an_npz_array_is_read_from_the_member_that_was_checked(tmp_path) -> None
 
 
 def test_every_flag_errors_are_renamed_to_is_a_train_option() -> None:
-    from grapheme_multimodal.cli import TRAIN_FLAGS, _parser
+    from grapheme_multimodal.cli import _parser, train_flags
 
     train = next(a for a in _parser()._subparsers._group_actions[0].choices.values() if a.prog.endswith("train"))
     options = {o for action in train._actions for o in action.option_strings}
-    assert set(TRAIN_FLAGS.values()) <= options, set(TRAIN_FLAGS.values()) - options
+    assert set(train_flags().values()) <= options, set(train_flags().values()) - options
+    assert train_flags()["learning_rate"] == "--lr" and train_flags()["fusion_residual"] == "--fusion-residual"

@@ -358,25 +358,28 @@ def _encoder_objectives(text: str) -> "tuple[str, ...] | None":
     return None if text == "all" else tuple(n.strip() for n in text.split(",") if n.strip())
 
 
-#: The model's and fit's argument names -> the ``train`` flags that give
-#: them: their errors name the flag the user typed, not the Python argument.
-TRAIN_FLAGS: Dict[str, str] = {
-    "learning_rate": "--lr", "num_heads": "--heads", "binder_kind": "--binder", "validation_fraction": "--validation-split",
-    **{name: "--" + name.replace("_", "-") for name in (
-        "embed_dim", "hidden_dim", "seed", "temperature", "encoder_hidden", "encoder_output_dim", "shared_head",
-        "encoder_input_dropout", "encoder_hidden_dropout", "fused_neighbors", "contrastive_neighbors",
-        "contrastive_neighbor_weight", "neighborhood_neighbors", "contrastive_pair_power", "encoder_objectives",
-        "fusion_residual", "epochs", "modality_dropout", "batch_size", "min_validation_rows", "cv_folds")},
-}
+#: The model's and fit's arguments that ``train`` options of other names give
+#: (argument -> the option's ``dest``); every other one is its option's dest.
+_ARGUMENT_DESTS = {"learning_rate": "lr", "num_heads": "heads", "binder_kind": "binder", "validation_fraction": "validation_split"}
+
+
+@functools.lru_cache(maxsize=None)
+def train_flags() -> Dict[str, str]:
+    """The model's and fit's argument names -> the ``train`` flags that give
+    them (``learning_rate`` -> ``--lr``), read off the parser."""
+    train = _parser()._subparsers._group_actions[0].choices["train"]  # type: ignore[union-attr]
+    flags = {a.dest: next(o for o in a.option_strings if o.startswith("--")) for a in train._actions if a.option_strings}
+    return {**flags, **{argument: flags[dest] for argument, dest in _ARGUMENT_DESTS.items()}}
 
 
 @contextlib.contextmanager
 def _named_by_flags() -> Iterator[None]:
-    """Errors about a model or fit argument, renamed after its flag."""
+    """Errors about a model or fit argument name the flag the user typed,
+    not the Python argument (``learning_rate``) they never saw."""
     try:
         yield
     except (GraphemeError, TypeError) as err:
-        raise renamed(err, TRAIN_FLAGS) from None
+        raise renamed(err, train_flags()) from None
 
 
 def _train(args: argparse.Namespace) -> int:
