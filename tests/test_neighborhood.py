@@ -57,6 +57,22 @@ def test_the_loss_is_the_reference():
         m = model(neighborhood_neighbors=k)
         got = m.losses(data, weights=ONLY)["neighborhood"]
         assert got == pytest.approx(reference_loss(m.encode(data), x, min(k, 19), 0.2), rel=1e-4), k
+    # A temperature of its own (None: contrastive's, 0.2 here).
+    for tau in (0.05, 0.5):
+        m = model(neighborhood_neighbors=3, neighborhood_temperature=tau)
+        got = m.losses(data, weights=ONLY)["neighborhood"]
+        assert got == pytest.approx(reference_loss(m.encode(data), x, 3, tau), rel=1e-4), tau
+
+
+def test_its_own_temperature_is_fixed_while_contrastive_s_is_learned():
+    data = views(32)
+    m = model(neighborhood_neighbors=3, neighborhood_temperature=0.3, learnable_temperature=True)
+    x = np.concatenate([data[v] for v in DIMS], axis=1)
+    x = (x - x.mean(0)) / x.std(0)  # fit standardises the inputs, and the neighbours are found by them
+    m.fit(data, epochs=3, batch_size=32, objectives={"contrastive": 1.0, "neighborhood": 1.0}, progress=False)
+    assert dict(m.temperatures())["contrastive"] != pytest.approx(0.2)  # learned
+    assert m.losses(data, weights=ONLY)["neighborhood"] == pytest.approx(reference_loss(m.encode(data), x, 3, 0.3), rel=1e-4)
+    assert m.config.neighborhood_temperature == 0.3
 
 
 def test_off_by_default_zero_without_neighbours_or_inputs():
@@ -119,11 +135,18 @@ def test_trains_reproducibly_resumes_exactly_and_is_checkpointed(tmp_path):
                                       progress=False, objectives={"contrastive": 1.0, "neighborhood": 0.5})
 
 
+def test_its_temperature_trains_reproducibly_resumes_exactly_and_is_checkpointed(tmp_path):
+    make = lambda: model(neighborhood_neighbors=4, neighborhood_temperature=0.35, learnable_temperature=True)  # noqa: E731
+    assert_option_trains_reproducibly(make, views(48), tmp_path, "neighborhood_temperature", 0.35, epochs=2, batch_size=16,
+                                      progress=False, objectives={"contrastive": 1.0, "neighborhood": 0.5})
+
+
 def test_checkpoints_without_the_field_load_with_its_default(tmp_path):
     m = model()
     path = tmp_path / "old.safetensors"
-    save_without_config_fields(m, path, "neighborhood_neighbors")
+    save_without_config_fields(m, path, "neighborhood_neighbors", "neighborhood_temperature")
     assert gm.LearnableMultiModal.load(path).config == m.config
+    assert m.config.neighborhood_temperature is None  # contrastive's, as before the field
 
 
 @pytest.mark.parametrize(
@@ -133,6 +156,16 @@ def test_checkpoints_without_the_field_load_with_its_default(tmp_path):
 def test_bad_values_name_the_argument(value, error):
     with pytest.raises(error, match="neighborhood_neighbors"):
         model(neighborhood_neighbors=value)
+
+
+@pytest.mark.parametrize(
+    "value, error",
+    [(0, InvalidValueError), (-0.1, InvalidValueError), (float("nan"), InvalidValueError), (float("inf"), InvalidValueError),
+     (1e-50, InvalidValueError), ("0.2", InvalidValueError), ([0.2], InvalidValueError)],
+)
+def test_bad_temperatures_name_the_argument(value, error):
+    with pytest.raises(error, match="neighborhood_temperature"):
+        model(neighborhood_temperature=value)
 
 
 def test_one_row_more_neighbours_than_rows_and_missing_modalities():
@@ -159,5 +192,11 @@ def test_the_cli_and_the_recipe_s_settings_set_it(tmp_path, capsys):
     assert gm.LearnableMultiModal.load(ckpt).config.neighborhood_neighbors == 3
     assert main(base + ["--neighborhood-neighbors", "-1"]) == 2
     assert "--neighborhood-neighbors: " in capsys.readouterr().err
+    for flag, expected in (("0.3", 0.3), ("0", None)):  # 0: contrastive's
+        assert main(base + options + ["--overwrite", "--neighborhood-temperature", flag]) == 0, capsys.readouterr().err
+        assert gm.LearnableMultiModal.load(ckpt).config.neighborhood_temperature == expected
+    assert main(base + ["--overwrite", "--neighborhood-temperature", "-1"]) == 2
+    assert "--neighborhood-temperature: " in capsys.readouterr().err
     assert "neighborhood" not in uci.RECIPE_OBJECTIVES  # an option, not the recipe (docs/objectives.md)
     assert uci.TrainingSettings(neighborhood_neighbors=4).model_options()["neighborhood_neighbors"] == 4
+    assert uci.TrainingSettings(neighborhood_temperature=0.3).model_options()["neighborhood_temperature"] == 0.3

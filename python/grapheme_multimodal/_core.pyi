@@ -118,6 +118,7 @@ class Model:
         contrastive_neighbors: int = 0,
         contrastive_neighbor_weight: float = 0.2,
         neighborhood_neighbors: int = 10,
+        neighborhood_temperature: Optional[float] = None,
         contrastive_pair_power: float = 1.0,
         encoder_objectives: Optional[Sequence[bool]] = None,
         encoder_hidden: Sequence[int] = (),

@@ -217,6 +217,10 @@ def _parser() -> argparse.ArgumentParser:
                        help="the neighborhood objective (when --objectives weights it, e.g. neighborhood=0.2) keeps "
                             "each event's K nearest events by their inputs near it in every modality's embedding "
                             f"(default {_RECIPE.neighborhood_neighbors})")
+    train.add_argument("--neighborhood-temperature", type=_float, default=_RECIPE.neighborhood_temperature or 0.0,
+                       metavar="TAU",
+                       help="the neighborhood objective's temperature, fixed; 0: the contrastive objective's "
+                            f"(default {_RECIPE.neighborhood_temperature or 0:g})")
     train.add_argument("--contrastive-pair-power", type=_float, default=_RECIPE.contrastive_pair_power, metavar="P",
                        help="the contrastive loss is the power mean of order P of its view pairs' losses: 1 their "
                             f"arithmetic mean, 0 their geometric mean (default {_RECIPE.contrastive_pair_power:g})")
@@ -430,6 +434,7 @@ def _train(args: argparse.Namespace) -> int:
             contrastive_neighbors=args.contrastive_neighbors,
             contrastive_neighbor_weight=args.contrastive_neighbor_weight,
             neighborhood_neighbors=args.neighborhood_neighbors,
+            neighborhood_temperature=args.neighborhood_temperature or None,
             contrastive_pair_power=args.contrastive_pair_power,
             encoder_objectives=_encoder_objectives(args.encoder_objectives),
             fusion_residual=args.fusion_residual,

@@ -148,7 +148,9 @@ class LearnableMultiModalConfig:
     [0, 1); the row itself keeps the rest), ``neighborhood_neighbors``
     (how many rows of the batch nearest to each row by its inputs are the
     ``neighborhood`` objective's positives among each modality's own
-    embeddings; 0 = none), ``contrastive_pair_power``
+    embeddings; 0 = none), ``neighborhood_temperature`` (its temperature,
+    fixed; ``None`` = the ``contrastive`` objective's, learned or not),
+    ``contrastive_pair_power``
     (``p``, in [0, 1]: the ``contrastive`` loss is the power mean of order
     ``p`` of its view pairs' losses, 1 = their arithmetic mean, the
     original, 0 = their geometric mean; below 1 each pair's gradient is
@@ -208,6 +210,7 @@ class LearnableMultiModalConfig:
     contrastive_neighbors: int = 0
     contrastive_neighbor_weight: float = 0.2
     neighborhood_neighbors: int = 10
+    neighborhood_temperature: Optional[float] = None
     contrastive_pair_power: float = 1.0
     encoder_objectives: Optional[Tuple[str, ...]] = None
     fusion_residual: float = 0.0
@@ -263,6 +266,8 @@ class LearnableMultiModalConfig:
             ("temperature", self.temperature, False, _positive, "a finite positive number"),
             ("weight_decay", self.weight_decay, False, lambda v: v >= 0, "a finite number >= 0"),
             ("grad_clip", self.grad_clip, True, _positive, "a finite positive number or None"),
+            ("neighborhood_temperature", self.neighborhood_temperature, True, _positive,
+             "a finite positive number, or None for the contrastive objective's"),
             ("contrastive_pair_power", self.contrastive_pair_power, False, lambda v: 0 <= v <= 1,
              "a finite number in [0, 1] (1 = the arithmetic mean of the view pairs' losses, 0 = their geometric mean)"),
             ("fusion_residual", self.fusion_residual, False, lambda v: 0 <= v <= MAX_FUSION_RESIDUAL,

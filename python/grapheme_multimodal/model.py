@@ -62,7 +62,7 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
             binder_kind=c.binder_kind, temperature=c.temperature, weight_decay=c.weight_decay, grad_clip=c.grad_clip,
             fused_neighbors=c.fused_neighbors, fused_neighbor_space=c.fused_neighbor_space, input_distance=c.input_distance,
             contrastive_neighbors=c.contrastive_neighbors, contrastive_neighbor_weight=c.contrastive_neighbor_weight,
-            neighborhood_neighbors=c.neighborhood_neighbors,
+            neighborhood_neighbors=c.neighborhood_neighbors, neighborhood_temperature=c.neighborhood_temperature,
             contrastive_pair_power=c.contrastive_pair_power,
             encoder_objectives=None if c.encoder_objectives is None else [n in c.encoder_objectives for n in _core.OBJECTIVE_NAMES],
             encoder_hidden=list(c.encoder_hidden), encoder_output_dim=c.encoder_output_dim,

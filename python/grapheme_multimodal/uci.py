@@ -98,7 +98,8 @@ class TrainingSettings:
     of columns), ``contrastive_neighbors``, ``contrastive_neighbor_weight``,
     ``neighborhood_neighbors`` (the ``neighborhood`` objective's positives,
     when ``weights`` gives it a weight; not the recipe's, see
-    docs/objectives.md), ``encoder_objectives``, ``fusion_residual`` (the fused embedding is
+    docs/objectives.md), ``neighborhood_temperature`` (its temperature;
+    ``None``: the contrastive objective's), ``encoder_objectives``, ``fusion_residual`` (the fused embedding is
     the fusion network's output plus 10 × the mean of the present view
     embeddings, normalised) and ``contrastive_pair_power`` (the contrastive
     loss is the power mean of order 0.5 of its view pairs' losses, so pairs
@@ -132,6 +133,7 @@ class TrainingSettings:
     contrastive_neighbors: int = 0
     contrastive_neighbor_weight: float = 0.2
     neighborhood_neighbors: int = 10
+    neighborhood_temperature: Optional[float] = None
     contrastive_pair_power: float = 0.5
     encoder_objectives: Optional[Tuple[str, ...]] = None
     fusion_residual: float = 10.0
@@ -155,7 +157,7 @@ class TrainingSettings:
             input_distance=self.input_distance,
             contrastive_neighbors=self.contrastive_neighbors,
             contrastive_neighbor_weight=self.contrastive_neighbor_weight,
-            neighborhood_neighbors=self.neighborhood_neighbors,
+            neighborhood_neighbors=self.neighborhood_neighbors, neighborhood_temperature=self.neighborhood_temperature,
             contrastive_pair_power=self.contrastive_pair_power, encoder_objectives=self.encoder_objectives,
             fusion_residual=self.fusion_residual,
             learning_rate=self.learning_rate, seed=self.seed,

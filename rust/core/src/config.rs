@@ -69,6 +69,9 @@ pub struct Config {
     /// the neighborhood objective's positives among each modality's
     /// embeddings (0 = none: the objective is 0).
     pub neighborhood_neighbors: usize,
+    /// The neighborhood objective's temperature, fixed; `None` = the
+    /// contrastive objective's (learned by contrastive when that learns).
+    pub neighborhood_temperature: Option<f64>,
     /// Order `p` of the power mean that combines the contrastive objective's
     /// view pairs, in `[0, 1]`: 1 = their arithmetic mean (the original),
     /// 0 = their geometric mean. Below 1 each pair's gradient is weighted by
@@ -133,6 +136,7 @@ impl Default for Config {
             contrastive_neighbors: 0,
             contrastive_neighbor_weight: 0.2,
             neighborhood_neighbors: 10,
+            neighborhood_temperature: None,
             contrastive_pair_power: 1.0,
             encoder_objectives: [true; NUM_OBJECTIVES],
             weight_decay: 0.0,
@@ -200,6 +204,14 @@ impl Config {
                 "weight_decay",
                 format!("got {}; expected a finite number >= 0", fmt_value(self.weight_decay)),
             ));
+        }
+        if let Some(t) = self.neighborhood_temperature {
+            if !(t.is_finite() && t > 0.0) {
+                return Err(Error::invalid(
+                    "neighborhood_temperature",
+                    format!("got {}; expected a finite positive number or None (contrastive's)", fmt_value(t)),
+                ));
+            }
         }
         if let Some(c) = self.grad_clip {
             if !(c.is_finite() && c > 0.0) {
@@ -353,18 +365,23 @@ impl Config {
     }
 
     /// The checks that depend on the float type: the learning settings
-    /// (see [`check_step_settings`]) and `1 / temperature` representable in `T`.
+    /// (see [`check_step_settings`]) and `1 / temperature` (and
+    /// `1 / neighborhood_temperature`) representable in `T`.
     pub fn validate_for<T: Real>(&self) -> Result<()> {
         self.validate()?;
         check_step_settings::<T>("learning_rate", self.learning_rate, self.weight_decay)?;
-        if !T::c(1.0 / self.temperature).is_finite() {
-            return Err(Error::invalid(
-                "temperature",
-                format!(
-                    "got {}; the contrastive logits are scaled by 1 / temperature, which must be representable in the model's floats",
-                    fmt_value(self.temperature)
-                ),
-            ));
+        let temperatures = [("temperature", Some(self.temperature)), ("neighborhood_temperature", self.neighborhood_temperature)];
+        for (name, tau) in temperatures {
+            let Some(tau) = tau else { continue };
+            if !T::c(1.0 / tau).is_finite() {
+                return Err(Error::invalid(
+                    name,
+                    format!(
+                        "got {}; the logits are scaled by 1 / {name}, which must be representable in the model's floats",
+                        fmt_value(tau)
+                    ),
+                ));
+            }
         }
         Ok(())
     }

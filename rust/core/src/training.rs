@@ -484,8 +484,11 @@ impl<T: Real> LearnableMultiModal<T> {
                 Objective::Binding => objectives::binding(&self.binder, params, emb, mask, &mut rng, sink),
                 Objective::CrossModal => objectives::cross_modal(&self.fusion, &self.attention, params, emb, mask, &mut rng, sink),
                 Objective::Neighborhood => match &neighborhood {
-                    // At contrastive's temperature (learned by contrastive alone).
-                    Some(nb) => objectives::neighborhood(emb, mask, self.temperature(Objective::Contrastive), nb, sink),
+                    // At its own fixed temperature, or contrastive's (learned by contrastive alone).
+                    Some(nb) => {
+                        let tau = self.config.neighborhood_temperature.map_or_else(|| self.temperature(Objective::Contrastive), T::c);
+                        objectives::neighborhood(emb, mask, tau, nb, sink)
+                    }
                     // neighborhood_neighbors = 0, or recorded embeddings: no
                     // inputs to find neighbours by, no encoders to train.
                     None => T::zero(),

@@ -235,6 +235,7 @@ fn draw_case(rng: &mut Lcg) -> Case {
         contrastive_neighbors: pick(rng, &[0, 0, 1, 2, 9]),
         contrastive_neighbor_weight: pick(rng, &[0.0, 0.2, 0.6]),
         neighborhood_neighbors: pick(rng, &[0, 1, 2, 9]),
+        neighborhood_temperature: pick(rng, &[None, None, Some(0.05), Some(0.2)]),
         contrastive_pair_power: pick(rng, &[1.0, 1.0, 0.5, 0.3, 0.0, 1e-4, 1e-13]),
         encoder_objectives: std::array::from_fn(|_| chance(rng, 0.75)),
         weight_decay: pick(rng, &[0.0, 0.01]),
@@ -456,9 +457,10 @@ fn intended_loss(model: &LearnableMultiModal<f64>, case: &Case, batch: &TrainBat
                 None,
             ),
             Objective::FusedContrastive => fused_contrastive::fused_contrastive_given(probe.fusion(), params, emb, &frozen.fused_drawn, probe.temperature(o), None),
-            // At contrastive's unperturbed temperature: a constant of this objective.
+            // At its own temperature or contrastive's unperturbed one: a constant of this objective.
             Objective::Neighborhood => frozen.neighborhood_neighbors.as_deref().map_or(0.0, |nb| {
-                objectives::neighborhood(emb, mask, model.temperature(Objective::Contrastive), nb, None)
+                let tau = model.config().neighborhood_temperature.unwrap_or_else(|| model.temperature(Objective::Contrastive));
+                objectives::neighborhood(emb, mask, tau, nb, None)
             }),
         };
     }

@@ -213,6 +213,10 @@ fn every_objective_every_tensor_dense_batches() {
             let only = ObjectiveWeights::only(Objective::Neighborhood);
             worst = worst.max(check_model(&model, &batch, &only, &format!("{label} neighborhood k={k}"), |n| k > 0 && is_encoder(n)));
         }
+        // ... at a fixed temperature of its own.
+        let model = LearnableMultiModal::<f64>::new(Config { neighborhood_neighbors: 3, neighborhood_temperature: Some(0.3), ..config(heads, binder) }).unwrap();
+        let only = ObjectiveWeights::only(Objective::Neighborhood);
+        worst = worst.max(check_model(&model, &batch, &only, &format!("{label} neighborhood tau=0.3"), is_encoder));
         // The full mix, with uneven weights.
         let mix = ObjectiveWeights([0.7, 1.3, 0.4, 2.0, 0.9, 0.8]);
         worst = worst.max(check_model(&model, &batch, &mix, &format!("{label} mix"), |_| true));

@@ -9,10 +9,13 @@
 //! have `m`:
 //! `L_m = (1/|R'_m|) Σ_{r ∈ R'_m} [ log Σ_{s ≠ r} exp S_rs − (1/|N_r|) Σ_{q ∈ N_r} S_rq ]`
 //! over the rows `R'_m` with at least one such neighbour, and `L` the mean
-//! of `L_m` over the modalities that have such rows. `τ` is the contrastive
-//! objective's temperature, a constant here (a learned one is learned by
-//! `contrastive`: a temperature of its own would change the parameter
-//! layout of every model that learns temperatures).
+//! of `L_m` over the modalities that have such rows. `τ` is
+//! `config.neighborhood_temperature`, fixed, or by default the contrastive
+//! objective's, a constant here (a learned one is learned by `contrastive`:
+//! a learned temperature of its own would change the parameter layout of
+//! every model that learns temperatures). A softer `τ` than contrastive's
+//! learned ≈ 0.04 asks less of each view's neighbourhood, and so costs the
+//! alignment less (docs/objectives.md).
 //!
 //! Why: the contrastive objective aligns the views, and what a view's
 //! embedding keeps is what the views share; the strongest views for k-NN
