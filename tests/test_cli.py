@@ -54,7 +54,7 @@ def test_train_embed_info(user_files, capsys):
 
     recipe, config = uci.TrainingSettings(), LearnableMultiModal.load(ckpt).config
     for name in ("fused_neighbors", "fused_neighbor_space", "input_distance", "contrastive_neighbors", "encoder_hidden", "learnable_temperature",
-                 "fusion_residual", "contrastive_pair_power", "encoder_skip"):
+                 "fusion_residual", "contrastive_pair_power", "encoder_skip", "neighborhood_neighbors", "neighborhood_temperature"):
         assert getattr(config, name) == recipe.model_options()[name], name  # encoder_skip: the recipe's None resolved
     assert LearnableMultiModal.load(ckpt).weight_average.decay == recipe.ema_decay  # the recipe's training too
 

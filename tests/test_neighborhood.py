@@ -13,7 +13,8 @@ import pytest
 import grapheme_multimodal as gm
 from grapheme_multimodal.exceptions import InvalidValueError
 
-from conftest import assert_option_trains_reproducibly, cli_train_args, save_without_config_fields, small_model, two_cluster_views
+from conftest import (assert_option_trains_reproducibly, cli_train_args, save_with_config_fields, save_without_config_fields, small_model,
+                      two_cluster_views)
 
 DIMS = {"visual": 6, "auditory": 9, "linguistic": 4}
 ONLY = {"neighborhood": 1.0}
@@ -166,6 +167,20 @@ def test_bad_values_name_the_argument(value, error):
 def test_bad_temperatures_name_the_argument(value, error):
     with pytest.raises(error, match="neighborhood_temperature"):
         model(neighborhood_temperature=value)
+
+
+@pytest.mark.parametrize("value", [0.0, -0.1, float("nan"), float("inf"), 1e-50])
+def test_the_core_refuses_bad_temperatures_by_itself(value):
+    with pytest.raises(InvalidValueError) as err:
+        gm._core.Model(8, 16, 1e-3, 2, 10, 0, [6] * 7, neighborhood_temperature=value)
+    assert err.value.arg == "neighborhood_temperature"
+
+
+def test_a_forged_checkpoint_with_a_bad_temperature_is_a_clean_error(tmp_path):
+    path = tmp_path / "m.safetensors"
+    save_with_config_fields(model(), path, neighborhood_temperature=-1.0)
+    with pytest.raises(gm.CheckpointError, match="neighborhood_temperature"):
+        gm.LearnableMultiModal.load(path)
 
 
 def test_one_row_more_neighbours_than_rows_and_missing_modalities():
