@@ -39,7 +39,7 @@ def synthetic(n, seed=0, missing=0.0):
     return data, mask
 
 
-def assert_same_training_state(a, b, exact=True, atol=0.0, counters=(None, None)):
+def assert_same_training_state(a, b, exact=True, atol=0.0, counters=(None, None), records=True):
     sa, sb = a.state_dict(), b.state_dict()
     for name in sa:
         if exact:
@@ -64,6 +64,8 @@ def assert_same_training_state(a, b, exact=True, atol=0.0, counters=(None, None)
         if na is not None:
             assert all(x.tobytes() == y.tobytes() for x, y in zip(na, nb))
     assert a.epochs_trained == b.epochs_trained
+    if records:  # the driver counts the rows its workers trained on, as fit does
+        assert a.trained_modalities == b.trained_modalities
 
 
 def without_seconds(records):
@@ -114,6 +116,13 @@ def test_two_workers_equal_one_process_without_in_batch_coupling():
     np.testing.assert_allclose(history["loss"], [e["loss"] for e in local.history], rtol=1e-5)
 
 
+def fit_record(data, options):
+    """``trained_modalities`` of the small model after ``fit(data, **options)`` in this process."""
+    model = small_model()
+    model.fit(data, **options)
+    return model.trained_modalities
+
+
 class GradientAccumulation(gm.training.LocalSteps):
     """The documented meaning of a step of N workers, in one process with
     the public API: the batch's N contiguous shares, share k with the random
@@ -148,7 +157,9 @@ def test_two_workers_are_gradient_accumulation_over_shares():
     reference, ray_model = small_model(), small_model()
     expected = local_fit(reference, data, _steps=GradientAccumulation, **options)
     got = distributed.fit(ray_model, data, num_workers=2, **options)
-    assert_same_training_state(reference, ray_model)
+    # the reference applies its gradients with apply_gradients, which knows no rows: fit's record instead
+    assert_same_training_state(reference, ray_model, records=False)
+    assert ray_model.trained_modalities == fit_record(data, options)
     assert without_seconds(got.epochs) == without_seconds(expected.epochs)
 
 
@@ -190,7 +201,8 @@ def test_a_killed_worker_is_replaced_and_the_run_is_unchanged():
     got = local_fit(interrupted, data, _steps=factory, **options)
     steps = made[0]
     assert len(steps.killed) == 2 and not steps.workers, "two kills; every worker ended with the run"
-    assert_same_training_state(uninterrupted, interrupted)
+    assert_same_training_state(uninterrupted, interrupted, records=False)  # as above
+    assert interrupted.trained_modalities == fit_record(data, options)  # a retried step counted once
     assert without_seconds(got.epochs) == without_seconds(expected.epochs)
 
 
@@ -346,6 +358,22 @@ def test_a_column_null_in_every_row_is_a_modality_no_row_has(checkpoint):
     mask = np.zeros((n, 7), bool)
     mask[:, 0] = True
     _, fused = gm.LearnableMultiModal.load(checkpoint).encode_and_fuse({"visual": data["visual"]}, mask)
+    np.testing.assert_array_equal(np.stack([r["fused"] for r in got]), fused)
+
+
+def test_embed_dataset_says_once_on_the_driver_that_a_modality_never_trained(tmp_path):
+    data, _ = synthetic(8, seed=4)
+    model = small_model()
+    model.fit({"visual": data["visual"]}, epochs=1, batch_size=4, progress=False)
+    path = tmp_path / "visual.safetensors"
+    model.save(path)
+    ds = ray.data.from_items([{"id": i, "img": data["visual"][i], "snd": data["auditory"][i]} for i in range(8)])
+    with pytest.warns(gm.UntrainedModalityWarning, match="modality 'auditory' was never present") as caught:
+        out = distributed.embed_dataset(ds, path, {"visual": "img", "auditory": "snd"}, num_actors=1, batch_size=3)
+    assert len(caught) == 1 and caught[0].filename == __file__
+    got = sorted(out.take_all(), key=lambda r: r["id"])  # the actors embed without a word, as asked
+    with pytest.warns(gm.UntrainedModalityWarning):
+        _, fused = model.encode_and_fuse({"visual": data["visual"], "auditory": data["auditory"]})
     np.testing.assert_array_equal(np.stack([r["fused"] for r in got]), fused)
 
 

@@ -21,6 +21,7 @@ from .exceptions import (
     NotFittedError,
     ShapeError,
     TooLargeError,
+    UntrainedModalityWarning,
 )
 from .graph import Graph, fingerprints
 from .graph import GraphFeaturizer, featurize
@@ -56,6 +57,7 @@ __all__ = [
     "NotFittedError",
     "ShapeError",
     "TooLargeError",
+    "UntrainedModalityWarning",
     "CrossModalBinder",
     "CrossModalBinding",
     "FusionNetwork",

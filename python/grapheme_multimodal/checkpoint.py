@@ -1,5 +1,6 @@
 """Model checkpoints: weights, config, input standardisation, Adam state,
-training progress and (optionally) the experience buffer in one safetensors
+training progress (with which modalities trained their encoders:
+``trained_rows``) and (optionally) the experience buffer in one safetensors
 file, written atomically with checksums. Loading and training on continues
 bit for bit.
 
@@ -11,7 +12,7 @@ arbitrary code when unpickled: never unpickle a file you do not trust.
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Any, Dict, Mapping, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
@@ -32,8 +33,11 @@ _PARAM, _M, _V, _NORM, _EXP = "param/", "adam/exp_avg/", "adam/exp_avg_sq/", "no
 _AVG_MEAN, _AVG_TRAINED = "weight_average/mean/", "weight_average/trained/"
 #: The metadata keys of a checkpoint, all required.
 METADATA_KEYS = ("library_version", "config", "optimizer", "epochs_trained", "history", "experience")
-#: Written only when there is something to say (files without them load as before).
-OPTIONAL_METADATA_KEYS = ("weight_average",)
+#: Written only when there is something to say (files without them load as before):
+#: ``trained_rows`` (per modality name, the rows that trained its encoder) when it is
+#: known, unless nothing trained (a file without it loads with none trained when its
+#: model had not trained at all, else with the record unknown, None).
+OPTIONAL_METADATA_KEYS = ("weight_average", "trained_rows")
 
 
 def checkpoint_state(model: "LearnableMultiModal", include_experience: bool = True) -> Tuple[Dict[str, np.ndarray], Dict[str, Any]]:
@@ -60,6 +64,9 @@ def checkpoint_state(model: "LearnableMultiModal", include_experience: bool = Tr
             "history": [dict(record) for record in _checked_history(model.history, "model.history")],
             "experience": None,
         }
+        trained = model._core.trained_rows()
+        if trained is not None and (any(trained) or _has_trained(opt["step"], opt["rng_counter"], model.epochs_trained)):
+            meta["trained_rows"] = {str(m): int(n) for m, n in zip(Modality, trained)}
         average = model._weight_average
         if average is not None and average.trained is None:
             # fit is running, its average not applied (a metrics function saves): written as
@@ -210,6 +217,7 @@ def _restore(model: "LearnableMultiModal", tensors: Dict[str, np.ndarray], meta:
             model.set_normalization(m, mean, std)
     model.epochs_trained = _checked_epochs(meta["epochs_trained"])
     model.history = _checked_history(meta["history"])
+    model._set_trained_rows(_checked_trained_rows(meta, opt))
     if meta["experience"] is not None:
         buffer = ExperienceBuffer.from_state(_strip(tensors, _EXP), meta["experience"])
         try:
@@ -230,6 +238,29 @@ def _checked_epochs(epochs: Any, name: str = "epochs_trained") -> int:
     if isinstance(epochs, (bool, np.bool_)) or not isinstance(epochs, (int, np.integer)) or epochs < 0:
         raise InvalidValueError(f"{name}: expected an int >= 0, got {epochs!r}", name)
     return int(epochs)
+
+
+def _checked_trained_rows(meta: Mapping[str, Any], opt: Mapping[str, Any]) -> Optional[List[int]]:
+    """The record of trained modalities (per slot) of ``meta``: its
+    ``trained_rows`` (every modality name to an int >= 0); without one (a
+    file from before the record), none trained when nothing had (no step,
+    no gradient, no epoch), else None (not known)."""
+    rows = meta.get("trained_rows")
+    if rows is None:
+        return None if _has_trained(opt["step"], opt["rng_counter"], meta["epochs_trained"]) else [0] * len(Modality)
+    names = [str(m) for m in Modality]
+    if not isinstance(rows, Mapping) or sorted(rows) != sorted(names) or not all(
+        not isinstance(n, bool) and isinstance(n, int) and 0 <= n < 2**64 for n in rows.values()
+    ):
+        raise InvalidValueError(f"trained_rows: expected an int >= 0 for each of {names}, got {rows!r:.200}", "trained_rows")
+    return [rows[name] for name in names]
+
+
+def _has_trained(step: int, rng_counter: int, epochs_trained: int) -> bool:
+    """Whether a model with this progress has trained: an Adam step, a
+    gradient computed, or an epoch of fit (a file of a model without any
+    says nothing of trained modalities: none were)."""
+    return bool(step or rng_counter or epochs_trained)
 
 
 def _checked_history(history: Any, name: str = "history") -> list:

@@ -19,6 +19,7 @@ import logging
 import os
 import re
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, NoReturn, Optional, Sequence, Tuple, Union
 
@@ -28,7 +29,7 @@ from . import __version__
 from ._validation import as_seed, renamed
 from .config import INPUT_DISTANCES, NEIGHBOR_SPACES
 from .graph import WL_DEFAULT_DIM
-from .exceptions import GraphemeError, InvalidValueError, NonFiniteError, ShapeError
+from .exceptions import GraphemeError, InvalidValueError, NonFiniteError, ShapeError, UntrainedModalityWarning
 from .stopping import fit_with_stopping
 from .uci import TrainingSettings, recipe_head, recipe_skip
 
@@ -493,6 +494,7 @@ def _train(args: argparse.Namespace) -> int:
 
 def _embed(args: argparse.Namespace) -> int:
     from .model import LearnableMultiModal
+    from .types import Modality
 
     if not args.ray and (args.workers is not None or args.ray_address is not None):  # before loading and reading
         raise InvalidValueError("--workers/--ray-address: only used with --ray", "--workers")
@@ -523,10 +525,17 @@ def _embed(args: argparse.Namespace) -> int:
                     f"encoder takes {dim} (a checkpoint from a different config?)", str(f.modality),
                 )
             inputs[f.modality] = f.values
-    if args.ray:
-        fused, strengths, hidden = _embed_on_ray(args, model, inputs)
-    else:
-        fused, strengths, hidden = _embed_in_process(args, model, inputs)
+    # An encoder no training step trained: said once, as one line, not as a Python warning per call.
+    given = np.zeros((1, len(Modality)), dtype=bool)
+    given[0, [Modality.parse(m).index for m in inputs]] = True
+    for message in model._untrained_messages(given):
+        print(f"{PROG}: warning: {message}", file=sys.stderr)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UntrainedModalityWarning)
+        if args.ray:
+            fused, strengths, hidden = _embed_on_ray(args, model, inputs)
+        else:
+            fused, strengths, hidden = _embed_in_process(args, model, inputs)
     _check_finite_output(fused, "fused embeddings", args.checkpoint)  # before writing anything
     if strengths is not None:
         _check_finite_output(strengths, "binding strengths", args.checkpoint)
@@ -668,12 +677,15 @@ def _info(args: argparse.Namespace) -> int:
     print(f"parameters: {model.num_parameters():,}")
     print(f"config: embed_dim={c.embed_dim} hidden_dim={c.hidden_dim} num_heads={c.num_heads} "
           f"binder={c.binder_kind} learning_rate={c.learning_rate} seed={c.seed}")
+    trained = model.trained_modalities  # None: a file from before the record; {}: never trained
     for m in Modality:
         norm = ", standardised" if model.normalization(m) is not None else ""
         feats = c.graph_featurizer(m)
         takes = f"vectors of {c.input_dim(m)}"
         if feats.dim == c.input_dim(m):
             takes += f" or graphs/text via {feats.kind}"
+        if trained:
+            norm += f", trained on {trained[m]:,} rows" if m in trained else ", never trained"
         print(f"  {str(m):<15} {takes}{norm}")
     opt = model.optimizer_state()
     print(f"training: {model.epochs_trained} epochs, {opt['step']} Adam steps, {model.num_experiences()} experiences stored")

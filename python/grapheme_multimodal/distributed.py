@@ -25,6 +25,7 @@ import hashlib
 import json
 import numbers
 import os
+import warnings
 from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -42,8 +43,9 @@ from ._core import NUM_MODALITIES
 from ._locking import writes
 from ._ray_address import CONNECT_TIMEOUT_S, _check_ray_address  # noqa: F401 (CONNECT_TIMEOUT_S: documented here)
 from ._validation import as_real_array
-from .exceptions import CheckpointError, InvalidValueError, ShapeError
+from .exceptions import CheckpointError, InvalidValueError, ShapeError, UntrainedModalityWarning
 from .model import LearnableMultiModal
+from .objectives import resolve_weights
 from .training import History, Steps, _Dataset
 from .training import fit as _fit
 from .types import Modality
@@ -128,6 +130,10 @@ def embed_dataset(
         raise TypeError(f"ds: expected a ray.data.Dataset, got {type(ds).__name__}")
     model = checkpoint if isinstance(checkpoint, LearnableMultiModal) else LearnableMultiModal.load(checkpoint)
     plan = _ColumnPlan(model, columns)
+    # Said here, once, at the caller's line: the actors embed without it (each would say it per batch).
+    given = np.zeros((1, NUM_MODALITIES), dtype=bool)
+    given[0, [Modality.parse(m).index for m in plan.columns]] = True
+    model._warn_untrained(given)
     wanted = _check_outputs(outputs)
     if "hidden_features" in wanted:
         model.hidden_width(arg="outputs")
@@ -210,7 +216,10 @@ class _Embedder:
         # put back in one block.
         read = batch.select(sorted(set(self.plan.columns.values())))
         inputs, mask = self.plan.inputs(BlockAccessor.for_block(read).to_batch_format("numpy"))
-        emb, fused = self.model.encode_and_fuse(inputs, mask)
+        with warnings.catch_warnings():  # embed_dataset said it once (an actor runs one batch at a time)
+            warnings.simplefilter("ignore", UntrainedModalityWarning)
+            emb, fused = self.model.encode_and_fuse(inputs, mask)
+            hidden = self.model.hidden_features(inputs, mask) if "hidden_features" in self.outputs else None
         out: Dict[str, np.ndarray] = {}
         if "fused" in self.outputs:
             out["fused"] = fused
@@ -218,8 +227,8 @@ class _Embedder:
             out["embeddings"] = emb
         if "bindings" in self.outputs:
             out["bindings"] = self.model.pair_strengths(emb, mask)
-        if "hidden_features" in self.outputs:
-            out["hidden_features"] = self.model.hidden_features(inputs, mask)
+        if hidden is not None:
+            out["hidden_features"] = hidden
         added = BlockAccessor.batch_to_block(out)  # as Ray Data stores a numpy batch's columns
         for name in added.column_names:
             batch = batch.append_column(name, added.column(name))
@@ -533,6 +542,10 @@ class _RaySteps(Steps):
         # every step needs every worker.
         _check_fits_cluster(num_workers, cpus_per_worker, "worker", "num_workers", "cpus_per_worker")
         self.counter = int(model._core.optimizer_state()[3])
+        # What each step trains the encoders on, noted in the driver's model (its record of
+        # trained modalities, as the local steps keep it): rows per modality, by these weights.
+        self.dataset = train if train.has_inputs else None
+        self.weights = resolve_weights(objectives, train.has_fused, "objectives")
         self.pending: Optional["ray.ObjectRef"] = None  # the last average, not yet applied by the workers
         self.replica = ray.remote(num_cpus=cpus_per_worker, max_restarts=0)(_Replica)
         self.train = ray.put(train)
@@ -559,6 +572,9 @@ class _RaySteps(Steps):
         results = self._on_all(call)[: len(bounds) - 1]
         grads, losses = _weighted_mean(results, np.diff(bounds))
         _apply_flat(self.model, grads, self.lr)
+        if self.dataset is not None:
+            mask = self.dataset.mask_of(rows)
+            _note_trained_rows(self.model, mask if keep is None else mask & keep, self.weights)
         self.pending = ray.put(grads)
         self.counter += len(results)
         return losses
@@ -581,7 +597,7 @@ class _RaySteps(Steps):
         for worker in self.workers:
             ray.kill(worker)
         self.workers = []
-        self.pending = self.train = None
+        self.pending = self.train = self.dataset = None
 
     def _start(self, state: "ray.ObjectRef") -> Any:
         return self.replica.remote(state, self.train, self.objectives, self.lr)
@@ -649,6 +665,13 @@ def _apply_flat(model: LearnableMultiModal, grads: np.ndarray, lr: Optional[floa
     """``model.apply_gradients`` of flat gradients (layout order), holding
     the model's write lock like every method that changes it."""
     model._core.apply_gradients(grads, lr)
+
+
+@writes
+def _note_trained_rows(model: LearnableMultiModal, mask: np.ndarray, weights: List[float]) -> None:
+    """Adds a step's rows (presence ``mask [B, 7]``) to the model's record of
+    trained modalities, as its own ``train_step`` does."""
+    model._core.note_trained_rows(np.ascontiguousarray(mask, dtype=bool), weights)
 
 
 @writes

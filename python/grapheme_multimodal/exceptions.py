@@ -7,6 +7,9 @@ the name of the argument it is about (``err.arg``, ``None`` when the error is
 not about one argument) beside its message, which names the argument, what was
 given and what was expected.
 
+Beside them, :class:`UntrainedModalityWarning` (a ``UserWarning``) says
+that a result came from an encoder no training step trained.
+
 >>> import numpy as np, grapheme_multimodal as gm
 >>> try:
 ...     gm.LearnableMultiModal(seed=0).fuse(np.zeros((2, 3, 64), np.float32))
@@ -27,6 +30,7 @@ __all__ = [
     "TooLargeError",
     "CheckpointError",
     "NotFittedError",
+    "UntrainedModalityWarning",
     "not_fitted_error",
 ]
 
@@ -74,6 +78,17 @@ class NotFittedError(GraphemeError, AttributeError):
     """A method that needs a fitted estimator called before ``fit``. Like
     scikit-learn's ``NotFittedError``, also an ``AttributeError``; raised
     through :func:`not_fitted_error`, it is scikit-learn's as well."""
+
+
+class UntrainedModalityWarning(UserWarning):
+    """A trained model was asked to encode a modality that no training
+    batch held: its encoder still has its random initial weights, so its
+    embeddings (and whatever is fused or bound from them) carry no learned
+    meaning. ``model.trained_modalities`` says which modalities trained.
+    Not raised by a model that never trained, nor by one loaded from a
+    checkpoint that predates the record (nothing is known there).
+    Silence it, where intended, with ``warnings.filterwarnings("ignore",
+    category=gm.UntrainedModalityWarning)``."""
 
 
 def not_fitted_error(message: str, arg: Optional[str] = None) -> NotFittedError:

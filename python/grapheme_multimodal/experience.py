@@ -72,6 +72,7 @@ class ExperienceMixin:
         reward (a scalar or ``[B]``) and event id (default -1), and its
         inputs when the buffer keeps them."""
         arrays, mask_arr = self.prepare_inputs(inputs, mask)
+        self._warn_untrained(mask_arr)
         with self._lock.reading():  # embeddings, fused and strengths of one state
             emb, fused = self._core.encode_and_fuse(arrays, mask_arr)
             strengths = self._core.pair_strengths(emb, mask_arr)

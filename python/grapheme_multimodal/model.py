@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import sys
+import warnings
 import weakref
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
@@ -23,7 +25,7 @@ from .experience import ExperienceMixin
 from .learning import LearningMixin
 from .config import LearnableMultiModalConfig, resolve_config
 from .graph import Graph
-from .exceptions import CheckpointError, InvalidValueError, NonFiniteError, ShapeError
+from .exceptions import CheckpointError, InvalidValueError, NonFiniteError, ShapeError, UntrainedModalityWarning
 from .types import CrossModalBinding, BindingType, ModalGraph, Modality, MultiModalEvent
 
 if TYPE_CHECKING:
@@ -130,12 +132,14 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
     def encode(self, inputs: Inputs, mask: Any = None) -> np.ndarray:
         """Modality embeddings ``[B, 7, E]``: unit rows where present, zeros where absent."""
         arrays, mask_arr = self.prepare_inputs(inputs, mask)
+        self._warn_untrained(mask_arr)
         return self._core.encode(arrays, mask_arr)
 
     @reads
     def encode_and_fuse(self, inputs: Inputs, mask: Any = None) -> Tuple[np.ndarray, np.ndarray]:
         """``(embeddings [B, 7, E], fused [B, E])`` in one pass."""
         arrays, mask_arr = self.prepare_inputs(inputs, mask)
+        self._warn_untrained(mask_arr)
         return self._core.encode_and_fuse(arrays, mask_arr)
 
     @reads
@@ -157,6 +161,7 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         """
         self.hidden_width(layer)
         arrays, mask_arr = self.prepare_inputs(inputs, mask)
+        self._warn_untrained(mask_arr)
         return self._core.hidden_features(arrays, mask_arr, int(layer) % len(self.config.encoder_hidden))
 
     def hidden_width(self, layer: int = -1, arg: str = "layer") -> int:
@@ -342,6 +347,31 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         return ModalityAttention._view(self)
 
     @property
+    def trained_modalities(self) -> Optional[Dict[Modality, int]]:
+        """``{modality: rows}`` of the modalities whose encoder has been
+        trained, read-only: for each, the rows of training batches it was
+        present in, summed over every accepted step (:meth:`fit`,
+        :meth:`train_step`, :meth:`step` after :meth:`backward`, Ray's
+        ``distributed.fit``) whose weighted objectives reach the encoders
+        (those of epochs that early stopping rolled back included, as in
+        ``epochs_trained``). Batches of recorded embeddings train no
+        encoder and count nothing; nor does a refused step, nor
+        :meth:`apply_gradients` (gradients of batches it does not see).
+        ``{}`` for a model that never trained. ``None`` when it is not
+        known: a model loaded from a checkpoint written before the record
+        existed, by a model that had trained (it stays unknown as that
+        model trains on). Saved in checkpoints and copies. Weights set
+        with :meth:`load_state_dict` are not tracked.
+
+        A model that has trained warns (:class:`UntrainedModalityWarning`)
+        when asked to encode a modality missing here: its encoder has its
+        random initial weights."""
+        rows = self._core.trained_rows()
+        if rows is None:
+            return None
+        return {m: int(n) for m, n in zip(Modality, rows) if n}
+
+    @property
     def weight_average(self) -> Optional["WeightAverage"]:
         """The weight average the last :meth:`fit` with ``ema_decay`` left
         in the model (its weights): ``decay``, ``count`` (epochs averaged),
@@ -482,6 +512,41 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         )
 
     # --------------------------------------------------------------- internals
+    @writes
+    def _set_trained_rows(self, rows: Optional[Sequence[int]]) -> None:
+        """Restores the record of :attr:`trained_modalities` (per slot; None: not known)."""
+        self._core.set_trained_rows(None if rows is None else [int(n) for n in rows])
+
+    def _untrained(self) -> Tuple[Tuple[int, ...], Sequence[int]]:
+        """``(slots, record)``: the slots whose encoders no training step
+        trained, of a model that has trained (``()`` otherwise, or when
+        nothing is known), and the record per slot; cached per state version
+        (read before the record: a writer that changes it after makes the
+        entry stale, never wrong)."""
+        cached = self.__dict__.get("_untrained_for")
+        version = self._version
+        if cached is None or cached[0] != version:
+            rows = self._core.trained_rows()
+            untrained = () if rows is None or not any(rows) else tuple(m for m, n in enumerate(rows) if not n)
+            cached = (version, untrained, rows or ())
+            self.__dict__["_untrained_for"] = cached
+        return cached[1], cached[2]
+
+    def _untrained_messages(self, mask: np.ndarray) -> List[str]:
+        """What :class:`UntrainedModalityWarning` says of each modality present
+        in ``mask [B, 7]`` whose encoder no training step trained (one look
+        at the mask's columns of those; nothing when every encoder trained)."""
+        untrained, rows = self._untrained()
+        if not untrained:
+            return []
+        return [untrained_message(m, rows) for m in untrained if mask[:, m].any()]
+
+    def _warn_untrained(self, mask: np.ndarray) -> None:
+        """An :class:`UntrainedModalityWarning` for each of :meth:`_untrained_messages`,
+        at the user's call."""
+        for message in self._untrained_messages(mask):
+            warnings.warn(message, UntrainedModalityWarning, stacklevel=_caller_level())
+
     def _parameters_changed(self) -> None:
         """Called after any change of the state: cached results are stale."""
         self._version += 1  # under the write lock: writers never bump it at once
@@ -603,6 +668,7 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         key = (event.id, tuple(parts))
         hit = self._cache.get(event)
         if hit is not None and hit[0] == self._version and hit[1] == key:
+            self._warn_untrained(hit[2][1])
             return hit  # without the lock: a writer bumps the version before it changes anything
         items = [(c.modality.value, c.graph._g if isinstance(c, ModalGraph) else c.features, c.confidence)
                  for c in components]  # what the core reads, only on a miss
@@ -612,6 +678,7 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         entry = (version, key, (emb, mask), fused)
         if version == self._version:  # a writer that bumps it right after makes the entry stale, never wrong
             self._cache[event] = entry
+        self._warn_untrained(mask)
         return entry
 
     def _featurizer_spec(self) -> list:
@@ -630,6 +697,30 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
 
 def _name(m: int) -> str:
     return _core.MODALITY_NAMES[m]
+
+
+def untrained_message(m: int, rows: Sequence[int]) -> str:
+    """What :class:`UntrainedModalityWarning` says of slot ``m``, given the
+    record ``rows`` (per slot) of a model that has trained."""
+    trained = ", ".join(_name(i) for i, n in enumerate(rows) if n)
+    return (
+        f"modality {_name(m)!r} was never present in a training batch (trained: {trained}); "
+        "its encoder has its initial random weights, so its embeddings (and what is fused from them) are not learned"
+    )
+
+
+def _caller_level() -> int:
+    """The ``stacklevel``, for its caller's ``warnings.warn``, of the first
+    frame outside the package (and scikit-learn, whose wrappers call the
+    estimator's ``transform``): the user's call, at whatever depth the
+    public method that warns sits."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_globals.get("__name__", "").partition(".")[0] in _INNER_PACKAGES:
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+_INNER_PACKAGES = frozenset({"grapheme_multimodal", "sklearn"})
 
 
 #: True while a model is rebuilt from saved state (:func:`_for_saved_state`).
@@ -654,7 +745,7 @@ def _for_saved_state() -> Iterator[None]:
 #: is pickled as it is.
 _REBUILT_ATTRIBUTES = frozenset(
     {"config", "_core", "_lock", "_version", "_cache", "experience", "epochs_trained", "history", "_weight_average",
-     "_featurizers_for"}
+     "_featurizers_for", "_untrained_for"}
 )
 _MODALITIES = tuple(Modality)
 #: The argument name of each modality's input, as error messages show it.

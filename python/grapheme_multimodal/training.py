@@ -376,7 +376,7 @@ class _TrainingState:
     objectives' draw counter), the accumulated gradients (every step
     replaces them: a later ``step()`` applies them), input standardisation,
     epoch count, history, the applied weight average (immutable: held, not
-    copied)."""
+    copied), the record of trained modalities."""
 
     weights: Dict[str, np.ndarray]
     optimizer: Dict[str, Any]
@@ -385,6 +385,7 @@ class _TrainingState:
     epochs_trained: int
     history_length: int
     weight_average: Optional[WeightAverage]
+    trained_rows: Optional[List[int]]  # None: not known
 
     @classmethod
     def of(cls, model: "LearnableMultiModal") -> "_TrainingState":
@@ -397,6 +398,7 @@ class _TrainingState:
                 epochs_trained=model.epochs_trained,
                 history_length=len(model.history),
                 weight_average=model._weight_average,
+                trained_rows=model._core.trained_rows(),
             )
 
     def restore(self, model: "LearnableMultiModal") -> None:
@@ -412,6 +414,7 @@ class _TrainingState:
             model.epochs_trained = self.epochs_trained
             del model.history[self.history_length :]
             model._weight_average = self.weight_average
+            model._set_trained_rows(self.trained_rows)
 
 
 # --------------------------------------------------------------------- steps

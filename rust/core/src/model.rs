@@ -47,6 +47,13 @@ pub struct LearnableMultiModal<T> {
     /// `None` after any other change of the weights.
     pub(crate) params_bound: ParamsBound,
     pub(crate) rng_counter: u64,
+    /// Per modality, the rows of input batches whose gradients reached the
+    /// encoders in an accepted update (see `training.rs`); `None` when not
+    /// known (a model restored from a file that predates the record).
+    pub(crate) trained_rows: Option<[u64; NUM_MODALITIES]>,
+    /// Those rows of the accumulated gradients (the `backward`s since the
+    /// last `zero_grad`), added to `trained_rows` when `step` applies them.
+    pub(crate) pending_rows: [u64; NUM_MODALITIES],
     /// Per-modality input standardisation `(x - mean) / std`, applied before
     /// the encoder (learned from training data, not trained by gradients).
     pub(crate) normalizers: Vec<Option<Normalizer<T>>>,
@@ -227,6 +234,8 @@ impl<T: Real> LearnableMultiModal<T> {
             adam: Adam::try_new(n)?,
             params_bound: None,
             rng_counter: 0,
+            trained_rows: Some([0; NUM_MODALITIES]),
+            pending_rows: [0; NUM_MODALITIES],
             normalizers: vec![None; NUM_MODALITIES],
             transposed: OnceLock::new(),
             spare_transposed: SpareBuffer::default(),

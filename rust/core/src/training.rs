@@ -6,6 +6,10 @@
 //! `train_step` is `zero_grad → backward → step`. Each `backward` advances a
 //! counter that, with `config.seed`, fixes the objectives' random draws, so
 //! the training state is exactly: weights, gradients, Adam state, counter.
+//!
+//! Beside it, a record of which encoders were trained (`trained_rows`: per
+//! modality, the input rows of the accepted updates), which changes no
+//! computation: a modality no batch held keeps its random initial encoder.
 
 use crate::adam::{AdamSettings, OverflowCause, Refusal, StepReport, MAX_STEP};
 use crate::batch::{input_arg, EncoderInput};
@@ -122,6 +126,8 @@ impl<T: Real> LearnableMultiModal<T> {
         let losses = result?;
         self.has_grads = true;
         self.rng_counter = counter;
+        let rows = self.encoder_rows(batch, weights);
+        add_rows(&mut self.pending_rows, rows);
         Ok(losses)
     }
 
@@ -145,6 +151,9 @@ impl<T: Real> LearnableMultiModal<T> {
             self.has_grads = true;
             self.rng_counter = counter;
             self.after_update();
+            let rows = self.encoder_rows(batch, weights);
+            self.note_trained_rows(rows);
+            self.pending_rows = [0; NUM_MODALITIES]; // the kept gradients are this batch's, counted
         }
         self.grad_scratch = fresh;
         result
@@ -221,6 +230,53 @@ impl<T: Real> LearnableMultiModal<T> {
     pub fn zero_grad(&mut self) {
         self.grads.fill(T::zero());
         self.has_grads = false;
+        self.pending_rows = [0; NUM_MODALITIES];
+    }
+
+    /// Per modality, how many rows of input batches trained its encoder:
+    /// rows where it was present, summed over the accepted updates
+    /// (`train_step`, or `step` after `backward`) whose weighted objectives
+    /// reach the encoders. Recorded embeddings train no encoder and count
+    /// nothing. `None` when not known (see [`Self::set_trained_rows`]).
+    pub fn trained_rows(&self) -> Option<[u64; NUM_MODALITIES]> {
+        self.trained_rows
+    }
+
+    /// Restores a record from [`Self::trained_rows`] (a checkpoint's);
+    /// `None`: not known, as for a file that predates the record, and it
+    /// stays unknown as training goes on.
+    pub fn set_trained_rows(&mut self, rows: Option<[u64; NUM_MODALITIES]>) {
+        self.trained_rows = rows;
+    }
+
+    /// Adds `rows` (per modality) to the record, saturating.
+    pub fn note_trained_rows(&mut self, rows: [u64; NUM_MODALITIES]) {
+        if let Some(trained) = self.trained_rows.as_mut() {
+            add_rows(trained, rows);
+        }
+    }
+
+    /// The rows per modality a batch with presence `mask` trains the
+    /// encoders on under `weights`: its present rows when a weighted
+    /// objective reaches the encoders (`config.encoder_objectives`), else
+    /// none. For an update of gradients computed elsewhere (data-parallel
+    /// workers), with [`Self::note_trained_rows`].
+    pub fn encoder_rows_of(&self, mask: ArrayView2<bool>, weights: &ObjectiveWeights) -> [u64; NUM_MODALITIES] {
+        let mut rows = [0; NUM_MODALITIES];
+        if Objective::ALL.iter().any(|&o| weights.get(o) > 0.0 && self.config.encoder_objectives[o.index()]) {
+            for (count, column) in rows.iter_mut().zip(mask.columns()) {
+                *count = column.iter().filter(|&&present| present).count() as u64;
+            }
+        }
+        rows
+    }
+
+    /// [`Self::encoder_rows_of`] of a batch: none for recorded embeddings.
+    fn encoder_rows(&self, batch: &TrainBatch<T>, weights: &ObjectiveWeights) -> [u64; NUM_MODALITIES] {
+        match &batch.source {
+            EmbeddingSource::Inputs(input) => self.encoder_rows_of(input.mask().view(), weights),
+            EmbeddingSource::Embeddings { .. } => [0; NUM_MODALITIES],
+        }
     }
 
     /// Whether gradients were accumulated since the last [`Self::zero_grad`].
@@ -246,6 +302,7 @@ impl<T: Real> LearnableMultiModal<T> {
         }
         self.grads.copy_from_slice(grads);
         self.has_grads = true;
+        self.pending_rows = [0; NUM_MODALITIES]; // of batches not known here
         Ok(())
     }
 
@@ -259,6 +316,8 @@ impl<T: Real> LearnableMultiModal<T> {
         }
         let report = self.adam.update_tracked(&mut self.params, &self.grads, &settings, &mut self.params_bound).map_err(|r| self.refusal_error(r, &settings, lr.is_some()))?;
         self.after_update();
+        let rows = std::mem::replace(&mut self.pending_rows, [0; NUM_MODALITIES]);
+        self.note_trained_rows(rows);
         Ok(Some(report))
     }
 
@@ -573,3 +632,9 @@ impl<T: Real> LearnableMultiModal<T> {
     }
 }
 
+/// `total += rows`, per modality, saturating.
+fn add_rows(total: &mut [u64; NUM_MODALITIES], rows: [u64; NUM_MODALITIES]) {
+    for (t, r) in total.iter_mut().zip(rows) {
+        *t = t.saturating_add(r);
+    }
+}

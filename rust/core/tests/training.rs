@@ -363,3 +363,49 @@ fn a_normalizer_is_the_same_as_feeding_standardised_inputs() {
     with.set_normalizer(Modality::Linguistic, None).unwrap();
     assert!(with.normalizer(Modality::Linguistic).is_none());
 }
+
+#[test]
+fn trained_rows_count_the_rows_of_accepted_updates_that_reach_the_encoders() {
+    let mut model = LearnableMultiModal::<f32>::new(small(BinderKind::Additive)).unwrap();
+    assert_eq!(model.trained_rows(), Some([0; 7]));
+    let xs = inputs(8, 3, [18; 7]);
+    let mut mask = Array2::from_elem((8, 7), false);
+    mask.slice_mut(s![.., 0]).fill(true);
+    mask.slice_mut(s![2.., 1]).fill(true);
+    let batch = TrainBatch::inputs(EncoderInput::dense(views(&xs), mask.view()).unwrap());
+    let weights = ObjectiveWeights::default();
+    model.train_step(&batch, &weights, None).unwrap();
+    assert_eq!(model.trained_rows(), Some([8, 6, 0, 0, 0, 0, 0]));
+
+    // backward's rows count when step applies them, once; zero_grad forgets them
+    model.backward(&batch, &weights).unwrap();
+    model.zero_grad();
+    assert!(model.step(None).unwrap().is_none());
+    model.backward(&batch, &weights).unwrap();
+    assert_eq!(model.trained_rows(), Some([8, 6, 0, 0, 0, 0, 0]));
+    model.step(None).unwrap();
+    model.step(None).unwrap();
+    assert_eq!(model.trained_rows(), Some([16, 12, 0, 0, 0, 0, 0]));
+
+    // a refused step counts nothing
+    let mut bad = xs.clone();
+    bad[0][[1, 0]] = f32::NAN;
+    let refused = TrainBatch::inputs(EncoderInput::dense(views(&bad), mask.view()).unwrap());
+    assert!(model.train_step(&refused, &weights, None).is_err());
+    assert!(model.train_step(&batch, &weights, Some(f64::NAN)).is_err());
+    assert_eq!(model.trained_rows(), Some([16, 12, 0, 0, 0, 0, 0]));
+
+    // recorded embeddings train no encoder
+    let emb = model.encode(&EncoderInput::dense(views(&xs), mask.view()).unwrap()).unwrap();
+    let recorded = TrainBatch { source: EmbeddingSource::Embeddings { emb: emb.view(), mask: mask.view() }, fused: None, rewards: None };
+    model.train_step(&recorded, &weights, None).unwrap();
+    assert_eq!(model.trained_rows(), Some([16, 12, 0, 0, 0, 0, 0]));
+
+    // unknown stays unknown; a record is restored as given
+    model.set_trained_rows(None);
+    model.train_step(&batch, &weights, None).unwrap();
+    assert_eq!(model.trained_rows(), None);
+    model.set_trained_rows(Some([1, 2, 3, 4, 5, 6, u64::MAX]));
+    model.note_trained_rows([1; 7]);
+    assert_eq!(model.trained_rows(), Some([2, 3, 4, 5, 6, 7, u64::MAX]));
+}

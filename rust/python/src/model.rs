@@ -442,6 +442,33 @@ impl PyModel {
         self.model.write(py, |model| model.set_optimizer_state(state))
     }
 
+    /// Per modality (slot order), the rows of input batches that trained its
+    /// encoder; None when not known (a file that predates the record).
+    fn trained_rows(&self, py: Python<'_>) -> PyResult<Option<[u64; NUM_MODALITIES]>> {
+        self.model.read(py, |m| Ok(m.trained_rows()))
+    }
+
+    /// Restores a record from `trained_rows` (None: not known).
+    fn set_trained_rows(&self, py: Python<'_>, rows: Option<[u64; NUM_MODALITIES]>) -> PyResult<()> {
+        self.model.write(py, |m| {
+            m.set_trained_rows(rows);
+            Ok(())
+        })
+    }
+
+    /// Records an update of gradients computed elsewhere (data-parallel
+    /// workers) from a batch with presence `mask [B, 7]` under `weights`.
+    fn note_trained_rows(&self, py: Python<'_>, mask: Mask, weights: Vec<f64>) -> PyResult<()> {
+        let weights = objective_weights(weights)?;
+        let mask = mask.0;
+        grapheme_multimodal::validate::check_shape("mask", &mask, &[None, Some(NUM_MODALITIES)]).py()?;
+        self.model.write(py, |m| {
+            let rows = m.encoder_rows_of(mask.view(), &weights);
+            m.note_trained_rows(rows);
+            Ok(())
+        })
+    }
+
     fn reset_optimizer(&self, py: Python<'_>) -> PyResult<()> {
         self.model.write(py, |m| {
             m.reset_optimizer();
