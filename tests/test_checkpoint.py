@@ -53,6 +53,27 @@ def test_save_load_round_trip(tmp_path):
     assert_same_model(model, back)
 
 
+def test_load_on_a_model_is_refused_not_a_silent_new_model(tmp_path):
+    # model.load(path) returned the file's model and left `model` as it was:
+    # a user who expected it loaded in place (as ExperienceBuffer.load does)
+    # went on with the untrained one.
+    saved = trained()
+    path = tmp_path / "m.safetensors"
+    saved.save(path)
+    fresh = small_model(binder_kind="bilinear")
+    before = {k: v.copy() for k, v in fresh.state_dict().items()}
+    with pytest.raises(TypeError, match=r"load: called on a model.*LearnableMultiModal\.load\(path\)"):
+        fresh.load(path)
+    for name, value in fresh.state_dict().items():
+        assert value.tobytes() == before[name].tobytes(), name
+
+    class Sub(gm.LearnableMultiModal):
+        pass
+
+    assert_same_model(Sub.load(path), saved)  # on the class (a subclass too) it loads
+    assert gm.LearnableMultiModal.load.__doc__.startswith("The model saved at")
+
+
 def test_save_without_experience(tmp_path):
     model = trained()
     path = tmp_path / "m.safetensors"

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import sys
+import types
 import warnings
 import weakref
 from collections import OrderedDict
@@ -36,6 +38,30 @@ if TYPE_CHECKING:
 NUM_MODALITIES = _core.NUM_MODALITIES
 ModalityKey = Union[Modality, str, int]
 Inputs = Union[Mapping[ModalityKey, Any], Sequence[Any]]
+
+
+class _class_only:
+    """A classmethod that refuses to be called on an instance: ``m.load(path)``
+    returned a new model and left ``m`` untrained, without a word, to a user
+    who (as with ``ExperienceBuffer.load``, or Keras' ``load_weights``)
+    expected ``m`` loaded."""
+
+    def __init__(self, func: Any) -> None:
+        self.func = func
+        functools.update_wrapper(self, func)
+
+    def __get__(self, instance: Any, owner: type) -> Any:
+        if instance is None:
+            return types.MethodType(self.func, owner)
+        name, cls = self.func.__name__, owner.__name__
+
+        def refused(*args: Any, **kwargs: Any) -> Any:
+            raise TypeError(
+                f"{name}: called on a model, which it would leave as it was; it returns a new model: "
+                f"model = {cls}.{name}(path) (or model.load_state_dict(...) for weights into this one)"
+            )
+
+        return functools.update_wrapper(refused, self.func)
 
 
 class LearnableMultiModal(LearningMixin, ExperienceMixin):
@@ -458,7 +484,7 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
 
         save_checkpoint(self, path, check_flag(include_experience, "include_experience"))
 
-    @classmethod
+    @_class_only
     def load(cls, path: Any) -> "LearnableMultiModal":
         """The model saved at ``path`` by :meth:`save`, after verifying the
         file's checksums and checking every tensor against its config
@@ -466,7 +492,9 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         checkpoint runs no code, unlike unpickling: share checkpoints, not pickles.
         The model is a :class:`LearnableMultiModal` whatever class ``load`` is
         called on: a checkpoint holds no class and no attributes of a
-        subclass (a pickle keeps both)."""
+        subclass (a pickle keeps both). Called on the class: ``model.load(path)``
+        on a model is refused (it would leave that model as it was, where
+        ``ExperienceBuffer.load`` loads in place)."""
         from .checkpoint import load_checkpoint
 
         return load_checkpoint(path)
