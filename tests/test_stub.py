@@ -1,5 +1,7 @@
 """The type stub of the Rust extension names everything the extension has."""
 
+import ast
+import inspect
 from pathlib import Path
 
 import grapheme_multimodal as gm
@@ -18,3 +20,78 @@ def test_stub_covers_the_extension():
 
 def test_package_is_typed():
     assert (Path(gm.__file__).parent / "py.typed").exists()
+
+
+def _stub_functions():
+    """``{"name" or "Class.name": (FunctionDef, is_property)}`` of _core.pyi."""
+    tree = ast.parse(STUB)
+    found = {}
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef):
+            found[node.name] = (node, False)
+        elif isinstance(node, ast.ClassDef) and hasattr(_core, node.name):
+            for item in node.body:
+                if isinstance(item, ast.FunctionDef):
+                    is_property = any(isinstance(d, ast.Name) and d.id == "property" for d in item.decorator_list)
+                    found[f"{node.name}.{item.name}"] = (item, is_property)
+    return found
+
+
+def _stub_parameters(node):
+    """``[(name, kind, default)]`` of a stub ``def`` (``self`` left out;
+    ``default`` is ``inspect.Parameter.empty`` when there is none)."""
+    a = node.args
+    positional = a.posonlyargs + a.args
+    defaults = [inspect.Parameter.empty] * (len(positional) - len(a.defaults)) + list(a.defaults)
+    out = [
+        (p.arg, inspect.Parameter.POSITIONAL_ONLY if p in a.posonlyargs else inspect.Parameter.POSITIONAL_OR_KEYWORD, d)
+        for p, d in zip(positional, defaults)
+    ]
+    out += [(p.arg, inspect.Parameter.KEYWORD_ONLY, d if d is not None else inspect.Parameter.empty)
+            for p, d in zip(a.kwonlyargs, a.kw_defaults)]
+    is_static = any(isinstance(d, ast.Name) and d.id == "staticmethod" for d in node.decorator_list)
+    if out and out[0][0] == "self" and not is_static:
+        out = out[1:]
+    return [(n, k, d if d is inspect.Parameter.empty else ast.literal_eval(d)) for n, k, d in out]
+
+
+def _runtime_signature(qualname):
+    if "." not in qualname:
+        return inspect.signature(getattr(_core, qualname))
+    cls_name, name = qualname.split(".")
+    cls = getattr(_core, cls_name)
+    if name == "__init__":
+        return inspect.signature(cls)
+    raw = cls.__dict__[name]
+    sig = inspect.signature(getattr(cls, name))
+    if not isinstance(raw, staticmethod):  # unbound: drop self
+        sig = sig.replace(parameters=list(sig.parameters.values())[1:])
+    return sig
+
+
+def test_stub_signatures_match_the_extension():
+    """Every ``def`` of _core.pyi exists in the extension with the same
+    parameters: names, positional / keyword-only, and defaults (the ones
+    the extension can show: pyo3 shows ``...`` for e.g. ``Vec::new()``)."""
+    problems = []
+    for qualname, (node, is_property) in _stub_functions().items():
+        cls_name, _, name = qualname.rpartition(".")
+        owner = getattr(_core, cls_name) if cls_name else _core
+        if not hasattr(owner, name):
+            problems.append(f"{qualname}: in _core.pyi but not in the extension")
+            continue
+        if is_property:
+            if not inspect.isdatadescriptor(inspect.getattr_static(owner, name)):
+                problems.append(f"{qualname}: a property in _core.pyi but not in the extension")
+            continue
+        runtime = [(p.name, p.kind, p.default) for p in _runtime_signature(qualname).parameters.values()]
+        stub = _stub_parameters(node)
+        if [(n, k) for n, k, _ in runtime] != [(n, k) for n, k, _ in stub]:
+            problems.append(f"{qualname}: the extension takes {runtime}, _core.pyi says {stub}")
+            continue
+        for (n, _, have), (_, _, said) in zip(runtime, stub):
+            if have is not Ellipsis and (have is inspect.Parameter.empty) != (said is inspect.Parameter.empty):
+                problems.append(f"{qualname}({n}): default {have!r} in the extension, {said!r} in _core.pyi")
+            elif have not in (Ellipsis, inspect.Parameter.empty) and (type(have), have) != (type(said), said):
+                problems.append(f"{qualname}({n}): default {have!r} in the extension, {said!r} in _core.pyi")
+    assert not problems, "\n".join(problems)
