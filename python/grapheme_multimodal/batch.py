@@ -16,7 +16,14 @@ from .types import ModalGraph, Modality, MultiModalEvent
 if TYPE_CHECKING:
     from .config import LearnableMultiModalConfig
 
-Inputs = Union[Mapping[Union[Modality, str, int], Any], Sequence[Any]]
+#: What the batched methods take: ``{modality: [B, d] array}`` keyed by
+#: :class:`Modality`, name or slot index, or a sequence of seven (``None``
+#: where absent). A ``Mapping`` per key type, as ``Mapping`` is invariant in
+#: its key: ``Dict[str, np.ndarray]`` is no ``Mapping[Union[Modality, str, int], Any]``,
+#: so a checker flagged ``model.encode(inputs)`` for a dict of names.
+Inputs = Union[
+    Mapping[Modality, Any], Mapping[str, Any], Mapping[int, Any], Mapping[Union[Modality, str, int], Any], Sequence[Any]
+]
 
 
 @dataclass(frozen=True)

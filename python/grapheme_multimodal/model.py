@@ -29,6 +29,7 @@ from .config import LearnableMultiModalConfig, resolve_config
 from .graph import Graph
 from .exceptions import CheckpointError, InvalidValueError, NonFiniteError, ShapeError, UntrainedModalityWarning
 from .types import CrossModalBinding, BindingType, ModalGraph, Modality, MultiModalEvent
+from .batch import Inputs
 
 if TYPE_CHECKING:
     from .averaging import WeightAverage
@@ -37,7 +38,6 @@ if TYPE_CHECKING:
 
 NUM_MODALITIES = _core.NUM_MODALITIES
 ModalityKey = Union[Modality, str, int]
-Inputs = Union[Mapping[ModalityKey, Any], Sequence[Any]]
 
 
 class _class_only:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from types import MappingProxyType
-from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -195,12 +195,18 @@ class TrainingSettings:
         return "val_contrastive" if n_views >= 2 and self.objectives.get("contrastive", 0) > 0 else "val_total"
 
 
+#: ``train``'s views: keyed by modality name or :class:`Modality` (one
+#: ``Mapping`` each: ``Mapping`` is invariant in its key, and ``fit_views``
+#: passes Modality keys).
+_Views = Union[Mapping[str, np.ndarray], Mapping[Modality, np.ndarray]]
+
+
 def train(
-    inputs: Mapping[str, np.ndarray],
+    inputs: _Views,
     settings: TrainingSettings = TrainingSettings(),
     progress: bool = False,
     *,
-    validation: Optional[Mapping[str, np.ndarray]] = None,
+    validation: Optional[_Views] = None,
     standardize: bool = False,
 ) -> LearnableMultiModal:
     """A model trained with :meth:`~LearnableMultiModal.fit` on ``inputs``
