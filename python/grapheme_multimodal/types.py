@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Any, Iterable, List, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Iterable, List, Optional, Tuple, Union
 
 import numpy as np
+import numpy.typing as npt
 
 from ._validation import as_real_array, non_finite_message
 from .exceptions import InvalidValueError, NonFiniteError, ShapeError
@@ -130,6 +131,15 @@ class CrossModalBinding:
     strength: float
     binding_type: BindingType = BindingType.REFERENCE
 
+    if TYPE_CHECKING:  # what __post_init__ takes; the fields hold it parsed
+        def __init__(
+            self,
+            source: Tuple[Union[Modality, str, int], int],
+            target: Tuple[Union[Modality, str, int], int],
+            strength: float,
+            binding_type: Union[BindingType, str] = BindingType.REFERENCE,
+        ) -> None: ...
+
     def __post_init__(self) -> None:
         for name in ("source", "target"):
             object.__setattr__(self, name, _endpoint(getattr(self, name), name))
@@ -169,6 +179,16 @@ class ModalGraph:
     region: Optional[SpatialRegion] = None
     confidence: float = 1.0
 
+    if TYPE_CHECKING:  # what __setattr__ takes (a modality's name or index too); the fields hold it parsed
+        def __init__(
+            self,
+            graph: Graph,
+            modality: Union[Modality, str, int],
+            timestamp: Optional[float] = None,
+            region: Optional[SpatialRegion] = None,
+            confidence: float = 1.0,
+        ) -> None: ...
+
     def __setattr__(self, name: str, value: Any) -> None:
         if name == "graph" and not isinstance(value, Graph):
             raise TypeError(f"graph: expected Graph, got {type(value).__name__}")
@@ -188,6 +208,16 @@ class ModalFeatures:
     timestamp: Optional[float] = None
     region: Optional[SpatialRegion] = None
     confidence: float = 1.0
+
+    if TYPE_CHECKING:  # what __setattr__ takes (any real 1-D array-like; a name or index); the fields hold it parsed
+        def __init__(
+            self,
+            features: npt.ArrayLike,
+            modality: Union[Modality, str, int],
+            timestamp: Optional[float] = None,
+            region: Optional[SpatialRegion] = None,
+            confidence: float = 1.0,
+        ) -> None: ...
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name == "features":
@@ -299,12 +329,12 @@ class MultiModalEvent:
             raise TypeError(f"binding: expected CrossModalBinding, got {type(binding).__name__}")
         self.bindings.append(binding)
 
-    def get_component(self, modality: Union[Modality, str]) -> Optional[Component]:
+    def get_component(self, modality: Union[Modality, str, int]) -> Optional[Component]:
         """The first component of ``modality``, or None."""
         modality = Modality.parse(modality)
         return next((c for c in self.components if c.modality is modality), None)
 
-    def has_modality(self, modality: Union[Modality, str]) -> bool:
+    def has_modality(self, modality: Union[Modality, str, int]) -> bool:
         """Whether some component has ``modality``."""
         return self.get_component(modality) is not None
 
