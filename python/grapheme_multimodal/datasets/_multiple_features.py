@@ -18,7 +18,7 @@ import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Tuple, Union
+from typing import List, Literal, Optional, Tuple, Union, overload
 
 import numpy as np
 
@@ -159,6 +159,21 @@ def _read_view(path: Path, name: str, dim: int, shipped: bool) -> tuple[np.ndarr
         # checked before the cast: numpy's "invalid value encountered in cast" came first
         raise InvalidValueError(f"{path}: the last column must hold integer class labels", "directory")
     return features.astype(np.float32), raw_labels.astype(np.int64)
+
+
+# The return type follows return_Xs_y, so that data.views checks
+@overload
+def load_multiple_features(
+    directory: Optional[Union[str, os.PathLike]] = None, *, return_Xs_y: Literal[False] = False
+) -> MultipleFeatures: ...
+@overload
+def load_multiple_features(
+    directory: Optional[Union[str, os.PathLike]] = None, *, return_Xs_y: Literal[True]
+) -> Tuple[List[np.ndarray], np.ndarray]: ...
+@overload
+def load_multiple_features(
+    directory: Optional[Union[str, os.PathLike]] = None, *, return_Xs_y: bool = False
+) -> Union[MultipleFeatures, Tuple[List[np.ndarray], np.ndarray]]: ...
 
 
 def load_multiple_features(

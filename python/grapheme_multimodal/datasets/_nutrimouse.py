@@ -12,7 +12,7 @@ from __future__ import annotations
 import csv
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Tuple, Union
+from typing import Dict, List, Literal, Tuple, Union, overload
 
 import numpy as np
 
@@ -90,6 +90,15 @@ def _read_labels(folder: Path, name: str) -> Tuple[np.ndarray, Tuple[str, ...]]:
         raise ValueError(f"{folder / name}.csv: expected a '{name}' header and {_N_MICE} one-column rows")
     classes, codes = np.unique([row[0] for row in body], return_inverse=True)
     return codes.astype(np.int64), tuple(str(c) for c in classes)
+
+
+# The return type follows return_Xs_y, so that data.views checks
+@overload
+def load_nutrimouse(*, return_Xs_y: Literal[False] = False) -> Nutrimouse: ...
+@overload
+def load_nutrimouse(*, return_Xs_y: Literal[True]) -> Tuple[List[np.ndarray], np.ndarray]: ...
+@overload
+def load_nutrimouse(*, return_Xs_y: bool = False) -> Union[Nutrimouse, Tuple[List[np.ndarray], np.ndarray]]: ...
 
 
 def load_nutrimouse(
