@@ -95,3 +95,14 @@ def test_stub_signatures_match_the_extension():
             elif have not in (Ellipsis, inspect.Parameter.empty) and (type(have), have) != (type(said), said):
                 problems.append(f"{qualname}({n}): default {have!r} in the extension, {said!r} in _core.pyi")
     assert not problems, "\n".join(problems)
+
+
+def test_gate_guard_exit_never_suppresses():
+    """``GateGuard.__exit__`` returns False, and the stub says so (``-> bool``
+    told type checkers that ``with lock.reading():`` may swallow an
+    exception, so every ``return`` inside such a block was "missing")."""
+    reading, writing, _ = _core.GateGuard.sides(_core.Gate())
+    for guard in (reading, writing):
+        guard.__enter__()
+        assert guard.__exit__(ValueError, ValueError("x"), None) is False
+    assert "def __exit__(self, _kind: Any, _value: Any, _traceback: Any) -> Literal[False]: ..." in STUB

@@ -1,7 +1,7 @@
 """Type stubs of the Rust extension `grapheme_multimodal._core` (private;
 use the public API in `grapheme_multimodal`)."""
 
-from typing import Any, List, Optional, Protocol, Sequence, Tuple, Union
+from typing import Any, List, Literal, Optional, Protocol, Sequence, Tuple, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -85,7 +85,7 @@ class GateGuard:
     @staticmethod
     def sides(gate: Gate) -> Tuple[GateGuard, GateGuard, GateGuard]: ...
     def __enter__(self) -> None: ...
-    def __exit__(self, _kind: Any, _value: Any, _traceback: Any) -> bool: ...
+    def __exit__(self, _kind: Any, _value: Any, _traceback: Any) -> Literal[False]: ...
 
 class CoreBatch(Protocol):
     """Read by attribute; exactly one of inputs / components / embeddings is set."""
