@@ -1,11 +1,17 @@
-"""The type stub of the Rust extension names everything the extension has."""
+"""The type hints users' checkers read: the stub of the Rust extension names
+everything the extension has, with its parameters; the `__init__`s declared
+for type checkers are the dataclasses' own."""
 
 import ast
 import inspect
+import sys
 from pathlib import Path
+
+import pytest
 
 import grapheme_multimodal as gm
 from grapheme_multimodal import _core
+from grapheme_multimodal.config import LearnableMultiModalConfig
 
 STUB = (Path(gm.__file__).parent / "_core.pyi").read_text(encoding="utf-8")
 
@@ -106,3 +112,33 @@ def test_gate_guard_exit_never_suppresses():
         guard.__enter__()
         assert guard.__exit__(ValueError, ValueError("x"), None) is False
     assert "def __exit__(self, _kind: Any, _value: Any, _traceback: Any) -> Literal[False]: ..." in STUB
+
+
+def _type_checking_init(cls):
+    """The parameters ``[(name, default)]`` of the ``__init__`` that ``cls``
+    declares under ``if TYPE_CHECKING:`` for type checkers (the dataclass
+    makes the one that runs)."""
+    module = sys.modules[cls.__module__]
+    tree = ast.parse(Path(module.__file__).read_text(encoding="utf-8"))
+    node = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == cls.__name__)
+    guarded = [n for n in node.body if isinstance(n, ast.If) and ast.unparse(n.test) == "TYPE_CHECKING"]
+    init = next(f for g in guarded for f in g.body if isinstance(f, ast.FunctionDef) and f.name == "__init__")
+    a = init.args
+    assert not a.kwonlyargs and not a.posonlyargs and a.args[0].arg == "self"
+    params = a.args[1:]
+    defaults = [inspect.Parameter.empty] * (len(params) - len(a.defaults)) + [
+        eval(ast.unparse(d), vars(module)) for d in a.defaults  # noqa: S307 - our own source
+    ]
+    return [(p.arg, d) for p, d in zip(params, defaults)]
+
+
+@pytest.mark.parametrize(
+    "cls", [LearnableMultiModalConfig, gm.ModalGraph, gm.ModalFeatures, gm.CrossModalBinding], ids=lambda c: c.__name__
+)
+def test_declared_init_is_the_dataclass_init(cls):
+    """The ``__init__`` these dataclasses declare for type checkers (it says
+    what they take: a modality's name, a dict of input dims, a list) has the
+    dataclass's parameters and defaults, so it cannot drift from the one
+    that runs when a field is added."""
+    runtime = [(p.name, p.default) for p in inspect.signature(cls).parameters.values()]
+    assert _type_checking_init(cls) == runtime

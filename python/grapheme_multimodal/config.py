@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, AbstractSet, Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -15,9 +15,20 @@ from .graph import GraphFeaturizer
 from .objectives import check_objective_names
 from .types import Modality
 
-InputDims = Union[Mapping[Union[Modality, str], int], Sequence[int], None]
+# Keyed by a modality, its name or its slot index: one Mapping per key type, as
+# Mapping is invariant in its key (a Dict[str, int] is no Mapping[Union[Modality, str], int]).
+InputDims = Union[
+    Mapping[str, int], Mapping[Modality, int], Mapping[int, int], Mapping[Union[Modality, str, int], int], Sequence[int], None
+]
 FeaturizerSpec = Union[GraphFeaturizer, str, Mapping[str, Any]]
-GraphFeatures = Union[Mapping[Union[Modality, str], FeaturizerSpec], Sequence[FeaturizerSpec], None]
+GraphFeatures = Union[
+    Mapping[str, FeaturizerSpec],
+    Mapping[Modality, FeaturizerSpec],
+    Mapping[int, FeaturizerSpec],
+    Mapping[Union[Modality, str, int], FeaturizerSpec],
+    Sequence[FeaturizerSpec],
+    None,
+]
 
 #: ``binder_kind`` values: the original additive binder ``sigmoid(w·[a; b] + c)``
 #: and a bilinear one ``sigmoid(aᵀ W b + c)`` that can learn which pairs belong.
@@ -222,6 +233,41 @@ class LearnableMultiModalConfig:
     encoder_hidden_dropout: float = 0.0
     encoder_skip: bool = False
     learnable_temperature: bool = False
+
+    if TYPE_CHECKING:  # what __post_init__ takes (input_dims and graph_features by modality, lists); the fields
+        # hold it normalised. tests/test_stub.py checks that these parameters are the fields, in order.
+        def __init__(
+            self,
+            embed_dim: int = 64,
+            hidden_dim: int = 128,
+            learning_rate: float = 0.001,
+            num_heads: int = 4,
+            buffer_size: int = 1000,
+            seed: int = 0,
+            input_dims: InputDims = None,
+            graph_features: GraphFeatures = None,
+            binder_kind: str = "additive",
+            temperature: float = 0.1,
+            weight_decay: float = 0.0,
+            grad_clip: Optional[float] = None,
+            fused_neighbors: int = 2,
+            fused_neighbor_space: str = "embeddings",
+            input_distance: str = "columns",
+            contrastive_neighbors: int = 0,
+            contrastive_neighbor_weight: float = 0.2,
+            neighborhood_neighbors: int = 10,
+            neighborhood_temperature: Optional[float] = None,
+            contrastive_pair_power: float = 1.0,
+            encoder_objectives: Optional[Union[Sequence[str], AbstractSet[str]]] = None,
+            fusion_residual: float = 0.0,
+            encoder_hidden: Sequence[int] = (),
+            encoder_output_dim: Optional[int] = None,
+            shared_head: Sequence[int] = (),
+            encoder_input_dropout: float = 0.0,
+            encoder_hidden_dropout: float = 0.0,
+            encoder_skip: bool = False,
+            learnable_temperature: bool = False,
+        ) -> None: ...
 
     def __post_init__(self) -> None:
         for name in ("embed_dim", "hidden_dim", "num_heads", "buffer_size"):
