@@ -20,7 +20,6 @@ import contextlib
 import io
 import json
 import os
-import pickle
 import random
 import resource
 import subprocess

@@ -3,7 +3,6 @@ encode_and_fuse; the distributed fit equals model.fit (bit for bit with one
 worker), survives a killed worker, detects drifting replicas; Ray stays on
 loopback."""
 
-import functools
 import gc
 import os
 import sys

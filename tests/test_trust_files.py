@@ -11,7 +11,6 @@ import math
 import os
 import pickle
 import re
-import resource
 import signal
 import subprocess
 import sys
