@@ -12,7 +12,7 @@ from __future__ import annotations
 import numbers
 from collections.abc import Iterator, Set
 from dataclasses import dataclass
-from typing import Any, Dict, Iterable, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -234,7 +234,7 @@ class Graph:
         return self._g.activations()
 
     @property
-    def labels(self) -> list:
+    def labels(self) -> List[str]:
         """Node labels, one str per node."""
         return self._g.labels()
 
