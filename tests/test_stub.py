@@ -142,3 +142,21 @@ def test_declared_init_is_the_dataclass_init(cls):
     that runs when a field is added."""
     runtime = [(p.name, p.default) for p in inspect.signature(cls).parameters.values()]
     assert _type_checking_init(cls) == runtime
+
+
+def test_stub_constants_have_their_types():
+    """Every module-level constant of _core.pyi exists with the type it says."""
+    simple = {"int": int, "float": float, "str": str}
+    checked = 0
+    for node in ast.parse(STUB).body:
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            name, kind = node.target.id, ast.unparse(node.annotation)
+            assert hasattr(_core, name), f"{name}: in _core.pyi but not in the extension"
+            value = getattr(_core, name)
+            if kind in simple:
+                assert type(value) is simple[kind], f"{name}: {type(value).__name__} in the extension, {kind} in _core.pyi"
+            else:
+                assert kind == "List[str]", kind
+                assert isinstance(value, list) and all(type(v) is str for v in value), name
+            checked += 1
+    assert checked >= 10
