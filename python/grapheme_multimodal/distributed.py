@@ -62,7 +62,9 @@ OUTPUTS = ("fused", "embeddings", "bindings", "hidden_features")
 #: How often one step may lose a worker before :func:`fit` gives up.
 MAX_RESTARTS_PER_STEP = 3
 
-Columns = Mapping[Union[Modality, str], str]
+#: ``{modality or its name: column}``; a Mapping per key type, as Mapping is invariant
+#: in its key (a Dict[str, str] is no Mapping[Union[Modality, str], str]).
+Columns = Union[Mapping[str, str], Mapping[Modality, str], Mapping[Union[Modality, str], str]]
 
 
 class ReplicaDriftError(RuntimeError):
