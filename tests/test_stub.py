@@ -160,3 +160,12 @@ def test_stub_constants_have_their_types():
                 assert isinstance(value, list) and all(type(v) is str for v in value), name
             checked += 1
     assert checked >= 10
+
+
+def test_final_classes_are_final_in_the_stub():
+    """pyo3 classes cannot be subclassed; the stub marks them ``@final`` so a
+    checker says so before the TypeError at import time."""
+    for cls in (_core.Graph, _core.Model, _core.Gate, _core.GateGuard):
+        with pytest.raises(TypeError, match="not an acceptable base type"):
+            type("Sub", (cls,), {})
+        assert f"@final\nclass {cls.__name__}:" in STUB

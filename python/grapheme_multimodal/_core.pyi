@@ -1,7 +1,7 @@
 """Type stubs of the Rust extension `grapheme_multimodal._core` (private;
 use the public API in `grapheme_multimodal`)."""
 
-from typing import Any, List, Literal, Optional, Protocol, Sequence, Tuple, Union
+from typing import Any, List, Literal, Optional, Protocol, Sequence, Tuple, Union, final
 
 import numpy as np
 import numpy.typing as npt
@@ -21,6 +21,7 @@ OBJECTIVE_NAMES: List[str]
 F32 = npt.NDArray[np.float32]
 Bool = npt.NDArray[np.bool_]
 
+@final
 class Graph:
     @staticmethod
     def from_text(text: str, unit: str = "char") -> Graph: ...
@@ -67,6 +68,7 @@ def featurize(
 # arrays are read without Python objects, other sequences are accepted too.
 Component = Tuple[F32, Union[npt.NDArray[np.int64], Sequence[int]], Optional[Union[F32, Sequence[float]]]]
 
+@final
 class Gate:
     """The bookkeeping of ``_locking.ModelLock`` (entered and left through :class:`GateGuard`)."""
 
@@ -79,6 +81,7 @@ class Gate:
     @property
     def busy(self) -> bool: ...
 
+@final
 class GateGuard:
     """``with guard:`` enters one side of a :class:`Gate` (reading, writing, updating)."""
 
@@ -97,6 +100,7 @@ class CoreBatch(Protocol):
     fused: Optional[F32]
     rewards: Optional[F32]
 
+@final
 class Model:
     def __init__(
         self,
