@@ -111,7 +111,7 @@ def test_gate_guard_exit_never_suppresses():
     for guard in (reading, writing):
         guard.__enter__()
         assert guard.__exit__(ValueError, ValueError("x"), None) is False
-    assert "def __exit__(self, _kind: Any, _value: Any, _traceback: Any) -> Literal[False]: ..." in STUB
+    assert "def __exit__(self, _kind: object, _value: object, _traceback: object) -> Literal[False]: ..." in STUB
 
 
 def _type_checking_init(cls):
