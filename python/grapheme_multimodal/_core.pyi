@@ -1,7 +1,7 @@
 """Type stubs of the Rust extension `grapheme_multimodal._core` (private;
 use the public API in `grapheme_multimodal`)."""
 
-from typing import Any, List, Literal, Optional, Protocol, Sequence, Tuple, Union, final
+from typing import List, Literal, Optional, Protocol, Sequence, Tuple, Union, final
 
 import numpy as np
 import numpy.typing as npt
