@@ -6,6 +6,7 @@ clean errors."""
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -155,8 +156,12 @@ def _tree_paths(node, path=()):
         yield from _tree_paths(child, path + (key,))
 
 
+# Copied per draw: sampled_from hands out the same list each time, so a mutation that put [8] in one
+# example's metadata and then appended to it (or put it inside itself) changed it for every later
+# example -- a list holding itself (RecursionError in _tree_paths), and Hypothesis' FlakyStrategyDefinition.
 _EDGE_VALUES = st.sampled_from([None, True, False, 0, 1, -1, 2, 8, 8.0, 0.5, -0.0, 1e-45, 2**31, 2**63, 2**64, 2**128,
-                                10**400, float("nan"), float("inf"), "", "8", "PCG64", [], {}, [8], [3, 1, 2, 1, 1, 1, 1]])
+                                10**400, float("nan"), float("inf"), "", "8", "PCG64", [], {}, [8], [3, 1, 2, 1, 1, 1, 1]]
+                               ).map(copy.deepcopy)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
