@@ -1279,3 +1279,62 @@ def test_fit_with_batch_size_1_still_trains_as_it_warned_it_would() -> None:
     with pytest.warns(UserWarning, match="batch_size: 1"):
         history = model.fit(x, epochs=1, batch_size=1, objectives={"contrastive": 1.0}, progress=False)
     assert model.optimizer_state()["step"] == 4 and history.epochs[0]["contrastive"] > 0
+
+
+def _tiny_views(n: int = 40) -> tuple:
+    rng = np.random.default_rng(7)
+    return rng.normal(size=(n, 5)), rng.normal(size=(n, 4))
+
+
+def test_a_float64_view_below_float32_s_range_is_refused_not_made_constant() -> None:
+    # Cast to float32 a view at the scale of 1e-45 became zeros: the model
+    # standardised a constant view and trained on it without a word.
+    a, b = _tiny_views()
+    m = small_model(input_dims={"visual": 5, "auditory": 4})
+    before = {k: v.copy() for k, v in m.state_dict().items()}
+    with pytest.raises(gm.InvalidValueError, match=r"data\['auditory'\]: column 0's values are at most .* below float32's") as err:
+        m.fit({"visual": a, "auditory": b * 1e-45}, epochs=1, batch_size=20, progress=False)
+    assert err.value.arg == "data['auditory']"
+    assert all(v.tobytes() == before[k].tobytes() for k, v in m.state_dict().items())
+    one_column = b.copy()
+    one_column[:, 2] *= 1e-40  # each column is standardised on its own: one lost column is lost data
+    with pytest.raises(gm.InvalidValueError, match=r"inputs\['auditory'\]: column 2's values"):
+        m.encode({"auditory": one_column})
+    from grapheme_multimodal.sklearn import MultimodalEmbedder
+
+    with pytest.raises(gm.InvalidValueError, match=r"Xs\[1\]: column 0's values"):
+        MultimodalEmbedder(epochs=1).fit([a, b * 1e-45])
+
+
+def test_tiny_values_beside_ordinary_ones_and_in_absent_rows_are_read_as_float32_reads_them() -> None:
+    a, b = _tiny_views()
+    m = small_model(input_dims={"visual": 5, "auditory": 4})
+    some = b.copy()
+    some[3, 1], some[5, 2], some[:, 3] = 1e-300, -1e-42, 0.0  # rounding to 0 beside their column's scale; a zero column
+    np.testing.assert_array_equal(m.encode({"auditory": some}), m.encode({"auditory": some.astype(np.float32)}))
+    mask = np.zeros((len(a), 7), dtype=bool)
+    mask[:, 0], mask[:20, 1] = True, True
+    absent = b.copy()
+    absent[20:] *= 1e-45  # rows the mask marks absent may hold anything
+    assert np.isfinite(m.encode({"visual": a, "auditory": absent}, mask=mask)).all()
+
+
+def test_an_image_below_float32_s_range_is_refused_a_dark_column_is_not() -> None:
+    rng = np.random.default_rng(0)
+    with pytest.raises(gm.InvalidValueError, match="image: its values are at most"):
+        gm.Graph.from_image(rng.random((8, 8)) * 1e-45)
+    image = rng.random((8, 8))
+    image[:, 0] *= 1e-45  # one scale for the whole image: a dark column, not lost data
+    assert gm.Graph.from_image(image).node_count == 64
+
+
+def test_the_cli_refuses_a_file_whose_column_is_below_float32_s_range(tmp_path, capsys) -> None:
+    from grapheme_multimodal.cli import main
+
+    from conftest import cli_train_args
+
+    a, b = _tiny_views()
+    b[:, 1] *= 1e-45
+    assert main(cli_train_args(tmp_path, {"visual": a, "auditory": b}, tmp_path / "m.safetensors")) == 2
+    err = capsys.readouterr().err
+    assert "auditory" in err and "column 1's values are at most" in err and "Traceback" not in err

@@ -229,7 +229,8 @@ def non_finite_message(value: Any) -> str:
 
 
 def as_float32(
-    x: Any, name: str, ndim: int, shape: Optional[tuple] = None, present: Optional[np.ndarray] = None
+    x: Any, name: str, ndim: int, shape: Optional[tuple] = None, present: Optional[np.ndarray] = None,
+    features: bool = False,
 ) -> np.ndarray:
     """`x` as an aligned, C-contiguous float32 array of `ndim` dimensions.
 
@@ -239,7 +240,10 @@ def as_float32(
     value too large for float32 (it would become inf) raises NonFiniteError
     saying so, unless it is not ``present`` (a bool mask over the first axes,
     per row or per row and modality: what a mask marks absent may hold
-    anything; ``None``: everything is present).
+    anything; ``None``: everything is present). With ``features`` (rows of
+    input features, each column standardised by the model), a column whose
+    every value is below float32's normal range raises InvalidValueError:
+    the cast would make it constant without a word.
     """
     if type(x) is np.ndarray and x.dtype == np.float32 and x.flags.c_contiguous and x.flags.aligned:
         arr = x
@@ -252,7 +256,7 @@ def as_float32(
                 f"{name}: an array of shape {real.shape} takes {real.size * 4:,} bytes as float32, more than this "
                 f"machine's memory ({memory_budget():,} bytes); expected fewer rows", name)
         if real.dtype.kind == "f" and real.dtype.itemsize > 4:  # only wider floats can overflow float32
-            arr = float32_of_wide(real, name, present)
+            arr = float32_of_wide(real, name, present, per_column=True if features else None)
         else:
             # asarray, not ascontiguousarray: that makes a 0-d scalar 1-d, and the error then names the wrong shape
             arr = np.asarray(real, dtype=np.float32, order="C")
@@ -273,24 +277,65 @@ _CAST_REPORTS_OVERFLOW = np.lib.NumpyVersion(np.__version__) >= "1.24.0"
 
 
 def float32_of_wide(
-    real: np.ndarray, name: str, present: Optional[np.ndarray] = None, place_of: Optional[Callable[[tuple], str]] = None
+    real: np.ndarray,
+    name: str,
+    present: Optional[np.ndarray] = None,
+    place_of: Optional[Callable[[tuple], str]] = None,
+    per_column: Optional[bool] = None,
 ) -> np.ndarray:
     """``real`` (float64 or wider) as C-contiguous float32; a finite value
     that overflows refused by :func:`_refuse_too_large` (``place_of`` names
-    its index, e.g. a pixel). numpy's own report of the overflow costs no extra
-    pass; older numpy needs one."""
-    with np.errstate(over="raise"):  # inf and NaN pass through the cast without a report
+    its index, e.g. a pixel), and, for data the model reads as features
+    (``per_column`` not None), a column (``True``: of a 2-D array of rows,
+    each column standardised on its own; ``False``: the whole array) whose
+    every value underflows refused by :func:`_refuse_underflow` (weights and
+    embeddings are not checked: a tiny one only rounds to 0). numpy's own report of the overflow or
+    underflow costs no extra pass; older numpy needs one."""
+    with np.errstate(over="raise", under="raise"):  # inf and NaN pass through the cast without a report
         try:
             arr = np.asarray(real, dtype=np.float32, order="C")
-            overflowed = not _CAST_REPORTS_OVERFLOW and bool(np.isinf(arr).any())
+            lost = not _CAST_REPORTS_OVERFLOW and (bool(np.isinf(arr).any()) or _underflowed(real, arr))
         except FloatingPointError:
-            arr, overflowed = None, True
-    if overflowed:
+            arr, lost = None, True
+    if lost:
         _refuse_too_large(real, name, present, place_of)
+        if per_column is not None:
+            _refuse_underflow(real, name, present, per_column)
         if arr is None:
-            with np.errstate(over="ignore"):  # only absent rows overflowed: they become inf, unread
+            # only absent rows overflowed (they become inf, unread), or some values are tiny beside their column's
+            with np.errstate(over="ignore", under="ignore"):
                 arr = np.asarray(real, dtype=np.float32, order="C")
     return arr
+
+
+def _underflowed(real: np.ndarray, arr: np.ndarray) -> bool:
+    """Whether a nonzero value of ``real`` is below float32's normal range in
+    ``arr``, its cast (what numpy from 1.24 reports by itself)."""
+    return bool(np.any((np.abs(arr) < np.finfo(np.float32).tiny) & (real != 0)))
+
+
+def _refuse_underflow(real: np.ndarray, name: str, present: Optional[np.ndarray], per_column: bool) -> None:
+    """InvalidValueError for a column of ``real`` (of the ``present`` rows;
+    ``per_column`` False: the whole array) whose nonzero values all lie below
+    float32's smallest normal number: as float32 they lose their precision
+    or become 0, and a column the model standardises then reads as constant,
+    without a word (a value tiny beside the rest of its column is only
+    rounded, as any float32 value is)."""
+    if real.size == 0:
+        return
+    magnitude = np.where(np.isfinite(real), np.abs(real), 0.0)
+    if real.ndim >= 1 and present is not None and len(present) == len(real):
+        magnitude[~present] = 0.0
+    columns = per_column and real.ndim == 2
+    largest = magnitude.max(axis=0) if columns else magnitude.reshape(1, -1).max(axis=1)
+    tiny = float(np.finfo(np.float32).tiny)
+    lost = np.flatnonzero((largest > 0) & (largest < tiny))
+    if len(lost):
+        where = f"column {int(lost[0])}'s values are" if columns else "its values are"
+        raise InvalidValueError(
+            f"{name}: {where} at most {float(largest[lost[0]]):.3g} in magnitude, below float32's smallest normal "
+            f"number ({tiny:.3g}): the model computes in float32, where they lose their precision or become 0; "
+            "expected the data rescaled (e.g. multiplied by a power of ten) before it is given", name)
 
 
 def _refuse_too_large(

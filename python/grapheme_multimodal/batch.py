@@ -181,7 +181,7 @@ def component_parts(components: Tuple[int, Sequence[Any]], name: str = "componen
         if rows.dtype.kind == "u" and rows.size and int(rows.max()) >= 2**63:
             raise InvalidValueError(f"{arg}.rows: row index {int(rows.max())} is out of range for a batch of {size}", f"{arg}.rows")
         out.append((
-            as_float32(x, f"{arg}.x", 2),
+            as_float32(x, f"{arg}.x", 2, features=True),
             np.ascontiguousarray(rows, dtype=np.int64),
             None if confidences is None else as_float32(confidences, f"{arg}.confidences", 1),
         ))

@@ -143,7 +143,7 @@ def as_feature_rows(values: np.ndarray, what: str) -> np.ndarray:
     if arr.shape[1] == 0:
         raise ShapeError(f"{what}: rows have no values (shape {arr.shape}); expected at least one feature", what)
     if arr.dtype.kind == "f" and arr.dtype.itemsize > 4:
-        arr = float32_of_wide(arr, what)  # names a value too large for float32 by its row
+        arr = float32_of_wide(arr, what, per_column=True)  # names a value too large for float32 by its row
     else:
         arr = arr.astype(np.float32, copy=False)  # freshly read: float32 files need no second copy
     if not np.isfinite(arr).all():

@@ -300,7 +300,8 @@ def _from_float32(arr: np.ndarray, name: str, build: Any) -> "_core.Graph":
     become inf in the cast) is refused naming the value the user gave, by
     the cast shared with the model's inputs (:func:`float32_of_wide`)."""
     if arr.dtype.kind == "f" and arr.dtype.itemsize > 4:
-        a32 = float32_of_wide(arr, name, place_of=lambda at: f"pixel {at}" if arr.ndim == 2 else f"index {at[0]}")
+        # one scale for the whole image or sequence: a dark column of pixels is not lost data
+        a32 = float32_of_wide(arr, name, place_of=lambda at: f"pixel {at}" if arr.ndim == 2 else f"index {at[0]}", per_column=False)
     else:
         a32 = np.ascontiguousarray(arr, dtype=np.float32)
     return build(a32)

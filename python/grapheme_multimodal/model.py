@@ -633,7 +633,7 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
             dim = input_dims[i]
             present = None if mask is None else mask[:, i]
             if type(value) is np.ndarray:
-                arrays[i] = as_float32(value, name, 2, (None, dim), present)
+                arrays[i] = as_float32(value, name, 2, (None, dim), present, features=True)
             elif isinstance(value, (list, tuple)) and value and all(isinstance(g, Graph) for g in value):
                 featurizer = self.config.graph_features[i]
                 if dim != featurizer.dim:
@@ -643,7 +643,7 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
                     )
                 arrays[i] = featurizer(value)
             else:
-                arrays[i] = as_float32(value, name, 2, (None, dim), present)
+                arrays[i] = as_float32(value, name, 2, (None, dim), present, features=True)
         return arrays
 
     def _embeddings_and_mask(self, embeddings: Any, mask: Any) -> Tuple[np.ndarray, np.ndarray]:

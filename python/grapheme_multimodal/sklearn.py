@@ -350,7 +350,7 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
             missing = np.isnan(v).all(axis=1)
             present[:, m.index] = ~missing
             # the model's own cast, done here so that a value beyond float32 is named as Xs[i]
-            inputs[m] = as_float32(v, f"Xs[{i}]", 2, present=~missing)
+            inputs[m] = as_float32(v, f"Xs[{i}]", 2, present=~missing, features=True)
         return inputs, present
 
     def __sklearn_tags__(self) -> Any:
