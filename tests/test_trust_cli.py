@@ -35,6 +35,12 @@ def files(tmp_path_factory):
     (d / "latin1.csv").write_bytes("x,y\n1,2\ncafé,3\n".encode("latin-1"))
     (d / "huge.csv").write_text("a,b\n" + "".join("1e300,2\n" if i == 5 else "1,2\n" for i in range(24)))
     (d / "nan.csv").write_text("".join("nan,2\n" if i == 3 else "1,2\n" for i in range(24)))
+    # pandas' defaults: DataFrame.to_csv() heads a row index with an empty cell (read as a feature), and
+    # to_csv(index=False) writes the default column names 0, 1, 2 (read as an event)
+    (d / "pandas_index.csv").write_text(",0,1,2\n" + "".join(f"{i},0.5,1.5,2.5\n" for i in range(24)))
+    (d / "pandas_columns.csv").write_text("0,1,2\n" + "0.5,1.5,2.5\n" * 24)
+    (d / "named.csv").write_text("x,y,z\n" + "0.5,1.5,2.5\n" * 24)
+    (d / "data_0_1.csv").write_text("0,1\n" + "1,0\n" * 23)  # two columns: 0, 1 is data (a one-hot row)
     (d / "empty.txt").write_text("")
     with (d / "forged.npy").open("wb") as f:
         np.lib.format.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False, "shape": (10**12, 4)})
@@ -82,6 +88,8 @@ def one_line_error(capsys, argv, *words) -> str:
         ("latin1.csv", ["latin1.csv", "not UTF-8"]),
         ("huge.csv", ["row 5", "too large for float32"]),
         ("nan.csv", ["row 3", "NaN or inf"]),
+        ("pandas_index.csv", ["pandas_index.csv", "first cell is empty", "to_csv(index=False)"]),
+        ("pandas_columns.csv", ["pandas_columns.csv", "first row is 0, 1, ..., 2", "to_csv(header=False)"]),
         ("empty.txt", ["has no lines"]),
         ("forged.npy", ["forged.npy", "truncated or corrupt"]),
         ("folder.npy", ["is a directory"]),
@@ -539,3 +547,11 @@ def test_every_flag_errors_are_renamed_to_is_a_train_option() -> None:
     options = {o for action in train._actions for o in action.option_strings}
     assert set(train_flags().values()) <= options, set(train_flags().values()) - options
     assert train_flags()["learning_rate"] == "--lr" and train_flags()["fusion_residual"] == "--fusion-residual"
+
+
+@pytest.mark.parametrize("spec, width", [("named.csv", 3), ("data_0_1.csv", 2)])
+def test_a_named_header_and_a_two_column_first_row_0_1_are_read_as_before(files, spec, width) -> None:
+    from grapheme_multimodal.files import read_modality_file
+
+    values = read_modality_file(gm.Modality.AUDITORY, files / spec).values
+    assert values.shape == (24, width)

@@ -102,7 +102,10 @@ def read_texts(path: Path) -> List[str]:
 
 
 def read_numeric_csv(path: Path) -> np.ndarray:
-    """A numeric CSV as float64; a first row that is not numeric is taken as a header."""
+    """A numeric CSV as float64; a first row that is not numeric is taken as a
+    header. The marks of a pandas frame written with its defaults are refused,
+    not read as data: a header with an empty first cell (a row index column)
+    and a first row ``0, 1, ..., d-1`` (default column names; d >= 3)."""
     try:
         # utf-8-sig: a byte-order mark (Excel's "CSV UTF-8") made the first row non-numeric,
         # and it was dropped as a header
@@ -115,9 +118,21 @@ def read_numeric_csv(path: Path) -> np.ndarray:
     if not rows:
         raise InvalidValueError(f"{path}: the CSV file is empty; expected one row of numbers per event", str(path))
     if not _numeric_row(rows[0]):
+        if len(rows[0]) > 1 and not rows[0][0].strip():
+            # pandas' DataFrame.to_csv() and R's write.csv() head their row index so: the index was read as a feature
+            raise InvalidValueError(
+                f"{path}: the header's first cell is empty, as pandas (DataFrame.to_csv) and R (write.csv) head a row "
+                "index, which would be read as a feature; expected the file without it (to_csv(index=False)), or a "
+                "name in that cell if the column is data", str(path))
         rows = rows[1:]
         if not rows:
             raise InvalidValueError(f"{path}: the CSV file has a header but no data rows; expected one row per event", str(path))
+    elif len(rows[0]) >= 3 and [cell.strip() for cell in rows[0]] == [str(i) for i in range(len(rows[0]))]:
+        # pandas writes a frame's default column names so: the header was read as an event
+        raise InvalidValueError(
+            f"{path}: the first row is 0, 1, ..., {len(rows[0]) - 1}, as pandas writes the default column names of a "
+            "DataFrame, which would be read as an event; expected the file without them (to_csv(header=False)), or, "
+            "if that row is data, a header line of names above it", str(path))
     width = len(rows[0])
     out = np.empty((len(rows), width), np.float64)
     for i, row in enumerate(rows):
