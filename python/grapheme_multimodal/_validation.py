@@ -289,12 +289,14 @@ def float32_of_wide(
     (``per_column`` not None), a column (``True``: of a 2-D array of rows,
     each column standardised on its own; ``False``: the whole array) whose
     every value underflows refused by :func:`_refuse_underflow` (weights and
-    embeddings are not checked: a tiny one only rounds to 0). numpy's own report of the overflow or
-    underflow costs no extra pass; older numpy needs one."""
+    embeddings are not checked: a tiny one only rounds to 0). numpy's own
+    report of the overflow or underflow costs no extra pass; older numpy
+    needs one."""
     with np.errstate(over="raise", under="raise"):  # inf and NaN pass through the cast without a report
         try:
             arr = np.asarray(real, dtype=np.float32, order="C")
-            lost = not _CAST_REPORTS_OVERFLOW and (bool(np.isinf(arr).any()) or _underflowed(real, arr))
+            lost = not _CAST_REPORTS_OVERFLOW and (
+                bool(np.isinf(arr).any()) or (per_column is not None and _underflowed(real, arr)))
         except FloatingPointError:
             arr, lost = None, True
     if lost:
