@@ -106,7 +106,8 @@ def test_defaults_are_the_recipe_and_hold_out_a_validation_slice():
     for name in ("embed_dim", "epochs", "batch_size", "learning_rate", "temperature", "encoder_hidden",
                  "encoder_output_dim", "encoder_input_dropout", "encoder_hidden_dropout", "learnable_temperature",
                  "fused_neighbors", "fused_neighbor_space", "input_distance", "fusion_residual", "contrastive_pair_power", "encoder_skip",
-                 "ema_decay", "validation_fraction", "patience", "min_validation_rows", "cv_folds"):
+                 "ema_decay", "validation_fraction", "patience", "min_validation_rows", "cv_folds",
+                 "neighborhood_neighbors", "neighborhood_temperature"):
         assert getattr(est, name) == getattr(recipe, name), name
     assert LearnableMultiModalConfig().encoder_hidden == ()  # the model's own defaults stay the original's
     Xs, _ = views(400)  # 40 rows held out: enough to stop on (min_validation_rows 32)
@@ -324,3 +325,14 @@ def test_views_given_as_frames_with_different_indexes_are_refused():
     # paired by position on purpose: frames with default indexes, and a frame beside arrays, as before
     est.transform([first.reset_index(drop=True), shuffled.reset_index(drop=True), Xs[2]])
     est.transform([first, Xs[1], Xs[2]])
+
+
+def test_the_neighborhood_option_reaches_the_model():
+    Xs, _ = views(120)
+    est = MultimodalEmbedder(embed_dim=8, hidden_dim=16, num_heads=2, epochs=2, neighborhood_neighbors=4,
+                             neighborhood_temperature=0.3, objectives={"contrastive": 1.0, "neighborhood": 0.2}).fit(Xs)
+    config = est.model_.config
+    assert (config.neighborhood_neighbors, config.neighborhood_temperature) == (4, 0.3)
+    assert "neighborhood" in est.history_.epochs[-1]
+    with pytest.raises(InvalidValueError, match="neighborhood_temperature"):
+        MultimodalEmbedder(epochs=1, neighborhood_temperature=-1.0).fit(Xs)

@@ -55,7 +55,10 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
     ``fused_contrastive`` counts each row's ``fused_neighbors`` nearest rows
     of the batch by their standardised views as positives, every view
     weighing the same, ``fused_neighbor_space="inputs"``,
-    ``input_distance="modalities"``),
+    ``input_distance="modalities"``; the ``neighborhood`` objective, an
+    option outside the recipe, takes its weight from ``objectives`` and its
+    positives and temperature from ``neighborhood_neighbors`` and
+    ``neighborhood_temperature``, ``None``: contrastive's),
     an exponential moving average of the weights per epoch
     (``ema_decay``, ``None``: off; the model ends holding the average),
     at most ``epochs`` epochs, stopping after ``patience`` epochs (0: never) without a
@@ -114,6 +117,8 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
         input_distance: str = _RECIPE.input_distance,
         fusion_residual: float = _RECIPE.fusion_residual,
         contrastive_pair_power: float = _RECIPE.contrastive_pair_power,
+        neighborhood_neighbors: int = _RECIPE.neighborhood_neighbors,
+        neighborhood_temperature: Optional[float] = _RECIPE.neighborhood_temperature,
         ema_decay: Optional[float] = _RECIPE.ema_decay,
         validation_fraction: float = _RECIPE.validation_fraction,
         patience: int = _RECIPE.patience,
@@ -147,6 +152,8 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
         self.input_distance = input_distance
         self.fusion_residual = fusion_residual
         self.contrastive_pair_power = contrastive_pair_power
+        self.neighborhood_neighbors = neighborhood_neighbors
+        self.neighborhood_temperature = neighborhood_temperature
         self.ema_decay = ema_decay
         self.validation_fraction = validation_fraction
         self.patience = patience
@@ -226,6 +233,7 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
             fused_neighbors=self.fused_neighbors, fused_neighbor_space=self.fused_neighbor_space,
             input_distance=self.input_distance,
             fusion_residual=self.fusion_residual, contrastive_pair_power=self.contrastive_pair_power,
+            neighborhood_neighbors=self.neighborhood_neighbors, neighborhood_temperature=self.neighborhood_temperature,
             weights=self.objectives, seed=self.random_state,
         )
         self.model_ = LearnableMultiModal(
