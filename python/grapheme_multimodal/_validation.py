@@ -139,6 +139,8 @@ def _pandas_numeric(x: Any) -> bool:
 
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
+#: float32's smallest normal number: below it a value loses precision or becomes 0.
+FLOAT32_TINY = float(np.finfo(np.float32).tiny)
 
 
 def memory_budget() -> int:
@@ -313,7 +315,7 @@ def float32_of_wide(
 def _underflowed(real: np.ndarray, arr: np.ndarray) -> bool:
     """Whether a nonzero value of ``real`` is below float32's normal range in
     ``arr``, its cast (what numpy from 1.24 reports by itself)."""
-    return bool(np.any((np.abs(arr) < np.finfo(np.float32).tiny) & (real != 0)))
+    return bool(np.any((np.abs(arr) < FLOAT32_TINY) & (real != 0)))
 
 
 def _refuse_underflow(real: np.ndarray, name: str, present: Optional[np.ndarray], per_column: bool) -> None:
@@ -330,13 +332,12 @@ def _refuse_underflow(real: np.ndarray, name: str, present: Optional[np.ndarray]
         magnitude[~present] = 0.0
     columns = per_column and real.ndim == 2
     largest = magnitude.max(axis=0) if columns else magnitude.reshape(1, -1).max(axis=1)
-    tiny = float(np.finfo(np.float32).tiny)
-    lost = np.flatnonzero((largest > 0) & (largest < tiny))
+    lost = np.flatnonzero((largest > 0) & (largest < FLOAT32_TINY))
     if len(lost):
         where = f"column {int(lost[0])}'s values are" if columns else "its values are"
         raise InvalidValueError(
             f"{name}: {where} at most {float(largest[lost[0]]):.3g} in magnitude, below float32's smallest normal "
-            f"number ({tiny:.3g}): the model computes in float32, where they lose their precision or become 0; "
+            f"number ({FLOAT32_TINY:.3g}): the model computes in float32, where they lose their precision or become 0; "
             "expected the data rescaled (e.g. multiplied by a power of ten) before it is given", name)
 
 

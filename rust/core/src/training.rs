@@ -263,12 +263,18 @@ impl<T: Real> LearnableMultiModal<T> {
     /// workers), with [`Self::note_trained_rows`].
     pub fn encoder_rows_of(&self, mask: ArrayView2<bool>, weights: &ObjectiveWeights) -> [u64; NUM_MODALITIES] {
         let mut rows = [0; NUM_MODALITIES];
-        if Objective::ALL.iter().any(|&o| weights.get(o) > 0.0 && self.config.encoder_objectives[o.index()]) {
+        if self.reaches_encoders(weights) {
             for (count, column) in rows.iter_mut().zip(mask.columns()) {
                 *count = column.iter().filter(|&&present| present).count() as u64;
             }
         }
         rows
+    }
+
+    /// Whether an objective `weights` weighs sends its gradient to the
+    /// encoders (`config.encoder_objectives`).
+    fn reaches_encoders(&self, weights: &ObjectiveWeights) -> bool {
+        Objective::ALL.iter().any(|&o| weights.get(o) > 0.0 && self.config.encoder_objectives[o.index()])
     }
 
     /// [`Self::encoder_rows_of`] of a batch: none for recorded embeddings.
@@ -506,7 +512,7 @@ impl<T: Real> LearnableMultiModal<T> {
         let (neighbors, fused_given, neighborhood) = (prefix(k_contrastive), prefix(k_fused), prefix(k_neighborhood));
 
         let mut grads = grads.map(|g| self.layout.view_mut(g));
-        let reaches_encoders = Objective::ALL.iter().any(|&o| weights.get(o) > 0.0 && self.config.encoder_objectives[o.index()]);
+        let reaches_encoders = self.reaches_encoders(weights);
         let mut d_emb = match (&grads, &encoded) {
             (Some(_), Some(_)) if reaches_encoders => Some(Array3::zeros((batch_size, NUM_MODALITIES, e))),
             _ => None,
