@@ -411,36 +411,41 @@ def _train(args: argparse.Namespace) -> int:
     encoder_output_dim = args.encoder_output_dim
     if encoder_output_dim is None and head:
         encoder_output_dim = _RECIPE.encoder_output_dim
+    # The recipe's settings with the flags' values: the model options are the ones uci.train and
+    # MultimodalEmbedder build (TrainingSettings.model_options), not a list of its own to keep in step.
+    settings = TrainingSettings(
+        embed_dim=embed_dim,
+        hidden_dim=_positive(args.hidden_dim, "--hidden-dim"),
+        num_heads=_positive(args.heads, "--heads"),
+        learning_rate=args.lr,
+        binder_kind=args.binder,
+        seed=args.seed,
+        temperature=args.temperature,
+        learnable_temperature=args.learnable_temperature,
+        encoder_hidden=encoder_hidden,
+        encoder_output_dim=encoder_output_dim or None,
+        shared_head=head,
+        encoder_input_dropout=args.encoder_input_dropout,
+        encoder_hidden_dropout=args.encoder_hidden_dropout,
+        encoder_skip=encoder_skip,
+        fused_neighbors=args.fused_neighbors,
+        fused_neighbor_space=args.fused_neighbor_space,
+        input_distance=args.input_distance,
+        contrastive_neighbors=args.contrastive_neighbors,
+        contrastive_neighbor_weight=args.contrastive_neighbor_weight,
+        neighborhood_neighbors=args.neighborhood_neighbors,
+        neighborhood_temperature=args.neighborhood_temperature or None,
+        contrastive_pair_power=args.contrastive_pair_power,
+        encoder_objectives=_encoder_objectives(args.encoder_objectives),
+        fusion_residual=args.fusion_residual,
+        weights=_objective_weights(args.objectives, OBJECTIVES),
+    )
     with _named_by_flags():  # the config's errors name its fields
         model = LearnableMultiModal(
-            embed_dim=embed_dim,
-            hidden_dim=_positive(args.hidden_dim, "--hidden-dim"),
-            num_heads=_positive(args.heads, "--heads"),
-            learning_rate=args.lr,
-            binder_kind=args.binder,
-            seed=args.seed,
             input_dims={f.modality: inputs[f.modality].shape[1] for f in files if not f.is_text},
             graph_features={f.modality: featurizer for f in files if f.is_text},
-            temperature=args.temperature,
-            learnable_temperature=args.learnable_temperature,
-            encoder_hidden=encoder_hidden,
-            encoder_output_dim=encoder_output_dim or None,
-            shared_head=head,
-            encoder_input_dropout=args.encoder_input_dropout,
-            encoder_hidden_dropout=args.encoder_hidden_dropout,
-            encoder_skip=encoder_skip,
-            fused_neighbors=args.fused_neighbors,
-            fused_neighbor_space=args.fused_neighbor_space,
-            input_distance=args.input_distance,
-            contrastive_neighbors=args.contrastive_neighbors,
-            contrastive_neighbor_weight=args.contrastive_neighbor_weight,
-            neighborhood_neighbors=args.neighborhood_neighbors,
-            neighborhood_temperature=args.neighborhood_temperature or None,
-            contrastive_pair_power=args.contrastive_pair_power,
-            encoder_objectives=_encoder_objectives(args.encoder_objectives),
-            fusion_residual=args.fusion_residual,
+            **settings.model_options(),
         )
-    settings = TrainingSettings(weights=_objective_weights(args.objectives, OBJECTIVES))
     if not 0 <= args.validation_split < 1:
         raise InvalidValueError(f"--validation-split: expected a fraction in [0, 1), got {args.validation_split}", "--validation-split")
     if args.early_stopping is not None and args.early_stopping < 0:
