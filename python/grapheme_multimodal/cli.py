@@ -31,7 +31,7 @@ from .config import INPUT_DISTANCES, NEIGHBOR_SPACES
 from .graph import WL_DEFAULT_DIM
 from .exceptions import GraphemeError, InvalidValueError, NonFiniteError, ShapeError, UntrainedModalityWarning
 from .stopping import fit_with_stopping
-from .uci import TrainingSettings, recipe_head, recipe_skip
+from .uci import TrainingSettings, check_weights, recipe_head, recipe_skip
 
 PROG = "grapheme-mm"
 #: ``grapheme-mm train``'s defaults: the package's recipe.
@@ -413,6 +413,8 @@ def _train(args: argparse.Namespace) -> int:
         encoder_output_dim = _RECIPE.encoder_output_dim
     # The recipe's settings with the flags' values: the model options are the ones uci.train and
     # MultimodalEmbedder build (TrainingSettings.model_options), not a list of its own to keep in step.
+    weights = _objective_weights(args.objectives, OBJECTIVES)
+    check_weights(weights, "--objectives")  # else the settings' own name for them, weights
     settings = TrainingSettings(
         embed_dim=embed_dim,
         hidden_dim=_positive(args.hidden_dim, "--hidden-dim"),
@@ -438,7 +440,7 @@ def _train(args: argparse.Namespace) -> int:
         contrastive_pair_power=args.contrastive_pair_power,
         encoder_objectives=_encoder_objectives(args.encoder_objectives),
         fusion_residual=args.fusion_residual,
-        weights=_objective_weights(args.objectives, OBJECTIVES),
+        weights=weights,
     )
     with _named_by_flags():  # the config's errors name its fields
         model = LearnableMultiModal(

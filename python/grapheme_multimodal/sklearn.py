@@ -25,7 +25,7 @@ from .metrics import unit_side_by_side
 from .model import LearnableMultiModal
 from .stopping import fit_with_stopping
 from .types import Modality
-from .uci import TrainingSettings
+from .uci import TrainingSettings, check_weights
 
 #: The recipe whose settings are the estimator's defaults.
 _RECIPE = TrainingSettings()
@@ -216,9 +216,8 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
         # here, else the model's config refused it as `seed`, a name this estimator does not have
         as_seed(self.random_state, "random_state",
                 why=" (None or a RandomState is not taken: training is seeded for exact reruns)")
-        if self.objectives is not None and not isinstance(self.objectives, Mapping):
-            # else dict() in the recipe's settings: "'int' object is not iterable"
-            raise TypeError(f"objectives: expected None or a mapping objective name -> float, got {describe(self.objectives)}")
+        # by this estimator's name for them, before the recipe's settings check them as their `weights`
+        check_weights(self.objectives, "objectives")
         views = _as_views(Xs, self, reset=True)
         self.modalities_ = self._modalities(len(views))
         self.n_views_ = len(views)

@@ -24,12 +24,15 @@ import numpy as np
 from ._validation import as_real_array, describe, renamed
 from .evaluation import ModelEmbedder, view_modalities
 from .evaluation._embedders import view_names
-from .exceptions import GraphemeError, ShapeError
+from .exceptions import GraphemeError, InvalidValueError, ShapeError
 from .model import LearnableMultiModal
+from .objectives import resolve_weights
 from .stopping import fit_with_stopping
 from .types import Modality
 
-__all__ = ["VIEW_MODALITIES", "RECIPE_OBJECTIVES", "TrainingSettings", "recipe_head", "recipe_skip", "train", "fit_views"]
+__all__ = [
+    "VIEW_MODALITIES", "RECIPE_OBJECTIVES", "TrainingSettings", "check_weights", "recipe_head", "recipe_skip", "train", "fit_views",
+]
 
 #: Which modality slot each view occupies (Action, the output modality, stays
 #: empty); what :func:`~grapheme_multimodal.evaluation.view_modalities` gives
@@ -109,6 +112,11 @@ class TrainingSettings:
     (:func:`~grapheme_multimodal.training.fit`'s option; ``None``: off):
     the model ends holding the average at the best epoch.
     Everything random is drawn from ``seed``.
+
+    ``weights`` is checked when the settings are made (:func:`check_weights`),
+    its errors naming ``weights``: the other fields are the model's config
+    fields or :func:`~grapheme_multimodal.training.fit`'s options, which
+    check them by those names when :func:`train` runs.
     """
 
     binder_kind: str = "bilinear"
@@ -144,6 +152,11 @@ class TrainingSettings:
     min_validation_rows: int = 32
     cv_folds: int = 5
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        # Here, not when train runs: fit named the mistake "objectives", its own
+        # argument, which these settings do not have.
+        check_weights(self.weights, "weights")
 
     def model_options(self) -> Dict[str, object]:
         """The :class:`LearnableMultiModal` keywords these settings choose."""
@@ -193,6 +206,25 @@ class TrainingSettings:
         contrastive loss, or the total when there is no view pair or the
         objectives leave contrastive out."""
         return "val_contrastive" if n_views >= 2 and self.objectives.get("contrastive", 0) > 0 else "val_total"
+
+
+def check_weights(weights: Any, name: str = "weights") -> None:
+    """Refuses objective weights the recipe cannot train with, by the
+    caller's argument ``name`` (``TrainingSettings(weights=...)``; the
+    estimator's ``objectives``; ``grapheme-mm train --objectives``): not
+    ``None`` or a mapping (``TypeError``); an unknown objective, a weight
+    that is not a finite number >= 0, seed_consistency weighted (the views
+    have no recorded fused embeddings), or every weight 0 (``InvalidValueError``)."""
+    if weights is None:
+        return
+    if not isinstance(weights, Mapping):
+        raise TypeError(f"{name}: expected None or a mapping objective name -> float, got {describe(weights)}")
+    chosen = resolve_weights(weights, False, name)
+    if not any(w > 0 for w in chosen):
+        raise InvalidValueError(
+            f"{name}: every weight is 0 ({dict(weights)}); expected at least one objective with a weight > 0 "
+            "(None: the recipe's, RECIPE_OBJECTIVES)", name,
+        )
 
 
 #: ``train``'s views: keyed by modality name or :class:`Modality` (one
