@@ -95,7 +95,7 @@ class WeightAverage:
         if self.count == 0:
             return None
         applied = self.applied_to(model.state_dict())
-        model.load_state_dict(self.averaged_weights())
+        model._load_state_dict(self.averaged_weights())
         return applied
 
     def applied_to(self, trained: Mapping[str, np.ndarray]) -> "WeightAverage":
@@ -156,7 +156,7 @@ def resume(model: "LearnableMultiModal", decay: Optional[float]) -> Optional[Wei
     if decay is None:
         return None
     if previous is not None and previous.holds(model.state_dict()):  # holds: applied, and unchanged since
-        model.load_state_dict(previous.trained)
+        model._load_state_dict(previous.trained)
         return replace(previous, decay=decay, trained=None)
     return WeightAverage.start(decay)
 

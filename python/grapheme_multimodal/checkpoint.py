@@ -36,8 +36,12 @@ METADATA_KEYS = ("library_version", "config", "optimizer", "epochs_trained", "hi
 #: Written only when there is something to say (files without them load as before):
 #: ``trained_rows`` (per modality name, the rows that trained its encoder) when it is
 #: known, unless nothing trained (a file without it loads with none trained when its
-#: model had not trained at all, else with the record unknown, None).
-OPTIONAL_METADATA_KEYS = ("weight_average", "trained_rows")
+#: model had not trained at all, else with the record unknown, None);
+#: ``trained_without_encoders`` (``true``) beside rows that are all 0 when the model
+#: took training steps that reached no encoder (recorded embeddings): it warns of
+#: its untrained encoders as it did before saving (a file without it, with all 0,
+#: loads as a model that never trained, which does not warn).
+OPTIONAL_METADATA_KEYS = ("weight_average", "trained_rows", "trained_without_encoders")
 
 
 def checkpoint_state(model: "LearnableMultiModal", include_experience: bool = True) -> Tuple[Dict[str, np.ndarray], Dict[str, Any]]:
@@ -64,9 +68,11 @@ def checkpoint_state(model: "LearnableMultiModal", include_experience: bool = Tr
             "history": [dict(record) for record in _checked_history(model.history, "model.history")],
             "experience": None,
         }
-        trained = model._core.trained_rows()
-        if trained is not None and (any(trained) or _has_trained(opt["step"], opt["rng_counter"], model.epochs_trained)):
+        trained, stepped = model._core.trained_rows(), model._core.has_trained()
+        if trained is not None and (stepped or _has_trained(opt["step"], opt["rng_counter"], model.epochs_trained)):
             meta["trained_rows"] = {str(m): int(n) for m, n in zip(Modality, trained)}
+            if stepped and not any(trained):
+                meta["trained_without_encoders"] = True
         average = model._weight_average
         if average is not None and average.trained is None:
             # fit is running, its average not applied (a metrics function saves): written as
@@ -121,10 +127,14 @@ def load_checkpoint(path: PathLike) -> "LearnableMultiModal":
         raise CheckpointError(f"path: {str(path)!r} is not a valid checkpoint: {_text(exc)}{_version_note(meta)}", "path") from None
 
 
-def model_from_state(tensors: Mapping[str, Any], meta: Mapping[str, Any], gradients: Any = None) -> "LearnableMultiModal":
+def model_from_state(
+    tensors: Mapping[str, Any], meta: Mapping[str, Any], gradients: Any = None, pending_rows: Any = None
+) -> "LearnableMultiModal":
     """Inverse of :func:`checkpoint_state` (also what unpickling runs), with
     ``gradients`` (flat float32, layout order) as the accumulated gradients
-    when given. Bad input is a :class:`CheckpointError` (or :class:`TooLargeError`)."""
+    when given, of batches whose encoder rows (per slot) were
+    ``pending_rows`` (which the next ``step`` records; None: none). Bad
+    input is a :class:`CheckpointError` (or :class:`TooLargeError`)."""
     try:
         if not isinstance(tensors, Mapping):
             raise InvalidValueError(f"tensors: expected a mapping name -> array, got {type(tensors).__name__}", "tensors")
@@ -145,7 +155,17 @@ def model_from_state(tensors: Mapping[str, Any], meta: Mapping[str, Any], gradie
                 raise InvalidValueError(
                     f"gradients: expected float32 of shape ({model.num_parameters()},), got {describe(gradients)}", "gradients"
                 )
-            model._core.set_flat_grad(gradients)
+            if pending_rows is not None and not (
+                isinstance(pending_rows, (list, tuple)) and len(pending_rows) == len(Modality)
+                and all(not isinstance(n, bool) and isinstance(n, int) and 0 <= n < 2**64 for n in pending_rows)
+            ):
+                raise InvalidValueError(
+                    f"pending_rows: expected an int >= 0 for each of the {len(Modality)} modalities, got {describe(pending_rows)}",
+                    "pending_rows",
+                )
+            model._core.set_flat_grad(gradients, pending_rows)
+        elif pending_rows is not None:
+            raise InvalidValueError("pending_rows: given without gradients; expected them only beside gradients", "pending_rows")
         return model
     except (KeyError, TypeError, ValueError) as exc:
         if isinstance(exc, TooLargeError):
@@ -196,7 +216,7 @@ def _new_model(meta: Mapping[str, Any]) -> "LearnableMultiModal":
 
 def _restore(model: "LearnableMultiModal", tensors: Dict[str, np.ndarray], meta: Mapping[str, Any]) -> "LearnableMultiModal":
     """Fills the fresh ``model`` (of ``meta``'s config) from checked tensors."""
-    model.load_state_dict(_strip(tensors, _PARAM))
+    model._load_state_dict(_strip(tensors, _PARAM))
     opt = meta["optimizer"]
     if not isinstance(opt, Mapping) or set(opt) != {"step", "rng_counter"}:
         raise InvalidValueError(f"optimizer: expected {{'step': int, 'rng_counter': int}}, got {opt!r}", "optimizer")
@@ -217,7 +237,7 @@ def _restore(model: "LearnableMultiModal", tensors: Dict[str, np.ndarray], meta:
             model.set_normalization(m, mean, std)
     model.epochs_trained = _checked_epochs(meta["epochs_trained"])
     model.history = _checked_history(meta["history"])
-    model._set_trained_rows(_checked_trained_rows(meta, opt))
+    model._set_trained_rows(*_checked_trained_rows(meta, opt))
     if meta["experience"] is not None:
         buffer = ExperienceBuffer.from_state(_strip(tensors, _EXP), meta["experience"])
         try:
@@ -240,20 +260,33 @@ def _checked_epochs(epochs: Any, name: str = "epochs_trained") -> int:
     return int(epochs)
 
 
-def _checked_trained_rows(meta: Mapping[str, Any], opt: Mapping[str, Any]) -> Optional[List[int]]:
-    """The record of trained modalities (per slot) of ``meta``: its
-    ``trained_rows`` (every modality name to an int >= 0); without one (a
+def _checked_trained_rows(meta: Mapping[str, Any], opt: Mapping[str, Any]) -> Tuple[Optional[List[int]], bool]:
+    """The record of trained modalities of ``meta``: ``(rows per slot, whether
+    steps that reached no encoder were taken)``, from its ``trained_rows``
+    (every modality name to an int >= 0) and ``trained_without_encoders``
+    (``true``, only beside rows that are all 0); without ``trained_rows`` (a
     file from before the record), none trained when nothing had (no step,
     no gradient, no epoch), else None (not known)."""
     rows = meta.get("trained_rows")
+    without = meta.get("trained_without_encoders")
     if rows is None:
-        return None if _has_trained(opt["step"], opt["rng_counter"], meta["epochs_trained"]) else [0] * len(Modality)
+        if without is not None:
+            raise InvalidValueError(
+                "trained_without_encoders: given without trained_rows; expected it only beside them", "trained_without_encoders"
+            )
+        known = not _has_trained(opt["step"], opt["rng_counter"], meta["epochs_trained"])
+        return ([0] * len(Modality) if known else None), False
     names = [str(m) for m in Modality]
     if not isinstance(rows, Mapping) or sorted(rows) != sorted(names) or not all(
         not isinstance(n, bool) and isinstance(n, int) and 0 <= n < 2**64 for n in rows.values()
     ):
         raise InvalidValueError(f"trained_rows: expected an int >= 0 for each of {names}, got {rows!r:.200}", "trained_rows")
-    return [rows[name] for name in names]
+    if without is not None and (without is not True or any(rows.values())):
+        raise InvalidValueError(
+            f"trained_without_encoders: expected true, and only beside trained_rows that are all 0; got {without!r:.40} "
+            f"beside {rows!r:.200}", "trained_without_encoders",
+        )
+    return [rows[name] for name in names], without is True
 
 
 def _has_trained(step: int, rng_counter: int, epochs_trained: int) -> bool:

@@ -684,14 +684,15 @@ def _info(args: argparse.Namespace) -> int:
     print(f"parameters: {model.num_parameters():,}")
     print(f"config: embed_dim={c.embed_dim} hidden_dim={c.hidden_dim} num_heads={c.num_heads} "
           f"binder={c.binder_kind} learning_rate={c.learning_rate} seed={c.seed}")
-    trained = model.trained_modalities  # None: a file from before the record; {}: never trained
+    trained = model.trained_modalities  # None: not known (a file from before the record); {}: no encoder trained
+    stepped = bool(model._core.has_trained())  # a step recorded: then {} is of steps that reached no encoder
     for m in Modality:
         norm = ", standardised" if model.normalization(m) is not None else ""
         feats = c.graph_featurizer(m)
         takes = f"vectors of {c.input_dim(m)}"
         if feats.dim == c.input_dim(m):
             takes += f" or graphs/text via {feats.kind}"
-        if trained:
+        if trained is not None and stepped:
             norm += f", trained on {trained[m]:,} rows" if m in trained else ", never trained"
         print(f"  {str(m):<15} {takes}{norm}")
     opt = model.optimizer_state()

@@ -573,10 +573,15 @@ class _RaySteps(Steps):
 
         results = self._on_all(call)[: len(bounds) - 1]
         grads, losses = _weighted_mean(results, np.diff(bounds))
-        _apply_flat(self.model, grads, self.lr)
-        if self.dataset is not None:
+        # The record of trained modalities notes the step's rows, as the local train_step
+        # does, in the same write as the update; recorded embeddings (no dataset of
+        # inputs) train no encoder, but the step is an update all the same.
+        if self.dataset is None:
+            mask = np.zeros((0, NUM_MODALITIES), bool)
+        else:
             mask = self.dataset.mask_of(rows)
-            _note_trained_rows(self.model, mask if keep is None else mask & keep, self.weights)
+            mask = mask if keep is None else mask & keep
+        _apply_flat(self.model, grads, self.lr, mask, self.weights)
         self.pending = ray.put(grads)
         self.counter += len(results)
         return losses
@@ -663,17 +668,20 @@ def _replica_state(model: LearnableMultiModal) -> Tuple[Dict[str, np.ndarray], D
 
 
 @writes
-def _apply_flat(model: LearnableMultiModal, grads: np.ndarray, lr: Optional[float]) -> None:
+def _apply_flat(
+    model: LearnableMultiModal, grads: np.ndarray, lr: Optional[float],
+    mask: Optional[np.ndarray] = None, weights: Optional[List[float]] = None,
+) -> None:
     """``model.apply_gradients`` of flat gradients (layout order), holding
-    the model's write lock like every method that changes it."""
-    model._core.apply_gradients(grads, lr)
-
-
-@writes
-def _note_trained_rows(model: LearnableMultiModal, mask: np.ndarray, weights: List[float]) -> None:
-    """Adds a step's rows (presence ``mask [B, 7]``) to the model's record of
-    trained modalities, as its own ``train_step`` does."""
-    model._core.note_trained_rows(np.ascontiguousarray(mask, dtype=bool), weights)
+    the model's write lock like every method that changes it. With the
+    presence ``mask [B, 7]`` of the step's rows (and the objectives'
+    ``weights``), the model's record of trained modalities notes those rows,
+    as its own ``train_step`` does (in the same call: a refused update
+    notes nothing)."""
+    if mask is None:
+        model._core.apply_gradients(grads, lr)
+    else:
+        model._core.apply_gradients(grads, lr, np.ascontiguousarray(mask, dtype=bool), weights)
 
 
 @writes

@@ -85,8 +85,11 @@ class UntrainedModalityWarning(UserWarning):
     batch held: its encoder still has its random initial weights, so its
     embeddings (and whatever is fused or bound from them) carry no learned
     meaning. ``model.trained_modalities`` says which modalities trained.
-    Not raised by a model that never trained, nor by one loaded from a
-    checkpoint that predates the record (nothing is known there).
+    A model trained only on recorded embeddings (its steps reached no
+    encoder) raises it for every modality. Not raised by a model that never
+    trained, nor by one whose record is not known: loaded from a checkpoint
+    that predates the record, or given other encoder weights with
+    ``load_state_dict``.
     Silence it, where intended, with ``warnings.filterwarnings("ignore",
     category=gm.UntrainedModalityWarning)``."""
 

@@ -159,7 +159,16 @@ class LearningMixin:
         gradients are left as they are. An update that would make a weight
         or moment non-finite is refused whole (nothing changes); inside Adam
         each gradient is bounded at ``±9.2e18``, so its moments never
-        overflow."""
+        overflow.
+
+        Gradients that reach an encoder train it: the record of
+        :attr:`trained_modalities` adds one row to each modality whose
+        encoder's own tensors (``encoder.<modality>.*``) get a nonzero
+        gradient. The rows of the batch the gradients came from are not
+        known here; one is the least that made a nonzero gradient, so the
+        count is a lower bound (``train_step`` and :func:`fit` count the
+        batches' rows). The update counts as a training step either way
+        (see :class:`UntrainedModalityWarning`)."""
         flat = self._flatten(grads, "grads")
         lr = self._learning_rate(lr)
         self._core.apply_gradients(flat, lr)

@@ -300,12 +300,41 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
     def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True) -> None:
         """Loads parameters by name. With ``strict`` the names must match
         exactly; shapes must always match and values be finite. Nothing is
-        changed unless every tensor is valid."""
+        changed unless every tensor is valid.
+
+        Weights loaded into an encoder (an ``encoder.<modality>.*`` tensor
+        whose values change) were trained elsewhere, on data this model
+        never saw: the record of :attr:`trained_modalities` becomes ``None``
+        (not known, so no :class:`UntrainedModalityWarning`; it stays
+        unknown as the model trains on, as for a checkpoint from before the
+        record). A load that leaves every encoder's own tensors as they
+        were (other components only, with ``strict=False``, or the same
+        values) keeps the record."""
         strict = check_flag(strict, "strict")  # "False" would be true: the strict check, not what was asked
         staged = self._checked_tensors(state_dict, "state_dict", strict, note=" (strict=True)")
+        foreign = any(
+            name.startswith("encoder.") and not np.array_equal(arr, self._core.get_param(name)) for name, arr in staged.items()
+        )
         with uninterrupted():  # one call per tensor: Ctrl-C between two would load half
-            for name, arr in staged.items():
-                self._core.set_param(name, arr)
+            self._set_params(staged)
+            if foreign:
+                self._core.set_trained_rows(None)
+
+    @writes
+    def _load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """:meth:`load_state_dict` (strict) for the package's own restores
+        of this model's weights (fit's best epoch and its undo, the weight
+        average, a checkpoint): the record of :attr:`trained_modalities` is
+        theirs to keep or set, and is left as it is."""
+        staged = self._checked_tensors(state_dict, "state_dict", True, note=" (strict=True)")
+        with uninterrupted():
+            self._set_params(staged)
+
+    def _set_params(self, staged: Mapping[str, np.ndarray]) -> None:
+        """Sets checked tensors (:meth:`_checked_tensors`), one call each; under
+        the write lock and :func:`uninterrupted`."""
+        for name, arr in staged.items():
+            self._core.set_param(name, arr)
 
     def clear_cache(self) -> None:
         """Forgets cached per-event embeddings (they are never used once the
@@ -381,17 +410,25 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         ``distributed.fit``) whose weighted objectives reach the encoders
         (those of epochs that early stopping rolled back included, as in
         ``epochs_trained``). Batches of recorded embeddings train no
-        encoder and count nothing; nor does a refused step, nor
-        :meth:`apply_gradients` (gradients of batches it does not see).
-        ``{}`` for a model that never trained. ``None`` when it is not
-        known: a model loaded from a checkpoint written before the record
-        existed, by a model that had trained (it stays unknown as that
-        model trains on). Saved in checkpoints and copies. Weights set
-        with :meth:`load_state_dict` are not tracked.
+        encoder and count nothing; nor does a refused step.
+        :meth:`apply_gradients`, which does not see the batch its gradients
+        came from, adds one row (a lower bound) to each modality whose
+        encoder's own tensors (``encoder.<modality>.*``) get a nonzero
+        gradient. ``{}`` when no encoder trained: a fresh model, or one
+        whose steps reached no encoder (recorded embeddings, or
+        ``encoder_objectives`` leaving the weighted objectives out).
+        ``None`` when it is not known: a model loaded from a checkpoint
+        written before the record existed, by a model that had trained, or
+        one whose encoders got weights from elsewhere through
+        :meth:`load_state_dict` (it stays unknown as the model trains on).
+        Saved in checkpoints and copies.
 
-        A model that has trained warns (:class:`UntrainedModalityWarning`)
-        when asked to encode a modality missing here: its encoder has its
-        random initial weights."""
+        A model that has taken a training step warns
+        (:class:`UntrainedModalityWarning`) when asked to encode a modality
+        missing here: its encoder has its random initial weights. That
+        includes a model trained only on recorded embeddings, all of whose
+        encoders are as initialised; a fresh model, or one whose record is
+        ``None``, does not warn."""
         rows = self._core.trained_rows()
         if rows is None:
             return None
@@ -510,6 +547,9 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
             state = {"tensors": tensors, "meta": meta}
             if self._core.has_gradients():  # a copy steps as its original does (a checkpoint holds none)
                 state["gradients"] = self._core.get_flat_grad()
+                pending = self._core.pending_rows()
+                if any(pending):  # and records the rows of its backward()s, as the original's step would
+                    state["pending_rows"] = pending
         # A subclass's attributes, and those a user set, go as they are (they were dropped).
         attributes = {k: v for k, v in self.__dict__.items() if k not in _REBUILT_ATTRIBUTES}
         if attributes:
@@ -519,17 +559,20 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
     def __setstate__(self, state: Dict[str, Any]) -> None:
         from .checkpoint import model_from_state
 
-        if not isinstance(state, dict) or not {"tensors", "meta"} <= set(state) <= {"tensors", "meta", "gradients", "attributes"}:
+        keys = {"tensors", "meta", "gradients", "pending_rows", "attributes"}
+        if not isinstance(state, dict) or not {"tensors", "meta"} <= set(state) <= keys:
             got = sorted(state) if isinstance(state, dict) else type(state).__name__
             raise CheckpointError(
-                f"state: expected a pickled model's {{'tensors', 'meta'}} (and 'gradients', 'attributes'), got {got}", "state"
+                f"state: expected a pickled model's {{'tensors', 'meta'}} (and 'gradients', 'pending_rows', 'attributes'), "
+                f"got {got}", "state"
             )
         attributes = state.get("attributes", {})
         if not isinstance(attributes, dict) or not all(isinstance(k, str) and k not in _REBUILT_ATTRIBUTES for k in attributes):
             raise CheckpointError(
                 f"state: expected 'attributes' by name, none of the model's own, got {describe(attributes)}", "state"
             )
-        self.__dict__.update(model_from_state(state["tensors"], state["meta"], state.get("gradients")).__dict__)
+        rebuilt = model_from_state(state["tensors"], state["meta"], state.get("gradients"), state.get("pending_rows"))
+        self.__dict__.update(rebuilt.__dict__)
         self.__dict__.update(attributes)
 
     def __repr__(self) -> str:
@@ -541,13 +584,15 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
 
     # --------------------------------------------------------------- internals
     @writes
-    def _set_trained_rows(self, rows: Optional[Sequence[int]]) -> None:
-        """Restores the record of :attr:`trained_modalities` (per slot; None: not known)."""
-        self._core.set_trained_rows(None if rows is None else [int(n) for n in rows])
+    def _set_trained_rows(self, rows: Optional[Sequence[int]], trained: bool = False) -> None:
+        """Restores the record of :attr:`trained_modalities` (per slot; None:
+        not known) and whether it holds a step (``trained``, which counts only
+        beside rows that are all 0: a step that reached no encoder)."""
+        self._core.set_trained_rows(None if rows is None else [int(n) for n in rows], bool(trained))
 
     def _untrained(self) -> Tuple[Tuple[int, ...], Sequence[int]]:
         """``(slots, record)``: the slots whose encoders no training step
-        trained, of a model that has trained (``()`` otherwise, or when
+        trained, of a model that has taken a step (``()`` otherwise, or when
         nothing is known), and the record per slot; cached per state version
         (read before the record: a writer that changes it after makes the
         entry stale, never wrong)."""
@@ -555,7 +600,8 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         version = self._version
         if cached is None or cached[0] != version:
             rows = self._core.trained_rows()
-            untrained = () if rows is None or not any(rows) else tuple(m for m, n in enumerate(rows) if not n)
+            trained = rows is not None and (any(rows) or self._core.has_trained())
+            untrained = tuple(m for m, n in enumerate(rows) if not n) if trained else ()
             cached = (version, untrained, rows or ())
             self.__dict__["_untrained_for"] = cached
         return cached[1], cached[2]
@@ -731,6 +777,12 @@ def untrained_message(m: int, rows: Sequence[int]) -> str:
     """What :class:`UntrainedModalityWarning` says of slot ``m``, given the
     record ``rows`` (per slot) of a model that has trained."""
     trained = ", ".join(_name(i) for i, n in enumerate(rows) if n)
+    if not trained:  # steps that reached no encoder: recorded embeddings, or encoder_objectives
+        return (
+            f"modality {_name(m)!r}: no training step of this model reached an encoder (it trained on recorded "
+            "embeddings, or on objectives encoder_objectives keeps from the encoders); its encoder has its initial "
+            "random weights, so its embeddings (and what is fused from them) are not learned"
+        )
     return (
         f"modality {_name(m)!r} was never present in a training batch (trained: {trained}); "
         "its encoder has its initial random weights, so its embeddings (and what is fused from them) are not learned"

@@ -290,7 +290,7 @@ def _train(
             bar.close()
     with model._lock.writing(), uninterrupted():  # weights, Adam state and average of one epoch
         if best_state is not None and history.best_epoch != model.epochs_trained:
-            model.load_state_dict(best_state[0])
+            model._load_state_dict(best_state[0])  # the record keeps the rolled-back epochs' rows
             model.load_optimizer_state(best_state[1])
             average = best_state[2]
         if average is not None:
@@ -381,11 +381,13 @@ class _TrainingState:
     weights: Dict[str, np.ndarray]
     optimizer: Dict[str, Any]
     gradients: Optional[np.ndarray]  # flat; None: none accumulated
+    pending_rows: List[int]  # the encoder rows of those gradients, which step records
     normalization: List[Any]
     epochs_trained: int
     history_length: int
     weight_average: Optional[WeightAverage]
     trained_rows: Optional[List[int]]  # None: not known
+    has_trained: Optional[bool]  # a step recorded (with rows all 0: none reached an encoder)
 
     @classmethod
     def of(cls, model: "LearnableMultiModal") -> "_TrainingState":
@@ -394,27 +396,29 @@ class _TrainingState:
                 weights=model.state_dict(),
                 optimizer=model.optimizer_state(),
                 gradients=model._core.get_flat_grad() if model._core.has_gradients() else None,
+                pending_rows=model._core.pending_rows(),
                 normalization=[model.normalization(m) for m in range(NUM_MODALITIES)],
                 epochs_trained=model.epochs_trained,
                 history_length=len(model.history),
                 weight_average=model._weight_average,
                 trained_rows=model._core.trained_rows(),
+                has_trained=model._core.has_trained(),
             )
 
     def restore(self, model: "LearnableMultiModal") -> None:
         with model._lock.writing(), uninterrupted():  # a second Ctrl-C must not cut the restore in half
-            model.load_state_dict(self.weights)
+            model._load_state_dict(self.weights)
             model.load_optimizer_state(self.optimizer)
             if self.gradients is None:
                 model.zero_grad()
             else:
-                model._core.set_flat_grad(self.gradients)
+                model._core.set_flat_grad(self.gradients, self.pending_rows)  # a step after records their rows, as before
             for m, stats in enumerate(self.normalization):
                 model.set_normalization(m, *(stats if stats is not None else (None, None)))
             model.epochs_trained = self.epochs_trained
             del model.history[self.history_length :]
             model._weight_average = self.weight_average
-            model._set_trained_rows(self.trained_rows)
+            model._set_trained_rows(self.trained_rows, bool(self.has_trained))
 
 
 # --------------------------------------------------------------------- steps

@@ -51,6 +51,10 @@ pub struct LearnableMultiModal<T> {
     /// encoders in an accepted update (see `training.rs`); `None` when not
     /// known (a model restored from a file that predates the record).
     pub(crate) trained_rows: Option<[u64; NUM_MODALITIES]>,
+    /// Whether the record holds an accepted update, whether or not it
+    /// reached an encoder: with every row 0, a model that trained only what
+    /// follows the encoders (recorded embeddings) rather than a fresh one.
+    pub(crate) trained_any: bool,
     /// Those rows of the accumulated gradients (the `backward`s since the
     /// last `zero_grad`), added to `trained_rows` when `step` applies them.
     pub(crate) pending_rows: [u64; NUM_MODALITIES],
@@ -235,6 +239,7 @@ impl<T: Real> LearnableMultiModal<T> {
             params_bound: None,
             rng_counter: 0,
             trained_rows: Some([0; NUM_MODALITIES]),
+            trained_any: false,
             pending_rows: [0; NUM_MODALITIES],
             normalizers: vec![None; NUM_MODALITIES],
             transposed: OnceLock::new(),

@@ -8,14 +8,15 @@
 //! the training state is exactly: weights, gradients, Adam state, counter.
 //!
 //! Beside it, a record of which encoders were trained (`trained_rows`: per
-//! modality, the input rows of the accepted updates), which changes no
-//! computation: a modality no batch held keeps its random initial encoder.
+//! modality, the input rows of the accepted updates; `has_trained`: whether
+//! there was any accepted update), which changes no computation: a modality
+//! no batch held keeps its random initial encoder.
 
 use crate::adam::{AdamSettings, OverflowCause, Refusal, StepReport, MAX_STEP};
 use crate::batch::{input_arg, EncoderInput};
 use crate::error::{fmt_value, Error, Result};
 use crate::model::LearnableMultiModal;
-use crate::modality::NUM_MODALITIES;
+use crate::modality::{Modality, NUM_MODALITIES};
 use crate::objectives::input_neighbors::{input_neighbors, pooled_rows, RowInputs};
 use crate::objectives::{self, objective_rng, GradSink, Losses, Neighbors, Objective, ObjectiveWeights, NUM_OBJECTIVES};
 use crate::objectives::fused_contrastive::{FusedNeighbors, NeighborSpace};
@@ -236,23 +237,39 @@ impl<T: Real> LearnableMultiModal<T> {
     /// Per modality, how many rows of input batches trained its encoder:
     /// rows where it was present, summed over the accepted updates
     /// (`train_step`, or `step` after `backward`) whose weighted objectives
-    /// reach the encoders. Recorded embeddings train no encoder and count
-    /// nothing. `None` when not known (see [`Self::set_trained_rows`]).
+    /// reach the encoders; [`Self::apply_gradients`], which does not see the
+    /// batch, adds one row (a lower bound) to each modality whose encoder
+    /// it gives a nonzero gradient. Recorded embeddings train no encoder and
+    /// count nothing (but the update counts in [`Self::has_trained`]).
+    /// `None` when not known (see [`Self::set_trained_rows`]).
     pub fn trained_rows(&self) -> Option<[u64; NUM_MODALITIES]> {
         self.trained_rows
     }
 
-    /// Restores a record from [`Self::trained_rows`] (a checkpoint's);
-    /// `None`: not known, as for a file that predates the record, and it
-    /// stays unknown as training goes on.
-    pub fn set_trained_rows(&mut self, rows: Option<[u64; NUM_MODALITIES]>) {
-        self.trained_rows = rows;
+    /// Whether the record holds an accepted update, whether or not it
+    /// reached an encoder (`None` when the record is not known): `Some(true)`
+    /// with every row 0 is a model that trained only what follows the
+    /// encoders (on recorded embeddings, or with `config.encoder_objectives`
+    /// leaving its objectives out), whose encoders are all as initialised.
+    pub fn has_trained(&self) -> Option<bool> {
+        self.trained_rows.map(|rows| self.trained_any || rows.iter().any(|&n| n > 0))
     }
 
-    /// Adds `rows` (per modality) to the record, saturating.
+    /// Restores a record from [`Self::trained_rows`] and [`Self::has_trained`]
+    /// (a checkpoint's; `trained` counts only beside rows that are all 0);
+    /// `None`: not known, as for a file that predates the record, or weights
+    /// loaded from elsewhere, and it stays unknown as training goes on.
+    pub fn set_trained_rows(&mut self, rows: Option<[u64; NUM_MODALITIES]>, trained: bool) {
+        self.trained_rows = rows;
+        self.trained_any = rows.is_some() && trained;
+    }
+
+    /// Adds the rows (per modality, saturating) of one accepted update to
+    /// the record.
     pub fn note_trained_rows(&mut self, rows: [u64; NUM_MODALITIES]) {
         if let Some(trained) = self.trained_rows.as_mut() {
             add_rows(trained, rows);
+            self.trained_any = true;
         }
     }
 
@@ -297,8 +314,23 @@ impl<T: Real> LearnableMultiModal<T> {
 
     /// Makes `grads` (layout order, finite) the accumulated gradients, as a
     /// copy of a model holds its original's (`has_gradients()` is then
-    /// true). On error nothing changes.
+    /// true), of batches not known here: `step` records no rows for them
+    /// ([`Self::set_gradients_of_rows`] says whose they are). On error
+    /// nothing changes.
     pub fn set_gradients(&mut self, grads: &[T]) -> Result<()> {
+        self.set_gradients_of_rows(grads, [0; NUM_MODALITIES])
+    }
+
+    /// The encoder rows of the accumulated gradients (their `backward`s'
+    /// batches since the last `zero_grad`), which `step` adds to the record.
+    pub fn pending_rows(&self) -> [u64; NUM_MODALITIES] {
+        self.pending_rows
+    }
+
+    /// [`Self::set_gradients`] with `rows`, the [`Self::pending_rows`] of the
+    /// model the gradients were read from, so that a copy (or a model put
+    /// back as it was) records what its original's `step` would.
+    pub fn set_gradients_of_rows(&mut self, grads: &[T], rows: [u64; NUM_MODALITIES]) -> Result<()> {
         let n = self.layout.len();
         if grads.len() != n {
             return Err(Error::shape("gradients", format!("({n},)"), format!("({},)", grads.len())));
@@ -308,7 +340,7 @@ impl<T: Real> LearnableMultiModal<T> {
         }
         self.grads.copy_from_slice(grads);
         self.has_grads = true;
-        self.pending_rows = [0; NUM_MODALITIES]; // of batches not known here
+        self.pending_rows = rows;
         Ok(())
     }
 
@@ -329,8 +361,39 @@ impl<T: Real> LearnableMultiModal<T> {
 
     /// One Adam update from `grads` (layout order), e.g. gradients averaged
     /// over workers; the accumulated gradients are left as they are. A
-    /// refused update changes nothing.
+    /// refused update changes nothing. The record of trained encoders gains
+    /// one row for each modality whose encoder's own tensors get a nonzero
+    /// gradient (the batch is not seen: at least one of its rows made that
+    /// gradient); [`Self::apply_batch_gradients`] notes a known batch's rows.
     pub fn apply_gradients(&mut self, grads: &[T], lr: Option<f64>) -> Result<StepReport> {
+        let report = self.update_from(grads, lr)?;
+        let rows = self.encoder_rows_of_gradients(grads);
+        self.note_trained_rows(rows);
+        Ok(report)
+    }
+
+    /// [`Self::apply_gradients`] of the gradients of a batch whose encoder
+    /// rows are `rows` ([`Self::encoder_rows_of`] of its mask: data-parallel
+    /// workers' shares), noted in the record instead, as `train_step` notes
+    /// its own batch's.
+    pub fn apply_batch_gradients(&mut self, grads: &[T], lr: Option<f64>, rows: [u64; NUM_MODALITIES]) -> Result<StepReport> {
+        let report = self.update_from(grads, lr)?;
+        self.note_trained_rows(rows);
+        Ok(report)
+    }
+
+    /// One row per modality whose encoder's own tensors (`encoder.<modality>.*`,
+    /// not the shared head) have a nonzero entry in `grads` (layout order).
+    fn encoder_rows_of_gradients(&self, grads: &[T]) -> [u64; NUM_MODALITIES] {
+        Modality::ALL.map(|m| {
+            let prefix = format!("encoder.{}.", m.name());
+            let mut own = self.layout.specs().iter().filter(|s| s.name.starts_with(&prefix));
+            u64::from(own.any(|s| grads[s.range()].iter().any(|g| *g != T::zero())))
+        })
+    }
+
+    /// The Adam update of [`Self::apply_gradients`], the record untouched.
+    fn update_from(&mut self, grads: &[T], lr: Option<f64>) -> Result<StepReport> {
         let settings = self.adam_settings(lr)?;
         let n = self.layout.len();
         if grads.len() != n {

@@ -212,12 +212,18 @@ fn set_gradients_makes_a_copy_step_as_its_original() {
     bad[2] = f32::INFINITY;
     assert!(copy.set_gradients(&bad).unwrap_err().to_string().contains("non-finite"));
     assert!(!copy.has_gradients() && copy.gradients().iter().all(|&g| g == 0.0), "a refused set changes nothing");
+    assert!(copy.set_gradients_of_rows(&bad, [8; 7]).is_err());
+    assert_eq!(copy.pending_rows(), [0; 7], "a refused set changes nothing");
     copy.set_gradients(&grads).unwrap();
     assert!(copy.has_gradients());
+    assert_eq!(copy.pending_rows(), [0; 7], "of batches not known: step records no rows for them");
+    copy.set_gradients_of_rows(&grads, original.pending_rows()).unwrap();
+    assert_eq!(copy.pending_rows(), [8; 7]);
     original.step(None).unwrap();
     copy.step(None).unwrap();
     assert_eq!(copy.params(), original.params());
     assert_eq!(copy.optimizer_state(), original.optimizer_state());
+    assert_eq!(copy.trained_rows(), original.trained_rows(), "and records what its original does");
 }
 
 #[test]
@@ -402,10 +408,74 @@ fn trained_rows_count_the_rows_of_accepted_updates_that_reach_the_encoders() {
     assert_eq!(model.trained_rows(), Some([16, 12, 0, 0, 0, 0, 0]));
 
     // unknown stays unknown; a record is restored as given
-    model.set_trained_rows(None);
+    model.set_trained_rows(None, true);
     model.train_step(&batch, &weights, None).unwrap();
-    assert_eq!(model.trained_rows(), None);
-    model.set_trained_rows(Some([1, 2, 3, 4, 5, 6, u64::MAX]));
+    assert_eq!((model.trained_rows(), model.has_trained()), (None, None));
+    model.set_trained_rows(Some([1, 2, 3, 4, 5, 6, u64::MAX]), false);
     model.note_trained_rows([1; 7]);
     assert_eq!(model.trained_rows(), Some([2, 3, 4, 5, 6, 7, u64::MAX]));
+}
+
+#[test]
+fn an_update_that_reaches_no_encoder_is_recorded_as_training() {
+    // A model trained only on recorded embeddings: every row 0, yet trained
+    // (its encoders are as initialised, the rest is not): not a fresh model.
+    let mut model = LearnableMultiModal::<f32>::new(small(BinderKind::Additive)).unwrap();
+    assert_eq!(model.has_trained(), Some(false));
+    let xs = inputs(8, 3, [18; 7]);
+    let mask = full_mask(8);
+    let emb = model.encode(&EncoderInput::dense(views(&xs), mask.view()).unwrap()).unwrap();
+    let recorded = TrainBatch { source: EmbeddingSource::Embeddings { emb: emb.view(), mask: mask.view() }, fused: None, rewards: None };
+    let weights = ObjectiveWeights::default();
+    model.backward(&recorded, &weights).unwrap();
+    assert_eq!(model.has_trained(), Some(false), "a gradient computed is no update");
+    model.zero_grad();
+    assert!(model.train_step(&recorded, &weights, Some(f64::NAN)).is_err());
+    assert_eq!(model.has_trained(), Some(false), "nor is a refused one");
+    model.train_step(&recorded, &weights, None).unwrap();
+    assert_eq!((model.trained_rows(), model.has_trained()), (Some([0; 7]), Some(true)));
+
+    // restored as given: `trained` beside rows that are all 0, implied by any row
+    model.set_trained_rows(Some([0; 7]), false);
+    assert_eq!(model.has_trained(), Some(false));
+    model.set_trained_rows(Some([0, 3, 0, 0, 0, 0, 0]), false);
+    assert_eq!(model.has_trained(), Some(true));
+}
+
+#[test]
+fn apply_gradients_records_a_row_for_each_encoder_it_reaches() {
+    let mut config = small(BinderKind::Additive);
+    config.encoder_hidden = vec![8];
+    config.shared_head = vec![16];
+    config.encoder_output_dim = Some(12);
+    config.encoder_skip = true;
+    let mut model = LearnableMultiModal::<f32>::new(config).unwrap();
+    let n = model.num_parameters();
+    let range = |name: &str| model.layout().spec(model.layout().find(name).unwrap()).range();
+    let (fusion, head, skip) = (range("fusion.0.weight"), range("head.0.weight"), range("encoder.auditory.skip.weight"));
+    let (visual, abstract_) = (range("encoder.visual.0.bias"), range("encoder.abstract.1.weight"));
+
+    // beyond the encoders' own tensors (fusion, the shared head): an update, no encoder row
+    let mut grads = vec![0.0f32; n];
+    grads[fusion.start] = 0.5;
+    grads[head.start] = -0.5;
+    model.apply_gradients(&grads, None).unwrap();
+    assert_eq!((model.trained_rows(), model.has_trained()), (Some([0; 7]), Some(true)));
+
+    // one row (a lower bound: the batch is not seen) per encoder reached, by any of its tensors
+    grads[visual.end - 1] = 1e-30;
+    grads[skip.start] = 0.25;
+    grads[abstract_.start] = -2.0;
+    model.apply_gradients(&grads, None).unwrap();
+    model.apply_gradients(&grads, None).unwrap();
+    assert_eq!(model.trained_rows(), Some([2, 2, 0, 0, 0, 0, 2]));
+
+    // a refused update notes nothing; a batch's own rows are noted as given
+    grads[0] = f32::NAN;
+    assert!(model.apply_gradients(&grads, None).is_err());
+    assert!(model.apply_batch_gradients(&grads, None, [5; 7]).is_err());
+    assert_eq!(model.trained_rows(), Some([2, 2, 0, 0, 0, 0, 2]));
+    grads[0] = 0.0;
+    model.apply_batch_gradients(&grads, None, [5, 0, 1, 0, 0, 0, 0]).unwrap();
+    assert_eq!(model.trained_rows(), Some([7, 2, 1, 0, 0, 0, 2]));
 }

@@ -406,11 +406,42 @@ impl PyModel {
         Ok(self.model.write(py, |m| m.step(lr))?.is_some())
     }
 
-    /// One Adam update from the flat gradient `grads` (layout order).
-    #[pyo3(signature = (grads, lr=None))]
-    fn apply_gradients(&self, py: Python<'_>, grads: F32Array1<'_>, lr: Option<f64>) -> PyResult<f64> {
+    /// One Adam update from the flat gradient `grads` (layout order). The
+    /// record of trained encoders notes, with `mask [B, 7]` (and `weights`),
+    /// the rows of the batch the gradients came from (data-parallel
+    /// workers' shares), as `train_step` does; without, one row for each
+    /// encoder the gradients reach. All in one write: a refused update
+    /// notes nothing.
+    #[pyo3(signature = (grads, lr=None, mask=None, weights=None))]
+    fn apply_gradients(
+        &self,
+        py: Python<'_>,
+        grads: F32Array1<'_>,
+        lr: Option<f64>,
+        mask: Option<Mask>,
+        weights: Option<Vec<f64>>,
+    ) -> PyResult<f64> {
         let grads = grads.as_array();
-        Ok(self.model.write(py, |m| m.apply_gradients(&contiguous(grads), lr))?.grad_norm)
+        let batch = match (mask, weights) {
+            (None, None) => None,
+            (Some(mask), Some(weights)) => {
+                let mask = mask.0;
+                grapheme_multimodal::validate::check_shape("mask", &mask, &[None, Some(NUM_MODALITIES)]).py()?;
+                Some((mask, objective_weights(weights)?))
+            }
+            _ => {
+                let message = "mask: given without weights, or weights without mask; expected both or neither";
+                return Err(InvalidValueError::new_err((message, "mask")));
+            }
+        };
+        let report = self.model.write(py, |m| match &batch {
+            Some((mask, weights)) => {
+                let rows = m.encoder_rows_of(mask.view(), weights);
+                m.apply_batch_gradients(&contiguous(grads), lr, rows)
+            }
+            None => m.apply_gradients(&contiguous(grads), lr),
+        })?;
+        Ok(report.grad_norm)
     }
 
     /// A copy of the accumulated gradients, flat in layout order.
@@ -418,10 +449,19 @@ impl PyModel {
         Ok(self.model.read(py, |m| Ok(m.gradients().to_vec()))?.into_pyarray(py))
     }
 
-    /// Makes the flat `grads` (layout order) the accumulated gradients.
-    fn set_flat_grad(&self, py: Python<'_>, grads: F32Array1<'_>) -> PyResult<()> {
+    /// Makes the flat `grads` (layout order) the accumulated gradients, of
+    /// batches whose encoder rows are `pending_rows` (what `step` then
+    /// records; None: not known, none).
+    #[pyo3(signature = (grads, pending_rows=None))]
+    fn set_flat_grad(&self, py: Python<'_>, grads: F32Array1<'_>, pending_rows: Option<[u64; NUM_MODALITIES]>) -> PyResult<()> {
         let grads = grads.as_array();
-        self.model.write(py, |m| m.set_gradients(&contiguous(grads)))
+        self.model.write(py, |m| m.set_gradients_of_rows(&contiguous(grads), pending_rows.unwrap_or([0; NUM_MODALITIES])))
+    }
+
+    /// The encoder rows (per slot) of the accumulated gradients, which
+    /// `step` adds to the record.
+    fn pending_rows(&self, py: Python<'_>) -> PyResult<[u64; NUM_MODALITIES]> {
+        self.model.read(py, |m| Ok(m.pending_rows()))
     }
 
     /// `(m, v, step, rng_counter)`: Adam's moments (flat, layout order), its
@@ -448,23 +488,18 @@ impl PyModel {
         self.model.read(py, |m| Ok(m.trained_rows()))
     }
 
-    /// Restores a record from `trained_rows` (None: not known).
-    fn set_trained_rows(&self, py: Python<'_>, rows: Option<[u64; NUM_MODALITIES]>) -> PyResult<()> {
-        self.model.write(py, |m| {
-            m.set_trained_rows(rows);
-            Ok(())
-        })
+    /// Whether the record holds an accepted update, encoders reached or not
+    /// (None: the record is not known).
+    fn has_trained(&self, py: Python<'_>) -> PyResult<Option<bool>> {
+        self.model.read(py, |m| Ok(m.has_trained()))
     }
 
-    /// Records an update of gradients computed elsewhere (data-parallel
-    /// workers) from a batch with presence `mask [B, 7]` under `weights`.
-    fn note_trained_rows(&self, py: Python<'_>, mask: Mask, weights: Vec<f64>) -> PyResult<()> {
-        let weights = objective_weights(weights)?;
-        let mask = mask.0;
-        grapheme_multimodal::validate::check_shape("mask", &mask, &[None, Some(NUM_MODALITIES)]).py()?;
+    /// Restores a record from `trained_rows` (None: not known) and
+    /// `has_trained` (counts only beside rows that are all 0).
+    #[pyo3(signature = (rows, trained=false))]
+    fn set_trained_rows(&self, py: Python<'_>, rows: Option<[u64; NUM_MODALITIES]>, trained: bool) -> PyResult<()> {
         self.model.write(py, |m| {
-            let rows = m.encoder_rows_of(mask.view(), &weights);
-            m.note_trained_rows(rows);
+            m.set_trained_rows(rows, trained);
             Ok(())
         })
     }
