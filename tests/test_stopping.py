@@ -141,3 +141,29 @@ def test_a_failed_call_leaves_the_model_as_it_was():
     assert model.epochs_trained == 0 and not model.history
     for name, w in before.items():
         np.testing.assert_array_equal(model.state_dict()[name], w)
+
+
+@pytest.mark.parametrize("mode, chosen", [(None, 6), ("max", 6), ("min", 1)])
+def test_cross_validation_follows_the_monitors_mode_as_the_slice_does(mode, chosen):
+    """A custom metric is maximised by default (fit's rule): the folds' mean
+    curve was compared as a loss whatever the mode, so cross-validation chose
+    the metric's worst epoch and stopped, where the held-out slice chose its best."""
+    data = two_views(40)
+    options = dict(OPTIONS, metrics={"epochs": lambda model: float(model.epochs_trained)})  # grows every epoch
+    if mode is not None:
+        options["mode"] = mode
+    stop = {**STOP, "monitor": "val_epochs", "patience": 2}
+    cv = fit_with_stopping(small_model(), data, **stop, min_validation_rows=32, epochs=6, **options)
+    assert cv.cv_curve[:2] == [1.0, 2.0]
+    assert len(cv.epochs) == chosen
+    sliced = fit_with_stopping(small_model(), data, **stop, min_validation_rows=0, epochs=6, **options)
+    assert sliced.cv_curve is None and sliced.best_epoch == chosen
+
+
+def test_a_bad_mode_is_refused_before_any_fold_trains():
+    model = small_model()
+    before = model.state_dict()
+    with pytest.raises(InvalidValueError, match="^mode: expected 'min' or 'max'") as err:
+        fit_with_stopping(model, two_views(40), **STOP, min_validation_rows=32, epochs=3, mode="up", **OPTIONS)
+    assert err.value.arg == "mode"
+    assert all(np.array_equal(before[k], v) for k, v in model.state_dict().items())

@@ -25,7 +25,10 @@ import numpy as np
 
 from ._validation import as_real_array, describe
 from .exceptions import NonFiniteError
-from .training import History, _check_fraction, _check_int, _check_monitor, _checked_metrics, as_dataset, encoder_overflow_in_rows, holdout_rows
+from .training import (
+    History, _check_fraction, _check_int, _check_monitor, _checked_metrics, as_dataset, encoder_overflow_in_rows, holdout_rows,
+    resolve_mode,
+)
 
 if TYPE_CHECKING:
     from .model import LearnableMultiModal
@@ -75,7 +78,10 @@ def fit_with_stopping(
     :class:`~grapheme_multimodal.training.History` of the fit that made it.
 
     - ``validation`` given: stops after ``patience`` epochs (0: never)
-      without a lower ``monitor`` on it and keeps the best epoch's weights.
+      without a better ``monitor`` on it (lower, or higher with
+      ``mode="max"``, the default for a custom metric, as in
+      :func:`~grapheme_multimodal.training.fit`) and keeps the best
+      epoch's weights.
     - Otherwise ``validation_fraction`` of the rows (drawn from ``seed``)
       are held out and watched the same way — unless they would be fewer
       than ``min_validation_rows``: then ``cv_folds``-fold cross-validation
@@ -99,6 +105,9 @@ def fit_with_stopping(
     # Checked whether or not rows are held out: a misspelt monitor passed unseen when
     # the data were too few to hold any out, and was refused once they were more.
     _check_monitor(monitor, True, _checked_metrics(fit_options.get("metrics")))
+    # fit's rule (a custom metric is maximised unless mode says otherwise), which the
+    # folds' mean curve follows too: compared as a loss, it chose a metric's worst epoch
+    mode = resolve_mode(monitor, fit_options.get("mode"))
     if not isinstance(inputs, Mapping):
         raise TypeError(f"inputs: expected a mapping modality -> [N, d] array, got {describe(inputs)}")
     fit = fit or model.fit
@@ -121,7 +130,7 @@ def fit_with_stopping(
                        early_stopping=patience or None, monitor=monitor, **fit_options)
         except NonFiniteError as err:  # a row whose encoding overflowed, named as the slice's
             raise encoder_overflow_in_rows(err, {"data": fit_rows, "validation": val_rows}, "inputs") from None
-    count, curve = _cv_epochs(model, inputs, mask, n, k, seed, patience, monitor, epochs, fit_options)
+    count, curve = _cv_epochs(model, inputs, mask, n, k, seed, patience, monitor, mode, epochs, fit_options)
     history = fit(inputs, mask=mask, epochs=count, **fit_options)
     # best_epoch is an epoch number as the records count them (after any
     # epochs the model had already trained), as fit's own; the count the
@@ -146,11 +155,13 @@ def _cv_epochs(
     seed: int,
     patience: int,
     monitor: str,
+    mode: str,
     epochs: int,
     fit_options: Dict[str, Any],
 ) -> Tuple[int, List[float]]:
-    """The epoch count at which the ``k`` folds' mean ``monitor`` (a loss)
-    was lowest when it stopped improving for ``patience`` epochs (or the
+    """The epoch count at which the ``k`` folds' mean ``monitor`` was best
+    (lowest for ``mode="min"``, highest for ``"max"``) when it stopped
+    improving for ``patience`` epochs (or the
     budget ran out), and that mean per epoch. One ``fit`` call per fold and
     epoch continues exactly where the last one ended (shuffles and draws
     follow the epoch count), so a larger budget gives the same choice."""
@@ -173,7 +184,8 @@ def _cv_epochs(
                 raise encoder_overflow_in_rows(err, rows_of, "inputs") from None
             values.append(history.epochs[-1][monitor])
         curve.append(float(np.mean(values)))
-        if best_epoch == 0 or curve[-1] < curve[best_epoch - 1]:
+        better = curve[-1] < curve[best_epoch - 1] if mode == "min" else curve[-1] > curve[best_epoch - 1]
+        if best_epoch == 0 or better:
             best_epoch, waited = epoch, 0
         else:
             waited += 1

@@ -198,11 +198,7 @@ def fit(
     _check_monitor(monitor, val is not None, metrics)
     if val is not None:
         _check_validation_rows(dict(zip(OBJECTIVES, val_weights)), len(val), monitor)
-    if mode is None:
-        losses = {"loss", "total", *OBJECTIVES}
-        mode = "min" if monitor in losses or (monitor.startswith("val_") and monitor[4:] in losses) else "max"
-    if mode not in ("min", "max"):
-        raise InvalidValueError(f"mode: expected 'min' or 'max', got {mode!r}", "mode")
+    mode = resolve_mode(monitor, mode)
 
     with model._lock.updating():  # other writers wait; readers get in between steps
         before = _TrainingState.of(model)
@@ -875,6 +871,18 @@ def _check_monitor(monitor: Any, has_validation: bool, metrics: Mapping[str, Met
         known |= {"val_total"} | {f"val_{o}" for o in OBJECTIVES}
     if not isinstance(monitor, str) or monitor not in known:
         raise InvalidValueError(f"monitor: {monitor!r} is not recorded; expected one of {sorted(known)}", "monitor")
+
+
+def resolve_mode(monitor: str, mode: Any) -> str:
+    """``mode`` checked (``"min"`` or ``"max"``), or for ``None`` the default
+    for ``monitor``: ``"min"`` for losses (``loss``, ``total``, an objective,
+    with or without ``val_``), ``"max"`` for custom metrics."""
+    if mode is None:
+        losses = {"loss", "total", *OBJECTIVES}
+        mode = "min" if monitor in losses or (monitor.startswith("val_") and monitor[4:] in losses) else "max"
+    if not isinstance(mode, str) or mode not in ("min", "max"):
+        raise InvalidValueError(f"mode: expected 'min' or 'max', got {mode!r}", "mode")
+    return mode
 
 
 def _progress_bar(enabled: bool, total: int) -> Any:
