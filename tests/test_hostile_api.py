@@ -512,6 +512,10 @@ def test_fit_views_names_the_view_not_the_models_modality() -> None:
         (dict(views={**views, "fou": views["fou"][:, 0]}), gm.ShapeError, r"^views\['fou'\]: expected a 2-D array"),
         (dict(views={**views, "fou": views["fou"][:20]}), gm.ShapeError, r"^views: arrays have different numbers of rows"),
         (dict(views=views, validation={**views, "kar": views["kar"][:, :2]}), gm.ShapeError, r"^validation\['kar'\]: expected shape"),
+        # were a bare KeyError: 'pix' and AttributeError: 'list' object has no attribute 'items'
+        (dict(views=views, validation={"fou": views["fou"], "pix": views["kar"]}), gm.InvalidValueError,
+         r"^validation: unknown view names \['pix'\]; expected some of the training views \['fou', 'kar'\]"),
+        (dict(views=views, validation=[views["fou"], views["kar"]]), TypeError, r"^validation: expected None or a mapping"),
     ]
     for kwargs, error, message in cases:
         with pytest.raises(error, match=message):

@@ -314,6 +314,14 @@ def fit_views(
     if seed is not None:  # was ignored beside settings: every seed trained settings.seed's model
         settings = replace(settings, seed=seed)
     as_inputs = lambda vs: {modalities[v]: x for v, x in vs.items()}  # noqa: E731
+    if validation is not None:  # else a raw KeyError naming only the view
+        if not isinstance(validation, Mapping):
+            raise TypeError(f"validation: expected None or a mapping view name -> [N, d] array, got {describe(validation)}")
+        unknown = [v for v in validation if v not in modalities]
+        if unknown:
+            raise InvalidValueError(
+                f"validation: unknown view names {unknown}; expected some of the training views {list(modalities)}", "validation"
+            )
     try:
         model = train(
             as_inputs(views),
