@@ -769,3 +769,37 @@ def test_fit_views_trains_the_seed_it_is_given_beside_settings() -> None:
     assert np.array_equal(weights(uci.fit_views(views, 0, settings=settings)), by_settings)
     with pytest.raises(TypeError, match="^settings: expected a TrainingSettings"):
         uci.fit_views(views, settings={"epochs": 1})
+
+
+def test_evaluate_model_and_compute_anchors_name_a_test_split_of_other_views() -> None:
+    pytest.importorskip("sklearn")
+    from grapheme_multimodal import datasets, evaluation
+
+    rng = np.random.default_rng(0)
+
+    def split(n: int, dims=(5, 4, 3)) -> "datasets.MultipleFeatures":
+        views = {v: rng.normal(size=(n, d)).astype(np.float32) for v, d in zip("abc", dims)}
+        return datasets.MultipleFeatures(views=views, labels=np.arange(n) % 3)
+
+    class Embedder:
+        def embed_views(self, views):
+            return {v: x[:, :2] for v, x in views.items()}
+
+        def embed_fused(self, views):
+            return np.concatenate([x[:, :2] for x in views.values()], axis=1)
+
+    train, test = split(40), split(20)
+    fewer = datasets.MultipleFeatures(views={v: x for v, x in train.views.items() if v != "c"}, labels=train.labels)
+    narrower = split(20, dims=(5, 3, 3))
+    # were a bare KeyError 'c', and errors naming standardize's others[0] or the embedder's views['b']
+    cases = [
+        ((fewer, test), gm.InvalidValueError, r"^test: has views \['a', 'b', 'c'\]; expected those of train, \['a', 'b'\]"),
+        ((train, narrower), gm.ShapeError, r"^test\.views\['b'\]: has 3 columns; expected 4, as in train"),
+    ]
+    for (tr, te), error, message in cases:
+        with pytest.raises(error, match=message):
+            evaluation.evaluate_model(Embedder(), tr, te)
+        with pytest.raises(error, match=message):
+            evaluation.compute_anchors(tr, te, multiview=())
+    reordered = datasets.MultipleFeatures(views={v: test.views[v] for v in "cab"}, labels=test.labels)
+    assert evaluation.evaluate_model(Embedder(), train, reordered, two_views=False).retrieval  # the order is free

@@ -15,7 +15,7 @@ import numpy as np
 
 from .._validation import as_positive_int
 from ..datasets import MultipleFeatures, standardize
-from ..exceptions import InvalidValueError
+from ..exceptions import InvalidValueError, ShapeError
 from ..metrics import cross_view_retrieval, knn_accuracy, linear_probe_accuracy
 from ._cca import ExactCCA
 from ._pairs import ordered_pairs, pair_key, two_view_key, unordered_pairs
@@ -130,6 +130,22 @@ def one_thread():
     return threadpool_limits(limits=1)
 
 
+def check_same_views(train: MultipleFeatures, test: MultipleFeatures) -> None:
+    """``test`` holds the views of ``train`` (any order), each as wide: else
+    a bare ``KeyError`` naming a view, or errors naming arguments of the
+    helpers (``others[0]``, ``views['b']``) the caller never passed."""
+    if set(test.views) != set(train.views):
+        raise InvalidValueError(
+            f"test: has views {sorted(test.views)}; expected those of train, {sorted(train.views)}", "test"
+        )
+    for v, x in test.views.items():
+        if x.shape[1] != train.views[v].shape[1]:
+            raise ShapeError(
+                f"test.views[{v!r}]: has {x.shape[1]} columns; expected {train.views[v].shape[1]}, as in train",
+                f"test.views[{v!r}]",
+            )
+
+
 def cca_zoo_available() -> bool:
     """Whether cca-zoo can be imported (it needs Python >= 3.11)."""
     return importlib.util.find_spec("cca_zoo") is not None
@@ -152,6 +168,7 @@ def compute_anchors(
     for name, split in (("train", train), ("test", test)):
         if not isinstance(split, MultipleFeatures):  # else "'dict' object has no attribute 'views'"
             raise TypeError(f"{name}: expected a MultipleFeatures (datasets.train_test_split), got {type(split).__name__}")
+    check_same_views(train, test)
     # named here: ExactCCA's and cca-zoo's errors named their own n_components
     cca_components = as_positive_int(cca_components, "cca_components")
     multiview_components = as_positive_int(multiview_components, "multiview_components")
