@@ -167,3 +167,25 @@ def test_a_bad_mode_is_refused_before_any_fold_trains():
         fit_with_stopping(model, two_views(40), **STOP, min_validation_rows=32, epochs=3, mode="up", **OPTIONS)
     assert err.value.arg == "mode"
     assert all(np.array_equal(before[k], v) for k, v in model.state_dict().items())
+
+
+@pytest.mark.parametrize("min_validation_rows", [0, 32])  # the held-out slice, and cross-validation
+def test_graph_inputs_are_split_by_row_as_fit_takes_them(min_validation_rows):
+    """fit takes a modality as a list of graphs; fit_with_stopping refused
+    one when it split the rows ("expected a real-valued numeric array"). It
+    now trains exactly as on those graphs' features."""
+    rng = np.random.default_rng(0)
+    graphs = [gm.Graph.from_text(f"word{i % 7} thing {i % 3}") for i in range(40)]
+    visual = rng.normal(size=(40, 6)).astype(np.float32)
+    featurizer = gm.GraphFeaturizer("wl", dim=5)
+
+    def model():
+        return gm.LearnableMultiModal(input_dims={"visual": 6}, graph_features={"auditory": featurizer},
+                                      embed_dim=8, hidden_dim=8, num_heads=2, seed=0)
+
+    stop = {**STOP, "min_validation_rows": min_validation_rows}
+    on_graphs, on_features = model(), model()
+    got = fit_with_stopping(on_graphs, {"visual": visual, "auditory": graphs}, **stop, epochs=3, **OPTIONS)
+    want = fit_with_stopping(on_features, {"visual": visual, "auditory": featurizer(graphs)}, **stop, epochs=3, **OPTIONS)
+    assert got.epochs == [{**e, "seconds": g["seconds"]} for e, g in zip(want.epochs, got.epochs)]
+    assert all(np.array_equal(v, on_features.state_dict()[k]) for k, v in on_graphs.state_dict().items())

@@ -25,6 +25,7 @@ import numpy as np
 
 from ._validation import as_real_array, describe
 from .exceptions import NonFiniteError
+from .graph import Graph
 from .training import (
     History, _check_fraction, _check_int, _check_monitor, _checked_metrics, as_dataset, encoder_overflow_in_rows, holdout_rows,
     resolve_mode,
@@ -141,9 +142,16 @@ def fit_with_stopping(
 
 def _take(inputs: Mapping[Any, Any], mask: Optional[np.ndarray], rows: np.ndarray) -> Tuple[Dict[Any, Any], Optional[np.ndarray]]:
     """``rows`` of every modality's array, and of ``mask`` when given (lists
-    and data frames as arrays: ``frame[rows]`` would pick columns, or fail)."""
-    taken = {m: as_real_array(x, f"inputs[{m!r}]")[rows] for m, x in inputs.items()}
+    and data frames as arrays: ``frame[rows]`` would pick columns, or fail;
+    a list of graphs, which ``fit`` featurises, as a list of those graphs)."""
+    taken = {m: [x[i] for i in rows] if _is_graph_list(x) else as_real_array(x, f"inputs[{m!r}]")[rows]
+             for m, x in inputs.items()}
     return taken, None if mask is None else as_real_array(mask, "mask")[rows]
+
+
+def _is_graph_list(x: Any) -> bool:
+    """Whether ``x`` is a modality's graphs, as the model takes them (a non-empty list or tuple of :class:`Graph`)."""
+    return isinstance(x, (list, tuple)) and bool(x) and all(isinstance(g, Graph) for g in x)
 
 
 def _cv_epochs(
