@@ -418,3 +418,28 @@ def test_compute_loss_reads_the_buffer_and_the_model_of_one_moment() -> None:
     del model.losses
     after = model.compute_loss()
     assert result["loss"] in (alone, after), (result["loss"], alone, after)
+
+
+def test_a_models_config_cannot_be_replaced_after_it_is_made(tmp_path) -> None:
+    """model.config was a plain attribute: replace(model.config, learning_rate=0.5)
+    assigned to it was shown everywhere but trained at the old rate, and a
+    replaced input_dims was saved beside the old weights, a file load refused."""
+    import copy
+    import dataclasses
+    import pickle
+
+    rng = np.random.default_rng(0)
+    x = {"visual": rng.normal(size=(16, 4)), "auditory": rng.normal(size=(16, 3))}
+    model = gm.LearnableMultiModal(input_dims={"visual": 4, "auditory": 3}, embed_dim=8, hidden_dim=8, num_heads=2, seed=0)
+    config = model.config
+    for new in (dataclasses.replace(config, learning_rate=0.5), dataclasses.replace(config, input_dims=(5, 3, 18, 18, 18, 18, 18))):
+        with pytest.raises(AttributeError, match=r"^config: a model's config is fixed when it is made"):
+            model.config = new
+        assert model.config is config
+    model.train_step(x)
+    model.save(tmp_path / "m.safetensors")
+    for copied in (gm.LearnableMultiModal.load(tmp_path / "m.safetensors"), pickle.loads(pickle.dumps(model)), copy.deepcopy(model)):
+        assert copied.config == config
+        assert np.array_equal(copied.encode(x), model.encode(x))
+        with pytest.raises(AttributeError, match="^config: "):
+            copied.config = config

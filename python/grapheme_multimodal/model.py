@@ -117,6 +117,25 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         #: trained weights it continues from; see :mod:`grapheme_multimodal.averaging`.
         self._weight_average: Optional["WeightAverage"] = None
 
+    @property
+    def config(self) -> LearnableMultiModalConfig:
+        """The model's configuration (frozen). Fixed once the model is made:
+        its weights, optimizer and objectives were built from it."""
+        return self.__dict__["config"]
+
+    @config.setter
+    def config(self, value: LearnableMultiModalConfig) -> None:
+        if "config" in self.__dict__:
+            # A config assigned afterwards was believed but not used: replace(model.config,
+            # learning_rate=...) trained at the old rate, and save() wrote the new config
+            # beside the old weights (an unloadable file when a size changed).
+            raise AttributeError(
+                "config: a model's config is fixed when it is made (its weights, optimizer and objectives were built "
+                "from it); expected a new model instead, LearnableMultiModal(dataclasses.replace(model.config, ...)), "
+                "with model.state_dict() loaded into it when the sizes are the same (or pass lr= to fit/train_step)"
+            )
+        self.__dict__["config"] = value
+
     # ------------------------------------------------------------------ batched
     def prepare_inputs(
         self, inputs: Inputs, mask: Any = None, *, arg: str = "inputs", mask_arg: str = "mask"
