@@ -89,8 +89,9 @@ def fit_with_stopping(
       (:func:`cv_folds_for`) runs the folds side by side, one epoch at a
       time, stops by the same rule on their mean ``monitor``, and the model
       trains on all rows for the best epoch's count
-      (``history.cv_curve`` holds that mean curve). With ``patience`` 0 or
-      nothing to hold out, all ``epochs`` run on all rows.
+      (``history.cv_curve`` holds that mean curve). With ``patience`` 0
+      all ``epochs`` run on the rows not held out (the slice is still
+      validated after every epoch); with nothing to hold out, on all rows.
 
     ``seed`` also seeds the fits' shuffles and dropout. ``fit`` takes the final fit (default ``model.fit``; the CLI passes
     :func:`grapheme_multimodal.distributed.fit` for Ray); the folds train
