@@ -189,3 +189,69 @@ def test_graph_inputs_are_split_by_row_as_fit_takes_them(min_validation_rows):
     want = fit_with_stopping(on_features, {"visual": visual, "auditory": featurizer(graphs)}, **stop, epochs=3, **OPTIONS)
     assert got.epochs == [{**e, "seconds": g["seconds"]} for e, g in zip(want.epochs, got.epochs)]
     assert all(np.array_equal(v, on_features.state_dict()[k]) for k, v in on_graphs.state_dict().items())
+
+
+def _sparse_second_view(n, rows_with_both):
+    """Two views; the second present only in ``rows_with_both`` (a mask)."""
+    mask = np.zeros((n, 7), bool)
+    mask[:, 0] = True
+    mask[rows_with_both, 1] = True
+    return two_views(n), mask
+
+
+def test_a_monitor_the_validation_rows_make_0_every_epoch_is_refused():
+    """contrastive and binding compare a row's pair of modalities with other
+    rows' and cross_modal predicts one modality from the others of its row:
+    on validation rows that never hold the same two modalities they are 0
+    every epoch, and early stopping on them kept the first epoch, silently."""
+    data, val = two_views(40), two_views(10, seed=1)
+    one_each = np.zeros((10, 7), bool)
+    one_each[:5, 0], one_each[5:, 1] = True, True  # both views, never in one row
+    cases = [
+        ("val_contrastive", {"validation": {"visual": val["visual"]}}, "no two rows hold the same pair of modalities"),
+        ("val_binding", {"validation": val, "validation_mask": one_each}, "no two rows hold the same pair of modalities"),
+        ("val_cross_modal", {"validation": val, "validation_mask": one_each}, "no row holds two modalities"),
+    ]
+    for monitor, validation, why in cases:
+        model = small_model()
+        before = model.state_dict()
+        with pytest.raises(InvalidValueError, match=f"^validation: {why} \\(.* is 0 on them\\), so monitor '{monitor}' "
+                                                    "would be 0 every epoch") as err:
+            model.fit(data, epochs=5, early_stopping=2, monitor=monitor, objectives={"contrastive": 1, "binding": 1,
+                      "cross_modal": 1}, progress=False, batch_size=16, **validation)
+        assert err.value.arg == "validation" and model.epochs_trained == 0
+        assert all(np.array_equal(before[k], v) for k, v in model.state_dict().items())
+    # what the rows do measure stays a monitor: fused_contrastive counts in the total
+    two_rows = one_each.copy()
+    two_rows[:2, 1] = True
+    for monitor, mask in (("val_total", one_each), ("val_contrastive", two_rows)):
+        history = small_model().fit(data, validation=val, validation_mask=mask, epochs=2, early_stopping=2,
+                                    monitor=monitor, progress=False, batch_size=16)
+        assert history.epochs[-1][monitor] > 0
+
+
+@pytest.mark.parametrize("min_validation_rows, what", [(0, "the 8 rows held out to stop on"),
+                                                       (32, "the rows each of the 5 cross-validation folds holds out")])
+def test_held_out_rows_that_cannot_measure_the_monitor_are_named_by_validation_fraction(min_validation_rows, what):
+    data, mask = _sparse_second_view(80, [5])  # the second view in one row: no held-out part has 2 such rows
+    stop = {**STOP, "validation_fraction": 0.1, "min_validation_rows": min_validation_rows}
+    model = small_model()
+    with pytest.raises(InvalidValueError, match=f"^validation_fraction: {what}: no two rows hold the same pair") as err:
+        fit_with_stopping(model, data, mask=mask, **stop, epochs=4, **OPTIONS)
+    assert err.value.arg == "validation_fraction" and model.epochs_trained == 0
+    assert len(fit_with_stopping(small_model(), data, mask=mask, **{**stop, "patience": 0}, epochs=2, **OPTIONS).epochs) == 2
+    _, most = _sparse_second_view(80, np.arange(60))  # the second view in most rows: measured, as before
+    assert fit_with_stopping(small_model(), data, mask=most, **stop, epochs=2, **OPTIONS).epochs
+
+
+def test_the_estimator_names_its_validation_fraction_for_a_view_the_held_out_rows_lack():
+    pytest.importorskip("sklearn")
+    from grapheme_multimodal.sklearn import MultimodalEmbedder
+
+    data = two_views(200)
+    sparse = data["auditory"].copy()
+    sparse[3:] = np.nan  # the second view in 3 rows only
+    estimator = MultimodalEmbedder(embed_dim=8, hidden_dim=8, num_heads=2, encoder_hidden=(8,), epochs=3, min_validation_rows=0)
+    with pytest.raises(InvalidValueError, match=r"^validation_fraction: the 20 rows held out to stop on: no two rows"):
+        estimator.fit([data["visual"], sparse])
+    assert not hasattr(estimator, "model_")

@@ -24,11 +24,12 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, 
 import numpy as np
 
 from ._validation import as_real_array, describe
-from .exceptions import NonFiniteError
+from .exceptions import InvalidValueError, NonFiniteError
 from .graph import Graph
+from .objectives import OBJECTIVES, resolve_weights
 from .training import (
-    History, _check_fraction, _check_int, _check_monitor, _checked_metrics, as_dataset, encoder_overflow_in_rows, holdout_rows,
-    resolve_mode,
+    History, _check_fraction, _check_int, _check_monitor, _checked_metrics, as_dataset, check_monitor_measurable,
+    encoder_overflow_in_rows, holdout_rows, resolve_mode, unmeasured_objectives,
 )
 
 if TYPE_CHECKING:
@@ -93,6 +94,11 @@ def fit_with_stopping(
       all ``epochs`` run on the rows not held out (the slice is still
       validated after every epoch); with nothing to hold out, on all rows.
 
+    Rows held out that make ``monitor`` 0 every epoch (the slice, or every
+    fold: see ``validation`` in :func:`~grapheme_multimodal.training.fit`,
+    e.g. a view present in few rows) are refused, naming
+    ``validation_fraction``, before anything trains.
+
     ``seed`` also seeds the fits' shuffles and dropout. ``fit`` takes the final fit (default ``model.fit``; the CLI passes
     :func:`grapheme_multimodal.distributed.fit` for Ray); the folds train
     in this process on copies of ``model`` as it is now. ``fit_options``
@@ -123,8 +129,23 @@ def fit_with_stopping(
         return fit(inputs, mask=mask, epochs=epochs, **fit_options)
     # Checked whole before it is split: an error names the user's row, not a
     # row of the slice or a fold, and nothing has trained yet.
-    as_dataset(model, inputs, mask, "inputs")
+    data = as_dataset(model, inputs, mask, "inputs")
     k = cv_folds_for(n, validation_fraction, min_validation_rows, cv_folds) if patience and epochs > 0 else 0
+    if patience and epochs > 0:  # named here: fit would blame a `validation` the caller never gave
+        weights = dict(zip(OBJECTIVES, resolve_weights(fit_options.get("objectives"), False, "objectives")))
+        what = (f"validation_fraction: the {len(val_rows)} rows held out to stop on" if k == 0
+                else f"validation_fraction: the rows each of the {k} cross-validation folds holds out")
+        refusals = []
+        for rows in [val_rows] if k == 0 else _fold_rows(n, k, seed):
+            try:
+                check_monitor_measurable(weights, data.mask_of(rows), monitor, what, "validation_fraction",
+                                         " among them, or patience=0 (no early stopping)")
+            except InvalidValueError as err:
+                refusals.append(err)
+            else:  # the folds' mean curve is 0 every epoch only when every fold's is
+                break
+        else:
+            raise refusals[0]
     if k == 0:
         (train, train_mask), (held, held_mask) = _take(inputs, mask, fit_rows), _take(inputs, mask, val_rows)
         try:
@@ -155,6 +176,11 @@ def _is_graph_list(x: Any) -> bool:
     return isinstance(x, (list, tuple)) and bool(x) and all(isinstance(g, Graph) for g in x)
 
 
+def _fold_rows(n: int, k: int, seed: int) -> List[np.ndarray]:
+    """The rows each of the ``k`` cross-validation folds holds out, sorted: one part each of a permutation drawn from ``seed``."""
+    return [np.sort(held) for held in np.array_split(np.random.default_rng(seed).permutation(n), k)]
+
+
 def _cv_epochs(
     model: "LearnableMultiModal",
     inputs: Mapping[Any, Any],
@@ -174,11 +200,9 @@ def _cv_epochs(
     budget ran out), and that mean per epoch. One ``fit`` call per fold and
     epoch continues exactly where the last one ended (shuffles and draws
     follow the epoch count), so a larger budget gives the same choice."""
-    held_out = np.array_split(np.random.default_rng(seed).permutation(n), k)
     options = {**fit_options, "progress": False}
     splits = []
-    for held in held_out:
-        held = np.sort(held)
+    for held in _fold_rows(n, k, seed):
         rest = np.setdiff1d(np.arange(n), held)
         splits.append((copy.deepcopy(model), _take(inputs, mask, rest), _take(inputs, mask, held), {"data": rest, "validation": held}))
     curve: List[float] = []

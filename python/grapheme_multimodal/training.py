@@ -116,6 +116,9 @@ def fit(
             ``val_total`` and ``val_<objective>`` losses. Of one row, the
             objectives that compare rows are 0 on it: a ``UserWarning``
             says so, and a ``monitor`` that would be 0 every epoch is refused.
+            So is early stopping on an objective its rows make 0 every
+            epoch: ``contrastive`` and ``binding`` need two rows holding the
+            same two modalities, ``cross_modal`` a row holding two.
         metrics: extra validation metrics, ``{name: fn(model) -> float}``,
             recorded as ``val_<name>`` (so no name may be ``total`` or an
             objective's: those are the validation losses). ``fn`` sees the
@@ -198,6 +201,9 @@ def fit(
     _check_monitor(monitor, val is not None, metrics)
     if val is not None:
         _check_validation_rows(dict(zip(OBJECTIVES, val_weights)), len(val), monitor)
+        if early_stopping is not None:  # else the monitor only names history.best_epoch
+            check_monitor_measurable(dict(zip(OBJECTIVES, val_weights)), val.mask_of(np.arange(len(val))), monitor,
+                                     "validation", "validation", ", or early_stopping=None")
     mode = resolve_mode(monitor, mode)
 
     with model._lock.updating():  # other writers wait; readers get in between steps
@@ -860,6 +866,47 @@ def _check_validation_rows(weights: Mapping[str, float], rows: int, monitor: str
             f"{said}, so monitor {monitor!r} would be 0 every epoch; expected at least 2 validation rows", "validation"
         )
     warnings.warn(f"{said}: their val_ losses will be 0", UserWarning, stacklevel=4)
+
+
+def unmeasured_objectives(weights: Mapping[str, float], mask: np.ndarray) -> Dict[str, str]:
+    """The weighted objectives that are 0 on every batch of rows whose
+    presence is ``mask [N, 7]``, each with why: ``cross_modal`` predicts a
+    modality from the others of its row (no row holds two modalities), and
+    ``contrastive`` and ``binding`` tell a row's pair of modalities from
+    other rows' (no two rows hold the same pair)."""
+    present = np.asarray(mask, dtype=bool)
+    if not present.size:
+        return {}
+    together = present.T.astype(np.int64) @ present.astype(np.int64)  # [7, 7]: rows holding both i and j
+    np.fill_diagonal(together, 0)
+    multi = bool((present.sum(axis=1) >= 2).any())
+    why = {
+        "cross_modal": None if multi else "no row holds two modalities",
+        "contrastive": None if together.max() >= 2 else "no two rows hold the same pair of modalities",
+    }
+    why["binding"] = why["contrastive"]
+    return {o: why[o] for o, w in weights.items() if w > 0 and why.get(o) is not None}
+
+
+def check_monitor_measurable(weights: Mapping[str, float], mask: np.ndarray, monitor: str, what: str, arg: str,
+                             otherwise: str = "") -> None:
+    """Refuses a ``monitor`` that the validation rows (``what``, presence
+    ``mask``) make 0 every epoch (:func:`unmeasured_objectives`): early
+    stopping would compare zeros, keep the first epoch and stop, as for
+    validation data of one row."""
+    zero = unmeasured_objectives(weights, mask)
+    weighted = [o for o, w in weights.items() if w > 0]
+    watched = [o for o in zero if monitor == f"val_{o}"]
+    if not watched and monitor == "val_total" and weighted and all(o in zero for o in weighted):
+        watched = weighted
+    if watched:
+        reasons = "; ".join(sorted({f"{zero[o]} ({o} is 0 on them)" for o in watched}))
+        need = ("at least 2 rows holding the same two modalities" if any(o != "cross_modal" for o in watched)
+                else "a row holding two modalities")
+        raise InvalidValueError(
+            f"{what}: {reasons}, so monitor {monitor!r} would be 0 every epoch (early stopping would keep the first "
+            f"epoch); expected {need}{otherwise}", arg,
+        )
 
 
 def _check_monitor(monitor: Any, has_validation: bool, metrics: Mapping[str, Metric]) -> None:
