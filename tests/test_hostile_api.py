@@ -803,3 +803,23 @@ def test_evaluate_model_and_compute_anchors_name_a_test_split_of_other_views() -
             evaluation.compute_anchors(tr, te, multiview=())
     reordered = datasets.MultipleFeatures(views={v: test.views[v] for v in "cab"}, labels=test.labels)
     assert evaluation.evaluate_model(Embedder(), train, reordered, two_views=False).retrieval  # the order is free
+
+
+def test_a_step_size_or_clip_that_is_0_in_float32_is_refused_as_0_is() -> None:
+    """lr=0 and grad_clip=0 were refused, but 1e-50, which the core (float32)
+    computes with as 0, was taken: training ran and left every weight as it
+    was, without a word."""
+    rng = np.random.default_rng(0)
+    x = {"visual": rng.normal(size=(8, 4)), "auditory": rng.normal(size=(8, 3))}
+    for name in ("learning_rate", "grad_clip"):
+        with pytest.raises(gm.InvalidValueError, match=rf"^{name}: expected a finite positive number.*, got 1e-50, which is 0 in float32"):
+            gm.LearnableMultiModal(input_dims={"visual": 4, "auditory": 3}, **{name: 1e-50})
+    model = gm.LearnableMultiModal(input_dims={"visual": 4, "auditory": 3}, embed_dim=8, hidden_dim=8, num_heads=2)
+    before = model.state_dict()
+    for call in (lambda: model.train_step(x, lr=1e-50), lambda: model.fit(x, lr=1e-50, epochs=1, progress=False),
+                 lambda: model.apply_gradients(model.gradients(), lr=1e-50)):
+        with pytest.raises(gm.InvalidValueError, match=r"^lr: expected a finite positive number or None, got 1e-50, which is 0"):
+            call()
+    assert all(np.array_equal(before[k], v) for k, v in model.state_dict().items())
+    # the smallest float32 is still a step size, and 1e-50 still a weight decay (0 is allowed there)
+    assert gm.LearnableMultiModal(learning_rate=1e-45, weight_decay=1e-50).config.learning_rate == 1e-45

@@ -216,6 +216,13 @@ def as_finite_float(
         raise InvalidValueError(
             f"{name}: expected {expected}, got {value!r}, which is too large for float32 (largest {FLOAT32_MAX:.3g})", name
         )
+    if float32 and as_float != 0 and np.float32(as_float) == 0 and not ok(0.0):
+        # the core would compute with 0, a value refused when given as such: lr=1e-50
+        # trained with a step of 0, leaving every weight as it was, without a word
+        raise InvalidValueError(
+            f"{name}: expected {expected}, got {value!r}, which is 0 in float32 (smallest positive "
+            f"{float(np.finfo(np.float32).smallest_subnormal):.3g}), the precision the model computes in", name
+        )
     return as_float
 
 
