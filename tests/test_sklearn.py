@@ -336,3 +336,18 @@ def test_the_neighborhood_option_reaches_the_model():
     assert "neighborhood" in est.history_.epochs[-1]
     with pytest.raises(InvalidValueError, match="neighborhood_temperature"):
         MultimodalEmbedder(epochs=1, neighborhood_temperature=-1.0).fit(Xs)
+
+
+def test_one_int_of_encoder_hidden_is_one_layer_for_hidden_output_and_data_errors_name_xs():
+    """encoder_hidden=8 is one layer of 8 (as the config reads it): output="hidden"
+    raised TypeError: 'int' object is not iterable. And the views are Xs in
+    an error about all of them (fit_with_stopping's inputs, fit's data)."""
+    from grapheme_multimodal.exceptions import InvalidValueError
+
+    X = np.random.default_rng(0).normal(size=(60, 5))
+    small = dict(embed_dim=8, hidden_dim=8, num_heads=2, epochs=2)
+    out = MultimodalEmbedder(**small, encoder_hidden=8, output="hidden").fit_transform(X)
+    assert out.shape == (60, 8)
+    for fraction in (0.1, 0.0):  # held out or not: one view gives contrastive no pair of views
+        with pytest.raises(InvalidValueError, match=r"^Xs: no two rows hold the same pair of modalities .* so nothing would train"):
+            MultimodalEmbedder(**small, objectives={"contrastive": 1}, validation_fraction=fraction).fit(X)

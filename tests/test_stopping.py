@@ -233,13 +233,23 @@ def test_a_monitor_the_validation_rows_make_0_every_epoch_is_refused():
 @pytest.mark.parametrize("min_validation_rows, what", [(0, "the 8 rows held out to stop on"),
                                                        (32, "the rows each of the 5 cross-validation folds holds out")])
 def test_held_out_rows_that_cannot_measure_the_monitor_are_named_by_validation_fraction(min_validation_rows, what):
-    data, mask = _sparse_second_view(80, [5])  # the second view in one row: no held-out part has 2 such rows
     stop = {**STOP, "validation_fraction": 0.1, "min_validation_rows": min_validation_rows}
+    # the second view in two rows, so that the data trains, but never in two rows held out together
+    if min_validation_rows == 0:
+        from grapheme_multimodal.training import holdout_rows
+
+        held = holdout_rows(80, 0.1, STOP["seed"])[1]
+        pair_rows = np.setdiff1d(np.arange(80), held)[:2]
+    else:
+        folds = np.array_split(np.random.default_rng(STOP["seed"]).permutation(80), 5)
+        pair_rows = [folds[0][0], folds[1][0]]
+    data, mask = _sparse_second_view(80, pair_rows)
     model = small_model()
     with pytest.raises(InvalidValueError, match=f"^validation_fraction: {what}: no two rows hold the same pair") as err:
         fit_with_stopping(model, data, mask=mask, **stop, epochs=4, **OPTIONS)
     assert err.value.arg == "validation_fraction" and model.epochs_trained == 0
-    assert len(fit_with_stopping(small_model(), data, mask=mask, **{**stop, "patience": 0}, epochs=2, **OPTIONS).epochs) == 2
+    if min_validation_rows == 0:  # without stopping the slice is held out all the same, and trains the rest
+        assert len(fit_with_stopping(small_model(), data, mask=mask, **{**stop, "patience": 0}, epochs=2, **OPTIONS).epochs) == 2
     _, most = _sparse_second_view(80, np.arange(60))  # the second view in most rows: measured, as before
     assert fit_with_stopping(small_model(), data, mask=most, **stop, epochs=2, **OPTIONS).epochs
 
@@ -255,3 +265,21 @@ def test_the_estimator_names_its_validation_fraction_for_a_view_the_held_out_row
     with pytest.raises(InvalidValueError, match=r"^validation_fraction: the 20 rows held out to stop on: no two rows"):
         estimator.fit([data["visual"], sparse])
     assert not hasattr(estimator, "model_")
+
+
+def test_data_on_which_every_weighted_objective_is_0_is_refused():
+    """One modality per row, or one view, with only objectives that need two
+    modalities in a row (contrastive, binding, cross_modal): every step was
+    Adam on zero gradients, silently, as every weight 0 (which is refused)."""
+    data, mask = _sparse_second_view(40, [5])
+    only_pairs = {"contrastive": 1.0, "binding": 1.0, "cross_modal": 1.0}
+    model = small_model()
+    with pytest.raises(InvalidValueError, match=r"^data: no row holds two modalities \(cross_modal is 0 on them\); no two "
+                                                r"rows hold the same pair of modalities \(contrastive, binding are 0 on them\), "
+                                                r"so nothing would train") as err:
+        model.fit({"visual": data["visual"]}, epochs=1, objectives=only_pairs, progress=False)
+    assert err.value.arg == "data" and model.epochs_trained == 0
+    with pytest.raises(InvalidValueError, match=r"^inputs: no two rows hold the same pair of modalities \(contrastive is 0"):
+        fit_with_stopping(model, data, mask=mask, **STOP, epochs=2, **{**OPTIONS, "objectives": {"contrastive": 1.0}})
+    # an objective that learns from one modality's rows trains
+    assert model.fit({"visual": data["visual"]}, epochs=1, objectives={**only_pairs, "neighborhood": 1.0}, progress=False).epochs

@@ -19,6 +19,7 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from ._core import NUM_MODALITIES
 from ._locking import ModelLock
+from .config import _widths
 from ._validation import as_float32, as_seed, check_flag, describe, refuse_unpaired_frames, renamed
 from .exceptions import GraphemeError, InvalidValueError, NonFiniteError, ShapeError
 from .metrics import unit_side_by_side
@@ -298,7 +299,7 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
         """``err`` about the model's ``inputs['m']`` or ``fit``'s ``data['m']``
         (e.g. a row whose encoding overflowed) named as the view ``Xs[i]``
         it came from: the estimator has neither argument."""
-        names = {}
+        names = {"inputs": "Xs", "data": "Xs"}  # all the views, as fit's and fit_with_stopping's arguments
         for i, m in enumerate(self.modalities_):
             names.update({f"inputs[{str(m)!r}]": f"Xs[{i}]", f"data[{str(m)!r}]": f"Xs[{i}]"})
         return renamed(err, names)
@@ -331,7 +332,7 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
 
     def _check_output(self) -> None:
         if isinstance(self.output, str) and self.output in OUTPUTS:
-            if self.output == "hidden" and not tuple(self.encoder_hidden):
+            if self.output == "hidden" and not _widths(self.encoder_hidden, "encoder_hidden"):  # one int is one layer
                 raise InvalidValueError(
                     'output: "hidden" reads the encoders\' hidden layers; expected encoder_hidden with at least one '
                     f"layer, got encoder_hidden={self.encoder_hidden!r}", "output")

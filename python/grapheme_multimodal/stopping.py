@@ -29,6 +29,7 @@ from .graph import Graph
 from .objectives import OBJECTIVES, resolve_weights
 from .training import (
     History, _check_fraction, _check_int, _check_monitor, _checked_metrics, as_dataset, check_monitor_measurable,
+    check_something_trains,
     encoder_overflow_in_rows, holdout_rows, resolve_mode, unmeasured_objectives,
 )
 
@@ -131,8 +132,9 @@ def fit_with_stopping(
     # row of the slice or a fold, and nothing has trained yet.
     data = as_dataset(model, inputs, mask, "inputs")
     k = cv_folds_for(n, validation_fraction, min_validation_rows, cv_folds) if patience and epochs > 0 else 0
+    weights = dict(zip(OBJECTIVES, resolve_weights(fit_options.get("objectives"), False, "objectives")))
+    check_something_trains(weights, data.mask_of(np.arange(n)), "inputs")  # before the held-out rows are blamed
     if patience and epochs > 0:  # named here: fit would blame a `validation` the caller never gave
-        weights = dict(zip(OBJECTIVES, resolve_weights(fit_options.get("objectives"), False, "objectives")))
         what = (f"validation_fraction: the {len(val_rows)} rows held out to stop on" if k == 0
                 else f"validation_fraction: the rows each of the {k} cross-validation folds holds out")
         refusals = []

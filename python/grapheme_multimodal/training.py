@@ -106,7 +106,11 @@ def fit(
             one row each, on which the objectives that compare rows
             (contrastive, binding, fused_contrastive) contribute 0: a
             ``UserWarning`` says so, as it does for ``data`` of one row;
-            one row with only those objectives weighted is refused. More
+            one row with only those objectives weighted is refused, as is
+            data on which every weighted objective is 0 (``contrastive``
+            and ``binding`` need two rows holding the same two modalities,
+            ``cross_modal`` a row holding two: one modality alone trains
+            none of them). More
             steps than Adam counts (``2**63 - 1`` in all, e.g.
             ``epochs=2**64``) are refused too.
         objectives: objective weights (default: the default mix; see
@@ -193,6 +197,7 @@ def fit(
             "objectives",
         )
     _check_rows_to_compare(dict(zip(OBJECTIVES, weights)), len(train), batch_size)
+    check_something_trains(dict(zip(OBJECTIVES, weights)), train.mask_of(np.arange(len(train))), "data")
     _check_step_count(model, int(epochs), train.num_batches(int(batch_size)))  # numpy ints would wrap
     if val is not None:
         val_weights = resolve_weights(objectives, val.has_fused, "objectives")
@@ -888,6 +893,28 @@ def unmeasured_objectives(weights: Mapping[str, float], mask: np.ndarray) -> Dic
     return {o: why[o] for o, w in weights.items() if w > 0 and why.get(o) is not None}
 
 
+def _zero_because(zero: Mapping[str, str], objectives: Sequence[str]) -> str:
+    """``"no row holds two modalities (cross_modal is 0 on them); ..."``: why ``objectives`` are 0, one clause per reason."""
+    by_reason: Dict[str, List[str]] = {}
+    for o in objectives:
+        by_reason.setdefault(zero[o], []).append(o)
+    return "; ".join(f"{why} ({', '.join(names)} {'is' if len(names) == 1 else 'are'} 0 on them)"
+                     for why, names in sorted(by_reason.items()))
+
+
+def check_something_trains(weights: Mapping[str, float], mask: np.ndarray, arg: str) -> None:
+    """Refuses training data (``arg``, presence ``mask``) on which every
+    weighted objective is 0 (:func:`unmeasured_objectives`): every step would
+    be Adam on zero gradients, as with every weight 0."""
+    zero = unmeasured_objectives(weights, mask)
+    weighted = [o for o, w in weights.items() if w > 0]
+    if weighted and all(o in zero for o in weighted):
+        raise InvalidValueError(
+            f"{arg}: {_zero_because(zero, weighted)}, so nothing would train; expected rows holding two modalities together, or an objective "
+            "that learns from rows of one modality (fused_contrastive, neighborhood)", arg,
+        )
+
+
 def check_monitor_measurable(weights: Mapping[str, float], mask: np.ndarray, monitor: str, what: str, arg: str,
                              otherwise: str = "") -> None:
     """Refuses a ``monitor`` that the validation rows (``what``, presence
@@ -900,7 +927,7 @@ def check_monitor_measurable(weights: Mapping[str, float], mask: np.ndarray, mon
     if not watched and monitor == "val_total" and weighted and all(o in zero for o in weighted):
         watched = weighted
     if watched:
-        reasons = "; ".join(sorted({f"{zero[o]} ({o} is 0 on them)" for o in watched}))
+        reasons = _zero_because(zero, watched)
         need = ("at least 2 rows holding the same two modalities" if any(o != "cross_modal" for o in watched)
                 else "a row holding two modalities")
         raise InvalidValueError(
