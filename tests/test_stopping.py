@@ -283,3 +283,20 @@ def test_data_on_which_every_weighted_objective_is_0_is_refused():
         fit_with_stopping(model, data, mask=mask, **STOP, epochs=2, **{**OPTIONS, "objectives": {"contrastive": 1.0}})
     # an objective that learns from one modality's rows trains
     assert model.fit({"visual": data["visual"]}, epochs=1, objectives={**only_pairs, "neighborhood": 1.0}, progress=False).epochs
+
+
+def test_neighborhood_alone_on_recorded_embeddings_is_refused():
+    """neighborhood finds a row's neighbours by its inputs: on an experience
+    buffer of recorded embeddings (no inputs) it is 0, and a fit of it alone
+    trained nothing, silently."""
+    model = small_model()
+    data = two_views(20)
+    emb, fused = model.encode_and_fuse(data)
+    mask = np.zeros((20, 7), bool)
+    mask[:, :2] = True
+    buffer = gm.ExperienceBuffer(20, embed_dim=8)
+    buffer.extend(emb, mask, fused, model.pair_strengths(emb, mask), np.zeros(20))
+    with pytest.raises(InvalidValueError, match=r"^data: recorded embeddings hold no inputs to find neighbours by "
+                                                r"\(neighborhood is 0 on them\), so nothing would train"):
+        model.fit(buffer, epochs=1, objectives={"neighborhood": 1.0}, progress=False)
+    assert model.fit(buffer, epochs=1, objectives={"neighborhood": 1.0, "fused_contrastive": 1.0}, progress=False).epochs

@@ -197,7 +197,7 @@ def fit(
             "objectives",
         )
     _check_rows_to_compare(dict(zip(OBJECTIVES, weights)), len(train), batch_size)
-    check_something_trains(dict(zip(OBJECTIVES, weights)), train.mask_of(np.arange(len(train))), "data")
+    check_something_trains(dict(zip(OBJECTIVES, weights)), train.mask_of(np.arange(len(train))), "data", train.has_inputs)
     _check_step_count(model, int(epochs), train.num_batches(int(batch_size)))  # numpy ints would wrap
     if val is not None:
         val_weights = resolve_weights(objectives, val.has_fused, "objectives")
@@ -208,7 +208,7 @@ def fit(
         _check_validation_rows(dict(zip(OBJECTIVES, val_weights)), len(val), monitor)
         if early_stopping is not None:  # else the monitor only names history.best_epoch
             check_monitor_measurable(dict(zip(OBJECTIVES, val_weights)), val.mask_of(np.arange(len(val))), monitor,
-                                     "validation", "validation", ", or early_stopping=None")
+                                     "validation", "validation", ", or early_stopping=None", val.has_inputs)
     mode = resolve_mode(monitor, mode)
 
     with model._lock.updating():  # other writers wait; readers get in between steps
@@ -873,12 +873,13 @@ def _check_validation_rows(weights: Mapping[str, float], rows: int, monitor: str
     warnings.warn(f"{said}: their val_ losses will be 0", UserWarning, stacklevel=4)
 
 
-def unmeasured_objectives(weights: Mapping[str, float], mask: np.ndarray) -> Dict[str, str]:
+def unmeasured_objectives(weights: Mapping[str, float], mask: np.ndarray, has_inputs: bool = True) -> Dict[str, str]:
     """The weighted objectives that are 0 on every batch of rows whose
     presence is ``mask [N, 7]``, each with why: ``cross_modal`` predicts a
-    modality from the others of its row (no row holds two modalities), and
+    modality from the others of its row (no row holds two modalities),
     ``contrastive`` and ``binding`` tell a row's pair of modalities from
-    other rows' (no two rows hold the same pair)."""
+    other rows' (no two rows hold the same pair), and ``neighborhood``
+    finds a row's neighbours by its inputs (recorded embeddings have none)."""
     present = np.asarray(mask, dtype=bool)
     if not present.size:
         return {}
@@ -890,6 +891,7 @@ def unmeasured_objectives(weights: Mapping[str, float], mask: np.ndarray) -> Dic
         "contrastive": None if together.max() >= 2 else "no two rows hold the same pair of modalities",
     }
     why["binding"] = why["contrastive"]
+    why["neighborhood"] = None if has_inputs else "recorded embeddings hold no inputs to find neighbours by"
     return {o: why[o] for o, w in weights.items() if w > 0 and why.get(o) is not None}
 
 
@@ -902,33 +904,34 @@ def _zero_because(zero: Mapping[str, str], objectives: Sequence[str]) -> str:
                      for why, names in sorted(by_reason.items()))
 
 
-def check_something_trains(weights: Mapping[str, float], mask: np.ndarray, arg: str) -> None:
+def check_something_trains(weights: Mapping[str, float], mask: np.ndarray, arg: str, has_inputs: bool = True) -> None:
     """Refuses training data (``arg``, presence ``mask``) on which every
     weighted objective is 0 (:func:`unmeasured_objectives`): every step would
     be Adam on zero gradients, as with every weight 0."""
-    zero = unmeasured_objectives(weights, mask)
+    zero = unmeasured_objectives(weights, mask, has_inputs)
     weighted = [o for o, w in weights.items() if w > 0]
     if weighted and all(o in zero for o in weighted):
         raise InvalidValueError(
-            f"{arg}: {_zero_because(zero, weighted)}, so nothing would train; expected rows holding two modalities together, or an objective "
-            "that learns from rows of one modality (fused_contrastive, neighborhood)", arg,
+            f"{arg}: {_zero_because(zero, weighted)}, so nothing would train; expected data they learn from, or another "
+            "objective (fused_contrastive learns from rows of one modality, neighborhood from inputs)", arg,
         )
 
 
 def check_monitor_measurable(weights: Mapping[str, float], mask: np.ndarray, monitor: str, what: str, arg: str,
-                             otherwise: str = "") -> None:
+                             otherwise: str = "", has_inputs: bool = True) -> None:
     """Refuses a ``monitor`` that the validation rows (``what``, presence
     ``mask``) make 0 every epoch (:func:`unmeasured_objectives`): early
     stopping would compare zeros, keep the first epoch and stop, as for
     validation data of one row."""
-    zero = unmeasured_objectives(weights, mask)
+    zero = unmeasured_objectives(weights, mask, has_inputs)
     weighted = [o for o, w in weights.items() if w > 0]
     watched = [o for o in zero if monitor == f"val_{o}"]
     if not watched and monitor == "val_total" and weighted and all(o in zero for o in weighted):
         watched = weighted
     if watched:
         reasons = _zero_because(zero, watched)
-        need = ("at least 2 rows holding the same two modalities" if any(o != "cross_modal" for o in watched)
+        need = ("validation data with inputs" if any(o == "neighborhood" for o in watched)
+                else "at least 2 rows holding the same two modalities" if any(o != "cross_modal" for o in watched)
                 else "a row holding two modalities")
         raise InvalidValueError(
             f"{what}: {reasons}, so monitor {monitor!r} would be 0 every epoch (early stopping would keep the first "
