@@ -19,8 +19,8 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from ._core import NUM_MODALITIES
 from ._locking import ModelLock
-from .config import _widths
 from ._validation import as_float32, as_seed, check_flag, describe, refuse_unpaired_frames, renamed
+from .config import _widths
 from .exceptions import GraphemeError, InvalidValueError, NonFiniteError, ShapeError
 from .metrics import unit_side_by_side
 from .model import LearnableMultiModal

@@ -29,8 +29,7 @@ from .graph import Graph
 from .objectives import OBJECTIVES, resolve_weights
 from .training import (
     History, _check_fraction, _check_int, _check_monitor, _checked_metrics, as_dataset, check_monitor_measurable,
-    check_something_trains,
-    encoder_overflow_in_rows, holdout_rows, resolve_mode, unmeasured_objectives,
+    check_something_trains, encoder_overflow_in_rows, holdout_rows, resolve_mode,
 )
 
 if TYPE_CHECKING:
