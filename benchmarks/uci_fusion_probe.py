@@ -2,8 +2,9 @@
 probed in PyTorch on the recipe's frozen encoders.
 
 Usage (needs torch, a benchmark-only dependency):
-    python benchmarks/uci_fusion_probe.py [--splits 0 1 2] [--seeds 0 1]
-        [--variants refit hidden-input soft hidden-neighbours] [--epochs 100]
+    python benchmarks/uci_fusion_probe.py [--splits 0 1 2] [--seeds 0 1] [--json PATH]
+        [--variants refit hidden-input soft hidden-neighbours reconstruct hidden-reconstruct]
+        [--epochs 100] [--reconstruction-weight 1]
 
 For each split of UCI Multiple Features (stratified 80/20, as
 ``uci_multifeature.py``) and each training seed, the package's recipe
@@ -24,7 +25,13 @@ batches of 512, ``--epochs`` epochs). The variants change one thing:
 - ``soft``: soft positives, ``exp(−D / D₁₀)`` over the 30 nearest rows
   (``D₁₀``: the distance to the 10th), instead of 10 equal ones;
 - ``hidden-neighbours``: positives by the hidden features' mean cosine
-  instead of the inputs' distance.
+  instead of the inputs' distance;
+- ``reconstruct``: as ``refit``, plus a linear decoder per view (``128 →
+  d_v``) that predicts every view's standardised input from each of the two
+  fused views, its mean squared error (mean over the views) weighted by
+  ``--reconstruction-weight`` (a multimodal autoencoder's term: the fused
+  embedding keeps what each view says, not only what the views share);
+- ``hidden-reconstruct``: both ``hidden-input`` and ``reconstruct``.
 
 Scored on the 400 held-out digits: 5-NN and linear-probe accuracy of the
 full events' fused embeddings, and the two-view pairs (of 15) whose fused
@@ -38,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -45,6 +53,9 @@ import numpy as np
 from grapheme_multimodal import uci
 from grapheme_multimodal.datasets import load_multiple_features, standardize, train_test_split
 from grapheme_multimodal.metrics import knn_accuracy, linear_probe_accuracy
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from jsonfile import write_json  # noqa: E402
 
 try:
     import torch
@@ -56,7 +67,13 @@ VARIANTS = {
     "hidden-input": dict(read_hidden=True),
     "soft": dict(soft=True),
     "hidden-neighbours": dict(neighbours_by_hidden=True),
+    "reconstruct": dict(reconstruct=True),
+    "hidden-reconstruct": dict(read_hidden=True, reconstruct=True),
 }
+#: The variants run by default: those of the first probe (docs/objectives.md,
+#: "A fusion network that reads the hidden layers"); the reconstruction pair
+#: came later ("A reconstruction term for the fused embedding").
+FIRST_VARIANTS = ("refit", "hidden-input", "soft", "hidden-neighbours")
 NEIGHBOURS = 10
 RESIDUAL = 10.0
 
@@ -96,7 +113,8 @@ def _positives(distance: "torch.Tensor", soft: bool) -> "torch.Tensor":
 
 
 def train_fusion(frozen: Dict[str, Dict[str, Pair]], seed: int, epochs: int, read_hidden: bool = False,
-                 soft: bool = False, neighbours_by_hidden: bool = False) -> Callable[[str, Sequence[int]], np.ndarray]:
+                 soft: bool = False, neighbours_by_hidden: bool = False,
+                 reconstruct: bool = False, reconstruction_weight: float = 1.0) -> Callable[[str, Sequence[int]], np.ndarray]:
     """Trains one probe fusion network; returns ``fuse(split, views) → [N, 128]``
     (``split``: ``"train"`` or ``"test"``; ``views``: indices of the views present)."""
     names = list(frozen["embedding"])
@@ -115,7 +133,8 @@ def train_fusion(frozen: Dict[str, Dict[str, Pair]], seed: int, epochs: int, rea
     net = torch.nn.Sequential(torch.nn.Linear(n_views * width, 128), leaky(), torch.nn.Linear(128, 128), leaky(),
                               torch.nn.Linear(128, 128), leaky())
     log_tau = torch.nn.Parameter(torch.tensor(float(np.log(0.07))))
-    adam = torch.optim.Adam([*net.parameters(), log_tau], lr=2e-3)
+    decoders = torch.nn.ModuleList(torch.nn.Linear(128, z.shape[1]) for z in by_input)
+    adam = torch.optim.Adam([*net.parameters(), log_tau, *decoders.parameters()], lr=2e-3)
 
     def fuse(e: "torch.Tensor", x: "torch.Tensor", keep: "torch.Tensor") -> "torch.Tensor":
         out = net((x * keep[..., None]).reshape(len(x), -1))
@@ -142,8 +161,16 @@ def train_fusion(frozen: Dict[str, Dict[str, Pair]], seed: int, epochs: int, rea
                 else:
                     distance = sum(torch.cdist(z[rows], z[rows]) ** 2 / z.shape[1] for z in by_input) / n_views
                 target = _positives(distance, soft)
-            logits = fuse(e, x, subset(len(rows))) @ fuse(e, x, subset(len(rows))).T / log_tau.exp()
+            first, second = fuse(e, x, subset(len(rows))), fuse(e, x, subset(len(rows)))
+            logits = first @ second.T / log_tau.exp()
             loss = -0.5 * ((target * logits.log_softmax(1)).sum(1).mean() + (target * logits.log_softmax(0).T).sum(1).mean())
+            if reconstruct:
+                # every view's standardised input from each subset's fused embedding
+                # (a multimodal autoencoder's term: the fused embedding keeps what
+                # each view says, not only what the views share)
+                loss = loss + reconstruction_weight * sum(
+                    ((dec(f) - z[rows]) ** 2).mean() for f in (first, second) for dec, z in zip(decoders, by_input)
+                ) / (2 * n_views)
             adam.zero_grad()
             loss.backward()
             adam.step()
@@ -170,7 +197,10 @@ def score(fuse: Callable[[str, Sequence[int]], np.ndarray], train, test, raw_two
             linear_probe_accuracy(full[0], train.labels, full[1], test.labels), int(pairs))
 
 
-def run_split(split: int, seeds: Sequence[int], variants: Sequence[str], epochs: int) -> Dict[str, np.ndarray]:
+def run_split(split: int, seeds: Sequence[int], variants: Sequence[str], epochs: int,
+              reconstruction_weight: float = 1.0) -> Dict[str, object]:
+    """Scores the package and each variant over the seeds; returns the figures
+    per seed (``--json``'s entry for the split)."""
     train, test = train_test_split(load_multiple_features(), test_size=0.2, seed=split)
     names = list(train.views)
     raw_train, raw_test = standardize(train.views, test.views)
@@ -191,7 +221,8 @@ def run_split(split: int, seeds: Sequence[int], variants: Sequence[str], epochs:
 
         results["package"].append(score(package, train, test, raw_two_view))
         for name in variants:
-            results[name].append(score(train_fusion(frozen, seed, epochs, **VARIANTS[name]), train, test, raw_two_view))
+            fuse = train_fusion(frozen, seed, epochs, reconstruction_weight=reconstruction_weight, **VARIANTS[name])
+            results[name].append(score(fuse, train, test, raw_two_view))
         print(f"split {split} seed {seed}: " + " | ".join(
             f"{k} {v[-1][0]:.4f} / {v[-1][1]:.4f} / {v[-1][2]}" for k, v in results.items()), flush=True)
     print(f"split {split} (mean over seeds {list(seeds)}; raw views 5-NN {raw:.4f}): 5-NN / probe / two-view pairs")
@@ -199,7 +230,10 @@ def run_split(split: int, seeds: Sequence[int], variants: Sequence[str], epochs:
         a = np.asarray(v, float)
         print(f"  {k:18s} {a[:, 0].mean():.4f} ± {a[:, 0].std():.4f} / {a[:, 1].mean():.4f} ± {a[:, 1].std():.4f} / "
               f"{a[:, 2].sum():.0f} of {15 * len(a)}")
-    return {k: np.asarray(v, float) for k, v in results.items()}
+    figures: Dict[str, object] = {"raw_knn": raw, "raw_two_view_knn": {f"{names[a]}+{names[b]}": acc for (a, b), acc in raw_two_view.items()}}
+    for k, v in results.items():
+        figures[k] = {"knn": [r[0] for r in v], "probe": [r[1] for r in v], "two_view_pairs": [r[2] for r in v]}
+    return figures
 
 
 def side_by_side(views: Dict[str, np.ndarray], names: List[str]) -> np.ndarray:
@@ -211,12 +245,18 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--splits", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--variants", nargs="+", default=list(FIRST_VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--epochs", type=int, default=100)
+    parser.add_argument("--reconstruction-weight", type=float, default=1.0,
+                        help="the reconstruction term's weight in the reconstruct variants")
+    parser.add_argument("--json", help="also write the figures (per seed) here")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    for split in args.splits:
-        run_split(split, args.seeds, args.variants, args.epochs)
+    results = {str(split): run_split(split, args.seeds, args.variants, args.epochs, args.reconstruction_weight)
+               for split in args.splits}
+    if args.json:
+        write_json(args.json, {"seeds": args.seeds, "epochs": args.epochs, "variants": args.variants,
+                               "reconstruction_weight": args.reconstruction_weight, "splits": results})
 
 
 if __name__ == "__main__":
