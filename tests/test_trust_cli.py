@@ -118,6 +118,10 @@ def test_bad_modality_files_are_one_line(files, capsys, spec, words) -> None:
         (["--validation-split", "inf"], ["--validation-split"]),
         (["--objectives", "contrastive=nan"], ["contrastive"]),
         (["--objectives", "contrastive=1e400"], ["contrastive"]),
+        # took the last of the two weights without a word
+        (["--objectives", "contrastive=1,contrastive=2"],
+         ["--objectives: 'contrastive' is given more than once in 'contrastive=1,contrastive=2'", "expected each objective once"]),
+        (["--objectives", "contrastive, binding=0.5,contrastive=0"], ["--objectives: 'contrastive' is given more than once"]),
         (["--batch-size", "0"], ["--batch-size"]),
         (["--wl-dim", "-3"], ["--wl-dim"]),
     ],

@@ -198,7 +198,7 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--lr", type=_float, default=_RECIPE.learning_rate, help="Adam learning rate")
     train.add_argument("--binder", choices=("additive", "bilinear"), default=_RECIPE.binder_kind)
     train.add_argument("--objectives", default=None,
-                       help="objective weights, e.g. contrastive=1,binding=0.5 (default: the recipe's, "
+                       help="objective weights, each objective once, e.g. contrastive=1,binding=0.5 (default: the recipe's, "
                             + ",".join(f"{k}={v:g}" for k, v in _RECIPE.objectives.items()) + ")")
     train.add_argument("--fused-neighbors", type=_int, default=_RECIPE.fused_neighbors, metavar="K",
                        help="fused_contrastive counts each event's K nearest events of the batch as positives "
@@ -814,6 +814,11 @@ def _objective_weights(text: Optional[str], known: List[str]) -> Optional[Dict[s
         name = name.strip()
         if name not in known:
             raise InvalidValueError(f"--objectives: unknown objective {name!r}; expected some of {', '.join(known)}", "--objectives")
+        if name in weights:  # else the last of its weights, without a word
+            raise InvalidValueError(
+                f"--objectives: {name!r} is given more than once in {text!r}; expected each objective once "
+                "(NAME=NUMBER, comma-separated)", "--objectives",
+            )
         try:
             weights[name] = float(value) if sep else 1.0
         except ValueError:
