@@ -366,6 +366,24 @@ def test_an_output_created_while_the_command_runs_is_kept_not_replaced(files, tm
     assert main([*train, "--overwrite"]) == 0 and gm.LearnableMultiModal.load(out).epochs_trained == 1
 
 
+@pytest.mark.parametrize("argv, flag", [
+    (["train", "-m", "visual={a}", "--epochs", "1", "--no-progress", "-o", "-"], "--output/-o"),
+    (["train", "-m", "visual={a}", "--epochs", "1", "--no-progress", "--output", "-"], "--output/-o"),
+    (["embed", "{ckpt}", "-m", "visual={a}", "-o", "-"], "--output/-o"),
+    (["embed", "{ckpt}", "-m", "visual={a}", "-o", "{tmp}/fused.npy", "--bindings", "-"], "--bindings"),
+    (["embed", "{ckpt}", "-m", "visual={a}", "-o", "{tmp}/fused.npy", "--hidden-features", "-"], "--hidden-features"),
+    (["demo", "--json", "-"], "--json"),
+])
+def test_an_output_of_dash_is_refused_not_written_as_a_file_named_dash(files, tmp_path, capsys, monkeypatch, argv, flag) -> None:
+    # "-o -" wrote a binary file named "-" where the user meant standard output.
+    monkeypatch.chdir(tmp_path)
+    argv = [a.format(a=files / "a.npy", ckpt=files / "m.safetensors", tmp=tmp_path) for a in argv]
+    line = argparse_error(capsys, argv)
+    assert f"{flag}: expected a file path, got '-' (standard output)" in line, line
+    assert "give a file path" in line, line
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("flag", ["-o", "--bindings", "--hidden-features"])
 def test_an_output_ending_in_a_separator_is_refused_as_a_folder(files, tmp_path, capsys, flag) -> None:
     # argparse's Path dropped the "/": "-o runs/" wrote a file named "runs".

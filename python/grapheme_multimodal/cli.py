@@ -162,7 +162,16 @@ def _float(text: str) -> float:
 
 def _output_file(text: str) -> Path:
     """An output file's name. ``Path`` drops a trailing separator: ``-o
-    out/`` would write a file named ``out`` where the user named a folder."""
+    out/`` would write a file named ``out`` where the user named a folder.
+    ``-`` (standard output, to most tools) is refused, not written as a file
+    named ``-``: every output of this CLI is a file (.safetensors or .npy,
+    binary; demo's JSON beside the table it prints), none for a terminal
+    or a pipe."""
+    if text == "-":
+        raise argparse.ArgumentTypeError(
+            "expected a file path, got '-' (standard output): this option writes a file, not to standard output; "
+            "give a file path (./- for a file named -)"
+        )
     separators = tuple(sep for sep in (os.sep, os.altsep) if sep)
     if text in ("", ".") or text.endswith(separators + tuple(sep + "." for sep in separators)):
         raise argparse.ArgumentTypeError(f"expected a file name, got {text!r} (a folder)" if text else "expected a file name, got ''")
