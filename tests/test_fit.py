@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import grapheme_multimodal as gm
+from grapheme_multimodal.stopping import fit_with_stopping
 from grapheme_multimodal.training import _dropout_mask
 
 from conftest import text_event
@@ -286,3 +287,97 @@ def test_objectives_that_cannot_train_are_named_in_a_warning():
         warnings.simplefilter("error")
         small_model().fit(data, epochs=1, batch_size=2, progress=False)
         small_model().fit({k: v[:1] for k, v in data.items()}, epochs=1, objectives={"cross_modal": 1.0}, progress=False)
+
+
+def _train_step(m, d):
+    m.train_step({k: v[:32] for k, v in d.items()})
+
+
+def _backward(m, d):
+    m.backward({k: v[:32] for k, v in d.items()})
+
+
+@pytest.mark.parametrize("what, train", [
+    ("train_step", _train_step),
+    ("backward", _backward),
+    ("step", lambda m, d: m.step()),
+    ("fit", lambda m, d: m.fit(d, epochs=1, batch_size=32, progress=False)),
+    ("fit", lambda m, d: fit_with_stopping(m, d, validation_fraction=0.2, patience=1, monitor="val_total", epochs=1, seed=0,
+                                               progress=False)),
+    ("load_state_dict", lambda m, d: m.load_state_dict(small_model().state_dict())),
+])
+def test_a_metric_that_trains_its_own_model_is_refused_and_fit_leaves_the_model_as_it_was(what, train):
+    """A metric calling train_step (or fit, backward, step...) on the model
+    whose fit calls it ran in fit's own thread, which the lock lets in: the
+    model changed in the middle of fit. Refused, naming the call; fit fails
+    and leaves the model as it was."""
+    data = synthetic(64)
+    model = small_model()
+    model.fit(data, epochs=1, batch_size=32, progress=False)
+    before = {k: v.copy() for k, v in model.state_dict().items()}
+    optimizer, epochs, history = model.optimizer_state(), model.epochs_trained, list(model.history)
+
+    def score(m):
+        train(m, data)
+        return 0.0
+
+    with pytest.raises(RuntimeError, match=rf"^{what}: this model is being trained by fit, which is calling "
+                                           r"metrics\['score'\] in this thread; .*train a copy"):
+        model.fit(data, epochs=2, batch_size=32, progress=False, metrics={"score": score})
+    for k, v in model.state_dict().items():
+        np.testing.assert_array_equal(v, before[k], err_msg=k)
+    assert model.optimizer_state()["step"] == optimizer["step"]
+    assert model.epochs_trained == epochs and list(model.history) == history
+    model.train_step({k: v[:32] for k, v in data.items()})  # after fit: trains again
+
+
+def test_a_metric_may_read_its_model_and_train_a_copy(tmp_path):
+    import copy
+    import pickle
+
+    data = synthetic(64)
+    model = small_model()
+    seen = []
+
+    def score(m):
+        m.encode(data)
+        losses = m.losses(data)
+        m.state_dict()
+        m.save(tmp_path / "epoch.safetensors")
+        pickle.dumps(m)
+        twin = copy.deepcopy(m)  # another model: it trains
+        twin.train_step({k: v[:32] for k, v in data.items()})
+        twin.fit(data, epochs=1, batch_size=32, progress=False)
+        seen.append(m.epochs_trained)
+        return -losses["total"]
+
+    history = model.fit(data, epochs=2, batch_size=32, progress=False, metrics={"score": score})
+    assert seen == [1, 2] and len(history["val_score"]) == 2
+    model.train_step({k: v[:32] for k, v in data.items()})  # the refusal ended with fit
+
+
+def test_another_thread_trains_during_a_metric_after_fit_as_before():
+    """Only fit's own thread is refused: another thread's train_step
+    waits for fit, as it always did, and then trains."""
+    import threading
+
+    data = synthetic(64)
+    model = small_model()
+    done = []
+    started = threading.Event()
+
+    def other():
+        started.wait()
+        model.train_step({k: v[:32] for k, v in data.items()})
+        done.append(model.epochs_trained)
+
+    thread = threading.Thread(target=other)
+    thread.start()
+
+    def score(m):
+        started.set()
+        return 0.0
+
+    model.fit(data, epochs=1, batch_size=32, progress=False, metrics={"score": score})
+    thread.join(30)
+    assert done == [1]

@@ -16,7 +16,13 @@ run a multi-step update (``fit``). :class:`ModelLock` serialises them:
 All modes are re-entrant within a thread (a writer may read; an update may
 write). A thread that holds only a read lock may not start to write (that
 would deadlock against another reader doing the same): it gets a
-``RuntimeError`` instead.
+``RuntimeError`` instead. So does a ``metrics`` function that ``fit``
+calls and that trains or changes that same model (``train_step``,
+``backward``, ``step``, ``fit``, ``load_state_dict``... — every
+``@writes`` method): the thread is ``fit``'s own, so the lock lets it
+in, and it would change the model in the middle of ``fit``
+(:func:`refuse_in_metric`). Another thread's writes still wait for ``fit``
+as before.
 
 A process forked while other threads hold a model's lock has only the
 forking thread: the others' holds are dropped in the child, so it does not
@@ -109,6 +115,48 @@ class ModelLock:
         return self._gate.writers_waiting
 
 
+class _InMetric(threading.local):
+    """The model whose ``fit`` is calling one of its ``metrics`` in this
+    thread (None: none), and that metric's name."""
+
+    model: Any = None
+    name: Optional[str] = None
+
+
+_IN_METRIC = _InMetric()
+
+
+@contextlib.contextmanager
+def calling_metric(model: Any, name: str) -> Iterator[None]:
+    """``with calling_metric(model, name):`` around ``fit``'s call of
+    ``metrics[name]``: training or changing ``model`` from this thread is
+    refused until it ends (a metric may fit another model, whose metrics
+    are then the ones called)."""
+    outer = (_IN_METRIC.model, _IN_METRIC.name)
+    _IN_METRIC.model, _IN_METRIC.name = model, name
+    try:
+        yield
+    finally:
+        _IN_METRIC.model, _IN_METRIC.name = outer
+
+
+def refuse_in_metric(model: Any, what: str) -> None:
+    """``RuntimeError`` when ``model``'s ``fit`` is calling one of its
+    ``metrics`` in this thread: ``what`` (a method that trains or changes
+    the model) would change it in the middle of ``fit``."""
+    if _IN_METRIC.model is model:
+        raise RuntimeError(_in_metric_message(what))
+
+
+def _in_metric_message(what: str) -> str:
+    return (
+        f"{what}: this model is being trained by fit, which is calling metrics[{_IN_METRIC.name!r}] in this thread; "
+        "training or changing it there would change the model in the middle of fit. Metrics are for evaluation "
+        "(encode, losses, state_dict, save are fine): train a copy (copy.deepcopy(model)) in the metric, "
+        "or train the model after fit returns"
+    )
+
+
 def reads(method: F) -> F:
     """Runs ``method`` holding the model's lock for reading."""
 
@@ -123,10 +171,14 @@ def reads(method: F) -> F:
 def writes(method: F) -> F:
     """Runs ``method`` holding the model's lock for writing; cached results
     computed before it are stale from its start (even when it fails halfway
-    or is interrupted)."""
+    or is interrupted). Refused (``RuntimeError``, the model unchanged) from
+    a ``metrics`` function the same model's ``fit`` is calling in this
+    thread (:func:`refuse_in_metric`)."""
 
     @functools.wraps(method)
     def locked(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if _IN_METRIC.model is self:  # fit's own thread: the lock would let it in (one check, no more)
+            raise RuntimeError(_in_metric_message(method.__name__))
         with self._lock.writing():
             # Stale before anything changes, not only after: a Ctrl-C at the entry of
             # _parameters_changed (any Python call may raise it there) would otherwise

@@ -40,7 +40,7 @@ except ModuleNotFoundError as exc:  # pragma: no cover - exercised only without 
     ) from None
 
 from ._core import NUM_MODALITIES
-from ._locking import writes
+from ._locking import refuse_in_metric, writes
 from ._ray_address import CONNECT_TIMEOUT_S, _check_ray_address  # noqa: F401 (CONNECT_TIMEOUT_S: documented here)
 from ._validation import as_real_array
 from .exceptions import CheckpointError, InvalidValueError, ShapeError, UntrainedModalityWarning
@@ -457,6 +457,7 @@ def fit(
     every epoch the replicas' weights and optimizer state are compared with
     the driver's: :class:`ReplicaDriftError` if they differ.
     """
+    refuse_in_metric(model, "fit")  # from a metric of this model's fit: before Ray reads anything
     _check_int(num_workers, "num_workers", 1)
     _check_int(cpus_per_worker, "cpus_per_worker", 1)
     if not isinstance(model, LearnableMultiModal):

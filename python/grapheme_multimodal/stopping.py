@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, 
 
 import numpy as np
 
+from ._locking import refuse_in_metric
 from ._validation import as_real_array, describe
 from .exceptions import InvalidValueError, NonFiniteError
 from .graph import Graph
@@ -104,6 +105,7 @@ def fit_with_stopping(
     in this process on copies of ``model`` as it is now. ``fit_options``
     go to every fit (``batch_size``, ``objectives``, ``standardize``, ...).
     """
+    refuse_in_metric(model, "fit")  # from a metric of this model's fit: before the folds train
     _check_int(epochs, "epochs", 0)
     _check_int(patience, "patience", 0)
     _check_int(min_validation_rows, "min_validation_rows", 0)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, 
 import numpy as np
 
 from ._core import MODALITY_NAMES, NUM_MODALITIES
-from ._locking import uninterrupted
+from ._locking import calling_metric, refuse_in_metric, uninterrupted
 from ._validation import as_finite_float, check_flag, describe
 from .averaging import WeightAverage, check_decay
 from .averaging import resume as resume_average
@@ -169,7 +169,13 @@ def fit(
     completes, it leaves the model as it was before the call (the
     standardisation it learned is dropped too). Other threads may read the model during
     ``fit`` (they see it between steps); other writers wait until it ends.
+    A ``metrics`` function may read the model (``encode``,
+    ``losses``, ``state_dict``, ``save``) but not train or change it
+    (``fit``, ``train_step``, ``backward``, ``step``, ``load_state_dict``...):
+    ``RuntimeError``, since it runs in ``fit``'s own thread, in the middle
+    of ``fit``; train a copy there instead.
     """
+    refuse_in_metric(model, "fit")  # first: nothing checked or changed yet
     _check_int(epochs, "epochs", 0)
     _check_int(batch_size, "batch_size", 1)
     check_flag(standardize, "standardize")  # "no" would be true, and standardise
@@ -362,7 +368,9 @@ def _run_epoch(
             model._weight_average = average
         try:
             for name, metric in metrics.items():
-                value = _metric_value(name, metric(model))
+                with calling_metric(model, name):  # training this model from it: refused
+                    value = metric(model)
+                value = _metric_value(name, value)
                 with model._lock.writing():
                     record[f"val_{name}"] = value
         finally:
