@@ -432,12 +432,9 @@ class ExperienceBuffer:
 
     def update_priorities(self, positions: Any, priorities: Any) -> None:
         """Sets the sampling priority (> 0) of the experiences at ``positions``
-        (0 = oldest, as in ``ExperienceBatch.indices``). Each position may be
-        given once: a repeated one (as a batch drawn with ``replace=True``
-        may hold) is refused, the buffer unchanged, since which of its
-        priorities it should keep is the caller's to say; pass each position
-        once (e.g. ``np.unique(batch.indices, return_index=True)`` picks one
-        priority per position)."""
+        (0 = oldest, as in ``ExperienceBatch.indices``). A position given more
+        than once (a batch drawn with ``replace=True``) takes the last of its
+        priorities, as a loop over the pairs would."""
         pos = _integer_positions(positions)
         pri = as_real_array(priorities, "priorities")
         refuse_bools(pri, "priorities")
@@ -448,21 +445,16 @@ class ExperienceBuffer:
             )
         if not (np.isfinite(pri).all() and (pri > 0).all()):
             raise InvalidValueError(f"priorities: expected finite numbers > 0, got {pri[~(np.isfinite(pri) & (pri > 0))][:3]}", "priorities")
-        if pos.size > 1:
-            # Once each: a repeated position took its last priority without a word
-            # (numpy leaves the order of a repeated fancy assignment unspecified).
-            values, counts = np.unique(pos, return_counts=True)
-            if (counts > 1).any():
-                repeated = values[counts > 1]
-                shown = ", ".join(str(int(v)) for v in repeated[:5]) + (", ..." if repeated.size > 5 else "")
-                raise InvalidValueError(
-                    f"positions: got {shown} more than once among the {pos.size} given; expected distinct "
-                    "positions, one priority each (for a batch drawn with replace=True, pass each of its indices once)",
-                    "positions",
-                )
         with self._lock:
             _check_positions(pos, self._size)
-            self._arrays["priorities"][self._slots(pos.astype(np.int64))] = pri
+            # numpy leaves the order of a fancy assignment to repeated indices
+            # unspecified; keep each position's last priority explicitly.
+            pos = pos.astype(np.int64)
+            if pos.size > 1:
+                _, first_from_end = np.unique(pos[::-1], return_index=True)
+                last = pos.size - 1 - first_from_end
+                pos, pri = pos[last], pri[last]
+            self._arrays["priorities"][self._slots(pos)] = pri
 
     # ------------------------------------------------------------- persistence
     def save(self, path: PathLike) -> None:
