@@ -20,19 +20,9 @@ import grapheme_multimodal as gm
 from grapheme_multimodal.checkpoint import FILE_FORMAT
 from grapheme_multimodal.io import read_tagged_safetensors, write_tagged_safetensors
 
-DIMS = {"visual": 6, "auditory": 5, "linguistic": 4}
-N = 24
+from record_fixtures import DIMS, N, make, views
+
 V, A, L = gm.Modality.VISUAL, gm.Modality.AUDITORY, gm.Modality.LINGUISTIC
-
-
-def make(**changes) -> gm.LearnableMultiModal:
-    options = dict(embed_dim=8, hidden_dim=16, num_heads=2, input_dims=DIMS, seed=3, encoder_hidden=(8,))
-    return gm.LearnableMultiModal(**{**options, **changes})
-
-
-def views(n: int = N, seed: int = 0, names=("visual", "auditory")) -> dict:
-    rng = np.random.default_rng(seed)
-    return {m: rng.normal(size=(n, DIMS[m])).astype(np.float32) for m in names}
 
 
 def linguistic(n: int = 4) -> dict:
