@@ -447,3 +447,35 @@ def test_portable_and_avx2_paths_agree():
     np.testing.assert_allclose(a["fused"], b["fused"], atol=2e-5)
     np.testing.assert_allclose(a["losses"], b["losses"], rtol=1e-4)
     assert not a["nan_fuse"] and not b["nan_fuse"]
+
+
+AVX512_CODE = """
+    import json, numpy as np, grapheme_multimodal as gm
+    gm.set_num_threads(2)
+    m = gm.LearnableMultiModal(embed_dim=16, hidden_dim=24, num_heads=2, learning_rate=0.01, seed=0)
+    rng = np.random.default_rng(0)
+    x = {k: rng.normal(size=(203, 18)).astype(np.float32) for k in ("visual", "auditory", "linguistic")}
+    emb, fused = m.encode_and_fuse(x)
+    losses = [m.train_step(x)["total"] for _ in range(3)]
+    emb2, fused2 = m.encode_and_fuse(x)
+    bits = lambda a: np.ascontiguousarray(a, dtype=np.float32).view(np.uint32).ravel().tolist()
+    print(json.dumps({"path": gm._core.kernel_path(), "emb": bits(emb), "fused": bits(fused),
+                      "emb2": bits(emb2), "fused2": bits(fused2), "losses": [float(v).hex() for v in losses]}))
+"""
+
+
+def test_avx512_and_avx2_tiles_give_the_same_bits():
+    """The AVX-512 GEMM tiles (where the CPU has AVX-512F) and the AVX2 ones
+    (``GRAPHEME_MM_NO_AVX512=1``) compute the same sums in the same order:
+    outputs, and outputs after training steps, are equal bit for bit."""
+    runs = {}
+    for off in ("0", "1"):
+        proc = run_isolated(AVX512_CODE, env={"GRAPHEME_MM_NO_AVX512": off, "GRAPHEME_MM_PORTABLE": "0"})
+        assert proc.returncode == 0, proc.stderr
+        runs[off] = json.loads(proc.stdout.strip().splitlines()[-1])
+    if runs["0"]["path"] != "avx512":
+        pytest.skip(f"no AVX-512F here (kernel path {runs['0']['path']})")
+    assert runs["1"]["path"] == "avx2", "the switch keeps the tiles on AVX2"
+    a, b = runs["0"], runs["1"]
+    for key in ("emb", "fused", "losses", "emb2", "fused2"):
+        assert a[key] == b[key], f"{key}: AVX-512 and AVX2 differ"

@@ -25,7 +25,7 @@ fn max_threads() -> usize {
     grapheme_multimodal::kernels::threads::max_threads()
 }
 
-/// Which kernels run: `"avx2"` or `"portable"` (forced by `GRAPHEME_MM_PORTABLE=1`).
+/// Which kernels run: `"avx512"` (AVX-512F GEMM tiles; `GRAPHEME_MM_NO_AVX512=1` keeps them on AVX2, same bits), `"avx2"` or `"portable"` (forced by `GRAPHEME_MM_PORTABLE=1`).
 #[pyfunction]
 fn kernel_path() -> &'static str {
     grapheme_multimodal::kernels::kernel_path()

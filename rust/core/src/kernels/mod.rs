@@ -3,7 +3,8 @@
 //! threads.
 //!
 //! Every function is generic over [`Real`]; `f32` takes hand-written AVX2 +
-//! FMA code when the CPU has it (checked at run time), everything else
+//! FMA code when the CPU has it (checked at run time; the GEMM's 6 × 16
+//! tiles on AVX-512F where available, bit-identical), everything else
 //! (`f64`, other CPUs, unusual strides) takes portable code (matrixmultiply
 //! through ndarray). Results are deterministic and do not depend on the
 //! number of threads (see [`threads`]).
@@ -199,6 +200,7 @@ fn gemm_f32_x86<T: Real>(a: ArrayView2<T>, b: ArrayView2<T>, mut c: ArrayViewMut
             rsc,
             &raw,
             segments.as_ref(),
+            x86_avx512_ok(),
         );
     }
     true
@@ -449,8 +451,37 @@ pub fn x86_ok() -> bool {
     *AVAILABLE.get_or_init(|| x86::available() && !portable_forced())
 }
 
-/// Which kernels run here: `"avx2"` or `"portable"`.
+/// The environment variable that, set to `1` (or `true`, `yes`, `on`),
+/// keeps the matrix tiles on AVX2 even where AVX-512F is available (read
+/// once, at the first computation). The results are the same bits either way.
+pub const NO_AVX512_ENV: &str = "GRAPHEME_MM_NO_AVX512";
+
+/// Whether [`NO_AVX512_ENV`] asks to leave AVX-512 unused.
+pub fn no_avx512_forced() -> bool {
+    use std::sync::OnceLock;
+    static FORCED: OnceLock<bool> = OnceLock::new();
+    *FORCED.get_or_init(|| {
+        std::env::var(NO_AVX512_ENV).is_ok_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
+    })
+}
+
+/// Whether the GEMM's 6 × 16 tiles run on AVX-512F (zmm registers; the same
+/// sums in the same order as the AVX2 tiles, so the same bits): the AVX2
+/// kernels run, the CPU has AVX-512F, and [`NO_AVX512_ENV`] does not say no.
+#[cfg(target_arch = "x86_64")]
+pub fn x86_avx512_ok() -> bool {
+    use std::sync::OnceLock;
+    static AVAILABLE: OnceLock<bool> = OnceLock::new();
+    *AVAILABLE.get_or_init(|| x86_ok() && x86::avx512_available() && !no_avx512_forced())
+}
+
+/// Which kernels run here: `"avx512"` (the AVX2 kernels with the GEMM's
+/// tiles on AVX-512F), `"avx2"` or `"portable"`.
 pub fn kernel_path() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    if x86_avx512_ok() {
+        return "avx512";
+    }
     #[cfg(target_arch = "x86_64")]
     if x86_ok() {
         return "avx2";
@@ -503,6 +534,127 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The AVX-512 tiles against the AVX2 tiles, bit for bit, and both
+    /// against the portable path within float tolerance: every kind of
+    /// remainder (rows mod 6, columns mod 16, K blocks of 256), row-major,
+    /// column-major and strided (packed) `a`, packed and in-place `b`, a
+    /// strided `c`, zero-block skipping, and every epilogue.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn gemm_avx512_tiles_match_avx2_bit_for_bit() {
+        if !x86::avx512_available() {
+            eprintln!("skipped: this CPU has no AVX-512F");
+            return;
+        }
+        let mut next = lcg(7);
+        let mut checked = 0;
+        let shapes = [(1, 1, 1), (2, 5, 3), (6, 16, 16), (7, 18, 64), (13, 300, 17), (5, 3, 130), (24, 257, 31), (25, 33, 16), (33, 520, 40), (64, 448, 64), (97, 64, 200), (130, 1, 9), (8, 0, 5)];
+        for &(m, k, n) in &shapes {
+            let a = Array2::from_shape_simple_fn((m, k), || next() as f32);
+            let at = Array2::from_shape_simple_fn((k, m), || next() as f32); // column-major view
+            let wide_a = Array2::from_shape_simple_fn((m, 2 * k + 1), || next() as f32); // strided rows and columns
+            let b = Array2::from_shape_simple_fn((k, n), || next() as f32);
+            let wide_b = Array2::from_shape_simple_fn((k, n + 5), || next() as f32); // row stride > n
+            let c0 = Array2::from_shape_simple_fn((m, n), || next() as f32);
+            let bias: Vec<f32> = (0..n).map(|_| next() as f32).collect();
+            let strided = wide_a.slice(s![.., ..2 * k;2]);
+            let seg = 16;
+            let count = k.div_ceil(seg);
+            let present: Vec<bool> = (0..m * count).map(|i| (i * 5 + i / count.max(1)) % 3 != 0).collect();
+            for (label, lhs) in [("rows", a.view()), ("cols", at.t()), ("strided", strided)] {
+                for (blabel, rhs) in [("b", b.view()), ("b-strided", wide_b.slice(s![.., ..n]))] {
+                    for mode in 0..5 {
+                        let epi = match mode {
+                            0 => Epilogue::store(),
+                            1 => Epilogue::add(),
+                            2 => Epilogue::scaled(0.5f32),
+                            3 => Epilogue::bias(&bias, true),
+                            _ => Epilogue::bias(&bias, false),
+                        };
+                        for zeros in [false, true] {
+                            let run = |wide: bool, out: &mut Array2<f32>| {
+                                let raw = x86::EpilogueF32 {
+                                    alpha: epi.alpha,
+                                    accumulate: epi.accumulate,
+                                    bias: epi.bias.map_or(std::ptr::null(), |b| b.as_ptr()),
+                                    leaky: epi.leaky,
+                                    leaky_alpha: LEAKY_ALPHA as f32,
+                                };
+                                let (sa, sb) = (lhs.strides(), rhs.strides());
+                                // SAFETY: AVX2, FMA and AVX-512F checked above; the views give
+                                // valid pointers and strides for these shapes, `out` is owned.
+                                unsafe {
+                                    x86::gemm(m, n, k, lhs.as_ptr(), sa[0], sa[1], rhs.as_ptr(), sb[0], out.as_mut_ptr(), n as isize, &raw, None, wide)
+                                };
+                            };
+                            // Zero blocks are only skipped where `a` is zero there.
+                            let lhs_owned = if zeros && k > 0 {
+                                let mut z = lhs.to_owned();
+                                for i in 0..m {
+                                    for s_ in 0..count {
+                                        if !present[i * count + s_] {
+                                            z.slice_mut(s![i, s_ * seg..((s_ + 1) * seg).min(k)]).fill(0.0);
+                                        }
+                                    }
+                                }
+                                Some(z)
+                            } else {
+                                None
+                            };
+                            if zeros && k > 0 {
+                                // On the zeroed copy, skipping its zero blocks.
+                                let z = lhs_owned.as_ref().unwrap();
+                                let raw_run = |wide: bool, out: &mut Array2<f32>| {
+                                    let raw = x86::EpilogueF32 {
+                                        alpha: epi.alpha,
+                                        accumulate: epi.accumulate,
+                                        bias: epi.bias.map_or(std::ptr::null(), |b| b.as_ptr()),
+                                        leaky: epi.leaky,
+                                        leaky_alpha: LEAKY_ALPHA as f32,
+                                    };
+                                    let segments = x86::Segments { len: seg, present: &present, count };
+                                    let sb = rhs.strides();
+                                    // SAFETY: as above, on the owned row-major copy `z`.
+                                    unsafe { x86::gemm(m, n, k, z.as_ptr(), k as isize, 1, rhs.as_ptr(), sb[0], out.as_mut_ptr(), n as isize, &raw, Some(&segments), wide) };
+                                };
+                                let (mut w, mut v) = (c0.clone(), c0.clone());
+                                raw_run(true, &mut w);
+                                raw_run(false, &mut v);
+                                assert!(w.iter().zip(v.iter()).all(|(x, y)| x.to_bits() == y.to_bits()), "zero blocks {label}/{blabel} mode {mode} ({m},{k},{n})");
+                                checked += 1;
+                                continue;
+                            }
+                            let (mut w, mut v) = (c0.clone(), c0.clone());
+                            run(true, &mut w);
+                            run(false, &mut v);
+                            assert!(w.iter().zip(v.iter()).all(|(x, y)| x.to_bits() == y.to_bits()), "{label}/{blabel} mode {mode} ({m},{k},{n}): AVX-512 and AVX2 differ");
+                            // And both against the portable product (matrixmultiply), within rounding.
+                            let mut p = c0.clone();
+                            let beta = if epi.accumulate { 1.0 } else { 0.0 };
+                            general_mat_mul(epi.alpha, &lhs, &rhs, beta, &mut p);
+                            for mut row in p.rows_mut() {
+                                for (j, x) in row.iter_mut().enumerate() {
+                                    if let Some(bias) = epi.bias {
+                                        *x += bias[j];
+                                    }
+                                    if epi.leaky && *x <= 0.0 {
+                                        *x *= LEAKY_ALPHA as f32;
+                                    }
+                                }
+                            }
+                            let tol = 1e-5 * (k as f32).sqrt().max(1.0) * 4.0;
+                            for (x, y) in w.iter().zip(p.iter()) {
+                                assert!((x - y).abs() <= tol, "{label}/{blabel} mode {mode} ({m},{k},{n}): {x} vs portable {y}");
+                            }
+                            checked += 1;
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(checked, shapes.len() * 3 * 2 * 5 * 2);
     }
 
     #[test]

@@ -9,7 +9,9 @@
 //! matrices: weights `[in, out]` and embeddings `[rows, E]`). Tiles of 6 rows
 //! × 16 columns keep 12 accumulators in registers; each entry's sum runs
 //! over `k` in order (per K block), so a row's result does not depend on
-//! which tile, chunk or thread computed it.
+//! which tile, chunk or thread computed it. Where the CPU has AVX-512F the
+//! 6 × 16 tiles run on zmm registers (one per row) with the same sums in
+//! the same order, hence the same bits.
 
 #![allow(clippy::too_many_arguments)]
 
@@ -25,6 +27,11 @@ pub const KC: usize = 256;
 /// Whether this CPU has what the kernels need.
 pub fn available() -> bool {
     is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
+}
+
+/// Whether this CPU also has AVX-512F (for the wide 6 × 16 tile).
+pub fn avx512_available() -> bool {
+    available() && is_x86_feature_detected!("avx512f")
 }
 
 /// The epilogue of one GEMM, as raw parts.
@@ -198,6 +205,76 @@ unsafe fn tile_6x16<const LOAD_FULL: bool, const FULL: bool>(ranges: &[(usize, u
     }
 }
 
+/// [`tile_6x16`] with AVX-512F: each row's 16 columns are one zmm register
+/// (6 accumulators), the same k order and the same single FMA per entry and
+/// k step, so every result is bit-identical to [`tile_6x16`]'s. The results
+/// go through the same epilogue ([`store8`], on the two 8-lane halves).
+#[inline]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn tile_6x16_avx512<const LOAD_FULL: bool, const FULL: bool>(ranges: &[(usize, usize)], strip: Strip, b: *const f32, rsb: isize, o: &Out) {
+    // SAFETY: as for `tile_6x16`: per `gemm`'s contract the strip's pointers address `mr` rows of A over the k ranges, `b` the panel's k rows (16 readable columns when LOAD_FULL, else `nr`), and `o.c` `mr` rows of `nr` writable columns; masked lanes are neither read nor written (AVX-512 masked loads suppress faults on them), and pointers that step past the end use wrapping arithmetic and are not dereferenced.
+    unsafe {
+        let (m0, m1) = masks(o.nr);
+        let kmask: __mmask16 = if o.nr >= 16 { 0xFFFF } else { ((1u32 << o.nr) - 1) as __mmask16 };
+        let (mut c0, mut c1, mut c2, mut c3, mut c4, mut c5) =
+            (_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps());
+        let mut packed_offset = 0usize;
+        for &(start, len) in ranges {
+            let mut bp = b.offset(start as isize * rsb);
+            macro_rules! step {
+                ($a0:expr, $a1:expr, $a2:expr, $a3:expr, $a4:expr, $a5:expr) => {{
+                    let bv = if LOAD_FULL { _mm512_loadu_ps(bp) } else { _mm512_maskz_loadu_ps(kmask, bp) };
+                    c0 = _mm512_fmadd_ps(_mm512_set1_ps(*$a0), bv, c0);
+                    c1 = _mm512_fmadd_ps(_mm512_set1_ps(*$a1), bv, c1);
+                    c2 = _mm512_fmadd_ps(_mm512_set1_ps(*$a2), bv, c2);
+                    c3 = _mm512_fmadd_ps(_mm512_set1_ps(*$a3), bv, c3);
+                    c4 = _mm512_fmadd_ps(_mm512_set1_ps(*$a4), bv, c4);
+                    c5 = _mm512_fmadd_ps(_mm512_set1_ps(*$a5), bv, c5);
+                    bp = bp.wrapping_offset(rsb); // past the end after the last step
+                }};
+            }
+            match strip {
+                Strip::Rows(rows) => {
+                    let [mut r0, mut r1, mut r2, mut r3, mut r4, mut r5] = rows.map(|r| r.add(start));
+                    for _ in 0..len {
+                        step!(r0, r1, r2, r3, r4, r5);
+                        r0 = r0.wrapping_add(1);
+                        r1 = r1.wrapping_add(1);
+                        r2 = r2.wrapping_add(1);
+                        r3 = r3.wrapping_add(1);
+                        r4 = r4.wrapping_add(1);
+                        r5 = r5.wrapping_add(1);
+                    }
+                }
+                Strip::Cols(p, csa) => {
+                    let mut p = p.offset(start as isize * csa);
+                    for _ in 0..len {
+                        step!(p, p.add(1), p.add(2), p.add(3), p.add(4), p.add(5));
+                        p = p.wrapping_offset(csa);
+                    }
+                }
+                Strip::Packed(pa) => {
+                    let mut p = pa.add(packed_offset);
+                    for _ in 0..len {
+                        step!(p, p.add(1), p.add(2), p.add(3), p.add(4), p.add(5));
+                        p = p.wrapping_add(MR);
+                    }
+                    packed_offset += len * MR;
+                }
+            }
+        }
+        for (i, row) in [c0, c1, c2, c3, c4, c5].into_iter().enumerate().take(o.mr) {
+            let dst = o.c.offset(i as isize * o.rsc);
+            let lo = _mm512_castps512_ps256(row);
+            let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(row)));
+            store8::<FULL>(lo, dst, o.bias, m0, o);
+            if FULL || o.nr > 8 {
+                store8::<FULL>(hi, dst.add(8), if o.bias.is_null() { o.bias } else { o.bias.add(8) }, m1, o);
+            }
+        }
+    }
+}
+
 /// The 1 × 64 tile (one row: eight independent sums per k step, so the FMA
 /// latency is hidden without splitting any sum). `a` points at `A(i0, k0)`,
 /// `csa` is its k-stride.
@@ -311,7 +388,9 @@ pub struct Segments<'a> {
 ///
 /// # Safety
 /// The pointers must address matrices of these shapes and strides; `C` must
-/// not overlap `A`, `B` or the bias; AVX2 and FMA must be available.
+/// not overlap `A`, `B` or the bias; AVX2 and FMA must be available, and
+/// AVX-512F too when `wide` (the 6 × 16 tiles then run on zmm registers,
+/// with bit-identical results).
 #[target_feature(enable = "avx2,fma")]
 pub unsafe fn gemm(
     m: usize,
@@ -326,6 +405,7 @@ pub unsafe fn gemm(
     rsc: isize,
     epi: &EpilogueF32,
     segments: Option<&Segments>,
+    wide: bool,
 ) {
     // SAFETY: the caller guarantees the pointers address matrices of these shapes and strides, `c` not overlapping the inputs (this function's contract); for k == 0 only entries `i < m`, `j < n` are touched.
     unsafe {
@@ -355,7 +435,7 @@ pub unsafe fn gemm(
         // B is copied into 16-wide panels when several strips will read it (a
         // panel of one K block then sits contiguously in L1 whatever B's stride).
         let pack_b = m >= 4 * MR;
-        let run = |packed_b: &mut Vec<f32>| gemm_blocks(m, n, k, a, rsa, csa, b, rsb, c, rsc, epi, segments, pack_b, packed_b);
+        let run = |packed_b: &mut Vec<f32>| gemm_blocks(m, n, k, a, rsa, csa, b, rsb, c, rsc, epi, segments, pack_b, packed_b, wide);
         if pack_b {
             PACKED_B.with(|cell| match cell.try_borrow_mut() {
                 Ok(mut buf) => run(&mut buf),
@@ -385,6 +465,7 @@ unsafe fn gemm_blocks(
     segments: Option<&Segments>,
     pack_b: bool,
     packed_b: &mut Vec<f32>,
+    wide: bool,
 ) {
     // SAFETY: `gemm`'s contract holds for these pointers; strips, panels and K blocks stay within `m`, `n`, `k` (partial strips are packed, partial panels masked), and the packed buffers are sized before they are written (`reserve`, the MR × KC stack block).
     unsafe {
@@ -486,18 +567,17 @@ unsafe fn gemm_blocks(
                         } else {
                             tile_1x64::<false>(ranges.as_slice(), base, csa, bp.add(j0), rsb, &o);
                         }
-                    } else if pack_b {
-                        // Packed panels are zero-padded: full-width loads, masked stores.
-                        let panel_b = packed_b.as_ptr().add(j0 / PANEL * kc * PANEL);
-                        if nr == PANEL {
-                            tile_6x16::<true, true>(ranges.as_slice(), strip, panel_b, PANEL as isize, &o);
-                        } else {
-                            tile_6x16::<true, false>(ranges.as_slice(), strip, panel_b, PANEL as isize, &o);
-                        }
-                    } else if nr == PANEL {
-                        tile_6x16::<true, true>(ranges.as_slice(), strip, bp.add(j0), rsb, &o);
                     } else {
-                        tile_6x16::<false, false>(ranges.as_slice(), strip, bp.add(j0), rsb, &o);
+                        // Packed panels are zero-padded: full-width loads, masked stores.
+                        let (panel_b, rs) = if pack_b { (packed_b.as_ptr().add(j0 / PANEL * kc * PANEL), PANEL as isize) } else { (bp.add(j0), rsb) };
+                        match (wide, pack_b || nr == PANEL, nr == PANEL) {
+                            (true, true, true) => tile_6x16_avx512::<true, true>(ranges.as_slice(), strip, panel_b, rs, &o),
+                            (true, true, false) => tile_6x16_avx512::<true, false>(ranges.as_slice(), strip, panel_b, rs, &o),
+                            (true, false, _) => tile_6x16_avx512::<false, false>(ranges.as_slice(), strip, panel_b, rs, &o),
+                            (false, true, true) => tile_6x16::<true, true>(ranges.as_slice(), strip, panel_b, rs, &o),
+                            (false, true, false) => tile_6x16::<true, false>(ranges.as_slice(), strip, panel_b, rs, &o),
+                            (false, false, _) => tile_6x16::<false, false>(ranges.as_slice(), strip, panel_b, rs, &o),
+                        }
                     }
                     j0 += panel;
                 }
