@@ -433,13 +433,16 @@ pub fn as_f32_mut<T: 'static>(x: &mut [T]) -> Option<&mut [f32]> {
 /// available (read once, at the first computation).
 pub const PORTABLE_ENV: &str = "GRAPHEME_MM_PORTABLE";
 
+/// Whether the environment variable `name` is set to `1`, `true`, `yes` or `on`.
+fn env_flag(name: &str) -> bool {
+    std::env::var(name).is_ok_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
+}
+
 /// Whether [`PORTABLE_ENV`] asks for the portable kernels.
 pub fn portable_forced() -> bool {
     use std::sync::OnceLock;
     static FORCED: OnceLock<bool> = OnceLock::new();
-    *FORCED.get_or_init(|| {
-        std::env::var(PORTABLE_ENV).is_ok_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
-    })
+    *FORCED.get_or_init(|| env_flag(PORTABLE_ENV))
 }
 
 /// Whether the AVX2 + FMA kernels run here: the CPU has them and
@@ -460,9 +463,7 @@ pub const NO_AVX512_ENV: &str = "GRAPHEME_MM_NO_AVX512";
 pub fn no_avx512_forced() -> bool {
     use std::sync::OnceLock;
     static FORCED: OnceLock<bool> = OnceLock::new();
-    *FORCED.get_or_init(|| {
-        std::env::var(NO_AVX512_ENV).is_ok_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
-    })
+    *FORCED.get_or_init(|| env_flag(NO_AVX512_ENV))
 }
 
 /// Whether the GEMM's 6 × 16 tiles run on AVX-512F (zmm registers; the same
@@ -574,14 +575,14 @@ mod tests {
                             _ => Epilogue::bias(&bias, false),
                         };
                         for zeros in [false, true] {
+                            let raw = x86::EpilogueF32 {
+                                alpha: epi.alpha,
+                                accumulate: epi.accumulate,
+                                bias: epi.bias.map_or(std::ptr::null(), |b| b.as_ptr()),
+                                leaky: epi.leaky,
+                                leaky_alpha: LEAKY_ALPHA as f32,
+                            };
                             let run = |wide: bool, out: &mut Array2<f32>| {
-                                let raw = x86::EpilogueF32 {
-                                    alpha: epi.alpha,
-                                    accumulate: epi.accumulate,
-                                    bias: epi.bias.map_or(std::ptr::null(), |b| b.as_ptr()),
-                                    leaky: epi.leaky,
-                                    leaky_alpha: LEAKY_ALPHA as f32,
-                                };
                                 let (sa, sb) = (lhs.strides(), rhs.strides());
                                 // SAFETY: AVX2, FMA and AVX-512F checked above; the views give
                                 // valid pointers and strides for these shapes, `out` is owned.
@@ -607,13 +608,6 @@ mod tests {
                                 // On the zeroed copy, skipping its zero blocks.
                                 let z = lhs_owned.as_ref().unwrap();
                                 let raw_run = |wide: bool, out: &mut Array2<f32>| {
-                                    let raw = x86::EpilogueF32 {
-                                        alpha: epi.alpha,
-                                        accumulate: epi.accumulate,
-                                        bias: epi.bias.map_or(std::ptr::null(), |b| b.as_ptr()),
-                                        leaky: epi.leaky,
-                                        leaky_alpha: LEAKY_ALPHA as f32,
-                                    };
                                     let segments = x86::Segments { len: seg, present: &present, count };
                                     let sb = rhs.strides();
                                     // SAFETY: as above, on the owned row-major copy `z`.

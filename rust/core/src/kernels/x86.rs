@@ -116,6 +116,45 @@ enum Strip {
     Packed(*const f32),
 }
 
+/// Runs `$step!(a0, …, a5)` for the `$len` k steps from `$start` of one K
+/// range, with pointers to the strip's 6 entries of `A` at each step (the
+/// walk shared by the AVX2 and AVX-512 6 × 16 tiles, so both read `A` the
+/// same way); `$packed_offset` advances over a packed strip. Expands inside
+/// the tiles' `unsafe` blocks (their SAFETY lines cover these pointers).
+macro_rules! walk_strip {
+    ($strip:expr, $start:expr, $len:expr, $packed_offset:ident, $step:ident) => {
+        match $strip {
+            Strip::Rows(rows) => {
+                let [mut r0, mut r1, mut r2, mut r3, mut r4, mut r5] = rows.map(|r| r.add($start));
+                for _ in 0..$len {
+                    $step!(r0, r1, r2, r3, r4, r5);
+                    r0 = r0.wrapping_add(1);
+                    r1 = r1.wrapping_add(1);
+                    r2 = r2.wrapping_add(1);
+                    r3 = r3.wrapping_add(1);
+                    r4 = r4.wrapping_add(1);
+                    r5 = r5.wrapping_add(1);
+                }
+            }
+            Strip::Cols(p, csa) => {
+                let mut p = p.offset($start as isize * csa);
+                for _ in 0..$len {
+                    $step!(p, p.add(1), p.add(2), p.add(3), p.add(4), p.add(5));
+                    p = p.wrapping_offset(csa);
+                }
+            }
+            Strip::Packed(pa) => {
+                let mut p = pa.add($packed_offset);
+                for _ in 0..$len {
+                    $step!(p, p.add(1), p.add(2), p.add(3), p.add(4), p.add(5));
+                    p = p.wrapping_add(MR);
+                }
+                $packed_offset += $len * MR;
+            }
+        }
+    };
+}
+
 /// The 6 × 16 tile: `b` points at `B(k0, j0)` (or its packed panel);
 /// `ranges` are the k steps to run (offsets from `k0`); `LOAD_FULL` reads 16
 /// values per k step of `B` unmasked (full or zero-padded panels), `FULL`
@@ -164,35 +203,7 @@ unsafe fn tile_6x16<const LOAD_FULL: bool, const FULL: bool>(ranges: &[(usize, u
                     bp = bp.wrapping_offset(rsb); // past the end after the last step
                 }};
             }
-            match strip {
-                Strip::Rows(rows) => {
-                    let [mut r0, mut r1, mut r2, mut r3, mut r4, mut r5] = rows.map(|r| r.add(start));
-                    for _ in 0..len {
-                        step!(r0, r1, r2, r3, r4, r5);
-                        r0 = r0.wrapping_add(1);
-                        r1 = r1.wrapping_add(1);
-                        r2 = r2.wrapping_add(1);
-                        r3 = r3.wrapping_add(1);
-                        r4 = r4.wrapping_add(1);
-                        r5 = r5.wrapping_add(1);
-                    }
-                }
-                Strip::Cols(p, csa) => {
-                    let mut p = p.offset(start as isize * csa);
-                    for _ in 0..len {
-                        step!(p, p.add(1), p.add(2), p.add(3), p.add(4), p.add(5));
-                        p = p.wrapping_offset(csa);
-                    }
-                }
-                Strip::Packed(pa) => {
-                    let mut p = pa.add(packed_offset);
-                    for _ in 0..len {
-                        step!(p, p.add(1), p.add(2), p.add(3), p.add(4), p.add(5));
-                        p = p.wrapping_add(MR);
-                    }
-                    packed_offset += len * MR;
-                }
-            }
+            walk_strip!(strip, start, len, packed_offset, step);
         }
         let acc = [[c00, c01], [c10, c11], [c20, c21], [c30, c31], [c40, c41], [c50, c51]];
         for (i, row) in acc.iter().enumerate().take(o.mr) {
@@ -233,35 +244,7 @@ unsafe fn tile_6x16_avx512<const LOAD_FULL: bool, const FULL: bool>(ranges: &[(u
                     bp = bp.wrapping_offset(rsb); // past the end after the last step
                 }};
             }
-            match strip {
-                Strip::Rows(rows) => {
-                    let [mut r0, mut r1, mut r2, mut r3, mut r4, mut r5] = rows.map(|r| r.add(start));
-                    for _ in 0..len {
-                        step!(r0, r1, r2, r3, r4, r5);
-                        r0 = r0.wrapping_add(1);
-                        r1 = r1.wrapping_add(1);
-                        r2 = r2.wrapping_add(1);
-                        r3 = r3.wrapping_add(1);
-                        r4 = r4.wrapping_add(1);
-                        r5 = r5.wrapping_add(1);
-                    }
-                }
-                Strip::Cols(p, csa) => {
-                    let mut p = p.offset(start as isize * csa);
-                    for _ in 0..len {
-                        step!(p, p.add(1), p.add(2), p.add(3), p.add(4), p.add(5));
-                        p = p.wrapping_offset(csa);
-                    }
-                }
-                Strip::Packed(pa) => {
-                    let mut p = pa.add(packed_offset);
-                    for _ in 0..len {
-                        step!(p, p.add(1), p.add(2), p.add(3), p.add(4), p.add(5));
-                        p = p.wrapping_add(MR);
-                    }
-                    packed_offset += len * MR;
-                }
-            }
+            walk_strip!(strip, start, len, packed_offset, step);
         }
         for (i, row) in [c0, c1, c2, c3, c4, c5].into_iter().enumerate().take(o.mr) {
             let dst = o.c.offset(i as isize * o.rsc);
