@@ -13,7 +13,7 @@ from ._locking import reads, writes
 from ._validation import as_finite_float, as_float32, as_real_array, as_seed, check_flag, refuse_bools, renamed
 from .exceptions import InvalidValueError
 from .batch import Batch, Inputs, component_parts, event_components
-from .objectives import ONE_ROW_REMEDY, OBJECTIVES, resolve_weights, split_by_rows, zero_on_one_row
+from .objectives import ONE_ROW_REMEDY, OBJECTIVES, all_zero_error, resolve_weights, split_by_rows, zero_on_one_row
 from .types import MultiModalEvent
 
 
@@ -252,10 +252,7 @@ class LearningMixin:
         if training and max(w) <= 0:  # not any() of a generator: one frame more for a Ctrl-C to land in
             # an Adam step on zero gradients moves every weight by its momentum, learning nothing
             # ({} read as "the defaults" did that without a word); fit refuses the same
-            raise InvalidValueError(
-                f"weights: every weight is 0 ({dict(weights or {})}); expected at least one objective with a weight > 0 "
-                "(None: the default mix)", "weights",
-            )
+            raise all_zero_error(weights, "weights", "None: the default mix")
         return core, w
 
     def _events_parts(self, events: Sequence[MultiModalEvent]) -> list:

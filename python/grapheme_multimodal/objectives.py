@@ -115,3 +115,15 @@ def resolve_weights(weights: Optional[Mapping[str, float]], has_fused: bool, nam
                 "pass them or leave seed_consistency out", name,
             )
     return [chosen.get(key, 0.0) for key in OBJECTIVES]
+
+
+def all_zero_error(given: Optional[Mapping[str, float]], name: str, default: str = "") -> InvalidValueError:
+    """The refusal of weights ``given`` (argument ``name``) that leave every
+    objective at 0: every step would be an Adam step on zero gradients,
+    moving the weights by their momentum and learning nothing. ``default``
+    says what ``None`` would have chosen. Raised by the callers (after their
+    own ``max(w) <= 0``), so the check itself costs no call."""
+    said = f" ({default})" if default else ""
+    return InvalidValueError(
+        f"{name}: every weight is 0 ({dict(given or {})}); expected at least one objective with a weight > 0{said}", name
+    )

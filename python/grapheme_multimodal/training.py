@@ -26,7 +26,7 @@ from .averaging import resume as resume_average
 from .batch import Batch, event_components
 from .buffer import ExperienceBuffer
 from .exceptions import InvalidValueError, NonFiniteError
-from .objectives import ONE_ROW_REMEDY, OBJECTIVES, resolve_weights, split_by_rows, zero_on_one_row
+from .objectives import ONE_ROW_REMEDY, OBJECTIVES, all_zero_error, resolve_weights, split_by_rows, zero_on_one_row
 from .types import MultiModalEvent
 
 if TYPE_CHECKING:
@@ -196,12 +196,8 @@ def fit(
         raise InvalidValueError("validation_mask: given without validation; expected it only beside validation data", "validation_mask")
     val = as_dataset(model, validation, validation_mask, "validation") if validation is not None else None
     weights = resolve_weights(objectives, train.has_fused, "objectives")
-    if not any(w > 0 for w in weights):
-        # every step would be an Adam step on zero gradients: moments decaying, nothing learned
-        raise InvalidValueError(
-            f"objectives: every weight is 0 ({dict(objectives or {})}); expected at least one objective with a weight > 0",
-            "objectives",
-        )
+    if max(weights) <= 0:
+        raise all_zero_error(objectives, "objectives")
     _check_rows_to_compare(dict(zip(OBJECTIVES, weights)), len(train), batch_size)
     check_something_trains(dict(zip(OBJECTIVES, weights)), train.mask_of(np.arange(len(train))), "data", train.has_inputs)
     _check_step_count(model, int(epochs), train.num_batches(int(batch_size)))  # numpy ints would wrap

@@ -26,7 +26,7 @@ from .evaluation import ModelEmbedder, view_modalities
 from .evaluation._embedders import view_names
 from .exceptions import GraphemeError, InvalidValueError, ShapeError
 from .model import LearnableMultiModal
-from .objectives import resolve_weights
+from .objectives import all_zero_error, resolve_weights
 from .stopping import fit_with_stopping
 from .types import Modality
 
@@ -219,12 +219,8 @@ def check_weights(weights: Any, name: str = "weights") -> None:
         return
     if not isinstance(weights, Mapping):
         raise TypeError(f"{name}: expected None or a mapping objective name -> float, got {describe(weights)}")
-    chosen = resolve_weights(weights, False, name)
-    if not any(w > 0 for w in chosen):
-        raise InvalidValueError(
-            f"{name}: every weight is 0 ({dict(weights)}); expected at least one objective with a weight > 0 "
-            "(None: the recipe's, RECIPE_OBJECTIVES)", name,
-        )
+    if max(resolve_weights(weights, False, name)) <= 0:
+        raise all_zero_error(weights, name, "None: the recipe's, RECIPE_OBJECTIVES")
 
 
 #: ``train``'s views: keyed by modality name or :class:`Modality` (one
