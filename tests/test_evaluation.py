@@ -68,6 +68,30 @@ def test_exact_cca_does_not_depend_on_how_large_or_small_a_view_is(scale):
         np.testing.assert_allclose(got, want, rtol=1e-8, atol=1e-10)
 
 
+def test_exact_cca_of_views_near_float64_s_largest_is_the_cca_of_the_views():
+    # Their column sums (and values minus the mean) overflowed: numpy's LinAlgError
+    # "Eigenvalues did not converge", naming nothing, for finite views.
+    x, y = correlated_views()
+    plain = ExactCCA(3).fit(x, y)
+    scale = 1.7e308 / np.abs(x).max()
+    huge = ExactCCA(3).fit(x * scale, y)
+    np.testing.assert_allclose(huge.correlations_, plain.correlations_, rtol=1e-10)
+    np.testing.assert_allclose(huge.transform(x * scale), plain.transform(x), rtol=1e-8, atol=1e-10)
+    many_rows = ExactCCA(3).fit(np.tile(x, (20, 1)) * 1e306, np.tile(y, (20, 1)))
+    np.testing.assert_allclose(many_rows.correlations_, ExactCCA(3).fit(np.tile(x, (20, 1)), np.tile(y, (20, 1))).correlations_, rtol=1e-10)
+
+
+def test_exact_cca_scores_that_overflow_are_refused_not_returned_as_nan():
+    x, y = correlated_views()
+    cca = ExactCCA(2).fit(x * 1e-300, y)
+    with pytest.raises(gm.NonFiniteError, match="X: the canonical scores of row 0 overflow float64") as err:
+        cca.transform(x * 1e300)
+    assert err.value.arg == "X"
+    with pytest.raises(gm.NonFiniteError, match="Y: the canonical scores") as err:
+        ExactCCA(2).fit(x, y * 1e-300).transform(x, y * 1e300)
+    assert err.value.arg == "Y"
+
+
 def test_exact_cca_rejects_bad_input():
     x, y = correlated_views(n=20)
     with pytest.raises(gm.InvalidValueError, match=r"n_components must be an integer in \[1, 5\]") as err:

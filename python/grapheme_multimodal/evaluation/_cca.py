@@ -13,7 +13,7 @@ from typing import Any, Dict, Optional, Tuple, Union
 import numpy as np
 
 from .._validation import as_finite_float
-from ..exceptions import InvalidValueError, ShapeError, not_fitted_error
+from ..exceptions import InvalidValueError, NonFiniteError, ShapeError, not_fitted_error
 from ..metrics import _finite_2d
 
 __all__ = ["ExactCCA"]
@@ -27,7 +27,20 @@ def _power_of_two_scale(centred: np.ndarray) -> float:
     which gave a LinAlgError or correlations of 1e-143. Dividing by a power
     of two is exact, so ordinary views give the same bits as unscaled."""
     largest = float(np.abs(centred).max()) if centred.size else 0.0
-    return float(2.0 ** np.round(np.log2(largest))) if largest > 0 else 1.0
+    # at most 2**1023: values near float64's largest rounded up to 2**1024, which is inf
+    return float(2.0 ** min(np.round(np.log2(largest)), 1023.0)) if largest > 0 else 1.0
+
+
+def _offset_scale(view: np.ndarray) -> float:
+    """1, or a power of two to divide a view of huge values by before it is
+    centred: the column sums behind its mean, and values minus the mean, of
+    rows near float64's largest overflowed to inf (numpy's "Eigenvalues did
+    not converge"). Views whose sums cannot overflow are not divided, so
+    their bits are as before."""
+    largest = float(np.abs(view).max())
+    if largest * 2 * view.shape[0] < np.finfo(np.float64).max:
+        return 1.0
+    return _power_of_two_scale(view)
 
 
 def _inverse_sqrt(cov: np.ndarray, reg: float) -> np.ndarray:
@@ -101,6 +114,8 @@ class ExactCCA:
                 f"n_components must be an integer in [1, {most}] (the smaller view's columns), got {k!r}", "n_components"
             )
         reg = as_finite_float(self.reg, "reg", lambda r: r > 0, "a positive number")  # numpy numbers too
+        x_offset_scale, y_offset_scale = _offset_scale(x), _offset_scale(y)
+        x, y = x / x_offset_scale, y / y_offset_scale  # exact: powers of two
         x_mean, y_mean = x.mean(axis=0), y.mean(axis=0)
         x = x - x_mean
         y = y - y_mean
@@ -113,12 +128,14 @@ class ExactCCA:
         # Set together once all is computed: a refit that failed halfway (a MemoryError, or
         # LinAlgError "SVD did not converge") kept the old weights beside the new means, and
         # transform then scored with a mix of the two fits without a word.
-        self.x_mean_, self.y_mean_ = x_mean, y_mean
+        self.x_mean_, self.y_mean_ = x_mean * x_offset_scale, y_mean * y_offset_scale
+        self._x_offset = (x_offset_scale, x_mean)
+        self._y_offset = (y_offset_scale, y_mean)
         self._x_scaled_weights, self._y_scaled_weights = whiten_x @ u[:, :k], whiten_y @ vt[:k].T
         self._x_scale, self._y_scale = x_scale, y_scale
-        with np.errstate(over="ignore"):  # the views' own weights; transform scales instead (subnormal views)
-            self.x_weights_ = self._x_scaled_weights / x_scale
-            self.y_weights_ = self._y_scaled_weights / y_scale
+        with np.errstate(over="ignore", under="ignore"):  # the views' own weights; transform scales instead (subnormal views)
+            self.x_weights_ = self._x_scaled_weights / x_scale / x_offset_scale
+            self.y_weights_ = self._y_scaled_weights / y_scale / y_offset_scale
         self.correlations_ = s[:k]
         return self
 
@@ -131,18 +148,33 @@ class ExactCCA:
         ``NotFittedError`` too, where scikit-learn is installed)."""
         if not hasattr(self, "x_weights_"):  # a RuntimeError was what no scikit-learn caller catches
             raise not_fitted_error("ExactCCA: not fitted yet; call fit(X, Y) before transform")
-        x_scores = self._scores("X", X, self.x_mean_, self._x_scale, self._x_scaled_weights)
+        # a fit pickled before the offset scale existed centred the view as it was given
+        x_offset = self.__dict__.get("_x_offset", (1.0, self.x_mean_))
+        x_scores = self._scores("X", X, x_offset, self._x_scale, self._x_scaled_weights)
         if Y is None:
             return x_scores
-        return x_scores, self._scores("Y", Y, self.y_mean_, self._y_scale, self._y_scaled_weights)
+        y_offset = self.__dict__.get("_y_offset", (1.0, self.y_mean_))
+        return x_scores, self._scores("Y", Y, y_offset, self._y_scale, self._y_scaled_weights)
 
     def fit_transform(self, X: np.ndarray, Y: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:  # noqa: N803
         """``fit(X, Y).transform(X, Y)``."""
         return self.fit(X, Y).transform(X, Y)  # type: ignore[return-value]
 
     @staticmethod
-    def _scores(name: str, data: np.ndarray, mean: np.ndarray, scale: float, weights: np.ndarray) -> np.ndarray:
+    def _scores(
+        name: str, data: np.ndarray, offset: Tuple[float, np.ndarray], scale: float, weights: np.ndarray
+    ) -> np.ndarray:
+        offset_scale, mean = offset
         arr = _finite_2d(name, data).astype(np.float64)
         if arr.shape[1] != mean.shape[0]:
             raise ShapeError(f"{name} must have shape [n, {mean.shape[0]}] (as in fit), got {arr.shape}", name)
-        return ((arr - mean) / scale) @ weights  # a power of two: (X - mean) @ x_weights_ where that is finite
+        # powers of two: (X - mean) @ x_weights_ where that is finite
+        with np.errstate(over="ignore", invalid="ignore"):
+            scores = ((arr / offset_scale - mean) / scale) @ weights
+        finite = np.isfinite(scores).all(axis=1)
+        if not finite.all():  # else NaN and inf were returned with numpy's warnings only
+            row = int(np.flatnonzero(~finite)[0])
+            raise NonFiniteError(
+                f"{name}: the canonical scores of row {row} overflow float64 (its values are too far from those "
+                "fit saw); expected values on the scale of the training data", name)
+        return scores
