@@ -522,6 +522,28 @@ def test_fit_views_names_the_view_not_the_models_modality() -> None:
             uci.fit_views(settings=settings, **kwargs)
 
 
+def test_views_that_are_no_mapping_or_none_at_all_are_named_as_views() -> None:
+    pytest.importorskip("sklearn")
+    from grapheme_multimodal import uci
+    from grapheme_multimodal.evaluation import ModelEmbedder, view_modalities
+
+    rng = np.random.default_rng(0)
+    settings = uci.TrainingSettings(epochs=1, embed_dim=E, hidden_dim=8, num_heads=2, encoder_hidden=(8,))
+    model = gm.LearnableMultiModal(embed_dim=E, hidden_dim=16, num_heads=2, input_dims={"visual": 5}, encoder_hidden=(4,))
+    embedder = ModelEmbedder(model, view_modalities(["fou"]))
+    view = rng.normal(size=(30, 5))
+    # were "unhashable type: 'numpy.ndarray'", "expected at most 6 distinct view names, got [array(...), ...]"
+    # (the rows read as names), and "data: ... when mask is None" (fit's names, not the caller's)
+    for call in (uci.fit_views, embedder.embed_views, embedder.embed_fused, embedder.hidden_features):
+        kwargs = {"settings": settings} if call is uci.fit_views else {}
+        for views in ([view], view):
+            with pytest.raises(TypeError, match=r"^views: expected a mapping view name -> \[N, d\] array, got (list|array)"):
+                call(views, **kwargs)
+        with pytest.raises(gm.InvalidValueError, match=r"^views: expected at least one view") as err:
+            call({}, **kwargs)
+        assert err.value.arg == "views"
+
+
 def test_a_broadcast_view_larger_than_memory_is_too_large_by_name_not_numpys_memory_error() -> None:
     from grapheme_multimodal import _core
 

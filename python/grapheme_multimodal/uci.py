@@ -23,7 +23,7 @@ import numpy as np
 
 from ._validation import as_real_array, describe, renamed
 from .evaluation import ModelEmbedder, view_modalities
-from .evaluation._embedders import view_names
+from .evaluation._embedders import check_views, view_names
 from .exceptions import GraphemeError, InvalidValueError, ShapeError
 from .model import LearnableMultiModal
 from .objectives import all_zero_error, resolve_weights
@@ -303,6 +303,7 @@ def fit_views(
     the :class:`LearnableMultiModal`), so ``fit_views`` is a
     :data:`~grapheme_multimodal.evaluation.Recipe`.
     """
+    check_views(views)
     modalities = view_modalities(views)
     settings = TrainingSettings() if settings is None else settings
     if not isinstance(settings, TrainingSettings):  # else "'dict' object has no attribute 'seed'"

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Mapping, Option
 
 import numpy as np
 
-from .._validation import renamed
+from .._validation import describe, renamed
 from ..exceptions import GraphemeError, InvalidValueError
 from ..types import Modality
 
@@ -57,6 +57,17 @@ def view_modalities(names: Iterable[str]) -> Dict[str, Modality]:
     return dict(zip(names, slots))
 
 
+def check_views(views: Any, arg: str = "views") -> None:
+    """``views`` must be a non-empty mapping view name -> array: a list of
+    arrays failed as "unhashable type: 'numpy.ndarray'", one array was read
+    as its rows' names, and no views at all was named as the model's
+    ``data`` or ``inputs`` "when mask is None", arguments the caller never gave."""
+    if not isinstance(views, Mapping):
+        raise TypeError(f"{arg}: expected a mapping view name -> [N, d] array, got {describe(views)}")
+    if not views:
+        raise InvalidValueError(f"{arg}: expected at least one view (view name -> [N, d] array), got an empty mapping", arg)
+
+
 class ModelEmbedder:
     """:class:`ViewEmbedder` over a :class:`~grapheme_multimodal.LearnableMultiModal`:
     view ``v`` is modality ``modalities[v]``; a view's embedding is its
@@ -76,6 +87,7 @@ class ModelEmbedder:
         return f"ModelEmbedder({self.model!r}, views={list(self.modalities)})"
 
     def _inputs(self, views: Mapping[str, np.ndarray]) -> Dict[Modality, np.ndarray]:
+        check_views(views)
         unknown = sorted(set(views) - set(self.modalities))
         if unknown:
             raise InvalidValueError(f"views: unknown view names {unknown}; this model knows {list(self.modalities)}", "views")
