@@ -256,7 +256,7 @@ def test_plots_name_an_argument_of_the_wrong_kind(tmp_path):
         plot_attention(weights, None, heat)
     with pytest.raises(TypeError, match="^column_labels: expected None or a mapping"):
         plot_attention(weights, ["a", "b"], heat, column_labels=["x"])
-    with pytest.raises(gm.InvalidValueError, match="modality: unknown modality 'smell'"):
+    with pytest.raises(gm.InvalidValueError, match="^column_labels: unknown modality 'smell'"):
         plot_attention(weights, ["a", "b"], heat, column_labels={"smell": "x"})
     assert not curves.exists() and not heat.exists()
     plot_attention(weights, np.array(["a", "b"]), heat, column_labels={"visual": "pixels", gm.Modality.AUDITORY: "sound"})

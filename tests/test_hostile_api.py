@@ -544,6 +544,30 @@ def test_views_that_are_no_mapping_or_none_at_all_are_named_as_views() -> None:
         assert err.value.arg == "views"
 
 
+def test_an_unknown_modality_is_named_by_the_argument_that_held_it() -> None:
+    pytest.importorskip("sklearn")
+    from grapheme_multimodal.evaluation import ModelEmbedder
+    from grapheme_multimodal.sklearn import MultimodalEmbedder
+
+    model = gm.LearnableMultiModal(embed_dim=E, hidden_dim=16, num_heads=2, input_dims={"visual": 5})
+    rows = np.zeros((4, 5))
+    # each was "modality: unknown modality ...", an argument none of these calls has
+    cases = [
+        (lambda: gm.LearnableMultiModal(input_dims={"smell": 5}), gm.InvalidValueError, "input_dims"),
+        (lambda: gm.LearnableMultiModal(graph_features={9: "wl"}), gm.InvalidValueError, "graph_features"),
+        (lambda: model.encode({"smell": rows}), gm.InvalidValueError, "inputs"),
+        (lambda: model.fit({None: rows}, epochs=1, progress=False), TypeError, "data"),
+        (lambda: ModelEmbedder(model, {"fou": "smell"}), gm.InvalidValueError, "modalities['fou']"),
+        (lambda: MultimodalEmbedder(modalities=["visual", "smell"]).fit([rows, rows]), gm.InvalidValueError, "modalities[1]"),
+        (lambda: gm.CrossModalBinding(("visual", 0), ("smell", 1), gm.BindingType.REFERENCE, 1.0), gm.InvalidValueError, "target"),
+    ]
+    for call, error, arg in cases:
+        with pytest.raises(error, match="^" + re.escape(arg) + ": ") as err:
+            call()
+        if isinstance(err.value, gm.GraphemeError):
+            assert err.value.arg == arg
+
+
 def test_a_broadcast_view_larger_than_memory_is_too_large_by_name_not_numpys_memory_error() -> None:
     from grapheme_multimodal import _core
 

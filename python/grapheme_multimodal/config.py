@@ -77,7 +77,7 @@ def _widths(value: Any, name: str) -> Tuple[int, ...]:
 def _refuse_keys_of_one_modality(by_modality: Mapping[Any, Any], name: str) -> None:
     """InvalidValueError when two keys of ``by_modality`` name one modality
     ({"visual": 18, "VISUAL": 5}): else the last one won without a word."""
-    modalities = [Modality.parse(k) for k in by_modality]
+    modalities = [Modality.parse(k, name) for k in by_modality]  # "input_dims: unknown modality 'x'", not "modality:"
     if len(set(modalities)) < len(modalities):
         keys = [k for k, m in zip(by_modality, modalities) if modalities.count(m) > 1]
         raise InvalidValueError(f"{name}: keys {keys!r} name the same modality; expected one entry per modality", name)

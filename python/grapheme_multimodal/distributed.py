@@ -247,7 +247,7 @@ class _ColumnPlan:
         self.config = model.config
         self.columns: Dict[str, str] = {}
         for key, column in columns.items():
-            m = Modality.parse(key)
+            m = Modality.parse(key, "columns")
             if not isinstance(column, str):
                 raise TypeError(f"columns[{str(key)!r}]: expected a column name (str), got {type(column).__name__}")
             if str(m) in self.columns:

@@ -677,7 +677,7 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         float32 cannot, as they may hold anything)."""
         arrays: List[Optional[np.ndarray]] = [None] * NUM_MODALITIES
         if isinstance(inputs, Mapping):
-            items = [(Modality.parse(k), v) for k, v in inputs.items()]
+            items = [(Modality.parse(k, arg), v) for k, v in inputs.items()]
             if len({m for m, _ in items}) < len(items):  # {"visual": a, 0: b}: one would be dropped unseen
                 keys = [k for k, (m, _) in zip(inputs, items) if sum(n is m for n, _ in items) > 1]
                 raise InvalidValueError(f"{arg}: keys {keys!r} name the same modality; expected one array per modality", arg)

@@ -91,7 +91,7 @@ def plot_attention(
         if not isinstance(column_labels, Mapping):  # else AttributeError: 'list' object has no attribute 'get'
             raise TypeError(f"column_labels: expected None or a mapping modality -> label, got {describe(column_labels)}")
         # by name too: a key "visual" matched no Modality, and the label was left out without a word
-        column_labels = {Modality.parse(m): label for m, label in column_labels.items()}
+        column_labels = {Modality.parse(m, "column_labels"): label for m, label in column_labels.items()}
     if w.ndim != 2 or w.shape[1] != len(Modality) or w.shape[0] != len(row_labels):
         raise ValueError(f"weights: expected shape ({len(row_labels)}, 7), got {w.shape}")
     if not np.isfinite(w).all():  # a NaN would draw as an empty cell and colour the rest wrongly

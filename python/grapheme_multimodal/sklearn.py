@@ -346,7 +346,7 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
             # a str would be read letter by letter ("unknown modality 'v'"), an int not at all
             raise TypeError(
                 f"modalities: expected None or a sequence of modality names (one per view), got {describe(self.modalities)}")
-        names = list(Modality)[:n_views] if self.modalities is None else [Modality.parse(m) for m in self.modalities]
+        names = list(Modality)[:n_views] if self.modalities is None else [Modality.parse(m, f"modalities[{i}]") for i, m in enumerate(self.modalities)]
         if len(names) != n_views or len(set(names)) != n_views:
             raise InvalidValueError(f"modalities: expected {n_views} distinct modalities (one per view), got {self.modalities}", "modalities")
         return names

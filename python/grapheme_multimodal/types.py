@@ -59,8 +59,9 @@ class Modality(enum.Enum):
         return list(cls)
 
     @classmethod
-    def parse(cls, value: Union["Modality", str, int]) -> "Modality":
-        """A modality from itself, its name (any case) or its slot index."""
+    def parse(cls, value: Union["Modality", str, int], arg: str = "modality") -> "Modality":
+        """A modality from itself, its name (any case) or its slot index;
+        errors name ``arg``, the caller's argument that held ``value``."""
         if isinstance(value, Modality):
             return value
         if isinstance(value, str):
@@ -68,12 +69,12 @@ class Modality(enum.Enum):
                 return cls[value.upper()]
             except KeyError:
                 names = ", ".join(m.name.lower() for m in cls)
-                raise InvalidValueError(f"modality: unknown modality {value!r}; expected one of {names}", "modality") from None
+                raise InvalidValueError(f"{arg}: unknown modality {value!r}; expected one of {names}", arg) from None
         if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
             if 0 <= value < len(cls):
                 return cls(int(value))
-            raise InvalidValueError(f"modality: index {value} is out of range; expected 0..6", "modality")
-        raise TypeError(f"modality: expected a Modality, a name or an index, got {type(value).__name__}")
+            raise InvalidValueError(f"{arg}: index {value} is out of range; expected 0..6", arg)
+        raise TypeError(f"{arg}: expected a Modality, a name or an index, got {type(value).__name__}")
 
     def __str__(self) -> str:
         return self.name.lower()
@@ -164,7 +165,7 @@ def _endpoint(value: Any, name: str) -> Tuple[Modality, int]:
         raise TypeError(f"{name}: expected an int node index, got {node!r}")
     if node < 0:
         raise InvalidValueError(f"{name}: expected a node index >= 0, got {node}", name)
-    return (Modality.parse(mod), int(node))
+    return (Modality.parse(mod, name), int(node))
 
 
 @dataclass

@@ -77,7 +77,7 @@ class ModelEmbedder:
 
     def __init__(self, model: "LearnableMultiModal", modalities: Mapping[str, Modality]) -> None:
         self.model = model
-        self.modalities = {v: Modality.parse(m) for v, m in modalities.items()}
+        self.modalities = {v: Modality.parse(m, f"modalities[{v!r}]") for v, m in modalities.items()}
         taken = list(self.modalities.values())
         if len(set(taken)) < len(taken):  # else one view's rows replaced the other's in every input dict
             shared = [v for v, m in self.modalities.items() if taken.count(m) > 1]
