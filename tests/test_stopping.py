@@ -300,3 +300,29 @@ def test_neighborhood_alone_on_recorded_embeddings_is_refused():
                                                 r"\(neighborhood is 0 on them\), so nothing would train"):
         model.fit(buffer, epochs=1, objectives={"neighborhood": 1.0}, progress=False)
     assert model.fit(buffer, epochs=1, objectives={"neighborhood": 1.0, "fused_contrastive": 1.0}, progress=False).epochs
+
+
+@pytest.mark.parametrize("min_validation_rows", [2, 1000])  # the slice, and cross-validation
+def test_a_modality_given_as_none_is_left_out_as_fit_leaves_it_out(min_validation_rows):
+    # was "object of type 'NoneType' has no len()" when None came first, and as_real_array's
+    # error for None where the rows were split
+    views = two_views(40)
+    with_none = {"tactile": None, **views}
+    plain = fit_with_stopping(small_model(), views, min_validation_rows=min_validation_rows, epochs=2, **STOP, **OPTIONS)
+    history = fit_with_stopping(small_model(), with_none, min_validation_rows=min_validation_rows, epochs=2, **STOP, **OPTIONS)
+    assert history["loss"] == plain["loss"] and history.cv_curve == plain.cv_curve
+
+
+def test_inputs_without_rows_are_named_by_this_functions_arguments():
+    stop = {**STOP, "validation_fraction": 0.0}
+    # each was a bare "object of type '...' has no len()", or named fit's `data`
+    cases = [
+        (dict(inputs={"visual": 5}), gm.ShapeError, r"^inputs\['visual'\]: expected one row per sample, got a scalar int"),
+        (dict(inputs={"visual": np.zeros((4, 6))}, mask=True), gm.ShapeError, r"^mask: expected one row per sample"),
+        (dict(inputs={}), InvalidValueError, r"^inputs: no modality was given"),
+        (dict(inputs={"visual": np.zeros((4, 5))}), gm.ShapeError, r"^inputs\['visual'\]: expected shape \(any, 6\)"),
+    ]
+    for kwargs, error, words in cases:
+        with pytest.raises(error, match=words) as err:
+            fit_with_stopping(small_model(), epochs=1, **kwargs, **stop, **OPTIONS)
+        assert err.value.arg == words[1:].split(":")[0].replace("\\", "")

@@ -24,8 +24,9 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, 
 import numpy as np
 
 from ._locking import refuse_in_metric
-from ._validation import as_real_array, describe
-from .exceptions import InvalidValueError, NonFiniteError
+from ._core import MODALITY_NAMES
+from ._validation import as_real_array, describe, renamed
+from .exceptions import GraphemeError, InvalidValueError, NonFiniteError, ShapeError
 from .graph import Graph
 from .objectives import OBJECTIVES, resolve_weights
 from .training import (
@@ -125,10 +126,13 @@ def fit_with_stopping(
     if validation is not None:
         return fit(inputs, mask=mask, validation=validation, validation_mask=validation_mask, epochs=epochs,
                    early_stopping=patience or None, monitor=monitor, **fit_options)
-    n = len(mask) if mask is not None else len(next(iter(inputs.values()), ()))
+    n = _row_count(inputs, mask)
     fit_rows, val_rows = holdout_rows(n, validation_fraction, seed)
     if val_rows is None:  # nothing split: fit checks the data itself
-        return fit(inputs, mask=mask, epochs=epochs, **fit_options)
+        try:
+            return fit(inputs, mask=mask, epochs=epochs, **fit_options)
+        except (GraphemeError, TypeError) as err:  # fit's name for them is data; this function's is inputs
+            raise renamed(err, _AS_INPUTS) from None
     # Checked whole before it is split: an error names the user's row, not a
     # row of the slice or a fold, and nothing has trained yet.
     data = as_dataset(model, inputs, mask, "inputs")
@@ -165,12 +169,35 @@ def fit_with_stopping(
     return history
 
 
+#: fit's names for this function's ``inputs`` (``data``, ``data['visual']``, ...).
+_AS_INPUTS = {"data": "inputs", **{f"data[{name!r}]": f"inputs[{name!r}]" for name in MODALITY_NAMES}}
+
+
+def _row_count(inputs: Mapping[Any, Any], mask: Any) -> int:
+    """The number of rows: the mask's, else the first given modality's
+    (``None`` is a modality not given, as ``fit`` takes it); 0 when there
+    is neither, for ``fit`` to refuse. Was ``len()`` of the first value, a
+    bare "object of type 'NoneType' has no len()" for ``None``, a scalar or
+    a generator."""
+    for name, value in ([("mask", mask)] if mask is not None else []) + [(f"inputs[{m!r}]", x) for m, x in inputs.items()]:
+        if value is None:
+            continue
+        if _is_graph_list(value):
+            return len(value)
+        rows = as_real_array(value, name)
+        if rows.ndim == 0:
+            raise ShapeError(f"{name}: expected one row per sample, got a scalar {describe(value)}", name)
+        return len(rows)
+    return 0
+
+
 def _take(inputs: Mapping[Any, Any], mask: Optional[np.ndarray], rows: np.ndarray) -> Tuple[Dict[Any, Any], Optional[np.ndarray]]:
     """``rows`` of every modality's array, and of ``mask`` when given (lists
     and data frames as arrays: ``frame[rows]`` would pick columns, or fail;
-    a list of graphs, which ``fit`` featurises, as a list of those graphs)."""
-    taken = {m: [x[i] for i in rows] if _is_graph_list(x) else as_real_array(x, f"inputs[{m!r}]")[rows]
-             for m, x in inputs.items()}
+    a list of graphs, which ``fit`` featurises, as a list of those graphs;
+    ``None``, a modality not given, as ``None``)."""
+    taken = {m: None if x is None else [x[i] for i in rows] if _is_graph_list(x)
+             else as_real_array(x, f"inputs[{m!r}]")[rows] for m, x in inputs.items()}
     return taken, None if mask is None else as_real_array(mask, "mask")[rows]
 
 
