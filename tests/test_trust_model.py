@@ -73,6 +73,26 @@ def test_nan_only_in_the_validation_data_fails_before_any_training() -> None:
     assert snapshot(model) == before and model.history == [] and model.epochs_trained == 0
 
 
+@pytest.mark.parametrize("where", ["mask", "validation_mask"])
+def test_a_mask_marking_a_modality_without_an_array_names_its_row_and_trains_nothing(where) -> None:
+    # was refused by the step whose batch held row 250, after the steps before it, and named
+    # as that row's place in its batch ("row 3"), not row 250
+    data = synthetic(400)
+    mask = np.zeros((400, 7), bool)
+    mask[:, :2] = True
+    mask[250, 4] = True  # proprioceptive: no array given
+    kwargs = {"mask": mask} if where == "mask" else {"validation": data, "validation_mask": mask}
+    model = small_model()
+    before = snapshot(model)
+    metric_calls = []
+    with pytest.raises(gm.InvalidValueError, match=rf"^{where}: marks modality 'proprioceptive' present in row 250 but no "
+                       "input array was given") as info:
+        model.fit(data, epochs=2, batch_size=8, progress=False, metrics={"calls": lambda m: metric_calls.append(1) or 0.0},
+                  **kwargs)
+    assert info.value.arg == where and metric_calls == []
+    assert snapshot(model) == before and model.history == [] and model.epochs_trained == 0
+
+
 @pytest.mark.parametrize(
     "kwargs, error, words",
     [

@@ -529,7 +529,7 @@ class _ArrayDataset(_Dataset):
         # errors name the caller's arguments: `validation`, `validation_mask` beside `data`, `mask`
         mask_arg = "mask" if name in ("data", "inputs") else f"{name}_mask"
         self.arrays, self.mask = model.prepare_inputs(inputs, mask, arg=name, mask_arg=mask_arg)
-        self.name = name
+        self.name, self.mask_arg = name, mask_arg
 
     def in_user_rows(self, err: NonFiniteError, rows: np.ndarray) -> NonFiniteError:
         """An input row whose encoding overflowed, named by the core as the
@@ -554,6 +554,14 @@ class _ArrayDataset(_Dataset):
             if x is not None:
                 arg = f"{name}[{MODALITY_NAMES[m]!r}]"
                 _check_rows(x, self.mask[:, m], arg, lambda row: f"{arg}: row {row}", present_only=True)
+            elif self.mask[:, m].any():
+                # else refused by the step whose batch held such a row, after the steps before
+                # it had trained, and named by its row in that batch, not in the data
+                row = int(np.argmax(self.mask[:, m]))
+                raise InvalidValueError(
+                    f"{self.mask_arg}: marks modality {MODALITY_NAMES[m]!r} present in row {row} but no input array "
+                    "was given for it", self.mask_arg,
+                )
 
 
 #: The error for a row whose encoding overflowed float32: its argument, modality, row, and the rest.
