@@ -577,3 +577,29 @@ def test_a_named_header_and_a_two_column_first_row_0_1_are_read_as_before(files,
 
     values = read_modality_file(gm.Modality.AUDITORY, files / spec).values
     assert values.shape == (24, width)
+
+
+@pytest.mark.parametrize(
+    "argv, flag, name, words",
+    [
+        # wrote NumPy's binary format into out.csv, and said "wrote fused embeddings (24, 8) to out.csv"
+        (["embed", "{ckpt}", "-m", "visual={a}", "-o", "{out}"], "--output", "out.csv",
+         "is named as comma-separated text (.csv), but this option writes a NumPy array (.npy); expected a name ending in .npy"),
+        (["embed", "{ckpt}", "-m", "visual={a}", "-o", "{tmp}/fused.npy", "--bindings", "{out}"], "--bindings", "s.JSON",
+         "is named as JSON (.json), but this option writes a NumPy array (.npy)"),
+        # a checkpoint named as an array: np.load(model.npy) then failed
+        (["train", "-m", "visual={a}", "--epochs", "1", "--no-progress", "-o", "{out}"], "--output", "model.npy",
+         "is named as a NumPy array (.npy), but this option writes a checkpoint (.safetensors)"),
+    ],
+)
+def test_an_output_named_as_another_format_than_the_one_written_is_refused(files, tmp_path, capsys, argv, flag, name, words) -> None:
+    argv = [a.format(ckpt=files / "m.safetensors", a=files / "a.npy", out=tmp_path / name, tmp=tmp_path) for a in argv]
+    one_line_error(capsys, argv, f"{flag}: {tmp_path / name} {words}")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_outputs_named_as_what_they_hold_or_without_a_suffix_are_written(files, tmp_path, capsys) -> None:
+    for name in ("fused.npy", "FUSED.NPY", "fused", "fused.v2"):
+        assert main(["embed", str(files / "m.safetensors"), "-m", f"visual={files / 'a.npy'}", "-o", str(tmp_path / name)]) == 0
+        assert np.load(tmp_path / name).shape == (24, 8)
+    capsys.readouterr()

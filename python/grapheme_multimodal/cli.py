@@ -401,7 +401,7 @@ def _train(args: argparse.Namespace) -> int:
     from .model import LearnableMultiModal
     from .objectives import OBJECTIVES
 
-    _check_outputs({"--output": args.output}, _input_files(args.modality), args.overwrite)
+    _check_outputs({"--output": args.output}, _input_files(args.modality), args.overwrite, writes=".safetensors")
     _seed(args.seed)
     files = _read_files(args.modality)
     n = len(files[0])
@@ -518,6 +518,7 @@ def _embed(args: argparse.Namespace) -> int:
         {"--output": args.output, "--bindings": args.bindings, "--hidden-features": args.hidden_features},
         {"the checkpoint": args.checkpoint, **_input_files(args.modality)},
         args.overwrite,
+        writes=".npy",
     )
     model = LearnableMultiModal.load(args.checkpoint)
     if args.hidden_features is not None:
@@ -741,13 +742,29 @@ def _input_files(specs: List[str]) -> Dict[str, Path]:
     return {f"the {modality} input file": path for modality, path, _ in map(parse_modality_spec, specs)}
 
 
-def _check_outputs(outputs: Dict[str, Optional[Path]], inputs: Dict[str, Path], overwrite: bool) -> None:
+#: What a file of each suffix holds, for outputs whose name says another
+#: format than the one written: ``embed -o out.csv`` wrote NumPy's binary
+#: format into out.csv, and said it had written it there.
+_OTHER_FORMATS = {
+    ".npy": "a NumPy array (.npy)", ".npz": "NumPy arrays (.npz)", ".csv": "comma-separated text (.csv)",
+    ".tsv": "tab-separated text (.tsv)", ".txt": "text (.txt)", ".json": "JSON (.json)",
+    ".safetensors": "a checkpoint (.safetensors)", ".parquet": "a Parquet table (.parquet)",
+    ".pkl": "a pickle (.pkl)", ".pickle": "a pickle (.pickle)", ".pt": "a PyTorch file (.pt)", ".pth": "a PyTorch file (.pth)",
+    ".h5": "HDF5 (.h5)", ".hdf5": "HDF5 (.hdf5)",
+}
+
+
+def _check_outputs(
+    outputs: Dict[str, Optional[Path]], inputs: Dict[str, Path], overwrite: bool, writes: Optional[str] = None
+) -> None:
     """Refuses, before any work, an output that cannot be written (a missing
     directory, a directory) or that names an input or another output: found
     only when it is written, after the work, it would lose the work, the
     user's data or the first output. A file that exists is refused too unless
     ``overwrite``: the defaults (model.safetensors, runs/demo/...) would
-    otherwise replace an earlier run's checkpoint without a word."""
+    otherwise replace an earlier run's checkpoint without a word. With
+    ``writes`` (the suffix of the format written), so is a name whose suffix
+    is another format's."""
     from .io import check_write_target
 
     given = {flag: path for flag, path in outputs.items() if path is not None}
@@ -762,6 +779,12 @@ def _check_outputs(outputs: Dict[str, Optional[Path]], inputs: Dict[str, Path], 
             raise InvalidValueError(f"{flag}: {path} is also the file of {other}; expected a file of its own", flag)
         if not overwrite and path.exists():
             raise FileExistsError(f"{flag}: {path} already exists; pass --overwrite to replace it, or choose another name")
+        suffix = path.suffix.lower()
+        if writes is not None and suffix != writes and suffix in _OTHER_FORMATS:
+            raise InvalidValueError(
+                f"{flag}: {path} is named as {_OTHER_FORMATS[suffix]}, but this option writes "
+                f"{_OTHER_FORMATS[writes]}; expected a name ending in {writes}", flag,
+            )
 
 
 def _check_can_create_in(directory: Path, flag: str) -> None:
