@@ -1241,6 +1241,38 @@ def test_validation_of_one_row_is_refused_when_the_monitor_would_be_0_and_else_w
         model.fit(x, validation={k: v[:2] for k, v in views(12, seed=1).items()}, epochs=1, progress=False)
 
 
+def test_one_validation_row_and_its_presence_are_judged_by_one_rule() -> None:
+    # One row of one modality leaves cross_modal at 0 as surely as it leaves contrastive:
+    # val_cross_modal was watched (best_epoch of zeros) while only contrastive was warned of.
+    x, one = views(12), {"visual": views(12, seed=1)["visual"][:1]}
+    model = small_model()
+    before = model.state_dict()
+    both = {"contrastive": 1.0, "cross_modal": 1.0}
+    with pytest.raises(gm.InvalidValueError, match=r"^validation: no row holds two modalities \(cross_modal is 0 on them\), "
+                                                   r"so monitor 'val_cross_modal' would be 0 every epoch; expected a row "
+                                                   r"holding two modalities$") as err:
+        model.fit(x, validation=one, epochs=2, objectives=both, monitor="val_cross_modal", progress=False)
+    assert err.value.arg == "validation" and model.epochs_trained == 0
+    assert all(np.array_equal(v, model.state_dict()[k]) for k, v in before.items())
+    with pytest.warns(UserWarning, match=r"^validation: 1 row; contrastive .*; no row holds two modalities \(cross_modal "
+                                         r"is 0 on them\): their val_ losses will be 0"):
+        model.fit(x, validation=one, epochs=1, objectives={**both, "seed_consistency": 0.0}, monitor="loss", progress=False)
+
+
+def test_one_row_of_training_data_on_which_every_objective_is_0_is_refused() -> None:
+    # fused_contrastive compares rows and cross_modal needs a row of two modalities: on one
+    # row of one modality both are 0, and fit took Adam steps on zero gradients.
+    one = {"visual": views(12)["visual"][:1]}
+    model = small_model()
+    before = model.state_dict()
+    with pytest.warns(UserWarning), pytest.raises(
+            gm.InvalidValueError, match=r"^data: 1 row; fused_contrastive .*; no row holds two modalities \(cross_modal is 0 "
+                                        r"on them\), so nothing would train") as err:
+        model.fit(one, epochs=1, objectives={"cross_modal": 1.0, "fused_contrastive": 1.0}, progress=False)
+    assert err.value.arg == "data" and model.epochs_trained == 0
+    assert all(np.array_equal(v, model.state_dict()[k]) for k, v in before.items())
+
+
 def test_a_list_of_events_with_a_stray_item_names_it() -> None:
     # [event, 1] and [] were read as 7 per-modality arrays: "expected a mapping modality
     # -> array or a sequence of 7 arrays/None, got list"

@@ -70,7 +70,12 @@ def split_by_rows(weights: Mapping[str, float]) -> Tuple[List[str], List[str]]:
 def zero_on_one_row(what: str, comparing: Sequence[str]) -> str:
     """How a message about ``what`` (an argument of one row) begins: the
     objectives that are 0 on it."""
-    return f"{what}: 1 row; {', '.join(comparing)} tell the rows of a batch apart and are 0 on a single row"
+    return f"{what}: {one_row_clause(comparing)}"
+
+
+def one_row_clause(comparing: Sequence[str]) -> str:
+    """Why ``comparing`` (objectives that compare rows) are 0 on data of one row."""
+    return f"1 row; {', '.join(comparing)} tell the rows of a batch apart and are 0 on a single row"
 
 
 def check_objective_names(names: "Iterable[str]", name: str) -> None:

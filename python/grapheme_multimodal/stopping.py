@@ -30,8 +30,8 @@ from .exceptions import GraphemeError, InvalidValueError, NonFiniteError, ShapeE
 from .graph import Graph
 from .objectives import OBJECTIVES, resolve_weights
 from .training import (
-    History, _check_fraction, _check_int, _check_monitor, _checked_metrics, as_dataset, check_monitor_measurable,
-    check_something_trains, encoder_overflow_in_rows, holdout_rows, resolve_mode,
+    History, _check_fraction, _check_int, _check_monitor, _checked_metrics, as_dataset, check_something_trains,
+    check_validation_measures, encoder_overflow_in_rows, holdout_rows, resolve_mode,
 )
 
 if TYPE_CHECKING:
@@ -145,8 +145,8 @@ def fit_with_stopping(
         refusals = []
         for rows in [val_rows] if k == 0 else _fold_rows(n, k, seed):
             try:
-                check_monitor_measurable(weights, data.mask_of(rows), monitor, what, "validation_fraction",
-                                         " among them, or patience=0 (no early stopping)")
+                check_validation_measures(weights, data.mask_of(rows), monitor, what, "validation_fraction", True,
+                                          " among them, or patience=0 (no early stopping)")
             except InvalidValueError as err:
                 refusals.append(err)
             else:  # the folds' mean curve is 0 every epoch only when every fold's is

@@ -26,7 +26,10 @@ from .averaging import resume as resume_average
 from .batch import Batch, event_components
 from .buffer import ExperienceBuffer
 from .exceptions import InvalidValueError, NonFiniteError
-from .objectives import ONE_ROW_REMEDY, OBJECTIVES, all_zero_error, resolve_weights, split_by_rows, zero_on_one_row
+from .objectives import (
+    ONE_ROW_REMEDY, OBJECTIVES, ROW_COMPARING_OBJECTIVES, all_zero_error, one_row_clause, resolve_weights, split_by_rows,
+    zero_on_one_row,
+)
 from .types import MultiModalEvent
 
 if TYPE_CHECKING:
@@ -118,8 +121,9 @@ def fit(
         lr: Adam step size (default ``config.learning_rate``).
         validation: data of the same kind, evaluated after every epoch:
             ``val_total`` and ``val_<objective>`` losses. Of one row, the
-            objectives that compare rows are 0 on it: a ``UserWarning``
-            says so, and a ``monitor`` that would be 0 every epoch is refused.
+            objectives that compare rows are 0 on it (and ``cross_modal``
+            when it holds one modality): a ``UserWarning`` says so, and a
+            ``monitor`` that would be 0 every epoch is refused.
             So is early stopping on an objective its rows make 0 every
             epoch: ``contrastive`` and ``binding`` need two rows holding the
             same two modalities, ``cross_modal`` a row holding two.
@@ -206,11 +210,9 @@ def fit(
     if monitor is None:  # not `or`: monitor=0 or "" would silently mean the default
         monitor = "val_total" if val is not None else "loss"
     _check_monitor(monitor, val is not None, metrics)
-    if val is not None:
-        _check_validation_rows(dict(zip(OBJECTIVES, val_weights)), len(val), monitor)
-        if early_stopping is not None:  # else the monitor only names history.best_epoch
-            check_monitor_measurable(dict(zip(OBJECTIVES, val_weights)), val.mask_of(np.arange(len(val))), monitor,
-                                     "validation", "validation", ", or early_stopping=None", val.has_inputs)
+    if val is not None:  # without early stopping the monitor only names history.best_epoch
+        check_validation_measures(dict(zip(OBJECTIVES, val_weights)), val.mask_of(np.arange(len(val))), monitor, "validation",
+                                  "validation", early_stopping is not None, ", or early_stopping=None", val.has_inputs)
     mode = resolve_mode(monitor, mode)
 
     with model._lock.updating():  # other writers wait; readers get in between steps
@@ -869,29 +871,16 @@ def _check_rows_to_compare(weights: Mapping[str, float], rows: int, batch_size: 
         )
 
 
-def _check_validation_rows(weights: Mapping[str, float], rows: int, monitor: str) -> None:
-    """As :func:`_check_rows_to_compare` for validation data of one row:
-    the objectives that compare rows are 0 on it every epoch. Refused when
-    ``monitor`` is such a loss (or their total): early stopping and the best
-    epoch would compare zeros; else a ``UserWarning``."""
-    comparing, learning = split_by_rows(weights)
-    if not comparing or rows >= 2:
-        return
-    said = zero_on_one_row("validation", comparing)
-    if monitor in {f"val_{o}" for o in comparing} or (monitor == "val_total" and not learning):
-        raise InvalidValueError(
-            f"{said}, so monitor {monitor!r} would be 0 every epoch; expected at least 2 validation rows", "validation"
-        )
-    warnings.warn(f"{said}: their val_ losses will be 0", UserWarning, stacklevel=4)
-
-
 def unmeasured_objectives(weights: Mapping[str, float], mask: np.ndarray, has_inputs: bool = True) -> Dict[str, str]:
     """The weighted objectives that are 0 on every batch of rows whose
-    presence is ``mask [N, 7]``, each with why: ``cross_modal`` predicts a
-    modality from the others of its row (no row holds two modalities),
-    ``contrastive`` and ``binding`` tell a row's pair of modalities from
-    other rows' (no two rows hold the same pair), and ``neighborhood``
-    finds a row's neighbours by its inputs (recorded embeddings have none)."""
+    presence is ``mask [N, 7]``, each with why: on a single row every
+    objective that compares rows (:data:`ROW_COMPARING_OBJECTIVES`), else
+    ``cross_modal`` predicts a modality from the others of its row (no row
+    holds two modalities), ``contrastive`` and ``binding`` tell a row's pair
+    of modalities from other rows' (no two rows hold the same pair), and
+    ``neighborhood`` finds a row's neighbours by its inputs (recorded
+    embeddings have none). The one answer to "what do these rows leave at
+    0" for fit's data, its validation and fit_with_stopping's held-out rows."""
     present = np.asarray(mask, dtype=bool)
     if not present.size:
         return {}
@@ -904,7 +893,13 @@ def unmeasured_objectives(weights: Mapping[str, float], mask: np.ndarray, has_in
     }
     why["binding"] = why["contrastive"]
     why["neighborhood"] = None if has_inputs else "recorded embeddings hold no inputs to find neighbours by"
+    if len(present) < 2:
+        why.update(dict.fromkeys(ROW_COMPARING_OBJECTIVES, _ONE_ROW))
     return {o: why[o] for o, w in weights.items() if w > 0 and why.get(o) is not None}
+
+
+#: The reason :func:`unmeasured_objectives` gives for the objectives that compare rows, on one row.
+_ONE_ROW = "1 row"
 
 
 def _zero_because(zero: Mapping[str, str], objectives: Sequence[str]) -> str:
@@ -912,7 +907,8 @@ def _zero_because(zero: Mapping[str, str], objectives: Sequence[str]) -> str:
     by_reason: Dict[str, List[str]] = {}
     for o in objectives:
         by_reason.setdefault(zero[o], []).append(o)
-    return "; ".join(f"{why} ({', '.join(names)} {'is' if len(names) == 1 else 'are'} 0 on them)"
+    return "; ".join(one_row_clause(names) if why == _ONE_ROW else
+                     f"{why} ({', '.join(names)} {'is' if len(names) == 1 else 'are'} 0 on them)"
                      for why, names in sorted(by_reason.items()))
 
 
@@ -923,32 +919,41 @@ def check_something_trains(weights: Mapping[str, float], mask: np.ndarray, arg: 
     zero = unmeasured_objectives(weights, mask, has_inputs)
     weighted = [o for o, w in weights.items() if w > 0]
     if weighted and all(o in zero for o in weighted):
-        raise InvalidValueError(
-            f"{arg}: {_zero_because(zero, weighted)}, so nothing would train; expected data they learn from, or another "
-            "objective (fused_contrastive learns from rows of one modality, neighborhood from inputs)", arg,
-        )
+        remedy = (ONE_ROW_REMEDY if {zero[o] for o in weighted} == {_ONE_ROW} else "expected data they learn from, or another objective "
+                  "(fused_contrastive learns from rows of one modality, neighborhood from inputs)")
+        raise InvalidValueError(f"{arg}: {_zero_because(zero, weighted)}, so nothing would train; {remedy}", arg)
 
 
-def check_monitor_measurable(weights: Mapping[str, float], mask: np.ndarray, monitor: str, what: str, arg: str,
-                             otherwise: str = "", has_inputs: bool = True) -> None:
-    """Refuses a ``monitor`` that the validation rows (``what``, presence
-    ``mask``) make 0 every epoch (:func:`unmeasured_objectives`): early
-    stopping would compare zeros, keep the first epoch and stop, as for
-    validation data of one row."""
+def check_validation_measures(weights: Mapping[str, float], mask: np.ndarray, monitor: str, what: str, arg: str,
+                              early_stopping: bool, otherwise: str = "", has_inputs: bool = True) -> None:
+    """What the validation rows (``what``, presence ``mask``, named ``arg``
+    in errors) leave at 0 every epoch (:func:`unmeasured_objectives`):
+    ``monitor`` being such a loss (or their total) is refused with
+    ``early_stopping`` (it would compare zeros, keep the first epoch and
+    stop; ``otherwise`` says how to go without it), and on a single row
+    without it too, as one row of training data is; a single row that
+    leaves other losses at 0 is warned of (``UserWarning``)."""
     zero = unmeasured_objectives(weights, mask, has_inputs)
+    if not zero:
+        return
+    one_row = len(mask) < 2
     weighted = [o for o, w in weights.items() if w > 0]
     watched = [o for o in zero if monitor == f"val_{o}"]
-    if not watched and monitor == "val_total" and weighted and all(o in zero for o in weighted):
+    if not watched and monitor == "val_total" and all(o in zero for o in weighted):
         watched = weighted
-    if watched:
-        reasons = _zero_because(zero, watched)
-        need = ("validation data with inputs" if any(o == "neighborhood" for o in watched)
+    if watched and (early_stopping or one_row):
+        reasons = {zero[o] for o in watched}
+        need = ("at least 2 rows" if _ONE_ROW in reasons
+                else "validation data with inputs" if "neighborhood" in watched
                 else "at least 2 rows holding the same two modalities" if any(o != "cross_modal" for o in watched)
                 else "a row holding two modalities")
+        stopping = " (early stopping would keep the first epoch)" if early_stopping else ""
         raise InvalidValueError(
-            f"{what}: {reasons}, so monitor {monitor!r} would be 0 every epoch (early stopping would keep the first "
-            f"epoch); expected {need}{otherwise}", arg,
+            f"{what}: {_zero_because(zero, watched)}, so monitor {monitor!r} would be 0 every epoch{stopping}; "
+            f"expected {need}{otherwise if early_stopping and _ONE_ROW not in reasons else ''}", arg,
         )
+    if one_row:
+        warnings.warn(f"{what}: {_zero_because(zero, list(zero))}: their val_ losses will be 0", UserWarning, stacklevel=4)
 
 
 def _check_monitor(monitor: Any, has_validation: bool, metrics: Mapping[str, Metric]) -> None:
