@@ -384,6 +384,24 @@ def test_an_output_of_dash_is_refused_not_written_as_a_file_named_dash(files, tm
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("names, repeated", [("contrastive,contrastive", "contrastive"), ("binding, contrastive,binding", "binding")])
+def test_an_encoder_objective_given_twice_is_refused_as_in_objectives(files, tmp_path, capsys, monkeypatch, names, repeated) -> None:
+    # kept one of the two without a word (a typo for another name?), where --objectives refuses a repeated name
+    monkeypatch.chdir(tmp_path)
+    one_line_error(capsys, ["train", "-m", f"visual={files / 'a.npy'}", "--no-progress", "--epochs", "1",
+                            "--encoder-objectives", names],
+                   f"--encoder-objectives: {repeated!r} is given more than once in {names!r}", "expected each objective once")
+    assert list(tmp_path.iterdir()) == [], "refused before anything trained or was written"
+
+
+def test_a_demo_out_of_dash_is_refused_not_made_a_folder_named_dash(tmp_path, capsys, monkeypatch) -> None:
+    # "--out -" made a folder named "-", where "-o -" for a file is refused.
+    monkeypatch.chdir(tmp_path)
+    line = argparse_error(capsys, ["demo", "--out", "-"])
+    assert "--out: expected a folder path, got '-' (standard output)" in line and "give a folder path" in line, line
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("flag", ["-o", "--bindings", "--hidden-features"])
 def test_an_output_ending_in_a_separator_is_refused_as_a_folder(files, tmp_path, capsys, flag) -> None:
     # argparse's Path dropped the "/": "-o runs/" wrote a file named "runs".

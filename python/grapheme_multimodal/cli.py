@@ -178,6 +178,17 @@ def _output_file(text: str) -> Path:
     return Path(text)
 
 
+def _output_folder(text: str) -> Path:
+    """An output folder's name; ``-`` (standard output, to most tools) is
+    refused as :func:`_output_file` refuses it, not made a folder named ``-``."""
+    if text == "-":
+        raise argparse.ArgumentTypeError(
+            "expected a folder path, got '-' (standard output): this option names a folder for files, not standard "
+            "output; give a folder path (./- for a folder named -)"
+        )
+    return Path(text)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog=PROG, description="Learnable multimodal fusion and cross-modal binding (grapheme-multimodal)."
@@ -186,7 +197,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     demo = sub.add_parser("demo", help="train on the UCI Multiple Features digits and compare with scikit-learn")
-    demo.add_argument("--out", type=Path, default=Path("runs/demo"), help="output folder (default: runs/demo)")
+    demo.add_argument("--out", type=_output_folder, default=Path("runs/demo"), help="output folder (default: runs/demo)")
     demo.add_argument("--epochs", type=_int, default=None, help="at most this many epochs (default: the recipe's; it stops early on a held-out slice)")
     demo.add_argument("--seed", type=_int, default=0)
     demo.add_argument("--json", type=_output_file, default=None, help="also write the table as JSON")
@@ -367,9 +378,20 @@ def _names(objectives: "tuple[str, ...] | None") -> str:
 
 
 def _encoder_objectives(text: str) -> "tuple[str, ...] | None":
-    """``--encoder-objectives``: 'all' or comma-separated objective names ('' for none)."""
+    """``--encoder-objectives``: 'all' or comma-separated objective names
+    ('' for none), each once, as ``--objectives`` takes them: a name given
+    twice is refused, not dropped without a word (a typo for another?)."""
     text = text.strip()
-    return None if text == "all" else tuple(n.strip() for n in text.split(",") if n.strip())
+    if text == "all":
+        return None
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    repeated = next((n for i, n in enumerate(names) if n in names[:i]), None)
+    if repeated is not None:
+        raise InvalidValueError(
+            f"--encoder-objectives: {repeated!r} is given more than once in {text!r}; expected each objective once "
+            "(comma-separated names, or 'all')", "--encoder-objectives",
+        )
+    return names
 
 
 #: The model's and fit's arguments that ``train`` options of other names give
