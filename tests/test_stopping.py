@@ -96,6 +96,22 @@ def test_a_large_enough_slice_is_watched_as_before():
     assert history.cv_curve is None and history["val_contrastive"] == expected["val_contrastive"]
 
 
+@pytest.mark.parametrize("min_validation_rows", [0, 32])  # a held-out slice; cross-validation folds
+def test_the_seed_defaults_to_the_models_as_fits_does(min_validation_rows):
+    # it was required where fit, fit_views and TrainingSettings all have a default
+    data = two_views(40)
+    stop = {**{k: v for k, v in STOP.items() if k != "seed"}, "min_validation_rows": min_validation_rows}
+    defaulted, seeded = small_model(seed=7), small_model(seed=7)
+    got = fit_with_stopping(defaulted, data, **stop, epochs=3, **OPTIONS)
+    want = fit_with_stopping(seeded, data, **stop, seed=7, epochs=3, **OPTIONS)
+    assert (got.cv_curve is None) == (min_validation_rows == 0)
+    assert got.epochs == [{**e, "seconds": g["seconds"]} for e, g in zip(want.epochs, got.epochs)]
+    assert all(np.array_equal(v, seeded.state_dict()[k]) for k, v in defaulted.state_dict().items())
+    other = small_model(seed=7)
+    fit_with_stopping(other, data, **stop, seed=0, epochs=3, **OPTIONS)  # the seed draws the held-out rows too
+    assert not all(np.array_equal(v, other.state_dict()[k]) for k, v in defaulted.state_dict().items())
+
+
 def test_no_patience_or_no_rows_to_hold_out_trains_every_epoch_on_what_there_is():
     data = two_views(40)
     never = fit_with_stopping(small_model(), data, **{**STOP, "patience": 0}, epochs=3, **OPTIONS)

@@ -70,7 +70,7 @@ def fit_with_stopping(
     validation_fraction: float,
     patience: int,
     monitor: str,
-    seed: int,
+    seed: Optional[int] = None,
     cv_folds: int = 5,
     min_validation_rows: int = 32,
     epochs: int,
@@ -101,7 +101,9 @@ def fit_with_stopping(
     e.g. a view present in few rows) are refused, naming
     ``validation_fraction``, before anything trains.
 
-    ``seed`` also seeds the fits' shuffles and dropout. ``fit`` takes the final fit (default ``model.fit``; the CLI passes
+    ``seed`` (default ``model.config.seed``, as for
+    :func:`~grapheme_multimodal.training.fit`) also seeds the fits'
+    shuffles and dropout. ``fit`` takes the final fit (default ``model.fit``; the CLI passes
     :func:`grapheme_multimodal.distributed.fit` for Ray); the folds train
     in this process on copies of ``model`` as it is now. ``fit_options``
     go to every fit (``batch_size``, ``objectives``, ``standardize``, ...).
@@ -111,6 +113,7 @@ def fit_with_stopping(
     _check_int(patience, "patience", 0)
     _check_int(min_validation_rows, "min_validation_rows", 0)
     _check_int(cv_folds, "cv_folds", 0)
+    seed = model.config.seed if seed is None else seed
     _check_int(seed, "seed", 0)  # else numpy's "expected non-negative integer" when the rows are drawn
     _check_fraction(validation_fraction, "validation_fraction")  # with validation given too: NaN or 2.0 passed unseen
     # Checked whether or not rows are held out: a misspelt monitor passed unseen when
