@@ -1,6 +1,7 @@
 """SPEC §1 objects: modalities, regions, bindings, components, events."""
 
 import pickle
+import re
 
 import numpy as np
 import pytest
@@ -169,3 +170,30 @@ def test_a_region_is_a_spatial_region_or_none_whenever_set():
     assert g.region == gm.SpatialRegion.full()
     g.region = None
     assert g.region is None
+
+
+@pytest.mark.parametrize("change, error, said", [
+    ("reshape", gm.ShapeError, r"has shape \(2, 9\) \(reshaped in place\); expected a 1-D vector"),
+    ("retype", gm.InvalidValueError, r"is a int32 array \(retyped in place\); expected float32"),
+])
+def test_features_changed_in_place_are_refused_alike_by_encoding_and_by_fit(change, error, said):
+    # The setter sees only assignments. An event encoded before its array was reshaped in
+    # place kept being answered from the cache (the bytes, its key, are the same) while fit
+    # refused it; retyped in place (float32 -> int32) fit trained on the bit patterns as numbers.
+    rng = np.random.default_rng(0)
+    changed = gm.ModalFeatures(rng.normal(size=18), "visual")
+    event = gm.MultiModalEvent(0, [changed, gm.ModalFeatures(rng.normal(size=18), "auditory")])
+    model = gm.LearnableMultiModal(embed_dim=8, hidden_dim=16, num_heads=2, seed=0)
+    model.fuse_event(event)
+    if change == "reshape":
+        changed.features.shape = (2, 9)
+    else:
+        changed.features.dtype = np.int32
+    for call, name in ((model.encode_event, "event"), (model.fuse_event, "event"),
+                       (lambda e: model.fit([e, e], epochs=1, progress=False), "data[0]")):
+        with pytest.raises(error, match=rf"^{re.escape(name)}\.components\[0\]\.features: {said}; assign the new values") as err:
+            call(event)
+        assert err.value.arg == name
+    assert model.epochs_trained == 0
+    changed.features = changed.features.reshape(-1).view(np.float32)  # assigned: checked and taken as before
+    model.fit([event, event], epochs=1, progress=False)

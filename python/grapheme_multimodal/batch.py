@@ -228,7 +228,7 @@ def event_components(
             x[with_graph] = featurizer([comps[m][k].graph for k in with_graph])
         for k, c in enumerate(comps[m]):
             if not isinstance(c, ModalGraph):
-                if c.features.shape != (dim,):
+                if len(c.features) != dim:  # 1-D: event._checked_components saw to it
                     raise ShapeError(
                         f"event {events[owners[m][k]].id}: modality {modality} takes {dim}-long feature vectors, "
                         f"got ModalFeatures of shape {c.features.shape}", name,

@@ -751,13 +751,13 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         storing an entry makes it stale rather than wrong."""
         if not isinstance(event, MultiModalEvent):
             raise TypeError(f"event: expected MultiModalEvent, got {type(event).__name__}")
-        components = event._checked_components()
+        components = event._checked_components()  # ModalFeatures' arrays still 1-D float32: their bytes are the values
         parts = []
-        for c in components:
+        for c in components:  # the Modality itself, not its .value (a property: 3x the cost of the rest on a hit)
             if isinstance(c, ModalGraph):  # the graph is immutable; held by the key, so its id cannot be reused
-                parts.append((c.modality.value, c.confidence, c.graph._g))
+                parts.append((c.modality, c.confidence, c.graph._g))
             else:  # float32 and contiguous: ModalFeatures converts whatever is assigned
-                parts.append((c.modality.value, c.confidence, c.features.tobytes()))
+                parts.append((c.modality, c.confidence, c.features.tobytes()))
         key = (event.id, tuple(parts))
         hit = self._cache.get(event)
         if hit is not None and hit[0] == self._version and hit[1] == key:

@@ -41,7 +41,7 @@ class Modality(enum.Enum):
     @property
     def index(self) -> int:
         """Slot index, 0..6."""
-        return self.value
+        return self._value_  # what .value returns, without its descriptor: read per component on fit's event path
 
     @property
     def is_input(self) -> bool:
@@ -352,9 +352,32 @@ class MultiModalEvent:
         if not isinstance(components, list):
             raise TypeError(f"{name}.components: expected a list of ModalGraph or ModalFeatures, got {type(components).__name__}")
         for k, c in enumerate(components):
-            if not isinstance(c, (ModalGraph, ModalFeatures)):
-                raise TypeError(f"{name}.components[{k}]: expected ModalGraph or ModalFeatures, got {type(c).__name__}")
+            kind = type(c)
+            if kind is ModalGraph:  # exact types first: encode_event's cache hit passes here on every call
+                continue
+            if kind is ModalFeatures or isinstance(c, ModalFeatures):
+                # The array itself can be reshaped or retyped in place (mf.features.shape = (2, 9)),
+                # which the setter never sees: checked here, where every path reads a component, so
+                # that encoding an event (whose cache answered for the old shape) and training on
+                # it refuse the same thing; the message is built only on failure.
+                features = c.features
+                if features.ndim != 1 or features.dtype is not _FLOAT32:
+                    _refuse_changed_features(features, f"{name}.components[{k}].features", name)
+            elif not isinstance(c, ModalGraph):
+                raise TypeError(f"{name}.components[{k}]: expected ModalGraph or ModalFeatures, got {kind.__name__}")
         return components
+
+
+_FLOAT32 = np.dtype(np.float32)
+
+
+def _refuse_changed_features(features: np.ndarray, what: str, arg: str) -> None:
+    """The error for ``features`` (named ``what``, of argument ``arg``) no
+    longer the 1-D float32 vector :class:`ModalFeatures` made of it."""
+    fix = "assign the new values to features (mf.features = ...) instead of changing the array in place"
+    if features.ndim != 1:
+        raise ShapeError(f"{what}: has shape {features.shape} (reshaped in place); expected a 1-D vector; {fix}", arg)
+    raise InvalidValueError(f"{what}: is a {features.dtype} array (retyped in place); expected float32; {fix}", arg)
 
 
 def _event_id(value: Any) -> int:
