@@ -217,6 +217,27 @@ def test_the_embeddings_only_record_survives_save_load_pickle_copies_and_resume(
     assert "trained_without_encoders" not in read_tagged_safetensors(path, FILE_FORMAT)[1]
 
 
+def test_a_step_taken_is_not_read_off_the_optimizer_state(tmp_path):
+    # Why the record keeps its own "a step was taken" (trained_without_encoders in files)
+    # rather than deriving it from Adam's step, rng_counter and epochs_trained: after
+    # reset_optimizer() and load_optimizer_state() of a fresh model those are all 0, as a
+    # fresh model's, while the fusion this model trained on recorded embeddings stays trained
+    # and its encoders untrained; and backward() alone advances rng_counter, training nothing.
+    model = _embeddings_only()
+    model.reset_optimizer()
+    model.load_optimizer_state(make().optimizer_state())
+    assert (model.optimizer_state()["step"], model.optimizer_state()["rng_counter"], model.epochs_trained) == (0, 0, 0)
+    path = tmp_path / "m.safetensors"
+    model.save(path)
+    for other in (model, gm.LearnableMultiModal.load(path)):
+        with pytest.warns(gm.UntrainedModalityWarning, match="no training step"):
+            other.encode(views(4))
+    backward_only = make()
+    backward_only.backward(gm.Batch(embeddings=make(seed=5).encode(views(8))))
+    assert backward_only.optimizer_state()["rng_counter"] == 1
+    assert_silent(lambda: backward_only.encode(views(4)))
+
+
 def test_an_embeddings_only_file_without_the_key_loads_as_before(tmp_path):
     path = tmp_path / "m.safetensors"
     _embeddings_only().save(path)
