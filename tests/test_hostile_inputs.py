@@ -1267,7 +1267,8 @@ def test_one_row_of_training_data_on_which_every_objective_is_0_is_refused() -> 
     before = model.state_dict()
     with pytest.warns(UserWarning), pytest.raises(
             gm.InvalidValueError, match=r"^data: 1 row; fused_contrastive .*; no row holds two modalities \(cross_modal is 0 "
-                                        r"on them\), so nothing would train") as err:
+                                        r"on them\), so nothing would train; expected at least 2 rows, or a row holding "
+                                        r"two modalities for cross_modal$") as err:
         model.fit(one, epochs=1, objectives={"cross_modal": 1.0, "fused_contrastive": 1.0}, progress=False)
     assert err.value.arg == "data" and model.epochs_trained == 0
     assert all(np.array_equal(v, model.state_dict()[k]) for k, v in before.items())

@@ -302,7 +302,12 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
         names = {"inputs": "Xs", "data": "Xs"}  # all the views, as fit's and fit_with_stopping's arguments
         for i, m in enumerate(self.modalities_):
             names.update({f"inputs[{str(m)!r}]": f"Xs[{i}]", f"data[{str(m)!r}]": f"Xs[{i}]"})
-        return renamed(err, names)
+        err = renamed(err, names)
+        one_row = "Xs: 1 row;"
+        if isinstance(err, GraphemeError) and str(err).startswith(one_row):
+            # scikit-learn's word for a row, which its checks (check_fit2d_1sample) look for
+            return type(err)("Xs: 1 sample;" + str(err)[len(one_row):], err.arg)
+        return err
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         """Names of :meth:`transform`'s columns, as scikit-learn's

@@ -919,8 +919,12 @@ def check_something_trains(weights: Mapping[str, float], mask: np.ndarray, arg: 
     zero = unmeasured_objectives(weights, mask, has_inputs)
     weighted = [o for o, w in weights.items() if w > 0]
     if weighted and all(o in zero for o in weighted):
-        remedy = (ONE_ROW_REMEDY if {zero[o] for o in weighted} == {_ONE_ROW} else "expected data they learn from, or another objective "
-                  "(fused_contrastive learns from rows of one modality, neighborhood from inputs)")
+        reasons = {zero[o] for o in weighted}
+        remedy = (ONE_ROW_REMEDY if reasons == {_ONE_ROW}
+                  # one row of one modality: cross_modal is the one objective left that learns from one row
+                  else "expected at least 2 rows, or a row holding two modalities for cross_modal" if _ONE_ROW in reasons
+                  else "expected data they learn from, or another objective (fused_contrastive learns from rows of one "
+                       "modality, neighborhood from inputs)")
         raise InvalidValueError(f"{arg}: {_zero_because(zero, weighted)}, so nothing would train; {remedy}", arg)
 
 
