@@ -516,6 +516,8 @@ def test_fit_views_names_the_view_not_the_models_modality() -> None:
         (dict(views=views, validation={"fou": views["fou"], "pix": views["kar"]}), gm.InvalidValueError,
          r"^validation: unknown view names \['pix'\]; expected some of the training views \['fou', 'kar'\]"),
         (dict(views=views, validation=[views["fou"], views["kar"]]), TypeError, r"^validation: expected None or a mapping"),
+        # was "... expected at least one array when validation_mask is None", an argument fit_views does not have
+        (dict(views=views, validation={}), gm.InvalidValueError, r"^validation: expected at least one view"),
     ]
     for kwargs, error, message in cases:
         with pytest.raises(error, match=message):

@@ -314,6 +314,7 @@ def fit_views(
     if validation is not None:  # else a raw KeyError naming only the view
         if not isinstance(validation, Mapping):
             raise TypeError(f"validation: expected None or a mapping view name -> [N, d] array, got {describe(validation)}")
+        check_views(validation, "validation")  # {}: named by fit "when validation_mask is None", no argument here
         unknown = [v for v in validation if v not in modalities]
         if unknown:
             raise InvalidValueError(
