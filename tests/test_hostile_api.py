@@ -561,7 +561,7 @@ def test_an_unknown_modality_is_named_by_the_argument_that_held_it() -> None:
         (lambda: model.fit({None: rows}, epochs=1, progress=False), TypeError, "data"),
         (lambda: ModelEmbedder(model, {"fou": "smell"}), gm.InvalidValueError, "modalities['fou']"),
         (lambda: MultimodalEmbedder(modalities=["visual", "smell"]).fit([rows, rows]), gm.InvalidValueError, "modalities[1]"),
-        (lambda: gm.CrossModalBinding(("visual", 0), ("smell", 1), gm.BindingType.REFERENCE, 1.0), gm.InvalidValueError, "target"),
+        (lambda: gm.CrossModalBinding(("visual", 0), ("smell", 1), 1.0, gm.BindingType.REFERENCE), gm.InvalidValueError, "target"),
     ]
     for call, error, arg in cases:
         with pytest.raises(error, match="^" + re.escape(arg) + ": ") as err:
