@@ -205,6 +205,13 @@ def test_save_is_atomic(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["buf.safetensors"], "no temp file left behind"
 
 
+def test_no_positions_give_an_empty_batch_whatever_their_dtype():
+    buf = filled(3)
+    for none in ([], (), np.array([], np.int64), np.array([], np.uint8)):  # [] was "expected integers, got float64"
+        got = buf.batch(none)
+        assert got.embeddings.shape == (0, 7, E) and got.indices.shape == (0,) and got.rewards.shape == (0,)
+
+
 def test_a_position_given_twice_takes_its_last_priority():
     buf = filled(7, capacity=5)  # wrapped: position 0 is not slot 0
     many = 4096  # long enough that numpy's own order of a repeated assignment would show

@@ -332,7 +332,7 @@ class ExperienceBuffer:
             if positions is None:
                 pos = np.arange(self._size)
             else:
-                pos = _integer_positions(positions, empty_list_ok=False).reshape(-1)
+                pos = _integer_positions(positions).reshape(-1)
             _check_positions(pos, self._size)
             return self._gather(pos.astype(np.int64), np.ones(len(pos), np.float32))
 
@@ -695,13 +695,13 @@ def _check_state_keys(meta: Mapping[str, Any]) -> None:
         raise InvalidValueError(f"metadata: missing keys {missing}, unexpected keys {unknown}", "metadata")
 
 
-def _integer_positions(positions: Any, empty_list_ok: bool = True) -> np.ndarray:
+def _integer_positions(positions: Any) -> np.ndarray:
     """``positions`` as an integer array of the dtype given, to be checked by
     :func:`_check_positions` before its cast to int64 (a uint64 past int64
     would wrap to a negative position, and the error would show that).
-    An empty list (float64 to numpy) passes unless ``empty_list_ok`` is False."""
+    An empty list (float64 to numpy) is no positions, as an empty int array is."""
     pos = as_real_array(positions, "positions")
-    if (pos.size or not empty_list_ok) and pos.dtype.kind not in "iu":
+    if pos.size and pos.dtype.kind not in "iu":
         raise TypeError(f"positions: expected integers, got {describe(pos)}")
     return pos
 
