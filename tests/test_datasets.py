@@ -307,6 +307,10 @@ def test_subset_keeps_rows_aligned_across_views_and_labels():
     np.testing.assert_array_equal(_toy().subset(mask).labels, [0, 2])
 
 
+def test_subset_counts_negative_indices_from_the_end_as_numpy_does():
+    np.testing.assert_array_equal(_toy().subset(np.array([-1, -6])).labels, [2, 0])
+
+
 def test_subset_copies_rather_than_aliasing():
     toy = _toy()
     sub = toy.subset(np.array([0]))
@@ -315,8 +319,10 @@ def test_subset_copies_rather_than_aliasing():
 
 
 def test_subset_rejects_bad_indices():
-    with pytest.raises(ValueError, match=r"\[0, 6\)"):
+    with pytest.raises(ValueError, match=r"\[-6, 6\).*\[6, 6\]"):
         _toy().subset(np.array([6]))
+    with pytest.raises(ValueError, match=r"\[-6, 6\).*\[-7, -7\]"):  # the range said [0, 6) beside -7
+        _toy().subset(np.array([-7]))
     with pytest.raises(TypeError, match="integer"):
         _toy().subset(np.array([0.5]))
     with pytest.raises(ValueError, match="boolean"):
@@ -337,7 +343,7 @@ def test_views_must_be_row_aligned_with_labels():
          "view 'a' must be a 2-D numpy array"),
         (lambda: gd.MultipleFeatures(views={"a": np.zeros((2, 1))}, labels=np.zeros(3)), gm.ShapeError, "views['a']",
          "'a' has 2 rows but labels has 3"),
-        (lambda: _toy().subset(np.array([6])), gm.InvalidValueError, "indices", "[0, 6)"),
+        (lambda: _toy().subset(np.array([6])), gm.InvalidValueError, "indices", "[-6, 6)"),
         (lambda: _toy().subset(np.array([True, False])), gm.ShapeError, "indices", "boolean indices must have shape (6,)"),
     ],
 )

@@ -91,7 +91,8 @@ class MultipleFeatures(MultiViewMixin):
 
 
     def subset(self, indices: np.ndarray) -> "MultipleFeatures":
-        """The events at ``indices`` (integer indices or a boolean mask), copied."""
+        """The events at ``indices`` (integer indices, negative ones from the
+        end as in numpy, or a boolean mask), copied."""
         idx = np.asarray(indices)
         if idx.dtype == bool:
             if idx.shape != (self.n_events,):
@@ -108,8 +109,8 @@ class MultipleFeatures(MultiViewMixin):
                     f"dtype {idx.dtype} with shape {idx.shape}"
                 )
         elif idx.size and (idx.min() < -self.n_events or idx.max() >= self.n_events):
-            raise InvalidValueError(
-                f"indices must lie in [0, {self.n_events}), got range "
+            raise InvalidValueError(  # negative ones count from the end, as numpy's do
+                f"indices must lie in [-{self.n_events}, {self.n_events}), got range "
                 f"[{idx.min()}, {idx.max()}]", "indices"
             )
         return MultipleFeatures(
