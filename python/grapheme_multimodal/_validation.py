@@ -105,6 +105,8 @@ def refuse_unpaired_frames(named: Iterable[Tuple[str, Any]]) -> None:
     looked at."""
     first: Optional[Tuple[str, Any]] = None
     for name, value in named:
+        if value is None or type(value) is np.ndarray:  # the common entries, which have no index
+            continue
         index = getattr(value, "index", None)
         if not hasattr(index, "equals"):  # no frame (a list's .index is a method)
             continue

@@ -13,8 +13,14 @@ from ._locking import reads, writes
 from ._validation import as_finite_float, as_float32, as_real_array, as_seed, check_flag, refuse_bools, renamed
 from .exceptions import InvalidValueError
 from .batch import Batch, Inputs, component_parts, event_components
-from .objectives import ONE_ROW_REMEDY, OBJECTIVES, all_zero_error, resolve_weights, split_by_rows, zero_on_one_row
+from .objectives import (
+    ONE_ROW_REMEDY, OBJECTIVES, ROW_COMPARING_OBJECTIVES, all_zero_error, resolve_weights, split_by_rows, zero_on_one_row,
+)
 from .types import MultiModalEvent
+
+
+#: The positions in OBJECTIVES of the objectives that learn from one row (split_by_rows' second list).
+_LEARN_FROM_ONE_ROW = tuple(i for i, o in enumerate(OBJECTIVES) if o not in ROW_COMPARING_OBJECTIVES)
 
 
 def _check_rows_to_learn_from(batch: "_CoreBatch", weights: List[float]) -> None:
@@ -27,9 +33,23 @@ def _check_rows_to_learn_from(batch: "_CoreBatch", weights: List[float]) -> None
         return
     if rows == 0:
         raise InvalidValueError("batch: no rows; expected at least one row to train on", "batch")
+    for i in _LEARN_FROM_ONE_ROW:  # the common case (cross_modal weighted) without building the split
+        if weights[i] > 0:
+            return
     comparing, learning = split_by_rows(dict(zip(OBJECTIVES, weights)))
     if comparing and not learning:
         raise InvalidValueError(f"{zero_on_one_row('batch', comparing)}, so this step would train nothing; {ONE_ROW_REMEDY}", "batch")
+
+
+def _objective_weights(weights: Optional[Mapping[str, float]], has_fused: bool, training: bool) -> List[float]:
+    """:func:`resolve_weights` of ``weights``; for a call that trains
+    (``training``), at least one must be > 0."""
+    w = resolve_weights(weights, has_fused)
+    if training and max(w) <= 0:  # not any() of a generator: one frame more for a Ctrl-C to land in
+        # an Adam step on zero gradients moves every weight by its momentum, learning nothing
+        # ({} read as "the defaults" did that without a word); fit refuses the same
+        raise all_zero_error(weights, "weights", "None: the default mix")
+    return w
 
 
 class LearningMixin:
@@ -227,10 +247,15 @@ class LearningMixin:
     ) -> Tuple["_CoreBatch", List[float]]:
         """The core's batch and the objectives' weights; for a call that
         trains (``training``), at least one weight must be > 0."""
-        if not isinstance(batch, Batch):
-            batch = Batch(inputs=batch, mask=mask)
-        elif mask is not None:
-            raise InvalidValueError("mask: give it inside the Batch (Batch(inputs=..., mask=...)), not beside it", "mask")
+        if isinstance(batch, Batch):
+            if mask is not None:
+                raise InvalidValueError("mask: give it inside the Batch (Batch(inputs=..., mask=...)), not beside it", "mask")
+        elif batch is not None:  # plain inputs (the per-step case): what Batch(inputs=batch, mask=mask) holds, unmade
+            core = _CoreBatch()
+            core.inputs, core.mask = self.prepare_inputs(batch, mask)
+            return core, _objective_weights(weights, False, training)
+        else:
+            batch = Batch(inputs=batch, mask=mask)  # refuses it: no source given
         core = _CoreBatch()
         e = self.config.embed_dim
         if batch.inputs is not None:
@@ -248,12 +273,7 @@ class LearningMixin:
             rewards = as_real_array(batch.rewards, "rewards")
             refuse_bools(rewards, "rewards")
             core.rewards = as_float32(rewards, "rewards", 1, (b,))
-        w = resolve_weights(weights, batch.fused is not None)
-        if training and max(w) <= 0:  # not any() of a generator: one frame more for a Ctrl-C to land in
-            # an Adam step on zero gradients moves every weight by its momentum, learning nothing
-            # ({} read as "the defaults" did that without a word); fit refuses the same
-            raise all_zero_error(weights, "weights", "None: the default mix")
-        return core, w
+        return core, _objective_weights(weights, batch.fused is not None, training)
 
     def _events_parts(self, events: Sequence[MultiModalEvent]) -> list:
         """The component form of several events: row ``i`` is ``events[i]``."""

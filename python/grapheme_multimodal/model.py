@@ -148,6 +148,10 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         every given modality is present in every row. Errors name ``arg`` and
         ``mask_arg``, the caller's names for the two (``fit``'s ``validation``).
         """
+        if mask is None and type(inputs) in _PLAIN_SEQUENCES:
+            ready = self._ready_inputs(inputs)
+            if ready is not None:
+                return ready
         given_mask = None if mask is None else as_mask(mask, None, mask_arg)
         arrays = self._as_modality_list(inputs, arg, given_mask)
         sizes = {len(a) for a in arrays if a is not None}
@@ -711,6 +715,33 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
                 arrays[i] = as_float32(value, name, 2, (None, dim), present, features=True)
         return arrays
 
+    def _ready_inputs(self, inputs: Sequence[Any]) -> Optional[Tuple[List[Optional[np.ndarray]], np.ndarray]]:
+        """What :meth:`prepare_inputs` returns for ``inputs`` without a mask,
+        when they need neither conversion nor a check in Python: 7 entries,
+        each ``None`` or an aligned C-contiguous float32 ``np.ndarray``
+        ``[B, d_m]`` (the arrays the general path passes on as they are), at
+        least one given, all of the same ``B``. ``None`` for anything else,
+        which the general path then converts or refuses with its messages.
+        (The per-call path of one-row steps; the values are checked by the
+        core on every call, so nothing here is remembered between calls.)"""
+        if len(inputs) != NUM_MODALITIES:
+            return None
+        rows = -1
+        present = 0  # bit m: modality m given
+        for m, (value, dim) in enumerate(zip(inputs, self.config.input_dims)):
+            if value is None:
+                continue
+            if type(value) is not np.ndarray or value.dtype is not _FLOAT32 or value.ndim != 2 or value.shape[1] != dim:
+                return None
+            flags = value.flags
+            if not (flags.c_contiguous and flags.aligned) or (rows >= 0 and value.shape[0] != rows):
+                return None
+            rows = value.shape[0]
+            present |= 1 << m
+        if rows < 0:
+            return None
+        return list(inputs), _presence_mask(present, rows)
+
     def _embeddings_and_mask(self, embeddings: Any, mask: Any) -> Tuple[np.ndarray, np.ndarray]:
         shape = (None, NUM_MODALITIES, self.config.embed_dim)
         if mask is None:
@@ -786,6 +817,24 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
     def _event_parts(self, event: MultiModalEvent) -> list:
         """The component form of one event: per modality ``(x [k, d], rows, confidences)``."""
         return self._events_parts([event])
+
+
+#: The input containers :meth:`LearnableMultiModal._ready_inputs` reads (exact types: a subclass may index differently).
+_PLAIN_SEQUENCES = (list, tuple)
+_FLOAT32 = np.dtype(np.float32)
+#: One row of each presence pattern (bit m: modality m present), made on first use.
+_PRESENCE_ROWS: Dict[int, np.ndarray] = {}
+
+
+def _presence_mask(present: int, rows: int) -> np.ndarray:
+    """A new bool mask ``[rows, 7]`` whose row is the bits of ``present`` (bit
+    ``m``: modality ``m``), for each row; copied from a kept row (``np.ones``
+    and ``np.zeros`` take several times as long as the copy of a row)."""
+    row = _PRESENCE_ROWS.get(present)
+    if row is None:
+        row = np.array([[bool(present >> m & 1) for m in range(NUM_MODALITIES)]])
+        _PRESENCE_ROWS[present] = row
+    return row.copy() if rows == 1 else row.repeat(rows, axis=0)
 
 
 def _name(m: int) -> str:

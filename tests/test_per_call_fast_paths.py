@@ -1,0 +1,191 @@
+"""The per-call fast paths of one-event and one-row calls against the
+general paths they stand in for: the same results, the same errors, and
+nothing remembered between calls that a change of the input would make
+wrong (``prepare_inputs``' ready inputs, ``train_step`` on plain inputs,
+the one-row check of the objectives, the per-event cache key, the
+untrained-modality warning)."""
+
+from __future__ import annotations
+
+import itertools
+import warnings
+
+import numpy as np
+import pytest
+
+import grapheme_multimodal as gm
+from grapheme_multimodal.exceptions import InvalidValueError, NonFiniteError, ShapeError
+from grapheme_multimodal.learning import _CoreBatch, _check_rows_to_learn_from
+from grapheme_multimodal.objectives import OBJECTIVES, ONE_ROW_REMEDY, split_by_rows, zero_on_one_row
+
+NAMES = [str(m) for m in gm.Modality]
+
+
+@pytest.fixture(scope="module")
+def model() -> gm.LearnableMultiModal:
+    return gm.LearnableMultiModal(seed=0)
+
+
+def _inputs(rows: int, present, seed: int = 0, dim: int = 18):
+    rng = np.random.default_rng(seed)
+    return [rng.standard_normal((rows, dim), dtype=np.float32) if m in present else None for m in range(7)]
+
+
+def _general(model, inputs):
+    """prepare_inputs through the general path: a dict is never a ready input."""
+    return model.prepare_inputs({m: a for m, a in enumerate(inputs) if a is not None})
+
+
+def _outcome(call):
+    try:
+        return "ok", call()
+    except Exception as exc:  # noqa: BLE001 - the exception itself is compared
+        return type(exc), str(exc)
+
+
+@pytest.mark.parametrize("rows", [0, 1, 3])
+@pytest.mark.parametrize("present", [range(7), (0, 2, 6), (4,)])
+@pytest.mark.parametrize("container", [list, tuple])
+def test_ready_inputs_are_what_the_general_path_returns(model, rows, present, container):
+    inputs = container(_inputs(rows, present, seed=rows))
+    assert model._ready_inputs(inputs) is not None  # the fast path is the one taken
+    arrays, mask = model.prepare_inputs(inputs)
+    general_arrays, general_mask = _general(model, inputs)
+    assert type(arrays) is list and len(arrays) == 7
+    assert all(a is b for a, b in zip(arrays, general_arrays))  # passed on as they are, as the general path does
+    assert mask.dtype == general_mask.dtype == np.bool_ and mask.flags.c_contiguous and mask.flags.writeable
+    np.testing.assert_array_equal(mask, general_mask)
+
+
+def test_ready_mask_is_a_new_array_each_call(model):
+    inputs = _inputs(1, (0, 2, 6))
+    _, first = model.prepare_inputs(inputs)
+    first[:] = ~first  # the caller's to change: the next call's mask must not see it
+    _, second = model.prepare_inputs(inputs)
+    np.testing.assert_array_equal(second, [[m in (0, 2, 6) for m in range(7)]])
+    assert second is not first
+
+
+class _Subclass(np.ndarray):
+    pass
+
+
+def _not_ready_cases():
+    plain = _inputs(2, (0, 2))
+    fortran = np.asfortranarray(np.arange(36, dtype=np.float32).reshape(2, 18))
+    misaligned = np.frombuffer(bytearray(2 * 18 * 4 + 1), dtype=np.float32, count=36, offset=1).reshape(2, 18)
+    masked = np.ma.masked_array(np.zeros((2, 18), np.float32), mask=np.zeros((2, 18), bool))
+    masked.mask[0, 3] = True
+    subclass = np.zeros((2, 18), np.float32).view(_Subclass)
+    return {
+        "float64": [plain[0].astype(np.float64), None, plain[2], None, None, None, None],
+        "int": [np.ones((2, 18), np.int64), None, None, None, None, None, None],
+        "big-endian float32": [plain[0].astype(">f4"), None, None, None, None, None, None],
+        "fortran order": [fortran, None, plain[2], None, None, None, None],
+        "misaligned": [misaligned, None, None, None, None, None, None],
+        "masked entries": [masked, None, None, None, None, None, None],
+        "a nested list": [plain[0].tolist(), None, None, None, None, None, None],
+        "wrong width": [np.zeros((2, 17), np.float32), None, None, None, None, None, None],
+        "1-D": [np.zeros(18, np.float32), None, None, None, None, None, None],
+        "rows differ": [plain[0], None, np.zeros((3, 18), np.float32), None, None, None, None],
+        "nothing given": [None] * 7,
+        "an ndarray subclass": [subclass, None, None, None, None, None, None],
+    }
+
+
+@pytest.mark.parametrize("case", sorted(_not_ready_cases()))
+def test_inputs_that_are_not_ready_get_the_general_paths_result(model, case):
+    inputs = _not_ready_cases()[case]
+    assert model._ready_inputs(inputs) is None
+    got = _outcome(lambda: model.prepare_inputs(inputs))
+    want = _outcome(lambda: _general(model, inputs)) if case != "nothing given" else (InvalidValueError, None)
+    assert got[0] == want[0]
+    if got[0] == "ok":
+        for a, b in zip(got[1][0], want[1][0]):
+            assert (a is None) == (b is None)
+            if a is not None:
+                assert a.dtype == np.float32 and a.flags.c_contiguous and a.flags.aligned
+                np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(got[1][1], want[1][1])
+    elif want[1] is not None:
+        assert got[1] == want[1]  # the same message, naming the same argument
+
+
+def test_sequences_that_are_not_seven_plain_entries_take_the_general_path(model):
+    six = _inputs(1, range(6))[:6]
+    assert model._ready_inputs(six) is None
+    with pytest.raises(TypeError, match=r"inputs: expected a mapping modality -> array or a sequence of 7"):
+        model.prepare_inputs(six)
+
+    class Inputs(list):
+        pass
+
+    arrays, mask = model.prepare_inputs(Inputs(_inputs(1, (1,))))  # a list subclass: the general path takes it
+    assert mask.tolist() == [[m == 1 for m in range(7)]]
+
+
+def test_a_nan_written_after_a_call_is_still_refused(model):
+    xs = _inputs(1, range(7), seed=3)
+    trained = gm.LearnableMultiModal(seed=0)
+    trained.train_step(xs)
+    model.encode(xs)
+    xs[2][0, 5] = np.nan
+    before = {k: v.copy() for k, v in trained.state_dict().items()}
+    with pytest.raises(NonFiniteError, match=r"inputs\['linguistic'\]"):
+        trained.train_step(xs)
+    with pytest.raises(NonFiniteError, match=r"inputs\['linguistic'\]"):
+        model.encode(xs)
+    after = trained.state_dict()
+    assert all(np.array_equal(before[k], after[k]) for k in before)  # the refused step changed nothing
+
+
+def test_train_step_on_plain_inputs_is_the_step_on_their_batch():
+    xs = _inputs(1, range(7), seed=4)
+    plain, batched = gm.LearnableMultiModal(seed=0), gm.LearnableMultiModal(seed=0)
+    for _ in range(3):
+        assert plain.train_step(xs) == batched.train_step(gm.Batch(inputs=xs))
+    a, b = plain.state_dict(), batched.state_dict()
+    assert all(np.array_equal(a[k], b[k]) for k in a)  # bit-identical weights
+    masked = gm.LearnableMultiModal(seed=0)
+    mask = np.ones((1, 7), bool)
+    assert masked.train_step(xs, mask) == gm.LearnableMultiModal(seed=0).train_step(gm.Batch(inputs=xs, mask=mask))
+
+
+def test_train_step_refusals_are_unchanged():
+    model = gm.LearnableMultiModal(seed=0)
+    with pytest.raises(InvalidValueError, match=r"Batch: expected exactly one of inputs, events, components or embeddings"):
+        model.train_step(None)
+    with pytest.raises(InvalidValueError, match=r"mask: give it inside the Batch"):
+        model.train_step(gm.Batch(inputs=_inputs(2, range(7))), np.ones((2, 7), bool))
+    with pytest.raises(InvalidValueError, match=r"weights: every weight is 0"):
+        model.train_step(_inputs(2, range(7)), weights={"contrastive": 0.0})
+    with pytest.raises(InvalidValueError, match=r"batch: 1 row; contrastive tell the rows of a batch apart"):
+        model.train_step(_inputs(1, range(7)), weights={"contrastive": 1.0})
+    with pytest.raises(InvalidValueError, match=r"batch: no rows"):
+        model.train_step(_inputs(0, range(7)))
+    assert not model.has_gradients()
+
+
+@pytest.mark.parametrize("rows", [0, 1, 2])
+def test_one_row_check_agrees_with_the_split_for_every_mix(rows):
+    core = _CoreBatch()
+    core.mask = np.ones((rows, 7), bool)
+    for on in itertools.product((0.0, 1.0), repeat=len(OBJECTIVES)):
+        weights = list(on)
+        if rows == 0:
+            want = "batch: no rows; expected at least one row to train on"
+        else:
+            comparing, learning = split_by_rows(dict(zip(OBJECTIVES, weights)))
+            refused = rows == 1 and comparing and not learning
+            want = f"{zero_on_one_row('batch', comparing)}, so this step would train nothing; {ONE_ROW_REMEDY}" if refused else None
+        got = _outcome(lambda: _check_rows_to_learn_from(core, weights))
+        assert got == ((InvalidValueError, want) if want else ("ok", None)), weights
+
+
+def test_data_frames_beside_arrays_are_still_paired_by_index(model):
+    pd = pytest.importorskip("pandas")
+    rows = np.zeros((3, 18), np.float32)
+    visual = pd.DataFrame(rows, index=[0, 1, 2])
+    linguistic = pd.DataFrame(rows, index=[2, 1, 0])
+    with pytest.raises(InvalidValueError, match=r"inputs\['linguistic'\]: its index is not that of inputs\['visual'\]"):
+        model.prepare_inputs([visual, rows, linguistic, None, None, None, None])
