@@ -182,6 +182,90 @@ def test_one_row_check_agrees_with_the_split_for_every_mix(rows):
         assert got == ((InvalidValueError, want) if want else ("ok", None)), weights
 
 
+def _event(features: dict, id: int = 7) -> gm.MultiModalEvent:
+    return gm.MultiModalEvent(id, [gm.ModalFeatures(v, m) for m, v in features.items()])
+
+
+def test_encode_event_is_each_present_row_of_the_embeddings(model):
+    rng = np.random.default_rng(5)
+    event = _event({m: rng.standard_normal(18) for m in (1, 3, 6)})
+    emb, mask = model._encoded(event)
+    got = model.encode_event(event)
+    assert list(got) == [gm.Modality(m) for m in (1, 3, 6)]
+    for m in gm.Modality:
+        assert (m in got) == bool(mask[0, m.index])
+        if m in got:
+            assert got[m].shape == (model.config.embed_dim,) and got[m].flags.owndata
+            np.testing.assert_array_equal(got[m], emb[0, m.index])
+    got[gm.Modality(1)][:] = 0  # a copy: the cache is not changed through it
+    np.testing.assert_array_equal(model.encode_event(event)[gm.Modality(1)], emb[0, 1])
+
+
+def test_event_components_are_still_checked(model):
+    event = _event({0: np.ones(18)})
+    event.components.append("not a component")
+    with pytest.raises(TypeError, match=r"^event.components\[1\]: expected ModalGraph or ModalFeatures, got str$"):
+        model.fuse_event(event)
+    event.components = ("a", "tuple")
+    with pytest.raises(TypeError, match=r"^event.components: expected a list of ModalGraph or ModalFeatures, got tuple$"):
+        model.fuse_event(event)
+    with pytest.raises(TypeError, match=r"^event: expected MultiModalEvent, got dict$"):
+        model.fuse_event({})
+    with pytest.raises(InvalidValueError, match=r"has no components"):
+        model.fuse_event(gm.MultiModalEvent(3))
+
+
+def test_component_subclasses_are_read_as_their_kind(model):
+    class Features(gm.ModalFeatures):
+        pass
+
+    class Graphed(gm.ModalGraph):
+        pass
+
+    graph = gm.Graph.from_text("a red ball under the table")
+    plain = gm.MultiModalEvent(1, [gm.ModalFeatures(np.ones(18), 0), gm.ModalGraph(graph, 2)])
+    subclassed = gm.MultiModalEvent(1, [Features(np.ones(18), 0), Graphed(graph, 2)])
+    np.testing.assert_array_equal(model.fuse_event(subclassed), model.fuse_event(plain))
+
+
+def test_cached_event_sees_changes_made_in_place(model):
+    features = np.linspace(-1, 1, 18)
+    event = _event({0: features, 2: features[::-1]})
+    first = model.fuse_event(event)
+    np.testing.assert_array_equal(model.fuse_event(event), first)  # the cache hit
+    event.components[0].features[3] = 5.0  # in place: the key holds the bytes
+    changed = model.fuse_event(event)
+    np.testing.assert_array_equal(changed, gm.LearnableMultiModal(seed=0).fuse_event(event))
+    assert not np.array_equal(changed, first)
+    event.components[1].confidence = 0.25
+    event.components[1].modality = gm.Modality.TACTILE
+    np.testing.assert_array_equal(model.fuse_event(event), gm.LearnableMultiModal(seed=0).fuse_event(event))
+    event.components[0].features[0] = np.nan
+    with pytest.raises(NonFiniteError):
+        model.fuse_event(event)
+
+
+def test_a_cached_event_is_recomputed_after_a_step_and_still_warns():
+    model = gm.LearnableMultiModal(seed=0)
+    event = _event({0: np.ones(18), 2: np.ones(18)})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an untrained model warns of nothing
+        before = model.fuse_event(event)
+        model.fuse_event(event)
+    assert len(model._cache) == 1
+    model.train_step(_inputs(2, (0, 1)))  # linguistic never present
+    assert len(model._cache) == 0
+    for _ in range(2):  # the miss, then the hit
+        with pytest.warns(gm.UntrainedModalityWarning, match="modality 'linguistic' was never present"):
+            after = model.fuse_event(event)
+    assert not np.array_equal(before, after)
+    model.train_step(_inputs(2, (0, 2, 6)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # every modality of the event trained now
+        model.fuse_event(event)
+        model.fuse_event(event)
+
+
 def test_data_frames_beside_arrays_are_still_paired_by_index(model):
     pd = pytest.importorskip("pandas")
     rows = np.zeros((3, 18), np.float32)

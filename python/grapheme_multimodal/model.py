@@ -272,7 +272,8 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
     def encode_event(self, event: MultiModalEvent) -> Dict[Modality, np.ndarray]:
         """``{modality: embedding [E]}`` for each modality present in ``event``."""
         emb, mask = self._encoded(event)
-        return {m: emb[0, m.index].copy() for m in Modality if mask[0, m.index]}
+        rows, present = emb[0], mask[0].tolist()  # one conversion, not a numpy scalar per modality
+        return {m: rows[i].copy() for i, m in enumerate(_MODALITIES) if present[i]}
 
     def fuse_event(self, event: MultiModalEvent) -> np.ndarray:
         """The fused unit embedding ``[E]`` of ``event``."""
@@ -641,13 +642,17 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
     def _warn_untrained(self, mask: np.ndarray) -> None:
         """An :class:`UntrainedModalityWarning` for each of :meth:`_untrained_messages`,
         at the user's call."""
+        cached = self.__dict__.get("_untrained_for")
+        if cached is not None and cached[0] == self._version and not cached[1]:
+            return  # every encoder trained, or none known untrained: the per-event case, without the calls below
         for message in self._untrained_messages(mask):
             warnings.warn(message, UntrainedModalityWarning, stacklevel=_caller_level())
 
     def _parameters_changed(self) -> None:
         """Called after any change of the state: cached results are stale."""
         self._version += 1  # under the write lock: writers never bump it at once
-        self._cache.clear()
+        if self._cache:  # clear() of an empty WeakKeyDictionary still costs a raised KeyError
+            self._cache.clear()
 
     def _checked_tensors(
         self, tensors: Mapping[str, Any], arg: str, strict: bool = True, note: str = ""
@@ -784,18 +789,21 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
             raise TypeError(f"event: expected MultiModalEvent, got {type(event).__name__}")
         components = event._checked_components()  # ModalFeatures' arrays still 1-D float32: their bytes are the values
         parts = []
+        items = []  # what the core reads, on a miss: built in the same pass
         for c in components:  # the Modality itself, not its .value (a property: 3x the cost of the rest on a hit)
+            modality, confidence = c.modality, c.confidence
             if isinstance(c, ModalGraph):  # the graph is immutable; held by the key, so its id cannot be reused
-                parts.append((c.modality, c.confidence, c.graph._g))
+                item = content = c.graph._g
             else:  # float32 and contiguous: ModalFeatures converts whatever is assigned
-                parts.append((c.modality, c.confidence, c.features.tobytes()))
+                item = c.features
+                content = item.tobytes()
+            parts.append((modality, confidence, content))
+            items.append((modality._value_, item, confidence))  # _value_: the slot index, without .value's descriptor
         key = (event.id, tuple(parts))
         hit = self._cache.get(event)
         if hit is not None and hit[0] == self._version and hit[1] == key:
             self._warn_untrained(hit[2][1])
             return hit  # without the lock: a writer bumps the version before it changes anything
-        items = [(c.modality.value, c.graph._g if isinstance(c, ModalGraph) else c.features, c.confidence)
-                 for c in components]  # what the core reads, only on a miss
         with self._lock.reading():
             version = self._version
             emb, mask, fused = self._core.encode_event(event.id, items, self._featurizer_spec())
