@@ -111,6 +111,62 @@ def test_inputs_that_are_not_ready_get_the_general_paths_result(model, case):
         assert got[1] == want[1]  # the same message, naming the same argument
 
 
+def _general_masked(model, inputs, mask):
+    return model.prepare_inputs({m: a for m, a in enumerate(inputs) if a is not None}, mask)
+
+
+@pytest.mark.parametrize("rows", [0, 1, 3])
+def test_ready_inputs_with_a_mask_are_what_the_general_path_returns(model, rows):
+    inputs = _inputs(rows, (0, 2, 6), seed=rows)
+    mask = np.random.default_rng(rows).random((rows, 7)) < 0.5
+    assert model._ready_inputs(inputs, mask) is not None
+    arrays, got_mask = model.prepare_inputs(inputs, mask)
+    general_arrays, general_mask = _general_masked(model, inputs, mask)
+    assert all(a is b for a, b in zip(arrays, general_arrays))
+    assert got_mask is mask and general_mask is mask  # a ready mask is passed on as it is, by both paths
+
+
+def _not_ready_masks(rows: int):
+    ones = np.ones((rows, 7), bool)
+    masked = np.ma.masked_array(ones, mask=np.zeros((rows, 7), bool))
+    masked.mask[0, 1] = True
+    return {
+        "0/1 ints": ones.astype(np.int8),
+        "2 and 0": ones.astype(np.int8) * 2,
+        "fortran order": np.asfortranarray(np.ones((rows, 7), bool)),
+        "a list": ones.tolist(),
+        "masked entries": masked,
+        "too few rows": np.ones((rows - 1, 7), bool),
+        "6 columns": np.ones((rows, 6), bool),
+        "1-D": np.ones(7, bool),
+    }
+
+
+@pytest.mark.parametrize("case", sorted(_not_ready_masks(3)))
+def test_masks_that_are_not_ready_get_the_general_paths_result(model, case):
+    inputs = _inputs(3, (0, 2))
+    mask = _not_ready_masks(3)[case]
+    assert model._ready_inputs(inputs, mask) is None
+    got = _outcome(lambda: model.prepare_inputs(inputs, mask))
+    want = _outcome(lambda: _general_masked(model, inputs, mask))
+    assert got[0] == want[0]
+    if got[0] == "ok":
+        assert all(a is b for a, b in zip(got[1][0], want[1][0]))
+        np.testing.assert_array_equal(got[1][1], want[1][1])
+    else:
+        assert got[1] == want[1]
+
+
+def test_a_mask_marking_a_missing_modality_is_refused_as_before(model):
+    inputs = _inputs(2, (0,))
+    mask = np.zeros((2, 7), bool)
+    mask[:, [0, 4]] = True  # tactile marked present, not given
+    assert model._ready_inputs(inputs, mask) is not None
+    got = _outcome(lambda: model.encode(inputs, mask))
+    assert got[0] != "ok"
+    assert got == _outcome(lambda: model.encode({0: inputs[0]}, mask))
+
+
 def test_sequences_that_are_not_seven_plain_entries_take_the_general_path(model):
     six = _inputs(1, range(6))[:6]
     assert model._ready_inputs(six) is None

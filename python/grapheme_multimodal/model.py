@@ -148,8 +148,8 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         every given modality is present in every row. Errors name ``arg`` and
         ``mask_arg``, the caller's names for the two (``fit``'s ``validation``).
         """
-        if mask is None and type(inputs) in _PLAIN_SEQUENCES:
-            ready = self._ready_inputs(inputs)
+        if type(inputs) in _PLAIN_SEQUENCES:
+            ready = self._ready_inputs(inputs, mask)
             if ready is not None:
                 return ready
         given_mask = None if mask is None else as_mask(mask, None, mask_arg)
@@ -720,15 +720,19 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
                 arrays[i] = as_float32(value, name, 2, (None, dim), present, features=True)
         return arrays
 
-    def _ready_inputs(self, inputs: Sequence[Any]) -> Optional[Tuple[List[Optional[np.ndarray]], np.ndarray]]:
-        """What :meth:`prepare_inputs` returns for ``inputs`` without a mask,
-        when they need neither conversion nor a check in Python: 7 entries,
-        each ``None`` or an aligned C-contiguous float32 ``np.ndarray``
-        ``[B, d_m]`` (the arrays the general path passes on as they are), at
-        least one given, all of the same ``B``. ``None`` for anything else,
-        which the general path then converts or refuses with its messages.
-        (The per-call path of one-row steps; the values are checked by the
-        core on every call, so nothing here is remembered between calls.)"""
+    def _ready_inputs(
+        self, inputs: Sequence[Any], mask: Any = None
+    ) -> Optional[Tuple[List[Optional[np.ndarray]], np.ndarray]]:
+        """What :meth:`prepare_inputs` returns, when ``inputs`` and ``mask``
+        need neither conversion nor a check in Python: 7 entries, each
+        ``None`` or an aligned C-contiguous float32 ``np.ndarray`` ``[B, d_m]``
+        (the arrays the general path passes on as they are), at least one
+        given, all of the same ``B``, and ``mask`` None or a C-contiguous bool
+        ``np.ndarray`` ``[B, 7]`` (passed on as it is too; fit's batches).
+        ``None`` for anything else, which the general path then converts or
+        refuses with its messages. (The per-call path of one-row steps; the
+        values are checked by the core on every call, so nothing here is
+        remembered between calls.)"""
         if len(inputs) != NUM_MODALITIES:
             return None
         rows = -1
@@ -745,7 +749,11 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
             present |= 1 << m
         if rows < 0:
             return None
-        return list(inputs), _presence_mask(present, rows)
+        if mask is None:
+            return list(inputs), _presence_mask(present, rows)
+        if type(mask) is np.ndarray and mask.dtype is _BOOL and mask.shape == (rows, NUM_MODALITIES) and mask.flags.c_contiguous:
+            return list(inputs), mask
+        return None
 
     def _embeddings_and_mask(self, embeddings: Any, mask: Any) -> Tuple[np.ndarray, np.ndarray]:
         shape = (None, NUM_MODALITIES, self.config.embed_dim)
@@ -830,6 +838,7 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
 #: The input containers :meth:`LearnableMultiModal._ready_inputs` reads (exact types: a subclass may index differently).
 _PLAIN_SEQUENCES = (list, tuple)
 _FLOAT32 = np.dtype(np.float32)
+_BOOL = np.dtype(np.bool_)
 #: One row of each presence pattern (bit m: modality m present), made on first use.
 _PRESENCE_ROWS: Dict[int, np.ndarray] = {}
 
