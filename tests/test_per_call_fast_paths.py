@@ -111,6 +111,64 @@ def test_inputs_that_are_not_ready_get_the_general_paths_result(model, case):
         assert got[1] == want[1]  # the same message, naming the same argument
 
 
+def _general_mapping(model, mapping, mask=None):
+    """prepare_inputs of ``mapping`` through the general path (a dict subclass is never ready)."""
+
+    class Mapping(dict):
+        pass
+
+    return model.prepare_inputs(Mapping(mapping), mask)
+
+
+@pytest.mark.parametrize("keys", ["modality", "name", "index", "mixed"])
+@pytest.mark.parametrize("present", [range(7), (0, 2, 6), (5,)])
+def test_ready_dicts_are_what_the_general_path_returns(model, keys, present):
+    arrays = _inputs(2, present, seed=len(present))
+    key_of = {
+        "modality": lambda m: gm.Modality(m),
+        "name": lambda m: NAMES[m],
+        "index": lambda m: m,
+        "mixed": lambda m: (gm.Modality(m), NAMES[m], m)[m % 3],
+    }[keys]
+    mapping = {key_of(m): arrays[m] for m in reversed(present)}  # any order
+    assert model._ready_inputs(mapping) is not None
+    got_arrays, got_mask = model.prepare_inputs(mapping)
+    want_arrays, want_mask = _general_mapping(model, mapping)
+    assert all(a is b for a, b in zip(got_arrays, want_arrays)) and all(a is b for a, b in zip(got_arrays, arrays))
+    np.testing.assert_array_equal(got_mask, want_mask)
+    mask = np.ones((2, 7), bool)
+    assert model.prepare_inputs(mapping, mask)[1] is mask
+
+
+@pytest.mark.parametrize("case", [
+    "upper-case name", "unknown name", "numpy int key", "bool key", "index 7", "index -1",
+    "a name and an index of one slot", "a name and its modality", "a None value", "float key",
+])
+def test_dicts_that_are_not_ready_get_the_general_paths_result(model, case):
+    x = np.zeros((2, 18), np.float32)
+    mapping = {
+        "upper-case name": {"VISUAL": x},
+        "unknown name": {"smell": x},
+        "numpy int key": {np.int64(2): x},
+        "bool key": {True: x},
+        "index 7": {7: x},
+        "index -1": {-1: x},
+        "a name and an index of one slot": {"visual": x, 0: x},
+        "a name and its modality": {gm.Modality.LINGUISTIC: x, "linguistic": x},
+        "a None value": {"visual": None},
+        "float key": {1.0: x},
+    }[case]
+    assert model._ready_inputs(mapping) is None
+    got = _outcome(lambda: model.prepare_inputs(mapping))
+    want = _outcome(lambda: _general_mapping(model, mapping))
+    assert got[0] == want[0]
+    if got[0] == "ok":
+        assert all(a is b for a, b in zip(got[1][0], want[1][0]))
+        np.testing.assert_array_equal(got[1][1], want[1][1])
+    else:
+        assert got[1] == want[1]
+
+
 def _general_masked(model, inputs, mask):
     return model.prepare_inputs({m: a for m, a in enumerate(inputs) if a is not None}, mask)
 

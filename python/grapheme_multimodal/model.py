@@ -148,7 +148,7 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         every given modality is present in every row. Errors name ``arg`` and
         ``mask_arg``, the caller's names for the two (``fit``'s ``validation``).
         """
-        if type(inputs) in _PLAIN_SEQUENCES:
+        if type(inputs) in _PLAIN_CONTAINERS:
             ready = self._ready_inputs(inputs, mask)
             if ready is not None:
                 return ready
@@ -721,19 +721,24 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         return arrays
 
     def _ready_inputs(
-        self, inputs: Sequence[Any], mask: Any = None
+        self, inputs: Union[Sequence[Any], Dict[Any, Any]], mask: Any = None
     ) -> Optional[Tuple[List[Optional[np.ndarray]], np.ndarray]]:
         """What :meth:`prepare_inputs` returns, when ``inputs`` and ``mask``
-        need neither conversion nor a check in Python: 7 entries, each
-        ``None`` or an aligned C-contiguous float32 ``np.ndarray`` ``[B, d_m]``
-        (the arrays the general path passes on as they are), at least one
-        given, all of the same ``B``, and ``mask`` None or a C-contiguous bool
-        ``np.ndarray`` ``[B, 7]`` (passed on as it is too; fit's batches).
-        ``None`` for anything else, which the general path then converts or
-        refuses with its messages. (The per-call path of one-row steps; the
-        values are checked by the core on every call, so nothing here is
-        remembered between calls.)"""
-        if len(inputs) != NUM_MODALITIES:
+        need neither conversion nor a check in Python: 7 entries (or a dict
+        keyed by :class:`Modality`, lower-case name or slot index, one key a
+        slot), each ``None`` or an aligned C-contiguous float32 ``np.ndarray``
+        ``[B, d_m]`` (the arrays the general path passes on as they are), at
+        least one given, all of the same ``B``, and ``mask`` None or a
+        C-contiguous bool ``np.ndarray`` ``[B, 7]`` (passed on as it is too;
+        fit's batches). ``None`` for anything else, which the general path
+        then converts or refuses with its messages. (The per-call path of
+        one-row steps; the values are checked by the core on every call, so
+        nothing here is remembered between calls.)"""
+        if type(inputs) is dict:
+            inputs = _slots_of(inputs)
+            if inputs is None:
+                return None
+        elif len(inputs) != NUM_MODALITIES:
             return None
         rows = -1
         present = 0  # bit m: modality m given
@@ -836,11 +841,37 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
 
 
 #: The input containers :meth:`LearnableMultiModal._ready_inputs` reads (exact types: a subclass may index differently).
-_PLAIN_SEQUENCES = (list, tuple)
+_PLAIN_CONTAINERS = (list, tuple, dict)
+#: The slot of each modality's name as Modality.parse reads it most often (other cases take the general path).
+_SLOT_OF_NAME = {str(m): m.value for m in Modality}
 _FLOAT32 = np.dtype(np.float32)
 _BOOL = np.dtype(np.bool_)
 #: One row of each presence pattern (bit m: modality m present), made on first use.
 _PRESENCE_ROWS: Dict[int, np.ndarray] = {}
+
+
+def _slots_of(inputs: Dict[Any, Any]) -> Optional[List[Any]]:
+    """The values of ``inputs``, keyed by :class:`Modality`, lower-case name
+    or slot index (an ``int``), in slot order (``None`` where absent); ``None``
+    when a key is anything else or two keys name one slot (the general path
+    parses those, or refuses them with its messages)."""
+    slots: List[Any] = [None] * NUM_MODALITIES
+    seen = 0  # bit m: a key named slot m
+    for key, value in inputs.items():
+        kind = type(key)
+        if kind is str:
+            m = _SLOT_OF_NAME.get(key, -1)
+        elif kind is Modality:
+            m = key._value_  # Modality.value without the enum property's call
+        elif kind is int:
+            m = key if 0 <= key < NUM_MODALITIES else -1
+        else:
+            return None
+        if m < 0 or seen >> m & 1:
+            return None
+        seen |= 1 << m
+        slots[m] = value
+    return slots
 
 
 def _presence_mask(present: int, rows: int) -> np.ndarray:
