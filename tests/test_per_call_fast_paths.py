@@ -387,3 +387,28 @@ def test_data_frames_beside_arrays_are_still_paired_by_index(model):
     linguistic = pd.DataFrame(rows, index=[2, 1, 0])
     with pytest.raises(InvalidValueError, match=r"inputs\['linguistic'\]: its index is not that of inputs\['visual'\]"):
         model.prepare_inputs([visual, rows, linguistic, None, None, None, None])
+
+
+@pytest.mark.parametrize("rows", [[7], [5, 2, 9], []])
+def test_fit_batches_are_the_rows_fancy_indexing_picks(model, rows):
+    from grapheme_multimodal.training import _ArrayDataset
+
+    rng = np.random.default_rng(6)
+    data = {m: rng.standard_normal((12, 18)).astype(np.float32) for m in (0, 3, 5)}
+    mask = rng.random((12, 7)) < 0.7
+    dataset = _ArrayDataset(model, data, mask, "data")
+    rows = np.array(rows, dtype=np.int64)
+    keep = rng.random((len(rows), 7)) < 0.5
+    for kept in (None, keep):
+        batch = dataset.batch(rows, kept)
+        want_mask = mask[rows] if kept is None else mask[rows] & kept
+        np.testing.assert_array_equal(batch.mask, want_mask)
+        assert batch.mask.flags.c_contiguous and batch.mask.dtype == np.bool_
+        for m in range(7):
+            if m in data:
+                got = batch.inputs[m]
+                assert got.dtype == np.float32 and got.flags.c_contiguous and got.shape == (len(rows), 18)
+                np.testing.assert_array_equal(got, data[m][rows])
+            else:
+                assert batch.inputs[m] is None
+    np.testing.assert_array_equal(dataset.mask_of(rows), mask[rows])
