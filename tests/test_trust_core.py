@@ -452,15 +452,20 @@ def test_portable_and_avx2_paths_agree():
 AVX512_CODE = """
     import json, numpy as np, grapheme_multimodal as gm
     gm.set_num_threads(2)
-    m = gm.LearnableMultiModal(embed_dim=16, hidden_dim=24, num_heads=2, learning_rate=0.01, seed=0)
-    rng = np.random.default_rng(0)
-    x = {k: rng.normal(size=(203, 18)).astype(np.float32) for k in ("visual", "auditory", "linguistic")}
-    emb, fused = m.encode_and_fuse(x)
-    losses = [m.train_step(x)["total"] for _ in range(3)]
-    emb2, fused2 = m.encode_and_fuse(x)
     bits = lambda a: np.ascontiguousarray(a, dtype=np.float32).view(np.uint32).ravel().tolist()
-    print(json.dumps({"path": gm._core.kernel_path(), "emb": bits(emb), "fused": bits(fused),
-                      "emb2": bits(emb2), "fused2": bits(fused2), "losses": [float(v).hex() for v in losses]}))
+    out = {"path": gm._core.kernel_path()}
+    # Widths that take the 6 x 32 tile masked (24, and the inputs' 18) and
+    # full, with a narrow 6 x 16 after it (48 = 32 + 16, 72 = 64 + 8).
+    for tag, (e, h) in {"": (16, 24), "w": (48, 72)}.items():
+        m = gm.LearnableMultiModal(embed_dim=e, hidden_dim=h, num_heads=2, learning_rate=0.01, seed=0)
+        rng = np.random.default_rng(0)
+        x = {k: rng.normal(size=(203, 18)).astype(np.float32) for k in ("visual", "auditory", "linguistic")}
+        emb, fused = m.encode_and_fuse(x)
+        losses = [m.train_step(x)["total"] for _ in range(3)]
+        emb2, fused2 = m.encode_and_fuse(x)
+        out.update({"emb" + tag: bits(emb), "fused" + tag: bits(fused), "emb2" + tag: bits(emb2),
+                    "fused2" + tag: bits(fused2), "losses" + tag: [float(v).hex() for v in losses]})
+    print(json.dumps(out))
 """
 
 
@@ -478,4 +483,5 @@ def test_avx512_and_avx2_tiles_give_the_same_bits():
     assert runs["1"]["path"] == "avx2", "the switch keeps the tiles on AVX2"
     a, b = runs["0"], runs["1"]
     for key in ("emb", "fused", "losses", "emb2", "fused2"):
-        assert a[key] == b[key], f"{key}: AVX-512 and AVX2 differ"
+        for tag in ("", "w"):
+            assert a[key + tag] == b[key + tag], f"{key + tag}: AVX-512 and AVX2 differ"

@@ -3,8 +3,8 @@
 //! threads.
 //!
 //! Every function is generic over [`Real`]; `f32` takes hand-written AVX2 +
-//! FMA code when the CPU has it (checked at run time; the GEMM's 6 × 16
-//! tiles on AVX-512F where available, bit-identical), everything else
+//! FMA code when the CPU has it (checked at run time; the GEMM's tiles on
+//! AVX-512F where available, 6 × 32 and 6 × 16, bit-identical), everything else
 //! (`f64`, other CPUs, unusual strides) takes portable code (matrixmultiply
 //! through ndarray). Results are deterministic and do not depend on the
 //! number of threads (see [`threads`]).
@@ -466,9 +466,10 @@ pub fn no_avx512_forced() -> bool {
     *FORCED.get_or_init(|| env_flag(NO_AVX512_ENV))
 }
 
-/// Whether the GEMM's 6 × 16 tiles run on AVX-512F (zmm registers; the same
-/// sums in the same order as the AVX2 tiles, so the same bits): the AVX2
-/// kernels run, the CPU has AVX-512F, and [`NO_AVX512_ENV`] does not say no.
+/// Whether the GEMM's tiles run on AVX-512F (6 × 32 and 6 × 16 on zmm
+/// registers; the same sums in the same order as the AVX2 tiles, so the
+/// same bits): the AVX2 kernels run, the CPU has AVX-512F, and
+/// [`NO_AVX512_ENV`] does not say no.
 #[cfg(target_arch = "x86_64")]
 pub fn x86_avx512_ok() -> bool {
     use std::sync::OnceLock;
@@ -537,11 +538,12 @@ mod tests {
         }
     }
 
-    /// The AVX-512 tiles against the AVX2 tiles, bit for bit, and both
-    /// against the portable path within float tolerance: every kind of
-    /// remainder (rows mod 6, columns mod 16, K blocks of 256), row-major,
-    /// column-major and strided (packed) `a`, packed and in-place `b`, a
-    /// strided `c`, zero-block skipping, and every epilogue.
+    /// The AVX-512 tiles (6 × 32 and 6 × 16) against the AVX2 tiles, bit
+    /// for bit, and both against the portable path within float tolerance:
+    /// every kind of remainder (rows mod 6, columns mod 16 and mod 32, K
+    /// blocks of 256), row-major, column-major and strided (packed) `a`,
+    /// packed and in-place `b`, a strided `c` (whose columns past `n` stay
+    /// untouched), zero-block skipping, and every epilogue.
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn gemm_avx512_tiles_match_avx2_bit_for_bit() {
@@ -551,14 +553,42 @@ mod tests {
         }
         let mut next = lcg(7);
         let mut checked = 0;
-        let shapes = [(1, 1, 1), (2, 5, 3), (6, 16, 16), (7, 18, 64), (13, 300, 17), (5, 3, 130), (24, 257, 31), (25, 33, 16), (33, 520, 40), (64, 448, 64), (97, 64, 200), (130, 1, 9), (8, 0, 5)];
+        // Columns: 16 (one 6 × 16 tile), 17..=32 (one 6 × 32, masked or
+        // full), 32 + 1..=16 (a 6 × 32 then a narrow 6 × 16), …; rows < 24
+        // read `b` in place, ≥ 24 pack it.
+        let shapes = [
+            (1, 1, 1),
+            (2, 5, 3),
+            (6, 16, 16),
+            (7, 18, 64),
+            (13, 300, 17),
+            (5, 3, 130),
+            (24, 257, 31),
+            (25, 33, 16),
+            (33, 520, 40),
+            (64, 448, 64),
+            (97, 64, 200),
+            (130, 1, 9),
+            (8, 0, 5),
+            (6, 20, 32),
+            (12, 40, 33),
+            (11, 9, 47),
+            (18, 70, 48),
+            (23, 260, 95),
+            (24, 31, 32),
+            (30, 70, 33),
+            (26, 16, 48),
+            (50, 300, 100),
+            (41, 12, 127),
+            (36, 5, 129),
+        ];
         for &(m, k, n) in &shapes {
             let a = Array2::from_shape_simple_fn((m, k), || next() as f32);
             let at = Array2::from_shape_simple_fn((k, m), || next() as f32); // column-major view
             let wide_a = Array2::from_shape_simple_fn((m, 2 * k + 1), || next() as f32); // strided rows and columns
             let b = Array2::from_shape_simple_fn((k, n), || next() as f32);
             let wide_b = Array2::from_shape_simple_fn((k, n + 5), || next() as f32); // row stride > n
-            let c0 = Array2::from_shape_simple_fn((m, n), || next() as f32);
+            let c_wide = Array2::from_shape_simple_fn((m, n + 3), || next() as f32);
             let bias: Vec<f32> = (0..n).map(|_| next() as f32).collect();
             let strided = wide_a.slice(s![.., ..2 * k;2]);
             let seg = 16;
@@ -567,6 +597,9 @@ mod tests {
             for (label, lhs) in [("rows", a.view()), ("cols", at.t()), ("strided", strided)] {
                 for (blabel, rhs) in [("b", b.view()), ("b-strided", wide_b.slice(s![.., ..n]))] {
                     for mode in 0..5 {
+                        // `c` with row stride n + 3 on odd modes.
+                        let rsc = n + 3 * (mode % 2);
+                        let c0 = c_wide.slice(s![.., ..rsc]).to_owned();
                         let epi = match mode {
                             0 => Epilogue::store(),
                             1 => Epilogue::add(),
@@ -587,7 +620,7 @@ mod tests {
                                 // SAFETY: AVX2, FMA and AVX-512F checked above; the views give
                                 // valid pointers and strides for these shapes, `out` is owned.
                                 unsafe {
-                                    x86::gemm(m, n, k, lhs.as_ptr(), sa[0], sa[1], rhs.as_ptr(), sb[0], out.as_mut_ptr(), n as isize, &raw, None, wide)
+                                    x86::gemm(m, n, k, lhs.as_ptr(), sa[0], sa[1], rhs.as_ptr(), sb[0], out.as_mut_ptr(), rsc as isize, &raw, None, wide)
                                 };
                             };
                             // Zero blocks are only skipped where `a` is zero there.
@@ -611,12 +644,13 @@ mod tests {
                                     let segments = x86::Segments { len: seg, present: &present, count };
                                     let sb = rhs.strides();
                                     // SAFETY: as above, on the owned row-major copy `z`.
-                                    unsafe { x86::gemm(m, n, k, z.as_ptr(), k as isize, 1, rhs.as_ptr(), sb[0], out.as_mut_ptr(), n as isize, &raw, Some(&segments), wide) };
+                                    unsafe { x86::gemm(m, n, k, z.as_ptr(), k as isize, 1, rhs.as_ptr(), sb[0], out.as_mut_ptr(), rsc as isize, &raw, Some(&segments), wide) };
                                 };
                                 let (mut w, mut v) = (c0.clone(), c0.clone());
                                 raw_run(true, &mut w);
                                 raw_run(false, &mut v);
                                 assert!(w.iter().zip(v.iter()).all(|(x, y)| x.to_bits() == y.to_bits()), "zero blocks {label}/{blabel} mode {mode} ({m},{k},{n})");
+                                assert_eq!(w.slice(s![.., n..]), c0.slice(s![.., n..]), "zero blocks {label}/{blabel} mode {mode} ({m},{k},{n}): wrote past n");
                                 checked += 1;
                                 continue;
                             }
@@ -624,8 +658,10 @@ mod tests {
                             run(true, &mut w);
                             run(false, &mut v);
                             assert!(w.iter().zip(v.iter()).all(|(x, y)| x.to_bits() == y.to_bits()), "{label}/{blabel} mode {mode} ({m},{k},{n}): AVX-512 and AVX2 differ");
+                            assert_eq!(w.slice(s![.., n..]), c0.slice(s![.., n..]), "{label}/{blabel} mode {mode} ({m},{k},{n}): wrote past n");
                             // And both against the portable product (matrixmultiply), within rounding.
-                            let mut p = c0.clone();
+                            let w = w.slice(s![.., ..n]);
+                            let mut p = c0.slice(s![.., ..n]).to_owned();
                             let beta = if epi.accumulate { 1.0 } else { 0.0 };
                             general_mat_mul(epi.alpha, &lhs, &rhs, beta, &mut p);
                             for mut row in p.rows_mut() {

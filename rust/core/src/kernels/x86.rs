@@ -10,8 +10,10 @@
 //! × 16 columns keep 12 accumulators in registers; each entry's sum runs
 //! over `k` in order (per K block), so a row's result does not depend on
 //! which tile, chunk or thread computed it. Where the CPU has AVX-512F the
-//! 6 × 16 tiles run on zmm registers (one per row) with the same sums in
-//! the same order, hence the same bits.
+//! tiles run on zmm registers with the same sums in the same order, hence
+//! the same bits: 6 rows × 32 columns (two panels, two zmm per row: 12
+//! independent FMA chains, as the FMA latency × throughput needs), and
+//! 6 × 16 (one zmm per row) for a last panel of 16 columns or fewer.
 
 #![allow(clippy::too_many_arguments)]
 
@@ -29,7 +31,7 @@ pub fn available() -> bool {
     is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
 }
 
-/// Whether this CPU also has AVX-512F (for the wide 6 × 16 tile).
+/// Whether this CPU also has AVX-512F (for the zmm tiles).
 pub fn avx512_available() -> bool {
     available() && is_x86_feature_detected!("avx512f")
 }
@@ -253,6 +255,76 @@ unsafe fn tile_6x16_avx512<const LOAD_FULL: bool, const FULL: bool>(ranges: &[(u
             store8::<FULL>(lo, dst, o.bias, m0, o);
             if FULL || o.nr > 8 {
                 store8::<FULL>(hi, dst.add(8), if o.bias.is_null() { o.bias } else { o.bias.add(8) }, m1, o);
+            }
+        }
+    }
+}
+
+/// Two adjacent 16-column panels at once with AVX-512F: 6 rows × 32
+/// columns, two zmm accumulators per row (12 independent FMA chains, enough
+/// to cover the FMA latency at two FMAs per cycle, where [`tile_6x16_avx512`]'s
+/// 6 are not). `b` points at the first panel's k row 0 and `next` is the
+/// offset of the second panel from the first (16 in place, `kc × 16` packed).
+/// Each entry is still one running FMA sum over k in the same order, and
+/// goes through the same epilogue ([`store8`], on four 8-lane quarters),
+/// so every result is bit-identical to [`tile_6x16`]'s. `nr` is 17..=32.
+#[inline]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn tile_6x32_avx512<const LOAD_FULL: bool, const FULL: bool>(ranges: &[(usize, usize)], strip: Strip, b: *const f32, next: isize, rsb: isize, o: &Out) {
+    // SAFETY: as for `tile_6x16`: per `gemm`'s contract the strip's pointers address `mr` rows of A over the k ranges, `b` and `b + next` the two panels' k rows (16 readable columns each when LOAD_FULL, else `nr` in all, the first panel's 16 then the second's), and `o.c` `mr` rows of `nr` writable columns; masked lanes are neither read nor written (AVX-512 masked loads suppress faults on them), and pointers that step past the end use wrapping arithmetic and are not dereferenced.
+    unsafe {
+        let (m0, m1) = masks(o.nr);
+        let (m2, m3) = masks(o.nr.saturating_sub(16));
+        let kmask: __mmask16 = if o.nr >= 32 { 0xFFFF } else { ((1u32 << (o.nr - 16)) - 1) as __mmask16 };
+        let (mut c00, mut c01, mut c10, mut c11, mut c20, mut c21) =
+            (_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps());
+        let (mut c30, mut c31, mut c40, mut c41, mut c50, mut c51) =
+            (_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps());
+        let mut packed_offset = 0usize;
+        for &(start, len) in ranges {
+            let mut bp = b.offset(start as isize * rsb);
+            macro_rules! step {
+                ($a0:expr, $a1:expr, $a2:expr, $a3:expr, $a4:expr, $a5:expr) => {{
+                    // The first panel is always full (nr > 16); the second's
+                    // masked lanes are not read.
+                    let b0 = _mm512_loadu_ps(bp);
+                    let b1 = if LOAD_FULL { _mm512_loadu_ps(bp.wrapping_offset(next)) } else { _mm512_maskz_loadu_ps(kmask, bp.wrapping_offset(next)) };
+                    let a = _mm512_set1_ps(*$a0);
+                    c00 = _mm512_fmadd_ps(a, b0, c00);
+                    c01 = _mm512_fmadd_ps(a, b1, c01);
+                    let a = _mm512_set1_ps(*$a1);
+                    c10 = _mm512_fmadd_ps(a, b0, c10);
+                    c11 = _mm512_fmadd_ps(a, b1, c11);
+                    let a = _mm512_set1_ps(*$a2);
+                    c20 = _mm512_fmadd_ps(a, b0, c20);
+                    c21 = _mm512_fmadd_ps(a, b1, c21);
+                    let a = _mm512_set1_ps(*$a3);
+                    c30 = _mm512_fmadd_ps(a, b0, c30);
+                    c31 = _mm512_fmadd_ps(a, b1, c31);
+                    let a = _mm512_set1_ps(*$a4);
+                    c40 = _mm512_fmadd_ps(a, b0, c40);
+                    c41 = _mm512_fmadd_ps(a, b1, c41);
+                    let a = _mm512_set1_ps(*$a5);
+                    c50 = _mm512_fmadd_ps(a, b0, c50);
+                    c51 = _mm512_fmadd_ps(a, b1, c51);
+                    bp = bp.wrapping_offset(rsb); // past the end after the last step
+                }};
+            }
+            walk_strip!(strip, start, len, packed_offset, step);
+        }
+        let acc = [[c00, c01], [c10, c11], [c20, c21], [c30, c31], [c40, c41], [c50, c51]];
+        let quarter_masks = [m0, m1, m2, m3];
+        for (i, row) in acc.iter().enumerate().take(o.mr) {
+            let dst = o.c.offset(i as isize * o.rsc);
+            for (h, &x) in row.iter().enumerate() {
+                let lo = _mm512_castps512_ps256(x);
+                let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(x)));
+                for (q, y) in [(2 * h, lo), (2 * h + 1, hi)] {
+                    if FULL || o.nr > 8 * q {
+                        let bias = if o.bias.is_null() { o.bias } else { o.bias.add(8 * q) };
+                        store8::<FULL>(y, dst.add(8 * q), bias, quarter_masks[q], o);
+                    }
+                }
             }
         }
     }
@@ -531,8 +603,16 @@ unsafe fn gemm_blocks(
                 };
                 let bp = b.offset(k0 as isize * rsb);
                 let mut j0 = 0;
-                let panel = if single { 64 } else { PANEL };
                 while j0 < n {
+                    // AVX-512 takes two 16-column panels at once where more
+                    // than one remains (the last, narrow one alone).
+                    let panel = if single {
+                        64
+                    } else if wide && n - j0 > PANEL {
+                        2 * PANEL
+                    } else {
+                        PANEL
+                    };
                     let nr = panel.min(n - j0);
                     let o = Out {
                         c: c.offset(i0 as isize * rsc).add(j0),
@@ -553,13 +633,22 @@ unsafe fn gemm_blocks(
                     } else {
                         // Packed panels are zero-padded: full-width loads, masked stores.
                         let (panel_b, rs) = if pack_b { (packed_b.as_ptr().add(j0 / PANEL * kc * PANEL), PANEL as isize) } else { (bp.add(j0), rsb) };
-                        match (wide, pack_b || nr == PANEL, nr == PANEL) {
-                            (true, true, true) => tile_6x16_avx512::<true, true>(ranges.as_slice(), strip, panel_b, rs, &o),
-                            (true, true, false) => tile_6x16_avx512::<true, false>(ranges.as_slice(), strip, panel_b, rs, &o),
-                            (true, false, _) => tile_6x16_avx512::<false, false>(ranges.as_slice(), strip, panel_b, rs, &o),
-                            (false, true, true) => tile_6x16::<true, true>(ranges.as_slice(), strip, panel_b, rs, &o),
-                            (false, true, false) => tile_6x16::<true, false>(ranges.as_slice(), strip, panel_b, rs, &o),
-                            (false, false, _) => tile_6x16::<false, false>(ranges.as_slice(), strip, panel_b, rs, &o),
+                        if panel == 2 * PANEL {
+                            let next = if pack_b { (kc * PANEL) as isize } else { PANEL as isize };
+                            match (pack_b || nr == panel, nr == panel) {
+                                (true, true) => tile_6x32_avx512::<true, true>(ranges.as_slice(), strip, panel_b, next, rs, &o),
+                                (true, false) => tile_6x32_avx512::<true, false>(ranges.as_slice(), strip, panel_b, next, rs, &o),
+                                (false, _) => tile_6x32_avx512::<false, false>(ranges.as_slice(), strip, panel_b, next, rs, &o),
+                            }
+                        } else {
+                            match (wide, pack_b || nr == PANEL, nr == PANEL) {
+                                (true, true, true) => tile_6x16_avx512::<true, true>(ranges.as_slice(), strip, panel_b, rs, &o),
+                                (true, true, false) => tile_6x16_avx512::<true, false>(ranges.as_slice(), strip, panel_b, rs, &o),
+                                (true, false, _) => tile_6x16_avx512::<false, false>(ranges.as_slice(), strip, panel_b, rs, &o),
+                                (false, true, true) => tile_6x16::<true, true>(ranges.as_slice(), strip, panel_b, rs, &o),
+                                (false, true, false) => tile_6x16::<true, false>(ranges.as_slice(), strip, panel_b, rs, &o),
+                                (false, false, _) => tile_6x16::<false, false>(ranges.as_slice(), strip, panel_b, rs, &o),
+                            }
                         }
                     }
                     j0 += panel;
