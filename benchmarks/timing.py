@@ -2,10 +2,14 @@
 
 Frameworks compared in one case are sampled round-robin (`measure_many`):
 on a shared, noisy machine a burst of load then hits all of them alike
-instead of whichever happened to be running. Each sample is preceded by one
-untimed call, so that it does not pay for the switch from the framework
-sampled before it (cold caches, a heap shaped by another allocator, worker
-threads asleep).
+instead of whichever happened to be running. Each sample is preceded by
+`settle_s` of untimed calls (at least one), so that it does not pay for the
+switch from the framework sampled before it: cold caches, a heap shaped by
+another allocator, its own worker threads asleep, and above all the other
+framework's worker threads still spinning on the CPUs (numpy's OpenBLAS
+threads busy-wait for about 0.1 s after a call; with one untimed call, our
+batched forward at B = 4096 measured 1.5 M events/s right after numpy's and
+2.8 M alone on 2 CPUs, and PyTorch's 0.6 M against 1.5 M alone).
 
 A *sample* times `number` back-to-back calls with `time.perf_counter`;
 `number` is calibrated so that one sample lasts at least `min_sample_s`
@@ -28,13 +32,14 @@ class Settings:
     """How hard to time: `--quick` uses tiny values for a smoke run."""
 
     warmup_s: float = 0.2
+    settle_s: float = 0.15  # untimed calls before each sample of measure_many: longer than a BLAS pool's spin
     min_sample_s: float = 0.02
     repeats: int = 15
     max_total_s: float = 6.0  # per measured case, a cap for slow cases
 
     @classmethod
     def quick(cls) -> "Settings":
-        return cls(warmup_s=0.0, min_sample_s=0.0, repeats=2, max_total_s=0.5)
+        return cls(warmup_s=0.0, settle_s=0.0, min_sample_s=0.0, repeats=2, max_total_s=0.5)
 
 
 @dataclass(frozen=True)
@@ -74,14 +79,17 @@ def measure_many(fns: Dict[str, Callable[[], object]], settings: Settings) -> Di
     numbers = {name: _calibrate(fn, settings.min_sample_s) for name, fn in fns.items()}
     per_call: Dict[str, List[float]] = {name: [] for name in fns}
     names = list(fns)
-    budget_end = time.perf_counter() + settings.max_total_s * len(fns)
+    budget_end = time.perf_counter() + (settings.max_total_s + settings.repeats * settings.settle_s) * len(fns)  # settling is not the case's cost
     for i in range(settings.repeats):
         for name in names[i % len(names) :] + names[: i % len(names)]:
             fn, number = fns[name], numbers[name]
-            # One untimed call first: the framework sampled before this one
-            # left the caches, the heap and its idle threads in its own state
-            # (a switch costs a 3 ms batched call up to ~2x).
+            # Untimed calls first, for settle_s (at least one): the framework sampled
+            # before this one left the caches, the heap and its threads in its own
+            # state, its BLAS workers still spinning (see the module's docstring).
+            settled = time.perf_counter() + settings.settle_s
             fn()
+            while time.perf_counter() < settled:
+                fn()
             start = time.perf_counter()
             for _ in range(number):
                 fn()
