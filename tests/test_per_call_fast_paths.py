@@ -43,6 +43,17 @@ def _outcome(call):
         return type(exc), str(exc)
 
 
+def _assert_same_outcome(got, want) -> None:
+    """Two :func:`_outcome` of ``prepare_inputs``: the same arrays (the same
+    objects) and mask, or the same exception and message."""
+    assert got[0] == want[0]
+    if got[0] == "ok":
+        assert all(a is b for a, b in zip(got[1][0], want[1][0]))
+        np.testing.assert_array_equal(got[1][1], want[1][1])
+    else:
+        assert got[1] == want[1]
+
+
 @pytest.mark.parametrize("rows", [0, 1, 3])
 @pytest.mark.parametrize("present", [range(7), (0, 2, 6), (4,)])
 @pytest.mark.parametrize("container", [list, tuple])
@@ -161,12 +172,7 @@ def test_dicts_that_are_not_ready_get_the_general_paths_result(model, case):
     assert model._ready_inputs(mapping) is None
     got = _outcome(lambda: model.prepare_inputs(mapping))
     want = _outcome(lambda: _general_mapping(model, mapping))
-    assert got[0] == want[0]
-    if got[0] == "ok":
-        assert all(a is b for a, b in zip(got[1][0], want[1][0]))
-        np.testing.assert_array_equal(got[1][1], want[1][1])
-    else:
-        assert got[1] == want[1]
+    _assert_same_outcome(got, want)
 
 
 def _general_masked(model, inputs, mask):
@@ -207,12 +213,7 @@ def test_masks_that_are_not_ready_get_the_general_paths_result(model, case):
     assert model._ready_inputs(inputs, mask) is None
     got = _outcome(lambda: model.prepare_inputs(inputs, mask))
     want = _outcome(lambda: _general_masked(model, inputs, mask))
-    assert got[0] == want[0]
-    if got[0] == "ok":
-        assert all(a is b for a, b in zip(got[1][0], want[1][0]))
-        np.testing.assert_array_equal(got[1][1], want[1][1])
-    else:
-        assert got[1] == want[1]
+    _assert_same_outcome(got, want)
 
 
 def test_a_mask_marking_a_missing_modality_is_refused_as_before(model):

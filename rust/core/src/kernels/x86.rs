@@ -289,24 +289,20 @@ unsafe fn tile_6x32_avx512<const LOAD_FULL: bool, const FULL: bool>(ranges: &[(u
                     // masked lanes are not read.
                     let b0 = _mm512_loadu_ps(bp);
                     let b1 = if LOAD_FULL { _mm512_loadu_ps(bp.wrapping_offset(next)) } else { _mm512_maskz_loadu_ps(kmask, bp.wrapping_offset(next)) };
-                    let a = _mm512_set1_ps(*$a0);
-                    c00 = _mm512_fmadd_ps(a, b0, c00);
-                    c01 = _mm512_fmadd_ps(a, b1, c01);
-                    let a = _mm512_set1_ps(*$a1);
-                    c10 = _mm512_fmadd_ps(a, b0, c10);
-                    c11 = _mm512_fmadd_ps(a, b1, c11);
-                    let a = _mm512_set1_ps(*$a2);
-                    c20 = _mm512_fmadd_ps(a, b0, c20);
-                    c21 = _mm512_fmadd_ps(a, b1, c21);
-                    let a = _mm512_set1_ps(*$a3);
-                    c30 = _mm512_fmadd_ps(a, b0, c30);
-                    c31 = _mm512_fmadd_ps(a, b1, c31);
-                    let a = _mm512_set1_ps(*$a4);
-                    c40 = _mm512_fmadd_ps(a, b0, c40);
-                    c41 = _mm512_fmadd_ps(a, b1, c41);
-                    let a = _mm512_set1_ps(*$a5);
-                    c50 = _mm512_fmadd_ps(a, b0, c50);
-                    c51 = _mm512_fmadd_ps(a, b1, c51);
+                    // one row: its A value broadcast, one FMA into each panel's accumulator
+                    macro_rules! row {
+                        ($a:expr, $lo:ident, $hi:ident) => {{
+                            let a = _mm512_set1_ps(*$a);
+                            $lo = _mm512_fmadd_ps(a, b0, $lo);
+                            $hi = _mm512_fmadd_ps(a, b1, $hi);
+                        }};
+                    }
+                    row!($a0, c00, c01);
+                    row!($a1, c10, c11);
+                    row!($a2, c20, c21);
+                    row!($a3, c30, c31);
+                    row!($a4, c40, c41);
+                    row!($a5, c50, c51);
                     bp = bp.wrapping_offset(rsb); // past the end after the last step
                 }};
             }
