@@ -227,7 +227,14 @@ def test_plots_refuse_values_that_would_draw_a_wrong_figure(tmp_path):
             plot_history(epochs, tmp_path / "curves.png", best_epoch=bad)
     with pytest.raises(ValueError, match="epochs"):
         plot_history([], tmp_path / "curves.png")
+    huge = [{"epoch": 1, "loss": 1.0, "val_score": 1e308}, {"epoch": 2, "loss": 0.5, "val_score": -1e308}]
+    with pytest.raises(gm.InvalidValueError, match=r"^epochs: the values of 'val_score' run from -1e\+308 to 1e\+308"):
+        plot_history(huge, tmp_path / "curves.png")  # a metric's values: matplotlib's "arange: cannot compute length"
+    with pytest.raises(TypeError, match=r"^epochs\[1\]\['val_score'\]: expected a real number"):
+        plot_history([{"epoch": 1, "loss": 1.0, "val_score": 1.0}, {"epoch": 2, "loss": 0.5, "val_score": "high"}],
+                     tmp_path / "curves.png")
     assert not heat.exists() and not (tmp_path / "curves.png").exists()
+    plot_history([{**huge[0], "val_score": 1e307}, {**huge[1], "val_score": -1e307}], tmp_path / "wide.png")  # still drawn
     plot_history(epochs, tmp_path / "curves.png", best_epoch=np.int64(2))
     assert (tmp_path / "curves.png").exists()
 

@@ -58,6 +58,8 @@ def plot_history(epochs: Sequence[Dict[str, Any]], path: PathLike, title: str = 
     panels = names + extra
     if not panels:  # else matplotlib's "Number of columns must be a positive integer, not 0"
         raise InvalidValueError(f"epochs: the records hold no values to plot, only {sorted(epochs[0])}", "epochs")
+    for name in panels:
+        _check_plottable(epochs, [name] + (["val_total" if name == "loss" else f"val_{name}"] if not name.startswith("val_") else []))
     fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.0), squeeze=False)
     for ax, name in zip(axes[0], panels):
         ax.plot(x, [e.get(name, np.nan) for e in epochs], label="train" if not name.startswith("val_") else name)
@@ -72,6 +74,29 @@ def plot_history(epochs: Sequence[Dict[str, Any]], path: PathLike, title: str = 
     fig.suptitle(title, y=1.04)
     _save(fig, path)
     plt.close(fig)
+
+
+def _check_plottable(epochs: Sequence[Mapping[str, Any]], keys: Sequence[str]) -> None:
+    """Refuses the values of ``keys`` (one panel) when matplotlib cannot
+    scale them: numbers whose range overflows float64 (a metric's 1e308
+    beside -1e308 failed inside matplotlib with "arange: cannot compute
+    length"), or values that are no real numbers."""
+    values = []
+    for i, e in enumerate(epochs):
+        for key in keys:
+            v = e.get(key)
+            if v is None:
+                continue
+            if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
+                raise TypeError(f"epochs[{i}][{key!r}]: expected a real number to plot, got {describe(v)}")
+            values.append(float(v))
+    finite = np.array([v for v in values if np.isfinite(v)])
+    with np.errstate(over="ignore"):
+        span = float(finite.max() - finite.min()) if finite.size else 0.0
+    if not np.isfinite(span):
+        raise InvalidValueError(
+            f"epochs: the values of {keys[0]!r} run from {finite.min():.3g} to {finite.max():.3g}, a range beyond "
+            "float64 that no axis can scale; expected values whose difference is finite", "epochs")
 
 
 def plot_attention(
