@@ -642,9 +642,8 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
     def _warn_untrained(self, mask: np.ndarray) -> None:
         """An :class:`UntrainedModalityWarning` for each of :meth:`_untrained_messages`,
         at the user's call."""
-        cached = self.__dict__.get("_untrained_for")
-        if cached is not None and cached[0] == self._version and not cached[1]:
-            return  # every encoder trained, or none known untrained: the per-event case, without the calls below
+        if not self._untrained()[0]:  # every encoder trained, or nothing known: the per-event case ends here
+            return
         for message in self._untrained_messages(mask):
             warnings.warn(message, UntrainedModalityWarning, stacklevel=_caller_level())
 
