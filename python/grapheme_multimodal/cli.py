@@ -167,11 +167,7 @@ def _output_file(text: str) -> Path:
     named ``-``: every output of this CLI is a file (.safetensors or .npy,
     binary; demo's JSON beside the table it prints), none for a terminal
     or a pipe."""
-    if text == "-":
-        raise argparse.ArgumentTypeError(
-            "expected a file path, got '-' (standard output): this option writes a file, not to standard output; "
-            "give a file path (./- for a file named -)"
-        )
+    _refuse_standard_output(text, "file")
     separators = tuple(sep for sep in (os.sep, os.altsep) if sep)
     if text in ("", ".") or text.endswith(separators + tuple(sep + "." for sep in separators)):
         raise argparse.ArgumentTypeError(f"expected a file name, got {text!r} (a folder)" if text else "expected a file name, got ''")
@@ -181,12 +177,18 @@ def _output_file(text: str) -> Path:
 def _output_folder(text: str) -> Path:
     """An output folder's name; ``-`` (standard output, to most tools) is
     refused as :func:`_output_file` refuses it, not made a folder named ``-``."""
+    _refuse_standard_output(text, "folder")
+    return Path(text)
+
+
+def _refuse_standard_output(text: str, kind: str) -> None:
+    """``-`` for an output ``kind`` ("file" or "folder"): every output of this
+    CLI is written to the file system, none to standard output."""
     if text == "-":
         raise argparse.ArgumentTypeError(
-            "expected a folder path, got '-' (standard output): this option names a folder for files, not standard "
-            "output; give a folder path (./- for a folder named -)"
+            f"expected a {kind} path, got '-' (standard output): this option writes to a {kind}, not to standard "
+            f"output; give a {kind} path (./- for a {kind} named -)"
         )
-    return Path(text)
 
 
 def _parser() -> argparse.ArgumentParser:
