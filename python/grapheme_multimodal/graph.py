@@ -389,6 +389,13 @@ def _refuse_edge(rows: np.ndarray, num_nodes: int) -> None:
     )
 
 
+def is_graph_list(value: Any) -> bool:
+    """Whether ``value`` is one modality's input given as graphs, as the
+    model takes them (a non-empty list or tuple of :class:`Graph`, which it
+    featurises), rather than an array of features."""
+    return isinstance(value, (list, tuple)) and bool(value) and all(isinstance(g, Graph) for g in value)
+
+
 def fingerprints(graphs: Sequence[Graph]) -> np.ndarray:
     """The 18 features of every graph, ``[N, 18]`` float32, computed in Rust
     with the GIL released."""

@@ -26,7 +26,7 @@ from .buffer import ExperienceBuffer, buffer_row_bytes, check_fits_memory
 from .experience import ExperienceMixin
 from .learning import LearningMixin
 from .config import LearnableMultiModalConfig, resolve_config
-from .graph import Graph
+from .graph import is_graph_list
 from .exceptions import CheckpointError, InvalidValueError, NonFiniteError, ShapeError, UntrainedModalityWarning
 from .types import CrossModalBinding, BindingType, ModalGraph, Modality, MultiModalEvent
 from .batch import Inputs
@@ -707,7 +707,7 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
             present = None if mask is None else mask[:, i]
             if type(value) is np.ndarray:
                 arrays[i] = as_float32(value, name, 2, (None, dim), present, features=True)
-            elif isinstance(value, (list, tuple)) and value and all(isinstance(g, Graph) for g in value):
+            elif is_graph_list(value):
                 featurizer = self.config.graph_features[i]
                 if dim != featurizer.dim:
                     raise ShapeError(

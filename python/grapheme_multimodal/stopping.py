@@ -27,7 +27,7 @@ from ._locking import refuse_in_metric
 from ._core import MODALITY_NAMES
 from ._validation import as_real_array, describe, renamed
 from .exceptions import GraphemeError, InvalidValueError, NonFiniteError, ShapeError
-from .graph import Graph
+from .graph import is_graph_list
 from .objectives import OBJECTIVES, resolve_weights
 from .training import (
     History, _check_fraction, _check_int, _check_monitor, _checked_metrics, as_dataset, check_something_trains,
@@ -185,7 +185,7 @@ def _row_count(inputs: Mapping[Any, Any], mask: Any) -> int:
     for name, value in ([("mask", mask)] if mask is not None else []) + [(f"inputs[{m!r}]", x) for m, x in inputs.items()]:
         if value is None:
             continue
-        if _is_graph_list(value):
+        if is_graph_list(value):
             return len(value)
         rows = as_real_array(value, name)
         if rows.ndim == 0:
@@ -199,14 +199,9 @@ def _take(inputs: Mapping[Any, Any], mask: Optional[np.ndarray], rows: np.ndarra
     and data frames as arrays: ``frame[rows]`` would pick columns, or fail;
     a list of graphs, which ``fit`` featurises, as a list of those graphs;
     ``None``, a modality not given, as ``None``)."""
-    taken = {m: None if x is None else [x[i] for i in rows] if _is_graph_list(x)
+    taken = {m: None if x is None else [x[i] for i in rows] if is_graph_list(x)
              else as_real_array(x, f"inputs[{m!r}]")[rows] for m, x in inputs.items()}
     return taken, None if mask is None else as_real_array(mask, "mask")[rows]
-
-
-def _is_graph_list(x: Any) -> bool:
-    """Whether ``x`` is a modality's graphs, as the model takes them (a non-empty list or tuple of :class:`Graph`)."""
-    return isinstance(x, (list, tuple)) and bool(x) and all(isinstance(g, Graph) for g in x)
 
 
 def _fold_rows(n: int, k: int, seed: int) -> List[np.ndarray]:
