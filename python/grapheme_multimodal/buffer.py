@@ -821,15 +821,25 @@ def _checked_rng_state(state: Any) -> Any:
             raise InvalidValueError(f"rng_state: {name} is {value!r}; expected an int in [0, 2**{bits})", "rng_state")
     return state
 
+#: The type of the lock a buffer is made with (``threading.RLock`` is a factory).
+_RLOCK_TYPE = type(threading.RLock())
+
 #: The buffers of this process, for :func:`_after_fork_in_child`.
 _LIVE_BUFFERS: "weakref.WeakSet[ExperienceBuffer]" = weakref.WeakSet()
 
 
 def _after_fork_in_child() -> None:
     """A buffer whose lock another thread held at the fork (that thread is
-    not in the child, and was changing the buffer) refuses to be used."""
+    not in the child, and was changing the buffer) refuses to be used.
+
+    Only the lock a buffer was made with is probed: a lock put in its place
+    (a subclass's, a test double; or ``ForkedMidChange``, refused already in
+    a fork of a fork) may have no non-blocking ``acquire``, and the
+    AttributeError it raised ended this loop early, so buffers after it in
+    the set were left locked by a thread the child does not have: using one
+    waited forever."""
     for buffer in list(_LIVE_BUFFERS):
-        if isinstance(buffer._lock, ForkedMidChange):  # refused already (a fork of a fork)
+        if not isinstance(buffer._lock, _RLOCK_TYPE):
             continue
         if buffer._lock.acquire(blocking=False):  # free, or held by the thread that forked
             buffer._lock.release()
