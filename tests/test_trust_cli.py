@@ -256,7 +256,7 @@ def test_errors_after_a_local_ray_starts_are_still_one_line(files, tmp_path) -> 
         capture_output=True, text=True, timeout=150,
         env=dict(os.environ, RAY_DEFAULT_OBJECT_STORE_MAX_MEMORY_BYTES=str(256 * 2**20), PYTHONDONTWRITEBYTECODE="1"),
     )
-    assert_one_line(done, "num_workers: 4096 workers of 1 CPU each do not fit")
+    assert_one_line(done, "--workers: 4096 workers of 1 CPU each do not fit")  # the flag typed, not fit's num_workers
     assert not (tmp_path / "m.safetensors").exists()
 
 

@@ -144,7 +144,9 @@ def refuse_in_metric(model: Any, what: str) -> None:
     """``RuntimeError`` when ``model``'s ``fit`` is calling one of its
     ``metrics`` in this thread: ``what`` (a method that trains or changes
     the model) would change it in the middle of ``fit``."""
-    if _IN_METRIC.model is model:
+    # Not None: outside every metric the record holds None, and a None "model" is
+    # a caller's mistake for its own check to name, not a metric running.
+    if model is not None and _IN_METRIC.model is model:
         raise RuntimeError(_in_metric_message(what))
 
 

@@ -398,7 +398,8 @@ def _encoder_objectives(text: str) -> "tuple[str, ...] | None":
 
 #: The model's and fit's arguments that ``train`` options of other names give
 #: (argument -> the option's ``dest``); every other one is its option's dest.
-_ARGUMENT_DESTS = {"learning_rate": "lr", "num_heads": "heads", "binder_kind": "binder", "validation_fraction": "validation_split"}
+_ARGUMENT_DESTS = {"learning_rate": "lr", "num_heads": "heads", "binder_kind": "binder", "validation_fraction": "validation_split",
+                   "num_workers": "workers"}
 
 
 @functools.lru_cache(maxsize=None)
@@ -630,9 +631,12 @@ def _embed_on_ray(args: argparse.Namespace, model, inputs: Dict[str, np.ndarray]
     columns = {str(m): x for m, x in inputs.items()}
     with _ray_cluster(args.ray_address), _original_map_errors():
         ds = distributed._arrays_dataset({"row": np.arange(n), **columns})
-        out = distributed.embed_dataset(
-            ds, model, {m: m for m in columns}, batch_size=batch_size, num_actors=workers, outputs=outputs,
-        )
+        try:
+            out = distributed.embed_dataset(
+                ds, model, {m: m for m in columns}, batch_size=batch_size, num_actors=workers, outputs=outputs,
+            )
+        except (GraphemeError, TypeError) as err:  # "num_actors: 3 actors ... do not fit": the flag the user typed
+            raise renamed(err, _EMBED_ARGUMENT_FLAGS) from None
         try:
             parts = list(out.select_columns(["row", *outputs]).iter_batches(batch_format="numpy", batch_size=None))
         except RayTaskError as err:  # the model's own error (inputs it refuses), as without --ray: one line
@@ -647,6 +651,10 @@ def _embed_on_ray(args: argparse.Namespace, model, inputs: Dict[str, np.ndarray]
     strengths = np.concatenate([p["bindings"] for p in parts])[order] if args.bindings is not None else None
     hidden = np.concatenate([p["hidden_features"] for p in parts])[order] if args.hidden_features is not None else None
     return fused, strengths, hidden
+
+
+#: embed_dataset's arguments -> the ``embed --ray`` flags that give them.
+_EMBED_ARGUMENT_FLAGS = {"num_actors": "--workers", "batch_size": "--batch-size"}
 
 
 @contextlib.contextmanager

@@ -23,8 +23,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import numbers
 import os
+import threading
 import warnings
 from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -42,11 +42,11 @@ except ModuleNotFoundError as exc:  # pragma: no cover - exercised only without 
 from ._core import NUM_MODALITIES
 from ._locking import refuse_in_metric, writes
 from ._ray_address import CONNECT_TIMEOUT_S, _check_ray_address  # noqa: F401 (CONNECT_TIMEOUT_S: documented here)
-from ._validation import as_real_array
-from .exceptions import CheckpointError, InvalidValueError, ShapeError, UntrainedModalityWarning
+from ._validation import as_real_array, renamed
+from .exceptions import CheckpointError, GraphemeError, InvalidValueError, ShapeError, UntrainedModalityWarning
 from .model import LearnableMultiModal
 from .objectives import resolve_weights
-from .training import History, Steps, _Dataset
+from .training import History, Steps, _check_int, _Dataset
 from .training import fit as _fit
 from .types import Modality
 
@@ -118,10 +118,14 @@ def embed_dataset(
         to keep the input order).
 
     Raises:
-        ShapeError, InvalidValueError: at once, for a column whose type the
-            model cannot take (numbers where it takes vectors, vectors of
-            another length, text for a numeric modality), when ``ds`` knows
-            its schema without running.
+        ShapeError, InvalidValueError, TypeError: at once, for a column whose
+            type the model cannot take (numbers where it takes vectors,
+            vectors of another length or of vectors, text for a numeric
+            modality, bytes, records), when ``ds`` knows its schema without
+            running; and for a bad argument, naming it.
+        CheckpointError, FileNotFoundError: at once, for a ``checkpoint``
+            that cannot be loaded (naming ``checkpoint``); where the dataset
+            runs, for one removed or spoilt since.
         The error an actor meets (NaN in a row, a row of another length, ...)
         is raised where the returned dataset runs, as Ray raises it: a
         ``RayTaskError`` that is also an instance of the package's error
@@ -130,7 +134,7 @@ def embed_dataset(
     """
     if not isinstance(ds, ray.data.Dataset):
         raise TypeError(f"ds: expected a ray.data.Dataset, got {type(ds).__name__}")
-    model = checkpoint if isinstance(checkpoint, LearnableMultiModal) else LearnableMultiModal.load(checkpoint)
+    model = checkpoint if isinstance(checkpoint, LearnableMultiModal) else _load_checkpoint(checkpoint)
     plan = _ColumnPlan(model, columns)
     # Said here, once, at the caller's line: the actors embed without it (each would say it per batch).
     given = np.zeros((1, NUM_MODALITIES), dtype=bool)
@@ -192,11 +196,21 @@ class _Embedder:
     def __init__(self, source: Any, columns: Dict[str, str], outputs: Tuple[str, ...], identity: Optional[str] = None) -> None:
         if isinstance(source, ray.ObjectRef):  # the model as embed_dataset was given it
             source = ray.get(source)
-        self.model = source if isinstance(source, LearnableMultiModal) else LearnableMultiModal.load(source)
-        self.replaced: Optional[CheckpointError] = None
+        self.refusal: Optional[CheckpointError] = None
+        try:
+            self.model = source if isinstance(source, LearnableMultiModal) else LearnableMultiModal.load(source)
+        except (GraphemeError, OSError) as err:
+            # Removed or spoilt since embed_dataset read it. Raised from __call__, as the
+            # package's error: from here it reached the caller as Ray's ActorDiedError.
+            self.refusal = CheckpointError(
+                f"checkpoint: {source!r} could not be loaded when the dataset ran, though embed_dataset read it "
+                f"(removed or overwritten since?): {err}",
+                "checkpoint",
+            )
+            return
         if identity is not None and _model_identity(self.model) != identity:
             # Raised from __call__, as the package's error (an actor's constructor error reaches the caller as Ray's)
-            self.replaced = CheckpointError(
+            self.refusal = CheckpointError(
                 f"checkpoint: {source!r} changed since embed_dataset read it (another model was saved there); its "
                 "rows would be embedded by a model other than the one checked, or by both: call embed_dataset again",
                 "checkpoint",
@@ -209,8 +223,8 @@ class _Embedder:
     def __call__(self, batch: "pa.Table") -> "pa.Table":
         from ray.data.block import BlockAccessor
 
-        if self.replaced is not None:
-            raise self.replaced
+        if self.refusal is not None:
+            raise self.refusal
         self.plan.check_schema(batch.column_names, self.outputs)
         # Only the model's columns become numpy (as a numpy batch holds them);
         # the others stay Arrow. Through numpy, a list column with nulls is
@@ -282,10 +296,18 @@ class _ColumnPlan:
                 if len(shape) != 1 or shape[0] not in (None, dim):
                     raise ShapeError(f"{name}: expected vectors of {dim} numbers (the model's {modality} input length), "
                                      f"got a tensor column of shape {tuple(shape)} per row", column)
+            if pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind):
+                _check_vector_items(kind.value_type, name, dim, column)
+            elif shape is not None or pa.types.is_null(kind):  # a tensor column; a column with no value at all
+                pass
             elif pa.types.is_string(kind) or pa.types.is_large_string(kind):
                 self._check_takes_text(modality, column)
-            elif pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind) or pa.types.is_decimal(kind):
+            elif _is_number_type(kind):
                 raise ShapeError(f"{name}: expected vectors of {dim} numbers (or texts) per row, got one {kind} per row", column)
+            elif not isinstance(kind, (pa.ExtensionType, pa.DictionaryType)):  # those: by their rows, per batch
+                # Bytes, structs, maps, dates...: the actors refused them per batch as
+                # vectors "of shape ()", once the returned dataset ran.
+                raise TypeError(f"{name}: expected vectors of {dim} numbers (or texts) per row, got {kind} values")
 
     def _check_takes_text(self, modality: str, column: str) -> None:
         dim = self.config.input_dim(modality)
@@ -336,6 +358,9 @@ class _ColumnPlan:
             self._check_takes_text(modality, column)
             x[rows] = self.config.graph_featurizer(modality)(list(given))
             return x, present
+        odd = sorted({type(v).__name__ for v in given if not isinstance(v, (np.ndarray, list, tuple))})
+        if odd:  # bytes, records, a text among vectors: were "got shapes [()]"
+            raise TypeError(f"{name}: expected vectors of {dim} numbers (or texts) per row, got values of type {', '.join(odd)}")
         lengths = {np.shape(v) for v in given}
         if lengths != {(dim,)}:
             raise ShapeError(
@@ -344,6 +369,26 @@ class _ColumnPlan:
             )
         x[rows] = _real_vectors(np.stack(given), name)
         return x, present
+
+
+def _is_number_type(kind: "pa.DataType") -> bool:
+    import pyarrow as pa
+
+    return pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind) or pa.types.is_decimal(kind)
+
+
+def _check_vector_items(item: "pa.DataType", name: str, dim: int, column: str) -> None:
+    """Refuses a list column whose items are no numbers: vectors of vectors
+    (a ShapeError), of text, bytes or records (a TypeError). The actors found
+    them only once the returned dataset ran (nested lists as vectors "of
+    shape (1,)")."""
+    import pyarrow as pa
+
+    if _is_number_type(item) or pa.types.is_null(item):
+        return
+    if pa.types.is_list(item) or pa.types.is_large_list(item) or pa.types.is_fixed_size_list(item):
+        raise ShapeError(f"{name}: expected vectors of {dim} numbers per row, got vectors of vectors (items of type {item})", column)
+    raise TypeError(f"{name}: expected vectors of {dim} real numbers per row, got vectors of {item} items")
 
 
 def _real_vectors(vectors: np.ndarray, name: str) -> np.ndarray:
@@ -360,8 +405,12 @@ def _real_vectors(vectors: np.ndarray, name: str) -> np.ndarray:
 
 
 def _check_outputs(outputs: Union[str, Sequence[str]]) -> Tuple[str, ...]:
-    chosen = (outputs,) if isinstance(outputs, str) else tuple(outputs)
-    unknown = [o for o in chosen if o not in OUTPUTS]
+    """``outputs`` as a tuple of :data:`OUTPUTS` names, each once, in the order given."""
+    try:
+        chosen = (outputs,) if isinstance(outputs, str) else tuple(outputs)
+    except TypeError:  # None, a number: "'NoneType' object is not iterable" named no argument
+        chosen = ()
+    unknown = [o for o in chosen if not isinstance(o, str) or o not in OUTPUTS]
     if not chosen or unknown:
         raise InvalidValueError(f"outputs: expected some of {list(OUTPUTS)}, got {outputs!r}", "outputs")
     return tuple(dict.fromkeys(chosen))
@@ -385,6 +434,9 @@ def _dataset_arrays(model: LearnableMultiModal, ds: "ray.data.Dataset", columns:
             )
     plan = _ColumnPlan(model, columns)
     plan.check_schema(names, ())
+    schema = ds.schema()
+    if schema is not None:  # as embed_dataset: a column of the wrong type, before reading every row
+        plan.check_types(list(schema.names), list(schema.types))
     parts = [plan.inputs(b) for b in ds.select_columns(sorted(set(plan.columns.values()))).iter_batches(batch_format="numpy", batch_size=65536)]
     if not parts:
         raise InvalidValueError(f"{name}: the dataset has no rows", name)
@@ -457,11 +509,11 @@ def fit(
     every epoch the replicas' weights and optimizer state are compared with
     the driver's: :class:`ReplicaDriftError` if they differ.
     """
+    if not isinstance(model, LearnableMultiModal):
+        raise TypeError(f"model: expected a LearnableMultiModal, got {type(model).__name__}")
     refuse_in_metric(model, "fit")  # from a metric of this model's fit: before Ray reads anything
     _check_int(num_workers, "num_workers", 1)
     _check_int(cpus_per_worker, "cpus_per_worker", 1)
-    if not isinstance(model, LearnableMultiModal):
-        raise TypeError(f"model: expected a LearnableMultiModal, got {type(model).__name__}")
     datasets = isinstance(data, ray.data.Dataset) or isinstance(fit_options.get("validation"), ray.data.Dataset)
     if columns is not None and not datasets:
         raise InvalidValueError("columns: only used with a ray.data.Dataset (as data or validation)", "columns")
@@ -556,7 +608,8 @@ class _RaySteps(Steps):
         self.workers: List[Any] = []
         try:
             state = ray.put(_replica_state(model))
-            self.workers = [self._start(state) for _ in range(num_workers)]
+            for _ in range(num_workers):  # one by one: close() kills those started before an interrupt
+                self.workers.append(self._start(state))
             ray.get([w.ready.remote() for w in self.workers])
         except BaseException:
             self.close()
@@ -600,8 +653,10 @@ class _RaySteps(Steps):
             )
 
     def close(self) -> None:
-        if self.workers:  # the driver's counter follows the steps taken, even after an error
-            _set_rng_counter(self.model, self.counter)
+        # The driver's rng_counter is left as it is: end_epoch sets it, and whatever
+        # fit does after (restoring the best epoch, or the last completed one when
+        # interrupted) restores it with the rest of the optimizer state. Set here, it
+        # was the last step's counter beside an earlier epoch's weights and Adam step.
         for worker in self.workers:
             ray.kill(worker)
         self.workers = []
@@ -728,9 +783,7 @@ def _use_assigned_cpus() -> None:
 def _check_fits_cluster(count: int, cpus_each: int, what: str, count_arg: Optional[str], cpus_arg: str) -> None:
     """Refuses ``count`` actors of ``cpus_each`` CPUs that the cluster's
     nodes cannot hold at once: Ray would wait for them forever."""
-    if not ray.is_initialized():  # as Ray itself does on first use
-        _check_ray_address(None, "address")
-        ray.init()
+    _ensure_ray()
     nodes = [node["Resources"].get("CPU", 0.0) for node in ray.nodes() if node.get("Alive")]
     room = sum(int(cpus // cpus_each) for cpus in nodes)
     if room < count:
@@ -744,6 +797,27 @@ def _check_fits_cluster(count: int, cpus_each: int, what: str, count_arg: Option
         )
 
 
-def _check_int(value: Any, name: str, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise InvalidValueError(f"{name}: expected an int >= {minimum}, got {value!r}", name)
+#: Held while checking whether Ray runs and starting it: two threads that both
+#: found it not running both called ray.init, and the second failed inside Ray
+#: ("AssertionError: Perhaps you called ray.init twice by accident?").
+_RAY_START = threading.Lock()
+
+
+def _ensure_ray() -> None:
+    """Starts Ray as Ray itself does on first use (a local cluster, or the
+    one ``RAY_ADDRESS`` names, checked first), once however many threads ask."""
+    with _RAY_START:
+        if not ray.is_initialized():
+            _check_ray_address(None, "address")
+            ray.init()
+
+
+def _load_checkpoint(checkpoint: Any) -> LearnableMultiModal:
+    """The model at ``checkpoint``, its errors naming ``checkpoint`` (the
+    argument the caller gave) rather than ``load``'s own ``path``."""
+    if not isinstance(checkpoint, (str, os.PathLike)):
+        raise TypeError(f"checkpoint: expected a path to a saved model or a LearnableMultiModal, got {type(checkpoint).__name__}")
+    try:
+        return LearnableMultiModal.load(checkpoint)
+    except (GraphemeError, FileNotFoundError) as err:
+        raise renamed(err, {"path": "checkpoint"}) from None
