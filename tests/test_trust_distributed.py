@@ -241,3 +241,47 @@ def test_cli_names_the_workers_flag_when_the_cluster_cannot_hold_them(tmp_path, 
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("grapheme-mm: error: --workers: 3 actors of 1 CPU each do not fit"), err
     assert not (tmp_path / "e.npy").exists()
+
+
+def test_two_fits_that_each_need_every_cpu_take_turns_instead_of_waiting_for_each_other(monkeypatch):
+    """Each fit started its workers one by one, then waited for all of
+    them: two fits of 2 workers on the 2-CPU cluster (two threads, two
+    models) that had each started one worker held a CPU each and waited for
+    the other forever. Here each fit's first worker waits (3 s at most) until
+    the other fit has started one too, so that both hold one: the workers
+    of a fit are now reserved together (a placement group), so the second
+    fit waits for the whole first one instead, and both end."""
+    both_started_one = threading.Barrier(2, timeout=3)
+    actors, original = [], distributed._RaySteps._start
+
+    def start(self, *args, **kwargs):
+        actor = original(self, *args, **kwargs)
+        actors.append(actor)
+        if len(self.workers) == 0:  # this fit's first worker
+            try:
+                both_started_one.wait()
+            except threading.BrokenBarrierError:  # the other fit starts none while this one holds the CPUs
+                pass
+        return actor
+
+    monkeypatch.setattr(distributed._RaySteps, "_start", start)
+    data, _ = synthetic(32)
+    done = []
+
+    def train():
+        model = small_model()
+        distributed.fit(model, data, num_workers=2, epochs=1, batch_size=16, progress=False)
+        done.append(model.epochs_trained)
+
+    threads = [threading.Thread(target=train, daemon=True) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    hung = any(t.is_alive() for t in threads)
+    if hung:  # end them, so that the session's Ray gets its CPUs back
+        for actor in actors:
+            ray.kill(actor)
+        for t in threads:
+            t.join(timeout=30)
+    assert not hung and done == [1, 1], "two fits waited for each other's CPUs"

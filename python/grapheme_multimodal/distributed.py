@@ -34,6 +34,8 @@ try:
     import ray
     import ray.data
     from ray.exceptions import RayActorError, RayTaskError
+    from ray.util.placement_group import placement_group, remove_placement_group
+    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 except ModuleNotFoundError as exc:  # pragma: no cover - exercised only without Ray
     raise ModuleNotFoundError(
         'grapheme_multimodal.distributed needs Ray: pip install "grapheme-multimodal[ray]"', name=exc.name
@@ -606,10 +608,16 @@ class _RaySteps(Steps):
         self.train = ray.put(train)
         self.objectives = objectives
         self.workers: List[Any] = []
+        self.group: Optional[Any] = None
         try:
+            # Every worker's CPUs reserved at once, or none: started one by one, two fits
+            # (threads, drivers) that each got some of their workers waited for each
+            # other's CPUs forever. A fit now waits for the whole of another one instead.
+            self.group = placement_group([{"CPU": cpus_per_worker}] * num_workers, strategy="PACK")
+            ray.get(self.group.ready())
             state = ray.put(_replica_state(model))
-            for _ in range(num_workers):  # one by one: close() kills those started before an interrupt
-                self.workers.append(self._start(state))
+            for k in range(num_workers):  # one by one: close() kills those started before an interrupt
+                self.workers.append(self._start(state, k))
             ray.get([w.ready.remote() for w in self.workers])
         except BaseException:
             self.close()
@@ -660,10 +668,15 @@ class _RaySteps(Steps):
         for worker in self.workers:
             ray.kill(worker)
         self.workers = []
+        if self.group is not None:
+            remove_placement_group(self.group)
+            self.group = None
         self.pending = self.train = self.dataset = None
 
-    def _start(self, state: "ray.ObjectRef") -> Any:
-        return self.replica.remote(state, self.train, self.objectives, self.lr)
+    def _start(self, state: "ray.ObjectRef", k: int) -> Any:
+        """Worker ``k``, in its reserved share of the CPUs (``k``'s bundle of the group)."""
+        where = PlacementGroupSchedulingStrategy(self.group, placement_group_bundle_index=k)
+        return self.replica.options(scheduling_strategy=where).remote(state, self.train, self.objectives, self.lr)
 
     def _on_all(self, call: Any) -> List[Any]:
         """``call(k, worker, fresh)`` on every worker; the results in order.
@@ -688,7 +701,7 @@ class _RaySteps(Steps):
                 state = ray.put(_replica_state(self.model))
                 for k in dead:
                     ray.kill(self.workers[k])
-                    self.workers[k] = self._start(state)
+                    self.workers[k] = self._start(state, k)
                     refs[k] = call(k, self.workers[k], True)
             waiting = dead
         raise RuntimeError(f"workers {waiting} died {MAX_RESTARTS_PER_STEP + 1} times in one step; giving up. Last error: {last}")
