@@ -97,6 +97,27 @@ def test_fit_refuses_what_is_no_model_by_its_type(model):
         distributed.fit(model, data, num_workers=1)
 
 
+@pytest.mark.parametrize("argument", ["data", "validation"])
+def test_fit_names_the_column_and_row_of_a_dataset_holding_nan(argument):
+    """Left to model.fit, the error named data['visual'] and said that "rows
+    the mask marks absent may hold anything", of a mask the caller never gave."""
+    rng = np.random.default_rng(0)
+    img, aud = rng.standard_normal((12, 20)), rng.standard_normal((12, 12))
+    img[5, 3] = np.nan
+    spoilt = ray.data.from_arrow(pa.table({"img": pa.array(list(img), type=pa.list_(pa.float32())),
+                                           "aud": pa.array(list(aud), type=pa.list_(pa.float32()))}))
+    clean = ray.data.from_arrow(pa.table({"img": pa.array(list(np.nan_to_num(img)), type=pa.list_(pa.float32())),
+                                          "aud": pa.array(list(aud), type=pa.list_(pa.float32()))}))
+    data, validation = (spoilt, clean) if argument == "data" else (clean, spoilt)
+    model = small_model()
+    before = {k: v.copy() for k, v in model.state_dict().items()}
+    with pytest.raises(gm.NonFiniteError, match=rf"^{argument}: column 'img' \(visual\) holds NaN or inf in row 5; ") as info:
+        distributed.fit(model, data, num_workers=1, epochs=1, validation=validation,
+                        columns={"visual": "img", "auditory": "aud"}, progress=False)
+    assert info.value.arg == argument
+    assert all(before[k].tobytes() == v.tobytes() for k, v in model.state_dict().items())
+
+
 def test_two_threads_that_find_ray_stopped_start_it_once(monkeypatch):
     """fit and embed_dataset start Ray when it is not running. Two threads
     that both found it stopped both called ray.init, and the second failed

@@ -45,7 +45,7 @@ from ._core import NUM_MODALITIES
 from ._locking import refuse_in_metric, writes
 from ._ray_address import CONNECT_TIMEOUT_S, _check_ray_address  # noqa: F401 (CONNECT_TIMEOUT_S: documented here)
 from ._validation import as_real_array, renamed
-from .exceptions import CheckpointError, GraphemeError, InvalidValueError, ShapeError, UntrainedModalityWarning
+from .exceptions import CheckpointError, GraphemeError, InvalidValueError, NonFiniteError, ShapeError, UntrainedModalityWarning
 from .model import LearnableMultiModal
 from .objectives import resolve_weights
 from .training import History, Steps, _check_int, _Dataset
@@ -448,7 +448,21 @@ def _dataset_arrays(model: LearnableMultiModal, ds: "ray.data.Dataset", columns:
         m = Modality.parse(modality).index
         dim = model.config.input_dims[m]
         inputs[modality] = np.concatenate([p[0].get(modality, np.zeros((len(p[1]), dim), np.float32)) for p in parts])
+        _check_finite_column(inputs[modality], mask[:, m], name, plan.columns[modality], modality)
     return inputs, mask
+
+
+def _check_finite_column(x: np.ndarray, present: np.ndarray, name: str, column: str, modality: str) -> None:
+    """A NonFiniteError naming the dataset's column and the row: left to
+    ``model.fit``, it named ``data['visual']`` and a mask the caller never gave."""
+    bad = ~np.isfinite(x).all(axis=1) & present
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise NonFiniteError(
+            f"{name}: column {column!r} ({modality}) holds NaN or inf in row {row}; expected finite numbers "
+            "(null where a row lacks the modality)",
+            name,
+        )
 
 
 def _arrays_dataset(columns: Mapping[str, np.ndarray], rows_per_block: int = 65536) -> "ray.data.Dataset":
