@@ -144,7 +144,7 @@ def test_the_distributed_driver_update_notes_its_rows_in_the_same_call():
     mask = np.zeros((5, 7), bool)
     mask[:, 0] = True
     mask[:3, 2] = True
-    weights = [0.0, 1.0, 1.0, 1.0, 0.0, 0.0]
+    weights = [0.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0]
     _apply_flat(model, flat, None, mask, weights)
     assert model.trained_modalities == {V: 5, L: 3}  # the batch's rows, not one per encoder reached
     flat[0] = np.nan

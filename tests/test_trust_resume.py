@@ -53,6 +53,7 @@ def configs(draw) -> dict:
         encoder_objectives=draw(st.sampled_from([None, ("contrastive",), ("contrastive", "binding")])),
         contrastive_neighbors=draw(st.sampled_from([0, 2])), fused_neighbors=draw(st.sampled_from([0, 2])),
         weight_decay=draw(st.sampled_from([0.0, 0.01])), grad_clip=draw(st.sampled_from([None, 1.0])),
+        reconstruction_decoders=draw(st.booleans()), reconstruction_subsets=draw(st.booleans()),
     )
 
 
@@ -67,7 +68,10 @@ def configs(draw) -> dict:
 def test_fit_resumes_exactly_across_a_checkpoint_under_any_options(tmp_path, config, source, rows, epochs, data) -> None:
     first = data.draw(st.integers(1, epochs - 1), label="epochs before the checkpoint")
     weights = data.draw(st.sampled_from([None, {"contrastive": 1, "fused_contrastive": 1, "binding": 2, "cross_modal": 0.1},
-                                         {"contrastive": 1, "binding": 1, "seed_consistency": 0.5}]), label="objectives")
+                                         {"contrastive": 1, "binding": 1, "seed_consistency": 0.5},
+                                         {"contrastive": 1, "fused_contrastive": 1, "reconstruction": 0.5}]), label="objectives")
+    if weights and "reconstruction" in weights:
+        config = {**config, "reconstruction_decoders": True}  # the objective needs them
     fit_kw = dict(
         batch_size=data.draw(st.sampled_from([1, 4, 7, 64]), label="batch_size"),
         modality_dropout=data.draw(st.sampled_from([0.0, 0.3]), label="modality_dropout"),

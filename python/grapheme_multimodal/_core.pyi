@@ -133,6 +133,8 @@ class Model:
         learnable_temperature: bool = False,
         fusion_residual: float = 0.0,
         encoder_skip: bool = False,
+        reconstruction_decoders: bool = False,
+        reconstruction_subsets: bool = False,
     ) -> None: ...
     @property
     def num_parameters(self) -> int: ...

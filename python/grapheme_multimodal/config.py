@@ -199,7 +199,13 @@ class LearnableMultiModalConfig:
     ``shared_head``); ``learnable_temperature`` — learn the contrastive
     objectives' temperatures (``contrastive.log_temperature``,
     ``fused_contrastive.log_temperature``), starting at ``temperature`` and
-    kept in [0.01, 1].
+    kept in [0.01, 1]; ``reconstruction_decoders`` — a linear decoder per
+    modality from the fused embedding to the modality's standardised input
+    (``reconstruction.<modality>.weight [d, embed_dim]`` and ``.bias [d]``,
+    after every other tensor), which the ``reconstruction`` objective
+    trains (it needs them); ``reconstruction_subsets`` — that objective
+    predicts every present modality from the fused embedding of a random
+    subset of them (each kept with probability ½), not of the whole event.
     """
 
     embed_dim: int = 64
@@ -233,6 +239,8 @@ class LearnableMultiModalConfig:
     encoder_hidden_dropout: float = 0.0
     encoder_skip: bool = False
     learnable_temperature: bool = False
+    reconstruction_decoders: bool = False
+    reconstruction_subsets: bool = False
 
     if TYPE_CHECKING:  # what __post_init__ takes (input_dims and graph_features by modality, lists); the fields
         # hold it normalised. tests/test_stub.py checks that these parameters are the fields, in order.
@@ -267,6 +275,8 @@ class LearnableMultiModalConfig:
             encoder_hidden_dropout: float = 0.0,
             encoder_skip: bool = False,
             learnable_temperature: bool = False,
+            reconstruction_decoders: bool = False,
+            reconstruction_subsets: bool = False,
         ) -> None: ...
 
     def __post_init__(self) -> None:
@@ -360,6 +370,8 @@ class LearnableMultiModalConfig:
                        else "shared_head is empty (the skip joins the encoder's output layer, which only a head makes linear)")
             raise InvalidValueError(
                 f"encoder_skip: got True, but {missing}; expected False, or encoder_hidden and shared_head", "encoder_skip")
+        for name in ("reconstruction_decoders", "reconstruction_subsets"):
+            object.__setattr__(self, name, check_flag(getattr(self, name), name))
         learn = check_flag(self.learnable_temperature, "learnable_temperature")
         object.__setattr__(self, "learnable_temperature", learn)
         lo, hi = TEMPERATURE_RANGE

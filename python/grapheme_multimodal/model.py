@@ -97,6 +97,7 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
             shared_head=list(c.shared_head), encoder_input_dropout=c.encoder_input_dropout,
             encoder_hidden_dropout=c.encoder_hidden_dropout, learnable_temperature=c.learnable_temperature,
             fusion_residual=c.fusion_residual, encoder_skip=c.encoder_skip,
+            reconstruction_decoders=c.reconstruction_decoders, reconstruction_subsets=c.reconstruction_subsets,
         )
         self._lock = ModelLock()
         #: Bumped by every change of the state; cached per-event results carry the version they were computed at.

@@ -23,6 +23,12 @@ The formulas are in ``docs/objectives.md`` (and in the Rust core's
   modality embeddings keep the events' input-space neighbourhood, which
   aligning the views wears down. 0 on recorded embeddings (no inputs to
   find neighbours by, no encoders to train). Not in the default mix.
+- ``reconstruction``: from each event's fused embedding, a linear decoder
+  per modality (``config.reconstruction_decoders``, which it needs)
+  predicts the modality's standardised input; the mean squared error per
+  input column over the present (event, modality) pairs. Trains the
+  decoders, the fusion network and the encoders; 0 on recorded embeddings
+  (no inputs to reconstruct). Not in the default mix.
 """
 
 from __future__ import annotations

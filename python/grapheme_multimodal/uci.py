@@ -104,7 +104,13 @@ class TrainingSettings:
     docs/objectives.md), ``neighborhood_temperature`` (its temperature;
     ``None``: the contrastive objective's), ``encoder_objectives``, ``fusion_residual`` (the fused embedding is
     the fusion network's output plus 10 × the mean of the present view
-    embeddings, normalised) and ``contrastive_pair_power`` (the contrastive
+    embeddings, normalised), ``reconstruction_decoders`` (a linear decoder
+    per view from the fused embedding to its standardised input, which the
+    ``reconstruction`` objective trains; ``None``: when ``weights`` gives
+    that objective a weight; not the recipe's, see docs/objectives.md),
+    ``reconstruction_subsets`` (that objective reads the fused embedding of
+    a random subset of the views) and
+    ``contrastive_pair_power`` (the contrastive
     loss is the power mean of order 0.5 of its view pairs' losses, so pairs
     of views that determine each other keep learning) are the model's
     config fields of those names. ``ema_decay`` keeps an exponential
@@ -145,6 +151,8 @@ class TrainingSettings:
     contrastive_pair_power: float = 0.5
     encoder_objectives: Optional[Tuple[str, ...]] = None
     fusion_residual: float = 10.0
+    reconstruction_decoders: Optional[bool] = None
+    reconstruction_subsets: bool = False
     ema_decay: Optional[float] = 0.9
     weights: Optional[Mapping[str, float]] = None
     validation_fraction: float = 0.1
@@ -172,9 +180,18 @@ class TrainingSettings:
             contrastive_neighbor_weight=self.contrastive_neighbor_weight,
             neighborhood_neighbors=self.neighborhood_neighbors, neighborhood_temperature=self.neighborhood_temperature,
             contrastive_pair_power=self.contrastive_pair_power, encoder_objectives=self.encoder_objectives,
-            fusion_residual=self.fusion_residual,
+            fusion_residual=self.fusion_residual, reconstruction_decoders=self.decoders(),
+            reconstruction_subsets=self.reconstruction_subsets,
             learning_rate=self.learning_rate, seed=self.seed,
         )
+
+    def decoders(self) -> bool:
+        """The reconstruction decoders: ``reconstruction_decoders`` as given
+        (the model's config checks it), else (``None``) whether the
+        objectives weigh ``reconstruction``."""
+        if self.reconstruction_decoders is not None:
+            return self.reconstruction_decoders
+        return self.objectives.get("reconstruction", 0.0) > 0
 
     def head(self) -> Sequence[int]:
         """The shared head's widths: ``shared_head`` as given (the model's

@@ -116,6 +116,15 @@ pub struct Config {
     /// embedding is `normalize(fusion(x) + c · mean of the present modality
     /// embeddings)`, in `[0, MAX_FUSION_RESIDUAL]`; 0 = the original.
     pub fusion_residual: f64,
+    /// A linear decoder per modality from the fused embedding to the
+    /// modality's standardised input (`reconstruction.<modality>.weight
+    /// [d_m, E]`, `.bias [d_m]`, after every other tensor), which the
+    /// reconstruction objective trains; `false` = none, the original.
+    pub reconstruction_decoders: bool,
+    /// The reconstruction objective predicts every present modality from
+    /// the fused embedding of a random subset of them (each kept with
+    /// probability ½), not of the whole event; `false` = the whole event.
+    pub reconstruction_subsets: bool,
 }
 
 impl Default for Config {
@@ -149,6 +158,8 @@ impl Default for Config {
             encoder_skip: false,
             learnable_temperature: false,
             fusion_residual: 0.0,
+            reconstruction_decoders: false,
+            reconstruction_subsets: false,
         }
     }
 }

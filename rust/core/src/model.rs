@@ -10,6 +10,7 @@ use crate::adam::{Adam, ParamsBound};
 use crate::nn::dropout::{dropout_rng, DropoutRates};
 use crate::nn::encoder::{pool_components, pool_components_backward, Dropping, EncoderTape, PoolTape};
 use crate::nn::{AttentionOutput, CrossModalBinder, FusionNetwork, LearnedTemperature, ModalityAttention, ModalityEncoder, ProjectionHead};
+use crate::objectives::reconstruction::Decoders;
 use crate::objectives::Objective;
 use crate::params::{assign, ParamLayout, Params, ParamsMut};
 use crate::real::Real;
@@ -40,6 +41,8 @@ pub struct LearnableMultiModal<T> {
     /// The learned temperatures of contrastive and fused_contrastive
     /// (`config.learnable_temperature`), in that order.
     pub(crate) temperatures: Option<[LearnedTemperature; 2]>,
+    /// The reconstruction objective's decoders (`config.reconstruction_decoders`).
+    pub(crate) decoders: Option<Decoders>,
     pub(crate) grads: Vec<T>,
     pub(crate) has_grads: bool,
     pub(crate) adam: Adam<T>,
@@ -216,6 +219,8 @@ impl<T: Real> LearnableMultiModal<T> {
         let temperatures = config.learnable_temperature.then(|| {
             [Objective::Contrastive, Objective::FusedContrastive].map(|o| LearnedTemperature::register(&mut layout, o.name(), config.temperature))
         });
+        // Last, so the other tensors keep their offsets and initial values.
+        let decoders = config.reconstruction_decoders.then(|| Decoders::register(&mut layout, e, &config.input_dims));
         let arg = config.largest_size_field();
         let sizes = config.size_summary();
         let n = layout
@@ -233,6 +238,7 @@ impl<T: Real> LearnableMultiModal<T> {
             attention,
             head,
             temperatures,
+            decoders,
             grads: crate::memory::try_zeros(arg, "the gradient buffer", n)?,
             has_grads: false,
             adam: Adam::try_new(n)?,
@@ -309,6 +315,11 @@ impl<T: Real> LearnableMultiModal<T> {
     /// The projection head shared by the encoders, if the config has one.
     pub fn head(&self) -> Option<&ProjectionHead> {
         self.head.as_ref()
+    }
+
+    /// The reconstruction objective's decoders, if the config has them.
+    pub fn decoders(&self) -> Option<&Decoders> {
+        self.decoders.as_ref()
     }
 
     /// The learned temperature of `objective` (contrastive or

@@ -49,6 +49,12 @@
 //!   embeddings of the batch, each row's positives its
 //!   `config.neighborhood_neighbors` nearest rows by the inputs. Trains the
 //!   encoders; 0 on recorded embeddings (no inputs to find neighbours by).
+//! - **reconstruction** (in [`reconstruction`]): from each event's fused
+//!   embedding, a linear decoder per modality (`config.reconstruction_decoders`)
+//!   predicts the modality's standardised input; the mean squared error per
+//!   input column, averaged over the present (row, modality) pairs. Trains
+//!   the decoders, the fusion network and the encoders; 0 on recorded
+//!   embeddings (no inputs to reconstruct).
 //!
 //! Random draws (negative shifts, dropped modalities, views) come from a ChaCha8
 //! stream fixed by `(seed, counter, objective)` — see [`objective_rng`] — so
@@ -68,8 +74,10 @@ use rand_core::{Rng, SeedableRng};
 pub mod fused_contrastive;
 pub mod input_neighbors;
 pub mod neighborhood;
+pub mod reconstruction;
 pub use fused_contrastive::fused_contrastive;
 pub use neighborhood::neighborhood;
+pub use reconstruction::reconstruction;
 
 /// The objectives, in the order of [`ObjectiveWeights`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -80,9 +88,10 @@ pub enum Objective {
     CrossModal = 3,
     FusedContrastive = 4,
     Neighborhood = 5,
+    Reconstruction = 6,
 }
 
-pub const NUM_OBJECTIVES: usize = 6;
+pub const NUM_OBJECTIVES: usize = 7;
 
 impl Objective {
     pub const ALL: [Objective; NUM_OBJECTIVES] = [
@@ -92,6 +101,7 @@ impl Objective {
         Objective::CrossModal,
         Objective::FusedContrastive,
         Objective::Neighborhood,
+        Objective::Reconstruction,
     ];
 
     pub fn index(self) -> usize {
@@ -106,6 +116,7 @@ impl Objective {
             Objective::CrossModal => "cross_modal",
             Objective::FusedContrastive => "fused_contrastive",
             Objective::Neighborhood => "neighborhood",
+            Objective::Reconstruction => "reconstruction",
         }
     }
 }
@@ -130,9 +141,9 @@ impl ObjectiveWeights {
 impl Default for ObjectiveWeights {
     /// Contrastive, binding, cross-modal and fused contrastive with weight 1
     /// (seed consistency needs recorded fused embeddings, so it is opt-in;
-    /// neighborhood is the recipe's, not the original's).
+    /// neighborhood and reconstruction are options, not the original's).
     fn default() -> Self {
-        ObjectiveWeights([0.0, 1.0, 1.0, 1.0, 1.0, 0.0])
+        ObjectiveWeights([0.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0])
     }
 }
 

@@ -15,7 +15,7 @@
 use crate::adam::{AdamSettings, OverflowCause, Refusal, StepReport, MAX_STEP};
 use crate::batch::{input_arg, EncoderInput};
 use crate::error::{fmt_value, Error, Result};
-use crate::model::LearnableMultiModal;
+use crate::model::{LearnableMultiModal, ModalityTape};
 use crate::modality::{Modality, NUM_MODALITIES};
 use crate::objectives::input_neighbors::{input_neighbors, pooled_rows, RowInputs};
 use crate::objectives::{self, objective_rng, GradSink, Losses, Neighbors, Objective, ObjectiveWeights, NUM_OBJECTIVES};
@@ -488,6 +488,22 @@ impl<T: Real> LearnableMultiModal<T> {
         input_neighbors(&sides, input.batch_size, k, self.config.input_distance)
     }
 
+    /// The reconstruction objective's targets: per modality, the batch rows
+    /// that have it and their inputs as the encoders read them (normalised;
+    /// components pooled).
+    fn reconstruction_targets<'i>(&self, input: &'i EncoderInput<T>, tapes: &'i [Option<ModalityTape<T>>]) -> Vec<Option<RowInputs<'i, T>>> {
+        input
+            .modalities
+            .iter()
+            .zip(tapes)
+            .map(|(part, tape)| {
+                let part = part.as_ref()?;
+                let x = tape.as_ref().and_then(|t| t.normalized.as_ref()).map_or_else(|| part.x.view(), |x| x.view());
+                Some(pooled_rows(x, &part.rows, part.weights.as_deref(), input.batch_size))
+            })
+            .collect()
+    }
+
     /// fused_contrastive's neighbours: the inputs' when found (`given`:
     /// the config asks for them and the batch has inputs), else the embeddings'.
     fn fused_neighbors<'a>(&self, given: Option<&'a [Vec<usize>]>) -> FusedNeighbors<'a> {
@@ -516,6 +532,13 @@ impl<T: Real> LearnableMultiModal<T> {
             if !(w.is_finite() && w >= 0.0 && T::c(w).is_finite()) {
                 return Err(Error::invalid("weights", format!("{}: got {w}; expected a finite number >= 0 that float32 holds", o.name())));
             }
+        }
+        if weights.get(Objective::Reconstruction) > 0.0 && self.decoders.is_none() {
+            return Err(Error::invalid(
+                "weights",
+                "reconstruction: the model has no decoders to reconstruct the inputs with; \
+                 expected weight 0, or a model made with reconstruction_decoders=true",
+            ));
         }
         let batch_size = batch.batch_size();
         objectives::check_batch_memory::<T>(batch_size, weights)?;
@@ -620,6 +643,18 @@ impl<T: Real> LearnableMultiModal<T> {
                     // neighborhood_neighbors = 0, or recorded embeddings: no
                     // inputs to find neighbours by, no encoders to train.
                     None => T::zero(),
+                },
+                Objective::Reconstruction => match (&encoded, &self.decoders) {
+                    (Some((input, tapes)), Some(decoders)) => {
+                        let targets = self.reconstruction_targets(input, tapes);
+                        let fused_from = match self.config.reconstruction_subsets {
+                            true => objectives::reconstruction::draw_subsets(mask, &mut rng),
+                            false => mask.to_owned(),
+                        };
+                        objectives::reconstruction(&self.fusion, decoders, params, emb, mask, fused_from.view(), &targets, sink)
+                    }
+                    // Recorded embeddings: no inputs to reconstruct.
+                    _ => T::zero(),
                 },
                 Objective::FusedContrastive => {
                     let tau = self.temperature(o);

@@ -44,12 +44,13 @@ use grapheme_multimodal::nn::ops::LEAKY_ALPHA;
 use grapheme_multimodal::nn::BinderKind;
 use grapheme_multimodal::objectives::fused_contrastive::{self, FusedNeighbors, FusedViews, NeighborSpace};
 use grapheme_multimodal::objectives::input_neighbors::{input_neighbors, pooled_rows, InputDistance, RowInputs};
-use grapheme_multimodal::objectives::{self, objective_rng, Neighbors, NUM_OBJECTIVES};
+use grapheme_multimodal::objectives::{self, objective_rng, reconstruction, Neighbors, NUM_OBJECTIVES};
 use grapheme_multimodal::{
     Config, EmbeddingSource, EncoderInput, LearnableMultiModal, Modality, ModalityInput, Normalizer, Objective, ObjectiveWeights, TrainBatch,
     NUM_MODALITIES,
 };
 use ndarray::{s, Array1, Array2, Array3, ArrayView2, ArrayView3};
+use rand_core::Rng;
 
 /// The closest a LeakyReLU pre-activation may come to its kink: 50 times
 /// the stencil's widest step, 2h (a pre-activation moves by the step times
@@ -248,6 +249,8 @@ fn draw_case(rng: &mut Lcg) -> Case {
         encoder_skip,
         learnable_temperature: chance(rng, 0.5),
         fusion_residual: pick(rng, &[0.0, 0.0, 0.5, 3.0]),
+        reconstruction_decoders: chance(rng, 0.6),
+        reconstruction_subsets: chance(rng, 0.5),
         ..Config::default()
     };
     let batch = pick(rng, &[1, 2, 3, 4, 5, 6]);
@@ -289,6 +292,9 @@ fn draw_case(rng: &mut Lcg) -> Case {
     let mut weights = ObjectiveWeights(std::array::from_fn(|_| if chance(rng, 0.3) { 0.0 } else { 0.2 + 1.8 * uniform(rng) }));
     if fused.is_none() {
         weights.0[Objective::SeedConsistency.index()] = 0.0;
+    }
+    if !config.reconstruction_decoders {
+        weights.0[Objective::Reconstruction.index()] = 0.0; // refused without decoders
     }
     let normalizers = std::array::from_fn(|m| {
         chance(rng, 0.3).then(|| Normalizer {
@@ -462,9 +468,36 @@ fn intended_loss(model: &LearnableMultiModal<f64>, case: &Case, batch: &TrainBat
                 let tau = model.config().neighborhood_temperature.unwrap_or_else(|| model.temperature(Objective::Contrastive));
                 objectives::neighborhood(emb, mask, tau, nb, None)
             }),
+            Objective::Reconstruction => reconstruction_reference(&probe, batch, emb, mask, &mut objective_rng(config.seed, case.counter, o)),
         };
     }
     losses
+}
+
+/// reconstruction written out: over the present (row, modality) pairs, the
+/// mean squared error per column between the modality's decoder applied to
+/// the row's fused embedding times √E and its input (normalised, components pooled);
+/// 0 on recorded embeddings.
+/// With `config.reconstruction_subsets`, the fused embedding reads each row's
+/// subset drawn from `rng`.
+fn reconstruction_reference(model: &LearnableMultiModal<f64>, batch: &TrainBatch<f64>, emb: ArrayView3<f64>, mask: ArrayView2<bool>, rng: &mut impl Rng) -> f64 {
+    let (EmbeddingSource::Inputs(input), Some(decoders)) = (&batch.source, model.decoders()) else { return 0.0 };
+    let fused_from = if model.config().reconstruction_subsets { reconstruction::draw_subsets(mask, rng) } else { mask.to_owned() };
+    let fused = model.fuse(emb, fused_from.view()).unwrap() * (model.embed_dim() as f64).sqrt();
+    let params = model.view();
+    let (mut total, mut count) = (0.0, 0usize);
+    for (m, part) in input.modalities.iter().enumerate() {
+        let Some(part) = part else { continue };
+        let x = normalized(model, m, part.x.view());
+        let target = pooled_rows(x.view(), &part.rows, part.weights.as_deref(), input.batch_size);
+        let (w, b) = (params.matrix(decoders.layers[m].0), params.vector(decoders.layers[m].1));
+        for (i, &r) in target.rows.iter().enumerate().filter(|&(_, &r)| mask[[r, m]]) {
+            let diff = w.dot(&fused.row(r)) + b - target.x.row(i);
+            total += diff.dot(&diff) / diff.len() as f64;
+            count += 1;
+        }
+    }
+    if count == 0 { 0.0 } else { total / count as f64 }
 }
 
 fn weighted_total(weights: &ObjectiveWeights, losses: &[f64; NUM_OBJECTIVES]) -> f64 {
@@ -493,7 +526,7 @@ fn leaky_margin(values: ArrayView2<f64>, row_scale: Option<&Array1<f64>>, multip
 /// LeakyReLU kink or within [`NORM_MARGIN`] of the L2 norm's floor: the
 /// encoders (their own layers and the head's), their pooling, and every
 /// fusion pass the objectives make (seed_consistency's rows, cross_modal's
-/// remainders, fused_contrastive's two views).
+/// remainders, fused_contrastive's two views, reconstruction's rows or subsets).
 fn near_a_singularity(model: &LearnableMultiModal<f64>, case: &Case, frozen: &Frozen) -> bool {
     let mut margin = f64::INFINITY;
     let mut shortest = f64::INFINITY;
@@ -527,6 +560,15 @@ fn near_a_singularity(model: &LearnableMultiModal<f64>, case: &Case, frozen: &Fr
         for view in &frozen.fused_drawn.views {
             passes.extend(frozen.fused_drawn.rows.iter().enumerate().map(|(k, &r)| (r, view.row(k).to_vec())));
         }
+    }
+    if used(Objective::Reconstruction) && case.source_kind() != "recorded" {
+        let config = model.config();
+        let fused_from = if config.reconstruction_subsets {
+            reconstruction::draw_subsets(frozen.mask.view(), &mut objective_rng(config.seed, case.counter, Objective::Reconstruction))
+        } else {
+            frozen.mask.clone()
+        };
+        passes.extend(fused_from.rows().into_iter().enumerate().filter(|(_, r)| r.iter().any(|&p| p)).map(|(r, row)| (r, row.to_vec())));
     }
     if passes.is_empty() {
         return margin < KINK_MARGIN || shortest < NORM_MARGIN;
@@ -565,6 +607,8 @@ struct Coverage {
     learned_temperature: u64,
     beyond_clamp: u64,
     components: u64,
+    reconstruction: u64,
+    reconstruction_subsets: u64,
     recorded: u64,
     all_absent_row: u64,
     one_modality_row: u64,
@@ -588,6 +632,9 @@ impl Coverage {
         self.learned_temperature += u64::from(c.learnable_temperature);
         self.beyond_clamp += u64::from(case.temperature_beyond_clamp);
         self.components += u64::from(case.source_kind() == "components");
+        let reconstructs = case.weights.get(Objective::Reconstruction) > 0.0 && case.source_kind() != "recorded";
+        self.reconstruction += u64::from(reconstructs);
+        self.reconstruction_subsets += u64::from(reconstructs && case.config.reconstruction_subsets);
         self.recorded += u64::from(case.source_kind() == "recorded");
         self.all_absent_row += u64::from(mask.rows().into_iter().any(|r| r.iter().all(|&p| !p)));
         self.one_modality_row += u64::from(mask.rows().into_iter().any(|r| r.iter().filter(|&&p| p).count() == 1));
@@ -736,6 +783,8 @@ fn random_option_combinations() {
         ("learned temperature", c.learned_temperature),
         ("temperature beyond its clamp", c.beyond_clamp),
         ("components", c.components),
+        ("reconstruction", c.reconstruction),
+        ("reconstruction from subsets", c.reconstruction_subsets),
         ("recorded embeddings", c.recorded),
         ("all-absent rows", c.all_absent_row),
         ("one-modality rows", c.one_modality_row),

@@ -218,8 +218,26 @@ fn every_objective_every_tensor_dense_batches() {
         let only = ObjectiveWeights::only(Objective::Neighborhood);
         worst = worst.max(check_model(&model, &batch, &only, &format!("{label} neighborhood tau=0.3"), is_encoder));
         // The full mix, with uneven weights.
-        let mix = ObjectiveWeights([0.7, 1.3, 0.4, 2.0, 0.9, 0.8]);
+        let mix = ObjectiveWeights([0.7, 1.3, 0.4, 2.0, 0.9, 0.8, 0.0]);
         worst = worst.max(check_model(&model, &batch, &mix, &format!("{label} mix"), |_| true));
+        // reconstruction: the decoders, the fusion network and the encoders
+        // learn from it; then every objective together.
+        let model = LearnableMultiModal::<f64>::new(Config { reconstruction_decoders: true, neighborhood_neighbors: 3, ..config(heads, binder) }).unwrap();
+        let only = ObjectiveWeights::only(Objective::Reconstruction);
+        worst = worst.max(check_model(&model, &batch, &only, &format!("{label} reconstruction"), |n| {
+            n.starts_with("fusion.") || n.starts_with("reconstruction.") || is_encoder(n)
+        }));
+        let mix = ObjectiveWeights([0.7, 1.3, 0.4, 2.0, 0.9, 0.8, 0.6]);
+        worst = worst.max(check_model(&model, &batch, &mix, &format!("{label} mix with reconstruction"), |_| true));
+        // ... from the fused embeddings of random subsets of the modalities.
+        // The encoders of the modalities no row keeps learn nothing from it.
+        let model = LearnableMultiModal::<f64>::new(Config { reconstruction_decoders: true, reconstruction_subsets: true, ..config(heads, binder) }).unwrap();
+        let kept = objectives::reconstruction::draw_subsets(mask.view(), &mut objectives::objective_rng(model.config().seed, 0, Objective::Reconstruction));
+        let read = |n: &str| (0..NUM_MODALITIES).any(|m| n.starts_with(&format!("encoder.{}.", grapheme_multimodal::Modality::ALL[m].name())) && kept.column(m).iter().any(|&k| k));
+        assert!(kept.iter().zip(mask.iter()).any(|(&k, &p)| p && !k), "some present modality is left out");
+        worst = worst.max(check_model(&model, &batch, &only, &format!("{label} reconstruction from subsets"), |n| {
+            n.starts_with("fusion.") || n.starts_with("reconstruction.") || read(n)
+        }));
     }
     println!("worst relative error (dense): {worst:.3e}");
 }
@@ -561,7 +579,7 @@ fn encoder_skip_gradients() {
     }
     let (xs, mask, fused) = (dense_inputs(&mut rng, 7), mask(), rng.array2(7, 8));
     let batch = dense_batch(&xs, &mask, &fused);
-    let mix = ObjectiveWeights([0.7, 1.3, 0.4, 0.0, 0.9, 0.8]);
+    let mix = ObjectiveWeights([0.7, 1.3, 0.4, 0.0, 0.9, 0.8, 0.0]);
     let worst = check_model(&model, &batch, &mix, "encoder skip", |n| !n.starts_with("attention."));
     println!("worst relative error (encoder skip): {worst:.3e}");
 }
@@ -587,7 +605,7 @@ fn encoder_dropout_gradients() {
             let contrastive = ObjectiveWeights::only(Objective::Contrastive);
             worst.max(check_model(&model, &batch, &contrastive, &label, |n| is_encoder(n) || n == "contrastive.log_temperature"))
         } else {
-            let mix = ObjectiveWeights([0.7, 1.3, 0.4, 0.0, 0.9, 0.8]);
+            let mix = ObjectiveWeights([0.7, 1.3, 0.4, 0.0, 0.9, 0.8, 0.0]);
             worst.max(check_model(&model, &batch, &mix, &label, |n| !n.starts_with("attention.")))
         };
     }
@@ -680,7 +698,7 @@ fn contrastive_as_a_power_mean_of_its_pairs() {
         worst = worst.max(check_model(&model, &batch, &contrastive, &label, |n| {
             is_encoder(n) || n.starts_with("head.") || n == "contrastive.log_temperature"
         }));
-        let mix = ObjectiveWeights([0.7, 1.3, 0.4, 2.0, 0.9, 0.8]);
+        let mix = ObjectiveWeights([0.7, 1.3, 0.4, 2.0, 0.9, 0.8, 0.0]);
         worst = worst.max(check_model(&model, &batch, &mix, &format!("{label} mix"), |_| true));
         // A power mean below 1 is below the arithmetic mean (the pairs differ).
         let (power, plain) = (model.losses(&batch, &contrastive).unwrap().total, arithmetic.losses(&batch, &contrastive).unwrap().total);
@@ -740,19 +758,20 @@ fn residual_fusion_input_gradients() {
 fn every_objective_with_a_residual_fusion() {
     let mut worst: f64 = 0.0;
     for (c, base) in [(0.5, config(2, BinderKind::Bilinear)), (3.0, deep_config(&[6], Some(7), &[8], false))] {
-        let model = LearnableMultiModal::<f64>::new(Config { fusion_residual: c, fused_neighbors: 3, ..base }).unwrap();
+        let model = LearnableMultiModal::<f64>::new(Config { fusion_residual: c, fused_neighbors: 3, reconstruction_decoders: true, ..base }).unwrap();
         let mut rng = Lcg(91);
         let (xs, mask, fused) = (dense_inputs(&mut rng, 7), mask(), rng.array2(7, 8));
         let batch = dense_batch(&xs, &mask, &fused);
-        for objective in [Objective::SeedConsistency, Objective::FusedContrastive, Objective::CrossModal] {
+        for objective in [Objective::SeedConsistency, Objective::FusedContrastive, Objective::CrossModal, Objective::Reconstruction] {
             let reaches = |n: &str| match objective {
                 Objective::SeedConsistency => n.starts_with("fusion.") || is_embedding_path(n),
+                Objective::Reconstruction => n.starts_with("fusion.") || n.starts_with("reconstruction.") || is_embedding_path(n),
                 Objective::FusedContrastive => n.starts_with("fusion.") || is_embedding_path(n) || n == "fused_contrastive.log_temperature",
-                _ => !n.starts_with("binder.") && !n.ends_with("log_temperature"),
+                _ => !n.starts_with("binder.") && !n.ends_with("log_temperature") && !n.starts_with("reconstruction."),
             };
             worst = worst.max(check_model(&model, &batch, &ObjectiveWeights::only(objective), &format!("c={c} {objective:?}"), reaches));
         }
-        let mix = ObjectiveWeights([0.7, 1.3, 0.4, 2.0, 0.9, 0.8]);
+        let mix = ObjectiveWeights([0.7, 1.3, 0.4, 2.0, 0.9, 0.8, 0.6]);
         worst = worst.max(check_model(&model, &batch, &mix, &format!("c={c} mix"), |_| true));
     }
     println!("worst relative error (residual fusion): {worst:.3e}");

@@ -234,7 +234,7 @@ fn bad_training_input_is_an_error_and_changes_nothing() {
     let make = || TrainBatch::inputs(EncoderInput::dense(views(&xs), mask.view()).unwrap());
     let err = model.backward(&make(), &ObjectiveWeights::only(Objective::SeedConsistency)).unwrap_err().to_string();
     assert!(err.contains("fused") && err.contains("seed_consistency"), "{err}");
-    let err = model.backward(&make(), &ObjectiveWeights([0.0, -1.0, 0.0, 0.0, 0.0, 0.0])).unwrap_err().to_string();
+    let err = model.backward(&make(), &ObjectiveWeights([0.0, -1.0, 0.0, 0.0, 0.0, 0.0, 0.0])).unwrap_err().to_string();
     assert!(err.contains("contrastive") && err.contains(">= 0"), "{err}");
     let fused = Array2::<f32>::zeros((3, 16));
     let batch = TrainBatch {

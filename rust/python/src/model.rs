@@ -40,7 +40,7 @@ impl PyModel {
         encoder_objectives=None,
         encoder_hidden=Vec::new(), encoder_output_dim=None, shared_head=Vec::new(),
         encoder_input_dropout=0.0, encoder_hidden_dropout=0.0, learnable_temperature=false,
-        fusion_residual=0.0, encoder_skip=false
+        fusion_residual=0.0, encoder_skip=false, reconstruction_decoders=false, reconstruction_subsets=false
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -72,6 +72,8 @@ impl PyModel {
         learnable_temperature: bool,
         fusion_residual: f64,
         encoder_skip: bool,
+        reconstruction_decoders: bool,
+        reconstruction_subsets: bool,
         py: Python<'_>,
     ) -> PyResult<Self> {
         let config = Config {
@@ -108,6 +110,8 @@ impl PyModel {
             encoder_skip,
             learnable_temperature,
             fusion_residual,
+            reconstruction_decoders,
+            reconstruction_subsets,
         };
         let model = crate::guard::detached(py, || LearnableMultiModal::new(config.clone()))?;
         Ok(PyModel { model: Shared::new(model), config })
