@@ -166,6 +166,12 @@ def test_the_objective_without_decoders_is_refused_naming_both():
     assert err.value.arg == "weights"
     with pytest.raises(InvalidValueError, match="reconstruction"):
         m.losses(views(8), weights=ONLY)
+    # fit's argument is objectives (the core's refusal named weights); nothing trained.
+    before = m.state_dict()
+    with pytest.raises(InvalidValueError, match=r"^objectives: reconstruction has weight 0\.5, .*reconstruction_decoders=True") as err:
+        m.fit(views(8), epochs=1, objectives={"contrastive": 1.0, "reconstruction": 0.5}, progress=False)
+    assert err.value.arg == "objectives"
+    assert all(before[k].tobytes() == v.tobytes() for k, v in m.state_dict().items())
 
 
 def test_the_recipe_s_settings_make_the_decoders_when_it_is_weighted():

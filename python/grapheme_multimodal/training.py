@@ -202,6 +202,7 @@ def fit(
     weights = resolve_weights(objectives, train.has_fused, "objectives")
     if max(weights) <= 0:
         raise all_zero_error(objectives, "objectives")
+    _check_has_decoders(model, dict(zip(OBJECTIVES, weights)))
     _check_rows_to_compare(dict(zip(OBJECTIVES, weights)), len(train), batch_size)
     check_something_trains(dict(zip(OBJECTIVES, weights)), train.mask_of(np.arange(len(train))), "data", train.has_inputs)
     _check_step_count(model, int(epochs), train.num_batches(int(batch_size)))  # numpy ints would wrap
@@ -849,6 +850,18 @@ def _checked_metrics(metrics: Any) -> Dict[str, Metric]:
                 f"metrics[{name!r}]: the name of a validation loss (recorded as 'val_{name}'); expected another name", "metrics"
             )
     return dict(metrics)
+
+
+def _check_has_decoders(model: "LearnableMultiModal", weights: Dict[str, float]) -> None:
+    """Refuses the reconstruction objective for a model without its decoders,
+    naming ``objectives``: the core's refusal names its own ``weights``,
+    which fit's caller never passed."""
+    if weights["reconstruction"] > 0 and not model.config.reconstruction_decoders:
+        raise InvalidValueError(
+            f"objectives: reconstruction has weight {weights['reconstruction']}, but the model has no decoders to "
+            "reconstruct the inputs with; expected weight 0, or a model made with reconstruction_decoders=True",
+            "objectives",
+        )
 
 
 def _check_rows_to_compare(weights: Mapping[str, float], rows: int, batch_size: int) -> None:

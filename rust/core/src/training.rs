@@ -537,7 +537,7 @@ impl<T: Real> LearnableMultiModal<T> {
             return Err(Error::invalid(
                 "weights",
                 "reconstruction: the model has no decoders to reconstruct the inputs with; \
-                 expected weight 0, or a model made with reconstruction_decoders=true",
+                 expected weight 0, or a model made with reconstruction_decoders=True",
             ));
         }
         let batch_size = batch.batch_size();
