@@ -177,8 +177,10 @@ def test_the_objective_without_decoders_is_refused_naming_both():
 def test_the_recipe_s_settings_make_the_decoders_when_it_is_weighted():
     from grapheme_multimodal import uci
 
-    assert "reconstruction" not in uci.RECIPE_OBJECTIVES  # an option, not the recipe (docs/objectives.md)
-    assert uci.TrainingSettings().model_options()["reconstruction_decoders"] is False
+    assert uci.RECIPE_OBJECTIVES["reconstruction"] == 1.0  # the recipe's (docs/objectives.md, "Adopted: ...")
+    assert uci.TrainingSettings().model_options()["reconstruction_decoders"] is True
+    unweighted = uci.TrainingSettings(weights={k: w for k, w in uci.RECIPE_OBJECTIVES.items() if k != "reconstruction"})
+    assert unweighted.model_options()["reconstruction_decoders"] is False
     weighted = uci.TrainingSettings(weights={**uci.RECIPE_OBJECTIVES, "reconstruction": 0.5})
     assert weighted.model_options()["reconstruction_decoders"] is True
     assert uci.TrainingSettings(reconstruction_decoders=True).model_options()["reconstruction_decoders"] is True
@@ -196,7 +198,9 @@ def test_the_cli_and_the_estimator_make_the_decoders_when_it_is_weighted(tmp_pat
     assert main(base + ["--objectives", "contrastive=1,reconstruction=0.2"]) == 0, capsys.readouterr().err
     loaded = gm.LearnableMultiModal.load(ckpt)
     assert loaded.config.reconstruction_decoders is True and "reconstruction.visual.weight" in loaded.state_dict()
-    assert main(base) == 0, capsys.readouterr().err
+    assert main(base) == 0, capsys.readouterr().err  # the recipe weighs it
+    assert gm.LearnableMultiModal.load(ckpt).config.reconstruction_decoders is True
+    assert main(base + ["--objectives", "contrastive=1"]) == 0, capsys.readouterr().err
     assert gm.LearnableMultiModal.load(ckpt).config.reconstruction_decoders is False
     Xs = [x for x in views(60).values()]
     est = MultimodalEmbedder(embed_dim=8, epochs=1, objectives={"contrastive": 1.0, "reconstruction": 0.5}).fit(Xs)
