@@ -174,6 +174,19 @@ def test_the_objective_without_decoders_is_refused_naming_both():
     assert all(before[k].tobytes() == v.tobytes() for k, v in m.state_dict().items())
 
 
+def test_an_input_whose_square_overflows_is_named_not_the_parameters():
+    """Encoded, a row of 3e19 is a unit vector; squared in the reconstruction
+    it overflows float32. The refusal blamed "the model's parameters"."""
+    m = model(reconstruction_decoders=True)
+    data = views(8)
+    data["visual"][5] = 3e19
+    before = {k: v.copy() for k, v in m.state_dict().items()}
+    with pytest.raises(gm.NonFiniteError, match=r"row 5: the reconstruction loss overflows float32 on it \(largest magnitude 3\.000e19") as err:
+        m.train_step(data, weights=ONLY)
+    assert err.value.arg == "inputs['visual']"
+    assert all(before[k].tobytes() == v.tobytes() for k, v in m.state_dict().items())
+
+
 def test_the_recipe_s_settings_make_the_decoders_when_it_is_weighted():
     from grapheme_multimodal import uci
 

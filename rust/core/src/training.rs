@@ -651,7 +651,11 @@ impl<T: Real> LearnableMultiModal<T> {
                             true => objectives::reconstruction::draw_subsets(mask, &mut rng),
                             false => mask.to_owned(),
                         };
-                        objectives::reconstruction(&self.fusion, decoders, params, emb, mask, fused_from.view(), &targets, sink)
+                        let loss = objectives::reconstruction(&self.fusion, decoders, params, emb, mask, fused_from.view(), &targets, sink);
+                        if let Some(err) = (!loss.is_finite()).then(|| reconstruction_overflow(&targets)).flatten() {
+                            return Err(err);
+                        }
+                        loss
                     }
                     // Recorded embeddings: no inputs to reconstruct.
                     _ => T::zero(),
@@ -734,6 +738,30 @@ impl<T: Real> LearnableMultiModal<T> {
             ),
         }
     }
+}
+
+/// The input row a not-finite reconstruction loss overflowed on: the first
+/// whose input (after the model's normalization) leaves float32 when
+/// squared. The encoders can read such a row (their output is a unit
+/// vector), so the loss was blamed on the parameters, which were fine.
+fn reconstruction_overflow<T: Real>(targets: &[Option<RowInputs<T>>]) -> Option<Error> {
+    for (m, target) in targets.iter().enumerate() {
+        let Some(target) = target else { continue };
+        for (i, row) in target.x.outer_iter().enumerate() {
+            if !row.iter().fold(T::zero(), |sum, &v| sum + v * v).is_finite() {
+                let largest = row.iter().fold(0.0f64, |most, v| most.max(v.to_f64().map_or(f64::INFINITY, f64::abs)));
+                return Some(Error::overflow(
+                    input_arg(m),
+                    format!(
+                        "row {}: the reconstruction loss overflows float32 on it (largest magnitude {largest:.3e} after the \
+                         model's normalization, if any); expected values of moderate size",
+                        target.rows[i]
+                    ),
+                ));
+            }
+        }
+    }
+    None
 }
 
 /// `total += rows`, per modality, saturating.

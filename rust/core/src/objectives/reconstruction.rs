@@ -12,6 +12,8 @@
 //! L = (1/|P|) Σ_{(r, m) ∈ P} (1/d_m) ‖W_m (√E f_r) + b_m − x_m(r)‖²
 //! ```
 //!
+//! over the present pairs `P`.
+//!
 //! The decoders read the fused embedding scaled by `√E`: a unit vector's
 //! entries are then of order 1, as the standardised inputs' are, so the
 //! weights a good reconstruction needs are of the size Adam's steps reach
@@ -20,7 +22,7 @@
 //! least-squares refit in a first build, UCI split 0: MSE 0.46 against
 //! 0.31). The scale is a constant: the same model as an unscaled decoder.
 //!
-//! over the present pairs `P`. With `config.reconstruction_subsets`, `f_r`
+//! With `config.reconstruction_subsets`, `f_r`
 //! is instead the fused embedding of a random subset of the event's present
 //! modalities (each kept with probability ½; one drawn uniformly when none
 //! is), still predicting every present modality: the missing ones from the
