@@ -46,7 +46,7 @@ use crate::modality::NUM_MODALITIES;
 use crate::nn::FusionNetwork;
 use crate::params::Params;
 use crate::real::Real;
-use ndarray::{s, Array2, ArrayView2, ArrayView3, Axis};
+use ndarray::{s, Array2, ArrayView1, ArrayView2, ArrayView3, ArrayViewMut1, Axis};
 use rand_core::Rng;
 
 /// Where fused_contrastive looks for each event's nearest events
@@ -107,22 +107,29 @@ pub fn draw_views(mask: ArrayView2<bool>, rng: &mut impl Rng) -> (Vec<usize>, [A
     let empty = || Array2::from_elem((rows.len(), NUM_MODALITIES), false);
     let mut views = [empty(), empty()];
     for (k, &r) in rows.iter().enumerate() {
-        let present = || (0..NUM_MODALITIES).filter(move |&m| mask[[r, m]]);
-        let count = present().count();
         for view in views.iter_mut() {
-            let mut any = false;
-            for m in present() {
-                let kept = rng.next_u64() >> 63 == 1;
-                view[[k, m]] = kept;
-                any |= kept;
-            }
-            if !any {
-                let m = present().nth(below(rng, count)).expect("below count");
-                view[[k, m]] = true;
-            }
+            draw_subset(mask.row(r), rng, view.row_mut(k));
         }
     }
     (rows, views)
+}
+
+/// One random subset of a row's `present` modalities into `kept` (all
+/// false on entry): each kept with probability ½, one drawn uniformly when
+/// none is. fused_contrastive's views and reconstruction's subsets draw it
+/// alike, from their own streams.
+pub fn draw_subset(present: ArrayView1<bool>, rng: &mut impl Rng, mut kept: ArrayViewMut1<bool>) {
+    let modalities = || (0..NUM_MODALITIES).filter(|&m| present[m]);
+    let mut any = false;
+    for m in modalities() {
+        let keep = rng.next_u64() >> 63 == 1;
+        kept[m] = keep;
+        any |= keep;
+    }
+    if !any {
+        let m = modalities().nth(below(rng, modalities().count())).expect("below count");
+        kept[m] = true;
+    }
 }
 
 /// `P_k = [k] ++ the `neighbors` rows most similar to row `k`` (indices into

@@ -40,7 +40,8 @@
 //! view's input keeps each view's own detail (docs/objectives.md).
 
 use super::input_neighbors::RowInputs;
-use super::{below, GradSink};
+use super::fused_contrastive::draw_subset;
+use super::GradSink;
 use crate::kernels::{self, Epilogue};
 use crate::modality::{Modality, NUM_MODALITIES};
 use crate::nn::ops::linear_backward;
@@ -77,20 +78,8 @@ impl Decoders {
 /// keep none).
 pub fn draw_subsets(mask: ArrayView2<bool>, rng: &mut impl Rng) -> Array2<bool> {
     let mut kept = Array2::from_elem(mask.dim(), false);
-    for r in 0..mask.nrows() {
-        let present: Vec<usize> = (0..NUM_MODALITIES).filter(|&m| mask[[r, m]]).collect();
-        if present.is_empty() {
-            continue;
-        }
-        let mut any = false;
-        for &m in &present {
-            let keep = rng.next_u64() >> 63 == 1;
-            kept[[r, m]] = keep;
-            any |= keep;
-        }
-        if !any {
-            kept[[r, present[below(rng, present.len())]]] = true;
-        }
+    for r in (0..mask.nrows()).filter(|&r| mask.row(r).iter().any(|&p| p)) {
+        draw_subset(mask.row(r), rng, kept.row_mut(r));
     }
     kept
 }
