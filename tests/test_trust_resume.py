@@ -39,6 +39,7 @@ def full_state(model: gm.LearnableMultiModal) -> tuple:
 def configs(draw) -> dict:
     hidden = draw(st.sampled_from([(), (6,), (6, 5)]))
     head = draw(st.sampled_from([(), (8,), (7, 8)]))
+    decoders = draw(st.booleans())
     return dict(
         embed_dim=8, hidden_dim=8, num_heads=draw(st.sampled_from([1, 2])), seed=draw(st.integers(0, 4)), input_dims=DIMS,
         binder_kind=draw(st.sampled_from(["additive", "bilinear"])), encoder_hidden=hidden, shared_head=head,
@@ -53,7 +54,7 @@ def configs(draw) -> dict:
         encoder_objectives=draw(st.sampled_from([None, ("contrastive",), ("contrastive", "binding")])),
         contrastive_neighbors=draw(st.sampled_from([0, 2])), fused_neighbors=draw(st.sampled_from([0, 2])),
         weight_decay=draw(st.sampled_from([0.0, 0.01])), grad_clip=draw(st.sampled_from([None, 1.0])),
-        reconstruction_decoders=draw(st.booleans()), reconstruction_subsets=draw(st.booleans()),
+        reconstruction_decoders=decoders, reconstruction_subsets=decoders and draw(st.booleans()),  # subsets need them
     )
 
 

@@ -205,7 +205,8 @@ class LearnableMultiModalConfig:
     after every other tensor), which the ``reconstruction`` objective
     trains (it needs them); ``reconstruction_subsets`` — that objective
     predicts every present modality from the fused embedding of a random
-    subset of them (each kept with probability ½), not of the whole event.
+    subset of them (each kept with probability ½), not of the whole event
+    (it needs the decoders).
     """
 
     embed_dim: int = 64
@@ -372,6 +373,13 @@ class LearnableMultiModalConfig:
                 f"encoder_skip: got True, but {missing}; expected False, or encoder_hidden and shared_head", "encoder_skip")
         for name in ("reconstruction_decoders", "reconstruction_subsets"):
             object.__setattr__(self, name, check_flag(getattr(self, name), name))
+        if self.reconstruction_subsets and not self.reconstruction_decoders:
+            # it changed nothing: the reconstruction objective is refused on a model without decoders
+            raise InvalidValueError(
+                "reconstruction_subsets: got True, but reconstruction_decoders is False (no decoders: the "
+                "reconstruction objective it shapes cannot train); expected False, or reconstruction_decoders=True",
+                "reconstruction_subsets",
+            )
         learn = check_flag(self.learnable_temperature, "learnable_temperature")
         object.__setattr__(self, "learnable_temperature", learn)
         lo, hi = TEMPERATURE_RANGE

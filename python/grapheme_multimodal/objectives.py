@@ -62,7 +62,11 @@ DEFAULT_WEIGHTS: Dict[str, float] = {
 ROW_COMPARING_OBJECTIVES = ("contrastive", "binding", "fused_contrastive", "neighborhood")
 
 #: What to do instead when every weighted objective compares rows and there is one row.
-ONE_ROW_REMEDY = "expected at least 2 rows, or an objective that learns from one row (cross_modal, seed_consistency)"
+ONE_ROW_REMEDY = ("expected at least 2 rows, or an objective that learns from one row (cross_modal, seed_consistency, "
+                  "reconstruction with reconstruction_decoders=True)")
+
+#: The largest float32: the core refuses weights beyond it.
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def split_by_rows(weights: Mapping[str, float]) -> Tuple[List[str], List[str]]:
@@ -119,6 +123,8 @@ def resolve_weights(weights: Optional[Mapping[str, float]], has_fused: bool, nam
                 raise InvalidValueError(f"{name}[{key!r}]: expected a finite number >= 0, got an int too large for a float", name) from None
             if not math.isfinite(value) or value < 0:
                 raise InvalidValueError(f"{name}[{key!r}]: expected a finite number >= 0, got {value}", name)
+            if value > _FLOAT32_MAX:  # else the core refused it by its own name, weights
+                raise InvalidValueError(f"{name}[{key!r}]: expected a finite number >= 0 that float32 holds, got {value}", name)
             chosen[key] = value
         if chosen.get("seed_consistency", 0.0) > 0 and not has_fused:
             raise InvalidValueError(

@@ -205,6 +205,7 @@ def fit(
     _check_has_decoders(model, dict(zip(OBJECTIVES, weights)))
     _check_rows_to_compare(dict(zip(OBJECTIVES, weights)), len(train), batch_size)
     check_something_trains(dict(zip(OBJECTIVES, weights)), train.mask_of(np.arange(len(train))), "data", train.has_inputs)
+    _warn_untrained_without_inputs(dict(zip(OBJECTIVES, weights)), train.mask_of(np.arange(len(train))), train.has_inputs)
     _check_step_count(model, int(epochs), train.num_batches(int(batch_size)))  # numpy ints would wrap
     if val is not None:
         val_weights = resolve_weights(objectives, val.has_fused, "objectives")
@@ -893,8 +894,8 @@ def unmeasured_objectives(weights: Mapping[str, float], mask: np.ndarray, has_in
     ``cross_modal`` predicts a modality from the others of its row (no row
     holds two modalities), ``contrastive`` and ``binding`` tell a row's pair
     of modalities from other rows' (no two rows hold the same pair), and
-    ``neighborhood`` finds a row's neighbours by its inputs (recorded
-    embeddings have none). The one answer to "what do these rows leave at
+    ``neighborhood`` finds a row's neighbours by its inputs and
+    ``reconstruction`` predicts them (recorded embeddings have none). The one answer to "what do these rows leave at
     0" for fit's data, its validation and fit_with_stopping's held-out rows."""
     present = np.asarray(mask, dtype=bool)
     if not present.size:
@@ -908,6 +909,7 @@ def unmeasured_objectives(weights: Mapping[str, float], mask: np.ndarray, has_in
     }
     why["binding"] = why["contrastive"]
     why["neighborhood"] = None if has_inputs else "recorded embeddings hold no inputs to find neighbours by"
+    why["reconstruction"] = None if has_inputs else "recorded embeddings hold no inputs to reconstruct"
     if len(present) < 2:
         why.update(dict.fromkeys(ROW_COMPARING_OBJECTIVES, _ONE_ROW))
     return {o: why[o] for o, w in weights.items() if w > 0 and why.get(o) is not None}
@@ -939,8 +941,23 @@ def check_something_trains(weights: Mapping[str, float], mask: np.ndarray, arg: 
                   # one row of one modality: cross_modal is the one objective left that learns from one row
                   else "expected at least 2 rows, or a row holding two modalities for cross_modal" if _ONE_ROW in reasons
                   else "expected data they learn from, or another objective (fused_contrastive learns from rows of one "
-                       "modality, neighborhood from inputs)")
+                       "modality, neighborhood and reconstruction from inputs)")
         raise InvalidValueError(f"{arg}: {_zero_because(zero, weighted)}, so nothing would train; {remedy}", arg)
+
+
+def _warn_untrained_without_inputs(weights: Mapping[str, float], mask: np.ndarray, has_inputs: bool) -> None:
+    """Warns of the weighted objectives that fit's recorded embeddings
+    (no inputs) leave at 0 every epoch while others train (all of them 0
+    is :func:`check_something_trains`'s refusal): said nowhere else but
+    in the history's zeros."""
+    if has_inputs:
+        return
+    zero = unmeasured_objectives(weights, mask, has_inputs)
+    weighted = [o for o, w in weights.items() if w > 0]
+    without_inputs = [o for o in weighted if o in ("neighborhood", "reconstruction") and o in zero]
+    if without_inputs:
+        warnings.warn(f"data: {_zero_because(zero, without_inputs)}; only "
+                      f"{', '.join(o for o in weighted if o not in zero)} will train", UserWarning, stacklevel=4)
 
 
 def check_validation_measures(weights: Mapping[str, float], mask: np.ndarray, monitor: str, what: str, arg: str,
@@ -963,7 +980,7 @@ def check_validation_measures(weights: Mapping[str, float], mask: np.ndarray, mo
     if watched and (early_stopping or one_row):
         reasons = {zero[o] for o in watched}
         need = ("at least 2 rows" if _ONE_ROW in reasons
-                else "validation data with inputs" if "neighborhood" in watched
+                else "validation data with inputs" if {"neighborhood", "reconstruction"} & set(watched)
                 else "at least 2 rows holding the same two modalities" if any(o != "cross_modal" for o in watched)
                 else "a row holding two modalities")
         stopping = " (early stopping would keep the first epoch)" if early_stopping else ""

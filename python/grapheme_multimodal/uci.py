@@ -109,8 +109,9 @@ class TrainingSettings:
     the fusion network's output plus 10 × the mean of the present view
     embeddings, normalised), ``reconstruction_decoders`` (a linear decoder
     per view from the fused embedding to its standardised input, which the
-    ``reconstruction`` objective trains; ``None``: when ``weights`` gives
-    that objective a weight; not the recipe's, see docs/objectives.md),
+    ``reconstruction`` objective trains; ``None``: when the objectives give
+    it a weight, as the recipe's do; ``False`` with such objectives is
+    refused, naming ``reconstruction_decoders``),
     ``reconstruction_subsets`` (that objective reads the fused embedding of
     a random subset of the views) and
     ``contrastive_pair_power`` (the contrastive
@@ -168,6 +169,15 @@ class TrainingSettings:
         # Here, not when train runs: fit named the mistake "objectives", its own
         # argument, which these settings do not have.
         check_weights(self.weights, "weights")
+        weight = self.objectives.get("reconstruction", 0.0)
+        if self.reconstruction_decoders is False and weight > 0:
+            # else train refused it naming fit's `objectives`, an argument these settings do not have
+            given = "weights gives" if self.weights is not None else "the recipe's objectives (weights=None) give"
+            raise InvalidValueError(
+                f"reconstruction_decoders: got False, but {given} reconstruction weight {weight}, which trains "
+                "the decoders; expected None or True, or weights with reconstruction 0",
+                "reconstruction_decoders",
+            )
 
     def model_options(self) -> Dict[str, object]:
         """The :class:`LearnableMultiModal` keywords these settings choose."""

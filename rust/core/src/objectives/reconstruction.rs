@@ -155,7 +155,11 @@ pub fn reconstruction<T: Real>(
         kernels::gemm(f.view(), wt.view(), diff.view_mut(), Epilogue::bias(params.slice(b), false));
         diff -= &target.x.select(Axis(0), own);
         let per_entry = inv_count / T::c(d as f64);
-        loss += diff.iter().fold(T::zero(), |acc, &v| acc + v * v) * per_entry;
+        // Row by row, each row's squares scaled by 1/(d_m |P|) before they are
+        // added: the sum stays under the largest row's mean whenever each
+        // row's own squares fit in float32 (summed over the batch first, rows
+        // of 4e18 overflowed, and the refusal blamed the parameters).
+        loss += diff.outer_iter().fold(T::zero(), |acc, row| acc + row.iter().fold(T::zero(), |sum, &v| sum + v * v) * per_entry);
         if let (Some(sink), Some(d_fused)) = (sink.as_deref_mut(), d_fused.as_mut()) {
             // ∂(weight · L)/∂diff = weight · 2 diff / (d_m |P|).
             diff *= sink.weight * T::c(2.0) * per_entry;

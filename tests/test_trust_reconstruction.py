@@ -1,0 +1,161 @@
+"""A hostile user's audit of the ``reconstruction`` objective and its options
+(``reconstruction_decoders``, ``reconstruction_subsets``): what it turned
+up, each test failing before its fix. What held already (one modality,
+width-1 and constant views, dtypes and layouts, rows with no modality,
+forged decoder tensors, checkpoints with and without decoders, pickles,
+sklearn clones, threads, the CLI's bad weights) is covered by
+test_reconstruction.py and the general hostile-input tests."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import grapheme_multimodal as gm
+from grapheme_multimodal import uci
+from grapheme_multimodal.exceptions import InvalidValueError
+
+from conftest import cli_train_args, save_with_config_fields, small_model, two_cluster_views
+
+DIMS = {"visual": 6, "auditory": 9}
+ONLY = {"reconstruction": 1.0}
+
+
+def model(**changes) -> gm.LearnableMultiModal:
+    return small_model(DIMS, **changes)
+
+
+def views(n: int = 20, seed: int = 0) -> dict:
+    return two_cluster_views(DIMS, n, seed)
+
+
+def state(m: gm.LearnableMultiModal) -> dict:
+    opt = m.optimizer_state()
+    return {**{k: v.tobytes() for k, v in m.state_dict().items()}, "step": opt["step"], "rng": opt["rng_counter"],
+            "epochs": m.epochs_trained}
+
+
+def recorded(m: gm.LearnableMultiModal, data: dict) -> gm.ExperienceBuffer:
+    """An experience buffer of ``data``'s recorded embeddings, without their inputs."""
+    emb, fused = m.encode_and_fuse(data)
+    n = len(next(iter(data.values())))
+    mask = np.zeros((n, 7), bool)
+    mask[:, [gm.Modality.parse(v).index for v in data]] = True
+    buffer = gm.ExperienceBuffer(n, embed_dim=m.config.embed_dim)
+    buffer.extend(emb, mask, fused, m.pair_strengths(emb, mask), np.zeros(n))
+    return buffer
+
+
+def test_reconstruction_on_recorded_embeddings_is_explained():
+    """Recorded embeddings hold no inputs to reconstruct: a fit of the
+    objective alone ran its epochs on zero gradients and reported success;
+    beside others it was 0 every epoch without a word; and a validation loss
+    watched on them was 0 every epoch, so early stopping kept the first."""
+    m = model(reconstruction_decoders=True)
+    buffer = recorded(m, views())
+    before = state(m)
+    with pytest.raises(InvalidValueError, match=r"^data: recorded embeddings hold no inputs to reconstruct "
+                                                r"\(reconstruction is 0 on them\), so nothing would train") as err:
+        m.fit(buffer, epochs=1, batch_size=10, objectives=ONLY, progress=False)
+    assert err.value.arg == "data" and state(m) == before
+    with pytest.warns(UserWarning, match=r"^data: recorded embeddings hold no inputs to reconstruct \(reconstruction is 0 "
+                                         r"on them\); only contrastive will train"):
+        history = m.fit(buffer, epochs=1, batch_size=10, objectives={"contrastive": 1.0, **ONLY}, progress=False)
+    assert history["reconstruction"] == [0.0] and history["contrastive"][0] > 0
+    with pytest.raises(InvalidValueError, match=r"^validation: recorded embeddings hold no inputs to reconstruct .*"
+                                                r"monitor 'val_reconstruction' would be 0 every epoch .*expected validation "
+                                                r"data with inputs") as err:
+        m.fit(views(), validation=buffer, epochs=2, batch_size=10, objectives={"contrastive": 1.0, **ONLY},
+              monitor="val_reconstruction", early_stopping=1, progress=False)
+    assert err.value.arg == "validation"
+    # A buffer with the inputs reconstructs them.
+    fresh = model(reconstruction_decoders=True)
+    fresh.record_batch(views(), rewards=np.zeros(20))
+    assert fresh.experience.batch().has_inputs.all()
+    with_inputs = fresh.fit(fresh.experience, epochs=1, batch_size=10, objectives=ONLY, progress=False)
+    assert with_inputs["reconstruction"][0] > 0
+
+
+def test_rows_whose_squares_sum_past_float32_are_not_blamed_on_the_parameters():
+    """Rows of 4e18 (encoded, unit vectors): each row's squared error fits in
+    float32, the batch's sum did not, and the refusal said "the model's
+    parameters overflow float32", which were the initial ones."""
+    m = model(reconstruction_decoders=True)
+    data = views(40)
+    data["visual"][:] = 4e18
+    loss = m.losses(data, weights=ONLY)["reconstruction"]
+    assert np.isfinite(loss) and loss == pytest.approx(0.5 * 16e36, rel=1e-3)  # visual's 40 pairs of the 80, each ~(4e18)²
+    assert np.isfinite(m.train_step(data, weights=ONLY)["reconstruction"])
+    assert all(np.isfinite(v).all() for v in m.state_dict().values())
+    # A row whose own squares leave float32 is still named (test_reconstruction.py).
+    data["visual"][7] = 3e19
+    with pytest.raises(gm.NonFiniteError, match=r"^inputs\['visual'\]: row 7: the reconstruction loss overflows"):
+        m.losses(data, weights=ONLY)
+
+
+def test_subsets_without_decoders_are_refused_and_old_files_load(tmp_path):
+    """reconstruction_subsets shapes the reconstruction objective, which a
+    model without decoders refuses: the flag was accepted and did nothing."""
+    with pytest.raises(InvalidValueError, match=r"^reconstruction_subsets: got True, but reconstruction_decoders is "
+                                                r"False .*expected False, or reconstruction_decoders=True") as err:
+        model(reconstruction_subsets=True)
+    assert err.value.arg == "reconstruction_subsets"
+    assert model(reconstruction_subsets=True, reconstruction_decoders=True).config.reconstruction_subsets is True
+    with pytest.raises(InvalidValueError, match="reconstruction_subsets"):
+        model(reconstruction_decoders=True, reconstruction_subsets=True).config.replace(reconstruction_decoders=False)
+    # The recipe's settings without the objective weighted make no decoders: asking for subsets is refused.
+    settings = uci.TrainingSettings(reconstruction_subsets=True, weights={"contrastive": 1.0})
+    with pytest.raises(InvalidValueError, match="reconstruction_subsets"):
+        gm.LearnableMultiModal(**settings.model_options())
+    # A file saved with the pair, before it was refused, loads: the same model, the flag off.
+    m = model()
+    m.train_step(views(), weights={"contrastive": 1.0})
+    path = tmp_path / "m.safetensors"
+    save_with_config_fields(m, path, reconstruction_subsets=True)
+    loaded = gm.LearnableMultiModal.load(path)
+    assert loaded.config == m.config and loaded.config.reconstruction_subsets is False
+    assert all(v.tobytes() == m.state_dict()[k].tobytes() for k, v in loaded.state_dict().items())
+
+
+def test_settings_that_weigh_reconstruction_without_decoders_are_refused_by_their_name():
+    """TrainingSettings(reconstruction_decoders=False) with the recipe's
+    objectives (which weigh reconstruction) was accepted, and train refused
+    it naming fit's `objectives`, an argument these settings do not have."""
+    with pytest.raises(InvalidValueError, match=r"^reconstruction_decoders: got False, but the recipe's objectives "
+                                                r"\(weights=None\) give reconstruction weight 1\.0") as err:
+        uci.TrainingSettings(reconstruction_decoders=False)
+    assert err.value.arg == "reconstruction_decoders"
+    with pytest.raises(InvalidValueError, match=r"^reconstruction_decoders: got False, but weights gives reconstruction "
+                                                r"weight 0\.5.*expected None or True, or weights with reconstruction 0"):
+        uci.TrainingSettings(reconstruction_decoders=False, weights={"contrastive": 1.0, "reconstruction": 0.5})
+    plain = uci.TrainingSettings(reconstruction_decoders=False, weights={"contrastive": 1.0, "reconstruction": 0.0})
+    assert plain.model_options()["reconstruction_decoders"] is False
+
+
+def test_weights_beyond_float32_are_named_by_the_caller_s_argument(tmp_path, capsys):
+    """A weight of 1e39 is finite in Python and refused by the core, which
+    named its own argument `weights`: fit's is `objectives`, the CLI's
+    `--objectives`, the estimator's `objectives`."""
+    from grapheme_multimodal.cli import main
+    from grapheme_multimodal.sklearn import MultimodalEmbedder
+
+    m = model(reconstruction_decoders=True)
+    before = state(m)
+    with pytest.raises(InvalidValueError, match=r"^objectives\['reconstruction'\]: expected a finite number >= 0 that "
+                                                r"float32 holds, got 1e\+39") as err:
+        m.fit(views(), epochs=1, objectives={"contrastive": 1.0, "reconstruction": 1e39}, progress=False)
+    assert err.value.arg == "objectives" and state(m) == before
+    with pytest.raises(InvalidValueError, match=r"^weights\['reconstruction'\]: .*float32 holds"):
+        m.train_step(views(), weights={"reconstruction": 1e39})
+    assert state(m) == before
+    with pytest.raises(InvalidValueError, match=r"^weights\['reconstruction'\]: .*float32 holds"):
+        uci.TrainingSettings(weights={"reconstruction": 1e39})
+    with pytest.raises(InvalidValueError, match=r"^objectives\['reconstruction'\]: .*float32 holds"):
+        MultimodalEmbedder(embed_dim=8, epochs=1, objectives={"reconstruction": 1e39}).fit(list(views(40).values()))
+    argv = cli_train_args(tmp_path, views(40), tmp_path / "m.safetensors")
+    assert main(argv + ["--objectives", "contrastive=1,reconstruction=1e39"]) == 2
+    err = capsys.readouterr().err
+    assert "--objectives['reconstruction']: expected a finite number >= 0 that float32 holds" in err, err
+    assert not (tmp_path / "m.safetensors").exists()
+    # The largest float32 is taken.
+    assert uci.TrainingSettings(weights={"reconstruction": float(np.finfo(np.float32).max)}).objectives["reconstruction"] > 0
