@@ -1,10 +1,10 @@
 """A hostile user's audit of the ``reconstruction`` objective and its options
 (``reconstruction_decoders``, ``reconstruction_subsets``): what it turned
-up, each test failing before its fix. What held already (one modality,
-width-1 and constant views, dtypes and layouts, rows with no modality,
+up, each test failing before its fix, and the awkward views that held
+(last test). What else held (dtypes and layouts, rows with no modality,
 forged decoder tensors, checkpoints with and without decoders, pickles,
-sklearn clones, threads, the CLI's bad weights) is covered by
-test_reconstruction.py and the general hostile-input tests."""
+sklearn clones, threads, Ray workers, the CLI's bad weights) the general
+hostile-input, checkpoint and thread tests cover for every objective."""
 
 from __future__ import annotations
 
@@ -115,6 +115,8 @@ def test_subsets_without_decoders_are_refused_and_old_files_load(tmp_path):
     loaded = gm.LearnableMultiModal.load(path)
     assert loaded.config == m.config and loaded.config.reconstruction_subsets is False
     assert all(v.tobytes() == m.state_dict()[k].tobytes() for k, v in loaded.state_dict().items())
+    saved = {**m.config.to_dict(), "reconstruction_subsets": True}  # a config saved as a dict, read back
+    assert gm.LearnableMultiModalConfig.from_dict(saved) == m.config
 
 
 def test_settings_that_weigh_reconstruction_without_decoders_are_refused_by_their_name():
@@ -159,3 +161,43 @@ def test_weights_beyond_float32_are_named_by_the_caller_s_argument(tmp_path, cap
     assert not (tmp_path / "m.safetensors").exists()
     # The largest float32 is taken.
     assert uci.TrainingSettings(weights={"reconstruction": float(np.finfo(np.float32).max)}).objectives["reconstruction"] > 0
+
+
+def _one_modality(data):
+    return {"visual": data["visual"]}, None
+
+
+def _width_one(data):
+    return {"visual": data["visual"][:, :1], "auditory": data["auditory"][:, :1]}, None
+
+
+def _constant_columns(data):
+    data["visual"][:, 2] = 5.0  # one column, and a whole view: zero std after standardisation
+    data["auditory"][:] = 3.0
+    return data, None
+
+
+def _huge_and_tiny(data):
+    data["visual"] *= 1e30
+    data["auditory"] *= 1e-30
+    return data, None
+
+
+def _a_modality_in_no_row(data):
+    mask = np.zeros((len(data["visual"]), 7), bool)
+    mask[:, 0] = True
+    return data, mask
+
+
+@pytest.mark.parametrize("shape", [_one_modality, _width_one, _constant_columns, _huge_and_tiny, _a_modality_in_no_row])
+def test_awkward_views_train_to_finite_losses(shape):
+    """Inputs a hostile user tries, held before this audit: fit (which
+    standardises) trains the decoders on them to finite losses and weights."""
+    data, mask = shape(views(24))
+    m = gm.LearnableMultiModal(embed_dim=8, hidden_dim=16, num_heads=2, seed=3, reconstruction_decoders=True,
+                               reconstruction_subsets=True, input_dims={v: x.shape[1] for v, x in data.items()})
+    history = m.fit(data, mask=mask, epochs=2, batch_size=12, objectives={"fused_contrastive": 1.0, **ONLY}, progress=False)
+    assert all(np.isfinite(r["reconstruction"]) and r["reconstruction"] > 0 for r in history.epochs)
+    assert all(np.isfinite(v).all() for v in m.state_dict().values())
+    batch = data if mask is None else gm.Batch(inputs=data, mask=mask)
+    assert np.isfinite(m.losses(batch, weights=ONLY)["reconstruction"])

@@ -209,10 +209,6 @@ def _new_model(meta: Mapping[str, Any]) -> "LearnableMultiModal":
     config = meta["config"]
     if not isinstance(config, Mapping):
         raise InvalidValueError(f"config: expected a mapping, got {type(config).__name__}", "config")
-    if config.get("reconstruction_subsets") is True and config.get("reconstruction_decoders") is False:
-        # Written before the config refused the pair (reconstruction_subsets changed nothing
-        # without decoders): it loads as the same model, the flag off.
-        config = {**config, "reconstruction_subsets": False}
     config = LearnableMultiModalConfig.from_dict(config)
     with _for_saved_state():
         return LearnableMultiModal(config)

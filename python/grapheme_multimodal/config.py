@@ -418,11 +418,16 @@ class LearnableMultiModalConfig:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "LearnableMultiModalConfig":
-        """Inverse of :meth:`to_dict`; unknown keys are an error."""
+        """Inverse of :meth:`to_dict`; unknown keys are an error. A config
+        saved with ``reconstruction_subsets`` but no decoders (before the pair
+        was refused: the flag changed nothing without them) reads with the
+        flag off, the same model."""
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - known
         if unknown:
             raise InvalidValueError(f"config: unknown fields {sorted(unknown)}; expected some of {sorted(known)}", "config")
+        if d.get("reconstruction_subsets") is True and d.get("reconstruction_decoders", False) is False:
+            d = {**d, "reconstruction_subsets": False}
         return cls(**d)
 
 
