@@ -361,6 +361,35 @@ def test_embed_on_ray_reports_what_the_model_refuses_in_one_line(user_files, ray
     gc.collect()  # a failed Ray Data run frees its actor pool when its reference cycles are collected
 
 
+@pytest.mark.ray
+@pytest.mark.timeout(300)
+def test_embed_on_ray_prints_its_result_without_ray_data_s_info_lines(user_files):
+    """Ray Data logs its execution plan and, where stdout is not a terminal,
+    its progress line by line at INFO: a dozen lines around the one the
+    command prints. They are off for the command; Ray's warnings and errors
+    still show. In a subprocess: the CLI starts its own local Ray there, as
+    a user's shell does (this session's Ray logs elsewhere)."""
+    import os
+    import subprocess
+    import sys
+
+    from grapheme_multimodal import LearnableMultiModal
+
+    ckpt = user_files / "small.safetensors"
+    LearnableMultiModal(embed_dim=8, hidden_dim=8, num_heads=2, input_dims={"visual": 10}, seed=0).save(ckpt)
+    env = dict(os.environ, RAY_DEFAULT_OBJECT_STORE_MEMORY_PROPORTION="0.02")  # a small object store, as the other tests'
+    env.pop("RAY_ADDRESS", None)
+    argv = ["embed", str(ckpt), "-m", f"visual={user_files / 'images.npy'}", "-o", str(user_files / "f.npy"),
+            "--ray", "--workers", "1"]
+    done = subprocess.run([sys.executable, "-m", "grapheme_multimodal", *argv], capture_output=True, text=True,
+                          timeout=240, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines() == [f"wrote fused embeddings (60, 8) to {user_files / 'f.npy'}"]
+    info = [line for line in (done.stdout + done.stderr).splitlines() if "INFO" in line.split()]
+    assert not info, info
+    assert np.load(user_files / "f.npy").shape == (60, 8)
+
+
 def test_train_without_hidden_layers_leaves_out_the_recipes_skip_path(capsys, user_files):
     """The recipe's encoders have a skip path, which needs hidden layers and a
     shared head: the original model's flags (no hidden layers, no head) get

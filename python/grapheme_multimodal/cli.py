@@ -629,7 +629,7 @@ def _embed_on_ray(args: argparse.Namespace, model, inputs: Dict[str, np.ndarray]
     wanted = {"fused": True, "bindings": args.bindings is not None, "hidden_features": args.hidden_features is not None}
     outputs = tuple(name for name, asked in wanted.items() if asked)
     columns = {str(m): x for m, x in inputs.items()}
-    with _ray_cluster(args.ray_address), _original_map_errors():
+    with _ray_cluster(args.ray_address), _original_map_errors(), _quiet_ray_data():
         ds = distributed._arrays_dataset({"row": np.arange(n), **columns})
         try:
             out = distributed.embed_dataset(
@@ -707,6 +707,20 @@ def _original_map_errors() -> Iterator[None]:
         context.raise_original_map_exception = before
         for name in _RAY_DATA_ERROR_LOGGERS:
             logging.getLogger(name).removeFilter(quiet)
+
+
+@contextlib.contextmanager
+def _quiet_ray_data() -> Iterator[None]:
+    """Ray Data's INFO lines (its execution plan, progress logged line by
+    line where stdout is not a terminal) off for a command that prints its
+    own one-line result; warnings and errors still show."""
+    data_logger = logging.getLogger("ray.data")
+    before = data_logger.level
+    data_logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        data_logger.setLevel(before)
 
 
 class _BelowError(logging.Filter):
