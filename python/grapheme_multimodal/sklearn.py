@@ -271,7 +271,7 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
 
     def _transform(self, Xs: Any) -> np.ndarray:
         check_is_fitted(self, "model_")
-        self._check_output()
+        self._check_output(fitted=True)
         views = _as_views(Xs, self, reset=False)
         if [v.shape[1] for v in views] != self.view_dims_:
             raise ShapeError(
@@ -325,24 +325,34 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
 
     def _feature_names_out(self, input_features: Any) -> np.ndarray:
         check_is_fitted(self, "model_")
-        self._check_output()
+        self._check_output(fitted=True)
         _check_input_features(self, input_features)
         prefix = type(self).__name__.lower()
         if self.output == "hidden":
-            width = self.model_.hidden_width(arg="output")  # refused when output was set after fit
+            width = self.model_.hidden_width(arg="output")
             names = [f"{prefix}_{m}_hidden{j}" for m in self.modalities_ for j in range(width)]
         else:
             names = [f"{prefix}{j}" for j in range(self.model_.config.embed_dim)]
         return np.asarray(names, dtype=object)
 
-    def _check_output(self) -> None:
-        if isinstance(self.output, str) and self.output in OUTPUTS:
-            if self.output == "hidden" and not _widths(self.encoder_hidden, "encoder_hidden"):  # one int is one layer
-                raise InvalidValueError(
-                    'output: "hidden" reads the encoders\' hidden layers; expected encoder_hidden with at least one '
-                    f"layer, got encoder_hidden={self.encoder_hidden!r}", "output")
+    def _check_output(self, fitted: bool = False) -> None:
+        """``output`` is one of :data:`OUTPUTS`, and ``"hidden"`` has hidden
+        layers to read: the parameter ``encoder_hidden`` when fitting, the
+        fitted model's once ``fitted`` (a ``set_params`` after ``fit`` changes
+        the model only at the next ``fit``: an ``output="hidden"`` set on a
+        model fitted without hidden layers was refused naming ``layer``, an
+        argument of no call here, and ``encoder_hidden=()`` set after fitting
+        refused the hidden layers the model has)."""
+        if not isinstance(self.output, str) or self.output not in OUTPUTS:
+            raise InvalidValueError(f"output: expected one of {list(OUTPUTS)}, got {self.output!r}", "output")
+        if self.output != "hidden":
             return
-        raise InvalidValueError(f"output: expected one of {list(OUTPUTS)}, got {self.output!r}", "output")
+        if fitted:
+            self.model_.hidden_width(arg="output")
+        elif not _widths(self.encoder_hidden, "encoder_hidden"):  # one int is one layer
+            raise InvalidValueError(
+                'output: "hidden" reads the encoders\' hidden layers; expected encoder_hidden with at least one '
+                f"layer, got encoder_hidden={self.encoder_hidden!r}", "output")
 
     def _modalities(self, n_views: int) -> List[Modality]:
         if n_views > NUM_MODALITIES:

@@ -202,10 +202,11 @@ def fit(
     weights = resolve_weights(objectives, train.has_fused, "objectives")
     if max(weights) <= 0:
         raise all_zero_error(objectives, "objectives")
-    _check_has_decoders(model, dict(zip(OBJECTIVES, weights)))
+    _check_model_computes(model, dict(zip(OBJECTIVES, weights)))
     _check_rows_to_compare(dict(zip(OBJECTIVES, weights)), len(train), batch_size)
     check_something_trains(dict(zip(OBJECTIVES, weights)), train.mask_of(np.arange(len(train))), "data", train.has_inputs)
-    _warn_untrained_without_inputs(dict(zip(OBJECTIVES, weights)), train.mask_of(np.arange(len(train))), train.has_inputs)
+    _check_gradients_reach(model, dict(zip(OBJECTIVES, weights)), train.mask_of(np.arange(len(train))), train.has_inputs,
+                           objectives is not None)
     _check_step_count(model, int(epochs), train.num_batches(int(batch_size)))  # numpy ints would wrap
     if val is not None:
         val_weights = resolve_weights(objectives, val.has_fused, "objectives")
@@ -853,16 +854,54 @@ def _checked_metrics(metrics: Any) -> Dict[str, Metric]:
     return dict(metrics)
 
 
-def _check_has_decoders(model: "LearnableMultiModal", weights: Dict[str, float]) -> None:
-    """Refuses the reconstruction objective for a model without its decoders,
-    naming ``objectives``: the core's refusal names its own ``weights``,
-    which fit's caller never passed."""
+def _check_model_computes(model: "LearnableMultiModal", weights: Dict[str, float]) -> None:
+    """Refuses, naming ``objectives``, a weighted objective this model cannot
+    compute: reconstruction without its decoders (the core's refusal names
+    its own ``weights``, which fit's caller never passed), and neighborhood
+    with ``neighborhood_neighbors=0`` (no positives: it is 0 on every batch,
+    so its weight trained nothing, alone or beside others, and a
+    ``val_neighborhood`` watched for early stopping compared zeros)."""
     if weights["reconstruction"] > 0 and not model.config.reconstruction_decoders:
         raise InvalidValueError(
             f"objectives: reconstruction has weight {weights['reconstruction']}, but the model has no decoders to "
             "reconstruct the inputs with; expected weight 0, or a model made with reconstruction_decoders=True",
             "objectives",
         )
+    if weights["neighborhood"] > 0 and model.config.neighborhood_neighbors == 0:
+        raise InvalidValueError(
+            f"objectives: neighborhood has weight {weights['neighborhood']}, but the model's neighborhood_neighbors is 0 "
+            "(no neighbours to keep: the objective is 0 on every batch); expected weight 0, or a model made with "
+            "neighborhood_neighbors >= 1",
+            "objectives",
+        )
+
+
+#: The objectives whose gradient reaches the encoders and nothing else
+#: (``contrastive`` also trains its temperature when it is learned).
+ENCODER_ONLY_OBJECTIVES = ("contrastive", "neighborhood")
+
+
+def untrainable_objectives(config: Any, weights: Mapping[str, float], has_inputs: bool = True) -> Dict[str, str]:
+    """The weighted objectives of :data:`ENCODER_ONLY_OBJECTIVES` whose
+    gradient reaches no parameter under ``config`` (a model's config or
+    anything with its ``encoder_objectives`` and ``learnable_temperature``),
+    each with why: their loss is computed, but their weight changes
+    nothing — on recorded embeddings (no encoders to reach), or where
+    ``encoder_objectives`` leaves them out. (neighborhood on recorded
+    embeddings is 0 as well: :func:`unmeasured_objectives` says so.)"""
+    kept = config.encoder_objectives
+    why = {}
+    for o in ENCODER_ONLY_OBJECTIVES:
+        if weights.get(o, 0.0) <= 0 or (o == "contrastive" and config.learnable_temperature):
+            continue
+        if not has_inputs:
+            if o == "contrastive":
+                why[o] = ("contrastive trains only the encoders (and a learned temperature: learnable_temperature is "
+                          "False), which recorded embeddings do not reach")
+        elif kept is not None and o not in kept:
+            also = " (and a learned temperature: learnable_temperature is False)" if o == "contrastive" else ""
+            why[o] = f"{o} trains only the encoders{also}, and encoder_objectives={kept} keeps its gradient from them"
+    return why
 
 
 def _check_rows_to_compare(weights: Mapping[str, float], rows: int, batch_size: int) -> None:
@@ -871,6 +910,14 @@ def _check_rows_to_compare(weights: Mapping[str, float], rows: int, batch_size: 
     as with every weight 0) and warns when some weighted objectives will
     contribute nothing (one row, or batches of one row)."""
     comparing, learning = split_by_rows(weights)
+    if batch_size == 2 and rows >= 3 and weights.get("neighborhood", 0.0) > 0:
+        warnings.warn(
+            "batch_size: 2; neighborhood ranks each row's neighbours among the other rows of its batch holding its "
+            "modality, a softmax that is 1 over a single one, so it is 0 on batches of two rows (it trains only on "
+            "an epoch's last batch when that takes three); expected batch_size >= 3 for it to train",
+            UserWarning,
+            stacklevel=4,
+        )
     if not comparing or (rows >= 2 and batch_size >= 2):
         return
     if rows < 2:
@@ -893,8 +940,10 @@ def unmeasured_objectives(weights: Mapping[str, float], mask: np.ndarray, has_in
     objective that compares rows (:data:`ROW_COMPARING_OBJECTIVES`), else
     ``cross_modal`` predicts a modality from the others of its row (no row
     holds two modalities), ``contrastive`` and ``binding`` tell a row's pair
-    of modalities from other rows' (no two rows hold the same pair), and
-    ``neighborhood`` finds a row's neighbours by its inputs and
+    of modalities from other rows' (no two rows hold the same pair),
+    ``neighborhood`` ranks a row's neighbours among the other rows holding
+    its modality, a softmax that is 1 over a single one (no three rows hold
+    the same modality), and it finds a row's neighbours by its inputs and
     ``reconstruction`` predicts them (recorded embeddings have none). The one answer to "what do these rows leave at
     0" for fit's data, its validation and fit_with_stopping's held-out rows."""
     present = np.asarray(mask, dtype=bool)
@@ -908,7 +957,9 @@ def unmeasured_objectives(weights: Mapping[str, float], mask: np.ndarray, has_in
         "contrastive": None if together.max() >= 2 else "no two rows hold the same pair of modalities",
     }
     why["binding"] = why["contrastive"]
-    why["neighborhood"] = None if has_inputs else "recorded embeddings hold no inputs to find neighbours by"
+    why["neighborhood"] = ("recorded embeddings hold no inputs to find neighbours by" if not has_inputs
+                           # a row's softmax runs over the other rows holding its modality: over one, it is 1
+                           else None if present.sum(axis=0).max() >= 3 else "no three rows hold the same modality")
     why["reconstruction"] = None if has_inputs else "recorded embeddings hold no inputs to reconstruct"
     if len(present) < 2:
         why.update(dict.fromkeys(ROW_COMPARING_OBJECTIVES, _ONE_ROW))
@@ -945,19 +996,37 @@ def check_something_trains(weights: Mapping[str, float], mask: np.ndarray, arg: 
         raise InvalidValueError(f"{arg}: {_zero_because(zero, weighted)}, so nothing would train; {remedy}", arg)
 
 
-def _warn_untrained_without_inputs(weights: Mapping[str, float], mask: np.ndarray, has_inputs: bool) -> None:
-    """Warns of the weighted objectives that fit's recorded embeddings
-    (no inputs) leave at 0 every epoch while others train (all of them 0
-    is :func:`check_something_trains`'s refusal): said nowhere else but
-    in the history's zeros."""
-    if has_inputs:
-        return
+def _check_gradients_reach(model: "LearnableMultiModal", weights: Mapping[str, float], mask: np.ndarray, has_inputs: bool,
+                           chosen: bool) -> None:
+    """Refuses a fit whose weighted objectives are all either 0 on the data
+    (:func:`unmeasured_objectives`) or of no effect on any parameter
+    (:func:`untrainable_objectives`: every step was Adam on zero gradients
+    while the history showed losses), naming ``data`` for recorded
+    embeddings and ``objectives`` for the model's ``encoder_objectives``;
+    warns of the weighted objectives that train nothing while others train
+    (said nowhere else but in the history) when the caller ``chosen`` them
+    (the default mix is every objective that applies: contrastive in it on
+    recorded embeddings is not the caller's mistake)."""
     zero = unmeasured_objectives(weights, mask, has_inputs)
+    idle = untrainable_objectives(model.config, weights, has_inputs)
     weighted = [o for o, w in weights.items() if w > 0]
-    without_inputs = [o for o in weighted if o in ("neighborhood", "reconstruction") and o in zero]
-    if without_inputs:
-        warnings.warn(f"data: {_zero_because(zero, without_inputs)}; only "
-                      f"{', '.join(o for o in weighted if o not in zero)} will train", UserWarning, stacklevel=4)
+    training = [o for o in weighted if o not in zero and o not in idle]
+    # what is said: why the objectives that train nothing do not, when none
+    # trains; beside others, those recorded embeddings leave at 0 (neighborhood,
+    # reconstruction; other zeros of the data are not warned of) and the idle
+    said = [o for o in weighted if o in zero and (not training or not has_inputs and o in ("neighborhood", "reconstruction"))]
+    if training and not chosen:
+        idle = {}
+    if not idle and not said:
+        return
+    clauses = "; ".join(c for c in (_zero_because(zero, said) if said else "", *idle.values()) if c)
+    arg = "data" if not has_inputs else "objectives"
+    if not training:
+        remedy = ("expected data with inputs, or an objective that trains what follows the embeddings (binding, "
+                  "cross_modal, fused_contrastive, seed_consistency)" if not has_inputs
+                  else "expected those objectives in encoder_objectives, or an objective it keeps")
+        raise InvalidValueError(f"{arg}: {clauses}, so nothing would train; {remedy}", arg)
+    warnings.warn(f"{arg}: {clauses}; only {', '.join(training)} will train", UserWarning, stacklevel=4)
 
 
 def check_validation_measures(weights: Mapping[str, float], mask: np.ndarray, monitor: str, what: str, arg: str,

@@ -16,18 +16,20 @@ config defaults stay the original's (docs/objectives.md, "The recipe").
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from types import MappingProxyType
+from types import MappingProxyType, SimpleNamespace
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from ._validation import as_real_array, describe, renamed
+from .config import _objective_names
 from .evaluation import ModelEmbedder, view_modalities
 from .evaluation._embedders import check_views, view_names
 from .exceptions import GraphemeError, InvalidValueError, ShapeError
 from .model import LearnableMultiModal
 from .objectives import all_zero_error, resolve_weights
 from .stopping import fit_with_stopping
+from .training import untrainable_objectives
 from .types import Modality
 
 __all__ = [
@@ -177,6 +179,32 @@ class TrainingSettings:
                 f"reconstruction_decoders: got False, but {given} reconstruction weight {weight}, which trains "
                 "the decoders; expected None or True, or weights with reconstruction 0",
                 "reconstruction_decoders",
+            )
+        self._check_neighborhood_and_encoder_objectives()
+
+    def _check_neighborhood_and_encoder_objectives(self) -> None:
+        """Refuses, by these settings' own names, objectives that would train
+        nothing: fit refused them naming its ``objectives``, an argument
+        these settings do not have (``weights`` is theirs)."""
+        given = "weights gives" if self.weights is not None else "the recipe's objectives (weights=None) give"
+        weight = self.objectives.get("neighborhood", 0.0)
+        k = self.neighborhood_neighbors
+        if weight > 0 and isinstance(k, (int, np.integer)) and not isinstance(k, bool) and k == 0:
+            raise InvalidValueError(
+                f"neighborhood_neighbors: got 0, but {given} neighborhood weight {weight}, which needs neighbours "
+                "(with none it is 0 on every batch); expected neighborhood_neighbors >= 1, or weights with neighborhood 0",
+                "neighborhood_neighbors",
+            )
+        kept = _objective_names(self.encoder_objectives, "encoder_objectives")
+        weighted = [o for o, w in self.objectives.items() if w > 0]
+        idle = untrainable_objectives(SimpleNamespace(encoder_objectives=kept, learnable_temperature=self.learnable_temperature is True),
+                                      self.objectives)
+        if weighted and all(o in idle for o in weighted):
+            raise InvalidValueError(
+                f"encoder_objectives: got {kept}, but {given} only {', '.join(weighted)}, which train only the encoders "
+                f"(contrastive also its temperature, when learnable_temperature=True), so nothing would train; "
+                "expected those objectives in encoder_objectives, or weights that train beyond the encoders",
+                "encoder_objectives",
             )
 
     def model_options(self) -> Dict[str, object]:

@@ -666,7 +666,9 @@ impl<T: Real> LearnableMultiModal<T> {
                 }
             };
             if !loss.is_finite() {
-                return Err(Self::loss_overflow(o, encoded.is_some(), emb, mask, batch.fused, rewards.view()));
+                return Err(self
+                    .temperature_overflow(o, emb, mask)
+                    .unwrap_or_else(|| Self::loss_overflow(o, encoded.is_some(), emb, mask, batch.fused, rewards.view())));
             }
             values[o.index()] = Some(loss);
             total += T::c(w) * loss;
@@ -678,6 +680,59 @@ impl<T: Real> LearnableMultiModal<T> {
             self.encode_backward(input, tapes, emb, d_emb, g);
         }
         Ok(Losses { values, total })
+    }
+
+    /// The temperature to blame for a not-finite loss of `o` when it is
+    /// one that divides its logits by a temperature (`contrastive`,
+    /// `fused_contrastive`, `neighborhood`: `S = e·e' / τ`) and the
+    /// embeddings cannot be: every present one finite and of at most unit
+    /// length (the model's own are unit vectors, as its fused embeddings),
+    /// so that each row's term is at most `2/τ + ln B` and the batch's sums
+    /// of them (a few per row: both directions, several pairs) a small
+    /// multiple of `B` times that. Past float32 those sums overflow through
+    /// `τ` alone (e.g. `neighborhood_temperature=1e-38`, whose reciprocal
+    /// float32 holds), and the parameters, which were the initial ones, were
+    /// blamed. `None` otherwise ([`Self::loss_overflow`] decides).
+    fn temperature_overflow(&self, o: Objective, emb: ArrayView3<T>, mask: ArrayView2<bool>) -> Option<Error> {
+        let (name, tau) = match o {
+            Objective::Contrastive | Objective::FusedContrastive if self.learned_temperature(o).is_none() => {
+                ("temperature", self.config.temperature)
+            }
+            Objective::Neighborhood => match self.config.neighborhood_temperature {
+                Some(tau) => ("neighborhood_temperature", tau),
+                None if self.learned_temperature(Objective::Contrastive).is_none() => ("temperature", self.config.temperature),
+                None => return None,
+            },
+            _ => return None,
+        };
+        let mut longest = 0.0f64;
+        for ((row, m), &present) in mask.indexed_iter() {
+            if present {
+                let squares = emb.slice(s![row, m, ..]).iter().try_fold(0.0f64, |sum, v| v.to_f64().map(|v| sum + v * v))?;
+                if !squares.is_finite() {
+                    return None; // an embedding that overflowed: loss_overflow names its row
+                }
+                longest = longest.max(squares);
+            }
+        }
+        let rows = emb.shape()[0] as f64;
+        let bound = 4.0 * rows * (2.0 / tau + rows.max(1.0).ln());
+        let largest = T::max_value().to_f64()?;
+        if longest > 1.0 + 1e-3 || bound <= largest {
+            return None;
+        }
+        Some(Error::overflow(
+            name,
+            format!(
+                "got {}; the {} loss of this batch is not finite: its logits reach 1 / {name} = {:.3e} on unit embeddings, \
+                 and its {} rows' sum overflows float32; expected a larger {name} (about {:.1e} or more for batches of this size)",
+                fmt_value(tau),
+                o.name(),
+                1.0 / tau,
+                emb.shape()[0],
+                8.0 * rows / largest,
+            ),
+        ))
     }
 
     /// The error for a loss that is not finite, naming what to blame. An
