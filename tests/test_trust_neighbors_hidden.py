@@ -317,3 +317,37 @@ def test_neighbour_counts_at_and_past_the_batch_and_duplicate_rows_train_to_fini
         losses = m.train_step(batch, weights={"contrastive": 1.0, "fused_contrastive": 1.0, "neighborhood": 1.0})
         assert all(np.isfinite(v) for v in losses.values()), losses
     assert all(np.isfinite(v).all() for v in m.state_dict().values())
+
+
+@pytest.mark.ray
+@pytest.mark.timeout(120)
+def test_ray_shares_of_two_rows_are_said_and_the_options_train_as_in_one_process(ray_session, tmp_path):
+    """Ray's workers split each batch into shares, each a batch of its own
+    for the objectives: with shares of two rows, neighborhood was 0 on every
+    one without a word (batch_size=4 on 2 workers). Held: one worker trains
+    every neighbour option as model.fit does, bit for bit, and
+    embed_dataset's hidden features are hidden_features'."""
+    from grapheme_multimodal import distributed
+
+    data = views(24)
+    with pytest.warns(UserWarning, match=r"^num_workers: 2 workers split each batch of batch_size=4 rows into shares of 2 "
+                                         r"rows; neighborhood .* expected batch_size >= 6"):
+        distributed.fit(model(), data, num_workers=2, epochs=1, batch_size=4, objectives={"contrastive": 1.0, **NEIGHBORHOOD},
+                        progress=False)
+    fit_kw = dict(epochs=2, batch_size=8, objectives=ALL_OBJECTIVES, progress=False)
+    local, remote = model(**ALL_OPTIONS), model(**ALL_OPTIONS)
+    expected = local.fit(data, **fit_kw)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # shares of 8 rows on one worker: nothing to say
+        got = distributed.fit(remote, data, num_workers=1, **fit_kw)
+    assert [r["loss"] for r in got.epochs] == [r["loss"] for r in expected.epochs]
+    assert all(v.tobytes() == remote.state_dict()[k].tobytes() for k, v in local.state_dict().items())
+    path = tmp_path / "m.safetensors"
+    local.save(path)
+    ds = ray_session.data.from_items([{"i": i, "v": row.tolist()} for i, row in enumerate(data["visual"])])
+    out = distributed.embed_dataset(ds, path, {"visual": "v"}, outputs=("hidden_features",), batch_size=7).to_pandas()
+    out = out.sort_values("i")
+    hidden = np.stack([np.stack(list(h)) if h.dtype == object else h for h in out["hidden_features"]])
+    np.testing.assert_array_equal(hidden, local.hidden_features({"visual": data["visual"]}))

@@ -47,7 +47,7 @@ from ._ray_address import CONNECT_TIMEOUT_S, _check_ray_address  # noqa: F401 (C
 from ._validation import as_real_array, renamed
 from .exceptions import CheckpointError, GraphemeError, InvalidValueError, NonFiniteError, ShapeError, UntrainedModalityWarning
 from .model import LearnableMultiModal
-from .objectives import resolve_weights
+from .objectives import OBJECTIVES, resolve_weights
 from .training import History, Steps, _check_int, _Dataset
 from .training import fit as _fit
 from .types import Modality
@@ -530,6 +530,7 @@ def fit(
     refuse_in_metric(model, "fit")  # from a metric of this model's fit: before Ray reads anything
     _check_int(num_workers, "num_workers", 1)
     _check_int(cpus_per_worker, "cpus_per_worker", 1)
+    _warn_of_shares_neighborhood_cannot_learn_from(fit_options, int(num_workers))
     datasets = isinstance(data, ray.data.Dataset) or isinstance(fit_options.get("validation"), ray.data.Dataset)
     if columns is not None and not datasets:
         raise InvalidValueError("columns: only used with a ray.data.Dataset (as data or validation)", "columns")
@@ -722,6 +723,31 @@ class _RaySteps(Steps):
 
 
 # -------------------------------------------------------------------- helpers
+def _warn_of_shares_neighborhood_cannot_learn_from(fit_options: Mapping[str, Any], workers: int) -> None:
+    """Warns when ``neighborhood`` is weighted and the workers split each
+    batch into shares of two rows: it ranks a row's neighbours among the
+    other rows of its share holding its modality, a softmax that is 1 over
+    a single one, so it was 0 on every share without a word (``fit`` warns
+    of ``batch_size=2`` in one process). Bad options are left to ``fit``."""
+    batch_size = fit_options.get("batch_size", 64)
+    try:
+        weights = dict(zip(OBJECTIVES, resolve_weights(fit_options.get("objectives"), False, "objectives")))
+    except (GraphemeError, TypeError):
+        return
+    if weights["neighborhood"] <= 0 or isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
+        return
+    bounds = _share_bounds(int(batch_size), workers)
+    if len(bounds) > 2 and np.diff(bounds).min() < 3:
+        warnings.warn(
+            f"num_workers: {workers} workers split each batch of batch_size={int(batch_size)} rows into shares of "
+            f"{np.diff(bounds).min()} rows; neighborhood ranks each row's neighbours among the other rows of its share "
+            "holding its modality, a softmax that is 1 over a single one, so it is 0 on shares of two rows; expected "
+            f"batch_size >= {3 * workers} (3 rows a share) for it to train",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
 def _share_bounds(rows: int, workers: int) -> np.ndarray:
     """Bounds of a batch's contiguous shares, one per worker but at least 2
     rows each (the contrastive objectives need 2); their sizes differ by at
