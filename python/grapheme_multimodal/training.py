@@ -1007,8 +1007,10 @@ def _check_gradients_reach(model: "LearnableMultiModal", weights: Mapping[str, f
     (said nowhere else but in the history) when the caller ``chosen`` them
     (the default mix is every objective that applies: contrastive in it on
     recorded embeddings is not the caller's mistake)."""
-    zero = unmeasured_objectives(weights, mask, has_inputs)
     idle = untrainable_objectives(model.config, weights, has_inputs)
+    if not idle and has_inputs:  # the common case, without a second pass over the mask
+        return
+    zero = unmeasured_objectives(weights, mask, has_inputs)
     weighted = [o for o, w in weights.items() if w > 0]
     training = [o for o in weighted if o not in zero and o not in idle]
     # what is said: why the objectives that train nothing do not, when none
