@@ -243,6 +243,24 @@ def test_a_temperature_whose_logits_overflow_is_blamed_not_the_parameters(tmp_pa
     assert "--neighborhood-temperature: got 1e-38; the neighborhood loss" in err, err
 
 
+def test_modalities_of_far_apart_magnitudes_find_their_rows_neighbours():
+    """Without standardisation, a modality at 1e30 beside one at 1: the
+    inputs' distance was rescaled by one power of two for the whole batch,
+    which put the smaller modality's squares at 1e-60, 0 in float32, so the
+    rows holding only it were all tied and got the batch's lowest rows as
+    their neighbours. The encoders are scale-invariant here (zero biases),
+    so the neighborhood loss must not move; it went from 0.75 to 2.17."""
+    data = views(12)
+    mask = np.zeros((12, 7), bool)
+    mask[:6, 0] = mask[6:, 1] = True  # rows 0-5 visual only, 6-11 auditory only
+    m = model(neighborhood_neighbors=2, fused_neighbor_space="inputs", contrastive_neighbors=2)
+    plain = m.losses(gm.Batch(inputs=data, mask=mask), weights=NEIGHBORHOOD)["neighborhood"]
+    scaled = {"visual": data["visual"] * np.float32(1e30), "auditory": data["auditory"]}
+    assert m.losses(gm.Batch(inputs=scaled, mask=mask), weights=NEIGHBORHOOD)["neighborhood"] == pytest.approx(plain, rel=1e-5)
+    # the rows holding both: the huge view decides their distances, as it does in exact arithmetic
+    assert np.isfinite(m.train_step(scaled, weights={"contrastive": 1.0, "fused_contrastive": 1.0, **NEIGHBORHOOD})["total"])
+
+
 # ------------------------------------------------------------- what held
 ALL_OPTIONS = dict(encoder_hidden=(5, 7), shared_head=(8,), fused_neighbor_space="inputs", fused_neighbors=3,
                    input_distance="modalities", contrastive_neighbors=2, contrastive_neighbor_weight=0.3,

@@ -81,6 +81,17 @@ pub fn input_neighbors<T: Real>(inputs: &[RowInputs<'_, T>], batch: usize, k: us
     if scale.is_some() {
         squares = scaled.iter().flatten().map(|x| row_squares(x.view())).collect();
     }
+    if std::mem::size_of::<T>() < std::mem::size_of::<f64>() && lost_to_underflow(&sides, &squares) {
+        // Modalities of far apart magnitudes (e.g. 1e30 beside 1): one scale
+        // cannot keep both in float32, and the smaller one's squares were 0,
+        // every distance between rows sharing only it a tie. float64 holds the
+        // squares of any float32; only such batches take this path.
+        let wide: Vec<RowInputs<f64>> = sides
+            .iter()
+            .map(|s| RowInputs { rows: s.rows.clone(), x: CowArray::from(s.x.mapv(|v| v.to_f64().unwrap_or(f64::NAN))) })
+            .collect();
+        return input_neighbors(&wide, batch, k, distance);
+    }
     for ((side, sq), scaled) in sides.iter().zip(&squares).zip(&scaled) {
         let x = scaled.as_ref().map_or_else(|| side.x.view(), |x| x.view());
         let xt = x.t().as_standard_layout().into_owned();
@@ -132,6 +143,18 @@ fn rescaling<T: Real>(sides: &[&RowInputs<T>], squares: &[Array1<T>]) -> Option<
     }
     let exponent = max_abs.to_f64()?.log2().floor().clamp(-126.0, 126.0) as i32;
     Some(T::c(2f64.powi(-exponent - 1)))
+}
+
+/// Whether a modality's squared row norms (after [`rescaling`]) sit where
+/// float32 loses them: its largest below `2^20` times the smallest normal
+/// number while it holds a value that is not 0. Ordinary batches (one
+/// magnitude, standardised inputs, zero rows of a constant column) never
+/// do; checked on the squares at hand, the values read only then.
+fn lost_to_underflow<T: Real>(sides: &[&RowInputs<T>], squares: &[Array1<T>]) -> bool {
+    let floor = T::min_positive_value() * T::c(1_048_576.0);
+    sides.iter().zip(squares).any(|(side, sq)| {
+        sq.iter().fold(T::zero(), |m, &v| m.max(v)) < floor && side.x.iter().any(|&v| v != T::zero())
+    })
 }
 
 /// The `k` candidates `q ≠ r` with shared columns and the smallest mean
@@ -241,6 +264,26 @@ mod tests {
             let b = RowInputs { rows: vec![0, 3].into(), x: array![[0.0f32], [5.0]].mapv(|v| v * scale).into() };
             let got = input_neighbors(&[a, b], 5, 2, InputDistance::Columns);
             assert_eq!(got, vec![vec![1, 4], vec![4, 0], vec![4, 1], vec![0], vec![1, 0]], "scale {scale}");
+        }
+    }
+
+    #[test]
+    fn modalities_of_far_apart_magnitudes_find_the_same_neighbours() {
+        // A at 1e30 (rows 0..3), B at 1 (rows 2..5): one scale put B's squares
+        // at 1e-60, zero in float32, and rows 4 and 5, sharing only B, got the
+        // lowest rows as neighbours, ties.
+        let make = |sa: f32, sb: f32| {
+            let a = RowInputs { rows: vec![0, 1, 2, 3].into(), x: array![[0.0f32], [1.0], [3.0], [1.25]].mapv(|v| v * sa).into() };
+            let b = RowInputs { rows: vec![2, 3, 4, 5].into(), x: array![[0.0f32], [4.0], [3.5], [0.5]].mapv(|v| v * sb).into() };
+            input_neighbors(&[a, b], 6, 2, InputDistance::Modalities)
+        };
+        let plain = make(1.0, 1.0);
+        assert_eq!(plain[4], vec![3, 5]);
+        assert_eq!(plain[5], vec![2, 4]);
+        for (sa, sb) in [(1e30f32, 1.0f32), (1.0, 1e-30), (1e30, 1e-30), (3e38, 1e-38)] {
+            let got = make(sa, sb);
+            assert_eq!(got[4], plain[4], "{sa} {sb}");
+            assert_eq!(got[5], plain[5], "{sa} {sb}");
         }
     }
 
