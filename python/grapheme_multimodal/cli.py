@@ -493,6 +493,13 @@ def _train(args: argparse.Namespace) -> int:
     n_val = int(round(n * args.validation_split))
     if n - n_val < 2:
         raise InvalidValueError(f"files: {n} rows leave {n - n_val} for training; expected at least 2", "files")
+    if args.early_stopping and n_val < 2:
+        # nothing is held out (nor cross-validated): the patience given went unused, all epochs ran
+        raise InvalidValueError(
+            f"--early-stopping: {args.early_stopping} given, but --validation-split {args.validation_split:g} of {n} rows "
+            f"holds out {n_val} (at least 2 are needed to stop on), so every epoch would run on all rows; expected a "
+            "larger --validation-split, or no --early-stopping", "--early-stopping",
+        )
     if args.workers is None and args.ray_address is not None:
         raise InvalidValueError("--ray-address: only used with --workers N (training on Ray)", "--ray-address")
     fit_options = dict(

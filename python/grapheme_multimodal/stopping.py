@@ -106,7 +106,10 @@ def fit_with_stopping(
     shuffles and dropout. ``fit`` takes the final fit (default ``model.fit``; the CLI passes
     :func:`grapheme_multimodal.distributed.fit` for Ray); the folds train
     in this process on copies of ``model`` as it is now. ``fit_options``
-    go to every fit (``batch_size``, ``objectives``, ``standardize``, ...).
+    go to every fit (``batch_size``, ``objectives``, ``standardize``, ...;
+    not ``early_stopping``, which ``patience`` sets: given too, it is
+    refused). ``validation_mask`` without ``validation`` is refused, as by
+    ``fit``.
     """
     refuse_in_metric(model, "fit")  # from a metric of this model's fit: before the folds train
     _check_int(epochs, "epochs", 0)
@@ -116,6 +119,16 @@ def fit_with_stopping(
     seed = model.config.seed if seed is None else seed
     _check_int(seed, "seed", 0)  # else numpy's "expected non-negative integer" when the rows are drawn
     _check_fraction(validation_fraction, "validation_fraction")  # with validation given too: NaN or 2.0 passed unseen
+    if validation is None and validation_mask is not None:  # fit refuses it; here it was dropped unseen
+        raise InvalidValueError("validation_mask: given without validation; expected it only beside validation data",
+                                "validation_mask")
+    if "early_stopping" in fit_options:
+        # patience is fit's early_stopping: given too, it was a bare "multiple values" TypeError
+        # with a slice held out, and silently stopped the final fit on its training loss otherwise
+        raise InvalidValueError(
+            f"early_stopping: given beside patience ({fit_options['early_stopping']!r} and {patience}); this function "
+            "passes patience to fit as early_stopping; expected patience alone", "early_stopping",
+        )
     # Checked whether or not rows are held out: a misspelt monitor passed unseen when
     # the data were too few to hold any out, and was refused once they were more.
     _check_monitor(monitor, True, _checked_metrics(fit_options.get("metrics")))

@@ -141,7 +141,8 @@ def fit(
             custom metrics, ``"min"`` for losses).
         modality_dropout: probability of hiding each present modality of a
             row during training (never the row's last one), so fused
-            embeddings stay good when modalities are missing.
+            embeddings stay good when modalities are missing. Refused when
+            no row holds two modalities (it would hide nothing).
         ema_decay: keep an exponential moving average of the weights, one
             update per epoch with this decay (warmed up as
             ``min(ema_decay, (1 + t) / (10 + t))``), and end with the model
@@ -208,6 +209,12 @@ def fit(
     _check_gradients_reach(model, dict(zip(OBJECTIVES, weights)), train.mask_of(np.arange(len(train))), train.has_inputs,
                            objectives is not None)
     _check_step_count(model, int(epochs), train.num_batches(int(batch_size)))  # numpy ints would wrap
+    if modality_dropout > 0 and not (np.count_nonzero(train.mask_of(np.arange(len(train))), axis=1) >= 2).any():
+        # a row always keeps one modality: the option hid nothing, silently
+        raise InvalidValueError(
+            f"modality_dropout: got {modality_dropout:g}, but no row of data holds two modalities, and a row always keeps "
+            "one, so nothing would be hidden; expected 0, or rows that hold several modalities", "modality_dropout",
+        )
     if val is not None:
         val_weights = resolve_weights(objectives, val.has_fused, "objectives")
     if monitor is None:  # not `or`: monitor=0 or "" would silently mean the default

@@ -423,14 +423,18 @@ pub fn check_step_settings<T: Real>(arg: &str, lr: f64, weight_decay: f64) -> Re
 }
 
 fn weight_decay_error(lr_arg: &str, lr: f64, weight_decay: f64) -> Error {
+    let effect = format!(
+        "the decoupled decay multiplies every weight by 1 − {lr_arg}·weight_decay = {} each step (zeroing or flipping it); \
+         expected {lr_arg} × weight_decay < 1",
+        fmt_value(1.0 - lr * weight_decay)
+    );
+    if lr_arg == "lr" {
+        // A step's own lr: the model's weight_decay was accepted with its learning_rate when it
+        // was made, so the mistake is this call's (it named weight_decay, which the call never gave).
+        return Error::invalid("lr", format!("got {} with the model's weight_decay={}: {effect}", fmt_value(lr), fmt_value(weight_decay)));
+    }
     Error::invalid(
         "weight_decay",
-        format!(
-            "got {} with {lr_arg}={}: the decoupled decay multiplies every weight by 1 − {lr_arg}·weight_decay = {} each step \
-             (zeroing or flipping it); expected {lr_arg} × weight_decay < 1",
-            fmt_value(weight_decay),
-            fmt_value(lr),
-            fmt_value(1.0 - lr * weight_decay)
-        ),
+        format!("got {} with {lr_arg}={}: {effect}", fmt_value(weight_decay), fmt_value(lr)),
     )
 }
