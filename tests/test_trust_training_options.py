@@ -188,3 +188,16 @@ def test_tiny_data_and_budgets_of_zero_train_or_say_why():
     # More folds than rows: as many as hold out 2 rows each.
     history = fit_with_stopping(model(), views(), **{**STOP, "validation_fraction": 0.2}, cv_folds=100, **QUIET)
     assert history.cv_curve is not None
+
+
+@pytest.mark.parametrize("name", ["encoder_hidden", "shared_head"])
+def test_widths_given_as_a_0_d_array_are_refused_by_name(name):
+    """One width is taken as an int (``encoder_hidden=16``), and a list of
+    widths as a 1-d array; a 0-d array (``np.array(16)``, what
+    ``np.int64`` arithmetic on an array gives) was a bare "len() of unsized
+    object" naming nothing."""
+    with pytest.raises(TypeError, match=rf"^{name}: expected a sequence of layer widths \(ints\), got a 0-d array"):
+        model(**{"encoder_hidden": (16,), "encoder_output_dim": 8, "shared_head": (8,), name: np.array(8)})
+    with pytest.raises(TypeError, match=rf"^{name}: expected a sequence of layer widths \(ints\), got a 2-d array"):
+        model(**{"encoder_hidden": (16,), "encoder_output_dim": 8, "shared_head": (8,), name: np.array([[8]])})
+    assert getattr(model(**{"encoder_hidden": (16,), "encoder_output_dim": 8, name: np.array([8])}).config, name) == (8,)

@@ -69,6 +69,8 @@ def _widths(value: Any, name: str) -> Tuple[int, ...]:
         value = (value,)
     if isinstance(value, (str, bytes)) or not isinstance(value, (Sequence, np.ndarray)):
         raise TypeError(f"{name}: expected a sequence of layer widths (ints), got {type(value).__name__}")
+    if isinstance(value, np.ndarray) and value.ndim != 1:  # a 0-d array was a bare "len() of unsized object"
+        raise TypeError(f"{name}: expected a sequence of layer widths (ints), got a {value.ndim}-d array of shape {value.shape}")
     if len(value) > MAX_LAYERS:
         raise TooLargeError(f"{name}: got {len(value)} layers; expected at most {MAX_LAYERS}", name)
     return tuple(_positive_int(w, f"{name}[{i}]") for i, w in enumerate(value))
