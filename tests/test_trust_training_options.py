@@ -201,3 +201,46 @@ def test_widths_given_as_a_0_d_array_are_refused_by_name(name):
     with pytest.raises(TypeError, match=rf"^{name}: expected a sequence of layer widths \(ints\), got a 2-d array"):
         model(**{"encoder_hidden": (16,), "encoder_output_dim": 8, "shared_head": (8,), name: np.array([[8]])})
     assert getattr(model(**{"encoder_hidden": (16,), "encoder_output_dim": 8, name: np.array([8])}).config, name) == (8,)
+
+
+def test_validation_rows_that_hold_no_modality_are_refused():
+    """Training data whose mask marks nothing present is refused; validation
+    data of such rows was taken, every val_ loss 0 every epoch, and early
+    stopping on them kept the first epoch and stopped, without a word."""
+    m = model()
+    before = state(m)
+    empty = np.zeros((10, 7), bool)
+    for early_stopping in (None, 1):
+        with pytest.raises(InvalidValueError, match=r"^validation_mask: no row holds a modality, so every validation "
+                                                    r"loss would be 0 every epoch") as err:
+            m.fit(views(), validation=views(10, 1), validation_mask=empty, epochs=3, early_stopping=early_stopping, **QUIET)
+        assert err.value.arg == "validation_mask" and state(m) == before
+    with pytest.raises(InvalidValueError, match=r"^validation_mask: no row holds a modality"):
+        fit_with_stopping(m, views(), validation=views(10, 1), validation_mask=empty, **STOP, **QUIET)
+    # Held-out rows of inputs that hold nothing are named by validation_fraction.
+    mask = np.ones((20, 7), bool)
+    mask[:, 2:] = False
+    held = np.sort(np.random.default_rng(3).permutation(20)[:10])
+    mask[held] = False
+    with pytest.raises(InvalidValueError, match=r"^validation_fraction: the 10 rows held out to stop on: no row holds") as err:
+        fit_with_stopping(m, views(), mask=mask, **{**STOP, "validation_fraction": 0.5}, min_validation_rows=0, **QUIET)
+    assert err.value.arg == "validation_fraction" and state(m) == before
+    # One row holding one modality is measured (fused_contrastive aside): trained as before.
+    empty[0, 0] = True
+    m.fit(views(), validation=views(10, 1), validation_mask=empty, epochs=1, **QUIET)
+
+
+def test_a_cross_validation_fold_of_rows_that_hold_no_modality_is_named_by_cv_folds():
+    """Such a fold's validation losses are 0 every epoch; its fit is refused
+    (test above), which must not blame a validation_mask the caller never
+    gave."""
+    m = model()
+    before = state(m)
+    first_fold = np.sort(np.array_split(np.random.default_rng(3).permutation(20), 5)[0])
+    mask = np.ones((20, 7), bool)
+    mask[:, 2:] = False
+    mask[first_fold] = False
+    with pytest.raises(InvalidValueError, match=r"^cv_folds: fold 1 of the 5 cross-validation folds holds out 4 rows "
+                                                r"that hold no modality") as err:
+        fit_with_stopping(m, views(), mask=mask, **STOP, cv_folds=5, **QUIET)
+    assert err.value.arg == "cv_folds" and state(m) == before

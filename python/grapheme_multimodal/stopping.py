@@ -155,6 +155,13 @@ def fit_with_stopping(
     k = cv_folds_for(n, validation_fraction, min_validation_rows, cv_folds) if patience and epochs > 0 else 0
     weights = dict(zip(OBJECTIVES, resolve_weights(fit_options.get("objectives"), False, "objectives")))
     check_something_trains(weights, data.mask_of(np.arange(n)), "inputs")  # before the held-out rows are blamed
+    for i, rows in enumerate(_fold_rows(n, k, seed) if k else []):
+        if not data.mask_of(rows).any():  # fit refuses such validation rows, naming a validation_mask never given
+            raise InvalidValueError(
+                f"cv_folds: fold {i + 1} of the {k} cross-validation folds holds out {len(rows)} rows that hold no "
+                "modality, on which every validation loss would be 0; expected fewer folds, or fewer rows without any "
+                "modality", "cv_folds",
+            )
     if patience and epochs > 0:  # named here: fit would blame a `validation` the caller never gave
         what = (f"validation_fraction: the {len(val_rows)} rows held out to stop on" if k == 0
                 else f"validation_fraction: the rows each of the {k} cross-validation folds holds out")

@@ -222,7 +222,8 @@ def fit(
     _check_monitor(monitor, val is not None, metrics)
     if val is not None:  # without early stopping the monitor only names history.best_epoch
         check_validation_measures(dict(zip(OBJECTIVES, val_weights)), val.mask_of(np.arange(len(val))), monitor, "validation",
-                                  "validation", early_stopping is not None, ", or early_stopping=None", val.has_inputs)
+                                  "validation", early_stopping is not None, ", or early_stopping=None", val.has_inputs,
+                                  "validation_mask" if validation_mask is not None else None)
     mode = resolve_mode(monitor, mode)
 
     with model._lock.updating():  # other writers wait; readers get in between steps
@@ -1039,14 +1040,24 @@ def _check_gradients_reach(model: "LearnableMultiModal", weights: Mapping[str, f
 
 
 def check_validation_measures(weights: Mapping[str, float], mask: np.ndarray, monitor: str, what: str, arg: str,
-                              early_stopping: bool, otherwise: str = "", has_inputs: bool = True) -> None:
+                              early_stopping: bool, otherwise: str = "", has_inputs: bool = True,
+                              mask_arg: Optional[str] = None) -> None:
     """What the validation rows (``what``, presence ``mask``, named ``arg``
     in errors) leave at 0 every epoch (:func:`unmeasured_objectives`):
     ``monitor`` being such a loss (or their total) is refused with
     ``early_stopping`` (it would compare zeros, keep the first epoch and
     stop; ``otherwise`` says how to go without it), and on a single row
     without it too, as one row of training data is; a single row that
-    leaves other losses at 0 is warned of (``UserWarning``)."""
+    leaves other losses at 0 is warned of (``UserWarning``). Rows that hold
+    no modality at all are refused (named ``mask_arg``, else ``arg``): every
+    validation loss is 0 on them, as on training data of such rows."""
+    present = np.asarray(mask, dtype=bool)
+    if present.size and not present.any():
+        # every val_ loss was 0 every epoch: early stopping kept the first epoch, without a word
+        raise InvalidValueError(
+            f"{mask_arg or what}: no row holds a modality, so every validation loss would be 0 every epoch; expected "
+            "rows with at least one present modality", mask_arg or arg,
+        )
     zero = unmeasured_objectives(weights, mask, has_inputs)
     if not zero:
         return
