@@ -222,9 +222,11 @@ def test_validation_rows_that_hold_no_modality_are_refused():
     mask[:, 2:] = False
     held = np.sort(np.random.default_rng(3).permutation(20)[:10])
     mask[held] = False
-    with pytest.raises(InvalidValueError, match=r"^validation_fraction: the 10 rows held out to stop on: no row holds") as err:
-        fit_with_stopping(m, views(), mask=mask, **{**STOP, "validation_fraction": 0.5}, min_validation_rows=0, **QUIET)
-    assert err.value.arg == "validation_fraction" and state(m) == before
+    for patience in (2, 0):  # validated after every epoch either way
+        with pytest.raises(InvalidValueError, match=r"^validation_fraction: the 10 rows held out hold no modality") as err:
+            fit_with_stopping(m, views(), mask=mask, **{**STOP, "validation_fraction": 0.5, "patience": patience},
+                              min_validation_rows=0, **QUIET)
+        assert err.value.arg == "validation_fraction" and state(m) == before
     # One row holding one modality is measured (fused_contrastive aside): trained as before.
     empty[0, 0] = True
     m.fit(views(), validation=views(10, 1), validation_mask=empty, epochs=1, **QUIET)

@@ -155,13 +155,21 @@ def fit_with_stopping(
     k = cv_folds_for(n, validation_fraction, min_validation_rows, cv_folds) if patience and epochs > 0 else 0
     weights = dict(zip(OBJECTIVES, resolve_weights(fit_options.get("objectives"), False, "objectives")))
     check_something_trains(weights, data.mask_of(np.arange(n)), "inputs")  # before the held-out rows are blamed
-    for i, rows in enumerate(_fold_rows(n, k, seed) if k else []):
-        if not data.mask_of(rows).any():  # fit refuses such validation rows, naming a validation_mask never given
+    # fit refuses validation rows that hold no modality, naming a validation_mask never given:
+    # with or without patience (the slice is validated after every epoch either way)
+    for i, rows in enumerate(_fold_rows(n, k, seed) if k else [val_rows]):
+        if data.mask_of(rows).any():
+            continue
+        if k:
             raise InvalidValueError(
                 f"cv_folds: fold {i + 1} of the {k} cross-validation folds holds out {len(rows)} rows that hold no "
                 "modality, on which every validation loss would be 0; expected fewer folds, or fewer rows without any "
                 "modality", "cv_folds",
             )
+        raise InvalidValueError(
+            f"validation_fraction: the {len(rows)} rows held out hold no modality, so every validation loss would be 0 "
+            "every epoch; expected another validation_fraction, or fewer rows without any modality", "validation_fraction",
+        )
     if patience and epochs > 0:  # named here: fit would blame a `validation` the caller never gave
         what = (f"validation_fraction: the {len(val_rows)} rows held out to stop on" if k == 0
                 else f"validation_fraction: the rows each of the {k} cross-validation folds holds out")
