@@ -176,6 +176,39 @@ def two_cluster_views(dims, n: int = 48, seed: int = 0) -> dict:
     return {m: (centre * rng.normal(size=(1, d)) + 0.3 * rng.normal(size=(n, d))).astype(np.float32) for m, d in dims.items()}
 
 
+#: The trust tests' two modalities (tests/test_trust_*.py): small, and of different widths.
+TWO_VIEW_DIMS = {"visual": 6, "auditory": 9}
+
+
+def two_view_model(**changes) -> gm.LearnableMultiModal:
+    """:func:`small_model` over :data:`TWO_VIEW_DIMS`, with ``changes``."""
+    return small_model(TWO_VIEW_DIMS, **changes)
+
+
+def two_view_data(n: int = 20, seed: int = 0) -> dict:
+    """:func:`two_cluster_views` of :data:`TWO_VIEW_DIMS`: ``n`` rows."""
+    return two_cluster_views(TWO_VIEW_DIMS, n, seed)
+
+
+def model_state(m: gm.LearnableMultiModal) -> dict:
+    """Everything a failed call must leave as it was: the weights (bytes),
+    Adam's step, the draw counter, the epochs trained and the history's length."""
+    opt = m.optimizer_state()
+    return {**{k: v.tobytes() for k, v in m.state_dict().items()}, "step": opt["step"], "rng": opt["rng_counter"],
+            "epochs": m.epochs_trained, "history": len(m.history)}
+
+
+def recorded_buffer(m: gm.LearnableMultiModal, data: dict) -> gm.ExperienceBuffer:
+    """An experience buffer of ``data``'s recorded embeddings by ``m``, without their inputs."""
+    emb, fused = m.encode_and_fuse(data)
+    n = len(next(iter(data.values())))
+    mask = np.zeros((n, 7), bool)
+    mask[:, [gm.Modality.parse(v).index for v in data]] = True
+    buffer = gm.ExperienceBuffer(n, embed_dim=m.config.embed_dim)
+    buffer.extend(emb, mask, fused, m.pair_strengths(emb, mask), np.zeros(n))
+    return buffer
+
+
 def cli_train_args(tmp_path, views, checkpoint) -> list:
     """``grapheme-mm train`` arguments for the first two of ``views``
     (saved as .npy under ``tmp_path``): one short epoch of a small model,

@@ -25,35 +25,10 @@ import grapheme_multimodal as gm
 from grapheme_multimodal import uci
 from grapheme_multimodal.exceptions import InvalidValueError
 
-from conftest import cli_train_args, run_concurrently, small_model, two_cluster_views
+from conftest import cli_train_args, model_state as state, recorded_buffer as recorded, run_concurrently
+from conftest import two_view_data as views, two_view_model as model
 
-DIMS = {"visual": 6, "auditory": 9}
 NEIGHBORHOOD = {"neighborhood": 1.0}
-
-
-def model(**changes) -> gm.LearnableMultiModal:
-    return small_model(DIMS, **changes)
-
-
-def views(n: int = 20, seed: int = 0) -> dict:
-    return two_cluster_views(DIMS, n, seed)
-
-
-def state(m: gm.LearnableMultiModal) -> dict:
-    opt = m.optimizer_state()
-    return {**{k: v.tobytes() for k, v in m.state_dict().items()}, "step": opt["step"], "rng": opt["rng_counter"],
-            "epochs": m.epochs_trained}
-
-
-def recorded(m: gm.LearnableMultiModal, data: dict) -> gm.ExperienceBuffer:
-    """An experience buffer of ``data``'s recorded embeddings, without their inputs."""
-    emb, fused = m.encode_and_fuse(data)
-    n = len(next(iter(data.values())))
-    mask = np.zeros((n, 7), bool)
-    mask[:, [gm.Modality.parse(v).index for v in data]] = True
-    buffer = gm.ExperienceBuffer(n, embed_dim=m.config.embed_dim)
-    buffer.extend(emb, mask, fused, m.pair_strengths(emb, mask), np.zeros(n))
-    return buffer
 
 
 # ------------------------------------------------------------- what broke

@@ -24,25 +24,11 @@ import grapheme_multimodal as gm
 from grapheme_multimodal.exceptions import InvalidValueError
 from grapheme_multimodal.stopping import fit_with_stopping
 
-from conftest import cli_train_args, run_concurrently, small_model, two_cluster_views
+from conftest import cli_train_args, model_state as state, run_concurrently
+from conftest import two_view_data as views, two_view_model as model
 
-DIMS = {"visual": 6, "auditory": 9}
 QUIET = dict(batch_size=10, progress=False)
 STOP = dict(validation_fraction=0.1, patience=2, monitor="val_total", epochs=3)
-
-
-def model(**changes) -> gm.LearnableMultiModal:
-    return small_model(DIMS, **changes)
-
-
-def views(n: int = 20, seed: int = 0) -> dict:
-    return two_cluster_views(DIMS, n, seed)
-
-
-def state(m: gm.LearnableMultiModal) -> dict:
-    opt = m.optimizer_state()
-    return {**{k: v.tobytes() for k, v in m.state_dict().items()}, "step": opt["step"], "rng": opt["rng_counter"],
-            "epochs": m.epochs_trained, "history": len(m.history)}
 
 
 # ------------------------------------------------------------- what broke
