@@ -154,11 +154,12 @@ def fit_with_stopping(
     data = as_dataset(model, inputs, mask, "inputs")
     k = cv_folds_for(n, validation_fraction, min_validation_rows, cv_folds) if patience and epochs > 0 else 0
     weights = dict(zip(OBJECTIVES, resolve_weights(fit_options.get("objectives"), False, "objectives")))
-    check_something_trains(weights, data.mask_of(np.arange(n)), "inputs")  # before the held-out rows are blamed
+    present = data.mask_of(np.arange(n))
+    check_something_trains(weights, present, "inputs")  # before the held-out rows are blamed
     # fit refuses validation rows that hold no modality, naming a validation_mask never given:
     # with or without patience (the slice is validated after every epoch either way)
     for i, rows in enumerate(_fold_rows(n, k, seed) if k else [val_rows]):
-        if data.mask_of(rows).any():
+        if present[rows].any():
             continue
         if k:
             raise InvalidValueError(
@@ -176,7 +177,7 @@ def fit_with_stopping(
         refusals = []
         for rows in [val_rows] if k == 0 else _fold_rows(n, k, seed):
             try:
-                check_validation_measures(weights, data.mask_of(rows), monitor, what, "validation_fraction", True,
+                check_validation_measures(weights, present[rows], monitor, what, "validation_fraction", True,
                                           " among them, or patience=0 (no early stopping)")
             except InvalidValueError as err:
                 refusals.append(err)

@@ -203,13 +203,14 @@ def fit(
     weights = resolve_weights(objectives, train.has_fused, "objectives")
     if max(weights) <= 0:
         raise all_zero_error(objectives, "objectives")
-    _check_model_computes(model, dict(zip(OBJECTIVES, weights)))
-    _check_rows_to_compare(dict(zip(OBJECTIVES, weights)), len(train), batch_size)
-    check_something_trains(dict(zip(OBJECTIVES, weights)), train.mask_of(np.arange(len(train))), "data", train.has_inputs)
-    _check_gradients_reach(model, dict(zip(OBJECTIVES, weights)), train.mask_of(np.arange(len(train))), train.has_inputs,
-                           objectives is not None)
+    by_name = dict(zip(OBJECTIVES, weights))
+    train_mask = train.mask_of(np.arange(len(train)))
+    _check_model_computes(model, by_name)
+    _check_rows_to_compare(by_name, len(train), batch_size)
+    check_something_trains(by_name, train_mask, "data", train.has_inputs)
+    _check_gradients_reach(model, by_name, train_mask, train.has_inputs, objectives is not None)
     _check_step_count(model, int(epochs), train.num_batches(int(batch_size)))  # numpy ints would wrap
-    if modality_dropout > 0 and not (np.count_nonzero(train.mask_of(np.arange(len(train))), axis=1) >= 2).any():
+    if modality_dropout > 0 and not (np.count_nonzero(train_mask, axis=1) >= 2).any():
         # a row always keeps one modality: the option hid nothing, silently
         raise InvalidValueError(
             f"modality_dropout: got {modality_dropout:g}, but no row of data holds two modalities, and a row always keeps "
@@ -889,18 +890,18 @@ def _check_model_computes(model: "LearnableMultiModal", weights: Dict[str, float
 ENCODER_ONLY_OBJECTIVES = ("contrastive", "neighborhood")
 
 
-def untrainable_objectives(config: Any, weights: Mapping[str, float], has_inputs: bool = True) -> Dict[str, str]:
+def untrainable_objectives(encoder_objectives: Optional[Sequence[str]], learnable_temperature: bool,
+                           weights: Mapping[str, float], has_inputs: bool = True) -> Dict[str, str]:
     """The weighted objectives of :data:`ENCODER_ONLY_OBJECTIVES` whose
-    gradient reaches no parameter under ``config`` (a model's config or
-    anything with its ``encoder_objectives`` and ``learnable_temperature``),
-    each with why: their loss is computed, but their weight changes
+    gradient reaches no parameter under a model config's
+    ``encoder_objectives`` and ``learnable_temperature``, each with why: their loss is computed, but their weight changes
     nothing — on recorded embeddings (no encoders to reach), or where
     ``encoder_objectives`` leaves them out. (neighborhood on recorded
     embeddings is 0 as well: :func:`unmeasured_objectives` says so.)"""
-    kept = config.encoder_objectives
+    kept = encoder_objectives
     why = {}
     for o in ENCODER_ONLY_OBJECTIVES:
-        if weights.get(o, 0.0) <= 0 or (o == "contrastive" and config.learnable_temperature):
+        if weights.get(o, 0.0) <= 0 or (o == "contrastive" and learnable_temperature):
             continue
         if not has_inputs:
             if o == "contrastive":
@@ -1015,7 +1016,7 @@ def _check_gradients_reach(model: "LearnableMultiModal", weights: Mapping[str, f
     (said nowhere else but in the history) when the caller ``chosen`` them
     (the default mix is every objective that applies: contrastive in it on
     recorded embeddings is not the caller's mistake)."""
-    idle = untrainable_objectives(model.config, weights, has_inputs)
+    idle = untrainable_objectives(model.config.encoder_objectives, model.config.learnable_temperature, weights, has_inputs)
     if not idle and has_inputs:  # the common case, without a second pass over the mask
         return
     zero = unmeasured_objectives(weights, mask, has_inputs)

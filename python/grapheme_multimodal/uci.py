@@ -16,7 +16,7 @@ config defaults stay the original's (docs/objectives.md, "The recipe").
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from types import MappingProxyType, SimpleNamespace
+from types import MappingProxyType
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -174,9 +174,8 @@ class TrainingSettings:
         weight = self.objectives.get("reconstruction", 0.0)
         if self.reconstruction_decoders is False and weight > 0:
             # else train refused it naming fit's `objectives`, an argument these settings do not have
-            given = "weights gives" if self.weights is not None else "the recipe's objectives (weights=None) give"
             raise InvalidValueError(
-                f"reconstruction_decoders: got False, but {given} reconstruction weight {weight}, which trains "
+                f"reconstruction_decoders: got False, but {self._weights_source()} reconstruction weight {weight}, which trains "
                 "the decoders; expected None or True, or weights with reconstruction 0",
                 "reconstruction_decoders",
             )
@@ -186,7 +185,7 @@ class TrainingSettings:
         """Refuses, by these settings' own names, objectives that would train
         nothing: fit refused them naming its ``objectives``, an argument
         these settings do not have (``weights`` is theirs)."""
-        given = "weights gives" if self.weights is not None else "the recipe's objectives (weights=None) give"
+        given = self._weights_source()
         weight = self.objectives.get("neighborhood", 0.0)
         k = self.neighborhood_neighbors
         if weight > 0 and isinstance(k, (int, np.integer)) and not isinstance(k, bool) and k == 0:
@@ -197,8 +196,7 @@ class TrainingSettings:
             )
         kept = _objective_names(self.encoder_objectives, "encoder_objectives")
         weighted = [o for o, w in self.objectives.items() if w > 0]
-        idle = untrainable_objectives(SimpleNamespace(encoder_objectives=kept, learnable_temperature=self.learnable_temperature is True),
-                                      self.objectives)
+        idle = untrainable_objectives(kept, self.learnable_temperature is True, self.objectives)
         if weighted and all(o in idle for o in weighted):
             raise InvalidValueError(
                 f"encoder_objectives: got {kept}, but {given} only {', '.join(weighted)}, which train only the encoders "
@@ -206,6 +204,10 @@ class TrainingSettings:
                 "expected those objectives in encoder_objectives, or weights that train beyond the encoders",
                 "encoder_objectives",
             )
+
+    def _weights_source(self) -> str:
+        """Where the objectives' weights come from, as an error's subject."""
+        return "weights gives" if self.weights is not None else "the recipe's objectives (weights=None) give"
 
     def model_options(self) -> Dict[str, object]:
         """The :class:`LearnableMultiModal` keywords these settings choose."""
