@@ -647,11 +647,10 @@ impl<T: Real> LearnableMultiModal<T> {
                 Objective::Reconstruction => match (&encoded, &self.decoders) {
                     (Some((input, tapes)), Some(decoders)) => {
                         let targets = self.reconstruction_targets(input, tapes);
-                        let fused_from = match self.config.reconstruction_subsets {
-                            true => objectives::reconstruction::draw_subsets(mask, &mut rng),
-                            false => mask.to_owned(),
-                        };
-                        let loss = objectives::reconstruction(&self.fusion, decoders, params, emb, mask, fused_from.view(), &targets, sink);
+                        // The whole event reads the mask itself; only subsets are drawn (and owned).
+                        let subsets = self.config.reconstruction_subsets.then(|| objectives::reconstruction::draw_subsets(mask, &mut rng));
+                        let fused_from = subsets.as_ref().map_or(mask, |s| s.view());
+                        let loss = objectives::reconstruction(&self.fusion, decoders, params, emb, mask, fused_from, &targets, sink);
                         if let Some(err) = (!loss.is_finite()).then(|| reconstruction_overflow(&targets)).flatten() {
                             return Err(err);
                         }
