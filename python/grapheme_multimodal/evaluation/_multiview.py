@@ -118,6 +118,16 @@ def evaluate_model(
         if not isinstance(split, MultipleFeatures):  # else "'dict' object has no attribute 'views'"
             raise TypeError(f"{name}: expected a MultipleFeatures (datasets.train_test_split), got {type(split).__name__}")
     check_same_views(train, test)
+    if len(test.views) < 2:
+        # else binder_auc's "view_embeddings: expected at least 2 views", or with no binder no pair
+        # retrieved at all and a mean retrieval of NaN
+        raise InvalidValueError(
+            f"test: has {len(test.views)} view {list(test.views)}; expected at least 2 (the figures compare views "
+            "with each other)", "test")
+    if test.n_events < 2:  # else binder_auc's "view_embeddings: ... at least 2 rows each"
+        raise ShapeError(
+            f"test: has {test.n_events} row; expected at least 2 (retrieval and the binder's negatives "
+            "need another event)", "test")
     if not all(callable(getattr(embedder, method, None)) for method in ("embed_views", "embed_fused")):
         raise TypeError(f"embedder: expected a ViewEmbedder (with embed_views and embed_fused), got {type(embedder).__name__}")
     two_views = check_flag(two_views, "two_views")  # 0 or "no" would be read as a choice
@@ -126,24 +136,47 @@ def evaluate_model(
 
 
 def _embedded(what: str, out: Any, rows: int) -> np.ndarray:
-    """What an embedder returned, checked to be ``[rows, d]`` real numbers:
-    else the metrics blamed their own arguments (train_y "to match train_x
-    rows") for the embedder's output."""
+    """What an embedder returned, checked to be ``[rows, d]`` finite real
+    numbers: else the metrics blamed their own arguments (train_y "to match
+    train_x rows", "query: row 2 holds NaN") for the embedder's output."""
     arr = as_real_array(out, what)
     if arr.ndim != 2 or arr.shape[0] != rows:
         raise ShapeError(f"{what}: returned shape {arr.shape}; expected ({rows}, d), one row per event", what)
+    if arr.dtype.kind == "f":
+        finite = np.isfinite(arr).all(axis=1)
+        if not finite.all():
+            row = int(np.flatnonzero(~finite)[0])
+            raise NonFiniteError(f"{what}: row {row} holds NaN or inf; expected finite embeddings", what)
     return arr
 
 
-def _embedded_views(out: Any, names: Sequence[str], rows: int) -> Dict[str, np.ndarray]:
-    """``embed_views``' result, checked to hold every view ``[rows, d]``."""
-    what = "embedder.embed_views"
+def _embedded_views(
+    out: Any, names: Sequence[str], rows: int, what: str = "embedder.embed_views", same_width: bool = True
+) -> Dict[str, np.ndarray]:
+    """``embed_views``' result (or another method's, ``what``), checked to
+    hold every view ``[rows, d]``, with one ``d`` for all when
+    ``same_width`` (views retrieve among each other: else "gallery must
+    have the same shape as query", arguments the caller never passed)."""
     if not isinstance(out, Mapping):
         raise TypeError(f"{what}: returned {type(out).__name__}; expected a mapping view name -> [N, d] array")
     missing = [v for v in names if v not in out]
     if missing:  # else a KeyError naming the view
-        raise InvalidValueError(f"{what}: returned no embedding for the views {missing} (got {list(out)})", what)
-    return {v: _embedded(f"{what}(...)[{v!r}]", out[v], rows) for v in names}
+        raise InvalidValueError(f"{what}: returned no {'embedding' if same_width else 'features'} for the views {missing} "
+                                f"(got {list(out)})", what)
+    checked = {v: _embedded(f"{what}(...)[{v!r}]", out[v], rows) for v in names}
+    widths = {v: x.shape[1] for v, x in checked.items()}
+    if same_width and len(set(widths.values())) > 1:
+        raise ShapeError(f"{what}: returned embeddings of different widths {widths}; expected one width (the views "
+                         "are compared with each other)", what)
+    return checked
+
+
+def _same_width(what: str, train_out: np.ndarray, test_out: np.ndarray) -> None:
+    """``what`` returned as many columns for the test split as for the
+    training split: else the k-NN's "test_x has 3 columns but train_x has 2"."""
+    if train_out.shape[1] != test_out.shape[1]:
+        raise ShapeError(f"{what}: returned {test_out.shape[1]} columns for test's views, {train_out.shape[1]} for "
+                         "train's; expected one width", what)
 
 
 def _evaluate(embedder, train, test, k, seed, two_views) -> ModelScores:
@@ -152,6 +185,7 @@ def _evaluate(embedder, train, test, k, seed, two_views) -> ModelScores:
     test_views = _embedded_views(embedder.embed_views(test.views), names, n_test)
     test_fused = _embedded("embedder.embed_fused", embedder.embed_fused(test.views), n_test)
     train_fused = _embedded("embedder.embed_fused", embedder.embed_fused(train.views), n_train)
+    _same_width("embedder.embed_fused", train_fused, test_fused)
     for v in names:
         refuse_zero_rows(f"embedder.embed_views(...)[{v!r}]", test_views[v], "embeddings",
                          "a view's own embedding of a row it holds needs a direction")
@@ -162,15 +196,20 @@ def _evaluate(embedder, train, test, k, seed, two_views) -> ModelScores:
     if two_views:
         for a, b in unordered_pairs(names):
             pick = lambda split: {a: split.views[a], b: split.views[b]}  # noqa: E731
-            two_view_knn[two_view_key(a, b)] = knn_accuracy(
-                _embedded("embedder.embed_fused", embedder.embed_fused(pick(train)), n_train), train.labels,
-                _embedded("embedder.embed_fused", embedder.embed_fused(pick(test)), n_test), test.labels, k=k,
-            )
+            train_pair = _embedded("embedder.embed_fused", embedder.embed_fused(pick(train)), n_train)
+            test_pair = _embedded("embedder.embed_fused", embedder.embed_fused(pick(test)), n_test)
+            _same_width("embedder.embed_fused", train_pair, test_pair)
+            two_view_knn[two_view_key(a, b)] = knn_accuracy(train_pair, train.labels, test_pair, test.labels, k=k)
     bind = optional_bind(embedder)
     hidden_knn = hidden_probe = None
     features = optional_hidden_features(embedder)
     if features is not None:
-        train_hidden, test_hidden = (unit_side_by_side(features(split.views), names) for split in (train, test))
+        what = "embedder.hidden_features"
+        train_hidden, test_hidden = (
+            unit_side_by_side(_embedded_views(features(split.views), names, len(split.labels), what, same_width=False), names)
+            for split in (train, test)
+        )
+        _same_width(what, train_hidden, test_hidden)
         hidden_knn = knn_accuracy(train_hidden, train.labels, test_hidden, test.labels, k=k)
         hidden_probe = linear_probe_accuracy(train_hidden, train.labels, test_hidden, test.labels)
     return ModelScores(
