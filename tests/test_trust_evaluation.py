@@ -136,3 +136,94 @@ def test_evaluate_model_refuses_splits_of_one_view_or_one_test_row_by_their_name
         evaluation.evaluate_model(FirstColumns(), train, test.subset(np.array([0])))
     assert err.value.arg == "test"
     assert evaluation.evaluate_model(FirstColumns(), train, test.subset(np.array([0, 1])), two_views=False).retrieval
+
+
+# ------------------------------------------------------------ compute_anchors
+
+
+def test_compute_anchors_names_the_split_view_holding_nan_not_standardize_s_others():
+    # was "others[0]['b']: row 3 holds NaN or inf", an argument of standardize
+    train, test = split_pair()
+    spoilt = test.views["b"].copy()
+    spoilt[3, 1] = np.nan
+    with pytest.raises(gm.NonFiniteError, match=r"^test\.views\['b'\]: row 3 holds NaN or inf") as err:
+        evaluation.compute_anchors(train, with_view(test, "b", spoilt), multiview=[])
+    assert err.value.arg == "test.views['b']"
+    spoilt = train.views["c"].copy()
+    spoilt[5, 0] = np.inf
+    with pytest.raises(gm.NonFiniteError, match=r"^train\.views\['c'\]: row 5 holds NaN or inf"):
+        evaluation.compute_anchors(with_view(train, "c", spoilt), test, multiview=[])
+
+
+def test_compute_anchors_names_the_test_view_a_constant_training_view_zeroes():
+    # was "test_std['b']: ...", pairwise_cca_retrieval's argument
+    train, test = split_pair()
+    with pytest.raises(gm.InvalidValueError, match=r"^test\.views\['b'\]: the canonical scores of 20 row\(s\)") as err:
+        evaluation.compute_anchors(with_view(train, "b", np.ones((40, 3))), with_view(test, "b", np.ones((20, 3))),
+                                   multiview=[])
+    assert err.value.arg == "test.views['b']"
+
+
+@pytest.mark.parametrize("measure", [
+    lambda train, test: evaluation.compute_anchors(train, test, multiview=[]),
+    lambda train, test: anchors.knn_anchors(train, test),
+    lambda train, test: evaluation.evaluate_model(FirstColumns(), train, test),
+])
+def test_splits_without_views_are_refused_by_name(measure):
+    # was numpy's "need at least one array to concatenate" (or the embedder's own error)
+    empty = datasets.MultipleFeatures(views={}, labels=np.arange(6) % 2)
+    with pytest.raises(gm.InvalidValueError, match=r"^train: has no views; expected at least one"):
+        measure(empty, empty)
+
+
+# ------------------------------------------------- the scikit-learn anchors
+
+
+@pytest.mark.parametrize("measure", [
+    lambda train, test: anchors.knn_anchors(train, test),
+    lambda train, test: anchors.cca_anchor(train, test, "a", "b", 2),
+])
+def test_sklearn_anchors_name_a_test_view_of_another_width(measure):
+    # was "others[0]['a'] must have shape [n, 4], got (20, 2)", an argument of standardize
+    train, test = split_pair()
+    with pytest.raises(gm.ShapeError, match=r"^test\.views\['a'\]: has 2 columns; expected 4, as in train") as err:
+        measure(train, with_view(test, "a", test.views["a"][:, :2]))
+    assert err.value.arg == "test.views['a']"
+
+
+@pytest.mark.parametrize("measure", [
+    lambda train, test: anchors.knn_anchors(train, test),
+    lambda train, test: anchors.cca_anchor(train, test, "a", "b", 2),
+])
+def test_sklearn_anchors_name_the_split_view_holding_nan(measure):
+    train, test = split_pair()
+    spoilt = test.views["a"].copy()
+    spoilt[4, 0] = np.nan
+    with pytest.raises(gm.NonFiniteError, match=r"^test\.views\['a'\]: row 4 holds NaN or inf"):
+        measure(train, with_view(test, "a", spoilt))
+    spoilt = train.views["b"].copy()
+    spoilt[6, 2] = -np.inf
+    with pytest.raises(gm.NonFiniteError, match=r"^train\.views\['b'\]: row 6 holds NaN or inf"):
+        measure(with_view(train, "b", spoilt), test)
+
+
+@pytest.mark.parametrize("view", ["a", "b"])
+def test_cca_anchor_refuses_a_view_constant_in_the_training_split(view):
+    # was scikit-learn's "A has a NaN entry" (after "invalid value encountered in divide")
+    train, test = split_pair()
+    width = train.views[view].shape[1]
+    constant = with_view(train, view, np.full((40, width), 2.5))
+    with pytest.raises(gm.InvalidValueError, match=rf"^train\.views\['{view}'\]: every column is constant in the training "
+                                                   r"split") as err:
+        anchors.cca_anchor(constant, test, "a", "b", 2)
+    assert err.value.arg == f"train.views['{view}']"
+    one_constant_column = train.views[view].copy()
+    one_constant_column[:, 0] = 2.5  # the other columns vary: CCA has something to fit
+    anchors.cca_anchor(with_view(train, view, one_constant_column), test, "a", "b", 2)
+
+
+def test_cca_anchor_names_a_view_name_that_is_no_name():
+    # was "unhashable type: 'list'"
+    train, test = split_pair()
+    with pytest.raises(ValueError, match=r"query_view must be one of \['a', 'b', 'c'\], got \['a'\]"):
+        anchors.cca_anchor(train, test, ["a"], "b", 2)

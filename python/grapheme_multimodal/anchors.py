@@ -31,7 +31,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from .datasets import VIEW_NAMES, MultipleFeatures, standardize
+from typing import Any, Optional, Sequence
+
+from .datasets import VIEW_NAMES, MultipleFeatures
+from .evaluation._anchors import check_same_views, standardized_splits
+from .exceptions import InvalidValueError
 from .metrics import cross_view_retrieval, knn_accuracy
 
 __all__ = [
@@ -62,15 +66,19 @@ SPEC_CCA_PRECISION: dict[tuple[str, str], float] = {
 CCA_PAIRS: tuple[tuple[str, str], ...] = tuple(SPEC_CCA_PRECISION)
 
 
-def _check_splits(train: MultipleFeatures, test: MultipleFeatures) -> None:
+def _check_splits(train: MultipleFeatures, test: MultipleFeatures, views: Optional[Sequence[Any]] = None) -> None:
+    """Two :class:`MultipleFeatures` with the same views, each (of ``views``
+    only, when given) as wide in ``test`` as in ``train``: else the errors
+    of standardize, naming its ``others[0]``, an argument the caller never
+    passed, or numpy's "need at least one array to concatenate"."""
+    _check_types(train, test)
+    check_same_views(train, test, views)
+
+
+def _check_types(train: MultipleFeatures, test: MultipleFeatures) -> None:
     for name, split in (("train", train), ("test", test)):
         if not isinstance(split, MultipleFeatures):
             raise TypeError(f"{name} must be a MultipleFeatures, got {type(split).__name__}")
-    if set(train.views) != set(test.views):
-        raise ValueError(
-            f"train and test must have the same views, got {sorted(train.views)} "
-            f"and {sorted(test.views)}"
-        )
 
 
 def knn_anchors(
@@ -86,7 +94,7 @@ def knn_anchors(
     names = [n for n in VIEW_NAMES if n in train.views] + [
         n for n in train.views if n not in VIEW_NAMES
     ]
-    train_std, test_std = standardize(train.views, test.views)
+    train_std, test_std = standardized_splits(train, test)
     result = {
         name: knn_accuracy(train_std[name], train.labels, test_std[name], test.labels, k=k)
         for name in names
@@ -116,10 +124,15 @@ def cca_anchor(
     (``class_precision_at_1``, ``instance_recall_at_1``) for query = CCA scores
     of ``query_view``, gallery = CCA scores of ``gallery_view``.
     """
-    _check_splits(train, test)
+    _check_types(train, test)
     for arg, view in (("query_view", query_view), ("gallery_view", gallery_view)):
-        if view not in train.views:
+        try:
+            known = view in train.views
+        except TypeError:  # a list: "unhashable type: 'list'"
+            known = False
+        if not known:
             raise ValueError(f"{arg} must be one of {sorted(train.views)}, got {view!r}")
+    _check_splits(train, test, (query_view, gallery_view))
     if query_view == gallery_view:
         raise ValueError(f"query_view and gallery_view must differ, both are {query_view!r}")
     max_components = min(
@@ -138,10 +151,13 @@ def cca_anchor(
             "cca_anchor needs scikit-learn: pip install 'grapheme-multimodal[sklearn]'",
             name="sklearn",
         ) from err
-    pair = {query_view: train.views[query_view], gallery_view: train.views[gallery_view]}
-    train_std, test_std = standardize(
-        pair, {v: test.views[v] for v in pair}
-    )
+    train_std, test_std = standardized_splits(train, test, (query_view, gallery_view))
+    for view in (query_view, gallery_view):
+        if not train_std[view].any():  # standardize maps a constant column to 0
+            # else scikit-learn's "A has a NaN entry", or the metric's all-zero "query" rows
+            raise InvalidValueError(
+                f"train.views[{view!r}]: every column is constant in the training split, which leaves CCA nothing "
+                "to correlate; expected a view whose values vary", f"train.views[{view!r}]")
     # CCA's NIPALS loop does thousands of tiny matrix-vector products; a
     # multi-threaded BLAS only adds synchronisation (measured 0.8 s with one
     # thread vs 21 s with OpenBLAS's default threads on a busy 2-core machine).

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import importlib.util
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, Optional, Sequence
+from typing import Any, Dict, Iterable, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .._validation import as_positive_int
+from .._validation import as_positive_int, renamed
 from ..datasets import MultipleFeatures, standardize
-from ..exceptions import InvalidValueError, ShapeError
+from ..exceptions import GraphemeError, InvalidValueError, ShapeError
 from ..metrics import cross_view_retrieval, knn_accuracy, linear_probe_accuracy
 from ._cca import ExactCCA
 from ._pairs import ordered_pairs, pair_key, two_view_key, unordered_pairs
@@ -61,6 +61,20 @@ def pairwise_cca_retrieval(
     directions retrieve among the test events' canonical scores (cosine,
     gallery includes the query's own event). A pair whose smaller view has
     fewer than ``n_components`` columns gets that many (mor: 6)."""
+    return _pairwise_cca_retrieval(train_std, test_std, labels, n_components, ("train_std", "test_std"))
+
+
+def _pairwise_cca_retrieval(
+    train_std: Dict[str, np.ndarray],
+    test_std: Dict[str, np.ndarray],
+    labels: np.ndarray,
+    n_components: int,
+    arg_names: Tuple[str, str],
+) -> Dict[str, Dict[str, float]]:
+    """:func:`pairwise_cca_retrieval`, its errors naming the training and
+    test views by ``arg_names`` (the caller's: ``("train", "test.views")``
+    for :func:`compute_anchors`, whose caller passed no ``test_std``)."""
+    train_arg, test_arg = arg_names
     if set(test_std) != set(train_std):  # else a KeyError naming one view
         raise InvalidValueError(f"test_std: has views {sorted(test_std)}, expected the training views {sorted(train_std)}", "test_std")
     out: Dict[str, Dict[str, float]] = {}
@@ -70,8 +84,8 @@ def pairwise_cca_retrieval(
         cca = ExactCCA(k).fit(train_std[a], train_std[b])
         score_a, score_b = cca.transform(test_std[a], test_std[b])
         for name, scores in ((a, score_a), (b, score_b)):
-            refuse_zero_rows(f"test_std[{name!r}]", scores, "canonical scores",
-                             "the view is constant in train_std, or the row is at its training mean")
+            refuse_zero_rows(f"{test_arg}[{name!r}]", scores, "canonical scores",
+                             f"the view is constant in {train_arg}, or the row is at its training mean")
         out[pair_key(a, b)] = cross_view_retrieval(score_a, score_b, labels)
         out[pair_key(b, a)] = cross_view_retrieval(score_b, score_a, labels)
     return {pair_key(q, g): out[pair_key(q, g)] for q, g in ordered_pairs(names)}
@@ -130,20 +144,54 @@ def one_thread():
     return threadpool_limits(limits=1)
 
 
-def check_same_views(train: MultipleFeatures, test: MultipleFeatures) -> None:
-    """``test`` holds the views of ``train`` (any order), each as wide: else
-    a bare ``KeyError`` naming a view, or errors naming arguments of the
-    helpers (``others[0]``, ``views['b']``) the caller never passed."""
+def check_same_views(train: MultipleFeatures, test: MultipleFeatures, views: Optional[Sequence[Any]] = None) -> None:
+    """``train`` holds a view, and ``test`` the views of ``train`` (any
+    order), each as wide (of ``views`` only, when given): else a bare
+    ``KeyError`` naming a view, numpy's "need at least one array to
+    concatenate" for no views, or errors naming arguments of the helpers
+    (``others[0]``, ``views['b']``) the caller never passed."""
+    if not train.views:
+        raise InvalidValueError("train: has no views; expected at least one view name -> [n, d] array", "train")
     if set(test.views) != set(train.views):
         raise InvalidValueError(
             f"test: has views {sorted(test.views)}; expected those of train, {sorted(train.views)}", "test"
         )
-    for v, x in test.views.items():
+    for v in test.views if views is None else views:
+        x = test.views[v]
         if x.shape[1] != train.views[v].shape[1]:
             raise ShapeError(
                 f"test.views[{v!r}]: has {x.shape[1]} columns; expected {train.views[v].shape[1]}, as in train",
                 f"test.views[{v!r}]",
             )
+
+
+def standardized_splits(
+    train: MultipleFeatures, test: MultipleFeatures, views: Optional[Sequence[Any]] = None
+) -> Tuple[Dict[Any, np.ndarray], Dict[Any, np.ndarray]]:
+    """:func:`~grapheme_multimodal.datasets.standardize` of the splits'
+    views (of ``views`` only, when given), its errors naming the caller's
+    ``train.views['v']`` and ``test.views['v']``: standardize names its own
+    ``train_views`` and ``others[0]``, arguments the caller never passed."""
+    names = list(train.views) if views is None else list(views)
+    try:
+        return standardize({v: train.views[v] for v in names}, {v: test.views[v] for v in names})  # type: ignore[return-value]
+    except (GraphemeError, TypeError) as err:
+        raise _renamed_prefix(err, {
+            **{f"train_views[{v!r}]": f"train.views[{v!r}]" for v in names},
+            **{f"others[0][{v!r}]": f"test.views[{v!r}]" for v in names},
+        }) from None
+
+
+def _renamed_prefix(err: Exception, names: Dict[str, str]) -> Exception:
+    """:func:`~grapheme_multimodal._validation.renamed`, also for a message
+    that names its argument before a space (``"x must be ..."``), as
+    standardize's shape errors do."""
+    message = str(err)
+    for inner, outer in names.items():
+        if message.startswith(inner + " "):
+            text = f"{outer}:{message[len(inner):]}"
+            return type(err)(text, outer) if isinstance(err, GraphemeError) else type(err)(text)
+    return renamed(err, names)
 
 
 def cca_zoo_available() -> bool:
@@ -180,7 +228,7 @@ def compute_anchors(
         unknown = [m for m in multiview if m not in MULTIVIEW_METHODS]
         if unknown:
             raise InvalidValueError(f"multiview: unknown methods {unknown}; expected some of {list(MULTIVIEW_METHODS)}", "multiview")
-    train_std, test_std = standardize(train.views, test.views)
+    train_std, test_std = standardized_splits(train, test)
     names = list(train_std)
     if multiview is None:
         multiview = MULTIVIEW_METHODS if cca_zoo_available() else ()
@@ -190,7 +238,7 @@ def compute_anchors(
 
     with one_thread():
         return Anchors(
-            cca=pairwise_cca_retrieval(train_std, test_std, test.labels, cca_components),
+            cca=_pairwise_cca_retrieval(train_std, test_std, test.labels, cca_components, ("train", "test.views")),
             raw_knn=knn_accuracy(raw(train_std, names), train.labels, raw(test_std, names), test.labels, k=k),
             raw_probe=linear_probe_accuracy(raw(train_std, names), train.labels, raw(test_std, names), test.labels),
             raw_two_view_knn={
