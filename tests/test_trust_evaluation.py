@@ -227,3 +227,32 @@ def test_cca_anchor_names_a_view_name_that_is_no_name():
     train, test = split_pair()
     with pytest.raises(ValueError, match=r"query_view must be one of \['a', 'b', 'c'\], got \['a'\]"):
         anchors.cca_anchor(train, test, ["a"], "b", 2)
+
+
+# ------------------------------------------------------------------- uci
+
+
+def test_train_refuses_settings_that_are_no_training_settings():
+    # was "'dict' object has no attribute 'model_options'"
+    views = {"visual": np.zeros((8, 3), np.float32)}
+    with pytest.raises(TypeError, match=r"^settings: expected a TrainingSettings, got dict"):
+        uci.train(views, settings={"epochs": 1})
+
+
+# -------------------------------------------------------------- plotting
+
+
+def test_plots_without_matplotlib_say_how_to_install_it(monkeypatch, tmp_path):
+    from grapheme_multimodal import plotting
+    from grapheme_multimodal.training import History
+
+    for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib: ModuleNotFoundError
+    history = History(epochs=[{"epoch": 1, "loss": 1.0}, {"epoch": 2, "loss": 0.5}])
+    for draw in (lambda: history.plot(tmp_path / "curves.png"),
+                 lambda: plotting.plot_attention(np.ones((2, 7)), ["x", "y"], tmp_path / "attention.png")):
+        with pytest.raises(ModuleNotFoundError, match=r"pip install 'grapheme-multimodal\[plot\]'") as err:
+            draw()
+        assert err.value.name == "matplotlib"
+    assert list(tmp_path.iterdir()) == []

@@ -307,6 +307,8 @@ def train(
     epochs instead (:func:`~grapheme_multimodal.stopping.fit_with_stopping`).
     ``standardize=True`` has the model learn and keep the views' statistics
     (for raw inputs), else ``inputs`` must already be standardised."""
+    if not isinstance(settings, TrainingSettings):  # else "'dict' object has no attribute 'model_options'"
+        raise TypeError(f"settings: expected a TrainingSettings, got {describe(settings)}")
     s = settings
     model = LearnableMultiModal(input_dims=_input_dims(inputs), **s.model_options())
     fit_with_stopping(
