@@ -176,6 +176,59 @@ def test_splits_without_views_are_refused_by_name(measure):
         measure(empty, empty)
 
 
+def relabelled(split, labels):
+    return datasets.MultipleFeatures(views=split.views, labels=labels)
+
+
+def with_nan_label(split, row=3):
+    labels = split.labels.astype(float)
+    labels[row] = np.nan
+    return relabelled(split, labels)
+
+
+@pytest.mark.parametrize("measure", [
+    lambda train, test: evaluation.evaluate_model(FirstColumns(), train, test, two_views=False),
+    lambda train, test: evaluation.compute_anchors(train, test, multiview=[]),
+    lambda train, test: anchors.knn_anchors(train, test),
+    lambda train, test: anchors.cca_anchor(train, test, "a", "b", 2),
+])
+def test_measurements_name_the_split_whose_labels_hold_nan(measure):
+    # were the metrics' "labels holds nan at row 3" and "test_y holds nan ...", arguments the caller never passed
+    train, test = split_pair()
+    with pytest.raises(gm.NonFiniteError, match=r"^test\.labels holds nan at row 3") as err:
+        measure(train, with_nan_label(test))
+    assert err.value.arg == "test.labels"
+
+
+@pytest.mark.parametrize("measure", [
+    lambda train, test: evaluation.evaluate_model(FirstColumns(), train, test, two_views=False),
+    lambda train, test: evaluation.compute_anchors(train, test, multiview=[]),
+    lambda train, test: anchors.knn_anchors(train, test),
+])
+def test_measurements_name_the_split_whose_labels_are_no_class_labels(measure):
+    # were "train_y: expected class labels ...", "test_y: labels are strings but train_y's are numbers"
+    train, test = split_pair()
+    with pytest.raises(gm.InvalidValueError, match=r"^train\.labels: expected class labels .* got continuous values") as err:
+        measure(relabelled(train, train.labels + 0.5), test)
+    assert err.value.arg == "train.labels"
+    with pytest.raises(gm.InvalidValueError, match=r"^test\.labels: expected class labels .*numbers mixed with strings"):
+        measure(train, relabelled(test, np.array([1, "x"] * 10, dtype=object)))
+    with pytest.raises(gm.InvalidValueError, match=r"^test\.labels: labels are strings but train\.labels' are numbers"):
+        measure(train, relabelled(test, test.labels.astype(str)))
+
+
+@pytest.mark.parametrize("measure", [
+    lambda train, test: evaluation.evaluate_model(FirstColumns(), train, test, two_views=False),
+    lambda train, test: evaluation.compute_anchors(train, test, multiview=[]),
+])
+def test_a_linear_probe_on_one_training_class_names_train_labels(measure):
+    # was "train_y: expected at least 2 classes, got only [0]"
+    train, test = split_pair()
+    with pytest.raises(gm.InvalidValueError, match=r"^train\.labels: expected at least 2 classes \(the linear probe "
+                                                   r"tells them apart\), got only \[0\]"):
+        measure(relabelled(train, np.zeros(40, int)), test)
+
+
 # ------------------------------------------------- the scikit-learn anchors
 
 

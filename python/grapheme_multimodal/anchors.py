@@ -34,7 +34,7 @@ import numpy as np
 from typing import Any, Optional, Sequence
 
 from .datasets import VIEW_NAMES, MultipleFeatures
-from .evaluation._anchors import check_same_views, standardized_splits
+from .evaluation._anchors import check_same_views, check_split_labels, standardized_splits
 from .exceptions import InvalidValueError
 from .metrics import cross_view_retrieval, knn_accuracy
 
@@ -91,6 +91,7 @@ def knn_anchors(
     present in the data), then ``"concat"``.
     """
     _check_splits(train, test)
+    check_split_labels(train, test)
     names = [n for n in VIEW_NAMES if n in train.views] + [
         n for n in train.views if n not in VIEW_NAMES
     ]
@@ -133,6 +134,7 @@ def cca_anchor(
         if not known:
             raise ValueError(f"{arg} must be one of {sorted(train.views)}, got {view!r}")
     _check_splits(train, test, (query_view, gallery_view))
+    check_split_labels(train, test, test_only=True)  # retrieval reads only the test events' labels
     if query_view == gallery_view:
         raise ValueError(f"query_view and gallery_view must differ, both are {query_view!r}")
     max_components = min(

@@ -259,14 +259,18 @@ def _classification_inputs(train_x, train_y, test_x, test_y):
     return tx, ty, vx, vy
 
 
-def _class_labels(train_y: np.ndarray, test_y: np.ndarray, at_least: int) -> None:
+def _class_labels(
+    train_y: np.ndarray, test_y: np.ndarray, at_least: int, names: "tuple[str, str]" = ("train_y", "test_y")
+) -> None:
     """``train_y`` and ``test_y`` as scikit-learn's classifiers read them:
     class labels (ints, strings, bools, whole floats), ``train_y`` with at
     least ``at_least`` classes; else scikit-learn's errors, which name
-    neither ("Unknown label type: unknown")."""
+    neither ("Unknown label type: unknown"). ``names``: the two as the
+    caller knows them (``train.labels`` for a split's)."""
     from sklearn.utils.multiclass import type_of_target
 
-    for name, y in (("train_y", train_y), ("test_y", test_y)):
+    train_name, test_name = names
+    for name, y in ((train_name, train_y), (test_name, test_y)):
         try:
             kind = type_of_target(y, input_name=name)
         except (TypeError, ValueError) as exc:
@@ -274,15 +278,15 @@ def _class_labels(train_y: np.ndarray, test_y: np.ndarray, at_least: int) -> Non
         if kind not in ("binary", "multiclass"):
             what = "values of no one label type (None, or numbers mixed with strings?)" if kind == "unknown" else f"{kind} values"
             raise InvalidValueError(f"{name}: expected class labels (ints, strings or bools), got {what} of dtype {y.dtype}", name)
-    kinds = {name: "strings" if _holds_strings(y) else "numbers" for name, y in (("train_y", train_y), ("test_y", test_y))}
-    if kinds["train_y"] != kinds["test_y"]:  # scikit-learn's "Mix of label input types (string and number)" named neither
+    kinds = {name: "strings" if _holds_strings(y) else "numbers" for name, y in ((train_name, train_y), (test_name, test_y))}
+    if kinds[train_name] != kinds[test_name]:  # scikit-learn's "Mix of label input types (string and number)" named neither
         raise InvalidValueError(
-            f"test_y: labels are {kinds['test_y']} but train_y's are {kinds['train_y']}; expected labels of the same kind",
-            "test_y")
+            f"{test_name}: labels are {kinds[test_name]} but {train_name}'{'' if train_name.endswith('s') else 's'} are "
+            f"{kinds[train_name]}; expected labels of the same kind", test_name)
     classes = np.unique(train_y)
     if classes.size < at_least:
         raise InvalidValueError(
-            f"train_y: expected at least {at_least} classes, got only {classes.tolist()}", "train_y"
+            f"{train_name}: expected at least {at_least} classes, got only {classes.tolist()}", train_name
         )
 
 

@@ -16,7 +16,7 @@ import numpy as np
 from .._validation import as_positive_int, renamed
 from ..datasets import MultipleFeatures, standardize
 from ..exceptions import GraphemeError, InvalidValueError, ShapeError
-from ..metrics import cross_view_retrieval, knn_accuracy, linear_probe_accuracy
+from ..metrics import _class_labels, _labels_1d, cross_view_retrieval, knn_accuracy, linear_probe_accuracy
 from ._cca import ExactCCA
 from ._pairs import ordered_pairs, pair_key, two_view_key, unordered_pairs
 
@@ -165,6 +165,25 @@ def check_same_views(train: MultipleFeatures, test: MultipleFeatures, views: Opt
             )
 
 
+def check_split_labels(train: MultipleFeatures, test: MultipleFeatures, *, test_only: bool = False,
+                       probe: bool = False) -> None:
+    """The splits' labels are class labels (of ``test`` only, for retrieval
+    alone), named ``train.labels`` and ``test.labels``: the metrics named
+    their own ``labels``, ``train_y`` and ``test_y``, arguments the caller
+    never passed. ``probe``: ``train`` needs two classes, which the linear
+    probe tells apart."""
+    test_y = _labels_1d("test.labels", test.labels, test.n_events, "test's rows")
+    if test_only:
+        return
+    train_y = _labels_1d("train.labels", train.labels, train.n_events, "train's rows")
+    _class_labels(train_y, test_y, at_least=1, names=("train.labels", "test.labels"))
+    classes = np.unique(train_y)
+    if probe and classes.size < 2:
+        raise InvalidValueError(
+            f"train.labels: expected at least 2 classes (the linear probe tells them apart), got only {classes.tolist()}",
+            "train.labels")
+
+
 def standardized_splits(
     train: MultipleFeatures, test: MultipleFeatures, views: Optional[Sequence[Any]] = None
 ) -> Tuple[Dict[Any, np.ndarray], Dict[Any, np.ndarray]]:
@@ -217,6 +236,7 @@ def compute_anchors(
         if not isinstance(split, MultipleFeatures):  # else "'dict' object has no attribute 'views'"
             raise TypeError(f"{name}: expected a MultipleFeatures (datasets.train_test_split), got {type(split).__name__}")
     check_same_views(train, test)
+    check_split_labels(train, test, probe=True)
     # named here: ExactCCA's and cca-zoo's errors named their own n_components
     cca_components = as_positive_int(cca_components, "cca_components")
     multiview_components = as_positive_int(multiview_components, "multiview_components")

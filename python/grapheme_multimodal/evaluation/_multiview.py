@@ -18,7 +18,7 @@ from ..datasets import MultipleFeatures
 from .._validation import as_finite_float, as_real_array, as_seed, check_flag, describe
 from ..exceptions import InvalidValueError, NonFiniteError, ShapeError
 from ..metrics import cross_view_retrieval, knn_accuracy, linear_probe_accuracy, roc_auc, unit_side_by_side
-from ._anchors import Anchors, check_same_views, one_thread, refuse_zero_rows
+from ._anchors import Anchors, check_same_views, check_split_labels, one_thread, refuse_zero_rows
 from ._embedders import ViewEmbedder, optional_bind, optional_hidden_features
 from ._pairs import ordered_pairs, pair_key, two_view_key, unordered_pairs
 
@@ -128,6 +128,7 @@ def evaluate_model(
         raise ShapeError(
             f"test: has {test.n_events} row; expected at least 2 (retrieval and the binder's negatives "
             "need another event)", "test")
+    check_split_labels(train, test, probe=True)
     if not all(callable(getattr(embedder, method, None)) for method in ("embed_views", "embed_fused")):
         raise TypeError(f"embedder: expected a ViewEmbedder (with embed_views and embed_fused), got {type(embedder).__name__}")
     two_views = check_flag(two_views, "two_views")  # 0 or "no" would be read as a choice
