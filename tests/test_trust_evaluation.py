@@ -138,6 +138,27 @@ def test_evaluate_model_refuses_splits_of_one_view_or_one_test_row_by_their_name
     assert evaluation.evaluate_model(FirstColumns(), train, test.subset(np.array([0, 1])), two_views=False).retrieval
 
 
+def untrained_embedder(widths):
+    """A ModelEmbedder over a new small model of views ``widths`` (name -> columns)."""
+    model = gm.LearnableMultiModal(embed_dim=8, hidden_dim=8, num_heads=2, seed=0,
+                                   input_dims={m: widths[v] for v, m in evaluation.view_modalities(widths).items()})
+    return evaluation.ModelEmbedder(model, evaluation.view_modalities(widths))
+
+
+def test_evaluate_model_names_the_split_a_model_of_other_views_cannot_embed():
+    # were the embedder's "views: unknown view names ..." and "views['a']: expected shape (any, 3)": which split?
+    train, test = split_pair()
+    with pytest.raises(gm.InvalidValueError, match=r"^test\.views: unknown view names \['a', 'b', 'c'\]; this model "
+                                                   r"knows \['x', 'y'\]") as err:
+        evaluation.evaluate_model(untrained_embedder({"x": 4, "y": 3}), train, test)
+    assert err.value.arg == "test.views"
+    with pytest.raises(gm.ShapeError, match=r"^test\.views\['a'\]: expected shape \(any, 3\), got \(20, 4\)") as err:
+        evaluation.evaluate_model(untrained_embedder({"a": 3, "b": 3, "c": 2}), train, test)
+    assert err.value.arg == "test.views['a']"
+    scores = evaluation.evaluate_model(untrained_embedder({"a": 4, "b": 3, "c": 2}), train, test, two_views=False)
+    assert set(scores.retrieval) == {"a->b", "a->c", "b->a", "b->c", "c->a", "c->b"}
+
+
 # ------------------------------------------------------------ compute_anchors
 
 

@@ -15,8 +15,8 @@ from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Sequence
 import numpy as np
 
 from ..datasets import MultipleFeatures
-from .._validation import as_finite_float, as_real_array, as_seed, check_flag, describe
-from ..exceptions import InvalidValueError, NonFiniteError, ShapeError
+from .._validation import as_finite_float, as_real_array, as_seed, check_flag, describe, renamed
+from ..exceptions import GraphemeError, InvalidValueError, NonFiniteError, ShapeError
 from ..metrics import cross_view_retrieval, knn_accuracy, linear_probe_accuracy, roc_auc, unit_side_by_side
 from ._anchors import Anchors, check_same_views, check_split_labels, one_thread, refuse_zero_rows
 from ._embedders import ViewEmbedder, optional_bind, optional_hidden_features
@@ -180,12 +180,24 @@ def _same_width(what: str, train_out: np.ndarray, test_out: np.ndarray) -> None:
                          "train's; expected one width", what)
 
 
+def _on_split(method: Callable[[Mapping[str, np.ndarray]], Any], split: str, views: Mapping[str, np.ndarray]) -> Any:
+    """``method(views)`` of the embedder on ``split``'s views, its errors
+    about its own ``views['a']`` named as the caller's ``test.views['a']``
+    (a ModelEmbedder's "views: unknown view names" said nothing of which
+    split it could not embed)."""
+    try:
+        return method(views)
+    except (GraphemeError, TypeError) as err:
+        names = {f"views[{v!r}]": f"{split}.views[{v!r}]" for v in views}
+        raise renamed(err, {**names, "views": f"{split}.views"}) from None
+
+
 def _evaluate(embedder, train, test, k, seed, two_views) -> ModelScores:
     names = list(test.views)
     n_train, n_test = len(train.labels), len(test.labels)
-    test_views = _embedded_views(embedder.embed_views(test.views), names, n_test)
-    test_fused = _embedded("embedder.embed_fused", embedder.embed_fused(test.views), n_test)
-    train_fused = _embedded("embedder.embed_fused", embedder.embed_fused(train.views), n_train)
+    test_views = _embedded_views(_on_split(embedder.embed_views, "test", test.views), names, n_test)
+    test_fused = _embedded("embedder.embed_fused", _on_split(embedder.embed_fused, "test", test.views), n_test)
+    train_fused = _embedded("embedder.embed_fused", _on_split(embedder.embed_fused, "train", train.views), n_train)
     _same_width("embedder.embed_fused", train_fused, test_fused)
     for v in names:
         refuse_zero_rows(f"embedder.embed_views(...)[{v!r}]", test_views[v], "embeddings",
@@ -197,8 +209,8 @@ def _evaluate(embedder, train, test, k, seed, two_views) -> ModelScores:
     if two_views:
         for a, b in unordered_pairs(names):
             pick = lambda split: {a: split.views[a], b: split.views[b]}  # noqa: E731
-            train_pair = _embedded("embedder.embed_fused", embedder.embed_fused(pick(train)), n_train)
-            test_pair = _embedded("embedder.embed_fused", embedder.embed_fused(pick(test)), n_test)
+            train_pair = _embedded("embedder.embed_fused", _on_split(embedder.embed_fused, "train", pick(train)), n_train)
+            test_pair = _embedded("embedder.embed_fused", _on_split(embedder.embed_fused, "test", pick(test)), n_test)
             _same_width("embedder.embed_fused", train_pair, test_pair)
             two_view_knn[two_view_key(a, b)] = knn_accuracy(train_pair, train.labels, test_pair, test.labels, k=k)
     bind = optional_bind(embedder)
@@ -207,8 +219,9 @@ def _evaluate(embedder, train, test, k, seed, two_views) -> ModelScores:
     if features is not None:
         what = "embedder.hidden_features"
         train_hidden, test_hidden = (
-            unit_side_by_side(_embedded_views(features(split.views), names, len(split.labels), what, same_width=False), names)
-            for split in (train, test)
+            unit_side_by_side(_embedded_views(_on_split(features, name, split.views), names, len(split.labels), what,
+                                              same_width=False), names)
+            for name, split in (("train", train), ("test", test))
         )
         _same_width(what, train_hidden, test_hidden)
         hidden_knn = knn_accuracy(train_hidden, train.labels, test_hidden, test.labels, k=k)
