@@ -313,6 +313,36 @@ def test_train_refuses_settings_that_are_no_training_settings():
         uci.train(views, settings={"epochs": 1})
 
 
+@pytest.mark.parametrize("inputs, words", [
+    ({"visual": np.zeros((8, 3)), gm.Modality.VISUAL: np.zeros((8, 3))},
+     r"^inputs: keys \['visual', <Modality\.VISUAL: 0>\] name the same modality"),
+    ({"vision": np.zeros((8, 3))}, r"^inputs: unknown modality 'vision'"),
+    ({}, r"^inputs: expected at least one modality -> \[N, d\] array, got an empty mapping$"),
+])
+def test_train_names_its_inputs_not_the_models_input_dims(inputs, words):
+    # were the model's "input_dims: ...", an argument train has not, and fit's "... when mask is None"
+    with pytest.raises(gm.InvalidValueError, match=words) as err:
+        uci.train(inputs, uci.TrainingSettings(epochs=1))
+    assert err.value.arg == "inputs"
+
+
+@pytest.mark.parametrize("names", [None, 5])
+def test_view_modalities_refuses_what_holds_no_view_names(names):
+    # was "'NoneType' object is not iterable"
+    with pytest.raises(TypeError, match=rf"^views: expected view names \(a sequence\), got {type(names).__name__}"):
+        evaluation.view_modalities(names)
+
+
+def test_model_embedder_refuses_what_is_no_model_or_no_mapping_when_made():
+    # were AttributeErrors at the first embedding ("'NoneType' object has no attribute 'encode'") or at once
+    # ("'list' object has no attribute 'items'")
+    with pytest.raises(TypeError, match=r"^model: expected a LearnableMultiModal, got NoneType"):
+        evaluation.ModelEmbedder(None, {"a": "visual"})
+    model = untrained_embedder({"a": 3, "b": 2}).model
+    with pytest.raises(TypeError, match=r"^modalities: expected a mapping view name -> modality, got list"):
+        evaluation.ModelEmbedder(model, ["visual", "auditory"])
+
+
 # -------------------------------------------------------------- plotting
 
 

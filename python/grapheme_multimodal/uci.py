@@ -310,7 +310,10 @@ def train(
     if not isinstance(settings, TrainingSettings):  # else "'dict' object has no attribute 'model_options'"
         raise TypeError(f"settings: expected a TrainingSettings, got {describe(settings)}")
     s = settings
-    model = LearnableMultiModal(input_dims=_input_dims(inputs), **s.model_options())
+    try:
+        model = LearnableMultiModal(input_dims=_input_dims(inputs), **s.model_options())
+    except GraphemeError as err:  # the dims are those of inputs: "input_dims" is no argument of train's
+        raise renamed(err, {"input_dims": "inputs"}) from None
     fit_with_stopping(
         model,
         dict(inputs),
@@ -333,6 +336,8 @@ def _input_dims(inputs: Any) -> Dict[Any, int]:
     (a list has no ``.shape``, a 1-D array no width: "tuple index out of range")."""
     if not isinstance(inputs, Mapping):
         raise TypeError(f"inputs: expected a mapping modality -> [N, d] array, got {describe(inputs)}")
+    if not inputs:  # else fit's "expected at least one array when mask is None", an argument train has not
+        raise InvalidValueError("inputs: expected at least one modality -> [N, d] array, got an empty mapping", "inputs")
     dims = {}
     for m, x in inputs.items():
         name = f"inputs[{str(m) if isinstance(m, Modality) else m!r}]"  # inputs['visual'], as the model names it

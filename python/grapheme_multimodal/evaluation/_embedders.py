@@ -50,6 +50,8 @@ def view_modalities(names: Iterable[str]) -> Dict[str, Modality]:
     modality and stays empty): at most six views."""
     if isinstance(names, (str, bytes)):  # "abc" would be three views, 'a', 'b' and 'c'
         raise TypeError(f"views: expected view names, got a {type(names).__name__} ({names!r}); pass [{names!r}] for one view")
+    if not isinstance(names, Iterable):  # else "'NoneType' object is not iterable"
+        raise TypeError(f"views: expected view names (a sequence), got {describe(names)}")
     names = list(names)
     slots = [m for m in Modality if m.is_input]
     if len(names) > len(slots) or len(set(names)) != len(names):
@@ -76,6 +78,13 @@ class ModelEmbedder:
     """
 
     def __init__(self, model: "LearnableMultiModal", modalities: Mapping[str, Modality]) -> None:
+        from ..model import LearnableMultiModal  # here: the model's module is not this one's to import at load
+
+        # else an AttributeError at the first embedding ("'NoneType' object has no attribute 'encode'")
+        if not isinstance(model, LearnableMultiModal):
+            raise TypeError(f"model: expected a LearnableMultiModal, got {describe(model)}")
+        if not isinstance(modalities, Mapping):  # else "'list' object has no attribute 'items'"
+            raise TypeError(f"modalities: expected a mapping view name -> modality, got {describe(modalities)}")
         self.model = model
         self.modalities = {v: Modality.parse(m, f"modalities[{v!r}]") for v, m in modalities.items()}
         taken = list(self.modalities.values())
