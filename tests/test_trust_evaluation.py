@@ -250,6 +250,21 @@ def test_a_linear_probe_on_one_training_class_names_train_labels(measure):
         measure(relabelled(train, np.zeros(40, int)), test)
 
 
+@pytest.mark.skipif(not evaluation.cca_zoo_available(), reason="needs cca-zoo")
+@pytest.mark.parametrize("method", evaluation.MULTIVIEW_METHODS)
+def test_multiview_anchors_of_views_narrower_than_their_components_get_fewer_as_exact_cca_does(method):
+    # the defaults failed on a view of fewer than 6 columns with cca-zoo's "n_components=6 must be at most 2",
+    # an argument compute_anchors has not; exact CCA took fewer components there, as documented
+    train, test = split_pair()
+    narrowest = evaluation.compute_anchors(train, test, multiview=[method], multiview_components=2)
+    for asked in (6, 100):
+        anchors_ = evaluation.compute_anchors(train, test, multiview=[method], multiview_components=asked)
+        assert anchors_.multiview == narrowest.multiview and anchors_.multiview_components == asked
+    one = lambda split: datasets.MultipleFeatures(views={"a": split.views["a"]}, labels=split.labels)  # noqa: E731
+    # one view: no pair to retrieve (was cca-zoo's "At least 2 views are required, got 1")
+    assert evaluation.compute_anchors(one(train), one(test), multiview=[method]).multiview == {method: {}}
+
+
 # ------------------------------------------------- the scikit-learn anchors
 
 

@@ -36,7 +36,8 @@ class Anchors:
         cca: exact CCA (``cca_components`` components, fewer for a view with
             fewer columns) fitted per view pair.
         multiview: ``{"MCCA": {pair: ...}, "GCCA": ...}`` — one space for all
-            views (``multiview_components``); empty when cca-zoo is absent.
+            views (``multiview_components``, fewer when a view has fewer
+            columns); empty when cca-zoo is absent.
         raw_knn, raw_probe: k-NN and linear-probe accuracy on all the
             standardised raw views side by side.
         raw_two_view_knn: k-NN on the two standardised raw views present.
@@ -113,8 +114,10 @@ def multiview_cca_retrieval(
     n_components: int = 6,
 ) -> Dict[str, Dict[str, float]]:
     """cca-zoo's ``MCCA`` or ``GCCA`` fitted on all views at once (one shared
-    space), then every ordered view pair retrieves in it. Needs cca-zoo
-    (Python >= 3.11): ``pip install 'grapheme-multimodal[bench]'``."""
+    space), then every ordered view pair retrieves in it; ``n_components``,
+    or the narrowest view's columns when fewer (as
+    :func:`pairwise_cca_retrieval` does per pair); no pair, ``{}``, for one
+    view. Needs cca-zoo (Python >= 3.11): ``pip install 'grapheme-multimodal[bench]'``."""
     if method not in MULTIVIEW_METHODS:
         raise InvalidValueError(f"method must be one of {MULTIVIEW_METHODS}, got {method!r}", "method")
     try:
@@ -124,6 +127,10 @@ def multiview_cca_retrieval(
             f"{method} needs cca-zoo (Python >= 3.11): pip install 'grapheme-multimodal[bench]'", name="cca_zoo"
         ) from err
     names = list(train_std)
+    if len(names) < 2:  # no pair to retrieve: cca-zoo's "At least 2 views are required"
+        return {}
+    # else cca-zoo's "n_components=6 must be at most 3", for compute_anchors' default on a view of 3 columns
+    n_components = min(n_components, *(np.shape(train_std[v])[1] for v in names))
     model = getattr(linear, method)(n_components=n_components)
     model.fit([np.asarray(train_std[v], np.float64) for v in names])
     scores = dict(zip(names, model.transform([np.asarray(test_std[v], np.float64) for v in names])))
