@@ -318,6 +318,54 @@ def test_cca_anchor_names_a_view_name_that_is_no_name():
         anchors.cca_anchor(train, test, ["a"], "b", 2)
 
 
+# ------------------------------------------------------------ nutrimouse
+
+
+@pytest.fixture(scope="module")
+def nutrimouse():
+    try:
+        return datasets.load_nutrimouse()
+    except (ModuleNotFoundError, FileNotFoundError) as err:
+        pytest.skip(str(err))
+
+
+def test_a_nutrimouse_of_views_and_labels_that_disagree_is_refused_when_made(nutrimouse):
+    # was found only by nutrimouse_cv: IndexError "index 30 is out of bounds", scikit-learn's "Found input
+    # variables with inconsistent numbers of samples: [40, 30]", numpy's "Cannot cast ... to int64"
+    import dataclasses
+
+    with pytest.raises(gm.ShapeError, match=r"^views\['lipid'\]: has 30 rows; expected 40, one per mouse of genotype") as err:
+        dataclasses.replace(nutrimouse, views={**nutrimouse.views, "lipid": nutrimouse.views["lipid"][:30]})
+    assert err.value.arg == "views['lipid']"
+    with pytest.raises(gm.ShapeError, match=r"^diet: expected shape \(40,\), one code per mouse, got \(30,\)"):
+        dataclasses.replace(nutrimouse, diet=nutrimouse.diet[:30])
+    with pytest.raises(TypeError, match=r"^diet: expected integer codes into diet_names, got .*float64"):
+        dataclasses.replace(nutrimouse, diet=nutrimouse.diet + 0.5)
+    with pytest.raises(gm.InvalidValueError, match=r"^genotype: expected codes in \[0, 2\), one per name in "
+                                                   r"genotype_names, got codes from 0 to 2"):
+        dataclasses.replace(nutrimouse, genotype=np.where(np.arange(40) == 7, 2, nutrimouse.genotype))
+    with pytest.raises(TypeError, match=r"^views: expected a mapping view name -> \[n, d\] array, got list"):
+        dataclasses.replace(nutrimouse, views=list(nutrimouse.views.values()))
+
+
+def test_nutrimouse_cv_names_the_data_s_views(nutrimouse):
+    # were a bare KeyError 'lipid', standardize's "train_views['gene']: row 4 holds NaN" and the metric's
+    # "query has 8 all-zero rows ...; use metric='euclidean'"
+    import dataclasses
+
+    with pytest.raises(gm.InvalidValueError, match=r"^data: has views \['gene'\]; expected 'gene' and 'lipid'") as err:
+        evaluation.nutrimouse_cv(None, dataclasses.replace(nutrimouse, views={"gene": nutrimouse.views["gene"]}), n_repeats=1)
+    assert err.value.arg == "data"
+    gene = nutrimouse.views["gene"].copy()
+    gene[5, 3] = np.nan
+    with pytest.raises(gm.NonFiniteError, match=r"^data\.views\['gene'\]: row 5 holds NaN or inf") as err:
+        evaluation.nutrimouse_cv(None, dataclasses.replace(nutrimouse, views={**nutrimouse.views, "gene": gene}), n_repeats=1)
+    assert err.value.arg == "data.views['gene']"
+    constant = dataclasses.replace(nutrimouse, views={**nutrimouse.views, "lipid": np.ones((40, 21), np.float32)})
+    with pytest.raises(gm.InvalidValueError, match=r"^data\.views\['lipid'\]: every column is constant"):
+        evaluation.nutrimouse_cv(None, constant, n_repeats=1)
+
+
 # ------------------------------------------------------------------- uci
 
 

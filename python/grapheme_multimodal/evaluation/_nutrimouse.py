@@ -22,7 +22,7 @@ import numpy as np
 from .._validation import as_positive_int, as_seed, check_flag
 from ..datasets import NUTRIMOUSE_TARGETS, Nutrimouse, load_nutrimouse, standardize
 from ..exceptions import InvalidValueError
-from ..metrics import cross_view_retrieval
+from ..metrics import _finite_2d, cross_view_retrieval
 from ._cca import ExactCCA
 from ._embedders import Recipe
 from ._multiview import _embedded_views
@@ -88,6 +88,8 @@ def nutrimouse_cv(
     data = load_nutrimouse() if data is None else data
     if not isinstance(data, Nutrimouse):  # else a KeyError 'gene' for another data set
         raise TypeError(f"data: expected None or a Nutrimouse, got {type(data).__name__}")
+    if not {_QUERY, _GALLERY} <= set(data.views):  # else a bare KeyError 'lipid'
+        raise InvalidValueError(f"data: has views {sorted(data.views)}; expected {_QUERY!r} and {_GALLERY!r}", "data")
     if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Iterable):  # "01" was the seeds "0" and "1"
         raise TypeError(f"seeds: expected a sequence of int seeds, got {type(seeds).__name__}")
     seeds = [as_seed(seed, f"seeds[{i}]") for i, seed in enumerate(seeds)]
@@ -105,6 +107,14 @@ def nutrimouse_cv(
             f"got {n_splits}", "n_splits")
     random_state = as_seed(random_state, "random_state", below=2**32)
     anchors = check_flag(anchors, "anchors")
+    for view in (_QUERY, _GALLERY):
+        # here, by the data's row: standardize named a fold's row of its own train_views['gene']
+        _finite_2d(f"data.views[{view!r}]", data.views[view])
+        if anchors and not np.ptp(data.views[view], axis=0).any():
+            # else the anchors' all-zero scores, named as the metric's "query", which this function has not
+            raise InvalidValueError(
+                f"data.views[{view!r}]: every column is constant, which leaves the anchors' CCA nothing to correlate; "
+                "expected a view whose values vary", f"data.views[{view!r}]")
     folds = RepeatedStratifiedKFold(n_splits=n_splits, n_repeats=n_repeats, random_state=random_state)
     methods = (["ours"] if recipe is not None else []) + (list(NUTRIMOUSE_ANCHORS) if anchors else [])
     shape = {m: (len(seeds), n_repeats) if m == "ours" else (n_repeats,) for m in methods}
