@@ -423,3 +423,22 @@ def test_plots_without_matplotlib_say_how_to_install_it(monkeypatch, tmp_path):
             draw()
         assert err.value.name == "matplotlib"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_plot_attention_refuses_weights_it_would_draw_wrongly(tmp_path):
+    # no rows drew an empty figure (matplotlib's "identical low and high ylims" warning only); a negative
+    # weight was drawn in the colour of 0 (vmin=0), as if the modality were not attended to
+    pytest.importorskip("matplotlib")
+    from grapheme_multimodal import plotting
+
+    with pytest.raises(gm.ShapeError, match=r"^weights: expected at least one row to plot, got shape \(0, 7\)"):
+        plotting.plot_attention(np.zeros((0, 7)), [], tmp_path / "none.png")
+    weights = np.full((2, 7), 0.1)
+    weights[1, 3] = -0.2
+    with pytest.raises(gm.InvalidValueError, match=r"^weights: row 1 holds -0\.2; expected attention weights >= 0") as err:
+        plotting.plot_attention(weights, ["x", "y"], tmp_path / "negative.png")
+    assert err.value.arg == "weights"
+    assert list(tmp_path.iterdir()) == []
+    weights[1, 3] = 0.0
+    plotting.plot_attention(weights, ["x", "y"], tmp_path / "drawn.png")
+    assert (tmp_path / "drawn.png").stat().st_size > 0

@@ -10,7 +10,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 
 from ._validation import as_real_array, describe
-from .exceptions import InvalidValueError, NonFiniteError
+from .exceptions import InvalidValueError, NonFiniteError, ShapeError
 from .io import PathLike, atomic_write_bytes
 from .types import Modality
 
@@ -119,9 +119,14 @@ def plot_attention(
         column_labels = {Modality.parse(m, "column_labels"): label for m, label in column_labels.items()}
     if w.ndim != 2 or w.shape[1] != len(Modality) or w.shape[0] != len(row_labels):
         raise ValueError(f"weights: expected shape ({len(row_labels)}, 7), got {w.shape}")
+    if w.shape[0] == 0:  # else an empty figure, with matplotlib's "identical low and high ylims" warning only
+        raise ShapeError(f"weights: expected at least one row to plot, got shape {w.shape}", "weights")
     if not np.isfinite(w).all():  # a NaN would draw as an empty cell and colour the rest wrongly
         row = int(np.argwhere(~np.isfinite(w))[0][0])
         raise NonFiniteError(f"weights: row {row} holds NaN or inf; expected finite weights", "weights")
+    if (w < 0).any():  # the colours start at 0 (vmin=0): a negative weight was drawn as a modality not attended to
+        row, col = (int(i) for i in np.argwhere(w < 0)[0])
+        raise InvalidValueError(f"weights: row {row} holds {w[row, col]:.3g}; expected attention weights >= 0", "weights")
     plt = _pyplot()
     present = w.any(axis=0)
     cols = [m for m, p in zip(Modality, present) if p] or list(Modality)
