@@ -168,6 +168,13 @@ class TrainingSettings:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        # Copies, not the caller's dict and lists: changing those afterwards changed these frozen
+        # settings (and every other made from them), past the check below.
+        if isinstance(self.weights, Mapping):
+            object.__setattr__(self, "weights", dict(self.weights))
+        for name in ("encoder_hidden", "shared_head", "encoder_objectives"):
+            if isinstance(getattr(self, name), list):  # anything else is the config's to read or refuse
+                object.__setattr__(self, name, tuple(getattr(self, name)))
         # Here, not when train runs: fit named the mistake "objectives", its own
         # argument, which these settings do not have.
         check_weights(self.weights, "weights")
