@@ -29,9 +29,9 @@ scikit-learn is imported lazily, inside the functions.
 
 from __future__ import annotations
 
-import numpy as np
-
 from typing import Any, Optional, Sequence
+
+import numpy as np
 
 from .datasets import VIEW_NAMES, MultipleFeatures
 from .evaluation._anchors import check_same_views, check_split_labels, standardized_splits
