@@ -88,6 +88,8 @@ class Graph:
         rng = _value_range(value_range, arr.dtype)
         # before the float32 copy: of a huge image it alone took minutes, or failed as numpy's unnamed MemoryError
         _core.Graph.check_image_size(*arr.shape)
+        if rng is None:
+            arr = _shifted_to_zero(arr)
         return cls(_from_float32(arr, "image", lambda a: _core.Graph.from_image(a, rng)))
 
     @classmethod
@@ -104,6 +106,8 @@ class Graph:
             raise ShapeError(f"values: expected a 1-D array [n], got shape {arr.shape}", "values")
         rng = _value_range(value_range, arr.dtype)
         _core.Graph.check_sequence_size(len(arr))  # before the float32 copy, as in from_image
+        if rng is None:
+            arr = _shifted_to_zero(arr)
         return cls(_from_float32(arr, "values", lambda a: _core.Graph.from_sequence(a, rng)))
 
     @classmethod
@@ -305,6 +309,30 @@ def _from_float32(arr: np.ndarray, name: str, build: Any) -> "_core.Graph":
     else:
         a32 = np.ascontiguousarray(arr, dtype=np.float32)
     return build(a32)
+
+
+#: Values whose magnitude passes their spread by more than this are shifted to start at 0 before the
+#: float32 cast: float32's resolution there (magnitude × 2**-24) would cost them more than ~1e-4 of [0, 1].
+_SHIFT_ABOVE_MAGNITUDE_PER_SPREAD = 2**10
+
+
+def _shifted_to_zero(arr: np.ndarray) -> np.ndarray:
+    """``arr - arr.min()`` where the float32 copy the core scales would lose
+    the values' spread (e.g. millisecond timestamps near 1.7e12, 1000 apart,
+    all became activation 0); else ``arr`` itself. Min-max scaling ignores
+    the shift; where float32 resolves the values, nothing changes (so their
+    activations stay bit for bit what they were)."""
+    if arr.size == 0 or arr.dtype.kind not in "fi" or arr.dtype.itemsize <= {"f": 4, "i": 2}[arr.dtype.kind]:
+        return arr  # float32 or smaller, int16 or smaller: already exact in float32
+    low, high = arr.min(), arr.max()
+    magnitude = max(abs(float(low)), abs(float(high)))
+    if not (np.isfinite(magnitude) and magnitude <= FLOAT32_MAX):
+        return arr  # NaN, inf or too large for float32: refused as given, naming the value the user gave
+    spread = int(high) - int(low) if arr.dtype.kind == "i" else float(high) - float(low)
+    if not 0 < spread * _SHIFT_ABOVE_MAGNITUDE_PER_SPREAD < magnitude:
+        return arr
+    # Exact: an int's spread fits its dtype here, and floats within a factor 2 of each other subtract exactly.
+    return arr - low
 
 
 def _value_range(value_range: Any, dtype: np.dtype) -> Optional[Tuple[float, float]]:

@@ -1,0 +1,55 @@
+"""Hostile use of graphs, graph features and graph modalities: each test is
+a reproducer of a defect found by the graph audit, asserting the clean
+behaviour (a typed error naming the argument and what was given, or the
+right answer where a wrong one came silently)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import grapheme_multimodal as gm
+
+
+# -- builders: values far from zero ------------------------------------------------------------
+
+
+def min_max(values: np.ndarray) -> np.ndarray:
+    """The activations the builders document: ``values`` mapped onto [0, 1] by their own min..max."""
+    wide = np.asarray(values, dtype=np.float64)
+    low, high = wide.min(), wide.max()
+    return (wide - low) / (high - low)
+
+
+def test_values_far_from_zero_keep_their_spread_in_sequences_and_images() -> None:
+    """Scaled after the float32 cast, values whose spread is below float32's
+    resolution at their magnitude collapsed onto a few levels: timestamps in
+    milliseconds (1.7e12, 1000 apart) all became activation 0, and so did an
+    int64 image around 2**40, without a word."""
+    stamps = 1.7e12 + np.array([0.0, 1000.0, 2000.0, 3000.0])
+    np.testing.assert_allclose(gm.Graph.from_sequence(stamps).activations, min_max(stamps), atol=1e-6)
+    image = 2**40 + np.arange(6, dtype=np.int64).reshape(2, 3)
+    np.testing.assert_allclose(gm.Graph.from_image(image).activations, min_max(image.ravel()), atol=1e-6)
+    signed = np.int32(-(2**30)) + np.array([0, 3, 7], np.int32)  # int32 past float32's 24 bits
+    np.testing.assert_allclose(gm.Graph.from_sequence(signed).activations, min_max(signed), atol=1e-6)
+    # what the spread carries reaches the features: a ramp of stamps is no constant signal
+    ramp = gm.Graph.from_sequence(stamps).features("wl", dim=32)
+    assert not np.array_equal(ramp, gm.Graph.from_sequence(np.zeros(4)).features("wl", dim=32))
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        np.linspace(-1.0, 1.0, 9),  # audio
+        np.array([0.1, 0.7, 0.3, 0.2]),
+        np.array([290.15, 301.3, 295.0]),  # kelvins: near zero enough for float32
+        np.arange(17, dtype=np.float64),  # digits' pixels
+        np.array([-5, 3, 12], np.int64),
+    ],
+)
+def test_values_near_zero_scale_as_they_always_did(values: np.ndarray) -> None:
+    """Inputs float32 resolves keep their activations bit for bit (those of their float32 copy)."""
+    as_float32 = values.astype(np.float32)
+    np.testing.assert_array_equal(gm.Graph.from_sequence(values).activations, gm.Graph.from_sequence(as_float32).activations)
+    image = values.reshape(1, -1)
+    np.testing.assert_array_equal(gm.Graph.from_image(image).activations, gm.Graph.from_image(image.astype(np.float32)).activations)
