@@ -5,6 +5,8 @@ right answer where a wrong one came silently)."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -53,3 +55,39 @@ def test_values_near_zero_scale_as_they_always_did(values: np.ndarray) -> None:
     np.testing.assert_array_equal(gm.Graph.from_sequence(values).activations, gm.Graph.from_sequence(as_float32).activations)
     image = values.reshape(1, -1)
     np.testing.assert_array_equal(gm.Graph.from_image(image).activations, gm.Graph.from_image(image.astype(np.float32)).activations)
+
+
+# -- builders: edge arrays ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "edges, shape",
+    [
+        (np.zeros((0, 3), np.int64), "(0, 3)"),  # (source, target, weight) triples, none this time
+        (np.zeros((3, 0), np.int64), "(3, 0)"),  # three edges without their ends
+        (np.zeros((0, 2, 2), np.int64), "(0, 2, 2)"),
+        ([[]], "(1, 0)"),
+    ],
+)
+def test_an_empty_edge_array_of_the_wrong_shape_is_refused_as_a_full_one_is(edges, shape) -> None:
+    """Any array without elements was taken as "no edges": a (0, 3) array
+    of triples was accepted where one with a triple in it was refused, and
+    (3, 0), three edges that name no nodes, built a graph of no edges."""
+    with pytest.raises(gm.ShapeError, match=r"^edges: expected shape \(m, 2\).*" + re.escape(shape)) as err:
+        gm.Graph.from_edges(3, edges)
+    assert err.value.arg == "edges"
+
+
+@pytest.mark.parametrize("edges", [[], (), np.zeros((0, 2), np.int64), np.empty((0, 2)), np.array([])])
+def test_no_edges_can_still_be_said_as_before(edges) -> None:
+    graph = gm.Graph.from_edges(3, edges)
+    assert (graph.node_count, graph.edge_count) == (3, 0)
+
+
+@pytest.mark.parametrize("edges, given", [(None, "None"), ("01", "str"), (5, "int"), (np.int64(5), "int64")])
+def test_edges_that_are_no_list_or_array_of_pairs_are_named_as_given(edges, given) -> None:
+    """edges=None (or a str, or one number) said "expected integer node
+    indices, got dtype object" (or "<U2", or a ShapeError of shape ()),
+    naming a numpy dtype the user never wrote instead of what was given."""
+    with pytest.raises(TypeError, match=r"^edges: expected an \(m, 2\) integer array or a sequence of \(source, target\) pairs, got .*" + given):
+        gm.Graph.from_edges(3, edges)

@@ -388,8 +388,13 @@ def _edge_array(edges: EdgeList, num_nodes: int) -> np.ndarray:
     if arr.dtype == object and arr.ndim == 1 and arr.size and isinstance(arr[0], (list, tuple, np.ndarray)):
         # numpy < 1.24 reads ragged pairs as a 1-D array of objects (with a warning) instead of refusing them
         raise ShapeError("edges: could not be read as an (m, 2) array of (source, target) pairs (pairs of different lengths)", "edges")
+    if arr.ndim == 0:  # None, a str, one number: numpy's dtype ("object", "<U2") named nothing the user wrote
+        raise TypeError(f"edges: expected an (m, 2) integer array or a sequence of (source, target) pairs, got {describe(edges)}")
     if arr.size == 0:
-        return np.zeros((0, 2), dtype=np.int64)
+        if arr.ndim == 1 or arr.shape[1:] == (2,):  # [] or (0, 2): no edges (np.empty((0, 2)) is float)
+            return np.zeros((0, 2), dtype=np.int64)
+        # refused as the same shape with elements would be: (0, 3) triples, (3, 0) edges with no ends
+        raise ShapeError(f"edges: expected shape (m, 2) of (source, target) pairs, got {arr.shape}", "edges")
     if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer):
         if not isinstance(edges, np.ndarray) and arr.dtype.kind in "fO" and arr.ndim == 2 and arr.shape[1] == 2:
             # Python ints past int64 make numpy choose float64 or object: name the index, not the dtype
