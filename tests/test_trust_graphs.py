@@ -91,3 +91,37 @@ def test_edges_that_are_no_list_or_array_of_pairs_are_named_as_given(edges, give
     naming a numpy dtype the user never wrote instead of what was given."""
     with pytest.raises(TypeError, match=r"^edges: expected an \(m, 2\) integer array or a sequence of \(source, target\) pairs, got .*" + given):
         gm.Graph.from_edges(3, edges)
+
+
+# -- graphs as a modality's input --------------------------------------------------------------
+
+
+def stray_graph_inputs():
+    cat, dog = gm.Graph.from_text("cat"), gm.Graph.from_text("dog")
+    return [
+        ([cat, None], r"\[1\]: expected Graph .*got NoneType"),
+        ([cat, "dog"], r"\[1\]: expected Graph .*got str"),
+        ((cat, np.zeros(18)), r"\[1\]: expected Graph .*got array of shape \(18,\)"),
+        (["cat", dog], r"\[0\]: expected Graph .*got str"),
+        (np.array([cat, dog], dtype=object), r": a numpy array of Graph; expected a list of Graph"),
+    ]
+
+
+@pytest.mark.parametrize("value, message", stray_graph_inputs())
+def test_a_list_of_graphs_with_a_stray_item_names_the_item(value, message) -> None:
+    """A list of graphs for a modality with one item that is no Graph was
+    read as numbers: "expected a real-valued numeric array, got array of
+    shape (2,) and dtype object" (or numpy's "inhomogeneous shape"), not
+    saying that item 1 was the stray one, nor that graphs were seen at all."""
+    model = gm.LearnableMultiModal(embed_dim=8, num_heads=2, seed=0)
+    with pytest.raises(TypeError, match=r"^inputs\['linguistic'\]" + message):
+        model.encode({"linguistic": value})
+    with pytest.raises(TypeError, match=r"^inputs\['linguistic'\]" + message):
+        model.losses(gm.Batch(inputs={"linguistic": value}))
+    from grapheme_multimodal.stopping import fit_with_stopping
+
+    before = model.state_dict()
+    with pytest.raises(TypeError, match=r"^inputs\['linguistic'\]" + message):
+        fit_with_stopping(model, {"linguistic": value}, epochs=1, validation_fraction=0.5, patience=1, monitor="val_total")
+    assert all(np.array_equal(before[k], v) for k, v in model.state_dict().items())
+    assert model.encode({"linguistic": [gm.Graph.from_text("cat")]}).shape == (1, 7, 8)  # an all-graph list as before

@@ -429,6 +429,25 @@ def is_graph_list(value: Any) -> bool:
     return isinstance(value, (list, tuple)) and bool(value) and all(isinstance(g, Graph) for g in value)
 
 
+def refuse_stray_graphs(value: Any, name: str) -> None:
+    """Raises a TypeError naming the first item that is no :class:`Graph`
+    when ``value`` (a modality's input that could not be read as numbers) is
+    a list or tuple holding graphs among other things, or a numpy array of
+    graphs; returns otherwise. Called once the reading failed: numpy's
+    "dtype object" named neither the stray item nor the graphs."""
+    if not (isinstance(value, (list, tuple)) or (isinstance(value, np.ndarray) and value.dtype == object)):
+        return
+    items = list(value.flat) if isinstance(value, np.ndarray) else value
+    if not any(isinstance(g, Graph) for g in items):
+        return
+    if isinstance(value, np.ndarray):
+        raise TypeError(f"{name}: a numpy array of Graph; expected a list of Graph (one per row), e.g. list(...)")
+    k = next((k for k, g in enumerate(items) if not isinstance(g, Graph)), None)
+    if k is None:  # graphs only: the error was about them, not about a stray item
+        return
+    raise TypeError(f"{name}[{k}]: expected Graph (the list holds graphs, one per row), got {describe(items[k])}")
+
+
 def fingerprints(graphs: Sequence[Graph]) -> np.ndarray:
     """The 18 features of every graph, ``[N, 18]`` float32, computed in Rust
     with the GIL released."""

@@ -26,7 +26,7 @@ from .buffer import ExperienceBuffer, buffer_row_bytes, check_fits_memory
 from .experience import ExperienceMixin
 from .learning import LearningMixin
 from .config import LearnableMultiModalConfig, resolve_config
-from .graph import is_graph_list
+from .graph import is_graph_list, refuse_stray_graphs
 from .exceptions import CheckpointError, InvalidValueError, NonFiniteError, ShapeError, UntrainedModalityWarning
 from .types import CrossModalBinding, BindingType, ModalGraph, Modality, MultiModalEvent
 from .batch import Inputs
@@ -706,9 +706,7 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
             name = names[i]
             dim = input_dims[i]
             present = None if mask is None else mask[:, i]
-            if type(value) is np.ndarray:
-                arrays[i] = as_float32(value, name, 2, (None, dim), present, features=True)
-            elif is_graph_list(value):
+            if type(value) is not np.ndarray and is_graph_list(value):
                 featurizer = self.config.graph_features[i]
                 if dim != featurizer.dim:
                     raise ShapeError(
@@ -717,7 +715,11 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
                     )
                 arrays[i] = featurizer(value)
             else:
-                arrays[i] = as_float32(value, name, 2, (None, dim), present, features=True)
+                try:
+                    arrays[i] = as_float32(value, name, 2, (None, dim), present, features=True)
+                except (TypeError, ValueError):  # numpy's "dtype object" named neither a stray item nor the graphs
+                    refuse_stray_graphs(value, name)
+                    raise
         return arrays
 
     def _ready_inputs(

@@ -27,7 +27,7 @@ from ._locking import refuse_in_metric
 from ._core import MODALITY_NAMES
 from ._validation import as_real_array, describe, renamed
 from .exceptions import GraphemeError, InvalidValueError, NonFiniteError, ShapeError
-from .graph import is_graph_list
+from .graph import is_graph_list, refuse_stray_graphs
 from .objectives import OBJECTIVES, resolve_weights
 from .training import (
     History, _check_fraction, _check_int, _check_monitor, _checked_metrics, as_dataset, check_something_trains,
@@ -216,7 +216,11 @@ def _row_count(inputs: Mapping[Any, Any], mask: Any) -> int:
             continue
         if is_graph_list(value):
             return len(value)
-        rows = as_real_array(value, name)
+        try:
+            rows = as_real_array(value, name)
+        except (TypeError, ValueError):
+            refuse_stray_graphs(value, name)
+            raise
         if rows.ndim == 0:
             raise ShapeError(f"{name}: expected one row per sample, got a scalar {describe(value)}", name)
         return len(rows)
