@@ -125,3 +125,46 @@ def test_a_list_of_graphs_with_a_stray_item_names_the_item(value, message) -> No
         fit_with_stopping(model, {"linguistic": value}, epochs=1, validation_fraction=0.5, patience=1, monitor="val_total")
     assert all(np.array_equal(before[k], v) for k, v in model.state_dict().items())
     assert model.encode({"linguistic": [gm.Graph.from_text("cat")]}).shape == (1, 7, 8)  # an all-graph list as before
+
+
+# -- featuriser settings -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind, given", [(np.array("wl"), "ndarray"), (np.array(["wl", "fingerprint"]), "ndarray"),
+                                         (None, "NoneType"), (b"wl", "bytes"), (3, "int")])
+def test_a_featurizer_kind_that_is_no_str_is_a_type_error_naming_kind(kind, given) -> None:
+    """kind=np.array("wl") said "'ndarray' object is not an instance of
+    'str'" and an array of two names numpy's "truth value of an array ...
+    is ambiguous", neither naming kind."""
+    with pytest.raises(TypeError, match=rf"^kind: expected one of \('fingerprint', 'wl'\) \(a str\), got {given}"):
+        gm.GraphFeaturizer(kind)
+    with pytest.raises(TypeError, match=r"^kind: "):
+        gm.featurize(["ab"], kind=kind)
+    with pytest.raises(TypeError, match=r"^kind: "):
+        gm.Graph.from_text("ab").features(kind)
+
+
+@pytest.mark.parametrize("unit", [np.array("char"), np.array(["char", "grapheme"]), None, 1])
+def test_a_text_unit_that_is_no_str_is_a_type_error_naming_unit(unit) -> None:
+    with pytest.raises(TypeError, match=r"^unit: expected one of \('char', 'grapheme'\) \(a str\), got "):
+        gm.Graph.from_text("ab", unit)
+    with pytest.raises(TypeError, match=r"^unit: "):
+        gm.featurize(["ab"], unit=unit)
+
+
+def test_a_numpy_str_kind_is_kept_as_a_plain_str() -> None:
+    """GraphFeaturizer(np.str_("wl")) kept the numpy scalar: its repr and
+    to_dict() showed np.str_('wl') where GraphFeaturizer("wl")'s show 'wl'."""
+    made = gm.GraphFeaturizer(np.str_("wl"), dim=16)
+    assert type(made.kind) is str and repr(made) == repr(gm.GraphFeaturizer("wl", dim=16))
+    assert type(made.to_dict()["kind"]) is str
+
+
+def test_a_featurizer_dict_with_keys_of_mixed_types_names_them() -> None:
+    """{1: 2, "x": 3} raised "'<' not supported between instances of 'str'
+    and 'int'" from sorting the unknown keys, naming neither the argument
+    nor the keys."""
+    with pytest.raises(gm.InvalidValueError, match=r"^featurizer: unknown keys \[1, 'x'\]; expected kind, dim, iterations"):
+        gm.GraphFeaturizer.parse({1: 2, "x": 3})
+    with pytest.raises(gm.InvalidValueError, match=r"^graph_features\['linguistic'\]: unknown keys \[None, 'size'\]"):
+        gm.LearnableMultiModalConfig(graph_features={"linguistic": {"kind": "wl", None: 1, "size": 2}})

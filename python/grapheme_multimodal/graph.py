@@ -294,6 +294,9 @@ def _sorted_edges(edges: np.ndarray) -> np.ndarray:
 
 
 def _unit(unit: Any) -> str:
+    if not isinstance(unit, str):  # `in` compared an array element-wise: numpy's "truth value ... is ambiguous"
+        raise TypeError(f"unit: expected one of {TEXT_UNITS} (a str), got {type(unit).__name__}")
+    unit = str(unit)  # np.str_ too: the core and the messages take plain str
     if unit not in TEXT_UNITS:
         raise InvalidValueError(f"unit: expected one of {TEXT_UNITS}, got {unit!r}", "unit")
     return unit
@@ -486,6 +489,9 @@ class GraphFeaturizer:
     iterations: Optional[int] = None
 
     def __post_init__(self) -> None:
+        if not isinstance(self.kind, str):  # `in` compared an array element-wise: numpy's "truth value ... is ambiguous"
+            raise TypeError(f"kind: expected one of {FEATURE_KINDS} (a str), got {type(self.kind).__name__}")
+        object.__setattr__(self, "kind", str(self.kind))  # np.str_('wl') showed in repr and to_dict
         if self.kind not in FEATURE_KINDS:
             raise InvalidValueError(f"kind: expected one of {FEATURE_KINDS}, got {self.kind!r}", "kind")
         dim = _optional_int(self.dim, "dim")
@@ -509,7 +515,8 @@ class GraphFeaturizer:
         if isinstance(value, Mapping):
             unknown = set(value) - {"kind", "dim", "iterations"}
             if unknown:
-                raise InvalidValueError(f"{name}: unknown keys {sorted(unknown)}; expected kind, dim, iterations", name)
+                # by str: keys of mixed types ({1: 2, "x": 3}) do not compare
+                raise InvalidValueError(f"{name}: unknown keys {sorted(unknown, key=str)}; expected kind, dim, iterations", name)
             return cls(**value)
         raise TypeError(
             f"{name}: expected GraphFeaturizer, \"fingerprint\", \"wl\" or a dict, got {type(value).__name__}"
