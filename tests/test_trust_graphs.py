@@ -168,3 +168,12 @@ def test_a_featurizer_dict_with_keys_of_mixed_types_names_them() -> None:
         gm.GraphFeaturizer.parse({1: 2, "x": 3})
     with pytest.raises(gm.InvalidValueError, match=r"^graph_features\['linguistic'\]: unknown keys \[None, 'size'\]"):
         gm.LearnableMultiModalConfig(graph_features={"linguistic": {"kind": "wl", None: 1, "size": 2}})
+
+
+@pytest.mark.parametrize("dtype", ["m8[s]", "m8[ns]"])
+def test_durations_are_no_node_indices(dtype) -> None:
+    """numpy counts timedelta64 among its signed integers: an edge array of
+    durations was taken as node indices (1 second = node 1), where
+    activations, images and sequences refuse them."""
+    with pytest.raises(TypeError, match=rf"^edges: expected integer node indices, got dtype timedelta64"):
+        gm.Graph.from_edges(2, np.array([[0, 1]], dtype))

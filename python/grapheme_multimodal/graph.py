@@ -398,7 +398,7 @@ def _edge_array(edges: EdgeList, num_nodes: int) -> np.ndarray:
             return np.zeros((0, 2), dtype=np.int64)
         # refused as the same shape with elements would be: (0, 3) triples, (3, 0) edges with no ends
         raise ShapeError(f"edges: expected shape (m, 2) of (source, target) pairs, got {arr.shape}", "edges")
-    if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer):
+    if arr.dtype.kind not in "iu":  # not issubdtype(integer): numpy counts timedelta64 among them
         if not isinstance(edges, np.ndarray) and arr.dtype.kind in "fO" and arr.ndim == 2 and arr.shape[1] == 2:
             # Python ints past int64 make numpy choose float64 or object: name the index, not the dtype
             rows = np.asarray(edges, dtype=object)
