@@ -177,3 +177,18 @@ def test_durations_are_no_node_indices(dtype) -> None:
     activations, images and sequences refuse them."""
     with pytest.raises(TypeError, match=rf"^edges: expected integer node indices, got dtype timedelta64"):
         gm.Graph.from_edges(2, np.array([[0, 1]], dtype))
+
+
+@pytest.mark.parametrize("names", [{"activation": ["weight"]}, {"label": {"name"}}])
+def test_networkx_attribute_names_that_cannot_be_keys_are_named(names) -> None:
+    """from_networkx(g, activation=["weight"]) and to_networkx alike said
+    "unhashable type: 'list'", naming neither the argument nor the name."""
+    pytest.importorskip("networkx")
+    import networkx as nx
+
+    (arg, value), = names.items()
+    message = rf"^{arg}: expected a node attribute name \(a str or other hashable key\), got {type(value).__name__}"
+    with pytest.raises(TypeError, match=message):
+        gm.Graph.from_networkx(nx.path_graph(2), **names)
+    with pytest.raises(TypeError, match=message):
+        gm.Graph.from_text("ab").to_networkx(**names)

@@ -10,7 +10,7 @@ activation buckets and edges (content-aware, e.g. "cat" ≠ "dog").
 from __future__ import annotations
 
 import numbers
-from collections.abc import Iterator, Set
+from collections.abc import Hashable, Iterator, Set
 from dataclasses import dataclass
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -172,6 +172,7 @@ class Graph:
 
         if not isinstance(g, nx.Graph):
             raise TypeError(f"g: expected a networkx graph, got {type(g).__name__}")
+        _check_attribute_names(activation, label)
         index = {node: i for i, node in enumerate(g.nodes)}
         acts, labels = [], []
         for node, data in g.nodes(data=True):
@@ -213,6 +214,7 @@ class Graph:
         Requires networkx."""
         import networkx as nx
 
+        _check_attribute_names(activation, label)
         edges = self.edges
         repeated = len({(int(s), int(t)) for s, t in edges}) < len(edges)
         out = nx.MultiDiGraph() if repeated else nx.DiGraph()
@@ -286,6 +288,13 @@ class Graph:
 def _rebuild(num_nodes: int, edges: np.ndarray, activations: Any, labels: list) -> Graph:
     # activations: a float32 array (a list in pickles from earlier versions)
     return Graph(_core.Graph.from_edges(num_nodes, edges, activations, labels))
+
+
+def _check_attribute_names(activation: Any, label: Any) -> None:
+    """Node attribute names are dict keys: an unhashable one said "unhashable type: 'list'", naming nothing."""
+    for arg, name in (("activation", activation), ("label", label)):
+        if not isinstance(name, Hashable):
+            raise TypeError(f"{arg}: expected a node attribute name (a str or other hashable key), got {type(name).__name__}")
 
 
 def _sorted_edges(edges: np.ndarray) -> np.ndarray:
