@@ -192,3 +192,21 @@ def test_networkx_attribute_names_that_cannot_be_keys_are_named(names) -> None:
         gm.Graph.from_networkx(nx.path_graph(2), **names)
     with pytest.raises(TypeError, match=message):
         gm.Graph.from_text("ab").to_networkx(**names)
+
+
+@pytest.mark.parametrize("activations, given", [({0.1, 0.2}, "set"), ({0: 0.1, 1: 0.2}, "dict"), ("12", "str")])
+def test_activations_without_a_node_order_are_refused_as_labels_are(activations, given) -> None:
+    """activations={0.1, 0.2} (or a dict, or "12") said "expected a
+    real-valued numeric array, got array of shape () and dtype object",
+    where labels of the same kinds are refused saying why: a set's or a
+    mapping's order is not the nodes' order."""
+    with pytest.raises(TypeError, match=rf"^activations: expected a sequence of numbers, one per node, got {given}"):
+        gm.Graph.from_edges(2, [], activations=activations)
+
+
+def test_activations_given_as_the_values_of_a_dict_are_taken_in_order() -> None:
+    """The annotation says any iterable of floats: a dict's values (its
+    insertion order) were refused as "array of shape () and dtype object"."""
+    by_node = {"a": 0.1, "b": 0.9}
+    graph = gm.Graph.from_edges(2, [[0, 1]], activations=by_node.values())
+    np.testing.assert_array_equal(graph.activations, np.float32([0.1, 0.9]))

@@ -10,7 +10,7 @@ activation buckets and edges (content-aware, e.g. "cat" ≠ "dog").
 from __future__ import annotations
 
 import numbers
-from collections.abc import Hashable, Iterator, Set
+from collections.abc import Hashable, Iterator, Set, ValuesView
 from dataclasses import dataclass
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -133,7 +133,10 @@ class Graph:
         edge_array = _edge_array(edges, int(num_nodes))
         a = None
         if activations is not None:
-            if isinstance(activations, Iterator):  # a generator: numpy would make it one object, not numbers
+            if isinstance(activations, (str, bytes, Set, Mapping)):
+                # as labels: a set's or a mapping's order is not the nodes' order (numpy read them as one object)
+                raise TypeError(f"activations: expected a sequence of numbers, one per node, got {describe(activations)}")
+            if isinstance(activations, (Iterator, ValuesView)):  # a generator, a dict's values: numpy would make them one object
                 activations = list(activations)
             a = as_real_array(activations, "activations")
             if a.ndim != 1:
