@@ -6,6 +6,9 @@ right answer where a wrong one came silently)."""
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -210,3 +213,38 @@ def test_activations_given_as_the_values_of_a_dict_are_taken_in_order() -> None:
     by_node = {"a": 0.1, "b": 0.9}
     graph = gm.Graph.from_edges(2, [[0, 1]], activations=by_node.values())
     np.testing.assert_array_equal(graph.activations, np.float32([0.1, 0.9]))
+
+
+# -- memory ------------------------------------------------------------------------------------
+
+
+def run_with_headroom(code: str, headroom: int) -> subprocess.CompletedProcess:
+    """Runs ``code`` in a fresh interpreter whose address space is limited to
+    what it uses once imported plus ``headroom`` bytes."""
+    prelude = f"""
+        import resource, numpy as np, grapheme_multimodal as gm
+        used = next(int(l.split()[1]) * 1024 for l in open("/proc/self/status") if l.startswith("VmSize:"))
+        resource.setrlimit(resource.RLIMIT_AS, (used + {headroom}, used + {headroom}))
+        """
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(prelude) + textwrap.dedent(code)],
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
+@pytest.mark.parametrize("rows, headroom", [(2**34, 2**30), (2**26, 1536 * 2**20)])
+def test_an_edge_list_too_large_for_memory_is_refused_naming_edges_not_an_abort(rows, headroom) -> None:
+    """A broadcast edge array costs nothing to pass, but its int64 copy and
+    the core's list of pairs were allocated before any size check: 2**34
+    rows raised numpy's "Unable to allocate 256 GiB" (a MemoryError naming
+    no argument), and 2**26 rows, whose int64 copy fit the process, aborted
+    the interpreter when the core's copy of the pairs did not."""
+    code = f"""
+        edges = np.broadcast_to(np.array([0, 1], np.int64), ({rows}, 2))
+        try:
+            gm.Graph.from_edges(2, edges)
+        except gm.TooLargeError as e:
+            print("TooLargeError", e.arg)
+        """
+    proc = run_with_headroom(code, headroom)
+    assert proc.returncode == 0, f"the interpreter died ({proc.returncode}): {proc.stderr[-1500:]}"
+    assert proc.stdout.split() == ["TooLargeError", "edges"], proc.stdout + proc.stderr[-1500:]

@@ -421,6 +421,8 @@ def _edge_array(edges: EdgeList, num_nodes: int) -> np.ndarray:
         raise ShapeError(f"edges: expected shape (m, 2) of (source, target) pairs, got {arr.shape}", "edges")
     if arr.dtype.kind == "u" and arr.dtype.itemsize == 8 and int(arr.max()) >= 2**63:
         _refuse_edge(arr, num_nodes)  # int64 would wrap it round to a negative index
+    # before the int64 copy: of a broadcast view it alone failed as numpy's unnamed MemoryError
+    _core.Graph.check_edges_size(num_nodes, len(arr))
     return np.ascontiguousarray(arr, dtype=np.int64)
 
 

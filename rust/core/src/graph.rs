@@ -108,13 +108,17 @@ fn chain_edges(arg: &str, n: usize) -> Result<Vec<(usize, usize)>> {
 /// Heap bytes of one text label (a small string's allocation).
 const LABEL_HEAP_BYTES: usize = 32;
 
+/// Bytes of one node: its activation, its label (without the text's heap) and its neighbour-list offsets.
+const NODE_BYTES: usize = std::mem::size_of::<f32>() + std::mem::size_of::<String>() + 2 * std::mem::size_of::<usize>();
+/// Bytes of one edge: its two indices, and its place in the in- and out-neighbour lists.
+const EDGE_BYTES: usize = 2 * std::mem::size_of::<usize>() + 2 * std::mem::size_of::<usize>();
+
 /// Refuses a graph of `nodes` nodes and `edges` edges that cannot fit in
 /// memory (an activation, a label and `label_heap` bytes per node, two
 /// indices per edge, and the neighbour lists featurising builds), naming `arg`.
 fn check_graph_memory(arg: &str, nodes: usize, edges: usize, label_heap: usize) -> Result<()> {
-    let per_node = std::mem::size_of::<f32>() + std::mem::size_of::<String>() + label_heap + 2 * std::mem::size_of::<usize>();
-    let per_edge = 2 * std::mem::size_of::<usize>() + 2 * std::mem::size_of::<usize>();
-    let bytes = nodes.checked_mul(per_node).and_then(|a| edges.checked_mul(per_edge).and_then(|b| a.checked_add(b)));
+    let per_node = NODE_BYTES + label_heap;
+    let bytes = nodes.checked_mul(per_node).and_then(|a| edges.checked_mul(EDGE_BYTES).and_then(|b| a.checked_add(b)));
     let what = format!("a graph of {nodes} nodes and {edges} edges");
     match bytes {
         Some(bytes) => crate::memory::check(arg, &what, bytes, 1).map(|_| ()),
@@ -227,6 +231,15 @@ impl Graph {
         })
     }
 
+    /// Refuses a graph of `num_nodes` nodes and `num_edges` edges (an edge
+    /// list's) that cannot fit in memory, naming `edges` when they weigh more
+    /// than the nodes, else `num_nodes`. Callers that first copy the edges
+    /// (into int64, into pairs) check before the copy, which alone may not fit.
+    pub fn check_edges_size(num_nodes: usize, num_edges: usize) -> Result<()> {
+        let arg = if num_edges.saturating_mul(EDGE_BYTES) > num_nodes.saturating_mul(NODE_BYTES) { "edges" } else { "num_nodes" };
+        check_graph_memory(arg, num_nodes, num_edges, 0)
+    }
+
     /// A graph from an edge list. `activations` defaults to 1.0 per node and
     /// must be finite; `labels` default to empty strings. Edges may repeat
     /// (a multigraph) and may be self-loops.
@@ -236,7 +249,7 @@ impl Graph {
         activations: Option<Vec<f32>>,
         labels: Option<Vec<String>>,
     ) -> Result<Self> {
-        check_graph_memory("num_nodes", num_nodes, edges.len(), 0)?;
+        Self::check_edges_size(num_nodes, edges.len())?;
         let activations = one_per_node("activations", activations, num_nodes, 1.0)?;
         check_finite("activations", &ArrayView1::from(&activations))?;
         let labels = one_per_node("labels", labels, num_nodes, String::new())?;
@@ -476,6 +489,16 @@ mod tests {
         assert!(matches!(err, Error::TooLarge { .. }), "{msg}");
         assert!(msg.starts_with("num_nodes: a graph of 4611686018427387904 nodes") && msg.contains("any address space"), "{msg}");
         assert!(!msg.contains(&usize::MAX.to_string()), "{msg}");
+    }
+
+    #[test]
+    fn an_edge_list_too_large_names_edges_and_a_node_count_too_large_names_num_nodes() {
+        // The edges weigh more: naming num_nodes=2 sent the user to the wrong argument.
+        let err = Graph::check_edges_size(2, 1 << 60).unwrap_err();
+        assert!(matches!(err, Error::TooLarge { .. }) && err.to_string().starts_with("edges: a graph of 2 nodes and 1152921504606846976 edges"), "{err}");
+        let err = Graph::check_edges_size(1 << 60, 2).unwrap_err();
+        assert!(err.to_string().starts_with("num_nodes: "), "{err}");
+        assert!(Graph::check_edges_size(3, 2).is_ok());
     }
 
     #[test]

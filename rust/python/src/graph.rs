@@ -48,6 +48,13 @@ impl PyGraph {
         Graph::check_image_size(height, width).map(|_| ()).py()
     }
 
+    /// Refuses a graph of `num_nodes` nodes and `num_edges` edges that cannot
+    /// fit in memory, before the Python layer copies the edges into int64.
+    #[staticmethod]
+    fn check_edges_size(num_nodes: usize, num_edges: usize) -> PyResult<()> {
+        Graph::check_edges_size(num_nodes, num_edges).py()
+    }
+
     /// Refuses `n` values whose chain graph cannot fit in memory.
     #[staticmethod]
     fn check_sequence_size(n: usize) -> PyResult<()> {
@@ -79,7 +86,10 @@ impl PyGraph {
         check_shape("edges", &edges, &[None, Some(2)]).py()?;
         let activations = activations.as_ref().map(|a| a.as_slice());
         let inner = detached(py, || {
-            let pairs: Vec<[i64; 2]> = edges.rows().into_iter().map(|r| [r[0], r[1]]).collect();
+            // Checked and allocated fallibly: an edge array that is a broadcast view costs its caller nothing.
+            Graph::check_edges_size(num_nodes, edges.nrows())?;
+            let mut pairs: Vec<[i64; 2]> = grapheme_multimodal::memory::try_with_capacity("edges", "the edges", edges.nrows())?;
+            pairs.extend(edges.rows().into_iter().map(|r| [r[0], r[1]]));
             Graph::from_edges(num_nodes, &pairs, activations.map(|a| a.into_owned()), labels)
         })?;
         Ok(PyGraph { inner })
