@@ -248,3 +248,21 @@ def test_an_edge_list_too_large_for_memory_is_refused_naming_edges_not_an_abort(
     proc = run_with_headroom(code, headroom)
     assert proc.returncode == 0, f"the interpreter died ({proc.returncode}): {proc.stderr[-1500:]}"
     assert proc.stdout.split() == ["TooLargeError", "edges"], proc.stdout + proc.stderr[-1500:]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
+@pytest.mark.parametrize("dtype", ["float64", "float32", "int64"])
+def test_a_node_count_too_large_for_memory_is_refused_before_its_activations_are_copied(dtype) -> None:
+    """num_nodes was checked against memory by the core, after the Python
+    layer had copied the activations into float32: one activation per node
+    of a broadcast array raised numpy's unnamed "Unable to allocate"."""
+    code = f"""
+        activations = np.broadcast_to(np.{dtype}(1), (2**36,))
+        try:
+            gm.Graph.from_edges(2**36, [], activations=activations)
+        except gm.TooLargeError as e:
+            print("TooLargeError", e.arg)
+        """
+    proc = run_with_headroom(code, 2**30)
+    assert proc.returncode == 0, f"the interpreter died ({proc.returncode}): {proc.stderr[-1500:]}"
+    assert proc.stdout.split() == ["TooLargeError", "num_nodes"], proc.stdout + proc.stderr[-1500:]

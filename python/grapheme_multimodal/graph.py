@@ -128,8 +128,10 @@ class Graph:
             raise TypeError(f"num_nodes: expected an int, got {type(num_nodes).__name__}")
         if num_nodes < 0:
             raise InvalidValueError(f"num_nodes: expected a non-negative int, got {num_nodes}", "num_nodes")
-        if num_nodes >= 2**63:  # the core checks smaller counts against memory
+        if num_nodes >= 2**63:  # no memory holds it; smaller counts are checked against memory below
             raise TooLargeError(f"num_nodes: got {num_nodes}; a graph that large cannot fit in memory", "num_nodes")
+        # before any copy (the edges', the activations' float32 one): of broadcast arrays they failed as numpy's unnamed MemoryError
+        _core.Graph.check_edges_size(int(num_nodes), 0)
         edge_array = _edge_array(edges, int(num_nodes))
         a = None
         if activations is not None:
