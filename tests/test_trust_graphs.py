@@ -42,6 +42,19 @@ def test_values_far_from_zero_keep_their_spread_in_sequences_and_images() -> Non
     assert not np.array_equal(ramp, gm.Graph.from_sequence(np.zeros(4)).features("wl", dim=32))
 
 
+@pytest.mark.parametrize("span", [3000.0, 1e6])
+def test_a_value_range_far_from_zero_keeps_its_levels(span) -> None:
+    """A value_range float32 cannot resolve where it lies was refused as
+    "expected ... low < high in float32" (1.7e12 and 1.7e12 + 3000 are one
+    float32), or, a little wider, mapped the values onto a few levels."""
+    low = 1.7e12
+    stamps = low + np.array([-500.0, 0.0, 0.25, 0.5, 0.75, 1.0, 2.0]) * span
+    expected = np.clip((stamps - low) / span, 0.0, 1.0)
+    np.testing.assert_allclose(gm.Graph.from_sequence(stamps, value_range=(low, low + span)).activations, expected, atol=1e-6)
+    image = stamps.reshape(1, -1)
+    np.testing.assert_allclose(gm.Graph.from_image(image, value_range=(low, low + span)).activations, expected, atol=1e-6)
+
+
 @pytest.mark.parametrize(
     "values",
     [
@@ -58,6 +71,9 @@ def test_values_near_zero_scale_as_they_always_did(values: np.ndarray) -> None:
     np.testing.assert_array_equal(gm.Graph.from_sequence(values).activations, gm.Graph.from_sequence(as_float32).activations)
     image = values.reshape(1, -1)
     np.testing.assert_array_equal(gm.Graph.from_image(image).activations, gm.Graph.from_image(image.astype(np.float32)).activations)
+    given = (float(values.min()) + 0.5, float(values.max()) + 2.0)
+    np.testing.assert_array_equal(gm.Graph.from_sequence(values, value_range=given).activations,
+                                  gm.Graph.from_sequence(as_float32, value_range=given).activations)
 
 
 # -- builders: edge arrays ---------------------------------------------------------------------

@@ -85,11 +85,10 @@ class Graph:
                 + ("; convert colour images to grayscale first" if arr.ndim == 3 else ""),
                 "image",
             )
-        rng = _value_range(value_range, arr.dtype)
+        rng, shift = _value_range(value_range, arr.dtype)
         # before the float32 copy: of a huge image it alone took minutes, or failed as numpy's unnamed MemoryError
         _core.Graph.check_image_size(*arr.shape)
-        if rng is None:
-            arr = _shifted_to_zero(arr)
+        arr = _shifted_to_zero(arr) if rng is None else _minus(arr, shift)
         return cls(_from_float32(arr, "image", lambda a: _core.Graph.from_image(a, rng)))
 
     @classmethod
@@ -104,10 +103,9 @@ class Graph:
         arr = as_real_array(values, "values")
         if arr.ndim != 1:
             raise ShapeError(f"values: expected a 1-D array [n], got shape {arr.shape}", "values")
-        rng = _value_range(value_range, arr.dtype)
+        rng, shift = _value_range(value_range, arr.dtype)
         _core.Graph.check_sequence_size(len(arr))  # before the float32 copy, as in from_image
-        if rng is None:
-            arr = _shifted_to_zero(arr)
+        arr = _shifted_to_zero(arr) if rng is None else _minus(arr, shift)
         return cls(_from_float32(arr, "values", lambda a: _core.Graph.from_sequence(a, rng)))
 
     @classmethod
@@ -343,24 +341,39 @@ def _shifted_to_zero(arr: np.ndarray) -> np.ndarray:
         return arr  # float32 or smaller, int16 or smaller: already exact in float32
     low, high = arr.min(), arr.max()
     magnitude = max(abs(float(low)), abs(float(high)))
-    if not (np.isfinite(magnitude) and magnitude <= FLOAT32_MAX):
-        return arr  # NaN, inf or too large for float32: refused as given, naming the value the user gave
+    if not np.isfinite(magnitude):
+        return arr  # NaN or inf: refused as given, naming the value the user gave (as one too large for float32)
     spread = int(high) - int(low) if arr.dtype.kind == "i" else float(high) - float(low)
-    if not 0 < spread * _SHIFT_ABOVE_MAGNITUDE_PER_SPREAD < magnitude:
+    if not _unresolved_in_float32(magnitude, spread):
         return arr
     # Exact: an int's spread fits its dtype here, and floats within a factor 2 of each other subtract exactly.
     return arr - low
 
 
-def _value_range(value_range: Any, dtype: np.dtype) -> Optional[Tuple[float, float]]:
-    """The range mapped onto [0, 1]: the given one, else the dtype's for
-    bool / unsigned ints, else None (the core uses the data's min..max)."""
+def _unresolved_in_float32(magnitude: float, spread: float) -> bool:
+    """Whether values ``spread`` apart at about ``magnitude`` lose their
+    levels in float32 (and are to be shifted to start at 0); never for
+    values too large for float32, which are refused as given."""
+    return magnitude <= FLOAT32_MAX and 0 < spread * _SHIFT_ABOVE_MAGNITUDE_PER_SPREAD < magnitude
+
+
+def _minus(arr: np.ndarray, shift: float) -> np.ndarray:
+    """``arr - shift`` in float64 at least (``arr`` itself for no shift)."""
+    return np.subtract(arr, shift, dtype=np.result_type(arr.dtype, np.float64)) if shift else arr
+
+
+def _value_range(value_range: Any, dtype: np.dtype) -> Tuple[Optional[Tuple[float, float]], float]:
+    """The range mapped onto [0, 1] — the given one, else the dtype's for
+    bool / unsigned ints, else None (the core uses the data's min..max) —
+    and what to subtract from the values first: a given range float32 cannot
+    resolve where it lies (1.7e12 to 1.7e12 + 3000) is moved to start at 0,
+    and the values with it (else 0.0)."""
     if value_range is None:
         if dtype == np.bool_:
-            return (0.0, 1.0)
+            return (0.0, 1.0), 0.0
         if np.issubdtype(dtype, np.unsignedinteger):
-            return (0.0, float(np.iinfo(dtype).max))
-        return None
+            return (0.0, float(np.iinfo(dtype).max)), 0.0
+        return None, 0.0
     try:
         low, high = value_range
     except (TypeError, ValueError):
@@ -372,14 +385,19 @@ def _value_range(value_range: Any, dtype: np.dtype) -> Optional[Tuple[float, flo
         low, high = float(low), float(high)
     except OverflowError:  # an int beyond float64
         raise InvalidValueError(f"value_range: expected finite (low, high), got {value_range!r}", "value_range") from None
+    if not all(np.isfinite((low, high))):
+        return (low, high), 0.0  # the core refuses them, as it does when called directly
+    magnitude = max(abs(low), abs(high))
+    shift = low if _unresolved_in_float32(magnitude, high - low) else 0.0
     # The core maps in float32: a bound beyond it would show as inf, a span below it as (low, low).
-    if all(np.isfinite((low, high))) and (max(abs(low), abs(high)) > FLOAT32_MAX or not np.float32(low) < np.float32(high)):
+    # Exact: both bounds are of one sign and within a factor 2 when shifted.
+    if magnitude > FLOAT32_MAX or not np.float32(low - shift) < np.float32(high - shift):
         raise InvalidValueError(
             f"value_range: expected finite (low, high) with low < high in float32 (largest {FLOAT32_MAX:.3g}), "
             f"got ({low!r}, {high!r})",
             "value_range",
         )
-    return (low, high)
+    return (low - shift, high - shift), shift
 
 
 def _optional_int(value: Any, name: str) -> Optional[int]:
