@@ -282,3 +282,22 @@ def test_a_node_count_too_large_for_memory_is_refused_before_its_activations_are
     proc = run_with_headroom(code, 2**30)
     assert proc.returncode == 0, f"the interpreter died ({proc.returncode}): {proc.stderr[-1500:]}"
     assert proc.stdout.split() == ["TooLargeError", "num_nodes"], proc.stdout + proc.stderr[-1500:]
+
+
+def test_a_graph_where_a_vector_or_a_component_is_expected_says_how_to_give_it() -> None:
+    """One Graph given as a modality's input, as ModalFeatures' features, or
+    as an event's component was refused as "expected a real-valued numeric
+    array, got array of shape () and dtype object" (or "expected ModalGraph
+    or ModalFeatures, got Graph"), not saying how a graph is given."""
+    graph = gm.Graph.from_text("cat")
+    model = gm.LearnableMultiModal(embed_dim=8, num_heads=2, seed=0)
+    with pytest.raises(TypeError, match=r"^inputs\['linguistic'\]: got one Graph; expected a list of Graph \(one per row\)"):
+        model.encode({"linguistic": graph})
+    with pytest.raises(TypeError, match=r"^features: got a Graph; a graph is given as ModalGraph\(graph, modality\)"):
+        gm.ModalFeatures(graph, "visual")
+    with pytest.raises(TypeError, match=r"^component: expected ModalGraph or ModalFeatures, got Graph; .*ModalGraph\(graph, modality\)"):
+        gm.MultiModalEvent(1, [graph])
+    event = gm.MultiModalEvent(1, [])
+    event.components.append(graph)
+    with pytest.raises(TypeError, match=r"^event\.components\[0\]: expected ModalGraph or ModalFeatures, got Graph; .*ModalGraph"):
+        model.fuse_event(event)

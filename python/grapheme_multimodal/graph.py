@@ -469,9 +469,12 @@ def is_graph_list(value: Any) -> bool:
 def refuse_stray_graphs(value: Any, name: str) -> None:
     """Raises a TypeError naming the first item that is no :class:`Graph`
     when ``value`` (a modality's input that could not be read as numbers) is
-    a list or tuple holding graphs among other things, or a numpy array of
-    graphs; returns otherwise. Called once the reading failed: numpy's
+    a list or tuple holding graphs among other things, or saying how graphs
+    are given when it is one graph or a numpy array of graphs; returns
+    otherwise. Called once the reading failed: numpy's
     "dtype object" named neither the stray item nor the graphs."""
+    if isinstance(value, Graph):
+        raise TypeError(f"{name}: got one Graph; expected a list of Graph (one per row), e.g. [graph]")
     if not (isinstance(value, (list, tuple)) or (isinstance(value, np.ndarray) and value.dtype == object)):
         return
     items = list(value.flat) if isinstance(value, np.ndarray) else value

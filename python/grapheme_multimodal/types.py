@@ -272,7 +272,12 @@ def _timestamp(value: Any) -> Optional[float]:
 def _feature_vector(value: Any) -> np.ndarray:
     # as every other array input: np.asarray read the values under a mask as features, ragged
     # lists raised numpy's error naming nothing, and timedelta64 passed for numbers
-    arr = as_real_array(value, "features")
+    try:
+        arr = as_real_array(value, "features")
+    except TypeError:
+        if isinstance(value, Graph):  # numpy read it as one object: "array of shape () and dtype object"
+            raise TypeError("features: got a Graph; a graph is given as ModalGraph(graph, modality)") from None
+        raise
     if arr.ndim != 1:
         raise ShapeError(f"features: expected a 1-D vector, got shape {arr.shape}", "features")
     with np.errstate(over="ignore"):  # a value beyond float32 is named below; numpy's RuntimeWarning came first
@@ -321,7 +326,7 @@ class MultiModalEvent:
     def add_component(self, component: Component) -> None:
         """Adds a :class:`ModalGraph` or :class:`ModalFeatures`."""
         if not isinstance(component, (ModalGraph, ModalFeatures)):
-            raise TypeError(f"component: expected ModalGraph or ModalFeatures, got {type(component).__name__}")
+            raise TypeError(_not_a_component("component", component))
         self.components.append(component)
 
     def add_binding(self, binding: CrossModalBinding) -> None:
@@ -364,11 +369,17 @@ class MultiModalEvent:
                 if features.ndim != 1 or features.dtype is not _FLOAT32:
                     _refuse_changed_features(features, f"{name}.components[{k}].features", name)
             elif not isinstance(c, ModalGraph):
-                raise TypeError(f"{name}.components[{k}]: expected ModalGraph or ModalFeatures, got {kind.__name__}")
+                raise TypeError(_not_a_component(f"{name}.components[{k}]", c))
         return components
 
 
 _FLOAT32 = np.dtype(np.float32)
+
+
+def _not_a_component(name: str, value: Any) -> str:
+    """The message for ``value``, given as a component, that is none."""
+    hint = "; give a graph as ModalGraph(graph, modality)" if isinstance(value, Graph) else ""
+    return f"{name}: expected ModalGraph or ModalFeatures, got {type(value).__name__}{hint}"
 
 
 def _refuse_changed_features(features: np.ndarray, what: str, arg: str) -> None:
