@@ -301,3 +301,17 @@ def test_a_graph_where_a_vector_or_a_component_is_expected_says_how_to_give_it()
     event.components.append(graph)
     with pytest.raises(TypeError, match=r"^event\.components\[0\]: expected ModalGraph or ModalFeatures, got Graph; .*ModalGraph"):
         model.fuse_event(event)
+
+
+def test_activation_and_label_under_one_attribute_name_are_refused() -> None:
+    """to_networkx(activation="x", label="x") wrote both into one attribute:
+    the labels overwrote the activations without a word."""
+    pytest.importorskip("networkx")
+    import networkx as nx
+
+    graph = gm.Graph.from_edges(2, [[0, 1]], activations=[0.25, 0.75], labels=["a", "b"])
+    with pytest.raises(gm.InvalidValueError, match=r"^label: names the attribute 'x', as activation does; expected two names"):
+        graph.to_networkx(activation="x", label="x")
+    with pytest.raises(gm.InvalidValueError, match=r"^label: names the attribute 'x', as activation does"):
+        gm.Graph.from_networkx(nx.path_graph(2), activation="x", label="x")
+    assert gm.Graph.from_networkx(graph.to_networkx(activation="x", label="y"), activation="x", label="y") == graph

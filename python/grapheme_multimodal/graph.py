@@ -298,6 +298,8 @@ def _check_attribute_names(activation: Any, label: Any) -> None:
     for arg, name in (("activation", activation), ("label", label)):
         if not isinstance(name, Hashable):
             raise TypeError(f"{arg}: expected a node attribute name (a str or other hashable key), got {type(name).__name__}")
+    if activation == label:  # one attribute cannot hold both: to_networkx wrote the labels over the activations
+        raise InvalidValueError(f"label: names the attribute {label!r}, as activation does; expected two names", "label")
 
 
 def _sorted_edges(edges: np.ndarray) -> np.ndarray:
