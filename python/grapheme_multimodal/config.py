@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, AbstractSet, Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from ._core import MAX_DIM, MAX_FUSION_RESIDUAL, MAX_LAYERS, NUM_MODALITIES, OBJECTIVE_NAMES
+from ._core import DROPOUT_BOUND_WHY, MAX_DIM, MAX_DROPOUT, MAX_FUSION_RESIDUAL, MAX_LAYERS, NUM_MODALITIES, OBJECTIVE_NAMES
 from ._validation import as_finite_float, as_seed, check_flag
 from .exceptions import InvalidValueError, ShapeError, TooLargeError
 from .graph import GraphFeaturizer
@@ -193,7 +194,9 @@ class LearnableMultiModalConfig:
     ``encoder_input_dropout`` / ``encoder_hidden_dropout`` — inverted
     dropout on each encoder's input / after each hidden layer, in training
     only (the masks are fixed by the seed and the step, so training stays
-    reproducible); ``encoder_skip`` — a linear path from each encoder's
+    reproducible), a probability in ``[0, 1 − 2⁻⁹]`` (``MAX_DROPOUT``:
+    closer to 1 the 32-bit draws no longer realise the keep probability
+    that kept entries are scaled by); ``encoder_skip`` — a linear path from each encoder's
     input (after its dropout) to its output layer,
     ``encoder.<modality>.skip.weight [encoder_output_dim, d]``, zeros at
     first, so views that are near-linear functions of each other keep
@@ -358,7 +361,8 @@ class LearnableMultiModalConfig:
                 "encoder_output_dim",
             )
         for name in ("encoder_input_dropout", "encoder_hidden_dropout"):
-            p = as_finite_float(getattr(self, name), name, lambda v: 0 <= v < 1, "a probability in [0, 1)")
+            p = as_finite_float(getattr(self, name), name, lambda v: 0 <= v <= MAX_DROPOUT,
+                                f"a probability in [0, {MAX_DROPOUT}] (1 − 2⁻⁹: {DROPOUT_BOUND_WHY})")
             object.__setattr__(self, name, p)
         if self.encoder_hidden_dropout > 0 and not self.encoder_hidden:
             raise InvalidValueError(
@@ -423,13 +427,24 @@ class LearnableMultiModalConfig:
         """Inverse of :meth:`to_dict`; unknown keys are an error. A config
         saved with ``reconstruction_subsets`` but no decoders (before the pair
         was refused: the flag changed nothing without them) reads with the
-        flag off, the same model."""
+        flag off, the same model. A dropout rate saved in ``(MAX_DROPOUT, 1)``
+        (before such rates were refused) reads as ``MAX_DROPOUT``, with a
+        ``UserWarning``: the file stays loadable and predicts as saved
+        (dropout is training's only); training on draws at the bound."""
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - known
         if unknown:
             raise InvalidValueError(f"config: unknown fields {sorted(unknown)}; expected some of {sorted(known)}", "config")
         if d.get("reconstruction_subsets") is True and d.get("reconstruction_decoders", False) is False:
             d = {**d, "reconstruction_subsets": False}
+        for name in ("encoder_input_dropout", "encoder_hidden_dropout"):
+            p = d.get(name)
+            if isinstance(p, float) and MAX_DROPOUT < p < 1:
+                warnings.warn(
+                    f"{name}: the saved rate {p!r} is above {MAX_DROPOUT} (1 − 2⁻⁹: {DROPOUT_BOUND_WHY}); "
+                    f"read as {MAX_DROPOUT}, which training on uses", UserWarning, stacklevel=2,
+                )
+                d = {**d, name: MAX_DROPOUT}
         return cls(**d)
 
 

@@ -25,6 +25,20 @@ pub const MAX_LAYERS: usize = 256;
 /// of a unit vector's at initialisation), far beyond any use.
 pub const MAX_FUSION_RESIDUAL: f64 = 1e6;
 
+/// The largest encoder dropout probability, `1 − 2⁻⁹`. An entry is kept when
+/// a 32-bit draw clears `round(p·2³²)`, so the keep probability realised is
+/// `1 − p` only to within `2⁻³³`, while a kept entry is scaled by exactly
+/// `1 / (1 − p)`. From a keep probability of `2⁻⁹` up, that error is at most
+/// `2⁻²⁴` of it — float32's own rounding of the scale — and the scaled
+/// mask's expectation stays 1; closer to 1 (`p = 1 − 1e-7`, or
+/// `1 − 1e-16` with a scale of 9e15 kept at `2⁻³²`) it drifts, then breaks.
+/// An encoder of 512 inputs then keeps one on average: beyond any use.
+pub const MAX_DROPOUT: f64 = 1.0 - 1.0 / 512.0;
+
+/// Why [`MAX_DROPOUT`] bounds the dropout, as its error says it.
+pub const DROPOUT_BOUND_WHY: &str =
+    "closer to 1, the random draws that keep entries no longer realise the keep probability that the kept entries are scaled by";
+
 /// Hyper-parameters of [`crate::LearnableMultiModal`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -101,9 +115,11 @@ pub struct Config {
     /// (LeakyReLU between its layers, none after the last); the last width
     /// is `embed_dim`. Empty = no head.
     pub shared_head: Vec<usize>,
-    /// Dropout probability on each encoder's input, in training only.
+    /// Dropout probability on each encoder's input, in training only, in
+    /// `[0, MAX_DROPOUT]`.
     pub encoder_input_dropout: f64,
-    /// Dropout probability after each hidden encoder layer, in training only.
+    /// Dropout probability after each hidden encoder layer, in training
+    /// only, in `[0, MAX_DROPOUT]`.
     pub encoder_hidden_dropout: f64,
     /// A linear path from each encoder's input to its output layer
     /// (`encoder.<modality>.skip.weight`, zeros at first); needs
@@ -312,8 +328,11 @@ impl Config {
             _ => {}
         }
         for (name, p) in [("encoder_input_dropout", self.encoder_input_dropout), ("encoder_hidden_dropout", self.encoder_hidden_dropout)] {
-            if !(p.is_finite() && (0.0..1.0).contains(&p)) {
-                return Err(Error::invalid(name, format!("got {}; expected a probability in [0, 1)", fmt_value(p))));
+            if !(p.is_finite() && (0.0..=MAX_DROPOUT).contains(&p)) {
+                return Err(Error::invalid(
+                    name,
+                    format!("got {}; expected a probability in [0, {MAX_DROPOUT}] (1 − 2⁻⁹: {DROPOUT_BOUND_WHY})", fmt_value(p)),
+                ));
             }
         }
         if self.encoder_hidden_dropout > 0.0 && self.encoder_hidden.is_empty() {

@@ -7,6 +7,7 @@
 mod common;
 
 use grapheme_multimodal::nn::temperature::{MAX_TEMPERATURE, MIN_TEMPERATURE};
+use grapheme_multimodal::config::MAX_DROPOUT;
 use grapheme_multimodal::{Config, EncoderInput, Error, LearnableMultiModal, ModalityInput, Objective, ObjectiveWeights, TrainBatch};
 use ndarray::{Array2, ArrayView2};
 
@@ -110,6 +111,14 @@ fn invalid_capacity_is_refused_by_name() {
     assert_eq!(arg(Config { encoder_output_dim: Some(0), shared_head: vec![64], ..base.clone() }), "encoder_output_dim");
     assert_eq!(arg(Config { encoder_input_dropout: 1.0, ..base.clone() }), "encoder_input_dropout");
     assert_eq!(arg(Config { encoder_input_dropout: f64::NAN, ..base.clone() }), "encoder_input_dropout");
+    // just below 1: the draws no longer realise the keep probability the scale assumes
+    for p in [1.0 - 1e-7, 0.999, f64::from_bits(1.0f64.to_bits() - 1)] {
+        assert_eq!(arg(Config { encoder_input_dropout: p, ..base.clone() }), "encoder_input_dropout", "p={p}");
+        let deep = Config { encoder_hidden: vec![8], encoder_hidden_dropout: p, ..base.clone() };
+        assert_eq!(arg(deep), "encoder_hidden_dropout", "p={p}");
+    }
+    let at_bound = Config { encoder_hidden: vec![8], encoder_input_dropout: MAX_DROPOUT, encoder_hidden_dropout: MAX_DROPOUT, ..base.clone() };
+    assert!(LearnableMultiModal::<f32>::new(at_bound).is_ok());
     assert_eq!(arg(Config { encoder_hidden_dropout: 0.5, ..base.clone() }), "encoder_hidden_dropout");
     assert_eq!(arg(Config { learnable_temperature: true, temperature: 2.0, ..base.clone() }), "temperature");
     for p in [-0.5, 1.5, f64::NAN, f64::NEG_INFINITY] {

@@ -72,6 +72,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("MAX_DIM", grapheme_multimodal::config::MAX_DIM)?;
     m.add("MAX_LAYERS", grapheme_multimodal::config::MAX_LAYERS)?;
     m.add("MAX_FUSION_RESIDUAL", grapheme_multimodal::config::MAX_FUSION_RESIDUAL)?;
+    m.add("MAX_DROPOUT", grapheme_multimodal::config::MAX_DROPOUT)?;
+    m.add("DROPOUT_BOUND_WHY", grapheme_multimodal::config::DROPOUT_BOUND_WHY)?;
     m.add("WL_DEFAULT_DIM", grapheme_multimodal::features::WL_DEFAULT_DIM)?;
     m.add("WL_DEFAULT_ITERATIONS", grapheme_multimodal::features::WL_DEFAULT_ITERATIONS)?;
     Ok(())
