@@ -60,3 +60,30 @@ def test_a_file_saved_with_a_dropout_beyond_the_bound_still_loads(tmp_path):
         loaded = gm.LearnableMultiModal.load(path)
     assert loaded.config.encoder_hidden_dropout == MAX_DROPOUT
     np.testing.assert_array_equal(loaded.encode_and_fuse(two_view_data())[1], model.encode_and_fuse(two_view_data())[1])
+
+
+FAST = dict(embed_dim=8, hidden_dim=8, num_heads=2, epochs=2, batch_size=32)
+
+
+def estimator_views(n: int = 80, widths=(6, 4), seed: int = 0) -> list:
+    """Views ``[n, d]`` of one 3-d latent."""
+    rng = np.random.default_rng(seed)
+    z = rng.normal(size=(n, 3))
+    return [z @ rng.normal(size=(3, d)) for d in widths]
+
+
+def test_views_as_one_3d_array_in_mvlearns_convention_are_the_views():
+    """The estimator follows mvlearn's convention, in which Xs is a list of
+    [n, d] arrays or one [n_views, n, d] array; the latter was refused with
+    scikit-learn's "Found array with dim 3, while dim <= 2 is required"."""
+    from grapheme_multimodal.sklearn import MultimodalEmbedder
+
+    Xs = estimator_views(widths=(5, 5, 5))
+    stacked = np.stack(Xs)
+    est = MultimodalEmbedder(**FAST).fit(stacked)
+    assert est.n_views_ == 3 and est.view_dims_ == [5, 5, 5]
+    expected = MultimodalEmbedder(**FAST).fit(Xs)
+    np.testing.assert_array_equal(est.transform(stacked), expected.transform(Xs))
+    np.testing.assert_array_equal(est.transform(Xs), expected.transform(stacked))
+    with pytest.raises(InvalidValueError, match=r"^Xs: expected at least one view .* got a 3-d array of 0 views"):
+        MultimodalEmbedder(**FAST).fit(np.zeros((0, 10, 5)))

