@@ -87,3 +87,79 @@ def test_views_as_one_3d_array_in_mvlearns_convention_are_the_views():
     np.testing.assert_array_equal(est.transform(Xs), expected.transform(stacked))
     with pytest.raises(InvalidValueError, match=r"^Xs: expected at least one view .* got a 3-d array of 0 views"):
         MultimodalEmbedder(**FAST).fit(np.zeros((0, 10, 5)))
+
+
+def _skipped_warnings(record) -> list:
+    return [w for w in record if issubclass(w.category, gm.EarlyStoppingSkippedWarning)]
+
+
+@pytest.mark.parametrize("n, fraction, held", [(12, 0.1, 1), (3, 0.5, 2)])  # 1 row held out; 2 held leave 1 to train on
+def test_early_stopping_skipped_for_too_few_held_out_rows_says_so_once(n, fraction, held):
+    """fit_with_stopping with patience but a slice of fewer than 2 rows (or
+    one that leaves fewer than 2 to train on) ran every epoch on all rows,
+    as documented, but without a word: the caller asked to stop early."""
+    import warnings
+
+    from grapheme_multimodal.stopping import fit_with_stopping
+
+    assert issubclass(gm.EarlyStoppingSkippedWarning, UserWarning)
+    for _ in range(2):  # once per fit, every fit (not once per place in the code)
+        model = two_view_model()
+        with warnings.catch_warnings(record=True) as record:
+            warnings.simplefilter("always")
+            history = fit_with_stopping(model, two_view_data(n), validation_fraction=fraction, patience=2,
+                                        monitor="val_total", seed=0, epochs=3, batch_size=10, progress=False)
+        skipped = _skipped_warnings(record)
+        assert len(skipped) == 1, [str(w.message) for w in record]
+        message = str(skipped[0].message)
+        assert message.startswith(f"validation_fraction: {fraction:g} of {n} rows holds out {held}, leaving {n - held}")
+        assert "early stopping (patience 2) is skipped: all 3 epochs run on all rows" in message
+        assert len(history.epochs) == 3 and "val_total" not in history.epochs[-1]
+
+
+@pytest.mark.parametrize("options", [
+    dict(validation_fraction=0.0, patience=2),  # no slice asked for
+    dict(validation_fraction=0.1, patience=0),  # no early stopping asked for
+    dict(validation_fraction=0.1, patience=2, epochs=0),  # nothing trains
+])
+def test_no_early_stopping_warning_where_none_was_asked_for_or_rows_suffice(options):
+    import warnings
+
+    from grapheme_multimodal.stopping import fit_with_stopping
+
+    for n in (12, 40):
+        with warnings.catch_warnings(record=True) as record:
+            warnings.simplefilter("always")
+            fit_with_stopping(two_view_model(), two_view_data(n), **{"epochs": 2, **options}, monitor="val_total",
+                              seed=0, batch_size=10, progress=False)
+        assert not _skipped_warnings(record)
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        fit_with_stopping(two_view_model(), two_view_data(40), validation_fraction=0.1, patience=2, monitor="val_total",
+                          min_validation_rows=0, seed=0, epochs=2, batch_size=10, progress=False)
+    assert not _skipped_warnings(record)  # 4 rows held out
+
+
+def test_the_estimator_and_the_cli_say_once_that_early_stopping_was_skipped(tmp_path, capsys):
+    import warnings
+
+    from grapheme_multimodal.cli import main
+    from grapheme_multimodal.sklearn import MultimodalEmbedder
+
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        MultimodalEmbedder(**FAST).fit(estimator_views(12))  # the recipe's patience, 10 % of 12 rows: 1
+    assert len(_skipped_warnings(record)) == 1
+    assert str(_skipped_warnings(record)[0].message).startswith("validation_fraction: 0.1 of 12 rows holds out 1")
+
+    from conftest import cli_train_args
+
+    checkpoint = tmp_path / "m.safetensors"
+    args = cli_train_args(tmp_path, two_view_data(12), checkpoint)
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    # once, as one line by the flags' names (the recipe's patience: --early-stopping not given)
+    assert err.count("warning") == 1, err
+    assert "grapheme-mm: warning: --validation-split: 0.1 of 12 rows holds out 1, leaving 11" in err
+    assert main(cli_train_args(tmp_path, two_view_data(40), checkpoint)) == 0  # normal data: nothing to say
+    assert "warning" not in capsys.readouterr().err

@@ -15,6 +15,7 @@ from .buffer import Experience, ExperienceBatch, ExperienceBuffer
 from .config import LearnableMultiModalConfig
 from .exceptions import (
     CheckpointError,
+    EarlyStoppingSkippedWarning,
     GraphemeError,
     InvalidValueError,
     NonFiniteError,
@@ -58,6 +59,7 @@ __all__ = [
     "ShapeError",
     "TooLargeError",
     "UntrainedModalityWarning",
+    "EarlyStoppingSkippedWarning",
     "CrossModalBinder",
     "CrossModalBinding",
     "FusionNetwork",

@@ -29,7 +29,9 @@ from . import __version__
 from ._validation import as_seed, renamed
 from .config import INPUT_DISTANCES, NEIGHBOR_SPACES
 from .graph import WL_DEFAULT_DIM
-from .exceptions import GraphemeError, InvalidValueError, NonFiniteError, ShapeError, UntrainedModalityWarning
+from .exceptions import (
+    EarlyStoppingSkippedWarning, GraphemeError, InvalidValueError, NonFiniteError, ShapeError, UntrainedModalityWarning,
+)
 from .stopping import fit_with_stopping
 from .uci import TrainingSettings, check_weights, recipe_head, recipe_skip
 
@@ -421,6 +423,30 @@ def _named_by_flags() -> Iterator[None]:
         raise renamed(err, train_flags()) from None
 
 
+#: fit_with_stopping's words in its EarlyStoppingSkippedWarning -> the flags that set them here.
+_STOPPING_FLAGS = {"validation_fraction": "--validation-split", "patience=0": "--early-stopping 0", "patience": "--early-stopping"}
+
+
+@contextlib.contextmanager
+def _stopping_skipped_by_flags() -> Iterator[None]:
+    """fit_with_stopping's :class:`EarlyStoppingSkippedWarning` said once, as
+    one line by the flags' names (a Python warning named validation_fraction,
+    which the user never typed, and showed a line of this module); other
+    warnings show as they would have."""
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always", EarlyStoppingSkippedWarning)
+        try:
+            yield
+        finally:
+            for w in record:
+                if issubclass(w.category, EarlyStoppingSkippedWarning):
+                    words = re.compile("|".join(map(re.escape, _STOPPING_FLAGS)))
+                    print(f"{PROG}: warning: {words.sub(lambda m: _STOPPING_FLAGS[m.group()], str(w.message))}",
+                          file=sys.stderr)
+                else:
+                    warnings.showwarning(w.message, w.category, w.filename, w.lineno, w.file, w.line)
+
+
 def _train(args: argparse.Namespace) -> int:
     from .graph import GraphFeaturizer
     from .model import LearnableMultiModal
@@ -517,13 +543,13 @@ def _train(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
     )
     if args.workers is None:
-        with _named_by_flags():
+        with _named_by_flags(), _stopping_skipped_by_flags():
             history = fit_with_stopping(model, inputs, **fit_options)
     else:
         from . import distributed
 
         workers = _positive(args.workers, "--workers")
-        with _ray_cluster(args.ray_address), _named_by_flags():
+        with _ray_cluster(args.ray_address), _named_by_flags(), _stopping_skipped_by_flags():
             fit = functools.partial(distributed.fit, model, num_workers=workers)
             history = fit_with_stopping(model, inputs, fit=fit, **fit_options)
     with _keeping_new({"--output": args.output}, args.overwrite):

@@ -8,7 +8,9 @@ not about one argument) beside its message, which names the argument, what was
 given and what was expected.
 
 Beside them, :class:`UntrainedModalityWarning` (a ``UserWarning``) says
-that a result came from an encoder no training step trained.
+that a result came from an encoder no training step trained, and
+:class:`EarlyStoppingSkippedWarning` (a ``UserWarning``) that a fit asked to
+stop early on held-out rows had too few rows to hold out.
 
 >>> import numpy as np, grapheme_multimodal as gm
 >>> try:
@@ -31,6 +33,7 @@ __all__ = [
     "CheckpointError",
     "NotFittedError",
     "UntrainedModalityWarning",
+    "EarlyStoppingSkippedWarning",
     "not_fitted_error",
 ]
 
@@ -92,6 +95,17 @@ class UntrainedModalityWarning(UserWarning):
     ``load_state_dict``.
     Silence it, where intended, with ``warnings.filterwarnings("ignore",
     category=gm.UntrainedModalityWarning)``."""
+
+
+class EarlyStoppingSkippedWarning(UserWarning):
+    """:func:`~grapheme_multimodal.stopping.fit_with_stopping` (and so
+    ``MultimodalEmbedder``, ``uci.train`` and ``grapheme-mm train``) was
+    asked to stop early (``patience`` > 0) on ``validation_fraction`` of the
+    rows, but that fraction holds out fewer than 2 rows or leaves fewer than
+    2 to train on: every epoch ran on all rows, without early stopping.
+    Said once per fit. Silence it, where intended, with
+    ``warnings.filterwarnings("ignore", category=gm.EarlyStoppingSkippedWarning)``,
+    or say so with ``patience=0``."""
 
 
 def not_fitted_error(message: str, arg: Optional[str] = None) -> NotFittedError:

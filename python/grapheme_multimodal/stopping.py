@@ -19,6 +19,7 @@ data").
 from __future__ import annotations
 
 import copy
+import warnings
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
@@ -26,7 +27,7 @@ import numpy as np
 from ._locking import refuse_in_metric
 from ._core import MODALITY_NAMES
 from ._validation import as_real_array, describe, renamed
-from .exceptions import GraphemeError, InvalidValueError, NonFiniteError, ShapeError
+from .exceptions import EarlyStoppingSkippedWarning, GraphemeError, InvalidValueError, NonFiniteError, ShapeError
 from .graph import is_graph_list, refuse_stray_graphs
 from .objectives import OBJECTIVES, resolve_weights
 from .training import (
@@ -94,7 +95,10 @@ def fit_with_stopping(
       trains on all rows for the best epoch's count
       (``history.cv_curve`` holds that mean curve). With ``patience`` 0
       all ``epochs`` run on the rows not held out (the slice is still
-      validated after every epoch); with nothing to hold out, on all rows.
+      validated after every epoch); with nothing to hold out, on all rows
+      (with ``patience`` > 0 an
+      :class:`~grapheme_multimodal.exceptions.EarlyStoppingSkippedWarning`
+      says so, once per call).
 
     Rows held out that make ``monitor`` 0 every epoch (the slice, or every
     fold: see ``validation`` in :func:`~grapheme_multimodal.training.fit`,
@@ -145,6 +149,8 @@ def fit_with_stopping(
     n = _row_count(inputs, mask)
     fit_rows, val_rows = holdout_rows(n, validation_fraction, seed)
     if val_rows is None:  # nothing split: fit checks the data itself
+        if patience and validation_fraction > 0 and epochs > 0:
+            _warn_stopping_skipped(n, validation_fraction, patience, epochs)
         try:
             return fit(inputs, mask=mask, epochs=epochs, **fit_options)
         except (GraphemeError, TypeError) as err:  # fit's name for them is data; this function's is inputs
@@ -199,6 +205,20 @@ def fit_with_stopping(
     # folds chose is len(history.epochs), its place in cv_curve.
     history.monitor, history.best_epoch, history.cv_curve = monitor, history.epochs[-1]["epoch"], curve
     return history
+
+
+def _warn_stopping_skipped(n: int, validation_fraction: float, patience: int, epochs: int) -> None:
+    """Says that early stopping, asked for, is skipped: ``validation_fraction``
+    of the ``n`` rows holds out fewer than 2 or leaves fewer than 2 to train on
+    (documented, but was silent: the caller asked to stop early)."""
+    held = int(round(n * validation_fraction))
+    run = "the 1 epoch runs" if epochs == 1 else f"all {epochs} epochs run"
+    warnings.warn(
+        f"validation_fraction: {validation_fraction:g} of {n} rows holds out {held}, leaving {n - held} (at least 2 are "
+        f"needed on each side), so early stopping (patience {patience}) is skipped: {run} on all rows; "
+        "expected a validation_fraction that holds out 2 rows or more (or patience=0)",
+        EarlyStoppingSkippedWarning, stacklevel=3,
+    )
 
 
 #: fit's names for this function's ``inputs`` (``data``, ``data['visual']``, ...).
