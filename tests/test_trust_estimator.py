@@ -163,3 +163,40 @@ def test_the_estimator_and_the_cli_say_once_that_early_stopping_was_skipped(tmp_
     assert "grapheme-mm: warning: --validation-split: 0.1 of 12 rows holds out 1, leaving 11" in err
     assert main(cli_train_args(tmp_path, two_view_data(40), checkpoint)) == 0  # normal data: nothing to say
     assert "warning" not in capsys.readouterr().err
+
+
+def test_reconstruction_subsets_can_be_set_from_the_estimator():
+    """A training option of the recipe (TrainingSettings.reconstruction_subsets,
+    shaping its reconstruction objective) that MultimodalEmbedder did not
+    take, while its siblings (neighborhood_temperature, ...) it did."""
+    from grapheme_multimodal import uci
+    from grapheme_multimodal.sklearn import MultimodalEmbedder
+
+    assert MultimodalEmbedder().get_params()["reconstruction_subsets"] is uci.TrainingSettings().reconstruction_subsets
+    est = MultimodalEmbedder(**FAST, reconstruction_subsets=True).fit(estimator_views())
+    assert est.model_.config.reconstruction_subsets is True and "reconstruction" in est.history_.epochs[-1]
+    assert MultimodalEmbedder(**FAST).fit(estimator_views()).model_.config.reconstruction_subsets is False
+    # objectives without reconstruction leave it nothing to shape: refused by the estimator's names
+    with pytest.raises(InvalidValueError, match=r"^reconstruction_subsets: got True, but .*no reconstruction weight") as err:
+        MultimodalEmbedder(**FAST, reconstruction_subsets=True, objectives={"contrastive": 1.0}).fit(estimator_views())
+    assert err.value.arg == "reconstruction_subsets"
+    with pytest.raises(TypeError, match=r"^reconstruction_subsets: expected a bool"):
+        MultimodalEmbedder(**FAST, reconstruction_subsets="yes").fit(estimator_views())
+
+
+def test_reconstruction_subsets_can_be_set_from_the_cli(tmp_path, capsys):
+    from grapheme_multimodal.cli import main
+
+    from conftest import cli_train_args
+
+    checkpoint = tmp_path / "m.safetensors"
+    args = cli_train_args(tmp_path, two_view_data(40), checkpoint)
+    assert main([*args, "--reconstruction-subsets"]) == 0
+    assert gm.LearnableMultiModal.load(checkpoint).config.reconstruction_subsets is True
+    assert main(args) == 0
+    assert gm.LearnableMultiModal.load(checkpoint).config.reconstruction_subsets is False  # the recipe's
+    assert main([*args, "--reconstruction-subsets", "--objectives", "contrastive=1"]) == 2
+    assert "grapheme-mm: error: --reconstruction-subsets: got True, but" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    assert "--reconstruction-subsets" in capsys.readouterr().out

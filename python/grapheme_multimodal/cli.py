@@ -252,6 +252,11 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--encoder-objectives", default=_names(_RECIPE.encoder_objectives), metavar="NAMES",
                        help="the objectives whose gradients train the encoders, e.g. contrastive,binding; 'all' "
                             f"(default {_names(_RECIPE.encoder_objectives)})")
+    train.add_argument("--reconstruction-subsets", action=argparse.BooleanOptionalAction,
+                       default=_RECIPE.reconstruction_subsets,
+                       help="the reconstruction objective (when --objectives weights it, as the recipe's do) reads the "
+                            "fused embedding of a random subset of each event's modalities, not of all of them "
+                            f"(default: {'on' if _RECIPE.reconstruction_subsets else 'off'})")
     train.add_argument("--modality-dropout", type=_float, default=_RECIPE.modality_dropout)
     train.add_argument("--ema-decay", type=_float, default=_RECIPE.ema_decay or 0.0, metavar="D",
                        help="keep an exponential moving average of the weights, one update per epoch with decay D "
@@ -501,6 +506,7 @@ def _train(args: argparse.Namespace) -> int:
             contrastive_pair_power=args.contrastive_pair_power,
             encoder_objectives=_encoder_objectives(args.encoder_objectives),
             fusion_residual=args.fusion_residual,
+            reconstruction_subsets=args.reconstruction_subsets,
             weights=weights,
         )
     with _named_by_flags():  # the config's errors name its fields

@@ -63,7 +63,9 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
     ``input_distance="modalities"``; the ``neighborhood`` objective, an
     option outside the recipe, takes its weight from ``objectives`` and its
     positives and temperature from ``neighborhood_neighbors`` and
-    ``neighborhood_temperature``, ``None``: contrastive's),
+    ``neighborhood_temperature``, ``None``: contrastive's), the recipe's
+    ``reconstruction`` objective reading the fused embedding of each row's
+    views or, with ``reconstruction_subsets``, of a random subset of them,
     an exponential moving average of the weights per epoch
     (``ema_decay``, ``None``: off; the model ends holding the average),
     at most ``epochs`` epochs, stopping after ``patience`` epochs (0: never) without a
@@ -124,6 +126,7 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
         contrastive_pair_power: float = _RECIPE.contrastive_pair_power,
         neighborhood_neighbors: int = _RECIPE.neighborhood_neighbors,
         neighborhood_temperature: Optional[float] = _RECIPE.neighborhood_temperature,
+        reconstruction_subsets: bool = _RECIPE.reconstruction_subsets,
         ema_decay: Optional[float] = _RECIPE.ema_decay,
         validation_fraction: float = _RECIPE.validation_fraction,
         patience: int = _RECIPE.patience,
@@ -159,6 +162,7 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
         self.contrastive_pair_power = contrastive_pair_power
         self.neighborhood_neighbors = neighborhood_neighbors
         self.neighborhood_temperature = neighborhood_temperature
+        self.reconstruction_subsets = reconstruction_subsets
         self.ema_decay = ema_decay
         self.validation_fraction = validation_fraction
         self.patience = patience
@@ -238,7 +242,7 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
             input_distance=self.input_distance,
             fusion_residual=self.fusion_residual, contrastive_pair_power=self.contrastive_pair_power,
             neighborhood_neighbors=self.neighborhood_neighbors, neighborhood_temperature=self.neighborhood_temperature,
-            weights=self.objectives, seed=self.random_state,
+            reconstruction_subsets=self.reconstruction_subsets, weights=self.objectives, seed=self.random_state,
         )
         self.model_ = LearnableMultiModal(
             input_dims={m: d for m, d in zip(self.modalities_, self.view_dims_)}, **settings.model_options()

@@ -186,6 +186,16 @@ class TrainingSettings:
                 "the decoders; expected None or True, or weights with reconstruction 0",
                 "reconstruction_decoders",
             )
+        if self.reconstruction_subsets is True and not self.decoders():
+            # else the config refused it naming reconstruction_decoders=True, an option the
+            # estimator and grapheme-mm train do not have (their decoders follow the weights)
+            why = ("reconstruction_decoders is False" if self.reconstruction_decoders is False
+                   else f"{self._weights_source()} no reconstruction weight")
+            raise InvalidValueError(
+                f"reconstruction_subsets: got True, but {why}, so there are no decoders and no reconstruction objective "
+                "for it to shape; expected False, or weights with reconstruction > 0",
+                "reconstruction_subsets",
+            )
         self._check_neighborhood_and_encoder_objectives()
 
     def _check_neighborhood_and_encoder_objectives(self) -> None:
