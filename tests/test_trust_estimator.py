@@ -200,3 +200,50 @@ def test_reconstruction_subsets_can_be_set_from_the_cli(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     assert "--reconstruction-subsets" in capsys.readouterr().out
+
+
+def _average_checkpoint_with(tmp_path, which: str, value: float):
+    """A checkpoint of an averaged fit whose weight_average ``which``
+    ('mean', float64, or 'trained', float32) holds ``value`` at [0, 3]."""
+    from grapheme_multimodal.checkpoint import FILE_FORMAT
+    from grapheme_multimodal.io import read_tagged_safetensors, write_tagged_safetensors
+
+    model = two_view_model()
+    model.fit(two_view_data(40), epochs=2, batch_size=20, ema_decay=0.9, progress=False)
+    path = tmp_path / "averaged.safetensors"
+    model.save(path)
+    tensors, meta = read_tagged_safetensors(path, FILE_FORMAT)
+    key = next(k for k in sorted(tensors) if k.startswith(f"weight_average/{which}/") and tensors[k].ndim == 2)
+    tensors[key] = tensors[key].copy()
+    tensors[key][0, 3] = value
+    write_tagged_safetensors(path, tensors, FILE_FORMAT, meta)
+    return path, key[len(f"weight_average/{which}/"):]
+
+
+@pytest.mark.parametrize("value", [1e39, 1e300, -4e38])
+def test_a_saved_average_beyond_float32_names_the_tensor_the_value_and_the_limit(tmp_path, value):
+    """The average is kept in float64 and becomes the model's float32
+    weights: a forged mean beyond float32 gave numpy's "overflow encountered
+    in cast" (with warnings as errors, the only error) and then "the weights
+    are not the stored average", which named neither the value nor why."""
+    import re
+    import warnings
+
+    path, key = _average_checkpoint_with(tmp_path, "mean", value)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(gm.CheckpointError) as err:
+            gm.LearnableMultiModal.load(path)
+    expected = (f"weight_average mean {key!r}: holds {value:.4g} at (0, 3), beyond float32's largest magnitude 3.403e+38 "
+                "(the model's weights, which hold the average, are float32)")
+    assert expected in str(err.value)
+
+
+@pytest.mark.parametrize("which", ["mean", "trained"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_a_saved_average_holding_nan_or_inf_names_the_value_and_where(tmp_path, which, value):
+    """Was "contains NaN or inf": which, and where, was not said."""
+    path, key = _average_checkpoint_with(tmp_path, which, value)
+    with pytest.raises(gm.CheckpointError) as err:
+        gm.LearnableMultiModal.load(path)
+    assert f"weight_average {which} {key!r}: contains NaN or inf ({value} at (0, 3)); expected finite numbers" in str(err.value)

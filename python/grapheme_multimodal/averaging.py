@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional
 
 import numpy as np
 
-from ._validation import as_finite_float
+from ._validation import FLOAT32_MAX, as_finite_float
 from .exceptions import InvalidValueError
 
 if TYPE_CHECKING:
@@ -133,13 +133,39 @@ class WeightAverage:
             raise InvalidValueError(f"weight_average['count']: expected an int >= 1, got {count!r}", "weight_average")
         for name, tensors in (("mean", mean), ("trained", trained)):
             for key, value in tensors.items():
-                if not np.isfinite(value).all():
-                    raise InvalidValueError(f"weight_average {name} {key!r}: contains NaN or inf", "weight_average")
+                _check_saved_tensor(value, f"weight_average {name} {key!r}", float32_weights=name == "mean")
         copy = lambda tensors: {k: np.array(v) for k, v in tensors.items()}  # noqa: E731 - owned, to lock
         average = cls(decay=float(decay), count=count, mean=copy(mean), trained=copy(trained))
         if not average.holds(weights):
             raise InvalidValueError("weight_average: the weights are not the stored average", "weight_average")
         return average
+
+
+def _check_saved_tensor(value: np.ndarray, what: str, float32_weights: bool) -> None:
+    """Refuses a saved average tensor holding NaN or inf, or (``float32_weights``:
+    the float64 mean, which becomes the model's float32 weights) a value
+    beyond float32's range, naming the value and where it is: it was
+    "contains NaN or inf", or numpy's "overflow encountered in cast" and
+    "the weights are not the stored average"."""
+    bad = ~np.isfinite(value)
+    if bad.any():
+        at = np.unravel_index(int(np.argmax(bad)), value.shape)
+        raise InvalidValueError(
+            f"{what}: contains NaN or inf ({value[at]} at {_position(at)}); expected finite numbers", "weight_average")
+    if float32_weights:
+        with np.errstate(over="ignore"):  # what the cast to the weights makes inf (a float64 rounding past the largest does not)
+            beyond = np.isinf(value.astype(np.float32))
+        if beyond.any():
+            at = np.unravel_index(int(np.argmax(beyond)), value.shape)
+            raise InvalidValueError(
+                f"{what}: holds {value[at]:.4g} at {_position(at)}, beyond float32's largest magnitude "
+                f"{FLOAT32_MAX:.4g} (the model's weights, which hold the average, are float32)", "weight_average",
+            )
+
+
+def _position(at: tuple) -> str:
+    """An index into a tensor as the user would write it: ``(0, 3)``, ``(5,)``."""
+    return str(tuple(int(i) for i in at))
 
 
 def resume(model: "LearnableMultiModal", decay: Optional[float]) -> Optional[WeightAverage]:
