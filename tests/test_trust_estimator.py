@@ -247,3 +247,21 @@ def test_a_saved_average_holding_nan_or_inf_names_the_value_and_where(tmp_path, 
     with pytest.raises(gm.CheckpointError) as err:
         gm.LearnableMultiModal.load(path)
     assert f"weight_average {which} {key!r}: contains NaN or inf ({value} at (0, 3)); expected finite numbers" in str(err.value)
+
+
+# ------------------------------------------------------------- what held
+def test_a_history_holding_nan_that_training_recorded_saves_and_loads(tmp_path):
+    """A checkpoint's history with NaN is not refused as forged: training
+    itself records one where a metrics function returns NaN (a metric
+    undefined on some epoch; only the watched monitor must be a number), and
+    a file the package wrote must load. Loading keeps the NaN as saved."""
+    model = two_view_model()
+    history = model.fit(two_view_data(40), epochs=2, batch_size=20, progress=False,
+                        metrics={"undefined": lambda m: float("nan")})
+    assert np.isnan(history.epochs[-1]["val_undefined"])
+    path = tmp_path / "nan-history.safetensors"
+    model.save(path)
+    loaded = gm.LearnableMultiModal.load(path)
+    assert [sorted(r) for r in loaded.history] == [sorted(r) for r in model.history]
+    assert all(np.isnan(r["val_undefined"]) for r in loaded.history)
+    assert [r["loss"] for r in loaded.history] == [r["loss"] for r in model.history]
