@@ -265,3 +265,19 @@ def test_a_history_holding_nan_that_training_recorded_saves_and_loads(tmp_path):
     assert [sorted(r) for r in loaded.history] == [sorted(r) for r in model.history]
     assert all(np.isnan(r["val_undefined"]) for r in loaded.history)
     assert [r["loss"] for r in loaded.history] == [r["loss"] for r in model.history]
+
+
+def test_a_view_given_as_none_is_refused_by_its_name_saying_how_to_mark_a_missing_view():
+    """None in the list of views (a view missing, as a user might mark it)
+    was "Xs[1]: Expected 2D array, got scalar array instead: array=nan",
+    a NaN the user never gave."""
+    from grapheme_multimodal.sklearn import MultimodalEmbedder
+
+    Xs = estimator_views()
+    message = r"^Xs\[1\]: got None; expected an \[n, d\] array \(a view missing from a row is all-NaN in that row"
+    with pytest.raises(TypeError, match=message):
+        MultimodalEmbedder(**FAST).fit([Xs[0], None])
+    est = MultimodalEmbedder(**FAST).fit(Xs)
+    with pytest.raises(TypeError, match=message):
+        est.transform([Xs[0], None])
+    assert np.isfinite(est.transform([Xs[0], np.full_like(Xs[1], np.nan)])).all()  # the way the message gives

@@ -505,6 +505,10 @@ def _column_names(x: Any) -> Optional[np.ndarray]:
 def _checked_view(x: Any, name: str) -> np.ndarray:
     """One of several views through ``check_array``; its errors (which name
     no view, or name it only sometimes) are given the view's name."""
+    if x is None:  # check_array read it as the scalar NaN: "got scalar array instead: array=nan"
+        raise TypeError(
+            f"{name}: got None; expected an [n, d] array (a view missing from a row is all-NaN in that row; "
+            "missing from every row, np.full((n, d), np.nan))")
     try:
         return check_array(x, dtype=[np.float64, np.float32], ensure_all_finite="allow-nan", input_name=name)
     except (ValueError, TypeError) as exc:
