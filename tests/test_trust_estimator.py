@@ -281,3 +281,14 @@ def test_a_view_given_as_none_is_refused_by_its_name_saying_how_to_mark_a_missin
     with pytest.raises(TypeError, match=message):
         est.transform([Xs[0], None])
     assert np.isfinite(est.transform([Xs[0], np.full_like(Xs[1], np.nan)])).all()  # the way the message gives
+
+
+def test_modality_names_from_a_numpy_array_are_quoted_as_the_user_wrote_them():
+    """modalities=np.array([...]) (a column of names read from a file) named
+    an unknown one as "np.str_('text')", numpy's repr, not the name."""
+    from grapheme_multimodal.sklearn import MultimodalEmbedder
+
+    with pytest.raises(InvalidValueError, match=r"^modalities\[0\]: unknown modality 'text'; expected one of visual"):
+        MultimodalEmbedder(**FAST, modalities=np.array(["text", "visual"])).fit(estimator_views())
+    est = MultimodalEmbedder(**FAST, modalities=np.array(["abstract", "visual"])).fit(estimator_views())
+    assert [str(m) for m in est.modalities_] == ["abstract", "visual"]

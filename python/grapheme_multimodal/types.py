@@ -69,7 +69,8 @@ class Modality(enum.Enum):
                 return cls[value.upper()]
             except KeyError:
                 names = ", ".join(m.name.lower() for m in cls)
-                raise InvalidValueError(f"{arg}: unknown modality {value!r}; expected one of {names}", arg) from None
+                # str(): numpy's str (names read into an array) has the repr np.str_('text')
+                raise InvalidValueError(f"{arg}: unknown modality {str(value)!r}; expected one of {names}", arg) from None
         if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
             if 0 <= value < len(cls):
                 return cls(int(value))
