@@ -138,6 +138,12 @@ def test_no_early_stopping_warning_where_none_was_asked_for_or_rows_suffice(opti
         fit_with_stopping(two_view_model(), two_view_data(40), validation_fraction=0.1, patience=2, monitor="val_total",
                           min_validation_rows=0, seed=0, epochs=2, batch_size=10, progress=False)
     assert not _skipped_warnings(record)  # 4 rows held out
+    with warnings.catch_warnings(record=True) as record:  # a fit that fails ran no epoch: nothing to say of them
+        warnings.simplefilter("always")
+        with pytest.raises(InvalidValueError):
+            fit_with_stopping(two_view_model(), two_view_data(12), mask=np.zeros((12, 7), bool), validation_fraction=0.1,
+                              patience=2, monitor="val_total", seed=0, epochs=2, batch_size=10, progress=False)
+    assert not _skipped_warnings(record)
 
 
 def test_the_estimator_and_the_cli_say_once_that_early_stopping_was_skipped(tmp_path, capsys):

@@ -149,12 +149,13 @@ def fit_with_stopping(
     n = _row_count(inputs, mask)
     fit_rows, val_rows = holdout_rows(n, validation_fraction, seed)
     if val_rows is None:  # nothing split: fit checks the data itself
-        if patience and validation_fraction > 0 and epochs > 0:
-            _warn_stopping_skipped(n, validation_fraction, patience, epochs)
         try:
-            return fit(inputs, mask=mask, epochs=epochs, **fit_options)
+            history = fit(inputs, mask=mask, epochs=epochs, **fit_options)
         except (GraphemeError, TypeError) as err:  # fit's name for them is data; this function's is inputs
             raise renamed(err, _AS_INPUTS) from None
+        if patience and validation_fraction > 0 and epochs > 0:  # after: a fit refused ran no epoch to speak of
+            _warn_stopping_skipped(n, validation_fraction, patience, epochs)
+        return history
     # Checked whole before it is split: an error names the user's row, not a
     # row of the slice or a fold, and nothing has trained yet.
     data = as_dataset(model, inputs, mask, "inputs")
