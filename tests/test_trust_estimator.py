@@ -188,6 +188,8 @@ def test_reconstruction_subsets_can_be_set_from_the_estimator():
     assert err.value.arg == "reconstruction_subsets"
     with pytest.raises(TypeError, match=r"^reconstruction_subsets: expected a bool"):
         MultimodalEmbedder(**FAST, reconstruction_subsets="yes").fit(estimator_views())
+    with pytest.raises(InvalidValueError, match=r"^reconstruction_subsets: got True, but reconstruction_decoders is False"):
+        uci.TrainingSettings(reconstruction_subsets=True, reconstruction_decoders=False, weights={"contrastive": 1.0})
 
 
 def test_reconstruction_subsets_can_be_set_from_the_cli(tmp_path, capsys):

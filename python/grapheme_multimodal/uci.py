@@ -189,11 +189,12 @@ class TrainingSettings:
         if self.reconstruction_subsets is True and not self.decoders():
             # else the config refused it naming reconstruction_decoders=True, an option the
             # estimator and grapheme-mm train do not have (their decoders follow the weights)
-            why = ("reconstruction_decoders is False" if self.reconstruction_decoders is False
-                   else f"{self._weights_source()} no reconstruction weight")
+            off = self.reconstruction_decoders is False
+            why = "reconstruction_decoders is False" if off else f"{self._weights_source()} no reconstruction weight"
+            remedy = "reconstruction_decoders None or True and " if off else ""
             raise InvalidValueError(
                 f"reconstruction_subsets: got True, but {why}, so there are no decoders and no reconstruction objective "
-                "for it to shape; expected False, or weights with reconstruction > 0",
+                f"for it to shape; expected False, or {remedy}weights with reconstruction > 0",
                 "reconstruction_subsets",
             )
         self._check_neighborhood_and_encoder_objectives()
