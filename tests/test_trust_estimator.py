@@ -16,6 +16,17 @@ from grapheme_multimodal.exceptions import InvalidValueError
 from conftest import save_with_config_fields, two_view_data, two_view_model
 
 
+#: A small, fast estimator.
+FAST = dict(embed_dim=8, hidden_dim=8, num_heads=2, epochs=2, batch_size=32)
+
+
+def estimator_views(n: int = 80, widths=(6, 4), seed: int = 0) -> list:
+    """Views ``[n, d]`` of one 3-d latent."""
+    rng = np.random.default_rng(seed)
+    z = rng.normal(size=(n, 3))
+    return [z @ rng.normal(size=(3, d)) for d in widths]
+
+
 # ------------------------------------------------------------- what broke
 @pytest.mark.parametrize("name", ["encoder_input_dropout", "encoder_hidden_dropout"])
 @pytest.mark.parametrize("rate", [1 - 1e-7, 0.999, float(np.nextafter(1.0, 0.0))])
@@ -60,16 +71,6 @@ def test_a_file_saved_with_a_dropout_beyond_the_bound_still_loads(tmp_path):
         loaded = gm.LearnableMultiModal.load(path)
     assert loaded.config.encoder_hidden_dropout == MAX_DROPOUT
     np.testing.assert_array_equal(loaded.encode_and_fuse(two_view_data())[1], model.encode_and_fuse(two_view_data())[1])
-
-
-FAST = dict(embed_dim=8, hidden_dim=8, num_heads=2, epochs=2, batch_size=32)
-
-
-def estimator_views(n: int = 80, widths=(6, 4), seed: int = 0) -> list:
-    """Views ``[n, d]`` of one 3-d latent."""
-    rng = np.random.default_rng(seed)
-    z = rng.normal(size=(n, 3))
-    return [z @ rng.normal(size=(3, d)) for d in widths]
 
 
 def test_views_as_one_3d_array_in_mvlearns_convention_are_the_views():
