@@ -32,7 +32,7 @@ from .graph import is_graph_list, refuse_stray_graphs
 from .objectives import OBJECTIVES, resolve_weights
 from .training import (
     History, _check_fraction, _check_int, _check_monitor, _checked_metrics, as_dataset, check_something_trains,
-    check_validation_measures, encoder_overflow_in_rows, holdout_rows, resolve_mode,
+    check_validation_measures, overflow_in_user_rows, holdout_rows, resolve_mode,
 )
 
 if TYPE_CHECKING:
@@ -198,7 +198,7 @@ def fit_with_stopping(
             return fit(train, mask=train_mask, validation=held, validation_mask=held_mask, epochs=epochs,
                        early_stopping=patience or None, monitor=monitor, **fit_options)
         except NonFiniteError as err:  # a row whose encoding overflowed, named as the slice's
-            raise encoder_overflow_in_rows(err, {"data": fit_rows, "validation": val_rows}, "inputs") from None
+            raise overflow_in_user_rows(err, {"data": fit_rows, "validation": val_rows}, "inputs") from None
     count, curve = _cv_epochs(model, inputs, mask, n, k, seed, patience, monitor, mode, epochs, fit_options)
     history = fit(inputs, mask=mask, epochs=count, **fit_options)
     # best_epoch is an epoch number as the records count them (after any
@@ -296,7 +296,7 @@ def _cv_epochs(
                 history = fold.fit(train, mask=train_mask, validation=held, validation_mask=held_mask, epochs=1,
                                    monitor=monitor, **options)
             except NonFiniteError as err:  # a row whose encoding overflowed, named as the fold's
-                raise encoder_overflow_in_rows(err, rows_of, "inputs") from None
+                raise overflow_in_user_rows(err, rows_of, "inputs") from None
             values.append(history.epochs[-1][monitor])
         curve.append(float(np.mean(values)))
         better = curve[-1] < curve[best_epoch - 1] if mode == "min" else curve[-1] > curve[best_epoch - 1]

@@ -525,6 +525,15 @@ class _Dataset:
         name it (by default as it is)."""
         return err
 
+    def _row_fault_renamed(self, err: NonFiniteError, rows: np.ndarray, name_row: Any) -> NonFiniteError:
+        """``err`` when it names a batch row (:data:`_ROW_FAULT`) as
+        ``name_row(modality, rows[r], rest)`` → ``(message, arg)``; else ``err``."""
+        found = _ROW_FAULT.match(str(err))
+        if found is None or found[1] != "inputs" or err.arg != f"inputs[{found[2]}]":
+            return err
+        message, arg = name_row(found[2].strip("'"), int(rows[int(found[3])]), found[4])
+        return NonFiniteError(message, arg)
+
     def losses(self, model: "LearnableMultiModal", objectives: Optional[Mapping[str, float]]) -> Dict[str, float]:
         """Validation losses over the whole set, in batches (weighted by size)."""
         totals: Dict[str, float] = {}
@@ -548,7 +557,7 @@ class _ArrayDataset(_Dataset):
     def in_user_rows(self, err: NonFiniteError, rows: np.ndarray) -> NonFiniteError:
         """An input row whose encoding overflowed, named by the core as the
         batch's ``inputs['m']: row r``, as this data's row ``rows[r]``."""
-        return encoder_overflow_in_rows(err, {"inputs": rows}, self.name)
+        return overflow_in_user_rows(err, {"inputs": rows}, self.name)
 
     def __len__(self) -> int:
         return len(self.mask)
@@ -582,18 +591,25 @@ class _ArrayDataset(_Dataset):
 
 #: The error for a row whose encoding overflowed float32: its argument, modality, row, and the rest.
 _ENCODER_OVERFLOW = re.compile(r"^(\w+)\[('[a-z]+')\]: row (\d+) (overflows float32 in the encoder.*)$", re.DOTALL)
+#: The errors that name one row of a batch's inputs (its encoding, or its reconstruction, overflowed
+#: float32): argument, modality, row, and the rest of the message from just after the row number.
+_ROW_FAULT = re.compile(
+    r"^(\w+)\[('[a-z]+')\]: row (\d+)((?: overflows float32 in the encoder|: the reconstruction loss overflows float32).*)$",
+    re.DOTALL,
+)
 
 
-def encoder_overflow_in_rows(err: NonFiniteError, rows_of: Mapping[str, np.ndarray], name: str) -> NonFiniteError:
+def overflow_in_user_rows(err: NonFiniteError, rows_of: Mapping[str, np.ndarray], name: str) -> NonFiniteError:
     """``err`` when it is ``"X['m']: row r overflows float32 in the encoder ..."``
-    for an ``X`` of ``rows_of`` (the core's ``inputs`` of a batch, ``fit``'s
+    or ``"X['m']: row r: the reconstruction loss overflows float32 ..."`` for
+    an ``X`` of ``rows_of`` (the core's ``inputs`` of a batch, ``fit``'s
     ``data`` or ``validation`` of a slice) as ``"name['m']: row rows_of[X][r] ..."``,
     the row of the data the user gave; else ``err`` itself."""
-    found = _ENCODER_OVERFLOW.match(str(err))
+    found = _ROW_FAULT.match(str(err))
     if found is None or found[1] not in rows_of or err.arg != f"{found[1]}[{found[2]}]":
         return err
     arg = f"{name}[{found[2]}]"
-    return NonFiniteError(f"{arg}: row {int(rows_of[found[1]][int(found[3])])} {found[4]}", arg)
+    return NonFiniteError(f"{arg}: row {int(rows_of[found[1]][int(found[3])])}{found[4]}", arg)
 
 
 def _blame_grown_parameters(model: "LearnableMultiModal", data: "_Dataset", err: NonFiniteError) -> NonFiniteError:
@@ -634,9 +650,10 @@ class _EventDataset(_Dataset):
 
     nothing_present = "no event has a component"
 
-    def __init__(self, model: "LearnableMultiModal", events: Sequence[MultiModalEvent]) -> None:
+    def __init__(self, model: "LearnableMultiModal", events: Sequence[MultiModalEvent], name: str = "data") -> None:
         self.n = len(events)
         self.ids = [e.id for e in events]
+        self.name = name
         self.tables = []
         for table in event_components(model.config, events, "data"):
             if table is not None:
@@ -648,6 +665,12 @@ class _EventDataset(_Dataset):
         for m, t in enumerate(self.tables):
             if t is not None:
                 self.mask[t[1], m] = True
+
+    def in_user_rows(self, err: NonFiniteError, rows: np.ndarray) -> NonFiniteError:
+        """A batch row the core named, as the event of the user's list (its
+        index and id, as :meth:`check` names them)."""
+        return self._row_fault_renamed(
+            err, rows, lambda modality, row, rest: (f"{self.name}[{row}]: event {self.ids[row]}'s {modality} input{rest}", self.name))
 
     def __len__(self) -> int:
         return self.n
@@ -710,6 +733,13 @@ class _BufferDataset(_Dataset):
                 raise InvalidValueError(f"{name}: the experience buffer is empty", name)
             self.experiences = buffer.batch()
         self.has_inputs = bool(self.experiences.has_inputs.all())
+        self.name = name
+
+    def in_user_rows(self, err: NonFiniteError, rows: np.ndarray) -> NonFiniteError:
+        """A batch row the core named, as the experience it holds (the
+        buffer's order, as :meth:`check` names them)."""
+        return self._row_fault_renamed(
+            err, rows, lambda modality, row, rest: (f"{self.name}: experience {row}'s {modality} input{rest}", self.name))
 
     def check(self, name: str) -> None:
         e = self.experiences
@@ -750,7 +780,7 @@ def as_dataset(model: "LearnableMultiModal", data: Any, mask: Any, name: str) ->
     elif isinstance(data, (list, tuple)) and data and all(isinstance(e, MultiModalEvent) for e in data):
         if mask is not None:
             raise InvalidValueError(f"{name}: a mask is not used with events (their components say what is present)", name)
-        ds = _EventDataset(model, data)
+        ds = _EventDataset(model, data, name)
     elif isinstance(data, (list, tuple)) and any(isinstance(e, MultiModalEvent) for e in data):
         # else read as 7 per-modality arrays: "expected a mapping ... or a sequence of 7 arrays/None"
         bad = next(i for i, e in enumerate(data) if not isinstance(e, MultiModalEvent))

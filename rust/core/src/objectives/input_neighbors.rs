@@ -220,6 +220,29 @@ pub fn pooled_rows<'a, T: Real>(x: ArrayView2<'a, T>, rows: &'a [usize], weights
     for (mut row, &r) in out.rows_mut().into_iter().zip(&present) {
         row.mapv_inplace(|v| v / total[r]);
     }
+    // A row whose weighted sum left float32 while its mean would not (two
+    // components of 3e38): its mean again, each weight divided by the total
+    // first. Only such rows, so every other row keeps its bits (the sum then
+    // the division, as before); else the mean was inf and the reconstruction
+    // refusal reported a largest input of inf, which the user never gave.
+    let at: Vec<usize> = {
+        let mut at = vec![usize::MAX; batch];
+        present.iter().enumerate().for_each(|(k, &r)| at[r] = k);
+        at
+    };
+    let overflowed: Vec<usize> = (0..out.nrows()).filter(|&k| out.row(k).iter().any(|v| !v.is_finite())).collect();
+    for &k in &overflowed {
+        out.row_mut(k).fill(T::zero());
+    }
+    if !overflowed.is_empty() {
+        for (i, (&r, comp)) in rows.iter().zip(x.axis_iter(Axis(0))).enumerate() {
+            let k = at[r];
+            if overflowed.binary_search(&k).is_ok() {
+                let w = weights.map_or(T::one(), |w| w[i]) / total[r];
+                out.row_mut(k).scaled_add(w, &comp);
+            }
+        }
+    }
     RowInputs { rows: Cow::Owned(present), x: CowArray::from(out) }
 }
 
@@ -227,6 +250,16 @@ pub fn pooled_rows<'a, T: Real>(x: ArrayView2<'a, T>, rows: &'a [usize], weights
 mod tests {
     use super::*;
     use ndarray::array;
+
+    #[test]
+    fn a_row_whose_components_sum_past_float32_pools_to_their_mean() {
+        // Row 0: two components of 3e38 (their sum is inf in f32, their mean is not); row 1: 1 and 3.
+        let x = array![[3e38f32, 1.0], [3e38, 1.0], [1.0, 2.0], [3.0, 4.0]];
+        let pooled = pooled_rows(x.view(), &[0, 0, 1, 1], Some(&[1.0, 1.0, 1.0, 1.0]), 2);
+        assert_eq!(&*pooled.rows, &[0, 1]);
+        assert_eq!(pooled.x.row(0).to_vec(), vec![3e38f32, 1.0]);
+        assert_eq!(pooled.x.row(1).to_vec(), vec![2.0f32, 3.0]); // the sum, then the division, as before
+    }
 
     #[test]
     fn modalities_weigh_the_same_whatever_their_columns() {
