@@ -88,3 +88,17 @@ def test_fit_on_an_experience_buffer_names_the_experience():
     with pytest.raises(gm.NonFiniteError, match=rf"^data: experience {BAD_ROW}'s visual input: the reconstruction loss overflows"):
         model.fit(model.experience, epochs=1, objectives=ONLY, progress=False, batch_size=8, standardize=False)
 
+
+
+@pytest.mark.ray
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("num_workers", [1, 2])
+def test_distributed_fit_names_the_data_row_not_a_worker_share_row(ray_session, num_workers):
+    """Each worker computes a share of the batch, and the core named the
+    share's row: the second worker's row 3 reached the user as row 3."""
+    from grapheme_multimodal import distributed
+
+    with pytest.raises(gm.NonFiniteError, match=rf"^data\['visual'\]: row {BAD_ROW}: the reconstruction loss overflows"):
+        # seed 2 puts row 17 in the second worker's share, as its row 3
+        distributed.fit(_model(), _arrays(), num_workers=num_workers, epochs=1, batch_size=40, objectives=ONLY,
+                        progress=False, standardize=False, seed=2)

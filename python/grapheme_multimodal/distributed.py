@@ -575,7 +575,10 @@ class _Replica:
             return None
         _set_rng_counter(self.model, counter)
         self.model.zero_grad()
-        losses = self.model.backward(self.train.batch(rows, keep), weights=self.objectives)
+        try:
+            losses = self.model.backward(self.train.batch(rows, keep), weights=self.objectives)
+        except NonFiniteError as err:  # the core names a row of this share: named here as the data's row
+            raise self.train.in_user_rows(err, rows) from None
         return self.model._core.get_flat_grad(), losses
 
     def sync(self, grads: Optional[np.ndarray], counter: int) -> str:
