@@ -3,13 +3,18 @@ say which argument was wrong, what it was and what was expected."""
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Mapping, Optional, Tuple
+import contextlib
+import contextvars
+import functools
+import sys
+import warnings
+from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Set, Tuple, TypeVar
 
 import numpy as np
 
 from . import _core
 from ._core import NUM_MODALITIES
-from .exceptions import GraphemeError, InvalidValueError, NonFiniteError, ShapeError, TooLargeError
+from .exceptions import GraphemeError, InvalidValueError, NonFiniteError, PrecisionLossWarning, ShapeError, TooLargeError
 
 
 def describe(x: Any) -> str:
@@ -367,6 +372,185 @@ def _refuse_too_large(
         else:
             place = f"row {at[0]}" if real.ndim == 2 else f"index {at if len(at) > 1 else at[0]}" if at else "the value"
         raise NonFiniteError(f"{name}: {place} {non_finite_message(real[at])}", name)
+
+
+#: A training column is reported (:class:`PrecisionLossWarning`) when the
+#: cast to float32 moves its present values by more than this fraction of
+#: their float64 standard deviation (root mean square of the rounding). At
+#: 1 % float32 keeps about 30 of its steps per standard deviation of the
+#: column (rounding to a step ``s`` has an rms of ``s / sqrt(12)``), where
+#: data far from that keeps millions; the standardised column then carries
+#: noise of 1 % of its unit spread, from data float64 held exactly. Below
+#: it the loss is too small to matter to a model (1e6 + 10 * x: 0.2 %),
+#: above it a column loses visibly more, up to all of it (constant in float32).
+PRECISION_TOLERANCE = 0.01
+#: A column whose float64 standard deviation is below this fraction of its
+#: mean's magnitude varies only in the last 8 of float64's 53 significant
+#: bits (256 units of roundoff, the noise of a few hundred float64
+#: operations: 0.1 + 0.2 beside 0.3): constant as float64 itself resolves
+#: it, and not reported (a scaler would standardise that noise too).
+_FLOAT64_NOISE = 2.0**8 * float(np.finfo(np.float64).eps)
+#: Columns a :class:`PrecisionLossWarning` lists by index before "...".
+_LISTED_COLUMNS = 5
+#: Elements per chunk of rows the check reads at a time (its float64 temporaries: 8 MiB each).
+_CHECK_CHUNK = 1 << 20
+
+
+class _PrecisionScope:
+    """What :func:`precision_scope` holds: the names its callers give the
+    data (innermost first), the names already warned about, and whether the
+    data was already checked whole (the fits inside then skip the check)."""
+
+    def __init__(self, names: Tuple[Mapping[str, str], ...], warned: Set[str]) -> None:
+        self.names, self.warned, self.checked = names, warned, False
+
+    def name(self, inner: str) -> str:
+        for names in self.names:
+            inner = names.get(inner, inner)
+        return inner
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+_precision: "contextvars.ContextVar[Optional[_PrecisionScope]]" = contextvars.ContextVar("_precision", default=None)
+
+
+@contextlib.contextmanager
+def precision_scope(names: Optional[Mapping[str, str]] = None) -> Iterator[_PrecisionScope]:
+    """``with precision_scope(names) as scope:`` a call that trains several
+    times on the user's data (folds, a final fit) warns once per modality:
+    a :class:`PrecisionLossWarning` inside the block names the data by
+    ``names`` (as :func:`renamed` renames errors: ``{"data['visual']":
+    "inputs['visual']"}``, applied after those of inner blocks), and is given
+    once per name within the outermost block. Setting ``scope.checked``
+    after checking the data whole skips the check in the fits that follow
+    (in this block only). Per thread and task, as a context variable."""
+    outer = _precision.get()
+    scope = _PrecisionScope(((names or {}),) + (outer.names if outer else ()), outer.warned if outer else set())
+    token = _precision.set(scope)
+    try:
+        yield scope
+    finally:
+        _precision.reset(token)
+
+
+def precision_scoped(names: Callable[[], Mapping[str, str]]) -> Callable[[_F], _F]:
+    """A decorator: the function runs in a :func:`precision_scope` of
+    ``names()`` (a callable, so that a module may name a table it defines below)."""
+
+    def decorate(function: _F) -> _F:
+        @functools.wraps(function)
+        def scoped(*args: Any, **kwargs: Any) -> Any:
+            with precision_scope(names()):
+                return function(*args, **kwargs)
+
+        return scoped  # type: ignore[return-value]
+
+    return decorate
+
+
+def precision_checked() -> None:
+    """Marks the data of the innermost :func:`precision_scope` checked whole:
+    the fits that follow in it skip the check (their rows are among those)."""
+    scope = _precision.get()
+    if scope is not None:
+        scope.checked = True
+
+
+def precision_lost(real: np.ndarray, arr: np.ndarray, present: Optional[np.ndarray] = None) -> Optional[str]:
+    """What a :class:`PrecisionLossWarning` says after the data's name, or
+    None: the columns of ``real`` ``[N, d]`` (a float wider than float32, or
+    an integer of 32 bits or more; other dtypes are exact in float32) whose
+    ``present`` rows (a bool ``[N]``; None: all) ``arr``, their float32
+    cast, moves by more than :data:`PRECISION_TOLERANCE` of their standard
+    deviation (root mean square), unless float64 itself resolves no
+    variation in them (:data:`_FLOAT64_NOISE`). One pass over the rows, in
+    chunks (mean and spread merged per chunk, stable far from zero: the
+    point of the check); non-finite values (refused elsewhere) count as no loss."""
+    kind, size = real.dtype.kind, real.dtype.itemsize
+    if real.ndim != 2 or arr.shape != real.shape or not (kind == "f" and size > 4 or kind in "iu" and size >= 4):
+        return None
+    d = real.shape[1]
+    count, mean, m2, err2 = 0, np.zeros(d), np.zeros(d), np.zeros(d)
+    step = max(1, _CHECK_CHUNK // max(d, 1))
+    with np.errstate(all="ignore"):
+        for start in range(0, real.shape[0], step):
+            x, y = real[start : start + step], arr[start : start + step]
+            if present is not None:
+                keep = present[start : start + step]
+                if not keep.all():
+                    x, y = x[keep], y[keep]
+            k = len(x)
+            if not k:
+                continue
+            x = x.astype(np.float64, copy=False)
+            chunk_mean = x.mean(axis=0)
+            dev = x - chunk_mean
+            rounding = y - x  # float32 - float64: computed in float64, exactly the cast's change
+            delta = chunk_mean - mean
+            total = count + k
+            mean += delta * (k / total)
+            m2 += np.einsum("ij,ij->j", dev, dev) + delta * delta * (count * k / total)
+            err2 += np.einsum("ij,ij->j", rounding, rounding)
+            count = total
+        if count < 2:
+            return None
+        std, rms = np.sqrt(m2 / count), np.sqrt(err2 / count)
+        lost = np.flatnonzero((std > _FLOAT64_NOISE * np.abs(mean)) & (rms > PRECISION_TOLERANCE * std))
+    if not len(lost):
+        return None
+    first = int(lost[0])
+    listed = ", ".join(str(int(j)) for j in lost[:_LISTED_COLUMNS]) + (", ..." if len(lost) > _LISTED_COLUMNS else "")
+    columns = f"column {listed} varies" if len(lost) == 1 else f"columns {listed} ({len(lost)} of {d}) vary"
+    column = real[:, first] if present is None else real[present, first]
+    cast = arr[:, first] if present is None else arr[present, first]
+    spacing = float(np.spacing(np.float32(abs(mean[first]))))
+    if cast.min() == cast.max():
+        kept = "the column is constant"
+    else:
+        kept = f"rounding moves its values by {rms[first] / std[first]:.0%} of that spread (root mean square)"
+    who = "its" if len(lost) == 1 else f"column {first}'s"
+    return (
+        f"{columns} more finely than float32 resolves: {who} values are around {float(mean[first]):.1e} varying by "
+        f"{float(std[first]):.1e} (standard deviation of {len(column)} rows), and float32's spacing there is {spacing:.1e}, "
+        f"so in float32 {kept}; the model computes in float32 and would learn the rounding, not the data: subtract the "
+        "column's mean (or rescale) before passing it, e.g. x - x.mean(axis=0)"
+    )
+
+
+def warn_precision_loss(real: np.ndarray, arr: np.ndarray, present: Optional[np.ndarray], name: str) -> None:
+    """A :class:`PrecisionLossWarning` at the user's line when
+    :func:`precision_lost` finds columns of training data ``name`` that
+    float32 loses; within :func:`precision_scope`, under the scope's name
+    for the data, once per name (and not at all once the scope's data was
+    checked whole). Only training paths call it: it reads the data once
+    more, which embedding must not pay."""
+    scope = _precision.get()
+    if scope is not None and scope.checked:
+        return
+    message = precision_lost(real, arr, present)
+    if message is None:
+        return
+    if scope is not None:
+        name = scope.name(name)
+        if name in scope.warned:
+            return
+        scope.warned.add(name)
+    warnings.warn(f"{name}: {message}", PrecisionLossWarning, stacklevel=caller_level())
+
+
+def caller_level() -> int:
+    """The ``stacklevel``, for its caller's ``warnings.warn``, of the first
+    frame outside the package (and scikit-learn, whose wrappers call the
+    estimator's ``transform``): the user's call, at whatever depth the
+    public method that warns sits."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_globals.get("__name__", "").partition(".")[0] in _INNER_PACKAGES:
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+_INNER_PACKAGES = frozenset({"grapheme_multimodal", "sklearn"})
 
 
 def as_mask(mask: Any, batch_size: Optional[int], name: str = "mask") -> np.ndarray:

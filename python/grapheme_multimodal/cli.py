@@ -459,7 +459,8 @@ def _train(args: argparse.Namespace) -> int:
 
     _check_outputs({"--output": args.output}, _input_files(args.modality), args.overwrite, writes=".safetensors")
     _seed(args.seed)
-    files = _read_files(args.modality)
+    lost: List[str] = []  # columns float32 loses: said before training, one line each, as embed says its warnings
+    files = _read_files(args.modality, lost)
     n = len(files[0])
     if args.wl_dim is not None:  # was ignored without a word: the user's features were not the length asked for
         if args.text_features != "wl":
@@ -548,6 +549,8 @@ def _train(args: argparse.Namespace) -> int:
         ema_decay=_ema_decay(args.ema_decay),
         progress=not args.no_progress,
     )
+    for message in lost:  # the files are float32 from here on: the model's own check finds nothing
+        print(f"{PROG}: warning: {message}", file=sys.stderr)
     if args.workers is None:
         with _named_by_flags(), _stopping_skipped_by_flags():
             history = fit_with_stopping(model, inputs, **fit_options)
@@ -807,7 +810,9 @@ def _info(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------- helpers
-def _read_files(specs: List[str]):
+def _read_files(specs: List[str], notes: Optional[List[str]] = None):
+    """The ``--modality`` files, read and aligned; ``notes``: they are
+    training data (see :func:`~grapheme_multimodal.files.read_modality_file`)."""
     from .files import check_aligned, parse_modality_spec, read_modality_file
 
     files, seen = [], set()
@@ -816,7 +821,7 @@ def _read_files(specs: List[str]):
         if modality in seen:
             raise InvalidValueError(f"--modality: {modality} is given twice", "--modality")
         seen.add(modality)
-        files.append(read_modality_file(modality, path, key))
+        files.append(read_modality_file(modality, path, key, notes))
     check_aligned(files)
     return files
 

@@ -8,9 +8,11 @@ not about one argument) beside its message, which names the argument, what was
 given and what was expected.
 
 Beside them, :class:`UntrainedModalityWarning` (a ``UserWarning``) says
-that a result came from an encoder no training step trained, and
+that a result came from an encoder no training step trained,
 :class:`EarlyStoppingSkippedWarning` (a ``UserWarning``) that a fit asked to
-stop early on held-out rows had too few rows to hold out.
+stop early on held-out rows had too few rows to hold out, and
+:class:`PrecisionLossWarning` (one too) that float64 training data varies
+more finely than float32, in which the model computes, can hold.
 
 >>> import numpy as np, grapheme_multimodal as gm
 >>> try:
@@ -34,6 +36,7 @@ __all__ = [
     "NotFittedError",
     "UntrainedModalityWarning",
     "EarlyStoppingSkippedWarning",
+    "PrecisionLossWarning",
     "not_fitted_error",
 ]
 
@@ -106,6 +109,24 @@ class EarlyStoppingSkippedWarning(UserWarning):
     Said once per fit. Silence it, where intended, with
     ``warnings.filterwarnings("ignore", category=gm.EarlyStoppingSkippedWarning)``,
     or say so with ``patience=0``."""
+
+
+class PrecisionLossWarning(UserWarning):
+    """Training data given in float64 (or as integers beyond 2**24) has a
+    column whose variation float32, in which the model computes, cannot
+    hold: its values lie so far from zero, beside their spread, that the
+    cast makes the column constant or moves its values by more than 1 % of
+    their standard deviation (root mean square of the rounding; float32's
+    spacing at 1e6 is 0.0625, at 1.7e9, Unix seconds of today, 128). The
+    standardisation then learns the rounding, not the data. Raised once
+    per modality by each training call (``fit``, ``fit_normalization``,
+    the scikit-learn estimator's ``fit``, ``uci.fit_views``/``uci.train``,
+    ``fit_with_stopping``; ``grapheme-mm train`` prints it as one
+    ``warning:`` line), naming the argument, the columns, their magnitude
+    and spread and what float32 keeps of it. Subtract each such column's
+    mean (or rescale it) before passing it: a float64 ``StandardScaler``
+    does, or ``x - x.mean(axis=0)``. A warning, not an error: the rest of
+    the data trains as given."""
 
 
 def not_fitted_error(message: str, arg: Optional[str] = None) -> NotFittedError:

@@ -17,7 +17,7 @@ from typing import IO, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from ._validation import as_real_array, float32_of_wide
+from ._validation import as_real_array, float32_of_wide, precision_lost
 from .exceptions import InvalidValueError, NonFiniteError, ShapeError, TooLargeError
 from .io import MISSING, file_kind
 from .types import Modality
@@ -57,9 +57,14 @@ def parse_modality_spec(spec: str) -> Tuple[Modality, Path, Optional[str]]:
     return modality, Path(path_text), key
 
 
-def read_modality_file(modality: Modality, path: Path, key: Optional[str] = None) -> ModalityFile:
+def read_modality_file(
+    modality: Modality, path: Path, key: Optional[str] = None, notes: Optional[List[str]] = None
+) -> ModalityFile:
     """Reads one file; every problem is a ``ValueError``/``FileNotFoundError``
-    naming the file (a file too large for memory a ``TooLargeError``)."""
+    naming the file (a file too large for memory a ``TooLargeError``).
+    ``notes``: the file is training data, and what a
+    :class:`~grapheme_multimodal.PrecisionLossWarning` would say of columns
+    float32 loses is appended to it (see :func:`as_feature_rows`)."""
     kind = file_kind(path)
     if kind is MISSING:
         raise FileNotFoundError(f"{modality}: file not found: {path}")
@@ -83,7 +88,7 @@ def read_modality_file(modality: Modality, path: Path, key: Optional[str] = None
             raise InvalidValueError(
                 f"{modality}: {path} has an unsupported type {suffix or '(none)'!r}; expected one of {known}", str(modality)
             )
-        return ModalityFile(modality, path, as_feature_rows(values, f"{modality} ({path})"))
+        return ModalityFile(modality, path, as_feature_rows(values, f"{modality} ({path})", notes))
     except MemoryError:
         raise TooLargeError(f"{modality}: {path} ({path.stat().st_size:,} bytes) does not fit in memory", str(modality)) from None
 
@@ -146,9 +151,11 @@ def read_numeric_csv(path: Path) -> np.ndarray:
     return out
 
 
-def as_feature_rows(values: np.ndarray, what: str) -> np.ndarray:
+def as_feature_rows(values: np.ndarray, what: str, notes: Optional[List[str]] = None) -> np.ndarray:
     """``[N, d]`` float32 from ``[N]``, ``[N, d]`` or ``[N, ...]`` (flattened per
-    row), refusing complex numbers, empty arrays and values float32 cannot hold."""
+    row), refusing complex numbers, empty arrays and values float32 cannot hold.
+    With ``notes`` (training data), columns whose variation float32 loses
+    are described there, as ``"{what}: ..."`` (:func:`precision_lost`)."""
     arr = as_real_array(values, what)
     if arr.ndim == 0:
         raise ShapeError(f"{what}: expected one row per event, got a scalar", what)
@@ -157,6 +164,7 @@ def as_feature_rows(values: np.ndarray, what: str) -> np.ndarray:
     arr = arr.reshape(arr.shape[0], -1) if arr.ndim != 1 else arr[:, None]
     if arr.shape[1] == 0:
         raise ShapeError(f"{what}: rows have no values (shape {arr.shape}); expected at least one feature", what)
+    real = arr
     if arr.dtype.kind == "f" and arr.dtype.itemsize > 4:
         arr = float32_of_wide(arr, what, per_column=True)  # names a value too large for float32 by its row
     else:
@@ -164,6 +172,9 @@ def as_feature_rows(values: np.ndarray, what: str) -> np.ndarray:
     if not np.isfinite(arr).all():
         row = int(np.argwhere(~np.isfinite(arr))[0, 0])
         raise NonFiniteError(f"{what}: row {row} holds NaN or inf; expected finite numbers", what)
+    lost = None if notes is None else precision_lost(real, arr)
+    if lost is not None:
+        notes.append(f"{what}: {lost}")
     return arr
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import functools
-import sys
 import types
 import warnings
 import weakref
@@ -21,7 +20,16 @@ import numpy as np
 
 from . import _core
 from ._locking import ModelLock, reads, uninterrupted, writes
-from ._validation import as_float32, as_mask, check_flag, describe, refuse_unpaired_frames
+from ._validation import (
+    as_float32,
+    as_mask,
+    as_real_array,
+    caller_level as _caller_level,
+    check_flag,
+    describe,
+    refuse_unpaired_frames,
+    warn_precision_loss,
+)
 from .buffer import ExperienceBuffer, buffer_row_bytes, check_fits_memory
 from .experience import ExperienceMixin
 from .learning import LearningMixin
@@ -139,7 +147,7 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
 
     # ------------------------------------------------------------------ batched
     def prepare_inputs(
-        self, inputs: Inputs, mask: Any = None, *, arg: str = "inputs", mask_arg: str = "mask"
+        self, inputs: Inputs, mask: Any = None, *, arg: str = "inputs", mask_arg: str = "mask", for_training: bool = False
     ) -> Tuple[List[Optional[np.ndarray]], np.ndarray]:
         """Per-modality float32 arrays (``None`` where not given) and a bool mask ``[B, 7]``.
 
@@ -148,13 +156,17 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         a sequence of 7 such entries (``None`` for absent). Without ``mask``,
         every given modality is present in every row. Errors name ``arg`` and
         ``mask_arg``, the caller's names for the two (``fit``'s ``validation``).
+        ``for_training``: the data is learned from (``fit``, ``fit_normalization``),
+        and a float64 column whose variation float32 loses in the cast gets a
+        :class:`PrecisionLossWarning` (one more pass over such data; float32
+        input, and every other caller, pays nothing).
         """
         if type(inputs) in _PLAIN_CONTAINERS:
             ready = self._ready_inputs(inputs, mask)
             if ready is not None:
                 return ready
         given_mask = None if mask is None else as_mask(mask, None, mask_arg)
-        arrays = self._as_modality_list(inputs, arg, given_mask)
+        arrays = self._as_modality_list(inputs, arg, given_mask, for_training)
         sizes = {len(a) for a in arrays if a is not None}
         if given_mask is None:
             if not sizes:
@@ -507,8 +519,12 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         present (like scikit-learn's ``StandardScaler``; a constant column, one
         whose std is 0 or below ``MIN_STD`` = 1.18e-38, gets std 1; a column of
         tiny but varying values, say 1e-30, is standardised like any other) and
-        applies them from now on."""
-        arrays, mask_arr = self.prepare_inputs(inputs, mask)
+        applies them from now on. The statistics are those of the float32
+        rows the model reads: a float64 column whose variation float32
+        cannot hold (``1e6 + 1e-3 * x``, Unix timestamps seconds apart) gets a
+        :class:`~grapheme_multimodal.PrecisionLossWarning` naming it; subtract
+        its mean (or rescale it) before passing it."""
+        arrays, mask_arr = self.prepare_inputs(inputs, mask, for_training=True)
         learned = []
         for m, a in enumerate(arrays):
             present = mask_arr[:, m]
@@ -679,11 +695,12 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         return checked
 
     def _as_modality_list(
-        self, inputs: Inputs, arg: str = "inputs", mask: Optional[np.ndarray] = None
+        self, inputs: Inputs, arg: str = "inputs", mask: Optional[np.ndarray] = None, for_training: bool = False
     ) -> List[Optional[np.ndarray]]:
         """Each modality's float32 array (``None`` where not given); ``mask``,
         when given, says which rows are present (absent rows may hold values
-        float32 cannot, as they may hold anything)."""
+        float32 cannot, as they may hold anything). ``for_training``: see
+        :meth:`prepare_inputs`."""
         arrays: List[Optional[np.ndarray]] = [None] * NUM_MODALITIES
         if isinstance(inputs, Mapping):
             items = [(Modality.parse(k, arg), v) for k, v in inputs.items()]
@@ -716,10 +733,14 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
                 arrays[i] = featurizer(value)
             else:
                 try:
+                    if for_training:  # the user's numbers themselves, to compare with their cast
+                        value = as_real_array(value, name)
                     arrays[i] = as_float32(value, name, 2, (None, dim), present, features=True)
                 except (TypeError, ValueError):  # numpy's "dtype object" named neither a stray item nor the graphs
                     refuse_stray_graphs(value, name)
                     raise
+                if for_training and value is not arrays[i]:
+                    warn_precision_loss(value, arrays[i], present, name)
         return arrays
 
     def _ready_inputs(
@@ -905,20 +926,6 @@ def untrained_message(m: int, rows: Sequence[int]) -> str:
         f"modality {_name(m)!r} was never present in a training batch (trained: {trained}); "
         "its encoder has its initial random weights, so its embeddings (and what is fused from them) are not learned"
     )
-
-
-def _caller_level() -> int:
-    """The ``stacklevel``, for its caller's ``warnings.warn``, of the first
-    frame outside the package (and scikit-learn, whose wrappers call the
-    estimator's ``transform``): the user's call, at whatever depth the
-    public method that warns sits."""
-    frame, level = sys._getframe(1), 1
-    while frame is not None and frame.f_globals.get("__name__", "").partition(".")[0] in _INNER_PACKAGES:
-        frame, level = frame.f_back, level + 1
-    return level
-
-
-_INNER_PACKAGES = frozenset({"grapheme_multimodal", "sklearn"})
 
 
 #: True while a model is rebuilt from saved state (:func:`_for_saved_state`).

@@ -20,7 +20,7 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from ._core import NUM_MODALITIES
 from ._locking import ModelLock
-from ._validation import as_float32, as_seed, check_flag, describe, refuse_unpaired_frames, renamed
+from ._validation import as_float32, as_seed, check_flag, describe, refuse_unpaired_frames, renamed, warn_precision_loss
 from .config import _widths
 from .exceptions import GraphemeError, InvalidValueError, NonFiniteError, ShapeError
 from .metrics import unit_side_by_side
@@ -248,6 +248,8 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
             input_dims={m: d for m, d in zip(self.modalities_, self.view_dims_)}, **settings.model_options()
         )
         inputs, mask = self._inputs(views)
+        for i, (m, v) in enumerate(zip(self.modalities_, views)):  # fit only: transform's cast pays no second pass
+            warn_precision_loss(v, inputs[m], mask[:, m.index], f"Xs[{i}]")
         try:  # a row whose encoding overflows is named by the model as data['m'] or inputs['m']
             self.history_ = fit_with_stopping(
                 self.model_,

@@ -26,7 +26,7 @@ import numpy as np
 
 from ._locking import refuse_in_metric
 from ._core import MODALITY_NAMES
-from ._validation import as_real_array, describe, renamed
+from ._validation import as_real_array, caller_level, describe, precision_checked, precision_scoped, renamed
 from .exceptions import EarlyStoppingSkippedWarning, GraphemeError, InvalidValueError, NonFiniteError, ShapeError
 from .graph import is_graph_list, refuse_stray_graphs
 from .objectives import OBJECTIVES, resolve_weights
@@ -61,6 +61,9 @@ def cv_folds_for(n_rows: int, validation_fraction: float, min_validation_rows: i
     return folds if folds >= 2 else 0
 
 
+# One PrecisionLossWarning per modality, by this function's name for the data (fit's
+# is data), however many fits follow (the folds', the final one).
+@precision_scoped(lambda: _AS_INPUTS)
 def fit_with_stopping(
     model: "LearnableMultiModal",
     inputs: Mapping[Any, Any],
@@ -158,7 +161,8 @@ def fit_with_stopping(
         return history
     # Checked whole before it is split: an error names the user's row, not a
     # row of the slice or a fold, and nothing has trained yet.
-    data = as_dataset(model, inputs, mask, "inputs")
+    data = as_dataset(model, inputs, mask, "inputs", for_training=True)
+    precision_checked()  # the slices and folds hold these rows: checked
     k = cv_folds_for(n, validation_fraction, min_validation_rows, cv_folds) if patience and epochs > 0 else 0
     weights = dict(zip(OBJECTIVES, resolve_weights(fit_options.get("objectives"), False, "objectives")))
     present = data.mask_of(np.arange(n))
@@ -218,7 +222,7 @@ def _warn_stopping_skipped(n: int, validation_fraction: float, patience: int, ep
         f"validation_fraction: {validation_fraction:g} of {n} rows holds out {held}, leaving {n - held} (at least 2 are "
         f"needed on each side), so early stopping (patience {patience}) is skipped: {run} on all rows; "
         "expected a validation_fraction that holds out 2 rows or more (or patience=0)",
-        EarlyStoppingSkippedWarning, stacklevel=3,
+        EarlyStoppingSkippedWarning, stacklevel=caller_level(),  # the user's line, under precision_scoped's wrapper too
     )
 
 

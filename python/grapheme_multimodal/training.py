@@ -155,6 +155,12 @@ def fit(
         standardize: learn each modality's input mean and std from ``data``
             before the first epoch, unless the model already has them
             (stored in the model, applied at encode time, saved with it).
+            The model reads ``data`` in float32: a float64 column whose
+            variation float32 cannot hold (``1e6 + 1e-3 * x``, Unix
+            timestamps seconds apart) gets a
+            :class:`~grapheme_multimodal.PrecisionLossWarning` naming it,
+            with or without standardisation; subtract its mean (or rescale
+            it) before passing it.
         progress: show a tqdm progress bar with the running loss.
         seed: seeds shuffling and dropout (default ``config.seed``).
         _steps: internal: makes the :class:`Steps` that take each step
@@ -196,7 +202,7 @@ def fit(
 
     # Every input is checked before the first step: a mistake found halfway
     # would leave some steps applied.
-    train = as_dataset(model, data, mask, "data")
+    train = as_dataset(model, data, mask, "data", for_training=True)
     if validation is None and validation_mask is not None:  # else it would be ignored unseen
         raise InvalidValueError("validation_mask: given without validation; expected it only beside validation data", "validation_mask")
     val = as_dataset(model, validation, validation_mask, "validation") if validation is not None else None
@@ -548,10 +554,10 @@ class _Dataset:
 
 
 class _ArrayDataset(_Dataset):
-    def __init__(self, model: "LearnableMultiModal", inputs: Any, mask: Any, name: str) -> None:
+    def __init__(self, model: "LearnableMultiModal", inputs: Any, mask: Any, name: str, for_training: bool = False) -> None:
         # errors name the caller's arguments: `validation`, `validation_mask` beside `data`, `mask`
         mask_arg = "mask" if name in ("data", "inputs") else f"{name}_mask"
-        self.arrays, self.mask = model.prepare_inputs(inputs, mask, arg=name, mask_arg=mask_arg)
+        self.arrays, self.mask = model.prepare_inputs(inputs, mask, arg=name, mask_arg=mask_arg, for_training=for_training)
         self.name, self.mask_arg = name, mask_arg
 
     def in_user_rows(self, err: NonFiniteError, rows: np.ndarray) -> NonFiniteError:
@@ -770,8 +776,10 @@ class _BufferDataset(_Dataset):
         model.fit_normalization([None if x is None else np.nan_to_num(x) for x in e.inputs], e.mask)
 
 
-def as_dataset(model: "LearnableMultiModal", data: Any, mask: Any, name: str) -> _Dataset:
-    """Wraps the accepted data forms."""
+def as_dataset(model: "LearnableMultiModal", data: Any, mask: Any, name: str, for_training: bool = False) -> _Dataset:
+    """Wraps the accepted data forms. ``for_training``: the rows are learned
+    from, and float64 arrays whose variation float32 loses warn
+    (:meth:`~grapheme_multimodal.LearnableMultiModal.prepare_inputs`)."""
     ds: _Dataset
     if isinstance(data, ExperienceBuffer):
         if mask is not None:
@@ -788,7 +796,7 @@ def as_dataset(model: "LearnableMultiModal", data: Any, mask: Any, name: str) ->
     elif isinstance(data, (list, tuple)) and not data:
         raise InvalidValueError(f"{name}: an empty list; expected per-modality arrays or at least one MultiModalEvent", name)
     elif isinstance(data, Mapping) or isinstance(data, (list, tuple)):
-        ds = _ArrayDataset(model, data, mask, name)
+        ds = _ArrayDataset(model, data, mask, name, for_training)
         if len(ds) == 0:
             raise InvalidValueError(f"{name}: no rows; expected at least one", name)
     else:

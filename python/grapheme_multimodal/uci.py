@@ -21,7 +21,7 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from ._validation import as_real_array, describe, renamed
+from ._validation import as_real_array, describe, precision_scope, renamed
 from .config import _objective_names
 from .evaluation import ModelEmbedder, view_modalities
 from .evaluation._embedders import check_views, view_names
@@ -405,16 +405,18 @@ def fit_views(
             raise InvalidValueError(
                 f"validation: unknown view names {unknown}; expected some of the training views {list(modalities)}", "validation"
             )
+    # errors and PrecisionLossWarning are named by the model's modalities: inputs['visual'], data['visual']
+    names = {**view_names(modalities, "inputs", "views"), **view_names(modalities, "data", "views"),
+             **view_names(modalities, "validation", "validation"), "inputs": "views"}
     try:
-        model = train(
-            as_inputs(views),
-            settings,
-            progress,
-            validation=None if validation is None else as_inputs(validation),
-            standardize=True,
-        )
-    except (GraphemeError, TypeError) as err:  # named by the model's modalities: inputs['visual'], data['visual']
-        names = {**view_names(modalities, "inputs", "views"), **view_names(modalities, "data", "views"),
-                 **view_names(modalities, "validation", "validation"), "inputs": "views"}
+        with precision_scope(names):
+            model = train(
+                as_inputs(views),
+                settings,
+                progress,
+                validation=None if validation is None else as_inputs(validation),
+                standardize=True,
+            )
+    except (GraphemeError, TypeError) as err:
         raise renamed(err, names) from None
     return ModelEmbedder(model, modalities)
