@@ -6,6 +6,7 @@ checkpoints, pickling, exact resume, the CLI and the scikit-learn estimator
 carry the options."""
 
 import pickle
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -87,6 +88,45 @@ def test_names_shapes_and_counts():
 def test_bad_options_name_the_argument(changes, arg):
     with pytest.raises(ValueError, match=r"^" + arg.replace("[", r"\[").replace("]", r"\]")):
         deep(**changes)
+
+
+def test_the_recipes_hidden_dropout_follows_the_hidden_layers_unless_set(tmp_path, capsys):
+    """The recipe's dropout after the hidden layers (0.3) applies where
+    there are hidden layers: ``encoder_hidden=()`` alone was refused for an
+    ``encoder_hidden_dropout`` nobody set (as ``encoder_skip``'s default
+    follows the layers, :func:`uci.recipe_skip`), in the settings, the
+    estimator and ``grapheme-mm train``; a dropout given beside no hidden
+    layers is still refused, naming it, and the recipe's models are the same."""
+    from grapheme_multimodal import uci
+    from grapheme_multimodal.cli import main
+    from grapheme_multimodal.sklearn import MultimodalEmbedder
+
+    small = dict(embed_dim=8, hidden_dim=8, num_heads=2, epochs=1)
+    assert uci.TrainingSettings().model_options()["encoder_hidden_dropout"] == 0.3  # the recipe, unchanged
+    assert uci.TrainingSettings(encoder_hidden=(16, 8)).model_options()["encoder_hidden_dropout"] == 0.3
+    plain = uci.TrainingSettings(encoder_hidden=())
+    assert plain.model_options()["encoder_hidden_dropout"] == 0.0
+    data = views(40)
+    model = uci.train(data, replace(plain, **small))
+    assert model.config.encoder_hidden == () and model.config.encoder_hidden_dropout == 0.0
+    with pytest.raises(ValueError, match=r"^encoder_hidden_dropout: got 0.3, but encoder_hidden is empty"):
+        uci.train(data, replace(plain, encoder_hidden_dropout=0.3, **small))
+
+    Xs = [v.astype(np.float64) for v in data.values()]
+    est = MultimodalEmbedder(encoder_hidden=(), **small).fit(Xs)
+    assert est.model_.config.encoder_hidden_dropout == 0.0
+    assert MultimodalEmbedder(**small).fit(Xs).model_.config.encoder_hidden_dropout == 0.3
+    with pytest.raises(ValueError, match=r"^encoder_hidden_dropout: got 0.2"):
+        MultimodalEmbedder(encoder_hidden=(), encoder_hidden_dropout=0.2, **small).fit(Xs)
+
+    ckpt = tmp_path / "m.safetensors"
+    base = cli_train_args(tmp_path, data, ckpt)
+    assert main(base + ["--encoder-hidden", ""]) == 0, capsys.readouterr().err
+    assert gm.LearnableMultiModal.load(ckpt).config.encoder_hidden_dropout == 0.0
+    assert main(base) == 0, capsys.readouterr().err
+    assert gm.LearnableMultiModal.load(ckpt).config.encoder_hidden_dropout == 0.3
+    assert main(base + ["--encoder-hidden", "", "--encoder-hidden-dropout", "0.3"]) == 2
+    assert "--encoder-hidden-dropout: got 0.3, but encoder_hidden is empty" in capsys.readouterr().err
 
 
 def test_option_types():

@@ -33,7 +33,7 @@ from .exceptions import (
     EarlyStoppingSkippedWarning, GraphemeError, InvalidValueError, NonFiniteError, ShapeError, UntrainedModalityWarning,
 )
 from .stopping import fit_with_stopping
-from .uci import TrainingSettings, check_weights, recipe_head, recipe_skip
+from .uci import RECIPE_HIDDEN_DROPOUT, TrainingSettings, check_weights, recipe_head, recipe_skip
 
 PROG = "grapheme-mm"
 #: ``grapheme-mm train``'s defaults: the package's recipe.
@@ -297,7 +297,8 @@ def _parser() -> argparse.ArgumentParser:
     capacity.add_argument("--encoder-input-dropout", type=_float, default=_RECIPE.encoder_input_dropout,
                           help=f"dropout on encoder inputs in training (default {_RECIPE.encoder_input_dropout})")
     capacity.add_argument("--encoder-hidden-dropout", type=_float, default=_RECIPE.encoder_hidden_dropout,
-                          help=f"dropout after hidden encoder layers in training (default {_RECIPE.encoder_hidden_dropout})")
+                          help="dropout after hidden encoder layers in training "
+                               f"(default {RECIPE_HIDDEN_DROPOUT} where there are hidden layers, else none)")
     capacity.add_argument("--encoder-skip", action=argparse.BooleanOptionalAction, default=None,
                           help="a linear path from each encoder's input to its output layer (needs hidden layers and "
                                "a shared head; default: on where the encoders have both)")

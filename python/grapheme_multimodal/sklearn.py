@@ -52,7 +52,8 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
     :func:`grapheme_multimodal.training.fit`; ``random_state`` seeds both.
     The defaults are the package's recipe
     (:class:`grapheme_multimodal.uci.TrainingSettings`): a hidden layer,
-    dropout and a linear skip path (``encoder_skip=None``: on where the
+    dropout (``encoder_hidden_dropout=None``: 0.3 after the hidden layers,
+    none with ``encoder_hidden=()``) and a linear skip path (``encoder_skip=None``: on where the
     encoders have hidden layers and a shared head) in each view's
     encoder, a projection head shared by the views
     (``shared_head=None``: 128 then ``embed_dim``), learned temperatures, the objectives of
@@ -116,7 +117,7 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
         encoder_output_dim: Optional[int] = _RECIPE.encoder_output_dim,
         shared_head: Optional[Sequence[int]] = None,
         encoder_input_dropout: float = _RECIPE.encoder_input_dropout,
-        encoder_hidden_dropout: float = _RECIPE.encoder_hidden_dropout,
+        encoder_hidden_dropout: Optional[float] = _RECIPE.encoder_hidden_dropout,
         encoder_skip: Optional[bool] = _RECIPE.encoder_skip,
         learnable_temperature: bool = _RECIPE.learnable_temperature,
         fused_neighbors: int = _RECIPE.fused_neighbors,

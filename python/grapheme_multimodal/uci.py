@@ -33,7 +33,8 @@ from .training import untrainable_objectives
 from .types import Modality
 
 __all__ = [
-    "VIEW_MODALITIES", "RECIPE_OBJECTIVES", "TrainingSettings", "check_weights", "recipe_head", "recipe_skip", "train", "fit_views",
+    "VIEW_MODALITIES", "RECIPE_OBJECTIVES", "TrainingSettings", "check_weights", "recipe_head", "recipe_skip",
+    "RECIPE_HIDDEN_DROPOUT", "recipe_hidden_dropout", "train", "fit_views",
 ]
 
 #: Which modality slot each view occupies (Action, the output modality, stays
@@ -73,13 +74,30 @@ def recipe_skip(encoder_hidden: Sequence[int], shared_head: Sequence[int]) -> bo
     return has_layers(encoder_hidden) and has_layers(shared_head)
 
 
+#: The recipe's dropout after each hidden encoder layer (:func:`recipe_hidden_dropout`).
+RECIPE_HIDDEN_DROPOUT = 0.3
+
+
+def recipe_hidden_dropout(encoder_hidden: Sequence[int]) -> float:
+    """The recipe's ``encoder_hidden_dropout`` when the user did not say
+    (``None``): :data:`RECIPE_HIDDEN_DROPOUT` after the hidden layers, where
+    there are some; 0 without (``encoder_hidden=()``): the model refuses a
+    dropout there is no hidden layer for, and an encoder without hidden
+    layers asked for with the other defaults must not fail on an option
+    nobody set (as :func:`recipe_skip`). A dropout given is used as given."""
+    has_layers = not isinstance(encoder_hidden, Sequence) or len(encoder_hidden) > 0  # a bare width: the config's
+    return RECIPE_HIDDEN_DROPOUT if has_layers else 0.0
+
+
 @dataclass(frozen=True)
 class TrainingSettings:
     """How :func:`train` trains: the package's default recipe.
 
     The model: per view an encoder with a hidden layer (``encoder_hidden``,
     dropout ``encoder_input_dropout`` on its input and
-    ``encoder_hidden_dropout`` after the hidden layer) into
+    ``encoder_hidden_dropout`` after the hidden layer; ``None``, the
+    recipe's: 0.3 where there are hidden layers, none with
+    ``encoder_hidden=()``, :func:`recipe_hidden_dropout`) into
     ``encoder_output_dim`` plus, with ``encoder_skip`` (``None``, the
     recipe's: wherever the encoders have hidden layers and a shared head,
     :func:`recipe_skip`), a linear path from the input (views that are near-linear functions of each
@@ -141,7 +159,7 @@ class TrainingSettings:
     encoder_output_dim: Optional[int] = 128
     shared_head: Optional[Tuple[int, ...]] = None
     encoder_input_dropout: float = 0.1
-    encoder_hidden_dropout: float = 0.3
+    encoder_hidden_dropout: Optional[float] = None
     encoder_skip: Optional[bool] = None
     epochs: int = 100
     batch_size: int = 512
@@ -234,7 +252,7 @@ class TrainingSettings:
             binder_kind=self.binder_kind, temperature=self.temperature,
             learnable_temperature=self.learnable_temperature, encoder_hidden=self.encoder_hidden,
             encoder_output_dim=self.encoder_output_dim, shared_head=self.head(),
-            encoder_input_dropout=self.encoder_input_dropout, encoder_hidden_dropout=self.encoder_hidden_dropout,
+            encoder_input_dropout=self.encoder_input_dropout, encoder_hidden_dropout=self.hidden_dropout(),
             encoder_skip=self.skip(), fused_neighbors=self.fused_neighbors, fused_neighbor_space=self.fused_neighbor_space,
             input_distance=self.input_distance,
             contrastive_neighbors=self.contrastive_neighbors,
@@ -259,6 +277,14 @@ class TrainingSettings:
         config checks it), else (``None``) one hidden layer of 128 then
         ``embed_dim``."""
         return recipe_head(self.embed_dim) if self.shared_head is None else self.shared_head
+
+    def hidden_dropout(self) -> Any:
+        """The dropout after the encoders' hidden layers:
+        ``encoder_hidden_dropout`` as given (the model's config checks it),
+        else (``None``) :func:`recipe_hidden_dropout` of the encoders' widths."""
+        if self.encoder_hidden_dropout is None:
+            return recipe_hidden_dropout(self.encoder_hidden)
+        return self.encoder_hidden_dropout
 
     def skip(self) -> Any:
         """The encoders' skip path: ``encoder_skip`` as given (the model's
