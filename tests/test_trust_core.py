@@ -274,7 +274,8 @@ def test_tiny_std_is_refused_also_from_a_checkpoint(tmp_path):
     with pytest.raises(gm.InvalidValueError) as err:
         m.set_normalization("visual", np.zeros(18), np.full(18, 1e-44))
     assert err.value.arg.startswith("normalization['visual'].std")
-    m.fit_normalization({"visual": np.ones((8, 18), np.float32) + np.float32(1e-7) * np.arange(8)[:, None]})
+    # float32, as the model reads it: in float64, steps of 1e-7 at 1.0 (below float32's spacing there) warn, PrecisionLossWarning
+    m.fit_normalization({"visual": (np.ones((8, 18)) + 1e-7 * np.arange(8)[:, None]).astype(np.float32)})
     std = m.normalization("visual")[1]
     assert (std >= _core.MIN_STD).all(), "fit_normalization takes a near-constant column's std as 1"
     tensors, meta = m.__getstate__()["tensors"], m.__getstate__()["meta"]
