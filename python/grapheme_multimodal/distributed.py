@@ -234,6 +234,7 @@ class _Embedder:
         # put back in one block.
         read = batch.select(sorted(set(self.plan.columns.values())))
         inputs, mask = self.plan.inputs(BlockAccessor.for_block(read).to_batch_format("numpy"))
+        self.plan.check_finite(inputs, mask, batch)
         with warnings.catch_warnings():  # embed_dataset said it once (an actor runs one batch at a time)
             warnings.simplefilter("ignore", UntrainedModalityWarning)
             emb, fused = self.model.encode_and_fuse(inputs, mask)
@@ -331,6 +332,24 @@ class _ColumnPlan:
                 mask[:, Modality.parse(modality).index] = present
         return inputs, mask
 
+    def check_finite(self, inputs: Mapping[str, np.ndarray], mask: np.ndarray, batch: "pa.Table") -> None:
+        """Refuses a present row holding NaN or inf, naming its column and
+        identifying it by the row's other columns: the model named
+        ``inputs['visual']`` and the row's place in its batch (row 9 for the
+        dataset's row 57 in batches of 16), which Ray Data does not number in
+        the dataset, and so pointed the user at another row."""
+        for modality, x in inputs.items():
+            bad = mask[:, Modality.parse(modality).index] & ~np.isfinite(x).all(axis=1)
+            if bad.any():
+                row = int(np.flatnonzero(bad)[0])
+                column = self.columns[modality]
+                raise NonFiniteError(
+                    f"column {column!r} ({modality}) holds NaN or inf in a row of a batch of {len(x)} (its row {row}; "
+                    f"Ray Data does not number the dataset's rows){_other_columns(batch, row, set(self.columns.values()))}; "
+                    "expected finite numbers (null where a row lacks the modality)",
+                    column,
+                )
+
     def _column(self, modality: str, column: str, values: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
         dim = self.config.input_dim(modality)
         name = f"column {column!r} ({modality})"
@@ -371,6 +390,17 @@ class _ColumnPlan:
             )
         x[rows] = _real_vectors(np.stack(given), name)
         return x, present
+
+
+def _other_columns(batch: "pa.Table", row: int, skip: set, limit: int = 200) -> str:
+    """``", whose other columns are {'id': 57}"`` for ``batch``'s ``row``:
+    the columns the model does not read, as a user finds the row by (an id, a
+    path); ``""`` when there are none. Cut at ``limit`` characters."""
+    values = {name: batch.column(name)[row].as_py() for name in batch.column_names if name not in skip}
+    if not values:
+        return ""
+    text = repr(values)
+    return f", whose other columns are {text if len(text) <= limit else text[: limit - 3] + '...'}"
 
 
 def _is_number_type(kind: "pa.DataType") -> bool:
