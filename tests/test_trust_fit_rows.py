@@ -102,3 +102,16 @@ def test_distributed_fit_names_the_data_row_not_a_worker_share_row(ray_session, 
         # seed 2 puts row 17 in the second worker's share, as its row 3
         distributed.fit(_model(), _arrays(), num_workers=num_workers, epochs=1, batch_size=40, objectives=ONLY,
                         progress=False, standardize=False, seed=2)
+
+
+def test_fit_with_stopping_given_validation_names_its_inputs_not_fits_data():
+    """With ``validation`` given, the refusal named ``data['visual']``, fit's
+    argument, not fit_with_stopping's ``inputs`` (as it does without)."""
+    data = _arrays()
+    data["visual"][BAD_ROW] = np.nan
+    clean = {k: v[:8].copy() for k, v in _arrays().items()}
+    clean["visual"][:] = 0.5
+    with pytest.raises(gm.NonFiniteError, match=rf"^inputs\['visual'\]: .*row {BAD_ROW}") as err:
+        fit_with_stopping(_model(), data, validation=clean, validation_fraction=0.1, patience=2, monitor="val_total",
+                          seed=1, epochs=1, objectives=ONLY, progress=False, standardize=False)
+    assert err.value.arg == "inputs['visual']"

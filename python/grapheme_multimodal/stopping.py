@@ -147,8 +147,11 @@ def fit_with_stopping(
     fit = fit or model.fit
     fit_options["seed"] = seed  # shuffles and dropout, as the held-out rows
     if validation is not None:
-        return fit(inputs, mask=mask, validation=validation, validation_mask=validation_mask, epochs=epochs,
-                   early_stopping=patience or None, monitor=monitor, **fit_options)
+        try:
+            return fit(inputs, mask=mask, validation=validation, validation_mask=validation_mask, epochs=epochs,
+                       early_stopping=patience or None, monitor=monitor, **fit_options)
+        except (GraphemeError, TypeError) as err:  # fit's name for them is data; this function's is inputs
+            raise renamed(err, _AS_INPUTS) from None
     n = _row_count(inputs, mask)
     fit_rows, val_rows = holdout_rows(n, validation_fraction, seed)
     if val_rows is None:  # nothing split: fit checks the data itself
