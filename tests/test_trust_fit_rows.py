@@ -115,3 +115,19 @@ def test_fit_with_stopping_given_validation_names_its_inputs_not_fits_data():
         fit_with_stopping(_model(), data, validation=clean, validation_fraction=0.1, patience=2, monitor="val_total",
                           seed=1, epochs=1, objectives=ONLY, progress=False, standardize=False)
     assert err.value.arg == "inputs['visual']"
+
+
+def test_grapheme_mm_train_names_the_file_of_a_row_whose_reconstruction_overflows(tmp_path, capsys):
+    """Training's refusal named inputs['visual'], an argument the user of the
+    command never saw, where the checks on reading name the file."""
+    from grapheme_multimodal.cli import main
+
+    images = np.random.default_rng(0).normal(size=(60, 10)).astype(np.float32)
+    images[57] = 3e19
+    np.save(tmp_path / "images.npy", images)
+    code = main(["train", "-m", f"visual={tmp_path / 'images.npy'}", "-o", str(tmp_path / "m.safetensors"),
+                 "--epochs", "1", "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert err.startswith(f"grapheme-mm: error: visual ({tmp_path / 'images.npy'}): row 57: the reconstruction loss overflows"), err
+    assert not (tmp_path / "m.safetensors").exists()

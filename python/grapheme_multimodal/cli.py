@@ -429,6 +429,18 @@ def _named_by_flags() -> Iterator[None]:
         raise renamed(err, train_flags()) from None
 
 
+@contextlib.contextmanager
+def _named_by_files(files: Sequence[Any]) -> Iterator[None]:
+    """Errors training meets in a modality's rows (a row whose reconstruction
+    overflows float32) name the file as the checks on reading do
+    (``visual (images.npy): row 57 ...``), not ``inputs['visual']``, the
+    Python argument the user never saw."""
+    try:
+        yield
+    except (GraphemeError, TypeError) as err:
+        raise renamed(err, {f"inputs[{str(f.modality)!r}]": f"{f.modality} ({f.path})" for f in files}) from None
+
+
 #: fit_with_stopping's words in its EarlyStoppingSkippedWarning -> the flags that set them here.
 _STOPPING_FLAGS = {"validation_fraction": "--validation-split", "patience=0": "--early-stopping 0", "patience": "--early-stopping"}
 
@@ -553,13 +565,13 @@ def _train(args: argparse.Namespace) -> int:
     for message in lost:  # the files are float32 from here on: the model's own check finds nothing
         print(f"{PROG}: warning: {message}", file=sys.stderr)
     if args.workers is None:
-        with _named_by_flags(), _stopping_skipped_by_flags():
+        with _named_by_flags(), _named_by_files(files), _stopping_skipped_by_flags():
             history = fit_with_stopping(model, inputs, **fit_options)
     else:
         from . import distributed
 
         workers = _positive(args.workers, "--workers")
-        with _ray_cluster(args.ray_address), _named_by_flags(), _stopping_skipped_by_flags():
+        with _ray_cluster(args.ray_address), _named_by_flags(), _named_by_files(files), _stopping_skipped_by_flags():
             fit = functools.partial(distributed.fit, model, num_workers=workers)
             history = fit_with_stopping(model, inputs, fit=fit, **fit_options)
     with _keeping_new({"--output": args.output}, args.overwrite):
