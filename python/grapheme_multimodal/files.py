@@ -13,7 +13,7 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, List, Optional, Sequence, Tuple, Union
+from typing import IO, Callable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -82,7 +82,8 @@ def read_modality_file(
         elif suffix == ".npz":
             values = _load_npz(path, key)
         elif suffix == ".csv":
-            values = read_numeric_csv(path)
+            values, lines = _read_numeric_csv_lines(path)
+            return ModalityFile(modality, path, as_feature_rows(values, f"{modality} ({path})", notes, _row_and_line(lines)))
         else:
             known = ", ".join(ARRAY_SUFFIXES + TEXT_SUFFIXES)
             raise InvalidValueError(
@@ -110,12 +111,31 @@ def read_numeric_csv(path: Path) -> np.ndarray:
     """A numeric CSV as float64; a first row that is not numeric is taken as a
     header. The marks of a pandas frame written with its defaults are refused,
     not read as data: a header with an empty first cell (a row index column)
-    and a first row ``0, 1, ..., d-1`` (default column names; d >= 3)."""
+    and a first row ``0, 1, ..., d-1`` (default column names; d >= 3). A
+    problem in a row is named by the row (0-based among the data rows: the
+    event, as every message of the package counts rows) and its line in
+    the file (which a header and blank lines set apart from it)."""
+    return _read_numeric_csv_lines(path)[0]
+
+
+def _row_and_line(lines: Sequence[int]) -> Callable[[int], str]:
+    """How a message names data row ``i`` of a CSV whose rows start at ``lines``."""
+    return lambda i: f"row {i} (line {lines[i]})"
+
+
+def _read_numeric_csv_lines(path: Path) -> Tuple[np.ndarray, List[int]]:
+    """:func:`read_numeric_csv`, and the line (1-based) each data row starts on."""
     try:
         # utf-8-sig: a byte-order mark (Excel's "CSV UTF-8") made the first row non-numeric,
         # and it was dropped as a header
         with path.open(newline="", encoding="utf-8-sig") as f:
-            rows = [r for r in csv.reader(f) if r and any(cell.strip() for cell in r)]
+            rows, lines, start = [], [], 1
+            reader = csv.reader(f)
+            for r in reader:
+                if r and any(cell.strip() for cell in r):
+                    rows.append(r)
+                    lines.append(start)
+                start = reader.line_num + 1  # a quoted field may hold line breaks: the next record starts here
     except UnicodeDecodeError as exc:
         raise InvalidValueError(f"{path}: is not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8", str(path)) from None
     except csv.Error as exc:
@@ -129,7 +149,7 @@ def read_numeric_csv(path: Path) -> np.ndarray:
                 f"{path}: the header's first cell is empty, as pandas (DataFrame.to_csv) and R (write.csv) head a row "
                 "index, which would be read as a feature; expected the file without it (to_csv(index=False)), or a "
                 "name in that cell if the column is data", str(path))
-        rows = rows[1:]
+        rows, lines = rows[1:], lines[1:]
         if not rows:
             raise InvalidValueError(f"{path}: the CSV file has a header but no data rows; expected one row per event", str(path))
     elif len(rows[0]) >= 3 and [cell.strip() for cell in rows[0]] == [str(i) for i in range(len(rows[0]))]:
@@ -140,22 +160,27 @@ def read_numeric_csv(path: Path) -> np.ndarray:
             "if that row is data, a header line of names above it", str(path))
     width = len(rows[0])
     out = np.empty((len(rows), width), np.float64)
+    where = _row_and_line(lines)
     for i, row in enumerate(rows):
         if len(row) != width:
-            raise ShapeError(f"{path}: row {i + 1} has {len(row)} columns, expected {width}", str(path))
+            raise ShapeError(f"{path}: {where(i)} has {len(row)} columns, expected {width}", str(path))
         try:
             out[i] = [float(cell) for cell in row]
         except ValueError:
             bad = next(c for c in row if not _is_float(c))
-            raise InvalidValueError(f"{path}: row {i + 1} has a non-numeric value {bad!r}; expected numbers only", str(path)) from None
-    return out
+            raise InvalidValueError(f"{path}: {where(i)} has a non-numeric value {bad!r}; expected numbers only", str(path)) from None
+    return out, lines
 
 
-def as_feature_rows(values: np.ndarray, what: str, notes: Optional[List[str]] = None) -> np.ndarray:
+def as_feature_rows(
+    values: np.ndarray, what: str, notes: Optional[List[str]] = None, row_name: Optional[Callable[[int], str]] = None
+) -> np.ndarray:
     """``[N, d]`` float32 from ``[N]``, ``[N, d]`` or ``[N, ...]`` (flattened per
     row), refusing complex numbers, empty arrays and values float32 cannot hold.
     With ``notes`` (training data), columns whose variation float32 loses
-    are described there, as ``"{what}: ..."`` (:func:`precision_lost`)."""
+    are described there, as ``"{what}: ..."`` (:func:`precision_lost`).
+    ``row_name(i)`` names row ``i`` in a refusal (default ``"row i"``)."""
+    row_name = row_name or (lambda i: f"row {i}")
     arr = as_real_array(values, what)
     if arr.ndim == 0:
         raise ShapeError(f"{what}: expected one row per event, got a scalar", what)
@@ -166,12 +191,13 @@ def as_feature_rows(values: np.ndarray, what: str, notes: Optional[List[str]] = 
         raise ShapeError(f"{what}: rows have no values (shape {arr.shape}); expected at least one feature", what)
     real = arr
     if arr.dtype.kind == "f" and arr.dtype.itemsize > 4:
-        arr = float32_of_wide(arr, what, per_column=True)  # names a value too large for float32 by its row
+        # names a value too large for float32 by its row
+        arr = float32_of_wide(arr, what, per_column=True, place_of=lambda at: row_name(at[0]))
     else:
         arr = arr.astype(np.float32, copy=False)  # freshly read: float32 files need no second copy
     if not np.isfinite(arr).all():
         row = int(np.argwhere(~np.isfinite(arr))[0, 0])
-        raise NonFiniteError(f"{what}: row {row} holds NaN or inf; expected finite numbers", what)
+        raise NonFiniteError(f"{what}: {row_name(row)} holds NaN or inf; expected finite numbers", what)
     lost = None if notes is None else precision_lost(real, arr)
     if lost is not None:
         notes.append(f"{what}: {lost}")

@@ -1,0 +1,75 @@
+"""Second hostile-use pass over the file readers, checkpoints and the
+command line: what a user's file holds is named where it is in that file."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import grapheme_multimodal as gm
+from grapheme_multimodal.files import read_modality_file
+from grapheme_multimodal.types import Modality
+
+
+# ------------------------------------------------------------- CSV positions
+# A CSV with a header and a blank line: data row i (the event, 0-based as every
+# other message of the package counts rows) is not line i + 1 of the file.
+_CSV_LINES = ["a,b,c", "1,2,3", "", "4,5,6", "7,8,9", "10,11,12"]
+_BAD_DATA_ROW, _BAD_LINE = 2, 5  # "7,8,9": the third event, on the fifth line
+
+
+@pytest.mark.parametrize(
+    "bad, error",
+    [
+        ("x", gm.InvalidValueError),  # not a number
+        ("nan", gm.NonFiniteError),  # a number, not a finite one
+        ("-inf", gm.NonFiniteError),
+        ("1e400", gm.NonFiniteError),  # inf as float64
+        ("1e39", gm.NonFiniteError),  # finite, too large for float32
+    ],
+)
+def test_a_bad_csv_value_is_named_by_its_event_row_and_its_line(tmp_path, bad, error) -> None:
+    # Was "row 3 has a non-numeric value 'x'" (1-based, among data rows) beside
+    # "row 2 holds NaN or inf" (0-based) for a value in the same place, on line 5.
+    lines = list(_CSV_LINES)
+    lines[_BAD_LINE - 1] = f"7,{bad},9"
+    path = tmp_path / "feats.csv"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(error) as err:
+        read_modality_file(Modality.VISUAL, path)
+    text = str(err.value)
+    assert "feats.csv" in text, text
+    assert re.search(rf"\brow {_BAD_DATA_ROW} \(line {_BAD_LINE}\)", text), text
+    assert not re.search(rf"\brow {_BAD_DATA_ROW + 1}\b", text), text
+
+
+def test_a_short_csv_row_is_named_by_its_event_row_and_its_line(tmp_path) -> None:
+    lines = list(_CSV_LINES)
+    lines[_BAD_LINE - 1] = "7,8"
+    path = tmp_path / "feats.csv"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(gm.ShapeError, match=rf"feats\.csv: row {_BAD_DATA_ROW} \(line {_BAD_LINE}\) has 2 columns, expected 3"):
+        read_modality_file(Modality.VISUAL, path)
+
+
+def test_a_quoted_field_over_two_lines_counts_both(tmp_path) -> None:
+    # csv.reader reads one record over several lines: the line named is where the record starts
+    path = tmp_path / "feats.csv"
+    path.write_text('a,b\n1,2\n"3\n",4\n5,x\n')
+    with pytest.raises(gm.InvalidValueError, match=r"row 2 \(line 5\) has a non-numeric value 'x'"):
+        read_modality_file(Modality.VISUAL, path)
+
+
+def test_valid_csv_and_npy_files_read_as_before(tmp_path) -> None:
+    path = tmp_path / "feats.csv"
+    path.write_text("\n".join(_CSV_LINES) + "\n")
+    got = read_modality_file(Modality.VISUAL, path).values
+    assert got.dtype == np.float32 and got.tolist() == [[1, 2, 3], [4, 5, 6], [7, 8, 9], [10, 11, 12]]
+    arr = np.arange(12.0).reshape(4, 3)
+    arr[2, 1] = np.nan
+    np.save(tmp_path / "f.npy", arr)
+    with pytest.raises(gm.NonFiniteError, match=r"row 2 holds NaN or inf"):  # an array has no lines
+        read_modality_file(Modality.VISUAL, tmp_path / "f.npy")
