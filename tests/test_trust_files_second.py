@@ -4,6 +4,7 @@ command line: what a user's file holds is named where it is in that file."""
 from __future__ import annotations
 
 import re
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -73,3 +74,18 @@ def test_valid_csv_and_npy_files_read_as_before(tmp_path) -> None:
     np.save(tmp_path / "f.npy", arr)
     with pytest.raises(gm.NonFiniteError, match=r"row 2 holds NaN or inf"):  # an array has no lines
         read_modality_file(Modality.VISUAL, tmp_path / "f.npy")
+
+
+# ----------------------------------------------------------------- npz files
+@pytest.mark.parametrize("members", [{}, {"notes.txt": b"hi"}])
+def test_an_npz_without_arrays_says_so_not_pick_one(tmp_path, members) -> None:
+    # Was "holds arrays []; pick one with empty.npz:KEY": there is none to pick
+    path = tmp_path / "empty.npz"
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    for key in (None, "x"):
+        with pytest.raises(gm.InvalidValueError) as err:
+            read_modality_file(Modality.VISUAL, path, key)
+        text = str(err.value)
+        assert "empty.npz" in text and "holds no arrays" in text and "pick one" not in text, text
