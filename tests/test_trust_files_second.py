@@ -89,3 +89,21 @@ def test_an_npz_without_arrays_says_so_not_pick_one(tmp_path, members) -> None:
             read_modality_file(Modality.VISUAL, path, key)
         text = str(err.value)
         assert "empty.npz" in text and "holds no arrays" in text and "pick one" not in text, text
+
+
+# ------------------------------------------------------------ demo's folder
+def test_a_demo_folder_under_a_file_names_out_and_the_file(tmp_path, capsys) -> None:
+    # Was "grapheme-mm: error: notes.txt/run: Not a directory": neither --out nor which part is the file
+    from grapheme_multimodal.cli import main
+
+    pytest.importorskip("matplotlib")
+    pytest.importorskip("sklearn")
+    blocker = tmp_path / "notes.txt"
+    blocker.write_text("the user's notes\n")
+    out = blocker / "run" / "deeper"
+    code = main(["demo", "--out", str(out), "--epochs", "1", "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert err.startswith("grapheme-mm: error: --out: "), err
+    assert f"{str(blocker)!r} is a file, not a folder" in err, err
+    assert blocker.read_text() == "the user's notes\n"

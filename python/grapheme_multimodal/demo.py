@@ -69,7 +69,12 @@ def demo_files(out_dir: PathLike, arg: str = "out_dir") -> Dict[str, Path]:
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"{arg}: {str(out)!r} is not a folder; expected a folder for the demo's files")
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # was the OS's "out/run: Not a directory", naming neither arg nor the file in the way
+        blocker = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
+        why = f"{str(blocker)!r} is a file, not a folder" if blocker is not None else (exc.strerror or str(exc))
+        raise type(exc)(f"{arg}: cannot create the folder {str(out)!r}: {why}; expected a folder for the demo's files") from None
     files = {what: out / name for what, name in DEMO_FILES.items()}
     for path in files.values():
         check_write_target(path, arg)
