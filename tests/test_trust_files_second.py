@@ -107,3 +107,43 @@ def test_a_demo_folder_under_a_file_names_out_and_the_file(tmp_path, capsys) -> 
     assert err.startswith("grapheme-mm: error: --out: "), err
     assert f"{str(blocker)!r} is a file, not a folder" in err, err
     assert blocker.read_text() == "the user's notes\n"
+
+
+# ------------------------------------------- a file of another format as a checkpoint
+def _npz(path):
+    np.savez(path, a=np.zeros(3))
+
+
+def _pickle(path):
+    import pickle
+
+    path.write_bytes(pickle.dumps({"weights": [1.0, 2.0]}, protocol=4))
+
+
+@pytest.mark.parametrize(
+    "name, write, what",
+    [
+        ("images.npy", lambda p: np.save(p, np.zeros((4, 3))), "a NumPy array file (.npy)"),
+        ("images.npz", _npz, "a zip archive"),
+        ("model.pt", _pickle, "a Python pickle"),
+        ("model.h5", lambda p: p.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 64), "an HDF5 file"),
+    ],
+)
+def test_a_file_of_another_format_is_named_as_such_not_truncated(tmp_path, capsys, name, write, what) -> None:
+    # Was "... is not a readable grapheme-multimodal/checkpoint/v1 file (truncated or corrupt?): its header
+    # would be 379,676,406,402,707 bytes": the user gave their data (embed's arguments swapped), not a damaged file
+    from grapheme_multimodal.cli import main
+
+    path = tmp_path / name
+    write(path)
+    before = path.read_bytes()
+    for load in (gm.LearnableMultiModal.load, gm.ExperienceBuffer(2).load):
+        with pytest.raises(gm.CheckpointError) as err:
+            load(path)
+        text = str(err.value)
+        assert text.startswith(f"path: {str(path)!r} is not a readable ") and what in text, text
+        assert "truncated or corrupt" not in text, text
+    assert main(["info", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and what in err and "truncated" not in err, err
+    assert path.read_bytes() == before

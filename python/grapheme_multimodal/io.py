@@ -440,8 +440,13 @@ def _read_header(f: Any, size: int, where: str, fmt: str) -> Tuple[Dict[str, str
 
     if size < 8:
         raise unreadable(f"{size} bytes, too few for a header")
-    length = int.from_bytes(f.read(8), "little")
+    first = f.read(8)
+    length = int.from_bytes(first, "little")
     if length > min(_MAX_HEADER_BYTES, size - 8):
+        other = _other_format(first)
+        if other is not None:  # e.g. embed's arguments swapped: the user's data, not a damaged file
+            raise CheckpointError(f"{where} is not a readable {fmt} file: it is {other} (it begins {first!r}), "
+                                  "not a safetensors file this library wrote", "path")
         raise unreadable(f"its header would be {length:,} bytes, more than the {size - 8:,} that follow")
     try:
         header = json.loads(f.read(length).decode("utf-8"))
@@ -480,6 +485,26 @@ def _read_header(f: Any, size: int, where: str, fmt: str) -> Tuple[Dict[str, str
     if end != size - 8 - length:
         raise unreadable(f"its tensors take {end:,} bytes, but {size - 8 - length:,} follow the header")
     return raw_meta, entries, 8 + length
+
+
+#: The first bytes of files often mistaken for a checkpoint, and what they are (none
+#: is the start of a safetensors file: its first 8 bytes are a header length < 100 MB).
+_OTHER_FORMATS = (
+    (b"\x93NUMPY", "a NumPy array file (.npy)"),
+    (b"PK\x03\x04", "a zip archive (a NumPy .npz file, or a PyTorch .pt/.pth file)"),
+    (b"PK\x05\x06", "an empty zip archive (a NumPy .npz file?)"),
+    (b"\x89HDF\r\n\x1a\n", "an HDF5 file (Keras .h5?)"),
+    (b"\x1f\x8b", "a gzip-compressed file"),
+)
+
+
+def _other_format(first: bytes) -> Optional[str]:
+    """What a file beginning with ``first`` (8 bytes) is, when its magic
+    bytes name a format people keep arrays or models in; else None."""
+    known = next((what for magic, what in _OTHER_FORMATS if first.startswith(magic)), None)
+    if known is None and first[:1] == b"\x80" and first[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+        known = "a Python pickle (which this library never loads: it can run code)"
+    return known
 
 
 def _read_tensor(f: Any, name: str, e: _Declared, data_start: int, where: str, fmt: str) -> np.ndarray:
