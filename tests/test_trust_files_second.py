@@ -147,3 +147,22 @@ def test_a_file_of_another_format_is_named_as_such_not_truncated(tmp_path, capsy
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and what in err and "truncated" not in err, err
     assert path.read_bytes() == before
+
+
+# -------------------------------------------- a folder that is a broken symbolic link
+def test_saving_into_a_loop_of_symbolic_links_says_so_not_missing(tmp_path) -> None:
+    # Was "path: directory '.../loop' does not exist": it is there, a link that names itself
+    (tmp_path / "loop").symlink_to("loop")
+    (tmp_path / "dangling").symlink_to("nowhere")
+    (tmp_path / "nowhere_either").mkdir()
+    model = gm.LearnableMultiModal(embed_dim=8, hidden_dim=8, num_heads=2, seed=0)
+    with pytest.raises(OSError) as err:
+        model.save(tmp_path / "loop" / "m.safetensors")
+    assert "loop of symbolic links" in str(err.value) and "does not exist" not in str(err.value), str(err.value)
+    with pytest.raises(FileNotFoundError) as err:
+        model.save(tmp_path / "dangling" / "m.safetensors")
+    text = str(err.value)
+    assert "symbolic link" in text and "nowhere" in text, text  # what is missing is the folder it names
+    with pytest.raises(FileNotFoundError, match=r"^path: directory '.*missing' does not exist$"):
+        model.save(tmp_path / "missing" / "m.safetensors")  # as before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dangling", "loop", "nowhere_either"]

@@ -197,6 +197,12 @@ def check_write_target(path: PathLike, arg: str = "path") -> Path:
     if not directory.is_dir():
         if directory.exists():
             raise NotADirectoryError(f"{arg}: {str(directory)!r} is not a directory; expected a file name in one")
+        if file_kind(directory) == _LOOP:  # it is there: Path.exists says False for what it cannot follow
+            raise NotADirectoryError(f"{arg}: directory {str(directory)!r} is {_LOOP}; expected a folder")
+        link = next((p for p in (directory, *directory.parents) if p.is_symlink() and not p.exists()), None)
+        if link is not None:  # the folder named is there, a link: what is missing is what it names
+            raise FileNotFoundError(f"{arg}: directory {str(directory)!r} does not exist: {str(link)!r} is a symbolic "
+                                    f"link to {os.readlink(link)!r}, which does not exist")
         raise FileNotFoundError(f"{arg}: directory {str(directory)!r} does not exist")
     if path.is_dir():
         raise IsADirectoryError(f"{arg}: {str(path)!r} is a directory; expected a file name")
@@ -532,6 +538,7 @@ def _check_regular_file(path: Path, where: str) -> None:
 
 #: What :func:`file_kind` returns when nothing is at the path.
 MISSING = "missing"
+_LOOP = "a loop of symbolic links"
 
 
 def file_kind(path: PathLike) -> Optional[str]:
@@ -544,7 +551,7 @@ def file_kind(path: PathLike) -> Optional[str]:
         return MISSING
     except OSError as exc:
         if exc.errno == errno.ELOOP:  # symbolic links that name each other
-            return "a loop of symbolic links"
+            return _LOOP
         raise
     if stat.S_ISREG(mode):
         return None
