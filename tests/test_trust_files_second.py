@@ -166,3 +166,25 @@ def test_saving_into_a_loop_of_symbolic_links_says_so_not_missing(tmp_path) -> N
     with pytest.raises(FileNotFoundError, match=r"^path: directory '.*missing' does not exist$"):
         model.save(tmp_path / "missing" / "m.safetensors")  # as before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dangling", "loop", "nowhere_either"]
+
+
+@pytest.mark.parametrize(
+    "first, warned",
+    [("1,2,3x", "'3x' is no number"), ("id,2019,2020", "'id' is no number"), ("a,b,c", None), ("x1, x2, x3", None)],
+)
+def test_a_csv_header_holding_numbers_is_said_to_be_read_as_one(tmp_path, capsys, first, warned):
+    """A first row with a typo (1,2,3x) was taken as a header and dropped
+    without a word: embed wrote one row fewer, every row shifted by one
+    against the user's events. A header of names alone stays quiet."""
+    from grapheme_multimodal.cli import main
+
+    (tmp_path / "f.csv").write_text(f"{first}\n4,5,6\n7,8,9\n")
+    gm.LearnableMultiModal(embed_dim=8, hidden_dim=8, num_heads=2, input_dims={"visual": 3}, seed=0).save(tmp_path / "m.safetensors")
+    assert main(["embed", str(tmp_path / "m.safetensors"), "-m", f"visual={tmp_path / 'f.csv'}", "-o", str(tmp_path / "o.npy")]) == 0
+    err = capsys.readouterr().err
+    assert np.load(tmp_path / "o.npy").shape == (2, 8)  # read as before: the first line is a header
+    if warned is None:
+        assert err == ""
+    else:
+        assert err.startswith(f"grapheme-mm: warning: visual ({tmp_path / 'f.csv'}): line 1 was read as a header"), err
+        assert warned in err and len(err.strip().splitlines()) == 1

@@ -836,6 +836,8 @@ def _read_files(specs: List[str], notes: Optional[List[str]] = None):
         seen.add(modality)
         files.append(read_modality_file(modality, path, key, notes))
     check_aligned(files)
+    for message in (m for f in files for m in f.notes):  # what reading assumed: said before any output
+        print(f"{PROG}: warning: {message}", file=sys.stderr)
     return files
 
 

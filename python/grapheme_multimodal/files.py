@@ -34,6 +34,8 @@ class ModalityFile:
     modality: Modality
     path: Path
     values: Union[np.ndarray, List[str]]
+    #: What reading it assumed that the user should know (a CSV header holding numbers).
+    notes: Tuple[str, ...] = ()
 
     @property
     def is_text(self) -> bool:
@@ -82,8 +84,9 @@ def read_modality_file(
         elif suffix == ".npz":
             values = _load_npz(path, key)
         elif suffix == ".csv":
-            values, lines = _read_numeric_csv_lines(path)
-            return ModalityFile(modality, path, as_feature_rows(values, f"{modality} ({path})", notes, _row_and_line(lines)))
+            values, lines, header = _read_numeric_csv_lines(path)
+            rows = as_feature_rows(values, f"{modality} ({path})", notes, _row_and_line(lines))
+            return ModalityFile(modality, path, rows, _numeric_header_notes(f"{modality} ({path})", header))
         else:
             known = ", ".join(ARRAY_SUFFIXES + TEXT_SUFFIXES)
             raise InvalidValueError(
@@ -118,13 +121,33 @@ def read_numeric_csv(path: Path) -> np.ndarray:
     return _read_numeric_csv_lines(path)[0]
 
 
+def _numeric_header_notes(what: str, header: Optional[Tuple[int, List[str]]]) -> Tuple[str, ...]:
+    """A note when the first row, taken as a header because a cell of it is
+    no number, holds numbers too: a header of names (``id,2019``) or an
+    event with a typo (``1,2,3x``), which would be dropped without a word and
+    shift every row after it by one against the other files."""
+    if header is None:
+        return ()
+    line, cells = header
+    numbers = [c.strip() for c in cells if _is_float(c)]
+    if not numbers:
+        return ()
+    names = [c.strip() for c in cells if not _is_float(c)]
+    return (
+        f"{what}: line {line} was read as a header (column names), though {len(numbers)} of its {len(cells)} cells are "
+        f"numbers; if it is an event, {', '.join(repr(n) for n in names[:3])} {'is' if len(names) == 1 else 'are'} no "
+        "number and the file's rows are one short",
+    )
+
+
 def _row_and_line(lines: Sequence[int]) -> Callable[[int], str]:
     """How a message names data row ``i`` of a CSV whose rows start at ``lines``."""
     return lambda i: f"row {i} (line {lines[i]})"
 
 
-def _read_numeric_csv_lines(path: Path) -> Tuple[np.ndarray, List[int]]:
-    """:func:`read_numeric_csv`, and the line (1-based) each data row starts on."""
+def _read_numeric_csv_lines(path: Path) -> Tuple[np.ndarray, List[int], Optional[Tuple[int, List[str]]]]:
+    """:func:`read_numeric_csv`, the line (1-based) each data row starts on,
+    and the header taken (its line and cells; ``None`` without one)."""
     try:
         # utf-8-sig: a byte-order mark (Excel's "CSV UTF-8") made the first row non-numeric,
         # and it was dropped as a header
@@ -142,6 +165,7 @@ def _read_numeric_csv_lines(path: Path) -> Tuple[np.ndarray, List[int]]:
         raise InvalidValueError(f"{path}: is not a readable CSV file ({exc})", str(path)) from None
     if not rows:
         raise InvalidValueError(f"{path}: the CSV file is empty; expected one row of numbers per event", str(path))
+    header = None
     if not _numeric_row(rows[0]):
         if len(rows[0]) > 1 and not rows[0][0].strip():
             # pandas' DataFrame.to_csv() and R's write.csv() head their row index so: the index was read as a feature
@@ -149,6 +173,7 @@ def _read_numeric_csv_lines(path: Path) -> Tuple[np.ndarray, List[int]]:
                 f"{path}: the header's first cell is empty, as pandas (DataFrame.to_csv) and R (write.csv) head a row "
                 "index, which would be read as a feature; expected the file without it (to_csv(index=False)), or a "
                 "name in that cell if the column is data", str(path))
+        header = (lines[0], rows[0])
         rows, lines = rows[1:], lines[1:]
         if not rows:
             raise InvalidValueError(f"{path}: the CSV file has a header but no data rows; expected one row per event", str(path))
@@ -169,7 +194,7 @@ def _read_numeric_csv_lines(path: Path) -> Tuple[np.ndarray, List[int]]:
         except ValueError:
             bad = next(c for c in row if not _is_float(c))
             raise InvalidValueError(f"{path}: {where(i)} has a non-numeric value {bad!r}; expected numbers only", str(path)) from None
-    return out, lines
+    return out, lines, header
 
 
 def as_feature_rows(
