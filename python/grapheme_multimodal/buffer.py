@@ -250,6 +250,8 @@ class ExperienceBuffer:
         if len(shape) != 3 or shape[1] != NUM_MODALITIES:
             raise ShapeError(f"embeddings: expected shape (n, 7, E), got {shape}", "embeddings")
         n, e = shape[0], shape[2]
+        if e == 0:  # recorded, the buffer took embed_dim=0, and the file its save wrote never loaded
+            raise ShapeError(f"embeddings: expected shape (n, 7, E) with E >= 1, got {shape}: E is 0", "embeddings")
         staged_bytes = n * buffer_row_bytes(e, self.input_dims if inputs is not None else None)
         if staged_bytes > memory_budget():
             # a broadcast view (or a memory map) can stand for more rows than memory holds: the float32
