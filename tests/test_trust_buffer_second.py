@@ -55,3 +55,54 @@ def test_zero_rows_of_no_columns_leave_the_buffer_without_dims() -> None:
     with pytest.raises(gm.ShapeError, match="embeddings"):
         buf.extend(**rows(0, e=0))
     assert buf.embed_dim is None
+
+
+# ------------------------------------------- a model's buffer without dims
+def test_a_models_buffer_without_dims_takes_no_rows_of_another_embed_dim(tmp_path) -> None:
+    """A buffer made without embed_dim was accepted as model.experience (its
+    dims None), and then took rows of any E given to its extend: the model's
+    next record_batch failed with "embeddings: expected E=3 (the buffer's
+    embed_dim), got 8", an argument record_batch has not, and compute_loss
+    and fit from it on shapes the user never gave. Now the buffer takes the
+    model's embed_dim when it is assigned, and its extend names the E."""
+    model = small_model()
+    buf = ExperienceBuffer(10)
+    model.experience = buf
+    assert buf.embed_dim == 8 and len(buf) == 0
+    with pytest.raises(gm.ShapeError, match=r"embeddings: expected E=8 .*got 3") as err:
+        buf.extend(**rows(1, e=3))
+    assert err.value.arg == "embeddings" and len(buf) == 0
+    model.record_batch(visual(3))
+    assert len(buf) == 3 and np.isfinite(model.compute_loss())
+    model.save(tmp_path / "m.safetensors")
+    assert len(gm.LearnableMultiModal.load(tmp_path / "m.safetensors").experience) == 3
+
+
+def test_a_buffer_without_dims_is_not_shared_by_models_of_two_embed_dims() -> None:
+    """Two models of other embed_dims both accepted one buffer without dims;
+    the first to record set its E, and the other's record_batch then failed
+    naming embeddings. Now the second assignment is refused, naming
+    experience and both dims, and the first model records as before."""
+    first, second = small_model(8), small_model(16)
+    shared = ExperienceBuffer(10)
+    first.experience = shared
+    own = second.experience
+    with pytest.raises(gm.InvalidValueError, match=r"experience: a buffer of embed_dim=8 .*expected embed_dim=16") as err:
+        second.experience = shared
+    assert err.value.arg == "experience" and second.experience is own
+    first.record_batch(visual(2))
+    assert len(shared) == 2
+
+
+def test_a_models_buffer_loading_an_empty_file_without_dims_keeps_the_models_embed_dim(tmp_path) -> None:
+    """model.experience.load of a file saved by a buffer that never recorded
+    (embed_dim None) left the model's buffer without dims again: rows of any
+    E were then taken, as above."""
+    ExperienceBuffer(5, seed=3).save(tmp_path / "empty.safetensors")
+    model = small_model()
+    model.experience.load(tmp_path / "empty.safetensors")
+    assert (model.experience.embed_dim, model.experience.seed, model.experience.capacity) == (8, 3, 5)
+    with pytest.raises(gm.ShapeError, match=r"embeddings: expected E=8"):
+        model.experience.extend(**rows(1, e=3))
+    model.record_batch(visual(2))
+    assert len(model.experience) == 2

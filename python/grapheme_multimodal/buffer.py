@@ -477,6 +477,8 @@ class ExperienceBuffer:
         a buffer to ``model.experience`` does."""
         other = ExperienceBuffer.from_file(path)
         self._check_model_dims(other, path)
+        if self._model_dims is not None and other.embed_dim is None:  # a file of a buffer that never recorded:
+            other._allocate(self._model_dims[0], check_capacity=False)  # the model's buffer keeps its embed_dim
         with self._lock:
             self.__dict__.update({k: v for k, v in other.__dict__.items() if k not in ("_lock", "_model_dims")})
 

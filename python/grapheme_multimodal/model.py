@@ -393,14 +393,19 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         if not isinstance(buffer, ExperienceBuffer):
             raise TypeError(f"experience: expected an ExperienceBuffer, got {describe(buffer)}")
         c = self.config
-        for name, own in (("embed_dim", c.embed_dim), ("input_dims", c.input_dims)):
-            given = getattr(buffer, name)
-            if given is not None and given != own:
-                raise InvalidValueError(
-                    f"experience: a buffer of {name}={given} cannot record this model's fusions; "
-                    f"expected {name}={own} or None", "experience",
-                )
-        buffer._model_dims = (c.embed_dim, c.input_dims)  # its load keeps to them too
+        with buffer._lock:  # checked and claimed in one step: another thread may be recording into it
+            for name, own in (("embed_dim", c.embed_dim), ("input_dims", c.input_dims)):
+                given = getattr(buffer, name)
+                if given is not None and given != own:
+                    raise InvalidValueError(
+                        f"experience: a buffer of {name}={given} cannot record this model's fusions; "
+                        f"expected {name}={own} or None", "experience",
+                    )
+            if buffer.embed_dim is None:
+                # Else it took rows of any E given to its extend (or another model's record, sharing it),
+                # and this model's record_batch failed naming `embeddings`, which it has not.
+                buffer._allocate(c.embed_dim, check_capacity=False)
+            buffer._model_dims = (c.embed_dim, c.input_dims)  # its load keeps to them too
         self.__dict__["experience"] = buffer  # the attribute pickling and copies carry (_REBUILT_ATTRIBUTES)
 
     @property
