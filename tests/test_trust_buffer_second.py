@@ -106,3 +106,91 @@ def test_a_models_buffer_loading_an_empty_file_without_dims_keeps_the_models_emb
         model.experience.extend(**rows(1, e=3))
     model.record_batch(visual(2))
     assert len(model.experience) == 2
+
+
+# ------------------------------------------------- append names its fields
+def one(**change) -> Experience:
+    fields = dict(embeddings=np.ones((7, 4), np.float32), mask=np.array([1, 0, 0, 0, 0, 0, 0], bool), fused=np.zeros(4, np.float32),
+                  pair_strengths=np.zeros((7, 7), np.float32), reward=0.5, event_id=3,
+                  inputs=[np.ones(3, np.float32), None, None, None, None, None, None])
+    fields.update(change)
+    return Experience(**fields)
+
+
+NO_INPUTS = [None] * 7
+ONLY_VISUAL = np.array([1, 0, 0, 0, 0, 0, 0], bool)
+
+
+@pytest.mark.parametrize(
+    "change, error, words",
+    [
+        (dict(reward=float("nan")), gm.NonFiniteError, r"^experience\.reward: holds NaN"),
+        (dict(reward=np.float64(1e39)), gm.NonFiniteError, r"^experience\.reward: holds 1e\+39, too large for float32"),
+        (dict(reward="1"), TypeError, r"^experience\.reward: "),
+        (dict(reward=np.array([0.5, 1.0])), gm.ShapeError, r"^experience\.reward: expected one number, got shape \(2,\)"),
+        (dict(event_id=2.5), gm.InvalidValueError, r"^experience\.event_id: expected integers"),
+        (dict(event_id=np.uint64(2**63)), gm.InvalidValueError, r"^experience\.event_id: expected integers that fit in int64"),
+        (dict(event_id=[1, 2]), gm.ShapeError, r"^experience\.event_id: expected one integer, got shape \(2,\)"),
+        (dict(embeddings=np.ones((2, 7, 4))), gm.ShapeError, r"^experience\.embeddings: expected shape \(7, E\).*got \(2, 7, 4\)"),
+        (dict(embeddings=np.ones((7, 5)), fused=np.zeros(5)), gm.ShapeError,
+         r"^experience\.embeddings: expected shape \(7, 4\) \(the buffer's embed_dim\), got \(7, 5\)"),
+        (dict(embeddings=np.where(np.eye(7, 4, k=-2) > 0, np.nan, 1.0)), gm.NonFiniteError,
+         r"^experience\.embeddings\[2, 0\]: holds NaN"),
+        (dict(fused=np.zeros(3)), gm.ShapeError, r"^experience\.fused: expected shape \(4,\), got \(3,\)"),
+        (dict(fused=np.array([0, 0, np.inf, 0])), gm.NonFiniteError, r"^experience\.fused\[2\]: holds inf"),
+        (dict(pair_strengths=np.zeros((7, 6))), gm.ShapeError, r"^experience\.pair_strengths: expected shape \(7, 7\)"),
+        (dict(mask=np.ones(6, bool)), gm.ShapeError, r"^experience\.mask: expected shape \(7,\), got \(6,\)"),
+        (dict(mask=ONLY_VISUAL, inputs=[np.array([1.0, np.nan, 0.0])] + [None] * 6), gm.NonFiniteError,
+         r"^experience\.inputs\[0\]\[1\]: holds NaN"),
+        (dict(mask=ONLY_VISUAL, inputs=[np.ones(2)] + [None] * 6), gm.ShapeError,
+         r"^experience\.inputs\[0\]: expected shape \(3,\)"),
+        (dict(mask=ONLY_VISUAL, inputs=NO_INPUTS), gm.InvalidValueError,
+         r"^experience\.inputs\[0\]: None, but experience\.mask marks visual present"),
+    ],
+)
+def test_append_names_the_experiences_field_not_extends_arguments(change, error, words) -> None:
+    """append(experience) checked the experience through extend, whose
+    errors named extend's arguments and a batch the user never made:
+    "rewards: row 0 holds NaN" for experience.reward=NaN, "embeddings:
+    expected shape (n, 7, E), got (1, 2, 7, 4)". Now each names the field
+    of the experience, its own shape and where in it the value lies."""
+    buf = ExperienceBuffer(4, input_dims=(3, 2, 2, 2, 2, 2, 2))
+    buf.append(one())
+    before = buf.batch()
+    with pytest.raises(error, match=words):
+        buf.append(one(**change))
+    after = buf.batch()
+    assert len(buf) == 1 and after.event_ids.tolist() == before.event_ids.tolist()
+
+
+def test_append_to_a_buffer_that_keeps_no_inputs_names_experience_inputs() -> None:
+    buf = ExperienceBuffer(4)
+    with pytest.raises(gm.InvalidValueError, match=r"^experience\.inputs: .*keeps embeddings only") as err:
+        buf.append(one())
+    assert err.value.arg == "experience.inputs"
+    assert buf.embed_dim is None and len(buf) == 0
+    buf.append(one(inputs=None))
+    assert buf.batch().event_ids.tolist() == [3]
+
+
+def test_append_still_takes_what_it_took() -> None:
+    """Valid experiences of any real dtype are recorded exactly as extend records them."""
+    buf, bulk = ExperienceBuffer(4, input_dims=(3, 2, 2, 2, 2, 2, 2)), ExperienceBuffer(4, input_dims=(3, 2, 2, 2, 2, 2, 2))
+    x = one(mask=ONLY_VISUAL.astype(int), embeddings=np.arange(28.0).reshape(7, 4), reward=np.float16(0.25), event_id=np.int8(-4),
+            inputs=[np.arange(3)] + [None] * 6)
+    buf.append(x)
+    buf.append(one(event_id=7.0, reward=1))
+    bulk.extend(np.stack([x.embeddings, np.ones((7, 4))]), np.stack([ONLY_VISUAL, ONLY_VISUAL]), np.zeros((2, 4)),
+                np.zeros((2, 7, 7)), [0.25, 1.0], [-4, 7],
+                inputs=[np.array([[0, 1, 2], [1, 1, 1]])] + [None] * 6)
+    a, b = buf.batch(), bulk.batch()
+    for field in ("embeddings", "mask", "fused", "rewards", "event_ids", "has_inputs"):
+        np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
+    np.testing.assert_array_equal(a.inputs[0], b.inputs[0])
+
+
+def test_append_of_a_ragged_mask_names_experience_mask() -> None:
+    buf = ExperienceBuffer(4)
+    with pytest.raises(gm.InvalidValueError, match=r"^experience\.mask: could not be read") as err:
+        buf.append(one(mask=[[1], [0, 1]], inputs=None))
+    assert err.value.arg == "experience.mask" and len(buf) == 0

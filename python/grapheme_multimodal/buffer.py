@@ -219,15 +219,76 @@ class ExperienceBuffer:
                     "experience.inputs",
                 )
             inputs = [None if v is None else _one_row(v, f"experience.inputs[{m}]") for m, v in enumerate(x.inputs)]
-        self.extend(
-            embeddings=_one_row(x.embeddings, "experience.embeddings"),
-            mask=_one_row(x.mask, "experience.mask"),
-            fused=_one_row(x.fused, "experience.fused"),
-            pair_strengths=_one_row(x.pair_strengths, "experience.pair_strengths"),
-            rewards=[x.reward],
-            event_ids=[x.event_id],
-            inputs=inputs,
-        )
+        dims = (self.embed_dim, self.input_dims)
+        try:
+            self.extend(
+                embeddings=_one_row(x.embeddings, "experience.embeddings"),
+                mask=_one_row(x.mask, "experience.mask"),
+                fused=_one_row(x.fused, "experience.fused"),
+                pair_strengths=_one_row(x.pair_strengths, "experience.pair_strengths"),
+                rewards=[x.reward],
+                event_ids=[x.event_id],
+                inputs=inputs,
+            )
+        except (ValueError, TypeError):
+            # extend refused it (and wrote nothing), naming its own arguments and a batch the user
+            # never made ("rewards: row 0 holds NaN", "embeddings: expected shape (n, 7, E), got
+            # (1, 2, 7, 4)"): the experience's fields checked by themselves name the one at fault.
+            # Only once refused, so that a valid append costs no second check; and only when the
+            # buffer's dims are still those extend checked against (else another thread loaded it,
+            # and extend's error says so).
+            if (self.embed_dim, self.input_dims) == dims:
+                self._check_experience(x)
+            raise
+
+    def _check_experience(self, x: Experience) -> None:
+        """The error naming ``x``'s field (``experience.reward``, ``experience.fused[2]``)
+        that makes :meth:`append` refuse it, if any of them does by itself."""
+        reward = _one_value(x.reward, "experience.reward", "one number")
+        refuse_bools(reward, "experience.reward")
+        _field(reward, "experience.reward", (), "()")
+        _event_ids(_one_value(x.event_id, "experience.event_id", "one integer")[None], 1, "experience.event_id")
+        embeddings = _field(x.embeddings, "experience.embeddings", None, "(7, E)")
+        e = embeddings.shape[1] if embeddings.ndim == 2 else 0
+        if embeddings.ndim != 2 or embeddings.shape[0] != NUM_MODALITIES or e == 0:
+            raise ShapeError(
+                f"experience.embeddings: expected shape (7, E) with E >= 1, got {embeddings.shape}", "experience.embeddings"
+            )
+        embed_dim = self.embed_dim
+        if embed_dim is not None and e != embed_dim:
+            raise ShapeError(
+                f"experience.embeddings: expected shape (7, {embed_dim}) (the buffer's embed_dim), got {embeddings.shape}",
+                "experience.embeddings",
+            )
+        try:
+            mask = _one_row(x.mask, "experience.mask")[0]  # a masked array refused, naming experience.mask
+        except ValueError as exc:  # ragged rows: numpy's error named no argument
+            if isinstance(exc, InvalidValueError):
+                raise
+            raise InvalidValueError(f"experience.mask: could not be read as 7 booleans ({exc})", "experience.mask") from None
+        if mask.shape != (NUM_MODALITIES,):
+            raise ShapeError(f"experience.mask: expected shape (7,), got {mask.shape}", "experience.mask")
+        mask = as_mask(mask[None], 1, "experience.mask")[0]
+        _field(x.fused, "experience.fused", (e,), f"({e},)")
+        _field(x.pair_strengths, "experience.pair_strengths", (NUM_MODALITIES,) * 2, "(7, 7)")
+        if x.inputs is not None:
+            input_dims = self.input_dims
+            if input_dims is None:
+                raise InvalidValueError(
+                    "experience.inputs: this buffer keeps embeddings only (created without input_dims); expected None",
+                    "experience.inputs",
+                )
+            for m, (v, d) in enumerate(zip(x.inputs, input_dims)):
+                name = f"experience.inputs[{m}]"
+                if v is None:
+                    if mask[m]:
+                        modality = MODALITY_NAMES[m]
+                        raise InvalidValueError(
+                            f"{name}: None, but experience.mask marks {modality} present; expected an array of "
+                            f"its {d} input values (inputs[{modality!r}])", name,
+                        )
+                else:
+                    _field(v, name, (d,), f"({d},)", finite=bool(mask[m]))
 
     def extend(
         self,
@@ -759,20 +820,49 @@ def _one_row(value: Any, name: str) -> np.ndarray:
     return np.asarray(value)[None]
 
 
-def _event_ids(value: Any, n: int) -> np.ndarray:
-    arr = as_real_array(value, "event_ids")
+def _event_ids(value: Any, n: int, name: str = "event_ids") -> np.ndarray:
+    arr = as_real_array(value, name)
     if arr.shape != (n,):
-        raise ShapeError(f"event_ids: expected shape {(n,)}, got {arr.shape}", "event_ids")
+        raise ShapeError(f"{name}: expected shape {(n,)}, got {arr.shape}", name)
     if arr.dtype.kind == "b":  # True would be recorded as event 1: MultiModalEvent refuses a bool id too
-        raise TypeError(f"event_ids: expected integers, got {describe(arr)}; a bool is no event id")
+        raise TypeError(f"{name}: expected integers, got {describe(arr)}; a bool is no event id")
     if arr.dtype.kind == "f":
         if arr.dtype.itemsize < 8:  # exactly; else 2.0**63 became inf in float16, with numpy's overflow warning
             arr = arr.astype(np.float64)
         if not (np.isfinite(arr) & (arr == np.round(arr)) & (np.abs(arr) < 2.0**63)).all():
-            raise InvalidValueError(f"event_ids: expected integers, got {arr[:5]} ({arr.dtype})", "event_ids")
+            raise InvalidValueError(f"{name}: expected integers, got {arr[:5]} ({arr.dtype})", name)
     elif arr.dtype.kind == "u" and (arr >= 2**63).any():
-        raise InvalidValueError("event_ids: expected integers that fit in int64", "event_ids")
+        raise InvalidValueError(f"{name}: expected integers that fit in int64", name)
     return arr.astype(np.int64)
+
+
+def _one_value(value: Any, name: str, expected: str) -> np.ndarray:
+    """One experience's number (its reward or event id) as a 0-d array."""
+    if isinstance(value, np.ma.MaskedArray):
+        value = unmasked(value, name, "plain values", "fill them")
+    arr = as_real_array(value, name)
+    if arr.shape != ():
+        raise ShapeError(f"{name}: expected {expected}, got shape {arr.shape}", name)
+    return arr
+
+
+def _field(value: Any, name: str, shape: Optional[tuple], expected: str, finite: bool = True) -> np.ndarray:
+    """One experience's array field, real, of ``shape`` (None: any), finite
+    in float32 unless ``finite`` is False; errors name ``name`` and the
+    index in it (``experience.fused[2]: holds inf``)."""
+    if isinstance(value, np.ma.MaskedArray):
+        value = unmasked(value, name, "plain values", "fill them")
+    arr = as_real_array(value, name)
+    if shape is not None and arr.shape != shape:
+        raise ShapeError(f"{name}: expected shape {expected}, got {arr.shape}", name)
+    if finite and arr.dtype.kind == "f":  # bools and ints are finite, also in float32 (at most 2**64 < 3.4e38)
+        with np.errstate(over="ignore"):
+            bad = ~np.isfinite(arr.astype(np.float32, copy=False))
+        if bad.any():
+            at = tuple(int(i) for i in np.argwhere(bad)[0]) if arr.ndim else ()
+            where = f"[{', '.join(map(str, at))}]" if at else ""
+            raise NonFiniteError(f"{name}{where}: {non_finite_message(arr[at])}", name)
+    return arr
 
 
 def _prioritised(priorities: np.ndarray, alpha: float, beta: float) -> Tuple[np.ndarray, np.ndarray]:
