@@ -194,3 +194,119 @@ def test_append_of_a_ragged_mask_names_experience_mask() -> None:
     with pytest.raises(gm.InvalidValueError, match=r"^experience\.mask: could not be read") as err:
         buf.append(one(mask=[[1], [0, 1]], inputs=None))
     assert err.value.arg == "experience.mask" and len(buf) == 0
+
+
+# ------------------------------------- priorities of a batch sampled earlier
+def priorities_by_event(buf: ExperienceBuffer) -> dict:
+    tensors, _ = buf.state()
+    return dict(zip(tensors["event_ids"].tolist(), tensors["priorities"].tolist()))
+
+
+def full_buffer() -> ExperienceBuffer:
+    buf = ExperienceBuffer(6, seed=4)
+    buf.extend(**rows(6))
+    return buf
+
+
+@pytest.mark.parametrize("recorded", [1, 3, 6, 9])
+def test_priorities_of_a_sampled_batch_reach_its_experiences_after_more_are_recorded(recorded) -> None:
+    """The loop of prioritised replay: sample a batch, record new
+    experiences (the ring full: the oldest evicted, every position moves),
+    then update_priorities(batch.indices, ...). The priorities landed on
+    the experiences now at those positions, others than the batch's,
+    without a word. Now they reach the batch's own experiences (those
+    evicted meanwhile are gone, and so are their priorities)."""
+    buf = full_buffer()
+    batch = buf.sample(4, prioritized=True)
+    sampled = batch.event_ids.tolist()
+    buf.extend(**rows(recorded, first_id=100))
+    before = priorities_by_event(buf)
+    new = [1000.0 + i for i in range(4)]
+    buf.update_priorities(batch.indices, new)
+    after = priorities_by_event(buf)
+    expected = dict(before)
+    for event, priority in zip(sampled, new):
+        if event in expected:
+            expected[event] = priority
+    assert after == expected
+    assert any(event in after for event in sampled) == (recorded < 6)
+
+
+def test_a_batchs_positions_after_a_clear_or_load_are_refused(tmp_path) -> None:
+    """After clear() or load(), a batch drawn before names experiences the
+    buffer no longer holds: its priorities went to whatever now sat at its
+    positions. Now refused, naming positions, and nothing changes."""
+    other = full_buffer()
+    other.save(tmp_path / "other.safetensors")
+    for change in (lambda b: b.clear(), lambda b: b.load(tmp_path / "other.safetensors")):
+        buf = full_buffer()
+        batch = buf.sample(3)
+        change(buf)
+        buf.extend(**rows(6, first_id=50))
+        before = priorities_by_event(buf)
+        with pytest.raises(gm.InvalidValueError, match=r"^positions: .*sampled before the buffer was cleared or loaded") as err:
+            buf.update_priorities(batch.indices, [5.0, 6.0, 7.0])
+        assert err.value.arg == "positions" and priorities_by_event(buf) == before
+
+
+def test_positions_given_as_a_copy_or_a_list_are_todays_positions() -> None:
+    """Positions the user made (a list, a copy of a batch's indices) are the
+    positions now, as ever."""
+    buf = full_buffer()
+    batch = buf.sample(2)
+    buf.extend(**rows(1, first_id=100))
+    for positions in (batch.indices.tolist(), batch.indices.copy()):
+        buf.update_priorities(positions, [7.0, 8.0])
+        now = buf.batch(positions)
+        assert dict(zip(now.event_ids.tolist(), [7.0, 8.0])).items() <= priorities_by_event(buf).items()
+
+
+def test_a_batch_sampled_while_another_thread_records_updates_its_own_experiences() -> None:
+    import threading
+
+    buf = full_buffer()
+    sampled, recorded = threading.Event(), threading.Event()
+    out = {}
+
+    def learner() -> None:
+        out["batch"] = buf.sample(3, prioritized=True)
+        sampled.set()
+        assert recorded.wait(10)
+        buf.update_priorities(out["batch"].indices, [500.0, 600.0, 700.0])
+
+    def actor() -> None:
+        assert sampled.wait(10)
+        buf.extend(**rows(2, first_id=200))
+        recorded.set()
+
+    from conftest import run_concurrently
+
+    run_concurrently(learner, actor)
+    after = priorities_by_event(buf)
+    for event, priority in zip(out["batch"].event_ids.tolist(), [500.0, 600.0, 700.0]):
+        if event in after:
+            assert after[event] == priority
+    assert sum(p >= 500 for p in after.values()) == sum(e in after for e in out["batch"].event_ids.tolist())
+
+
+class _InterruptOnWrite(np.ndarray):
+    """A buffer array whose next write raises KeyboardInterrupt (Ctrl-C between two fields)."""
+
+    def __setitem__(self, key, value):
+        raise KeyboardInterrupt
+
+
+def test_a_batchs_positions_still_reach_its_experiences_after_an_interrupted_record() -> None:
+    """An interrupted write drops the oldest experiences (no torn row is
+    read): they count as evicted, and a batch drawn before reaches its own."""
+    buf = full_buffer()
+    batch = buf.sample(6)
+    buf._arrays["rewards"] = buf._arrays["rewards"].view(_InterruptOnWrite)
+    with pytest.raises(KeyboardInterrupt):
+        buf.extend(**rows(2, first_id=100))
+    buf._arrays["rewards"] = buf._arrays["rewards"].view(np.ndarray)
+    assert len(buf) == 4
+    before = priorities_by_event(buf)
+    buf.update_priorities(batch.indices, 100.0 + batch.event_ids)
+    after = priorities_by_event(buf)
+    assert after == {event: 100.0 + event for event in before}

@@ -62,7 +62,9 @@ class ExperienceBatch:
     ``inputs[m]`` is ``[n, d_m]`` (NaN rows where that entry has no input) or
     ``None`` when the buffer does not store inputs. ``weights`` are the
     importance weights of a prioritised sample (ones otherwise) and
-    ``indices`` the rows' positions in the buffer (0 = oldest) when sampled."""
+    ``indices`` the rows' positions in the buffer (0 = oldest) when sampled
+    (:meth:`ExperienceBuffer.update_priorities` given this array finds its
+    experiences wherever later records moved them)."""
 
     embeddings: np.ndarray
     mask: np.ndarray
@@ -94,6 +96,9 @@ class ExperienceBuffer:
     #: records (set by its ``experience`` setter), else None: :meth:`load`
     #: refuses a file of other dims, as that setter refuses such a buffer.
     _model_dims: Optional[Tuple[int, Tuple[int, ...]]] = None
+    #: Evictions and clears/loads so far (:meth:`_stamp`); class defaults for a buffer pickled before them.
+    _evicted = 0
+    _epoch = 0
 
     def __init__(
         self,
@@ -123,6 +128,9 @@ class ExperienceBuffer:
         self._size = 0
         self._next = 0
         self._arrays: Dict[str, np.ndarray] = {}
+        self._evicted = 0  # experiences dropped from the front so far (positions moved down by as many)
+        self._epoch = 0  # clears and loads so far: positions drawn before one name nothing held
+        self._drawn: Dict[int, Tuple[Any, int, int]] = {}  # see _stamp
         if self.embed_dim is not None:
             self._allocate(self.embed_dim)
 
@@ -198,6 +206,7 @@ class ExperienceBuffer:
         with self._lock:
             self._size = 0
             self._next = 0
+            self._epoch += 1
             for name, arr in self._arrays.items():
                 arr[...] = np.nan if name.startswith("inputs.") else (-1 if name == "event_ids" else 0)
 
@@ -369,6 +378,7 @@ class ExperienceBuffer:
         """Writes ``n`` validated rows after the newest (lock held)."""
         if n > self.capacity:  # only the newest `capacity` survive
             staged = {k: v[-self.capacity :] for k, v in staged.items()}
+            self._evicted += n - self.capacity  # the first of them, as if written and then evicted
             n = self.capacity
         start = self._next
         if start + n > len(self._arrays["rewards"]):  # only until the arrays reach capacity
@@ -384,8 +394,11 @@ class ExperienceBuffer:
             # Interrupted (Ctrl-C between two fields): the slots written may hold some fields of
             # the new rows and some of the old ones. Drop the old experiences they held (the
             # oldest, which this write was evicting) so that no torn row is ever read.
-            self._size = min(self._size, self.capacity - n)
+            kept = min(self._size, self.capacity - n)
+            self._evicted += self._size - kept
+            self._size = kept
             raise
+        self._evicted += max(0, self._size + n - self.capacity)
         self._next, self._size = int((start + n) % self.capacity), min(self._size + n, self.capacity)
 
     # ------------------------------------------------------------------ reading
@@ -416,9 +429,43 @@ class ExperienceBuffer:
             event_ids=a["event_ids"][slots],
             has_inputs=a["has_inputs"][slots],
             inputs=inputs,
-            indices=pos,
+            indices=self._stamp(pos),
             weights=weights,
         )
+
+    def _stamp(self, pos: np.ndarray) -> np.ndarray:
+        """``pos`` (a batch's ``indices``), noted with the buffer's evictions,
+        clears and loads so far (lock held): :meth:`update_priorities` given
+        this very array moves its positions to where its experiences are then
+        (records made meanwhile evicted the oldest, and every position moved
+        down), or refuses it after a clear or load. Noted by the array's id
+        for as long as the array lives (a weak reference)."""
+        key = id(pos)
+        drawn = self._drawn
+        def forget(dead: Any, key: int = key) -> None:  # its entry only: the id may name a newer array by then
+            if drawn.get(key, (None,))[0] is dead:
+                drawn.pop(key, None)
+
+        ref = weakref.ref(pos, forget)
+        drawn[key] = (ref, self._epoch, self._evicted)
+        return pos
+
+    def _todays_positions(self, pos: np.ndarray, given: Any) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+        """``pos`` as positions now, when ``given`` is a batch's ``indices``
+        (:meth:`_stamp`), with the mask of those still held (``None``: all);
+        lock held."""
+        note = self._drawn.get(id(given))
+        if note is None or note[0]() is not given:
+            return pos, None
+        _, epoch, evicted = note
+        if epoch != self._epoch:
+            raise InvalidValueError(
+                "positions: these are a batch's indices, sampled before the buffer was cleared or loaded; the "
+                "experiences they named are no longer held, expected positions of a batch sampled since", "positions",
+            )
+        moved = pos - (self._evicted - evicted)
+        held = moved >= 0
+        return moved, (None if held.all() else held)
 
     def __getitem__(self, position: int) -> Experience:
         if isinstance(position, bool) or not isinstance(position, (int, np.integer)):
@@ -497,7 +544,15 @@ class ExperienceBuffer:
         """Sets the sampling priority (> 0) of the experiences at ``positions``
         (0 = oldest, as in ``ExperienceBatch.indices``). A position given more
         than once (a batch drawn with ``replace=True``) takes the last of its
-        priorities, as a loop over the pairs would."""
+        priorities, as a loop over the pairs would.
+
+        Given a batch's own ``indices`` (that array, not a copy), the
+        priorities reach that batch's experiences even when experiences
+        recorded since have evicted the oldest and moved every position
+        down; those of its experiences evicted meanwhile are skipped, and
+        after a :meth:`clear` or :meth:`load` the batch's indices are
+        refused (``InvalidValueError``). Other positions (a list, a copy)
+        are positions as the buffer is now."""
         pos = _integer_positions(positions)
         pri = as_real_array(priorities, "priorities")
         refuse_bools(pri, "priorities")
@@ -509,10 +564,14 @@ class ExperienceBuffer:
         if not (np.isfinite(pri).all() and (pri > 0).all()):
             raise InvalidValueError(f"priorities: expected finite numbers > 0, got {pri[~(np.isfinite(pri) & (pri > 0))][:3]}", "priorities")
         with self._lock:
+            # A batch's own indices (as sampled) reach its experiences, wherever records since moved them.
+            pos, held = self._todays_positions(pos, positions)
+            if held is not None:  # evicted since: gone, and their priorities with them
+                pos, pri = pos[held], pri[held]
             _check_positions(pos, self._size)
+            pos = pos.astype(np.int64)
             # numpy leaves the order of a fancy assignment to repeated indices
             # unspecified; keep each position's last priority explicitly.
-            pos = pos.astype(np.int64)
             if pos.size > 1:
                 _, first_from_end = np.unique(pos[::-1], return_index=True)
                 last = pos.size - 1 - first_from_end
@@ -541,7 +600,9 @@ class ExperienceBuffer:
         if self._model_dims is not None and other.embed_dim is None:  # a file of a buffer that never recorded:
             other._allocate(self._model_dims[0], check_capacity=False)  # the model's buffer keeps its embed_dim
         with self._lock:
-            self.__dict__.update({k: v for k, v in other.__dict__.items() if k not in ("_lock", "_model_dims")})
+            kept = ("_lock", "_model_dims", "_drawn", "_evicted", "_epoch")
+            self.__dict__.update({k: v for k, v in other.__dict__.items() if k not in kept})
+            self._epoch += 1
 
     def _check_model_dims(self, other: "ExperienceBuffer", path: PathLike) -> None:
         """Refuses ``other`` (read from ``path``) when this buffer records a
@@ -684,7 +745,7 @@ class ExperienceBuffer:
         generator), and a pickle or deep copy, made from them after the lock
         was released, could take in a write another thread made meanwhile."""
         with self._lock:
-            state = {k: v for k, v in self.__dict__.items() if k not in ("_lock", "_arrays", "_rng")}
+            state = {k: v for k, v in self.__dict__.items() if k not in ("_lock", "_arrays", "_rng", "_drawn")}
             state["_arrays"] = {name: arr.copy() for name, arr in self._arrays.items()}
             state["_rng"] = np.random.Generator(np.random.PCG64())
             state["_rng"].bit_generator.state = self._rng.bit_generator.state
@@ -702,6 +763,7 @@ class ExperienceBuffer:
 
     def __setstate__(self, state: Dict[str, Any]) -> None:
         self.__dict__.update(state)
+        self._drawn = {}  # the original's batches are not this buffer's
         self._lock = threading.RLock()
         _LIVE_BUFFERS.add(self)
 
