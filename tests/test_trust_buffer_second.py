@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import grapheme_multimodal as gm
+from grapheme_multimodal._core import MODALITY_NAMES
 from grapheme_multimodal.buffer import Experience, ExperienceBuffer
 
 
@@ -310,3 +311,58 @@ def test_a_batchs_positions_still_reach_its_experiences_after_an_interrupted_rec
     buf.update_priorities(batch.indices, 100.0 + batch.event_ids)
     after = priorities_by_event(buf)
     assert after == {event: 100.0 + event for event in before}
+
+
+# -------------------------------------- fitting from a buffer of other dims
+def test_fit_from_a_buffer_of_another_embed_dim_names_data() -> None:
+    """model.fit(buffer) of a buffer recorded by a model of another
+    embed_dim failed with "embeddings: expected shape (any, 7, 8), got
+    (3, 7, 4)": an argument fit has not. Now the error names data, the
+    buffer's embed_dim and the model's; the model is left as it was."""
+    model = small_model()
+    before = model.state_dict()
+    foreign = ExperienceBuffer(10)
+    foreign.extend(**rows(3, e=4))
+    for call, name in ((lambda: model.fit(foreign, epochs=1, progress=False), "data"),
+                       (lambda: model.fit(visual(8), validation=foreign, epochs=1, progress=False), "validation")):
+        with pytest.raises(gm.ShapeError, match=rf"^{name}: an experience buffer of embed_dim=4; expected embed_dim=8") as err:
+            call()
+        assert err.value.arg == name
+    after = model.state_dict()
+    assert all(np.array_equal(before[k], after[k]) for k in before)
+
+
+def test_fit_from_a_buffer_of_other_input_dims_names_data_and_the_modality() -> None:
+    model = small_model()
+    foreign = ExperienceBuffer(10, input_dims=(5,) * 7)
+    visual_only = np.zeros((3, 7), bool)
+    visual_only[:, 0] = True
+    foreign.extend(**{**rows(3, e=8), "mask": visual_only}, inputs=[np.ones((3, 5))] + [None] * 6)
+    with pytest.raises(gm.ShapeError, match=r"^data: an experience buffer whose visual inputs are 5 long; expected 4") as err:
+        model.fit(foreign, epochs=1, progress=False)
+    assert err.value.arg == "data"
+
+
+def test_fit_from_a_buffer_of_other_input_dims_for_absent_modalities_names_them_too() -> None:
+    """Input dims of a modality no experience holds are read too (the
+    standardisation takes every modality's array): refused as before, the
+    error now naming data and that modality, not inputs['auditory']."""
+    model = small_model()
+    buf = ExperienceBuffer(10, input_dims=(4,) + (5,) * 6)
+    visual_only = np.zeros((6, 7), bool)
+    visual_only[:, 0] = True
+    buf.extend(**{**rows(6, e=8), "mask": visual_only}, inputs=[visual(6)["visual"]] + [None] * 6)
+    with pytest.raises(gm.ShapeError, match=r"^data: an experience buffer whose auditory inputs are 5 long; expected 18"):
+        model.fit(buf, epochs=1, batch_size=3, progress=False)
+    model.fit(ExperienceBuffer.from_state(*_with_dims(buf, (4,) + (18,) * 6)), epochs=1, progress=False)
+
+
+def _with_dims(buf: ExperienceBuffer, dims: tuple):
+    """buf's state as a buffer of input_dims ``dims`` (the absent modalities' NaN inputs resized)."""
+    tensors, meta = buf.state()
+    meta = {**meta, "input_dims": list(dims)}
+    for name, d in zip(MODALITY_NAMES, dims):
+        t = tensors[f"inputs.{name}"]
+        if t.shape[1] != d:
+            tensors[f"inputs.{name}"] = np.full((len(t), d), np.nan, np.float32)
+    return tensors, meta

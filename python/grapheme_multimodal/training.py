@@ -25,7 +25,7 @@ from .averaging import WeightAverage, check_decay
 from .averaging import resume as resume_average
 from .batch import Batch, event_components
 from .buffer import ExperienceBuffer
-from .exceptions import InvalidValueError, NonFiniteError
+from .exceptions import InvalidValueError, NonFiniteError, ShapeError
 from .objectives import (
     ONE_ROW_REMEDY, OBJECTIVES, ROW_COMPARING_OBJECTIVES, all_zero_error, one_row_clause, resolve_weights, split_by_rows,
     zero_on_one_row,
@@ -741,6 +741,26 @@ class _BufferDataset(_Dataset):
         self.has_inputs = bool(self.experiences.has_inputs.all())
         self.name = name
 
+    def check_dims(self, model: "LearnableMultiModal") -> None:
+        """ShapeError naming this argument when the buffer's experiences are
+        of another ``embed_dim`` or input dims than ``model``'s (recorded by
+        another model): else the error named ``embeddings`` or
+        ``inputs['visual']``, arguments fit has not."""
+        c, e = model.config, self.experiences
+        given = e.embeddings.shape[2]
+        if given != c.embed_dim:
+            raise ShapeError(
+                f"{self.name}: an experience buffer of embed_dim={given}; expected embed_dim={c.embed_dim} "
+                "(a buffer of this model's fusions)", self.name,
+            )
+        if self.has_inputs:  # else its inputs are not read
+            for modality, x, own in zip(MODALITY_NAMES, e.inputs, c.input_dims):
+                if x is not None and x.shape[1] != own:
+                    raise ShapeError(
+                        f"{self.name}: an experience buffer whose {modality} inputs are {x.shape[1]} long; expected "
+                        f"{own} (this model's input_dims)", self.name,
+                    )
+
     def in_user_rows(self, err: NonFiniteError, rows: np.ndarray) -> NonFiniteError:
         """A batch row the core named, as the experience it holds (the
         buffer's order, as :meth:`check` names them)."""
@@ -785,6 +805,7 @@ def as_dataset(model: "LearnableMultiModal", data: Any, mask: Any, name: str, fo
         if mask is not None:
             raise InvalidValueError(f"{name}: a mask is not used with an experience buffer (it has its own)", name)
         ds = _BufferDataset(data, name)
+        ds.check_dims(model)
     elif isinstance(data, (list, tuple)) and data and all(isinstance(e, MultiModalEvent) for e in data):
         if mask is not None:
             raise InvalidValueError(f"{name}: a mask is not used with events (their components say what is present)", name)
