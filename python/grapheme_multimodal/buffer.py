@@ -376,9 +376,9 @@ class ExperienceBuffer:
 
     def _write(self, staged: Dict[str, np.ndarray], n: int) -> None:
         """Writes ``n`` validated rows after the newest (lock held)."""
-        if n > self.capacity:  # only the newest `capacity` survive
+        overflow = max(0, n - self.capacity)  # the first rows, as if written and then evicted
+        if overflow:  # only the newest `capacity` survive
             staged = {k: v[-self.capacity :] for k, v in staged.items()}
-            self._evicted += n - self.capacity  # the first of them, as if written and then evicted
             n = self.capacity
         start = self._next
         if start + n > len(self._arrays["rewards"]):  # only until the arrays reach capacity
@@ -398,8 +398,8 @@ class ExperienceBuffer:
             self._evicted += self._size - kept
             self._size = kept
             raise
-        self._evicted += max(0, self._size + n - self.capacity)
-        self._next, self._size = int((start + n) % self.capacity), min(self._size + n, self.capacity)
+        evicted = self._evicted + max(0, self._size + n - self.capacity) + overflow  # counted once written
+        self._next, self._size, self._evicted = int((start + n) % self.capacity), min(self._size + n, self.capacity), evicted
 
     # ------------------------------------------------------------------ reading
     def batch(self, positions: Optional[Any] = None) -> ExperienceBatch:
