@@ -561,8 +561,9 @@ class _ArrayDataset(_Dataset):
         self.name, self.mask_arg = name, mask_arg
 
     def in_user_rows(self, err: NonFiniteError, rows: np.ndarray) -> NonFiniteError:
-        """An input row whose encoding overflowed, named by the core as the
-        batch's ``inputs['m']: row r``, as this data's row ``rows[r]``."""
+        """An input row whose encoding or reconstruction overflowed, named by
+        the core as the batch's ``inputs['m']: row r``, as this data's row
+        ``rows[r]``."""
         return overflow_in_user_rows(err, {"inputs": rows}, self.name)
 
     def __len__(self) -> int:
