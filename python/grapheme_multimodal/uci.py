@@ -61,17 +61,18 @@ def recipe_head(embed_dim: int) -> Tuple[int, ...]:
     return (128, embed_dim)
 
 
+def _has_layers(widths: Any) -> bool:
+    """Whether layer ``widths`` hold a layer (a bare width is the config's to read or refuse)."""
+    return not isinstance(widths, Sequence) or len(widths) > 0
+
+
 def recipe_skip(encoder_hidden: Sequence[int], shared_head: Sequence[int]) -> bool:
     """Whether the recipe gives the encoders their linear skip path when the
     user did not say (``encoder_skip=None``): where it can be built, i.e. the
     encoders have hidden layers and a shared head follows. The model refuses
     ``encoder_skip`` otherwise, and an encoder without hidden layers asked
     for with the other defaults must not fail on an option nobody set."""
-
-    def has_layers(widths: Any) -> bool:  # a bare width is the config's to read or refuse
-        return not isinstance(widths, Sequence) or len(widths) > 0
-
-    return has_layers(encoder_hidden) and has_layers(shared_head)
+    return _has_layers(encoder_hidden) and _has_layers(shared_head)
 
 
 #: The recipe's dropout after each hidden encoder layer (:func:`recipe_hidden_dropout`).
@@ -85,8 +86,7 @@ def recipe_hidden_dropout(encoder_hidden: Sequence[int]) -> float:
     dropout there is no hidden layer for, and an encoder without hidden
     layers asked for with the other defaults must not fail on an option
     nobody set (as :func:`recipe_skip`). A dropout given is used as given."""
-    has_layers = not isinstance(encoder_hidden, Sequence) or len(encoder_hidden) > 0  # a bare width: the config's
-    return RECIPE_HIDDEN_DROPOUT if has_layers else 0.0
+    return RECIPE_HIDDEN_DROPOUT if _has_layers(encoder_hidden) else 0.0
 
 
 @dataclass(frozen=True)
