@@ -255,14 +255,13 @@ def _load_npz(path: Path, key: Optional[str]) -> np.ndarray:
             twin = next((k for k in keys if keys.count(k) > 1), None)
             if twin is not None:  # no key picks one of them
                 raise InvalidValueError(f"{path}: holds two arrays named {twin!r}; expected one array per name", str(path))
+            if not keys:
+                no_key = "" if key is None else f" (no {key!r})"
+                raise InvalidValueError(f"{path}: holds no arrays{no_key}; expected a .npz file of the modality's array", str(path))
             if key is None:
-                if not keys:
-                    raise InvalidValueError(f"{path}: holds no arrays; expected a .npz file of the modality's array", str(path))
                 if len(keys) != 1:
                     raise InvalidValueError(f"{path}: holds arrays {keys}; pick one with {path}:KEY", str(path))
                 key = keys[0]
-            if not keys:
-                raise InvalidValueError(f"{path}: holds no arrays (no {key!r}); expected a .npz file of the modality's array", str(path))
             if key not in keys:
                 raise InvalidValueError(f"{path}: has no array {key!r}; it holds {keys}", str(path))
             info = z.getinfo(f"{key}.npy")
