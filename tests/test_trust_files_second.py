@@ -188,3 +188,56 @@ def test_a_csv_header_holding_numbers_is_said_to_be_read_as_one(tmp_path, capsys
     else:
         assert err.startswith(f"grapheme-mm: warning: visual ({tmp_path / 'f.csv'}): line 1 was read as a header"), err
         assert warned in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "flag, lines, rows, error",
+    [
+        # a header of years: guessed as the first event; --csv-header skips it
+        ("--csv-header", ["2019,2020,2021", "4,5,6", "7,8,9"], [[4, 5, 6], [7, 8, 9]], None),
+        ("--csv-header", ["a,b,c", "4,5,6"], [[4, 5, 6]], None),  # a header of names, as guessed
+        ("--csv-header", [",b,c", "4,5,6"], None, "header's first cell is empty"),  # still pandas' index column
+        # a first event with a typo: guessed as a header; --no-csv-header names it
+        ("--no-csv-header", ["1,2,3x", "4,5,6"], None, r"row 0 \(line 1\) has a non-numeric value '3x'"),
+        ("--no-csv-header", ["0,1,2", "4,5,6"], [[0, 1, 2], [4, 5, 6]], None),  # an event, not pandas' column names
+        ("--no-csv-header", ["1,2,3", "4,5,6"], [[1, 2, 3], [4, 5, 6]], None),
+    ],
+)
+def test_the_cli_reads_a_csv_header_as_the_user_says(tmp_path, capsys, flag, lines, rows, error):
+    """Whether a CSV's first row was a header was only guessed: a header of
+    years was read as an event, a first event with a typo was dropped as a
+    header with a warning and no way to say which it was."""
+    from grapheme_multimodal.cli import main
+
+    (tmp_path / "f.csv").write_text("\n".join(lines) + "\n")
+    model = gm.LearnableMultiModal(embed_dim=8, hidden_dim=8, num_heads=2, input_dims={"visual": 3}, seed=0)
+    model.save(tmp_path / "m.safetensors")
+    argv = ["embed", str(tmp_path / "m.safetensors"), "-m", f"visual={tmp_path / 'f.csv'}", "-o", str(tmp_path / "o.npy"), flag]
+    if error is not None:
+        assert main(argv) != 0
+        err = capsys.readouterr().err
+        assert re.search(error, err) and str(tmp_path / "f.csv") in err, err
+        assert not (tmp_path / "o.npy").exists()
+        return
+    assert main(argv) == 0
+    assert capsys.readouterr().err == ""  # said, not guessed: no warning
+    np.save(tmp_path / "rows.npy", np.asarray(rows, np.float32))  # the events meant, as an array
+    assert main(argv[:3] + [f"visual={tmp_path / 'rows.npy'}", "-o", str(tmp_path / "expected.npy")]) == 0
+    np.testing.assert_array_equal(np.load(tmp_path / "o.npy"), np.load(tmp_path / "expected.npy"))
+
+
+def test_read_numeric_csv_takes_the_header_as_given(tmp_path) -> None:
+    """The library's CSV reader guessed only, as the command line did."""
+    from grapheme_multimodal.files import read_numeric_csv
+
+    path = tmp_path / "f.csv"
+    path.write_text("2019,2020\n1,2\n")
+    np.testing.assert_array_equal(read_numeric_csv(path), [[2019, 2020], [1, 2]])  # the guess: an event
+    np.testing.assert_array_equal(read_numeric_csv(path, header=True), [[1, 2]])
+    path.write_text("1,2x\n1,2\n")
+    np.testing.assert_array_equal(read_numeric_csv(path), [[1, 2]])  # the guess: a header
+    with pytest.raises(gm.InvalidValueError, match=r"row 0 \(line 1\) has a non-numeric value '2x'"):
+        read_numeric_csv(path, header=False)
+    path.write_text("1,2\n")
+    with pytest.raises(gm.InvalidValueError, match="has a header but no data rows"):
+        read_numeric_csv(path, header=True)

@@ -351,6 +351,11 @@ def _modality_args(p: argparse.ArgumentParser) -> None:
         "--modality", "-m", action="append", required=True, metavar="NAME=PATH",
         help="a modality's file: .npy/.npz (NAME=f.npz:key)/.csv rows of numbers, or .txt (one text per line); repeat per modality",
     )
+    p.add_argument(
+        "--csv-header", action=argparse.BooleanOptionalAction, default=None,
+        help="whether each .csv file's first row is a header of column names (--csv-header) or an event "
+             "(--no-csv-header); default: it is a header when a cell of it is no number, with a warning if others are",
+    )
 
 
 # ------------------------------------------------------------------ commands
@@ -473,7 +478,7 @@ def _train(args: argparse.Namespace) -> int:
     _check_outputs({"--output": args.output}, _input_files(args.modality), args.overwrite, writes=".safetensors")
     _seed(args.seed)
     lost: List[str] = []  # columns float32 loses: said before training, one line each, as embed says its warnings
-    files = _read_files(args.modality, lost)
+    files = _read_files(args.modality, lost, args.csv_header)
     n = len(files[0])
     if args.wl_dim is not None:  # was ignored without a word: the user's features were not the length asked for
         if args.text_features != "wl":
@@ -604,7 +609,7 @@ def _embed(args: argparse.Namespace) -> int:
     model = LearnableMultiModal.load(args.checkpoint)
     if args.hidden_features is not None:
         model.hidden_width(arg="--hidden-features")
-    files = _read_files(args.modality)
+    files = _read_files(args.modality, csv_header=args.csv_header)
     inputs = {}
     for f in files:
         dim = model.config.input_dim(f.modality)
@@ -823,9 +828,10 @@ def _info(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------- helpers
-def _read_files(specs: List[str], notes: Optional[List[str]] = None):
+def _read_files(specs: List[str], notes: Optional[List[str]] = None, csv_header: Optional[bool] = None):
     """The ``--modality`` files, read and aligned; ``notes``: they are
-    training data (see :func:`~grapheme_multimodal.files.read_modality_file`)."""
+    training data; ``csv_header``: ``--csv-header`` (see
+    :func:`~grapheme_multimodal.files.read_modality_file`)."""
     from .files import check_aligned, parse_modality_spec, read_modality_file
 
     files, seen = [], set()
@@ -834,7 +840,7 @@ def _read_files(specs: List[str], notes: Optional[List[str]] = None):
         if modality in seen:
             raise InvalidValueError(f"--modality: {modality} is given twice", "--modality")
         seen.add(modality)
-        files.append(read_modality_file(modality, path, key, notes))
+        files.append(read_modality_file(modality, path, key, notes, csv_header))
     check_aligned(files)
     for message in (m for f in files for m in f.notes):  # what reading assumed: said before any output
         print(f"{PROG}: warning: {message}", file=sys.stderr)

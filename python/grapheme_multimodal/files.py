@@ -60,13 +60,16 @@ def parse_modality_spec(spec: str) -> Tuple[Modality, Path, Optional[str]]:
 
 
 def read_modality_file(
-    modality: Modality, path: Path, key: Optional[str] = None, notes: Optional[List[str]] = None
+    modality: Modality, path: Path, key: Optional[str] = None, notes: Optional[List[str]] = None,
+    csv_header: Optional[bool] = None,
 ) -> ModalityFile:
     """Reads one file; every problem is a ``ValueError``/``FileNotFoundError``
     naming the file (a file too large for memory a ``TooLargeError``).
     ``notes``: the file is training data, and what a
     :class:`~grapheme_multimodal.PrecisionLossWarning` would say of columns
-    float32 loses is appended to it (see :func:`as_feature_rows`)."""
+    float32 loses is appended to it (see :func:`as_feature_rows`).
+    ``csv_header``: whether a ``.csv`` file's first row is a header (see
+    :func:`read_numeric_csv`); other files ignore it."""
     kind = file_kind(path)
     if kind is MISSING:
         raise FileNotFoundError(f"{modality}: file not found: {path}")
@@ -84,7 +87,7 @@ def read_modality_file(
         elif suffix == ".npz":
             values = _load_npz(path, key)
         elif suffix == ".csv":
-            values, lines, header = _read_numeric_csv_lines(path)
+            values, lines, header = _read_numeric_csv_lines(path, csv_header)
             rows = as_feature_rows(values, f"{modality} ({path})", notes, _row_and_line(lines))
             return ModalityFile(modality, path, rows, _numeric_header_notes(f"{modality} ({path})", header))
         else:
@@ -110,15 +113,20 @@ def read_texts(path: Path) -> List[str]:
         raise InvalidValueError(f"{path}: is not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8", str(path)) from None
 
 
-def read_numeric_csv(path: Path) -> np.ndarray:
-    """A numeric CSV as float64; a first row that is not numeric is taken as a
-    header. The marks of a pandas frame written with its defaults are refused,
-    not read as data: a header with an empty first cell (a row index column)
-    and a first row ``0, 1, ..., d-1`` (default column names; d >= 3). A
-    problem in a row is named by the row (0-based among the data rows: the
-    event, as every message of the package counts rows) and its line in
-    the file (which a header and blank lines set apart from it)."""
-    return _read_numeric_csv_lines(path)[0]
+def read_numeric_csv(path: Path, header: Optional[bool] = None) -> np.ndarray:
+    """A numeric CSV as float64. ``header``: ``True``, the first row is a
+    header (column names, numbers or not) and is skipped; ``False``, it is an
+    event; ``None`` (the default), a first row that is not all numbers is
+    taken as a header — a guess a header of numbers (``2019,2020``) or an
+    event with a typo (``1,2,3x``) defeats, which the two others settle.
+    The marks of a pandas frame written with its defaults are refused, not
+    read as data: a header with an empty first cell (a row index column)
+    and, unless ``header=False`` says it is an event, a first row
+    ``0, 1, ..., d-1`` (default column names; d >= 3). A problem in a row
+    is named by the row (0-based among the data rows: the event, as every
+    message of the package counts rows) and its line in the file (which a
+    header and blank lines set apart from it)."""
+    return _read_numeric_csv_lines(path, header)[0]
 
 
 def _numeric_header_notes(what: str, header: Optional[Tuple[int, List[str]]]) -> Tuple[str, ...]:
@@ -136,7 +144,8 @@ def _numeric_header_notes(what: str, header: Optional[Tuple[int, List[str]]]) ->
     return (
         f"{what}: line {line} was read as a header (column names), though {len(numbers)} of its {len(cells)} cells are "
         f"numbers; if it is an event, {', '.join(repr(n) for n in names[:3])} {'is' if len(names) == 1 else 'are'} no "
-        "number and the file's rows are one short",
+        "number and the file's rows are one short (--no-csv-header reads it as an event, --csv-header says it is a "
+        "header)",
     )
 
 
@@ -145,9 +154,12 @@ def _row_and_line(lines: Sequence[int]) -> Callable[[int], str]:
     return lambda i: f"row {i} (line {lines[i]})"
 
 
-def _read_numeric_csv_lines(path: Path) -> Tuple[np.ndarray, List[int], Optional[Tuple[int, List[str]]]]:
+def _read_numeric_csv_lines(
+    path: Path, header_given: Optional[bool] = None
+) -> Tuple[np.ndarray, List[int], Optional[Tuple[int, List[str]]]]:
     """:func:`read_numeric_csv`, the line (1-based) each data row starts on,
-    and the header taken (its line and cells; ``None`` without one)."""
+    and the header guessed (its line and cells; ``None`` without one, or
+    when ``header_given`` said whether there is one)."""
     try:
         # utf-8-sig: a byte-order mark (Excel's "CSV UTF-8") made the first row non-numeric,
         # and it was dropped as a header
@@ -166,18 +178,19 @@ def _read_numeric_csv_lines(path: Path) -> Tuple[np.ndarray, List[int], Optional
     if not rows:
         raise InvalidValueError(f"{path}: the CSV file is empty; expected one row of numbers per event", str(path))
     header = None
-    if not _numeric_row(rows[0]):
+    is_header = not _numeric_row(rows[0]) if header_given is None else header_given
+    if is_header:
         if len(rows[0]) > 1 and not rows[0][0].strip():
             # pandas' DataFrame.to_csv() and R's write.csv() head their row index so: the index was read as a feature
             raise InvalidValueError(
                 f"{path}: the header's first cell is empty, as pandas (DataFrame.to_csv) and R (write.csv) head a row "
                 "index, which would be read as a feature; expected the file without it (to_csv(index=False)), or a "
                 "name in that cell if the column is data", str(path))
-        header = (lines[0], rows[0])
+        header = (lines[0], rows[0]) if header_given is None else None  # a guess is said; a given header is not
         rows, lines = rows[1:], lines[1:]
         if not rows:
             raise InvalidValueError(f"{path}: the CSV file has a header but no data rows; expected one row per event", str(path))
-    elif len(rows[0]) >= 3 and [cell.strip() for cell in rows[0]] == [str(i) for i in range(len(rows[0]))]:
+    elif header_given is None and len(rows[0]) >= 3 and [cell.strip() for cell in rows[0]] == [str(i) for i in range(len(rows[0]))]:
         # pandas writes a frame's default column names so: the header was read as an event
         raise InvalidValueError(
             f"{path}: the first row is 0, 1, ..., {len(rows[0]) - 1}, as pandas writes the default column names of a "
