@@ -368,3 +368,26 @@ def _with_dims(buf: ExperienceBuffer, dims: tuple):
         if t.shape[1] != d:
             tensors[f"inputs.{name}"] = np.full((len(t), d), np.nan, np.float32)
     return tensors, meta
+
+
+@pytest.mark.parametrize(
+    "embed_dim, input_dims, arg",
+    [(10**11, None, "embed_dim"), (10**9, None, "embed_dim"), (4, [10**11] + [1] * 6, "input_dims")],
+)
+def test_a_file_whose_dims_cannot_fit_blames_the_dims_not_the_capacity(tmp_path, embed_dim, input_dims, arg) -> None:
+    """A forged buffer file of an empty buffer with a huge embed_dim was
+    refused as 'capacity: ... expected a smaller capacity', though no
+    capacity could hold one of its experiences."""
+    from grapheme_multimodal.io import write_tagged_safetensors
+    from grapheme_multimodal.buffer import FILE_FORMAT
+
+    tensors, meta = ExperienceBuffer(10, embed_dim=4, input_dims=input_dims and [1] * 7, seed=0).state()
+    meta.update(embed_dim=embed_dim, input_dims=input_dims)
+    tensors = {n: np.zeros(spec.shape, spec.dtype) for n, spec in ExperienceBuffer.expected_tensors(meta).items()}
+    write_tagged_safetensors(tmp_path / "b.safetensors", tensors, FILE_FORMAT, meta)
+    target = ExperienceBuffer(3, embed_dim=4)
+    with pytest.raises((gm.TooLargeError, gm.CheckpointError), match=rf"{arg}: got .*expected a smaller {arg}$"):
+        target.load(tmp_path / "b.safetensors")
+    assert target.embed_dim == 4 and len(target) == 0
+    with pytest.raises(gm.TooLargeError, match=rf"^{arg}: got "):
+        ExperienceBuffer(10, embed_dim=embed_dim, input_dims=input_dims)

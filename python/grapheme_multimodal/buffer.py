@@ -137,6 +137,7 @@ class ExperienceBuffer:
     # ---------------------------------------------------------------- storage
     def _allocate(self, embed_dim: int, check_capacity: bool = True) -> None:
         specs = _row_specs(int(embed_dim), self.input_dims)
+        _check_first_rows_fit(int(embed_dim), self.input_dims, min(self.capacity, _FIRST_ROWS))
         if check_capacity:  # refused now, naming capacity, rather than when a growth fails after many appends
             check_fits_memory(self.capacity, _bytes_per_row(specs), "capacity")
         self._arrays = self._blank_arrays(specs, min(self.capacity, _FIRST_ROWS))
@@ -781,6 +782,23 @@ def check_fits_memory(count: int, row_bytes: int, arg: str) -> None:
             f"in this machine's memory ({memory_budget():,} bytes); expected a smaller {arg}",
             arg,
         )
+
+
+def _check_first_rows_fit(embed_dim: int, input_dims: Optional[Sequence[int]], rows: int) -> None:
+    """TooLargeError about the dims when the ``rows`` a buffer allocates
+    first do not fit in memory: a smaller capacity would not help (a forged
+    file's ``embed_dim`` was blamed on its ``capacity``)."""
+    row_bytes = buffer_row_bytes(embed_dim, input_dims)
+    if rows * row_bytes <= memory_budget():
+        return
+    embed_bytes = _bytes_per_row(_row_specs(embed_dim, None))
+    arg, value = ("embed_dim", embed_dim) if embed_bytes >= row_bytes - embed_bytes else ("input_dims", list(input_dims or ()))
+    raise TooLargeError(
+        f"{arg}: got {value}; one experience takes {row_bytes:,} bytes, and the {rows:,} a buffer holds at first "
+        f"({rows * row_bytes:,} bytes) do not fit in this machine's memory ({memory_budget():,} bytes); "
+        f"expected a smaller {arg}",
+        arg,
+    )
 
 
 def buffer_row_bytes(embed_dim: int, input_dims: Optional[Sequence[int]]) -> int:
