@@ -21,7 +21,7 @@ import re
 import sys
 import warnings
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, NoReturn, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, NoReturn, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -34,6 +34,9 @@ from .exceptions import (
 )
 from .stopping import fit_with_stopping
 from .uci import RECIPE_HIDDEN_DROPOUT, TrainingSettings, check_weights, recipe_head, recipe_skip
+
+if TYPE_CHECKING:
+    from .model import LearnableMultiModal
 
 PROG = "grapheme-mm"
 #: ``grapheme-mm train``'s defaults: the package's recipe.
@@ -595,7 +598,6 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _embed(args: argparse.Namespace) -> int:
-    from .model import LearnableMultiModal
     from .types import Modality
 
     if not args.ray and (args.workers is not None or args.ray_address is not None):  # before loading and reading
@@ -606,7 +608,7 @@ def _embed(args: argparse.Namespace) -> int:
         args.overwrite,
         writes=".npy",
     )
-    model = LearnableMultiModal.load(args.checkpoint)
+    model = _load_checkpoint(args.checkpoint)
     if args.hidden_features is not None:
         model.hidden_width(arg="--hidden-features")
     files = _read_files(args.modality, csv_header=args.csv_header)
@@ -792,10 +794,9 @@ class _BelowError(logging.Filter):
 
 
 def _info(args: argparse.Namespace) -> int:
-    from .model import LearnableMultiModal
     from .types import Modality
 
-    model = LearnableMultiModal.load(args.checkpoint)
+    model = _load_checkpoint(args.checkpoint)
     c = model.config
     print(f"checkpoint: {args.checkpoint}")
     print(f"parameters: {model.num_parameters():,}")
@@ -828,6 +829,18 @@ def _info(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------- helpers
+def _load_checkpoint(path: Path) -> LearnableMultiModal:
+    """The model saved at ``path``, the ``checkpoint`` argument: the loader's
+    errors name it so (``checkpoint: 'notes.txt' is not ...``), not by the
+    Python argument ``path`` the command line has none of."""
+    from .model import LearnableMultiModal
+
+    try:
+        return LearnableMultiModal.load(path)
+    except (GraphemeError, TypeError, FileNotFoundError) as err:
+        raise renamed(err, {"path": "checkpoint"}) from None
+
+
 def _read_files(specs: List[str], notes: Optional[List[str]] = None, csv_header: Optional[bool] = None):
     """The ``--modality`` files, read and aligned; ``notes``: they are
     training data; ``csv_header``: ``--csv-header`` (see

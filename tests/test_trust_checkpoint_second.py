@@ -1,0 +1,43 @@
+"""Second hostile-use pass over persistence: checkpoints, state dicts,
+optimizer state, pickles and the command lines that read checkpoints."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import grapheme_multimodal as gm
+from grapheme_multimodal.cli import main
+
+
+def small_model(**kw) -> gm.LearnableMultiModal:
+    return gm.LearnableMultiModal(embed_dim=8, hidden_dim=8, num_heads=2, **kw)
+
+
+# ------------------------------------------------ the command line's checkpoint
+def _not_checkpoints(folder) -> dict:
+    """Files a user may give as the checkpoint by mistake, by what they are."""
+    text = folder / "notes.txt"
+    text.write_text("not a checkpoint\n")
+    empty = folder / "empty.safetensors"
+    empty.write_bytes(b"")
+    npz = folder / "arrays.npz"
+    np.savez(npz, x=np.zeros(3))
+    cut = folder / "cut.safetensors"
+    small_model().save(cut)
+    cut.write_bytes(cut.read_bytes()[:-9])
+    return {"text": text, "empty": empty, "npz": npz, "cut": cut, "folder": folder, "missing": folder / "nope.safetensors"}
+
+
+@pytest.mark.parametrize("command", ["embed", "info"])
+@pytest.mark.parametrize("what", ["text", "empty", "npz", "cut", "folder", "missing"])
+def test_cli_errors_about_the_checkpoint_name_it_not_path(tmp_path, capsys, command, what) -> None:
+    """`grapheme-mm info notes.txt` said "path: 'notes.txt' is not ...": a `path` the command line has no argument of."""
+    given = _not_checkpoints(tmp_path)[what]
+    vectors = tmp_path / "v.npy"
+    np.save(vectors, np.zeros((2, 18), np.float32))
+    argv = [command, str(given)] + (["-m", f"visual={vectors}", "-o", str(tmp_path / "out.npy")] if command == "embed" else [])
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("grapheme-mm: error: checkpoint: ") and repr(str(given)) in err, err
+    assert "path" not in err.replace(str(tmp_path), ""), err
