@@ -41,3 +41,32 @@ def test_cli_errors_about_the_checkpoint_name_it_not_path(tmp_path, capsys, comm
     err = capsys.readouterr().err.strip()
     assert err.startswith("grapheme-mm: error: checkpoint: ") and repr(str(given)) in err, err
     assert "path" not in err.replace(str(tmp_path), ""), err
+
+
+# ------------------------------------------------------------------ state dicts
+def test_a_non_strict_load_says_what_it_left_and_ignored() -> None:
+    """`missing, unexpected = model.load_state_dict(sd, strict=False)` (PyTorch's idiom) was "cannot unpack non-iterable NoneType", and a dict of other names loaded nothing without a word."""
+    model = small_model()
+    before = model.state_dict()
+    prefixed = {"module." + k: v + 1 for k, v in before.items()}
+    missing, unexpected = model.load_state_dict(prefixed, strict=False)
+    assert missing == list(before) and unexpected == sorted(prefixed)
+    assert all(np.array_equal(v, before[k]) for k, v in model.state_dict().items())
+    partial = {"binder.bias": np.array([0.5], np.float32), "extra": np.zeros(2)}
+    result = model.load_state_dict(partial, strict=False)
+    assert result.missing_keys == [k for k in before if k != "binder.bias"] and result.unexpected_keys == ["extra"]
+    assert model.load_state_dict(model.state_dict()) == ([], [])
+
+
+@pytest.mark.parametrize("strict", [True, False])
+def test_a_state_dict_with_keys_that_are_not_names_is_a_named_error(strict) -> None:
+    """A dict with an int key beside names, `{1: w, "x": w}`, was a bare TypeError "'<' not supported between instances of 'str' and 'int'"."""
+    model = small_model()
+    before = model.state_dict()
+    weights = {1: np.zeros(3, np.float32), "x": np.zeros(2, np.float32)}
+    if strict:
+        with pytest.raises(gm.InvalidValueError, match=r"state_dict: unexpected keys \[1, 'x'\]"):
+            model.load_state_dict(weights)
+    else:
+        assert model.load_state_dict(weights, strict=False).unexpected_keys == [1, "x"]
+    assert all(np.array_equal(v, before[k]) for k, v in model.state_dict().items())

@@ -14,7 +14,7 @@ import types
 import warnings
 import weakref
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -46,6 +46,16 @@ if TYPE_CHECKING:
 
 NUM_MODALITIES = _core.NUM_MODALITIES
 ModalityKey = Union[Modality, str, int]
+
+
+class IncompatibleKeys(NamedTuple):
+    """What :meth:`LearnableMultiModal.load_state_dict` did not match, as
+    PyTorch's ``load_state_dict`` returns it: the model's parameters the
+    dict had no tensor for, and the dict's names the model has no parameter
+    of (both empty after a ``strict`` load)."""
+
+    missing_keys: List[str]
+    unexpected_keys: List[Any]
 
 
 class _class_only:
@@ -334,10 +344,13 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         return OrderedDict((name, self._core.get_param(name)) for name, _ in self._core.param_specs())
 
     @writes
-    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True) -> None:
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True) -> IncompatibleKeys:
         """Loads parameters by name. With ``strict`` the names must match
         exactly; shapes must always match and values be finite. Nothing is
-        changed unless every tensor is valid.
+        changed unless every tensor is valid. Returns, as PyTorch does, the
+        :class:`IncompatibleKeys` ``(missing_keys, unexpected_keys)``: with
+        ``strict=False`` what was left as it was and what was ignored (a
+        dict of other names, ``module.encoder...``, loads nothing).
 
         Weights loaded into an encoder (an ``encoder.<modality>.*`` tensor
         whose values change) were trained elsewhere, on data this model
@@ -356,6 +369,8 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
             self._set_params(staged)
             if foreign:
                 self._core.set_trained_rows(None)
+        shapes = self.parameter_shapes()
+        return IncompatibleKeys([n for n in shapes if n not in staged], sorted((k for k in state_dict if k not in shapes), key=str))
 
     @writes
     def _load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
@@ -685,7 +700,7 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         if not isinstance(tensors, Mapping):
             raise TypeError(f"{arg}: expected a mapping name -> array, got {type(tensors).__name__}")
         shapes = self.parameter_shapes()
-        unknown = sorted(set(tensors) - set(shapes))
+        unknown = sorted(set(tensors) - set(shapes), key=str)  # by str: a key that is not one (1) beside names
         missing = sorted(set(shapes) - set(tensors))
         if strict and (unknown or missing):
             raise InvalidValueError(f"{arg}: unexpected keys {unknown}, missing keys {missing}{note}", arg)
