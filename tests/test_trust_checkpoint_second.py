@@ -70,3 +70,26 @@ def test_a_state_dict_with_keys_that_are_not_names_is_a_named_error(strict) -> N
     else:
         assert model.load_state_dict(weights, strict=False).unexpected_keys == [1, "x"]
     assert all(np.array_equal(v, before[k]) for k, v in model.state_dict().items())
+
+
+# ------------------------------------------------------ files that are not checkpoints
+@pytest.mark.parametrize(
+    "name, content",
+    [
+        ("features.csv", "0.5,1.25,3\n4,5,6\n"),
+        ("config.json", '{"embed_dim": 8}\n'),
+        ("notes.txt", "\ufeffcaéé au lait\n"),  # a BOM, and a character cut by the first 8 bytes
+    ],
+)
+def test_a_text_file_given_as_a_checkpoint_is_named_text_not_truncated(tmp_path, capsys, name, content) -> None:
+    """`grapheme-mm embed features.csv -m visual=model.safetensors` (arguments swapped) said "(truncated or corrupt?): its header would be 3,544,386,477,659,204,656 bytes"."""
+    path = tmp_path / name
+    path.write_text(content, encoding="utf-8")
+    for load in (gm.LearnableMultiModal.load, gm.ExperienceBuffer(2).load):
+        with pytest.raises(gm.CheckpointError) as err:
+            load(path)
+        text = str(err.value)
+        assert "a text file" in text and "truncated or corrupt" not in text and "would be" not in text, text
+    assert main(["info", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("grapheme-mm: error: checkpoint: ") and "a text file" in err, err

@@ -22,6 +22,7 @@ load, unverified; saving them again adds one.
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import contextvars
 import errno
@@ -510,7 +511,20 @@ def _other_format(first: bytes) -> Optional[str]:
     known = next((what for magic, what in _OTHER_FORMATS if first.startswith(magic)), None)
     if known is None and first[:1] == b"\x80" and first[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
         known = "a Python pickle (which this library never loads: it can run code)"
+    if known is None and _is_text(first):
+        known = "a text file (a CSV, JSON or other text file?)"
     return known
+
+
+def _is_text(first: bytes) -> bool:
+    """Whether ``first`` (a file's first bytes) begins text: printable UTF-8
+    (its last character may be cut), tabs and line ends. No safetensors file
+    begins so: its header length, 8 bytes, has zero high bytes."""
+    try:
+        text = codecs.getincrementaldecoder("utf-8")().decode(first.removeprefix(codecs.BOM_UTF8))
+    except UnicodeDecodeError:
+        return False
+    return bool(text) and all(c.isprintable() or c in "\t\n\r" for c in text)
 
 
 def _read_tensor(f: Any, name: str, e: _Declared, data_start: int, where: str, fmt: str) -> np.ndarray:
