@@ -93,3 +93,15 @@ def test_a_text_file_given_as_a_checkpoint_is_named_text_not_truncated(tmp_path,
     assert main(["info", str(path)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("grapheme-mm: error: checkpoint: ") and "a text file" in err, err
+
+
+def test_a_safetensors_file_of_another_program_is_named_so(tmp_path) -> None:
+    """A Hugging Face or PyTorch safetensors file given to load said "(its format tag is None)", Python's word for a tag it never had."""
+    from safetensors.numpy import save_file
+
+    path = tmp_path / "model.safetensors"
+    save_file({"encoder.visual.weight": np.zeros((8, 18), np.float32)}, str(path))
+    with pytest.raises(gm.CheckpointError) as err:
+        gm.LearnableMultiModal.load(path)
+    text = str(err.value)
+    assert "None" not in text and "without this library's format tag" in text, text

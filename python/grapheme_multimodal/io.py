@@ -406,7 +406,10 @@ def read_tagged_safetensors(
                 raise CheckpointError(f"{where} is not a regular file; expected a file", "path")
             raw_meta, entries, data_start = _read_header(f, st.st_size, where, fmt)
             if raw_meta.get(FORMAT_KEY) != fmt:
-                raise CheckpointError(f"{where} is not a {fmt} file (its format tag is {raw_meta.get(FORMAT_KEY)!r})", "path")
+                tag = raw_meta.get(FORMAT_KEY)
+                what = (f"its format tag is {tag!r:.80}" if tag is not None else "it is a safetensors file without this "
+                        "library's format tag, written by another program (PyTorch's or Hugging Face's save_file?)")
+                raise CheckpointError(f"{where} is not a {fmt} file ({what})", "path")
             sums = _stored_checksums(raw_meta, where)
             if sums is not None and sums.get(_METADATA_ENTRY) != _metadata_crc(raw_meta):
                 raise CheckpointError(f"{where} is corrupt: its metadata does not match its checksum", "path")
