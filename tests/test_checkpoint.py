@@ -274,7 +274,7 @@ def test_bad_checkpoint_files(tmp_path):
     model.save(good)
     raw = good.read_bytes()
     (tmp_path / "truncated.safetensors").write_bytes(raw[: len(raw) // 3])
-    (tmp_path / "junk.safetensors").write_bytes(b"not a checkpoint at all" * 10)
+    (tmp_path / "junk.safetensors").write_bytes(b"\xffnot a checkpoint at all" * 10)  # not text: that is named as such
     write_tagged_safetensors(tmp_path / "buffer.safetensors", {}, "grapheme-multimodal/experience-buffer/v1", {})
     for name, words in [
         ("truncated.safetensors", "truncated or corrupt"),
