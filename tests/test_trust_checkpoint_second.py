@@ -105,3 +105,29 @@ def test_a_safetensors_file_of_another_program_is_named_so(tmp_path) -> None:
         gm.LearnableMultiModal.load(path)
     text = str(err.value)
     assert "None" not in text and "without this library's format tag" in text, text
+
+
+# ------------------------------------------------------------------- saving
+@pytest.mark.parametrize("where", ["copying the state", "serialising"])
+def test_a_save_out_of_memory_names_the_file_and_keeps_the_old_one(tmp_path, monkeypatch, where) -> None:
+    """A save that ran out of memory (a large experience buffer) raised a bare `MemoryError()`, naming no file and saying nothing of the one there."""
+    import safetensors.numpy
+
+    from grapheme_multimodal import checkpoint
+
+    path = tmp_path / "model.safetensors"
+    model = small_model()
+    model.save(path)
+    before = path.read_bytes()
+
+    def out_of_memory(*args, **kwargs):
+        raise MemoryError
+
+    if where == "serialising":
+        monkeypatch.setattr(safetensors.numpy, "save", out_of_memory)
+    else:
+        monkeypatch.setattr(checkpoint, "checkpoint_state", out_of_memory)
+    with pytest.raises(gm.TooLargeError, match=r"^path: not enough memory to write '.*model\.safetensors'") as err:
+        small_model(seed=3).save(path)
+    assert isinstance(err.value, MemoryError) and err.value.arg == "path"
+    assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["model.safetensors"]

@@ -22,7 +22,9 @@ from .averaging import WeightAverage
 from .buffer import ExperienceBuffer
 from .config import LearnableMultiModalConfig
 from .exceptions import CheckpointError, InvalidValueError, TooLargeError
-from .io import PathLike, TensorSpec, check_write_target, read_tagged_safetensors, write_tagged_safetensors
+from .io import (
+    PathLike, TensorSpec, check_write_target, not_enough_memory_to_write, read_tagged_safetensors, write_tagged_safetensors,
+)
 from .types import Modality
 
 if TYPE_CHECKING:
@@ -94,7 +96,12 @@ def checkpoint_state(model: "LearnableMultiModal", include_experience: bool = Tr
 def save_checkpoint(model: "LearnableMultiModal", path: PathLike, include_experience: bool = True) -> None:
     """Writes ``model`` to ``path`` (safetensors with checksums; atomic)."""
     check_write_target(path)  # before copying the state: a bad path fails at once
-    tensors, meta = checkpoint_state(model, include_experience)
+    try:
+        tensors, meta = checkpoint_state(model, include_experience)
+    except MemoryError as exc:  # the copy of a large experience buffer
+        if isinstance(exc, TooLargeError):
+            raise
+        raise not_enough_memory_to_write(path) from None
     write_tagged_safetensors(path, tensors, FILE_FORMAT, meta)
 
 

@@ -363,13 +363,28 @@ def write_tagged_safetensors(
     from safetensors.numpy import save
 
     check_write_target(path)  # before the work of serialising: a bad path fails at once
-    arrays = {k: np.ascontiguousarray(v) for k, v in tensors.items()}
-    meta = {FORMAT_KEY: fmt}
-    meta.update({k: json.dumps(v) for k, v in metadata.items()})
-    sums = {_METADATA_ENTRY: _metadata_crc(meta)}
-    sums.update({name: _tensor_crc(name, arr) for name, arr in arrays.items()})
-    meta[CHECKSUM_KEY] = json.dumps({"crc32": sums})
-    return atomic_write_bytes(path, save(arrays, metadata=meta))
+    try:
+        arrays = {k: np.ascontiguousarray(v) for k, v in tensors.items()}
+        meta = {FORMAT_KEY: fmt}
+        meta.update({k: json.dumps(v) for k, v in metadata.items()})
+        sums = {_METADATA_ENTRY: _metadata_crc(meta)}
+        sums.update({name: _tensor_crc(name, arr) for name, arr in arrays.items()})
+        meta[CHECKSUM_KEY] = json.dumps({"crc32": sums})
+        data = save(arrays, metadata=meta)
+    except MemoryError:  # the file's bytes are made in memory before any is written
+        raise not_enough_memory_to_write(path, sum(np.asarray(v).nbytes for v in tensors.values())) from None
+    return atomic_write_bytes(path, data)
+
+
+def not_enough_memory_to_write(path: PathLike, nbytes: Optional[int] = None, arg: str = "path") -> TooLargeError:
+    """The error of a save that ran out of memory before writing (a bare
+    ``MemoryError`` named no file) its ``nbytes`` of tensors (None: not
+    known): the file at ``path`` is as it was."""
+    size = "" if nbytes is None else f" ({nbytes:,} bytes of tensors)"
+    return TooLargeError(
+        f"{arg}: not enough memory to write {os.fspath(path)!r}{size}; nothing was written, a file already there is "
+        "as it was", arg,
+    )
 
 
 # --------------------------------------------------------------------- reading
