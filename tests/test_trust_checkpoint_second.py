@@ -131,3 +131,20 @@ def test_a_save_out_of_memory_names_the_file_and_keeps_the_old_one(tmp_path, mon
         small_model(seed=3).save(path)
     assert isinstance(err.value, MemoryError) and err.value.arg == "path"
     assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["model.safetensors"]
+
+
+@pytest.mark.parametrize("load", ["load_state_dict", "load_optimizer_state"])
+def test_a_masked_weight_tensor_is_not_told_to_leave_rows_out(load) -> None:
+    """A masked array in a state dict was refused "(fill them, or leave the rows out with mask= where a modality is absent)", the remedy of inputs, not of weights."""
+    model = small_model()
+    weights = model.state_dict()
+    masked = np.ma.masked_array(weights["binder.bias"], mask=[True])
+    if load == "load_state_dict":
+        given, call, where = {**weights, "binder.bias": masked}, model.load_state_dict, r"state_dict\['binder.bias'\]"
+    else:
+        state = model.optimizer_state()
+        given = {**state, "exp_avg": {**state["exp_avg"], "binder.bias": masked}}
+        call, where = model.load_optimizer_state, r"state\['exp_avg'\]\['binder.bias'\]"
+    with pytest.raises(gm.InvalidValueError, match=rf"^{where}: a masked array with 1 masked entries; .*x\.filled") as err:
+        call(given)
+    assert "mask=" not in str(err.value) and "rows" not in str(err.value)

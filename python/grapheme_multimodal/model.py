@@ -28,6 +28,7 @@ from ._validation import (
     check_flag,
     describe,
     refuse_unpaired_frames,
+    unmasked,
     warn_precision_loss,
 )
 from .buffer import ExperienceBuffer, buffer_row_bytes, check_fits_memory
@@ -708,7 +709,10 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         for name, shape in shapes.items():
             if name not in tensors:
                 continue
-            arr = as_float32(tensors[name], f"{arg}[{name!r}]", len(shape), shape)
+            value = tensors[name]
+            if isinstance(value, np.ma.MaskedArray):  # as_float32's remedy (rows left out with mask=) is for inputs
+                value = unmasked(value, f"{arg}[{name!r}]", "plain numbers", "pass its values: x.filled(...) or x.data")
+            arr = as_float32(value, f"{arg}[{name!r}]", len(shape), shape)
             if not np.isfinite(arr).all():
                 raise NonFiniteError(f"{arg}[{name!r}]: contains NaN or inf; expected finite numbers", f"{arg}[{name!r}]")
             checked[name] = arr
