@@ -98,6 +98,34 @@ def _without_shared_offset(reference: np.ndarray, *arrays: np.ndarray) -> tuple:
     return _in_safe_range(*(a.astype(np.float64, copy=False) - centre for a in arrays))  # rows near 1 apart by 1e-200
 
 
+#: Integers beyond this magnitude are not all exact in float64 (53-bit significand).
+_FLOAT64_EXACT_INT = 2**53
+
+
+def _exact_integer_columns(*arrays: np.ndarray) -> tuple:
+    """``arrays`` (integer, with the same columns) as float64 less each
+    column's smallest value, subtracted exactly in 64-bit integers, when one
+    holds an integer beyond ``2**53``; else ``arrays`` as they are (bit for
+    bit as before). Cast first, such integers (nanosecond timestamps near
+    2**61, ids) round to float64's spacing there (256 and more): rows a few
+    units apart became one, and every neighbour or class was a tie. A shift
+    common to all arrays changes no Euclidean distance and no standardised
+    column; the differences (below 2**64) then lose at most float64's
+    relative rounding. Arrays that mix in floats are left as they are."""
+    if not all(a.dtype.kind in "iu" for a in arrays) or not any(
+        int(a.max()) > _FLOAT64_EXACT_INT or int(a.min()) < -_FLOAT64_EXACT_INT for a in arrays
+    ):
+        return arrays
+    # per column, as Python ints: numpy's minimum of int64 and uint64 is a float64, which rounds it
+    lowest = [min(column) for column in zip(*(a.min(axis=0).tolist() for a in arrays))]
+    highest = [max(column) for column in zip(*(a.max(axis=0).tolist() for a in arrays))]
+    if any(top - low >= 2**64 for low, top in zip(lowest, highest)):  # int64 beside uint64: no 64-bit difference holds it
+        return arrays
+    offset = np.array([v % 2**64 for v in lowest], dtype=np.uint64)
+    # modulo 2**64 (two's complement, as numpy's integer arithmetic wraps): each a - lowest lies in [0, 2**64)
+    return tuple((a.astype(np.uint64) - offset).astype(np.float64) for a in arrays)
+
+
 def _out_of_range(*arrays: np.ndarray) -> bool:
     top = max(float(np.abs(a).max()) for a in arrays)
     return top != 0 and not _SAFE_MIN <= top <= _SAFE_MAX
@@ -227,7 +255,7 @@ def cross_view_retrieval(
         q = _unit_rows("query", q.astype(np.float64))
         g = _unit_rows("gallery", g.astype(np.float64))
     else:
-        q, g = _in_safe_range(q, g)
+        q, g = _in_safe_range(*_exact_integer_columns(q, g))
         q, g = _without_shared_offset(g, q, g)
         g_sq = np.einsum("ij,ij->i", g, g)
 
@@ -350,6 +378,7 @@ def knn_accuracy(
     _class_labels(ty, vy, at_least=1)
     from sklearn.neighbors import KNeighborsClassifier
 
+    tx, vx = _exact_integer_columns(tx, vx)
     if _out_of_range(tx, vx):
         tx, vx = _in_safe_range(tx, vx)  # else sklearn's distances overflow and every neighbour ties
     tx, vx = _without_shared_offset(tx, tx, vx)  # else its brute-force distances lose the rows' differences
@@ -384,7 +413,7 @@ def linear_probe_accuracy(
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    tx, vx = _columns_in_safe_range(tx, vx)
+    tx, vx = _columns_in_safe_range(*_exact_integer_columns(tx, vx))
     probe = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=5000))
     return float(probe.fit(tx, ty).score(vx, vy))
 

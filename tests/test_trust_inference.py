@@ -1,0 +1,128 @@
+"""The read API under hostile use: what a user reads from a trained or fresh
+model (embeddings, fused rows, attention, hidden features, the evaluation
+adapter) and the metrics that score it either give the right answer or a
+clear error naming the argument, and never change the model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse
+
+import grapheme_multimodal as gm
+from grapheme_multimodal import metrics
+from grapheme_multimodal.evaluation import ModelEmbedder
+
+
+def small_model(**kw) -> gm.LearnableMultiModal:
+    return gm.LearnableMultiModal(embed_dim=8, hidden_dim=16, num_heads=2, seed=0,
+                                  input_dims={"visual": 5, "auditory": 4}, **kw)
+
+
+def state_bytes(model: gm.LearnableMultiModal) -> dict:
+    return {k: v.tobytes() for k, v in model.state_dict().items()}
+
+
+# ------------------------------------------------ integers beyond float64's 2**53
+#: Nanosecond Unix timestamps (about 2**60.6): int64 features float64 cannot hold exactly.
+_NANOSECONDS = np.int64(1_733_400_000_000_000_000)
+
+
+def _timestamp_features(dtype=np.int64):
+    """Three classes whose timestamps lie 40 ns apart, with a few ns of noise:
+    in float64 (spacing 256 there) every row rounds to one of a few values."""
+    rng = np.random.default_rng(0)
+    y = np.arange(90) % 3
+    offsets = (y[:, None] * 40 + rng.integers(0, 5, size=(90, 2))).astype(np.int64)
+    x = (_NANOSECONDS + offsets).astype(dtype) if dtype == np.int64 else offsets.astype(np.uint64) + np.uint64(2**63)
+    return x, offsets, y
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.uint64])
+def test_knn_and_probe_on_integers_beyond_2_53_score_the_integers(dtype) -> None:
+    """Before: integer features near 2**62 were rounded to float64, rows collapsed, and the accuracy was chance (0.33)."""
+    x, exact, y = _timestamp_features(dtype)
+    for measure in (metrics.knn_accuracy, metrics.linear_probe_accuracy):
+        assert measure(x[:60], y[:60], x[60:], y[60:]) == measure(exact[:60], y[:60], exact[60:], y[60:])
+    assert metrics.knn_accuracy(x[:60], y[:60], x[60:], y[60:], k=1) == 1.0
+
+
+def test_euclidean_retrieval_on_integers_beyond_2_53_finds_each_rows_own_event() -> None:
+    """Before: instance recall was 0.05 for int64 rows that are each their own nearest neighbour."""
+    exact = np.arange(90)[:, None] * np.array([1, 2])  # distinct rows 1 ns apart
+    x, y = _NANOSECONDS + exact, np.arange(90) % 3
+    got = metrics.cross_view_retrieval(x, x, y, metric="euclidean")
+    assert got == metrics.cross_view_retrieval(exact, exact, y, metric="euclidean")
+    assert got["instance_recall_at_1"] == 1.0
+
+
+def test_small_integer_features_score_as_before() -> None:
+    """Integers float64 holds exactly are passed on as they were (the same scores, bit for bit)."""
+    _, exact, y = _timestamp_features()
+    as_float = exact.astype(np.float64)
+    assert metrics.knn_accuracy(exact[:60], y[:60], exact[60:], y[60:]) == metrics.knn_accuracy(
+        as_float[:60], y[:60], as_float[60:], y[60:])
+    assert metrics.cross_view_retrieval(exact, exact, y, metric="euclidean") == metrics.cross_view_retrieval(
+        as_float, as_float, y, metric="euclidean")
+
+
+# ---------------------------------------------------------------- scipy.sparse
+def _sparse_calls(model, x, e, q):
+    s = scipy.sparse.csr_matrix
+    return {
+        "inputs['visual']": lambda: model.encode({"visual": s(x)}),
+        "x": lambda: model.encoder.encode("visual", s(x)),
+        "embeddings": lambda: model.fuse(s(e[:, 0])),
+        "a": lambda: model.bind(s(q), q),
+        "query": lambda: model.attention_weights(s(q), e),
+        "mask": lambda: model.encode({"visual": x}, mask=s(np.ones((len(x), 7)))),
+        "train_x": lambda: metrics.knn_accuracy(s(q), np.arange(len(q)) % 2, q, np.arange(len(q)) % 2),
+        "gallery": lambda: metrics.cross_view_retrieval(q, s(q), np.arange(len(q))),
+        "positive_scores": lambda: metrics.roc_auc(s(q[:, :1]), q[:, 0]),
+        "features": lambda: gm.ModalFeatures(s(x[:1]), "visual"),
+    }
+
+
+@pytest.mark.parametrize("arg", list(_sparse_calls(None, None, None, None)))
+def test_a_sparse_matrix_is_refused_by_its_argument_with_how_to_densify(arg) -> None:
+    """Before: "expected a real-valued numeric array, got array of shape () and dtype object" for a scipy.sparse matrix."""
+    model = small_model()
+    x = np.random.default_rng(0).normal(size=(6, 5)).astype(np.float32)
+    e = model.encode({"visual": x})
+    q = np.ascontiguousarray(e[:, 0])
+    before = state_bytes(model)
+    with pytest.raises(TypeError) as info:
+        _sparse_calls(model, x, e, q)[arg]()
+    message = str(info.value)
+    assert message.startswith(arg + ":"), message
+    assert "sparse" in message and ".toarray()" in message and "shape ()" not in message, message
+    assert state_bytes(model) == before
+
+
+# -------------------------------------------------------- returned arrays
+def test_model_embedder_returns_each_views_rows_contiguous_and_its_own() -> None:
+    """Before: embed_views and hidden_features gave strided views of one [N, 7, E] array (not C-contiguous, sharing memory)."""
+    model = small_model(encoder_hidden=(6,))
+    rng = np.random.default_rng(0)
+    views = {"a": rng.normal(size=(6, 5)), "b": rng.normal(size=(6, 4))}
+    embedder = ModelEmbedder(model, {"a": "visual", "b": "auditory"})
+    for read in (embedder.embed_views, embedder.hidden_features):
+        out = read(views)
+        assert all(v.flags.c_contiguous and v.flags.writeable and v.flags.owndata for v in out.values())
+        kept = out["b"].copy()
+        out["a"][:] = 7.0
+        assert np.array_equal(out["b"], kept)
+    emb = model.encode({"visual": views["a"], "auditory": views["b"]})
+    assert np.array_equal(embedder.embed_views(views)["b"], emb[:, 1])
+
+
+# ------------------------------------------------------ per-event attention
+def test_a_non_finite_per_event_query_is_named_by_its_own_index() -> None:
+    """Before: a NaN at index 3 of the 1-D query was reported "at index (0, 0)", a place the query does not have."""
+    model = small_model()
+    event = gm.MultiModalEvent(id=1, components=[gm.ModalFeatures(np.ones(5), "visual")])
+    query = np.zeros(8, np.float32)
+    query[3] = np.nan
+    for read in (model.get_modality_attention, model.attend_to_event):
+        with pytest.raises(gm.NonFiniteError, match=r"^query: .* at index 3;"):
+            read(query, event)
