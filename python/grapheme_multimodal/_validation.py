@@ -30,6 +30,7 @@ def as_real_array(x: Any, name: str) -> np.ndarray:
     array raises ValueError, non-numeric or complex input TypeError."""
     if type(x) is np.ndarray and x.dtype.kind in "biuf":  # the common case, without dtype lookups
         return x
+    refuse_sparse(x, name)
     if isinstance(x, np.ma.MaskedArray):
         x = unmasked(x, name)
     try:
@@ -53,6 +54,18 @@ def as_real_array(x: Any, name: str) -> np.ndarray:
         hint = " whose items are rows (a data frame column of vectors?): pass np.stack(...) of them" if rows else ""
         raise TypeError(f"{name}: expected a real-valued numeric array, got {describe(arr)}{hint}")
     return arr
+
+
+def refuse_sparse(x: Any, name: str) -> None:
+    """TypeError for a scipy.sparse matrix or array: numpy reads one as a
+    single object ("array of shape () and dtype object", naming neither the
+    matrix nor the remedy), and the model computes on dense rows."""
+    sparse = sys.modules.get("scipy.sparse")  # no import: a matrix of it means it is loaded
+    if sparse is not None and sparse.issparse(x):
+        raise TypeError(
+            f"{name}: got a scipy.sparse {type(x).__name__} of shape {x.shape}; expected a dense array: "
+            f"pass {name}.toarray()"
+        )
 
 
 def renamed(err: Exception, names: Mapping[str, str]) -> Exception:
@@ -555,6 +568,7 @@ _INNER_PACKAGES = frozenset({"grapheme_multimodal", "sklearn"})
 
 def as_mask(mask: Any, batch_size: Optional[int], name: str = "mask") -> np.ndarray:
     """A `[B, 7]` presence mask as C-contiguous bool (0/1 real numbers accepted)."""
+    refuse_sparse(mask, name)
     if isinstance(mask, np.ma.MaskedArray):  # its masked entries would count as whatever lies under them
         mask = unmasked(mask, name, "booleans or 0/1 numbers", "fill them with True or False")
     try:
