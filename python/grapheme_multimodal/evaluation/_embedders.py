@@ -105,7 +105,7 @@ class ModelEmbedder:
     def embed_views(self, views: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
         """Each given view's modality embedding ``[N, E]`` (``model.encode``)."""
         emb = self._on_views(self.model.encode, views)
-        return {v: emb[:, self.modalities[v].index] for v in views}
+        return _per_view(emb, self.modalities, views)
 
     def embed_fused(self, views: Mapping[str, np.ndarray]) -> np.ndarray:
         """The fused embedding ``[N, E]`` of the given views (the others absent)."""
@@ -114,7 +114,7 @@ class ModelEmbedder:
     def hidden_features(self, views: Mapping[str, np.ndarray], layer: int = -1) -> Dict[str, np.ndarray]:
         """Each view's encoder hidden features (:meth:`LearnableMultiModal.hidden_features`)."""
         features = self._on_views(lambda inputs: self.model.hidden_features(inputs, layer=layer), views)
-        return {v: features[:, self.modalities[v].index] for v in views}
+        return _per_view(features, self.modalities, views)
 
     def _on_views(self, method: Callable[[Dict[Modality, np.ndarray]], Any], views: Mapping[str, np.ndarray]) -> Any:
         """``method`` of the model on the views as its inputs; an error about
@@ -128,6 +128,14 @@ class ModelEmbedder:
     def bind(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """The binder's strength ``[N]`` for rows of view embeddings ``a`` and ``b``."""
         return self.model.bind(a, b)
+
+
+def _per_view(per_slot: np.ndarray, modalities: Mapping[str, Modality], views: Iterable[str]) -> Dict[str, np.ndarray]:
+    """Each view's rows ``[N, F]`` of ``per_slot [N, 7, F]``, as a C-contiguous
+    array of its own (as ``model.encoder.encode`` gives them): slices of the
+    one array were strided, which C-contiguous consumers (faiss, buffers)
+    refuse, and writing into one view's rows wrote into the others' array."""
+    return {v: per_slot[:, modalities[v].index].copy() for v in views}
 
 
 def view_names(modalities: Mapping[str, Modality], inner: str, outer: str) -> Dict[str, str]:
