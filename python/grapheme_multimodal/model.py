@@ -823,7 +823,12 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         return self._core.attend(q, emb, mask_arr)
 
     def _query(self, query: Any) -> np.ndarray:
-        return as_float32(query, "query", 1, (self.config.embed_dim,))[None, :]
+        """The per-event ``query [E]``, checked, as the one row ``[1, E]`` the core reads."""
+        q = as_float32(query, "query", 1, (self.config.embed_dim,))
+        if not np.isfinite(q).all():  # else the core named its own row: "at index (0, 3)", a place the vector has not
+            at = int(np.flatnonzero(~np.isfinite(q))[0])
+            raise NonFiniteError(f"query: contains a non-finite value (NaN or inf) at index {at}; expected finite numbers", "query")
+        return q[None, :]
 
     def _encoded(self, event: MultiModalEvent) -> Tuple[np.ndarray, np.ndarray]:
         """``(embeddings [1, 7, E], mask [1, 7])`` of ``event``, cached."""
