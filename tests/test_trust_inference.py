@@ -126,3 +126,37 @@ def test_a_non_finite_per_event_query_is_named_by_its_own_index() -> None:
     for read in (model.get_modality_attention, model.attend_to_event):
         with pytest.raises(gm.NonFiniteError, match=r"^query: .* at index 3;"):
             read(query, event)
+
+
+# ------------------------------------------------ data frames paired by position
+def _frames():
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(30, 4))
+    y = np.arange(30) % 3
+    return pd.DataFrame(x), pd.DataFrame(x + 0.01 * rng.normal(size=x.shape)), pd.Series(y), rng.permutation(30)
+
+
+def test_metrics_refuse_frames_of_the_same_rows_in_another_order() -> None:
+    """Before: a gallery (or labels) frame in another row order was paired by position: recall 0.0, accuracy 0.17, without a word."""
+    query, gallery, labels, order = _frames()
+    calls = {
+        "gallery": lambda: metrics.cross_view_retrieval(query, gallery.iloc[order], labels),
+        "labels": lambda: metrics.cross_view_retrieval(query, gallery, labels.iloc[order]),
+        "train_y": lambda: metrics.knn_accuracy(query, labels.iloc[order], gallery, labels, k=1),
+        "test_y": lambda: metrics.linear_probe_accuracy(query, labels, gallery, labels.iloc[order]),
+        "views['b']": lambda: metrics.unit_side_by_side({"a": query, "b": gallery.iloc[order]}, ["a", "b"]),
+    }
+    for arg, call in calls.items():
+        with pytest.raises(gm.InvalidValueError, match=r"^" + arg.replace("[", r"\[") + r": its index is not that of") as info:
+            call()
+        assert info.value.arg == arg
+
+
+def test_metrics_take_frames_whose_rows_are_paired() -> None:
+    """Frames with one index (or plain arrays beside a frame) are scored as their arrays are."""
+    query, gallery, labels, _ = _frames()
+    assert metrics.cross_view_retrieval(query, gallery, labels) == metrics.cross_view_retrieval(
+        query.to_numpy(), gallery.to_numpy(), labels.to_numpy())
+    assert metrics.knn_accuracy(query, labels, gallery.to_numpy(), labels.to_numpy(), k=1) == 1.0

@@ -11,7 +11,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ._validation import as_finite_float, as_real_array, describe, unmasked
+from ._validation import as_finite_float, as_real_array, describe, refuse_unpaired_frames, unmasked
 from .exceptions import InvalidValueError, NonFiniteError, ShapeError
 
 __all__ = ["cross_view_retrieval", "knn_accuracy", "linear_probe_accuracy", "roc_auc", "unit_side_by_side"]
@@ -236,6 +236,7 @@ def cross_view_retrieval(
     Returns:
         ``{"class_precision_at_1": float, "instance_recall_at_1": float}``.
     """
+    refuse_unpaired_frames((("query", query), ("gallery", gallery), ("labels", labels)))  # rows pair by position
     q = _finite_2d("query", query)
     g = _finite_2d("gallery", gallery)
     if g.shape != q.shape:
@@ -278,6 +279,9 @@ def cross_view_retrieval(
 
 
 def _classification_inputs(train_x, train_y, test_x, test_y):
+    # rows pair with their labels by position: a data frame and a Series of them in another order scored wrongly
+    refuse_unpaired_frames((("train_x", train_x), ("train_y", train_y)))
+    refuse_unpaired_frames((("test_x", test_x), ("test_y", test_y)))
     tx = _finite_2d("train_x", train_x)
     ty = _labels_1d("train_y", train_y, tx.shape[0], "train_x rows")
     vx = _finite_2d("test_x", test_x)
@@ -478,6 +482,7 @@ def unit_side_by_side(views: Mapping[Any, np.ndarray], names: Sequence[Any]) -> 
     missing = [v for v in names if v not in views]
     if missing:
         raise InvalidValueError(f"names: {missing} not in views (which has {list(views)})", "names")
+    refuse_unpaired_frames((f"views[{v!r}]", views[v]) for v in names)  # side by side, row by row
     arrays = [_finite_2d(f"views[{v!r}]", views[v]) for v in names]
     if len({a.shape[0] for a in arrays}) > 1:
         raise ShapeError(f"views: expected the same rows in every view, got {[a.shape[0] for a in arrays]}", "views")
