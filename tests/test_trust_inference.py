@@ -160,3 +160,41 @@ def test_metrics_take_frames_whose_rows_are_paired() -> None:
     assert metrics.cross_view_retrieval(query, gallery, labels) == metrics.cross_view_retrieval(
         query.to_numpy(), gallery.to_numpy(), labels.to_numpy())
     assert metrics.knn_accuracy(query, labels, gallery.to_numpy(), labels.to_numpy(), k=1) == 1.0
+
+
+# --------------------------------------------------- the estimator's transform
+@pytest.fixture(scope="module")
+def fitted_embedder():
+    from grapheme_multimodal.sklearn import MultimodalEmbedder
+
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(60, 3))
+    views = [z @ rng.normal(size=(3, 6)), z @ rng.normal(size=(3, 5))]
+    return MultimodalEmbedder(embed_dim=8, hidden_dim=16, num_heads=2, epochs=1, random_state=0).fit(views), views
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("several", [True, False])
+def test_transform_names_the_row_of_a_nan_or_inf_that_is_no_missing_view(fitted_embedder, value, several) -> None:
+    """Before: "Input contains NaN inside a row" or "Input Xs[0] contains infinity ...": which row, not said."""
+    from grapheme_multimodal.sklearn import MultimodalEmbedder
+
+    est, views = fitted_embedder
+    if not several:  # one view: scikit-learn's own contract (n_features_in_) applies
+        est = MultimodalEmbedder(embed_dim=8, hidden_dim=16, num_heads=2, epochs=1, random_state=0).fit(views[0])
+    bad = views[0].copy()
+    bad[17, 2] = value
+    before = state_bytes(est.model_)
+    with pytest.raises(gm.NonFiniteError, match=r"^Xs\[0\]: row 17 ") as info:
+        est.transform([bad, views[1]] if several else bad)
+    assert ("NaN" if np.isnan(value) else "inf") in str(info.value)
+    assert state_bytes(est.model_) == before
+
+
+def test_transform_still_reads_an_all_nan_row_as_a_missing_view(fitted_embedder) -> None:
+    """A row NaN in every column of one view is that view missing, as before."""
+    est, views = fitted_embedder
+    missing = views[0].copy()
+    missing[5] = np.nan
+    out = est.transform([missing, views[1]])
+    assert np.isfinite(out).all() and not np.array_equal(out[5], est.transform(views)[5])

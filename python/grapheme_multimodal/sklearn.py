@@ -442,7 +442,8 @@ def _as_views(Xs: Any, estimator: MultimodalEmbedder, reset: bool) -> List[np.nd
     raw = [np.ma.filled(x.astype(np.float64), np.nan) if isinstance(x, np.ma.MaskedArray) else x for x in raw]
     if len(raw) == 1:  # one view: the plain scikit-learn contract, n_features_in_ included
         try:
-            views = [validate_data(estimator, raw[0], reset=reset, dtype=[np.float64, np.float32], ensure_all_finite="allow-nan")]
+            # ensure_all_finite=False: inf is refused below, naming its row, where check_array named none
+            views = [validate_data(estimator, raw[0], reset=reset, dtype=[np.float64, np.float32], ensure_all_finite=False)]
         except ValueError as exc:
             if not (isinstance(Xs, (list, tuple)) and "inhomogeneous" in str(exc)):
                 raise
@@ -459,11 +460,7 @@ def _as_views(Xs: Any, estimator: MultimodalEmbedder, reset: bool) -> List[np.nd
         refuse_unpaired_frames((f"Xs[{i}]", x) for i, x in enumerate(raw))
         views = [_checked_view(x, f"Xs[{i}]") for i, x in enumerate(raw)]
     for i, v in enumerate(views):
-        nan = np.isnan(v)
-        if (nan.any(axis=1) & ~nan.all(axis=1)).any():
-            raise NonFiniteError(
-                f"Xs[{i}]: Input contains NaN inside a row; only whole all-NaN rows (a missing view) are allowed", f"Xs[{i}]"
-            )
+        _refuse_non_finite_rows(v, f"Xs[{i}]")
     if len({len(v) for v in views}) > 1:
         raise ShapeError(f"Xs: views have different numbers of samples {[len(v) for v in views]}", "Xs")
     if reset and all(np.isnan(v).all() for v in views):  # all-NaN rows are missing views: nothing to learn from
@@ -478,6 +475,30 @@ def _as_views(Xs: Any, estimator: MultimodalEmbedder, reset: bool) -> List[np.nd
                     "row to learn the view from (or leave the view out)", f"Xs[{i}]",
                 )
     return views
+
+
+def _refuse_non_finite_rows(view: np.ndarray, name: str) -> None:
+    """NonFiniteError naming the first row of ``view`` that holds inf, or NaN
+    in some of its columns but not all: a row NaN in every column is the view
+    missing there, anything else non-finite is no data (scikit-learn's
+    check_array said "contains infinity" or NaN of no row)."""
+    finite = np.isfinite(view)
+    if finite.all():  # the usual case: one pass
+        return
+    nan = np.isnan(view)
+    bad = ~(finite | nan).all(axis=1) | (nan.any(axis=1) & ~nan.all(axis=1))
+    if not bad.any():  # only all-NaN rows: missing views
+        return
+    row = int(np.argmax(bad))
+    infinite = np.flatnonzero(~(finite[row] | nan[row]))
+    if len(infinite):
+        column = int(infinite[0])
+        what = f"holds {float(view[row, column])} (infinity) in column {column}"
+    else:
+        what = f"holds NaN inside a row (in {int(nan[row].sum())} of its {view.shape[1]} columns)"
+    raise NonFiniteError(
+        f"{name}: row {row} {what}; expected finite numbers (only whole all-NaN rows, a missing view, are allowed)", name,
+    )
 
 
 def _check_view_columns(estimator: MultimodalEmbedder, raw: List[Any], reset: bool) -> None:
@@ -512,8 +533,8 @@ def _checked_view(x: Any, name: str) -> np.ndarray:
         raise TypeError(
             f"{name}: got None; expected an [n, d] array (a view missing from a row is all-NaN in that row; "
             "missing from every row, np.full((n, d), np.nan))")
-    try:
-        return check_array(x, dtype=[np.float64, np.float32], ensure_all_finite="allow-nan", input_name=name)
+    try:  # inf is refused by _refuse_non_finite_rows, naming its row
+        return check_array(x, dtype=[np.float64, np.float32], ensure_all_finite=False, input_name=name)
     except (ValueError, TypeError) as exc:
         if type(exc) not in (ValueError, TypeError) or name in str(exc):
             raise
