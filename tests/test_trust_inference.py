@@ -198,3 +198,13 @@ def test_transform_still_reads_an_all_nan_row_as_a_missing_view(fitted_embedder)
     missing[5] = np.nan
     out = est.transform([missing, views[1]])
     assert np.isfinite(out).all() and not np.array_equal(out[5], est.transform(views)[5])
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf])
+def test_roc_auc_names_the_index_of_a_non_finite_score(value) -> None:
+    """Before: "negative_scores contains NaN or infinite values", of which of maybe millions of scores, not said."""
+    negative = np.linspace(0, 1, 50)
+    negative[31] = value
+    with pytest.raises(gm.NonFiniteError, match=r"^negative_scores contains NaN or inf: index 31 holds (nan|inf);") as info:
+        metrics.roc_auc(np.ones(3), negative)
+    assert info.value.arg == "negative_scores"

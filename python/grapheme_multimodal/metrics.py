@@ -439,7 +439,8 @@ def roc_auc(positive_scores: np.ndarray, negative_scores: np.ndarray) -> float:
         if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
             raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
         if not np.isfinite(arr).all():
-            raise NonFiniteError(f"{name} contains NaN or infinite values", name)
+            at = int(np.flatnonzero(~np.isfinite(arr))[0])
+            raise NonFiniteError(f"{name} contains NaN or inf: index {at} holds {arr[at]}; expected finite scores", name)
     pos, neg = _comparable(pos, neg)
     neg_sorted = np.sort(neg)
     below = np.searchsorted(neg_sorted, pos, side="left")  # negatives strictly lower
