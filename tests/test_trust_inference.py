@@ -208,3 +208,13 @@ def test_roc_auc_names_the_index_of_a_non_finite_score(value) -> None:
     with pytest.raises(gm.NonFiniteError, match=r"^negative_scores contains NaN or inf: index 31 holds (nan|inf);") as info:
         metrics.roc_auc(np.ones(3), negative)
     assert info.value.arg == "negative_scores"
+
+
+def test_text_given_for_a_modality_says_how_text_is_given() -> None:
+    """Before: "expected a real-valued numeric array, got array of shape (2,) and dtype <U3", not how text goes in."""
+    model = gm.LearnableMultiModal(embed_dim=8, hidden_dim=16, num_heads=2, seed=0)
+    for texts in (["a cat", "a dog"], ("a cat",), np.array(["a cat", "a dog"])):
+        with pytest.raises(TypeError, match=r"^inputs\['linguistic'\]: got text \(\d+ str\);.*Graph\.from_text"):
+            model.encode({"linguistic": texts})
+    graphs = [gm.Graph.from_text(s) for s in ("a cat", "a dog")]
+    assert np.isfinite(model.encode({"linguistic": graphs})).all()

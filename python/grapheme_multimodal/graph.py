@@ -477,6 +477,13 @@ def refuse_stray_graphs(value: Any, name: str) -> None:
     "dtype object" named neither the stray item nor the graphs."""
     if isinstance(value, Graph):
         raise TypeError(f"{name}: got one Graph; expected a list of Graph (one per row), e.g. [graph]")
+    if isinstance(value, np.ndarray) and value.dtype.kind == "U" and value.ndim == 1 or (
+        isinstance(value, (list, tuple)) and value and all(isinstance(s, str) for s in value)
+    ):  # one text per row: numpy's "dtype <U5" said nothing of how text goes in
+        raise TypeError(
+            f"{name}: got text ({len(value)} str); expected an array [B, d] of numbers, or one Graph per row, "
+            "which the model featurises: [Graph.from_text(s) for s in texts]"
+        )
     if not (isinstance(value, (list, tuple)) or (isinstance(value, np.ndarray) and value.dtype == object)):
         return
     items = list(value.flat) if isinstance(value, np.ndarray) else value
