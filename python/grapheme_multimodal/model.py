@@ -319,15 +319,13 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
     @reads
     def get_modality_attention(self, query: Any, event: MultiModalEvent) -> List[Tuple[Modality, float]]:
         """``[(modality, weight)]`` for all 7 modalities (0 for absent ones)."""
-        emb, mask = self._encoded(event)
-        weights = self._core.attend(self._query(query), emb, mask)[0][0]
+        weights = self._attend_event(query, event)[0][0]
         return [(m, float(weights[m.index])) for m in Modality]
 
     @reads
     def attend_to_event(self, query: Any, event: MultiModalEvent) -> np.ndarray:
         """Attended vector ``[E]`` of ``query [E]`` over ``event``'s modalities."""
-        emb, mask = self._encoded(event)
-        return self._core.attend(self._query(query), emb, mask)[1][0]
+        return self._attend_event(query, event)[1][0]
 
     # ------------------------------------------------------------ parameters
     def num_parameters(self) -> int:
@@ -822,13 +820,18 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         q = as_float32(query, "query", 2, (emb.shape[0], self.config.embed_dim))
         return self._core.attend(q, emb, mask_arr)
 
-    def _query(self, query: Any) -> np.ndarray:
-        """The per-event ``query [E]``, checked, as the one row ``[1, E]`` the core reads."""
+    def _attend_event(self, query: Any, event: MultiModalEvent) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The core's attention of the per-event ``query [E]`` over ``event``."""
+        emb, mask = self._encoded(event)
         q = as_float32(query, "query", 1, (self.config.embed_dim,))
-        if not np.isfinite(q).all():  # else the core named its own row: "at index (0, 3)", a place the vector has not
+        try:
+            return self._core.attend(q[None, :], emb, mask)
+        except NonFiniteError:
+            # the core named the place in the row [1, E] it reads, "at index (0, 3)", which the vector has not
+            if np.isfinite(q).all():
+                raise
             at = int(np.flatnonzero(~np.isfinite(q))[0])
-            raise NonFiniteError(f"query: contains a non-finite value (NaN or inf) at index {at}; expected finite numbers", "query")
-        return q[None, :]
+        raise NonFiniteError(f"query: contains a non-finite value (NaN or inf) at index {at}; expected finite numbers", "query")
 
     def _encoded(self, event: MultiModalEvent) -> Tuple[np.ndarray, np.ndarray]:
         """``(embeddings [1, 7, E], mask [1, 7])`` of ``event``, cached."""
