@@ -117,6 +117,8 @@ def resolve_weights(weights: Optional[Mapping[str, float]], has_fused: bool, nam
             if (isinstance(value, (bool, np.bool_, complex, np.complexfloating))  # float() dropped numpy's imaginary part
                     or not isinstance(value, (int, float)) and not hasattr(value, "__float__")):
                 raise TypeError(f"{name}[{key!r}]: expected a number, got {type(value).__name__}")
+            if isinstance(value, np.ndarray) and value.ndim != 0:  # float() of it: numpy's "only 0-dimensional arrays", naming nothing
+                raise TypeError(f"{name}[{key!r}]: expected a number, got an array of shape {value.shape}")
             try:
                 value = float(value)
             except OverflowError:  # else "int too large to convert to float", naming nothing
@@ -125,6 +127,13 @@ def resolve_weights(weights: Optional[Mapping[str, float]], has_fused: bool, nam
                 raise InvalidValueError(f"{name}[{key!r}]: expected a finite number >= 0, got {value}", name)
             if value > _FLOAT32_MAX:  # else the core refused it by its own name, weights
                 raise InvalidValueError(f"{name}[{key!r}]: expected a finite number >= 0 that float32 holds, got {value}", name)
+            if value > 0 and np.float32(value) == 0:
+                # the core weighs in float32: 1e-50 became 0, and the "every weight is 0" refusal passed it,
+                # so fit trained on zero gradients while its history showed a loss of 0
+                raise InvalidValueError(
+                    f"{name}[{key!r}]: got {value}, which is 0 in float32 (smallest positive "
+                    f"{float(np.finfo(np.float32).smallest_subnormal):.3g}), the precision the model computes in; "
+                    "expected 0 to leave the objective out, or a weight float32 holds", name)
             chosen[key] = value
         if chosen.get("seed_consistency", 0.0) > 0 and not has_fused:
             raise InvalidValueError(

@@ -1,0 +1,64 @@
+"""Second hostile-use audit of training (fit, train_step, the objectives'
+weights, callbacks, degenerate data): each test says what a user saw before."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+
+import grapheme_multimodal as gm
+
+DIMS = {"visual": 5, "linguistic": 4, "auditory": 3}
+
+
+def small(**overrides):
+    return gm.LearnableMultiModal(**{"embed_dim": 8, "hidden_dim": 8, "num_heads": 2, "seed": 0, "input_dims": DIMS, **overrides})
+
+
+def data(n=24, seed=0):
+    rng = np.random.default_rng(seed)
+    return {name: rng.normal(size=(n, d)) for name, d in DIMS.items()}
+
+
+def snapshot(model):
+    """Everything training changes, as bytes: a failed call must leave it bit for bit."""
+    state = model.optimizer_state()
+    return (
+        {k: v.tobytes() for k, v in model.state_dict().items()},
+        state["step"], state["rng_counter"],
+        {k: v.tobytes() for k, v in state["exp_avg"].items()},
+        {k: v.tobytes() for k, v in state["exp_avg_sq"].items()},
+        [None if model.normalization(m) is None else tuple(np.asarray(a).tobytes() for a in model.normalization(m))
+         for m in range(7)],
+        model.epochs_trained, pickle.dumps(model.history), model.has_gradients(),
+    )
+
+
+@pytest.mark.parametrize("weight", [1e-50, np.float64(1e-300)])
+def test_a_weight_that_float32_makes_0_is_refused_not_trained_on_as_0(weight):
+    """objectives={"contrastive": 1e-50} passed the "every weight is 0" check
+    in Python, became 0 in the core's float32: fit ran Adam on zero gradients
+    and recorded a loss of 0.0 every epoch, without a word."""
+    model = small()
+    before = snapshot(model)
+    with pytest.raises(gm.InvalidValueError, match=r"^objectives\['contrastive'\]: got 1e-\d+, which is 0 in float32"):
+        model.fit(data(), epochs=1, batch_size=8, progress=False, objectives={"contrastive": weight})
+    with pytest.raises(gm.InvalidValueError, match=r"^weights\['contrastive'\]: got 1e-\d+, which is 0 in float32"):
+        model.train_step(data(), weights={"contrastive": weight})
+    assert snapshot(model) == before
+    # a weight float32 holds (a subnormal one too) is taken as before
+    assert model.losses(data(), weights={"contrastive": 1e-40})["total"] > 0
+
+
+def test_a_weight_given_as_a_one_element_array_is_named():
+    """objectives={"contrastive": np.array([1.0])} raised numpy's bare
+    "only 0-dimensional arrays can be converted to Python scalars"."""
+    model = small()
+    before = snapshot(model)
+    with pytest.raises(TypeError, match=r"^objectives\['contrastive'\]: expected a number, got an array of shape \(1,\)"):
+        model.fit(data(), epochs=1, batch_size=8, progress=False, objectives={"contrastive": np.array([1.0])})
+    assert snapshot(model) == before
+    # a 0-d array is a number, as before
+    assert model.losses(data(), weights={"contrastive": np.array(1.0)})["total"] > 0
