@@ -62,3 +62,28 @@ def test_a_weight_given_as_a_one_element_array_is_named():
     assert snapshot(model) == before
     # a 0-d array is a number, as before
     assert model.losses(data(), weights={"contrastive": np.array(1.0)})["total"] > 0
+
+
+@pytest.mark.parametrize("form", ["arrays", "events"])
+def test_a_modality_a_later_fit_brings_is_standardised_too(form):
+    """Standardisation was learned only when the model had none at all: a
+    modality first present in a second fit was fed raw (here values around
+    1000) beside standardised ones, without a word."""
+    rng = np.random.default_rng(1)
+    first = {"visual": rng.normal(size=(24, 5)), "linguistic": rng.normal(size=(24, 4))}
+    second = {**first, "auditory": 1000 + 50 * rng.normal(size=(24, 3))}
+    model = small()
+    model.fit(first, epochs=1, batch_size=8, progress=False)
+    kept = [np.array(a) for a in model.normalization("visual")]
+    assert model.normalization("auditory") is None
+    if form == "events":
+        second = [gm.MultiModalEvent(i, [gm.ModalFeatures(v[i], k) for k, v in second.items()]) for i in range(24)]
+    model.fit(second, epochs=1, batch_size=8, progress=False)
+    mean, std = model.normalization("auditory")
+    assert np.allclose(mean, 1000, atol=30) and np.allclose(std, 50, rtol=0.5)
+    for a, b in zip(kept, model.normalization("visual")):  # those it had are kept
+        assert np.array_equal(a, b)
+    # with standardize=False nothing is learned, as before
+    raw = small()
+    raw.fit(second if form == "arrays" else first, epochs=1, batch_size=8, progress=False, standardize=False)
+    assert all(raw.normalization(m) is None for m in range(7))

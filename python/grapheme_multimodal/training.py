@@ -153,8 +153,10 @@ def fit(
             :mod:`grapheme_multimodal.averaging`). ``None``: no averaging
             (a model that holds an average then trains on from it).
         standardize: learn each modality's input mean and std from ``data``
-            before the first epoch, unless the model already has them
-            (stored in the model, applied at encode time, saved with it).
+            before the first epoch, unless the model already has that
+            modality's (stored in the model, applied at encode time, saved
+            with it): a modality a later ``fit`` brings is standardised too,
+            those the model has keep theirs.
             The model reads ``data`` in float32: a float64 column whose
             variation float32 cannot hold (``1e6 + 1e-3 * x``, Unix
             timestamps seconds apart) gets a
@@ -238,8 +240,11 @@ def fit(
         try:
             with model._lock.writing(), uninterrupted():
                 average = resume_average(model, ema_decay)  # the trained weights back in, when continuing
-            if standardize and train.has_inputs and all(model.normalization(m) is None for m in range(NUM_MODALITIES)):
-                train.fit_normalization(model)
+            if standardize and train.has_inputs:
+                # per modality: one first present in a later fit was fed raw beside standardised ones
+                unstandardised = [m for m in range(NUM_MODALITIES) if model.normalization(m) is None]
+                if unstandardised:
+                    train.fit_normalization(model, unstandardised)
             stepper = (_steps or LocalSteps)(model, train, objectives, lr)
             try:
                 return _train(model, stepper, train, val, epochs, batch_size, objectives, metrics, early_stopping,
@@ -523,7 +528,8 @@ class _Dataset:
     def batch(self, rows: np.ndarray, keep: Optional[np.ndarray]) -> Batch:
         raise NotImplementedError
 
-    def fit_normalization(self, model: "LearnableMultiModal") -> None:
+    def fit_normalization(self, model: "LearnableMultiModal", modalities: Sequence[int]) -> None:
+        """Learns the standardisation of the slots ``modalities`` from these rows (those present in none keep none)."""
         raise NotImplementedError
 
     def in_user_rows(self, err: NonFiniteError, rows: np.ndarray) -> NonFiniteError:
@@ -578,8 +584,8 @@ class _ArrayDataset(_Dataset):
         mask = self.mask.take(rows, axis=0) if keep is None else self.mask.take(rows, axis=0) & keep
         return Batch(inputs=[None if a is None else a.take(rows, axis=0) for a in self.arrays], mask=mask)
 
-    def fit_normalization(self, model: "LearnableMultiModal") -> None:
-        model.fit_normalization(self.arrays, self.mask)
+    def fit_normalization(self, model: "LearnableMultiModal", modalities: Sequence[int]) -> None:
+        model.fit_normalization([a if m in modalities else None for m, a in enumerate(self.arrays)], self.mask)
 
     def check(self, name: str) -> None:
         for m, x in enumerate(self.arrays):
@@ -709,9 +715,9 @@ class _EventDataset(_Dataset):
                 parts[m] = (x[chosen], pos, conf[chosen])
         return Batch(components=(len(rows), parts))
 
-    def fit_normalization(self, model: "LearnableMultiModal") -> None:
+    def fit_normalization(self, model: "LearnableMultiModal", modalities: Sequence[int]) -> None:
         for m, table in enumerate(self.tables):
-            if table is not None:  # every component of the table is present
+            if table is not None and m in modalities:  # every component of the table is present
                 model.fit_normalization({m: table[0]})
 
     def check(self, name: str) -> None:
@@ -792,9 +798,10 @@ class _BufferDataset(_Dataset):
             return Batch(inputs=inputs, mask=mask, fused=e.fused[rows], rewards=e.rewards[rows])
         return Batch(embeddings=e.embeddings[rows], mask=mask, fused=e.fused[rows], rewards=e.rewards[rows])
 
-    def fit_normalization(self, model: "LearnableMultiModal") -> None:
+    def fit_normalization(self, model: "LearnableMultiModal", modalities: Sequence[int]) -> None:
         e = self.experiences
-        model.fit_normalization([None if x is None else np.nan_to_num(x) for x in e.inputs], e.mask)
+        model.fit_normalization([None if x is None or m not in modalities else np.nan_to_num(x) for m, x in enumerate(e.inputs)],
+                                e.mask)
 
 
 def as_dataset(model: "LearnableMultiModal", data: Any, mask: Any, name: str, for_training: bool = False) -> _Dataset:
