@@ -25,6 +25,7 @@ from .averaging import WeightAverage, check_decay
 from .averaging import resume as resume_average
 from .batch import Batch, event_components
 from .buffer import ExperienceBuffer
+from .checkpoint import _checked_epochs
 from .exceptions import InvalidValueError, NonFiniteError, ShapeError
 from .objectives import (
     ONE_ROW_REMEDY, OBJECTIVES, ROW_COMPARING_OBJECTIVES, all_zero_error, one_row_clause, resolve_weights, split_by_rows,
@@ -189,6 +190,7 @@ def fit(
     of ``fit``; train a copy there instead.
     """
     refuse_in_metric(model, "fit")  # first: nothing checked or changed yet
+    _check_training_record(model)
     _check_int(epochs, "epochs", 0)
     _check_int(batch_size, "batch_size", 1)
     check_flag(standardize, "standardize")  # "no" would be true, and standardise
@@ -852,6 +854,18 @@ def _dropout_mask(mask: np.ndarray, rate: float, rng: np.random.Generator) -> Op
         scores = np.where(mask[emptied], rng.random((int(emptied.sum()), NUM_MODALITIES)), -1.0)
         keep[np.flatnonzero(emptied), scores.argmax(axis=1)] = True
     return keep
+
+
+def _check_training_record(model: "LearnableMultiModal") -> None:
+    """Refuses a model whose ``epochs_trained`` or ``history`` (public
+    attributes, which a save checks too) ``fit`` cannot continue: 2.5 epochs
+    was numpy's "seed must be integer" from the first shuffle, and a history
+    that is no list failed the first epoch's record, then the restore of the
+    model, whose own error replaced it."""
+    _checked_epochs(model.epochs_trained, "model.epochs_trained")
+    if not isinstance(model.history, list):
+        raise InvalidValueError(
+            f"model.history: expected a list of epoch records, got {type(model.history).__name__}", "model.history")
 
 
 def _check_int(value: Any, name: str, minimum: int) -> None:
