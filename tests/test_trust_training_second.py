@@ -112,3 +112,38 @@ def test_a_record_of_training_fit_cannot_continue_is_named_before_anything_train
     model.epochs_trained = np.int64(3)
     model.fit(data(), epochs=1, batch_size=8, progress=False)
     assert model.epochs_trained == 4 and model.history[-1]["epoch"] == 4
+
+
+@pytest.mark.filterwarnings("ignore:data. 1 row:UserWarning")  # what one row leaves at 0, said before the refusal
+@pytest.mark.parametrize("form", ["one row", "copies of one row", "events"])
+def test_rows_that_standardise_to_0_everywhere_are_refused_not_trained_on(form):
+    """fit on one row (or copies of one), standardize=True by default: every
+    input standardised to 0, so every embedding and gradient was 0; fit
+    warned "only cross_modal will train", then ran Adam on zeros, its loss
+    flat at 1.0 every epoch, the weights unchanged."""
+    one = data(1)
+    given = {"one row": one, "copies of one row": {k: np.repeat(v, 5, axis=0) for k, v in one.items()},
+             "events": [gm.MultiModalEvent(i, [gm.ModalFeatures(v[0], k) for k, v in one.items()]) for i in range(4)]}[form]
+    model = small()
+    before = snapshot(model)
+    with pytest.raises(gm.InvalidValueError, match=r"^data: (1 row|all \d rows hold the same visual, auditory, "
+                                                   r"linguistic values); standardize=True learns each modality's mean"):
+        model.fit(given, epochs=2, batch_size=8, progress=False)
+    assert snapshot(model) == before
+    # unstandardised, such rows train cross_modal as before; beside a modality that varies, they train too
+    raw = small()
+    raw.fit(given, epochs=1, batch_size=8, progress=False, standardize=False)
+    assert raw.optimizer_state()["step"] > 0
+    if form == "copies of one row":
+        varied = {**given, "visual": data(5)["visual"]}
+        assert small().fit(varied, epochs=1, batch_size=8, progress=False).epochs
+    if form == "one row":  # one row holding anything among rows that hold nothing: the same
+        mask = np.zeros((6, 7), bool)
+        mask[2, [0, 1, 2]] = True
+        with pytest.raises(gm.InvalidValueError, match=r"^data: 1 of its 6 rows holds a modality; standardize=True"):
+            model.fit(data(6), mask=mask, epochs=1, batch_size=8, progress=False)
+        assert snapshot(model) == before
+    # a model that has its standardisation learns from them as before
+    trained = small()
+    trained.fit(data(), epochs=1, batch_size=8, progress=False)
+    assert trained.fit(given, epochs=1, batch_size=8, progress=False).epochs

@@ -157,7 +157,10 @@ def fit(
             before the first epoch, unless the model already has that
             modality's (stored in the model, applied at encode time, saved
             with it): a modality a later ``fit`` brings is standardised too,
-            those the model has keep theirs.
+            those the model has keep theirs. Data from which every present
+            modality would learn its standardisation and whose rows are all
+            the same (one row, copies of one) is refused: standardised, every
+            input is 0 and nothing trains (pass ``standardize=False``).
             The model reads ``data`` in float32: a float64 column whose
             variation float32 cannot hold (``1e6 + 1e-3 * x``, Unix
             timestamps seconds apart) gets a
@@ -219,6 +222,8 @@ def fit(
     _check_rows_to_compare(by_name, len(train), batch_size)
     check_something_trains(by_name, train_mask, "data", train.has_inputs)
     _check_gradients_reach(model, by_name, train_mask, train.has_inputs, objectives is not None)
+    if standardize:  # after the refusals of what such rows cannot train, whose messages say more of the objectives
+        _refuse_standardising_to_zero(model, train)
     _check_step_count(model, int(epochs), train.num_batches(int(batch_size)))  # numpy ints would wrap
     if modality_dropout > 0 and not (np.count_nonzero(train_mask, axis=1) >= 2).any():
         # a row always keeps one modality: the option hid nothing, silently
@@ -534,6 +539,11 @@ class _Dataset:
         """Learns the standardisation of the slots ``modalities`` from these rows (those present in none keep none)."""
         raise NotImplementedError
 
+    def inputs_of(self, m: int) -> Optional[np.ndarray]:
+        """The input rows of slot ``m`` that :meth:`fit_normalization` learns
+        from (``None`` when none is present, or the data holds no inputs)."""
+        raise NotImplementedError
+
     def in_user_rows(self, err: NonFiniteError, rows: np.ndarray) -> NonFiniteError:
         """``err``, raised on the batch of ``rows``, as the user's data would
         name it (by default as it is)."""
@@ -588,6 +598,12 @@ class _ArrayDataset(_Dataset):
 
     def fit_normalization(self, model: "LearnableMultiModal", modalities: Sequence[int]) -> None:
         model.fit_normalization([a if m in modalities else None for m, a in enumerate(self.arrays)], self.mask)
+
+    def inputs_of(self, m: int) -> Optional[np.ndarray]:
+        x, present = self.arrays[m], self.mask[:, m]
+        if x is None or not present.any():
+            return None
+        return x if present.all() else x[present]
 
     def check(self, name: str) -> None:
         for m, x in enumerate(self.arrays):
@@ -722,6 +738,10 @@ class _EventDataset(_Dataset):
             if table is not None and m in modalities:  # every component of the table is present
                 model.fit_normalization({m: table[0]})
 
+    def inputs_of(self, m: int) -> Optional[np.ndarray]:
+        table = self.tables[m]
+        return None if table is None else table[0]
+
     def check(self, name: str) -> None:
         empty = np.flatnonzero(~self.mask.any(axis=1))
         if len(empty):
@@ -805,6 +825,13 @@ class _BufferDataset(_Dataset):
         model.fit_normalization([None if x is None or m not in modalities else np.nan_to_num(x) for m, x in enumerate(e.inputs)],
                                 e.mask)
 
+    def inputs_of(self, m: int) -> Optional[np.ndarray]:
+        e = self.experiences
+        x, present = e.inputs[m], e.mask[:, m]
+        if not self.has_inputs or x is None or not present.any():
+            return None
+        return x[present]
+
 
 def as_dataset(model: "LearnableMultiModal", data: Any, mask: Any, name: str, for_training: bool = False) -> _Dataset:
     """Wraps the accepted data forms. ``for_training``: the rows are learned
@@ -854,6 +881,46 @@ def _dropout_mask(mask: np.ndarray, rate: float, rng: np.random.Generator) -> Op
         scores = np.where(mask[emptied], rng.random((int(emptied.sum()), NUM_MODALITIES)), -1.0)
         keep[np.flatnonzero(emptied), scores.argmax(axis=1)] = True
     return keep
+
+
+def _refuse_standardising_to_zero(model: "LearnableMultiModal", train: "_Dataset") -> None:
+    """Refuses data whose every input standardisation would make 0: each
+    present modality's standardisation is learned from these rows and its
+    rows are all the same (one row; copies of one). Every embedding of a
+    fresh model is then 0, and so every gradient: fit ran Adam on zeros,
+    its history flat, after a warning that cross_modal would train."""
+    if not train.has_inputs:
+        return
+    constant = []
+    for m in range(NUM_MODALITIES):
+        rows = train.inputs_of(m)
+        if rows is None:
+            continue
+        if model.normalization(m) is not None or not _all_rows_equal(rows):
+            return  # this modality's inputs vary once standardised: something is learned
+        constant.append(MODALITY_NAMES[m])
+    if not constant:
+        return
+    n, held = len(train), int(train.mask_of(np.arange(len(train))).any(axis=1).sum())
+    rows = ("1 row" if n == 1 else f"1 of its {n} rows holds a modality" if held == 1
+            else f"all {n} rows hold the same {', '.join(constant)} values" if held == n
+            else f"the {held} of its {n} rows that hold a modality hold the same {', '.join(constant)} values")
+    raise InvalidValueError(
+        f"data: {rows}; standardize=True learns each modality's mean from {'it' if held == 1 else 'them'}, so "
+        "every standardised input is 0 and nothing of the data can be learned (a new model's every gradient is 0: "
+        "its loss would stay flat); expected rows that differ, or standardize=False",
+        "data",
+    )
+
+
+def _all_rows_equal(x: np.ndarray) -> bool:
+    """Whether every row of ``x [n, d]`` equals the first (rows that differ
+    usually do so at once: the first two decide without a pass over ``x``)."""
+    if len(x) < 2:
+        return True
+    if not np.array_equal(x[0], x[1]):
+        return False
+    return bool((x == x[0]).all())
 
 
 def _check_training_record(model: "LearnableMultiModal") -> None:
