@@ -449,7 +449,8 @@ def test_an_npz_key_is_read_whatever_the_case_of_the_suffix(tmp_path, capsys) ->
     # "DATA.NPZ: holds arrays ['train', 'test']; pick one with DATA.NPZ:KEY", and then
     # DATA.NPZ:train was "file not found: DATA.NPZ:train": the key was split off .npz only.
     with (tmp_path / "DATA.NPZ").open("wb") as f:
-        np.savez(f, train=np.ones((24, 6)), test=np.zeros((3, 6)))
+        # rows that differ: standardised, rows all the same are 0 everywhere, and training on them is refused
+        np.savez(f, train=np.random.default_rng(0).normal(size=(24, 6)), test=np.zeros((3, 6)))
     line = one_line_error(capsys, ["train", "-m", f"visual={tmp_path / 'DATA.NPZ'}", "--no-progress"])
     assert line.endswith(f"pick one with {tmp_path / 'DATA.NPZ'}:KEY"), line
     out = tmp_path / "m.safetensors"
