@@ -213,9 +213,16 @@ def test_validation_rows_that_hold_no_modality_are_refused():
             fit_with_stopping(m, views(), mask=mask, **{**STOP, "validation_fraction": 0.5, "patience": patience},
                               min_validation_rows=0, **QUIET)
         assert err.value.arg == "validation_fraction" and state(m) == before
-    # One row holding one modality is measured (fused_contrastive aside): trained as before.
+    # One row holding one modality: every validation loss is 0 on it (fused_contrastive too, which
+    # compares rows, as on a single row): val_total was 0.0 every epoch; refused as a single row is.
     empty[0, 0] = True
-    m.fit(views(), validation=views(10, 1), validation_mask=empty, epochs=1, **QUIET)
+    with pytest.raises(InvalidValueError, match=r"^validation: .*only 1 row holds a modality; .* so monitor 'val_total' "
+                                                r"would be 0 every epoch"):
+        m.fit(views(), validation=views(10, 1), validation_mask=empty, epochs=1, **QUIET)
+    assert state(m) == before
+    # Two are measured (fused_contrastive tells them apart): trained as before.
+    empty[1, 0] = True
+    assert m.fit(views(), validation=views(10, 1), validation_mask=empty, epochs=1, **QUIET).epochs[0]["val_total"] > 0
 
 
 def test_a_cross_validation_fold_of_rows_that_hold_no_modality_is_named_by_cv_folds():

@@ -114,7 +114,7 @@ def test_a_record_of_training_fit_cannot_continue_is_named_before_anything_train
     assert model.epochs_trained == 4 and model.history[-1]["epoch"] == 4
 
 
-@pytest.mark.filterwarnings("ignore:data. 1 row:UserWarning")  # what one row leaves at 0, said before the refusal
+@pytest.mark.filterwarnings("ignore:data. (only )?1 row:UserWarning")  # what one row leaves at 0, said before the refusal
 @pytest.mark.parametrize("form", ["one row", "copies of one row", "events"])
 def test_rows_that_standardise_to_0_everywhere_are_refused_not_trained_on(form):
     """fit on one row (or copies of one), standardize=True by default: every
@@ -147,3 +147,31 @@ def test_rows_that_standardise_to_0_everywhere_are_refused_not_trained_on(form):
     trained = small()
     trained.fit(data(), epochs=1, batch_size=8, progress=False)
     assert trained.fit(given, epochs=1, batch_size=8, progress=False).epochs
+
+
+def test_data_of_which_one_row_holds_a_modality_is_treated_as_one_row():
+    """Rows holding nothing are skipped, so one row holding a modality among
+    them is compared with none: fit with only fused_contrastive weighted ran
+    Adam on zero gradients (loss 0.0 every epoch, weights unchanged) where
+    one row alone is refused; the default mix trained cross_modal alone
+    without the one-row warning; validation of such rows recorded val_total
+    0.0 every epoch."""
+    inputs = data(12)
+    one = np.zeros((12, 7), bool)
+    one[4, [0, 1, 2]] = True
+    model = small()
+    before = snapshot(model)
+    with pytest.raises(gm.InvalidValueError, match=r"^data: only 1 row holds a modality; fused_contrastive tell the rows "
+                                                   r"of a batch apart .*expected at least 2 rows holding a modality"):
+        model.fit(inputs, mask=one, objectives={"fused_contrastive": 1.0}, standardize=False, epochs=1, progress=False)
+    with pytest.raises(gm.InvalidValueError, match=r"^validation: .*only 1 row holds a modality; .*so monitor 'val_total' "
+                                                   r"would be 0 every epoch"):
+        model.fit(data(), validation=inputs, validation_mask=one * (np.arange(7) == 0), early_stopping=1, epochs=2,
+                  progress=False)  # its one modality: cross_modal is 0 too
+    assert snapshot(model) == before
+    with pytest.warns(UserWarning, match=r"^data: only 1 row holds a modality; contrastive, binding, fused_contrastive .* "
+                                         r"only cross_modal will train"):
+        model.fit(inputs, mask=one, standardize=False, epochs=1, progress=False)
+    # two rows holding a modality are compared, as before
+    one[7, [0, 1]] = True
+    assert small().fit(inputs, mask=one, objectives={"fused_contrastive": 1.0}, epochs=1, progress=False)["loss"][0] > 0

@@ -83,9 +83,10 @@ def zero_on_one_row(what: str, comparing: Sequence[str]) -> str:
     return f"{what}: {one_row_clause(comparing)}"
 
 
-def one_row_clause(comparing: Sequence[str]) -> str:
-    """Why ``comparing`` (objectives that compare rows) are 0 on data of one row."""
-    return f"1 row; {', '.join(comparing)} tell the rows of a batch apart and are 0 on a single row"
+def one_row_clause(comparing: Sequence[str], rows: str = "1 row") -> str:
+    """Why ``comparing`` (objectives that compare rows) are 0 on data of one
+    row (``rows``: what the data has, e.g. ``"only 1 row holds a modality"``)."""
+    return f"{rows}; {', '.join(comparing)} tell the rows of a batch apart and are 0 on a single row"
 
 
 def check_objective_names(names: "Iterable[str]", name: str) -> None:

@@ -29,7 +29,6 @@ from .checkpoint import _checked_epochs
 from .exceptions import InvalidValueError, NonFiniteError, ShapeError
 from .objectives import (
     ONE_ROW_REMEDY, OBJECTIVES, ROW_COMPARING_OBJECTIVES, all_zero_error, one_row_clause, resolve_weights, split_by_rows,
-    zero_on_one_row,
 )
 from .types import MultiModalEvent
 
@@ -219,7 +218,7 @@ def fit(
     by_name = dict(zip(OBJECTIVES, weights))
     train_mask = train.mask_of(np.arange(len(train)))
     _check_model_computes(model, by_name)
-    _check_rows_to_compare(by_name, len(train), batch_size)
+    _check_rows_to_compare(by_name, len(train), batch_size, int(np.count_nonzero(train_mask.any(axis=1))))
     check_something_trains(by_name, train_mask, "data", train.has_inputs)
     _check_gradients_reach(model, by_name, train_mask, train.has_inputs, objectives is not None)
     if standardize:  # after the refusals of what such rows cannot train, whose messages say more of the objectives
@@ -1061,11 +1060,12 @@ def untrainable_objectives(encoder_objectives: Optional[Sequence[str]], learnabl
     return why
 
 
-def _check_rows_to_compare(weights: Mapping[str, float], rows: int, batch_size: int) -> None:
-    """Refuses a fit in which nothing can learn (one row, and only objectives
-    that compare rows weighted: every step would be Adam on zero gradients,
-    as with every weight 0) and warns when some weighted objectives will
-    contribute nothing (one row, or batches of one row)."""
+def _check_rows_to_compare(weights: Mapping[str, float], rows: int, batch_size: int, held: int) -> None:
+    """Refuses a fit in which nothing can learn (one row, or ``held``, the
+    rows holding a modality, one; and only objectives that compare rows
+    weighted: every step would be Adam on zero gradients, as with every
+    weight 0) and warns when some weighted objectives will contribute
+    nothing (one such row, or batches of one row)."""
     comparing, learning = split_by_rows(weights)
     if batch_size == 2 and rows >= 3 and weights.get("neighborhood", 0.0) > 0:
         warnings.warn(
@@ -1075,12 +1075,15 @@ def _check_rows_to_compare(weights: Mapping[str, float], rows: int, batch_size: 
             UserWarning,
             stacklevel=4,
         )
-    if not comparing or (rows >= 2 and batch_size >= 2):
+    if not comparing or (held >= 2 and batch_size >= 2):
         return
-    if rows < 2:
+    if held < 2:  # rows holding nothing are skipped: the one left is compared with none
+        one_row = rows < 2
+        clause = f"data: {one_row_clause(comparing, _ONE_ROW if one_row else _ONE_HELD_ROW)}"
         if not learning:
-            raise InvalidValueError(f"{zero_on_one_row('data', comparing)}, so nothing would train; {ONE_ROW_REMEDY}", "data")
-        warnings.warn(f"{zero_on_one_row('data', comparing)}; only {', '.join(learning)} will train", UserWarning, stacklevel=4)
+            remedy = ONE_ROW_REMEDY if one_row else ONE_ROW_REMEDY.replace("2 rows", "2 rows holding a modality")
+            raise InvalidValueError(f"{clause}, so nothing would train; {remedy}", "data")
+        warnings.warn(f"{clause}; only {', '.join(learning)} will train", UserWarning, stacklevel=4)
     else:
         warnings.warn(
             f"batch_size: 1; {', '.join(comparing)} tell the rows of a batch apart and are 0 on batches of one row "
@@ -1120,11 +1123,16 @@ def unmeasured_objectives(weights: Mapping[str, float], mask: np.ndarray, has_in
     why["reconstruction"] = None if has_inputs else "recorded embeddings hold no inputs to reconstruct"
     if len(present) < 2:
         why.update(dict.fromkeys(ROW_COMPARING_OBJECTIVES, _ONE_ROW))
+    elif np.count_nonzero(present.any(axis=1)) < 2:  # rows holding nothing are skipped: one row is compared with none
+        why.update(dict.fromkeys(ROW_COMPARING_OBJECTIVES, _ONE_HELD_ROW))
     return {o: why[o] for o, w in weights.items() if w > 0 and why.get(o) is not None}
 
 
 #: The reason :func:`unmeasured_objectives` gives for the objectives that compare rows, on one row.
 _ONE_ROW = "1 row"
+#: ... and on rows of which one holds a modality (the others hold none, and are skipped).
+_ONE_HELD_ROW = "only 1 row holds a modality"
+_ONE_ROW_REASONS = frozenset({_ONE_ROW, _ONE_HELD_ROW})
 
 
 def _zero_because(zero: Mapping[str, str], objectives: Sequence[str]) -> str:
@@ -1132,7 +1140,7 @@ def _zero_because(zero: Mapping[str, str], objectives: Sequence[str]) -> str:
     by_reason: Dict[str, List[str]] = {}
     for o in objectives:
         by_reason.setdefault(zero[o], []).append(o)
-    return "; ".join(one_row_clause(names) if why == _ONE_ROW else
+    return "; ".join(one_row_clause(names, why) if why in _ONE_ROW_REASONS else
                      f"{why} ({', '.join(names)} {'is' if len(names) == 1 else 'are'} 0 on them)"
                      for why, names in sorted(by_reason.items()))
 
@@ -1146,8 +1154,9 @@ def check_something_trains(weights: Mapping[str, float], mask: np.ndarray, arg: 
     if weighted and all(o in zero for o in weighted):
         reasons = {zero[o] for o in weighted}
         remedy = (ONE_ROW_REMEDY if reasons == {_ONE_ROW}
+                  else ONE_ROW_REMEDY.replace("2 rows", "2 rows holding a modality") if reasons == {_ONE_HELD_ROW}
                   # one row of one modality: cross_modal is the one objective left that learns from one row
-                  else "expected at least 2 rows, or a row holding two modalities for cross_modal" if _ONE_ROW in reasons
+                  else "expected at least 2 rows, or a row holding two modalities for cross_modal" if reasons & _ONE_ROW_REASONS
                   else "expected data they learn from, or another objective (fused_contrastive learns from rows of one "
                        "modality, neighborhood and reconstruction from inputs)")
         raise InvalidValueError(f"{arg}: {_zero_because(zero, weighted)}, so nothing would train; {remedy}", arg)
@@ -1210,21 +1219,21 @@ def check_validation_measures(weights: Mapping[str, float], mask: np.ndarray, mo
     zero = unmeasured_objectives(weights, mask, has_inputs)
     if not zero:
         return
-    one_row = len(mask) < 2
+    one_row = np.count_nonzero(present.any(axis=1)) < 2  # rows holding nothing are skipped
     weighted = [o for o, w in weights.items() if w > 0]
     watched = [o for o in zero if monitor == f"val_{o}"]
     if not watched and monitor == "val_total" and all(o in zero for o in weighted):
         watched = weighted
     if watched and (early_stopping or one_row):
         reasons = {zero[o] for o in watched}
-        need = ("at least 2 rows" if _ONE_ROW in reasons
+        need = ("at least 2 rows" if _ONE_ROW in reasons else "at least 2 rows holding a modality" if _ONE_HELD_ROW in reasons
                 else "validation data with inputs" if {"neighborhood", "reconstruction"} & set(watched)
                 else "at least 2 rows holding the same two modalities" if any(o != "cross_modal" for o in watched)
                 else "a row holding two modalities")
         stopping = " (early stopping would keep the first epoch)" if early_stopping else ""
         raise InvalidValueError(
             f"{what}: {_zero_because(zero, watched)}, so monitor {monitor!r} would be 0 every epoch{stopping}; "
-            f"expected {need}{otherwise if early_stopping and _ONE_ROW not in reasons else ''}", arg,
+            f"expected {need}{otherwise if early_stopping and not reasons & _ONE_ROW_REASONS else ''}", arg,
         )
     if one_row:
         warnings.warn(f"{what}: {_zero_because(zero, list(zero))}: their val_ losses will be 0", UserWarning, stacklevel=4)
