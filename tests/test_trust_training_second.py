@@ -175,3 +175,21 @@ def test_data_of_which_one_row_holds_a_modality_is_treated_as_one_row():
     # two rows holding a modality are compared, as before
     one[7, [0, 1]] = True
     assert small().fit(inputs, mask=one, objectives={"fused_contrastive": 1.0}, epochs=1, progress=False)["loss"][0] > 0
+
+
+def test_a_buffer_whose_every_reward_is_1_is_refused_when_only_seed_consistency_would_train():
+    """seed_consistency weighs each experience by 1 - reward: with every
+    reward 1 and it alone weighted, fit ran Adam on zero gradients, its loss
+    0.0 every epoch, without a word."""
+    recorder = small()
+    recorder.record_batch(data(), rewards=np.ones(24))
+    model = small()
+    before = snapshot(model)
+    with pytest.raises(gm.InvalidValueError, match=r"^data: every experience's reward is 1, and seed_consistency"):
+        model.fit(recorder.experience, objectives={"seed_consistency": 1.0}, epochs=1, batch_size=8, progress=False)
+    assert snapshot(model) == before
+    # beside other objectives, or with one reward below 1, it trains as before
+    assert model.fit(recorder.experience, epochs=1, batch_size=8, progress=False).epochs
+    recorder.record_batch({k: v[:2] for k, v in data().items()}, rewards=np.array([1.0, 0.5]))
+    assert small().fit(recorder.experience, objectives={"seed_consistency": 1.0}, epochs=1, batch_size=8,
+                       progress=False)["loss"][0] > 0

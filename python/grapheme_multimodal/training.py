@@ -220,6 +220,7 @@ def fit(
     _check_model_computes(model, by_name)
     _check_rows_to_compare(by_name, len(train), batch_size, int(np.count_nonzero(train_mask.any(axis=1))))
     check_something_trains(by_name, train_mask, "data", train.has_inputs)
+    _refuse_rewards_of_1(by_name, train)
     _check_gradients_reach(model, by_name, train_mask, train.has_inputs, objectives is not None)
     if standardize:  # after the refusals of what such rows cannot train, whose messages say more of the objectives
         _refuse_standardising_to_zero(model, train)
@@ -880,6 +881,21 @@ def _dropout_mask(mask: np.ndarray, rate: float, rng: np.random.Generator) -> Op
         scores = np.where(mask[emptied], rng.random((int(emptied.sum()), NUM_MODALITIES)), -1.0)
         keep[np.flatnonzero(emptied), scores.argmax(axis=1)] = True
     return keep
+
+
+def _refuse_rewards_of_1(weights: Mapping[str, float], train: "_Dataset") -> None:
+    """Refuses an experience buffer whose every reward is 1 when
+    ``seed_consistency`` is the only objective weighted: it weighs each row
+    by ``1 - reward``, so it was 0 on every row and fit ran Adam on zero
+    gradients, its loss 0.0 every epoch."""
+    if not isinstance(train, _BufferDataset) or [o for o, w in weights.items() if w > 0] != ["seed_consistency"]:
+        return
+    if (train.experiences.rewards == 1).all():
+        raise InvalidValueError(
+            "data: every experience's reward is 1, and seed_consistency, the only objective weighted, weighs each by "
+            "1 - reward, so it is 0 on every one and nothing would train; expected rewards below 1, or other objectives "
+            "weighted (binding, cross_modal, fused_contrastive learn from recorded embeddings)", "data",
+        )
 
 
 def _refuse_standardising_to_zero(model: "LearnableMultiModal", train: "_Dataset") -> None:
