@@ -137,6 +137,9 @@ def test_rows_that_standardise_to_0_everywhere_are_refused_not_trained_on(form):
     if form == "copies of one row":
         varied = {**given, "visual": data(5)["visual"]}
         assert small().fit(varied, epochs=1, batch_size=8, progress=False).epochs
+        last_differs = {k: v.copy() for k, v in given.items()}
+        last_differs["auditory"][-1] += 1.0
+        assert small().fit(last_differs, epochs=1, batch_size=8, progress=False).epochs
     if form == "one row":  # one row holding anything among rows that hold nothing: the same
         mask = np.zeros((6, 7), bool)
         mask[2, [0, 1, 2]] = True

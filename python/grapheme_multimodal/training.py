@@ -539,9 +539,10 @@ class _Dataset:
         """Learns the standardisation of the slots ``modalities`` from these rows (those present in none keep none)."""
         raise NotImplementedError
 
-    def inputs_of(self, m: int) -> Optional[np.ndarray]:
-        """The input rows of slot ``m`` that :meth:`fit_normalization` learns
-        from (``None`` when none is present, or the data holds no inputs)."""
+    def inputs_of(self, m: int) -> Optional["tuple[np.ndarray, Optional[np.ndarray]]"]:
+        """``(x, present)``: the inputs of slot ``m`` and which of their rows
+        :meth:`fit_normalization` learns from (``None``: all); ``None`` when
+        none is present, or the data holds no inputs. Not copied."""
         raise NotImplementedError
 
     def in_user_rows(self, err: NonFiniteError, rows: np.ndarray) -> NonFiniteError:
@@ -599,11 +600,11 @@ class _ArrayDataset(_Dataset):
     def fit_normalization(self, model: "LearnableMultiModal", modalities: Sequence[int]) -> None:
         model.fit_normalization([a if m in modalities else None for m, a in enumerate(self.arrays)], self.mask)
 
-    def inputs_of(self, m: int) -> Optional[np.ndarray]:
+    def inputs_of(self, m: int) -> Optional["tuple[np.ndarray, Optional[np.ndarray]]"]:
         x, present = self.arrays[m], self.mask[:, m]
         if x is None or not present.any():
             return None
-        return x if present.all() else x[present]
+        return x, None if present.all() else present
 
     def check(self, name: str) -> None:
         for m, x in enumerate(self.arrays):
@@ -738,9 +739,9 @@ class _EventDataset(_Dataset):
             if table is not None and m in modalities:  # every component of the table is present
                 model.fit_normalization({m: table[0]})
 
-    def inputs_of(self, m: int) -> Optional[np.ndarray]:
+    def inputs_of(self, m: int) -> Optional["tuple[np.ndarray, Optional[np.ndarray]]"]:
         table = self.tables[m]
-        return None if table is None else table[0]
+        return None if table is None else (table[0], None)  # every component of the table is present
 
     def check(self, name: str) -> None:
         empty = np.flatnonzero(~self.mask.any(axis=1))
@@ -825,12 +826,11 @@ class _BufferDataset(_Dataset):
         model.fit_normalization([None if x is None or m not in modalities else np.nan_to_num(x) for m, x in enumerate(e.inputs)],
                                 e.mask)
 
-    def inputs_of(self, m: int) -> Optional[np.ndarray]:
+    def inputs_of(self, m: int) -> Optional["tuple[np.ndarray, Optional[np.ndarray]]"]:
         e = self.experiences
-        x, present = e.inputs[m], e.mask[:, m]
-        if not self.has_inputs or x is None or not present.any():
+        if not self.has_inputs or e.inputs[m] is None or not e.mask[:, m].any():
             return None
-        return x[present]
+        return e.inputs[m], e.mask[:, m]
 
 
 def as_dataset(model: "LearnableMultiModal", data: Any, mask: Any, name: str, for_training: bool = False) -> _Dataset:
@@ -908,10 +908,10 @@ def _refuse_standardising_to_zero(model: "LearnableMultiModal", train: "_Dataset
         return
     constant = []
     for m in range(NUM_MODALITIES):
-        rows = train.inputs_of(m)
-        if rows is None:
+        inputs = train.inputs_of(m)
+        if inputs is None:
             continue
-        if model.normalization(m) is not None or not _all_rows_equal(rows):
+        if model.normalization(m) is not None or not _all_rows_equal(*inputs):
             return  # this modality's inputs vary once standardised: something is learned
         constant.append(MODALITY_NAMES[m])
     if not constant:
@@ -928,14 +928,23 @@ def _refuse_standardising_to_zero(model: "LearnableMultiModal", train: "_Dataset
     )
 
 
-def _all_rows_equal(x: np.ndarray) -> bool:
-    """Whether every row of ``x [n, d]`` equals the first (rows that differ
-    usually do so at once: the first two decide without a pass over ``x``)."""
-    if len(x) < 2:
+def _all_rows_equal(x: np.ndarray, present: Optional[np.ndarray] = None) -> bool:
+    """Whether the rows of ``x [n, d]`` (those ``present`` marks, when given)
+    are all the same. Rows that differ usually do so at once: the first two
+    decide, without a pass over ``x``; else it is read in blocks, not copied."""
+    rows = None if present is None else np.flatnonzero(present)
+    count = len(x) if rows is None else len(rows)
+    if count < 2:
         return True
-    if not np.array_equal(x[0], x[1]):
+    first, second = (x[0], x[1]) if rows is None else (x[rows[0]], x[rows[1]])
+    if not np.array_equal(first, second):
         return False
-    return bool((x == x[0]).all())
+    block = max(1, (1 << 22) // max(1, x.shape[1]))
+    for start in range(0, count, block):
+        chunk = x[start : start + block] if rows is None else x[rows[start : start + block]]
+        if not (chunk == first).all():
+            return False
+    return True
 
 
 def _check_training_record(model: "LearnableMultiModal") -> None:
