@@ -196,3 +196,21 @@ def test_a_buffer_whose_every_reward_is_1_is_refused_when_only_seed_consistency_
     recorder.record_batch({k: v[:2] for k, v in data().items()}, rewards=np.array([1.0, 0.5]))
     assert small().fit(recorder.experience, objectives={"seed_consistency": 1.0}, epochs=1, batch_size=8,
                        progress=False)["loss"][0] > 0
+
+
+def test_fit_trains_with_the_objectives_it_checked_when_the_caller_s_dict_changes_during_it():
+    """Each step read the caller's objectives dict: a metric (or another
+    thread) that changed it changed the objectives halfway, past fit's
+    checks: epochs 2 and 3 trained binding too, and a reconstruction weight
+    on a model without decoders failed the second epoch naming "weights"."""
+    objectives = {"contrastive": 1.0, "cross_modal": 1.0}
+
+    def tuning(model):
+        objectives["binding"] = 5.0
+        return 1.0
+
+    history = small().fit(data(), objectives=objectives, metrics={"tuning": tuning}, epochs=3, batch_size=8, progress=False)
+    assert all("binding" not in record for record in history.epochs)
+    reference = small().fit(data(), objectives={"contrastive": 1.0, "cross_modal": 1.0}, epochs=3, batch_size=8,
+                            progress=False)
+    assert history["loss"] == reference["loss"]

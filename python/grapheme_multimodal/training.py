@@ -212,6 +212,10 @@ def fit(
     if validation is None and validation_mask is not None:  # else it would be ignored unseen
         raise InvalidValueError("validation_mask: given without validation; expected it only beside validation data", "validation_mask")
     val = as_dataset(model, validation, validation_mask, "validation") if validation is not None else None
+    if isinstance(objectives, Mapping):
+        # the weights checked here are the ones every step uses: each step read the caller's dict,
+        # and a metric (or another thread) that changed it changed the objectives halfway, unchecked
+        objectives = dict(objectives)
     weights = resolve_weights(objectives, train.has_fused, "objectives")
     if max(weights) <= 0:
         raise all_zero_error(objectives, "objectives")
