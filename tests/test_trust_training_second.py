@@ -214,3 +214,23 @@ def test_fit_trains_with_the_objectives_it_checked_when_the_caller_s_dict_change
     reference = small().fit(data(), objectives={"contrastive": 1.0, "cross_modal": 1.0}, epochs=3, batch_size=8,
                             progress=False)
     assert history["loss"] == reference["loss"]
+
+
+def test_numpy_s_small_ints_are_taken_as_the_numbers_they_are():
+    """fit(batch_size=np.uint8(200)) on 300 rows sliced order[200:200 + 200],
+    which uint8 wrapped to order[200:144]: 100 rows never trained, numpy's
+    "overflow encountered in scalar add" the only sign; fit_with_stopping's
+    cross-validation with epochs=np.int8(127) ran range(1, 127 + 1 = -128),
+    no epoch, and trained the model 0 epochs."""
+    import warnings
+
+    from grapheme_multimodal.stopping import fit_with_stopping
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's overflow warnings
+        small_ints = small().fit(data(300), epochs=np.uint8(1), batch_size=np.uint8(200), seed=np.uint8(3), progress=False)
+        plain = small().fit(data(300), epochs=1, batch_size=200, seed=3, progress=False)
+        assert small_ints["loss"] == plain["loss"]
+        stopped = fit_with_stopping(small(), data(40), validation_fraction=0.2, patience=np.int8(1), cv_folds=np.int8(2),
+                                    monitor="val_total", epochs=np.int8(127), batch_size=16, progress=False)
+    assert stopped.cv_curve and len(stopped.epochs) >= 1

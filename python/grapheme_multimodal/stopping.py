@@ -50,10 +50,10 @@ def cv_folds_for(n_rows: int, validation_fraction: float, min_validation_rows: i
     then ``folds``, fewer when some fold would hold out fewer than 2 rows
     (and 0 when not even 2 folds can)."""
     # a public helper: a fraction of 2.0 (20 rows held out of 10) gave 5 folds, NaN numpy's unnamed error
-    _check_int(n_rows, "n_rows", 0)
+    n_rows = _check_int(n_rows, "n_rows", 0)
     validation_fraction = _check_fraction(validation_fraction, "validation_fraction")
-    _check_int(min_validation_rows, "min_validation_rows", 0)
-    _check_int(folds, "folds", 0)
+    min_validation_rows = _check_int(min_validation_rows, "min_validation_rows", 0)
+    folds = _check_int(folds, "folds", 0)
     n_val = int(round(n_rows * validation_fraction))
     if folds < 2 or n_val >= min_validation_rows or n_val < 2:
         return 0
@@ -119,12 +119,13 @@ def fit_with_stopping(
     ``fit``.
     """
     refuse_in_metric(model, "fit")  # from a metric of this model's fit: before the folds train
-    _check_int(epochs, "epochs", 0)
-    _check_int(patience, "patience", 0)
-    _check_int(min_validation_rows, "min_validation_rows", 0)
-    _check_int(cv_folds, "cv_folds", 0)
+    # Python ints: numpy's small ones wrap (np.int8(127) epochs: range(1, epochs + 1) ran none, and the model 0)
+    epochs = _check_int(epochs, "epochs", 0)
+    patience = _check_int(patience, "patience", 0)
+    min_validation_rows = _check_int(min_validation_rows, "min_validation_rows", 0)
+    cv_folds = _check_int(cv_folds, "cv_folds", 0)
     seed = model.config.seed if seed is None else seed
-    _check_int(seed, "seed", 0)  # else numpy's "expected non-negative integer" when the rows are drawn
+    seed = _check_int(seed, "seed", 0)  # else numpy's "expected non-negative integer" when the rows are drawn
     _check_fraction(validation_fraction, "validation_fraction")  # with validation given too: NaN or 2.0 passed unseen
     if validation is None and validation_mask is not None:  # fit refuses it; here it was dropped unseen
         raise InvalidValueError("validation_mask: given without validation; expected it only beside validation data",

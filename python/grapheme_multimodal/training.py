@@ -193,15 +193,15 @@ def fit(
     """
     refuse_in_metric(model, "fit")  # first: nothing checked or changed yet
     _check_training_record(model)
-    _check_int(epochs, "epochs", 0)
-    _check_int(batch_size, "batch_size", 1)
+    # Python ints: numpy's small ones wrap (np.uint8(200) batches of 300 rows: order[200:144], the rest never trained)
+    epochs = _check_int(epochs, "epochs", 0)
+    batch_size = _check_int(batch_size, "batch_size", 1)
     check_flag(standardize, "standardize")  # "no" would be true, and standardise
     check_flag(progress, "progress")  # "no" would be true, and draw a bar
     modality_dropout = _check_fraction(modality_dropout, "modality_dropout")
     if early_stopping is not None:
-        _check_int(early_stopping, "early_stopping", 1)
-    seed = model.config.seed if seed is None else seed
-    _check_int(seed, "seed", 0)
+        early_stopping = _check_int(early_stopping, "early_stopping", 1)
+    seed = _check_int(model.config.seed if seed is None else seed, "seed", 0)
     ema_decay = check_decay(ema_decay)
     lr = model._learning_rate(lr)
     metrics = _checked_metrics(metrics)
@@ -963,9 +963,11 @@ def _check_training_record(model: "LearnableMultiModal") -> None:
             f"model.history: expected a list of epoch records, got {type(model.history).__name__}", "model.history")
 
 
-def _check_int(value: Any, name: str, minimum: int) -> None:
+def _check_int(value: Any, name: str, minimum: int) -> int:
+    """``value`` as a Python int when it is an int (numpy's too, not a bool) >= ``minimum``."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise InvalidValueError(f"{name}: expected an int >= {minimum}, got {value!r}", name)
+    return int(value)
 
 
 #: The most steps Adam counts (as the objectives their draws, one a step):
