@@ -234,3 +234,24 @@ def test_numpy_s_small_ints_are_taken_as_the_numbers_they_are():
         stopped = fit_with_stopping(small(), data(40), validation_fraction=0.2, patience=np.int8(1), cv_folds=np.int8(2),
                                     monitor="val_total", epochs=np.int8(127), batch_size=16, progress=False)
     assert stopped.cv_curve and len(stopped.epochs) >= 1
+
+
+def test_train_step_refuses_a_batch_whose_mask_leaves_nothing_to_learn_from():
+    """A mask marking nothing present took an Adam step on zero gradients
+    (the model moved by its momentum; fit refuses such data); one row holding
+    a modality among rows holding none, with only contrastive weighted,
+    passed the one-row refusal (it counted rows, not rows holding one)."""
+    model = small()
+    model.fit(data(), epochs=1, batch_size=8, progress=False)  # momentum to move by
+    before = snapshot(model)
+    mask = np.zeros((6, 7), bool)
+    with pytest.raises(gm.InvalidValueError, match=r"^batch: no row holds a modality \(the mask is False everywhere\)"):
+        model.train_step(data(6), mask)
+    mask[2, [0, 1, 2]] = True
+    with pytest.raises(gm.InvalidValueError, match=r"^batch: only 1 row holds a modality; contrastive tell the rows"):
+        model.train_step(data(6), mask, weights={"contrastive": 1.0})
+    assert snapshot(model) == before
+    # one such row with cross_modal, or two rows holding a modality, train as before
+    model.train_step(data(6), mask)
+    mask[3, [0, 1]] = True
+    assert model.train_step(data(6), mask, weights={"contrastive": 1.0})["contrastive"] > 0

@@ -14,7 +14,8 @@ from ._validation import as_finite_float, as_float32, as_real_array, as_seed, ch
 from .exceptions import InvalidValueError
 from .batch import Batch, Inputs, component_parts, event_components
 from .objectives import (
-    ONE_ROW_REMEDY, OBJECTIVES, ROW_COMPARING_OBJECTIVES, all_zero_error, resolve_weights, split_by_rows, zero_on_one_row,
+    ONE_ROW_REMEDY, OBJECTIVES, ROW_COMPARING_OBJECTIVES, all_zero_error, one_row_clause, resolve_weights, split_by_rows,
+    zero_on_one_row,
 )
 from .types import MultiModalEvent
 
@@ -25,20 +26,31 @@ _LEARN_FROM_ONE_ROW = tuple(i for i, o in enumerate(OBJECTIVES) if o not in ROW_
 
 def _check_rows_to_learn_from(batch: "_CoreBatch", weights: List[float]) -> None:
     """Refuses a step with nothing to learn from, as :func:`fit` refuses
-    such data: no rows, or one row and only objectives that compare rows
-    weighted. Every loss would be 0, and an Adam step on zero gradients
-    still moves every weight by its momentum."""
+    such data: no rows, no row holding a modality, or one (holding one) and
+    only objectives that compare rows weighted. Every loss would be 0, and
+    an Adam step on zero gradients still moves every weight by its momentum."""
     rows = batch.components[0] if batch.components is not None else len(batch.mask)
-    if rows >= 2:
-        return
     if rows == 0:
         raise InvalidValueError("batch: no rows; expected at least one row to train on", "batch")
+    if batch.mask is not None and not np.count_nonzero(batch.mask):  # count_nonzero: a fraction of any()'s cost
+        # every loss 0: an Adam step on zero gradients, as fit refuses such data
+        raise InvalidValueError("batch: no row holds a modality (the mask is False everywhere); expected at least one "
+                                "present modality to train on", "batch")
     for i in _LEARN_FROM_ONE_ROW:  # the common case (cross_modal weighted) without building the split
         if weights[i] > 0:
             return
+    # Only objectives that compare rows: they need two rows holding a modality (the others are skipped;
+    # an event's components always hold one)
+    held = rows if rows < 2 or batch.mask is None else int(np.count_nonzero(batch.mask.any(axis=1)))
+    if held >= 2:
+        return
     comparing, learning = split_by_rows(dict(zip(OBJECTIVES, weights)))
     if comparing and not learning:
-        raise InvalidValueError(f"{zero_on_one_row('batch', comparing)}, so this step would train nothing; {ONE_ROW_REMEDY}", "batch")
+        if rows < 2:
+            raise InvalidValueError(f"{zero_on_one_row('batch', comparing)}, so this step would train nothing; {ONE_ROW_REMEDY}", "batch")
+        raise InvalidValueError(
+            f"batch: {one_row_clause(comparing, 'only 1 row holds a modality')}, so this step would train nothing; "
+            f"{ONE_ROW_REMEDY.replace('2 rows', '2 rows holding a modality')}", "batch")
 
 
 def _objective_weights(weights: Optional[Mapping[str, float]], has_fused: bool, training: bool) -> List[float]:
@@ -116,7 +128,8 @@ class LearningMixin:
         :class:`InvalidValueError` naming the cause (``lr``,
         ``learning_rate``, ``weight_decay``, the gradients or the inputs),
         and the model, its gradients and its draw counter stay as they were.
-        A batch with nothing to learn from (no rows; one row with only
+        A batch with nothing to learn from (no rows; no row holding a
+        modality; one row, or one holding a modality, with only
         contrastive, binding or fused_contrastive weighted, which compare
         rows) is refused with an :class:`InvalidValueError`, as :func:`fit`
         refuses such data.
