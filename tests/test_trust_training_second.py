@@ -255,3 +255,24 @@ def test_train_step_refuses_a_batch_whose_mask_leaves_nothing_to_learn_from():
     model.train_step(data(6), mask)
     mask[3, [0, 1]] = True
     assert model.train_step(data(6), mask, weights={"contrastive": 1.0})["contrastive"] > 0
+
+
+def test_validation_holding_a_modality_no_training_reaches_is_said() -> None:
+    """Validation holding a modality the training data never holds counted
+    that encoder's untrained, unstandardised embeddings in every val_ loss
+    (and so in early stopping) without a word."""
+    import warnings
+
+    rng = np.random.default_rng(0)
+    model = gm.LearnableMultiModal(embed_dim=8, hidden_dim=8, num_heads=2, seed=0,
+                                   input_dims={"visual": 4, "auditory": 3, "linguistic": 5})
+    train = {"visual": rng.normal(size=(20, 4)), "linguistic": rng.normal(size=(20, 5))}
+    val = {"visual": rng.normal(size=(6, 4)), "auditory": rng.normal(size=(6, 3)), "linguistic": rng.normal(size=(6, 5))}
+    with pytest.warns(gm.UntrainedModalityWarning, match=r"^validation: modality 'auditory' is present in 6 of its rows "
+                      r"but in no row of data.*initial random weights and its inputs unstandardised") as record:
+        model.fit(train, epochs=1, validation=val, progress=False)
+    assert len(record) == 1 and record[0].filename == __file__  # said once, at the user's call
+    model.fit({**train, "auditory": rng.normal(size=(20, 3))}, epochs=1, progress=False)  # now it has trained
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.fit(train, epochs=1, validation=val, progress=False)  # an encoder trained earlier: nothing to say

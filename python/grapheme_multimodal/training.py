@@ -26,7 +26,7 @@ from .averaging import resume as resume_average
 from .batch import Batch, event_components
 from .buffer import ExperienceBuffer
 from .checkpoint import _checked_epochs
-from .exceptions import InvalidValueError, NonFiniteError, ShapeError
+from .exceptions import InvalidValueError, NonFiniteError, ShapeError, UntrainedModalityWarning
 from .objectives import (
     ONE_ROW_REMEDY, OBJECTIVES, ROW_COMPARING_OBJECTIVES, all_zero_error, one_row_clause, resolve_weights, split_by_rows,
 )
@@ -127,6 +127,10 @@ def fit(
             So is early stopping on an objective its rows make 0 every
             epoch: ``contrastive`` and ``binding`` need two rows holding the
             same two modalities, ``cross_modal`` a row holding two.
+            A modality it holds that no row of ``data`` holds, and no
+            earlier training reached, gets an
+            :class:`~grapheme_multimodal.UntrainedModalityWarning`: its
+            untrained encoder's embeddings count in the validation losses.
         metrics: extra validation metrics, ``{name: fn(model) -> float}``,
             recorded as ``val_<name>`` (so no name may be ``total`` or an
             objective's: those are the validation losses). ``fn`` sees the
@@ -245,6 +249,8 @@ def fit(
                                   "validation", early_stopping is not None, ", or early_stopping=None", val.has_inputs,
                                   "validation_mask" if validation_mask is not None else None)
     mode = resolve_mode(monitor, mode)
+    if val is not None and val.has_inputs and train.has_inputs:
+        _warn_of_validation_modalities_data_lacks(model, train_mask, val.mask_of(np.arange(len(val))), standardize)
 
     with model._lock.updating():  # other writers wait; readers get in between steps
         before = _TrainingState.of(model)
@@ -1268,6 +1274,28 @@ def check_validation_measures(weights: Mapping[str, float], mask: np.ndarray, mo
         )
     if one_row:
         warnings.warn(f"{what}: {_zero_because(zero, list(zero))}: their val_ losses will be 0", UserWarning, stacklevel=4)
+
+
+def _warn_of_validation_modalities_data_lacks(
+    model: "LearnableMultiModal", train_mask: np.ndarray, val_mask: np.ndarray, standardize: bool
+) -> None:
+    """An :class:`UntrainedModalityWarning` for each modality that
+    validation holds, no row of data holds and no earlier training reached:
+    this fit leaves its encoder at its initial random weights, and the
+    validation losses (so early stopping and the best epoch) count its
+    embeddings, without a word."""
+    record = model._core.trained_rows()
+    for m in np.flatnonzero(val_mask.any(axis=0) & ~train_mask.any(axis=0)):
+        if record is not None and record[m]:  # trained by an earlier fit: its encoder is learned
+            continue
+        raw = " and its inputs unstandardised" if standardize and model.normalization(int(m)) is None else ""
+        warnings.warn(
+            f"validation: modality {MODALITY_NAMES[m]!r} is present in {int(val_mask[:, m].sum())} of its rows but in "
+            f"no row of data, and no earlier training reached its encoder: this fit leaves it at its initial random "
+            f"weights{raw}, and the validation losses count its untrained embeddings; expected validation of the "
+            "modalities data holds, or data that holds it too",
+            UntrainedModalityWarning, stacklevel=4,
+        )
 
 
 def _check_monitor(monitor: Any, has_validation: bool, metrics: Mapping[str, Metric]) -> None:
