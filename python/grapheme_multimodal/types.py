@@ -64,6 +64,13 @@ class Modality(enum.Enum):
         errors name ``arg``, the caller's argument that held ``value``."""
         if isinstance(value, Modality):
             return value
+        if isinstance(value, enum.Enum):
+            # a member of another enum: an IntEnum's value was read as a slot index (View.TEXT = 0
+            # became visual) and a str enum's as a name, whatever that enum meant by it
+            raise TypeError(
+                f"{arg}: got {value!r}, a member of {type(value).__name__}, not of Modality; "
+                f"expected a Modality, a name or an index (pass its .name or .value if that is one)"
+            )
         if isinstance(value, str):
             try:
                 return cls[value.upper()]
@@ -147,8 +154,11 @@ class CrossModalBinding:
             object.__setattr__(self, name, _endpoint(getattr(self, name), name))
         object.__setattr__(self, "strength", _clamp01(self.strength, "strength"))
         if not isinstance(self.binding_type, BindingType):
+            value = self.binding_type
+            if isinstance(value, str):  # any case, as a modality's name: the spec writes them "Reference", ...
+                value = value.lower()
             try:
-                object.__setattr__(self, "binding_type", BindingType(self.binding_type))
+                object.__setattr__(self, "binding_type", BindingType(value))
             except ValueError:
                 names = ", ".join(repr(b.value) for b in BindingType)
                 raise InvalidValueError(
@@ -309,6 +319,13 @@ class MultiModalEvent:
     bindings: List[CrossModalBinding] = field(default_factory=list)
     timestamp: Optional[float] = None
 
+    def __repr__(self) -> str:
+        # the dataclass's repr printed every component: megabytes for an event of thousands
+        return (
+            f"{type(self).__name__}(id={self.id!r}, components={bounded_repr(self.components)}, "
+            f"bindings={bounded_repr(self.bindings)}, timestamp={self.timestamp!r})"
+        )
+
     def __setattr__(self, name: str, value: Any) -> None:
         if name == "id":
             value = _event_id(value)
@@ -375,6 +392,26 @@ class MultiModalEvent:
 
 
 _FLOAT32 = np.dtype(np.float32)
+
+#: The items a repr shows of a long list (then how many more there are), and the
+#: characters it shows of anything else.
+_REPR_ITEMS = 5
+_REPR_CHARS = 1000
+
+
+def bounded_repr(value: Any) -> str:
+    """``repr(value)`` that stays short: a list or tuple shows its first
+    ``_REPR_ITEMS`` items (then how many more there are), and the repr of
+    anything else is cut at ``_REPR_CHARS`` characters."""
+    if type(value) in (list, tuple) and value:
+        shown = [bounded_repr(v) for v in value[:_REPR_ITEMS]]
+        if len(value) > _REPR_ITEMS:
+            shown.append(f"... {len(value) - _REPR_ITEMS:,} more")
+        if type(value) is list:
+            return "[" + ", ".join(shown) + "]"
+        return "(" + ", ".join(shown) + ("," if len(value) == 1 else "") + ")"
+    text = repr(value)
+    return text if len(text) <= _REPR_CHARS else text[:_REPR_CHARS] + f"... ({len(text) - _REPR_CHARS:,} more characters)"
 
 
 def _not_a_component(name: str, value: Any) -> str:
