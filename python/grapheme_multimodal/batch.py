@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, List, Mapping, Optional, Sequence, Tuple, Union
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Any, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from ._core import NUM_MODALITIES
 from ._validation import as_float32, as_real_array, check_flag, describe
 from .buffer import ExperienceBatch, ExperienceBuffer
-from .exceptions import InvalidValueError, ShapeError
-from .types import ModalGraph, Modality, MultiModalEvent
+from .exceptions import InvalidValueError, NonFiniteError, ShapeError
+from .types import ModalFeatures, ModalGraph, Modality, MultiModalEvent, bounded_repr
 
 if TYPE_CHECKING:
     from .config import LearnableMultiModalConfig
@@ -26,7 +26,7 @@ Inputs = Union[
 ]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Batch:
     """A training batch: one source of modality embeddings, plus optional
     targets for ``seed_consistency``.
@@ -60,6 +60,10 @@ class Batch:
     >>> b = Batch(inputs={"visual": np.zeros((4, 18)), "linguistic": np.ones((4, 18))})
     >>> b.batch_size
     4
+
+    Batches compare (and hash) by identity, as arrays give no one truth
+    value to compare by (the dataclass's ``==`` raised numpy's "truth value
+    of an array ... is ambiguous", and ``hash`` "unhashable type").
     """
 
     inputs: Optional[Inputs] = None
@@ -76,6 +80,12 @@ class Batch:
             raise InvalidValueError(
                 f"Batch: expected exactly one of inputs, events, components or embeddings, got {given or 'none'}", "Batch"
             )
+        if self.inputs is not None and (
+            isinstance(self.inputs, (str, bytes)) or not isinstance(self.inputs, (Mapping, Sequence))
+        ):  # else batch_size read "abc" as a batch of 1, and 5 failed with "'int' object is not iterable"
+            raise TypeError(
+                f"inputs: expected a mapping modality -> array or a sequence of 7 arrays/None, got {describe(self.inputs)}"
+            )
         if self.components is not None and (
             not isinstance(self.components, tuple)
             or len(self.components) != 2
@@ -84,6 +94,8 @@ class Batch:
             or len(self.components[1]) != 7
         ):
             raise ShapeError("components: expected (batch_size, parts) with 7 parts (None where absent)", "components")
+        if self.components is not None:  # else batch_size was -1, or int("a")'s ValueError
+            _components_size(self.components[0], "components")
         if self.events is not None:
             if isinstance(self.events, (str, bytes)) or not isinstance(self.events, Sequence):
                 raise TypeError(f"events: expected a sequence of MultiModalEvent, got {type(self.events).__name__}")
@@ -96,6 +108,8 @@ class Batch:
     @classmethod
     def from_events(cls, events: Sequence[MultiModalEvent], fused: Any = None, rewards: Any = None) -> "Batch":
         """A batch of events (each becomes one row)."""
+        if isinstance(events, (str, bytes)) or not isinstance(events, Iterable):  # list(None): "not iterable"
+            raise TypeError(f"events: expected a sequence of MultiModalEvent, got {describe(events)}")
         return cls(events=list(events), fused=fused, rewards=rewards)
 
     @classmethod
@@ -146,11 +160,58 @@ class Batch:
         if self.components is not None:
             return int(self.components[0])
         if self.mask is not None:
-            return len(self.mask)
+            return _rows(self.mask, "mask")
         if self.embeddings is not None:
-            return len(self.embeddings)
-        arrays = self.inputs.values() if isinstance(self.inputs, Mapping) else self.inputs
-        return next((len(a) for a in arrays if a is not None), 0)
+            return _rows(self.embeddings, "embeddings")
+        if isinstance(self.inputs, Mapping):
+            given = [(f"inputs[{str(k)!r}]", a) for k, a in self.inputs.items()]
+        else:
+            given = [(f"inputs[{k}]", a) for k, a in enumerate(self.inputs)]  # type: ignore[arg-type]
+        return next((_rows(a, name) for name, a in given if a is not None), 0)
+
+    def __repr__(self) -> str:
+        # the dataclass's repr printed every event (megabytes for a batch of thousands) and
+        # every input list in full; arrays are shown by shape and dtype
+        given = [f.name for f in fields(self) if getattr(self, f.name) is not None]
+        return "Batch(" + ", ".join(f"{name}={_summary(getattr(self, name))}" for name in given) + ")"
+
+
+def _summary(value: Any) -> str:
+    """A short repr of a batch's field: arrays by shape and dtype, lists and
+    tuples by their first 7 items and how many more there are."""
+    if isinstance(value, np.ndarray):
+        return f"array(shape={value.shape}, dtype={value.dtype})"
+    if isinstance(value, Mapping):
+        items = list(value.items())
+        shown = [f"{k!r}: {_summary(v)}" for k, v in items[:NUM_MODALITIES]]
+        if len(items) > NUM_MODALITIES:
+            shown.append(f"... {len(items) - NUM_MODALITIES:,} more")
+        return "{" + ", ".join(shown) + "}"
+    if type(value) in (list, tuple):  # up to 7 items: a sequence of inputs, or the parts of components, in full
+        shown = [_summary(v) for v in value[:NUM_MODALITIES]]
+        if len(value) > NUM_MODALITIES:
+            shown.append(f"... {len(value) - NUM_MODALITIES:,} more")
+        if type(value) is list:
+            return "[" + ", ".join(shown) + "]"
+        return "(" + ", ".join(shown) + ("," if len(value) == 1 else "") + ")"
+    return bounded_repr(value)
+
+
+def _rows(value: Any, name: str) -> int:
+    """The number of rows of a batch's array ``value`` (named ``name``)."""
+    try:
+        return len(value)
+    except TypeError:  # a scalar: "object of type 'int' has no len()", naming nothing
+        raise ShapeError(f"{name}: expected an array with one row per batch entry, got {describe(value)}", name) from None
+
+
+def _components_size(size: Any, name: str) -> int:
+    """The batch size of a components form, checked: an int >= 0 within int64."""
+    if isinstance(size, (bool, np.bool_)) or not isinstance(size, (int, np.integer)):
+        raise TypeError(f"{name}: expected the batch size first, an int, got {describe(size)}")
+    if not 0 <= size < 2**63:
+        raise InvalidValueError(f"{name}: expected a batch size >= 0 (an int64), got {size}", name)
+    return int(size)
 
 
 def component_parts(components: Tuple[int, Sequence[Any]], name: str = "components") -> Tuple[int, list]:
@@ -160,10 +221,7 @@ def component_parts(components: Tuple[int, Sequence[Any]], name: str = "componen
     (converted when given as other real dtypes or lists). Row ranges, widths
     and lengths are the core's to check."""
     size, parts = components
-    if isinstance(size, (bool, np.bool_)) or not isinstance(size, (int, np.integer)):
-        raise TypeError(f"{name}: expected the batch size first, an int, got {describe(size)}")
-    if not 0 <= size < 2**63:
-        raise InvalidValueError(f"{name}: expected a batch size >= 0 (an int64), got {size}", name)
+    size = _components_size(size, name)
     out: list = []
     for m, part in enumerate(parts):
         if part is None:
@@ -237,3 +295,33 @@ def event_components(
         confidences = np.array([c.confidence for c in comps[m]], np.float32)
         tables.append((x, np.array(owners[m], np.int64), confidences))
     return tables
+
+
+def refuse_non_finite_components(tables: ComponentTables, events: Sequence[MultiModalEvent], name: str) -> None:
+    """NonFiniteError (about ``name``) naming the event and component of the
+    first NaN or inf in ``tables`` (what :func:`event_components` made of
+    ``events``). A :class:`ModalFeatures` refuses such values when they are
+    set, so they were written into its array in place; unchecked, the core
+    named ``inputs['visual']`` and a row of a table the caller never saw."""
+    for m, table in enumerate(tables):
+        if table is None or np.isfinite(table[0]).all():
+            continue
+        k = int(np.flatnonzero(~np.isfinite(table[0]).all(axis=1))[0])
+        i = int(table[1][k])
+        raise NonFiniteError(
+            f"{name}[{i}]: event {events[i].id}'s {Modality(m)} component holds NaN or inf; expected finite numbers "
+            "(its features were changed in place after they were set)", name,
+        )
+
+
+def refuse_non_finite_event(event: MultiModalEvent, name: str = "event") -> None:
+    """NonFiniteError (about ``name``) naming the component of ``event``
+    whose features hold NaN or inf (written into its array in place, after
+    :class:`ModalFeatures` checked them); nothing when none does."""
+    for k, c in enumerate(event.components):
+        if isinstance(c, ModalFeatures) and not np.isfinite(c.features).all():
+            j = int(np.flatnonzero(~np.isfinite(c.features))[0])
+            raise NonFiniteError(
+                f"{name}.components[{k}].features: entry {j} of event {event.id}'s {c.modality} component holds "
+                f"{c.features[j]}; expected finite numbers (the array was changed in place after it was set)", name,
+            )

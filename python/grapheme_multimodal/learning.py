@@ -12,7 +12,7 @@ import numpy as np
 from ._locking import reads, writes
 from ._validation import as_finite_float, as_float32, as_real_array, as_seed, check_flag, refuse_bools, renamed
 from .exceptions import InvalidValueError
-from .batch import Batch, Inputs, component_parts, event_components
+from .batch import Batch, Inputs, component_parts, event_components, refuse_non_finite_components
 from .objectives import (
     ONE_ROW_REMEDY, OBJECTIVES, ROW_COMPARING_OBJECTIVES, all_zero_error, one_row_clause, resolve_weights, split_by_rows,
     zero_on_one_row,
@@ -274,7 +274,9 @@ class LearningMixin:
         if batch.inputs is not None:
             core.inputs, core.mask = self.prepare_inputs(batch.inputs, batch.mask)
         elif batch.events is not None:
-            core.components = (len(batch.events), self._events_parts(batch.events))
+            tables = self._events_parts(batch.events)
+            refuse_non_finite_components(tables, batch.events, "events")
+            core.components = (len(batch.events), tables)
         elif batch.components is not None:
             core.components = component_parts(batch.components)
         else:

@@ -38,7 +38,7 @@ from .config import LearnableMultiModalConfig, resolve_config
 from .graph import is_graph_list, refuse_stray_graphs
 from .exceptions import CheckpointError, InvalidValueError, NonFiniteError, ShapeError, UntrainedModalityWarning
 from .types import CrossModalBinding, BindingType, ModalGraph, Modality, MultiModalEvent
-from .batch import Inputs
+from .batch import Inputs, refuse_non_finite_event
 
 if TYPE_CHECKING:
     from .averaging import WeightAverage
@@ -874,7 +874,11 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
             return hit  # without the lock: a writer bumps the version before it changes anything
         with self._lock.reading():
             version = self._version
-            emb, mask, fused = self._core.encode_event(event.id, items, self._featurizer_spec())
+            try:
+                emb, mask, fused = self._core.encode_event(event.id, items, self._featurizer_spec())
+            except NonFiniteError:  # it named inputs['visual'], not the event's component
+                refuse_non_finite_event(event)
+                raise
         entry = (version, key, (emb, mask), fused)
         if version == self._version:  # a writer that bumps it right after makes the entry stale, never wrong
             self._cache[event] = entry
