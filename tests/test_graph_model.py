@@ -32,7 +32,7 @@ def test_explicit_input_dims_must_agree_with_a_wl_featurizer():
 
 
 def test_bad_graph_features():
-    with pytest.raises(ValueError, match="kind"):
+    with pytest.raises(ValueError, match=r"graph_features\['linguistic'\]: expected one of \('fingerprint', 'wl'\), got 'bag'"):
         LearnableMultiModalConfig(graph_features={"linguistic": "bag"})
     with pytest.raises(ValueError, match="smell"):
         LearnableMultiModalConfig(graph_features={"smell": "wl"})

@@ -115,7 +115,9 @@ def _normalise_input_dims(dims: InputDims, features: Tuple[GraphFeaturizer, ...]
     if isinstance(dims, Mapping):
         _refuse_keys_of_one_modality(dims, "input_dims")
         given = {Modality.parse(k).index: (v, f"input_dims[{str(k)!r}]") for k, v in dims.items()}
-    elif isinstance(dims, (str, bytes)) or not isinstance(dims, Sequence):
+    elif isinstance(dims, np.ndarray) and dims.ndim != 1:
+        raise TypeError(f"input_dims: expected a mapping modality -> int or a sequence of 7 ints, got an array of shape {dims.shape}")
+    elif isinstance(dims, (str, bytes)) or not isinstance(dims, (Sequence, np.ndarray)):
         raise TypeError(f"input_dims: expected a mapping modality -> int or a sequence of 7 ints, got {type(dims).__name__}")
     elif len(dims) != NUM_MODALITIES:
         raise ShapeError(f"input_dims: expected 7 entries (one per modality), got {len(dims)}", "input_dims")
@@ -302,17 +304,13 @@ class LearnableMultiModalConfig:
         self._validate_capacity_fields()
 
     def _validate_learning_fields(self) -> None:
-        if not isinstance(self.binder_kind, str) or self.binder_kind not in BINDER_KINDS:
-            raise InvalidValueError(f"binder_kind: expected one of {list(BINDER_KINDS)}, got {self.binder_kind!r}", "binder_kind")
-        if not isinstance(self.fused_neighbor_space, str) or self.fused_neighbor_space not in NEIGHBOR_SPACES:
-            raise InvalidValueError(
-                f"fused_neighbor_space: expected one of {list(NEIGHBOR_SPACES)}, got {self.fused_neighbor_space!r}",
-                "fused_neighbor_space",
-            )
-        if not isinstance(self.input_distance, str) or self.input_distance not in INPUT_DISTANCES:
-            raise InvalidValueError(
-                f"input_distance: expected one of {list(INPUT_DISTANCES)}, got {self.input_distance!r}", "input_distance"
-            )
+        for name, choices in (("binder_kind", BINDER_KINDS), ("fused_neighbor_space", NEIGHBOR_SPACES),
+                              ("input_distance", INPUT_DISTANCES)):
+            value = getattr(self, name)
+            if not isinstance(value, str) or value not in choices:
+                shown = repr(str(value)) if isinstance(value, str) else repr(value)  # np.str_('x') as 'x'
+                raise InvalidValueError(f"{name}: expected one of {list(choices)}, got {shown}", name)
+            object.__setattr__(self, name, str(value))  # numpy's str (read from an array) showed as np.str_('...')
         for name in ("fused_neighbors", "contrastive_neighbors", "neighborhood_neighbors"):
             k = getattr(self, name)
             if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
@@ -431,10 +429,14 @@ class LearnableMultiModalConfig:
         (before such rates were refused) reads as ``MAX_DROPOUT``, with a
         ``UserWarning``: the file stays loadable and predicts as saved
         (dropout is training's only); training on draws at the bound."""
+        if not isinstance(d, Mapping):  # a list, a str or None: "not iterable", or each letter an unknown field
+            raise TypeError(f"config: expected a mapping field name -> value (what to_dict gives), got {type(d).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - known
-        if unknown:
-            raise InvalidValueError(f"config: unknown fields {sorted(unknown)}; expected some of {sorted(known)}", "config")
+        if unknown:  # sorted by str: keys of mixed types raised "'<' not supported" instead
+            raise InvalidValueError(
+                f"config: unknown fields {sorted(unknown, key=str)}; expected some of {sorted(known)}", "config"
+            )
         if d.get("reconstruction_subsets") is True and d.get("reconstruction_decoders", False) is False:
             d = {**d, "reconstruction_subsets": False}
         for name in ("encoder_input_dropout", "encoder_hidden_dropout"):

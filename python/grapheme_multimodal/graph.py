@@ -17,8 +17,8 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from . import _core
-from ._validation import FLOAT32_MAX, as_real_array, describe, float32_of_wide, is_utf8, unmasked
-from .exceptions import InvalidValueError, NonFiniteError, ShapeError, TooLargeError
+from ._validation import FLOAT32_MAX, as_real_array, describe, float32_of_wide, is_utf8, renamed, unmasked
+from .exceptions import GraphemeError, InvalidValueError, NonFiniteError, ShapeError, TooLargeError
 
 EdgeList = Union[np.ndarray, Sequence[Sequence[int]]]
 TextOrGraph = Union[str, "Graph"]
@@ -557,13 +557,19 @@ class GraphFeaturizer:
         if isinstance(value, GraphFeaturizer):
             return value
         if isinstance(value, str):
-            return cls(value)
+            try:
+                return cls(value)
+            except (GraphemeError, TypeError) as err:  # it said "kind: ...", which the caller did not name
+                raise renamed(err, {"kind": name}) from None
         if isinstance(value, Mapping):
             unknown = set(value) - {"kind", "dim", "iterations"}
             if unknown:
                 # by str: keys of mixed types ({1: 2, "x": 3}) do not compare
                 raise InvalidValueError(f"{name}: unknown keys {sorted(unknown, key=str)}; expected kind, dim, iterations", name)
-            return cls(**value)
+            try:
+                return cls(**value)
+            except (GraphemeError, TypeError) as err:  # "dim: ..." named no entry of the caller's
+                raise renamed(err, {key: f"{name}[{key!r}]" for key in ("kind", "dim", "iterations")}) from None
         raise TypeError(
             f"{name}: expected GraphFeaturizer, \"fingerprint\", \"wl\" or a dict, got {type(value).__name__}"
         )
