@@ -45,6 +45,17 @@ class _ComponentView:
         """Number of scalars in this component."""
         return sum(int(np.prod(s)) for k, s in self._model.parameter_shapes().items() if k.startswith(self._prefix))
 
+    def __eq__(self, other: object) -> bool:
+        """Views are equal when they are the same component of the same model
+        (``model.encoder == model.encoder``: each access makes a new view,
+        and they compared unequal)."""
+        if type(other) is not type(self):
+            return NotImplemented
+        return self._model is other._model  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash((type(self), id(self._model)))
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(parameters={self.num_parameters():,})"
 
