@@ -11,7 +11,7 @@ from ._core import NUM_MODALITIES
 from ._validation import as_float32, as_real_array, check_flag, describe
 from .buffer import ExperienceBatch, ExperienceBuffer
 from .exceptions import InvalidValueError, NonFiniteError, ShapeError
-from .types import ModalFeatures, ModalGraph, Modality, MultiModalEvent, bounded_repr
+from .types import ModalFeatures, ModalGraph, Modality, MultiModalEvent, bounded_repr, sequence_repr
 
 if TYPE_CHECKING:
     from .config import LearnableMultiModalConfig
@@ -188,12 +188,7 @@ def _summary(value: Any) -> str:
             shown.append(f"... {len(items) - NUM_MODALITIES:,} more")
         return "{" + ", ".join(shown) + "}"
     if type(value) in (list, tuple):  # up to 7 items: a sequence of inputs, or the parts of components, in full
-        shown = [_summary(v) for v in value[:NUM_MODALITIES]]
-        if len(value) > NUM_MODALITIES:
-            shown.append(f"... {len(value) - NUM_MODALITIES:,} more")
-        if type(value) is list:
-            return "[" + ", ".join(shown) + "]"
-        return "(" + ", ".join(shown) + ("," if len(value) == 1 else "") + ")"
+        return sequence_repr(value, NUM_MODALITIES, _summary)
     return bounded_repr(value)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterable, List, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Iterable, List, Optional, Tuple, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -404,14 +404,20 @@ def bounded_repr(value: Any) -> str:
     ``_REPR_ITEMS`` items (then how many more there are), and the repr of
     anything else is cut at ``_REPR_CHARS`` characters."""
     if type(value) in (list, tuple) and value:
-        shown = [bounded_repr(v) for v in value[:_REPR_ITEMS]]
-        if len(value) > _REPR_ITEMS:
-            shown.append(f"... {len(value) - _REPR_ITEMS:,} more")
-        if type(value) is list:
-            return "[" + ", ".join(shown) + "]"
-        return "(" + ", ".join(shown) + ("," if len(value) == 1 else "") + ")"
+        return sequence_repr(value, _REPR_ITEMS, bounded_repr)
     text = repr(value)
     return text if len(text) <= _REPR_CHARS else text[:_REPR_CHARS] + f"... ({len(text) - _REPR_CHARS:,} more characters)"
+
+
+def sequence_repr(value: Union[list, tuple], items: int, item_repr: Callable[[Any], str]) -> str:
+    """The repr of a list or tuple showing its first ``items`` items (each by
+    ``item_repr``), then how many more there are."""
+    shown = [item_repr(v) for v in value[:items]]
+    if len(value) > items:
+        shown.append(f"... {len(value) - items:,} more")
+    if type(value) is list:
+        return "[" + ", ".join(shown) + "]"
+    return "(" + ", ".join(shown) + ("," if len(value) == 1 else "") + ")"
 
 
 def _not_a_component(name: str, value: Any) -> str:
