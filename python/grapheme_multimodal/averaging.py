@@ -71,6 +71,7 @@ class WeightAverage:
 
     @classmethod
     def start(cls, decay: float) -> "WeightAverage":
+        """A new average with ``decay``, before its first update (no epochs averaged)."""
         return cls(decay=decay, count=0, mean={})
 
     def step_decay(self) -> float:

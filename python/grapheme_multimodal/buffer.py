@@ -506,7 +506,8 @@ class ExperienceBuffer:
         least likely experience). Both are computed from ``log p``, so any
         finite ``alpha, beta >= 0`` gives finite probabilities and weights
         (when ``alpha * beta`` is huge the weights of the likelier experiences
-        round to 0).
+        round to 0). Without ``replace=True`` no experience is drawn twice, so
+        ``batch_size`` may not exceed what the buffer holds.
         """
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
             raise InvalidValueError(f"batch_size: expected a positive int, got {batch_size!r}", "batch_size")

@@ -206,7 +206,7 @@ def _parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="train on the UCI Multiple Features digits and compare with scikit-learn")
     demo.add_argument("--out", type=_output_folder, default=Path("runs/demo"), help="output folder (default: runs/demo)")
     demo.add_argument("--epochs", type=_int, default=None, help="at most this many epochs (default: the recipe's; it stops early on a held-out slice)")
-    demo.add_argument("--seed", type=_int, default=0)
+    demo.add_argument("--seed", type=_int, default=0, help="training seed (default %(default)s)")
     demo.add_argument("--json", type=_output_file, default=None, help="also write the table as JSON")
     demo.add_argument("--no-progress", action="store_true", help="no progress bar")
     _overwrite_arg(demo)
@@ -214,16 +214,19 @@ def _parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser("train", help="train on your own files, one per modality (rows aligned)")
     _modality_args(train)
-    train.add_argument("--output", "-o", type=_output_file, default=Path("model.safetensors"), help="checkpoint to write")
+    train.add_argument("--output", "-o", type=_output_file, default=Path("model.safetensors"), help="checkpoint to write (default %(default)s)")
     _overwrite_arg(train)
     # The defaults are the package's recipe (uci.TrainingSettings).
     train.add_argument("--epochs", type=_int, default=_RECIPE.epochs, help=f"at most (default {_RECIPE.epochs})")
-    train.add_argument("--batch-size", type=_int, default=_RECIPE.batch_size)
-    train.add_argument("--embed-dim", type=_int, default=_RECIPE.embed_dim)
-    train.add_argument("--hidden-dim", type=_int, default=_RECIPE.hidden_dim)
-    train.add_argument("--heads", type=_int, default=_RECIPE.num_heads)
-    train.add_argument("--lr", type=_float, default=_RECIPE.learning_rate, help="Adam learning rate")
-    train.add_argument("--binder", choices=("additive", "bilinear"), default=_RECIPE.binder_kind)
+    train.add_argument("--batch-size", type=_int, default=_RECIPE.batch_size, help="rows per step (default %(default)s)")
+    train.add_argument("--embed-dim", type=_int, default=_RECIPE.embed_dim,
+                       help="length of the modality and fused embeddings (default %(default)s)")
+    train.add_argument("--hidden-dim", type=_int, default=_RECIPE.hidden_dim,
+                       help="hidden width of the fusion network (default %(default)s)")
+    train.add_argument("--heads", type=_int, default=_RECIPE.num_heads, help="attention heads (default %(default)s)")
+    train.add_argument("--lr", type=_float, default=_RECIPE.learning_rate, help="Adam learning rate (default %(default)s)")
+    train.add_argument("--binder", choices=("additive", "bilinear"), default=_RECIPE.binder_kind,
+                       help="the binder's form (default %(default)s)")
     train.add_argument("--objectives", default=None,
                        help="objective weights, each objective once, e.g. contrastive=1,binding=0.5 (default: the recipe's, "
                             + ",".join(f"{k}={v:g}" for k, v in _RECIPE.objectives.items()) + ")")
@@ -260,7 +263,8 @@ def _parser() -> argparse.ArgumentParser:
                        help="the reconstruction objective (when --objectives weights it, as the recipe's do) reads the "
                             "fused embedding of a random subset of each event's modalities, not of all of them "
                             f"(default: {'on' if _RECIPE.reconstruction_subsets else 'off'})")
-    train.add_argument("--modality-dropout", type=_float, default=_RECIPE.modality_dropout)
+    train.add_argument("--modality-dropout", type=_float, default=_RECIPE.modality_dropout,
+                       help="probability of hiding each modality of a training row, never its last (default %(default)g)")
     train.add_argument("--ema-decay", type=_float, default=_RECIPE.ema_decay or 0.0, metavar="D",
                        help="keep an exponential moving average of the weights, one update per epoch with decay D "
                             "(warmed up), and save the average: the best epoch's with early stopping "
@@ -276,7 +280,7 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--cv-folds", type=_int, default=_RECIPE.cv_folds,
                        help=f"folds of that cross-validation (default {_RECIPE.cv_folds}; below 2: always hold out)")
     train.add_argument("--text-features", choices=("wl", "fingerprint"), default="wl",
-                       help="how .txt lines become features (default: content-aware WL)")
+                       help="how .txt lines become features (default %(default)s: content-aware)")
     train.add_argument("--wl-dim", type=_int, default=None, metavar="D",
                        help=f"length of the WL features of .txt lines (default {WL_DEFAULT_DIM}; with --text-features wl)")
     capacity = train.add_argument_group(
@@ -308,8 +312,9 @@ def _parser() -> argparse.ArgumentParser:
     capacity.add_argument("--fusion-residual", type=_float, default=_RECIPE.fusion_residual, metavar="C",
                           help="the fused embedding is the fusion network's output plus C x the mean of the present "
                                f"modality embeddings, normalised (default {_RECIPE.fusion_residual:g}; 0: none)")
-    train.add_argument("--seed", type=_int, default=0)
-    train.add_argument("--no-progress", action="store_true")
+    train.add_argument("--seed", type=_int, default=_RECIPE.seed,
+                       help="seeds the weights, the held-out rows, shuffling and dropout (default %(default)s)")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.add_argument("--workers", type=_int, default=None,
                        help="train data-parallel on N Ray workers (default: in this process)")
     _ray_address_arg(train)
@@ -318,7 +323,7 @@ def _parser() -> argparse.ArgumentParser:
     embed = sub.add_parser("embed", help="fused embeddings of your files from a checkpoint")
     embed.add_argument("checkpoint", type=Path)
     _modality_args(embed)
-    embed.add_argument("--output", "-o", type=_output_file, default=Path("embeddings.npy"), help="fused embeddings [N, E] (.npy)")
+    embed.add_argument("--output", "-o", type=_output_file, default=Path("embeddings.npy"), help="fused embeddings [N, E] (.npy; default %(default)s)")
     embed.add_argument("--bindings", type=_output_file, default=None, help="also write binding strengths [N, 7, 7] (.npy)")
     embed.add_argument("--hidden-features", type=_output_file, default=None,
                        help="also write the encoders' last hidden layer [N, 7, H] (.npy; zeros where a modality is "

@@ -58,7 +58,8 @@ if TYPE_CHECKING:
 __all__ = ["embed_dataset", "fit", "ReplicaDriftError", "OUTPUTS"]
 
 #: What :func:`embed_dataset` can add, each as a column of that name:
-#: ``fused [E]``, ``embeddings [7, E]`` and ``bindings [7, 7]`` per row.
+#: ``fused [E]``, ``embeddings [7, E]``, ``bindings [7, 7]`` and
+#: ``hidden_features [7, H]`` per row.
 OUTPUTS = ("fused", "embeddings", "bindings", "hidden_features")
 
 #: How often one step may lose a worker before :func:`fit` gives up.

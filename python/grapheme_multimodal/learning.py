@@ -135,11 +135,12 @@ class LearningMixin:
         refuses such data.
 
         >>> import numpy as np
-        >>> model = LearnableMultiModal(embed_dim=16, hidden_dim=32, seed=0)
+        >>> import grapheme_multimodal as gm
+        >>> model = gm.LearnableMultiModal(embed_dim=16, hidden_dim=32, seed=0)
         >>> rng = np.random.default_rng(0)
         >>> x = {"visual": rng.normal(size=(8, 18)), "linguistic": rng.normal(size=(8, 18))}
         >>> sorted(model.train_step(x))
-        ['binding', 'contrastive', 'cross_modal', 'total']
+        ['binding', 'contrastive', 'cross_modal', 'fused_contrastive', 'total']
         """
         return self._train_step(batch, mask, weights, lr, refuse_nothing_to_learn=True)
 

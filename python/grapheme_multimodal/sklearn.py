@@ -49,7 +49,8 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
     only one view: they index a list of views by view, not by row.
 
     Parameters mirror :class:`LearnableMultiModalConfig` and
-    :func:`grapheme_multimodal.training.fit`; ``random_state`` seeds both.
+    :func:`grapheme_multimodal.training.fit`; ``random_state`` seeds both,
+    ``verbose=True`` shows fit's progress bar.
     The defaults are the package's recipe
     (:class:`grapheme_multimodal.uci.TrainingSettings`): a hidden layer,
     dropout (``encoder_hidden_dropout=None``: 0.3 after the hidden layers,

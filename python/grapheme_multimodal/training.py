@@ -119,7 +119,8 @@ def fit(
         objectives: objective weights (default: the default mix; see
             :mod:`grapheme_multimodal.objectives`).
         lr: Adam step size (default ``config.learning_rate``).
-        validation: data of the same kind, evaluated after every epoch:
+        validation, validation_mask: data of the same kind (its mask beside
+            arrays, as ``mask`` beside ``data``), evaluated after every epoch:
             ``val_total`` and ``val_<objective>`` losses. Of one row, the
             objectives that compare rows are 0 on it (and ``cross_modal``
             when it holds one modality): a ``UserWarning`` says so, and a
