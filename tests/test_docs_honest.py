@@ -181,3 +181,16 @@ def test_readme_method_tables_give_the_real_call_forms():
                     f"README shows {method}({args}); the method takes {inspect.signature(real)}")
             checked += 1
     assert checked >= 15
+
+
+def test_estimator_defaults_are_the_recipe():
+    """README: ``MultimodalEmbedder()`` with no options trains by the recipe."""
+    from grapheme_multimodal.sklearn import MultimodalEmbedder
+
+    names = {"random_state": "seed", "objectives": "weights"}
+    params = inspect.signature(MultimodalEmbedder).parameters
+    shared = {p: names.get(p, p) for p in params if hasattr(RECIPE, names.get(p, p))}
+    assert len(shared) >= 30
+    for param, field in shared.items():
+        assert params[param].default == getattr(RECIPE, field), (
+            f"MultimodalEmbedder({param}={params[param].default!r}); the recipe's {field} is {getattr(RECIPE, field)!r}")

@@ -43,7 +43,7 @@ except ModuleNotFoundError as exc:  # pragma: no cover - exercised only without 
 
 from ._core import NUM_MODALITIES
 from ._locking import refuse_in_metric, writes
-from ._ray_address import CONNECT_TIMEOUT_S, _check_ray_address  # noqa: F401 (CONNECT_TIMEOUT_S: documented here)
+from ._ray_address import CONNECT_TIMEOUT_S, _check_ray_address
 from ._validation import as_real_array, renamed
 from .exceptions import CheckpointError, GraphemeError, InvalidValueError, NonFiniteError, ShapeError, UntrainedModalityWarning
 from .model import LearnableMultiModal
@@ -55,7 +55,7 @@ from .types import Modality
 if TYPE_CHECKING:
     import pyarrow as pa
 
-__all__ = ["embed_dataset", "fit", "ReplicaDriftError", "OUTPUTS"]
+__all__ = ["embed_dataset", "fit", "ReplicaDriftError", "OUTPUTS", "MAX_RESTARTS_PER_STEP", "CONNECT_TIMEOUT_S"]
 
 #: What :func:`embed_dataset` can add, each as a column of that name:
 #: ``fused [E]``, ``embeddings [7, E]``, ``bindings [7, 7]`` and
