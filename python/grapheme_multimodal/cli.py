@@ -284,7 +284,7 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--wl-dim", type=_int, default=None, metavar="D",
                        help=f"length of the WL features of .txt lines (default {WL_DEFAULT_DIM}; with --text-features wl)")
     capacity = train.add_argument_group(
-        "model capacity (defaults: the recipe; the original model is --encoder-hidden '' --encoder-output-dim 0 "
+        "model capacity (defaults: the recipe; the original model's is --encoder-hidden '' --encoder-output-dim 0 "
         "--shared-head '' --encoder-input-dropout 0 --encoder-hidden-dropout 0 --no-learnable-temperature "
         "--fusion-residual 0)")
     capacity.add_argument("--temperature", type=_float, default=_RECIPE.temperature,

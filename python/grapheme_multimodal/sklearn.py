@@ -76,11 +76,14 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
     that slice would hold fewer than ``min_validation_rows`` rows,
     ``cv_folds``-fold cross-validation chooses the number of epochs and the
     model trains on all rows (``cv_folds`` below 2: always the slice). The
-    original model is ``encoder_hidden=(), encoder_output_dim=None,
+    original model's capacity and losses are ``encoder_hidden=(), encoder_output_dim=None,
     shared_head=(), encoder_input_dropout=0, encoder_hidden_dropout=0,
     encoder_skip=False, learnable_temperature=False, fusion_residual=0,
     contrastive_pair_power=1``
-    (trained with ``ema_decay=None``).
+    (trained with ``ema_decay=None``); its other settings differ from the
+    recipe's too and are passed the same way (``embed_dim=64``,
+    ``binder_kind="additive"``, ``temperature=0.1``, ``objectives``
+    without ``reconstruction``, whose decoders the recipe adds, ...).
 
     ``output="hidden"`` makes :meth:`transform` return each view's encoder
     hidden features instead (:meth:`LearnableMultiModal.hidden_features`,
