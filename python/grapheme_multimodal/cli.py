@@ -272,7 +272,8 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--validation-split", type=_float, default=_RECIPE.validation_fraction,
                        help=f"fraction of rows held out for validation (default {_RECIPE.validation_fraction}; 0: none)")
     train.add_argument("--early-stopping", type=_int, default=None,
-                       help="patience in epochs, watching the validation contrastive loss; the best epoch is kept "
+                       help="patience in epochs, watching the validation contrastive loss (the total loss with one modality file or "
+                            "no contrastive weight); the best epoch is kept "
                             f"(default {_RECIPE.patience} with a validation split; 0: off)")
     train.add_argument("--min-validation-rows", type=_int, default=_RECIPE.min_validation_rows,
                        help="below this many held-out rows, cross-validation chooses the number of epochs and the "
