@@ -203,7 +203,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    demo = sub.add_parser("demo", help="train on the UCI Multiple Features digits and compare with scikit-learn")
+    demo = sub.add_parser("demo", help="train on the UCI Multiple Features digits and measure beside anchors (exact CCA, the raw views)")
     demo.add_argument("--out", type=_output_folder, default=Path("runs/demo"), help="output folder (default: runs/demo)")
     demo.add_argument("--epochs", type=_int, default=None, help="at most this many epochs (default: the recipe's; it stops early on a held-out slice)")
     demo.add_argument("--seed", type=_int, default=0, help="training seed (default %(default)s)")
