@@ -100,7 +100,8 @@ class FusionNetwork(_ComponentView):
 
 
 class CrossModalBinder(_ComponentView):
-    """``strength(a, b) = sigmoid(w · [a; b] + c)``."""
+    """``strength(a, b) = sigmoid(w · [a; b] + c)`` (the original, additive), or with
+    ``config.binder_kind="bilinear"`` ``sigmoid(aᵀ W b + c)``."""
 
     _prefix = "binder."
 
