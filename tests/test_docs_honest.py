@@ -194,3 +194,12 @@ def test_estimator_defaults_are_the_recipe():
     for param, field in shared.items():
         assert params[param].default == getattr(RECIPE, field), (
             f"MultimodalEmbedder({param}={params[param].default!r}); the recipe's {field} is {getattr(RECIPE, field)!r}")
+
+
+def test_docstrings_cite_sections_that_exist():
+    """``(docs/objectives.md, "Title")`` in a docstring names a heading of that file."""
+    cited = re.compile(r"(docs/\w+\.md),\s+\"([^\"]+)\"")
+    for path in sorted((ROOT / "python" / "grapheme_multimodal").rglob("*.py")):
+        for doc, title in cited.findall(" ".join(path.read_text(encoding="utf-8").split())):
+            headings = [line for line in (ROOT / doc).read_text(encoding="utf-8").splitlines() if line.startswith("#")]
+            assert any(title in h for h in headings), f"{path.name} cites {doc}, {title!r}: no such heading"

@@ -11,7 +11,7 @@ exponential moving average (EMA) of the weights, taken once per epoch.
 The warm-up ``d_t`` is TensorFlow's ``ExponentialMovingAverage`` with
 ``num_updates``: early averages forget the untrained start quickly, which
 matters when cross-validation stops after a handful of epochs on small data
-(docs/objectives.md, "Weight averaging"). The average is kept in float64.
+(docs/objectives.md, "Adopted: a weight average"). The average is kept in float64.
 
 When ``fit`` ends, the model's weights are the average (at the best epoch
 with early stopping) and the trained weights are kept beside it, so the
