@@ -139,7 +139,10 @@ def _normalise_input_dims(dims: InputDims, features: Tuple[GraphFeaturizer, ...]
 class LearnableMultiModalConfig:
     """Hyper-parameters of :class:`LearnableMultiModal`.
 
-    ``input_dims`` gives each modality's input length: its graph
+    ``embed_dim`` is ``E``, the length of every modality embedding and of
+    the fused one; ``hidden_dim`` the fusion network's middle width;
+    ``num_heads`` the attention's heads (a divisor of ``embed_dim``);
+    ``buffer_size`` the experience buffer's capacity. ``input_dims`` gives each modality's input length: its graph
     featuriser's length unless set, e.g. ``{"visual": 240}`` for 240-long
     vectors. ``graph_features`` says how each modality turns graphs into
     vectors: the 18-feature fingerprint unless set, e.g.
