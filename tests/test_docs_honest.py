@@ -203,3 +203,19 @@ def test_docstrings_cite_sections_that_exist():
         for doc, title in cited.findall(" ".join(path.read_text(encoding="utf-8").split())):
             headings = [line for line in (ROOT / doc).read_text(encoding="utf-8").splitlines() if line.startswith("#")]
             assert any(title in h for h in headings), f"{path.name} cites {doc}, {title!r}: no such heading"
+
+
+def test_readme_lists_every_option_of_train():
+    """The README's list of ``grapheme-mm train`` options is complete."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    start = text.index("Options of\n`train`:")
+    listed = " ".join(text[start:text.index("train --help`)", start)].split())
+    for action in _subparsers()["train"]._actions:
+        flag = next((o for o in action.option_strings if o.startswith("--")), None)
+        if flag in (None, "--help", "--modality"):  # -m: the worked example's every line
+            continue
+        if isinstance(action, argparse.BooleanOptionalAction):
+            assert f"--[no-]{flag[2:]}" in listed, f"README's options of train leave out {flag} / --no-{flag[2:]}"
+        else:
+            assert any(re.search(rf"(?<![\w-]){re.escape(o)}(?![\w-])", listed) for o in action.option_strings), (
+                f"README's options of train leave out {flag}")
