@@ -322,7 +322,7 @@ def _parser() -> argparse.ArgumentParser:
     train.set_defaults(run=_train)
 
     embed = sub.add_parser("embed", help="fused embeddings of your files from a checkpoint")
-    embed.add_argument("checkpoint", type=Path)
+    embed.add_argument("checkpoint", type=Path, help="a model saved by train (or LearnableMultiModal.save)")
     _modality_args(embed)
     embed.add_argument("--output", "-o", type=_output_file, default=Path("embeddings.npy"), help="fused embeddings [N, E] (.npy; default %(default)s)")
     embed.add_argument("--bindings", type=_output_file, default=None, help="also write binding strengths [N, 7, 7] (.npy)")
@@ -340,7 +340,7 @@ def _parser() -> argparse.ArgumentParser:
     embed.set_defaults(run=_embed)
 
     info = sub.add_parser("info", help="a checkpoint's config, size and training history")
-    info.add_argument("checkpoint", type=Path)
+    info.add_argument("checkpoint", type=Path, help="a model saved by train (or LearnableMultiModal.save)")
     info.set_defaults(run=_info)
     return parser
 
