@@ -1,9 +1,11 @@
 """What users read about the API is what the code does.
 
 ``grapheme-mm ... --help`` prints the real defaults (the recipe's, for
-``train``), every public callable has a docstring, the docstrings'
-``>>>`` examples run, and the README's method tables give each method's
-real call form (positional order, keyword-only arguments, defaults).
+``train``, as are ``MultimodalEmbedder``'s), the README lists every
+``train`` option, every public callable has a docstring, the docstrings'
+``>>>`` examples run and the sections they cite exist, and the README's
+method tables give each method's real call form (positional order,
+keyword-only arguments, defaults).
 """
 
 from __future__ import annotations
