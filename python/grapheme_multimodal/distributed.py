@@ -184,12 +184,21 @@ def embed_dataset(
     # reaches the caller as RayTaskError(NonFiniteError), an instance of
     # both. Set on a copy of the context: ``ds`` shares its context with
     # every dataset made from it, and those keep Ray's setting.
-    try:
-        out = ray.data.Dataset.copy(out, _deep_copy=True)
-    except (AttributeError, TypeError):  # a Ray without this (private) copy: its wrapped errors, but a working call
+    own = _with_own_context(out)
+    if own is None:  # a Ray without this (private) copy: its wrapped errors, but a working call
         return out
-    out.context.raise_original_map_exception = True
-    return out
+    own.context.raise_original_map_exception = True
+    return own
+
+
+def _with_own_context(ds: "ray.data.Dataset") -> "Optional[ray.data.Dataset]":
+    """``ds`` with a copy of its ``DataContext``, to set without changing the
+    caller's: a dataset shares its context with every dataset made from it.
+    ``None`` with a Ray that lacks this (private) copy."""
+    try:
+        return ray.data.Dataset.copy(ds, _deep_copy=True)
+    except (AttributeError, TypeError):
+        return None
 
 
 class _Embedder:
@@ -470,7 +479,15 @@ def _dataset_arrays(model: LearnableMultiModal, ds: "ray.data.Dataset", columns:
     schema = ds.schema()
     if schema is not None:  # as embed_dataset: a column of the wrong type, before reading every row
         plan.check_types(list(schema.names), list(schema.types))
-    parts = [plan.inputs(b) for b in ds.select_columns(sorted(set(plan.columns.values()))).iter_batches(batch_format="numpy", batch_size=65536)]
+    selected = ds.select_columns(sorted(set(plan.columns.values())))
+    # Read in the dataset's order: Ray Data's default yields a block as soon as it is
+    # ready, so behind a map step (a preprocessing map_batches) the rows came shuffled
+    # differently on every call, and the row a NaN error named was another one.
+    ordered = _with_own_context(selected)
+    if ordered is not None:
+        ordered.context.execution_options.preserve_order = True
+        selected = ordered
+    parts = [plan.inputs(b) for b in selected.iter_batches(batch_format="numpy", batch_size=65536)]
     if not parts:
         raise InvalidValueError(f"{name}: the dataset has no rows", name)
     mask = np.concatenate([p[1] for p in parts])
