@@ -16,7 +16,7 @@ import pyarrow as pa  # noqa: E402  (Ray Data's dependency)
 
 import grapheme_multimodal as gm  # noqa: E402
 from grapheme_multimodal import distributed  # noqa: E402
-from test_fit import small_model  # noqa: E402
+from test_fit import small_model, synthetic  # noqa: E402
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(120), pytest.mark.usefixtures("ray_session")]
 
@@ -38,3 +38,18 @@ def test_a_dataset_behind_a_map_step_is_read_in_its_order():
     ds = ray.data.from_arrow(blocks).map_batches(even_blocks_slow, batch_format="numpy", batch_size=8)
     with pytest.raises(gm.NonFiniteError, match=r"^data: column 'visual' \(visual\) holds NaN or inf in row 35; "):
         distributed.fit(small_model(), ds, num_workers=1, epochs=1, progress=False)
+
+
+def test_a_model_whose_history_a_user_annotated_trains_as_model_fit_trains_it():
+    """A note added to model.history (text, which model.fit trains on)
+    refused every distributed fit: "model.history[0]: expected a record of
+    numbers", as if the user had asked to save."""
+    data = {k: v for k, v in synthetic(64).items() if k != "linguistic"}
+    local, on_ray = small_model(), small_model()
+    for model in (local, on_ray):
+        model.fit(data, epochs=1, batch_size=32, progress=False)
+        model.history[0]["note"] = "baseline run"
+    local.fit(data, epochs=1, batch_size=32, progress=False)
+    distributed.fit(on_ray, data, num_workers=1, epochs=1, batch_size=32, progress=False)
+    assert on_ray.history[0]["note"] == "baseline run" and on_ray.epochs_trained == 2
+    assert all(a.tobytes() == b.tobytes() for a, b in zip(local.state_dict().values(), on_ray.state_dict().values()))

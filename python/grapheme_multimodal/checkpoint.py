@@ -46,12 +46,16 @@ METADATA_KEYS = ("library_version", "config", "optimizer", "epochs_trained", "hi
 OPTIONAL_METADATA_KEYS = ("weight_average", "trained_rows", "trained_without_encoders")
 
 
-def checkpoint_state(model: "LearnableMultiModal", include_experience: bool = True) -> Tuple[Dict[str, np.ndarray], Dict[str, Any]]:
+def checkpoint_state(
+    model: "LearnableMultiModal", include_experience: bool = True, include_history: bool = True
+) -> Tuple[Dict[str, np.ndarray], Dict[str, Any]]:
     """``(tensors, metadata)`` of everything a checkpoint holds, read in one
     consistent state (no training step lands halfway). ``epochs_trained``
     and ``history`` (public attributes) are checked as loading checks them,
     an :class:`InvalidValueError` naming them otherwise: a save wrote, over
-    the previous checkpoint, a file that load refused."""
+    the previous checkpoint, a file that load refused. Without
+    ``include_history`` the history is left out (and unchecked): a replica
+    that only trains needs none of it."""
     with model._lock.reading():
         opt = model.optimizer_state()
         tensors: Dict[str, np.ndarray] = {}
@@ -67,7 +71,7 @@ def checkpoint_state(model: "LearnableMultiModal", include_experience: bool = Tr
             "config": model.config.to_dict(),
             "optimizer": {"step": opt["step"], "rng_counter": opt["rng_counter"]},
             "epochs_trained": _checked_epochs(model.epochs_trained, "model.epochs_trained"),
-            "history": [dict(record) for record in _checked_history(model.history, "model.history")],
+            "history": [dict(record) for record in _checked_history(model.history, "model.history")] if include_history else [],
             "experience": None,
         }
         trained, stepped = model._core.trained_rows(), model._core.has_trained()

@@ -822,9 +822,13 @@ def _weighted_mean(results: List[Tuple[np.ndarray, Dict[str, float]]], rows: np.
 
 
 def _replica_state(model: LearnableMultiModal) -> Tuple[Dict[str, np.ndarray], Dict[str, Any]]:
+    """What a worker's replica is built from: the model's checkpoint state
+    without its experience and history, which a replica never reads (the
+    history is checked as a save checks it: a record a user annotated with
+    text, which ``model.fit`` trains on, refused every distributed fit)."""
     from .checkpoint import checkpoint_state
 
-    return checkpoint_state(model, include_experience=False)
+    return checkpoint_state(model, include_experience=False, include_history=False)
 
 
 @writes
