@@ -53,3 +53,21 @@ def test_a_model_whose_history_a_user_annotated_trains_as_model_fit_trains_it():
     distributed.fit(on_ray, data, num_workers=1, epochs=1, batch_size=32, progress=False)
     assert on_ray.history[0]["note"] == "baseline run" and on_ray.epochs_trained == 2
     assert all(a.tobytes() == b.tobytes() for a, b in zip(local.state_dict().values(), on_ray.state_dict().values()))
+
+
+def test_epochs_whose_shares_the_draw_counter_cannot_count_are_refused_before_training():
+    """Near the end of rng_counter, fit's check counted one draw a step while
+    two workers draw two: training started, then failed mid-epoch with
+    "optimizer state rng_counter: got 9223372036854775808", naming no argument."""
+    data = {k: v for k, v in synthetic(64).items() if k != "linguistic"}
+    model = small_model()
+    model.load_optimizer_state({**model.optimizer_state(), "rng_counter": 2**63 - 1 - 3})
+    with pytest.raises(gm.InvalidValueError, match=r"^epochs: 1 epochs of 2 steps, split among 2 workers, draw 4 times .*"
+                                                   r"expected at most 0 epochs") as info:
+        distributed.fit(model, data, num_workers=2, epochs=1, batch_size=32, progress=False)
+    assert info.value.arg == "epochs"
+    assert model.optimizer_state()["rng_counter"] == 2**63 - 4 and model.epochs_trained == 0
+    distributed._check_draw_count(model, 1, 16, 48, 1)  # one worker: one draw a step, as in one process
+    distributed._check_draw_count(model, 1, 16, 17, 2)  # 16 + 1 rows: one batch of 17, two shares
+    with pytest.raises(gm.InvalidValueError, match="draw 4 times"):
+        distributed._check_draw_count(model, 1, 16, 33, 2)  # 16, 16 + 1: two batches of two shares

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import inspect
 import json
 import os
 import threading
@@ -48,7 +49,7 @@ from ._validation import as_real_array, renamed
 from .exceptions import CheckpointError, GraphemeError, InvalidValueError, NonFiniteError, ShapeError, UntrainedModalityWarning
 from .model import LearnableMultiModal
 from .objectives import OBJECTIVES, resolve_weights
-from .training import History, Steps, _check_int, _Dataset
+from .training import MAX_STEPS, History, Steps, _check_int, _Dataset
 from .training import fit as _fit
 from .types import Modality
 
@@ -595,7 +596,12 @@ def fit(
             else:
                 fit_options["validation"] = arrays
             fit_options[mask_key] = mask
-    steps = functools.partial(_RaySteps, num_workers=int(num_workers), cpus_per_worker=int(cpus_per_worker))
+    defaults = inspect.signature(_fit).parameters
+    steps = functools.partial(
+        _RaySteps, num_workers=int(num_workers), cpus_per_worker=int(cpus_per_worker),
+        epochs=fit_options.get("epochs", defaults["epochs"].default),
+        batch_size=fit_options.get("batch_size", defaults["batch_size"].default),
+    )
     return _fit(model, data, _steps=steps, **fit_options)
 
 
@@ -656,11 +662,15 @@ class _RaySteps(Steps):
         *,
         num_workers: int,
         cpus_per_worker: int,
+        epochs: Optional[int] = None,
+        batch_size: Optional[int] = None,
     ) -> None:
         self.model, self.lr = model, model._learning_rate(lr)
         # Mistakes a worker would raise at its first step (objectives, data),
         # raised here before any actor starts: the losses of two rows.
         model.losses(train.batch(np.arange(min(2, len(train))), None), weights=objectives)
+        if epochs is not None and batch_size is not None:  # fit's, checked by it (fit passes them)
+            _check_draw_count(model, int(epochs), int(batch_size), len(train), num_workers)
         # Only now, every input checked, may Ray start (ray.init on first use);
         # every step needs every worker.
         _check_fits_cluster(num_workers, cpus_per_worker, "worker", "num_workers", "cpus_per_worker")
@@ -796,6 +806,29 @@ def _warn_of_shares_neighborhood_cannot_learn_from(fit_options: Mapping[str, Any
             f"batch_size >= {3 * workers} (3 rows a share) for it to train",
             UserWarning,
             stacklevel=3,
+        )
+
+
+def _check_draw_count(model: LearnableMultiModal, epochs: int, batch_size: int, rows: int, workers: int) -> None:
+    """Refuses ``epochs`` whose shares would take the random-draw counter
+    (``rng_counter``, one per share) past what it counts: ``fit`` counts the
+    steps, one draw each in one process, so a fit near the end passed its
+    check and failed mid-epoch, naming the optimizer state, not ``epochs``."""
+    def shares(size: int) -> int:
+        return len(_share_bounds(size, workers)) - 1
+
+    full, last = divmod(rows, batch_size)
+    if last == 1 and full:  # a last batch of one row joins the one before (_Dataset.batches)
+        steps, per_epoch = full, (full - 1) * shares(batch_size) + shares(batch_size + 1)
+    else:
+        steps, per_epoch = full + (last > 0), full * shares(batch_size) + (shares(last) if last else 0)
+    taken = int(model._core.optimizer_state()[3])
+    if epochs * per_epoch > MAX_STEPS - taken:
+        raise InvalidValueError(
+            f"epochs: {epochs} epochs of {steps} steps, split among {workers} workers, draw {epochs * per_epoch} "
+            f"times (one per share of a step); expected at most {(MAX_STEPS - taken) // per_epoch} epochs, as the "
+            f"random-draw counter rng_counter counts at most 2**63 - 1 draws ({taken} taken)",
+            "epochs",
         )
 
 
