@@ -139,7 +139,7 @@ class GradientAccumulation(gm.training.LocalSteps):
             m.load_optimizer_state({**state, "rng_counter": state["rng_counter"] + k})
             m.zero_grad()
             share_losses = m.backward(self.train.batch(rows[pos], None if keep is None else keep[pos]), weights=self.objectives)
-            w = len(pos) / len(rows)
+            w = np.float64(len(pos) / len(rows))  # float64 sums, as the workers' average (a Python float made them float32)
             for name, g in m.gradients().items():
                 total[name] += w * g
             losses = {key: losses.get(key, 0.0) + w * v for key, v in share_losses.items()}

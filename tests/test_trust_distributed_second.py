@@ -71,3 +71,18 @@ def test_epochs_whose_shares_the_draw_counter_cannot_count_are_refused_before_tr
     distributed._check_draw_count(model, 1, 16, 17, 2)  # 16 + 1 rows: one batch of 17, two shares
     with pytest.raises(gm.InvalidValueError, match="draw 4 times"):
         distributed._check_draw_count(model, 1, 16, 33, 2)  # 16, 16 + 1: two batches of two shares
+
+
+def test_two_workers_with_shares_of_unequal_rows_are_gradient_accumulation():
+    """The documented equality was tested on even batches only (shares of
+    equal rows); batches of 33 rows split 17 + 16 and must match too."""
+    from test_distributed import GradientAccumulation, assert_same_training_state, without_seconds
+    from test_distributed import synthetic as views_with_mask
+
+    data, mask = views_with_mask(101, missing=0.3)  # batches of 33, 33, 33 and 2
+    options = dict(mask=mask, epochs=1, batch_size=33, modality_dropout=0.2, progress=False)
+    reference, on_ray = small_model(), small_model()
+    expected = gm.training.fit(reference, data, _steps=GradientAccumulation, **options)
+    got = distributed.fit(on_ray, data, num_workers=2, **options)
+    assert_same_training_state(reference, on_ray, records=False)
+    assert without_seconds(got.epochs) == without_seconds(expected.epochs)
