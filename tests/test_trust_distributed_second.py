@@ -86,3 +86,35 @@ def test_two_workers_with_shares_of_unequal_rows_are_gradient_accumulation():
     got = distributed.fit(on_ray, data, num_workers=2, **options)
     assert_same_training_state(reference, on_ray, records=False)
     assert without_seconds(got.epochs) == without_seconds(expected.epochs)
+
+
+@pytest.mark.parametrize("metric_fails", [True, False])
+def test_ctrl_c_while_fit_stops_its_workers_frees_their_cpus(monkeypatch, default_sigint, metric_fails):
+    """Ctrl-C pressed while fit was stopping its workers left their placement
+    group in place (the CPUs stayed reserved until the process ended, and
+    the next distributed fit waited for them forever), and after a failed
+    epoch it replaced the failure, so the model kept that epoch."""
+    import signal
+
+    data = {k: v for k, v in synthetic(64).items() if k != "linguistic"}
+    kill = ray.kill
+
+    def kill_and_press_ctrl_c(actor, **kwargs):
+        signal.raise_signal(signal.SIGINT)  # the user's Ctrl-C, while the first worker is stopped
+        kill(actor, **kwargs)
+
+    def failing(model):
+        raise ValueError("a metric's own failure")
+
+    monkeypatch.setattr(ray, "kill", kill_and_press_ctrl_c)
+    model = small_model()
+    options = dict(num_workers=2, epochs=1, batch_size=32, progress=False, metrics={"m": failing} if metric_fails else None)
+    with pytest.raises(ValueError if metric_fails else KeyboardInterrupt):
+        distributed.fit(model, data, **options)
+    monkeypatch.setattr(ray, "kill", kill)
+    # failed: the model as before the call; interrupted after training: the epoch completed
+    assert model.epochs_trained == (0 if metric_fails else 1) and len(model.history) == model.epochs_trained
+    deadline = time.monotonic() + 30
+    while ray.available_resources().get("CPU", 0) < 2:
+        assert time.monotonic() < deadline, f"CPUs still reserved: {ray.available_resources()}"
+        time.sleep(0.1)

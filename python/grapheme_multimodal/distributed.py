@@ -43,7 +43,7 @@ except ModuleNotFoundError as exc:  # pragma: no cover - exercised only without 
     ) from None
 
 from ._core import NUM_MODALITIES
-from ._locking import refuse_in_metric, writes
+from ._locking import refuse_in_metric, uninterrupted, writes
 from ._ray_address import CONNECT_TIMEOUT_S, _check_ray_address
 from ._validation import as_real_array, renamed
 from .exceptions import CheckpointError, GraphemeError, InvalidValueError, NonFiniteError, ShapeError, UntrainedModalityWarning
@@ -741,13 +741,16 @@ class _RaySteps(Steps):
         # fit does after (restoring the best epoch, or the last completed one when
         # interrupted) restores it with the rest of the optimizer state. Set here, it
         # was the last step's counter beside an earlier epoch's weights and Adam step.
-        for worker in self.workers:
-            ray.kill(worker)
-        self.workers = []
-        if self.group is not None:
-            remove_placement_group(self.group)
-            self.group = None
-        self.pending = self.train = self.dataset = None
+        # A Ctrl-C is raised once all is stopped: cut short, the placement group kept
+        # the workers' CPUs reserved, and the next fit waited for them forever.
+        with uninterrupted():
+            for worker in self.workers:
+                ray.kill(worker)
+            self.workers = []
+            if self.group is not None:
+                remove_placement_group(self.group)
+                self.group = None
+            self.pending = self.train = self.dataset = None
 
     def _start(self, state: "ray.ObjectRef", k: int) -> Any:
         """Worker ``k``, in its reserved share of the CPUs (``k``'s bundle of the group)."""

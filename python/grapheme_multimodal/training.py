@@ -265,10 +265,19 @@ def fit(
                     train.fit_normalization(model, unstandardised)
             stepper = (_steps or LocalSteps)(model, train, objectives, lr)
             try:
-                return _train(model, stepper, train, val, epochs, batch_size, objectives, metrics, early_stopping,
-                              monitor, mode, modality_dropout, progress, seed, average)
-            finally:
-                stepper.close()
+                history = _train(model, stepper, train, val, epochs, batch_size, objectives, metrics, early_stopping,
+                                 monitor, mode, modality_dropout, progress, seed, average)
+            except BaseException:
+                try:
+                    stepper.close()
+                except KeyboardInterrupt:
+                    # Ctrl-C while the steps end after a failure (Ray workers stopping): the
+                    # failure is raised, and the model restored for it. Raised in its place,
+                    # it kept the failed epoch, as if that epoch had completed.
+                    pass
+                raise
+            stepper.close()
+            return history
         except KeyboardInterrupt:
             if model.epochs_trained == before.epochs_trained:
                 # No epoch completed: nothing to keep. Standardisation may be half learned
