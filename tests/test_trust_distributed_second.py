@@ -118,3 +118,23 @@ def test_ctrl_c_while_fit_stops_its_workers_frees_their_cpus(monkeypatch, defaul
     while ray.available_resources().get("CPU", 0) < 2:
         assert time.monotonic() < deadline, f"CPUs still reserved: {ray.available_resources()}"
         time.sleep(0.1)
+
+
+def test_embed_dataset_of_a_model_ships_what_embedding_reads():
+    """Given a model, embed_dataset pickled all of it: a note in its history
+    refused the call ("model.history[0]: expected a record of numbers"), an
+    attribute a user set (a lock) failed it ("Could not serialize the put
+    value"), and its experience buffer went to every actor."""
+    import threading
+
+    data = {k: v for k, v in synthetic(40).items() if k != "linguistic"}
+    model = small_model()
+    model.fit(data, epochs=1, batch_size=20, progress=False)
+    model.history[0]["note"] = "baseline run"
+    model.guard = threading.Lock()
+    ds = ray.data.from_arrow(pa.table({"id": np.arange(40), "img": pa.array(list(data["visual"]), type=pa.list_(pa.float32()))}))
+    out = distributed.embed_dataset(ds, model, {"visual": "img"}, num_actors=1, outputs=("fused", "embeddings"))
+    rows = sorted(out.take_all(), key=lambda r: r["id"])
+    emb, fused = model.encode_and_fuse({"visual": data["visual"]})
+    assert np.stack([r["fused"] for r in rows]).tobytes() == fused.tobytes()
+    assert np.stack([r["embeddings"] for r in rows]).tobytes() == emb.tobytes()

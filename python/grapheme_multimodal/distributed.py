@@ -95,7 +95,8 @@ def embed_dataset(
             (each actor loads it once; on a multi-node cluster it must be on
             a path every node can read; a model saved over it before the
             dataset runs is refused, a :class:`CheckpointError`), or a model
-            (shipped to each actor as it is at this call).
+            (shipped to each actor as it is at this call: its weights,
+            standardisation and config, not its experience or history).
         columns: modality → column, e.g. ``{"visual": "image_features"}``. A
             column holds vectors of the modality's input length, or text
             where the modality featurises graphs (its
@@ -167,7 +168,16 @@ def embed_dataset(
     # Actors do not share the driver's working directory: send an absolute path. A model is
     # put in the object store now: shipped when the lazy dataset runs, it was the model as it
     # was then (trained on meanwhile), and each actor's as it was when that actor started.
-    source = ray.put(checkpoint) if isinstance(checkpoint, LearnableMultiModal) else os.path.abspath(os.fspath(checkpoint))
+    # Of a model, its state (weights, standardisation, config): the pickled object carried its
+    # experience buffer, its history (checked as a save checks it: a note refused the call) and
+    # attributes a user set (a lock: not picklable), none of which embedding reads. A subclass
+    # goes as it is: its own methods may embed.
+    if type(checkpoint) is LearnableMultiModal:
+        source = ray.put(_replica_state(checkpoint))
+    elif isinstance(checkpoint, LearnableMultiModal):
+        source = ray.put(checkpoint)
+    else:
+        source = os.path.abspath(os.fspath(checkpoint))
     # The file is loaded again by each actor when the dataset runs, maybe after
     # another model was saved there: the actors check they load the one checked here.
     identity = None if isinstance(checkpoint, LearnableMultiModal) else _model_identity(model)
@@ -209,6 +219,10 @@ class _Embedder:
     def __init__(self, source: Any, columns: Dict[str, str], outputs: Tuple[str, ...], identity: Optional[str] = None) -> None:
         if isinstance(source, ray.ObjectRef):  # the model as embed_dataset was given it
             source = ray.get(source)
+        if isinstance(source, tuple):  # its state (embed_dataset)
+            from .checkpoint import model_from_state
+
+            source = model_from_state(*source)
         self.refusal: Optional[CheckpointError] = None
         try:
             self.model = source if isinstance(source, LearnableMultiModal) else LearnableMultiModal.load(source)
@@ -858,10 +872,11 @@ def _weighted_mean(results: List[Tuple[np.ndarray, Dict[str, float]]], rows: np.
 
 
 def _replica_state(model: LearnableMultiModal) -> Tuple[Dict[str, np.ndarray], Dict[str, Any]]:
-    """What a worker's replica is built from: the model's checkpoint state
-    without its experience and history, which a replica never reads (the
-    history is checked as a save checks it: a record a user annotated with
-    text, which ``model.fit`` trains on, refused every distributed fit)."""
+    """What a worker's replica (or an embedding actor's model) is built from:
+    the model's checkpoint state without its experience and history, which
+    neither reads (the history is checked as a save checks it: a record a
+    user annotated with text, which ``model.fit`` trains on, refused every
+    distributed fit)."""
     from .checkpoint import checkpoint_state
 
     return checkpoint_state(model, include_experience=False, include_history=False)
