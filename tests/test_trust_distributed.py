@@ -215,7 +215,7 @@ def test_column_types_no_row_can_use_are_refused_by_the_call(saved, values, erro
     ds = ray.data.from_arrow(pa.table({"img": values}))
     with pytest.raises(error, match=rf"^column 'img' \(visual\): expected vectors of 20 .*{message}"):
         distributed.embed_dataset(ds, saved, {"visual": "img"}, num_actors=1)
-    with pytest.raises(error, match=rf"^column 'img' \(visual\): expected vectors of 20 .*{message}"):
+    with pytest.raises(error, match=rf"^data: column 'img' \(visual\): expected vectors of 20 .*{message}"):  # fit: which dataset
         distributed.fit(small_model(), ds, num_workers=1, columns={"visual": "img"}, epochs=1, progress=False)
 
 

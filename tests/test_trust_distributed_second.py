@@ -138,3 +138,27 @@ def test_embed_dataset_of_a_model_ships_what_embedding_reads():
     emb, fused = model.encode_and_fuse({"visual": data["visual"]})
     assert np.stack([r["fused"] for r in rows]).tobytes() == fused.tobytes()
     assert np.stack([r["embeddings"] for r in rows]).tobytes() == emb.tobytes()
+
+
+def test_fit_names_the_dataset_whose_columns_are_wrong():
+    """data and validation share columns=; a validation dataset lacking a
+    column, or holding vectors of another length, was refused as "columns:
+    the dataset has no column ['aud']" or "column 'img' (visual): ...",
+    without saying that it was the validation dataset."""
+    data = {k: v for k, v in synthetic(40).items() if k != "linguistic"}
+
+    def table(img, aud=None):
+        columns = {"img": pa.array(list(img), type=pa.list_(pa.float32()))}
+        if aud is not None:
+            columns["aud"] = pa.array(list(aud), type=pa.list_(pa.float32()))
+        return ray.data.from_arrow(pa.table(columns))
+
+    train = table(data["visual"], data["auditory"])
+    columns = {"visual": "img", "auditory": "aud"}
+    for validation, error, message in (
+        (table(data["visual"]), gm.InvalidValueError, r"^validation: columns: the dataset has no column \['aud'\]"),
+        (table(data["visual"][:, :5], data["auditory"]), gm.ShapeError, r"^validation: column 'img' \(visual\): expected vectors of 20"),
+    ):
+        with pytest.raises(error, match=message) as info:
+            distributed.fit(small_model(), train, num_workers=1, validation=validation, columns=columns, progress=False)
+        assert info.value.arg in ("columns", "img")

@@ -489,6 +489,21 @@ def _dataset_arrays(model: LearnableMultiModal, ds: "ray.data.Dataset", columns:
                 f"its columns are {names}; pass columns={{modality: column}}",
                 name,
             )
+    try:
+        return _read_dataset(model, ds, columns, names, name)
+    except (GraphemeError, TypeError) as err:
+        if isinstance(err, RayTaskError) or str(err).startswith(f"{name}:"):  # a map step's own error; named already
+            raise
+        # data and validation share columns=: "column 'img' (visual): ..." did not say which
+        # dataset holds the wrong vectors (or lacks the column)
+        text = f"{name}: {err}"
+        raise (type(err)(text, err.arg) if isinstance(err, GraphemeError) else type(err)(text)) from None
+
+
+def _read_dataset(
+    model: LearnableMultiModal, ds: "ray.data.Dataset", columns: Columns, names: List[str], name: str
+) -> Tuple[Dict[str, np.ndarray], np.ndarray]:
+    """:func:`_dataset_arrays` once its columns are known."""
     plan = _ColumnPlan(model, columns)
     plan.check_schema(names, ())
     schema = ds.schema()
