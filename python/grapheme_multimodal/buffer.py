@@ -27,7 +27,7 @@ from ._core import MODALITY_NAMES, NUM_MODALITIES
 from ._locking import ForkedMidChange
 from ._validation import (
     as_finite_float, as_mask, as_positive_int, as_real_array, as_seed, check_flag, describe, memory_budget,
-    non_finite_message, refuse_bools, unmasked,
+    is_masked_array, non_finite_message, refuse_bools, unmasked,
 )
 from .exceptions import CheckpointError, InvalidValueError, NonFiniteError, ShapeError, TooLargeError
 from .io import PathLike, TensorSpec, check_write_target, read_tagged_safetensors, write_tagged_safetensors
@@ -896,7 +896,7 @@ def _check_finite(arr: np.ndarray, name: str, row_ids: Optional[np.ndarray] = No
 def _one_row(value: Any, name: str) -> np.ndarray:
     """One experience's field as a batch of one row for :meth:`ExperienceBuffer.extend`
     (a masked array's hidden values refused: np.asarray would record them)."""
-    if isinstance(value, np.ma.MaskedArray):
+    if is_masked_array(value):
         value = unmasked(value, name, "plain values", "fill them")
     return np.asarray(value)[None]
 
@@ -919,7 +919,7 @@ def _event_ids(value: Any, n: int, name: str = "event_ids") -> np.ndarray:
 
 def _one_value(value: Any, name: str, expected: str) -> np.ndarray:
     """One experience's number (its reward or event id) as a 0-d array."""
-    if isinstance(value, np.ma.MaskedArray):
+    if is_masked_array(value):
         value = unmasked(value, name, "plain values", "fill them")
     arr = as_real_array(value, name)
     if arr.shape != ():
@@ -931,7 +931,7 @@ def _field(value: Any, name: str, shape: Optional[tuple], expected: str, finite:
     """One experience's array field, real, of ``shape`` (None: any), finite
     in float32 unless ``finite`` is False; errors name ``name`` and the
     index in it (``experience.fused[2]: holds inf``)."""
-    if isinstance(value, np.ma.MaskedArray):
+    if is_masked_array(value):
         value = unmasked(value, name, "plain values", "fill them")
     arr = as_real_array(value, name)
     if shape is not None and arr.shape != shape:

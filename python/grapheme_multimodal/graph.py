@@ -17,7 +17,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from . import _core
-from ._validation import FLOAT32_MAX, as_real_array, describe, float32_of_wide, is_utf8, renamed, unmasked
+from ._validation import FLOAT32_MAX, as_real_array, describe, float32_of_wide, is_masked_array, is_utf8, renamed, unmasked
 from .exceptions import GraphemeError, InvalidValueError, NonFiniteError, ShapeError, TooLargeError
 
 EdgeList = Union[np.ndarray, Sequence[Sequence[int]]]
@@ -416,7 +416,7 @@ def _optional_int(value: Any, name: str) -> Optional[int]:
 def _edge_array(edges: EdgeList, num_nodes: int) -> np.ndarray:
     if isinstance(edges, Iterator):  # a generator: numpy would make it one object ("got dtype object")
         edges = list(edges)
-    if isinstance(edges, np.ma.MaskedArray):  # np.asarray would make the indices under the mask edges
+    if is_masked_array(edges):  # np.asarray would make the indices under the mask edges
         edges = unmasked(edges, "edges", "integer node indices", "leave the masked edges out")
     try:
         arr = np.asarray(edges)

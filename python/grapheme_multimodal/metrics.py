@@ -11,7 +11,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ._validation import as_finite_float, as_real_array, describe, refuse_unpaired_frames, unmasked
+from ._validation import as_finite_float, as_real_array, describe, is_masked_array, refuse_unpaired_frames, unmasked
 from .exceptions import InvalidValueError, NonFiniteError, ShapeError
 
 __all__ = ["cross_view_retrieval", "knn_accuracy", "linear_probe_accuracy", "roc_auc", "unit_side_by_side"]
@@ -132,7 +132,7 @@ def _out_of_range(*arrays: np.ndarray) -> bool:
 
 
 def _labels_1d(name: str, y: object, n: int, n_name: str) -> np.ndarray:
-    if isinstance(y, np.ma.MaskedArray):  # np.asarray would score the labels under the mask
+    if is_masked_array(y):  # np.asarray would score the labels under the mask
         y = unmasked(y, name, "labels", "fill them, or leave those rows out")
     arr = np.asarray(y)
     if arr.shape != (n,):

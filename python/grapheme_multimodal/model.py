@@ -27,6 +27,7 @@ from ._validation import (
     caller_level as _caller_level,
     check_flag,
     describe,
+    is_masked_array,
     refuse_unpaired_frames,
     unmasked,
     warn_precision_loss,
@@ -708,7 +709,7 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
             if name not in tensors:
                 continue
             value = tensors[name]
-            if isinstance(value, np.ma.MaskedArray):  # as_float32's remedy (rows left out with mask=) is for inputs
+            if is_masked_array(value):  # as_float32's remedy (rows left out with mask=) is for inputs
                 value = unmasked(value, f"{arg}[{name!r}]", "plain numbers", "pass its values: x.filled(...) or x.data")
             arr = as_float32(value, f"{arg}[{name!r}]", len(shape), shape)
             if not np.isfinite(arr).all():

@@ -20,7 +20,9 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from ._core import NUM_MODALITIES
 from ._locking import ModelLock
-from ._validation import as_float32, as_seed, check_flag, describe, refuse_unpaired_frames, renamed, warn_precision_loss
+from ._validation import (
+    as_float32, as_seed, check_flag, describe, is_masked_array, refuse_unpaired_frames, renamed, warn_precision_loss,
+)
 from .config import _widths
 from .exceptions import GraphemeError, InvalidValueError, NonFiniteError, ShapeError
 from .metrics import unit_side_by_side
@@ -443,7 +445,7 @@ def _as_views(Xs: Any, estimator: MultimodalEmbedder, reset: bool) -> List[np.nd
         raw = [Xs]
     # check_array would take the values under a mask as data: masked entries are
     # NaN instead, so a wholly masked row is a missing view and a partly masked one refused
-    raw = [np.ma.filled(x.astype(np.float64), np.nan) if isinstance(x, np.ma.MaskedArray) else x for x in raw]
+    raw = [np.ma.filled(x.astype(np.float64), np.nan) if is_masked_array(x) else x for x in raw]
     if len(raw) == 1:  # one view: the plain scikit-learn contract, n_features_in_ included
         try:
             # ensure_all_finite=False: inf is refused below, naming its row, where check_array named none
