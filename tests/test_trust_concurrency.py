@@ -9,6 +9,11 @@ import os
 import subprocess
 import sys
 import textwrap
+from typing import Any, Dict
+
+import numpy as np
+
+import grapheme_multimodal as gm
 
 #: A thread still running after this many seconds is taken as hung.
 JOIN_TIMEOUT_S = 5.0
@@ -93,3 +98,39 @@ def test_an_interrupt_inside_the_first_import_of_numpy_ma_never_hangs_other_thre
     """Before: the first record_batch/load_state_dict imported numpy.ma (lazy in numpy 2), some under the
     model's lock; a KeyboardInterrupt landing in that import left its import lock held and every thread hung."""
     assert _run_script(_INTERRUPTED_IMPORT).strip() == "['encode', 'load_state_dict']"
+
+
+def _tiny_model(**overrides: Any) -> gm.LearnableMultiModal:
+    return gm.LearnableMultiModal(embed_dim=8, hidden_dim=16, num_heads=2, seed=0, encoder_hidden=(8,),
+                                  input_dims={"visual": 10, "auditory": 6}, **overrides)
+
+
+def _views(n: int, seed: int) -> Dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    z = rng.normal(size=(n, 3))
+    return {"visual": (z @ rng.normal(size=(3, 10))).astype(np.float32),
+            "auditory": (z @ rng.normal(size=(3, 6))).astype(np.float32)}
+
+
+def test_a_thread_reading_the_history_while_a_metric_lands_sees_no_dict_change_size() -> None:
+    """Before: json.dumps(model.history) or pandas.DataFrame(model.history) in a monitoring thread raised
+    "dictionary changed size during iteration" when fit added a metric's value to the epoch's record in place."""
+    model, data = _tiny_model(), _views(24, 0)
+    paused: Dict[str, Any] = {}
+
+    def first(m: gm.LearnableMultiModal) -> float:
+        # a reader in another thread, paused halfway through the epoch's record (the switch lands here)
+        paused["reading"] = iter(m.history[-1].items())
+        paused["seen"] = [next(paused["reading"])]
+        return 0.25
+
+    def second(m: gm.LearnableMultiModal) -> float:
+        paused["seen"].extend(paused["reading"])  # the reader resumes after the first metric's value landed
+        return 0.5
+
+    history = model.fit(data, epochs=1, batch_size=12, progress=False, metrics={"first": first, "second": second})
+    assert paused["seen"][0][0] == "epoch" and "loss" in dict(paused["seen"])
+    assert "val_first" not in dict(paused["seen"])  # what the reader held stayed as it was when it started
+    record = model.history[-1]
+    assert (record["val_first"], record["val_second"]) == (0.25, 0.5) and "seconds" in record
+    assert history.epochs[-1] is record

@@ -407,7 +407,7 @@ def _run_epoch(
         record.update({f"val_{k}": v for k, v in val.losses(model, objectives).items()})
     with model._lock.writing():
         model.epochs_trained = record["epoch"]
-        model.history.append(record)  # completed in place below, under the lock (a save copies it)
+        model.history.append(record)  # completed below by replacing it, under the lock (a save copies it)
     if metrics:
         # While they run, the weights are this epoch's last: the model holds fit's running
         # average (not applied; a checkpoint applies it, as fit's end does: averaging.py).
@@ -420,7 +420,7 @@ def _run_epoch(
                     value = metric(model)
                 value = _metric_value(name, value)
                 with model._lock.writing():
-                    record[f"val_{name}"] = value
+                    record = _completed(model.history, record, {f"val_{name}": value})
         finally:
             with model._lock.writing():
                 model._weight_average = None  # fit's start dropped the applied one (averaging.resume)
@@ -429,8 +429,23 @@ def _run_epoch(
         extra.update({f"temperature_{k}": v for k, v in model.temperatures().items()})
     extra["seconds"] = time.perf_counter() - start
     with model._lock.writing():
-        record.update(extra)
+        record = _completed(model.history, record, extra)
     return record, average
+
+
+def _completed(history: List[Dict[str, Any]], record: Dict[str, Any], entries: Mapping[str, Any]) -> Dict[str, Any]:
+    """``record`` with ``entries`` added, as a new dict put in its place in
+    ``history`` (``model.history``; its lock held for writing). A record in
+    the history is never changed in place: a thread reading the history
+    meanwhile without the model's lock (``json.dumps(model.history)``,
+    ``pandas.DataFrame(model.history)``, a deepcopy) raised "dictionary
+    changed size during iteration" when a metric's value landed."""
+    completed = {**record, **entries}
+    for i in range(len(history) - 1, -1, -1):  # the last, unless a metric changed the list
+        if history[i] is record:
+            history[i] = completed
+            break
+    return completed
 
 
 @dataclass
