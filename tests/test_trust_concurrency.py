@@ -5,10 +5,13 @@ regression fails instead of hanging CI."""
 
 from __future__ import annotations
 
+import inspect
 import os
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 from typing import Any, Dict
 
 import numpy as np
@@ -134,3 +137,47 @@ def test_a_thread_reading_the_history_while_a_metric_lands_sees_no_dict_change_s
     record = model.history[-1]
     assert (record["val_first"], record["val_second"]) == (0.25, 0.5) and "seconds" in record
     assert history.epochs[-1] is record
+
+
+def _waiting_at(thread: threading.Thread, function: Any, line_text: str) -> None:
+    """Returns once ``thread`` has sat at the line of ``function`` holding
+    ``line_text`` (waiting for a lock there) for 50 ms; fails after the timeout."""
+    lines, first = inspect.getsourcelines(function)
+    line = first + next(i for i, text in enumerate(lines) if line_text in text)
+    deadline, steady = time.monotonic() + JOIN_TIMEOUT_S, 0
+    while steady < 10:
+        frame = sys._current_frames().get(thread.ident)
+        steady = steady + 1 if frame is not None and frame.f_code is function.__code__ and frame.f_lineno == line else 0
+        assert time.monotonic() < deadline, f"the thread never waited at {function.__qualname__}: {line_text}"
+        time.sleep(0.005)
+
+
+def test_a_buffer_given_to_a_model_while_it_loads_a_file_of_other_dims_refuses_the_file(tmp_path) -> None:
+    """Before: ExperienceBuffer.load checked a model's dims before taking the buffer's lock; a model given the
+    buffer meanwhile got experiences of another embed_dim, and its next record_batch failed on shapes."""
+    path = tmp_path / "other.buf"
+    other = gm.ExperienceBuffer(4, embed_dim=5, seed=0)
+    other.extend(embeddings=np.ones((1, 7, 5), np.float32), mask=np.ones((1, 7), bool), fused=np.ones((1, 5), np.float32),
+                 pair_strengths=np.zeros((1, 7, 7), np.float32), rewards=[0.5])
+    other.save(path)
+    buffer, model = gm.ExperienceBuffer(4, seed=0), _tiny_model()
+    outcome: Dict[str, Any] = {}
+
+    def load() -> None:
+        try:
+            buffer.load(path)
+            outcome["load"] = "loaded"
+        except Exception as exc:
+            outcome["load"] = exc
+
+    loading = threading.Thread(target=load, daemon=True)
+    with buffer._lock:  # another thread is recording into the buffer: the load waits for it
+        loading.start()
+        _waiting_at(loading, gm.ExperienceBuffer.load, "with self._lock")
+        model.experience = buffer  # the model takes the buffer meanwhile
+    loading.join(JOIN_TIMEOUT_S)
+    assert not loading.is_alive()
+    assert isinstance(outcome["load"], gm.CheckpointError) and "embed_dim=5" in str(outcome["load"])
+    assert model.experience.embed_dim == 8 and len(model.experience) == 0
+    model.record_batch(_views(3, 1), rewards=0.5)
+    assert len(model.experience) == 3

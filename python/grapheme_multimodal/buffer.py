@@ -598,10 +598,12 @@ class ExperienceBuffer:
         or ``input_dims`` that model cannot record into, as assigning such
         a buffer to ``model.experience`` does."""
         other = ExperienceBuffer.from_file(path)
-        self._check_model_dims(other, path)
-        if self._model_dims is not None and other.embed_dim is None:  # a file of a buffer that never recorded:
-            other._allocate(self._model_dims[0], check_capacity=False)  # the model's buffer keeps its embed_dim
+        # The model's dims checked under the lock: a model given this buffer meanwhile
+        # (its experience setter) got the file's rows of another embed_dim.
         with self._lock:
+            self._check_model_dims(other, path)
+            if self._model_dims is not None and other.embed_dim is None:  # a file of a buffer that never recorded:
+                other._allocate(self._model_dims[0], check_capacity=False)  # the model's buffer keeps its embed_dim
             kept = ("_lock", "_model_dims", "_drawn", "_evicted", "_epoch")
             self.__dict__.update({k: v for k, v in other.__dict__.items() if k not in kept})
             self._epoch += 1
