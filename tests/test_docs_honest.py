@@ -221,3 +221,15 @@ def test_readme_lists_every_option_of_train():
         else:
             assert any(re.search(rf"(?<![\w-]){re.escape(o)}(?![\w-])", listed) for o in action.option_strings), (
                 f"README's options of train leave out {flag}")
+
+
+def test_model_fit_shows_the_options_it_takes() -> None:
+    """``model.fit(data, **kwargs)`` showed ``help()``, notebooks and
+    ``inspect.signature`` no option: they are training.fit's."""
+    from grapheme_multimodal import training
+
+    model = gm.LearnableMultiModal(seed=0)
+    shown = inspect.signature(model.fit).parameters
+    expected = [n for n in inspect.signature(training.fit).parameters if n not in ("model", "_steps")]
+    assert list(shown) == expected and shown["epochs"].default == 10
+    assert "validation_mask" in model.fit.__doc__ and model.fit.__doc__.startswith("Trains this model on ``data``.")

@@ -1366,3 +1366,24 @@ def holdout_rows(n: int, fraction: float, seed: int, name: str = "validation_fra
         return np.arange(n), None
     order = np.random.default_rng(seed).permutation(n)
     return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+
+def _show_fit_on_the_model() -> None:
+    """``LearnableMultiModal.fit(data, **kwargs)`` forwards to :func:`fit`:
+    it gets fit's signature (less ``model`` and the private ``_steps``) and
+    documentation, so ``help(model.fit)``, ``inspect.signature`` and
+    notebooks show the options, which ``**kwargs`` hid."""
+    import inspect
+
+    from .model import LearnableMultiModal
+
+    method = LearnableMultiModal.fit
+    signature = inspect.signature(fit)
+    shown = [p for name, p in signature.parameters.items() if name not in ("model", "_steps")]
+    method.__signature__ = signature.replace(
+        parameters=[inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD), *shown]
+    )
+    method.__doc__ = (fit.__doc__ or "").replace("Trains ``model`` on ``data``.", "Trains this model on ``data``.", 1)
+
+
+_show_fit_on_the_model()
