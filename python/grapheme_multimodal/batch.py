@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+__all__ = ["Batch"]
+
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 

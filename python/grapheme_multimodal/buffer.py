@@ -14,6 +14,8 @@ sample never mixes the fields of two experiences.
 
 from __future__ import annotations
 
+__all__ = ["Experience", "ExperienceBatch", "ExperienceBuffer", "FILE_FORMAT"]
+
 import copy
 import os
 import threading

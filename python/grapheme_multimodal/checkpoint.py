@@ -11,6 +11,8 @@ arbitrary code when unpickled: never unpickle a file you do not trust.
 
 from __future__ import annotations
 
+__all__ = ["FILE_FORMAT", "save_checkpoint", "load_checkpoint"]
+
 import sys
 from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Tuple
 

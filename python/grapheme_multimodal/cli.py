@@ -9,6 +9,8 @@ Every error a user can make ends with one clear line and exit status 2.
 
 from __future__ import annotations
 
+__all__ = ["main", "PROG"]
+
 import argparse
 import codecs
 import contextlib

@@ -5,6 +5,8 @@ config."""
 
 from __future__ import annotations
 
+__all__ = ["ModalityEncoder", "ProjectionHead", "FusionNetwork", "CrossModalBinder", "ModalityAttention"]
+
 from collections import OrderedDict
 from typing import Any, Optional
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+__all__ = ["LearnableMultiModalConfig", "BINDER_KINDS", "NEIGHBOR_SPACES", "INPUT_DISTANCES"]
+
 import dataclasses
 import warnings
 from dataclasses import dataclass, field

@@ -10,6 +10,8 @@ pair (cross-view retrieval), 5-NN and a linear probe on the raw views
 
 from __future__ import annotations
 
+__all__ = ["DemoResult", "run_demo"]
+
 import time
 from dataclasses import dataclass, field
 from pathlib import Path

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+__all__ = ["ExperienceMixin"]
+
 from typing import Any
 
 import numpy as np

@@ -6,6 +6,16 @@ Rows are events: row ``i`` of every file belongs to the same event.
 
 from __future__ import annotations
 
+__all__ = [
+    "ModalityFile",
+    "read_modality_file",
+    "read_numeric_csv",
+    "read_texts",
+    "parse_modality_spec",
+    "ARRAY_SUFFIXES",
+    "TEXT_SUFFIXES",
+]
+
 import csv
 import os
 import struct

@@ -9,6 +9,18 @@ activation buckets and edges (content-aware, e.g. "cat" ≠ "dog").
 
 from __future__ import annotations
 
+__all__ = [
+    "Graph",
+    "GraphFeaturizer",
+    "featurize",
+    "fingerprints",
+    "FINGERPRINT_DIM",
+    "WL_DEFAULT_DIM",
+    "WL_DEFAULT_ITERATIONS",
+    "TEXT_UNITS",
+    "FEATURE_KINDS",
+]
+
 import numbers
 from collections.abc import Hashable, Iterator, Set, ValuesView
 from dataclasses import dataclass

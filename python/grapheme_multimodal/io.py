@@ -22,6 +22,8 @@ load, unverified; saving them again adds one.
 
 from __future__ import annotations
 
+__all__ = ["TensorSpec", "atomic_write_bytes", "write_tagged_safetensors", "read_tagged_safetensors"]
+
 import codecs
 import contextlib
 import contextvars

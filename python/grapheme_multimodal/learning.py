@@ -4,6 +4,8 @@ optimizer state. All compute is in the Rust core, with the GIL released."""
 
 from __future__ import annotations
 
+__all__ = ["LearningMixin"]
+
 from collections import OrderedDict
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 

@@ -7,6 +7,8 @@ batch of one and call the same path as the batched numpy methods.
 
 from __future__ import annotations
 
+__all__ = ["LearnableMultiModal", "IncompatibleKeys", "NUM_MODALITIES"]
+
 import contextlib
 import contextvars
 import functools

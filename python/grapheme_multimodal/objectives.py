@@ -33,6 +33,8 @@ The formulas are in ``docs/objectives.md`` (and in the Rust core's
 
 from __future__ import annotations
 
+__all__ = ["OBJECTIVES", "DEFAULT_WEIGHTS", "ROW_COMPARING_OBJECTIVES"]
+
 import math
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 

@@ -3,6 +3,8 @@ optional extra: ``pip install grapheme-multimodal[plot]``)."""
 
 from __future__ import annotations
 
+__all__ = ["plot_history", "plot_attention"]
+
 import io
 from collections.abc import Mapping
 from typing import Any, Dict, List, Optional, Sequence

@@ -11,6 +11,8 @@ every sample (nothing would train its encoder).
 
 from __future__ import annotations
 
+__all__ = ["MultimodalEmbedder", "OUTPUTS"]
+
 from collections.abc import Iterable, Iterator, Mapping, Set
 from typing import Any, List, Optional, Sequence
 

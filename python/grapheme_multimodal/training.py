@@ -9,6 +9,8 @@ save/load — gives the same model as ``fit(epochs=4)``.
 
 from __future__ import annotations
 
+__all__ = ["fit", "History", "MAX_STEPS"]
+
 import math
 import re
 import time

@@ -3,6 +3,16 @@ cross-modal bindings, modal components and multimodal events."""
 
 from __future__ import annotations
 
+__all__ = [
+    "Modality",
+    "BindingType",
+    "SpatialRegion",
+    "CrossModalBinding",
+    "ModalGraph",
+    "ModalFeatures",
+    "MultiModalEvent",
+]
+
 import enum
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterable, List, Optional, Tuple, Union
