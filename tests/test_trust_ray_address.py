@@ -296,3 +296,35 @@ def test_ray_address_auto_in_the_environment_checks_the_record_too(monkeypatch, 
         assert str(err.value).startswith(f"RAY_ADDRESS (environment variable) (auto: Ray joins the cluster `ray start` "
                                          f"recorded in {record})")
         assert err.value.arg == "RAY_ADDRESS"
+
+
+# Ray's own words when `auto` finds no cluster on the machine (ray._private.services).
+_RAY_NONE_FOUND = ("Could not find any running Ray instance. Please specify the one to connect to by setting "
+                   "`--address` flag or `RAY_ADDRESS` environment variable.")
+
+
+@pytest.mark.parametrize("flag, env, named", [(["--ray-address", "auto"], None, "--ray-address: "),
+                                              ([], "auto", "RAY_ADDRESS (environment variable): ")])
+def test_a_cluster_ray_does_not_find_is_named_by_the_flag_grapheme_mm_has(files, monkeypatch, capsys, flag, env, named):
+    """``--ray-address auto`` with no cluster running printed Ray's advice to
+    set an ``--address`` flag, which grapheme-mm does not have."""
+    import ray
+    import ray._private.utils
+
+    from grapheme_multimodal.cli import main
+
+    def not_found(*args, **kwargs):
+        raise ConnectionError(_RAY_NONE_FOUND)
+
+    monkeypatch.setattr(ray._private.utils, "get_ray_address_file", lambda temp_dir: os.devnull + ".none")
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)  # this session's own Ray would be joined instead
+    monkeypatch.setattr(ray, "init", not_found)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    if env is not None:
+        monkeypatch.setenv("RAY_ADDRESS", env)
+    out = files / "never.npy"
+    assert main(["embed", str(files / "m.safetensors"), "-m", f"visual={files / 'a.npy'}", "--ray", "-o", str(out), *flag]) == 2
+    line = capsys.readouterr().err.strip()
+    assert line.startswith(f"grapheme-mm: error: {named}Ray found no cluster to join at 'auto' (Could not find any "
+                           "running Ray instance)") and "--address flag" not in line and "\n" not in line, line
+    assert not out.exists()

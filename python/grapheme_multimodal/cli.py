@@ -745,12 +745,33 @@ def _ray_cluster(address: Optional[str]) -> Iterator[None]:
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     # Ray's own INFO/WARNING lines ("Started a local Ray instance", ...) would
     # come before the CLI's one-line error, or alone on Ctrl-C.
-    ray.init(address=address, include_dashboard=False if address is None else None, log_to_driver=False,
-             logging_level=logging.ERROR)
+    try:
+        ray.init(address=address, include_dashboard=False if address is None else None, log_to_driver=False,
+                 logging_level=logging.ERROR)
+    except ConnectionError as err:
+        raise _no_cluster_found(address, err) from None
     try:
         yield
     finally:
         ray.shutdown()
+
+
+def _no_cluster_found(address: Optional[str], err: ConnectionError) -> Exception:
+    """The error of a cluster to join that Ray did not find (``auto`` with no
+    cluster running here): Ray's own message told the user to set an
+    ``--address`` flag, which grapheme-mm does not have."""
+    env = os.environ.get("RAY_ADDRESS")
+    if address in (None, "auto") and env:  # as ray.init, the variable stands in for them
+        label, arg, given = "RAY_ADDRESS (environment variable)", "RAY_ADDRESS", env
+    elif address is not None:
+        label, arg, given = "--ray-address", "--ray-address", address
+    else:  # a new local cluster that did not start: Ray's error as it is
+        return err
+    why = str(err).split(". ")[0].rstrip(".")
+    return InvalidValueError(
+        f"{label}: Ray found no cluster to join at {given!r} ({why}); expected a running Ray cluster (`ray start "
+        "--head` starts one) or its address, or no --ray-address and RAY_ADDRESS to start a local one", arg,
+    )
 
 
 #: Ray Data's loggers that print an actor's error with its traceback; the CLI
