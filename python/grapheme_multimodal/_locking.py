@@ -22,7 +22,9 @@ calls and that trains or changes that same model (``train_step``,
 ``@writes`` method): the thread is ``fit``'s own, so the lock lets it
 in, and it would change the model in the middle of ``fit``
 (:func:`refuse_in_metric`). Another thread's writes still wait for ``fit``
-as before.
+as before — so a metric that starts a thread which writes to the model,
+and waits for it (``join``), waits for ever: that thread waits for ``fit``,
+and ``fit`` for the metric. Reads from such a thread are fine.
 
 A process forked while other threads hold a model's lock has only the
 forking thread: the others' holds are dropped in the child, so it does not
