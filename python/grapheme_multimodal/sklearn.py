@@ -13,6 +13,7 @@ from __future__ import annotations
 
 __all__ = ["MultimodalEmbedder", "OUTPUTS"]
 
+import reprlib
 from collections.abc import Iterable, Iterator, Mapping, Set
 from typing import Any, List, Optional, Sequence
 
@@ -23,7 +24,7 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 from ._core import NUM_MODALITIES
 from ._locking import ModelLock
 from ._validation import (
-    as_float32, as_seed, check_flag, describe, is_masked_array, refuse_unpaired_frames, renamed, warn_precision_loss,
+    as_float32, as_seed, describe, is_masked_array, refuse_unpaired_frames, renamed, warn_precision_loss,
 )
 from .config import _widths
 from .exceptions import GraphemeError, InvalidValueError, NonFiniteError, ShapeError
@@ -54,7 +55,7 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
 
     Parameters mirror :class:`LearnableMultiModalConfig` and
     :func:`grapheme_multimodal.training.fit`; ``random_state`` seeds both,
-    ``verbose=True`` shows fit's progress bar.
+    ``verbose=True`` (or an int > 0, as scikit-learn's ``verbose``) shows fit's progress bar.
     The defaults are the package's recipe
     (:class:`grapheme_multimodal.uci.TrainingSettings`): a hidden layer,
     dropout (``encoder_hidden_dropout=None``: 0.3 after the hidden layers,
@@ -230,7 +231,7 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
 
     def _fit(self, Xs: Any) -> None:
         self._check_output()
-        check_flag(self.verbose, "verbose")  # "no" would be true: a progress bar
+        progress = _as_verbose(self.verbose)
         # here, else the model's config refused it as `seed`, a name this estimator does not have
         as_seed(self.random_state, "random_state",
                 why=" (None or a RandomState is not taken: training is seeded for exact reruns)")
@@ -276,7 +277,7 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
                 modality_dropout=self.modality_dropout,
                 ema_decay=self.ema_decay,
                 standardize=self.standardize,
-                progress=self.verbose,
+                progress=progress,
             )
         except GraphemeError as err:
             raise self._as_view_error(err) from None
@@ -403,6 +404,19 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
         tags.target_tags.required = False
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
         return tags
+
+
+def _as_verbose(verbose: Any) -> bool:
+    """``verbose`` as fit's ``progress``: a bool, or an int >= 0 as scikit-learn's
+    estimators take it (``verbose=1`` was refused as no bool); a str such as
+    "no" would be true, a float or a negative int is no verbosity level."""
+    if isinstance(verbose, (bool, np.bool_)):
+        return bool(verbose)
+    if not isinstance(verbose, (int, np.integer)):
+        raise TypeError(f"verbose: expected a bool or an int >= 0, got {reprlib.repr(verbose)} ({type(verbose).__name__})")
+    if verbose < 0:
+        raise InvalidValueError(f"verbose: expected a bool or an int >= 0, got {verbose!r}", "verbose")
+    return verbose > 0
 
 
 def _check_input_features(estimator: MultimodalEmbedder, input_features: Any) -> None:
