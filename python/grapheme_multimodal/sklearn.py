@@ -19,6 +19,7 @@ from typing import Any, List, Optional, Sequence
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils._set_output import _get_output_config
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from ._core import NUM_MODALITIES
@@ -287,7 +288,8 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
         ``output="hidden"``, the views' hidden features side by side,
         ``[n, n_views * encoder_hidden[-1]]``."""
         with self._threads_lock().reading():
-            return self._transform(Xs)
+            out = self._transform(Xs)
+        return _with_frames_index(self, Xs, out)
 
     def _transform(self, Xs: Any) -> np.ndarray:
         check_is_fitted(self, "model_")
@@ -404,6 +406,24 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
         tags.target_tags.required = False
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
         return tags
+
+
+def _with_frames_index(estimator: MultimodalEmbedder, Xs: Any, out: np.ndarray) -> Any:
+    """``out`` as a data frame with the index of the views' data frames when
+    ``set_output(transform="pandas")`` asks for pandas and several views are
+    frames: scikit-learn takes the index from ``Xs`` itself, a list that has
+    none, and numbered the rows 0..n-1 (``pd.concat`` with the frames then
+    paired other samples). ``out`` unchanged otherwise; scikit-learn's wrapper
+    names the columns."""
+    if not isinstance(Xs, (list, tuple)) or _get_output_config("transform", estimator)["dense"] != "pandas":
+        return out
+    for view in Xs:  # refuse_unpaired_frames made every frame's index the same
+        index = getattr(view, "index", None)
+        if hasattr(index, "equals") and type(view) is not np.ndarray:
+            import pandas as pd  # asked for by set_output, which checked that it is installed
+
+            return pd.DataFrame(out, index=index, copy=False)
+    return out
 
 
 def _as_verbose(verbose: Any) -> bool:
