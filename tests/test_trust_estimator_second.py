@@ -56,7 +56,8 @@ def test_pandas_output_of_several_frames_keeps_their_index():
     plain = MultimodalEmbedder(**SMALL).fit(views)
     assert np.array_equal(out.to_numpy(), plain.transform(views))
     # arrays have no index: the default RangeIndex, as scikit-learn gives
-    assert est.transform(views).index.equals(pd.RangeIndex(len(views[0])))
+    with pytest.warns(UserWarning, match="does not have valid feature names"):
+        assert est.transform(views).index.equals(pd.RangeIndex(len(views[0])))
     # default output is still a plain array
     assert isinstance(MultimodalEmbedder(**SMALL).fit(frames).transform(frames), np.ndarray)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 __all__ = ["MultimodalEmbedder", "OUTPUTS"]
 
 import reprlib
+import warnings
 from collections.abc import Iterable, Iterator, Mapping, Set
 from typing import Any, List, Optional, Sequence
 
@@ -547,13 +548,22 @@ def _check_view_columns(estimator: MultimodalEmbedder, raw: List[Any], reset: bo
     """Each of several views' column names (a data frame's str columns), kept
     by ``fit`` and checked by ``transform``, as scikit-learn checks one
     view's: the same columns in another order gave other embeddings, without
-    a word. A view without names (an array) is not checked."""
+    a word. A view with names on one side only gets scikit-learn's warning."""
     names = [_column_names(x) for x in raw]
     if reset:
         estimator._view_columns = names
         return
     for i, (seen, given) in enumerate(zip(getattr(estimator, "_view_columns", None) or [], names)):
-        if seen is not None and given is not None and not np.array_equal(seen, given):
+        # scikit-learn's warnings for one view, which several views went without
+        if seen is not None and given is None:
+            warnings.warn(
+                f"Xs[{i}] does not have valid feature names, but {type(estimator).__name__} was fitted with feature "
+                "names", UserWarning)
+        elif seen is None and given is not None:
+            warnings.warn(
+                f"Xs[{i}] has feature names, but {type(estimator).__name__} was fitted without feature names",
+                UserWarning)
+        elif seen is not None and given is not None and not np.array_equal(seen, given):
             raise InvalidValueError(
                 f"Xs[{i}]: columns {list(given)}; expected those seen in fit, in that order: {list(seen)}", f"Xs[{i}]"
             )
