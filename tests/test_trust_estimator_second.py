@@ -9,6 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import grapheme_multimodal as gm
+
 from grapheme_multimodal.sklearn import MultimodalEmbedder
 
 SMALL = dict(embed_dim=8, hidden_dim=16, num_heads=2, epochs=1, random_state=0)
@@ -75,3 +77,23 @@ def test_several_views_fitted_on_frames_warn_when_given_arrays_and_back():
     on_arrays = MultimodalEmbedder(**SMALL).fit(views)
     with pytest.warns(UserWarning, match=r"^Xs\[1\] has feature names, but MultimodalEmbedder was fitted without"):
         on_arrays.transform([views[0], frames[1]])
+
+
+def test_a_refit_on_one_view_forgets_the_column_names_of_an_earlier_fit_on_several():
+    """Before: fit(two frames), fit(one array), transform(two frames) said "Xs[0]: columns ...; expected those seen in fit"."""
+    views = _views()
+    frames = _frames(views, pd.RangeIndex(len(views[0])))
+    est = MultimodalEmbedder(**SMALL).fit(frames).fit(views[0])
+    with pytest.raises(gm.ShapeError, match=r"^Xs: expected 1 views with \[6\] columns \(as in fit\), got \[5, 6\]"):
+        est.transform([frames[1], frames[0]])
+
+
+def test_several_views_as_nested_lists_say_how_to_give_views():
+    """Before: "Found array with dim 3, while dim <= 2 is required", not that views are a list of arrays."""
+    views = _views()
+    est = MultimodalEmbedder(**SMALL)
+    with pytest.raises(gm.InvalidValueError, match=r"^Xs: nested lists read as one 3-D array.*list of arrays") as info:
+        est.fit([views[0].tolist(), (2 * views[0]).tolist()])  # of one width: no ragged list
+    assert info.value.arg == "Xs" and not hasattr(est, "model_")
+    # one view as nested lists is still one view
+    assert est.fit(views[0].tolist()).n_views_ == 1

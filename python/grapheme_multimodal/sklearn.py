@@ -484,10 +484,17 @@ def _as_views(Xs: Any, estimator: MultimodalEmbedder, reset: bool) -> List[np.nd
     # NaN instead, so a wholly masked row is a missing view and a partly masked one refused
     raw = [np.ma.filled(x.astype(np.float64), np.nan) if is_masked_array(x) else x for x in raw]
     if len(raw) == 1:  # one view: the plain scikit-learn contract, n_features_in_ included
+        if reset:  # set by a previous fit on several views: transform named their columns as seen in this fit
+            estimator.__dict__.pop("_view_columns", None)
         try:
             # ensure_all_finite=False: inf is refused below, naming its row, where check_array named none
             views = [validate_data(estimator, raw[0], reset=reset, dtype=[np.float64, np.float32], ensure_all_finite=False)]
         except ValueError as exc:
+            if isinstance(Xs, (list, tuple)) and "dim 3" in str(exc):  # check_array's "Found array with dim 3"
+                raise InvalidValueError(
+                    f"Xs: nested lists read as one 3-D array {np.shape(Xs)}; expected several views as a list of "
+                    "arrays, e.g. [np.asarray(view) for view in Xs], or one view as an [n, d] array", "Xs",
+                ) from None
             if not (isinstance(Xs, (list, tuple)) and "inhomogeneous" in str(exc)):
                 raise
             # nested lists of different widths: numpy's "setting an array element with a sequence"
