@@ -360,9 +360,11 @@ def test_the_estimator_refuses_a_views_columns_in_another_order_than_in_fit() ->
     assert err.value.arg == "Xs[0]"
     with pytest.raises(gm.InvalidValueError, match=r"^Xs\[1\]: columns"):
         est.transform([a, b.rename(columns=str.upper)])
-    np.testing.assert_array_equal(est.transform([a.to_numpy(), b]), est.transform([a, b]))  # arrays have no names to check
+    with pytest.warns(UserWarning, match=r"^Xs\[0\] does not have valid feature names"):  # as sklearn warns of one view
+        np.testing.assert_array_equal(est.transform([a.to_numpy(), b]), est.transform([a, b]))  # arrays have no names to check
     refit = est.fit([a.to_numpy(), b.to_numpy()])
-    refit.transform([a[list("fedcba")], b])  # fitted without names: nothing to check against
+    with pytest.warns(UserWarning, match=r"has feature names, but MultimodalEmbedder was fitted without"):
+        refit.transform([a[list("fedcba")], b])  # fitted without names: nothing to check against
 
 
 def test_modal_features_are_read_as_every_other_array_input() -> None:
