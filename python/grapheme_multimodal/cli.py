@@ -509,7 +509,8 @@ def _train(args: argparse.Namespace) -> int:
     # The recipe's settings with the flags' values: the model options are the ones uci.train and
     # MultimodalEmbedder build (TrainingSettings.model_options), not a list of its own to keep in step.
     weights = _objective_weights(args.objectives, OBJECTIVES)
-    check_weights(weights, "--objectives")  # else the settings' own name for them, weights
+    # else the settings' own name for them, weights, and a default ("None: ... RECIPE_OBJECTIVES") in Python's words
+    check_weights(weights, "--objectives", "leave out --objectives for the recipe's")
     with _named_by_flags():  # the settings' own refusals name their fields, given here by flags
         settings = TrainingSettings(
             embed_dim=embed_dim,
@@ -884,6 +885,11 @@ def _read_files(specs: List[str], notes: Optional[List[str]] = None, csv_header:
         seen.add(modality)
         files.append(read_modality_file(modality, path, key, notes, csv_header))
     check_aligned(files)
+    if csv_header is not None and not any(f.path.suffix.lower() == ".csv" for f in files):
+        # was ignored without a word: a .txt whose first line is a header was read as an event
+        flag = "--csv-header" if csv_header else "--no-csv-header"
+        print(f"{PROG}: warning: {flag}: no modality file is .csv, so it has no effect (it applies to .csv files only)",
+              file=sys.stderr)
     for message in (m for f in files for m in f.notes):  # what reading assumed: said before any output
         print(f"{PROG}: warning: {message}", file=sys.stderr)
     return files

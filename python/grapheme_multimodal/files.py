@@ -27,8 +27,8 @@ from typing import IO, Callable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from ._validation import as_real_array, float32_of_wide, precision_lost
-from .exceptions import InvalidValueError, NonFiniteError, ShapeError, TooLargeError
+from ._validation import as_real_array, float32_of_wide, precision_lost, renamed
+from .exceptions import GraphemeError, InvalidValueError, NonFiniteError, ShapeError, TooLargeError
 from .io import MISSING, file_kind
 from .types import Modality
 
@@ -61,7 +61,10 @@ def parse_modality_spec(spec: str) -> Tuple[Modality, Path, Optional[str]]:
     name, sep, rest = spec.partition("=")
     if not sep or not name or not rest:
         raise InvalidValueError(f"--modality: expected NAME=PATH (e.g. visual=images.npy), got {spec!r}", "--modality")
-    modality = Modality.parse(name.strip())
+    try:
+        modality = Modality.parse(name.strip())
+    except (GraphemeError, TypeError) as err:  # "modality: unknown ...": the flag the user typed is --modality
+        raise renamed(err, {"modality": "--modality"}) from None
     key = None
     path_text = rest
     if ".npz:" in rest.lower():  # as the reader, whatever the suffix's case (its own advice says DATA.NPZ:KEY)

@@ -312,19 +312,20 @@ class TrainingSettings:
         return "val_contrastive" if n_views >= 2 and self.objectives.get("contrastive", 0) > 0 else "val_total"
 
 
-def check_weights(weights: Any, name: str = "weights") -> None:
+def check_weights(weights: Any, name: str = "weights", default: str = "None: the recipe's, RECIPE_OBJECTIVES") -> None:
     """Refuses objective weights the recipe cannot train with, by the
     caller's argument ``name`` (``TrainingSettings(weights=...)``; the
     estimator's ``objectives``; ``grapheme-mm train --objectives``): not
     ``None`` or a mapping (``TypeError``); an unknown objective, a weight
     that is not a finite number >= 0, seed_consistency weighted (the views
-    have no recorded fused embeddings), or every weight 0 (``InvalidValueError``)."""
+    have no recorded fused embeddings), or every weight 0 (``InvalidValueError``,
+    saying ``default``: how the caller gets the recipe's weights instead)."""
     if weights is None:
         return
     if not isinstance(weights, Mapping):
         raise TypeError(f"{name}: expected None or a mapping objective name -> float, got {describe(weights)}")
     if max(resolve_weights(weights, False, name)) <= 0:
-        raise all_zero_error(weights, name, "None: the recipe's, RECIPE_OBJECTIVES")
+        raise all_zero_error(weights, name, default)
 
 
 #: ``train``'s views: keyed by modality name or :class:`Modality` (one

@@ -1,0 +1,58 @@
+"""A third hostile-use audit of ``grapheme-mm``: combinations of flags and
+files the first two passes did not try."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from grapheme_multimodal.cli import main
+
+TINY = ["--epochs", "1", "--embed-dim", "8", "--hidden-dim", "8", "--no-progress"]
+
+
+@pytest.fixture
+def files(tmp_path):
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "a.npy", rng.normal(size=(24, 5)).astype(np.float32))
+    np.savez(tmp_path / "z.npz", x=rng.normal(size=(24, 3)).astype(np.float32))
+    (tmp_path / "t.txt").write_text("".join(f"word{i} thing {i % 3}\n" for i in range(24)))
+    return tmp_path
+
+
+def test_an_unknown_modality_name_is_named_by_the_flag(files, capsys) -> None:
+    """`-m audio=a.npy` said "modality: unknown modality", naming no flag the user typed."""
+    code = main(["train", "-m", f"audio={files / 'a.npy'}", "-o", str(files / "m.safetensors"), *TINY])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("grapheme-mm: error: --modality: unknown modality 'audio'") and err.count("\n") == 1
+    assert not (files / "m.safetensors").exists()
+
+
+def test_objectives_all_zero_say_the_cli_s_way_to_the_recipe(files, capsys) -> None:
+    """`--objectives contrastive=0` advised "None: the recipe's, RECIPE_OBJECTIVES", Python words the CLI has no way to give."""
+    code = main(["train", "-m", f"visual={files / 'a.npy'}", "-m", f"auditory={files / 'z.npz'}:x",
+                 "--objectives", "contrastive=0", "-o", str(files / "m.safetensors"), *TINY])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "leave out --objectives for the recipe's" in err
+    assert "None" not in err and "RECIPE_OBJECTIVES" not in err
+
+
+@pytest.mark.parametrize("flag", ["--csv-header", "--no-csv-header"])
+def test_a_csv_header_flag_without_a_csv_file_is_said_to_do_nothing(files, capsys, flag) -> None:
+    """`--csv-header` with only .npz/.txt files was ignored without a word (a .txt's header line was read as an event)."""
+    out = files / "m.safetensors"
+    code = main(["train", "-m", f"visual={files / 'a.npy'}", "-m", f"linguistic={files / 't.txt'}",
+                 "-m", f"auditory={files / 'z.npz'}:x", flag, "-o", str(out), *TINY])
+    captured = capsys.readouterr()
+    assert code == 0 and out.exists()
+    assert f"grapheme-mm: warning: {flag}: no modality file is .csv, so it has no effect" in captured.err
+    assert "warning" not in captured.out
+    # embed says it too; and with a .csv among the files, nothing is said
+    code = main(["embed", str(out), "-m", f"visual={files / 'a.npy'}", flag, "-o", str(files / "e.npy")])
+    assert code == 0 and f"{flag}: no modality file is .csv" in capsys.readouterr().err
+    np.savetxt(files / "c.csv", np.random.default_rng(1).normal(size=(24, 4)), delimiter=",")
+    code = main(["train", "-m", f"visual={files / 'a.npy'}", "-m", f"tactile={files / 'c.csv'}", "--no-csv-header",
+                 "-o", str(files / "m2.safetensors"), *TINY])
+    assert code == 0 and "no modality file is .csv" not in capsys.readouterr().err
