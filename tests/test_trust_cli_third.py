@@ -56,3 +56,26 @@ def test_a_csv_header_flag_without_a_csv_file_is_said_to_do_nothing(files, capsy
     code = main(["train", "-m", f"visual={files / 'a.npy'}", "-m", f"tactile={files / 'c.csv'}", "--no-csv-header",
                  "-o", str(files / "m2.safetensors"), *TINY])
     assert code == 0 and "no modality file is .csv" not in capsys.readouterr().err
+
+
+def test_a_warning_in_training_is_one_line_not_an_endless_loop(files) -> None:
+    """`train --batch-size 1` (any warning in training) re-recorded the warning it showed forever: 23 GB, then killed."""
+    import resource
+    import subprocess
+    import sys
+
+    def limit_memory() -> None:  # before the fix the loop grew until memory ran out: fail fast instead
+        resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
+
+    out = files / "m.safetensors"
+    proc = subprocess.run(
+        [sys.executable, "-m", "grapheme_multimodal", "train", "-m", f"visual={files / 'a.npy'}",
+         "-m", f"auditory={files / 'z.npz'}:x", "--batch-size", "1", "-o", str(out), *TINY],
+        capture_output=True, text=True, timeout=120, preexec_fn=limit_memory,
+    )
+    assert proc.returncode == 0, proc.stderr[-500:]
+    assert out.exists()
+    lines = proc.stderr.splitlines()
+    assert lines == [line for line in lines if line.startswith("grapheme-mm: warning: ")]  # no source lines
+    warned = [line for line in lines if "--batch-size: 1;" in line]
+    assert len(warned) == 1 and "batch_size:" not in proc.stderr  # once, by the flag, not once per fold

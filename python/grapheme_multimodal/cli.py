@@ -463,22 +463,31 @@ _STOPPING_FLAGS = {"validation_fraction": "--validation-split", "patience=0": "-
 
 @contextlib.contextmanager
 def _stopping_skipped_by_flags() -> Iterator[None]:
-    """fit_with_stopping's :class:`EarlyStoppingSkippedWarning` said once, as
-    one line by the flags' names (a Python warning named validation_fraction,
-    which the user never typed, and showed a line of this module); other
-    warnings show as they would have."""
-    with warnings.catch_warnings(record=True) as record:
-        warnings.simplefilter("always", EarlyStoppingSkippedWarning)
-        try:
-            yield
-        finally:
-            for w in record:
-                if issubclass(w.category, EarlyStoppingSkippedWarning):
-                    words = re.compile("|".join(map(re.escape, _STOPPING_FLAGS)))
-                    print(f"{PROG}: warning: {words.sub(lambda m: _STOPPING_FLAGS[m.group()], str(w.message))}",
-                          file=sys.stderr)
-                else:
-                    warnings.showwarning(w.message, w.category, w.filename, w.lineno, w.file, w.line)
+    """fit_with_stopping's :class:`EarlyStoppingSkippedWarning` and the other
+    warnings of training said once each, as one line by the flags' names (a
+    Python warning named validation_fraction or batch_size, which the user
+    never typed, showed a line of the package's source, once per fold)."""
+    caught: List[warnings.WarningMessage] = []
+    try:
+        with warnings.catch_warnings(record=True) as record:
+            warnings.simplefilter("always", EarlyStoppingSkippedWarning)
+            try:
+                yield
+            finally:
+                caught = record
+    finally:
+        # shown after the recording ends: inside it, warnings.showwarning appends to the list being
+        # shown, and any other warning in training (--batch-size 1) looped until memory ran out
+        said = set()
+        for w in caught:
+            if issubclass(w.category, EarlyStoppingSkippedWarning):
+                words = re.compile("|".join(map(re.escape, _STOPPING_FLAGS)))
+                line = words.sub(lambda m: _STOPPING_FLAGS[m.group()], str(w.message))
+            else:  # "batch_size: 1; ...", once per fold: once, as one line, by the flag (--batch-size)
+                line = _one_line(renamed(InvalidValueError(str(w.message), ""), train_flags()))
+            if line not in said:
+                said.add(line)
+                print(f"{PROG}: warning: {line}", file=sys.stderr)
 
 
 def _train(args: argparse.Namespace) -> int:
