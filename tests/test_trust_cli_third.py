@@ -79,3 +79,29 @@ def test_a_warning_in_training_is_one_line_not_an_endless_loop(files) -> None:
     assert lines == [line for line in lines if line.startswith("grapheme-mm: warning: ")]  # no source lines
     warned = [line for line in lines if "--batch-size: 1;" in line]
     assert len(warned) == 1 and "batch_size:" not in proc.stderr  # once, by the flag, not once per fold
+
+
+def test_embed_of_a_modality_the_checkpoint_never_trained_says_so(files, capsys) -> None:
+    """A file for a modality the checkpoint never trained on was refused as
+    "(a checkpoint from a different config?)": its encoder has the config's
+    default width, whatever the file."""
+    model = files / "m.safetensors"
+    assert main(["train", "-m", f"visual={files / 'a.npy'}", "-m", f"auditory={files / 'z.npz'}:x", "-o", str(model), *TINY]) == 0
+    capsys.readouterr()
+    np.savetxt(files / "c.csv", np.ones((4, 4)), delimiter=",")
+    assert main(["embed", str(model), "-m", f"tactile={files / 'c.csv'}", "-o", str(files / "o.npy")]) == 2
+    err = capsys.readouterr().err
+    assert "the checkpoint was never trained on tactile: it was trained on visual, auditory" in err, err
+    assert main(["embed", str(model), "-m", f"visual={files / 'c.csv'}", "-o", str(files / "o.npy")]) == 2
+    assert "(a checkpoint from a different config?)" in capsys.readouterr().err  # a trained modality: as before
+
+
+def test_info_of_a_buffer_file_says_it_is_one(files, capsys) -> None:
+    """`grapheme-mm info buffer.safetensors` said only that its format tag was
+    'grapheme-multimodal/experience-buffer/v1', not what the file is and what reads it."""
+    import grapheme_multimodal as gm
+
+    gm.ExperienceBuffer(10, embed_dim=8).save(files / "b.safetensors")
+    assert main(["info", str(files / "b.safetensors")]) == 2
+    err = capsys.readouterr().err
+    assert "an experience buffer file, which ExperienceBuffer.load reads" in err and len(err.strip().splitlines()) == 1, err

@@ -32,9 +32,10 @@ from ._validation import (
     is_masked_array, non_finite_message, refuse_bools, unmasked,
 )
 from .exceptions import CheckpointError, InvalidValueError, NonFiniteError, ShapeError, TooLargeError
-from .io import PathLike, TensorSpec, check_write_target, read_tagged_safetensors, write_tagged_safetensors
+from .io import FORMAT_NAMES, PathLike, TensorSpec, check_write_target, read_tagged_safetensors, write_tagged_safetensors
 
 FILE_FORMAT = "grapheme-multimodal/experience-buffer/v1"
+FORMAT_NAMES[FILE_FORMAT] = ": an experience buffer file, which ExperienceBuffer.load reads"
 PRIORITY_EPS = 1e-3  # keeps zero-reward experiences sampleable
 _FIRST_ROWS = 1024  # rows allocated at first; doubled as needed, up to capacity
 #: The metadata keys of a buffer's state (``state()[1]``), all required.

@@ -25,7 +25,7 @@ from .buffer import ExperienceBuffer
 from .config import LearnableMultiModalConfig
 from .exceptions import CheckpointError, InvalidValueError, TooLargeError
 from .io import (
-    PathLike, TensorSpec, check_write_target, not_enough_memory_to_write, read_tagged_safetensors, write_tagged_safetensors,
+    FORMAT_NAMES, PathLike, TensorSpec, check_write_target, not_enough_memory_to_write, read_tagged_safetensors, write_tagged_safetensors,
 )
 from .types import Modality
 
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from .model import LearnableMultiModal
 
 FILE_FORMAT = "grapheme-multimodal/checkpoint/v1"
+FORMAT_NAMES[FILE_FORMAT] = ": a model checkpoint, which LearnableMultiModal.load reads"
 _PARAM, _M, _V, _NORM, _EXP = "param/", "adam/exp_avg/", "adam/exp_avg_sq/", "normalization/", "experience/"
 _AVG_MEAN, _AVG_TRAINED = "weight_average/mean/", "weight_average/trained/"
 #: The metadata keys of a checkpoint, all required.

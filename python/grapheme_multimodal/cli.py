@@ -645,7 +645,7 @@ def _embed(args: argparse.Namespace) -> int:
             if f.values.shape[1] != dim:
                 raise ShapeError(
                     f"{f.modality}: {f.path} has {f.values.shape[1]} columns but the checkpoint's {f.modality} "
-                    f"encoder takes {dim} (a checkpoint from a different config?)", str(f.modality),
+                    f"encoder takes {dim} ({_why_the_width_differs(model, f.modality)})", str(f.modality),
                 )
             inputs[f.modality] = f.values
     # An encoder no training step trained: said once, as one line, not as a Python warning per call.
@@ -764,6 +764,19 @@ def _ray_cluster(address: Optional[str]) -> Iterator[None]:
         yield
     finally:
         ray.shutdown()
+
+
+def _why_the_width_differs(model: "LearnableMultiModal", modality: Any) -> str:
+    """Why a file's width may not be what the checkpoint's encoder takes: a
+    modality it never trained on (its encoder has the config's default
+    width, whatever the file) reads otherwise as a config mismatch."""
+    from .types import Modality
+
+    trained = model.trained_modalities
+    if trained and Modality.parse(modality) not in trained:
+        names = ", ".join(str(m) for m in trained)
+        return f"the checkpoint was never trained on {modality}: it was trained on {names}"
+    return "a checkpoint from a different config?"
 
 
 def _no_cluster_found(address: Optional[str], err: ConnectionError) -> Exception:

@@ -357,6 +357,12 @@ def _unlink_quietly(path: str) -> None:
         pass
 
 
+#: ``{format tag: what a file of it is}``, for a file of one of the
+#: package's formats given where another is read (``grapheme-mm info``
+#: of a buffer file): filled by the modules that define the formats.
+FORMAT_NAMES: Dict[str, str] = {}
+
+
 def write_tagged_safetensors(
     path: PathLike, tensors: Mapping[str, np.ndarray], fmt: str, metadata: Mapping[str, Any]
 ) -> Path:
@@ -424,7 +430,7 @@ def read_tagged_safetensors(
             raw_meta, entries, data_start = _read_header(f, st.st_size, where, fmt)
             if raw_meta.get(FORMAT_KEY) != fmt:
                 tag = raw_meta.get(FORMAT_KEY)
-                what = (f"its format tag is {tag!r:.80}" if tag is not None else "it is a safetensors file without this "
+                what = (f"its format tag is {tag!r:.80}{FORMAT_NAMES.get(tag, '')}" if tag is not None else "it is a safetensors file without this "
                         "library's format tag, written by another program (PyTorch's or Hugging Face's save_file?)")
                 raise CheckpointError(f"{where} is not a {fmt} file ({what})", "path")
             sums = _stored_checksums(raw_meta, where)
