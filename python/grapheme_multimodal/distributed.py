@@ -27,7 +27,6 @@ import json
 import os
 import threading
 import warnings
-from collections import Counter
 from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -50,7 +49,7 @@ from ._validation import as_real_array, renamed
 from .exceptions import CheckpointError, GraphemeError, InvalidValueError, NonFiniteError, ShapeError, UntrainedModalityWarning
 from .model import LearnableMultiModal
 from .objectives import OBJECTIVES, resolve_weights
-from .training import MAX_STEPS, History, Steps, _check_int, _Dataset, batch_sizes
+from .training import MAX_STEPS, History, Steps, _check_int, _Dataset
 from .training import fit as _fit
 from .types import Modality
 
@@ -847,9 +846,14 @@ def _check_draw_count(model: LearnableMultiModal, epochs: int, batch_size: int, 
     (``rng_counter``, one per share) past what it counts: ``fit`` counts the
     steps, one draw each in one process, so a fit near the end passed its
     check and failed mid-epoch, naming the optimizer state, not ``epochs``."""
-    sizes = batch_sizes(rows, batch_size)
-    steps = len(sizes)
-    per_epoch = sum(n * (len(_share_bounds(size, workers)) - 1) for size, n in Counter(sizes).items())  # one draw a share
+    def shares(size: int) -> int:
+        return len(_share_bounds(size, workers)) - 1
+
+    full, last = divmod(rows, batch_size)
+    if last == 1 and full:  # a last batch of one row joins the one before (_Dataset.batches)
+        steps, per_epoch = full, (full - 1) * shares(batch_size) + shares(batch_size + 1)
+    else:
+        steps, per_epoch = full + (last > 0), full * shares(batch_size) + (shares(last) if last else 0)
     taken = int(model._core.optimizer_state()[3])
     if epochs * per_epoch > MAX_STEPS - taken:
         raise InvalidValueError(

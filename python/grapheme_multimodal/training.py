@@ -560,8 +560,11 @@ class _Dataset:
         trailing batch of one row joins the previous one: the contrastive
         objectives need at least two rows."""
         order = rng.permutation(len(self)) if rng is not None else np.arange(len(self))
-        bounds = np.cumsum([0, *batch_sizes(len(self), batch_size)])
-        return [order[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+        chunks = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+        if len(chunks) > 1 and len(chunks[-1]) == 1:
+            chunks[-2] = np.concatenate(chunks[-2:])
+            chunks.pop()
+        return chunks
 
     def mask_of(self, rows: np.ndarray) -> np.ndarray:
         raise NotImplementedError
@@ -1003,16 +1006,6 @@ def _check_int(value: Any, name: str, minimum: int) -> int:
 #: The most steps Adam counts (as the objectives their draws, one a step):
 #: the core's ``MAX_STEP``, ``i64::MAX``. It refuses the step after.
 MAX_STEPS = 2**63 - 1
-
-
-def batch_sizes(rows: int, batch_size: int) -> List[int]:
-    """The sizes of an epoch's batches of ``rows`` rows: ``batch_size``
-    each, the last smaller; a last batch of one row joins the one before
-    (the contrastive objectives need at least two rows)."""
-    full, last = divmod(rows, batch_size)
-    if last == 1 and full:
-        return [batch_size] * (full - 1) + [batch_size + 1]
-    return [batch_size] * full + ([last] if last else [])
 
 
 def _check_step_count(model: "LearnableMultiModal", epochs: int, batches: int) -> None:
