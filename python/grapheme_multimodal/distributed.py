@@ -49,7 +49,7 @@ from ._validation import as_real_array, renamed
 from .exceptions import CheckpointError, GraphemeError, InvalidValueError, NonFiniteError, ShapeError, UntrainedModalityWarning
 from .model import LearnableMultiModal
 from .objectives import OBJECTIVES, resolve_weights
-from .training import MAX_STEPS, History, Steps, _check_int, _Dataset
+from .training import MAX_STEPS, History, Steps, _check_int, _Dataset, _batch_layout
 from .training import fit as _fit
 from .types import Modality
 
@@ -849,11 +849,8 @@ def _check_draw_count(model: LearnableMultiModal, epochs: int, batch_size: int, 
     def shares(size: int) -> int:
         return len(_share_bounds(size, workers)) - 1
 
-    full, last = divmod(rows, batch_size)
-    if last == 1 and full:  # a last batch of one row joins the one before (_Dataset.batches)
-        steps, per_epoch = full, (full - 1) * shares(batch_size) + shares(batch_size + 1)
-    else:
-        steps, per_epoch = full + (last > 0), full * shares(batch_size) + (shares(last) if last else 0)
+    full, last = _batch_layout(rows, batch_size)
+    steps, per_epoch = full + (last > 0), full * shares(batch_size) + (shares(last) if last else 0)
     taken = int(model._core.optimizer_state()[3])
     if epochs * per_epoch > MAX_STEPS - taken:
         raise InvalidValueError(

@@ -16,7 +16,7 @@ import re
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -553,18 +553,16 @@ class _Dataset:
         raise NotImplementedError
 
     def num_batches(self, batch_size: int) -> int:
-        return math.ceil(len(self) / batch_size)
+        full, last = _batch_layout(len(self), batch_size)
+        return full + (last > 0)
 
     def batches(self, batch_size: int, rng: Optional[np.random.Generator]) -> List[np.ndarray]:
-        """Row indices per batch, shuffled by ``rng`` (in order without). A
-        trailing batch of one row joins the previous one: the contrastive
-        objectives need at least two rows."""
+        """Row indices per batch (sizes: ``_batch_layout``), shuffled by
+        ``rng`` (in order without)."""
         order = rng.permutation(len(self)) if rng is not None else np.arange(len(self))
-        chunks = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-        if len(chunks) > 1 and len(chunks[-1]) == 1:
-            chunks[-2] = np.concatenate(chunks[-2:])
-            chunks.pop()
-        return chunks
+        full, last = _batch_layout(len(order), batch_size)
+        chunks = [order[i : i + batch_size] for i in range(0, full * batch_size, batch_size)]
+        return chunks + [order[full * batch_size :]] if last else chunks
 
     def mask_of(self, rows: np.ndarray) -> np.ndarray:
         raise NotImplementedError
@@ -1006,6 +1004,21 @@ def _check_int(value: Any, name: str, minimum: int) -> int:
 #: The most steps Adam counts (as the objectives their draws, one a step):
 #: the core's ``MAX_STEP``, ``i64::MAX``. It refuses the step after.
 MAX_STEPS = 2**63 - 1
+
+
+def _batch_layout(rows: int, batch_size: int) -> Tuple[int, int]:
+    """An epoch's batches of ``rows`` rows as ``(full, last)``: ``full``
+    batches of ``batch_size`` rows, then one of ``last`` rows when ``last``
+    > 0. A last batch of one row joins the one before (the contrastive
+    objectives need two rows), so with ``batch_size=1`` the last has two.
+    ``fit``'s batches, its step count and progress bar, and the distributed
+    draw count all read it."""
+    full, last = divmod(rows, batch_size)
+    if last == 0 and full:  # the last batch is a full one
+        full, last = full - 1, batch_size
+    if last == 1 and full:
+        full, last = full - 1, batch_size + 1
+    return full, last
 
 
 def _check_step_count(model: "LearnableMultiModal", epochs: int, batches: int) -> None:
