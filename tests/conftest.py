@@ -5,10 +5,17 @@ from pathlib import Path
 from types import ModuleType
 from typing import Callable, Tuple
 
+import hypothesis  # noqa: F401  (see below)
 import numpy as np
 import pytest
 
 import grapheme_multimodal as gm
+
+# Imported now, not first by hypothesis' pytest plugin in its end-of-run
+# summary: there, after a Ray test, pytest's rewrite of the module failed in
+# CPython 3.11's parser ("SystemError: AST constructor recursion depth
+# mismatch", Ray's threads still winding down), failing a run whose tests had
+# all passed (`pytest tests/test_trust_distributed_second.py`).
 
 # The Ray tests' local cluster, set before anything imports Ray (it reads
 # these at import): every Ray socket on 127.0.0.1, not every interface; no
