@@ -276,3 +276,19 @@ def test_validation_holding_a_modality_no_training_reaches_is_said() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         model.fit(train, epochs=1, validation=val, progress=False)  # an encoder trained earlier: nothing to say
+
+
+@pytest.mark.parametrize("make", [
+    lambda: {name: np.zeros((0, d)) for name, d in DIMS.items()},
+    lambda: gm.Batch(inputs={name: np.zeros((0, d)) for name, d in DIMS.items()}),
+    lambda: gm.Batch(embeddings=np.zeros((0, 7, 8), np.float32), mask=np.zeros((0, 7), bool)),
+])
+def test_losses_of_no_rows_are_refused_not_reported_as_0(make):
+    """model.losses on an empty batch (a validation filter that kept nothing)
+    returned 0.0 for every objective: a perfect score for a mean over nothing."""
+    model = small()
+    before = snapshot(model)
+    with pytest.raises(gm.InvalidValueError, match=r"^batch: no rows; expected at least one row") as info:
+        model.losses(make())
+    assert info.value.arg == "batch" and snapshot(model) == before
+    assert model.losses({name: v[:2] for name, v in data().items()})["total"] > 0  # two rows: losses as before

@@ -26,12 +26,17 @@ from .types import MultiModalEvent
 _LEARN_FROM_ONE_ROW = tuple(i for i, o in enumerate(OBJECTIVES) if o not in ROW_COMPARING_OBJECTIVES)
 
 
+def _rows(batch: "_CoreBatch") -> int:
+    """The rows (events) of a core batch."""
+    return batch.components[0] if batch.components is not None else len(batch.mask)
+
+
 def _check_rows_to_learn_from(batch: "_CoreBatch", weights: List[float]) -> None:
     """Refuses a step with nothing to learn from, as :func:`fit` refuses
     such data: no rows, no row holding a modality, or one (holding one) and
     only objectives that compare rows weighted. Every loss would be 0, and
     an Adam step on zero gradients still moves every weight by its momentum."""
-    rows = batch.components[0] if batch.components is not None else len(batch.mask)
+    rows = _rows(batch)
     if rows == 0:
         raise InvalidValueError("batch: no rows; expected at least one row to train on", "batch")
     if batch.mask is not None and not np.count_nonzero(batch.mask):  # count_nonzero: a fraction of any()'s cost
@@ -85,7 +90,9 @@ class LearningMixin:
         ``batch`` is a :class:`Batch` or, as a shorthand, its ``inputs``
         (with ``mask``). ``weights`` maps objective names to weights (see
         :func:`grapheme_multimodal.objectives.resolve_weights`; default: the
-        default mix). Objectives with weight 0 are not computed.
+        default mix). Objectives with weight 0 are not computed. A batch of
+        no rows is refused (:class:`InvalidValueError`): its losses are
+        means over nothing.
 
         With encoder dropout in the config (``encoder_input_dropout``,
         ``encoder_hidden_dropout``) the encoders do not drop here, as in
@@ -95,6 +102,8 @@ class LearningMixin:
         """
         core_batch, w = self._learning_args(batch, mask, weights)
         training = check_flag(training, "training")  # "False" would be true: the dropout masks applied
+        if _rows(core_batch) == 0:  # every loss a mean over no rows: undefined, and 0.0 read as a perfect fit
+            raise InvalidValueError("batch: no rows; expected at least one row to compute losses of", "batch")
         return dict(self._core.losses(core_batch, w, training))
 
     @reads
