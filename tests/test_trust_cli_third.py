@@ -105,3 +105,20 @@ def test_info_of_a_buffer_file_says_it_is_one(files, capsys) -> None:
     assert main(["info", str(files / "b.safetensors")]) == 2
     err = capsys.readouterr().err
     assert "an experience buffer file, which ExperienceBuffer.load reads" in err and len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.parametrize("flags, words", [
+    (["--shared-head", "128,32"], ["expected the last width to be --embed-dim 8,"]),
+    (["--encoder-output-dim", "32", "--shared-head", ""], ["without a --shared-head", "of --embed-dim 8;"]),
+    (["--encoder-hidden-dropout", "0.5", "--encoder-hidden", ""], ["but --encoder-hidden is empty", "some --encoder-hidden widths"]),
+])
+def test_the_settings_a_refusal_cites_are_named_by_their_flags(files, capsys, flags, words) -> None:
+    """The refusal began with the flag but cited the other settings in Python's
+    words ("expected the last width to be embed_dim=8", "without a shared_head"),
+    names the user of the command line never typed."""
+    code = main(["train", "-m", f"visual={files / 'a.npy'}", "-m", f"auditory={files / 'z.npz'}:x",
+                 "-o", str(files / "m.safetensors"), *TINY, *flags])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith(f"grapheme-mm: error: {flags[0]}: ")
+    assert all(w in err for w in words), err
+    assert not any(name in err for name in ("embed_dim", "shared_head", "encoder_hidden")), err

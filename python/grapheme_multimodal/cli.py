@@ -442,7 +442,15 @@ def _named_by_flags() -> Iterator[None]:
     try:
         yield
     except (GraphemeError, TypeError) as err:
-        raise renamed(err, train_flags()) from None
+        flags = train_flags()
+        err = renamed(err, flags)
+        # the settings it cites by name (``... embed_dim=64``, ``without a shared_head``) by their flags too
+        # (``--embed-dim 64``); names without an underscore (``weights``) may be plain words
+        text = re.sub(r"(?<![-\w'])([a-z]+_[a-z_]+)(=?)",
+                      lambda m: (flags[m[1]] + (" " if m[2] else "")) if m[1] in flags else m[0], str(err))
+        if text != str(err):
+            err = type(err)(text, err.arg) if isinstance(err, GraphemeError) else type(err)(text)
+        raise err from None
 
 
 @contextlib.contextmanager
