@@ -23,7 +23,7 @@ from .datasets import load_multiple_features, train_test_split
 from .evaluation import RETRIEVAL_METRICS, Anchors, ModelScores, compute_anchors, evaluate_model, pair_key, two_view_key
 from .io import PathLike, check_write_target
 from .metrics import _sklearn
-from .plotting import _pyplot, plot_attention, plot_history
+from .plotting import _figure_class, plot_attention, plot_history
 from .uci import VIEW_MODALITIES, TrainingSettings, fit_views
 
 #: (query view, gallery view) pairs whose retrieval the demo lists one by one.
@@ -66,7 +66,7 @@ def demo_files(out_dir: PathLike, arg: str = "out_dir") -> Dict[str, Path]:
     any training, what would otherwise fail once the work is done: the
     folder (created when missing) and each file can be written, and
     matplotlib and scikit-learn are installed. Errors name ``arg``."""
-    _pyplot()
+    _figure_class()
     _sklearn("the demo")
     out = Path(out_dir)
     if out.exists() and not out.is_dir():

@@ -17,17 +17,21 @@ from .io import PathLike, atomic_write_bytes
 from .types import Modality
 
 
-def _pyplot() -> Any:
+def _figure_class() -> Any:
+    """matplotlib's ``Figure``, used without pyplot: a figure made through
+    pyplot needed ``matplotlib.use("Agg")``, which switched the caller's
+    backend for the whole process (a notebook's inline figures stopped
+    showing), and joined pyplot's list of open figures, where one whose save
+    failed stayed for the caller's next ``plt.show()``. A bare ``Figure``
+    renders its PNG with Agg all the same and is freed with its last
+    reference."""
     try:
-        import matplotlib
+        from matplotlib.figure import Figure
     except ModuleNotFoundError as err:
         raise ModuleNotFoundError(
             "plotting needs matplotlib: pip install 'grapheme-multimodal[plot]'", name="matplotlib"
         ) from err
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    return plt
+    return Figure
 
 
 def _save(fig: Any, path: PathLike) -> None:
@@ -52,7 +56,7 @@ def plot_history(epochs: Sequence[Dict[str, Any]], path: PathLike, title: str = 
     # A line at 1.5, NaN or True would mark an epoch that never was.
     if best_epoch is not None and (isinstance(best_epoch, (bool, np.bool_)) or not isinstance(best_epoch, (int, np.integer))):
         raise TypeError(f"best_epoch: expected None or an int, got {describe(best_epoch)}")
-    plt = _pyplot()
+    figure = _figure_class()
     skip = {"epoch", "seconds"}
     names: List[str] = [k for k in epochs[0] if k not in skip and not k.startswith("val_")]
     names.sort(key=lambda k: k != "loss")  # the total first
@@ -62,7 +66,8 @@ def plot_history(epochs: Sequence[Dict[str, Any]], path: PathLike, title: str = 
         raise InvalidValueError(f"epochs: the records hold no values to plot, only {sorted(epochs[0])}", "epochs")
     for name in panels:
         _check_plottable(epochs, [name] + (["val_total" if name == "loss" else f"val_{name}"] if not name.startswith("val_") else []))
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.0), squeeze=False)
+    fig = figure(figsize=(3.2 * len(panels), 3.0))
+    axes = fig.subplots(1, len(panels), squeeze=False)
     for ax, name in zip(axes[0], panels):
         ax.plot(x, [e.get(name, np.nan) for e in epochs], label="train" if not name.startswith("val_") else name)
         val_key = "val_total" if name == "loss" else f"val_{name}"
@@ -75,7 +80,6 @@ def plot_history(epochs: Sequence[Dict[str, Any]], path: PathLike, title: str = 
         ax.legend(fontsize=7)
     fig.suptitle(title, y=1.04)
     _save(fig, path)
-    plt.close(fig)
 
 
 def _check_plottable(epochs: Sequence[Mapping[str, Any]], keys: Sequence[str]) -> None:
@@ -129,11 +133,12 @@ def plot_attention(
     if (w < 0).any():  # the colours start at 0 (vmin=0): a negative weight was drawn as a modality not attended to
         row, col = (int(i) for i in np.argwhere(w < 0)[0])
         raise InvalidValueError(f"weights: row {row} holds {w[row, col]:.3g}; expected attention weights >= 0", "weights")
-    plt = _pyplot()
+    figure = _figure_class()
     present = w.any(axis=0)
     cols = [m for m, p in zip(Modality, present) if p] or list(Modality)
     w = w[:, [m.index for m in cols]]
-    fig, ax = plt.subplots(figsize=(1.1 * len(cols) + 2, 0.4 * len(row_labels) + 1.5))
+    fig = figure(figsize=(1.1 * len(cols) + 2, 0.4 * len(row_labels) + 1.5))
+    ax = fig.subplots()
     image = ax.imshow(w, cmap="viridis", aspect="auto", vmin=0)
     names = [(column_labels or {}).get(m, str(m)) for m in cols]
     ax.set_xticks(range(len(cols)), names, rotation=30, ha="right")
@@ -143,4 +148,3 @@ def plot_attention(
     fig.colorbar(image, ax=ax, fraction=0.04)
     ax.set_title(title)
     _save(fig, path)
-    plt.close(fig)
