@@ -36,7 +36,7 @@ import numpy as np
 from .datasets import VIEW_NAMES, MultipleFeatures
 from .evaluation._anchors import check_same_views, check_split_labels, standardized_splits
 from .exceptions import InvalidValueError
-from .metrics import cross_view_retrieval, knn_accuracy
+from .metrics import _sklearn, cross_view_retrieval, knn_accuracy
 
 __all__ = [
     "SPEC_KNN_ACCURACY",
@@ -90,6 +90,7 @@ def knn_anchors(
     with training statistics here. Keys follow :data:`VIEW_NAMES` order (views
     present in the data), then ``"concat"``.
     """
+    _sklearn("knn_anchors")  # else "No module named 'sklearn.utils'", deep in the label checks
     _check_splits(train, test)
     check_split_labels(train, test)
     names = [n for n in VIEW_NAMES if n in train.views] + [

@@ -16,7 +16,7 @@ import numpy as np
 from .._validation import as_positive_int, renamed
 from ..datasets import MultipleFeatures, standardize
 from ..exceptions import GraphemeError, InvalidValueError, ShapeError
-from ..metrics import _class_labels, _labels_1d, cross_view_retrieval, knn_accuracy, linear_probe_accuracy
+from ..metrics import _class_labels, _labels_1d, _sklearn, cross_view_retrieval, knn_accuracy, linear_probe_accuracy
 from ._cca import ExactCCA
 from ._pairs import ordered_pairs, pair_key, two_view_key, unordered_pairs
 
@@ -239,6 +239,7 @@ def compute_anchors(
     ``multiview``: cca-zoo methods to run (default: :data:`MULTIVIEW_METHODS`
     when cca-zoo is installed, else none; naming one without cca-zoo raises).
     """
+    _sklearn("compute_anchors")  # else "No module named 'sklearn.utils'", deep in the label checks
     for name, split in (("train", train), ("test", test)):
         if not isinstance(split, MultipleFeatures):  # else "'dict' object has no attribute 'views'"
             raise TypeError(f"{name}: expected a MultipleFeatures (datasets.train_test_split), got {type(split).__name__}")

@@ -17,7 +17,7 @@ import numpy as np
 from ..datasets import MultipleFeatures
 from .._validation import as_finite_float, as_real_array, as_seed, check_flag, describe, renamed
 from ..exceptions import GraphemeError, InvalidValueError, NonFiniteError, ShapeError
-from ..metrics import cross_view_retrieval, knn_accuracy, linear_probe_accuracy, roc_auc, unit_side_by_side
+from ..metrics import _sklearn, cross_view_retrieval, knn_accuracy, linear_probe_accuracy, roc_auc, unit_side_by_side
 from ._anchors import Anchors, check_same_views, check_split_labels, one_thread, refuse_zero_rows
 from ._embedders import ViewEmbedder, optional_bind, optional_hidden_features
 from ._pairs import ordered_pairs, pair_key, two_view_key, unordered_pairs
@@ -114,6 +114,7 @@ def evaluate_model(
     """Measures ``embedder`` on ``test`` (raw views; the training split gives
     the neighbours and the probe's training rows). ``seed`` draws the
     binder's negative pairs; ``two_views=False`` skips the 15 two-view fits."""
+    _sklearn("evaluate_model")  # else "No module named 'sklearn.utils'", deep in the label checks
     for name, split in (("train", train), ("test", test)):
         if not isinstance(split, MultipleFeatures):  # else "'dict' object has no attribute 'views'"
             raise TypeError(f"{name}: expected a MultipleFeatures (datasets.train_test_split), got {type(split).__name__}")

@@ -22,7 +22,7 @@ import numpy as np
 from .._validation import as_positive_int, as_seed, check_flag
 from ..datasets import NUTRIMOUSE_TARGETS, Nutrimouse, load_nutrimouse, standardize
 from ..exceptions import InvalidValueError
-from ..metrics import _finite_2d, cross_view_retrieval
+from ..metrics import _finite_2d, _sklearn, cross_view_retrieval
 from ._cca import ExactCCA
 from ._embedders import Recipe
 from ._multiview import _embedded_views
@@ -83,6 +83,7 @@ def nutrimouse_cv(
         [n_repeats]}}``: each value is one repeat's mean over its folds of the
         gene → lipid class precision@1, ``target`` in ``("genotype", "diet")``.
     """
+    _sklearn("nutrimouse_cv")  # else "No module named 'sklearn.model_selection'"
     from sklearn.model_selection import RepeatedStratifiedKFold
 
     data = load_nutrimouse() if data is None else data

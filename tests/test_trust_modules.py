@@ -1,0 +1,64 @@
+"""Hostile use of the less-travelled public modules (evaluation, anchors,
+datasets, plotting, averaging, stopping, uci): each mistake gets an error
+naming the caller's argument, never a library's deep error or a silent
+wrong answer."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import grapheme_multimodal as gm
+from grapheme_multimodal import datasets, evaluation
+
+pytest.importorskip("sklearn")
+
+
+def _views(n=40, seed=0, labels=None):
+    rng = np.random.default_rng(seed)
+    return datasets.MultipleFeatures(
+        {"a": rng.normal(size=(n, 5)).astype(np.float32), "b": rng.normal(size=(n, 4)).astype(np.float32)},
+        np.arange(n) % 3 if labels is None else labels,
+    )
+
+
+# --- a missing scikit-learn says which pip install fixes it ------------------
+
+
+def test_entry_points_without_sklearn_name_the_install():
+    code = textwrap.dedent("""
+        import sys
+        sys.modules["sklearn"] = None
+        import numpy as np
+        from grapheme_multimodal import anchors, datasets, evaluation
+        rng = np.random.default_rng(0)
+        m = datasets.MultipleFeatures({"a": rng.normal(size=(20, 3)), "b": rng.normal(size=(20, 3))}, np.arange(20) % 2)
+        class Embedder:
+            def embed_views(self, views): return {k: np.asarray(x) + 1 for k, x in views.items()}
+            def embed_fused(self, views): return sum(np.asarray(x) for x in views.values())
+        calls = {
+            "compute_anchors": lambda: evaluation.compute_anchors(m, m, multiview=()),
+            "knn_anchors": lambda: anchors.knn_anchors(m, m),
+            "evaluate_model": lambda: evaluation.evaluate_model(Embedder(), m, m),
+            "nutrimouse_cv": lambda: evaluation.nutrimouse_cv(None, n_repeats=1),
+        }
+        for name, call in calls.items():
+            try:
+                call()
+            except ModuleNotFoundError as err:
+                print(name, err.name, "|", err)
+            else:
+                print(name, "no error")
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.strip().splitlines()
+    assert len(lines) == 4, out.stdout
+    for line in lines:
+        name = line.split()[0]
+        assert f"{name} needs scikit-learn: pip install 'grapheme-multimodal[sklearn]'" in line, line
+        assert line.split()[1] == "sklearn", line
