@@ -62,3 +62,64 @@ def test_entry_points_without_sklearn_name_the_install():
         name = line.split()[0]
         assert f"{name} needs scikit-learn: pip install 'grapheme-multimodal[sklearn]'" in line, line
         assert line.split()[1] == "sklearn", line
+
+
+# --- pairwise / multi-view CCA retrieval name the caller's arguments ---------
+
+
+def _std(n=30, seed=0):
+    rng = np.random.default_rng(seed)
+    return {"a": rng.normal(size=(n, 5)), "b": rng.normal(size=(n, 4))}
+
+
+@pytest.mark.parametrize("method", ["pairwise", "MCCA"])
+@pytest.mark.parametrize(
+    "case, arg",
+    [
+        ("lists", "train_std"),
+        ("test_rows", "test_std['b']"),
+        ("train_rows", "train_std['b']"),
+        ("labels", "labels"),
+        ("keys", "test_std"),
+        ("nan", "train_std['a']"),
+        ("width", "test_std['b']"),
+        ("n_components", "n_components"),
+    ],
+)
+def test_cca_retrieval_refuses_by_the_callers_names(method, case, arg):
+    if method != "pairwise":
+        pytest.importorskip("cca_zoo")
+    train, test, labels, k = _std(), _std(10, 1), np.arange(10) % 2, 2
+    if case == "lists":
+        train = [train["a"], train["b"]]
+    elif case == "test_rows":
+        test["b"] = test["b"][:8]
+    elif case == "train_rows":
+        train["b"] = train["b"][:20]
+    elif case == "labels":
+        labels = np.arange(30) % 2  # the training rows' labels, not the test rows'
+    elif case == "keys":
+        test = {"a": test["a"], "c": test["b"]}
+    elif case == "nan":
+        train["a"][3, 1] = np.nan
+    elif case == "width":
+        test["b"] = test["b"][:, :3]
+    else:
+        k = 0
+    call = (lambda: evaluation.pairwise_cca_retrieval(train, test, labels, k)) if method == "pairwise" else (
+        lambda: evaluation.multiview_cca_retrieval(method, train, test, labels, k))
+    with pytest.raises((gm.GraphemeError, TypeError)) as info:
+        call()
+    assert str(info.value).startswith(arg), str(info.value)
+    if isinstance(info.value, gm.GraphemeError):
+        assert info.value.arg == arg
+
+
+def test_cca_retrieval_valid_input_unchanged():
+    train, test, labels = _std(), _std(10, 1), np.arange(10) % 2
+    got = evaluation.pairwise_cca_retrieval(train, test, labels, 2)
+    cca = evaluation.ExactCCA(2).fit(train["a"], train["b"])
+    qa, qb = cca.transform(test["a"], test["b"])
+    from grapheme_multimodal.metrics import cross_view_retrieval
+
+    assert got == {"a->b": cross_view_retrieval(qa, qb, labels), "b->a": cross_view_retrieval(qb, qa, labels)}

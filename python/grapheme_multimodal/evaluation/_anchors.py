@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import importlib.util
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .._validation import as_positive_int, renamed
+from .._validation import as_positive_int, describe, renamed
 from ..datasets import MultipleFeatures, standardize
 from ..exceptions import GraphemeError, InvalidValueError, ShapeError
-from ..metrics import _class_labels, _labels_1d, _sklearn, cross_view_retrieval, knn_accuracy, linear_probe_accuracy
+from ..metrics import _class_labels, _finite_2d, _labels_1d, _sklearn, cross_view_retrieval, knn_accuracy, linear_probe_accuracy
 from ._cca import ExactCCA
 from ._pairs import ordered_pairs, pair_key, two_view_key, unordered_pairs
 
@@ -62,7 +62,40 @@ def pairwise_cca_retrieval(
     directions retrieve among the test events' canonical scores (cosine,
     gallery includes the query's own event). A pair whose smaller view has
     fewer than ``n_components`` columns gets that many (mor: 6)."""
+    train_std, test_std, labels, n_components = _checked_standardized(train_std, test_std, labels, n_components)
     return _pairwise_cca_retrieval(train_std, test_std, labels, n_components, ("train_std", "test_std"))
+
+
+def _checked_standardized(
+    train_std: Any, test_std: Any, labels: Any, n_components: Any
+) -> Tuple[Dict[Any, np.ndarray], Dict[Any, np.ndarray], np.ndarray, int]:
+    """The public retrievals' arguments checked whole, by their names: else
+    "unhashable type: 'numpy.ndarray'" for a list of views, a KeyError for
+    a view missing, ExactCCA's ``X`` and ``Y``, the metric's ``query`` and
+    ``gallery``, or cca-zoo's and scikit-learn's words for rows that do not
+    pair, NaN or ``n_components``. (:func:`compute_anchors` checks its
+    splits itself.) Views come back as arrays, as they were when arrays."""
+    for arg, views in (("train_std", train_std), ("test_std", test_std)):
+        if not isinstance(views, Mapping):
+            raise TypeError(f"{arg}: expected a mapping view name -> [n, d] array, got {describe(views)}")
+    if set(test_std) != set(train_std):  # else a KeyError naming one view
+        raise InvalidValueError(f"test_std: has views {sorted(test_std)}, expected the training views {sorted(train_std)}", "test_std")
+    checked = []
+    for arg, views in (("train_std", train_std), ("test_std", test_std)):
+        arrays = {v: _finite_2d(f"{arg}[{v!r}]", x) for v, x in views.items()}
+        first = next(iter(arrays), None)
+        for v, x in arrays.items():  # rows pair across views, by position
+            if x.shape[0] != arrays[first].shape[0]:
+                raise ShapeError(f"{arg}[{v!r}]: has {x.shape[0]} rows; expected {arrays[first].shape[0]}, as {arg}[{first!r}] "
+                                 "(row i of every view is the same event)", f"{arg}[{v!r}]")
+            if checked and x.shape[1] != checked[0][v].shape[1]:
+                raise ShapeError(f"{arg}[{v!r}]: has {x.shape[1]} columns; expected {checked[0][v].shape[1]}, as "
+                                 f"train_std[{v!r}]", f"{arg}[{v!r}]")
+        checked.append(arrays)
+    train, test = checked
+    if test:  # no views: no pair, {}
+        labels = _labels_1d("labels", labels, next(iter(test.values())).shape[0], "test_std's rows")
+    return train, test, labels, as_positive_int(n_components, "n_components")
 
 
 def _pairwise_cca_retrieval(
@@ -75,9 +108,7 @@ def _pairwise_cca_retrieval(
     """:func:`pairwise_cca_retrieval`, its errors naming the training and
     test views by ``arg_names`` (the caller's: ``("train", "test.views")``
     for :func:`compute_anchors`, whose caller passed no ``test_std``)."""
-    train_arg, test_arg = arg_names
-    if set(test_std) != set(train_std):  # else a KeyError naming one view
-        raise InvalidValueError(f"test_std: has views {sorted(test_std)}, expected the training views {sorted(train_std)}", "test_std")
+    train_arg, test_arg = arg_names  # both callers have checked the views
     out: Dict[str, Dict[str, float]] = {}
     names = list(train_std)
     for a, b in unordered_pairs(names):
@@ -120,6 +151,14 @@ def multiview_cca_retrieval(
     view. Needs cca-zoo (Python >= 3.11): ``pip install 'grapheme-multimodal[bench]'``."""
     if method not in MULTIVIEW_METHODS:
         raise InvalidValueError(f"method must be one of {MULTIVIEW_METHODS}, got {method!r}", "method")
+    train_std, test_std, labels, n_components = _checked_standardized(train_std, test_std, labels, n_components)
+    return _multiview_cca_retrieval(method, train_std, test_std, labels, n_components)
+
+
+def _multiview_cca_retrieval(
+    method: str, train_std: Dict[str, np.ndarray], test_std: Dict[str, np.ndarray], labels: np.ndarray, n_components: int
+) -> Dict[str, Dict[str, float]]:
+    """:func:`multiview_cca_retrieval` of arguments already checked."""
     try:
         from cca_zoo import linear
     except ModuleNotFoundError as err:
@@ -276,7 +315,7 @@ def compute_anchors(
                 for a, b in unordered_pairs(names)
             },
             multiview={
-                method: multiview_cca_retrieval(method, train_std, test_std, test.labels, multiview_components)
+                method: _multiview_cca_retrieval(method, train_std, test_std, test.labels, multiview_components)
                 for method in multiview
             },
             cca_components=cca_components,
