@@ -123,3 +123,29 @@ def test_cca_retrieval_valid_input_unchanged():
     from grapheme_multimodal.metrics import cross_view_retrieval
 
     assert got == {"a->b": cross_view_retrieval(qa, qb, labels), "b->a": cross_view_retrieval(qb, qa, labels)}
+
+
+# --- ExactCCA pairs rows by position: frames in another order are refused ----
+
+
+def test_exact_cca_refuses_frames_whose_rows_do_not_pair():
+    pd = pytest.importorskip("pandas")
+    x, y = _std()["a"], _std()["b"]
+    shuffled = pd.DataFrame(y, index=np.arange(30)[::-1])  # the same samples, another order
+    cca = evaluation.ExactCCA(2)
+    with pytest.raises(gm.InvalidValueError) as info:
+        cca.fit(pd.DataFrame(x), shuffled)
+    assert info.value.arg == "Y" and "index" in str(info.value)
+    assert not hasattr(cca, "x_weights_")  # nothing fitted
+    # aligned frames, and frames reset to positions, fit as the arrays do
+    aligned = evaluation.ExactCCA(2).fit(pd.DataFrame(x), pd.DataFrame(y)).correlations_
+    assert np.allclose(aligned, evaluation.ExactCCA(2).fit(x, y).correlations_, rtol=1e-12, atol=0)
+
+
+def test_cca_retrieval_refuses_frames_whose_rows_do_not_pair():
+    pd = pytest.importorskip("pandas")
+    train, test = _std(), _std(10, 1)
+    test = {"a": pd.DataFrame(test["a"]), "b": pd.DataFrame(test["b"], index=np.arange(10)[::-1])}
+    with pytest.raises(gm.InvalidValueError) as info:
+        evaluation.pairwise_cca_retrieval(train, test, np.arange(10) % 2, 2)
+    assert info.value.arg == "test_std['b']"

@@ -13,7 +13,7 @@ from typing import Any, Dict, Iterable, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .._validation import as_positive_int, describe, renamed
+from .._validation import as_positive_int, describe, refuse_unpaired_frames, renamed
 from ..datasets import MultipleFeatures, standardize
 from ..exceptions import GraphemeError, InvalidValueError, ShapeError
 from ..metrics import _class_labels, _finite_2d, _labels_1d, _sklearn, cross_view_retrieval, knn_accuracy, linear_probe_accuracy
@@ -81,6 +81,8 @@ def _checked_standardized(
     if set(test_std) != set(train_std):  # else a KeyError naming one view
         raise InvalidValueError(f"test_std: has views {sorted(test_std)}, expected the training views {sorted(train_std)}", "test_std")
     checked = []
+    refuse_unpaired_frames((f"train_std[{v!r}]", x) for v, x in train_std.items())
+    refuse_unpaired_frames([(f"test_std[{v!r}]", x) for v, x in test_std.items()] + [("labels", labels)])
     for arg, views in (("train_std", train_std), ("test_std", test_std)):
         arrays = {v: _finite_2d(f"{arg}[{v!r}]", x) for v, x in views.items()}
         first = next(iter(arrays), None)

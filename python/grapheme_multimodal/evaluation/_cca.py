@@ -12,7 +12,7 @@ from typing import Any, Dict, Optional, Tuple, Union
 
 import numpy as np
 
-from .._validation import as_finite_float
+from .._validation import as_finite_float, refuse_unpaired_frames
 from ..exceptions import InvalidValueError, NonFiniteError, ShapeError, not_fitted_error
 from ..metrics import _finite_2d
 
@@ -101,6 +101,8 @@ class ExactCCA:
 
     def fit(self, X: np.ndarray, Y: np.ndarray) -> "ExactCCA":  # noqa: N803 - scikit-learn's names
         """Fits the canonical weights on the paired rows of ``X`` and ``Y``."""
+        # rows pair by position: data frames of the same samples in another order fitted wrongly, without a word
+        refuse_unpaired_frames((("X", X), ("Y", Y)))
         x = _finite_2d("X", X).astype(np.float64)
         y = _finite_2d("Y", Y).astype(np.float64)
         if x.shape[0] < 2:
