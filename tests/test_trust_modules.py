@@ -149,3 +149,26 @@ def test_cca_retrieval_refuses_frames_whose_rows_do_not_pair():
     with pytest.raises(gm.InvalidValueError) as info:
         evaluation.pairwise_cca_retrieval(train, test, np.arange(10) % 2, 2)
     assert info.value.arg == "test_std['b']"
+
+
+# --- uci.fit_views names the caller's views throughout its errors ------------
+
+
+@pytest.mark.parametrize("where", ["views", "validation"])
+def test_fit_views_frame_error_names_only_the_callers_views(where):
+    pd = pytest.importorskip("pandas")
+    from grapheme_multimodal import uci
+
+    rng = np.random.default_rng(0)
+    n = 40 if where == "views" else 10
+    frames = {"a": pd.DataFrame(rng.normal(size=(n, 6))), "b": pd.DataFrame(rng.normal(size=(n, 5)), index=np.arange(n)[::-1])}
+    views = frames if where == "views" else {"a": rng.normal(size=(40, 6)), "b": rng.normal(size=(40, 5))}
+    settings = uci.TrainingSettings(epochs=1, embed_dim=16, hidden_dim=16, encoder_hidden=(8,), encoder_output_dim=8)
+    with pytest.raises(gm.InvalidValueError) as info:
+        uci.fit_views(views, settings=settings, validation=None if where == "views" else frames)
+    message = str(info.value)
+    assert info.value.arg == f"{where}['b']"
+    # the model's modality slots were named beside the caller's views: "views['b']: ... not that of inputs['visual']"
+    assert "visual" not in message and "auditory" not in message and "inputs[" not in message, message
+    assert f"not that of {where}['a']" in message and f"{where}['b'].loc[{where}['a'].index]" in message, message
+

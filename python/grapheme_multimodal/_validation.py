@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import functools
+import re
 import sys
 import warnings
 from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Set, Tuple, TypeVar
@@ -85,13 +86,28 @@ def renamed(err: Exception, names: Mapping[str, str]) -> Exception:
     """``err`` (one of ours, or a TypeError) whose message begins with one of
     the argument names ``names`` maps (``"inputs['visual']: ..."``) remade to
     begin with the name it maps to (``"views['fou']: ..."``), the caller's
-    name for what a wrapped call named by its own; else ``err`` itself."""
+    name for what a wrapped call named by its own; else ``err`` itself.
+    Other names of ``names`` with a subscript that the rest of the message
+    holds (``"... not that of inputs['visual']"``) are remade too, all at
+    once: the caller never passed the wrapped call's ``inputs['visual']``."""
     message = str(err)
     for inner, outer in names.items():
         if message.startswith(inner + ":"):
-            text = outer + message[len(inner):]
+            text = outer + _renamed_within(message[len(inner):], names)
             return type(err)(text, outer) if isinstance(err, GraphemeError) else type(err)(text)
     return err
+
+
+def _renamed_within(text: str, names: Mapping[str, str]) -> str:
+    """``text`` with each subscripted name of ``names`` (``inputs['visual']``)
+    replaced by the name it maps to, in one pass (a view named as another's
+    modality must not be renamed twice); bare names (``data``) are words of
+    the prose too, and stay."""
+    subscripted = sorted((k for k in names if "[" in k), key=len, reverse=True)
+    if not subscripted:
+        return text
+    pattern = r"(?<![\w\]])(?:" + "|".join(re.escape(k) for k in subscripted) + ")"
+    return re.sub(pattern, lambda m: names[m.group(0)], text)
 
 
 def unmasked(
