@@ -172,3 +172,24 @@ def test_fit_views_frame_error_names_only_the_callers_views(where):
     assert "visual" not in message and "auditory" not in message and "inputs[" not in message, message
     assert f"not that of {where}['a']" in message and f"{where}['b'].loc[{where}['a'].index]" in message, message
 
+
+# --- WeightAverage averages the weights of one model only --------------------
+
+
+def test_weight_average_refuses_weights_of_another_config():
+    from grapheme_multimodal.averaging import WeightAverage
+
+    average = WeightAverage.start(0.9).updated({"w": np.ones(3), "b": np.zeros(2)})
+    with pytest.raises(gm.ShapeError) as info:  # was broadcast into the average without a word
+        average.updated({"w": np.ones(1), "b": np.zeros(2)})
+    assert info.value.arg == "weights['w']" and "(1,)" in str(info.value) and "(3,)" in str(info.value)
+    with pytest.raises(gm.InvalidValueError) as info:  # was a bare KeyError 'v'
+        average.updated({"v": np.ones(3), "b": np.zeros(2)})
+    assert info.value.arg == "weights" and "'v'" in str(info.value)
+    with pytest.raises(gm.InvalidValueError) as info:  # was an average of NaN from the second update on
+        WeightAverage.start(float("nan"))
+    assert info.value.arg == "decay"
+    # the same weights average as before
+    again = average.updated({"w": np.full(3, 2.0), "b": np.ones(2)})
+    d = average.step_decay()
+    assert np.array_equal(again.mean["w"], d * np.ones(3) + (1 - d) * np.full(3, 2.0))

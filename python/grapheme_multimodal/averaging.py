@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional
 import numpy as np
 
 from ._validation import FLOAT32_MAX, as_finite_float
-from .exceptions import InvalidValueError
+from .exceptions import InvalidValueError, ShapeError
 
 if TYPE_CHECKING:
     from .model import LearnableMultiModal
@@ -71,8 +71,9 @@ class WeightAverage:
 
     @classmethod
     def start(cls, decay: float) -> "WeightAverage":
-        """A new average with ``decay``, before its first update (no epochs averaged)."""
-        return cls(decay=decay, count=0, mean={})
+        """A new average with ``decay`` (a number in [0, 1)), before its first update (no epochs averaged)."""
+        # NaN (or 1) gave an average of NaN (or the first epoch's weights) from the second update on
+        return cls(decay=check_decay(decay, "decay"), count=0, mean={})
 
     def step_decay(self) -> float:
         """The decay of the next update, ``t = count``: 0 for the first (the
@@ -83,11 +84,27 @@ class WeightAverage:
     def updated(self, weights: Mapping[str, np.ndarray]) -> "WeightAverage":
         """The average after one more epoch ending at ``weights``."""
         d = self.step_decay()
+        if self.count:
+            self._check_same_tensors(weights)
         if self.count == 0:
             mean = {k: np.array(v, np.float64) for k, v in weights.items()}
         else:
             mean = {k: d * self.mean[k] + (1 - d) * np.asarray(v, np.float64) for k, v in weights.items()}
         return replace(self, count=self.count + 1, mean=mean, trained=None)
+
+    def _check_same_tensors(self, weights: Mapping[str, np.ndarray]) -> None:
+        """Refuses ``weights`` of another model config than the average's:
+        another shape was broadcast into the average without a word, another
+        name was a bare KeyError."""
+        if set(weights) != set(self.mean):
+            extra, missing = sorted(set(weights) - set(self.mean)), sorted(set(self.mean) - set(weights))
+            raise InvalidValueError(
+                f"weights: holds tensors {extra} not in the average and lacks {missing}; expected the tensors of the "
+                "model averaged so far (one model config)", "weights")
+        for k, v in weights.items():
+            if np.shape(v) != self.mean[k].shape:
+                raise ShapeError(f"weights[{k!r}]: has shape {np.shape(v)}; expected {self.mean[k].shape}, as in the "
+                                 "average (one model config)", f"weights[{k!r}]")
 
     def applied(self, model: "LearnableMultiModal") -> Optional["WeightAverage"]:
         """Puts the average into ``model`` (whose weights are the trained
