@@ -193,3 +193,23 @@ def test_weight_average_refuses_weights_of_another_config():
     again = average.updated({"w": np.full(3, 2.0), "b": np.ones(2)})
     d = average.step_decay()
     assert np.array_equal(again.mean["w"], d * np.ones(3) + (1 - d) * np.full(3, 2.0))
+
+
+# --- plot_history marks only an epoch that was -------------------------------
+
+
+def test_plot_history_refuses_an_epoch_that_never_was(tmp_path):
+    pytest.importorskip("matplotlib")
+    from grapheme_multimodal.plotting import plot_history
+
+    epochs = [{"epoch": 1, "loss": 1.0, "val_total": 1.1}, {"epoch": 2, "loss": 0.5, "val_total": 0.9}]
+    path = tmp_path / "curves.png"
+    with pytest.raises(gm.InvalidValueError) as info:  # a line far right of the curves, the axis stretched to it
+        plot_history(epochs, path, best_epoch=500)
+    assert info.value.arg == "best_epoch" and "500" in str(info.value) and "from 1 to 2" in str(info.value)
+    for bad in ("a", float("nan"), True):  # drawn as a category, dropped, or as epoch 1
+        with pytest.raises((gm.InvalidValueError, TypeError), match=r"^epochs\[1\]\['epoch'\]: "):
+            plot_history([epochs[0], {**epochs[1], "epoch": bad}], path)
+    assert not path.exists()
+    plot_history(epochs, path, best_epoch=2)
+    assert path.read_bytes().startswith(b"\x89PNG")

@@ -53,9 +53,18 @@ def plot_history(epochs: Sequence[Dict[str, Any]], path: PathLike, title: str = 
         if not isinstance(e, Mapping) or "epoch" not in e:  # else KeyError: 'epoch', or "'int' object is not subscriptable"
             raise InvalidValueError(f"epochs[{i}]: expected a record with an 'epoch' number, got {e!r:.80}", "epochs")
     x = [e["epoch"] for e in epochs]
+    for i, number in enumerate(x):  # "a" was drawn as a category, NaN dropped its point, True drawn at 1
+        if isinstance(number, (bool, np.bool_)) or not isinstance(number, (int, float, np.integer, np.floating)):
+            raise TypeError(f"epochs[{i}]['epoch']: expected an epoch number, got {describe(number)}")
+        if not np.isfinite(number):
+            raise InvalidValueError(f"epochs[{i}]['epoch']: expected a finite epoch number, got {number!r}", "epochs")
     # A line at 1.5, NaN or True would mark an epoch that never was.
     if best_epoch is not None and (isinstance(best_epoch, (bool, np.bool_)) or not isinstance(best_epoch, (int, np.integer))):
         raise TypeError(f"best_epoch: expected None or an int, got {describe(best_epoch)}")
+    if best_epoch is not None and best_epoch not in x:  # so would one beyond the records, the axis stretched to it
+        raise InvalidValueError(
+            f"best_epoch: {best_epoch} is not an epoch of epochs (their 'epoch' numbers run from {min(x)} to {max(x)}); "
+            "expected one of them, or None", "best_epoch")
     figure = _figure_class()
     skip = {"epoch", "seconds"}
     names: List[str] = [k for k in epochs[0] if k not in skip and not k.startswith("val_")]
