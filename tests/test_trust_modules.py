@@ -213,3 +213,29 @@ def test_plot_history_refuses_an_epoch_that_never_was(tmp_path):
     assert not path.exists()
     plot_history(epochs, path, best_epoch=2)
     assert path.read_bytes().startswith(b"\x89PNG")
+
+
+# --- evaluate_model checks its seed before measuring anything ----------------
+
+
+class _Projection:
+    """A ViewEmbedder of fixed random projections (no binder)."""
+
+    def __init__(self, train):
+        rng = np.random.default_rng(1)
+        self.p = {v: rng.normal(size=(x.shape[1], 4)) for v, x in train.views.items()}
+
+    def embed_views(self, views):
+        return {v: np.asarray(x, float) @ self.p[v] for v, x in views.items()}
+
+    def embed_fused(self, views):
+        return sum(np.asarray(x, float) @ self.p[v] for v, x in views.items())
+
+
+@pytest.mark.parametrize("seed", [-1, 1.5, "0", True])
+def test_evaluate_model_refuses_a_bad_seed_with_or_without_a_binder(seed):
+    train, test = datasets.train_test_split(_views(60))
+    with pytest.raises(gm.InvalidValueError) as info:  # was accepted (and unused) without a binder
+        evaluation.evaluate_model(_Projection(train), train, test, seed=seed, two_views=False)
+    assert info.value.arg == "seed"
+

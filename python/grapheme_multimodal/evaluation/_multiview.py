@@ -133,6 +133,8 @@ def evaluate_model(
     if not all(callable(getattr(embedder, method, None)) for method in ("embed_views", "embed_fused")):
         raise TypeError(f"embedder: expected a ViewEmbedder (with embed_views and embed_fused), got {type(embedder).__name__}")
     two_views = check_flag(two_views, "two_views")  # 0 or "no" would be read as a choice
+    # here, not only by binder_auc: without a binder a seed of -1 or 1.5 passed, with one it failed after the k-NN work
+    seed = as_seed(seed, "seed", below=None)
     with one_thread():
         return _evaluate(embedder, train, test, k, seed, two_views)
 
