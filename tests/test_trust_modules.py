@@ -239,3 +239,12 @@ def test_evaluate_model_refuses_a_bad_seed_with_or_without_a_binder(seed):
         evaluation.evaluate_model(_Projection(train), train, test, seed=seed, two_views=False)
     assert info.value.arg == "seed"
 
+def test_mean_retrieval_names_an_unknown_metric():
+    train, test = datasets.train_test_split(_views(60))
+    scores = evaluation.evaluate_model(_Projection(train), train, test, two_views=False)
+    with pytest.raises(gm.InvalidValueError) as info:  # was a bare KeyError 'precision'
+        scores.mean_retrieval("precision")
+    assert info.value.arg == "metric" and "class_precision_at_1" in str(info.value)
+    expected = np.mean([r["instance_recall_at_1"] for r in scores.retrieval.values()])
+    assert scores.mean_retrieval("instance_recall_at_1") == float(expected)
+

@@ -58,7 +58,9 @@ class ModelScores:
     hidden_probe: Optional[float] = None
 
     def mean_retrieval(self, metric: str) -> float:
-        """Mean of ``metric`` over the view pairs."""
+        """Mean of ``metric`` (one of :data:`RETRIEVAL_METRICS`) over the view pairs."""
+        if not isinstance(metric, str) or metric not in RETRIEVAL_METRICS:  # else a bare KeyError naming it
+            raise InvalidValueError(f"metric: expected one of {list(RETRIEVAL_METRICS)}, got {metric!r}", "metric")
         return float(np.mean([r[metric] for r in self.retrieval.values()]))
 
     def to_dict(self) -> Dict[str, Any]:
