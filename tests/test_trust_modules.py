@@ -239,6 +239,7 @@ def test_evaluate_model_refuses_a_bad_seed_with_or_without_a_binder(seed):
         evaluation.evaluate_model(_Projection(train), train, test, seed=seed, two_views=False)
     assert info.value.arg == "seed"
 
+
 def test_mean_retrieval_names_an_unknown_metric():
     train, test = datasets.train_test_split(_views(60))
     scores = evaluation.evaluate_model(_Projection(train), train, test, two_views=False)
@@ -248,3 +249,17 @@ def test_mean_retrieval_names_an_unknown_metric():
     expected = np.mean([r["instance_recall_at_1"] for r in scores.retrieval.values()])
     assert scores.mean_retrieval("instance_recall_at_1") == float(expected)
 
+
+# --- fit_with_stopping names a fit that is not callable ----------------------
+
+
+def test_fit_with_stopping_refuses_a_fit_that_is_not_callable():
+    from grapheme_multimodal.stopping import fit_with_stopping
+
+    rng = np.random.default_rng(0)
+    model = gm.LearnableMultiModal(embed_dim=16, hidden_dim=16, input_dims={"visual": 6, "auditory": 5}, seed=0)
+    before = model.state_dict()
+    inputs = {"visual": rng.normal(size=(40, 6)), "auditory": rng.normal(size=(40, 5))}
+    with pytest.raises(TypeError, match=r"^fit: expected None or a callable"):  # was "'str' object is not callable"
+        fit_with_stopping(model, inputs, validation_fraction=0.1, patience=2, monitor="val_total", epochs=1, fit="ray")
+    assert all(np.array_equal(before[k], v) for k, v in model.state_dict().items())

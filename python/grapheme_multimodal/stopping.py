@@ -145,6 +145,9 @@ def fit_with_stopping(
     mode = resolve_mode(monitor, fit_options.get("mode"))
     if not isinstance(inputs, Mapping):
         raise TypeError(f"inputs: expected a mapping modality -> [N, d] array, got {describe(inputs)}")
+    if fit is not None and not callable(fit):  # else "'str' object is not callable", after the checks of the data
+        raise TypeError(f"fit: expected None or a callable fit(inputs, **options) -> History (such as "
+                        f"distributed.fit), got {describe(fit)}")
     fit = fit or model.fit
     fit_options["seed"] = seed  # shuffles and dropout, as the held-out rows
     if validation is not None:
