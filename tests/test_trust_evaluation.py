@@ -176,13 +176,13 @@ def test_compute_anchors_names_the_split_view_holding_nan_not_standardize_s_othe
         evaluation.compute_anchors(with_view(train, "c", spoilt), test, multiview=[])
 
 
-def test_compute_anchors_names_the_test_view_a_constant_training_view_zeroes():
-    # was "test_std['b']: ...", pairwise_cca_retrieval's argument
+def test_compute_anchors_names_the_constant_training_view():
+    # was "test_std['b']: ...", pairwise_cca_retrieval's argument; then the test view whose scores it zeroed
     train, test = split_pair()
-    with pytest.raises(gm.InvalidValueError, match=r"^test\.views\['b'\]: the canonical scores of 20 row\(s\)") as err:
+    with pytest.raises(gm.InvalidValueError, match=r"^train\.views\['b'\]: every column is constant") as err:
         evaluation.compute_anchors(with_view(train, "b", np.ones((40, 3))), with_view(test, "b", np.ones((20, 3))),
                                    multiview=[])
-    assert err.value.arg == "test.views['b']"
+    assert err.value.arg == "train.views['b']"
 
 
 @pytest.mark.parametrize("measure", [

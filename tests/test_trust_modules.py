@@ -263,3 +263,29 @@ def test_fit_with_stopping_refuses_a_fit_that_is_not_callable():
     with pytest.raises(TypeError, match=r"^fit: expected None or a callable"):  # was "'str' object is not callable"
         fit_with_stopping(model, inputs, validation_fraction=0.1, patience=2, monitor="val_total", epochs=1, fit="ray")
     assert all(np.array_equal(before[k], v) for k, v in model.state_dict().items())
+
+
+# --- CCA of a view constant in training is refused, not scored ---------------
+
+
+def test_exact_cca_refuses_a_constant_view():
+    x, y = _std()["a"], _std()["b"]
+    cca = evaluation.ExactCCA(2)
+    for constant, arg in (((np.full_like(x, 0.1), y)), "X"), (((x, np.full_like(y, 0.1))), "Y"):
+        # 0.1: its mean is not exactly 0.1, and the centred rounding was fitted as if it were data
+        with pytest.raises(gm.InvalidValueError) as info:  # were weights of ~1e157 and scores of ~1e157
+            cca.fit(*constant)
+        assert info.value.arg == arg and "every column is constant" in str(info.value)
+    assert not hasattr(cca, "x_weights_")
+
+
+def test_compute_anchors_refuses_a_training_view_constant_test_view_varying():
+    rng = np.random.default_rng(0)
+    train = datasets.MultipleFeatures({"a": rng.normal(size=(40, 4)), "b": np.ones((40, 3))}, np.arange(40) % 2)
+    test = datasets.MultipleFeatures({"a": rng.normal(size=(20, 4)), "b": rng.normal(size=(20, 3))}, np.arange(20) % 2)
+    with pytest.raises(gm.InvalidValueError) as info:  # was a class precision@1 of 0.7 from a constant view
+        evaluation.compute_anchors(train, test, multiview=[])
+    assert info.value.arg == "train.views['b']" and "every column is constant" in str(info.value)
+    with pytest.raises(gm.InvalidValueError) as info:
+        evaluation.pairwise_cca_retrieval({"a": train.views["a"], "b": train.views["b"]}, test.views, test.labels)
+    assert info.value.arg == "train_std['b']"

@@ -108,18 +108,20 @@ def _pairwise_cca_retrieval(
     arg_names: Tuple[str, str],
 ) -> Dict[str, Dict[str, float]]:
     """:func:`pairwise_cca_retrieval`, its errors naming the training and
-    test views by ``arg_names`` (the caller's: ``("train", "test.views")``
+    test views by ``arg_names`` (the caller's: ``("train.views", "test.views")``
     for :func:`compute_anchors`, whose caller passed no ``test_std``)."""
     train_arg, test_arg = arg_names  # both callers have checked the views
     out: Dict[str, Dict[str, float]] = {}
     names = list(train_std)
     for a, b in unordered_pairs(names):
         k = min(n_components, train_std[a].shape[1], train_std[b].shape[1])
-        cca = ExactCCA(k).fit(train_std[a], train_std[b])
+        try:
+            cca = ExactCCA(k).fit(train_std[a], train_std[b])
+        except InvalidValueError as err:  # a view constant in training: named by the caller's name, not X or Y
+            raise renamed(err, {"X": f"{train_arg}[{a!r}]", "Y": f"{train_arg}[{b!r}]"}) from None
         score_a, score_b = cca.transform(test_std[a], test_std[b])
         for name, scores in ((a, score_a), (b, score_b)):
-            refuse_zero_rows(f"{test_arg}[{name!r}]", scores, "canonical scores",
-                             f"the view is constant in {train_arg}, or the row is at its training mean")
+            refuse_zero_rows(f"{test_arg}[{name!r}]", scores, "canonical scores", "the row is at the view's training mean")
         out[pair_key(a, b)] = cross_view_retrieval(score_a, score_b, labels)
         out[pair_key(b, a)] = cross_view_retrieval(score_b, score_a, labels)
     return {pair_key(q, g): out[pair_key(q, g)] for q, g in ordered_pairs(names)}
@@ -307,7 +309,7 @@ def compute_anchors(
 
     with one_thread():
         return Anchors(
-            cca=_pairwise_cca_retrieval(train_std, test_std, test.labels, cca_components, ("train", "test.views")),
+            cca=_pairwise_cca_retrieval(train_std, test_std, test.labels, cca_components, ("train.views", "test.views")),
             raw_knn=knn_accuracy(raw(train_std, names), train.labels, raw(test_std, names), test.labels, k=k),
             raw_probe=linear_probe_accuracy(raw(train_std, names), train.labels, raw(test_std, names), test.labels),
             raw_two_view_knn={

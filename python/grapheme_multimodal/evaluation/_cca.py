@@ -109,13 +109,19 @@ class ExactCCA:
             raise ShapeError(f"X must have at least 2 rows to estimate covariances, got {x.shape[0]}", "X")
         if x.shape[0] != y.shape[0]:
             raise ShapeError(f"X and Y must have the same rows (paired samples), got {x.shape[0]} and {y.shape[0]}", "Y")
-        k = self.n_components
+        k, n_rows = self.n_components, x.shape[0]
         most = min(x.shape[1], y.shape[1])
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= most:
             raise InvalidValueError(
                 f"n_components must be an integer in [1, {most}] (the smaller view's columns), got {k!r}", "n_components"
             )
         reg = as_finite_float(self.reg, "reg", lambda r: r > 0, "a positive number")  # numpy numbers too
+        for name, view in (("X", x), ("Y", y)):
+            # nothing to correlate: the centred rounding of its mean was whitened into weights of ~1e157, and
+            # transform's scores of other rows were that large and meaningless (a retrieval figure of noise)
+            if not (view != view[0]).any():  # compared, not subtracted: nothing to overflow
+                raise InvalidValueError(f"{name}: every column is constant (all {n_rows} rows alike), which leaves CCA "
+                                        "nothing to correlate; expected a view whose values vary", name)
         x_offset_scale, y_offset_scale = _offset_scale(x), _offset_scale(y)
         x, y = x / x_offset_scale, y / y_offset_scale  # exact: powers of two
         x_mean, y_mean = x.mean(axis=0), y.mean(axis=0)
