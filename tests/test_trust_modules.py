@@ -289,3 +289,22 @@ def test_compute_anchors_refuses_a_training_view_constant_test_view_varying():
     with pytest.raises(gm.InvalidValueError) as info:
         evaluation.pairwise_cca_retrieval({"a": train.views["a"], "b": train.views["b"]}, test.views, test.labels)
     assert info.value.arg == "train_std['b']"
+
+
+# --- the SPEC anchors and standardize raise the package's own errors ---------
+
+
+@pytest.mark.parametrize("query, gallery, k, arg", [
+    ("a", "z", 2, "gallery_view"),
+    (["a"], "b", 2, "query_view"),
+    ("a", "a", 2, "gallery_view"),
+    ("a", "b", 5, "n_components"),
+])
+def test_cca_anchor_errors_are_the_packages(query, gallery, k, arg):
+    from grapheme_multimodal import anchors
+
+    train, test = datasets.train_test_split(_views(60))
+    with pytest.raises(gm.InvalidValueError) as info:  # were plain ValueErrors, which no `except gm.GraphemeError` caught
+        anchors.cca_anchor(train, test, query, gallery, k)
+    assert info.value.arg == arg and str(info.value).startswith(arg)
+

@@ -133,19 +133,19 @@ def cca_anchor(
         except TypeError:  # a list: "unhashable type: 'list'"
             known = False
         if not known:
-            raise ValueError(f"{arg} must be one of {sorted(train.views)}, got {view!r}")
+            raise InvalidValueError(f"{arg} must be one of {sorted(train.views)}, got {view!r}", arg)
     _check_splits(train, test, (query_view, gallery_view))
     check_split_labels(train, test, test_only=True)  # retrieval reads only the test events' labels
     if query_view == gallery_view:
-        raise ValueError(f"query_view and gallery_view must differ, both are {query_view!r}")
+        raise InvalidValueError(f"gallery_view must differ from query_view, both are {query_view!r}", "gallery_view")
     max_components = min(
         train.views[query_view].shape[1], train.views[gallery_view].shape[1], train.n_events
     )
     if isinstance(n_components, bool) or not isinstance(n_components, (int, np.integer)) or not (
         1 <= n_components <= max_components
     ):
-        raise ValueError(
-            f"n_components must be an integer in [1, {max_components}], got {n_components!r}"
+        raise InvalidValueError(
+            f"n_components must be an integer in [1, {max_components}], got {n_components!r}", "n_components"
         )
     try:
         from sklearn.cross_decomposition import CCA
