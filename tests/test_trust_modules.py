@@ -308,3 +308,9 @@ def test_cca_anchor_errors_are_the_packages(query, gallery, k, arg):
         anchors.cca_anchor(train, test, query, gallery, k)
     assert info.value.arg == arg and str(info.value).startswith(arg)
 
+
+def test_standardize_other_views_error_is_the_packages():
+    with pytest.raises(gm.InvalidValueError) as info:
+        datasets.standardize({"a": np.ones((3, 2))}, {"b": np.ones((3, 2))})
+    assert info.value.arg == "others[0]"
+

@@ -321,8 +321,8 @@ def standardize(
         if not isinstance(views, Mapping):
             raise TypeError(f"{which}: expected a mapping view name -> [n, d] array, got {describe(views)}")
         if set(views) != set(stats):
-            raise ValueError(
-                f"{which} has views {sorted(views)}, expected the training views {sorted(stats)}"
+            raise InvalidValueError(
+                f"{which} has views {sorted(views)}, expected the training views {sorted(stats)}", which
             )
         out = {}
         for name, (mean, std, shift) in stats.items():
