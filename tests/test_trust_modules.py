@@ -314,3 +314,10 @@ def test_standardize_other_views_error_is_the_packages():
         datasets.standardize({"a": np.ones((3, 2))}, {"b": np.ones((3, 2))})
     assert info.value.arg == "others[0]"
 
+
+def test_plot_attention_shape_error_is_the_packages(tmp_path):
+    from grapheme_multimodal.plotting import plot_attention
+
+    with pytest.raises(gm.ShapeError) as info:  # a plain ValueError without .arg
+        plot_attention(np.ones((3, 7)), ["a", "b"], tmp_path / "a.png")
+    assert info.value.arg == "weights"

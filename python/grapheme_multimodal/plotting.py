@@ -133,7 +133,7 @@ def plot_attention(
         # by name too: a key "visual" matched no Modality, and the label was left out without a word
         column_labels = {Modality.parse(m, "column_labels"): label for m, label in column_labels.items()}
     if w.ndim != 2 or w.shape[1] != len(Modality) or w.shape[0] != len(row_labels):
-        raise ValueError(f"weights: expected shape ({len(row_labels)}, 7), got {w.shape}")
+        raise ShapeError(f"weights: expected shape ({len(row_labels)}, 7), one row per row label, got {w.shape}", "weights")
     if w.shape[0] == 0:  # else an empty figure, with matplotlib's "identical low and high ylims" warning only
         raise ShapeError(f"weights: expected at least one row to plot, got shape {w.shape}", "weights")
     if not np.isfinite(w).all():  # a NaN would draw as an empty cell and colour the rest wrongly
