@@ -321,3 +321,16 @@ def test_plot_attention_shape_error_is_the_packages(tmp_path):
     with pytest.raises(gm.ShapeError) as info:  # a plain ValueError without .arg
         plot_attention(np.ones((3, 7)), ["a", "b"], tmp_path / "a.png")
     assert info.value.arg == "weights"
+
+
+# --- the demo names its own arguments before any work ------------------------
+
+
+@pytest.mark.parametrize("out_dir", [None, 3, ""])
+def test_demo_files_names_out_dir(out_dir):
+    pytest.importorskip("matplotlib")
+    from grapheme_multimodal import demo
+
+    with pytest.raises((TypeError, gm.InvalidValueError), match=r"^out_dir: "):  # was pathlib's words, naming no argument
+        demo.demo_files(out_dir)
+

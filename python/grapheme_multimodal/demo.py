@@ -21,7 +21,7 @@ import numpy as np
 
 from .datasets import load_multiple_features, train_test_split
 from .evaluation import RETRIEVAL_METRICS, Anchors, ModelScores, compute_anchors, evaluate_model, pair_key, two_view_key
-from .io import PathLike, check_write_target
+from .io import PathLike, as_path, check_write_target
 from .metrics import _sklearn
 from .plotting import _figure_class, plot_attention, plot_history
 from .uci import VIEW_MODALITIES, TrainingSettings, fit_views
@@ -68,7 +68,7 @@ def demo_files(out_dir: PathLike, arg: str = "out_dir") -> Dict[str, Path]:
     matplotlib and scikit-learn are installed. Errors name ``arg``."""
     _figure_class()
     _sklearn("the demo")
-    out = Path(out_dir)
+    out = as_path(out_dir, arg)  # else pathlib's "expected str, bytes or os.PathLike object", and "" the working folder
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"{arg}: {str(out)!r} is not a folder; expected a folder for the demo's files")
     try:
