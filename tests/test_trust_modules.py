@@ -334,3 +334,11 @@ def test_demo_files_names_out_dir(out_dir):
     with pytest.raises((TypeError, gm.InvalidValueError), match=r"^out_dir: "):  # was pathlib's words, naming no argument
         demo.demo_files(out_dir)
 
+
+def test_run_demo_names_a_log_that_is_not_callable(tmp_path):
+    pytest.importorskip("matplotlib")
+    from grapheme_multimodal import demo
+
+    with pytest.raises(TypeError, match=r"^log: expected a callable"):  # was "'NoneType' object is not callable"
+        demo.run_demo(tmp_path / "out", log=None)
+    assert not (tmp_path / "out").exists()  # refused before anything was made

@@ -91,6 +91,8 @@ def run_demo(
 ) -> DemoResult:
     """Loads the data, trains, evaluates against the anchors, writes the
     checkpoint and the two PNGs into ``out_dir``."""
+    if not callable(log):  # else "'NoneType' object is not callable" once the data were loaded
+        raise TypeError(f"log: expected a callable taking one line of text (such as print), got {type(log).__name__}")
     start = time.perf_counter()
     files = demo_files(out_dir)
     data = load_multiple_features()
