@@ -342,3 +342,18 @@ def test_run_demo_names_a_log_that_is_not_callable(tmp_path):
     with pytest.raises(TypeError, match=r"^log: expected a callable"):  # was "'NoneType' object is not callable"
         demo.run_demo(tmp_path / "out", log=None)
     assert not (tmp_path / "out").exists()  # refused before anything was made
+
+
+def test_resume_with_a_bad_decay_leaves_the_models_average():
+    from grapheme_multimodal.averaging import resume
+
+    rng = np.random.default_rng(0)
+    model = gm.LearnableMultiModal(embed_dim=16, hidden_dim=16, input_dims={"visual": 6, "auditory": 5}, seed=0)
+    x = {"visual": rng.normal(size=(16, 6)), "auditory": rng.normal(size=(16, 5))}
+    model.fit(x, epochs=2, ema_decay=0.9, progress=False)
+    applied = model._weight_average
+    assert applied is not None
+    with pytest.raises(gm.InvalidValueError) as info:
+        resume(model, float("nan"))  # the applied average was dropped before the decay was refused
+    assert info.value.arg == "decay"
+    assert model._weight_average is applied

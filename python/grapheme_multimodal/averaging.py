@@ -195,6 +195,7 @@ def resume(model: "LearnableMultiModal", decay: Optional[float]) -> Optional[Wei
     starts from the weights as they are. Either way the model's applied
     average is dropped (``fit`` applies the new one when it ends). Call
     under the write lock."""
+    decay = check_decay(decay, "decay")  # before the applied average is dropped: a refusal changes nothing
     previous = model._weight_average
     model._weight_average = None
     if decay is None:
