@@ -357,3 +357,10 @@ def test_resume_with_a_bad_decay_leaves_the_models_average():
         resume(model, float("nan"))  # the applied average was dropped before the decay was refused
     assert info.value.arg == "decay"
     assert model._weight_average is applied
+
+
+@pytest.mark.parametrize("pairs", [evaluation.ordered_pairs, evaluation.unordered_pairs])
+def test_view_pairs_refuse_one_string_of_names(pairs):
+    with pytest.raises(TypeError, match=r"^names: expected view names"):  # "fou" gave the pairs of 'f', 'o' and 'u'
+        pairs("fou")
+    assert pairs(["fou", "pix"]) and pairs(iter(["fou", "pix"]))

@@ -14,6 +14,7 @@ import numpy as np
 from .._validation import describe, renamed
 from ..exceptions import GraphemeError, InvalidValueError
 from ..types import Modality
+from ._pairs import view_name_list
 
 if TYPE_CHECKING:
     from ..model import LearnableMultiModal
@@ -48,11 +49,7 @@ def view_modalities(names: Iterable[str]) -> Dict[str, Modality]:
     """Assigns views to the input modality slots in order (visual, auditory,
     linguistic, tactile, proprioceptive, abstract; action is the output
     modality and stays empty): at most six views."""
-    if isinstance(names, (str, bytes)):  # "abc" would be three views, 'a', 'b' and 'c'
-        raise TypeError(f"views: expected view names, got a {type(names).__name__} ({names!r}); pass [{names!r}] for one view")
-    if not isinstance(names, Iterable):  # else "'NoneType' object is not iterable"
-        raise TypeError(f"views: expected view names (a sequence), got {describe(names)}")
-    names = list(names)
+    names = view_name_list(names, "views")
     slots = [m for m in Modality if m.is_input]
     if len(names) > len(slots) or len(set(names)) != len(names):
         raise InvalidValueError(f"views: expected at most {len(slots)} distinct view names, got {names}", "views")
