@@ -2,7 +2,7 @@
 //! over one flat parameter buffer. Every entry point is batched; a single
 //! event is a batch of one.
 
-use crate::batch::{input_arg, EncoderInput};
+use crate::batch::{input_arg, EncoderInput, ModalityInput};
 use crate::config::Config;
 use crate::error::{fmt_value, Error, Result};
 use crate::modality::{Modality, NUM_MODALITIES};
@@ -151,12 +151,9 @@ impl FirstOverflow {
     }
 }
 
-/// The error of a row the fusion network overflowed on.
-fn fusion_overflow(arg: &str, row: usize) -> Error {
-    Error::overflow(
-        arg,
-        format!("row {row} overflows float32 in the fusion network; modality embeddings are unit vectors (from encode), expected values of moderate size"),
-    )
+/// The largest magnitude of `values` (the inputs are finite).
+fn largest_magnitude<'v, T: Real + 'v>(values: impl IntoIterator<Item = &'v T>) -> f64 {
+    values.into_iter().map(|v| v.to_f64().map_or(f64::INFINITY, f64::abs)).fold(0.0, f64::max)
 }
 
 /// `(x - mean) / std` per input column.
@@ -405,6 +402,57 @@ impl<T: Real> LearnableMultiModal<T> {
         self.layout.view_with_transposes(&self.params, t)
     }
 
+    /// The error for a row of values at most `largest_input` in magnitude
+    /// that overflowed float32 in `component` (the parameters named with one
+    /// of `prefixes`), when those parameters are the larger: too large a
+    /// learning rate grows them until rows of moderate values (unit
+    /// embeddings, standardised inputs) overflow, and the caller's row was
+    /// blamed. `None` when the row is at least as large: the row is to blame.
+    fn grown_parameters(&self, component: &str, prefixes: &[&str], largest_input: f64) -> Option<Error> {
+        let specs = self.layout.specs().iter().filter(|s| prefixes.iter().any(|p| s.name.starts_with(p)));
+        let largest = largest_magnitude(specs.flat_map(|s| &self.params[s.range()]));
+        (largest > largest_input).then(|| {
+            Error::overflow(
+                "parameters",
+                format!(
+                    "the {component}'s parameters have grown to {largest:.3e} in magnitude, and a row of moderate values \
+                     (at most {largest_input:.3e}) overflows float32 in it; expected parameters of moderate size \
+                     (too large a learning rate grows them)"
+                ),
+            )
+        })
+    }
+
+    /// The error of event `row` of modality `m`'s inputs `part` overflowing
+    /// float32 in its encoder (`message`, blaming the row), unless the
+    /// encoder's parameters (and the shared head's, `with_head`) are larger
+    /// than the row's values after the model's normalization.
+    fn encoder_overflow(&self, m: usize, part: &ModalityInput<T>, row: usize, with_head: bool, message: String) -> Error {
+        let components = part.x.rows().into_iter().zip(part.rows.iter()).filter(|&(_, &r)| r == row);
+        let normalized = components.flat_map(|(x, _)| {
+            x.into_iter().enumerate().map(|(j, &v)| match &self.normalizers[m] {
+                Some(n) => (v - n.mean[j]) / n.std[j],
+                None => v,
+            })
+        });
+        let largest_input = normalized.map(|v| v.to_f64().map_or(f64::INFINITY, f64::abs)).fold(0.0, f64::max);
+        let encoder = format!("encoder.{}.", Modality::ALL[m].name());
+        let prefixes: &[&str] = if with_head { &[&encoder, "head."] } else { &[&encoder] };
+        self.grown_parameters(&format!("{} encoder", Modality::ALL[m].name()), prefixes, largest_input)
+            .unwrap_or_else(|| Error::overflow(input_arg(m), message))
+    }
+
+    /// The error of row `row` of `arg` overflowing float32 in the fusion
+    /// network (`emb`: the row's embeddings `[M, E]`, the network's input).
+    fn fusion_overflow(&self, arg: &str, row: usize, emb: ArrayView2<T>) -> Error {
+        self.grown_parameters("fusion network", &["fusion."], largest_magnitude(emb)).unwrap_or_else(|| {
+            Error::overflow(
+                arg,
+                format!("row {row} overflows float32 in the fusion network; modality embeddings are unit vectors (from encode), expected values of moderate size"),
+            )
+        })
+    }
+
     /// Modality embeddings `[B, M, E]`: unit rows where present, zeros where absent.
     pub fn encode(&self, input: &EncoderInput<T>) -> Result<Array3<T>> {
         Ok(self.forward(input, false)?.0)
@@ -442,10 +490,8 @@ impl<T: Real> LearnableMultiModal<T> {
             let h = self.encoders[m].hidden_forward(params, x, layer).expect("every encoder has config.encoder_hidden's layers");
             for (row, &r) in h.rows().into_iter().zip(part.rows.iter()) {
                 if !row.iter().all(|v| v.is_finite()) {
-                    return Err(Error::overflow(
-                        input_arg(m),
-                        format!("row {r} overflows float32 in the encoder's hidden layer {layer} (after the model's normalization, if any); expected values of moderate size"),
-                    ));
+                    let message = format!("row {r} overflows float32 in the encoder's hidden layer {layer} (after the model's normalization, if any); expected values of moderate size");
+                    return Err(self.encoder_overflow(m, part, r, false, message));
                 }
                 out.slice_mut(s![r, m, ..]).assign(&row);
             }
@@ -529,11 +575,12 @@ impl<T: Real> LearnableMultiModal<T> {
         });
         match overflow.first() {
             None => Ok((emb, fused)),
-            Some((row, FUSED_SLOT)) => Err(fusion_overflow("inputs", row)),
-            Some((row, m)) => Err(Error::overflow(
-                input_arg(m),
-                format!("row {row} overflows float32 in the encoder (after the model's normalization, if any); expected values of moderate size"),
-            )),
+            Some((row, FUSED_SLOT)) => Err(self.fusion_overflow("inputs", row, emb.slice(s![row, .., ..]))),
+            Some((row, m)) => {
+                let part = input.modalities[m].as_ref().expect("only a given modality overflows");
+                let message = format!("row {row} overflows float32 in the encoder (after the model's normalization, if any); expected values of moderate size");
+                Err(self.encoder_overflow(m, part, row, true, message))
+            }
         }
     }
 
@@ -622,7 +669,7 @@ impl<T: Real> LearnableMultiModal<T> {
         });
         match overflow.first() {
             None => Ok(fused),
-            Some((row, _)) => Err(fusion_overflow("embeddings", row)),
+            Some((row, _)) => Err(self.fusion_overflow("embeddings", row, emb.slice(s![row, .., ..]))),
         }
     }
 
@@ -642,7 +689,12 @@ impl<T: Real> LearnableMultiModal<T> {
         let strengths = self.binder.forward(self.view(), a, b);
         match strengths.iter().position(|v| !v.is_finite()) {
             None => Ok(strengths),
-            Some(row) => Err(Error::overflow("a", format!("row {row}: the binder overflows float32 on this pair; embeddings are unit vectors (from encode), expected values of moderate size"))),
+            Some(row) => {
+                let largest_input = largest_magnitude(a.row(row)).max(largest_magnitude(b.row(row)));
+                Err(self.grown_parameters("binder", &["binder."], largest_input).unwrap_or_else(|| {
+                    Error::overflow("a", format!("row {row}: the binder overflows float32 on this pair; embeddings are unit vectors (from encode), expected values of moderate size"))
+                }))
+            }
         }
     }
 
@@ -652,7 +704,9 @@ impl<T: Real> LearnableMultiModal<T> {
         let strengths = self.binder.pair_strengths(self.view(), emb.view(), mask);
         match strengths.indexed_iter().find(|(_, v)| !v.is_finite()) {
             None => Ok(strengths),
-            Some(((row, ..), _)) => Err(Error::overflow("embeddings", format!("row {row}: the binder overflows float32 on this row; embeddings are unit vectors (from encode), expected values of moderate size"))),
+            Some(((row, ..), _)) => Err(self.grown_parameters("binder", &["binder."], largest_magnitude(emb.slice(s![row, .., ..]))).unwrap_or_else(|| {
+                Error::overflow("embeddings", format!("row {row}: the binder overflows float32 on this row; embeddings are unit vectors (from encode), expected values of moderate size"))
+            })),
         }
     }
 
@@ -666,10 +720,15 @@ impl<T: Real> LearnableMultiModal<T> {
         let row = (0..out.weights.nrows()).find(|&b| !(finite(out.weights.row(b)) && finite(out.attended.row(b))));
         match row {
             None => Ok(out),
-            Some(row) => Err(Error::overflow(
-                "query",
-                format!("row {row}: the attention overflows float32 on this row's query and embeddings; expected values of moderate size (embeddings are unit vectors from encode)"),
-            )),
+            Some(row) => {
+                let largest_input = largest_magnitude(query.row(row)).max(largest_magnitude(emb.slice(s![row, .., ..])));
+                Err(self.grown_parameters("attention", &["attention."], largest_input).unwrap_or_else(|| {
+                    Error::overflow(
+                        "query",
+                        format!("row {row}: the attention overflows float32 on this row's query and embeddings; expected values of moderate size (embeddings are unit vectors from encode)"),
+                    )
+                }))
+            }
         }
     }
 

@@ -1,0 +1,120 @@
+"""Numerical extremes through the public API: finite inputs a user could
+have (1e20, 3e38, float64 beyond float32, float32 subnormals, all-zero rows
+and modalities, constant columns, one huge outlier row, columns on wildly
+different scales) and extreme settings (learning rates, weight decay,
+gradient clipping, temperatures). Every call gives a finite answer or a
+:class:`~grapheme_multimodal.GraphemeError` naming the argument at fault,
+and a refused step leaves the model and Adam's state as they were."""
+
+from __future__ import annotations
+
+import re
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import grapheme_multimodal as gm
+
+E = 16
+DIMS = {"visual": 5, "auditory": 4}
+
+
+def small_model(**kw) -> gm.LearnableMultiModal:
+    return gm.LearnableMultiModal(**{"embed_dim": E, "hidden_dim": 24, "num_heads": 2, "seed": 0, "input_dims": DIMS, **kw})
+
+
+def inputs(rows: int = 16, seed: int = 0) -> dict:
+    rng = np.random.default_rng(seed)
+    return {m: rng.normal(size=(rows, d)) for m, d in DIMS.items()}
+
+
+def state(m: gm.LearnableMultiModal) -> tuple:
+    opt = m.optimizer_state()
+    return (m.state_dict(), opt["exp_avg"], opt["exp_avg_sq"], opt["step"], opt["rng_counter"], m.has_gradients())
+
+
+def same_state(a: tuple, b: tuple) -> bool:
+    for x, y in zip(a, b):
+        if isinstance(x, dict):
+            if x.keys() != y.keys() or not all(np.array_equal(x[k], y[k]) for k in x):
+                return False
+        elif x != y:
+            return False
+    return True
+
+
+def all_finite_state(m: gm.LearnableMultiModal) -> bool:
+    opt = m.optimizer_state()
+    return all(np.isfinite(t).all() for t in [*m.state_dict().values(), *opt["exp_avg"].values(), *opt["exp_avg_sq"].values()])
+
+
+# ------------------------------------- parameters grown by a huge learning rate
+GROWN = r"^parameters: the {}'s parameters have grown to .* in magnitude, and a row of moderate values .*\(too large a learning rate grows them\)$"
+
+
+def blames_parameters(component: str):
+    return pytest.raises(gm.NonFiniteError, match=GROWN.format(re.escape(component)))
+
+
+def grown(**kw) -> gm.LearnableMultiModal:
+    """A model one accepted step of lr=1e30 grew (its first Adam step, 1e31, is within float32)."""
+    m = small_model(**kw)
+    m.train_step(inputs(), lr=1e30)
+    assert all_finite_state(m)
+    return m
+
+
+def test_the_fusion_networks_grown_parameters_are_blamed_not_the_callers_inputs():
+    # Was "inputs: row 0 overflows float32 in the fusion network; modality embeddings
+    # are unit vectors (from encode), expected values of moderate size" for rows of
+    # N(0, 1) values, in every call that fuses: the user was sent to look for a bad row.
+    m = grown()
+    x = inputs()
+    emb = m.encode(x)  # the encoders still encode (huge rows are rescaled)
+    assert np.allclose(np.linalg.norm(emb[:, :2], axis=2), 1, atol=1e-5)
+    event = gm.MultiModalEvent(1)
+    event.add_component(gm.ModalFeatures(x["visual"][0], "visual"))
+    event.add_component(gm.ModalFeatures(x["auditory"][0], "auditory"))
+    for call in (lambda: m.encode_and_fuse(x), lambda: m.fuse(emb), lambda: m.fuse_event(event),
+                 lambda: m.encode_event(event), lambda: m.compute_bindings(event)):
+        with blames_parameters("fusion network") as err:
+            call()
+        assert err.value.arg == "parameters" and not re.search(r"row \d", str(err.value))
+
+
+def test_the_attentions_grown_parameters_are_blamed_not_the_query():
+    m = grown()
+    emb = m.encode(inputs())
+    for call in (lambda: m.attention_weights(emb[:, 0], emb), lambda: m.attend(emb[:, 0], emb)):
+        with blames_parameters("attention") as err:
+            call()
+        assert err.value.arg == "parameters"
+
+
+def test_a_grown_encoder_with_a_shared_head_is_blamed_not_the_row():
+    # Was "inputs['visual']: row 0 overflows float32 in the encoder ...; expected
+    # values of moderate size" from encode: fit said "parameters", encode did not.
+    m = grown(encoder_hidden=(8,), shared_head=(16, E))
+    x = inputs()
+    for call in (lambda: m.encode(x), lambda: m.encode_and_fuse(x)):
+        with blames_parameters("visual encoder") as err:
+            call()
+        assert err.value.arg == "parameters"
+
+
+def test_rows_larger_than_the_parameters_are_still_blamed():
+    # The rule only moves the blame when the parameters are the larger.
+    m = small_model()
+    huge = np.full((2, 7, E), 3e38, np.float32)
+    with pytest.raises(gm.NonFiniteError, match=r"^embeddings: row 0 overflows float32 in the fusion network") as err:
+        m.fuse(huge)
+    assert err.value.arg == "embeddings"
+    m = small_model(encoder_hidden=(8,), shared_head=(16, E))
+    m.set_normalization("visual", np.full(5, -3e38), np.ones(5))  # (x - mean) leaves float32
+    with pytest.raises(gm.NonFiniteError, match=r"^inputs\['visual'\]: row 0 overflows float32 in the encoder") as err:
+        m.encode({"visual": np.full((2, 5), 3e38)})
+    assert err.value.arg == "inputs['visual']"
+
