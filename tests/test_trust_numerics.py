@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import grapheme_multimodal as gm
+from grapheme_multimodal import metrics
 
 E = 16
 DIMS = {"visual": 5, "auditory": 4}
@@ -117,4 +118,35 @@ def test_rows_larger_than_the_parameters_are_still_blamed():
     with pytest.raises(gm.NonFiniteError, match=r"^inputs\['visual'\]: row 0 overflows float32 in the encoder") as err:
         m.encode({"visual": np.full((2, 5), 3e38)})
     assert err.value.arg == "inputs['visual']"
+
+
+# ------------------------------------------------------- metrics of wide data
+def classes(n: int = 60, seed: int = 0) -> "tuple[np.ndarray, np.ndarray]":
+    rng = np.random.default_rng(seed)
+    y = np.repeat(np.arange(3), n // 3)
+    return rng.normal(size=(n, 4)) + 3.0 * y[:, None], y
+
+
+@pytest.mark.parametrize("outlier", [1e250, 1e300, -1e300])
+def test_one_huge_row_does_not_make_the_other_rows_neighbours_ties(outlier):
+    # Every value was scaled below 1 when one row was beyond 2**500: the other rows
+    # became ~1e-300, their squared distances 0, and every neighbour a tie (5-NN
+    # accuracy 0.33, retrieval at chance). In exact arithmetic one far row changes
+    # no other row's neighbours.
+    pytest.importorskip("sklearn")
+    x, y = classes()
+    far = x.copy()
+    far[-1] = outlier  # a test row (odd rows are the test split)
+    train, test = slice(0, None, 2), slice(1, None, 2)
+    n_test = len(y[test])
+    ordinary = metrics.knn_accuracy(x[train], y[train], x[test][:-1], y[test][:-1])
+    with_far = metrics.knn_accuracy(far[train], y[train], far[test], y[test])
+    assert round(with_far * n_test - ordinary * (n_test - 1)) in (0, 1)  # the far row scores as it may
+    gallery = x + 0.1 * np.random.default_rng(1).normal(size=x.shape)
+    want = metrics.cross_view_retrieval(x[:-1], gallery[:-1], y[:-1], metric="euclidean")
+    far_gallery = gallery.copy()
+    far_gallery[-1] = outlier
+    got = metrics.cross_view_retrieval(far, far_gallery, y, metric="euclidean")
+    for key in got:  # the far query finds the far gallery row, the others what they found without it
+        assert got[key] * len(y) == pytest.approx(want[key] * (len(y) - 1) + 1)
 

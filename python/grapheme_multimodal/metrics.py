@@ -53,18 +53,26 @@ def _refuse_beyond_float64(name: str, arr: np.ndarray) -> None:
 
 # Magnitudes whose squares float64 holds with room for sums of them.
 _SAFE_MAX, _SAFE_MIN = 2.0**500, 2.0**-500
+#: The binary exponent a scaled array's largest magnitude is
+#: brought just below: its squares (below 2**980) leave 2**44 of room for
+#: sums of them, and values down to 2**-1000 of it still square to normal
+#: numbers. Scaled to below 1 instead, rows of moderate values beside one
+#: of 1e300 became ~1e-300, their squares 0: every distance between them
+#: tied, and the column's training variance was 0.
+_SCALED_EXPONENT = 490
 
 
 def _in_safe_range(*arrays: np.ndarray) -> tuple:
     """``arrays`` as float64, all scaled by one power of two when their
-    largest magnitude is beyond ``2**±500``: squared there, values overflow
-    to inf (or underflow to 0) and every distance ties, so the neighbours
-    found were arbitrary. A power of two scales exactly, so no distance
-    order changes; values in range are returned unscaled, as before."""
+    largest magnitude is beyond ``2**±500`` (to just below
+    ``2**_SCALED_EXPONENT``): squared there, values overflow to inf (or
+    underflow to 0) and every distance ties, so the neighbours found were
+    arbitrary. A power of two scales exactly, so no distance order changes;
+    values in range are returned unscaled, as before."""
     out = tuple(a.astype(np.float64) for a in arrays)
     if not _out_of_range(*out):
         return out
-    shift = -int(np.frexp(max(float(np.abs(a).max()) for a in out))[1])
+    shift = _SCALED_EXPONENT - int(np.frexp(max(float(np.abs(a).max()) for a in out))[1])
     return tuple(np.ldexp(a, shift) for a in out)
 
 
