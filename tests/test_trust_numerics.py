@@ -150,3 +150,19 @@ def test_one_huge_row_does_not_make_the_other_rows_neighbours_ties(outlier):
     for key in got:  # the far query finds the far gallery row, the others what they found without it
         assert got[key] * len(y) == pytest.approx(want[key] * (len(y) - 1) + 1)
 
+
+@pytest.mark.parametrize("value", [1e100, 7e40])
+def test_a_constant_column_changes_no_metric(value):
+    # A column holding one large value (a dataset's one timestamp, a unit's offset)
+    # adds nothing to a distance or a standardised probe, but the rounding of its
+    # mean was left as its value: the probe and Euclidean retrieval were at chance.
+    pytest.importorskip("sklearn")
+    x, y = classes()
+    with_constant = np.c_[x, np.full(len(x), value)]
+    train, test = slice(0, None, 2), slice(1, None, 2)
+    for metric in (metrics.knn_accuracy, metrics.linear_probe_accuracy):
+        assert metric(with_constant[train], y[train], with_constant[test], y[test]) == metric(x[train], y[train], x[test], y[test])
+    gallery = x + 0.1 * np.random.default_rng(1).normal(size=x.shape)
+    assert metrics.cross_view_retrieval(with_constant, np.c_[gallery, np.full(len(x), value)], y, metric="euclidean") == \
+        metrics.cross_view_retrieval(x, gallery, y, metric="euclidean")
+

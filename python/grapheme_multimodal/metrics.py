@@ -103,7 +103,19 @@ def _without_shared_offset(reference: np.ndarray, *arrays: np.ndarray) -> tuple:
     if not float(np.linalg.norm(centre)) > _OFFSET_OVER_SPREAD * spread:
         return arrays
     centre = reference.mean(axis=0, dtype=np.float64)
+    constant = _constant_columns(reference)
+    centre[constant] = reference[0, constant]  # exactly: see _constant_columns
     return _in_safe_range(*(a.astype(np.float64, copy=False) - centre for a in arrays))  # rows near 1 apart by 1e-200
+
+
+def _constant_columns(reference: np.ndarray) -> np.ndarray:
+    """Which columns of ``reference`` hold one value in every row. Their
+    mean, of n copies of ``c``, is ``c`` give or take a rounding: less it,
+    the column kept that rounding (about 1e-16 of ``c``) as every row's
+    value, which outweighed the other columns' distances or standardised
+    values when ``c`` is large (a column of 1e100 took a linear probe and
+    Euclidean retrieval to chance)."""
+    return (reference == reference[:1]).all(axis=0)
 
 
 #: Integers beyond this magnitude are not all exact in float64 (53-bit significand).
@@ -426,6 +438,10 @@ def linear_probe_accuracy(
     from sklearn.preprocessing import StandardScaler
 
     tx, vx = _columns_in_safe_range(*_exact_integer_columns(tx, vx))
+    constant = _constant_columns(tx)
+    if constant.any():  # standardised by scikit-learn, their mean's rounding was left as their value
+        offset = np.where(constant, tx[0], 0.0)
+        tx, vx = tx - offset, vx - offset
     probe = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=5000))
     return float(probe.fit(tx, ty).score(vx, vy))
 
