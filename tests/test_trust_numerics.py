@@ -166,3 +166,17 @@ def test_a_constant_column_changes_no_metric(value):
     assert metrics.cross_view_retrieval(with_constant, np.c_[gallery, np.full(len(x), value)], y, metric="euclidean") == \
         metrics.cross_view_retrieval(x, gallery, y, metric="euclidean")
 
+
+@pytest.mark.parametrize("outlier", [1e250, 1e300, -1e300])
+def test_one_huge_test_row_leaves_the_probe_fitted_on_the_training_rows(outlier):
+    # The probe's columns were scaled by the largest value of train and test alike:
+    # one test row of 1e300 made the training values ~1e-300, their variance 0, and
+    # the probe predicted one class for every row (accuracy 0.33).
+    pytest.importorskip("sklearn")
+    x, y = classes()
+    train, test = slice(0, None, 2), slice(1, None, 2)
+    far = x[test].copy()
+    far[-1] = outlier
+    ordinary = metrics.linear_probe_accuracy(x[train], y[train], x[test][:-1], y[test][:-1])
+    with_far = metrics.linear_probe_accuracy(x[train], y[train], far, y[test])
+    assert round(with_far * len(far) - ordinary * (len(far) - 1)) in (0, 1)

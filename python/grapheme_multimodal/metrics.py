@@ -348,15 +348,23 @@ def _holds_strings(y: np.ndarray) -> bool:
     return y.dtype.kind in "US" or (y.dtype.kind == "O" and any(isinstance(v, str) for v in y))
 
 
-def _columns_in_safe_range(*arrays: np.ndarray) -> tuple:
-    """``arrays`` (with the same columns) as float64, each column scaled by
-    one power of two when its largest magnitude is beyond ``2**±500``:
-    squared there, a column's variance overflows (the probe saw NaN) or
-    underflows to 0 (the probe saw a constant). Standardised, a column
-    scaled by a power of two is the same; values in range are unscaled."""
-    out = tuple(a.astype(np.float64) for a in arrays)
-    shift = _column_shift(*out)
-    return out if shift is None else tuple(np.ldexp(a, shift) for a in out)
+def _columns_in_safe_range(train: np.ndarray, test: np.ndarray) -> tuple:
+    """``train`` and ``test`` (with the same columns) as float64, each column
+    scaled by one power of two when its largest magnitude in ``train`` is
+    beyond ``2**±500``: squared there, a column's variance overflows (the
+    probe saw NaN) or underflows to 0 (the probe saw a constant). Judged on
+    ``train``, whose variance the probe standardises by: judged with
+    ``test`` too, one test row of 1e300 scaled training values near 1 to
+    1e-300, their variance to 0, and the probe predicted one class.
+    ``test`` is scaled alike, by at most what keeps it below ``2**1000``.
+    Standardised, a column scaled by a power of two is the same; values in
+    range are unscaled."""
+    tx, vx = train.astype(np.float64), test.astype(np.float64)
+    shift = _column_shift(tx)
+    if shift is None:
+        return tx, vx
+    shift = np.minimum(shift, 1000 - np.frexp(np.abs(vx).max(axis=0))[1])
+    return np.ldexp(tx, shift), np.ldexp(vx, shift)
 
 
 def _column_shift(*arrays: np.ndarray) -> "np.ndarray | None":
