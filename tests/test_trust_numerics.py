@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import grapheme_multimodal as gm
-from grapheme_multimodal import metrics
+from grapheme_multimodal import datasets, metrics
 
 E = 16
 DIMS = {"visual": 5, "auditory": 4}
@@ -247,3 +247,16 @@ def test_one_far_test_row_changes_no_other_rows_neighbours(exponent, sign, row):
     ordinary = metrics.knn_accuracy(train, ty, test[rest], vy[rest])
     got = metrics.knn_accuracy(train, ty, far, vy)
     assert round(got * len(test) - ordinary * (len(test) - 1)) in (0, 1)
+
+
+@pytest.mark.parametrize("value", [1e100, 7e40, 1.6000000000000123e18])
+def test_standardize_maps_a_constant_training_column_to_0_with_std_1(value):
+    # The mean of n copies of a large c rounds off c: the column's std was that
+    # rounding instead of 0 (so not replaced by the documented 1), and its z-scores
+    # were all ±1 instead of 0, in the training and the test views alike.
+    x = np.random.default_rng(0).normal(size=(30, 3))
+    train_z, test_z = datasets.standardize({"v": np.c_[x, np.full(30, value)]}, {"v": np.c_[x[:2], np.full(2, value)]})
+    assert np.array_equal(train_z["v"][:, 3], np.zeros(30, np.float32))
+    assert np.array_equal(test_z["v"][:, 3], np.zeros(2, np.float32))
+    want = datasets.standardize({"v": x}, {"v": x[:2]})
+    assert np.array_equal(train_z["v"][:, :3], want[0]["v"]) and np.array_equal(test_z["v"][:, :3], want[1]["v"])
