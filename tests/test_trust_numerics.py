@@ -260,3 +260,22 @@ def test_standardize_maps_a_constant_training_column_to_0_with_std_1(value):
     assert np.array_equal(test_z["v"][:, 3], np.zeros(2, np.float32))
     want = datasets.standardize({"v": x}, {"v": x[:2]})
     assert np.array_equal(train_z["v"][:, :3], want[0]["v"]) and np.array_equal(test_z["v"][:, :3], want[1]["v"])
+
+
+@pytest.mark.parametrize("value", [7e40, 1e100, 1.6000000000000123e18])
+def test_exact_cca_of_a_view_with_a_constant_column_is_the_cca_without_it(value):
+    # The column's mean rounded off its value and the residue, the same in every row,
+    # outweighed the other columns: all canonical correlations came out 0.
+    from grapheme_multimodal.evaluation import ExactCCA
+
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(500, 2))
+    x = z @ rng.normal(size=(2, 6)) + 0.1 * rng.normal(size=(500, 6))
+    y = z @ rng.normal(size=(2, 4)) + 0.1 * rng.normal(size=(500, 4))
+    want = ExactCCA(3).fit(x, y)
+    got = ExactCCA(3).fit(np.c_[x, np.full(500, value)], y)
+    # equal but for the ridge, reg * trace / columns, which one more column changes
+    np.testing.assert_allclose(got.correlations_, want.correlations_, rtol=1e-4)
+    scores, want_scores = got.transform(np.c_[x, np.full(500, value)]), want.transform(x)
+    signs = np.sign((scores * want_scores).sum(axis=0))  # a component's sign is arbitrary
+    np.testing.assert_allclose(scores * signs, want_scores, rtol=1e-3, atol=1e-4)

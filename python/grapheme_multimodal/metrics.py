@@ -102,9 +102,7 @@ def _without_shared_offset(reference: np.ndarray, *arrays: np.ndarray) -> tuple:
     spread = float(np.sqrt(sample.var(axis=0).sum()))  # the rows' root-mean-square distance from their mean
     if not float(np.linalg.norm(centre)) > _OFFSET_OVER_SPREAD * spread:
         return arrays
-    centre = reference.mean(axis=0, dtype=np.float64)
-    constant = _constant_columns(reference)
-    centre[constant] = reference[0, constant]  # exactly: see _constant_columns
+    centre = _column_means(reference)
     return _in_safe_range(*(a.astype(np.float64, copy=False) - centre for a in arrays))  # rows near 1 apart by 1e-200
 
 
@@ -116,6 +114,12 @@ def _constant_columns(reference: np.ndarray) -> np.ndarray:
     values when ``c`` is large (a column of 1e100 took a linear probe and
     Euclidean retrieval to chance)."""
     return (reference == reference[:1]).all(axis=0)
+
+
+def _column_means(x: np.ndarray) -> np.ndarray:
+    """``x``'s column means in float64, exactly the value of each constant
+    column (see :func:`_constant_columns`); the others as ``x.mean(axis=0)``."""
+    return np.where(_constant_columns(x), x[0], x.mean(axis=0, dtype=np.float64))
 
 
 #: Integers beyond this magnitude are not all exact in float64 (53-bit significand).

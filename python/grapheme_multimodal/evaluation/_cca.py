@@ -14,7 +14,7 @@ import numpy as np
 
 from .._validation import as_finite_float, refuse_unpaired_frames
 from ..exceptions import InvalidValueError, NonFiniteError, ShapeError, not_fitted_error
-from ..metrics import _finite_2d
+from ..metrics import _column_means, _finite_2d
 
 __all__ = ["ExactCCA"]
 
@@ -124,7 +124,9 @@ class ExactCCA:
                                         "nothing to correlate; expected a view whose values vary", name)
         x_offset_scale, y_offset_scale = _offset_scale(x), _offset_scale(y)
         x, y = x / x_offset_scale, y / y_offset_scale  # exact: powers of two
-        x_mean, y_mean = x.mean(axis=0), y.mean(axis=0)
+        # a constant column's mean rounded off its value (by 7.5e26 for 500 rows of 7e40): that
+        # residue, left in every row, outweighed the other columns and every correlation was 0
+        x_mean, y_mean = _column_means(x), _column_means(y)
         x = x - x_mean
         y = y - y_mean
         x_scale, y_scale = _power_of_two_scale(x), _power_of_two_scale(y)
