@@ -279,3 +279,28 @@ def test_exact_cca_of_a_view_with_a_constant_column_is_the_cca_without_it(value)
     scores, want_scores = got.transform(np.c_[x, np.full(500, value)]), want.transform(x)
     signs = np.sign((scores * want_scores).sum(axis=0))  # a component's sign is arbitrary
     np.testing.assert_allclose(scores * signs, want_scores, rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize("options", [dict(contrastive_neighbors=3), dict(fused_neighbor_space="inputs"),
+                                     dict(neighborhood_neighbors=3)])
+def test_neighbours_by_the_inputs_ignore_a_column_all_rows_share(options):
+    # The nearest rows by the inputs (contrastive's partial positives,
+    # fused_contrastive's by the inputs, neighborhood's) were found from
+    # |a|^2 + |b|^2 - 2 a.b in float32: a raw column holding 1000 (a year, a price)
+    # beside ordinary ones already changed them, and from 1e5 on they were rounding
+    # noise. The column adds nothing to a distance: with its encoder weights 0, the
+    # losses must be those of the column at 0.
+    rng = np.random.default_rng(0)
+    visual, auditory = rng.normal(size=(32, 5)).astype(np.float32), rng.normal(size=(32, 4)).astype(np.float32)
+    weights = {"neighborhood": 1.0} if "neighborhood_neighbors" in options else None
+
+    def losses(value: float) -> dict:
+        m = gm.LearnableMultiModal(embed_dim=E, hidden_dim=24, num_heads=2, seed=0, input_dims={"visual": 6, "auditory": 4}, **options)
+        w = m.state_dict()["encoder.visual.weight"].copy()
+        w[:, 5] = 0.0  # the column reaches no embedding
+        m.load_state_dict({**m.state_dict(), "encoder.visual.weight": w})
+        return m.losses({"visual": np.c_[visual, np.full(32, value, np.float32)], "auditory": auditory}, weights=weights)
+
+    want = losses(0.0)
+    for value in (1e3, 1e5, 1e20, -3e38):
+        assert losses(value) == want, value

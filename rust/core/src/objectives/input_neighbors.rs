@@ -74,7 +74,9 @@ pub fn input_neighbors<T: Real>(inputs: &[RowInputs<'_, T>], batch: usize, k: us
     }
     let mut dist = Array2::<T>::zeros((batch, batch));
     let mut dims = Array2::<T>::zeros((batch, batch));
-    let sides: Vec<&RowInputs<T>> = inputs.iter().filter(|s| s.rows.len() >= 2).collect();
+    let centred: Vec<Option<RowInputs<T>>> = inputs.iter().map(without_shared_offset).collect();
+    let sides: Vec<&RowInputs<T>> =
+        inputs.iter().zip(&centred).map(|(s, c)| c.as_ref().unwrap_or(s)).filter(|s| s.rows.len() >= 2).collect();
     let mut squares: Vec<Array1<T>> = sides.iter().map(|s| row_squares(s.x.view())).collect();
     let scale = rescaling(&sides, &squares);
     let scaled: Vec<Option<Array2<T>>> = sides.iter().map(|s| scale.map(|c| s.x.mapv(|v| v * c))).collect();
@@ -117,6 +119,38 @@ pub fn input_neighbors<T: Real>(inputs: &[RowInputs<'_, T>], batch: usize, k: us
         }
     }
     (0..batch).map(|r| nearest(dist.row(r).into_iter().copied().zip(dims.row(r).iter().copied()), r, k)).collect()
+}
+
+/// How many times its rows' spread a modality's mean row may lie from 0
+/// before the distances are computed on its rows less that mean
+/// ([`without_shared_offset`]). Batches of standardised inputs lie far
+/// below (their mean is about `1/√B` of their spread).
+const OFFSET_OVER_SPREAD: f64 = 8.0;
+
+/// `side` less its rows' mean (the column means, exact for a constant
+/// column) when that mean lies more than [`OFFSET_OVER_SPREAD`] times farther
+/// from 0 than the rows lie from it (root mean square); else `None`, and the
+/// inputs are used as they are, bit for bit. No distance changes, but
+/// distances computed as `‖a‖² + ‖b‖² − 2a·b` lose the rows' differences to
+/// rounding when the rows share a large offset: in float32 a column of a
+/// constant 1000 (a year, a price) beside standardised ones already changed
+/// the neighbours found, and from 1e5 on every distance was rounding noise.
+fn without_shared_offset<'a, T: Real>(side: &RowInputs<'a, T>) -> Option<RowInputs<'a, T>> {
+    let x = side.x.view();
+    let n = x.nrows();
+    if n < 2 {
+        return None;
+    }
+    let value = |v: &T| v.to_f64().unwrap_or(f64::NAN);
+    let mean: Vec<f64> = x.columns().into_iter().map(|c| c.iter().map(value).sum::<f64>() / n as f64).collect();
+    let spread: f64 = x.columns().into_iter().zip(&mean).map(|(c, m)| c.iter().map(|v| (value(v) - m).powi(2)).sum::<f64>()).sum::<f64>() / n as f64;
+    let offset: f64 = mean.iter().map(|m| m * m).sum();
+    if !offset.is_finite() || offset <= OFFSET_OVER_SPREAD * OFFSET_OVER_SPREAD * spread {
+        return None;
+    }
+    // a constant column's mean of float32 copies is its value: its rows become 0 exactly
+    let mean: Array1<T> = mean.into_iter().map(T::c).collect();
+    Some(RowInputs { rows: Cow::Owned(side.rows.to_vec()), x: CowArray::from(&x - &mean) })
 }
 
 /// Each row's sum of squares.
@@ -317,6 +351,22 @@ mod tests {
             let got = make(sa, sb);
             assert_eq!(got[4], plain[4], "{sa} {sb}");
             assert_eq!(got[5], plain[5], "{sa} {sb}");
+        }
+    }
+
+    #[test]
+    fn rows_that_share_a_large_offset_find_the_neighbours_of_their_differences() {
+        // A column of 1e5 (or a constant one of 1000) beside values near 1: in float32
+        // ‖a‖² + ‖b‖² − 2a·b lost the differences to rounding, and rows got ties.
+        let base = array![[0.0f32, 0.0], [1.0, 0.0], [3.0, 0.0], [1.25, 0.0], [0.0, 2.5]];
+        let plain = input_neighbors(&[RowInputs { rows: vec![0, 1, 2, 3, 4].into(), x: base.clone().into() }], 5, 2, InputDistance::Columns);
+        assert_eq!(plain, vec![vec![1, 3], vec![3, 0], vec![3, 1], vec![1, 0], vec![0, 1]]);
+        for (offset, column) in [(1000.0f32, 2), (1e5, 0), (3e7, 1), (1e30, 2)] {
+            let mut x = ndarray::Array2::<f32>::zeros((5, 3));
+            x.slice_mut(ndarray::s![.., ..2]).assign(&base);
+            x.column_mut(column).mapv_inplace(|v| v + offset);
+            let got = input_neighbors(&[RowInputs { rows: vec![0, 1, 2, 3, 4].into(), x: x.into() }], 5, 2, InputDistance::Columns);
+            assert_eq!(got, plain, "offset {offset} in column {column}");
         }
     }
 
