@@ -165,7 +165,7 @@ def test_sizes_from_files_go_through_the_same_checks(tmp_path):
         capture_output=True, text=True, timeout=120,
     )
     assert proc.returncode > 0, (proc.returncode, proc.stderr[-2000:])
-    assert "hidden_dim" in proc.stderr and "PanicException" not in proc.stderr
+    assert "--hidden-dim 1000000000" in proc.stderr and "PanicException" not in proc.stderr  # by the flag
 
 
 # ------------------------------------------------------------ 2. settings
