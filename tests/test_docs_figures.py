@@ -1,0 +1,254 @@
+"""The figures the docs quote are the ones their stored results hold.
+
+Each check reads a figure from a JSON in ``benchmarks/results`` (recomputing
+means, spreads and counts from the per-seed runs where the doc quotes them
+that way) and finds it in the README, ``benchmarks/README.md`` or
+``docs/objectives.md`` as quoted, to the decimals the doc prints: a doc and
+its JSON cannot drift apart silently. Reads files only (well under a second).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+from pathlib import Path
+from typing import Dict, List, Sequence
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+BENCH_README = (ROOT / "benchmarks" / "README.md").read_text(encoding="utf-8")
+OBJECTIVES = (ROOT / "docs" / "objectives.md").read_text(encoding="utf-8")
+
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+
+
+def _load(name: str) -> dict:
+    return json.loads((RESULTS / name).read_text(encoding="utf-8"))
+
+
+def _splits(name: str) -> Dict[int, dict]:
+    return {split["split_random_state"]: split for split in _load(name)["uci_multiple_features"]}
+
+
+def _agrees(quoted: str, value: float) -> bool:
+    """``quoted`` is ``value`` rounded to the decimals ``quoted`` shows (either way at a tie)."""
+    decimals = len(quoted.split(".")[1]) if "." in quoted else 0
+    return abs(float(quoted) - value) <= 0.5 * 10.0 ** -decimals + 1e-9
+
+
+def _check(where: str, quoted: Sequence[str], values: Sequence[float]) -> None:
+    assert len(quoted) == len(values), f"{where}: quotes {list(quoted)}, expected {len(values)} figures"
+    for shown, value in zip(quoted, values):
+        assert _agrees(shown, value), f"{where}: quotes {shown}, the stored result is {value:.5f}"
+
+
+def _section(text: str, heading: str) -> str:
+    start = text.index(heading)
+    nxt = text.find("\n#", start + len(heading))
+    return text[start:] if nxt < 0 else text[start:nxt]
+
+
+def _table_rows(text: str) -> Dict[str, List[str]]:
+    """``| key | cell | ... |`` lines of ``text``, by their first cell."""
+    rows = {}
+    for line in text.splitlines():
+        if line.startswith("|") and not line.startswith("|---"):
+            cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+            rows[cells[0]] = cells[1:]
+    return rows
+
+
+def _mean_over_pairs(split: dict, metric: str) -> List[float]:
+    """Each run's mean over the ordered view pairs."""
+    return [statistics.mean(r[metric] for r in run["retrieval"].values()) for run in split["runs"]]
+
+
+def _seed_stats(values: Sequence[float]):
+    return statistics.mean(values), statistics.pstdev(values)
+
+
+# ---------------------------------------------------------------- README
+
+
+def test_readme_headline_uci_means_and_spreads_are_the_stored_ones():
+    """The training-API paragraph: split 0 of uci-multifeature.json, mean ± std over seeds."""
+    split = _splits("uci-multifeature.json")[0]
+    start = README.index("On UCI Multiple Features (held-out 20 %")
+    text = README[start:README.index("[all figures]", start)]
+    runs = split["runs"]
+    expected = {
+        r"mean class precision@1 ([\d.]+) ± ([\d.]+)": _seed_stats(_mean_over_pairs(split, "class_precision_at_1")),
+        r"instance recall@1 ([\d.]+) ± ([\d.]+)": _seed_stats(_mean_over_pairs(split, "instance_recall_at_1")),
+        r"ROC-AUC ([\d.]+) ± ([\d.]+)": _seed_stats([run["binder_auc"] for run in runs]),
+        r"fused embedding reaches ([\d.]+) ± ([\d.]+)": _seed_stats([run["fused_knn"] for run in runs]),
+        r"linear probe ([\d.]+) ± ([\d.]+)": _seed_stats([run["fused_probe"] for run in runs]),
+    }
+    for pattern, (mean, std) in expected.items():
+        found = re.search(pattern, text)
+        assert found, f"README's UCI paragraph no longer quotes {pattern!r}"
+        _check(f"README {pattern}", found.groups(), [mean, std])
+    cca = split["anchors"]["cca"]
+    _check("README exact CCA means", re.findall(r"exact CCA (?:fitted per pair: )?([\d.]+)", text),
+           [statistics.mean(p[m] for p in cca.values()) for m in ("class_precision_at_1", "instance_recall_at_1")])
+    within = split["summary"]["pairs_within_tolerance_of_cca"]
+    assert f"on {within['class_precision_at_1']} of 30 pairs for class precision and " \
+           f"{within['instance_recall_at_1']} for\ninstance recall" in text
+    assert f"for {split['summary']['two_view_pairs_at_least_raw']} of the 15 pairs" in text
+
+
+def test_readme_two_split_recall_means_and_spreads_are_the_stored_ones():
+    splits = _splits("uci-multifeature.json")
+    found = re.search(r"mean ([\d.]+) ± ([\d.]+) / ([\d.]+) ± ([\d.]+), std over the seeds, against\s+([\d.]+) / ([\d.]+)",
+                      README)
+    assert found, "README's cross-view retrieval bullet no longer quotes the two splits' R@1"
+    values = []
+    for split in (splits[0], splits[1]):
+        values += _seed_stats(_mean_over_pairs(split, "instance_recall_at_1"))
+    values += [statistics.mean(p["instance_recall_at_1"] for p in splits[s]["anchors"]["cca"].values()) for s in (0, 1)]
+    _check("README cross-view bullet", found.groups(), values)
+
+
+def test_readme_speed_table_memory_row_is_the_stored_rise():
+    memory = {(m["framework"], m["workload"]): m["rise_bytes"] / 2**20 for m in _load("zen5-threads2.json")["memory"]}
+    row = next(cells for key, cells in _table_rows(README).items() if key.startswith("memory of the training step"))
+    _check("README memory row", row[:3], [memory[("ours", "train")], memory[("torch", "train")], memory[("numpy", "train")]])
+
+
+# ---------------------------------------------------------------- benchmarks/README.md
+
+
+def test_benchmarks_readme_uci_table_is_uci_multifeature_json():
+    splits = _splits("uci-multifeature.json")
+    rows = _table_rows(_section(BENCH_README, "## Learning quality"))
+    for column, split in ((0, splits[0]), (3, splits[1])):
+        summary, anchors = split["summary"], split["anchors"]
+        mv = summary["anchors"]["multiview_mean_retrieval"]
+        for key, metric in (("mean class precision@1, 30 pairs", "class_precision_at_1"),
+                            ("mean instance recall@1, 30 pairs", "instance_recall_at_1")):
+            cells = rows[key][column:column + 3]
+            quoted = _NUMBER.findall(" ".join(cells))
+            _check(f"benchmarks/README {key} split {split['split_random_state']}", quoted,
+                   [*_seed_stats(_mean_over_pairs(split, metric)), summary["anchors"]["cca_mean_retrieval"][metric],
+                    mv["MCCA"][metric], mv["GCCA"][metric]])
+        for key, name, anchor in (("5-NN, fused (anchor: raw concat.)", "fused_knn", "raw_knn"),
+                                  ("linear probe, fused (anchor: raw concat.)", "fused_probe", "raw_probe")):
+            quoted = _NUMBER.findall(" ".join(rows[key][column:column + 2]))
+            _check(f"benchmarks/README {key}", quoted,
+                   [*_seed_stats([run[name] for run in split["runs"]]), anchors[anchor]])
+        quoted = _NUMBER.findall(rows["binder ROC-AUC (chance 0.5)"][column])
+        _check("benchmarks/README binder AUC", quoted, _seed_stats([run["binder_auc"] for run in split["runs"]]))
+        within = summary["pairs_within_tolerance_of_cca"]
+        assert rows["pairs within 0.02 of exact CCA or above, P@1 / R@1"][column] == \
+            f"{within['class_precision_at_1']} / {within['instance_recall_at_1']} of 30"
+        assert rows["2 views alone: fused 5-NN ≥ 5-NN on those raw views"][column] == \
+            f"{summary['two_view_pairs_at_least_raw']} of 15 pairs"
+
+
+def test_benchmarks_readme_nutrimouse_rows_are_the_stored_ones():
+    summary = _load("uci-multifeature.json")["nutrimouse"]["summary"]
+    rows = _table_rows(_section(BENCH_README, "## Learning quality"))
+    ours = next(cells for key, cells in rows.items() if key.startswith("ours (the recipe:"))
+    for cells, method in ((ours, "ours"), (rows["scikit-learn `CCA(2)` (iterative)"], "CCA(2), scikit-learn (iterative)"),
+                          (rows["scikit-learn `PLSCanonical(2)`"], "PLSCanonical(2), scikit-learn"),
+                          (rows["exact CCA(2)"], "exact CCA(2)")):
+        quoted = _NUMBER.findall(" ".join(cells))
+        values = [v for target in ("genotype", "diet") for v in (summary[method][target]["mean"], summary[method][target]["std"])]
+        _check(f"benchmarks/README Nutrimouse {method}", quoted, values)
+
+
+def test_benchmarks_readme_digits_table_is_digits_views_json():
+    digits = _load("digits-views.json")["digits"]
+    rows = _table_rows(_section(BENCH_README, "### Data the recipe was never tuned on"))
+
+    def over_splits(layout, per_split):
+        return statistics.mean(per_split(split) for split in digits[layout])
+
+    def seed_mean(key):
+        return lambda split: statistics.mean(run[key] for run in split["runs"])
+
+    for layout, column in (("halves", 0), ("quadrants", 3)):
+        for key, metric in (("mean class P@1", "class_precision_at_1"), ("mean instance R@1", "instance_recall_at_1")):
+            quoted = [c for c in rows[key][column:column + 2]]
+            _check(f"benchmarks/README digits {layout} {key}", quoted, [
+                over_splits(layout, lambda s: statistics.mean(_mean_over_pairs(s, metric))),
+                over_splits(layout, lambda s: statistics.mean(p[metric] for p in s["anchors"]["cca"].values())),
+            ])
+        _check(f"benchmarks/README digits {layout} 5-NN", _NUMBER.findall(rows["5-NN, fused"][column]),
+               [over_splits(layout, seed_mean("fused_knn"))])
+        _check(f"benchmarks/README digits {layout} probe", _NUMBER.findall(rows["linear probe, fused"][column]),
+               [over_splits(layout, seed_mean("fused_probe"))])
+
+
+# ---------------------------------------------------------------- docs/objectives.md
+
+#: The ten-split tables "the recipe → with a change", each cell ``before → after``:
+#: (section heading, the JSON of the "after" side, the JSON of the "before" side).
+_TEN_SPLIT_TABLES = [
+    ("**The `neighborhood` objective beside it**", "uci-reconstruction-w1-neighborhood-t0.2-splits-0-9.json",
+     "uci-reconstruction-w1-splits-0-9.json"),
+    ("**Reconstruction from a random subset of the views**", "uci-reconstruction-w1-subsets-splits-0-9.json",
+     "uci-reconstruction-w1-splits-0-9.json"),
+    ("#### Adopted: a reconstruction term at weight 1", "uci-reconstruction-w1-splits-0-9.json", None),
+]
+
+
+def _split_figures(split: dict) -> List[List[float]]:
+    """A split's six cells: P@1 and pairs, R@1 and pairs, 5-NN and raw, probe and raw, 2-view, AUC."""
+    summary, anchors = split["summary"], split["anchors"]
+    within = summary["pairs_within_tolerance_of_cca"]
+    return [
+        [statistics.mean(_mean_over_pairs(split, "class_precision_at_1")), within["class_precision_at_1"]],
+        [statistics.mean(_mean_over_pairs(split, "instance_recall_at_1")), within["instance_recall_at_1"]],
+        [statistics.mean(run["fused_knn"] for run in split["runs"]), anchors["raw_knn"]],
+        [statistics.mean(run["fused_probe"] for run in split["runs"]), anchors["raw_probe"]],
+        [summary["two_view_pairs_at_least_raw"]],
+        [statistics.mean(run["binder_auc"] for run in split["runs"])],
+    ]
+
+
+def _after_side(cell: str) -> List[str]:
+    """The figures after the arrow, minus a ``± std`` (checked separately)."""
+    after = cell.split("→")[1].replace("*", "")
+    after = re.sub(r"± [\d.]+", "", after)
+    return _NUMBER.findall(after)
+
+
+def _before_side(cell: str) -> List[str]:
+    return _NUMBER.findall(cell.split("→")[0].replace("*", ""))
+
+
+@pytest.mark.parametrize("heading, after_json, before_json", _TEN_SPLIT_TABLES,
+                         ids=["neighborhood", "subsets", "reconstruction-w1"])
+def test_objectives_ten_split_tables_are_their_json(heading, after_json, before_json):
+    start = OBJECTIVES.index(heading)
+    end = OBJECTIVES.index("\n| mean |", start)
+    text = OBJECTIVES[start:OBJECTIVES.index("\n", end + 1)]
+    rows = _table_rows(text)
+    after = _splits(after_json)
+    before = _splits(before_json) if before_json else None
+    assert sorted(int(k) for k in rows if k.isdigit()) == sorted(after), f"{heading}: not one row per split"
+    for split_id, split in after.items():
+        cells = rows[str(split_id)]
+        figures = _split_figures(split)
+        for column, (cell, values) in enumerate(zip(cells, figures)):
+            quoted = _after_side(cell)
+            if column in (2, 3):
+                # "a → b ± s (raw)": the raw views' figure sits after the after-figure
+                _check(f"{heading} split {split_id} column {column}", quoted, values)
+            else:
+                _check(f"{heading} split {split_id} column {column}", quoted[:len(values)], values)
+            if before is not None:
+                expected_before = _split_figures(before[split_id])[column]
+                shown = _before_side(cell)
+                _check(f"{heading} split {split_id} column {column} (before)", shown,
+                       expected_before[:len(shown)] if column in (2, 3) else expected_before)
+        std = re.search(r"± ([\d.]+)", cells[2])
+        if std:
+            _check(f"{heading} split {split_id} fused 5-NN std", [std.group(1)],
+                   [statistics.pstdev(run["fused_knn"] for run in split["runs"])])
+    means = _after_side(rows["mean"][0])
+    _check(f"{heading} mean P@1", means, [statistics.mean(_split_figures(s)[0][0] for s in after.values())])
