@@ -56,7 +56,7 @@ def _stub_parameters(node):
     out += [(p.arg, inspect.Parameter.KEYWORD_ONLY, d if d is not None else inspect.Parameter.empty)
             for p, d in zip(a.kwonlyargs, a.kw_defaults)]
     is_static = any(isinstance(d, ast.Name) and d.id == "staticmethod" for d in node.decorator_list)
-    if out and out[0][0] == "self" and not is_static:
+    if out and out[0][0] in ("self", "cls") and not is_static:
         out = out[1:]
     return [(n, k, d if d is inspect.Parameter.empty else ast.literal_eval(d)) for n, k, d in out]
 
@@ -79,7 +79,7 @@ def _runtime_signature(qualname):
         return _signature(getattr(_core, qualname))
     cls_name, name = qualname.split(".")
     cls = getattr(_core, cls_name)
-    if name == "__init__":
+    if name in ("__init__", "__new__"):  # the constructor: the class's own signature
         return _signature(cls)
     raw = cls.__dict__[name]
     sig = _signature(getattr(cls, name))
