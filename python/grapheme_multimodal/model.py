@@ -62,7 +62,7 @@ class IncompatibleKeys(NamedTuple):
     unexpected_keys: List[Any]
 
 
-class _class_only:
+class _ClassOnly:
     """A classmethod that refuses to be called on an instance: ``m.load(path)``
     returned a new model and left ``m`` untrained, without a word, to a user
     who (as with ``ExperienceBuffer.load``, or Keras' ``load_weights``)
@@ -84,6 +84,15 @@ class _class_only:
             )
 
         return functools.update_wrapper(refused, self.func)
+
+
+if TYPE_CHECKING:
+    # Type checkers see `load` as the classmethod it is on the class: its
+    # parameters and its return type (the descriptor's `__get__ -> Any` made
+    # `LearnableMultiModal.load(path)` an `Any` under mypy and pyright).
+    _class_only = classmethod
+else:
+    _class_only = _ClassOnly
 
 
 class LearnableMultiModal(LearningMixin, ExperienceMixin):
