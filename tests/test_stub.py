@@ -148,7 +148,9 @@ def _type_checking_init(cls):
 
 
 @pytest.mark.parametrize(
-    "cls", [LearnableMultiModalConfig, gm.ModalGraph, gm.ModalFeatures, gm.CrossModalBinding], ids=lambda c: c.__name__
+    "cls",
+    [LearnableMultiModalConfig, gm.ModalGraph, gm.ModalFeatures, gm.CrossModalBinding, gm.GraphFeaturizer],
+    ids=lambda c: c.__name__,
 )
 def test_declared_init_is_the_dataclass_init(cls):
     """The ``__init__`` these dataclasses declare for type checkers (it says

@@ -9,7 +9,7 @@ import functools
 import re
 import sys
 import warnings
-from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Set, Tuple, TypeVar
+from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Set, Tuple, TypeVar, Union
 
 import numpy as np
 
@@ -453,6 +453,12 @@ class _PrecisionScope:
 
 
 _F = TypeVar("_F", bound=Callable[..., Any])
+
+# An integer argument as the checks in this package take it: a Python int or
+# a numpy integer (an np.int64 from np.arange, a shape, an argmax). numpy's
+# stubs make np.int64 no int, so an `int` annotation made mypy and pyright
+# refuse calls that run.
+IntLike = Union[int, "np.integer[Any]"]
 
 _precision: "contextvars.ContextVar[Optional[_PrecisionScope]]" = contextvars.ContextVar("_precision", default=None)
 

@@ -28,6 +28,7 @@ import numpy as np
 from ._core import MODALITY_NAMES, NUM_MODALITIES
 from ._locking import ForkedMidChange
 from ._validation import (
+    IntLike,
     as_finite_float, as_mask, as_positive_int, as_real_array, as_seed, check_flag, describe, memory_budget,
     is_masked_array, non_finite_message, refuse_bools, unmasked,
 )
@@ -492,7 +493,7 @@ class ExperienceBuffer:
     # ----------------------------------------------------------------- sampling
     def sample(
         self,
-        batch_size: int,
+        batch_size: IntLike,
         *,
         prioritized: bool = False,
         alpha: float = 0.6,

@@ -24,12 +24,12 @@ __all__ = [
 import numbers
 from collections.abc import Hashable, Iterator, Set, ValuesView
 from dataclasses import dataclass
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from . import _core
-from ._validation import FLOAT32_MAX, as_real_array, describe, float32_of_wide, is_masked_array, is_utf8, renamed, unmasked
+from ._validation import FLOAT32_MAX, IntLike, as_real_array, describe, float32_of_wide, is_masked_array, is_utf8, renamed, unmasked
 from .exceptions import GraphemeError, InvalidValueError, NonFiniteError, ShapeError, TooLargeError
 
 EdgeList = Union[np.ndarray, Sequence[Sequence[int]]]
@@ -123,7 +123,7 @@ class Graph:
     @classmethod
     def from_edges(
         cls,
-        num_nodes: int,
+        num_nodes: IntLike,
         edges: EdgeList,
         activations: Optional[Iterable[float]] = None,
         labels: Optional[Sequence[str]] = None,
@@ -268,7 +268,9 @@ class Graph:
         """The node labels in order, joined: for a text graph, its text."""
         return self._g.to_text()
 
-    def features(self, kind: str = "fingerprint", dim: Optional[int] = None, iterations: Optional[int] = None) -> np.ndarray:
+    def features(
+        self, kind: str = "fingerprint", dim: Optional[IntLike] = None, iterations: Optional[IntLike] = None
+    ) -> np.ndarray:
         """This graph's feature vector, float32 ``[dim]``.
 
         ``kind="fingerprint"``: the 18 features of the SPEC (sizes, activation
@@ -546,6 +548,10 @@ class GraphFeaturizer:
     dim: Optional[int] = None
     iterations: Optional[int] = None
 
+    if TYPE_CHECKING:  # what __post_init__ takes (numpy integers too); the fields hold Python ints.
+        # tests/test_stub.py checks that these parameters are the fields, in order.
+        def __init__(self, kind: str = "fingerprint", dim: Optional[IntLike] = None, iterations: Optional[IntLike] = None) -> None: ...
+
     def __post_init__(self) -> None:
         if not isinstance(self.kind, str):  # `in` compared an array element-wise: numpy's "truth value ... is ambiguous"
             raise TypeError(f"kind: expected one of {FEATURE_KINDS} (a str), got {type(self.kind).__name__}")
@@ -598,8 +604,8 @@ class GraphFeaturizer:
 def featurize(
     items: Iterable[TextOrGraph],
     kind: str = "fingerprint",
-    dim: Optional[int] = None,
-    iterations: Optional[int] = None,
+    dim: Optional[IntLike] = None,
+    iterations: Optional[IntLike] = None,
     unit: str = "char",
 ) -> np.ndarray:
     """Feature vectors of many texts and/or graphs, ``[N, dim]`` float32.

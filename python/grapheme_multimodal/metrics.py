@@ -11,7 +11,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ._validation import as_finite_float, as_real_array, describe, is_masked_array, refuse_unpaired_frames, unmasked
+from ._validation import IntLike, as_finite_float, as_real_array, describe, is_masked_array, refuse_unpaired_frames, unmasked
 from .exceptions import InvalidValueError, NonFiniteError, ShapeError
 
 __all__ = ["cross_view_retrieval", "knn_accuracy", "linear_probe_accuracy", "roc_auc", "unit_side_by_side"]
@@ -220,7 +220,7 @@ def cross_view_retrieval(
     labels: np.ndarray,
     metric: str = "cosine",
     *,
-    chunk_size: int = _DEFAULT_CHUNK,
+    chunk_size: IntLike = _DEFAULT_CHUNK,
 ) -> dict[str, float]:
     """Top-1 retrieval of each event's other view among all ``N`` events.
 
@@ -395,7 +395,7 @@ def knn_accuracy(
     train_y: np.ndarray,
     test_x: np.ndarray,
     test_y: np.ndarray,
-    k: int = 5,
+    k: IntLike = 5,
 ) -> float:
     """Accuracy of a k-nearest-neighbour majority vote (Euclidean distance).
 

@@ -23,6 +23,7 @@ import numpy as np
 from . import _core
 from ._locking import ModelLock, reads, uninterrupted, writes
 from ._validation import (
+    IntLike,
     as_float32,
     as_mask,
     as_real_array,
@@ -228,7 +229,7 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         return self._core.encode_and_fuse(arrays, mask_arr)
 
     @reads
-    def hidden_features(self, inputs: Inputs, mask: Any = None, layer: int = -1) -> np.ndarray:
+    def hidden_features(self, inputs: Inputs, mask: Any = None, layer: IntLike = -1) -> np.ndarray:
         """The encoders' own hidden features ``[B, 7, H]``: each modality's
         hidden layer ``layer`` (an index into ``config.encoder_hidden``, whose
         width is ``H``; ``-1``, the default, is the last) after its
@@ -249,7 +250,7 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         self._warn_untrained(mask_arr)
         return self._core.hidden_features(arrays, mask_arr, int(layer) % len(self.config.encoder_hidden))
 
-    def hidden_width(self, layer: int = -1, arg: str = "layer") -> int:
+    def hidden_width(self, layer: IntLike = -1, arg: str = "layer") -> int:
         """The width ``H`` of :meth:`hidden_features` for hidden layer
         ``layer``. An :class:`InvalidValueError` naming ``arg`` when the
         encoders have no hidden layers or ``layer`` is not an index into

@@ -25,12 +25,13 @@ import re
 import warnings
 
 from . import _core
+from ._validation import IntLike
 from .exceptions import InvalidValueError
 
 __all__ = ["get_num_threads", "set_num_threads"]
 
 
-def set_num_threads(n: int) -> None:
+def set_num_threads(n: IntLike) -> None:
     """Compute with ``n`` threads (``n >= 1``, the calling thread included)
     in the calls that start afterwards; more than ``4 ×`` the CPUs is
     clamped to that, with a ``RuntimeWarning``.
