@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, AbstractSet, Any, Dict, Mapping, Optional, Seq
 import numpy as np
 
 from ._core import DROPOUT_BOUND_WHY, MAX_DIM, MAX_DROPOUT, MAX_FUSION_RESIDUAL, MAX_LAYERS, NUM_MODALITIES, OBJECTIVE_NAMES
-from ._validation import as_finite_float, as_seed, check_flag
+from ._validation import IntLike, as_finite_float, as_seed, check_flag
 from .exceptions import InvalidValueError, ShapeError, TooLargeError
 from .graph import GraphFeaturizer
 from .objectives import check_objective_names
@@ -259,31 +259,31 @@ class LearnableMultiModalConfig:
         # hold it normalised. tests/test_stub.py checks that these parameters are the fields, in order.
         def __init__(
             self,
-            embed_dim: int = 64,
-            hidden_dim: int = 128,
+            embed_dim: IntLike = 64,
+            hidden_dim: IntLike = 128,
             learning_rate: float = 0.001,
-            num_heads: int = 4,
-            buffer_size: int = 1000,
-            seed: int = 0,
+            num_heads: IntLike = 4,
+            buffer_size: IntLike = 1000,
+            seed: IntLike = 0,
             input_dims: InputDims = None,
             graph_features: GraphFeatures = None,
             binder_kind: str = "additive",
             temperature: float = 0.1,
             weight_decay: float = 0.0,
             grad_clip: Optional[float] = None,
-            fused_neighbors: int = 2,
+            fused_neighbors: IntLike = 2,
             fused_neighbor_space: str = "embeddings",
             input_distance: str = "columns",
-            contrastive_neighbors: int = 0,
+            contrastive_neighbors: IntLike = 0,
             contrastive_neighbor_weight: float = 0.2,
-            neighborhood_neighbors: int = 10,
+            neighborhood_neighbors: IntLike = 10,
             neighborhood_temperature: Optional[float] = None,
             contrastive_pair_power: float = 1.0,
             encoder_objectives: Optional[Union[Sequence[str], AbstractSet[str]]] = None,
             fusion_residual: float = 0.0,
-            encoder_hidden: Sequence[int] = (),
-            encoder_output_dim: Optional[int] = None,
-            shared_head: Sequence[int] = (),
+            encoder_hidden: Sequence[IntLike] = (),
+            encoder_output_dim: Optional[IntLike] = None,
+            shared_head: Sequence[IntLike] = (),
             encoder_input_dropout: float = 0.0,
             encoder_hidden_dropout: float = 0.0,
             encoder_skip: bool = False,
