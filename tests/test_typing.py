@@ -234,3 +234,43 @@ def test_stubtest_agrees():
         timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _type_checking_init_parameters(path, class_name):
+    """``[(name, annotation)]`` of the ``__init__`` a class declares under
+    ``if TYPE_CHECKING:`` (``self`` left out)."""
+    tree = ast.parse(Path(path).read_text(encoding="utf-8"))
+    cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == class_name)
+    guarded = [n for n in cls.body if isinstance(n, ast.If) and ast.unparse(n.test) == "TYPE_CHECKING"]
+    init = next(f for g in guarded for f in g.body if isinstance(f, ast.FunctionDef) and f.name == "__init__")
+    return [(a.arg, ast.unparse(a.annotation)) for a in init.args.args[1:]]
+
+
+def test_model_keywords_are_the_config_fields():
+    """``LearnableMultiModal(**overrides)`` declares, for type checkers, an
+    overload whose keywords are the config's parameters with their types
+    (``**overrides: Any`` let ``embed_dimm=3`` or ``embed_dim="3"`` pass
+    mypy and gave editors nothing to complete)."""
+    from grapheme_multimodal import config as config_module
+    from grapheme_multimodal import model as model_module
+
+    expected = _type_checking_init_parameters(config_module.__file__, "LearnableMultiModalConfig")
+    tree = ast.parse(Path(model_module.__file__).read_text(encoding="utf-8"))
+    cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "LearnableMultiModal")
+    overloads = [
+        f for f in cls.body
+        if isinstance(f, ast.FunctionDef) and f.name == "__init__" and "overload" in _decorators(f)
+    ]
+    keywords = [f for f in overloads if f.args.kwonlyargs]
+    assert len(keywords) == 1, "expected one overload of LearnableMultiModal.__init__ with the config's keywords"
+    declared = [(a.arg, ast.unparse(a.annotation)) for a in keywords[0].args.kwonlyargs]
+    assert declared == expected
+    assert [f.name for f in _config_fields()] == [n for n, _ in expected]
+
+
+def _config_fields():
+    import dataclasses
+
+    from grapheme_multimodal.config import LearnableMultiModalConfig
+
+    return dataclasses.fields(LearnableMultiModalConfig)

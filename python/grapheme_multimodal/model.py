@@ -16,7 +16,7 @@ import types
 import warnings
 import weakref
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, AbstractSet, Any, Dict, Iterator, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union, overload
 
 import numpy as np
 
@@ -38,7 +38,7 @@ from ._validation import (
 from .buffer import ExperienceBuffer, buffer_row_bytes, check_fits_memory
 from .experience import ExperienceMixin
 from .learning import LearningMixin
-from .config import LearnableMultiModalConfig, resolve_config
+from .config import GraphFeatures, InputDims, LearnableMultiModalConfig, resolve_config
 from .graph import is_graph_list, refuse_stray_graphs
 from .exceptions import CheckpointError, InvalidValueError, NonFiniteError, ShapeError, UntrainedModalityWarning
 from .types import CrossModalBinding, BindingType, ModalGraph, Modality, MultiModalEvent
@@ -113,6 +113,49 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
     >>> model.num_parameters()
     70337
     """
+
+    # For type checkers: the keywords are LearnableMultiModalConfig's (tests/test_typing.py
+    # checks they stay so), where `**overrides: Any` took any name of any type.
+    @overload
+    def __init__(self, config: Optional[LearnableMultiModalConfig] = None) -> None: ...
+
+    @overload
+    def __init__(
+        self,
+        config: Optional[LearnableMultiModalConfig] = None,
+        *,
+        embed_dim: IntLike = ...,
+        hidden_dim: IntLike = ...,
+        learning_rate: float = ...,
+        num_heads: IntLike = ...,
+        buffer_size: IntLike = ...,
+        seed: IntLike = ...,
+        input_dims: InputDims = ...,
+        graph_features: GraphFeatures = ...,
+        binder_kind: str = ...,
+        temperature: float = ...,
+        weight_decay: float = ...,
+        grad_clip: Optional[float] = ...,
+        fused_neighbors: IntLike = ...,
+        fused_neighbor_space: str = ...,
+        input_distance: str = ...,
+        contrastive_neighbors: IntLike = ...,
+        contrastive_neighbor_weight: float = ...,
+        neighborhood_neighbors: IntLike = ...,
+        neighborhood_temperature: Optional[float] = ...,
+        contrastive_pair_power: float = ...,
+        encoder_objectives: Optional[Union[Sequence[str], AbstractSet[str]]] = ...,
+        fusion_residual: float = ...,
+        encoder_hidden: Sequence[IntLike] = ...,
+        encoder_output_dim: Optional[IntLike] = ...,
+        shared_head: Sequence[IntLike] = ...,
+        encoder_input_dropout: float = ...,
+        encoder_hidden_dropout: float = ...,
+        encoder_skip: bool = ...,
+        learnable_temperature: bool = ...,
+        reconstruction_decoders: bool = ...,
+        reconstruction_subsets: bool = ...,
+    ) -> None: ...
 
     def __init__(self, config: Optional[LearnableMultiModalConfig] = None, **overrides: Any) -> None:
         self.config = resolve_config(config, overrides)
