@@ -274,3 +274,25 @@ def _config_fields():
     from grapheme_multimodal.config import LearnableMultiModalConfig
 
     return dataclasses.fields(LearnableMultiModalConfig)
+
+
+def test_model_fit_declares_training_fit_options():
+    """``LearnableMultiModal.fit`` declares, for type checkers, the options
+    of :func:`grapheme_multimodal.training.fit` with their types and
+    defaults (``**kwargs: Any`` let ``model.fit(x, epoch=5)`` pass mypy)."""
+    from grapheme_multimodal import model as model_module
+    from grapheme_multimodal import training as training_module
+
+    def options(node):
+        a = node.args
+        return [(p.arg, ast.unparse(p.annotation), ast.unparse(d)) for p, d in zip(a.kwonlyargs, a.kw_defaults)]
+
+    training_tree = ast.parse(Path(training_module.__file__).read_text(encoding="utf-8"))
+    fit = next(n for n in training_tree.body if isinstance(n, ast.FunctionDef) and n.name == "fit")
+    expected = [o for o in options(fit) if o[0] != "_steps"]
+    model_tree = ast.parse(Path(model_module.__file__).read_text(encoding="utf-8"))
+    cls = next(n for n in model_tree.body if isinstance(n, ast.ClassDef) and n.name == "LearnableMultiModal")
+    guarded = [n for n in cls.body if isinstance(n, ast.If) and ast.unparse(n.test) == "TYPE_CHECKING"]
+    declared = next(f for g in guarded for f in g.body if isinstance(f, ast.FunctionDef) and f.name == "fit")
+    assert [p.arg for p in declared.args.args] == ["self", "data"]
+    assert options(declared) == expected

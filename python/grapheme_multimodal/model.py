@@ -47,7 +47,7 @@ from .batch import Inputs, refuse_non_finite_event
 if TYPE_CHECKING:
     from .averaging import WeightAverage
     from .components import CrossModalBinder, FusionNetwork, ModalityAttention, ModalityEncoder, ProjectionHead
-    from .training import History
+    from .training import History, Metric
 
 NUM_MODALITIES = _core.NUM_MODALITIES
 ModalityKey = Union[Modality, str, int]
@@ -621,11 +621,37 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
                 self.set_normalization(m, mean, std)
 
     # ----------------------------------------------------- training, persistence
-    def fit(self, data: Any, **kwargs: Any) -> "History":
-        """Trains on ``data`` for some epochs; see :func:`grapheme_multimodal.training.fit`."""
-        from .training import fit
+    if TYPE_CHECKING:  # what training.fit takes (tests/test_typing.py checks they stay the same); `**kwargs: Any`
+        # let a misspelt or mistyped option pass a type checker. At runtime, fit's __signature__ shows them too.
+        def fit(
+            self,
+            data: Any,
+            *,
+            mask: Any = None,
+            epochs: IntLike = 10,
+            batch_size: IntLike = 64,
+            objectives: Optional[Mapping[str, float]] = None,
+            lr: Optional[float] = None,
+            validation: Any = None,
+            validation_mask: Any = None,
+            metrics: Optional[Mapping[str, Metric]] = None,
+            early_stopping: Optional[IntLike] = None,
+            monitor: Optional[str] = None,
+            mode: Optional[str] = None,
+            modality_dropout: float = 0.0,
+            ema_decay: Optional[float] = None,
+            standardize: bool = True,
+            progress: bool = True,
+            seed: Optional[IntLike] = None,
+        ) -> History: ...
 
-        return fit(self, data, **kwargs)
+    else:
+
+        def fit(self, data: Any, **kwargs: Any) -> "History":
+            """Trains on ``data`` for some epochs; see :func:`grapheme_multimodal.training.fit`."""
+            from .training import fit
+
+            return fit(self, data, **kwargs)
 
     def save(self, path: Any, include_experience: bool = True) -> None:
         """Writes weights, config, input standardisation, Adam state, training

@@ -22,7 +22,7 @@ import numpy as np
 
 from ._core import MODALITY_NAMES, NUM_MODALITIES
 from ._locking import calling_metric, refuse_in_metric, uninterrupted
-from ._validation import as_finite_float, check_flag, describe
+from ._validation import IntLike, as_finite_float, check_flag, describe
 from .averaging import WeightAverage, check_decay
 from .averaging import resume as resume_average
 from .batch import Batch, event_components
@@ -80,21 +80,21 @@ def fit(
     data: Any,
     *,
     mask: Any = None,
-    epochs: int = 10,
-    batch_size: int = 64,
+    epochs: IntLike = 10,
+    batch_size: IntLike = 64,
     objectives: Optional[Mapping[str, float]] = None,
     lr: Optional[float] = None,
     validation: Any = None,
     validation_mask: Any = None,
     metrics: Optional[Mapping[str, Metric]] = None,
-    early_stopping: Optional[int] = None,
+    early_stopping: Optional[IntLike] = None,
     monitor: Optional[str] = None,
     mode: Optional[str] = None,
     modality_dropout: float = 0.0,
     ema_decay: Optional[float] = None,
     standardize: bool = True,
     progress: bool = True,
-    seed: Optional[int] = None,
+    seed: Optional[IntLike] = None,
     _steps: Optional[Callable[..., "Steps"]] = None,
 ) -> History:
     """Trains ``model`` on ``data``.
