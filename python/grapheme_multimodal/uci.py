@@ -245,7 +245,7 @@ class TrainingSettings:
         """Where the objectives' weights come from, as an error's subject."""
         return "weights gives" if self.weights is not None else "the recipe's objectives (weights=None) give"
 
-    def model_options(self) -> Dict[str, object]:
+    def model_options(self) -> Dict[str, Any]:
         """The :class:`LearnableMultiModal` keywords these settings choose."""
         return dict(
             embed_dim=self.embed_dim, hidden_dim=self.hidden_dim, num_heads=self.num_heads,
@@ -297,7 +297,7 @@ class TrainingSettings:
         """The objective weights (``weights``, else :data:`RECIPE_OBJECTIVES`)."""
         return dict(RECIPE_OBJECTIVES if self.weights is None else self.weights)
 
-    def stopping_options(self, n_views: int) -> Dict[str, object]:
+    def stopping_options(self, n_views: int) -> Dict[str, Any]:
         """The keywords of :func:`~grapheme_multimodal.stopping.fit_with_stopping`
         these settings choose for ``n_views`` views."""
         return dict(
