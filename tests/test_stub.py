@@ -12,6 +12,7 @@ import pytest
 import grapheme_multimodal as gm
 from grapheme_multimodal import _core
 from grapheme_multimodal.config import LearnableMultiModalConfig
+from grapheme_multimodal.uci import TrainingSettings
 
 STUB = (Path(gm.__file__).parent / "_core.pyi").read_text(encoding="utf-8")
 
@@ -149,7 +150,7 @@ def _type_checking_init(cls):
 
 @pytest.mark.parametrize(
     "cls",
-    [LearnableMultiModalConfig, gm.ModalGraph, gm.ModalFeatures, gm.CrossModalBinding, gm.GraphFeaturizer],
+    [LearnableMultiModalConfig, gm.ModalGraph, gm.ModalFeatures, gm.CrossModalBinding, gm.GraphFeaturizer, TrainingSettings],
     ids=lambda c: c.__name__,
 )
 def test_declared_init_is_the_dataclass_init(cls):

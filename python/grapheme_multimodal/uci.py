@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from types import MappingProxyType
-from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -184,6 +184,47 @@ class TrainingSettings:
     min_validation_rows: int = 32
     cv_folds: int = 5
     seed: int = 0
+
+    if TYPE_CHECKING:  # what __post_init__ takes (lists for the widths and objectives; the fields hold
+        # tuples). tests/test_stub.py checks that these parameters are the fields, in order.
+        def __init__(
+            self,
+            binder_kind: str = 'bilinear',
+            embed_dim: int = 128,
+            hidden_dim: int = 128,
+            num_heads: int = 4,
+            temperature: float = 0.07,
+            learnable_temperature: bool = True,
+            encoder_hidden: Sequence[int] = (256,),
+            encoder_output_dim: Optional[int] = 128,
+            shared_head: Optional[Sequence[int]] = None,
+            encoder_input_dropout: float = 0.1,
+            encoder_hidden_dropout: Optional[float] = None,
+            encoder_skip: Optional[bool] = None,
+            epochs: int = 100,
+            batch_size: int = 512,
+            learning_rate: float = 0.002,
+            modality_dropout: float = 0.0,
+            fused_neighbors: int = 10,
+            fused_neighbor_space: str = 'inputs',
+            input_distance: str = 'modalities',
+            contrastive_neighbors: int = 0,
+            contrastive_neighbor_weight: float = 0.2,
+            neighborhood_neighbors: int = 10,
+            neighborhood_temperature: Optional[float] = None,
+            contrastive_pair_power: float = 0.5,
+            encoder_objectives: Optional[Sequence[str]] = None,
+            fusion_residual: float = 10.0,
+            reconstruction_decoders: Optional[bool] = None,
+            reconstruction_subsets: bool = False,
+            ema_decay: Optional[float] = 0.9,
+            weights: Optional[Mapping[str, float]] = None,
+            validation_fraction: float = 0.1,
+            patience: int = 20,
+            min_validation_rows: int = 32,
+            cv_folds: int = 5,
+            seed: int = 0,
+        ) -> None: ...
 
     def __post_init__(self) -> None:
         # Copies, not the caller's dict and lists: changing those afterwards changed these frozen
