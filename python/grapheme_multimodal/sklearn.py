@@ -16,7 +16,7 @@ __all__ = ["MultimodalEmbedder", "OUTPUTS"]
 import reprlib
 import warnings
 from collections.abc import Iterable, Iterator, Mapping, Set
-from typing import Any, List, Optional, Sequence
+from typing import Any, List, Mapping, Optional, Sequence, Union
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
@@ -26,6 +26,7 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 from ._core import NUM_MODALITIES
 from ._locking import ModelLock
 from ._validation import (
+    IntLike,
     as_float32, as_seed, describe, is_masked_array, refuse_unpaired_frames, renamed, warn_precision_loss,
 )
 from .config import _widths
@@ -111,39 +112,39 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
     def __init__(
         self,
         modalities: Optional[Sequence[str]] = None,
-        embed_dim: int = _RECIPE.embed_dim,
-        hidden_dim: int = _RECIPE.hidden_dim,
-        num_heads: int = _RECIPE.num_heads,
+        embed_dim: IntLike = _RECIPE.embed_dim,
+        hidden_dim: IntLike = _RECIPE.hidden_dim,
+        num_heads: IntLike = _RECIPE.num_heads,
         binder_kind: str = _RECIPE.binder_kind,
         temperature: float = _RECIPE.temperature,
-        epochs: int = _RECIPE.epochs,
-        batch_size: int = _RECIPE.batch_size,
+        epochs: IntLike = _RECIPE.epochs,
+        batch_size: IntLike = _RECIPE.batch_size,
         learning_rate: float = _RECIPE.learning_rate,
-        objectives: Optional[dict] = None,
+        objectives: Optional[Mapping[str, float]] = None,
         modality_dropout: float = _RECIPE.modality_dropout,
         standardize: bool = True,
-        random_state: int = 0,
-        verbose: bool = False,
-        encoder_hidden: Sequence[int] = _RECIPE.encoder_hidden,
-        encoder_output_dim: Optional[int] = _RECIPE.encoder_output_dim,
-        shared_head: Optional[Sequence[int]] = None,
+        random_state: IntLike = 0,
+        verbose: Union[bool, IntLike] = False,
+        encoder_hidden: Sequence[IntLike] = _RECIPE.encoder_hidden,
+        encoder_output_dim: Optional[IntLike] = _RECIPE.encoder_output_dim,
+        shared_head: Optional[Sequence[IntLike]] = None,
         encoder_input_dropout: float = _RECIPE.encoder_input_dropout,
         encoder_hidden_dropout: Optional[float] = _RECIPE.encoder_hidden_dropout,
         encoder_skip: Optional[bool] = _RECIPE.encoder_skip,
         learnable_temperature: bool = _RECIPE.learnable_temperature,
-        fused_neighbors: int = _RECIPE.fused_neighbors,
+        fused_neighbors: IntLike = _RECIPE.fused_neighbors,
         fused_neighbor_space: str = _RECIPE.fused_neighbor_space,
         input_distance: str = _RECIPE.input_distance,
         fusion_residual: float = _RECIPE.fusion_residual,
         contrastive_pair_power: float = _RECIPE.contrastive_pair_power,
-        neighborhood_neighbors: int = _RECIPE.neighborhood_neighbors,
+        neighborhood_neighbors: IntLike = _RECIPE.neighborhood_neighbors,
         neighborhood_temperature: Optional[float] = _RECIPE.neighborhood_temperature,
         reconstruction_subsets: bool = _RECIPE.reconstruction_subsets,
         ema_decay: Optional[float] = _RECIPE.ema_decay,
         validation_fraction: float = _RECIPE.validation_fraction,
-        patience: int = _RECIPE.patience,
-        min_validation_rows: int = _RECIPE.min_validation_rows,
-        cv_folds: int = _RECIPE.cv_folds,
+        patience: IntLike = _RECIPE.patience,
+        min_validation_rows: IntLike = _RECIPE.min_validation_rows,
+        cv_folds: IntLike = _RECIPE.cv_folds,
         output: str = "fused",
     ) -> None:
         self.modalities = modalities

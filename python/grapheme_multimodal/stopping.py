@@ -26,7 +26,7 @@ import numpy as np
 
 from ._locking import refuse_in_metric
 from ._core import MODALITY_NAMES
-from ._validation import as_real_array, caller_level, describe, precision_checked, precision_scoped, renamed
+from ._validation import IntLike, as_real_array, caller_level, describe, precision_checked, precision_scoped, renamed
 from .exceptions import EarlyStoppingSkippedWarning, GraphemeError, InvalidValueError, NonFiniteError, ShapeError
 from .graph import is_graph_list, refuse_stray_graphs
 from .objectives import OBJECTIVES, resolve_weights
@@ -72,12 +72,12 @@ def fit_with_stopping(
     validation: Optional[Mapping[Any, Any]] = None,
     validation_mask: Optional[np.ndarray] = None,
     validation_fraction: float,
-    patience: int,
+    patience: IntLike,
     monitor: str,
-    seed: Optional[int] = None,
-    cv_folds: int = 5,
-    min_validation_rows: int = 32,
-    epochs: int,
+    seed: Optional[IntLike] = None,
+    cv_folds: IntLike = 5,
+    min_validation_rows: IntLike = 32,
+    epochs: IntLike,
     fit: Optional[FitFn] = None,
     **fit_options: Any,
 ) -> History:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Sequence, Tuple,
 
 import numpy as np
 
-from ._validation import as_real_array, describe, precision_scope, renamed
+from ._validation import IntLike, as_real_array, describe, precision_scope, renamed
 from .config import _objective_names
 from .evaluation import ModelEmbedder, view_modalities
 from .evaluation._embedders import check_views, view_names
@@ -190,27 +190,27 @@ class TrainingSettings:
         def __init__(
             self,
             binder_kind: str = 'bilinear',
-            embed_dim: int = 128,
-            hidden_dim: int = 128,
-            num_heads: int = 4,
+            embed_dim: IntLike = 128,
+            hidden_dim: IntLike = 128,
+            num_heads: IntLike = 4,
             temperature: float = 0.07,
             learnable_temperature: bool = True,
-            encoder_hidden: Sequence[int] = (256,),
-            encoder_output_dim: Optional[int] = 128,
-            shared_head: Optional[Sequence[int]] = None,
+            encoder_hidden: Sequence[IntLike] = (256,),
+            encoder_output_dim: Optional[IntLike] = 128,
+            shared_head: Optional[Sequence[IntLike]] = None,
             encoder_input_dropout: float = 0.1,
             encoder_hidden_dropout: Optional[float] = None,
             encoder_skip: Optional[bool] = None,
-            epochs: int = 100,
-            batch_size: int = 512,
+            epochs: IntLike = 100,
+            batch_size: IntLike = 512,
             learning_rate: float = 0.002,
             modality_dropout: float = 0.0,
-            fused_neighbors: int = 10,
+            fused_neighbors: IntLike = 10,
             fused_neighbor_space: str = 'inputs',
             input_distance: str = 'modalities',
-            contrastive_neighbors: int = 0,
+            contrastive_neighbors: IntLike = 0,
             contrastive_neighbor_weight: float = 0.2,
-            neighborhood_neighbors: int = 10,
+            neighborhood_neighbors: IntLike = 10,
             neighborhood_temperature: Optional[float] = None,
             contrastive_pair_power: float = 0.5,
             encoder_objectives: Optional[Sequence[str]] = None,
@@ -220,10 +220,10 @@ class TrainingSettings:
             ema_decay: Optional[float] = 0.9,
             weights: Optional[Mapping[str, float]] = None,
             validation_fraction: float = 0.1,
-            patience: int = 20,
-            min_validation_rows: int = 32,
-            cv_folds: int = 5,
-            seed: int = 0,
+            patience: IntLike = 20,
+            min_validation_rows: IntLike = 32,
+            cv_folds: IntLike = 5,
+            seed: IntLike = 0,
         ) -> None: ...
 
     def __post_init__(self) -> None:
