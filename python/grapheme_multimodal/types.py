@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, List, Optional, Tuple
 import numpy as np
 import numpy.typing as npt
 
-from ._validation import as_real_array, non_finite_message
+from ._validation import IntLike, as_real_array, non_finite_message
 from .exceptions import InvalidValueError, NonFiniteError, ShapeError
 from .graph import Graph
 
@@ -328,6 +328,16 @@ class MultiModalEvent:
     components: List[Component] = field(default_factory=list)
     bindings: List[CrossModalBinding] = field(default_factory=list)
     timestamp: Optional[float] = None
+
+    if TYPE_CHECKING:  # what __post_init__ takes (a numpy integer id; any iterable of components or
+        # bindings, copied into lists); the fields hold it parsed
+        def __init__(
+            self,
+            id: IntLike,  # noqa: A002 - the field's name
+            components: Iterable[Component] = ...,
+            bindings: Iterable[CrossModalBinding] = ...,
+            timestamp: Optional[float] = None,
+        ) -> None: ...
 
     def __repr__(self) -> str:
         # the dataclass's repr printed every component: megabytes for an event of thousands
