@@ -106,11 +106,11 @@ class ExperienceBuffer:
 
     def __init__(
         self,
-        capacity: int = 1000,
+        capacity: IntLike = 1000,
         *,
-        embed_dim: Optional[int] = None,
-        input_dims: Optional[Sequence[int]] = None,
-        seed: int = 0,
+        embed_dim: Optional[IntLike] = None,
+        input_dims: Optional[Sequence[IntLike]] = None,
+        seed: IntLike = 0,
     ) -> None:
         self.capacity = as_positive_int(capacity, "capacity")
         if self.capacity >= 2**63:
