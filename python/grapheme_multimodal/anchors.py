@@ -33,6 +33,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
+from ._validation import IntLike
 from .datasets import VIEW_NAMES, MultipleFeatures
 from .evaluation._anchors import check_same_views, check_split_labels, standardized_splits
 from .exceptions import InvalidValueError
@@ -82,7 +83,7 @@ def _check_types(train: MultipleFeatures, test: MultipleFeatures) -> None:
 
 
 def knn_anchors(
-    train: MultipleFeatures, test: MultipleFeatures, k: int = 5
+    train: MultipleFeatures, test: MultipleFeatures, k: IntLike = 5
 ) -> dict[str, float]:
     """k-NN test accuracy per view and for all views concatenated ("concat").
 
@@ -116,7 +117,7 @@ def cca_anchor(
     test: MultipleFeatures,
     query_view: str,
     gallery_view: str,
-    n_components: int = 10,
+    n_components: IntLike = 10,
 ) -> dict[str, float]:
     """scikit-learn's iterative CCA: cross-view retrieval on the test events
     (protocol in the module docstring). For exact CCA see

@@ -45,7 +45,7 @@ except ModuleNotFoundError as exc:  # pragma: no cover - exercised only without 
 from ._core import NUM_MODALITIES
 from ._locking import refuse_in_metric, uninterrupted, writes
 from ._ray_address import CONNECT_TIMEOUT_S, _check_ray_address
-from ._validation import as_real_array, renamed
+from ._validation import IntLike, as_real_array, renamed
 from .exceptions import CheckpointError, GraphemeError, InvalidValueError, NonFiniteError, ShapeError, UntrainedModalityWarning
 from .model import LearnableMultiModal
 from .objectives import OBJECTIVES, resolve_weights
@@ -82,7 +82,7 @@ def embed_dataset(
     checkpoint: Any,
     columns: Columns,
     *,
-    batch_size: int = 1024,
+    batch_size: IntLike = 1024,
     num_actors: Optional[int] = None,
     outputs: Union[str, Sequence[str]] = ("fused",),
     cpus_per_actor: int = 1,
