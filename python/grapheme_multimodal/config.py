@@ -227,8 +227,8 @@ class LearnableMultiModalConfig:
     num_heads: int = 4
     buffer_size: int = 1000
     seed: int = 0
-    input_dims: Tuple[int, ...] = field(default=None)  # type: ignore[assignment]  # filled per modality
-    graph_features: Tuple[GraphFeaturizer, ...] = field(default=None)  # type: ignore[assignment]
+    input_dims: Tuple[int, ...] = field(default=None)  # type: ignore[arg-type]  # filled per modality
+    graph_features: Tuple[GraphFeaturizer, ...] = field(default=None)  # type: ignore[arg-type]
     # Learning (see docs/objectives.md).
     binder_kind: str = "additive"
     temperature: float = 0.1
