@@ -126,7 +126,7 @@ def test_the_recipes_hidden_dropout_follows_the_hidden_layers_unless_set(tmp_pat
     assert main(base) == 0, capsys.readouterr().err
     assert gm.LearnableMultiModal.load(ckpt).config.encoder_hidden_dropout == 0.3
     assert main(base + ["--encoder-hidden", "", "--encoder-hidden-dropout", "0.3"]) == 2
-    assert "--encoder-hidden-dropout: got 0.3, but encoder_hidden is empty" in capsys.readouterr().err
+    assert "--encoder-hidden-dropout: got 0.3, but --encoder-hidden is empty" in capsys.readouterr().err
 
 
 def test_option_types():
