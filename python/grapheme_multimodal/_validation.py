@@ -194,9 +194,10 @@ FLOAT32_TINY = float(np.finfo(np.float32).tiny)
 
 def memory_budget() -> int:
     """The bytes this process may use at most (the physical memory, or the
-    cgroup's limit when lower; the core's own budget, read once): what a size
-    from the user is checked against before numpy allocates it (lazily mapped
-    zeros would pass numpy and be killed when touched)."""
+    cgroup's or the process's ``ulimit -v``/``-d`` limit when lower; the
+    core's own budget, read once): what a size from the user is checked
+    against before numpy allocates it (lazily mapped zeros would pass numpy
+    and be killed when touched)."""
     return _core.memory_budget()
 
 

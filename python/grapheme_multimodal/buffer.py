@@ -782,7 +782,8 @@ class ExperienceBuffer:
 # ------------------------------------------------------------------- helpers
 def check_fits_memory(count: int, row_bytes: int, arg: str) -> None:
     """TooLargeError about ``arg`` when ``count`` experiences of ``row_bytes``
-    each exceed the memory budget (the core's: physical memory or cgroup limit)."""
+    each exceed the memory budget (the core's: physical memory, or a cgroup
+    or ulimit limit)."""
     if count * row_bytes > memory_budget():
         raise TooLargeError(
             f"{arg}: {count:,} experiences of {row_bytes:,} bytes each ({count * row_bytes:,} bytes) do not fit "

@@ -8,8 +8,9 @@ use crate::error::{Error, Result};
 use std::sync::OnceLock;
 
 /// The bytes this process may use at most: the physical memory, or the
-/// cgroup's limit when lower (Linux); unknown elsewhere (then only the
-/// address space bounds it). Read once.
+/// cgroup's limit or the process's address-space or data-size limit
+/// (`ulimit -v`, `ulimit -d`, as batch schedulers set) when lower (Linux);
+/// unknown elsewhere (then only the address space bounds it). Read once.
 pub fn budget() -> usize {
     static BUDGET: OnceLock<usize> = OnceLock::new();
     *BUDGET.get_or_init(|| physical_memory().unwrap_or(isize::MAX as usize))
@@ -26,7 +27,23 @@ fn physical_memory() -> Option<usize> {
         .iter()
         .filter_map(|p| std::fs::read_to_string(p).ok()?.trim().parse::<usize>().ok())
         .min();
-    Some(limit.map_or(total, |l| l.min(total)))
+    let total = limit.map_or(total, |l| l.min(total));
+    // Under `ulimit -v` an allocation above the limit fails rather than being
+    // overcommitted: numpy then raised a MemoryError naming no argument, and
+    // Rust aborted the process. The soft limits bound what may be had.
+    Some(rlimits().map_or(total, |l| l.min(total)))
+}
+
+/// The lower of the soft "Max address space" and "Max data size" limits of
+/// this process, when either is set (`/proc/self/limits`, in bytes).
+#[cfg(target_os = "linux")]
+fn rlimits() -> Option<usize> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    limits
+        .lines()
+        .filter(|l| l.starts_with("Max address space") || l.starts_with("Max data size"))
+        .filter_map(|l| l.split_whitespace().nth(3)?.parse::<usize>().ok()) // "unlimited" does not parse
+        .min()
 }
 
 #[cfg(not(target_os = "linux"))]

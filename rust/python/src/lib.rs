@@ -38,7 +38,8 @@ fn get_num_threads() -> usize {
 }
 
 /// The bytes this process may use at most, as the core checks sizes
-/// against: the physical memory, or the cgroup's limit when lower (Linux).
+/// against: the physical memory, or the cgroup's or the process's address-space
+/// or data-size limit (`ulimit -v`, `ulimit -d`) when lower (Linux).
 #[pyfunction]
 fn memory_budget() -> usize {
     grapheme_multimodal::memory::budget()

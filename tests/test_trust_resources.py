@@ -1,0 +1,78 @@
+"""Resources and sizes under hostile or repeated use: sizes beyond what the
+process may allocate are refused naming the argument (never an abort or the
+OOM killer), memory bounds hold for large inputs, and repeated calls,
+failing ones included, leak no memory, file descriptors, files or threads.
+
+Anything that could abort or exhaust memory runs in a child process under
+an address-space limit (``RLIMIT_AS``), so a regression fails the test
+rather than the test run.
+"""
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_AS and /proc are Linux's")
+
+_GIB = 1 << 30
+
+
+def _child(code: str, limit: int = 2 * _GIB, timeout: float = 120) -> str:
+    """Runs ``code`` in a fresh interpreter under an address-space limit of
+    ``limit`` bytes; returns its stdout, failing with its output unless it
+    exits 0 (a Rust abort is SIGABRT, the OOM killer SIGKILL)."""
+    prelude = textwrap.dedent(f"""
+        import resource
+        resource.setrlimit(resource.RLIMIT_AS, ({limit}, {limit}))
+        import numpy as np
+        import grapheme_multimodal as gm
+    """)
+    proc = subprocess.run([sys.executable, "-c", prelude + textwrap.dedent(code)],
+                          capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, f"child exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr[-3000:]}"
+    return proc.stdout
+
+
+# ------------------------------------------------------- ulimit -v / -d
+@linux_only
+def test_memory_budget_counts_the_address_space_limit():
+    # Batch schedulers set `ulimit -v`: above it an allocation fails outright
+    # (no overcommit), so sizes must be checked against it, not the RAM.
+    out = _child("from grapheme_multimodal._validation import memory_budget; print(memory_budget())")
+    assert 0 < int(out) <= 2 * _GIB
+
+
+@linux_only
+def test_input_beyond_the_address_space_limit_is_too_large_naming_it():
+    # 2**25 rows of 18 float64 (a broadcast view: no memory of its own) take
+    # 2.4 GB as float32: numpy's copy raised its own MemoryError naming no argument.
+    out = _child("""
+        model = gm.LearnableMultiModal(seed=0)
+        big = np.broadcast_to(np.zeros((1, 18)), (2**25, 18))
+        try:
+            model.encode({"visual": big})
+        except gm.TooLargeError as exc:
+            print(exc.arg)
+            print(exc)
+        print(model.encode({"visual": np.ones((2, 18))}).shape)  # the model still works
+    """)
+    arg, message, shape = out.splitlines()
+    assert arg == "inputs['visual']"
+    assert "(33554432, 18)" in message and "expected fewer rows" in message
+    assert shape == "(2, 7, 64)"
+
+
+@linux_only
+def test_buffer_capacity_beyond_the_address_space_limit_is_refused_up_front():
+    # 2**20 experiences of 2,272 bytes (2.4 GB): accepted, the buffer then
+    # failed only when it grew, after a long run of appends.
+    out = _child("""
+        try:
+            gm.ExperienceBuffer(capacity=2**20, embed_dim=64)
+        except gm.TooLargeError as exc:
+            print(exc.arg)
+        print(len(gm.ExperienceBuffer(capacity=1000, embed_dim=64)))
+    """)
+    assert out.split() == ["capacity", "0"]
