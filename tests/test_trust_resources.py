@@ -11,8 +11,12 @@ rather than the test run.
 import subprocess
 import sys
 import textwrap
+import tracemalloc
 
+import numpy as np
 import pytest
+
+from grapheme_multimodal import metrics
 
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_AS and /proc are Linux's")
 
@@ -76,3 +80,32 @@ def test_buffer_capacity_beyond_the_address_space_limit_is_refused_up_front():
         print(len(gm.ExperienceBuffer(capacity=1000, embed_dim=64)))
     """)
     assert out.split() == ["capacity", "0"]
+
+
+# ------------------------------------------------- retrieval's blocks
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+def test_retrieval_distance_blocks_stay_bounded_for_a_large_gallery(metric):
+    # Blocks of 2048 query rows x the whole gallery: 16 GiB each at a million
+    # rows (three of them for euclidean), whatever chunk_size said it bounded.
+    n = 12_000
+    rng = np.random.default_rng(0)
+    query, gallery = rng.standard_normal((n, 2)), rng.standard_normal((n, 2))
+    labels = rng.integers(0, 5, n)
+    tracemalloc.start()
+    try:
+        got = metrics.cross_view_retrieval(query, gallery, labels, metric=metric)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 160 << 20, f"peak {peak:,} bytes"
+    # and every query row still gets its nearest gallery row
+    if metric == "cosine":
+        query = query / np.linalg.norm(query, axis=1, keepdims=True)
+        gallery = gallery / np.linalg.norm(gallery, axis=1, keepdims=True)
+    nearest = np.concatenate([
+        np.argmax(block @ gallery.T, axis=1) if metric == "cosine"
+        else np.argmin(((block[:, None, :] - gallery[None]) ** 2).sum(axis=2), axis=1)
+        for block in np.array_split(query, 60)
+    ])
+    assert got == {"class_precision_at_1": float(np.mean(labels[nearest] == labels)),
+                   "instance_recall_at_1": float(np.mean(nearest == np.arange(n)))}

@@ -18,8 +18,11 @@ __all__ = ["cross_view_retrieval", "knn_accuracy", "linear_probe_accuracy", "roc
 
 _METRICS = ("cosine", "euclidean")
 # Query rows per block of the [block, n_gallery] distance matrix (float64):
-# 2048 x 100k gallery items is ~1.6 GB, 2048 x 2k is 32 MB.
+# 2048 x 2k gallery items is 32 MB.
 _DEFAULT_CHUNK = 2048
+# At most this many bytes per block: 2048 rows x 1M gallery items were 16 GiB a
+# block (three of them for euclidean), which the OOM killer ended.
+_BLOCK_BYTES = 64 << 20
 
 
 def _finite_2d(name: str, x: object) -> np.ndarray:
@@ -255,7 +258,9 @@ def cross_view_retrieval(
         gallery: ``[N, d]`` real array, row-aligned with ``query``.
         labels: ``[N]`` class labels of the events.
         metric: ``"cosine"`` or ``"euclidean"``.
-        chunk_size: query rows per block of the distance matrix (memory bound only).
+        chunk_size: query rows per block of the distance matrix (memory bound
+            only); fewer where a block of that many rows would take more than
+            64 MiB (a gallery of more than 4,096 rows at the default 2048).
 
     Returns:
         ``{"class_precision_at_1": float, "instance_recall_at_1": float}``.
@@ -286,6 +291,7 @@ def cross_view_retrieval(
 
     n = q.shape[0]
     nearest = np.empty(n, dtype=np.int64)
+    chunk_size = max(1, min(int(chunk_size), _BLOCK_BYTES // (8 * max(n, 1))))
     for start in range(0, n, chunk_size):
         block = q[start : start + chunk_size]
         if metric == "cosine":
@@ -293,7 +299,10 @@ def cross_view_retrieval(
             nearest[start : start + block.shape[0]] = np.argmax(block @ g.T, axis=1)
         else:
             # ||q||^2 is constant within a row, so it does not change the argmin.
-            scores = g_sq[None, :] - 2.0 * (block @ g.T)
+            # in place, one block: the same values as g_sq - 2 * (block @ g.T), without two more temporaries
+            scores = block @ g.T
+            scores *= -2.0
+            scores += g_sq[None, :]
             nearest[start : start + block.shape[0]] = np.argmin(scores, axis=1)
 
     return {
