@@ -201,6 +201,20 @@ def memory_budget() -> int:
     return _core.memory_budget()
 
 
+def refuse_beyond_memory(arr: np.ndarray, name: str, dtype: Any) -> None:
+    """TooLargeError naming ``name`` when ``arr`` as ``dtype`` takes more
+    than :func:`memory_budget`: a broadcast view or a memory map can be
+    larger than memory, and the copy or cast of it raised numpy's own
+    MemoryError naming no argument, or (lazily mapped) the OS killed the
+    process filling it."""
+    dtype = np.dtype(dtype)
+    nbytes = arr.size * dtype.itemsize
+    if nbytes > memory_budget():
+        raise TooLargeError(
+            f"{name}: an array of shape {arr.shape} takes {nbytes:,} bytes as {dtype}, more than this "
+            f"machine's memory ({memory_budget():,} bytes); expected fewer rows", name)
+
+
 def as_positive_int(value: Any, name: str) -> int:
     """``value`` as an int when it is an integer > 0 (not a bool)."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
@@ -308,12 +322,7 @@ def as_float32(
         arr = x
     else:
         real = as_real_array(x, name)
-        if real.size * 4 > memory_budget():
-            # a broadcast view or a memory map can be larger than memory: numpy's copy raised its own
-            # MemoryError naming no argument, or (lazily mapped) the OS killed the process filling it
-            raise TooLargeError(
-                f"{name}: an array of shape {real.shape} takes {real.size * 4:,} bytes as float32, more than this "
-                f"machine's memory ({memory_budget():,} bytes); expected fewer rows", name)
+        refuse_beyond_memory(real, name, np.float32)
         if real.dtype.kind == "f" and real.dtype.itemsize > 4:  # only wider floats can overflow float32
             arr = float32_of_wide(real, name, present, per_column=True if features else None)
         else:

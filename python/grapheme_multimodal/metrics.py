@@ -11,7 +11,10 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ._validation import IntLike, as_finite_float, as_real_array, describe, is_masked_array, refuse_unpaired_frames, unmasked
+from ._validation import (
+    IntLike, as_finite_float, as_real_array, describe, is_masked_array, refuse_beyond_memory, refuse_unpaired_frames,
+    unmasked,
+)
 from .exceptions import InvalidValueError, NonFiniteError, ShapeError
 
 __all__ = ["cross_view_retrieval", "knn_accuracy", "linear_probe_accuracy", "roc_auc", "unit_side_by_side"]
@@ -31,6 +34,7 @@ def _finite_2d(name: str, x: object) -> np.ndarray:
         raise ShapeError(f"{name} must be a non-empty 2-D array [n, d], got shape {arr.shape}", name)
     if arr.dtype.kind not in "iuf":
         raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
+    refuse_beyond_memory(arr, name, np.float64)  # the metrics compute in float64
     if not np.isfinite(arr).all():
         row = int(np.flatnonzero(~np.isfinite(arr).all(axis=1))[0])
         raise NonFiniteError(f"{name}: row {row} holds NaN or inf; expected finite numbers", name)
@@ -483,6 +487,7 @@ def roc_auc(positive_scores: np.ndarray, negative_scores: np.ndarray) -> float:
             raise ShapeError(f"{name} must be a non-empty 1-D array, got shape {arr.shape}", name)
         if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
             raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
+        refuse_beyond_memory(arr, name, np.float64)  # compared in float64
         if not np.isfinite(arr).all():
             at = int(np.flatnonzero(~np.isfinite(arr))[0])
             raise NonFiniteError(f"{name} contains NaN or inf: index {at} holds {arr[at]}; expected finite scores", name)
