@@ -132,3 +132,32 @@ def test_metrics_inputs_beyond_memory_are_too_large_naming_them():
                 print(what, exc.arg)
     """)
     assert out.splitlines() == ["knn train_x", "probe test_x", "retrieval query", "auc negative_scores"]
+
+
+@linux_only
+def test_masks_positions_and_views_beyond_memory_are_too_large_naming_them():
+    # Broadcast views larger than memory were copied (a mask's rows are the
+    # batch's) or masked by isfinite/isnan first: numpy's bare MemoryError.
+    out = _child("""
+        from grapheme_multimodal.sklearn import MultimodalEmbedder
+        rows = np.random.default_rng(0).random((16, 18)).astype(np.float32)
+        model = gm.LearnableMultiModal(seed=0)
+        model.record_batch({"visual": rows, "auditory": rows})
+        buffer = model.experience if hasattr(model, "experience") else model.buffer
+        before = buffer.batch().rewards.copy()
+        huge = (2**33,)
+        estimator = MultimodalEmbedder(epochs=1).fit([rows[:, :6], rows[:, 6:]])
+        calls = {
+            "encode": lambda: model.encode({"visual": rows}, mask=np.broadcast_to(np.ones((1, 7), bool), huge + (7,))),
+            "batch": lambda: buffer.batch(np.broadcast_to(np.zeros(1, np.int64), huge)),
+            "priorities": lambda: buffer.update_priorities([0], np.broadcast_to(np.ones(1), huge)),
+            "transform": lambda: estimator.transform([np.broadcast_to(rows[:1, :6], (2**28, 6)), rows[:1, 6:]]),
+        }
+        for what, call in calls.items():
+            try:
+                call()
+            except gm.TooLargeError as exc:
+                print(what, exc.arg)
+        print(len(buffer), np.array_equal(buffer.batch().rewards, before))
+    """)
+    assert out.splitlines() == ["encode mask", "batch positions", "priorities priorities", "transform Xs[0]", "16 True"]

@@ -625,6 +625,7 @@ def as_mask(mask: Any, batch_size: Optional[int], name: str = "mask") -> np.ndar
     if arr.dtype == object and hasattr(mask, "to_numpy") and _pandas_numeric(mask):
         # pandas' nullable columns ("boolean", "Int64") read as objects; pd.NA becomes NaN, refused below
         arr = mask.to_numpy(dtype=np.float64, na_value=np.nan)
+    refuse_beyond_memory(arr, name, np.bool_)  # before its copy; its rows are the batch's, checked against the inputs after
     if arr.dtype != np.bool_:
         if arr.dtype.kind not in "iuf":  # complex and timedelta64 are numpy numbers, but no presence flags
             raise TypeError(f"{name}: expected booleans or 0/1 numbers, got {describe(arr)}")

@@ -30,7 +30,7 @@ from ._locking import ForkedMidChange
 from ._validation import (
     IntLike,
     as_finite_float, as_mask, as_positive_int, as_real_array, as_seed, check_flag, describe, memory_budget,
-    is_masked_array, non_finite_message, refuse_bools, unmasked,
+    is_masked_array, non_finite_message, refuse_beyond_memory, refuse_bools, unmasked,
 )
 from .exceptions import CheckpointError, InvalidValueError, NonFiniteError, ShapeError, TooLargeError
 from .io import FORMAT_NAMES, PathLike, TensorSpec, check_write_target, read_tagged_safetensors, write_tagged_safetensors
@@ -562,6 +562,7 @@ class ExperienceBuffer:
         pos = _integer_positions(positions)
         pri = as_real_array(priorities, "priorities")
         refuse_bools(pri, "priorities")
+        refuse_beyond_memory(pri, "priorities", np.float64)
         pri = pri.astype(np.float64)
         if pos.shape != pri.shape or pos.ndim != 1:
             raise ShapeError(
@@ -856,6 +857,7 @@ def _integer_positions(positions: Any) -> np.ndarray:
     pos = as_real_array(positions, "positions")
     if pos.size and pos.dtype.kind not in "iu":
         raise TypeError(f"positions: expected integers, got {describe(pos)}")
+    refuse_beyond_memory(pos, "positions", np.int64)  # a broadcast view: its checks and int64 copy
     return pos
 
 

@@ -27,7 +27,8 @@ from ._core import NUM_MODALITIES
 from ._locking import ModelLock
 from ._validation import (
     IntLike,
-    as_float32, as_seed, describe, is_masked_array, refuse_unpaired_frames, renamed, warn_precision_loss,
+    as_float32, as_seed, describe, is_masked_array, refuse_beyond_memory, refuse_unpaired_frames, renamed,
+    warn_precision_loss,
 )
 from .config import _widths
 from .exceptions import GraphemeError, InvalidValueError, NonFiniteError, ShapeError
@@ -511,6 +512,7 @@ def _as_views(Xs: Any, estimator: MultimodalEmbedder, reset: bool) -> List[np.nd
         refuse_unpaired_frames((f"Xs[{i}]", x) for i, x in enumerate(raw))
         views = [_checked_view(x, f"Xs[{i}]") for i, x in enumerate(raw)]
     for i, v in enumerate(views):
+        refuse_beyond_memory(v, f"Xs[{i}]", np.float32)  # before the masks and the copy of a view larger than memory
         _refuse_non_finite_rows(v, f"Xs[{i}]")
     if len({len(v) for v in views}) > 1:
         raise ShapeError(f"Xs: views have different numbers of samples {[len(v) for v in views]}", "Xs")
