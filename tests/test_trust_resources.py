@@ -161,3 +161,105 @@ def test_masks_positions_and_views_beyond_memory_are_too_large_naming_them():
         print(len(buffer), np.array_equal(buffer.batch().rewards, before))
     """)
     assert out.splitlines() == ["encode mask", "batch positions", "priorities priorities", "transform Xs[0]", "16 True"]
+
+
+# ------------------------------------------ repetition: memory, fds, files, threads
+@linux_only
+def test_repeated_calls_leak_no_memory_descriptors_files_or_threads():
+    # Each phase runs N calls after a warm-up and must not grow the resident
+    # set by more than about a kilobyte a call (a leaked embedding row is 1.8
+    # KB; a leaked checkpoint 280 KB), nor open descriptors, leave files
+    # beside a target, or leave threads running.
+    out = _child("""
+        import gc, os, tempfile, threading, warnings
+        warnings.simplefilter("ignore")
+        from grapheme_multimodal.sklearn import MultimodalEmbedder
+
+        def rss():
+            return int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+        def fds():
+            return len(os.listdir("/proc/self/fd"))
+
+        def phase(name, call, n, allowed):
+            for _ in range(max(5, n // 5)):
+                call()
+            gc.collect()
+            before, fd_before = rss(), fds()
+            for _ in range(n):
+                call()
+            gc.collect()
+            grown = rss() - before
+            print(name, grown <= allowed, fds() == fd_before, grown)
+
+        def failing(call, *errors):
+            def run():
+                try:
+                    call()
+                except (gm.GraphemeError, OSError) + errors:
+                    pass
+                else:
+                    raise AssertionError("expected a failure")
+            return run
+
+        rng = np.random.default_rng(0)
+        rows = rng.random((32, 18)).astype(np.float32)
+        model = gm.LearnableMultiModal(seed=0)
+        emb = model.encode({"visual": rows, "auditory": rows})
+        phase("encode", lambda: model.encode({"visual": rows, "auditory": rows}), 2000, 2 << 20)
+        phase("fuse", lambda: model.fuse(emb), 2000, 2 << 20)
+        phase("encode-failing", failing(lambda: model.encode({"visual": rows[:, :5]})), 2000, 2 << 20)
+        phase("encode-nan", failing(lambda: model.encode({"visual": np.full((3, 18), np.nan)})), 2000, 2 << 20)
+        trained = gm.LearnableMultiModal(seed=0)
+        data = {"visual": rows, "auditory": rows}
+        phase("fit", lambda: trained.fit(data, epochs=1, batch_size=16, progress=False), 100, 2 << 20)
+        phase("fit-progress", lambda: trained.fit(data, epochs=1, batch_size=16, progress=True), 50, 2 << 20)
+        bad = {"visual": rows, "auditory": np.full_like(rows, np.nan)}
+        phase("fit-failing", failing(lambda: trained.fit(bad, epochs=1, progress=True), ValueError), 100, 2 << 20)
+        buffer = gm.ExperienceBuffer(capacity=64)
+        mask = np.zeros((32, 7), bool)
+        mask[:, :2] = True
+        fused = model.fuse(emb, mask)
+        strengths = model.pair_strengths(emb, mask)
+        buffer.extend(emb, mask, fused, strengths, np.ones(32))
+
+        def cycle():
+            buffer.extend(emb[:4], mask[:4], fused[:4], strengths[:4], np.ones(4))
+            drawn = buffer.sample(8, prioritized=True)
+            buffer.update_priorities(drawn.indices, np.full(8, 2.0))
+        phase("buffer", cycle, 2000, 2 << 20)
+
+        folder = tempfile.mkdtemp()
+        target = os.path.join(folder, "model.safetensors")
+        buffer_file = os.path.join(folder, "buffer.safetensors")
+        phase("checkpoint", lambda: (model.save(target), gm.LearnableMultiModal.load(target)), 200, 4 << 20)
+        phase("buffer-file", lambda: (buffer.save(buffer_file), buffer.load(buffer_file)), 200, 4 << 20)
+        garbage = os.path.join(folder, "garbage.safetensors")
+        with open(garbage, "wb") as f:
+            f.write(b"not a checkpoint" * 64)
+        np.save(os.path.join(folder, "rows.npy"), rows)
+        phase("load-garbage", failing(lambda: gm.LearnableMultiModal.load(garbage)), 300, 2 << 20)
+        phase("load-missing", failing(lambda: gm.LearnableMultiModal.load(folder + "/none.safetensors")), 300, 2 << 20)
+        phase("load-folder", failing(lambda: gm.LearnableMultiModal.load(folder)), 300, 2 << 20)
+        phase("buffer-garbage", failing(lambda: buffer.load(garbage)), 300, 2 << 20)
+        phase("save-nowhere", failing(lambda: model.save(folder + "/no/such/model.safetensors")), 300, 2 << 20)
+        from pathlib import Path
+        from grapheme_multimodal.files import read_modality_file
+        for name, content in (("bad.npy", b"\\x93NUMPY garbage"), ("bad.csv", b"1,2\\n3,x,4\\n"), ("bad.npz", b"PK junk")):
+            with open(os.path.join(folder, name), "wb") as f:
+                f.write(content)
+            bad_file = Path(folder, name)
+            phase("read-" + name, failing(lambda: read_modality_file(gm.Modality.VISUAL, bad_file), ValueError), 300, 2 << 20)
+            os.unlink(bad_file)
+        print("files", sorted(os.listdir(folder)))
+
+        MultimodalEmbedder(epochs=1).fit([rows[:, :9], rows[:, 9:]])
+        others = [t for t in threading.enumerate() if t is not threading.main_thread()]
+        print("threads", all(t.daemon for t in others), len(others) <= 1)  # tqdm's monitor, a daemon, at most
+    """, limit=4 * _GIB, timeout=240)
+    lines = out.splitlines()
+    phases = [line.split() for line in lines if not line.startswith(("files", "threads"))]
+    assert len(phases) == 18
+    assert [p for p in phases if p[1:3] != ["True", "True"]] == []
+    assert lines[-2] == "files ['buffer.safetensors', 'garbage.safetensors', 'model.safetensors', 'rows.npy']"
+    assert lines[-1] == "threads True True"
