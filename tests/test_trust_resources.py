@@ -263,3 +263,22 @@ def test_repeated_calls_leak_no_memory_descriptors_files_or_threads():
     assert [p for p in phases if p[1:3] != ["True", "True"]] == []
     assert lines[-2] == "files ['buffer.safetensors', 'garbage.safetensors', 'model.safetensors', 'rows.npy']"
     assert lines[-1] == "threads True True"
+
+
+# ------------------------------------------------------------- CSV files
+def test_reading_a_csv_takes_about_its_size_in_memory(tmp_path):
+    # Every cell was kept as a Python string until the whole file was read:
+    # 10-30x the file's size, so a CSV of a few GB was ended by the OOM killer.
+    from grapheme_multimodal.files import read_numeric_csv
+
+    path = tmp_path / "rows.csv"
+    rows = np.random.default_rng(0).random((20_000, 10))
+    np.savetxt(path, rows, fmt="%.5f", delimiter=",", header=",".join(f"c{i}" for i in range(10)), comments="")
+    tracemalloc.start()
+    try:
+        values = read_numeric_csv(path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 2 * path.stat().st_size, f"peak {peak:,} bytes for a file of {path.stat().st_size:,}"
+    np.testing.assert_array_equal(values, np.loadtxt(path, delimiter=",", skiprows=1))

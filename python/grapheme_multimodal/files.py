@@ -18,6 +18,7 @@ __all__ = [
 
 import csv
 import os
+from array import array
 import struct
 import zipfile
 import zlib
@@ -169,58 +170,69 @@ def _row_and_line(lines: Sequence[int]) -> Callable[[int], str]:
 
 def _read_numeric_csv_lines(
     path: Path, header_given: Optional[bool] = None
-) -> Tuple[np.ndarray, List[int], Optional[Tuple[int, List[str]]]]:
+) -> Tuple[np.ndarray, Sequence[int], Optional[Tuple[int, List[str]]]]:
     """:func:`read_numeric_csv`, the line (1-based) each data row starts on,
     and the header guessed (its line and cells; ``None`` without one, or
     when ``header_given`` said whether there is one)."""
+    # Data rows are parsed as they are read, into packed float64 values and their lengths: kept
+    # as lists of cell strings until the end, they took 10-30x the file's size (a CSV of a few GB
+    # was ended by the OOM killer). Problems are still raised in the order they were.
+    first: Optional[List[str]] = None
+    is_header = False
+    values, lengths, lines = array("d"), array("q"), array("q")
+    bad: Optional[Tuple[int, str]] = None  # the first data row with a cell that is no number, and the cell
     try:
         # utf-8-sig: a byte-order mark (Excel's "CSV UTF-8") made the first row non-numeric,
         # and it was dropped as a header
         with path.open(newline="", encoding="utf-8-sig") as f:
-            rows, lines, start = [], [], 1
+            start = 1
             reader = csv.reader(f)
             for r in reader:
                 if r and any(cell.strip() for cell in r):
-                    rows.append(r)
+                    if first is None:
+                        first = r
+                        is_header = not _numeric_row(r) if header_given is None else header_given
+                    if r is not first or not is_header:
+                        lengths.append(len(r))
+                        if bad is None:
+                            try:
+                                values.extend([float(cell) for cell in r])
+                            except ValueError:
+                                bad = (len(lengths) - 1, next(c for c in r if not _is_float(c)))
                     lines.append(start)
                 start = reader.line_num + 1  # a quoted field may hold line breaks: the next record starts here
     except UnicodeDecodeError as exc:
         raise InvalidValueError(f"{path}: is not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8", str(path)) from None
     except csv.Error as exc:
         raise InvalidValueError(f"{path}: is not a readable CSV file ({exc})", str(path)) from None
-    if not rows:
+    if first is None:
         raise InvalidValueError(f"{path}: the CSV file is empty; expected one row of numbers per event", str(path))
     header = None
-    is_header = not _numeric_row(rows[0]) if header_given is None else header_given
     if is_header:
-        if len(rows[0]) > 1 and not rows[0][0].strip():
+        if len(first) > 1 and not first[0].strip():
             # pandas' DataFrame.to_csv() and R's write.csv() head their row index so: the index was read as a feature
             raise InvalidValueError(
                 f"{path}: the header's first cell is empty, as pandas (DataFrame.to_csv) and R (write.csv) head a row "
                 "index, which would be read as a feature; expected the file without it (to_csv(index=False)), or a "
                 "name in that cell if the column is data", str(path))
-        header = (lines[0], rows[0]) if header_given is None else None  # a guess is said; a given header is not
-        rows, lines = rows[1:], lines[1:]
-        if not rows:
+        header = (lines[0], first) if header_given is None else None  # a guess is said; a given header is not
+        lines = lines[1:]
+        if not lines:
             raise InvalidValueError(f"{path}: the CSV file has a header but no data rows; expected one row per event", str(path))
-    elif header_given is None and len(rows[0]) >= 3 and [cell.strip() for cell in rows[0]] == [str(i) for i in range(len(rows[0]))]:
+    elif header_given is None and len(first) >= 3 and [cell.strip() for cell in first] == [str(i) for i in range(len(first))]:
         # pandas writes a frame's default column names so: the header was read as an event
         raise InvalidValueError(
-            f"{path}: the first row is 0, 1, ..., {len(rows[0]) - 1}, as pandas writes the default column names of a "
+            f"{path}: the first row is 0, 1, ..., {len(first) - 1}, as pandas writes the default column names of a "
             "DataFrame, which would be read as an event; expected the file without them (to_csv(header=False)), or, "
             "if that row is data, a header line of names above it", str(path))
-    width = len(rows[0])
-    out = np.empty((len(rows), width), np.float64)
+    width = lengths[0]
     where = _row_and_line(lines)
-    for i, row in enumerate(rows):
-        if len(row) != width:
-            raise ShapeError(f"{path}: {where(i)} has {len(row)} columns, expected {width}", str(path))
-        try:
-            out[i] = [float(cell) for cell in row]
-        except ValueError:
-            bad = next(c for c in row if not _is_float(c))
-            raise InvalidValueError(f"{path}: {where(i)} has a non-numeric value {bad!r}; expected numbers only", str(path)) from None
-    return out, lines, header
+    for i in range(len(lengths) if bad is None else bad[0] + 1):  # row by row, a row's width before its cells
+        if lengths[i] != width:
+            raise ShapeError(f"{path}: {where(i)} has {lengths[i]} columns, expected {width}", str(path))
+    if bad is not None:
+        raise InvalidValueError(f"{path}: {where(bad[0])} has a non-numeric value {bad[1]!r}; expected numbers only", str(path))
+    return np.frombuffer(values, np.float64).reshape(len(lengths), width), lines, header
 
 
 def as_feature_rows(
