@@ -45,6 +45,7 @@ _EFFECTIVE_DEFAULTS = {
     ("train", "wl_dim"): WL_DEFAULT_DIM,
     ("train", "shared_head"): recipe_head(RECIPE.embed_dim)[0],
     ("train", "encoder_skip"): recipe_skip(RECIPE.encoder_hidden, recipe_head(RECIPE.embed_dim)),
+    ("embed", "batch_size"): cli.EMBED_BATCH_SIZE,
 }
 _DEFAULT_SHOWN = re.compile(r"\bdefault:? ([^\s;,):]+)")
 _ON_OFF = {"on": True, "off": False}

@@ -282,3 +282,39 @@ def test_reading_a_csv_takes_about_its_size_in_memory(tmp_path):
         tracemalloc.stop()
     assert peak < 2 * path.stat().st_size, f"peak {peak:,} bytes for a file of {path.stat().st_size:,}"
     np.testing.assert_array_equal(values, np.loadtxt(path, delimiter=",", skiprows=1))
+
+
+# ---------------------------------------------------------- grapheme-mm embed
+def test_embed_bounds_the_rows_per_model_call_by_default(tmp_path, monkeypatch, capsys):
+    # Without --batch-size every row went through one call: the [N, 7, E]
+    # embeddings and the encoders' layers of the whole file at once, many
+    # times the output's size, so a file of a few million rows met the OOM
+    # killer. The chunks give the bits one call gives.
+    import grapheme_multimodal as gm
+    from grapheme_multimodal.cli import EMBED_BATCH_SIZE, main
+
+    n = EMBED_BATCH_SIZE + 1000
+    rows = np.random.default_rng(0).random((n, 3)).astype(np.float32)
+    np.save(tmp_path / "rows.npy", rows)
+    model = gm.LearnableMultiModal(gm.LearnableMultiModalConfig(input_dims={"visual": 3}, embed_dim=8, hidden_dim=8,
+                                                                num_heads=2, encoder_hidden=(8,)))
+    model.save(tmp_path / "model.safetensors")
+    whole_emb, whole = model.encode_and_fuse({"visual": rows})
+    whole_hidden = model.hidden_features({"visual": rows})
+    calls = []
+    encode_and_fuse = gm.LearnableMultiModal.encode_and_fuse
+
+    def recording(self, inputs, mask=None):
+        calls.append(len(next(iter(inputs.values()))))
+        return encode_and_fuse(self, inputs, mask)
+
+    monkeypatch.setattr(gm.LearnableMultiModal, "encode_and_fuse", recording)
+    out = tmp_path / "fused.npy"
+    hidden = tmp_path / "hidden.npy"
+    code = main(["embed", str(tmp_path / "model.safetensors"), "-m", f"visual={tmp_path / 'rows.npy'}", "-o", str(out),
+                 "--hidden-features", str(hidden)])
+    assert code == 0, capsys.readouterr().err
+    assert calls == [EMBED_BATCH_SIZE, 1000]
+    np.testing.assert_array_equal(np.load(out), whole)
+    np.testing.assert_array_equal(np.load(hidden), whole_hidden)
+    assert whole_emb.shape == (n, 7, 8)

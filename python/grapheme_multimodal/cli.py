@@ -46,6 +46,10 @@ _RECIPE = TrainingSettings()
 
 #: Rows per model call of ``embed --ray`` when ``--batch-size`` is not given.
 RAY_EMBED_BATCH_SIZE = 1024
+#: Rows per model call of ``embed`` in process when ``--batch-size`` is not given: one call
+#: of every row held the [N, 7, E] embeddings and the encoders' layers of the whole file at
+#: once, many times the output's size (a file of a few million rows met the OOM killer).
+EMBED_BATCH_SIZE = 65536
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -336,7 +340,7 @@ def _parser() -> argparse.ArgumentParser:
     embed.add_argument("--workers", type=_int, default=None,
                        help="with --ray: actors in the pool (default: Ray Data scales it to the CPUs)")
     embed.add_argument("--batch-size", type=_int, default=None,
-                       help="rows per model call, to bound memory on large files (default: all rows in one call; "
+                       help=f"rows per model call, to bound memory on large files (default {EMBED_BATCH_SIZE}; "
                             f"with --ray {RAY_EMBED_BATCH_SIZE})")
     _ray_address_arg(embed)
     embed.set_defaults(run=_embed)
@@ -691,17 +695,23 @@ def _embed_in_process(args: argparse.Namespace, model, inputs: Dict[str, np.ndar
     ``--batch-size`` rows per model call (each row's outputs depend on that
     row alone, so the chunks give the bits one call gives)."""
     n = len(next(iter(inputs.values())))
-    step = n if args.batch_size is None else _positive(args.batch_size, "--batch-size")
-    parts = []
-    for start in range(0, max(n, 1), max(step, 1)):
+    step = EMBED_BATCH_SIZE if args.batch_size is None else _positive(args.batch_size, "--batch-size")
+    outputs = None
+    for start in range(0, max(n, 1), step):
         chunk = {m: x[start:start + step] for m, x in inputs.items()}
         emb, fused = model.encode_and_fuse(chunk)
         strengths = model.pair_strengths(emb) if args.bindings is not None else None
         hidden = model.hidden_features(chunk) if args.hidden_features is not None else None
-        parts.append((fused, strengths, hidden))
-    if len(parts) == 1:
-        return parts[0]
-    return tuple(None if part[0] is None else np.concatenate(part) for part in zip(*parts))
+        got = (fused, strengths, hidden)
+        if outputs is None:
+            if start + step >= n:  # one call
+                return got
+            # filled chunk by chunk: a list of the chunks and their concatenation held the outputs twice
+            outputs = tuple(None if g is None else np.empty((n,) + g.shape[1:], g.dtype) for g in got)
+        for out, g in zip(outputs, got):
+            if out is not None:
+                out[start:start + len(g)] = g
+    return outputs
 
 
 def _embed_on_ray(args: argparse.Namespace, model, inputs: Dict[str, np.ndarray]):
