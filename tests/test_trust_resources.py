@@ -318,3 +318,41 @@ def test_embed_bounds_the_rows_per_model_call_by_default(tmp_path, monkeypatch, 
     np.testing.assert_array_equal(np.load(out), whole)
     np.testing.assert_array_equal(np.load(hidden), whole_hidden)
     assert whole_emb.shape == (n, 7, 8)
+
+
+@pytest.mark.parametrize("output", ["fused", "hidden"])
+def test_estimator_transform_bounds_the_rows_per_model_call(output, monkeypatch):
+    # As embed: transform ran every row through one call, many times the
+    # output's memory; a million rows of the default recipe took ~20 GB.
+    import grapheme_multimodal as gm
+    from grapheme_multimodal import sklearn as gm_sklearn
+
+    assert gm_sklearn._TRANSFORM_ROWS == 65536
+    monkeypatch.setattr(gm_sklearn, "_TRANSFORM_ROWS", 1000)  # the same code path, on fewer rows
+    rng = np.random.default_rng(0)
+    estimator = gm_sklearn.MultimodalEmbedder(epochs=1, output=output).fit([rng.random((64, 4)), rng.random((64, 3))])
+    n = 2500
+    views = [rng.random((n, 4)).astype(np.float32), rng.random((n, 3)).astype(np.float32)]
+    views[1][5] = np.nan  # a missing view in a row of the first chunk: the mask is chunked with the rows
+    inputs = {estimator.modalities_[0]: views[0], estimator.modalities_[1]: views[1]}
+    present = np.zeros((n, 7), bool)
+    present[:, estimator.modalities_[0].index] = True
+    present[:, estimator.modalities_[1].index] = ~np.isnan(views[1]).all(axis=1)
+    inputs[estimator.modalities_[1]] = np.where(present[:, [estimator.modalities_[1].index]], views[1], 0)
+    if output == "fused":
+        whole = estimator.model_.encode_and_fuse(inputs, present)[1]
+    else:
+        features = estimator.model_.hidden_features(inputs, present)
+        whole = metrics.unit_side_by_side({m: features[:, m.index] for m in estimator.modalities_}, estimator.modalities_)
+    calls = []
+    method = "encode_and_fuse" if output == "fused" else "hidden_features"
+    original = getattr(gm.LearnableMultiModal, method)
+
+    def recording(self, inputs, mask=None, *args, **kwargs):
+        calls.append(len(mask))
+        return original(self, inputs, mask, *args, **kwargs)
+
+    monkeypatch.setattr(gm.LearnableMultiModal, method, recording)
+    got = estimator.transform(views)
+    assert calls == [1000, 1000, 500]
+    np.testing.assert_array_equal(got, whole)

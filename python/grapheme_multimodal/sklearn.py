@@ -45,6 +45,11 @@ _RECIPE = TrainingSettings()
 #: or the encoders' hidden features side by side.
 OUTPUTS = ("fused", "hidden")
 
+#: Rows per model call of :meth:`MultimodalEmbedder.transform` (as ``grapheme-mm embed``'s
+#: default): one call of every row held the [N, 7, E] embeddings and the encoders' layers of
+#: all rows at once, many times the output's size. Each row's output depends on that row alone.
+_TRANSFORM_ROWS = 65536
+
 
 class MultimodalEmbedder(TransformerMixin, BaseEstimator):
     """Learns a fused embedding of several views without labels.
@@ -310,12 +315,23 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
                 f"Xs: row {int(np.argmax(empty))} is NaN in every view (all views missing); "
                 "expected at least one present view per row to embed", "Xs",
             )
+        n = len(mask)
+        out = None
         try:
-            if self.output == "hidden":
-                features = self.model_.hidden_features(inputs, mask)
-                out = unit_side_by_side({m: features[:, m.index] for m in self.modalities_}, self.modalities_)
-            else:
-                out = self.model_.encode_and_fuse(inputs, mask)[1]
+            for start in range(0, n, _TRANSFORM_ROWS):
+                rows = slice(start, start + _TRANSFORM_ROWS)
+                chunk = {m: x[rows] for m, x in inputs.items()}
+                if self.output == "hidden":
+                    features = self.model_.hidden_features(chunk, mask[rows])
+                    part = unit_side_by_side({m: features[:, m.index] for m in self.modalities_}, self.modalities_)
+                else:
+                    part = self.model_.encode_and_fuse(chunk, mask[rows])[1]
+                if n <= _TRANSFORM_ROWS:  # one call
+                    out = part
+                    break
+                if out is None:
+                    out = np.empty((n,) + part.shape[1:], part.dtype)
+                out[rows] = part
         except GraphemeError as err:
             raise self._as_view_error(err) from None
         return out.astype(views[0].dtype, copy=False)
