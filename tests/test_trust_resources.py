@@ -356,3 +356,24 @@ def test_estimator_transform_bounds_the_rows_per_model_call(output, monkeypatch)
     got = estimator.transform(views)
     assert calls == [1000, 1000, 500]
     np.testing.assert_array_equal(got, whole)
+
+
+# --------------------------------------------------------------- ExactCCA
+@linux_only
+def test_cca_of_a_view_too_wide_for_memory_is_too_large_naming_it():
+    # 20,000 columns: four [d, d] float64 matrices (12.8 GB) in a 2 GiB
+    # process; numpy's bare MemoryError from X.T @ X, or the OOM killer.
+    out = _child("""
+        from grapheme_multimodal.evaluation import ExactCCA
+        rng = np.random.default_rng(0)
+        cca = ExactCCA(2).fit(rng.random((50, 4)), rng.random((50, 3)))
+        before = cca.x_weights_.copy()
+        for wide in ("X", "Y"):
+            views = {"X": rng.random((50, 4)), "Y": rng.random((50, 3)), wide: rng.random((50, 20_000))}
+            try:
+                cca.fit(views["X"], views["Y"])
+            except gm.TooLargeError as exc:
+                print(exc.arg)
+        print(np.array_equal(cca.x_weights_, before))
+    """)
+    assert out.split() == ["X", "Y", "True"]

@@ -12,8 +12,8 @@ from typing import Any, Dict, Optional, Tuple, Union
 
 import numpy as np
 
-from .._validation import as_finite_float, refuse_unpaired_frames
-from ..exceptions import InvalidValueError, NonFiniteError, ShapeError, not_fitted_error
+from .._validation import as_finite_float, memory_budget, refuse_unpaired_frames
+from ..exceptions import InvalidValueError, NonFiniteError, ShapeError, TooLargeError, not_fitted_error
 from ..metrics import _column_means, _finite_2d
 
 __all__ = ["ExactCCA"]
@@ -116,6 +116,15 @@ class ExactCCA:
                 f"n_components must be an integer in [1, {most}] (the smaller view's columns), got {k!r}", "n_components"
             )
         reg = as_finite_float(self.reg, "reg", lambda r: r > 0, "a positive number")  # numpy numbers too
+        for name, view in (("X", x), ("Y", y)):
+            # a view's [d, d] covariance, its eigenvectors and the whitening made of them are held at once:
+            # 40,000 columns needed 4 x 12 GiB, and numpy's bare MemoryError or the OOM killer ended the fit
+            d = view.shape[1]
+            if 4 * d * d * 8 > memory_budget():
+                raise TooLargeError(
+                    f"{name}: {d:,} columns need {d:,} x {d:,} covariance and whitening matrices ({4 * d * d * 8:,} "
+                    f"bytes in all), more than this machine's memory ({memory_budget():,} bytes); expected fewer "
+                    "columns (reduce the view first, e.g. with PCA)", name)
         for name, view in (("X", x), ("Y", y)):
             # nothing to correlate: the centred rounding of its mean was whitened into weights of ~1e157, and
             # transform's scores of other rows were that large and meaningless (a retrieval figure of noise)
