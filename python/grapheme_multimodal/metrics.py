@@ -39,7 +39,9 @@ def _finite_2d(name: str, x: object) -> np.ndarray:
         row = int(np.flatnonzero(~np.isfinite(arr).all(axis=1))[0])
         raise NonFiniteError(f"{name}: row {row} holds NaN or inf; expected finite numbers", name)
     _refuse_beyond_float64(name, arr)
-    return arr
+    # C order: a Fortran-ordered array (a data frame's or polars' values, np.asfortranarray) summed its
+    # products in another order in the matrix products, and ExactCCA's results differed in the last bits
+    return np.ascontiguousarray(arr)
 
 
 _FLOAT64_MAX = float(np.finfo(np.float64).max)
