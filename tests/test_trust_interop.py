@@ -5,6 +5,8 @@ refusal naming the argument; no call writes into the caller's array."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -129,3 +131,25 @@ def test_exact_cca_of_a_fortran_array_or_data_frame_is_that_of_the_c_array() -> 
         assert_same(_cca(given), want)
     fitted = ExactCCA(2).fit(X, A)
     assert_same(fitted.transform(np.asfortranarray(X), np.asfortranarray(A)), fitted.transform(X, A))
+
+
+def test_a_generator_set_or_dict_view_is_refused_by_name_not_read_as_one_object() -> None:
+    # numpy makes each one object: "positive_scores: ... got array of shape () and dtype object", or
+    # "train_y must have shape (12,) ..., got ()", naming neither the generator nor the remedy.
+    calls = {
+        "positive_scores": lambda v: metrics.roc_auc(v, -SCORES),
+        "train_y": lambda v: metrics.knn_accuracy(X, v, A, Y, k=3),
+        "labels": lambda v: metrics.cross_view_retrieval(X, A, v),
+        "values": lambda v: gm.Graph.from_sequence(v),
+        "rewards": lambda v: small_model().record_batch({"visual": X}, rewards=v),
+        "inputs['visual']": lambda v: MODEL.encode({"visual": v}),
+        "mask": lambda v: MODEL.fuse(EMB, v),
+    }
+    for name, call in calls.items():
+        plain = MASK if name == "mask" else X if name.startswith("inputs") else Y if name in ("train_y", "labels") else SCORES
+        for given, what in (((v for v in plain.tolist()), "generator"), (iter(plain.tolist()), "list_iterator"),
+                            (dict(enumerate(plain.tolist())).values(), "dict_values")):
+            with pytest.raises(TypeError, match=rf"^{re.escape(name)}: got a {what}; expected an array or a list"):
+                call(given)
+    with pytest.raises(TypeError, match=r"^positive_scores: got a set; .* row order"):
+        metrics.roc_auc(set(SCORES.tolist()), -SCORES)

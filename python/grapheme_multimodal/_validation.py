@@ -9,6 +9,7 @@ import functools
 import re
 import sys
 import warnings
+from collections.abc import MappingView
 from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Set, Tuple, TypeVar, Union
 
 import numpy as np
@@ -45,6 +46,7 @@ def as_real_array(x: Any, name: str) -> np.ndarray:
     if type(x) is np.ndarray and x.dtype.kind in "biuf":  # the common case, without dtype lookups
         return x
     refuse_sparse(x, name)
+    refuse_unordered(x, name)
     if is_masked_array(x):
         x = unmasked(x, name)
     try:
@@ -80,6 +82,19 @@ def refuse_sparse(x: Any, name: str) -> None:
             f"{name}: got a scipy.sparse {type(x).__name__} of shape {x.shape}; expected a dense array: "
             f"pass {name}.toarray()"
         )
+
+
+def refuse_unordered(x: Any, name: str) -> None:
+    """TypeError for a generator (any iterator), a set, a mapping or a dict's
+    keys or values where an array is expected: numpy made each one object
+    ("got array of shape () and dtype object", or a shape ``()`` named
+    where rows were expected), naming neither what was given nor the remedy.
+    An iterator is not read into a list here: it is read once, and a second
+    reading of it (a check, then the conversion) would find no rows."""
+    if isinstance(x, (Iterator, Set, Mapping, MappingView)) and not hasattr(x, "shape"):
+        remedy = (f"pass list({name})" if isinstance(x, Iterator)
+                  else "pass a list or array in row order (a set's or a mapping's order is not the rows' order)")
+        raise TypeError(f"{name}: got a {type(x).__name__}; expected an array or a list: {remedy}")
 
 
 def renamed(err: Exception, names: Mapping[str, str]) -> Exception:
@@ -614,6 +629,7 @@ _INNER_PACKAGES = frozenset({"grapheme_multimodal", "sklearn"})
 def as_mask(mask: Any, batch_size: Optional[int], name: str = "mask") -> np.ndarray:
     """A `[B, 7]` presence mask as C-contiguous bool (0/1 real numbers accepted)."""
     refuse_sparse(mask, name)
+    refuse_unordered(mask, name)
     if is_masked_array(mask):  # its masked entries would count as whatever lies under them
         mask = unmasked(mask, name, "booleans or 0/1 numbers", "fill them with True or False")
     try:

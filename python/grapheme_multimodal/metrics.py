@@ -12,8 +12,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ._validation import (
-    IntLike, as_finite_float, as_real_array, describe, is_masked_array, refuse_beyond_memory, refuse_unpaired_frames,
-    unmasked,
+    IntLike, as_finite_float, as_real_array, describe, is_masked_array, refuse_beyond_memory, refuse_unordered,
+    refuse_unpaired_frames, unmasked,
 )
 from .exceptions import InvalidValueError, NonFiniteError, ShapeError
 
@@ -165,6 +165,7 @@ def _out_of_range(*arrays: np.ndarray) -> bool:
 
 
 def _labels_1d(name: str, y: object, n: int, n_name: str) -> np.ndarray:
+    refuse_unordered(y, name)  # else "must have shape (n,) ..., got ()"
     if is_masked_array(y):  # np.asarray would score the labels under the mask
         y = unmasked(y, name, "labels", "fill them, or leave those rows out")
     arr = np.asarray(y)
