@@ -153,3 +153,19 @@ def test_a_generator_set_or_dict_view_is_refused_by_name_not_read_as_one_object(
                 call(given)
     with pytest.raises(TypeError, match=r"^positive_scores: got a set; .* row order"):
         metrics.roc_auc(set(SCORES.tolist()), -SCORES)
+
+
+def test_a_non_numeric_column_or_item_is_named_not_only_dtype_object() -> None:
+    # Each was "inputs['visual']: expected a real-valued numeric array, got array of shape (12, 7) and dtype
+    # object": neither the data frame's string column, nor the item that is no number, nor a remedy.
+    mixed = pd.DataFrame(X).assign(city="Oslo")
+    with pytest.raises(TypeError, match=r"^inputs\['visual'\]: .* data frame whose column 'city' has dtype .*"
+                                        r"select_dtypes\('number'\)"):
+        MODEL.encode({"visual": mixed})
+    with pytest.raises(TypeError, match=r"^train_x: .* dtype object of numbers stored as Python objects: "
+                                        r"pass np.asarray\(train_x, dtype=float\)"):
+        metrics.knn_accuracy(X.astype(object), Y, A, Y, k=3)
+    with pytest.raises(TypeError, match=r"^positive_scores: .* dtype object \(at index 1: str 'x'\)"):
+        metrics.roc_auc(pd.Series([1.0, "x"]), -SCORES)
+    with pytest.raises(TypeError, match=r"^X: .* \(at index \(0, 1\): NoneType None\)"):
+        ExactCCA(1).fit(np.array([[1.0, None]] * N, dtype=object), A)

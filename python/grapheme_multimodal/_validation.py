@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import decimal
 import functools
+import numbers
 import re
 import sys
 import warnings
@@ -66,10 +68,34 @@ def as_real_array(x: Any, name: str) -> np.ndarray:
         raise InvalidValueError(f"{name}: holds {big}, an int beyond 64 bits; expected numbers that fit in int64 "
                                 "(or float64, given as floats)", name)
     if arr.dtype.kind not in "biuf":  # timedelta64 is a numpy integer too, but no number to compute with
-        rows = arr.dtype == object and arr.size and isinstance(arr.flat[0], (list, tuple, np.ndarray))
-        hint = " whose items are rows (a data frame column of vectors?): pass np.stack(...) of them" if rows else ""
-        raise TypeError(f"{name}: expected a real-valued numeric array, got {describe(arr)}{hint}")
+        raise TypeError(f"{name}: expected a real-valued numeric array, got {describe(arr)}{_non_numeric_hint(x, arr, name)}")
     return arr
+
+
+def _non_numeric_hint(x: Any, arr: np.ndarray, name: str) -> str:
+    """What :func:`as_real_array` adds to "got array of ... dtype object":
+    the data frame's first column that is not numeric (the array's dtype
+    named none of them), items that are rows, or numbers stored as Python
+    objects (not converted here: a Decimal or Fraction would round unseen)."""
+    dtypes = getattr(x, "dtypes", None)
+    if hasattr(dtypes, "items") and not hasattr(dtypes, "kind"):  # a data frame (a Series' dtypes is its dtype)
+        column = next(((c, d) for c, d in dtypes.items() if getattr(d, "kind", "O") not in "biuf"), None)
+        if column is not None:
+            return (f" (from a data frame whose column {column[0]!r} has dtype {column[1]}): pass its numeric columns "
+                    f"only, e.g. {name}.select_dtypes('number')")
+    if arr.dtype != object or arr.ndim == 0 or not arr.size:  # one object: the callers say what it is
+        return ""
+    if isinstance(arr.flat[0], (list, tuple, np.ndarray)):
+        return " whose items are rows (a data frame column of vectors?): pass np.stack(...) of them"
+    at = next((i for i, v in enumerate(arr.flat)
+               if not isinstance(v, (numbers.Real, decimal.Decimal)) or isinstance(v, (bool, np.bool_))), None)
+    if at is None:
+        return f" of numbers stored as Python objects: pass np.asarray({name}, dtype=float)"
+    from .types import bounded_repr  # here: types imports this module
+
+    index = tuple(int(i) for i in np.unravel_index(at, arr.shape))
+    item = arr.flat[at]
+    return f" (at index {index if arr.ndim > 1 else index[0]}: {type(item).__name__} {bounded_repr(item)})"
 
 
 def refuse_sparse(x: Any, name: str) -> None:
