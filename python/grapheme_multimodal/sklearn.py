@@ -19,9 +19,17 @@ from collections.abc import Iterable, Iterator, Mapping, Set
 from typing import Any, List, Mapping, Optional, Sequence, Union
 
 import numpy as np
-from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.utils._set_output import _get_output_config
-from sklearn.utils.validation import check_array, check_is_fitted, validate_data
+
+try:
+    from sklearn.base import BaseEstimator, TransformerMixin
+    from sklearn.utils._set_output import _get_output_config
+    from sklearn.utils.validation import check_array, check_is_fitted, validate_data
+except ModuleNotFoundError as exc:  # pragma: no cover - exercised only without scikit-learn
+    if (exc.name or "").partition(".")[0] != "sklearn":
+        raise
+    raise ModuleNotFoundError(
+        "grapheme_multimodal.sklearn needs scikit-learn: pip install 'grapheme-multimodal[sklearn]'", name="sklearn"
+    ) from None
 
 from ._core import NUM_MODALITIES
 from ._locking import ModelLock
