@@ -111,7 +111,8 @@ def test_without_optional_dependencies_modules_import_and_features_name_their_ex
                 print(name, "| ok")
         from grapheme_multimodal import demo, plotting
         for what, call in [("demo", lambda: demo.demo_files({str(tmp_path / 'demo')!r})),
-                           ("plot", lambda: plotting.plot_history([{{"epoch": 1, "loss": 1.0}}], {str(tmp_path / 'c.png')!r}))]:
+                           ("plot", lambda: plotting.plot_history([{{"epoch": 1, "loss": 1.0}}], {str(tmp_path / 'c.png')!r})),
+                           ("networkx", lambda: gm.Graph.from_text("a cat").to_networkx())]:
             try:
                 call()
             except ModuleNotFoundError as err:
@@ -125,6 +126,7 @@ def test_without_optional_dependencies_modules_import_and_features_name_their_ex
         "grapheme_multimodal.distributed": 'grapheme_multimodal.distributed needs Ray: pip install "grapheme-multimodal[ray]"',
         "demo": "the demo needs matplotlib and scikit-learn: pip install 'grapheme-multimodal[demo]'",
         "plot": "plotting needs matplotlib: pip install 'grapheme-multimodal[plot]'",
+        "networkx": "Graph.to_networkx needs networkx: pip install networkx",  # in no extra: was Python's bare message
     }
     for name, message in expected.items():
         assert results.pop(name, "").startswith(message), (name, out.stdout)

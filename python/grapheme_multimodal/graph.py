@@ -43,6 +43,16 @@ TEXT_UNITS = ("char", "grapheme")
 FEATURE_KINDS = ("fingerprint", "wl")
 
 
+
+def _networkx(what: str) -> Any:
+    """The networkx module; else a ModuleNotFoundError saying what needs it
+    and how to install it (networkx is in none of the package's extras)."""
+    try:
+        import networkx
+    except ModuleNotFoundError as err:
+        raise ModuleNotFoundError(f"{what} needs networkx: pip install networkx", name="networkx") from err
+    return networkx
+
 class Graph:
     """A directed graph; every node has an ``activation`` (float) and a ``label`` (str).
 
@@ -183,8 +193,7 @@ class Graph:
         self-loop, one edge); parallel edges of multigraphs are kept.
         Requires networkx.
         """
-        import networkx as nx
-
+        nx = _networkx("Graph.from_networkx")
         if not isinstance(g, nx.Graph):
             raise TypeError(f"g: expected a networkx graph, got {type(g).__name__}")
         _check_attribute_names(activation, label)
@@ -227,8 +236,7 @@ class Graph:
         """A networkx ``DiGraph`` (a ``MultiDiGraph`` when edges repeat) with
         nodes ``0..n-1`` carrying ``activation`` and ``label`` attributes.
         Requires networkx."""
-        import networkx as nx
-
+        nx = _networkx("Graph.to_networkx")
         _check_attribute_names(activation, label)
         edges = self.edges
         repeated = len({(int(s), int(t)) for s, t in edges}) < len(edges)
