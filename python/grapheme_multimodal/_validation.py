@@ -8,6 +8,7 @@ import contextvars
 import decimal
 import functools
 import numbers
+import os
 import re
 import sys
 import warnings
@@ -251,9 +252,52 @@ def refuse_beyond_memory(arr: np.ndarray, name: str, dtype: Any) -> None:
     dtype = np.dtype(dtype)
     nbytes = arr.size * dtype.itemsize
     if nbytes > memory_budget():
-        raise TooLargeError(
-            f"{name}: an array of shape {arr.shape} takes {nbytes:,} bytes as {dtype}, more than this "
-            f"machine's memory ({memory_budget():,} bytes); expected fewer rows", name)
+        refuse_beyond_budget(nbytes, name, "an array of shape {shape} takes {bytes} bytes as {dtype}", shape=arr.shape, dtype=dtype)
+
+
+def refuse_beyond_budget(nbytes: int, name: str, what: str, held: int = 0, **fields: Any) -> None:
+    """TooLargeError naming ``name`` when a call that allocates ``nbytes``
+    (its copies, intermediates and outputs) beside the ``held`` bytes of
+    its inputs would exceed :func:`memory_budget`, or, for a large call,
+    the address space a ``ulimit -v``/``-d`` still leaves this process
+    (the interpreter, the libraries and the inputs take their share of
+    it). ``what`` says what needs the bytes (``"... takes {bytes} bytes"``),
+    a template formatted with their count and ``fields`` only when refused.
+    Called before the core: past such a limit a Rust allocation that fails
+    aborts the whole process, where no Python ``try`` catches it. A small
+    call costs a few integer comparisons; nothing is read."""
+    budget = memory_budget()
+    if nbytes + held > budget:
+        text = what.format(bytes=f"{nbytes + held:,}", **fields)
+        raise TooLargeError(f"{name}: {text}, more than this machine's memory ({budget:,} bytes); expected fewer rows", name)
+    if 8 * nbytes > budget:  # a large call: worth reading what the process holds already
+        left = address_space_left()
+        if left is not None and nbytes > left:
+            text = what.format(bytes=f"{nbytes:,}", **fields) + (" beyond its inputs" if held else "")
+            raise TooLargeError(
+                f"{name}: {text}, more than the {max(left, 0):,} bytes of address space that this process's "
+                "ulimit -v/-d leaves it now; expected fewer rows", name)
+
+
+def address_space_left() -> Optional[int]:
+    """The bytes the soft address-space and data-size limits (``ulimit -v``,
+    ``-d``) leave this process now (negative when it is past one), less
+    what the core's threads may still reserve in a call (glibc gives each
+    thread that allocates its own heap, 64 MiB of address space); None
+    when neither limit is set (or they cannot be read: not Linux)."""
+    try:
+        import resource
+        limits = [resource.getrlimit(r)[0] for r in (resource.RLIMIT_AS, resource.RLIMIT_DATA)]
+        if all(limit == resource.RLIM_INFINITY for limit in limits):
+            return None
+        with open("/proc/self/statm") as f:
+            fields = f.read().split()
+        used = (int(fields[0]), int(fields[5]))  # pages: the address space, the data and stack
+    except (ImportError, OSError, IndexError, ValueError):
+        return None
+    page = os.sysconf("SC_PAGE_SIZE")
+    threads = (_core.get_num_threads() + 1) * 2**26
+    return min(limit - pages * page for limit, pages in zip(limits, used) if limit != resource.RLIM_INFINITY) - threads
 
 
 def as_positive_int(value: Any, name: str) -> int:

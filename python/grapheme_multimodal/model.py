@@ -31,6 +31,7 @@ from ._validation import (
     check_flag,
     describe,
     is_masked_array,
+    refuse_beyond_budget,
     refuse_unpaired_frames,
     unmasked,
     warn_precision_loss,
@@ -320,6 +321,7 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         are not all zero.
         """
         emb, mask_arr = self._embeddings_and_mask(embeddings, mask)
+        self._refuse_peak("fuse", emb.shape[0])
         return self._core.fuse(emb, mask_arr)
 
     @reads
@@ -328,12 +330,14 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         e = self.config.embed_dim
         a = as_float32(a, "a", 2, (None, e))
         b = as_float32(b, "b", 2, (a.shape[0], e))
+        self._refuse_peak("bind", a.shape[0], "a", pairs=1 if b is a else 2)
         return self._core.bind(a, b)
 
     @reads
     def pair_strengths(self, embeddings: Any, mask: Any = None) -> np.ndarray:
         """``S [B, 7, 7]``: ``S[b, i, j] = strength(e_i, e_j)`` where both are present, else 0."""
         emb, mask_arr = self._embeddings_and_mask(embeddings, mask)
+        self._refuse_peak("pair_strengths", emb.shape[0])
         return self._core.pair_strengths(emb, mask_arr)
 
     def attention_weights(self, query: Any, embeddings: Any, mask: Any = None, per_head: bool = False) -> np.ndarray:
@@ -887,6 +891,31 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
             return list(inputs), mask
         return None
 
+    def _refuse_peak(self, call: str, rows: int, arg: str = "embeddings", pairs: int = 2) -> None:
+        """TooLargeError naming ``arg`` when the core's ``call`` on ``rows``
+        rows would take more than the memory budget at its peak: the inputs
+        (``[B, 7, E]`` embeddings, a query or the pairs ``[B, E]``), the
+        copy the core makes of the embeddings (when a slot is absent; counted
+        always), the intermediates (attention: ``K``, ``V`` ``[B*7, E]`` and
+        ``Q``, context ``[B, E]``; bilinear binder: ``[B*7, E]``; none
+        chunked) and the outputs; ``pairs``: the distinct arrays among
+        bind's ``a`` and ``b``. Past ``ulimit -v`` these allocations aborted
+        the process."""
+        c = self.config
+        n = rows * NUM_MODALITIES * c.embed_dim  # values of [B, 7, E]
+        be = rows * c.embed_dim
+        bilinear = c.binder_kind == "bilinear"
+        if call == "fuse":  # in: embeddings; the copy, fused [B, E]
+            held, values = n, n + be
+        elif call == "pair_strengths":  # in: embeddings; the copy, per-row factors, S [B, 7, 7]
+            held, values = n, n + (n if bilinear else 2 * rows * NUM_MODALITIES) + rows * NUM_MODALITIES**2
+        elif call == "attend":  # in: embeddings, query; the copy, K, V, Q, context, attended, weights per head and mean
+            held, values = n + be, 3 * n + 3 * be + rows * NUM_MODALITIES * (c.num_heads + 1)
+        else:  # bind: in: a, b [B, E]; (bilinear: a·W) and four [B] vectors
+            held, values = pairs * be, (be if bilinear else 0) + 4 * rows
+        nbytes, held = 4 * values, 4 * held + rows * NUM_MODALITIES  # float32, and the bool mask
+        refuse_beyond_budget(nbytes, arg, "{call} on {rows:,} rows takes {bytes} bytes at its peak", held, call=call, rows=rows)
+
     def _embeddings_and_mask(self, embeddings: Any, mask: Any) -> Tuple[np.ndarray, np.ndarray]:
         shape = (None, NUM_MODALITIES, self.config.embed_dim)
         if mask is None:
@@ -900,6 +929,7 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
     def _attend(self, query: Any, embeddings: Any, mask: Any) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
         emb, mask_arr = self._embeddings_and_mask(embeddings, mask)
         q = as_float32(query, "query", 2, (emb.shape[0], self.config.embed_dim))
+        self._refuse_peak("attend", emb.shape[0])
         return self._core.attend(q, emb, mask_arr)
 
     def _attend_event(self, query: Any, event: MultiModalEvent) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:

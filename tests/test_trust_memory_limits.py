@@ -1,0 +1,119 @@
+"""Forward calls under an address-space limit (``ulimit -v``, as batch
+schedulers set): an input whose peak (inputs, the core's copies and
+intermediates, outputs) does not fit is refused before the core allocates,
+with a TooLargeError naming the argument. A Rust allocation that fails
+aborts the whole process, where no Python ``try`` catches it, so every call
+runs in a child under ``RLIMIT_AS``; a regression fails the test, not the run.
+The same calls on small inputs, under the same limit, give the results they
+give without one.
+"""
+
+import hashlib
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import grapheme_multimodal as gm
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_AS and /proc are Linux's")
+
+_LIMIT = 1 << 30
+
+#: Each call on `rows` rows of a default model (seed 0): embeddings [B, 7, E]
+#: with three modalities present (the core copies them to zero the others;
+#: np.zeros maps its pages lazily, so the children stay fast), a query [B, E].
+_CALLS = {
+    "attention_weights": "model.attention_weights(query, emb, mask, per_head=True)",
+    "attend": "model.attend(query, emb, mask)",
+    "fuse": "model.fuse(emb, mask)",
+    "pair_strengths": "model.pair_strengths(emb, mask)",
+    "pair_strengths_bilinear": "bilinear.pair_strengths(emb, mask)",
+}
+
+_SETUP = """
+    model = gm.LearnableMultiModal(seed=0)
+    bilinear = gm.LearnableMultiModal(seed=0, binder_kind="bilinear")
+    def data(rows):
+        emb = np.zeros((rows, 7, 64), np.float32)
+        emb[:, :3, 0] = 1.0
+        mask = np.zeros((rows, 7), bool)
+        mask[:, :3] = True
+        query = np.zeros((rows, 64), np.float32)
+        query[:, 1] = 1.0
+        return emb, mask, query
+"""
+
+
+def _child(code: str) -> str:
+    """Runs ``code`` in a fresh interpreter under the address-space limit;
+    its stdout, failing with its output unless it exits 0 (a Rust abort is
+    SIGABRT: returncode -6)."""
+    prelude = f"import resource\nresource.setrlimit(resource.RLIMIT_AS, ({_LIMIT}, {_LIMIT}))\n" \
+              "import hashlib\nimport numpy as np\nimport grapheme_multimodal as gm\n"
+    proc = subprocess.run([sys.executable, "-c", prelude + textwrap.dedent(_SETUP) + textwrap.dedent(code)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, f"child exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr[-3000:]}"
+    return proc.stdout
+
+
+def _digest(result) -> str:
+    return hashlib.sha256(np.ascontiguousarray(result).tobytes()).hexdigest()
+
+
+@pytest.mark.parametrize("call", sorted(_CALLS))
+def test_too_large_for_the_address_space_is_refused_naming_the_argument(call):
+    # 2**18 rows: the embeddings take 470 MB, and the core's copy of them (and
+    # the attention's K and V) went past 1 GiB: the process aborted.
+    out = _child(f"""
+        emb, mask, query = data(2**18)
+        try:
+            {_CALLS[call]}
+        except gm.TooLargeError as exc:
+            print(exc.arg)
+            print(exc)
+        else:
+            print("no error")
+    """)
+    arg, message = out.splitlines()[:2]
+    assert arg == "embeddings", out
+    assert message.startswith("embeddings: ") and "bytes at its peak" in message and "expected fewer rows" in message, out
+
+
+@pytest.mark.parametrize("call", sorted(_CALLS))
+def test_small_inputs_under_the_limit_give_the_same_results(call):
+    out = _child(f"""
+        emb, mask, query = data(1000)
+        result = {_CALLS[call]}
+        print(hashlib.sha256(np.ascontiguousarray(result).tobytes()).hexdigest())
+    """)
+    model = gm.LearnableMultiModal(seed=0)
+    bilinear = gm.LearnableMultiModal(seed=0, binder_kind="bilinear")
+    emb = np.zeros((1000, 7, 64), np.float32)
+    emb[:, :3, 0] = 1.0
+    mask = np.zeros((1000, 7), bool)
+    mask[:, :3] = True
+    query = np.zeros((1000, 64), np.float32)
+    query[:, 1] = 1.0
+    assert out.strip() == _digest(eval(_CALLS[call]))
+
+
+def test_bind_too_large_for_the_address_space_is_refused_naming_a():
+    # The bilinear binder's a·W [B, E]: 2**21 rows of a take 512 MB, and a·W
+    # as much again went past 1 GiB: the process aborted.
+    out = _child("""
+        a = np.zeros((2**21, 64), np.float32)
+        try:
+            bilinear.bind(a, a)
+        except gm.TooLargeError as exc:
+            print(exc.arg)
+            print(exc)
+        small = np.full((1000, 64), 0.125, np.float32)
+        print(hashlib.sha256(bilinear.bind(small, small[::-1].copy()).tobytes()).hexdigest())
+    """)
+    arg, message, digest = out.splitlines()[:3]
+    assert arg == "a" and message.startswith("a: bind on 2,097,152 rows takes "), out
+    small = np.full((1000, 64), 0.125, np.float32)
+    assert digest == _digest(gm.LearnableMultiModal(seed=0, binder_kind="bilinear").bind(small, small[::-1].copy()))
