@@ -117,3 +117,25 @@ def test_bind_too_large_for_the_address_space_is_refused_naming_a():
     assert arg == "a" and message.startswith("a: bind on 2,097,152 rows takes "), out
     small = np.full((1000, 64), 0.125, np.float32)
     assert digest == _digest(gm.LearnableMultiModal(seed=0, binder_kind="bilinear").bind(small, small[::-1].copy()))
+
+
+def test_hidden_features_too_large_for_the_address_space_is_refused_naming_inputs():
+    # The hidden layers run over the whole batch: beside the output [B, 7, 32]
+    # (allocated fallibly), 900,000 rows' activations [B, 32] went past 1 GiB
+    # and the process aborted.
+    out = _child("""
+        hidden = gm.LearnableMultiModal(seed=0, encoder_hidden=(32,))
+        x = np.zeros((900_000, 18), np.float32)
+        try:
+            hidden.hidden_features({"visual": x})
+        except gm.TooLargeError as exc:
+            print(exc.arg)
+            print(exc)
+        small = np.linspace(-1, 1, 18 * 1000, dtype=np.float32).reshape(1000, 18)
+        print(hashlib.sha256(hidden.hidden_features({"visual": small, "auditory": small}).tobytes()).hexdigest())
+    """)
+    arg, message, digest = out.splitlines()[:3]
+    assert arg == "inputs" and message.startswith("inputs: hidden_features on 900,000 rows takes "), out
+    small = np.linspace(-1, 1, 18 * 1000, dtype=np.float32).reshape(1000, 18)
+    expected = gm.LearnableMultiModal(seed=0, encoder_hidden=(32,)).hidden_features({"visual": small, "auditory": small})
+    assert digest == _digest(expected)

@@ -296,7 +296,7 @@ def address_space_left() -> Optional[int]:
     except (ImportError, OSError, IndexError, ValueError):
         return None
     page = os.sysconf("SC_PAGE_SIZE")
-    threads = (_core.get_num_threads() + 1) * 2**26
+    threads = _core.get_num_threads() * 2**26
     return min(limit - pages * page for limit, pages in zip(limits, used) if limit != resource.RLIM_INFINITY) - threads
 
 

@@ -292,7 +292,17 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         self.hidden_width(layer)
         arrays, mask_arr = self.prepare_inputs(inputs, mask)
         self._warn_untrained(mask_arr)
-        return self._core.hidden_features(arrays, mask_arr, int(layer) % len(self.config.encoder_hidden))
+        layer = int(layer) % len(self.config.encoder_hidden)
+        # Unlike encode's, the core's hidden layers run over a modality's whole
+        # batch at once: beside the output [B, 7, H], one modality at a time
+        # its standardised copy (counted always) and two layers' activations.
+        widths = self.config.encoder_hidden
+        rows, widest = mask_arr.shape[0], max([widths[0]] + [widths[i - 1] + widths[i] for i in range(1, layer + 1)])
+        given = [a for a in arrays if a is not None]
+        values = rows * (NUM_MODALITIES * self.config.encoder_hidden[layer] + max(a.shape[1] for a in given) + widest)
+        held = sum(a.nbytes for a in given) + mask_arr.nbytes
+        refuse_beyond_budget(4 * values, "inputs", "hidden_features on {rows:,} rows takes {bytes} bytes at its peak", held, rows=rows)
+        return self._core.hidden_features(arrays, mask_arr, layer)
 
     def hidden_width(self, layer: IntLike = -1, arg: str = "layer") -> int:
         """The width ``H`` of :meth:`hidden_features` for hidden layer
