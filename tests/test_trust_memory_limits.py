@@ -139,3 +139,29 @@ def test_hidden_features_too_large_for_the_address_space_is_refused_naming_input
     small = np.linspace(-1, 1, 18 * 1000, dtype=np.float32).reshape(1000, 18)
     expected = gm.LearnableMultiModal(seed=0, encoder_hidden=(32,)).hidden_features({"visual": small, "auditory": small})
     assert digest == _digest(expected)
+
+
+@pytest.mark.parametrize("call", ["train_step", "backward"])
+def test_training_batch_too_large_for_the_address_space_is_refused_naming_inputs(call):
+    # The core computes a training batch whole (encoder tapes, the attention's
+    # and fusion's activations and their gradients): 60,000 rows of two
+    # modalities under 1 GiB aborted the process.
+    out = _child(f"""
+        x = np.zeros((60_000, 18), np.float32)
+        try:
+            model.{call}({{"visual": x, "auditory": x}}, weights={{"cross_modal": 1.0}})
+        except gm.TooLargeError as exc:
+            print(exc.arg)
+            print(exc)
+        small = np.linspace(-1, 1, 18 * 64, dtype=np.float32).reshape(64, 18)
+        print(model.{call}({{"visual": small, "auditory": small[::-1].copy()}}))
+        print(hashlib.sha256(b"".join(g.tobytes() for g in model.gradients().values())).hexdigest())
+    """)
+    arg, message, losses, grads = out.splitlines()[:4]
+    assert arg == "inputs" and message.startswith("inputs: a training batch of 60,000 rows may take "), out
+    small = np.linspace(-1, 1, 18 * 64, dtype=np.float32).reshape(64, 18)
+    fresh = gm.LearnableMultiModal(seed=0)
+    expected = getattr(fresh, call)({"visual": small, "auditory": small[::-1].copy()})
+    # the refused call left the model as it was: the same losses and gradients as a fresh model's
+    assert losses == str(expected)
+    assert grads == hashlib.sha256(b"".join(g.tobytes() for g in fresh.gradients().values())).hexdigest()
