@@ -165,3 +165,29 @@ def test_training_batch_too_large_for_the_address_space_is_refused_naming_inputs
     # the refused call left the model as it was: the same losses and gradients as a fresh model's
     assert losses == str(expected)
     assert grads == hashlib.sha256(b"".join(g.tobytes() for g in fresh.gradients().values())).hexdigest()
+
+
+def test_record_batch_too_large_for_the_address_space_is_refused_naming_inputs():
+    # encode_and_fuse allocates its outputs fallibly; the pair strengths
+    # computed beside them (the core's copy of the embeddings) went past 1 GiB
+    # for 250,000 rows and the process aborted.
+    out = _child("""
+        small_buffer = gm.LearnableMultiModal(seed=0, buffer_size=10)
+        x = np.zeros((250_000, 18), np.float32)
+        try:
+            small_buffer.record_batch({"visual": x, "auditory": x})
+        except gm.TooLargeError as exc:
+            print(exc.arg)
+            print(exc)
+        print(len(small_buffer.experience))
+        small = np.linspace(-1, 1, 18 * 8, dtype=np.float32).reshape(8, 18)
+        small_buffer.record_batch({"visual": small, "auditory": small})
+        print(hashlib.sha256(small_buffer.experience.batch().pair_strengths.tobytes()).hexdigest())
+    """)
+    arg, message, recorded, digest = out.splitlines()[:4]
+    assert arg == "inputs" and message.startswith("inputs: record_batch's pair_strengths on 250,000 rows takes "), out
+    assert recorded == "0"  # nothing was recorded
+    fresh = gm.LearnableMultiModal(seed=0, buffer_size=10)
+    small = np.linspace(-1, 1, 18 * 8, dtype=np.float32).reshape(8, 18)
+    fresh.record_batch({"visual": small, "auditory": small})
+    assert digest == hashlib.sha256(fresh.experience.batch().pair_strengths.tobytes()).hexdigest()

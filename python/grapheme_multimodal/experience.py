@@ -76,7 +76,9 @@ class ExperienceMixin:
         arrays, mask_arr = self.prepare_inputs(inputs, mask)
         self._warn_untrained(mask_arr)
         with self._lock.reading():  # embeddings, fused and strengths of one state
-            emb, fused = self._core.encode_and_fuse(arrays, mask_arr)
+            emb, fused = self._core.encode_and_fuse(arrays, mask_arr)  # its outputs are allocated fallibly
+            # the pair strengths beside them (their copy of the embeddings aborted under ulimit -v)
+            self._refuse_peak("pair_strengths", len(mask_arr), "inputs", caller="record_batch's pair_strengths")
             strengths = self._core.pair_strengths(emb, mask_arr)
         batch = len(mask_arr)
         rewards = as_real_array(rewards, "rewards")

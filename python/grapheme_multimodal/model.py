@@ -901,7 +901,7 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
             return list(inputs), mask
         return None
 
-    def _refuse_peak(self, call: str, rows: int, arg: str = "embeddings", pairs: int = 2) -> None:
+    def _refuse_peak(self, call: str, rows: int, arg: str = "embeddings", pairs: int = 2, caller: str = "") -> None:
         """TooLargeError naming ``arg`` when the core's ``call`` on ``rows``
         rows would take more than the memory budget at its peak: the inputs
         (``[B, 7, E]`` embeddings, a query or the pairs ``[B, E]``), the
@@ -909,8 +909,9 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         always), the intermediates (attention: ``K``, ``V`` ``[B*7, E]`` and
         ``Q``, context ``[B, E]``; bilinear binder: ``[B*7, E]``; none
         chunked) and the outputs; ``pairs``: the distinct arrays among
-        bind's ``a`` and ``b``. Past ``ulimit -v`` these allocations aborted
-        the process."""
+        bind's ``a`` and ``b``; ``caller``: the public call named in the
+        message, when not ``call``. Past ``ulimit -v`` these allocations
+        aborted the process."""
         c = self.config
         n = rows * NUM_MODALITIES * c.embed_dim  # values of [B, 7, E]
         be = rows * c.embed_dim
@@ -924,7 +925,7 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         else:  # bind: in: a, b [B, E]; (bilinear: a·W) and four [B] vectors
             held, values = pairs * be, (be if bilinear else 0) + 4 * rows
         nbytes, held = 4 * values, 4 * held + rows * NUM_MODALITIES  # float32, and the bool mask
-        refuse_beyond_budget(nbytes, arg, "{call} on {rows:,} rows takes {bytes} bytes at its peak", held, call=call, rows=rows)
+        refuse_beyond_budget(nbytes, arg, "{call} on {rows:,} rows takes {bytes} bytes at its peak", held, call=caller or call, rows=rows)
 
     def _embeddings_and_mask(self, embeddings: Any, mask: Any) -> Tuple[np.ndarray, np.ndarray]:
         shape = (None, NUM_MODALITIES, self.config.embed_dim)
