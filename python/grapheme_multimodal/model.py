@@ -31,6 +31,7 @@ from ._validation import (
     check_flag,
     describe,
     is_masked_array,
+    memory_budget,
     refuse_beyond_budget,
     refuse_unpaired_frames,
     unmasked,
@@ -176,6 +177,12 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
             reconstruction_decoders=c.reconstruction_decoders, reconstruction_subsets=c.reconstruction_subsets,
         )
         self._lock = ModelLock()
+        #: (sum, max) of the input widths and the encoders' widths summed: the preflight of
+        #: encode's peak (_refuse_encoding_peak) without a sum over the config per call.
+        self._encoding_sizes = (
+            sum(c.input_dims), max(c.input_dims),
+            sum(c.encoder_hidden) + (c.encoder_output_dim or c.embed_dim) + sum(c.shared_head),
+        )
         #: Bumped by every change of the state; cached per-event results carry the version they were computed at.
         self._version = 0
         self._cache: "weakref.WeakKeyDictionary[MultiModalEvent, tuple]" = weakref.WeakKeyDictionary()
@@ -263,6 +270,7 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         """Modality embeddings ``[B, 7, E]``: unit rows where present, zeros where absent."""
         arrays, mask_arr = self.prepare_inputs(inputs, mask)
         self._warn_untrained(mask_arr)
+        self._refuse_encoding_peak("encode", arrays, mask_arr, NUM_MODALITIES * self.config.embed_dim)
         return self._core.encode(arrays, mask_arr)
 
     @reads
@@ -270,6 +278,7 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         """``(embeddings [B, 7, E], fused [B, E])`` in one pass."""
         arrays, mask_arr = self.prepare_inputs(inputs, mask)
         self._warn_untrained(mask_arr)
+        self._refuse_encoding_peak("encode_and_fuse", arrays, mask_arr, (NUM_MODALITIES + 1) * self.config.embed_dim)
         return self._core.encode_and_fuse(arrays, mask_arr)
 
     @reads
@@ -293,15 +302,10 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         arrays, mask_arr = self.prepare_inputs(inputs, mask)
         self._warn_untrained(mask_arr)
         layer = int(layer) % len(self.config.encoder_hidden)
-        # Unlike encode's, the core's hidden layers run over a modality's whole
-        # batch at once: beside the output [B, 7, H], one modality at a time
-        # its standardised copy (counted always) and two layers' activations.
         widths = self.config.encoder_hidden
-        rows, widest = mask_arr.shape[0], max([widths[0]] + [widths[i - 1] + widths[i] for i in range(1, layer + 1)])
-        given = [a for a in arrays if a is not None]
-        values = rows * (NUM_MODALITIES * self.config.encoder_hidden[layer] + max(a.shape[1] for a in given) + widest)
-        held = sum(a.nbytes for a in given) + mask_arr.nbytes
-        refuse_beyond_budget(4 * values, "inputs", "hidden_features on {rows:,} rows takes {bytes} bytes at its peak", held, rows=rows)
+        # unlike encode's, the hidden layers run over a modality's whole batch: two layers' activations at once
+        widest = max([widths[0]] + [widths[i - 1] + widths[i] for i in range(1, layer + 1)])
+        self._refuse_encoding_peak("hidden_features", arrays, mask_arr, NUM_MODALITIES * widths[layer], widest)
         return self._core.hidden_features(arrays, mask_arr, layer)
 
     def hidden_width(self, layer: IntLike = -1, arg: str = "layer") -> int:
@@ -901,6 +905,40 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
             return list(inputs), mask
         return None
 
+    def _refuse_encoding_peak(
+        self, call: str, arrays: List[Optional[np.ndarray]], mask: np.ndarray, out_per_row: int, hidden: Optional[int] = None
+    ) -> None:
+        """TooLargeError naming ``inputs`` when the core's ``call`` on
+        ``arrays`` and ``mask`` would take more than the memory budget (or
+        the address space ``ulimit -v`` leaves) at its peak: the inputs held;
+        ``out_per_row`` output values per row (allocated fallibly, but what
+        follows them was not: past the limit the process aborted); each
+        modality's present rows (a usize per row); for a modality absent in
+        some rows, the copy of its present rows, which the core then encodes
+        whole, one modality at a time: a standardised copy and the encoder's
+        activations (``hidden``: the widest two consecutive hidden layers,
+        which :meth:`hidden_features` runs over every modality whole). A
+        modality present in every row is encoded in chunks of at most 96
+        rows. The arrays and the mask are read only for a call that the
+        bound with every modality given and partly absent does not pass
+        (with room to spare: an eighth of the budget)."""
+        rows = mask.shape[0]
+        total_d, max_d, widths = self._encoding_sizes
+        # one modality's whole forward per row it holds: its standardised copy, then (hidden) two
+        # layers' activations, or every layer's, the norms and the pooling's weights
+        extra = hidden if hidden is not None else widths + 2
+        base = rows * (out_per_row + 2 * NUM_MODALITIES + 2)  # outputs; present rows and the pooling's counts (usize)
+        # every modality given and partly absent, the inputs held included: most calls stop here
+        if 32 * (base + rows * (3 * total_d + max_d + extra + 2)) <= memory_budget():
+            return
+        held = sum(a.nbytes for a in arrays if a is not None) + mask.nbytes
+        present = {m: (int(np.count_nonzero(mask[:, m])), a.shape[1]) for m, a in enumerate(arrays) if a is not None}
+        partial = {m: (n, d) for m, (n, d) in present.items() if n < rows}
+        values = base + sum(n * d for n, d in partial.values())  # the copies of the present rows
+        whole = partial if hidden is None else present  # encode takes modalities present in every row in chunks
+        values += max([n * (d + extra) for n, d in whole.values()], default=0)
+        refuse_beyond_budget(4 * int(values), "inputs", "{call} on {rows:,} rows takes {bytes} bytes at its peak", held, call=call, rows=rows)
+
     def _refuse_peak(self, call: str, rows: int, arg: str = "embeddings", pairs: int = 2, caller: str = "") -> None:
         """TooLargeError naming ``arg`` when the core's ``call`` on ``rows``
         rows would take more than the memory budget at its peak: the inputs
@@ -1109,7 +1147,7 @@ def _for_saved_state() -> Iterator[None]:
 #: is pickled as it is.
 _REBUILT_ATTRIBUTES = frozenset(
     {"config", "_core", "_lock", "_version", "_cache", "experience", "epochs_trained", "history", "_weight_average",
-     "_featurizers_for", "_untrained_for"}
+     "_featurizers_for", "_untrained_for", "_encoding_sizes"}
 )
 _MODALITIES = tuple(Modality)
 #: The argument name of each modality's input, as error messages show it.
