@@ -329,7 +329,7 @@ class LearningMixin:
             parts = [(len(p[0]), p[0].shape[1], p[0].nbytes) for p in core.components[1] if p is not None]
         else:
             parts = []
-        widths = sum(c.encoder_hidden) + (c.encoder_output_dim or c.embed_dim) + sum(c.shared_head) + c.embed_dim
+        widths = self._encoding_sizes[2] + c.embed_dim  # every layer's, and the embeddings' gradient
         values = rows * (10 * NUM_MODALITIES * c.embed_dim + 4 * c.hidden_dim) + sum(4 * n * (d + widths) for n, d, _ in parts)
         held = sum(b for _, _, b in parts) + sum(a.nbytes for a in (core.embeddings, core.mask, core.fused, core.rewards) if a is not None)
         refuse_beyond_budget(4 * values, arg, "a training batch of {rows:,} rows may take {bytes} bytes at its peak", held, rows=rows)
