@@ -13,7 +13,8 @@ import numpy as np
 
 from ._locking import reads, writes
 from ._validation import (
-    as_finite_float, as_float32, as_real_array, as_seed, check_flag, refuse_beyond_budget, refuse_bools, renamed,
+    as_finite_float, as_float32, as_real_array, as_seed, check_flag, memory_budget, refuse_beyond_budget, refuse_bools,
+    renamed,
 )
 from ._core import NUM_MODALITIES
 from .exceptions import InvalidValueError
@@ -323,14 +324,21 @@ class LearningMixin:
         itself. Measured peaks across configs were at most 0.8 of it."""
         c = self.config
         rows = _rows(core)
+        widths = self._encoding_sizes[2] + c.embed_dim  # every layer's, and the embeddings' gradient
+        per_row = 10 * NUM_MODALITIES * c.embed_dim + 4 * c.hidden_dim
         if core.inputs is not None:
+            # a bound, in float32 values, of the peak and the inputs held with every modality given at its
+            # config width (plus fused, rewards and mask): the steps of fit stop here, without the sums
+            # below (3 us a step, 5 % of a one-row train_step)
+            total_d = self._encoding_sizes[0]
+            if 32 * rows * (per_row + 4 * (total_d + NUM_MODALITIES * widths) + total_d + c.embed_dim + 3) <= memory_budget():
+                return
             parts = [(len(a), a.shape[1], a.nbytes) for a in core.inputs if a is not None]
         elif core.components is not None:
             parts = [(len(p[0]), p[0].shape[1], p[0].nbytes) for p in core.components[1] if p is not None]
         else:
             parts = []
-        widths = self._encoding_sizes[2] + c.embed_dim  # every layer's, and the embeddings' gradient
-        values = rows * (10 * NUM_MODALITIES * c.embed_dim + 4 * c.hidden_dim) + sum(4 * n * (d + widths) for n, d, _ in parts)
+        values = rows * per_row + sum(4 * n * (d + widths) for n, d, _ in parts)
         held = sum(b for _, _, b in parts) + sum(a.nbytes for a in (core.embeddings, core.mask, core.fused, core.rewards) if a is not None)
         refuse_beyond_budget(4 * values, arg, "a training batch of {rows:,} rows may take {bytes} bytes at its peak", held, rows=rows)
 
