@@ -15,3 +15,24 @@ def write_json(path: "str | Path", payload: Any, indent: int = 2) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(path, (json.dumps(payload, indent=indent) + "\n").encode())
+
+
+def cpu_description() -> str:
+    """The CPU as ``/proc/cpuinfo`` names it, with its family and model: a
+    bare "AMD EPYC" does not tell Zen 4 from Zen 5, whose BLAS kernels round
+    differently (scikit-learn's iterative CCA anchor moves with them);
+    ``"unknown"`` where there is no ``/proc/cpuinfo``."""
+    fields = {}
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if not line.strip():  # the end of the first CPU's block
+                    break
+                key, _, value = line.partition(":")
+                fields[key.strip()] = value.strip()
+    except OSError:
+        return "unknown"
+    name = fields.get("model name", "unknown")
+    if "cpu family" in fields:
+        name += f" (family {fields['cpu family']}, model {fields.get('model', '?')})"
+    return name

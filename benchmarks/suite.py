@@ -24,6 +24,7 @@ import grapheme_multimodal as gm
 import ref_networkx
 import ref_numpy
 import workloads
+from jsonfile import cpu_description
 from threads import blas_threads, configure_library_threads, configure_torch_threads
 from timing import Settings, Timing, measure, measure_many
 
@@ -146,14 +147,8 @@ class Suite:
 
     # ---------------------------------------------------------------- cases
     def machine(self) -> None:
-        cpu = "unknown"
-        try:
-            with open("/proc/cpuinfo") as fh:
-                cpu = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), cpu)
-        except OSError:
-            pass
         self.results.machine = {
-            "cpu": cpu,
+            "cpu": cpu_description(),
             "logical_cpus": os.cpu_count(),
             "platform": platform.platform(),
             "python": platform.python_version(),

@@ -40,11 +40,13 @@ from pathlib import Path
 from typing import Any, Dict, List
 
 import numpy as np
+import scipy
+import sklearn
 
 import grapheme_multimodal as gm
 from grapheme_multimodal import evaluation, uci
 from grapheme_multimodal.datasets import load_multiple_features, load_nutrimouse, train_test_split
-from jsonfile import write_json
+from jsonfile import cpu_description, write_json
 
 #: How our model is trained: the package's public recipe. A new recipe is
 #: plugged in here, and only here: ``RECIPE(train_views, seed) -> ViewEmbedder``.
@@ -222,7 +224,9 @@ def write_results(path: Path, doc: str, seconds: float, **results: Any) -> None:
         "recipe": f"{RECIPE.__module__}.{RECIPE.__qualname__}",
         **results,
         "seconds": seconds,
-        "versions": {"python": platform.python_version(), "numpy": np.__version__, "grapheme-multimodal": gm.__version__},
+        "versions": {"python": platform.python_version(), "numpy": np.__version__, "grapheme-multimodal": gm.__version__,
+                     # the iterative scikit-learn CCA anchor depends on these and on the CPU's BLAS kernels
+                     "scikit-learn": sklearn.__version__, "scipy": scipy.__version__, "cpu": cpu_description()},
     })
     print(f"wrote {path}")
 
