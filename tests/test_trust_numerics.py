@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 import grapheme_multimodal as gm
 from grapheme_multimodal import datasets, metrics
+from test_trust_core import all_finite_state, same_state, state  # a model's weights and Adam state, compared
 
 E = 16
 DIMS = {"visual": 5, "auditory": 4}
@@ -30,26 +31,6 @@ def small_model(**kw) -> gm.LearnableMultiModal:
 def inputs(rows: int = 16, seed: int = 0) -> dict:
     rng = np.random.default_rng(seed)
     return {m: rng.normal(size=(rows, d)) for m, d in DIMS.items()}
-
-
-def state(m: gm.LearnableMultiModal) -> tuple:
-    opt = m.optimizer_state()
-    return (m.state_dict(), opt["exp_avg"], opt["exp_avg_sq"], opt["step"], opt["rng_counter"], m.has_gradients())
-
-
-def same_state(a: tuple, b: tuple) -> bool:
-    for x, y in zip(a, b):
-        if isinstance(x, dict):
-            if x.keys() != y.keys() or not all(np.array_equal(x[k], y[k]) for k in x):
-                return False
-        elif x != y:
-            return False
-    return True
-
-
-def all_finite_state(m: gm.LearnableMultiModal) -> bool:
-    opt = m.optimizer_state()
-    return all(np.isfinite(t).all() for t in [*m.state_dict().values(), *opt["exp_avg"].values(), *opt["exp_avg_sq"].values()])
 
 
 # ------------------------------------- parameters grown by a huge learning rate
