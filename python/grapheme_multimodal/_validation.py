@@ -555,6 +555,10 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 # refuse calls that run.
 IntLike = Union[int, "np.integer[Any]"]
 
+# A real-number argument likewise: np.float32 (a reduction, a config read
+# back) is no float to numpy's stubs, yet as_finite_float takes it.
+FloatLike = Union[float, "np.floating[Any]"]
+
 _precision: "contextvars.ContextVar[Optional[_PrecisionScope]]" = contextvars.ContextVar("_precision", default=None)
 
 

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional
 
 import numpy as np
 
-from ._validation import FLOAT32_MAX, as_finite_float
+from ._validation import FLOAT32_MAX, FloatLike, as_finite_float
 from .exceptions import InvalidValueError, ShapeError
 
 if TYPE_CHECKING:
@@ -70,7 +70,7 @@ class WeightAverage:
                 value.flags.writeable = False  # a snapshot: nobody edits it in place
 
     @classmethod
-    def start(cls, decay: float) -> "WeightAverage":
+    def start(cls, decay: FloatLike) -> "WeightAverage":
         """A new average with ``decay`` (a number in [0, 1)), before its first update (no epochs averaged)."""
         # NaN (or 1) gave an average of NaN (or the first epoch's weights) from the second update on
         return cls(decay=check_decay(decay, "decay"), count=0, mean={})
@@ -186,7 +186,7 @@ def _position(at: tuple) -> str:
     return str(tuple(int(i) for i in at))
 
 
-def resume(model: "LearnableMultiModal", decay: Optional[float]) -> Optional[WeightAverage]:
+def resume(model: "LearnableMultiModal", decay: Optional[FloatLike]) -> Optional[WeightAverage]:
     """At the start of ``fit``: the running average to continue (``None``
     without averaging), the model holding the weights training goes on from.
 

@@ -11,7 +11,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from ._validation import as_real_array, describe
+from ._validation import IntLike, as_real_array, describe
 from .exceptions import InvalidValueError, NonFiniteError, ShapeError
 from .io import PathLike, atomic_write_bytes
 from .types import Modality
@@ -40,7 +40,7 @@ def _save(fig: Any, path: PathLike) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def plot_history(epochs: Sequence[Dict[str, Any]], path: PathLike, title: str = "training", best_epoch: Optional[int] = None) -> None:
+def plot_history(epochs: Sequence[Dict[str, Any]], path: PathLike, title: str = "training", best_epoch: Optional[IntLike] = None) -> None:
     """One panel per training loss (solid) with its validation value (dashed);
     ``best_epoch`` (an epoch number) is marked by a dotted line."""
     if isinstance(epochs, (str, bytes, Mapping)) or not isinstance(epochs, Sequence):

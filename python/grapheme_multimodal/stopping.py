@@ -26,7 +26,7 @@ import numpy as np
 
 from ._locking import refuse_in_metric
 from ._core import MODALITY_NAMES
-from ._validation import IntLike, as_real_array, caller_level, describe, precision_checked, precision_scoped, renamed
+from ._validation import FloatLike, IntLike, as_real_array, caller_level, describe, precision_checked, precision_scoped, renamed
 from .exceptions import EarlyStoppingSkippedWarning, GraphemeError, InvalidValueError, NonFiniteError, ShapeError
 from .graph import is_graph_list, refuse_stray_graphs
 from .objectives import OBJECTIVES, resolve_weights
@@ -43,7 +43,7 @@ __all__ = ["fit_with_stopping", "cv_folds_for"]
 FitFn = Callable[..., History]
 
 
-def cv_folds_for(n_rows: int, validation_fraction: float, min_validation_rows: int, folds: int) -> int:
+def cv_folds_for(n_rows: IntLike, validation_fraction: FloatLike, min_validation_rows: IntLike, folds: IntLike) -> int:
     """How many cross-validation folds choose the epoch count for ``n_rows``
     rows: ``0`` (hold out a slice instead) unless the slice of
     ``validation_fraction`` would hold fewer than ``min_validation_rows`` rows;
@@ -71,7 +71,7 @@ def fit_with_stopping(
     mask: Optional[np.ndarray] = None,
     validation: Optional[Mapping[Any, Any]] = None,
     validation_mask: Optional[np.ndarray] = None,
-    validation_fraction: float,
+    validation_fraction: FloatLike,
     patience: IntLike,
     monitor: str,
     seed: Optional[IntLike] = None,
@@ -219,7 +219,7 @@ def fit_with_stopping(
     return history
 
 
-def _warn_stopping_skipped(n: int, validation_fraction: float, patience: int, epochs: int) -> None:
+def _warn_stopping_skipped(n: int, validation_fraction: FloatLike, patience: int, epochs: int) -> None:
     """Says that early stopping, asked for, is skipped: ``validation_fraction``
     of the ``n`` rows holds out fewer than 2 or leaves fewer than 2 to train on
     (documented, but was silent: the caller asked to stop early)."""

@@ -22,7 +22,7 @@ import numpy as np
 
 from ._core import MODALITY_NAMES, NUM_MODALITIES
 from ._locking import calling_metric, refuse_in_metric, uninterrupted
-from ._validation import IntLike, as_finite_float, check_flag, describe
+from ._validation import FloatLike, IntLike, as_finite_float, check_flag, describe
 from .averaging import WeightAverage, check_decay
 from .averaging import resume as resume_average
 from .batch import Batch, event_components
@@ -1369,7 +1369,7 @@ def _progress_bar(enabled: bool, total: int) -> Any:
     return tqdm(total=total, unit="step", desc="fit", leave=True, dynamic_ncols=True, mininterval=0.5)
 
 
-def holdout_rows(n: int, fraction: float, seed: int, name: str = "validation_fraction") -> "tuple[np.ndarray, Optional[np.ndarray]]":
+def holdout_rows(n: int, fraction: FloatLike, seed: int, name: str = "validation_fraction") -> "tuple[np.ndarray, Optional[np.ndarray]]":
     """``(fit rows, validation rows)`` of ``n`` rows: ``round(n * fraction)``
     rows drawn from ``seed`` are held out (both sorted). Nothing is held out
     (``(all rows, None)``) when that would be fewer than 2 rows or leave

@@ -22,7 +22,7 @@ from typing import List, Literal, Optional, Tuple, Union, overload
 
 import numpy as np
 
-from .._validation import FLOAT32_MAX, as_finite_float, as_seed, check_flag, describe
+from .._validation import FLOAT32_MAX, FloatLike, IntLike, as_finite_float, as_seed, check_flag, describe
 from ..exceptions import InvalidValueError, NonFiniteError, ShapeError
 from ..io import MISSING, file_kind
 from ..metrics import _column_means, _column_shift, _constant_columns, _finite_2d, _labels_1d
@@ -243,7 +243,7 @@ def load_multiple_features(
 
 
 def train_test_indices(
-    labels: np.ndarray, test_size: float = 0.2, seed: int = 0
+    labels: np.ndarray, test_size: FloatLike = 0.2, seed: IntLike = 0
 ) -> tuple[np.ndarray, np.ndarray]:
     """Stratified train/test row indices, identical to scikit-learn's
     ``train_test_split(..., test_size=test_size, stratify=labels, random_state=seed)``.
@@ -279,7 +279,7 @@ def train_test_indices(
 
 
 def train_test_split(
-    data: MultipleFeatures, test_size: float = 0.2, seed: int = 0
+    data: MultipleFeatures, test_size: FloatLike = 0.2, seed: IntLike = 0
 ) -> tuple[MultipleFeatures, MultipleFeatures]:
     """Stratified split of ``data`` into (train, test), exactly as scikit-learn's
     ``train_test_split(..., stratify=data.labels, random_state=seed)`` orders rows.

@@ -13,7 +13,7 @@ from typing import Any, Dict, Iterable, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .._validation import as_positive_int, describe, refuse_unpaired_frames, renamed
+from .._validation import IntLike, as_positive_int, describe, refuse_unpaired_frames, renamed
 from ..datasets import MultipleFeatures, standardize
 from ..exceptions import GraphemeError, InvalidValueError, ShapeError
 from ..metrics import _class_labels, _finite_2d, _labels_1d, _sklearn, cross_view_retrieval, knn_accuracy, linear_probe_accuracy
@@ -56,7 +56,7 @@ def pairwise_cca_retrieval(
     train_std: Dict[str, np.ndarray],
     test_std: Dict[str, np.ndarray],
     labels: np.ndarray,
-    n_components: int = 10,
+    n_components: IntLike = 10,
 ) -> Dict[str, Dict[str, float]]:
     """Exact CCA fitted on each unordered view pair's training rows; both
     directions retrieve among the test events' canonical scores (cosine,
@@ -146,7 +146,7 @@ def multiview_cca_retrieval(
     train_std: Dict[str, np.ndarray],
     test_std: Dict[str, np.ndarray],
     labels: np.ndarray,
-    n_components: int = 6,
+    n_components: IntLike = 6,
 ) -> Dict[str, Dict[str, float]]:
     """cca-zoo's ``MCCA`` or ``GCCA`` fitted on all views at once (one shared
     space), then every ordered view pair retrieves in it; ``n_components``,
@@ -272,10 +272,10 @@ def compute_anchors(
     train: MultipleFeatures,
     test: MultipleFeatures,
     *,
-    cca_components: int = 10,
-    multiview_components: int = 6,
+    cca_components: IntLike = 10,
+    multiview_components: IntLike = 6,
     multiview: Optional[Sequence[str]] = None,
-    k: int = 5,
+    k: IntLike = 5,
 ) -> Anchors:
     """All anchor figures of one split (see :class:`Anchors`).
 

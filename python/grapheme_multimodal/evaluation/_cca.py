@@ -12,7 +12,7 @@ from typing import Any, Dict, Optional, Tuple, Union
 
 import numpy as np
 
-from .._validation import as_finite_float, memory_budget, refuse_unpaired_frames
+from .._validation import FloatLike, IntLike, as_finite_float, memory_budget, refuse_unpaired_frames
 from ..exceptions import InvalidValueError, NonFiniteError, ShapeError, TooLargeError, not_fitted_error
 from ..metrics import _column_means, _finite_2d
 
@@ -77,7 +77,7 @@ class ExactCCA:
     array([1.  , 0.99, 0.12])
     """
 
-    def __init__(self, n_components: int = 2, *, reg: float = 1e-6) -> None:
+    def __init__(self, n_components: IntLike = 2, *, reg: FloatLike = 1e-6) -> None:
         self.n_components = n_components
         self.reg = reg
 

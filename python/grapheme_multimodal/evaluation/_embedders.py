@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Mapping, Option
 
 import numpy as np
 
-from .._validation import describe, renamed
+from .._validation import IntLike, describe, renamed
 from ..exceptions import GraphemeError, InvalidValueError
 from ..types import Modality
 from ._pairs import view_name_list
@@ -108,7 +108,7 @@ class ModelEmbedder:
         """The fused embedding ``[N, E]`` of the given views (the others absent)."""
         return self._on_views(self.model.encode_and_fuse, views)[1]
 
-    def hidden_features(self, views: Mapping[str, np.ndarray], layer: int = -1) -> Dict[str, np.ndarray]:
+    def hidden_features(self, views: Mapping[str, np.ndarray], layer: IntLike = -1) -> Dict[str, np.ndarray]:
         """Each view's encoder hidden features (:meth:`LearnableMultiModal.hidden_features`)."""
         features = self._on_views(lambda inputs: self.model.hidden_features(inputs, layer=layer), views)
         return _per_view(features, self.modalities, views)

@@ -15,7 +15,7 @@ from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Sequence
 import numpy as np
 
 from ..datasets import MultipleFeatures
-from .._validation import as_finite_float, as_real_array, as_seed, check_flag, describe, renamed
+from .._validation import FloatLike, IntLike, as_finite_float, as_real_array, as_seed, check_flag, describe, renamed
 from ..exceptions import GraphemeError, InvalidValueError, NonFiniteError, ShapeError
 from ..metrics import _sklearn, cross_view_retrieval, knn_accuracy, linear_probe_accuracy, roc_auc, unit_side_by_side
 from ._anchors import Anchors, check_same_views, check_split_labels, one_thread, refuse_zero_rows
@@ -69,7 +69,7 @@ class ModelScores:
 
 
 def binder_auc(
-    bind: Callable[[np.ndarray, np.ndarray], np.ndarray], view_embeddings: Mapping[str, np.ndarray], seed: int = 0
+    bind: Callable[[np.ndarray, np.ndarray], np.ndarray], view_embeddings: Mapping[str, np.ndarray], seed: IntLike = 0
 ) -> float:
     """ROC-AUC of ``bind(a, b)`` for same-event pairs ``(e_i(r), e_j(r))``
     against pairs whose second side is another event's ``(e_i(r), e_j(s))``,
@@ -109,8 +109,8 @@ def evaluate_model(
     train: MultipleFeatures,
     test: MultipleFeatures,
     *,
-    k: int = 5,
-    seed: int = 0,
+    k: IntLike = 5,
+    seed: IntLike = 0,
     two_views: bool = True,
 ) -> ModelScores:
     """Measures ``embedder`` on ``test`` (raw views; the training split gives
@@ -252,7 +252,7 @@ def _optional_mean_std(values: Sequence[Optional[float]]) -> Optional[Dict[str, 
     return None if any(v is None for v in values) else _mean_std(values)
 
 
-def compare(runs: Sequence[ModelScores], anchors: Anchors, tolerance: float = 0.02) -> Dict[str, Any]:
+def compare(runs: Sequence[ModelScores], anchors: Anchors, tolerance: FloatLike = 0.02) -> Dict[str, Any]:
     """``runs`` (one per training seed) beside ``anchors``: every figure as
     mean and standard deviation over the runs, and the counts of view pairs
     where the runs' mean is within ``tolerance`` of exact CCA (or above it),

@@ -19,7 +19,7 @@ from typing import Callable, Dict, Iterable, Optional, Sequence
 
 import numpy as np
 
-from .._validation import as_positive_int, as_seed, check_flag
+from .._validation import IntLike, as_positive_int, as_seed, check_flag
 from ..datasets import NUTRIMOUSE_TARGETS, Nutrimouse, load_nutrimouse, standardize
 from ..exceptions import InvalidValueError
 from ..metrics import _finite_2d, _sklearn, cross_view_retrieval
@@ -70,10 +70,10 @@ def nutrimouse_cv(
     recipe: Optional[Recipe],
     data: Optional[Nutrimouse] = None,
     *,
-    seeds: Sequence[int] = (0,),
-    n_repeats: int = 10,
-    n_splits: int = 5,
-    random_state: int = 0,
+    seeds: Sequence[IntLike] = (0,),
+    n_repeats: IntLike = 10,
+    n_splits: IntLike = 5,
+    random_state: IntLike = 0,
     anchors: bool = True,
 ) -> Dict[str, Dict[str, np.ndarray]]:
     """Runs the protocol (module docstring) for ``recipe`` (``None``: anchors only).
@@ -93,8 +93,9 @@ def nutrimouse_cv(
         raise InvalidValueError(f"data: has views {sorted(data.views)}; expected {_QUERY!r} and {_GALLERY!r}", "data")
     if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Iterable):  # "01" was the seeds "0" and "1"
         raise TypeError(f"seeds: expected a sequence of int seeds, got {type(seeds).__name__}")
-    seeds = [as_seed(seed, f"seeds[{i}]") for i, seed in enumerate(seeds)]
-    if recipe is not None and not seeds:  # else "ours" came back as empty arrays, scored as nothing
+    # ints from here: the recipe is given Python ints (Recipe), whatever integers the caller passed
+    seed_list = [as_seed(seed, f"seeds[{i}]") for i, seed in enumerate(seeds)]
+    if recipe is not None and not seed_list:  # else "ours" came back as empty arrays, scored as nothing
         raise InvalidValueError("seeds: expected at least one training seed for the recipe, got none", "seeds")
     if recipe is not None and not callable(recipe):
         raise TypeError(f"recipe: expected None or a Recipe, recipe(train_views, seed) -> ViewEmbedder, got {type(recipe).__name__}")
@@ -118,14 +119,14 @@ def nutrimouse_cv(
                 "expected a view whose values vary", f"data.views[{view!r}]")
     folds = RepeatedStratifiedKFold(n_splits=n_splits, n_repeats=n_repeats, random_state=random_state)
     methods = (["ours"] if recipe is not None else []) + (list(NUTRIMOUSE_ANCHORS) if anchors else [])
-    shape = {m: (len(seeds), n_repeats) if m == "ours" else (n_repeats,) for m in methods}
+    shape = {m: (len(seed_list), n_repeats) if m == "ours" else (n_repeats,) for m in methods}
     sums = {m: {t: np.zeros(shape[m]) for t in NUTRIMOUSE_TARGETS} for m in methods}
     for index, (train_rows, test_rows) in enumerate(folds.split(data.views[_QUERY], data.diet)):
         repeat = index // n_splits
         train_views = {v: x[train_rows] for v, x in data.views.items()}
         test_views = {v: x[test_rows] for v, x in data.views.items()}
         if recipe is not None:
-            for s, seed in enumerate(seeds):
+            for s, seed in enumerate(seed_list):
                 embedder = recipe(train_views, seed)
                 if not callable(getattr(embedder, "embed_views", None)):  # else an AttributeError
                     raise TypeError(f"recipe: returned {type(embedder).__name__}; expected a ViewEmbedder (with embed_views)")
