@@ -122,14 +122,22 @@ class GateGuard:
     def __exit__(self, _kind: object, _value: object, _traceback: object) -> Literal[False]: ...
 
 class _CoreBatch(Protocol):
-    """Read by attribute; exactly one of inputs / components / embeddings is set."""
+    """Read by attribute; exactly one of inputs / components / embeddings is set.
+    Read-only members: the core only reads them, so an object whose attributes
+    are declared more broadly (a list of arrays of any dtype) still matches."""
 
-    inputs: Optional[Sequence[Optional[_F32]]]
-    components: Optional[Tuple[int, Sequence[Optional[_Component]]]]
-    embeddings: Optional[_F32]
-    mask: Optional[_Bool]
-    fused: Optional[_F32]
-    rewards: Optional[_F32]
+    @property
+    def inputs(self) -> Optional[Sequence[Optional[_F32]]]: ...
+    @property
+    def components(self) -> Optional[Tuple[int, Sequence[Optional[_Component]]]]: ...
+    @property
+    def embeddings(self) -> Optional[_F32]: ...
+    @property
+    def mask(self) -> Optional[_Bool]: ...
+    @property
+    def fused(self) -> Optional[_F32]: ...
+    @property
+    def rewards(self) -> Optional[_F32]: ...
 
 @final
 class Model:
