@@ -5,7 +5,7 @@ from __future__ import annotations
 
 __all__ = ["ExperienceMixin"]
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -15,9 +15,40 @@ from ._validation import FLOAT32_MAX, as_real_array, non_finite_message, refuse_
 from .exceptions import InvalidValueError, NonFiniteError, ShapeError
 from .types import MultiModalEvent
 
+if TYPE_CHECKING:
+    from typing import Dict, List, Mapping, Optional, Tuple, Union
+
+    from ._core import Model as _CoreModel
+    from ._locking import ModelLock
+    from .buffer import ExperienceBuffer
+
 
 class ExperienceMixin:
     """The experience methods of the model."""
+
+    # What LearnableMultiModal (and LearningMixin) give the methods below, declared for
+    # type checkers (annotations only: nothing here exists at run time). test_typing keeps them its own.
+    _core: _CoreModel
+    _lock: ModelLock
+    experience: ExperienceBuffer
+
+    if TYPE_CHECKING:
+        def prepare_inputs(
+            self, inputs: Inputs, mask: Any = ..., *, arg: str = ..., mask_arg: str = ..., for_training: bool = ...
+        ) -> Tuple[List[Optional[np.ndarray]], np.ndarray]: ...
+
+        def losses(
+            self, batch: Union[Batch, Inputs], mask: Any = ..., *, weights: Optional[Mapping[str, float]] = ...,
+            training: bool = ...,
+        ) -> Dict[str, float]: ...
+
+        def _warn_untrained(self, mask: np.ndarray) -> None: ...
+
+        def _refuse_peak(self, call: str, rows: int, arg: str = ..., pairs: int = ..., caller: str = ...) -> None: ...
+
+        def _event_entry(self, event: MultiModalEvent) -> tuple: ...
+
+        def _event_parts(self, event: MultiModalEvent) -> list: ...
 
     def record_experience(self, experience: Experience) -> None:
         """Appends ``experience`` to :attr:`experience` (the oldest entry is

@@ -7,7 +7,7 @@ from __future__ import annotations
 __all__ = ["LearningMixin"]
 
 from collections import OrderedDict
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -24,6 +24,10 @@ from .objectives import (
     zero_on_one_row,
 )
 from .types import MultiModalEvent
+
+if TYPE_CHECKING:
+    from ._core import Model as _CoreModel
+    from .config import LearnableMultiModalConfig
 
 
 #: The positions in OBJECTIVES of the objectives that learn from one row (split_by_rows' second list).
@@ -77,6 +81,25 @@ def _objective_weights(weights: Optional[Mapping[str, float]], has_fused: bool, 
 
 class LearningMixin:
     """Training methods of the model (mixed into ``LearnableMultiModal``)."""
+
+    # What LearnableMultiModal gives the methods below, declared for type checkers
+    # (annotations only: nothing here exists at run time). test_typing keeps them its own.
+    _core: _CoreModel
+    config: LearnableMultiModalConfig
+    _encoding_sizes: Tuple[int, int, int]
+
+    if TYPE_CHECKING:
+        def prepare_inputs(
+            self, inputs: Inputs, mask: Any = ..., *, arg: str = ..., mask_arg: str = ..., for_training: bool = ...
+        ) -> Tuple[List[Optional[np.ndarray]], np.ndarray]: ...
+
+        def parameter_shapes(self) -> Dict[str, Tuple[int, ...]]: ...
+
+        def _checked_tensors(
+            self, tensors: Mapping[str, Any], arg: str, strict: bool = ..., note: str = ...
+        ) -> Dict[str, np.ndarray]: ...
+
+        def _embeddings_and_mask(self, embeddings: Any, mask: Any) -> Tuple[np.ndarray, np.ndarray]: ...
 
     @reads
     def losses(
