@@ -7,15 +7,25 @@ where mypy is installed, ``mypy.stubtest`` agrees.
 the stub has; this file checks the other direction too (nothing of the
 extension's is missing from the stub, nothing of the stub's is missing at
 runtime), by parsing the stub with ``ast`` rather than by substring.
+
+Also, without mypy: the public numbers of the evaluation, datasets,
+stopping, plotting, anchors and averaging modules are annotated IntLike /
+FloatLike and take np.int64 / np.float32 at run time; and what the model's
+mixins declare for type checkers is what LearnableMultiModal has.
 """
 
 import ast
+import importlib
 import importlib.util
 import inspect
+import os
 import subprocess
 import sys
+import tempfile
+import typing
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import grapheme_multimodal as gm
@@ -296,3 +306,268 @@ def test_model_fit_declares_training_fit_options():
     declared = next(f for g in guarded for f in g.body if isinstance(f, ast.FunctionDef) and f.name == "fit")
     assert [p.arg for p in declared.args.args] == ["self", "data"]
     assert options(declared) == expected
+
+
+# --- numpy scalars: what the annotations promise, the validators take --------------------
+
+#: The modules whose public numbers are checked (those of the model, buffer and
+#: config are checked by their signatures' IntLike, asserted in their own tests).
+_NUMBER_MODULES = ("evaluation", "datasets", "stopping", "plotting", "anchors", "averaging")
+
+#: Signatures that annotate plain ``int`` / ``float`` on purpose, with why.
+_PLAIN_NUMBERS = {
+    "evaluation.Anchors.__init__": "a result record: compute_anchors fills it with Python numbers",
+    "evaluation.ModelScores.__init__": "a result record: evaluate_model fills it with Python numbers",
+    "averaging.WeightAverage.__init__": "made by WeightAverage.start and updated, which store Python numbers",
+}
+
+
+def _public_callables():
+    """``(qualified name, function)`` of every public function, and public
+    method or ``__init__`` a public class defines, of :data:`_NUMBER_MODULES`."""
+    for short in _NUMBER_MODULES:
+        module = importlib.import_module(f"grapheme_multimodal.{short}")
+        for name in module.__all__:
+            obj = getattr(module, name)
+            if inspect.isfunction(obj):
+                yield f"{short}.{name}", obj
+            elif inspect.isclass(obj):
+                for attr in sorted(vars(obj)):
+                    member = inspect.getattr_static(obj, attr)
+                    if isinstance(member, (classmethod, staticmethod)):
+                        member = member.__func__
+                    if inspect.isfunction(member) and (attr == "__init__" or not attr.startswith("_")):
+                        yield f"{short}.{name}.{attr}", member
+
+
+def _leaves(annotation):
+    """The classes an annotation is made of: ``Optional[Sequence[IntLike]]`` ->
+    ``{NoneType, int, np.integer, ...}``."""
+    origin = typing.get_origin(annotation)
+    found = {origin} if isinstance(origin, type) else set()
+    if isinstance(annotation, type) and origin is None:
+        found.add(annotation)
+    for arg in typing.get_args(annotation):
+        found |= _leaves(arg)
+    return found
+
+
+def _number_parameters(function):
+    """``{parameter: True when numpy's scalars are annotated too}`` for every
+    parameter whose annotation takes a Python ``int`` or ``float``."""
+    names = {**vars(typing), "np": np, "os": os, **{n: getattr(gm, n) for n in gm.__all__}}
+    hints = typing.get_type_hints(function, localns=names)
+    found = {}
+    for name, annotation in hints.items():
+        leaves = _leaves(annotation)
+        if name != "return" and leaves & {int, float}:
+            found[name] = (int not in leaves or np.integer in leaves) and (float not in leaves or np.floating in leaves)
+    return found
+
+
+def test_public_numbers_are_annotated_numpy_scalars_too():
+    """``int`` alone refused np.int64 to mypy and pyright (numpy's stubs make
+    it no int), and ``float`` np.float32, in calls that run: every public
+    number of these modules is ``IntLike`` / ``FloatLike`` unless listed."""
+    plain = {name: sorted(p for p, ok in _number_parameters(f).items() if not ok) for name, f in _public_callables()}
+    plain = {name: params for name, params in plain.items() if params}
+    assert sorted(set(plain) - set(_PLAIN_NUMBERS)) == [], plain
+    assert sorted(set(_PLAIN_NUMBERS) - set(plain)) == []  # a stale exception
+
+
+class _Identity:
+    """A ViewEmbedder of views of one width: the views themselves."""
+
+    def embed_views(self, views):
+        return dict(views)
+
+    def embed_fused(self, views):
+        return np.mean(list(views.values()), axis=0)
+
+
+@pytest.fixture(scope="module")
+def scalar_context():
+    from grapheme_multimodal import datasets, evaluation
+
+    rng = np.random.default_rng(0)
+    views = {"a": rng.normal(size=(40, 18)).astype(np.float32), "b": rng.normal(size=(40, 18)).astype(np.float32)}
+    data = datasets.MultipleFeatures(views=views, labels=np.repeat(np.arange(4), 10))
+    train, test = datasets.train_test_split(data, test_size=0.25, seed=0)
+    model = gm.LearnableMultiModal(embed_dim=8, hidden_dim=8, num_heads=2, encoder_hidden=(4,))
+    embedder = evaluation.ModelEmbedder(model, {"a": gm.Modality.VISUAL, "b": gm.Modality.AUDITORY})
+    mice = datasets.Nutrimouse(
+        views={"gene": rng.normal(size=(20, 4)).astype(np.float32), "lipid": rng.normal(size=(20, 4)).astype(np.float32)},
+        genotype=np.arange(20) % 2, diet=np.arange(20) % 5, genotype_names=("ppar", "wt"),
+        diet_names=("coc", "fish", "lin", "ref", "sun"), feature_names={"gene": tuple("abcd"), "lipid": tuple("wxyz")})
+    return dict(
+        views=views, data=data, train=train, test=test, standardized=datasets.standardize(train.views, test.views),
+        model=model, embedder=embedder, mice=mice,
+        anchors=evaluation.compute_anchors(train, test, cca_components=3, multiview=[], k=3),
+        scores=evaluation.evaluate_model(embedder, train, test, k=3, seed=0, two_views=False),
+    )
+
+
+def _ev():
+    from grapheme_multimodal import evaluation
+    return evaluation
+
+
+def _ds():
+    from grapheme_multimodal import datasets
+    return datasets
+
+
+def _fit_with_stopping(c, **kw):
+    from grapheme_multimodal.stopping import fit_with_stopping
+
+    model = gm.LearnableMultiModal(embed_dim=8, hidden_dim=8, num_heads=2)
+    inputs = {gm.Modality.VISUAL: c["views"]["a"], gm.Modality.AUDITORY: c["views"]["b"]}
+    return fit_with_stopping(model, inputs, monitor="loss", batch_size=16, **kw)
+
+
+def _plot_history(c, **kw):
+    from grapheme_multimodal.plotting import plot_history
+
+    pytest.importorskip("matplotlib")
+    with tempfile.TemporaryDirectory() as folder:
+        plot_history([{"epoch": 1, "loss": 1.0}, {"epoch": 2, "loss": 0.5}], os.path.join(folder, "h.png"), **kw)
+
+
+def _weight_average(c, **kw):
+    from grapheme_multimodal.averaging import WeightAverage
+
+    return WeightAverage.start(**kw).updated(c["model"].state_dict())
+
+
+#: For each signature with IntLike / FloatLike parameters: valid Python values
+#: of them (given to the call as np.int64 / np.float32) and the call.
+_SCALAR_CALLS = {
+    "evaluation.ExactCCA.__init__": (
+        {"n_components": 2, "reg": 1e-6},
+        lambda c, **kw: _ev().ExactCCA(**kw).fit(c["views"]["a"], c["views"]["b"]).transform(c["views"]["a"], c["views"]["b"])),
+    "evaluation.ModelEmbedder.hidden_features": ({"layer": -1}, lambda c, **kw: c["embedder"].hidden_features(c["views"], **kw)),
+    "evaluation.binder_auc": ({"seed": 3}, lambda c, **kw: _ev().binder_auc(lambda a, b: (a * b).sum(1), c["views"], **kw)),
+    "evaluation.compare": ({"tolerance": 0.02}, lambda c, **kw: _ev().compare([c["scores"]], c["anchors"], **kw)),
+    "evaluation.compute_anchors": (
+        {"cca_components": 3, "multiview_components": 2, "k": 3},
+        lambda c, **kw: _ev().compute_anchors(c["train"], c["test"], multiview=[], **kw)),
+    "evaluation.evaluate_model": (
+        {"k": 3, "seed": 3}, lambda c, **kw: _ev().evaluate_model(c["embedder"], c["train"], c["test"], two_views=False, **kw)),
+    # one view: no pair to fit, so no cca-zoo needed; n_components is checked all the same
+    "evaluation.multiview_cca_retrieval": (
+        {"n_components": 2},
+        lambda c, **kw: _ev().multiview_cca_retrieval(
+            "MCCA", {"a": c["standardized"][0]["a"]}, {"a": c["standardized"][1]["a"]}, c["test"].labels, **kw)),
+    "evaluation.nutrimouse_cv": (
+        {"seeds": [0], "n_repeats": 1, "n_splits": 2, "random_state": 3},
+        lambda c, **kw: _ev().nutrimouse_cv(lambda views, seed: _Identity(), c["mice"], anchors=False, **kw)),
+    "evaluation.pairwise_cca_retrieval": (
+        {"n_components": 2},
+        lambda c, **kw: _ev().pairwise_cca_retrieval(c["standardized"][0], c["standardized"][1], c["test"].labels, **kw)),
+    "datasets.train_test_indices": ({"test_size": 0.25, "seed": 3}, lambda c, **kw: _ds().train_test_indices(c["data"].labels, **kw)),
+    "datasets.train_test_split": ({"test_size": 0.25, "seed": 3}, lambda c, **kw: _ds().train_test_split(c["data"], **kw)),
+    "stopping.cv_folds_for": (
+        {"n_rows": 40, "validation_fraction": 0.25, "min_validation_rows": 32, "folds": 3},
+        lambda c, **kw: importlib.import_module("grapheme_multimodal.stopping").cv_folds_for(**kw)),
+    "stopping.fit_with_stopping": (
+        {"validation_fraction": 0.25, "patience": 1, "seed": 3, "cv_folds": 2, "min_validation_rows": 32, "epochs": 2},
+        _fit_with_stopping),
+    "plotting.plot_history": ({"best_epoch": 2}, _plot_history),
+    "anchors.knn_anchors": (
+        {"k": 3}, lambda c, **kw: importlib.import_module("grapheme_multimodal.anchors").knn_anchors(c["train"], c["test"], **kw)),
+    "anchors.cca_anchor": (
+        {"n_components": 2},
+        lambda c, **kw: importlib.import_module("grapheme_multimodal.anchors").cca_anchor(c["train"], c["test"], "a", "b", **kw)),
+    "averaging.WeightAverage.start": ({"decay": 0.5}, _weight_average),
+    "averaging.resume": ({"decay": 0.5}, lambda c, **kw: importlib.import_module("grapheme_multimodal.averaging").resume(
+        gm.LearnableMultiModal(embed_dim=8, hidden_dim=8, num_heads=2), **kw)),
+}
+
+
+def _numpy_scalar(value):
+    if isinstance(value, list):
+        return [_numpy_scalar(v) for v in value]
+    return np.float32(value) if isinstance(value, float) else np.int64(value)
+
+
+def test_every_numpy_scalar_annotation_has_a_call():
+    """Each parameter annotated IntLike / FloatLike is given a numpy scalar
+    below; a new one (or one annotated so without a call) fails here."""
+    annotated = {(name, p) for name, f in _public_callables() for p, ok in _number_parameters(f).items() if ok}
+    called = {(name, p) for name, (values, _) in _SCALAR_CALLS.items() for p in values}
+    assert sorted(annotated - called) == [] and sorted(called - annotated) == []
+
+
+@pytest.mark.parametrize("name", sorted(_SCALAR_CALLS))
+def test_numpy_scalars_run_where_annotated(name, scalar_context):
+    """np.int64 / np.float32 of valid values are taken where the annotation
+    says IntLike / FloatLike, as scikit-learn takes them everywhere."""
+    values, call = _SCALAR_CALLS[name]
+    call(scalar_context, **{p: _numpy_scalar(v) for p, v in values.items()})
+
+
+# --- the mixins' declarations are the model's ------------------------------------------
+
+
+def _mixin_declarations(module_name, class_name):
+    """``(attributes {name: annotation source}, methods [FunctionDef])`` that
+    the mixin declares for type checkers: class-level annotations without a
+    value, and the defs under ``if TYPE_CHECKING:`` in its body."""
+    module = importlib.import_module(f"grapheme_multimodal.{module_name}")
+    tree = ast.parse(Path(module.__file__).read_text(encoding="utf-8"))
+    cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == class_name)
+    attributes = {n.target.id: ast.unparse(n.annotation) for n in cls.body
+                  if isinstance(n, ast.AnnAssign) and n.value is None and isinstance(n.target, ast.Name)}
+    guarded = [n for n in cls.body if isinstance(n, ast.If) and ast.unparse(n.test) == "TYPE_CHECKING"]
+    methods = [f for g in guarded for f in g.body if isinstance(f, ast.FunctionDef)]
+    return attributes, methods
+
+
+def _conforms(value, annotation):
+    if typing.get_origin(annotation) is tuple:
+        args = typing.get_args(annotation)
+        return isinstance(value, tuple) and len(value) == len(args) and all(map(_conforms, value, args))
+    return isinstance(value, annotation)
+
+
+def _normal(source):
+    return ast.unparse(ast.parse(source, mode="eval"))
+
+
+def _stub_signature(node):
+    a = node.args
+    params = [(p.arg, "POSITIONAL_OR_KEYWORD") for p in a.posonlyargs + a.args] + [(p.arg, "KEYWORD_ONLY") for p in a.kwonlyargs]
+    annotations = [p.annotation for p in a.posonlyargs + a.args + a.kwonlyargs]
+    positional_defaults = [None] * (len(a.posonlyargs + a.args) - len(a.defaults)) + list(a.defaults)
+    defaults = positional_defaults + list(a.kw_defaults)
+    return [(name, kind, _normal(ast.unparse(t)) if t is not None else None, d is not None)
+            for (name, kind), t, d in zip(params, annotations, defaults)], _normal(ast.unparse(node.returns))
+
+
+def _runtime_signature(function):
+    sig = inspect.signature(function)
+    params = [(p.name, p.kind.name, _normal(p.annotation) if p.annotation is not p.empty else None, p.default is not p.empty)
+              for p in sig.parameters.values()]
+    return params, _normal(sig.return_annotation)
+
+
+@pytest.mark.parametrize("module_name, class_name", [("learning", "LearningMixin"), ("experience", "ExperienceMixin")])
+def test_mixin_declarations_are_the_models(module_name, class_name):
+    """What a mixin declares for mypy (the model's attributes and methods it
+    uses) is what LearnableMultiModal has: a model's attribute is of the type
+    declared, a method has the model's signature (the stub's defaults are ``...``)."""
+    from grapheme_multimodal._locking import ModelLock
+    from grapheme_multimodal.buffer import ExperienceBuffer
+    from grapheme_multimodal.config import LearnableMultiModalConfig
+
+    attributes, methods = _mixin_declarations(module_name, class_name)
+    assert attributes and methods
+    names = {"_CoreModel": _core.Model, "LearnableMultiModalConfig": LearnableMultiModalConfig, "ModelLock": ModelLock,
+             "ExperienceBuffer": ExperienceBuffer, "Tuple": typing.Tuple}
+    model = gm.LearnableMultiModal(embed_dim=8, hidden_dim=8, num_heads=2)
+    for name, annotation in attributes.items():
+        value = getattr(model, name)
+        assert _conforms(value, eval(annotation, names)), f"{class_name}.{name}: {annotation}, the model's is {value!r:.80}"
+    for node in methods:
+        actual = inspect.unwrap(getattr(gm.LearnableMultiModal, node.name))
+        assert _stub_signature(node) == _runtime_signature(actual), f"{class_name}.{node.name}"
