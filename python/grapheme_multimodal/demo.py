@@ -156,7 +156,7 @@ def run_demo(
 
 def table_rows(ours: ModelScores, anchors: Anchors) -> Tuple[list, List[str]]:
     """The demo's table rows and summary lines: ours beside the anchors."""
-    rows = []
+    rows: List[Tuple[str, Optional[float], float, str]] = []  # ours None: a figure the model lacks (no binder)
     for q, g in DEMO_PAIRS:
         for metric in RETRIEVAL_METRICS:
             pair = pair_key(q, g)

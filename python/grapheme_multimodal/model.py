@@ -704,7 +704,7 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
 
         with self._lock.reading():  # the gradients of the same moment
             tensors, meta = checkpoint_state(self)
-            state = {"tensors": tensors, "meta": meta}
+            state: Dict[str, Any] = {"tensors": tensors, "meta": meta}
             if self._core.has_gradients():  # a copy steps as its original does (a checkpoint holds none)
                 state["gradients"] = self._core.get_flat_grad()
                 pending = self._core.pending_rows()

@@ -234,7 +234,7 @@ def _warn_stopping_skipped(n: int, validation_fraction: FloatLike, patience: int
 
 
 #: fit's names for this function's ``inputs`` (``data``, ``data['visual']``, ...).
-_AS_INPUTS = {"data": "inputs", **{f"data[{name!r}]": f"inputs[{name!r}]" for name in MODALITY_NAMES}}
+_AS_INPUTS: Dict[str, str] = {"data": "inputs", **{f"data[{name!r}]": f"inputs[{name!r}]" for name in MODALITY_NAMES}}
 
 
 def _row_count(inputs: Mapping[Any, Any], mask: Any) -> int:

@@ -80,7 +80,7 @@ def _checked_standardized(
             raise TypeError(f"{arg}: expected a mapping view name -> [n, d] array, got {describe(views)}")
     if set(test_std) != set(train_std):  # else a KeyError naming one view
         raise InvalidValueError(f"test_std: has views {sorted(test_std)}, expected the training views {sorted(train_std)}", "test_std")
-    checked = []
+    checked: list[Dict[Any, np.ndarray]] = []  # train's views, then test's
     refuse_unpaired_frames((f"train_std[{v!r}]", x) for v, x in train_std.items())
     refuse_unpaired_frames([(f"test_std[{v!r}]", x) for v, x in test_std.items()] + [("labels", labels)])
     for arg, views in (("train_std", train_std), ("test_std", test_std)):

@@ -87,7 +87,8 @@ def binder_auc(
         )
     rng = np.random.default_rng(seed)
     n = rows[0][0]
-    positives, negatives = [], []
+    positives: list[np.ndarray] = []
+    negatives: list[np.ndarray] = []
     for i, j in ordered_pairs(names):
         other = (np.arange(n) + rng.integers(1, n, size=n)) % n
         for scores, second in ((positives, view_embeddings[j]), (negatives, np.asarray(view_embeddings[j])[other])):
