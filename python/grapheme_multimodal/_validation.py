@@ -13,7 +13,7 @@ import re
 import sys
 import warnings
 from collections.abc import MappingView
-from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Set, Tuple, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Optional, Set, Tuple, TypeVar, Union
 
 import numpy as np
 
@@ -124,7 +124,12 @@ def refuse_unordered(x: Any, name: str) -> None:
         raise TypeError(f"{name}: got a {type(x).__name__}; expected an array or a list: {remedy}")
 
 
-def renamed(err: Exception, names: Mapping[str, str]) -> Exception:
+if TYPE_CHECKING:
+    #: An exception class kept through renamed: it remakes the error as type(err).
+    _E = TypeVar("_E", bound=Exception)
+
+
+def renamed(err: _E, names: Mapping[str, str]) -> _E:
     """``err`` (one of ours, or a TypeError) whose message begins with one of
     the argument names ``names`` maps (``"inputs['visual']: ..."``) remade to
     begin with the name it maps to (``"views['fou']: ..."``), the caller's
