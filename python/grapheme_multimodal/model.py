@@ -1019,6 +1019,7 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         components = event._checked_components()  # ModalFeatures' arrays still 1-D float32: their bytes are the values
         parts = []
         items = []  # what the core reads, on a miss: built in the same pass
+        item: Union[_core.Graph, np.ndarray]  # a graph, or a component's features
         for c in components:  # the Modality itself, not its .value (a property: 3x the cost of the rest on a hit)
             modality, confidence = c.modality, c.confidence
             if isinstance(c, ModalGraph):  # the graph is immutable; held by the key, so its id cannot be reused

@@ -295,9 +295,10 @@ def _cv_epochs(
     follow the epoch count), so a larger budget gives the same choice."""
     options = {**fit_options, "progress": False}
     splits = []
-    for held in _fold_rows(n, k, seed):
-        rest = np.setdiff1d(np.arange(n), held)
-        splits.append((copy.deepcopy(model), _take(inputs, mask, rest), _take(inputs, mask, held), {"data": rest, "validation": held}))
+    for held_rows in _fold_rows(n, k, seed):
+        rest = np.setdiff1d(np.arange(n), held_rows)
+        splits.append((copy.deepcopy(model), _take(inputs, mask, rest), _take(inputs, mask, held_rows),
+                       {"data": rest, "validation": held_rows}))
     curve: List[float] = []
     best_epoch, waited = 0, 0
     for epoch in range(1, epochs + 1):
