@@ -125,6 +125,8 @@ def refuse_unordered(x: Any, name: str) -> None:
 
 
 if TYPE_CHECKING:
+    from types import FrameType
+
     #: An exception class kept through renamed: it remakes the error as type(err).
     _E = TypeVar("_E", bound=Exception)
 
@@ -696,6 +698,7 @@ def caller_level() -> int:
     frame outside the package (and scikit-learn, whose wrappers call the
     estimator's ``transform``): the user's call, at whatever depth the
     public method that warns sits."""
+    frame: Optional[FrameType]  # None past the outermost frame
     frame, level = sys._getframe(1), 1
     while frame is not None and frame.f_globals.get("__name__", "").partition(".")[0] in _INNER_PACKAGES:
         frame, level = frame.f_back, level + 1
