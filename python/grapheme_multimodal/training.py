@@ -721,7 +721,9 @@ class _EventDataset(_Dataset):
         self.n = len(events)
         self.ids = [e.id for e in events]
         self.name = name
-        self.tables = []
+        #: per modality, None or the component table (x, owner, confidences, starts): starts[i] is event i's first row
+        self.tables: List[Optional[Tuple[np.ndarray, ...]]] = []
+        table: Optional[Tuple[np.ndarray, ...]]
         for table in event_components(model.config, events, "data"):
             if table is not None:
                 # Event i's components are rows starts[i]:starts[i + 1] of the table.
