@@ -222,3 +222,36 @@ def test_encode_too_large_for_the_address_space_is_refused_naming_inputs(call):
     mask[:, 1] = True
     result = getattr(gm.LearnableMultiModal(seed=0, encoder_hidden=(256,)), call)({"visual": x, "auditory": x}, mask)
     assert digest == _digest(result[-1] if isinstance(result, tuple) else result)
+
+
+_EVENT = """
+    def event(n=18, modality="visual"):
+        return gm.MultiModalEvent(1, [gm.ModalFeatures(np.linspace(-1, 1, n, dtype=np.float32), modality),
+                                      gm.ModalFeatures(np.linspace(1, -1, 18, dtype=np.float32), "auditory")])
+"""
+
+
+def _small_event_digest() -> str:
+    event = gm.MultiModalEvent(1, [gm.ModalFeatures(np.linspace(-1, 1, 18, dtype=np.float32), "visual"),
+                                   gm.ModalFeatures(np.linspace(1, -1, 18, dtype=np.float32), "auditory")])
+    return _digest(gm.LearnableMultiModal(seed=0).fuse_event(event))
+
+
+@pytest.mark.parametrize("call", ["fuse_event", "encode_event"])
+def test_event_with_a_huge_wrong_length_vector_is_refused_naming_the_event(call):
+    # The core copied a feature vector before checking its length: 100 million
+    # values (400 MB, then the key's bytes and the copy) under 1 GiB aborted
+    # the process instead of saying the length is wrong.
+    out = _child(textwrap.dedent(_EVENT) + textwrap.dedent(f"""
+        huge = gm.MultiModalEvent(1, [gm.ModalFeatures(np.zeros(100_000_000, np.float32), "visual")])
+        try:
+            model.{call}(huge)
+        except gm.ShapeError as exc:
+            print(exc.arg)
+            print(exc)
+        del huge
+        print(hashlib.sha256(model.fuse_event(event()).tobytes()).hexdigest())
+    """))
+    arg, message, digest = out.splitlines()[:3]
+    assert arg == "event" and "takes 18-long feature vectors, got ModalFeatures of shape (100000000,)" in message, out
+    assert digest == _small_event_digest()

@@ -247,14 +247,17 @@ impl PyModel {
                 rows[m].resize(start + dim, 0.0);
                 kind.features_into("event", &graph.get().inner, &mut rows[m][start..]).py()?;
             } else {
-                // Appended straight from the numpy array, then checked.
+                // Appended straight from the numpy array once its length is
+                // checked: a huge wrong-length vector copied first aborted
+                // the process when the copy did not fit.
                 let appended = match item.extract::<F32Array1<'py>>() {
-                    Ok(a) => {
+                    Ok(a) if a.as_array().len() == dim => {
                         rows[m].extend(a.as_array().iter());
                         true
                     }
+                    Ok(_) => false,
                     Err(_) => match item.extract::<crate::convert::Aligned<'py, f64, ndarray::IxDyn>>() {
-                        Ok(a) if a.as_array().ndim() == 1 => {
+                        Ok(a) if a.as_array().ndim() == 1 && a.as_array().len() == dim => {
                             rows[m].extend(a.as_array().iter().map(|&v| v as f32));
                             true
                         }
