@@ -255,3 +255,27 @@ def test_event_with_a_huge_wrong_length_vector_is_refused_naming_the_event(call)
     arg, message, digest = out.splitlines()[:3]
     assert arg == "event" and "takes 18-long feature vectors, got ModalFeatures of shape (100000000,)" in message, out
     assert digest == _small_event_digest()
+
+
+def test_event_of_many_wide_components_too_large_for_the_address_space_is_refused_naming_the_event():
+    # 3,000 components of 20,000 features (240 MB, and as much again in the
+    # cache key's bytes): the core's copy of the rows and the encoder's
+    # standardised copy went past 1 GiB and the process aborted.
+    out = _child("""
+        wide = gm.LearnableMultiModal(seed=0, input_dims={"visual": 20_000})
+        def event(k):
+            return gm.MultiModalEvent(7, [gm.ModalFeatures(np.linspace(-1, 1, 20_000, dtype=np.float32), "visual", confidence=0.5)
+                                          for _ in range(k)])
+        try:
+            wide.fuse_event(event(3000))
+        except gm.TooLargeError as exc:
+            print(exc.arg)
+            print(exc)
+        print(hashlib.sha256(wide.fuse_event(event(1000)).tobytes()).hexdigest())
+    """)
+    arg, message, digest = out.splitlines()[:3]
+    assert arg == "event" and message.startswith("event: encoding event 7's 3,000 components takes "), out
+    wide = gm.LearnableMultiModal(seed=0, input_dims={"visual": 20_000})
+    event = gm.MultiModalEvent(7, [gm.ModalFeatures(np.linspace(-1, 1, 20_000, dtype=np.float32), "visual", confidence=0.5)
+                                   for _ in range(1000)])
+    assert digest == _digest(wide.fuse_event(event))

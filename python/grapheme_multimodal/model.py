@@ -183,6 +183,9 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
             sum(c.input_dims), max(c.input_dims),
             sum(c.encoder_hidden) + (c.encoder_output_dim or c.embed_dim) + sum(c.shared_head),
         )
+        #: The components an event may have with no preflight of its encoding's peak (_refuse_event_peak):
+        #: a bound of its values (twice the widest input and the encoders' widths each) below a few MB.
+        self._event_components_unchecked = _EVENT_VALUES_UNCHECKED // (2 * self._encoding_sizes[1] + self._encoding_sizes[2])
         #: Bumped by every change of the state; cached per-event results carry the version they were computed at.
         self._version = 0
         self._cache: "weakref.WeakKeyDictionary[MultiModalEvent, tuple]" = weakref.WeakKeyDictionary()
@@ -939,6 +942,24 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         values += max([n * (d + extra) for n, d in whole.values()], default=0)
         refuse_beyond_budget(4 * int(values), "inputs", "{call} on {rows:,} rows takes {bytes} bytes at its peak", held, call=call, rows=rows)
 
+    def _refuse_event_peak(self, event: MultiModalEvent, items: list) -> None:
+        """TooLargeError naming ``event`` when the core's encoding of its
+        components ``items`` (``(slot, features or graph, confidence)``)
+        would take more than the memory budget (or the address space
+        ``ulimit -v`` leaves) at its peak: every component's row copied
+        (a graph's features computed into it), then each modality's rows
+        encoded whole: a standardised copy and the encoder's activations.
+        Past the limit these allocations aborted the process."""
+        dims, widths = self.config.input_dims, self._encoding_sizes[2]
+        counts = [0] * NUM_MODALITIES
+        for m, _, _ in items:
+            counts[m] += 1
+        held = sum(item.nbytes for _, item, _ in items if isinstance(item, np.ndarray))
+        values = sum(k * d for k, d in zip(counts, dims))  # the rows, copied
+        values += max(k * (d + widths + 2) for k, d in zip(counts, dims))  # the widest modality's forward
+        refuse_beyond_budget(4 * values, "event", "encoding event {id}'s {k:,} components takes {bytes} bytes at its peak",
+                             held, id=event.id, k=len(items))
+
     def _refuse_peak(self, call: str, rows: int, arg: str = "embeddings", pairs: int = 2, caller: str = "") -> None:
         """TooLargeError naming ``arg`` when the core's ``call`` on ``rows``
         rows would take more than the memory budget at its peak: the inputs
@@ -1034,6 +1055,8 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         if hit is not None and hit[0] == self._version and hit[1] == key:
             self._warn_untrained(hit[2][1])
             return hit  # without the lock: a writer bumps the version before it changes anything
+        if len(items) > self._event_components_unchecked:  # an event of many or wide components
+            self._refuse_event_peak(event, items)
         with self._lock.reading():
             version = self._version
             try:
@@ -1066,6 +1089,9 @@ _PLAIN_CONTAINERS = (list, tuple, dict)
 #: The slot of each modality's name as Modality.parse reads it most often (other cases take the general path).
 _SLOT_OF_NAME = {str(m): m.value for m in Modality}
 _FLOAT32 = np.dtype(np.float32)
+#: A bound of an event's values (components times twice the widest input and the encoders' widths) below
+#: which its encoding takes at most a few MB, so the per-event path skips the peak's preflight.
+_EVENT_VALUES_UNCHECKED = 1 << 20
 _BOOL = np.dtype(np.bool_)
 #: One row of each presence pattern (bit m: modality m present), made on first use.
 _PRESENCE_ROWS: Dict[int, np.ndarray] = {}
@@ -1148,7 +1174,7 @@ def _for_saved_state() -> Iterator[None]:
 #: is pickled as it is.
 _REBUILT_ATTRIBUTES = frozenset(
     {"config", "_core", "_lock", "_version", "_cache", "experience", "epochs_trained", "history", "_weight_average",
-     "_featurizers_for", "_untrained_for", "_encoding_sizes"}
+     "_featurizers_for", "_untrained_for", "_encoding_sizes", "_event_components_unchecked"}
 )
 _MODALITIES = tuple(Modality)
 #: The argument name of each modality's input, as error messages show it.

@@ -222,8 +222,17 @@ impl PyModel {
     ) -> PyResult<(Bound<'py, PyArray3<f32>>, Bound<'py, PyArray2<bool>>, Option<Bound<'py, PyArray1<f32>>>)> {
         let dims = self.config.input_dims;
         let event = || event_id.str().map(|s| s.to_string()).unwrap_or_else(|_| "?".into());
-        let mut rows: [Vec<f32>; NUM_MODALITIES] = Default::default();
-        let mut weights: [Vec<f32>; NUM_MODALITIES] = Default::default();
+        // Each modality's rows at their final size: grown by doubling, a
+        // large event's copy took up to three times its size while it moved
+        // (the Python preflight counts it once).
+        let mut counts = [0usize; NUM_MODALITIES];
+        for (m, _, _) in &components {
+            if let Some(k) = counts.get_mut(*m) {
+                *k += 1;
+            }
+        }
+        let mut rows: [Vec<f32>; NUM_MODALITIES] = std::array::from_fn(|m| Vec::with_capacity(counts[m].saturating_mul(dims[m])));
+        let mut weights: [Vec<f32>; NUM_MODALITIES] = std::array::from_fn(|m| Vec::with_capacity(counts[m]));
         for (m, item, confidence) in &components {
             let m = *m;
             let Some(&dim) = dims.get(m) else {
