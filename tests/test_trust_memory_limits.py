@@ -279,3 +279,29 @@ def test_event_of_many_wide_components_too_large_for_the_address_space_is_refuse
     event = gm.MultiModalEvent(7, [gm.ModalFeatures(np.linspace(-1, 1, 20_000, dtype=np.float32), "visual", confidence=0.5)
                                    for _ in range(1000)])
     assert digest == _digest(wide.fuse_event(event))
+
+
+@pytest.mark.parametrize("call", ["train_step", "losses"])
+def test_contrastive_logits_beyond_the_address_space_are_refused_naming_inputs(call):
+    # The core checks the [B, B] logits against the memory budget only: with
+    # 700 MB already held under 1 GiB, a 6,600-row batch's logits (174 MB
+    # each) passed it and the training preflight (small embeddings), and
+    # their allocation aborted the process.
+    out = _child(f"""
+        small = gm.LearnableMultiModal(seed=0, embed_dim=8, hidden_dim=8, num_heads=1)
+        held = np.ones(700 * 2**20, np.uint8)
+        x = np.linspace(-1, 1, 6600 * 18, dtype=np.float32).reshape(6600, 18)
+        try:
+            small.{call}({{"visual": x, "auditory": x[::-1].copy()}}, weights={{"contrastive": 1.0}})
+        except gm.TooLargeError as exc:
+            print(exc.arg)
+            print(exc)
+        del held
+        x = x[:64].copy()
+        print(small.{call}({{"visual": x, "auditory": x[::-1].copy()}}, weights={{"contrastive": 1.0}}))
+    """)
+    arg, message, losses = out.splitlines()[:3]
+    assert arg == "inputs" and message.startswith("inputs: a batch of 6,600 rows: the contrastive objectives' [B, B] logits"), out
+    x = np.linspace(-1, 1, 6600 * 18, dtype=np.float32).reshape(6600, 18)[:64].copy()
+    fresh = gm.LearnableMultiModal(seed=0, embed_dim=8, hidden_dim=8, num_heads=1)
+    assert losses == str(getattr(fresh, call)({"visual": x, "auditory": x[::-1].copy()}, weights={"contrastive": 1.0}))

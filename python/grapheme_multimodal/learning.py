@@ -16,7 +16,7 @@ from ._validation import (
     as_finite_float, as_float32, as_real_array, as_seed, check_flag, memory_budget, refuse_beyond_budget, refuse_bools,
     renamed,
 )
-from ._core import NUM_MODALITIES
+from ._core import NUM_MODALITIES, get_num_threads
 from .exceptions import InvalidValueError
 from .batch import Batch, Inputs, component_parts, event_components, refuse_non_finite_components
 from .objectives import (
@@ -30,6 +30,11 @@ if TYPE_CHECKING:
     from .config import LearnableMultiModalConfig
 
 
+#: The objectives whose [B, B] logits the core checks against the budget (check_batch_memory), their positions.
+_LOGITS_OBJECTIVES = tuple(OBJECTIVES.index(o) for o in ("contrastive", "fused_contrastive", "neighborhood"))
+_MODALITY_PAIRS = NUM_MODALITIES * (NUM_MODALITIES - 1) // 2
+#: The most [B, B] matrices the core holds at once (three per thread, one thread per modality pair).
+_LOGITS_MAX_MATRICES = 3 * _MODALITY_PAIRS
 #: The positions in OBJECTIVES of the objectives that learn from one row (split_by_rows' second list).
 _LEARN_FROM_ONE_ROW = tuple(i for i, o in enumerate(OBJECTIVES) if o not in ROW_COMPARING_OBJECTIVES)
 
@@ -77,6 +82,27 @@ def _objective_weights(weights: Optional[Mapping[str, float]], has_fused: bool, 
         # ({} read as "the defaults" did that without a word); fit refuses the same
         raise all_zero_error(weights, "weights", "None: the default mix")
     return w
+
+
+def _refuse_logits_peak(core: "_CoreBatch", weights: List[float], arg: str) -> None:
+    """TooLargeError naming ``arg`` when the ``[B, B]`` logits of the
+    weighted contrastive objectives would not fit in the address space
+    ``ulimit -v`` leaves: the core checks them against the memory budget
+    only (its check_batch_memory, whose count of matrices this takes: three
+    per thread, up to one per modality pair), and past the limit their
+    allocation aborted the process. Batches whose logits take more than the
+    budget are left to the core, which refuses them with its remedy."""
+    rows = _rows(core)
+    budget = memory_budget()
+    if 8 * _LOGITS_MAX_MATRICES * 4 * rows * rows <= budget:  # the most matrices: most batches stop here
+        return
+    if not any(weights[i] > 0 for i in _LOGITS_OBJECTIVES):
+        return
+    matrices = 3 * min(max(get_num_threads(), 1), _MODALITY_PAIRS)
+    nbytes = matrices * 4 * rows * rows
+    if nbytes <= budget:
+        refuse_beyond_budget(nbytes, arg, "a batch of {rows:,} rows: the contrastive objectives' [B, B] logits (up to "
+                             "{matrices} such matrices at once) take {bytes} bytes", rows=rows, matrices=matrices)
 
 
 class LearningMixin:
@@ -306,7 +332,9 @@ class LearningMixin:
             core = _CoreBatch()
             core.inputs, core.mask = self.prepare_inputs(batch, mask)
             self._refuse_training_peak(core, "inputs")
-            return core, _objective_weights(weights, False, training)
+            w = _objective_weights(weights, False, training)
+            _refuse_logits_peak(core, w, "inputs")
+            return core, w
         else:
             batch = Batch(inputs=batch, mask=mask)  # refuses it: no source given
         core = _CoreBatch()
@@ -328,8 +356,11 @@ class LearningMixin:
             rewards = as_real_array(batch.rewards, "rewards")
             refuse_bools(rewards, "rewards")
             core.rewards = as_float32(rewards, "rewards", 1, (b,))
-        self._refuse_training_peak(core, "inputs" if core.inputs is not None else "embeddings" if core.embeddings is not None else "batch")
-        return core, _objective_weights(weights, batch.fused is not None, training)
+        arg = "inputs" if core.inputs is not None else "embeddings" if core.embeddings is not None else "batch"
+        self._refuse_training_peak(core, arg)
+        w = _objective_weights(weights, batch.fused is not None, training)
+        _refuse_logits_peak(core, w, arg)
+        return core, w
 
     def _refuse_training_peak(self, core: "_CoreBatch", arg: str) -> None:
         """TooLargeError naming ``arg`` when the core's losses, backward or
