@@ -112,6 +112,18 @@ def test_readme_two_split_recall_means_and_spreads_are_the_stored_ones():
     _check("README cross-view bullet", found.groups(), values)
 
 
+def test_readme_sklearn_cca_means_are_anchors_all_pairs_json():
+    """scikit-learn's iterative CCA over the 30 ordered pairs: `benchmarks/anchors.py --all-pairs`."""
+    stored = _load("uci-sklearn-cca-all-pairs.json")
+    pairs = stored["cca_retrieval"]
+    assert len(pairs) == 30, f"expected all 30 ordered view pairs, the JSON holds {len(pairs)}"
+    found = re.search(r"mean over the 30 pairs ([\d.]+) / ([\d.]+), though\s+([\d.]+) on fou→pix", README)
+    assert found, "README's scikit-learn CCA sentence no longer quotes its means"
+    means = [statistics.mean(p[m] for p in pairs.values()) for m in ("class_precision_at_1", "instance_recall_at_1")]
+    _check("README scikit-learn CCA", found.groups(), means + [pairs["fou->pix"]["class_precision_at_1"]])
+    assert stored["cca_mean_over_pairs"] == pytest.approx(dict(zip(("class_precision_at_1", "instance_recall_at_1"), means)))
+
+
 def test_readme_speed_table_memory_row_is_the_stored_rise():
     memory = {(m["framework"], m["workload"]): m["rise_bytes"] / 2**20 for m in _load("zen5-threads2.json")["memory"]}
     row = next(cells for key, cells in _table_rows(README).items() if key.startswith("memory of the training step"))
