@@ -163,15 +163,17 @@ def _multiview_cca_retrieval(
     method: str, train_std: Dict[str, np.ndarray], test_std: Dict[str, np.ndarray], labels: np.ndarray, n_components: int
 ) -> Dict[str, Dict[str, float]]:
     """:func:`multiview_cca_retrieval` of arguments already checked."""
+    names = list(train_std)
+    # no pair to retrieve (cca-zoo's "At least 2 views are required"): nothing is fitted, so
+    # nothing needs cca-zoo, which Pythons before 3.11 cannot install
+    if len(names) < 2:
+        return {}
     try:
         from cca_zoo import linear
     except ModuleNotFoundError as err:
         raise ModuleNotFoundError(
             f"{method} needs cca-zoo (Python >= 3.11): pip install 'grapheme-multimodal[bench]'", name="cca_zoo"
         ) from err
-    names = list(train_std)
-    if len(names) < 2:  # no pair to retrieve: cca-zoo's "At least 2 views are required"
-        return {}
     # else cca-zoo's "n_components=6 must be at most 3", for compute_anchors' default on a view of 3 columns
     n_components = min(n_components, *(np.shape(train_std[v])[1] for v in names))
     model = getattr(linear, method)(n_components=n_components)
