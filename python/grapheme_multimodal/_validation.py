@@ -118,6 +118,8 @@ def refuse_unordered(x: Any, name: str) -> None:
     where rows were expected), naming neither what was given nor the remedy.
     An iterator is not read into a list here: it is read once, and a second
     reading of it (a check, then the conversion) would find no rows."""
+    if isinstance(x, np.ndarray):  # the common case: it has a shape (and typing's isinstance checks are slow)
+        return
     if isinstance(x, (Iterator, Set, Mapping, MappingView)) and not hasattr(x, "shape"):
         remedy = (f"pass list({name})" if isinstance(x, Iterator)
                   else "pass a list or array in row order (a set's or a mapping's order is not the rows' order)")
