@@ -143,6 +143,29 @@ def test_prioritised_sampling_follows_priorities():
         buf.update_priorities([0], [0.0])
 
 
+@pytest.mark.parametrize("held", [3, 17, 64, 70])  # grown arrays, a full ring, a wrapped ring
+@pytest.mark.parametrize("alpha, beta, replace", [(0.6, 0.4, False), (1.0, 0.0, True), (0.0, 2.0, True)])
+def test_prioritised_sample_is_the_gather_of_every_priority(held, alpha, beta, replace):
+    """sample(prioritized=True) reads the priorities by slices and weighs the
+    drawn rows only: the same draws and weights, bit for bit, as the
+    probabilities and weights of every held priority gathered by slot."""
+    buf = filled(held, capacity=64, seed=3)
+    buf.update_priorities(np.arange(0, len(buf), 3), np.linspace(0.01, 9.0, len(range(0, len(buf), 3))))
+    n = len(buf)
+    log_p = np.log(buf._arrays["priorities"][buf._slots()])
+    logits = alpha * (log_p - log_p.max())
+    probs = np.exp(logits) / np.exp(logits).sum()
+    weights = np.exp(-(beta * (alpha * (log_p - log_p.min()))))
+    rng = np.random.Generator(np.random.PCG64())
+    rng.bit_generator.state = buf._rng.bit_generator.state
+    size = min(n, 5)
+    pos = np.asarray(rng.choice(n, size=size, replace=replace, p=probs), np.int64)
+    s = buf.sample(size, prioritized=True, alpha=alpha, beta=beta, replace=replace)
+    np.testing.assert_array_equal(s.indices, pos)
+    assert s.weights.dtype == np.float32 and s.weights.tobytes() == weights[pos].astype(np.float32).tobytes()
+    np.testing.assert_array_equal(s.fused, buf.batch(pos).fused)
+
+
 def test_save_load_exact_round_trip(tmp_path):
     buf = filled(7, capacity=5, input_dims=(3, 5, 2, 1, 1, 1, 1), seed=5)
     buf.sample(2)  # advance the generator

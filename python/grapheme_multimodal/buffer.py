@@ -199,6 +199,19 @@ class ExperienceBuffer:
             positions = np.arange(self._size)
         return (oldest + positions) % self.capacity
 
+    def _held(self, name: str) -> np.ndarray:
+        """The array ``name``'s rows of the experiences held, oldest first:
+        ``self._arrays[name][self._slots()]``, from one or two slices (a view
+        when the ring has not wrapped), not a gather by an index array of
+        every row (lock held; not to be written to)."""
+        arr = self._arrays[name]
+        oldest = (self._next - self._size) % self.capacity
+        if oldest + self._size <= len(arr):
+            return arr[oldest : oldest + self._size]
+        if len(arr) == self.capacity:  # wrapped: the oldest rows at the end, the newest from slot 0
+            return np.concatenate((arr[oldest:], arr[: oldest + self._size - self.capacity]))
+        return arr[self._slots()]
+
     def __len__(self) -> int:
         return self._size
 
@@ -537,7 +550,7 @@ class ExperienceBuffer:
             if not prioritized:
                 pos = self._rng.choice(n, size=batch_size, replace=replace)
                 return self._gather(np.asarray(pos, np.int64), np.ones(batch_size, np.float32))
-            probs, weights = _prioritised(self._arrays["priorities"][self._slots()], alpha, beta)
+            probs, log_p = _prioritised(self._held("priorities"), alpha)
             possible = int(np.count_nonzero(probs))
             if not replace and batch_size > possible:
                 raise InvalidValueError(
@@ -545,7 +558,7 @@ class ExperienceBuffer:
                     f"batch_size={batch_size}; lower alpha or pass replace=True", "alpha",
                 )
             pos = np.asarray(self._rng.choice(n, size=batch_size, replace=replace, p=probs), np.int64)
-            return self._gather(pos, weights[pos].astype(np.float32))
+            return self._gather(pos, _importance_weights(log_p, pos, alpha, beta))
 
     def update_priorities(self, positions: Any, priorities: Any) -> None:
         """Sets the sampling priority (> 0) of the experiences at ``positions``
@@ -965,21 +978,29 @@ def _field(value: Any, name: str, shape: Optional[tuple], expected: str, finite:
     return arr
 
 
-def _prioritised(priorities: np.ndarray, alpha: float, beta: float) -> Tuple[np.ndarray, np.ndarray]:
-    """``(P, w)``: sampling probabilities ``p^alpha / sum p^alpha`` and the
-    importance weights ``(N P)^-beta / max (N P)^-beta = (p / p_min)^-(alpha beta)``,
-    both from ``log p`` so that no power overflows."""
+def _prioritised(priorities: np.ndarray, alpha: float) -> Tuple[np.ndarray, np.ndarray]:
+    """``(P, log p)``: sampling probabilities ``p^alpha / sum p^alpha``,
+    from ``log p`` so that no power overflows, and ``log p`` itself (for
+    :func:`_importance_weights`)."""
     log_p = np.log(priorities)
     with np.errstate(over="ignore", invalid="ignore"):
         logits = alpha * (log_p - log_p.max())  # <= 0, 0 at the largest priority
         scaled = np.exp(logits)
         probs = scaled / scaled.sum()  # the sum is >= 1: no division by 0
-        if beta == 0 or alpha == 0:
-            weights = np.ones_like(probs)
-        else:
-            exponent = beta * (alpha * (log_p - log_p.min()))  # in [0, inf]
-            weights = np.exp(-exponent)
-    return probs, weights
+    return probs, log_p
+
+
+def _importance_weights(log_p: np.ndarray, pos: np.ndarray, alpha: float, beta: float) -> np.ndarray:
+    """The importance weights ``(N P)^-beta / max (N P)^-beta = (p / p_min)^-(alpha beta)``
+    of the experiences at ``pos``, as float32, from ``log p`` (of every
+    experience held) so that no power overflows. Computed for the drawn rows
+    only (each value as it was of the whole array: the same operations on
+    it), not for every experience held, a pass over the buffer per sample."""
+    if beta == 0 or alpha == 0:
+        return np.ones(len(pos), np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):
+        exponent = beta * (alpha * (log_p[pos] - log_p.min()))  # in [0, inf]
+        return np.exp(-exponent).astype(np.float32)
 
 
 def _experience(b: ExperienceBatch, i: int) -> Experience:
