@@ -419,3 +419,19 @@ def test_a_wl_dim_that_would_do_nothing_is_refused(user_files, capsys, files, op
             "--output", str(user_files / "m.safetensors"), "--no-progress", *options]
     code, _, err = run(capsys, *argv)
     assert code == 2 and words in err and not (user_files / "m.safetensors").exists()
+
+
+@pytest.mark.parametrize("order", ["C", "F", "strided"])
+def test_embed_writes_the_bytes_np_save_gives(tmp_path, order):
+    """embed's .npy files are written by np.save into the file itself (no
+    bytes copy of the array first): the same bytes as np.save to memory."""
+    import io
+
+    from grapheme_multimodal.cli import _save_npy
+
+    array = np.random.default_rng(0).normal(size=(300, 7, 5)).astype(np.float32)
+    array = {"C": array, "F": np.asfortranarray(array), "strided": array[::2, :, 1:]}[order]
+    expected = io.BytesIO()
+    np.save(expected, array)
+    _save_npy(tmp_path / "out.npy", array)
+    assert (tmp_path / "out.npy").read_bytes() == expected.getvalue()

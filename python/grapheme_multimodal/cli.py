@@ -15,7 +15,6 @@ import argparse
 import codecs
 import contextlib
 import functools
-import io
 import json
 import logging
 import os
@@ -1108,11 +1107,21 @@ def _check_finite_output(values: np.ndarray, what: str, checkpoint: Path) -> Non
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
-    from .io import atomic_write_bytes
+    from .io import atomic_write
 
-    buf = io.BytesIO()
-    np.save(buf, array)
-    atomic_write_bytes(path, buf.getvalue())
+    # into the file itself: through a BytesIO the array was copied twice (its bytes, then getvalue)
+    atomic_write(path, lambda f: np.save(_WriteOnly(f), array))
+
+
+class _WriteOnly:
+    """A file's ``write`` alone. np.save gives a real file object to
+    ``ndarray.tofile``, whose C stdio buffer dropped a failed write (a full
+    disk, ``EFBIG``): the truncated file replaced the old output and the
+    command succeeded. Through ``write`` numpy hands over the array in
+    chunks of 16 MiB, and a failed write raises."""
+
+    def __init__(self, f: Any) -> None:
+        self.write = f.write
 
 
 if __name__ == "__main__":

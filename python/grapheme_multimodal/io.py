@@ -22,7 +22,7 @@ load, unverified; saving them again adds one.
 
 from __future__ import annotations
 
-__all__ = ["TensorSpec", "atomic_write_bytes", "write_tagged_safetensors", "read_tagged_safetensors"]
+__all__ = ["TensorSpec", "atomic_write", "atomic_write_bytes", "write_tagged_safetensors", "read_tagged_safetensors"]
 
 import codecs
 import contextlib
@@ -36,7 +36,7 @@ import secrets
 import stat
 import zlib
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, Mapping, NamedTuple, Optional, Tuple, Union
+from typing import Any, BinaryIO, Callable, Dict, Iterator, Mapping, NamedTuple, Optional, Tuple, Union
 
 import numpy as np
 
@@ -120,6 +120,17 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
     the file the link names, as ``open(path, "wb")`` would (the rename would
     replace the link and leave that file stale). Inside
     :func:`keeping_existing`, a file at one of its targets is never replaced."""
+    return atomic_write(path, lambda f: f.write(data))
+
+
+def atomic_write(path: PathLike, write: Callable[[BinaryIO], Any]) -> Path:
+    """:func:`atomic_write_bytes` of what ``write(f)`` writes to the open
+    temporary file ``f``: a large array goes to the file in chunks, not
+    first into a bytes copy of it (the command line's embeddings: 256 MB
+    for a million rows, held twice). ``write`` must write by ``f.write``,
+    whose failures raise: not ``np.save(f, ...)`` on ``f`` itself, which
+    writes by ``ndarray.tofile`` and loses a failed write (see the command
+    line's ``_save_npy``)."""
     given = _file_name(path, "path")
     path = _followed(given)
     directory = check_write_target(path)
@@ -129,7 +140,7 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
     fd, tmp = _locked_temp_file(directory, path)
     try:
         with os.fdopen(fd, "wb", closefd=False) as f:
-            f.write(data)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         _give_to(fd, owner)
