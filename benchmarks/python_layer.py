@@ -6,6 +6,7 @@ runs, each of many calls:
     python benchmarks/python_layer.py append           # ExperienceBuffer.append, E=32
     python benchmarks/python_layer.py psample          # sample(64, prioritized=True) of 200,000 held
     python benchmarks/python_layer.py psample-wrapped  # the same, the ring wrapped
+    python benchmarks/python_layer.py transform        # MultimodalEmbedder.transform of 1M float64 rows, 2 views
 
 To compare two installs, alternate them (a noisy machine): run each command
 with one interpreter, then the other, several times.
@@ -71,7 +72,26 @@ def psample(rng, wrapped=False):
     return run
 
 
-WORKLOADS = {"append": append, "psample": psample, "psample-wrapped": lambda rng: psample(rng, wrapped=True)}
+def transform(rng):
+    import numpy as np
+
+    from grapheme_multimodal.sklearn import MultimodalEmbedder
+
+    views = [rng.normal(size=(1_000_000, 16)), rng.normal(size=(1_000_000, 8))]  # float64, as most users' data
+    estimator = MultimodalEmbedder(epochs=1, random_state=0, verbose=False).fit([v[:2000] for v in views])
+
+    def run():
+        start = time.perf_counter()
+        estimator.transform(views)
+        return time.perf_counter() - start
+
+    assert views[0].dtype == np.float64
+    return run
+
+
+WORKLOADS = {
+    "append": append, "psample": psample, "psample-wrapped": lambda rng: psample(rng, wrapped=True), "transform": transform,
+}
 
 
 def main() -> None:

@@ -337,12 +337,12 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
                 if n <= _TRANSFORM_ROWS:  # one call
                     out = part
                     break
-                if out is None:
-                    out = np.empty((n,) + part.shape[1:], part.dtype)
+                if out is None:  # in the views' dtype: each part is cast as it lands (float32 to float64 exactly)
+                    out = np.empty((n,) + part.shape[1:], views[0].dtype)
                 out[rows] = part
         except GraphemeError as err:
             raise self._as_view_error(err) from None
-        return out.astype(views[0].dtype, copy=False)
+        return out.astype(views[0].dtype, copy=False)  # of one call; else already of that dtype
 
     def _as_view_error(self, err: GraphemeError) -> Exception:
         """``err`` about the model's ``inputs['m']`` or ``fit``'s ``data['m']``
