@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Dict, Iterator, List, NoReturn, Optional,
 import numpy as np
 
 from . import __version__
+from ._chunks import ROWS_PER_CALL, in_row_chunks
 from ._validation import as_seed, renamed
 from .config import INPUT_DISTANCES, NEIGHBOR_SPACES
 from .graph import WL_DEFAULT_DIM
@@ -45,10 +46,9 @@ _RECIPE = TrainingSettings()
 
 #: Rows per model call of ``embed --ray`` when ``--batch-size`` is not given.
 RAY_EMBED_BATCH_SIZE = 1024
-#: Rows per model call of ``embed`` in process when ``--batch-size`` is not given: one call
-#: of every row held the [N, 7, E] embeddings and the encoders' layers of the whole file at
-#: once, many times the output's size (a file of a few million rows met the OOM killer).
-EMBED_BATCH_SIZE = 65536
+#: Rows per model call of ``embed`` in process when ``--batch-size`` is not given (a file of a
+#: few million rows in one call met the OOM killer; see _chunks).
+EMBED_BATCH_SIZE = ROWS_PER_CALL
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -695,22 +695,15 @@ def _embed_in_process(args: argparse.Namespace, model, inputs: Dict[str, np.ndar
     row alone, so the chunks give the bits one call gives)."""
     n = len(next(iter(inputs.values())))
     step = EMBED_BATCH_SIZE if args.batch_size is None else _positive(args.batch_size, "--batch-size")
-    outputs = None
-    for start in range(0, max(n, 1), step):
-        chunk = {m: x[start:start + step] for m, x in inputs.items()}
+
+    def embed(rows: slice):
+        chunk = {m: x[rows] for m, x in inputs.items()}
         emb, fused = model.encode_and_fuse(chunk)
         strengths = model.pair_strengths(emb) if args.bindings is not None else None
         hidden = model.hidden_features(chunk) if args.hidden_features is not None else None
-        got = (fused, strengths, hidden)
-        if outputs is None:
-            if start + step >= n:  # one call
-                return got
-            # filled chunk by chunk: a list of the chunks and their concatenation held the outputs twice
-            outputs = tuple(None if g is None else np.empty((n,) + g.shape[1:], g.dtype) for g in got)
-        for out, g in zip(outputs, got):
-            if out is not None:
-                out[start:start + len(g)] = g
-    return outputs
+        return fused, strengths, hidden
+
+    return in_row_chunks(n, step, embed)
 
 
 def _embed_on_ray(args: argparse.Namespace, model, inputs: Dict[str, np.ndarray]):

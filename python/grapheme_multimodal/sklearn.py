@@ -31,6 +31,7 @@ except ModuleNotFoundError as exc:  # pragma: no cover - exercised only without 
         "grapheme_multimodal.sklearn needs scikit-learn: pip install 'grapheme-multimodal[sklearn]'", name="sklearn"
     ) from None
 
+from ._chunks import ROWS_PER_CALL, in_row_chunks
 from ._core import NUM_MODALITIES
 from ._locking import ModelLock
 from ._validation import (
@@ -54,9 +55,8 @@ _RECIPE = TrainingSettings()
 OUTPUTS = ("fused", "hidden")
 
 #: Rows per model call of :meth:`MultimodalEmbedder.transform` (as ``grapheme-mm embed``'s
-#: default): one call of every row held the [N, 7, E] embeddings and the encoders' layers of
-#: all rows at once, many times the output's size. Each row's output depends on that row alone.
-_TRANSFORM_ROWS = 65536
+#: default; why: _chunks).
+_TRANSFORM_ROWS = ROWS_PER_CALL
 
 
 class MultimodalEmbedder(TransformerMixin, BaseEstimator):
@@ -323,23 +323,16 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
                 f"Xs: row {int(np.argmax(empty))} is NaN in every view (all views missing); "
                 "expected at least one present view per row to embed", "Xs",
             )
-        n = len(mask)
-        out = None
+        def embed(rows: slice) -> "tuple[np.ndarray]":
+            chunk = {m: x[rows] for m, x in inputs.items()}
+            if self.output == "hidden":
+                features = self.model_.hidden_features(chunk, mask[rows])
+                return (unit_side_by_side({m: features[:, m.index] for m in self.modalities_}, self.modalities_),)
+            return (self.model_.encode_and_fuse(chunk, mask[rows])[1],)
+
         try:
-            for start in range(0, n, _TRANSFORM_ROWS):
-                rows = slice(start, start + _TRANSFORM_ROWS)
-                chunk = {m: x[rows] for m, x in inputs.items()}
-                if self.output == "hidden":
-                    features = self.model_.hidden_features(chunk, mask[rows])
-                    part = unit_side_by_side({m: features[:, m.index] for m in self.modalities_}, self.modalities_)
-                else:
-                    part = self.model_.encode_and_fuse(chunk, mask[rows])[1]
-                if n <= _TRANSFORM_ROWS:  # one call
-                    out = part
-                    break
-                if out is None:  # in the views' dtype: each part is cast as it lands (float32 to float64 exactly)
-                    out = np.empty((n,) + part.shape[1:], views[0].dtype)
-                out[rows] = part
+            # several chunks land in the views' dtype (float32 to float64 exactly), without a second copy
+            (out,) = in_row_chunks(len(mask), _TRANSFORM_ROWS, embed, dtype=views[0].dtype)
         except GraphemeError as err:
             raise self._as_view_error(err) from None
         return out.astype(views[0].dtype, copy=False)  # of one call; else already of that dtype
