@@ -264,28 +264,31 @@ def refuse_beyond_memory(arr: np.ndarray, name: str, dtype: Any) -> None:
         refuse_beyond_budget(nbytes, name, "an array of shape {shape} takes {bytes} bytes as {dtype}", shape=arr.shape, dtype=dtype)
 
 
-def refuse_beyond_budget(nbytes: int, name: str, what: str, held: int = 0, **fields: Any) -> None:
+def refuse_beyond_budget(
+    nbytes: int, name: str, what: str, held: int = 0, remedy: str = "fewer rows", **fields: Any
+) -> None:
     """TooLargeError naming ``name`` when a call that allocates ``nbytes``
     (its copies, intermediates and outputs) beside the ``held`` bytes of
     its inputs would exceed :func:`memory_budget`, or, for a large call,
     the address space a ``ulimit -v``/``-d`` still leaves this process
     (the interpreter, the libraries and the inputs take their share of
     it). ``what`` says what needs the bytes (``"... takes {bytes} bytes"``),
-    a template formatted with their count and ``fields`` only when refused.
+    a template formatted with their count and ``fields`` only when refused;
+    ``remedy`` ends the message (``"expected fewer rows"``).
     Called before the core: past such a limit a Rust allocation that fails
     aborts the whole process, where no Python ``try`` catches it. A small
     call costs a few integer comparisons; nothing is read."""
     budget = memory_budget()
     if nbytes + held > budget:
         text = what.format(bytes=f"{nbytes + held:,}", **fields)
-        raise TooLargeError(f"{name}: {text}, more than this machine's memory ({budget:,} bytes); expected fewer rows", name)
+        raise TooLargeError(f"{name}: {text}, more than this machine's memory ({budget:,} bytes); expected {remedy}", name)
     if 8 * nbytes > budget:  # a large call: worth reading what the process holds already
         left = address_space_left()
         if left is not None and nbytes > left:
             text = what.format(bytes=f"{nbytes:,}", **fields) + (" beyond its inputs" if held else "")
             raise TooLargeError(
                 f"{name}: {text}, more than the {max(left, 0):,} bytes of address space that this process's "
-                "ulimit -v/-d leaves it now; expected fewer rows", name)
+                f"ulimit -v/-d leaves it now; expected {remedy}", name)
 
 
 def address_space_left() -> Optional[int]:

@@ -12,8 +12,8 @@ from typing import Any, Dict, Optional, Tuple, Union
 
 import numpy as np
 
-from .._validation import FloatLike, IntLike, as_finite_float, memory_budget, refuse_unpaired_frames
-from ..exceptions import InvalidValueError, NonFiniteError, ShapeError, TooLargeError, not_fitted_error
+from .._validation import FloatLike, IntLike, as_finite_float, refuse_beyond_budget, refuse_unpaired_frames
+from ..exceptions import InvalidValueError, NonFiniteError, ShapeError, not_fitted_error
 from ..metrics import _column_means, _finite_2d
 
 __all__ = ["ExactCCA"]
@@ -120,11 +120,8 @@ class ExactCCA:
             # a view's [d, d] covariance, its eigenvectors and the whitening made of them are held at once:
             # 40,000 columns needed 4 x 12 GiB, and numpy's bare MemoryError or the OOM killer ended the fit
             d = view.shape[1]
-            if 4 * d * d * 8 > memory_budget():
-                raise TooLargeError(
-                    f"{name}: {d:,} columns need {d:,} x {d:,} covariance and whitening matrices ({4 * d * d * 8:,} "
-                    f"bytes in all), more than this machine's memory ({memory_budget():,} bytes); expected fewer "
-                    "columns (reduce the view first, e.g. with PCA)", name)
+            refuse_beyond_budget(4 * d * d * 8, name, "{d:,} columns need {d:,} x {d:,} covariance and whitening matrices "
+                                 "({bytes} bytes in all)", remedy="fewer columns (reduce the view first, e.g. with PCA)", d=d)
         for name, view in (("X", x), ("Y", y)):
             # nothing to correlate: the centred rounding of its mean was whitened into weights of ~1e157, and
             # transform's scores of other rows were that large and meaningless (a retrieval figure of noise)
