@@ -88,9 +88,9 @@ class ExperienceMixin:
         modalities = [c.modality for c in event.components]
         if buffer.input_dims is not None and len(set(modalities)) == len(modalities):  # one component each: its row is the input
             inputs = [None if p is None else p[0][0] for p in self._event_parts(event)]
-        experience = Experience(
-            embeddings=emb[0],
-            mask=mask[0],
+        experience = Experience(  # the caller's to edit: copies, not views of the event's cached entry
+            embeddings=emb[0].copy(),
+            mask=mask[0].copy(),
             fused=fused.copy(),
             pair_strengths=strengths,
             reward=float(reward),

@@ -1064,6 +1064,9 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
             except NonFiniteError:  # it named inputs['visual'], not the event's component
                 refuse_non_finite_event(event)
                 raise
+        for cached in (emb, mask, fused):
+            if cached is not None:  # shared by every later call on this event: a view handed out must not edit it
+                cached.flags.writeable = False
         entry = (version, key, (emb, mask), fused)
         if version == self._version:  # a writer that bumps it right after makes the entry stale, never wrong
             self._cache[event] = entry

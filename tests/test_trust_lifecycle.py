@@ -1,0 +1,49 @@
+"""Lifecycle and re-entrancy of the public API: what a call hands back is
+the caller's, never a window onto state the model keeps and reuses."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+import grapheme_multimodal as gm
+
+
+def _tiny_model(**overrides) -> gm.LearnableMultiModal:
+    return gm.LearnableMultiModal(embed_dim=8, hidden_dim=16, num_heads=2, seed=0, **overrides)
+
+
+def _event() -> gm.MultiModalEvent:
+    event = gm.MultiModalEvent(1)
+    event.add_component(gm.ModalGraph(gm.Graph.from_text("a cat"), gm.Modality.LINGUISTIC))
+    event.add_component(gm.ModalGraph(gm.Graph.from_text("meow!"), gm.Modality.AUDITORY))
+    return event
+
+
+def test_editing_the_experience_record_fusion_returns_changes_nothing_the_model_answers_later() -> None:
+    """record_fusion's Experience held the model's cached embeddings and
+    mask of the event, not copies: zeroing its embeddings (or marking every
+    modality present) changed what encode_event, compute_bindings and the
+    attention returned for that event afterwards, without a word, and the
+    next record_fusion of it failed on inputs it never had."""
+    model, event = _tiny_model(), _event()
+    query = np.ones(8, np.float32)
+    encoded = model.encode_event(event)
+    bindings = [b.strength for b in model.compute_bindings(event)]
+    attended = model.attend_to_event(query, event)
+
+    recorded = model.record_fusion(event)
+    recorded.embeddings[:] = 0.0
+    recorded.mask[:] = True
+
+    again = model.encode_event(event)
+    assert again.keys() == encoded.keys()
+    for modality, embedding in encoded.items():
+        np.testing.assert_array_equal(again[modality], embedding)
+    assert [b.strength for b in model.compute_bindings(event)] == bindings
+    np.testing.assert_array_equal(model.attend_to_event(query, event), attended)
+    second = model.record_fusion(event)  # failed: "experience.inputs[0]: None, but experience.mask marks visual present"
+    assert second.mask.tolist() == [False, True, True, False, False, False, False]
+    assert np.abs(second.embeddings).sum() > 0
