@@ -47,3 +47,28 @@ def test_editing_the_experience_record_fusion_returns_changes_nothing_the_model_
     second = model.record_fusion(event)  # failed: "experience.inputs[0]: None, but experience.mask marks visual present"
     assert second.mask.tolist() == [False, True, True, False, False, False, False]
     assert np.abs(second.embeddings).sum() > 0
+
+
+@pytest.mark.parametrize("edit", [
+    lambda tensors, name: tensors.__setitem__(name, np.asarray(tensors[name], np.float32)),
+    lambda tensors, name: tensors.pop(name),
+    lambda tensors, name: tensors.clear(),
+], ids=["replaced by float32", "removed", "cleared"])
+def test_the_average_model_weight_average_hands_out_cannot_be_edited_into_an_unloadable_checkpoint(tmp_path, edit) -> None:
+    """model.weight_average is documented read-only, and its arrays were;
+    the dicts holding them were not: a mean replaced by its float32 copy
+    was saved into a checkpoint that load refused ("expected float64"), and
+    a mean removed dropped the average from the model and its checkpoints
+    without a word. Editing them is refused; the model saves and loads
+    with its average as before."""
+    rng = np.random.default_rng(0)
+    data = {"visual": rng.normal(size=(40, 5)).astype(np.float32), "auditory": rng.normal(size=(40, 4)).astype(np.float32)}
+    model = _tiny_model(input_dims={"visual": 5, "auditory": 4})
+    model.fit(data, epochs=2, ema_decay=0.9, progress=False)
+    average = model.weight_average
+    for tensors in (average.mean, average.trained):
+        with pytest.raises((TypeError, AttributeError)):
+            edit(tensors, next(iter(tensors)))
+    model.save(tmp_path / "averaged.safetensors")
+    loaded = gm.LearnableMultiModal.load(tmp_path / "averaged.safetensors")
+    assert loaded.weight_average is not None and loaded.weight_average.count == 2

@@ -25,8 +25,9 @@ start a new average from the weights as they are.
 
 from __future__ import annotations
 
+import collections.abc
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Dict, Iterator, Mapping, Optional
 
 import numpy as np
 
@@ -65,9 +66,12 @@ class WeightAverage:
     trained: Optional[Mapping[str, np.ndarray]] = None
 
     def __post_init__(self) -> None:
-        for tensors in (self.mean, self.trained or {}):
-            for value in tensors.values():
-                value.flags.writeable = False  # a snapshot: nobody edits it in place
+        # A snapshot: nobody edits it in place, arrays or their dicts (model.weight_average hands this
+        # object out: a tensor replaced in its dict, by float32 or another shape, was saved into a
+        # checkpoint that load refused, and one removed dropped the average from the model unsaid).
+        object.__setattr__(self, "mean", _ReadOnlyTensors(self.mean))
+        if self.trained is not None:
+            object.__setattr__(self, "trained", _ReadOnlyTensors(self.trained))
 
     @classmethod
     def start(cls, decay: FloatLike) -> "WeightAverage":
@@ -157,6 +161,28 @@ class WeightAverage:
         if not average.holds(weights):
             raise InvalidValueError("weight_average: the weights are not the stored average", "weight_average")
         return average
+
+
+class _ReadOnlyTensors(collections.abc.Mapping):
+    """``{name: array}`` that cannot be changed: no item assignment or
+    removal, and each array read-only. Pickles and copies as any object."""
+
+    def __init__(self, tensors: Mapping[str, np.ndarray]) -> None:
+        self._tensors = dict(tensors)
+        for value in self._tensors.values():
+            value.flags.writeable = False
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self._tensors[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._tensors)
+
+    def __len__(self) -> int:
+        return len(self._tensors)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({sorted(self._tensors)})"
 
 
 def _check_saved_tensor(value: np.ndarray, what: str, float32_weights: bool) -> None:
