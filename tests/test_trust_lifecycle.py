@@ -72,3 +72,24 @@ def test_the_average_model_weight_average_hands_out_cannot_be_edited_into_an_unl
     model.save(tmp_path / "averaged.safetensors")
     loaded = gm.LearnableMultiModal.load(tmp_path / "averaged.safetensors")
     assert loaded.weight_average is not None and loaded.weight_average.count == 2
+
+
+def test_a_fit_of_no_epochs_without_averaging_leaves_an_averaged_model_as_it_was(tmp_path) -> None:
+    """fit(epochs=0) changes nothing with ema_decay given; without it, it
+    dropped the model's weight average (the trained weights kept beside
+    it): the checkpoint saved after lacked it, and the next fit with
+    averaging started a new average from the averaged weights instead of
+    continuing, unlike a twin that never made the empty call."""
+    rng = np.random.default_rng(0)
+    data = {"visual": rng.normal(size=(40, 5)).astype(np.float32), "auditory": rng.normal(size=(40, 4)).astype(np.float32)}
+    model, twin = (_tiny_model(input_dims={"visual": 5, "auditory": 4}) for _ in range(2))
+    for m in (model, twin):
+        m.fit(data, epochs=2, ema_decay=0.9, progress=False)
+    history = model.fit(data, epochs=0, progress=False)
+    assert history.epochs == [] and model.weight_average is not None and model.weight_average.count == 2
+    model.save(tmp_path / "after_no_epochs.safetensors")
+    assert gm.LearnableMultiModal.load(tmp_path / "after_no_epochs.safetensors").weight_average is not None
+    for m in (model, twin):
+        m.fit(data, epochs=1, ema_decay=0.9, progress=False)
+    for name, value in twin.state_dict().items():
+        np.testing.assert_array_equal(model.state_dict()[name], value, err_msg=name)

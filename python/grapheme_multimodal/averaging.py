@@ -219,13 +219,16 @@ def resume(model: "LearnableMultiModal", decay: Optional[FloatLike]) -> Optional
     With averaging, an applied average the model still holds is continued:
     the trained weights go back into the model. Otherwise a new average
     starts from the weights as they are. Either way the model's applied
-    average is dropped (``fit`` applies the new one when it ends). Call
-    under the write lock."""
+    average is dropped (``fit`` applies the new one when it ends).
+    Without averaging it is kept: it counts only while the weights are
+    still that average (:meth:`WeightAverage.holds`), so a ``fit`` that
+    trains leaves it inert, and one of no epochs leaves the model as it
+    was. Call under the write lock."""
     decay = check_decay(decay, "decay")  # before the applied average is dropped: a refusal changes nothing
+    if decay is None:  # dropped here, fit(epochs=0) lost the average its checkpoints and next averaged fit need
+        return None
     previous = model._weight_average
     model._weight_average = None
-    if decay is None:
-        return None
     if previous is not None and previous.holds(model.state_dict()):  # holds: applied, and unchanged since
         model._load_state_dict(previous.trained)
         return replace(previous, decay=decay, trained=None)

@@ -425,7 +425,7 @@ def _run_epoch(
                     record = _completed(model.history, record, {f"val_{name}": value})
         finally:
             with model._lock.writing():
-                model._weight_average = None  # fit's start dropped the applied one (averaging.resume)
+                model._weight_average = None  # dropped at fit's start (averaging.resume), or inert: an epoch trained
     extra: Dict[str, Any] = {}
     if model.config.learnable_temperature:
         extra.update({f"temperature_{k}": v for k, v in model.temperatures().items()})
