@@ -93,3 +93,27 @@ def test_a_fit_of_no_epochs_without_averaging_leaves_an_averaged_model_as_it_was
         m.fit(data, epochs=1, ema_decay=0.9, progress=False)
     for name, value in twin.state_dict().items():
         np.testing.assert_array_equal(model.state_dict()[name], value, err_msg=name)
+
+
+def test_the_objective_names_and_default_weights_the_package_exports_cannot_be_edited_under_every_fit() -> None:
+    """gm.OBJECTIVES is the order every call maps weights to the core by,
+    and gm.DEFAULT_WEIGHTS every fit's default mix; both were a plain list
+    and dict: a user's ``names = gm.OBJECTIVES; names.sort()`` gave every
+    later fit in the process its weights on other objectives (binding's
+    weight became seed_consistency's), and ``weights = gm.DEFAULT_WEIGHTS;
+    weights["binding"] = 0`` changed every later default fit. They refuse
+    to be edited (uci.RECIPE_OBJECTIVES already did), and read as before."""
+    order = list(gm.OBJECTIVES)
+    for edit in (lambda names: names.sort(), lambda names: names.remove("binding"),
+                 lambda names: names.__setitem__(0, "binding")):
+        with pytest.raises((TypeError, AttributeError)):
+            edit(gm.OBJECTIVES)
+    with pytest.raises(TypeError):
+        gm.DEFAULT_WEIGHTS["binding"] = 0.0
+    assert list(gm.OBJECTIVES) == order and gm.DEFAULT_WEIGHTS["binding"] == 1.0
+    assert {**gm.DEFAULT_WEIGHTS, "reconstruction": 0.5}["reconstruction"] == 0.5  # copies still take them
+    rng = np.random.default_rng(0)
+    data = {"visual": rng.normal(size=(40, 5)).astype(np.float32), "auditory": rng.normal(size=(40, 4)).astype(np.float32)}
+    history = _tiny_model(input_dims={"visual": 5, "auditory": 4}).fit(
+        data, epochs=1, objectives={"binding": 1.0, "cross_modal": 0.5}, progress=False)
+    assert {"binding", "cross_modal"} <= set(history.epochs[0]) and "seed_consistency" not in history.epochs[0]

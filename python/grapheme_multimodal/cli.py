@@ -1029,7 +1029,7 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
-def _objective_weights(text: Optional[str], known: List[str]) -> Optional[Dict[str, float]]:
+def _objective_weights(text: Optional[str], known: Sequence[str]) -> Optional[Dict[str, float]]:
     if text is None:
         return None
     weights = {}

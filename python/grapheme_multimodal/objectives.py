@@ -36,27 +36,34 @@ from __future__ import annotations
 __all__ = ["OBJECTIVES", "DEFAULT_WEIGHTS", "ROW_COMPARING_OBJECTIVES"]
 
 import math
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from types import MappingProxyType
+from typing import Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
 from . import _core
 from .exceptions import InvalidValueError
 
-#: Objective names, in the order the core takes their weights.
-OBJECTIVES: List[str] = list(_core.OBJECTIVE_NAMES)
+#: Objective names, in the order the core takes their weights. A tuple: every
+#: call maps weights to the core by this order, and a list sorted or edited in
+#: place by a user holding it (``names = gm.OBJECTIVES; names.sort()``) gave
+#: every later fit in the process its weights on the wrong objectives.
+OBJECTIVES: Tuple[str, ...] = tuple(_core.OBJECTIVE_NAMES)
 
 #: The default mix: trains every parameter tensor (contrastive → encoders,
 #: binding → binder, cross_modal → attention and fusion, fused_contrastive →
 #: fusion and encoders). seed_consistency joins with weight 1 when the batch
 #: carries recorded fused embeddings.
-DEFAULT_WEIGHTS: Dict[str, float] = {
+#: Read-only, as uci.RECIPE_OBJECTIVES: it is every fit's default, and a
+#: user's ``weights = gm.DEFAULT_WEIGHTS; weights["binding"] = 0`` changed
+#: the default of every later fit in the process.
+DEFAULT_WEIGHTS: Mapping[str, float] = MappingProxyType({
     "seed_consistency": 1.0,
     "contrastive": 1.0,
     "binding": 1.0,
     "cross_modal": 1.0,
     "fused_contrastive": 1.0,
-}
+})
 
 
 #: The objectives that tell the rows of a batch apart (a row's other views,
@@ -96,7 +103,7 @@ def check_objective_names(names: "Iterable[str]", name: str) -> None:
     ``names`` is in :data:`OBJECTIVES`."""
     unknown = sorted(set(names) - set(OBJECTIVES), key=str)
     if unknown:
-        raise InvalidValueError(f"{name}: unknown objectives {unknown}; expected some of {OBJECTIVES}", name)
+        raise InvalidValueError(f"{name}: unknown objectives {unknown}; expected some of {list(OBJECTIVES)}", name)
 
 
 def resolve_weights(weights: Optional[Mapping[str, float]], has_fused: bool, name: str = "weights") -> List[float]:
