@@ -117,3 +117,28 @@ def test_the_objective_names_and_default_weights_the_package_exports_cannot_be_e
     history = _tiny_model(input_dims={"visual": 5, "auditory": 4}).fit(
         data, epochs=1, objectives={"binding": 1.0, "cross_modal": 0.5}, progress=False)
     assert {"binding", "cross_modal"} <= set(history.epochs[0]) and "seed_consistency" not in history.epochs[0]
+
+
+@pytest.mark.parametrize("objectives", ["recipe", "default"])
+def test_an_estimator_given_the_packages_own_objective_weights_clones_pickles_and_copies(objectives) -> None:
+    """uci.RECIPE_OBJECTIVES was a MappingProxyType, which cannot be pickled
+    or deep copied: MultimodalEmbedder(objectives=uci.RECIPE_OBJECTIVES) failed
+    scikit-learn's clone (so GridSearchCV and cross_val_score), pickle and
+    copy.deepcopy with "cannot pickle 'mappingproxy' object". The package's
+    read-only weights pickle and copy, and stay read-only."""
+    import copy
+    import pickle
+
+    from sklearn.base import clone
+
+    from grapheme_multimodal import uci
+    from grapheme_multimodal.sklearn import MultimodalEmbedder
+
+    weights = uci.RECIPE_OBJECTIVES if objectives == "recipe" else gm.DEFAULT_WEIGHTS
+    estimator = MultimodalEmbedder(objectives=weights)
+    for twin in (clone(estimator), pickle.loads(pickle.dumps(estimator)), copy.deepcopy(estimator)):
+        assert twin.objectives == dict(weights)
+        with pytest.raises(TypeError):
+            twin.objectives["binding"] = 0.0
+    if objectives == "recipe":
+        assert uci.TrainingSettings(weights=weights).objectives == dict(weights)

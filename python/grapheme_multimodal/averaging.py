@@ -25,12 +25,12 @@ start a new average from the weights as they are.
 
 from __future__ import annotations
 
-import collections.abc
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Dict, Iterator, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional
 
 import numpy as np
 
+from ._readonly import ReadOnlyMapping
 from ._validation import FLOAT32_MAX, FloatLike, as_finite_float
 from .exceptions import InvalidValueError, ShapeError
 
@@ -163,26 +163,13 @@ class WeightAverage:
         return average
 
 
-class _ReadOnlyTensors(collections.abc.Mapping):
-    """``{name: array}`` that cannot be changed: no item assignment or
-    removal, and each array read-only. Pickles and copies as any object."""
+class _ReadOnlyTensors(ReadOnlyMapping[str, np.ndarray]):
+    """``{name: array}`` that cannot be changed: the mapping read-only, and each array."""
 
     def __init__(self, tensors: Mapping[str, np.ndarray]) -> None:
-        self._tensors = dict(tensors)
-        for value in self._tensors.values():
+        super().__init__(tensors)
+        for value in self._items.values():
             value.flags.writeable = False
-
-    def __getitem__(self, name: str) -> np.ndarray:
-        return self._tensors[name]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._tensors)
-
-    def __len__(self) -> int:
-        return len(self._tensors)
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({sorted(self._tensors)})"
 
 
 def _check_saved_tensor(value: np.ndarray, what: str, float32_weights: bool) -> None:

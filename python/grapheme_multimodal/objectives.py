@@ -36,12 +36,12 @@ from __future__ import annotations
 __all__ = ["OBJECTIVES", "DEFAULT_WEIGHTS", "ROW_COMPARING_OBJECTIVES"]
 
 import math
-from types import MappingProxyType
 from typing import Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
 from . import _core
+from ._readonly import ReadOnlyMapping
 from .exceptions import InvalidValueError
 
 #: Objective names, in the order the core takes their weights. A tuple: every
@@ -53,11 +53,10 @@ OBJECTIVES: Tuple[str, ...] = tuple(_core.OBJECTIVE_NAMES)
 #: The default mix: trains every parameter tensor (contrastive → encoders,
 #: binding → binder, cross_modal → attention and fusion, fused_contrastive →
 #: fusion and encoders). seed_consistency joins with weight 1 when the batch
-#: carries recorded fused embeddings.
-#: Read-only, as uci.RECIPE_OBJECTIVES: it is every fit's default, and a
-#: user's ``weights = gm.DEFAULT_WEIGHTS; weights["binding"] = 0`` changed
-#: the default of every later fit in the process.
-DEFAULT_WEIGHTS: Mapping[str, float] = MappingProxyType({
+#: carries recorded fused embeddings. Read-only, as uci.RECIPE_OBJECTIVES:
+#: it is every fit's default, and a user's ``weights = gm.DEFAULT_WEIGHTS;
+#: weights["binding"] = 0`` changed the default of every later fit.
+DEFAULT_WEIGHTS: Mapping[str, float] = ReadOnlyMapping({
     "seed_consistency": 1.0,
     "contrastive": 1.0,
     "binding": 1.0,

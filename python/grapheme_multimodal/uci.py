@@ -16,11 +16,11 @@ config defaults stay the original's (docs/objectives.md, "The recipe").
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from ._readonly import ReadOnlyMapping
 from ._validation import IntLike, as_real_array, describe, precision_scope, renamed
 from .config import _objective_names
 from .evaluation import ModelEmbedder, view_modalities
@@ -51,7 +51,7 @@ VIEW_MODALITIES: Dict[str, Modality] = view_modalities(("fou", "fac", "kar", "pi
 #: from the fused embedding by a linear decoder, which TrainingSettings then
 #: makes) keeps more of every view in the fused embedding: its 5-NN reached
 #: the raw views on 5 of 10 UCI splits instead of 1, losing no target.
-RECIPE_OBJECTIVES: Mapping[str, float] = MappingProxyType(
+RECIPE_OBJECTIVES: Mapping[str, float] = ReadOnlyMapping(
     {"contrastive": 1.0, "fused_contrastive": 1.0, "binding": 2.0, "cross_modal": 0.1, "reconstruction": 1.0}
 )
 
