@@ -142,3 +142,26 @@ def test_an_estimator_given_the_packages_own_objective_weights_clones_pickles_an
             twin.objectives["binding"] = 0.0
     if objectives == "recipe":
         assert uci.TrainingSettings(weights=weights).objectives == dict(weights)
+
+
+def test_early_stopping_skipped_raised_as_an_error_leaves_the_model_untrained() -> None:
+    """fit_with_stopping warns that early stopping was skipped (too few rows
+    to hold out) after its fit: where warnings are errors (``-W error``,
+    pytest's ``filterwarnings = error``) the call failed with the model
+    trained for every epoch. The failed call now leaves the model as it was
+    (weights, Adam state, epochs, history, standardisation)."""
+    from grapheme_multimodal.stopping import fit_with_stopping
+
+    rng = np.random.default_rng(0)
+    data = {"visual": rng.normal(size=(12, 5)).astype(np.float32), "auditory": rng.normal(size=(12, 4)).astype(np.float32)}
+    model = _tiny_model(input_dims={"visual": 5, "auditory": 4})
+    before = model.state_dict()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", gm.EarlyStoppingSkippedWarning)
+        with pytest.raises(gm.EarlyStoppingSkippedWarning, match="early stopping .* is skipped"):
+            fit_with_stopping(model, data, validation_fraction=0.1, patience=2, monitor="val_total", seed=0, epochs=3,
+                              progress=False)
+    assert model.epochs_trained == 0 and model.history == [] and model.normalization("visual") is None
+    assert model.optimizer_state()["step"] == 0
+    for name, value in model.state_dict().items():
+        np.testing.assert_array_equal(value, before[name], err_msg=name)

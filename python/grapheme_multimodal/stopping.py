@@ -31,7 +31,7 @@ from .exceptions import EarlyStoppingSkippedWarning, GraphemeError, InvalidValue
 from .graph import is_graph_list, refuse_stray_graphs
 from .objectives import OBJECTIVES, resolve_weights
 from .training import (
-    History, _check_fraction, _check_int, _check_monitor, _checked_metrics, as_dataset, check_something_trains,
+    History, _TrainingState, _check_fraction, _check_int, _check_monitor, _checked_metrics, as_dataset, check_something_trains,
     check_validation_measures, overflow_in_user_rows, holdout_rows, resolve_mode,
 )
 
@@ -159,12 +159,20 @@ def fit_with_stopping(
     n = _row_count(inputs, mask)
     fit_rows, val_rows = holdout_rows(n, validation_fraction, seed)
     if val_rows is None:  # nothing split: fit checks the data itself
+        skipped = bool(patience and validation_fraction > 0 and epochs > 0)
+        # Said after the fit (a fit refused ran no epoch to speak of); where warnings are errors
+        # (-W error, filterwarnings = error) the call then fails, and leaves the model as it was.
+        before = _TrainingState.of(model) if skipped else None
         try:
             history = fit(inputs, mask=mask, epochs=epochs, **fit_options)
         except (GraphemeError, TypeError) as err:  # fit's name for them is data; this function's is inputs
             raise renamed(err, _AS_INPUTS) from None
-        if patience and validation_fraction > 0 and epochs > 0:  # after: a fit refused ran no epoch to speak of
-            _warn_stopping_skipped(n, validation_fraction, patience, epochs)
+        if before is not None:
+            try:
+                _warn_stopping_skipped(n, validation_fraction, patience, epochs)
+            except BaseException:
+                before.restore(model)
+                raise
         return history
     # Checked whole before it is split: an error names the user's row, not a
     # row of the slice or a fold, and nothing has trained yet.
