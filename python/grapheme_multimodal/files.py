@@ -139,7 +139,9 @@ def read_numeric_csv(path: Path, header: Optional[bool] = None) -> np.ndarray:
     ``0, 1, ..., d-1`` (default column names; d >= 3). A problem in a row
     is named by the row (0-based among the data rows: the event, as every
     message of the package counts rows) and its line in the file (which a
-    header and blank lines set apart from it)."""
+    header and blank lines set apart from it). Blank lines are skipped; a
+    row of empty cells (``,,``, a row of NaN as pandas writes it) is an
+    event whose values are missing, refused as an empty cell is."""
     return _read_numeric_csv_lines(path, header)[0]
 
 
@@ -188,10 +190,10 @@ def _read_numeric_csv_lines(
             start = 1
             reader = csv.reader(f)
             for r in reader:
-                if r and any(cell.strip() for cell in r):
+                if not _is_blank_line(r):
                     if first is None:
                         first = r
-                        is_header = not _numeric_row(r) if header_given is None else header_given
+                        is_header = _is_header_guess(r) if header_given is None else header_given
                     if r is not first or not is_header:
                         lengths.append(len(r))
                         if bad is None:
@@ -231,6 +233,10 @@ def _read_numeric_csv_lines(
         if lengths[i] != width:
             raise ShapeError(f"{path}: {where(i)} has {lengths[i]} columns, expected {width}", str(path))
     if bad is not None:
+        if not bad[1].strip():  # '' is no number either, but "a non-numeric value ''" did not say it is a missing one
+            raise InvalidValueError(
+                f"{path}: {where(bad[0])} has an empty cell, a missing value (pandas' to_csv writes NaN so); expected "
+                "numbers only: fill the missing values, or leave those events out of every file", str(path))
         raise InvalidValueError(f"{path}: {where(bad[0])} has a non-numeric value {bad[1]!r}; expected numbers only", str(path))
     return np.frombuffer(values, np.float64).reshape(len(lengths), width), lines, header
 
@@ -340,6 +346,23 @@ def _check_npy_header(f: IO[bytes], path: Path, size: int, what: str) -> None:
             f"{what}: its header declares shape {shape} ({needed:,} bytes) but only {max(available, 0):,} bytes follow "
             "(truncated or corrupt?)", str(path),
         )
+
+
+def _is_blank_line(record: Sequence[str]) -> bool:
+    """Whether a CSV record is a blank line, skipped: no cells, or one of
+    whitespace only. A record of several cells that are all empty is an
+    event whose every value is missing (pandas' ``to_csv`` writes a row of
+    NaN as ``,,``): skipped as blank, every event after it was paired with
+    the previous row of the other files, and ``embed`` wrote one embedding
+    fewer without a word."""
+    return len(record) == 0 or (len(record) == 1 and not record[0].strip())
+
+
+def _is_header_guess(record: Sequence[str]) -> bool:
+    """Whether the first record, with no ``header`` given, is taken as a
+    header: a cell of it is no number. A record of empty cells only is an
+    event of missing values (see :func:`_is_blank_line`), not column names."""
+    return not _numeric_row(record) and any(cell.strip() for cell in record)
 
 
 def _numeric_row(row: Sequence[str]) -> bool:

@@ -1,0 +1,63 @@
+"""Hostile-use pass over input values and shapes: what a numpy / pandas /
+scikit-learn user hands the model, the metrics and the command line, at the
+edges of what they take. Each test failed before the fix it names."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import grapheme_multimodal as gm
+from grapheme_multimodal.files import read_modality_file, read_numeric_csv
+from grapheme_multimodal.types import Modality
+
+
+# ------------------------------------------------- CSV rows of missing values
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    width=st.integers(2, 4),
+    rows=st.integers(1, 5),
+    missing=st.integers(0, 4),
+    header=st.booleans(),
+    blank=st.sampled_from(["", " ", "\t"]),
+)
+def test_a_csv_row_of_empty_cells_is_a_missing_event_not_a_blank_line(
+    tmp_path: Path, width: int, rows: int, missing: int, header: bool, blank: str
+) -> None:
+    # pandas' to_csv writes a row of NaN as ",,": it was skipped as a blank
+    # line, so every later event took the place of the one before it (embed
+    # wrote one embedding fewer without a word)
+    missing = min(missing, rows - 1)
+    lines = [",".join(f"{r}.{c}" for c in range(width)) for r in range(rows)]
+    lines[missing] = ",".join([blank] * width)
+    if header:
+        lines.insert(0, ",".join(f"col{c}" for c in range(width)))
+    path = tmp_path / "view.csv"
+    path.write_text("\n".join(lines) + "\n")
+    line = missing + 1 + header
+    with pytest.raises(gm.InvalidValueError, match=rf"view\.csv: row {missing} \(line {line}\) has an empty cell, a missing value"):
+        read_modality_file(Modality.VISUAL, path)
+
+
+def test_blank_lines_of_a_csv_are_still_skipped(tmp_path: Path) -> None:
+    path = tmp_path / "view.csv"
+    path.write_text("a,b\n\n1,2\n   \n3,4\n\n")
+    assert read_numeric_csv(path).tolist() == [[1, 2], [3, 4]]
+
+
+def test_the_cli_refuses_to_embed_a_csv_with_a_row_of_missing_values(tmp_path: Path, capsys) -> None:
+    from grapheme_multimodal.cli import main
+
+    model = gm.LearnableMultiModal(embed_dim=8, hidden_dim=8, num_heads=2, seed=0, input_dims={"visual": 3})
+    model.save(tmp_path / "model.safetensors")
+    rows = np.arange(12.0).reshape(4, 3).astype(str).tolist()
+    rows[1] = ["", "", ""]
+    (tmp_path / "view.csv").write_text("\n".join(",".join(r) for r in rows) + "\n")
+    out = tmp_path / "fused.npy"
+    code = main(["embed", str(tmp_path / "model.safetensors"), "-m", f"visual={tmp_path / 'view.csv'}", "-o", str(out)])
+    assert code == 2 and not out.exists()
+    assert "row 1 (line 2) has an empty cell" in capsys.readouterr().err
