@@ -280,8 +280,10 @@ def test_train_test_indices_names_labels_it_cannot_split_by() -> None:
     with pytest.raises(gm.NonFiniteError, match=r"^labels holds nan at row 19") as err:
         train_test_indices(np.r_[y[:-1], np.nan])
     assert err.value.arg == "labels"
-    for labels, why in ((np.r_[y[:-1], 5], "only 1 member"), (np.array([None, 1] * 10, object), "not supported between"),
-                        (y, "should be greater or equal to the number of classes")):
+    # None is a missing label, named by its row as NaN is (was scikit-learn's "'<' not supported ... 'NoneType'")
+    with pytest.raises(gm.InvalidValueError, match=r"^labels holds None at row 0; expected a class label in every row"):
+        train_test_indices(np.array([None, 1] * 10, object))
+    for labels, why in ((np.r_[y[:-1], 5], "only 1 member"), (y, "should be greater or equal to the number of classes")):
         with pytest.raises(gm.InvalidValueError, match=rf"^labels: cannot split 20 rows stratified by these labels .*{why}") as err:
             train_test_indices(labels, test_size=0.01 if labels is y else 0.2)
         assert err.value.arg == "labels"

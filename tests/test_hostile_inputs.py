@@ -432,9 +432,9 @@ def test_classifier_read_outs_take_numpy_numbers_and_name_bad_labels() -> None:
         metrics.linear_probe_accuracy(x, y, t, ty, C=2**2000)
     with pytest.raises(gm.InvalidValueError, match=r"train_y: expected at least 2 classes, got only \[0\]"):
         metrics.linear_probe_accuracy(x, np.zeros(20, int), t, ty)
-    odd = np.array([None, 1] * 10, dtype=object)  # sklearn: "Unknown label type: unknown"
+    odd = np.array([None, 1] * 10, dtype=object)  # sklearn: "Unknown label type: unknown"; None is named by its row
     for fn in (metrics.knn_accuracy, metrics.linear_probe_accuracy):
-        with pytest.raises(gm.InvalidValueError, match="train_y: expected class labels") as err:
+        with pytest.raises(gm.InvalidValueError, match=r"^train_y holds None at row 0; expected a class label") as err:
             fn(x, odd, t, ty)
         assert err.value.arg == "train_y"
         with pytest.raises(gm.InvalidValueError, match="test_y: expected class labels .* continuous"):

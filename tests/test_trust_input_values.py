@@ -61,3 +61,45 @@ def test_the_cli_refuses_to_embed_a_csv_with_a_row_of_missing_values(tmp_path: P
     code = main(["embed", str(tmp_path / "model.safetensors"), "-m", f"visual={tmp_path / 'view.csv'}", "-o", str(out)])
     assert code == 2 and not out.exists()
     assert "row 1 (line 2) has an empty cell" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------ missing labels
+def _retrieval_where_rows_1_and_2_find_each_other():
+    query = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    gallery = np.array([[1.0, 0.0], [1.0, 1.0], [0.0, 1.0]])
+    return query, gallery
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [
+        ["a", None, None],  # a list with missing values
+        np.array([1, None, None], dtype=object),  # a pandas object column's .to_numpy()
+    ],
+)
+def test_a_none_label_is_refused_not_scored_as_a_class_of_its_own(labels) -> None:
+    # None == None: the two events without a label, retrieving each other,
+    # scored class precision 1.0 where every labelled one scored 1/3
+    from grapheme_multimodal import metrics
+
+    query, gallery = _retrieval_where_rows_1_and_2_find_each_other()
+    with pytest.raises(gm.InvalidValueError, match=r"^labels holds None at row 1; expected a class label in every row") as err:
+        metrics.cross_view_retrieval(query, gallery, labels)
+    assert err.value.arg == "labels"
+
+
+def test_a_none_label_is_refused_by_every_read_out_that_takes_labels() -> None:
+    pytest.importorskip("sklearn")
+    from grapheme_multimodal import metrics
+
+    x = np.random.default_rng(0).normal(size=(6, 2))
+    y = np.array(["a", "b"] * 3, dtype=object)
+    missing = y.copy()
+    missing[3] = None
+    for read_out in (metrics.knn_accuracy, metrics.linear_probe_accuracy):
+        with pytest.raises(gm.InvalidValueError, match=r"^test_y holds None at row 3"):
+            read_out(x, y, x, missing)
+        with pytest.raises(gm.InvalidValueError, match=r"^train_y holds None at row 3"):
+            read_out(x, missing, x, y)
+    # labels that merely are objects still score as before
+    assert metrics.knn_accuracy(x, y, x, y, k=1) == 1.0
