@@ -39,7 +39,7 @@ def test_a_csv_row_of_empty_cells_is_a_missing_event_not_a_blank_line(
     path = tmp_path / "view.csv"
     path.write_text("\n".join(lines) + "\n")
     line = missing + 1 + header
-    with pytest.raises(gm.InvalidValueError, match=rf"view\.csv: row {missing} \(line {line}\) has an empty cell, a missing value"):
+    with pytest.raises(gm.InvalidValueError, match=rf"view\.csv: row {missing} \(line {line}\) has an empty cell \(column 0 of {width}\), a missing value"):
         read_modality_file(Modality.VISUAL, path)
 
 
@@ -60,7 +60,7 @@ def test_the_cli_refuses_to_embed_a_csv_with_a_row_of_missing_values(tmp_path: P
     out = tmp_path / "fused.npy"
     code = main(["embed", str(tmp_path / "model.safetensors"), "-m", f"visual={tmp_path / 'view.csv'}", "-o", str(out)])
     assert code == 2 and not out.exists()
-    assert "row 1 (line 2) has an empty cell" in capsys.readouterr().err
+    assert "row 1 (line 2) has an empty cell (column 0 of 3)" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------ missing labels

@@ -182,7 +182,7 @@ def _read_numeric_csv_lines(
     first: Optional[List[str]] = None
     is_header = False
     values, lengths, lines = array("d"), array("q"), array("q")
-    bad: Optional[Tuple[int, str]] = None  # the first data row with a cell that is no number, and the cell
+    bad: Optional[Tuple[int, int, str]] = None  # the first data row with a cell that is no number, its column, the cell
     try:
         # utf-8-sig: a byte-order mark (Excel's "CSV UTF-8") made the first row non-numeric,
         # and it was dropped as a header
@@ -200,7 +200,7 @@ def _read_numeric_csv_lines(
                             try:
                                 values.extend([float(cell) for cell in r])
                             except ValueError:
-                                bad = (len(lengths) - 1, next(c for c in r if not _is_float(c)))
+                                bad = (len(lengths) - 1, *next((j, c) for j, c in enumerate(r) if not _is_float(c)))
                     lines.append(start)
                 start = reader.line_num + 1  # a quoted field may hold line breaks: the next record starts here
     except UnicodeDecodeError as exc:
@@ -233,11 +233,13 @@ def _read_numeric_csv_lines(
         if lengths[i] != width:
             raise ShapeError(f"{path}: {where(i)} has {lengths[i]} columns, expected {width}", str(path))
     if bad is not None:
-        if not bad[1].strip():  # '' is no number either, but "a non-numeric value ''" did not say it is a missing one
+        row, column, cell = bad
+        if not cell.strip():  # '' is no number either, but "a non-numeric value ''" did not say it is a missing one
             raise InvalidValueError(
-                f"{path}: {where(bad[0])} has an empty cell, a missing value (pandas' to_csv writes NaN so); expected "
-                "numbers only: fill the missing values, or leave those events out of every file", str(path))
-        raise InvalidValueError(f"{path}: {where(bad[0])} has a non-numeric value {bad[1]!r}; expected numbers only", str(path))
+                f"{path}: {where(row)} has an empty cell (column {column} of {lengths[row]}), a missing value (pandas' "
+                "to_csv writes NaN so); expected numbers only: fill the missing values, or leave those events out of "
+                "every file", str(path))
+        raise InvalidValueError(f"{path}: {where(row)} has a non-numeric value {cell!r}; expected numbers only", str(path))
     return np.frombuffer(values, np.float64).reshape(len(lengths), width), lines, header
 
 
