@@ -103,3 +103,18 @@ def test_a_none_label_is_refused_by_every_read_out_that_takes_labels() -> None:
             read_out(x, missing, x, y)
     # labels that merely are objects still score as before
     assert metrics.knn_accuracy(x, y, x, y, k=1) == 1.0
+
+
+# ------------------------------------------------------------- CLI flag names
+def test_a_wl_dim_beyond_the_hash_buckets_is_named_as_the_flag(tmp_path: Path, capsys) -> None:
+    # was "grapheme-mm: error: dim: expected an int in [1, 4194304]", an argument the user never typed
+    from grapheme_multimodal.cli import main
+
+    np.save(tmp_path / "images.npy", np.random.default_rng(0).normal(size=(8, 3)))
+    (tmp_path / "captions.txt").write_text("\n".join(f"caption {i}" for i in range(8)) + "\n")
+    out = tmp_path / "model.safetensors"
+    code = main(["train", "-m", f"visual={tmp_path / 'images.npy'}", "-m", f"linguistic={tmp_path / 'captions.txt'}",
+                 "--wl-dim", "4194305", "--no-progress", "-o", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and not out.exists()
+    assert err.startswith("grapheme-mm: error: --wl-dim: expected an int in [1, 4194304]"), err

@@ -517,7 +517,10 @@ def _train(args: argparse.Namespace) -> int:
         if not any(f.is_text for f in files):
             raise InvalidValueError("--wl-dim: no modality file is .txt, so no WL features are made", "--wl-dim")
     wl_dim = _positive(WL_DEFAULT_DIM if args.wl_dim is None else args.wl_dim, "--wl-dim")
-    featurizer = GraphFeaturizer("wl", dim=wl_dim) if args.text_features == "wl" else GraphFeaturizer()
+    try:
+        featurizer = GraphFeaturizer("wl", dim=wl_dim) if args.text_features == "wl" else GraphFeaturizer()
+    except GraphemeError as err:  # "dim: expected an int in [1, 4194304]" named an argument the user never typed
+        raise renamed(err, {"dim": "--wl-dim"}) from None
     inputs = {f.modality: (featurizer(f.values) if f.is_text else f.values) for f in files}
     embed_dim = _positive(args.embed_dim, "--embed-dim")
     head = recipe_head(embed_dim) if args.shared_head is None else _widths(args.shared_head, "--shared-head")
