@@ -118,3 +118,16 @@ def test_a_wl_dim_beyond_the_hash_buckets_is_named_as_the_flag(tmp_path: Path, c
     err = capsys.readouterr().err
     assert code == 2 and not out.exists()
     assert err.startswith("grapheme-mm: error: --wl-dim: expected an int in [1, 4194304]"), err
+
+
+# ---------------------------------------------------------- CCA of one row
+def test_pairwise_cca_of_one_training_row_names_the_training_view_not_x() -> None:
+    # was "X must have at least 2 rows to estimate covariances", ExactCCA's own argument, which the caller never passed
+    from grapheme_multimodal.evaluation import pairwise_cca_retrieval
+
+    rng = np.random.default_rng(0)
+    train = {"a": rng.normal(size=(1, 3)), "b": rng.normal(size=(1, 2))}
+    test = {"a": rng.normal(size=(4, 3)), "b": rng.normal(size=(4, 2))}
+    with pytest.raises(gm.ShapeError, match=r"^train_std\['a'\]: has 1 row; expected at least 2") as err:
+        pairwise_cca_retrieval(train, test, np.arange(4))
+    assert err.value.arg == "train_std['a']"

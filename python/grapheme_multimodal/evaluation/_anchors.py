@@ -117,7 +117,7 @@ def _pairwise_cca_retrieval(
         k = min(n_components, train_std[a].shape[1], train_std[b].shape[1])
         try:
             cca = ExactCCA(k).fit(train_std[a], train_std[b])
-        except InvalidValueError as err:  # a view constant in training: named by the caller's name, not X or Y
+        except GraphemeError as err:  # a view constant in training, or of one row: named by the caller's name, not X or Y
             raise renamed(err, {"X": f"{train_arg}[{a!r}]", "Y": f"{train_arg}[{b!r}]"}) from None
         score_a, score_b = cca.transform(test_std[a], test_std[b])
         for name, scores in ((a, score_a), (b, score_b)):

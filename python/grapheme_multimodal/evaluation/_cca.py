@@ -105,10 +105,11 @@ class ExactCCA:
         refuse_unpaired_frames((("X", X), ("Y", Y)))
         x = _finite_2d("X", X).astype(np.float64)
         y = _finite_2d("Y", Y).astype(np.float64)
+        # "X: ..." as every other refusal here: the retrievals that fit it rename X and Y to their own arguments
         if x.shape[0] < 2:
-            raise ShapeError(f"X must have at least 2 rows to estimate covariances, got {x.shape[0]}", "X")
+            raise ShapeError(f"X: has {x.shape[0]} row; expected at least 2 to estimate covariances", "X")
         if x.shape[0] != y.shape[0]:
-            raise ShapeError(f"X and Y must have the same rows (paired samples), got {x.shape[0]} and {y.shape[0]}", "Y")
+            raise ShapeError(f"Y: has {y.shape[0]} rows but X has {x.shape[0]}; expected the same rows (paired samples)", "Y")
         k, n_rows = self.n_components, x.shape[0]
         most = min(x.shape[1], y.shape[1])
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= most:
