@@ -131,3 +131,24 @@ def test_pairwise_cca_of_one_training_row_names_the_training_view_not_x() -> Non
     with pytest.raises(gm.ShapeError, match=r"^train_std\['a'\]: has 1 row; expected at least 2") as err:
         pairwise_cca_retrieval(train, test, np.arange(4))
     assert err.value.arg == "train_std['a']"
+
+
+# ------------------------------------------------------------- figure files
+_MAGIC = {"png": b"\x89PNG", "pdf": b"%PDF", "svg": b"<?xml", "eps": b"%!PS", "jpg": b"\xff\xd8"}
+
+
+@pytest.mark.parametrize("name, kind", [
+    ("curves.pdf", "pdf"), ("curves.SVG", "svg"), ("curves.eps", "eps"), ("curves.jpg", "jpg"),
+    ("curves.png", "png"), ("curves", "png"), ("curves_lr0.001", "png"),  # no image suffix: PNG as before
+])
+def test_a_figure_is_written_in_the_format_its_name_says(tmp_path: Path, name: str, kind: str) -> None:
+    # every figure was a PNG: history.plot("curves.pdf") wrote PNG bytes no PDF reader opens, without a word
+    pytest.importorskip("matplotlib")
+    from grapheme_multimodal.plotting import plot_attention
+
+    history = gm.History(epochs=[{"epoch": 1, "loss": 2.0}, {"epoch": 2, "loss": 1.0}])
+    history.plot(tmp_path / name)
+    assert (tmp_path / name).read_bytes().startswith(_MAGIC[kind])
+    heat = tmp_path / ("heat-" + name)
+    plot_attention(np.full((2, 7), 1 / 7), ["a", "b"], str(heat))
+    assert heat.read_bytes().startswith(_MAGIC[kind])

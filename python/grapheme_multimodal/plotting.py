@@ -1,12 +1,16 @@
-"""PNG figures: training curves and attention heatmaps (matplotlib, an
-optional extra: ``pip install grapheme-multimodal[plot]``)."""
+"""Figures: training curves and attention heatmaps (matplotlib, an
+optional extra: ``pip install grapheme-multimodal[plot]``), in the image
+format the file name says, as matplotlib's ``savefig`` writes it
+(``curves.pdf`` a PDF, ``curves.svg`` an SVG), else PNG."""
 
 from __future__ import annotations
 
 __all__ = ["plot_history", "plot_attention"]
 
 import io
+import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
@@ -35,9 +39,27 @@ def _figure_class() -> Any:
 
 
 def _save(fig: Any, path: PathLike) -> None:
+    fmt = _image_format(fig, path)
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
+    try:
+        fig.savefig(buf, format=fmt, dpi=120, bbox_inches="tight")
+    except RuntimeError as exc:  # pgf needs a TeX installation: matplotlib's words named no file
+        raise InvalidValueError(f"path: cannot write a .{fmt} figure here ({exc}); expected a name ending in .png, "
+                                ".pdf or .svg", "path") from None
     atomic_write_bytes(path, buf.getvalue())
+
+
+def _image_format(fig: Any, path: Any) -> str:
+    """The format ``path``'s suffix names among those matplotlib writes
+    (``fig.savefig(path)``'s own reading of it), else ``"png"``: every
+    figure was a PNG, so ``curves.pdf`` or ``fig.svg`` held PNG bytes that
+    no PDF or SVG reader opens. A name with no suffix, or one that names no
+    image format (``curves_lr0.001``), is still a PNG."""
+    name = os.fspath(path) if isinstance(path, (str, os.PathLike)) else None
+    if not isinstance(name, str):  # refused, by name, where it is written
+        return "png"
+    suffix = Path(name).suffix[1:].lower()
+    return suffix if suffix in fig.canvas.get_supported_filetypes() else "png"
 
 
 def plot_history(epochs: Sequence[Dict[str, Any]], path: PathLike, title: str = "training", best_epoch: Optional[IntLike] = None) -> None:

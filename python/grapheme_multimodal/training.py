@@ -68,8 +68,10 @@ class History:
         return values
 
     def plot(self, path: Any, title: str = "training") -> None:
-        """Draws the loss curves (and validation curves) to a PNG (needs
-        matplotlib: ``pip install grapheme-multimodal[plot]``)."""
+        """Draws the loss curves (and validation curves) to ``path``, in the
+        image format its name says (``.pdf``, ``.svg``, ...; PNG for
+        ``.png`` or a name with none; needs matplotlib:
+        ``pip install grapheme-multimodal[plot]``)."""
         from .plotting import plot_history
 
         plot_history(self.epochs, path, title=title, best_epoch=self.best_epoch)
