@@ -152,3 +152,22 @@ def test_a_figure_is_written_in_the_format_its_name_says(tmp_path: Path, name: s
     heat = tmp_path / ("heat-" + name)
     plot_attention(np.full((2, 7), 1 / 7), ["a", "b"], str(heat))
     assert heat.read_bytes().startswith(_MAGIC[kind])
+
+
+# ------------------------------------------------ per-event feature vectors
+@pytest.mark.parametrize("scale", [1e-300, 1e-310])  # below float32's normal range; the second a float64 subnormal
+def test_a_feature_vector_below_float32_s_range_is_refused_as_the_batched_row_is(scale: float) -> None:
+    # ModalFeatures cast it to zeros without a word, and fuse_event / fit on events encoded those zeros, where
+    # encode refused the same values given as a row
+    values = scale * np.arange(1.0, 19.0)
+    model = gm.LearnableMultiModal(seed=0)
+    with pytest.raises(gm.InvalidValueError, match=r"below float32's smallest normal number"):
+        model.encode({"visual": values[None]})
+    with pytest.raises(gm.InvalidValueError, match=r"^features: its values are at most .* below float32's smallest normal") as err:
+        gm.ModalFeatures(values, "visual")
+    assert err.value.arg == "features"
+
+
+def test_a_feature_vector_with_tiny_values_beside_ordinary_ones_is_read_as_before() -> None:
+    values = np.r_[1.0, 1e-300, -0.0, np.arange(15.0)]
+    assert gm.ModalFeatures(values, "visual").features.tolist() == values.astype(np.float32).tolist()

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, List, Optional, Tuple
 import numpy as np
 import numpy.typing as npt
 
-from ._validation import IntLike, as_real_array, non_finite_message
+from ._validation import IntLike, as_real_array, float32_of_wide, non_finite_message
 from .exceptions import InvalidValueError, NonFiniteError, ShapeError
 from .graph import Graph
 
@@ -301,7 +301,11 @@ def _feature_vector(value: Any) -> np.ndarray:
         raise
     if arr.ndim != 1:
         raise ShapeError(f"features: expected a 1-D vector, got shape {arr.shape}", "features")
-    with np.errstate(over="ignore"):  # a value beyond float32 is named below; numpy's RuntimeWarning came first
+    if arr.dtype.kind == "f" and arr.dtype.itemsize > 4:
+        # one scale for the vector, as Graph.from_sequence reads its values: a vector whose every value is below
+        # float32's normal range became zeros without a word, where the batched encode refuses such a row
+        out = float32_of_wide(arr, "features", place_of=lambda at: f"entry {at[0]}", per_column=False)
+    else:
         out = arr.astype(np.float32)
     if not np.isfinite(out).all():
         bad = int(np.flatnonzero(~np.isfinite(out))[0])
