@@ -3,7 +3,7 @@ digits cut into views, beside the same anchors as the UCI benchmark.
 
 Usage:
     python benchmarks/digits_views.py [--layouts halves quadrants]
-        [--splits 0 1 2] [--seeds 0 1 2] [--set KEY=VALUE ...] [--json PATH]
+        [--splits 0 1 2] [--seeds 0 1 2] [--set KEY=VALUE ...] [--members K] [--json PATH]
 
 ``sklearn.datasets.load_digits`` (1,797 images of 8 × 8 pixels, 10
 classes; bundled with scikit-learn, no download) becomes a multi-view data
@@ -65,14 +65,16 @@ def main(argv: "list[str] | None" = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds (default 0 1 2)")
     parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
                         help="train with these TrainingSettings fields changed, e.g. encoder_skip=true")
+    parser.add_argument("--members", type=int, default=1, metavar="K",
+                        help="measure an ensemble of K recipe models per seed (uci.fit_ensemble; default 1: one model)")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the results here")
     args = parser.parse_args(argv)
-    if args.set:
-        harness.RECIPE = harness.recipe_with(harness.parse_settings(args.set))
+    if args.set or args.members != 1:
+        harness.RECIPE = harness.recipe_with(harness.parse_settings(args.set), args.members)
 
     start = time.perf_counter()
     print(f"grapheme-multimodal {gm.__version__}; recipe {harness.RECIPE.__module__}.{harness.RECIPE.__qualname__}"
-          f"{' with its defaults' if not args.set else ''}")
+          f"{' with its defaults' if not args.set and args.members == 1 else ''}")
     results = {}
     for layout in args.layouts:
         data = digit_views(layout)

@@ -3,7 +3,7 @@ compares with, computed in the same run.
 
 Usage:
     python benchmarks/uci_multifeature.py [--splits 0 1] [--seeds 0 1 2]
-        [--nutrimouse-seeds 0 1 2] [--no-nutrimouse] [--set KEY=VALUE ...] [--json PATH]
+        [--nutrimouse-seeds 0 1 2] [--no-nutrimouse] [--set KEY=VALUE ...] [--members K] [--json PATH]
 
 UCI Multiple Features (2,000 digits, six feature sets = six views): for each
 stratified 80/20 split (``random_state`` from ``--splits``), the model is
@@ -20,7 +20,9 @@ components, one space for all views; left out when cca-zoo is not
 installed), 5-NN and a linear probe on the standardised raw views (all six
 side by side, or the two present). Ours: mean ± std over the training seeds.
 ``--set encoder_skip=true`` (any :class:`grapheme_multimodal.uci.TrainingSettings`
-field, the value read as JSON) measures the recipe with that change.
+field, the value read as JSON) measures the recipe with that change;
+``--members 3`` an ensemble of three recipe models per training seed
+(:func:`grapheme_multimodal.uci.fit_ensemble`).
 
 Nutrimouse (40 mice, gene and lipid views): gene → lipid class precision@1
 with genotype and with diet as the class, 10 repeats of stratified 5-fold
@@ -55,20 +57,29 @@ RECIPE: evaluation.Recipe = uci.fit_views
 METRICS = {"class_precision_at_1": "P@1", "instance_recall_at_1": "R@1"}
 
 
-def recipe_with(overrides: Dict[str, Any]) -> evaluation.Recipe:
+def recipe_with(overrides: Dict[str, Any], members: int = 1) -> evaluation.Recipe:
     """The recipe with some :class:`~grapheme_multimodal.uci.TrainingSettings`
-    fields changed (``--set``); the recipe itself when there are none."""
-    if not overrides:
+    fields changed (``--set``), as an ensemble of ``members`` models
+    (``--members``, :func:`~grapheme_multimodal.uci.fit_ensemble`) when
+    more than one; the recipe itself when neither."""
+    if not overrides and members == 1:
         return uci.fit_views
     fields = {f.name for f in dataclasses.fields(uci.TrainingSettings)} - {"seed"}
     unknown = sorted(set(overrides) - fields)
     if unknown:
         raise SystemExit(f"--set: unknown TrainingSettings fields {unknown}; expected some of {sorted(fields)}")
+    if members < 1:
+        raise SystemExit(f"--members: expected a positive number of models, got {members}")
 
     def fit(views: Dict[str, np.ndarray], seed: int) -> evaluation.ViewEmbedder:
-        return uci.fit_views(views, seed, settings=uci.TrainingSettings(seed=seed, **overrides))
+        settings = uci.TrainingSettings(seed=seed, **overrides)
+        if members == 1:
+            return uci.fit_views(views, seed, settings=settings)
+        return uci.fit_ensemble(views, seed, members=members, settings=settings)
 
-    fit.__qualname__ = "fit_views with " + ", ".join(f"{k}={v!r}" for k, v in overrides.items())
+    changes = ", ".join(f"{k}={v!r}" for k, v in overrides.items())
+    name = "fit_views" if members == 1 else f"fit_ensemble of {members}"
+    fit.__qualname__ = name + (" with " + changes if changes else "")
     return fit
 
 
@@ -198,15 +209,17 @@ def main(argv: "list[str] | None" = None) -> int:
     parser.add_argument("--no-nutrimouse", action="store_true", help="skip the Nutrimouse protocol")
     parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
                         help="train with these TrainingSettings fields changed, e.g. encoder_skip=true")
+    parser.add_argument("--members", type=int, default=1, metavar="K",
+                        help="measure an ensemble of K recipe models per seed (uci.fit_ensemble; default 1: one model)")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the results here")
     args = parser.parse_args(argv)
-    if args.set:
+    if args.set or args.members != 1:
         global RECIPE
-        RECIPE = recipe_with(parse_settings(args.set))
+        RECIPE = recipe_with(parse_settings(args.set), args.members)
 
     start = time.perf_counter()
     print(f"grapheme-multimodal {gm.__version__}; recipe {RECIPE.__module__}.{RECIPE.__qualname__} "
-          f"{'with its defaults' if not args.set else ''}; cca-zoo {'installed' if evaluation.cca_zoo_available() else 'not installed'}")
+          f"{'with its defaults' if not args.set and args.members == 1 else ''}; cca-zoo {'installed' if evaluation.cca_zoo_available() else 'not installed'}")
     splits = [run_split(split, args.seeds) for split in args.splits]
     nutrimouse = None if args.no_nutrimouse else run_nutrimouse(args.nutrimouse_seeds)
     seconds = time.perf_counter() - start

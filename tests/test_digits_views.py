@@ -76,3 +76,20 @@ def test_set_changes_training_settings_and_refuses_unknown_fields(script):
         harness.recipe_with({"epoch": 2})
     with pytest.raises(SystemExit, match="--set: expected KEY=VALUE, got 'encoder_skip'"):
         harness.parse_settings(["encoder_skip"])
+
+
+def test_members_measures_an_ensemble_of_recipe_models(script, tmp_path, monkeypatch, capsys):
+    harness = sys.modules["uci_multifeature"]
+    assert harness.recipe_with({}, 3).__qualname__ == "fit_ensemble of 3"
+    assert harness.recipe_with({"epochs": 2}, 2).__qualname__ == "fit_ensemble of 2 with epochs=2"
+    with pytest.raises(SystemExit, match="--members: expected a positive number of models, got 0"):
+        harness.recipe_with({}, 0)
+    monkeypatch.setattr(harness, "RECIPE", harness.RECIPE)  # restored after the test
+    out = tmp_path / "digits.json"
+    assert script.main(["--layouts", "halves", "--splits", "0", "--seeds", "1", "--set", "epochs=1", "--members", "2",
+                        "--json", str(out)]) == 0
+    assert "recipe uci_multifeature.fit_ensemble of 2 with epochs=1" in capsys.readouterr().out
+    (split,) = json.loads(out.read_text())["digits"]["halves"]
+    # the two members' embeddings side by side: the binder and the hidden read-out are measured too
+    (run,) = split["runs"]
+    assert run["binder_auc"] is not None and run["hidden_knn"] is not None

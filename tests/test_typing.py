@@ -446,6 +446,8 @@ _SCALAR_CALLS = {
         {"n_components": 2, "reg": 1e-6},
         lambda c, **kw: _ev().ExactCCA(**kw).fit(c["views"]["a"], c["views"]["b"]).transform(c["views"]["a"], c["views"]["b"])),
     "evaluation.ModelEmbedder.hidden_features": ({"layer": -1}, lambda c, **kw: c["embedder"].hidden_features(c["views"], **kw)),
+    "evaluation.EnsembleEmbedder.hidden_features": (
+        {"layer": -1}, lambda c, **kw: _ev().EnsembleEmbedder([c["embedder"]] * 2).hidden_features(c["views"], **kw)),
     "evaluation.binder_auc": ({"seed": 3}, lambda c, **kw: _ev().binder_auc(lambda a, b: (a * b).sum(1), c["views"], **kw)),
     "evaluation.compare": ({"tolerance": 0.02}, lambda c, **kw: _ev().compare([c["scores"]], c["anchors"], **kw)),
     "evaluation.compute_anchors": (

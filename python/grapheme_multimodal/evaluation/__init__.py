@@ -10,7 +10,8 @@ set beside (computed in the same run, on the same split), and the protocols.
 
 Any model with ``embed_views`` and ``embed_fused`` (:class:`ViewEmbedder`)
 can be measured; :class:`ModelEmbedder` wraps a
-:class:`~grapheme_multimodal.LearnableMultiModal`. Needs scikit-learn; the
+:class:`~grapheme_multimodal.LearnableMultiModal`, :class:`EnsembleEmbedder`
+several of them trained from different seeds. Needs scikit-learn; the
 MCCA / GCCA anchors need cca-zoo (``pip install 'grapheme-multimodal[bench]'``,
 Python >= 3.11) and are left out without it.
 """
@@ -19,6 +20,7 @@ from ._anchors import MULTIVIEW_METHODS, Anchors, cca_zoo_available, compute_anc
 from ._anchors import multiview_cca_retrieval, pairwise_cca_retrieval
 from ._cca import ExactCCA
 from ._embedders import ModelEmbedder, Recipe, ViewEmbedder, view_modalities
+from ._ensemble import EnsembleEmbedder
 from ..metrics import unit_side_by_side
 from ._multiview import RETRIEVAL_METRICS, ModelScores, binder_auc, compare, evaluate_model
 from ._nutrimouse import NUTRIMOUSE_ANCHORS, nutrimouse_cv
@@ -26,6 +28,7 @@ from ._pairs import ordered_pairs, pair_key, two_view_key, unordered_pairs
 
 __all__ = [
     "Anchors",
+    "EnsembleEmbedder",
     "ExactCCA",
     "ModelEmbedder",
     "ModelScores",

@@ -92,6 +92,11 @@ class ModelEmbedder:
     def __repr__(self) -> str:
         return f"ModelEmbedder({self.model!r}, views={list(self.modalities)})"
 
+    @property
+    def has_hidden_features(self) -> bool:
+        """Whether the model's encoders have hidden layers (``encoder_hidden``)."""
+        return bool(self.model.config.encoder_hidden)
+
     def _inputs(self, views: Mapping[str, np.ndarray]) -> Dict[Modality, np.ndarray]:
         check_views(views)
         unknown = sorted(set(views) - set(self.modalities))
@@ -143,9 +148,11 @@ def view_names(modalities: Mapping[str, Modality], inner: str, outer: str) -> Di
 
 def optional_hidden_features(embedder: ViewEmbedder) -> Optional[Callable[[Mapping[str, np.ndarray]], Dict[str, np.ndarray]]]:
     """The embedder's ``hidden_features(views)`` when it has one (a
-    :class:`ModelEmbedder` only when its model has hidden layers)."""
+    :class:`ModelEmbedder` or an ensemble of them only when their models have
+    hidden layers: ``has_hidden_features``)."""
     features = getattr(embedder, "hidden_features", None)
-    if not callable(features) or (isinstance(embedder, ModelEmbedder) and not embedder.model.config.encoder_hidden):
+    # ModelEmbedder and EnsembleEmbedder always have the method; it works when their models have hidden layers
+    if not callable(features) or getattr(embedder, "has_hidden_features", True) is False:
         return None
     return features
 

@@ -1,0 +1,127 @@
+"""Several trained models measured as one: an ensemble of the package's models.
+
+Every member embeds a row as a unit vector (zeros for a view that is not
+there). Side by side, each member's block divided by ``sqrt(K)``, they make
+one unit vector whose cosine with another is the *mean of the members'
+cosines*: the ensemble's similarity is the average of its members'
+similarities, and cross-view retrieval, k-NN and a linear probe read that.
+Members trained from different seeds err differently, so the average keeps
+what they agree on (measured in docs/objectives.md, "An ensemble of recipe
+models").
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Dict, Iterable, List, Mapping, Tuple
+
+import numpy as np
+
+from .._validation import IntLike, describe
+from ..exceptions import InvalidValueError, ShapeError
+from ._embedders import ModelEmbedder, check_views
+
+if TYPE_CHECKING:
+    from ..model import LearnableMultiModal
+
+__all__ = ["EnsembleEmbedder"]
+
+
+class EnsembleEmbedder:
+    """:class:`ViewEmbedder` over several :class:`ModelEmbedder` members
+    trained on the same views: each embedding is the members' embeddings
+    side by side, each block divided by ``sqrt(K)`` (width ``K · E`` for
+    members of width ``E``; unit rows stay unit rows, so cosine similarity
+    is the mean of the members' cosines); :meth:`bind` is the mean of the
+    members' binder strengths; :meth:`hidden_features` puts the members'
+    hidden features side by side, each member's block L2-normalised per row
+    and divided by ``sqrt(K)`` (so every member weighs the same).
+
+    :func:`grapheme_multimodal.uci.fit_ensemble` trains one.
+
+    Args:
+        members: the trained members (at least one), each a
+            :class:`ModelEmbedder` over the same view names.
+    """
+
+    def __init__(self, members: Iterable[ModelEmbedder]) -> None:
+        if isinstance(members, (str, bytes, Mapping)) or not isinstance(members, Iterable):
+            raise TypeError(f"members: expected a sequence of ModelEmbedder, got {describe(members)}")
+        members = tuple(members)
+        if not members:
+            raise InvalidValueError("members: expected at least one ModelEmbedder, got none", "members")
+        for i, member in enumerate(members):
+            if not isinstance(member, ModelEmbedder):
+                raise TypeError(f"members[{i}]: expected a ModelEmbedder (uci.fit_views gives one), got {describe(member)}")
+        views = list(members[0].modalities)
+        for i, member in enumerate(members[1:], start=1):
+            if sorted(member.modalities) != sorted(views):  # else a view only some members know failed halfway
+                raise InvalidValueError(
+                    f"members[{i}]: embeds views {list(member.modalities)}; expected the views of members[0], {views}",
+                    f"members[{i}]")
+        self.members: Tuple[ModelEmbedder, ...] = members
+
+    @property
+    def models(self) -> Tuple["LearnableMultiModal", ...]:
+        """The members' models."""
+        return tuple(m.model for m in self.members)
+
+    @property
+    def has_hidden_features(self) -> bool:
+        """Whether every member's encoders have hidden layers."""
+        return all(m.has_hidden_features for m in self.members)
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+    def __repr__(self) -> str:
+        return f"EnsembleEmbedder({len(self.members)} members, views={list(self.members[0].modalities)})"
+
+    def _side_by_side(self, blocks: List[np.ndarray]) -> np.ndarray:
+        out = np.hstack(blocks)
+        out *= np.asarray(1.0 / np.sqrt(len(blocks)), dtype=out.dtype)
+        return out
+
+    def embed_views(self, views: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        """Each given view's embedding ``[N, K · E]``: the members' side by side."""
+        check_views(views)
+        per_member = [m.embed_views(views) for m in self.members]
+        return {v: self._side_by_side([emb[v] for emb in per_member]) for v in views}
+
+    def embed_fused(self, views: Mapping[str, np.ndarray]) -> np.ndarray:
+        """The fused embedding ``[N, K · E]`` of the given views: the members' side by side."""
+        check_views(views)
+        return self._side_by_side([m.embed_fused(views) for m in self.members])
+
+    def hidden_features(self, views: Mapping[str, np.ndarray], layer: IntLike = -1) -> Dict[str, np.ndarray]:
+        """Each view's members' hidden features side by side, each member's
+        block L2-normalised per row (zero rows stay zero) and divided by
+        ``sqrt(K)``: ``[N, K · H]``."""
+        check_views(views)
+        if not self.has_hidden_features:
+            bare = [i for i, m in enumerate(self.members) if not m.has_hidden_features]
+            raise InvalidValueError(f"hidden_features: members {bare} have no hidden layers (encoder_hidden=()); "
+                                    "expected members whose encoders have them", "members")
+        per_member = [m.hidden_features(views, layer=layer) for m in self.members]
+        return {v: self._side_by_side([_unit_rows(features[v]) for features in per_member]) for v in views}
+
+    def bind(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """The mean of the members' binder strengths ``[N]`` for rows of
+        this ensemble's view embeddings ``a`` and ``b`` (``[N, K · E]``, as
+        :meth:`embed_views` gives them)."""
+        widths = [m.model.config.embed_dim for m in self.members]
+        scale = np.float32(np.sqrt(len(self.members)))
+        blocks = {}
+        for name, x in (("a", a), ("b", b)):
+            arr = np.asarray(x)
+            if arr.ndim != 2 or arr.shape[1] != sum(widths):
+                raise ShapeError(f"{name}: expected the ensemble's embeddings [N, {sum(widths)}] ({len(widths)} members "
+                                 f"side by side), got shape {arr.shape}", name)
+            # back to each member's unit rows: the member's binder was trained on those
+            blocks[name] = np.split(arr.astype(np.float32, copy=False) * scale, np.cumsum(widths)[:-1], axis=1)
+        strengths = [m.bind(x, y) for m, x, y in zip(self.members, blocks["a"], blocks["b"])]
+        return np.mean(strengths, axis=0, dtype=np.float64).astype(strengths[0].dtype)
+
+
+def _unit_rows(x: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)

@@ -1,0 +1,161 @@
+"""An ensemble of recipe models measured as one (evaluation.EnsembleEmbedder,
+uci.fit_ensemble): its embeddings are the members' side by side, so its
+similarities are the mean of the members', and an ensemble of one is the
+recipe's model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("sklearn")
+
+from grapheme_multimodal import evaluation, uci  # noqa: E402
+from grapheme_multimodal.datasets import MultipleFeatures  # noqa: E402
+from grapheme_multimodal.exceptions import InvalidValueError, ShapeError  # noqa: E402
+
+SETTINGS = uci.TrainingSettings(epochs=2, batch_size=64)
+
+
+def _views(n: int = 96, seed: int = 0) -> dict:
+    rng = np.random.default_rng(seed)
+    z = rng.normal(size=(n, 4))
+    return {
+        "a": (z @ rng.normal(size=(4, 9)) + 0.1 * rng.normal(size=(n, 9))).astype(np.float32),
+        "b": (z @ rng.normal(size=(4, 6)) + 0.1 * rng.normal(size=(n, 6))).astype(np.float32),
+        "c": (np.tanh(z @ rng.normal(size=(4, 5))) + 0.1 * rng.normal(size=(n, 5))).astype(np.float32),
+    }
+
+
+@pytest.fixture(scope="module")
+def views() -> dict:
+    return _views()
+
+
+@pytest.fixture(scope="module")
+def ensemble(views) -> evaluation.EnsembleEmbedder:
+    return uci.fit_ensemble(views, 1, members=3, settings=SETTINGS)
+
+
+def _weights(embedder: evaluation.ModelEmbedder) -> dict:
+    return embedder.model.state_dict()
+
+
+def test_members_train_from_their_own_seeds(views, ensemble):
+    assert uci.member_seeds(1, 3) == (3, 4, 5)
+    assert len(ensemble) == 3 and len(ensemble.models) == 3
+    # member j is fit_views' model of seed 1 * 3 + j, bit for bit
+    alone = uci.fit_views(views, 4, settings=SETTINGS)
+    for name, value in _weights(alone).items():
+        np.testing.assert_array_equal(_weights(ensemble.members[1])[name], value)
+    # and the members differ from each other
+    first, second = _weights(ensemble.members[0]), _weights(ensemble.members[1])
+    assert any(not np.array_equal(first[k], second[k]) for k in first)
+
+
+def test_an_ensemble_of_one_is_the_recipes_model(views):
+    one = uci.fit_ensemble(views, 2, members=1, settings=SETTINGS)
+    alone = uci.fit_views(views, 2, settings=SETTINGS)
+    np.testing.assert_array_equal(one.embed_fused(views), alone.embed_fused(views))
+    for v, emb in alone.embed_views(views).items():
+        np.testing.assert_array_equal(one.embed_views(views)[v], emb)
+
+
+def test_similarity_is_the_mean_of_the_members(views, ensemble):
+    width = sum(m.model.config.embed_dim for m in ensemble.members)
+    emb = ensemble.embed_views(views)
+    per_member = [m.embed_views(views) for m in ensemble.members]
+    for v in views:
+        assert emb[v].shape == (96, width) and emb[v].dtype == np.float32
+        np.testing.assert_allclose(np.linalg.norm(emb[v], axis=1), 1.0, atol=1e-5)
+    cosine = emb["a"] @ emb["b"].T
+    mean = np.mean([p["a"] @ p["b"].T for p in per_member], axis=0)
+    np.testing.assert_allclose(cosine, mean, atol=1e-5)
+    fused = ensemble.embed_fused({"a": views["a"], "c": views["c"]})
+    parts = [m.embed_fused({"a": views["a"], "c": views["c"]}) for m in ensemble.members]
+    assert fused.shape == (96, width)
+    np.testing.assert_allclose(fused @ fused.T, np.mean([p @ p.T for p in parts], axis=0), atol=1e-5)
+
+
+def test_bind_is_the_mean_of_the_members_strengths(views, ensemble):
+    emb = ensemble.embed_views(views)
+    per_member = [m.embed_views(views) for m in ensemble.members]
+    expected = np.mean([m.bind(p["a"], p["b"][::-1].copy()) for m, p in zip(ensemble.members, per_member)], axis=0)
+    np.testing.assert_allclose(ensemble.bind(emb["a"], emb["b"][::-1]), expected, atol=1e-6)
+    with pytest.raises(ShapeError, match=r"b: expected the ensemble's embeddings \[N, 384\]"):
+        ensemble.bind(emb["a"], per_member[0]["b"])
+
+
+def test_hidden_features_weigh_every_member_the_same(views, ensemble):
+    hidden = ensemble.hidden_features(views)
+    widths = [m.model.hidden_width() for m in ensemble.members]
+    for v in views:
+        assert hidden[v].shape == (96, sum(widths))
+        for block in np.split(hidden[v], np.cumsum(widths)[:-1], axis=1):
+            np.testing.assert_allclose(np.linalg.norm(block, axis=1), 1 / np.sqrt(3), atol=1e-5)
+
+
+def test_evaluate_model_measures_an_ensemble(views, ensemble):
+    labels = np.arange(96) % 4
+    train = MultipleFeatures(views={v: x[:64] for v, x in views.items()}, labels=labels[:64])
+    test = MultipleFeatures(views={v: x[64:] for v, x in views.items()}, labels=labels[64:])
+    scores = evaluation.evaluate_model(ensemble, train, test, k=3)
+    assert set(scores.retrieval) == {"a->b", "a->c", "b->a", "b->c", "c->a", "c->b"}
+    assert scores.hidden_knn is not None and scores.binder_auc is not None
+    assert 0.5 < scores.binder_auc <= 1.0  # the members' binder, averaged, still tells pairs apart
+
+
+def test_members_without_hidden_layers_have_no_hidden_read_out(views):
+    bare = uci.fit_ensemble(views, 0, members=2, settings=uci.TrainingSettings(epochs=1, encoder_hidden=()))
+    assert not bare.has_hidden_features
+    assert evaluation._embedders.optional_hidden_features(bare) is None
+    with pytest.raises(InvalidValueError, match=r"hidden_features: members \[0, 1\] have no hidden layers"):
+        bare.hidden_features(views)
+
+
+@pytest.mark.parametrize(
+    "members, error, message",
+    [
+        ([], InvalidValueError, "members: expected at least one ModelEmbedder, got none"),
+        ("ab", TypeError, "members: expected a sequence of ModelEmbedder, got str"),
+        ([object()], TypeError, r"members\[0\]: expected a ModelEmbedder"),
+    ],
+)
+def test_ensemble_refuses_what_is_not_members(members, error, message):
+    with pytest.raises(error, match=message):
+        evaluation.EnsembleEmbedder(members)
+
+
+def test_ensemble_refuses_members_of_other_views(views, ensemble):
+    other = uci.fit_views({"a": views["a"], "b": views["b"]}, 0, settings=uci.TrainingSettings(epochs=1))
+    with pytest.raises(InvalidValueError, match=r"members\[1\]: embeds views \['a', 'b'\]; expected the views of "
+                                                r"members\[0\], \['a', 'b', 'c'\]"):
+        evaluation.EnsembleEmbedder([ensemble.members[0], other])
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        ({"members": 0}, InvalidValueError, "members: expected a positive int, got 0"),
+        ({"members": 2.0}, TypeError, "members: expected a positive int, got float"),
+        ({"members": True}, TypeError, "members: expected a positive int, got bool"),
+        ({"seed": -1}, InvalidValueError, r"seed: expected an int in \[0, 2\*\*62\) \(member j trains with seed \* 3 \+ j\)"),
+        ({"seed": 2**62}, InvalidValueError, r"seed: expected an int in \[0, 2\*\*62\)"),
+        ({"settings": {"epochs": 1}}, TypeError, "settings: expected a TrainingSettings or None, got dict"),
+    ],
+)
+def test_fit_ensemble_refuses_bad_arguments_before_training(views, kwargs, error, message):
+    with pytest.raises(error, match=message):
+        uci.fit_ensemble(views, **{"seed": 0, **kwargs})
+
+
+def test_fit_ensemble_takes_its_seed_from_settings(views):
+    by_settings = uci.fit_ensemble(views, members=2, settings=uci.TrainingSettings(epochs=1, seed=1))
+    by_seed = uci.fit_ensemble(views, 1, members=2, settings=uci.TrainingSettings(epochs=1))
+    np.testing.assert_array_equal(by_settings.embed_fused(views), by_seed.embed_fused(views))
+
+
+def test_fit_ensemble_takes_numpy_integers(views):
+    assert uci.member_seeds(np.int64(2), np.int64(2)) == (4, 5)
+    ensemble = uci.fit_ensemble(views, np.uint8(1), members=np.int64(2), settings=uci.TrainingSettings(epochs=1))
+    assert len(ensemble) == 2 and [m.model.config.seed for m in ensemble.members] == [2, 3]
