@@ -159,3 +159,87 @@ def test_fit_ensemble_takes_numpy_integers(views):
     assert uci.member_seeds(np.int64(2), np.int64(2)) == (4, 5)
     ensemble = uci.fit_ensemble(views, np.uint8(1), members=np.int64(2), settings=uci.TrainingSettings(epochs=1))
     assert len(ensemble) == 2 and [m.model.config.seed for m in ensemble.members] == [2, 3]
+
+
+# --- the scikit-learn estimator's n_members ---------------------------------------------
+
+from sklearn.base import clone  # noqa: E402
+from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
+
+from grapheme_multimodal.sklearn import MultimodalEmbedder  # noqa: E402
+
+FAST = dict(embed_dim=8, hidden_dim=8, num_heads=2, epochs=2, batch_size=32)
+
+
+@parametrize_with_checks([MultimodalEmbedder(**FAST, n_members=2)])
+def test_an_ensemble_estimator_passes_scikit_learns_checks(estimator, check):
+    check(estimator)
+
+
+def test_the_estimators_members_are_its_models_of_their_seeds(views):
+    Xs = list(views.values())
+    ensemble = MultimodalEmbedder(**FAST, n_members=3, random_state=1).fit(Xs)
+    assert len(ensemble.models_) == 3 and len(ensemble.histories_) == 3 and ensemble.model_ is ensemble.models_[0]
+    members = [MultimodalEmbedder(**FAST, random_state=seed).fit(Xs) for seed in uci.member_seeds(1, 3)]
+    for member, model in zip(members, ensemble.models_):
+        for name, value in member.model_.state_dict().items():
+            np.testing.assert_array_equal(model.state_dict()[name], value)
+    out = ensemble.transform(Xs)
+    assert out.shape == (96, 24) and out.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5)
+    parts = [m.transform(Xs) for m in members]
+    np.testing.assert_allclose(out @ out.T, np.mean([p @ p.T for p in parts], axis=0), atol=1e-5)
+    assert list(ensemble.get_feature_names_out()) == [f"multimodalembedder{j}" for j in range(24)]
+
+
+def test_an_ensemble_of_one_is_the_estimator_as_before(views):
+    Xs = list(views.values())
+    one = MultimodalEmbedder(**FAST, n_members=1, random_state=2).fit(Xs)
+    alone = MultimodalEmbedder(**FAST, random_state=2).fit(Xs)
+    np.testing.assert_array_equal(one.transform(Xs), alone.transform(Xs))
+    assert one.models_ == (one.model_,)
+
+
+def test_an_ensemble_estimators_hidden_output_holds_every_members_features(views):
+    Xs = list(views.values())
+    est = MultimodalEmbedder(**FAST, encoder_hidden=(5,), n_members=2, output="hidden").fit(Xs)
+    out = est.transform(Xs)
+    assert out.shape == (96, 2 * 3 * 5)
+    names = list(est.get_feature_names_out())
+    assert names[:2] == ["multimodalembedder_member0_visual_hidden0", "multimodalembedder_member0_visual_hidden1"]
+    assert names[15] == "multimodalembedder_member1_visual_hidden0" and len(names) == 30
+    # each member's block as the member alone transforms it, / sqrt(2)
+    alone = clone(est).set_params(n_members=1, random_state=1).fit(Xs).transform(Xs)
+    np.testing.assert_allclose(out[:, 15:] * np.sqrt(2), alone, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "params, error, message",
+    [
+        ({"n_members": 0}, InvalidValueError, "n_members: expected a positive int, got 0"),
+        ({"n_members": 2.0}, TypeError, "n_members: expected a positive int, got float"),
+        ({"n_members": 3, "random_state": 2**62},
+         InvalidValueError, r"random_state: expected an int in \[0, 2\*\*62\) \(member j trains with random_state \* 3 \+ j\)"),
+    ],
+)
+def test_the_estimator_refuses_bad_members_before_training(views, params, error, message):
+    est = MultimodalEmbedder(**{**FAST, **params})
+    with pytest.raises(error, match=message):
+        est.fit(list(views.values()))
+    assert not hasattr(est, "models_") and not hasattr(est, "model_")
+
+
+def test_an_estimator_pickled_before_n_members_existed_still_transforms(views):
+    import pickle
+
+    Xs = list(views.values())
+    est = MultimodalEmbedder(**FAST).fit(Xs)
+    expected = est.transform(Xs)
+    state = est.__getstate__()
+    for name in ("models_", "histories_", "n_members"):  # what an older version's pickle lacks
+        state.pop(name)
+    old = MultimodalEmbedder.__new__(MultimodalEmbedder)
+    old.__setstate__(state)
+    old = pickle.loads(pickle.dumps(old))
+    np.testing.assert_array_equal(old.transform(Xs), expected)
+    assert len(old.get_feature_names_out()) == 8

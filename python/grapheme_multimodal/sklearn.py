@@ -45,7 +45,7 @@ from .metrics import unit_side_by_side
 from .model import LearnableMultiModal
 from .stopping import fit_with_stopping
 from .types import Modality
-from .uci import TrainingSettings, check_weights
+from .uci import TrainingSettings, check_weights, member_seeds
 
 #: The recipe whose settings are the estimator's defaults.
 _RECIPE = TrainingSettings()
@@ -115,6 +115,18 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
     data we measured (docs/objectives.md, "Read-outs before the aligned
     space"), while the fused embedding is the one for retrieval.
 
+    ``n_members=K`` trains ``K`` such models, member ``j`` from seed
+    ``random_state * K + j`` (:func:`grapheme_multimodal.uci.member_seeds`:
+    one member is the estimator's model of ``random_state``), and
+    :meth:`transform` puts their outputs side by side, each divided by
+    ``sqrt(K)`` (``[n, K * embed_dim]``; unit rows stay unit rows, and the
+    cosine of two rows is the mean of the members' cosines), as
+    :class:`grapheme_multimodal.evaluation.EnsembleEmbedder` measures them.
+    ``K`` times the training time; on UCI Multiple Features three members
+    lifted every retrieval figure and the binder (docs/objectives.md, "An
+    ensemble of recipe models"). ``model_`` is the first member's model,
+    ``models_`` and ``histories_`` all of them.
+
     >>> import numpy as np
     >>> rng = np.random.default_rng(0)
     >>> z = rng.normal(size=(100, 3))
@@ -160,6 +172,7 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
         min_validation_rows: IntLike = _RECIPE.min_validation_rows,
         cv_folds: IntLike = _RECIPE.cv_folds,
         output: str = "fused",
+        n_members: IntLike = 1,
     ) -> None:
         self.modalities = modalities
         self.embed_dim = embed_dim
@@ -196,6 +209,7 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
         self.min_validation_rows = min_validation_rows
         self.cv_folds = cv_folds
         self.output = output
+        self.n_members = n_members
 
     def fit(self, Xs: Any, y: Any = None) -> "MultimodalEmbedder":
         """Trains on the views ``Xs`` (``y`` is ignored: training is unsupervised).
@@ -252,12 +266,27 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
         # here, else the model's config refused it as `seed`, a name this estimator does not have
         as_seed(self.random_state, "random_state",
                 why=" (None or a RandomState is not taken: training is seeded for exact reruns)")
+        seeds = member_seeds(self.random_state, self.n_members, seed_arg="random_state", members_arg="n_members")
         # by this estimator's name for them, before the recipe's settings check them as their `weights`
         check_weights(self.objectives, "objectives")
         views = _as_views(Xs, self, reset=True)
         self.modalities_ = self._modalities(len(views))
         self.n_views_ = len(views)
         self.view_dims_ = [v.shape[1] for v in views]
+        input_dims = {m: d for m, d in zip(self.modalities_, self.view_dims_)}
+        # each member's model made before the views are cast: a setting the model refuses is named first, as ever
+        built = [self._member_model(seed, input_dims) for seed in seeds]
+        inputs, mask = self._inputs(views)
+        for i, (m, v) in enumerate(zip(self.modalities_, views)):  # fit only: transform's cast pays no second pass
+            warn_precision_loss(v, inputs[m], mask[:, m.index], f"Xs[{i}]")
+        histories = [self._train_member(model, settings, seed, inputs, mask, progress)
+                     for seed, (settings, model) in zip(seeds, built)]
+        self.models_, self.histories_ = tuple(model for _, model in built), tuple(histories)
+        self.model_, self.history_ = self.models_[0], histories[0]
+
+    def _member_model(self, seed: int, input_dims: dict) -> "tuple[TrainingSettings, LearnableMultiModal]":
+        """The recipe's settings with this estimator's parameters, and an
+        untrained model of them seeded by ``seed``."""
         settings = TrainingSettings(  # the recipe's model options, as uci.train and grapheme-mm train build them
             embed_dim=self.embed_dim, hidden_dim=self.hidden_dim, num_heads=self.num_heads,
             binder_kind=self.binder_kind, temperature=self.temperature, learning_rate=self.learning_rate,
@@ -269,23 +298,22 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
             input_distance=self.input_distance,
             fusion_residual=self.fusion_residual, contrastive_pair_power=self.contrastive_pair_power,
             neighborhood_neighbors=self.neighborhood_neighbors, neighborhood_temperature=self.neighborhood_temperature,
-            reconstruction_subsets=self.reconstruction_subsets, weights=self.objectives, seed=self.random_state,
+            reconstruction_subsets=self.reconstruction_subsets, weights=self.objectives, seed=seed,
         )
-        self.model_ = LearnableMultiModal(
-            input_dims={m: d for m, d in zip(self.modalities_, self.view_dims_)}, **settings.model_options()
-        )
-        inputs, mask = self._inputs(views)
-        for i, (m, v) in enumerate(zip(self.modalities_, views)):  # fit only: transform's cast pays no second pass
-            warn_precision_loss(v, inputs[m], mask[:, m.index], f"Xs[{i}]")
+        return settings, LearnableMultiModal(input_dims=input_dims, **settings.model_options())
+
+    def _train_member(self, model: LearnableMultiModal, settings: TrainingSettings, seed: int, inputs: dict,
+                      mask: np.ndarray, progress: bool) -> Any:
+        """``model`` trained on the cast views from ``seed``; its history."""
         try:  # a row whose encoding overflows is named by the model as data['m'] or inputs['m']
-            self.history_ = fit_with_stopping(
-                self.model_,
+            return fit_with_stopping(
+                model,
                 inputs,
                 mask=mask,
                 validation_fraction=self.validation_fraction,
                 patience=self.patience,
-                monitor=settings.monitor(len(views)),
-                seed=self.random_state,
+                monitor=settings.monitor(len(inputs)),
+                seed=seed,
                 min_validation_rows=self.min_validation_rows,
                 cv_folds=self.cv_folds,
                 epochs=self.epochs,
@@ -302,7 +330,9 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
     def transform(self, Xs: Any) -> np.ndarray:
         """Fused unit embeddings ``[n, embed_dim]`` of the views ``Xs``; with
         ``output="hidden"``, the views' hidden features side by side,
-        ``[n, n_views * encoder_hidden[-1]]``."""
+        ``[n, n_views * encoder_hidden[-1]]``. With ``n_members=K``, the
+        members' outputs side by side, each divided by ``sqrt(K)``: ``K``
+        times as wide."""
         with self._threads_lock().reading():
             out = self._transform(Xs)
         return _with_frames_index(self, Xs, out)
@@ -323,12 +353,15 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
                 f"Xs: row {int(np.argmax(empty))} is NaN in every view (all views missing); "
                 "expected at least one present view per row to embed", "Xs",
             )
+        def embed_member(model: LearnableMultiModal, chunk: dict, present: np.ndarray) -> np.ndarray:
+            if self.output == "hidden":
+                features = model.hidden_features(chunk, present)
+                return unit_side_by_side({m: features[:, m.index] for m in self.modalities_}, self.modalities_)
+            return model.encode_and_fuse(chunk, present)[1]
+
         def embed(rows: slice) -> "tuple[np.ndarray]":
             chunk = {m: x[rows] for m, x in inputs.items()}
-            if self.output == "hidden":
-                features = self.model_.hidden_features(chunk, mask[rows])
-                return (unit_side_by_side({m: features[:, m.index] for m in self.modalities_}, self.modalities_),)
-            return (self.model_.encode_and_fuse(chunk, mask[rows])[1],)
+            return (side_by_side([embed_member(model, chunk, mask[rows]) for model in self._members()]),)
 
         try:
             # several chunks land in the views' dtype (float32 to float64 exactly), without a second copy
@@ -370,12 +403,20 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
         self._check_output(fitted=True)
         _check_input_features(self, input_features)
         prefix = type(self).__name__.lower()
+        members = self._members()
         if self.output == "hidden":
             width = self.model_.hidden_width(arg="output")
             names = [f"{prefix}_{m}_hidden{j}" for m in self.modalities_ for j in range(width)]
+            if len(members) > 1:  # each member's block of every view's features
+                names = [f"{prefix}_member{i}_{name[len(prefix) + 1:]}" for i in range(len(members)) for name in names]
         else:
-            names = [f"{prefix}{j}" for j in range(self.model_.config.embed_dim)]
+            names = [f"{prefix}{j}" for j in range(len(members) * self.model_.config.embed_dim)]
         return np.asarray(names, dtype=object)
+
+    def _members(self) -> "tuple[LearnableMultiModal, ...]":
+        """The fitted models: ``models_``, or ``model_`` alone for an
+        estimator fitted (and pickled) before ``n_members`` existed."""
+        return self.__dict__.get("models_", (self.model_,))
 
     def _check_output(self, fitted: bool = False) -> None:
         """``output`` is one of :data:`OUTPUTS`, and ``"hidden"`` has hidden
@@ -618,3 +659,14 @@ def _checked_view(x: Any, name: str) -> np.ndarray:
         if type(exc) not in (ValueError, TypeError) or name in str(exc):
             raise
         raise type(exc)(f"{name}: {exc}") from None
+
+
+def side_by_side(blocks: List[np.ndarray]) -> np.ndarray:
+    """One member's output as it is; several side by side, each divided by
+    ``sqrt(K)``: unit rows stay unit rows, and the cosine of two rows is the
+    mean of the members' cosines (as ``evaluation.EnsembleEmbedder``)."""
+    if len(blocks) == 1:
+        return blocks[0]
+    out = np.hstack(blocks)
+    out *= np.asarray(1.0 / np.sqrt(len(blocks)), dtype=out.dtype)
+    return out

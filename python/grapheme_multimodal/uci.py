@@ -490,14 +490,15 @@ def fit_views(
     return ModelEmbedder(model, modalities)
 
 
-def member_seeds(seed: IntLike, members: IntLike) -> Tuple[int, ...]:
+def member_seeds(seed: IntLike, members: IntLike, *, seed_arg: str = "seed", members_arg: str = "members") -> Tuple[int, ...]:
     """The training seeds of :func:`fit_ensemble`'s members: ``seed * members + j``
     for member ``j``. An ensemble of one is :func:`fit_views`'s model of
-    ``seed``, and ensembles of different seeds share no member."""
-    members = as_positive_int(members, "members")
+    ``seed``, and ensembles of different seeds share no member. Errors name
+    the arguments ``seed_arg`` and ``members_arg`` (the caller's names)."""
+    members = as_positive_int(members, members_arg)
     # every member's seed must be one the core takes (a u64): seed * members + j < 2**64
     below = 2 ** (64 - (members - 1).bit_length())
-    seed = as_seed(seed, "seed", below=below, why=f" (member j trains with seed * {members} + j)")
+    seed = as_seed(seed, seed_arg, below=below, why=f" (member j trains with {seed_arg} * {members} + j)")
     return tuple(seed * members + j for j in range(members))
 
 
