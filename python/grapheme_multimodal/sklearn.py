@@ -123,8 +123,9 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
     cosine of two rows is the mean of the members' cosines), as
     :class:`grapheme_multimodal.evaluation.EnsembleEmbedder` measures them.
     ``K`` times the training time; on UCI Multiple Features three members
-    lifted every retrieval figure and the binder (docs/objectives.md, "An
-    ensemble of recipe models"). ``model_`` is the first member's model,
+    lifted every retrieval figure and the binder, not the fused embedding's
+    5-NN (docs/objectives.md, "Measured: an ensemble of recipe models").
+    ``model_`` is the first member's model,
     ``models_`` and ``histories_`` all of them.
 
     >>> import numpy as np

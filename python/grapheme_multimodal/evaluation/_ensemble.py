@@ -6,7 +6,7 @@ one unit vector whose cosine with another is the *mean of the members'
 cosines*: the ensemble's similarity is the average of its members'
 similarities, and cross-view retrieval, k-NN and a linear probe read that.
 Members trained from different seeds err differently, so the average keeps
-what they agree on (measured in docs/objectives.md, "An ensemble of recipe
+what they agree on (docs/objectives.md, "Measured: an ensemble of recipe
 models").
 """
 
