@@ -40,6 +40,7 @@ from ._validation import (
     warn_precision_loss,
 )
 from .config import _widths
+from .evaluation._ensemble import side_by_side
 from .exceptions import GraphemeError, InvalidValueError, NonFiniteError, ShapeError
 from .metrics import unit_side_by_side
 from .model import LearnableMultiModal
@@ -660,14 +661,3 @@ def _checked_view(x: Any, name: str) -> np.ndarray:
         if type(exc) not in (ValueError, TypeError) or name in str(exc):
             raise
         raise type(exc)(f"{name}: {exc}") from None
-
-
-def side_by_side(blocks: List[np.ndarray]) -> np.ndarray:
-    """One member's output as it is; several side by side, each divided by
-    ``sqrt(K)``: unit rows stay unit rows, and the cosine of two rows is the
-    mean of the members' cosines (as ``evaluation.EnsembleEmbedder``)."""
-    if len(blocks) == 1:
-        return blocks[0]
-    out = np.hstack(blocks)
-    out *= np.asarray(1.0 / np.sqrt(len(blocks)), dtype=out.dtype)
-    return out

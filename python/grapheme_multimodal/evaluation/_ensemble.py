@@ -18,12 +18,25 @@ import numpy as np
 
 from .._validation import IntLike, describe
 from ..exceptions import InvalidValueError, ShapeError
+from ..metrics import _unit_or_zero
 from ._embedders import ModelEmbedder, check_views
 
 if TYPE_CHECKING:
     from ..model import LearnableMultiModal
 
-__all__ = ["EnsembleEmbedder"]
+__all__ = ["EnsembleEmbedder", "side_by_side"]
+
+
+def side_by_side(blocks: List[np.ndarray]) -> np.ndarray:
+    """The members' outputs ``[N, E_k]`` as one ``[N, sum E_k]``, each
+    block divided by ``sqrt(K)``: unit rows stay unit rows, and the cosine
+    of two rows is the mean of the members' cosines. One member's output is
+    returned as it is (so an ensemble of one gives its member's bits)."""
+    if len(blocks) == 1:
+        return blocks[0]
+    out = np.hstack(blocks)
+    out *= np.asarray(1.0 / np.sqrt(len(blocks)), dtype=out.dtype)
+    return out
 
 
 class EnsembleEmbedder:
@@ -76,21 +89,16 @@ class EnsembleEmbedder:
     def __repr__(self) -> str:
         return f"EnsembleEmbedder({len(self.members)} members, views={list(self.members[0].modalities)})"
 
-    def _side_by_side(self, blocks: List[np.ndarray]) -> np.ndarray:
-        out = np.hstack(blocks)
-        out *= np.asarray(1.0 / np.sqrt(len(blocks)), dtype=out.dtype)
-        return out
-
     def embed_views(self, views: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
         """Each given view's embedding ``[N, K · E]``: the members' side by side."""
         check_views(views)
         per_member = [m.embed_views(views) for m in self.members]
-        return {v: self._side_by_side([emb[v] for emb in per_member]) for v in views}
+        return {v: side_by_side([emb[v] for emb in per_member]) for v in views}
 
     def embed_fused(self, views: Mapping[str, np.ndarray]) -> np.ndarray:
         """The fused embedding ``[N, K · E]`` of the given views: the members' side by side."""
         check_views(views)
-        return self._side_by_side([m.embed_fused(views) for m in self.members])
+        return side_by_side([m.embed_fused(views) for m in self.members])
 
     def hidden_features(self, views: Mapping[str, np.ndarray], layer: IntLike = -1) -> Dict[str, np.ndarray]:
         """Each view's members' hidden features side by side, each member's
@@ -102,7 +110,7 @@ class EnsembleEmbedder:
             raise InvalidValueError(f"hidden_features: members {bare} have no hidden layers (encoder_hidden=()); "
                                     "expected members whose encoders have them", "members")
         per_member = [m.hidden_features(views, layer=layer) for m in self.members]
-        return {v: self._side_by_side([_unit_rows(features[v]) for features in per_member]) for v in views}
+        return {v: side_by_side([_unit_or_zero(features[v])[0] for features in per_member]) for v in views}
 
     def bind(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """The mean of the members' binder strengths ``[N]`` for rows of
@@ -120,8 +128,3 @@ class EnsembleEmbedder:
             blocks[name] = np.split(arr.astype(np.float32, copy=False) * scale, np.cumsum(widths)[:-1], axis=1)
         strengths = [m.bind(x, y) for m, x, y in zip(self.members, blocks["a"], blocks["b"])]
         return np.mean(strengths, axis=0, dtype=np.float64).astype(strengths[0].dtype)
-
-
-def _unit_rows(x: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
