@@ -205,6 +205,7 @@ _TEN_SPLIT_TABLES = [
     ("**Reconstruction from a random subset of the views**", "uci-reconstruction-w1-subsets-splits-0-9.json",
      "uci-reconstruction-w1-splits-0-9.json"),
     ("#### Adopted: a reconstruction term at weight 1", "uci-reconstruction-w1-splits-0-9.json", None),
+    ("#### Measured: an ensemble of recipe models", "uci-ensemble3-splits-0-9.json", "uci-reconstruction-w1-splits-0-9.json"),
 ]
 
 
@@ -234,7 +235,7 @@ def _before_side(cell: str) -> List[str]:
 
 
 @pytest.mark.parametrize("heading, after_json, before_json", _TEN_SPLIT_TABLES,
-                         ids=["neighborhood", "subsets", "reconstruction-w1"])
+                         ids=["neighborhood", "subsets", "reconstruction-w1", "ensemble3"])
 def test_objectives_ten_split_tables_are_their_json(heading, after_json, before_json):
     start = OBJECTIVES.index(heading)
     end = OBJECTIVES.index("\n| mean |", start)
@@ -264,3 +265,39 @@ def test_objectives_ten_split_tables_are_their_json(heading, after_json, before_
                    [statistics.pstdev(run["fused_knn"] for run in split["runs"])])
     means = _after_side(rows["mean"][0])
     _check(f"{heading} mean P@1", means, [statistics.mean(_split_figures(s)[0][0] for s in after.values())])
+
+
+def _ten_split_means(name: str) -> Dict[str, float]:
+    """Means over the splits of the per-split seed means the ten-split tables quote."""
+    splits = _splits(name).values()
+    return {
+        "P@1": statistics.mean(statistics.mean(_mean_over_pairs(s, "class_precision_at_1")) for s in splits),
+        "R@1": statistics.mean(statistics.mean(_mean_over_pairs(s, "instance_recall_at_1")) for s in splits),
+        "AUC": statistics.mean(statistics.mean(run["binder_auc"] for run in s["runs"]) for s in splits),
+        "5-NN": statistics.mean(statistics.mean(run["fused_knn"] for run in s["runs"]) for s in splits),
+    }
+
+
+def test_the_ensembles_figures_in_the_readmes_are_the_stored_ones():
+    """README's n_members sentence and benchmarks/README's --members line quote
+    the ten-split means of the ensemble (and README the recipe's beside them)."""
+    ensemble, recipe = _ten_split_means("uci-ensemble3-splits-0-9.json"), _ten_split_means("uci-reconstruction-w1-splits-0-9.json")
+    start = README.index("`MultimodalEmbedder(n_members=3)` trains")
+    sentence = README[start:README.index("`uci.fit_ensemble`", start)]
+    quoted = _NUMBER.findall(sentence.split("on all ten UCI splits", 1)[1].replace("@1", "").replace("5-NN", ""))
+    _check("README n_members", quoted, [recipe["P@1"], ensemble["P@1"], recipe["R@1"], ensemble["R@1"], recipe["AUC"],
+                                        ensemble["AUC"], recipe["5-NN"], ensemble["5-NN"]])
+    start = BENCH_README.index("`results/uci-ensemble3-splits-0-9.json`: ten splits,")
+    line = BENCH_README[start:BENCH_README.index("docs/objectives.md", start)]
+    _check("benchmarks/README --members", _NUMBER.findall(line.split("ten splits,", 1)[1].replace("@1", "").replace("5-NN", "")),
+           [ensemble["P@1"], ensemble["R@1"], ensemble["AUC"], ensemble["5-NN"]])
+
+
+def test_objectives_ensemble_nutrimouse_figures_are_the_stored_ones():
+    ours = _load("uci-ensemble3-nutrimouse.json")["nutrimouse"]["summary"]["ours"]
+    recipe = _load("uci-reconstruction-w1-split-0-nutrimouse.json")["nutrimouse"]["summary"]["ours"]
+    start = OBJECTIVES.index("the ensemble gives", OBJECTIVES.index("On Nutrimouse (gene → lipid class P@1, 10 × stratified 5-fold CV, three\nensembles"))
+    quoted = _NUMBER.findall(OBJECTIVES[start:OBJECTIVES.index(": above", start)])
+    _check("objectives ensemble Nutrimouse", quoted, [
+        ours["genotype"]["mean"], ours["genotype"]["std"], ours["diet"]["mean"], ours["diet"]["std"],
+        recipe["genotype"]["mean"], recipe["genotype"]["std"], recipe["diet"]["mean"], recipe["diet"]["std"]])
