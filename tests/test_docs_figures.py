@@ -301,3 +301,21 @@ def test_objectives_ensemble_nutrimouse_figures_are_the_stored_ones():
     _check("objectives ensemble Nutrimouse", quoted, [
         ours["genotype"]["mean"], ours["genotype"]["std"], ours["diet"]["mean"], ours["diet"]["std"],
         recipe["genotype"]["mean"], recipe["genotype"]["std"], recipe["diet"]["mean"], recipe["diet"]["std"]])
+
+
+def test_objectives_two_member_means_are_the_stored_ones():
+    """The "Two members instead of three" paragraph: seed 0's means over the ten splits."""
+    def seed0(name: str, metric: str) -> float:
+        runs = [s["runs"][s["seeds"].index(0)] for s in _splits(name).values()]
+        if metric in ("class_precision_at_1", "instance_recall_at_1"):
+            return statistics.mean(statistics.mean(r[metric] for r in run["retrieval"].values()) for run in runs)
+        return statistics.mean(run[metric] for run in runs)
+
+    start = OBJECTIVES.index("Two members instead of three")
+    text = OBJECTIVES[start:OBJECTIVES.index("targets missed", start)]
+    for label, metric in (("P@1", "class_precision_at_1"), ("R@1", "instance_recall_at_1"), ("fused 5-NN", "fused_knn"),
+                          ("probe", "fused_probe"), ("AUC", "binder_auc")):
+        quoted = _NUMBER.findall(re.split(re.escape(label) + r"\s", text, maxsplit=1)[1])[:3]
+        _check(f"objectives two members {label}", quoted, [seed0("uci-reconstruction-w1-splits-0-9.json", metric),
+                                                            seed0("uci-ensemble2-seed0-splits-0-9.json", metric),
+                                                            seed0("uci-ensemble3-splits-0-9.json", metric)])
