@@ -181,7 +181,7 @@ def _labels_1d(name: str, y: object, n: int, n_name: str) -> np.ndarray:
             raise InvalidValueError(f"{name}: labels that cannot be compared ({exc}); expected class labels", name) from None
         if odd.size:
             raise NonFiniteError(f"{name} holds {arr[odd[0]]} at row {odd[0]}; expected labels (NaN and NaT equal no label)", name)
-    if arr.dtype == object:
+    if arr.dtype == object and arr.size:
         # None (a missing value of an object column or a list) equals None: two events without a label
         # counted as one class, and retrieving each other scored as a hit
         missing = next((i for i, v in enumerate(arr) if v is None), None)
@@ -189,7 +189,6 @@ def _labels_1d(name: str, y: object, n: int, n_name: str) -> np.ndarray:
             raise InvalidValueError(
                 f"{name} holds None at row {missing}; expected a class label in every row (None marks a missing "
                 "label, as NaN does, and is no class: leave those rows out)", name)
-    if arr.dtype == object and arr.size:
         # ints or bools as objects (a pandas object column's .values): scikit-learn calls them "unknown" labels
         if all(isinstance(v, (bool, np.bool_)) for v in arr):
             arr = arr.astype(bool)

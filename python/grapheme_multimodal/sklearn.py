@@ -16,6 +16,7 @@ __all__ = ["MultimodalEmbedder", "OUTPUTS"]
 import reprlib
 import warnings
 from collections.abc import Iterable, Iterator, Mapping, Set
+from dataclasses import replace
 from typing import Any, List, Mapping, Optional, Sequence, Union
 
 import numpy as np
@@ -276,20 +277,20 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
         self.n_views_ = len(views)
         self.view_dims_ = [v.shape[1] for v in views]
         input_dims = {m: d for m, d in zip(self.modalities_, self.view_dims_)}
+        settings = self._settings()
         # each member's model made before the views are cast: a setting the model refuses is named first, as ever
-        built = [self._member_model(seed, input_dims) for seed in seeds]
+        models = [LearnableMultiModal(input_dims=input_dims, **replace(settings, seed=seed).model_options())
+                  for seed in seeds]
         inputs, mask = self._inputs(views)
         for i, (m, v) in enumerate(zip(self.modalities_, views)):  # fit only: transform's cast pays no second pass
             warn_precision_loss(v, inputs[m], mask[:, m.index], f"Xs[{i}]")
-        histories = [self._train_member(model, settings, seed, inputs, mask, progress)
-                     for seed, (settings, model) in zip(seeds, built)]
-        self.models_, self.histories_ = tuple(model for _, model in built), tuple(histories)
-        self.model_, self.history_ = self.models_[0], histories[0]
+        histories = [self._train_member(model, settings, seed, inputs, mask, progress) for seed, model in zip(seeds, models)]
+        self.models_, self.histories_ = tuple(models), tuple(histories)
+        self.model_, self.history_ = models[0], histories[0]
 
-    def _member_model(self, seed: int, input_dims: dict) -> "tuple[TrainingSettings, LearnableMultiModal]":
-        """The recipe's settings with this estimator's parameters, and an
-        untrained model of them seeded by ``seed``."""
-        settings = TrainingSettings(  # the recipe's model options, as uci.train and grapheme-mm train build them
+    def _settings(self) -> TrainingSettings:
+        """The recipe's settings with this estimator's parameters (the seed is each member's)."""
+        return TrainingSettings(  # the recipe's model options, as uci.train and grapheme-mm train build them
             embed_dim=self.embed_dim, hidden_dim=self.hidden_dim, num_heads=self.num_heads,
             binder_kind=self.binder_kind, temperature=self.temperature, learning_rate=self.learning_rate,
             encoder_hidden=self.encoder_hidden, encoder_output_dim=self.encoder_output_dim,
@@ -300,9 +301,8 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
             input_distance=self.input_distance,
             fusion_residual=self.fusion_residual, contrastive_pair_power=self.contrastive_pair_power,
             neighborhood_neighbors=self.neighborhood_neighbors, neighborhood_temperature=self.neighborhood_temperature,
-            reconstruction_subsets=self.reconstruction_subsets, weights=self.objectives, seed=seed,
+            reconstruction_subsets=self.reconstruction_subsets, weights=self.objectives,
         )
-        return settings, LearnableMultiModal(input_dims=input_dims, **settings.model_options())
 
     def _train_member(self, model: LearnableMultiModal, settings: TrainingSettings, seed: int, inputs: dict,
                       mask: np.ndarray, progress: bool) -> Any:
