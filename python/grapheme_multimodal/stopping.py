@@ -176,7 +176,7 @@ def fit_with_stopping(
         return history
     # Checked whole before it is split: an error names the user's row, not a
     # row of the slice or a fold, and nothing has trained yet.
-    data = as_dataset(model, inputs, mask, "inputs", for_training=True)
+    data = as_dataset(model, inputs, mask, "inputs", for_training=True, snapshot=False)
     precision_checked()  # the slices and folds hold these rows: checked
     k = cv_folds_for(n, validation_fraction, min_validation_rows, cv_folds) if patience and epochs > 0 else 0
     weights = dict(zip(OBJECTIVES, resolve_weights(fit_options.get("objectives"), False, "objectives")))
@@ -273,8 +273,15 @@ def _take(inputs: Mapping[Any, Any], mask: Optional[np.ndarray], rows: np.ndarra
     a list of graphs, which ``fit`` featurises, as a list of those graphs;
     ``None``, a modality not given, as ``None``)."""
     taken = {m: None if x is None else [x[i] for i in rows] if is_graph_list(x)
-             else as_real_array(x, f"inputs[{m!r}]")[rows] for m, x in inputs.items()}
-    return taken, None if mask is None else as_real_array(mask, "mask")[rows]
+             else _frozen(as_real_array(x, f"inputs[{m!r}]")[rows]) for m, x in inputs.items()}
+    return taken, None if mask is None else _frozen(as_real_array(mask, "mask")[rows])
+
+
+def _frozen(rows: np.ndarray) -> np.ndarray:
+    """``rows`` (a copy this module made, which nobody else holds) read-only,
+    so that ``fit`` trains on it in place instead of copying it again."""
+    rows.flags.writeable = False
+    return rows
 
 
 def _fold_rows(n: int, k: int, seed: int) -> List[np.ndarray]:

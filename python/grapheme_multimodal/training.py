@@ -22,7 +22,7 @@ import numpy as np
 
 from ._core import MODALITY_NAMES, NUM_MODALITIES
 from ._locking import calling_metric, refuse_in_metric, uninterrupted
-from ._validation import FloatLike, IntLike, as_finite_float, check_flag, describe
+from ._validation import FloatLike, IntLike, as_finite_float, check_flag, describe, refuse_beyond_budget
 from .averaging import WeightAverage, check_decay
 from .averaging import resume as resume_average
 from .batch import Batch, event_components
@@ -174,7 +174,14 @@ def fit(
             timestamps seconds apart) gets a
             :class:`~grapheme_multimodal.PrecisionLossWarning` naming it,
             with or without standardisation; subtract its mean (or rescale
-            it) before passing it.
+            it) before passing it. ``fit`` trains on its own copy of the
+            float32 arrays (and mask) the caller could write (a float64
+            array's float32 cast is one already): another thread writing
+            ``data`` or ``validation`` during ``fit`` changes nothing of
+            what trains. A read-only array (``np.load(path,
+            mmap_mode="r")``, ``x.flags.writeable = False``) is read in
+            place, not copied, so data larger than memory trains; it must
+            then not change until ``fit`` returns.
         progress: show a tqdm progress bar with the running loss.
         seed: seeds shuffling and dropout (default ``config.seed``).
         _steps: internal: makes the :class:`Steps` that take each step
@@ -610,10 +617,21 @@ class _Dataset:
 
 
 class _ArrayDataset(_Dataset):
-    def __init__(self, model: "LearnableMultiModal", inputs: Any, mask: Any, name: str, for_training: bool = False) -> None:
+    def __init__(
+        self, model: "LearnableMultiModal", inputs: Any, mask: Any, name: str, for_training: bool = False,
+        snapshot: bool = True,
+    ) -> None:
         # errors name the caller's arguments: `validation`, `validation_mask` beside `data`, `mask`
         mask_arg = "mask" if name in ("data", "inputs") else f"{name}_mask"
-        self.arrays, self.mask = model.prepare_inputs(inputs, mask, arg=name, mask_arg=mask_arg, for_training=for_training)
+        arrays, given_mask = model.prepare_inputs(inputs, mask, arg=name, mask_arg=mask_arg, for_training=for_training)
+        # fit reads these rows every epoch, after checking them once: a float32 array (or mask) of the
+        # caller's, read in place, was trained on as another thread rewrote it, where a float64 one is cast
+        if snapshot:
+            callers = {id(v) for v in (inputs.values() if isinstance(inputs, Mapping) else inputs)} | {id(mask)}
+            arrays = [None if a is None else _own_copy(a, callers, f"{name}[{MODALITY_NAMES[m]!r}]")
+                      for m, a in enumerate(arrays)]
+            given_mask = _own_copy(given_mask, callers, mask_arg)
+        self.arrays, self.mask = arrays, given_mask
         self.name, self.mask_arg = name, mask_arg
 
     def in_user_rows(self, err: NonFiniteError, rows: np.ndarray) -> NonFiniteError:
@@ -656,6 +674,21 @@ class _ArrayDataset(_Dataset):
                     f"{self.mask_arg}: marks modality {MODALITY_NAMES[m]!r} present in row {row} but no input array "
                     "was given for it", self.mask_arg,
                 )
+
+
+def _own_copy(a: np.ndarray, callers: "set[int]", name: str) -> np.ndarray:
+    """``a``, or a copy of it when the caller may write it while ``fit``
+    runs: one of the caller's own arrays (its id in ``callers``) or a view
+    of other memory (a data frame's block, a writable memory map), unless
+    read-only. An array made for this call (a float64 input's float32 cast)
+    is kept as it is. A read-only array (``np.load(..., mmap_mode="r")``) is
+    read in place, so data larger than memory still trains."""
+    if not a.flags.writeable or (a.flags.owndata and id(a) not in callers):
+        return a
+    refuse_beyond_budget(a.nbytes, name, "its copy, which fit trains on (a writable array another thread could "
+                         "change during fit), takes {bytes} bytes", remedy="fewer rows, or the array read-only "
+                         "(e.g. np.load(..., mmap_mode='r')), which fit reads in place")
+    return a.copy()
 
 
 #: The error for a row whose encoding overflowed float32: its argument, modality, row, and the rest.
@@ -872,10 +905,14 @@ class _BufferDataset(_Dataset):
         return e.inputs[m], e.mask[:, m]
 
 
-def as_dataset(model: "LearnableMultiModal", data: Any, mask: Any, name: str, for_training: bool = False) -> _Dataset:
+def as_dataset(
+    model: "LearnableMultiModal", data: Any, mask: Any, name: str, for_training: bool = False, snapshot: bool = True
+) -> _Dataset:
     """Wraps the accepted data forms. ``for_training``: the rows are learned
     from, and float64 arrays whose variation float32 loses warn
-    (:meth:`~grapheme_multimodal.LearnableMultiModal.prepare_inputs`)."""
+    (:meth:`~grapheme_multimodal.LearnableMultiModal.prepare_inputs`).
+    ``snapshot``: arrays the caller could write during ``fit`` are copied
+    (:func:`_own_copy`); ``False`` for data that is only checked."""
     ds: _Dataset
     if isinstance(data, ExperienceBuffer):
         if mask is not None:
@@ -893,7 +930,7 @@ def as_dataset(model: "LearnableMultiModal", data: Any, mask: Any, name: str, fo
     elif isinstance(data, (list, tuple)) and not data:
         raise InvalidValueError(f"{name}: an empty list; expected per-modality arrays or at least one MultiModalEvent", name)
     elif isinstance(data, Mapping) or isinstance(data, (list, tuple)):
-        ds = _ArrayDataset(model, data, mask, name, for_training)
+        ds = _ArrayDataset(model, data, mask, name, for_training, snapshot)
         if len(ds) == 0:
             raise InvalidValueError(f"{name}: no rows; expected at least one", name)
     else:

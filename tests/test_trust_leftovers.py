@@ -1,0 +1,70 @@
+"""Defects earlier audits found and left open: what fit trains on when the
+caller's arrays change under it, what fit(epochs=0) leaves, tiny float64
+inputs recorded in an experience buffer, and module-level tables every
+caller shares."""
+
+from __future__ import annotations
+
+import copy
+import pickle
+
+import numpy as np
+import pytest
+
+import grapheme_multimodal as gm
+from grapheme_multimodal import anchors, uci
+from grapheme_multimodal.buffer import Experience, ExperienceBuffer
+
+N = 24
+
+
+def _model() -> gm.LearnableMultiModal:
+    return gm.LearnableMultiModal(embed_dim=8, hidden_dim=16, num_heads=2, seed=0, input_dims={"visual": 5, "auditory": 4})
+
+
+def _data(dtype=np.float32) -> dict:
+    rng = np.random.default_rng(0)
+    return {"visual": rng.normal(size=(N, 5)).astype(dtype), "auditory": rng.normal(size=(N, 4)).astype(dtype)}
+
+
+def _assert_same_weights(a: gm.LearnableMultiModal, b: gm.LearnableMultiModal) -> None:
+    for name, value in b.state_dict().items():
+        np.testing.assert_array_equal(a.state_dict()[name], value, err_msg=name)
+
+
+# ------------------------------------------------ 1. what fit trains on
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fit_trains_on_the_data_it_was_given_when_the_caller_writes_it_meanwhile(dtype) -> None:
+    """fit read float32 C-contiguous arrays (and a bool mask) in place every
+    epoch, after checking them once: another thread writing them during fit
+    changed what trained (float64 ones, cast to float32, did not). A metric,
+    run in fit between epochs, stands in for that thread here."""
+    data, mask = _data(dtype), np.ones((N, 7), bool)
+    mask[:, 2:] = False
+
+    def rewrite(_model) -> float:
+        data["visual"][:] = 7.0  # finite: the core's check of every batch cannot see it
+        data["auditory"][::2] *= -3.0
+        mask[::3, 1] = False
+        return 0.0
+
+    twin = _model()
+    twin.fit(_data(dtype), mask=mask.copy(), epochs=3, batch_size=8, progress=False)
+    model = _model()
+    model.fit(data, mask=mask, epochs=3, batch_size=8, metrics={"rewrite": rewrite}, progress=False)
+    assert (data["visual"] == 7.0).all()  # the caller's arrays are theirs to write, and were written
+    _assert_same_weights(model, twin)
+
+
+def test_a_read_only_array_trains_in_place_as_a_writable_one(tmp_path) -> None:
+    """A read-only array (a memory map opened for reading) is read in place,
+    not copied: data larger than memory still trains; the same weights."""
+    data = _data()
+    path = tmp_path / "visual.npy"
+    np.save(path, data["visual"])
+    mapped = np.load(path, mmap_mode="r")
+    assert not mapped.flags.writeable
+    model, twin = _model(), _model()
+    model.fit({"visual": mapped, "auditory": data["auditory"]}, epochs=2, batch_size=8, progress=False)
+    twin.fit(data, epochs=2, batch_size=8, progress=False)
+    _assert_same_weights(model, twin)
