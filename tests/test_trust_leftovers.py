@@ -68,3 +68,34 @@ def test_a_read_only_array_trains_in_place_as_a_writable_one(tmp_path) -> None:
     model.fit({"visual": mapped, "auditory": data["auditory"]}, epochs=2, batch_size=8, progress=False)
     twin.fit(data, epochs=2, batch_size=8, progress=False)
     _assert_same_weights(model, twin)
+
+
+# ------------------------------------------------ 2. fit(epochs=0)
+def test_fit_of_no_epochs_leaves_the_model_as_it_was_its_standardisation_too() -> None:
+    """fit(epochs=0, standardize=True) learned every modality's input
+    standardisation from data: no step ran, yet every later encode of the
+    model changed. It checks its arguments and changes nothing."""
+    model, untouched = _model(), _model()
+    before = untouched.encode(_data())
+    history = model.fit(_data(), epochs=0, standardize=True, progress=False)
+    assert history.epochs == [] and model.epochs_trained == 0 and model.history == []
+    assert all(model.normalization(m) is None for m in range(7))
+    _assert_same_weights(model, untouched)
+    np.testing.assert_array_equal(model.encode(_data()), before)
+    with pytest.raises(gm.NonFiniteError):  # still checked
+        model.fit({"visual": np.full((N, 5), np.nan, np.float32)}, epochs=0, progress=False)
+    # and a later fit learns the standardisation as a fresh model's does
+    model.fit(_data(), epochs=1, progress=False)
+    untouched.fit(_data(), epochs=1, progress=False)
+    _assert_same_weights(model, untouched)
+
+
+def test_fit_of_no_epochs_does_not_refuse_rows_it_would_standardise_to_zero() -> None:
+    """The refusal says standardisation would make every input 0 and nothing
+    train; with no epochs no standardisation is learned, so it does not apply."""
+    same = {"visual": np.ones((N, 5), np.float32), "auditory": np.ones((N, 4), np.float32)}
+    with pytest.raises(gm.InvalidValueError, match="standardize=True learns"):
+        _model().fit(same, epochs=1, progress=False)
+    model = _model()
+    assert model.fit(same, epochs=0, progress=False).epochs == []
+    assert all(model.normalization(m) is None for m in range(7))

@@ -169,6 +169,8 @@ def fit(
             modality would learn its standardisation and whose rows are all
             the same (one row, copies of one) is refused: standardised, every
             input is 0 and nothing trains (pass ``standardize=False``).
+            ``epochs=0`` learns none either: it checks every argument and
+            leaves the model as it was.
             The model reads ``data`` in float32: a float64 column whose
             variation float32 cannot hold (``1e6 + 1e-3 * x``, Unix
             timestamps seconds apart) gets a
@@ -242,6 +244,8 @@ def fit(
     check_something_trains(by_name, train_mask, "data", train.has_inputs)
     _refuse_rewards_of_1(by_name, train)
     _check_gradients_reach(model, by_name, train_mask, train.has_inputs, objectives is not None)
+    # epochs=0 trains nothing: the model stays as it was, its standardisation too
+    standardize = standardize and epochs > 0
     if standardize:  # after the refusals of what such rows cannot train, whose messages say more of the objectives
         _refuse_standardising_to_zero(model, train)
     _check_step_count(model, int(epochs), train.num_batches(int(batch_size)))  # numpy ints would wrap
