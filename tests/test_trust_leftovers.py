@@ -99,3 +99,44 @@ def test_fit_of_no_epochs_does_not_refuse_rows_it_would_standardise_to_zero() ->
     model = _model()
     assert model.fit(same, epochs=0, progress=False).epochs == []
     assert all(model.normalization(m) is None for m in range(7))
+
+
+# ------------------------------------------------ 3. tiny float64 buffer inputs
+def _extend(buf: ExperienceBuffer, n: int, visual: np.ndarray) -> None:
+    mask = np.zeros((n, 7), bool)
+    mask[:, 0] = True
+    buf.extend(np.zeros((n, 7, 4)), mask, np.zeros((n, 4)), np.zeros((n, 7, 7)), np.zeros(n),
+               inputs=[visual] + [None] * 6)
+
+
+@pytest.mark.parametrize("scale", [1e-300, 1e-310])  # below float32's normal range; the second a float64 subnormal
+def test_buffer_inputs_below_float32_s_range_are_refused_not_recorded_as_zeros(scale: float) -> None:
+    """ExperienceBuffer.extend cast them to float32 zeros without a word,
+    and fit on the buffer trained on those zeros, where encode and fit
+    refuse the same rows given as arrays (ModalFeatures too, since df394e9)."""
+    buf = ExperienceBuffer(10, input_dims=[3, 2, 2, 2, 2, 2, 2])
+    column = np.c_[np.arange(1.0, 5.0), scale * np.arange(1.0, 5.0), np.arange(4.0)]  # column 1 all tiny
+    with pytest.raises(gm.InvalidValueError, match=r"^inputs\['visual'\]: column 1's values are at most .* below "
+                       r"float32's smallest normal") as err:
+        _extend(buf, 4, column)
+    assert err.value.arg == "inputs['visual']" and len(buf) == 0
+    # one experience: its vector as ModalFeatures reads one
+    vector = scale * np.arange(1.0, 4.0)
+    experience = Experience(np.zeros((7, 4)), np.eye(7, dtype=bool)[0], np.zeros(4), np.zeros((7, 7)), 0.0,
+                            inputs=[vector] + [None] * 6)
+    with pytest.raises(gm.InvalidValueError, match=r"^experience\.inputs\[0\]: its values are at most") as err:
+        buf.append(experience)
+    assert err.value.arg == "experience.inputs[0]" and len(buf) == 0
+
+
+def test_buffer_inputs_with_tiny_values_beside_ordinary_ones_are_recorded_as_before() -> None:
+    buf = ExperienceBuffer(10, input_dims=[3, 2, 2, 2, 2, 2, 2])
+    rows = np.c_[np.arange(1.0, 5.0), np.r_[1e-300, 0.0, 2.0, 3.0], np.arange(4.0)]
+    _extend(buf, 4, rows)
+    _extend(buf, 1, np.array([[1.0, 1e-300, 2.0]]))  # one row: a tiny entry beside ordinary ones
+    absent = np.full((2, 3), 1e-300)  # rows the mask marks absent may hold anything
+    mask = np.zeros((2, 7), bool)
+    mask[:, 1] = True
+    buf.extend(np.zeros((2, 7, 4)), mask, np.zeros((2, 4)), np.zeros((2, 7, 7)), np.zeros(2),
+               inputs=[absent, np.ones((2, 2))] + [None] * 5)
+    assert buf.batch().inputs[0][:5].tolist() == np.r_[rows, [[1.0, 1e-300, 2.0]]].astype(np.float32).tolist()

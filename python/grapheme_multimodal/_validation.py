@@ -475,6 +475,17 @@ def float32_of_wide(
     return arr
 
 
+def refuse_float32_underflow(
+    real: np.ndarray, arr: np.ndarray, name: str, present: Optional[np.ndarray], per_column: bool
+) -> None:
+    """InvalidValueError (:func:`_refuse_underflow`) when ``arr``, the
+    float32 cast of the wider ``real``, lost a column (``per_column``; else
+    the whole array) of the ``present`` rows below float32's normal range:
+    for a cast already made, as :func:`float32_of_wide` checks its own."""
+    if real.dtype.kind == "f" and real.dtype.itemsize > 4 and _underflowed(real, arr):
+        _refuse_underflow(real, name, present, per_column)
+
+
 def _underflowed(real: np.ndarray, arr: np.ndarray) -> bool:
     """Whether a nonzero value of ``real`` is below float32's normal range in
     ``arr``, its cast (what numpy from 1.24 reports by itself)."""

@@ -31,7 +31,7 @@ from ._locking import ForkedMidChange
 from ._validation import (
     IntLike,
     as_finite_float, as_mask, as_positive_int, as_real_array, as_seed, check_flag, describe, memory_budget,
-    is_masked_array, non_finite_message, refuse_beyond_memory, refuse_bools, unmasked,
+    is_masked_array, non_finite_message, refuse_beyond_memory, refuse_bools, refuse_float32_underflow, unmasked,
 )
 from .exceptions import CheckpointError, InvalidValueError, NonFiniteError, ShapeError, TooLargeError
 from .io import FORMAT_NAMES, PathLike, TensorSpec, check_write_target, read_tagged_safetensors, write_tagged_safetensors
@@ -316,7 +316,10 @@ class ExperienceBuffer:
                             f"its {d} input values (inputs[{modality!r}])", name,
                         )
                 else:
-                    _field(v, name, (d,), f"({d},)", finite=bool(mask[m]))
+                    arr = _field(v, name, (d,), f"({d},)", finite=bool(mask[m]))
+                    if mask[m] and arr.dtype.kind == "f":
+                        with np.errstate(under="ignore"):
+                            refuse_float32_underflow(arr, arr.astype(np.float32), name, None, per_column=False)
 
     def extend(
         self,
@@ -376,7 +379,11 @@ class ExperienceBuffer:
                         raise InvalidValueError(f"inputs[{name!r}]: missing, but the mask marks {name} present", f"inputs[{name!r}]")
                     staged[f"inputs.{name}"] = np.full((n, d), np.nan, np.float32)
                 else:
-                    staged[f"inputs.{name}"] = _float32(inputs[m], f"inputs[{name!r}]", (n, d), rows=mask_arr[:, m])
+                    # features the model standardises, read as encode and fit read them: a column (the
+                    # one row: the vector, as ModalFeatures reads one) whose every value float32 cannot
+                    # hold is refused; it was recorded as zeros without a word
+                    staged[f"inputs.{name}"] = _float32(inputs[m], f"inputs[{name!r}]", (n, d), rows=mask_arr[:, m],
+                                                        features=n > 1)
         if n == 0:
             return
         with self._lock:
@@ -891,10 +898,14 @@ def _check_positions(pos: np.ndarray, size: int) -> None:
 
 
 def _float32(
-    value: Any, name: str, shape: Optional[tuple] = None, rows: Optional[np.ndarray] = None, numbers_only: bool = False
+    value: Any, name: str, shape: Optional[tuple] = None, rows: Optional[np.ndarray] = None, numbers_only: bool = False,
+    features: Optional[bool] = None,
 ) -> np.ndarray:
     """``value`` as float32 of ``shape``, finite (in ``rows`` only, when
-    given); with ``numbers_only``, booleans refused (rewards)."""
+    given); with ``numbers_only``, booleans refused (rewards). ``features``
+    (input features, not None): a wider float whose every value in a column
+    (``True``; ``False``: in the whole array) of the ``rows`` lies below
+    float32's normal range is refused, as ``encode`` refuses it."""
     arr = as_real_array(value, name)
     if numbers_only:
         refuse_bools(arr, name)
@@ -909,6 +920,8 @@ def _float32(
         _check_finite(out, name, source=arr)
     else:
         _check_finite(out[rows], name, np.flatnonzero(rows), source=arr[rows])
+    if features is not None and out is not arr:
+        refuse_float32_underflow(arr, out, name, rows, per_column=features)
     return out
 
 
