@@ -140,3 +140,31 @@ def test_buffer_inputs_with_tiny_values_beside_ordinary_ones_are_recorded_as_bef
     buf.extend(np.zeros((2, 7, 4)), mask, np.zeros((2, 4)), np.zeros((2, 7, 7)), np.zeros(2),
                inputs=[absent, np.ones((2, 2))] + [None] * 5)
     assert buf.batch().inputs[0][:5].tolist() == np.r_[rows, [[1.0, 1e-300, 2.0]]].astype(np.float32).tolist()
+
+
+# ------------------------------------------------ 4, 5. tables every caller shares
+def _tables() -> dict:
+    return {
+        "uci.VIEW_MODALITIES": uci.VIEW_MODALITIES,
+        "anchors.SPEC_KNN_ACCURACY": anchors.SPEC_KNN_ACCURACY,
+        "anchors.SPEC_CCA_PRECISION": anchors.SPEC_CCA_PRECISION,
+    }
+
+
+@pytest.mark.parametrize("name", sorted(_tables()))
+def test_the_package_s_shared_tables_cannot_be_edited_under_every_caller(name: str) -> None:
+    """Plain module dicts: a user's ``spec = anchors.SPEC_KNN_ACCURACY;
+    spec["pix"] = 1`` changed the reference of every later comparison in the
+    process, an edit of uci.VIEW_MODALITIES the slots the demo encodes its
+    views in. Read-only now (as uci.RECIPE_OBJECTIVES); they read, copy and
+    pickle as before."""
+    table = _tables()[name]
+    items = dict(table)
+    key = next(iter(items))
+    for edit in (lambda t: t.__setitem__(key, items[key]), lambda t: t.__delitem__(key), lambda t: t.update({}),
+                 lambda t: t.pop(key), lambda t: t.clear(), lambda t: t.setdefault(key)):
+        with pytest.raises((TypeError, AttributeError)):
+            edit(table)
+    assert dict(table) == items and table == items and len(table) == len(items)
+    assert {**table, "extra": None}["extra"] is None  # copies still take them
+    assert pickle.loads(pickle.dumps(table)) == items and copy.deepcopy(table) == items

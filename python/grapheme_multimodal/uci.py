@@ -39,8 +39,12 @@ __all__ = [
 
 #: Which modality slot each view occupies (Action, the output modality, stays
 #: empty); what :func:`~grapheme_multimodal.evaluation.view_modalities` gives
-#: for the six views in order.
-VIEW_MODALITIES: Dict[str, Modality] = view_modalities(("fou", "fac", "kar", "pix", "zer", "mor"))
+#: for the six views in order. Read-only, as RECIPE_OBJECTIVES: the demo
+#: encodes each view in its slot by it, and a user's edit of the shared dict
+#: (``slots = uci.VIEW_MODALITIES; slots["pix"] = Modality.VISUAL``) put two
+#: views in one slot for every later demo in the process (one of them then
+#: dropped without a word); ``dict(...)`` gives a copy to edit.
+VIEW_MODALITIES: Mapping[str, Modality] = ReadOnlyMapping(view_modalities(("fou", "fac", "kar", "pix", "zer", "mor")))
 
 #: The recipe's objectives: contrastive aligns the views, fused_contrastive
 #: shapes the fused embedding, binding trains the binder (at twice the
