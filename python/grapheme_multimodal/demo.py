@@ -17,10 +17,11 @@ import importlib.metadata
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
+from ._readonly import ReadOnlyMapping
 from .datasets import INSTALL_HINT, load_multiple_features, train_test_split
 from .evaluation import RETRIEVAL_METRICS, Anchors, ModelScores, compute_anchors, evaluate_model, pair_key, two_view_key
 from .io import PathLike, as_path, check_write_target
@@ -59,8 +60,11 @@ class DemoResult:
         return "\n".join(lines + [""] + self.notes)
 
 
-#: The files :func:`run_demo` writes into its folder.
-DEMO_FILES = {"checkpoint": "model.safetensors", "curves": "training_curves.png", "attention": "attention_by_digit.png"}
+#: The files :func:`run_demo` writes into its folder. Read-only: a user's
+#: edit of the shared dict changed where every later demo in the process
+#: wrote (a name of another file's, say, overwritten by the checkpoint).
+DEMO_FILES: Mapping[str, str] = ReadOnlyMapping(
+    {"checkpoint": "model.safetensors", "curves": "training_curves.png", "attention": "attention_by_digit.png"})
 
 
 def _require_demo_extra() -> None:

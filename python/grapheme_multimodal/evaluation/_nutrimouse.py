@@ -15,10 +15,11 @@ and the closed-form :class:`ExactCCA` (2 components).
 from __future__ import annotations
 
 import warnings
-from typing import Callable, Dict, Iterable, Optional, Sequence
+from typing import Callable, Dict, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 
+from .._readonly import ReadOnlyMapping
 from .._validation import IntLike, as_positive_int, as_seed, check_flag
 from ..datasets import NUTRIMOUSE_TARGETS, Nutrimouse, load_nutrimouse, standardize
 from ..exceptions import InvalidValueError
@@ -53,11 +54,15 @@ def _exact_cca_scores(x_train, y_train, x_test, y_test):
 
 
 #: Anchor name -> ``scores(x_train, y_train, x_test, y_test) -> (x_scores, y_scores)``.
-NUTRIMOUSE_ANCHORS: Dict[str, Callable] = {
+#: Read-only: :func:`nutrimouse_cv` runs every anchor it holds, and a user's
+#: edit of the shared dict (an anchor removed, or replaced by another method
+#: under its name) changed what every later run in the process reported
+#: under the anchors' names; ``dict(...)`` gives a copy to edit.
+NUTRIMOUSE_ANCHORS: Mapping[str, Callable] = ReadOnlyMapping({
     "CCA(2), scikit-learn (iterative)": _sklearn_scores("cca"),
     "PLSCanonical(2), scikit-learn": _sklearn_scores("pls"),
     "exact CCA(2)": _exact_cca_scores,
-}
+})
 
 
 def _precision(query: np.ndarray, gallery: np.ndarray, data: Nutrimouse, rows: np.ndarray) -> Dict[str, float]:
