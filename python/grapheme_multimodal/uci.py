@@ -21,7 +21,9 @@ from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Sequence, Tuple,
 import numpy as np
 
 from ._readonly import ReadOnlyMapping
-from ._validation import IntLike, as_positive_int, as_real_array, as_seed, describe, precision_scope, renamed
+from ._validation import (
+    IntLike, as_positive_int, as_real_array, as_seed, describe, precision_scope, refuse_beyond_budget, renamed,
+)
 from .config import _objective_names
 from .evaluation import EnsembleEmbedder, ModelEmbedder, view_modalities
 from .evaluation._embedders import check_views, view_names
@@ -500,6 +502,12 @@ def member_seeds(seed: IntLike, members: IntLike, *, seed_arg: str = "seed", mem
     ``seed``, and ensembles of different seeds share no member. Errors name
     the arguments ``seed_arg`` and ``members_arg`` (the caller's names)."""
     members = as_positive_int(members, members_arg)
+    if members > 2**64:  # member j's seed is at least j: past 2**64 members none is a u64 (the bound below was a float)
+        raise InvalidValueError(f"{members_arg}: expected at most 2**64 members (member j trains with {seed_arg} * "
+                                f"{members_arg} + j, which the core takes as a u64), got {members}", members_arg)
+    # each seed a Python int and its slot in the tuple: a larger count filled memory without a word
+    refuse_beyond_budget(40 * members, members_arg, "the seeds of {members:,} members take {bytes} bytes",
+                         remedy="fewer members", members=members)
     # every member's seed must be one the core takes (a u64): seed * members + j < 2**64
     below = 2 ** (64 - (members - 1).bit_length())
     seed = as_seed(seed, seed_arg, below=below, why=f" (member j trains with {seed_arg} * {members} + j)")
@@ -530,9 +538,10 @@ def fit_ensemble(
     members = as_positive_int(members, "members")
     if settings is not None and not isinstance(settings, TrainingSettings):  # checked before any member trains
         raise TypeError(f"settings: expected a TrainingSettings or None, got {type(settings).__name__}")
-    if seed is None:
-        seed = 0 if settings is None else settings.seed
-    seeds = member_seeds(seed, members)
+    seed_arg = "seed"
+    if seed is None:  # a seed from the settings is named as theirs: the caller gave no `seed`
+        seed, seed_arg = (0, seed_arg) if settings is None else (settings.seed, "settings.seed")
+    seeds = member_seeds(seed, members, seed_arg=seed_arg)
     return EnsembleEmbedder(
         [fit_views(views, s, settings=settings, validation=validation, progress=progress) for s in seeds]
     )
