@@ -67,3 +67,49 @@ def test_a_seed_taken_from_the_settings_is_named_as_the_settings_seed():
         uci.fit_ensemble(_views(), members=3, settings=settings)
     with pytest.raises(InvalidValueError, match=r"^seed: expected an int in \[0, 2\*\*62\)"):
         uci.fit_ensemble(_views(), 2**63, members=3, settings=settings)
+
+
+# --- EnsembleEmbedder ---------------------------------------------------------------------
+
+
+def test_members_taking_views_of_other_widths_are_refused_at_construction(ensemble):
+    """Before: accepted, and every embedding of view 'a' then failed in one member or the
+    other as the data's fault ("views['a']: expected shape (any, 7), got (48, 5)")."""
+    wider = uci.fit_views(_views(width_a=7), 0, settings=TINY)
+    with pytest.raises(InvalidValueError, match=r"^members\[1\]: takes views of \{'a': 7, 'b': 4\} columns; expected "
+                                                r"those of members\[0\], \{'a': 5, 'b': 4\}$"):
+        evaluation.EnsembleEmbedder([ensemble.members[0], wider])
+
+
+@pytest.mark.parametrize("bad, message", [
+    (lambda a: a + 1j, r"^a: expected real numbers, got complex"),
+    (lambda a: a.astype(str), r"^a: expected a real-valued numeric array"),
+    (lambda a: np.full(a.shape, None), r"^a: expected a real-valued numeric array"),
+])
+def test_bind_refuses_what_is_no_real_number_as_the_members_do(ensemble, bad, message):
+    """Before: a cast to float32 dropped the imaginary part (a ComplexWarning only), read
+    "0.5" strings as numbers, and called None a non-finite value."""
+    emb = ensemble.embed_views(_views())
+    with pytest.raises(TypeError, match=message):
+        ensemble.bind(bad(emb["a"]), emb["b"])
+
+
+def test_bind_names_the_ensembles_columns_not_a_members_block(ensemble):
+    """Before: NaN at column 11 was reported "at index (2, 3)" (of the second member's
+    block), b of too few rows "expected shape (5, 8)" (a member's), and a float64 1e39
+    "a non-finite value"."""
+    emb = ensemble.embed_views(_views())
+    a = emb["a"].copy()
+    a[2, 11] = np.nan
+    with pytest.raises(NonFiniteError, match=r"^a: contains a non-finite value \(NaN or inf\) at index \(2, 11\)"):
+        ensemble.bind(a, emb["b"])
+    with pytest.raises(ShapeError, match=r"^b: expected shape \(5, 16\), got \(4, 16\)$"):
+        ensemble.bind(emb["a"][:5], emb["b"][:4])
+    wide = emb["a"].astype(np.float64)
+    wide[2, 11] = 1e39
+    with pytest.raises(NonFiniteError, match=r"^a: row 2 holds 1e\+39, too large for float32"):
+        ensemble.bind(wide, emb["b"])
+    # what is right still binds, as the mean of the members' strengths
+    parts = [m.embed_views(_views()) for m in ensemble.members]
+    expected = np.mean([m.bind(p["a"], p["b"]) for m, p in zip(ensemble.members, parts)], axis=0)
+    np.testing.assert_allclose(ensemble.bind(emb["a"].astype(np.float64), emb["b"].tolist()), expected, atol=1e-6)

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Dict, Iterable, List, Mapping, Tuple
 
 import numpy as np
 
-from .._validation import IntLike, describe
-from ..exceptions import InvalidValueError, ShapeError
+from .._validation import IntLike, as_float32, as_real_array, describe
+from ..exceptions import InvalidValueError, NonFiniteError, ShapeError
 from ..metrics import _unit_or_zero
 from ._embedders import ModelEmbedder, check_views
 
@@ -37,6 +37,11 @@ def side_by_side(blocks: List[np.ndarray]) -> np.ndarray:
     out = np.hstack(blocks)
     out *= np.asarray(1.0 / np.sqrt(len(blocks)), dtype=out.dtype)
     return out
+
+
+def _input_width(member: ModelEmbedder, view: str) -> int:
+    """The columns ``member``'s model takes for ``view``."""
+    return int(member.model.config.input_dims[member.modalities[view].index])
 
 
 class EnsembleEmbedder:
@@ -71,6 +76,12 @@ class EnsembleEmbedder:
                 raise InvalidValueError(
                     f"members[{i}]: embeds views {list(member.modalities)}; expected the views of members[0], {views}",
                     f"members[{i}]")
+            # else every embedding of such a view failed in one member or another, as the caller's data's fault
+            widths = {v: _input_width(member, v) for v in views}
+            if widths != {v: _input_width(members[0], v) for v in views}:
+                raise InvalidValueError(
+                    f"members[{i}]: takes views of {widths} columns; expected those of members[0], "
+                    f"{ {v: _input_width(members[0], v) for v in views} }", f"members[{i}]")
         self.members: Tuple[ModelEmbedder, ...] = members
 
     @property
@@ -118,13 +129,23 @@ class EnsembleEmbedder:
         :meth:`embed_views` gives them)."""
         widths = [m.model.config.embed_dim for m in self.members]
         scale = np.float32(np.sqrt(len(self.members)))
-        blocks = {}
+        blocks: Dict[str, List[np.ndarray]] = {}
+        rows = None
         for name, x in (("a", a), ("b", b)):
-            arr = np.asarray(x)
+            # the members' own checks, made here on the whole rows: a cast to float32 first dropped an imaginary
+            # part and read "1.0" strings, and errors after the split named a member's block, not these columns
+            arr = as_real_array(x, name)
             if arr.ndim != 2 or arr.shape[1] != sum(widths):
                 raise ShapeError(f"{name}: expected the ensemble's embeddings [N, {sum(widths)}] ({len(widths)} members "
                                  f"side by side), got shape {arr.shape}", name)
+            arr = as_float32(arr, name, 2, (rows, sum(widths)))
+            rows = arr.shape[0]
+            finite = np.isfinite(arr)
+            if not finite.all():
+                at = tuple(int(i) for i in np.argwhere(~finite)[0])
+                raise NonFiniteError(f"{name}: contains a non-finite value (NaN or inf) at index {at}; expected finite "
+                                     "numbers", name)
             # back to each member's unit rows: the member's binder was trained on those
-            blocks[name] = np.split(arr.astype(np.float32, copy=False) * scale, np.cumsum(widths)[:-1], axis=1)
+            blocks[name] = np.split(arr * scale, np.cumsum(widths)[:-1], axis=1)
         strengths = [m.bind(x, y) for m, x, y in zip(self.members, blocks["a"], blocks["b"])]
         return np.mean(strengths, axis=0, dtype=np.float64).astype(strengths[0].dtype)
