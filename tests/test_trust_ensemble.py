@@ -113,3 +113,39 @@ def test_bind_names_the_ensembles_columns_not_a_members_block(ensemble):
     parts = [m.embed_views(_views()) for m in ensemble.members]
     expected = np.mean([m.bind(p["a"], p["b"]) for m, p in zip(ensemble.members, parts)], axis=0)
     np.testing.assert_allclose(ensemble.bind(emb["a"].astype(np.float64), emb["b"].tolist()), expected, atol=1e-6)
+
+
+# --- MultimodalEmbedder(n_members=K) ---------------------------------------------------
+
+
+def test_an_estimator_pickled_before_n_members_existed_can_be_refitted_and_cloned():
+    """Before: its repr, get_params, clone and fit raised AttributeError 'n_members'."""
+    Xs = list(_views().values())
+    est = MultimodalEmbedder(**SMALL).fit(Xs)
+    state = est.__getstate__()
+    for name in ("models_", "histories_", "n_members"):  # what an older version's pickle lacks
+        state.pop(name)
+    old = pickle.loads(pickle.dumps(est))
+    old.__dict__.clear()
+    old.__setstate__(state)
+    assert old.get_params()["n_members"] == 1 and "MultimodalEmbedder(" in repr(old)
+    assert clone(old).get_params() == est.get_params()
+    np.testing.assert_array_equal(old.fit(Xs).transform(Xs), est.transform(Xs))
+    assert len(old.models_) == 1
+
+
+def test_more_members_than_memory_holds_are_refused_before_making_them(monkeypatch):
+    """Before: every member's model was made up front whatever their number: past
+    memory the allocation aborted the process (here, under a small budget, they were made)."""
+    Xs = list(_views().values())
+    fitted = MultimodalEmbedder(**SMALL).fit(Xs)
+    expected = fitted.transform(Xs)
+    weights = 4 * fitted.model_.num_parameters()
+    monkeypatch.setattr(_validation, "memory_budget", lambda: int(2.5 * weights))
+    MultimodalEmbedder(**SMALL, n_members=2).fit(Xs)  # two fit
+    fitted.set_params(n_members=3)
+    with pytest.raises(TooLargeError, match=rf"^n_members: 3 models of {weights // 4:,} float32 weights each take "
+                                            rf"{3 * weights:,} bytes, .* expected fewer members$"):
+        fitted.fit(Xs)
+    assert len(fitted.models_) == 1  # the failed fit left the estimator as it was
+    np.testing.assert_array_equal(fitted.transform(Xs), expected)

@@ -37,8 +37,8 @@ from ._core import NUM_MODALITIES
 from ._locking import ModelLock
 from ._validation import (
     IntLike,
-    as_float32, as_seed, describe, is_masked_array, refuse_beyond_memory, refuse_unpaired_frames, renamed,
-    warn_precision_loss,
+    as_float32, as_seed, describe, is_masked_array, refuse_beyond_budget, refuse_beyond_memory,
+    refuse_unpaired_frames, renamed, warn_precision_loss,
 )
 from .config import _widths
 from .evaluation._ensemble import side_by_side
@@ -263,6 +263,11 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
         state.pop("_lock", None)  # a lock is not pickled; the copy makes its own
         return state
 
+    def __setstate__(self, state: dict) -> None:
+        # an estimator pickled before n_members existed had one model: without the parameter
+        # its repr, get_params, clone and a refit raised AttributeError
+        super().__setstate__({"n_members": 1, **state})
+
     def _fit(self, Xs: Any) -> None:
         self._check_output()
         progress = _as_verbose(self.verbose)
@@ -279,8 +284,13 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
         input_dims = {m: d for m, d in zip(self.modalities_, self.view_dims_)}
         settings = self._settings()
         # each member's model made before the views are cast: a setting the model refuses is named first, as ever
-        models = [LearnableMultiModal(input_dims=input_dims, **replace(settings, seed=seed).model_options())
-                  for seed in seeds]
+        models = [LearnableMultiModal(input_dims=input_dims, **replace(settings, seed=seeds[0]).model_options())]
+        # every member's weights are held at once (models_): past memory, making them aborted the process
+        refuse_beyond_budget(4 * models[0].num_parameters() * len(seeds), "n_members",
+                             "{members:,} models of {params:,} float32 weights each take {bytes} bytes",
+                             remedy="fewer members", members=len(seeds), params=models[0].num_parameters())
+        models += [LearnableMultiModal(input_dims=input_dims, **replace(settings, seed=seed).model_options())
+                   for seed in seeds[1:]]
         inputs, mask = self._inputs(views)
         for i, (m, v) in enumerate(zip(self.modalities_, views)):  # fit only: transform's cast pays no second pass
             warn_precision_loss(v, inputs[m], mask[:, m.index], f"Xs[{i}]")
