@@ -542,6 +542,11 @@ def fit_ensemble(
     if seed is None:  # a seed from the settings is named as theirs: the caller gave no `seed`
         seed, seed_arg = (0, seed_arg) if settings is None else (settings.seed, "settings.seed")
     seeds = member_seeds(seed, members, seed_arg=seed_arg)
+    first = fit_views(views, seeds[0], settings=settings, validation=validation, progress=progress)
+    # every member's weights are held at once: past memory, the members trained until an allocation aborted the process
+    params = first.model.num_parameters()
+    refuse_beyond_budget(4 * params * members, "members", "{members:,} models of {params:,} float32 weights each take "
+                         "{bytes} bytes", remedy="fewer members", members=members, params=params)
     return EnsembleEmbedder(
-        [fit_views(views, s, settings=settings, validation=validation, progress=progress) for s in seeds]
+        [first] + [fit_views(views, s, settings=settings, validation=validation, progress=progress) for s in seeds[1:]]
     )
