@@ -81,6 +81,18 @@ def test_members_taking_views_of_other_widths_are_refused_at_construction(ensemb
         evaluation.EnsembleEmbedder([ensemble.members[0], wider])
 
 
+def test_views_named_by_other_than_str_make_an_ensemble():
+    """Before: fit_ensemble trained every member, then raised "TypeError: '<' not supported
+    between instances of 'str' and 'int'" sorting the views {0, 'b'}, which fit_views takes."""
+    views = _views()
+    views = {0: views["a"], "b": views["b"]}
+    ensemble = uci.fit_ensemble(views, 0, members=2, settings=TINY)
+    assert ensemble.embed_fused(views).shape == (48, 16)
+    other = uci.fit_views({0: views[0], "c": views["b"]}, 0, settings=TINY)
+    with pytest.raises(InvalidValueError, match=r"^members\[1\]: embeds views \[0, 'c'\]; expected the views of members\[0\]"):
+        evaluation.EnsembleEmbedder([ensemble.members[0], other])
+
+
 @pytest.mark.parametrize("bad, message", [
     (lambda a: a + 1j, r"^a: expected real numbers, got complex"),
     (lambda a: a.astype(str), r"^a: expected a real-valued numeric array"),

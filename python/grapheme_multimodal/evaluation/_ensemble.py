@@ -72,7 +72,8 @@ class EnsembleEmbedder:
                 raise TypeError(f"members[{i}]: expected a ModelEmbedder (uci.fit_views gives one), got {describe(member)}")
         views = list(members[0].modalities)
         for i, member in enumerate(members[1:], start=1):
-            if sorted(member.modalities) != sorted(views):  # else a view only some members know failed halfway
+            # else a view only some members know failed halfway; sets, as views {0, "b"} do not sort
+            if set(member.modalities) != set(views):
                 raise InvalidValueError(
                     f"members[{i}]: embeds views {list(member.modalities)}; expected the views of members[0], {views}",
                     f"members[{i}]")
