@@ -71,6 +71,7 @@ class EnsembleEmbedder:
             if not isinstance(member, ModelEmbedder):
                 raise TypeError(f"members[{i}]: expected a ModelEmbedder (uci.fit_views gives one), got {describe(member)}")
         views = list(members[0].modalities)
+        widths = {v: _input_width(members[0], v) for v in views}
         for i, member in enumerate(members[1:], start=1):
             # else a view only some members know failed halfway; sets, as views {0, "b"} do not sort
             if set(member.modalities) != set(views):
@@ -78,11 +79,10 @@ class EnsembleEmbedder:
                     f"members[{i}]: embeds views {list(member.modalities)}; expected the views of members[0], {views}",
                     f"members[{i}]")
             # else every embedding of such a view failed in one member or another, as the caller's data's fault
-            widths = {v: _input_width(member, v) for v in views}
-            if widths != {v: _input_width(members[0], v) for v in views}:
+            takes = {v: _input_width(member, v) for v in views}
+            if takes != widths:
                 raise InvalidValueError(
-                    f"members[{i}]: takes views of {widths} columns; expected those of members[0], "
-                    f"{ {v: _input_width(members[0], v) for v in views} }", f"members[{i}]")
+                    f"members[{i}]: takes views of {takes} columns; expected those of members[0], {widths}", f"members[{i}]")
         self.members: Tuple[ModelEmbedder, ...] = members
 
     @property
