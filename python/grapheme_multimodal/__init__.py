@@ -31,6 +31,7 @@ from .objectives import DEFAULT_WEIGHTS, OBJECTIVES
 from .threads import get_num_threads, set_num_threads
 from .components import CrossModalBinder, FusionNetwork, ModalityAttention, ModalityEncoder, ProjectionHead
 from .model import LearnableMultiModal
+from .ensemble import load_ensemble, load_models, save_ensemble
 from .training import History
 from .types import (
     BindingType,
@@ -78,6 +79,9 @@ __all__ = [
     "ProjectionHead",
     "SpatialRegion",
     "featurize",
+    "load_ensemble",
+    "load_models",
+    "save_ensemble",
     "fingerprints",
     "get_num_threads",
     "set_num_threads",

@@ -14,6 +14,7 @@ __all__ = ["main", "PROG"]
 import argparse
 import codecs
 import contextlib
+import dataclasses
 import functools
 import json
 import logging
@@ -34,11 +35,14 @@ from .graph import WL_DEFAULT_DIM
 from .exceptions import (
     EarlyStoppingSkippedWarning, GraphemeError, InvalidValueError, NonFiniteError, ShapeError, UntrainedModalityWarning,
 )
+from .ensemble import load_models, save_ensemble
+from .evaluation._ensemble import side_by_side
 from .stopping import fit_with_stopping
-from .uci import RECIPE_HIDDEN_DROPOUT, TrainingSettings, check_weights, recipe_head, recipe_skip
+from .uci import RECIPE_HIDDEN_DROPOUT, TrainingSettings, check_weights, member_seeds, recipe_head, recipe_skip
 
 if TYPE_CHECKING:
     from .model import LearnableMultiModal
+    from .training import History
 
 PROG = "grapheme-mm"
 #: ``grapheme-mm train``'s defaults: the package's recipe.
@@ -320,6 +324,10 @@ def _parser() -> argparse.ArgumentParser:
                                f"modality embeddings, normalised (default {_RECIPE.fusion_residual:g}; 0: none)")
     train.add_argument("--seed", type=_int, default=_RECIPE.seed,
                        help="seeds the weights, the held-out rows, shuffling and dropout (default %(default)s)")
+    train.add_argument("--members", type=_int, default=1, metavar="K",
+                       help="train an ensemble of K models, member j from seed SEED*K+j, saved in one file: embed "
+                            "puts their embeddings side by side (K times as wide) and averages their binding "
+                            "strengths; K times the training (default %(default)s: one model)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.add_argument("--workers", type=_int, default=None,
                        help="train data-parallel on N Ray workers (default: in this process)")
@@ -508,6 +516,7 @@ def _train(args: argparse.Namespace) -> int:
 
     _check_outputs({"--output": args.output}, _input_files(args.modality), args.overwrite, writes=".safetensors")
     _seed(args.seed)
+    seeds = member_seeds(args.seed, args.members, seed_arg="--seed", members_arg="--members")
     lost: List[str] = []  # columns float32 loses: said before training, one line each, as embed says its warnings
     files = _read_files(args.modality, lost, args.csv_header)
     n = len(files[0])
@@ -563,12 +572,15 @@ def _train(args: argparse.Namespace) -> int:
             reconstruction_subsets=args.reconstruction_subsets,
             weights=weights,
         )
-    with _named_by_flags():  # the config's errors name its fields
-        model = LearnableMultiModal(
-            input_dims={f.modality: inputs[f.modality].shape[1] for f in files if not f.is_text},
-            graph_features={f.modality: featurizer for f in files if f.is_text},
-            **settings.model_options(),
-        )
+    def new_model(seed: int) -> LearnableMultiModal:
+        with _named_by_flags():  # the config's errors name its fields
+            return LearnableMultiModal(
+                input_dims={f.modality: inputs[f.modality].shape[1] for f in files if not f.is_text},
+                graph_features={f.modality: featurizer for f in files if f.is_text},
+                **dataclasses.replace(settings, seed=seed).model_options(),
+            )
+
+    models = [new_model(seed) for seed in seeds]  # every member's config checked before any training
     if not 0 <= args.validation_split < 1:
         raise InvalidValueError(f"--validation-split: expected a fraction in [0, 1), got {args.validation_split}", "--validation-split")
     if args.early_stopping is not None and args.early_stopping < 0:
@@ -592,7 +604,6 @@ def _train(args: argparse.Namespace) -> int:
         validation_fraction=args.validation_split,
         patience=patience,
         monitor=settings.monitor(len(files)),
-        seed=args.seed,
         min_validation_rows=_non_negative(args.min_validation_rows, "--min-validation-rows"),
         cv_folds=_non_negative(args.cv_folds, "--cv-folds"),
         epochs=args.epochs,
@@ -604,18 +615,33 @@ def _train(args: argparse.Namespace) -> int:
     )
     for message in lost:  # the files are float32 from here on: the model's own check finds nothing
         print(f"{PROG}: warning: {message}", file=sys.stderr)
+    histories = []
     if args.workers is None:
-        with _named_by_flags(), _named_by_files(files), _stopping_skipped_by_flags():
-            history = fit_with_stopping(model, inputs, **fit_options)
+        for model, seed in zip(models, seeds):
+            with _named_by_flags(), _named_by_files(files), _stopping_skipped_by_flags():
+                histories.append(fit_with_stopping(model, inputs, seed=seed, **fit_options))
     else:
         from . import distributed
 
         workers = _positive(args.workers, "--workers")
         with _ray_cluster(args.ray_address), _named_by_flags(), _named_by_files(files), _stopping_skipped_by_flags():
-            fit = functools.partial(distributed.fit, model, num_workers=workers)
-            history = fit_with_stopping(model, inputs, fit=fit, **fit_options)
+            for model, seed in zip(models, seeds):
+                fit = functools.partial(distributed.fit, model, num_workers=workers)
+                histories.append(fit_with_stopping(model, inputs, fit=fit, seed=seed, **fit_options))
     with _keeping_new({"--output": args.output}, args.overwrite):
-        model.save(args.output, include_experience=False)
+        if len(models) == 1:
+            models[0].save(args.output, include_experience=False)
+        else:
+            save_ensemble(models, args.output)
+    for j, (history, seed) in enumerate(zip(histories, seeds)):
+        who = f"member {j} (seed {seed}): " if len(models) > 1 else ""
+        print(f"{who}{_training_summary(history, args, n, n_val, len(files))}")
+    print(f"saved {args.output}" + (f" (an ensemble of {len(models)} models)" if len(models) > 1 else ""))
+    return 0
+
+
+def _training_summary(history: "History", args: argparse.Namespace, n: int, n_val: int, n_files: int) -> str:
+    """``train``'s line on one model's training: rows, epochs, last losses."""
     last = history.epochs[-1] if history.epochs else {}
     summary = f"loss {last['loss']:.4f}" if "loss" in last else "no epochs run"
     if history.cv_curve is not None:
@@ -624,9 +650,7 @@ def _train(args: argparse.Namespace) -> int:
     elif "val_total" in last:
         summary += f", validation {last['val_total']:.4f} (best epoch {history.best_epoch})"
     rows = n if history.cv_curve is not None or "val_total" not in last else n - n_val
-    print(f"trained on {rows} rows x {len(files)} modalities for {len(history.epochs)} epochs: {summary}")
-    print(f"saved {args.output}")
-    return 0
+    return f"trained on {rows} rows x {n_files} modalities for {len(history.epochs)} epochs: {summary}"
 
 
 def _embed(args: argparse.Namespace) -> int:
@@ -640,9 +664,11 @@ def _embed(args: argparse.Namespace) -> int:
         args.overwrite,
         writes=".npy",
     )
-    model = _load_checkpoint(args.checkpoint)
+    models = _load_checkpoint(args.checkpoint)
+    model = models[0]  # the members take the same inputs (ensemble.load_ensemble checks it)
     if args.hidden_features is not None:
-        model.hidden_width(arg="--hidden-features")
+        for member in models:
+            member.hidden_width(arg="--hidden-features")
     files = _read_files(args.modality, csv_header=args.csv_header)
     inputs = {}
     for f in files:
@@ -670,9 +696,13 @@ def _embed(args: argparse.Namespace) -> int:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UntrainedModalityWarning)
         if args.ray:
-            fused, strengths, hidden = _embed_on_ray(args, model, inputs)
+            from . import distributed  # noqa: F401 - first: without Ray, its error names the extra to install
+
+            _ray_embed_options(args)  # before Ray starts
+            with _ray_cluster(args.ray_address):  # one cluster for every member
+                fused, strengths, hidden = _ensemble_outputs([_embed_on_ray(args, m, inputs) for m in models])
         else:
-            fused, strengths, hidden = _embed_in_process(args, model, inputs)
+            fused, strengths, hidden = _ensemble_outputs([_embed_in_process(args, m, inputs) for m in models])
     _check_finite_output(fused, "fused embeddings", args.checkpoint)  # before writing anything
     if strengths is not None:
         _check_finite_output(strengths, "binding strengths", args.checkpoint)
@@ -690,6 +720,21 @@ def _embed(args: argparse.Namespace) -> int:
     if hidden is not None:
         print(f"wrote hidden features {hidden.shape} to {args.hidden_features} (modalities in slot order)")
     return 0
+
+
+def _ensemble_outputs(per_member: List[Tuple[np.ndarray, Optional[np.ndarray], Optional[np.ndarray]]]):
+    """One model's ``(fused, strengths, hidden)`` from its members' (an
+    ensemble of one: its member's, bit for bit): the fused embeddings side
+    by side, each divided by sqrt(K) (unit rows stay unit rows: a cosine is
+    the mean of the members'), the mean of the binding strengths, and the
+    hidden features side by side on their last axis."""
+    if len(per_member) == 1:
+        return per_member[0]
+    fused, strengths, hidden = zip(*per_member)
+    mean = None
+    if strengths[0] is not None:
+        mean = np.mean(np.stack(strengths), axis=0, dtype=np.float64).astype(strengths[0].dtype)
+    return side_by_side(list(fused)), mean, (np.concatenate(hidden, axis=-1) if hidden[0] is not None else None)
 
 
 def _embed_in_process(args: argparse.Namespace, model, inputs: Dict[str, np.ndarray]):
@@ -716,9 +761,7 @@ def _embed_on_ray(args: argparse.Namespace, model, inputs: Dict[str, np.ndarray]
 
     from ray.exceptions import RayTaskError
 
-    workers = None if args.workers is None else _positive(args.workers, "--workers")
-    # before Ray starts
-    batch_size = RAY_EMBED_BATCH_SIZE if args.batch_size is None else _positive(args.batch_size, "--batch-size")
+    workers, batch_size = _ray_embed_options(args)
     n = len(next(iter(inputs.values())))
     wanted = {"fused": True, "bindings": args.bindings is not None, "hidden_features": args.hidden_features is not None}
     outputs = tuple(name for name, asked in wanted.items() if asked)
@@ -745,6 +788,13 @@ def _embed_on_ray(args: argparse.Namespace, model, inputs: Dict[str, np.ndarray]
     strengths = np.concatenate([p["bindings"] for p in parts])[order] if args.bindings is not None else None
     hidden = np.concatenate([p["hidden_features"] for p in parts])[order] if args.hidden_features is not None else None
     return fused, strengths, hidden
+
+
+def _ray_embed_options(args: argparse.Namespace) -> Tuple[Optional[int], int]:
+    """``embed --ray``'s ``(actors or None, rows per batch)``, checked."""
+    workers = None if args.workers is None else _positive(args.workers, "--workers")
+    batch_size = RAY_EMBED_BATCH_SIZE if args.batch_size is None else _positive(args.batch_size, "--batch-size")
+    return workers, batch_size
 
 
 #: embed_dataset's arguments -> the ``embed --ray`` flags that give them.
@@ -859,14 +909,28 @@ class _BelowError(logging.Filter):
 
 
 def _info(args: argparse.Namespace) -> int:
+    models = _load_checkpoint(args.checkpoint)
+    print(f"checkpoint: {args.checkpoint}")
+    if len(models) == 1:
+        print("\n".join(_model_lines(models[0])))
+        return 0
+    print(f"ensemble of {len(models)} models: embed puts their fused embeddings side by side "
+          f"({sum(m.config.embed_dim for m in models)} wide) and averages their binding strengths")
+    for j, model in enumerate(models):
+        print(f"member {j}:")
+        print("\n".join("  " + line for line in _model_lines(model)))
+    return 0
+
+
+def _model_lines(model: "LearnableMultiModal") -> List[str]:
+    """``info``'s lines on one model."""
     from .types import Modality
 
-    model = _load_checkpoint(args.checkpoint)
+    lines: List[str] = []
     c = model.config
-    print(f"checkpoint: {args.checkpoint}")
-    print(f"parameters: {model.num_parameters():,}")
-    print(f"config: embed_dim={c.embed_dim} hidden_dim={c.hidden_dim} num_heads={c.num_heads} "
-          f"binder={c.binder_kind} learning_rate={c.learning_rate} seed={c.seed}")
+    lines.append(f"parameters: {model.num_parameters():,}")
+    lines.append(f"config: embed_dim={c.embed_dim} hidden_dim={c.hidden_dim} num_heads={c.num_heads} "
+                 f"binder={c.binder_kind} learning_rate={c.learning_rate} seed={c.seed}")
     trained = model.trained_modalities  # None: not known (a file from before the record); {}: no encoder trained
     stepped = bool(model._core.has_trained())  # a step recorded: then {} is of steps that reached no encoder
     for m in Modality:
@@ -877,31 +941,30 @@ def _info(args: argparse.Namespace) -> int:
             takes += f" or graphs/text via {feats.kind}"
         if trained is not None and stepped:
             norm += f", trained on {trained[m]:,} rows" if m in trained else ", never trained"
-        print(f"  {str(m):<15} {takes}{norm}")
+        lines.append(f"  {str(m):<15} {takes}{norm}")
     opt = model.optimizer_state()
-    print(f"training: {model.epochs_trained} epochs, {opt['step']} Adam steps, {model.num_experiences()} experiences stored")
+    lines.append(f"training: {model.epochs_trained} epochs, {opt['step']} Adam steps, {model.num_experiences()} experiences stored")
     average = model.weight_average
     if average is not None:
-        print(f"weights: exponential moving average over {average.count} epochs (decay {average.decay:g})")
+        lines.append(f"weights: exponential moving average over {average.count} epochs (decay {average.decay:g})")
     records = [e for e in model.history if isinstance(e.get("loss"), (int, float))]
     if records:
         best = min(records, key=lambda e: e["loss"])
-        print(f"loss: first {records[0]['loss']:.4f}, last {records[-1]['loss']:.4f}, best {best['loss']:.4f} "
-              f"(epoch {best.get('epoch', '?')})")
+        lines.append(f"loss: first {records[0]['loss']:.4f}, last {records[-1]['loss']:.4f}, best {best['loss']:.4f} "
+                     f"(epoch {best.get('epoch', '?')})")
     if model.history and isinstance(model.history[-1].get("val_total"), (int, float)):
-        print(f"validation loss: last {model.history[-1]['val_total']:.4f}")
-    return 0
+        lines.append(f"validation loss: last {model.history[-1]['val_total']:.4f}")
+    return lines
 
 
 # ------------------------------------------------------------------- helpers
-def _load_checkpoint(path: Path) -> LearnableMultiModal:
-    """The model saved at ``path``, the ``checkpoint`` argument: the loader's
-    errors name it so (``checkpoint: 'notes.txt' is not ...``), not by the
-    Python argument ``path`` the command line has none of."""
-    from .model import LearnableMultiModal
-
+def _load_checkpoint(path: Path) -> List[LearnableMultiModal]:
+    """The models saved at ``path``, the ``checkpoint`` argument (one, or an
+    ensemble's members): the loader's errors name it so (``checkpoint:
+    'notes.txt' is not ...``), not by the Python argument ``path`` the
+    command line has none of."""
     try:
-        return LearnableMultiModal.load(path)
+        return load_models(path)
     except (GraphemeError, TypeError, FileNotFoundError) as err:
         raise renamed(err, {"path": "checkpoint"}) from None
 

@@ -473,6 +473,29 @@ def read_tagged_safetensors(
     return tensors, meta
 
 
+def format_tag(path: PathLike) -> Optional[str]:
+    """The format tag :func:`write_tagged_safetensors` wrote into the file
+    at ``path`` (which loader reads it), read from its header alone; None
+    for anything that is not a readable tagged safetensors file (missing,
+    not a regular file, cut short, foreign): its loader then says why."""
+    try:
+        path = as_path(path)
+        # O_NONBLOCK: a FIFO in the file's place does not make this wait; it is not a regular file
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                return None
+            head = f.read(8)
+            length = int.from_bytes(head, "little") if len(head) == 8 else 0
+            if not 0 < length <= _MAX_HEADER_BYTES:
+                return None
+            header = json.loads(f.read(length))
+        tag = header.get("__metadata__", {}).get(FORMAT_KEY)
+    except (OSError, ValueError, TypeError, AttributeError, MemoryError):
+        return None
+    return tag if isinstance(tag, str) else None
+
+
 def _read_header(f: Any, size: int, where: str, fmt: str) -> Tuple[Dict[str, str], Dict[str, _Declared], int]:
     """``(metadata, {name: declared tensor}, offset of the data)`` of the
     safetensors file ``f`` of ``size`` bytes, checked as safetensors checks

@@ -1,0 +1,155 @@
+"""Ensembles of models in one checkpoint file.
+
+An ensemble (``grapheme-mm train --members K``, :func:`grapheme_multimodal.uci.fit_ensemble`,
+``MultimodalEmbedder(n_members=K)``) is K models trained on the same data
+from different seeds, measured as one: their embeddings side by side, their
+binding strengths averaged (docs/objectives.md, "Measured: an ensemble of
+recipe models"). :func:`save_ensemble` writes the K models into one
+safetensors file, each member's tensors under ``member/{j}/`` and its
+checkpoint metadata in a list, with the checksums and the atomic write of a
+model checkpoint; :func:`load_ensemble` gives the K models back, each as
+:meth:`LearnableMultiModal.load` would, so every member trains on bit for
+bit. :func:`load_models` reads either kind of file.
+"""
+
+from __future__ import annotations
+
+__all__ = ["ENSEMBLE_FORMAT", "save_ensemble", "load_ensemble", "load_models"]
+
+from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Mapping, Sequence
+
+import numpy as np
+
+from ._core import __version__
+from ._validation import check_flag, describe
+from .checkpoint import _new_model, _restore, _strip, _text, _version_note, checkpoint_specs, checkpoint_state
+from .exceptions import CheckpointError, InvalidValueError, TooLargeError
+from .io import FORMAT_NAMES, PathLike, TensorSpec, check_write_target, format_tag, not_enough_memory_to_write
+from .io import read_tagged_safetensors, write_tagged_safetensors
+
+if TYPE_CHECKING:
+    from .model import LearnableMultiModal
+
+ENSEMBLE_FORMAT = "grapheme-multimodal/ensemble/v1"
+FORMAT_NAMES[ENSEMBLE_FORMAT] = ": an ensemble of models, which grapheme_multimodal.load_ensemble reads"
+#: The metadata keys of an ensemble file, all required.
+ENSEMBLE_METADATA_KEYS = ("library_version", "members")
+
+
+def _member_prefix(j: int) -> str:
+    return f"member/{j}/"
+
+
+def save_ensemble(models: Iterable["LearnableMultiModal"], path: PathLike, include_experience: bool = False) -> None:
+    """Writes the ensemble ``models`` (at least one; models that take the
+    same modalities with the same input widths) to ``path`` as one
+    safetensors file with checksums, atomically: a failed or killed save
+    leaves the previous file intact. Each member is saved as
+    :meth:`LearnableMultiModal.save` saves it (weights, config,
+    standardisation, Adam state, training progress, weight average; its
+    experience buffer only with ``include_experience``).
+    :func:`load_ensemble` gives them back. An ensemble built by
+    :func:`~grapheme_multimodal.uci.fit_ensemble` is saved with
+    ``save_ensemble(ensemble.models, path)``."""
+    from .model import LearnableMultiModal
+
+    include_experience = check_flag(include_experience, "include_experience")
+    if isinstance(models, (str, bytes, Mapping)) or not isinstance(models, Iterable):
+        raise TypeError(f"models: expected a sequence of LearnableMultiModal, got {describe(models)}")
+    models = list(models)
+    if not models:
+        raise InvalidValueError("models: expected at least one LearnableMultiModal, got none", "models")
+    for j, model in enumerate(models):
+        if not isinstance(model, LearnableMultiModal):
+            raise TypeError(f"models[{j}]: expected a LearnableMultiModal, got {describe(model)}")
+    _check_members_agree(models, "models", InvalidValueError)
+    check_write_target(path)  # before copying the members' states: a bad path fails at once
+    tensors: Dict[str, np.ndarray] = {}
+    metas: List[Dict[str, Any]] = []
+    try:
+        for j, model in enumerate(models):
+            member_tensors, member_meta = checkpoint_state(model, include_experience)
+            tensors.update({_member_prefix(j) + name: value for name, value in member_tensors.items()})
+            metas.append(member_meta)
+    except MemoryError as exc:
+        if isinstance(exc, TooLargeError):
+            raise
+        raise not_enough_memory_to_write(path) from None
+    except InvalidValueError as exc:  # a member's history or epoch count that loading would refuse
+        raise type(exc)(f"models[{j}]: {exc}", f"models[{j}]") from None
+    write_tagged_safetensors(path, tensors, ENSEMBLE_FORMAT, {"library_version": __version__, "members": metas})
+
+
+def load_ensemble(path: PathLike) -> List["LearnableMultiModal"]:
+    """The models saved at ``path`` by :func:`save_ensemble`, in order,
+    after verifying the file's checksums and checking every member's
+    tensors against its config, as :meth:`LearnableMultiModal.load` does
+    (:class:`~grapheme_multimodal.CheckpointError` naming the file and the
+    member otherwise; ``FileNotFoundError`` when nothing is there). A model
+    checkpoint (one model) is refused with a message that says so:
+    :func:`load_models` reads either."""
+    built: List["LearnableMultiModal"] = []
+
+    def expected(meta: Dict[str, Any]) -> Dict[str, TensorSpec]:
+        missing = [k for k in ENSEMBLE_METADATA_KEYS if k not in meta]
+        unknown = sorted(set(meta) - set(ENSEMBLE_METADATA_KEYS))
+        if missing or unknown:
+            raise InvalidValueError(f"metadata: missing keys {missing}, unexpected keys {unknown}", "metadata")
+        members = meta["members"]
+        if not isinstance(members, list) or not members:
+            raise InvalidValueError(f"members: expected a non-empty list of member metadata, got {members!r:.80}", "members")
+        specs: Dict[str, TensorSpec] = {}
+        for j, member_meta in enumerate(members):
+            try:
+                model = _new_model(member_meta)
+                member_specs = checkpoint_specs(model, member_meta)
+            except (KeyError, TypeError, ValueError) as exc:
+                if isinstance(exc, TooLargeError):
+                    raise
+                raise InvalidValueError(f"members[{j}]: {_text(exc)}{_version_note(meta)}", f"members[{j}]") from None
+            built.append(model)
+            specs.update({_member_prefix(j) + name: spec for name, spec in member_specs.items()})
+        return specs
+
+    tensors, meta = read_tagged_safetensors(path, ENSEMBLE_FORMAT, expected)
+    models = []
+    for j, (model, member_meta) in enumerate(zip(built, meta["members"])):
+        try:
+            models.append(_restore(model, _strip(tensors, _member_prefix(j)), member_meta))
+        except (KeyError, TypeError, ValueError) as exc:
+            if isinstance(exc, TooLargeError):
+                raise
+            raise CheckpointError(
+                f"path: {str(path)!r} is not a valid ensemble: members[{j}]: {_text(exc)}{_version_note(meta)}", "path"
+            ) from None
+    try:
+        _check_members_agree(models, "members", CheckpointError)
+    except CheckpointError as exc:
+        raise CheckpointError(f"path: {str(path)!r} is not a valid ensemble: {exc}", "path") from None
+    return models
+
+
+def load_models(path: PathLike) -> List["LearnableMultiModal"]:
+    """The models saved at ``path``: one, from a model checkpoint
+    (:meth:`LearnableMultiModal.save`), or an ensemble's members
+    (:func:`save_ensemble`). Errors are those of the file's loader."""
+    from .checkpoint import load_checkpoint
+
+    if format_tag(path) == ENSEMBLE_FORMAT:
+        return load_ensemble(path)
+    return [load_checkpoint(path)]  # any other file: the model loader says what is wrong with it
+
+
+def _check_members_agree(models: Sequence["LearnableMultiModal"], arg: str, error: type) -> None:
+    """Every member takes what the first does: each modality's input width
+    and how it turns graphs into features (the files one embeds with an
+    ensemble are read once for all its members)."""
+    first = models[0].config
+    for j, model in enumerate(models[1:], start=1):
+        config = model.config
+        if config.input_dims != first.input_dims or config.graph_features != first.graph_features:
+            raise error(
+                f"{arg}[{j}]: takes input widths {list(config.input_dims)}; expected the same inputs as {arg}[0] "
+                f"(widths {list(first.input_dims)}, the same graph features)", f"{arg}[{j}]",
+            )
+
