@@ -162,6 +162,8 @@ def test_missing_demo_data_is_one_line(monkeypatch, tmp_path, capsys):
     "argv, words",
     [
         (["--seed", "-1"], "--seed: expected an int in [0, 2**64), got -1"),
+        (["--members", "0"], "--members: expected a positive int, got 0"),
+        (["--members", "3", "--seed", str(2**63)], "--seed: expected an int in [0, 2**62) (member j trains with --seed * 3 + j)"),
         (["--out", "{d}/afile"], "--out: '{d}/afile' is not a folder"),
         (["--json", "{d}/missing/t.json"], "--json: directory '{d}/missing' does not exist"),
         (["--json", "{d}/runs/model.safetensors"], "--json: {d}/runs/model.safetensors is also the file of --out's checkpoint"),

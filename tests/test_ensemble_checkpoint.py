@@ -268,3 +268,22 @@ def test_cli_embed_with_ray_gives_the_ensemble_bits(user_files, ray_session, cap
     assert code == 0, err
     np.testing.assert_array_equal(np.load(remote), np.load(local))
     np.testing.assert_array_equal(np.load(d / "rr_s.npy"), np.load(d / "rl_s.npy"))
+
+
+def test_demo_members_trains_measures_and_saves_an_ensemble(tmp_path, capsys):
+    """demo --members 2 (two epochs here, to be quick): the table is the
+    ensemble's, the checkpoint holds both members, of seeds 2·seed + j."""
+    from grapheme_multimodal.datasets import load_multiple_features
+
+    try:
+        load_multiple_features()
+    except (FileNotFoundError, ModuleNotFoundError) as err:
+        pytest.skip(str(err))
+    code, out, err = run(capsys, "demo", "--out", tmp_path / "demo", "--no-progress", "--epochs", "2", "--members", "2",
+                         "--seed", "1")
+    assert code == 0, err
+    assert "trained 2 models of" in out and "(seeds 2, 3;" in out and "measure (held-out 400 digits)" in out
+    members = load_ensemble(tmp_path / "demo" / "model.safetensors")
+    assert [m.config.seed for m in members] == [2, 3] and all(m.epochs_trained == 2 for m in members)
+    for name in ("training_curves.png", "attention_by_digit.png"):
+        assert (tmp_path / "demo" / name).stat().st_size > 0

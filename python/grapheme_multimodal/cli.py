@@ -216,6 +216,9 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", type=_output_folder, default=Path("runs/demo"), help="output folder (default: runs/demo)")
     demo.add_argument("--epochs", type=_int, default=None, help="at most this many epochs (default: the recipe's; it stops early on a held-out slice)")
     demo.add_argument("--seed", type=_int, default=0, help="training seed (default %(default)s)")
+    demo.add_argument("--members", type=_int, default=1, metavar="K",
+                      help="train and measure an ensemble of K models (as train --members; K times the training; "
+                           "default %(default)s)")
     demo.add_argument("--json", type=_output_file, default=None, help="also write the table as JSON")
     demo.add_argument("--no-progress", action="store_true", help="no progress bar")
     _overwrite_arg(demo)
@@ -388,13 +391,14 @@ def _demo(args: argparse.Namespace) -> int:
     settings = TrainingSettings(seed=_seed(args.seed))
     if args.epochs is not None:
         settings = TrainingSettings(seed=args.seed, epochs=_positive(args.epochs, "--epochs"))
+    member_seeds(args.seed, args.members, seed_arg="--seed", members_arg="--members")  # before any work
     # what would fail only after the training: the folder, its files, the JSON
     with _removing_new_folders(Path(args.out)):  # a refused or failed run left the folder it had made
         files = demo_files(args.out, "--out")
         outputs = {**{f"--out's {what}": path for what, path in files.items()}, "--json": args.json}
         _check_outputs(outputs, {}, args.overwrite)
         with _keeping_new(outputs, args.overwrite):
-            result = run_demo(args.out, settings, progress=not args.no_progress)
+            result = run_demo(args.out, settings, progress=not args.no_progress, members=args.members)
     print()
     print(result.table())
     print()

@@ -27,7 +27,10 @@ from .evaluation import RETRIEVAL_METRICS, Anchors, ModelScores, compute_anchors
 from .io import PathLike, as_path, check_write_target
 from .metrics import _sklearn
 from .plotting import _figure_class, plot_attention, plot_history
-from .uci import VIEW_MODALITIES, TrainingSettings, fit_views
+from ._validation import IntLike
+from .ensemble import save_ensemble
+from .evaluation import ViewEmbedder
+from .uci import VIEW_MODALITIES, TrainingSettings, fit_ensemble, fit_views, member_seeds
 
 #: (query view, gallery view) pairs whose retrieval the demo lists one by one.
 DEMO_PAIRS: Tuple[Tuple[str, str], ...] = (("fou", "pix"), ("zer", "kar"), ("pix", "fou"), ("fac", "kar"))
@@ -121,11 +124,17 @@ def run_demo(
     settings: TrainingSettings = TrainingSettings(),
     progress: bool = True,
     log: Callable[[str], None] = print,
+    members: IntLike = 1,
 ) -> DemoResult:
     """Loads the data, trains, evaluates against the anchors, writes the
-    checkpoint and the two PNGs into ``out_dir``."""
+    checkpoint and the two PNGs into ``out_dir``. With ``members`` K > 1 it
+    trains an ensemble (:func:`~grapheme_multimodal.uci.fit_ensemble`, K
+    times the training), measures it as one and saves it with
+    :func:`~grapheme_multimodal.save_ensemble`; the curves and the attention
+    are its first member's."""
     if not callable(log):  # else "'NoneType' object is not callable" once the data were loaded
         raise TypeError(f"log: expected a callable taking one line of text (such as print), got {type(log).__name__}")
+    seeds = member_seeds(settings.seed, members, seed_arg="settings.seed")  # before any work
     start = time.perf_counter()
     files = demo_files(out_dir)
     data = load_multiple_features()
@@ -136,17 +145,29 @@ def run_demo(
     # Raw views in (the model learns and keeps their statistics). Early
     # stopping watches a slice of the training split: the held-out digits
     # are only measured.
-    embedder = fit_views(train.views, settings=settings, progress=progress)
-    model = embedder.model
+    if len(seeds) == 1:
+        embedder: ViewEmbedder = fit_views(train.views, settings=settings, progress=progress)
+        models = [embedder.model]
+    else:
+        embedder = fit_ensemble(train.views, settings=settings, members=len(seeds), progress=progress)
+        models = list(embedder.models)
+    model = models[0]
     best = min(model.history, key=lambda r: r.get("val_contrastive", r.get("val_total", float("inf"))))["epoch"]
-    log(f"trained {model.num_parameters():,} parameters for {len(model.history)} epochs (kept epoch {best}) "
-        f"in {time.perf_counter() - start:.1f} s")
+    if len(models) == 1:
+        log(f"trained {model.num_parameters():,} parameters for {len(model.history)} epochs (kept epoch {best}) "
+            f"in {time.perf_counter() - start:.1f} s")
+    else:
+        log(f"trained {len(models)} models of {model.num_parameters():,} parameters (seeds {', '.join(map(str, seeds))}; "
+            f"the first for {len(model.history)} epochs, kept epoch {best}) in {time.perf_counter() - start:.1f} s")
 
     result = DemoResult()
     ours = evaluate_model(embedder, train, test, seed=settings.seed)
     result.rows, result.notes = table_rows(ours, compute_anchors(train, test, multiview=()))
     result.files = files
-    model.save(result.files["checkpoint"], include_experience=False)
+    if len(models) == 1:
+        model.save(result.files["checkpoint"], include_experience=False)
+    else:
+        save_ensemble(models, result.files["checkpoint"])
     plot_history(model.history, result.files["curves"], title="UCI Multiple Features: training losses", best_epoch=best)
     emb, fused = model.encode_and_fuse({VIEW_MODALITIES[v]: x for v, x in test.views.items()})
     weights = model.attention_weights(fused, emb)
