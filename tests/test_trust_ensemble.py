@@ -6,6 +6,7 @@ what was expected; nothing hangs, crashes or is read as something else."""
 from __future__ import annotations
 
 import pickle
+import warnings
 
 import numpy as np
 import pytest
@@ -125,6 +126,20 @@ def test_bind_names_the_ensembles_columns_not_a_members_block(ensemble):
     parts = [m.embed_views(_views()) for m in ensemble.members]
     expected = np.mean([m.bind(p["a"], p["b"]) for m, p in zip(ensemble.members, parts)], axis=0)
     np.testing.assert_allclose(ensemble.bind(emb["a"].astype(np.float64), emb["b"].tolist()), expected, atol=1e-6)
+
+
+def test_bind_names_a_finite_value_that_overflows_once_scaled_back_to_a_members_rows(ensemble):
+    """Before: a float32 3e38 at column 12 (finite; times sqrt(2) it is not) gave numpy's
+    "overflow encountered in multiply" and "a: contains a non-finite value ... at index (1, 4)"."""
+    emb = ensemble.embed_views(_views())
+    huge = emb["a"].copy()
+    huge[1, 12] = 3e38
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(NonFiniteError, match=r"^a: index \(1, 12\) holds 3e\+38, which times sqrt\(2\) \(back to a "
+                                                 r"member's rows\) passes float32's largest 3\.4e\+38; expected the "
+                                                 r"ensemble's embeddings \(unit rows\)$"):
+            ensemble.bind(huge, emb["b"])
 
 
 # --- MultimodalEmbedder(n_members=K) ---------------------------------------------------

@@ -141,12 +141,18 @@ class EnsembleEmbedder:
                                  f"side by side), got shape {arr.shape}", name)
             arr = as_float32(arr, name, 2, (rows, sum(widths)))
             rows = arr.shape[0]
-            finite = np.isfinite(arr)
+            # back to each member's unit rows: the member's binder was trained on those
+            with np.errstate(over="ignore"):  # found below: a finite value past float32's largest / sqrt(K)
+                scaled = arr * scale
+            finite = np.isfinite(scaled)
             if not finite.all():
                 at = tuple(int(i) for i in np.argwhere(~finite)[0])
+                if np.isfinite(arr[at]):
+                    raise NonFiniteError(
+                        f"{name}: index {at} holds {float(arr[at]):g}, which times sqrt({len(widths)}) (back to a member's "
+                        "rows) passes float32's largest 3.4e+38; expected the ensemble's embeddings (unit rows)", name)
                 raise NonFiniteError(f"{name}: contains a non-finite value (NaN or inf) at index {at}; expected finite "
                                      "numbers", name)
-            # back to each member's unit rows: the member's binder was trained on those
-            blocks[name] = np.split(arr * scale, np.cumsum(widths)[:-1], axis=1)
+            blocks[name] = np.split(scaled, np.cumsum(widths)[:-1], axis=1)
         strengths = [m.bind(x, y) for m, x, y in zip(self.members, blocks["a"], blocks["b"])]
         return np.mean(strengths, axis=0, dtype=np.float64).astype(strengths[0].dtype)
