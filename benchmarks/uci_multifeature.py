@@ -218,8 +218,8 @@ def main(argv: "list[str] | None" = None) -> int:
         RECIPE = recipe_with(parse_settings(args.set), args.members)
 
     start = time.perf_counter()
-    print(f"grapheme-multimodal {gm.__version__}; recipe {RECIPE.__module__}.{RECIPE.__qualname__} "
-          f"{'with its defaults' if not args.set and args.members == 1 else ''}; cca-zoo {'installed' if evaluation.cca_zoo_available() else 'not installed'}")
+    defaults = " with its defaults" if not args.set and args.members == 1 else ""
+    print(f"grapheme-multimodal {gm.__version__}; recipe {RECIPE.__module__}.{RECIPE.__qualname__}{defaults}; cca-zoo {'installed' if evaluation.cca_zoo_available() else 'not installed'}")
     splits = [run_split(split, args.seeds) for split in args.splits]
     nutrimouse = None if args.no_nutrimouse else run_nutrimouse(args.nutrimouse_seeds)
     seconds = time.perf_counter() - start
