@@ -319,3 +319,25 @@ def test_objectives_two_member_means_are_the_stored_ones():
         _check(f"objectives two members {label}", quoted, [seed0("uci-reconstruction-w1-splits-0-9.json", metric),
                                                             seed0("uci-ensemble2-seed0-splits-0-9.json", metric),
                                                             seed0("uci-ensemble3-splits-0-9.json", metric)])
+
+
+def test_objectives_two_members_on_three_seeds_are_the_stored_ones():
+    """"Two members on all three seeds": seeds 0-2 of two files, beside the
+    recipe's and three members' ten-split means, and the targets missed."""
+    recipe, three = _splits("uci-reconstruction-w1-splits-0-9.json"), _splits("uci-ensemble3-splits-0-9.json")
+    first, rest = _splits("uci-ensemble2-seed0-splits-0-9.json"), _splits("uci-ensemble2-seeds-1-2-splits-0-9.json")
+    two = {k: {**first[k], "seeds": first[k]["seeds"] + rest[k]["seeds"], "runs": first[k]["runs"] + rest[k]["runs"]} for k in first}
+    assert all(two[k]["seeds"] == [0, 1, 2] for k in two) and sorted(two) == list(range(10))
+
+    def means(splits: Dict[int, dict]) -> List[float]:
+        """P@1, R@1, AUC, fused 5-NN, probe: means over the splits of their seeds' means."""
+        retrieval = [statistics.mean(statistics.mean(_mean_over_pairs(s, m)) for s in splits.values())
+                     for m in ("class_precision_at_1", "instance_recall_at_1")]
+        return retrieval + [statistics.mean(statistics.mean(run[m] for run in s["runs"]) for s in splits.values())
+                            for m in ("binder_auc", "fused_knn", "fused_probe")]
+
+    start = OBJECTIVES.index("**Two members on all three seeds**")
+    text = OBJECTIVES[start:OBJECTIVES.index("; R@1 pairs", start)]
+    quoted = _NUMBER.findall(text.split("recipe → two members → three members:", 1)[1].replace("@1", "").replace("5-NN", ""))
+    values = [v for triple in zip(means(recipe), means(two), means(three)) for v in triple]
+    _check("objectives two members, three seeds", quoted, values)
