@@ -491,7 +491,8 @@ def format_tag(path: PathLike) -> Optional[str]:
                 return None
             header = json.loads(f.read(length))
         tag = header.get("__metadata__", {}).get(FORMAT_KEY)
-    except (OSError, ValueError, TypeError, AttributeError, MemoryError):
+    except (OSError, ValueError, TypeError, AttributeError, MemoryError, RecursionError):
+        # RecursionError: a header of deeply nested JSON (load_models raised it bare; the loaders name it)
         return None
     return tag if isinstance(tag, str) else None
 

@@ -1,0 +1,47 @@
+"""A hostile-use audit of the ensemble file: save_ensemble, load_ensemble,
+load_models, io.format_tag, and grapheme-mm train/embed/info on an
+ensemble file. A forged file is refused before it costs memory, a reader
+never raises a bare Python error, and the command line speaks of every
+member, naming the one it means."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import grapheme_multimodal as gm
+from grapheme_multimodal import _validation
+from grapheme_multimodal.cli import main
+from grapheme_multimodal.ensemble import ENSEMBLE_FORMAT, load_ensemble, load_models, save_ensemble
+from grapheme_multimodal.io import format_tag, read_tagged_safetensors, write_tagged_safetensors
+
+DIMS = {"visual": 5, "auditory": 3}
+TINY = ["--embed-dim", "16", "--hidden-dim", "16", "--heads", "2", "--epochs", "2", "--no-progress"]
+
+
+def _model(seed: int = 0, **kw) -> gm.LearnableMultiModal:
+    return gm.LearnableMultiModal(**{"input_dims": DIMS, "embed_dim": 8, "hidden_dim": 8, "num_heads": 2, "seed": seed, **kw})
+
+
+def _data(n: int = 24) -> dict:
+    rng = np.random.default_rng(0)
+    return {m: rng.normal(size=(n, d)).astype(np.float32) for m, d in DIMS.items()}
+
+
+def _files(folder) -> dict:
+    data = _data()
+    paths = {m: folder / f"{m}.npy" for m in data}
+    for m, x in data.items():
+        np.save(paths[m], x)
+    return paths
+
+
+# ------------------------------------------------------------------ the file's header
+def test_format_tag_and_load_models_refuse_a_header_nested_too_deeply(tmp_path) -> None:
+    """A header of deeply nested JSON made format_tag (which "must never raise") and so load_models raise a bare RecursionError."""
+    header = b'{"a":' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    path = tmp_path / "deep.safetensors"
+    path.write_bytes(len(header).to_bytes(8, "little") + header)
+    assert format_tag(path) is None
+    with pytest.raises(gm.CheckpointError, match="not JSON"):
+        load_models(path)
