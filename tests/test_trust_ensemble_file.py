@@ -45,3 +45,27 @@ def test_format_tag_and_load_models_refuse_a_header_nested_too_deeply(tmp_path) 
     assert format_tag(path) is None
     with pytest.raises(gm.CheckpointError, match="not JSON"):
         load_models(path)
+
+
+def test_a_forged_list_of_many_members_is_refused_before_building_them(tmp_path, monkeypatch) -> None:
+    """2,000 copies of a member's metadata in a 3.5 MB file built 2,000 models (1.5 GB) before the header was found to
+    hold the tensors of two; a 100 MB header would have asked for tens of GB."""
+    path = tmp_path / "ens.safetensors"
+    save_ensemble([_model(0), _model(1)], path)
+    tensors, meta = read_tagged_safetensors(path, ENSEMBLE_FORMAT)
+    forged = tmp_path / "forged.safetensors"
+    write_tagged_safetensors(forged, tensors, ENSEMBLE_FORMAT, {**meta, "members": [meta["members"][0]] * 2000})
+    built = []
+    real_init = gm.LearnableMultiModal.__init__
+
+    def counting_init(self, *args, **kwargs):
+        built.append(1)
+        real_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(gm.LearnableMultiModal, "__init__", counting_init)
+    with pytest.raises(gm.CheckpointError, match=r"members: 2,000 members listed, but the tensors of members\[0\] to "
+                                                 r"members\[2\] alone take [\d,]+ bytes, more than the [\d,]+ bytes"):
+        load_ensemble(forged)
+    assert len(built) == 3
+    built.clear()
+    assert len(load_ensemble(path)) == 2 and len(built) == 2  # a true file loads as before

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 __all__ = ["ENSEMBLE_FORMAT", "save_ensemble", "load_ensemble", "load_models"]
 
+import math
 from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Mapping, Sequence
 
 import numpy as np
@@ -24,7 +25,8 @@ from ._core import __version__
 from ._validation import check_flag, describe
 from .checkpoint import _new_model, _restore, _strip, _text, _version_note, checkpoint_specs, checkpoint_state
 from .exceptions import CheckpointError, InvalidValueError, TooLargeError
-from .io import FORMAT_NAMES, PathLike, TensorSpec, check_write_target, format_tag, not_enough_memory_to_write
+from .io import FORMAT_NAMES, PathLike, TensorSpec, check_write_target, data_bytes_being_read, format_tag
+from .io import not_enough_memory_to_write
 from .io import read_tagged_safetensors, write_tagged_safetensors
 
 if TYPE_CHECKING:
@@ -99,6 +101,7 @@ def load_ensemble(path: PathLike) -> List["LearnableMultiModal"]:
         if not isinstance(members, list) or not members:
             raise InvalidValueError(f"members: expected a non-empty list of member metadata, got {members!r:.80}", "members")
         specs: Dict[str, TensorSpec] = {}
+        held, needed = data_bytes_being_read(), 0
         for j, member_meta in enumerate(members):
             try:
                 model = _new_model(member_meta)
@@ -109,6 +112,15 @@ def load_ensemble(path: PathLike) -> List["LearnableMultiModal"]:
                 raise InvalidValueError(f"members[{j}]: {_text(exc)}{_version_note(meta)}", f"members[{j}]") from None
             built.append(model)
             specs.update({_member_prefix(j) + name: spec for name, spec in member_specs.items()})
+            # a forged list of many members built a model for each (a 3.5 MB file, 2,000 members: 1.5 GB)
+            # before the header was found to hold none of their tensors: stop once they cannot fit
+            needed += sum(math.prod(s.shape) * np.dtype(s.dtype).itemsize for s in member_specs.values() if s.required)
+            if held is not None and needed > held:
+                which = "members[0]" if j == 0 else f"members[0] to members[{j}]"
+                raise InvalidValueError(
+                    f"members: {len(members):,} members listed, but the tensors of {which} alone "
+                    f"take {needed:,} bytes, more than the {held:,} bytes of tensors the file holds", "members",
+                )
         return specs
 
     tensors, meta = read_tagged_safetensors(path, ENSEMBLE_FORMAT, expected)

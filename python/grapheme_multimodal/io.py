@@ -407,6 +407,20 @@ def not_enough_memory_to_write(path: PathLike, nbytes: Optional[int] = None, arg
 
 
 # --------------------------------------------------------------------- reading
+#: While :func:`read_tagged_safetensors` calls its ``expected``: the bytes of
+#: tensor data the file being read holds (what :func:`data_bytes_being_read` says).
+_DATA_BYTES: "contextvars.ContextVar[Optional[int]]" = contextvars.ContextVar("_DATA_BYTES", default=None)
+
+
+def data_bytes_being_read() -> Optional[int]:
+    """Inside the ``expected`` of a :func:`read_tagged_safetensors`, the
+    bytes of tensor data of the file it reads (its tensors must fit them);
+    None elsewhere. An ``expected`` that builds an object per entry of the
+    metadata (an ensemble's members) stops once they need more than the file
+    holds, before a forged list of members costs memory."""
+    return _DATA_BYTES.get()
+
+
 def read_tagged_safetensors(
     path: PathLike,
     fmt: str,
@@ -450,12 +464,15 @@ def read_tagged_safetensors(
             meta = _decoded_metadata(raw_meta, where)
             names = list(entries)
             if expected is not None:
+                token = _DATA_BYTES.set(st.st_size - data_start)
                 try:
                     want = expected(meta)
                 except (TypeError, ValueError, KeyError) as exc:
                     if isinstance(exc, TooLargeError):
                         raise
                     raise CheckpointError(f"{where} is not a valid {fmt} file: {_text(exc)}", "path") from None
+                finally:
+                    _DATA_BYTES.reset(token)
                 _check_declared({n: (e.dtype, e.shape) for n, e in entries.items()}, want, where, fmt)
             if sums is not None and set(sums) - {_METADATA_ENTRY} != set(names):
                 raise CheckpointError(f"{where} is corrupt: its tensors do not match its checksum list", "path")
