@@ -81,3 +81,25 @@ def test_a_member_config_too_large_for_memory_names_the_file_and_the_member(tmp_
     with pytest.raises(gm.TooLargeError, match=rf"^path: {str(path)!r}: members\[1\]: hidden_dim: ") as info:
         load_ensemble(path)
     assert info.value.arg == "path"
+
+
+# ------------------------------------------------------------------ the command line
+def test_embed_warns_of_an_untrained_encoder_of_any_member(tmp_path, capsys) -> None:
+    """Only members[0]'s untrained encoders were said: a member that never trained on auditory gave half of every
+    fused row from random weights without a word."""
+    paths = _files(tmp_path)
+    both, visual_only = _model(0), _model(1)
+    both.fit(_data(), epochs=1, progress=False)
+    visual_only.fit({"visual": _data()["visual"]}, epochs=1, progress=False)
+    path = tmp_path / "ens.safetensors"
+    save_ensemble([both, visual_only], path)
+    argv = ["embed", str(path), "-m", f"visual={paths['visual']}", "-m", f"auditory={paths['auditory']}",
+            "-o", str(tmp_path / "out.npy")]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert err.count("warning:") == 1, err
+    assert "grapheme-mm: warning: member 1 of the ensemble of 2: modality 'auditory' was never present" in err, err
+    save_ensemble([visual_only, visual_only], path)  # every member untrained on it: said once, as of one model
+    assert main(argv[:-1] + [str(tmp_path / "out2.npy")]) == 0
+    err = capsys.readouterr().err
+    assert err.count("warning:") == 1 and "grapheme-mm: warning: modality 'auditory' was never present" in err, err

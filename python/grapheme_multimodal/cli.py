@@ -695,7 +695,14 @@ def _embed(args: argparse.Namespace) -> int:
     # An encoder no training step trained: said once, as one line, not as a Python warning per call.
     given = np.zeros((1, len(Modality)), dtype=bool)
     given[0, [Modality.parse(m).index for m in inputs]] = True
-    for message in model._untrained_messages(given):
+    # Every member's: members[0]'s alone said nothing of another member's untrained encoder, half the output.
+    untrained: Dict[str, List[int]] = {}
+    for j, member in enumerate(models):
+        for message in member._untrained_messages(given):
+            untrained.setdefault(message, []).append(j)
+    for message, who in untrained.items():
+        if len(who) < len(models):
+            message = f"member{'s' * (len(who) > 1)} {', '.join(map(str, who))} of the ensemble of {len(models)}: {message}"
         print(f"{PROG}: warning: {message}", file=sys.stderr)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UntrainedModalityWarning)
