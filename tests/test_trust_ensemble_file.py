@@ -103,3 +103,18 @@ def test_embed_warns_of_an_untrained_encoder_of_any_member(tmp_path, capsys) -> 
     assert main(argv[:-1] + [str(tmp_path / "out2.npy")]) == 0
     err = capsys.readouterr().err
     assert err.count("warning:") == 1 and "grapheme-mm: warning: modality 'auditory' was never present" in err, err
+
+
+def test_embed_hidden_features_names_the_member_without_hidden_layers(tmp_path, capsys) -> None:
+    """`embed --hidden-features` on an ensemble whose members[1] has no hidden layers said "this model's encoders have
+    no hidden layers" of an ensemble whose first member has them."""
+    paths = _files(tmp_path)
+    path = tmp_path / "ens.safetensors"
+    save_ensemble([_model(0, encoder_hidden=(12,)), _model(1)], path)
+    out = tmp_path / "out.npy"
+    assert main(["embed", str(path), "-m", f"visual={paths['visual']}", "-o", str(out),
+                 "--hidden-features", str(tmp_path / "h.npy")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("grapheme-mm: error: --hidden-features: member 1 of the ensemble of 2 in ") and "\n" not in err, err
+    assert "encoder_hidden is empty" in err, err
+    assert not out.exists()

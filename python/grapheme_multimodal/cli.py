@@ -671,7 +671,13 @@ def _embed(args: argparse.Namespace) -> int:
     models = _load_checkpoint(args.checkpoint)
     model = models[0]  # the members take the same inputs (ensemble.load_ensemble checks it)
     if args.hidden_features is not None:
-        for member in models:
+        for j, member in enumerate(models):
+            if len(models) > 1 and not member.config.encoder_hidden:  # "this model's encoders": which, of K?
+                raise InvalidValueError(
+                    f"--hidden-features: member {j} of the ensemble of {len(models)} in {str(args.checkpoint)!r} has "
+                    "encoders without hidden layers (its config.encoder_hidden is empty); expected an ensemble whose "
+                    "every member was built with encoder_hidden, e.g. (256,)", "--hidden-features",
+                )
             member.hidden_width(arg="--hidden-features")
     files = _read_files(args.modality, csv_header=args.csv_header)
     inputs = {}
