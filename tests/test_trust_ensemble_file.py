@@ -118,3 +118,25 @@ def test_embed_hidden_features_names_the_member_without_hidden_layers(tmp_path, 
     assert err.startswith("grapheme-mm: error: --hidden-features: member 1 of the ensemble of 2 in ") and "\n" not in err, err
     assert "encoder_hidden is empty" in err, err
     assert not out.exists()
+
+
+def test_train_refuses_more_members_than_memory_holds_before_training(tmp_path, capsys, monkeypatch) -> None:
+    """`train --members K` built all K models before a check, then trained them one by one: past memory the process
+    was killed (--members 100000) after hours of training, with nothing saved."""
+    paths = _files(tmp_path)
+    out = tmp_path / "ens.safetensors"
+    argv = ["train", "-m", f"visual={paths['visual']}", "-m", f"auditory={paths['auditory']}", "-o", str(out), *TINY]
+    assert main(argv + ["--members", "1"]) == 0
+    params = gm.LearnableMultiModal.load(out).num_parameters()
+    capsys.readouterr()
+    monkeypatch.setattr(_validation, "memory_budget", lambda: 36 * params * 3)  # room for three trained members, not four
+    built = []
+    real_fit = gm.LearnableMultiModal.fit
+    monkeypatch.setattr(gm.LearnableMultiModal, "fit", lambda self, *a, **k: built.append(1) or real_fit(self, *a, **k))
+    assert main(argv + ["--members", "4", "--overwrite"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"grapheme-mm: error: --members: 4 models of {params:,} parameters, each with its training "
+                          "state, take ") and err.endswith("expected fewer members"), err
+    assert not built and gm.LearnableMultiModal.load(out).num_parameters() == params  # nothing trained, the file kept
+    assert main(argv + ["--members", "3", "--overwrite"]) == 0
+    assert len(load_models(out)) == 3
