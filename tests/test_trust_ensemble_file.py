@@ -140,3 +140,32 @@ def test_train_refuses_more_members_than_memory_holds_before_training(tmp_path, 
     assert not built and gm.LearnableMultiModal.load(out).num_parameters() == params  # nothing trained, the file kept
     assert main(argv + ["--members", "3", "--overwrite"]) == 0
     assert len(load_models(out)) == 3
+
+
+@pytest.mark.parametrize("first", ["ensemble", "model"])
+def test_load_models_reads_a_file_replaced_by_the_other_kind_while_it_looked(tmp_path, monkeypatch, first) -> None:
+    """A model checkpoint saved over an ensemble file (or the reverse) between load_models reading its tag and its
+    loader opening it was "is not a grapheme-multimodal/ensemble/v1 file (... a model checkpoint ...)": the file a
+    user's load_models reads, refused."""
+    from grapheme_multimodal import ensemble
+
+    path = tmp_path / "models.safetensors"
+    other = tmp_path / "other.safetensors"
+    ens, one = [_model(0), _model(1)], _model(2)
+    save_ensemble(ens, path) if first == "ensemble" else one.save(path)
+    one.save(other) if first == "ensemble" else save_ensemble(ens, other)
+    real_tag = ensemble.format_tag
+    calls = []
+
+    def tag_then_replace(p):
+        tag = real_tag(p)
+        if not calls:
+            other.replace(path)  # another process's atomic save
+        calls.append(tag)
+        return tag
+
+    monkeypatch.setattr(ensemble, "format_tag", tag_then_replace)
+    loaded = load_models(path)
+    assert len(loaded) == (1 if first == "ensemble" else 2)
+    now = one if first == "ensemble" else ens[1]
+    np.testing.assert_array_equal(loaded[-1].state_dict()["binder.bias"], now.state_dict()["binder.bias"])

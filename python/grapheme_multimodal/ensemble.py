@@ -147,9 +147,21 @@ def load_models(path: PathLike) -> List["LearnableMultiModal"]:
     (:func:`save_ensemble`). Errors are those of the file's loader."""
     from .checkpoint import load_checkpoint
 
-    if format_tag(path) == ENSEMBLE_FORMAT:
-        return load_ensemble(path)
-    return [load_checkpoint(path)]  # any other file: the model loader says what is wrong with it
+    def load(tag: "str | None") -> List["LearnableMultiModal"]:
+        if tag == ENSEMBLE_FORMAT:
+            return load_ensemble(path)
+        return [load_checkpoint(path)]  # any other file: the model loader says what is wrong with it
+
+    tag = format_tag(path)
+    try:
+        return load(tag)
+    except CheckpointError:
+        now = format_tag(path)
+        if now == tag:
+            raise
+    # replaced by a file of the other kind since its tag was read (train --members saving over it): read that,
+    # not "is not an ensemble file (its format tag is ... a model checkpoint)" of a file load_models reads
+    return load(now)
 
 
 def _check_members_agree(models: Sequence["LearnableMultiModal"], arg: str, error: type) -> None:
