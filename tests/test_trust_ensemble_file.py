@@ -169,3 +169,16 @@ def test_load_models_reads_a_file_replaced_by_the_other_kind_while_it_looked(tmp
     assert len(loaded) == (1 if first == "ensemble" else 2)
     now = one if first == "ensemble" else ens[1]
     np.testing.assert_array_equal(loaded[-1].state_dict()["binder.bias"], now.state_dict()["binder.bias"])
+
+
+def test_members_of_other_graph_features_are_told_what_differs(tmp_path) -> None:
+    """Members of the same widths that turn graphs into features differently were refused with "takes input widths
+    [5, 18, ...]; expected ... (widths [5, 18, ...], the same graph features)": given and expected read the same."""
+    from grapheme_multimodal.graph import GraphFeaturizer
+
+    wl = _model(1, graph_features={"linguistic": GraphFeaturizer("wl", dim=18)})
+    with pytest.raises(gm.InvalidValueError, match=r"^models\[1\]: turns linguistic graphs into features by "
+                                                   r"GraphFeaturizer\(kind='wl'.*; expected .* models\[0\], which uses "
+                                                   r"GraphFeaturizer\(kind='fingerprint'"):
+        save_ensemble([_model(0), wl], tmp_path / "ens.safetensors")
+    assert not (tmp_path / "ens.safetensors").exists()

@@ -28,6 +28,7 @@ from .exceptions import CheckpointError, InvalidValueError, TooLargeError
 from .io import FORMAT_NAMES, PathLike, TensorSpec, check_write_target, data_bytes_being_read, format_tag
 from .io import not_enough_memory_to_write
 from .io import read_tagged_safetensors, write_tagged_safetensors
+from .types import Modality
 
 if TYPE_CHECKING:
     from .model import LearnableMultiModal
@@ -171,7 +172,14 @@ def _check_members_agree(models: Sequence["LearnableMultiModal"], arg: str, erro
     first = models[0].config
     for j, model in enumerate(models[1:], start=1):
         config = model.config
-        if config.input_dims != first.input_dims or config.graph_features != first.graph_features:
+        if config.input_dims == first.input_dims and config.graph_features != first.graph_features:
+            # the widths alone read "takes widths [5, 18, ...]; expected widths [5, 18, ...]": not what differs
+            m = next(m for m, (a, b) in zip(Modality, zip(config.graph_features, first.graph_features)) if a != b)
+            raise error(
+                f"{arg}[{j}]: turns {m} graphs into features by {config.graph_features[m.index]!r}; expected the "
+                f"same inputs as {arg}[0], which uses {first.graph_features[m.index]!r}", f"{arg}[{j}]",
+            )
+        if config.input_dims != first.input_dims:
             raise error(
                 f"{arg}[{j}]: takes input widths {list(config.input_dims)}; expected the same inputs as {arg}[0] "
                 f"(widths {list(first.input_dims)}, the same graph features)", f"{arg}[{j}]",
