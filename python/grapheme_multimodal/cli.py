@@ -587,9 +587,10 @@ def _train(args: argparse.Namespace) -> int:
     first = new_model(seeds[0])
     # every member is held, trained, until the file is written: past memory, --members 100000 built models until
     # the process was killed, before a word (a trained model holds about 36 bytes a parameter: Adam, its average)
-    refuse_beyond_budget(36 * first.num_parameters() * len(seeds), "--members",
-                         "{members:,} models of {params:,} parameters, each with its training state, take {bytes} bytes",
-                         remedy="fewer members", members=len(seeds), params=first.num_parameters())
+    if len(seeds) > 1:  # one model: its own constructor's check
+        refuse_beyond_budget(36 * first.num_parameters() * len(seeds), "--members",
+                             "{members:,} models of {params:,} parameters, each with its training state, take {bytes} bytes",
+                             remedy="fewer members", members=len(seeds), params=first.num_parameters())
     models = [first] + [new_model(seed) for seed in seeds[1:]]  # every member's config checked before any training
     if not 0 <= args.validation_split < 1:
         raise InvalidValueError(f"--validation-split: expected a fraction in [0, 1), got {args.validation_split}", "--validation-split")

@@ -108,7 +108,7 @@ def load_ensemble(path: PathLike) -> List["LearnableMultiModal"]:
                 model = _new_model(member_meta)
                 member_specs = checkpoint_specs(model, member_meta)
             except (KeyError, TypeError, ValueError) as exc:
-                if isinstance(exc, TooLargeError):  # "hidden_dim: ... more than any address space holds": of which file, which member?
+                if isinstance(exc, TooLargeError):  # "hidden_dim: ... more than any address space holds": which file, member?
                     raise TooLargeError(f"path: {str(path)!r}: members[{j}]: {exc}", "path") from None
                 raise InvalidValueError(f"members[{j}]: {_text(exc)}{_version_note(meta)}", f"members[{j}]") from None
             built.append(model)
