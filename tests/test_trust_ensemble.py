@@ -167,12 +167,13 @@ def test_more_members_than_memory_holds_are_refused_before_making_them(monkeypat
     Xs = list(_views().values())
     fitted = MultimodalEmbedder(**SMALL).fit(Xs)
     expected = fitted.transform(Xs)
-    weights = 4 * fitted.model_.num_parameters()
-    monkeypatch.setattr(_validation, "memory_budget", lambda: int(2.5 * weights))
+    params = fitted.model_.num_parameters()
+    held = uci.TRAINED_BYTES_PER_PARAMETER * params  # a trained member: weights, Adam, the average
+    monkeypatch.setattr(_validation, "memory_budget", lambda: int(2.5 * held))
     MultimodalEmbedder(**SMALL, n_members=2).fit(Xs)  # two fit
     fitted.set_params(n_members=3)
-    with pytest.raises(TooLargeError, match=rf"^n_members: 3 models of {weights // 4:,} float32 weights each take "
-                                            rf"{3 * weights:,} bytes, .* expected fewer members$"):
+    with pytest.raises(TooLargeError, match=rf"^n_members: 3 models of {params:,} parameters, each with its training "
+                                            rf"state, take {3 * held:,} bytes, .* expected fewer members$"):
         fitted.fit(Xs)
     assert len(fitted.models_) == 1  # the failed fit left the estimator as it was
     np.testing.assert_array_equal(fitted.transform(Xs), expected)
@@ -182,12 +183,13 @@ def test_fit_ensemble_refuses_more_members_than_memory_holds_before_training_the
     """Before: fit_ensemble trained member after member whatever their number: past
     memory an allocation aborted the process (here, under a small budget, all trained)."""
     views = _views()
-    weights = 4 * uci.fit_views(views, 0, settings=TINY).model.num_parameters()
-    monkeypatch.setattr(_validation, "memory_budget", lambda: int(2.5 * weights))
+    params = uci.fit_views(views, 0, settings=TINY).model.num_parameters()
+    held = uci.TRAINED_BYTES_PER_PARAMETER * params
+    monkeypatch.setattr(_validation, "memory_budget", lambda: int(2.5 * held))
     assert len(uci.fit_ensemble(views, 0, members=2, settings=TINY)) == 2
     trained, fit_views = [], uci.fit_views
     monkeypatch.setattr(uci, "fit_views", lambda *args, **kwargs: trained.append(1) or fit_views(*args, **kwargs))
-    with pytest.raises(TooLargeError, match=rf"^members: 3 models of {weights // 4:,} float32 weights each take "
-                                            rf"{3 * weights:,} bytes, .* expected fewer members$"):
+    with pytest.raises(TooLargeError, match=rf"^members: 3 models of {params:,} parameters, each with its training "
+                                            rf"state, take {3 * held:,} bytes, .* expected fewer members$"):
         uci.fit_ensemble(views, 0, members=3, settings=TINY)
     assert len(trained) == 1  # the first member only: its size is the others'

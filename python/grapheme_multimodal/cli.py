@@ -29,7 +29,8 @@ import numpy as np
 
 from . import __version__
 from ._chunks import ROWS_PER_CALL, in_row_chunks
-from ._validation import as_seed, refuse_beyond_budget, renamed
+from ._parallel import resolve_n_jobs, run_tasks
+from ._validation import as_seed, renamed
 from .config import INPUT_DISTANCES, NEIGHBOR_SPACES
 from .graph import WL_DEFAULT_DIM
 from .exceptions import (
@@ -38,7 +39,9 @@ from .exceptions import (
 from .ensemble import load_models, save_ensemble
 from .evaluation._ensemble import side_by_side
 from .stopping import fit_with_stopping
-from .uci import RECIPE_HIDDEN_DROPOUT, TrainingSettings, check_weights, member_seeds, recipe_head, recipe_skip
+from .uci import (
+    RECIPE_HIDDEN_DROPOUT, TrainingSettings, check_weights, member_seeds, recipe_head, recipe_skip, refuse_members_beyond_memory,
+)
 
 if TYPE_CHECKING:
     from .model import LearnableMultiModal
@@ -586,11 +589,9 @@ def _train(args: argparse.Namespace) -> int:
 
     first = new_model(seeds[0])
     # every member is held, trained, until the file is written: past memory, --members 100000 built models until
-    # the process was killed, before a word (a trained model holds about 36 bytes a parameter: Adam, its average)
+    # the process was killed, before a word
     if len(seeds) > 1:  # one model: its own constructor's check
-        refuse_beyond_budget(36 * first.num_parameters() * len(seeds), "--members",
-                             "{members:,} models of {params:,} parameters, each with its training state, take {bytes} bytes",
-                             remedy="fewer members", members=len(seeds), params=first.num_parameters())
+        refuse_members_beyond_memory(first.num_parameters(), len(seeds), "--members")
     models = [first] + [new_model(seed) for seed in seeds[1:]]  # every member's config checked before any training
     if not 0 <= args.validation_split < 1:
         raise InvalidValueError(f"--validation-split: expected a fraction in [0, 1), got {args.validation_split}", "--validation-split")
@@ -628,9 +629,10 @@ def _train(args: argparse.Namespace) -> int:
         print(f"{PROG}: warning: {message}", file=sys.stderr)
     histories = []
     if args.workers is None:
-        for model, seed in zip(models, seeds):
-            with _named_by_flags(), _named_by_files(files), _stopping_skipped_by_flags():
-                histories.append(fit_with_stopping(model, inputs, seed=seed, **fit_options))
+        # the members train at once, one per CPU: each is bit for bit what it is trained alone (_parallel.py)
+        tasks = [functools.partial(fit_with_stopping, model, inputs, seed=seed, **fit_options) for model, seed in zip(models, seeds)]
+        with _named_by_flags(), _named_by_files(files), _stopping_skipped_by_flags():
+            histories = run_tasks(tasks, resolve_n_jobs(-1, len(tasks)))
     else:
         from . import distributed
 

@@ -17,6 +17,7 @@ import reprlib
 import warnings
 from collections.abc import Iterable, Iterator, Mapping, Set
 from dataclasses import replace
+from functools import partial
 from typing import Any, List, Mapping, Optional, Sequence, Union
 
 import numpy as np
@@ -35,9 +36,10 @@ except ModuleNotFoundError as exc:  # pragma: no cover - exercised only without 
 from ._chunks import ROWS_PER_CALL, in_row_chunks
 from ._core import NUM_MODALITIES
 from ._locking import ModelLock
+from ._parallel import resolve_n_jobs, run_tasks
 from ._validation import (
     IntLike,
-    as_float32, as_seed, describe, is_masked_array, refuse_beyond_budget, refuse_beyond_memory,
+    as_float32, as_seed, describe, is_masked_array, refuse_beyond_memory,
     refuse_unpaired_frames, renamed, warn_precision_loss,
 )
 from .config import _widths
@@ -47,7 +49,7 @@ from .metrics import unit_side_by_side
 from .model import LearnableMultiModal
 from .stopping import fit_with_stopping
 from .types import Modality
-from .uci import TrainingSettings, check_weights, member_seeds
+from .uci import TrainingSettings, check_weights, member_seeds, refuse_members_beyond_memory
 
 #: The recipe whose settings are the estimator's defaults.
 _RECIPE = TrainingSettings()
@@ -127,6 +129,8 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
     ``K`` times the training time; on UCI Multiple Features three members
     lifted every retrieval figure and the binder, not the fused embedding's
     5-NN (docs/objectives.md, "Measured: an ensemble of recipe models").
+    ``n_jobs`` members train at once, on threads (None or 1: one at a
+    time, -1: one per CPU), each bit for bit the same either way.
     ``model_`` is the first member's model,
     ``models_`` and ``histories_`` all of them.
 
@@ -176,6 +180,7 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
         cv_folds: IntLike = _RECIPE.cv_folds,
         output: str = "fused",
         n_members: IntLike = 1,
+        n_jobs: Optional[IntLike] = None,
     ) -> None:
         self.modalities = modalities
         self.embed_dim = embed_dim
@@ -213,6 +218,7 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
         self.cv_folds = cv_folds
         self.output = output
         self.n_members = n_members
+        self.n_jobs = n_jobs
 
     def fit(self, Xs: Any, y: Any = None) -> "MultimodalEmbedder":
         """Trains on the views ``Xs`` (``y`` is ignored: training is unsupervised).
@@ -266,7 +272,7 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
     def __setstate__(self, state: dict) -> None:
         # an estimator pickled before n_members existed had one model: without the parameter
         # its repr, get_params, clone and a refit raised AttributeError
-        super().__setstate__({"n_members": 1, **state})
+        super().__setstate__({"n_members": 1, "n_jobs": None, **state})
 
     def _fit(self, Xs: Any) -> None:
         self._check_output()
@@ -275,6 +281,7 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
         as_seed(self.random_state, "random_state",
                 why=" (None or a RandomState is not taken: training is seeded for exact reruns)")
         seeds = member_seeds(self.random_state, self.n_members, seed_arg="random_state", members_arg="n_members")
+        jobs = resolve_n_jobs(self.n_jobs, len(seeds))
         # by this estimator's name for them, before the recipe's settings check them as their `weights`
         check_weights(self.objectives, "objectives")
         views = _as_views(Xs, self, reset=True)
@@ -286,15 +293,15 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
         # each member's model made before the views are cast: a setting the model refuses is named first, as ever
         models = [LearnableMultiModal(input_dims=input_dims, **replace(settings, seed=seeds[0]).model_options())]
         # every member's weights are held at once (models_): past memory, making them aborted the process
-        refuse_beyond_budget(4 * models[0].num_parameters() * len(seeds), "n_members",
-                             "{members:,} models of {params:,} float32 weights each take {bytes} bytes",
-                             remedy="fewer members", members=len(seeds), params=models[0].num_parameters())
+        refuse_members_beyond_memory(models[0].num_parameters(), len(seeds), "n_members")
         models += [LearnableMultiModal(input_dims=input_dims, **replace(settings, seed=seed).model_options())
                    for seed in seeds[1:]]
         inputs, mask = self._inputs(views)
         for i, (m, v) in enumerate(zip(self.modalities_, views)):  # fit only: transform's cast pays no second pass
             warn_precision_loss(v, inputs[m], mask[:, m.index], f"Xs[{i}]")
-        histories = [self._train_member(model, settings, seed, inputs, mask, progress) for seed, model in zip(seeds, models)]
+        # n_jobs members at once on threads: each is bit for bit what it is trained alone (_parallel.py)
+        histories = run_tasks([partial(self._train_member, model, settings, seed, inputs, mask, progress)
+                               for seed, model in zip(seeds, models)], jobs)
         self.models_, self.histories_ = tuple(models), tuple(histories)
         self.model_, self.history_ = models[0], histories[0]
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, 
 import numpy as np
 
 from ._core import MODALITY_NAMES, NUM_MODALITIES
+from ._parallel import bar_position, check_cancelled
 from ._locking import calling_metric, refuse_in_metric, uninterrupted
 from ._validation import FloatLike, IntLike, as_finite_float, check_flag, describe, refuse_beyond_budget
 from .averaging import WeightAverage, check_decay
@@ -402,6 +403,7 @@ def _run_epoch(
     sums: Dict[str, float] = {}
     steps = 0
     for rows in train.batches(batch_size, rng):
+        check_cancelled()  # an ensemble's member trained on a thread: Ctrl-C in the caller stops it here
         keep = _dropout_mask(train.mask_of(rows), modality_dropout, rng)
         try:
             losses = stepper.step(rows, keep)
@@ -1411,7 +1413,9 @@ def _progress_bar(enabled: bool, total: int) -> Any:
         return None
     from tqdm import tqdm
 
-    return tqdm(total=total, unit="step", desc="fit", leave=True, dynamic_ncols=True, mininterval=0.5)
+    position = bar_position()  # members trained at once: one line each
+    desc = "fit" if position is None else f"fit member {position}"
+    return tqdm(total=total, unit="step", desc=desc, leave=True, dynamic_ncols=True, mininterval=0.5, position=position)
 
 
 def holdout_rows(n: int, fraction: FloatLike, seed: int, name: str = "validation_fraction") -> "tuple[np.ndarray, Optional[np.ndarray]]":
