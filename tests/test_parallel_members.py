@@ -131,3 +131,20 @@ def test_members_at_once_are_counted_against_memory_before_any_trains(monkeypatc
     with pytest.raises(TooLargeError, match=r"^members: 3 models of [\d,]+ parameters, each with its training state, take"):
         uci.fit_ensemble(_views(), 0, members=3, settings=SMALL, n_jobs=3)
     assert not trained
+
+
+def test_members_at_once_share_one_copy_of_the_callers_data(monkeypatch):
+    """fit copies a writable float32 array for itself (the caller may write it
+    mid-fit); members at once train on one read-only copy instead of one each,
+    and the caller's array is left writable."""
+    from grapheme_multimodal import training
+
+    copies, own_copy = [], training._own_copy
+    monkeypatch.setattr(training, "_own_copy", lambda a, *r: (lambda out: copies.append(out is not a) or out)(own_copy(a, *r)))
+    views = _views()
+    uci.fit_ensemble(views, 0, members=3, settings=SMALL, n_jobs=3)
+    assert not any(copies)
+    assert all(x.flags.writeable for x in views.values())
+    copies.clear()
+    uci.fit_ensemble(views, 0, members=3, settings=SMALL)  # in turn: each member's fit copies for itself, as ever
+    assert sum(copies) == 3 * len(views)

@@ -24,6 +24,8 @@ import threading
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from typing import Callable, List, Optional, Sequence, TypeVar
 
+import numpy as np
+
 from ._validation import describe
 from .exceptions import InvalidValueError
 
@@ -63,6 +65,18 @@ def resolve_n_jobs(n_jobs: object, tasks: int, arg: str = "n_jobs") -> int:
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         n = max(1, cpus + 1 + n)
     return max(1, min(n, tasks))
+
+
+def shared_snapshot(value: T) -> T:
+    """One read-only copy of a writable float32 array that several members
+    train on at once, which ``fit`` then reads in place (it copies a
+    writable array for itself, lest the caller write it mid-fit: K members
+    at once would hold K copies); anything else as it is (``fit`` casts
+    other dtypes to arrays of its own)."""
+    if isinstance(value, np.ndarray) and value.dtype == np.float32 and value.flags.writeable:
+        value = value.copy()
+        value.flags.writeable = False
+    return value  # type: ignore[return-value]
 
 
 def run_tasks(tasks: Sequence[Callable[[], T]], n_jobs: int) -> List[T]:

@@ -36,7 +36,7 @@ except ModuleNotFoundError as exc:  # pragma: no cover - exercised only without 
 from ._chunks import ROWS_PER_CALL, in_row_chunks
 from ._core import NUM_MODALITIES
 from ._locking import ModelLock
-from ._parallel import resolve_n_jobs, run_tasks
+from ._parallel import resolve_n_jobs, run_tasks, shared_snapshot
 from ._validation import (
     IntLike,
     as_float32, as_seed, describe, is_masked_array, refuse_beyond_memory,
@@ -300,6 +300,8 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
         for i, (m, v) in enumerate(zip(self.modalities_, views)):  # fit only: transform's cast pays no second pass
             warn_precision_loss(v, inputs[m], mask[:, m.index], f"Xs[{i}]")
         # n_jobs members at once on threads: each is bit for bit what it is trained alone (_parallel.py)
+        if jobs > 1:  # one copy of the data for all the members, not one each
+            inputs, mask = {m: shared_snapshot(x) for m, x in inputs.items()}, shared_snapshot(mask)
         histories = run_tasks([partial(self._train_member, model, settings, seed, inputs, mask, progress)
                                for seed, model in zip(seeds, models)], jobs)
         self.models_, self.histories_ = tuple(models), tuple(histories)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Sequence, Tuple,
 
 import numpy as np
 
-from ._parallel import resolve_n_jobs, run_tasks
+from ._parallel import resolve_n_jobs, run_tasks, shared_snapshot
 from ._readonly import ReadOnlyMapping
 from ._validation import (
     IntLike, as_positive_int, as_real_array, as_seed, describe, precision_scope, refuse_beyond_budget, renamed,
@@ -575,6 +575,9 @@ def fit_ensemble(
                                     **(settings or TrainingSettings()).model_options())
         refuse_members_beyond_memory(probe.num_parameters(), members, "members")
         del probe
+        views = {v: shared_snapshot(x) for v, x in views.items()}  # one copy for all the members, not one each
+        if isinstance(validation, Mapping):
+            validation = {v: shared_snapshot(x) for v, x in validation.items()}
         tasks = [partial(fit_views, views, s, settings=settings, validation=validation, progress=progress) for s in seeds]
         return EnsembleEmbedder(run_tasks(tasks, jobs))
     first = fit_views(views, seeds[0], settings=settings, validation=validation, progress=progress)
