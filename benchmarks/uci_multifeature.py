@@ -75,7 +75,7 @@ def recipe_with(overrides: Dict[str, Any], members: int = 1) -> evaluation.Recip
         settings = uci.TrainingSettings(seed=seed, **overrides)
         if members == 1:
             return uci.fit_views(views, seed, settings=settings)
-        return uci.fit_ensemble(views, seed, members=members, settings=settings, n_jobs=-1)  # the same bits, sooner
+        return uci.fit_ensemble(views, seed, members=members, settings=settings, n_jobs=members)  # the same bits, sooner
 
     changes = ", ".join(f"{k}={v!r}" for k, v in overrides.items())
     name = "fit_views" if members == 1 else f"fit_ensemble of {members}"

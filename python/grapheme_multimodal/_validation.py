@@ -22,6 +22,23 @@ from ._core import NUM_MODALITIES
 from .exceptions import GraphemeError, InvalidValueError, NonFiniteError, PrecisionLossWarning, ShapeError, TooLargeError
 
 
+def as_list_of(value: Any, cls: type, arg: str, item_hint: str = "") -> list:
+    """``value``, an iterable of at least one ``cls`` (not a str, bytes or
+    mapping, whose iteration gives something else), as a list; otherwise a
+    ``TypeError`` or :class:`InvalidValueError` naming ``arg`` or the item
+    (``arg[i]``), with ``item_hint`` after what an item should be."""
+    name = cls.__name__
+    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Iterable):
+        raise TypeError(f"{arg}: expected a sequence of {name}, got {describe(value)}")
+    items = list(value)
+    if not items:
+        raise InvalidValueError(f"{arg}: expected at least one {name}, got none", arg)
+    for i, item in enumerate(items):
+        if not isinstance(item, cls):
+            raise TypeError(f"{arg}[{i}]: expected a {name}{item_hint}, got {describe(item)}")
+    return items
+
+
 def describe(x: Any) -> str:
     """A short description of a value for error messages."""
     if isinstance(x, np.ndarray):

@@ -129,7 +129,7 @@ def run_demo(
     """Loads the data, trains, evaluates against the anchors, writes the
     checkpoint and the two PNGs into ``out_dir``. With ``members`` K > 1 it
     trains an ensemble (:func:`~grapheme_multimodal.uci.fit_ensemble`, K
-    times the training, its members at once, one per CPU), measures it as one and saves it with
+    times the training, all its members at once), measures it as one and saves it with
     :func:`~grapheme_multimodal.save_ensemble`; the curves and the attention
     are its first member's."""
     if not callable(log):  # else "'NoneType' object is not callable" once the data were loaded
@@ -149,7 +149,7 @@ def run_demo(
         embedder: ViewEmbedder = fit_views(train.views, settings=settings, progress=progress)
         models = [embedder.model]
     else:
-        embedder = fit_ensemble(train.views, settings=settings, members=len(seeds), progress=progress, n_jobs=-1)
+        embedder = fit_ensemble(train.views, settings=settings, members=len(seeds), progress=progress, n_jobs=len(seeds))
         models = list(embedder.models)
     model = models[0]
     best = min(model.history, key=lambda r: r.get("val_contrastive", r.get("val_total", float("inf"))))["epoch"]

@@ -17,12 +17,12 @@ from __future__ import annotations
 __all__ = ["ENSEMBLE_FORMAT", "save_ensemble", "load_ensemble", "load_models"]
 
 import math
-from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Sequence
 
 import numpy as np
 
 from ._core import __version__
-from ._validation import check_flag, describe
+from ._validation import as_list_of, check_flag
 from .checkpoint import _new_model, _restore, _strip, _text, _version_note, checkpoint_specs, checkpoint_state
 from .exceptions import CheckpointError, InvalidValueError, TooLargeError
 from .io import FORMAT_NAMES, PathLike, TensorSpec, check_write_target, data_bytes_being_read, format_tag
@@ -57,14 +57,7 @@ def save_ensemble(models: Iterable["LearnableMultiModal"], path: PathLike, inclu
     from .model import LearnableMultiModal
 
     include_experience = check_flag(include_experience, "include_experience")
-    if isinstance(models, (str, bytes, Mapping)) or not isinstance(models, Iterable):
-        raise TypeError(f"models: expected a sequence of LearnableMultiModal, got {describe(models)}")
-    models = list(models)
-    if not models:
-        raise InvalidValueError("models: expected at least one LearnableMultiModal, got none", "models")
-    for j, model in enumerate(models):
-        if not isinstance(model, LearnableMultiModal):
-            raise TypeError(f"models[{j}]: expected a LearnableMultiModal, got {describe(model)}")
+    models = as_list_of(models, LearnableMultiModal, "models")
     _check_members_agree(models, "models", InvalidValueError)
     check_write_target(path)  # before copying the members' states: a bad path fails at once
     tensors: Dict[str, np.ndarray] = {}

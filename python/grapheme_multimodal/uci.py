@@ -552,9 +552,10 @@ def fit_ensemble(
 
     ``n_jobs`` members train at once, on threads (scikit-learn's meaning:
     None or 1 one at a time, -1 one per CPU): each member is bit for bit
-    the same either way; on 2 cores, three recipe members on UCI took 68 s
-    at once against 84 s in turn (medians of two runs). Ctrl-C stops them
-    all, each at its next step.
+    the same either way. On 2 cores, three recipe members on UCI took 55 s
+    all at once (``n_jobs=3``), 67 s two at a time (``-1``) and 82 s in
+    turn (``benchmarks/ensemble_training_time.py``). Ctrl-C stops them all,
+    each at its next step.
 
     On UCI Multiple Features (ten splits) and the digits cut into views,
     three members lifted class precision, instance recall and the binder's

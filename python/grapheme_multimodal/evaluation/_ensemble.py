@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Dict, Iterable, List, Mapping, Tuple
 
 import numpy as np
 
-from .._validation import IntLike, as_float32, as_real_array, describe
+from .._validation import IntLike, as_float32, as_list_of, as_real_array
 from ..exceptions import InvalidValueError, NonFiniteError, ShapeError
 from ..metrics import _unit_or_zero
 from ._embedders import ModelEmbedder, check_views
@@ -62,14 +62,7 @@ class EnsembleEmbedder:
     """
 
     def __init__(self, members: Iterable[ModelEmbedder]) -> None:
-        if isinstance(members, (str, bytes, Mapping)) or not isinstance(members, Iterable):
-            raise TypeError(f"members: expected a sequence of ModelEmbedder, got {describe(members)}")
-        members = tuple(members)
-        if not members:
-            raise InvalidValueError("members: expected at least one ModelEmbedder, got none", "members")
-        for i, member in enumerate(members):
-            if not isinstance(member, ModelEmbedder):
-                raise TypeError(f"members[{i}]: expected a ModelEmbedder (uci.fit_views gives one), got {describe(member)}")
+        members = tuple(as_list_of(members, ModelEmbedder, "members", " (uci.fit_views gives one)"))
         views = list(members[0].modalities)
         widths = {v: _input_width(members[0], v) for v in views}
         for i, member in enumerate(members[1:], start=1):
