@@ -341,3 +341,13 @@ def test_objectives_two_members_on_three_seeds_are_the_stored_ones():
     quoted = _NUMBER.findall(text.split("recipe → two members → three members:", 1)[1].replace("@1", "").replace("5-NN", ""))
     values = [v for triple in zip(means(recipe), means(two), means(three)) for v in triple]
     _check("objectives two members, three seeds", quoted, values)
+
+
+def test_objectives_ensemble_training_times_are_the_stored_ones():
+    """The members-at-once paragraph quotes the stored timing medians."""
+    median = _load("ensemble-training-time.json")["median_seconds"]
+    start = OBJECTIVES.index("benchmarks/results/ensemble-training-time.json`): one model")
+    text = OBJECTIVES[start:OBJECTIVES.index("; in an earlier run", start)].split("`):", 1)[1]
+    quoted = _NUMBER.findall(text.replace("(`n_jobs=-1`, one per CPU)", ""))
+    _check("objectives ensemble training time", quoted, [median["one model"], median["3 members in turn"],
+                                                         median["3 members all at once"], median["3 members, one per CPU"]])
