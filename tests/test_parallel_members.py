@@ -80,13 +80,10 @@ def test_a_failing_member_stops_the_others_and_its_error_is_raised():
     assert not [t for t in threading.enumerate() if t.name.startswith("grapheme-mm-member")]
 
 
-def test_ctrl_c_in_the_caller_stops_every_member():
+def test_ctrl_c_in_the_caller_stops_every_member(default_sigint):
     data = {"visual": _views(n=256)["fou"]}
     models = [LearnableMultiModal(input_dims={"visual": 6}, embed_dim=16, hidden_dim=16, num_heads=2, seed=s) for s in (0, 1)]
     main = threading.get_ident()
-    # Python's own Ctrl-C handler: a process started in the background by a
-    # non-interactive shell (CI's `pytest &`) inherits SIGINT ignored
-    before = signal.signal(signal.SIGINT, signal.default_int_handler)
     timer = threading.Timer(0.5, lambda: signal.pthread_kill(main, signal.SIGINT))
     timer.start()
     try:
@@ -94,7 +91,6 @@ def test_ctrl_c_in_the_caller_stops_every_member():
             run_tasks([_slow_fit(m, data) for m in models], n_jobs=2)
     finally:
         timer.cancel()
-        signal.signal(signal.SIGINT, before)
     for model in models:  # each rolled back to its last completed epoch, as fit does on Ctrl-C
         assert model.epochs_trained < 400 and len(model.history) == model.epochs_trained
     assert not [t for t in threading.enumerate() if t.name.startswith("grapheme-mm-member")]
