@@ -629,7 +629,7 @@ def _train(args: argparse.Namespace) -> int:
         print(f"{PROG}: warning: {message}", file=sys.stderr)
     histories = []
     if args.workers is None:
-        # the members train all at once (three on 2 cores: 55 s against 82 s in turn; two at a time 67 s),
+        # the members train all at once (three on 2 cores: 57 s against 84 s in turn; two at a time 69 s),
         # each bit for bit what it is trained alone (_parallel.py)
         inputs = {m: shared_snapshot(x) for m, x in inputs.items()} if len(models) > 1 else inputs
         tasks = [functools.partial(fit_with_stopping, model, inputs, seed=seed, **fit_options) for model, seed in zip(models, seeds)]

@@ -552,8 +552,8 @@ def fit_ensemble(
 
     ``n_jobs`` members train at once, on threads (scikit-learn's meaning:
     None or 1 one at a time, -1 one per CPU): each member is bit for bit
-    the same either way. On 2 cores, three recipe members on UCI took 55 s
-    all at once (``n_jobs=3``), 67 s two at a time (``-1``) and 82 s in
+    the same either way. On 2 cores, three recipe members on UCI took 57 s
+    all at once (``n_jobs=3``), 69 s two at a time (``-1``) and 84 s in
     turn (``benchmarks/ensemble_training_time.py``). Ctrl-C stops them all,
     each at its next step.
 
