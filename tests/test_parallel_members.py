@@ -148,3 +148,21 @@ def test_members_at_once_share_one_copy_of_the_callers_data(monkeypatch):
     copies.clear()
     uci.fit_ensemble(views, 0, members=3, settings=SMALL)  # in turn: each member's fit copies for itself, as ever
     assert sum(copies) == 3 * len(views)
+
+
+@pytest.mark.parametrize("members", ["1", "2"])
+def test_train_hands_fit_its_own_arrays_read_only_so_no_copy_is_made(members, tmp_path, monkeypatch, capsys):
+    """The files' arrays are grapheme-mm's own: fit reads them in place for one
+    model or K at once, not a copy per model of data no other thread holds."""
+    from grapheme_multimodal import training
+    from grapheme_multimodal.cli import main
+
+    copies, own_copy = [], training._own_copy
+    monkeypatch.setattr(training, "_own_copy", lambda a, *r: (lambda out: copies.append(out is not a) or out)(own_copy(a, *r)))
+    for name, x in _views().items():
+        np.save(tmp_path / f"{name}.npy", x)
+    argv = ["train", "-m", f"visual={tmp_path / 'fou.npy'}", "-m", f"auditory={tmp_path / 'kar.npy'}", "--epochs", "2",
+            "--embed-dim", "16", "--hidden-dim", "16", "--heads", "2", "--no-progress", "--members", members,
+            "-o", str(tmp_path / "m.safetensors")]
+    assert main(argv) == 0, capsys.readouterr().err
+    assert copies and not any(copies)

@@ -29,7 +29,7 @@ import numpy as np
 
 from . import __version__
 from ._chunks import ROWS_PER_CALL, in_row_chunks
-from ._parallel import run_tasks, shared_snapshot
+from ._parallel import run_tasks
 from ._validation import as_seed, renamed
 from .config import INPUT_DISTANCES, NEIGHBOR_SPACES
 from .graph import WL_DEFAULT_DIM
@@ -631,7 +631,8 @@ def _train(args: argparse.Namespace) -> int:
     if args.workers is None:
         # the members train all at once (three on 2 cores: 57 s against 84 s in turn; two at a time 69 s),
         # each bit for bit what it is trained alone (_parallel.py)
-        inputs = {m: shared_snapshot(x) for m, x in inputs.items()} if len(models) > 1 else inputs
+        for x in inputs.values():  # arrays this command made and no one else holds: fit reads them in place, no copy
+            x.flags.writeable = False
         tasks = [functools.partial(fit_with_stopping, model, inputs, seed=seed, **fit_options) for model, seed in zip(models, seeds)]
         with _named_by_flags(), _named_by_files(files), _stopping_skipped_by_flags():
             histories = run_tasks(tasks, len(tasks))
@@ -683,13 +684,15 @@ def _embed(args: argparse.Namespace) -> int:
     model = models[0]  # the members take the same inputs (ensemble.load_ensemble checks it)
     if args.hidden_features is not None:
         for j, member in enumerate(models):
-            if len(models) > 1 and not member.config.encoder_hidden:  # "this model's encoders": which, of K?
-                raise InvalidValueError(
-                    f"--hidden-features: member {j} of the ensemble of {len(models)} in {str(args.checkpoint)!r} has "
-                    "encoders without hidden layers (its config.encoder_hidden is empty); expected an ensemble whose "
-                    "every member was built with encoder_hidden, e.g. (256,)", "--hidden-features",
-                )
-            member.hidden_width(arg="--hidden-features")
+            try:
+                member.hidden_width(arg="--hidden-features")
+            except InvalidValueError as err:
+                if len(models) == 1:
+                    raise
+                # "this model's encoders": which, of K? The model's own refusal, after the member it is of
+                why = str(err).split(": ", 1)[-1]
+                raise InvalidValueError(f"--hidden-features: member {j} of the ensemble of {len(models)} in "
+                                        f"{str(args.checkpoint)!r}: {why}", "--hidden-features") from None
     files = _read_files(args.modality, csv_header=args.csv_header)
     inputs = {}
     for f in files:

@@ -569,22 +569,17 @@ def fit_ensemble(
         seed, seed_arg = (0, seed_arg) if settings is None else (settings.seed, "settings.seed")
     seeds = member_seeds(seed, members, seed_arg=seed_arg)
     jobs = resolve_n_jobs(n_jobs, members)
-    if jobs > 1:
+    if members > 1:
         check_views(views)
-        # every member is held at once, counted before any trains (by an untrained model of the settings)
+        # every member is held until the ensemble is made: counted before any trains (by an untrained model of the
+        # settings); past memory, the members trained until an allocation aborted the process
         probe = LearnableMultiModal(input_dims={view_modalities(views)[v]: np.shape(x)[1] for v, x in views.items()},
                                     **(settings or TrainingSettings()).model_options())
         refuse_members_beyond_memory(probe.num_parameters(), members, "members")
         del probe
-        views = {v: shared_snapshot(x) for v, x in views.items()}  # one copy for all the members, not one each
+    if jobs > 1:  # one read-only copy for all the members, not one each (fit copies a writable array for itself)
+        views = {v: shared_snapshot(x) for v, x in views.items()}
         if isinstance(validation, Mapping):
             validation = {v: shared_snapshot(x) for v, x in validation.items()}
-        tasks = [partial(fit_views, views, s, settings=settings, validation=validation, progress=progress) for s in seeds]
-        return EnsembleEmbedder(run_tasks(tasks, jobs))
-    first = fit_views(views, seeds[0], settings=settings, validation=validation, progress=progress)
-    # every member's weights are held at once: past memory, the members trained until an allocation aborted the process
-    params = first.model.num_parameters()
-    refuse_members_beyond_memory(params, members, "members")
-    return EnsembleEmbedder(
-        [first] + [fit_views(views, s, settings=settings, validation=validation, progress=progress) for s in seeds[1:]]
-    )
+    tasks = [partial(fit_views, views, s, settings=settings, validation=validation, progress=progress) for s in seeds]
+    return EnsembleEmbedder(run_tasks(tasks, jobs))
