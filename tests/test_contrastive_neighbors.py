@@ -3,7 +3,7 @@ nearest rows of the batch, by their inputs, as partial positives. Off by
 default (the plain InfoNCE, bit for bit); on, it changes the loss of encoded
 batches only, trains reproducibly, resumes exactly and is carried by
 checkpoints. The gradient is checked against finite differences in
-``rust/core/tests/gradients.rs`` and ``objectives.rs``."""
+``rust/core/tests/core/gradients.rs`` and ``objectives.rs``."""
 
 import numpy as np
 import pytest

@@ -4,7 +4,7 @@ original; 0 = their geometric mean). The default 1 is the plain loss, bit for
 bit; other orders match a NumPy reference of the loss, train reproducibly,
 resume exactly and are carried by checkpoints. The gradient (each pair's
 weighted by ``(L_pair / L)^(p - 1)``) is checked against finite differences
-in ``rust/core/tests/gradients.rs``."""
+in ``rust/core/tests/core/gradients.rs``."""
 
 import numpy as np
 import pytest

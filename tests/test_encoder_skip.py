@@ -2,7 +2,7 @@
 dropout) to its output layer, ``encoder.<modality>.skip.weight``, zeros at
 first. The default (off) is the model as before; on, the model starts
 exactly where it would without the path; the forward matches a NumPy
-reference, the gradient is checked in ``rust/core/tests/gradients.rs``;
+reference, the gradient is checked in ``rust/core/tests/core/gradients.rs``;
 checkpoints, exact resume, the CLI and the estimator carry it."""
 
 import numpy as np

@@ -3,8 +3,8 @@ nearest events. ``"embeddings"`` (the config's default, the behaviour before
 the option) ranks them by the modality embeddings; ``"inputs"`` (the
 recipe's) by the encoder inputs, as ``contrastive_neighbors`` does. The
 positives are constants of the batch, so the gradient is the one checked in
-``rust/core/tests/gradients.rs``; the draws are checked in
-``rust/core/tests/fused_contrastive.rs``."""
+``rust/core/tests/core/gradients.rs``; the draws are checked in
+``rust/core/tests/core/fused_contrastive.rs``."""
 
 import numpy as np
 import pytest

@@ -2,7 +2,7 @@
 normalize(fusion(x) + c × mean of the present modality embeddings). The
 default 0 is the original fusion (the same weights give the same outputs as
 before the option); the forward matches a NumPy reference, the gradient is
-the one checked in ``rust/core/tests/gradients.rs``, and checkpoints, exact
+the one checked in ``rust/core/tests/core/gradients.rs``, and checkpoints, exact
 resume, the CLI and the scikit-learn estimator carry the option."""
 
 import numpy as np

@@ -1,7 +1,7 @@
 """Learning: gradients, Adam, objectives and the training API (float32).
 
 The exact gradient checks (every objective × every tensor, f64, relative
-error < 1e-5) are the Rust tests in ``rust/core/tests/gradients.rs``; here the
+error < 1e-5) are the Rust tests in ``rust/core/tests/core/gradients.rs``; here the
 same checks run through the public Python API in float32.
 """
 

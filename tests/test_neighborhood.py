@@ -4,7 +4,7 @@ embeddings, the event itself left out, its ``neighborhood_neighbors``
 nearest events by all their inputs the positives). Not in the default mix;
 checked here against a numpy reference, for what it trains, reproducibility,
 exact resume and checkpoints. The gradient is checked against finite
-differences in ``rust/core/tests/gradients.rs`` and
+differences in ``rust/core/tests/core/gradients.rs`` and
 ``gradient_combinations.rs``."""
 
 import numpy as np

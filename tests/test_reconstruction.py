@@ -5,7 +5,7 @@ the present (event, modality) pairs. Off by default, and the decoders with
 it: checked here against a numpy reference, for what it trains, that the
 default model is unchanged, reproducibility, exact resume and checkpoints.
 The gradient is checked against finite differences in
-``rust/core/tests/gradients.rs`` and ``gradient_combinations.rs``."""
+``rust/core/tests/core/gradients.rs`` and ``gradient_combinations.rs``."""
 
 import numpy as np
 import pytest

@@ -34,10 +34,7 @@
 //! relative comparison to mean anything (a missing or wrong term on a tensor
 //! the loss reaches lands far above both).
 
-#[path = "common/gradcheck.rs"]
-mod gradcheck;
-
-use gradcheck::{norm, numeric_gradient, rel_error, Lcg, H, TOL};
+use crate::common::gradcheck::{norm, numeric_gradient, rel_error, Lcg, H, TOL};
 use grapheme_multimodal::nn::dropout::dropout_rng;
 use grapheme_multimodal::nn::encoder::{pool_components, Dropping, EncoderTape, PoolTape};
 use grapheme_multimodal::nn::ops::LEAKY_ALPHA;
@@ -796,7 +793,7 @@ fn random_option_combinations() {
 }
 
 /// The same with many more draws: `cargo test --release --test
-/// gradient_combinations -- --ignored --nocapture`.
+/// core gradient_combinations -- --ignored --nocapture`.
 #[test]
 #[ignore]
 fn random_option_combinations_long() {

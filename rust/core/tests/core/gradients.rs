@@ -14,10 +14,7 @@
 //! would let steps cross LeakyReLU kinks. The worst error seen is printed
 //! with `--nocapture` (about 1e-6); a missing or wrong term lands near 1.
 
-#[path = "common/gradcheck.rs"]
-mod gradcheck;
-
-use gradcheck::{norm, numeric_gradient, rel_error, Lcg, TOL};
+use crate::common::gradcheck::{norm, numeric_gradient, rel_error, Lcg, TOL};
 use grapheme_multimodal::nn::encoder::{pool_components, pool_components_backward};
 use grapheme_multimodal::nn::ops::{l2_normalize_backward_inplace, l2_normalize_rows, NORM_EPS};
 use grapheme_multimodal::nn::{BinderKind, CrossModalBinder, FusionNetwork, ModalityAttention};

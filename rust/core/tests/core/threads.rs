@@ -6,10 +6,7 @@
 use grapheme_multimodal::kernels::threads;
 use grapheme_multimodal::{Config, EncoderInput, LearnableMultiModal, ObjectiveWeights, TrainBatch};
 use ndarray::{Array2, ArrayView2};
-use std::sync::Mutex;
-
-/// Tests here change the global thread count: one at a time.
-static THREADS: Mutex<()> = Mutex::new(());
+use crate::common::THREADS;
 
 fn inputs(batch: usize, seed: u64) -> [Array2<f32>; 7] {
     let mut state = seed;

@@ -4,7 +4,7 @@
 //! fixed by (seed, counter), learned temperatures stay in range, and a
 //! restored state continues bit for bit.
 
-mod common;
+use crate::common;
 
 use grapheme_multimodal::nn::temperature::{MAX_TEMPERATURE, MIN_TEMPERATURE};
 use grapheme_multimodal::config::MAX_DROPOUT;

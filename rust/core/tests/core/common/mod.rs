@@ -1,6 +1,11 @@
 //! Helpers shared by the integration tests.
 
 use ndarray::Array2;
+use std::sync::Mutex;
+
+/// The tests share one process: those that change the global thread count
+/// take this lock, one at a time.
+pub static THREADS: Mutex<()> = Mutex::new(());
 
 /// Seeded inputs in (-1, 1): one `[batch, dims[m]]` array per modality
 /// (xorshift, no test dependency).
@@ -14,3 +19,5 @@ pub fn inputs(batch: usize, seed: u64, dims: [usize; 7]) -> [Array2<f32>; 7] {
     };
     std::array::from_fn(|m| Array2::from_shape_simple_fn((batch, dims[m]), &mut next))
 }
+
+pub mod gradcheck;

@@ -207,7 +207,7 @@ fn portable_and_avx2_kernels_agree() {
     }
     let exe = std::env::current_exe().unwrap();
     let out = std::process::Command::new(exe)
-        .args(["--exact", "portable_child_prints_outputs", "--nocapture", "--test-threads=1"])
+        .args(["--exact", "trust::portable_child_prints_outputs", "--nocapture", "--test-threads=1"])
         .env(grapheme_multimodal::kernels::PORTABLE_ENV, "1")
         .env(CHILD, "1")
         .output()
@@ -254,7 +254,15 @@ fn portable_child_prints_outputs() {
 /// softmax exponentials of NaN, ±inf and huge logits; then the weights after
 /// those steps.
 fn outputs() -> (Vec<f64>, Vec<f64>) {
+    let _guard = crate::common::THREADS.lock().unwrap_or_else(|e| e.into_inner());
+    let before = threads::num_threads();
     threads::set_num_threads(1).unwrap();
+    let out = outputs_on_one_thread();
+    threads::set_num_threads(before).unwrap();
+    out
+}
+
+fn outputs_on_one_thread() -> (Vec<f64>, Vec<f64>) {
     let mut model = LearnableMultiModal::<f32>::new(small()).unwrap();
     let xs = inputs(64, 5, 8);
     let mask = Array2::from_elem((64, 7), true);

@@ -2,8 +2,7 @@
 //! them, the random draws are fixed by (seed, counter), and a restored
 //! optimizer state continues bit for bit.
 
-mod common;
-use common::inputs;
+use crate::common::inputs;
 
 use grapheme_multimodal::{
     BinderKind, Config, EmbeddingSource, EncoderInput, LearnableMultiModal, Objective, ObjectiveWeights, TrainBatch,
