@@ -182,7 +182,8 @@ def test_cli_members_are_the_models_of_their_seeds(user_files, capsys):
     """train --members 2 --seed 3 trains the models of seeds 6 and 7 (seed·K+j),
     each as train --seed 6 / --seed 7 would; embed puts their fused
     embeddings side by side (each / sqrt 2), averages their bindings and
-    concatenates their hidden features; info describes both."""
+    puts their hidden features side by side (each member's unit per row and
+    modality, / sqrt 2, as EnsembleEmbedder); info describes both."""
     d = user_files
     ens = d / "ens.safetensors"
     code, out, err = run(capsys, "train", *_files(d), *SMALL, "--members", "2", "--seed", "3", "-o", ens)
@@ -215,7 +216,12 @@ def test_cli_members_are_the_models_of_their_seeds(user_files, capsys):
     np.testing.assert_array_equal(fused, np.hstack([outs["a"][0], outs["b"][0]]) * scale)
     np.testing.assert_allclose(np.linalg.norm(fused, axis=1), 1.0, rtol=1e-5)
     np.testing.assert_allclose(strengths, (outs["a"][1].astype(np.float64) + outs["b"][1]) / 2, rtol=1e-6)
-    np.testing.assert_array_equal(hidden, np.concatenate([outs["a"][2], outs["b"][2]], axis=-1))
+    # each member's hidden features unit per row and modality (zeros where absent), then / sqrt 2: EnsembleEmbedder's
+    units = []
+    for single in (outs["a"][2], outs["b"][2]):
+        norms = np.linalg.norm(single, axis=-1, keepdims=True)
+        units.append(np.divide(single, norms, out=np.zeros_like(single), where=norms > 0))
+    np.testing.assert_allclose(hidden, np.concatenate(units, axis=-1) * scale, rtol=1e-6, atol=1e-7)
 
     code, out, err = run(capsys, "info", ens)
     assert code == 0, err

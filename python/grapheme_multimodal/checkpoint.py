@@ -18,14 +18,15 @@ from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
-from ._core import __version__
+from ._core import __version__, memory_budget
 from ._validation import describe
 from .averaging import WeightAverage
 from .buffer import ExperienceBuffer
 from .config import LearnableMultiModalConfig
 from .exceptions import CheckpointError, InvalidValueError, TooLargeError
 from .io import (
-    FORMAT_NAMES, PathLike, TensorSpec, check_write_target, not_enough_memory_to_write, read_tagged_safetensors, write_tagged_safetensors,
+    FORMAT_NAMES, PathLike, TensorSpec, check_write_target, declared_bytes_being_read, not_enough_memory_to_write,
+    read_tagged_safetensors, write_tagged_safetensors,
 )
 from .types import Modality
 
@@ -125,7 +126,7 @@ def load_checkpoint(path: PathLike) -> "LearnableMultiModal":
 
     def expected(meta: Dict[str, Any]) -> Dict[str, TensorSpec]:
         try:
-            built["model"] = _new_model(meta)
+            built["model"] = _new_model(meta, slack=_ONE_MODEL_SLACK)
             return checkpoint_specs(built["model"], meta)
         except (KeyError, TypeError, ValueError) as exc:
             if isinstance(exc, TooLargeError) or not _version_note(meta):
@@ -209,9 +210,60 @@ def checkpoint_specs(model: "LearnableMultiModal", meta: Mapping[str, Any]) -> D
     return specs
 
 
-def _new_model(meta: Mapping[str, Any]) -> "LearnableMultiModal":
+def parameter_count(config: LearnableMultiModalConfig) -> int:
+    """The parameters of a model of ``config``, counted from the config
+    alone (nothing is built): the core's layout (``LearnableMultiModal::new``
+    in rust/core/src/model.rs) of each modality's encoder (its layers,
+    its skip path), the shared head, the fusion network, the binder, the
+    attention's four matrices, the learned temperatures and the
+    reconstruction decoders. ``tests`` hold it to ``num_parameters()``."""
+    e, h = config.embed_dim, config.hidden_dim
+    out = config.encoder_output_dim or e
+    n = 0
+    for d in config.input_dims:
+        fan_in = d
+        for width in (*config.encoder_hidden, out):
+            n += fan_in * width + width
+            fan_in = width
+        if config.encoder_skip:
+            n += out * d
+    fan_in = out
+    for width in config.shared_head:
+        n += fan_in * width + width
+        fan_in = width
+    n += len(config.input_dims) * e * e + e + e * h + h + h * e + e  # fusion: [7E -> E -> H -> E]
+    n += (2 * e if config.binder_kind == "additive" else e * e) + 1
+    n += 4 * e * e  # attention q, k, v, o
+    n += 2 if config.learnable_temperature else 0
+    if config.reconstruction_decoders:
+        n += sum(d * e + d for d in config.input_dims)
+    return n
+
+
+#: Bytes a checkpoint holds at least per parameter: the float32 weight and
+#: Adam's two float32 moments (each required).
+_FILE_BYTES_PER_PARAMETER = 12
+#: Bytes a built model takes per parameter: the core's weights, gradients,
+#: Adam's moments and staging buffers (``STATE_BUFFERS`` float32s each).
+_MODEL_BYTES_PER_PARAMETER = 36
+
+
+#: What one model's check leaves to the tensor-by-tensor check that follows
+#: (bytes of model built beyond three times the file's tensors): a checkpoint
+#: of a slightly other config is told which tensor differs, and building it
+#: costs little. An ensemble's members get none (a list of them would add it up).
+_ONE_MODEL_SLACK = 64 * 2**20
+
+
+def _new_model(meta: Mapping[str, Any], prefix: str = "", slack: int = 0) -> "LearnableMultiModal":
     """A fresh model of ``meta``'s config, after checking the metadata keys
-    (its buffer's capacity not refused up front: see :func:`~grapheme_multimodal.model._for_saved_state`)."""
+    (its buffer's capacity not refused up front: see :func:`~grapheme_multimodal.model._for_saved_state`)
+    and, while a file is read, that the file holds the tensors (names
+    beginning with ``prefix``) such a model needs (its weights and Adam
+    moments, 12 bytes a parameter; a model past that by more than ``slack``
+    bytes built is refused): else a forged config built a model (weights
+    and training state, 36 bytes a parameter) far larger than the file
+    before its tensors were found not to fit it."""
     from .model import LearnableMultiModal, _for_saved_state
 
     if not isinstance(meta, Mapping):
@@ -224,6 +276,17 @@ def _new_model(meta: Mapping[str, Any]) -> "LearnableMultiModal":
     if not isinstance(config, Mapping):
         raise InvalidValueError(f"config: expected a mapping, got {type(config).__name__}", "config")
     config = LearnableMultiModalConfig.from_dict(config)
+    held = declared_bytes_being_read(prefix)
+    if held is not None:
+        params = parameter_count(config)
+        # a model past memory is left to the core, which refuses it before allocating (TooLargeError naming the field)
+        built = _MODEL_BYTES_PER_PARAMETER * params
+        cover = _MODEL_BYTES_PER_PARAMETER // _FILE_BYTES_PER_PARAMETER * held  # what a true file's tensors build
+        if _FILE_BYTES_PER_PARAMETER * params > held and built > cover + slack and built <= memory_budget():
+            raise InvalidValueError(
+                f"config: makes a model of {params:,} parameters, whose weights and Adam moments take "
+                f"{_FILE_BYTES_PER_PARAMETER * params:,} bytes, but the file holds {held:,} bytes of its tensors", "config",
+            )
     with _for_saved_state():
         return LearnableMultiModal(config)
 

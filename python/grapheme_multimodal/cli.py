@@ -37,7 +37,7 @@ from .exceptions import (
     EarlyStoppingSkippedWarning, GraphemeError, InvalidValueError, NonFiniteError, ShapeError, UntrainedModalityWarning,
 )
 from .ensemble import load_models, save_ensemble
-from .evaluation._ensemble import side_by_side
+from .evaluation._ensemble import side_by_side, unit_side_by_side_blocks
 from .stopping import fit_with_stopping
 from .uci import (
     RECIPE_HIDDEN_DROPOUT, TrainingSettings, check_weights, member_seeds, recipe_head, recipe_skip, refuse_members_beyond_memory,
@@ -177,6 +177,25 @@ def _float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
 
 
+def _input_path(text: str) -> Path:
+    """A file name to read: one the file system can take (see
+    :func:`_refuse_unencodable`)."""
+    _refuse_unencodable(text)
+    return Path(text)
+
+
+def _refuse_unencodable(text: str) -> None:
+    """A name holding a lone surrogate (``main(["info", "m\\ud800"])``; a
+    real command line cannot give one) is refused where it is parsed, naming
+    its flag: every use of it raised a bare ``UnicodeEncodeError``, some
+    only after the work (``demo --out``)."""
+    from .io import unencodable
+
+    why = unencodable(text)
+    if why is not None:
+        raise argparse.ArgumentTypeError(why)
+
+
 def _output_file(text: str) -> Path:
     """An output file's name. ``Path`` drops a trailing separator: ``-o
     out/`` would write a file named ``out`` where the user named a folder.
@@ -185,6 +204,7 @@ def _output_file(text: str) -> Path:
     binary; demo's JSON beside the table it prints), none for a terminal
     or a pipe."""
     _refuse_standard_output(text, "file")
+    _refuse_unencodable(text)
     separators = tuple(sep for sep in (os.sep, os.altsep) if sep)
     if text in ("", ".") or text.endswith(separators + tuple(sep + "." for sep in separators)):
         raise argparse.ArgumentTypeError(f"expected a file name, got {text!r} (a folder)" if text else "expected a file name, got ''")
@@ -195,6 +215,7 @@ def _output_folder(text: str) -> Path:
     """An output folder's name; ``-`` (standard output, to most tools) is
     refused as :func:`_output_file` refuses it, not made a folder named ``-``."""
     _refuse_standard_output(text, "folder")
+    _refuse_unencodable(text)
     return Path(text)
 
 
@@ -341,13 +362,15 @@ def _parser() -> argparse.ArgumentParser:
     train.set_defaults(run=_train)
 
     embed = sub.add_parser("embed", help="fused embeddings of your files from a checkpoint")
-    embed.add_argument("checkpoint", type=Path, help="a model saved by train (or LearnableMultiModal.save)")
+    embed.add_argument("checkpoint", type=_input_path, help="a model saved by train (or LearnableMultiModal.save)")
     _modality_args(embed)
     embed.add_argument("--output", "-o", type=_output_file, default=Path("embeddings.npy"), help="fused embeddings [N, E] (.npy; default %(default)s)")
     embed.add_argument("--bindings", type=_output_file, default=None, help="also write binding strengths [N, 7, 7] (.npy)")
     embed.add_argument("--hidden-features", type=_output_file, default=None,
                        help="also write the encoders' last hidden layer [N, 7, H] (.npy; zeros where a modality is "
-                            "absent): the features before the aligned space, for a downstream classifier")
+                            "absent): the features before the aligned space, for a downstream classifier; of an "
+                            "ensemble of K, the members' side by side [N, 7, K*H], each L2-normalised per row and "
+                            "modality and divided by sqrt(K) (as evaluation.EnsembleEmbedder.hidden_features)")
     _overwrite_arg(embed)
     embed.add_argument("--ray", action="store_true", help="embed with a pool of Ray actors (Ray Data)")
     embed.add_argument("--workers", type=_int, default=None,
@@ -359,7 +382,7 @@ def _parser() -> argparse.ArgumentParser:
     embed.set_defaults(run=_embed)
 
     info = sub.add_parser("info", help="a checkpoint's config, size and training history")
-    info.add_argument("checkpoint", type=Path, help="a model saved by train (or LearnableMultiModal.save)")
+    info.add_argument("checkpoint", type=_input_path, help="a model saved by train (or LearnableMultiModal.save)")
     info.set_defaults(run=_info)
     return parser
 
@@ -758,14 +781,18 @@ def _ensemble_outputs(per_member: List[Tuple[np.ndarray, Optional[np.ndarray], O
     ensemble of one: its member's, bit for bit): the fused embeddings side
     by side, each divided by sqrt(K) (unit rows stay unit rows: a cosine is
     the mean of the members'), the mean of the binding strengths, and the
-    hidden features side by side on their last axis."""
+    hidden features side by side on their last axis, each member's
+    L2-normalised per row and modality and divided by sqrt(K), as
+    ``evaluation.EnsembleEmbedder.hidden_features`` gives them (one code
+    path; the members' raw features side by side weighed a member by the
+    scale of its hidden layer)."""
     if len(per_member) == 1:
         return per_member[0]
     fused, strengths, hidden = zip(*per_member)
     mean = None
     if strengths[0] is not None:
         mean = np.mean(np.stack(strengths), axis=0, dtype=np.float64).astype(strengths[0].dtype)
-    return side_by_side(list(fused)), mean, (np.concatenate(hidden, axis=-1) if hidden[0] is not None else None)
+    return side_by_side(list(fused)), mean, (unit_side_by_side_blocks(list(hidden)) if hidden[0] is not None else None)
 
 
 def _embed_in_process(args: argparse.Namespace, model, inputs: Dict[str, np.ndarray]):

@@ -98,7 +98,7 @@ def load_ensemble(path: PathLike) -> List["LearnableMultiModal"]:
         held, needed = data_bytes_being_read(), 0
         for j, member_meta in enumerate(members):
             try:
-                model = _new_model(member_meta)
+                model = _new_model(member_meta, _member_prefix(j))  # refused unless the file holds its tensors
                 member_specs = checkpoint_specs(model, member_meta)
             except (KeyError, TypeError, ValueError) as exc:
                 if isinstance(exc, TooLargeError):  # "hidden_dim: ... more than any address space holds": which file, member?

@@ -30,7 +30,7 @@ import numpy as np
 
 from ._validation import as_real_array, float32_of_wide, precision_lost, renamed
 from .exceptions import GraphemeError, InvalidValueError, NonFiniteError, ShapeError, TooLargeError
-from .io import MISSING, file_kind
+from .io import MISSING, file_kind, unencodable
 from .types import Modality
 
 ARRAY_SUFFIXES = (".npy", ".npz", ".csv")
@@ -70,6 +70,9 @@ def parse_modality_spec(spec: str) -> Tuple[Modality, Path, Optional[str]]:
     path_text = rest
     if ".npz:" in rest.lower():  # as the reader, whatever the suffix's case (its own advice says DATA.NPZ:KEY)
         path_text, key = rest.rsplit(":", 1)
+    why = unencodable(path_text)
+    if why is not None:  # every read of it raised a bare UnicodeEncodeError
+        raise InvalidValueError(f"--modality: {name}={why}", "--modality")
     return modality, Path(path_text), key
 
 

@@ -87,8 +87,12 @@ class _Declared(NamedTuple):
 def as_path(path: Any, arg: str = "path") -> Path:
     """``path`` as a :class:`~pathlib.Path`, after checking it is a file name:
     a ``str`` or ``os.PathLike`` giving a ``str``, not empty, without NUL
-    characters (a ``TypeError`` or :class:`InvalidValueError` naming ``arg``;
-    ``os`` would say only "embedded null byte" or name no argument)."""
+    characters, and one the file system's encoding can encode (not a lone
+    surrogate such as ``"\\ud800"``; ``"\\udc80"``, an undecodable byte that
+    ``os.fsdecode`` gave, encodes back) (a ``TypeError`` or
+    :class:`InvalidValueError` naming ``arg``; ``os`` would say only
+    "embedded null byte", or raise a bare ``UnicodeEncodeError``, naming no
+    argument)."""
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"{arg}: expected a file name (str or os.PathLike), got {type(path).__name__} {path!r:.80}")
     text = os.fspath(path)
@@ -98,7 +102,23 @@ def as_path(path: Any, arg: str = "path") -> Path:
         raise InvalidValueError(f"{arg}: the file name is empty; expected a file name", arg)
     if "\0" in text:
         raise InvalidValueError(f"{arg}: {text!r:.80} contains a NUL character; expected a file name", arg)
+    why = unencodable(text)
+    if why is not None:  # a lone surrogate: every os call raised a bare UnicodeEncodeError naming no argument
+        raise InvalidValueError(f"{arg}: {why}", arg)
     return Path(text)
+
+
+def unencodable(text: str) -> Optional[str]:
+    """Why the file system cannot take the name ``text`` (a lone surrogate
+    such as ``"\\ud800"``, which no file name's bytes decode to), or None
+    when it can. ``"\\udc80"``, an undecodable byte ``os.fsdecode`` gave,
+    encodes back to its byte and passes."""
+    try:
+        os.fsencode(text)
+    except UnicodeEncodeError as exc:
+        return (f"{text!r:.80} cannot be encoded for the file system ({exc.encoding}: {text[exc.start:exc.end]!r:.20} "
+                f"at position {exc.start}); expected a file name the file system can hold")
+    return None
 
 
 # --------------------------------------------------------------------- writing
@@ -412,6 +432,26 @@ def not_enough_memory_to_write(path: PathLike, nbytes: Optional[int] = None, arg
 _DATA_BYTES: "contextvars.ContextVar[Optional[int]]" = contextvars.ContextVar("_DATA_BYTES", default=None)
 
 
+#: While :func:`read_tagged_safetensors` calls its ``expected``: ``{name: bytes}``
+#: of each tensor the header of the file being read declares.
+_DECLARED_BYTES: "contextvars.ContextVar[Optional[Mapping[str, int]]]" = contextvars.ContextVar("_DECLARED_BYTES", default=None)
+
+
+def declared_bytes_being_read(prefix: str = "") -> Optional[int]:
+    """Inside the ``expected`` of a :func:`read_tagged_safetensors`, the
+    bytes of the tensors whose names begin with ``prefix`` that the header
+    of the file being read declares (and so the file holds: the header's
+    offsets tile its data); None elsewhere. An ``expected`` that builds a
+    model from a config in the metadata checks first that the file holds
+    the tensors such a model needs: a forged config (or a list of members
+    beside a large tensor of no member) built models many times the file's
+    size before its tensors were found not to fit them."""
+    declared = _DECLARED_BYTES.get()
+    if declared is None:
+        return None
+    return sum(size for name, size in declared.items() if name.startswith(prefix))
+
+
 def data_bytes_being_read() -> Optional[int]:
     """Inside the ``expected`` of a :func:`read_tagged_safetensors`, the
     bytes of tensor data of the file it reads (its tensors must fit them);
@@ -465,6 +505,7 @@ def read_tagged_safetensors(
             names = list(entries)
             if expected is not None:
                 token = _DATA_BYTES.set(st.st_size - data_start)
+                declared = _DECLARED_BYTES.set({n: e.end - e.start for n, e in entries.items()})
                 try:
                     want = expected(meta)
                 except (TypeError, ValueError, KeyError) as exc:
@@ -472,6 +513,7 @@ def read_tagged_safetensors(
                         raise
                     raise CheckpointError(f"{where} is not a valid {fmt} file: {_text(exc)}", "path") from None
                 finally:
+                    _DECLARED_BYTES.reset(declared)
                     _DATA_BYTES.reset(token)
                 _check_declared({n: (e.dtype, e.shape) for n, e in entries.items()}, want, where, fmt)
             if sums is not None and set(sums) - {_METADATA_ENTRY} != set(names):

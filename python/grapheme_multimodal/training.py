@@ -2,7 +2,8 @@
 dropout, input standardisation, validation and early stopping.
 
 Every random choice (each epoch's shuffle and dropout) is drawn from a
-generator seeded by ``(seed, epoch number)``, and the objectives' own draws
+generator seeded by ``(seed, epoch number)`` (``epoch_rng``: a stream of
+its own for each pair), and the objectives' own draws
 from the model's counter, so ``fit(epochs=2)`` twice — even across a
 save/load — gives the same model as ``fit(epochs=4)``.
 """
@@ -186,7 +187,8 @@ def fit(
             place, not copied, so data larger than memory trains; it must
             then not change until ``fit`` returns.
         progress: show a tqdm progress bar with the running loss.
-        seed: seeds shuffling and dropout (default ``config.seed``).
+        seed: seeds shuffling and dropout (default ``config.seed``): an int
+            >= 0 of any size; every ``(seed, epoch)`` draws its own stream.
         _steps: internal: makes the :class:`Steps` that take each step
             (default :class:`LocalSteps`, in this process);
             :func:`grapheme_multimodal.distributed.fit` passes Ray workers.
@@ -398,7 +400,7 @@ def _run_epoch(
     and, with averaging, the trained weights without their average, so the
     file neither read nor trained on as the model of that many epochs."""
     epoch = model.epochs_trained
-    rng = np.random.Generator(np.random.PCG64([seed, epoch]))
+    rng = epoch_rng(seed, epoch)
     start = time.perf_counter()
     sums: Dict[str, float] = {}
     steps = 0
@@ -1039,6 +1041,38 @@ def _check_training_record(model: "LearnableMultiModal") -> None:
     if not isinstance(model.history, list):
         raise InvalidValueError(
             f"model.history: expected a list of epoch records, got {type(model.history).__name__}", "model.history")
+
+
+def epoch_rng(seed: int, epoch: int) -> np.random.Generator:
+    """The generator of epoch ``epoch``'s shuffle and dropout under ``seed``
+    (both ints >= 0): a different stream for every ``(seed, epoch)``.
+
+    numpy's ``SeedSequence`` takes each int as its 32-bit words and pads
+    fewer than four words with zeros, so ``PCG64([seed, epoch])`` gave seed
+    ``5 + 3 * 2**32`` at epoch 0 (words ``[5, 3, 0]``) the stream of seed 5
+    at epoch 3 (``[5, 3]``). Seeds below ``2**32`` keep that formula (their
+    streams, and the results and resumed trainings that hang on them, are
+    as they were): its words, zero-padded, are four words, or five or more
+    whose last is not zero (an epoch's highest word). A larger seed gives
+    ``[n, seed's n words, epoch's words, 0]``: at least five words (n >= 2),
+    ending in a zero, which no small seed's words are, and read back to one
+    ``(seed, epoch)`` alone (n says where the seed ends)."""
+    if seed < 2**32:
+        return np.random.Generator(np.random.PCG64([seed, epoch]))
+    seed_words = _uint32_words(seed)
+    words = [len(seed_words), *seed_words, *_uint32_words(epoch), 0]
+    return np.random.Generator(np.random.PCG64(np.array(words, dtype=np.uint32)))
+
+
+def _uint32_words(value: int) -> List[int]:
+    """``value``'s 32-bit words, lowest first, as numpy's ``SeedSequence``
+    splits an int (``[0]`` for 0; no zero word on top)."""
+    words = [value & 0xFFFFFFFF]
+    value >>= 32
+    while value:
+        words.append(value & 0xFFFFFFFF)
+        value >>= 32
+    return words
 
 
 def _check_int(value: Any, name: str, minimum: int) -> int:

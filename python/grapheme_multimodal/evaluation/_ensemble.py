@@ -28,15 +28,33 @@ __all__ = ["EnsembleEmbedder", "side_by_side"]
 
 
 def side_by_side(blocks: List[np.ndarray]) -> np.ndarray:
-    """The members' outputs ``[N, E_k]`` as one ``[N, sum E_k]``, each
-    block divided by ``sqrt(K)``: unit rows stay unit rows, and the cosine
-    of two rows is the mean of the members' cosines. One member's output is
-    returned as it is (so an ensemble of one gives its member's bits)."""
+    """The members' outputs ``[..., E_k]`` as one ``[..., sum E_k]`` (side
+    by side on the last axis), each block divided by ``sqrt(K)``: unit rows
+    stay unit rows, and the cosine of two rows is the mean of the members'
+    cosines. Float blocks keep their dtype; integer (or bool) ones give
+    float64 (divided in their own dtype, every value below ``sqrt(K)``
+    became 0); others (complex, text, objects) are refused, a ``TypeError``
+    naming ``blocks``. One member's output is returned as it is (so an
+    ensemble of one gives its member's bits)."""
     if len(blocks) == 1:
         return blocks[0]
-    out = np.hstack(blocks)
+    out = np.concatenate(blocks, axis=-1)
+    if out.dtype == np.bool_ or np.issubdtype(out.dtype, np.integer):
+        out = out.astype(np.float64)
+    elif not np.issubdtype(out.dtype, np.floating):
+        raise TypeError(f"blocks: expected real numbers (float, int or bool arrays), got dtype {out.dtype}")
     out *= np.asarray(1.0 / np.sqrt(len(blocks)), dtype=out.dtype)
     return out
+
+
+def unit_side_by_side_blocks(blocks: List[np.ndarray]) -> np.ndarray:
+    """The members' hidden features ``[..., H_k]`` side by side (as
+    :func:`side_by_side`), each member's block first L2-normalised along
+    its last axis (all-zero rows, an absent view's, stay zero), so that
+    every member weighs the same: how :meth:`EnsembleEmbedder.hidden_features`
+    and ``grapheme-mm embed --hidden-features`` of an ensemble file combine
+    them (``[N, H_k]`` per view there, ``[N, 7, H_k]`` per slot here)."""
+    return side_by_side([_unit_or_zero(b.reshape(-1, b.shape[-1]))[0].reshape(b.shape) for b in blocks])
 
 
 def _input_width(member: ModelEmbedder, view: str) -> int:
@@ -115,7 +133,7 @@ class EnsembleEmbedder:
             raise InvalidValueError(f"hidden_features: members {bare} have no hidden layers (encoder_hidden=()); "
                                     "expected members whose encoders have them", "members")
         per_member = [m.hidden_features(views, layer=layer) for m in self.members]
-        return {v: side_by_side([_unit_or_zero(features[v])[0] for features in per_member]) for v in views}
+        return {v: unit_side_by_side_blocks([features[v] for features in per_member]) for v in views}
 
     def bind(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """The mean of the members' binder strengths ``[N]`` for rows of
