@@ -9,6 +9,8 @@ import os
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import grapheme_multimodal as gm
 from grapheme_multimodal import checkpoint, evaluation, io, plotting, training
@@ -324,6 +326,36 @@ def test_parameter_count_of_the_defaults_and_the_recipe() -> None:
 
     for model in (gm.LearnableMultiModal(), gm.LearnableMultiModal(input_dims=DIMS, **TrainingSettings().model_options())):
         assert parameter_count(model.config) == model.num_parameters()
+
+
+@settings(max_examples=120, derandomize=True, deadline=None)
+@given(
+    embed=st.sampled_from([4, 6, 8]),
+    hidden_dim=st.integers(1, 12),
+    dims=st.lists(st.integers(1, 9), min_size=7, max_size=7),
+    encoder_hidden=st.lists(st.integers(1, 9), max_size=2),
+    encoder_output_dim=st.one_of(st.none(), st.integers(1, 9)),
+    shared_head=st.lists(st.integers(1, 9), max_size=2),
+    flags=st.tuples(st.booleans(), st.booleans(), st.booleans()),
+    binder_kind=st.sampled_from(["additive", "bilinear"]),
+    fusion_residual=st.sampled_from([0.0, 10.0]),
+)
+def test_parameter_count_is_the_cores_for_any_architecture(embed, hidden_dim, dims, encoder_hidden, encoder_output_dim,
+                                                           shared_head, flags, binder_kind, fusion_residual) -> None:
+    """checkpoint.parameter_count repeats the core's layout in Python (the file
+    check runs before anything is built): every field that shapes the layout,
+    drawn together, so a change to the core's architecture fails here first."""
+    skip, learned, decoders = flags
+    # The config's own rules: a head ends at embed_dim, the encoders' own
+    # width needs a head, the skip path needs hidden layers and a head.
+    head = (*shared_head, embed) if shared_head else ()
+    model = gm.LearnableMultiModal(
+        embed_dim=embed, hidden_dim=hidden_dim, num_heads=2, input_dims=dims, encoder_hidden=tuple(encoder_hidden),
+        encoder_output_dim=encoder_output_dim if head else None, shared_head=head,
+        encoder_skip=skip and bool(encoder_hidden) and bool(head),
+        learnable_temperature=learned, reconstruction_decoders=decoders, binder_kind=binder_kind,
+        fusion_residual=fusion_residual)
+    assert parameter_count(model.config) == model.num_parameters()
 
 
 def test_true_ensemble_and_model_files_still_load(tmp_path) -> None:
