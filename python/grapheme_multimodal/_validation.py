@@ -329,9 +329,26 @@ def address_space_left() -> Optional[int]:
     return min(limit - pages * page for limit, pages in zip(limits, used) if limit != resource.RLIM_INFINITY) - threads
 
 
+def is_int(value: Any) -> bool:
+    """Whether ``value`` is an integer, Python's or numpy's, and neither a
+    bool (an int to Python: ``True`` is no count) nor a ``np.timedelta64``,
+    which numpy counts among its integers (``isinstance(np.timedelta64(3,
+    "s"), np.integer)``) but is a duration: it passed for a count (3
+    seconds as 3), ``int()`` of it raised a TypeError naming no argument,
+    and comparing one with 2**64 an OverflowError."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.timedelta64))
+
+
+def is_real_number(value: Any) -> bool:
+    """Whether ``value`` is a real number, Python's or numpy's (an int or a
+    float), and neither a bool nor a ``np.timedelta64`` (see :func:`is_int`)."""
+    return (isinstance(value, (int, float, np.integer, np.floating))
+            and not isinstance(value, (bool, np.bool_, np.timedelta64)))
+
+
 def as_positive_int(value: Any, name: str) -> int:
     """``value`` as an int when it is an integer > 0 (not a bool)."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+    if not is_int(value):
         raise TypeError(f"{name}: expected a positive int, got {describe(value)}")
     if value <= 0:
         raise InvalidValueError(f"{name}: expected a positive int, got {value!r}", name)
@@ -355,8 +372,7 @@ def as_seed(value: Any, name: str, below: Optional[int] = 2**64, why: str = "") 
     the Rust core's u64, 2**32 for scikit-learn's random_state); ``why`` is
     added to the message after what was expected."""
     if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, np.integer))
+        not is_int(value)
         or value < 0
         or (below is not None and value >= below)
     ):
@@ -380,7 +396,8 @@ def as_finite_float(
     which ``ok`` holds (and, with ``float32``, that float32 can hold: the core
     computes with it in float32); else ValueError ``"{name}: expected {expected}, ..."``.
     ``ok`` must hold for the float returned too."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or np.iscomplexobj(value):
+    if (isinstance(value, (bool, np.timedelta64)) or not isinstance(value, (int, float, np.number))
+            or np.iscomplexobj(value)):
         raise InvalidValueError(f"{name}: expected {expected}, got {value!r}", name)
     try:  # an int beyond int64 is no numpy scalar: np.isfinite would raise numpy's TypeError
         as_float = float(value)

@@ -34,7 +34,7 @@ from typing import Any, Mapping, Optional, Sequence
 import numpy as np
 
 from ._readonly import ReadOnlyMapping
-from ._validation import IntLike
+from ._validation import IntLike, is_int
 from .datasets import VIEW_NAMES, MultipleFeatures
 from .evaluation._anchors import check_same_views, check_split_labels, standardized_splits
 from .exceptions import InvalidValueError
@@ -146,7 +146,7 @@ def cca_anchor(
     max_components = min(
         train.views[query_view].shape[1], train.views[gallery_view].shape[1], train.n_events
     )
-    if isinstance(n_components, bool) or not isinstance(n_components, (int, np.integer)) or not (
+    if not is_int(n_components) or not (
         1 <= n_components <= max_components
     ):
         raise InvalidValueError(

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Iterable, List, Mapping, Optional, Sequen
 import numpy as np
 
 from ._core import NUM_MODALITIES
-from ._validation import as_float32, as_real_array, check_flag, describe
+from ._validation import as_float32, as_real_array, check_flag, describe, is_int
 from .buffer import ExperienceBatch, ExperienceBuffer
 from .exceptions import InvalidValueError, NonFiniteError, ShapeError
 from .types import ModalFeatures, ModalGraph, Modality, MultiModalEvent, bounded_repr, sequence_repr
@@ -204,7 +204,7 @@ def _rows(value: Any, name: str) -> int:
 
 def _components_size(size: Any, name: str) -> int:
     """The batch size of a components form, checked: an int >= 0 within int64."""
-    if isinstance(size, (bool, np.bool_)) or not isinstance(size, (int, np.integer)):
+    if not is_int(size):
         raise TypeError(f"{name}: expected the batch size first, an int, got {describe(size)}")
     if not 0 <= size < 2**63:
         raise InvalidValueError(f"{name}: expected a batch size >= 0 (an int64), got {size}", name)

@@ -30,7 +30,7 @@ from ._core import MODALITY_NAMES, NUM_MODALITIES
 from ._locking import ForkedMidChange
 from ._validation import (
     IntLike,
-    as_finite_float, as_mask, as_positive_int, as_real_array, as_seed, check_flag, describe, memory_budget,
+    as_finite_float, as_mask, as_positive_int, as_real_array, as_seed, check_flag, describe, is_int, memory_budget,
     is_masked_array, non_finite_message, refuse_beyond_memory, refuse_bools, refuse_float32_underflow, unmasked,
 )
 from .exceptions import CheckpointError, InvalidValueError, NonFiniteError, ShapeError, TooLargeError
@@ -494,7 +494,7 @@ class ExperienceBuffer:
         return moved, (None if held.all() else held)
 
     def __getitem__(self, position: int) -> Experience:
-        if isinstance(position, bool) or not isinstance(position, (int, np.integer)):
+        if not is_int(position):
             raise TypeError(f"position: expected an int, got {type(position).__name__}")
         with self._lock:
             if not -self._size <= position < self._size:  # else the error named `positions`, shifted by the size
@@ -534,7 +534,7 @@ class ExperienceBuffer:
         round to 0). Without ``replace=True`` no experience is drawn twice, so
         ``batch_size`` may not exceed what the buffer holds.
         """
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
+        if not is_int(batch_size) or batch_size <= 0:
             raise InvalidValueError(f"batch_size: expected a positive int, got {batch_size!r}", "batch_size")
         batch_size = int(batch_size)  # a numpy uint64 would wrap in the size check below
         # "False" would be true: drawn with replacement, or by priority, without a word
@@ -711,7 +711,7 @@ class ExperienceBuffer:
             _check_state_keys(meta)
             buf = cls._rebuilt(meta["capacity"], meta["embed_dim"], meta["input_dims"], meta["seed"])
             size = meta["size"]
-            if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or not 0 <= size <= buf.capacity:
+            if not is_int(size) or not 0 <= size <= buf.capacity:
                 raise InvalidValueError(f"size: expected an int in [0, capacity={buf.capacity}], got {size!r}", "size")
             size = int(size)
             if size and buf.embed_dim is None:
@@ -1045,7 +1045,7 @@ def _checked_rng_state(state: Any) -> Any:
     fields = {"state": (inner.get("state"), 128), "inc": (inner.get("inc"), 128), "uinteger": (state.get("uinteger"), 32),
               "has_uint32": (state.get("has_uint32"), 1)}
     for name, (value, bits) in fields.items():
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= value < 2**bits:
+        if not is_int(value) or not 0 <= value < 2**bits:
             raise InvalidValueError(f"rng_state: {name} is {value!r}; expected an int in [0, 2**{bits})", "rng_state")
     return state
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Tuple
 import numpy as np
 
 from ._core import __version__, memory_budget
-from ._validation import describe
+from ._validation import describe, is_int
 from .averaging import WeightAverage
 from .buffer import ExperienceBuffer
 from .config import LearnableMultiModalConfig
@@ -332,7 +332,7 @@ def _restore(model: "LearnableMultiModal", tensors: Dict[str, np.ndarray], meta:
 
 def _checked_epochs(epochs: Any, name: str = "epochs_trained") -> int:
     """``epochs`` when it is an int >= 0 (a numpy int as a Python int)."""
-    if isinstance(epochs, (bool, np.bool_)) or not isinstance(epochs, (int, np.integer)) or epochs < 0:
+    if not is_int(epochs) or epochs < 0:
         raise InvalidValueError(f"{name}: expected an int >= 0, got {epochs!r}", name)
     return int(epochs)
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, AbstractSet, Any, Dict, Mapping, Optional, Seq
 import numpy as np
 
 from ._core import DROPOUT_BOUND_WHY, MAX_DIM, MAX_DROPOUT, MAX_FUSION_RESIDUAL, MAX_LAYERS, NUM_MODALITIES, OBJECTIVE_NAMES
-from ._validation import IntLike, as_finite_float, as_seed, check_flag
+from ._validation import IntLike, as_finite_float, as_seed, check_flag, is_int
 from .exceptions import InvalidValueError, ShapeError, TooLargeError
 from .graph import GraphFeaturizer
 from .objectives import check_objective_names
@@ -57,7 +57,7 @@ def _positive(value: float) -> bool:
 
 
 def _positive_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+    if not is_int(value):
         raise TypeError(f"{name}: expected an int, got {type(value).__name__}")
     if value <= 0:
         raise InvalidValueError(f"{name}: expected a positive int, got {value}", name)
@@ -68,7 +68,7 @@ def _positive_int(value: Any, name: str) -> int:
 
 def _widths(value: Any, name: str) -> Tuple[int, ...]:
     """Layer widths as a tuple of positive ints (one int is one layer)."""
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+    if is_int(value):
         value = (value,)
     if isinstance(value, (str, bytes)) or not isinstance(value, (Sequence, np.ndarray)):
         raise TypeError(f"{name}: expected a sequence of layer widths (ints), got {type(value).__name__}")
@@ -318,7 +318,7 @@ class LearnableMultiModalConfig:
             object.__setattr__(self, name, str(value))  # numpy's str (read from an array) showed as np.str_('...')
         for name in ("fused_neighbors", "contrastive_neighbors", "neighborhood_neighbors"):
             k = getattr(self, name)
-            if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+            if not is_int(k):
                 raise TypeError(f"{name}: expected an int, got {type(k).__name__}")
             if not 0 <= k < 2**32:
                 raise InvalidValueError(f"{name}: expected an int in [0, 2**32), got {k}", name)

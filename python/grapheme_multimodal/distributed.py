@@ -45,7 +45,7 @@ except ModuleNotFoundError as exc:  # pragma: no cover - exercised only without 
 from ._core import NUM_MODALITIES
 from ._locking import refuse_in_metric, uninterrupted, writes
 from ._ray_address import CONNECT_TIMEOUT_S, _check_ray_address
-from ._validation import IntLike, as_real_array, renamed
+from ._validation import IntLike, as_real_array, is_int, renamed
 from .exceptions import CheckpointError, GraphemeError, InvalidValueError, NonFiniteError, ShapeError, UntrainedModalityWarning
 from .model import LearnableMultiModal
 from .objectives import OBJECTIVES, resolve_weights
@@ -827,7 +827,7 @@ def _warn_of_shares_neighborhood_cannot_learn_from(fit_options: Mapping[str, Any
         weights = dict(zip(OBJECTIVES, resolve_weights(fit_options.get("objectives"), False, "objectives")))
     except (GraphemeError, TypeError):
         return
-    if weights["neighborhood"] <= 0 or isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
+    if weights["neighborhood"] <= 0 or not is_int(batch_size):
         return
     bounds = _share_bounds(int(batch_size), workers)
     if len(bounds) > 2 and np.diff(bounds).min() < 3:

@@ -11,7 +11,7 @@ import numpy as np
 
 from .batch import Batch, Inputs
 from .buffer import Experience
-from ._validation import FLOAT32_MAX, as_real_array, non_finite_message, refuse_bools
+from ._validation import FLOAT32_MAX, as_real_array, is_int, non_finite_message, refuse_bools
 from .exceptions import InvalidValueError, NonFiniteError, ShapeError
 from .types import MultiModalEvent
 
@@ -62,10 +62,11 @@ class ExperienceMixin:
         from the buffer)."""
         if isinstance(reward, np.ndarray) and reward.ndim == 0:  # np.array(0.5), a loss's .sum(): one number
             reward = reward[()]
-        if isinstance(reward, bool) or not isinstance(reward, (int, float, np.number)) or np.iscomplexobj(reward):
+        if (isinstance(reward, (bool, np.timedelta64)) or not isinstance(reward, (int, float, np.number))
+                or np.iscomplexobj(reward)):
             # float("1") would pass, and True would be a reward of 1.0 (numpy's bools are no np.number)
             raise TypeError(f"reward: expected a real number, got {type(reward).__name__}")
-        if isinstance(event, MultiModalEvent) and (isinstance(event.id, bool) or not isinstance(event.id, (int, np.integer))):
+        if isinstance(event, MultiModalEvent) and not is_int(event.id):
             # int() would truncate 1.5 and fail on NaN or "a" with a message that names nothing
             raise TypeError(f"event.id: expected an int to record as the event id, got {event.id!r}")
         if isinstance(event, MultiModalEvent) and not -(2**63) <= event.id < 2**63:

@@ -29,7 +29,10 @@ from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Mapping, Optional, 
 import numpy as np
 
 from . import _core
-from ._validation import FLOAT32_MAX, IntLike, as_real_array, describe, float32_of_wide, is_masked_array, is_utf8, renamed, unmasked
+from ._validation import (
+    FLOAT32_MAX, IntLike, as_real_array, describe, float32_of_wide, is_int, is_masked_array, is_real_number, is_utf8,
+    renamed, unmasked,
+)
 from .exceptions import GraphemeError, InvalidValueError, NonFiniteError, ShapeError, TooLargeError
 
 EdgeList = Union[np.ndarray, Sequence[Sequence[int]]]
@@ -144,7 +147,7 @@ class Graph:
         ``activations`` (one finite float per node) default to 1.0, ``labels``
         to empty strings.
         """
-        if isinstance(num_nodes, bool) or not isinstance(num_nodes, (int, np.integer)):
+        if not is_int(num_nodes):
             raise TypeError(f"num_nodes: expected an int, got {type(num_nodes).__name__}")
         if num_nodes < 0:
             raise InvalidValueError(f"num_nodes: expected a non-negative int, got {num_nodes}", "num_nodes")
@@ -201,7 +204,7 @@ class Graph:
         acts, labels = [], []
         for node, data in g.nodes(data=True):
             a = data.get(activation, 1.0)
-            if isinstance(a, bool) or not isinstance(a, (int, float, np.integer, np.floating)):
+            if not is_real_number(a):
                 raise TypeError(f"g: node {node!r} has {activation}={a!r}; expected a real number")
             try:
                 as_float: Optional[float] = float(a)
@@ -402,7 +405,7 @@ def _value_range(value_range: Any, dtype: np.dtype) -> Tuple[Optional[Tuple[floa
         low, high = value_range
     except (TypeError, ValueError):
         raise TypeError(f"value_range: expected a pair (low, high) of numbers, got {value_range!r}") from None
-    if any(isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real) for v in (low, high)):
+    if any(isinstance(v, (bool, np.bool_, np.timedelta64)) or not isinstance(v, numbers.Real) for v in (low, high)):
         # float() read "0" and "255" as numbers and True as 1.0, where every other number argument refuses them
         raise TypeError(f"value_range: expected a pair (low, high) of real numbers, got {value_range!r}")
     try:
@@ -427,7 +430,7 @@ def _value_range(value_range: Any, dtype: np.dtype) -> Tuple[Optional[Tuple[floa
 def _optional_int(value: Any, name: str) -> Optional[int]:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+    if not is_int(value):
         raise TypeError(f"{name}: expected an int or None, got {type(value).__name__}")
     value = int(value)
     if not -(2**63) <= value < 2**63:
@@ -458,7 +461,7 @@ def _edge_array(edges: EdgeList, num_nodes: int) -> np.ndarray:
         if not isinstance(edges, np.ndarray) and arr.dtype.kind in "fO" and arr.ndim == 2 and arr.shape[1] == 2:
             # Python ints past int64 make numpy choose float64 or object: name the index, not the dtype
             rows = np.asarray(edges, dtype=object)
-            if all(isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) for v in rows.flat):
+            if all(is_int(v) for v in rows.flat):
                 _refuse_edge(rows, num_nodes)
         raise TypeError(f"edges: expected integer node indices, got dtype {arr.dtype}")
     if arr.ndim != 2 or arr.shape[1] != 2:

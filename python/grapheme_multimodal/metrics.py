@@ -12,7 +12,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ._validation import (
-    IntLike, as_finite_float, as_real_array, describe, is_masked_array, refuse_beyond_memory, refuse_unordered,
+    IntLike, as_finite_float, as_real_array, describe, is_int, is_masked_array, refuse_beyond_memory, refuse_unordered,
     refuse_unpaired_frames, unmasked,
 )
 from .exceptions import InvalidValueError, NonFiniteError, ShapeError
@@ -192,7 +192,7 @@ def _labels_1d(name: str, y: object, n: int, n_name: str) -> np.ndarray:
         # ints or bools as objects (a pandas object column's .values): scikit-learn calls them "unknown" labels
         if all(isinstance(v, (bool, np.bool_)) for v in arr):
             arr = arr.astype(bool)
-        elif all(type(v) is int or isinstance(v, np.integer) for v in arr):
+        elif all(is_int(v) for v in arr):
             try:
                 arr = arr.astype(np.int64)
             except OverflowError:  # past int64: compared as the Python ints they are
@@ -291,7 +291,7 @@ def cross_view_retrieval(
     y = _labels_1d("labels", labels, q.shape[0], "query rows")
     if not isinstance(metric, str) or metric not in _METRICS:  # an array would be "ambiguous truth value"
         raise InvalidValueError(f"metric must be one of {_METRICS}, got {metric!r}", "metric")
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
+    if not is_int(chunk_size) or chunk_size < 1:
         raise InvalidValueError(f"chunk_size must be a positive integer, got {chunk_size!r}", "chunk_size")
 
     if metric == "cosine":
@@ -431,7 +431,7 @@ def knn_accuracy(
     are reproduced exactly (scikit-learn is imported lazily).
     """
     tx, ty, vx, vy = _classification_inputs(train_x, train_y, test_x, test_y)
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= tx.shape[0]:
+    if not is_int(k) or not 1 <= k <= tx.shape[0]:
         raise InvalidValueError(f"k must be an integer in [1, {tx.shape[0]}] (train rows), got {k!r}", "k")
     _sklearn("knn_accuracy")
     _class_labels(ty, vy, at_least=1)

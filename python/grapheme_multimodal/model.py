@@ -30,6 +30,7 @@ from ._validation import (
     caller_level as _caller_level,
     check_flag,
     describe,
+    is_int,
     is_masked_array,
     memory_budget,
     refuse_beyond_budget,
@@ -318,7 +319,7 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         ``config.encoder_hidden``: the one check of every caller that asks
         for hidden features (the CLI, Ray, the estimator) before it works."""
         widths = tuple(self.config.encoder_hidden)
-        if isinstance(layer, bool) or not isinstance(layer, (int, np.integer)):
+        if not is_int(layer):
             raise InvalidValueError(f"layer: expected an integer index into config.encoder_hidden, got {layer!r}", "layer")
         if not widths:
             raise InvalidValueError(

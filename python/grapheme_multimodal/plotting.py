@@ -15,7 +15,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from ._validation import IntLike, as_real_array, describe
+from ._validation import IntLike, as_real_array, describe, is_int, is_real_number
 from .exceptions import InvalidValueError, NonFiniteError, ShapeError
 from .io import PathLike, atomic_write_bytes
 from .types import Modality
@@ -76,12 +76,12 @@ def plot_history(epochs: Sequence[Dict[str, Any]], path: PathLike, title: str = 
             raise InvalidValueError(f"epochs[{i}]: expected a record with an 'epoch' number, got {e!r:.80}", "epochs")
     x = [e["epoch"] for e in epochs]
     for i, number in enumerate(x):  # "a" was drawn as a category, NaN dropped its point, True drawn at 1
-        if isinstance(number, (bool, np.bool_)) or not isinstance(number, (int, float, np.integer, np.floating)):
+        if not is_real_number(number):
             raise TypeError(f"epochs[{i}]['epoch']: expected an epoch number, got {describe(number)}")
         if not np.isfinite(number):
             raise InvalidValueError(f"epochs[{i}]['epoch']: expected a finite epoch number, got {number!r}", "epochs")
     # A line at 1.5, NaN or True would mark an epoch that never was.
-    if best_epoch is not None and (isinstance(best_epoch, (bool, np.bool_)) or not isinstance(best_epoch, (int, np.integer))):
+    if best_epoch is not None and not is_int(best_epoch):
         raise TypeError(f"best_epoch: expected None or an int, got {describe(best_epoch)}")
     if best_epoch is not None and best_epoch not in x:  # so would one beyond the records, the axis stretched to it
         raise InvalidValueError(
@@ -124,7 +124,7 @@ def _check_plottable(epochs: Sequence[Mapping[str, Any]], keys: Sequence[str]) -
             v = e.get(key)
             if v is None:
                 continue
-            if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
+            if not is_real_number(v):
                 raise TypeError(f"epochs[{i}][{key!r}]: expected a real number to plot, got {describe(v)}")
             values.append(float(v))
     finite = np.array([v for v in values if np.isfinite(v)])

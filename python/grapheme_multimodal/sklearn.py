@@ -39,7 +39,7 @@ from ._locking import ModelLock
 from ._parallel import resolve_n_jobs, run_tasks, shared_snapshot
 from ._validation import (
     IntLike,
-    as_float32, as_seed, describe, is_masked_array, refuse_beyond_memory,
+    as_float32, as_seed, describe, is_int, is_masked_array, refuse_beyond_memory,
     refuse_unpaired_frames, renamed, warn_precision_loss,
 )
 from .config import _widths
@@ -514,7 +514,7 @@ def _as_verbose(verbose: Any) -> bool:
     "no" would be true, a float or a negative int is no verbosity level."""
     if isinstance(verbose, (bool, np.bool_)):
         return bool(verbose)
-    if not isinstance(verbose, (int, np.integer)):
+    if not is_int(verbose):
         raise TypeError(f"verbose: expected a bool or an int >= 0, got {reprlib.repr(verbose)} ({type(verbose).__name__})")
     if verbose < 0:
         raise InvalidValueError(f"verbose: expected a bool or an int >= 0, got {verbose!r}", "verbose")

@@ -24,6 +24,8 @@ import os
 import re
 import warnings
 
+import numpy as np
+
 from . import _core
 from ._validation import IntLike
 from .exceptions import InvalidValueError
@@ -42,7 +44,7 @@ def set_num_threads(n: IntLike) -> None:
     1
     >>> gm.set_num_threads(before)
     """
-    if isinstance(n, bool) or not isinstance(n, numbers.Integral):
+    if isinstance(n, (bool, np.timedelta64)) or not isinstance(n, numbers.Integral):
         raise TypeError(f"n: expected a positive int, got {type(n).__name__}")
     if n < 1:
         raise InvalidValueError(f"n: expected a positive number of threads, got {n}", "n")

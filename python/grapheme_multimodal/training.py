@@ -24,7 +24,7 @@ import numpy as np
 from ._core import MODALITY_NAMES, NUM_MODALITIES
 from ._parallel import bar_position, check_cancelled
 from ._locking import calling_metric, refuse_in_metric, uninterrupted
-from ._validation import FloatLike, IntLike, as_finite_float, check_flag, describe, refuse_beyond_budget
+from ._validation import FloatLike, IntLike, as_finite_float, check_flag, describe, is_int, refuse_beyond_budget
 from .averaging import WeightAverage, check_decay
 from .averaging import resume as resume_average
 from .batch import Batch, event_components
@@ -1077,7 +1077,7 @@ def _uint32_words(value: int) -> List[int]:
 
 def _check_int(value: Any, name: str, minimum: int) -> int:
     """``value`` as a Python int when it is an int (numpy's too, not a bool) >= ``minimum``."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+    if not is_int(value) or value < minimum:
         raise InvalidValueError(f"{name}: expected an int >= {minimum}, got {value!r}", name)
     return int(value)
 
@@ -1142,7 +1142,8 @@ def _check_rows(
 def _metric_value(name: str, value: Any) -> float:
     """What ``metrics[name]`` returned, as a float (a real number, numpy's
     0-d arrays and scalars too); else an error naming the metric."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.number, np.ndarray)) or np.iscomplexobj(value):
+    if (isinstance(value, (bool, np.timedelta64)) or not isinstance(value, (int, float, np.number, np.ndarray))
+            or np.iscomplexobj(value)):
         raise TypeError(f"metrics[{name!r}]: returned {describe(value)}; expected a real number")
     if isinstance(value, np.ndarray) and value.shape != ():
         raise TypeError(f"metrics[{name!r}]: returned {describe(value)}; expected a real number")
@@ -1150,6 +1151,8 @@ def _metric_value(name: str, value: Any) -> float:
         return float(value)
     except OverflowError:  # an int beyond float64
         raise InvalidValueError(f"metrics[{name!r}]: returned an int too large for a float", f"metrics[{name!r}]") from None
+    except (TypeError, ValueError):  # a 0-d array of text or of durations: numpy's error named nothing
+        raise TypeError(f"metrics[{name!r}]: returned {describe(value)}; expected a real number") from None
 
 
 def _checked_metrics(metrics: Any) -> Dict[str, Metric]:

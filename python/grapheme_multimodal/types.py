@@ -20,13 +20,13 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, List, Optional, Tuple
 import numpy as np
 import numpy.typing as npt
 
-from ._validation import IntLike, as_real_array, float32_of_wide, non_finite_message
+from ._validation import IntLike, as_real_array, float32_of_wide, is_int, is_real_number, non_finite_message
 from .exceptions import InvalidValueError, NonFiniteError, ShapeError
 from .graph import Graph
 
 
 def _clamp01(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+    if not is_real_number(value):
         raise TypeError(f"{name}: expected a number, got {type(value).__name__}")
     try:
         value = float(value)
@@ -88,7 +88,7 @@ class Modality(enum.Enum):
                 names = ", ".join(m.name.lower() for m in cls)
                 # str(): numpy's str (names read into an array) has the repr np.str_('text')
                 raise InvalidValueError(f"{arg}: unknown modality {str(value)!r}; expected one of {names}", arg) from None
-        if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        if is_int(value):
             if 0 <= value < len(cls):
                 return cls(int(value))
             raise InvalidValueError(f"{arg}: index {value} is out of range; expected 0..6", arg)
@@ -182,7 +182,7 @@ def _endpoint(value: Any, name: str) -> Tuple[Modality, int]:
     if isinstance(value, (str, bytes)) or not isinstance(value, (tuple, list)) or len(value) != 2:
         raise TypeError(f"{name}: expected a pair (modality, node_index), got {value!r}")
     mod, node = value
-    if isinstance(node, (bool, np.bool_)) or not isinstance(node, (int, np.integer)):
+    if not is_int(node):
         raise TypeError(f"{name}: expected an int node index, got {node!r}")
     if node < 0:
         raise InvalidValueError(f"{name}: expected a node index >= 0, got {node}", name)
@@ -279,7 +279,7 @@ def _timestamp(value: Any) -> Optional[float]:
     without a word (a NaN timestamp made a component unequal to its copy)."""
     if value is None:
         return None
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+    if not is_real_number(value):
         raise TypeError(f"timestamp: expected a real number or None, got {value!r} ({type(value).__name__})")
     try:
         out = float(value)
@@ -463,7 +463,7 @@ def _event_id(value: Any) -> int:
     """An event id checked: an int (numpy's too, not a bool) within int64.
     Unchecked, 1.5, "a" or None fused and trained without a word and were only
     refused once recorded, and 1.5 would have been recorded as 1."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+    if not is_int(value):
         raise TypeError(f"id: expected an int event id, got {value!r} ({type(value).__name__})")
     if not -(2**63) <= value < 2**63:
         raise InvalidValueError(f"id: got {value}; expected an event id that fits in int64 (-2**63 to 2**63 - 1)", "id")

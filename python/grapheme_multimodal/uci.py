@@ -24,7 +24,7 @@ import numpy as np
 from ._parallel import resolve_n_jobs, run_tasks, shared_snapshot
 from ._readonly import ReadOnlyMapping
 from ._validation import (
-    IntLike, as_positive_int, as_real_array, as_seed, describe, precision_scope, refuse_beyond_budget, renamed,
+    IntLike, as_positive_int, as_real_array, as_seed, describe, is_int, precision_scope, refuse_beyond_budget, renamed,
 )
 from .config import _objective_names
 from .evaluation import EnsembleEmbedder, ModelEmbedder, view_modalities
@@ -273,7 +273,7 @@ class TrainingSettings:
         given = self._weights_source()
         weight = self.objectives.get("neighborhood", 0.0)
         k = self.neighborhood_neighbors
-        if weight > 0 and isinstance(k, (int, np.integer)) and not isinstance(k, bool) and k == 0:
+        if weight > 0 and is_int(k) and k == 0:
             raise InvalidValueError(
                 f"neighborhood_neighbors: got 0, but {given} neighborhood weight {weight}, which needs neighbours "
                 "(with none it is 0 on every batch); expected neighborhood_neighbors >= 1, or weights with neighborhood 0",

@@ -12,7 +12,7 @@ from typing import Any, Dict, Optional, Tuple, Union
 
 import numpy as np
 
-from .._validation import FloatLike, IntLike, as_finite_float, refuse_beyond_budget, refuse_unpaired_frames
+from .._validation import FloatLike, IntLike, as_finite_float, is_int, refuse_beyond_budget, refuse_unpaired_frames
 from ..exceptions import InvalidValueError, NonFiniteError, ShapeError, not_fitted_error
 from ..metrics import _column_means, _finite_2d
 
@@ -112,7 +112,7 @@ class ExactCCA:
             raise ShapeError(f"Y: has {y.shape[0]} rows but X has {x.shape[0]}; expected the same rows (paired samples)", "Y")
         k, n_rows = self.n_components, x.shape[0]
         most = min(x.shape[1], y.shape[1])
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= most:
+        if not is_int(k) or not 1 <= k <= most:
             raise InvalidValueError(
                 f"n_components must be an integer in [1, {most}] (the smaller view's columns), got {k!r}", "n_components"
             )
