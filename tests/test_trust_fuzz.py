@@ -138,3 +138,19 @@ def test_a_recorded_reward_and_event_id_refuse_a_timedelta64() -> None:
     with pytest.raises(TypeError, match=r"^reward: expected a real number, got timedelta64"):
         model.record_fusion(event, reward=np.timedelta64(3, "s"))
     assert model.num_experiences() == 0
+
+
+@pytest.mark.parametrize("dims", [
+    {"embed_dim": 2**62},
+    {"embed_dim": 2**61},
+    {"embed_dim": 4, "input_dims": [1] * 6 + [2**62]},
+], ids=str)
+def test_a_buffers_row_size_does_not_wrap_in_int64(dims) -> None:
+    """A row's bytes were np.prod of its shapes, in int64: embed_dim=2**62
+    made a row of 224 bytes, and the buffer was refused as a capacity of
+    1,000 experiences of 224 bytes that "cannot be allocated", blaming the
+    capacity, not the size given."""
+    arg = "embed_dim" if "input_dims" not in dims else "input_dims"
+    with pytest.raises(gm.TooLargeError, match=rf"^{arg}: got .*do not fit in this machine's memory") as info:
+        gm.ExperienceBuffer(**dims)
+    assert info.value.arg == arg

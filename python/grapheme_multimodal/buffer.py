@@ -18,6 +18,7 @@ __all__ = ["Experience", "ExperienceBatch", "ExperienceBuffer", "FILE_FORMAT"]
 
 import copy
 import functools
+import math
 import os
 import threading
 import weakref
@@ -846,7 +847,9 @@ def _row_bytes_of(embed_dim: int, input_dims: Optional[Tuple[int, ...]]) -> int:
 
 
 def _bytes_per_row(specs: Mapping[str, TensorSpec]) -> int:
-    return sum(np.dtype(s.dtype).itemsize * int(np.prod(s.shape)) for s in specs.values())
+    # math.prod, in Python's ints: np.prod wraps in int64, and embed_dim=2**62 made a row of 224 bytes
+    # (7 * 2**62 * 4 is 0 mod 2**64), refused as a capacity of 1,000 that "cannot be allocated"
+    return sum(np.dtype(s.dtype).itemsize * math.prod(s.shape) for s in specs.values())
 
 
 def _row_specs(embed_dim: int, input_dims: Optional[Sequence[int]]) -> Dict[str, TensorSpec]:
