@@ -154,3 +154,33 @@ def test_a_buffers_row_size_does_not_wrap_in_int64(dims) -> None:
     with pytest.raises(gm.TooLargeError, match=rf"^{arg}: got .*do not fit in this machine's memory") as info:
         gm.ExperienceBuffer(**dims)
     assert info.value.arg == arg
+
+
+@pytest.mark.parametrize("names, match", [
+    (None, r"^names: expected a sequence of view names, got NoneType$"),
+    (3, r"^names: expected a sequence of view names, got int$"),
+    ("ab", r"^names: expected a sequence of view names, got str \(pass \['ab'\] for one view\)$"),
+    ({"a": 1}, r"^names: expected a sequence of view names, got dict$"),
+    ([["a"]], r"^names: expected view names \(keys of views\), got list$"),
+])
+def test_unit_side_by_side_names_its_names_argument(names, match) -> None:
+    """list(None) raised "'NoneType' object is not iterable" and an
+    unhashable name "unhashable type: 'list'", naming nothing; a str was read
+    as its letters: names="ab" put views "a" and "b" side by side."""
+    x = np.ones((3, 2))
+    with pytest.raises(TypeError, match=match):
+        metrics.unit_side_by_side({"a": x, "b": x, "ab": x}, names)
+    assert metrics.unit_side_by_side({"a": x, "b": x}, ("a", "b")).shape == (3, 4)
+
+
+def test_the_estimator_names_xs_given_as_none() -> None:
+    """fit(None) was scikit-learn's "Expected 2D array, got scalar array
+    instead: array=nan", naming no argument and a NaN never given (one of
+    several views given as None was already refused by name)."""
+    pytest.importorskip("sklearn")
+    from grapheme_multimodal.sklearn import MultimodalEmbedder
+
+    estimator = MultimodalEmbedder(embed_dim=8, hidden_dim=8, num_heads=2, epochs=1)
+    with pytest.raises(TypeError, match=r"^Xs: got None; expected a list of \[n, d\] arrays"):
+        estimator.fit(None)
+    assert not hasattr(estimator, "model_")

@@ -7,6 +7,7 @@ search and vote tie-breaking are what the SPEC §3 anchors used).
 
 from __future__ import annotations
 
+from collections.abc import Hashable, Iterable
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -537,9 +538,16 @@ def unit_side_by_side(views: Mapping[Any, np.ndarray], names: Sequence[Any]) -> 
     """
     if not isinstance(views, Mapping):
         raise TypeError(f"views: expected a mapping view name -> [n, d] array, got {describe(views)}")
+    if isinstance(names, (str, bytes, Mapping)) or not isinstance(names, Iterable):
+        # list(None) raised "'NoneType' object is not iterable", naming nothing, and a str was read as its letters
+        raise TypeError(f"names: expected a sequence of view names, got {describe(names)}"
+                        + (f" (pass [{names!r}] for one view)" if isinstance(names, str) else ""))
     names = list(names)
     if not names:
         raise InvalidValueError("names: expected at least one view name, got none", "names")
+    unhashable = next((v for v in names if not isinstance(v, Hashable)), None)
+    if unhashable is not None:  # else `v not in views` raised "unhashable type", naming nothing
+        raise TypeError(f"names: expected view names (keys of views), got {describe(unhashable)}")
     missing = [v for v in names if v not in views]
     if missing:
         raise InvalidValueError(f"names: {missing} not in views (which has {list(views)})", "names")

