@@ -184,3 +184,45 @@ def test_the_estimator_names_xs_given_as_none() -> None:
     with pytest.raises(TypeError, match=r"^Xs: got None; expected a list of \[n, d\] arrays"):
         estimator.fit(None)
     assert not hasattr(estimator, "model_")
+
+
+def _grown(prefix: str) -> gm.LearnableMultiModal:
+    """A model whose `prefix` parameters a huge learning rate grew to 1e30
+    (finite: fit takes such a step), as fit(lr=1e30) leaves them."""
+    model = gm.LearnableMultiModal(seed=0, embed_dim=8, hidden_dim=8, num_heads=2, input_dims=DIMS)
+    state = {k: (np.sign(v) + (v == 0)) * np.float32(1e30) if k.startswith(prefix) else v
+             for k, v in model.state_dict().items()}
+    model.load_state_dict(state)
+    return model
+
+
+def _recorded(embeddings: np.ndarray, rows: int = 4) -> gm.ExperienceBuffer:
+    buf = gm.ExperienceBuffer(capacity=8, embed_dim=8)
+    buf.extend(embeddings, np.ones((rows, 7), bool), np.zeros((rows, 8)), np.zeros((rows, 7, 7)), np.zeros(rows))
+    return buf
+
+
+@pytest.mark.parametrize("embeddings", [np.zeros((4, 7, 8)), np.random.default_rng(2).normal(size=(4, 7, 8))],
+                         ids=["zeros", "moderate"])
+def test_a_loss_that_grown_parameters_overflow_blames_the_parameters(embeddings) -> None:
+    """On recorded embeddings, a loss that overflowed blamed the batch's
+    largest value, whatever it was: zeros were "embeddings: ... overflows
+    float32 on the batch's embeddings (largest magnitude 0.000e0); expected
+    values of moderate size", where the parameters a huge learning rate had
+    grown to 1e30 overflowed (err.arg "embeddings"), as fuse() of the same
+    model says."""
+    model = _grown("fusion.")
+    before = _state(model)
+    with pytest.raises(gm.NonFiniteError, match=r"^parameters: the fusion network's parameters have grown to 1\.000e\+?30") as info:
+        model.fit(_recorded(embeddings), epochs=1, progress=False, objectives={"seed_consistency": 1.0})
+    assert info.value.arg == "parameters"
+    _assert_same_state(before, _state(model))
+    with pytest.raises(gm.NonFiniteError, match=r"^parameters: the fusion network's parameters have grown"):
+        model.fuse(embeddings[:1])
+
+
+def test_a_loss_that_huge_recorded_embeddings_overflow_still_blames_them() -> None:
+    model = gm.LearnableMultiModal(seed=0, embed_dim=8, hidden_dim=8, num_heads=2, input_dims=DIMS)
+    with pytest.raises(gm.NonFiniteError, match=r"^embeddings: the seed_consistency loss of this batch is not finite") as info:
+        model.fit(_recorded(np.full((4, 7, 8), 3e38)), epochs=1, progress=False, objectives={"seed_consistency": 1.0})
+    assert info.value.arg == "embeddings"

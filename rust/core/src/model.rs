@@ -408,7 +408,7 @@ impl<T: Real> LearnableMultiModal<T> {
     /// learning rate grows them until rows of moderate values (unit
     /// embeddings, standardised inputs) overflow, and the caller's row was
     /// blamed. `None` when the row is at least as large: the row is to blame.
-    fn grown_parameters(&self, component: &str, prefixes: &[&str], largest_input: f64) -> Option<Error> {
+    pub(crate) fn grown_parameters(&self, component: &str, prefixes: &[&str], largest_input: f64) -> Option<Error> {
         let specs = self.layout.specs().iter().filter(|s| prefixes.iter().any(|p| s.name.starts_with(p)));
         let largest = largest_magnitude(specs.flat_map(|s| &self.params[s.range()]));
         (largest > largest_input).then(|| {

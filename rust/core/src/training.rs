@@ -667,7 +667,7 @@ impl<T: Real> LearnableMultiModal<T> {
             if !loss.is_finite() {
                 return Err(self
                     .temperature_overflow(o, emb, mask)
-                    .unwrap_or_else(|| Self::loss_overflow(o, encoded.is_some(), emb, mask, batch.fused, rewards.view())));
+                    .unwrap_or_else(|| self.loss_overflow(o, encoded.is_some(), emb, mask, batch.fused, rewards.view())));
             }
             values[o.index()] = Some(loss);
             total += T::c(w) * loss;
@@ -739,9 +739,11 @@ impl<T: Real> LearnableMultiModal<T> {
     /// `emb` not finite), as the inference forward names it; else, of the
     /// batch's given values that enter the loss, the largest in magnitude
     /// (the model's embeddings and fused embeddings are unit vectors,
-    /// rewards are moderate); with none (encoded embeddings, which are unit
-    /// vectors, and no seed_consistency targets) the parameters.
+    /// rewards are moderate), unless the parameters the loss reads are
+    /// larger still (then those); with none (encoded embeddings, which are
+    /// unit vectors, and no seed_consistency targets) the parameters.
     fn loss_overflow(
+        &self,
         o: Objective,
         encoded: bool,
         emb: ArrayView3<T>,
@@ -773,15 +775,24 @@ impl<T: Real> LearnableMultiModal<T> {
             given.push(("rewards", max_abs(rewards.iter())));
         }
         // The first of the largest: ties blame the embeddings, then the targets.
+        // The parameters the objective's loss reads besides the batch's values: when they are the larger,
+        // they overflowed (a huge learning rate grows them), and the batch's values (zeros, or unit vectors)
+        // were blamed.
+        let (component, prefixes): (&str, &[&str]) = match o {
+            Objective::SeedConsistency | Objective::FusedContrastive => ("fusion network", &["fusion."]),
+            Objective::Binding => ("binder", &["binder."]),
+            Objective::CrossModal => ("attention", &["attention."]),
+            _ => ("model", &[""]),
+        };
         match given.iter().copied().reduce(|a, b| if b.1 > a.1 { b } else { a }) {
-            Some((arg, value)) => Error::overflow(
+            Some((arg, value)) => self.grown_parameters(component, prefixes, value).unwrap_or_else(|| Error::overflow(
                 arg,
                 format!(
                     "the {} loss of this batch is not finite: it overflows float32 on the batch's {arg} (largest magnitude {value:.3e}); \
                      expected values of moderate size (the model's own embeddings and fused embeddings are unit vectors)",
                     o.name()
                 ),
-            ),
+            )),
             None => Error::overflow(
                 "parameters",
                 format!(
