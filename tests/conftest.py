@@ -35,6 +35,21 @@ def model() -> gm.LearnableMultiModal:
 
 
 @pytest.fixture
+def model_builds(monkeypatch) -> list:
+    """One entry per LearnableMultiModal built while the test runs: how many
+    models a loader built before it refused a forged file."""
+    built: list = []
+    real_init = gm.LearnableMultiModal.__init__
+
+    def counting_init(self, *args, **kwargs):
+        built.append(1)
+        real_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(gm.LearnableMultiModal, "__init__", counting_init)
+    return built
+
+
+@pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)
 

@@ -266,33 +266,23 @@ def _forged(tmp_path, members, extra=None):
     return forged
 
 
-def _counting_builds(monkeypatch) -> list:
-    built = []
-    real_init = gm.LearnableMultiModal.__init__
-
-    def counting_init(self, *args, **kwargs):
-        built.append(1)
-        real_init(self, *args, **kwargs)
-
-    monkeypatch.setattr(gm.LearnableMultiModal, "__init__", counting_init)
-    return built
-
-
-def test_a_forged_ensemble_padded_with_a_large_tensor_is_refused_before_building_members_it_lacks(tmp_path, monkeypatch) -> None:
+def test_a_forged_ensemble_padded_with_a_large_tensor_is_refused_before_building_members_it_lacks(tmp_path, model_builds) -> None:
     """2,000 copies of a member's metadata beside an 8 MB tensor of no member: loading built ~470 models (about 12
     times the file's size in memory) before the members' tensors, counted against the whole file, outgrew it."""
     forged = _forged(tmp_path, lambda m: [m[0]] * 2000, {"padding": np.zeros(8_000_000, np.uint8)})
-    built = _counting_builds(monkeypatch)
+    built = model_builds
+    built.clear()  # only what loading builds
     with pytest.raises(gm.CheckpointError, match=r"members\[2\]: config: makes a model of [\d,]+ parameters, whose weights "
                                                  r"and Adam moments take [\d,]+ bytes, but the file holds 0 bytes of its tensors"):
         load_ensemble(forged)
     assert len(built) == 2
 
 
-def test_a_member_config_larger_than_its_tensors_is_refused_before_it_is_built(tmp_path, monkeypatch) -> None:
+def test_a_member_config_larger_than_its_tensors_is_refused_before_it_is_built(tmp_path, model_builds) -> None:
     """A config of 50 MB of weights (a hidden_dim of 200,000) in a file of a few kB: built, then found not to fit."""
     forged = _forged(tmp_path, lambda m: [m[0], {**m[1], "config": {**m[1]["config"], "hidden_dim": 200_000}}])
-    built = _counting_builds(monkeypatch)
+    built = model_builds
+    built.clear()  # only what loading builds
     with pytest.raises(gm.CheckpointError, match=r"members\[1\]: config: makes a model of 3,[\d,]+ parameters") as info:
         load_ensemble(forged)
     assert info.value.arg == "path" and len(built) == 1
