@@ -190,7 +190,10 @@ def test_large_seeds_entropy_is_never_a_small_seeds_after_padding() -> None:
     for seed in (2**32, 5 + 3 * 2**32, 2**64 + 1, 2**100):
         for epoch in (0, 1, 3, 2**32, 2**96 + 1):
             rng = training.epoch_rng(seed, epoch)
-            entropy = rng.bit_generator.seed_seq.entropy
+            # numpy >= 1.25 names it seed_seq; older numpy (1.23 on Python 3.9) _seed_seq
+            bits = rng.bit_generator
+            entropy = getattr(bits, "seed_seq", None) or getattr(bits, "_seed_seq")
+            entropy = entropy.entropy
             words = [int(w) for w in entropy] if not isinstance(entropy, int) else None
             assert words is not None and len(words) >= 5 and words[-1] == 0, (seed, epoch, words)
             assert _padded(words) != _padded([seed & 0xFFFFFFFF, *training._uint32_words(epoch)])
