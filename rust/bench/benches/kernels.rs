@@ -1,11 +1,12 @@
-//! Regression harness for the hot kernels (`cargo bench`; not part of the
-//! test run). Single-threaded unless `GRAPHEME_MM_NUM_THREADS` says
-//! otherwise, so that numbers compare across machines and runs:
+//! Regression harness for the hot kernels (`cargo bench -p
+//! grapheme-multimodal-bench`; not part of the test run). Single-threaded
+//! unless `GRAPHEME_MM_NUM_THREADS` says otherwise, so that numbers compare
+//! across machines and runs:
 //!
 //! ```text
-//! cargo bench --bench kernels -- --save-baseline before   # on the old code
-//! cargo bench --bench kernels -- --baseline before        # on the new code
-//! cargo bench --bench kernels -- linear                   # one group
+//! cargo bench -p grapheme-multimodal-bench -- --save-baseline before   # on the old code
+//! cargo bench -p grapheme-multimodal-bench -- --baseline before        # on the new code
+//! cargo bench -p grapheme-multimodal-bench -- linear                   # one group
 //! ```
 //!
 //! Shapes are the default model's (E = 64, H = 128, 18 inputs per modality).
