@@ -422,7 +422,8 @@ def _demo(args: argparse.Namespace) -> int:
     with _removing_new_folders(Path(args.out)):  # a refused or failed run left the folder it had made
         files = demo_files(args.out, "--out")
         outputs = {**{f"--out's {what}": path for what, path in files.items()}, "--json": args.json}
-        _check_outputs(outputs, {}, args.overwrite)
+        # --json out.npy wrote JSON text into a file named as a NumPy array (embed and train refuse such names)
+        _check_outputs(outputs, {}, args.overwrite, writes={"--json": ".json"})
         with _keeping_new(outputs, args.overwrite):
             result = run_demo(args.out, settings, progress=not args.no_progress, members=args.members)
     print()
@@ -1071,7 +1072,8 @@ _OTHER_FORMATS = {
 
 
 def _check_outputs(
-    outputs: Dict[str, Optional[Path]], inputs: Dict[str, Path], overwrite: bool, writes: Optional[str] = None
+    outputs: Dict[str, Optional[Path]], inputs: Dict[str, Path], overwrite: bool,
+    writes: Union[None, str, Dict[str, str]] = None,
 ) -> None:
     """Refuses, before any work, an output that cannot be written (a missing
     directory, a directory) or that names an input or another output: found
@@ -1079,8 +1081,9 @@ def _check_outputs(
     user's data or the first output. A file that exists is refused too unless
     ``overwrite``: the defaults (model.safetensors, runs/demo/...) would
     otherwise replace an earlier run's checkpoint without a word. With
-    ``writes`` (the suffix of the format written), so is a name whose suffix
-    is another format's."""
+    ``writes`` (the suffix of the format written, or ``{flag: suffix}`` for
+    the outputs it is known of), so is a name whose suffix is another
+    format's."""
     from .io import check_write_target
 
     given = {flag: path for flag, path in outputs.items() if path is not None}
@@ -1095,12 +1098,18 @@ def _check_outputs(
             raise InvalidValueError(f"{flag}: {path} is also the file of {other}; expected a file of its own", flag)
         if not overwrite and path.exists():
             raise FileExistsError(f"{flag}: {path} already exists; pass --overwrite to replace it, or choose another name")
-        suffix = path.suffix.lower()
-        if writes is not None and suffix != writes and suffix in _OTHER_FORMATS:
-            raise InvalidValueError(
-                f"{flag}: {path} is named as {_OTHER_FORMATS[suffix]}, but this option writes "
-                f"{_OTHER_FORMATS[writes]}; expected a name ending in {writes}", flag,
-            )
+        _check_format(flag, path, writes.get(flag) if isinstance(writes, dict) else writes)
+
+
+def _check_format(flag: str, path: Path, writes: Optional[str]) -> None:
+    """Refuses an output whose suffix names another format than ``writes``
+    (the suffix of the format the option writes; ``None``: not checked)."""
+    suffix = path.suffix.lower()
+    if writes is not None and suffix != writes and suffix in _OTHER_FORMATS:
+        raise InvalidValueError(
+            f"{flag}: {path} is named as {_OTHER_FORMATS[suffix]}, but this option writes "
+            f"{_OTHER_FORMATS[writes]}; expected a name ending in {writes}", flag,
+        )
 
 
 def _check_can_create_in(directory: Path, flag: str) -> None:

@@ -1,0 +1,38 @@
+"""Defects a generated (hypothesis) fuzz of ``grapheme-mm``'s argv and of
+``distributed``'s arguments found; one deterministic test each."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from grapheme_multimodal.cli import main
+
+
+def one_line_error(capsys, argv, words) -> str:
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.startswith("grapheme-mm: error: ") and err.count("\n") == 1, err
+    assert "Traceback" not in err
+    assert words in err, err
+    return err
+
+
+def test_demo_json_named_as_another_format_is_refused_before_training(tmp_path, capsys, monkeypatch) -> None:
+    """`demo --json out.npy` trained for minutes, then wrote JSON text into a file named as a NumPy array (embed and
+    train refuse an output named as another format than the one they write)."""
+    pytest.importorskip("matplotlib")
+    pytest.importorskip("sklearn")
+    import grapheme_multimodal.demo as demo
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the demo trained: the --json name was not checked first")
+
+    monkeypatch.setattr(demo, "run_demo", no_training)
+    out = tmp_path / "run"
+    one_line_error(capsys, ["demo", "--no-progress", "--out", str(out), "--json", str(tmp_path / "table.npy")],
+                   f"--json: {tmp_path / 'table.npy'} is named as a NumPy array (.npy), but this option writes JSON (.json); "
+                   "expected a name ending in .json")
+    assert not out.exists()  # the folder it made for the run is removed again
+    assert list(tmp_path.iterdir()) == []
