@@ -36,3 +36,25 @@ def test_demo_json_named_as_another_format_is_refused_before_training(tmp_path, 
                    "expected a name ending in .json")
     assert not out.exists()  # the folder it made for the run is removed again
     assert list(tmp_path.iterdir()) == []
+
+
+#: An .npy header whose dict is cut off inside its shape tuple: numpy re-tokenizes such a header before
+#: literal_eval, and tokenize's TokenError is no ValueError.
+CUT_HEADER = b"\x93NUMPY\x01\x00\x40\x00{'descr': '<f8', 'fortran_order': False, 'shape': (99999999999, 5), }     \n"
+
+
+@pytest.mark.parametrize("name", ["cut.npy", "cut.npz"])
+def test_an_npy_header_cut_inside_its_dict_is_one_line(tmp_path, capsys, name) -> None:
+    """`train -m visual=cut.npy` (a header cut inside its dict) ended in a tokenize.TokenError traceback."""
+    import zipfile
+
+    path = tmp_path / name
+    if name.endswith(".npz"):
+        with zipfile.ZipFile(path, "w") as z:
+            z.writestr("x.npy", CUT_HEADER)
+    else:
+        path.write_bytes(CUT_HEADER)
+    out = tmp_path / "m.safetensors"
+    one_line_error(capsys, ["train", "-m", f"visual={path}", "-o", str(out), "--epochs", "1", "--no-progress"],
+                   f"{path}{':x' if name.endswith('.npz') else ''}: not a numeric .npy file")
+    assert not out.exists()

@@ -20,6 +20,7 @@ import csv
 import os
 from array import array
 import struct
+import tokenize
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -335,7 +336,9 @@ def _check_npy_header(f: IO[bytes], path: Path, size: int, what: str) -> None:
         version = fmt.read_magic(f)
         read_header = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
         shape, _, dtype = read_header(f)
-    except (ValueError, OSError, EOFError, SyntaxError) as exc:
+    except (ValueError, OSError, EOFError, SyntaxError, tokenize.TokenError) as exc:
+        # TokenError: a header cut inside its dict ("{'descr': '<f8', 'shape': (" ...), which numpy
+        # re-tokenizes before literal_eval; it is no ValueError and left the CLI as a traceback
         raise InvalidValueError(f"{what}: not a numeric .npy file ({exc})", str(path)) from None
     if dtype.kind == "c":
         raise InvalidValueError(f"{what}: holds complex numbers ({dtype}); expected real numbers", str(path))
