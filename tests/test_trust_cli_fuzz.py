@@ -58,3 +58,27 @@ def test_an_npy_header_cut_inside_its_dict_is_one_line(tmp_path, capsys, name) -
     one_line_error(capsys, ["train", "-m", f"visual={path}", "-o", str(out), "--epochs", "1", "--no-progress"],
                    f"{path}{':x' if name.endswith('.npz') else ''}: not a numeric .npy file")
     assert not out.exists()
+
+
+@pytest.mark.ray
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("call", ["fit", "embed_dataset"])
+def test_cpus_each_no_node_holds_name_a_bound_on_them(ray_session, call) -> None:
+    """`distributed.fit(..., cpus_per_worker=3)` on nodes of 2 CPUs said "cpus_per_worker: ... expected at most 0":
+    a count of workers, under the name of the CPUs each, and no bound the user could meet."""
+    import grapheme_multimodal as gm
+    from grapheme_multimodal import distributed
+
+    model = gm.LearnableMultiModal(input_dims={"visual": 5}, embed_dim=8, hidden_dim=8, num_heads=2)
+    x = np.random.default_rng(0).normal(size=(8, 5)).astype(np.float32)
+    arg = "cpus_per_worker" if call == "fit" else "cpus_per_actor"
+    with pytest.raises(gm.InvalidValueError) as info:
+        if call == "fit":
+            distributed.fit(model, {"visual": x}, num_workers=1, cpus_per_worker=3, epochs=1, progress=False)
+        else:
+            ds = ray_session.data.from_items([{"v": row} for row in x])
+            distributed.embed_dataset(ds, model, {"visual": "v"}, num_actors=1, cpus_per_actor=3)
+    text = str(info.value)
+    assert text.startswith(f"{arg}: 1 "), text
+    assert f"expected {arg} at most 2 (the most CPUs a node has)" in text, text
+    assert "expected at most 0" not in text

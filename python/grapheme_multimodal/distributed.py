@@ -960,10 +960,14 @@ def _check_fits_cluster(count: int, cpus_each: int, what: str, count_arg: Option
     if room < count:
         arg = cpus_arg if room == 0 or count_arg is None else count_arg
         unit = "CPU" if cpus_each == 1 else "CPUs"
+        # with no room at all the fault is the CPUs each (the arg named): "expected at most 0" (actors)
+        # was no bound on it
+        expected = (f"{cpus_arg} at most {max(nodes):g} (the most CPUs a node has)" if room == 0 and nodes
+                    else f"at most {room}")
         raise InvalidValueError(
             f"{arg}: {count} {what}{'s' if count > 1 else ''} of {cpus_each} {unit} each do not fit on this Ray cluster: "
             f"its nodes ({', '.join(f'{c:g}' for c in nodes) or 'none'} CPUs) hold {room} at once, and Ray would wait "
-            f"for the rest forever; expected at most {room} (on an autoscaling cluster, start its nodes first)",
+            f"for the rest forever; expected {expected} (on an autoscaling cluster, start its nodes first)",
             arg,
         )
 
