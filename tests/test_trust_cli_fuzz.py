@@ -82,3 +82,18 @@ def test_cpus_each_no_node_holds_name_a_bound_on_them(ray_session, call) -> None
     assert text.startswith(f"{arg}: 1 "), text
     assert f"expected {arg} at most 2 (the most CPUs a node has)" in text, text
     assert "expected at most 0" not in text
+
+
+def test_training_rows_that_are_all_the_same_are_named_by_the_file_not_data_and_standardize(tmp_path, capsys) -> None:
+    """`train -m tactile=const.npy` (every row the same) said "data: all 19 rows hold the same tactile values;
+    standardize=True learns ... expected rows that differ, or standardize=False": a Python argument and an option
+    train has no flag for."""
+    path = tmp_path / "const.npy"
+    np.save(path, np.ones((24, 5)))
+    out = tmp_path / "m.safetensors"
+    err = one_line_error(capsys, ["train", "-m", f"tactile={path}", "-o", str(out), "--epochs", "1", "--no-progress",
+                                  "--embed-dim", "8", "--hidden-dim", "8"],
+                         f"--modality: of the training rows of tactile={path}, all 19 rows hold the same tactile values;")
+    assert "standardize" not in err and "data:" not in err
+    assert "expected rows that differ" in err
+    assert not out.exists()
