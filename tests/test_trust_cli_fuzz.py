@@ -97,3 +97,17 @@ def test_training_rows_that_are_all_the_same_are_named_by_the_file_not_data_and_
     assert "standardize" not in err and "data:" not in err
     assert "expected rows that differ" in err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("value", ["inf", "nan", "-1"])
+def test_a_bad_neighborhood_temperature_offers_the_flag_s_0_not_python_s_none(tmp_path, capsys, value) -> None:
+    """`train --neighborhood-temperature inf` said "expected a finite positive number, or None for the contrastive
+    objective's": None is no value the flag takes (0 is)."""
+    np.save(tmp_path / "a.npy", np.random.default_rng(0).normal(size=(24, 5)))
+    out = tmp_path / "m.safetensors"
+    err = one_line_error(capsys, ["train", "-m", f"visual={tmp_path / 'a.npy'}", "-o", str(out), "--epochs", "1",
+                                  "--no-progress", "--neighborhood-temperature", value],
+                         "--neighborhood-temperature: expected a finite positive number, or 0 for the contrastive "
+                         f"objective's, got {float(value)}")
+    assert "None" not in err
+    assert not out.exists()

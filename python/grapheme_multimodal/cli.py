@@ -18,6 +18,7 @@ import dataclasses
 import functools
 import json
 import logging
+import math
 import os
 import re
 import sys
@@ -607,7 +608,7 @@ def _train(args: argparse.Namespace) -> int:
             contrastive_neighbors=args.contrastive_neighbors,
             contrastive_neighbor_weight=args.contrastive_neighbor_weight,
             neighborhood_neighbors=args.neighborhood_neighbors,
-            neighborhood_temperature=args.neighborhood_temperature or None,
+            neighborhood_temperature=_neighborhood_temperature(args.neighborhood_temperature),
             contrastive_pair_power=args.contrastive_pair_power,
             encoder_objectives=_encoder_objectives(args.encoder_objectives),
             fusion_residual=args.fusion_residual,
@@ -1222,6 +1223,19 @@ def _ema_decay(value: float) -> Optional[float]:
     """``--ema-decay`` as fit's ``ema_decay`` (0: ``None``, no averaging)."""
     if not 0 <= value < 1:
         raise InvalidValueError(f"--ema-decay: expected a decay in [0, 1) (0: off), got {value}", "--ema-decay")
+    return value or None
+
+
+def _neighborhood_temperature(value: float) -> Optional[float]:
+    """``--neighborhood-temperature`` as the settings' ``neighborhood_temperature``
+    (0: ``None``, the contrastive objective's). Checked here: the config's
+    refusal offered "None for the contrastive objective's", a value the flag
+    cannot take (its way to say it is 0)."""
+    if value != 0 and not (math.isfinite(value) and value > 0):
+        raise InvalidValueError(
+            f"--neighborhood-temperature: expected a finite positive number, or 0 for the contrastive objective's, "
+            f"got {value}", "--neighborhood-temperature",
+        )
     return value or None
 
 
