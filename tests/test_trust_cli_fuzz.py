@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import grapheme_multimodal as gm
 from grapheme_multimodal.cli import main
 
 
@@ -97,6 +98,19 @@ def test_training_rows_that_are_all_the_same_are_named_by_the_file_not_data_and_
     assert "standardize" not in err and "data:" not in err
     assert "expected rows that differ" in err
     assert not out.exists()
+
+
+def test_fits_refusal_of_rows_alike_carries_them_as_data_and_pickles() -> None:
+    """The command line words that refusal from ``constant_rows``, not by taking fit's message apart; the
+    attribute survives pickling (a Ray worker's error crosses processes so)."""
+    import pickle
+
+    model = gm.LearnableMultiModal(input_dims={"visual": 5}, embed_dim=8, hidden_dim=8, num_heads=2)
+    with pytest.raises(gm.InvalidValueError, match=r"^data: all 6 rows hold the same visual values; ") as info:
+        model.fit({"visual": np.ones((6, 5), np.float32)}, epochs=1, progress=False, standardize=True)
+    assert info.value.constant_rows == "all 6 rows hold the same visual values"
+    again = pickle.loads(pickle.dumps(info.value))
+    assert again.constant_rows == info.value.constant_rows and str(again) == str(info.value)
 
 
 @pytest.mark.parametrize("value", ["inf", "nan", "-1"])

@@ -505,14 +505,13 @@ def _named_by_files(files: Sequence[Any]) -> Iterator[None]:
     try:
         yield
     except (GraphemeError, TypeError) as err:
-        text = str(err)
-        if isinstance(err, InvalidValueError) and text.startswith("data: ") and "standardize=True" in text:
-            # fit's refusal of rows that standardise to 0 named its Python argument and offered
+        rows = getattr(err, "constant_rows", None)
+        if rows is not None:
+            # fit's refusal of rows that standardise to 0 names its Python argument and offers
             # standardize=False, which train has no flag for: named here by the files, in the CLI's words
             who = ", ".join(f"{f.modality}={f.path}" for f in files)
-            text = text[len("data: "):].split("; standardize=True", 1)[0]
             raise InvalidValueError(
-                f"--modality: of the training rows of {who}, {text}; train standardises each modality by its training "
+                f"--modality: of the training rows of {who}, {rows}; train standardises each modality by its training "
                 "rows' mean, so every input would be 0 and nothing could be learned; expected rows that differ",
                 "--modality",
             ) from None

@@ -51,8 +51,8 @@ class GraphemeError(ValueError):
         super().__init__(message)
         self.arg = arg
 
-    def __reduce__(self):  # keep `arg` across pickling (multiprocessing, Ray)
-        return (type(self), (str(self), self.arg))
+    def __reduce__(self):  # keep `arg` and any other attribute across pickling (multiprocessing, Ray)
+        return (type(self), (str(self), self.arg), self.__dict__)
 
 
 class ShapeError(GraphemeError):

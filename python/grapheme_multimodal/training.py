@@ -1004,12 +1004,16 @@ def _refuse_standardising_to_zero(model: "LearnableMultiModal", train: "_Dataset
     rows = ("1 row" if n == 1 else f"1 of its {n} rows holds a modality" if held == 1
             else f"all {n} rows hold the same {', '.join(constant)} values" if held == n
             else f"the {held} of its {n} rows that hold a modality hold the same {', '.join(constant)} values")
-    raise InvalidValueError(
+    err = InvalidValueError(
         f"data: {rows}; standardize=True learns each modality's mean from {'it' if held == 1 else 'them'}, so "
         "every standardised input is 0 and nothing of the data can be learned (a new model's every gradient is 0: "
         "its loss would stay flat); expected rows that differ, or standardize=False",
         "data",
     )
+    # which rows, apart from fit's names and remedy: a caller without `data` or `standardize` (the command
+    # line) says it in its own words from this, not by taking the message apart
+    err.constant_rows = rows
+    raise err
 
 
 def _all_rows_equal(x: np.ndarray, present: Optional[np.ndarray] = None) -> bool:
