@@ -25,7 +25,7 @@ from ._core import __version__
 from ._validation import as_list_of, check_flag
 from .checkpoint import _new_model, _restore, _strip, _text, _version_note, checkpoint_specs, checkpoint_state
 from .exceptions import CheckpointError, InvalidValueError, TooLargeError
-from .io import FORMAT_NAMES, PathLike, TensorSpec, check_write_target, data_bytes_being_read, format_tag
+from .io import FORMAT_NAMES, PathLike, TensorSpec, check_write_target, declared_bytes_being_read, format_tag
 from .io import not_enough_memory_to_write
 from .io import read_tagged_safetensors, write_tagged_safetensors
 from .types import Modality
@@ -95,7 +95,7 @@ def load_ensemble(path: PathLike) -> List["LearnableMultiModal"]:
         if not isinstance(members, list) or not members:
             raise InvalidValueError(f"members: expected a non-empty list of member metadata, got {members!r:.80}", "members")
         specs: Dict[str, TensorSpec] = {}
-        held, needed = data_bytes_being_read(), 0
+        held, needed = declared_bytes_being_read(), 0  # all the file's tensor data
         for j, member_meta in enumerate(members):
             try:
                 model = _new_model(member_meta, _member_prefix(j))  # refused unless the file holds its tensors

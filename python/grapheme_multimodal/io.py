@@ -427,11 +427,6 @@ def not_enough_memory_to_write(path: PathLike, nbytes: Optional[int] = None, arg
 
 
 # --------------------------------------------------------------------- reading
-#: While :func:`read_tagged_safetensors` calls its ``expected``: the bytes of
-#: tensor data the file being read holds (what :func:`data_bytes_being_read` says).
-_DATA_BYTES: "contextvars.ContextVar[Optional[int]]" = contextvars.ContextVar("_DATA_BYTES", default=None)
-
-
 #: While :func:`read_tagged_safetensors` calls its ``expected``: ``{name: bytes}``
 #: of each tensor the header of the file being read declares.
 _DECLARED_BYTES: "contextvars.ContextVar[Optional[Mapping[str, int]]]" = contextvars.ContextVar("_DECLARED_BYTES", default=None)
@@ -445,20 +440,14 @@ def declared_bytes_being_read(prefix: str = "") -> Optional[int]:
     model from a config in the metadata checks first that the file holds
     the tensors such a model needs: a forged config (or a list of members
     beside a large tensor of no member) built models many times the file's
-    size before its tensors were found not to fit them."""
+    size before its tensors were found not to fit them. With no ``prefix``,
+    all the tensor data the file holds: an ``expected`` that builds an
+    object per entry of the metadata (an ensemble's members) stops once they
+    need more than that, before a forged list of members costs memory."""
     declared = _DECLARED_BYTES.get()
     if declared is None:
         return None
     return sum(size for name, size in declared.items() if name.startswith(prefix))
-
-
-def data_bytes_being_read() -> Optional[int]:
-    """Inside the ``expected`` of a :func:`read_tagged_safetensors`, the
-    bytes of tensor data of the file it reads (its tensors must fit them);
-    None elsewhere. An ``expected`` that builds an object per entry of the
-    metadata (an ensemble's members) stops once they need more than the file
-    holds, before a forged list of members costs memory."""
-    return _DATA_BYTES.get()
 
 
 def read_tagged_safetensors(
@@ -504,7 +493,6 @@ def read_tagged_safetensors(
             meta = _decoded_metadata(raw_meta, where)
             names = list(entries)
             if expected is not None:
-                token = _DATA_BYTES.set(st.st_size - data_start)
                 declared = _DECLARED_BYTES.set({n: e.end - e.start for n, e in entries.items()})
                 try:
                     want = expected(meta)
@@ -514,7 +502,6 @@ def read_tagged_safetensors(
                     raise CheckpointError(f"{where} is not a valid {fmt} file: {_text(exc)}", "path") from None
                 finally:
                     _DECLARED_BYTES.reset(declared)
-                    _DATA_BYTES.reset(token)
                 _check_declared({n: (e.dtype, e.shape) for n, e in entries.items()}, want, where, fmt)
             if sums is not None and set(sums) - {_METADATA_ENTRY} != set(names):
                 raise CheckpointError(f"{where} is corrupt: its tensors do not match its checksum list", "path")
