@@ -74,7 +74,32 @@ def parse_modality_spec(spec: str) -> Tuple[Modality, Path, Optional[str]]:
     why = unencodable(path_text)
     if why is not None:  # every read of it raised a bare UnicodeEncodeError
         raise InvalidValueError(f"--modality: {name}={why}", "--modality")
+    if key is None:
+        _refuse_key_off_npz(spec, name, Path(path_text))
     return modality, Path(path_text), key
+
+
+def _refuse_key_off_npz(spec: str, name: str, path: Path) -> None:
+    """``visual=a.npy:x``, where no file is named ``a.npy:x``: a ``:KEY``
+    suffix picks an array of an ``.npz`` file only, and was read as part of
+    the file's name ("file not found: a.npy:x", of a.npy that was there).
+    Said so when ``a.npy`` exists, and which file is missing when it does
+    not. A file whose name holds the colon is read as it is."""
+    stem, colon, member = path.name.rpartition(":")
+    if not colon or file_kind(path) is not MISSING:
+        return
+    base = path.with_name(stem) if stem else None
+    if base is None or base.suffix.lower() not in ARRAY_SUFFIXES + TEXT_SUFFIXES:  # not a data file's name and a key
+        return
+    if file_kind(base) is MISSING:
+        raise FileNotFoundError(
+            f"--modality: {spec}: file not found: {base} (nor a file named {path.name}; a :KEY suffix is only for .npz files)"
+        )
+    raise InvalidValueError(
+        f"--modality: {spec}: a :KEY suffix ({':' + member!r}) picks an array of an .npz file only, and {base} is a "
+        f"{base.suffix} file; expected {name}={base}",
+        "--modality",
+    )
 
 
 def read_modality_file(

