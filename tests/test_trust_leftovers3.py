@@ -57,3 +57,31 @@ def test_a_file_whose_name_holds_the_colon_is_taken_as_named(tmp_path) -> None:
     # a name that is no data file's before the colon is "file not found" as before
     with pytest.raises(FileNotFoundError, match="file not found"):
         read_modality_file(*parse_modality_spec(f"visual={tmp_path / 'notes:x'}"))
+
+
+# ------------------------------------------------ 2. an empty extra argument
+def _argparse_error(capsys, argv) -> str:
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert exit_.value.code == 2, (argv, err)
+    assert len(lines) == 1 and lines[0].startswith("grapheme-mm: error: "), (argv, err)
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    "argv, shown",
+    [
+        (["train", "", "-m", "visual=a.npy"], "''"),
+        (["info", "x.safetensors", ""], "''"),
+        (["info", "x.safetensors", " "], "' '"),
+        (["info", "x.safetensors", "a  b"], "'a  b'"),  # was "a b": two arguments, to the eye
+        (["info", "x.safetensors", "a\nb"], r"'a\nb'"),
+        (["info", "x.safetensors", "--bogus", ""], "--bogus ''"),  # plain ones as typed, as before
+    ],
+)
+def test_an_empty_extra_argument_is_shown(capsys, argv, shown) -> None:
+    # was "grapheme-mm: error: unrecognized arguments:; see grapheme-mm --help": nothing named
+    line = _argparse_error(capsys, argv)
+    assert line == f"grapheme-mm: error: unrecognized arguments: {shown}; see grapheme-mm --help", line

@@ -156,10 +156,29 @@ class _Parser(argparse.ArgumentParser):
         # checks name what is wrong with it.
         self._negative_number_matcher = _NEGATIVE_NUMBER
 
+    def parse_args(self, args: Optional[Sequence[str]] = None, namespace: Any = None) -> argparse.Namespace:  # type: ignore[override]
+        """argparse's, but an extra argument that is empty or holds spaces is
+        shown quoted: ``grapheme-mm train ''`` was refused as "unrecognized
+        arguments:" with nothing after it, and ``'a b'`` read as two."""
+        parsed, extra = self.parse_known_args(args, namespace)
+        if extra:  # not through error(), whose one line of argparse's text would join 'a  b' to 'a b'
+            self._refuse(f"unrecognized arguments: {' '.join(map(_shown, extra))}")
+        return parsed
+
     def error(self, message: str) -> NoReturn:
         if message.startswith("argument "):  # "argument --epochs: ..." -> "--epochs: ...", as the CLI's own errors
             message = message[len("argument "):]
-        self.exit(2, f"{PROG}: error: {' '.join(message.split())}; see {self.prog} --help\n")
+        self._refuse(" ".join(message.split()))
+
+    def _refuse(self, line: str) -> NoReturn:
+        self.exit(2, f"{PROG}: error: {line}; see {self.prog} --help\n")
+
+
+def _shown(argument: str) -> str:
+    """A command-line argument as an error shows it: as typed, or quoted
+    (Python's repr) when it is empty or holds spaces or characters that do
+    not print, which would be lost in the message."""
+    return argument if argument and argument.isprintable() and not any(c.isspace() for c in argument) else repr(argument)
 
 
 def _int(text: str) -> int:
