@@ -156,7 +156,7 @@ def test_fit_names_the_dataset_whose_columns_are_wrong():
     train = table(data["visual"], data["auditory"])
     columns = {"visual": "img", "auditory": "aud"}
     for validation, error, message in (
-        (table(data["visual"]), gm.InvalidValueError, r"^validation: columns: the dataset has no column \['aud'\]"),
+        (table(data["visual"]), gm.InvalidValueError, r"^columns: validation has no column \['aud'\]"),
         (table(data["visual"][:, :5], data["auditory"]), gm.ShapeError, r"^validation: column 'img' \(visual\): expected vectors of 20"),
     ):
         with pytest.raises(error, match=message) as info:

@@ -85,3 +85,48 @@ def test_an_empty_extra_argument_is_shown(capsys, argv, shown) -> None:
     # was "grapheme-mm: error: unrecognized arguments:; see grapheme-mm --help": nothing named
     line = _argparse_error(capsys, argv)
     assert line == f"grapheme-mm: error: unrecognized arguments: {shown}; see grapheme-mm --help", line
+
+
+# ------------------------------------------------ 3. distributed.fit: a misnamed column, one prefix
+@pytest.mark.ray
+@pytest.mark.timeout(120)
+@pytest.mark.usefixtures("ray_session")
+@pytest.mark.parametrize("which", ["data", "validation"])
+def test_fit_names_a_misnamed_column_with_one_prefix(which) -> None:
+    # was "data: columns: the dataset has no column ['img']; ...": two prefixes, and the dataset called "the dataset"
+    import pyarrow as pa
+    import ray
+
+    from grapheme_multimodal import distributed
+
+    rng = np.random.default_rng(0)
+    right = ray.data.from_arrow(pa.table({"image": pa.array(list(rng.normal(size=(16, 4)).astype(np.float32)),
+                                                            type=pa.list_(pa.float32()))}))
+    wrong = ray.data.from_arrow(pa.table({"picture": pa.array(list(rng.normal(size=(16, 4)).astype(np.float32)),
+                                                              type=pa.list_(pa.float32()))}))
+    model = gm.LearnableMultiModal(input_dims={"visual": 4}, embed_dim=8, hidden_dim=8, num_heads=2, seed=0)
+    data, validation = (wrong, right) if which == "data" else (right, wrong)
+    with pytest.raises(gm.InvalidValueError) as info:
+        distributed.fit(model, data, validation=validation, columns={"visual": "image"}, num_workers=1, epochs=1,
+                        progress=False)
+    assert str(info.value) == f"columns: {which} has no column ['image']; its columns are ['picture']"
+    assert info.value.arg == "columns"
+
+
+@pytest.mark.ray
+@pytest.mark.timeout(120)
+@pytest.mark.usefixtures("ray_session")
+def test_fit_refuses_a_bad_columns_mapping_with_one_prefix() -> None:
+    # was "data: columns: unknown modality ..." and "data: columns['visual']: expected a column name (str), ..."
+    import pyarrow as pa
+    import ray
+
+    from grapheme_multimodal import distributed
+
+    ds = ray.data.from_arrow(pa.table({"image": pa.array([[0.0, 1.0]] * 4, type=pa.list_(pa.float32()))}))
+    model = gm.LearnableMultiModal(input_dims={"visual": 2}, embed_dim=8, hidden_dim=8, num_heads=2, seed=0)
+    with pytest.raises(gm.InvalidValueError, match=r"^columns: ") as info:
+        distributed.fit(model, ds, columns={"sight": "image"}, num_workers=1, epochs=1, progress=False)
+    assert info.value.arg == "columns"
+    with pytest.raises(TypeError, match=r"^columns\['visual'\]: expected a column name \(str\), got int"):
+        distributed.fit(model, ds, columns={"visual": 3}, num_workers=1, epochs=1, progress=False)

@@ -296,10 +296,13 @@ class _ColumnPlan:
                 raise InvalidValueError(f"columns: modality {m} is given twice", "columns")
             self.columns[str(m)] = column
 
-    def check_schema(self, names: List[str], outputs: Sequence[str]) -> None:
+    def check_schema(self, names: List[str], outputs: Sequence[str], dataset: str = "the dataset") -> None:
+        """Refuses a column of ``columns`` that the dataset (``dataset``, as
+        the message names it: fit's ``data`` or ``validation``) lacks, and an
+        output whose name one of its columns has."""
         missing = sorted(c for c in self.columns.values() if c not in names)
         if missing:
-            raise InvalidValueError(f"columns: the dataset has no column {missing}; its columns are {names}", "columns")
+            raise InvalidValueError(f"columns: {dataset} has no column {missing}; its columns are {names}", "columns")
         clash = [o for o in outputs if o in names]
         if clash:
             raise InvalidValueError(
@@ -489,23 +492,25 @@ def _dataset_arrays(model: LearnableMultiModal, ds: "ray.data.Dataset", columns:
                 f"its columns are {names}; pass columns={{modality: column}}",
                 name,
             )
+    # columns= itself, and a column it names that the dataset lacks, are refused as columns='s,
+    # the dataset named in the text: under the prefix below they read "data: columns: ...".
+    plan = _ColumnPlan(model, columns)
+    plan.check_schema(names, (), dataset=name)
     try:
-        return _read_dataset(model, ds, columns, names, name)
+        return _read_dataset(model, ds, plan, name)
     except (GraphemeError, TypeError) as err:
         if isinstance(err, RayTaskError) or str(err).startswith(f"{name}:"):  # a map step's own error; named already
             raise
         # data and validation share columns=: "column 'img' (visual): ..." did not say which
-        # dataset holds the wrong vectors (or lacks the column)
+        # dataset holds the wrong vectors
         text = f"{name}: {err}"
         raise (type(err)(text, err.arg) if isinstance(err, GraphemeError) else type(err)(text)) from None
 
 
 def _read_dataset(
-    model: LearnableMultiModal, ds: "ray.data.Dataset", columns: Columns, names: List[str], name: str
+    model: LearnableMultiModal, ds: "ray.data.Dataset", plan: "_ColumnPlan", name: str
 ) -> Tuple[Dict[str, np.ndarray], np.ndarray]:
-    """:func:`_dataset_arrays` once its columns are known."""
-    plan = _ColumnPlan(model, columns)
-    plan.check_schema(names, ())
+    """:func:`_dataset_arrays` once its columns are known and found."""
     schema = ds.schema()
     if schema is not None:  # as embed_dataset: a column of the wrong type, before reading every row
         plan.check_types(list(schema.names), list(schema.types))
