@@ -167,7 +167,7 @@ def test_knn_accuracy_on_a_hand_made_case():
 
 def test_knn_accuracy_rejects_bad_input():
     x, y = np.zeros((4, 2)), np.zeros(4)
-    with pytest.raises(ValueError, match="k must be an integer in"):
+    with pytest.raises(ValueError, match=r"^k: expected an int in \[1, 4\] \(the number of train rows\), got 5$"):
         knn_accuracy(x, y, x, y, k=5)
     with pytest.raises(ValueError, match="test_x has 3 columns"):
         knn_accuracy(x, y, np.zeros((2, 3)), np.zeros(2), k=1)

@@ -433,7 +433,12 @@ def knn_accuracy(
     """
     tx, ty, vx, vy = _classification_inputs(train_x, train_y, test_x, test_y)
     if not is_int(k) or not 1 <= k <= tx.shape[0]:
-        raise InvalidValueError(f"k must be an integer in [1, {tx.shape[0]}] (train rows), got {k!r}", "k")
+        from .types import bounded_repr  # on the error's path only, as _validation imports it
+
+        # "k: expected ..., got ..." as the package's other argument checks (was "k must be an integer in ...")
+        raise InvalidValueError(
+            f"k: expected an int in [1, {tx.shape[0]}] (the number of train rows), got {bounded_repr(k)}", "k"
+        )
     _sklearn("knn_accuracy")
     _class_labels(ty, vy, at_least=1)
     from sklearn.neighbors import KNeighborsClassifier
