@@ -143,3 +143,53 @@ def test_knn_accuracy_words_a_bad_k_as_the_other_checks(k, shown) -> None:
         knn_accuracy(x, y, x, y, k=k)
     assert str(info.value) == f"k: expected an int in [1, 4] (the number of train rows), got {shown}"
     assert info.value.arg == "k"
+
+
+# ------------------------------------------------ 5. ExactCCA: integers beyond 2**53
+def _latent_views(n: int = 200):
+    rng = np.random.default_rng(0)
+    z = rng.integers(0, 1000, size=(n, 2))
+    return z, rng.normal(size=(n, 2)) + z
+
+
+@pytest.mark.parametrize(
+    "shift",
+    [
+        lambda z: z + np.int64(2**61),  # nanosecond timestamps are near 2**61
+        lambda z: z + np.int64(-(2**63)),  # int64's smallest
+        lambda z: z.astype(np.uint64) + np.uint64(2**63),  # beyond int64
+        lambda z: (z - 500) * np.int64(2**52) + z,  # both signs, 62 bits of each value to keep
+    ],
+    ids=["2**61", "-2**63", "uint64 2**63", "both signs"],
+)
+def test_exact_cca_of_integers_beyond_2_to_53_is_that_of_the_integers(shift) -> None:
+    # consistent with the metrics (_exact_integer_columns): cast first, the integers rounded to float64's
+    # spacing there (512 at 2**61), rows a few units apart became one, and the correlations were
+    # [0.91, 0.40] for views correlated [1.00, 1.00]
+    from grapheme_multimodal.evaluation import ExactCCA
+
+    z, y = _latent_views()
+    x = shift(z)
+    assert x.dtype.kind in "iu" and np.abs(x.astype(np.float64)).max() > 2**53
+    reference = ExactCCA(2).fit(z, y)
+    cca = ExactCCA(2).fit(x, y)
+    np.testing.assert_allclose(cca.correlations_, reference.correlations_, rtol=1e-12)
+    np.testing.assert_allclose(cca.transform(x), reference.transform(z), atol=1e-9)
+    exact_mean = np.array([float(sum(int(v) for v in column) / len(column)) for column in x.T])
+    np.testing.assert_allclose(cca.x_mean_, exact_mean, rtol=0, atol=1e-12 * np.abs(x.astype(np.float64)).max())
+
+
+def test_exact_cca_transform_shifts_rows_beyond_the_fit_s_range_alike() -> None:
+    from grapheme_multimodal.evaluation import ExactCCA
+
+    z, y = _latent_views()
+    base = np.int64(2**61)
+    cca, reference = ExactCCA(2).fit(z + base, y), ExactCCA(2).fit(z, y)
+    other = z[:20] - 700  # below every row fit saw: a negative difference from its offset
+    expected = reference.transform(other)
+    np.testing.assert_allclose(cca.transform(other + base), expected, atol=1e-9)  # int64
+    np.testing.assert_allclose(cca.transform((other + base).astype(np.uint64)), expected, atol=1e-9)  # another dtype
+    # rows given as floats are rounded already; they are shifted as close as float64 allows
+    np.testing.assert_allclose(cca.transform((other + base).astype(np.float64)), expected, atol=1.0)
+    # small integers and floats are cast as before: the same bits
+    assert reference.transform(z).tobytes() == ExactCCA(2).fit(z.astype(np.float64), y).transform(z).tobytes()

@@ -43,12 +43,60 @@ def _offset_scale(view: np.ndarray) -> float:
     return _power_of_two_scale(view)
 
 
+#: Integers beyond this magnitude are not all exact in float64 (53-bit significand).
+_FLOAT64_EXACT_INT = 2**53
+
+#: An integer column offset, split in its high and low 32 bits (int64 each, so that a uint64
+#: offset and an int64 one are kept alike and every difference below is exact in int64).
+_IntOffset = Tuple[np.ndarray, np.ndarray]
+
+
+def _integer_offset(view: np.ndarray) -> Optional[_IntOffset]:
+    """Each column's smallest value, as :func:`_minus_offset` takes it, for an
+    integer view holding a value beyond ``2**53``; else None (the view is cast
+    to float64 as it is, bit for bit as before)."""
+    if view.dtype.kind not in "iu" or not (int(view.max()) > _FLOAT64_EXACT_INT or int(view.min()) < -_FLOAT64_EXACT_INT):
+        return None
+    lowest = view.min(axis=0)  # in the view's own dtype: exact
+    return (lowest >> 32).astype(np.int64), (lowest & 0xFFFFFFFF).astype(np.int64)
+
+
+def _minus_offset(view: np.ndarray, offset: _IntOffset) -> np.ndarray:
+    """``view - offset`` in float64, rounded once from the exact difference.
+
+    The view's integers cast first (nanosecond timestamps near 2**61, ids)
+    round to float64's spacing there, 256 and more: rows a few units apart
+    became one, and the correlations were of the rounding. Each integer is
+    split in its high and low 32 bits; both differences are exact in int64
+    and in float64, and their sum rounds once. A float view (of a fit on
+    integers) is shifted in float64: its values are rounded already."""
+    high, low = offset
+    if view.dtype.kind not in "iu":
+        return view.astype(np.float64) - (high.astype(np.float64) * 2.0**32 + low)
+    wide = view.astype(np.int64 if view.dtype.kind == "i" else np.uint64, copy=False)
+    view_high = (wide >> 32).astype(np.int64)  # floor division by 2**32 (int64's shift is arithmetic)
+    view_low = (wide & 0xFFFFFFFF).astype(np.int64)
+    return (view_high - high).astype(np.float64) * 2.0**32 + (view_low - low).astype(np.float64)
+
+
+def _as_float64(view: np.ndarray, offset: Optional[_IntOffset]) -> np.ndarray:
+    return view.astype(np.float64) if offset is None else _minus_offset(view, offset)
+
+
 def _inverse_sqrt(cov: np.ndarray, reg: float) -> np.ndarray:
     """``(C + r I)^(-1/2)`` with the ridge ``r = reg * trace(C) / d`` (scale-free)."""
     values, vectors = np.linalg.eigh(cov)
     ridge = reg * max(float(np.trace(cov)) / cov.shape[0], np.finfo(np.float64).tiny)
     values = np.maximum(values, 0.0) + ridge
     return (vectors / np.sqrt(values)) @ vectors.T
+
+
+def _unshifted(mean: np.ndarray, offset: Optional[_IntOffset]) -> np.ndarray:
+    """A shifted view's column means as the view's own (rounded to float64)."""
+    if offset is None:
+        return mean
+    high, low = offset
+    return (high.astype(np.float64) * 2.0**32 + low) + mean
 
 
 class ExactCCA:
@@ -63,6 +111,11 @@ class ExactCCA:
 
     so the scores ``(X - mean) x_weights_`` have unit variance per component
     on the training data and ``correlations_ = S[:k]``. Everything is float64.
+    An integer view holding values beyond ``2**53`` (which float64 cannot
+    all hold: timestamps in nanoseconds, ids) is first shifted by each
+    column's smallest value, exactly, as the :mod:`~grapheme_multimodal.metrics`
+    shift such integers: CCA does not depend on a column's offset, and
+    :meth:`transform` shifts its rows alike.
 
     The interface is scikit-learn's ``CCA``: ``fit(X, Y)``, ``transform(X, Y)``
     → ``(x_scores, y_scores)``, ``fit_transform``, ``get_params`` and
@@ -103,8 +156,10 @@ class ExactCCA:
         """Fits the canonical weights on the paired rows of ``X`` and ``Y``."""
         # rows pair by position: data frames of the same samples in another order fitted wrongly, without a word
         refuse_unpaired_frames((("X", X), ("Y", Y)))
-        x = _finite_2d("X", X).astype(np.float64)
-        y = _finite_2d("Y", Y).astype(np.float64)
+        x, y = _finite_2d("X", X), _finite_2d("Y", Y)
+        # integers beyond 2**53 shifted exactly, not rounded: rows a few units apart were one value in float64
+        x_int_offset, y_int_offset = _integer_offset(x), _integer_offset(y)
+        x, y = _as_float64(x, x_int_offset), _as_float64(y, y_int_offset)
         # "X: ..." as every other refusal here: the retrievals that fit it rename X and Y to their own arguments
         if x.shape[0] < 2:
             raise ShapeError(f"X: has {x.shape[0]} row; expected at least 2 to estimate covariances", "X")
@@ -145,9 +200,11 @@ class ExactCCA:
         # Set together once all is computed: a refit that failed halfway (a MemoryError, or
         # LinAlgError "SVD did not converge") kept the old weights beside the new means, and
         # transform then scored with a mix of the two fits without a word.
-        self.x_mean_, self.y_mean_ = x_mean * x_offset_scale, y_mean * y_offset_scale
+        self.x_mean_ = _unshifted(x_mean * x_offset_scale, x_int_offset)
+        self.y_mean_ = _unshifted(y_mean * y_offset_scale, y_int_offset)
         self._x_offset = (x_offset_scale, x_mean)
         self._y_offset = (y_offset_scale, y_mean)
+        self._x_int_offset, self._y_int_offset = x_int_offset, y_int_offset
         self._x_scaled_weights, self._y_scaled_weights = whiten_x @ u[:, :k], whiten_y @ vt[:k].T
         self._x_scale, self._y_scale = x_scale, y_scale
         with np.errstate(over="ignore", under="ignore"):  # the views' own weights; transform scales instead (subnormal views)
@@ -167,11 +224,13 @@ class ExactCCA:
             raise not_fitted_error("ExactCCA: not fitted yet; call fit(X, Y) before transform")
         # a fit pickled before the offset scale existed centred the view as it was given
         x_offset = self.__dict__.get("_x_offset", (1.0, self.x_mean_))
-        x_scores = self._scores("X", X, x_offset, self._x_scale, self._x_scaled_weights)
+        x_int_offset = self.__dict__.get("_x_int_offset")  # a fit pickled before it existed cast integers as they were
+        x_scores = self._scores("X", X, x_offset, self._x_scale, self._x_scaled_weights, x_int_offset)
         if Y is None:
             return x_scores
         y_offset = self.__dict__.get("_y_offset", (1.0, self.y_mean_))
-        return x_scores, self._scores("Y", Y, y_offset, self._y_scale, self._y_scaled_weights)
+        y_int_offset = self.__dict__.get("_y_int_offset")
+        return x_scores, self._scores("Y", Y, y_offset, self._y_scale, self._y_scaled_weights, y_int_offset)
 
     def fit_transform(self, X: np.ndarray, Y: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:  # noqa: N803
         """``fit(X, Y).transform(X, Y)``."""
@@ -179,12 +238,14 @@ class ExactCCA:
 
     @staticmethod
     def _scores(
-        name: str, data: np.ndarray, offset: Tuple[float, np.ndarray], scale: float, weights: np.ndarray
+        name: str, data: np.ndarray, offset: Tuple[float, np.ndarray], scale: float, weights: np.ndarray,
+        int_offset: Optional[_IntOffset] = None,
     ) -> np.ndarray:
         offset_scale, mean = offset
-        arr = _finite_2d(name, data).astype(np.float64)
+        arr = _finite_2d(name, data)
         if arr.shape[1] != mean.shape[0]:
             raise ShapeError(f"{name} must have shape [n, {mean.shape[0]}] (as in fit), got {arr.shape}", name)
+        arr = _as_float64(arr, int_offset)  # shifted as fit shifted its integers
         # powers of two: (X - mean) @ x_weights_ where that is finite
         with np.errstate(over="ignore", invalid="ignore"):
             scores = ((arr / offset_scale - mean) / scale) @ weights
