@@ -16,6 +16,7 @@ from ._validation import (
     IntLike, as_finite_float, as_real_array, describe, is_int, is_masked_array, refuse_beyond_memory, refuse_unordered,
     refuse_unpaired_frames, unmasked,
 )
+from ._exact_ints import beyond_float64, column_minimum, minus
 from .exceptions import InvalidValueError, NonFiniteError, ShapeError
 
 __all__ = ["cross_view_retrieval", "knn_accuracy", "linear_probe_accuracy", "roc_auc", "unit_side_by_side"]
@@ -132,32 +133,19 @@ def _column_means(x: np.ndarray) -> np.ndarray:
     return np.where(_constant_columns(x), x[0], x.mean(axis=0, dtype=np.float64))
 
 
-#: Integers beyond this magnitude are not all exact in float64 (53-bit significand).
-_FLOAT64_EXACT_INT = 2**53
-
-
 def _exact_integer_columns(*arrays: np.ndarray) -> tuple:
     """``arrays`` (integer, with the same columns) as float64 less each
-    column's smallest value, subtracted exactly in 64-bit integers, when one
-    holds an integer beyond ``2**53``; else ``arrays`` as they are (bit for
-    bit as before). Cast first, such integers (nanosecond timestamps near
-    2**61, ids) round to float64's spacing there (256 and more): rows a few
-    units apart became one, and every neighbour or class was a tie. A shift
-    common to all arrays changes no Euclidean distance and no standardised
-    column; the differences (below 2**64) then lose at most float64's
-    relative rounding. Arrays that mix in floats are left as they are."""
-    if not all(a.dtype.kind in "iu" for a in arrays) or not any(
-        int(a.max()) > _FLOAT64_EXACT_INT or int(a.min()) < -_FLOAT64_EXACT_INT for a in arrays
-    ):
+    column's smallest value, subtracted exactly (:mod:`._exact_ints`), when
+    one holds an integer beyond ``2**53``; else ``arrays`` as they are (bit
+    for bit as before). Cast first, such integers (nanosecond timestamps
+    near 2**61, ids) round to float64's spacing there (256 and more): rows a
+    few units apart became one, and every neighbour or class was a tie. A
+    shift common to all arrays changes no Euclidean distance and no
+    standardised column. Arrays that mix in floats are left as they are."""
+    if not beyond_float64(*arrays):
         return arrays
-    # per column, as Python ints: numpy's minimum of int64 and uint64 is a float64, which rounds it
-    lowest = [min(column) for column in zip(*(a.min(axis=0).tolist() for a in arrays))]
-    highest = [max(column) for column in zip(*(a.max(axis=0).tolist() for a in arrays))]
-    if any(top - low >= 2**64 for low, top in zip(lowest, highest)):  # int64 beside uint64: no 64-bit difference holds it
-        return arrays
-    offset = np.array([v % 2**64 for v in lowest], dtype=np.uint64)
-    # modulo 2**64 (two's complement, as numpy's integer arithmetic wraps): each a - lowest lies in [0, 2**64)
-    return tuple((a.astype(np.uint64) - offset).astype(np.float64) for a in arrays)
+    offset = column_minimum(*arrays)
+    return tuple(minus(a, offset) for a in arrays)
 
 
 def _out_of_range(*arrays: np.ndarray) -> bool:
@@ -521,8 +509,7 @@ def _comparable(*arrays: np.ndarray) -> tuple:
     there (2**63 - 1 and 2**63 - 2 became one float, a tie: an AUC of 0.5 for
     scores that never tie); then Python numbers, which compare ints and
     floats exactly."""
-    exact = 2**53
-    if any(a.dtype.kind in "iu" and (int(a.max()) > exact or int(a.min()) < -exact) for a in arrays):
+    if any(beyond_float64(a) for a in arrays):
         return tuple(np.array(a.tolist(), dtype=object) for a in arrays)
     # long doubles compare as such: in float64 scores 2**-60 apart, or beyond float64 (inf), tied
     wide = any(a.dtype.kind == "f" and a.dtype.itemsize > 8 for a in arrays)

@@ -13,6 +13,7 @@ from typing import Any, Dict, Optional, Tuple, Union
 import numpy as np
 
 from .._validation import FloatLike, IntLike, as_finite_float, is_int, refuse_beyond_budget, refuse_unpaired_frames
+from .._exact_ints import IntOffset, as_float, beyond_float64, column_minimum, minus
 from ..exceptions import InvalidValueError, NonFiniteError, ShapeError, not_fitted_error
 from ..metrics import _column_means, _finite_2d
 
@@ -43,44 +44,16 @@ def _offset_scale(view: np.ndarray) -> float:
     return _power_of_two_scale(view)
 
 
-#: Integers beyond this magnitude are not all exact in float64 (53-bit significand).
-_FLOAT64_EXACT_INT = 2**53
-
-#: An integer column offset, split in its high and low 32 bits (int64 each, so that a uint64
-#: offset and an int64 one are kept alike and every difference below is exact in int64).
-_IntOffset = Tuple[np.ndarray, np.ndarray]
-
-
-def _integer_offset(view: np.ndarray) -> Optional[_IntOffset]:
-    """Each column's smallest value, as :func:`_minus_offset` takes it, for an
-    integer view holding a value beyond ``2**53``; else None (the view is cast
-    to float64 as it is, bit for bit as before)."""
-    if view.dtype.kind not in "iu" or not (int(view.max()) > _FLOAT64_EXACT_INT or int(view.min()) < -_FLOAT64_EXACT_INT):
-        return None
-    lowest = view.min(axis=0)  # in the view's own dtype: exact
-    return (lowest >> 32).astype(np.int64), (lowest & 0xFFFFFFFF).astype(np.int64)
+def _integer_offset(view: np.ndarray) -> Optional[IntOffset]:
+    """Each column's smallest value, exactly, for an integer view holding a
+    value beyond ``2**53``; else None (the view is cast to float64 as it is,
+    bit for bit as before)."""
+    return column_minimum(view) if beyond_float64(view) else None
 
 
-def _minus_offset(view: np.ndarray, offset: _IntOffset) -> np.ndarray:
-    """``view - offset`` in float64, rounded once from the exact difference.
-
-    The view's integers cast first (nanosecond timestamps near 2**61, ids)
-    round to float64's spacing there, 256 and more: rows a few units apart
-    became one, and the correlations were of the rounding. Each integer is
-    split in its high and low 32 bits; both differences are exact in int64
-    and in float64, and their sum rounds once. A float view (of a fit on
-    integers) is shifted in float64: its values are rounded already."""
-    high, low = offset
-    if view.dtype.kind not in "iu":
-        return view.astype(np.float64) - (high.astype(np.float64) * 2.0**32 + low)
-    wide = view.astype(np.int64 if view.dtype.kind == "i" else np.uint64, copy=False)
-    view_high = (wide >> 32).astype(np.int64)  # floor division by 2**32 (int64's shift is arithmetic)
-    view_low = (wide & 0xFFFFFFFF).astype(np.int64)
-    return (view_high - high).astype(np.float64) * 2.0**32 + (view_low - low).astype(np.float64)
-
-
-def _as_float64(view: np.ndarray, offset: Optional[_IntOffset]) -> np.ndarray:
-    return view.astype(np.float64) if offset is None else _minus_offset(view, offset)
+def _as_float64(view: np.ndarray, offset: Optional[IntOffset]) -> np.ndarray:
+    # a float view (of a fit on integers) is shifted in float64: its values are rounded already
+    return view.astype(np.float64) if offset is None else minus(view, offset)
 
 
 def _inverse_sqrt(cov: np.ndarray, reg: float) -> np.ndarray:
@@ -91,12 +64,9 @@ def _inverse_sqrt(cov: np.ndarray, reg: float) -> np.ndarray:
     return (vectors / np.sqrt(values)) @ vectors.T
 
 
-def _unshifted(mean: np.ndarray, offset: Optional[_IntOffset]) -> np.ndarray:
+def _unshifted(mean: np.ndarray, offset: Optional[IntOffset]) -> np.ndarray:
     """A shifted view's column means as the view's own (rounded to float64)."""
-    if offset is None:
-        return mean
-    high, low = offset
-    return (high.astype(np.float64) * 2.0**32 + low) + mean
+    return mean if offset is None else as_float(offset) + mean
 
 
 class ExactCCA:
@@ -239,7 +209,7 @@ class ExactCCA:
     @staticmethod
     def _scores(
         name: str, data: np.ndarray, offset: Tuple[float, np.ndarray], scale: float, weights: np.ndarray,
-        int_offset: Optional[_IntOffset] = None,
+        int_offset: Optional[IntOffset] = None,
     ) -> np.ndarray:
         offset_scale, mean = offset
         arr = _finite_2d(name, data)
