@@ -10,16 +10,7 @@ import numpy as np
 import pytest
 
 import grapheme_multimodal as gm
-from grapheme_multimodal.cli import main
-
-
-def _one_line_error(capsys, argv) -> str:
-    code = main(argv)
-    err = capsys.readouterr().err
-    lines = err.strip().splitlines()
-    assert code == 2, (argv, err)
-    assert len(lines) == 1 and lines[0].startswith("grapheme-mm: error: "), (argv, err)
-    return lines[0]
+from test_trust_cli import argparse_error, one_line_error
 
 
 # ------------------------------------------------ 1. a :KEY suffix on a file that is not .npz
@@ -32,7 +23,7 @@ def test_a_key_on_a_file_that_is_not_npz_is_said_to_be_for_npz_only(tmp_path, ca
     else:
         path.write_text("1,2\n3,4\n")
     spec = f"linguistic={path}:x"
-    line = _one_line_error(capsys, ["train", "-m", spec, "--no-progress"])
+    line = one_line_error(capsys, ["train", "-m", spec, "--no-progress"])
     assert line.startswith(f"grapheme-mm: error: --modality: {spec}: "), line
     assert "':x'" in line and ".npz file only" in line and f"expected linguistic={path}" in line, line
     assert "not found" not in line, line
@@ -40,7 +31,7 @@ def test_a_key_on_a_file_that_is_not_npz_is_said_to_be_for_npz_only(tmp_path, ca
 
 def test_a_key_on_a_missing_file_names_the_file_that_is_missing(tmp_path, capsys) -> None:
     spec = f"visual={tmp_path / 'b.npy'}:x"
-    line = _one_line_error(capsys, ["train", "-m", spec, "--no-progress"])
+    line = one_line_error(capsys, ["train", "-m", spec, "--no-progress"])
     assert line.startswith(f"grapheme-mm: error: --modality: {spec}: file not found: {tmp_path / 'b.npy'} "), line
     assert ".npz files" in line, line
 
@@ -60,16 +51,6 @@ def test_a_file_whose_name_holds_the_colon_is_taken_as_named(tmp_path) -> None:
 
 
 # ------------------------------------------------ 2. an empty extra argument
-def _argparse_error(capsys, argv) -> str:
-    with pytest.raises(SystemExit) as exit_:
-        main(argv)
-    err = capsys.readouterr().err
-    lines = err.strip().splitlines()
-    assert exit_.value.code == 2, (argv, err)
-    assert len(lines) == 1 and lines[0].startswith("grapheme-mm: error: "), (argv, err)
-    return lines[0]
-
-
 @pytest.mark.parametrize(
     "argv, shown",
     [
@@ -83,7 +64,7 @@ def _argparse_error(capsys, argv) -> str:
 )
 def test_an_empty_extra_argument_is_shown(capsys, argv, shown) -> None:
     # was "grapheme-mm: error: unrecognized arguments:; see grapheme-mm --help": nothing named
-    line = _argparse_error(capsys, argv)
+    line = argparse_error(capsys, argv)
     assert line == f"grapheme-mm: error: unrecognized arguments: {shown}; see grapheme-mm --help", line
 
 
