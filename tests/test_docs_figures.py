@@ -351,3 +351,59 @@ def test_objectives_ensemble_training_times_are_the_stored_ones():
     quoted = _NUMBER.findall(text.replace("(`n_jobs=-1`, one per CPU)", ""))
     _check("objectives ensemble training time", quoted, [median["one model"], median["3 members in turn"],
                                                          median["3 members all at once"], median["3 members, one per CPU"]])
+
+
+# ------------------------------------------------ issue 13's targets missed, as benchmarks/uci_targets.py counts them
+def _missed(*names: str, seeds: "Sequence[int] | None" = None) -> Dict[int, int]:
+    """Targets missed per split of the stored files (runs of several files side by side)."""
+    from conftest import load_script
+
+    targets = load_script("benchmarks/uci_targets.py")
+    figures = targets.load_splits([RESULTS / n for n in names], seeds)
+    return {split: len(targets.missed(f)) for split, f in figures.items()}
+
+
+def _quoted_after(text: str, marker: str, count: int) -> List[str]:
+    start = text.index(marker) + len(marker)
+    return _NUMBER.findall(text[start:start + 200])[:count]
+
+
+def test_objectives_targets_missed_are_the_stored_files():
+    """The "targets missed … of 80" the ensemble section quotes are the
+    counts of benchmarks/uci_targets.py on the stored result files, and the
+    per-split "missed" column of its table too."""
+    recipe = "uci-reconstruction-w1-splits-0-9.json"
+    three = "uci-ensemble3-splits-0-9.json"
+    two = ("uci-ensemble2-seed0-splits-0-9.json", "uci-ensemble2-seeds-1-2-splits-0-9.json")
+    section = _section(OBJECTIVES, "#### Measured: an ensemble of recipe models")
+    # the table's last column: "recipe → ensemble" per split
+    rows = _table_rows(section)
+    per_split = {int(k): cells[-1] for k, cells in rows.items() if k.isdigit()}
+    assert sorted(per_split) == list(range(10))
+    ours, theirs = _missed(recipe), _missed(three)
+    for split, cell in per_split.items():
+        _check(f"ensemble table split {split} missed", _NUMBER.findall(cell), [ours[split], theirs[split]])
+    _check("ensemble targets missed", _quoted_after(section, "Targets missed:", 3), [21, 18, 80])
+    _check("two members, seed 0", _quoted_after(section, "targets missed by the single seed", 3),
+           [sum(_missed(recipe, seeds=[0]).values()), sum(_missed(two[0]).values()), sum(_missed(three, seeds=[0]).values())])
+    _check("two members, three seeds", _quoted_after(section, "and targets missed", 4),
+           [sum(ours.values()), sum(_missed(*two).values()), sum(theirs.values()), 80])
+    assert sum(ours.values()) == 21 and sum(theirs.values()) == 18
+
+
+def test_uci_targets_prints_the_scorecard(capsys):
+    """The command the docs name prints each split and the total, beside a baseline."""
+    from conftest import load_script
+
+    targets = load_script("benchmarks/uci_targets.py")
+    recipe, three = RESULTS / "uci-reconstruction-w1-splits-0-9.json", RESULTS / "uci-ensemble3-splits-0-9.json"
+    assert targets.main([str(three), "--baseline", str(recipe)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[-1] == "targets missed: 18 of 80 (baseline on the same splits: 21 of 80)"
+    assert out[0].startswith("split 0 (seeds [0, 1, 2]): P@1 ")
+    assert targets.main([str(recipe), "--seeds", "0"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "targets missed: 21 of 80"
+    with pytest.raises(SystemExit, match="already read"):  # one file twice: its runs counted twice
+        targets.main([str(recipe), str(recipe)])
+    with pytest.raises(SystemExit, match="none of"):
+        targets.main([str(recipe), "--seeds", "7"])
