@@ -169,8 +169,15 @@ class LearningMixin:
     def backward(self, batch: Union[Batch, Inputs], mask: Any = None, *, weights: Optional[Mapping[str, float]] = None) -> Dict[str, float]:
         """Like :meth:`losses`, and adds the gradients of the weighted total
         to the accumulated ones (``has_gradients()`` becomes True). No step
-        is taken: call :meth:`step`, or read :meth:`gradients`."""
+        is taken: call :meth:`step`, or read :meth:`gradients`. A batch of
+        no rows is refused, as :meth:`losses` refuses it
+        (:class:`InvalidValueError`; nothing changes)."""
         core_batch, w = self._learning_args(batch, mask, weights, training=True)
+        if _rows(core_batch) == 0:
+            # Its losses are means over nothing (0.0 read as a perfect fit), and it left zero
+            # gradients that the next step() took as a training step: Adam's count, the draw
+            # counter and weight decay moved, and every modality was recorded untrained.
+            raise InvalidValueError("batch: no rows; expected at least one row to compute gradients of", "batch")
         return dict(self._core.backward(core_batch, w))
 
     @writes
