@@ -248,6 +248,54 @@ class ModelSequences(RuleBasedStateMachine):
             pass
         self.refused(lambda m: m.fit(x, **kw))
 
+    @rule(seed=st.integers(0, 5), epochs=st.integers(1, 3), at=st.integers(1, 3), ema=st.sampled_from([None, 0.5]),
+          validate=st.booleans(), how=st.sampled_from(["interrupt", "error", "nan"]))
+    def fit_broken_off(self, seed, epochs, at, ema, validate, how) -> None:
+        """A metric that stops fit at its ``at``-th call (after that epoch's
+        steps): Ctrl-C keeps the epochs completed before it, as if fit had
+        been asked for those (the shadow is); an error or a NaN monitor
+        leaves the model as it was before fit."""
+        x = data_of(seed)
+        kw = dict(batch_size=5, ema_decay=ema, progress=False, validation=data_of(seed + 7, 4) if validate else None)
+        calls = [0]
+
+        def metric(model):
+            calls[0] += 1
+            if calls[0] == at:
+                if how == "interrupt":
+                    raise KeyboardInterrupt
+                if how == "error":
+                    raise RuntimeError("metric failed")
+                return float("nan")
+            return 0.5
+
+        before = full_state(self.model)
+        expected = (KeyboardInterrupt if how == "interrupt" else RuntimeError if how == "error" else gm.NonFiniteError)
+        monitor = "val_m" if how == "nan" else None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if at > epochs:
+                self.both(lambda m: m.fit(x, epochs=epochs, metrics={"m": lambda model: 0.5}, monitor=monitor, **kw),
+                          may_fail=False)
+                return
+            with pytest.raises(expected):
+                self.model.fit(x, epochs=epochs, metrics={"m": metric}, monitor=monitor, **kw)
+            if how != "interrupt":
+                assert_same(before, full_state(self.model), f"fit failed by {how}")
+            elif at > 1:
+                self.shadow.fit(x, epochs=at - 1, metrics={"m": lambda model: 0.5}, **kw)
+            else:
+                assert_same(before, full_state(self.model), "fit interrupted in its first epoch")
+
+    @rule(capacity=st.integers(1, 6), seed=st.integers(0, 3), inputs=st.booleans())
+    def new_buffer(self, capacity, seed, inputs) -> None:
+        e = self.model.config.embed_dim
+        dims = self.model.config.input_dims if inputs else None
+
+        def assign(m):
+            m.experience = gm.ExperienceBuffer(capacity, embed_dim=e, input_dims=dims, seed=seed)
+        self.both(assign, may_fail=False)
+
     # ------------------------------------------------------- step-level API
     @rule(seed=st.integers(0, 5), objectives=OBJECTIVES, lr=LRS, masked=st.booleans())
     def train_step(self, seed, objectives, lr, masked) -> None:
@@ -509,6 +557,19 @@ class ModelSequences(RuleBasedStateMachine):
         self.both(lambda m: m.load_state_dict({k: v.copy() for k, v in sd.items()}), may_fail=False)
         self.both(lambda m: m.load_optimizer_state(copy.deepcopy(opt)), may_fail=False)
 
+    @rule()
+    def remember_state(self) -> None:
+        """A state_dict and optimizer state kept in memory (a best-so-far snapshot)."""
+        self.remembered = (self.model.state_dict(), self.model.optimizer_state())
+
+    @precondition(lambda self: getattr(self, "remembered", None) is not None)
+    @rule(optimizer=st.booleans())
+    def restore_remembered(self, optimizer) -> None:
+        sd, opt = self.remembered
+        self.both(lambda m: m.load_state_dict({k: v.copy() for k, v in sd.items()}), may_fail=False)
+        if optimizer:
+            self.both(lambda m: m.load_optimizer_state(copy.deepcopy(opt)), may_fail=False)
+
     @rule(kind=st.sampled_from(["nan", "shape", "missing", "extra", "dtype", "step", "counter", "neg_v", "keys"]))
     def state_invalid(self, kind) -> None:
         sd = {k: v.copy() for k, v in self.model.state_dict().items()}
@@ -630,6 +691,41 @@ def test_backward_refuses_a_batch_of_no_rows_and_changes_nothing(source) -> None
     assert_same(before, full_state(model), "a refused backward")
     model.step()  # still a no-op: no gradients
     assert model.optimizer_state()["step"] == 0
+
+
+@pytest.mark.parametrize("change", ["train_step", "apply_gradients", "load_state_dict"])
+@pytest.mark.parametrize("copy_by", ["pickle", "save"])
+def test_an_average_the_weights_left_stays_dropped_when_they_come_back(tmp_path, change, copy_by) -> None:
+    """fit(ema_decay) leaves the average in the weights and the trained ones
+    beside; anything that changes the weights makes the next averaged fit
+    start anew. The model kept the inert average, and a load_state_dict of
+    the averaged weights (taken earlier) brought it back: the next fit
+    resumed the old trained weights, where a copy saved or pickled while
+    the average was inert (which writes none) started a new one."""
+    model, x = small(), data_of(0)
+    model.fit(x, epochs=2, batch_size=5, ema_decay=0.5, progress=False)
+    averaged, opt = model.state_dict(), model.optimizer_state()
+    if change == "train_step":
+        model.train_step(data_of(1, 8))
+    elif change == "apply_gradients":
+        model.apply_gradients({k: np.ones_like(v) for k, v in averaged.items()})
+    else:
+        model.load_state_dict({k: v + np.float32(1) for k, v in averaged.items()})
+    if copy_by == "pickle":
+        other = pickle.loads(pickle.dumps(model))
+    else:
+        model.save(tmp_path / "m.safetensors")
+        other = gm.LearnableMultiModal.load(tmp_path / "m.safetensors")
+        model.zero_grad()  # a checkpoint holds no gradients
+    for m in (model, other):
+        m.load_state_dict(averaged)
+        m.load_optimizer_state(opt)
+    assert model.weight_average is None
+    assert_same(full_state(model), full_state(other), "back at the averaged weights")
+    for m in (model, other):
+        m.fit(x, epochs=1, batch_size=5, ema_decay=0.5, progress=False)
+    assert_same(full_state(model), full_state(other), "the next averaged fit")
+    assert model.weight_average.count == 1  # a new average, not the old one's third epoch
 
 
 ModelSequences.TestCase.settings = settings(

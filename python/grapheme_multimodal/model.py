@@ -788,10 +788,20 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
             warnings.warn(message, UntrainedModalityWarning, stacklevel=_caller_level())
 
     def _parameters_changed(self) -> None:
-        """Called after any change of the state: cached results are stale."""
+        """Called after any change of the state: cached results are stale;
+        an applied weight average the weights have left is dropped."""
         self._version += 1  # under the write lock: writers never bump it at once
         if self._cache:  # clear() of an empty WeakKeyDictionary still costs a raised KeyError
             self._cache.clear()
+        average = self.__dict__.get("_weight_average")
+        if average is not None and average.trained is not None and not average.holds(self.state_dict()):
+            # Inert from the first change of the weights (averaging.py), and gone: kept, it came
+            # back to life when the weights were set to the average again (load_state_dict of a
+            # state_dict taken earlier), so the next fit resumed the old trained weights, where
+            # the same model saved or pickled in between (which writes no inert average) started
+            # a new average: a resume that was not exact, against the documented "anything that
+            # changes the weights in between makes that next fit start a new average".
+            self._weight_average = None
 
     def _checked_tensors(
         self, tensors: Mapping[str, Any], arg: str, strict: bool = True, note: str = ""
