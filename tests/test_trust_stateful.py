@@ -418,6 +418,30 @@ class ModelSequences(RuleBasedStateMachine):
         attn = self.both(lambda m: m.attend(fused, emb, present), may_fail=False, read=True)
         assert np.isfinite(attn).all()
 
+    @rule(i=st.integers(0, 3), edit=st.sampled_from([None, "in_place", "assign"]), seed=st.integers(0, 5))
+    def event_forward(self, i, edit, seed) -> None:
+        """The per-event API (cached per event and state) against the batched
+        one, on events kept across the whole sequence and edited on the way."""
+        if not hasattr(self, "events"):
+            x = data_of(99, 4)
+            self.events = [gm.MultiModalEvent(j, [gm.ModalFeatures(x["visual"][j], "visual"),
+                                                  gm.ModalFeatures(x["auditory"][j], "auditory")]) for j in range(4)]
+        event = self.events[i]
+        feats = event.components[0]
+        if edit == "in_place":
+            feats.features[seed % len(feats.features)] += np.float32(0.5)
+        elif edit == "assign":
+            feats.features = data_of(seed, 1)["visual"][0]
+        x = {"visual": event.components[0].features[None], "auditory": event.components[1].features[None]}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for m in (self.model, self.shadow):
+                fused = m.fuse_event(event)
+                emb, batch_fused = m.encode_and_fuse(x)
+                np.testing.assert_allclose(fused, batch_fused[0], rtol=1e-5, atol=1e-6)
+                encoded = m.encode_event(event)
+                np.testing.assert_allclose(encoded[gm.Modality.VISUAL], emb[0, gm.Modality.VISUAL.index], rtol=1e-5, atol=1e-6)
+
     @rule(call=st.sampled_from(["encode", "encode_and_fuse", "record_batch", "fit_normalization"]), bad=BAD_KINDS,
           seed=st.integers(0, 5))
     def forward_bad_inputs(self, call, bad, seed) -> None:
@@ -759,6 +783,45 @@ def test_an_average_the_weights_left_stays_dropped_when_they_come_back(tmp_path,
         m.fit(x, epochs=1, batch_size=5, ema_decay=0.5, progress=False)
     assert_same(full_state(model), full_state(other), "the next averaged fit")
     assert model.weight_average.count == 1  # a new average, not the old one's third epoch
+
+
+@pytest.mark.parametrize("copy_by", ["save", "pickle"])
+@pytest.mark.parametrize("how", ["pretrained weights", "rolled back"])
+def test_an_unknown_training_record_survives_a_checkpoint(tmp_path, copy_by, how) -> None:
+    """Encoder weights loaded from elsewhere make the record of trained
+    modalities unknown (None: no UntrainedModalityWarning). Saved before the
+    model took a step of its own, the file said nothing, and it loaded as a
+    model that never trained: after a step on one modality the other warned
+    as untrained, though its encoder held the loaded weights."""
+    model = small()
+    if how == "pretrained weights":
+        pretrained = small()
+        pretrained.fit(data_of(0), epochs=1, batch_size=6, progress=False)
+        model.load_state_dict(pretrained.state_dict())
+    else:  # a snapshot of the fresh model taken, a step, the snapshot loaded back
+        sd, opt = model.state_dict(), model.optimizer_state()
+        model.train_step(data_of(1, 8))
+        model.load_state_dict(sd)
+        model.load_optimizer_state(opt)
+        model.zero_grad()
+    assert model.trained_modalities is None
+    if copy_by == "save":
+        model.save(tmp_path / "m.safetensors")
+        other = gm.LearnableMultiModal.load(tmp_path / "m.safetensors")
+    else:
+        other = pickle.loads(pickle.dumps(model))
+    assert other.trained_modalities is None
+    assert_same(full_state(model), full_state(other), copy_by)
+    x = data_of(2, 8)
+    mask = np.zeros((8, 7), bool)
+    mask[:, gm.Modality.VISUAL.index] = True
+    for m in (model, other):
+        m.train_step(x, mask)  # the visual encoder only
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", gm.UntrainedModalityWarning)
+        for m in (model, other):
+            m.encode({"auditory": x["auditory"]})
+    assert_same(full_state(model), full_state(other), "a step after")
 
 
 ModelSequences.TestCase.settings = settings(

@@ -42,7 +42,8 @@ METADATA_KEYS = ("library_version", "config", "optimizer", "epochs_trained", "hi
 #: Written only when there is something to say (files without them load as before):
 #: ``trained_rows`` (per modality name, the rows that trained its encoder) when it is
 #: known, unless nothing trained (a file without it loads with none trained when its
-#: model had not trained at all, else with the record unknown, None);
+#: model had not trained at all, else with the record unknown, None), and ``null``
+#: when it is not known of a model that has not trained itself (weights loaded into it);
 #: ``trained_without_encoders`` (``true``) beside rows that are all 0 when the model
 #: took training steps that reached no encoder (recorded embeddings): it warns of
 #: its untrained encoders as it did before saving (a file without it, with all 0,
@@ -79,10 +80,16 @@ def checkpoint_state(
             "experience": None,
         }
         trained, stepped = model._core.trained_rows(), model._core.has_trained()
-        if trained is not None and (stepped or _has_trained(opt["step"], opt["rng_counter"], model.epochs_trained)):
+        progressed = _has_trained(opt["step"], opt["rng_counter"], model.epochs_trained)
+        if trained is not None and (stepped or progressed):
             meta["trained_rows"] = {str(m): int(n) for m, n in zip(Modality, trained)}
             if stepped and not any(trained):
                 meta["trained_without_encoders"] = True
+        elif trained is None and not progressed:
+            # Not known (encoder weights loaded from elsewhere, or Adam's state reset to none) with no
+            # progress to show for it: said so, as null. Left out, the file loaded as a model that never
+            # trained, whose next steps' modalities made the others warn as untrained encoders.
+            meta["trained_rows"] = None
         average = model._weight_average
         if average is not None and average.trained is None:
             # fit is running, its average not applied (a metrics function saves): written as
@@ -340,10 +347,10 @@ def _checked_epochs(epochs: Any, name: str = "epochs_trained") -> int:
 def _checked_trained_rows(meta: Mapping[str, Any], opt: Mapping[str, Any]) -> Tuple[Optional[List[int]], bool]:
     """The record of trained modalities of ``meta``: ``(rows per slot, whether
     steps that reached no encoder were taken)``, from its ``trained_rows``
-    (every modality name to an int >= 0) and ``trained_without_encoders``
-    (``true``, only beside rows that are all 0); without ``trained_rows`` (a
-    file from before the record), none trained when nothing had (no step,
-    no gradient, no epoch), else None (not known)."""
+    (every modality name to an int >= 0, or null: not known) and
+    ``trained_without_encoders`` (``true``, only beside rows that are all 0);
+    without ``trained_rows`` (a file from before the record), none trained
+    when nothing had (no step, no gradient, no epoch), else None (not known)."""
     rows = meta.get("trained_rows")
     without = meta.get("trained_without_encoders")
     if rows is None:
@@ -351,6 +358,8 @@ def _checked_trained_rows(meta: Mapping[str, Any], opt: Mapping[str, Any]) -> Tu
             raise InvalidValueError(
                 "trained_without_encoders: given without trained_rows; expected it only beside them", "trained_without_encoders"
             )
+        if "trained_rows" in meta:  # null: written as not known
+            return None, False
         known = not _has_trained(opt["step"], opt["rng_counter"], meta["epochs_trained"])
         return ([0] * len(Modality) if known else None), False
     names = [str(m) for m in Modality]
