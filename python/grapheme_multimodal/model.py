@@ -620,8 +620,11 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         rows the model reads: a float64 column whose variation float32
         cannot hold (``1e6 + 1e-3 * x``, Unix timestamps seconds apart) gets a
         :class:`~grapheme_multimodal.PrecisionLossWarning` naming it; subtract
-        its mean (or rescale it) before passing it."""
+        its mean (or rescale it) before passing it. Inputs of no rows are
+        refused (:class:`InvalidValueError`): there is nothing to learn from."""
         arrays, mask_arr = self.prepare_inputs(inputs, mask, for_training=True)
+        if len(mask_arr) == 0:  # it learned nothing and said nothing: the inputs went on unstandardised
+            raise InvalidValueError("inputs: no rows; expected at least one row to learn the standardisation from", "inputs")
         learned = []
         for m, a in enumerate(arrays):
             present = mask_arr[:, m]
