@@ -44,7 +44,7 @@ from grapheme_multimodal.checkpoint import checkpoint_state
 
 DIMS = {"visual": 4, "auditory": 3}
 N_ROWS = 12
-EXAMPLES = int(os.environ.get("GM_STATEFUL_EXAMPLES", "40"))
+EXAMPLES = int(os.environ.get("GM_STATEFUL_EXAMPLES", "60"))
 STEPS = int(os.environ.get("GM_STATEFUL_STEPS", "15"))
 
 CONFIGS = [
