@@ -271,7 +271,13 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
 
     @reads
     def encode(self, inputs: Inputs, mask: Any = None) -> np.ndarray:
-        """Modality embeddings ``[B, 7, E]``: unit rows where present, zeros where absent."""
+        """Modality embeddings ``[B, 7, E]``: unit rows where present, zeros where absent.
+
+        A row is divided by its norm floored at ``1e-8`` (the original's
+        ``l2norm``): one whose encoder output is shorter than that — an
+        all-zero or vanishingly small input to an encoder whose biases are
+        still 0, as in a model that has not trained — comes out shorter
+        than 1, not blown up to a direction of rounding noise."""
         arrays, mask_arr = self.prepare_inputs(inputs, mask)
         self._warn_untrained(mask_arr)
         self._refuse_encoding_peak("encode", arrays, mask_arr, NUM_MODALITIES * self.config.embed_dim)
