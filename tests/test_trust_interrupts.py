@@ -179,7 +179,7 @@ def test_an_interrupt_as_a_step_ends_never_leaves_stale_cached_results_looking_c
     reference = small_model()
     reference.train_step(synthetic(32))
 
-    def interrupted(self) -> None:
+    def interrupted(self, weights: bool = True) -> None:
         raise KeyboardInterrupt
 
     monkeypatch.setattr(gm.LearnableMultiModal, "_parameters_changed", interrupted)

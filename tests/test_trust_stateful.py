@@ -792,6 +792,30 @@ def test_an_average_the_weights_left_stays_dropped_when_they_come_back(tmp_path,
     assert model.weight_average.count == 1  # a new average, not the old one's third epoch
 
 
+def test_only_writes_that_may_change_the_weights_compare_them_with_the_average(monkeypatch) -> None:
+    """Comparing the weights with an applied average reads every tensor
+    (about 1.4 ms on the recipe's model): calls that never change the
+    weights skip it and keep the average; the first that does drops it,
+    and held_by agrees with holds(state_dict())."""
+    from grapheme_multimodal.averaging import WeightAverage
+
+    model, x = small(), data_of(0)
+    model.fit(x, epochs=2, batch_size=5, ema_decay=0.5, progress=False)
+    average = model.weight_average
+    assert average.held_by(model) and average.holds(model.state_dict())
+    compared = []
+    held_by = WeightAverage.held_by
+    monkeypatch.setattr(WeightAverage, "held_by", lambda self, m: compared.append(1) or held_by(self, m))
+    model.zero_grad()
+    model.backward(data_of(1, 8))
+    model.load_optimizer_state(model.optimizer_state())
+    model.fit_normalization(x)
+    assert compared == [] and model.weight_average is average
+    model.step()
+    assert compared == [1] and model.weight_average is None
+    assert not average.held_by(model) and not average.holds(model.state_dict())
+
+
 @pytest.mark.parametrize("copy_by", ["save", "pickle"])
 @pytest.mark.parametrize("how", ["pretrained weights", "rolled back"])
 def test_an_unknown_training_record_survives_a_checkpoint(tmp_path, copy_by, how) -> None:

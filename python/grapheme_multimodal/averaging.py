@@ -135,6 +135,18 @@ class WeightAverage:
             return False
         return all(np.array_equal(np.asarray(weights[k]), v) for k, v in self.averaged_weights().items())
 
+    def held_by(self, model: "LearnableMultiModal") -> bool:
+        """:meth:`holds` of the model's weights, read a tensor at a time: a
+        model whose weights left the average (a step changes nearly every
+        tensor) is told at its first differing tensor, without a copy of
+        them all."""
+        if self.trained is None:
+            return False
+        names = [name for name, _ in model._core.param_specs()]
+        if set(names) != set(self.mean):
+            return False
+        return all(np.array_equal(model._core.get_param(k), self.mean[k].astype(np.float32)) for k in names)
+
     # ------------------------------------------------------------ checkpoints
     def metadata(self) -> Dict[str, Any]:
         """``decay`` and ``count``: what a checkpoint's metadata records of

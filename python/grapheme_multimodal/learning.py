@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, 
 
 import numpy as np
 
-from ._locking import reads, writes
+from ._locking import reads, writes, writes_leaving_weights
 from ._validation import (
     as_finite_float, as_float32, as_real_array, as_seed, check_flag, memory_budget, refuse_beyond_budget, refuse_bools,
     renamed,
@@ -165,7 +165,7 @@ class LearningMixin:
         ``learnable_temperature``, kept in [0.01, 1]) or ``config.temperature``."""
         return dict(self._core.temperatures())
 
-    @writes
+    @writes_leaving_weights
     def backward(self, batch: Union[Batch, Inputs], mask: Any = None, *, weights: Optional[Mapping[str, float]] = None) -> Dict[str, float]:
         """Like :meth:`losses`, and adds the gradients of the weighted total
         to the accumulated ones (``has_gradients()`` becomes True). No step
@@ -231,7 +231,7 @@ class LearningMixin:
         losses, _ = self._core.train_step(core_batch, w, lr)
         return dict(losses)
 
-    @writes
+    @writes_leaving_weights
     def zero_grad(self) -> None:
         """Clears the accumulated gradients (``has_gradients()`` is then False)."""
         self._core.zero_grad()
@@ -291,7 +291,7 @@ class LearningMixin:
         m, v, step, counter = self._core.optimizer_state()
         return {"step": step, "rng_counter": counter, "exp_avg": self._unflatten(m), "exp_avg_sq": self._unflatten(v)}
 
-    @writes
+    @writes_leaving_weights
     def load_optimizer_state(self, state: Mapping[str, Any]) -> None:
         """Restores a state from :meth:`optimizer_state` (checked first;
         nothing changes on error)."""
@@ -317,7 +317,7 @@ class LearningMixin:
         except InvalidValueError as err:
             raise renamed(err, {"optimizer state step": "state['step']"}) from None
 
-    @writes
+    @writes_leaving_weights
     def reset_optimizer(self) -> None:
         """Forgets Adam's moments and update count (e.g. before fine-tuning)."""
         self._core.reset_optimizer()

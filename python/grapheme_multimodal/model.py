@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, AbstractSet, Any, Dict, Iterator, List, Mappin
 import numpy as np
 
 from . import _core
-from ._locking import ModelLock, reads, uninterrupted, writes
+from ._locking import ModelLock, reads, uninterrupted, writes, writes_leaving_weights
 from ._validation import (
     IntLike,
     as_float32,
@@ -592,7 +592,7 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         encoder, or None."""
         return self._core.get_normalization(Modality.parse(modality).index)
 
-    @writes
+    @writes_leaving_weights
     def set_normalization(self, modality: ModalityKey, mean: Any = None, std: Any = None) -> None:
         """Sets ``modality``'s input standardisation ``(x - mean) / std``
         (finite, ``std >= MIN_STD`` = 1.18e-38, the smallest normal float32;
@@ -616,7 +616,7 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
                 as_float32(std, "std", 1, (d,)),
             )
 
-    @writes
+    @writes_leaving_weights
     def fit_normalization(self, inputs: Inputs, mask: Any = None) -> None:
         """Learns each given modality's mean and std from the rows marked
         present (like scikit-learn's ``StandardScaler``; a constant column, one
@@ -756,7 +756,7 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         )
 
     # --------------------------------------------------------------- internals
-    @writes
+    @writes_leaving_weights
     def _set_trained_rows(self, rows: Optional[Sequence[int]], trained: bool = False) -> None:
         """Restores the record of :attr:`trained_modalities` (per slot; None:
         not known) and whether it holds a step (``trained``, which counts only
@@ -796,14 +796,15 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         for message in self._untrained_messages(mask):
             warnings.warn(message, UntrainedModalityWarning, stacklevel=_caller_level())
 
-    def _parameters_changed(self) -> None:
+    def _parameters_changed(self, weights: bool = True) -> None:
         """Called after any change of the state: cached results are stale;
-        an applied weight average the weights have left is dropped."""
+        when the change may have reached the ``weights``, an applied weight
+        average they have left is dropped."""
         self._version += 1  # under the write lock: writers never bump it at once
         if self._cache:  # clear() of an empty WeakKeyDictionary still costs a raised KeyError
             self._cache.clear()
         average = self.__dict__.get("_weight_average")
-        if average is not None and average.trained is not None and not average.holds(self.state_dict()):
+        if weights and average is not None and average.trained is not None and not average.held_by(self):
             # Inert from the first change of the weights (averaging.py), and gone: kept, it came
             # back to life when the weights were set to the average again (load_state_dict of a
             # state_dict taken earlier), so the next fit resumed the old trained weights, where
