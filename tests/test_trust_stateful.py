@@ -399,7 +399,11 @@ class ModelSequences(RuleBasedStateMachine):
     def forward(self, seed, masked, dtype, scale) -> None:
         x = data_of(seed, 5, dtype, scale)
         mask = mask_of(5, seed) if masked else None
-        out = self.both(lambda m: m.encode_and_fuse(x, mask), may_fail=False, read=True)
+        out = self.both(lambda m: m.encode_and_fuse(x, mask), may_fail=scale >= 1e15, read=True)
+        if out is Refused:
+            # huge inputs over a learned standardisation of tiny ones (std ~1e-30) overflow float32 in
+            # the encoder: refused by an error naming the inputs (both() checks that, and that nothing changed)
+            return
         emb, fused = out
         assert np.isfinite(emb).all() and np.isfinite(fused).all()
         present = mask if mask is not None else np.isin(np.arange(7), [gm.Modality.parse(k).index for k in DIMS])[None].repeat(5, 0)
@@ -870,6 +874,8 @@ def test_fit_normalization_refuses_inputs_of_no_rows(masked) -> None:
 
 ModelSequences.TestCase.settings = settings(
     max_examples=EXAMPLES, stateful_step_count=STEPS, deadline=None,
+    # CI runs the same sequences every time (as the other property tests); a hunt (GM_STATEFUL_EXAMPLES) draws anew
+    derandomize="GM_STATEFUL_EXAMPLES" not in os.environ, database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large],
 )
 TestModelSequences = ModelSequences.TestCase
