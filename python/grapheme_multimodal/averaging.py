@@ -26,7 +26,7 @@ start a new average from the weights as they are.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Dict, Iterator, Mapping, Optional
 
 import numpy as np
 
@@ -38,6 +38,23 @@ if TYPE_CHECKING:
     from .model import LearnableMultiModal
 
 __all__ = ["WeightAverage", "check_decay", "resume"]
+
+
+class _ModelWeights(Mapping):
+    """A model's weights by name, each read from the core when looked up."""
+
+    def __init__(self, model: "LearnableMultiModal") -> None:
+        self._core = model._core
+        self._names = [name for name, _ in model._core.param_specs()]
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self._core.get_param(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
 
 
 def check_decay(decay: Any, name: str = "ema_decay") -> Optional[float]:
@@ -130,22 +147,17 @@ class WeightAverage:
         return {k: v.astype(np.float32) for k, v in self.mean.items()}
 
     def holds(self, weights: Mapping[str, np.ndarray]) -> bool:
-        """Whether ``weights`` are this applied average (nothing changed them since)."""
+        """Whether ``weights`` are this applied average (nothing changed them
+        since); compared a tensor at a time, so weights that left it (a step
+        changes nearly every tensor) are told at the first that differs."""
         if self.trained is None or set(weights) != set(self.mean):
             return False
-        return all(np.array_equal(np.asarray(weights[k]), v) for k, v in self.averaged_weights().items())
+        return all(np.array_equal(np.asarray(weights[k]), v.astype(np.float32)) for k, v in self.mean.items())
 
     def held_by(self, model: "LearnableMultiModal") -> bool:
-        """:meth:`holds` of the model's weights, read a tensor at a time: a
-        model whose weights left the average (a step changes nearly every
-        tensor) is told at its first differing tensor, without a copy of
-        them all."""
-        if self.trained is None:
-            return False
-        names = [name for name, _ in model._core.param_specs()]
-        if set(names) != set(self.mean):
-            return False
-        return all(np.array_equal(model._core.get_param(k), self.mean[k].astype(np.float32)) for k in names)
+        """:meth:`holds` of the model's weights, each read only when compared
+        (no copy of them all, as ``state_dict()`` makes)."""
+        return self.holds(_ModelWeights(model))
 
     # ------------------------------------------------------------ checkpoints
     def metadata(self) -> Dict[str, Any]:
@@ -228,7 +240,7 @@ def resume(model: "LearnableMultiModal", decay: Optional[FloatLike]) -> Optional
         return None
     previous = model._weight_average
     model._weight_average = None
-    if previous is not None and previous.holds(model.state_dict()):  # holds: applied, and unchanged since
+    if previous is not None and previous.held_by(model):  # held: applied, and unchanged since
         model._load_state_dict(previous.trained)
         return replace(previous, decay=decay, trained=None)
     return WeightAverage.start(decay)

@@ -44,6 +44,12 @@ def _rows(batch: "_CoreBatch") -> int:
     return batch.components[0] if batch.components is not None else len(batch.mask)
 
 
+def _refuse_no_rows(batch: "_CoreBatch", what: str) -> None:
+    """Refuses a batch of no rows: every loss is a mean over nothing, and 0.0 read as a perfect fit."""
+    if _rows(batch) == 0:
+        raise InvalidValueError(f"batch: no rows; expected at least one row to {what}", "batch")
+
+
 def _check_rows_to_learn_from(batch: "_CoreBatch", weights: List[float]) -> None:
     """Refuses a step with nothing to learn from, as :func:`fit` refuses
     such data: no rows, no row holding a modality, or one (holding one) and
@@ -155,8 +161,7 @@ class LearningMixin:
         """
         core_batch, w = self._learning_args(batch, mask, weights)
         training = check_flag(training, "training")  # "False" would be true: the dropout masks applied
-        if _rows(core_batch) == 0:  # every loss a mean over no rows: undefined, and 0.0 read as a perfect fit
-            raise InvalidValueError("batch: no rows; expected at least one row to compute losses of", "batch")
+        _refuse_no_rows(core_batch, "compute losses of")
         return dict(self._core.losses(core_batch, w, training))
 
     @reads
@@ -173,11 +178,9 @@ class LearningMixin:
         no rows is refused, as :meth:`losses` refuses it
         (:class:`InvalidValueError`; nothing changes)."""
         core_batch, w = self._learning_args(batch, mask, weights, training=True)
-        if _rows(core_batch) == 0:
-            # Its losses are means over nothing (0.0 read as a perfect fit), and it left zero
-            # gradients that the next step() took as a training step: Adam's count, the draw
-            # counter and weight decay moved, and every modality was recorded untrained.
-            raise InvalidValueError("batch: no rows; expected at least one row to compute gradients of", "batch")
+        # else zero gradients, which the next step() took as a training step: Adam's count, the
+        # draw counter and weight decay moved, and every modality was recorded untrained
+        _refuse_no_rows(core_batch, "compute gradients of")
         return dict(self._core.backward(core_batch, w))
 
     @writes

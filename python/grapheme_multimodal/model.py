@@ -583,7 +583,7 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         weights have changed since."""
         with self._lock.reading():
             average = self._weight_average
-            return average if average is not None and average.holds(self.state_dict()) else None
+            return average if average is not None and average.held_by(self) else None
 
     # ---------------------------------------------------- input standardisation
     @reads
