@@ -403,6 +403,30 @@ def test_uci_targets_prints_the_scorecard(capsys):
     assert out[0].startswith("split 0 (seeds [0, 1, 2]): P@1 ")
     assert targets.main([str(recipe), "--seeds", "0"]) == 0
     assert capsys.readouterr().out.splitlines()[-1] == "targets missed: 21 of 80"
+    assert targets.main([str(recipe), "--shortfalls"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[2] == "  short of the raw views: fac+pix -1.0 rows (seeds -5 to +1); fac+zer -0.7 rows (seeds -2 to +2)"
+    for split, f in targets.load_splits([recipe]).items():  # the listed pairs are the ones the count misses
+        short = targets.shortfalls(targets.merged_splits([recipe])[split])
+        assert len([s for s in short if "+" in s.name]) == f.n_two_view - f.two_view_pairs
+        assert ("fused 5-NN" in [s.name for s in short]) == (f.fused_knn < f.raw_knn)
+        assert all(s.worst <= s.mean <= s.best and s.mean < 0 for s in short)
+    text = " ".join(OBJECTIVES[OBJECTIVES.index("How far short they are"):].split())
+    for name in (recipe, three):
+        splits = targets.merged_splits([name])
+        short = [s for k in splits for s in targets.shortfalls(splits[k])]
+        two = [s for s in short if "+" in s.name]
+        n, reach = len(short), sum(s.best >= 0 for s in short)
+        mean, worst = -sum(s.mean for s in short) / n, -min(s.mean for s in short)
+        if name == recipe:
+            quoted = (f"{n} comparisons ({len(two)} two-view pairs, {sum('pix' in s.name for s in two)} of them with pix; "
+                      f"the fused 5-NN on {sum(s.name == 'fused 5-NN' for s in short)} splits; the probe on "
+                      f"{sum(s.name == 'probe' for s in short)}), by {mean:.1f} digits of 400 on average and {worst:.1f} at most",
+                      f"on {reach} of the {n} the best of the three seeds reaches the raw views")
+        else:
+            quoted = (f"{n} comparisons, by {mean:.1f} digits on average ({worst:.1f} at most), the best seed reaching the raw views on {reach}",)
+        for sentence in quoted:
+            assert sentence in text, f"docs/objectives.md should say: {sentence}"
     with pytest.raises(SystemExit, match="already read"):  # one file twice: its runs counted twice
         targets.main([str(recipe), str(recipe)])
     with pytest.raises(SystemExit, match="none of"):
