@@ -571,10 +571,14 @@ def fit_ensemble(
     jobs = resolve_n_jobs(n_jobs, members)
     if members > 1:
         check_views(views)
+        modalities = view_modalities(views)
+        try:  # each view's width, by fit_views' names: np.shape(x)[1] of a 1-D view, a str or None was an IndexError
+            input_dims = _input_dims({modalities[v]: x for v, x in views.items()})
+        except (GraphemeError, TypeError) as err:
+            raise renamed(err, {**view_names(modalities, "inputs", "views"), "inputs": "views"}) from None
         # every member is held until the ensemble is made: counted before any trains (by an untrained model of the
         # settings); past memory, the members trained until an allocation aborted the process
-        probe = LearnableMultiModal(input_dims={view_modalities(views)[v]: np.shape(x)[1] for v, x in views.items()},
-                                    **(settings or TrainingSettings()).model_options())
+        probe = LearnableMultiModal(input_dims=input_dims, **(settings or TrainingSettings()).model_options())
         refuse_members_beyond_memory(probe.num_parameters(), members, "members")
         del probe
     if jobs > 1:  # one read-only copy for all the members, not one each (fit copies a writable array for itself)
