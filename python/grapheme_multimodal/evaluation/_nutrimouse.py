@@ -31,6 +31,8 @@ from ._multiview import _embedded_views
 __all__ = ["nutrimouse_cv", "NUTRIMOUSE_ANCHORS"]
 
 _QUERY, _GALLERY = "gene", "lipid"
+#: The canonical components of every anchor (scikit-learn's CCA and PLSCanonical, ExactCCA).
+_ANCHOR_COMPONENTS = 2
 
 
 def _sklearn_scores(kind: str) -> Callable:
@@ -43,14 +45,14 @@ def _sklearn_scores(kind: str) -> Callable:
         with threadpool_limits(limits=1, user_api="blas"), warnings.catch_warnings():
             # Its iteration cap is part of what is being compared with.
             warnings.simplefilter("ignore", ConvergenceWarning)
-            model = (CCA if kind == "cca" else PLSCanonical)(n_components=2)
+            model = (CCA if kind == "cca" else PLSCanonical)(n_components=_ANCHOR_COMPONENTS)
             return model.fit(x_train, y_train).transform(x_test, y_test)
 
     return scores
 
 
 def _exact_cca_scores(x_train, y_train, x_test, y_test):
-    return ExactCCA(2).fit(x_train, y_train).transform(x_test, y_test)
+    return ExactCCA(_ANCHOR_COMPONENTS).fit(x_train, y_train).transform(x_test, y_test)
 
 
 #: Anchor name -> ``scores(x_train, y_train, x_test, y_test) -> (x_scores, y_scores)``.
@@ -107,21 +109,31 @@ def nutrimouse_cv(
     # named here: scikit-learn's words were "Number of repetitions must be greater than 0", "Seed must be
     # between 0 and 2**32 - 1", and n_splits=True was taken for 1
     n_splits, n_repeats = as_positive_int(n_splits, "n_splits"), as_positive_int(n_repeats, "n_repeats")
-    fewest = int(np.bincount(data.diet).min())  # the folds are stratified by diet: each needs a mouse of every diet
-    if not 2 <= n_splits <= fewest:
-        raise InvalidValueError(
-            f"n_splits: expected an int in [2, {fewest}] (the fewest mice of one diet: the folds are stratified by it), "
-            f"got {n_splits}", "n_splits")
-    random_state = as_seed(random_state, "random_state", below=2**32)
     anchors = check_flag(anchors, "anchors")
     for view in (_QUERY, _GALLERY):
-        # here, by the data's row: standardize named a fold's row of its own train_views['gene']
+        # here, by the data's row: standardize named a fold's row of its own train_views['gene']; and before the
+        # diets are counted: a Nutrimouse of no mice was numpy's "zero-size array to reduction operation minimum"
         _finite_2d(f"data.views[{view!r}]", data.views[view])
+        if anchors and data.views[view].shape[1] < _ANCHOR_COMPONENTS:
+            # else scikit-learn's "`n_components` upper bound is 1. Got 2 instead", naming no view
+            raise InvalidValueError(
+                f"data.views[{view!r}]: has {data.views[view].shape[1]} column; the anchors fit {_ANCHOR_COMPONENTS} "
+                f"canonical components, which need at least {_ANCHOR_COMPONENTS} columns in each view; expected a "
+                "wider view, or anchors=False", f"data.views[{view!r}]")
         if anchors and not np.ptp(data.views[view], axis=0).any():
             # else the anchors' all-zero scores, named as the metric's "query", which this function has not
             raise InvalidValueError(
                 f"data.views[{view!r}]: every column is constant, which leaves the anchors' CCA nothing to correlate; "
                 "expected a view whose values vary", f"data.views[{view!r}]")
+    # the folds are stratified by diet: each needs a mouse of every diet the data holds. Counted over those diets
+    # only: np.bincount counted a code no mouse has (a subset of the mice without one diet) as a diet of 0 mice,
+    # and every n_splits was refused as outside "[2, 0]"
+    fewest = int(np.unique(data.diet, return_counts=True)[1].min())
+    if not 2 <= n_splits <= fewest:
+        raise InvalidValueError(
+            f"n_splits: expected an int in [2, {fewest}] (the fewest mice of one diet: the folds are stratified by it), "
+            f"got {n_splits}", "n_splits")
+    random_state = as_seed(random_state, "random_state", below=2**32)
     folds = RepeatedStratifiedKFold(n_splits=n_splits, n_repeats=n_repeats, random_state=random_state)
     methods = (["ours"] if recipe is not None else []) + (list(NUTRIMOUSE_ANCHORS) if anchors else [])
     shape = {m: (len(seed_list), n_repeats) if m == "ours" else (n_repeats,) for m in methods}
