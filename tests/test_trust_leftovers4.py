@@ -1,0 +1,95 @@
+"""Defects of the data-science surface left open by the earlier audits, found
+by feeding it what users feed it: a view that is no [N, d] array given to
+an ensemble of several members, and hand-made Nutrimouse data (a subset of
+the mice, a view of one column). Each test says what a user saw before the fix."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+import grapheme_multimodal as gm
+
+pytest.importorskip("sklearn")
+
+from grapheme_multimodal import datasets, evaluation, uci  # noqa: E402
+
+_SETTINGS = uci.TrainingSettings(epochs=1, embed_dim=8, hidden_dim=16, num_heads=2, encoder_hidden=(16,),
+                                 batch_size=32, validation_fraction=0.0)
+
+
+# ------------------------------------------------ 1. fit_ensemble's views of no width
+@pytest.mark.parametrize("view, error, message", [
+    (np.arange(20.0), gm.ShapeError, r"^views\['a'\]: expected a 2-D array \[N, d\], got shape \(20,\)"),
+    (np.float64(1.0), gm.ShapeError, r"^views\['a'\]: expected a 2-D array \[N, d\], got shape \(\)"),
+    (None, TypeError, r"^views\['a'\]: expected a real-valued numeric array"),
+    ("abc", TypeError, r"^views\['a'\]: expected a real-valued numeric array"),
+    ([[1.0, 2.0], [3.0]], gm.InvalidValueError, r"^views\['a'\]: could not be read as a numeric array"),
+    ({1.0, 2.0}, TypeError, r"^views\['a'\]: got a set; expected an array or a list"),
+])
+@pytest.mark.parametrize("members", [1, 2])
+def test_fit_ensemble_names_a_view_of_no_width_as_one_member_does(view, error, message, members) -> None:
+    # with members > 1 each was an IndexError "tuple index out of range" (the ragged list numpy's own
+    # ValueError), naming no view: the widths were read as np.shape(x)[1] before any check; one member
+    # (fit_views) named the view all along
+    views = {"a": view, "b": np.random.default_rng(0).normal(size=(20, 3))}
+    with pytest.raises(error, match=message) as err:
+        uci.fit_ensemble(views, settings=_SETTINGS, members=members)
+    if isinstance(err.value, gm.GraphemeError):
+        assert err.value.arg == "views['a']"
+
+
+def test_fit_ensemble_names_a_view_keyed_by_an_int() -> None:
+    views = {0: np.random.default_rng(0).normal(size=(20, 3)), 1: np.arange(20.0)}
+    with pytest.raises(gm.ShapeError, match=r"^views\[1\]: expected a 2-D array") as err:
+        uci.fit_ensemble(views, settings=_SETTINGS, members=2)
+    assert err.value.arg == "views[1]"
+
+
+# ------------------------------------------------ 2. nutrimouse_cv of hand-made data
+@pytest.fixture(scope="module")
+def nutrimouse():
+    try:
+        return datasets.load_nutrimouse()
+    except (ModuleNotFoundError, FileNotFoundError) as err:
+        pytest.skip(str(err))
+
+
+def _mice(data, rows: np.ndarray, **changes):
+    return dataclasses.replace(data, views={v: x[rows] for v, x in data.views.items()}, genotype=data.genotype[rows],
+                               diet=data.diet[rows], **changes)
+
+
+def test_nutrimouse_cv_of_mice_without_one_diet_is_that_of_the_diets_they_have(nutrimouse) -> None:
+    # every n_splits was refused: "n_splits: expected an int in [2, 0] (the fewest mice of one diet ...)", as
+    # np.bincount counted the diet no mouse of the subset has as a diet of 0 mice
+    rows = np.flatnonzero(nutrimouse.diet != 0)
+    subset = _mice(nutrimouse, rows)
+    # the same mice with the four diets they have coded 0..3: what worked before, the same folds
+    recoded = dataclasses.replace(subset, diet=subset.diet - 1, diet_names=nutrimouse.diet_names[1:])
+    got = evaluation.nutrimouse_cv(None, subset, n_repeats=1)
+    expected = evaluation.nutrimouse_cv(None, recoded, n_repeats=1)
+    assert got.keys() == expected.keys()
+    for method in expected:
+        for target in expected[method]:
+            np.testing.assert_array_equal(got[method][target], expected[method][target])
+    with pytest.raises(gm.InvalidValueError, match=r"^n_splits: expected an int in \[2, 8\]"):
+        evaluation.nutrimouse_cv(None, subset, n_repeats=1, n_splits=9)
+
+
+def test_nutrimouse_cv_of_no_mice_names_the_data(nutrimouse) -> None:
+    # was numpy's "zero-size array to reduction operation minimum which has no identity"
+    with pytest.raises(gm.ShapeError, match=r"^data\.views\['gene'\] must be a non-empty 2-D array") as err:
+        evaluation.nutrimouse_cv(None, _mice(nutrimouse, np.arange(0)), n_repeats=1)
+    assert err.value.arg == "data.views['gene']"
+
+
+def test_nutrimouse_cv_names_a_view_too_narrow_for_the_anchors(nutrimouse) -> None:
+    # was scikit-learn's "`n_components` upper bound is 1. Got 2 instead. Reduce `n_components`.", naming no view
+    narrow = dataclasses.replace(nutrimouse, views={**nutrimouse.views, "lipid": nutrimouse.views["lipid"][:, :1]})
+    with pytest.raises(gm.InvalidValueError, match=r"^data\.views\['lipid'\]: has 1 column; the anchors fit 2 "
+                                                   r"canonical components") as err:
+        evaluation.nutrimouse_cv(None, narrow, n_repeats=1)
+    assert err.value.arg == "data.views['lipid']"
