@@ -93,3 +93,30 @@ def test_nutrimouse_cv_names_a_view_too_narrow_for_the_anchors(nutrimouse) -> No
                                                    r"canonical components") as err:
         evaluation.nutrimouse_cv(None, narrow, n_repeats=1)
     assert err.value.arg == "data.views['lipid']"
+
+
+# ------------------------------------------------ 3. the estimator's masked float32 views
+def test_masked_float32_views_are_embedded_as_their_plain_float32_arrays() -> None:
+    # a masked float32 view came back float64 (it was cast to float64 before check_array), where the same
+    # plain float32 array, its masked rows NaN, gives float32: twice the memory, and not the dtype
+    # MultimodalEmbedder's tags promise to preserve
+    from grapheme_multimodal.sklearn import MultimodalEmbedder
+
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(40, 3))
+    a, b = (z @ rng.normal(size=(3, 5))).astype(np.float32), (z @ rng.normal(size=(3, 4))).astype(np.float32)
+    hidden = np.repeat((np.arange(40) % 7 == 0)[:, None], 5, axis=1)
+    masked = np.ma.masked_array(a, mask=hidden)
+    plain = np.where(hidden, np.float32(np.nan), a)
+    options = dict(embed_dim=8, hidden_dim=16, num_heads=2, epochs=1, encoder_hidden=(16,), shared_head=(16, 8),
+                   batch_size=16, validation_fraction=0)
+    estimator = MultimodalEmbedder(**options)
+    got = estimator.fit_transform([masked, np.ma.masked_array(b)])
+    expected = MultimodalEmbedder(**options).fit_transform([plain, b])
+    assert got.dtype == expected.dtype == np.float32
+    np.testing.assert_array_equal(got, expected)
+    one_view = MultimodalEmbedder(**options).fit(a)
+    assert one_view.transform(np.ma.masked_array(a)).dtype == one_view.transform(a).dtype == np.float32
+    # what check_array gives the plain array, as before: float64 for float16, integers and big-endian float32
+    for other in (a.astype(np.float16), a.astype(">f4"), (a * 100).astype(np.int32)):
+        assert one_view.transform(np.ma.masked_array(other)).dtype == one_view.transform(other).dtype == np.float64

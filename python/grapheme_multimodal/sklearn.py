@@ -564,8 +564,11 @@ def _as_views(Xs: Any, estimator: MultimodalEmbedder, reset: bool) -> List[np.nd
     else:
         raw = [Xs]
     # check_array would take the values under a mask as data: masked entries are
-    # NaN instead, so a wholly masked row is a missing view and a partly masked one refused
-    raw = [np.ma.filled(x.astype(np.float64), np.nan) if is_masked_array(x) else x for x in raw]
+    # NaN instead, so a wholly masked row is a missing view and a partly masked one refused.
+    # Cast as check_array casts the plain array (float32 kept, the rest float64): cast to
+    # float64 always, a masked float32 view was embedded as float64, its plain array as float32.
+    raw = [np.ma.filled(x.astype(np.float32 if x.dtype == np.float32 else np.float64), np.nan)
+           if is_masked_array(x) else x for x in raw]
     if len(raw) == 1:  # one view: the plain scikit-learn contract, n_features_in_ included
         if reset:  # set by a previous fit on several views: transform named their columns as seen in this fit
             estimator.__dict__.pop("_view_columns", None)
