@@ -120,3 +120,35 @@ def test_masked_float32_views_are_embedded_as_their_plain_float32_arrays() -> No
     # what check_array gives the plain array, as before: float64 for float16, integers and big-endian float32
     for other in (a.astype(np.float16), a.astype(">f4"), (a * 100).astype(np.int32)):
         assert one_view.transform(np.ma.masked_array(other)).dtype == one_view.transform(other).dtype == np.float64
+
+
+# ------------------------------------------------ 4. standardize of integers beyond 2**53
+@pytest.mark.parametrize("offset, dtype", [(2**61, np.int64), (-(2**62), np.int64), (2**63 + 5, np.uint64)])
+def test_standardize_of_integers_beyond_2_to_53_is_that_of_the_integers(offset, dtype) -> None:
+    # nanosecond timestamps or ids: cast to float64 as they were, they rounded to float64's spacing there
+    # (256 and more), and the z-scores of rows a few units apart were one value (off by up to 1.9 here); the
+    # anchors standardise every view first, so exact CCA, the raw k-NN and the probe saw that too
+    rng = np.random.default_rng(0)
+    small = {"a": rng.integers(0, 1000, size=(60, 3)), "b": rng.integers(0, 1000, size=(60, 2))}
+    test = {v: rng.integers(0, 1000, size=(20, x.shape[1])) for v, x in small.items()}
+    shift = lambda views: {v: (x.astype(dtype) + dtype(offset)) if offset > 0 else x + offset  # noqa: E731
+                           for v, x in views.items()}
+    got = datasets.standardize(shift(small), shift(test))
+    expected = datasets.standardize(small, test)
+    for split in range(2):
+        for v in small:
+            np.testing.assert_array_equal(got[split][v], expected[split][v])
+    labels = np.arange(60) % 3
+    splits = [datasets.MultipleFeatures(views, y) for views, y in ((small, labels), (test, labels[:20]))]
+    shifted = [datasets.MultipleFeatures(shift(s.views), s.labels) for s in splits]
+    assert evaluation.compute_anchors(*shifted, cca_components=2, multiview=()) == \
+        evaluation.compute_anchors(*splits, cca_components=2, multiview=())
+
+
+def test_standardize_of_ordinary_views_is_as_before() -> None:
+    # integers within 2**53 and floats take the old path, cast as they are
+    rng = np.random.default_rng(1)
+    for view in (rng.integers(-2**40, 2**40, size=(30, 4)), rng.normal(size=(30, 4))):
+        x = view.astype(np.float64)
+        expected = ((x - x.mean(axis=0)) / x.std(axis=0)).astype(np.float32)
+        np.testing.assert_array_equal(datasets.standardize({"v": view})[0]["v"], expected)

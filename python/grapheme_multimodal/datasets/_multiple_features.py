@@ -22,6 +22,7 @@ from typing import List, Literal, Optional, Tuple, Union, overload
 
 import numpy as np
 
+from .._exact_ints import IntOffset, beyond_float64, column_minimum, minus
 from .._validation import FLOAT32_MAX, FloatLike, IntLike, as_finite_float, as_seed, check_flag, describe
 from ..exceptions import InvalidValueError, NonFiniteError, ShapeError
 from ..io import MISSING, file_kind
@@ -306,9 +307,13 @@ def standardize(
     """
     if not isinstance(train_views, Mapping):
         raise TypeError(f"train_views: expected a mapping view name -> [n, d] array, got {describe(train_views)}")
-    stats: dict[str, tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]] = {}
+    stats: dict[str, tuple[np.ndarray, np.ndarray, Optional[np.ndarray], Optional[IntOffset]]] = {}
     for name, view in train_views.items():
-        x = _finite_2d(f"train_views[{name!r}]", view).astype(np.float64)
+        x = _finite_2d(f"train_views[{name!r}]", view)
+        # integers beyond 2**53 (nanosecond timestamps, ids) less each column's smallest, exactly: cast as they
+        # were, they rounded to float64's spacing there (256 and more), and rows a few units apart got one z-score
+        offset = column_minimum(x) if beyond_float64(x) else None
+        x = x.astype(np.float64) if offset is None else minus(x, offset)
         # a column beyond 2**±500 is scaled by a power of two first (the z-scores are the same):
         # else its variance overflowed to inf (z-scores 0) or underflowed to 0 (z-scores huge)
         shift = _column_shift(x)
@@ -317,7 +322,7 @@ def standardize(
         std = x.std(axis=0)
         # a constant column's mean, of n copies of c, may round off c: its std was then that
         # rounding, not 0, and its z-scores ±1
-        stats[name] = (_column_means(x), np.where((std > 0) & ~_constant_columns(x), std, 1.0), shift)
+        stats[name] = (_column_means(x), np.where((std > 0) & ~_constant_columns(x), std, 1.0), shift, offset)
 
     def apply(views: Mapping[str, np.ndarray], which: str) -> dict[str, np.ndarray]:
         if not isinstance(views, Mapping):
@@ -327,12 +332,13 @@ def standardize(
                 f"{which} has views {sorted(views)}, expected the training views {sorted(stats)}", which
             )
         out = {}
-        for name, (mean, std, shift) in stats.items():
-            x = _finite_2d(f"{which}[{name!r}]", views[name]).astype(np.float64)
+        for name, (mean, std, shift, offset) in stats.items():
+            x = _finite_2d(f"{which}[{name!r}]", views[name])
             if x.shape[1] != mean.shape[0]:
                 raise ShapeError(
                     f"{which}[{name!r}] must have shape [n, {mean.shape[0]}], got {x.shape}", which
                 )
+            x = x.astype(np.float64) if offset is None else minus(x, offset)  # shifted as the training view was
             z = ((x if shift is None else np.ldexp(x, shift)) - mean) / std
             if np.abs(z).max(initial=0) > np.finfo(np.float32).max:
                 raise NonFiniteError(
