@@ -1,7 +1,9 @@
 """Defects of the data-science surface left open by the earlier audits, found
 by feeding it what users feed it: a view that is no [N, d] array given to
-an ensemble of several members, and hand-made Nutrimouse data (a subset of
-the mice, a view of one column). Each test says what a user saw before the fix."""
+an ensemble of several members, hand-made Nutrimouse data (a subset of the
+mice, no mice, a view of one column, more repeats than memory holds), a
+masked float32 view given to the estimator, and integer views beyond 2**53
+standardised for the anchors. Each test says what a user saw before the fix."""
 
 from __future__ import annotations
 
@@ -152,3 +154,12 @@ def test_standardize_of_ordinary_views_is_as_before() -> None:
         x = view.astype(np.float64)
         expected = ((x - x.mean(axis=0)) / x.std(axis=0)).astype(np.float32)
         np.testing.assert_array_equal(datasets.standardize({"v": view})[0]["v"], expected)
+
+
+@pytest.mark.parametrize("n_repeats", [10**15, 2**63])
+def test_nutrimouse_cv_refuses_more_repeats_than_memory_holds_by_name(nutrimouse, n_repeats) -> None:
+    # were numpy's "Unable to allocate 7.1 PiB for an array with shape (1000000000000000,)" and, at 2**63,
+    # "Maximum allowed dimension exceeded" (a ValueError), naming no argument
+    with pytest.raises(gm.TooLargeError, match=rf"^n_repeats: the figures of {n_repeats:,} repeats take ") as err:
+        evaluation.nutrimouse_cv(None, nutrimouse, n_repeats=n_repeats)
+    assert err.value.arg == "n_repeats"

@@ -20,7 +20,7 @@ from typing import Callable, Dict, Iterable, Mapping, Optional, Sequence
 import numpy as np
 
 from .._readonly import ReadOnlyMapping
-from .._validation import IntLike, as_positive_int, as_seed, check_flag
+from .._validation import IntLike, as_positive_int, as_seed, check_flag, refuse_beyond_budget
 from ..datasets import NUTRIMOUSE_TARGETS, Nutrimouse, load_nutrimouse, standardize
 from ..exceptions import InvalidValueError
 from ..metrics import _finite_2d, _sklearn, cross_view_retrieval
@@ -137,6 +137,11 @@ def nutrimouse_cv(
     folds = RepeatedStratifiedKFold(n_splits=n_splits, n_repeats=n_repeats, random_state=random_state)
     methods = (["ours"] if recipe is not None else []) + (list(NUTRIMOUSE_ANCHORS) if anchors else [])
     shape = {m: (len(seed_list), n_repeats) if m == "ours" else (n_repeats,) for m in methods}
+    # the figures of every repeat are held at once: past memory numpy's bare "Unable to allocate 7.28 TiB" (or,
+    # past 2**63, "Maximum allowed dimension exceeded"), naming no argument
+    cells = sum(int(np.prod(s, dtype=object)) for s in shape.values()) * len(NUTRIMOUSE_TARGETS)
+    refuse_beyond_budget(8 * cells, "n_repeats", "the figures of {n_repeats:,} repeats take {bytes} bytes",
+                         remedy="fewer repeats", n_repeats=n_repeats)
     sums = {m: {t: np.zeros(shape[m]) for t in NUTRIMOUSE_TARGETS} for m in methods}
     for index, (train_rows, test_rows) in enumerate(folds.split(data.views[_QUERY], data.diet)):
         repeat = index // n_splits
