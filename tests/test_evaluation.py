@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import grapheme_multimodal as gm
-from grapheme_multimodal import datasets, evaluation
+from grapheme_multimodal import datasets, evaluation, uci
 from grapheme_multimodal.evaluation import ExactCCA
 
 pytest.importorskip("sklearn")
@@ -338,6 +338,27 @@ def test_six_views_skip_the_output_modality():
     assert gm.Modality.ACTION not in evaluation.view_modalities(names).values()
     with pytest.raises(ValueError, match="at most 6"):
         evaluation.view_modalities(names + ["v6"])
+
+
+def test_views_named_as_modalities_take_those_slots():
+    """In order alone, {"linguistic": text, "visual": image} put the text in
+    the visual slot, and the model's own calls by modality read the wrong view."""
+    M = gm.Modality
+    assert evaluation.view_modalities(["linguistic", "visual"]) == {"linguistic": M.LINGUISTIC, "visual": M.VISUAL}
+    assert evaluation.view_modalities([M.ABSTRACT, "a", "Visual", "b"]) == {
+        M.ABSTRACT: M.ABSTRACT, "a": M.AUDITORY, "Visual": M.VISUAL, "b": M.LINGUISTIC}
+    # other names keep the order; "action" names no input slot, so it is a name like another
+    assert evaluation.view_modalities(["action", "x"]) == {"action": M.VISUAL, "x": M.AUDITORY}
+    with pytest.raises(ValueError, match="'visual' and 'VISUAL' both name the visual slot"):
+        evaluation.view_modalities(["visual", "VISUAL"])
+    with pytest.raises(ValueError, match="output modality"):
+        evaluation.view_modalities([M.ACTION])
+    rng = np.random.default_rng(0)
+    views = {"linguistic": rng.normal(size=(40, 3)), "visual": rng.normal(size=(40, 5))}
+    settings = uci.TrainingSettings(epochs=1, embed_dim=8, hidden_dim=8, num_heads=2, encoder_hidden=(8,),
+                                    encoder_output_dim=8, batch_size=20, min_validation_rows=1)
+    model = uci.fit_views(views, settings=settings).model
+    assert model.config.input_dims[M.LINGUISTIC.index] == 3 and model.config.input_dims[M.VISUAL.index] == 5
 
 
 # --- real data ----------------------------------------------------------------

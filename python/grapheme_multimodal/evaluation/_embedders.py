@@ -46,14 +46,41 @@ Recipe = Callable[[Mapping[str, np.ndarray], int], ViewEmbedder]
 
 
 def view_modalities(names: Iterable[str]) -> Dict[str, Modality]:
-    """Assigns views to the input modality slots in order (visual, auditory,
-    linguistic, tactile, proprioceptive, abstract; action is the output
-    modality and stays empty): at most six views."""
+    """Assigns views to the input modality slots: a view named as an input
+    modality (a :class:`Modality`, or its name in any case) takes that slot,
+    and the others the slots left, in order (visual, auditory, linguistic,
+    tactile, proprioceptive, abstract; action is the output modality and
+    stays empty): at most six views."""
     names = view_name_list(names, "views")
     slots = [m for m in Modality if m.is_input]
     if len(names) > len(slots) or len(set(names)) != len(names):
         raise InvalidValueError(f"views: expected at most {len(slots)} distinct view names, got {names}", "views")
-    return dict(zip(names, slots))
+    # by name first: in order alone, {"linguistic": text, "visual": image} put the text in the visual
+    # slot, and the model's own calls by modality (model.encode("visual", ...)) read the wrong view
+    named: Dict[str, Modality] = {}
+    for name in names:
+        slot = _slot_named(name)
+        if slot is None:
+            continue
+        taken = [other for other, m in named.items() if m is slot]
+        if taken:
+            raise InvalidValueError(f"views: {taken[0]!r} and {name!r} both name the {slot} slot; expected one view a slot", "views")
+        named[name] = slot
+    free = iter(m for m in slots if m not in named.values())
+    return {name: named[name] if name in named else next(free) for name in names}
+
+
+def _slot_named(name: Any) -> Optional[Modality]:
+    """The input modality ``name`` names (a :class:`Modality` or its name in
+    any case), or None for any other view name."""
+    if isinstance(name, Modality):
+        if not name.is_input:
+            raise InvalidValueError(f"views: {name} is the output modality; no view can take its slot", "views")
+        return name
+    if isinstance(name, str) and name.upper() in Modality.__members__:
+        slot = Modality[name.upper()]
+        return slot if slot.is_input else None  # a view called "action" is a name like any other
+    return None
 
 
 def check_views(views: Any, arg: str = "views") -> None:
