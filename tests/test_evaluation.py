@@ -430,3 +430,22 @@ def test_nutrimouse_protocol_scores_a_model_like_its_anchor():
     # Genotype is far easier than diet (2 classes vs 5), for every method.
     for values in results.values():
         assert values["genotype"].mean() > values["diet"].mean()
+
+
+def test_a_masked_entry_in_an_embedders_view_is_refused_without_the_models_mask_remedy():
+    """The model's refusal said "leave the rows out with mask=", an argument
+    the embedder does not take: every view it is given is present in every row."""
+    rng = np.random.default_rng(0)
+    views = {"a": rng.normal(size=(6, 3)), "b": rng.normal(size=(6, 4))}
+    modalities = evaluation.view_modalities(views)
+    model = gm.LearnableMultiModal(embed_dim=8, hidden_dim=8, num_heads=2, seed=0,
+                                   input_dims={m: views[v].shape[1] for v, m in modalities.items()})
+    embedder = evaluation.ModelEmbedder(model, modalities)
+    masked = np.ma.masked_array(views["a"], mask=np.zeros((6, 3), bool))
+    masked.mask[2, 1] = True
+    for call in (embedder.embed_views, embedder.embed_fused):
+        with pytest.raises(ValueError, match=r"views\['a'\]: a masked array with 1 masked entries") as err:
+            call({"a": masked, "b": views["b"]})
+        assert "mask=" not in str(err.value)
+    masked.mask[2, 1] = False  # nothing masked: the same as the plain array
+    np.testing.assert_array_equal(embedder.embed_fused({"a": masked, "b": views["b"]}), embedder.embed_fused(views))

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Mapping, Option
 
 import numpy as np
 
-from .._validation import IntLike, describe, renamed
+from .._validation import IntLike, describe, renamed, unmasked
 from ..exceptions import GraphemeError, InvalidValueError
 from ..types import Modality
 from ._pairs import view_name_list
@@ -129,7 +129,10 @@ class ModelEmbedder:
         unknown = sorted(set(views) - set(self.modalities))
         if unknown:
             raise InvalidValueError(f"views: unknown view names {unknown}; this model knows {list(self.modalities)}", "views")
-        return {self.modalities[v]: x for v, x in views.items()}
+        # a masked entry is refused here, not by the model, whose remedy ("leave the rows out with mask=")
+        # is no argument of the embedder: every view given here is present in every row
+        return {self.modalities[v]: unmasked(x, f"views[{v!r}]", remedy="fill them, or embed only the rows that have them")
+                if isinstance(x, np.ma.MaskedArray) else x for v, x in views.items()}
 
     def embed_views(self, views: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
         """Each given view's modality embedding ``[N, E]`` (``model.encode``)."""
