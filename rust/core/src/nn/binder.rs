@@ -58,6 +58,22 @@ pub enum BinderFactors<T> {
     Bilinear { xw: Array2<T> },
 }
 
+/// The strength of a binder logit: its sigmoid, or NaN when the logit is not
+/// finite, which the model's callers refuse as an overflow. With finite
+/// parameters and inputs, an infinite logit means that some partial sum
+/// overflowed float32, and which infinity it became is not the sign of the
+/// true logit (an additive logit of about +1e38 came out -inf), so the
+/// sigmoid's 0 or 1 of it was a strength picked by the overflow, answered
+/// without a word where the bilinear binder's NaN was refused.
+#[inline]
+fn strength<T: Real>(logit: T) -> T {
+    if logit.is_finite() {
+        sigmoid(logit)
+    } else {
+        T::nan()
+    }
+}
+
 /// `binder.weight` (`[1, 2E]` additive, `[E, E]` bilinear), `binder.bias [1]`.
 #[derive(Debug, Clone)]
 pub struct CrossModalBinder {
@@ -97,9 +113,10 @@ impl CrossModalBinder {
         }
     }
 
-    /// Strength of each row pair: `a [N, E]`, `b [N, E]` → `[N]` in [0, 1].
+    /// Strength of each row pair: `a [N, E]`, `b [N, E]` → `[N]` in [0, 1]
+    /// (NaN where the logit overflowed: see [`strength`]).
     pub fn forward<T: Real>(&self, params: Params<T>, a: ArrayView2<T>, b: ArrayView2<T>) -> Array1<T> {
-        self.logits(params, a, b).mapv(sigmoid)
+        self.logits(params, a, b).mapv(strength)
     }
 
     /// Backward of [`Self::logits`]: accumulates `dW`, `dc` from `d_logits
@@ -153,7 +170,7 @@ impl CrossModalBinder {
             for i in (0..NUM_MODALITIES).filter(|&i| mask[[r, i]]) {
                 for j in (0..NUM_MODALITIES).filter(|&j| mask[[r, j]]) {
                     let logit = self.pair_logit(&factors, flat.view(), r * NUM_MODALITIES + i, r * NUM_MODALITIES + j, c);
-                    out[[r, i, j]] = sigmoid(logit);
+                    out[[r, i, j]] = strength(logit);
                 }
             }
         }

@@ -102,6 +102,39 @@ fn a_finite_setting_cannot_poison_the_weights() {
 }
 
 #[test]
+fn a_binder_logit_that_overflows_is_refused_not_saturated_to_the_wrong_strength() {
+    // Additive binder weights 1 on four entries of `a` holding 2e38, 2e38, -3e38, -3e38: the
+    // logit is -2e38 (strength 0), but a partial sum of the two positives overflows to +inf,
+    // whose sigmoid answered 1 without a word. Placed at several strides, so that some
+    // placement shares an accumulator in the portable and the AVX2 kernels alike.
+    let config = Config { embed_dim: 64, num_heads: 4, ..Config::default() };
+    let mut model = LearnableMultiModal::<f32>::new(config).unwrap();
+    for step in [1usize, 2, 4, 8, 16] {
+        let mut w = ndarray::Array2::<f32>::zeros((1, 128));
+        let mut a = Array2::<f32>::zeros((1, 64));
+        for (k, value) in [2e38f32, 2e38, -3e38, -3e38].into_iter().enumerate() {
+            w[[0, k * step]] = 1.0;
+            a[[0, k * step]] = value;
+        }
+        model.set_param("binder.weight", w.into_dyn().view()).unwrap();
+        model.set_param("binder.bias", Array1::<f32>::zeros(1).into_dyn().view()).unwrap();
+        let b = Array2::<f32>::zeros((1, 64));
+        match model.bind(a.view(), b.view()) {
+            Err(err) => assert!(matches!(err, Error::Overflow { .. }) && err.arg() == "a", "{err}"),
+            Ok(s) => assert_eq!(s[0], 0.0, "stride {step}: the strength of a logit of -2e38"),
+        }
+        let mut emb = Array3::<f32>::zeros((1, 7, 64));
+        emb.slice_mut(ndarray::s![0, 0, ..]).assign(&a.row(0));
+        emb[[0, 1, 0]] = 1e-3;
+        let mask = Array2::from_shape_fn((1, 7), |(_, m)| m < 2);
+        match model.pair_strengths(emb.view(), mask.view()) {
+            Err(err) => assert!(matches!(err, Error::Overflow { .. }) && err.arg() == "embeddings", "{err}"),
+            Ok(s) => assert_eq!(s[[0, 0, 1]], 0.0, "stride {step}: the strength of a logit of -2e38"),
+        }
+    }
+}
+
+#[test]
 fn the_step_counters_never_wrap() {
     let mut model = LearnableMultiModal::<f32>::new(small()).unwrap();
     let n = model.num_parameters();
