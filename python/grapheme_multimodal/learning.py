@@ -62,12 +62,21 @@ def _check_rows_to_learn_from(batch: "_CoreBatch", weights: List[float]) -> None
         # every loss 0: an Adam step on zero gradients, as fit refuses such data
         raise InvalidValueError("batch: no row holds a modality (the mask is False everywhere); expected at least one "
                                 "present modality to train on", "batch")
+    if batch.mask is None and not any(part is not None and len(part[1]) for part in batch.components[1]):
+        # events with no components (MultiModalEvent(1)), or parts of no rows: every loss 0, as above
+        raise InvalidValueError("batch: no row holds a modality (no event or row has a component); expected at least one "
+                                "component to train on", "batch")
     for i in _LEARN_FROM_ONE_ROW:  # the common case (cross_modal weighted) without building the split
         if weights[i] > 0:
             return
-    # Only objectives that compare rows: they need two rows holding a modality (the others are skipped;
-    # an event's components always hold one)
-    held = rows if rows < 2 or batch.mask is None else int(np.count_nonzero(batch.mask.any(axis=1)))
+    # Only objectives that compare rows: they need two rows holding a modality (the others are skipped)
+    if rows < 2:
+        held = rows
+    elif batch.mask is not None:
+        held = int(np.count_nonzero(batch.mask.any(axis=1)))
+    else:  # the rows some component is in (an event may have none); rows out of range are the core's to refuse
+        owners = np.concatenate([part[1] for part in batch.components[1] if part is not None])
+        held = len(np.unique(owners[(owners >= 0) & (owners < rows)]))
     if held >= 2:
         return
     comparing, learning = split_by_rows(dict(zip(OBJECTIVES, weights)))

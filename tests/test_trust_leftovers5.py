@@ -1,0 +1,102 @@
+"""Leftovers of a hostile pass over the lower-level model API (the binder's
+strengths, train_step's batches of events).
+
+Each test failed before its fix."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import grapheme_multimodal as gm
+from grapheme_multimodal import InvalidValueError, NonFiniteError
+
+
+def _model_with_binder_weights(positions) -> gm.LearnableMultiModal:
+    model = gm.LearnableMultiModal(seed=0)
+    state = model.state_dict()
+    w = np.zeros_like(state["binder.weight"])
+    w[0, positions] = 1.0
+    state["binder.weight"], state["binder.bias"] = w, np.zeros(1, np.float32)
+    model.load_state_dict(state)
+    return model
+
+
+def test_a_binder_logit_that_overflows_float32_is_refused_not_saturated_to_the_wrong_strength() -> None:
+    # Additive binder weights 1 on four entries of `a` holding 2e38, 2e38, -3e38, -3e38: the
+    # logit is -2e38, strength 0. A partial sum of the two positives overflowed to +inf, and
+    # bind and pair_strengths answered 1.0 without a word (the bilinear binder's overflow, a
+    # NaN, was refused). Several strides: some placement shares an accumulator on any kernel.
+    for stride in (1, 2, 4, 8, 16):
+        positions = [k * stride for k in range(4)]
+        model = _model_with_binder_weights(positions)
+        a = np.zeros((1, 64), np.float32)
+        a[0, positions] = [2e38, 2e38, -3e38, -3e38]
+        b = np.zeros((1, 64), np.float32)
+        try:
+            strength = model.bind(a, b)
+        except NonFiniteError as err:
+            assert err.arg == "a" and "overflows float32" in str(err)
+        else:
+            assert strength[0] == 0.0, f"stride {stride}: the strength of a logit of -2e38, got {strength[0]}"
+        emb = np.zeros((1, 7, 64), np.float32)
+        emb[0, 0], emb[0, 1, 0] = a[0], 1e-3
+        mask = np.zeros((1, 7), bool)
+        mask[0, :2] = True
+        try:
+            pairs = model.pair_strengths(emb, mask)
+        except NonFiniteError as err:
+            assert err.arg == "embeddings" and "overflows float32" in str(err)
+        else:
+            assert pairs[0, 0, 1] == 0.0, f"stride {stride}: the strength of a logit of -2e38, got {pairs[0, 0, 1]}"
+
+
+def _trained_model() -> gm.LearnableMultiModal:
+    model = gm.LearnableMultiModal(seed=0, embed_dim=16, hidden_dim=16, num_heads=2, input_dims={"visual": 4, "auditory": 3})
+    rng = np.random.default_rng(0)
+    model.train_step({"visual": rng.normal(size=(6, 4)), "auditory": rng.normal(size=(6, 3))})  # Adam's moments: not 0
+    return model
+
+
+def _state(model: gm.LearnableMultiModal):
+    return model.state_dict(), model.optimizer_state()
+
+
+def _assert_same_state(before, after) -> None:
+    for name, value in before[0].items():
+        np.testing.assert_array_equal(after[0][name], value, err_msg=name)
+    assert after[1]["step"] == before[1]["step"]
+
+
+@pytest.mark.parametrize(
+    "batch",
+    [
+        gm.Batch(events=[gm.MultiModalEvent(1)]),
+        gm.Batch(events=[gm.MultiModalEvent(1), gm.MultiModalEvent(2)]),
+        gm.Batch(components=(3, [None] * 7)),
+        gm.Batch(components=(3, [(np.zeros((0, 4)), np.zeros(0, np.int64), None)] + [None] * 6)),
+    ],
+    ids=["one-empty-event", "two-empty-events", "no-parts", "a-part-of-no-rows"],
+)
+def test_train_step_on_events_without_a_component_is_refused_and_leaves_the_model(batch: gm.Batch) -> None:
+    # As a mask that is False everywhere is refused: every loss was 0 and the Adam step on zero
+    # gradients still moved every weight by its momentum (and counted a step).
+    model = _trained_model()
+    before = _state(model)
+    with pytest.raises(InvalidValueError, match="no row holds a modality"):
+        model.train_step(batch)
+    _assert_same_state(before, _state(model))
+
+
+def test_train_step_with_only_row_comparing_objectives_counts_the_events_that_hold_a_component() -> None:
+    # Two events, one without a component: one row holds a modality, so contrastive (which compares
+    # rows) is 0; the step was taken on zero gradients, where two rows of a mask with one present are refused.
+    model = _trained_model()
+    before = _state(model)
+    one = gm.MultiModalEvent(2, [gm.ModalFeatures(np.ones(4), "visual"), gm.ModalFeatures(np.ones(3), "auditory")])
+    with pytest.raises(InvalidValueError, match="only 1 row holds a modality"):
+        model.train_step(gm.Batch(events=[gm.MultiModalEvent(1), one]), weights={"contrastive": 1.0})
+    _assert_same_state(before, _state(model))
+    two = gm.MultiModalEvent(3, [gm.ModalFeatures(-np.ones(4), "visual"), gm.ModalFeatures(np.zeros(3), "auditory")])
+    losses = model.train_step(gm.Batch(events=[gm.MultiModalEvent(1), one, two]), weights={"contrastive": 1.0})
+    assert losses["contrastive"] > 0
