@@ -100,3 +100,16 @@ def test_train_step_with_only_row_comparing_objectives_counts_the_events_that_ho
     two = gm.MultiModalEvent(3, [gm.ModalFeatures(-np.ones(4), "visual"), gm.ModalFeatures(np.zeros(3), "auditory")])
     losses = model.train_step(gm.Batch(events=[gm.MultiModalEvent(1), one, two]), weights={"contrastive": 1.0})
     assert losses["contrastive"] > 0
+
+
+def test_fit_normalization_with_a_mask_false_everywhere_is_refused_as_inputs_of_no_rows_are() -> None:
+    # It learned nothing and said nothing: the inputs went on standardised as before (or not at all).
+    model = gm.LearnableMultiModal(seed=0, embed_dim=16, hidden_dim=16, num_heads=2, input_dims={"visual": 4})
+    model.set_normalization("visual", np.full(4, 5.0), np.full(4, 2.0))
+    x = np.random.default_rng(0).normal(size=(5, 4))
+    with pytest.raises(InvalidValueError, match="mask: is False everywhere") as err:
+        model.fit_normalization({"visual": x}, mask=np.zeros((5, 7), bool))
+    assert err.value.arg == "mask"
+    mean, std = model.normalization("visual")
+    np.testing.assert_array_equal(mean, 5.0)
+    np.testing.assert_array_equal(std, 2.0)

@@ -626,8 +626,9 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         rows the model reads: a float64 column whose variation float32
         cannot hold (``1e6 + 1e-3 * x``, Unix timestamps seconds apart) gets a
         :class:`~grapheme_multimodal.PrecisionLossWarning` naming it; subtract
-        its mean (or rescale it) before passing it. Inputs of no rows are
-        refused (:class:`InvalidValueError`): there is nothing to learn from."""
+        its mean (or rescale it) before passing it. Inputs of no rows, or a
+        ``mask`` that is False everywhere, are refused
+        (:class:`InvalidValueError`): there is nothing to learn from."""
         arrays, mask_arr = self.prepare_inputs(inputs, mask, for_training=True)
         if len(mask_arr) == 0:  # it learned nothing and said nothing: the inputs went on unstandardised
             raise InvalidValueError("inputs: no rows; expected at least one row to learn the standardisation from", "inputs")
@@ -647,6 +648,10 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
                     "expected finite numbers", f"inputs[{_name(m)!r}]",
                 )
             learned.append((m, mean, np.where(std >= _core.MIN_STD, std, 1.0)))
+        if not learned and not mask_arr.any():  # as rows of none: it learned nothing and said nothing
+            raise InvalidValueError(
+                "mask: is False everywhere (no row holds a modality); expected at least one present row to learn "
+                "the standardisation from", "mask")
         with uninterrupted():  # all modalities or none: Ctrl-C between two would standardise some
             for m, mean, std in learned:
                 self.set_normalization(m, mean, std)
