@@ -113,3 +113,16 @@ def test_fit_normalization_with_a_mask_false_everywhere_is_refused_as_inputs_of_
     mean, std = model.normalization("visual")
     np.testing.assert_array_equal(mean, 5.0)
     np.testing.assert_array_equal(std, 2.0)
+
+
+def test_a_0d_tensor_written_by_write_tagged_safetensors_reads_back_0d(tmp_path) -> None:
+    # np.ascontiguousarray made it shape (1,): read back as another shape without a word.
+    from grapheme_multimodal.io import read_tagged_safetensors, write_tagged_safetensors
+
+    path = tmp_path / "t.safetensors"
+    tensors = {"scalar": np.float32(3.5), "zero_d": np.array(7, np.int64), "row": np.arange(3, dtype=np.float32)}
+    write_tagged_safetensors(path, tensors, "test/v1", {})
+    got, _ = read_tagged_safetensors(path, "test/v1")
+    for name, value in tensors.items():
+        assert got[name].shape == np.shape(value), name
+        np.testing.assert_array_equal(got[name], value)

@@ -403,7 +403,8 @@ def write_tagged_safetensors(
 
     check_write_target(path)  # before the work of serialising: a bad path fails at once
     try:
-        arrays = {k: np.ascontiguousarray(v) for k, v in tensors.items()}
+        # order="C", not np.ascontiguousarray: that makes a 0-d tensor one of shape (1,), read back so
+        arrays = {k: np.asarray(v, order="C") for k, v in tensors.items()}
         meta = {FORMAT_KEY: fmt}
         meta.update({k: json.dumps(v) for k, v in metadata.items()})
         sums = {_METADATA_ENTRY: _metadata_crc(meta)}
