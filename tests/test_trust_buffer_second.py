@@ -130,7 +130,7 @@ ONLY_VISUAL = np.array([1, 0, 0, 0, 0, 0, 0], bool)
         (dict(reward="1"), TypeError, r"^experience\.reward: "),
         (dict(reward=np.array([0.5, 1.0])), gm.ShapeError, r"^experience\.reward: expected one number, got shape \(2,\)"),
         (dict(event_id=2.5), gm.InvalidValueError, r"^experience\.event_id: expected integers"),
-        (dict(event_id=np.uint64(2**63)), gm.InvalidValueError, r"^experience\.event_id: expected integers that fit in int64"),
+        (dict(event_id=np.uint64(2**63)), gm.InvalidValueError, r"^experience\.event_id: holds 9223372036854775808; expected integers that fit in int64"),
         (dict(event_id=[1, 2]), gm.ShapeError, r"^experience\.event_id: expected one integer, got shape \(2,\)"),
         (dict(embeddings=np.ones((2, 7, 4))), gm.ShapeError, r"^experience\.embeddings: expected shape \(7, E\).*got \(2, 7, 4\)"),
         (dict(embeddings=np.ones((7, 5)), fused=np.zeros(5)), gm.ShapeError,

@@ -126,3 +126,18 @@ def test_a_0d_tensor_written_by_write_tagged_safetensors_reads_back_0d(tmp_path)
     for name, value in tensors.items():
         assert got[name].shape == np.shape(value), name
         np.testing.assert_array_equal(got[name], value)
+
+
+@pytest.mark.parametrize("ids, shown", [([2**63, 1], 2**63), (np.array([1, -(2.0**64)]), -(2**64)),
+                                        (np.array([2**63, 1], np.uint64), 2**63)])
+def test_event_ids_beyond_int64_are_named_as_such_not_as_non_integers(ids, shown) -> None:
+    # [2**63, 1] reads as float64, and the refusal said "expected integers, got [9.22e+18 1.0]" of integers
+    model = gm.LearnableMultiModal(seed=0, embed_dim=16, hidden_dim=16, num_heads=2, input_dims={"visual": 4})
+    x = {"visual": np.ones((2, 4), np.float32)}
+    with pytest.raises(InvalidValueError, match=rf"^event_ids: holds {shown}; expected integers that fit in int64") as err:
+        model.record_batch(x, event_ids=ids)
+    assert err.value.arg == "event_ids" and len(model.experience) == 0
+    with pytest.raises(InvalidValueError, match=r"^event_ids: expected integers, got \[1\.5"):
+        model.record_batch(x, event_ids=[1.5, 2])
+    model.record_batch(x, event_ids=[2**63 - 1024, -(2**63)])  # the ends of int64, as float64 holds them
+    assert len(model.experience) == 2

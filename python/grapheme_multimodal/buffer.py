@@ -958,10 +958,15 @@ def _event_ids(value: Any, n: int, name: str = "event_ids") -> np.ndarray:
     if arr.dtype.kind == "f":
         if arr.dtype.itemsize < 8:  # exactly; else 2.0**63 became inf in float16, with numpy's overflow warning
             arr = arr.astype(np.float64)
-        if not (np.isfinite(arr) & (arr == np.round(arr)) & (np.abs(arr) < 2.0**63)).all():
+        integral = np.isfinite(arr) & (arr == np.round(arr))
+        if not integral.all():
             raise InvalidValueError(f"{name}: expected integers, got {arr[:5]} ({arr.dtype})", name)
+        if (np.abs(arr) >= 2.0**63).any():  # [2**63, 1] reads as float64: "expected integers" of integers misled
+            raise InvalidValueError(f"{name}: holds {int(arr[np.abs(arr) >= 2.0**63][0])}; expected integers that "
+                                    "fit in int64, in [-2**63, 2**63)", name)
     elif arr.dtype.kind == "u" and (arr >= 2**63).any():
-        raise InvalidValueError(f"{name}: expected integers that fit in int64", name)
+        raise InvalidValueError(f"{name}: holds {int(arr[arr >= 2**63][0])}; expected integers that fit in int64, "
+                                "in [-2**63, 2**63)", name)
     return arr.astype(np.int64)
 
 
