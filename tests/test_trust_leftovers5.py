@@ -141,3 +141,17 @@ def test_event_ids_beyond_int64_are_named_as_such_not_as_non_integers(ids, shown
         model.record_batch(x, event_ids=[1.5, 2])
     model.record_batch(x, event_ids=[2**63 - 1024, -(2**63)])  # the ends of int64, as float64 holds them
     assert len(model.experience) == 2
+
+
+def test_none_for_an_absent_graph_row_is_refused_with_how_such_a_row_is_given() -> None:
+    # "expected Graph ..., got NoneType" said nothing of how a row without the modality is given
+    model = gm.LearnableMultiModal(seed=0)
+    graph = gm.Graph.from_text("hello")
+    mask = np.zeros((2, 7), bool)
+    mask[0, 2] = True
+    with pytest.raises(TypeError, match=r"^inputs\['linguistic'\]\[1\]: expected Graph .*got None.*Graph\.from_text\(''\)"):
+        model.encode({"linguistic": [graph, None]}, mask=mask)
+    # the placeholder it names is taken, and its row is absent as the mask says
+    emb = model.encode({"linguistic": [graph, gm.Graph.from_text("")]}, mask=mask)
+    np.testing.assert_array_equal(emb[1], 0.0)
+    np.testing.assert_array_equal(emb[0], model.encode({"linguistic": [graph]})[0])

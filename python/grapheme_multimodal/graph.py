@@ -519,7 +519,10 @@ def refuse_stray_graphs(value: Any, name: str) -> None:
     k = next((k for k, g in enumerate(items) if not isinstance(g, Graph)), None)
     if k is None:  # graphs only: the error was about them, not about a stray item
         return
-    raise TypeError(f"{name}[{k}]: expected Graph (the list holds graphs, one per row), got {describe(items[k])}")
+    # None most often marks a row without this modality: say how such a row is given
+    hint = ("; a row absent from this modality (False in mask=) still takes a Graph, which is not read: "
+            "e.g. Graph.from_text('')") if items[k] is None else ""
+    raise TypeError(f"{name}[{k}]: expected Graph (the list holds graphs, one per row), got {describe(items[k])}{hint}")
 
 
 def fingerprints(graphs: Sequence[Graph]) -> np.ndarray:
