@@ -155,3 +155,20 @@ def test_none_for_an_absent_graph_row_is_refused_with_how_such_a_row_is_given() 
     emb = model.encode({"linguistic": [graph, gm.Graph.from_text("")]}, mask=mask)
     np.testing.assert_array_equal(emb[1], 0.0)
     np.testing.assert_array_equal(emb[0], model.encode({"linguistic": [graph]})[0])
+
+
+def test_a_masked_array_is_told_of_mask_only_where_the_call_takes_one() -> None:
+    # as_real_array's one remedy, "leave the rows out with mask= where a modality is absent", was told
+    # of an image, a feature vector and rewards, whose calls take no mask
+    x = np.ma.masked_array(np.ones((4, 4)), mask=np.eye(4, dtype=bool))
+    model = gm.LearnableMultiModal(seed=0, embed_dim=16, hidden_dim=16, num_heads=2, input_dims={"visual": 4})
+    for name, call in (("image", lambda: gm.Graph.from_image(x)),
+                       ("features", lambda: gm.ModalFeatures(x[0], "visual")),
+                       ("rewards", lambda: model.record_batch({"visual": np.ones((4, 4), np.float32)}, rewards=x[0]))):
+        with pytest.raises(InvalidValueError, match=rf"^{name}: a masked array with [14] masked entries") as err:
+            call()
+        assert "mask=" not in str(err.value) and "x.filled(...)" in str(err.value), name
+    for training in (False, True):  # a model's inputs: rows left out with mask= is the remedy there
+        call = model.fit_normalization if training else model.encode
+        with pytest.raises(InvalidValueError, match=r"^inputs\['visual'\]: a masked array .*mask= where a modality is absent"):
+            call({"visual": x})

@@ -59,16 +59,24 @@ def is_masked_array(x: Any) -> bool:
     return masked is not None and isinstance(x, masked)
 
 
-def as_real_array(x: Any, name: str) -> np.ndarray:
+#: What a masked array with masked entries is told: of a model's inputs (rows of features), and of anything else.
+INPUTS_MASKED_REMEDY = "fill them, or leave the rows out with mask= where a modality is absent"
+MASKED_REMEDY = "pass its values: x.filled(...) or x.data"
+
+
+def as_real_array(x: Any, name: str, masked_remedy: str = MASKED_REMEDY) -> np.ndarray:
     """`x` as a numpy array of real numbers (bool and integer dtypes
     included), as it is: no copy, no cast. Input numpy cannot read as an
-    array raises ValueError, non-numeric or complex input TypeError."""
+    array raises ValueError, non-numeric or complex input TypeError; a
+    masked array with masked entries InvalidValueError, ending with
+    ``masked_remedy``."""
     if type(x) is np.ndarray and x.dtype.kind in "biuf":  # the common case, without dtype lookups
         return x
     refuse_sparse(x, name)
     refuse_unordered(x, name)
     if is_masked_array(x):
-        x = unmasked(x, name)
+        # the remedy is the caller's: mask= was told of an image, a feature vector or rewards, which take none
+        x = unmasked(x, name, remedy=masked_remedy)
     try:
         arr = np.asarray(x)
     except Exception as exc:  # ragged lists and the like
@@ -182,7 +190,7 @@ def unmasked(
     x: np.ma.MaskedArray,
     name: str,
     expected: str = "plain numbers",
-    remedy: str = "fill them, or leave the rows out with mask= where a modality is absent",
+    remedy: str = MASKED_REMEDY,
 ) -> np.ndarray:
     """The data of a masked array with nothing masked; else InvalidValueError:
     numpy would hand over the values under the mask as if they were data."""
@@ -452,7 +460,7 @@ def as_float32(
     if type(x) is np.ndarray and x.dtype == np.float32 and x.flags.c_contiguous and x.flags.aligned:
         arr = x
     else:
-        real = as_real_array(x, name)
+        real = as_real_array(x, name, INPUTS_MASKED_REMEDY if features else MASKED_REMEDY)
         refuse_beyond_memory(real, name, np.float32)
         if real.dtype.kind == "f" and real.dtype.itemsize > 4:  # only wider floats can overflow float32
             arr = float32_of_wide(real, name, present, per_column=True if features else None)

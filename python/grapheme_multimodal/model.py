@@ -24,6 +24,7 @@ from . import _core
 from ._locking import ModelLock, reads, uninterrupted, writes, writes_leaving_weights
 from ._validation import (
     IntLike,
+    INPUTS_MASKED_REMEDY,
     as_float32,
     as_mask,
     as_real_array,
@@ -885,7 +886,7 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
             else:
                 try:
                     if for_training:  # the user's numbers themselves, to compare with their cast
-                        value = as_real_array(value, name)
+                        value = as_real_array(value, name, INPUTS_MASKED_REMEDY)
                     arrays[i] = as_float32(value, name, 2, (None, dim), present, features=True)
                 except (TypeError, ValueError):  # numpy's "dtype object" named neither a stray item nor the graphs
                     refuse_stray_graphs(value, name)
