@@ -45,7 +45,7 @@ except ModuleNotFoundError as exc:  # pragma: no cover - exercised only without 
 from ._core import NUM_MODALITIES
 from ._locking import refuse_in_metric, uninterrupted, writes
 from ._ray_address import CONNECT_TIMEOUT_S, _check_ray_address
-from ._validation import IntLike, as_real_array, is_int, renamed
+from ._validation import FLOAT32_MAX, IntLike, as_real_array, is_int, renamed
 from .exceptions import CheckpointError, GraphemeError, InvalidValueError, NonFiniteError, ShapeError, UntrainedModalityWarning
 from .model import LearnableMultiModal
 from .objectives import OBJECTIVES, resolve_weights
@@ -367,14 +367,15 @@ class _ColumnPlan:
         dataset's row 57 in batches of 16), which Ray Data does not number in
         the dataset, and so pointed the user at another row."""
         for modality, x in inputs.items():
-            bad = mask[:, Modality.parse(modality).index] & ~np.isfinite(x).all(axis=1)
+            bad = _unusable_rows(x, mask[:, Modality.parse(modality).index])
             if bad.any():
                 row = int(np.flatnonzero(bad)[0])
                 column = self.columns[modality]
+                holds, expected = _what_row_holds(x[row])
                 raise NonFiniteError(
-                    f"column {column!r} ({modality}) holds NaN or inf in a row of a batch of {len(x)} (its row {row}; "
+                    f"column {column!r} ({modality}) {holds} in a row of a batch of {len(x)} (its row {row}; "
                     f"Ray Data does not number the dataset's rows){_other_columns(batch, row, set(self.columns.values()))}; "
-                    "expected finite numbers (null where a row lacks the modality)",
+                    f"{expected} (null where a row lacks the modality)",
                     column,
                 )
 
@@ -416,7 +417,12 @@ class _ColumnPlan:
                 f"{name}: expected vectors of {dim} numbers (the model's {modality} input length) or null, got shapes {sorted(lengths)}",
                 column,
             )
-        x[rows] = _real_vectors(np.stack(given), name)
+        vectors = _real_vectors(np.stack(given), name)
+        if vectors.dtype.kind == "f" and vectors.dtype.itemsize > 4 and _unusable_rows(vectors, np.isfinite(vectors).all(axis=1)).any():
+            # kept as given, to be refused naming the value (check_finite, _check_finite_column): as
+            # float32 it became inf, and the error said the column "holds NaN or inf", which it did not
+            x = x.astype(vectors.dtype)
+        x[rows] = vectors
         return x, present
 
 
@@ -538,14 +544,33 @@ def _read_dataset(
 def _check_finite_column(x: np.ndarray, present: np.ndarray, name: str, column: str, modality: str) -> None:
     """A NonFiniteError naming the dataset's column and the row: left to
     ``model.fit``, it named ``data['visual']`` and a mask the caller never gave."""
-    bad = ~np.isfinite(x).all(axis=1) & present
+    bad = _unusable_rows(x, present)
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
+        holds, expected = _what_row_holds(x[row])
         raise NonFiniteError(
-            f"{name}: column {column!r} ({modality}) holds NaN or inf in row {row}; expected finite numbers "
+            f"{name}: column {column!r} ({modality}) {holds} in row {row}; {expected} "
             "(null where a row lacks the modality)",
             name,
         )
+
+
+def _unusable_rows(x: np.ndarray, present: np.ndarray) -> np.ndarray:
+    """``[B]`` bool: the ``present`` rows of ``x [B, d]`` holding NaN, inf or
+    a finite number too large for float32 (the model's precision: it becomes inf)."""
+    with np.errstate(invalid="ignore"):
+        return present & ~(np.abs(x) <= FLOAT32_MAX).all(axis=1)
+
+
+def _what_row_holds(values: np.ndarray) -> Tuple[str, str]:
+    """``("holds NaN or inf", "expected finite numbers")`` for a row of
+    :func:`_unusable_rows`, or, when what it holds is a finite number too
+    large for float32, that number: a float64 1e300 was reported as "NaN or
+    inf", which the user's data did not hold."""
+    if np.isfinite(values).all():
+        big = values[np.argmax(np.abs(values))]
+        return f"holds {float(big)!r}, too large for float32 (largest {FLOAT32_MAX:.3g})", "expected finite float32 numbers"
+    return "holds NaN or inf", "expected finite numbers"
 
 
 def _arrays_dataset(columns: Mapping[str, np.ndarray], rows_per_block: int = 65536) -> "ray.data.Dataset":
