@@ -49,3 +49,18 @@ def test_a_finite_value_too_large_for_float32_is_named_not_called_nan_or_inf(mon
     assert "whose other columns are {'id': 7}" in str(error)
     del info, error
     gc.collect()  # a failed Ray Data run frees its actor pool when its reference cycles are collected
+
+
+def test_a_float64_column_below_float32s_range_is_refused_as_model_fit_refuses_it():
+    """A list<double> column was cast to float32 while the dataset was read:
+    values of 1e-45 became a column of zeros (and 0, its neighbour) that fit
+    trained on without a word, where model.fit (and a tensor column) refused
+    the same numbers. Now the model casts them, as from arrays."""
+    img = np.random.default_rng(0).standard_normal((40, 20)) * 1e-45
+    with pytest.raises(gm.InvalidValueError, match=r"below float32's smallest normal number"):
+        small_model().fit({"visual": img}, epochs=1, progress=False)
+    model = small_model()
+    before = model.state_dict()
+    with pytest.raises(gm.InvalidValueError, match=r"below float32's smallest normal number"):
+        distributed.fit(model, float64_rows(img), num_workers=1, columns={"visual": "img"}, epochs=1, progress=False)
+    assert all(np.array_equal(before[k], v) for k, v in model.state_dict().items())

@@ -418,9 +418,12 @@ class _ColumnPlan:
                 column,
             )
         vectors = _real_vectors(np.stack(given), name)
-        if vectors.dtype.kind == "f" and vectors.dtype.itemsize > 4 and _unusable_rows(vectors, np.isfinite(vectors).all(axis=1)).any():
-            # kept as given, to be refused naming the value (check_finite, _check_finite_column): as
-            # float32 it became inf, and the error said the column "holds NaN or inf", which it did not
+        if vectors.dtype.kind == "f" and vectors.dtype.itemsize > 4:
+            # Kept as given, as a tensor column's are, for the model to cast (the same float32 bits) and
+            # check as model.fit checks arrays: cast here, a value too large for float32 became inf (the
+            # error said the column "holds NaN or inf", which it did not), a column of values below
+            # float32's range became constant zeros unrefused, and a cast that lost a column's
+            # variation gave no PrecisionLossWarning.
             x = x.astype(vectors.dtype)
         x[rows] = vectors
         return x, present
