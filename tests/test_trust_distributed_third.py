@@ -5,6 +5,7 @@ missed. Each test says what a user saw before the fix."""
 import gc
 import logging
 import os
+import threading
 
 import numpy as np
 import pytest
@@ -64,3 +65,18 @@ def test_a_float64_column_below_float32s_range_is_refused_as_model_fit_refuses_i
     with pytest.raises(gm.InvalidValueError, match=r"below float32's smallest normal number"):
         distributed.fit(model, float64_rows(img), num_workers=1, columns={"visual": "img"}, epochs=1, progress=False)
     assert all(np.array_equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_a_subclassed_model_that_cannot_be_pickled_is_refused_naming_checkpoint():
+    """A subclass goes to the actors pickled, as it is; one holding a lock
+    (a user's attribute) failed in Ray's ray.put with a report of many lines
+    about "the put value", naming no argument of embed_dataset's."""
+    class Guarded(gm.LearnableMultiModal):
+        pass
+
+    model = Guarded(embed_dim=16, hidden_dim=32, num_heads=2, seed=0, input_dims={"visual": 20})
+    model.guard = threading.Lock()
+    ds = float64_rows(np.ones((4, 20)))
+    with pytest.raises(TypeError, match=r"^checkpoint: a Guarded \(a subclass of LearnableMultiModal\) .* cannot be "
+                                        r"\(cannot pickle '_thread.lock' object\); expected .*\(model\.save\)$"):
+        distributed.embed_dataset(ds, model, {"visual": "img"}, num_actors=1)

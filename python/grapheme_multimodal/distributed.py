@@ -175,7 +175,14 @@ def embed_dataset(
     if type(checkpoint) is LearnableMultiModal:
         source = ray.put(_replica_state(checkpoint))
     elif isinstance(checkpoint, LearnableMultiModal):
-        source = ray.put(checkpoint)
+        try:
+            source = ray.put(checkpoint)
+        except TypeError as err:  # Ray's "Could not serialize the put value", its report in many lines, named no argument
+            raise TypeError(
+                f"checkpoint: a {type(checkpoint).__name__} (a subclass of LearnableMultiModal) goes to the actors as it "
+                f"is, pickled, and this one cannot be ({_why_not_pickled(err)}); expected a model whose attributes "
+                "pickle, or a path it was saved to (model.save)"
+            ) from None
     else:
         source = os.path.abspath(os.fspath(checkpoint))
     # The file is loaded again by each actor when the dataset runs, maybe after
@@ -200,6 +207,13 @@ def embed_dataset(
         return out
     own.context.raise_original_map_exception = True
     return own
+
+
+def _why_not_pickled(err: TypeError) -> str:
+    """Pickle's own reason ("cannot pickle '_thread.lock' object") behind
+    Ray's error, else the first line of Ray's (its report runs to many lines)."""
+    cause = err.__cause__ or err.__context__
+    return str(cause) if cause is not None and str(cause) else str(err).splitlines()[0]
 
 
 def _with_own_context(ds: "ray.data.Dataset") -> "Optional[ray.data.Dataset]":
