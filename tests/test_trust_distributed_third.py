@@ -80,3 +80,17 @@ def test_a_subclassed_model_that_cannot_be_pickled_is_refused_naming_checkpoint(
     with pytest.raises(TypeError, match=r"^checkpoint: a Guarded \(a subclass of LearnableMultiModal\) .* cannot be "
                                         r"\(cannot pickle '_thread.lock' object\); expected .*\(model\.save\)$"):
         distributed.embed_dataset(ds, model, {"visual": "img"}, num_actors=1)
+
+
+def test_a_nan_for_a_missing_vector_says_that_a_missing_row_is_null():
+    """pandas marks a missing value NaN; in a column of lists Arrow keeps it as
+    a number, and the refusal said only "got values of type float"."""
+    import pandas as pd
+
+    rows = [list(np.linspace(0, 1, 20) + i) for i in range(6)]
+    with_nan = ray.data.from_pandas(pd.DataFrame({"img": rows[:2] + [np.nan] + rows[3:]}))
+    with pytest.raises(TypeError, match=r"column 'img' \(visual\): expected vectors of 20 numbers \(or texts\) per row, "
+                                        r"got values of type float; a row without the vector takes None \(null\), not NaN"):
+        distributed.fit(small_model(), with_nan, num_workers=1, columns={"visual": "img"}, epochs=1, progress=False)
+    with_none = ray.data.from_pandas(pd.DataFrame({"img": rows[:2] + [None] + rows[3:]}))  # the remedy, taken
+    distributed.fit(small_model(), with_none, num_workers=1, columns={"visual": "img"}, epochs=1, progress=False)

@@ -424,7 +424,10 @@ class _ColumnPlan:
             return x, present
         odd = sorted({type(v).__name__ for v in given if not isinstance(v, (np.ndarray, list, tuple))})
         if odd:  # bytes, records, a text among vectors: were "got shapes [()]"
-            raise TypeError(f"{name}: expected vectors of {dim} numbers (or texts) per row, got values of type {', '.join(odd)}")
+            # a NaN among vectors is pandas' usual "missing", which Arrow keeps as a number, not a null
+            nan = any(isinstance(v, float) and v != v for v in given)
+            hint = "; a row without the vector takes None (null), not NaN" if nan else ""
+            raise TypeError(f"{name}: expected vectors of {dim} numbers (or texts) per row, got values of type {', '.join(odd)}{hint}")
         lengths = {np.shape(v) for v in given}
         if lengths != {(dim,)}:
             raise ShapeError(
