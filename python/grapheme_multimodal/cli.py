@@ -793,12 +793,9 @@ def _embed(args: argparse.Namespace) -> int:
         _check_finite_output(strengths, "binding strengths", args.checkpoint)
     with _keeping_new({"--output": args.output, "--bindings": args.bindings, "--hidden-features": args.hidden_features},
                       args.overwrite):
-        # every file before any line: a print that fails (a terminal gone) loses no output
-        _save_npy(args.output, fused)
-        if strengths is not None:
-            _save_npy(args.bindings, strengths)
-        if hidden is not None:
-            _save_npy(args.hidden_features, hidden)
+        # every file before any line: a print that fails (a terminal gone) loses no output; and every file
+        # written before any replaces its target: a full disk at the second left the first replaced
+        _save_npys([(args.output, fused), (args.bindings, strengths), (args.hidden_features, hidden)])
     print(f"wrote fused embeddings {fused.shape} to {args.output}")
     if strengths is not None:
         print(f"wrote binding strengths {strengths.shape} to {args.bindings} (S[n, i, j] for modalities i, j in slot order)")
@@ -1276,10 +1273,21 @@ def _check_finite_output(values: np.ndarray, what: str, checkpoint: Path) -> Non
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
-    from .io import atomic_write
+    _save_npys([(path, array)])
+
+
+def _save_npys(outputs: Sequence[Tuple[Path, Optional[np.ndarray]]]) -> None:
+    """Each ``(path, array)`` (``None`` arrays skipped) as an ``.npy`` file,
+    all or none: every file is written before any replaces its target
+    (:func:`~grapheme_multimodal.io.atomic_write_all`)."""
+    from .io import atomic_write_all
 
     # into the file itself: through a BytesIO the array was copied twice (its bytes, then getvalue)
-    atomic_write(path, lambda f: np.save(_WriteOnly(f), array))
+    atomic_write_all([(path, functools.partial(_write_npy, array=array)) for path, array in outputs if array is not None])
+
+
+def _write_npy(f: Any, array: np.ndarray) -> None:
+    np.save(_WriteOnly(f), array)
 
 
 class _WriteOnly:

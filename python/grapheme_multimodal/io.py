@@ -22,7 +22,7 @@ load, unverified; saving them again adds one.
 
 from __future__ import annotations
 
-__all__ = ["TensorSpec", "atomic_write", "atomic_write_bytes", "write_tagged_safetensors", "read_tagged_safetensors"]
+__all__ = ["TensorSpec", "atomic_write", "atomic_write_all", "atomic_write_bytes", "write_tagged_safetensors", "read_tagged_safetensors"]
 
 import codecs
 import contextlib
@@ -36,7 +36,7 @@ import secrets
 import stat
 import zlib
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Dict, Iterator, Mapping, NamedTuple, Optional, Tuple, Union
+from typing import Any, BinaryIO, Callable, Dict, Iterator, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -151,32 +151,52 @@ def atomic_write(path: PathLike, write: Callable[[BinaryIO], Any]) -> Path:
     whose failures raise: not ``np.save(f, ...)`` on ``f`` itself, which
     writes by ``ndarray.tofile`` and loses a failed write (see the command
     line's ``_save_npy``)."""
-    given = _file_name(path, "path")
-    path = _followed(given)
-    directory = check_write_target(path)
-    kept_as = _KEPT.get().get(_location(given))
-    _remove_orphaned_temp_files(directory, path.name)
-    owner = _owner(path)
-    fd, tmp = _locked_temp_file(directory, path)
+    return atomic_write_all([(path, write)])[0]
+
+
+def atomic_write_all(writes: Sequence[Tuple[PathLike, Callable[[BinaryIO], Any]]]) -> List[Path]:
+    """:func:`atomic_write` of several files, ``[(path, write), ...]``, as
+    one result: every file is written and synced to its temporary file
+    before any replaces its target, so a write that fails (a full disk, a
+    file size limit) leaves every target as it was. Written one after the
+    other, the outputs of ``grapheme-mm embed --overwrite`` (embeddings,
+    binding strengths) were half replaced by a run that failed: the
+    previous embeddings lost, beside binding strengths of the run before."""
+    staged: List[Tuple[Path, Path, Path, Optional[str], int, str]] = []  # given, path, directory, kept_as, fd, tmp
+    current: Optional[Path] = None  # the file being written or renamed, which an OSError names
     try:
-        with os.fdopen(fd, "wb", closefd=False) as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        _give_to(fd, owner)
-        if kept_as is None:
-            os.replace(tmp, path)
-        else:
-            _link_as_new(tmp, path, given, kept_as)
+        for target, write in writes:
+            given = _file_name(target, "path")
+            path = current = _followed(given)
+            directory = check_write_target(path)
+            kept_as = _KEPT.get().get(_location(given))
+            _remove_orphaned_temp_files(directory, path.name)
+            owner = _owner(path)
+            fd, tmp = _locked_temp_file(directory, path)
+            staged.append((given, path, directory, kept_as, fd, tmp))
+            with os.fdopen(fd, "wb", closefd=False) as f:
+                write(f)
+                f.flush()
+                os.fsync(f.fileno())
+            _give_to(fd, owner)
+        for given, path, _, kept_as, _, tmp in staged:
+            current = path
+            if kept_as is None:
+                os.replace(tmp, path)
+            else:
+                _link_as_new(tmp, path, given, kept_as)
     except BaseException as exc:
-        _unlink_quietly(tmp)
-        if isinstance(exc, OSError) and exc.errno is not None and exc.filename is None:
-            raise OSError(exc.errno, exc.strerror, str(path)) from exc  # name the file: "disk full" alone says not which
+        for *_, tmp in staged:
+            _unlink_quietly(tmp)  # a temporary file already renamed is no longer there
+        if isinstance(exc, OSError) and exc.errno is not None and exc.filename is None and current is not None:
+            raise OSError(exc.errno, exc.strerror, str(current)) from exc  # name the file: "disk full" alone says not which
         raise
     finally:
-        os.close(fd)  # releases the lock
-    _fsync_directory(directory)
-    return given
+        for *_, fd, _ in staged:
+            os.close(fd)  # releases the lock
+    for directory in dict.fromkeys(directory for _, _, directory, *_ in staged):
+        _fsync_directory(directory)
+    return [given for given, *_ in staged]
 
 
 @contextlib.contextmanager
