@@ -65,3 +65,29 @@ def test_embed_that_fails_to_write_its_bindings_keeps_the_previous_embeddings(tm
     assert fused.read_bytes() == b"previous embeddings"
     assert bind.read_bytes() == b"previous binding strengths"
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_the_same_model_saved_twice_is_the_same_bytes(tmp_path) -> None:
+    """safetensors wrote the header's metadata in a hash map's order, another
+    at every save: one model saved twice gave two files of different bytes,
+    two checkpoints to a content hash (DVC, a cache, a reproducible build)."""
+    model = gm.LearnableMultiModal(seed=0, embed_dim=16, hidden_dim=16, num_heads=2, input_dims={"visual": 4, "auditory": 3})
+    rng = np.random.default_rng(0)
+    model.fit({"visual": rng.normal(size=(20, 4)), "auditory": rng.normal(size=(20, 3))}, epochs=1, progress=False)
+    model.record_batch({"visual": rng.normal(size=(3, 4)).astype(np.float32)}, rewards=[0.5, 1.0, 0.0])
+    saves = {
+        "model": lambda p: model.save(p),
+        "ensemble": lambda p: gm.save_ensemble([model, model], p),
+        "buffer": lambda p: model.experience.save(p),
+    }
+    for kind, save in saves.items():
+        written = []
+        for i in range(4):
+            save(tmp_path / f"{kind}{i}.safetensors")
+            written.append((tmp_path / f"{kind}{i}.safetensors").read_bytes())
+        assert all(w == written[0] for w in written), kind
+        header = written[0][8:8 + int.from_bytes(written[0][:8], "little")].decode()
+        keys = list(__import__("json").loads(header)["__metadata__"])
+        assert keys == sorted(keys) and len(header) % 8 == 0, kind
+    loaded = gm.LearnableMultiModal.load(tmp_path / "model0.safetensors")  # and the file reads back as the model
+    assert all(np.array_equal(v, loaded.state_dict()[k]) for k, v in model.state_dict().items())

@@ -431,9 +431,37 @@ def write_tagged_safetensors(
         sums.update({name: _tensor_crc(name, arr) for name, arr in arrays.items()})
         meta[CHECKSUM_KEY] = json.dumps({"crc32": sums})
         data = save(arrays, metadata=meta)
+        head = _header_with_sorted_metadata(data)
     except MemoryError:  # the file's bytes are made in memory before any is written
         raise not_enough_memory_to_write(path, sum(np.asarray(v).nbytes for v in tensors.values())) from None
-    return atomic_write_bytes(path, data)
+
+    def write(f: BinaryIO) -> None:  # the tensors' bytes from data itself: a file-sized copy less
+        f.write(head)
+        f.write(memoryview(data)[len(head):])
+
+    return atomic_write(path, write)
+
+
+def _header_with_sorted_metadata(data: bytes) -> bytes:
+    """The first bytes of ``data`` (a safetensors file: its header's length
+    and its header) with the header's ``__metadata__`` entries in sorted
+    order. safetensors writes them in the order of a hash map, another at
+    every save: the same model saved twice gave files of different bytes,
+    two checkpoints to a content hash (DVC, a cache, a reproducible build).
+    The header is the same JSON, written compact as safetensors writes it and
+    padded to the same length, so the tensors' bytes do not move; were it
+    ever not to fit, the header stays as it was (a valid file, only not
+    canonical)."""
+    size = int.from_bytes(data[:8], "little")
+    given = bytes(data[:8 + size])
+    header = json.loads(given[8:])
+    if not isinstance(header.get("__metadata__"), dict):
+        return given
+    header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+    text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+    if len(text) > size:
+        return given
+    return given[:8] + text + b" " * (size - len(text))
 
 
 def not_enough_memory_to_write(path: PathLike, nbytes: Optional[int] = None, arg: str = "path") -> TooLargeError:
