@@ -163,3 +163,19 @@ def test_nutrimouse_cv_refuses_more_repeats_than_memory_holds_by_name(nutrimouse
     with pytest.raises(gm.TooLargeError, match=rf"^n_repeats: the figures of {n_repeats:,} repeats take ") as err:
         evaluation.nutrimouse_cv(None, nutrimouse, n_repeats=n_repeats)
     assert err.value.arg == "n_repeats"
+
+
+def test_transform_of_mixed_float32_and_float64_views_is_float64_whatever_their_order() -> None:
+    # the output took the first view's dtype: the same views gave float32 or float64 by their order
+    from grapheme_multimodal.sklearn import MultimodalEmbedder
+
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(40, 3)), rng.normal(size=(40, 4))
+    est = MultimodalEmbedder(epochs=1, embed_dim=8, hidden_dim=16, num_heads=2, encoder_hidden=(16,),
+                             batch_size=20, random_state=0).fit([a, b])
+    both64 = est.transform([a, b])
+    for views in ([a.astype(np.float32), b], [a, b.astype(np.float32)]):
+        out = est.transform(views)
+        assert out.dtype == np.float64
+        np.testing.assert_array_equal(out, both64)  # float32 views hold other numbers only past float32's precision
+    assert est.transform([a.astype(np.float32), b.astype(np.float32)]).dtype == np.float32

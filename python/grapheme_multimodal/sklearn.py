@@ -384,12 +384,15 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
             chunk = {m: x[rows] for m, x in inputs.items()}
             return (side_by_side([embed_member(model, chunk, mask[rows]) for model in self._members()]),)
 
+        # float32 when every view is (numpy's promotion): the first view's dtype alone made the
+        # output of one set of views float32 or float64 by the order the views were given in
+        dtype = np.result_type(*views)
         try:
             # several chunks land in the views' dtype (float32 to float64 exactly), without a second copy
-            (out,) = in_row_chunks(len(mask), _TRANSFORM_ROWS, embed, dtype=views[0].dtype)
+            (out,) = in_row_chunks(len(mask), _TRANSFORM_ROWS, embed, dtype=dtype)
         except GraphemeError as err:
             raise self._as_view_error(err) from None
-        return out.astype(views[0].dtype, copy=False)  # of one call; else already of that dtype
+        return out.astype(dtype, copy=False)  # of one call; else already of that dtype
 
     def _as_view_error(self, err: GraphemeError) -> Exception:
         """``err`` about the model's ``inputs['m']`` or ``fit``'s ``data['m']``
