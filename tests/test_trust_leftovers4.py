@@ -51,14 +51,6 @@ def test_fit_ensemble_names_a_view_keyed_by_an_int() -> None:
 
 
 # ------------------------------------------------ 2. nutrimouse_cv of hand-made data
-@pytest.fixture(scope="module")
-def nutrimouse():
-    try:
-        return datasets.load_nutrimouse()
-    except (ModuleNotFoundError, FileNotFoundError) as err:
-        pytest.skip(str(err))
-
-
 def _mice(data, rows: np.ndarray, **changes):
     return dataclasses.replace(data, views={v: x[rows] for v, x in data.views.items()}, genotype=data.genotype[rows],
                                diet=data.diet[rows], **changes)
