@@ -94,3 +94,22 @@ def test_a_nan_for_a_missing_vector_says_that_a_missing_row_is_null():
         distributed.fit(small_model(), with_nan, num_workers=1, columns={"visual": "img"}, epochs=1, progress=False)
     with_none = ray.data.from_pandas(pd.DataFrame({"img": rows[:2] + [None] + rows[3:]}))  # the remedy, taken
     distributed.fit(small_model(), with_none, num_workers=1, columns={"visual": "img"}, epochs=1, progress=False)
+
+
+def test_a_refused_embed_dataset_does_not_warn_of_untrained_modalities_first():
+    """The untrained-modality warning came before the checks of outputs,
+    batch_size and the actors: a call refused for its batch_size had warned."""
+    import warnings
+
+    rng = np.random.default_rng(0)
+    model = small_model()
+    model.fit({"auditory": rng.normal(size=(8, 12))}, epochs=1, batch_size=4, progress=False)  # visual never trained
+    ds = float64_rows(np.ones((4, 20)))
+    for bad in ({"batch_size": 0}, {"outputs": ("nothing",)}, {"num_actors": 0}):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with pytest.raises((ValueError, TypeError)):
+                distributed.embed_dataset(ds, model, {"visual": "img"}, **bad)
+        assert not [w for w in caught if issubclass(w.category, gm.UntrainedModalityWarning)], bad
+    with pytest.warns(gm.UntrainedModalityWarning, match="'visual'"):  # a call that goes on still says it
+        distributed.embed_dataset(ds, model, {"visual": "img"}, num_actors=1)

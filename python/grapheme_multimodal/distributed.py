@@ -141,10 +141,6 @@ def embed_dataset(
         raise TypeError(f"ds: expected a ray.data.Dataset, got {type(ds).__name__}")
     model = checkpoint if isinstance(checkpoint, LearnableMultiModal) else _load_checkpoint(checkpoint)
     plan = _ColumnPlan(model, columns)
-    # Said here, once, at the caller's line: the actors embed without it (each would say it per batch).
-    given = np.zeros((1, NUM_MODALITIES), dtype=bool)
-    given[0, [Modality.parse(m).index for m in plan.columns]] = True
-    model._warn_untrained(given)
     wanted = _check_outputs(outputs)
     if "hidden_features" in wanted:
         model.hidden_width(arg="outputs")
@@ -188,6 +184,11 @@ def embed_dataset(
     # The file is loaded again by each actor when the dataset runs, maybe after
     # another model was saved there: the actors check they load the one checked here.
     identity = None if isinstance(checkpoint, LearnableMultiModal) else _model_identity(model)
+    # Said here, once, at the caller's line: the actors embed without it (each would say it per batch).
+    # After every check: a call refused for its batch_size or outputs had warned of untrained modalities.
+    given = np.zeros((1, NUM_MODALITIES), dtype=bool)
+    given[0, [Modality.parse(m).index for m in plan.columns]] = True
+    model._warn_untrained(given)
     out = ds.map_batches(
         _Embedder,
         fn_constructor_kwargs={"source": source, "columns": plan.columns, "outputs": wanted, "identity": identity},
