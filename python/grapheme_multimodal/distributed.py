@@ -442,7 +442,9 @@ class _ColumnPlan:
             # error said the column "holds NaN or inf", which it did not), a column of values below
             # float32's range became constant zeros unrefused, and a cast that lost a column's
             # variation gave no PrecisionLossWarning.
-            x = x.astype(vectors.dtype)
+            if len(rows) == len(values):  # every row present: the stacked rows themselves, no second copy
+                return vectors, present
+            x = np.zeros((len(values), dim), vectors.dtype)
         x[rows] = vectors
         return x, present
 
