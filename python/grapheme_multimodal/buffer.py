@@ -961,11 +961,11 @@ def _event_ids(value: Any, n: int, name: str = "event_ids") -> np.ndarray:
         integral = np.isfinite(arr) & (arr == np.round(arr))
         if not integral.all():
             raise InvalidValueError(f"{name}: expected integers, got {arr[:5]} ({arr.dtype})", name)
-        if (np.abs(arr) >= 2.0**63).any():  # [2**63, 1] reads as float64: "expected integers" of integers misled
-            raise InvalidValueError(f"{name}: holds {int(arr[np.abs(arr) >= 2.0**63][0])}; expected integers that "
-                                    "fit in int64, in [-2**63, 2**63)", name)
-    elif arr.dtype.kind == "u" and (arr >= 2**63).any():
-        raise InvalidValueError(f"{name}: holds {int(arr[arr >= 2**63][0])}; expected integers that fit in int64, "
+        beyond = np.abs(arr) >= 2.0**63  # [2**63, 1] reads as float64: "expected integers" of integers misled
+    else:
+        beyond = arr >= 2**63 if arr.dtype.kind == "u" else None
+    if beyond is not None and beyond.any():
+        raise InvalidValueError(f"{name}: holds {int(arr[beyond][0])}; expected integers that fit in int64, "
                                 "in [-2**63, 2**63)", name)
     return arr.astype(np.int64)
 
