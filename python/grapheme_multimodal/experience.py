@@ -104,7 +104,9 @@ class ExperienceMixin:
     def record_batch(self, inputs: Inputs, mask: Any = None, rewards: Any = 0.0, event_ids: Any = None) -> None:
         """Fuses a batch (as :meth:`encode`) and records every row with its
         reward (a scalar or ``[B]``) and event id (default -1), and its
-        inputs when the buffer keeps them."""
+        inputs when the buffer keeps them. ``None`` in a list of graphs is a
+        row absent from that modality (see :meth:`prepare_inputs`); the
+        buffer keeps zeros for its inputs there, which nothing reads."""
         arrays, mask_arr = self.prepare_inputs(inputs, mask)
         self._warn_untrained(mask_arr)
         with self._lock.reading():  # embeddings, fused and strengths of one state

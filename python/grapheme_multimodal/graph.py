@@ -488,9 +488,29 @@ def _refuse_edge(rows: np.ndarray, num_nodes: int) -> None:
 
 def is_graph_list(value: Any) -> bool:
     """Whether ``value`` is one modality's input given as graphs, as the
-    model takes them (a non-empty list or tuple of :class:`Graph`, which it
-    featurises), rather than an array of features."""
-    return isinstance(value, (list, tuple)) and bool(value) and all(isinstance(g, Graph) for g in value)
+    model takes them (a non-empty list or tuple whose items are
+    :class:`Graph`, which it featurises, or ``None``: a row absent from the
+    modality), rather than an array of features. A list of ``None`` only is
+    one too: no row holds the modality."""
+    return isinstance(value, (list, tuple)) and bool(value) and all(g is None or isinstance(g, Graph) for g in value)
+
+
+def absent_graph_rows(graphs: Sequence[Optional[Graph]]) -> List[int]:
+    """The rows of a graph list (:func:`is_graph_list`) that hold ``None``:
+    absent from the modality, as ``False`` in ``mask=`` says."""
+    return [k for k, g in enumerate(graphs) if g is None]
+
+
+def refuse_none_graph(item: Any, name: str, call: str, expected: str = "Graph") -> None:
+    """A TypeError naming ``name`` when ``item`` is ``None``, for a ``call``
+    that needs a graph in every row: it has no absent rows, as the model's
+    calls have with ``mask=``."""
+    if item is None:
+        raise TypeError(
+            f"{name}: expected {expected}, got None; {call} takes one in every row (it has no absent rows): leave "
+            "the row out, or pass the graphs to the model (encode, fit, ...), where None marks a row absent from "
+            "the modality"
+        )
 
 
 def refuse_stray_graphs(value: Any, name: str) -> None:
@@ -516,13 +536,14 @@ def refuse_stray_graphs(value: Any, name: str) -> None:
         return
     if isinstance(value, np.ndarray):
         raise TypeError(f"{name}: a numpy array of Graph; expected a list of Graph (one per row), e.g. list(...)")
-    k = next((k for k, g in enumerate(items) if not isinstance(g, Graph)), None)
+    # None is a row absent from the modality (is_graph_list): the stray item is the first other one
+    k = next((k for k, g in enumerate(items) if g is not None and not isinstance(g, Graph)), None)
     if k is None:  # graphs only: the error was about them, not about a stray item
         return
-    # None most often marks a row without this modality: say how such a row is given
-    hint = ("; a row absent from this modality (False in mask=) still takes a Graph, which is not read: "
-            "e.g. Graph.from_text('')") if items[k] is None else ""
-    raise TypeError(f"{name}[{k}]: expected Graph (the list holds graphs, one per row), got {describe(items[k])}{hint}")
+    raise TypeError(
+        f"{name}[{k}]: expected Graph or None (the list holds graphs, one per row; None for a row absent from "
+        f"the modality), got {describe(items[k])}"
+    )
 
 
 def fingerprints(graphs: Sequence[Graph]) -> np.ndarray:
@@ -534,6 +555,7 @@ def fingerprints(graphs: Sequence[Graph]) -> np.ndarray:
     inner = []
     for i, g in enumerate(graphs):
         if not isinstance(g, Graph):
+            refuse_none_graph(g, f"graphs[{i}]", "fingerprints")
             raise TypeError(f"graphs[{i}]: expected Graph, got {type(g).__name__}")
         inner.append(g._g)
     return _core.fingerprints(inner)
@@ -644,4 +666,11 @@ def featurize(
         inner = [x._g if isinstance(x, Graph) else x for x in items]
     except TypeError:
         raise TypeError(f"items: expected a sequence of str or Graph, got {describe(items)}") from None
-    return _core.featurize(inner, f.kind, f.dim, f.iterations, unit)
+    try:
+        return _core.featurize(inner, f.kind, f.dim, f.iterations, unit)
+    except TypeError:
+        # the core's "items[k]: expected str or Graph, got NoneType": say where None is taken instead
+        k = next((k for k, x in enumerate(inner) if not isinstance(x, (str, _core.Graph))), None)
+        if k is not None:
+            refuse_none_graph(inner[k], f"items[{k}]", "featurize", "str or Graph")
+        raise

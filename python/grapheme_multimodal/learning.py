@@ -156,7 +156,9 @@ class LearningMixin:
         or :meth:`train_step` will use, so the values match.
 
         ``batch`` is a :class:`Batch` or, as a shorthand, its ``inputs``
-        (with ``mask``). ``weights`` maps objective names to weights (see
+        (with ``mask``; ``None`` in a list of graphs is a row absent from that
+        modality, see :meth:`prepare_inputs`). ``weights`` maps objective names
+        to weights (see
         :func:`grapheme_multimodal.objectives.resolve_weights`; default: the
         default mix). Objectives with weight 0 are not computed. A batch of
         no rows is refused (:class:`InvalidValueError`): its losses are

@@ -43,7 +43,7 @@ from .buffer import ExperienceBuffer, buffer_row_bytes, check_fits_memory
 from .experience import ExperienceMixin
 from .learning import LearningMixin
 from .config import GraphFeatures, InputDims, LearnableMultiModalConfig, resolve_config
-from .graph import is_graph_list, refuse_stray_graphs
+from .graph import absent_graph_rows, is_graph_list, refuse_stray_graphs
 from .exceptions import CheckpointError, InvalidValueError, NonFiniteError, ShapeError, UntrainedModalityWarning
 from .types import CrossModalBinding, BindingType, ModalGraph, Modality, MultiModalEvent
 from .batch import Inputs, refuse_non_finite_event
@@ -234,7 +234,12 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         ``inputs`` maps modalities (``Modality``, name or index) to arrays
         ``[B, d_m]`` or to lists of :class:`Graph` (featurised in Rust), or is
         a sequence of 7 such entries (``None`` for absent). Without ``mask``,
-        every given modality is present in every row. Errors name ``arg`` and
+        every given modality is present in every row. In a list of graphs,
+        ``None`` is a row absent from that modality, as if it held any graph
+        and ``mask`` said False there (the results of the other rows are the
+        same, bit for bit): without ``mask`` that row's slot is False in the
+        returned mask; with ``mask``, a ``None`` row it marks present (True)
+        is an :class:`InvalidValueError` naming the row. Errors name ``arg`` and
         ``mask_arg``, the caller's names for the two (``fit``'s ``validation``).
         ``for_training``: the data is learned from (``fit``, ``fit_normalization``),
         and a float64 column whose variation float32 loses in the cast gets a
@@ -246,7 +251,7 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
             if ready is not None:
                 return ready
         given_mask = None if mask is None else as_mask(mask, None, mask_arg)
-        arrays = self._as_modality_list(inputs, arg, given_mask, for_training)
+        arrays, absent = self._as_modality_list(inputs, arg, given_mask, for_training, mask_arg)
         sizes = {len(a) for a in arrays if a is not None}
         if given_mask is None:
             if not sizes:
@@ -260,6 +265,8 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
             else:
                 mask_arr = np.zeros((batch, NUM_MODALITIES), dtype=bool)
                 mask_arr[:, present] = True
+            for m, rows in absent.items():  # None in a graph list: that row lacks the modality
+                mask_arr[rows, m] = False
         else:
             mask_arr = given_mask
             batch = mask_arr.shape[0]
@@ -274,6 +281,10 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
     def encode(self, inputs: Inputs, mask: Any = None) -> np.ndarray:
         """Modality embeddings ``[B, 7, E]``: unit rows where present, zeros where absent.
 
+        ``inputs`` and ``mask`` as :meth:`prepare_inputs` takes them: in a list
+        of graphs, ``None`` is a row absent from that modality (False in
+        ``mask``, which must not mark it True).
+
         A row is divided by its norm floored at ``1e-8`` (the original's
         ``l2norm``): one whose encoder output is shorter than that — an
         all-zero or vanishingly small input to an encoder whose biases are
@@ -286,7 +297,8 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
 
     @reads
     def encode_and_fuse(self, inputs: Inputs, mask: Any = None) -> Tuple[np.ndarray, np.ndarray]:
-        """``(embeddings [B, 7, E], fused [B, E])`` in one pass."""
+        """``(embeddings [B, 7, E], fused [B, E])`` in one pass (inputs as
+        :meth:`encode` takes them: ``None`` in a list of graphs is an absent row)."""
         arrays, mask_arr = self.prepare_inputs(inputs, mask)
         self._warn_untrained(mask_arr)
         self._refuse_encoding_peak("encode_and_fuse", arrays, mask_arr, (NUM_MODALITIES + 1) * self.config.embed_dim)
@@ -307,7 +319,8 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         better input for a downstream classifier than the fused embedding
         (docs/objectives.md, "Read-outs before the aligned space").
         Needs a model with ``encoder_hidden``; one row per event and
-        modality, as :meth:`encode` takes them.
+        modality, as :meth:`encode` takes them (``None`` in a list of graphs:
+        a row absent from that modality).
         """
         self.hidden_width(layer)
         arrays, mask_arr = self.prepare_inputs(inputs, mask)
@@ -629,7 +642,9 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         :class:`~grapheme_multimodal.PrecisionLossWarning` naming it; subtract
         its mean (or rescale it) before passing it. Inputs of no rows, or a
         ``mask`` that is False everywhere, are refused
-        (:class:`InvalidValueError`): there is nothing to learn from."""
+        (:class:`InvalidValueError`): there is nothing to learn from.
+        ``None`` in a list of graphs is a row absent from that modality, left
+        out of its statistics (see :meth:`prepare_inputs`)."""
         arrays, mask_arr = self.prepare_inputs(inputs, mask, for_training=True)
         if len(mask_arr) == 0:  # it learned nothing and said nothing: the inputs went on unstandardised
             raise InvalidValueError("inputs: no rows; expected at least one row to learn the standardisation from", "inputs")
@@ -650,6 +665,10 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
                 )
             learned.append((m, mean, np.where(std >= _core.MIN_STD, std, 1.0)))
         if not learned and not mask_arr.any():  # as rows of none: it learned nothing and said nothing
+            if mask is None:  # no mask given: only None rows of graph lists leave every row absent
+                raise InvalidValueError(
+                    f"inputs: {_ALL_NONE} (no row holds a modality); expected at least one present row to learn "
+                    "the standardisation from", "inputs")
             raise InvalidValueError(
                 "mask: is False everywhere (no row holds a modality); expected at least one present row to learn "
                 "the standardisation from", "mask")
@@ -847,13 +866,17 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         return checked
 
     def _as_modality_list(
-        self, inputs: Inputs, arg: str = "inputs", mask: Optional[np.ndarray] = None, for_training: bool = False
-    ) -> List[Optional[np.ndarray]]:
-        """Each modality's float32 array (``None`` where not given); ``mask``,
-        when given, says which rows are present (absent rows may hold values
-        float32 cannot, as they may hold anything). ``for_training``: see
-        :meth:`prepare_inputs`."""
+        self, inputs: Inputs, arg: str = "inputs", mask: Optional[np.ndarray] = None, for_training: bool = False,
+        mask_arg: str = "mask",
+    ) -> Tuple[List[Optional[np.ndarray]], Dict[int, List[int]]]:
+        """Each modality's float32 array (``None`` where not given), and the
+        rows of each graph list that hold ``None`` (absent from its modality:
+        zeros in its array, never read); ``mask``, when given, says which rows
+        are present (absent rows may hold values float32 cannot, as they may
+        hold anything), and a ``None`` row it marks present is refused.
+        ``for_training``: see :meth:`prepare_inputs`."""
         arrays: List[Optional[np.ndarray]] = [None] * NUM_MODALITIES
+        absent: Dict[int, List[int]] = {}
         if isinstance(inputs, Mapping):
             items = [(Modality.parse(k, arg), v) for k, v in inputs.items()]
             if len({m for m, _ in items}) < len(items):  # {"visual": a, 0: b}: one would be dropped unseen
@@ -877,12 +900,31 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
             present = None if mask is None else mask[:, i]
             if type(value) is not np.ndarray and is_graph_list(value):
                 featurizer = self.config.graph_features[i]
-                if dim != featurizer.dim:
+                # None marks a row absent from the modality (as False in mask= does); a list of None
+                # only holds no graph, so it says nothing of the modality's features and takes any width
+                rows = absent_graph_rows(value)
+                if dim != featurizer.dim and len(rows) < len(value):
                     raise ShapeError(
                         f"{name}: got graphs ({featurizer.dim} {featurizer.kind} features each) "
                         f"but modality {m} takes {dim}-long feature vectors", name,
                     )
-                arrays[i] = featurizer(value)
+                if not rows:
+                    arrays[i] = featurizer(value)
+                    continue
+                if present is not None and len(present) == len(value):  # else the row counts' ShapeError follows
+                    clash = present[rows]
+                    if clash.any():
+                        k = rows[int(np.argmax(clash))]
+                        raise InvalidValueError(
+                            f"{name}[{k}]: None marks row {k} absent from modality {m}, but {mask_arg}[{k}, {i}] is "
+                            f"True (present); expected a Graph for a present row, or False in {mask_arg} there", name,
+                        )
+                # zeros where absent: never read, as a placeholder graph's features under False in mask= are not
+                x = np.zeros((len(value), dim), dtype=np.float32)
+                if len(rows) < len(value):
+                    x[[k for k, g in enumerate(value) if g is not None]] = featurizer([g for g in value if g is not None])
+                arrays[i] = x
+                absent[i] = rows
             else:
                 try:
                     if for_training:  # the user's numbers themselves, to compare with their cast
@@ -893,7 +935,7 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
                     raise
                 if for_training and value is not arrays[i]:
                     warn_precision_loss(value, arrays[i], present, name)
-        return arrays
+        return arrays, absent
 
     def _ready_inputs(
         self, inputs: Union[Sequence[Any], Dict[Any, Any]], mask: Any = None
@@ -1149,6 +1191,10 @@ def _slots_of(inputs: Dict[Any, Any]) -> Optional[List[Any]]:
         seen |= 1 << m
         slots[m] = value
     return slots
+
+
+#: Why no row is present when no mask was given.
+_ALL_NONE = "every row of every list of graphs is None"
 
 
 def _presence_mask(present: int, rows: int) -> np.ndarray:

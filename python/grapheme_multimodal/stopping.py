@@ -82,7 +82,8 @@ def fit_with_stopping(
     **fit_options: Any,
 ) -> History:
     """Trains ``model`` on ``inputs`` (modality → rows, aligned; ``mask``
-    ``[N, 7]`` optional) for at most ``epochs`` epochs and returns the
+    ``[N, 7]`` optional; ``None`` in a list of graphs is a row absent from
+    that modality, as :func:`~grapheme_multimodal.training.fit` takes it) for at most ``epochs`` epochs and returns the
     :class:`~grapheme_multimodal.training.History` of the fit that made it.
 
     - ``validation`` given: stops after ``patience`` epochs (0: never)

@@ -104,8 +104,12 @@ def fit(
     """Trains ``model`` on ``data``.
 
     Args:
-        data: per-modality arrays ``{modality: [N, d_m]}`` (with ``mask``
-            ``[N, 7]``), a list of :class:`MultiModalEvent`, or an
+        data: per-modality arrays ``{modality: [N, d_m]}`` or lists of
+            :class:`Graph` (with ``mask`` ``[N, 7]``; ``None`` in a list of
+            graphs is a row absent from that modality, as False in ``mask``,
+            which must not mark it present: the same training, bit for bit,
+            as any graph there with False in ``mask``), a list of
+            :class:`MultiModalEvent`, or an
             :class:`ExperienceBuffer` (its raw inputs when every experience
             has them — the encoders then learn too — else its recorded
             embeddings, fused embeddings and rewards).
@@ -949,7 +953,10 @@ def as_dataset(
     if name != "validation" and not ds.mask_of(np.arange(len(ds))).any():
         # every loss would be 0 and every step Adam's momentum alone: "training" that learns nothing
         arg = "mask" if mask is not None else name
-        raise InvalidValueError(f"{arg}: {ds.nothing_present}; expected at least one present modality to train on", arg)
+        # without a mask, only None rows of graph lists leave every row absent: "the mask" was never given
+        why = ds.nothing_present if mask is not None or not isinstance(ds, _ArrayDataset) else (
+            "no row has a modality present (every row of every list of graphs is None)")
+        raise InvalidValueError(f"{arg}: {why}; expected at least one present modality to train on", arg)
     return ds
 
 
