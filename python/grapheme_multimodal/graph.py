@@ -22,8 +22,10 @@ __all__ = [
 ]
 
 import numbers
+import operator
 from collections.abc import Hashable, Iterator, Set, ValuesView
 from dataclasses import dataclass
+from itertools import compress, repeat
 from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -492,13 +494,21 @@ def is_graph_list(value: Any) -> bool:
     :class:`Graph`, which it featurises, or ``None``: a row absent from the
     modality), rather than an array of features. A list of ``None`` only is
     one too: no row holds the modality."""
-    return isinstance(value, (list, tuple)) and bool(value) and all(g is None or isinstance(g, Graph) for g in value)
+    if not isinstance(value, (list, tuple)) or not value:
+        return False
+    # by the items' types, few in a list of thousands: a generator testing every item made
+    # prepare_inputs on 2,000 graphs half as slow again
+    return all(kind is _NONE_TYPE or issubclass(kind, Graph) for kind in set(map(type, value)))
+
+
+_NONE_TYPE = type(None)
 
 
 def absent_graph_rows(graphs: Sequence[Optional[Graph]]) -> List[int]:
     """The rows of a graph list (:func:`is_graph_list`) that hold ``None``:
-    absent from the modality, as ``False`` in ``mask=`` says."""
-    return [k for k, g in enumerate(graphs) if g is None]
+    absent from the modality, as ``False`` in ``mask=`` says. (By identity:
+    ``None in graphs`` would call :meth:`Graph.__eq__` on every graph.)"""
+    return list(compress(range(len(graphs)), map(operator.is_, graphs, repeat(None))))
 
 
 def refuse_none_graph(item: Any, name: str, call: str, expected: str = "Graph") -> None:
