@@ -161,6 +161,9 @@ def test_fit_normalization_and_record_batch_read_the_present_rows_only() -> None
         np.testing.assert_array_equal(x.mask, y.mask)
         np.testing.assert_array_equal(x.embeddings, y.embeddings)
         np.testing.assert_array_equal(x.fused, y.fused)
+        for m, (u, v) in enumerate(zip(x.inputs, y.inputs)):  # the inputs kept: the same where present
+            if x.mask[m]:
+                np.testing.assert_array_equal(u, v)
 
 
 def test_every_row_none_is_as_a_mask_false_everywhere() -> None:
@@ -177,6 +180,7 @@ def test_every_row_none_is_as_a_mask_false_everywhere() -> None:
     # no row present at all: the call does what it does for a mask False everywhere
     none_mask = np.zeros((3, 7), bool)
     np.testing.assert_array_equal(model.encode({"linguistic": [None] * 3}), model.encode({"linguistic": placeholders}, none_mask))
+    np.testing.assert_array_equal(model.encode({"linguistic": [None] * 3}, none_mask), model.encode({"linguistic": placeholders}, none_mask))
     fit = lambda x, m=None: model.fit(x, mask=m, epochs=1, progress=False)  # noqa: E731
     for call, arg in ((model.fit_normalization, "inputs"), (fit, "data")):
         before = _snapshot(model)
