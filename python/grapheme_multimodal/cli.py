@@ -432,6 +432,7 @@ def _modality_args(p: argparse.ArgumentParser) -> None:
 # ------------------------------------------------------------------ commands
 def _demo(args: argparse.Namespace) -> int:
     from .demo import demo_files, run_demo
+    from .io import atomic_write_bytes, writing_together
     from .uci import TrainingSettings
 
     settings = TrainingSettings(seed=_seed(args.seed))
@@ -444,20 +445,20 @@ def _demo(args: argparse.Namespace) -> int:
         outputs = {**{f"--out's {what}": path for what, path in files.items()}, "--json": args.json}
         # --json out.npy wrote JSON text into a file named as a NumPy array (embed and train refuse such names)
         _check_outputs(outputs, {}, args.overwrite, writes={"--json": ".json"})
-        with _keeping_new(outputs, args.overwrite):
+        # the folder's files and the JSON are one result, all or none: the JSON written after the folder, a
+        # --json name taken meanwhile (or a full disk) left a run folder that looked complete beside no table
+        with _keeping_new(outputs, args.overwrite), writing_together():
             result = run_demo(args.out, settings, progress=not args.no_progress, members=args.members)
+            if args.json is not None:
+                rows = [{"measure": n, "ours": o, "anchor": a, "anchor_is": s} for n, o, a, s in result.rows]
+                table = {"rows": rows, "notes": result.notes, "seconds": result.seconds}
+                atomic_write_bytes(args.json, json.dumps(table, indent=2).encode())
     print()
     print(result.table())
     print()
     for what, path in result.files.items():
         print(f"{what:>10}: {path}")
     print(f"finished in {result.seconds:.1f} s")
-    if args.json is not None:
-        from .io import atomic_write_bytes
-
-        rows = [{"measure": n, "ours": o, "anchor": a, "anchor_is": s} for n, o, a, s in result.rows]
-        with _keeping_new({"--json": args.json}, args.overwrite):
-            atomic_write_bytes(args.json, json.dumps({"rows": rows, "notes": result.notes, "seconds": result.seconds}, indent=2).encode())
     return 0
 
 

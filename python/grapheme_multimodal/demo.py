@@ -24,7 +24,7 @@ import numpy as np
 from ._readonly import ReadOnlyMapping
 from .datasets import INSTALL_HINT, load_multiple_features, train_test_split
 from .evaluation import RETRIEVAL_METRICS, Anchors, ModelScores, compute_anchors, evaluate_model, pair_key, two_view_key
-from .io import PathLike, as_path, check_write_target
+from .io import PathLike, as_path, check_write_target, writing_together
 from .metrics import _sklearn
 from .plotting import _figure_class, plot_attention, plot_history
 from ._validation import IntLike
@@ -127,7 +127,9 @@ def run_demo(
     members: IntLike = 1,
 ) -> DemoResult:
     """Loads the data, trains, evaluates against the anchors, writes the
-    checkpoint and the two PNGs into ``out_dir``. With ``members`` K > 1 it
+    checkpoint and the two PNGs into ``out_dir``, all or none
+    (:func:`~grapheme_multimodal.io.writing_together`; inside such a block,
+    when the block ends). With ``members`` K > 1 it
     trains an ensemble (:func:`~grapheme_multimodal.uci.fit_ensemble`, K
     times the training, all its members at once), measures it as one and saves it with
     :func:`~grapheme_multimodal.save_ensemble`; the curves and the attention
@@ -164,17 +166,20 @@ def run_demo(
     ours = evaluate_model(embedder, train, test, seed=settings.seed)
     result.rows, result.notes = table_rows(ours, compute_anchors(train, test, multiview=()))
     result.files = files
-    if len(models) == 1:
-        model.save(result.files["checkpoint"], include_experience=False)
-    else:
-        save_ensemble(models, result.files["checkpoint"])
-    plot_history(model.history, result.files["curves"], title="UCI Multiple Features: training losses", best_epoch=best)
-    emb, fused = model.encode_and_fuse({VIEW_MODALITIES[v]: x for v, x in test.views.items()})
-    weights = model.attention_weights(fused, emb)
-    per_class = np.stack([weights[test.labels == c].mean(axis=0) for c in range(10)])
-    plot_attention(per_class, [f"digit {c}" for c in range(10)], result.files["attention"],
-                   title="mean attention of the fused query over the views",
-                   column_labels={m: f"{v} ({m})" for v, m in VIEW_MODALITIES.items()})
+    # One result, all or none: written file by file, a run that failed at the second figure (or was
+    # interrupted) left a checkpoint and the curves, a run folder that looked complete.
+    with writing_together():
+        if len(models) == 1:
+            model.save(result.files["checkpoint"], include_experience=False)
+        else:
+            save_ensemble(models, result.files["checkpoint"])
+        plot_history(model.history, result.files["curves"], title="UCI Multiple Features: training losses", best_epoch=best)
+        emb, fused = model.encode_and_fuse({VIEW_MODALITIES[v]: x for v, x in test.views.items()})
+        weights = model.attention_weights(fused, emb)
+        per_class = np.stack([weights[test.labels == c].mean(axis=0) for c in range(10)])
+        plot_attention(per_class, [f"digit {c}" for c in range(10)], result.files["attention"],
+                       title="mean attention of the fused query over the views",
+                       column_labels={m: f"{v} ({m})" for v, m in VIEW_MODALITIES.items()})
     result.seconds = time.perf_counter() - start
     return result
 

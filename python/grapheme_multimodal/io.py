@@ -8,6 +8,9 @@ never leaves a half-written file where a good one was, and the temporary files
 of saves that were killed are removed by the next save to the same target.
 The replace gives the name a new file: other hard links to the file it
 replaces keep the old content (a write in place could not be atomic).
+Files written as one result (:func:`atomic_write_all`, or every save in a
+:func:`writing_together` block) are all written before any is given its
+name, and none keeps it when one cannot have its own.
 
 Each safetensors file carries a CRC-32 of every tensor (its name, dtype, shape
 and bytes) and of its metadata in a ``checksum`` metadata entry, verified on
@@ -22,7 +25,8 @@ load, unverified; saving them again adds one.
 
 from __future__ import annotations
 
-__all__ = ["TensorSpec", "atomic_write", "atomic_write_all", "atomic_write_bytes", "write_tagged_safetensors", "read_tagged_safetensors"]
+__all__ = ["TensorSpec", "atomic_write", "atomic_write_all", "atomic_write_bytes", "writing_together", "write_tagged_safetensors",
+           "read_tagged_safetensors"]
 
 import codecs
 import contextlib
@@ -34,9 +38,10 @@ import os
 import re
 import secrets
 import stat
+import threading
 import zlib
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Dict, Iterator, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Any, BinaryIO, Callable, Dict, Iterator, List, Mapping, NamedTuple, NoReturn, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -161,42 +166,169 @@ def atomic_write_all(writes: Sequence[Tuple[PathLike, Callable[[BinaryIO], Any]]
     file size limit) leaves every target as it was. Written one after the
     other, the outputs of ``grapheme-mm embed --overwrite`` (embeddings,
     binding strengths) were half replaced by a run that failed: the
-    previous embeddings lost, beside binding strengths of the run before."""
-    staged: List[Tuple[Path, Path, Path, Optional[str], int, str]] = []  # given, path, directory, kept_as, fd, tmp
-    current: Optional[Path] = None  # the file being written or renamed, which an OSError names
+    previous embeddings lost, beside binding strengths of the run before.
+    Inside :func:`keeping_existing`, a target taken meanwhile fails the
+    whole write: the files it had already given a new name are removed
+    again. Inside :func:`writing_together`, the targets are replaced when
+    that block ends."""
+    staged: List[_Staged] = []
     try:
         for target, write in writes:
-            given = _file_name(target, "path")
-            path = current = _followed(given)
-            directory = check_write_target(path)
-            kept_as = _KEPT.get().get(_location(given))
-            _remove_orphaned_temp_files(directory, path.name)
-            owner = _owner(path)
-            fd, tmp = _locked_temp_file(directory, path)
-            staged.append((given, path, directory, kept_as, fd, tmp))
-            with os.fdopen(fd, "wb", closefd=False) as f:
-                write(f)
-                f.flush()
-                os.fsync(f.fileno())
-            _give_to(fd, owner)
-        for given, path, _, kept_as, _, tmp in staged:
-            current = path
-            if kept_as is None:
-                os.replace(tmp, path)
-            else:
-                _link_as_new(tmp, path, given, kept_as)
-    except BaseException as exc:
-        for *_, tmp in staged:
-            _unlink_quietly(tmp)  # a temporary file already renamed is no longer there
-        if isinstance(exc, OSError) and exc.errno is not None and exc.filename is None and current is not None:
-            raise OSError(exc.errno, exc.strerror, str(current)) from exc  # name the file: "disk full" alone says not which
+            _stage(target, write, staged)
+    except BaseException:
+        _discard(staged)
+        raise
+    together = _TOGETHER.get()
+    if together is not None:
+        together.add(staged)
+    else:
+        _commit(staged)
+    return [s.given for s in staged]
+
+
+@contextlib.contextmanager
+def writing_together() -> Iterator[None]:
+    """``with writing_together():`` every :func:`atomic_write_all` (and so
+    every save of this library) in the block is written and synced to its
+    temporary file at once, but its
+    target is replaced only when the block ends without an error: the files
+    of one run (the demo's checkpoint, figures and JSON) are all written or
+    none is. A block that fails removes the temporary files and leaves
+    every target as it was; a target that :func:`keeping_existing` keeps
+    and that another program took meanwhile fails the block at its end,
+    with the files it had already named removed. A block inside another
+    joins it. Nothing written in the block is at its target before the
+    block ends: it cannot be read back there. (The block is this thread's
+    context: another thread's writes join it only when that thread runs in
+    a copy of it, as this library's parallel tasks do.)"""
+    if _TOGETHER.get() is not None:
+        yield
+        return
+    together = _Together()
+    token = _TOGETHER.set(together)
+    try:
+        yield
+    except BaseException:
+        _discard(together.staged)
         raise
     finally:
-        for *_, fd, _ in staged:
-            os.close(fd)  # releases the lock
-    for directory in dict.fromkeys(directory for _, _, directory, *_ in staged):
+        _TOGETHER.reset(token)
+    _commit(together.staged)
+
+
+class _Staged(NamedTuple):
+    """One file written to its temporary file ``tmp`` (open as ``fd``,
+    locked) and not yet given its name: ``path`` (``given``, followed),
+    in ``directory``; ``kept_as``: the argument that named it when
+    :func:`keeping_existing` keeps what is there (it is linked, not
+    replaced)."""
+
+    given: Path
+    path: Path
+    directory: Path
+    kept_as: Optional[str]
+    fd: int
+    tmp: str
+
+
+class _Together:
+    """The files a :func:`writing_together` block has staged."""
+
+    def __init__(self) -> None:
+        self.staged: List[_Staged] = []
+        self._lock = threading.Lock()
+
+    def add(self, staged: List[_Staged]) -> None:
+        """Adds ``staged``; one of them written again in the block replaces
+        the earlier write (linked both, the second would find the first's
+        name taken, "by something else")."""
+        with self._lock:
+            again = {s.path for s in staged}
+            _discard([s for s in self.staged if s.path in again])
+            self.staged = [s for s in self.staged if s.path not in again] + staged
+
+
+#: The :func:`writing_together` block that holds the writes (None: outside one, each write is replaced at once).
+_TOGETHER: "contextvars.ContextVar[Optional[_Together]]" = contextvars.ContextVar("_TOGETHER", default=None)
+
+
+def _stage(target: PathLike, write: Callable[[BinaryIO], Any], staged: List[_Staged]) -> None:
+    """Writes and syncs ``write``'s file to a temporary file beside ``target``
+    and appends it to ``staged`` (before writing: a failed write's file is
+    removed with the others)."""
+    given = _file_name(target, "path")
+    path = _followed(given)
+    try:
+        directory = check_write_target(path)
+        kept_as = _KEPT.get().get(_location(given))
+        _remove_orphaned_temp_files(directory, path.name)
+        owner = _owner(path)
+        fd, tmp = _locked_temp_file(directory, path)
+        staged.append(_Staged(given, path, directory, kept_as, fd, tmp))
+        with os.fdopen(fd, "wb", closefd=False) as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        _give_to(fd, owner)
+    except OSError as exc:
+        _raise_naming(exc, path)
+
+
+def _commit(staged: List[_Staged]) -> None:
+    """Gives each staged file its name (a rename, or a hard link where
+    :func:`keeping_existing` keeps what is there), then syncs the folders.
+    When one fails (its name taken meanwhile), the files this commit had
+    already linked are removed again (only where the name still holds the
+    file written here) and the error raised: a set of outputs with its
+    last missing looked complete."""
+    linked: List[_Staged] = []
+    try:
+        for s in staged:
+            try:
+                if s.kept_as is None:
+                    os.replace(s.tmp, s.path)
+                else:
+                    _link_as_new(s.tmp, s.path, s.given, s.kept_as)
+                    linked.append(s)
+            except OSError as exc:
+                _raise_naming(exc, s.path)
+    except BaseException:
+        for s in linked:
+            _unlink_if_ours(s)
+        _discard(staged)
+        raise
+    for s in staged:
+        os.close(s.fd)  # releases the lock
+    for directory in dict.fromkeys(s.directory for s in staged):
         _fsync_directory(directory)
-    return [given for given, *_ in staged]
+
+
+def _discard(staged: Sequence[_Staged]) -> None:
+    """Removes the staged files' temporary files (one already renamed is no
+    longer there) and closes them."""
+    for s in staged:
+        _unlink_quietly(s.tmp)
+        os.close(s.fd)  # releases the lock
+
+
+def _unlink_if_ours(s: _Staged) -> None:
+    """Removes the name ``s.path`` if it still holds the file written to
+    ``s.fd`` (the same inode on the same device); a file that another
+    program put there since is kept."""
+    try:
+        if os.path.samestat(os.lstat(s.path), os.fstat(s.fd)):
+            os.unlink(s.path)
+            _fsync_directory(s.directory)
+    except OSError:
+        pass
+
+
+def _raise_naming(exc: OSError, path: Path) -> NoReturn:
+    """Raises ``exc``, or, when it names no file ("No space left on device"
+    alone), the same error naming ``path``: which of the files failed."""
+    if exc.errno is not None and exc.filename is None:
+        raise OSError(exc.errno, exc.strerror, str(path)) from exc
+    raise exc
 
 
 @contextlib.contextmanager
