@@ -2,12 +2,14 @@
 files (``embed`` with --bindings/--hidden-features, ``demo``'s run folder and
 --json) either writes every one or leaves every target as it was, whether an
 output's name is taken while it runs (without --overwrite), a write fails, or
-the run is interrupted."""
+the run is interrupted. And the refusal of a folder no file can be created in
+is tested for root as well (root writes through a folder's permissions)."""
 
 from __future__ import annotations
 
 import errno
 import os
+import tempfile
 
 import numpy as np
 import pytest
@@ -250,3 +252,42 @@ def test_demo_that_fails_at_its_last_figure_keeps_the_previous_run_folder(tmp_pa
     with pytest.raises(OSError, match="No space left"):
         demo.run_demo(out, TrainingSettings(epochs=1), progress=False, log=lambda line: None)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == {name: b"previous run" for name in demo.DEMO_FILES.values()}
+
+
+# ------------------------------------------------------------------ a folder root cannot write either
+def _refuses_new_files(folder: str) -> bool:
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            return False
+    except OSError:
+        return True
+
+
+@pytest.mark.skipif(not _refuses_new_files("/proc"), reason="needs Linux's /proc, where no one creates files")
+@pytest.mark.parametrize("command", ["train", "embed", "demo"])
+def test_a_folder_no_file_can_be_created_in_is_refused_before_the_work_even_as_root(files, tmp_path, capsys,
+                                                                                   monkeypatch, command) -> None:
+    """A read-only folder made with chmod stops no one as root (this suite
+    may run so: in a container, in CI), so a test of it tested nothing there.
+    /proc refuses new files to root and every other user alike: the refusal
+    of an output folder no file can be created in is tested either way."""
+    import grapheme_multimodal.cli as cli
+    import grapheme_multimodal.demo as demo
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the work ran before the output folder was checked")
+
+    monkeypatch.setattr(cli, "fit_with_stopping", no_work)
+    monkeypatch.setattr(cli, "_load_checkpoint", no_work)
+    monkeypatch.setattr(demo, "run_demo", no_work)
+    argv, flag = {
+        "train": (["train", "-m", f"visual={files / 'a.npy'}", "--no-progress", "-o", "/proc/m.safetensors"], "--output"),
+        "embed": (["embed", str(files / "m.safetensors"), "-m", f"visual={files / 'a.npy'}", "-o",
+                   str(tmp_path / "fused.npy"), "--bindings", "/proc/b.npy"], "--bindings"),
+        "demo": (["demo", "--no-progress", "--out", str(tmp_path / "run"), "--json", "/proc/t.json"], "--json"),
+    }[command]
+    if command == "demo":
+        pytest.importorskip("matplotlib")
+        pytest.importorskip("sklearn")
+    one_line_error(capsys, argv, f"{flag}: no file can be created in the folder '/proc'")
+    assert list(tmp_path.iterdir()) == []
