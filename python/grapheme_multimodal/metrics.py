@@ -34,9 +34,12 @@ def _finite_2d(name: str, x: object) -> np.ndarray:
     arr = as_real_array(x, name)  # refuses masked entries and non-numbers (timedelta64 included)
     if arr.ndim != 2 or arr.shape[0] == 0 or arr.shape[1] == 0:
         raise ShapeError(f"{name} must be a non-empty 2-D array [n, d], got shape {arr.shape}", name)
-    if arr.dtype.kind not in "iuf":
-        raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
     refuse_beyond_memory(arr, name, np.float64)  # the metrics compute in float64
+    if arr.dtype == np.bool_:
+        # 0/1 features (binary fingerprints, one-hot columns) as the floats 0.0 and 1.0, as scikit-learn's
+        # check_array and MultimodalEmbedder take them: refused here, a view that trained a model could
+        # not be measured, standardised, or given to ExactCCA or the anchors
+        arr = arr.astype(np.float64)
     if not np.isfinite(arr).all():
         row = int(np.flatnonzero(~np.isfinite(arr).all(axis=1))[0])
         raise NonFiniteError(f"{name}: row {row} holds NaN or inf; expected finite numbers", name)
@@ -526,7 +529,7 @@ def unit_side_by_side(views: Mapping[Any, np.ndarray], names: Sequence[Any]) -> 
 
     Returns:
         ``[n, sum d_v]``, in the views' float dtype (float32 at least: a
-        float16 norm lost the rows' length), float64 for integers.
+        float16 norm lost the rows' length), float64 for integers and bools.
     """
     if not isinstance(views, Mapping):
         raise TypeError(f"views: expected a mapping view name -> [n, d] array, got {describe(views)}")

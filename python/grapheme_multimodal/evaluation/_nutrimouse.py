@@ -113,14 +113,14 @@ def nutrimouse_cv(
     for view in (_QUERY, _GALLERY):
         # here, by the data's row: standardize named a fold's row of its own train_views['gene']; and before the
         # diets are counted: a Nutrimouse of no mice was numpy's "zero-size array to reduction operation minimum"
-        _finite_2d(f"data.views[{view!r}]", data.views[view])
+        checked = _finite_2d(f"data.views[{view!r}]", data.views[view])  # bools as 0.0/1.0: np.ptp refuses them
         if anchors and data.views[view].shape[1] < _ANCHOR_COMPONENTS:
             # else scikit-learn's "`n_components` upper bound is 1. Got 2 instead", naming no view
             raise InvalidValueError(
                 f"data.views[{view!r}]: has {data.views[view].shape[1]} column; the anchors fit {_ANCHOR_COMPONENTS} "
                 f"canonical components, which need at least {_ANCHOR_COMPONENTS} columns in each view; expected a "
                 "wider view, or anchors=False", f"data.views[{view!r}]")
-        if anchors and not np.ptp(data.views[view], axis=0).any():
+        if anchors and not np.ptp(checked, axis=0).any():
             # else the anchors' all-zero scores, named as the metric's "query", which this function has not
             raise InvalidValueError(
                 f"data.views[{view!r}]: every column is constant, which leaves the anchors' CCA nothing to correlate; "
