@@ -1,6 +1,7 @@
 """The data-science surface (metrics, anchors, evaluation, datasets) takes a
-user's views one way throughout: bool features as the floats 0.0 and 1.0,
-as scikit-learn's check_array and MultimodalEmbedder take them.
+user's views one way throughout: bool features as the floats 0.0 and 1.0
+(as scikit-learn's check_array and MultimodalEmbedder take them), and view
+names that would give two results one key refused up front.
 
 Each test failed before its fix."""
 
@@ -12,6 +13,7 @@ from typing import Dict, Mapping
 import numpy as np
 import pytest
 
+import grapheme_multimodal as gm
 from grapheme_multimodal import anchors, datasets, evaluation, metrics
 
 pytest.importorskip("sklearn")
@@ -142,3 +144,71 @@ def test_nutrimouse_cv_takes_bool_views_as_0_1_floats() -> None:
     for method in want:
         for target in want[method]:
             np.testing.assert_array_equal(got[method][target], want[method][target])
+
+
+# ------------------------------------------------ 2. view names that would share a result key
+def _renamed(split: datasets.MultipleFeatures, names: Mapping[str, object]) -> datasets.MultipleFeatures:
+    return datasets.MultipleFeatures(views={names[v]: x for v, x in split.views.items()}, labels=split.labels)
+
+
+def test_knn_anchors_refuses_a_view_named_concat() -> None:
+    # the view's own accuracy was overwritten by that of all views side by side, without a word
+    train, test = (_as_floats(s) for s in _bool_splits())
+    names = {"a": "a", "b": "concat", "c": "c"}
+    with pytest.raises(gm.InvalidValueError, match=r"^train\.views: a view is named 'concat', the key of the results' "
+                       r"k-NN accuracy of all views side by side.*expected another name") as err:
+        anchors.knn_anchors(_renamed(train, names), _renamed(test, names), k=3)
+    assert err.value.arg == "train.views"
+    # a name like any other where no result has that key
+    got = evaluation.compute_anchors(_renamed(train, names), _renamed(test, names), cca_components=2, multiview=[], k=3)
+    assert sorted(got.cca) == sorted(evaluation.pair_key(q, g) for q, g in evaluation.ordered_pairs(["a", "concat", "c"]))
+
+
+def _keyed_by_pair(train: datasets.MultipleFeatures, test: datasets.MultipleFeatures):
+    """(the argument that holds the views, a call) for each entry point that keys its results by view pair."""
+    return [
+        ("train.views", lambda: evaluation.compute_anchors(train, test, cca_components=2, multiview=[], k=3)),
+        ("train.views", lambda: evaluation.evaluate_model(_Identity(), train, test, k=3, two_views=False)),
+        ("train_std", lambda: evaluation.pairwise_cca_retrieval(train.views, test.views, test.labels, 2)),
+        ("train_std", lambda: evaluation.multiview_cca_retrieval("MCCA", train.views, test.views, test.labels, 2)),
+    ]
+
+
+def test_the_measurements_refuse_view_names_alike_as_text() -> None:
+    # 1 and "1" both keyed "1->c": one pair's figures overwrote the other's, 6 pairs scored as 4
+    train, test = (_renamed(_as_floats(s), {"a": 1, "b": "1", "c": "c"}) for s in _bool_splits())
+    for arg, call in _keyed_by_pair(train, test):
+        with pytest.raises(gm.InvalidValueError, match=rf"^{arg.replace('.', '[.]')}: the view names 1 and '1' are "
+                           r"both '1' as text, .*expected view names that differ as strings") as err:
+            call()
+        assert err.value.arg == arg
+
+
+def test_the_measurements_refuse_view_names_that_spell_another_pairs_key() -> None:
+    # ("x", "y->z") and ("x->y", "z") are both "x->y->z"
+    names = {"a": "x", "b": "y->z", "c": "x->y", "d": "z"}
+    train, test = (_renamed(_as_floats(s), names) for s in _bool_splits(widths=(("a", 6), ("b", 5), ("c", 4), ("d", 4))))
+    for arg, call in _keyed_by_pair(train, test):
+        with pytest.raises(gm.InvalidValueError, match=rf"^{arg.replace('.', '[.]')}: the view pairs \('x', 'y->z'\) "
+                           r"and \('x->y', 'z'\) are both keyed 'x->y->z'.*holding '->'") as err:
+            call()
+        assert err.value.arg == arg
+    # a name holding "->" is refused only where two keys meet: without "z", every key is apart
+    train, test = (_renamed(_as_floats(s), names) for s in _bool_splits())
+    got = evaluation.compute_anchors(train, test, cca_components=2, multiview=[], k=3)
+    assert sorted(got.cca) == sorted(["x->y->z", "x->x->y", "y->z->x", "y->z->x->y", "x->y->x", "x->y->y->z"])
+    assert len(got.raw_two_view_knn) == 3
+
+
+def test_two_view_keys_that_collide_are_refused_only_where_they_are_made() -> None:
+    # "a+b" of ("a+b", "c") and ("a", "b+c"): the raw two-view k-NN of one pair overwrote the other's
+    names = {"a": "a", "b": "b+c", "c": "a+b", "d": "c"}
+    train, test = (_renamed(_as_floats(s), names) for s in _bool_splits(widths=(("a", 6), ("b", 5), ("c", 4), ("d", 4))))
+    message = r"^train\.views: the view pairs \('a', 'b\+c'\) and \('a\+b', 'c'\) are both keyed 'a\+b\+c'.*holding '\+'"
+    with pytest.raises(gm.InvalidValueError, match=message):
+        evaluation.compute_anchors(train, test, cca_components=2, multiview=[], k=3)
+    with pytest.raises(gm.InvalidValueError, match=message):
+        evaluation.evaluate_model(_Identity(), train, test, k=3)
+    # without the two-view figures no such key is made, and the pair keys ("a->b+c", ...) are all apart
+    scores = evaluation.evaluate_model(_Identity(), train, test, k=3, two_views=False)
+    assert len(scores.retrieval) == 12

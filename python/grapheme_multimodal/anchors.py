@@ -37,6 +37,7 @@ from ._readonly import ReadOnlyMapping
 from ._validation import IntLike, is_int
 from .datasets import VIEW_NAMES, MultipleFeatures
 from .evaluation._anchors import check_same_views, check_split_labels, standardized_splits
+from .evaluation._pairs import check_result_keys
 from .exceptions import InvalidValueError
 from .metrics import _sklearn, cross_view_retrieval, knn_accuracy
 
@@ -93,10 +94,13 @@ def knn_anchors(
 
     ``train``/``test`` are raw (unstandardised) splits; each view is standardised
     with training statistics here. Keys follow :data:`VIEW_NAMES` order (views
-    present in the data), then ``"concat"``.
+    present in the data), then ``"concat"`` (a view of that name is refused).
     """
     _sklearn("knn_anchors")  # else "No module named 'sklearn.utils'", deep in the label checks
     _check_splits(train, test)
+    # the result holds each view's figure by its name beside "concat": a view of that name was overwritten
+    check_result_keys(train.views, "train.views", pair_keys=False,
+                      reserved={"concat": "k-NN accuracy of all views side by side"})
     check_split_labels(train, test)
     names = [n for n in VIEW_NAMES if n in train.views] + [
         n for n in train.views if n not in VIEW_NAMES

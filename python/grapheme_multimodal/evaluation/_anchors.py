@@ -18,7 +18,7 @@ from ..datasets import MultipleFeatures, standardize
 from ..exceptions import GraphemeError, InvalidValueError, ShapeError
 from ..metrics import _class_labels, _finite_2d, _labels_1d, _sklearn, cross_view_retrieval, knn_accuracy, linear_probe_accuracy
 from ._cca import ExactCCA
-from ._pairs import ordered_pairs, pair_key, two_view_key, unordered_pairs
+from ._pairs import check_result_keys, ordered_pairs, pair_key, two_view_key, unordered_pairs
 
 __all__ = ["Anchors", "compute_anchors", "pairwise_cca_retrieval", "multiview_cca_retrieval", "MULTIVIEW_METHODS"]
 
@@ -30,7 +30,9 @@ MULTIVIEW_METHODS = ("MCCA", "GCCA")
 class Anchors:
     """Anchor figures on one split. Pair keys are ``"q->g"`` (query view,
     gallery view) and, for two present views, ``"a+b"``; retrieval values are
-    :func:`~grapheme_multimodal.metrics.cross_view_retrieval` dicts.
+    :func:`~grapheme_multimodal.metrics.cross_view_retrieval` dicts. View
+    names that would give two pairs one key (``1`` beside ``"1"``, or
+    ``"a"`` and ``"b->c"`` beside ``"a->b"`` and ``"c"``) are refused.
 
     Attributes:
         cca: exact CCA (``cca_components`` components, fewer for a view with
@@ -61,7 +63,8 @@ def pairwise_cca_retrieval(
     """Exact CCA fitted on each unordered view pair's training rows; both
     directions retrieve among the test events' canonical scores (cosine,
     gallery includes the query's own event). A pair whose smaller view has
-    fewer than ``n_components`` columns gets that many (mor: 6)."""
+    fewer than ``n_components`` columns gets that many (mor: 6). View names
+    that would give two pairs one key are refused (:class:`Anchors`)."""
     train_std, test_std, labels, n_components = _checked_standardized(train_std, test_std, labels, n_components)
     return _pairwise_cca_retrieval(train_std, test_std, labels, n_components, ("train_std", "test_std"))
 
@@ -78,6 +81,7 @@ def _checked_standardized(
     for arg, views in (("train_std", train_std), ("test_std", test_std)):
         if not isinstance(views, Mapping):
             raise TypeError(f"{arg}: expected a mapping view name -> [n, d] array, got {describe(views)}")
+    check_result_keys(train_std, "train_std")  # else one pair's figures overwrote another's under one key
     if set(test_std) != set(train_std):  # else a KeyError naming one view
         raise InvalidValueError(f"test_std: has views {sorted(test_std)}, expected the training views {sorted(train_std)}", "test_std")
     checked: list[Dict[Any, np.ndarray]] = []  # train's views, then test's
@@ -283,12 +287,14 @@ def compute_anchors(
 
     ``multiview``: cca-zoo methods to run (default: :data:`MULTIVIEW_METHODS`
     when cca-zoo is installed, else none; naming one without cca-zoo raises).
+    View names that would give two pairs one key are refused (:class:`Anchors`).
     """
     _sklearn("compute_anchors")  # else "No module named 'sklearn.utils'", deep in the label checks
     for name, split in (("train", train), ("test", test)):
         if not isinstance(split, MultipleFeatures):  # else "'dict' object has no attribute 'views'"
             raise TypeError(f"{name}: expected a MultipleFeatures (datasets.train_test_split), got {type(split).__name__}")
     check_same_views(train, test)
+    check_result_keys(train.views, "train.views", two_view_keys=True)  # else one pair's figures overwrote another's
     check_split_labels(train, test, probe=True)
     # named here: ExactCCA's and cca-zoo's errors named their own n_components
     cca_components = as_positive_int(cca_components, "cca_components")

@@ -20,7 +20,7 @@ from ..exceptions import GraphemeError, InvalidValueError, NonFiniteError, Shape
 from ..metrics import _sklearn, cross_view_retrieval, knn_accuracy, linear_probe_accuracy, roc_auc, unit_side_by_side
 from ._anchors import Anchors, check_same_views, check_split_labels, one_thread, refuse_zero_rows
 from ._embedders import ViewEmbedder, optional_bind, optional_hidden_features
-from ._pairs import ordered_pairs, pair_key, two_view_key, unordered_pairs
+from ._pairs import check_result_keys, ordered_pairs, pair_key, two_view_key, unordered_pairs
 
 __all__ = ["ModelScores", "evaluate_model", "binder_auc", "compare", "RETRIEVAL_METRICS"]
 
@@ -116,7 +116,9 @@ def evaluate_model(
 ) -> ModelScores:
     """Measures ``embedder`` on ``test`` (raw views; the training split gives
     the neighbours and the probe's training rows). ``seed`` draws the
-    binder's negative pairs; ``two_views=False`` skips the 15 two-view fits."""
+    binder's negative pairs; ``two_views=False`` skips the 15 two-view fits.
+    View names that would give two pairs one key are refused, as by
+    :func:`~grapheme_multimodal.evaluation.compute_anchors`."""
     _sklearn("evaluate_model")  # else "No module named 'sklearn.utils'", deep in the label checks
     for name, split in (("train", train), ("test", test)):
         if not isinstance(split, MultipleFeatures):  # else "'dict' object has no attribute 'views'"
@@ -136,6 +138,8 @@ def evaluate_model(
     if not all(callable(getattr(embedder, method, None)) for method in ("embed_views", "embed_fused")):
         raise TypeError(f"embedder: expected a ViewEmbedder (with embed_views and embed_fused), got {type(embedder).__name__}")
     two_views = check_flag(two_views, "two_views")  # 0 or "no" would be read as a choice
+    # before any embedding: else one pair's figures overwrote another's under one key
+    check_result_keys(train.views, "train.views", two_view_keys=two_views)
     # here, not only by binder_auc: without a binder a seed of -1 or 1.5 passed, with one it failed after the k-NN work
     seed = as_seed(seed, "seed", below=None)
     with one_thread():

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from itertools import combinations, permutations
-from typing import Iterable, List, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple
 
 from .._validation import describe
+from ..exceptions import InvalidValueError
 
 __all__ = ["ordered_pairs", "unordered_pairs", "pair_key", "two_view_key"]
 
@@ -38,3 +39,50 @@ def pair_key(query: str, gallery: str) -> str:
 def two_view_key(a: str, b: str) -> str:
     """``"fou+zer"``: only these two views present."""
     return f"{a}+{b}"
+
+
+def check_result_keys(
+    names: Iterable[Any], arg: str, *, pair_keys: bool = True, two_view_keys: bool = False,
+    reserved: Optional[Mapping[str, str]] = None,
+) -> None:
+    """InvalidValueError naming ``arg`` (where the caller's views are) when
+    the view ``names`` would give two results one key, and the later
+    silently overwrote the earlier: a view named as a ``reserved`` key
+    (``{"concat": "entry of all views side by side"}``); two names alike as
+    text (``1`` and ``"1"``), which :func:`pair_key` (and, with
+    ``two_view_keys``, :func:`two_view_key`) spell alike; or names holding
+    a key's separator that spell another pair's key (``"a"`` and ``"b->c"``
+    beside ``"a->b"`` and ``"c"``). Checked before any figure is computed."""
+    names = list(names)
+    for key, what in (reserved or {}).items():
+        clash = next((v for v in names if v == key), None)
+        if clash is not None:
+            raise InvalidValueError(
+                f"{arg}: a view is named {clash!r}, the key of the results' {what}, and one would overwrite the "
+                "other; expected another name for that view", arg)
+    if not (pair_keys or two_view_keys):
+        return
+    as_text: Dict[str, Any] = {}
+    for name in names:
+        first = as_text.setdefault(str(name), name)
+        if first is not name:  # names are a mapping's keys: another name of the same text
+            key = pair_key(first, name) if pair_keys else two_view_key(first, name)
+            raise InvalidValueError(
+                f"{arg}: the view names {first!r} and {name!r} are both {str(name)!r} as text, and the results are "
+                f"keyed by the names as text ({key!r}), so one view's figures would overwrite the other's; expected "
+                "view names that differ as strings", arg)
+    spellings: List[Tuple[Callable[[Any, Any], str], List[Tuple[Any, Any]], str]] = []
+    if pair_keys:
+        spellings.append((pair_key, ordered_pairs(names), "->"))
+    if two_view_keys:
+        spellings.append((two_view_key, unordered_pairs(names), "+"))
+    for key_of, pairs, separator in spellings:
+        seen: Dict[str, Tuple[Any, Any]] = {}
+        for pair in pairs:
+            key = key_of(*pair)
+            if key in seen:
+                raise InvalidValueError(
+                    f"{arg}: the view pairs {seen[key]!r} and {pair!r} are both keyed {key!r} in the results, so one "
+                    f"pair's figures would overwrite the other's; expected view names that keep the keys apart (a name "
+                    f"holding {separator!r} spells another pair's key here)", arg)
+            seen[key] = pair
