@@ -37,7 +37,7 @@ def test_anchor_functions_reject_bad_arguments():
         anchors.cca_anchor(split, split, "zzz", "b")
     with pytest.raises(ValueError, match="must differ"):
         anchors.cca_anchor(split, split, "a", "a")
-    with pytest.raises(ValueError, match=r"n_components must be an integer in \[1, 2\]"):
+    with pytest.raises(ValueError, match=r"^n_components: expected an int in \[1, 2\]"):
         anchors.cca_anchor(split, split, "a", "b", n_components=3)
     with pytest.raises(TypeError, match="train must be a MultipleFeatures"):
         anchors.knn_anchors(split.views, split)

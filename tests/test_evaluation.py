@@ -94,7 +94,7 @@ def test_exact_cca_scores_that_overflow_are_refused_not_returned_as_nan():
 
 def test_exact_cca_rejects_bad_input():
     x, y = correlated_views(n=20)
-    with pytest.raises(gm.InvalidValueError, match=r"n_components must be an integer in \[1, 5\]") as err:
+    with pytest.raises(gm.InvalidValueError, match=r"^n_components: expected an int in \[1, 5\]") as err:
         ExactCCA(6).fit(x, y)
     assert err.value.arg == "n_components"
     with pytest.raises(gm.ShapeError, match="same rows"):

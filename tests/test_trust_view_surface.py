@@ -1,7 +1,9 @@
 """The data-science surface (metrics, anchors, evaluation, datasets) takes a
 user's views one way throughout: bool features as the floats 0.0 and 1.0
-(as scikit-learn's check_array and MultimodalEmbedder take them), and view
-names that would give two results one key refused up front.
+(as scikit-learn's check_array and MultimodalEmbedder take them), view
+names that would give two results one key refused up front, and
+``n_components`` refused in the package's "<arg>: expected ..., got ..."
+words.
 
 Each test failed before its fix."""
 
@@ -212,3 +214,26 @@ def test_two_view_keys_that_collide_are_refused_only_where_they_are_made() -> No
     # without the two-view figures no such key is made, and the pair keys ("a->b+c", ...) are all apart
     scores = evaluation.evaluate_model(_Identity(), train, test, k=3, two_views=False)
     assert len(scores.retrieval) == 12
+
+
+# ------------------------------------------------ 3. n_components in the package's words
+def test_n_components_is_refused_in_one_wording_naming_its_range() -> None:
+    # "n_components must be an integer in [1, 2], got 3" (cca_anchor, ExactCCA) beside
+    # "n_components: expected a positive int, got 0" (the retrievals) for the one argument
+    train, test = (_as_floats(s) for s in _bool_splits())
+    cases = [
+        (lambda: anchors.cca_anchor(train, test, "a", "b", n_components=6),
+         r"^n_components: expected an int in \[1, 5\] \(the fewest of the two views' columns and train's events\), got 6$"),
+        (lambda: anchors.cca_anchor(train, test, "a", "b", n_components=1.5),
+         r"^n_components: expected an int in \[1, 5\] .*, got 1\.5$"),
+        (lambda: evaluation.ExactCCA(5).fit(train.views["b"], train.views["c"]),
+         r"^n_components: expected an int in \[1, 4\] \(the smaller view's columns\), got 5$"),
+        (lambda: evaluation.ExactCCA(0).fit(train.views["b"], train.views["c"]),
+         r"^n_components: expected an int in \[1, 4\] .*, got 0$"),
+        (lambda: evaluation.pairwise_cca_retrieval(train.views, test.views, test.labels, 0),
+         r"^n_components: expected a positive int, got 0$"),  # no upper bound: a narrower pair gets its columns
+    ]
+    for call, message in cases:
+        with pytest.raises(gm.InvalidValueError, match=message) as err:
+            call()
+        assert err.value.arg == "n_components"

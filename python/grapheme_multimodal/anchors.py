@@ -153,8 +153,12 @@ def cca_anchor(
     if not is_int(n_components) or not (
         1 <= n_components <= max_components
     ):
+        from .types import bounded_repr  # on the error's path only, as metrics does
+
+        # "n_components: expected ..., got ..." as ExactCCA and the package's other argument checks
         raise InvalidValueError(
-            f"n_components must be an integer in [1, {max_components}], got {n_components!r}", "n_components"
+            f"n_components: expected an int in [1, {max_components}] (the fewest of the two views' columns and "
+            f"train's events), got {bounded_repr(n_components)}", "n_components"
         )
     try:
         from sklearn.cross_decomposition import CCA

@@ -138,8 +138,12 @@ class ExactCCA:
         k, n_rows = self.n_components, x.shape[0]
         most = min(x.shape[1], y.shape[1])
         if not is_int(k) or not 1 <= k <= most:
+            from ..types import bounded_repr  # on the error's path only, as the metrics do
+
+            # "n_components: expected ..., got ..." as cca_anchor and the package's other argument checks
             raise InvalidValueError(
-                f"n_components must be an integer in [1, {most}] (the smaller view's columns), got {k!r}", "n_components"
+                f"n_components: expected an int in [1, {most}] (the smaller view's columns), got {bounded_repr(k)}",
+                "n_components",
             )
         reg = as_finite_float(self.reg, "reg", lambda r: r > 0, "a positive number")  # numpy numbers too
         for name, view in (("X", x), ("Y", y)):
