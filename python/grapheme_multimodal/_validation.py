@@ -46,6 +46,20 @@ def describe(x: Any) -> str:
     return f"{type(x).__name__}"
 
 
+def sorted_names(names: Iterable[Any]) -> list:
+    """``names`` (a mapping's keys: view names, tensor names, metadata keys)
+    sorted, for an error message: as ``sorted`` orders them when they
+    compare (the message of ordinary names), else by their text. Names of
+    mixed types (``1`` beside ``"a"``, both valid keys) made ``sorted``
+    raise "'<' not supported between instances of 'str' and 'int'" from
+    inside the error path, in place of the error meant."""
+    items = list(names)
+    try:
+        return sorted(items)
+    except TypeError:
+        return sorted(items, key=lambda name: (str(name), type(name).__name__))
+
+
 def is_masked_array(x: Any) -> bool:
     """Whether ``x`` is a numpy masked array, without importing ``numpy.ma``
     (numpy 2 imports it on the first use of ``np.ma``; none can exist

@@ -34,7 +34,7 @@ from typing import Any, Mapping, Optional, Sequence
 import numpy as np
 
 from ._readonly import ReadOnlyMapping
-from ._validation import IntLike, is_int
+from ._validation import IntLike, is_int, sorted_names
 from .datasets import VIEW_NAMES, MultipleFeatures
 from .evaluation._anchors import check_same_views, check_split_labels, standardized_splits
 from .evaluation._pairs import check_result_keys
@@ -142,7 +142,7 @@ def cca_anchor(
         except TypeError:  # a list: "unhashable type: 'list'"
             known = False
         if not known:
-            raise InvalidValueError(f"{arg} must be one of {sorted(train.views)}, got {view!r}", arg)
+            raise InvalidValueError(f"{arg} must be one of {sorted_names(train.views)}, got {view!r}", arg)
     _check_splits(train, test, (query_view, gallery_view))
     check_split_labels(train, test, test_only=True)  # retrieval reads only the test events' labels
     if query_view == gallery_view:

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Dict, Iterator, Mapping, Optional
 import numpy as np
 
 from ._readonly import ReadOnlyMapping
-from ._validation import FLOAT32_MAX, FloatLike, as_finite_float
+from ._validation import FLOAT32_MAX, FloatLike, as_finite_float, sorted_names
 from .exceptions import InvalidValueError, ShapeError
 
 if TYPE_CHECKING:
@@ -118,7 +118,7 @@ class WeightAverage:
         another shape was broadcast into the average without a word, another
         name was a bare KeyError."""
         if set(weights) != set(self.mean):
-            extra, missing = sorted(set(weights) - set(self.mean)), sorted(set(self.mean) - set(weights))
+            extra, missing = sorted_names(set(weights) - set(self.mean)), sorted(set(self.mean) - set(weights))
             raise InvalidValueError(
                 f"weights: holds tensors {extra} not in the average and lacks {missing}; expected the tensors of the "
                 "model averaged so far (one model config)", "weights")

@@ -32,7 +32,8 @@ from ._locking import ForkedMidChange
 from ._validation import (
     IntLike,
     as_finite_float, as_mask, as_positive_int, as_real_array, as_seed, check_flag, describe, is_int, memory_budget,
-    is_masked_array, non_finite_message, refuse_beyond_memory, refuse_bools, refuse_float32_underflow, unmasked,
+    is_masked_array, non_finite_message, refuse_beyond_memory, refuse_bools, refuse_float32_underflow, sorted_names,
+    unmasked,
 )
 from .exceptions import CheckpointError, InvalidValueError, NonFiniteError, ShapeError, TooLargeError
 from .io import FORMAT_NAMES, PathLike, TensorSpec, check_write_target, read_tagged_safetensors, write_tagged_safetensors
@@ -720,7 +721,7 @@ class ExperienceBuffer:
             if size:
                 buf._fill(tensors, size)
             elif tensors and buf.embed_dim is None:
-                raise InvalidValueError(f"tensors: expected none for an empty buffer without dims, got {sorted(tensors)[:5]}", "tensors")
+                raise InvalidValueError(f"tensors: expected none for an empty buffer without dims, got {sorted_names(tensors)[:5]}", "tensors")
             buf._rng.bit_generator.state = _checked_rng_state(meta["rng_state"])
         except KeyError as exc:
             raise InvalidValueError(f"inconsistent experience buffer state (missing {exc})", "state") from None
@@ -736,7 +737,7 @@ class ExperienceBuffer:
         expected = set(self._arrays)
         if set(tensors) != expected:
             raise InvalidValueError(
-                f"tensors: missing {sorted(expected - set(tensors))}, unexpected {sorted(set(tensors) - expected)}", "tensors"
+                f"tensors: missing {sorted(expected - set(tensors))}, unexpected {sorted_names(set(tensors) - expected)}", "tensors"
             )
         for name, arr in self._arrays.items():
             t = tensors[name]
@@ -877,7 +878,7 @@ def _check_state_keys(meta: Mapping[str, Any]) -> None:
     if not isinstance(meta, Mapping):
         raise TypeError(f"metadata: expected a mapping, got {type(meta).__name__}")
     missing = [k for k in STATE_KEYS if k not in meta]
-    unknown = sorted(set(meta) - set(STATE_KEYS))
+    unknown = sorted_names(set(meta) - set(STATE_KEYS))
     if missing or unknown:
         raise InvalidValueError(f"metadata: missing keys {missing}, unexpected keys {unknown}", "metadata")
 

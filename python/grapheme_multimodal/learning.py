@@ -14,7 +14,7 @@ import numpy as np
 from ._locking import reads, writes, writes_leaving_weights
 from ._validation import (
     as_finite_float, as_float32, as_real_array, as_seed, check_flag, memory_budget, refuse_beyond_budget, refuse_bools,
-    renamed,
+    renamed, sorted_names,
 )
 from ._core import NUM_MODALITIES, get_num_threads
 from .exceptions import InvalidValueError
@@ -313,7 +313,7 @@ class LearningMixin:
             raise TypeError(f"state: expected a mapping, got {type(state).__name__}")
         expected = {"step", "rng_counter", "exp_avg", "exp_avg_sq"}
         if set(state) != expected:
-            raise InvalidValueError(f"state: expected keys {sorted(expected)}, got {sorted(state)}", "state")
+            raise InvalidValueError(f"state: expected keys {sorted(expected)}, got {sorted_names(state)}", "state")
         counts = {}
         for key in ("step", "rng_counter"):
             counts[key] = as_seed(state[key], f"state[{key!r}]")

@@ -36,6 +36,7 @@ from ._validation import (
     memory_budget,
     refuse_beyond_budget,
     refuse_unpaired_frames,
+    sorted_names,
     unmasked,
     warn_precision_loss,
 )
@@ -759,7 +760,7 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
 
         keys = {"tensors", "meta", "gradients", "pending_rows", "attributes"}
         if not isinstance(state, dict) or not {"tensors", "meta"} <= set(state) <= keys:
-            got = sorted(state) if isinstance(state, dict) else type(state).__name__
+            got = sorted_names(state) if isinstance(state, dict) else type(state).__name__
             raise CheckpointError(
                 f"state: expected a pickled model's {{'tensors', 'meta'}} (and 'gradients', 'pending_rows', 'attributes'), "
                 f"got {got}", "state"

@@ -23,7 +23,7 @@ from typing import List, Literal, Optional, Tuple, Union, overload
 import numpy as np
 
 from .._exact_ints import IntOffset, beyond_float64, column_minimum, minus
-from .._validation import FLOAT32_MAX, FloatLike, IntLike, as_finite_float, as_seed, check_flag, describe
+from .._validation import FLOAT32_MAX, FloatLike, IntLike, as_finite_float, as_seed, check_flag, describe, sorted_names
 from ..exceptions import InvalidValueError, NonFiniteError, ShapeError
 from ..io import MISSING, file_kind
 from ..metrics import _column_means, _column_shift, _constant_columns, _finite_2d, _labels_1d
@@ -329,7 +329,7 @@ def standardize(
             raise TypeError(f"{which}: expected a mapping view name -> [n, d] array, got {describe(views)}")
         if set(views) != set(stats):
             raise InvalidValueError(
-                f"{which} has views {sorted(views)}, expected the training views {sorted(stats)}", which
+                f"{which} has views {sorted_names(views)}, expected the training views {sorted_names(stats)}", which
             )
         out = {}
         for name, (mean, std, shift, offset) in stats.items():

@@ -13,7 +13,7 @@ from typing import Any, Dict, Iterable, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .._validation import IntLike, as_positive_int, describe, refuse_unpaired_frames, renamed
+from .._validation import IntLike, as_positive_int, describe, refuse_unpaired_frames, renamed, sorted_names
 from ..datasets import MultipleFeatures, standardize
 from ..exceptions import GraphemeError, InvalidValueError, ShapeError
 from ..metrics import _class_labels, _finite_2d, _labels_1d, _sklearn, cross_view_retrieval, knn_accuracy, linear_probe_accuracy
@@ -83,7 +83,7 @@ def _checked_standardized(
             raise TypeError(f"{arg}: expected a mapping view name -> [n, d] array, got {describe(views)}")
     check_result_keys(train_std, "train_std")  # else one pair's figures overwrote another's under one key
     if set(test_std) != set(train_std):  # else a KeyError naming one view
-        raise InvalidValueError(f"test_std: has views {sorted(test_std)}, expected the training views {sorted(train_std)}", "test_std")
+        raise InvalidValueError(f"test_std: has views {sorted_names(test_std)}, expected the training views {sorted_names(train_std)}", "test_std")
     checked: list[Dict[Any, np.ndarray]] = []  # train's views, then test's
     refuse_unpaired_frames((f"train_std[{v!r}]", x) for v, x in train_std.items())
     refuse_unpaired_frames([(f"test_std[{v!r}]", x) for v, x in test_std.items()] + [("labels", labels)])
@@ -210,7 +210,7 @@ def check_same_views(train: MultipleFeatures, test: MultipleFeatures, views: Opt
         raise InvalidValueError("train: has no views; expected at least one view name -> [n, d] array", "train")
     if set(test.views) != set(train.views):
         raise InvalidValueError(
-            f"test: has views {sorted(test.views)}; expected those of train, {sorted(train.views)}", "test"
+            f"test: has views {sorted_names(test.views)}; expected those of train, {sorted_names(train.views)}", "test"
         )
     for v in test.views if views is None else views:
         x = test.views[v]

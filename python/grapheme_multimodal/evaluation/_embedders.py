@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Mapping, Option
 
 import numpy as np
 
-from .._validation import IntLike, describe, renamed, unmasked
+from .._validation import IntLike, describe, renamed, sorted_names, unmasked
 from ..exceptions import GraphemeError, InvalidValueError
 from ..types import Modality
 from ._pairs import view_name_list
@@ -126,7 +126,7 @@ class ModelEmbedder:
 
     def _inputs(self, views: Mapping[str, np.ndarray]) -> Dict[Modality, np.ndarray]:
         check_views(views)
-        unknown = sorted(set(views) - set(self.modalities))
+        unknown = sorted_names(set(views) - set(self.modalities))
         if unknown:
             raise InvalidValueError(f"views: unknown view names {unknown}; this model knows {list(self.modalities)}", "views")
         # a masked entry is refused here, not by the model, whose remedy ("leave the rows out with mask=")

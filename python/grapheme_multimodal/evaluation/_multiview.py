@@ -15,7 +15,7 @@ from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Sequence
 import numpy as np
 
 from ..datasets import MultipleFeatures
-from .._validation import FloatLike, IntLike, as_finite_float, as_real_array, as_seed, check_flag, describe, renamed
+from .._validation import FloatLike, IntLike, as_finite_float, as_real_array, as_seed, check_flag, describe, renamed, sorted_names
 from ..exceptions import GraphemeError, InvalidValueError, NonFiniteError, ShapeError
 from ..metrics import _sklearn, cross_view_retrieval, knn_accuracy, linear_probe_accuracy, roc_auc, unit_side_by_side
 from ._anchors import Anchors, check_same_views, check_split_labels, one_thread, refuse_zero_rows
@@ -275,11 +275,12 @@ def compare(runs: Sequence[ModelScores], anchors: Anchors, tolerance: FloatLike 
         if set(run.retrieval) != set(runs[0].retrieval) or set(run.two_view_knn) != set(runs[0].two_view_knn):
             # a KeyError naming a view pair, or pairs of the first run only compared
             raise InvalidValueError(
-                f"runs[{i}]: scores view pairs {sorted(run.retrieval)} (two-view {sorted(run.two_view_knn)}); expected "
-                f"those of runs[0], {sorted(runs[0].retrieval)} (two-view {sorted(runs[0].two_view_knn)})", f"runs[{i}]")
+                f"runs[{i}]: scores view pairs {sorted_names(run.retrieval)} (two-view {sorted_names(run.two_view_knn)}); expected "
+                f"those of runs[0], {sorted_names(runs[0].retrieval)} (two-view {sorted_names(runs[0].two_view_knn)})", f"runs[{i}]")
     if not isinstance(anchors, Anchors):
         raise TypeError(f"anchors: expected Anchors (compute_anchors' result), got {type(anchors).__name__}")
-    missing = sorted(set(runs[0].retrieval) - set(anchors.cca)) + sorted(set(runs[0].two_view_knn) - set(anchors.raw_two_view_knn))
+    missing = (sorted_names(set(runs[0].retrieval) - set(anchors.cca))
+               + sorted_names(set(runs[0].two_view_knn) - set(anchors.raw_two_view_knn)))
     if missing:  # a KeyError naming the first pair: runs and anchors of different data
         raise InvalidValueError(f"anchors: no figures for the runs' view pairs {missing}; expected anchors computed on "
                                 "the same views as the runs", "anchors")
