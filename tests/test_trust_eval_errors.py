@@ -5,6 +5,11 @@ datasets) say what was wrong in every case:
    keys) lists them when they are of mixed types (``1`` beside ``"a"``,
    both valid keys): ``sorted`` of them raised "'<' not supported between
    instances of 'str' and 'int'" from inside the error path;
+2. ``n_components`` of another type than an int (2.5, "2", None, True) is a
+   ``TypeError`` wherever it is taken, as the package's other int
+   arguments refuse a wrong type (``as_positive_int``, the config's ints),
+   and a value out of range an ``InvalidValueError``: ``cca_anchor`` and
+   ``ExactCCA`` said InvalidValueError where the retrievals said TypeError;
 
 Each test failed before its fix."""
 
@@ -126,3 +131,26 @@ def test_weight_average_lists_mixed_type_tensor_names() -> None:
     average = WeightAverage.start(0.5).updated({"w": np.zeros(2)})
     _refused(lambda: average.updated({1: np.zeros(2), "v": np.zeros(2)}), gm.InvalidValueError,
              r"^weights: holds tensors \[1, 'v'\] not in the average and lacks \['w'\]")
+
+
+# ------------------------------------------------ 2. n_components of another type: a TypeError everywhere
+@pytest.mark.parametrize("value", [2.5, "2", None, True, np.float64(2.0)], ids=repr)
+def test_n_components_of_another_type_is_a_type_error_wherever_it_is_taken(value) -> None:
+    train, test = _split(["a", "b"], n=20), _split(["a", "b"], n=20, seed=1)
+    std_train, std_test = datasets.standardize(train.views, test.views)
+    calls = {
+        "pairwise_cca_retrieval": ("n_components", lambda: evaluation.pairwise_cca_retrieval(
+            std_train, std_test, test.labels, value)),
+        "multiview_cca_retrieval": ("n_components", lambda: evaluation.multiview_cca_retrieval(
+            "MCCA", std_train, std_test, test.labels, value)),
+        "compute_anchors": ("cca_components", lambda: evaluation.compute_anchors(
+            train, test, cca_components=value, multiview=())),
+        "cca_anchor": ("n_components", lambda: anchors.cca_anchor(train, test, "a", "b", n_components=value)),
+        "ExactCCA": ("n_components", lambda: evaluation.ExactCCA(value).fit(train.views["a"], train.views["b"])),
+    }
+    for where, (arg, call) in calls.items():
+        with pytest.raises(TypeError, match=rf"^{arg}: expected (a positive int|an int in \[1, 3\] .*), got "
+                                            rf"{type(value).__name__}$") as err:
+            call()
+        assert not isinstance(err.value, ValueError), where  # one class for one kind of mistake
+

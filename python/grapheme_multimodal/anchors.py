@@ -34,7 +34,7 @@ from typing import Any, Mapping, Optional, Sequence
 import numpy as np
 
 from ._readonly import ReadOnlyMapping
-from ._validation import IntLike, is_int, sorted_names
+from ._validation import IntLike, describe, is_int, sorted_names
 from .datasets import VIEW_NAMES, MultipleFeatures
 from .evaluation._anchors import check_same_views, check_split_labels, standardized_splits
 from .evaluation._pairs import check_result_keys
@@ -150,16 +150,16 @@ def cca_anchor(
     max_components = min(
         train.views[query_view].shape[1], train.views[gallery_view].shape[1], train.n_events
     )
-    if not is_int(n_components) or not (
-        1 <= n_components <= max_components
-    ):
+    expected = f"an int in [1, {max_components}] (the fewest of the two views' columns and train's events)"
+    if not is_int(n_components):
+        # a TypeError, as as_positive_int refuses the retrievals' n_components (2.5, "2", None, True):
+        # a wrong type, where a value out of range is an InvalidValueError
+        raise TypeError(f"n_components: expected {expected}, got {describe(n_components)}")
+    if not 1 <= n_components <= max_components:
         from .types import bounded_repr  # on the error's path only, as metrics does
 
         # "n_components: expected ..., got ..." as ExactCCA and the package's other argument checks
-        raise InvalidValueError(
-            f"n_components: expected an int in [1, {max_components}] (the fewest of the two views' columns and "
-            f"train's events), got {bounded_repr(n_components)}", "n_components"
-        )
+        raise InvalidValueError(f"n_components: expected {expected}, got {bounded_repr(n_components)}", "n_components")
     try:
         from sklearn.cross_decomposition import CCA
     except ModuleNotFoundError as err:

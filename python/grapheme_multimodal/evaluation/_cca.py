@@ -12,7 +12,9 @@ from typing import Any, Dict, Optional, Tuple, Union
 
 import numpy as np
 
-from .._validation import FloatLike, IntLike, as_finite_float, is_int, refuse_beyond_budget, refuse_unpaired_frames
+from .._validation import (
+    FloatLike, IntLike, as_finite_float, describe, is_int, refuse_beyond_budget, refuse_unpaired_frames,
+)
 from .._exact_ints import IntOffset, as_float, beyond_float64, column_minimum, minus
 from ..exceptions import InvalidValueError, NonFiniteError, ShapeError, not_fitted_error
 from ..metrics import _column_means, _finite_2d
@@ -137,14 +139,14 @@ class ExactCCA:
             raise ShapeError(f"Y: has {y.shape[0]} rows but X has {x.shape[0]}; expected the same rows (paired samples)", "Y")
         k, n_rows = self.n_components, x.shape[0]
         most = min(x.shape[1], y.shape[1])
-        if not is_int(k) or not 1 <= k <= most:
+        expected = f"an int in [1, {most}] (the smaller view's columns)"
+        if not is_int(k):  # a wrong type: a TypeError, as the retrievals' as_positive_int and cca_anchor say it
+            raise TypeError(f"n_components: expected {expected}, got {describe(k)}")
+        if not 1 <= k <= most:
             from ..types import bounded_repr  # on the error's path only, as the metrics do
 
             # "n_components: expected ..., got ..." as cca_anchor and the package's other argument checks
-            raise InvalidValueError(
-                f"n_components: expected an int in [1, {most}] (the smaller view's columns), got {bounded_repr(k)}",
-                "n_components",
-            )
+            raise InvalidValueError(f"n_components: expected {expected}, got {bounded_repr(k)}", "n_components")
         reg = as_finite_float(self.reg, "reg", lambda r: r > 0, "a positive number")  # numpy numbers too
         for name, view in (("X", x), ("Y", y)):
             # a view's [d, d] covariance, its eigenvectors and the whitening made of them are held at once:
