@@ -33,11 +33,11 @@ def test_anchor_functions_reject_bad_arguments():
         views={"a": rng.normal(size=(8, 3)), "b": rng.normal(size=(8, 2))},
         labels=np.arange(8) % 2,
     )
-    with pytest.raises(ValueError, match="query_view must be one of"):
+    with pytest.raises(ValueError, match=r"^query_view: expected one of train's views \['a', 'b'\], got 'zzz'$"):
         anchors.cca_anchor(split, split, "zzz", "b")
-    with pytest.raises(ValueError, match="must differ"):
+    with pytest.raises(ValueError, match=r"^gallery_view: expected a view other than query_view, got 'a' for both$"):
         anchors.cca_anchor(split, split, "a", "a")
     with pytest.raises(ValueError, match=r"^n_components: expected an int in \[1, 2\]"):
         anchors.cca_anchor(split, split, "a", "b", n_components=3)
-    with pytest.raises(TypeError, match="train must be a MultipleFeatures"):
+    with pytest.raises(TypeError, match=r"^train: expected a MultipleFeatures"):
         anchors.knn_anchors(split.views, split)

@@ -97,7 +97,7 @@ def test_loader_rejects_views_whose_labels_disagree(tmp_path):
     labels = {n: np.array([0, 1, 2, 3]) for n in gd.VIEW_NAMES}
     labels["zer"] = np.array([0, 1, 3, 2])
     _write_view_csvs(tmp_path, labels, rng)
-    with pytest.raises(ValueError, match="mfeat-zer.csv disagrees"):
+    with pytest.raises(ValueError, match=r"mfeat-zer\.csv: disagrees"):
         gd.load_multiple_features(tmp_path)
 
 
@@ -330,7 +330,7 @@ def test_subset_rejects_bad_indices():
 
 
 def test_views_must_be_row_aligned_with_labels():
-    with pytest.raises(ValueError, match="'a' has 2 rows but labels has 3"):
+    with pytest.raises(ValueError, match=r"^views\['a'\]: has 2 rows; expected 3, as labels"):
         gd.MultipleFeatures(views={"a": np.zeros((2, 1))}, labels=np.zeros(3, dtype=np.int64))
 
 
@@ -338,13 +338,13 @@ def test_views_must_be_row_aligned_with_labels():
     "make, error, arg, words",
     [
         (lambda: gd.MultipleFeatures(views={"a": np.zeros((2, 1))}, labels=np.zeros((2, 1))), gm.ShapeError, "labels",
-         "labels must be 1-D, got shape (2, 1)"),
+         "labels: expected a 1-D array, got shape (2, 1)"),
         (lambda: gd.MultipleFeatures(views={"a": np.zeros(2)}, labels=np.zeros(2)), gm.ShapeError, "views['a']",
-         "view 'a' must be a 2-D numpy array"),
+         "views['a']: expected a 2-D numpy array"),
         (lambda: gd.MultipleFeatures(views={"a": np.zeros((2, 1))}, labels=np.zeros(3)), gm.ShapeError, "views['a']",
-         "'a' has 2 rows but labels has 3"),
+         "views['a']: has 2 rows; expected 3, as labels"),
         (lambda: _toy().subset(np.array([6])), gm.InvalidValueError, "indices", "[-6, 6)"),
-        (lambda: _toy().subset(np.array([True, False])), gm.ShapeError, "indices", "boolean indices must have shape (6,)"),
+        (lambda: _toy().subset(np.array([True, False])), gm.ShapeError, "indices", "indices: expected a boolean mask of shape (6,)"),
     ],
 )
 def test_multiple_features_errors_are_the_package_s_naming_the_argument(make, error, arg, words):

@@ -404,7 +404,7 @@ def test_retrieval_labels_equal_to_nothing_are_refused_and_odd_arguments_named()
                           (np.array(["NaT", "2020-01-01"] * 3, dtype="datetime64[D]"), "NaT")):
         with pytest.raises(gm.NonFiniteError, match=f"labels holds {shown} at row"):
             metrics.cross_view_retrieval(q, g, labels)
-    with pytest.raises(gm.InvalidValueError, match="metric must be one of"):  # was "truth value of an array is ambiguous"
+    with pytest.raises(gm.InvalidValueError, match=r"^metric: expected one of"):  # was "truth value of an array is ambiguous"
         metrics.cross_view_retrieval(q, g, np.zeros(6), metric=np.array(["cosine", "euclidean"]))
     with pytest.raises(gm.InvalidValueError, match="chunk_size"):
         metrics.cross_view_retrieval(q, g, np.zeros(6), chunk_size=True)
@@ -474,7 +474,7 @@ def test_unit_side_by_side_gives_unit_rows_or_names_the_problem() -> None:
         ({"a": x}, ["a", "b"], gm.InvalidValueError, r"names: \['b'\] not in views"),
         ({"a": x, "b": x[:3]}, ["a", "b"], gm.ShapeError, "views: expected the same rows"),
         ({"a": x}, [], gm.InvalidValueError, "names: expected at least one"),
-        ({"a": x[:, 0]}, ["a"], gm.ShapeError, r"views\['a'\] must be a non-empty 2-D array"),
+        ({"a": x[:, 0]}, ["a"], gm.ShapeError, r"^views\['a'\]: expected a non-empty 2-D array"),
         ({"a": x * np.nan}, ["a"], gm.NonFiniteError, r"views\['a'\]: row 0 holds NaN"),
     ):
         with pytest.raises(error, match=match):
@@ -1163,7 +1163,7 @@ def test_multiple_features_takes_a_list_of_labels_and_names_views_that_are_no_ma
     views_ = {"fou": rng.normal(size=(6, 3)), "fac": rng.normal(size=(6, 2))}
     data = MultipleFeatures(views_, [0, 1, 0, 1, 0, 1])
     assert data.n_events == 6 and data.subset([1, 2]).labels.tolist() == [1, 0]
-    with pytest.raises(TypeError, match="views must be a mapping"):
+    with pytest.raises(TypeError, match=r"^views: expected a mapping"):
         MultipleFeatures(list(views_.values()), np.arange(6))
 
 

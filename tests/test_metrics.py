@@ -133,11 +133,11 @@ def test_knn_accuracy_does_not_depend_on_where_the_rows_lie(offset):
 
 def test_retrieval_rejects_bad_input():
     x = np.ones((3, 2))
-    with pytest.raises(ValueError, match="same shape as query"):
+    with pytest.raises(ValueError, match=r"^gallery: expected the shape of query, \(3, 2\) \(row-aligned events\), got \(4, 2\)$"):
         cross_view_retrieval(x, np.ones((4, 2)), np.zeros(3))
-    with pytest.raises(ValueError, match=r"labels must have shape \(3,\)"):
+    with pytest.raises(ValueError, match=r"^labels: expected shape \(3,\)"):
         cross_view_retrieval(x, x, np.zeros(2))
-    with pytest.raises(ValueError, match="metric must be one of"):
+    with pytest.raises(ValueError, match=r"^metric: expected one of"):
         cross_view_retrieval(x, x, np.zeros(3), metric="manhattan")
     with pytest.raises(ValueError, match="query: row 0 holds NaN"):
         cross_view_retrieval(np.array([[np.nan, 1.0]] * 3), x, np.zeros(3))
@@ -171,7 +171,7 @@ def test_knn_accuracy_rejects_bad_input():
         knn_accuracy(x, y, x, y, k=5)
     with pytest.raises(ValueError, match="test_x has 3 columns"):
         knn_accuracy(x, y, np.zeros((2, 3)), np.zeros(2), k=1)
-    with pytest.raises(ValueError, match=r"train_y must have shape \(4,\)"):
+    with pytest.raises(ValueError, match=r"^train_y: expected shape \(4,\)"):
         knn_accuracy(x, np.zeros(3), x, y, k=1)
 
 
@@ -262,7 +262,7 @@ def test_roc_auc_counts_wins_exactly_for_any_real_dtype(pos_dtype, neg_dtype, da
 
 
 def test_roc_auc_rejects_bad_input():
-    with pytest.raises(ValueError, match="positive_scores must be a non-empty 1-D"):
+    with pytest.raises(ValueError, match="^positive_scores: expected a non-empty 1-D"):
         roc_auc(np.array([]), np.array([1.0]))
     with pytest.raises(ValueError, match="negative_scores contains NaN"):
         roc_auc(np.array([1.0]), np.array([np.nan]))

@@ -10,6 +10,9 @@ datasets) say what was wrong in every case:
    arguments refuse a wrong type (``as_positive_int``, the config's ints),
    and a value out of range an ``InvalidValueError``: ``cca_anchor`` and
    ``ExactCCA`` said InvalidValueError where the retrievals said TypeError;
+3. every refusal reads "<arg>: expected ..., got ..." (it read "X must be
+   ..."), naming the argument, what was expected and what was given, in
+   the same exception class as before.
 
 Each test failed before its fix."""
 
@@ -22,7 +25,7 @@ import numpy as np
 import pytest
 
 import grapheme_multimodal as gm
-from grapheme_multimodal import anchors, datasets, evaluation
+from grapheme_multimodal import anchors, datasets, evaluation, metrics
 from grapheme_multimodal.averaging import WeightAverage
 
 pytest.importorskip("sklearn")
@@ -65,7 +68,7 @@ def test_view_mismatch_of_mixed_type_view_names_is_refused_in_its_own_words() ->
              gm.InvalidValueError, r"^test_std: has views \[1, 'b'\]")
     # and standardize's, beneath them
     _refused(lambda: datasets.standardize(train.views, test.views), gm.InvalidValueError,
-             r"^others\[0\] has views \[1, 'b'\], expected the training views \[1, 'a'\]")
+             r"^others\[0\]: has views \[1, 'b'\]; expected the training views \[1, 'a'\]$")
     # names of one type: sorted as sorted() sorts them, today's messages unchanged (not 10 before 2 as text)
     _refused(lambda: evaluation.compute_anchors(_split(["b", "a"]), _split(["c", "a"], seed=1), multiview=()),
              gm.InvalidValueError, r"^test: has views \['a', 'c'\]; expected those of train, \['a', 'b'\]$")
@@ -76,7 +79,7 @@ def test_view_mismatch_of_mixed_type_view_names_is_refused_in_its_own_words() ->
 def test_cca_anchor_lists_mixed_type_view_names_of_an_unknown_view() -> None:
     train, test = _split([1, "a"]), _split([1, "a"], seed=1)
     err = _refused(lambda: anchors.cca_anchor(train, test, "zzz", "a"), gm.InvalidValueError,
-                   r"^query_view must be one of \[1, 'a'\], got 'zzz'$")
+                   r"^query_view: expected one of train's views \[1, 'a'\], got 'zzz'$")
     assert err.arg == "query_view"
 
 
@@ -154,3 +157,99 @@ def test_n_components_of_another_type_is_a_type_error_wherever_it_is_taken(value
             call()
         assert not isinstance(err.value, ValueError), where  # one class for one kind of mistake
 
+
+
+# ------------------------------------------------ 3. "<arg>: expected ..., got ..."
+def _mfeat_folder(tmp_path, fou_labels=None, zer_labels=None):
+    """The six Multiple Features CSVs of 4 rows, with the label column of mfeat-fou.csv or mfeat-zer.csv as given."""
+    for name, dim in zip(datasets.VIEW_NAMES, datasets.VIEW_DIMS):
+        labels = {"fou": fou_labels, "zer": zer_labels}.get(name) or ["0", "1", "0", "1"]
+        lines = [",".join(str(j) for j in range(dim + 1))]
+        lines += [",".join([f"{0.5 * r + 0.01 * j}" for j in range(dim)] + [labels[r]]) for r in range(4)]
+        (tmp_path / f"mfeat-{name}.csv").write_text("\n".join(lines) + "\n")
+    return tmp_path
+
+
+def _cases():
+    rng = np.random.default_rng(0)
+    split = _split(["a", "b"])
+    x, y = rng.normal(size=(3, 2)), np.zeros(3)
+    std_train, std_test = datasets.standardize(split.views, split.views)
+    fitted = evaluation.ExactCCA(2).fit(rng.normal(size=(10, 3)), rng.normal(size=(10, 3)))
+    toy = datasets.MultipleFeatures(views={"a": np.zeros((6, 2))}, labels=np.zeros(6, np.int64))
+    return {  # (call, class, arg or None for a TypeError, whole message)
+        "cca_anchor query_view": (lambda: anchors.cca_anchor(split, split, "zzz", "b"), gm.InvalidValueError, "query_view",
+                                  r"query_view: expected one of train's views \['a', 'b'\], got 'zzz'"),
+        "cca_anchor gallery_view": (lambda: anchors.cca_anchor(split, split, "a", "a"), gm.InvalidValueError, "gallery_view",
+                                    r"gallery_view: expected a view other than query_view, got 'a' for both"),
+        "knn_anchors train": (lambda: anchors.knn_anchors(split.views, split), TypeError, None,
+                              r"train: expected a MultipleFeatures \(datasets\.train_test_split\), got dict"),
+        "multiview method": (lambda: evaluation.multiview_cca_retrieval("PCA", std_train, std_test, split.labels),
+                             gm.InvalidValueError, "method", r"method: expected one of \('MCCA', 'GCCA'\), got 'PCA'"),
+        # an array of names was numpy's "The truth value of an array with more than one element is ambiguous"
+        "multiview method array": (lambda: evaluation.multiview_cca_retrieval(
+            np.array(["MCCA", "GCCA"]), std_train, std_test, split.labels), gm.InvalidValueError, "method",
+            r"method: expected one of \('MCCA', 'GCCA'\), got array\(\['MCCA', 'GCCA'\], dtype='<U4'\)"),
+        "ExactCCA transform": (lambda: fitted.transform(rng.normal(size=(5, 2))), gm.ShapeError, "X",
+                               r"X: expected shape \[n, 3\] \(the columns fit saw\), got \(5, 2\)"),
+        "retrieval metric": (lambda: metrics.cross_view_retrieval(x, x, y, metric="dot"), gm.InvalidValueError, "metric",
+                             r"metric: expected one of \('cosine', 'euclidean'\), got 'dot'"),
+        "retrieval chunk_size": (lambda: metrics.cross_view_retrieval(x, x, y, chunk_size=0), gm.InvalidValueError,
+                                 "chunk_size", r"chunk_size: expected a positive int, got 0"),
+        "retrieval gallery": (lambda: metrics.cross_view_retrieval(x, x[:2], y), gm.ShapeError, "gallery",
+                              r"gallery: expected the shape of query, \(3, 2\) \(row-aligned events\), got \(2, 2\)"),
+        "retrieval query": (lambda: metrics.cross_view_retrieval(y, y, y), gm.ShapeError, "query",
+                            r"query: expected a non-empty 2-D array \[n, d\], got shape \(3,\)"),
+        "retrieval labels": (lambda: metrics.cross_view_retrieval(x, x, y[:2]), gm.ShapeError, "labels",
+                             r"labels: expected shape \(3,\) to match query rows, got \(2,\)"),
+        "roc_auc shape": (lambda: metrics.roc_auc(np.array([]), np.array([1.0])), gm.ShapeError, "positive_scores",
+                          r"positive_scores: expected a non-empty 1-D array, got shape \(0,\)"),
+        "roc_auc bools": (lambda: metrics.roc_auc(np.array([True]), np.array([1.0])), TypeError, None,
+                          r"positive_scores: expected real numbers, got dtype bool"),
+        "MultipleFeatures views": (lambda: datasets.MultipleFeatures([np.zeros((2, 1))], np.zeros(2)), TypeError, None,
+                                   r"views: expected a mapping view name -> \[n_events, dim\] array, got list"),
+        "MultipleFeatures labels": (lambda: datasets.MultipleFeatures({"a": np.zeros((2, 1))}, np.zeros((2, 1))),
+                                    gm.ShapeError, "labels", r"labels: expected a 1-D array, got shape \(2, 1\)"),
+        "MultipleFeatures view": (lambda: datasets.MultipleFeatures({"a": np.zeros(2)}, np.zeros(2)), gm.ShapeError,
+                                  "views['a']", r"views\['a'\]: expected a 2-D numpy array, got ndarray with shape \(2,\)"),
+        "MultipleFeatures rows": (lambda: datasets.MultipleFeatures({"a": np.zeros((2, 1))}, np.zeros(3)), gm.ShapeError,
+                                  "views['a']", r"views\['a'\]: has 2 rows; expected 3, as labels \(row i of every view and "
+                                  r"of labels is the same event\)"),
+        "subset mask": (lambda: toy.subset(np.array([True, False])), gm.ShapeError, "indices",
+                        r"indices: expected a boolean mask of shape \(6,\), got shape \(2,\)"),
+        "subset dtype": (lambda: toy.subset(np.array([0.0, 1.0])), TypeError, None,
+                         r"indices: expected a 1-D integer array or boolean mask, got dtype float64 with shape \(2,\)"),
+        "subset range": (lambda: toy.subset(np.array([0, 6])), gm.InvalidValueError, "indices",
+                         r"indices: expected indices in \[-6, 6\), got range \[0, 6\]"),
+        "train_test_indices labels": (lambda: datasets.train_test_indices(np.zeros((4, 1))), gm.ShapeError, "labels",
+                                      r"labels: expected a 1-D array, got shape \(4, 1\)"),
+        "train_test_split data": (lambda: datasets.train_test_split(split.views), TypeError, None,
+                                  r"data: expected a MultipleFeatures, got dict"),
+        "standardize width": (lambda: datasets.standardize(split.views, {"a": np.zeros((4, 2)), "b": split.views["b"]}),
+                              gm.ShapeError, "others[0]",
+                              r"others\[0\]\['a'\]: expected shape \[n, 3\] \(the columns of train_views\['a'\]\), "
+                              r"got \(4, 2\)"),
+    }
+
+
+@pytest.mark.parametrize("case", sorted(_cases()))
+def test_refusals_name_the_argument_what_was_expected_and_what_was_given(case) -> None:
+    call, error, arg, message = _cases()[case]
+    with pytest.raises(error) as err:
+        call()
+    assert re.fullmatch(message, str(err.value)), str(err.value)
+    if arg is not None:
+        assert err.value.arg == arg
+
+
+def test_multiple_features_files_are_refused_in_the_same_words(tmp_path) -> None:
+    with pytest.raises(gm.InvalidValueError) as err:  # "the last column must hold integer class labels"
+        datasets.load_multiple_features(_mfeat_folder(tmp_path, fou_labels=["0", "1", "0.5", "1"]))
+    assert re.fullmatch(r".*mfeat-fou\.csv: expected integer class labels in the last column, got 0\.5 in row 2 "
+                        r"\(below the header\)", str(err.value)), str(err.value)
+    assert err.value.arg == "directory"
+    with pytest.raises(gm.InvalidValueError) as err:  # "...; the six views must be row-aligned"
+        datasets.load_multiple_features(_mfeat_folder(tmp_path, zer_labels=["1", "0", "0", "1"]))
+    assert re.fullmatch(r".*mfeat-zer\.csv: disagrees with mfeat-fou\.csv on the labels \(4 vs 4 rows\); expected the "
+                        r"six views row-aligned \(the same labels in the same rows\)", str(err.value)), str(err.value)
+    assert err.value.arg == "directory"

@@ -314,7 +314,7 @@ def test_cca_anchor_refuses_a_view_constant_in_the_training_split(view):
 def test_cca_anchor_names_a_view_name_that_is_no_name():
     # was "unhashable type: 'list'"
     train, test = split_pair()
-    with pytest.raises(ValueError, match=r"query_view must be one of \['a', 'b', 'c'\], got \['a'\]"):
+    with pytest.raises(ValueError, match=r"^query_view: expected one of train's views \['a', 'b', 'c'\], got \['a'\]$"):
         anchors.cca_anchor(train, test, ["a"], "b", 2)
 
 

@@ -75,7 +75,7 @@ def test_nutrimouse_cv_of_mice_without_one_diet_is_that_of_the_diets_they_have(n
 
 def test_nutrimouse_cv_of_no_mice_names_the_data(nutrimouse) -> None:
     # was numpy's "zero-size array to reduction operation minimum which has no identity"
-    with pytest.raises(gm.ShapeError, match=r"^data\.views\['gene'\] must be a non-empty 2-D array") as err:
+    with pytest.raises(gm.ShapeError, match=r"^data\.views\['gene'\]: expected a non-empty 2-D array") as err:
         evaluation.nutrimouse_cv(None, _mice(nutrimouse, np.arange(0)), n_repeats=1)
     assert err.value.arg == "data.views['gene']"
 

@@ -84,7 +84,7 @@ def _check_splits(train: MultipleFeatures, test: MultipleFeatures, views: Option
 def _check_types(train: MultipleFeatures, test: MultipleFeatures) -> None:
     for name, split in (("train", train), ("test", test)):
         if not isinstance(split, MultipleFeatures):
-            raise TypeError(f"{name} must be a MultipleFeatures, got {type(split).__name__}")
+            raise TypeError(f"{name}: expected a MultipleFeatures (datasets.train_test_split), got {type(split).__name__}")
 
 
 def knn_anchors(
@@ -142,11 +142,12 @@ def cca_anchor(
         except TypeError:  # a list: "unhashable type: 'list'"
             known = False
         if not known:
-            raise InvalidValueError(f"{arg} must be one of {sorted_names(train.views)}, got {view!r}", arg)
+            raise InvalidValueError(f"{arg}: expected one of train's views {sorted_names(train.views)}, got {view!r}", arg)
     _check_splits(train, test, (query_view, gallery_view))
     check_split_labels(train, test, test_only=True)  # retrieval reads only the test events' labels
     if query_view == gallery_view:
-        raise InvalidValueError(f"gallery_view must differ from query_view, both are {query_view!r}", "gallery_view")
+        raise InvalidValueError(
+            f"gallery_view: expected a view other than query_view, got {gallery_view!r} for both", "gallery_view")
     max_components = min(
         train.views[query_view].shape[1], train.views[gallery_view].shape[1], train.n_events
     )

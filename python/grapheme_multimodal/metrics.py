@@ -33,7 +33,7 @@ _BLOCK_BYTES = 64 << 20
 def _finite_2d(name: str, x: object) -> np.ndarray:
     arr = as_real_array(x, name)  # refuses masked entries and non-numbers (timedelta64 included)
     if arr.ndim != 2 or arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise ShapeError(f"{name} must be a non-empty 2-D array [n, d], got shape {arr.shape}", name)
+        raise ShapeError(f"{name}: expected a non-empty 2-D array [n, d], got shape {arr.shape}", name)
     refuse_beyond_memory(arr, name, np.float64)  # the metrics compute in float64
     if arr.dtype == np.bool_:
         # 0/1 features (binary fingerprints, one-hot columns) as the floats 0.0 and 1.0, as scikit-learn's
@@ -157,12 +157,12 @@ def _out_of_range(*arrays: np.ndarray) -> bool:
 
 
 def _labels_1d(name: str, y: object, n: int, n_name: str) -> np.ndarray:
-    refuse_unordered(y, name)  # else "must have shape (n,) ..., got ()"
+    refuse_unordered(y, name)  # else "expected shape (n,) ..., got ()"
     if is_masked_array(y):  # np.asarray would score the labels under the mask
         y = unmasked(y, name, "labels", "fill them, or leave those rows out")
     arr = np.asarray(y)
     if arr.shape != (n,):
-        raise ShapeError(f"{name} must have shape ({n},) to match {n_name}, got {arr.shape}", name)
+        raise ShapeError(f"{name}: expected shape ({n},) to match {n_name}, got {arr.shape}", name)
     if arr.dtype.kind in "fc" and not np.isfinite(arr).all():  # NaN equals no label: its rows would score 0 unseen
         row = int(np.flatnonzero(~np.isfinite(arr))[0])
         raise NonFiniteError(f"{name} holds {arr[row]} at row {row}; expected finite labels", name)
@@ -276,15 +276,14 @@ def cross_view_retrieval(
     g = _finite_2d("gallery", gallery)
     if g.shape != q.shape:
         raise ShapeError(
-            f"gallery must have the same shape as query (row-aligned events), "
-            f"got query {q.shape} and gallery {g.shape}",
+            f"gallery: expected the shape of query, {q.shape} (row-aligned events), got {g.shape}",
             "gallery",
         )
     y = _labels_1d("labels", labels, q.shape[0], "query rows")
     if not isinstance(metric, str) or metric not in _METRICS:  # an array would be "ambiguous truth value"
-        raise InvalidValueError(f"metric must be one of {_METRICS}, got {metric!r}", "metric")
+        raise InvalidValueError(f"metric: expected one of {_METRICS}, got {metric!r}", "metric")
     if not is_int(chunk_size) or chunk_size < 1:
-        raise InvalidValueError(f"chunk_size must be a positive integer, got {chunk_size!r}", "chunk_size")
+        raise InvalidValueError(f"chunk_size: expected a positive int, got {chunk_size!r}", "chunk_size")
 
     if metric == "cosine":
         # row by row: one scale for both made the rows of the smaller one zeros
@@ -491,9 +490,9 @@ def roc_auc(positive_scores: np.ndarray, negative_scores: np.ndarray) -> float:
     neg = as_real_array(negative_scores, "negative_scores")
     for name, arr in (("positive_scores", pos), ("negative_scores", neg)):
         if arr.ndim != 1 or arr.size == 0:
-            raise ShapeError(f"{name} must be a non-empty 1-D array, got shape {arr.shape}", name)
+            raise ShapeError(f"{name}: expected a non-empty 1-D array, got shape {arr.shape}", name)
         if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
-            raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
+            raise TypeError(f"{name}: expected real numbers, got dtype {arr.dtype}")
         refuse_beyond_memory(arr, name, np.float64)  # compared in float64
         if not np.isfinite(arr).all():
             at = int(np.flatnonzero(~np.isfinite(arr))[0])

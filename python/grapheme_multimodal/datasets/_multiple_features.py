@@ -68,21 +68,21 @@ class MultipleFeatures(MultiViewMixin):
 
     def __post_init__(self) -> None:
         if not isinstance(self.views, Mapping):  # else "'list' object has no attribute 'items'"
-            raise TypeError(f"views must be a mapping view name -> [n_events, dim] array, got {type(self.views).__name__}")
+            raise TypeError(f"views: expected a mapping view name -> [n_events, dim] array, got {type(self.views).__name__}")
         labels = np.asarray(self.labels)
         if labels.ndim != 1:
-            raise ShapeError(f"labels must be 1-D, got shape {labels.shape}", "labels")
+            raise ShapeError(f"labels: expected a 1-D array, got shape {labels.shape}", "labels")
         self.labels = labels  # a list passed the checks, then n_events and subset failed on it (no .shape)
         for name, view in self.views.items():
             if not isinstance(view, np.ndarray) or view.ndim != 2:
                 raise ShapeError(
-                    f"view {name!r} must be a 2-D numpy array, got "
+                    f"views[{name!r}]: expected a 2-D numpy array, got "
                     f"{type(view).__name__} with shape {np.shape(view)}", f"views[{name!r}]"
                 )
             if view.shape[0] != labels.shape[0]:
                 raise ShapeError(
-                    f"view {name!r} has {view.shape[0]} rows but labels has "
-                    f"{labels.shape[0]}; views and labels must be row-aligned", f"views[{name!r}]"
+                    f"views[{name!r}]: has {view.shape[0]} rows; expected {labels.shape[0]}, as labels "
+                    "(row i of every view and of labels is the same event)", f"views[{name!r}]"
                 )
 
     @property
@@ -98,7 +98,7 @@ class MultipleFeatures(MultiViewMixin):
         if idx.dtype == bool:
             if idx.shape != (self.n_events,):
                 raise ShapeError(
-                    f"boolean indices must have shape ({self.n_events},), got {idx.shape}", "indices"
+                    f"indices: expected a boolean mask of shape ({self.n_events},), got shape {idx.shape}", "indices"
                 )
         elif not np.issubdtype(idx.dtype, np.integer) or idx.ndim != 1:
             # An empty list arrives as float64; accept it as "no events".
@@ -106,12 +106,12 @@ class MultipleFeatures(MultiViewMixin):
                 idx = idx.astype(np.int64).reshape(0)
             else:
                 raise TypeError(
-                    f"indices must be a 1-D integer array or boolean mask, got "
+                    f"indices: expected a 1-D integer array or boolean mask, got "
                     f"dtype {idx.dtype} with shape {idx.shape}"
                 )
         elif idx.size and (idx.min() < -self.n_events or idx.max() >= self.n_events):
             raise InvalidValueError(  # negative ones count from the end, as numpy's do
-                f"indices must lie in [-{self.n_events}, {self.n_events}), got range "
+                f"indices: expected indices in [-{self.n_events}, {self.n_events}), got range "
                 f"[{idx.min()}, {idx.max()}]", "indices"
             )
         return MultipleFeatures(
@@ -157,9 +157,13 @@ def _read_view(path: Path, name: str, dim: int, shipped: bool) -> tuple[np.ndarr
             f"{path}: row {row} (below the header), feature {col} holds {float(features[row, col])!r}, too large for "
             f"float32 (largest {FLOAT32_MAX:.3g}), the views' dtype", "directory"
         )
-    if not (np.all(raw_labels == np.round(raw_labels)) and np.all(np.abs(raw_labels) < 2.0**63)):
+    integer = (raw_labels == np.round(raw_labels)) & (np.abs(raw_labels) < 2.0**63)
+    if not integer.all():
         # checked before the cast: numpy's "invalid value encountered in cast" came first
-        raise InvalidValueError(f"{path}: the last column must hold integer class labels", "directory")
+        row = int(np.flatnonzero(~integer)[0])
+        raise InvalidValueError(
+            f"{path}: expected integer class labels in the last column, got {float(raw_labels[row])!r} in row {row} "
+            "(below the header)", "directory")
     return features.astype(np.float32), raw_labels.astype(np.int64)
 
 
@@ -233,9 +237,9 @@ def load_multiple_features(
             labels = view_labels
         elif view_labels.shape != labels.shape or not np.array_equal(view_labels, labels):
             raise InvalidValueError(
-                f"{path.name} disagrees with mfeat-{VIEW_NAMES[0]}.csv on the labels "
-                f"({view_labels.shape[0]} vs {labels.shape[0]} rows); the six views "
-                "must be row-aligned", "directory"
+                f"{path}: disagrees with mfeat-{VIEW_NAMES[0]}.csv on the labels ({view_labels.shape[0]} vs "
+                f"{labels.shape[0]} rows); expected the six views row-aligned (the same labels in the same rows)",
+                "directory"
             )
         views[name] = features
     assert labels is not None
@@ -258,7 +262,7 @@ def train_test_indices(
         ) from err
     shape = np.shape(labels)
     if len(shape) != 1:
-        raise ShapeError(f"labels must be 1-D, got shape {shape}", "labels")
+        raise ShapeError(f"labels: expected a 1-D array, got shape {shape}", "labels")
     # NaN or NaT: scikit-learn's "Input y contains NaN"; masked: the labels under the mask
     labels = _labels_1d("labels", labels, shape[0], "its length")
     # numpy floats too; "a fraction in (0, 1)" as before
@@ -288,7 +292,7 @@ def train_test_split(
     The defaults give the 1,600/400 split behind the SPEC §3 anchors.
     """
     if not isinstance(data, MultipleFeatures):
-        raise TypeError(f"data must be a MultipleFeatures, got {type(data).__name__}")
+        raise TypeError(f"data: expected a MultipleFeatures, got {type(data).__name__}")
     train_idx, test_idx = train_test_indices(data.labels, test_size=test_size, seed=seed)
     return data.subset(train_idx), data.subset(test_idx)
 
@@ -329,14 +333,15 @@ def standardize(
             raise TypeError(f"{which}: expected a mapping view name -> [n, d] array, got {describe(views)}")
         if set(views) != set(stats):
             raise InvalidValueError(
-                f"{which} has views {sorted_names(views)}, expected the training views {sorted_names(stats)}", which
+                f"{which}: has views {sorted_names(views)}; expected the training views {sorted_names(stats)}", which
             )
         out = {}
         for name, (mean, std, shift, offset) in stats.items():
             x = _finite_2d(f"{which}[{name!r}]", views[name])
             if x.shape[1] != mean.shape[0]:
                 raise ShapeError(
-                    f"{which}[{name!r}] must have shape [n, {mean.shape[0]}], got {x.shape}", which
+                    f"{which}[{name!r}]: expected shape [n, {mean.shape[0]}] (the columns of train_views[{name!r}]), "
+                    f"got {x.shape}", which
                 )
             x = x.astype(np.float64) if offset is None else minus(x, offset)  # shifted as the training view was
             z = ((x if shift is None else np.ldexp(x, shift)) - mean) / std

@@ -157,8 +157,8 @@ def multiview_cca_retrieval(
     or the narrowest view's columns when fewer (as
     :func:`pairwise_cca_retrieval` does per pair); no pair, ``{}``, for one
     view. Needs cca-zoo (Python >= 3.11): ``pip install 'grapheme-multimodal[bench]'``."""
-    if method not in MULTIVIEW_METHODS:
-        raise InvalidValueError(f"method must be one of {MULTIVIEW_METHODS}, got {method!r}", "method")
+    if not isinstance(method, str) or method not in MULTIVIEW_METHODS:  # an array was "truth value ... is ambiguous"
+        raise InvalidValueError(f"method: expected one of {MULTIVIEW_METHODS}, got {method!r}", "method")
     train_std, test_std, labels, n_components = _checked_standardized(train_std, test_std, labels, n_components)
     return _multiview_cca_retrieval(method, train_std, test_std, labels, n_components)
 
@@ -251,22 +251,10 @@ def standardized_splits(
     try:
         return standardize({v: train.views[v] for v in names}, {v: test.views[v] for v in names})  # type: ignore[return-value]
     except (GraphemeError, TypeError) as err:
-        raise _renamed_prefix(err, {
+        raise renamed(err, {
             **{f"train_views[{v!r}]": f"train.views[{v!r}]" for v in names},
             **{f"others[0][{v!r}]": f"test.views[{v!r}]" for v in names},
         }) from None
-
-
-def _renamed_prefix(err: Exception, names: Dict[str, str]) -> Exception:
-    """:func:`~grapheme_multimodal._validation.renamed`, also for a message
-    that names its argument before a space (``"x must be ..."``), as
-    standardize's shape errors do."""
-    message = str(err)
-    for inner, outer in names.items():
-        if message.startswith(inner + " "):
-            text = f"{outer}:{message[len(inner):]}"
-            return type(err)(text, outer) if isinstance(err, GraphemeError) else type(err)(text)
-    return renamed(err, names)
 
 
 def cca_zoo_available() -> bool:

@@ -220,7 +220,7 @@ class ExactCCA:
         offset_scale, mean = offset
         arr = _finite_2d(name, data)
         if arr.shape[1] != mean.shape[0]:
-            raise ShapeError(f"{name} must have shape [n, {mean.shape[0]}] (as in fit), got {arr.shape}", name)
+            raise ShapeError(f"{name}: expected shape [n, {mean.shape[0]}] (the columns fit saw), got {arr.shape}", name)
         arr = _as_float64(arr, int_offset)  # shifted as fit shifted its integers
         # powers of two: (X - mean) @ x_weights_ where that is finite
         with np.errstate(over="ignore", invalid="ignore"):
