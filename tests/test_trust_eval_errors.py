@@ -130,6 +130,20 @@ def test_buffer_state_of_mixed_type_keys_is_refused_naming_them() -> None:
              r"tensors: missing \[\], unexpected \[1, 'zz'\]")
 
 
+def test_history_and_trained_rows_of_mixed_type_keys_are_refused_naming_them() -> None:
+    from grapheme_multimodal.training import History
+
+    with pytest.raises(KeyError) as info:
+        History(epochs=[{"loss": 1.0, 1: 0.5}])["val_total"]
+    assert _UNORDERABLE not in str(info.value) and "recorded: [1, 'loss']" in str(info.value), str(info.value)
+    # a model state whose trained_rows has keys of mixed types: the check itself sorted them
+    model = gm.LearnableMultiModal(input_dims={"visual": 3}, embed_dim=8, num_heads=1, seed=0)
+    state = model.__getstate__()
+    state["meta"]["trained_rows"] = {1: 0, "a": 0}
+    _refused(lambda: gm.LearnableMultiModal.__new__(gm.LearnableMultiModal).__setstate__(state), gm.CheckpointError,
+             r"trained_rows: expected an int >= 0 for each of \['visual', .*, got \{1: 0, 'a': 0\}")
+
+
 def test_weight_average_lists_mixed_type_tensor_names() -> None:
     average = WeightAverage.start(0.5).updated({"w": np.zeros(2)})
     _refused(lambda: average.updated({1: np.zeros(2), "v": np.zeros(2)}), gm.InvalidValueError,

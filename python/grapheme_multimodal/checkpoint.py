@@ -363,7 +363,8 @@ def _checked_trained_rows(meta: Mapping[str, Any], opt: Mapping[str, Any]) -> Tu
         known = not _has_trained(opt["step"], opt["rng_counter"], meta["epochs_trained"])
         return ([0] * len(Modality) if known else None), False
     names = [str(m) for m in Modality]
-    if not isinstance(rows, Mapping) or sorted(rows) != sorted(names) or not all(
+    # compared as sets: sorted() of keys 1 beside "a" raised "'<' not supported" in place of this error
+    if not isinstance(rows, Mapping) or set(rows) != set(names) or not all(
         not isinstance(n, bool) and isinstance(n, int) and 0 <= n < 2**64 for n in rows.values()
     ):
         raise InvalidValueError(f"trained_rows: expected an int >= 0 for each of {names}, got {rows!r:.200}", "trained_rows")

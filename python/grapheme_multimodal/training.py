@@ -24,7 +24,9 @@ import numpy as np
 from ._core import MODALITY_NAMES, NUM_MODALITIES
 from ._parallel import bar_position, check_cancelled
 from ._locking import calling_metric, refuse_in_metric, uninterrupted
-from ._validation import FloatLike, IntLike, as_finite_float, check_flag, describe, is_int, refuse_beyond_budget
+from ._validation import (
+    FloatLike, IntLike, as_finite_float, check_flag, describe, is_int, refuse_beyond_budget, sorted_names,
+)
 from .averaging import WeightAverage, check_decay
 from .averaging import resume as resume_average
 from .batch import Batch, event_components
@@ -65,7 +67,7 @@ class History:
         recorded is a KeyError (a misspelt ``"val_totl"`` was ``[]``)."""
         values = [e[key] for e in self.epochs if key in e]
         if self.epochs and not values:
-            recorded = sorted({k for e in self.epochs for k in e})
+            recorded = sorted_names({k for e in self.epochs for k in e})
             raise KeyError(f"history[{key!r}]: not recorded; recorded: {recorded}")
         return values
 
