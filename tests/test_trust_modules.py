@@ -364,3 +364,17 @@ def test_view_pairs_refuse_one_string_of_names(pairs):
     with pytest.raises(TypeError, match=r"^names: expected view names"):  # "fou" gave the pairs of 'f', 'o' and 'u'
         pairs("fou")
     assert pairs(["fou", "pix"]) and pairs(iter(["fou", "pix"]))
+
+
+def test_plot_history_refuses_a_record_key_that_is_not_a_name(tmp_path):
+    pytest.importorskip("matplotlib")
+    from grapheme_multimodal.plotting import plot_history
+
+    path = tmp_path / "curves.png"
+    for records in (
+        [{"epoch": 1, "loss": 1.0, 3: 0.5}],  # was "'int' object has no attribute 'startswith'"
+        [{"epoch": 1, "loss": 1.0}, {"epoch": 2, "loss": 0.5, None: 1.0}],
+    ):
+        with pytest.raises(TypeError, match=r"^epochs\[\d\]: expected str keys .*got the key (3|None)"):
+            plot_history(records, path)
+    assert not path.exists()

@@ -74,6 +74,9 @@ def plot_history(epochs: Sequence[Dict[str, Any]], path: PathLike, title: str = 
     for i, e in enumerate(epochs):
         if not isinstance(e, Mapping) or "epoch" not in e:  # else KeyError: 'epoch', or "'int' object is not subscriptable"
             raise InvalidValueError(f"epochs[{i}]: expected a record with an 'epoch' number, got {e!r:.80}", "epochs")
+        others = [k for k in e if not isinstance(k, str)]
+        if others:  # else "'int' object has no attribute 'startswith'", or sorted()'s "'<' not supported"
+            raise TypeError(f"epochs[{i}]: expected str keys (the losses' names), got the key {others[0]!r:.80} ({describe(others[0])})")
     x = [e["epoch"] for e in epochs]
     for i, number in enumerate(x):  # "a" was drawn as a category, NaN dropped its point, True drawn at 1
         if not is_real_number(number):
