@@ -438,6 +438,8 @@ def _input_dims(inputs: Any) -> Dict[Any, int]:
         shape = as_real_array(x, name).shape
         if len(shape) != 2:
             raise ShapeError(f"{name}: expected a 2-D array [N, d], got shape {shape}", name)
+        if not shape[1]:  # else the model's "input_dims['visual']: expected a positive int", an argument not given
+            raise ShapeError(f"{name}: has no columns (shape {shape}); expected at least one column", name)
         dims[m] = shape[1]
     return dims
 
