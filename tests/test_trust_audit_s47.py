@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import grapheme_multimodal as gm
 from grapheme_multimodal import ShapeError, uci
 
 SETTINGS = uci.TrainingSettings(epochs=1, embed_dim=8, hidden_dim=8, encoder_hidden=(8,), encoder_output_dim=8,
@@ -34,3 +35,26 @@ def test_a_view_of_no_columns_is_named_as_the_view(fit):
     with pytest.raises(ShapeError, match=r"views\['foo'\]: has no columns \(shape \(24, 0\)\)") as err:
         fit(views)
     assert err.value.arg == "views['foo']"
+
+
+# -- checkpoints: the same model, the same bytes --------------------------------------------------------------------
+
+
+def test_a_loaded_model_saved_again_is_the_same_bytes(tmp_path):
+    # the checksum entry listed the tensors in the order they were given: a loaded model lists them in the
+    # file's order, so the same model saved after loading was a file of other bytes than its first save
+    model = uci.fit_views(_views(), 0, settings=SETTINGS).model  # with its weight average (ema_decay)
+    model.save(tmp_path / "first.safetensors")
+    again = gm.LearnableMultiModal.load(tmp_path / "first.safetensors")
+    again.save(tmp_path / "again.safetensors")
+    assert (tmp_path / "again.safetensors").read_bytes() == (tmp_path / "first.safetensors").read_bytes()
+    from safetensors.numpy import load_file  # the safetensors library itself reads it
+
+    assert set(load_file(tmp_path / "again.safetensors")) == set(load_file(tmp_path / "first.safetensors"))
+
+
+def test_a_loaded_ensemble_saved_again_is_the_same_bytes(tmp_path):
+    models = [member.model for member in uci.fit_ensemble(_views(), 0, members=2, settings=SETTINGS).members]
+    gm.save_ensemble(models, tmp_path / "first.safetensors")
+    gm.save_ensemble(gm.load_ensemble(tmp_path / "first.safetensors"), tmp_path / "again.safetensors")
+    assert (tmp_path / "again.safetensors").read_bytes() == (tmp_path / "first.safetensors").read_bytes()

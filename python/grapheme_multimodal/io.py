@@ -560,7 +560,9 @@ def write_tagged_safetensors(
         meta = {FORMAT_KEY: fmt}
         meta.update({k: json.dumps(v) for k, v in metadata.items()})
         sums = {_METADATA_ENTRY: _metadata_crc(meta)}
-        sums.update({name: _tensor_crc(name, arr) for name, arr in arrays.items()})
+        sums.update({name: _tensor_crc(name, arr) for name, arr in sorted(arrays.items())})
+        # by name, not in the caller's order: a model loaded and saved again (its tensors then in the file's
+        # order) gave a file of other bytes than its first save, the same model to a content hash
         meta[CHECKSUM_KEY] = json.dumps({"crc32": sums})
         data = save(arrays, metadata=meta)
         head = _header_with_sorted_metadata(data)
