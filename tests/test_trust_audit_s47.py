@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 import grapheme_multimodal as gm
-from grapheme_multimodal import ShapeError, uci
+from grapheme_multimodal import InvalidValueError, ShapeError, uci
+from grapheme_multimodal.io import atomic_write_all
 
 SETTINGS = uci.TrainingSettings(epochs=1, embed_dim=8, hidden_dim=8, encoder_hidden=(8,), encoder_output_dim=8,
                                 batch_size=16, num_heads=2)
@@ -58,3 +59,24 @@ def test_a_loaded_ensemble_saved_again_is_the_same_bytes(tmp_path):
     gm.save_ensemble(models, tmp_path / "first.safetensors")
     gm.save_ensemble(gm.load_ensemble(tmp_path / "first.safetensors"), tmp_path / "again.safetensors")
     assert (tmp_path / "again.safetensors").read_bytes() == (tmp_path / "first.safetensors").read_bytes()
+
+
+# -- io.atomic_write_all --------------------------------------------------------------------------------------------
+
+
+def _writes(*paths) -> list:
+    return [(path, lambda f, k=k: f.write(b"new %d" % k)) for k, path in enumerate(paths)]
+
+
+@pytest.mark.parametrize("second", ["same", "dotted", "link"])
+def test_atomic_write_all_refuses_one_file_twice(tmp_path, second):
+    # the later write replaced the earlier: one of the two results lost without a word
+    target = tmp_path / "out.npy"
+    target.write_bytes(b"old")
+    (tmp_path / "link.npy").symlink_to(target)
+    other = {"same": str(target), "dotted": str(tmp_path / "." / "out.npy"), "link": tmp_path / "link.npy"}[second]
+    with pytest.raises(InvalidValueError, match="are one file") as err:
+        atomic_write_all(_writes(target, other))
+    assert err.value.arg == "writes"
+    assert target.read_bytes() == b"old"  # refused before anything was written
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.npy", "out.npy"]

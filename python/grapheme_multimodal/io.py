@@ -170,7 +170,17 @@ def atomic_write_all(writes: Sequence[Tuple[PathLike, Callable[[BinaryIO], Any]]
     Inside :func:`keeping_existing`, a target taken meanwhile fails the
     whole write: the files it had already given a new name are removed
     again. Inside :func:`writing_together`, the targets are replaced when
-    that block ends."""
+    that block ends. Two writes to one file (by one name, or through a
+    symbolic link) are refused before any is written: the later replaced
+    the earlier, lost without a word."""
+    writes = list(writes)
+    files: Dict[str, int] = {}
+    for k, (target, _) in enumerate(writes):
+        earlier = files.setdefault(_location(_followed(_file_name(target, "path"))), k)
+        if earlier != k:
+            raise InvalidValueError(
+                f"writes: {os.fspath(target)!r} and {os.fspath(writes[earlier][0])!r} are one file; expected a file "
+                "of its own for each write (the later would replace the earlier)", "writes")
     staged: List[_Staged] = []
     try:
         for target, write in writes:
