@@ -4,6 +4,8 @@ scikit-learn estimator): the inputs their authors had not tried."""
 
 from __future__ import annotations
 
+import os
+import signal
 
 import numpy as np
 import pytest
@@ -80,3 +82,24 @@ def test_atomic_write_all_refuses_one_file_twice(tmp_path, second):
     assert err.value.arg == "writes"
     assert target.read_bytes() == b"old"  # refused before anything was written
     assert sorted(p.name for p in tmp_path.iterdir()) == ["link.npy", "out.npy"]
+
+
+@pytest.mark.usefixtures("default_sigint")
+def test_atomic_write_all_ctrl_c_between_renames_replaces_all(tmp_path, monkeypatch):
+    # a Ctrl-C after the first rename left the first file replaced and the second as it was: half a result
+    first, second = tmp_path / "a.npy", tmp_path / "b.npy"
+    first.write_bytes(b"old 0")
+    second.write_bytes(b"old 1")
+    replace, calls = os.replace, []
+
+    def interrupted_replace(src, dst):
+        calls.append(dst)
+        if len(calls) == 2:
+            signal.raise_signal(signal.SIGINT)
+        replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", interrupted_replace)
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write_all(_writes(first, second))
+    assert (first.read_bytes(), second.read_bytes()) == (b"new 0", b"new 1")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.npy", "b.npy"]

@@ -45,6 +45,7 @@ from typing import Any, BinaryIO, Callable, Dict, Iterator, List, Mapping, Named
 
 import numpy as np
 
+from ._locking import uninterrupted
 from ._validation import is_utf8
 from .exceptions import CheckpointError, InvalidValueError, TooLargeError
 
@@ -293,15 +294,18 @@ def _commit(staged: List[_Staged]) -> None:
     last missing looked complete."""
     linked: List[_Staged] = []
     try:
-        for s in staged:
-            try:
-                if s.kept_as is None:
-                    os.replace(s.tmp, s.path)
-                else:
-                    _link_as_new(s.tmp, s.path, s.given, s.kept_as)
-                    linked.append(s)
-            except OSError as exc:
-                _raise_naming(exc, s.path)
+        # Ctrl-C held back: a replaced file cannot be put back, and one between two renames left the first
+        # replaced and the second not (raised after the loop, it removes the links as a failed link does)
+        with uninterrupted():
+            for s in staged:
+                try:
+                    if s.kept_as is None:
+                        os.replace(s.tmp, s.path)
+                    else:
+                        _link_as_new(s.tmp, s.path, s.given, s.kept_as)
+                        linked.append(s)
+                except OSError as exc:
+                    _raise_naming(exc, s.path)
     except BaseException:
         for s in linked:
             _unlink_if_ours(s)
