@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import warnings
 
 import numpy as np
 import pytest
@@ -103,3 +104,25 @@ def test_atomic_write_all_ctrl_c_between_renames_replaces_all(tmp_path, monkeypa
         atomic_write_all(_writes(first, second))
     assert (first.read_bytes(), second.read_bytes()) == (b"new 0", b"new 1")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.npy", "b.npy"]
+
+
+# -- MultimodalEmbedder: a masked complex view ----------------------------------------------------------------------
+
+
+def test_masked_complex_view_is_refused_as_its_plain_array():
+    # the masked array was cast to float64, its imaginary parts dropped with numpy's ComplexWarning alone,
+    # where check_array refuses the plain complex array
+    from grapheme_multimodal.sklearn import MultimodalEmbedder
+
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(24, 4)), rng.normal(size=(24, 3))
+    est = MultimodalEmbedder(epochs=1, embed_dim=8, batch_size=16).fit([a, b])
+    complex_view = np.ma.masked_array(a + 1j * a)
+    with pytest.raises(ValueError, match="Complex data not supported"):
+        est.transform([a + 1j * a, b])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", np.exceptions.ComplexWarning)  # not a warning instead of the refusal
+        with pytest.raises(ValueError, match="Complex data not supported"):
+            est.transform([complex_view, b])
+        with pytest.raises(ValueError, match="Complex data not supported"):
+            MultimodalEmbedder(epochs=1, embed_dim=8, batch_size=16).fit([complex_view, b])

@@ -570,7 +570,10 @@ def _as_views(Xs: Any, estimator: MultimodalEmbedder, reset: bool) -> List[np.nd
     # NaN instead, so a wholly masked row is a missing view and a partly masked one refused.
     # Cast as check_array casts the plain array (float32 kept, the rest float64): cast to
     # float64 always, a masked float32 view was embedded as float64, its plain array as float32.
-    raw = [np.ma.filled(x.astype(np.float32 if x.dtype == np.float32 else np.float64), np.nan)
+    # A complex view is not cast (it lost its imaginary parts, with numpy's ComplexWarning alone) but filled
+    # as it is, for check_array to refuse as it refuses the plain array ("Complex data not supported").
+    raw = [np.ma.filled(x if x.dtype.kind == "c" else x.astype(np.float32 if x.dtype == np.float32 else np.float64),
+                        np.nan)
            if is_masked_array(x) else x for x in raw]
     if len(raw) == 1:  # one view: the plain scikit-learn contract, n_features_in_ included
         if reset:  # set by a previous fit on several views: transform named their columns as seen in this fit
