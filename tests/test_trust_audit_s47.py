@@ -126,3 +126,18 @@ def test_masked_complex_view_is_refused_as_its_plain_array():
             est.transform([complex_view, b])
         with pytest.raises(ValueError, match="Complex data not supported"):
             MultimodalEmbedder(epochs=1, embed_dim=8, batch_size=16).fit([complex_view, b])
+
+
+# -- event ids: int64's smallest value given as a float ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ids", [np.array([-(2.0**63), 1.0]), np.array([-(2.0**63), 1.0], np.float32),
+                                 np.array([-(2.0**63), 1.0], ">f8")], ids=["float64", "float32", "big-endian"])
+def test_event_id_of_int64s_smallest_value_as_a_float_is_recorded(ids):
+    # np.abs(ids) >= 2**63 refused -2.0**63 with "holds -9223372036854775808; expected integers that fit in
+    # int64, in [-2**63, 2**63)": a refusal of a value inside the range it named
+    model = gm.LearnableMultiModal(seed=0, embed_dim=8, hidden_dim=8, num_heads=2, input_dims={"visual": 4})
+    model.record_batch({"visual": np.ones((2, 4), np.float32)}, event_ids=ids)
+    assert len(model.experience) == 2
+    with pytest.raises(InvalidValueError, match=r"holds 9223372036854775808; expected integers that fit in int64"):
+        model.record_batch({"visual": np.ones((2, 4), np.float32)}, event_ids=-ids)  # 2**63: still refused

@@ -962,7 +962,9 @@ def _event_ids(value: Any, n: int, name: str = "event_ids") -> np.ndarray:
         integral = np.isfinite(arr) & (arr == np.round(arr))
         if not integral.all():
             raise InvalidValueError(f"{name}: expected integers, got {arr[:5]} ({arr.dtype})", name)
-        beyond = np.abs(arr) >= 2.0**63  # [2**63, 1] reads as float64: "expected integers" of integers misled
+        # [2**63, 1] reads as float64: "expected integers" of integers misled. Not np.abs(arr) >= 2**63,
+        # which refused -2.0**63, int64's smallest value, as outside [-2**63, 2**63)
+        beyond = (arr >= 2.0**63) | (arr < -(2.0**63))
     else:
         beyond = arr >= 2**63 if arr.dtype.kind == "u" else None
     if beyond is not None and beyond.any():
