@@ -275,10 +275,13 @@ class _Embedder:
         read = batch.select(sorted(set(self.plan.columns.values())))
         inputs, mask = self.plan.inputs(BlockAccessor.for_block(read).to_batch_format("numpy"))
         self.plan.check_finite(inputs, mask, batch)
-        with warnings.catch_warnings():  # embed_dataset said it once (an actor runs one batch at a time)
-            warnings.simplefilter("ignore", UntrainedModalityWarning)
-            emb, fused = self.model.encode_and_fuse(inputs, mask)
-            hidden = self.model.hidden_features(inputs, mask) if "hidden_features" in self.outputs else None
+        try:
+            with warnings.catch_warnings():  # embed_dataset said it once (an actor runs one batch at a time)
+                warnings.simplefilter("ignore", UntrainedModalityWarning)
+                emb, fused = self.model.encode_and_fuse(inputs, mask)
+                hidden = self.model.hidden_features(inputs, mask) if "hidden_features" in self.outputs else None
+        except GraphemeError as err:
+            raise self.plan.named_by_column(err) from None
         out: Dict[str, np.ndarray] = {}
         if "fused" in self.outputs:
             out["fused"] = fused
@@ -310,6 +313,19 @@ class _ColumnPlan:
             if str(m) in self.columns:
                 raise InvalidValueError(f"columns: modality {m} is given twice", "columns")
             self.columns[str(m)] = column
+
+    def named_by_column(self, err: GraphemeError) -> GraphemeError:
+        """``err`` of the model about its ``inputs['visual']`` named by the
+        dataset's column, as the plan's own checks name it: a float64 column
+        of values below float32's range (passed on as float64) was refused
+        as ``inputs['visual']``, no argument of ``embed_dataset``."""
+        for modality, column in self.columns.items():
+            inner = f"inputs[{modality!r}]"
+            if str(err).startswith(inner + ":"):
+                named = renamed(err, {inner: f"column {column!r} ({modality})"})
+                named.arg = column
+                return named
+        return err
 
     def check_schema(self, names: List[str], outputs: Sequence[str], dataset: str = "the dataset") -> None:
         """Refuses a column of ``columns`` that the dataset (``dataset``, as
