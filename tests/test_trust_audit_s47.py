@@ -130,6 +130,23 @@ def test_masked_complex_view_is_refused_as_its_plain_array():
             MultimodalEmbedder(epochs=1, embed_dim=8, batch_size=16).fit([complex_view, b])
 
 
+
+@pytest.mark.parametrize("values, error", [
+    (lambda a: np.where(np.eye(*a.shape) > 0, "abc", a.astype(str)).astype(object), "could not convert .*'abc'"),
+    (lambda a: (a + 1j).astype(object), ".*'complex'"),
+], ids=["text", "complex-objects"])
+def test_masked_view_of_objects_is_refused_naming_the_view(values, error):
+    # the cast of a masked view to float raised numpy's own error, naming no view, where check_array names the
+    # plain array's Xs[0]
+    from grapheme_multimodal.sklearn import MultimodalEmbedder
+
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(24, 4)), rng.normal(size=(24, 3))
+    est = MultimodalEmbedder(epochs=1, embed_dim=8, batch_size=16).fit([a, b])
+    for view in (values(a), np.ma.masked_array(values(a))):
+        with pytest.raises((TypeError, ValueError), match=rf"^Xs\[0\]: {error}"):
+            est.transform([view, b])
+
 # -- event ids: int64's smallest value given as a float ------------------------------------------------------------
 
 

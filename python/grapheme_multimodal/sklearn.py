@@ -570,11 +570,7 @@ def _as_views(Xs: Any, estimator: MultimodalEmbedder, reset: bool) -> List[np.nd
     # NaN instead, so a wholly masked row is a missing view and a partly masked one refused.
     # Cast as check_array casts the plain array (float32 kept, the rest float64): cast to
     # float64 always, a masked float32 view was embedded as float64, its plain array as float32.
-    # A complex view is not cast (it lost its imaginary parts, with numpy's ComplexWarning alone) but filled
-    # as it is, for check_array to refuse as it refuses the plain array ("Complex data not supported").
-    raw = [np.ma.filled(x if x.dtype.kind == "c" else x.astype(np.float32 if x.dtype == np.float32 else np.float64),
-                        np.nan)
-           if is_masked_array(x) else x for x in raw]
+    raw = [_masked_filled(x) if is_masked_array(x) else x for x in raw]
     if len(raw) == 1:  # one view: the plain scikit-learn contract, n_features_in_ included
         if reset:  # set by a previous fit on several views: transform named their columns as seen in this fit
             estimator.__dict__.pop("_view_columns", None)
@@ -618,6 +614,21 @@ def _as_views(Xs: Any, estimator: MultimodalEmbedder, reset: bool) -> List[np.nd
                     "row to learn the view from (or leave the view out)", f"Xs[{i}]",
                 )
     return views
+
+
+def _masked_filled(x: np.ma.MaskedArray) -> np.ndarray:
+    """A masked view's values with NaN in its masked entries, for check_array
+    to read as it reads the plain array. Only numbers are cast first; a
+    complex view (which lost its imaginary parts in the cast, with numpy's
+    ComplexWarning alone) is filled as it is, and objects, texts and bytes
+    as objects: check_array refuses or converts them as it does the plain
+    array, naming the view (the cast's own errors, "could not convert string
+    to float", named none)."""
+    if x.dtype.kind == "c":
+        return np.ma.filled(x, np.nan)
+    if x.dtype.kind in "OSUV":
+        return np.ma.filled(x.astype(object), np.nan)
+    return np.ma.filled(x.astype(np.float32 if x.dtype == np.float32 else np.float64), np.nan)
 
 
 def _refuse_non_finite_rows(view: np.ndarray, name: str) -> None:
