@@ -171,3 +171,10 @@ def test_transform_of_mixed_float32_and_float64_views_is_float64_whatever_their_
         assert out.dtype == np.float64
         np.testing.assert_array_equal(out, both64)  # float32 views hold other numbers only past float32's precision
     assert est.transform([a.astype(np.float32), b.astype(np.float32)]).dtype == np.float32
+
+
+def test_nutrimouse_cv_with_nothing_to_measure_is_refused(nutrimouse) -> None:
+    """No recipe and no anchors returned {} after every fold's work, as if measured."""
+    with pytest.raises(gm.InvalidValueError, match=r"^anchors: got False with recipe None") as info:
+        evaluation.nutrimouse_cv(None, nutrimouse, anchors=False)
+    assert info.value.arg == "anchors"

@@ -110,6 +110,10 @@ def nutrimouse_cv(
     # between 0 and 2**32 - 1", and n_splits=True was taken for 1
     n_splits, n_repeats = as_positive_int(n_splits, "n_splits"), as_positive_int(n_repeats, "n_repeats")
     anchors = check_flag(anchors, "anchors")
+    if recipe is None and not anchors:  # else {} after every fold's work, as if something were measured
+        raise InvalidValueError(
+            "anchors: got False with recipe None, which leaves nothing to measure; expected a recipe, or anchors=True",
+            "anchors")
     for view in (_QUERY, _GALLERY):
         # here, by the data's row: standardize named a fold's row of its own train_views['gene']; and before the
         # diets are counted: a Nutrimouse of no mice was numpy's "zero-size array to reduction operation minimum"
