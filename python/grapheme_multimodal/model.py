@@ -645,8 +645,31 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         ``mask`` that is False everywhere, are refused
         (:class:`InvalidValueError`): there is nothing to learn from.
         ``None`` in a list of graphs is a row absent from that modality, left
-        out of its statistics (see :meth:`prepare_inputs`)."""
+        out of its statistics (see :meth:`prepare_inputs`). A ``mask`` that
+        marks a modality present in some row while ``inputs`` holds no array
+        for it is refused (:class:`InvalidValueError` naming ``mask``), as
+        :meth:`encode` and :meth:`fit` refuse it."""
+        self._learn_normalization(inputs, mask, refuse_unfed=True)
+
+    @writes_leaving_weights
+    def _fit_normalization_of_given(self, inputs: Inputs, mask: Any) -> None:
+        """:meth:`fit_normalization` for training's own data: ``mask`` is the
+        whole data's, ``inputs`` hold only the modalities still to learn (the
+        others ``None``, though ``mask`` marks them present), so a present
+        modality without an array is passed over, where the public method
+        refuses it as the caller's mistake."""
+        self._learn_normalization(inputs, mask, refuse_unfed=False)
+
+    def _learn_normalization(self, inputs: Inputs, mask: Any, refuse_unfed: bool) -> None:
+        """The two methods' work; ``refuse_unfed``: refuse a modality ``mask``
+        marks present without an array in ``inputs``."""
         arrays, mask_arr = self.prepare_inputs(inputs, mask, for_training=True)
+        if refuse_unfed:  # else that modality stayed unstandardised without a word, and only encode refused the mask
+            for m, a in enumerate(arrays):
+                if a is None and mask_arr[:, m].any():  # encode's words (rust/core/src/batch.rs)
+                    raise InvalidValueError(
+                        f"mask: marks modality {_name(m)!r} present in row {int(np.argmax(mask_arr[:, m]))} "
+                        "but no input array was given for it", "mask")
         if len(mask_arr) == 0:  # it learned nothing and said nothing: the inputs went on unstandardised
             raise InvalidValueError("inputs: no rows; expected at least one row to learn the standardisation from", "inputs")
         learned = []

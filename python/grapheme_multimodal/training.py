@@ -667,7 +667,7 @@ class _ArrayDataset(_Dataset):
         return Batch(inputs=[None if a is None else a.take(rows, axis=0) for a in self.arrays], mask=mask)
 
     def fit_normalization(self, model: "LearnableMultiModal", modalities: Sequence[int]) -> None:
-        model.fit_normalization([a if m in modalities else None for m, a in enumerate(self.arrays)], self.mask)
+        model._fit_normalization_of_given([a if m in modalities else None for m, a in enumerate(self.arrays)], self.mask)
 
     def inputs_of(self, m: int) -> Optional["tuple[np.ndarray, Optional[np.ndarray]]"]:
         x, present = self.arrays[m], self.mask[:, m]
@@ -909,8 +909,8 @@ class _BufferDataset(_Dataset):
 
     def fit_normalization(self, model: "LearnableMultiModal", modalities: Sequence[int]) -> None:
         e = self.experiences
-        model.fit_normalization([None if x is None or m not in modalities else np.nan_to_num(x) for m, x in enumerate(e.inputs)],
-                                e.mask)
+        model._fit_normalization_of_given(
+            [None if x is None or m not in modalities else np.nan_to_num(x) for m, x in enumerate(e.inputs)], e.mask)
 
     def inputs_of(self, m: int) -> Optional["tuple[np.ndarray, Optional[np.ndarray]]"]:
         e = self.experiences
