@@ -3,6 +3,10 @@ an error named by an argument the caller never passed. Each test says what
 a user saw before the fix (the one that pins training's own use of
 fit_normalization passed before too: it keeps the fix from breaking fit)."""
 
+import gc
+import logging
+import os
+
 import numpy as np
 import pytest
 
@@ -92,3 +96,53 @@ def test_fit_on_an_experience_buffer_learns_the_standardisation_it_lacks():
     expected = small_model()
     expected.fit_normalization({"auditory": data["auditory"]})
     assert all(a.tobytes() == b.tobytes() for a, b in zip(model.normalization("auditory"), expected.normalization("auditory")))
+
+
+# ------------------------------------------------------------------ Ray
+def _ray():
+    if not os.environ.get("CI"):  # CI installs the test extra, Ray included: these tests must run there
+        pytest.importorskip("ray", reason='needs Ray: pip install -e ".[test]"')
+    import pyarrow as pa
+    import ray
+
+    from grapheme_multimodal import distributed
+    return ray, pa, distributed
+
+
+def _vectors(pa, rows):
+    return pa.array([None if r is None else list(r) for r in rows], type=pa.list_(pa.float64()))
+
+
+@pytest.mark.ray
+@pytest.mark.timeout(120)
+@pytest.mark.usefixtures("ray_session")
+def test_embed_dataset_refuses_a_row_null_in_every_column(monkeypatch):
+    """A row with every modality column null was embedded as the fusion of
+    nothing: one constant vector for every such row, unlike any row's, where
+    MultimodalEmbedder.transform refuses a row with no view. Now the actor
+    refuses it, naming the row by its other columns."""
+    ray, pa, distributed = _ray()
+    from grapheme_multimodal.cli import _RAY_DATA_ERROR_LOGGERS
+
+    data = views(8, seed=7)
+    img = [data["visual"][i] if i != 5 else None for i in range(8)]
+    snd = [data["auditory"][i] if i not in (3, 5) else None for i in range(8)]  # row 3 still has img: embedded
+    ds = ray.data.from_arrow(pa.table({"id": np.arange(8), "img": _vectors(pa, img), "snd": _vectors(pa, snd)}))
+    for name in _RAY_DATA_ERROR_LOGGERS:  # pytest keeps their records, whose tracebacks would keep the failed pool alive
+        monkeypatch.setattr(logging.getLogger(name), "disabled", True)
+    out = distributed.embed_dataset(ds, small_model(), {"visual": "img", "auditory": "snd"}, batch_size=4, num_actors=1)
+    with pytest.raises(gm.InvalidValueError) as info:
+        out.materialize()
+    error = info.value.cause if hasattr(info.value, "cause") else info.value
+    text = str(error)
+    assert text.startswith("ds: a row of a batch of 4 (its row 1; Ray Data does not number the dataset's rows), "
+                           "whose other columns are {'id': 5}, is null in every column of columns ['img', 'snd'] "
+                           "(no modality present); expected at least one of them non-null per row to embed"), text
+    assert error.arg == "ds"
+    del info, error
+    gc.collect()  # a failed Ray Data run frees its actor pool when its reference cycles are collected
+
+    kept = ray.data.from_arrow(pa.table({"id": np.arange(8), "img": _vectors(pa, data["visual"]), "snd": _vectors(pa, snd)}))
+    rows = distributed.embed_dataset(kept, small_model(), {"visual": "img", "auditory": "snd"}, batch_size=4,
+                                     num_actors=1).take_all()
+    assert len(rows) == 8  # a row some column holds is embedded as before

@@ -101,7 +101,9 @@ def embed_dataset(
             column holds vectors of the modality's input length, or text
             where the modality featurises graphs (its
             ``config.graph_featurizer``); a null value means the row lacks
-            that modality.
+            that modality. A row null in every column has nothing to embed
+            and is refused where the dataset runs (an
+            :class:`InvalidValueError` naming ``ds``).
         batch_size: rows per ``encode_and_fuse`` call.
         num_actors: size of the actor pool; ``None`` lets Ray Data scale it
             between 1 and the cluster's CPUs (divided by ``cpus_per_actor``).
@@ -131,7 +133,8 @@ def embed_dataset(
         CheckpointError, FileNotFoundError: at once, for a ``checkpoint``
             that cannot be loaded (naming ``checkpoint``); where the dataset
             runs, for one removed or spoilt since.
-        The error an actor meets (NaN in a row, a row of another length, ...)
+        The error an actor meets (NaN in a row, a row of another length, a
+        row null in every column, ...)
         is raised where the returned dataset runs, as Ray raises it: a
         ``RayTaskError`` that is also an instance of the package's error
         (``except gm.NonFiniteError`` catches it; ``err.cause`` is the
@@ -275,6 +278,7 @@ class _Embedder:
         read = batch.select(sorted(set(self.plan.columns.values())))
         inputs, mask = self.plan.inputs(BlockAccessor.for_block(read).to_batch_format("numpy"))
         self.plan.check_finite(inputs, mask, batch)
+        self.plan.check_rows_present(mask, batch)
         try:
             with warnings.catch_warnings():  # embed_dataset said it once (an actor runs one batch at a time)
                 warnings.simplefilter("ignore", UntrainedModalityWarning)
@@ -409,6 +413,23 @@ class _ColumnPlan:
                     f"{expected} (null where a row lacks the modality)",
                     column,
                 )
+
+    def check_rows_present(self, mask: np.ndarray, batch: "pa.Table") -> None:
+        """Refuses a row null in every column the model reads, identified as
+        :meth:`check_finite` identifies a row: it was embedded as the fusion
+        of nothing, one constant vector for every such row, where
+        ``MultimodalEmbedder.transform`` refuses a row with no view."""
+        empty = ~mask.any(axis=1)
+        if empty.any():
+            row = int(np.argmax(empty))
+            read = list(self.columns.values())
+            others = _other_columns(batch, row, set(read))
+            raise InvalidValueError(
+                f"ds: a row of a batch of {len(mask)} (its row {row}; Ray Data does not number the dataset's rows)"
+                f"{others}{',' if others else ''} is null in every column of columns {read} (no modality present); "
+                "expected at least one of them non-null per row to embed (drop such rows first, e.g. ds.filter)",
+                "ds",
+            )
 
     def _column(self, modality: str, column: str, values: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
         dim = self.config.input_dim(modality)
