@@ -146,3 +146,52 @@ def test_embed_dataset_refuses_a_row_null_in_every_column(monkeypatch):
     rows = distributed.embed_dataset(kept, small_model(), {"visual": "img", "auditory": "snd"}, batch_size=4,
                                      num_actors=1).take_all()
     assert len(rows) == 8  # a row some column holds is embedded as before
+
+
+@pytest.mark.ray
+@pytest.mark.timeout(120)
+@pytest.mark.usefixtures("ray_session")
+def test_distributed_fit_names_the_column_the_model_refuses_not_data_visual():
+    """A float64 column of values below float32's range was refused by the
+    model as "data['visual']: column 0's values are at most ...": a modality
+    slot of model.fit's, where the user gave a dataset's column 'img' (as
+    embed_dataset's errors name it). Now named by the column, after the
+    dataset (data and validation share columns=), with err.arg the column."""
+    ray, pa, distributed = _ray()
+    tiny = views(40)["visual"].astype(np.float64) * 1e-45
+    fine = views(40, seed=1)["visual"].astype(np.float64)
+
+    def dataset(x):
+        return ray.data.from_arrow(pa.table({"id": np.arange(len(x)), "img": _vectors(pa, x)}))
+
+    model = small_model()
+    before = _bytes_of(model)
+    with pytest.raises(gm.InvalidValueError) as info:
+        distributed.fit(model, dataset(tiny), num_workers=1, columns={"visual": "img"}, epochs=1, progress=False)
+    assert str(info.value).startswith("data: column 'img' (visual): column 0's values are at most "), str(info.value)
+    assert "below float32's smallest normal number" in str(info.value) and "data['visual']" not in str(info.value)
+    assert info.value.arg == "img"
+    assert _bytes_of(model) == before
+    with pytest.raises(gm.InvalidValueError) as info:
+        distributed.fit(model, dataset(fine), validation=dataset(tiny), num_workers=1, columns={"visual": "img"},
+                        epochs=1, progress=False)
+    assert str(info.value).startswith("validation: column 'img' (visual): column 0's values are at most "), str(info.value)
+    assert info.value.arg == "img"
+    with pytest.raises(gm.InvalidValueError) as info:  # arrays keep model.fit's names: the caller gave data['visual']
+        distributed.fit(model, {"visual": tiny}, num_workers=1, epochs=1, progress=False)
+    assert str(info.value).startswith("data['visual']: column 0's values") and info.value.arg == "data['visual']"
+    assert _bytes_of(model) == before
+
+
+@pytest.mark.ray
+@pytest.mark.timeout(120)
+@pytest.mark.usefixtures("ray_session")
+def test_distributed_fit_warns_of_lost_precision_by_the_column():
+    """A float64 column whose variation float32 cannot hold was warned of as
+    "data['visual']: columns 0, 1, ..."; now as the column, like its errors."""
+    ray, pa, distributed = _ray()
+    x = 1e6 + 1e-3 * views(16, seed=2)["visual"].astype(np.float64)
+    ds = ray.data.from_arrow(pa.table({"img": _vectors(pa, x)}))
+    with pytest.warns(gm.PrecisionLossWarning, match=r"^data: column 'img' \(visual\): columns 0, 1, ") as caught:
+        distributed.fit(small_model(), ds, num_workers=1, columns={"visual": "img"}, epochs=1, batch_size=16, progress=False)
+    assert not [w for w in caught if "data['visual']" in str(w.message)]

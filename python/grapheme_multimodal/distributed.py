@@ -45,7 +45,7 @@ except ModuleNotFoundError as exc:  # pragma: no cover - exercised only without 
 from ._core import NUM_MODALITIES
 from ._locking import refuse_in_metric, uninterrupted, writes
 from ._ray_address import CONNECT_TIMEOUT_S, _check_ray_address
-from ._validation import FLOAT32_MAX, IntLike, as_real_array, is_int, renamed
+from ._validation import FLOAT32_MAX, IntLike, as_real_array, is_int, precision_scope, renamed
 from .exceptions import CheckpointError, GraphemeError, InvalidValueError, NonFiniteError, ShapeError, UntrainedModalityWarning
 from .model import LearnableMultiModal
 from .objectives import OBJECTIVES, resolve_weights
@@ -542,10 +542,12 @@ def _check_outputs(outputs: Union[str, Sequence[str]]) -> Tuple[str, ...]:
     return tuple(dict.fromkeys(chosen))
 
 
-def _dataset_arrays(model: LearnableMultiModal, ds: "ray.data.Dataset", columns: Optional[Columns], name: str) -> Tuple[Dict[str, np.ndarray], np.ndarray]:
+def _dataset_arrays(
+    model: LearnableMultiModal, ds: "ray.data.Dataset", columns: Optional[Columns], name: str
+) -> Tuple[Dict[str, np.ndarray], np.ndarray, Dict[str, str]]:
     """A ``ray.data.Dataset``'s modality columns as ``fit`` input: per-modality
-    arrays and the mask (null = absent). Default columns: those named after
-    modalities."""
+    arrays, the mask (null = absent) and the columns read (modality ->
+    column). Default columns: those named after modalities."""
     names = ds.columns()
     if names is None:  # no block, so no schema: from_items([]) and the like
         raise InvalidValueError(f"{name}: the dataset has no rows", name)
@@ -563,7 +565,7 @@ def _dataset_arrays(model: LearnableMultiModal, ds: "ray.data.Dataset", columns:
     plan = _ColumnPlan(model, columns)
     plan.check_schema(names, (), dataset=name)
     try:
-        return _read_dataset(model, ds, plan, name)
+        return (*_read_dataset(model, ds, plan, name), plan.columns)
     except (GraphemeError, TypeError) as err:
         if isinstance(err, RayTaskError) or str(err).startswith(f"{name}:"):  # a map step's own error; named already
             raise
@@ -704,12 +706,15 @@ def fit(
         raise InvalidValueError("columns: only used with a ray.data.Dataset (as data or validation)", "columns")
     if datasets:  # Ray is up (the data is on it): refuse before reading it; else _RaySteps checks, after fit's checks
         _check_fits_cluster(num_workers, cpus_per_worker, "worker", "num_workers", "cpus_per_worker")
+    # model.fit's name for a dataset's column ("data['visual']") -> the column: the model's refusals of its values
+    named: Dict[str, str] = {}
     for key, mask_key in (("data", "mask"), ("validation", "validation_mask")):
         value = data if key == "data" else fit_options.get("validation")
         if isinstance(value, ray.data.Dataset):
             if fit_options.get(mask_key) is not None:
                 raise InvalidValueError(f"{mask_key}: not used with a ray.data.Dataset (null values mark absent modalities)", mask_key)
-            arrays, mask = _dataset_arrays(model, value, columns, key)
+            arrays, mask, read = _dataset_arrays(model, value, columns, key)
+            named.update({f"{key}[{modality!r}]": column for modality, column in read.items()})
             if key == "data":
                 data = arrays
             else:
@@ -721,7 +726,26 @@ def fit(
         epochs=fit_options.get("epochs", defaults["epochs"].default),
         batch_size=fit_options.get("batch_size", defaults["batch_size"].default),
     )
-    return _fit(model, data, _steps=steps, **fit_options)
+    shown = {inner: _column_name(inner, column) for inner, column in named.items()}
+    try:
+        with precision_scope(shown):  # a PrecisionLossWarning names the column too
+            return _fit(model, data, _steps=steps, **fit_options)
+    except (GraphemeError, TypeError) as err:
+        renaming = renamed(err, shown)
+        if renaming is err:
+            raise
+        if isinstance(renaming, GraphemeError):
+            renaming.arg = named[str(err).partition(":")[0]]  # the column, as embed_dataset's errors name it
+        raise renaming from None
+
+
+def _column_name(inner: str, column: str) -> str:
+    """``"data: column 'img' (visual)"`` for model.fit's ``"data['visual']"``
+    read from ``column``: the model named an argument the caller never
+    passed. The dataset leads, as in the other errors of :func:`fit` about
+    its columns: ``data`` and ``validation`` share ``columns=``."""
+    key, _, modality = inner.partition("[")
+    return f"{key}: column {column!r} ({modality[1:-2]})"
 
 
 class _Replica:
