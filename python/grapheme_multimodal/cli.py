@@ -869,6 +869,9 @@ def _embed_on_ray(args: argparse.Namespace, model, inputs: Dict[str, np.ndarray]
                 raise
             if cause.args and isinstance(cause.args[0], str):  # without the retry advice Ray Data appends as new lines
                 cause.args = (cause.args[0].split("\n", 1)[0], *cause.args[1:])
+            if isinstance(cause, (GraphemeError, TypeError)):
+                # the dataset's columns are this command's own, one per modality: named as without --ray
+                cause = renamed(cause, {f"column {m!r} ({m})": f"inputs[{m!r}]" for m in columns})
             raise cause from None
     order = np.argsort(np.concatenate([p["row"] for p in parts]), kind="stable")
     fused = np.concatenate([p["fused"] for p in parts])[order]
