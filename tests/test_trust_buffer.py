@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pickle
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -149,6 +150,9 @@ def test_sampling_while_writing_returns_whole_rows() -> None:
         while not stop.is_set():
             buf.append(experience(i))
             i += 1
+            # the GIL given up between appends: two writers re-taking the (unfair) lock at once starved the
+            # sampler for up to a minute, though the appends still interleave with every sample
+            time.sleep(0)
 
     def sample() -> None:
         try:
