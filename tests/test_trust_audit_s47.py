@@ -123,7 +123,8 @@ def test_masked_complex_view_is_refused_as_its_plain_array():
     with pytest.raises(ValueError, match="Complex data not supported"):
         est.transform([a + 1j * a, b])
     with warnings.catch_warnings():
-        warnings.simplefilter("error", np.exceptions.ComplexWarning)  # not a warning instead of the refusal
+        # not a warning instead of the refusal (numpy.exceptions is numpy >= 1.25's; the floor, 1.23, has np.ComplexWarning)
+        warnings.simplefilter("error", getattr(np, "exceptions", np).ComplexWarning)
         with pytest.raises(ValueError, match="Complex data not supported"):
             est.transform([complex_view, b])
         with pytest.raises(ValueError, match="Complex data not supported"):
@@ -133,7 +134,7 @@ def test_masked_complex_view_is_refused_as_its_plain_array():
 
 @pytest.mark.parametrize("values, error", [
     (lambda a: np.where(np.eye(*a.shape) > 0, "abc", a.astype(str)).astype(object), "could not convert .*'abc'"),
-    (lambda a: (a + 1j).astype(object), ".*'complex'"),
+    (lambda a: (a + 1j).astype(object), ".*complex"),  # numpy 1.23: "can't convert complex to float"
 ], ids=["text", "complex-objects"])
 def test_masked_view_of_objects_is_refused_naming_the_view(values, error):
     # the cast of a masked view to float raised numpy's own error, naming no view, where check_array names the
