@@ -14,6 +14,7 @@ from __future__ import annotations
 __all__ = ["MultimodalEmbedder", "OUTPUTS"]
 
 import reprlib
+import threading
 import warnings
 from collections.abc import Iterable, Iterator, Mapping, Set
 from dataclasses import replace
@@ -234,7 +235,8 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
                 # this a bad setting found late left a new, untrained model_ behind.
                 # Not __dict__.clear(): the lock would be gone for a moment, and a
                 # thread arriving then would make a new one and not wait.
-                for name in set(self.__dict__) - set(before):
+                # (the parameters' lock is kept: another thread's get_params may hold it)
+                for name in set(self.__dict__) - set(before) - {"_params_rlock"}:
                     del self.__dict__[name]
                 self.__dict__.update(before)
                 raise
@@ -249,8 +251,28 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
     def set_params(self, **params: Any) -> "MultimodalEmbedder":
         """Sets parameters (scikit-learn's ``set_params``), after any ``fit``
         in progress: one that failed would put the old values back."""
-        with self._threads_lock().writing():
+        with self._threads_lock().writing(), self._params_lock():
             return super().set_params(**params)
+
+    def get_params(self, deep: bool = True) -> "dict[str, Any]":
+        """The parameters (scikit-learn's ``get_params``; ``clone`` and
+        ``repr`` read them here) as one ``set_params`` left them: read while
+        another thread's ``set_params(embed_dim=16, hidden_dim=16)`` ran,
+        they were half old and half new, and ``clone`` made an estimator of
+        settings nobody set. Does not wait for a ``fit`` in progress (which
+        changes no parameter)."""
+        with self._params_lock():
+            return super().get_params(deep)
+
+    def _params_lock(self) -> "threading.RLock":
+        """What :meth:`set_params` holds while it sets the parameters and
+        :meth:`get_params` while it reads them (re-entrant: ``set_params``
+        reads them first). Apart from :meth:`_threads_lock`, which a ``fit``
+        holds throughout. Made on first use, not pickled, as that one."""
+        lock = self.__dict__.get("_params_rlock")
+        if lock is None:  # setdefault: two threads arriving at once keep the same one
+            lock = self.__dict__.setdefault("_params_rlock", threading.RLock())
+        return lock
 
     def _threads_lock(self) -> ModelLock:
         """The lock that makes this estimator's calls from several threads
@@ -267,6 +289,7 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
         with self._threads_lock().reading():  # the fitted attributes of one fit
             state = dict(super().__getstate__())
         state.pop("_lock", None)  # a lock is not pickled; the copy makes its own
+        state.pop("_params_rlock", None)
         return state
 
     def __setstate__(self, state: dict) -> None:

@@ -1,0 +1,108 @@
+"""Hostile use from several threads, third audit: what test_threads,
+test_thread_matrix, test_trust_concurrency, test_trust_fork and
+test_trust_interrupts left out. Threads meet at events, never at sleeps;
+every wait is bounded, so a regression fails instead of hanging CI."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Dict, List
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+
+from grapheme_multimodal.sklearn import MultimodalEmbedder
+
+#: A thread still running after this many seconds is taken as hung.
+JOIN_TIMEOUT_S = 5.0
+#: How long a call paused halfway waits for another thread to read (the
+#: reader is blocked meanwhile when the call is atomic, as it must be).
+PAUSE_S = 0.3
+
+
+def _joined(thread: threading.Thread) -> None:
+    thread.join(JOIN_TIMEOUT_S)
+    assert not thread.is_alive(), f"{thread.name}: still running after {JOIN_TIMEOUT_S} s (deadlock)"
+
+
+@pytest.mark.parametrize("read", ["get_params", "clone", "repr"])
+def test_parameters_read_during_set_params_are_those_of_one_set_params(read: str) -> None:
+    """get_params (and clone and repr, which read through it) took no lock:
+    read while another thread's ``set_params(embed_dim=16, hidden_dim=16)``
+    had set the first and not the second, they were half old and half new,
+    and clone made an estimator of settings nobody set."""
+    midway, have_read = threading.Event(), threading.Event()
+    setter = threading.current_thread()
+
+    class PausingMidSet(MultimodalEmbedder):
+        """Pauses ``set_params`` after it has set ``embed_dim``, until another thread has read."""
+
+        def __setattr__(self, name: str, value: Any) -> None:
+            super().__setattr__(name, value)
+            if name == "embed_dim" and value == 16 and threading.current_thread() is setter:
+                midway.set()
+                have_read.wait(PAUSE_S)  # an atomic set_params keeps the reader out: bounded
+
+    estimator = PausingMidSet(embed_dim=8, hidden_dim=8)
+    readers: Dict[str, Any] = {
+        "get_params": lambda: estimator.get_params(),
+        "clone": lambda: clone(estimator).get_params(),
+        "repr": lambda: repr(estimator),
+    }
+    got: List[Any] = []
+
+    def read_midway() -> None:
+        try:
+            if midway.wait(JOIN_TIMEOUT_S):
+                got.append(readers[read]())
+        finally:
+            have_read.set()
+
+    reader = threading.Thread(target=read_midway, name="reader", daemon=True)
+    reader.start()
+    estimator.set_params(embed_dim=16, hidden_dim=16)
+    _joined(reader)
+    assert len(got) == 1
+    if read == "repr":  # the changed parameters: both, or (read before) neither
+        assert ("embed_dim=16" in got[0]) == ("hidden_dim=16" in got[0]), got[0]
+    else:
+        assert (got[0]["embed_dim"], got[0]["hidden_dim"]) in [(8, 8), (16, 16)], got[0]
+
+
+def test_clone_and_repr_during_a_fit_do_not_wait_for_it(monkeypatch) -> None:
+    """A fit changes no parameter: reading them (clone, repr) while another
+    thread fits answers at once, with the parameters, rather than waiting
+    for the fit (which keeps transform out for its whole run)."""
+    import grapheme_multimodal.sklearn as sk
+
+    fitting, release = threading.Event(), threading.Event()
+    real = sk.fit_with_stopping
+
+    def paused(*args: Any, **kwargs: Any) -> Any:
+        fitting.set()
+        assert release.wait(JOIN_TIMEOUT_S), "never released"
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sk, "fit_with_stopping", paused)
+    estimator = MultimodalEmbedder(embed_dim=8, hidden_dim=8, num_heads=1, encoder_hidden=(8,), shared_head=(),
+                                   encoder_output_dim=None, epochs=1, batch_size=16, random_state=0,
+                                   validation_fraction=0.0, patience=0)
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(40, 3))
+    views = [z @ rng.normal(size=(3, 5)), z @ rng.normal(size=(3, 4))]
+    fit = threading.Thread(target=estimator.fit, args=(views,), name="fit", daemon=True)
+    fit.start()
+    try:
+        assert fitting.wait(JOIN_TIMEOUT_S)
+        got: List[Any] = []
+        reader = threading.Thread(target=lambda: got.extend([clone(estimator).get_params(), repr(estimator)]),
+                                  name="reader", daemon=True)
+        reader.start()
+        reader.join(JOIN_TIMEOUT_S)
+        assert not reader.is_alive(), "clone and repr waited for the fit"
+        assert got[0] == estimator.get_params() and "embed_dim=8" in got[1]
+    finally:
+        release.set()
+        _joined(fit)
+    assert hasattr(estimator, "model_")
