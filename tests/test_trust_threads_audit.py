@@ -6,12 +6,15 @@ every wait is bounded, so a regression fails instead of hanging CI."""
 from __future__ import annotations
 
 import threading
+import warnings
+from pathlib import Path
 from typing import Any, Dict, List
 
 import numpy as np
 import pytest
 from sklearn.base import clone
 
+from grapheme_multimodal import datasets as gd
 from grapheme_multimodal.sklearn import MultimodalEmbedder
 
 #: A thread still running after this many seconds is taken as hung.
@@ -106,3 +109,52 @@ def test_clone_and_repr_during_a_fit_do_not_wait_for_it(monkeypatch) -> None:
         release.set()
         _joined(fit)
     assert hasattr(estimator, "model_")
+
+
+def test_loading_a_data_set_on_two_threads_at_once_leaves_the_warning_filters_alone(tmp_path: Path, monkeypatch) -> None:
+    """load_multiple_features silenced numpy's "input contained no data"
+    with warnings.catch_warnings, which sets the filters of the whole
+    process: two loads whose blocks overlapped (one in, the other in, the
+    first out, the second out) left UserWarning ignored for good, and with
+    it UntrainedModalityWarning and PrecisionLossWarning; and while one
+    thread loaded, every other thread's UserWarnings were dropped."""
+    rng = np.random.default_rng(0)
+    for name, dim in zip(gd.VIEW_NAMES, gd.VIEW_DIMS):
+        table = np.column_stack([rng.normal(size=(2, dim)), [0, 1]])
+        np.savetxt(tmp_path / f"mfeat-{name}.csv", table, delimiter=",", header="h", comments="")
+    before = list(warnings.filters)
+    in_first, in_second, first_out = threading.Event(), threading.Event(), threading.Event()
+    during: List[Any] = []
+    real = np.loadtxt
+
+    def loadtxt(*args: Any, **kwargs: Any) -> Any:
+        """The first view's file: the first load waits inside for the second
+        to come in, the second waits for the first to leave."""
+        if Path(args[0]).name == f"mfeat-{gd.VIEW_NAMES[0]}.csv":
+            during.append(list(warnings.filters))
+            if threading.current_thread().name == "first":
+                in_first.set()
+                assert in_second.wait(JOIN_TIMEOUT_S)
+            else:
+                in_second.set()
+                assert first_out.wait(JOIN_TIMEOUT_S)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(np, "loadtxt", loadtxt)
+
+    def load_first() -> None:
+        try:
+            gd.load_multiple_features(tmp_path)
+        finally:
+            first_out.set()
+
+    first = threading.Thread(target=load_first, name="first", daemon=True)
+    second = threading.Thread(target=lambda: gd.load_multiple_features(tmp_path), name="second", daemon=True)
+    first.start()
+    assert in_first.wait(JOIN_TIMEOUT_S)
+    second.start()
+    _joined(first)
+    _joined(second)
+    assert len(during) == 2
+    assert all(filters == before for filters in during), "a load changed the process's warning filters"
+    assert warnings.filters == before, "the loads left the process's warning filters changed"

@@ -14,7 +14,6 @@ Only numpy is imported at module import time; scikit-learn is imported inside
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,14 +134,20 @@ def _read_view(path: Path, name: str, dim: int, shipped: bool) -> tuple[np.ndarr
         raise FileNotFoundError(f"missing {path.name} for view {name!r} in {path.parent}{hint}")
     if kind is not None:
         raise InvalidValueError(f"directory: {path} is {kind}; expected a CSV file of view {name!r}", "directory")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # "input contained no data": said below, naming the file
-        try:
-            table = np.loadtxt(path, delimiter=",", skiprows=1, dtype=np.float64, ndmin=2)
-        except ValueError as exc:  # numpy's "could not convert string 'abc' to float64 ..." named no file
-            raise InvalidValueError(f"{path}: {exc} (below the header row); expected numbers", "directory") from None
+    no_rows = ShapeError(f"{path} has no rows below its header; expected one row per event", "directory")
+    # A file with no rows is refused before numpy reads it, which would warn "input contained no
+    # data" (said here, naming the file). Not by silencing that warning: warnings.catch_warnings
+    # changes the filters of the whole process, so loads on two threads at once left UserWarning
+    # (UntrainedModalityWarning, PrecisionLossWarning...) ignored for good. loadtxt skips only the
+    # lines that are empty up to a "#".
+    if not any(line.partition(b"#")[0] for line in path.read_bytes().splitlines()[1:]):
+        raise no_rows
+    try:
+        table = np.loadtxt(path, delimiter=",", skiprows=1, dtype=np.float64, ndmin=2)
+    except ValueError as exc:  # numpy's "could not convert string 'abc' to float64 ..." named no file
+        raise InvalidValueError(f"{path}: {exc} (below the header row); expected numbers", "directory") from None
     if table.shape[0] == 0:  # numpy's shape for no rows is (0, 1): "has 1 columns" said the wrong thing
-        raise ShapeError(f"{path} has no rows below its header; expected one row per event", "directory")
+        raise no_rows
     if table.shape[1] != dim + 1:
         raise ShapeError(
             f"{path} has {table.shape[1]} columns, expected {dim} features + 1 label", "directory"
