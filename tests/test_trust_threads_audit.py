@@ -158,3 +158,53 @@ def test_loading_a_data_set_on_two_threads_at_once_leaves_the_warning_filters_al
     assert len(during) == 2
     assert all(filters == before for filters in during), "a load changed the process's warning filters"
     assert warnings.filters == before, "the loads left the process's warning filters changed"
+
+
+def test_a_failed_fit_keeps_the_lock_another_threads_get_params_holds(monkeypatch) -> None:
+    """A failed fit deletes the attributes made while it ran. The parameters'
+    lock, made by another thread's get_params during the fit and held by it,
+    was one of them: a set_params after the fit took a new lock, did not
+    wait for that get_params, and it read half old, half new parameters."""
+    import grapheme_multimodal.sklearn as sk
+
+    in_fit, fit_go = threading.Event(), threading.Event()
+    reading, set_done = threading.Event(), threading.Event()
+    real_as_views = sk._as_views
+
+    def as_views_paused(*args: Any, **kwargs: Any) -> Any:
+        in_fit.set()
+        assert fit_go.wait(JOIN_TIMEOUT_S), "never released"
+        return real_as_views(*args, **kwargs)
+
+    monkeypatch.setattr(sk, "_as_views", as_views_paused)
+
+    class Pausing:
+        """A parameter value get_params(deep=True) looks into: read between
+        embed_dim and hidden_dim (the parameters are read by name, sorted).
+        Not a setting the model takes: the fit fails on it."""
+
+        def get_params(self, deep: bool = True) -> Dict[str, Any]:
+            if threading.current_thread().name == "reader":
+                reading.set()
+                set_done.wait(PAUSE_S)  # bounded: a set_params that waits for this reader never comes
+            return {}
+
+    estimator = MultimodalEmbedder(embed_dim=8, hidden_dim=8, encoder_output_dim=Pausing())
+    rng = np.random.default_rng(0)
+    views = [rng.normal(size=(20, 3)), rng.normal(size=(20, 2))]
+    fit = threading.Thread(target=lambda: pytest.raises(TypeError, estimator.fit, views), name="fit", daemon=True)
+    fit.start()
+    got: List[Any] = []
+    reader = threading.Thread(target=lambda: got.append(estimator.get_params(deep=True)), name="reader", daemon=True)
+    try:
+        assert in_fit.wait(JOIN_TIMEOUT_S)
+        reader.start()  # during the fit: its get_params makes the parameters' lock
+        assert reading.wait(JOIN_TIMEOUT_S)
+    finally:
+        fit_go.set()
+    _joined(fit)
+    assert not hasattr(estimator, "model_")  # the fit failed, and put the estimator back
+    estimator.set_params(embed_dim=16, hidden_dim=16)
+    set_done.set()
+    _joined(reader)
+    assert (got[0]["embed_dim"], got[0]["hidden_dim"]) in [(8, 8), (16, 16)], got[0]
