@@ -36,7 +36,7 @@ from ._validation import (
     unmasked,
 )
 from .exceptions import CheckpointError, InvalidValueError, NonFiniteError, ShapeError, TooLargeError
-from .io import FORMAT_NAMES, PathLike, TensorSpec, check_write_target, read_tagged_safetensors, write_tagged_safetensors
+from .io import FORMAT_NAMES, PathLike, TensorSpec, as_path, check_write_target, read_tagged_safetensors, write_tagged_safetensors
 
 FILE_FORMAT = "grapheme-multimodal/experience-buffer/v1"
 FORMAT_NAMES[FILE_FORMAT] = ": an experience buffer file, which ExperienceBuffer.load reads"
@@ -625,6 +625,7 @@ class ExperienceBuffer:
         a model's buffer (``model.experience``), a file of an ``embed_dim``
         or ``input_dims`` that model cannot record into, as assigning such
         a buffer to ``model.experience`` does."""
+        path = as_path(path)  # an os.PathLike that is not a Path (os.DirEntry) was named in errors by its repr
         other = ExperienceBuffer.from_file(path)
         # The model's dims checked under the lock: a model given this buffer meanwhile
         # (its experience setter) got the file's rows of another embed_dim.
@@ -656,6 +657,7 @@ class ExperienceBuffer:
     def from_file(cls, path: PathLike) -> "ExperienceBuffer":
         """A new buffer read from a file written by :meth:`save`, checked
         exactly as :meth:`append` checks new experiences."""
+        path = as_path(path)  # an os.PathLike that is not a Path (os.DirEntry) was named in errors by its repr
         tensors, meta = read_tagged_safetensors(path, FILE_FORMAT, cls.expected_tensors)
         try:
             return cls.from_state(tensors, meta)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 __all__ = ["FILE_FORMAT", "save_checkpoint", "load_checkpoint"]
 
+import os
 import sys
 from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Tuple
 
@@ -25,7 +26,7 @@ from .buffer import ExperienceBuffer
 from .config import LearnableMultiModalConfig
 from .exceptions import CheckpointError, InvalidValueError, TooLargeError
 from .io import (
-    FORMAT_NAMES, PathLike, TensorSpec, check_write_target, declared_bytes_being_read, not_enough_memory_to_write,
+    FORMAT_NAMES, PathLike, TensorSpec, as_path, check_write_target, declared_bytes_being_read, not_enough_memory_to_write,
     read_tagged_safetensors, write_tagged_safetensors,
 )
 from .types import Modality
@@ -127,8 +128,10 @@ def load_checkpoint(path: PathLike) -> "LearnableMultiModal":
     file, truncated, corrupt (checksum mismatch), foreign, or inconsistent
     (tensors that do not fit its config, float16/int/bool weights,
     non-finite values, invalid metadata) a :class:`CheckpointError` naming
-    the file; a config too large for memory a :class:`TooLargeError`. The
-    header is checked before any tensor is read."""
+    the file; a config too large for memory a :class:`TooLargeError` naming
+    the file too. The header is checked before any tensor is read."""
+    # as a Path: an os.PathLike that is not one (os.DirEntry) was named in errors by its repr, not its file
+    path = as_path(path)
     built: Dict[str, "LearnableMultiModal"] = {}
 
     def expected(meta: Dict[str, Any]) -> Dict[str, TensorSpec]:
@@ -136,7 +139,9 @@ def load_checkpoint(path: PathLike) -> "LearnableMultiModal":
             built["model"] = _new_model(meta, slack=_ONE_MODEL_SLACK)
             return checkpoint_specs(built["model"], meta)
         except (KeyError, TypeError, ValueError) as exc:
-            if isinstance(exc, TooLargeError) or not _version_note(meta):
+            if isinstance(exc, TooLargeError):
+                raise too_large_in_file(exc, path) from None
+            if not _version_note(meta):
                 raise
             raise InvalidValueError(f"{_text(exc)}{_version_note(meta)}", getattr(exc, "arg", None) or "path") from None
 
@@ -145,8 +150,17 @@ def load_checkpoint(path: PathLike) -> "LearnableMultiModal":
         return _restore(built["model"], tensors, meta)
     except (KeyError, TypeError, ValueError) as exc:
         if isinstance(exc, TooLargeError):
-            raise
+            raise too_large_in_file(exc, path) from None
         raise CheckpointError(f"path: {str(path)!r} is not a valid checkpoint: {_text(exc)}{_version_note(meta)}", "path") from None
+
+
+def too_large_in_file(exc: TooLargeError, path: PathLike, where: str = "") -> TooLargeError:
+    """``exc`` (a size in a file's metadata too large for memory, "hidden_dim:
+    ... would need 425.6 TiB") as a :class:`TooLargeError` that names the
+    file (and ``where`` in it, ``"members[1]: "``): it named only the
+    field, and not which file the user loaded (the command line said
+    nothing of its checkpoint)."""
+    return TooLargeError(f"path: {os.fspath(path)!r}: {where}{exc}", "path")
 
 
 def model_from_state(

@@ -23,9 +23,9 @@ import numpy as np
 
 from ._core import __version__
 from ._validation import as_list_of, check_flag
-from .checkpoint import _new_model, _restore, _strip, _text, _version_note, checkpoint_specs, checkpoint_state
+from .checkpoint import _new_model, _restore, _strip, _text, _version_note, checkpoint_specs, checkpoint_state, too_large_in_file
 from .exceptions import CheckpointError, InvalidValueError, TooLargeError
-from .io import FORMAT_NAMES, PathLike, TensorSpec, check_write_target, declared_bytes_being_read, format_tag
+from .io import FORMAT_NAMES, PathLike, TensorSpec, as_path, check_write_target, declared_bytes_being_read, format_tag
 from .io import not_enough_memory_to_write
 from .io import read_tagged_safetensors, write_tagged_safetensors
 from .types import Modality
@@ -84,6 +84,7 @@ def load_ensemble(path: PathLike) -> List["LearnableMultiModal"]:
     member otherwise; ``FileNotFoundError`` when nothing is there). A model
     checkpoint (one model) is refused with a message that says so:
     :func:`load_models` reads either."""
+    path = as_path(path)  # an os.PathLike that is not a Path (os.DirEntry) was named in errors by its repr
     built: List["LearnableMultiModal"] = []
 
     def expected(meta: Dict[str, Any]) -> Dict[str, TensorSpec]:
@@ -123,8 +124,8 @@ def load_ensemble(path: PathLike) -> List["LearnableMultiModal"]:
         try:
             models.append(_restore(model, _strip(tensors, _member_prefix(j)), member_meta))
         except (KeyError, TypeError, ValueError) as exc:
-            if isinstance(exc, TooLargeError):
-                raise
+            if isinstance(exc, TooLargeError):  # a member's buffer capacity: which file, which member?
+                raise too_large_in_file(exc, path, f"members[{j}]: ") from None
             raise CheckpointError(
                 f"path: {str(path)!r} is not a valid ensemble: members[{j}]: {_text(exc)}{_version_note(meta)}", "path"
             ) from None

@@ -1,0 +1,127 @@
+"""A black-box hostile audit of the library's files: model checkpoints,
+ensemble files and experience-buffer files, forged (with valid checksums)
+or named in unusual ways. A refusal names the file it refuses, and a file
+costs no memory beyond what it holds."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+import grapheme_multimodal as gm
+from grapheme_multimodal.buffer import FILE_FORMAT as BUFFER_FORMAT
+from grapheme_multimodal.checkpoint import FILE_FORMAT as CHECKPOINT_FORMAT
+from grapheme_multimodal.ensemble import ENSEMBLE_FORMAT, load_ensemble, save_ensemble
+from grapheme_multimodal.io import read_tagged_safetensors, write_tagged_safetensors
+
+DIMS = {"visual": 5, "auditory": 3}
+
+
+def _model(seed: int = 0, **kw) -> gm.LearnableMultiModal:
+    return gm.LearnableMultiModal(**{"input_dims": DIMS, "embed_dim": 8, "hidden_dim": 8, "num_heads": 2, "seed": seed,
+                                     "buffer_size": 10, **kw})
+
+
+def _forged(path, fmt: str, change) -> None:
+    """The file at ``path`` rewritten with ``change(metadata)`` applied, its checksums valid."""
+    tensors, meta = read_tagged_safetensors(path, fmt)
+    change(meta)
+    write_tagged_safetensors(path, tensors, fmt, meta)
+
+
+def _entry(path) -> os.DirEntry:
+    """``path`` as the os.DirEntry that ``os.scandir`` gives (an os.PathLike, not a Path)."""
+    return next(e for e in os.scandir(path.parent) if e.name == path.name)
+
+
+# ------------------------------------------------------------------ sizes too large name the file
+def _huge_model(meta) -> None:
+    meta["config"].update(embed_dim=10**6, hidden_dim=10**6)
+
+
+def _huge_buffer_size(meta) -> None:
+    meta["config"]["buffer_size"] = 10**30
+
+
+def _huge_capacity(meta) -> None:
+    meta["experience"]["capacity"] = 10**30
+
+
+@pytest.mark.parametrize("change, field", [(_huge_model, "hidden_dim"), (_huge_buffer_size, "buffer_size"),
+                                           (_huge_capacity, "capacity")])
+def test_a_checkpoint_too_large_for_memory_names_the_file(tmp_path, change, field) -> None:
+    """LearnableMultiModal.load of a checkpoint whose config (or buffer) is
+    too large for memory raised TooLargeError "hidden_dim: ... would need
+    425.6 TiB", naming no file (load_ensemble and ExperienceBuffer.from_file
+    name theirs; grapheme-mm embed said nothing of its checkpoint)."""
+    path = tmp_path / "model.safetensors"
+    _model().save(path)
+    _forged(path, CHECKPOINT_FORMAT, change)
+    with pytest.raises(gm.TooLargeError, match=rf"^path: {str(path)!r}: {field}: ") as info:
+        gm.LearnableMultiModal.load(path)
+    assert info.value.arg == "path"
+
+
+def test_an_ensemble_members_buffer_too_large_names_the_file_and_the_member(tmp_path) -> None:
+    """A member's buffer capacity too large for memory was TooLargeError
+    "capacity: ...", naming neither the file nor the member."""
+    path = tmp_path / "ens.safetensors"
+    save_ensemble([_model(0), _model(1)], path, include_experience=True)
+    _forged(path, ENSEMBLE_FORMAT, lambda meta: meta["members"][1]["experience"].update(capacity=10**30))
+    with pytest.raises(gm.TooLargeError, match=rf"^path: {str(path)!r}: members\[1\]: capacity: ") as info:
+        load_ensemble(path)
+    assert info.value.arg == "path"
+
+
+# ------------------------------------------------------------------ a file named by an os.PathLike
+def _bad_step(meta) -> None:
+    meta["optimizer"]["step"] = -1
+
+
+def _bad_checkpoint(folder):
+    path = folder / "model.safetensors"
+    _model().save(path)
+    _forged(path, CHECKPOINT_FORMAT, _bad_step)
+    return gm.LearnableMultiModal.load, path, gm.CheckpointError
+
+
+def _bad_ensemble(folder, load=load_ensemble):
+    path = folder / "ens.safetensors"
+    save_ensemble([_model(0), _model(1)], path)
+    _forged(path, ENSEMBLE_FORMAT, lambda meta: _bad_step(meta["members"][0]))
+    return load, path, gm.CheckpointError
+
+
+def _buffer_of_other_dims(folder):  # of embed_dim 3, which the model's buffer cannot take
+    path = folder / "buf.safetensors"
+    gm.ExperienceBuffer(4, embed_dim=3).save(path)
+    return _model().experience.load, path, gm.CheckpointError
+
+
+def _huge_buffer(folder):
+    path = folder / "buf.safetensors"
+    gm.ExperienceBuffer(4).save(path)
+    _forged(path, BUFFER_FORMAT, lambda meta: meta.update(capacity=10**30))
+    return gm.ExperienceBuffer.from_file, path, gm.TooLargeError
+
+
+@pytest.mark.parametrize("case", [_bad_checkpoint, _bad_ensemble, lambda folder: _bad_ensemble(folder, gm.load_models),
+                                  _buffer_of_other_dims, _huge_buffer])
+def test_errors_name_a_file_given_as_a_dir_entry_by_its_path(tmp_path, case) -> None:
+    """A file given as an os.PathLike that is not a Path (the os.DirEntry of
+    os.scandir) was named in errors raised after its header was read by
+    the object's repr, "path: '<DirEntry 'model.safetensors'>'", not its path."""
+    load, path, error = case(tmp_path)
+    with pytest.raises(error, match=rf"^path: {str(path)!r}"):
+        load(_entry(path))
+
+
+def test_a_dir_entry_loads_and_saves(tmp_path) -> None:
+    path = tmp_path / "model.safetensors"
+    model = _model()
+    model.save(path)
+    back = gm.LearnableMultiModal.load(_entry(path))
+    back.save(_entry(path))
+    assert path.read_bytes() == (model.save(tmp_path / "again.safetensors"), (tmp_path / "again.safetensors").read_bytes())[1]
