@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import grapheme_multimodal as gm
-from grapheme_multimodal.buffer import FILE_FORMAT as BUFFER_FORMAT
+from grapheme_multimodal.buffer import FILE_FORMAT as BUFFER_FORMAT, buffer_row_bytes
 from grapheme_multimodal.checkpoint import FILE_FORMAT as CHECKPOINT_FORMAT
 from grapheme_multimodal.ensemble import ENSEMBLE_FORMAT, load_ensemble, save_ensemble
 from grapheme_multimodal.io import read_tagged_safetensors, write_tagged_safetensors
@@ -125,3 +125,74 @@ def test_a_dir_entry_loads_and_saves(tmp_path) -> None:
     back = gm.LearnableMultiModal.load(_entry(path))
     back.save(_entry(path))
     assert path.read_bytes() == (model.save(tmp_path / "again.safetensors"), (tmp_path / "again.safetensors").read_bytes())[1]
+
+
+# ------------------------------------------------------------------ a buffer file's metadata
+@pytest.mark.parametrize("dims", [[-1] * 7, [0] * 7, [3, 3, 3, 0, 3, 3, 3]])
+def test_a_buffer_file_of_input_dims_not_positive_names_input_dims(tmp_path, dims) -> None:
+    """Refused as "tensor 'inputs.visual': expected float32 of shape (3, -1)":
+    a tensor blamed for the metadata, and a shape no tensor can have."""
+    path = tmp_path / "buf.safetensors"
+    buffer = gm.ExperienceBuffer(5, embed_dim=4, input_dims=[3] * 7)
+    buffer.extend(embeddings=np.ones((3, 7, 4)), mask=np.ones((3, 7), bool), fused=np.ones((3, 4)),
+                  pair_strengths=np.full((3, 7, 7), 0.5), rewards=np.ones(3), event_ids=np.arange(3),
+                  inputs=[np.ones((3, 3))] * 7)
+    buffer.save(path)
+    _forged(path, BUFFER_FORMAT, lambda meta: meta.update(input_dims=dims))
+    with pytest.raises(gm.CheckpointError, match=rf"^path: {str(path)!r} is not a valid .*: input_dims: expected a list of "
+                                                 r"positive ints or None, got \["):
+        gm.ExperienceBuffer.from_file(path)
+
+
+# ------------------------------------------------------------------ memory a file costs
+def _held_bytes(buffer: gm.ExperienceBuffer) -> int:
+    return sum(a.nbytes for a in buffer._arrays.values())
+
+
+def test_an_empty_buffer_file_of_wide_inputs_costs_no_memory(tmp_path) -> None:
+    """An empty buffer's file of input_dims 4,000 each (2 KB) took 110 MB
+    when loaded (its first 1,024 rows allocated and filled with NaN), and
+    wider ones up to this machine's memory: loaded, a buffer holds the rows
+    its file holds; it grows as experiences come."""
+    path = tmp_path / "buf.safetensors"
+    gm.ExperienceBuffer(1024, embed_dim=4, input_dims=[4000] * 7).save(path)
+    assert path.stat().st_size < 4096
+    loaded = gm.ExperienceBuffer.from_file(path)
+    assert _held_bytes(loaded) == 0
+    loaded.extend(embeddings=np.ones((2, 7, 4)), mask=np.ones((2, 7), bool), fused=np.ones((2, 4)),
+                  pair_strengths=np.full((2, 7, 7), 0.5), rewards=np.ones(2), event_ids=np.arange(2),
+                  inputs=[np.ones((2, 4000))] * 7)
+    assert len(loaded) == 2 and loaded.batch().inputs[0].shape == (2, 4000)
+    one = gm.ExperienceBuffer(1024, embed_dim=4, input_dims=[4000] * 7)
+    one.extend(embeddings=np.ones((1, 7, 4)), mask=np.ones((1, 7), bool), fused=np.ones((1, 4)),
+               pair_strengths=np.full((1, 7, 7), 0.5), rewards=np.ones(1), event_ids=np.arange(1),
+               inputs=[np.ones((1, 4000))] * 7)
+    one.save(path)  # one experience's 112 KB: loaded, the buffer holds its one row, not 1,024 (110 MB)
+    assert _held_bytes(gm.ExperienceBuffer.from_file(path)) == buffer_row_bytes(4, [4000] * 7) < path.stat().st_size
+    model_path = tmp_path / "model.safetensors"
+    _model(input_dims={"visual": 4000}).save(model_path)
+    assert _held_bytes(gm.LearnableMultiModal.load(model_path).experience) == 0
+
+
+def test_a_loaded_buffer_records_and_samples_as_the_one_saved(tmp_path) -> None:
+    """Holding only its file's rows, a loaded buffer goes on as the saved
+    one does: the same experiences kept past its capacity, the same draws."""
+    rng = np.random.default_rng(0)
+
+    def rows(n: int) -> dict:
+        return dict(embeddings=rng.normal(size=(n, 7, 4)), mask=np.ones((n, 7), bool), fused=rng.normal(size=(n, 4)),
+                    pair_strengths=rng.uniform(size=(n, 7, 7)), rewards=rng.normal(size=n), event_ids=np.arange(n))
+
+    buffer = gm.ExperienceBuffer(9, embed_dim=4, seed=3)
+    buffer.extend(**rows(5))
+    buffer.save(tmp_path / "buf.safetensors")
+    loaded = gm.ExperienceBuffer.from_file(tmp_path / "buf.safetensors")
+    for n in (1, 2, 4, 3):  # past the capacity: the ring wraps
+        more = rows(n)
+        buffer.extend(**more)
+        loaded.extend(**more)
+    draws = [(buffer.batch(), loaded.batch()), (buffer.sample(6), loaded.sample(6)),
+             (buffer.sample(6, prioritized=True), loaded.sample(6, prioritized=True))]
+    for a, b in draws:
+        for name in ("embeddings", "fused", "rewards", "event_ids", "indices", "weights"):
+            np.testing.assert_array_equal(getattr(a, name), getattr(b, name))

@@ -142,12 +142,16 @@ class ExperienceBuffer:
             self._allocate(self.embed_dim)
 
     # ---------------------------------------------------------------- storage
-    def _allocate(self, embed_dim: int, check_capacity: bool = True) -> None:
+    def _allocate(self, embed_dim: int, check_capacity: bool = True, rows: Optional[int] = None) -> None:
+        """Arrays of ``embed_dim`` for ``rows`` experiences (default: the
+        first rows a buffer holds, ``min(capacity, _FIRST_ROWS)``); more are
+        added as the buffer grows."""
         specs = _row_specs(int(embed_dim), self.input_dims)
-        _check_first_rows_fit(int(embed_dim), self.input_dims, min(self.capacity, _FIRST_ROWS))
+        first = min(self.capacity, _FIRST_ROWS)
+        _check_first_rows_fit(int(embed_dim), self.input_dims, first)
         if check_capacity:  # refused now, naming capacity, rather than when a growth fails after many appends
             check_fits_memory(self.capacity, _bytes_per_row(specs), "capacity")
-        self._arrays = self._blank_arrays(specs, min(self.capacity, _FIRST_ROWS))
+        self._arrays = self._blank_arrays(specs, first if rows is None else rows)
         self.embed_dim = int(embed_dim)
 
     @classmethod
@@ -156,10 +160,16 @@ class ExperienceBuffer:
         replica): its capacity was set where the state was saved, maybe on
         a machine with more memory, so it is checked against this one's only
         as the buffer grows. Checked up front, a state saved there could not
-        be loaded here at all, whatever the buffer held."""
+        be loaded here at all, whatever the buffer held. No rows are
+        allocated: the state's experiences get theirs (:meth:`_fill`), and
+        the first one recorded after them the rows a new buffer starts with
+        (:meth:`_reserve`). The first 1,024 rows, allocated (and their
+        inputs filled with NaN) up front, let a forged file of 2 KB, an empty
+        buffer of wide ``input_dims``, take gigabytes (up to this machine's
+        memory) when it was loaded."""
         buf = cls(capacity, input_dims=input_dims, seed=seed)
         if embed_dim is not None:
-            buf._allocate(as_positive_int(embed_dim, "embed_dim"), check_capacity=False)
+            buf._allocate(as_positive_int(embed_dim, "embed_dim"), check_capacity=False, rows=0)
         return buf
 
     def _blank_arrays(self, specs: Mapping[str, TensorSpec], rows: int) -> Dict[str, np.ndarray]:
@@ -182,14 +192,20 @@ class ExperienceBuffer:
                 arrays[name][:] = np.nan
         return arrays
 
-    def _reserve(self, rows: int) -> None:
+    def _reserve(self, rows: int, exact: bool = False) -> None:
         """Room for ``rows`` rows (at most ``capacity``), doubling the arrays
         as needed (lock held). Rows are only ever added at the end until the
-        ring is first full, so the held ones keep their places."""
+        ring is first full, so the held ones keep their places. ``exact``:
+        no more than ``rows`` (a saved state's, which costs no more memory
+        than its file holds). Arrays smaller than a new buffer's first rows
+        (a saved state's) grow as a new buffer's would: to those first rows,
+        then to twice as many."""
         held = len(self._arrays["rewards"])
         if rows <= held:
             return
-        grown = self._blank_arrays(_row_specs(self.embed_dim, self.input_dims), min(self.capacity, max(rows, 2 * held)))
+        first = min(self.capacity, _FIRST_ROWS)
+        size = rows if exact else first if rows <= first else min(self.capacity, max(rows, 2 * max(held, first)))
+        grown = self._blank_arrays(_row_specs(self.embed_dim, self.input_dims), size)
         for name, arr in self._arrays.items():
             grown[name][:held] = arr
         self._arrays = grown  # one assignment: an interrupted growth changes nothing
@@ -698,8 +714,10 @@ class ExperienceBuffer:
             raise InvalidValueError(f"size: expected an int, got {size!r}", "size")
         if isinstance(e, bool) or not isinstance(e, int) or e <= 0:
             raise InvalidValueError(f"embed_dim: expected a positive int, got {e!r}", "embed_dim")
-        if dims is not None and (not isinstance(dims, (list, tuple)) or not all(isinstance(d, int) and not isinstance(d, bool) for d in dims)):
-            raise InvalidValueError(f"input_dims: expected a list of ints or None, got {dims!r}", "input_dims")
+        # > 0: a file's input_dims of -1 or 0 was refused as "tensor 'inputs.visual': expected float32 of
+        # shape (3, -1)", blaming a tensor for its metadata and naming a shape no tensor can have
+        if dims is not None and (not isinstance(dims, (list, tuple)) or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in dims)):
+            raise InvalidValueError(f"input_dims: expected a list of positive ints or None, got {dims!r:.200}", "input_dims")
         if not 0 <= size <= meta["capacity"]:
             raise InvalidValueError(f"size: expected an int in [0, capacity], got {size!r}", "size")
         return {name: TensorSpec(s.dtype, (size,) + s.shape) for name, s in _row_specs(e, dims).items()}
@@ -765,7 +783,7 @@ class ExperienceBuffer:
             for m, name in enumerate(MODALITY_NAMES):
                 present = mask[:, m] & tensors["has_inputs"]
                 _check_finite(tensors[f"inputs.{name}"][present], f"inputs[{name!r}]", np.flatnonzero(present))
-        self._reserve(size)
+        self._reserve(size, exact=True)
         for name, arr in self._arrays.items():
             arr[:size] = tensors[name]
         self._size = size
