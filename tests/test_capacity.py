@@ -363,9 +363,11 @@ def test_a_checkpoint_with_an_impossible_capacity_is_a_clean_error(tmp_path):
         write_tagged_safetensors(out, tensors, FILE_FORMAT, {**meta, "config": {**meta["config"], **config}})
         return f"gm.LearnableMultiModal.load({str(out)!r})"
 
-    expect_error(forged(shared_head=[2**32, 8]), "TooLargeError", "shared_head")
-    expect_error(forged(shared_head=[10**12, 8]), "TooLargeError", "shared_head[0]")
-    expect_error(forged(encoder_hidden=[1] * 10_000), "TooLargeError", "encoder_hidden")
+    # the argument given is the file's path; the message names the file, then the field too large
+    for config, field in ((dict(shared_head=[2**32, 8]), "shared_head"), (dict(shared_head=[10**12, 8]), "shared_head[0]"),
+                          (dict(encoder_hidden=[1] * 10_000), "encoder_hidden")):
+        out = expect_error(forged(**config), "TooLargeError", "path")
+        assert out["msg"].startswith("path: '") and f".safetensors': {field}" in out["msg"], out
     expect_error(forged(encoder_hidden_dropout=1.5), "CheckpointError", "path")
 
 

@@ -41,8 +41,9 @@ def run_isolated(code: str, env: dict | None = None, timeout: float = 180) -> su
     )
 
 
-def expect_error(code: str, error: str, arg_prefix: str) -> None:
-    """`code` (which sets nothing) raises `error` whose `arg` starts with `arg_prefix`."""
+def expect_error(code: str, error: str, arg_prefix: str) -> dict:
+    """`code` (which sets nothing) raises `error` whose `arg` starts with
+    `arg_prefix`; returns what was raised (its classes, `arg` and `msg`)."""
     proc = run_isolated(
         f"""
         import json, numpy as np, grapheme_multimodal as gm
@@ -58,6 +59,7 @@ def expect_error(code: str, error: str, arg_prefix: str) -> None:
     assert out["raised"] is not None, f"{code} raised nothing"
     assert error in out["raised"], out
     assert (out["arg"] or "").startswith(arg_prefix), out
+    return out
 
 
 def small_model(**kw) -> gm.LearnableMultiModal:
