@@ -583,6 +583,13 @@ def _as_views(Xs: Any, estimator: MultimodalEmbedder, reset: bool) -> List[np.nd
         # numpy made these a 0-d object array: "float() argument must be ... not 'dict'"
         hint = "; pass list(Xs.values())" if isinstance(Xs, Mapping) else ""
         raise TypeError(f"Xs: expected a list of [n, d] arrays (one per view) or one 2-D array, got {describe(Xs)}{hint}")
+    if getattr(Xs, "ndim", None) == 1 and getattr(Xs, "dtype", None) == object and len(Xs) \
+            and all(hasattr(x, "shape") for x in Xs):
+        # views in a 1-D object array or a Series: check_array read them as one view,
+        # "setting an array element with a sequence", naming nothing
+        raise TypeError(
+            f"Xs: expected a list of [n, d] arrays (one per view) or one 2-D array, got a 1-D {type(Xs).__name__} "
+            f"of {len(Xs)} arrays; pass list(Xs)")
     if isinstance(Xs, (list, tuple)) and not len(Xs):
         raise InvalidValueError(f"Xs: expected at least one view ([n, d] array), got an empty {type(Xs).__name__}", "Xs")
     if isinstance(Xs, (list, tuple)) and any(hasattr(x, "shape") for x in Xs):
@@ -593,6 +600,8 @@ def _as_views(Xs: Any, estimator: MultimodalEmbedder, reset: bool) -> List[np.nd
     # NaN instead, so a wholly masked row is a missing view and a partly masked one refused.
     # Cast as check_array casts the plain array (float32 kept, the rest float64): cast to
     # float64 always, a masked float32 view was embedded as float64, its plain array as float32.
+    for i, x in enumerate(raw):  # before the masked fill, which would cast dates to numbers too
+        _refuse_times(x, "Xs" if x is Xs else f"Xs[{i}]")
     raw = [_masked_filled(x) if is_masked_array(x) else x for x in raw]
     if len(raw) == 1:  # one view: the plain scikit-learn contract, n_features_in_ included
         if reset:  # set by a previous fit on several views: transform named their columns as seen in this fit
@@ -637,6 +646,37 @@ def _as_views(Xs: Any, estimator: MultimodalEmbedder, reset: bool) -> List[np.nd
                     "row to learn the view from (or leave the view out)", f"Xs[{i}]",
                 )
     return views
+
+
+def _refuse_times(x: Any, name: str) -> None:
+    """TypeError for a view of dates or durations (a numpy datetime64 or
+    timedelta64 array, or a data frame with such a column), as the model's
+    own calls refuse them: check_array made them numbers of whatever unit
+    they were stored in (days for ``M8[D]``, microseconds for pandas 3's
+    dates), without a word, or, beside other columns, raised numpy's
+    DTypePromotionError naming no view."""
+    dtypes = getattr(x, "dtypes", None)
+    # a data frame (a Series' dtypes is its dtype); not `not hasattr(dtypes, "kind")`:
+    # a column named "kind" is an attribute of the frame's dtypes
+    if hasattr(x, "columns") and hasattr(dtypes, "items"):
+        column = next(((c, d) for c, d in dtypes.items() if _is_time_dtype(d)), None)
+        if column is not None:
+            raise TypeError(
+                f"{name}: column {column[0]!r} has dtype {column[1]} (dates or durations); expected numbers: "
+                f"convert it to numbers of a unit you choose first, or pass the numeric columns only, "
+                f"e.g. {name}.select_dtypes('number')")
+    elif isinstance(x, np.ndarray) and x.dtype.kind in "mM":
+        raise TypeError(
+            f"{name}: got {describe(x)} (dates or durations); expected numbers: convert them to numbers of a "
+            "unit you choose first, e.g. (x - x.min()) / np.timedelta64(1, 'D')")
+
+
+def _is_time_dtype(dtype: Any) -> bool:
+    """Whether a data frame column's ``dtype`` holds dates or durations: its
+    own kind, or a categorical's categories' (which check_array made numbers
+    as well, where no other column held numbers)."""
+    categories = getattr(dtype, "categories", None)
+    return getattr(dtype, "kind", "O") in "mM" or getattr(getattr(categories, "dtype", None), "kind", "O") in "mM"
 
 
 def _masked_filled(x: np.ma.MaskedArray) -> np.ndarray:

@@ -1,0 +1,91 @@
+"""A hostile audit of the scikit-learn estimator inside the scikit-learn
+ecosystem: what a data scientist's data frames and containers hold (dates,
+views kept in an object array or a Series)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from grapheme_multimodal.sklearn import MultimodalEmbedder
+
+FAST = dict(embed_dim=8, hidden_dim=8, num_heads=2, epochs=1, batch_size=32, validation_fraction=0.0, patience=0)
+
+
+def _views(n: int = 40):
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(n, 3))
+    return [z @ rng.normal(size=(3, 5)), z @ rng.normal(size=(3, 3))]
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    Xs = _views()
+    est = MultimodalEmbedder(**FAST).fit(Xs)
+    return est, Xs
+
+
+def _dated(view: np.ndarray, tz=None) -> pd.DataFrame:
+    frame = pd.DataFrame(view, columns=[f"c{j}" for j in range(view.shape[1])])
+    frame["c0"] = pd.date_range("2020-01-01", periods=len(view), tz=tz)
+    return frame
+
+
+def test_views_of_dates_or_durations_are_refused_naming_the_view_and_column(fitted):
+    """check_array made dates numbers of their storage unit (days for M8[D],
+    microseconds for pandas 3's dates) without a word, which the model's own
+    calls refuse; beside other columns it raised numpy's DTypePromotionError
+    naming no view."""
+    est, Xs = fitted
+    n = len(Xs[0])
+    model, before = est.model_, est.transform(Xs)
+    days = np.arange(n * 5).reshape(n, 5).astype("M8[D]")
+    cases = [
+        ([_dated(Xs[0]), Xs[1]], r"^Xs\[0\]: column 'c0' has dtype datetime64"),  # beside numbers: numpy's error
+        ([_dated(Xs[0], tz="UTC"), Xs[1]], r"^Xs\[0\]: column 'c0' has dtype datetime64\[.*UTC\]"),
+        ([Xs[0], pd.DataFrame({"t": pd.to_timedelta(np.arange(n), unit="s"), "a": 1.0, "b": 2.0})],
+         r"^Xs\[1\]: column 't' has dtype timedelta64"),
+        ([days, Xs[1]], r"^Xs\[0\]: got array of shape \(40, 5\) and dtype datetime64\[D\]"),  # was silently days
+        ([pd.DataFrame({f"t{j}": pd.date_range("2020", periods=n) for j in range(5)}), Xs[1]],
+         r"^Xs\[0\]: column 't0' has dtype datetime64"),  # dates alone: silently microseconds
+        ([pd.DataFrame({f"t{j}": pd.Categorical(pd.date_range("2020", periods=n)) for j in range(5)}), Xs[1]],
+         r"^Xs\[0\]: column 't0' has dtype category"),  # categories of dates alone: silently numbers too
+        ([pd.DataFrame({"kind": 1.0, "a": 2.0, "b": 3.0, "c": 4.0, "t": pd.date_range("2020", periods=n)}), Xs[1]],
+         r"^Xs\[0\]: column 't' has dtype datetime64"),  # a column named "kind" is an attribute of the dtypes
+        ([np.ma.masked_array(days), Xs[1]], r"^Xs\[0\]: got array .* datetime64\[D\]"),  # the masked fill cast them too
+    ]
+    for views, message in cases:
+        for call in (est.transform, est.fit):
+            with pytest.raises(TypeError, match=message) as err:
+                call(views)
+            assert "(dates or durations); expected numbers" in str(err.value)
+    assert est.model_ is model  # a refused fit leaves the estimator as it was
+    np.testing.assert_array_equal(est.transform(Xs), before)
+    # one view given bare is named as the argument itself, in fit as in transform
+    for view, message in ((days, r"^Xs: got array .* datetime64\[D\]"), (_dated(Xs[0]), r"^Xs: column 'c0'")):
+        with pytest.raises(TypeError, match=message):
+            MultimodalEmbedder(**FAST).fit(view)
+    # numbers of a unit chosen by the caller, as the message suggests, are taken
+    est.transform([(days - days.min()) / np.timedelta64(1, "D"), Xs[1]])
+
+
+def _object_array(views: list) -> np.ndarray:
+    """A 1-D object array holding the views (as np.array(views, dtype=object) does for ragged views)."""
+    held = np.empty(len(views), dtype=object)
+    for i, view in enumerate(views):
+        held[i] = view
+    return held
+
+
+@pytest.mark.parametrize("container", [_object_array, pd.Series], ids=["object-array", "series"])
+def test_views_in_an_object_array_or_series_are_refused_saying_what_to_pass(fitted, container):
+    """Read as one view: numpy's "setting an array element with a sequence",
+    naming nothing."""
+    est, Xs = fitted
+    held = container(list(Xs))
+    for call in (est.transform, est.fit, MultimodalEmbedder(**FAST).fit):
+        with pytest.raises(TypeError, match=r"^Xs: expected a list of \[n, d\] arrays .*got a 1-D \w+ of 2 arrays; "
+                                            r"pass list\(Xs\)$"):
+            call(held)
+    np.testing.assert_array_equal(est.transform(list(held)), est.transform(Xs))
