@@ -89,3 +89,22 @@ def test_views_in_an_object_array_or_series_are_refused_saying_what_to_pass(fitt
                                             r"pass list\(Xs\)$"):
             call(held)
     np.testing.assert_array_equal(est.transform(list(held)), est.transform(Xs))
+
+
+def test_a_fit_transform_whose_transform_fails_leaves_the_estimator_as_it_was(fitted):
+    """fit takes a row missing in every view, transform refuses it: the call
+    raised, yet the estimator held the new fit (a fitted one its new model,
+    an unfitted one was fitted), where a failed fit leaves it as it was."""
+    est, Xs = fitted
+    model, before = est.model_, est.transform(Xs)
+    holed = [x.copy() for x in Xs]
+    for x in holed:
+        x[3] = np.nan
+    fresh = MultimodalEmbedder(**FAST)
+    for target in (est, fresh):
+        with pytest.raises(ValueError, match=r"^Xs: row 3 is NaN in every view"):
+            target.fit_transform(holed)
+    assert est.model_ is model
+    np.testing.assert_array_equal(est.transform(Xs), before)
+    assert not hasattr(fresh, "model_") and not hasattr(fresh, "n_views_")
+    fresh.fit_transform(Xs)  # and fits afterwards as ever

@@ -17,6 +17,7 @@ import reprlib
 import threading
 import warnings
 from collections.abc import Iterable, Iterator, Mapping, Set
+from contextlib import contextmanager
 from dataclasses import replace
 from functools import partial
 from typing import Any, List, Mapping, Optional, Sequence, Union
@@ -226,27 +227,36 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
         A fit that fails (or is interrupted) leaves the estimator as it was:
         a fitted one keeps its model, views and history. Other threads'
         calls wait for it: they see the estimator before or after it."""
-        with self._threads_lock().writing():
-            before = dict(self.__dict__)
-            try:
-                self._fit(Xs)
-            except BaseException:
-                # the fitted attributes are set one by one as fitting goes: without
-                # this a bad setting found late left a new, untrained model_ behind.
-                # Not __dict__.clear(): the lock would be gone for a moment, and a
-                # thread arriving then would make a new one and not wait.
-                # (the parameters' lock is kept: another thread's get_params may hold it)
-                for name in set(self.__dict__) - set(before) - {"_params_rlock"}:
-                    del self.__dict__[name]
-                self.__dict__.update(before)
-                raise
+        with self._threads_lock().writing(), self._unchanged_on_failure():
+            # the fitted attributes are set one by one as fitting goes: without
+            # this a bad setting found late left a new, untrained model_ behind.
+            self._fit(Xs)
         return self
 
     def fit_transform(self, Xs: Any, y: Any = None, **fit_params: Any) -> np.ndarray:
         """``fit(Xs).transform(Xs)`` as one call: another thread's ``fit``
-        cannot land in between (its model would embed these views)."""
-        with self._threads_lock().writing():
+        cannot land in between (its model would embed these views). One
+        whose ``transform`` fails (a row missing in every view, which ``fit``
+        takes) leaves the estimator as it was, as a failed ``fit`` does."""
+        # without the restore the call raised, yet the estimator held the new fit
+        with self._threads_lock().writing(), self._unchanged_on_failure():
             return super().fit_transform(Xs, y, **fit_params)
+
+    @contextmanager
+    def _unchanged_on_failure(self) -> Iterator[None]:
+        """Puts back the attributes found on entry if the block raises (or
+        is interrupted). Not ``__dict__.clear()``: the lock would be gone for
+        a moment, and a thread arriving then would make a new one and not
+        wait (the parameters' lock is kept: another thread's ``get_params``
+        may hold it)."""
+        before = dict(self.__dict__)
+        try:
+            yield
+        except BaseException:
+            for name in set(self.__dict__) - set(before) - {"_params_rlock"}:
+                del self.__dict__[name]
+            self.__dict__.update(before)
+            raise
 
     def set_params(self, **params: Any) -> "MultimodalEmbedder":
         """Sets parameters (scikit-learn's ``set_params``), after any ``fit``
