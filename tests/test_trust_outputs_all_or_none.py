@@ -17,17 +17,7 @@ import pytest
 import grapheme_multimodal as gm
 from grapheme_multimodal import io as gio
 from grapheme_multimodal.cli import main
-
-
-def one_line_error(capsys, argv, *words) -> str:
-    code = main(argv)
-    err = capsys.readouterr().err
-    lines = err.strip().splitlines()
-    assert code == 2, (argv, err)
-    assert len(lines) == 1 and lines[0].startswith("grapheme-mm: error: "), (argv, err)
-    for w in words:
-        assert w in lines[0], (w, lines[0])
-    return lines[0]
+from test_trust_cli import one_line_error
 
 
 def _write(data: bytes):

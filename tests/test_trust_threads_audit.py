@@ -8,7 +8,7 @@ from __future__ import annotations
 import threading
 import warnings
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Callable, Dict, List
 
 import numpy as np
 import pytest
@@ -73,6 +73,17 @@ def test_parameters_read_during_set_params_are_those_of_one_set_params(read: str
         assert (got[0]["embed_dim"], got[0]["hidden_dim"]) in [(8, 8), (16, 16)], got[0]
 
 
+def _paused(real: Callable[..., Any], entered: threading.Event, release: threading.Event) -> Callable[..., Any]:
+    """``real``, which says it was entered and waits to be released first."""
+
+    def paused(*args: Any, **kwargs: Any) -> Any:
+        entered.set()
+        assert release.wait(JOIN_TIMEOUT_S), "never released"
+        return real(*args, **kwargs)
+
+    return paused
+
+
 def test_clone_and_repr_during_a_fit_do_not_wait_for_it(monkeypatch) -> None:
     """A fit changes no parameter: reading them (clone, repr) while another
     thread fits answers at once, with the parameters, rather than waiting
@@ -80,14 +91,7 @@ def test_clone_and_repr_during_a_fit_do_not_wait_for_it(monkeypatch) -> None:
     import grapheme_multimodal.sklearn as sk
 
     fitting, release = threading.Event(), threading.Event()
-    real = sk.fit_with_stopping
-
-    def paused(*args: Any, **kwargs: Any) -> Any:
-        fitting.set()
-        assert release.wait(JOIN_TIMEOUT_S), "never released"
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(sk, "fit_with_stopping", paused)
+    monkeypatch.setattr(sk, "fit_with_stopping", _paused(sk.fit_with_stopping, fitting, release))
     estimator = MultimodalEmbedder(embed_dim=8, hidden_dim=8, num_heads=1, encoder_hidden=(8,), shared_head=(),
                                    encoder_output_dim=None, epochs=1, batch_size=16, random_state=0,
                                    validation_fraction=0.0, patience=0)
@@ -169,14 +173,7 @@ def test_a_failed_fit_keeps_the_lock_another_threads_get_params_holds(monkeypatc
 
     in_fit, fit_go = threading.Event(), threading.Event()
     reading, set_done = threading.Event(), threading.Event()
-    real_as_views = sk._as_views
-
-    def as_views_paused(*args: Any, **kwargs: Any) -> Any:
-        in_fit.set()
-        assert fit_go.wait(JOIN_TIMEOUT_S), "never released"
-        return real_as_views(*args, **kwargs)
-
-    monkeypatch.setattr(sk, "_as_views", as_views_paused)
+    monkeypatch.setattr(sk, "_as_views", _paused(sk._as_views, in_fit, fit_go))
 
     class Pausing:
         """A parameter value get_params(deep=True) looks into: read between
