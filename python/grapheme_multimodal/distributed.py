@@ -148,7 +148,8 @@ def embed_dataset(
     if "hidden_features" in wanted:
         model.hidden_width(arg="outputs")
     _check_int(batch_size, "batch_size", 1)
-    _check_int(cpus_per_actor, "cpus_per_actor", 1)
+    # As a Python int: Ray refuses numpy's int64 as num_cpus ("The type of keyword 'num_cpus' must be ..."), no argument of ours
+    cpus_per_actor = _check_int(cpus_per_actor, "cpus_per_actor", 1)
     if num_actors is not None:
         _check_int(num_actors, "num_actors", 1)
     schema = ds.schema(fetch_if_missing=False)
@@ -943,11 +944,14 @@ def _warn_of_shares_neighborhood_cannot_learn_from(fit_options: Mapping[str, Any
         return
     if weights["neighborhood"] <= 0 or not is_int(batch_size):
         return
-    bounds = _share_bounds(int(batch_size), workers)
-    if len(bounds) > 2 and np.diff(bounds).min() < 3:
+    # Counted, not listed: the bounds of a huge batch_size among huge num_workers were a
+    # list of that many shares, a MemoryError before the cluster check refused the workers.
+    shares = _share_count(int(batch_size), workers)
+    smallest = int(batch_size) // shares  # the sizes differ by at most one
+    if shares > 1 and smallest < 3:
         warnings.warn(
             f"num_workers: {workers} workers split each batch of batch_size={int(batch_size)} rows into shares of "
-            f"{np.diff(bounds).min()} rows; neighborhood ranks each row's neighbours among the other rows of its share "
+            f"{smallest} rows; neighborhood ranks each row's neighbours among the other rows of its share "
             "holding its modality, a softmax that is 1 over a single one, so it is 0 on shares of two rows; expected "
             f"batch_size >= {3 * workers} (3 rows a share) for it to train",
             UserWarning,
@@ -961,7 +965,7 @@ def _check_draw_count(model: LearnableMultiModal, epochs: int, batch_size: int, 
     steps, one draw each in one process, so a fit near the end passed its
     check and failed mid-epoch, naming the optimizer state, not ``epochs``."""
     def shares(size: int) -> int:
-        return len(_share_bounds(size, workers)) - 1
+        return _share_count(size, workers)
 
     full, last = _batch_layout(rows, batch_size)
     steps, per_epoch = full + (last > 0), full * shares(batch_size) + (shares(last) if last else 0)
@@ -975,11 +979,16 @@ def _check_draw_count(model: LearnableMultiModal, epochs: int, batch_size: int, 
         )
 
 
+def _share_count(rows: int, workers: int) -> int:
+    """How many shares :func:`_share_bounds` splits ``rows`` into."""
+    return max(1, min(workers, rows // 2))
+
+
 def _share_bounds(rows: int, workers: int) -> np.ndarray:
     """Bounds of a batch's contiguous shares, one per worker but at least 2
     rows each (the contrastive objectives need 2); their sizes differ by at
     most one, the larger first (as ``np.array_split``)."""
-    shares = max(1, min(workers, rows // 2))
+    shares = _share_count(rows, workers)
     size, extra = divmod(rows, shares)
     return np.concatenate(([0], np.cumsum([size + 1] * extra + [size] * (shares - extra))))
 
