@@ -319,18 +319,13 @@ class _ColumnPlan:
                 raise InvalidValueError(f"columns: modality {m} is given twice", "columns")
             self.columns[str(m)] = column
 
-    def named_by_column(self, err: GraphemeError) -> GraphemeError:
+    def named_by_column(self, err: GraphemeError) -> Exception:
         """``err`` of the model about its ``inputs['visual']`` named by the
         dataset's column, as the plan's own checks name it: a float64 column
         of values below float32's range (passed on as float64) was refused
         as ``inputs['visual']``, no argument of ``embed_dataset``."""
-        for modality, column in self.columns.items():
-            inner = f"inputs[{modality!r}]"
-            if str(err).startswith(inner + ":"):
-                named = renamed(err, {inner: f"column {column!r} ({modality})"})
-                named.arg = column
-                return named
-        return err
+        return _named_by_columns(
+            err, {f"inputs[{modality!r}]": (f"column {column!r} ({modality})", column) for modality, column in self.columns.items()})
 
     def check_schema(self, names: List[str], outputs: Sequence[str], dataset: str = "the dataset") -> None:
         """Refuses a column of ``columns`` that the dataset (``dataset``, as
@@ -727,17 +722,29 @@ def fit(
         epochs=fit_options.get("epochs", defaults["epochs"].default),
         batch_size=fit_options.get("batch_size", defaults["batch_size"].default),
     )
-    shown = {inner: _column_name(inner, column) for inner, column in named.items()}
+    names = {inner: (_column_name(inner, column), column) for inner, column in named.items()}
     try:
-        with precision_scope(shown):  # a PrecisionLossWarning names the column too
+        with precision_scope({inner: shown for inner, (shown, _) in names.items()}):  # a PrecisionLossWarning names the column too
             return _fit(model, data, _steps=steps, **fit_options)
     except (GraphemeError, TypeError) as err:
-        renaming = renamed(err, shown)
+        renaming = _named_by_columns(err, names)
         if renaming is err:
             raise
-        if isinstance(renaming, GraphemeError):
-            renaming.arg = named[str(err).partition(":")[0]]  # the column, as embed_dataset's errors name it
         raise renaming from None
+
+
+def _named_by_columns(err: Exception, names: Mapping[str, Tuple[str, str]]) -> Exception:
+    """``err`` whose message begins with a name of the model's
+    (``"inputs['visual']"``, ``"data['visual']"``) that ``names`` maps to
+    ``(shown, column)``, remade to begin with ``shown`` and, one of ours,
+    with the dataset's ``column`` as its ``arg``, as embed_dataset's and
+    fit's own checks of a column name it; else ``err`` itself. One for both:
+    the model's refusals of a column's values named an argument the caller
+    never passed."""
+    renaming = renamed(err, {inner: shown for inner, (shown, _) in names.items()})
+    if renaming is not err and isinstance(renaming, GraphemeError):
+        renaming.arg = names[str(err).partition(":")[0]][1]
+    return renaming
 
 
 def _column_name(inner: str, column: str) -> str:
