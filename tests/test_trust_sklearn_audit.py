@@ -70,6 +70,37 @@ def test_views_of_dates_or_durations_are_refused_naming_the_view_and_column(fitt
     est.transform([(days - days.min()) / np.timedelta64(1, "D"), Xs[1]])
 
 
+def test_lists_of_numpy_dates_or_durations_are_refused_naming_the_view(fitted):
+    """Nested lists of np.datetime64 / np.timedelta64 items (alone, or beside
+    numbers, which make them objects), and object arrays holding them, went
+    through check_array's conversion as numbers of their unit (days),
+    without a word, where the arrays of them are refused."""
+    est, Xs = fitted
+    n = len(Xs[0])
+    model, before = est.model_, est.transform(Xs)
+    day = np.datetime64("2020-01-01")
+    dates = [[day + i + j for j in range(5)] for i in range(n)]
+    durations = [[np.timedelta64(i + j, "s") for j in range(5)] for i in range(n)]
+    mixed = [[1.0, 2.0, day + i, 3.0, 4.0] for i in range(n)]  # read as objects
+    cases = [
+        ([dates, Xs[1]], r"^Xs\[0\]: got a list read as array of shape \(40, 5\) and dtype datetime64\[D\]"),
+        ([Xs[0], tuple(durations)], r"^Xs\[1\]: got a tuple read as array .* dtype timedelta64\[s\]"),
+        ([mixed, Xs[1]], r"^Xs\[0\]: got a list read as array of shape \(40, 5\) and dtype object"),
+        ([np.array(mixed, dtype=object), Xs[1]], r"^Xs\[0\]: got array of shape \(40, 5\) and dtype object"),
+    ]
+    for views, message in cases:
+        for call in (est.transform, est.fit):
+            with pytest.raises(TypeError, match=message) as err:
+                call(views)
+            assert "(dates or durations); expected numbers" in str(err.value)
+    assert est.model_ is model
+    np.testing.assert_array_equal(est.transform(Xs), before)
+    with pytest.raises(TypeError, match=r"^Xs: got a list read as array .* datetime64"):  # one view, bare
+        MultimodalEmbedder(**FAST).fit(dates)
+    # lists of numbers (also nested lists beside arrays) are taken as before
+    np.testing.assert_array_equal(est.transform([Xs[0].tolist(), Xs[1]]), before)
+
+
 def _object_array(views: list) -> np.ndarray:
     """A 1-D object array holding the views (as np.array(views, dtype=object) does for ragged views)."""
     held = np.empty(len(views), dtype=object)

@@ -675,10 +675,28 @@ def _refuse_times(x: Any, name: str) -> None:
                 f"{name}: column {column[0]!r} has dtype {column[1]} (dates or durations); expected numbers: "
                 f"convert it to numbers of a unit you choose first, or pass the numeric columns only, "
                 f"e.g. {name}.select_dtypes('number')")
-    elif isinstance(x, np.ndarray) and x.dtype.kind in "mM":
+    elif isinstance(x, np.ndarray) and (x.dtype.kind in "mM" or (x.dtype == object and _holds_times(x))):
         raise TypeError(
             f"{name}: got {describe(x)} (dates or durations); expected numbers: convert them to numbers of a "
             "unit you choose first, e.g. (x - x.min()) / np.timedelta64(1, 'D')")
+    elif isinstance(x, (list, tuple)):  # nested lists of np.datetime64 items: check_array made them days, unseen
+        try:
+            probe = np.asarray(x)
+        except (ValueError, TypeError):  # ragged rows: check_array refuses them, naming the view
+            return
+        if probe.dtype.kind in "mM" or (probe.dtype == object and _holds_times(probe)):
+            raise TypeError(
+                f"{name}: got a {type(x).__name__} read as {describe(probe)} (dates or durations); expected "
+                "numbers: convert them to numbers of a unit you choose first, e.g. days as "
+                "(x - x.min()) / np.timedelta64(1, 'D') of x = np.asarray(x)")
+
+
+def _holds_times(x: np.ndarray) -> bool:
+    """Whether an object array holds a numpy date or duration among its items
+    (numbers beside them made the array objects; check_array's float() made
+    each one a number of its unit). A loop over objects, which check_array's
+    conversion of them is as well."""
+    return any(isinstance(v, (np.datetime64, np.timedelta64)) for v in x.flat)
 
 
 def _is_time_dtype(dtype: Any) -> bool:
