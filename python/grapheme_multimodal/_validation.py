@@ -88,6 +88,7 @@ def as_real_array(x: Any, name: str, masked_remedy: str = MASKED_REMEDY) -> np.n
         return x
     refuse_sparse(x, name)
     refuse_unordered(x, name)
+    refuse_temporal_columns(x, name)
     if is_masked_array(x):
         # the remedy is the caller's: mask= was told of an image, a feature vector or rewards, which take none
         x = unmasked(x, name, remedy=masked_remedy)
@@ -136,6 +137,24 @@ def _non_numeric_hint(x: Any, arr: np.ndarray, name: str) -> str:
     index = tuple(int(i) for i in np.unravel_index(at, arr.shape))
     item = arr.flat[at]
     return f" (at index {index if arr.ndim > 1 else index[0]}: {type(item).__name__} {bounded_repr(item)})"
+
+
+def refuse_temporal_columns(x: Any, name: str) -> None:
+    """TypeError for a polars data frame with a column of dates, times or
+    durations: numpy reads the frame as floats (days since 1970 for a
+    ``Date``), so its dates became numbers without a word, where pandas'
+    and numpy's dates are refused. Known by the frame's ``schema`` (a
+    mapping of column to dtype, each with ``is_temporal()``); polars is not
+    imported."""
+    schema = getattr(x, "schema", None)
+    if isinstance(x, np.ndarray) or not hasattr(x, "columns") or not hasattr(schema, "items"):
+        return
+    for column, dtype in schema.items():
+        is_temporal = getattr(dtype, "is_temporal", None)
+        if callable(is_temporal) and is_temporal() is True:
+            raise TypeError(
+                f"{name}: column {column!r} has dtype {dtype} (dates, times or durations); expected numbers: "
+                "convert it to numbers of a unit you choose first, or pass the numeric columns only")
 
 
 def refuse_sparse(x: Any, name: str) -> None:

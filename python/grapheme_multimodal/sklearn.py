@@ -42,7 +42,7 @@ from ._parallel import resolve_n_jobs, run_tasks, shared_snapshot
 from ._validation import (
     IntLike,
     as_float32, as_seed, describe, is_int, is_masked_array, refuse_beyond_memory,
-    refuse_unpaired_frames, renamed, warn_precision_loss,
+    refuse_temporal_columns, refuse_unpaired_frames, renamed, warn_precision_loss,
 )
 from .config import _widths
 from .evaluation._ensemble import side_by_side
@@ -675,6 +675,8 @@ def _refuse_times(x: Any, name: str) -> None:
                 f"{name}: column {column[0]!r} has dtype {column[1]} (dates or durations); expected numbers: "
                 f"convert it to numbers of a unit you choose first, or pass the numeric columns only, "
                 f"e.g. {name}.select_dtypes('number')")
+    elif hasattr(x, "columns") and hasattr(getattr(x, "schema", None), "items"):  # a polars frame
+        refuse_temporal_columns(x, name)
     elif isinstance(x, np.ndarray) and (x.dtype.kind in "mM" or (x.dtype == object and _holds_times(x))):
         raise TypeError(
             f"{name}: got {describe(x)} (dates or durations); expected numbers: convert them to numbers of a "
