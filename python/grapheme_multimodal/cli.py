@@ -1039,9 +1039,13 @@ def _model_lines(model: "LearnableMultiModal") -> List[str]:
         lines.append(f"weights: exponential moving average over {average.count} epochs (decay {average.decay:g})")
     records = [e for e in model.history if isinstance(e.get("loss"), (int, float))]
     if records:
-        best = min(records, key=lambda e: e["loss"])
-        lines.append(f"loss: first {records[0]['loss']:.4f}, last {records[-1]['loss']:.4f}, best {best['loss']:.4f} "
-                     f"(epoch {best.get('epoch', '?')})")
+        line = f"loss: first {records[0]['loss']:.4f}, last {records[-1]['loss']:.4f}"
+        # not NaN's: it compares false with every number, and min() said "best nan" of a NaN first (a file loads with it)
+        compared = [e for e in records if not math.isnan(e["loss"])]
+        if compared:
+            best = min(compared, key=lambda e: e["loss"])
+            line += f", best {best['loss']:.4f} (epoch {best.get('epoch', '?')})"
+        lines.append(line)
     if model.history and isinstance(model.history[-1].get("val_total"), (int, float)):
         lines.append(f"validation loss: last {model.history[-1]['val_total']:.4f}")
     return lines
