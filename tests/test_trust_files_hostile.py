@@ -29,6 +29,29 @@ def _with_header(path, header: dict, out) -> None:
     out.write_bytes(len(text).to_bytes(8, "little") + text + data)
 
 
+# ------------------------------------------------------------------ one file by two names
+@pytest.mark.parametrize("second", ["sub/../out.bin", "link.bin"])
+def test_writing_together_tells_one_file_by_any_of_its_names(tmp_path, monkeypatch, second) -> None:
+    """A file written twice in one writing_together block, kept from other
+    programs, under two of its names (``out.bin``, ``sub/../out.bin``, a
+    link to it): the block told writes to one file apart by the followed
+    path, not by where it lives as atomic_write_all does, so the second
+    link found the first's file in its place: "created by something else
+    while this ran", and nothing was written. Now the later write replaces
+    the earlier one, as under one name."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "sub").mkdir()
+    os.symlink("out.bin", tmp_path / "link.bin")  # dangling until out.bin is written
+    with gio.keeping_existing({"--output": "out.bin"}), gio.writing_together():
+        gio.atomic_write_bytes("out.bin", b"first")
+        gio.atomic_write_bytes(second, b"second")
+    assert (tmp_path / "out.bin").read_bytes() == b"second"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.bin", "out.bin", "sub"]  # no temporary file left
+    with pytest.raises(gm.InvalidValueError, match="are one file"):  # atomic_write_all refuses the pair, as before
+        gio.atomic_write_all([("out.bin", lambda f: f.write(b"1")), (second, lambda f: f.write(b"2"))])
+    assert (tmp_path / "out.bin").read_bytes() == b"second"
+
+
 # ------------------------------------------------------------------ NaN in a history
 def test_info_of_a_history_holding_nan_names_the_best_number(tmp_path, capsys) -> None:
     """A history may hold NaN (a metric's value; a model's history set by

@@ -177,7 +177,7 @@ def atomic_write_all(writes: Sequence[Tuple[PathLike, Callable[[BinaryIO], Any]]
     writes = list(writes)
     files: Dict[str, int] = {}
     for k, (target, _) in enumerate(writes):
-        earlier = files.setdefault(_location(_followed(_file_name(target, "path"))), k)
+        earlier = files.setdefault(_file_key(_file_name(target, "path")), k)
         if earlier != k:
             raise InvalidValueError(
                 f"writes: {os.fspath(target)!r} and {os.fspath(writes[earlier][0])!r} are one file; expected a file "
@@ -230,12 +230,13 @@ def writing_together() -> Iterator[None]:
 class _Staged(NamedTuple):
     """One file written to its temporary file ``tmp`` (open as ``fd``,
     locked) and not yet given its name: ``path`` (``given``, followed),
-    in ``directory``; ``kept_as``: the argument that named it when
-    :func:`keeping_existing` keeps what is there (it is linked, not
-    replaced)."""
+    which file it is (``key``, its :func:`_file_key`), in ``directory``;
+    ``kept_as``: the argument that named it when :func:`keeping_existing`
+    keeps what is there (it is linked, not replaced)."""
 
     given: Path
     path: Path
+    key: str
     directory: Path
     kept_as: Optional[str]
     fd: int
@@ -254,9 +255,11 @@ class _Together:
         the earlier write (linked both, the second would find the first's
         name taken, "by something else")."""
         with self._lock:
-            again = {s.path for s in staged}
-            _discard([s for s in self.staged if s.path in again])
-            self.staged = [s for s in self.staged if s.path not in again] + staged
+            # by _file_key, as atomic_write_all tells two writes to one file: by the followed path,
+            # d/a beside d/sub/../a were two files, and the second's link found the first's in its place
+            again = {s.key for s in staged}
+            _discard([s for s in self.staged if s.key in again])
+            self.staged = [s for s in self.staged if s.key not in again] + staged
 
 
 #: The :func:`writing_together` block that holds the writes (None: outside one, each write is replaced at once).
@@ -275,7 +278,7 @@ def _stage(target: PathLike, write: Callable[[BinaryIO], Any], staged: List[_Sta
         _remove_orphaned_temp_files(directory, path.name)
         owner = _owner(path)
         fd, tmp = _locked_temp_file(directory, path)
-        staged.append(_Staged(given, path, directory, kept_as, fd, tmp))
+        staged.append(_Staged(given, path, _file_key(given), directory, kept_as, fd, tmp))
         with os.fdopen(fd, "wb", closefd=False) as f:
             write(f)
             f.flush()
@@ -361,6 +364,12 @@ def keeping_existing(targets: Mapping[str, Optional[PathLike]]) -> Iterator[None
         yield
     finally:
         _KEPT.reset(token)
+
+
+def _file_key(given: Path) -> str:
+    """Which file a write to ``given`` writes: one key for every name of it
+    (``d/a``, ``d/sub/../a``, a symbolic link to it)."""
+    return _location(_followed(given))
 
 
 def _location(path: Path) -> str:
