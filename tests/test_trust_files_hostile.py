@@ -29,6 +29,73 @@ def _with_header(path, header: dict, out) -> None:
     out.write_bytes(len(text).to_bytes(8, "little") + text + data)
 
 
+# ------------------------------------------------------------------ keys given twice
+def _forgeries(header: dict):
+    """``{what: header text}``, each giving one key twice, with checksums
+    that match what json reads (the last of each key), as a forger writes."""
+    meta = header["__metadata__"]
+    sums = json.loads(meta["checksum"])["crc32"]
+
+    def with_meta(new_meta: dict) -> dict:
+        new_meta = dict(new_meta)
+        new_meta["checksum"] = json.dumps({"crc32": {**sums, "__metadata__": gio._metadata_crc(new_meta)}})
+        return {**header, "__metadata__": new_meta}
+
+    config = json.loads(meta["config"])
+    second_seed = with_meta({**meta, "config": json.dumps(config)[:-1] + ', "seed": 5}'})
+    text = json.dumps(header)
+    return {
+        "a key of the config": (json.dumps(second_seed), "'config'", "'seed'"),
+        # the first "epochs_trained" is the forged one; json kept the true one, checksummed
+        "a metadata key": (text.replace('"__metadata__": {', '"__metadata__": {"epochs_trained": "7", ', 1),
+                           "header", "'epochs_trained'"),
+        "the metadata entry": (text[:-1] + ', "__metadata__": ' + json.dumps(meta) + "}", "header", "'__metadata__'"),
+    }
+
+
+@pytest.mark.parametrize("what", ["a key of the config", "a metadata key", "the metadata entry"])
+def test_a_file_that_gives_a_json_key_twice_is_refused_naming_the_key(tmp_path, what) -> None:
+    """A header or metadata value that gives one key twice: json kept the
+    last without a word (a forged config's second ``seed`` loaded as the
+    model's, the checksum matching it). This library never writes one; now
+    it is a CheckpointError naming the file and the key."""
+    good = tmp_path / "m.safetensors"
+    _small_model().save(good)
+    raw = good.read_bytes()
+    header = json.loads(raw[8:8 + int.from_bytes(raw[:8], "little")])
+    text, where, key = _forgeries(header)[what]
+    forged = tmp_path / "forged.safetensors"
+    _with_header(good, text, forged)
+    with pytest.raises(gm.CheckpointError, match="given twice") as info:
+        gm.LearnableMultiModal.load(forged)
+    assert str(forged) in str(info.value) and where in str(info.value) and key in str(info.value)
+    assert info.value.arg == "path"
+    assert gm.LearnableMultiModal.load(good).config.seed == 0  # the file it was made from loads
+
+
+def test_a_buffer_and_an_ensemble_file_that_give_a_key_twice_are_refused(tmp_path) -> None:
+    """The same holds for the other formats: one reader reads them all."""
+    buffer = gm.ExperienceBuffer(8, seed=0)
+    buffer.save(tmp_path / "b.safetensors")
+    raw = (tmp_path / "b.safetensors").read_bytes()
+    text = raw[8:8 + int.from_bytes(raw[:8], "little")].decode()
+    forged = text.replace('"__metadata__":{', '"__metadata__":{"format":"x",', 1)
+    assert forged != text
+    _with_header(tmp_path / "b.safetensors", forged, tmp_path / "forged.safetensors")
+    with pytest.raises(gm.CheckpointError, match="'format' is given twice"):
+        gm.ExperienceBuffer.from_file(tmp_path / "forged.safetensors")
+
+    gm.save_ensemble([_small_model(), _small_model()], tmp_path / "e.safetensors")
+    raw = (tmp_path / "e.safetensors").read_bytes()
+    header = json.loads(raw[8:8 + int.from_bytes(raw[:8], "little")])
+    key = next(k for k in header["__metadata__"] if k not in ("format", "checksum"))
+    text = json.dumps(header).replace('"__metadata__": {', f'"__metadata__": {{{json.dumps(key)}: "0", ', 1)
+    _with_header(tmp_path / "e.safetensors", text, tmp_path / "forged_e.safetensors")
+    with pytest.raises(gm.CheckpointError, match="given twice"):
+        gm.load_models(tmp_path / "forged_e.safetensors")
+    assert len(gm.load_models(tmp_path / "e.safetensors")) == 2
+
+
 # ------------------------------------------------------------------ one file by two names
 @pytest.mark.parametrize("second", ["sub/../out.bin", "link.bin"])
 def test_writing_together_tells_one_file_by_any_of_its_names(tmp_path, monkeypatch, second) -> None:

@@ -769,7 +769,9 @@ def _read_header(f: Any, size: int, where: str, fmt: str) -> Tuple[Dict[str, str
                                   "not a safetensors file this library wrote", "path")
         raise unreadable(f"its header would be {length:,} bytes, more than the {size - 8:,} that follow")
     try:
-        header = json.loads(f.read(length).decode("utf-8"))
+        header = _loads(f.read(length).decode("utf-8"))
+    except _DuplicateKey as exc:
+        raise unreadable(f"its header: {exc}") from None
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise unreadable(f"its header is not JSON ({type(exc).__name__})") from None
     if not isinstance(header, dict):
@@ -892,13 +894,38 @@ def file_kind(path: PathLike) -> Optional[str]:
     return next((name for test, name in kinds if test(mode)), "not a regular file")
 
 
+class _DuplicateKey(ValueError):
+    """A JSON object of a file that gives one key twice."""
+
+
+def _without_duplicates(pairs: List[Tuple[str, Any]]) -> Dict[str, Any]:
+    """The JSON object of ``pairs``; :class:`_DuplicateKey` when a key comes twice."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(f"the key {key!r:.60} is given twice in one JSON object")
+            seen.add(key)
+    return obj
+
+
+def _loads(text: Union[str, bytes]) -> Any:
+    """``json.loads(text)``, refusing an object that gives a key twice: json
+    keeps the last without a word, and the writer of this library never
+    writes one, so a file that holds one was forged or damaged (a config
+    whose second ``seed`` won; a header with two ``__metadata__``, which
+    safetensors refuses)."""
+    return json.loads(text, object_pairs_hook=_without_duplicates)
+
+
 def _stored_checksums(raw_meta: Mapping[str, str], where: str) -> Optional[Dict[str, str]]:
     """The per-entry CRC-32s, or None for a file written before checksums."""
     text = raw_meta.get(CHECKSUM_KEY)
     if text is None:
         return None
     try:
-        sums = json.loads(text)["crc32"]
+        sums = _loads(text)["crc32"]
     except (ValueError, KeyError, TypeError, RecursionError):
         sums = None
     if not isinstance(sums, dict) or not all(isinstance(v, str) for v in sums.values()):
@@ -912,7 +939,7 @@ def _decoded_metadata(raw_meta: Mapping[str, str], where: str) -> Dict[str, Any]
         if key in (FORMAT_KEY, CHECKSUM_KEY):
             continue
         try:
-            decoded[key] = json.loads(value)
+            decoded[key] = _loads(value)
         except ValueError as exc:
             raise CheckpointError(f"{where} has corrupt metadata in {key!r}: {exc}", "path") from None
         except RecursionError:
