@@ -141,3 +141,27 @@ def test_info_of_a_history_holding_nan_names_the_best_number(tmp_path, capsys) -
     model.save(tmp_path / "numbers.safetensors")
     assert main(["info", str(tmp_path / "numbers.safetensors")]) == 0
     assert "loss: first 2.0000, last 1.0000, best 0.2500 (epoch 2)\n" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------ a demo folder made in part
+def test_a_demo_folder_it_could_only_partly_make_is_removed(tmp_path, capsys, monkeypatch) -> None:
+    """``demo --out new/a/b/run`` on a disk that runs out of room (or
+    inodes) after ``new/a``: the run failed, but the folders it had made
+    stayed, as the removal of new folders stopped at the first it could not
+    remove, the one never made. Now every folder the run made is removed."""
+    from grapheme_multimodal.cli import main
+
+    pytest.importorskip("matplotlib")
+    pytest.importorskip("sklearn")
+    real_mkdir = os.mkdir
+
+    def full_after_two(path, *args, **kwargs):
+        if os.path.isdir(os.path.dirname(path)) and len(os.fspath(path)) > len(str(tmp_path / "new" / "a")):
+            raise OSError(28, "No space left on device", os.fspath(path))
+        real_mkdir(path, *args, **kwargs)  # FileNotFoundError while its parent is missing: Path.mkdir makes that first
+
+    monkeypatch.setattr(os, "mkdir", full_after_two)
+    code = main(["demo", "--out", str(tmp_path / "new" / "a" / "b" / "run"), "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "--out: " in err and "No space left on device" in err, err
+    assert list(tmp_path.iterdir()) == []

@@ -15,6 +15,7 @@ import argparse
 import codecs
 import contextlib
 import dataclasses
+import errno
 import functools
 import json
 import logging
@@ -1185,8 +1186,10 @@ def _removing_new_folders(folder: Path) -> Iterator[None]:
         for path in new:
             try:
                 path.rmdir()
-            except OSError:  # not empty, or gone: not ours to remove
-                break
+            except OSError as exc:
+                if exc.errno in (errno.ENOENT, errno.ENAMETOOLONG):  # never made (the run failed before it, or at its
+                    continue  # name): stopping here left the folders above it, which the run made
+                break  # not empty: not ours to remove
         raise
 
 
