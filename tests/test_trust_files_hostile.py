@@ -143,7 +143,75 @@ def test_info_of_a_history_holding_nan_names_the_best_number(tmp_path, capsys) -
     assert "loss: first 2.0000, last 1.0000, best 0.2500 (epoch 2)\n" in capsys.readouterr().out
 
 
-# ------------------------------------------------------------------ a demo folder made in part
+# ------------------------------------------------------------------ names too long for the file system
+_LONG = "x" * 300  # one name of 300 bytes: more than the 255 every common file system takes
+
+
+@pytest.mark.parametrize("call", [
+    lambda p: _small_model().save(p),
+    gm.LearnableMultiModal.load,
+    lambda p: gm.ExperienceBuffer(4, seed=0).save(p),
+    gm.ExperienceBuffer.from_file,
+    lambda p: gm.save_ensemble([_small_model(), _small_model()], p),
+    gm.load_models,
+    lambda p: gio.atomic_write_bytes(p, b"x"),
+], ids=["save", "load", "buffer save", "buffer from_file", "save_ensemble", "load_models", "atomic_write_bytes"])
+@pytest.mark.parametrize("where", ["file", "folder", "whole path"])
+def test_a_name_too_long_for_the_file_system_is_refused_naming_path(tmp_path, call, where) -> None:
+    """A name the file system refuses as too long raised the OS's bare
+    ``OSError(36, 'File name too long')``, naming no argument, its message
+    hundreds of characters of the name. Now an InvalidValueError naming
+    ``path``, which part is too long and the file system's limits; nothing
+    is written."""
+    path = {"file": tmp_path / _LONG, "folder": tmp_path / _LONG / "m.st",
+            "whole path": tmp_path / "/".join(["d" * 200] * 25) / "m.st"}[where]
+    with pytest.raises(gm.InvalidValueError, match="is too long a file name") as info:
+        call(path)
+    message = str(info.value)
+    assert message.startswith("path: ") and info.value.arg == "path"
+    assert ("is 300 bytes" if where != "whole path" else f"it is {len(str(path)):,} bytes") in message
+    assert "expected at most 255 bytes in each folder's or file's name" in message and len(message) < 400
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.fixture
+def cli_files(tmp_path):
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "a.npy", rng.normal(size=(24, 6)).astype(np.float32))
+    _small_model().save(tmp_path / "m.safetensors")
+    return tmp_path
+
+
+@pytest.mark.parametrize("argv, flag", [
+    (["info", "{d}/LONG"], "checkpoint"),
+    (["embed", "{d}/LONG.safetensors", "-m", "visual={d}/a.npy", "-o", "{d}/e.npy"], "checkpoint"),
+    (["embed", "{d}/m.safetensors", "-m", "visual={d}/a.npy", "-o", "{d}/LONG.npy"], "--output"),
+    (["embed", "{d}/m.safetensors", "-m", "visual={d}/a.npy", "-o", "{d}/e.npy", "--bindings", "{d}/LONG/b.npy"], "--bindings"),
+    (["embed", "{d}/m.safetensors", "-m", "visual={d}/LONG.npy", "-o", "{d}/e.npy"], "visual"),
+    (["embed", "{d}/m.safetensors", "-m", "visual={d}/LONG.npy:key", "-o", "{d}/e.npy"], "--modality"),
+    (["train", "-m", "visual={d}/a.npy", "--epochs", "1", "-o", "{d}/LONG.safetensors"], "--output"),
+    (["demo", "--out", "{d}/LONG"], "--out"),
+    (["demo", "--out", "{d}/new/LONG/run"], "--out"),
+    (["demo", "--out", "{d}/run", "--json", "{d}/LONG.json"], "--json"),
+], ids=lambda v: v if isinstance(v, str) else " ".join(v[:1]))
+def test_the_cli_refuses_a_name_too_long_in_one_line_naming_the_flag(cli_files, capsys, argv, flag) -> None:
+    """``grapheme-mm`` printed the OS's "xxx...x: File name too long",
+    naming no flag, most of the line the name; ``demo --out new/LONG/run``
+    also left the folder ``new`` it had made. Now one line names the flag,
+    and no file or folder is left."""
+    from test_trust_cli import one_line_error
+
+    if argv[0] == "demo":
+        pytest.importorskip("matplotlib")
+        pytest.importorskip("sklearn")
+    before = sorted(p.name for p in cli_files.iterdir())
+    argv = [a.replace("{d}", str(cli_files)).replace("LONG", _LONG) for a in argv]
+    line = one_line_error(capsys, argv + (["--no-progress"] if argv[0] in ("train", "demo") else []),
+                          f"error: {flag}: ", "is too long a file name", " bytes); expected at most 255 bytes")
+    assert len(line) < 400, line
+    assert sorted(p.name for p in cli_files.iterdir()) == before
+
+
 def test_a_demo_folder_it_could_only_partly_make_is_removed(tmp_path, capsys, monkeypatch) -> None:
     """``demo --out new/a/b/run`` on a disk that runs out of room (or
     inodes) after ``new/a``: the run failed, but the folders it had made

@@ -1177,7 +1177,7 @@ def _removing_new_folders(folder: Path) -> Iterator[None]:
     empty (whatever a user put there meanwhile stays)."""
     new = []
     path = folder.absolute()
-    while not path.exists() and path != path.parent:
+    while not os.path.exists(path) and path != path.parent:  # not Path.exists: it raised on a name too long
         new.append(path)
         path = path.parent
     try:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 __all__ = ["DemoResult", "run_demo"]
 
+import errno
 import importlib
 import importlib.metadata
 import time
@@ -24,7 +25,7 @@ import numpy as np
 from ._readonly import ReadOnlyMapping
 from .datasets import INSTALL_HINT, load_multiple_features, train_test_split
 from .evaluation import RETRIEVAL_METRICS, Anchors, ModelScores, compute_anchors, evaluate_model, pair_key, two_view_key
-from .io import PathLike, as_path, check_write_target, writing_together
+from .io import PathLike, as_path, check_write_target, file_kind, name_too_long, writing_together
 from .metrics import _sklearn
 from .plotting import _figure_class, plot_attention, plot_history
 from ._validation import IntLike
@@ -105,11 +106,14 @@ def demo_files(out_dir: PathLike, arg: str = "out_dir") -> Dict[str, Path]:
     _figure_class()
     _sklearn("the demo")
     out = as_path(out_dir, arg)  # else pathlib's "expected str, bytes or os.PathLike object", and "" the working folder
+    file_kind(out, arg)  # a name too long for the file system is refused naming arg: Path.exists raised the OS's error
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"{arg}: {str(out)!r} is not a folder; expected a folder for the demo's files")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:  # was the OS's "out/run: Not a directory", naming neither arg nor the file in the way
+        if exc.errno == errno.ENAMETOOLONG:  # a part below a folder it made (file_kind stopped at the missing one)
+            raise name_too_long(out, arg) from None
         blocker = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
         why = f"{str(blocker)!r} is a file, not a folder" if blocker is not None else (exc.strerror or str(exc))
         raise type(exc)(f"{arg}: cannot create the folder {str(out)!r}: {why}; expected a folder for the demo's files") from None

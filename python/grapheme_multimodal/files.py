@@ -86,12 +86,12 @@ def _refuse_key_off_npz(spec: str, name: str, path: Path) -> None:
     Said so when ``a.npy`` exists, and which file is missing when it does
     not. A file whose name holds the colon is read as it is."""
     stem, colon, member = path.name.rpartition(":")
-    if not colon or file_kind(path) is not MISSING:
+    if not colon or file_kind(path, "--modality") is not MISSING:
         return
     base = path.with_name(stem) if stem else None
     if base is None or base.suffix.lower() not in ARRAY_SUFFIXES + TEXT_SUFFIXES:  # not a data file's name and a key
         return
-    if file_kind(base) is MISSING:
+    if file_kind(base, "--modality") is MISSING:
         raise FileNotFoundError(
             f"--modality: {spec}: file not found: {base} (nor a file named {path.name}; a :KEY suffix is only for .npz files)"
         )
@@ -113,7 +113,7 @@ def read_modality_file(
     float32 loses is appended to it (see :func:`as_feature_rows`).
     ``csv_header``: whether a ``.csv`` file's first row is a header (see
     :func:`read_numeric_csv`); other files ignore it."""
-    kind = file_kind(path)
+    kind = file_kind(path, str(modality))
     if kind is MISSING:
         raise FileNotFoundError(f"{modality}: file not found: {path}")
     if kind is not None:

@@ -401,7 +401,9 @@ def check_write_target(path: PathLike, arg: str = "path") -> Path:
     the directory exists and ``path`` is not a directory, device, FIFO or
     socket (through a symbolic link: what it names, which is what the writer
     writes). Errors name ``arg``."""
-    path = _followed(_file_name(path, arg))
+    given = _file_name(path, arg)
+    file_kind(given, arg)  # a name too long is refused naming arg: pathlib's calls below raised the OS's error bare
+    path = _followed(given)
     directory = path.parent if str(path.parent) else Path(".")
     if not directory.is_dir():
         if directory.exists():
@@ -439,7 +441,8 @@ def _file_name(path: Any, arg: str) -> Path:
 
 def _followed(path: Path) -> Path:
     """``path``, or the file it names when it is a symbolic link."""
-    return Path(os.path.realpath(path)) if path.is_symlink() else path
+    # os.path.islink, not Path.is_symlink: that raised the OS's bare error of a name too long (check_write_target names it)
+    return Path(os.path.realpath(path)) if os.path.islink(path) else path
 
 
 def _locked_temp_file(directory: Path, path: Path) -> Tuple[int, str]:
@@ -855,6 +858,26 @@ def _read_tensor(f: Any, name: str, e: _Declared, data_start: int, where: str, f
     return arr
 
 
+def name_too_long(path: PathLike, arg: str) -> InvalidValueError:
+    """The refusal of ``path``, whose name the file system found too long
+    (``ENAMETOOLONG``): which part, how long, and the file system's limits.
+    The OS's own error, "File name too long: 'xxx...'", named no argument, and
+    a name of hundreds of characters hid what was wrong with it."""
+    text = os.fspath(path)
+    raw = os.fsencode(text)
+    longest = max(raw.split(os.fsencode(os.sep)), key=len)
+    folder = next((p for p in Path(text).parents if os.path.isdir(p)), Path("."))
+    name_max, path_max = _NAME_MAX, 4096
+    with contextlib.suppress(OSError, ValueError, AttributeError):  # pathconf: POSIX only
+        name_max, path_max = os.pathconf(folder, "PC_NAME_MAX"), os.pathconf(folder, "PC_PATH_MAX")
+    what = (f"its part {os.fsdecode(longest)!r:.40}... is {len(longest):,} bytes" if len(longest) > name_max
+            else f"it is {len(raw):,} bytes")
+    return InvalidValueError(
+        f"{arg}: {text!r:.80}... is too long a file name ({what}); expected at most {name_max:,} bytes in each "
+        f"folder's or file's name and {path_max - 1:,} in all, as the file system takes", arg,
+    )
+
+
 def _check_regular_file(path: Path, where: str) -> None:
     """FileNotFoundError when nothing is there; CheckpointError naming what is
     there when it is not a regular file (a FIFO would block a reader)."""
@@ -870,10 +893,11 @@ MISSING = "missing"
 _LOOP = "a loop of symbolic links"
 
 
-def file_kind(path: PathLike) -> Optional[str]:
+def file_kind(path: PathLike, arg: str = "path") -> Optional[str]:
     """None for a regular file (the only kind read: a FIFO would block a
     reader forever), :data:`MISSING` when there is nothing, else what is
-    there ("a directory", "a FIFO (named pipe)", ...)."""
+    there ("a directory", "a FIFO (named pipe)", ...). A name too long for
+    the file system is an :class:`InvalidValueError` naming ``arg``."""
     try:
         mode = os.stat(path).st_mode
     except (FileNotFoundError, NotADirectoryError):
@@ -881,6 +905,8 @@ def file_kind(path: PathLike) -> Optional[str]:
     except OSError as exc:
         if exc.errno == errno.ELOOP:  # symbolic links that name each other
             return _LOOP
+        if exc.errno == errno.ENAMETOOLONG:
+            raise name_too_long(path, arg) from None
         raise
     if stat.S_ISREG(mode):
         return None

