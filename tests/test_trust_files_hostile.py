@@ -233,3 +233,31 @@ def test_a_demo_folder_it_could_only_partly_make_is_removed(tmp_path, capsys, mo
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "--out: " in err and "No space left on device" in err, err
     assert list(tmp_path.iterdir()) == []
+
+
+# ------------------------------------------------------------------ a folder gone while a file is written
+@pytest.mark.parametrize("how", ["removed", "moved, another made in its place"])
+def test_a_folder_removed_while_a_file_is_written_is_said_so(tmp_path, how) -> None:
+    """The folder removed (or renamed) while a save wrote into it: the
+    error was the OS's "No such file or directory: '.m.st.<hex>.tmp' ->
+    'm.st'", of a temporary file the user never named. Now it names the
+    file given and says what happened to its folder."""
+    import shutil
+
+    folder = tmp_path / "out"
+    folder.mkdir()
+
+    def pulled_away(f) -> None:
+        f.write(b"the new file")
+        if how == "removed":
+            shutil.rmtree(folder)
+        else:
+            folder.rename(tmp_path / "elsewhere")
+            folder.mkdir()
+
+    with pytest.raises(FileNotFoundError) as info:
+        gio.atomic_write(folder / "m.st", pulled_away)
+    assert info.value.errno == 2 and info.value.filename == str(folder / "m.st")
+    assert f"its folder {str(folder)!r} was removed or moved while the file was written; nothing was written" in str(info.value)
+    assert ".tmp" not in str(info.value)
+    assert not (folder / "m.st").exists()

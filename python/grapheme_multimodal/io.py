@@ -308,6 +308,11 @@ def _commit(staged: List[_Staged]) -> None:
                         _link_as_new(s.tmp, s.path, s.given, s.kept_as)
                         linked.append(s)
                 except OSError as exc:
+                    if exc.errno == errno.ENOENT and not os.path.lexists(s.tmp):
+                        # was the OS's "No such file or directory: '.NAME.<hex>.tmp' -> 'NAME'", of a file the user never named
+                        raise FileNotFoundError(
+                            errno.ENOENT, f"its folder {str(s.directory)!r} was removed or moved while the file was "
+                            "written; nothing was written", str(s.given)) from None
                     _raise_naming(exc, s.path)
     except BaseException:
         for s in linked:
