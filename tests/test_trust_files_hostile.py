@@ -261,3 +261,31 @@ def test_a_folder_removed_while_a_file_is_written_is_said_so(tmp_path, how) -> N
     assert f"its folder {str(folder)!r} was removed or moved while the file was written; nothing was written" in str(info.value)
     assert ".tmp" not in str(info.value)
     assert not (folder / "m.st").exists()
+
+
+# ------------------------------------------------------------------ a data file replaced after its check
+def test_an_npy_file_replaced_after_its_header_was_checked_is_read_as_checked(tmp_path, monkeypatch) -> None:
+    """The command line checked an ``.npy`` header on one open of the file
+    and read the array with ``np.load(path)``, a second open: a file put in
+    its place between the two (another program's save) was read unchecked,
+    here one whose header declares 10**12 rows (refused as "does not fit in
+    memory" of a file that fits). Now the array is read from the open file
+    whose header was checked, and the values are those of that file."""
+    from grapheme_multimodal import files as gfiles
+
+    path = tmp_path / "a.npy"
+    values = np.random.default_rng(0).normal(size=(24, 6)).astype(np.float32)
+    np.save(path, values)
+    forged = tmp_path / "forged.npy"
+    with forged.open("wb") as f:
+        np.lib.format.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False, "shape": (10**12, 6)})
+        f.write(b"\0" * 64)
+    real_check = gfiles._check_npy_header
+
+    def check_then_replace(f, *args):
+        real_check(f, *args)
+        os.replace(forged, path)  # the name now holds another file; the open one is the one checked
+
+    monkeypatch.setattr(gfiles, "_check_npy_header", check_then_replace)
+    read = gfiles.read_modality_file(gm.Modality.VISUAL, path)
+    np.testing.assert_array_equal(read.values, values)

@@ -18,6 +18,7 @@ __all__ = [
 
 import csv
 import os
+import stat
 from array import array
 import struct
 import tokenize
@@ -314,12 +315,22 @@ def check_aligned(files: Sequence[ModalityFile]) -> int:
 
 
 def _load_npy(path: Path) -> np.ndarray:
-    with path.open("rb") as f:
-        _check_npy_header(f, path, os.fstat(f.fileno()).st_size, str(path))
-    try:
-        return np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise InvalidValueError(f"{path}: not a numeric .npy file ({exc})", str(path)) from None
+    """The array of the ``.npy`` file at ``path``, read from the one open file
+    whose header was checked: opened again by name (``np.load(path)``), a file
+    put in its place since (another program's save, a forged header) was
+    read unchecked, and a FIFO there waited for a writer forever."""
+    # O_NONBLOCK: a FIFO that took the file's place since file_kind looked does not make the open wait
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise InvalidValueError(f"{path}: is no longer a regular file; expected a data file", str(path))
+        _check_npy_header(f, path, st.st_size, str(path))
+        f.seek(0)
+        try:
+            return np.lib.format.read_array(f, allow_pickle=False)  # what np.load(path) reads of an .npy file
+        except (ValueError, OSError, EOFError) as exc:
+            raise InvalidValueError(f"{path}: not a numeric .npy file ({exc})", str(path)) from None
 
 
 def _load_npz(path: Path, key: Optional[str]) -> np.ndarray:
