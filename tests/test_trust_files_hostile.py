@@ -289,3 +289,27 @@ def test_an_npy_file_replaced_after_its_header_was_checked_is_read_as_checked(tm
     monkeypatch.setattr(gfiles, "_check_npy_header", check_then_replace)
     read = gfiles.read_modality_file(gm.Modality.VISUAL, path)
     np.testing.assert_array_equal(read.values, values)
+
+
+# ------------------------------------------------------------------ an empty name on the command line
+@pytest.mark.parametrize("argv, words", [
+    (["info", ""], "checkpoint: expected a file name, got ''"),
+    (["embed", "", "-m", "visual=a.npy", "-o", "e.npy"], "checkpoint: expected a file name, got ''"),
+    (["demo", "--out", "", "--no-progress"], "--out: expected a folder name, got '' (give . for the working folder)"),
+])
+def test_an_empty_name_is_refused_not_read_as_the_working_folder(cli_files, capsys, monkeypatch, argv, words) -> None:
+    """``Path("")`` is ``.``: ``info ''`` said "'.' is a directory", a name
+    the user never gave, and ``demo --out ''`` (an unset shell variable)
+    trained and wrote its checkpoint and figures into the working folder.
+    Now an empty name is refused where it is parsed, as ``-o ''`` is."""
+    from grapheme_multimodal import demo
+    from test_trust_cli import argparse_error
+
+    def no_run(*args, **kwargs):
+        raise AssertionError(f"the demo ran in {args[0]!r}")
+
+    monkeypatch.setattr(demo, "run_demo", no_run)
+    monkeypatch.chdir(cli_files)
+    before = sorted(p.name for p in cli_files.iterdir())
+    assert words in argparse_error(capsys, argv)
+    assert sorted(p.name for p in cli_files.iterdir()) == before

@@ -199,8 +199,11 @@ def _float(text: str) -> float:
 
 
 def _input_path(text: str) -> Path:
-    """A file name to read: one the file system can take (see
-    :func:`_refuse_unencodable`)."""
+    """A file name to read: not empty (``Path("")`` is ``.``, and ``info ''``
+    said "'.' is a directory", a name the user never gave) and one the file
+    system can take (see :func:`_refuse_unencodable`)."""
+    if not text:
+        raise argparse.ArgumentTypeError("expected a file name, got ''")
     _refuse_unencodable(text)
     return Path(text)
 
@@ -234,8 +237,12 @@ def _output_file(text: str) -> Path:
 
 def _output_folder(text: str) -> Path:
     """An output folder's name; ``-`` (standard output, to most tools) is
-    refused as :func:`_output_file` refuses it, not made a folder named ``-``."""
+    refused as :func:`_output_file` refuses it, not made a folder named ``-``,
+    and so is ``""``: ``Path("")`` is ``.``, and ``demo --out ''`` (an unset
+    shell variable) wrote its files into the working folder."""
     _refuse_standard_output(text, "folder")
+    if not text:
+        raise argparse.ArgumentTypeError("expected a folder name, got '' (give . for the working folder)")
     _refuse_unencodable(text)
     return Path(text)
 
