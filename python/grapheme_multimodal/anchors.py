@@ -34,6 +34,7 @@ from typing import Any, Mapping, Optional, Sequence
 import numpy as np
 
 from ._readonly import ReadOnlyMapping
+from ._threadpools import one_blas_thread
 from ._validation import IntLike, describe, is_int, sorted_names
 from .datasets import VIEW_NAMES, MultipleFeatures
 from .evaluation._anchors import check_same_views, check_split_labels, standardized_splits
@@ -178,10 +179,9 @@ def cca_anchor(
     # CCA's NIPALS loop does thousands of tiny matrix-vector products; a
     # multi-threaded BLAS only adds synchronisation (measured 0.8 s with one
     # thread vs 21 s with OpenBLAS's default threads on a busy 2-core machine).
-    # threadpoolctl is a dependency of scikit-learn, so it is present here.
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(limits=1, user_api="blas"):
+    # One limit shared with every thread (threadpoolctl's own, on several threads at once, left BLAS
+    # on one thread for the rest of the process).
+    with one_blas_thread():
         cca = CCA(n_components=int(n_components))
         cca.fit(train_std[query_view], train_std[gallery_view])
         query_scores, gallery_scores = cca.transform(test_std[query_view], test_std[gallery_view])

@@ -433,12 +433,19 @@ def knn_accuracy(
     _class_labels(ty, vy, at_least=1)
     from sklearn.neighbors import KNeighborsClassifier
 
+    from ._threadpools import one_blas_thread
+
     tx, vx = _exact_integer_columns(tx, vx)
     if _out_of_range(tx, vx):
         tx, vx = _in_safe_range(tx, vx)  # else sklearn's distances overflow and every neighbour ties
     tx, vx = _without_shared_offset(tx, tx, vx)  # else its brute-force distances lose the rows' differences
     classifier = KNeighborsClassifier(n_neighbors=int(k)).fit(tx, ty)
-    return float(classifier.score(vx, vy))
+    # scikit-learn's search limits BLAS to one thread around its distances with threadpoolctl, whose
+    # limits on several threads at once left BLAS on one thread for the rest of the process; inside
+    # one limit shared by every thread, its own finds 1 and puts back 1. (BLAS is on one thread for
+    # the distances either way: the same figures.)
+    with one_blas_thread():
+        return float(classifier.score(vx, vy))
 
 
 def linear_probe_accuracy(

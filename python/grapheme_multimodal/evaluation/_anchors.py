@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import importlib.util
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, Mapping, Optional, Sequence, Tuple
+from typing import Any, ContextManager, Dict, Iterable, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
+from .._threadpools import one_blas_thread
 from .._validation import IntLike, as_positive_int, describe, refuse_unpaired_frames, renamed, sorted_names
 from ..datasets import MultipleFeatures, standardize
 from ..exceptions import GraphemeError, InvalidValueError, ShapeError
@@ -186,18 +187,18 @@ def _multiview_cca_retrieval(
     return {pair_key(q, g): cross_view_retrieval(scores[q], scores[g], labels) for q, g in ordered_pairs(names)}
 
 
-def one_thread():
+def one_thread() -> ContextManager[None]:
     """A context in which BLAS and OpenMP run on one thread.
 
     The anchors and read-outs are many small products: on a busy 2-core
     machine, threaded BLAS made them 3-8x slower (measured: exact CCA of 15
     pairs 1.1 s on one thread, 9.1 s on two), and one thread also makes the
     figures independent of the core count. threadpoolctl comes with
-    scikit-learn.
+    scikit-learn. Not threadpoolctl's own limit: run on several threads at
+    once, it left BLAS on one thread for the rest of the process
+    (:mod:`grapheme_multimodal._threadpools`).
     """
-    from threadpoolctl import threadpool_limits
-
-    return threadpool_limits(limits=1)
+    return one_blas_thread(openmp=True)
 
 
 def check_same_views(train: MultipleFeatures, test: MultipleFeatures, views: Optional[Sequence[Any]] = None) -> None:

@@ -20,6 +20,7 @@ from typing import Callable, Dict, Iterable, Mapping, Optional, Sequence
 import numpy as np
 
 from .._readonly import ReadOnlyMapping
+from .._threadpools import one_blas_thread
 from .._validation import IntLike, as_positive_int, as_seed, check_flag, refuse_beyond_budget, sorted_names
 from ..datasets import NUTRIMOUSE_TARGETS, Nutrimouse, load_nutrimouse, standardize
 from ..exceptions import InvalidValueError
@@ -39,10 +40,10 @@ def _sklearn_scores(kind: str) -> Callable:
     def scores(x_train, y_train, x_test, y_test):
         from sklearn.cross_decomposition import CCA, PLSCanonical
         from sklearn.exceptions import ConvergenceWarning
-        from threadpoolctl import threadpool_limits
 
-        # NIPALS does thousands of tiny products: one BLAS thread is faster.
-        with threadpool_limits(limits=1, user_api="blas"), warnings.catch_warnings():
+        # NIPALS does thousands of tiny products: one BLAS thread is faster (one limit shared with
+        # every thread: threadpoolctl's own, on several threads at once, left BLAS on one thread).
+        with one_blas_thread(), warnings.catch_warnings():
             # Its iteration cap is part of what is being compared with.
             warnings.simplefilter("ignore", ConvergenceWarning)
             model = (CCA if kind == "cca" else PLSCanonical)(n_components=_ANCHOR_COMPONENTS)
