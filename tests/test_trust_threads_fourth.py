@@ -10,8 +10,11 @@ import os
 import subprocess
 import sys
 import textwrap
-from typing import Dict
+import threading
+import warnings
+from typing import Any, Callable, Dict, List
 
+import numpy as np
 import pytest
 
 #: A thread still running after this many seconds is taken as hung.
@@ -203,3 +206,57 @@ def test_blas_limits_on_several_threads_are_put_back(scenario: str) -> None:
     got = _blas_scenarios()
     assert got.get(scenario) == "ok", f"{scenario}: {got.get(scenario, 'not run')}"
 
+
+# ------------------------------------------- warning filters of nutrimouse_cv's anchors
+def test_nutrimouse_anchors_on_two_threads_at_once_leave_the_warning_filters_alone(monkeypatch) -> None:
+    """nutrimouse_cv's scikit-learn anchors silenced ConvergenceWarning with
+    warnings.catch_warnings, which sets the filters of the whole process: two
+    fits whose blocks overlapped (one in, the other in, the first out, the
+    second out) left ConvergenceWarning ignored for good, and while one ran,
+    every other thread's ConvergenceWarnings were dropped."""
+    from sklearn.cross_decomposition import CCA, PLSCanonical
+
+    from grapheme_multimodal.evaluation import NUTRIMOUSE_ANCHORS
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(16, 5)), rng.normal(size=(16, 4))
+    before = list(warnings.filters)
+    in_first, in_second, first_out = threading.Event(), threading.Event(), threading.Event()
+    during: List[Any] = []
+
+    def pausing(real: Callable[..., Any]) -> Callable[..., Any]:
+        def fit(self: Any, *args: Any, **kwargs: Any) -> Any:
+            during.append(list(warnings.filters))
+            if threading.current_thread().name == "first":
+                in_first.set()
+                assert in_second.wait(JOIN_TIMEOUT_S)
+            else:
+                in_second.set()
+                assert first_out.wait(JOIN_TIMEOUT_S)
+            return real(self, *args, **kwargs)
+
+        return fit
+
+    monkeypatch.setattr(CCA, "fit", pausing(CCA.fit))
+    monkeypatch.setattr(PLSCanonical, "fit", pausing(PLSCanonical.fit))
+    anchor = dict(NUTRIMOUSE_ANCHORS)
+    results: Dict[str, Any] = {}
+
+    def run(name: str, which: str) -> None:
+        try:
+            results[name] = anchor[which](x, y, x, y)
+        finally:
+            if name == "first":
+                first_out.set()
+
+    first = threading.Thread(target=run, args=("first", "CCA(2), scikit-learn (iterative)"), name="first", daemon=True)
+    second = threading.Thread(target=run, args=("second", "PLSCanonical(2), scikit-learn"), name="second", daemon=True)
+    first.start()
+    assert in_first.wait(JOIN_TIMEOUT_S)
+    second.start()
+    for thread in (first, second):
+        thread.join(JOIN_TIMEOUT_S)
+        assert not thread.is_alive(), f"{thread.name}: still running after {JOIN_TIMEOUT_S} s (deadlock)"
+    assert set(results) == {"first", "second"}
+    assert len(during) == 2 and all(filters == before for filters in during), "an anchor changed the warning filters"
+    assert warnings.filters == before, "the anchors left the process's warning filters changed"
