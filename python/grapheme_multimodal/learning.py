@@ -187,7 +187,10 @@ class LearningMixin:
         to the accumulated ones (``has_gradients()`` becomes True). No step
         is taken: call :meth:`step`, or read :meth:`gradients`. A batch of
         no rows is refused, as :meth:`losses` refuses it
-        (:class:`InvalidValueError`; nothing changes)."""
+        (:class:`InvalidValueError`; nothing changes), and so is one whose
+        gradients, added to those accumulated since :meth:`zero_grad`,
+        would leave float32 (:class:`NonFiniteError` naming ``gradients``;
+        the accumulated gradients are kept as they were)."""
         core_batch, w = self._learning_args(batch, mask, weights, training=True)
         # else zero gradients, which the next step() took as a training step: Adam's count, the
         # draw counter and weight decay moved, and every modality was recorded untrained

@@ -110,11 +110,27 @@ impl<T: Real> LearnableMultiModal<T> {
         // receives them; else a scratch buffer, added on success.
         let accumulate = self.has_grads;
         let mut fresh = if accumulate { self.take_scratch() } else { std::mem::take(&mut self.grads) };
-        let result = self.gradients_into(batch, weights, &mut fresh);
+        let mut result = self.gradients_into(batch, weights, &mut fresh);
         if accumulate {
             if result.is_ok() {
-                for (g, f) in self.grads.iter_mut().zip(&fresh) {
-                    *g += *f;
+                // The sums in the scratch buffer, kept only when all are finite: finite
+                // gradients of many batches can add up past float32 (the step then
+                // refused gradients that had become inf, and nothing undid them).
+                for (f, g) in fresh.iter_mut().zip(&self.grads) {
+                    *f += *g;
+                }
+                if let Some(i) = fresh.iter().position(|v| !v.is_finite()) {
+                    result = Err(Error::overflow(
+                        "gradients",
+                        format!(
+                            "adding this batch's gradients to those accumulated since zero_grad() overflows float32 at \
+                             parameter {}; the accumulated gradients are kept as they were: call step() or zero_grad() \
+                             before accumulating more, or use smaller objective weights",
+                            self.param_name(i)
+                        ),
+                    ));
+                } else {
+                    std::mem::swap(&mut self.grads, &mut fresh);
                 }
             }
             self.grad_scratch = fresh;

@@ -1,0 +1,72 @@
+"""Numerical extremes, second pass: finite numbers a user could hand the
+model that still left non-finite values in it, or were refused for an
+overflow of the library's own making. Each test failed before its fix."""
+
+from __future__ import annotations
+
+import copy
+import pickle
+
+import numpy as np
+import pytest
+
+import grapheme_multimodal as gm
+from test_trust_core import all_finite_state, same_state, state  # a model's weights and Adam state, compared
+
+E = 16
+DIMS = {"visual": 5, "auditory": 4}
+
+
+def small_model(**kw) -> gm.LearnableMultiModal:
+    return gm.LearnableMultiModal(**{"embed_dim": E, "hidden_dim": 24, "num_heads": 2, "seed": 0, "input_dims": DIMS, **kw})
+
+
+def inputs(rows: int = 16, seed: int = 0) -> dict:
+    rng = np.random.default_rng(seed)
+    return {m: rng.normal(size=(rows, d)) for m, d in DIMS.items()}
+
+
+# ------------------------------------------------- gradients accumulated by backward
+def test_gradients_accumulated_past_float32_are_refused_and_the_accumulated_ones_kept():
+    # Each backward's own gradients were checked, their sum since zero_grad() was not: at a
+    # binding weight of 2e38 (a finite loss) some 200 calls added up past float32, and the
+    # model's gradients became inf without a word. gradients() returned inf, step() refused
+    # them, and a pickle of the model could not be loaded ("gradients: contains NaN or inf").
+    m = small_model()
+    x = inputs()
+    for calls in range(1, 400):
+        before, grads = state(m), m.gradients()
+        try:
+            m.backward(x, weights={"binding": 2e38})
+        except gm.NonFiniteError as refused:
+            err = refused
+            break
+        assert all(np.isfinite(g).all() for g in m.gradients().values()), f"non-finite gradients after {calls} calls"
+    else:
+        pytest.fail("400 calls of backward never reached float32's largest gradient")
+    assert err.arg == "gradients"
+    assert str(err).startswith("gradients: adding this batch's gradients to those accumulated since zero_grad() "
+                               "overflows float32 at parameter "), err
+    assert "call step() or zero_grad()" in str(err)
+    # the refused call changed nothing: gradients, draw counter, weights, Adam
+    assert same_state(state(m), before)
+    assert all(np.array_equal(g, grads[k]) for k, g in m.gradients().items())
+    copied = pickle.loads(pickle.dumps(m))
+    assert all(np.array_equal(g, grads[k]) for k, g in copied.gradients().items())
+    m.step()
+    assert all_finite_state(m)
+
+
+def test_gradients_accumulated_within_float32_add_up_as_before():
+    # the sums kept are the sums: each call's gradients (its own draws) added in float32
+    m, separate = small_model(), small_model()
+    a, b = inputs(seed=1), inputs(seed=2)
+    m.backward(a)
+    m.backward(b)
+    separate.backward(a)
+    first = separate.gradients()
+    separate.zero_grad()  # keeps the draw counter: the next call draws as m's second did
+    separate.backward(b)
+    second = separate.gradients()
+    for k, g in m.gradients().items():
+        assert np.array_equal(g, first[k] + second[k]), k
