@@ -70,3 +70,36 @@ def test_gradients_accumulated_within_float32_add_up_as_before():
     second = separate.gradients()
     for k, g in m.gradients().items():
         assert np.array_equal(g, first[k] + second[k]), k
+
+
+# ------------------------------------------------- standardisation of wide columns
+@pytest.mark.parametrize("hidden", [(), (8,)])
+def test_standardising_a_column_that_spans_float32_gives_its_moderate_z_scores(hidden):
+    # (x - mean) was computed in float32: a column of -2e38 with one row of 2e38 (mean
+    # -1.75e38, std 9.7e37: z-scores -0.26 and 3.87) overflowed there, and fit refused the
+    # user's data: "data['visual']: row 0 overflows float32 in the encoder (after the model's
+    # normalization, if any); expected values of moderate size" — values float32 holds,
+    # which the same fit with standardize=False trained on.
+    x = inputs()
+    v = x["visual"].astype(np.float32)
+    v[:, 0] = -2e38
+    v[0, 0] = 2e38
+    x["visual"] = v
+    m = small_model(encoder_hidden=hidden)
+    history = m.fit(x, epochs=2, progress=False, seed=0)
+    assert np.isfinite(history.epochs[-1]["loss"]) and all_finite_state(m)
+    mean, std = m.normalization("visual")
+    with np.errstate(over="ignore"):
+        z = (v - mean) / std  # as the model computes it, in float32 ...
+    wide = ((v.astype(np.float64) - mean) / std).astype(np.float32)
+    z = np.where(np.isfinite(z), z, wide)  # ... but where only x - mean overflowed there
+    assert np.isfinite(z).all() and 3.8 < z[0, 0] < 3.9
+    # the embeddings are those of these z-scores given to the model without its normalisation
+    plain = copy.deepcopy(m)
+    plain.set_normalization("visual")
+    np.testing.assert_array_equal(m.encode(x), plain.encode({"visual": z, "auditory": x["auditory"]}))
+    # a z-score beyond float32 itself is still refused, naming the row
+    m.set_normalization("visual", np.zeros(5), np.full(5, 1e-30))
+    with pytest.raises(gm.NonFiniteError, match=r"^inputs\['visual'\]: row 0 overflows float32 in the encoder") as err:
+        m.encode({"visual": np.full((2, 5), 1e10), "auditory": x["auditory"][:2]})
+    assert err.value.arg == "inputs['visual']"

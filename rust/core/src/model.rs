@@ -168,7 +168,37 @@ impl<T: Real> Normalizer<T> {
         let mut out = x.to_owned();
         out -= &self.mean;
         out /= &self.std;
+        // Only where `x - mean` itself left T's range (a column spanning
+        // more than float32's largest magnitude, e.g. values of ±2e38,
+        // whose standardised values are moderate): such rows were refused
+        // as overflowing the encoder. Every other value keeps its bits.
+        if !out.iter().all(|v| v.is_finite()) {
+            for (mut row, x) in out.rows_mut().into_iter().zip(x.rows()) {
+                for (j, (v, &given)) in row.iter_mut().zip(x.iter()).enumerate() {
+                    if !v.is_finite() {
+                        *v = self.value_wide(given, j);
+                    }
+                }
+            }
+        }
         out
+    }
+
+    /// `(x - mean[j]) / std[j]` of one value of column `j`, as [`Self::apply`] computes it.
+    pub(crate) fn value(&self, x: T, j: usize) -> T {
+        let v = (x - self.mean[j]) / self.std[j];
+        if v.is_finite() {
+            v
+        } else {
+            self.value_wide(x, j)
+        }
+    }
+
+    /// `(x - mean[j]) / std[j]` computed in f64, rounded to T: not finite
+    /// only when the standardised value itself is beyond T.
+    fn value_wide(&self, x: T, j: usize) -> T {
+        let wide = |v: T| v.to_f64().unwrap_or(f64::NAN);
+        T::c((wide(x) - wide(self.mean[j])) / wide(self.std[j]))
     }
 }
 
@@ -431,7 +461,7 @@ impl<T: Real> LearnableMultiModal<T> {
         let components = part.x.rows().into_iter().zip(part.rows.iter()).filter(|&(_, &r)| r == row);
         let normalized = components.flat_map(|(x, _)| {
             x.into_iter().enumerate().map(|(j, &v)| match &self.normalizers[m] {
-                Some(n) => (v - n.mean[j]) / n.std[j],
+                Some(n) => n.value(v, j),
                 None => v,
             })
         });
