@@ -101,6 +101,31 @@ def test_lists_of_numpy_dates_or_durations_are_refused_naming_the_view(fitted):
     np.testing.assert_array_equal(est.transform([Xs[0].tolist(), Xs[1]]), before)
 
 
+def test_fit_transform_refuses_a_row_missing_in_every_view_before_training(monkeypatch):
+    """fit_transform trained the whole model, then transform refused the row
+    missing in every view (and the fit was undone): minutes of training for
+    a refusal the views said up front. Now nothing trains; results of valid
+    views are those of fit(Xs).transform(Xs)."""
+    import grapheme_multimodal.sklearn as sk
+
+    Xs = _views()
+    expected = MultimodalEmbedder(**FAST).fit(Xs).transform(Xs)
+    np.testing.assert_array_equal(MultimodalEmbedder(**FAST).fit_transform(Xs), expected)
+    holed = [x.copy() for x in Xs]
+    for x in holed:
+        x[5] = np.nan
+    trained = []
+    real = sk.fit_with_stopping
+    monkeypatch.setattr(sk, "fit_with_stopping", lambda *a, **k: trained.append(1) or real(*a, **k))
+    with pytest.raises(ValueError, match=r"^Xs: row 5 is NaN in every view"):
+        MultimodalEmbedder(**FAST).fit_transform(holed)
+    assert trained == []
+    MultimodalEmbedder(**FAST).fit(holed)  # fit alone takes the row, as ever
+    assert trained == [1]
+    with pytest.raises(TypeError, match=r"^fit_transform: got \['sample_weight'\]; expected no fit parameters"):
+        MultimodalEmbedder(**FAST).fit_transform(Xs, sample_weight=np.ones(len(Xs[0])))
+
+
 def _object_array(views: list) -> np.ndarray:
     """A 1-D object array holding the views (as np.array(views, dtype=object) does for ragged views)."""
     held = np.empty(len(views), dtype=object)

@@ -238,9 +238,13 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
         cannot land in between (its model would embed these views). One
         whose ``transform`` fails (a row missing in every view, which ``fit``
         takes) leaves the estimator as it was, as a failed ``fit`` does."""
+        if fit_params:  # fit takes none: TransformerMixin's fit_transform passed them on, where fit refused them
+            raise TypeError(f"fit_transform: got {sorted(fit_params)}; expected no fit parameters (y is ignored)")
         # without the restore the call raised, yet the estimator held the new fit
         with self._threads_lock().writing(), self._unchanged_on_failure():
-            return super().fit_transform(Xs, y, **fit_params)
+            # a row missing in every view, which transform refuses, is refused before training, not after it
+            self._fit(Xs, every_row_embedded=True)
+            return self.transform(Xs)
 
     @contextmanager
     def _unchanged_on_failure(self) -> Iterator[None]:
@@ -307,7 +311,10 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
         # its repr, get_params, clone and a refit raised AttributeError
         super().__setstate__({"n_members": 1, "n_jobs": None, **state})
 
-    def _fit(self, Xs: Any) -> None:
+    def _fit(self, Xs: Any, every_row_embedded: bool = False) -> None:
+        """Fits on ``Xs``; ``every_row_embedded``: each row is embedded after
+        (``fit_transform``), so a row that ``transform`` refuses is refused
+        before any training."""
         self._check_output()
         progress = _as_verbose(self.verbose)
         # here, else the model's config refused it as `seed`, a name this estimator does not have
@@ -330,6 +337,8 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
         models += [LearnableMultiModal(input_dims=input_dims, **replace(settings, seed=seed).model_options())
                    for seed in seeds[1:]]
         inputs, mask = self._inputs(views)
+        if every_row_embedded:
+            _refuse_rows_with_no_view(mask)
         for i, (m, v) in enumerate(zip(self.modalities_, views)):  # fit only: transform's cast pays no second pass
             warn_precision_loss(v, inputs[m], mask[:, m.index], f"Xs[{i}]")
         # n_jobs members at once on threads: each is bit for bit what it is trained alone (_parallel.py)
@@ -401,12 +410,7 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
                 f"got {[v.shape[1] for v in views]}", "Xs",
             )
         inputs, mask = self._inputs(views)
-        empty = ~mask.any(axis=1)
-        if empty.any():  # its embedding would be the same constant vector as every other such row's
-            raise InvalidValueError(
-                f"Xs: row {int(np.argmax(empty))} is NaN in every view (all views missing); "
-                "expected at least one present view per row to embed", "Xs",
-            )
+        _refuse_rows_with_no_view(mask)
         def embed_member(model: LearnableMultiModal, chunk: dict, present: np.ndarray) -> np.ndarray:
             if self.output == "hidden":
                 features = model.hidden_features(chunk, present)
@@ -524,6 +528,18 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
         tags.target_tags.required = False
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
         return tags
+
+
+def _refuse_rows_with_no_view(present: np.ndarray) -> None:
+    """InvalidValueError naming the first row of ``present`` ``[n, 7]`` with
+    no view present: its embedding would be the same constant vector as
+    every other such row's."""
+    empty = ~present.any(axis=1)
+    if empty.any():
+        raise InvalidValueError(
+            f"Xs: row {int(np.argmax(empty))} is NaN in every view (all views missing); "
+            "expected at least one present view per row to embed", "Xs",
+        )
 
 
 def _with_frames_index(estimator: MultimodalEmbedder, Xs: Any, out: np.ndarray) -> Any:
