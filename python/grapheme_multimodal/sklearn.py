@@ -46,7 +46,7 @@ from ._validation import (
 )
 from .config import _widths
 from .evaluation._ensemble import side_by_side
-from .exceptions import GraphemeError, InvalidValueError, NonFiniteError, ShapeError
+from .exceptions import GraphemeError, InvalidValueError, NonFiniteError, ShapeError, not_fitted_error
 from .metrics import unit_side_by_side
 from .model import LearnableMultiModal
 from .stopping import fit_with_stopping
@@ -401,7 +401,7 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
         return _with_frames_index(self, Xs, out)
 
     def _transform(self, Xs: Any) -> np.ndarray:
-        check_is_fitted(self, "model_")
+        _check_fitted(self)
         self._check_output(fitted=True)
         views = _as_views(Xs, self, reset=False)
         if [v.shape[1] for v in views] != self.view_dims_:
@@ -460,7 +460,7 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
             return self._feature_names_out(input_features)
 
     def _feature_names_out(self, input_features: Any) -> np.ndarray:
-        check_is_fitted(self, "model_")
+        _check_fitted(self)
         self._check_output(fitted=True)
         _check_input_features(self, input_features)
         prefix = type(self).__name__.lower()
@@ -571,6 +571,21 @@ def _as_verbose(verbose: Any) -> bool:
     if verbose < 0:
         raise InvalidValueError(f"verbose: expected a bool or an int >= 0, got {verbose!r}", "verbose")
     return verbose > 0
+
+
+def _check_fitted(estimator: "MultimodalEmbedder") -> None:
+    """scikit-learn's ``check_is_fitted``, raising the package's
+    :class:`~grapheme_multimodal.NotFittedError` (scikit-learn's too, as
+    ``ExactCCA`` raises it): scikit-learn's own missed ``except
+    gm.NotFittedError``, the class the package exports for this mistake."""
+    from sklearn.exceptions import NotFittedError as ScikitLearnNotFittedError
+
+    try:
+        check_is_fitted(estimator, "model_")
+    except ScikitLearnNotFittedError:
+        raise not_fitted_error(
+            f"{type(estimator).__name__}: not fitted yet; call fit(Xs) before transform or get_feature_names_out"
+        ) from None
 
 
 def _check_input_features(estimator: MultimodalEmbedder, input_features: Any) -> None:

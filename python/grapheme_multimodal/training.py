@@ -1485,9 +1485,11 @@ def holdout_rows(n: int, fraction: FloatLike, seed: int, name: str = "validation
 def _show_fit_on_the_model() -> None:
     """``LearnableMultiModal.fit(data, **kwargs)`` forwards to :func:`fit`:
     it gets fit's signature (less ``model`` and the private ``_steps``) and
-    documentation, so ``help(model.fit)``, ``inspect.signature`` and
-    notebooks show the options, which ``**kwargs`` hid."""
+    documentation (less ``_steps``' entry, an argument the method does not
+    take), so ``help(model.fit)``, ``inspect.signature`` and notebooks show
+    the options, which ``**kwargs`` hid."""
     import inspect
+    import re
 
     from .model import LearnableMultiModal
 
@@ -1497,7 +1499,9 @@ def _show_fit_on_the_model() -> None:
     method.__signature__ = signature.replace(
         parameters=[inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD), *shown]
     )
-    method.__doc__ = (fit.__doc__ or "").replace("Trains ``model`` on ``data``.", "Trains this model on ``data``.", 1)
+    doc = (fit.__doc__ or "").replace("Trains ``model`` on ``data``.", "Trains this model on ``data``.", 1)
+    # the entry and its deeper-indented continuation lines, up to the next entry or section
+    method.__doc__ = re.sub(r"\n( +)_steps: .*?(?=\n(?!\1 ))", "", doc, count=1, flags=re.S)
 
 
 _show_fit_on_the_model()
