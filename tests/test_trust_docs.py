@@ -268,3 +268,26 @@ def test_an_unfitted_estimator_raises_the_packages_not_fitted_error(call):
         call(MultimodalEmbedder())
     assert isinstance(err.value, ScikitLearnNotFittedError)  # scikit-learn's checks and except clauses still match
     assert isinstance(err.value, ValueError) and isinstance(err.value, AttributeError)
+
+
+# -- docs/objectives.md: the state_dict's order ----------------------------------------------------------------------
+
+_GROUPS = {"encoders": ("encoder",), "head": ("head",), "fusion": ("fusion",), "binder": ("binder",),
+           "attention": ("attention",), "temperatures": ("contrastive", "fused_contrastive"),
+           "reconstruction decoders": ("reconstruction",)}
+
+
+def test_objectives_md_gives_the_state_dicts_order():
+    # the sentence predated the reconstruction decoders, which come last: a reader matching tensors by
+    # position (an optimizer's flat buffer, a converter) took the order it gave for the whole
+    text = " ".join((ROOT / "docs" / "objectives.md").read_text(encoding="utf-8").split())
+    listed = re.search(r"Order in `state_dict`: ([^.(]*)", text).group(1)
+    shown = [p for group in listed.split(",") for p in _GROUPS[group.strip()]]
+    model = gm.LearnableMultiModal(encoder_hidden=(8,), encoder_output_dim=16, shared_head=(16, 64), encoder_skip=True,
+                                   learnable_temperature=True, reconstruction_decoders=True)
+    real = []
+    for name in model.state_dict():
+        prefix = name.split(".")[0]
+        if not real or real[-1] != prefix:
+            real.append(prefix)
+    assert real == shown
