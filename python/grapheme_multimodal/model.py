@@ -773,7 +773,10 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
                 if any(pending):  # and records the rows of its backward()s, as the original's step would
                     state["pending_rows"] = pending
         # A subclass's attributes, and those a user set, go as they are (they were dropped).
-        attributes = {k: v for k, v in self.__dict__.items() if k not in _REBUILT_ATTRIBUTES}
+        # From a copy of __dict__ (one C call: no other thread runs during it): another thread's read
+        # caches an entry there (_untrained_for on its first encode), and the scan of the live dict
+        # raised "dictionary changed size during iteration" from pickle.dumps or copy.deepcopy.
+        attributes = {k: v for k, v in dict(self.__dict__).items() if k not in _REBUILT_ATTRIBUTES}
         if attributes:
             state["attributes"] = attributes
         return state
