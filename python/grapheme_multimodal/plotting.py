@@ -69,6 +69,10 @@ def plot_history(epochs: Sequence[Dict[str, Any]], path: PathLike, title: str = 
         # a History (what fit returns) failed inside with "list indices must be integers or slices, not str"
         hint = ": call its .plot(path), or pass its .epochs" if hasattr(epochs, "epochs") else ""
         raise TypeError(f"epochs: expected a list of epoch records (dicts, as History.epochs), got {describe(epochs)}{hint}")
+    # The records as they are now, read once: model.history, plotted from another thread while fit
+    # appends to it, grew between reading the epoch numbers and the values ("x and y must have same
+    # first dimension"). fit replaces a record rather than changing it, so the records themselves hold.
+    epochs = list(epochs)
     if not epochs:
         raise InvalidValueError("epochs: expected at least one epoch to plot, got none", "epochs")
     for i, e in enumerate(epochs):
