@@ -43,7 +43,42 @@ def describe(x: Any) -> str:
     """A short description of a value for error messages."""
     if isinstance(x, np.ndarray):
         return f"array of shape {x.shape} and dtype {x.dtype}"
+    if is_networkx_graph(x):  # its class is "Graph" too: "expected Graph, got Graph" said nothing
+        return f"networkx.{type(x).__name__} ({FROM_NETWORKX})"
     return f"{type(x).__name__}"
+
+
+#: How a networkx graph is given, for the messages that refuse one.
+FROM_NETWORKX = "convert it with grapheme_multimodal.Graph.from_networkx(g)"
+
+
+def is_networkx_graph(x: Any) -> bool:
+    """Whether ``x`` is a networkx graph, without importing networkx (no
+    graph of it exists before it is imported)."""
+    graph = getattr(sys.modules.get("networkx"), "Graph", None)  # None while networkx is mid-import: no graph yet
+    return graph is not None and isinstance(x, graph)
+
+
+def refuse_networkx_graphs(x: Any, name: str) -> None:
+    """TypeError for a networkx graph, or a list or tuple holding one, where
+    numbers are expected: numpy reads a graph as the list of its nodes, so
+    graphs of nodes ``0..d-1`` became rows ``[0, 1, ..., d-1]`` of features
+    (or a sequence's values) without a word."""
+    graph = getattr(sys.modules.get("networkx"), "Graph", None)
+    if graph is None:
+        return
+    if isinstance(x, (list, tuple)):
+        # by the items' types, few in a list of thousands of rows
+        if not any(issubclass(kind, graph) for kind in set(map(type, x))):
+            return
+        k = next(k for k, item in enumerate(x) if isinstance(item, graph))
+        name, x = f"{name}[{k}]", x[k]
+    elif not isinstance(x, graph):
+        return
+    raise TypeError(
+        f"{name}: got a networkx.{type(x).__name__}, which numpy would read as the list of its nodes; expected numbers "
+        "(a networkx graph goes in as grapheme_multimodal.Graph.from_networkx(g))"
+    )
 
 
 def sorted_names(names: Iterable[Any]) -> list:
@@ -89,6 +124,7 @@ def as_real_array(x: Any, name: str, masked_remedy: str = MASKED_REMEDY) -> np.n
     refuse_sparse(x, name)
     refuse_unordered(x, name)
     refuse_temporal_columns(x, name)
+    refuse_networkx_graphs(x, name)
     if is_masked_array(x):
         # the remedy is the caller's: mask= was told of an image, a feature vector or rewards, which take none
         x = unmasked(x, name, remedy=masked_remedy)
@@ -198,12 +234,21 @@ def renamed(err: _E, names: Mapping[str, str]) -> _E:
     name for what a wrapped call named by its own; else ``err`` itself.
     Other names of ``names`` with a subscript that the rest of the message
     holds (``"... not that of inputs['visual']"``) are remade too, all at
-    once: the caller never passed the wrapped call's ``inputs['visual']``."""
+    once: the caller never passed the wrapped call's ``inputs['visual']``.
+    So is an item of a subscripted name (``"inputs['visual'][3]: ..."``
+    becomes ``"views['fou'][3]: ..."``)."""
     message = str(err)
     for inner, outer in names.items():
         if message.startswith(inner + ":"):
             text = outer + _renamed_within(message[len(inner):], names)
             return type(err)(text, outer) if isinstance(err, GraphemeError) else type(err)(text)
+    # subscripted names only: "inputs[0]" is no item of "inputs" renamed "views", a mapping
+    items_of = [inner for inner in names if inner.endswith("]") and message.startswith(inner + "[")]
+    if items_of:
+        inner = max(items_of, key=len)
+        outer = names[inner]
+        text = outer + _renamed_within(message[len(inner):], names)
+        return type(err)(text, outer) if isinstance(err, GraphemeError) else type(err)(text)
     return err
 
 

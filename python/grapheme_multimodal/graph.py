@@ -32,8 +32,8 @@ import numpy as np
 
 from . import _core
 from ._validation import (
-    FLOAT32_MAX, IntLike, as_real_array, describe, float32_of_wide, is_int, is_masked_array, is_real_number, is_utf8,
-    renamed, unmasked,
+    FLOAT32_MAX, IntLike, as_real_array, describe, float32_of_wide, is_int, is_masked_array, is_networkx_graph,
+    is_real_number, is_utf8, renamed, unmasked,
 )
 from .exceptions import GraphemeError, InvalidValueError, NonFiniteError, ShapeError, TooLargeError
 
@@ -452,7 +452,7 @@ def _edge_array(edges: EdgeList, num_nodes: int) -> np.ndarray:
     if arr.dtype == object and arr.ndim == 1 and arr.size and isinstance(arr[0], (list, tuple, np.ndarray)):
         # numpy < 1.24 reads ragged pairs as a 1-D array of objects (with a warning) instead of refusing them
         raise ShapeError("edges: could not be read as an (m, 2) array of (source, target) pairs (pairs of different lengths)", "edges")
-    if arr.ndim == 0:  # None, a str, one number: numpy's dtype ("object", "<U2") named nothing the user wrote
+    if arr.ndim == 0 or is_networkx_graph(edges):  # None, a str, one number: numpy's dtype ("object", "<U2") named nothing the user wrote
         raise TypeError(f"edges: expected an (m, 2) integer array or a sequence of (source, target) pairs, got {describe(edges)}")
     if arr.size == 0:
         if arr.ndim == 1 or arr.shape[1:] == (2,):  # [] or (0, 2): no edges (np.empty((0, 2)) is float)
@@ -566,7 +566,7 @@ def fingerprints(graphs: Sequence[Graph]) -> np.ndarray:
     for i, g in enumerate(graphs):
         if not isinstance(g, Graph):
             refuse_none_graph(g, f"graphs[{i}]", "fingerprints")
-            raise TypeError(f"graphs[{i}]: expected Graph, got {type(g).__name__}")
+            raise TypeError(f"graphs[{i}]: expected Graph, got {describe(g)}")
         inner.append(g._g)
     return _core.fingerprints(inner)
 
@@ -683,4 +683,6 @@ def featurize(
         k = next((k for k, x in enumerate(inner) if not isinstance(x, (str, _core.Graph))), None)
         if k is not None:
             refuse_none_graph(inner[k], f"items[{k}]", "featurize", "str or Graph")
+            if is_networkx_graph(inner[k]):  # the core's "got Graph" named its class as ours
+                raise TypeError(f"items[{k}]: expected str or Graph, got {describe(inner[k])}") from None
         raise

@@ -42,7 +42,7 @@ from ._parallel import resolve_n_jobs, run_tasks, shared_snapshot
 from ._validation import (
     IntLike,
     as_float32, as_seed, describe, is_int, is_masked_array, refuse_beyond_memory,
-    refuse_temporal_columns, refuse_unpaired_frames, renamed, warn_precision_loss,
+    refuse_networkx_graphs, refuse_temporal_columns, refuse_unpaired_frames, renamed, warn_precision_loss,
 )
 from .config import _widths
 from .evaluation._ensemble import side_by_side
@@ -643,6 +643,7 @@ def _as_views(Xs: Any, estimator: MultimodalEmbedder, reset: bool) -> List[np.nd
     # float64 always, a masked float32 view was embedded as float64, its plain array as float32.
     for i, x in enumerate(raw):  # before the masked fill, which would cast dates to numbers too
         _refuse_times(x, "Xs" if x is Xs else f"Xs[{i}]")
+        refuse_networkx_graphs(x, "Xs" if x is Xs else f"Xs[{i}]")  # check_array made each graph's node ids a row
     raw = [_masked_filled(x) if is_masked_array(x) else x for x in raw]
     if len(raw) == 1:  # one view: the plain scikit-learn contract, n_features_in_ included
         if reset:  # set by a previous fit on several views: transform named their columns as seen in this fit

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, List, Optional, Tuple
 import numpy as np
 import numpy.typing as npt
 
-from ._validation import IntLike, as_real_array, float32_of_wide, is_int, is_real_number, non_finite_message
+from ._validation import IntLike, as_real_array, describe, float32_of_wide, is_int, is_real_number, non_finite_message
 from .exceptions import InvalidValueError, NonFiniteError, ShapeError
 from .graph import Graph
 
@@ -213,7 +213,7 @@ class ModalGraph:
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name == "graph" and not isinstance(value, Graph):
-            raise TypeError(f"graph: expected Graph, got {type(value).__name__}")
+            raise TypeError(f"graph: expected Graph, got {describe(value)}")
         object.__setattr__(self, name, _component_field(name, value))
 
 
@@ -447,7 +447,7 @@ def sequence_repr(value: Union[list, tuple], items: int, item_repr: Callable[[An
 def _not_a_component(name: str, value: Any) -> str:
     """The message for ``value``, given as a component, that is none."""
     hint = "; give a graph as ModalGraph(graph, modality)" if isinstance(value, Graph) else ""
-    return f"{name}: expected ModalGraph or ModalFeatures, got {type(value).__name__}{hint}"
+    return f"{name}: expected ModalGraph or ModalFeatures, got {describe(value)}{hint}"
 
 
 def _refuse_changed_features(features: np.ndarray, what: str, arg: str) -> None:
