@@ -101,3 +101,25 @@ def test_graphs_and_numbers_without_networkx_are_read_as_before() -> None:
     rows = [[0.5, 1.0], (2.0, -1.0)]
     np.testing.assert_array_equal(model.encode({"visual": rows}), model.encode({"visual": np.array(rows, np.float32)}))
     assert gm.Graph.from_sequence((1, 2, 3)) == gm.Graph.from_sequence(np.array([1, 2, 3]))
+
+
+
+@pytest.mark.parametrize(
+    "shape, hint",
+    [
+        ((3, 4, 1), "; drop its channel axis first: image[..., 0]"),
+        ((1, 3, 4), "; drop its channel axis first: image[0]"),
+        ((3, 4, 3), "; convert colour images to grayscale first"),
+        ((3, 4, 4), "; convert colour images to grayscale first"),
+        ((2, 3, 4, 1), ""),
+    ],
+)
+def test_an_image_with_a_channel_axis_is_told_what_to_do_with_it(shape, hint) -> None:
+    """A grayscale image with a channel axis of one, (H, W, 1) as image
+    loaders give it, was told to "convert colour images to grayscale
+    first": it is grayscale already."""
+    with pytest.raises(gm.ShapeError, match="^" + re.escape(
+            f"image: expected a 2-D array [H, W] (one grayscale channel), got shape {shape}{hint}") + "$") as info:
+        gm.Graph.from_image(np.zeros(shape, np.uint8))
+    assert info.value.arg == "image"
+

@@ -108,8 +108,7 @@ class Graph:
         arr = as_real_array(image, "image")
         if arr.ndim != 2:
             raise ShapeError(
-                f"image: expected a 2-D array [H, W] (one grayscale channel), got shape {arr.shape}"
-                + ("; convert colour images to grayscale first" if arr.ndim == 3 else ""),
+                f"image: expected a 2-D array [H, W] (one grayscale channel), got shape {arr.shape}" + _image_hint(arr.shape),
                 "image",
             )
         rng, shift = _value_range(value_range, arr.dtype)
@@ -327,6 +326,18 @@ def _check_attribute_names(activation: Any, label: Any) -> None:
             raise TypeError(f"{arg}: expected a node attribute name (a str or other hashable key), got {type(name).__name__}")
     if activation == label:  # one attribute cannot hold both: to_networkx wrote the labels over the activations
         raise InvalidValueError(f"label: names the attribute {label!r}, as activation does; expected two names", "label")
+
+
+def _image_hint(shape: Tuple[int, ...]) -> str:
+    """What to do with an image of ``shape`` that is not 2-D: a grayscale
+    image with a channel axis of one was told to convert colour to grayscale."""
+    if len(shape) != 3:
+        return ""
+    if shape[-1] == 1:
+        return "; drop its channel axis first: image[..., 0]"
+    if shape[0] == 1:
+        return "; drop its channel axis first: image[0]"
+    return "; convert colour images to grayscale first"
 
 
 def _sorted_edges(edges: np.ndarray) -> np.ndarray:
