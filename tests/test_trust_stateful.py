@@ -283,8 +283,19 @@ class ModelSequences(RuleBasedStateMachine):
                 self.both(lambda m: m.fit(x, epochs=epochs, metrics={"m": lambda model: 0.5}, monitor=monitor, **kw),
                           may_fail=False)
                 return
-            with pytest.raises(expected):
+            try:
                 self.model.fit(x, epochs=epochs, metrics={"m": metric}, monitor=monitor, **kw)
+            except expected:
+                pass
+            except gm.NonFiniteError:
+                # the data refused before the metric stopped fit: weights grown by earlier rules (apply_gradients
+                # at lr 1e6) on inputs standardised by tiny deviations (a fit at scale 1e-30) overflow float32
+                # (found by a hunt of 8,000 examples); a refusal leaves the model as it was
+                assert calls[0] < at, "fit refused its data after the metric's call"
+                assert_same(before, full_state(self.model), "fit refused its data")
+                return
+            else:
+                pytest.fail(f"fit was not broken off by {how}")
             if how != "interrupt":
                 assert_same(before, full_state(self.model), f"fit failed by {how}")
             elif at > 1:
