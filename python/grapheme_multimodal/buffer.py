@@ -22,7 +22,7 @@ import math
 import os
 import threading
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
@@ -61,6 +61,14 @@ class Experience:
     event_id: int = -1
     inputs: Optional[List[Optional[np.ndarray]]] = None
 
+    def __eq__(self, other: object) -> bool:
+        """Equal by value, NaN equal to NaN (the dataclass's own ``==``
+        compared the arrays element-wise and raised "truth value of an
+        array ... is ambiguous": ``e in list(buffer)`` failed too)."""
+        return _equal_fields(self, other)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable and equal by value, as the dataclass made it
+
 
 @dataclass
 class ExperienceBatch:
@@ -86,6 +94,12 @@ class ExperienceBatch:
 
     def __len__(self) -> int:
         return len(self.rewards)
+
+    def __eq__(self, other: object) -> bool:
+        """Equal by value, as :class:`Experience`; the NaN rows of absent inputs equal themselves."""
+        return _equal_fields(self, other)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable and equal by value, as the dataclass made it
 
 
 class ExperienceBuffer:
@@ -824,6 +838,31 @@ class ExperienceBuffer:
 
 
 # ------------------------------------------------------------------- helpers
+def _equal_fields(a: Any, b: object) -> Any:
+    """``a == b`` for :class:`Experience` and :class:`ExperienceBatch`: each
+    field by value (``inputs`` entry by entry, ``None`` only equal to
+    ``None``), NaN equal to NaN."""
+    if b.__class__ is not a.__class__:
+        return NotImplemented
+    for f in fields(a):
+        x, y = getattr(a, f.name), getattr(b, f.name)
+        if f.name == "inputs" and x is not None and y is not None:
+            if len(x) != len(y) or not all(_equal_values(u, v) for u, v in zip(x, y)):
+                return False
+        elif not _equal_values(x, y):
+            return False
+    return True
+
+
+def _equal_values(x: Any, y: Any) -> bool:
+    if x is None or y is None:
+        return x is y
+    try:
+        return bool(np.array_equal(x, y, equal_nan=True))
+    except TypeError:  # values np.isnan cannot take (an object array a user put in a field)
+        return bool(np.array_equal(x, y))
+
+
 def check_fits_memory(count: int, row_bytes: int, arg: str) -> None:
     """TooLargeError about ``arg`` when ``count`` experiences of ``row_bytes``
     each exceed the memory budget (the core's: physical memory, or a cgroup

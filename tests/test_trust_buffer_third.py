@@ -1,0 +1,88 @@
+"""Third hostile-use audit of the experience API: what the first two
+(test_trust_buffer.py, test_trust_buffer_second.py) did not try."""
+
+from __future__ import annotations
+
+import copy
+import pickle
+
+import numpy as np
+import pytest
+
+from grapheme_multimodal.buffer import Experience, ExperienceBuffer
+
+
+def rows(n: int, e: int = 4, first_id: int = 0) -> dict:
+    return dict(
+        embeddings=np.ones((n, 7, e), np.float32),
+        mask=np.ones((n, 7), bool),
+        fused=np.arange(first_id, first_id + n, dtype=np.float32)[:, None].repeat(e, 1),
+        pair_strengths=np.zeros((n, 7, 7), np.float32),
+        rewards=np.arange(n, dtype=np.float32) / 10,
+        event_ids=np.arange(first_id, first_id + n),
+    )
+
+
+def buffer_with_inputs(n: int) -> ExperienceBuffer:
+    """A buffer keeping inputs, its experiences' mask leaving modality 1 absent
+    (NaN inputs there)."""
+    buf = ExperienceBuffer(8, input_dims=[3] * 7)
+    r = rows(n)
+    r["mask"][:, 1] = False
+    inputs = [np.full((n, 3), i, np.float32) for i in range(7)]
+    inputs[1] = None
+    buf.extend(**r, inputs=inputs)
+    return buf
+
+
+# ------------------------------------------------------------------ equality
+def test_experiences_compare_by_value() -> None:
+    """``==`` of two experiences (the dataclass's own) compared their arrays
+    element-wise and raised "The truth value of an array with more than one
+    element is ambiguous": ``b[0] == b[1]``, ``e in list(buffer)`` and
+    ``list(buffer).index(e)`` all failed, naming nothing."""
+    buf = ExperienceBuffer(5)
+    buf.extend(**rows(3))
+    held = list(buf)
+    assert buf[0] == buf[0] and buf[0] == held[0]
+    assert buf[0] != buf[1]
+    assert buf[2] in held and held.index(buf[2]) == 2
+    assert held[1] == pickle.loads(pickle.dumps(held[1])) == copy.deepcopy(held[1])
+    other = copy.deepcopy(held[1])
+    other.reward = 0.5
+    assert other != held[1]
+    other = copy.deepcopy(held[1])
+    other.event_id = 99
+    assert other != held[1]
+    other = copy.deepcopy(held[1])
+    other.fused = other.fused + 1
+    assert other != held[1]
+    assert (held[0] == "an experience") is False and held[0] != None  # noqa: E711 - the operator is under test
+    with pytest.raises(TypeError, match="unhashable"):  # mutable: no hash, as the dataclass made it
+        hash(held[0])
+
+
+def test_experiences_with_inputs_compare_by_value_absent_ones_included() -> None:
+    buf = buffer_with_inputs(2)
+    a, b = buf[0], buf[0]
+    assert a.inputs is not None and a.inputs[1] is None and a == b
+    b.inputs = list(b.inputs)
+    b.inputs[0] = b.inputs[0] + 1
+    assert a != b
+    given = Experience(a.embeddings, a.mask, a.fused, a.pair_strengths, a.reward, a.event_id,
+                       [np.full(3, np.nan) if v is None else v for v in a.inputs])
+    assert given != a, "an array of NaN where the other has None is another experience"
+    assert given == copy.deepcopy(given), "NaN inputs (an absent modality's) equal themselves"
+    assert Experience(a.embeddings, a.mask, a.fused, a.pair_strengths, a.reward, a.event_id) != a
+
+
+def test_batches_compare_by_value() -> None:
+    """Same for ExperienceBatch; the NaN rows of absent inputs equal themselves."""
+    buf = buffer_with_inputs(4)
+    assert buf.batch() == buf.batch()
+    assert buf.batch() != buf.batch([0, 1])
+    assert buf.batch([0, 1]) != buf.batch([1, 0])
+    assert buf.batch() == pickle.loads(pickle.dumps(buf.batch()))
+    assert (buf.batch() == 3) is False
+    with pytest.raises(TypeError, match="unhashable"):
+        hash(buf.batch())
