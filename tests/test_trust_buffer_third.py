@@ -9,6 +9,7 @@ import pickle
 import numpy as np
 import pytest
 
+import grapheme_multimodal as gm
 from grapheme_multimodal.buffer import Experience, ExperienceBuffer
 
 
@@ -86,3 +87,20 @@ def test_batches_compare_by_value() -> None:
     assert (buf.batch() == 3) is False
     with pytest.raises(TypeError, match="unhashable"):
         hash(buf.batch())
+
+
+# ------------------------------------------------------------------ sampling
+@pytest.mark.parametrize("arg, value", [("alpha", -1.0), ("alpha", "0.6"), ("alpha", float("nan")), ("beta", -0.5),
+                                        ("beta", None), ("beta", float("inf"))])
+def test_bad_alpha_or_beta_is_refused_also_for_a_uniform_sample(arg, value) -> None:
+    """Checked only with prioritized=True: sample(n, alpha=-1), or alpha
+    given as a string by a caller who forgot prioritized=True, was a uniform
+    batch without a word. Refused, the generator is where it was."""
+    buf, twin = ExperienceBuffer(8, seed=4), ExperienceBuffer(8, seed=4)
+    buf.extend(**rows(6))
+    twin.extend(**rows(6))
+    with pytest.raises(gm.InvalidValueError, match=arg) as err:
+        buf.sample(3, **{arg: value})
+    assert err.value.arg == arg
+    np.testing.assert_array_equal(buf.sample(3).indices, twin.sample(3).indices)
+    np.testing.assert_array_equal(buf.sample(3, alpha=0.0, beta=0.0).indices, twin.sample(3).indices)

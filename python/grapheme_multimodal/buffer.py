@@ -563,17 +563,19 @@ class ExperienceBuffer:
         least likely experience). Both are computed from ``log p``, so any
         finite ``alpha, beta >= 0`` gives finite probabilities and weights
         (when ``alpha * beta`` is huge the weights of the likelier experiences
-        round to 0). Without ``replace=True`` no experience is drawn twice, so
-        ``batch_size`` may not exceed what the buffer holds.
+        round to 0). ``alpha`` and ``beta`` are checked also when uniform
+        (they are then unused). Without ``replace=True`` no experience is
+        drawn twice, so ``batch_size`` may not exceed what the buffer holds.
         """
         if not is_int(batch_size) or batch_size <= 0:
             raise InvalidValueError(f"batch_size: expected a positive int, got {batch_size!r}", "batch_size")
         batch_size = int(batch_size)  # a numpy uint64 would wrap in the size check below
         # "False" would be true: drawn with replacement, or by priority, without a word
         prioritized, replace = check_flag(prioritized, "prioritized"), check_flag(replace, "replace")
-        if prioritized:
-            alpha = as_finite_float(alpha, "alpha", lambda v: v >= 0, "a finite number >= 0")
-            beta = as_finite_float(beta, "beta", lambda v: v >= 0, "a finite number >= 0")
+        # Checked even when uniform: sample(n, alpha=-1) or alpha="0.6" (prioritized=True forgotten) was a
+        # uniform batch without a word.
+        alpha = as_finite_float(alpha, "alpha", lambda v: v >= 0, "a finite number >= 0")
+        beta = as_finite_float(beta, "beta", lambda v: v >= 0, "a finite number >= 0")
         with self._lock:
             n = self._size
             if n == 0:
