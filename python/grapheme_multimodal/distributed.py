@@ -396,17 +396,18 @@ class _ColumnPlan:
         identifying it by the row's other columns: the model named
         ``inputs['visual']`` and the row's place in its batch (row 9 for the
         dataset's row 57 in batches of 16), which Ray Data does not number in
-        the dataset, and so pointed the user at another row."""
+        the dataset, and so pointed the user at another row. A null item of
+        a vector (NaN once in numpy) is refused as a null."""
         for modality, x in inputs.items():
             bad = _unusable_rows(x, mask[:, Modality.parse(modality).index])
             if bad.any():
                 row = int(np.flatnonzero(bad)[0])
                 column = self.columns[modality]
-                holds, expected = _what_row_holds(x[row])
-                raise NonFiniteError(
+                error, holds, expected = _what_row_holds(x[row], _null_item(batch, None, column, row))
+                raise error(
                     f"column {column!r} ({modality}) {holds} in a row of a batch of {len(x)} (its row {row}; "
                     f"Ray Data does not number the dataset's rows){_other_columns(batch, row, set(self.columns.values()))}; "
-                    f"{expected} (null where a row lacks the modality)",
+                    f"{expected}",
                     column,
                 )
 
@@ -586,31 +587,52 @@ def _read_dataset(
     if ordered is not None:
         ordered.context.execution_options.preserve_order = True
         selected = ordered
-    parts = [plan.inputs(b) for b in selected.iter_batches(batch_format="numpy", batch_size=65536)]
+    from ray.data.block import BlockAccessor
+
+    # Each column's first unusable row (NaN, inf, too large for float32), found in the batch
+    # as read: a null item of a vector is NaN once in numpy, told apart only there.
+    parts, unusable, start = [], {}, 0
+    for native in selected.iter_batches(batch_format=None, batch_size=65536):
+        batch = BlockAccessor.for_block(native).to_batch_format("numpy")  # as iter_batches(batch_format="numpy") does
+        inputs, mask = plan.inputs(batch)
+        for modality, x in inputs.items():
+            bad = _unusable_rows(x, mask[:, Modality.parse(modality).index])
+            if modality not in unusable and bad.any():
+                row = int(np.flatnonzero(bad)[0])
+                unusable[modality] = (start + row, x[row].copy(), _null_item(native, batch, plan.columns[modality], row))
+        parts.append((inputs, mask))
+        start += len(mask)
     if not parts:
         raise InvalidValueError(f"{name}: the dataset has no rows", name)
+    for modality in plan.columns:  # left to model.fit, it named data['visual'] and a mask the caller never gave
+        if modality in unusable:
+            row, values, null_at = unusable[modality]
+            error, holds, expected = _what_row_holds(values, null_at)
+            raise error(f"{name}: column {plan.columns[modality]!r} ({modality}) {holds} in row {row}; {expected}", name)
     mask = np.concatenate([p[1] for p in parts])
     inputs = {}
     for modality in plan.columns:
-        m = Modality.parse(modality).index
-        dim = model.config.input_dims[m]
+        dim = model.config.input_dims[Modality.parse(modality).index]
         inputs[modality] = np.concatenate([p[0].get(modality, np.zeros((len(p[1]), dim), np.float32)) for p in parts])
-        _check_finite_column(inputs[modality], mask[:, m], name, plan.columns[modality], modality)
     return inputs, mask
 
 
-def _check_finite_column(x: np.ndarray, present: np.ndarray, name: str, column: str, modality: str) -> None:
-    """A NonFiniteError naming the dataset's column and the row: left to
-    ``model.fit``, it named ``data['visual']`` and a mask the caller never gave."""
-    bad = _unusable_rows(x, present)
-    if bad.any():
-        row = int(np.flatnonzero(bad)[0])
-        holds, expected = _what_row_holds(x[row])
-        raise NonFiniteError(
-            f"{name}: column {column!r} ({modality}) {holds} in row {row}; {expected} "
-            "(null where a row lacks the modality)",
-            name,
-        )
+def _null_item(native: Any, batch: Optional[Mapping[str, np.ndarray]], column: str, row: int) -> Optional[int]:
+    """Where the vector at ``row`` of ``column`` holds its first null item,
+    ``None`` if it holds none: in ``native``, a batch as Ray Data read it (an
+    Arrow table, whose nulls became NaN in numpy), or in ``batch``, its numpy
+    form (pandas' lists keep their None)."""
+    import pyarrow as pa
+
+    if isinstance(native, pa.Table):
+        items = getattr(native.column(column)[row], "values", None)  # a list's items; None for a null row, no list
+        if isinstance(items, pa.Array) and items.null_count:
+            return int(np.flatnonzero(items.is_null().to_numpy(zero_copy_only=False))[0])
+        return None
+    value = None if batch is None else batch[column][row]
+    if isinstance(value, (list, tuple)) or (isinstance(value, np.ndarray) and value.dtype == object):
+        return next((i for i, item in enumerate(value) if item is None), None)
+    return None
 
 
 def _unusable_rows(x: np.ndarray, present: np.ndarray) -> np.ndarray:
@@ -620,15 +642,21 @@ def _unusable_rows(x: np.ndarray, present: np.ndarray) -> np.ndarray:
         return present & ~(np.abs(x) <= FLOAT32_MAX).all(axis=1)
 
 
-def _what_row_holds(values: np.ndarray) -> Tuple[str, str]:
-    """``("holds NaN or inf", "expected finite numbers")`` for a row of
-    :func:`_unusable_rows`, or, when what it holds is a finite number too
-    large for float32, that number: a float64 1e300 was reported as "NaN or
-    inf", which the user's data did not hold."""
+def _what_row_holds(values: np.ndarray, null_at: Optional[int] = None) -> Tuple[type, str, str]:
+    """``(NonFiniteError, "holds NaN or inf", "expected finite numbers ...")``
+    for a row of :func:`_unusable_rows`; when what it holds is a finite
+    number too large for float32, that number (a float64 1e300 was reported
+    as "NaN or inf", which the user's data did not hold); when its vector
+    holds a null item at ``null_at``, that null, an InvalidValueError (it was
+    reported as "NaN or inf" too, Arrow's null having become NaN in numpy)."""
+    if null_at is not None:
+        return (InvalidValueError, f"holds a null (a missing value) at position {null_at} of its vector",
+                "expected a number at every position (the whole vector null where a row lacks the modality)")
     if np.isfinite(values).all():
         big = values[np.argmax(np.abs(values))]
-        return f"holds {float(big)!r}, too large for float32 (largest {FLOAT32_MAX:.3g})", "expected finite float32 numbers"
-    return "holds NaN or inf", "expected finite numbers"
+        return (NonFiniteError, f"holds {float(big)!r}, too large for float32 (largest {FLOAT32_MAX:.3g})",
+                "expected finite float32 numbers (null where a row lacks the modality)")
+    return NonFiniteError, "holds NaN or inf", "expected finite numbers (null where a row lacks the modality)"
 
 
 def _arrays_dataset(columns: Mapping[str, np.ndarray], rows_per_block: int = 65536) -> "ray.data.Dataset":
