@@ -107,6 +107,12 @@ def embed_dataset(
         batch_size: rows per ``encode_and_fuse`` call.
         num_actors: size of the actor pool; ``None`` lets Ray Data scale it
             between 1 and the cluster's CPUs (divided by ``cpus_per_actor``).
+            The actors it starts with must leave a CPU for the steps of
+            ``ds`` that run as tasks of their own (a read, a ``map_batches``
+            Ray Data does not fuse into the actors), or those steps could
+            never run: refused, an :class:`InvalidValueError` naming
+            ``num_actors`` or ``cpus_per_actor`` (``ds.materialize()`` first
+            runs them before any actor starts).
         outputs: which of :data:`OUTPUTS` to add: ``"fused"`` (``[E]``
             float32 per row), ``"embeddings"`` (``[7, E]``, zeros where
             absent), ``"bindings"`` (``[7, 7]`` pair strengths, as
@@ -133,8 +139,8 @@ def embed_dataset(
         CheckpointError, FileNotFoundError: at once, for a ``checkpoint``
             that cannot be loaded (naming ``checkpoint``); where the dataset
             runs, for one removed or spoilt since.
-        The error an actor meets (NaN in a row, a row of another length, a
-        row null in every column, ...)
+        The error an actor meets (NaN in a row, a null inside a vector, a
+        row of another length, a row null in every column, ...)
         is raised where the returned dataset runs, as Ray raises it: a
         ``RayTaskError`` that is also an instance of the package's error
         (``except gm.NonFiniteError`` catches it; ``err.cause`` is the
@@ -188,11 +194,6 @@ def embed_dataset(
     # The file is loaded again by each actor when the dataset runs, maybe after
     # another model was saved there: the actors check they load the one checked here.
     identity = None if isinstance(checkpoint, LearnableMultiModal) else _model_identity(model)
-    # Said here, once, at the caller's line: the actors embed without it (each would say it per batch).
-    # After every check: a call refused for its batch_size or outputs had warned of untrained modalities.
-    given = np.zeros((1, NUM_MODALITIES), dtype=bool)
-    given[0, [Modality.parse(m).index for m in plan.columns]] = True
-    model._warn_untrained(given)
     out = ds.map_batches(
         _Embedder,
         fn_constructor_kwargs={"source": source, "columns": plan.columns, "outputs": wanted, "identity": identity},
@@ -202,6 +203,12 @@ def embed_dataset(
         compute=pool,
         num_cpus=cpus_per_actor,
     )
+    _check_room_for_steps_before(out, 1 if num_actors is None else int(num_actors), cpus_per_actor)
+    # Said here, once, at the caller's line: the actors embed without it (each would say it per batch).
+    # After every check: a call refused for its batch_size or outputs had warned of untrained modalities.
+    given = np.zeros((1, NUM_MODALITIES), dtype=bool)
+    given[0, [Modality.parse(m).index for m in plan.columns]] = True
+    model._warn_untrained(given)
     # Ray Data wraps a map function's error in a UserCodeException, which is
     # neither the package's error nor catchable as it; raised as it is, it
     # reaches the caller as RayTaskError(NonFiniteError), an instance of
@@ -1128,6 +1135,116 @@ def _check_fits_cluster(count: int, cpus_each: int, what: str, count_arg: Option
             f"for the rest forever; expected {expected} (on an autoscaling cluster, start its nodes first)",
             arg,
         )
+
+
+#: Physical operators of Ray Data that run no task of their own (a limit slices with num_cpus=0).
+_TASKLESS_OPERATORS = ("InputDataBuffer", "LimitOperator", "UnionOperator")
+
+
+def _needs_of_steps_before(out: "ray.data.Dataset", planned: bool) -> Optional[Tuple[float, float, List[str]]]:
+    """What the steps of ``out`` before its last operator (the embedding
+    actor pool) take from the cluster while the pool runs: ``(CPUs their
+    actor pools hold, most CPUs one of their tasks takes, their names)``.
+    Not ``planned``: a bound read off the steps as written, cheap (every step
+    a task of its own, as if Ray Data fused none into the actors). ``planned``:
+    as Ray Data will run them, its optimised physical plan (a
+    ``rename_columns`` fused into the pool's actors is no step of its own);
+    that planning may read a datasource's metadata. ``None`` where this Ray
+    does not plan as expected (private API)."""
+    try:
+        if not planned:
+            from ray.data._internal.logical.operators.from_operators import AbstractFrom
+            from ray.data._internal.logical.operators.input_data_operator import InputData
+
+            dag, sources = out._logical_plan.dag, (AbstractFrom, InputData)
+        else:
+            from ray.data._internal.logical.optimizers import LogicalOptimizer, PhysicalOptimizer
+            from ray.data._internal.planner import create_planner
+
+            # As Dataset.explain() plans, which leaves the dataset as it was
+            physical = create_planner().plan(LogicalOptimizer().optimize(out._logical_plan))
+            dag, sources = PhysicalOptimizer().optimize(physical[0] if isinstance(physical, tuple) else physical).dag, ()
+        held, task, names = 0.0, 0.0, []
+        seen, todo = set(), list(dag.input_dependencies)
+        while todo:
+            op = todo.pop()
+            if id(op) in seen:
+                continue
+            seen.add(id(op))
+            todo.extend(op.input_dependencies)
+            if isinstance(op, sources) or type(op).__name__ in _TASKLESS_OPERATORS:  # blocks already made; no task
+                continue
+            if planned:
+                least = float(op.min_max_resource_requirements()[0].cpu or 0)
+                actors = type(op).__name__ == "ActorPoolMapOperator"
+                mapping = hasattr(op, "get_map_transformer")  # a map's own accounting; a shuffle's counts no CPU
+            else:
+                compute = getattr(op, "compute", None)
+                actors = isinstance(compute, ray.data.ActorPoolStrategy)
+                cpus = float(getattr(op, "ray_remote_args", None) and op.ray_remote_args.get("num_cpus", 1) or 1)
+                least = cpus * (getattr(compute, "min_size", None) or 1) if actors else cpus
+                mapping = True
+            if actors:  # its smallest pool, held while the dataset runs
+                held += least
+            else:  # one task at a time makes progress; Ray gives a task 1 CPU unless told otherwise
+                task = max(task, least if mapping else max(least, 1.0))
+            if least > 0 or not mapping:
+                names.append(op.name)
+        return held, task, names[::-1]
+    except Exception:  # another Ray's internals: left unchecked, as before  # noqa: BLE001
+        return None
+
+
+def _check_room_for_steps_before(out: "ray.data.Dataset", actors: int, cpus_each: int) -> None:
+    """Refuses an embedding pool whose ``actors`` (those it starts with) of
+    ``cpus_each`` CPUs leave none for the dataset's steps before it (a read,
+    a ``map_batches``, a ``rename_columns`` Ray Data does not fuse into the
+    actors): the pool starts first and holds its CPUs until its input comes,
+    which those steps could then never make, and the dataset waited forever
+    (``cpus_per_actor=2`` on a cluster of 2 CPUs behind a ``rename_columns``).
+    Ray Data's plan is made only where the steps as written might not fit."""
+    nodes = [node["Resources"].get("CPU", 0.0) for node in ray.nodes() if node.get("Alive")]
+
+    def fits(count: int, each: int, held: float, task: float) -> bool:
+        # The actors on the smallest nodes that hold them, then the steps' pools anywhere
+        # and one task of theirs on one node.
+        free, left = sorted(nodes), count
+        for i, cpus in enumerate(free):
+            placed = min(left, int(cpus // each))
+            free[i], left = cpus - placed * each, left - placed
+        return left == 0 and sum(free) >= held + task and max(free, default=0.0) >= task
+
+    needs = None
+    for planned in (False, True):
+        needs = _needs_of_steps_before(out, planned)
+        if needs is None or fits(actors, cpus_each, *needs[:2]):
+            return
+    held, task, names = needs
+
+    def most(fitting: Any, upto: int) -> int:
+        """The largest n in 1..upto with fitting(n), else 0 (fitting holds for every n below one that fits)."""
+        low, high = 0, upto
+        while low < high:
+            mid = (low + high + 1) // 2
+            low, high = (mid, high) if fitting(mid) else (low, mid - 1)
+        return low
+
+    fewer = most(lambda k: fits(k, cpus_each, held, task), actors - 1)
+    smaller = most(lambda c: fits(actors, c, held, task), cpus_each - 1)
+    arg = "num_actors" if fewer else "cpus_per_actor"
+    expected = (f"num_actors at most {fewer}, or " if fewer else f"cpus_per_actor at most {smaller}, or " if smaller
+                else "")
+    unit = "CPU" if cpus_each == 1 else "CPUs"
+    what = " and ".join(part for part in (f"{held:g} CPUs for their actors" if held else "",
+                                          f"{task:g} CPU{'s' if task != 1 else ''} for a task" if task else "") if part)
+    raise InvalidValueError(
+        f"{arg}: {f'{actors} actors of {cpus_each} {unit} each leave' if actors > 1 else f'1 actor of {cpus_each} {unit} leaves'} "
+        f"no room on this Ray cluster (its nodes: {', '.join(f'{c:g}' for c in nodes) or 'none'} CPUs) for the steps "
+        f"of ds before embedding ({', '.join(names)}), which need {what}: the actors start first, and would wait "
+        f"forever for rows those steps could not make; expected {expected}ds.materialize() first to run those steps "
+        "before embedding",
+        arg,
+    )
 
 
 #: Held while checking whether Ray runs and starting it: two threads that both
