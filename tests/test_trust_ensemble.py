@@ -18,6 +18,7 @@ from sklearn.base import clone  # noqa: E402
 from grapheme_multimodal import _validation, evaluation, uci  # noqa: E402
 from grapheme_multimodal.exceptions import InvalidValueError, NonFiniteError, ShapeError, TooLargeError  # noqa: E402
 from grapheme_multimodal.sklearn import MultimodalEmbedder  # noqa: E402
+from grapheme_multimodal.stopping import folds_bytes  # noqa: E402
 
 TINY = uci.TrainingSettings(epochs=1, batch_size=32, embed_dim=8, hidden_dim=16, num_heads=2, encoder_hidden=(16,))
 SMALL = dict(embed_dim=8, hidden_dim=16, num_heads=2, epochs=1, encoder_hidden=(16,))
@@ -169,7 +170,9 @@ def test_more_members_than_memory_holds_are_refused_before_making_them(monkeypat
     expected = fitted.transform(Xs)
     params = fitted.model_.num_parameters()
     held = uci.TRAINED_BYTES_PER_PARAMETER * params  # a trained member: weights, Adam, the average
-    monkeypatch.setattr(_validation, "memory_budget", lambda: int(2.5 * held))
+    # and the copies of the one member training for its 5 cross-validation folds (counted since: past memory
+    # they aborted the process)
+    monkeypatch.setattr(_validation, "memory_budget", lambda: int(2.5 * held) + folds_bytes(params, 5))
     MultimodalEmbedder(**SMALL, n_members=2).fit(Xs)  # two fit
     fitted.set_params(n_members=3)
     with pytest.raises(TooLargeError, match=rf"^n_members: 3 models of {params:,} parameters, each with its training "
@@ -185,7 +188,8 @@ def test_fit_ensemble_refuses_more_members_than_memory_holds_before_training_the
     views = _views()
     params = uci.fit_views(views, 0, settings=TINY).model.num_parameters()
     held = uci.TRAINED_BYTES_PER_PARAMETER * params
-    monkeypatch.setattr(_validation, "memory_budget", lambda: int(2.5 * held))
+    # and the copies of the one member training for its 5 cross-validation folds (counted since)
+    monkeypatch.setattr(_validation, "memory_budget", lambda: int(2.5 * held) + folds_bytes(params, 5))
     assert len(uci.fit_ensemble(views, 0, members=2, settings=TINY)) == 2
     trained, fit_views = [], uci.fit_views
     monkeypatch.setattr(uci, "fit_views", lambda *args, **kwargs: trained.append(1) or fit_views(*args, **kwargs))

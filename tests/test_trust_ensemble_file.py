@@ -14,6 +14,7 @@ from grapheme_multimodal import _validation
 from grapheme_multimodal.cli import main
 from grapheme_multimodal.ensemble import ENSEMBLE_FORMAT, load_ensemble, load_models, save_ensemble
 from grapheme_multimodal.io import format_tag, read_tagged_safetensors, write_tagged_safetensors
+from grapheme_multimodal.stopping import folds_bytes
 
 DIMS = {"visual": 5, "auditory": 3}
 TINY = ["--embed-dim", "16", "--hidden-dim", "16", "--heads", "2", "--epochs", "2", "--no-progress"]
@@ -123,7 +124,9 @@ def test_train_refuses_more_members_than_memory_holds_before_training(tmp_path, 
     assert main(argv + ["--members", "1"]) == 0
     params = gm.LearnableMultiModal.load(out).num_parameters()
     capsys.readouterr()
-    monkeypatch.setattr(_validation, "memory_budget", lambda: 36 * params * 3)  # room for three trained members, not four
+    # room for three trained members, not four, and for the copies of the one training for its 5 cross-validation
+    # folds (counted since: past memory they aborted the process)
+    monkeypatch.setattr(_validation, "memory_budget", lambda: 36 * params * 3 + folds_bytes(params, 5))
     built = []
     real_fit = gm.LearnableMultiModal.fit
     monkeypatch.setattr(gm.LearnableMultiModal, "fit", lambda self, *a, **k: built.append(1) or real_fit(self, *a, **k))

@@ -26,6 +26,7 @@ from typing import Callable, List, Optional, Sequence, TypeVar
 
 import numpy as np
 
+from . import _validation
 from ._validation import describe
 from .exceptions import InvalidValueError
 
@@ -65,6 +66,29 @@ def resolve_n_jobs(n_jobs: object, tasks: int, arg: str = "n_jobs") -> int:
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         n = max(1, cpus + 1 + n)
     return max(1, min(n, tasks))
+
+
+#: The address space a thread of its own takes besides its task's data: the
+#: heap glibc gives each thread that allocates (64 MiB) and its stack (8 MiB).
+THREAD_BYTES = 2**26 + 2**23
+
+
+def jobs_within_memory(jobs: int, task_bytes: int, held_bytes: int = 0) -> int:
+    """``jobs``, fewer (at least 1) when that many tasks at once, each taking
+    ``task_bytes`` for a while (and a thread), would not fit beside the
+    ``held_bytes`` that all of them hold at the end, in memory or in the
+    address space a ``ulimit -v``/``-d`` leaves this process. The members
+    of an ensemble trained at once each copy their model for every
+    cross-validation fold: all of them at once went past memory where the
+    held models fitted, and a Rust allocation that fails aborts the
+    process. A member's results do not depend on how many train at once."""
+    if jobs <= 1:
+        return jobs
+    room = _validation.memory_budget() - held_bytes
+    left = _validation.address_space_left()
+    if left is not None:
+        room = min(room, left - held_bytes)
+    return max(1, min(jobs, room // (task_bytes + THREAD_BYTES)))
 
 
 def shared_snapshot(value: T) -> T:

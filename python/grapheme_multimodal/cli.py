@@ -40,9 +40,10 @@ from .exceptions import (
 )
 from .ensemble import load_models, save_ensemble
 from .evaluation._ensemble import side_by_side, unit_side_by_side_blocks
-from .stopping import fit_with_stopping
+from .stopping import fit_with_stopping, planned_folds
 from .uci import (
-    RECIPE_HIDDEN_DROPOUT, TrainingSettings, check_weights, member_seeds, recipe_head, recipe_skip, refuse_members_beyond_memory,
+    RECIPE_HIDDEN_DROPOUT, TrainingSettings, check_weights, member_seeds, members_at_once, recipe_head, recipe_skip,
+    refuse_members_beyond_memory,
 )
 
 if TYPE_CHECKING:
@@ -653,8 +654,10 @@ def _train(args: argparse.Namespace) -> int:
     first = new_model(seeds[0])
     # every member is held, trained, until the file is written: past memory, --members 100000 built models until
     # the process was killed, before a word
+    patience = _RECIPE.patience if args.early_stopping is None else args.early_stopping
+    folds = planned_folds(n, args.validation_split, args.min_validation_rows, args.cv_folds, patience, args.epochs)
     if len(seeds) > 1:  # one model: its own constructor's check
-        refuse_members_beyond_memory(first.num_parameters(), len(seeds), "--members")
+        refuse_members_beyond_memory(first.num_parameters(), len(seeds), "--members", folds)
     models = [first] + [new_model(seed) for seed in seeds[1:]]  # every member's config checked before any training
     if not 0 <= args.validation_split < 1:
         raise InvalidValueError(f"--validation-split: expected a fraction in [0, 1), got {args.validation_split}", "--validation-split")
@@ -662,7 +665,6 @@ def _train(args: argparse.Namespace) -> int:
         raise InvalidValueError(f"--early-stopping: expected a patience >= 0 (0: off), got {args.early_stopping}", "--early-stopping")
     if args.early_stopping and args.validation_split == 0:
         raise InvalidValueError("--early-stopping: needs --validation-split > 0 to watch a validation loss", "--early-stopping")
-    patience = _RECIPE.patience if args.early_stopping is None else args.early_stopping
     n_val = int(round(n * args.validation_split))
     if n - n_val < 2:
         raise InvalidValueError(f"files: {n} rows leave {n - n_val} for training; expected at least 2", "files")
@@ -698,7 +700,7 @@ def _train(args: argparse.Namespace) -> int:
             x.flags.writeable = False
         tasks = [functools.partial(fit_with_stopping, model, inputs, seed=seed, **fit_options) for model, seed in zip(models, seeds)]
         with _named_by_flags(), _named_by_files(files), _stopping_skipped_by_flags():
-            histories = run_tasks(tasks, len(tasks))
+            histories = run_tasks(tasks, members_at_once(len(tasks), first.num_parameters(), len(tasks), folds))
     else:
         from . import distributed
 

@@ -49,9 +49,9 @@ from .evaluation._ensemble import side_by_side
 from .exceptions import GraphemeError, InvalidValueError, NonFiniteError, ShapeError, not_fitted_error
 from .metrics import unit_side_by_side
 from .model import LearnableMultiModal
-from .stopping import fit_with_stopping
+from .stopping import fit_with_stopping, planned_folds
 from .types import Modality
-from .uci import TrainingSettings, check_weights, member_seeds, refuse_members_beyond_memory
+from .uci import TrainingSettings, check_weights, member_seeds, members_at_once, refuse_members_beyond_memory
 
 #: The recipe whose settings are the estimator's defaults.
 _RECIPE = TrainingSettings()
@@ -333,7 +333,10 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
         # each member's model made before the views are cast: a setting the model refuses is named first, as ever
         models = [LearnableMultiModal(input_dims=input_dims, **replace(settings, seed=seeds[0]).model_options())]
         # every member's weights are held at once (models_): past memory, making them aborted the process
-        refuse_members_beyond_memory(models[0].num_parameters(), len(seeds), "n_members")
+        folds = planned_folds(len(views[0]), self.validation_fraction, self.min_validation_rows, self.cv_folds,
+                              self.patience, self.epochs)
+        refuse_members_beyond_memory(models[0].num_parameters(), len(seeds), "n_members", folds)
+        jobs = members_at_once(jobs, models[0].num_parameters(), len(seeds), folds)
         models += [LearnableMultiModal(input_dims=input_dims, **replace(settings, seed=seed).model_options())
                    for seed in seeds[1:]]
         inputs, mask = self._inputs(views)

@@ -26,7 +26,9 @@ import numpy as np
 
 from ._locking import refuse_in_metric
 from ._core import MODALITY_NAMES
-from ._validation import FloatLike, IntLike, as_real_array, caller_level, describe, precision_checked, precision_scoped, renamed
+from ._validation import (
+    FloatLike, IntLike, as_real_array, caller_level, describe, precision_checked, precision_scoped, refuse_beyond_budget, renamed,
+)
 from .exceptions import EarlyStoppingSkippedWarning, GraphemeError, InvalidValueError, NonFiniteError, ShapeError
 from .graph import is_graph_list, refuse_stray_graphs
 from .objectives import OBJECTIVES, resolve_weights
@@ -38,9 +40,17 @@ from .training import (
 if TYPE_CHECKING:
     from .model import LearnableMultiModal
 
-__all__ = ["fit_with_stopping", "cv_folds_for"]
+__all__ = ["fit_with_stopping", "cv_folds_for"]  # folds_bytes, planned_folds: the ensembles'
 
 FitFn = Callable[..., History]
+
+#: The address space a fold's copy of the model takes per parameter once it
+#: has trained (measured: 24 bytes, six float32 buffers of the core's), and
+#: what making a copy or a fold's training step takes besides, for a while
+#: (measured under ``ulimit -v``: folds of a model that 5 * 24 + 24 bytes a
+#: parameter fitted in still aborted in a training step; 5 * 24 + 32 is a
+#: few percent more than the most that trained).
+FOLD_BYTES_PER_PARAMETER, FOLD_STEP_BYTES_PER_PARAMETER = 24, 32
 
 
 def cv_folds_for(n_rows: IntLike, validation_fraction: FloatLike, min_validation_rows: IntLike, folds: IntLike) -> int:
@@ -59,6 +69,27 @@ def cv_folds_for(n_rows: IntLike, validation_fraction: FloatLike, min_validation
         return 0
     folds = min(folds, n_rows // 2)
     return folds if folds >= 2 else 0
+
+
+def folds_bytes(params: int, folds: int) -> int:
+    """The bytes that ``folds`` cross-validation folds (:func:`cv_folds_for`)
+    take for a while beside a model of ``params`` parameters: a copy of it
+    each, and a training step's buffers (none without folds: a slice held
+    out trains the model itself)."""
+    return (folds * FOLD_BYTES_PER_PARAMETER + FOLD_STEP_BYTES_PER_PARAMETER) * params if folds else 0
+
+
+def planned_folds(n_rows: int, validation_fraction: Any, min_validation_rows: Any, cv_folds: Any, patience: Any,
+                  epochs: Any) -> int:
+    """The cross-validation folds :func:`fit_with_stopping` makes with these
+    options for ``n_rows`` rows (with no ``validation`` given); 0 when one
+    of them is invalid, which it refuses by its name before any copy."""
+    try:
+        if not _check_int(patience, "patience", 0) or not _check_int(epochs, "epochs", 0):
+            return 0
+        return cv_folds_for(n_rows, validation_fraction, min_validation_rows, cv_folds)
+    except (GraphemeError, TypeError, ValueError):
+        return 0
 
 
 # One PrecisionLossWarning per modality, by this function's name for the data (fit's
@@ -219,6 +250,14 @@ def fit_with_stopping(
                        early_stopping=patience or None, monitor=monitor, **fit_options)
         except NonFiniteError as err:  # a row whose encoding overflowed, named as the slice's
             raise overflow_in_user_rows(err, {"data": fit_rows, "validation": val_rows}, "inputs") from None
+    # the k folds train copies of the model, all held at once: past memory, copying them aborted the process
+    # (a Rust allocation that fails), where a slice held out makes no copy
+    refuse_beyond_budget(
+        folds_bytes(model.num_parameters(), k), "cv_folds",
+        "its {k} cross-validation folds each train a copy of the model ({params:,} parameters), {bytes} bytes in all",
+        remedy="fewer cv_folds, or a validation_fraction that holds out min_validation_rows rows or more (one slice, "
+        "no copy)", k=k, params=model.num_parameters(),
+    )
     count, curve = _cv_epochs(model, inputs, mask, n, k, seed, patience, monitor, mode, epochs, fit_options)
     history = fit(inputs, mask=mask, epochs=count, **fit_options)
     # best_epoch is an epoch number as the records count them (after any

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Sequence, Tuple,
 
 import numpy as np
 
-from ._parallel import resolve_n_jobs, run_tasks, shared_snapshot
+from ._parallel import jobs_within_memory, resolve_n_jobs, run_tasks, shared_snapshot
 from ._readonly import ReadOnlyMapping
 from ._validation import (
     IntLike, as_positive_int, as_real_array, as_seed, describe, is_int, precision_scope, refuse_beyond_budget, renamed,
@@ -32,7 +32,7 @@ from .evaluation._embedders import check_views, view_names
 from .exceptions import GraphemeError, InvalidValueError, ShapeError
 from .model import LearnableMultiModal
 from .objectives import all_zero_error, resolve_weights
-from .stopping import fit_with_stopping
+from .stopping import fit_with_stopping, folds_bytes, planned_folds
 from .training import untrainable_objectives
 from .types import Modality
 
@@ -524,14 +524,29 @@ def member_seeds(seed: IntLike, members: IntLike, *, seed_arg: str = "seed", mem
 TRAINED_BYTES_PER_PARAMETER = 36
 
 
-def refuse_members_beyond_memory(params: int, members: int, arg: str) -> None:
+def refuse_members_beyond_memory(params: int, members: int, arg: str, folds: int = 0) -> None:
     """A :class:`~grapheme_multimodal.TooLargeError` naming ``arg`` when
     ``members`` trained models of ``params`` parameters each, all held at
-    once until the ensemble is made, would not fit in memory: past it, the
+    once until the ensemble is made, would not fit in memory beside the
+    copies that the ``folds`` cross-validation folds of the one training
+    make (:func:`~grapheme_multimodal.stopping.folds_bytes`): past it, the
     members trained until an allocation aborted the process."""
-    refuse_beyond_budget(TRAINED_BYTES_PER_PARAMETER * params * members, arg,
-                         "{members:,} models of {params:,} parameters, each with its training state, take {bytes} bytes",
-                         remedy="fewer members", members=members, params=params)
+    trained, copies = TRAINED_BYTES_PER_PARAMETER * params * members, folds_bytes(params, folds)
+    what = "{members:,} models of {params:,} parameters, each with its training state, take {trained:,} bytes"
+    if copies:
+        what += ", and the {folds} cross-validation folds of a member training {copies:,} more"
+    refuse_beyond_budget(trained + copies, arg, what, remedy="fewer members", members=members, params=params,
+                         trained=trained, folds=folds, copies=copies)
+
+
+def members_at_once(jobs: int, params: int, members: int, folds: int) -> int:
+    """How many of ``members`` models of ``params`` parameters train at once,
+    ``jobs`` at most: fewer when that many, each copying its model for its
+    ``folds`` cross-validation folds (:func:`~grapheme_multimodal.stopping.planned_folds`),
+    would not fit beside the trained members (all were copied at once: past
+    memory, an allocation aborted the process). Each member trains bit for
+    bit the same however many train at once."""
+    return jobs_within_memory(jobs, folds_bytes(params, folds), TRAINED_BYTES_PER_PARAMETER * params * members)
 
 
 def fit_ensemble(
@@ -580,8 +595,13 @@ def fit_ensemble(
             raise renamed(err, {**view_names(modalities, "inputs", "views"), "inputs": "views"}) from None
         # every member is held until the ensemble is made: counted before any trains (by an untrained model of the
         # settings); past memory, the members trained until an allocation aborted the process
-        probe = LearnableMultiModal(input_dims=input_dims, **(settings or TrainingSettings()).model_options())
-        refuse_members_beyond_memory(probe.num_parameters(), members, "members")
+        recipe = settings or TrainingSettings()
+        probe = LearnableMultiModal(input_dims=input_dims, **recipe.model_options())
+        rows = np.shape(next(iter(views.values())))[0]
+        folds = 0 if validation is not None else planned_folds(
+            rows, recipe.validation_fraction, recipe.min_validation_rows, recipe.cv_folds, recipe.patience, recipe.epochs)
+        refuse_members_beyond_memory(probe.num_parameters(), members, "members", folds)
+        jobs = members_at_once(jobs, probe.num_parameters(), members, folds)
         del probe
     if jobs > 1:  # one read-only copy for all the members, not one each (fit copies a writable array for itself)
         views = {v: shared_snapshot(x) for v, x in views.items()}
