@@ -144,6 +144,33 @@ def test_members_at_once_of_the_estimator_and_fit_ensemble_are_as_many_as_memory
     assert calls == [1]
 
 
+def test_a_save_whose_bytes_do_not_fit_is_refused_naming_the_file_not_an_abort(tmp_path, monkeypatch, capsys):
+    """safetensors makes the file's bytes in memory at once, in Rust: an
+    ensemble that fitted trained (16 members under `ulimit -v 3G`), then
+    aborted the process saving it. Refused now, as the MemoryError of a save
+    was, naming the file (--output in grapheme-mm), with nothing written."""
+    from grapheme_multimodal.cli import main
+
+    m = model()
+    m.fit(views(20), epochs=1, batch_size=10, progress=False)
+    monkeypatch.setattr(_validation, "memory_budget", lambda: 1000)
+    with pytest.raises(TooLargeError, match=r"^path: not enough memory to write .*nothing was written") as err:
+        m.save(tmp_path / "m.safetensors")
+    with pytest.raises(TooLargeError, match=r"^path: not enough memory to write"):
+        gm.save_ensemble([m, m], tmp_path / "e.safetensors")
+    assert err.value.arg == "path" and not list(tmp_path.iterdir())
+    monkeypatch.undo()
+    args = cli_train_args(tmp_path, views(20), tmp_path / "cli.safetensors")
+    monkeypatch.setattr(gm.LearnableMultiModal, "save", lambda self, path, **k: _refuse(path))
+    assert main(args) == 2
+    assert capsys.readouterr().err.startswith("grapheme-mm: error: --output: not enough memory to write")
+
+
+def _refuse(path):
+    from grapheme_multimodal.io import not_enough_memory_to_write
+    raise not_enough_memory_to_write(path, 1)
+
+
 # ------------------------------------------------------------- what held
 @pytest.mark.parametrize("value", [0, -1, 2**63, 2**64, 2**100, np.uint64(2**63), True, 3.0])
 @pytest.mark.parametrize("name", ["embed_dim", "hidden_dim", "num_heads", "buffer_size"])

@@ -710,10 +710,13 @@ def _train(args: argparse.Namespace) -> int:
                 fit = functools.partial(distributed.fit, model, num_workers=workers)
                 histories.append(fit_with_stopping(model, inputs, fit=fit, seed=seed, **fit_options))
     with _keeping_new({"--output": args.output}, args.overwrite):
-        if len(models) == 1:
-            models[0].save(args.output, include_experience=False)
-        else:
-            save_ensemble(models, args.output)
+        try:
+            if len(models) == 1:
+                models[0].save(args.output, include_experience=False)
+            else:
+                save_ensemble(models, args.output)
+        except GraphemeError as err:  # the save's name for the file (not enough memory to write it) is not a flag
+            raise renamed(err, {"path": "--output"}) from None
     for j, (history, seed) in enumerate(zip(histories, seeds)):
         who = f"member {j} (seed {seed}): " if len(models) > 1 else ""
         print(f"{who}{_training_summary(history, args, n, n_val, len(files))}")

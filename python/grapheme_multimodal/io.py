@@ -46,7 +46,7 @@ from typing import Any, BinaryIO, Callable, Dict, Iterator, List, Mapping, Named
 import numpy as np
 
 from ._locking import uninterrupted
-from ._validation import is_utf8
+from ._validation import is_utf8, refuse_beyond_budget
 from .exceptions import CheckpointError, InvalidValueError, TooLargeError
 
 try:  # POSIX: in-flight temporary files are locked, so a cleanup can tell them from orphans
@@ -595,6 +595,9 @@ def write_tagged_safetensors(
         # by name, not in the caller's order: a model loaded and saved again (its tensors then in the file's
         # order) gave a file of other bytes than its first save, the same model to a content hash
         meta[CHECKSUM_KEY] = json.dumps({"crc32": sums})
+        # safetensors makes the file's bytes in memory at once, a Rust allocation that aborted the process when
+        # they did not fit (an ensemble trained for hours, then lost saving it); refused, as a MemoryError below
+        refuse_beyond_budget(sum(a.nbytes for a in arrays.values()), "path", "the file's {bytes} bytes")
         data = save(arrays, metadata=meta)
         head = _header_with_sorted_metadata(data)
     except MemoryError:  # the file's bytes are made in memory before any is written
