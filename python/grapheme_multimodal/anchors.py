@@ -176,6 +176,17 @@ def cca_anchor(
             raise InvalidValueError(
                 f"train.views[{view!r}]: every column is constant in the training split, which leaves CCA nothing "
                 "to correlate; expected a view whose values vary", f"train.views[{view!r}]")
+    for view in (query_view, gallery_view):
+        # NIPALS deflates a view by one direction per component: past the view's rank its residual is 0,
+        # and scikit-learn divided by it ("invalid value encountered in divide", then "A has a NaN entry"
+        # for the query view; "y residual is constant" and components of nothing for the gallery view).
+        # The rank of the float32 z-scores, at float32's resolution: what the data can tell apart.
+        rank = int(np.linalg.matrix_rank(train_std[view]))
+        if n_components > rank:
+            raise InvalidValueError(
+                f"n_components: expected at most {rank}, the rank of train.views[{view!r}] standardised (its "
+                f"columns span only {rank} direction{'s' if rank != 1 else ''} over train's events), got "
+                f"{n_components}", "n_components")
     # CCA's NIPALS loop does thousands of tiny matrix-vector products; a
     # multi-threaded BLAS only adds synchronisation (measured 0.8 s with one
     # thread vs 21 s with OpenBLAS's default threads on a busy 2-core machine).

@@ -331,15 +331,20 @@ def _classification_inputs(train_x, train_y, test_x, test_y):
 
 def _class_labels(
     train_y: np.ndarray, test_y: np.ndarray, at_least: int, names: "tuple[str, str]" = ("train_y", "test_y")
-) -> None:
-    """``train_y`` and ``test_y`` as scikit-learn's classifiers read them:
-    class labels (ints, strings, bools, whole floats), ``train_y`` with at
-    least ``at_least`` classes; else scikit-learn's errors, which name
-    neither ("Unknown label type: unknown"). ``names``: the two as the
-    caller knows them (``train.labels`` for a split's)."""
+) -> "tuple[np.ndarray, np.ndarray]":
+    """``train_y`` and ``test_y`` checked to be what scikit-learn's
+    classifiers read: class labels (ints, strings, bools, whole floats),
+    ``train_y`` with at least ``at_least`` classes; else scikit-learn's
+    errors, which name neither ("Unknown label type: unknown"). ``names``:
+    the two as the caller knows them (``train.labels`` for a split's).
+
+    Returns the two as the classifiers are given them: as they are, or
+    integers beyond int64 as their ranks (:func:`_int_label_codes`)."""
     from sklearn.utils.multiclass import type_of_target
 
     train_name, test_name = names
+    classes = np.unique(train_y)  # of the labels as given, for the message below
+    train_y, test_y = _int_label_codes(train_y, test_y)
     for name, y in ((train_name, train_y), (test_name, test_y)):
         try:
             kind = type_of_target(y, input_name=name)
@@ -353,11 +358,30 @@ def _class_labels(
         raise InvalidValueError(
             f"{test_name}: labels are {kinds[test_name]} but {train_name}'{'' if train_name.endswith('s') else 's'} are "
             f"{kinds[train_name]}; expected labels of the same kind", test_name)
-    classes = np.unique(train_y)
     if classes.size < at_least:
         raise InvalidValueError(
             f"{train_name}: expected at least {at_least} classes, got only {classes.tolist()}", train_name
         )
+    return train_y, test_y
+
+
+def _int_label_codes(train_y: np.ndarray, test_y: np.ndarray) -> "tuple[np.ndarray, np.ndarray]":
+    """``train_y`` and ``test_y`` as int64 ranks among the labels of both
+    when one holds integers beyond int64 (Python ints as objects, which
+    :func:`_labels_1d` keeps as they are) and the other integers too; else
+    as they are. scikit-learn calls such labels of "unknown" type (they
+    were refused as "None, or numbers mixed with strings?", where the
+    retrieval scores them); their ranks keep their order, so the k-NN's
+    vote ties still go to the smallest label, and equal labels equal codes."""
+    def ints(y: np.ndarray) -> bool:
+        return y.dtype.kind in "iu" or (y.dtype == object and all(is_int(v) for v in y))
+
+    if not any(y.dtype == object for y in (train_y, test_y)) or not (ints(train_y) and ints(test_y)):
+        return train_y, test_y
+    # Python ints, compared exactly (numpy's integers beside ints past int64 need not be)
+    both = np.array([int(v) for v in train_y] + [int(v) for v in test_y], dtype=object)
+    codes = np.unique(both, return_inverse=True)[1].astype(np.int64).reshape(-1)
+    return codes[: train_y.size], codes[train_y.size :]
 
 
 def _holds_strings(y: np.ndarray) -> bool:
@@ -430,7 +454,7 @@ def knn_accuracy(
             f"k: expected an int in [1, {tx.shape[0]}] (the number of train rows), got {bounded_repr(k)}", "k"
         )
     _sklearn("knn_accuracy")
-    _class_labels(ty, vy, at_least=1)
+    ty, vy = _class_labels(ty, vy, at_least=1)
     from sklearn.neighbors import KNeighborsClassifier
 
     from ._threadpools import one_blas_thread
@@ -470,7 +494,7 @@ def linear_probe_accuracy(
         C, "C", lambda c: c > 0 and float(c) >= 1 / _FLOAT64_MAX, f"a positive number >= {1 / _FLOAT64_MAX:.3g}"
     )
     _sklearn("linear_probe_accuracy")
-    _class_labels(ty, vy, at_least=2)
+    ty, vy = _class_labels(ty, vy, at_least=2)
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler

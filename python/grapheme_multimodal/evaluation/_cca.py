@@ -8,7 +8,8 @@ run time (cca-zoo, which agrees with it, needs Python >= 3.11).
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Tuple, Union
+import contextlib
+from typing import Any, ContextManager, Dict, Optional, Tuple, Union
 
 import numpy as np
 
@@ -16,6 +17,7 @@ from .._validation import (
     FloatLike, IntLike, as_finite_float, describe, is_int, refuse_beyond_budget, refuse_unpaired_frames,
 )
 from .._exact_ints import IntOffset, as_float, beyond_float64, column_minimum, minus
+from .._threadpools import one_blas_thread
 from ..exceptions import InvalidValueError, NonFiniteError, ShapeError, not_fitted_error
 from ..metrics import _column_means, _finite_2d
 
@@ -64,6 +66,21 @@ def _inverse_sqrt(cov: np.ndarray, reg: float) -> np.ndarray:
     ridge = reg * max(float(np.trace(cov)) / cov.shape[0], np.finfo(np.float64).tiny)
     values = np.maximum(values, 0.0) + ridge
     return (vectors / np.sqrt(values)) @ vectors.T
+
+
+def _same_bits() -> ContextManager[None]:
+    """One BLAS thread for the fit's and the scores' products and
+    decompositions, where threadpoolctl (which comes with scikit-learn) is
+    installed: on OpenBLAS's default threads the weights, correlations and
+    scores of the same views differed in their last bits from one thread
+    count to another (a retrieval tie could go either way). One thread is
+    what :func:`~grapheme_multimodal.evaluation.compute_anchors` ran them
+    on already, so its figures are the same bits as before."""
+    try:
+        import threadpoolctl  # noqa: F401
+    except ModuleNotFoundError:  # no way to set BLAS's threads: computed as they are set
+        return contextlib.nullcontext()
+    return one_blas_thread()
 
 
 def _unshifted(mean: np.ndarray, offset: Optional[IntOffset]) -> np.ndarray:
@@ -170,9 +187,11 @@ class ExactCCA:
         x_scale, y_scale = _power_of_two_scale(x), _power_of_two_scale(y)
         x, y = x / x_scale, y / y_scale
         n = x.shape[0]
-        whiten_x = _inverse_sqrt(x.T @ x / (n - 1), reg)
-        whiten_y = _inverse_sqrt(y.T @ y / (n - 1), reg)
-        u, s, vt = np.linalg.svd(whiten_x @ (x.T @ y / (n - 1)) @ whiten_y, full_matrices=False)
+        with _same_bits():
+            whiten_x = _inverse_sqrt(x.T @ x / (n - 1), reg)
+            whiten_y = _inverse_sqrt(y.T @ y / (n - 1), reg)
+            u, s, vt = np.linalg.svd(whiten_x @ (x.T @ y / (n - 1)) @ whiten_y, full_matrices=False)
+            x_weights, y_weights = whiten_x @ u[:, :k], whiten_y @ vt[:k].T
         # Set together once all is computed: a refit that failed halfway (a MemoryError, or
         # LinAlgError "SVD did not converge") kept the old weights beside the new means, and
         # transform then scored with a mix of the two fits without a word.
@@ -181,7 +200,7 @@ class ExactCCA:
         self._x_offset = (x_offset_scale, x_mean)
         self._y_offset = (y_offset_scale, y_mean)
         self._x_int_offset, self._y_int_offset = x_int_offset, y_int_offset
-        self._x_scaled_weights, self._y_scaled_weights = whiten_x @ u[:, :k], whiten_y @ vt[:k].T
+        self._x_scaled_weights, self._y_scaled_weights = x_weights, y_weights
         self._x_scale, self._y_scale = x_scale, y_scale
         with np.errstate(over="ignore", under="ignore"):  # the views' own weights; transform scales instead (subnormal views)
             self.x_weights_ = self._x_scaled_weights / x_scale / x_offset_scale
@@ -223,7 +242,7 @@ class ExactCCA:
             raise ShapeError(f"{name}: expected shape [n, {mean.shape[0]}] (the columns fit saw), got {arr.shape}", name)
         arr = _as_float64(arr, int_offset)  # shifted as fit shifted its integers
         # powers of two: (X - mean) @ x_weights_ where that is finite
-        with np.errstate(over="ignore", invalid="ignore"):
+        with np.errstate(over="ignore", invalid="ignore"), _same_bits():
             scores = ((arr / offset_scale - mean) / scale) @ weights
         finite = np.isfinite(scores).all(axis=1)
         if not finite.all():  # else NaN and inf were returned with numpy's warnings only
