@@ -134,3 +134,26 @@ def test_exact_cca_gives_the_same_bits_on_any_number_of_blas_threads():
             x_scores, y_scores = cca.transform(x, y)
         bits.add(b"".join(v.tobytes() for v in (cca.correlations_, cca.x_weights_, cca.y_weights_, x_scores, y_scores)))
     assert len(bits) == 1
+
+
+@pytest.mark.parametrize("scales", [{0: 1e30}, {2: 1e-3}, {0: 1e300, 1: 1e-300}, {1: 1e-30, 3: 1e12}])
+def test_exact_cca_does_not_depend_on_the_unit_of_a_column(scales):
+    """The ridge was one number for the whole view (reg times the mean
+    variance): a column 1e30 times the others made it 1e60 times their
+    variances, and the correlations came out [0.15, 2e-27, ...] where CCA's
+    are all near 1 (a column 1000 times smaller was already shrunk). Each
+    column is now brought to one scale first, by a power of two."""
+    from grapheme_multimodal.evaluation import ExactCCA
+
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(500, 4))
+    x, y = z @ rng.normal(size=(4, 4)), z @ rng.normal(size=(4, 5)) + 0.01 * rng.normal(size=(500, 5))
+    plain = ExactCCA(4).fit(x, y)
+    scaled_x = x.copy()
+    for column, scale in scales.items():
+        scaled_x[:, column] *= scale
+    scaled = ExactCCA(4).fit(scaled_x, y)
+    np.testing.assert_allclose(scaled.correlations_, plain.correlations_, rtol=1e-5)
+    # its scores correlate with the other view's as the plain fit says (unit variance each, on fit's rows)
+    x_scores, y_scores = scaled.transform(scaled_x, y)
+    np.testing.assert_allclose(np.sum(x_scores * y_scores, axis=0) / (len(x) - 1), plain.correlations_, rtol=1e-5)

@@ -36,6 +36,36 @@ def _power_of_two_scale(centred: np.ndarray) -> float:
     return float(2.0 ** min(np.round(np.log2(largest)), 1023.0)) if largest > 0 else 1.0
 
 
+def _view_scales(centred: np.ndarray) -> np.ndarray:
+    """Per column, the power of two to divide the centred view by: the
+    view's own (:func:`_power_of_two_scale`, which brings its largest
+    magnitude near 1), times a power of two near the column's root mean
+    square relative to the largest column's.
+
+    CCA does not depend on a column's scale, but the ridge does: it is one
+    number for the whole view (``reg`` times the mean variance), so a column
+    1e30 times the others made it 1e60 times their variances, and their
+    correlations came out near 0 (true CCA: 1). Columns brought to one scale
+    are shrunk alike, as by a ridge on each column's own variance, whatever
+    unit each was given in; relative to the largest column's, the scales
+    do not depend on the view's own scale either. Powers of two divide
+    exactly, and the columns of a standardised view (root mean squares all
+    near 1) are all divided by the view's scale alone: the same bits as
+    before columns were scaled."""
+    largest = float(np.abs(centred).max()) if centred.size else 0.0
+    if largest == 0:
+        return np.ones(centred.shape[1])
+    overall = min(float(np.round(np.log2(largest))), 1023.0)
+    peaks = np.abs(centred).max(axis=0)
+    safe = np.where(peaks > 0, peaks, 1.0)
+    # each column's root mean square from its values divided by its largest: no square overflows or underflows
+    rms = safe * np.sqrt(np.mean(np.square(centred / safe), axis=0))
+    # in logarithms: the ratio of a column of 1e-300 to one of 1e300 is 0 in float64
+    relative = np.where(rms > 0, np.round(np.log2(np.where(rms > 0, rms, 1.0)) - np.log2(rms.max())), 0.0)
+    # one power of two per column (ldexp: exact), not the product of two, which could round below the smallest
+    return np.ldexp(1.0, np.clip(overall + relative, -1074, 1023).astype(np.int64))
+
+
 def _offset_scale(view: np.ndarray) -> float:
     """1, or a power of two to divide a view of huge values by before it is
     centred: the column sums behind its mean, and values minus the mean, of
@@ -91,9 +121,11 @@ def _unshifted(mean: np.ndarray, offset: Optional[IntOffset]) -> np.ndarray:
 class ExactCCA:
     """Canonical correlation analysis of two views, solved in closed form.
 
-    With centred views ``X [n, p]`` and ``Y [n, q]``, covariances
-    ``Cxx = XᵀX/(n-1) + r_x I`` (ridge ``r_x = reg · trace/p``, likewise
-    ``Cyy``) and ``Cxy = XᵀY/(n-1)``:
+    With centred views ``X [n, p]`` and ``Y [n, q]``, each column first
+    divided by a power of two near its root mean square (so the ridge
+    shrinks every column alike, whatever its unit: CCA does not depend on a
+    column's scale), covariances ``Cxx = XᵀX/(n-1) + r_x I`` (ridge
+    ``r_x = reg · trace/p``, likewise ``Cyy``) and ``Cxy = XᵀY/(n-1)``:
 
         U S Vᵀ = svd(Cxx^(-1/2) Cxy Cyy^(-1/2))
         x_weights_ = Cxx^(-1/2) U[:, :k],   y_weights_ = Cyy^(-1/2) V[:, :k]
@@ -184,7 +216,9 @@ class ExactCCA:
         x_mean, y_mean = _column_means(x), _column_means(y)
         x = x - x_mean
         y = y - y_mean
-        x_scale, y_scale = _power_of_two_scale(x), _power_of_two_scale(y)
+        # the view near 1 and its columns on one scale (powers of two): XᵀX neither overflows (1e200) nor
+        # underflows (1e-200), and the ridge shrinks every column alike whatever its unit
+        x_scale, y_scale = _view_scales(x), _view_scales(y)
         x, y = x / x_scale, y / y_scale
         n = x.shape[0]
         with _same_bits():
@@ -203,8 +237,8 @@ class ExactCCA:
         self._x_scaled_weights, self._y_scaled_weights = x_weights, y_weights
         self._x_scale, self._y_scale = x_scale, y_scale
         with np.errstate(over="ignore", under="ignore"):  # the views' own weights; transform scales instead (subnormal views)
-            self.x_weights_ = self._x_scaled_weights / x_scale / x_offset_scale
-            self.y_weights_ = self._y_scaled_weights / y_scale / y_offset_scale
+            self.x_weights_ = self._x_scaled_weights / x_scale[:, None] / x_offset_scale
+            self.y_weights_ = self._y_scaled_weights / y_scale[:, None] / y_offset_scale
         self.correlations_ = s[:k]
         return self
 
@@ -233,7 +267,7 @@ class ExactCCA:
 
     @staticmethod
     def _scores(
-        name: str, data: np.ndarray, offset: Tuple[float, np.ndarray], scale: float, weights: np.ndarray,
+        name: str, data: np.ndarray, offset: Tuple[float, np.ndarray], scale: Union[float, np.ndarray], weights: np.ndarray,
         int_offset: Optional[IntOffset] = None,
     ) -> np.ndarray:
         offset_scale, mean = offset
