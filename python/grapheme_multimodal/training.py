@@ -14,6 +14,7 @@ __all__ = ["fit", "History", "MAX_STEPS"]
 
 import math
 import re
+import sys
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -1459,7 +1460,9 @@ def resolve_mode(monitor: str, mode: Any) -> str:
 
 
 def _progress_bar(enabled: bool, total: int) -> Any:
-    if not enabled:
+    if not enabled or sys.stderr is None:
+        # None: no stderr to draw on (started with it closed, pythonw); tqdm's first write raised
+        # AttributeError at the first step, a training lost to its progress bar
         return None
     from tqdm import tqdm
 
