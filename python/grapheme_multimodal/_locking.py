@@ -65,21 +65,37 @@ def uninterrupted() -> Iterator[None]:
     thread (the one ``KeyboardInterrupt`` is raised in) and only under
     Python's own SIGINT handler (a program's own handler is left alone);
     re-entrant. It swaps the handler (some microseconds): not for per-event
-    calls. Enter it after any wait for a lock, which must stay interruptible."""
+    calls. Enter it after any wait for a lock, which must stay interruptible.
+    :func:`interrupt` is held back too, whatever the SIGINT handler."""
     global _holding_back
-    if _holding_back is not None or get_ident() != _MAIN_THREAD or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+    if _holding_back is not None or get_ident() != _MAIN_THREAD:
         yield
         return
     noted: List[int] = []
-    signal.signal(signal.SIGINT, lambda signum, frame: noted.append(signum))
+    # Under another SIGINT handler (ignored: a background job's) only :func:`interrupt` is held back
+    swap = signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    if swap:
+        signal.signal(signal.SIGINT, lambda signum, frame: noted.append(signum))
     _holding_back = noted
     try:
         yield
     finally:
         _holding_back = None
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        if swap:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
         if noted:
             raise KeyboardInterrupt
+
+
+def interrupt() -> None:
+    """Raises ``KeyboardInterrupt`` as Ctrl-C does: at once, or, inside an
+    :func:`uninterrupted` block, when the block ends. For a signal handler
+    that stops the program as Ctrl-C stops it (``grapheme-mm``'s SIGTERM):
+    raised at once, it could land between the two renames of a save."""
+    if _holding_back is not None and get_ident() == _MAIN_THREAD:
+        _holding_back.append(signal.SIGINT)
+        return
+    raise KeyboardInterrupt
 
 
 class ModelLock:
