@@ -22,7 +22,9 @@ import logging
 import math
 import os
 import re
+import signal
 import sys
+import threading
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, Iterator, List, NoReturn, Optional, Sequence, Tuple, Union
@@ -62,37 +64,199 @@ EMBED_BATCH_SIZE = ROWS_PER_CALL
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Entry point; returns the exit status."""
-    parser = _parser()
-    args = parser.parse_args(argv)
-    with _names_printable():
-        return _run(args)
+    """Entry point; returns the exit status (listed in ``--help``: 0, 2, 130, 141, 143)."""
+    if sys.stdout is None or not _is_open(1):
+        # `grapheme-mm ... >&-`: the lines it prints would be lost without a word (--help's went to stderr, exit
+        # 0), and the files it opens could take descriptor 1, which Ray's processes write their output to
+        _say(f"{PROG}: error: standard output is closed; expected somewhere to print (>/dev/null to discard it)")
+        return 2
+    with _standard_error_open(), _standard_output_errors() as stdout:
+        parser = _parser()
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as exit:  # as argparse's: a usage error (2), or --help or --version printed (0)
+            failed = _flushed(stdout) if exit.code == 0 else None  # printed only if it reached stdout
+            if failed is None:
+                raise
+            raise SystemExit(failed) from None
+        except _StandardOutputError as err:  # argparse's own printing drops an OSError, not this
+            raise SystemExit(_standard_output_failed(err.error, stdout)) from None
+        with _names_printable(), _terminating_as_interrupted() as terminated:
+            return _run(args, stdout, terminated)
 
 
-def _run(args: argparse.Namespace) -> int:
+#: ``grapheme-mm``'s exit statuses, listed at the end of ``--help``.
+EXIT_STATUSES = (
+    "exit status: 0 done; 2 an error (a usage error, bad input, a file that cannot be read or written), said in "
+    "one line 'grapheme-mm: error: ...'; 130 interrupted (Ctrl-C), 143 terminated (SIGTERM), leaving the outputs as "
+    "they were; 141 what read standard output stopped reading (`| head`)"
+)
+
+
+def _run(args: argparse.Namespace, stdout: Any, terminated: List[int]) -> int:
     """Runs the parsed command; every error a user can make is one line."""
     try:
         code = args.run(args)
-        if sys.stdout is not None:  # None: started with stdout closed (print writes nowhere)
-            sys.stdout.flush()  # here, not at exit: a reader that has gone is then the BrokenPipeError below
-        return code
-    except BrokenPipeError as exc:
-        if exc.filename is not None:  # a file's, not stdout's
-            print(f"{PROG}: error: {_one_line(exc)}", file=sys.stderr)
-            return 2
-        # What reads stdout stopped (`grapheme-mm info m.safetensors | head -1`): stop quietly, as a
-        # command killed by SIGPIPE, instead of "error: Broken pipe" and a failure of the user's making.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())  # Python's flush of stdout at exit would fail again
-        os.close(devnull)
-        return 128 + 13  # 128 + SIGPIPE, what a shell reports for a command a closed pipe ended
+        return _flushed(stdout) or code  # here, not at exit: a reader that has gone is said as below
+    except _StandardOutputError as err:
+        return _standard_output_failed(err.error, stdout)
     except (ValueError, TypeError, OSError, ModuleNotFoundError, MemoryError) as exc:
         # bad input, unreadable or unwritable files (disk full, permissions), data too large for memory
         print(f"{PROG}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        if terminated:
+            print(f"{PROG}: terminated", file=sys.stderr)
+            return 128 + signal.SIGTERM
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
+
+
+def _is_open(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True
+
+
+def _say(line: str) -> None:
+    """``line`` on stderr, if there is one (``print(file=None)`` prints to stdout)."""
+    if sys.stderr is not None:
+        print(line, file=sys.stderr)
+
+
+@contextlib.contextmanager
+def _standard_error_open() -> Iterator[None]:
+    """With stderr closed (``2>&-``), /dev/null in its place while the
+    command runs: the progress bar wrote to ``sys.stderr``, None, and train
+    died at its first step with exit status 1 and nothing written (its
+    traceback had nowhere to go); and a file the command opens would take
+    descriptor 2, into which whatever writes to stderr (Ray's processes,
+    the core's messages) would write."""
+    if sys.stderr is not None and _is_open(2):
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    if devnull != 2:
+        os.dup2(devnull, 2)
+        os.close(devnull)
+    before = sys.stderr
+    sys.stderr = open(2, "w", closefd=False)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        sys.stderr = before
+
+
+class _StandardOutputError(Exception):
+    """A write to stdout failed (``error``, the ``OSError``): not an
+    ``OSError`` itself, which the code between a ``print`` and :func:`_run`
+    may catch as a file's (a save names its file in such errors)."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+class _Stdout:
+    """``sys.stdout`` while the command runs: its writes' failures are
+    :class:`_StandardOutputError`, said as standard output's ("grapheme-mm:
+    error: standard output: No space left on device"), not as "[Errno 28]
+    No space left on device" after train had saved its checkpoint, which
+    read as the checkpoint's disk being full."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except OSError as exc:
+            raise _StandardOutputError(exc) from None
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except OSError as exc:
+            raise _StandardOutputError(exc) from None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+@contextlib.contextmanager
+def _standard_output_errors() -> Iterator[Any]:
+    """``sys.stdout`` as :class:`_Stdout` in the block; yields the stream it wraps."""
+    stream = sys.stdout
+    sys.stdout = _Stdout(stream)
+    try:
+        yield stream
+    finally:
+        sys.stdout = stream
+
+
+def _flushed(stream: Any) -> Optional[int]:
+    """Flushes stdout (``stream``): None, or the exit status of its failure."""
+    try:
+        stream.flush()
+    except OSError as exc:
+        return _standard_output_failed(exc, stream)
+    return None
+
+
+def _standard_output_failed(exc: OSError, stream: Any) -> int:
+    """The exit status of a write to stdout (``stream``) that failed with ``exc``."""
+    try:
+        fd: Optional[int] = stream.fileno()
+    except (AttributeError, OSError, ValueError):  # not a file's stream (a caller's of main), or closed under us
+        fd = None
+    if fd is not None and _is_open(fd):
+        # what stdout holds unwritten would fail again in Python's flush at exit ("Exception ignored ...")
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, fd)
+        os.close(devnull)
+    if isinstance(exc, BrokenPipeError):
+        # What reads stdout stopped (`grapheme-mm info m.safetensors | head -1`): stop quietly, as a
+        # command killed by SIGPIPE, instead of "error: Broken pipe" and a failure of the user's making.
+        return 128 + signal.SIGPIPE
+    _say(f"{PROG}: error: standard output: {exc.strerror or exc}")  # `> /dev/full`: the lines printed are lost
+    return 2
+
+
+@contextlib.contextmanager
+def _terminating_as_interrupted() -> Iterator[List[int]]:
+    """SIGTERM (``kill``, a job scheduler's stop) ends the command as Ctrl-C
+    does: the save under way discarded, the folders it made removed, one
+    line, exit status 143 (128 + SIGTERM). It killed the process where it
+    stood: a half-written ``.NAME.*.tmp`` of the output's size stayed
+    beside it, and demo's new, empty output folder. Yields the list the
+    signal is noted in. Only where SIGTERM is not already handled (a
+    program that calls :func:`main` keeps its own handler), in the main
+    thread; a second SIGTERM while the first is dealt with is ignored."""
+    terminated: List[int] = []
+    try:
+        own = signal.getsignal(signal.SIGTERM) == signal.SIG_DFL and threading.current_thread() is threading.main_thread()
+    except ValueError:
+        own = False
+    if not own:
+        yield terminated
+        return
+
+    def on_terminate(signum: int, frame: Any) -> None:
+        if terminated:
+            return
+        terminated.append(signum)
+        from ._locking import interrupt
+
+        interrupt()  # held back while a save renames its files, as Ctrl-C is
+
+    signal.signal(signal.SIGTERM, on_terminate)
+    try:
+        yield terminated
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 @contextlib.contextmanager
@@ -205,6 +369,8 @@ def _input_path(text: str) -> Path:
     system can take (see :func:`_refuse_unencodable`)."""
     if not text:
         raise argparse.ArgumentTypeError("expected a file name, got ''")
+    if text == "-" and not os.path.lexists(text):  # was "no file at '-'"
+        raise argparse.ArgumentTypeError("expected a file path, got '-' (standard input, which is not read; ./- for a file named -)")
     _refuse_unencodable(text)
     return Path(text)
 
@@ -260,12 +426,13 @@ def _refuse_standard_output(text: str, kind: str) -> None:
 
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
-        prog=PROG, description="Learnable multimodal fusion and cross-modal binding (grapheme-multimodal)."
+        prog=PROG, description="Learnable multimodal fusion and cross-modal binding (grapheme-multimodal).",
+        epilog=EXIT_STATUSES,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    demo = sub.add_parser("demo", help="train on the UCI Multiple Features digits and measure beside anchors (exact CCA, the raw views)")
+    demo = sub.add_parser("demo", epilog=EXIT_STATUSES, help="train on the UCI Multiple Features digits and measure beside anchors (exact CCA, the raw views)")
     demo.add_argument("--out", type=_output_folder, default=Path("runs/demo"), help="output folder (default: runs/demo)")
     demo.add_argument("--epochs", type=_int, default=None, help="at most this many epochs (default: the recipe's; it stops early on a held-out slice)")
     demo.add_argument("--seed", type=_int, default=0, help="training seed (default %(default)s)")
@@ -277,7 +444,7 @@ def _parser() -> argparse.ArgumentParser:
     _overwrite_arg(demo)
     demo.set_defaults(run=_demo)
 
-    train = sub.add_parser("train", help="train on your own files, one per modality (rows aligned)")
+    train = sub.add_parser("train", epilog=EXIT_STATUSES, help="train on your own files, one per modality (rows aligned)")
     _modality_args(train)
     train.add_argument("--output", "-o", type=_output_file, default=Path("model.safetensors"), help="checkpoint to write (default %(default)s)")
     _overwrite_arg(train)
@@ -390,7 +557,7 @@ def _parser() -> argparse.ArgumentParser:
     _ray_address_arg(train)
     train.set_defaults(run=_train)
 
-    embed = sub.add_parser("embed", help="fused embeddings of your files from a checkpoint")
+    embed = sub.add_parser("embed", epilog=EXIT_STATUSES, help="fused embeddings of your files from a checkpoint")
     embed.add_argument("checkpoint", type=_input_path, help="a model saved by train (or LearnableMultiModal.save)")
     _modality_args(embed)
     embed.add_argument("--output", "-o", type=_output_file, default=Path("embeddings.npy"), help="fused embeddings [N, E] (.npy; default %(default)s)")
@@ -410,7 +577,7 @@ def _parser() -> argparse.ArgumentParser:
     _ray_address_arg(embed)
     embed.set_defaults(run=_embed)
 
-    info = sub.add_parser("info", help="a checkpoint's config, size and training history")
+    info = sub.add_parser("info", epilog=EXIT_STATUSES, help="a checkpoint's config, size and training history")
     info.add_argument("checkpoint", type=_input_path, help="a model saved by train (or LearnableMultiModal.save)")
     info.set_defaults(run=_info)
     return parser

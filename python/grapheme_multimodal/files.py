@@ -75,6 +75,11 @@ def parse_modality_spec(spec: str) -> Tuple[Modality, Path, Optional[str]]:
     why = unencodable(path_text)
     if why is not None:  # every read of it raised a bare UnicodeEncodeError
         raise InvalidValueError(f"--modality: {name}={why}", "--modality")
+    if path_text == "-" and not os.path.lexists(path_text):  # was "file not found: -"
+        raise InvalidValueError(
+            f"--modality: {name}=-: standard input is not read (each file's suffix says how to read it); expected a file "
+            "path (./- for a file named -)", "--modality",
+        )
     if key is None:
         _refuse_key_off_npz(spec, name, Path(path_text))
     return modality, Path(path_text), key
