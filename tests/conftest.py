@@ -101,6 +101,41 @@ def nutrimouse():
         pytest.skip(str(err))
 
 
+class Overlap:
+    """Makes two threads, named ``"first"`` and ``"second"``, overlap inside
+    a call that both reach :meth:`meet` from: the first waits there for the
+    second to arrive, the second for the first to have left (the test sets
+    ``first_out`` when the first thread's call returns). Every wait is
+    bounded by ``timeout`` seconds, so a deadlock fails the test."""
+
+    def __init__(self, timeout: float) -> None:
+        self.in_first, self.in_second, self.first_out = threading.Event(), threading.Event(), threading.Event()
+        self.timeout = timeout
+
+    def meet(self) -> None:
+        if threading.current_thread().name == "first":
+            self.in_first.set()
+            assert self.in_second.wait(self.timeout)
+        else:
+            self.in_second.set()
+            assert self.first_out.wait(self.timeout)
+
+
+@pytest.fixture
+def quiet_ray_data(monkeypatch):
+    """Ray Data's loggers off for a test whose dataset fails in an actor (their
+    records' tracebacks would keep the failed pool alive; see test_distributed)."""
+    import gc
+    import logging
+
+    from grapheme_multimodal.cli import _RAY_DATA_ERROR_LOGGERS
+
+    for name in _RAY_DATA_ERROR_LOGGERS:
+        monkeypatch.setattr(logging.getLogger(name), "disabled", True)
+    yield
+    gc.collect()  # a failed Ray Data run frees its actor pool when its reference cycles are collected
+
+
 def run_concurrently(*targets: Callable[[], object]) -> None:
     """Runs each target in its own thread, all started together; waits for
     all of them and re-raises the first exception any of them raised."""

@@ -34,16 +34,6 @@ def vectors(rows, kind=pa.float32()):
     return ray.data.from_arrow(pa.table({"img": pa.array([list(r) for r in rows], type=pa.list_(kind))}))
 
 
-@pytest.fixture
-def quiet_ray_data(monkeypatch):
-    """Ray Data's loggers off for a test whose dataset fails in an actor (their
-    records' tracebacks would keep the failed pool alive; see test_distributed)."""
-    for name in _RAY_DATA_ERROR_LOGGERS:
-        monkeypatch.setattr(logging.getLogger(name), "disabled", True)
-    yield
-    gc.collect()  # a failed Ray Data run frees its actor pool when its reference cycles are collected
-
-
 # ------------------------------------------------------------------ training
 def interrupt_in_epoch(epoch):
     """A metric that raises KeyboardInterrupt (Ctrl-C) in ``epoch``, after its steps."""

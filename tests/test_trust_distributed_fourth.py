@@ -4,8 +4,6 @@ odd datasets and column types the first three audits
 (test_trust_distributed*.py, test_trust_ray_audit.py) left out. Each test
 says what a user saw before the fix."""
 
-import gc
-import logging
 import os
 import threading
 
@@ -20,20 +18,9 @@ import pyarrow as pa  # noqa: E402  (Ray Data's dependency)
 
 import grapheme_multimodal as gm  # noqa: E402
 from grapheme_multimodal import distributed  # noqa: E402
-from grapheme_multimodal.cli import _RAY_DATA_ERROR_LOGGERS  # noqa: E402
 from test_fit import small_model  # noqa: E402
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(120), pytest.mark.usefixtures("ray_session")]
-
-
-@pytest.fixture
-def quiet_ray_data(monkeypatch):
-    """Ray Data's loggers off for a test whose dataset fails in an actor (their
-    records' tracebacks would keep the failed pool alive; see test_distributed)."""
-    for name in _RAY_DATA_ERROR_LOGGERS:
-        monkeypatch.setattr(logging.getLogger(name), "disabled", True)
-    yield
-    gc.collect()  # a failed Ray Data run frees its actor pool when its reference cycles are collected
 
 
 def images(n=6, seed=0):

@@ -12,18 +12,8 @@ import pytest
 
 import grapheme_multimodal as gm
 from test_trust_core import all_finite_state, same_state, state  # a model's weights and Adam state, compared
+from test_trust_numerics import inputs, small_model  # the first pass's small model and data
 
-E = 16
-DIMS = {"visual": 5, "auditory": 4}
-
-
-def small_model(**kw) -> gm.LearnableMultiModal:
-    return gm.LearnableMultiModal(**{"embed_dim": E, "hidden_dim": 24, "num_heads": 2, "seed": 0, "input_dims": DIMS, **kw})
-
-
-def inputs(rows: int = 16, seed: int = 0) -> dict:
-    rng = np.random.default_rng(seed)
-    return {m: rng.normal(size=(rows, d)) for m, d in DIMS.items()}
 
 
 # ------------------------------------------------- gradients accumulated by backward

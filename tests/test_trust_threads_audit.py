@@ -12,6 +12,8 @@ from typing import Any, Callable, Dict, List
 
 import numpy as np
 import pytest
+
+from conftest import Overlap
 from sklearn.base import clone
 
 from grapheme_multimodal import datasets as gd
@@ -127,7 +129,8 @@ def test_loading_a_data_set_on_two_threads_at_once_leaves_the_warning_filters_al
         table = np.column_stack([rng.normal(size=(2, dim)), [0, 1]])
         np.savetxt(tmp_path / f"mfeat-{name}.csv", table, delimiter=",", header="h", comments="")
     before = list(warnings.filters)
-    in_first, in_second, first_out = threading.Event(), threading.Event(), threading.Event()
+    overlap = Overlap(JOIN_TIMEOUT_S)
+    in_first, first_out = overlap.in_first, overlap.first_out
     during: List[Any] = []
     real = np.loadtxt
 
@@ -136,12 +139,7 @@ def test_loading_a_data_set_on_two_threads_at_once_leaves_the_warning_filters_al
         to come in, the second waits for the first to leave."""
         if Path(args[0]).name == f"mfeat-{gd.VIEW_NAMES[0]}.csv":
             during.append(list(warnings.filters))
-            if threading.current_thread().name == "first":
-                in_first.set()
-                assert in_second.wait(JOIN_TIMEOUT_S)
-            else:
-                in_second.set()
-                assert first_out.wait(JOIN_TIMEOUT_S)
+            overlap.meet()
         return real(*args, **kwargs)
 
     monkeypatch.setattr(np, "loadtxt", loadtxt)

@@ -17,6 +17,8 @@ from typing import Any, Callable, Dict, List
 import numpy as np
 import pytest
 
+from conftest import Overlap
+
 #: A thread still running after this many seconds is taken as hung.
 JOIN_TIMEOUT_S = 5.0
 
@@ -221,18 +223,14 @@ def test_nutrimouse_anchors_on_two_threads_at_once_leave_the_warning_filters_alo
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(16, 5)), rng.normal(size=(16, 4))
     before = list(warnings.filters)
-    in_first, in_second, first_out = threading.Event(), threading.Event(), threading.Event()
+    overlap = Overlap(JOIN_TIMEOUT_S)
+    in_first, first_out = overlap.in_first, overlap.first_out
     during: List[Any] = []
 
     def pausing(real: Callable[..., Any]) -> Callable[..., Any]:
         def fit(self: Any, *args: Any, **kwargs: Any) -> Any:
             during.append(list(warnings.filters))
-            if threading.current_thread().name == "first":
-                in_first.set()
-                assert in_second.wait(JOIN_TIMEOUT_S)
-            else:
-                in_second.set()
-                assert first_out.wait(JOIN_TIMEOUT_S)
+            overlap.meet()
             return real(self, *args, **kwargs)
 
         return fit
