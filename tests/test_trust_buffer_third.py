@@ -104,3 +104,15 @@ def test_bad_alpha_or_beta_is_refused_also_for_a_uniform_sample(arg, value) -> N
     assert err.value.arg == arg
     np.testing.assert_array_equal(buf.sample(3).indices, twin.sample(3).indices)
     np.testing.assert_array_equal(buf.sample(3, alpha=0.0, beta=0.0).indices, twin.sample(3).indices)
+
+
+def test_input_dims_as_a_numpy_array_are_taken_as_the_model_takes_them():
+    """The model's config takes ``input_dims`` as a 1-D array of ints; the
+    buffer refused one ("expected 7 ints ..., got array of shape (7,)")."""
+    dims = np.array([3, 4, 5, 6, 7, 8, 9])
+    buffer = gm.ExperienceBuffer(8, input_dims=dims)
+    assert buffer.input_dims == tuple(int(d) for d in dims) == gm.ExperienceBuffer(8, input_dims=dims.tolist()).input_dims
+    assert all(type(d) is int for d in buffer.input_dims)
+    for bad, error in ((dims.reshape(7, 1), TypeError), (dims[:6], gm.ShapeError), (np.array([3.5] * 7), TypeError)):
+        with pytest.raises(error, match=r"^input_dims"):
+            gm.ExperienceBuffer(8, input_dims=bad)

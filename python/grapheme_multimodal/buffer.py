@@ -136,6 +136,9 @@ class ExperienceBuffer:
             raise TooLargeError(f"capacity: got {self.capacity}; a buffer that large cannot fit in memory", "capacity")
         self.embed_dim = None if embed_dim is None else as_positive_int(embed_dim, "embed_dim")
         if input_dims is not None:
+            # a 1-D array of ints as the model's config takes it (its entries are checked below as any ints)
+            if isinstance(input_dims, np.ndarray) and input_dims.ndim == 1:
+                input_dims = list(input_dims)
             if isinstance(input_dims, (str, bytes)) or not isinstance(input_dims, Sequence):
                 raise TypeError(f"input_dims: expected 7 ints (one per modality) or None, got {describe(input_dims)}")
             if len(input_dims) != NUM_MODALITIES:
