@@ -116,3 +116,23 @@ def test_input_dims_as_a_numpy_array_are_taken_as_the_model_takes_them():
     for bad, error in ((dims.reshape(7, 1), TypeError), (dims[:6], gm.ShapeError), (np.array([3.5] * 7), TypeError)):
         with pytest.raises(error, match=r"^input_dims"):
             gm.ExperienceBuffer(8, input_dims=bad)
+
+
+def test_record_batch_refuses_bad_rewards_before_encoding_or_warning():
+    """A reward array of the wrong shape (or bools) was refused only after
+    the whole batch was encoded and its untrained modalities warned of."""
+    import warnings
+
+    rng = np.random.default_rng(0)
+    model = gm.LearnableMultiModal(embed_dim=8, hidden_dim=8, num_heads=1, input_dims={"visual": 4, "auditory": 3})
+    model.fit({"visual": rng.normal(size=(12, 4)).astype(np.float32)}, epochs=1, progress=False)
+    inputs = {m: rng.normal(size=(5, d)).astype(np.float32) for m, d in (("visual", 4), ("auditory", 3))}
+    for rewards, error in ((np.zeros(4), gm.ShapeError), (np.zeros((5, 1)), gm.ShapeError), (np.ones(5, bool), TypeError)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", gm.UntrainedModalityWarning)  # warned first, this would be raised instead
+            with pytest.raises(error, match=r"^rewards"):
+                model.record_batch(inputs, rewards=rewards)
+    assert model.num_experiences() == 0
+    with pytest.warns(gm.UntrainedModalityWarning):  # a valid call warns as before
+        model.record_batch(inputs, rewards=np.zeros(5))
+    assert model.num_experiences() == 5

@@ -108,12 +108,8 @@ class ExperienceMixin:
         row absent from that modality (see :meth:`prepare_inputs`); the
         buffer keeps zeros for its inputs there, which nothing reads."""
         arrays, mask_arr = self.prepare_inputs(inputs, mask)
-        self._warn_untrained(mask_arr)
-        with self._lock.reading():  # embeddings, fused and strengths of one state
-            emb, fused = self._core.encode_and_fuse(arrays, mask_arr)  # its outputs are allocated fallibly
-            # the pair strengths beside them (their copy of the embeddings aborted under ulimit -v)
-            self._refuse_peak("pair_strengths", len(mask_arr), "inputs", caller="record_batch's pair_strengths")
-            strengths = self._core.pair_strengths(emb, mask_arr)
+        # the rewards' shape before the batch is encoded (and its untrained modalities warned of): a bad
+        # one was refused only after the encoding's work and the warning
         batch = len(mask_arr)
         rewards = as_real_array(rewards, "rewards")
         refuse_bools(rewards, "rewards")
@@ -121,6 +117,12 @@ class ExperienceMixin:
         if rewards.shape not in ((), (batch,)):
             raise ShapeError(f"rewards: expected a number or shape ({batch},), got shape {rewards.shape}", "rewards")
         rewards = np.broadcast_to(rewards, (batch,))
+        self._warn_untrained(mask_arr)
+        with self._lock.reading():  # embeddings, fused and strengths of one state
+            emb, fused = self._core.encode_and_fuse(arrays, mask_arr)  # its outputs are allocated fallibly
+            # the pair strengths beside them (their copy of the embeddings aborted under ulimit -v)
+            self._refuse_peak("pair_strengths", len(mask_arr), "inputs", caller="record_batch's pair_strengths")
+            strengths = self._core.pair_strengths(emb, mask_arr)
         # A buffer without input_dims (one the model's experience setter takes) keeps embeddings only:
         # given inputs, it refused the whole batch, naming an argument the caller never passed.
         buffer = self.experience
