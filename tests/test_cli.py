@@ -437,3 +437,14 @@ def test_embed_writes_the_bytes_np_save_gives(tmp_path, order):
     np.save(expected, array)
     _save_npy(tmp_path / "out.npy", array)
     assert (tmp_path / "out.npy").read_bytes() == expected.getvalue()
+
+
+def test_train_counts_one_modality_and_one_epoch_in_the_singular(user_files, capsys):
+    """The summary printed "1 modalities" and "1 epochs"."""
+    code, out, err = run(
+        capsys, "train", "-m", f"visual={user_files / 'images.npy'}", "--epochs", "1", "--validation-split", "0",
+        "--embed-dim", "8", "--hidden-dim", "8", "--heads", "1", "--output", str(user_files / "one.safetensors"),
+        "--no-progress",
+    )
+    assert code == 0, err
+    assert "trained on 60 rows x 1 modality for 1 epoch: loss " in out, out

@@ -896,12 +896,18 @@ def _training_summary(history: "History", args: argparse.Namespace, n: int, n_va
     last = history.epochs[-1] if history.epochs else {}
     summary = f"loss {last['loss']:.4f}" if "loss" in last else "no epochs run"
     if history.cv_curve is not None:
-        summary += (f", {len(history.epochs)} epochs chosen by {args.cv_folds}-fold cross-validation "
+        summary += (f", {_counted(len(history.epochs), 'epoch')} chosen by {args.cv_folds}-fold cross-validation "
                     f"(mean validation {history.cv_curve[len(history.epochs) - 1]:.4f})")
     elif "val_total" in last:
         summary += f", validation {last['val_total']:.4f} (best epoch {history.best_epoch})"
     rows = n if history.cv_curve is not None or "val_total" not in last else n - n_val
-    return f"trained on {rows} rows x {n_files} modalities for {len(history.epochs)} epochs: {summary}"
+    return (f"trained on {_counted(rows, 'row')} x {_counted(n_files, 'modality', 'modalities')} for "
+            f"{_counted(len(history.epochs), 'epoch')}: {summary}")
+
+
+def _counted(n: int, one: str, many: Optional[str] = None) -> str:
+    """``"1 epoch"``, ``"3 epochs"``: "1 modalities" and "1 epochs" were printed."""
+    return f"{n} {one if n == 1 else many or one + 's'}"
 
 
 def _embed(args: argparse.Namespace) -> int:
