@@ -167,8 +167,10 @@ def signalled(script: str, ready, argv, sig=signal.SIGTERM, ignore_sigint=False)
     """Runs ``script`` with ARGV, sends ``sig`` once it is ready."""
 
     def before_exec() -> None:
-        if ignore_sigint:
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
+        # what a user's terminal gives (a shell starts background jobs, CI's `setsid python -m pytest &`
+        # among them, with SIGINT ignored, which the child would inherit), or a background job's own
+        signal.signal(signal.SIGINT, signal.SIG_IGN if ignore_sigint else signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
     p = subprocess.Popen([sys.executable, "-c", script, str(ready), *map(str, argv)], stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True, preexec_fn=before_exec)
