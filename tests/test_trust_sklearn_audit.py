@@ -79,9 +79,9 @@ def test_lists_of_numpy_dates_or_durations_are_refused_naming_the_view(fitted):
     n = len(Xs[0])
     model, before = est.model_, est.transform(Xs)
     day = np.datetime64("2020-01-01")
-    dates = [[day + i + j for j in range(5)] for i in range(n)]
+    dates = [[day + np.timedelta64(i + j, "D") for j in range(5)] for i in range(n)]
     durations = [[np.timedelta64(i + j, "s") for j in range(5)] for i in range(n)]
-    mixed = [[1.0, 2.0, day + i, 3.0, 4.0] for i in range(n)]  # read as objects
+    mixed = [[1.0, 2.0, day + np.timedelta64(i, "D"), 3.0, 4.0] for i in range(n)]  # read as objects
     cases = [
         ([dates, Xs[1]], r"^Xs\[0\]: got a list read as array of shape \(40, 5\) and dtype datetime64\[D\]"),
         ([Xs[0], tuple(durations)], r"^Xs\[1\]: got a tuple read as array .* dtype timedelta64\[s\]"),
