@@ -188,3 +188,19 @@ def test_batch_size_beyond_the_data_trains_one_batch_and_epochs_beyond_adams_cou
     with pytest.raises(gm.InvalidValueError, match=r"^epochs: .* steps; expected at most"):
         m.fit(views(20), epochs=value, batch_size=10, progress=False)
     assert state(m) == before
+
+
+def test_a_too_large_embed_dim_is_named_not_the_head_that_ends_in_it() -> None:
+    """The recipe's shared head ends in ``embed_dim``: of the equally wide
+    fields the core named the last, ``shared_head`` (``--shared-head`` on the
+    command line), which the user never set."""
+    from grapheme_multimodal.sklearn import MultimodalEmbedder
+
+    rng = np.random.default_rng(0)
+    with pytest.raises(TooLargeError, match=r"^embed_dim: ") as err:
+        MultimodalEmbedder(epochs=1, embed_dim=2**31).fit([rng.normal(size=(20, 3)), rng.normal(size=(20, 2))])
+    assert err.value.arg == "embed_dim"
+    with pytest.raises(TooLargeError, match=r"^embed_dim: "):
+        gm.LearnableMultiModal(embed_dim=2**31, shared_head=(2**31,))
+    with pytest.raises(TooLargeError, match=r"^shared_head: "):  # the widest alone is still named
+        gm.LearnableMultiModal(embed_dim=8, shared_head=(2**30, 8))

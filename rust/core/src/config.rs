@@ -368,6 +368,9 @@ impl Config {
             ("shared_head", widest(&self.shared_head)),
         ]
         .into_iter()
+        // the first of equally wide fields (max_by_key keeps the last): the recipe's head ends in
+        // embed_dim, and a too-large embed_dim was blamed on a shared_head the user never set
+        .rev()
         .max_by_key(|&(_, v)| v)
         .map_or("embed_dim", |(name, _)| name)
     }
