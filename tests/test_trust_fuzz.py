@@ -127,7 +127,7 @@ def test_a_metric_or_objective_weight_float_cannot_read_is_named() -> None:
         with pytest.raises(TypeError, match=r"^metrics\['m'\]: returned .*; expected a real number"):
             model.fit(_data(), epochs=1, progress=False, validation=_data(), metrics={"m": lambda _m, w=weight: w})
     with pytest.raises(TypeError, match=r"^metrics\['m'\]: returned timedelta64; expected a real number"):
-        model.fit(_data(), epochs=1, progress=False, validation=_data(), metrics={"m": lambda _m: np.timedelta64(3)})
+        model.fit(_data(), epochs=1, progress=False, validation=_data(), metrics={"m": lambda _m: np.timedelta64(3, "s")})
     _assert_same_state(before, _state(model))
 
 
