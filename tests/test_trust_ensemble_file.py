@@ -67,13 +67,13 @@ def test_a_forged_list_of_many_members_is_refused_before_building_them(tmp_path,
 
 
 def test_a_member_config_too_large_for_memory_names_the_file_and_the_member(tmp_path) -> None:
-    """An absurd config in members[1] was TooLargeError "hidden_dim: ... more than any address space holds": no file, no member."""
+    """An absurd config in members[1] was TooLargeError "embed_dim: ... more than any address space holds" (the first of its equally wide fields): no file, no member."""
     path = tmp_path / "ens.safetensors"
     save_ensemble([_model(0), _model(1)], path)
     tensors, meta = read_tagged_safetensors(path, ENSEMBLE_FORMAT)
     huge = {**meta["members"][1], "config": {**meta["members"][1]["config"], "embed_dim": 10**9, "hidden_dim": 10**9}}
     write_tagged_safetensors(path, tensors, ENSEMBLE_FORMAT, {**meta, "members": [meta["members"][0], huge]})
-    with pytest.raises(gm.TooLargeError, match=rf"^path: {str(path)!r}: members\[1\]: hidden_dim: ") as info:
+    with pytest.raises(gm.TooLargeError, match=rf"^path: {str(path)!r}: members\[1\]: embed_dim: ") as info:
         load_ensemble(path)
     assert info.value.arg == "path"
 

@@ -49,7 +49,7 @@ def _huge_capacity(meta) -> None:
     meta["experience"]["capacity"] = 10**30
 
 
-@pytest.mark.parametrize("change, field", [(_huge_model, "hidden_dim"), (_huge_buffer_size, "buffer_size"),
+@pytest.mark.parametrize("change, field", [(_huge_model, "embed_dim"), (_huge_buffer_size, "buffer_size"),
                                            (_huge_capacity, "capacity")])
 def test_a_checkpoint_too_large_for_memory_names_the_file(tmp_path, change, field) -> None:
     """LearnableMultiModal.load of a checkpoint whose config (or buffer) is
