@@ -44,8 +44,7 @@ from .ensemble import load_models, save_ensemble
 from .evaluation._ensemble import side_by_side, unit_side_by_side_blocks
 from .stopping import fit_with_stopping, planned_folds
 from .uci import (
-    RECIPE_HIDDEN_DROPOUT, TrainingSettings, check_weights, member_seeds, members_at_once, recipe_head, recipe_skip,
-    refuse_members_beyond_memory,
+    RECIPE_HIDDEN_DROPOUT, TrainingSettings, check_weights, member_seeds, members_within_memory, recipe_head, recipe_skip,
 )
 
 if TYPE_CHECKING:
@@ -137,10 +136,7 @@ def _standard_error_open() -> Iterator[None]:
     if sys.stderr is not None and _is_open(2):
         yield
         return
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    if devnull != 2:
-        os.dup2(devnull, 2)
-        os.close(devnull)
+    _devnull_on(2)
     before = sys.stderr
     sys.stderr = open(2, "w", closefd=False)
     try:
@@ -148,6 +144,14 @@ def _standard_error_open() -> Iterator[None]:
     finally:
         sys.stderr.flush()
         sys.stderr = before
+
+
+def _devnull_on(fd: int) -> None:
+    """/dev/null in place of descriptor ``fd``."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    if devnull != fd:  # a closed fd is the lowest free one: the open took its place already
+        os.dup2(devnull, fd)
+        os.close(devnull)
 
 
 class _StandardOutputError(Exception):
@@ -213,10 +217,7 @@ def _standard_output_failed(exc: OSError, stream: Any) -> int:
     except (AttributeError, OSError, ValueError):  # not a file's stream (a caller's of main), or closed under us
         fd = None
     if fd is not None and _is_open(fd):
-        # what stdout holds unwritten would fail again in Python's flush at exit ("Exception ignored ...")
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, fd)
-        os.close(devnull)
+        _devnull_on(fd)  # what stdout holds unwritten would fail again in Python's flush at exit ("Exception ignored ...")
     if isinstance(exc, BrokenPipeError):
         # What reads stdout stopped (`grapheme-mm info m.safetensors | head -1`): stop quietly, as a
         # command killed by SIGPIPE, instead of "error: Broken pipe" and a failure of the user's making.
@@ -823,8 +824,8 @@ def _train(args: argparse.Namespace) -> int:
     # the process was killed, before a word
     patience = _RECIPE.patience if args.early_stopping is None else args.early_stopping
     folds = planned_folds(n, args.validation_split, args.min_validation_rows, args.cv_folds, patience, args.epochs)
-    if len(seeds) > 1:  # one model: its own constructor's check
-        refuse_members_beyond_memory(first.num_parameters(), len(seeds), "--members", folds)
+    # one model: its own constructor's check; members: all held, and as many trained at once as memory holds
+    at_once = members_within_memory(first.num_parameters(), len(seeds), "--members", folds, len(seeds)) if len(seeds) > 1 else 1
     models = [first] + [new_model(seed) for seed in seeds[1:]]  # every member's config checked before any training
     if not 0 <= args.validation_split < 1:
         raise InvalidValueError(f"--validation-split: expected a fraction in [0, 1), got {args.validation_split}", "--validation-split")
@@ -867,7 +868,7 @@ def _train(args: argparse.Namespace) -> int:
             x.flags.writeable = False
         tasks = [functools.partial(fit_with_stopping, model, inputs, seed=seed, **fit_options) for model, seed in zip(models, seeds)]
         with _named_by_flags(), _named_by_files(files), _stopping_skipped_by_flags():
-            histories = run_tasks(tasks, members_at_once(len(tasks), first.num_parameters(), len(tasks), folds))
+            histories = run_tasks(tasks, at_once)
     else:
         from . import distributed
 

@@ -51,7 +51,7 @@ from .metrics import unit_side_by_side
 from .model import LearnableMultiModal
 from .stopping import fit_with_stopping, planned_folds
 from .types import Modality
-from .uci import TrainingSettings, check_weights, member_seeds, members_at_once, refuse_members_beyond_memory
+from .uci import TrainingSettings, check_weights, member_seeds, members_within_memory
 
 #: The recipe whose settings are the estimator's defaults.
 _RECIPE = TrainingSettings()
@@ -335,8 +335,7 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
         # every member's weights are held at once (models_): past memory, making them aborted the process
         folds = planned_folds(len(views[0]), self.validation_fraction, self.min_validation_rows, self.cv_folds,
                               self.patience, self.epochs)
-        refuse_members_beyond_memory(models[0].num_parameters(), len(seeds), "n_members", folds)
-        jobs = members_at_once(jobs, models[0].num_parameters(), len(seeds), folds)
+        jobs = members_within_memory(models[0].num_parameters(), len(seeds), "n_members", folds, jobs)
         models += [LearnableMultiModal(input_dims=input_dims, **replace(settings, seed=seed).model_options())
                    for seed in seeds[1:]]
         inputs, mask = self._inputs(views)
@@ -700,6 +699,7 @@ def _refuse_times(x: Any, name: str) -> None:
     they were stored in (days for ``M8[D]``, microseconds for pandas 3's
     dates), without a word, or, beside other columns, raised numpy's
     DTypePromotionError naming no view."""
+    refuse_temporal_columns(x, name)  # a polars frame's (numpy made its dates floats)
     dtypes = getattr(x, "dtypes", None)
     # a data frame (a Series' dtypes is its dtype); not `not hasattr(dtypes, "kind")`:
     # a column named "kind" is an attribute of the frame's dtypes
@@ -710,8 +710,6 @@ def _refuse_times(x: Any, name: str) -> None:
                 f"{name}: column {column[0]!r} has dtype {column[1]} (dates or durations); expected numbers: "
                 f"convert it to numbers of a unit you choose first, or pass the numeric columns only, "
                 f"e.g. {name}.select_dtypes('number')")
-    elif hasattr(x, "columns") and hasattr(getattr(x, "schema", None), "items"):  # a polars frame
-        refuse_temporal_columns(x, name)
     elif isinstance(x, np.ndarray) and (x.dtype.kind in "mM" or (x.dtype == object and _holds_times(x))):
         raise TypeError(
             f"{name}: got {describe(x)} (dates or durations); expected numbers: convert them to numbers of a "

@@ -539,13 +539,16 @@ def refuse_members_beyond_memory(params: int, members: int, arg: str, folds: int
                          trained=trained, folds=folds, copies=copies)
 
 
-def members_at_once(jobs: int, params: int, members: int, folds: int) -> int:
+def members_within_memory(params: int, members: int, arg: str, folds: int, jobs: int) -> int:
     """How many of ``members`` models of ``params`` parameters train at once,
-    ``jobs`` at most: fewer when that many, each copying its model for its
-    ``folds`` cross-validation folds (:func:`~grapheme_multimodal.stopping.planned_folds`),
-    would not fit beside the trained members (all were copied at once: past
-    memory, an allocation aborted the process). Each member trains bit for
-    bit the same however many train at once."""
+    ``jobs`` at most, after :func:`refuse_members_beyond_memory` (naming
+    ``arg``) has checked that they all fit once trained: fewer when that
+    many, each copying its model for its ``folds`` cross-validation folds
+    (:func:`~grapheme_multimodal.stopping.planned_folds`), would not fit
+    beside the trained members (all were copied at once: past memory, an
+    allocation aborted the process). Each member trains bit for bit the
+    same however many train at once."""
+    refuse_members_beyond_memory(params, members, arg, folds)
     return jobs_within_memory(jobs, folds_bytes(params, folds), TRAINED_BYTES_PER_PARAMETER * params * members)
 
 
@@ -600,8 +603,7 @@ def fit_ensemble(
         rows = np.shape(next(iter(views.values())))[0]
         folds = 0 if validation is not None else planned_folds(
             rows, recipe.validation_fraction, recipe.min_validation_rows, recipe.cv_folds, recipe.patience, recipe.epochs)
-        refuse_members_beyond_memory(probe.num_parameters(), members, "members", folds)
-        jobs = members_at_once(jobs, probe.num_parameters(), members, folds)
+        jobs = members_within_memory(probe.num_parameters(), members, "members", folds, jobs)
         del probe
     if jobs > 1:  # one read-only copy for all the members, not one each (fit copies a writable array for itself)
         views = {v: shared_snapshot(x) for v, x in views.items()}
