@@ -52,10 +52,15 @@ def describe(x: Any) -> str:
 FROM_NETWORKX = "convert it with grapheme_multimodal.Graph.from_networkx(g)"
 
 
+def _networkx_graph_class() -> Any:
+    """networkx's ``Graph`` if networkx is imported, else None (no graph of
+    it exists before; None too while networkx is mid-import)."""
+    return getattr(sys.modules.get("networkx"), "Graph", None)
+
+
 def is_networkx_graph(x: Any) -> bool:
-    """Whether ``x`` is a networkx graph, without importing networkx (no
-    graph of it exists before it is imported)."""
-    graph = getattr(sys.modules.get("networkx"), "Graph", None)  # None while networkx is mid-import: no graph yet
+    """Whether ``x`` is a networkx graph, without importing networkx."""
+    graph = _networkx_graph_class()
     return graph is not None and isinstance(x, graph)
 
 
@@ -64,7 +69,7 @@ def refuse_networkx_graphs(x: Any, name: str) -> None:
     numbers are expected: numpy reads a graph as the list of its nodes, so
     graphs of nodes ``0..d-1`` became rows ``[0, 1, ..., d-1]`` of features
     (or a sequence's values) without a word."""
-    graph = getattr(sys.modules.get("networkx"), "Graph", None)
+    graph = _networkx_graph_class()
     if graph is None:
         return
     if isinstance(x, (list, tuple)):

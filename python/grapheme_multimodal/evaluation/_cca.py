@@ -8,8 +8,7 @@ run time (cca-zoo, which agrees with it, needs Python >= 3.11).
 
 from __future__ import annotations
 
-import contextlib
-from typing import Any, ContextManager, Dict, Optional, Tuple, Union
+from typing import Any, Dict, Optional, Tuple, Union
 
 import numpy as np
 
@@ -96,21 +95,6 @@ def _inverse_sqrt(cov: np.ndarray, reg: float) -> np.ndarray:
     ridge = reg * max(float(np.trace(cov)) / cov.shape[0], np.finfo(np.float64).tiny)
     values = np.maximum(values, 0.0) + ridge
     return (vectors / np.sqrt(values)) @ vectors.T
-
-
-def _same_bits() -> ContextManager[None]:
-    """One BLAS thread for the fit's and the scores' products and
-    decompositions, where threadpoolctl (which comes with scikit-learn) is
-    installed: on OpenBLAS's default threads the weights, correlations and
-    scores of the same views differed in their last bits from one thread
-    count to another (a retrieval tie could go either way). One thread is
-    what :func:`~grapheme_multimodal.evaluation.compute_anchors` ran them
-    on already, so its figures are the same bits as before."""
-    try:
-        import threadpoolctl  # noqa: F401
-    except ModuleNotFoundError:  # no way to set BLAS's threads: computed as they are set
-        return contextlib.nullcontext()
-    return one_blas_thread()
 
 
 def _unshifted(mean: np.ndarray, offset: Optional[IntOffset]) -> np.ndarray:
@@ -221,7 +205,9 @@ class ExactCCA:
         x_scale, y_scale = _view_scales(x), _view_scales(y)
         x, y = x / x_scale, y / y_scale
         n = x.shape[0]
-        with _same_bits():
+        # one BLAS thread: on OpenBLAS's default threads the weights, correlations and scores of the same views
+        # differed in their last bits from one thread count to another (what compute_anchors ran them on already)
+        with one_blas_thread():
             whiten_x = _inverse_sqrt(x.T @ x / (n - 1), reg)
             whiten_y = _inverse_sqrt(y.T @ y / (n - 1), reg)
             u, s, vt = np.linalg.svd(whiten_x @ (x.T @ y / (n - 1)) @ whiten_y, full_matrices=False)
@@ -276,7 +262,7 @@ class ExactCCA:
             raise ShapeError(f"{name}: expected shape [n, {mean.shape[0]}] (the columns fit saw), got {arr.shape}", name)
         arr = _as_float64(arr, int_offset)  # shifted as fit shifted its integers
         # powers of two: (X - mean) @ x_weights_ where that is finite
-        with np.errstate(over="ignore", invalid="ignore"), _same_bits():
+        with np.errstate(over="ignore", invalid="ignore"), one_blas_thread():
             scores = ((arr / offset_scale - mean) / scale) @ weights
         finite = np.isfinite(scores).all(axis=1)
         if not finite.all():  # else NaN and inf were returned with numpy's warnings only
