@@ -577,6 +577,27 @@ def _unlink_quietly(path: str) -> None:
 FORMAT_NAMES: Dict[str, str] = {}
 
 
+def _other_version(tag: str, raw_meta: Mapping[str, str]) -> str:
+    """What a tag of one of the package's formats at a version this one does
+    not read (``grapheme-multimodal/checkpoint/v2``) says of the file: it
+    was only "not a .../v1 file", which neither said that the file is this
+    library's, written by a newer version, nor what to do; "" for any other tag."""
+    family, slash, _ = tag.rpartition("/")
+    known = sorted(t for t in FORMAT_NAMES if t.rpartition("/")[0] == family) if slash else []
+    if not known:
+        return ""
+    from ._core import __version__
+
+    version = raw_meta.get("library_version")
+    try:
+        version = json.loads(version) if isinstance(version, str) else None
+    except ValueError:
+        version = None
+    by = f"grapheme-multimodal {version:.40}" if isinstance(version, str) else "another version of grapheme-multimodal"
+    return (f": a version of the format this grapheme-multimodal {__version__} does not read (it reads "
+            f"{', '.join(repr(t) for t in known)}), written by {by}; install that version (or a newer one) to load it")
+
+
 def write_tagged_safetensors(
     path: PathLike, tensors: Mapping[str, np.ndarray], fmt: str, metadata: Mapping[str, Any]
 ) -> Path:
@@ -701,7 +722,8 @@ def read_tagged_safetensors(
             raw_meta, entries, data_start = _read_header(f, st.st_size, where, fmt)
             if raw_meta.get(FORMAT_KEY) != fmt:
                 tag = raw_meta.get(FORMAT_KEY)
-                what = (f"its format tag is {tag!r:.80}{FORMAT_NAMES.get(tag, '')}" if tag is not None else "it is a safetensors file without this "
+                what = (f"its format tag is {tag!r:.80}{FORMAT_NAMES.get(tag, '') or _other_version(tag, raw_meta)}"
+                        if tag is not None else "it is a safetensors file without this "
                         "library's format tag, written by another program (PyTorch's or Hugging Face's save_file?)")
                 raise CheckpointError(f"{where} is not a {fmt} file ({what})", "path")
             sums = _stored_checksums(raw_meta, where)

@@ -738,7 +738,10 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         progress and (by default) the experience buffer to ``path``
         (safetensors with checksums; atomic: a failed or killed save leaves
         the previous file intact). :meth:`load` gives the model back, ready
-        to train on exactly as if it had never stopped."""
+        to train on exactly as if it had never stopped. Gradients
+        accumulated by :meth:`backward` and not yet applied are not saved
+        (as in a PyTorch state dict): :meth:`step` before saving mid-way
+        through an accumulation."""
         from .checkpoint import save_checkpoint
 
         save_checkpoint(self, path, check_flag(include_experience, "include_experience"))
