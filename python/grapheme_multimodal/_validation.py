@@ -8,6 +8,7 @@ import contextvars
 import decimal
 import functools
 import numbers
+import operator
 import os
 import re
 import sys
@@ -430,6 +431,15 @@ def is_int(value: Any) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.timedelta64))
 
 
+def exact_int(value: Any) -> int:
+    """``value``, an integer (:func:`is_int`), as the Python int it holds,
+    read once and without its own code: an ``int`` subclass's ``__int__``,
+    ``__index__`` or ``__lt__`` may answer otherwise than its value (a
+    check passed by one answer, and ``int(value)`` used the other: epochs
+    of 3 that trained 0, a batch_size that divided by 0)."""
+    return operator.index(value)  # an int subclass: its value as an exact int, none of its methods called
+
+
 def is_real_number(value: Any) -> bool:
     """Whether ``value`` is a real number, Python's or numpy's (an int or a
     float), and neither a bool nor a ``np.timedelta64`` (see :func:`is_int`)."""
@@ -441,9 +451,10 @@ def as_positive_int(value: Any, name: str) -> int:
     """``value`` as an int when it is an integer > 0 (not a bool)."""
     if not is_int(value):
         raise TypeError(f"{name}: expected a positive int, got {describe(value)}")
-    if value <= 0:
+    number = exact_int(value)  # the number checked is the number returned
+    if number <= 0:
         raise InvalidValueError(f"{name}: expected a positive int, got {value!r}", name)
-    return int(value)
+    return number
 
 
 def is_utf8(text: str) -> bool:
@@ -462,14 +473,11 @@ def as_seed(value: Any, name: str, below: Optional[int] = 2**64, why: str = "") 
     restored from a state. ``below`` is what the consumer takes (2**64 for
     the Rust core's u64, 2**32 for scikit-learn's random_state); ``why`` is
     added to the message after what was expected."""
-    if (
-        not is_int(value)
-        or value < 0
-        or (below is not None and value >= below)
-    ):
+    number = exact_int(value) if is_int(value) else None  # the number checked is the number returned
+    if number is None or number < 0 or (below is not None and number >= below):
         expected = "an int >= 0" if below is None else f"an int in [0, 2**{below.bit_length() - 1})"
         raise InvalidValueError(f"{name}: expected {expected}{why}, got {value!r}", name)
-    return int(value)
+    return number
 
 
 def check_flag(value: Any, name: str) -> bool:

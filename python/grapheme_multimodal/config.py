@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, AbstractSet, Any, Dict, Mapping, Optional, Seq
 import numpy as np
 
 from ._core import DROPOUT_BOUND_WHY, MAX_DIM, MAX_DROPOUT, MAX_FUSION_RESIDUAL, MAX_LAYERS, NUM_MODALITIES, OBJECTIVE_NAMES
-from ._validation import IntLike, as_finite_float, as_seed, check_flag, is_int
+from ._validation import IntLike, as_finite_float, as_seed, check_flag, exact_int, is_int
 from .exceptions import InvalidValueError, ShapeError, TooLargeError
 from .graph import GraphFeaturizer
 from .objectives import check_objective_names
@@ -59,11 +59,12 @@ def _positive(value: float) -> bool:
 def _positive_int(value: Any, name: str) -> int:
     if not is_int(value):
         raise TypeError(f"{name}: expected an int, got {type(value).__name__}")
-    if value <= 0:
+    number = exact_int(value)  # the number checked is the number returned
+    if number <= 0:
         raise InvalidValueError(f"{name}: expected a positive int, got {value}", name)
-    if value > MAX_DIM:  # the model's memory is checked when it is built
+    if number > MAX_DIM:  # the model's memory is checked when it is built
         raise TooLargeError(f"{name}: got {value}; expected at most {MAX_DIM}", name)
-    return int(value)
+    return number
 
 
 def _widths(value: Any, name: str) -> Tuple[int, ...]:

@@ -26,7 +26,7 @@ from ._core import MODALITY_NAMES, NUM_MODALITIES
 from ._parallel import bar_position, check_cancelled
 from ._locking import calling_metric, refuse_in_metric, uninterrupted
 from ._validation import (
-    FloatLike, IntLike, as_finite_float, check_flag, describe, is_int, refuse_beyond_budget, sorted_names,
+    FloatLike, IntLike, as_finite_float, check_flag, describe, exact_int, is_int, refuse_beyond_budget, sorted_names,
 )
 from .averaging import WeightAverage, check_decay
 from .averaging import resume as resume_average
@@ -1091,9 +1091,10 @@ def _uint32_words(value: int) -> List[int]:
 
 def _check_int(value: Any, name: str, minimum: int) -> int:
     """``value`` as a Python int when it is an int (numpy's too, not a bool) >= ``minimum``."""
-    if not is_int(value) or value < minimum:
+    number = exact_int(value) if is_int(value) else None  # the number checked is the number returned
+    if number is None or number < minimum:
         raise InvalidValueError(f"{name}: expected an int >= {minimum}, got {value!r}", name)
-    return int(value)
+    return number
 
 
 #: The most steps Adam counts (as the objectives their draws, one a step):

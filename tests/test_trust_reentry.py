@@ -1,0 +1,67 @@
+"""User code running inside the library's calls: numbers whose own methods
+answer otherwise than their value, the ``fit`` that ``fit_with_stopping``
+calls back, array-likes read more than once. The call either finishes as
+for the plain value or raises a clear error naming the argument, and the
+model is left as it was before the call."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import grapheme_multimodal as gm
+from grapheme_multimodal.stopping import fit_with_stopping
+
+from test_trust_model import small_model, snapshot, synthetic
+
+
+# ------------------------------------------------------- numbers read once
+class _IntOtherwise(int):
+    """An int whose conversions answer 0 and whose comparisons say it is
+    never smaller: a check by one answer, a use by the other."""
+
+    def __int__(self) -> int:
+        return 0
+
+    def __index__(self) -> int:
+        return 0
+
+    def __lt__(self, other: object) -> bool:
+        return False
+
+    def __le__(self, other: object) -> bool:
+        return False
+
+
+def test_an_int_subclass_is_taken_as_the_value_it_holds_in_fit() -> None:
+    """Checked by its own ``<`` and then converted by its own ``__int__``:
+    epochs of 3 trained 0 epochs without a word, batch_size 2 divided by
+    zero (a bare ZeroDivisionError) and batch_size 0 passed the check."""
+    data = synthetic(64)
+    model = small_model()
+    history = model.fit(data, epochs=_IntOtherwise(3), batch_size=_IntOtherwise(32), progress=False)
+    assert len(history.epochs) == 3 and model.epochs_trained == 3
+    twin = small_model()
+    twin.fit(data, epochs=3, batch_size=32, progress=False)
+    assert snapshot(model)[0] == snapshot(twin)[0]  # the same training as for the plain ints
+    for name, value in (("batch_size", _IntOtherwise(0)), ("early_stopping", _IntOtherwise(0)), ("seed", _IntOtherwise(-1))):
+        model = small_model()
+        before = snapshot(model)
+        with pytest.raises(gm.InvalidValueError, match=rf"^{name}: expected an int >= [01], got -?[01]$") as err:
+            model.fit(data, epochs=1, validation=synthetic(20, seed=1), progress=False, **{name: value})
+        assert err.value.arg == name and snapshot(model) == before
+
+
+def test_an_int_subclass_is_taken_as_the_value_it_holds_for_sizes_and_seeds() -> None:
+    """The model's sizes and seed, and an experience buffer's capacity:
+    what was checked is what is used."""
+    model = gm.LearnableMultiModal(embed_dim=_IntOtherwise(8), hidden_dim=_IntOtherwise(16), num_heads=2,
+                                   seed=_IntOtherwise(5), input_dims={"visual": 10, "auditory": 6})
+    assert (model.config.embed_dim, model.config.hidden_dim, model.config.seed) == (8, 16, 5)
+    with pytest.raises(gm.InvalidValueError, match=r"^embed_dim: expected a positive int, got 0$"):
+        gm.LearnableMultiModal(embed_dim=_IntOtherwise(0))
+    with pytest.raises(gm.InvalidValueError, match=r"^seed: expected an int in \[0, 2\*\*64\), got -1$"):
+        gm.LearnableMultiModal(seed=_IntOtherwise(-1))
+    assert gm.ExperienceBuffer(_IntOtherwise(4)).capacity == 4
+    with pytest.raises(gm.InvalidValueError, match=r"^capacity: expected a positive int, got 0$"):
+        gm.ExperienceBuffer(_IntOtherwise(0))
