@@ -65,3 +65,33 @@ def test_an_int_subclass_is_taken_as_the_value_it_holds_for_sizes_and_seeds() ->
     assert gm.ExperienceBuffer(_IntOtherwise(4)).capacity == 4
     with pytest.raises(gm.InvalidValueError, match=r"^capacity: expected a positive int, got 0$"):
         gm.ExperienceBuffer(_IntOtherwise(0))
+
+
+# ------------------------------------------- the fit that fit_with_stopping calls
+@pytest.mark.parametrize("fraction", [0.2, 0.5, 0.0], ids=["cross-validation", "slice", "none-held-out"])
+@pytest.mark.parametrize("returned", [None, 3, {"epochs": []}])
+def test_a_fit_that_returns_no_history_is_named_and_its_training_undone(fraction, returned) -> None:
+    """``fit_with_stopping(fit=...)`` read ``history.epochs`` of what the
+    caller's fit returned after the final fit had trained the model: an
+    AttributeError on ``None``, the model left trained; on the other paths
+    the value was returned as the History."""
+    data = synthetic(64)
+    model = small_model()
+    before = snapshot(model)
+
+    def fit(inputs, **options):
+        model.fit(inputs, **options)  # trains, then forgets to return the History
+        return returned
+
+    with pytest.raises(TypeError, match=r"^fit: returned (NoneType|int|dict); expected the History of the fit it ran"):
+        fit_with_stopping(model, data, validation_fraction=fraction, patience=1, monitor="val_total" if fraction else "loss",
+                          epochs=2, progress=False, fit=fit)
+    assert snapshot(model) == before
+
+
+def test_a_fit_that_returns_its_history_is_what_fit_with_stopping_returns() -> None:
+    data = synthetic(64)
+    model = small_model()
+    history = fit_with_stopping(model, data, validation_fraction=0.2, patience=1, monitor="val_total", epochs=2,
+                                progress=False, fit=lambda inputs, **options: model.fit(inputs, **options))
+    assert isinstance(history, gm.History) and history.cv_curve is not None and model.epochs_trained == len(history.epochs)

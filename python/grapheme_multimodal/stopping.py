@@ -180,7 +180,7 @@ def fit_with_stopping(
     if fit is not None and not callable(fit):  # else "'str' object is not callable", after the checks of the data
         raise TypeError(f"fit: expected None or a callable fit(inputs, **options) -> History (such as "
                         f"distributed.fit), got {describe(fit)}")
-    fit = fit or model.fit
+    fit = model.fit if fit is None else _returning_history(fit, model)
     fit_options["seed"] = seed  # shuffles and dropout, as the held-out rows
     if validation is not None:
         try:
@@ -265,6 +265,26 @@ def fit_with_stopping(
     # folds chose is len(history.epochs), its place in cv_curve.
     history.monitor, history.best_epoch, history.cv_curve = monitor, history.epochs[-1]["epoch"], curve
     return history
+
+
+def _returning_history(fit: FitFn, model: "LearnableMultiModal") -> FitFn:
+    """The caller's ``fit``, refusing what it returns unless a
+    :class:`History` (``TypeError`` naming ``fit``), with ``model`` put back
+    as it was before that call: ``history.epochs`` of ``None`` was an
+    ``AttributeError`` once it had trained the model for cross-validation's
+    count of epochs, which stayed trained, and any other value was returned
+    as this function's History."""
+
+    def checked(*args: Any, **kwargs: Any) -> History:
+        before = _TrainingState.of(model)
+        history = fit(*args, **kwargs)
+        if not isinstance(history, History):
+            before.restore(model)
+            raise TypeError(f"fit: returned {describe(history)}; expected the History of the fit it ran (as "
+                            "LearnableMultiModal.fit and distributed.fit return)")
+        return history
+
+    return checked
 
 
 def _warn_stopping_skipped(n: int, validation_fraction: FloatLike, patience: int, epochs: int) -> None:
