@@ -95,3 +95,56 @@ def test_a_fit_that_returns_its_history_is_what_fit_with_stopping_returns() -> N
     history = fit_with_stopping(model, data, validation_fraction=0.2, patience=1, monitor="val_total", epochs=2,
                                 progress=False, fit=lambda inputs, **options: model.fit(inputs, **options))
     assert isinstance(history, gm.History) and history.cv_curve is not None and model.epochs_trained == len(history.epochs)
+
+
+# ------------------------------------------------ inputs read once, then sliced
+class _ReadsOtherwise:
+    """An array-like whose ``__array__`` gives ``rows`` up to its ``good``-th
+    read and ``later(rows)`` after."""
+
+    def __init__(self, rows: np.ndarray, good: int, later) -> None:
+        self.rows, self.good, self.later, self.reads = rows, good, later, 0
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        self.reads += 1
+        rows = self.rows if self.reads <= self.good else self.later(self.rows)
+        return rows if dtype is None else rows.astype(dtype)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+def _with_nan(rows: np.ndarray) -> np.ndarray:
+    rows = rows.copy()
+    rows[5, 0] = np.nan
+    return rows
+
+
+@pytest.mark.parametrize("fraction", [0.2, 0.5], ids=["cross-validation", "slice"])
+@pytest.mark.parametrize("later", [lambda rows: rows[:-10], _with_nan, lambda rows: np.hstack([rows, rows])],
+                         ids=["fewer-rows", "nan", "wider"])
+def test_fit_with_stopping_trains_on_the_inputs_it_checked(fraction, later) -> None:
+    """The rows were read to count them, again to check them, and again for
+    each slice, fold and the final fit: rows that changed between reads
+    were an IndexError, a NaN named as row 3 of ``data`` (or ``validation``),
+    arguments the caller never gave, or the wrong width blamed on them. Read
+    once after the count, they train as the same rows given as an array."""
+    data = synthetic(64)
+    options = dict(validation_fraction=fraction, patience=1, monitor="val_total", epochs=2, progress=False)
+    model, twin = small_model(), small_model()
+    hostile = {"visual": _ReadsOtherwise(data["visual"], 2, later), "auditory": data["auditory"]}
+    history = fit_with_stopping(model, hostile, **options)
+    assert hostile["visual"].reads == 2  # counted, then read once
+    expected = fit_with_stopping(twin, data, **options)
+    assert history.epochs == [{**e, "seconds": h["seconds"]} for e, h in zip(expected.epochs, history.epochs)]
+    assert snapshot(model)[:3] == snapshot(twin)[:3]
+
+
+def test_inputs_whose_rows_change_between_the_count_and_the_read_are_refused() -> None:
+    data = synthetic(64)
+    model = small_model()
+    before = snapshot(model)
+    hostile = {"visual": _ReadsOtherwise(data["visual"], 1, lambda rows: rows[:-10]), "auditory": data["auditory"]}
+    with pytest.raises(gm.ShapeError, match=r"^inputs: 64 rows when first read and 54 when read again") as err:
+        fit_with_stopping(model, hostile, validation_fraction=0.2, patience=1, monitor="val_total", epochs=2, progress=False)
+    assert err.value.arg == "inputs" and snapshot(model) == before

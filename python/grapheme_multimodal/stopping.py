@@ -27,7 +27,8 @@ import numpy as np
 from ._locking import refuse_in_metric
 from ._core import MODALITY_NAMES
 from ._validation import (
-    FloatLike, IntLike, as_real_array, caller_level, describe, precision_checked, precision_scoped, refuse_beyond_budget, renamed,
+    INPUTS_MASKED_REMEDY, FloatLike, IntLike, as_real_array, caller_level, describe, precision_checked, precision_scoped,
+    refuse_beyond_budget, renamed,
 )
 from .exceptions import EarlyStoppingSkippedWarning, GraphemeError, InvalidValueError, NonFiniteError, ShapeError
 from .graph import is_graph_list, refuse_stray_graphs
@@ -36,6 +37,7 @@ from .training import (
     History, _TrainingState, _check_fraction, _check_int, _check_monitor, _checked_metrics, as_dataset, check_something_trains,
     check_validation_measures, overflow_in_user_rows, holdout_rows, resolve_mode,
 )
+from .types import Modality
 
 if TYPE_CHECKING:
     from .model import LearnableMultiModal
@@ -206,6 +208,16 @@ def fit_with_stopping(
                 before.restore(model)
                 raise
         return history
+    # What is checked below is what the slices, the folds and the final fit take: an array-like
+    # read again for each of them could give other rows than those checked (a bare IndexError,
+    # a NaN named as a row of a `validation` the caller never gave)
+    inputs, mask = _read_once(inputs, mask)
+    now = _row_count(inputs, mask)
+    if now != n:
+        raise ShapeError(
+            f"inputs: {n} rows when first read and {now} when read again; expected inputs that give the same rows "
+            "every time they are read (an array-like whose __array__ changes its answer)", "inputs",
+        )
     # Checked whole before it is split: an error names the user's row, not a
     # row of the slice or a fold, and nothing has trained yet.
     data = as_dataset(model, inputs, mask, "inputs", for_training=True, snapshot=False)
@@ -325,6 +337,32 @@ def _row_count(inputs: Mapping[Any, Any], mask: Any) -> int:
             raise ShapeError(f"{name}: expected one row per sample, got a scalar {describe(value)}", name)
         return len(rows)
     return 0
+
+
+def _read_once(inputs: Mapping[Any, Any], mask: Any) -> Tuple[Dict[Any, Any], Any]:
+    """``inputs`` as a dict and ``mask``, each array-like among them read
+    once into an array (its values as given, as :func:`_take` reads them).
+    Kept as they are: ``None``, numpy arrays (masked ones too, which ``fit``
+    refuses with its own words), lists of graphs (which ``fit``
+    featurises) and data frames with an index (whose pairing ``fit``
+    checks)."""
+
+    def read(x: Any, name: str) -> Any:
+        if x is None or isinstance(x, np.ndarray) or is_graph_list(x) or hasattr(getattr(x, "index", None), "equals"):
+            return x
+        try:
+            return as_real_array(x, name, INPUTS_MASKED_REMEDY)
+        except (TypeError, ValueError):  # numpy's "dtype object" named neither a stray item nor the graphs
+            refuse_stray_graphs(x, name)
+            raise
+
+    def name_of(key: Any) -> str:
+        try:  # fit's name for it: inputs['visual'] whatever the key (a Modality, an index)
+            return f"inputs[{str(Modality.parse(key, 'inputs'))!r}]"
+        except (TypeError, ValueError):  # a key fit refuses, by its own words
+            return f"inputs[{key!r}]"
+
+    return {m: read(x, name_of(m)) for m, x in dict(inputs).items()}, read(mask, "mask")
 
 
 def _take(inputs: Mapping[Any, Any], mask: Optional[np.ndarray], rows: np.ndarray) -> Tuple[Dict[Any, Any], Optional[np.ndarray]]:
