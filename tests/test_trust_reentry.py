@@ -148,3 +148,28 @@ def test_inputs_whose_rows_change_between_the_count_and_the_read_are_refused() -
     with pytest.raises(gm.ShapeError, match=r"^inputs: 64 rows when first read and 54 when read again") as err:
         fit_with_stopping(model, hostile, validation_fraction=0.2, patience=1, monitor="val_total", epochs=2, progress=False)
     assert err.value.arg == "inputs" and snapshot(model) == before
+
+
+# ------------------------------------------------ a caller's bind working in place
+def test_a_bind_that_works_in_place_changes_neither_the_embeddings_nor_the_score() -> None:
+    """binder_auc handed the caller's own arrays to ``bind``: one that
+    scaled its arguments in place doubled the caller's embeddings on every
+    call, and the negative pairs (scored after the positives) were scored on
+    other values than the positives."""
+    from grapheme_multimodal import evaluation
+
+    rng = np.random.default_rng(0)
+    views = {v: rng.normal(size=(30, 4)) for v in ("a", "b", "c")}
+    kept = {v: x.copy() for v, x in views.items()}
+
+    def in_place(a, b):
+        a -= 1.0  # as a centring or a normalisation in place would
+        b *= 3.0
+        return (a * b).sum(axis=1)
+
+    def pure(a, b):
+        return ((a - 1.0) * (b * 3.0)).sum(axis=1)
+
+    assert evaluation.binder_auc(in_place, views) == evaluation.binder_auc(pure, views)
+    for v, x in views.items():
+        np.testing.assert_array_equal(x, kept[v], err_msg=v)

@@ -91,8 +91,10 @@ def binder_auc(
     negatives: list[np.ndarray] = []
     for i, j in ordered_pairs(names):
         other = (np.arange(n) + rng.integers(1, n, size=n)) % n
-        for scores, second in ((positives, view_embeddings[j]), (negatives, np.asarray(view_embeddings[j])[other])):
-            strengths = np.asarray(bind(view_embeddings[i], second))
+        # copies (the negatives' second side is one): a bind that works in place (a *= 2, a /= norms) changed
+        # the caller's embeddings, and scored the pairs after it (the negatives, the next views) on other values
+        for scores, second in ((positives, _own(view_embeddings[j])), (negatives, np.asarray(view_embeddings[j])[other])):
+            strengths = np.asarray(bind(_own(view_embeddings[i]), second))
             if strengths.shape != (n,):  # a scalar or [N, E] was a numpy error, or scores named positive_scores
                 raise ShapeError(f"bind: returned shape {strengths.shape} for views {i!r}, {j!r}; expected ({n},), "
                                  "one strength per row", "bind")
@@ -103,6 +105,12 @@ def binder_auc(
                 raise NonFiniteError(f"bind: returned NaN or inf for views {i!r}, {j!r}; expected finite strengths", "bind")
             scores.append(strengths)
     return roc_auc(np.concatenate(positives), np.concatenate(negatives))
+
+
+def _own(x: Any) -> Any:
+    """A copy of the array ``x`` for a caller's function to do with as it
+    likes (anything else as it is)."""
+    return x.copy() if isinstance(x, np.ndarray) else x
 
 
 def evaluate_model(
