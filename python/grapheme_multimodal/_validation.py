@@ -437,7 +437,9 @@ def exact_int(value: Any) -> int:
     ``__index__`` or ``__lt__`` may answer otherwise than its value (a
     check passed by one answer, and ``int(value)`` used the other: epochs
     of 3 that trained 0, a batch_size that divided by 0)."""
-    return operator.index(value)  # an int subclass: its value as an exact int, none of its methods called
+    number = operator.index(value)  # numpy's integers: an exact int
+    # an int subclass: Python < 3.10's operator.index hands it back as it is; int's own __index__ copies its value
+    return number if type(number) is int else int.__index__(number)
 
 
 def is_real_number(value: Any) -> bool:
