@@ -5,6 +5,7 @@ Adam state, standardisation and weight average from different moments."""
 from __future__ import annotations
 
 import _thread
+import os
 import signal
 
 import numpy as np
@@ -188,3 +189,51 @@ def test_an_interrupt_as_a_step_ends_never_leaves_stale_cached_results_looking_c
     monkeypatch.undo()
     assert snapshot(model)[:2] == snapshot(reference)[:2], "the step was taken"
     assert np.array_equal(model.fuse_event(event), reference.fuse_event(event)), "not the result cached before the step"
+
+
+class _SignallingCore(_InterruptingCore):
+    """As :class:`_InterruptingCore`, but the ``nth`` call is followed by the signal ``signum``."""
+
+    def __init__(self, core, method: str, nth: int, signum: int) -> None:
+        super().__init__(core, method, nth)
+        self._signum = signum
+
+    def __getattr__(self, name: str):
+        attr = getattr(self._core, name)
+        if name != self._method:
+            return attr
+
+        def counted(*args, **kwargs):
+            result = attr(*args, **kwargs)
+            self.calls += 1
+            if self.calls == self._nth:
+                os.kill(os.getpid(), self._signum)  # its Python handler runs as os.kill returns
+            return result
+
+        return counted
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGUSR1])
+def test_a_programs_own_signal_handler_sees_the_model_whole_not_half_loaded(signum) -> None:
+    """A "save on SIGTERM" handler runs in the main thread between two of its calls; the model's lock
+    lets that thread read, so it saved weights of which half were loaded. It is held back to the end
+    of the change, then run; the program's handler is back in place afterwards."""
+    model = small_model()
+    other = small_model()
+    other.train_step(synthetic(32))
+    target = other.state_dict()
+    seen: list = []
+
+    def save_on_signal(signum, frame) -> None:
+        seen.append(model.state_dict())
+
+    previous = signal.signal(signum, save_on_signal)
+    try:
+        model._core = _SignallingCore(model._core, "set_param", 2, signum)
+        model.load_state_dict(target)
+        model._core = model._core._core
+        assert signal.getsignal(signum) is save_on_signal
+    finally:
+        signal.signal(signum, previous)
+    assert len(seen) == 1, "the handler ran once, after the load"
+    assert all(np.array_equal(v, target[k]) for k, v in seen[0].items()), "the handler saw every tensor loaded"

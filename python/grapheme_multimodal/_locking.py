@@ -46,7 +46,7 @@ import signal
 import threading
 import weakref
 from threading import get_ident
-from typing import Any, Callable, Iterator, List, Optional, TypeVar
+from typing import Any, Callable, Iterator, List, Optional, Tuple, TypeVar
 
 from . import _core
 
@@ -56,33 +56,49 @@ _MAIN_THREAD = threading.main_thread().ident
 _holding_back: Optional[List[int]] = None  # the Ctrl-Cs noted by the `uninterrupted` block in progress
 
 
+#: Every signal a program may handle (SIGKILL and SIGSTOP cannot be), as plain ints: scanned on each
+#: `uninterrupted` block (about 25 µs), since a handler may be set at any time.
+_CATCHABLE = tuple(int(s) for s in sorted(signal.valid_signals()) if s not in (signal.SIGKILL, signal.SIGSTOP))
+
+
 @contextlib.contextmanager
 def uninterrupted() -> Iterator[None]:
     """``with uninterrupted():`` holds Ctrl-C back until the block ends,
     then raises it: for a change of the model made of several calls
     (loading each weight tensor, restoring weights then Adam state), which
-    an interrupt between two calls would leave half made. Only in the main
-    thread (the one ``KeyboardInterrupt`` is raised in) and only under
-    Python's own SIGINT handler (a program's own handler is left alone);
-    re-entrant. It swaps the handler (some microseconds): not for per-event
-    calls. Enter it after any wait for a lock, which must stay interruptible.
-    :func:`interrupt` is held back too, whatever the SIGINT handler."""
+    an interrupt between two calls would leave half made. The program's
+    own Python signal handlers (a SIGTERM handler that saves the model,
+    say) are held back too, and run, in the order their signals came, when
+    the block ends: run in the middle, in this same thread, they would see
+    (and save) the model half changed. Only in the main thread (the one
+    Python runs signal handlers in); re-entrant. It swaps the handlers
+    (some tens of microseconds): not for per-event calls. Enter it after
+    any wait for a lock, which must stay interruptible. :func:`interrupt`
+    is held back too, whatever the SIGINT handler."""
     global _holding_back
     if _holding_back is not None or get_ident() != _MAIN_THREAD:
         yield
         return
     noted: List[int] = []
-    # Under another SIGINT handler (ignored: a background job's) only :func:`interrupt` is held back
-    swap = signal.getsignal(signal.SIGINT) is signal.default_int_handler
-    if swap:
-        signal.signal(signal.SIGINT, lambda signum, frame: noted.append(signum))
+    came: List[Tuple[int, Any]] = []  # the signals of the program's own handlers, with their frames
+    # Python's own SIGINT handler raises KeyboardInterrupt when the block ends; a Python handler of any
+    # signal (the program's own SIGINT handler too) is called then; the C-level ones (ignored: a background
+    # job's SIGINT; the default: SIGTERM ends the process) are left as they are
+    held = {signum: handler for signum in _CATCHABLE if callable(handler := signal.getsignal(signum))}
+    for signum in held:
+        signal.signal(signum, lambda signum, frame: came.append((signum, frame)))
     _holding_back = noted
     try:
         yield
     finally:
         _holding_back = None
-        if swap:
-            signal.signal(signal.SIGINT, signal.default_int_handler)
+        for signum, handler in held.items():
+            signal.signal(signum, handler)
+        for signum, frame in came:
+            if held[signum] is signal.default_int_handler:
+                noted.append(signum)
+            else:
+                held[signum](signum, frame)
         if noted:
             raise KeyboardInterrupt
 
