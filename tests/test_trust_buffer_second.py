@@ -247,7 +247,7 @@ def test_a_batchs_positions_after_a_clear_or_load_are_refused(tmp_path) -> None:
         change(buf)
         buf.extend(**rows(6, first_id=50))
         before = priorities_by_event(buf)
-        with pytest.raises(gm.InvalidValueError, match=r"^positions: .*sampled before the buffer was cleared or loaded") as err:
+        with pytest.raises(gm.InvalidValueError, match=r"^positions: .*from this one before a clear\(\) or load\(\)") as err:
             buf.update_priorities(batch.indices, [5.0, 6.0, 7.0])
         assert err.value.arg == "positions" and priorities_by_event(buf) == before
 
@@ -258,10 +258,151 @@ def test_positions_given_as_a_copy_or_a_list_are_todays_positions() -> None:
     buf = full_buffer()
     batch = buf.sample(2)
     buf.extend(**rows(1, first_id=100))
-    for positions in (batch.indices.tolist(), batch.indices.copy()):
+    for positions in (batch.indices.tolist(), batch.indices.copy(), np.array(batch.indices)):
         buf.update_priorities(positions, [7.0, 8.0])
         now = buf.batch(positions)
         assert dict(zip(now.event_ids.tolist(), [7.0, 8.0])).items() <= priorities_by_event(buf).items()
+
+
+def updated_events(buf: ExperienceBuffer, at_least: float = 500.0) -> dict:
+    return {event: p for event, p in priorities_by_event(buf).items() if p >= at_least}
+
+
+def pickled(buf: ExperienceBuffer) -> ExperienceBuffer:
+    import pickle
+
+    return pickle.loads(pickle.dumps(buf))
+
+
+@pytest.mark.parametrize("twin_of", [pytest.param(lambda b: __import__("copy").copy(b), id="copy"),
+                                     pytest.param(lambda b: __import__("copy").deepcopy(b), id="deepcopy"),
+                                     pytest.param(pickled, id="pickle")])
+def test_a_batchs_indices_reach_its_experiences_in_a_copy_of_the_buffer(twin_of) -> None:
+    """A copy or pickle of the buffer (a Ray replica) did not know the
+    batches sampled from its original: after records evicted the oldest,
+    update_priorities(batch.indices, ...) took them as positions now and
+    set the priorities of other experiences (of ones recorded since, even)
+    without a word, where the original shifted them. The copy holds the
+    same experiences: now they reach the batch's own there too."""
+    buf = full_buffer()
+    batch = buf.sample(3, prioritized=True)
+    twin = twin_of(buf)
+    twin.extend(**rows(2, first_id=100))
+    twin.update_priorities(batch.indices, [500.0, 600.0, 700.0])
+    expected = {e: p for e, p in zip(batch.event_ids.tolist(), [500.0, 600.0, 700.0]) if e >= 2}
+    assert updated_events(twin) == expected and updated_events(buf) == {}
+    # the copy of a copy too
+    grand = twin_of(twin)
+    grand.extend(**rows(1, first_id=200))
+    grand.update_priorities(batch.indices, [800.0, 900.0, 950.0])
+    assert updated_events(grand, 800.0) == {e: p for e, p in zip(batch.event_ids.tolist(), [800.0, 900.0, 950.0]) if e >= 3}
+
+
+def test_a_copy_refuses_a_batch_its_original_sampled_after_recording_more() -> None:
+    """A batch the original sampled after the copy names the original's
+    experiences since, which the copy does not hold: refused, naming
+    positions. One sampled after the copy with nothing recorded since names
+    the same experiences, and is taken."""
+    import copy
+
+    buf = full_buffer()
+    twin = copy.deepcopy(buf)
+    same = buf.sample(2)
+    buf.extend(**rows(2, first_id=100))
+    later = buf.sample(2)
+    twin.extend(**rows(1, first_id=300))
+    before = priorities_by_event(twin)
+    with pytest.raises(gm.InvalidValueError, match=r"^positions: .*sampled from the buffer this one was copied from, "
+                       r"after the copy was made.*np\.array\(indices\)") as err:
+        twin.update_priorities(later.indices, [500.0, 600.0])
+    assert err.value.arg == "positions" and priorities_by_event(twin) == before
+    twin.update_priorities(same.indices, [500.0, 600.0])
+    assert updated_events(twin) == {e: p for e, p in zip(same.event_ids.tolist(), [500.0, 600.0]) if e >= 1}
+
+
+def model_with_experiences(capacity: int = 6) -> gm.LearnableMultiModal:
+    model = gm.LearnableMultiModal(seed=0, embed_dim=8, hidden_dim=8, num_heads=2, input_dims={"visual": 4},
+                                   buffer_size=capacity)
+    model.experience.extend(**rows(capacity, e=8))
+    return model
+
+
+def read_back(buf: ExperienceBuffer, tmp_path) -> ExperienceBuffer:
+    buf.save(tmp_path / "buffer.safetensors")
+    return ExperienceBuffer.from_file(tmp_path / "buffer.safetensors")
+
+
+def another_buffer(buf: ExperienceBuffer, tmp_path) -> ExperienceBuffer:
+    other = ExperienceBuffer(buf.capacity, seed=9)
+    other.extend(**rows(buf.capacity, e=buf.embed_dim, first_id=50))
+    return other
+
+
+def model_read_back(model: gm.LearnableMultiModal, tmp_path) -> ExperienceBuffer:
+    model.save(tmp_path / "model.safetensors")
+    return gm.LearnableMultiModal.load(tmp_path / "model.safetensors").experience
+
+
+def model_pickled(model: gm.LearnableMultiModal, tmp_path) -> ExperienceBuffer:
+    import pickle
+
+    return pickle.loads(pickle.dumps(model)).experience
+
+
+# (what samples, what it samples from, the buffer given the batch's indices)
+ELSEWHERE = [
+    pytest.param(full_buffer, lambda owner: owner, read_back, id="ExperienceBuffer.from_file"),
+    pytest.param(full_buffer, lambda owner: owner, another_buffer, id="another buffer"),
+    pytest.param(model_with_experiences, lambda owner: owner.experience,
+                 lambda owner, tmp_path: read_back(owner.experience, tmp_path), id="model buffer from_file"),
+    pytest.param(model_with_experiences, lambda owner: owner.experience, model_read_back, id="LearnableMultiModal.load"),
+    pytest.param(model_with_experiences, lambda owner: owner.experience, model_pickled, id="model pickle"),
+    pytest.param(model_with_experiences, lambda owner: owner.experience,
+                 lambda owner, _: __import__("copy").deepcopy(owner).experience, id="model deepcopy"),
+]
+
+
+@pytest.mark.parametrize("make, buffer_of, elsewhere", ELSEWHERE)
+def test_a_batchs_indices_are_refused_by_a_buffer_read_back_or_another_one(tmp_path, make, buffer_of, elsewhere) -> None:
+    """A buffer read from a file (ExperienceBuffer.from_file,
+    LearnableMultiModal.load, a model's pickle or copy, rebuilt from its
+    state) or another buffer took a batch's indices as positions now:
+    after records evicted the oldest, the priorities went to other
+    experiences than the batch's without a word. A file keeps no record of
+    samples: refused, naming positions, and nothing changes; a copy of them
+    (np.array) is taken as positions now, as the message says."""
+    owner = make()
+    batch = buffer_of(owner).sample(3, prioritized=True)
+    target = elsewhere(owner, tmp_path)
+    target.extend(**rows(2, e=target.embed_dim, first_id=100))
+    before = priorities_by_event(target)
+    with pytest.raises(gm.InvalidValueError, match=r"^positions: these are the indices of a batch sampled from another "
+                       r"buffer.*a buffer read from a file counts as another.*np\.array\(indices\)") as err:
+        target.update_priorities(batch.indices, [500.0, 600.0, 700.0])
+    assert err.value.arg == "positions" and priorities_by_event(target) == before
+    target.update_priorities(np.array(batch.indices), [500.0, 600.0, 700.0])
+    now = target.batch(batch.indices.tolist()).event_ids.tolist()
+    assert updated_events(target) == dict(zip(now, [500.0, 600.0, 700.0]))
+
+
+def test_a_buffer_pickled_before_histories_unpickles_and_refuses_other_batches() -> None:
+    """A buffer pickled by an older version (its per-buffer registry and
+    clear count, no history): unpickled, it samples and shifts its own
+    batches' indices, and refuses those of the buffer it was pickled from."""
+    buf = full_buffer()
+    state = buf.__getstate__()
+    for name in ("_token", "_lineage", "_recorded"):
+        del state[name]
+    state.update(_epoch=1, _drawn={})
+    old = ExperienceBuffer.__new__(ExperienceBuffer)
+    old.__setstate__(state)
+    assert not hasattr(old, "_epoch") and "_drawn" not in vars(old)
+    with pytest.raises(gm.InvalidValueError, match="^positions: "):
+        old.update_priorities(buf.sample(1).indices, [5.0])
+    batch = old.sample(3)
+    old.extend(**rows(1, first_id=100))
+    old.update_priorities(batch.indices, [500.0, 600.0, 700.0])
+    assert updated_events(old) == {e: p for e, p in zip(batch.event_ids.tolist(), [500.0, 600.0, 700.0]) if e >= 1}
 
 
 def test_a_batch_sampled_while_another_thread_records_updates_its_own_experiences() -> None:

@@ -79,7 +79,9 @@ class ExperienceBatch:
     importance weights of a prioritised sample (ones otherwise) and
     ``indices`` the rows' positions in the buffer (0 = oldest) when sampled
     (:meth:`ExperienceBuffer.update_priorities` given this array finds its
-    experiences wherever later records moved them)."""
+    experiences wherever later records moved them, also in a copy or pickle
+    of the buffer made after the sample; any other buffer, or this one
+    after a clear or load, refuses it)."""
 
     embeddings: np.ndarray
     mask: np.ndarray
@@ -117,9 +119,12 @@ class ExperienceBuffer:
     #: records (set by its ``experience`` setter), else None: :meth:`load`
     #: refuses a file of other dims, as that setter refuses such a buffer.
     _model_dims: Optional[Tuple[int, Tuple[int, ...]]] = None
-    #: Evictions and clears/loads so far (:meth:`_stamp`); class defaults for a buffer pickled before them.
+    #: Experiences recorded and evicted so far, and the history those counts are of (:meth:`_stamp`);
+    #: class defaults for a buffer pickled before them.
+    _recorded = 0
     _evicted = 0
-    _epoch = 0
+    _token = 0
+    _lineage: Tuple[Tuple[int, int, int], ...] = ()
 
     def __init__(
         self,
@@ -152,9 +157,9 @@ class ExperienceBuffer:
         self._size = 0
         self._next = 0
         self._arrays: Dict[str, np.ndarray] = {}
+        self._recorded = 0  # experiences recorded so far
         self._evicted = 0  # experiences dropped from the front so far (positions moved down by as many)
-        self._epoch = 0  # clears and loads so far: positions drawn before one name nothing held
-        self._drawn: Dict[int, Tuple[Any, int, int]] = {}  # see _stamp
+        self._new_history()
         if self.embed_dim is not None:
             self._allocate(self.embed_dim)
 
@@ -260,7 +265,7 @@ class ExperienceBuffer:
         with self._lock:
             self._size = 0
             self._next = 0
-            self._epoch += 1
+            self._new_history()  # positions sampled before name nothing held
             for name, arr in self._arrays.items():
                 arr[...] = np.nan if name.startswith("inputs.") else (-1 if name == "event_ids" else 0)
 
@@ -456,11 +461,12 @@ class ExperienceBuffer:
             # the new rows and some of the old ones. Drop the old experiences they held (the
             # oldest, which this write was evicting) so that no torn row is ever read.
             kept = min(self._size, self.capacity - n)
-            self._evicted += self._size - kept
+            self._evicted += self._size - kept  # not recorded: _recorded stays
             self._size = kept
             raise
         evicted = self._evicted + max(0, self._size + n - self.capacity) + overflow  # counted once written
         self._next, self._size, self._evicted = int((start + n) % self.capacity), min(self._size + n, self.capacity), evicted
+        self._recorded += n + overflow
 
     # ------------------------------------------------------------------ reading
     def batch(self, positions: Optional[Any] = None) -> ExperienceBatch:
@@ -494,36 +500,62 @@ class ExperienceBuffer:
             weights=weights,
         )
 
-    def _stamp(self, pos: np.ndarray) -> np.ndarray:
-        """``pos`` (a batch's ``indices``), noted with the buffer's evictions,
-        clears and loads so far (lock held): :meth:`update_priorities` given
-        this very array moves its positions to where its experiences are then
-        (records made meanwhile evicted the oldest, and every position moved
-        down), or refuses it after a clear or load. Noted by the array's id
-        for as long as the array lives (a weak reference)."""
-        key = id(pos)
-        drawn = self._drawn
-        def forget(dead: Any, key: int = key) -> None:  # its entry only: the id may name a newer array by then
-            if drawn.get(key, (None,))[0] is dead:
-                drawn.pop(key, None)
+    def _new_history(self, lineage: Tuple[Tuple[int, int, int], ...] = ()) -> None:
+        """A new history of positions (a new buffer, a clear, a load, a
+        copy): the indices of batches sampled before are another history's.
+        ``lineage``: the ``(token, recorded, evicted)`` of the histories
+        this one continues (a copy's: its original's, as it was copied), the
+        last :data:`_LINEAGE_KEPT`."""
+        self._token = int.from_bytes(os.urandom(8), "little")  # random: unique also among unpickled buffers
+        self._lineage = tuple(lineage)[-_LINEAGE_KEPT:]
 
-        ref = weakref.ref(pos, forget)
-        drawn[key] = (ref, self._epoch, self._evicted)
+    def _stamp(self, pos: np.ndarray) -> np.ndarray:
+        """``pos`` (a batch's ``indices``), noted with this buffer's history
+        and its records and evictions so far (lock held):
+        :meth:`update_priorities` given this very array moves its positions
+        to where its experiences are then (records made meanwhile evicted
+        the oldest, and every position moved down), also in a copy of the
+        buffer made after the sample, and refuses it in any other buffer (or
+        after a clear or load), whose rows it does not name. Noted by the
+        array's id, for as long as the array lives (a weak reference), in one
+        registry of the process: a buffer must recognise the indices of
+        another buffer's batches too, to refuse them."""
+        key = id(pos)
+
+        def forget(dead: Any, key: int = key) -> None:  # its entry only: the id may name a newer array by then
+            if _SAMPLED.get(key, (None,))[0] is dead:
+                _SAMPLED.pop(key, None)
+
+        _SAMPLED[key] = (weakref.ref(pos, forget), self._token, self._recorded, self._evicted)
         return pos
 
     def _todays_positions(self, pos: np.ndarray, given: Any) -> Tuple[np.ndarray, Optional[np.ndarray]]:
         """``pos`` as positions now, when ``given`` is a batch's ``indices``
         (:meth:`_stamp`), with the mask of those still held (``None``: all);
-        lock held."""
-        note = self._drawn.get(id(given))
+        lock held. The indices of a batch of another history are refused:
+        taken as positions now, their priorities went to other experiences
+        than the batch's without a word."""
+        note = _SAMPLED.get(id(given))
         if note is None or note[0]() is not given:
             return pos, None
-        _, epoch, evicted = note
-        if epoch != self._epoch:
-            raise InvalidValueError(
-                "positions: these are a batch's indices, sampled before the buffer was cleared or loaded; the "
-                "experiences they named are no longer held, expected positions of a batch sampled since", "positions",
-            )
+        _, token, recorded, evicted = note
+        if token != self._token:
+            fork = next((f for f in self._lineage if f[0] == token), None)
+            if fork is None:
+                raise InvalidValueError(
+                    "positions: these are the indices of a batch sampled from another buffer, or from this one "
+                    "before a clear() or load() (a buffer read from a file counts as another: files keep no "
+                    "record of samples); they name that buffer's experiences, not this one's; expected the "
+                    "indices of a batch sampled from this buffer, or positions as it holds them now (a copy: "
+                    "np.array(indices))", "positions",
+                )
+            if recorded > fork[1] or evicted > fork[2]:
+                raise InvalidValueError(
+                    "positions: these are the indices of a batch sampled from the buffer this one was copied from, "
+                    "after the copy was made, when it held experiences this one does not; expected the indices of "
+                    "a batch sampled from this buffer, or positions as it holds them now (a copy: "
+                    "np.array(indices))", "positions",
+                )
         moved = pos - (self._evicted - evicted)
         held = moved >= 0
         return moved, (None if held.all() else held)
@@ -613,10 +645,16 @@ class ExperienceBuffer:
         Given a batch's own ``indices`` (that array, not a copy), the
         priorities reach that batch's experiences even when experiences
         recorded since have evicted the oldest and moved every position
-        down; those of its experiences evicted meanwhile are skipped, and
-        after a :meth:`clear` or :meth:`load` the batch's indices are
-        refused (``InvalidValueError``). Other positions (a list, a copy)
-        are positions as the buffer is now."""
+        down; those of its experiences evicted meanwhile are skipped. So
+        they do in a copy or pickle of the buffer made after the sample
+        (it holds the same experiences). The indices of a batch sampled
+        from another buffer, from this one before a :meth:`clear` or
+        :meth:`load` (a buffer read from a file, ``from_file`` or a model's
+        ``load``, is another buffer), or from this one's original after it
+        was copied and recorded more, are refused (``InvalidValueError``
+        naming ``positions``): they name other experiences. Other positions
+        (a list, a copy such as ``np.array(batch.indices)``) are positions
+        as the buffer is now."""
         pos = _integer_positions(positions)
         pri = as_real_array(priorities, "priorities")
         refuse_bools(pri, "priorities")
@@ -668,9 +706,9 @@ class ExperienceBuffer:
             self._check_model_dims(other, path)
             if self._model_dims is not None and other.embed_dim is None:  # a file of a buffer that never recorded:
                 other._allocate(self._model_dims[0], check_capacity=False)  # the model's buffer keeps its embed_dim
-            kept = ("_lock", "_model_dims", "_drawn", "_evicted", "_epoch")
+            kept = ("_lock", "_model_dims")
+            # other's history too (a new one): batches sampled before the load are refused
             self.__dict__.update({k: v for k, v in other.__dict__.items() if k not in kept})
-            self._epoch += 1
 
     def _check_model_dims(self, other: "ExperienceBuffer", path: PathLike) -> None:
         """Refuses ``other`` (read from ``path``) when this buffer records a
@@ -816,7 +854,7 @@ class ExperienceBuffer:
         generator), and a pickle or deep copy, made from them after the lock
         was released, could take in a write another thread made meanwhile."""
         with self._lock:
-            state = {k: v for k, v in self.__dict__.items() if k not in ("_lock", "_arrays", "_rng", "_drawn")}
+            state = {k: v for k, v in self.__dict__.items() if k not in ("_lock", "_arrays", "_rng")}
             state["_arrays"] = {name: arr.copy() for name, arr in self._arrays.items()}
             state["_rng"] = np.random.Generator(np.random.PCG64())
             state["_rng"].bit_generator.state = self._rng.bit_generator.state
@@ -834,7 +872,13 @@ class ExperienceBuffer:
 
     def __setstate__(self, state: Dict[str, Any]) -> None:
         self.__dict__.update(state)
-        self._drawn = {}  # the original's batches are not this buffer's
+        self.__dict__.pop("_drawn", None)  # a buffer pickled by an older version: its per-buffer registry
+        self.__dict__.pop("_epoch", None)
+        # A history of its own that continues the original's as it was copied: a batch sampled from the
+        # original before the copy reaches its experiences here, one sampled after (or from the twin
+        # of another copy) is refused. A buffer pickled before tokens (token 0) continues none.
+        parent = (state["_token"], self._recorded, self._evicted) if state.get("_token") else None
+        self._new_history(self._lineage + ((parent,) if parent else ()))
         self._lock = threading.RLock()
         _LIVE_BUFFERS.add(self)
 
@@ -1126,6 +1170,13 @@ def _checked_rng_state(state: Any) -> Any:
 
 #: The type of the lock a buffer is made with (``threading.RLock`` is a factory).
 _RLOCK_TYPE = type(threading.RLock())
+
+#: ``id(indices) -> (weak reference to them, token, recorded, evicted)`` of every batch's
+#: ``indices`` alive in this process (:meth:`ExperienceBuffer._stamp`).
+_SAMPLED: Dict[int, Tuple[Any, int, int, int]] = {}
+
+#: The histories a copy remembers (a copy of a copy of ...): older ones are refused.
+_LINEAGE_KEPT = 8
 
 #: The buffers of this process, for :func:`_after_fork_in_child`.
 _LIVE_BUFFERS: "weakref.WeakSet[ExperienceBuffer]" = weakref.WeakSet()
