@@ -107,6 +107,65 @@ def test_a_safetensors_file_of_another_program_is_named_so(tmp_path) -> None:
     assert "None" not in text and "without this library's format tag" in text, text
 
 
+STATE_DICT_CONFIGS = [
+    pytest.param({}, id="default"),
+    pytest.param(dict(encoder_hidden=(6,), shared_head=(5, 8), encoder_skip=True, learnable_temperature=True,
+                      reconstruction_decoders=True, binder_kind="bilinear"), id="every component"),
+]
+
+
+@pytest.mark.parametrize("metadata", [None, {"format": "pt"}], ids=["save_file", "torch save_model's tag"])
+@pytest.mark.parametrize("config", STATE_DICT_CONFIGS)
+def test_a_saved_state_dict_given_to_load_is_named_and_its_reader_said(tmp_path, config, metadata) -> None:
+    """safetensors.numpy.save_file(model.state_dict(), path), given to
+    LearnableMultiModal.load, was refused as "written by another program"
+    with no hint. It stays refused (a state dict has no config), and now
+    says that it is a state dict and how a model of its config reads it;
+    that recipe works."""
+    import safetensors.numpy
+
+    model = small_model(**config)
+    path = tmp_path / "state.safetensors"
+    safetensors.numpy.save_file(model.state_dict(), str(path), metadata=metadata)
+    with pytest.raises(gm.CheckpointError) as err:
+        gm.LearnableMultiModal.load(path)
+    text = str(err.value)
+    assert err.value.arg == "path" and text.startswith(f"path: {str(path)!r} is not a grapheme-multimodal/checkpoint/v1 file")
+    assert "it holds a state dict" in text and "without the config" in text, text
+    assert text.endswith("model.load_state_dict(safetensors.numpy.load_file(path))"), text
+    fresh = small_model(**config, seed=5)
+    fresh.load_state_dict(safetensors.numpy.load_file(str(path)))
+    assert all(np.array_equal(fresh.state_dict()[k], v) for k, v in model.state_dict().items())
+
+
+@pytest.mark.parametrize("names", [["weight"], ["model.encoder.visual.weight"], ["encoder.visual.weight", "lm_head.weight"],
+                                   ["encoder"]])
+def test_a_foreign_file_of_other_names_is_not_called_a_state_dict(tmp_path, names) -> None:
+    from safetensors.numpy import save_file
+
+    path = tmp_path / "other.safetensors"
+    save_file({n: np.zeros(2, np.float32) for n in names}, str(path))
+    with pytest.raises(gm.CheckpointError) as err:
+        gm.LearnableMultiModal.load(path)
+    assert "state dict" not in str(err.value) and str(err.value).endswith("save_file?))"), str(err.value)
+
+
+def test_other_formats_give_no_state_dict_hint(tmp_path) -> None:
+    """A state dict given to ExperienceBuffer.load, or one of the package's
+    own files given to LearnableMultiModal.load, is named as before."""
+    import safetensors.numpy
+
+    model = small_model()
+    safetensors.numpy.save_file(model.state_dict(), str(tmp_path / "state.safetensors"))
+    with pytest.raises(gm.CheckpointError) as err:
+        gm.ExperienceBuffer(2).load(tmp_path / "state.safetensors")
+    assert "state dict" not in str(err.value)
+    model.experience.save(tmp_path / "buffer.safetensors")
+    with pytest.raises(gm.CheckpointError) as err:
+        gm.LearnableMultiModal.load(tmp_path / "buffer.safetensors")
+    assert "state dict" not in str(err.value) and "an experience buffer file" in str(err.value)
+
+
 # ------------------------------------------------------------------- saving
 @pytest.mark.parametrize("where", ["copying the state", "serialising"])
 def test_a_save_out_of_memory_names_the_file_and_keeps_the_old_one(tmp_path, monkeypatch, where) -> None:

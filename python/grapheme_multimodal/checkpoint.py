@@ -15,7 +15,7 @@ __all__ = ["FILE_FORMAT", "save_checkpoint", "load_checkpoint"]
 
 import os
 import sys
-from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -26,7 +26,7 @@ from .buffer import ExperienceBuffer
 from .config import LearnableMultiModalConfig
 from .exceptions import CheckpointError, InvalidValueError, TooLargeError
 from .io import (
-    FORMAT_NAMES, PathLike, TensorSpec, as_path, check_write_target, declared_bytes_being_read, not_enough_memory_to_write,
+    FOREIGN_FILE_HINTS, FORMAT_NAMES, PathLike, TensorSpec, as_path, check_write_target, declared_bytes_being_read, not_enough_memory_to_write,
     read_tagged_safetensors, write_tagged_safetensors,
 )
 from .types import Modality
@@ -36,6 +36,27 @@ if TYPE_CHECKING:
 
 FILE_FORMAT = "grapheme-multimodal/checkpoint/v1"
 FORMAT_NAMES[FILE_FORMAT] = ": a model checkpoint, which LearnableMultiModal.load reads"
+#: The first component of every name in a model's ``state_dict()``.
+_STATE_DICT_PARTS = frozenset(("encoder", "fusion", "binder", "attention", "head", "reconstruction", "contrastive",
+                               "fused_contrastive"))
+
+
+def _state_dict_hint(names: Sequence[str]) -> str:
+    """What :func:`~grapheme_multimodal.io.read_tagged_safetensors` adds when
+    a file of another program given to ``LearnableMultiModal.load`` holds
+    tensors named as a model's ``state_dict()`` names them: it is a state
+    dict (``safetensors.numpy.save_file(model.state_dict(), path)``), which
+    was refused as "written by another program" with nothing said of how to
+    read it. It stays refused: without the config, no model can be built."""
+    if not names or not all(isinstance(n, str) and n.partition(".")[0] in _STATE_DICT_PARTS and "." in n for n in names):
+        return ""
+    shown = ", ".join(repr(n) for n in list(names)[:2]) + (", ..." if len(names) > 2 else "")
+    return (f"; its tensors ({shown}) are named as a model's state_dict() names them: it holds a state dict, "
+            "parameters without the config a checkpoint keeps, from which load cannot build a model; a model of "
+            "the config it was saved from reads it: model.load_state_dict(safetensors.numpy.load_file(path))")
+
+
+FOREIGN_FILE_HINTS[FILE_FORMAT] = _state_dict_hint
 _PARAM, _M, _V, _NORM, _EXP = "param/", "adam/exp_avg/", "adam/exp_avg_sq/", "normalization/", "experience/"
 _AVG_MEAN, _AVG_TRAINED = "weight_average/mean/", "weight_average/trained/"
 #: The metadata keys of a checkpoint, all required.

@@ -576,6 +576,12 @@ def _unlink_quietly(path: str) -> None:
 #: of a buffer file): filled by the modules that define the formats.
 FORMAT_NAMES: Dict[str, str] = {}
 
+#: ``{format tag: hint}``: ``hint(tensor names)`` says what a file of another
+#: program, given where that format is read, may be after all and how to read
+#: it (a model's state dict given to ``LearnableMultiModal.load``), or "".
+#: Filled by the modules that define the formats.
+FOREIGN_FILE_HINTS: Dict[str, Callable[[Sequence[str]], str]] = {}
+
 
 def _other_version(tag: str, raw_meta: Mapping[str, str]) -> str:
     """What a tag of one of the package's formats at a version this one does
@@ -722,10 +728,13 @@ def read_tagged_safetensors(
             raw_meta, entries, data_start = _read_header(f, st.st_size, where, fmt)
             if raw_meta.get(FORMAT_KEY) != fmt:
                 tag = raw_meta.get(FORMAT_KEY)
-                what = (f"its format tag is {tag!r:.80}{FORMAT_NAMES.get(tag, '') or _other_version(tag, raw_meta)}"
+                ours = (FORMAT_NAMES.get(tag, "") or _other_version(tag, raw_meta)) if tag is not None else ""
+                what = (f"its format tag is {tag!r:.80}{ours}"
                         if tag is not None else "it is a safetensors file without this "
                         "library's format tag, written by another program (PyTorch's or Hugging Face's save_file?)")
-                raise CheckpointError(f"{where} is not a {fmt} file ({what})", "path")
+                # another program's file (no tag, or "pt" as safetensors.torch.save_model writes)
+                hint = "" if ours or fmt not in FOREIGN_FILE_HINTS else FOREIGN_FILE_HINTS[fmt](list(entries))
+                raise CheckpointError(f"{where} is not a {fmt} file ({what}){hint}", "path")
             sums = _stored_checksums(raw_meta, where)
             if sums is not None and sums.get(_METADATA_ENTRY) != _metadata_crc(raw_meta):
                 raise CheckpointError(f"{where} is corrupt: its metadata does not match its checksum", "path")
