@@ -312,9 +312,13 @@ class _Parser(argparse.ArgumentParser):
     """argparse's parser with its errors (an unknown flag, a missing or
     malformed value) as one line, as every other error of the command line,
     instead of the usage block and the error; exit status 2 as argparse's.
-    ``--help`` is argparse's own. Subcommands' parsers are of this class too."""
+    ``--help`` is argparse's own. Subcommands' parsers are of this class too.
+    Flags are taken only in full: argparse took ``--epoch 5`` for
+    ``--epochs``, and a flag added later (``--epoch-size``) would have made
+    it an error, or another flag, in scripts that worked."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
         # argparse takes "-1e-3" (its matcher knows no exponent) and "-inf" for
         # flags and says "expected one argument" for `--lr -1e-3`: a value
@@ -329,8 +333,17 @@ class _Parser(argparse.ArgumentParser):
         arguments:" with nothing after it, and ``'a b'`` read as two."""
         parsed, extra = self.parse_known_args(args, namespace)
         if extra:  # not through error(), whose one line of argparse's text would join 'a  b' to 'a b'
-            self._refuse(f"unrecognized arguments: {' '.join(map(_shown, extra))}")
+            hint = _abbreviation_hint(extra, self._long_flags(parsed))
+            self._refuse(f"unrecognized arguments: {' '.join(map(_shown, extra))}{hint}")
         return parsed
+
+    def _long_flags(self, parsed: argparse.Namespace) -> List[str]:
+        """The ``--`` flags of the (sub)command that parsed ``parsed``."""
+        parser: argparse.ArgumentParser = self
+        command = getattr(parsed, "command", None)
+        if self._subparsers is not None and command is not None:
+            parser = self._subparsers._group_actions[0].choices[command]  # type: ignore[attr-defined]
+        return [flag for action in parser._actions for flag in action.option_strings if flag.startswith("--")]
 
     def error(self, message: str) -> NoReturn:
         if message.startswith("argument "):  # "argument --epochs: ..." -> "--epochs: ...", as the CLI's own errors
@@ -341,6 +354,21 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{PROG}: error: {line}; see {self.prog} --help\n")
 
 
+def _abbreviation_hint(extra: Sequence[str], flags: Sequence[str]) -> str:
+    """`` (flags are taken in full: did you mean --epochs?)`` when an
+    unrecognized argument is the start of flags the command takes (the
+    abbreviation argparse would have taken), else ``""``."""
+    for argument in extra:
+        start = argument.split("=", 1)[0]
+        if not start.startswith("--") or start == "--":
+            continue
+        meant = [flag for flag in flags if flag.startswith(start)]
+        if meant:
+            shown = meant[0] if len(meant) == 1 else ", ".join(meant[:3]) + (", ..." if len(meant) > 3 else "")
+            return f" (flags are taken in full only: did you mean {'' if len(meant) == 1 else 'one of '}{shown}?)"
+    return ""
+
+
 def _shown(argument: str) -> str:
     """A command-line argument as an error shows it: as typed, or quoted
     (Python's repr) when it is empty or holds spaces or characters that do
@@ -348,20 +376,52 @@ def _shown(argument: str) -> str:
     return argument if argument and argument.isprintable() and not any(c.isspace() for c in argument) else repr(argument)
 
 
+#: An int as a user types one: ASCII digits, an optional leading minus (a negative value is refused by
+#: its flag's range check, which says what the range is).
+_PLAIN_INT = re.compile(r"-?[0-9]+")
+#: A number as a user types one: ASCII decimal, an optional exponent; nan and inf (which float() reads
+#: in any case) reach the range check of their flag, which refuses them naming its range.
+_PLAIN_FLOAT = re.compile(r"-?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?|-?(inf|infinity|nan)", re.IGNORECASE)
+
+
 def _int(text: str) -> int:
-    """An int flag's value (argparse's own error says "invalid int value")."""
-    try:
+    """An int flag's value (argparse's own error says "invalid int value").
+    ASCII digits only: ``int()`` also reads ``4_0`` (40), ``+5``, `` 5 ``
+    and other scripts' digits (``٣``, 3), which a user who typed them did
+    not mean as that number, or did not see they had typed."""
+    if _PLAIN_INT.fullmatch(text):
         return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an int, got {text!r}") from None
+    raise argparse.ArgumentTypeError(_not_plain(text, "an int", "e.g. 40", int))
 
 
 def _float(text: str) -> float:
-    """A float flag's value (argparse's own error says "invalid float value")."""
-    try:
+    """A float flag's value (argparse's own error says "invalid float value"),
+    in plain ASCII decimal as :func:`_int` takes ints (``float()`` read
+    ``1_0.5`` as 10.5)."""
+    if _PLAIN_FLOAT.fullmatch(text):
         return float(text)
+    raise argparse.ArgumentTypeError(_not_plain(text, "a number", "e.g. 0.001 or 1e-3", float))
+
+
+def _not_plain(text: str, what: str, example: str, parse: Any) -> str:
+    """The refusal of a flag's value ``text`` that is no plain ``what``;
+    for one Python's ``parse`` reads (``4_0``), which the user may take for
+    a number, it says how one is written (``example``)."""
+    try:
+        parse(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        return f"expected {what}, got {text!r}"
+    return f"expected {what} in plain digits 0-9 ({example}), got {text!r}"
+
+
+def _plain_number(text: str, parse: Any) -> Any:
+    """``text`` (spaces around it allowed: a list item after a comma) as
+    ``parse`` (``int`` or ``float``) reads it, if it is written as :func:`_int`
+    and :func:`_float` take numbers; else ``ValueError``."""
+    text = text.strip(" ")
+    if (_PLAIN_INT if parse is int else _PLAIN_FLOAT).fullmatch(text):
+        return parse(text)
+    raise ValueError(text)
 
 
 def _input_path(text: str) -> Path:
@@ -1401,7 +1461,7 @@ def _objective_weights(text: Optional[str], known: Sequence[str]) -> Optional[Di
                 "(NAME=NUMBER, comma-separated)", "--objectives",
             )
         try:
-            weights[name] = float(value) if sep else 1.0
+            weights[name] = _plain_number(value, float) if sep else 1.0
         except ValueError:
             raise InvalidValueError(f"--objectives: {item!r} is not NAME=NUMBER", "--objectives") from None
     return weights
@@ -1412,7 +1472,7 @@ def _widths(text: str, flag: str) -> Tuple[int, ...]:
     if not text.strip():
         return ()
     try:
-        widths = tuple(int(item) for item in text.split(","))
+        widths = tuple(_plain_number(item, int) for item in text.split(","))
     except ValueError:
         raise InvalidValueError(f"{flag}: expected comma-separated layer widths such as 256,128, got {text!r}", flag) from None
     for w in widths:
