@@ -171,6 +171,7 @@ def signalled(script: str, ready, argv, sig=signal.SIGTERM, ignore_sigint=False)
         # among them, with SIGINT ignored, which the child would inherit), or a background job's own
         signal.signal(signal.SIGINT, signal.SIG_IGN if ignore_sigint else signal.SIG_DFL)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)  # pytest run under nohup would hand on SIGHUP ignored
 
     p = subprocess.Popen([sys.executable, "-c", script, str(ready), *map(str, argv)], stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True, preexec_fn=before_exec)
@@ -182,11 +183,15 @@ def signalled(script: str, ready, argv, sig=signal.SIGTERM, ignore_sigint=False)
     return subprocess.CompletedProcess(p.args, p.returncode, out, err)
 
 
-@pytest.mark.parametrize("sig, code, word", [(signal.SIGTERM, 143, "terminated"), (signal.SIGINT, 130, "interrupted")])
+@pytest.mark.parametrize("sig, code, word", [
+    (signal.SIGTERM, 143, "terminated"), (signal.SIGINT, 130, "interrupted"), (signal.SIGHUP, 129, "hung up"),
+])
 def test_a_signal_during_the_save_leaves_no_temporary_file_and_the_old_output(files, tmp_path, sig, code, word) -> None:
     """SIGTERM (`kill`, a scheduler's stop) killed train where it stood: a
     temporary .m.safetensors.*.tmp of the checkpoint's size stayed beside
-    it, exit status -15 and not a word. Now it ends as Ctrl-C does."""
+    it, exit status -15 and not a word. Now it ends as Ctrl-C does; and so
+    does SIGHUP (the terminal closed, an SSH session dropped), which still
+    did (exit status -1), with exit status 129."""
     out = tmp_path / "m.safetensors"
     out.write_bytes(b"the earlier run's")
     done = signalled(_SLOW_SAVE, tmp_path / "ready", ["train", "-m", f"visual={files / 'a.npy'}", "-o", out, "--overwrite", *SMALL], sig)
@@ -195,10 +200,11 @@ def test_a_signal_during_the_save_leaves_no_temporary_file_and_the_old_output(fi
     assert out.read_bytes() == b"the earlier run's"
 
 
-def test_sigterm_during_demo_removes_the_folder_it_made(tmp_path) -> None:
-    """SIGTERM during demo left its new output folders behind (Ctrl-C removed them)."""
-    done = signalled(_SLOW_DEMO, tmp_path / "ready", ["demo", "--out", tmp_path / "runs" / "demo", "--no-progress"])
-    assert one_line(done, 143) == "grapheme-mm: terminated"
+@pytest.mark.parametrize("sig, code, word", [(signal.SIGTERM, 143, "terminated"), (signal.SIGHUP, 129, "hung up")])
+def test_sigterm_during_demo_removes_the_folder_it_made(tmp_path, sig, code, word) -> None:
+    """SIGTERM during demo left its new output folders behind (Ctrl-C removed them); SIGHUP too."""
+    done = signalled(_SLOW_DEMO, tmp_path / "ready", ["demo", "--out", tmp_path / "runs" / "demo", "--no-progress"], sig)
+    assert one_line(done, code) == f"grapheme-mm: {word}"
     assert sorted(os.listdir(tmp_path)) == ["ready"]
 
 
@@ -216,12 +222,88 @@ def test_sigterm_between_two_renames_of_a_background_job_keeps_the_outputs_one_r
     assert np.load(out).shape == (24, 8) and np.load(bindings).shape == (24, 7, 7)
 
 
+def test_a_closed_terminal_ends_train_as_sighup_does_without_a_traceback(files, tmp_path) -> None:
+    """`grapheme-mm train ...` in a terminal that is closed (a window shut,
+    an SSH session dropped): the kernel sends SIGHUP, which killed the run
+    where it stood, a temporary file of the checkpoint's size left beside
+    it. Now it ends as Ctrl-C does, exit status 129; the line it says has
+    nowhere to go (the terminal's writes fail with EIO), which must not
+    turn the stop into a traceback and exit status 1. The run's terminal
+    here is a pseudo-terminal whose other side the test closes."""
+    import fcntl
+    import pty
+    import termios
+
+    out = tmp_path / "m.safetensors"
+    out.write_bytes(b"the earlier run's")
+    ready = tmp_path / "ready"
+    try:
+        master, slave = pty.openpty()
+    except OSError as exc:  # a container without /dev/ptmx
+        pytest.skip(f"no pseudo-terminal: {exc}")
+
+    def on_the_terminal() -> None:
+        os.setsid()  # a session of its own, whose controlling terminal the pty becomes: the closing hangs it up
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)  # standard input is the pty's terminal side
+        for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, signal.SIG_DFL)
+
+    argv = ["train", "-m", f"visual={files / 'a.npy'}", "-o", out, "--overwrite", *SMALL]
+    p = subprocess.Popen([sys.executable, "-c", _SLOW_SAVE, str(ready), *map(str, argv)], stdin=slave, stdout=slave,
+                         stderr=slave, preexec_fn=on_the_terminal)
+    os.close(slave)
+    try:
+        deadline = time.monotonic() + 60
+        while not ready.exists() and p.poll() is None and time.monotonic() < deadline:
+            if _readable(master):  # what it prints, read so that it never waits on a full terminal
+                with contextlib.suppress(OSError):
+                    os.read(master, 65536)
+            time.sleep(0.02)
+        assert ready.exists(), "the run did not reach its save"
+    finally:
+        os.close(master)  # the terminal closes: SIGHUP to the session
+    assert p.wait(timeout=60) == 129
+    assert sorted(os.listdir(tmp_path)) == ["m.safetensors", "ready"]
+    assert out.read_bytes() == b"the earlier run's"
+
+
+def _readable(fd: int) -> bool:
+    import select
+
+    return bool(select.select([fd], [], [], 0)[0])
+
+
+#: Runs the CLI on ARGV with SIGHUP ignored (`nohup grapheme-mm ...`), sending itself SIGHUP during the save.
+_HANGUP_WHILE_SAVING = """
+import os, signal, sys
+import grapheme_multimodal.io as io
+signal.signal(signal.SIGHUP, signal.SIG_IGN)
+real = io.os.fsync
+def fsync(fd, real=real):
+    os.kill(os.getpid(), signal.SIGHUP)
+    real(fd)
+io.os.fsync = fsync
+from grapheme_multimodal.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_under_nohup_a_hangup_is_still_ignored(files, tmp_path) -> None:
+    """`nohup grapheme-mm train ...` runs on after its terminal closes: the
+    CLI handles SIGHUP only where nothing has set it, as SIGTERM."""
+    out = tmp_path / "m.safetensors"
+    argv = ["train", "-m", f"visual={files / 'a.npy'}", "-o", str(out), *SMALL]
+    done = subprocess.run([sys.executable, "-c", _HANGUP_WHILE_SAVING, *argv], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "saved" in done.stdout, (done.returncode, done.stderr)
+    assert out.exists()
+
+
 @pytest.mark.parametrize("argv", [["--help"], ["train", "--help"], ["embed", "--help"]])
 def test_help_lists_the_exit_statuses(argv) -> None:
     done = cli(*argv)
     text = " ".join(done.stdout.split())
     assert done.returncode == 0
-    for words in ("0 done", "2 an error", "130 interrupted", "141", "143 terminated"):
+    for words in ("0 done", "2 an error", "129 hung up", "130 interrupted", "141", "143 terminated"):
         assert words in text, (words, text[-400:])
 
 

@@ -63,7 +63,7 @@ EMBED_BATCH_SIZE = ROWS_PER_CALL
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Entry point; returns the exit status (listed in ``--help``: 0, 2, 130, 141, 143)."""
+    """Entry point; returns the exit status (listed in ``--help``: 0, 2, 129, 130, 141, 143)."""
     if sys.stdout is None or not _is_open(1):
         # `grapheme-mm ... >&-`: the lines it prints would be lost without a word (--help's went to stderr, exit
         # 0), and the files it opens could take descriptor 1, which Ray's processes write their output to
@@ -87,8 +87,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 #: ``grapheme-mm``'s exit statuses, listed at the end of ``--help``.
 EXIT_STATUSES = (
     "exit status: 0 done; 2 an error (a usage error, bad input, a file that cannot be read or written), said in "
-    "one line 'grapheme-mm: error: ...'; 130 interrupted (Ctrl-C), 143 terminated (SIGTERM), leaving the outputs as "
-    "they were; 141 what read standard output stopped reading (`| head`)"
+    "one line 'grapheme-mm: error: ...'; 130 interrupted (Ctrl-C), 143 terminated (SIGTERM), 129 hung up (SIGHUP: "
+    "its terminal closed), leaving the outputs as they were; 141 what read standard output stopped reading (`| head`)"
 )
 
 
@@ -104,11 +104,36 @@ def _run(args: argparse.Namespace, stdout: Any, terminated: List[int]) -> int:
         print(f"{PROG}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        if terminated:
-            print(f"{PROG}: terminated", file=sys.stderr)
-            return 128 + signal.SIGTERM
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
+        signum = terminated[0] if terminated else signal.SIGINT
+        _said_if_possible(f"{PROG}: {_STOPPED_AS[signum]}")
+        return 128 + signum
+
+
+#: What the CLI says when a signal stopped it.
+_STOPPED_AS = {signal.SIGINT: "interrupted", signal.SIGTERM: "terminated"}
+if hasattr(signal, "SIGHUP"):
+    _STOPPED_AS[signal.SIGHUP] = "hung up"
+
+
+def _said_if_possible(line: str) -> None:
+    """``line`` on stderr, where it may be gone: after SIGHUP its terminal is
+    (a write fails with EIO), and the exception would turn the clean stop
+    into a traceback and exit status 1. Standard output's unwritten lines
+    are dropped then too: Python's flush of them at exit failed with
+    status 120."""
+    try:
+        print(line, file=sys.stderr)
+        sys.stderr.flush()
+    except OSError:
+        with contextlib.suppress(OSError, ValueError):
+            _devnull_on(sys.stderr.fileno())
+    stdout = sys.stdout._stream if isinstance(sys.stdout, _Stdout) else sys.stdout
+    try:
+        if stdout is not None:
+            stdout.flush()
+    except (OSError, ValueError):
+        with contextlib.suppress(AttributeError, OSError, ValueError):
+            _devnull_on(stdout.fileno())
 
 
 def _is_open(fd: int) -> bool:
@@ -226,24 +251,28 @@ def _standard_output_failed(exc: OSError, stream: Any) -> int:
     return 2
 
 
+#: The signals that end the command as Ctrl-C does (:func:`_terminating_as_interrupted`).
+_TERMINATING = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
 @contextlib.contextmanager
 def _terminating_as_interrupted() -> Iterator[List[int]]:
-    """SIGTERM (``kill``, a job scheduler's stop) ends the command as Ctrl-C
-    does: the save under way discarded, the folders it made removed, one
-    line, exit status 143 (128 + SIGTERM). It killed the process where it
+    """SIGTERM (``kill``, a job scheduler's stop) and SIGHUP (the terminal
+    closed, an SSH session dropped) end the command as Ctrl-C does: the
+    save under way discarded, the folders it made removed, one line, exit
+    status 128 + the signal (143, 129). They killed the process where it
     stood: a half-written ``.NAME.*.tmp`` of the output's size stayed
     beside it, and demo's new, empty output folder. Yields the list the
-    signal is noted in. Only where SIGTERM is not already handled (a
-    program that calls :func:`main` keeps its own handler), in the main
-    thread; a second SIGTERM while the first is dealt with is ignored."""
+    signal is noted in. Only signals not already handled or ignored (a
+    program that calls :func:`main` keeps its own handler; ``nohup``'s
+    ignored SIGHUP stays ignored), in the main thread; a second signal while
+    the first is dealt with is ignored."""
     terminated: List[int] = []
     try:
-        own = signal.getsignal(signal.SIGTERM) == signal.SIG_DFL and threading.current_thread() is threading.main_thread()
+        main_thread = threading.current_thread() is threading.main_thread()
+        own = [s for s in _TERMINATING if main_thread and signal.getsignal(s) == signal.SIG_DFL]
     except ValueError:
-        own = False
-    if not own:
-        yield terminated
-        return
+        own = []
 
     def on_terminate(signum: int, frame: Any) -> None:
         if terminated:
@@ -253,11 +282,13 @@ def _terminating_as_interrupted() -> Iterator[List[int]]:
 
         interrupt()  # held back while a save renames its files, as Ctrl-C is
 
-    signal.signal(signal.SIGTERM, on_terminate)
     try:
+        for s in own:
+            signal.signal(s, on_terminate)
         yield terminated
     finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        for s in own:
+            signal.signal(s, signal.SIG_DFL)
 
 
 @contextlib.contextmanager
