@@ -317,3 +317,75 @@ def test_an_empty_name_is_refused_not_read_as_the_working_folder(cli_files, caps
     before = sorted(p.name for p in cli_files.iterdir())
     assert words in argparse_error(capsys, argv)
     assert sorted(p.name for p in cli_files.iterdir()) == before
+
+
+def _data_files(tmp_path) -> dict:
+    """``{name: (modality, what reading it gives)}`` of a .csv, .txt and .npz file
+    written in ``tmp_path``, with what trips a reader: a byte-order mark, \\r\\n and
+    \\r line ends, a quoted cell across lines, a header, U+2028 inside a text."""
+    (tmp_path / "c.csv").write_bytes(b"\xef\xbb\xbfx,y\r\n0.5,1e-3\r\n\"2\",-3\n\n4.25,5\r")
+    (tmp_path / "t.txt").write_bytes("\ufeffone\r\ntwo\u2028half\rthree\n\nfour".encode())
+    values = np.random.default_rng(1).normal(size=(4, 3)).astype(np.float32)
+    np.savez(tmp_path / "z.npz", x=values)
+    return {"c.csv": (gm.Modality.TACTILE, np.array([[0.5, 1e-3], [2, -3], [4.25, 5]], np.float32)),
+            "t.txt": (gm.Modality.LINGUISTIC, ["one", "two\u2028half", "three", "", "four"]),
+            "z.npz": (gm.Modality.VISUAL, values)}
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("name", ["c.csv", "t.txt", "z.npz"])
+@pytest.mark.parametrize("swap", ["a FIFO", "a link to a FIFO"])
+def test_a_fifo_swapped_in_after_the_check_is_refused_not_waited_on(tmp_path, monkeypatch, name, swap) -> None:
+    """read_modality_file checked that a .csv, .txt or .npz was a regular
+    file, then opened it again by name: a FIFO (or a symbolic link to one)
+    put in its place between the two made the read wait for a writer
+    forever, as the .npy read did before it was read from the one open
+    file. Now each is opened once, without waiting, and refused unless
+    what was opened is a regular file."""
+    from grapheme_multimodal import files as gfiles
+
+    modality, _ = _data_files(tmp_path)[name]
+    path = tmp_path / name
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    real_kind = gfiles.file_kind
+
+    def kind_then_swap(p, *args):
+        kind = real_kind(p, *args)
+        if swap == "a FIFO":
+            os.replace(fifo, path)
+        else:
+            path.unlink()
+            os.symlink(fifo, path)
+        return kind
+
+    monkeypatch.setattr(gfiles, "file_kind", kind_then_swap)
+    with pytest.raises(gm.InvalidValueError, match=r"is a FIFO \(named pipe\), not a regular file; expected a data file"):
+        gfiles.read_modality_file(modality, path)
+
+
+@pytest.mark.parametrize("name", ["c.csv", "t.txt", "z.npz"])
+def test_data_files_read_from_their_open_file_give_what_they_gave(tmp_path, name) -> None:
+    """Read from the one open file, a .csv, .txt or .npz gives the values its
+    read by name gave (the byte-order mark dropped, line ends read alike)."""
+    from grapheme_multimodal import files as gfiles
+
+    modality, expected = _data_files(tmp_path)[name]
+    read = gfiles.read_modality_file(modality, tmp_path / name).values
+    if name == "t.txt":
+        assert read == expected == gfiles.read_texts(tmp_path / name)
+        assert read == (tmp_path / name).read_text(encoding="utf-8-sig").split("\n")  # the read by name it replaced
+    else:
+        np.testing.assert_array_equal(read, expected)
+        assert read.dtype == np.float32
+
+
+@pytest.mark.timeout(60)
+def test_read_texts_and_read_numeric_csv_refuse_a_fifo_given_them(tmp_path) -> None:
+    """The public readers, called on a FIFO (no check before them), waited for a writer forever."""
+    from grapheme_multimodal.files import read_numeric_csv, read_texts
+
+    for name, read in (("p.txt", read_texts), ("p.csv", read_numeric_csv)):
+        os.mkfifo(tmp_path / name)
+        with pytest.raises(gm.InvalidValueError, match=r"is a FIFO \(named pipe\), not a regular file"):
+            read(tmp_path / name)

@@ -18,7 +18,6 @@ __all__ = [
 
 import csv
 import os
-import stat
 from array import array
 import struct
 import tokenize
@@ -26,13 +25,13 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Callable, List, Optional, Sequence, Tuple, Union
+from typing import IO, Any, Callable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from ._validation import as_real_array, float32_of_wide, precision_lost, renamed
 from .exceptions import GraphemeError, InvalidValueError, NonFiniteError, ShapeError, TooLargeError
-from .io import MISSING, file_kind, unencodable
+from .io import MISSING, file_kind, kind_of_mode, unencodable
 from .types import Modality
 
 ARRAY_SUFFIXES = (".npy", ".npz", ".csv")
@@ -155,8 +154,10 @@ def read_texts(path: Path) -> List[str]:
     feeds, ``\x1c``-``\x1e``, ``\x85`` and U+2028/U+2029, which texts hold,
     and every text after one would have been paired with the wrong event."""
     try:
-        # utf-8-sig: without the byte-order mark Excel and Notepad write, read as part of the first text
-        lines = path.read_text(encoding="utf-8-sig").split("\n")  # read_text reads \r\n and \r as \n
+        # utf-8-sig: without the byte-order mark Excel and Notepad write, read as part of the first text;
+        # newline=None (read_text's) reads \r\n and \r as \n
+        with _open_regular(path, encoding="utf-8-sig", newline=None) as f:
+            lines = f.read().split("\n")
         return lines[:-1] if lines[-1] == "" else lines
     except UnicodeDecodeError as exc:
         raise InvalidValueError(f"{path}: is not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8", str(path)) from None
@@ -221,7 +222,7 @@ def _read_numeric_csv_lines(
     try:
         # utf-8-sig: a byte-order mark (Excel's "CSV UTF-8") made the first row non-numeric,
         # and it was dropped as a header
-        with path.open(newline="", encoding="utf-8-sig") as f:
+        with _open_regular(path, newline="", encoding="utf-8-sig") as f:
             start = 1
             reader = csv.reader(f)
             for r in reader:
@@ -319,17 +320,35 @@ def check_aligned(files: Sequence[ModalityFile]) -> int:
     return next(iter(counts.values()))
 
 
+def _open_regular(path: Path, **text: Any) -> IO[Any]:
+    """``path`` opened for reading, refused unless it is a regular file: in
+    binary, or as text with ``text`` (``open``'s encoding and newline).
+    Whatever is at the name when it is opened is what is checked and read:
+    the CLI's check of the name (:func:`~grapheme_multimodal.io.file_kind`)
+    came before a second open by name, and a FIFO put there meanwhile (or
+    passed to :func:`read_texts` directly) made the read wait for a writer
+    forever; a symbolic link swapped in to one, or to a device, the same."""
+    # O_NONBLOCK: opening a FIFO does not wait for a writer; fstat then says what was opened
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        kind = kind_of_mode(os.fstat(fd).st_mode)
+        if kind is not None:
+            raise InvalidValueError(f"{path}: is {kind}, not a regular file; expected a data file", str(path))
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)  # a regular file's reads never wait; the flag is not left on for them
+    except BaseException:
+        os.close(fd)
+        raise
+    return os.fdopen(fd, "r" if text else "rb", **text)
+
+
 def _load_npy(path: Path) -> np.ndarray:
     """The array of the ``.npy`` file at ``path``, read from the one open file
     whose header was checked: opened again by name (``np.load(path)``), a file
     put in its place since (another program's save, a forged header) was
     read unchecked, and a FIFO there waited for a writer forever."""
-    # O_NONBLOCK: a FIFO that took the file's place since file_kind looked does not make the open wait
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
-    with os.fdopen(fd, "rb") as f:
+    with _open_regular(path) as f:
         st = os.fstat(f.fileno())
-        if not stat.S_ISREG(st.st_mode):
-            raise InvalidValueError(f"{path}: is no longer a regular file; expected a data file", str(path))
         _check_npy_header(f, path, st.st_size, str(path))
         f.seek(0)
         try:
@@ -340,7 +359,7 @@ def _load_npy(path: Path) -> np.ndarray:
 
 def _load_npz(path: Path, key: Optional[str]) -> np.ndarray:
     try:
-        with zipfile.ZipFile(path) as z:
+        with _open_regular(path) as f, zipfile.ZipFile(f) as z:  # not by name: see _open_regular
             names = z.namelist()
             keys = [n[: -len(".npy")] for n in names if n.endswith(".npy")]
             twin = next((k for k in keys if keys.count(k) > 1), None)

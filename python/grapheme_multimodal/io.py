@@ -947,6 +947,12 @@ def file_kind(path: PathLike, arg: str = "path") -> Optional[str]:
         if exc.errno == errno.ENAMETOOLONG:
             raise name_too_long(path, arg) from None
         raise
+    return kind_of_mode(mode)
+
+
+def kind_of_mode(mode: int) -> Optional[str]:
+    """:func:`file_kind` of a file whose ``st_mode`` is ``mode``: None for a
+    regular file, else what it is ("a FIFO (named pipe)", ...)."""
     if stat.S_ISREG(mode):
         return None
     kinds = [
