@@ -1186,15 +1186,51 @@ def _ray_cluster(address: Optional[str]) -> Iterator[None]:
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     # Ray's own INFO/WARNING lines ("Started a local Ray instance", ...) would
     # come before the CLI's one-line error, or alone on Ctrl-C.
-    try:
-        ray.init(address=address, include_dashboard=False if address is None else None, log_to_driver=False,
-                 logging_level=logging.ERROR)
-    except ConnectionError as err:
-        raise _no_cluster_found(address, err) from None
+    with _keeping_sigterm_handler():
+        try:
+            ray.init(address=address, include_dashboard=False if address is None else None, log_to_driver=False,
+                     logging_level=logging.ERROR)
+        except ConnectionError as err:
+            raise _no_cluster_found(address, err) from None
     try:
         yield
     finally:
         ray.shutdown()
+
+
+@contextlib.contextmanager
+def _keeping_sigterm_handler() -> Iterator[None]:
+    """The SIGTERM handler there before the block (the CLI's, see
+    :func:`_terminating_as_interrupted`, or that of a program calling
+    :func:`main`) put back after it: ``ray.init`` replaces it with its own,
+    ``sys.exit(15)``, which ended ``train --workers`` and ``embed --ray``
+    with exit status 15, no line, after a stack dump from Ray's C++ side
+    (its handler, chained before Python's; putting the CLI's back removes
+    it too). Ray needs its handler only while it connects, and is shut down
+    at exit either way (the CLI's ``ray.shutdown``, or Ray's own at exit).
+    A SIGTERM that Ray's handler met while Ray started is handed on to the
+    handler it replaced. Where no handler was set (SIG_DFL), Ray's stays:
+    an exit that shuts Ray down beats being killed."""
+    try:
+        before = signal.getsignal(signal.SIGTERM)
+    except (AttributeError, ValueError):  # no SIGTERM here
+        before = None
+    if before is None or before == signal.SIG_DFL:
+        yield
+        return
+    try:
+        yield
+    except SystemExit as stop:
+        # Ray's handler (set at the start of ray.init) met a SIGTERM while Ray started
+        if stop.code != signal.SIGTERM or signal.getsignal(signal.SIGTERM) == before:
+            raise
+        signal.signal(signal.SIGTERM, before)
+        if callable(before):
+            before(signal.SIGTERM, None)  # the CLI's raises KeyboardInterrupt: it ends as a SIGTERM at any other time
+        raise
+    finally:
+        if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) != before:
+            signal.signal(signal.SIGTERM, before)
 
 
 def _why_the_width_differs(model: "LearnableMultiModal", modality: Any) -> str:
