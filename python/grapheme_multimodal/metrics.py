@@ -7,6 +7,7 @@ search and vote tie-breaking are what the SPEC §3 anchors used).
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Hashable, Iterable
 from typing import Any, Mapping, Sequence
 
@@ -181,6 +182,8 @@ def _labels_1d(name: str, y: object, n: int, n_name: str) -> np.ndarray:
             raise InvalidValueError(
                 f"{name} holds None at row {missing}; expected a class label in every row (None marks a missing "
                 "label, as NaN does, and is no class: leave those rows out)", name)
+    _refuse_mixed_kinds(name, y, arr)  # after None, NaN and NaT: those are named as such
+    if arr.dtype == object and arr.size:
         # ints or bools as objects (a pandas object column's .values): scikit-learn calls them "unknown" labels
         if all(isinstance(v, (bool, np.bool_)) for v in arr):
             arr = arr.astype(bool)
@@ -190,6 +193,51 @@ def _labels_1d(name: str, y: object, n: int, n_name: str) -> np.ndarray:
             except OverflowError:  # past int64: compared as the Python ints they are
                 pass
     return arr
+
+
+def _label_kind(value: Any) -> str:
+    """``"str"``, ``"bytes"`` or ``"other"`` (a number, a bool, any object):
+    the kinds of label that :func:`_refuse_mixed_kinds` keeps apart."""
+    return "str" if isinstance(value, str) else "bytes" if isinstance(value, bytes) else "other"
+
+
+def _refuse_mixed_kinds(name: str, y: object, arr: np.ndarray) -> None:
+    """InvalidValueError for labels ``y`` (read as ``arr``) that mix strings
+    with numbers or other values (or str with bytes). numpy reads a list of
+    them as strings: ``1`` and ``"1"`` became one class without a word,
+    where the same labels as objects are two (the retrieval scored the two
+    forms differently), and scikit-learn's classifiers refused the objects
+    with "'<' not supported between instances of 'int' and 'str'", naming
+    no argument. Only lists or tuples read as strings, and object arrays,
+    are looked at (numpy's own string arrays hold strings only)."""
+    if arr.dtype.kind in "US" and isinstance(y, (list, tuple)):
+        items: Iterable[Any] = y
+    elif arr.dtype == object:
+        items = arr
+    else:
+        return
+    first: Any = None  # (row, value, kind) of the first label
+    for row, value in enumerate(items):
+        kind = _label_kind(value)
+        if first is None:
+            first = (row, value, kind)
+        elif kind != first[2]:
+            from .types import bounded_repr  # on the error's path only, as _validation imports it
+
+            def shown(at: int, v: Any) -> str:
+                return f"{type(v).__name__} {bounded_repr(v)} at row {at}"
+
+            other = value if first[2] != "other" else first[1]  # the label that is no text, if one is
+            if {kind, first[2]} == {"str", "bytes"}:
+                what = "str mixed with bytes"
+            elif isinstance(other, (numbers.Number, np.number, np.bool_)):
+                what = "numbers mixed with strings"
+            else:
+                what = "strings mixed with other objects"
+            raise InvalidValueError(
+                f"{name}: expected class labels of one kind, got {what} ({shown(first[0], first[1])}, "
+                f"{shown(row, value)}): read as strings, 1 and '1' are one class, as objects two; convert them to "
+                "one kind first, e.g. [str(v) for v in labels]", name)
 
 
 def _unit_rows(name: str, x: np.ndarray) -> np.ndarray:
@@ -343,7 +391,11 @@ def _class_labels(
     from sklearn.utils.multiclass import type_of_target
 
     train_name, test_name = names
-    classes = np.unique(train_y)  # of the labels as given, for the message below
+    try:
+        classes = np.unique(train_y)  # of the labels as given, for the message below
+    except TypeError as exc:  # objects that do not order (1 beside a tuple): numpy's error named no argument
+        raise InvalidValueError(f"{train_name}: labels that cannot be ordered ({exc}); expected class labels of one "
+                                "kind (ints, strings or bools)", train_name) from None
     train_y, test_y = _int_label_codes(train_y, test_y)
     for name, y in ((train_name, train_y), (test_name, test_y)):
         try:
