@@ -74,3 +74,73 @@ def test_class_labels_that_do_not_order_are_refused_by_name() -> None:
         with pytest.raises(InvalidValueError, match=r"^train_y: labels that cannot be ordered") as err:
             call(X, odd, A, odd)
         assert err.value.arg == "train_y"
+
+
+# ------------------------------------------------ pyarrow tables of dates
+def _table(column) -> "pa.Table":
+    return pa.table({**{f"f{j}": X[:, j] for j in range(D - 1)}, "when": column})
+
+
+@pytest.mark.parametrize("column, dtype", [
+    (pa.array(np.arange(N).astype("M8[D]").astype(object)), "date32[day]"),
+    (pa.array(np.arange(N).astype("M8[s]")), "timestamp[s]"),
+    (pa.array(np.arange(N).astype("m8[s]")), "duration[s]"),
+    (pa.array(np.arange(N).astype("M8[D]").astype(object)).dictionary_encode(), "dictionary<"),
+])
+def test_pyarrow_columns_of_dates_or_durations_are_refused_naming_the_column(column, dtype) -> None:
+    # scikit-learn's check_array made them days since 1970 or counts of seconds, and the estimator
+    # trained on those numbers without a word; the model's calls refused numpy's datetime64, naming no column.
+    from grapheme_multimodal.sklearn import MultimodalEmbedder
+
+    table = _table(column)
+    words = rf"column 'when' has dtype {re.escape(dtype)}.* \(dates, times or durations\); expected numbers"
+    with pytest.raises(TypeError, match=rf"^Xs: {words}"):
+        MultimodalEmbedder(**FAST).fit(table)
+    with pytest.raises(TypeError, match=rf"^Xs\[0\]: {words}"):
+        MultimodalEmbedder(**FAST).fit([table, A])
+    with pytest.raises(TypeError, match=rf"^inputs\['visual'\]: {words}"):
+        small_model().encode({"visual": table})
+    fitted = MultimodalEmbedder(**FAST).fit([X, A])
+    before = fitted.transform([X, A])
+    with pytest.raises(TypeError, match=rf"^Xs\[0\]: {words}"):
+        fitted.transform([table, A])
+    np.testing.assert_array_equal(fitted.transform([X, A]), before)
+
+
+def test_pyarrow_tables_of_numbers_give_what_their_values_give() -> None:
+    from grapheme_multimodal.sklearn import MultimodalEmbedder
+
+    table = pa.table({f"f{j}": X[:, j] for j in range(D)})
+    np.testing.assert_array_equal(MultimodalEmbedder(**FAST).fit([table, A]).transform([table, A]),
+                                  MultimodalEmbedder(**FAST).fit([X, A]).transform([X, A]))
+    np.testing.assert_array_equal(small_model().encode({"visual": table}), small_model().encode({"visual": X}))
+
+
+# ------------------------------------------------ duplicate column names
+@pytest.mark.parametrize("make", [
+    lambda: pd.DataFrame(X, columns=["a", "a", "b", "b"]),
+    lambda: pa.Table.from_arrays([pa.array(X[:, j]) for j in range(D)], names=["a", "b", "c", "a"]),
+])
+def test_the_estimator_names_a_view_with_duplicate_column_names(make) -> None:
+    # was narwhals' "DuplicateError: Expected unique column names", from scikit-learn's check_array, naming no view
+    from grapheme_multimodal.sklearn import MultimodalEmbedder
+
+    frame = make()
+    with pytest.raises(InvalidValueError, match=r"^Xs: column names \['a'.*\] appear more than once") as err:
+        MultimodalEmbedder(**FAST).fit(frame)
+    assert err.value.arg == "Xs"
+    with pytest.raises(InvalidValueError, match=r"^Xs\[1\]: column names \['a'.*\] appear more than once") as err:
+        MultimodalEmbedder(**FAST).fit([A, frame])
+    assert err.value.arg == "Xs[1]"
+    # the model reads values only: a frame with repeated names is its values
+    np.testing.assert_array_equal(small_model().encode({"visual": frame}), small_model().encode({"visual": X}))
+
+
+# ------------------------------------------------ one object where numbers are expected
+@pytest.mark.parametrize("reward, shown", [(decimal.Decimal("0.5"), r"one Decimal: Decimal\('0.5'\)"), (None, "one NoneType: None")])
+def test_a_single_object_where_numbers_are_expected_is_named(reward, shown) -> None:
+    # was "rewards: expected a real-valued numeric array, got array of shape () and dtype object", naming no Decimal
+    model = small_model()
+    with pytest.raises(TypeError, match=rf"^rewards: expected a real-valued numeric array, got .*\({shown}\)$"):
+        model.record_batch({"visual": X}, rewards=reward)
+    assert len(model.experience) == 0

@@ -166,8 +166,13 @@ def _non_numeric_hint(x: Any, arr: np.ndarray, name: str) -> str:
         if column is not None:
             return (f" (from a data frame whose column {column[0]!r} has dtype {column[1]}): pass its numeric columns "
                     f"only, e.g. {name}.select_dtypes('number')")
-    if arr.dtype != object or arr.ndim == 0 or not arr.size:  # one object: the callers say what it is
+    if arr.dtype != object or not arr.size:
         return ""
+    if arr.ndim == 0:  # one object: "array of shape () and dtype object" said nothing of it (a Decimal reward)
+        from .types import bounded_repr  # here: types imports this module
+
+        item = arr.item()
+        return f" (one {type(item).__name__}: {bounded_repr(item)})"
     if isinstance(arr.flat[0], (list, tuple, np.ndarray)):
         return " whose items are rows (a data frame column of vectors?): pass np.stack(...) of them"
     at = next((i for i, v in enumerate(arr.flat)
@@ -187,15 +192,37 @@ def refuse_temporal_columns(x: Any, name: str) -> None:
     ``Date``), so its dates became numbers without a word, where pandas'
     and numpy's dates are refused. Known by the frame's ``schema`` (a
     mapping of column to dtype, each with ``is_temporal()``); polars is not
-    imported."""
+    imported. A pyarrow table's likewise (:func:`_refuse_arrow_temporal_columns`)."""
     schema = getattr(x, "schema", None)
-    if isinstance(x, np.ndarray) or not hasattr(x, "columns") or not hasattr(schema, "items"):
+    if isinstance(x, np.ndarray) or not hasattr(x, "columns"):
+        return
+    if not hasattr(schema, "items"):
+        _refuse_arrow_temporal_columns(x, name)
         return
     for column, dtype in schema.items():
         is_temporal = getattr(dtype, "is_temporal", None)
         if callable(is_temporal) and is_temporal() is True:
             raise TypeError(
                 f"{name}: column {column!r} has dtype {dtype} (dates, times or durations); expected numbers: "
+                "convert it to numbers of a unit you choose first, or pass the numeric columns only")
+
+
+def _refuse_arrow_temporal_columns(x: Any, name: str) -> None:
+    """:func:`refuse_temporal_columns` for a pyarrow ``Table`` or
+    ``RecordBatch`` (its schema a sequence of fields, not a mapping): a
+    column of dates, times, timestamps or durations (or a dictionary of
+    them). scikit-learn's ``check_array`` made such a table's dates days
+    since 1970, its timestamps and durations counts of their unit, without
+    a word (numpy's reading of it, ``datetime64``, was refused here, naming
+    no column). pyarrow is not imported: a table of it means it is loaded."""
+    pa = sys.modules.get("pyarrow")
+    if pa is None or not isinstance(x, (pa.Table, pa.RecordBatch)):
+        return
+    for field in x.schema:
+        kind = field.type.value_type if pa.types.is_dictionary(field.type) else field.type
+        if pa.types.is_temporal(kind):
+            raise TypeError(
+                f"{name}: column {field.name!r} has dtype {field.type} (dates, times or durations); expected numbers: "
                 "convert it to numbers of a unit you choose first, or pass the numeric columns only")
 
 

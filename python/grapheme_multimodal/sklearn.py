@@ -16,6 +16,7 @@ __all__ = ["MultimodalEmbedder", "OUTPUTS"]
 import reprlib
 import threading
 import warnings
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Set
 from contextlib import contextmanager
 from dataclasses import replace
@@ -646,6 +647,7 @@ def _as_views(Xs: Any, estimator: MultimodalEmbedder, reset: bool) -> List[np.nd
     for i, x in enumerate(raw):  # before the masked fill, which would cast dates to numbers too
         _refuse_times(x, "Xs" if x is Xs else f"Xs[{i}]")
         refuse_networkx_graphs(x, "Xs" if x is Xs else f"Xs[{i}]")  # check_array made each graph's node ids a row
+        _refuse_duplicate_columns(x, "Xs" if x is Xs else f"Xs[{i}]")
     raw = [_masked_filled(x) if is_masked_array(x) else x for x in raw]
     if len(raw) == 1:  # one view: the plain scikit-learn contract, n_features_in_ included
         if reset:  # set by a previous fit on several views: transform named their columns as seen in this fit
@@ -724,6 +726,28 @@ def _refuse_times(x: Any, name: str) -> None:
                 f"{name}: got a {type(x).__name__} read as {describe(probe)} (dates or durations); expected "
                 "numbers: convert them to numbers of a unit you choose first, e.g. days as "
                 "(x - x.min()) / np.timedelta64(1, 'D') of x = np.asarray(x)")
+
+
+def _refuse_duplicate_columns(x: Any, name: str) -> None:
+    """InvalidValueError naming ``name`` for a data frame or pyarrow table
+    with a column name given more than once: scikit-learn's check_array
+    (through narwhals) raised its own ``DuplicateError``, "Expected unique
+    column names", naming no view. (The model's own calls read the values
+    only, and take such a frame.)"""
+    names = getattr(x, "column_names", None)  # a pyarrow table's (its .columns are the columns' arrays)
+    if names is None:
+        names = getattr(x, "columns", None)
+    if names is None or isinstance(x, np.ndarray) or getattr(names, "has_duplicates", True) is False:
+        return  # pandas says it has none without counting them here
+    try:
+        counts = Counter(names)
+    except TypeError:  # names that do not hash: check_array names the view in its own refusal
+        return
+    repeated = [column for column, count in counts.items() if count > 1]
+    if repeated:
+        raise InvalidValueError(
+            f"{name}: column names {repeated!r} appear more than once; expected unique column names (scikit-learn "
+            "keeps them as feature names): rename them, or pass the values, e.g. np.asarray(...)", name)
 
 
 def _holds_times(x: np.ndarray) -> bool:
