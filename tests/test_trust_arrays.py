@@ -136,6 +136,22 @@ def test_the_estimator_names_a_view_with_duplicate_column_names(make) -> None:
     np.testing.assert_array_equal(small_model().encode({"visual": frame}), small_model().encode({"visual": X}))
 
 
+# ------------------------------------------------ fit_with_stopping of frames and lists
+def test_fit_with_stopping_of_frames_and_lists_is_that_of_their_arrays() -> None:
+    def trained(visual, mask) -> list:
+        model = small_model()
+        fit_with_stopping(model, {"visual": visual, "auditory": A}, mask=mask, validation_fraction=0.25, patience=1,
+                          monitor="loss", epochs=2, batch_size=16, progress=False)
+        return [v.tobytes() for v in model.state_dict().values()]
+
+    mask = np.zeros((N, 7), bool)
+    mask[:, :2] = True
+    mask[3, 0] = False
+    want = trained(X, mask)
+    assert trained(pd.DataFrame(X), pd.DataFrame(mask.astype(int))) == want
+    assert trained(X.tolist(), mask.tolist()) == want
+
+
 # ------------------------------------------------ one object where numbers are expected
 @pytest.mark.parametrize("reward, shown", [(decimal.Decimal("0.5"), r"one Decimal: Decimal\('0.5'\)"), (None, "one NoneType: None")])
 def test_a_single_object_where_numbers_are_expected_is_named(reward, shown) -> None:
