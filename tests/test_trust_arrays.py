@@ -152,6 +152,20 @@ def test_fit_with_stopping_of_frames_and_lists_is_that_of_their_arrays() -> None
     assert trained(X.tolist(), mask.tolist()) == want
 
 
+# ------------------------------------------------ broadcast labels, generators
+def test_train_test_indices_names_a_generator_and_a_split_larger_than_memory() -> None:
+    from grapheme_multimodal.datasets import train_test_indices
+
+    # was "labels: expected a 1-D array, got shape ()"
+    with pytest.raises(TypeError, match=r"^labels: got a generator; expected an array or a list"):
+        train_test_indices(v for v in Y)
+    # a broadcast view of 10**12 rows takes no memory; scikit-learn's split of it raised numpy's MemoryError
+    with pytest.raises(TooLargeError, match=r"^labels: splitting its 1,000,000,000,000 rows stratified takes about") as err:
+        train_test_indices(np.broadcast_to(np.int64(0), (10**12,)))
+    assert err.value.arg == "labels"
+    assert len(train_test_indices(np.broadcast_to(np.arange(2), (10, 2)).ravel())[1]) == 4  # 20 rows
+
+
 # ------------------------------------------------ one object where numbers are expected
 @pytest.mark.parametrize("reward, shown", [(decimal.Decimal("0.5"), r"one Decimal: Decimal\('0.5'\)"), (None, "one NoneType: None")])
 def test_a_single_object_where_numbers_are_expected_is_named(reward, shown) -> None:

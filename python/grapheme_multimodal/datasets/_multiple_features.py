@@ -22,7 +22,10 @@ from typing import List, Literal, Optional, Tuple, Union, overload
 import numpy as np
 
 from .._exact_ints import IntOffset, beyond_float64, column_minimum, minus
-from .._validation import FLOAT32_MAX, FloatLike, IntLike, as_finite_float, as_seed, check_flag, describe, sorted_names
+from .._validation import (
+    FLOAT32_MAX, FloatLike, IntLike, as_finite_float, as_seed, check_flag, describe, refuse_beyond_budget, refuse_unordered,
+    sorted_names,
+)
 from ..exceptions import InvalidValueError, NonFiniteError, ShapeError
 from ..io import MISSING, file_kind
 from ..metrics import _column_means, _column_shift, _constant_columns, _finite_2d, _labels_1d
@@ -252,6 +255,10 @@ def load_multiple_features(
     return (data.Xs, data.labels) if return_Xs_y else data
 
 
+#: What scikit-learn's stratified split holds per row at its peak, about: six int64 arrays of one entry per row.
+_SPLIT_BYTES_PER_ROW = 6 * 8
+
+
 def train_test_indices(
     labels: np.ndarray, test_size: FloatLike = 0.2, seed: IntLike = 0
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -265,9 +272,14 @@ def train_test_indices(
             "train_test_split needs scikit-learn: pip install 'grapheme-multimodal[sklearn]'",
             name="sklearn",
         ) from err
+    refuse_unordered(labels, "labels")  # np.shape of a generator or set is (): "expected a 1-D array, got shape ()"
     shape = np.shape(labels)
     if len(shape) != 1:
         raise ShapeError(f"labels: expected a 1-D array, got shape {shape}", "labels")
+    # scikit-learn's split holds several int64 arrays of one entry per row (the rows, their classes, their
+    # order, the permutations): of a broadcast view of more rows than memory, numpy's MemoryError named nothing
+    refuse_beyond_budget(_SPLIT_BYTES_PER_ROW * shape[0], "labels", "splitting its {rows:,} rows stratified takes "
+                         "about {bytes} bytes", rows=shape[0])
     # NaN or NaT: scikit-learn's "Input y contains NaN"; masked: the labels under the mask
     labels = _labels_1d("labels", labels, shape[0], "its length")
     # numpy floats too; "a fraction in (0, 1)" as before
