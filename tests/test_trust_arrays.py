@@ -174,3 +174,67 @@ def test_a_single_object_where_numbers_are_expected_is_named(reward, shown) -> N
     with pytest.raises(TypeError, match=rf"^rewards: expected a real-valued numeric array, got .*\({shown}\)$"):
         model.record_batch({"visual": X}, rewards=reward)
     assert len(model.experience) == 0
+
+
+# ------------------------------------------------ frames beside the inputs, paired by index
+def _mask() -> np.ndarray:
+    mask = np.zeros((N, 7), bool)
+    mask[:, :2] = True
+    mask[3, 1] = False
+    return mask
+
+
+def test_a_mask_frame_in_another_order_than_the_inputs_is_refused() -> None:
+    # The mask's row r was the inputs' row r whatever the frames' indexes said: the same rows in
+    # another order marked other rows present, without a word (the inputs' frames among themselves
+    # were already checked so).
+    frames = {"visual": pd.DataFrame(X), "auditory": pd.DataFrame(A)}
+    reversed_mask = pd.DataFrame(_mask(), index=np.arange(N)[::-1])
+    words = r"its index is not that of {}\['visual'\], and rows are paired by position"
+    model = small_model()
+    before = [v.tobytes() for v in model.state_dict().values()]
+    for call, arg in [
+        (lambda: model.encode(frames, mask=reversed_mask), "inputs"),
+        (lambda: model.fit(frames, mask=reversed_mask, epochs=1, progress=False), "data"),
+        (lambda: model.fit({"visual": X, "auditory": A}, validation=frames, validation_mask=reversed_mask, epochs=1,
+                           progress=False), "validation"),
+        (lambda: model.record_batch(frames, mask=reversed_mask), "inputs"),
+        (lambda: fit_with_stopping(model, frames, mask=reversed_mask, validation_fraction=0.25, patience=1,
+                                   monitor="loss", epochs=1, progress=False), "inputs"),
+    ]:
+        with pytest.raises(InvalidValueError, match=r"^(validation_)?mask: " + words.format(arg)) as err:
+            call()
+        assert err.value.arg in ("mask", "validation_mask")
+    assert [v.tobytes() for v in model.state_dict().values()] == before and len(model.experience) == 0
+    # a mask frame of the inputs' index is its values
+    same = pd.DataFrame(_mask())
+    np.testing.assert_array_equal(model.encode(frames, mask=same), model.encode({"visual": X, "auditory": A}, mask=_mask()))
+
+
+def test_rewards_and_event_ids_in_another_order_than_the_inputs_are_refused() -> None:
+    # recorded against the rows of the same position, whatever the Series' index said
+    frame = pd.DataFrame(X, index=np.arange(100, 100 + N))
+    model = small_model()
+    for kwargs in (dict(rewards=pd.Series(np.linspace(0, 1, N))), dict(event_ids=pd.Series(np.arange(N)))):
+        name = next(iter(kwargs))
+        with pytest.raises(InvalidValueError, match=rf"^{name}: its index is not that of inputs\['visual'\]") as err:
+            model.record_batch({"visual": frame}, **kwargs)
+        assert err.value.arg == name
+    assert len(model.experience) == 0
+    rewards = pd.Series(np.linspace(0, 1, N), index=frame.index)
+    model.record_batch({"visual": frame}, rewards=rewards, event_ids=pd.Series(np.arange(N), index=frame.index))
+    np.testing.assert_array_equal(model.experience.batch().rewards, rewards.to_numpy(np.float32))
+
+
+def test_bind_and_binder_auc_refuse_frames_in_another_order() -> None:
+    from grapheme_multimodal.evaluation import binder_auc
+
+    model = small_model()
+    emb = model.encode({"visual": X, "auditory": A}).astype(np.float64)
+    a, b = pd.DataFrame(emb[:, 0]), pd.DataFrame(emb[:, 1], index=np.arange(N)[::-1])
+    with pytest.raises(InvalidValueError, match=r"^b: its index is not that of a, and rows are paired by position"):
+        model.bind(a, b)
+    with pytest.raises(InvalidValueError, match=r"^view_embeddings\['w'\]: its index is not that of view_embeddings\['v'\]"):
+        binder_auc(model.bind, {"v": a, "w": b})
+    np.testing.assert_array_equal(model.bind(a, b.reset_index(drop=True)), model.bind(emb[:, 0], emb[:, 1]))
+    assert binder_auc(model.bind, {"v": a, "w": b.reset_index(drop=True)}) == binder_auc(model.bind, {"v": emb[:, 0], "w": emb[:, 1]})

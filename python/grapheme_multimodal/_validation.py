@@ -354,6 +354,23 @@ def refuse_unpaired_frames(named: Iterable[Tuple[str, Any]]) -> None:
             )
 
 
+def named_inputs(inputs: Any, arg: str = "inputs") -> list:
+    """``(name, value)`` of each modality ``inputs`` gives (a mapping, or a
+    sequence of 7), named as the model's calls name it (``inputs['visual']``),
+    for :func:`refuse_unpaired_frames` beside other arguments; ``[]`` for
+    inputs those calls refuse (they say why)."""
+    from .types import Modality  # here: types imports this module
+
+    if isinstance(inputs, Mapping):
+        try:
+            return [(f"{arg}[{str(Modality.parse(key, arg))!r}]", value) for key, value in inputs.items()]
+        except (GraphemeError, TypeError):
+            return []
+    if isinstance(inputs, (list, tuple)) and len(inputs) == NUM_MODALITIES:
+        return [(f"{arg}[{str(m)!r}]", value) for m, value in zip(Modality, inputs)]
+    return []
+
+
 def refuse_bools(values: np.ndarray, name: str) -> None:
     """TypeError for an array of booleans (``as_real_array`` of ``True`` or
     of a bool array) where numbers such as rewards are meant: ``True`` would

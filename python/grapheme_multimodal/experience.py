@@ -11,7 +11,7 @@ import numpy as np
 
 from .batch import Batch, Inputs
 from .buffer import Experience
-from ._validation import FLOAT32_MAX, as_real_array, is_int, non_finite_message, refuse_bools
+from ._validation import FLOAT32_MAX, as_real_array, is_int, named_inputs, non_finite_message, refuse_bools, refuse_unpaired_frames
 from .exceptions import InvalidValueError, NonFiniteError, ShapeError
 from .types import MultiModalEvent
 
@@ -108,6 +108,10 @@ class ExperienceMixin:
         row absent from that modality (see :meth:`prepare_inputs`); the
         buffer keeps zeros for its inputs there, which nothing reads."""
         arrays, mask_arr = self.prepare_inputs(inputs, mask)
+        if not all(type(v) is np.ndarray or np.isscalar(v) or v is None for v in (rewards, event_ids)):
+            # their rows pair with the inputs' by position: a Series of them in another order was
+            # recorded against the wrong rows, without a word
+            refuse_unpaired_frames(named_inputs(inputs) + [("rewards", rewards), ("event_ids", event_ids)])
         # the rewards' shape before the batch is encoded (and its untrained modalities warned of): a bad
         # one was refused only after the encoding's work and the warning
         batch = len(mask_arr)

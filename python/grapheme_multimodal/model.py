@@ -34,6 +34,7 @@ from ._validation import (
     is_int,
     is_masked_array,
     memory_budget,
+    named_inputs,
     refuse_beyond_budget,
     refuse_unpaired_frames,
     sorted_names,
@@ -251,6 +252,10 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
             ready = self._ready_inputs(inputs, mask)
             if ready is not None:
                 return ready
+        if mask is not None and type(mask) is not np.ndarray:
+            # its rows pair with the inputs' by position: a mask frame of the same rows in another
+            # order marked other rows present, without a word
+            refuse_unpaired_frames(named_inputs(inputs, arg) + [(mask_arg, mask)])
         given_mask = None if mask is None else as_mask(mask, None, mask_arg)
         arrays, absent = self._as_modality_list(inputs, arg, given_mask, for_training, mask_arg)
         sizes = {len(a) for a in arrays if a is not None}
@@ -367,6 +372,7 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
     def bind(self, a: Any, b: Any) -> np.ndarray:
         """Binding strength in [0, 1] of each row pair: ``a [B, E]``, ``b [B, E]`` → ``[B]``."""
         e = self.config.embed_dim
+        refuse_unpaired_frames((("a", a), ("b", b)))  # rows pair by position
         a = as_float32(a, "a", 2, (None, e))
         b = as_float32(b, "b", 2, (a.shape[0], e))
         self._refuse_peak("bind", a.shape[0], "a", pairs=1 if b is a else 2)

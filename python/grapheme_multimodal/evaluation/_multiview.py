@@ -15,7 +15,9 @@ from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Sequence
 import numpy as np
 
 from ..datasets import MultipleFeatures
-from .._validation import FloatLike, IntLike, as_finite_float, as_real_array, as_seed, check_flag, describe, renamed, sorted_names
+from .._validation import (
+    FloatLike, IntLike, as_finite_float, as_real_array, as_seed, check_flag, describe, refuse_unpaired_frames, renamed, sorted_names,
+)
 from ..exceptions import GraphemeError, InvalidValueError, NonFiniteError, ShapeError
 from ..metrics import _sklearn, cross_view_retrieval, knn_accuracy, linear_probe_accuracy, roc_auc, unit_side_by_side
 from ._anchors import Anchors, check_same_views, check_split_labels, one_thread, refuse_zero_rows
@@ -85,6 +87,9 @@ def binder_auc(
             f"view_embeddings: expected at least 2 views of the same events, at least 2 rows each, "
             f"got rows {dict(zip(names, (r[0] if r else None for r in rows)))}", "view_embeddings",
         )
+    # a view's row r pairs with row r of the others: data frames of the same events in another order
+    # were scored as the same events, without a word
+    refuse_unpaired_frames((f"view_embeddings[{v!r}]", view_embeddings[v]) for v in names)
     rng = np.random.default_rng(seed)
     n = rows[0][0]
     positives: list[np.ndarray] = []
