@@ -143,7 +143,9 @@ def as_real_array(x: Any, name: str, masked_remedy: str = MASKED_REMEDY) -> np.n
     if arr.dtype == object and hasattr(x, "to_numpy") and _pandas_numeric(x):
         # pandas' nullable columns (Float64, Int64, boolean) read as objects; pd.NA
         # becomes NaN, which the callers refuse (or read as absent) by row
-        arr = x.to_numpy(dtype=np.float64, na_value=np.nan)
+        arr = _pandas_integers(x)
+        if arr is None:
+            arr = x.to_numpy(dtype=np.float64, na_value=np.nan)
     if np.iscomplexobj(arr):
         raise TypeError(f"{name}: expected real numbers, got complex dtype {arr.dtype}")
     big = _int_beyond_64_bits(arr)
@@ -381,6 +383,25 @@ def refuse_bools(values: np.ndarray, name: str) -> None:
             f"{name}: expected real numbers, got {'a bool' if values.ndim == 0 else describe(values)}; "
             "a bool is not taken as a number here (it would count as 1.0 or 0.0): pass floats"
         )
+
+
+def _pandas_integers(x: Any) -> Optional[np.ndarray]:
+    """The values of a pandas Series or DataFrame of nullable integer
+    columns (``Int64``, ``UInt64``, ``int64[pyarrow]``, ...) without a
+    missing value, as integers of their common numpy dtype; else None. Read
+    as float64, integers beyond 2**53 rounded (to 256 apart near 2**61),
+    where the same numbers as a plain int64 array are kept exact (the
+    metrics, ExactCCA and standardize subtract their offset first) or cast
+    once to float32: z-scores, correlations and embeddings differed from
+    those of the plain array, without a word."""
+    dtypes = getattr(x, "dtypes", None)
+    dtypes = [dtypes] if hasattr(dtypes, "kind") else list(dtypes)
+    if not all(getattr(d, "kind", "O") in "iu" for d in dtypes):
+        return None
+    if np.asarray(x.isna()).any():  # missing values: NaN, as floats
+        return None
+    common = np.result_type(*(np.dtype(getattr(d, "numpy_dtype", d)) for d in dtypes))
+    return x.to_numpy(dtype=common) if common.kind in "iu" else None  # int64 beside uint64: floats, as numpy makes them
 
 
 def _pandas_numeric(x: Any) -> bool:
