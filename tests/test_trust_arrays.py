@@ -288,3 +288,22 @@ def test_nullable_integer_columns_beyond_2_53_give_what_the_int64_array_gives(dt
     # a missing value is NaN, refused by row as before
     with pytest.raises(gm.NonFiniteError, match=r"^train_views\['a'\]: row 2 holds NaN"):
         standardize({"a": frame.mask(pd.DataFrame(np.arange(N * D).reshape(N, D) == 2 * D))})
+
+
+# ------------------------------------------------ MultipleFeatures' labels
+def test_multiple_features_keeps_what_its_labels_say() -> None:
+    # np.asarray made a list of 1 and "1" strings, one class, before any check where the labels are
+    # used could see it; a masked array its values under the mask, read as labels; a ragged list
+    # raised numpy's ValueError naming nothing.
+    from grapheme_multimodal import datasets
+
+    views = {"a": X.astype(np.float32)}
+    with pytest.raises(InvalidValueError, match=r"^labels: expected class labels of one kind, got numbers mixed with strings"):
+        datasets.MultipleFeatures(views=views, labels=[1 if i % 2 else "1" for i in range(N)])
+    with pytest.raises(InvalidValueError, match=r"^labels: a masked array with 1 masked entries; expected labels") as err:
+        datasets.MultipleFeatures(views=views, labels=np.ma.masked_array(Y, mask=np.arange(N) == 5))
+    assert err.value.arg == "labels"
+    with pytest.raises(InvalidValueError, match=r"^labels: could not be read as an array of labels"):
+        datasets.MultipleFeatures(views=views, labels=[[1, 2], [3]] * (N // 2))
+    np.testing.assert_array_equal(datasets.MultipleFeatures(views=views, labels=np.ma.masked_array(Y, mask=False)).labels, Y)
+    assert datasets.MultipleFeatures(views=views, labels=[str(v) for v in Y]).labels.dtype.kind == "U"

