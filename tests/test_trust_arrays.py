@@ -307,3 +307,28 @@ def test_multiple_features_keeps_what_its_labels_say() -> None:
         datasets.MultipleFeatures(views=views, labels=[[1, 2], [3]] * (N // 2))
     np.testing.assert_array_equal(datasets.MultipleFeatures(views=views, labels=np.ma.masked_array(Y, mask=False)).labels, Y)
     assert datasets.MultipleFeatures(views=views, labels=[str(v) for v in Y]).labels.dtype.kind == "U"
+
+
+# ------------------------------------------------ lists of masked rows
+def test_a_list_of_masked_rows_is_refused_as_the_masked_array_is() -> None:
+    # list(masked) is its rows, each a masked array: numpy read the list as the values under the
+    # masks, encoded and scored as data, where the masked array itself is refused
+    from grapheme_multimodal.evaluation import ExactCCA
+
+    masked = np.ma.masked_array(X, mask=X > 1.5)
+    row = int(np.flatnonzero((X > 1.5).any(axis=1))[0])
+    model = small_model()
+    calls = {
+        "inputs['visual']": lambda v: model.encode({"visual": v}),
+        "train_x": lambda v: metrics.knn_accuracy(v, Y, A, Y, k=3),
+        "X": lambda v: ExactCCA(2).fit(v, A),
+    }
+    for name, call in calls.items():
+        with pytest.raises(InvalidValueError, match=rf"^{re.escape(name)}\[{row}\]: a masked array with \d+ masked entries") as err:
+            call(list(masked))
+        assert err.value.arg == name
+    with pytest.raises(InvalidValueError, match=r"^rewards\[2\]: a masked array with 1 masked entries"):
+        model.record_batch({"visual": X[:4]}, rewards=[np.ma.masked_array(v, mask=i == 2) for i, v in enumerate([1.0, 2.0, 3.0, 4.0])])
+    assert len(model.experience) == 0
+    # rows with nothing masked are their values
+    np.testing.assert_array_equal(model.encode({"visual": list(np.ma.masked_array(X, mask=False))}), model.encode({"visual": X}))

@@ -134,6 +134,7 @@ def as_real_array(x: Any, name: str, masked_remedy: str = MASKED_REMEDY) -> np.n
     if is_masked_array(x):
         # the remedy is the caller's: mask= was told of an image, a feature vector or rewards, which take none
         x = unmasked(x, name, remedy=masked_remedy)
+    refuse_masked_items(x, name, masked_remedy)
     try:
         arr = np.asarray(x)
     except Exception as exc:  # ragged lists and the like
@@ -155,6 +156,23 @@ def as_real_array(x: Any, name: str, masked_remedy: str = MASKED_REMEDY) -> np.n
     if arr.dtype.kind not in "biuf":  # timedelta64 is a numpy integer too, but no number to compute with
         raise TypeError(f"{name}: expected a real-valued numeric array, got {describe(arr)}{_non_numeric_hint(x, arr, name)}")
     return arr
+
+
+def refuse_masked_items(x: Any, name: str, remedy: str = MASKED_REMEDY) -> None:
+    """InvalidValueError naming the first item of the list or tuple ``x``
+    that is a masked array with masked entries (``list(masked)``, the rows
+    of a masked array, is one): numpy reads such a list as the values under
+    the masks, as if they were data, where the masked array itself is
+    refused (:func:`unmasked`). A pass over the items' types only, as
+    :func:`refuse_networkx_graphs` makes."""
+    masked = getattr(sys.modules.get("numpy.ma"), "MaskedArray", None)  # none exists before numpy.ma is imported
+    if masked is None or not isinstance(x, (list, tuple)) or not any(issubclass(k, masked) for k in set(map(type, x))):
+        return
+    for k, item in enumerate(x):
+        hidden = int(np.ma.getmaskarray(item).sum()) if isinstance(item, masked) else 0
+        if hidden:
+            raise InvalidValueError(
+                f"{name}[{k}]: a masked array with {hidden} masked entries; expected plain numbers ({remedy})", name)
 
 
 def _non_numeric_hint(x: Any, arr: np.ndarray, name: str) -> str:
