@@ -197,7 +197,10 @@ def test_train_test_indices_names_a_generator_and_a_split_larger_than_memory() -
 
 
 # ------------------------------------------------ one object where numbers are expected
-@pytest.mark.parametrize("reward, shown", [(decimal.Decimal("0.5"), r"one Decimal: Decimal\('0.5'\)"), (None, "one NoneType: None")])
+@pytest.mark.parametrize("reward, shown", [
+    (decimal.Decimal("0.5"), r"one Decimal: Decimal\('0.5'\)"),
+    (None, "one NoneType: None"),
+])
 def test_a_single_object_where_numbers_are_expected_is_named(reward, shown) -> None:
     # was "rewards: expected a real-valued numeric array, got array of shape () and dtype object", naming no Decimal
     model = small_model()
@@ -267,7 +270,8 @@ def test_bind_and_binder_auc_refuse_frames_in_another_order() -> None:
     with pytest.raises(InvalidValueError, match=r"^view_embeddings\['w'\]: its index is not that of view_embeddings\['v'\]"):
         binder_auc(model.bind, {"v": a, "w": b})
     np.testing.assert_array_equal(model.bind(a, b.reset_index(drop=True)), model.bind(emb[:, 0], emb[:, 1]))
-    assert binder_auc(model.bind, {"v": a, "w": b.reset_index(drop=True)}) == binder_auc(model.bind, {"v": emb[:, 0], "w": emb[:, 1]})
+    plain = binder_auc(model.bind, {"v": emb[:, 0], "w": emb[:, 1]})
+    assert binder_auc(model.bind, {"v": a, "w": b.reset_index(drop=True)}) == plain
 
 
 # ------------------------------------------------ pandas' nullable integers beyond 2**53
@@ -324,11 +328,13 @@ def test_a_list_of_masked_rows_is_refused_as_the_masked_array_is() -> None:
         "X": lambda v: ExactCCA(2).fit(v, A),
     }
     for name, call in calls.items():
-        with pytest.raises(InvalidValueError, match=rf"^{re.escape(name)}\[{row}\]: a masked array with \d+ masked entries") as err:
+        words = rf"^{re.escape(name)}\[{row}\]: a masked array with \d+ masked entries"
+        with pytest.raises(InvalidValueError, match=words) as err:
             call(list(masked))
         assert err.value.arg == name
     with pytest.raises(InvalidValueError, match=r"^rewards\[2\]: a masked array with 1 masked entries"):
-        model.record_batch({"visual": X[:4]}, rewards=[np.ma.masked_array(v, mask=i == 2) for i, v in enumerate([1.0, 2.0, 3.0, 4.0])])
+        rewards = [np.ma.masked_array(v, mask=i == 2) for i, v in enumerate([1.0, 2.0, 3.0, 4.0])]
+        model.record_batch({"visual": X[:4]}, rewards=rewards)
     assert len(model.experience) == 0
     # rows with nothing masked are their values
     np.testing.assert_array_equal(model.encode({"visual": list(np.ma.masked_array(X, mask=False))}), model.encode({"visual": X}))

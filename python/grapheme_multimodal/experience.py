@@ -11,7 +11,9 @@ import numpy as np
 
 from .batch import Batch, Inputs
 from .buffer import Experience
-from ._validation import FLOAT32_MAX, as_real_array, is_int, named_inputs, non_finite_message, refuse_bools, refuse_unpaired_frames
+from ._validation import (
+    FLOAT32_MAX, as_real_array, is_int, named_inputs, non_finite_message, refuse_bools, refuse_unpaired_frames,
+)
 from .exceptions import InvalidValueError, NonFiniteError, ShapeError
 from .types import MultiModalEvent
 

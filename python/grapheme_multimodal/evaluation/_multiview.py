@@ -16,7 +16,8 @@ import numpy as np
 
 from ..datasets import MultipleFeatures
 from .._validation import (
-    FloatLike, IntLike, as_finite_float, as_real_array, as_seed, check_flag, describe, refuse_unpaired_frames, renamed, sorted_names,
+    FloatLike, IntLike, as_finite_float, as_real_array, as_seed, check_flag, describe, refuse_unpaired_frames, renamed,
+    sorted_names,
 )
 from ..exceptions import GraphemeError, InvalidValueError, NonFiniteError, ShapeError
 from ..metrics import _sklearn, cross_view_retrieval, knn_accuracy, linear_probe_accuracy, roc_auc, unit_side_by_side
