@@ -201,9 +201,15 @@ def _read_labels(name: str, y: object, read: Any = np.asarray) -> Any:
     lists, an ``__array__`` that fails or gives no array), as the features'
     :func:`as_real_array` says it: numpy's own ValueError named nothing."""
     try:
-        return read(y)
+        arr = read(y)
     except Exception as exc:
         raise InvalidValueError(f"{name}: could not be read as an array of labels ({exc})", name) from None
+    if isinstance(arr, np.ndarray) and arr.dtype == object and arr.ndim == 1 and isinstance(y, (list, tuple)) and any(
+        isinstance(v, (list, tuple, np.ndarray)) for v in arr
+    ):  # numpy < 1.24 reads a ragged list as objects (with a warning) where later ones refuse it
+        raise InvalidValueError(f"{name}: could not be read as an array of labels (rows of different lengths: an "
+                                "inhomogeneous shape)", name)
+    return arr
 
 
 def _label_kind(value: Any) -> str:
