@@ -693,7 +693,8 @@ def _modality_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--csv-header", action=argparse.BooleanOptionalAction, default=None,
         help="whether each .csv file's first row is a header of column names (--csv-header) or an event "
-             "(--no-csv-header); default: it is a header when a cell of it is no number, with a warning if others are",
+             "(--no-csv-header); default: it is a header when a cell of it is no number (nor a missing value such as '' "
+             "or NA, which is refused), with a warning if others are",
     )
 
 

@@ -16,6 +16,7 @@ __all__ = [
     "TEXT_SUFFIXES",
 ]
 
+import codecs
 import csv
 import os
 from array import array
@@ -157,10 +158,16 @@ def read_texts(path: Path) -> List[str]:
         # utf-8-sig: without the byte-order mark Excel and Notepad write, read as part of the first text;
         # newline=None (read_text's) reads \r\n and \r as \n
         with _open_regular(path, encoding="utf-8-sig", newline=None) as f:
-            lines = f.read().split("\n")
+            text = f.read()
+        if "\x00" in text:  # UTF-16 without a byte-order mark decodes as UTF-8: a NUL beside every character
+            line = text.count("\n", 0, text.index("\x00")) + 1
+            raise InvalidValueError(
+                f"{path}: line {line} holds a NUL character; expected UTF-8 text (is the file UTF-16, or not text at "
+                "all? save it as UTF-8)", str(path))
+        lines = text.split("\n")
         return lines[:-1] if lines[-1] == "" else lines
-    except UnicodeDecodeError as exc:
-        raise InvalidValueError(f"{path}: is not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8", str(path)) from None
+    except UnicodeDecodeError as exc:  # of the whole file (less a byte-order mark): its start is in the file
+        raise _not_utf8(path, exc.object[:2], exc.reason, 1 + _line_ends(exc.object[: exc.start])) from None
 
 
 def read_numeric_csv(path: Path, header: Optional[bool] = None) -> np.ndarray:
@@ -168,7 +175,12 @@ def read_numeric_csv(path: Path, header: Optional[bool] = None) -> np.ndarray:
     header (column names, numbers or not) and is skipped; ``False``, it is an
     event; ``None`` (the default), a first row that is not all numbers is
     taken as a header — a guess a header of numbers (``2019,2020``) or an
-    event with a typo (``1,2,3x``) defeats, which the two others settle.
+    event with a typo (``1,2,3x``) defeats, which the two others settle. A
+    header names each column (a comment line, ``# ...``, aside); a cell is a
+    number as ``float`` reads it, less digits grouped by ``_``; a missing
+    value (an empty cell, ``NA``, ``N/A``, ``#N/A``, ``NULL``) is refused, and
+    makes no header; quotes are read as the csv module's ``strict`` dialect
+    reads them.
     The marks of a pandas frame written with its defaults are refused, not
     read as data: a header with an empty first cell (a row index column)
     and, unless ``header=False`` says it is an event, a first row
@@ -179,6 +191,24 @@ def read_numeric_csv(path: Path, header: Optional[bool] = None) -> np.ndarray:
     row of empty cells (``,,``, a row of NaN as pandas writes it) is an
     event whose values are missing, refused as an empty cell is."""
     return _read_numeric_csv_lines(path, header)[0]
+
+
+def _columns(n: int) -> str:
+    return f"{n} column" + ("" if n == 1 else "s")
+
+
+def _why_no_number(cell: str) -> str:
+    """What a CSV cell that is no number looks like, when it looks like
+    something: numbers in another separator's columns, or UTF-16 text."""
+    if "\x00" in cell:
+        return " (it holds NUL characters: is the file UTF-16 text, or not text at all? expected UTF-8 text)"
+    if "_" in cell and _is_float(cell.replace("_", "")):
+        return " (digits grouped by '_' are not read as one number)"
+    for sep, name in (("\t", "tab"), (";", "semicolon"), (" ", "space")):
+        if sep in cell and all(_is_float(part) for part in cell.split(sep) if part.strip()):
+            decimal = ", as where commas are decimal points" if sep == ";" else ""
+            return f" (the file looks {name}-separated{decimal}; expected commas between values, and points in them)"
+    return ""
 
 
 def _numeric_header_notes(what: str, header: Optional[Tuple[int, List[str]]]) -> Tuple[str, ...]:
@@ -206,6 +236,54 @@ def _row_and_line(lines: Sequence[int]) -> Callable[[int], str]:
     return lambda i: f"row {i} (line {lines[i]})"
 
 
+def _not_utf8(path: Path, first: bytes, reason: str, line: int) -> InvalidValueError:
+    """The refusal of a file that is not UTF-8 text (``first``: its first two
+    bytes), whose first byte that is not is on ``line``, for ``reason``."""
+    if first in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):  # what Notepad's and PowerShell's "Unicode" write
+        return InvalidValueError(
+            f"{path}: is UTF-16 text (it starts with UTF-16's byte-order mark), not UTF-8; save it as UTF-8", str(path))
+    return InvalidValueError(f"{path}: is not UTF-8 text ({reason} on line {line}); save it as UTF-8", str(path))
+
+
+def _line_ends(data: bytes, after_cr: bool = False) -> int:
+    r"""How many line ends (``\n``, ``\r\n`` or ``\r``, as text files are
+    read) ``data`` holds; ``after_cr``: the byte before it is ``\r``."""
+    return data.count(b"\n") + data.count(b"\r") - data.count(b"\r\n") - (after_cr and data.startswith(b"\n"))
+
+
+def _first_not_utf8(path: Path, raw: IO[bytes]) -> InvalidValueError:
+    """:func:`_not_utf8` of the file ``raw`` (binary, seekable) reads, found
+    again from its start: the error of a text stream counts its position
+    from the block it was decoding."""
+    raw.seek(0)
+    first = raw.read(2)
+    raw.seek(0)
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    line, after_cr = 1, False
+    while True:
+        block = raw.read(1 << 20)
+        pending = len(decoder.getstate()[0])  # the bytes of a character the last block cut: no line end among them
+        try:
+            decoder.decode(block, final=not block)
+        except UnicodeDecodeError as exc:
+            return _not_utf8(path, first, exc.reason, line + _line_ends(block[: max(exc.start - pending, 0)], after_cr))
+        if not block:  # all of it is UTF-8 now (changed since?): said without a place
+            return InvalidValueError(f"{path}: is not UTF-8 text; save it as UTF-8", str(path))
+        line += _line_ends(block, after_cr)
+        after_cr = block.endswith(b"\r")
+
+
+def _csv_error(exc: csv.Error, start: int, line: int) -> str:
+    """What the csv module's ``exc`` says, with where: ``line`` (the line
+    read last) of the record that starts on line ``start``."""
+    text = str(exc)
+    if text == "unexpected end of data":  # the file ended inside a quoted field
+        return f"a quote in the row that starts on line {start} is never closed; expected a closing quote (\")"
+    if text.startswith("field larger than field limit"):
+        return f"line {line} holds a cell of more than {csv.field_size_limit():,} characters; expected numbers"
+    return f"line {line}: {text}"
+
+
 def _read_numeric_csv_lines(
     path: Path, header_given: Optional[bool] = None
 ) -> Tuple[np.ndarray, Sequence[int], Optional[Tuple[int, List[str]]]]:
@@ -224,25 +302,34 @@ def _read_numeric_csv_lines(
         # and it was dropped as a header
         with _open_regular(path, newline="", encoding="utf-8-sig") as f:
             start = 1
-            reader = csv.reader(f)
-            for r in reader:
-                if not _is_blank_line(r):
-                    if first is None:
-                        first = r
-                        is_header = _is_header_guess(r) if header_given is None else header_given
-                    if r is not first or not is_header:
-                        lengths.append(len(r))
-                        if bad is None:
-                            try:
-                                values.extend([float(cell) for cell in r])
-                            except ValueError:
-                                bad = (len(lengths) - 1, *next((j, c) for j, c in enumerate(r) if not _is_float(c)))
-                    lines.append(start)
-                start = reader.line_num + 1  # a quoted field may hold line breaks: the next record starts here
-    except UnicodeDecodeError as exc:
-        raise InvalidValueError(f"{path}: is not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8", str(path)) from None
+            # strict: a quote never closed read the rest of the file into one cell (a one-row file was "a header
+            # but no data rows", a longer one a message holding the rest of the file), and '"1"2' was 12
+            reader = csv.reader(f, strict=True)
+            try:
+                for r in reader:
+                    if not _is_blank_line(r):
+                        if first is None:
+                            first = r
+                            is_header = _is_header_guess(r) if header_given is None else header_given
+                        if r is not first or not is_header:
+                            lengths.append(len(r))
+                            if bad is None:
+                                try:
+                                    row = [float(cell) for cell in r]
+                                    if "_" in "".join(r):  # float() reads "0_1" as 1: see _is_float
+                                        raise ValueError
+                                    values.extend(row)
+                                except ValueError:
+                                    bad = (len(lengths) - 1, *next((j, c) for j, c in enumerate(r) if not _is_float(c)))
+                        lines.append(start)
+                    start = reader.line_num + 1  # a quoted field may hold line breaks: the next record starts here
+            except UnicodeDecodeError:
+                # its start counts from the block being decoded, not from the file's start ("at byte 7227" of a
+                # byte 457,787 on line 40,001): found again in the file
+                raise _first_not_utf8(path, f.buffer) from None
     except csv.Error as exc:
-        raise InvalidValueError(f"{path}: is not a readable CSV file ({exc})", str(path)) from None
+        why = _csv_error(exc, start, reader.line_num)
+        raise InvalidValueError(f"{path}: is not a readable CSV file ({why})", str(path)) from None
     if first is None:
         raise InvalidValueError(f"{path}: the CSV file is empty; expected one row of numbers per event", str(path))
     header = None
@@ -254,9 +341,20 @@ def _read_numeric_csv_lines(
                 "index, which would be read as a feature; expected the file without it (to_csv(index=False)), or a "
                 "name in that cell if the column is data", str(path))
         header = (lines[0], first) if header_given is None else None  # a guess is said; a given header is not
-        lines = lines[1:]
+        header_line, lines = lines[0], lines[1:]
         if not lines:
-            raise InvalidValueError(f"{path}: the CSV file has a header but no data rows; expected one row per event", str(path))
+            # a one-line file of tab-separated numbers was a header of one name: said what it looks like
+            looks = next((_why_no_number(cell) for cell in first if not _is_float(cell)), "")
+            raise InvalidValueError(
+                f"{path}: the CSV file has a header but no data rows; expected one row per event{looks}", str(path))
+        if len(first) != lengths[0] and not (len(first) == 1 and first[0].lstrip().startswith("#")):
+            # R's write.table(sep=",") names every column but its row names: they were read as a feature. A
+            # comment line (np.savetxt's header) names no columns, and is dropped as before.
+            index = " (a column of row names without a name, as R's write.table writes, is no feature)"
+            raise ShapeError(
+                f"{path}: the header (line {header_line}) names {_columns(len(first))}, but {_row_and_line(lines)(0)} "
+                f"has {lengths[0]}; expected a name for each column{index if len(first) == lengths[0] - 1 else ''}",
+                str(path))
     elif header_given is None and len(first) >= 3 and [cell.strip() for cell in first] == [str(i) for i in range(len(first))]:
         # pandas writes a frame's default column names so: the header was read as an event
         raise InvalidValueError(
@@ -270,12 +368,15 @@ def _read_numeric_csv_lines(
             raise ShapeError(f"{path}: {where(i)} has {lengths[i]} columns, expected {width}", str(path))
     if bad is not None:
         row, column, cell = bad
-        if not cell.strip():  # '' is no number either, but "a non-numeric value ''" did not say it is a missing one
+        if _is_missing(cell):  # '' is no number either, but "a non-numeric value ''" did not say it is a missing one
+            what = "an empty cell" if not cell.strip() else f"the cell {cell.strip()!r}"
             raise InvalidValueError(
-                f"{path}: {where(row)} has an empty cell (column {column} of {lengths[row]}), a missing value (pandas' "
-                "to_csv writes NaN so); expected numbers only: fill the missing values, or leave those events out of "
-                "every file", str(path))
-        raise InvalidValueError(f"{path}: {where(row)} has a non-numeric value {cell!r}; expected numbers only", str(path))
+                f"{path}: {where(row)} has {what} (column {column} of {lengths[row]}), a missing value (pandas' "
+                "to_csv writes NaN so, R's write.csv NA); expected numbers only: fill the missing values, or leave "
+                "those events out of every file", str(path))
+        raise InvalidValueError(
+            f"{path}: {where(row)} has a non-numeric value {cell!r} (column {column} of {lengths[row]}); expected "
+            f"numbers only{_why_no_number(cell)}", str(path))
     return np.frombuffer(values, np.float64).reshape(len(lengths), width), lines, header
 
 
@@ -316,7 +417,11 @@ def check_aligned(files: Sequence[ModalityFile]) -> int:
     counts = {f"{f.modality}={f.path}": len(f) for f in files}
     if len(set(counts.values())) > 1:
         detail = ", ".join(f"{k}: {v}" for k, v in counts.items())
-        raise ShapeError(f"rows are not aligned across modalities ({detail}); every file needs one row per event", "files")
+        # a first line read as a header (a first event with a typo) is a row short, and its warning came only after
+        # this error, never: said here, where it is the likely cause
+        assumed = "".join(f"; {note}" for f in files for note in f.notes)
+        raise ShapeError(
+            f"rows are not aligned across modalities ({detail}); every file needs one row per event{assumed}", "files")
     return next(iter(counts.values()))
 
 
@@ -399,11 +504,18 @@ def _check_npy_header(f: IO[bytes], path: Path, size: int, what: str) -> None:
     except (ValueError, OSError, EOFError, SyntaxError, tokenize.TokenError) as exc:
         # TokenError: a header cut inside its dict ("{'descr': '<f8', 'shape': (" ...), which numpy
         # re-tokenizes before literal_eval; it is no ValueError and left the CLI as a traceback
-        raise InvalidValueError(f"{what}: not a numeric .npy file ({exc})", str(path)) from None
+        why = str(exc)
+        if "max_header_size" in why:  # numpy's advice, allow_pickle=True, is not one to follow for a file of numbers
+            why = "its header is larger than numpy reads without trusting the file"
+        raise InvalidValueError(f"{what}: not a numeric .npy file ({why})", str(path)) from None
     if dtype.kind == "c":
         raise InvalidValueError(f"{what}: holds complex numbers ({dtype}); expected real numbers", str(path))
     if dtype.kind not in "biuf" or dtype.fields is not None or dtype.subdtype is not None:
         raise InvalidValueError(f"{what}: holds {dtype} values; expected real numbers", str(path))
+    if any(not 0 <= int(n) <= np.iinfo(np.intp).max for n in shape):
+        # numpy's read counts the values in int64: a dimension beyond it (beside a 0) raised OverflowError, a traceback
+        raise InvalidValueError(f"{what}: its header declares shape {shape}, the shape of no array; expected a numeric "
+                                ".npy file (corrupt?)", str(path))
     count = 1
     for n in shape:
         count *= int(n)
@@ -413,6 +525,14 @@ def _check_npy_header(f: IO[bytes], path: Path, size: int, what: str) -> None:
         raise InvalidValueError(
             f"{what}: its header declares shape {shape} ({needed:,} bytes) but only {max(available, 0):,} bytes follow "
             "(truncated or corrupt?)", str(path),
+        )
+    if needed < available:
+        # np.save writes the array's bytes and no more: a header whose shape was cut down (3 rows to 2) read the first
+        # rows and dropped the rest without a word, as did a second array saved into the same file
+        raise InvalidValueError(
+            f"{what}: its header declares shape {shape} ({needed:,} bytes) but {available:,} bytes follow; expected "
+            "the array's bytes only (a header that does not match its data, or more than one array in the file?)",
+            str(path),
         )
 
 
@@ -428,16 +548,36 @@ def _is_blank_line(record: Sequence[str]) -> bool:
 
 def _is_header_guess(record: Sequence[str]) -> bool:
     """Whether the first record, with no ``header`` given, is taken as a
-    header: a cell of it is no number. A record of empty cells only is an
-    event of missing values (see :func:`_is_blank_line`), not column names."""
-    return not _numeric_row(record) and any(cell.strip() for cell in record)
+    header: a cell of it is neither a number nor a missing value (see
+    :func:`_is_missing`), or it heads a row index as pandas and R do (an
+    empty first cell, refused after). A record of numbers and missing values
+    is an event whose values are missing (see :func:`_is_blank_line`), not
+    column names: ``1,,3`` (pandas' ``to_csv`` of a first event holding NaN)
+    and ``1,2,`` were dropped as a header, with a warning calling '' a name,
+    where the same row further down is refused as a missing value."""
+    if len(record) > 1 and not record[0].strip() and any(cell.strip() for cell in record[1:]):
+        return True
+    return any(not _is_float(cell) and not _is_missing(cell) for cell in record)
 
 
-def _numeric_row(row: Sequence[str]) -> bool:
-    return all(_is_float(c) for c in row)
+#: What writers put in a cell of a missing value (lower case): pandas' ``to_csv`` an empty cell, R's
+#: ``write.csv`` NA, spreadsheets #N/A; pandas' ``read_csv`` reads each as NaN.
+_MISSING = frozenset({"", "na", "n/a", "#n/a", "null", "<na>"})
+
+
+def _is_missing(cell: str) -> bool:
+    """Whether a CSV cell says its value is missing (:data:`_MISSING`)."""
+    return cell.strip().lower() in _MISSING
 
 
 def _is_float(cell: str) -> bool:
+    """Whether a CSV cell is a number: what ``float`` reads, less digits
+    grouped by underscores, as Python source groups them (numpy's
+    ``loadtxt`` and pandas read no such number): a header of names such as
+    ``0_0,0_1,0_2`` (pixels by row and column) was read as an event of the
+    numbers 0, 1, 2."""
+    if "_" in cell:
+        return False
     try:
         float(cell)
         return True
