@@ -277,6 +277,8 @@ def _csv_error(exc: csv.Error, start: int, line: int) -> str:
     """What the csv module's ``exc`` says, with where: ``line`` (the line
     read last) of the record that starts on line ``start``."""
     text = str(exc)
+    if "NUL" in text:  # Python < 3.11's csv refuses NUL itself: said as the cell's check says it from 3.11 on
+        return f"line {line}: it holds NUL characters: is the file UTF-16 text, or not text at all? expected UTF-8 text"
     if text == "unexpected end of data":  # the file ended inside a quoted field
         return f"a quote in the row that starts on line {start} is never closed; expected a closing quote (\")"
     if text.startswith("field larger than field limit"):
