@@ -342,7 +342,7 @@ def test_bad_widths_are_invalid_value_errors_naming_the_layer():
 
 
 @pytest.mark.parametrize("name", ["encoder_input_dropout", "encoder_hidden_dropout"])
-@pytest.mark.parametrize("value", [1.5, float("nan"), float("inf"), -0.1, 1.0, "0.1"])
+@pytest.mark.parametrize("value", [1.5, float("nan"), float("inf"), -0.1, 1.0])
 def test_bad_dropout_rates_are_invalid_value_errors(name, value):
     with pytest.raises(gm.InvalidValueError) as err:
         deep(**{name: value})
@@ -351,6 +351,13 @@ def test_bad_dropout_rates_are_invalid_value_errors(name, value):
         with pytest.raises(gm.InvalidValueError) as err:
             gm._core.Model(8, 16, 1e-3, 2, 10, 0, [6] * 7, encoder_hidden=[4], **{name: value})
         assert err.value.arg == name
+
+
+@pytest.mark.parametrize("name", ["encoder_input_dropout", "encoder_hidden_dropout"])
+def test_a_dropout_rate_of_another_type_is_a_type_error(name):
+    # a str is a wrong type: a TypeError, as the config's int fields refuse one
+    with pytest.raises(TypeError, match=rf"^{name}: expected .*, got '0\.1' \(str\)$"):
+        deep(**{name: "0.1"})
 
 
 def test_a_checkpoint_with_an_impossible_capacity_is_a_clean_error(tmp_path):

@@ -87,17 +87,18 @@ def test_a_trained_recipe_model_reads_out_through_the_view_embedder():
         np.testing.assert_array_equal(features[v], direct[:, embedder.modalities[v].index])
 
 
-@pytest.mark.parametrize("layer, message", [
-    (2, r"layer: expected an index into config.encoder_hidden = \(16, 12\) \(-2 to 1\), got 2"),
-    (-3, r"got -3"),
-    (True, r"layer: expected an integer index into config.encoder_hidden, got True"),
-    (0.0, r"got 0.0"),
-    ("0", r"got '0'"),
+@pytest.mark.parametrize("layer, error, message", [
+    (2, InvalidValueError, r"layer: expected an index into config.encoder_hidden = \(16, 12\) \(-2 to 1\), got 2"),
+    (-3, InvalidValueError, r"got -3"),
+    # a wrong type: a TypeError, as the package's other int arguments
+    (True, TypeError, r"layer: expected an integer index into config.encoder_hidden, got True \(bool\)"),
+    (0.0, TypeError, r"got 0.0 \(float\)"),
+    ("0", TypeError, r"got '0' \(str\)"),
 ])
-def test_bad_layers_are_refused(layer, message):
-    with pytest.raises(InvalidValueError, match=message) as info:
+def test_bad_layers_are_refused(layer, error, message):
+    with pytest.raises(error, match=message) as info:
         deep_model().hidden_features(inputs(), layer=layer)
-    assert info.value.arg == "layer"
+    assert getattr(info.value, "arg", "layer") == "layer"
 
 
 def test_a_model_without_hidden_layers_says_so():

@@ -687,7 +687,7 @@ def test_compute_anchors_names_its_own_arguments() -> None:
     cases = [  # were an AttributeError, ExactCCA's or cca-zoo's "n_components", and 'M' of "MCCA" read as a method
         (dict(train={"views": train.views}), TypeError, r"^train: expected a MultipleFeatures"),
         (dict(cca_components=0, multiview=()), gm.InvalidValueError, r"^cca_components: expected a positive int, got 0"),
-        (dict(cca_components=True, multiview=()), TypeError, r"^cca_components: expected a positive int, got bool"),
+        (dict(cca_components=True, multiview=()), TypeError, r"^cca_components: expected a positive int, got True \(bool\)"),
         (dict(multiview_components=0), gm.InvalidValueError, r"^multiview_components: expected a positive int"),
         (dict(multiview="MCCA"), TypeError, r"^multiview: expected None or a sequence of method names"),
         (dict(multiview=["PCA"]), gm.InvalidValueError, r"^multiview: unknown methods \['PCA'\]"),
@@ -710,7 +710,7 @@ def test_nutrimouse_cv_names_its_arguments_and_what_a_recipe_returns() -> None:
     cases = [  # scikit-learn's words ("Number of repetitions must be greater than 0", "Seed must be between ..."),
         # n_splits=True taken for 1, anchors=1 for True, "01" for the seeds "0" and "1", an AttributeError,
         # and a recipe's embeddings of the wrong rows blamed on the labels
-        (dict(n_splits=True), TypeError, r"^n_splits: expected a positive int, got bool"),
+        (dict(n_splits=True), TypeError, r"^n_splits: expected a positive int, got True \(bool\)"),
         (dict(n_splits=9), gm.InvalidValueError, r"^n_splits: expected an int in \[2, 8\] \(the fewest mice of one diet"),
         (dict(n_repeats=0), gm.InvalidValueError, r"^n_repeats: expected a positive int, got 0"),
         (dict(random_state=-1), gm.InvalidValueError, r"^random_state: expected an int in \[0, 2\*\*32\)"),

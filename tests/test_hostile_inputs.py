@@ -77,8 +77,9 @@ def test_numpy_floats_are_fractions_too() -> None:
     model = small_model()
     # np.float32(0.25) was refused as "expected a number in [0, 1), got np.float32(0.25)"
     model.fit(views(), epochs=1, modality_dropout=np.float32(0.25), progress=False)
-    for bad in (np.float32(1.0), np.float64("nan"), True, "0.1"):
-        with pytest.raises(gm.InvalidValueError, match=r"modality_dropout: expected a number in \[0, 1\)"):
+    for bad, error in ((np.float32(1.0), gm.InvalidValueError), (np.float64("nan"), gm.InvalidValueError),
+                       (True, TypeError), ("0.1", TypeError)):  # a wrong type: a TypeError, as the config's
+        with pytest.raises(error, match=r"modality_dropout: expected a number in \[0, 1\)"):
             model.fit(views(), epochs=1, modality_dropout=bad, progress=False)
 
 
@@ -406,8 +407,10 @@ def test_retrieval_labels_equal_to_nothing_are_refused_and_odd_arguments_named()
             metrics.cross_view_retrieval(q, g, labels)
     with pytest.raises(gm.InvalidValueError, match=r"^metric: expected one of"):  # was "truth value of an array is ambiguous"
         metrics.cross_view_retrieval(q, g, np.zeros(6), metric=np.array(["cosine", "euclidean"]))
-    with pytest.raises(gm.InvalidValueError, match="chunk_size"):
+    with pytest.raises(TypeError, match=r"^chunk_size: expected a positive int, got True \(bool\)$"):
         metrics.cross_view_retrieval(q, g, np.zeros(6), chunk_size=True)
+    with pytest.raises(gm.InvalidValueError, match="chunk_size"):
+        metrics.cross_view_retrieval(q, g, np.zeros(6), chunk_size=0)
 
 
 def test_cosine_retrieval_of_views_on_far_apart_scales_is_their_retrieval() -> None:
@@ -505,8 +508,9 @@ def test_split_takes_numpy_numbers_and_names_its_seed() -> None:
     want = train_test_indices(labels, test_size=0.5)
     got = train_test_indices(labels, test_size=np.float64(0.5), seed=np.int64(0))  # the first was refused
     assert all(np.array_equal(a, b) for a, b in zip(want, got))
-    for seed in (-1, True, 2**40):  # was sklearn's error about 'random_state'; True split as seed 1
-        with pytest.raises(gm.InvalidValueError, match="seed: expected an int"):
+    for seed, error in ((-1, gm.InvalidValueError), (True, TypeError), (2**40, gm.InvalidValueError)):
+        # was sklearn's error about 'random_state'; True split as seed 1
+        with pytest.raises(error, match="seed: expected an int"):
             train_test_indices(labels, seed=seed)
 
 
@@ -1030,12 +1034,12 @@ def test_fit_with_stopping_splits_lists_and_frames_by_row_and_names_a_bad_seed()
         got = fit_with_stopping(small_model(), inputs, seed=0, **options).epochs
         assert [{k: v for k, v in e.items() if k != "seconds"} for e in got] == [
             {k: v for k, v in e.items() if k != "seconds"} for e in want]
-    for seed in (-1, 1.5, True):
+    for seed, error in ((-1, gm.InvalidValueError), (1.5, TypeError), (True, TypeError)):  # a wrong type: a TypeError
         for fraction in (0.5, 0.1):  # a held-out slice, and cross-validation
             model = small_model()
-            with pytest.raises(gm.InvalidValueError, match="seed: expected an int >= 0") as err:
+            with pytest.raises(error, match="seed: expected an int >= 0") as err:
                 fit_with_stopping(model, x, seed=seed, **{**options, "validation_fraction": fraction})
-            assert err.value.arg == "seed" and model.epochs_trained == 0
+            assert getattr(err.value, "arg", "seed") == "seed" and model.epochs_trained == 0
     with pytest.raises(TypeError, match="inputs: expected a mapping"):
         fit_with_stopping(small_model(), [x["visual"]], seed=0, **options)
 
@@ -1065,9 +1069,11 @@ def test_the_embedder_names_random_state_and_verbose_and_fit_checks_progress() -
     xs = [rng.normal(size=(20, 5)), rng.normal(size=(20, 4))]
     kw = dict(embed_dim=E, hidden_dim=8, num_heads=2, encoder_hidden=(8,), encoder_output_dim=8, epochs=1)
     for seed in (None, np.random.RandomState(0), -1, 2**64, 1.0, True):
-        with pytest.raises(gm.InvalidValueError, match=r"^random_state: expected an int in \[0, 2\*\*64\)") as err:
+        # a wrong type (None, a RandomState, a float, a bool) is a TypeError, an int out of range an InvalidValueError
+        error = gm.InvalidValueError if type(seed) is int else TypeError
+        with pytest.raises(error, match=r"^random_state: expected an int in \[0, 2\*\*64\)") as err:
             MultimodalEmbedder(random_state=seed, **kw).fit(xs)
-        assert err.value.arg == "random_state"
+        assert getattr(err.value, "arg", "random_state") == "random_state"
     with pytest.raises(TypeError, match="verbose: expected a bool"):
         MultimodalEmbedder(verbose="no", **kw).fit(xs)
     model = small_model()
@@ -1097,10 +1103,10 @@ def test_binder_auc_names_its_own_arguments() -> None:
     dot = lambda a, b: (a * b).sum(axis=1)  # noqa: E731
     want = binder_auc(dot, embeddings, seed=3)
     assert binder_auc(dot, embeddings, seed=np.uint8(3)) == want
-    for seed in (-1, 1.5, True):
-        with pytest.raises(gm.InvalidValueError, match="seed: expected an int >= 0") as err:
+    for seed, error in ((-1, gm.InvalidValueError), (1.5, TypeError), (True, TypeError)):  # a wrong type: a TypeError
+        with pytest.raises(error, match="seed: expected an int >= 0") as err:
             binder_auc(dot, embeddings, seed=seed)
-        assert err.value.arg == "seed"
+        assert getattr(err.value, "arg", "seed") == "seed"
     with pytest.raises(TypeError, match="view_embeddings: expected a mapping"):
         binder_auc(dot, list(embeddings.values()))
     for bind, error in ((lambda a, b: 0.5, gm.ShapeError), (lambda a, b: a * b, gm.ShapeError),

@@ -162,7 +162,7 @@ def test_bad_values_name_the_argument(value, error):
 @pytest.mark.parametrize(
     "value, error",
     [(0, InvalidValueError), (-0.1, InvalidValueError), (float("nan"), InvalidValueError), (float("inf"), InvalidValueError),
-     (1e-50, InvalidValueError), ("0.2", InvalidValueError), ([0.2], InvalidValueError)],
+     (1e-50, InvalidValueError), ("0.2", TypeError), ([0.2], TypeError)],
 )
 def test_bad_temperatures_name_the_argument(value, error):
     with pytest.raises(error, match="neighborhood_temperature"):

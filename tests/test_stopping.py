@@ -26,14 +26,16 @@ def small_model(seed=0):
                                   encoder_hidden=(16,), encoder_input_dropout=0.1, seed=seed)
 
 
-@pytest.mark.parametrize("args, name", [((10, 2.0, 32, 5), "validation_fraction"), ((10, float("nan"), 32, 5), "validation_fraction"),
-                                        ((10, 0.5, 32, 5.5), "folds"), ((10.5, 0.5, 32, 5), "n_rows"),
-                                        ((-10, 0.5, 32, 5), "n_rows"), ((10, 0.5, None, 5), "min_validation_rows")])
-def test_cv_folds_for_refuses_what_it_cannot_count_with(args, name):
-    # a fraction of 2.0 (20 of 10 rows held out) gave 5 folds; NaN raised numpy's unnamed error
-    with pytest.raises(InvalidValueError, match=f"^{name}: expected") as err:
+@pytest.mark.parametrize("args, name, error", [
+    ((10, 2.0, 32, 5), "validation_fraction", InvalidValueError), ((10, float("nan"), 32, 5), "validation_fraction", InvalidValueError),
+    ((10, 0.5, 32, 5.5), "folds", TypeError), ((10.5, 0.5, 32, 5), "n_rows", TypeError),
+    ((-10, 0.5, 32, 5), "n_rows", InvalidValueError), ((10, 0.5, None, 5), "min_validation_rows", TypeError)])
+def test_cv_folds_for_refuses_what_it_cannot_count_with(args, name, error):
+    # a fraction of 2.0 (20 of 10 rows held out) gave 5 folds; NaN raised numpy's unnamed error.
+    # A wrong type (5.5 folds, None) is a TypeError, a value out of range an InvalidValueError.
+    with pytest.raises(error, match=f"^{name}: expected") as err:
         cv_folds_for(*args)
-    assert err.value.arg == name
+    assert getattr(err.value, "arg", name) == name
 
 
 def test_which_data_get_cross_validation():
@@ -120,10 +122,12 @@ def test_no_patience_or_no_rows_to_hold_out_trains_every_epoch_on_what_there_is(
     assert nothing.cv_curve is None and len(nothing.epochs) == 3 and "val_contrastive" not in nothing.epochs[0]
 
 
-@pytest.mark.parametrize("name, value", [("cv_folds", -1), ("min_validation_rows", 2.5), ("patience", -2), ("epochs", -1)])
-def test_bad_settings_name_the_argument(name, value):
+@pytest.mark.parametrize("name, value, error", [("cv_folds", -1, InvalidValueError), ("min_validation_rows", 2.5, TypeError),
+                                               ("patience", -2, InvalidValueError), ("epochs", -1, InvalidValueError),
+                                               ("epochs", "3", TypeError), ("patience", None, TypeError)])
+def test_bad_settings_name_the_argument(name, value, error):
     settings = {**STOP, "cv_folds": 5, "min_validation_rows": 32, "epochs": 3, name: value}
-    with pytest.raises(InvalidValueError, match=name):
+    with pytest.raises(error, match=f"^{name}: expected an int >= "):
         fit_with_stopping(small_model(), two_views(40), **settings, **OPTIONS)
 
 
@@ -137,14 +141,14 @@ def test_a_misspelt_monitor_is_refused_however_few_the_rows(rows, fraction):
     assert err.value.arg == "monitor" and model.epochs_trained == 0
 
 
-@pytest.mark.parametrize("fraction", [2.0, float("nan"), "0.1"])
-def test_a_bad_validation_fraction_is_refused_beside_validation_data_too(fraction):
+@pytest.mark.parametrize("fraction, error", [(2.0, InvalidValueError), (float("nan"), InvalidValueError), ("0.1", TypeError)])
+def test_a_bad_validation_fraction_is_refused_beside_validation_data_too(fraction, error):
     # unused when validation data are given, it passed unseen there and was refused without them
     model = small_model()
-    with pytest.raises(InvalidValueError, match=r"^validation_fraction: expected a number in \[0, 1\)") as err:
+    with pytest.raises(error, match=r"^validation_fraction: expected a number in \[0, 1\)") as err:
         fit_with_stopping(model, two_views(40), validation=two_views(8, seed=1),
                           **{**STOP, "validation_fraction": fraction}, epochs=1, **OPTIONS)
-    assert err.value.arg == "validation_fraction" and model.epochs_trained == 0
+    assert getattr(err.value, "arg", "validation_fraction") == "validation_fraction" and model.epochs_trained == 0
 
 
 def test_a_failed_call_leaves_the_model_as_it_was():

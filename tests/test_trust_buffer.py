@@ -111,12 +111,13 @@ def test_extreme_alpha_without_replacement_is_a_clear_error() -> None:
     assert info.value.arg == "alpha"
 
 
-@pytest.mark.parametrize("bad", [np.nan, np.inf, -1.0, "0.5", True, 1 + 2j])
-def test_bad_alpha_and_beta_are_refused(bad) -> None:
+@pytest.mark.parametrize("bad, error", [(np.nan, gm.InvalidValueError), (np.inf, gm.InvalidValueError),
+                                        (-1.0, gm.InvalidValueError), ("0.5", TypeError), (True, TypeError), (1 + 2j, TypeError)])
+def test_bad_alpha_and_beta_are_refused(bad, error) -> None:
     buf = ExperienceBuffer(3, embed_dim=E)
     buf.append(experience(0))
-    for name in ("alpha", "beta"):
-        with pytest.raises(gm.InvalidValueError, match=name):
+    for name in ("alpha", "beta"):  # a wrong type (no real number) is a TypeError
+        with pytest.raises(error, match=f"^{name}: "):
             buf.sample(1, prioritized=True, **{name: bad})
 
 

@@ -102,7 +102,7 @@ def test_a_mask_marking_a_modality_without_an_array_names_its_row_and_trains_not
         ({"objectives": {"seed_consistency": 1}}, ValueError, "seed_consistency"),
         ({"lr": 1e300}, gm.InvalidValueError, "float32"),
         ({"lr": float("nan")}, gm.InvalidValueError, "lr"),
-        ({"modality_dropout": True}, gm.InvalidValueError, "modality_dropout"),
+        ({"modality_dropout": True}, TypeError, "modality_dropout"),
     ],
 )
 def test_bad_arguments_fail_before_any_step(kwargs, error, words) -> None:

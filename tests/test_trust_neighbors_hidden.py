@@ -270,10 +270,11 @@ def test_every_option_together_resumes_copies_and_reads_out_exactly(tmp_path):
         np.testing.assert_array_equal(trained.hidden_features(inputs, layer=layer), hidden)
     assert trained.hidden_features(data, layer=0).shape == (30, 7, 5) == (30, 7, trained.hidden_width(-2))
     before = state(trained)
-    for layer, error in ((2, r"^layer: expected an index into config\.encoder_hidden = \(5, 7\) \(-2 to 1\), got 2"),
-                         (True, r"^layer: expected an integer index"), (1.0, r"^layer: expected an integer index"),
-                         (2**70, r"^layer: expected an index")):
-        with pytest.raises(InvalidValueError, match=error):
+    for layer, error, words in (
+            (2, InvalidValueError, r"^layer: expected an index into config\.encoder_hidden = \(5, 7\) \(-2 to 1\), got 2"),
+            (True, TypeError, r"^layer: expected an integer index"), (1.0, TypeError, r"^layer: expected an integer index"),
+            (2**70, InvalidValueError, r"^layer: expected an index")):  # a wrong type is a TypeError
+        with pytest.raises(error, match=words):
             trained.hidden_features(data, layer=layer)
     assert state(trained) == before
 

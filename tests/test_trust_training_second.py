@@ -89,14 +89,14 @@ def test_a_modality_a_later_fit_brings_is_standardised_too(form):
     assert all(raw.normalization(m) is None for m in range(7))
 
 
-@pytest.mark.parametrize("attribute, value, words", [
-    ("epochs_trained", 2.5, r"model\.epochs_trained: expected an int >= 0, got 2\.5"),
-    ("epochs_trained", -1, r"model\.epochs_trained: expected an int >= 0, got -1"),
-    ("epochs_trained", None, r"model\.epochs_trained: expected an int >= 0, got None"),
-    ("history", (), r"model\.history: expected a list of epoch records, got tuple"),
-    ("history", None, r"model\.history: expected a list of epoch records, got NoneType"),
+@pytest.mark.parametrize("attribute, value, error, words", [
+    ("epochs_trained", 2.5, TypeError, r"model\.epochs_trained: expected an int >= 0, got 2\.5 \(float\)"),
+    ("epochs_trained", -1, gm.InvalidValueError, r"model\.epochs_trained: expected an int >= 0, got -1"),
+    ("epochs_trained", None, TypeError, r"model\.epochs_trained: expected an int >= 0, got None"),
+    ("history", (), gm.InvalidValueError, r"model\.history: expected a list of epoch records, got tuple"),
+    ("history", None, gm.InvalidValueError, r"model\.history: expected a list of epoch records, got NoneType"),
 ])
-def test_a_record_of_training_fit_cannot_continue_is_named_before_anything_trains(attribute, value, words):
+def test_a_record_of_training_fit_cannot_continue_is_named_before_anything_trains(attribute, value, error, words):
     """model.epochs_trained = 2.5 made fit fail with numpy's "seed must be
     integer"; model.history = () failed after the first epoch, then in the
     restore, whose "'tuple' object does not support item deletion" replaced
@@ -104,7 +104,7 @@ def test_a_record_of_training_fit_cannot_continue_is_named_before_anything_train
     model = small()
     setattr(model, attribute, value)
     state = model.optimizer_state()
-    with pytest.raises(gm.InvalidValueError, match=rf"^{words}"):
+    with pytest.raises(error, match=rf"^{words}"):
         model.fit(data(), epochs=1, batch_size=8, progress=False)
     assert model.optimizer_state()["step"] == state["step"] == 0
     # a numpy int is an int, as a save takes it

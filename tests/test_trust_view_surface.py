@@ -236,5 +236,5 @@ def test_n_components_is_refused_in_one_wording_naming_its_range() -> None:
             call()
         assert err.value.arg == "n_components"
     # a value of another type is a TypeError, as every n_components says it (tests/test_trust_eval_errors.py)
-    with pytest.raises(TypeError, match=r"^n_components: expected an int in \[1, 5\] .*, got float$"):
+    with pytest.raises(TypeError, match=r"^n_components: expected an int in \[1, 5\] .*, got 1\.5 \(float\)$"):
         anchors.cca_anchor(train, test, "a", "b", n_components=1.5)

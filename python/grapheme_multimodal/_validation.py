@@ -49,6 +49,21 @@ def describe(x: Any) -> str:
     return f"{type(x).__name__}"
 
 
+def wrong_type(name: str, expected: str, value: Any, why: str = "") -> TypeError:
+    """The ``TypeError`` for ``value`` of a type argument ``name`` does not
+    take (2.5, "3", True or None for an int): as the config and the buffer
+    refuse one, where a value of the right type but out of range is an
+    :class:`InvalidValueError`. Names the argument, what was expected (then
+    ``why``) and what was given, with its type: ``got 2.5 (float)``."""
+    if value is None or isinstance(value, np.ndarray) or is_networkx_graph(value):
+        shown = "None" if value is None else describe(value)
+    else:
+        from .types import bounded_repr  # on the error's path only: types imports this module
+
+        shown = f"{bounded_repr(value)} ({type(value).__name__})"
+    return TypeError(f"{name}: expected {expected}{why}, got {shown}")
+
+
 #: How a networkx graph is given, for the messages that refuse one.
 FROM_NETWORKX = "convert it with grapheme_multimodal.Graph.from_networkx(g)"
 
@@ -535,7 +550,7 @@ def is_real_number(value: Any) -> bool:
 def as_positive_int(value: Any, name: str) -> int:
     """``value`` as an int when it is an integer > 0 (not a bool)."""
     if not is_int(value):
-        raise TypeError(f"{name}: expected a positive int, got {describe(value)}")
+        raise wrong_type(name, "a positive int", value)
     number = exact_int(value)  # the number checked is the number returned
     if number <= 0:
         raise InvalidValueError(f"{name}: expected a positive int, got {value!r}", name)
@@ -557,10 +572,13 @@ def as_seed(value: Any, name: str, below: Optional[int] = 2**64, why: str = "") 
     ``[0, below)`` (``below=None``: no upper bound): a seed, or a counter
     restored from a state. ``below`` is what the consumer takes (2**64 for
     the Rust core's u64, 2**32 for scikit-learn's random_state); ``why`` is
-    added to the message after what was expected."""
-    number = exact_int(value) if is_int(value) else None  # the number checked is the number returned
-    if number is None or number < 0 or (below is not None and number >= below):
-        expected = "an int >= 0" if below is None else f"an int in [0, 2**{below.bit_length() - 1})"
+    added to the message after what was expected. Another type (2.5, "3",
+    True, None) is a ``TypeError``, an int out of range an :class:`InvalidValueError`."""
+    expected = "an int >= 0" if below is None else f"an int in [0, 2**{below.bit_length() - 1})"
+    if not is_int(value):  # 2.5, "3", True, None: a wrong type, as the config's and the buffer's other checks say it
+        raise wrong_type(name, expected, value, why)
+    number = exact_int(value)  # the number checked is the number returned
+    if number < 0 or (below is not None and number >= below):
         raise InvalidValueError(f"{name}: expected {expected}{why}, got {value!r}", name)
     return number
 
@@ -578,11 +596,12 @@ def as_finite_float(
 ) -> float:
     """``value`` as a float when it is a finite real number (not a bool) for
     which ``ok`` holds (and, with ``float32``, that float32 can hold: the core
-    computes with it in float32); else ValueError ``"{name}: expected {expected}, ..."``.
-    ``ok`` must hold for the float returned too."""
+    computes with it in float32); else ValueError ``"{name}: expected {expected}, ..."``,
+    or ``TypeError`` for what is no real number (a str, None, a bool, a
+    complex number). ``ok`` must hold for the float returned too."""
     if (isinstance(value, (bool, np.timedelta64)) or not isinstance(value, (int, float, np.number))
             or np.iscomplexobj(value)):
-        raise InvalidValueError(f"{name}: expected {expected}, got {value!r}", name)
+        raise wrong_type(name, expected, value)
     try:  # an int beyond int64 is no numpy scalar: np.isfinite would raise numpy's TypeError
         as_float = float(value)
     except OverflowError:  # beyond float64 altogether

@@ -33,7 +33,7 @@ from ._validation import (
     IntLike,
     as_finite_float, as_mask, as_positive_int, as_real_array, as_seed, check_flag, describe, is_int, memory_budget,
     is_masked_array, non_finite_message, refuse_beyond_memory, refuse_bools, refuse_float32_underflow, sorted_names,
-    unmasked,
+    unmasked, wrong_type,
 )
 from .exceptions import CheckpointError, InvalidValueError, NonFiniteError, ShapeError, TooLargeError
 from .io import FORMAT_NAMES, PathLike, TensorSpec, as_path, check_write_target, read_tagged_safetensors, write_tagged_safetensors
@@ -602,7 +602,9 @@ class ExperienceBuffer:
         (they are then unused). Without ``replace=True`` no experience is
         drawn twice, so ``batch_size`` may not exceed what the buffer holds.
         """
-        if not is_int(batch_size) or batch_size <= 0:
+        if not is_int(batch_size):  # a wrong type: a TypeError, as the constructor's capacity
+            raise wrong_type("batch_size", "a positive int", batch_size)
+        if batch_size <= 0:
             raise InvalidValueError(f"batch_size: expected a positive int, got {batch_size!r}", "batch_size")
         batch_size = int(batch_size)  # a numpy uint64 would wrap in the size check below
         # "False" would be true: drawn with replacement, or by priority, without a word

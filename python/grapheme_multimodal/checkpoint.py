@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, 
 import numpy as np
 
 from ._core import __version__, memory_budget
-from ._validation import describe, is_int
+from ._validation import describe, is_int, wrong_type
 from .averaging import WeightAverage
 from .buffer import ExperienceBuffer
 from .config import LearnableMultiModalConfig
@@ -373,8 +373,12 @@ def _restore(model: "LearnableMultiModal", tensors: Dict[str, np.ndarray], meta:
 
 
 def _checked_epochs(epochs: Any, name: str = "epochs_trained") -> int:
-    """``epochs`` when it is an int >= 0 (a numpy int as a Python int)."""
-    if not is_int(epochs) or epochs < 0:
+    """``epochs`` when it is an int >= 0 (a numpy int as a Python int); else
+    a ``TypeError`` for another type, an :class:`InvalidValueError` for a
+    negative int (a file's, when loading: either is a :class:`CheckpointError` then)."""
+    if not is_int(epochs):
+        raise wrong_type(name, "an int >= 0", epochs)
+    if epochs < 0:
         raise InvalidValueError(f"{name}: expected an int >= 0, got {epochs!r}", name)
     return int(epochs)
 

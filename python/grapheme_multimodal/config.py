@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, AbstractSet, Any, Dict, Mapping, Optional, Seq
 import numpy as np
 
 from ._core import DROPOUT_BOUND_WHY, MAX_DIM, MAX_DROPOUT, MAX_FUSION_RESIDUAL, MAX_LAYERS, NUM_MODALITIES, OBJECTIVE_NAMES
-from ._validation import IntLike, as_finite_float, as_seed, check_flag, exact_int, is_int
+from ._validation import IntLike, as_finite_float, as_seed, check_flag, exact_int, is_int, wrong_type
 from .exceptions import InvalidValueError, ShapeError, TooLargeError
 from .graph import GraphFeaturizer
 from .objectives import check_objective_names
@@ -58,7 +58,7 @@ def _positive(value: float) -> bool:
 
 def _positive_int(value: Any, name: str) -> int:
     if not is_int(value):
-        raise TypeError(f"{name}: expected an int, got {type(value).__name__}")
+        raise wrong_type(name, "an int", value)
     number = exact_int(value)  # the number checked is the number returned
     if number <= 0:
         raise InvalidValueError(f"{name}: expected a positive int, got {value}", name)
@@ -320,7 +320,7 @@ class LearnableMultiModalConfig:
         for name in ("fused_neighbors", "contrastive_neighbors", "neighborhood_neighbors"):
             k = getattr(self, name)
             if not is_int(k):
-                raise TypeError(f"{name}: expected an int, got {type(k).__name__}")
+                raise wrong_type(name, "an int", k)
             if not 0 <= k < 2**32:
                 raise InvalidValueError(f"{name}: expected an int in [0, 2**32), got {k}", name)
             object.__setattr__(self, name, int(k))

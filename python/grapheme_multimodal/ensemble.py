@@ -73,6 +73,10 @@ def save_ensemble(models: Iterable["LearnableMultiModal"], path: PathLike, inclu
         raise not_enough_memory_to_write(path) from None
     except InvalidValueError as exc:  # a member's history or epoch count that loading would refuse
         raise type(exc)(f"models[{j}]: {exc}", f"models[{j}]") from None
+    except TypeError as exc:
+        if not str(exc).startswith("model."):  # not the check of a member's public attribute: not ours to rename
+            raise
+        raise TypeError(f"models[{j}]: {exc}") from None  # an epoch count of 2.0: which member's
     write_tagged_safetensors(path, tensors, ENSEMBLE_FORMAT, {"library_version": __version__, "members": metas})
 
 

@@ -7,6 +7,12 @@ the name of the argument it is about (``err.arg``, ``None`` when the error is
 not about one argument) beside its message, which names the argument, what was
 given and what was expected.
 
+A value of the wrong type (2.5, ``"3"``, ``True`` or ``None`` for an int, a
+str for a number) is a plain ``TypeError``, as Python's own, naming the
+argument, what was expected and what was given (``epochs: expected an int
+>= 0, got 2.5 (float)``); a value of the right type out of range is an
+:class:`InvalidValueError`.
+
 Beside them, :class:`UntrainedModalityWarning` (a ``UserWarning``) says
 that a result came from an encoder no training step trained,
 :class:`EarlyStoppingSkippedWarning` (a ``UserWarning``) that a fit asked to

@@ -15,7 +15,7 @@ import numpy as np
 
 from ._validation import (
     IntLike, as_finite_float, as_real_array, describe, is_int, is_masked_array, refuse_beyond_memory, refuse_unordered,
-    refuse_unpaired_frames, unmasked,
+    refuse_unpaired_frames, unmasked, wrong_type,
 )
 from ._exact_ints import beyond_float64, column_minimum, minus
 from .exceptions import InvalidValueError, NonFiniteError, ShapeError
@@ -347,7 +347,9 @@ def cross_view_retrieval(
     y = _labels_1d("labels", labels, q.shape[0], "query rows")
     if not isinstance(metric, str) or metric not in _METRICS:  # an array would be "ambiguous truth value"
         raise InvalidValueError(f"metric: expected one of {_METRICS}, got {metric!r}", "metric")
-    if not is_int(chunk_size) or chunk_size < 1:
+    if not is_int(chunk_size):  # a wrong type: a TypeError, as the package's other int arguments
+        raise wrong_type("chunk_size", "a positive int", chunk_size)
+    if chunk_size < 1:
         raise InvalidValueError(f"chunk_size: expected a positive int, got {chunk_size!r}", "chunk_size")
 
     if metric == "cosine":
@@ -515,13 +517,14 @@ def knn_accuracy(
     are reproduced exactly (scikit-learn is imported lazily).
     """
     tx, ty, vx, vy = _classification_inputs(train_x, train_y, test_x, test_y)
-    if not is_int(k) or not 1 <= k <= tx.shape[0]:
+    expected = f"an int in [1, {tx.shape[0]}] (the number of train rows)"
+    if not is_int(k):  # a wrong type (2.5, "3", True, None): a TypeError, as the package's other int arguments
+        raise wrong_type("k", expected, k)
+    if not 1 <= k <= tx.shape[0]:
         from .types import bounded_repr  # on the error's path only, as _validation imports it
 
         # "k: expected ..., got ..." as the package's other argument checks (was "k must be an integer in ...")
-        raise InvalidValueError(
-            f"k: expected an int in [1, {tx.shape[0]}] (the number of train rows), got {bounded_repr(k)}", "k"
-        )
+        raise InvalidValueError(f"k: expected {expected}, got {bounded_repr(k)}", "k")
     _sklearn("knn_accuracy")
     ty, vy = _class_labels(ty, vy, at_least=1)
     from sklearn.neighbors import KNeighborsClassifier

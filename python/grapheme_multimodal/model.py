@@ -40,6 +40,7 @@ from ._validation import (
     sorted_names,
     unmasked,
     warn_precision_loss,
+    wrong_type,
 )
 from .buffer import ExperienceBuffer, buffer_row_bytes, check_fits_memory
 from .experience import ExperienceMixin
@@ -343,10 +344,11 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         ``layer``. An :class:`InvalidValueError` naming ``arg`` when the
         encoders have no hidden layers or ``layer`` is not an index into
         ``config.encoder_hidden``: the one check of every caller that asks
-        for hidden features (the CLI, Ray, the estimator) before it works."""
+        for hidden features (the CLI, Ray, the estimator) before it works.
+        A ``layer`` that is no int (1.0, "0", None) is a ``TypeError``."""
         widths = tuple(self.config.encoder_hidden)
-        if not is_int(layer):
-            raise InvalidValueError(f"layer: expected an integer index into config.encoder_hidden, got {layer!r}", "layer")
+        if not is_int(layer):  # a wrong type: a TypeError, as the package's other int arguments
+            raise wrong_type("layer", "an integer index into config.encoder_hidden", layer)
         if not widths:
             raise InvalidValueError(
                 f"{arg}: this model's encoders have no hidden layers (config.encoder_hidden is empty); "

@@ -27,6 +27,7 @@ from ._parallel import bar_position, check_cancelled
 from ._locking import calling_metric, refuse_in_metric, uninterrupted
 from ._validation import (
     FloatLike, IntLike, as_finite_float, check_flag, describe, exact_int, is_int, refuse_beyond_budget, sorted_names,
+    wrong_type,
 )
 from .averaging import WeightAverage, check_decay
 from .averaging import resume as resume_average
@@ -1090,9 +1091,13 @@ def _uint32_words(value: int) -> List[int]:
 
 
 def _check_int(value: Any, name: str, minimum: int) -> int:
-    """``value`` as a Python int when it is an int (numpy's too, not a bool) >= ``minimum``."""
-    number = exact_int(value) if is_int(value) else None  # the number checked is the number returned
-    if number is None or number < minimum:
+    """``value`` as a Python int when it is an int (numpy's too, not a bool) >= ``minimum``:
+    else a ``TypeError`` for another type (2.5, "3", True, None), an
+    :class:`InvalidValueError` for an int below ``minimum``."""
+    if not is_int(value):  # as the config's int fields and as_positive_int refuse a wrong type
+        raise wrong_type(name, f"an int >= {minimum}", value)
+    number = exact_int(value)  # the number checked is the number returned
+    if number < minimum:
         raise InvalidValueError(f"{name}: expected an int >= {minimum}, got {value!r}", name)
     return number
 

@@ -13,7 +13,7 @@ from typing import Any, Dict, Optional, Tuple, Union
 import numpy as np
 
 from .._validation import (
-    FloatLike, IntLike, as_finite_float, describe, is_int, refuse_beyond_budget, refuse_unpaired_frames,
+    FloatLike, IntLike, as_finite_float, is_int, refuse_beyond_budget, refuse_unpaired_frames, wrong_type,
 )
 from .._exact_ints import IntOffset, as_float, beyond_float64, column_minimum, minus
 from .._threadpools import one_blas_thread
@@ -174,7 +174,7 @@ class ExactCCA:
         most = min(x.shape[1], y.shape[1])
         expected = f"an int in [1, {most}] (the smaller view's columns)"
         if not is_int(k):  # a wrong type: a TypeError, as the retrievals' as_positive_int and cca_anchor say it
-            raise TypeError(f"n_components: expected {expected}, got {describe(k)}")
+            raise wrong_type("n_components", expected, k)
         if not 1 <= k <= most:
             from ..types import bounded_repr  # on the error's path only, as the metrics do
 

@@ -1,0 +1,137 @@
+"""Leftovers of the earlier audits of the Python API: a wrong type given for
+an int or a number (2.5 epochs, seed "3", k=True) was an InvalidValueError
+(a ValueError) where the config and the buffer raised a TypeError for one;
+set_normalization named a mean of 1e39 ``mean`` and a NaN one
+``normalization['visual'].mean``; the estimator blamed a learning rate too
+large on ``parameters``, an argument it has not; it read a nested-list view
+twice; and a subnormal ``grad_clip`` trained nothing without a word. Each
+test says what a user saw before the fix."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+import grapheme_multimodal as gm
+from grapheme_multimodal import metrics
+from grapheme_multimodal.stopping import fit_with_stopping
+
+_DIMS = {"visual": 6, "auditory": 5}
+
+
+def _model(**options) -> gm.LearnableMultiModal:
+    return gm.LearnableMultiModal(input_dims=_DIMS, embed_dim=8, hidden_dim=8, num_heads=2, encoder_hidden=(8,),
+                                  seed=0, **options)
+
+
+def _views(n: int = 24, seed: int = 0) -> dict:
+    rng = np.random.default_rng(seed)
+    return {m: rng.normal(size=(n, d)) for m, d in _DIMS.items()}
+
+
+_STOP = dict(validation_fraction=0.25, patience=1, monitor="val_total", progress=False)
+
+
+def _embedder(**params):
+    pytest.importorskip("sklearn")
+    from grapheme_multimodal.sklearn import MultimodalEmbedder
+
+    return MultimodalEmbedder(embed_dim=8, hidden_dim=8, num_heads=2, encoder_hidden=(8,), encoder_output_dim=8,
+                              **{"epochs": 1, **params})
+
+
+def _knn(k):
+    x, y = np.arange(8.0).reshape(4, 2), np.array([0, 1, 0, 1])
+    metrics.knn_accuracy(x, y, x, y, k=k)
+
+
+# ------------------------------------------------ 1. a wrong type is a TypeError
+# (call, argument (with "!" where None is taken: the default), the expected part of the message,
+#  a value of the right type out of range)
+_INT_ARGUMENTS = [
+    (lambda m, v: m.fit(_views(), epochs=v, progress=False), "epochs", "an int >= 0", -1),
+    (lambda m, v: m.fit(_views(), epochs=1, batch_size=v, progress=False), "batch_size", "an int >= 1", 0),
+    (lambda m, v: m.fit(_views(), epochs=1, seed=v, progress=False), "seed!", "an int >= 0", -1),
+    (lambda m, v: m.fit(_views(), epochs=1, early_stopping=v, validation=_views(8, 1), progress=False),
+     "early_stopping!", "an int >= 1", 0),
+    (lambda m, v: fit_with_stopping(m, _views(), epochs=v, **_STOP), "epochs", "an int >= 0", -1),
+    (lambda m, v: fit_with_stopping(m, _views(), epochs=1, **{**_STOP, "patience": v}), "patience", "an int >= 0", -1),
+    (lambda m, v: fit_with_stopping(m, _views(), epochs=1, seed=v, **_STOP), "seed!", "an int >= 0", -1),
+    (lambda m, v: fit_with_stopping(m, _views(), epochs=1, cv_folds=v, **_STOP), "cv_folds", "an int >= 0", -1),
+    (lambda m, v: gm.LearnableMultiModalConfig(seed=v), "seed", r"an int in \[0, 2\*\*64\)", -1),
+    (lambda m, v: gm.ExperienceBuffer(4, seed=v), "seed", "an int >= 0", -1),
+    (lambda m, v: gm.ExperienceBuffer(4, embed_dim=2).sample(v), "batch_size", "a positive int", 0),
+    (lambda m, v: _knn(v), "k", r"an int in \[1, 4\] \(the number of train rows\)", 5),
+    (lambda m, v: metrics.cross_view_retrieval(np.eye(3), np.eye(3), np.arange(3), chunk_size=v), "chunk_size",
+     "a positive int", 0),
+    (lambda m, v: m.hidden_features(_views(), layer=v), "layer", "an integer index into config.encoder_hidden", None),
+]
+
+
+_WRONG_INTS = [(2.5, r"2\.5 \(float\)"), ("3", r"'3' \(str\)"), (True, r"True \(bool\)"), (None, "None")]
+
+
+@pytest.mark.parametrize("call, name, expected, out_of_range, value, shown", [
+    pytest.param(call, name.rstrip("!"), expected, out_of_range, value, shown, id=f"{i}-{name.rstrip('!')}-{value!r}")
+    for i, (call, name, expected, out_of_range) in enumerate(_INT_ARGUMENTS) for value, shown in _WRONG_INTS
+    if not (value is None and name.endswith("!"))  # fit's and fit_with_stopping's seed and early_stopping take None
+])
+def test_a_wrong_type_for_an_int_is_a_type_error_naming_it(call, name, expected, out_of_range, value, shown) -> None:
+    # was gm.InvalidValueError "epochs: expected an int >= 0, got 2.5" (a ValueError), while
+    # LearnableMultiModalConfig(embed_dim=2.5) and ExperienceBuffer(2.5) raised TypeError
+    model = _model()
+    before = model.state_dict()
+    with pytest.raises(TypeError, match=rf"^{name}: expected {expected}, got {shown}$") as err:
+        call(model, value)
+    assert not isinstance(err.value, ValueError)
+    assert model.epochs_trained == 0 and all(np.array_equal(v, model.state_dict()[k]) for k, v in before.items())
+    if out_of_range is not None:  # the right type, out of range: still an InvalidValueError naming the argument
+        with pytest.raises(gm.InvalidValueError, match=rf"^{name}: ") as err:
+            call(model, out_of_range)
+        assert err.value.arg == name
+
+
+_NUMBER_ARGUMENTS = [
+    (lambda v: gm.LearnableMultiModalConfig(learning_rate=v), "learning_rate", "a finite positive number"),
+    (lambda v: gm.LearnableMultiModalConfig(encoder_input_dropout=v), "encoder_input_dropout", r"a probability in \[0, "),
+    (lambda v: _model().fit(_views(), epochs=1, modality_dropout=v, progress=False), "modality_dropout",
+     r"a number in \[0, 1\)"),
+    (lambda v: fit_with_stopping(_model(), _views(), epochs=1, **{**_STOP, "validation_fraction": v}),
+     "validation_fraction", r"a number in \[0, 1\)"),
+    (lambda v: gm.ExperienceBuffer(4, embed_dim=2).sample(1, alpha=v), "alpha", "a finite number >= 0"),
+]
+
+
+@pytest.mark.parametrize("call, name, expected", _NUMBER_ARGUMENTS, ids=[case[1] for case in _NUMBER_ARGUMENTS])
+@pytest.mark.parametrize("value, shown", [("0.1", r"'0\.1' \(str\)"), (True, r"True \(bool\)"), (0.1j, r"0\.1j \(complex\)")])
+def test_a_wrong_type_for_a_number_is_a_type_error_too(call, name, expected, value, shown) -> None:
+    # was gm.InvalidValueError "learning_rate: expected a finite positive number, got '0.1'"
+    with pytest.raises(TypeError, match=rf"^{name}: expected {expected}.*, got {shown}$"):
+        call(value)
+
+
+@pytest.mark.parametrize("param, value, shown", [
+    ("batch_size", 2.5, r"^batch_size: expected an int >= 1, got 2\.5 \(float\)$"),
+    ("patience", "3", r"^patience: expected an int >= 0, got '3' \(str\)$"),
+    ("random_state", None, r"^random_state: expected an int in \[0, 2\*\*64\) \(None or a RandomState is not taken"),
+    ("learning_rate", "1e-3", r"^learning_rate: expected a finite positive number, got '1e-3' \(str\)$"),
+    ("validation_fraction", True, r"^validation_fraction: expected a number in \[0, 1\), got True \(bool\)$"),
+])
+def test_the_estimator_refuses_a_wrong_type_as_the_model_does(param, value, shown) -> None:
+    # batch_size=2.5 was an InvalidValueError, embed_dim=2.5 and n_members=2.5 a TypeError
+    rng = np.random.default_rng(0)
+    with pytest.raises(TypeError, match=shown):
+        _embedder(**{param: value}).fit([rng.normal(size=(20, 5)), rng.normal(size=(20, 4))])
+
+
+def test_a_member_saved_with_an_epoch_count_of_another_type_is_named(tmp_path) -> None:
+    # the save refuses model.epochs_trained = 2.0 with a TypeError now: save_ensemble still says which member
+    from grapheme_multimodal.ensemble import save_ensemble
+
+    members = [_model(), _model()]
+    members[1].epochs_trained = 2.0
+    with pytest.raises(TypeError, match=r"^models\[1\]: model\.epochs_trained: expected an int >= 0, got 2\.0 \(float\)$"):
+        save_ensemble(members, tmp_path / "ensemble.safetensors")
+    assert not list(tmp_path.iterdir())
