@@ -135,3 +135,20 @@ def test_a_member_saved_with_an_epoch_count_of_another_type_is_named(tmp_path) -
     with pytest.raises(TypeError, match=r"^models\[1\]: model\.epochs_trained: expected an int >= 0, got 2\.0 \(float\)$"):
         save_ensemble(members, tmp_path / "ensemble.safetensors")
     assert not list(tmp_path.iterdir())
+
+
+# ------------------------------------------------ 2. set_normalization: one name for its mean and std
+@pytest.mark.parametrize("half", ["mean", "std"])
+@pytest.mark.parametrize("bad", [1e39, np.nan, np.inf])
+def test_set_normalization_names_a_bad_mean_or_std_alike(half, bad) -> None:
+    # a mean of 1e39 (beyond float32) was "mean: ...", a NaN one "normalization['visual'].mean: ..."
+    model = _model()
+    values = {"mean": np.zeros(6), "std": np.ones(6)}
+    values[half] = np.full(6, bad)
+    with pytest.raises(ValueError) as err:
+        model.set_normalization("visual", **values)
+    name = f"normalization['visual'].{half}"
+    assert str(err.value).startswith(f"{name}: ") and err.value.arg == name, err.value
+    assert model.normalization("visual") is None
+    with pytest.raises(gm.ShapeError, match=rf"^{re.escape(name)}: expected shape \(6,\), got \(3,\)"):
+        model.set_normalization("visual", **{**{"mean": np.zeros(6), "std": np.ones(6)}, half: np.ones(3)})

@@ -621,7 +621,8 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         (finite, ``std >= MIN_STD`` = 1.18e-38, the smallest normal float32;
         inputs the division takes beyond float32 are refused when encoded),
         or removes it when both are None. The same check applies when a
-        checkpoint is loaded."""
+        checkpoint is loaded. A refused ``mean`` or ``std`` is named by the
+        modality's standardisation, ``normalization['visual'].mean``."""
         m = Modality.parse(modality)
         if mean is None and std is None:
             self._core.set_normalization(m.index)
@@ -633,10 +634,13 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
             )
         else:
             d = self.config.input_dims[m.index]
+            # named as the core names a NaN or a too-small std (and a checkpoint's): a mean of 1e39 was
+            # "mean: ...", a NaN one "normalization['visual'].mean: ...", in one call
+            where = f"normalization[{str(m)!r}]"
             self._core.set_normalization(
                 m.index,
-                as_float32(mean, "mean", 1, (d,)),
-                as_float32(std, "std", 1, (d,)),
+                as_float32(mean, f"{where}.mean", 1, (d,)),
+                as_float32(std, f"{where}.std", 1, (d,)),
             )
 
     @writes_leaving_weights
