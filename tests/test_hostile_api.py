@@ -214,9 +214,12 @@ def test_parameters_grown_by_a_huge_learning_rate_are_blamed_not_a_row(lr) -> No
     pytest.importorskip("sklearn")
     from grapheme_multimodal.sklearn import MultimodalEmbedder
 
-    with pytest.raises(gm.NonFiniteError, match=blame):
+    # the estimator names its own argument, learning_rate, where the model names its parameters
+    with pytest.raises(gm.NonFiniteError, match=rf"^learning_rate: got {re.escape(repr(lr))}; the visual encoder's "
+                                                r"parameters have grown to .*expected a smaller learning_rate") as err:
         MultimodalEmbedder(embed_dim=E, hidden_dim=16, num_heads=2, epochs=3, batch_size=16, learning_rate=lr,
                            encoder_hidden=(32,), shared_head=(16, E)).fit([data["visual"], data["auditory"]])
+    assert err.value.arg == "learning_rate"
 
 
 needs_wide_long_double = pytest.mark.skipif(

@@ -152,3 +152,16 @@ def test_set_normalization_names_a_bad_mean_or_std_alike(half, bad) -> None:
     assert model.normalization("visual") is None
     with pytest.raises(gm.ShapeError, match=rf"^{re.escape(name)}: expected shape \(6,\), got \(3,\)"):
         model.set_normalization("visual", **{**{"mean": np.zeros(6), "std": np.ones(6)}, half: np.ones(3)})
+
+
+# ------------------------------------------------ 3. the estimator's learning_rate, not the model's parameters
+def test_the_estimator_blames_its_learning_rate_for_parameters_grown_past_float32() -> None:
+    # was NonFiniteError "parameters: the visual encoder's parameters have grown to 1e+30 ... (too large a
+    # learning rate grows them)": no argument of the estimator's
+    rng = np.random.default_rng(0)
+    xs = [rng.normal(size=(30, 5)), rng.normal(size=(30, 6))]
+    with pytest.raises(gm.NonFiniteError, match=r"^learning_rate: got 1e\+30; the visual encoder's parameters have grown "
+                                                r"to .* expected a smaller learning_rate") as err:
+        _embedder(learning_rate=1e30, epochs=2).fit(xs)
+    assert err.value.arg == "learning_rate"
+    assert "parameters:" not in str(err.value)

@@ -391,7 +391,7 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
                 progress=progress,
             )
         except GraphemeError as err:
-            raise self._as_view_error(err) from None
+            raise self._as_view_error(err, model.config.learning_rate) from None
 
     def transform(self, Xs: Any) -> np.ndarray:
         """Fused unit embeddings ``[n, embed_dim]`` of the views ``Xs``; with
@@ -431,13 +431,21 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
             # several chunks land in the views' dtype (float32 to float64 exactly), without a second copy
             (out,) = in_row_chunks(len(mask), _TRANSFORM_ROWS, embed, dtype=dtype)
         except GraphemeError as err:
-            raise self._as_view_error(err) from None
+            # the learning rate that grew the weights: the fit's, which a set_params since has not changed
+            raise self._as_view_error(err, self.model_.config.learning_rate) from None
         return out.astype(dtype, copy=False)  # of one call; else already of that dtype
 
-    def _as_view_error(self, err: GraphemeError) -> Exception:
+    def _as_view_error(self, err: GraphemeError, learning_rate: float) -> Exception:
         """``err`` about the model's ``inputs['m']`` or ``fit``'s ``data['m']``
         (e.g. a row whose encoding overflowed) named as the view ``Xs[i]``
-        it came from: the estimator has neither argument."""
+        it came from: the estimator has neither argument. Parameters grown
+        past float32 by too large a learning rate (the model's
+        ``parameters``, no argument here) are blamed on this estimator's
+        ``learning_rate``, given as ``learning_rate``: the rate that trained them."""
+        if err.arg == "parameters" and str(err).endswith(_GROWN_PARAMETERS):
+            body = str(err)[len("parameters: "):-len(_GROWN_PARAMETERS)]
+            return type(err)(f"learning_rate: got {learning_rate!r}; {body}expected a smaller learning_rate "
+                             "(too large a learning rate grows the parameters)", "learning_rate")
         names = {"inputs": "Xs", "data": "Xs"}  # all the views, as fit's and fit_with_stopping's arguments
         for i, m in enumerate(self.modalities_):
             names.update({f"inputs[{str(m)!r}]": f"Xs[{i}]", f"data[{str(m)!r}]": f"Xs[{i}]"})
@@ -561,6 +569,12 @@ def _with_frames_index(estimator: MultimodalEmbedder, Xs: Any, out: np.ndarray) 
 
             return pd.DataFrame(out, index=index, copy=False)
     return out
+
+
+#: How the model ends the refusal of parameters that too large a learning
+#: rate grew until float32 overflows (rust/core/src/model.rs, training.rs;
+#: training.py's _blame_grown_parameters).
+_GROWN_PARAMETERS = "expected parameters of moderate size (too large a learning rate grows them)"
 
 
 def _as_verbose(verbose: Any) -> bool:
