@@ -165,3 +165,29 @@ def test_the_estimator_blames_its_learning_rate_for_parameters_grown_past_float3
         _embedder(learning_rate=1e30, epochs=2).fit(xs)
     assert err.value.arg == "learning_rate"
     assert "parameters:" not in str(err.value)
+
+
+# ------------------------------------------------ 4. a nested-list view is read once
+def test_a_nested_list_view_is_read_once_and_embedded_as_its_array(monkeypatch) -> None:
+    # check_array read the lists a second time after the check for dates had read them
+    # (90 % of the views' check: 45 -> 24 ms CPU for 20,000 x 64)
+    pytest.importorskip("sklearn")
+    from grapheme_multimodal import sklearn as gm_sklearn
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(40, 5)), rng.normal(size=(40, 4))
+    ints = rng.integers(-9, 9, size=(40, 5))
+    one, two = _embedder().fit(x), _embedder().fit([x, y])
+    want = (one.transform(x), two.transform([x, y]), one.transform(ints.astype(float)))
+    given = []
+    check_array = gm_sklearn.check_array
+    monkeypatch.setattr(gm_sklearn, "check_array", lambda x, **kw: given.append(type(x)) or check_array(x, **kw))
+    validate_data = gm_sklearn.validate_data
+    monkeypatch.setattr(gm_sklearn, "validate_data",
+                        lambda est, x, **kw: given.append(type(x)) or validate_data(est, x, **kw))
+    got = (one.transform(x.tolist()), two.transform([x, y.tolist()]), one.transform(ints.tolist()))
+    assert list not in given and given, given
+    for a, b in zip(want, got):  # bit for bit, dtype included
+        assert a.dtype == b.dtype and np.array_equal(a, b)
+    # lists of float32 scalars stay lists: their array would be float32, embedded as float32
+    assert one.transform([[np.float32(v) for v in row] for row in x]).dtype == np.float64
