@@ -191,3 +191,33 @@ def test_a_nested_list_view_is_read_once_and_embedded_as_its_array(monkeypatch) 
         assert a.dtype == b.dtype and np.array_equal(a, b)
     # lists of float32 scalars stay lists: their array would be float32, embedded as float32
     assert one.transform([[np.float32(v) for v in row] for row in x]).dtype == np.float64
+
+
+# ------------------------------------------------ 6. a subnormal grad_clip
+@pytest.mark.parametrize("clip", [1e-45, 1e-40, 1e-38])
+def test_a_subnormal_grad_clip_is_refused_everywhere_it_is_taken(clip) -> None:
+    # was taken: the clipped gradients were 0 in float32, and fit left every weight as it was
+    # (1e-45: no change at all; 1e-40: changes of 1e-35), without a word
+    words = rf"^grad_clip: got {re.escape(repr(clip))}, a subnormal float32 \(below 1\.18e-38"
+    for make in (lambda: _model(grad_clip=clip), lambda: gm.LearnableMultiModalConfig(grad_clip=clip),
+                 lambda: gm.LearnableMultiModalConfig.from_dict({**gm.LearnableMultiModalConfig().to_dict(), "grad_clip": clip})):
+        with pytest.raises(gm.InvalidValueError, match=words) as err:
+            make()
+        assert err.value.arg == "grad_clip"
+    model = _model(grad_clip=1.0)
+    model.fit(_views(), epochs=1, progress=False)
+    state = model.__getstate__()
+    state["meta"] = {**state["meta"], "config": {**state["meta"]["config"], "grad_clip": clip}}
+    from grapheme_multimodal.checkpoint import model_from_state
+
+    with pytest.raises(gm.CheckpointError, match=r"grad_clip: got .*, a subnormal float32"):
+        model_from_state(state["tensors"], state["meta"])
+
+
+def test_the_smallest_normal_grad_clip_still_clips() -> None:
+    tiny = float(np.finfo(np.float32).tiny)
+    model = _model(grad_clip=tiny)
+    assert model.config.grad_clip == tiny
+    before = model.state_dict()
+    model.fit(_views(), epochs=1, progress=False)
+    assert any(not np.array_equal(v, model.state_dict()[k]) for k, v in before.items())

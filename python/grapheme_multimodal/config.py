@@ -67,6 +67,25 @@ def _positive_int(value: Any, name: str) -> int:
     return number
 
 
+#: The smallest normal float32 (1.18e-38), the least clipping threshold taken.
+MIN_GRAD_CLIP = float(np.finfo(np.float32).tiny)
+
+
+def _refuse_subnormal_clip(clip: Optional[float]) -> None:
+    """Refuses a ``grad_clip`` (checked finite and positive) below the
+    smallest normal float32: 1e-45 (a typo for 1e-4?) was taken, and the
+    gradients clipped to it were 0 in float32, the precision the model
+    computes in, so every step left every weight as it was, without a word
+    (1e-40: changes of 1e-35). As a std below it is refused."""
+    if clip is not None and clip < MIN_GRAD_CLIP:
+        raise InvalidValueError(
+            f"grad_clip: got {clip!r}, a subnormal float32 (below {MIN_GRAD_CLIP:.3g}, the smallest normal one): "
+            "the gradients clipped to it are 0 or subnormal in float32, the precision the model computes in, so "
+            f"training leaves the weights as they were, or all but; expected a finite positive number >= {MIN_GRAD_CLIP:.3g} "
+            "or None (no clipping)", "grad_clip",
+        )
+
+
 def _widths(value: Any, name: str) -> Tuple[int, ...]:
     """Layer widths as a tuple of positive ints (one int is one layer)."""
     if is_int(value):
@@ -183,7 +202,8 @@ class LearnableMultiModalConfig:
     downstream of the embeddings, as a stop-gradient would; ``None`` = all),
     ``weight_decay`` (decoupled,
     AdamW-style) and ``grad_clip`` (global-norm clipping threshold, ``None``
-    = off). ``learning_rate`` is Adam's default step size.
+    = off; at least 1.18e-38, the smallest normal float32). ``learning_rate``
+    is Adam's default step size.
     ``fusion_residual`` (``c``, in [0, 1e6]; 0 = the original fusion) adds a
     residual path to the fusion network: the fused embedding is the
     network's output plus ``c`` × the mean of the present modality
@@ -343,6 +363,7 @@ class LearnableMultiModalConfig:
             if value is None and optional:
                 continue
             object.__setattr__(self, name, as_finite_float(value, name, ok, expected, float32=True))
+        _refuse_subnormal_clip(self.grad_clip)
 
     def _validate_capacity_fields(self) -> None:
         for name in ("encoder_hidden", "shared_head"):
