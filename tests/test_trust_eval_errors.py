@@ -170,7 +170,8 @@ def test_n_components_of_another_type_is_a_type_error_wherever_it_is_taken(value
         with pytest.raises(TypeError, match=rf"^{arg}: expected (a positive int|an int in \[1, 3\] .*), got "
                                             rf"{re.escape(shown)}$") as err:
             call()
-        assert not isinstance(err.value, ValueError), where  # one class for one kind of mistake
+        # one class for one kind of mistake: InvalidTypeError (a TypeError, and a ValueError as before)
+        assert type(err.value) is gm.InvalidTypeError and err.value.arg == arg, where
 
 
 

@@ -9,6 +9,7 @@ test says what a user saw before the fix."""
 
 from __future__ import annotations
 
+import pickle
 import re
 
 import numpy as np
@@ -85,7 +86,12 @@ def test_a_wrong_type_for_an_int_is_a_type_error_naming_it(call, name, expected,
     before = model.state_dict()
     with pytest.raises(TypeError, match=rf"^{name}: expected {expected}, got {shown}$") as err:
         call(model, value)
-    assert not isinstance(err.value, ValueError)
+    # a TypeError, and an InvalidValueError as before (as scikit-learn's InvalidParameterError is both):
+    # code that caught ValueError for it keeps working, and it names the argument
+    assert isinstance(err.value, gm.InvalidTypeError) and isinstance(err.value, gm.InvalidValueError)
+    assert err.value.arg == name
+    again = pickle.loads(pickle.dumps(err.value))
+    assert type(again) is gm.InvalidTypeError and again.arg == name and str(again) == str(err.value)
     assert model.epochs_trained == 0 and all(np.array_equal(v, model.state_dict()[k]) for k, v in before.items())
     if out_of_range is not None:  # the right type, out of range: still an InvalidValueError naming the argument
         with pytest.raises(gm.InvalidValueError, match=rf"^{name}: ") as err:

@@ -20,7 +20,7 @@ import numpy as np
 
 from . import _core
 from ._core import NUM_MODALITIES
-from .exceptions import GraphemeError, InvalidValueError, NonFiniteError, PrecisionLossWarning, ShapeError, TooLargeError
+from .exceptions import GraphemeError, InvalidTypeError, InvalidValueError, NonFiniteError, PrecisionLossWarning, ShapeError, TooLargeError
 
 
 def as_list_of(value: Any, cls: type, arg: str, item_hint: str = "") -> list:
@@ -49,19 +49,20 @@ def describe(x: Any) -> str:
     return f"{type(x).__name__}"
 
 
-def wrong_type(name: str, expected: str, value: Any, why: str = "") -> TypeError:
-    """The ``TypeError`` for ``value`` of a type argument ``name`` does not
-    take (2.5, "3", True or None for an int): as the config and the buffer
-    refuse one, where a value of the right type but out of range is an
-    :class:`InvalidValueError`. Names the argument, what was expected (then
-    ``why``) and what was given, with its type: ``got 2.5 (float)``."""
+def wrong_type(name: str, expected: str, value: Any, why: str = "") -> InvalidTypeError:
+    """The :class:`InvalidTypeError` (a ``TypeError`` and an
+    :class:`InvalidValueError`) for ``value`` of a type argument ``name``
+    does not take (2.5, "3", True or None for an int), where a value of the
+    right type but out of range is an :class:`InvalidValueError`. Names the
+    argument, what was expected (then ``why``) and what was given, with its
+    type: ``got 2.5 (float)``."""
     if value is None or isinstance(value, np.ndarray) or is_networkx_graph(value):
         shown = "None" if value is None else describe(value)
     else:
         from .types import bounded_repr  # on the error's path only: types imports this module
 
         shown = f"{bounded_repr(value)} ({type(value).__name__})"
-    return TypeError(f"{name}: expected {expected}{why}, got {shown}")
+    return InvalidTypeError(f"{name}: expected {expected}{why}, got {shown}", name)
 
 
 #: How a networkx graph is given, for the messages that refuse one.

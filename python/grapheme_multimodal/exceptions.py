@@ -8,10 +8,12 @@ not about one argument) beside its message, which names the argument, what was
 given and what was expected.
 
 A value of the wrong type (2.5, ``"3"``, ``True`` or ``None`` for an int, a
-str for a number) is a plain ``TypeError``, as Python's own, naming the
-argument, what was expected and what was given (``epochs: expected an int
->= 0, got 2.5 (float)``); a value of the right type out of range is an
-:class:`InvalidValueError`.
+str for a number) is an :class:`InvalidTypeError`, naming the argument, what
+was expected and what was given (``epochs: expected an int >= 0, got 2.5
+(float)``): a ``TypeError``, as Python's own, and an
+:class:`InvalidValueError` too (as scikit-learn's ``InvalidParameterError``
+is both), so code that catches either keeps working; a value of the right
+type out of range is an :class:`InvalidValueError` only.
 
 Beside them, :class:`UntrainedModalityWarning` (a ``UserWarning``) says
 that a result came from an encoder no training step trained,
@@ -37,6 +39,7 @@ __all__ = [
     "ShapeError",
     "NonFiniteError",
     "InvalidValueError",
+    "InvalidTypeError",
     "TooLargeError",
     "CheckpointError",
     "NotFittedError",
@@ -74,6 +77,14 @@ class NonFiniteError(GraphemeError):
 class InvalidValueError(GraphemeError):
     """A value outside what the argument accepts (a negative count, an unknown
     name, a probability above 1, ...)."""
+
+
+class InvalidTypeError(InvalidValueError, TypeError):
+    """A value of a type the argument does not take (2.5 or ``None`` for an
+    int, a str for a number). Both a ``TypeError`` and an
+    :class:`InvalidValueError` (so a ``ValueError``), as scikit-learn's
+    ``InvalidParameterError``: ``except TypeError`` and ``except
+    ValueError`` both catch it."""
 
 
 class TooLargeError(GraphemeError, MemoryError):
