@@ -307,7 +307,9 @@ def cross_view_retrieval(
     with ``d = 1 - cos(q, g)`` for ``metric="cosine"`` and ``d = ||q - g||``
     for ``metric="euclidean"``. The gallery *includes* the query's own event
     (that is what makes instance recall measurable). Exact distance ties go to
-    the lowest gallery index.
+    the lowest gallery index: distances within rounding of the nearest are
+    decided on values computed alike for every pair, so duplicated gallery
+    rows tie whatever the query's row, the other queries and ``chunk_size``.
 
         class_precision_at_1 = mean_i [labels[nn(i)] == labels[i]]
         instance_recall_at_1 = mean_i [nn(i) == i]
@@ -356,6 +358,7 @@ def cross_view_retrieval(
         # row by row: one scale for both made the rows of the smaller one zeros
         q = _unit_rows("query", q.astype(np.float64))
         g = _unit_rows("gallery", g.astype(np.float64))
+        g_sq = None
     else:
         q, g = _in_safe_range(*_exact_integer_columns(q, g))
         q, g = _without_shared_offset(g, q, g)
@@ -363,24 +366,80 @@ def cross_view_retrieval(
 
     n = q.shape[0]
     nearest = np.empty(n, dtype=np.int64)
+    tolerance = _rounding_bound(metric, q, g_sq)
     chunk_size = max(1, min(int(chunk_size), _BLOCK_BYTES // (8 * max(n, 1))))
     for start in range(0, n, chunk_size):
         block = q[start : start + chunk_size]
+        rows = slice(start, start + block.shape[0])
         if metric == "cosine":
             # argmax of cosine similarity == argmin of 1 - cos.
-            nearest[start : start + block.shape[0]] = np.argmax(block @ g.T, axis=1)
+            scores = block @ g.T
+            nearest[rows] = _settle_near_ties(metric, scores, np.argmax(scores, axis=1), tolerance[rows], block, g)
         else:
             # ||q||^2 is constant within a row, so it does not change the argmin.
             # in place, one block: the same values as g_sq - 2 * (block @ g.T), without two more temporaries
             scores = block @ g.T
             scores *= -2.0
             scores += g_sq[None, :]
-            nearest[start : start + block.shape[0]] = np.argmin(scores, axis=1)
+            nearest[rows] = _settle_near_ties(metric, scores, np.argmin(scores, axis=1), tolerance[rows], block, g)
 
     return {
         "class_precision_at_1": float(np.mean(y[nearest] == y)),
         "instance_recall_at_1": float(np.mean(nearest == np.arange(n))),
     }
+
+
+def _rounding_bound(metric: str, q: np.ndarray, g_sq: "np.ndarray | None") -> np.ndarray:
+    """Per query row, how far apart two of its scores (``q @ g.T``, or
+    ``||g||^2 - 2 q @ g.T`` for ``"euclidean"``) may lie when their exact
+    values, or their values computed alike (:func:`_settle_near_ties`), are
+    equal: four times the rounding error of either computation over ``d``
+    columns (``d u`` of the sum of the products' magnitudes; at most 1 for
+    unit rows, at most ``(||q|| + max ||g||)^2`` else; ``g_sq``: the
+    gallery rows' squared norms, ``None`` for cosine)."""
+    d = q.shape[1]
+    eps = 4 * (d + 3) * np.finfo(np.float64).eps
+    if metric == "cosine":
+        return np.full(q.shape[0], eps)
+    with np.errstate(over="ignore"):  # inf: every score a candidate, decided by _settle_near_ties alone
+        reach = np.sqrt(np.einsum("ij,ij->i", q, q)) + np.sqrt(float(g_sq.max()))
+        return eps * reach * reach
+
+
+def _settle_near_ties(
+    metric: str, scores: np.ndarray, found: np.ndarray, tolerance: np.ndarray, block: np.ndarray, g: np.ndarray
+) -> np.ndarray:
+    """``found`` (each row's best of ``scores``, a block of queries against
+    the gallery ``g``), with each row whose other scores lie within its
+    ``tolerance`` of the best decided again among those candidates: on the
+    similarity ``sum(q * g_j)`` (cosine) or the squared distance
+    ``sum((g_j - q)^2)``, each pair's products summed alone in one order,
+    the lowest index winning a tie.
+
+    The matrix product rounds each query row's scores according to where
+    the row lies in the block and the gallery row in the gallery (BLAS
+    kernels for full tiles and for edges), so two identical gallery rows
+    got scores a rounding apart, and which one a query found depended on
+    its row, the other queries and ``chunk_size``, not on the documented
+    lowest index. Rows with one candidate (almost all on real-valued data)
+    keep ``found``: the candidates hold every row the exact decision could
+    pick."""
+    rows = np.arange(len(found))
+    best = scores[rows, found]
+    # the runner-up of each row, one pass (the scores are the caller's block, free to change)
+    scores[rows, found] = -np.inf if metric == "cosine" else np.inf
+    runner_up = scores.max(axis=1) if metric == "cosine" else scores.min(axis=1)
+    with np.errstate(over="ignore", invalid="ignore"):
+        near = runner_up >= best - tolerance if metric == "cosine" else runner_up <= best + tolerance
+    for i in np.flatnonzero(near):
+        scores[i, found[i]] = best[i]
+        candidates = np.flatnonzero(
+            scores[i] >= best[i] - tolerance[i] if metric == "cosine" else scores[i] <= best[i] + tolerance[i])
+        if metric == "cosine":
+            found[i] = candidates[np.argmax((g[candidates] * block[i]).sum(axis=1))]
+        else:
+            found[i] = candidates[np.argmin(np.square(g[candidates] - block[i]).sum(axis=1))]
+    return found
 
 
 def _classification_inputs(train_x, train_y, test_x, test_y):
