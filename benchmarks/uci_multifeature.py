@@ -48,6 +48,7 @@ import sklearn
 import grapheme_multimodal as gm
 from grapheme_multimodal import evaluation, uci
 from grapheme_multimodal.datasets import load_multiple_features, load_nutrimouse, train_test_split
+from grapheme_multimodal.evaluation._multiview import reaches
 from jsonfile import cpu_description, write_json
 
 #: How our model is trained: the package's public recipe. A new recipe is
@@ -156,7 +157,7 @@ def print_split(split, train, test, seeds, anchors, summary, log=print, title="U
                 ours = summary["retrieval"][pair][metric]
                 cca = anchors.cca[pair][metric]
                 mv = [anchors.multiview[m][pair][metric] for m in multiview]
-            flag = " " if ours["mean"] >= cca - summary["tolerance"] else "*"
+            flag = " " if reaches(ours["mean"], cca - summary["tolerance"]) else "*"  # as compare counts them
             cells.append(f"{pm(ours):>15}{flag}{cca:>7.3f}" + "".join(f"{v:>7.3f}" for v in mv))
         log(f"{pair:<10}" + "".join(cells))
     within = summary["pairs_within_tolerance_of_cca"]

@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 from grapheme_multimodal import evaluation
+from grapheme_multimodal.evaluation._multiview import reaches
 
 #: Issue 13's thresholds.
 MIN_MEAN_PRECISION = 0.85
@@ -115,8 +116,9 @@ def targets(f: SplitFigures) -> List[Target]:
         Target("P@1 pairs", f.precision_pairs == f.n_pairs),
         Target("mean R@1", f.recall >= MIN_MEAN_RECALL),
         Target("R@1 pairs", f.recall_pairs >= MIN_RECALL_PAIRS),
-        Target("fused 5-NN", f.fused_knn >= max(f.raw_knn, floor)),
-        Target("probe", f.fused_probe >= max(f.raw_probe, floor)),
+        # reaches: a mean of the runs exactly at the raw views' figure counts, as compare counts the pairs
+        Target("fused 5-NN", reaches(f.fused_knn, max(f.raw_knn, floor))),
+        Target("probe", reaches(f.fused_probe, max(f.raw_probe, floor))),
         Target("two-view pairs", f.two_view_pairs == f.n_two_view),
         Target("binder AUC", f.binder_auc >= MIN_BINDER_AUC),
     ]
