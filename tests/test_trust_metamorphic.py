@@ -267,7 +267,8 @@ def test_knn_accuracy_is_a_plain_majority_vote(n, m, d, seed) -> None:
     """Against a numpy k-NN: the k nearest by distance (cases with a tie at
     the k-th distance skipped: scikit-learn's order among them is its own),
     a majority vote with ties to the smallest label; the same with the
-    classes renamed in the same order as strings."""
+    classes renamed in the same order as strings, and with every training
+    row given twice and ``2 k`` neighbours."""
     rng = np.random.default_rng(seed)
     train, test = rng.normal(size=(n, d)), rng.normal(size=(m, d))
     train_y, test_y = rng.integers(0, 3, size=n), rng.integers(0, 3, size=m)
@@ -281,6 +282,29 @@ def test_knn_accuracy_is_a_plain_majority_vote(n, m, d, seed) -> None:
     assert knn_accuracy(train, train_y, test, test_y, k=k) == want
     names = np.array(["a", "b", "c"])
     assert knn_accuracy(train, names[train_y], test, names[test_y], k=k) == want
+    # every training row twice and twice the neighbours: each vote counted twice, the same winners
+    assert knn_accuracy(np.vstack([train, train]), np.r_[train_y, train_y], test, test_y, k=2 * k) == want
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(-3, 3), min_size=1, max_size=15), st.lists(st.integers(-3, 3), min_size=1, max_size=15),
+       st.randoms(use_true_random=False))
+def test_roc_auc_is_roc_auc_score_and_ignores_order_copies_and_monotone_maps(pos, neg, random) -> None:
+    """On small integers (ties everywhere): scikit-learn's roc_auc_score; the
+    same bits for the scores shuffled, every score given twice, and scores
+    mapped by an increasing function (x -> 4x - 1, exact in float64)."""
+    from sklearn.metrics import roc_auc_score
+
+    from grapheme_multimodal.metrics import roc_auc
+
+    pos, neg = np.array(pos, float), np.array(neg, float)
+    got = roc_auc(pos, neg)
+    assert got == pytest.approx(roc_auc_score(np.r_[np.ones(pos.size), np.zeros(neg.size)], np.r_[pos, neg]), abs=1e-12)
+    shuffled = pos.tolist()
+    random.shuffle(shuffled)
+    assert roc_auc(np.array(shuffled), neg[::-1]) == got
+    assert roc_auc(np.r_[pos, pos], np.r_[neg, neg]) == got
+    assert roc_auc(4 * pos - 1, 4 * neg - 1) == got
 
 
 @settings(max_examples=30, deadline=None)
