@@ -133,9 +133,12 @@ def embed_dataset(
     Raises:
         ShapeError, InvalidValueError, TypeError: at once, for a column whose
             type the model cannot take (numbers where it takes vectors,
-            vectors of another length or of vectors, text for a numeric
-            modality, bytes, records), when ``ds`` knows its schema without
-            running; and for a bad argument, naming it.
+            vectors of another length, of vectors or of decimals, text for a
+            numeric modality, bytes, records, a dictionary-encoded column of
+            any of those, Arrow's view layouts such as ``list_view``), and for
+            two columns of one name, when ``ds`` knows its schema without
+            running (the types, else where it runs); and for a bad argument
+            (an output given twice, ...), naming it.
         CheckpointError, FileNotFoundError: at once, for a ``checkpoint``
             that cannot be loaded (naming ``checkpoint``); where the dataset
             runs, for one removed or spoilt since.
@@ -160,6 +163,7 @@ def embed_dataset(
         _check_int(num_actors, "num_actors", 1)
     schema = ds.schema(fetch_if_missing=False)
     if schema is not None:
+        plan.check_unique_names(list(schema.names), "ds", passed_through=True)
         plan.check_schema(list(schema.names), wanted)
         plan.check_types(list(schema.names), list(schema.types))
     # A fixed pool waits for all its actors before it starts: more than the
@@ -279,6 +283,8 @@ class _Embedder:
         if self.refusal is not None:
             raise self.refusal
         self.plan.check_schema(batch.column_names, self.outputs)
+        # As embed_dataset checks them, for a dataset whose schema was not known without running it
+        self.plan.check_types(batch.column_names, batch.schema.types)
         # Only the model's columns become numpy (as a numpy batch holds them);
         # the others stay Arrow. Through numpy, a list column with nulls is
         # objects in some batches and a tensor in others, which Ray cannot
@@ -347,36 +353,77 @@ class _ColumnPlan:
                 f"outputs: the dataset already has a column named {clash}; rename it (ds.rename_columns) first", "outputs"
             )
 
+    def check_unique_names(self, names: List[str], arg: str, passed_through: bool) -> None:
+        """Refuses a dataset (the argument ``arg``) with two columns of one
+        name, as a Parquet file may have: any such column where every column
+        is ``passed_through`` to the output (embed_dataset: Ray Data cannot
+        make a block of them, a KeyError or ArrowInvalid where the dataset
+        ran), else one the model reads (fit: which one holds the vectors is
+        ambiguous; Ray's read failed with ArrowInvalid)."""
+        read = set(self.columns.values())
+        twice = [c for c in dict.fromkeys(names) if names.count(c) > 1 and (passed_through or c in read)]
+        if not twice:
+            return
+        column = twice[0]
+        why = ("embed_dataset passes every column through, and Ray Data cannot make a block with two columns of one name"
+               if passed_through else
+               f"columns reads {column!r} for {', '.join(m for m, c in self.columns.items() if c == column)}, and which of "
+               "them holds the vectors is ambiguous")
+        raise InvalidValueError(
+            f"{arg}: the dataset has {names.count(column)} columns named {column!r} (its columns are {names}); {why}; "
+            "expected each column name once (rename one where the dataset is made)",
+            arg,
+        )
+
     def check_types(self, names: List[str], types: List[Any]) -> None:
         """Refuses a column whose Arrow type the model cannot take whatever
         its rows hold; what only the rows show is checked per batch."""
+        for modality, column in self.columns.items():
+            self._check_type(modality, column, types[names.index(column)])
+
+    def _check_type(self, modality: str, column: str, kind: Any) -> None:
+        """:meth:`check_types` of one column, of Arrow type ``kind``."""
         import pyarrow as pa
 
-        for modality, column in self.columns.items():
-            kind = types[names.index(column)]
-            if not isinstance(kind, pa.DataType):  # a pandas/numpy schema: checked per batch
-                continue
-            dim = self.config.input_dim(modality)
-            name = f"column {column!r} ({modality})"
-            shape = getattr(kind, "shape", None)  # Ray Data's tensor columns
-            if pa.types.is_fixed_size_list(kind):
-                shape = (kind.list_size,)
-            if shape is not None:
-                if len(shape) != 1 or shape[0] not in (None, dim):
-                    raise ShapeError(f"{name}: expected vectors of {dim} numbers (the model's {modality} input length), "
-                                     f"got a tensor column of shape {tuple(shape)} per row", column)
-            if pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind):
-                _check_vector_items(kind.value_type, name, dim, column)
-            elif shape is not None or pa.types.is_null(kind):  # a tensor column; a column with no value at all
-                pass
-            elif pa.types.is_string(kind) or pa.types.is_large_string(kind):
-                self._check_takes_text(modality, column)
-            elif _is_number_type(kind):
-                raise ShapeError(f"{name}: expected vectors of {dim} numbers (or texts) per row, got one {kind} per row", column)
-            elif not isinstance(kind, (pa.ExtensionType, pa.DictionaryType)):  # those: by their rows, per batch
-                # Bytes, structs, maps, dates...: the actors refused them per batch as
-                # vectors "of shape ()", once the returned dataset ran.
-                raise TypeError(f"{name}: expected vectors of {dim} numbers (or texts) per row, got {kind} values")
+        if not isinstance(kind, pa.DataType):  # a pandas/numpy schema: checked per batch
+            return
+        dim = self.config.input_dim(modality)
+        name = f"column {column!r} ({modality})"
+        if isinstance(kind, pa.DictionaryType):
+            # Its rows are its dictionary's values (numpy decodes them): checked as those, here. Left to
+            # the rows, embed_dataset refused a dictionary of numbers or bytes only once its dataset ran,
+            # and fit only after reading every row.
+            self._check_type(modality, column, kind.value_type)
+            return
+        plain = _plain_layout(kind)
+        if plain is not None:
+            self._check_type(modality, column, plain)  # values it could not take in any layout: said as such
+            # It was "expected vectors of 20 numbers (or texts) per row, got list_view<item: float> values":
+            # vectors of numbers they were, only in a layout Ray's serialisation of Arrow tables lacks.
+            raise TypeError(
+                f"{name}: holds Arrow {kind} values, and Arrow's view layouts are not supported (nor by Ray's "
+                f"serialisation of Arrow tables); expected the same values as {plain} (cast the column to it where "
+                "the dataset is made)"
+            )
+        shape = getattr(kind, "shape", None)  # Ray Data's tensor columns
+        if pa.types.is_fixed_size_list(kind):
+            shape = (kind.list_size,)
+        if shape is not None:
+            if len(shape) != 1 or shape[0] not in (None, dim):
+                raise ShapeError(f"{name}: expected vectors of {dim} numbers (the model's {modality} input length), "
+                                 f"got a tensor column of shape {tuple(shape)} per row", column)
+        if pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind):
+            _check_vector_items(kind.value_type, name, dim, column)
+        elif shape is not None or pa.types.is_null(kind):  # a tensor column; a column with no value at all
+            pass
+        elif pa.types.is_string(kind) or pa.types.is_large_string(kind):
+            self._check_takes_text(modality, column)
+        elif _is_number_type(kind):
+            raise ShapeError(f"{name}: expected vectors of {dim} numbers (or texts) per row, got one {kind} per row", column)
+        elif not isinstance(kind, pa.ExtensionType):  # by its rows, per batch
+            # Bytes, structs, maps, dates...: the actors refused them per batch as
+            # vectors "of shape ()", once the returned dataset ran.
+            raise TypeError(f"{name}: expected vectors of {dim} numbers (or texts) per row, got {kind} values")
 
     def _check_takes_text(self, modality: str, column: str) -> None:
         dim = self.config.input_dim(modality)
@@ -507,35 +554,69 @@ def _is_number_type(kind: "pa.DataType") -> bool:
     return pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind) or pa.types.is_decimal(kind)
 
 
+def _plain_layout(kind: "pa.DataType") -> "Optional[pa.DataType]":
+    """The ordinary Arrow type of a view layout's values (``string`` for
+    ``string_view``, ``list<item: float>`` for ``list_view<item: float>``);
+    ``None`` for any other type (and on a pyarrow without view layouts)."""
+    import pyarrow as pa
+
+    views = (("is_string_view", lambda k: pa.string()), ("is_binary_view", lambda k: pa.binary()),
+             ("is_list_view", lambda k: pa.list_(k.value_field)), ("is_large_list_view", lambda k: pa.large_list(k.value_field)))
+    for test, plain in views:
+        if getattr(pa.types, test, lambda _: False)(kind):
+            return plain(kind)
+    return None
+
+
 def _check_vector_items(item: "pa.DataType", name: str, dim: int, column: str) -> None:
     """Refuses a list column whose items are no numbers: vectors of vectors
     (a ShapeError), of text, bytes or records (a TypeError). The actors found
     them only once the returned dataset ran (nested lists as vectors "of
-    shape (1,)")."""
+    shape (1,)"). Decimals too: they reach numpy as Python ``Decimal``
+    objects, which ``model.fit`` refuses as numbers stored as Python objects
+    (they were cast to float32 here without a word)."""
     import pyarrow as pa
 
+    if pa.types.is_decimal(item):
+        raise TypeError(
+            f"{name}: expected vectors of {dim} floats or integers per row, got vectors of {item} items (decimals reach "
+            "numpy as Python Decimal objects, which model.fit refuses as numbers stored as Python objects); cast the "
+            "column to a list of float64 (or float32) where the dataset is made"
+        )
     if _is_number_type(item) or pa.types.is_null(item):
         return
-    if pa.types.is_list(item) or pa.types.is_large_list(item) or pa.types.is_fixed_size_list(item):
+    nested = _plain_layout(item) or item
+    if pa.types.is_list(nested) or pa.types.is_large_list(nested) or pa.types.is_fixed_size_list(nested):
         raise ShapeError(f"{name}: expected vectors of {dim} numbers per row, got vectors of vectors (items of type {item})", column)
     raise TypeError(f"{name}: expected vectors of {dim} real numbers per row, got vectors of {item} items")
+
+
+#: The entries of an object array of vectors (a pandas block's lists) taken as real numbers.
+_REAL_ENTRY = (bool, int, float, np.bool_, np.integer, np.floating)
 
 
 def _real_vectors(vectors: np.ndarray, name: str) -> np.ndarray:
     """A column's stacked vectors, refused as ``model.fit`` refuses them when
     they are not real numbers: assigned into float32 as they were, complex
     vectors lost their imaginary parts without a word and text (``"1.5"``)
-    was parsed as numbers."""
+    was parsed as numbers, and ``Decimal`` objects (a pandas block's) were
+    cast to float32, where ``model.fit`` refuses numbers stored as Python
+    objects."""
     if vectors.dtype == object:  # Python objects per entry (None in a vector: NaN, refused downstream)
-        if any(isinstance(v, (str, bytes, complex)) for v in vectors.flat):
-            kinds = sorted({type(v).__name__ for v in vectors.flat if isinstance(v, (str, bytes, complex))})
-            raise TypeError(f"{name}: expected vectors of real numbers, got entries of type {', '.join(kinds)}")
+        odd = sorted({type(v).__name__ for v in vectors.flat if v is not None and not isinstance(v, _REAL_ENTRY)})
+        if odd:
+            hint = ("; Decimal objects are refused as model.fit refuses numbers stored as Python objects: cast the column "
+                    "to float64 (or float32) where the dataset is made") if "Decimal" in odd else ""
+            raise TypeError(f"{name}: expected vectors of real numbers, got entries of type {', '.join(odd)}{hint}")
         return vectors
     return as_real_array(vectors, name)
 
 
 def _check_outputs(outputs: Union[str, Sequence[str]]) -> Tuple[str, ...]:
-    """``outputs`` as a tuple of :data:`OUTPUTS` names, each once, in the order given."""
+    """``outputs`` as a tuple of :data:`OUTPUTS` names, in the order given;
+    a name given twice is refused (it was dropped without a word, where a
+    twice-given name is more likely a slip for another output, and
+    ``columns`` refuses a modality given twice)."""
     try:
         chosen = (outputs,) if isinstance(outputs, str) else tuple(outputs)
     except TypeError:  # None, a number: "'NoneType' object is not iterable" named no argument
@@ -543,7 +624,13 @@ def _check_outputs(outputs: Union[str, Sequence[str]]) -> Tuple[str, ...]:
     unknown = [o for o in chosen if not isinstance(o, str) or o not in OUTPUTS]
     if not chosen or unknown:
         raise InvalidValueError(f"outputs: expected some of {list(OUTPUTS)}, got {outputs!r}", "outputs")
-    return tuple(dict.fromkeys(chosen))
+    twice = [o for o in dict.fromkeys(chosen) if chosen.count(o) > 1]
+    if twice:
+        raise InvalidValueError(
+            f"outputs: {', '.join(map(repr, twice))} given more than once in {outputs!r}; expected each of "
+            f"{list(OUTPUTS)} at most once", "outputs",
+        )
+    return chosen
 
 
 def _dataset_arrays(
@@ -568,6 +655,7 @@ def _dataset_arrays(
     # the dataset named in the text: under the prefix below they read "data: columns: ...".
     plan = _ColumnPlan(model, columns)
     plan.check_schema(names, (), dataset=name)
+    plan.check_unique_names(names, name, passed_through=False)
     try:
         return (*_read_dataset(model, ds, plan, name), plan.columns)
     except (GraphemeError, TypeError) as err:
@@ -702,7 +790,16 @@ def fit(
             state, input standardisation and history, as after ``model.fit``.
         data: what :meth:`LearnableMultiModal.fit` takes, or a
             ``ray.data.Dataset`` whose columns hold modality vectors (null =
-            absent), by default the columns named after modalities.
+            absent), by default the columns named after modalities. A row
+            null in every column read holds no modality: trained on as
+            ``model.fit`` trains on a row whose ``mask`` is False throughout
+            (every objective passes over it), though :func:`embed_dataset`
+            refuses it, having nothing to embed (as ``MultimodalEmbedder``
+            fits on a row NaN in every view but refuses to transform it).
+            Column types are checked before any row is read, as
+            :func:`embed_dataset` checks them; a column the model reads
+            that the dataset has twice is refused (an
+            :class:`InvalidValueError` naming ``data``).
         num_workers: model replicas, one Ray actor each. Each step's batch
             (``batch_size`` rows, drawn as ``model.fit`` draws them) is split
             into one contiguous share per worker (at least 2 rows each: a
