@@ -63,9 +63,9 @@ def ray_serialises_as_for_users(monkeypatch):
     process, as outside tests: it falls back to Arrow IPC (logging a
     warning) where under pytest it raises ('Unhandled Arrow array type'),
     which would stop ``ray.data.from_arrow`` before the library is called."""
-    from ray._private import arrow_serialization
-
-    monkeypatch.setattr(arrow_serialization, "is_in_test", lambda: False)
+    # Ray's private module: a Ray without it (a later release) is left as it is, and the tests say what it does
+    arrow_serialization = pytest.importorskip("ray._private.arrow_serialization")
+    monkeypatch.setattr(arrow_serialization, "is_in_test", lambda: False, raising=False)
 
 
 VIEWS = [
