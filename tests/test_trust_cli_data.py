@@ -240,6 +240,16 @@ def _npy(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+def _npy_file(path: Path, data: bytes) -> Path:
+    """``data`` (an .npy file's bytes) at ``path``: as it is, or as member ``x`` of an .npz."""
+    if path.suffix == ".npz":
+        with zipfile.ZipFile(path, "w") as z:
+            z.writestr("x.npy", data)
+    else:
+        path.write_bytes(data)
+    return path
+
+
 @pytest.mark.parametrize("shape", [(0, 10**20), (10**20, 0), (-3, -2)])
 @pytest.mark.parametrize("suffix", [".npy", ".npz"])
 def test_an_npy_header_declaring_no_array_s_shape_is_one_line(tmp_path, capsys, shape, suffix) -> None:
@@ -249,12 +259,7 @@ def test_an_npy_header_declaring_no_array_s_shape_is_one_line(tmp_path, capsys, 
     buffer = io.BytesIO()
     np.lib.format.write_array_header_1_0(buffer, {"descr": "<f8", "fortran_order": False, "shape": shape})
     data = buffer.getvalue() + b"\0" * 48
-    path = tmp_path / f"f{suffix}"
-    if suffix == ".npz":
-        with zipfile.ZipFile(path, "w") as z:
-            z.writestr("x.npy", data)
-    else:
-        path.write_bytes(data)
+    path = _npy_file(tmp_path / f"f{suffix}", data)
     where = f"{path}:x" if suffix == ".npz" else str(path)
     _one_line_error(capsys, _train(path, tmp_path), f"{where}: its header declares shape {shape}, the shape of no array")
 
@@ -266,12 +271,7 @@ def test_an_npy_file_holding_more_than_its_array_is_refused_not_cut(tmp_path, ca
     second array np.save'd into the same file."""
     rows = np.arange(6.0).reshape(3, 2)
     for data in (_npy(rows).replace(b"(3, 2)", b"(2, 2)"), _npy(rows) + _npy(rows)):
-        path = tmp_path / f"f{suffix}"
-        if suffix == ".npz":
-            with zipfile.ZipFile(path, "w") as z:
-                z.writestr("x.npy", data)
-        else:
-            path.write_bytes(data)
+        path = _npy_file(tmp_path / f"f{suffix}", data)
         one = data.count(b"NUMPY") == 1
         shape = "(2, 2) (32 bytes) but 48" if one else f"(3, 2) (48 bytes) but {len(data) // 2 + 48}"
         err = _one_line_error(capsys, _train(path, tmp_path),

@@ -13,6 +13,8 @@ import pytest
 from grapheme_multimodal import cli
 from grapheme_multimodal.cli import main
 
+from test_trust_cli import argparse_error
+
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
@@ -20,16 +22,6 @@ def data(tmp_path_factory):
     np.save(d / "a.npy", np.random.default_rng(0).normal(size=(24, 6)).astype(np.float32))
     return d
 
-
-def refused(capsys, argv) -> str:
-    """argparse's refusal of ``argv``: exit status 2, one line."""
-    with pytest.raises(SystemExit) as exit_:
-        main(argv)
-    err = capsys.readouterr().err
-    lines = err.strip().splitlines()
-    assert exit_.value.code == 2, (argv, err)
-    assert len(lines) == 1 and lines[0].startswith("grapheme-mm: error: "), (argv, err)
-    return lines[0]
 
 
 def _subparsers() -> dict:
@@ -61,7 +53,7 @@ def test_an_int_flag_takes_plain_ascii_digits_only(data, capsys, monkeypatch, va
     int_flags = flags_of_type(cli._int)
     assert {("train", "--epochs"), ("demo", "--seed"), ("embed", "--batch-size")} <= set(int_flags)
     for command, flag in int_flags:
-        line = refused(capsys, argv_with(command, flag, value, data))
+        line = argparse_error(capsys, argv_with(command, flag, value, data))
         assert f"{flag}: expected an int" in line and repr(value) in line, line
         if value != "0x10":  # one int() reads: how an int is written
             assert "in plain digits 0-9" in line, line
@@ -76,7 +68,7 @@ def test_a_float_flag_takes_plain_ascii_decimal_only(data, capsys, monkeypatch, 
     float_flags = flags_of_type(cli._float)
     assert len(float_flags) >= 11 and ("train", "--lr") in float_flags
     for command, flag in float_flags:
-        line = refused(capsys, argv_with(command, flag, value, data))
+        line = argparse_error(capsys, argv_with(command, flag, value, data))
         assert f"{flag}: expected a number" in line and repr(value) in line, line
 
 
@@ -148,7 +140,7 @@ def test_an_abbreviated_flag_is_refused_naming_the_flag_it_would_have_been(tmp_p
     was added (`--epoch-size`). Flags are taken in full only, every
     subcommand's too, and the refusal names the flag meant."""
     monkeypatch.chdir(tmp_path)  # taken, as before, the command would run here
-    line = refused(capsys, argv)
+    line = argparse_error(capsys, argv)
     assert all(w in line for w in words), line
 
 

@@ -82,10 +82,11 @@ def test_an_interrupt_while_averaging_an_epoch_goes_back_to_the_epoch_before(mon
 
 class _InterruptingCore:
     """The model's core, but the ``nth`` call of ``method`` (from the main
-    thread) is followed by a Ctrl-C, as if the user pressed it right then."""
+    thread) is followed by a Ctrl-C, as if the user pressed it right then
+    (or by ``then()``, another event of that moment)."""
 
-    def __init__(self, core, method: str, nth: int) -> None:
-        self._core, self._method, self._nth, self.calls = core, method, nth, 0
+    def __init__(self, core, method: str, nth: int, then=_thread.interrupt_main) -> None:
+        self._core, self._method, self._nth, self._then, self.calls = core, method, nth, then, 0
 
     def __getattr__(self, name: str):
         attr = getattr(self._core, name)
@@ -96,7 +97,7 @@ class _InterruptingCore:
             result = attr(*args, **kwargs)
             self.calls += 1
             if self.calls == self._nth:
-                _thread.interrupt_main()
+                self._then()
             return result
 
         return counted
@@ -191,28 +192,6 @@ def test_an_interrupt_as_a_step_ends_never_leaves_stale_cached_results_looking_c
     assert np.array_equal(model.fuse_event(event), reference.fuse_event(event)), "not the result cached before the step"
 
 
-class _SignallingCore(_InterruptingCore):
-    """As :class:`_InterruptingCore`, but the ``nth`` call is followed by the signal ``signum``."""
-
-    def __init__(self, core, method: str, nth: int, signum: int) -> None:
-        super().__init__(core, method, nth)
-        self._signum = signum
-
-    def __getattr__(self, name: str):
-        attr = getattr(self._core, name)
-        if name != self._method:
-            return attr
-
-        def counted(*args, **kwargs):
-            result = attr(*args, **kwargs)
-            self.calls += 1
-            if self.calls == self._nth:
-                os.kill(os.getpid(), self._signum)  # its Python handler runs as os.kill returns
-            return result
-
-        return counted
-
-
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGUSR1])
 def test_a_programs_own_signal_handler_sees_the_model_whole_not_half_loaded(signum) -> None:
     """A "save on SIGTERM" handler runs in the main thread between two of its calls; the model's lock
@@ -229,7 +208,8 @@ def test_a_programs_own_signal_handler_sees_the_model_whole_not_half_loaded(sign
 
     previous = signal.signal(signum, save_on_signal)
     try:
-        model._core = _SignallingCore(model._core, "set_param", 2, signum)
+        # its Python handler runs as os.kill returns
+        model._core = _InterruptingCore(model._core, "set_param", 2, then=lambda: os.kill(os.getpid(), signum))
         model.load_state_dict(target)
         model._core = model._core._core
         assert signal.getsignal(signum) is save_on_signal
