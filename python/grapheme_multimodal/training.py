@@ -1470,11 +1470,43 @@ def _progress_bar(enabled: bool, total: int) -> Any:
         # None: no stderr to draw on (started with it closed, pythonw); tqdm's first write raised
         # AttributeError at the first step, a training lost to its progress bar
         return None
-    from tqdm import tqdm
-
     position = bar_position()  # members trained at once: one line each
     desc = "fit" if position is None else f"fit member {position}"
-    return tqdm(total=total, unit="step", desc=desc, leave=True, dynamic_ncols=True, mininterval=0.5, position=position)
+    # miniters=1: every step checks the clock (drawing at most every mininterval), so a bar whose
+    # steps slow down never lags; that was the monitor thread's job, which _Bar does not start.
+    return _bar_class()(total=total, unit="step", desc=desc, leave=True, dynamic_ncols=True, mininterval=0.5,
+                        miniters=1, position=position)
+
+
+_BAR_CLASS: Optional[type] = None
+
+
+def _bar_class() -> type:
+    """``tqdm.tqdm`` without its monitor thread. tqdm starts that thread
+    with its first bar and never stops it: every ``fit`` with a progress
+    bar left the process a thread it never asked for (a leak to a
+    thread-leak check), waking every 10 s to take tqdm's lock, which a
+    ``fork()`` at that moment left held in the child, whose first bar then
+    waited forever. Built on first use (tqdm is imported only when a bar is
+    drawn), again should ``tqdm.tqdm`` be another class by then (a test's
+    stand-in)."""
+    global _BAR_CLASS
+    import tqdm as tqdm_module
+
+    base = tqdm_module.tqdm
+    if _BAR_CLASS is None or _BAR_CLASS.__bases__ != (base,):
+
+        class _Bar(base):  # type: ignore[misc, valid-type]
+            monitor_interval = 0  # read by tqdm.__new__ from the class: no monitor for these bars
+
+            @classmethod
+            def get_lock(cls) -> Any:
+                # tqdm's own lock, shared with the program's bars (tqdm.set_lock's too); called on
+                # this class first, tqdm would give it a lock of its own
+                return base.get_lock()
+
+        _BAR_CLASS = _Bar
+    return _BAR_CLASS
 
 
 def holdout_rows(n: int, fraction: FloatLike, seed: int, name: str = "validation_fraction") -> "tuple[np.ndarray, Optional[np.ndarray]]":
