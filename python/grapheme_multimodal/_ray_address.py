@@ -100,7 +100,9 @@ def _recorded_cluster() -> Optional[Tuple[str, str]]:
         from ray._private.utils import get_ray_address_file  # private: should it move, Ray's own retries
 
         record = get_ray_address_file(None)
-        with open(record) as f:
+        # named: the locale's raised EncodingWarning (-X warn_default_encoding), an error under -W error
+        # that the except below took for "no record"
+        with open(record, encoding="utf-8") as f:
             address = f.read().strip()
     except Exception:  # no record (or no way to find it)
         return None

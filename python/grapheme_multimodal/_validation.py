@@ -510,7 +510,7 @@ def address_space_left() -> Optional[int]:
         limits = [resource.getrlimit(r)[0] for r in (resource.RLIMIT_AS, resource.RLIMIT_DATA)]
         if all(limit == resource.RLIM_INFINITY for limit in limits):
             return None
-        with open("/proc/self/statm") as f:
+        with open("/proc/self/statm", encoding="ascii") as f:  # named: the locale's raised EncodingWarning (-X warn_default_encoding)
             fields = f.read().split()
         used = (int(fields[0]), int(fields[5]))  # pages: the address space, the data and stack
     except (ImportError, OSError, IndexError, ValueError):

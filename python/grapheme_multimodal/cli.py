@@ -163,7 +163,8 @@ def _standard_error_open() -> Iterator[None]:
         return
     _devnull_on(2)
     before = sys.stderr
-    sys.stderr = open(2, "w", closefd=False)
+    # /dev/null: the encoding is named only because the locale's raised EncodingWarning (-X warn_default_encoding)
+    sys.stderr = open(2, "w", closefd=False, encoding="utf-8", errors="backslashreplace")
     try:
         yield
     finally:

@@ -154,7 +154,8 @@ def _read_view(path: Path, name: str, dim: int, shipped: bool) -> tuple[np.ndarr
     if not any(line.partition(b"#")[0] for line in path.read_bytes().splitlines()[1:]):
         raise no_rows
     try:
-        table = np.loadtxt(path, delimiter=",", skiprows=1, dtype=np.float64, ndmin=2)
+        # encoding: numbers and a header; the locale's (the default) raised EncodingWarning under -X warn_default_encoding
+        table = np.loadtxt(path, delimiter=",", skiprows=1, dtype=np.float64, ndmin=2, encoding="utf-8")
     except ValueError as exc:  # numpy's "could not convert string 'abc' to float64 ..." named no file
         raise InvalidValueError(f"{path}: {exc} (below the header row); expected numbers", "directory") from None
     if table.shape[0] == 0:  # numpy's shape for no rows is (0, 1): "has 1 columns" said the wrong thing
