@@ -159,3 +159,61 @@ def test_the_command_line_with_stderr_closed_where_opening_a_file_in_the_locales
     _model().save(path)
     done = _strict("-m", "grapheme_multimodal", "info", str(path), preexec_fn=functools.partial(os.close, 2))
     assert done.returncode == 0 and "checkpoint:" in done.stdout, (done.returncode, done.stdout)
+
+
+# ------------------------------------------------------- process pools, asyncio
+def _fit_estimator(estimator, views):
+    """A pool's task: an estimator comes in pickled, is fitted, and goes back pickled."""
+    return estimator.fit(views)
+
+
+@pytest.mark.skipif("forkserver" not in multiprocessing.get_all_start_methods(), reason="no forkserver here")
+def test_an_ensemble_estimator_fitted_in_a_forkserver_pool_transforms_as_one_fitted_here() -> None:
+    """The estimator (members trained on threads) pickled to a process
+    forked from a fresh server and back: the same bits as fitted here.
+    (A model through a spawn pool: test_checkpoint.)"""
+    from grapheme_multimodal.sklearn import MultimodalEmbedder
+
+    views = [_data()["visual"], _data()["auditory"]]
+    estimator = MultimodalEmbedder(embed_dim=8, hidden_dim=8, num_heads=2, epochs=2, n_members=2, n_jobs=2, random_state=3)
+    with cf.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("forkserver")) as pool:
+        there = pool.submit(_fit_estimator, estimator, views).result(timeout=WAIT_S)
+    here = estimator.fit(views)
+    assert np.array_equal(there.transform(views), here.transform(views))
+    assert len(there.models_) == 2 and len(there.histories_[1].epochs) == 2
+
+
+def test_a_fit_whose_asyncio_task_is_cancelled_runs_to_its_end_and_is_read_whole_meanwhile() -> None:
+    """``await asyncio.to_thread(model.fit, ...)`` cancelled mid-fit: the
+    task is cancelled, the thread is not (Python cannot stop one). The fit
+    runs to its end, giving the model an uninterrupted fit gives; a read
+    meanwhile sees the model as an epoch left it."""
+    data = _data()
+    one_epoch, reference = _model(), _model()
+    one_epoch.fit(data, epochs=1, batch_size=16, progress=False)
+    reference.fit(data, epochs=6, batch_size=16, progress=False)
+    model = _model()
+    after_first_epoch, cancelled = threading.Event(), threading.Event()
+
+    def pause_after_the_first_epoch(m: gm.LearnableMultiModal) -> float:
+        if not after_first_epoch.is_set():
+            after_first_epoch.set()
+            assert cancelled.wait(WAIT_S)  # the fit stays mid-way until its task is cancelled and the model read
+        return 0.0
+
+    async def cancel_mid_fit() -> np.ndarray:
+        task = asyncio.ensure_future(asyncio.to_thread(model.fit, data, epochs=6, batch_size=16, progress=False,
+                                                       metrics={"pause": pause_after_the_first_epoch}))
+        assert await asyncio.to_thread(after_first_epoch.wait, WAIT_S)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        try:
+            return await asyncio.wait_for(asyncio.to_thread(model.encode, data), WAIT_S)
+        finally:
+            cancelled.set()
+
+    meanwhile = asyncio.run(cancel_mid_fit())  # returns once the executor's threads (the fit's too) have ended
+    assert np.array_equal(meanwhile, one_epoch.encode(data))
+    assert len(model.history) == 6
+    assert np.array_equal(model.encode(data), reference.encode(data))
