@@ -217,3 +217,45 @@ def test_a_fit_whose_asyncio_task_is_cancelled_runs_to_its_end_and_is_read_whole
     assert np.array_equal(meanwhile, one_epoch.encode(data))
     assert len(model.history) == 6
     assert np.array_equal(model.encode(data), reference.encode(data))
+
+
+# ------------------------------------------- a fork while another thread reads the parameters
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork() on this platform")
+def test_a_fork_while_another_thread_reads_an_estimators_parameters_leaves_the_child_able_to_read_them() -> None:
+    """Before: the estimator's parameters lock (held by ``get_params``, so
+    by ``clone`` and ``repr``, and by ``set_params``) was a plain RLock the
+    fork hooks left alone: held by another thread at the fork, it stayed
+    held in the child, where that thread does not exist, and the child's
+    first ``clone`` waited forever. A reader's lock is made anew there;
+    one held by ``set_params`` (the parameters may be half set) refuses
+    them, as a model another thread was changing is refused."""
+    from sklearn.base import clone
+
+    from grapheme_multimodal.sklearn import MultimodalEmbedder
+    from test_trust_fork import MID_CHANGE, held_by_another_thread, in_forked_child
+
+    setting_started, finish = threading.Event(), threading.Event()
+
+    class PausingEstimator(MultimodalEmbedder):
+        """Pauses ``set_params`` between two parameters, the first set."""
+
+        def __setattr__(self, name: str, value: object) -> None:
+            if name == "epochs" and value == 3:
+                setting_started.set()
+                finish.wait(WAIT_S)
+            super().__setattr__(name, value)
+
+    estimator = PausingEstimator(embed_dim=8, epochs=1)
+    with held_by_another_thread(estimator._params_lock()):
+        read = in_forked_child(lambda: (clone(estimator), repr(estimator), estimator.set_params(epochs=2)))
+    assert read == "ok", read
+    setter = threading.Thread(target=lambda: estimator.set_params(embed_dim=16, epochs=3), daemon=True)
+    setter.start()
+    try:
+        assert setting_started.wait(WAIT_S)
+        refused = in_forked_child(lambda: clone(estimator))
+    finally:
+        finish.set()
+        setter.join(WAIT_S)
+    assert refused.startswith(MID_CHANGE.replace("the model", "the estimator's parameters")), refused
+    assert clone(estimator).get_params()["epochs"] == 3  # the parent's estimator is whole

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 __all__ = ["MultimodalEmbedder", "OUTPUTS"]
 
+import os
 import reprlib
 import threading
 import warnings
+import weakref
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Set
 from contextlib import contextmanager
@@ -38,7 +40,7 @@ except ModuleNotFoundError as exc:  # pragma: no cover - exercised only without 
 
 from ._chunks import ROWS_PER_CALL, in_row_chunks
 from ._core import NUM_MODALITIES
-from ._locking import ModelLock
+from ._locking import ForkedMidChange, ModelLock
 from ._parallel import resolve_n_jobs, run_tasks, shared_snapshot
 from ._validation import (
     IntLike,
@@ -267,7 +269,11 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
         """Sets parameters (scikit-learn's ``set_params``), after any ``fit``
         in progress: one that failed would put the old values back."""
         with self._threads_lock().writing(), self._params_lock():
-            return super().set_params(**params)
+            _SETTING_PARAMS.add(self)  # for a fork meanwhile: the parameters may be half set
+            try:
+                return super().set_params(**params)
+            finally:
+                _SETTING_PARAMS.discard(self)
 
     def get_params(self, deep: bool = True) -> "dict[str, Any]":
         """The parameters (scikit-learn's ``get_params``; ``clone`` and
@@ -287,6 +293,7 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
         lock = self.__dict__.get("_params_rlock")
         if lock is None:  # setdefault: two threads arriving at once keep the same one
             lock = self.__dict__.setdefault("_params_rlock", threading.RLock())
+            _PARAMS_LOCKED.add(self)
         return lock
 
     def _threads_lock(self) -> ModelLock:
@@ -539,6 +546,39 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
         tags.target_tags.required = False
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
         return tags
+
+
+#: The estimators of this process with a parameters lock, and those whose ``set_params`` is
+#: running, for :func:`_after_fork_in_child`.
+_PARAMS_LOCKED: "weakref.WeakSet[MultimodalEmbedder]" = weakref.WeakSet()
+_SETTING_PARAMS: "weakref.WeakSet[MultimodalEmbedder]" = weakref.WeakSet()
+
+#: The type of the parameters lock (``threading.RLock`` is a factory).
+_RLOCK_TYPE = type(threading.RLock())
+
+
+def _after_fork_in_child() -> None:
+    """An estimator's parameters lock held by another thread at the fork
+    stays held in the child, where that thread does not exist: its
+    ``get_params`` (so ``clone``, ``repr``) waited forever. A reader's
+    (``get_params``) is made anew: the parameters are whole. One held by
+    ``set_params`` refuses them: they may be half set. (The estimator's
+    other lock, a :class:`ModelLock`, has a hook of its own.)"""
+    for estimator in list(_PARAMS_LOCKED):
+        lock = estimator.__dict__.get("_params_rlock")
+        if not isinstance(lock, _RLOCK_TYPE):  # refused already (a fork of a fork), or put there by a subclass
+            continue
+        if lock.acquire(blocking=False):  # free, or held by the thread that forked
+            lock.release()
+        elif estimator in _SETTING_PARAMS:
+            estimator.__dict__["_params_rlock"] = ForkedMidChange("estimator's parameters")
+        else:
+            estimator.__dict__["_params_rlock"] = threading.RLock()
+    _SETTING_PARAMS.clear()  # the threads setting them are not in this process
+
+
+if hasattr(os, "register_at_fork"):  # POSIX; Windows has no fork
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _refuse_rows_with_no_view(present: np.ndarray) -> None:
