@@ -14,9 +14,7 @@ import os
 import subprocess
 import sys
 import threading
-import time
-from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Dict, List
 
 import numpy as np
 import pytest
@@ -36,12 +34,6 @@ def _data(rows: int = 64) -> Dict[str, np.ndarray]:
     rng = np.random.default_rng(1)
     return {"visual": rng.standard_normal((rows, 12)).astype(np.float32),
             "auditory": rng.standard_normal((rows, 8)).astype(np.float32)}
-
-
-def _fit_and_encode(model: gm.LearnableMultiModal) -> Tuple[gm.LearnableMultiModal, np.ndarray]:
-    """A pool's task: the model comes in pickled, is trained, and goes back pickled."""
-    model.fit(_data(), epochs=3, batch_size=16, progress=False)
-    return model, model.encode(_data())
 
 
 def _running_threads() -> List[threading.Thread]:
@@ -121,14 +113,16 @@ def test_members_trained_at_once_under_a_ulimit_where_opening_a_file_in_the_loca
 import numpy as np
 from grapheme_multimodal.sklearn import MultimodalEmbedder
 rng = np.random.default_rng(0)
-est = MultimodalEmbedder(embed_dim=8, epochs=1, n_members=2, n_jobs=2).fit([rng.normal(size=(40, 5)), rng.normal(size=(40, 3))])
+views = [rng.normal(size=(40, 5)), rng.normal(size=(40, 3))]
+est = MultimodalEmbedder(embed_dim=8, epochs=1, n_members=2, n_jobs=2).fit(views)
 print(len(est.models_))
 """, preexec_fn=_address_space_limited)
     assert done.returncode == 0 and done.stdout.strip() == "2", done.stderr[-2000:]
 
 
 @_needs_encoding_warning
-def test_the_cluster_ray_start_recorded_is_read_where_opening_a_file_in_the_locales_encoding_is_an_error(tmp_path) -> None:
+def test_the_cluster_ray_start_recorded_is_read_where_opening_a_file_in_the_locales_encoding_is_an_error(
+        tmp_path) -> None:
     """Before: the record of the cluster ``ray start`` left (which ray.init
     joins when given no address) was opened in the locale's encoding; the
     EncodingWarning, an error, was taken for "no record", and a stale record
@@ -145,7 +139,8 @@ for name, module in (("ray", types.ModuleType("ray")), ("ray._private", types.Mo
 from grapheme_multimodal._ray_address import _recorded_cluster
 print(_recorded_cluster())
 """, str(record))
-    assert done.returncode == 0 and done.stdout.strip() == repr(("127.0.0.1:6379", str(record))), (done.stdout, done.stderr[-2000:])
+    expected = repr(("127.0.0.1:6379", str(record)))
+    assert done.returncode == 0 and done.stdout.strip() == expected, (done.stdout, done.stderr[-2000:])
 
 
 @_needs_encoding_warning
@@ -175,7 +170,8 @@ def test_an_ensemble_estimator_fitted_in_a_forkserver_pool_transforms_as_one_fit
     from grapheme_multimodal.sklearn import MultimodalEmbedder
 
     views = [_data()["visual"], _data()["auditory"]]
-    estimator = MultimodalEmbedder(embed_dim=8, hidden_dim=8, num_heads=2, epochs=2, n_members=2, n_jobs=2, random_state=3)
+    estimator = MultimodalEmbedder(embed_dim=8, hidden_dim=8, num_heads=2, epochs=2, n_members=2, n_jobs=2,
+                                   random_state=3)
     with cf.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("forkserver")) as pool:
         there = pool.submit(_fit_estimator, estimator, views).result(timeout=WAIT_S)
     here = estimator.fit(views)
