@@ -592,14 +592,19 @@ def fit_ensemble(
     if members > 1:
         check_views(views)
         modalities = view_modalities(views)
+        names = {**view_names(modalities, "inputs", "views"), "inputs": "views"}
         try:  # each view's width, by fit_views' names: np.shape(x)[1] of a 1-D view, a str or None was an IndexError
             input_dims = _input_dims({modalities[v]: x for v, x in views.items()})
         except (GraphemeError, TypeError) as err:
-            raise renamed(err, {**view_names(modalities, "inputs", "views"), "inputs": "views"}) from None
+            raise renamed(err, names) from None
         # every member is held until the ensemble is made: counted before any trains (by an untrained model of the
         # settings); past memory, the members trained until an allocation aborted the process
         recipe = settings or TrainingSettings()
-        probe = LearnableMultiModal(input_dims=input_dims, **recipe.model_options())
+        try:
+            probe = LearnableMultiModal(input_dims=input_dims, **recipe.model_options())
+        except GraphemeError as err:  # the widths are the views': named as train and fit_views name them (one member's
+            # ensemble did), not by the model's input_dims, no argument of fit_ensemble's
+            raise renamed(renamed(err, {"input_dims": "inputs"}), names) from None
         rows = np.shape(next(iter(views.values())))[0]
         folds = 0 if validation is not None else planned_folds(
             rows, recipe.validation_fraction, recipe.min_validation_rows, recipe.cv_folds, recipe.patience, recipe.epochs)
