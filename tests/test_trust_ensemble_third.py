@@ -12,7 +12,7 @@ pytest.importorskip("sklearn")
 
 from grapheme_multimodal import LearnableMultiModal, evaluation, uci  # noqa: E402
 from grapheme_multimodal.ensemble import save_ensemble  # noqa: E402
-from grapheme_multimodal.exceptions import InvalidTypeError, InvalidValueError, TooLargeError  # noqa: E402
+from grapheme_multimodal.exceptions import InvalidTypeError, InvalidValueError, ShapeError, TooLargeError  # noqa: E402
 from grapheme_multimodal.sklearn import MultimodalEmbedder  # noqa: E402
 
 TINY = uci.TrainingSettings(epochs=1, batch_size=32, embed_dim=8, hidden_dim=16, num_heads=2, encoder_hidden=(16,))
@@ -59,6 +59,53 @@ def test_a_view_too_wide_for_memory_is_named_as_the_view_whatever_the_number_of_
 # --- EnsembleEmbedder -----------------------------------------------------------------------
 
 
+def test_hidden_features_name_the_member_that_lacks_the_layer(shallow, deep):
+    """Members of other depths: layer 1 is the deep member's second layer and no
+    layer of the shallow one. Before: "layer: expected an index into
+    config.encoder_hidden = (16,) (-1 to 0), got 1", of which of the K members unsaid."""
+    views = _views()
+    ensemble = evaluation.EnsembleEmbedder([deep, shallow])
+    for layer in (1, -2):
+        with pytest.raises(InvalidValueError, match=rf"^layer: members\[1\]: expected an index into config\.encoder_hidden "
+                                                    rf"= \(16,\) \(-1 to 0\), got {layer}$") as info:
+            ensemble.hidden_features(views, layer=layer)
+        assert info.value.arg == "layer"
+    with pytest.raises(InvalidValueError, match=r"^layer: members\[0\]: expected an index into config\.encoder_hidden "
+                                                r"= \(8, 7\) \(-2 to 1\), got 2$"):
+        ensemble.hidden_features(views, layer=2)
+    with pytest.raises(InvalidTypeError, match=r"^layer: expected an integer index into config\.encoder_hidden, got '0'"):
+        ensemble.hidden_features(views, layer="0")  # a wrong type: every member's refusal, as the model's
+    # a layer every member has: each member's block of that layer, unit per row, / sqrt(2)
+    for layer, widths in ((0, (8, 16)), (-1, (7, 16))):
+        hidden = ensemble.hidden_features(views, layer=layer)
+        assert hidden["a"].shape == (48, sum(widths))
+        own = deep.hidden_features(views, layer=layer)["a"]
+        expected = own / np.linalg.norm(own, axis=1, keepdims=True) / np.sqrt(2)
+        np.testing.assert_allclose(hidden["a"][:, :widths[0]], expected, rtol=1e-5, atol=1e-7)
+
+
+def test_an_ensemble_of_one_says_one_member(shallow):
+    """Before: "EnsembleEmbedder(1 members, ...)" and "(1 members side by side)"."""
+    one = evaluation.EnsembleEmbedder([shallow])
+    assert repr(one) == "EnsembleEmbedder(1 member, views=['a', 'b'])"
+    assert repr(evaluation.EnsembleEmbedder([shallow, shallow])).startswith("EnsembleEmbedder(2 members, ")
+    emb = one.embed_views(_views())
+    with pytest.raises(ShapeError, match=r"^a: expected the ensemble's embeddings \[N, 8\] \(1 member\), got shape \(8,\)$"):
+        one.bind(emb["a"][0], emb["b"][0])
+
+
 # --- run_demo(members=K) -----------------------------------------------------------------------
 
 
+def test_ensemble_members_of_other_configs_save_and_embed_as_they_did(shallow, deep, tmp_path):
+    """Members of other embedding widths and depths (the same inputs) are an
+    ensemble, in a file too: saved and loaded, each member embeds bit for bit."""
+    from grapheme_multimodal.ensemble import load_models
+
+    save_ensemble([deep.model, shallow.model], tmp_path / "mixed.safetensors")
+    back = load_models(tmp_path / "mixed.safetensors")
+    assert [m.config.embed_dim for m in back] == [16, 8]
+    inputs = {deep.modalities[v]: x for v, x in _views().items()}
+    for model, member in zip(back, (deep, shallow)):
+        np.testing.assert_array_equal(model.encode_and_fuse(inputs)[1], member.model.encode_and_fuse(inputs)[1])
+    assert isinstance(back[0], LearnableMultiModal)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Dict, Iterable, List, Mapping, Tuple
 import numpy as np
 
 from .._validation import IntLike, as_float32, as_list_of, as_real_array
-from ..exceptions import InvalidValueError, NonFiniteError, ShapeError
+from ..exceptions import InvalidTypeError, InvalidValueError, NonFiniteError, ShapeError
 from ..metrics import _unit_or_zero
 from ._embedders import ModelEmbedder, check_views
 
@@ -55,6 +55,11 @@ def unit_side_by_side_blocks(blocks: List[np.ndarray]) -> np.ndarray:
     and ``grapheme-mm embed --hidden-features`` of an ensemble file combine
     them (``[N, H_k]`` per view there, ``[N, 7, H_k]`` per slot here)."""
     return side_by_side([_unit_or_zero(b.reshape(-1, b.shape[-1]))[0].reshape(b.shape) for b in blocks])
+
+
+def _members(k: int) -> str:
+    """``"1 member"``, ``"3 members"``: "1 members" was printed."""
+    return f"{k} member{'s' * (k != 1)}"
 
 
 def _input_width(member: ModelEmbedder, view: str) -> int:
@@ -110,7 +115,7 @@ class EnsembleEmbedder:
         return len(self.members)
 
     def __repr__(self) -> str:
-        return f"EnsembleEmbedder({len(self.members)} members, views={list(self.members[0].modalities)})"
+        return f"EnsembleEmbedder({_members(len(self.members))}, views={list(self.members[0].modalities)})"
 
     def embed_views(self, views: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
         """Each given view's embedding ``[N, K · E]``: the members' side by side."""
@@ -126,12 +131,21 @@ class EnsembleEmbedder:
     def hidden_features(self, views: Mapping[str, np.ndarray], layer: IntLike = -1) -> Dict[str, np.ndarray]:
         """Each view's members' hidden features side by side, each member's
         block L2-normalised per row (zero rows stay zero) and divided by
-        ``sqrt(K)``: ``[N, K · H]``."""
+        ``sqrt(K)``: ``[N, K · H]``. ``layer`` indexes each member's
+        ``config.encoder_hidden`` (-1: each member's last hidden layer); one
+        that some member lacks is refused naming that member."""
         check_views(views)
         if not self.has_hidden_features:
             bare = [i for i, m in enumerate(self.members) if not m.has_hidden_features]
             raise InvalidValueError(f"hidden_features: members {bare} have no hidden layers (encoder_hidden=()); "
                                     "expected members whose encoders have them", "members")
+        for i, member in enumerate(self.members):  # before any member works: members of other depths take other layers
+            try:
+                member.model.hidden_width(layer)
+            except InvalidTypeError:  # a layer that is no int: every member's refusal, as a model's
+                raise
+            except InvalidValueError as err:  # "config.encoder_hidden = (16,)": which member's, of K?
+                raise InvalidValueError(f"layer: members[{i}]: {str(err).split(': ', 1)[-1]}", "layer") from None
         per_member = [m.hidden_features(views, layer=layer) for m in self.members]
         return {v: unit_side_by_side_blocks([features[v] for features in per_member]) for v in views}
 
@@ -148,8 +162,9 @@ class EnsembleEmbedder:
             # part and read "1.0" strings, and errors after the split named a member's block, not these columns
             arr = as_real_array(x, name)
             if arr.ndim != 2 or arr.shape[1] != sum(widths):
-                raise ShapeError(f"{name}: expected the ensemble's embeddings [N, {sum(widths)}] ({len(widths)} members "
-                                 f"side by side), got shape {arr.shape}", name)
+                side = "" if len(widths) == 1 else " side by side"
+                raise ShapeError(f"{name}: expected the ensemble's embeddings [N, {sum(widths)}] ({_members(len(widths))}"
+                                 f"{side}), got shape {arr.shape}", name)
             arr = as_float32(arr, name, 2, (rows, sum(widths)))
             rows = arr.shape[0]
             # back to each member's unit rows: the member's binder was trained on those
