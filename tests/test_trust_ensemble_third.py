@@ -56,6 +56,21 @@ def test_a_view_too_wide_for_memory_is_named_as_the_view_whatever_the_number_of_
     assert messages[0] == messages[1]
 
 
+@pytest.mark.parametrize("call", [
+    lambda n_jobs: uci.fit_ensemble(_views(), 0, members=2, settings=TINY, n_jobs=n_jobs),
+    lambda n_jobs: MultimodalEmbedder(embed_dim=8, hidden_dim=16, num_heads=2, epochs=1, n_members=2,
+                                      n_jobs=n_jobs).fit(list(_views().values())),
+])
+@pytest.mark.parametrize("n_jobs, shown", [("2", r"'2' \(str\)"), (1.0, r"1\.0 \(float\)"), (np.bool_(True), r"np\.True_ \(bool\)")])
+def test_n_jobs_of_a_wrong_type_is_the_packages_type_error_as_n_members_is(call, n_jobs, shown):
+    """Before: a plain TypeError (no .arg; ``except InvalidValueError``, which catches
+    a bad n_members, let it through), and numpy's True shown as "got bool"."""
+    with pytest.raises(InvalidTypeError, match=rf"^n_jobs: expected None or an int \(1: one at a time, -1: one per "
+                                               rf"CPU\), got {shown}$") as info:
+        call(n_jobs)
+    assert info.value.arg == "n_jobs" and isinstance(info.value, TypeError)
+
+
 # --- EnsembleEmbedder -----------------------------------------------------------------------
 
 
@@ -92,6 +107,25 @@ def test_an_ensemble_of_one_says_one_member(shallow):
     emb = one.embed_views(_views())
     with pytest.raises(ShapeError, match=r"^a: expected the ensemble's embeddings \[N, 8\] \(1 member\), got shape \(8,\)$"):
         one.bind(emb["a"][0], emb["b"][0])
+
+
+@pytest.mark.parametrize("call, arg, message", [
+    (lambda m: evaluation.EnsembleEmbedder([m, object()]), "members[1]",
+     r"^members\[1\]: expected a ModelEmbedder \(uci\.fit_views gives one\), got object$"),
+    (lambda m: evaluation.EnsembleEmbedder({"a": m}), "members", r"^members: expected a sequence of ModelEmbedder, got dict$"),
+    (lambda m: save_ensemble(m.model, "never.safetensors"), "models",
+     r"^models: expected a sequence of LearnableMultiModal, got LearnableMultiModal$"),
+    (lambda m: save_ensemble([m.model, m], "never.safetensors"), "models[1]",
+     r"^models\[1\]: expected a LearnableMultiModal, got ModelEmbedder$"),
+])
+def test_members_of_a_wrong_type_are_the_packages_type_error_naming_them(shallow, call, arg, message, tmp_path, monkeypatch):
+    """Before: plain TypeErrors without .arg, where an empty list of members was already
+    an InvalidValueError naming them."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(InvalidTypeError, match=message) as info:
+        call(shallow)
+    assert info.value.arg == arg and isinstance(info.value, TypeError)
+    assert not (tmp_path / "never.safetensors").exists()
 
 
 # --- run_demo(members=K) -----------------------------------------------------------------------

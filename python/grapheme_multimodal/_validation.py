@@ -25,18 +25,20 @@ from .exceptions import GraphemeError, InvalidTypeError, InvalidValueError, NonF
 
 def as_list_of(value: Any, cls: type, arg: str, item_hint: str = "") -> list:
     """``value``, an iterable of at least one ``cls`` (not a str, bytes or
-    mapping, whose iteration gives something else), as a list; otherwise a
-    ``TypeError`` or :class:`InvalidValueError` naming ``arg`` or the item
-    (``arg[i]``), with ``item_hint`` after what an item should be."""
+    mapping, whose iteration gives something else), as a list; otherwise an
+    :class:`InvalidTypeError` or :class:`InvalidValueError` naming ``arg``
+    or the item (``arg[i]``), with ``item_hint`` after what an item should be."""
     name = cls.__name__
+    # InvalidTypeError, as wrong_type's: a plain TypeError carried no .arg, and `except InvalidValueError`
+    # caught an empty list of members but not a list holding something else
     if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Iterable):
-        raise TypeError(f"{arg}: expected a sequence of {name}, got {describe(value)}")
+        raise InvalidTypeError(f"{arg}: expected a sequence of {name}, got {describe(value)}", arg)
     items = list(value)
     if not items:
         raise InvalidValueError(f"{arg}: expected at least one {name}, got none", arg)
     for i, item in enumerate(items):
         if not isinstance(item, cls):
-            raise TypeError(f"{arg}[{i}]: expected a {name}{item_hint}, got {describe(item)}")
+            raise InvalidTypeError(f"{arg}[{i}]: expected a {name}{item_hint}, got {describe(item)}", f"{arg}[{i}]")
     return items
 
 
