@@ -131,6 +131,20 @@ def test_members_of_a_wrong_type_are_the_packages_type_error_naming_them(shallow
 # --- run_demo(members=K) -----------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("settings, given", [({"epochs": 1}, "dict"), (None, "NoneType")])
+def test_run_demo_refuses_settings_that_are_not_training_settings_before_any_work(settings, given, tmp_path, monkeypatch):
+    """Before: AttributeError "'dict' object has no attribute 'seed'", read for the
+    members' seeds."""
+    from grapheme_multimodal import demo
+
+    monkeypatch.setattr(demo, "load_multiple_features", lambda: pytest.fail("the data were loaded"))
+    for members in (1, 2):
+        with pytest.raises(InvalidTypeError, match=rf"^settings: expected a TrainingSettings, got {given}$") as info:
+            demo.run_demo(tmp_path / "out", settings=settings, members=members)
+        assert info.value.arg == "settings"
+    assert not (tmp_path / "out").exists()
+
+
 def test_ensemble_members_of_other_configs_save_and_embed_as_they_did(shallow, deep, tmp_path):
     """Members of other embedding widths and depths (the same inputs) are an
     ensemble, in a file too: saved and loaded, each member embeds bit for bit."""

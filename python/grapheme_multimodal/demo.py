@@ -28,7 +28,8 @@ from .evaluation import RETRIEVAL_METRICS, Anchors, ModelScores, compute_anchors
 from .io import PathLike, as_path, check_write_target, file_kind, name_too_long, writing_together
 from .metrics import _sklearn
 from .plotting import _figure_class, plot_attention, plot_history
-from ._validation import IntLike
+from ._validation import IntLike, describe
+from .exceptions import InvalidTypeError
 from .ensemble import save_ensemble
 from .evaluation import ViewEmbedder
 from .evaluation._multiview import reaches
@@ -141,6 +142,8 @@ def run_demo(
     are its first member's."""
     if not callable(log):  # else "'NoneType' object is not callable" once the data were loaded
         raise TypeError(f"log: expected a callable taking one line of text (such as print), got {type(log).__name__}")
+    if not isinstance(settings, TrainingSettings):  # else "'dict' object has no attribute 'seed'", read for the seeds
+        raise InvalidTypeError(f"settings: expected a TrainingSettings, got {describe(settings)}", "settings")
     seeds = member_seeds(settings.seed, members, seed_arg="settings.seed")  # before any work
     start = time.perf_counter()
     files = demo_files(out_dir)
