@@ -5,6 +5,8 @@ it, by the member it is about, with the package's own exception classes."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -12,7 +14,9 @@ pytest.importorskip("sklearn")
 
 from grapheme_multimodal import LearnableMultiModal, evaluation, uci  # noqa: E402
 from grapheme_multimodal.ensemble import save_ensemble  # noqa: E402
-from grapheme_multimodal.exceptions import InvalidTypeError, InvalidValueError, ShapeError, TooLargeError  # noqa: E402
+from grapheme_multimodal.exceptions import (  # noqa: E402
+    InvalidTypeError, InvalidValueError, NonFiniteError, ShapeError, TooLargeError,
+)
 from grapheme_multimodal.sklearn import MultimodalEmbedder  # noqa: E402
 
 TINY = uci.TrainingSettings(epochs=1, batch_size=32, embed_dim=8, hidden_dim=16, num_heads=2, encoder_hidden=(16,))
@@ -157,3 +161,43 @@ def test_ensemble_members_of_other_configs_save_and_embed_as_they_did(shallow, d
     for model, member in zip(back, (deep, shallow)):
         np.testing.assert_array_equal(model.encode_and_fuse(inputs)[1], member.model.encode_and_fuse(inputs)[1])
     assert isinstance(back[0], LearnableMultiModal)
+
+
+# --- parameters grown by too large a learning rate ---------------------------------------------
+
+
+GROWN = (r"got 1e\+30; the visual encoder's parameters have grown to .* in magnitude, and a row of moderate values .* "
+         r"overflows float32 in it; expected {} \(too large a learning rate grows the parameters\)$")
+
+
+@pytest.mark.parametrize("members", [1, 2])
+def test_fit_ensemble_blames_the_settings_learning_rate_for_parameters_grown_past_float32(members):
+    """Before: NonFiniteError "parameters: the visual encoder's parameters have grown to
+    1e+30 ... expected parameters of moderate size", no argument of fit_ensemble's or
+    fit_views' (the estimator named its own learning_rate)."""
+    settings = uci.TrainingSettings(epochs=5, batch_size=8, embed_dim=8, hidden_dim=16, num_heads=2,
+                                    encoder_hidden=(16,), learning_rate=1e30)
+    expected = GROWN.format(r"settings with a smaller learning_rate")
+    with pytest.raises(NonFiniteError, match=r"^settings\.learning_rate: " + expected) as info:
+        uci.fit_ensemble(_views(), 0, members=members, settings=settings)
+    assert info.value.arg == "settings.learning_rate"
+    with pytest.raises(NonFiniteError, match=r"^settings\.learning_rate: " + expected):
+        uci.fit_views(_views(), 0, settings=settings)
+
+
+@pytest.mark.parametrize("members", ["1", "2"])
+def test_train_blames_lr_for_parameters_grown_past_float32(members, tmp_path, capsys):
+    """Before: "grapheme-mm: error: parameters: the visual encoder's parameters have
+    grown ...", which no flag sets."""
+    from grapheme_multimodal.cli import main
+
+    for name, x in _views(40).items():
+        np.save(tmp_path / f"{name}.npy", x)
+    out = tmp_path / "never.safetensors"
+    code = main(["train", "-m", f"visual={tmp_path / 'a.npy'}", "-m", f"auditory={tmp_path / 'b.npy'}", "--epochs", "3",
+                 "--batch-size", "8", "--embed-dim", "8", "--hidden-dim", "8", "--heads", "2", "--lr", "1e30",
+                 "--no-progress", "--members", members, "-o", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert re.match(r"^grapheme-mm: error: --lr: " + GROWN.format(r"a smaller --lr"), err.strip()), err
+    assert not out.exists()

@@ -44,7 +44,8 @@ from .ensemble import load_models, save_ensemble
 from .evaluation._ensemble import side_by_side, unit_side_by_side_blocks
 from .stopping import fit_with_stopping, planned_folds
 from .uci import (
-    RECIPE_HIDDEN_DROPOUT, TrainingSettings, check_weights, member_seeds, members_within_memory, recipe_head, recipe_skip,
+    RECIPE_HIDDEN_DROPOUT, TrainingSettings, check_weights, _grown_by_learning_rate, member_seeds, members_within_memory,
+    recipe_head, recipe_skip,
 )
 
 if TYPE_CHECKING:
@@ -787,6 +788,16 @@ def _named_by_flags() -> Iterator[None]:
 
 
 @contextlib.contextmanager
+def _grown_by_lr(lr: float) -> Iterator[None]:
+    """Parameters grown past float32 in training blamed on ``--lr``, which
+    grew them: the model names its ``parameters``, which no flag sets."""
+    try:
+        yield
+    except NonFiniteError as err:
+        raise _grown_by_learning_rate(err, lr, "--lr", "a smaller --lr") from None
+
+
+@contextlib.contextmanager
 def _named_by_files(files: Sequence[Any]) -> Iterator[None]:
     """Errors training meets in a modality's rows (a row whose reconstruction
     overflows float32) name the file as the checks on reading do
@@ -960,13 +971,14 @@ def _train(args: argparse.Namespace) -> int:
         for x in inputs.values():  # arrays this command made and no one else holds: fit reads them in place, no copy
             x.flags.writeable = False
         tasks = [functools.partial(fit_with_stopping, model, inputs, seed=seed, **fit_options) for model, seed in zip(models, seeds)]
-        with _named_by_flags(), _named_by_files(files), _stopping_skipped_by_flags():
+        with _named_by_flags(), _named_by_files(files), _stopping_skipped_by_flags(), _grown_by_lr(args.lr):
             histories = run_tasks(tasks, at_once)
     else:
         from . import distributed
 
         workers = _positive(args.workers, "--workers")
-        with _ray_cluster(args.ray_address), _named_by_flags(), _named_by_files(files), _stopping_skipped_by_flags():
+        with _ray_cluster(args.ray_address), _named_by_flags(), _named_by_files(files), _stopping_skipped_by_flags(), \
+                _grown_by_lr(args.lr):
             for model, seed in zip(models, seeds):
                 fit = functools.partial(distributed.fit, model, num_workers=workers)
                 histories.append(fit_with_stopping(model, inputs, fit=fit, seed=seed, **fit_options))

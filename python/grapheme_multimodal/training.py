@@ -730,6 +730,11 @@ def overflow_in_user_rows(err: NonFiniteError, rows_of: Mapping[str, np.ndarray]
     return NonFiniteError(f"{arg}: row {int(rows_of[found[1]][int(found[3])])}{found[4]}", arg)
 
 
+#: How :func:`_blame_grown_parameters`' error ends: callers whose learning rate is an argument of
+#: their own (the recipe's settings, the estimator) recognise it by this and name that argument.
+GROWN_PARAMETERS = "expected parameters of moderate size (too large a learning rate grows them)"
+
+
 def _blame_grown_parameters(model: "LearnableMultiModal", data: "_Dataset", err: NonFiniteError) -> NonFiniteError:
     """``err`` when it names a row of ``data`` whose encoding overflowed
     (``"data['m']: row r overflows float32 in the encoder ..."``), remade
@@ -757,7 +762,7 @@ def _blame_grown_parameters(model: "LearnableMultiModal", data: "_Dataset", err:
     return NonFiniteError(
         f"parameters: the {MODALITY_NAMES[m]} encoder's parameters have grown to {largest_parameter:.3g} in magnitude, "
         f"and a row of moderate values (at most {largest_input:.3g} after the model's normalization) overflows float32 "
-        "in it; expected parameters of moderate size (too large a learning rate grows them)",
+        f"in it; {GROWN_PARAMETERS}",
         "parameters",
     )
 
