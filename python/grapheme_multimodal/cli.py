@@ -43,8 +43,9 @@ from .exceptions import (
 from .ensemble import load_models, save_ensemble
 from .evaluation._ensemble import side_by_side, unit_side_by_side_blocks
 from .stopping import fit_with_stopping, planned_folds
+from .training import grown_by_learning_rate
 from .uci import (
-    RECIPE_HIDDEN_DROPOUT, TrainingSettings, check_weights, _grown_by_learning_rate, member_seeds, members_within_memory,
+    RECIPE_HIDDEN_DROPOUT, TrainingSettings, check_weights, member_seeds, members_within_memory,
     recipe_head, recipe_skip,
 )
 
@@ -794,7 +795,7 @@ def _grown_by_lr(lr: float) -> Iterator[None]:
     try:
         yield
     except NonFiniteError as err:
-        raise _grown_by_learning_rate(err, lr, "--lr", "a smaller --lr") from None
+        raise grown_by_learning_rate(err, lr, "--lr", "a smaller --lr") from None
 
 
 @contextlib.contextmanager

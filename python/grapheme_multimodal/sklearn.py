@@ -53,6 +53,7 @@ from .exceptions import GraphemeError, InvalidValueError, NonFiniteError, ShapeE
 from .metrics import unit_side_by_side
 from .model import LearnableMultiModal
 from .stopping import fit_with_stopping, planned_folds
+from .training import grown_by_learning_rate
 from .types import Modality
 from .uci import TrainingSettings, check_weights, member_seeds, members_within_memory
 
@@ -449,10 +450,9 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
         past float32 by too large a learning rate (the model's
         ``parameters``, no argument here) are blamed on this estimator's
         ``learning_rate``, given as ``learning_rate``: the rate that trained them."""
-        if err.arg == "parameters" and str(err).endswith(_GROWN_PARAMETERS):
-            body = str(err)[len("parameters: "):-len(_GROWN_PARAMETERS)]
-            return type(err)(f"learning_rate: got {learning_rate!r}; {body}expected a smaller learning_rate "
-                             "(too large a learning rate grows the parameters)", "learning_rate")
+        grown = grown_by_learning_rate(err, learning_rate, "learning_rate", "a smaller learning_rate")
+        if grown is not err:
+            return grown
         names = {"inputs": "Xs", "data": "Xs"}  # all the views, as fit's and fit_with_stopping's arguments
         for i, m in enumerate(self.modalities_):
             names.update({f"inputs[{str(m)!r}]": f"Xs[{i}]", f"data[{str(m)!r}]": f"Xs[{i}]"})
@@ -611,10 +611,6 @@ def _with_frames_index(estimator: MultimodalEmbedder, Xs: Any, out: np.ndarray) 
     return out
 
 
-#: How the model ends the refusal of parameters that too large a learning
-#: rate grew until float32 overflows (rust/core/src/model.rs, training.rs;
-#: training.py's _blame_grown_parameters).
-_GROWN_PARAMETERS = "expected parameters of moderate size (too large a learning rate grows them)"
 
 
 def _as_verbose(verbose: Any) -> bool:

@@ -735,6 +735,19 @@ def overflow_in_user_rows(err: NonFiniteError, rows_of: Mapping[str, np.ndarray]
 GROWN_PARAMETERS = "expected parameters of moderate size (too large a learning rate grows them)"
 
 
+def grown_by_learning_rate(err: BaseException, learning_rate: float, arg: str, expected: str) -> BaseException:
+    """``err`` blaming the model's parameters grown past float32 (named
+    ``parameters``, no argument of the recipe's nor a flag of
+    ``grapheme-mm train``, nor of the estimator) remade to name the learning
+    rate that grew them, ``arg`` (``settings.learning_rate``, ``--lr``,
+    ``learning_rate``), with ``expected`` as its remedy; else ``err``."""
+    if not (isinstance(err, NonFiniteError) and err.arg == "parameters" and str(err).endswith(GROWN_PARAMETERS)):
+        return err
+    body = str(err)[len("parameters: "):-len(GROWN_PARAMETERS)]
+    return NonFiniteError(f"{arg}: got {learning_rate!r}; {body}expected {expected} (too large a learning rate grows the "
+                          "parameters)", arg)
+
+
 def _blame_grown_parameters(model: "LearnableMultiModal", data: "_Dataset", err: NonFiniteError) -> NonFiniteError:
     """``err`` when it names a row of ``data`` whose encoding overflowed
     (``"data['m']: row r overflows float32 in the encoder ..."``), remade

@@ -29,11 +29,11 @@ from ._validation import (
 from .config import _objective_names
 from .evaluation import EnsembleEmbedder, ModelEmbedder, view_modalities
 from .evaluation._embedders import check_views, view_names
-from .exceptions import GraphemeError, InvalidValueError, NonFiniteError, ShapeError
+from .exceptions import GraphemeError, InvalidValueError, ShapeError
 from .model import LearnableMultiModal
 from .objectives import all_zero_error, resolve_weights
 from .stopping import fit_with_stopping, folds_bytes, planned_folds
-from .training import GROWN_PARAMETERS, untrainable_objectives
+from .training import grown_by_learning_rate, untrainable_objectives
 from .types import Modality
 
 __all__ = [
@@ -496,22 +496,9 @@ def fit_views(
                 standardize=True,
             )
     except (GraphemeError, TypeError) as err:
-        raise renamed(_grown_by_learning_rate(err, settings.learning_rate, "settings.learning_rate",
+        raise renamed(grown_by_learning_rate(err, settings.learning_rate, "settings.learning_rate",
                                              "settings with a smaller learning_rate"), names) from None
     return ModelEmbedder(model, modalities)
-
-
-def _grown_by_learning_rate(err: BaseException, learning_rate: float, arg: str, expected: str) -> BaseException:
-    """``err`` blaming the model's parameters grown past float32 (named
-    ``parameters``, no argument of the recipe's nor a flag of
-    ``grapheme-mm train``) remade to name the learning rate that grew them,
-    ``arg`` (``settings.learning_rate``, ``--lr``), with ``expected`` as its
-    remedy, as the estimator names its ``learning_rate``; else ``err``."""
-    if not (isinstance(err, NonFiniteError) and err.arg == "parameters" and str(err).endswith(GROWN_PARAMETERS)):
-        return err
-    body = str(err)[len("parameters: "):-len(GROWN_PARAMETERS)]
-    return NonFiniteError(f"{arg}: got {learning_rate!r}; {body}expected {expected} (too large a learning rate grows the "
-                          "parameters)", arg)
 
 
 def member_seeds(seed: IntLike, members: IntLike, *, seed_arg: str = "seed", members_arg: str = "members") -> Tuple[int, ...]:
