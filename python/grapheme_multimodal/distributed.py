@@ -119,7 +119,7 @@ def embed_dataset(
             :meth:`~LearnableMultiModal.pair_strengths`) and
             ``"hidden_features"`` (``[7, H]``, the encoders' last hidden
             layer, as :meth:`~LearnableMultiModal.hidden_features`; needs a
-            model with ``encoder_hidden``).
+            model with ``encoder_hidden``), each at most once.
         cpus_per_actor: CPUs each actor reserves; it computes with that many
             threads (``gm.set_num_threads``).
 

@@ -150,7 +150,8 @@ def read_modality_file(
 
 
 def read_texts(path: Path) -> List[str]:
-    r"""One text per line (trailing newline stripped; UTF-8). Lines end at
+    r"""One text per line (trailing newline stripped; UTF-8, a byte-order
+    mark skipped; UTF-16 or a NUL character is refused). Lines end at
     ``\n``, ``\r\n`` or ``\r`` only: ``str.splitlines`` also splits at form
     feeds, ``\x1c``-``\x1e``, ``\x85`` and U+2028/U+2029, which texts hold,
     and every text after one would have been paired with the wrong event."""
@@ -173,14 +174,15 @@ def read_texts(path: Path) -> List[str]:
 def read_numeric_csv(path: Path, header: Optional[bool] = None) -> np.ndarray:
     """A numeric CSV as float64. ``header``: ``True``, the first row is a
     header (column names, numbers or not) and is skipped; ``False``, it is an
-    event; ``None`` (the default), a first row that is not all numbers is
-    taken as a header — a guess a header of numbers (``2019,2020``) or an
+    event; ``None`` (the default), a first row holding a cell that is
+    neither a number nor a missing value is taken as a header — a guess a header of numbers (``2019,2020``) or an
     event with a typo (``1,2,3x``) defeats, which the two others settle. A
     header names each column (a comment line, ``# ...``, aside); a cell is a
     number as ``float`` reads it, less digits grouped by ``_``; a missing
     value (an empty cell, ``NA``, ``N/A``, ``#N/A``, ``NULL``) is refused, and
     makes no header; quotes are read as the csv module's ``strict`` dialect
-    reads them.
+    reads them. The file is UTF-8 text (a byte-order mark skipped); UTF-16
+    is refused, saying so.
     The marks of a pandas frame written with its defaults are refused, not
     read as data: a header with an empty first cell (a row index column)
     and, unless ``header=False`` says it is an event, a first row

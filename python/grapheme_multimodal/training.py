@@ -194,7 +194,8 @@ def fit(
             mmap_mode="r")``, ``x.flags.writeable = False``) is read in
             place, not copied, so data larger than memory trains; it must
             then not change until ``fit`` returns.
-        progress: show a tqdm progress bar with the running loss.
+        progress: show a tqdm progress bar with the running loss (it
+            starts no thread: tqdm's monitor thread is off for it).
         seed: seeds shuffling and dropout (default ``config.seed``): an int
             >= 0 of any size; every ``(seed, epoch)`` draws its own stream.
         _steps: internal: makes the :class:`Steps` that take each step
