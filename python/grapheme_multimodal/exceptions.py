@@ -13,7 +13,9 @@ was expected and what was given (``epochs: expected an int >= 0, got 2.5
 (float)``): a ``TypeError``, as Python's own, and an
 :class:`InvalidValueError` too (as scikit-learn's ``InvalidParameterError``
 is both), so code that catches either keeps working; a value of the right
-type out of range is an :class:`InvalidValueError` only.
+type out of range is an :class:`InvalidValueError` only. An object of the
+wrong kind where an array, a mapping or a model is expected is a plain
+``TypeError`` naming the argument.
 
 Beside them, :class:`UntrainedModalityWarning` (a ``UserWarning``) says
 that a result came from an encoder no training step trained,
