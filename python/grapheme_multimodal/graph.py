@@ -191,7 +191,8 @@ class Graph:
     def from_networkx(cls, g: Any, activation: str = "activation", label: str = "label") -> "Graph":
         """A graph from a networkx graph, nodes in ``g.nodes`` order.
 
-        Each node's ``activation`` attribute (default 1.0; a finite real) and
+        Each node's ``activation`` attribute (default 1.0; a finite real, or a
+        bool: ``True`` is 1.0, as in :meth:`from_edges`) and
         ``label`` attribute (default ``""``; a str) are read under the given
         attribute names. Undirected edges become one edge each way (a
         self-loop, one edge); parallel edges of multigraphs are kept.
@@ -205,6 +206,9 @@ class Graph:
         acts, labels = [], []
         for node, data in g.nodes(data=True):
             a = data.get(activation, 1.0)
+            if isinstance(a, (bool, np.bool_)):
+                # a bool is a number here, as in from_edges' activations and any array of data: True is 1.0
+                a = float(a)
             if not is_real_number(a):
                 raise TypeError(f"g: node {node!r} has {activation}={a!r}; expected a real number")
             try:
@@ -494,9 +498,10 @@ def _refuse_edge(rows: np.ndarray, num_nodes: int) -> None:
     else:
         k = int(np.flatnonzero((rows >= num_nodes).any(axis=1))[0])
     s, t = (int(v) for v in rows[k])
-    raise InvalidValueError(
-        f"edges: edge {k} is ({s}, {t}) but node indices must be in 0..{num_nodes} (num_nodes={num_nodes})", "edges"
-    )
+    # the core's words (rust/core/src/graph.rs, node_index_range): "in 0..3" read as if 3 were an index
+    allowed = ("the graph has no nodes (num_nodes=0), so no edges" if num_nodes == 0
+               else f"node indices must be 0 to {num_nodes - 1} (num_nodes={num_nodes})")
+    raise InvalidValueError(f"edges: edge {k} is ({s}, {t}) but {allowed}", "edges")
 
 
 def is_graph_list(value: Any) -> bool:

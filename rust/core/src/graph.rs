@@ -257,12 +257,7 @@ impl Graph {
         for (k, &[s, t]) in edges.iter().enumerate() {
             let in_range = |v: i64| v >= 0 && (v as u64) < num_nodes as u64;
             if !in_range(s) || !in_range(t) {
-                return Err(Error::invalid(
-                    "edges",
-                    format!(
-                        "edge {k} is ({s}, {t}) but node indices must be in 0..{num_nodes} (num_nodes={num_nodes})"
-                    ),
-                ));
+                return Err(Error::invalid("edges", format!("edge {k} is ({s}, {t}) but {}", node_index_range(num_nodes))));
             }
             checked.push((s as usize, t as usize));
         }
@@ -354,6 +349,15 @@ impl Adjacency {
     }
 }
 
+/// What an edge's node indices must be, in words: Rust's `0..n` read as
+/// if `n` itself were a valid index.
+fn node_index_range(num_nodes: usize) -> String {
+    match num_nodes {
+        0 => "the graph has no nodes (num_nodes=0), so no edges".to_string(),
+        n => format!("node indices must be 0 to {} (num_nodes={n})", n - 1),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -380,7 +384,10 @@ mod tests {
     fn from_edges_validates() {
         let g = Graph::from_edges(3, &[[0, 1], [1, 2], [2, 2]], Some(vec![0.1, 0.5, 1.0]), None).unwrap();
         assert_eq!(g.out_degrees(), vec![1, 1, 1]);
-        assert!(Graph::from_edges(3, &[[0, 3]], None, None).is_err());
+        let err = Graph::from_edges(3, &[[0, 3]], None, None).unwrap_err().to_string();
+        assert!(err.contains("edge 0 is (0, 3) but node indices must be 0 to 2 (num_nodes=3)"), "{err}");
+        let err = Graph::from_edges(0, &[[0, 0]], None, None).unwrap_err().to_string();
+        assert!(err.contains("edge 0 is (0, 0) but the graph has no nodes (num_nodes=0), so no edges"), "{err}");
         assert!(Graph::from_edges(3, &[[-1, 0]], None, None).is_err());
         assert!(Graph::from_edges(2, &[], Some(vec![1.0]), None).is_err());
         assert!(Graph::from_edges(2, &[], Some(vec![1.0, f32::NAN]), None).is_err());

@@ -39,7 +39,7 @@ impl Modality {
         Self::ALL.get(index).copied().ok_or_else(|| {
             Error::invalid(
                 "modality",
-                format!("index {index} is out of range; expected 0..{NUM_MODALITIES}"),
+                format!("index {index} is out of range; expected 0 to {}", NUM_MODALITIES - 1),
             )
         })
     }
@@ -97,7 +97,9 @@ mod tests {
         }
         assert_eq!(Modality::from_name("VISUAL").unwrap(), Modality::Visual);
         assert!(Modality::from_name("smell").is_err());
-        assert!(Modality::from_index(7).is_err());
+        // in words: Rust's "expected 0..7" read as if slot 7 were one
+        let err = Modality::from_index(7).unwrap_err().to_string();
+        assert_eq!(err, "modality: index 7 is out of range; expected 0 to 6");
     }
 
     #[test]

@@ -499,7 +499,7 @@ impl<T: Real> LearnableMultiModal<T> {
         let Some(&width) = widths.get(layer) else {
             let expected = match widths.len() {
                 0 => "none: this model's encoders have no hidden layers (config.encoder_hidden is empty)".to_string(),
-                n => format!("a hidden layer in 0..{n} (config.encoder_hidden = {widths:?})"),
+                n => format!("a hidden layer 0 to {} (config.encoder_hidden = {widths:?})", n - 1),
             };
             return Err(Error::invalid("layer", format!("got {layer}; expected {expected}")));
         };

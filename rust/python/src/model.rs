@@ -236,7 +236,7 @@ impl PyModel {
         for (m, item, confidence) in &components {
             let m = *m;
             let Some(&dim) = dims.get(m) else {
-                return Err(InvalidValueError::new_err((format!("event {}: modality index {m} is out of range; expected 0..{NUM_MODALITIES}", event()), "event")));
+                return Err(InvalidValueError::new_err((format!("event {}: modality index {m} is out of range; expected 0 to {}", event(), NUM_MODALITIES - 1), "event")));
             };
             let name = Modality::ALL[m].name();
             let start = rows[m].len();

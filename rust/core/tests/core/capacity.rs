@@ -263,6 +263,9 @@ fn hidden_features_are_the_encoders_own_layers_without_dropout() {
     }
     let arg = |r: Result<_, Error>| r.unwrap_err().arg().to_string();
     assert_eq!(arg(model.hidden_features(&input, 2)), "layer");
+    // in words: Rust's "in 0..2" read as if layer 2 were one
+    let message = model.hidden_features(&input, 2).unwrap_err().to_string();
+    assert!(message.contains("expected a hidden layer 0 to 1 (config.encoder_hidden = [16, 10])"), "{message}");
     let original = LearnableMultiModal::<f32>::new(Config::default()).unwrap();
     let (xs, mask) = (common::inputs(3, 1, [18; 7]), Array2::from_elem((3, 7), true));
     let input = EncoderInput::dense(views(&xs), mask.view()).unwrap();

