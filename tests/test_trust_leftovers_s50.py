@@ -64,3 +64,33 @@ def test_an_edge_of_a_graph_without_nodes_is_refused_as_such(edges) -> None:
                        r"\(num_nodes=0\), so no edges$"):
         Graph.from_edges(0, edges)
 
+
+def _buffer_with_rewards() -> ExperienceBuffer:
+    rng = np.random.default_rng(3)
+    n, e = 12, 8
+    buffer = ExperienceBuffer(20, seed=0)
+    mask = np.ones((n, 7), bool)
+    buffer.extend(rng.normal(size=(n, 7, e)), mask, rng.normal(size=(n, e)), rng.uniform(size=(n, 7, 7)),
+                  np.linspace(-1, 1, n))  # rewards of every size: priorities that differ
+    return buffer
+
+
+def test_from_experiences_refuses_a_prioritised_sample_whose_importance_weights_it_would_drop() -> None:
+    buffer = _buffer_with_rewards()
+    sample = buffer.sample(6, prioritized=True, beta=0.4)
+    assert (sample.weights < 1).any()  # importance weights that matter
+    # was a batch training every row alike, the correction the weights exist for dropped without a word
+    with pytest.raises(gm.InvalidValueError, match=r"^experiences: holds importance weights \(\d+ of 6 not 1: a "
+                       r"prioritised sample\), which a Batch cannot apply .*sample with beta=0") as err:
+        gm.Batch.from_experiences(sample)
+    assert err.value.arg == "experiences"
+    with pytest.raises(gm.InvalidValueError, match=r"^experiences: holds importance weights"):
+        gm.Batch.from_experiences(sample, use_inputs=True)  # refused before the inputs are looked at
+    # what the refusal offers, and what has no weights, are taken as before
+    unweighted = buffer.sample(6, prioritized=True, beta=0.0)
+    assert (unweighted.weights == 1).all()
+    assert gm.Batch.from_experiences(unweighted).batch_size == 6
+    assert gm.Batch.from_experiences(buffer.sample(6)).batch_size == 6
+    assert gm.Batch.from_experiences(buffer.batch()).batch_size == 12
+    assert gm.Batch.from_experiences(buffer).batch_size == 12
+

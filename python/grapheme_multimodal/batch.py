@@ -126,6 +126,11 @@ class Batch:
         the encoders learn too; every experience must then have inputs. An
         :class:`~grapheme_multimodal.buffer.ExperienceBuffer` stands for all
         its experiences (``buffer.batch()``).
+
+        A batch weighs no row by importance: a prioritised sample whose
+        importance weights (``experiences.weights``) are not all 1 is refused
+        (``InvalidValueError``) rather than trained on as if they were; draw
+        it with ``beta=0`` to train on the prioritised rows unweighted.
         """
         if isinstance(experiences, ExperienceBuffer):
             experiences = experiences.batch()
@@ -134,6 +139,7 @@ class Batch:
                 f"experiences: expected an ExperienceBatch (buffer.batch() or buffer.sample(n)) or an ExperienceBuffer, "
                 f"got {describe(experiences)}"
             )
+        _refuse_importance_weights(experiences.weights)
         if not check_flag(use_inputs, "use_inputs"):  # "False" would be true: every experience then needs inputs
             return cls(
                 embeddings=experiences.embeddings,
@@ -176,6 +182,23 @@ class Batch:
         # every input list in full; arrays are shown by shape and dtype
         given = [f.name for f in fields(self) if getattr(self, f.name) is not None]
         return "Batch(" + ", ".join(f"{name}={_summary(getattr(self, name))}" for name in given) + ")"
+
+
+def _refuse_importance_weights(weights: Any) -> None:
+    """An InvalidValueError unless ``weights`` (an ExperienceBatch's) are
+    all 1: the batch built from it trains every row alike, so a prioritised
+    sample's importance weights were dropped without a word, biasing
+    training towards the likelier experiences they exist to correct."""
+    w = np.asarray(weights)
+    if w.dtype.kind in "biuf" and bool(np.all(w == 1)):
+        return
+    below = f"{int(np.count_nonzero(w != 1))} of {w.size} not 1" if w.dtype.kind in "biuf" else describe(weights)
+    raise InvalidValueError(
+        f"experiences: holds importance weights ({below}: a prioritised sample), which a Batch cannot apply (it "
+        "weighs every row alike); expected weights all 1: sample with beta=0 to train on the prioritised rows "
+        "unweighted, or use buffer.sample(n) or buffer.batch()",
+        "experiences",
+    )
 
 
 def _summary(value: Any) -> str:
