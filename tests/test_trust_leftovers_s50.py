@@ -94,3 +94,29 @@ def test_from_experiences_refuses_a_prioritised_sample_whose_importance_weights_
     assert gm.Batch.from_experiences(buffer.batch()).batch_size == 12
     assert gm.Batch.from_experiences(buffer).batch_size == 12
 
+
+def _labelled_rows():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(8, 3))
+    return x, np.array([0, 1, 2, 3] * 2, dtype=float)
+
+
+@pytest.mark.parametrize("measure, name", [
+    (lambda x, y: metrics.cross_view_retrieval(x, x, y), "labels"),
+    (lambda x, y: evaluation.pairwise_cca_retrieval({"a": x, "b": x[:, ::-1]}, {"a": x, "b": x[:, ::-1]}, y, 1), "labels"),
+    (lambda x, y: metrics.knn_accuracy(x, y, x, y), "train_y"),
+    (lambda x, y: metrics.linear_probe_accuracy(x, y, x, y), "train_y"),
+])
+@pytest.mark.parametrize("dtype", [float, np.float32, object])
+def test_a_fractional_label_is_no_class_for_any_measure(measure, name, dtype) -> None:
+    # the retrieval scored each distinct 1.5 as a class of its own, where the k-NN and probe refused it
+    x, whole = _labelled_rows()
+    fractional = whole.copy()
+    fractional[5] = 1.5
+    with pytest.raises(gm.InvalidValueError, match=rf"^{name}: expected class labels \(ints, strings, bools or whole "
+                       r"floats\), got continuous values \(1\.5 at row 5, dtype \w+\); round or bin them") as err:
+        measure(x, fractional.astype(dtype))
+    assert err.value.arg == name
+    # whole floats are classes, scored as the ints they equal
+    assert measure(x, whole.astype(dtype)) == measure(x, whole.astype(int))
+

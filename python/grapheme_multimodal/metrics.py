@@ -183,6 +183,7 @@ def _labels_1d(name: str, y: object, n: int, n_name: str) -> np.ndarray:
                 f"{name} holds None at row {missing}; expected a class label in every row (None marks a missing "
                 "label, as NaN does, and is no class: leave those rows out)", name)
     _refuse_mixed_kinds(name, y, arr)  # after None, NaN and NaT: those are named as such
+    _refuse_fractional(name, arr)
     if arr.dtype == object and arr.size:
         # ints or bools as objects (a pandas object column's .values): scikit-learn calls them "unknown" labels
         if all(isinstance(v, (bool, np.bool_)) for v in arr):
@@ -192,7 +193,30 @@ def _labels_1d(name: str, y: object, n: int, n_name: str) -> np.ndarray:
                 arr = arr.astype(np.int64)
             except OverflowError:  # past int64: compared as the Python ints they are
                 pass
+        elif all(isinstance(v, (float, np.floating)) or (is_int(v) and abs(int(v)) <= 2**53) for v in arr):
+            # whole floats as objects (fractional ones are refused above), ints among them exact in float64:
+            # the retrieval scored them, scikit-learn's classifiers refused them as "unknown" labels
+            arr = arr.astype(np.float64)
     return arr
+
+
+def _refuse_fractional(name: str, arr: np.ndarray) -> None:
+    """InvalidValueError for labels ``arr`` holding a float that is not a
+    whole number (1.5): a measurement, not a class. scikit-learn's
+    classifiers (the k-NN, the linear probe) refused them as "continuous",
+    where the retrieval scored each distinct value as a class of its own;
+    one rule now for every measure. Whole floats (1.0) stay classes."""
+    if arr.dtype.kind == "f":
+        rows = np.flatnonzero(arr != np.floor(arr))  # finite here: NaN and inf are refused before
+        row = int(rows[0]) if rows.size else None
+    elif arr.dtype == object:
+        row = next((i for i, v in enumerate(arr) if isinstance(v, (float, np.floating)) and v != np.floor(v)), None)
+    else:
+        return
+    if row is not None:
+        raise InvalidValueError(
+            f"{name}: expected class labels (ints, strings, bools or whole floats), got continuous values "
+            f"({arr[row]} at row {row}, dtype {arr.dtype}); round or bin them into classes first", name)
 
 
 def _read_labels(name: str, y: object, read: Any = np.asarray) -> Any:
