@@ -120,3 +120,20 @@ def test_a_fractional_label_is_no_class_for_any_measure(measure, name, dtype) ->
     # whole floats are classes, scored as the ints they equal
     assert measure(x, whole.astype(dtype)) == measure(x, whole.astype(int))
 
+
+def test_nutrimouse_cv_refuses_once_and_by_name_a_view_below_the_anchors_rank(nutrimouse) -> None:
+    rng = np.random.default_rng(0)
+    for view in ("lipid", "gene"):
+        width = nutrimouse.views[view].shape[1]
+        rank_one = rng.normal(size=(nutrimouse.views[view].shape[0], 1)) * rng.normal(size=(1, width))
+        data = dataclasses.replace(nutrimouse, views={**nutrimouse.views, view: rank_one})
+        with warnings.catch_warnings(record=True) as caught:  # in the test only: what a user sees
+            warnings.simplefilter("always")
+            # were scikit-learn's "y residual is constant at iteration 1" twice per fold (lipid), or figures
+            # past the rank without a word (gene), naming no view
+            with pytest.raises(gm.InvalidValueError, match=rf"^data\.views\['{view}'\]: standardised over the "
+                               r"training mice of fold 0 of repeat 0, its columns span only 1 direction; the anchors "
+                               r"fit 2 canonical components.*or anchors=False$") as err:
+                evaluation.nutrimouse_cv(None, data, n_repeats=2)
+        assert err.value.arg == f"data.views[{view!r}]"
+        assert not caught, [str(w.message) for w in caught]

@@ -68,6 +68,30 @@ NUTRIMOUSE_ANCHORS: Mapping[str, Callable] = ReadOnlyMapping({
 })
 
 
+def _check_anchor_ranks(data: Nutrimouse, fold_rows: Iterable[tuple], n_splits: int) -> None:
+    """InvalidValueError naming the view when, standardised as the anchors
+    get it, a view of some fold's training mice has rank below the anchors'
+    components. NIPALS deflates a view by one direction per component: past
+    its rank scikit-learn's CCA and PLSCanonical warned "y residual is
+    constant at iteration 1" in every fold of a gallery view (a hundred
+    warnings for the default ten repeats, naming no view) and scored one
+    component under the name "CCA(2)"; past a query view's rank they scored
+    without a word. The rule of :func:`~grapheme_multimodal.anchors.cca_anchor`,
+    which refuses ``n_components`` past a view's rank. A view with some
+    column varying has rank 1 at least (every column constant is refused
+    before)."""
+    for index, (train_rows, _) in enumerate(fold_rows):
+        (train_std,) = standardize({v: data.views[v][train_rows] for v in (_QUERY, _GALLERY)})
+        for view in (_QUERY, _GALLERY):
+            rank = int(np.linalg.matrix_rank(train_std[view]))  # of the float32 z-scores the anchors fit
+            if rank < _ANCHOR_COMPONENTS:
+                raise InvalidValueError(
+                    f"data.views[{view!r}]: standardised over the training mice of fold {index % n_splits} of repeat "
+                    f"{index // n_splits}, its columns span only {rank} direction{'s' if rank != 1 else ''}; the "
+                    f"anchors fit {_ANCHOR_COMPONENTS} canonical components, which need that many in each view; "
+                    "expected a view of higher rank, or anchors=False", f"data.views[{view!r}]")
+
+
 def _precision(query: np.ndarray, gallery: np.ndarray, data: Nutrimouse, rows: np.ndarray) -> Dict[str, float]:
     return {
         t: cross_view_retrieval(query, gallery, data.targets[t][rows])["class_precision_at_1"] for t in NUTRIMOUSE_TARGETS
@@ -148,6 +172,8 @@ def nutrimouse_cv(
     refuse_beyond_budget(8 * cells, "n_repeats", "the figures of {n_repeats:,} repeats take {bytes} bytes",
                          remedy="fewer repeats", n_repeats=n_repeats)
     sums = {m: {t: np.zeros(shape[m]) for t in NUTRIMOUSE_TARGETS} for m in methods}
+    if anchors:  # before any fold's work (the recipe's training); an int random_state splits the same folds again
+        _check_anchor_ranks(data, folds.split(data.views[_QUERY], data.diet), n_splits)
     for index, (train_rows, test_rows) in enumerate(folds.split(data.views[_QUERY], data.diet)):
         repeat = index // n_splits
         train_views = {v: x[train_rows] for v, x in data.views.items()}
