@@ -354,7 +354,8 @@ def cross_view_retrieval(
         query: ``[N, d]`` real array.
         gallery: ``[N, d]`` real array, row-aligned with ``query``.
         labels: ``[N]`` class labels of the events, of one kind (numbers
-            mixed with strings, which numpy would read as strings, are refused).
+            mixed with strings, which numpy would read as strings, are refused);
+            floats only when whole (1.5 is no class, as for the k-NN and probe).
         metric: ``"cosine"`` or ``"euclidean"``.
         chunk_size: query rows per block of the distance matrix (memory bound
             only); fewer where a block of that many rows would take more than
