@@ -217,3 +217,25 @@ def test_a_programs_own_signal_handler_sees_the_model_whole_not_half_loaded(sign
         signal.signal(signum, previous)
     assert len(seen) == 1, "the handler ran once, after the load"
     assert all(np.array_equal(v, target[k]) for k, v in seen[0].items()), "the handler saw every tensor loaded"
+
+
+def test_an_uninterrupted_block_leaves_every_signals_handler_as_it_found_it() -> None:
+    """The block reads and swaps the handlers through signal's C functions (for speed): ignored and
+    default handlers are left alone, and each Python handler is put back as the very object it was."""
+    from grapheme_multimodal._locking import uninterrupted
+
+    def own(signum, frame) -> None:
+        pass
+
+    previous = {signum: signal.signal(signum, handler) for signum, handler in
+                ((signal.SIGUSR1, own), (signal.SIGUSR2, signal.SIG_IGN), (signal.SIGHUP, signal.SIG_DFL))}
+    try:
+        before = {s: signal.getsignal(s) for s in signal.valid_signals() if s not in (signal.SIGKILL, signal.SIGSTOP)}
+        with uninterrupted():
+            assert signal.getsignal(signal.SIGUSR1) is not own, "the program's handler is held back in the block"
+            assert signal.getsignal(signal.SIGUSR2) is signal.SIG_IGN and signal.getsignal(signal.SIGHUP) is signal.SIG_DFL
+        after = {s: signal.getsignal(s) for s in before}
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    assert all(after[s] is before[s] for s in before), [s for s in before if after[s] is not before[s]]

@@ -57,8 +57,16 @@ _holding_back: Optional[List[int]] = None  # the Ctrl-Cs noted by the `uninterru
 
 
 #: Every signal a program may handle (SIGKILL and SIGSTOP cannot be), as plain ints: scanned on each
-#: `uninterrupted` block (about 25 µs), since a handler may be set at any time.
+#: `uninterrupted` block (a few µs), since a handler may be set at any time.
 _CATCHABLE = tuple(int(s) for s in sorted(signal.valid_signals()) if s not in (signal.SIGKILL, signal.SIGSTOP))
+
+try:
+    # signal.getsignal's and signal.signal's own C functions: the same handler objects, without the wrappers'
+    # conversion of each signal and answer to an enum, which made the scan of every signal about 25 µs of
+    # each block (a tenth of a load_state_dict)
+    from _signal import getsignal as _getsignal, signal as _setsignal
+except ImportError:  # an interpreter without CPython's _signal module
+    _getsignal, _setsignal = signal.getsignal, signal.signal
 
 
 @contextlib.contextmanager
@@ -84,16 +92,16 @@ def uninterrupted() -> Iterator[None]:
     # Python's own SIGINT handler raises KeyboardInterrupt when the block ends; a Python handler of any
     # signal (the program's own SIGINT handler too) is called then; the C-level ones (ignored: a background
     # job's SIGINT; the default: SIGTERM ends the process) are left as they are
-    held = {signum: handler for signum in _CATCHABLE if callable(handler := signal.getsignal(signum))}
+    held = {signum: handler for signum, handler in zip(_CATCHABLE, map(_getsignal, _CATCHABLE)) if callable(handler)}
     for signum in held:
-        signal.signal(signum, lambda signum, frame: came.append((signum, frame)))
+        _setsignal(signum, lambda signum, frame: came.append((signum, frame)))
     _holding_back = noted
     try:
         yield
     finally:
         _holding_back = None
         for signum, handler in held.items():
-            signal.signal(signum, handler)
+            _setsignal(signum, handler)
         for signum, frame in came:
             if held[signum] is signal.default_int_handler:
                 noted.append(signum)
