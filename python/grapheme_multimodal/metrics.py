@@ -363,7 +363,7 @@ def cross_view_retrieval(
         metric: ``"cosine"`` or ``"euclidean"``.
         chunk_size: query rows per block of the distance matrix (memory bound
             only); fewer where a block of that many rows would take more than
-            64 MiB (a gallery of more than 4,096 rows at the default 2048).
+            16 MiB (a gallery of more than 1,024 rows at the default 2048).
 
     Returns:
         ``{"class_precision_at_1": float, "instance_recall_at_1": float}``.
