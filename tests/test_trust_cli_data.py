@@ -70,6 +70,23 @@ def test_a_header_of_names_joined_by_underscores_is_a_header_not_an_event(tmp_pa
         _read(path)
 
 
+@pytest.mark.parametrize("content, row, line, cell", [
+    ("0_0,0_1\n1,2\n3,4\n5,6_7\n", 2, 4, "6_7"),  # after a header of underscores and clean rows
+    ('a,b\n1,2\n"3\n",4\n"1_0",5\n', 2, 5, "1_0"),  # quoted, after a record of two lines
+    ("1_5,2\n3,4\n", 0, 1, "1_5"),  # the first line, read as an event (header=False)
+])
+def test_digits_grouped_by_underscores_are_refused_in_any_data_row(tmp_path, content, row, line, cell) -> None:
+    """Each line is checked for "_" as it is read, and a row's cells only
+    when one of its lines held one: no row of them passes as a number,
+    wherever it is, whatever the lines before it held."""
+    from grapheme_multimodal.files import read_numeric_csv
+
+    path = tmp_path / "f.csv"
+    path.write_text(content)
+    with pytest.raises(gm.InvalidValueError, match=rf"row {row} \(line {line}\) has a non-numeric value '{cell}'"):
+        read_numeric_csv(path, header=False if row == 0 and line == 1 else None)
+
+
 @pytest.mark.parametrize(
     "first, what, column",
     [

@@ -26,7 +26,7 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Callable, List, Optional, Sequence, Tuple, Union
+from typing import IO, Any, Callable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -308,7 +308,8 @@ def _read_numeric_csv_lines(
             start = 1
             # strict: a quote never closed read the rest of the file into one cell (a one-row file was "a header
             # but no data rows", a longer one a message holding the rest of the file), and '"1"2' was 12
-            reader = csv.reader(f, strict=True)
+            underscored = [False]  # whether a line of the record just read holds "_" (float() reads "0_1" as 1)
+            reader = csv.reader(_noting_underscores(f, underscored), strict=True)
             try:
                 for r in reader:
                     if not _is_blank_line(r):
@@ -320,13 +321,14 @@ def _read_numeric_csv_lines(
                             if bad is None:
                                 try:
                                     row = [float(cell) for cell in r]
-                                    if "_" in "".join(r):  # float() reads "0_1" as 1: see _is_float
+                                    if underscored[0] and "_" in "".join(r):  # see _is_float
                                         raise ValueError
                                     values.extend(row)
                                 except ValueError:
                                     bad = (len(lengths) - 1, *next((j, c) for j, c in enumerate(r) if not _is_float(c)))
                         lines.append(start)
                     start = reader.line_num + 1  # a quoted field may hold line breaks: the next record starts here
+                    underscored[0] = False  # the reader reads no line ahead of the record it hands out
             except UnicodeDecodeError:
                 # its start counts from the block being decoded, not from the file's start ("at byte 7227" of a
                 # byte 457,787 on line 40,001): found again in the file
@@ -538,6 +540,17 @@ def _check_npy_header(f: IO[bytes], path: Path, size: int, what: str) -> None:
             "the array's bytes only (a header that does not match its data, or more than one array in the file?)",
             str(path),
         )
+
+
+def _noting_underscores(lines: Iterator[str], underscored: List[bool]) -> Iterator[str]:
+    """``lines``, with ``underscored[0]`` set on reading one that holds
+    ``_``: a check of each line as it is read, where one of each row's
+    cells joined (``"_" in "".join(row)``) made reading a 20,000 x 64 CSV
+    file 5 % slower."""
+    for line in lines:
+        if "_" in line:
+            underscored[0] = True
+        yield line
 
 
 def _is_blank_line(record: Sequence[str]) -> bool:
