@@ -339,3 +339,35 @@ def test_a_list_of_masked_rows_is_refused_as_the_masked_array_is() -> None:
     assert len(model.experience) == 0
     # rows with nothing masked are their values
     np.testing.assert_array_equal(model.encode({"visual": list(np.ma.masked_array(X, mask=False))}), model.encode({"visual": X}))
+
+
+@pytest.mark.parametrize("value", [0.5, -0.0, float("inf"), float("nan"), 0, 7, -2**63, 2**63 - 1, 2**63, 2**64 - 1])
+def test_a_python_number_is_read_as_numpy_reads_it(value) -> None:
+    """Python's floats and ints skip the checks (none refuses them): read
+    exactly as numpy reads them, uint64 past int64 included."""
+    from grapheme_multimodal._validation import as_real_array
+
+    got, want = as_real_array(value, "x"), np.asarray(value)
+    assert got.dtype == want.dtype and got.shape == () and got.tobytes() == want.tobytes()
+
+
+@pytest.mark.parametrize("value", [2**64, -2**63 - 1])
+def test_a_python_int_beyond_64_bits_is_still_refused_by_name(value) -> None:
+    from grapheme_multimodal._validation import as_real_array
+
+    with pytest.raises(InvalidValueError, match=r"^rewards: holds .*an int beyond 64 bits"):
+        as_real_array(value, "rewards")
+
+
+@pytest.mark.parametrize("items", [
+    [1.0, np.ma.masked, 3.0],  # list(masked) of a 1-D masked array
+    [np.float32(1.0), np.ma.masked_array([5.0], mask=[True])[0], 2],
+    list(np.ma.masked_array(np.ones((3, 2)), mask=[[0, 0], [0, 1], [0, 0]])),  # its rows
+])
+def test_a_list_holding_a_masked_item_is_refused_beside_plain_items(items) -> None:
+    """The items' types are told apart first against the common plain ones;
+    a masked item beside them is still found, by its position."""
+    from grapheme_multimodal._validation import as_real_array
+
+    with pytest.raises(InvalidValueError, match=r"^x\[1\]: a masked array with 1 masked entries"):
+        as_real_array(items, "x")

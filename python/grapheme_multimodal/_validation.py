@@ -145,6 +145,12 @@ def as_real_array(x: Any, name: str, masked_remedy: str = MASKED_REMEDY) -> np.n
     ``masked_remedy``."""
     if type(x) is np.ndarray and x.dtype.kind in "biuf":  # the common case, without dtype lookups
         return x
+    if type(x) is float:  # a reward, a priority: none of the checks below refuses a Python float
+        return np.asarray(x)
+    if type(x) is int:  # an event id: refused below only beyond 64 bits, where numpy reads it as an object
+        arr = np.asarray(x)
+        if arr.dtype.kind in "iu":
+            return arr
     refuse_sparse(x, name)
     refuse_unordered(x, name)
     refuse_temporal_columns(x, name)
@@ -176,6 +182,10 @@ def as_real_array(x: Any, name: str, masked_remedy: str = MASKED_REMEDY) -> np.n
     return arr
 
 
+#: Item types :func:`refuse_masked_items` knows to be no masked array.
+_PLAIN_KINDS = frozenset((float, int, bool, list, tuple, np.ndarray, np.float64, np.float32, np.int64, np.int32, np.bool_))
+
+
 def refuse_masked_items(x: Any, name: str, remedy: str = MASKED_REMEDY) -> None:
     """InvalidValueError naming the first item of the list or tuple ``x``
     that is a masked array with masked entries (``list(masked)``, the rows
@@ -183,8 +193,13 @@ def refuse_masked_items(x: Any, name: str, remedy: str = MASKED_REMEDY) -> None:
     the masks, as if they were data, where the masked array itself is
     refused (:func:`unmasked`). A pass over the items' types only, as
     :func:`refuse_networkx_graphs` makes."""
+    if not isinstance(x, (list, tuple)):  # first: the check of every array and number read
+        return
+    kinds = set(map(type, x))
+    if kinds <= _PLAIN_KINDS:  # the common items, told apart without a call per kind (append's [reward])
+        return
     masked = getattr(sys.modules.get("numpy.ma"), "MaskedArray", None)  # none exists before numpy.ma is imported
-    if masked is None or not isinstance(x, (list, tuple)) or not any(issubclass(k, masked) for k in set(map(type, x))):
+    if masked is None or not any(issubclass(k, masked) for k in kinds):
         return
     for k, item in enumerate(x):
         hidden = int(np.ma.getmaskarray(item).sum()) if isinstance(item, masked) else 0
