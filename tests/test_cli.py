@@ -448,3 +448,7 @@ def test_train_counts_one_modality_and_one_epoch_in_the_singular(user_files, cap
     )
     assert code == 0, err
     assert "trained on 60 rows x 1 modality for 1 epoch: loss " in out, out
+    # and info of that model: "training: 1 epochs" was printed
+    code, out, err = run(capsys, "info", str(user_files / "one.safetensors"))
+    assert code == 0, err
+    assert "training: 1 epoch, " in out and "1 epochs" not in out, out

@@ -1362,10 +1362,11 @@ def _model_lines(model: "LearnableMultiModal") -> List[str]:
             norm += f", trained on {trained[m]:,} rows" if m in trained else ", never trained"
         lines.append(f"  {str(m):<15} {takes}{norm}")
     opt = model.optimizer_state()
-    lines.append(f"training: {model.epochs_trained} epochs, {opt['step']} Adam steps, {model.num_experiences()} experiences stored")
+    lines.append(f"training: {_counted(model.epochs_trained, 'epoch')}, {_counted(opt['step'], 'Adam step')}, "
+                 f"{_counted(model.num_experiences(), 'experience')} stored")
     average = model.weight_average
     if average is not None:
-        lines.append(f"weights: exponential moving average over {average.count} epochs (decay {average.decay:g})")
+        lines.append(f"weights: exponential moving average over {_counted(average.count, 'epoch')} (decay {average.decay:g})")
     records = [e for e in model.history if isinstance(e.get("loss"), (int, float))]
     if records:
         line = f"loss: first {records[0]['loss']:.4f}, last {records[-1]['loss']:.4f}"
