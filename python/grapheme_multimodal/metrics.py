@@ -261,6 +261,10 @@ def _refuse_mixed_kinds(name: str, y: object, arr: np.ndarray) -> None:
         items = arr
     else:
         return
+    # the labels' types, at C speed: one kind of label (the common case) needs no pass in Python
+    kinds = {"str" if issubclass(k, str) else "bytes" if issubclass(k, bytes) else "other" for k in set(map(type, items))}
+    if len(kinds) < 2:
+        return
     first: Any = None  # (row, value, kind) of the first label
     for row, value in enumerate(items):
         kind = _label_kind(value)
