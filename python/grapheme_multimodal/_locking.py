@@ -53,7 +53,7 @@ from . import _core
 F = TypeVar("F", bound=Callable[..., Any])
 
 _MAIN_THREAD = threading.main_thread().ident
-_holding_back: Optional[List[int]] = None  # the Ctrl-Cs noted by the `uninterrupted` block in progress
+_holding_back = False  # whether the main thread is in an `uninterrupted` block (they nest)
 
 
 #: Every signal a program may handle (SIGKILL and SIGSTOP cannot be), as plain ints: scanned on each
@@ -81,13 +81,11 @@ def uninterrupted() -> Iterator[None]:
     (and save) the model half changed. Only in the main thread (the one
     Python runs signal handlers in); re-entrant. It swaps the handlers
     (some tens of microseconds): not for per-event calls. Enter it after
-    any wait for a lock, which must stay interruptible. :func:`interrupt`
-    is held back too, whatever the SIGINT handler."""
+    any wait for a lock, which must stay interruptible."""
     global _holding_back
-    if _holding_back is not None or get_ident() != _MAIN_THREAD:
+    if _holding_back or get_ident() != _MAIN_THREAD:
         yield
         return
-    noted: List[int] = []
     came: List[Tuple[int, Any]] = []  # the signals of the program's own handlers, with their frames
     # Python's own SIGINT handler raises KeyboardInterrupt when the block ends; a Python handler of any
     # signal (the program's own SIGINT handler too) is called then; the C-level ones (ignored: a background
@@ -95,31 +93,21 @@ def uninterrupted() -> Iterator[None]:
     held = {signum: handler for signum, handler in zip(_CATCHABLE, map(_getsignal, _CATCHABLE)) if callable(handler)}
     for signum in held:
         _setsignal(signum, lambda signum, frame: came.append((signum, frame)))
-    _holding_back = noted
+    _holding_back = True
     try:
         yield
     finally:
-        _holding_back = None
+        _holding_back = False
         for signum, handler in held.items():
             _setsignal(signum, handler)
+        ctrl_c = False
         for signum, frame in came:
             if held[signum] is signal.default_int_handler:
-                noted.append(signum)
+                ctrl_c = True  # raised after the program's own handlers have run
             else:
                 held[signum](signum, frame)
-        if noted:
+        if ctrl_c:
             raise KeyboardInterrupt
-
-
-def interrupt() -> None:
-    """Raises ``KeyboardInterrupt`` as Ctrl-C does: at once, or, inside an
-    :func:`uninterrupted` block, when the block ends. For a signal handler
-    that stops the program as Ctrl-C stops it (``grapheme-mm``'s SIGTERM):
-    raised at once, it could land between the two renames of a save."""
-    if _holding_back is not None and get_ident() == _MAIN_THREAD:
-        _holding_back.append(signal.SIGINT)
-        return
-    raise KeyboardInterrupt
 
 
 class ModelLock:

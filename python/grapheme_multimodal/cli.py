@@ -281,9 +281,8 @@ def _terminating_as_interrupted() -> Iterator[List[int]]:
         if terminated:
             return
         terminated.append(signum)
-        from ._locking import interrupt
-
-        interrupt()  # held back while a save renames its files, as Ctrl-C is
+        # as Ctrl-C: uninterrupted() holds every Python signal handler back while a save renames its files
+        raise KeyboardInterrupt
 
     try:
         for s in own:
