@@ -23,12 +23,24 @@ def unordered_pairs(names: Iterable[str]) -> List[Tuple[str, str]]:
 
 def view_name_list(names: Iterable[str], arg: str = "names") -> List[str]:
     """``names`` as a list; one string is refused (a TypeError naming
-    ``arg``): "fou" was three views, 'f', 'o' and 'u'."""
+    ``arg``): "fou" was three views, 'f', 'o' and 'u'. A name given twice
+    is refused too: the pairs "of distinct views" held the view with itself
+    (``('a', 'a')``) and each pair of the repeated view twice."""
     if isinstance(names, (str, bytes)):
         raise TypeError(f"{arg}: expected view names, got a {type(names).__name__} ({names!r}); pass [{names!r}] for one view")
     if not isinstance(names, Iterable):  # else "'NoneType' object is not iterable"
         raise TypeError(f"{arg}: expected view names (a sequence), got {describe(names)}")
-    return list(names)
+    out = list(names)
+    seen: set = set()
+    for name in out:
+        try:
+            repeated = name in seen
+        except TypeError:  # unhashable: no view name; the caller's own checks name it
+            continue
+        if repeated:
+            raise InvalidValueError(f"{arg}: {name!r} is given twice; expected distinct view names", arg)
+        seen.add(name)
+    return out
 
 
 def pair_key(query: str, gallery: str) -> str:
