@@ -157,7 +157,9 @@ def fit(
             ``monitor`` (default ``val_total`` with validation, else
             ``loss``) and restore the best epoch's weights and optimizer
             state. ``mode`` is ``"min"`` or ``"max"`` (default: ``"max"`` for
-            custom metrics, ``"min"`` for losses).
+            custom metrics, ``"min"`` for losses and for a metric named
+            ``loss``, recorded as ``val_loss``, the name a validation loss
+            goes by elsewhere).
         modality_dropout: probability of hiding each present modality of a
             row during training (never the row's last one), so fused
             embeddings stay good when modalities are missing. Refused when
@@ -1475,7 +1477,8 @@ def _check_monitor(monitor: Any, has_validation: bool, metrics: Mapping[str, Met
 def resolve_mode(monitor: str, mode: Any) -> str:
     """``mode`` checked (``"min"`` or ``"max"``), or for ``None`` the default
     for ``monitor``: ``"min"`` for losses (``loss``, ``total``, an objective,
-    with or without ``val_``), ``"max"`` for custom metrics."""
+    with or without ``val_``), ``"max"`` for custom metrics, but for one
+    named ``loss`` (``val_loss``): the name says it is a loss."""
     if mode is None:
         losses = {"loss", "total", *OBJECTIVES}
         mode = "min" if monitor in losses or (monitor.startswith("val_") and monitor[4:] in losses) else "max"
