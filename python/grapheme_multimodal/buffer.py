@@ -32,8 +32,8 @@ from ._locking import ForkedMidChange
 from ._validation import (
     IntLike,
     as_finite_float, as_mask, as_positive_int, as_real_array, as_seed, check_flag, describe, is_int, memory_budget,
-    is_masked_array, non_finite_message, refuse_beyond_memory, refuse_bools, refuse_float32_underflow, sorted_names,
-    unmasked, wrong_type,
+    is_masked_array, non_finite_message, refuse_beyond_memory, refuse_bools, refuse_float32_underflow,
+    refuse_unpaired_frames, sorted_names, unmasked, wrong_type,
 )
 from .exceptions import CheckpointError, InvalidValueError, NonFiniteError, ShapeError, TooLargeError
 from .io import FORMAT_NAMES, PathLike, TensorSpec, as_path, check_write_target, read_tagged_safetensors, write_tagged_safetensors
@@ -78,10 +78,15 @@ class ExperienceBatch:
     ``None`` when the buffer does not store inputs. ``weights`` are the
     importance weights of a prioritised sample (ones otherwise) and
     ``indices`` the rows' positions in the buffer (0 = oldest) when sampled
-    (:meth:`ExperienceBuffer.update_priorities` given this array finds its
-    experiences wherever later records moved them, also in a copy or pickle
-    of the buffer made after the sample; any other buffer, or this one
-    after a clear or load, refuses it)."""
+    (:meth:`ExperienceBuffer.update_priorities` and
+    :meth:`ExperienceBuffer.batch` given this array, or a slice of it, find
+    its experiences wherever later records moved them, also in a copy or
+    pickle of the buffer made after the sample; any other buffer, or this
+    one after a clear or load, refuses it). A copy or pickle of the whole
+    batch keeps that, in any process; a copy of the array alone
+    (``np.array(indices)``, ``indices.tolist()``, ``indices[mask]``, the
+    array pickled by itself) is plain positions, read as the buffer holds
+    them at the call: after records, other experiences."""
 
     embeddings: np.ndarray
     mask: np.ndarray
@@ -102,6 +107,28 @@ class ExperienceBatch:
         return _equal_fields(self, other)
 
     __hash__ = None  # type: ignore[assignment]  # mutable and equal by value, as the dataclass made it
+
+    def __getstate__(self) -> Dict[str, Any]:
+        """Pickling and copying: the fields, and the buffer history its
+        ``indices`` were sampled from. Unpickled (in this process or
+        another, a Ray worker) or deep-copied, a batch's indices were a
+        plain array, taken as positions now: after records moved them,
+        ``update_priorities(batch.indices, ...)`` set other experiences'
+        priorities without a word. Now they reach the batch's experiences in
+        the buffer it was sampled from (or a copy of it), and any other
+        buffer refuses them, as the original batch's."""
+        state = dict(self.__dict__)
+        note = _noted(self.indices)
+        if note is not None:
+            state[_SAMPLED_FROM] = note
+        return state
+
+    def __setstate__(self, state: Dict[str, Any]) -> None:
+        state = dict(state)
+        note = state.pop(_SAMPLED_FROM, None)
+        self.__dict__.update(state)
+        if note is not None and isinstance(self.indices, np.ndarray):
+            _note(self.indices, tuple(note))  # type: ignore[arg-type]
 
 
 class ExperienceBuffer:
@@ -375,7 +402,12 @@ class ExperienceBuffer:
         ``mask [n, 7]``, ``fused [n, E]``, ``pair_strengths [n, 7, 7]``,
         ``rewards [n]``, ``event_ids [n]`` (integers; default -1), ``inputs``
         (7 entries of ``[n, d_m]`` or ``None``; finite where the mask marks the
-        modality present). Validates everything before writing anything."""
+        modality present). Validates everything before writing anything.
+        Rows are paired by position: data frames (or Series) among the
+        arguments must share one index, as ``model.fit`` requires of its
+        inputs (frames of the same samples in another order are refused,
+        not paired wrongly)."""
+        refuse_unpaired_frames(_extend_args(mask, fused, rewards, event_ids, inputs))
         if not isinstance(embeddings, np.ndarray):
             embeddings = as_real_array(embeddings, "embeddings")  # once: its shape, then the float32 view below
         shape = embeddings.shape
@@ -470,12 +502,26 @@ class ExperienceBuffer:
 
     # ------------------------------------------------------------------ reading
     def batch(self, positions: Optional[Any] = None) -> ExperienceBatch:
-        """The experiences at ``positions`` (0 = oldest; default all) as arrays."""
+        """The experiences at ``positions`` (0 = oldest; default all) as
+        arrays. Given a batch's own ``indices`` (or a slice of them), its
+        experiences wherever records since moved them, as
+        :meth:`update_priorities` finds them (an ``IndexError`` when records
+        have evicted some of them; refused when they are another buffer's);
+        other positions (a list, a copy) are positions now."""
         with self._lock:
             if positions is None:
                 pos = np.arange(self._size)
             else:
                 pos = _integer_positions(positions).reshape(-1)
+                # a batch's indices were taken as positions now: after records, other experiences without a word
+                pos, held = self._todays_positions(pos, positions)
+                if held is not None:
+                    gone = np.flatnonzero(~held)
+                    raise IndexError(
+                        f"positions: these are a batch's indices, and records since it was sampled have evicted "
+                        f"{len(gone)} of its {len(pos)} experiences (at {gone[:5].tolist()}"
+                        f"{', ...' if len(gone) > 5 else ''}); expected those still held"
+                    )
             _check_positions(pos, self._size)
             return self._gather(pos.astype(np.int64), np.ones(len(pos), np.float32))
 
@@ -504,10 +550,12 @@ class ExperienceBuffer:
         """A new history of positions (a new buffer, a clear, a load, a
         copy): the indices of batches sampled before are another history's.
         ``lineage``: the ``(token, recorded, evicted)`` of the histories
-        this one continues (a copy's: its original's, as it was copied), the
-        last :data:`_LINEAGE_KEPT`."""
+        this one continues (a copy's: its original's, as it was copied), all
+        of them: a copy of a copy of ... at any depth recognises the batches
+        of every buffer it descends from (the last 8 were kept, and a batch
+        of the 9th ancestor back was refused as "another buffer's")."""
         self._token = int.from_bytes(os.urandom(8), "little")  # random: unique also among unpickled buffers
-        self._lineage = tuple(lineage)[-_LINEAGE_KEPT:]
+        self._lineage = tuple(lineage)
 
     def _stamp(self, pos: np.ndarray) -> np.ndarray:
         """``pos`` (a batch's ``indices``), noted with this buffer's history
@@ -520,14 +568,7 @@ class ExperienceBuffer:
         array's id, for as long as the array lives (a weak reference), in one
         registry of the process: a buffer must recognise the indices of
         another buffer's batches too, to refuse them."""
-        key = id(pos)
-
-        def forget(dead: Any, key: int = key) -> None:  # its entry only: the id may name a newer array by then
-            if _SAMPLED.get(key, (None,))[0] is dead:
-                _SAMPLED.pop(key, None)
-
-        _SAMPLED[key] = (weakref.ref(pos, forget), self._token, self._recorded, self._evicted)
-        return pos
+        return _note(pos, (self._token, self._recorded, self._evicted))
 
     def _todays_positions(self, pos: np.ndarray, given: Any) -> Tuple[np.ndarray, Optional[np.ndarray]]:
         """``pos`` as positions now, when ``given`` is a batch's ``indices``
@@ -535,12 +576,12 @@ class ExperienceBuffer:
         lock held. The indices of a batch of another history are refused:
         taken as positions now, their priorities went to other experiences
         than the batch's without a word."""
-        note = _SAMPLED.get(id(given))
-        if note is None or note[0]() is not given:
+        note = _noted(given)
+        if note is None:
             return pos, None
-        _, token, recorded, evicted = note
+        token, recorded, evicted = note
         if token != self._token:
-            fork = next((f for f in self._lineage if f[0] == token), None)
+            fork = next((f for f in reversed(self._lineage) if f[0] == token), None)
             if fork is None:
                 raise InvalidValueError(
                     "positions: these are the indices of a batch sampled from another buffer, or from this one "
@@ -644,19 +685,24 @@ class ExperienceBuffer:
         than once (a batch drawn with ``replace=True``) takes the last of its
         priorities, as a loop over the pairs would.
 
-        Given a batch's own ``indices`` (that array, not a copy), the
-        priorities reach that batch's experiences even when experiences
-        recorded since have evicted the oldest and moved every position
-        down; those of its experiences evicted meanwhile are skipped. So
-        they do in a copy or pickle of the buffer made after the sample
-        (it holds the same experiences). The indices of a batch sampled
-        from another buffer, from this one before a :meth:`clear` or
-        :meth:`load` (a buffer read from a file, ``from_file`` or a model's
-        ``load``, is another buffer), or from this one's original after it
-        was copied and recorded more, are refused (``InvalidValueError``
-        naming ``positions``): they name other experiences. Other positions
-        (a list, a copy such as ``np.array(batch.indices)``) are positions
-        as the buffer is now."""
+        Given a batch's own ``indices`` (that array or a slice of it, also
+        of a copy or pickle of the batch), the priorities reach that batch's
+        experiences even when experiences recorded since have evicted the
+        oldest and moved every position down; those of its experiences
+        evicted meanwhile are skipped. So they do in a copy or pickle of the
+        buffer made after the sample, or of a copy of it, at any depth (it
+        holds the same experiences). The indices of a batch sampled from
+        another buffer, from this one before a :meth:`clear` or :meth:`load`
+        (a buffer read from a file, ``from_file`` or a model's ``load``, is
+        another buffer), or from this one's original after it was copied
+        and recorded more, are refused (``InvalidValueError`` naming
+        ``positions``): they name other experiences. Other positions (a
+        list, a copy of the array such as ``np.array(batch.indices)``,
+        ``batch.indices.tolist()`` or ``batch.indices[mask]``, the array
+        pickled without its batch) are positions as the buffer is now: once
+        records have moved the batch's experiences, they name others, so
+        pass the batch's own array (and all its priorities) when records
+        may have been made since the sample."""
         pos = _integer_positions(positions)
         pri = as_real_array(priorities, "priorities")
         refuse_bools(pri, "priorities")
@@ -674,6 +720,8 @@ class ExperienceBuffer:
             if held is not None:  # evicted since: gone, and their priorities with them
                 pos, pri = pos[held], pri[held]
             _check_positions(pos, self._size)
+            if not pos.size:  # nothing to set (a buffer that never recorded has no priorities array: a KeyError)
+                return
             pos = pos.astype(np.int64)
             # numpy leaves the order of a fancy assignment to repeated indices
             # unspecified; keep each position's last priority explicitly.
@@ -1060,6 +1108,18 @@ def _one_row(value: Any, name: str) -> np.ndarray:
     return np.asarray(value)[None]
 
 
+def _extend_args(mask: Any, fused: Any, rewards: Any, event_ids: Any, inputs: Any) -> List[Tuple[str, Any]]:
+    """``(name, value)`` of :meth:`ExperienceBuffer.extend`'s arguments that
+    may be a data frame or a Series (one row per experience), named as its
+    errors name them: the embeddings and pair strengths are 3-D, no frame.
+    Frames of the same rows in another order, or another index, were paired
+    by position without a word (each experience given another's reward)."""
+    named = [("mask", mask), ("fused", fused), ("rewards", rewards), ("event_ids", event_ids)]
+    if isinstance(inputs, (list, tuple)) and len(inputs) == NUM_MODALITIES:
+        named += [(f"inputs[{name!r}]", value) for name, value in zip(MODALITY_NAMES, inputs)]
+    return named
+
+
 def _event_ids(value: Any, n: int, name: str = "event_ids") -> np.ndarray:
     arr = as_real_array(value, name)
     if arr.shape != (n,):
@@ -1176,9 +1236,36 @@ _RLOCK_TYPE = type(threading.RLock())
 #: ``id(indices) -> (weak reference to them, token, recorded, evicted)`` of every batch's
 #: ``indices`` alive in this process (:meth:`ExperienceBuffer._stamp`).
 _SAMPLED: Dict[int, Tuple[Any, int, int, int]] = {}
+#: The key of that note in a pickled :class:`ExperienceBatch`'s state.
+_SAMPLED_FROM = "_indices_sampled_from"
 
-#: The histories a copy remembers (a copy of a copy of ...): older ones are refused.
-_LINEAGE_KEPT = 8
+
+def _note(pos: np.ndarray, note: Tuple[int, int, int]) -> np.ndarray:
+    """Notes ``pos`` (a batch's ``indices``) with ``note``, the ``(token,
+    recorded, evicted)`` of the buffer's history when it was sampled, for as
+    long as the array lives (a weak reference)."""
+    key = id(pos)
+
+    def forget(dead: Any, key: int = key) -> None:  # its entry only: the id may name a newer array by then
+        if _SAMPLED.get(key, (None,))[0] is dead:
+            _SAMPLED.pop(key, None)
+
+    _SAMPLED[key] = (weakref.ref(pos, forget),) + tuple(note)  # type: ignore[assignment]
+    return pos
+
+
+def _noted(given: Any) -> Optional[Tuple[int, int, int]]:
+    """The note of ``given`` when it is a batch's ``indices`` or a view of
+    them (a slice, a reshape: the same positions, as sampled), else None.
+    Slices were taken as positions now: ``update_priorities(batch.indices[:k],
+    ...)`` after records set the priorities of other experiences (of the
+    newest, even) without a word. A copy (``np.array``, ``.copy()``,
+    ``.tolist()``, ``indices[mask]``) is no batch's: positions now."""
+    for candidate in (given, getattr(given, "base", None)) if isinstance(given, np.ndarray) else ():
+        note = _SAMPLED.get(id(candidate))
+        if note is not None and note[0]() is candidate:
+            return note[1:]  # type: ignore[return-value]
+    return None
 
 #: The buffers of this process, for :func:`_after_fork_in_child`.
 _LIVE_BUFFERS: "weakref.WeakSet[ExperienceBuffer]" = weakref.WeakSet()
