@@ -1116,8 +1116,12 @@ def _extend_args(mask: Any, fused: Any, rewards: Any, event_ids: Any, inputs: An
     by position without a word (each experience given another's reward)."""
     named = [("mask", mask), ("fused", fused), ("rewards", rewards), ("event_ids", event_ids)]
     if isinstance(inputs, (list, tuple)) and len(inputs) == NUM_MODALITIES:
-        named += [(f"inputs[{name!r}]", value) for name, value in zip(MODALITY_NAMES, inputs)]
+        named += zip(_INPUT_ARGS, inputs)
     return named
+
+
+#: ``inputs['visual']``, ...: each modality's entry of ``inputs`` as :meth:`ExperienceBuffer.extend` names it.
+_INPUT_ARGS = tuple(f"inputs[{name!r}]" for name in MODALITY_NAMES)
 
 
 def _event_ids(value: Any, n: int, name: str = "event_ids") -> np.ndarray:
