@@ -328,3 +328,30 @@ def test_update_priorities_of_no_positions_on_a_buffer_that_never_recorded() -> 
     buf.extend(**rows(2))
     buf.update_priorities([], [])
     assert priorities_by_event(buf) == {0: pytest.approx(1e-3), 1: pytest.approx(0.1 + 1e-3)}
+
+
+def test_the_batch_itself_is_positions_that_survive_being_sent_alone() -> None:
+    """Sending ``batch.indices`` alone to a Ray actor holding the buffer
+    (``actor.update_priorities.remote(batch.indices, td)``) pickles the array
+    without its batch: positions now, other experiences after records. The
+    batch itself is accepted for ``positions`` and pickles its origin, so
+    ``update_priorities(batch, td)`` sent anywhere reaches its experiences,
+    and ``batch(batch)`` returns them."""
+    buf, batch = sampled_then_recorded()
+    sent = pickle.loads(pickle.dumps(batch))  # what an actor call receives
+    buf.update_priorities(sent, [500.0, 600.0, 700.0])
+    assert updated_events(buf) == {e: p for e, p in zip(batch.event_ids.tolist(), [500.0, 600.0, 700.0]) if e >= 2}
+    held = [e for e in batch.event_ids.tolist() if e >= 2]
+    if len(held) == len(batch.event_ids):
+        assert buf.batch(sent).event_ids.tolist() == batch.event_ids.tolist()
+    else:
+        with pytest.raises(IndexError, match="^positions: these are a batch's indices"):
+            buf.batch(sent)
+    other = ExperienceBuffer(6)
+    other.extend(**rows(6))
+    with pytest.raises(gm.InvalidValueError, match="^positions: these are the indices of a batch sampled from another"):
+        other.update_priorities(sent, [1.0, 2.0, 3.0])
+    broken = copy.copy(batch)
+    broken.indices = None
+    with pytest.raises(TypeError, match="^positions: a batch whose indices are None"):
+        buf.update_priorities(broken, [1.0, 2.0, 3.0])

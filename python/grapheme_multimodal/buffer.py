@@ -507,7 +507,9 @@ class ExperienceBuffer:
         experiences wherever records since moved them, as
         :meth:`update_priorities` finds them (an ``IndexError`` when records
         have evicted some of them; refused when they are another buffer's);
-        other positions (a list, a copy) are positions now."""
+        other positions (a list, a copy) are positions now. ``positions``
+        may be the batch itself."""
+        positions = _batch_indices(positions)
         with self._lock:
             if positions is None:
                 pos = np.arange(self._size)
@@ -702,7 +704,12 @@ class ExperienceBuffer:
         pickled without its batch) are positions as the buffer is now: once
         records have moved the batch's experiences, they name others, so
         pass the batch's own array (and all its priorities) when records
-        may have been made since the sample."""
+        may have been made since the sample. ``positions`` may be the
+        batch itself (``update_priorities(batch, td)``): the form to send
+        to another process, such as a Ray actor holding the buffer, where
+        the array alone arrives as positions now.
+        """
+        positions = _batch_indices(positions)
         pos = _integer_positions(positions)
         pri = as_real_array(priorities, "priorities")
         refuse_bools(pri, "priorities")
@@ -1039,6 +1046,17 @@ def _check_state_keys(meta: Mapping[str, Any]) -> None:
     unknown = sorted_names(set(meta) - set(STATE_KEYS))
     if missing or unknown:
         raise InvalidValueError(f"metadata: missing keys {missing}, unexpected keys {unknown}", "metadata")
+
+
+def _batch_indices(positions: Any) -> Any:
+    """A batch given for ``positions``: its ``indices`` (which pickle with
+    the batch the buffer history they were sampled from, so a batch sent to
+    another process still reaches its experiences); anything else as given."""
+    if not isinstance(positions, ExperienceBatch):
+        return positions
+    if not isinstance(positions.indices, np.ndarray):
+        raise TypeError(f"positions: a batch whose indices are {describe(positions.indices)}; expected one from sample() or batch()")
+    return positions.indices
 
 
 def _integer_positions(positions: Any) -> np.ndarray:
