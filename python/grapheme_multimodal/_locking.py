@@ -18,10 +18,11 @@ write). A thread that holds only a read lock may not start to write (that
 would deadlock against another reader doing the same): it gets a
 ``RuntimeError`` instead. So does a ``metrics`` function that ``fit``
 calls and that trains or changes that same model (``train_step``,
-``backward``, ``step``, ``fit``, ``load_state_dict``... — every
-``@writes`` method): the thread is ``fit``'s own, so the lock lets it
-in, and it would change the model in the middle of ``fit``
-(:func:`refuse_in_metric`). Another thread's writes still wait for ``fit``
+``backward``, ``step``, ``fit``, ``load_state_dict``, ``__setstate__``...
+— every ``@writes`` method): the thread is ``fit``'s own, so the lock
+lets it in, and it would change the model in the middle of ``fit``
+(:func:`refuse_in_metric`); ``fit`` looks after each metric for an
+assignment to ``epochs_trained`` or ``history`` too, which no lock sees. Another thread's writes still wait for ``fit``
 as before — so a metric that starts a thread which writes to the model,
 and waits for it (``join``), waits for ever: that thread waits for ``fit``,
 and ``fit`` for the metric. Reads from such a thread are fine.

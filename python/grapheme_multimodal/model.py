@@ -797,6 +797,39 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         return state
 
     def __setstate__(self, state: Dict[str, Any]) -> None:
+        """Unpickling (and ``copy``): the model of ``state`` (a
+        :meth:`__getstate__`). Called on a model in use, it replaces that
+        model's whole state as :meth:`load_state_dict` replaces its weights:
+        under its lock (after a ``fit`` in progress in another thread), all
+        of it or nothing (a bad ``state`` leaves the model as it was), and
+        refused (``RuntimeError``) from a ``metrics`` function of the same
+        model's ``fit``."""
+        if "_lock" in self.__dict__:  # a model in use, not one that pickle or copy is making
+            self._replace_state(state)
+        else:
+            self.__dict__.update(self._rebuilt_state(state))
+
+    def _replace_state(self, state: Dict[str, Any]) -> None:
+        # The model of `state`, in this one. Once, under the write lock: swapped in without it, a fit in
+        # another thread (or the fit calling a metric that did it) trained on, from its next step, the
+        # weights of `state` under the epoch count, history and standardisation of its own, and the
+        # threads waiting for the old lock ran beside those taking the new one.
+        rebuilt = self._rebuilt_state(state)  # checked whole before anything changes
+        rebuilt["_lock"] = self._lock  # the threads holding or waiting for it keep to one lock
+        rebuilt["_version"] = self._version  # cached results stay stale: the count only goes up
+        stale = [k for k in self.__dict__ if k not in rebuilt]  # cached per version (_untrained_for), and attributes
+        with uninterrupted():
+            self.__dict__.update(rebuilt)  # the state lacks: the model is the state's, as unpickled
+            for k in stale:
+                del self.__dict__[k]
+
+    _replace_state.__name__ = "__setstate__"  # the name a refusal from a metric gives: the caller's
+    _replace_state = writes(_replace_state)
+
+    @staticmethod
+    def _rebuilt_state(state: Dict[str, Any]) -> Dict[str, Any]:
+        """The attributes of the model of ``state``, checked
+        (:class:`CheckpointError` otherwise)."""
         from .checkpoint import model_from_state
 
         keys = {"tensors", "meta", "gradients", "pending_rows", "attributes"}
@@ -812,8 +845,7 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
                 f"state: expected 'attributes' by name, none of the model's own, got {describe(attributes)}", "state"
             )
         rebuilt = model_from_state(state["tensors"], state["meta"], state.get("gradients"), state.get("pending_rows"))
-        self.__dict__.update(rebuilt.__dict__)
-        self.__dict__.update(attributes)
+        return {**rebuilt.__dict__, **attributes}
 
     def __repr__(self) -> str:
         c = self.config

@@ -219,9 +219,11 @@ def fit(
     ``fit`` (they see it between steps); other writers wait until it ends.
     A ``metrics`` function may read the model (``encode``,
     ``losses``, ``state_dict``, ``save``) but not train or change it
-    (``fit``, ``train_step``, ``backward``, ``step``, ``load_state_dict``...):
-    ``RuntimeError``, since it runs in ``fit``'s own thread, in the middle
-    of ``fit``; train a copy there instead.
+    (``fit``, ``train_step``, ``backward``, ``step``, ``load_state_dict``,
+    ``__setstate__``..., or an assignment to ``epochs_trained`` or
+    ``history``, or a change of that list): ``RuntimeError``, since it
+    runs in ``fit``'s own thread, in the middle of ``fit``, which then
+    leaves the model as it was before the call; train a copy there instead.
     """
     refuse_in_metric(model, "fit")  # first: nothing checked or changed yet
     _check_training_record(model)
@@ -437,7 +439,9 @@ def _run_epoch(
         record.update({f"val_{k}": v for k, v in val.losses(model, objectives).items()})
     with model._lock.writing():
         model.epochs_trained = record["epoch"]
-        model.history.append(record)  # completed below by replacing it, under the lock (a save copies it)
+        history = model.history
+        history.append(record)  # completed below by replacing it, under the lock (a save copies it)
+        length = len(history)
     if metrics:
         # While they run, the weights are this epoch's last: the model holds fit's running
         # average (not applied; a checkpoint applies it, as fit's end does: averaging.py).
@@ -448,6 +452,7 @@ def _run_epoch(
             for name, metric in metrics.items():
                 with calling_metric(model, name):  # training this model from it: refused
                     value = metric(model)
+                _refuse_changed_record(model, name, history, length, record)
                 value = _metric_value(name, value)
                 with model._lock.writing():
                     record = _completed(model.history, record, {f"val_{name}": value})
@@ -461,6 +466,34 @@ def _run_epoch(
     with model._lock.writing():
         record = _completed(model.history, record, extra)
     return record, average
+
+
+def _refuse_changed_record(
+    model: "LearnableMultiModal", name: str, history: List[Dict[str, Any]], length: int, record: Dict[str, Any]
+) -> None:
+    """``RuntimeError`` when ``metrics[name]`` changed the model's training
+    record (``epochs_trained``, ``history``: attributes, which the lock
+    that refuses its writes cannot see) from what ``fit`` left (``history``,
+    ``length`` records ending with ``record``). Assigned there, the next
+    epoch trained under another epoch's shuffle (or a bare "seed must be
+    integer"), its record landed in a list the caller had replaced or
+    cleared, and the restore of a failed fit stopped half done at a
+    ``history`` of ``None``."""
+    epochs, now = model.__dict__.get("epochs_trained"), model.__dict__.get("history")
+    counted = type(epochs) is int and epochs == record["epoch"]
+    if counted and now is history and len(history) == length and history[-1] is record:
+        return  # one look each: the metric left them as they were
+    if not counted:
+        to = f"to {epochs!r}" if "epochs_trained" in model.__dict__ else "deleted"
+        what = f"model.epochs_trained (from {record['epoch']}, {to})"
+    elif now is not history:
+        what = "model.history (replaced it)" if "history" in model.__dict__ else "model.history (deleted it)"
+    else:
+        what = "model.history (in place)"
+    raise RuntimeError(
+        f"metrics[{name!r}]: changed {what} in the middle of fit, which counts the epochs and records them there; "
+        "expected metrics that read the model (change its training record after fit returns)"
+    )
 
 
 def _completed(history: List[Dict[str, Any]], record: Dict[str, Any], entries: Mapping[str, Any]) -> Dict[str, Any]:
@@ -492,7 +525,8 @@ class _TrainingState:
     pending_rows: List[int]  # the encoder rows of those gradients, which step records
     normalization: List[Any]
     epochs_trained: int
-    history_length: int
+    history: List[Dict[str, Any]]  # the list itself (model.history: the caller may hold it)
+    history_records: List[Dict[str, Any]]  # what it held (its records are never changed in place: _completed)
     weight_average: Optional[WeightAverage]
     trained_rows: Optional[List[int]]  # None: not known
     has_trained: Optional[bool]  # a step recorded (with rows all 0: none reached an encoder)
@@ -507,7 +541,8 @@ class _TrainingState:
                 pending_rows=model._core.pending_rows(),
                 normalization=[model.normalization(m) for m in range(NUM_MODALITIES)],
                 epochs_trained=model.epochs_trained,
-                history_length=len(model.history),
+                history=model.history,
+                history_records=list(model.history),
                 weight_average=model._weight_average,
                 trained_rows=model._core.trained_rows(),
                 has_trained=model._core.has_trained(),
@@ -524,7 +559,10 @@ class _TrainingState:
             for m, stats in enumerate(self.normalization):
                 model.set_normalization(m, *(stats if stats is not None else (None, None)))
             model.epochs_trained = self.epochs_trained
-            del model.history[self.history_length :]
+            # the list and what it held, whatever became of them (a metric that cleared or replaced
+            # it: the rest of the restore was done, then deleting from None raised, the epoch count kept)
+            self.history[:] = self.history_records
+            model.history = self.history
             model._weight_average = self.weight_average
             model._set_trained_rows(self.trained_rows, bool(self.has_trained))
 

@@ -1,0 +1,133 @@
+"""User code running inside the library's calls, second pass: a metric
+that replaces the model it is measuring (``__setstate__``) or rewrites its
+training record (``epochs_trained``, ``history``), another thread that
+replaces a model ``fit`` is training, and a row that holds no modality,
+which ``fit`` took from arrays and lists of graphs but refused from events.
+Each is refused with a clear error and the model left as it was, or works
+as it does elsewhere."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import grapheme_multimodal as gm
+
+from test_trust_model import small_model, snapshot, synthetic
+
+
+def _trained(seed: int = 3) -> gm.LearnableMultiModal:
+    model = small_model()
+    model.fit(synthetic(64, seed=seed), epochs=1, progress=False)
+    return model
+
+
+# ------------------------------------------- a metric that replaces the model
+def test_a_metric_that_replaces_the_model_by_setstate_is_refused() -> None:
+    """``model.__setstate__(other.__getstate__())`` in a metric swapped the
+    other model's weights in between two epochs, and fit trained on from
+    them under its own epoch count: a silent mix of two models."""
+    data, other = synthetic(64), _trained()
+    state = other.__getstate__()
+    model = small_model()
+    before = snapshot(model)
+    with pytest.raises(RuntimeError, match=r"^__setstate__: this model is being trained by fit, which is calling "
+                                           r"metrics\['swap'\] in this thread"):
+        model.fit(data, epochs=2, progress=False, metrics={"swap": lambda m: m.__setstate__(state) or 0.0})
+    assert snapshot(model) == before
+    model.fit(data, epochs=1, progress=False)  # and trains on as ever
+
+
+def test_setstate_from_another_thread_waits_for_fit() -> None:
+    """Another thread's ``__setstate__`` took no lock: it replaced the model
+    (its lock too) in the middle of fit, whose next steps trained the
+    replacement. It waits for fit now, as load_state_dict does, and the
+    model is then the state's, whole."""
+    data, other = synthetic(64), _trained()
+    state, expected = other.__getstate__(), snapshot(other)
+    model = small_model()
+    replacer = threading.Thread(target=model.__setstate__, args=(state,))
+    lock = model._lock
+
+    def metric(m: gm.LearnableMultiModal) -> float:
+        if not replacer.is_alive() and m.epochs_trained == 1:
+            replacer.start()
+        # until the replacer waits for fit's lock (or, as before, is done without waiting)
+        for _ in range(20_000):
+            if lock._writers_waiting or not replacer.is_alive():
+                break
+            time.sleep(0.001)
+        return 0.0
+
+    history = model.fit(data, epochs=2, progress=False, metrics={"m": metric})
+    replacer.join()
+    assert [e["epoch"] for e in history.epochs] == [1, 2]
+    assert snapshot(model) == expected  # the state's model, not trained on by fit after it landed
+    assert model._lock is lock  # one lock, for the threads that held or waited for it
+
+
+def test_setstate_on_a_model_in_use_makes_it_the_state_model() -> None:
+    """The attributes of the old model that the state lacks (a user's own,
+    the cached record of untrained modalities) stayed beside the state's;
+    a bad state leaves the model as it was."""
+    model, other = small_model(), _trained()
+    model.note = "old"
+    other.tag = "new"
+    model.encode(synthetic(4))
+    model.__setstate__(other.__getstate__())
+    assert snapshot(model) == snapshot(other) and model.tag == "new" and not hasattr(model, "note")
+    model.fit(synthetic(64), epochs=1, progress=False)
+    before = snapshot(model)
+    with pytest.raises(gm.CheckpointError):
+        model.__setstate__({"tensors": {}, "meta": {}})
+    assert snapshot(model) == before
+
+
+# ------------------------------------ a metric that rewrites the training record
+def _set(name, value):
+    return lambda m: setattr(m, name, value)
+
+
+_REWRITES = {
+    "epochs_trained=7": (_set("epochs_trained", 7), r"model\.epochs_trained \(from 1, to 7\)"),
+    "epochs_trained=2.5": (_set("epochs_trained", 2.5), r"model\.epochs_trained \(from 1, to 2\.5\)"),
+    "del epochs_trained": (lambda m: delattr(m, "epochs_trained"), r"model\.epochs_trained \(from 1, deleted\)"),
+    "history=[]": (_set("history", []), r"model\.history \(replaced it\)"),
+    "history=None": (_set("history", None), r"model\.history \(replaced it\)"),
+    "del history": (lambda m: delattr(m, "history"), r"model\.history \(deleted it\)"),
+    "history.clear()": (lambda m: m.history.clear(), r"model\.history \(in place\)"),
+    "history.insert()": (lambda m: m.history.insert(0, {}), r"model\.history \(in place\)"),
+}
+
+
+@pytest.mark.parametrize("rewrite", list(_REWRITES), ids=list(_REWRITES))
+def test_a_metric_that_rewrites_the_training_record_is_refused(rewrite) -> None:
+    """No lock sees an assignment: the next epoch trained under epoch 8's
+    shuffle and was recorded as epoch 8, or failed with numpy's bare "seed
+    must be integer"; its record went to a list the metric had replaced;
+    ``history = None`` failed the restore of the failed fit half way (a
+    TypeError, the epoch count and history left as the metric set them)."""
+    change, said = _REWRITES[rewrite]
+    model = small_model()
+    kept = model.history  # a caller may hold the list
+    before = snapshot(model)
+    with pytest.raises(RuntimeError, match=rf"^metrics\['m'\]: changed {said} in the middle of fit"):
+        model.fit(synthetic(64), epochs=3, progress=False, metrics={"m": lambda m: change(m) or 0.0})
+    assert snapshot(model) == before and model.history is kept
+
+
+def test_a_failing_metric_that_broke_the_history_leaves_the_model_as_it_was() -> None:
+    """Its own error is the one raised, and the restore completes."""
+    model = small_model()
+    before = snapshot(model)
+
+    def metric(m: gm.LearnableMultiModal) -> float:
+        m.history = None
+        raise ValueError("the metric's own")
+
+    with pytest.raises(ValueError, match="^the metric's own$"):
+        model.fit(synthetic(64), epochs=2, progress=False, metrics={"m": metric})
+    assert snapshot(model) == before
