@@ -131,3 +131,30 @@ def test_a_failing_metric_that_broke_the_history_leaves_the_model_as_it_was() ->
     with pytest.raises(ValueError, match="^the metric's own$"):
         model.fit(synthetic(64), epochs=2, progress=False, metrics={"m": metric})
     assert snapshot(model) == before
+
+
+# ------------------------------------------- a row that holds no modality
+def test_an_event_with_no_components_trains_as_a_row_false_throughout_the_mask() -> None:
+    """fit refused an event with no components (``data[3]: event 3 has no
+    components``) while a row False throughout ``mask``, or ``None`` in
+    every list of graphs, trained: one rule now, both taken, every
+    objective passing over the row."""
+    data, empty = synthetic(40), [3, 17]
+    mask = np.zeros((40, 7), bool)
+    mask[:, :2] = True
+    mask[empty] = False
+    events = [gm.MultiModalEvent(i, [] if i in empty else [gm.ModalFeatures(data["visual"][i], "visual"),
+                                                           gm.ModalFeatures(data["auditory"][i], "auditory")])
+              for i in range(40)]
+    by_events, by_mask = small_model(), small_model()
+    from_events = by_events.fit(events, epochs=3, batch_size=8, validation=events, progress=False)
+    from_mask = by_mask.fit(data, mask=mask, epochs=3, batch_size=8, validation=data, validation_mask=mask, progress=False)
+    # the same training up to float32 rounding (components and dense rows sum in other orders)
+    assert from_events.epochs[0]["loss"] == pytest.approx(from_mask.epochs[0]["loss"], rel=1e-6)
+    events_state, mask_state = by_events.state_dict(), by_mask.state_dict()
+    for name, weights in mask_state.items():
+        np.testing.assert_allclose(events_state[name], weights, atol=1e-6, err_msg=name)
+    # events with none at all are refused, as a mask False everywhere is
+    model = small_model()
+    with pytest.raises(gm.InvalidValueError, match=r"^data: no event has a component"):
+        model.fit([gm.MultiModalEvent(i) for i in range(4)], epochs=1, progress=False)

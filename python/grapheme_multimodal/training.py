@@ -113,7 +113,8 @@ def fit(
             graphs is a row absent from that modality, as False in ``mask``,
             which must not mark it present: the same training, bit for bit,
             as any graph there with False in ``mask``), a list of
-            :class:`MultiModalEvent`, or an
+            :class:`MultiModalEvent` (one with no components is a row
+            holding no modality), or an
             :class:`ExperienceBuffer` (its raw inputs when every experience
             has them — the encoders then learn too — else its recorded
             embeddings, fused embeddings and rewards).
@@ -127,7 +128,10 @@ def fit(
             data on which every weighted objective is 0 (``contrastive``
             and ``binding`` need two rows holding the same two modalities,
             ``cross_modal`` a row holding two: one modality alone trains
-            none of them). More
+            none of them). A row that holds no modality (False throughout
+            ``mask``, ``None`` in every list of graphs, an event with no
+            components) is taken, all three alike: every objective passes
+            over it (data in which no row holds one is refused). More
             steps than Adam counts (``2**63 - 1`` in all, e.g.
             ``epochs=2**64``) are refused too.
         objectives: objective weights (default: the default mix; see
@@ -891,12 +895,10 @@ class _EventDataset(_Dataset):
         return None if table is None else (table[0], None)  # every component of the table is present
 
     def check(self, name: str) -> None:
-        empty = np.flatnonzero(~self.mask.any(axis=1))
-        if len(empty):
-            i = int(empty[0])
-            raise InvalidValueError(
-                f"{name}[{i}]: event {self.ids[i]} has no components; expected at least one", name
-            )
+        # An event with no components is a row holding no modality, as a row of arrays whose mask is
+        # False throughout, and trains as one: every objective passes over it (as_dataset refuses data
+        # in which no row holds any). It was refused here alone, while that row and a row None in every
+        # list of graphs trained.
         for m, table in enumerate(self.tables):
             if table is not None:
                 owners = table[1]
