@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Mapping
 
 import numpy as np
 import pytest
@@ -158,3 +159,32 @@ def test_an_event_with_no_components_trains_as_a_row_false_throughout_the_mask()
     model = small_model()
     with pytest.raises(gm.InvalidValueError, match=r"^data: no event has a component"):
         model.fit([gm.MultiModalEvent(i) for i in range(4)], epochs=1, progress=False)
+
+
+# ------------------------------------------------ a mapping read more than once
+class _NamesOtherwise(Mapping):
+    """A mapping whose names are ``first`` when read the first time and
+    ``later`` after."""
+
+    def __init__(self, first, later, values) -> None:
+        self.first, self.later, self.values, self.reads = first, later, values, 0
+
+    def __getitem__(self, key):
+        return self.values[key]
+
+    def __iter__(self):
+        self.reads += 1
+        return iter(self.first if self.reads == 1 else self.later)
+
+    def __len__(self) -> int:
+        return len(self.first)
+
+
+def test_metrics_whose_names_change_between_reads_are_checked_as_called() -> None:
+    """Checked by one read and copied by another: a metric named ``total``
+    (refused: it is recorded as ``val_total``, the validation loss) passed
+    as ``a`` and overwrote the validation loss early stopping watched."""
+    metrics = _NamesOtherwise(["a"], ["total"], {"a": lambda m: 1.0, "total": lambda m: -1.0})
+    model = small_model()
+    history = model.fit(synthetic(64), epochs=1, validation=synthetic(20, seed=1), progress=False, metrics=metrics)
+    assert history.epochs[0]["val_a"] == 1.0 and history.epochs[0]["val_total"] != -1.0

@@ -1241,6 +1241,9 @@ def _checked_metrics(metrics: Any) -> Dict[str, Metric]:
         return {}
     if not isinstance(metrics, Mapping):
         raise TypeError(f"metrics: expected a mapping name -> fn(model) -> float, got {type(metrics).__name__}")
+    # the copy is what is checked and what fit calls: a mapping whose items change from one read to the
+    # next passed the check with one name and recorded another ("total": over the validation loss)
+    metrics = dict(metrics)
     for name, fn in metrics.items():
         if not isinstance(name, str) or not callable(fn):
             raise TypeError(f"metrics[{name!r}]: expected a str name and a callable fn(model) -> float, got {type(fn).__name__}")
@@ -1249,7 +1252,7 @@ def _checked_metrics(metrics: Any) -> Dict[str, Metric]:
             raise InvalidValueError(
                 f"metrics[{name!r}]: the name of a validation loss (recorded as 'val_{name}'); expected another name", "metrics"
             )
-    return dict(metrics)
+    return metrics
 
 
 def _check_model_computes(model: "LearnableMultiModal", weights: Dict[str, float]) -> None:
