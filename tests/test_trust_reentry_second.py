@@ -188,3 +188,45 @@ def test_metrics_whose_names_change_between_reads_are_checked_as_called() -> Non
     model = small_model()
     history = model.fit(synthetic(64), epochs=1, validation=synthetic(20, seed=1), progress=False, metrics=metrics)
     assert history.epochs[0]["val_a"] == 1.0 and history.epochs[0]["val_total"] != -1.0
+
+
+# ------------------------------------------- the estimator's parameters mid-fit
+class _Calls:
+    """An array-like view whose first read calls ``call()``."""
+
+    def __init__(self, x: np.ndarray, call) -> None:
+        self.x, self.call, self.called = x, call, False
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        if not self.called:
+            self.called = True
+            self.call()
+        return self.x if dtype is None else self.x.astype(dtype)
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    @property
+    def shape(self) -> tuple:
+        return self.x.shape
+
+
+@pytest.mark.parametrize("method", ["fit", "fit_transform"])
+def test_set_params_from_the_estimators_own_fit_is_refused(method) -> None:
+    """The thread's lock let it in: the model was made of the new
+    ``embed_dim`` and the seeds of the old ``random_state``, while
+    ``get_params`` said ``random_state=5``, a model no fit of those
+    parameters makes."""
+    from grapheme_multimodal.sklearn import MultimodalEmbedder
+
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(60, 3))
+    views = [z @ rng.normal(size=(3, 8)), z @ rng.normal(size=(3, 5))]
+    est = MultimodalEmbedder(embed_dim=8, hidden_dim=16, num_heads=2, epochs=1).fit(views)
+    model, params = est.model_, est.get_params()
+    hostile = [_Calls(views[0], lambda: est.set_params(random_state=5, embed_dim=16)), views[1]]
+    with pytest.raises(RuntimeError, match=r"^set_params: called in the middle of this estimator's own fit"):
+        getattr(est, method)(hostile)
+    assert est.get_params() == params and est.model_ is model
+    est.set_params(embed_dim=16)  # after the fit, as ever
+    assert est.fit(views).model_.config.embed_dim == 16

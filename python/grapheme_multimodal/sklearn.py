@@ -231,7 +231,7 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
         A fit that fails (or is interrupted) leaves the estimator as it was:
         a fitted one keeps its model, views and history. Other threads'
         calls wait for it: they see the estimator before or after it."""
-        with self._threads_lock().writing(), self._unchanged_on_failure():
+        with self._threads_lock().writing(), self._unchanged_on_failure(), _fitting(self):
             # the fitted attributes are set one by one as fitting goes: without
             # this a bad setting found late left a new, untrained model_ behind.
             self._fit(Xs)
@@ -245,7 +245,7 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
         if fit_params:  # fit takes none: TransformerMixin's fit_transform passed them on, where fit refused them
             raise TypeError(f"fit_transform: got {sorted(fit_params)}; expected no fit parameters (y is ignored)")
         # without the restore the call raised, yet the estimator held the new fit
-        with self._threads_lock().writing(), self._unchanged_on_failure():
+        with self._threads_lock().writing(), self._unchanged_on_failure(), _fitting(self):
             # a row missing in every view, which transform refuses, is refused before training, not after it
             self._fit(Xs, every_row_embedded=True)
             return self.transform(Xs)
@@ -268,7 +268,18 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
 
     def set_params(self, **params: Any) -> "MultimodalEmbedder":
         """Sets parameters (scikit-learn's ``set_params``), after any ``fit``
-        in progress: one that failed would put the old values back."""
+        in progress: one that failed would put the old values back. From
+        code that this estimator's own ``fit`` runs in its thread (an
+        ``__array__`` of ``Xs``), a ``RuntimeError``: that ``fit`` reads the
+        parameters as it goes."""
+        if any(fitting is self for fitting in _FITTING_HERE.estimators):
+            # the thread's lock lets it in (re-entrant): set there, the model was made of the new
+            # settings and the seeds of the old random_state, a pair no set_params ever set
+            raise RuntimeError(
+                "set_params: called in the middle of this estimator's own fit (by code the fit runs in this thread, "
+                "such as an __array__ of Xs), which reads the parameters as it goes; expected set_params before "
+                "or after fit"
+            )
         with self._threads_lock().writing(), self._params_lock():
             _SETTING_PARAMS.add(self)  # for a fork meanwhile: the parameters may be half set
             try:
@@ -552,6 +563,26 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
 #: running, for :func:`_after_fork_in_child`.
 _PARAMS_LOCKED: "weakref.WeakSet[MultimodalEmbedder]" = weakref.WeakSet()
 _SETTING_PARAMS: "weakref.WeakSet[MultimodalEmbedder]" = weakref.WeakSet()
+
+class _FittingHere(threading.local):
+    """The estimators whose ``fit`` (or ``fit_transform``) is running in this thread, innermost last."""
+
+    def __init__(self) -> None:
+        self.estimators: List[MultimodalEmbedder] = []
+
+
+_FITTING_HERE = _FittingHere()
+
+
+@contextmanager
+def _fitting(estimator: MultimodalEmbedder) -> Iterator[None]:
+    """Marks ``estimator``'s ``fit`` as running in this thread, for :meth:`MultimodalEmbedder.set_params`."""
+    _FITTING_HERE.estimators.append(estimator)
+    try:
+        yield
+    finally:
+        _FITTING_HERE.estimators.pop()
+
 
 #: The type of the parameters lock (``threading.RLock`` is a factory).
 _RLOCK_TYPE = type(threading.RLock())
