@@ -118,7 +118,7 @@ def user_error_cases(d, ckpt):
         (["train", "-m", v, "-m", f"auditory={d / 'ten_rows.npy'}"], "not aligned"),
         (["train", "-m", f"smell={d / 'images.npy'}"], "unknown modality 'smell'"),
         (["train", "-m", v, "-m", f"auditory={d / 'words.csv'}"], "non-numeric value 'x'"),
-        (["train", "-m", v, "-m", f"auditory={d / 'ragged.csv'}"], "row 1 (line 2) has 1 columns"),
+        (["train", "-m", v, "-m", f"auditory={d / 'ragged.csv'}"], "row 1 (line 2) has 1 column, expected 2"),
         (["train", "-m", v, "-m", f"auditory={d / 'two.npz'}"], "pick one with"),
         (["train", "-m", v, "-m", f"auditory={d / 'two.npz'}:c"], "has no array 'c'"),
         (["train", "-m", v, "-m", f"auditory={d / 'notes.docx'}"], "unsupported type '.docx'"),

@@ -87,7 +87,7 @@ def one_line_error(capsys, argv, *words) -> str:
         ("header_only.csv", ["header but no data rows"]),
         ("latin1.csv", ["latin1.csv", "not UTF-8"]),
         ("huge.csv", ["row 5", "too large for float32"]),
-        ("nan.csv", ["row 3", "NaN or inf"]),
+        ("nan.csv", ["nan.csv: row 3 (line 4) has the value 'nan' (column 0 of 2)", "not a number (NaN)"]),
         ("pandas_index.csv", ["pandas_index.csv", "first cell is empty", "to_csv(index=False)"]),
         ("pandas_columns.csv", ["pandas_columns.csv", "first row is 0, 1, ..., 2", "to_csv(header=False)"]),
         ("empty.txt", ["has no lines"]),

@@ -122,3 +122,135 @@ def test_the_settings_a_refusal_cites_are_named_by_their_flags(files, capsys, fl
     assert code == 2 and err.startswith(f"grapheme-mm: error: {flags[0]}: ")
     assert all(w in err for w in words), err
     assert not any(name in err for name in ("embed_dim", "shared_head", "encoder_hidden")), err
+
+
+# ----------------------------------------------------- a CSV cell float() reads as NaN or infinity
+def _csv(path, bad_row: int, cell: str, rows: int = 24) -> None:
+    path.write_text("".join(f"1,{cell},3\n" if i == bad_row else f"{i},{i % 5},{i % 3}\n" for i in range(rows)))
+
+
+@pytest.mark.parametrize("cell, why", [
+    ("1e400", "too large for float32"),  # overflows float64 to inf: was "holds NaN or inf", of neither word
+    ("-1E400", "too large for float32"),
+    ("inf", "infinite; expected finite numbers"),
+    ("-Infinity", "infinite; expected finite numbers"),
+    ("nan", "not a number (NaN)"),
+])
+def test_a_csv_cell_read_as_nan_or_infinity_is_named_by_its_line_column_and_text(files, capsys, cell, why) -> None:
+    """``1e400`` in a CSV was "tactile (c.csv): row 5 (line 6) holds NaN or inf; expected finite numbers":
+    no column, and a value the file does not hold; other bad cells are named by line, column and text."""
+    _csv(files / "c.csv", 5, cell)
+    code = main(["train", "-m", f"visual={files / 'a.npy'}", "-m", f"tactile={files / 'c.csv'}",
+                 "-o", str(files / "m.safetensors"), *TINY])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert err.startswith(f"grapheme-mm: error: {files / 'c.csv'}: row 5 (line 6) has the value {cell!r} (column 1 of 3), {why}"), err
+    assert not (files / "m.safetensors").exists()
+
+
+def test_a_non_finite_csv_cell_is_said_in_its_order_among_the_problems(files) -> None:
+    """The first problem in the file is the one named, whichever kind it is."""
+    from grapheme_multimodal.files import read_modality_file
+    from grapheme_multimodal.types import Modality
+
+    path = files / "c.csv"
+    path.write_text("1,2\n3,inf\n5,x\n7,8,9\n")
+    with pytest.raises(ValueError, match=r"row 1 \(line 2\) has the value 'inf' \(column 1 of 2\)"):
+        read_modality_file(Modality.TACTILE, path)
+    path.write_text("1,2\n3,x\n5,inf\n")
+    with pytest.raises(ValueError, match=r"row 1 \(line 2\) has a non-numeric value 'x'"):
+        read_modality_file(Modality.TACTILE, path)
+    path.write_text("1,2\n3,4,5\n5,inf\n")
+    with pytest.raises(ValueError, match=r"row 1 \(line 2\) has 3 columns, expected 2"):
+        read_modality_file(Modality.TACTILE, path)
+    # the reader of numbers itself still reads them (a missing value as NaN is the caller's to refuse)
+    from grapheme_multimodal.files import read_numeric_csv
+
+    path.write_text("1,nan\n3,1e400\n")
+    assert np.isnan(read_numeric_csv(path)[0, 1]) and np.isinf(read_numeric_csv(path)[1, 1])
+
+
+# ----------------------------------------------------- counts of one in the singular
+def test_counts_of_one_are_said_in_the_singular(files, capsys) -> None:
+    """"has 1 columns", "1 rows leave 1", "1 bytes", "1 of its 2 cells are numbers"."""
+    (files / "r.csv").write_text("1,2\n3\n")
+    assert main(["train", "-m", f"tactile={files / 'r.csv'}", *TINY]) == 2
+    assert "row 1 (line 2) has 1 column, expected 2" in capsys.readouterr().err
+
+    np.save(files / "one.npy", np.ones((1, 3), np.float32))
+    assert main(["train", "-m", f"visual={files / 'one.npy'}", "-o", str(files / "m1.safetensors"), *TINY]) == 2
+    assert "error: files: 1 row leaves 1 for training; expected at least 2" in capsys.readouterr().err
+
+    model = files / "m.safetensors"
+    assert main(["train", "-m", f"visual={files / 'a.npy'}", "-m", f"auditory={files / 'z.npz'}:x", "-o", str(model), *TINY]) == 0
+    capsys.readouterr()
+    np.save(files / "col.npy", np.ones((24, 1), np.float32))
+    assert main(["embed", str(model), "-m", f"visual={files / 'col.npy'}", "-o", str(files / "e.npy")]) == 2
+    assert "col.npy has 1 column but the checkpoint's visual encoder takes 5" in capsys.readouterr().err
+
+    (files / "b.safetensors").write_bytes(b"\x01")
+    assert main(["info", str(files / "b.safetensors")]) == 2
+    assert "1 byte, too few for a header" in capsys.readouterr().err
+
+    (files / "h.csv").write_text("id,2019\n1,2\n3,4\n")
+    assert main(["train", "-m", f"visual={files / 'a.npy'}", "-m", f"tactile={files / 'h.csv'}", *TINY]) == 2
+    assert "though 1 of its 2 cells is a number;" in capsys.readouterr().err
+
+
+def test_a_npy_file_of_one_byte_too_many_says_it_in_the_singular(files) -> None:
+    from grapheme_multimodal.files import read_modality_file
+    from grapheme_multimodal.types import Modality
+
+    path = files / "x.npy"
+    np.save(path, np.zeros(4, np.int8))
+    with path.open("ab") as f:
+        f.write(b"\0")
+    with pytest.raises(ValueError, match=r"\(4 bytes\) but 5 bytes follow"):
+        read_modality_file(Modality.VISUAL, path)
+    np.save(path, np.zeros(1, np.int8))
+    with path.open("ab") as f:
+        f.write(b"\0")
+    with pytest.raises(ValueError, match=r"\(1 byte\) but 2 bytes follow"):
+        read_modality_file(Modality.VISUAL, path)
+    np.save(path, np.zeros(2, np.int8))
+    path.write_bytes(path.read_bytes()[:-1])
+    with pytest.raises(ValueError, match=r"\(2 bytes\) but only 1 byte follows"):
+        read_modality_file(Modality.VISUAL, path)
+
+
+# ----------------------------------------------------- argparse's errors
+def _argparse_error(capsys, argv) -> str:
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.count("\n") == 1 and err.startswith("grapheme-mm: error: "), err
+    return err.strip()
+
+
+@pytest.mark.parametrize("argv, line", [
+    # were "the following arguments are required: COMMAND": the user meant --version and typed no command
+    (["--vers"], "unrecognized arguments: --vers (flags are taken in full only: did you mean --version?); "
+                 "see grapheme-mm --help"),
+    (["-V"], "unrecognized arguments: -V; see grapheme-mm --help"),
+    (["--he"], "unrecognized arguments: --he (flags are taken in full only: did you mean --help?); see grapheme-mm --help"),
+    # a flag before the command is the top level's: its abbreviation is found among the top level's flags
+    (["--vers", "info", "m"], "unrecognized arguments: --vers (flags are taken in full only: did you mean --version?); "
+                              "see grapheme-mm --help"),
+    ([], "the following arguments are required: COMMAND; see grapheme-mm --help"),  # as before
+    (["--"], "the following arguments are required: COMMAND; see grapheme-mm --help"),
+])
+def test_an_abbreviated_top_level_flag_is_said_unrecognized_with_the_flag_meant(capsys, argv, line) -> None:
+    assert _argparse_error(capsys, argv) == f"grapheme-mm: error: {line}"
+
+
+@pytest.mark.parametrize("argv, line", [
+    (["train", "-m", "visual=a.npy", "--bogus"], "unrecognized arguments: --bogus; see grapheme-mm train --help"),
+    (["embed", "m", "-m", "visual=a.npy", "--ove"],
+     "unrecognized arguments: --ove (flags are taken in full only: did you mean --overwrite?); see grapheme-mm embed --help"),
+    (["info", "m", "extra"], "unrecognized arguments: extra; see grapheme-mm info --help"),
+    (["demo", "--mem", "2"], "unrecognized arguments: --mem 2 (flags are taken in full only: did you mean --members?); "
+                             "see grapheme-mm demo --help"),
+])
+def test_a_subcommand_s_unrecognized_argument_points_at_the_subcommand_s_help(capsys, argv, line) -> None:
+    """`grapheme-mm train --bogus` said "see grapheme-mm --help", whose text lists no flag of train's."""
+    assert _argparse_error(capsys, argv) == f"grapheme-mm: error: {line}"

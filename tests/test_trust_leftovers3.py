@@ -65,7 +65,8 @@ def test_a_file_whose_name_holds_the_colon_is_taken_as_named(tmp_path) -> None:
 def test_an_empty_extra_argument_is_shown(capsys, argv, shown) -> None:
     # was "grapheme-mm: error: unrecognized arguments:; see grapheme-mm --help": nothing named
     line = argparse_error(capsys, argv)
-    assert line == f"grapheme-mm: error: unrecognized arguments: {shown}; see grapheme-mm --help", line
+    # the subcommand's help, which lists its flags (test_trust_cli_third)
+    assert line == f"grapheme-mm: error: unrecognized arguments: {shown}; see grapheme-mm {argv[0]} --help", line
 
 
 # ------------------------------------------------ 3. distributed.fit: a misnamed column, one prefix

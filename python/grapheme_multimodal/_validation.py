@@ -42,6 +42,13 @@ def as_list_of(value: Any, cls: type, arg: str, item_hint: str = "") -> list:
     return items
 
 
+def counted(n: int, one: str, many: Optional[str] = None, *, grouped: bool = False) -> str:
+    """``"1 row"``, ``"3 rows"`` (``many``: the plural when it is not ``one``
+    + ``s``; ``grouped``: thousands separated, ``"1,024 bytes"``): messages
+    said "1 columns", "1 rows" and "1 bytes"."""
+    return (f"{n:,} " if grouped else f"{n} ") + (one if n == 1 else many or one + "s")
+
+
 def describe(x: Any) -> str:
     """A short description of a value for error messages."""
     if isinstance(x, np.ndarray):

@@ -34,7 +34,7 @@ import numpy as np
 from . import __version__
 from ._chunks import ROWS_PER_CALL, in_row_chunks
 from ._parallel import run_tasks
-from ._validation import as_seed, renamed
+from ._validation import as_seed, counted, renamed
 from .config import INPUT_DISTANCES, NEIGHBOR_SPACES
 from .graph import WL_DEFAULT_DIM
 from .exceptions import (
@@ -364,27 +364,48 @@ class _Parser(argparse.ArgumentParser):
         """argparse's, but an extra argument that is empty or holds spaces is
         shown quoted: ``grapheme-mm train ''`` was refused as "unrecognized
         arguments:" with nothing after it, and ``'a b'`` read as two."""
+        self._argv = list(sys.argv[1:] if args is None else args)  # for error(): see there
         parsed, extra = self.parse_known_args(args, namespace)
         if extra:  # not through error(), whose one line of argparse's text would join 'a  b' to 'a b'
-            hint = _abbreviation_hint(extra, self._long_flags(parsed))
-            self._refuse(f"unrecognized arguments: {' '.join(map(_shown, extra))}{hint}")
+            # an argument the subcommand left is refused pointing at the subcommand's help (`train --bogus` pointed
+            # at grapheme-mm --help, which lists no flag of train's), one before the subcommand at the top level's
+            parser = self._subcommand(parsed, extra)
+            hint = _abbreviation_hint(extra, _long_flags(parser))
+            parser._refuse(f"unrecognized arguments: {' '.join(map(_shown, extra))}{hint}")
         return parsed
 
-    def _long_flags(self, parsed: argparse.Namespace) -> List[str]:
-        """The ``--`` flags of the (sub)command that parsed ``parsed``."""
-        parser: argparse.ArgumentParser = self
+    def _subcommand(self, parsed: argparse.Namespace, extra: Sequence[str]) -> "_Parser":
+        """The parser of the subcommand that parsed ``parsed`` (this one, at
+        the top level or without one), unless ``extra``'s first argument came
+        before the subcommand's name."""
         command = getattr(parsed, "command", None)
-        if self._subparsers is not None and command is not None:
-            parser = self._subparsers._group_actions[0].choices[command]  # type: ignore[attr-defined]
-        return [flag for action in parser._actions for flag in action.option_strings if flag.startswith("--")]
+        if self._subparsers is None or command is None:
+            return self
+        argv = self._argv
+        at = argv.index(command) if command in argv else -1
+        if 0 <= at and extra[0] in argv[:at]:
+            return self
+        return self._subparsers._group_actions[0].choices[command]  # type: ignore[attr-defined]
 
     def error(self, message: str) -> NoReturn:
         if message.startswith("argument "):  # "argument --epochs: ..." -> "--epochs: ...", as the CLI's own errors
             message = message[len("argument "):]
+        argv = [a for a in getattr(self, "_argv", ()) if a != "--"]  # `grapheme-mm --`: no command, said so
+        if self._subparsers is not None and argv and message.startswith("the following arguments are required"):
+            # No subcommand, only flags that are not the top level's (those exit first): `grapheme-mm --vers` and
+            # `-V` said "the following arguments are required: COMMAND", of a user who had typed no command
+            # because they meant --version. Said as the unrecognized arguments they are, with the flag meant.
+            hint = _abbreviation_hint(argv, _long_flags(self))
+            self._refuse(f"unrecognized arguments: {' '.join(map(_shown, argv))}{hint}")
         self._refuse(" ".join(message.split()))
 
     def _refuse(self, line: str) -> NoReturn:
         self.exit(2, f"{PROG}: error: {line}; see {self.prog} --help\n")
+
+
+def _long_flags(parser: argparse.ArgumentParser) -> List[str]:
+    """The ``--`` flags ``parser`` takes."""
+    return [flag for action in parser._actions for flag in action.option_strings if flag.startswith("--")]
 
 
 def _abbreviation_hint(extra: Sequence[str], flags: Sequence[str]) -> str:
@@ -939,7 +960,7 @@ def _train(args: argparse.Namespace) -> int:
         raise InvalidValueError("--early-stopping: needs --validation-split > 0 to watch a validation loss", "--early-stopping")
     n_val = int(round(n * args.validation_split))
     if n - n_val < 2:
-        raise InvalidValueError(f"files: {n} rows leave {n - n_val} for training; expected at least 2", "files")
+        raise InvalidValueError(f"files: {_counted(n, 'row')} {'leaves' if n == 1 else 'leave'} {n - n_val} for training; expected at least 2", "files")
     if args.early_stopping and n_val < 2:
         # nothing is held out (nor cross-validated): the patience given went unused, all epochs ran
         raise InvalidValueError(
@@ -1011,9 +1032,8 @@ def _training_summary(history: "History", args: argparse.Namespace, n: int, n_va
             f"{_counted(len(history.epochs), 'epoch')}: {summary}")
 
 
-def _counted(n: int, one: str, many: Optional[str] = None) -> str:
-    """``"1 epoch"``, ``"3 epochs"``: "1 modalities" and "1 epochs" were printed."""
-    return f"{n} {one if n == 1 else many or one + 's'}"
+#: ``"1 epoch"``, ``"3 epochs"``: "1 modalities" and "1 epochs" were printed.
+_counted = counted
 
 
 def _embed(args: argparse.Namespace) -> int:
@@ -1055,7 +1075,7 @@ def _embed(args: argparse.Namespace) -> int:
         else:
             if f.values.shape[1] != dim:
                 raise ShapeError(
-                    f"{f.modality}: {f.path} has {f.values.shape[1]} columns but the checkpoint's {f.modality} "
+                    f"{f.modality}: {f.path} has {_counted(f.values.shape[1], 'column')} but the checkpoint's {f.modality} "
                     f"encoder takes {dim} ({_why_the_width_differs(model, f.modality)})", str(f.modality),
                 )
             inputs[f.modality] = f.values
@@ -1358,7 +1378,7 @@ def _model_lines(model: "LearnableMultiModal") -> List[str]:
         if feats.dim == c.input_dim(m):
             takes += f" or graphs/text via {feats.kind}"
         if trained is not None and stepped:
-            norm += f", trained on {trained[m]:,} rows" if m in trained else ", never trained"
+            norm += f", trained on {_counted(trained[m], 'row', grouped=True)}" if m in trained else ", never trained"
         lines.append(f"  {str(m):<15} {takes}{norm}")
     opt = model.optimizer_state()
     lines.append(f"training: {_counted(model.epochs_trained, 'epoch')}, {_counted(opt['step'], 'Adam step')}, "
@@ -1605,7 +1625,7 @@ def _check_finite_output(values: np.ndarray, what: str, checkpoint: Path) -> Non
     bad = ~np.isfinite(values.reshape(len(values), -1)).all(axis=1)
     if bad.any():
         raise NonFiniteError(
-            f"{checkpoint}: its model gives non-finite {what} for {int(bad.sum())} of {len(values)} rows "
+            f"{checkpoint}: its model gives non-finite {what} for {int(bad.sum())} of {_counted(len(values), 'row')} "
             f"(first: row {int(np.flatnonzero(bad)[0])}); its standardisation or weights overflow float32 "
             "on these inputs. Nothing was written", "checkpoint",
         )

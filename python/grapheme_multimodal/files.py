@@ -18,6 +18,7 @@ __all__ = [
 
 import codecs
 import csv
+import math
 import os
 from array import array
 import struct
@@ -26,11 +27,11 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Callable, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import IO, Any, Callable, Iterator, List, NoReturn, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from ._validation import as_real_array, float32_of_wide, precision_lost, renamed
+from ._validation import as_real_array, counted, float32_of_wide, precision_lost, renamed
 from .exceptions import GraphemeError, InvalidValueError, NonFiniteError, ShapeError, TooLargeError
 from .io import MISSING, file_kind, kind_of_mode, unencodable
 from .types import Modality
@@ -136,7 +137,7 @@ def read_modality_file(
         elif suffix == ".npz":
             values = _load_npz(path, key)
         elif suffix == ".csv":
-            values, lines, header = _read_numeric_csv_lines(path, csv_header)
+            values, lines, header = _read_numeric_csv_lines(path, csv_header, finite=True)
             rows = as_feature_rows(values, f"{modality} ({path})", notes, _row_and_line(lines))
             return ModalityFile(modality, path, rows, _numeric_header_notes(f"{modality} ({path})", header))
         else:
@@ -196,7 +197,7 @@ def read_numeric_csv(path: Path, header: Optional[bool] = None) -> np.ndarray:
 
 
 def _columns(n: int) -> str:
-    return f"{n} column" + ("" if n == 1 else "s")
+    return counted(n, "column")
 
 
 def _why_no_number(cell: str) -> str:
@@ -226,8 +227,8 @@ def _numeric_header_notes(what: str, header: Optional[Tuple[int, List[str]]]) ->
         return ()
     names = [c.strip() for c in cells if not _is_float(c)]
     return (
-        f"{what}: line {line} was read as a header (column names), though {len(numbers)} of its {len(cells)} cells are "
-        f"numbers; if it is an event, {', '.join(repr(n) for n in names[:3])} {'is' if len(names) == 1 else 'are'} no "
+        f"{what}: line {line} was read as a header (column names), though {len(numbers)} of its {len(cells)} cells "
+        f"{'is a number' if len(numbers) == 1 else 'are numbers'}; if it is an event, {', '.join(repr(n) for n in names[:3])} {'is' if len(names) == 1 else 'are'} no "
         "number and the file's rows are one short (--no-csv-header reads it as an event, --csv-header says it is a "
         "header)",
     )
@@ -289,11 +290,12 @@ def _csv_error(exc: csv.Error, start: int, line: int) -> str:
 
 
 def _read_numeric_csv_lines(
-    path: Path, header_given: Optional[bool] = None
+    path: Path, header_given: Optional[bool] = None, finite: bool = False,
 ) -> Tuple[np.ndarray, Sequence[int], Optional[Tuple[int, List[str]]]]:
     """:func:`read_numeric_csv`, the line (1-based) each data row starts on,
     and the header guessed (its line and cells; ``None`` without one, or
-    when ``header_given`` said whether there is one)."""
+    when ``header_given`` said whether there is one). ``finite``: a cell read
+    as NaN or infinity is refused too, in its place among the problems."""
     # Data rows are parsed as they are read, into packed float64 values and their lengths: kept
     # as lists of cell strings until the end, they took 10-30x the file's size (a CSV of a few GB
     # was ended by the OOM killer). Problems are still raised in the order they were.
@@ -369,9 +371,15 @@ def _read_numeric_csv_lines(
             "if that row is data, a header line of names above it", str(path))
     width = lengths[0]
     where = _row_and_line(lines)
-    for i in range(len(lengths) if bad is None else bad[0] + 1):  # row by row, a row's width before its cells
+    packed = np.frombuffer(values, np.float64)
+    # a cell float() reads as NaN or infinity (nan, inf, 1e400), with finite: the rows read before any bad one
+    infinite = _first_non_finite(packed, lengths, len(lengths) if bad is None else bad[0]) if finite else None
+    last = min(r for r in (len(lengths) - 1, bad and bad[0], infinite and infinite[0]) if r is not None)
+    for i in range(last + 1):  # row by row, a row's width before its cells
         if lengths[i] != width:
-            raise ShapeError(f"{path}: {where(i)} has {lengths[i]} columns, expected {width}", str(path))
+            raise ShapeError(f"{path}: {where(i)} has {_columns(lengths[i])}, expected {width}", str(path))
+    if infinite is not None and (bad is None or infinite[0] < bad[0]):
+        _refuse_non_finite_cell(path, where, lines, width, *infinite)
     if bad is not None:
         row, column, cell = bad
         if _is_missing(cell):  # '' is no number either, but "a non-numeric value ''" did not say it is a missing one
@@ -383,7 +391,61 @@ def _read_numeric_csv_lines(
         raise InvalidValueError(
             f"{path}: {where(row)} has a non-numeric value {cell!r} (column {column} of {lengths[row]}); expected "
             f"numbers only{_why_no_number(cell)}", str(path))
-    return np.frombuffer(values, np.float64).reshape(len(lengths), width), lines, header
+    return packed.reshape(len(lengths), width), lines, header
+
+
+def _first_non_finite(packed: np.ndarray, lengths: Sequence[int], rows: int) -> Optional[Tuple[int, int, float]]:
+    """``(row, column, value)`` of the first value of ``packed`` (the first
+    ``rows`` rows' values, of ``lengths`` each, one after the other) that is
+    NaN or infinite; None when all are finite. One pass over the values."""
+    finite = np.isfinite(packed)
+    if finite.all():
+        return None
+    k = int(np.argmin(finite))
+    ends = np.cumsum(np.frombuffer(lengths, np.int64)[:rows])
+    row = int(np.searchsorted(ends, k, side="right"))
+    return row, k - (int(ends[row - 1]) if row else 0), float(packed[k])
+
+
+def _refuse_non_finite_cell(
+    path: Path, where: Callable[[int], str], lines: Sequence[int], width: int, row: int, column: int, value: float
+) -> NoReturn:
+    """Refuses a CSV cell that ``float`` read as ``value``, NaN or infinity
+    (``nan``, ``inf``, or ``1e400``, which overflows float64), naming its
+    row, line, column and the cell as written, as a cell that is no number
+    is named: it was "row 5 (line 6) holds NaN or inf", of a file that held
+    neither word where the cell said ``1e400``."""
+    cell = _cell_at(path, lines[row], column)
+    if cell is None or not _is_float(cell) or not (float(cell) == value or math.isnan(float(cell)) and math.isnan(value)):
+        cell = repr(value)  # the file changed since it was read: the value as it was read
+    if math.isnan(value):
+        why = ("not a number (NaN), as numpy's savetxt writes a missing value; expected finite numbers: fill the "
+               "missing values, or leave those events out of every file")
+    elif cell.strip().lower().lstrip("+-").startswith("inf"):
+        why = "infinite; expected finite numbers"
+    else:  # 1e400: a finite number in the file, beyond float64 (and float32, which the model computes in)
+        why = f"too large for float32 (largest {float(np.finfo(np.float32).max):.1e}); expected finite float32 numbers"
+    raise NonFiniteError(
+        f"{path}: {where(row)} has the value {cell.strip()!r} (column {column} of {width}), {why}", str(path))
+
+
+def _cell_at(path: Path, line: int, column: int) -> Optional[str]:
+    """The cell ``column`` of the CSV record that starts on ``line`` of
+    ``path``, read again (the reader keeps no cell's text), or None when the
+    file no longer holds it."""
+    try:
+        with _open_regular(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.reader(f, strict=True)
+            start = 1
+            for record in reader:
+                if start == line:
+                    return record[column] if column < len(record) else None
+                if start > line:
+                    return None
+                start = reader.line_num + 1
+    except (OSError, ValueError, csv.Error):
+        return None
+    return None
 
 
 def as_feature_rows(
@@ -529,14 +591,16 @@ def _check_npy_header(f: IO[bytes], path: Path, size: int, what: str) -> None:
     available = size - f.tell()
     if needed > available:
         raise InvalidValueError(
-            f"{what}: its header declares shape {shape} ({needed:,} bytes) but only {max(available, 0):,} bytes follow "
+            f"{what}: its header declares shape {shape} ({counted(needed, 'byte', grouped=True)}) but only "
+            f"{counted(max(available, 0), 'byte', grouped=True)} {'follows' if available == 1 else 'follow'} "
             "(truncated or corrupt?)", str(path),
         )
     if needed < available:
         # np.save writes the array's bytes and no more: a header whose shape was cut down (3 rows to 2) read the first
         # rows and dropped the rest without a word, as did a second array saved into the same file
         raise InvalidValueError(
-            f"{what}: its header declares shape {shape} ({needed:,} bytes) but {available:,} bytes follow; expected "
+            f"{what}: its header declares shape {shape} ({counted(needed, 'byte', grouped=True)}) but "
+            f"{counted(available, 'byte', grouped=True)} {'follows' if available == 1 else 'follow'}; expected "
             "the array's bytes only (a header that does not match its data, or more than one array in the file?)",
             str(path),
         )

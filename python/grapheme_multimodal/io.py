@@ -46,7 +46,7 @@ from typing import Any, BinaryIO, Callable, Dict, Iterator, List, Mapping, Named
 import numpy as np
 
 from ._locking import uninterrupted
-from ._validation import is_utf8, refuse_beyond_budget
+from ._validation import counted, is_utf8, refuse_beyond_budget
 from .exceptions import CheckpointError, InvalidValueError, TooLargeError
 
 try:  # POSIX: in-flight temporary files are locked, so a cleanup can tell them from orphans
@@ -801,7 +801,7 @@ def _read_header(f: Any, size: int, where: str, fmt: str) -> Tuple[Dict[str, str
         return CheckpointError(f"{where} is not a readable {fmt} file (truncated or corrupt?): {why}", "path")
 
     if size < 8:
-        raise unreadable(f"{size} bytes, too few for a header")
+        raise unreadable(f"{counted(size, 'byte')}, too few for a header")
     first = f.read(8)
     length = int.from_bytes(first, "little")
     if length > min(_MAX_HEADER_BYTES, size - 8):
