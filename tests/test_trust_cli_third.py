@@ -254,3 +254,74 @@ def test_an_abbreviated_top_level_flag_is_said_unrecognized_with_the_flag_meant(
 def test_a_subcommand_s_unrecognized_argument_points_at_the_subcommand_s_help(capsys, argv, line) -> None:
     """`grapheme-mm train --bogus` said "see grapheme-mm --help", whose text lists no flag of train's."""
     assert _argparse_error(capsys, argv) == f"grapheme-mm: error: {line}"
+
+
+# ----------------------------------------------------- the estimator's input, as scikit-learn's check_array takes it
+sklearn = pytest.importorskip("sklearn")
+
+
+def _embedder():
+    from grapheme_multimodal.sklearn import MultimodalEmbedder
+
+    return MultimodalEmbedder(epochs=1, embed_dim=8, hidden_dim=8, num_heads=2, random_state=0)
+
+
+def test_the_estimator_takes_what_check_array_converts_as_the_array_itself() -> None:
+    pd = pytest.importorskip("pandas")
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(30, 4)), rng.normal(size=(30, 3))
+    want = _embedder().fit_transform(a)
+    np.testing.assert_array_equal(_embedder().fit_transform(a.tolist()), want)
+    np.testing.assert_array_equal(_embedder().fit_transform(pd.DataFrame(a)), want)
+    want = _embedder().fit_transform([a, b])
+    np.testing.assert_array_equal(_embedder().fit_transform([pd.DataFrame(a), b.tolist()]), want)
+
+
+def _refusal(Xs):
+    with pytest.raises((ValueError, TypeError)) as info:
+        _embedder().fit(Xs)
+    return info
+
+
+@pytest.mark.parametrize("case, kind, words", [
+    ("strings", ValueError, ["could not convert string to float: 'a'"]),
+    ("complex", ValueError, ["Complex data not supported"]),
+    ("1-d", ValueError, ["Expected 2D array, got 1D array"]),
+    ("no rows", ValueError, ["0 sample(s)"]),
+    ("no columns", ValueError, ["0 feature(s)"]),
+    ("matrix", TypeError, ["np.matrix is not supported"]),
+])
+@pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")  # np.asmatrix
+def test_check_array_s_refusal_of_one_view_names_xs(case, kind, words) -> None:
+    """These named no argument (scikit-learn's text for its X): "could not convert string to float: 'a'"."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(30, 4))
+    Xs = {
+        "strings": np.array([[1.0, "a"]] * 30, dtype=object), "complex": x + 1j, "1-d": x[:, 0], "no rows": x[:0],
+        "no columns": x[:, :0], "matrix": np.asmatrix(x),
+    }[case]
+    info = _refusal(Xs)
+    assert type(info.value) is kind and str(info.value).startswith("Xs: "), str(info.value)
+    assert all(w in str(info.value) for w in words), str(info.value)
+
+
+def test_sparse_views_are_refused_naming_the_view() -> None:
+    """"Sparse data was passed for X": the estimator's argument is Xs (of several, Xs[i] was named already)."""
+    sp = pytest.importorskip("scipy.sparse")
+    x = np.random.default_rng(0).normal(size=(30, 4))
+    info = _refusal(sp.csr_matrix(x))
+    assert type(info.value) is TypeError and "Xs" in str(info.value) and "for X," not in str(info.value), str(info.value)
+    assert "dense" in str(info.value)  # scikit-learn's advice, kept
+    info = _refusal([x, sp.csr_matrix(x)])
+    assert type(info.value) is TypeError and "Xs[1]" in str(info.value) and "dense" in str(info.value), str(info.value)
+
+
+def test_the_estimator_names_views_whose_training_rows_are_all_the_same() -> None:
+    """Was "Xs: all 24 rows hold the same visual values" of 30 rows given, naming a modality the user never chose."""
+    x = np.random.default_rng(0).normal(size=(30, 4))
+    with pytest.raises(ValueError) as info:
+        _embedder().fit([np.ones((30, 3)), np.ones((30, 2))])
+    text = str(info.value)
+    assert text.startswith("Xs: of the rows fit trains on, all 24 rows hold the same Xs[0], Xs[1] values; "), text
+    with pytest.raises(ValueError, match=r"^Xs: 1 sample;"):  # scikit-learn's word, as before
+        _embedder().fit(x[:1])

@@ -14,6 +14,7 @@ from __future__ import annotations
 __all__ = ["MultimodalEmbedder", "OUTPUTS"]
 
 import os
+import re
 import reprlib
 import threading
 import warnings
@@ -467,7 +468,14 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
         names = {"inputs": "Xs", "data": "Xs"}  # all the views, as fit's and fit_with_stopping's arguments
         for i, m in enumerate(self.modalities_):
             names.update({f"inputs[{str(m)!r}]": f"Xs[{i}]", f"data[{str(m)!r}]": f"Xs[{i}]"})
+        rows = getattr(err, "constant_rows", None)
         err = renamed(err, names)
+        if rows is not None and rows != "1 row" and str(err).startswith(f"Xs: {rows};"):
+            # "Xs: all 24 rows hold the same visual values" of 30 rows given, in views named as no argument: of the
+            # rows the fit trains on (less a validation split or a fold), and by the views' names
+            views = re.sub(r"\b(" + "|".join(map(re.escape, map(str, self.modalities_))) + r")\b",
+                           lambda m: f"Xs[{[str(x) for x in self.modalities_].index(m[1])}]", rows)
+            return type(err)(f"Xs: of the rows fit trains on, {views};{str(err)[len(f'Xs: {rows};'):]}", err.arg)
         one_row = "Xs: 1 row;"
         if isinstance(err, GraphemeError) and str(err).startswith(one_row):
             # scikit-learn's word for a row, which its checks (check_fit2d_1sample) look for
@@ -745,12 +753,14 @@ def _as_views(Xs: Any, estimator: MultimodalEmbedder, reset: bool) -> List[np.nd
                     "arrays, e.g. [np.asarray(view) for view in Xs], or one view as an [n, d] array", "Xs",
                 ) from None
             if not (isinstance(Xs, (list, tuple)) and "inhomogeneous" in str(exc)):
-                raise
+                raise _naming_xs(exc) from None
             # nested lists of different widths: numpy's "setting an array element with a sequence"
             raise InvalidValueError(
                 f"Xs: could not be read as one 2-D array ({exc}); several views are a list of arrays, e.g. numpy arrays",
                 "Xs",
             ) from None
+        except TypeError as exc:
+            raise _naming_xs(exc) from None
     else:
         if reset:  # set by a previous fit on one view: stale now (get_feature_names_out would check against them)
             for attribute in ("n_features_in_", "feature_names_in_"):
@@ -775,6 +785,25 @@ def _as_views(Xs: Any, estimator: MultimodalEmbedder, reset: bool) -> List[np.nd
                     "row to learn the view from (or leave the view out)", f"Xs[{i}]",
                 )
     return views
+
+
+def _naming_xs(exc: Exception) -> Exception:
+    """scikit-learn's refusal ``exc`` of one view (``validate_data``'s
+    ``check_array``) with the argument named, as :func:`_checked_view` names
+    each of several: "could not convert string to float: 'a'", "Complex data
+    not supported", "Expected 2D array, got 1D array instead", "Found array
+    with 0 sample(s)" and "np.matrix is not supported" named no argument, and
+    "Sparse data was passed for X" one the estimator has none of. The same
+    type (``ValueError`` or ``TypeError``, as scikit-learn's own checks
+    expect) and text, after ``"Xs: "`` (or naming Xs where it named X); a
+    subclass's (numpy's DTypePromotionError) or a refusal of this package's
+    is as it was."""
+    text = str(exc)
+    if type(exc) not in (ValueError, TypeError) or text.startswith("Xs"):
+        return exc
+    if "passed for X," in text:  # scikit-learn's name of the argument: this estimator's is Xs
+        return type(exc)(text.replace("passed for X,", "passed for Xs,", 1))
+    return type(exc)("Xs: " + text)
 
 
 def _refuse_times(x: Any, name: str) -> Any:
