@@ -170,6 +170,17 @@ def test_a_non_finite_csv_cell_is_said_in_its_order_among_the_problems(files) ->
     assert np.isnan(read_numeric_csv(path)[0, 1]) and np.isinf(read_numeric_csv(path)[1, 1])
 
 
+@pytest.mark.parametrize("value, shown", [(np.nan, "nan"), (-np.inf, "-inf")])
+def test_a_non_finite_value_of_a_npy_file_is_named_with_its_column(files, capsys, value, shown) -> None:
+    """Was "visual (x.npy): row 4 holds NaN or inf": which of the two, and where in the row, unsaid."""
+    x = np.ones((24, 3))
+    x[4, 2] = value
+    np.save(files / "x.npy", x)
+    assert main(["train", "-m", f"visual={files / 'x.npy'}", "-o", str(files / "m.safetensors"), *TINY]) == 2
+    err = capsys.readouterr().err
+    assert f"visual ({files / 'x.npy'}): row 4 holds {shown} (column 2 of 3); expected finite numbers" in err, err
+
+
 # ----------------------------------------------------- counts of one in the singular
 def test_counts_of_one_are_said_in_the_singular(files, capsys) -> None:
     """"has 1 columns", "1 rows leave 1", "1 bytes", "1 of its 2 cells are numbers"."""

@@ -72,7 +72,7 @@ def test_valid_csv_and_npy_files_read_as_before(tmp_path) -> None:
     arr = np.arange(12.0).reshape(4, 3)
     arr[2, 1] = np.nan
     np.save(tmp_path / "f.npy", arr)
-    with pytest.raises(gm.NonFiniteError, match=r"row 2 holds NaN or inf"):  # an array has no lines
+    with pytest.raises(gm.NonFiniteError, match=r"row 2 holds nan \(column 1 of 3\)"):  # an array has no lines
         read_modality_file(Modality.VISUAL, tmp_path / "f.npy")
 
 

@@ -472,8 +472,11 @@ def as_feature_rows(
     else:
         arr = arr.astype(np.float32, copy=False)  # freshly read: float32 files need no second copy
     if not np.isfinite(arr).all():
-        row = int(np.argwhere(~np.isfinite(arr))[0, 0])
-        raise NonFiniteError(f"{what}: {row_name(row)} holds NaN or inf; expected finite numbers", what)
+        # which value, and where: "holds NaN or inf" named neither (a .npy of NaN for missing values, or an inf)
+        row, column = (int(i) for i in np.argwhere(~np.isfinite(arr))[0])
+        raise NonFiniteError(
+            f"{what}: {row_name(row)} holds {float(arr[row, column])} (column {column} of {arr.shape[1]}); expected "
+            "finite numbers", what)
     lost = None if notes is None else precision_lost(real, arr)
     if lost is not None:
         notes.append(f"{what}: {lost}")
