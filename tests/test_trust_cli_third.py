@@ -336,3 +336,19 @@ def test_the_estimator_names_views_whose_training_rows_are_all_the_same() -> Non
     assert text.startswith("Xs: of the rows fit trains on, all 24 rows hold the same Xs[0], Xs[1] values; "), text
     with pytest.raises(ValueError, match=r"^Xs: 1 sample;"):  # scikit-learn's word, as before
         _embedder().fit(x[:1])
+
+
+def test_hidden_features_of_a_checkpoint_without_hidden_layers_say_the_flag(files, capsys) -> None:
+    """Was "(config.encoder_hidden is empty); expected a model built with encoder_hidden, e.g. (256,)": Python
+    words and a tuple, where the command line's way to it is train's --encoder-hidden."""
+    model = files / "m.safetensors"
+    assert main(["train", "-m", f"visual={files / 'a.npy'}", "-o", str(model), "--encoder-hidden", "", *TINY]) == 0
+    capsys.readouterr()
+    out = files / "e.npy"
+    assert main(["embed", str(model), "-m", f"visual={files / 'a.npy'}", "-o", str(out),
+                 "--hidden-features", str(files / "h.npy")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("grapheme-mm: error: --hidden-features: the checkpoint has no hidden layers in its encoders "
+                          "(as train --encoder-hidden '' makes them)") and err.count("\n") == 1, err
+    assert "config." not in err and "(256,)" not in err and "encoder_hidden" not in err, err
+    assert not out.exists()

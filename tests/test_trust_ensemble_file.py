@@ -111,7 +111,8 @@ def test_embed_hidden_features_names_the_member_without_hidden_layers(tmp_path, 
                  "--hidden-features", str(tmp_path / "h.npy")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("grapheme-mm: error: --hidden-features: member 1 of the ensemble of 2 in ") and "\n" not in err, err
-    assert "encoder_hidden is empty" in err, err
+    assert "no hidden layers in its encoders (as train --encoder-hidden '' makes them)" in err, err
+    assert "encoder_hidden" not in err.replace("--encoder-hidden", ""), err  # the flag, not Python's name (cli_third)
     assert not out.exists()
 
 

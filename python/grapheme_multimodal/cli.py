@@ -1051,15 +1051,17 @@ def _embed(args: argparse.Namespace) -> int:
     model = models[0]  # the members take the same inputs (ensemble.load_ensemble checks it)
     if args.hidden_features is not None:
         for j, member in enumerate(models):
-            try:
-                member.hidden_width(arg="--hidden-features")
-            except InvalidValueError as err:
-                if len(models) == 1:
-                    raise
-                # "this model's encoders": which, of K? The model's own refusal, after the member it is of
-                why = str(err).split(": ", 1)[-1]
-                raise InvalidValueError(f"--hidden-features: member {j} of the ensemble of {len(models)} in "
-                                        f"{str(args.checkpoint)!r}: {why}", "--hidden-features") from None
+            if not member.config.encoder_hidden:
+                # the model's own refusal said "(config.encoder_hidden is empty); expected a model built with
+                # encoder_hidden, e.g. (256,)": Python words for what the command line sets with a flag
+                who = "the checkpoint" if len(models) == 1 else (
+                    f"member {j} of the ensemble of {len(models)} in {str(args.checkpoint)!r}")
+                raise InvalidValueError(
+                    f"--hidden-features: {who} has no hidden layers in its encoders (as train --encoder-hidden '' makes them), "
+                    "so there are no hidden features to write; expected a checkpoint trained with hidden layers "
+                    f"(train's --encoder-hidden, default {','.join(map(str, _RECIPE.encoder_hidden))}), or no "
+                    "--hidden-features", "--hidden-features")
+            member.hidden_width(arg="--hidden-features")
     files = _read_files(args.modality, csv_header=args.csv_header)
     inputs = {}
     for f in files:
