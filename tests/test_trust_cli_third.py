@@ -352,3 +352,13 @@ def test_hidden_features_of_a_checkpoint_without_hidden_layers_say_the_flag(file
                           "(as train --encoder-hidden '' makes them)") and err.count("\n") == 1, err
     assert "config." not in err and "(256,)" not in err and "encoder_hidden" not in err, err
     assert not out.exists()
+
+
+def test_the_summary_says_the_folds_that_ran(files, capsys) -> None:
+    """`--cv-folds 30` on 24 rows ran 12 folds (none may hold out fewer than 2 rows) and said "30-fold"."""
+    out = files / "m.safetensors"
+    assert main(["train", "-m", f"visual={files / 'a.npy'}", "--cv-folds", "30", "-o", str(out), *TINY]) == 0
+    printed = capsys.readouterr().out
+    assert "1 epoch chosen by 12-fold cross-validation" in printed and "30-fold" not in printed, printed
+    assert main(["train", "-m", f"visual={files / 'a.npy'}", "-o", str(out), "--overwrite", *TINY]) == 0
+    assert "1 epoch chosen by 5-fold cross-validation" in capsys.readouterr().out  # the default, as before

@@ -1013,17 +1013,20 @@ def _train(args: argparse.Namespace) -> int:
             raise renamed(err, {"path": "--output"}) from None
     for j, (history, seed) in enumerate(zip(histories, seeds)):
         who = f"member {j} (seed {seed}): " if len(models) > 1 else ""
-        print(f"{who}{_training_summary(history, args, n, n_val, len(files))}")
+        print(f"{who}{_training_summary(history, folds, n, n_val, len(files))}")
     print(f"saved {args.output}" + (f" (an ensemble of {len(models)} models)" if len(models) > 1 else ""))
     return 0
 
 
-def _training_summary(history: "History", args: argparse.Namespace, n: int, n_val: int, n_files: int) -> str:
-    """``train``'s line on one model's training: rows, epochs, last losses."""
+def _training_summary(history: "History", folds: int, n: int, n_val: int, n_files: int) -> str:
+    """``train``'s line on one model's training: rows, epochs, last losses;
+    ``folds``: the cross-validation folds that ran (``--cv-folds``, fewer
+    where a fold would hold out fewer than 2 rows: "30-fold" was said of the
+    12 folds 24 rows make)."""
     last = history.epochs[-1] if history.epochs else {}
     summary = f"loss {last['loss']:.4f}" if "loss" in last else "no epochs run"
     if history.cv_curve is not None:
-        summary += (f", {_counted(len(history.epochs), 'epoch')} chosen by {args.cv_folds}-fold cross-validation "
+        summary += (f", {_counted(len(history.epochs), 'epoch')} chosen by {folds}-fold cross-validation "
                     f"(mean validation {history.cv_curve[len(history.epochs) - 1]:.4f})")
     elif "val_total" in last:
         summary += f", validation {last['val_total']:.4f} (best epoch {history.best_epoch})"
