@@ -25,6 +25,7 @@ from .exceptions import (
     ShapeError,
     TooLargeError,
     UntrainedModalityWarning,
+    ConstantModalityWarning,
 )
 from .graph import Graph, fingerprints
 from .graph import GraphFeaturizer, featurize
@@ -64,6 +65,7 @@ __all__ = [
     "ShapeError",
     "TooLargeError",
     "UntrainedModalityWarning",
+    "ConstantModalityWarning",
     "EarlyStoppingSkippedWarning",
     "CrossModalBinder",
     "CrossModalBinding",

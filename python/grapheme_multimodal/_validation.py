@@ -881,6 +881,20 @@ def precision_scoped(names: Callable[[], Mapping[str, str]]) -> Callable[[_F], _
     return decorate
 
 
+def first_in_scope(key: str) -> bool:
+    """Whether ``key`` (a warning about the data, say) is new to the
+    outermost :func:`precision_scope` (and notes it there): a call that
+    trains several times on the user's data (folds, a final fit) says it
+    once. True outside any scope."""
+    scope = _precision.get()
+    if scope is None:
+        return True
+    if key in scope.warned:
+        return False
+    scope.warned.add(key)
+    return True
+
+
 def precision_checked() -> None:
     """Marks the data of the innermost :func:`precision_scope` checked whole:
     the fits that follow in it skip the check (their rows are among those)."""

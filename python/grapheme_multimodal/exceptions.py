@@ -119,6 +119,17 @@ class UntrainedModalityWarning(UserWarning):
     category=gm.UntrainedModalityWarning)``."""
 
 
+class ConstantModalityWarning(UserWarning):
+    """``fit`` (with ``standardize=True``) was given a modality whose rows
+    all hold the same values (a text file of empty lines, a column filled
+    with one value, a modality present in one row only) while other
+    modalities vary: its standardisation, learned from these rows, makes
+    each of its inputs 0, so its encoder learns nothing of the data and its
+    embedding is one constant vector for every event. Said once per
+    modality and fit. Silence it, where intended, with
+    ``warnings.filterwarnings("ignore", category=gm.ConstantModalityWarning)``."""
+
+
 class EarlyStoppingSkippedWarning(UserWarning):
     """:func:`~grapheme_multimodal.stopping.fit_with_stopping` (and so
     ``MultimodalEmbedder``, ``uci.train`` and ``grapheme-mm train``) was

@@ -26,15 +26,15 @@ from ._core import MODALITY_NAMES, NUM_MODALITIES
 from ._parallel import bar_position, check_cancelled
 from ._locking import calling_metric, refuse_in_metric, uninterrupted
 from ._validation import (
-    FloatLike, IntLike, as_finite_float, check_flag, describe, exact_int, is_int, refuse_beyond_budget, sorted_names,
-    wrong_type,
+    FloatLike, IntLike, as_finite_float, check_flag, describe, exact_int, first_in_scope, is_int, refuse_beyond_budget,
+    sorted_names, wrong_type,
 )
 from .averaging import WeightAverage, check_decay
 from .averaging import resume as resume_average
 from .batch import Batch, event_components
 from .buffer import ExperienceBuffer
 from .checkpoint import _checked_epochs
-from .exceptions import InvalidValueError, NonFiniteError, ShapeError, UntrainedModalityWarning
+from .exceptions import ConstantModalityWarning, InvalidValueError, NonFiniteError, ShapeError, UntrainedModalityWarning
 from .objectives import (
     ONE_ROW_REMEDY, OBJECTIVES, ROW_COMPARING_OBJECTIVES, all_zero_error, one_row_clause, resolve_weights, split_by_rows,
 )
@@ -1059,18 +1059,34 @@ def _refuse_standardising_to_zero(model: "LearnableMultiModal", train: "_Dataset
     present modality's standardisation is learned from these rows and its
     rows are all the same (one row; copies of one). Every embedding of a
     fresh model is then 0, and so every gradient: fit ran Adam on zeros,
-    its history flat, after a warning that cross_modal would train."""
+    its history flat, after a warning that cross_modal would train. When
+    other modalities vary, a :class:`ConstantModalityWarning` names each
+    constant one instead (a text file of empty lines trained as a modality
+    that says nothing, without a word)."""
     if not train.has_inputs:
         return
-    constant = []
+    constant, varying = [], False
     for m in range(NUM_MODALITIES):
         inputs = train.inputs_of(m)
         if inputs is None:
             continue
         if model.normalization(m) is not None or not _all_rows_equal(*inputs):
-            return  # this modality's inputs vary once standardised: something is learned
-        constant.append(MODALITY_NAMES[m])
-    if not constant:
+            varying = True  # this modality's inputs vary once standardised: something is learned
+        else:
+            constant.append(MODALITY_NAMES[m])
+    if varying:
+        for name in constant:  # once per modality in a call that fits several times (folds, a final fit)
+            if not first_in_scope(f"ConstantModalityWarning {name}"):
+                continue
+            held = int(np.count_nonzero(train.mask_of(np.arange(len(train)))[:, MODALITY_NAMES.index(name)]))
+            rows = "its one row" if held == 1 else "every row holding it"
+            warnings.warn(
+                f"data: modality {name!r} holds the same values in {rows}; standardize=True learns its mean from "
+                f"{'it' if held == 1 else 'them'}, so each of its inputs is 0 and its encoder learns nothing of the data (one constant embedding "
+                "for every event); expected rows that differ, or leave the modality out",
+                ConstantModalityWarning, stacklevel=4,
+            )
+    if varying or not constant:
         return
     n, held = len(train), int(train.mask_of(np.arange(len(train))).any(axis=1).sum())
     rows = ("1 row" if n == 1 else f"1 of its {n} rows holds a modality" if held == 1
