@@ -172,10 +172,11 @@ def as_real_array(x: Any, name: str, masked_remedy: str = MASKED_REMEDY) -> np.n
         raise InvalidValueError(f"{name}: could not be read as a numeric array ({exc})", name) from None
     if _ragged(arr):
         raise InvalidValueError(f"{name}: could not be read as a numeric array (rows of different lengths)", name)
-    if arr.dtype == object and hasattr(x, "to_numpy") and _pandas_numeric(x):
+    dtypes = _pandas_dtypes(x) if arr.dtype == object and hasattr(x, "to_numpy") else []
+    if dtypes and all(getattr(d, "kind", "O") in "biuf" for d in dtypes):
         # pandas' nullable columns (Float64, Int64, boolean) read as objects; pd.NA
         # becomes NaN, which the callers refuse (or read as absent) by row
-        arr = _pandas_integers(x)
+        arr = _pandas_integers(x, dtypes)
         if arr is None:
             arr = x.to_numpy(dtype=np.float64, na_value=np.nan)
     if np.iscomplexobj(arr):
@@ -443,30 +444,40 @@ def refuse_bools(values: np.ndarray, name: str) -> None:
         )
 
 
-def _pandas_integers(x: Any) -> Optional[np.ndarray]:
+def _pandas_integers(x: Any, dtypes: list) -> Optional[np.ndarray]:
     """The values of a pandas Series or DataFrame of nullable integer
-    columns (``Int64``, ``UInt64``, ``int64[pyarrow]``, ...) without a
-    missing value, as integers of their common numpy dtype; else None. Read
-    as float64, integers beyond 2**53 rounded (to 256 apart near 2**61),
-    where the same numbers as a plain int64 array are kept exact (the
-    metrics, ExactCCA and standardize subtract their offset first) or cast
-    once to float32: z-scores, correlations and embeddings differed from
-    those of the plain array, without a word."""
-    dtypes = getattr(x, "dtypes", None)
-    dtypes = [dtypes] if hasattr(dtypes, "kind") else list(dtypes)
+    columns (``Int64``, ``UInt64``, ``int64[pyarrow]``, ...; ``dtypes``,
+    :func:`_pandas_dtypes`) without a missing value, as integers of their
+    common numpy dtype; else None. Read as float64, integers beyond 2**53
+    rounded (to 256 apart near 2**61), where the same numbers as a plain
+    int64 array are kept exact (the metrics, ExactCCA and standardize
+    subtract their offset first) or cast once to float32: z-scores,
+    correlations and embeddings differed from those of the plain array,
+    without a word."""
     if not all(getattr(d, "kind", "O") in "iu" for d in dtypes):
         return None
-    if np.asarray(x.isna()).any():  # missing values: NaN, as floats
-        return None
     common = np.result_type(*(np.dtype(getattr(d, "numpy_dtype", d)) for d in dtypes))
-    return x.to_numpy(dtype=common) if common.kind in "iu" else None  # int64 beside uint64: floats, as numpy makes them
+    if common.kind not in "iu":  # int64 beside uint64: floats, as numpy makes them
+        return None
+    try:
+        # pandas refuses a missing value as an integer (masked columns: ValueError, pyarrow's:
+        # TypeError): one conversion, where x.isna() first built a frame of flags (+50 us a call)
+        return x.to_numpy(dtype=common)
+    except (ValueError, TypeError):  # missing values: NaN, as floats
+        return None
+
+
+def _pandas_dtypes(x: Any) -> list:
+    """The dtype of each column of a pandas Series (one) or DataFrame; ``[]``
+    for what has no ``dtypes``."""
+    dtypes = getattr(x, "dtypes", None)
+    return [dtypes] if hasattr(dtypes, "kind") else list(dtypes) if dtypes is not None else []
 
 
 def _pandas_numeric(x: Any) -> bool:
     """Whether every column of a pandas Series or DataFrame has a numeric
     dtype (numpy's or pandas' nullable ones; strings and objects do not)."""
-    dtypes = getattr(x, "dtypes", None)
-    dtypes = [dtypes] if hasattr(dtypes, "kind") else list(dtypes) if dtypes is not None else []
+    dtypes = _pandas_dtypes(x)
     return bool(dtypes) and all(getattr(d, "kind", "O") in "biuf" for d in dtypes)
 
 
