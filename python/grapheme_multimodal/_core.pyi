@@ -23,6 +23,7 @@ __all__ = [
     "max_threads",
     "kernel_path",
     "memory_budget",
+    "plain_items",
     "MIN_STD",
     "MAX_DIM",
     "MAX_LAYERS",
@@ -87,6 +88,8 @@ def get_num_threads() -> int: ...
 def max_threads() -> int: ...
 def kernel_path() -> str: ...
 def memory_budget() -> int: ...
+def plain_items(x: object) -> Optional[npt.NDArray[Union[np.float64, np.int64]]]:
+    """A list or tuple of exact Python floats (float64) or ints within int64 (int64), as numpy.asarray reads it; else None."""
 def featurize(
     items: Sequence[Union[str, Graph]],
     kind: str = "fingerprint",

@@ -45,6 +45,43 @@ fn memory_budget() -> usize {
     grapheme_multimodal::memory::budget()
 }
 
+/// A list or tuple of plain Python numbers as `numpy.asarray` reads it (a
+/// copy numpy owns): all floats (exactly `float`, no subclass) as float64,
+/// all ints (exactly `int`, no bool) within int64 as int64; `None` for
+/// anything else (a mix, bools, subclasses, numpy scalars, rows, ints beyond
+/// int64), which the caller reads as before. One pass over the items' types
+/// and values: `numpy.asarray`, and the Python pass over the items' types that
+/// refuses masked arrays among them, took ~20 and ~18 ns an item.
+#[pyfunction]
+fn plain_items<'py>(py: Python<'py>, x: &Bound<'py, PyAny>) -> Option<Bound<'py, PyAny>> {
+    use pyo3::types::{PyFloat, PyInt, PyList, PyTuple};
+    fn read<'py>(py: Python<'py>, items: impl ExactSizeIterator<Item = Bound<'py, PyAny>>) -> Option<Bound<'py, PyAny>> {
+        use numpy::{PyArray1, PyArrayMethods};
+        let mut items = items.peekable();
+        // written in place into the array numpy owns: no second copy of a long list's values
+        if items.peek().is_some_and(|first| first.is_exact_instance_of::<PyInt>()) {
+            let array = PyArray1::<i64>::zeros(py, items.len(), false);
+            for (slot, item) in array.readwrite().as_slice_mut().ok()?.iter_mut().zip(items) {
+                *slot = item.cast_exact::<PyInt>().ok()?.extract::<i64>().ok()?;
+            }
+            Some(array.into_any())
+        } else {
+            let array = PyArray1::<f64>::zeros(py, items.len(), false);
+            for (slot, item) in array.readwrite().as_slice_mut().ok()?.iter_mut().zip(items) {
+                *slot = item.cast_exact::<PyFloat>().ok()?.value();
+            }
+            Some(array.into_any())
+        }
+    }
+    if let Ok(list) = x.cast_exact::<PyList>() {
+        read(py, list.iter())
+    } else if let Ok(tuple) = x.cast_exact::<PyTuple>() {
+        read(py, tuple.iter())
+    } else {
+        None
+    }
+}
+
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
@@ -69,6 +106,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(max_threads, m)?)?;
     m.add_function(wrap_pyfunction!(kernel_path, m)?)?;
     m.add_function(wrap_pyfunction!(memory_budget, m)?)?;
+    m.add_function(wrap_pyfunction!(plain_items, m)?)?;
     m.add("MIN_STD", grapheme_multimodal::model::MIN_STD)?;
     m.add("MAX_DIM", grapheme_multimodal::config::MAX_DIM)?;
     m.add("MAX_LAYERS", grapheme_multimodal::config::MAX_LAYERS)?;
