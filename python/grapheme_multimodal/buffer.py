@@ -28,7 +28,7 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from ._core import MODALITY_NAMES, NUM_MODALITIES
-from ._locking import ForkedMidChange
+from ._locking import ForkedMidChange, uninterrupted
 from ._validation import (
     IntLike,
     as_finite_float, as_mask, as_positive_int, as_real_array, as_seed, check_flag, describe, is_int, memory_budget,
@@ -44,6 +44,8 @@ PRIORITY_EPS = 1e-3  # keeps zero-reward experiences sampleable
 _FIRST_ROWS = 1024  # rows allocated at first; doubled as needed, up to capacity
 #: The metadata keys of a buffer's state (``state()[1]``), all required.
 STATE_KEYS = ("capacity", "embed_dim", "input_dims", "seed", "size", "rng_state")
+#: The attributes a pickled buffer's state (``__getstate__()``) holds, at least.
+_PICKLED_KEYS = frozenset({"capacity", "embed_dim", "input_dims", "seed", "_rng", "_size", "_next", "_arrays"})
 
 
 @dataclass
@@ -760,27 +762,28 @@ class ExperienceBuffer:
         # The model's dims checked under the lock: a model given this buffer meanwhile
         # (its experience setter) got the file's rows of another embed_dim.
         with self._lock:
-            self._check_model_dims(other, path)
+            self._check_model_dims(
+                other, f"path: {str(path)!r} holds", "path", "ExperienceBuffer.from_file(path) reads it as a buffer of its own"
+            )
             if self._model_dims is not None and other.embed_dim is None:  # a file of a buffer that never recorded:
                 other._allocate(self._model_dims[0], check_capacity=False)  # the model's buffer keeps its embed_dim
             kept = ("_lock", "_model_dims")
             # other's history too (a new one): batches sampled before the load are refused
             self.__dict__.update({k: v for k, v in other.__dict__.items() if k not in kept})
 
-    def _check_model_dims(self, other: "ExperienceBuffer", path: PathLike) -> None:
-        """Refuses ``other`` (read from ``path``) when this buffer records a
-        model's fusions and ``other``'s dims are not that model's (or None):
-        loaded, the model's next record and ``compute_loss`` failed on shapes
-        the user never gave."""
+    def _check_model_dims(self, other: "ExperienceBuffer", source: str, arg: str, remedy: str) -> None:
+        """Refuses ``other`` (read from ``arg``, which ``source`` names)
+        when this buffer records a model's fusions and ``other``'s dims are
+        not that model's (or None): put in its place, the model's next
+        record and ``compute_loss`` failed on shapes the user never gave."""
         if self._model_dims is None:
             return
         for name, own in zip(("embed_dim", "input_dims"), self._model_dims):
             given = getattr(other, name)
             if given is not None and given != own:
                 raise CheckpointError(
-                    f"path: {str(path)!r} holds a buffer of {name}={given}, which this model's buffer cannot take "
-                    f"(it records the model's fusions); expected {name}={own} or None "
-                    "(ExperienceBuffer.from_file(path) reads it as a buffer of its own)", "path",
+                    f"{source} a buffer of {name}={given}, which this model's buffer cannot take "
+                    f"(it records the model's fusions); expected {name}={own} or None ({remedy})", arg,
                 )
 
     @classmethod
@@ -928,6 +931,57 @@ class ExperienceBuffer:
         return twin
 
     def __setstate__(self, state: Dict[str, Any]) -> None:
+        """Unpickling (and ``copy``): the buffer of ``state`` (a
+        :meth:`__getstate__`). Called on a buffer in use, it replaces that
+        buffer's contents as :meth:`load` replaces them with a file's: under
+        the buffer's lock (after a record or sample in progress in another
+        thread), which it keeps, checked as :meth:`from_state` checks a
+        saved state, and all of it or nothing (a bad ``state`` raises
+        :class:`~grapheme_multimodal.CheckpointError` and leaves the buffer
+        as it was). For a model's buffer (``model.experience``), a state of
+        an ``embed_dim`` or ``input_dims`` that model cannot record into is
+        refused, as assigning such a buffer to ``model.experience`` is."""
+        if "_lock" in self.__dict__:  # a buffer in use, not one that pickle or copy is making
+            self._replace_state(state)
+        else:
+            self._restore(state)
+
+    def _replace_state(self, state: Dict[str, Any]) -> None:
+        # Was the unpickling below on the buffer itself: no lock taken (a record in another thread wrote half
+        # its rows into the old arrays and half into the state's), a new lock put in (the threads waiting for
+        # the old one ran beside those taking the new), no dims checked (a model's buffer took another
+        # embed_dim, and the model's next record_batch failed naming `embeddings`, which its caller never
+        # passed), and a bad state applied half way.
+        if not isinstance(state, dict) or not _PICKLED_KEYS <= set(state):
+            got = f"the keys {sorted_names(state)}" if isinstance(state, dict) else describe(state)
+            raise CheckpointError(
+                f"state: expected a pickled ExperienceBuffer's state (its __getstate__()), holding "
+                f"{sorted(_PICKLED_KEYS)}; got {got}", "state",
+            )
+        twin = self.__class__.__new__(self.__class__)
+        try:
+            twin._restore(copy.deepcopy(state))  # the caller's arrays stay the caller's (and this buffer's its own)
+            ExperienceBuffer.from_state(*twin.state())  # checked whole, as a saved buffer, before anything changes
+        except (TypeError, ValueError, KeyError, AttributeError, IndexError) as exc:
+            raise CheckpointError(f"state: not a valid experience buffer state ({exc})", "state") from None
+        with self._lock:  # the dims checked, and the state put in, in one step (as load does)
+            self._check_model_dims(twin, "state: is the state of", "state",
+                                   "a buffer unpickled from it is a buffer of its own")
+            if self._model_dims is not None and twin.embed_dim is None:  # a buffer that never recorded:
+                twin._allocate(self._model_dims[0], check_capacity=False)  # the model's buffer keeps its embed_dim
+            rebuilt = dict(twin.__dict__)
+            rebuilt["_lock"] = self._lock  # the threads holding or waiting for it keep to one lock
+            rebuilt.pop("_model_dims", None)
+            if "_model_dims" in self.__dict__:
+                rebuilt["_model_dims"] = self._model_dims  # still the model's buffer (load keeps it too)
+            stale = [k for k in self.__dict__ if k not in rebuilt]  # attributes the state lacks: the buffer
+            with uninterrupted():  # is the state's, as unpickled
+                self.__dict__.update(rebuilt)
+                for k in stale:
+                    del self.__dict__[k]
+
+    def _restore(self, state: Dict[str, Any]) -> None:
+        """The unpickling of ``state`` into this new buffer (no lock yet)."""
         self.__dict__.update(state)
         self.__dict__.pop("_drawn", None)  # a buffer pickled by an older version: its per-buffer registry
         self.__dict__.pop("_epoch", None)
