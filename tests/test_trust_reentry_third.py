@@ -98,3 +98,96 @@ def test_setstate_from_another_thread_waits_for_a_record_in_progress() -> None:
         assert replacer.is_alive() and len(buffer) == 0  # waiting: the buffer is the record's until it ends
     replacer.join()
     assert buffer._lock is lock and _buffer_bytes(buffer) == _buffer_bytes(other)
+
+
+# ------------------------------------- fit_with_stopping's cross-validation folds
+from grapheme_multimodal.stopping import fit_with_stopping  # noqa: E402
+
+from test_trust_model import snapshot  # noqa: E402
+
+
+def _cv(model: gm.LearnableMultiModal, **kw) -> gm.training.History:
+    # 40 rows: a tenth held out is 4, under min_validation_rows, so 5 folds train copies of the model
+    options = dict(validation_fraction=0.1, patience=2, monitor="loss", epochs=3, progress=False)
+    return fit_with_stopping(model, synthetic(40), **{**options, **kw})
+
+
+def _training(model: gm.LearnableMultiModal):
+    return lambda fold: model.train_step(synthetic(40)) and 0.0
+
+
+_CHANGES = {
+    "train_step": (_training, r"^train_step: this model is being trained by fit, which is calling metrics\['m'\]"),
+    "load_state_dict": (lambda model: lambda fold: model.load_state_dict(fold.state_dict()) and 0.0,
+                        r"^load_state_dict: this model is being trained by fit"),
+    "fit": (lambda model: lambda fold: model.fit(synthetic(40), epochs=1, progress=False) and 0.0,
+            r"^fit: this model is being trained by fit"),
+    "epochs_trained=5": (lambda model: lambda fold: setattr(model, "epochs_trained", 5),
+                         r"^metrics\['m'\]: changed model\.epochs_trained of the model whose cross-validation folds"),
+    "history.append": (lambda model: lambda fold: model.history.append({}),
+                       r"^metrics\['m'\]: changed model\.history of the model whose cross-validation folds"),
+}
+
+
+@pytest.mark.parametrize("change", list(_CHANGES), ids=list(_CHANGES))
+def test_a_fold_metric_that_changes_the_model_the_folds_copy_is_refused(change) -> None:
+    """Fit marked the fold it calls a metric for, not the model the folds
+    are copies of: a metric that held that model trained it between the
+    folds' epochs (five steps an epoch here), and the final fit trained on
+    from it for a count of epochs chosen on copies of another model."""
+    make, said = _CHANGES[change]
+    model = small_model()
+    model.fit(synthetic(40, seed=1), epochs=1, progress=False)  # a history to change
+    before = snapshot(model)
+    with pytest.raises(RuntimeError, match=said):
+        _cv(model, metrics={"m": make(model)})
+    assert snapshot(model) == before
+
+
+def test_fold_metrics_that_read_the_model_and_the_fold_are_fine() -> None:
+    model = small_model()
+    seen = []
+    history = _cv(model, metrics={"m": lambda fold: seen.append(model.encode(synthetic(4)).shape) or float(fold.epochs_trained)})
+    assert len(history.cv_curve) >= 1 and seen and model.epochs_trained == len(history.epochs)
+
+
+def test_a_metric_of_a_fit_inside_a_metric_cannot_train_the_outer_model() -> None:
+    """Only the innermost fit's model was marked: a metric of model A that
+    fitted model B, whose metric trained A, trained A in the middle of A's
+    fit."""
+    outer, inner = small_model(), small_model()
+    before = snapshot(outer)
+
+    def outer_metric(m: gm.LearnableMultiModal) -> float:
+        inner.fit(synthetic(40), epochs=1, progress=False, metrics={"inner": _training(outer)})
+        return 0.0
+
+    with pytest.raises(RuntimeError, match=r"^train_step: this model is being trained by fit, which is calling "
+                                           r"metrics\['outer'\]"):
+        outer.fit(synthetic(40), epochs=2, progress=False, metrics={"outer": outer_metric})
+    assert snapshot(outer) == before
+
+
+def test_another_threads_write_waits_for_the_folds_and_the_final_fit() -> None:
+    """The model's lock was not held while the folds trained: another
+    thread's load_state_dict landed between the folds' copies and the final
+    fit, which trained on from those weights for the folds' count of
+    epochs. It waits now, as for fit, and lands after it."""
+    model, other = small_model(), small_model()
+    other.fit(synthetic(40, seed=3), epochs=1, progress=False)
+    weights = other.state_dict()
+    writer = threading.Thread(target=model.load_state_dict, args=(weights,))
+    lock = model._lock
+
+    def metric(fold: gm.LearnableMultiModal) -> float:
+        if writer.ident is None:
+            writer.start()
+        for _ in range(20_000):  # until the writer waits for the model's lock (or, as before, is done)
+            if lock._gate.waiting or not writer.is_alive():
+                break
+            threading.Event().wait(0.001)
+        return 0.0
+
+    history = _cv(model, metrics={"m": metric})
+    writer.join()
+    assert history.cv_curve and all(np.array_equal(v, weights[k]) for k, v in model.state_dict().items())

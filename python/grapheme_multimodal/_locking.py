@@ -22,7 +22,11 @@ calls and that trains or changes that same model (``train_step``,
 — every ``@writes`` method): the thread is ``fit``'s own, so the lock
 lets it in, and it would change the model in the middle of ``fit``
 (:func:`refuse_in_metric`); ``fit`` looks after each metric for an
-assignment to ``epochs_trained`` or ``history`` too, which no lock sees. Another thread's writes still wait for ``fit``
+assignment to ``epochs_trained`` or ``history`` too, which no lock sees.
+Refused there too: the models of the fits around it (a metric that fits
+another model, whose metric trains the first), and the model whose copies
+``fit_with_stopping``'s cross-validation folds train, from a fold's
+metric. Another thread's writes still wait for ``fit``
 as before — so a metric that starts a thread which writes to the model,
 and waits for it (``join``), waits for ever: that thread waits for ``fit``,
 and ``fit`` for the metric. Reads from such a thread are fine.
@@ -147,11 +151,10 @@ class ModelLock:
 
 
 class _InMetric(threading.local):
-    """The model whose ``fit`` is calling one of its ``metrics`` in this
-    thread (None: none), and that metric's name."""
+    """The models whose ``fit`` is calling one of their ``metrics`` in this
+    thread, each with that metric's name, outermost first (empty: none)."""
 
-    model: Any = None
-    name: Optional[str] = None
+    calls: Tuple[Tuple[Any, str], ...] = ()
 
 
 _IN_METRIC = _InMetric()
@@ -161,14 +164,17 @@ _IN_METRIC = _InMetric()
 def calling_metric(model: Any, name: str) -> Iterator[None]:
     """``with calling_metric(model, name):`` around ``fit``'s call of
     ``metrics[name]``: training or changing ``model`` from this thread is
-    refused until it ends (a metric may fit another model, whose metrics
-    are then the ones called)."""
-    outer = (_IN_METRIC.model, _IN_METRIC.name)
-    _IN_METRIC.model, _IN_METRIC.name = model, name
+    refused until it ends. A metric may fit another model, whose metrics
+    are then called, and refused the models of the fits around them too:
+    each of those is in the middle of its own ``fit``. (A model trained by
+    copies of it, ``fit_with_stopping``'s cross-validation folds, is
+    marked around each call of a fold's metric too.)"""
+    outer = _IN_METRIC.calls
+    _IN_METRIC.calls = outer + ((model, name),)
     try:
         yield
     finally:
-        _IN_METRIC.model, _IN_METRIC.name = outer
+        _IN_METRIC.calls = outer
 
 
 def refuse_in_metric(model: Any, what: str) -> None:
@@ -177,13 +183,19 @@ def refuse_in_metric(model: Any, what: str) -> None:
     the model) would change it in the middle of ``fit``."""
     # Not None: outside every metric the record holds None, and a None "model" is
     # a caller's mistake for its own check to name, not a metric running.
-    if model is not None and _IN_METRIC.model is model:
-        raise RuntimeError(_in_metric_message(what))
+    if model is not None and _IN_METRIC.calls:
+        _refuse_if_calling(model, what)
 
 
-def _in_metric_message(what: str) -> str:
+def _refuse_if_calling(model: Any, what: str) -> None:
+    for calling, name in reversed(_IN_METRIC.calls):  # by identity: a model's __eq__ is not asked
+        if calling is model:
+            raise RuntimeError(_in_metric_message(what, name))
+
+
+def _in_metric_message(what: str, name: str) -> str:
     return (
-        f"{what}: this model is being trained by fit, which is calling metrics[{_IN_METRIC.name!r}] in this thread; "
+        f"{what}: this model is being trained by fit, which is calling metrics[{name!r}] in this thread; "
         "training or changing it there would change the model in the middle of fit. Metrics are for evaluation "
         "(encode, losses, state_dict, save are fine): train a copy (copy.deepcopy(model)) in the metric, "
         "or train the model after fit returns"
@@ -222,8 +234,8 @@ def writes_leaving_weights(method: F) -> F:
 def _writes(method: F, weights: bool) -> F:
     @functools.wraps(method)
     def locked(self: Any, *args: Any, **kwargs: Any) -> Any:
-        if _IN_METRIC.model is self:  # fit's own thread: the lock would let it in (one check, no more)
-            raise RuntimeError(_in_metric_message(method.__name__))
+        if _IN_METRIC.calls:  # a metric running in this thread, whose fit the lock would let in (one check, no more)
+            _refuse_if_calling(self, method.__name__)
         with self._lock.writing():
             # Stale before anything changes, not only after: a Ctrl-C at the entry of
             # _parameters_changed (any Python call may raise it there) would otherwise

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, 
 
 import numpy as np
 
-from ._locking import refuse_in_metric
+from ._locking import calling_metric, refuse_in_metric
 from ._core import MODALITY_NAMES
 from ._validation import (
     INPUTS_MASKED_REMEDY, FloatLike, IntLike, as_real_array, caller_level, describe, precision_checked, precision_scoped,
@@ -146,7 +146,15 @@ def fit_with_stopping(
     :func:`~grapheme_multimodal.training.fit`) also seeds the fits'
     shuffles and dropout. ``fit`` takes the final fit (default ``model.fit``; the CLI passes
     :func:`grapheme_multimodal.distributed.fit` for Ray); the folds train
-    in this process on copies of ``model`` as it is now. ``fit_options``
+    in this process on copies of ``model`` as it is now, with ``model``'s
+    lock held from those copies to the end of the final fit, as ``fit``
+    holds it: other threads read the model meanwhile and their writes wait;
+    ``fit`` is called in this thread, under that lock, and must train the
+    model in this thread too (as ``distributed.fit`` does: one that waited
+    for another thread training it would wait for ever). A ``metrics``
+    function (in ``fit_options``) called on a fold may read ``model`` but
+    not train or change it (``RuntimeError``, ``model`` left as it was), as
+    ``fit`` refuses it for the model it trains. ``fit_options``
     go to every fit (``batch_size``, ``objectives``, ``standardize``, ...;
     not ``early_stopping``, which ``patience`` sets: given too, it is
     refused). ``validation_mask`` without ``validation`` is refused, as by
@@ -270,13 +278,74 @@ def fit_with_stopping(
         remedy="fewer cv_folds, or a validation_fraction that holds out min_validation_rows rows or more (one slice, "
         "no copy)", k=k, params=model.num_parameters(),
     )
-    count, curve = _cv_epochs(model, inputs, mask, n, k, seed, patience, monitor, mode, epochs, fit_options)
-    history = fit(inputs, mask=mask, epochs=count, **fit_options)
+    # The model held from the folds' copies to the end of its own fit, as fit holds it (other threads' writes
+    # wait; their reads get in): a write between the copies and the final fit, or during it, trained for
+    # the folds' count of epochs a model the folds never saw.
+    with model._lock.updating():
+        count, curve = _cv_epochs(model, inputs, mask, n, k, seed, patience, monitor, mode, epochs, fit_options)
+        history = fit(inputs, mask=mask, epochs=count, **fit_options)
     # best_epoch is an epoch number as the records count them (after any
     # epochs the model had already trained), as fit's own; the count the
     # folds chose is len(history.epochs), its place in cv_curve.
     history.monitor, history.best_epoch, history.cv_curve = monitor, history.epochs[-1]["epoch"], curve
     return history
+
+
+def _refusing(model: "LearnableMultiModal", name: str, metric: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``metric`` for a cross-validation fold of ``model``: training or
+    changing ``model`` from it is refused, as from a metric of its own fit
+    (``RuntimeError``), and so is an assignment to its ``epochs_trained``
+    or ``history`` (or a change of that list), which no lock sees: put back
+    as they were, as fit puts its model's back."""
+
+    def measured(fold: Any) -> Any:
+        held = {k: model.__dict__[k] for k in ("epochs_trained", "history") if k in model.__dict__}
+        history = held.get("history")
+        records = list(history) if isinstance(history, list) else None  # a handful: one per epoch trained
+        try:
+            with calling_metric(model, name):
+                value = metric(fold)
+        except BaseException:
+            _put_back(model, held, records)
+            raise
+        changed = _put_back(model, held, records)
+        if changed:
+            raise RuntimeError(
+                f"metrics[{name!r}]: changed model.{changed} of the model whose cross-validation folds it measures, in "
+                "the middle of fit_with_stopping, which trains that model next; expected metrics that read the model "
+                "(change its training record after fit_with_stopping returns)"
+            )
+        return value
+
+    return measured
+
+
+def _put_back(model: "LearnableMultiModal", held: Dict[str, Any], records: Optional[List[Any]]) -> Optional[str]:
+    """The name of the attribute of ``model``'s training record that is no
+    longer as ``held`` (and the list ``history`` held ``records``), put back
+    as it was (under its lock, which this thread holds for the folds); None
+    when none changed (a check of each, O(1) but for the records)."""
+    now = {k: model.__dict__[k] for k in ("epochs_trained", "history") if k in model.__dict__}
+    same_epochs = ("epochs_trained" in now) == ("epochs_trained" in held) and (
+        "epochs_trained" not in held
+        or (type(now["epochs_trained"]) is type(held["epochs_trained"]) and now["epochs_trained"] == held["epochs_trained"]))
+    history = held.get("history")
+    same_history = now.get("history", _ABSENT) is held.get("history", _ABSENT) and (
+        records is None or (len(history) == len(records) and all(a is b for a, b in zip(history, records))))
+    if same_epochs and same_history:
+        return None
+    with model._lock.writing():
+        if records is not None:
+            history[:] = records
+        for k in ("epochs_trained", "history"):
+            if k in held:
+                model.__dict__[k] = held[k]
+            else:
+                model.__dict__.pop(k, None)
+    return "epochs_trained" if not same_epochs else "history"
+
+
+_ABSENT = object()
 
 
 def _returning_history(fit: FitFn, model: "LearnableMultiModal") -> FitFn:
@@ -407,6 +476,10 @@ def _cv_epochs(
     epoch continues exactly where the last one ended (shuffles and draws
     follow the epoch count), so a larger budget gives the same choice."""
     options = {**fit_options, "progress": False}
+    if options.get("metrics"):
+        # A fold's fit refuses its fold from them; the model they are copies of, which a metric may hold too,
+        # is refused as well: trained or changed there, the final fit trained on from a model the folds never saw
+        options["metrics"] = {name: _refusing(model, name, metric) for name, metric in _checked_metrics(options["metrics"]).items()}
     splits = []
     for held_rows in _fold_rows(n, k, seed):
         rest = np.setdiff1d(np.arange(n), held_rows)
