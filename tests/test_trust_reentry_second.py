@@ -58,7 +58,7 @@ def test_setstate_from_another_thread_waits_for_fit() -> None:
             replacer.start()
         # until the replacer waits for fit's lock (or, as before, is done without waiting)
         for _ in range(20_000):
-            if lock._writers_waiting or not replacer.is_alive():
+            if lock._gate.waiting or not replacer.is_alive():
                 break
             time.sleep(0.001)
         return 0.0
