@@ -191,3 +191,73 @@ def test_another_threads_write_waits_for_the_folds_and_the_final_fit() -> None:
     history = _cv(model, metrics={"m": metric})
     writer.join()
     assert history.cv_curve and all(np.array_equal(v, weights[k]) for k, v in model.state_dict().items())
+
+
+# ------------------------------- code fit's own thread runs outside its metrics
+import signal  # noqa: E402
+
+import grapheme_multimodal.training as training  # noqa: E402
+
+_POSIX_SIGNALS = pytest.mark.skipif(not hasattr(signal, "SIGUSR1"), reason="SIGUSR1 is POSIX")
+
+
+@pytest.fixture
+def handler_mid_fit(monkeypatch):
+    """``install(action)``: a SIGUSR1 handler running ``action()`` once,
+    with the signal sent before the third step of whichever fit runs next
+    in this thread (where a signal may land: between two steps)."""
+    previous = signal.getsignal(signal.SIGUSR1)
+    outcome = []
+
+    def install(action):
+        steps = []
+
+        def handler(signum, frame):
+            try:
+                outcome.append(action())
+            except RuntimeError as err:
+                outcome.append(err)
+                raise
+
+        def before_step():
+            steps.append(1)
+            if len(steps) == 3:
+                signal.pthread_kill(threading.get_ident(), signal.SIGUSR1)
+
+        signal.signal(signal.SIGUSR1, handler)
+        monkeypatch.setattr(training, "check_cancelled", before_step)
+        return outcome
+
+    yield install
+    signal.signal(signal.SIGUSR1, previous)
+
+
+@_POSIX_SIGNALS
+def test_a_fit_from_a_signal_handler_in_the_middle_of_fit_is_refused(handler_mid_fit) -> None:
+    """The lock let the handler's fit in as the outer fit's own: it trained
+    an epoch between two of the outer fit's steps, and the outer fit went
+    on under epoch 0's shuffle recording its epochs as 2, 3, 4 (its
+    History too) for the 3 it was asked."""
+    model = small_model()
+    model.fit(synthetic(40, seed=1), epochs=1, progress=False)
+    before = snapshot(model)
+    outcome = handler_mid_fit(lambda: model.fit(synthetic(40, seed=9), epochs=1, progress=False))
+    with pytest.raises(RuntimeError, match=r"^fit: this model's fit is running in this thread, which called this fit "
+                                           r"from code of its own \(a signal handler"):
+        model.fit(synthetic(64), epochs=3, batch_size=16, progress=False)
+    assert isinstance(outcome[0], RuntimeError) and snapshot(model) == before
+    handler_mid_fit(lambda: small_model().fit(synthetic(40), epochs=1, progress=False))  # another model: fine
+    history = model.fit(synthetic(64), epochs=3, batch_size=16, progress=False)
+    assert [r["epoch"] for r in history.epochs] == [2, 3, 4]
+
+
+@_POSIX_SIGNALS
+def test_a_fit_from_a_signal_handler_while_the_folds_train_is_refused(handler_mid_fit) -> None:
+    """With the model's lock now held for the folds, a handler's fit of
+    the model would get in as the folds' own: refused as in fit."""
+    model = small_model()
+    before = snapshot(model)
+    handler_mid_fit(lambda: model.fit(synthetic(40, seed=9), epochs=1, progress=False))
+    with pytest.raises(RuntimeError, match=r"^fit: this model's fit is running in this thread"):
+        _cv(model)
+    assert snapshot(model) == before

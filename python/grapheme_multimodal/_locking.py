@@ -26,7 +26,13 @@ assignment to ``epochs_trained`` or ``history`` too, which no lock sees.
 Refused there too: the models of the fits around it (a metric that fits
 another model, whose metric trains the first), and the model whose copies
 ``fit_with_stopping``'s cross-validation folds train, from a fold's
-metric. Another thread's writes still wait for ``fit``
+metric. Other code that runs in ``fit``'s thread during ``fit`` (a
+signal handler, a ``__del__`` or weakref callback, a tracing hook) is let
+in by the lock as ``fit``'s own: a ``fit`` of the same model from there is
+refused (:func:`refuse_in_fit`), its other writes are not (fit's own calls
+of the same methods could not be told apart from them without a mark on
+each), and land between two of fit's steps (see ``training.fit``).
+Another thread's writes still wait for ``fit``
 as before — so a metric that starts a thread which writes to the model,
 and waits for it (``join``), waits for ever: that thread waits for ``fit``,
 and ``fit`` for the metric. Reads from such a thread are fine.
@@ -191,6 +197,48 @@ def _refuse_if_calling(model: Any, what: str) -> None:
     for calling, name in reversed(_IN_METRIC.calls):  # by identity: a model's __eq__ is not asked
         if calling is model:
             raise RuntimeError(_in_metric_message(what, name))
+
+
+class _Fitting(threading.local):
+    """The models whose ``fit`` (or ``fit_with_stopping``'s folds) is
+    training them in this thread, outermost first (empty: none)."""
+
+    models: Tuple[Any, ...] = ()
+
+
+_FITTING = _Fitting()
+
+
+@contextlib.contextmanager
+def fitting(model: Any) -> Iterator[None]:
+    """``with fitting(model):`` around ``fit``'s training of ``model`` (its
+    update lock held): a ``fit`` of ``model`` from this thread is refused
+    until it ends (:func:`refuse_in_fit`)."""
+    outer = _FITTING.models
+    _FITTING.models = outer + (model,)
+    try:
+        yield
+    finally:
+        _FITTING.models = outer
+
+
+def refuse_in_fit(model: Any, what: str) -> None:
+    """:func:`refuse_in_metric`, and a ``RuntimeError`` too when ``model``'s
+    ``fit`` is training it in this thread: ``what`` (a fit) was called from
+    code that thread runs in the middle of that fit outside its metrics (a
+    signal handler, a ``__del__`` or weakref callback, a tracing hook),
+    which the lock lets in as the fit's own. Run there, it trained the
+    model between two of the outer fit's steps, and the outer fit went on
+    under its own epoch's shuffle, recording its epochs after the inner
+    one's (or undid it, failing)."""
+    refuse_in_metric(model, what)
+    if model is not None and _FITTING.models and any(m is model for m in _FITTING.models):
+        raise RuntimeError(
+            f"{what}: this model's fit is running in this thread, which called this {what} from code of its own (a "
+            "signal handler, a __del__ or weakref callback, a tracing hook) in the middle of that fit, which the "
+            "model's lock lets in; it would train the model between two of that fit's steps. Fit it after that fit "
+            "returns, or fit a copy (copy.deepcopy(model))"
+        )
 
 
 def _in_metric_message(what: str, name: str) -> str:

@@ -43,7 +43,7 @@ except ModuleNotFoundError as exc:  # pragma: no cover - exercised only without 
     ) from None
 
 from ._core import NUM_MODALITIES
-from ._locking import refuse_in_metric, uninterrupted, writes
+from ._locking import refuse_in_fit, uninterrupted, writes
 from ._ray_address import CONNECT_TIMEOUT_S, _check_ray_address
 from ._validation import FLOAT32_MAX, IntLike, as_real_array, is_int, precision_scope, renamed
 from .exceptions import CheckpointError, GraphemeError, InvalidValueError, NonFiniteError, ShapeError, UntrainedModalityWarning
@@ -825,7 +825,7 @@ def fit(
     """
     if not isinstance(model, LearnableMultiModal):
         raise TypeError(f"model: expected a LearnableMultiModal, got {type(model).__name__}")
-    refuse_in_metric(model, "fit")  # from a metric of this model's fit: before Ray reads anything
+    refuse_in_fit(model, "fit")  # from a metric of this model's fit (or its signal handler): before Ray reads anything
     _check_int(num_workers, "num_workers", 1)
     _check_int(cpus_per_worker, "cpus_per_worker", 1)
     _warn_of_shares_neighborhood_cannot_learn_from(fit_options, int(num_workers))

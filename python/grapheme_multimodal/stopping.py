@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, 
 
 import numpy as np
 
-from ._locking import calling_metric, refuse_in_metric
+from ._locking import calling_metric, fitting, refuse_in_fit
 from ._core import MODALITY_NAMES
 from ._validation import (
     INPUTS_MASKED_REMEDY, FloatLike, IntLike, as_real_array, caller_level, describe, precision_checked, precision_scoped,
@@ -160,7 +160,7 @@ def fit_with_stopping(
     refused). ``validation_mask`` without ``validation`` is refused, as by
     ``fit``.
     """
-    refuse_in_metric(model, "fit")  # from a metric of this model's fit: before the folds train
+    refuse_in_fit(model, "fit")  # from a metric of this model's fit (or its signal handler): before the folds train
     # Python ints: numpy's small ones wrap (np.int8(127) epochs: range(1, epochs + 1) ran none, and the model 0)
     epochs = _check_int(epochs, "epochs", 0)
     patience = _check_int(patience, "patience", 0)
@@ -282,7 +282,8 @@ def fit_with_stopping(
     # wait; their reads get in): a write between the copies and the final fit, or during it, trained for
     # the folds' count of epochs a model the folds never saw.
     with model._lock.updating():
-        count, curve = _cv_epochs(model, inputs, mask, n, k, seed, patience, monitor, mode, epochs, fit_options)
+        with fitting(model):  # a fit of the model from this thread's own code meanwhile is refused, as during fit
+            count, curve = _cv_epochs(model, inputs, mask, n, k, seed, patience, monitor, mode, epochs, fit_options)
         history = fit(inputs, mask=mask, epochs=count, **fit_options)
     # best_epoch is an epoch number as the records count them (after any
     # epochs the model had already trained), as fit's own; the count the

@@ -24,7 +24,7 @@ import numpy as np
 
 from ._core import MODALITY_NAMES, NUM_MODALITIES
 from ._parallel import bar_position, check_cancelled
-from ._locking import calling_metric, refuse_in_metric, uninterrupted
+from ._locking import calling_metric, fitting, refuse_in_fit, uninterrupted
 from ._validation import (
     FloatLike, IntLike, as_finite_float, check_flag, describe, exact_int, first_in_scope, is_int, refuse_beyond_budget,
     sorted_names, wrong_type,
@@ -228,8 +228,19 @@ def fit(
     ``history``, or a change of that list): ``RuntimeError``, since it
     runs in ``fit``'s own thread, in the middle of ``fit``, which then
     leaves the model as it was before the call; train a copy there instead.
+    Other code that runs in ``fit``'s thread during ``fit`` — a signal
+    handler, a ``__del__`` or weakref callback, a tracing hook — gets the
+    same refusal for a ``fit`` of this model (and this ``fit`` then fails,
+    leaving the model as it was); its other writes (``train_step``,
+    ``load_state_dict``...) the model's lock lets in as ``fit``'s own, not
+    refused: they land between two of ``fit``'s steps, in no epoch's
+    record, and are undone with the rest if ``fit`` fails. Such code may
+    read the model; a signal handler sees it between two steps (changes
+    made of several calls hold signals back: ``_locking.uninterrupted``),
+    but a ``__del__`` or weakref callback runs wherever the garbage
+    collector does, and may see such a change half made.
     """
-    refuse_in_metric(model, "fit")  # first: nothing checked or changed yet
+    refuse_in_fit(model, "fit")  # first: nothing checked or changed yet
     _check_training_record(model)
     # Python ints: numpy's small ones wrap (np.uint8(200) batches of 300 rows: order[200:144], the rest never trained)
     epochs = _check_int(epochs, "epochs", 0)
@@ -300,8 +311,9 @@ def fit(
                     train.fit_normalization(model, unstandardised)
             stepper = (_steps or LocalSteps)(model, train, objectives, lr)
             try:
-                history = _train(model, stepper, train, val, epochs, batch_size, objectives, metrics, early_stopping,
-                                 monitor, mode, modality_dropout, progress, seed, average)
+                with fitting(model):  # a fit of it from this thread (a signal handler's) refused until it ends
+                    history = _train(model, stepper, train, val, epochs, batch_size, objectives, metrics,
+                                     early_stopping, monitor, mode, modality_dropout, progress, seed, average)
             except BaseException:
                 try:
                     stepper.close()
