@@ -71,3 +71,45 @@ def test_the_command_line_says_a_text_file_of_empty_lines_trains_nothing(tmp_pat
         "learns its mean from them, so each of its inputs is 0 and its encoder learns nothing of the data (one constant "
         "embedding for every event); expected rows that differ, or leave the modality out"
     ]
+
+
+def test_a_first_moment_no_gradients_give_is_refused_and_the_optimizer_left_as_it_was() -> None:
+    """``load_optimizer_state`` took any finite moments: an ``exp_avg`` of
+    1e30 beside ordinary second moments was loaded, and the next step moved
+    that weight to 1.6e32 at any learning rate, without a word. Adam's
+    moments keep ``|m| <= C sqrt(v)`` for any gradients (Cauchy-Schwarz);
+    beyond it, refused naming the parameter; every state training makes
+    (and one at the edge) still loads."""
+    model = small_model()
+    rng = np.random.default_rng(1)
+    model.fit({"visual": rng.normal(size=(20, 4)), "auditory": rng.normal(size=(20, 3))}, epochs=3, progress=False)
+    state = model.optimizer_state()
+    model.load_optimizer_state(state)  # what training made loads
+    name = next(iter(state["exp_avg"]))
+    tampered = {**state, "exp_avg": {k: np.array(a, copy=True) for k, a in state["exp_avg"].items()}}
+    tampered["exp_avg"][name].flat[0] = 1e30
+    with pytest.raises(gm.InvalidValueError, match=rf"^state\['exp_avg'\]\[{name!r}\]: is 1e\+30 at index ") as err:
+        model.load_optimizer_state(tampered)
+    assert err.value.arg == "state['exp_avg']"
+    after = model.optimizer_state()
+    assert all(np.array_equal(after["exp_avg"][k], state["exp_avg"][k]) for k in state["exp_avg"])
+    # second moments that underflow float32 beside a first moment that does not: loads
+    tiny = {**state, "exp_avg": {k: np.zeros_like(a) for k, a in state["exp_avg"].items()},
+            "exp_avg_sq": {k: np.zeros_like(a) for k, a in state["exp_avg_sq"].items()}}
+    tiny["exp_avg"][name].flat[0] = 1e-20
+    model.load_optimizer_state(tiny)
+
+
+def test_the_first_moment_bound_is_what_the_worst_gradients_reach_in_float32() -> None:
+    """The bound is tight: gradients growing as (β2/β1)^j reach it (in
+    float32, a few millionths above the exact value); the slack covers that."""
+    from grapheme_multimodal.learning import _FIRST_MOMENT_BOUND, _FIRST_MOMENT_SLACK
+
+    b1, b2 = np.float32(gm._core.ADAM_BETA1), np.float32(gm._core.ADAM_BETA2)
+    m = v = np.float32(0)
+    ratio = gm._core.ADAM_BETA1 / gm._core.ADAM_BETA2
+    for j in range(300):
+        g = np.float32(ratio ** (299 - j))
+        m, v = b1 * m + (np.float32(1) - b1) * g, b2 * v + (np.float32(1) - b2) * g * g
+    reached = float(m) / np.sqrt(float(v))
+    assert _FIRST_MOMENT_BOUND * 0.9999 < reached <= _FIRST_MOMENT_BOUND * _FIRST_MOMENT_SLACK[0]

@@ -25,6 +25,8 @@ __all__ = [
     "memory_budget",
     "plain_items",
     "MIN_STD",
+    "ADAM_BETA1",
+    "ADAM_BETA2",
     "MAX_DIM",
     "MAX_LAYERS",
     "MAX_FUSION_RESIDUAL",
@@ -40,6 +42,8 @@ FINGERPRINT_DIM: int
 WL_DEFAULT_DIM: int
 WL_DEFAULT_ITERATIONS: int
 MIN_STD: float
+ADAM_BETA1: float
+ADAM_BETA2: float
 MAX_DIM: int
 MAX_LAYERS: int
 MAX_FUSION_RESIDUAL: float

@@ -16,7 +16,7 @@ from ._validation import (
     as_finite_float, as_float32, as_real_array, as_seed, check_flag, memory_budget, refuse_beyond_budget, refuse_bools,
     renamed, sorted_names,
 )
-from ._core import NUM_MODALITIES, get_num_threads
+from ._core import ADAM_BETA1, ADAM_BETA2, NUM_MODALITIES, get_num_threads
 from .exceptions import InvalidValueError
 from .batch import Batch, Inputs, component_parts, event_components, refuse_non_finite_components
 from .objectives import (
@@ -329,6 +329,8 @@ class LearningMixin:
                 f"state['exp_avg_sq'][{name!r}]: is negative ({v[negative[0]]}) at index {index}; expected second moments >= 0",
                 "state['exp_avg_sq']",
             )
+        if counts["step"]:  # at step 0 the core refuses any moment that is not 0, in its own words
+            _refuse_unreachable_first_moments(m, v, self._parameter_at)
         try:
             self._core.set_optimizer_state(m, v, counts["step"], counts["rng_counter"])
         except InvalidValueError as err:
@@ -459,3 +461,34 @@ class _CoreBatch:
         self.mask: Optional[np.ndarray] = None
         self.fused: Optional[np.ndarray] = None
         self.rewards: Optional[np.ndarray] = None
+
+
+#: The largest ``|m| / sqrt(v)`` Adam's moments reach, for any gradients:
+#: ``m = (1-β1) Σ β1^k g_k`` and ``v = (1-β2) Σ β2^k g_k²`` give, by
+#: Cauchy-Schwarz, ``|m| <= (1-β1) / sqrt((1-β2)(1-β1²/β2)) · sqrt(v)``
+#: (7.27 for β1 = 0.9, β2 = 0.999), whatever clipping or weight decay did.
+_FIRST_MOMENT_BOUND = (1 - ADAM_BETA1) / np.sqrt((1 - ADAM_BETA2) * (1 - ADAM_BETA1**2 / ADAM_BETA2))
+#: Slack over the bound: float32 rounding of long sums (relative), and
+#: second moments that underflow float32 (``(1-β2) g²`` is 0 below
+#: ``|g|`` ~1e-21, where ``m`` is not: absolute).
+_FIRST_MOMENT_SLACK = (1.01, 1e-18)
+
+
+def _refuse_unreachable_first_moments(m: np.ndarray, v: np.ndarray, parameter_at: Any) -> None:
+    """Refuses (``InvalidValueError`` naming ``state['exp_avg']``) a first
+    moment no sequence of gradients gives beside its second moment: an
+    ``exp_avg`` of 1e30 beside ordinary ``exp_avg_sq`` was loaded, and the
+    next step moved that weight to 1.6e32 at any learning rate, without a
+    word (or was refused blaming the learning rate). One pass, in float64."""
+    limit = _FIRST_MOMENT_SLACK[0] * _FIRST_MOMENT_BOUND * np.sqrt(v.astype(np.float64)) + _FIRST_MOMENT_SLACK[1]
+    beyond = np.flatnonzero(np.abs(m.astype(np.float64)) > limit)
+    if beyond.size:
+        i = int(beyond[0])
+        name, index = parameter_at(i)
+        raise InvalidValueError(
+            f"state['exp_avg'][{name!r}]: is {m[i]:g} at index {index}, beside a second moment of {v[i]:g}; Adam's first "
+            f"moment is at most {_FIRST_MOMENT_BOUND:.3g} * sqrt(exp_avg_sq) for any gradients (beta1 {ADAM_BETA1}, "
+            f"beta2 {ADAM_BETA2}), and {beyond.size} entries exceed it; expected the exp_avg and exp_avg_sq of one "
+            "optimizer state (optimizer_state())",
+            "state['exp_avg']",
+        )

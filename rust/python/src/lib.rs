@@ -108,6 +108,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(memory_budget, m)?)?;
     m.add_function(wrap_pyfunction!(plain_items, m)?)?;
     m.add("MIN_STD", grapheme_multimodal::model::MIN_STD)?;
+    m.add("ADAM_BETA1", grapheme_multimodal::adam::BETA1)?;
+    m.add("ADAM_BETA2", grapheme_multimodal::adam::BETA2)?;
     m.add("MAX_DIM", grapheme_multimodal::config::MAX_DIM)?;
     m.add("MAX_LAYERS", grapheme_multimodal::config::MAX_LAYERS)?;
     m.add("MAX_FUSION_RESIDUAL", grapheme_multimodal::config::MAX_FUSION_RESIDUAL)?;
