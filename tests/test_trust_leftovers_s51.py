@@ -43,7 +43,13 @@ def test_a_modality_whose_rows_are_all_the_same_beside_one_that_varies_is_warned
     # cross-validated stopping fits six times (five folds and the final fit): one warning
     seen = caught(lambda: stopping.fit_with_stopping(small_model(), data, validation_fraction=0.1, patience=2, epochs=2,
                                                       monitor="val_total", progress=False))
-    assert len(seen) == 1
+    assert len(seen) == 1 and seen[0].filename == __file__  # the user's line, not one inside stopping
+    # the estimator too
+    from grapheme_multimodal.sklearn import MultimodalEmbedder
+
+    seen = caught(lambda: MultimodalEmbedder(embed_dim=8, hidden_dim=8, num_heads=2, epochs=1).fit(
+        [data["visual"], data["auditory"]]))
+    assert len(seen) == 1 and seen[0].filename == __file__
     # present in one row only: said so
     mask = np.zeros((20, 7), bool)
     mask[:, 0] = True

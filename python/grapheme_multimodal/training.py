@@ -26,8 +26,8 @@ from ._core import MODALITY_NAMES, NUM_MODALITIES
 from ._parallel import bar_position, check_cancelled
 from ._locking import calling_metric, fitting, refuse_in_fit, uninterrupted
 from ._validation import (
-    FloatLike, IntLike, as_finite_float, check_flag, describe, exact_int, first_in_scope, is_int, refuse_beyond_budget,
-    sorted_names, wrong_type,
+    FloatLike, IntLike, as_finite_float, caller_level, check_flag, describe, exact_int, first_in_scope, is_int,
+    refuse_beyond_budget, sorted_names, wrong_type,
 )
 from .averaging import WeightAverage, check_decay
 from .averaging import resume as resume_average
@@ -1096,7 +1096,7 @@ def _refuse_standardising_to_zero(model: "LearnableMultiModal", train: "_Dataset
                 f"data: modality {name!r} holds the same values in {rows}; standardize=True learns its mean from "
                 f"{'it' if held == 1 else 'them'}, so each of its inputs is 0 and its encoder learns nothing of the data (one constant embedding "
                 "for every event); expected rows that differ, or leave the modality out",
-                ConstantModalityWarning, stacklevel=4,
+                ConstantModalityWarning, stacklevel=caller_level(),  # the user's line, under stopping and the estimator too
             )
     if varying or not constant:
         return
