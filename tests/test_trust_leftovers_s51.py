@@ -35,7 +35,7 @@ def test_a_modality_whose_rows_are_all_the_same_beside_one_that_varies_is_warned
     data = {"visual": rng.normal(size=(20, 4)), "auditory": np.ones((20, 3))}
     seen = caught(lambda: small_model().fit(data, epochs=1, progress=False))
     assert len(seen) == 1
-    assert str(seen[0].message).startswith("data: modality 'auditory' holds the same values in every row holding it;")
+    assert str(seen[0].message).startswith("data['auditory']: holds the same values in every row holding it;")
     assert seen[0].filename == __file__  # the caller's line
     # varying rows: no warning; standardize=False: none (the inputs are not made 0)
     assert not caught(lambda: small_model().fit({**data, "auditory": rng.normal(size=(20, 3))}, epochs=1, progress=False))
@@ -56,7 +56,7 @@ def test_a_modality_whose_rows_are_all_the_same_beside_one_that_varies_is_warned
     mask[3, 1] = True
     seen = caught(lambda: small_model().fit({"visual": data["visual"], "auditory": rng.normal(size=(20, 3))}, mask=mask,
                                             epochs=1, progress=False))
-    assert [str(w.message).split(";")[0] for w in seen] == ["data: modality 'auditory' holds the same values in its one row"]
+    assert [str(w.message).split(";")[0] for w in seen] == ["data['auditory']: holds the same values in its one row"]
     # every modality constant: refused, as before
     with pytest.raises(gm.InvalidValueError, match=r"^data: all 20 rows hold the same visual, auditory values"):
         small_model().fit({"visual": np.ones((20, 4)), "auditory": np.ones((20, 3))}, epochs=1, progress=False)
@@ -73,9 +73,9 @@ def test_the_command_line_says_a_text_file_of_empty_lines_trains_nothing(tmp_pat
     assert run.returncode == 0, run.stderr
     lines = [line for line in run.stderr.splitlines() if "holds the same values" in line]
     assert lines == [
-        "grapheme-mm: warning: data: modality 'linguistic' holds the same values in every row holding it; standardize=True "
-        "learns its mean from them, so each of its inputs is 0 and its encoder learns nothing of the data (one constant "
-        "embedding for every event); expected rows that differ, or leave the modality out"
+        f"grapheme-mm: warning: linguistic ({tmp_path / 't.txt'}): holds the same values in every row holding it; "
+        "standardised by the mean of those rows, each of its inputs is 0, so its encoder learns nothing of the data (one "
+        "constant embedding for every event); expected rows that differ, or leave the modality out"
     ]
 
 

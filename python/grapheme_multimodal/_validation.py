@@ -845,7 +845,7 @@ class _PrecisionScope:
     data (innermost first), the names already warned about, and whether the
     data was already checked whole (the fits inside then skip the check)."""
 
-    def __init__(self, names: Tuple[Mapping[str, str], ...], warned: Set[str]) -> None:
+    def __init__(self, names: Tuple[Mapping[str, str], ...], warned: Set[Any]) -> None:
         self.names, self.warned, self.checked = names, warned, False
 
     def name(self, inner: str) -> str:
@@ -903,18 +903,21 @@ def precision_scoped(names: Callable[[], Mapping[str, str]]) -> Callable[[_F], _
     return decorate
 
 
-def first_in_scope(key: str) -> bool:
-    """Whether ``key`` (a warning about the data, say) is new to the
-    outermost :func:`precision_scope` (and notes it there): a call that
-    trains several times on the user's data (folds, a final fit) says it
-    once. True outside any scope."""
+def first_in_scope(kind: str, key: str) -> Optional[str]:
+    """``key`` (fit's name for part of the data, ``data['visual']``) under
+    the innermost :func:`precision_scope`'s name for it (``inputs['visual']``,
+    ``views['fou']``), when a warning of ``kind`` about it is new to the
+    outermost scope (noted there): a call that trains several times on the
+    user's data (folds, a final fit) says it once. None when already said;
+    ``key`` itself outside any scope."""
     scope = _precision.get()
     if scope is None:
-        return True
-    if key in scope.warned:
-        return False
-    scope.warned.add(key)
-    return True
+        return key
+    shown = scope.name(key)
+    if (kind, shown) in scope.warned:
+        return None
+    scope.warned.add((kind, shown))
+    return shown
 
 
 def precision_checked() -> None:

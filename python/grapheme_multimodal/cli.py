@@ -837,7 +837,12 @@ def _named_by_files(files: Sequence[Any]) -> Iterator[None]:
                 "rows' mean, so every input would be 0 and nothing could be learned; expected rows that differ",
                 "--modality",
             ) from None
-        raise renamed(err, {f"inputs[{str(f.modality)!r}]": f"{f.modality} ({f.path})" for f in files}) from None
+        raise renamed(err, _names_of_files(files)) from None
+
+
+def _names_of_files(files: Sequence[Any]) -> Dict[str, str]:
+    """fit_with_stopping's name of each modality's rows -> the CLI's, by its file."""
+    return {f"inputs[{str(f.modality)!r}]": f"{f.modality} ({f.path})" for f in files}
 
 
 #: fit_with_stopping's words in its EarlyStoppingSkippedWarning -> the flags that set them here.
@@ -845,11 +850,13 @@ _STOPPING_FLAGS = {"validation_fraction": "--validation-split", "patience=0": "-
 
 
 @contextlib.contextmanager
-def _stopping_skipped_by_flags() -> Iterator[None]:
+def _stopping_skipped_by_flags(files: Sequence[Any] = ()) -> Iterator[None]:
     """fit_with_stopping's :class:`EarlyStoppingSkippedWarning` and the other
     warnings of training said once each, as one line by the flags' names (a
     Python warning named validation_fraction or batch_size, which the user
-    never typed, showed a line of the package's source, once per fold)."""
+    never typed, showed a line of the package's source, once per fold), and
+    the data by ``files`` (``linguistic (lines.txt)``, not ``inputs['linguistic']``)."""
+    by_files = _names_of_files(files)
     caught: List[warnings.WarningMessage] = []
     try:
         with warnings.catch_warnings(record=True) as record:
@@ -867,7 +874,7 @@ def _stopping_skipped_by_flags() -> Iterator[None]:
                 words = re.compile("|".join(map(re.escape, _STOPPING_FLAGS)))
                 line = words.sub(lambda m: _STOPPING_FLAGS[m.group()], str(w.message))
             else:  # "batch_size: 1; ...", once per fold: once, as one line, by the flag (--batch-size)
-                line = _one_line(renamed(InvalidValueError(str(w.message), ""), train_flags()))
+                line = _one_line(renamed(renamed(InvalidValueError(str(w.message), ""), by_files), train_flags()))
             if line not in said:
                 said.add(line)
                 print(f"{PROG}: warning: {line}", file=sys.stderr)
@@ -992,13 +999,13 @@ def _train(args: argparse.Namespace) -> int:
         for x in inputs.values():  # arrays this command made and no one else holds: fit reads them in place, no copy
             x.flags.writeable = False
         tasks = [functools.partial(fit_with_stopping, model, inputs, seed=seed, **fit_options) for model, seed in zip(models, seeds)]
-        with _named_by_flags(), _named_by_files(files), _stopping_skipped_by_flags(), _grown_by_lr(args.lr):
+        with _named_by_flags(), _named_by_files(files), _stopping_skipped_by_flags(files), _grown_by_lr(args.lr):
             histories = run_tasks(tasks, at_once)
     else:
         from . import distributed
 
         workers = _positive(args.workers, "--workers")
-        with _ray_cluster(args.ray_address), _named_by_flags(), _named_by_files(files), _stopping_skipped_by_flags(), \
+        with _ray_cluster(args.ray_address), _named_by_flags(), _named_by_files(files), _stopping_skipped_by_flags(files), \
                 _grown_by_lr(args.lr):
             for model, seed in zip(models, seeds):
                 fit = functools.partial(distributed.fit, model, num_workers=workers)

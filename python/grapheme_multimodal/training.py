@@ -1088,14 +1088,15 @@ def _refuse_standardising_to_zero(model: "LearnableMultiModal", train: "_Dataset
             constant.append(MODALITY_NAMES[m])
     if varying:
         for name in constant:  # once per modality in a call that fits several times (folds, a final fit)
-            if not first_in_scope(f"ConstantModalityWarning {name}"):
+            shown = first_in_scope("constant", f"data[{name!r}]")
+            if shown is None:
                 continue
             held = int(np.count_nonzero(train.mask_of(np.arange(len(train)))[:, MODALITY_NAMES.index(name)]))
             rows = "its one row" if held == 1 else "every row holding it"
             warnings.warn(
-                f"data: modality {name!r} holds the same values in {rows}; standardize=True learns its mean from "
-                f"{'it' if held == 1 else 'them'}, so each of its inputs is 0 and its encoder learns nothing of the data (one constant embedding "
-                "for every event); expected rows that differ, or leave the modality out",
+                f"{shown}: holds the same values in {rows}; standardised by the mean of "
+                f"{'that row' if held == 1 else 'those rows'}, each of its inputs is 0, so its encoder learns nothing of "
+                "the data (one constant embedding for every event); expected rows that differ, or leave the modality out",
                 ConstantModalityWarning, stacklevel=caller_level(),  # the user's line, under stopping and the estimator too
             )
     if varying or not constant:
