@@ -30,7 +30,7 @@ from threads import pin_threads  # noqa: E402  (no numpy inside)
 SECTIONS = ("featurise", "event", "batched", "training", "sgemm", "memory")
 
 
-def parse_args(argv=None) -> argparse.Namespace:
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="tiny repeats and sizes: a smoke run, numbers not meaningful")
     ap.add_argument("--json", metavar="PATH", help="write all results as JSON to PATH")
@@ -38,7 +38,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--repeats", type=int, help="samples per case (default 15; more on a noisy machine)")
     ap.add_argument("--no-torch", action="store_true", help="skip PyTorch even when it is installed")
     ap.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS), help="run only these sections")
-    return ap.parse_args(argv)
+    return ap
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    ap = parser()
+    args = ap.parse_args(argv)
+    # else pin_threads' traceback; --repeats 0 ran the default's samples unsaid, -1 an IndexError after the run
+    if args.threads < 1:
+        ap.error(f"--threads: expected a positive number of threads, got {args.threads}")
+    if args.repeats is not None and args.repeats < 1:
+        ap.error(f"--repeats: expected a positive number of samples, got {args.repeats}")
+    return args
 
 
 def main(argv=None) -> int:
@@ -46,12 +57,15 @@ def main(argv=None) -> int:
     pin_threads(args.threads)  # before NumPy loads: BLAS reads its thread count once
 
     import report
-    from jsonfile import write_json
+    from jsonfile import writable_output, write_json
     from suite import AgreementError, Suite
     from timing import Settings
 
+    reason = writable_output(args.json)  # before the run, not a traceback after it (jsonfile loads NumPy: after pin_threads)
+    if reason:
+        parser().error(f"--json: {reason}")
     settings = Settings.quick() if args.quick else Settings()
-    if args.repeats:
+    if args.repeats is not None:
         settings = dataclasses.replace(settings, repeats=args.repeats)
     suite = Suite(settings, quick=args.quick, threads=args.threads, with_torch=not args.no_torch)
     suite.machine()

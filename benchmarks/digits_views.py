@@ -69,6 +69,7 @@ def main(argv: "list[str] | None" = None) -> int:
                         help="measure an ensemble of K recipe models per seed (uci.fit_ensemble; default 1: one model)")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the results here")
     args = parser.parse_args(argv)
+    harness.check_args(parser, args)
     if args.set or args.members != 1:
         harness.RECIPE = harness.recipe_with(harness.parse_settings(args.set), args.members)
 
@@ -79,7 +80,10 @@ def main(argv: "list[str] | None" = None) -> int:
     for layout in args.layouts:
         data = digit_views(layout)
         title = f"scikit-learn digits, {layout} ({len(data.views)} views)"
-        results[layout] = [harness.run_split(split, args.seeds, data=data, title=title) for split in args.splits]
+        try:
+            results[layout] = [harness.run_split(split, args.seeds, data=data, title=title) for split in args.splits]
+        except harness.SettingsError as err:
+            parser.error(str(err))
     seconds = time.perf_counter() - start
     print(f"\ntotal time {seconds:.1f} s")
     if args.json is not None:

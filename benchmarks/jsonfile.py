@@ -4,6 +4,7 @@ own writer, so an interrupted run never leaves a half-written results file."""
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,30 @@ def write_json(path: "str | Path", payload: Any, indent: int = 2) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(path, (json.dumps(payload, indent=indent) + "\n").encode())
+
+
+def writable_output(path: "str | Path | None") -> "str | None":
+    """Why ``path`` cannot take a results file (a one-line reason), or None
+    when it can: checked before a run, so that a long benchmark does not
+    end in a traceback with its results lost. Makes the folder (as
+    :func:`write_json` would) and writes and removes a file in it."""
+    if path is None:
+        return None
+    path = Path(path)
+    if path.is_dir():
+        return f"{str(path)!r} is a directory; expected a file name"
+    above = path.parent
+    while not above.exists() and above != above.parent:
+        above = above.parent
+    if not above.is_dir():  # mkdir's "File exists" would not say which
+        return f"cannot write {str(path)!r}: {str(above)!r} is not a directory"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".write-probe-"):
+            pass
+    except OSError as err:
+        return f"cannot write {str(path)!r}: {err.strerror or err}"
+    return None
 
 
 def cpu_description() -> str:

@@ -49,7 +49,7 @@ import grapheme_multimodal as gm
 from grapheme_multimodal import evaluation, uci
 from grapheme_multimodal.datasets import load_multiple_features, load_nutrimouse, train_test_split
 from grapheme_multimodal.evaluation._multiview import reaches
-from jsonfile import cpu_description, write_json
+from jsonfile import cpu_description, writable_output, write_json
 
 #: How our model is trained: the package's public recipe. A new recipe is
 #: plugged in here, and only here: ``RECIPE(train_views, seed) -> ViewEmbedder``.
@@ -72,11 +72,22 @@ def recipe_with(overrides: Dict[str, Any], members: int = 1) -> evaluation.Recip
     if members < 1:
         raise SystemExit(f"--members: expected a positive number of models, got {members}")
 
+    trained = []
+
     def fit(views: Dict[str, np.ndarray], seed: int) -> evaluation.ViewEmbedder:
         settings = uci.TrainingSettings(seed=seed, **overrides)
-        if members == 1:
-            return uci.fit_views(views, seed, settings=settings)
-        return uci.fit_ensemble(views, seed, members=members, settings=settings, n_jobs=members)  # the same bits, sooner
+        try:
+            if members == 1:
+                model = uci.fit_views(views, seed, settings=settings)
+            else:
+                model = uci.fit_ensemble(views, seed, members=members, settings=settings, n_jobs=members)  # the same bits, sooner
+        except (gm.GraphemeError, TypeError) as err:
+            if trained or not overrides:
+                raise
+            # the first training refuses a value of --set (its checks run before any epoch)
+            raise SettingsError(f"--set: {err}") from err
+        trained.append(seed)
+        return model
 
     changes = ", ".join(f"{k}={v!r}" for k, v in overrides.items())
     name = "fit_views" if members == 1 else f"fit_ensemble of {members}"
@@ -97,6 +108,42 @@ def parse_settings(pairs: List[str]) -> Dict[str, Any]:
         except json.JSONDecodeError:
             out[key] = value
     return out
+
+
+class SettingsError(ValueError):
+    """A ``--set`` value the recipe refuses (raised by its first training)."""
+
+
+def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuses, before anything trains, the flags that would otherwise fail
+    minutes into a run (a traceback, the results lost) or give figures that
+    are not what they claim: each as ``parser.error`` (one line, exit 2)."""
+    for flag, values, end in (("--splits", args.splits, 2**32), ("--seeds", args.seeds, 2**64),
+                              ("--nutrimouse-seeds", getattr(args, "nutrimouse_seeds", None), 2**64)):
+        if values is None:
+            continue
+        bad = [v for v in values if not 0 <= v < end]
+        if bad:
+            parser.error(f"{flag}: expected ints in [0, 2**{end.bit_length() - 1}), got {bad}")
+        repeated = sorted({v for v in values if values.count(v) > 1})
+        if repeated:  # a seed twice is one run counted twice in the mean ± std; a split twice, a file uci_targets refuses
+            parser.error(f"{flag}: {repeated} given more than once; expected each once")
+    if args.members < 1:
+        parser.error(f"--members: expected a positive number of models, got {args.members}")
+    try:
+        overrides = parse_settings(args.set)
+        recipe_with(overrides, args.members)
+    except SystemExit as err:
+        parser.error(str(err))
+    if overrides:  # the values the model's constructor checks, now; the others at the first training
+        try:
+            settings = uci.TrainingSettings(seed=0, **overrides)
+            gm.LearnableMultiModal(input_dims={"visual": 2, "auditory": 2}, **settings.model_options())
+        except (gm.GraphemeError, TypeError, ValueError) as err:
+            parser.error(f"--set: {err}")
+    reason = writable_output(args.json)
+    if reason:
+        parser.error(f"--json: {reason}")
 
 
 def pm(stats: Dict[str, float]) -> str:
@@ -172,7 +219,8 @@ def print_split(split, train, test, seeds, anchors, summary, log=print, title="U
     log("5-NN on the fused embedding of two views alone (raw: 5-NN on those two standardised views):")
     for pair, stats in summary["two_view_knn"].items():
         raw = anchors.raw_two_view_knn[pair]
-        log(f"  {pair:<9}{pm(stats):>15}  raw {raw:.3f}  {'' if stats['mean'] >= raw else 'below raw'}")
+        # reaches, as compare counts the pairs: a mean at the raw figure up to rounding is not "below raw"
+        log(f"  {pair:<9}{pm(stats):>15}  raw {raw:.3f}  {'' if reaches(stats['mean'], raw) else 'below raw'}")
     log(f"  fused >= raw on {summary['two_view_pairs_at_least_raw']} of {len(summary['two_view_knn'])} pairs of views")
     if summary["binder_auc"] is not None:
         log(f"binder ROC-AUC, same vs other event: {pm(summary['binder_auc'])} (chance 0.5)")
@@ -214,6 +262,7 @@ def main(argv: "list[str] | None" = None) -> int:
                         help="measure an ensemble of K recipe models per seed (uci.fit_ensemble; default 1: one model)")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the results here")
     args = parser.parse_args(argv)
+    check_args(parser, args)
     if args.set or args.members != 1:
         global RECIPE
         RECIPE = recipe_with(parse_settings(args.set), args.members)
@@ -221,7 +270,10 @@ def main(argv: "list[str] | None" = None) -> int:
     start = time.perf_counter()
     defaults = " with its defaults" if not args.set and args.members == 1 else ""
     print(f"grapheme-multimodal {gm.__version__}; recipe {RECIPE.__module__}.{RECIPE.__qualname__}{defaults}; cca-zoo {'installed' if evaluation.cca_zoo_available() else 'not installed'}")
-    splits = [run_split(split, args.seeds) for split in args.splits]
+    try:
+        splits = [run_split(split, args.seeds) for split in args.splits]
+    except SettingsError as err:
+        parser.error(str(err))
     nutrimouse = None if args.no_nutrimouse else run_nutrimouse(args.nutrimouse_seeds)
     seconds = time.perf_counter() - start
     print(f"\ntotal time {seconds:.1f} s")

@@ -85,7 +85,8 @@ def split_figures(split: Dict[str, Any], seeds: Optional[Sequence[int]] = None) 
     known = {f.name for f in fields(evaluation.ModelScores)}
     chosen = [i for i, s in enumerate(split["seeds"]) if seeds is None or s in seeds]
     if not chosen:
-        raise SystemExit(f"--seeds: split {split['split_random_state']} has runs of seeds {split['seeds']}, none of {list(seeds)}")
+        raise SystemExit(f"--seeds: split {split['split_random_state']} of {', '.join(split.get('files', ['the results']))} "
+                         f"has runs of seeds {split['seeds']}, none of {list(seeds)}")
     runs = [evaluation.ModelScores(**{k: v for k, v in split["runs"][i].items() if k in known}) for i in chosen]
     anchors = evaluation.Anchors(**split["anchors"])
     summary = evaluation.compare(runs, anchors)
@@ -157,7 +158,7 @@ def shortfalls(split: Dict[str, Any], seeds: Optional[Sequence[int]] = None) -> 
     out = []
     for name, ours, raw in compared:
         gaps = [round((v - raw) * rows) for v in ours]  # accuracies are counts of rows
-        if sum(ours) / len(ours) < raw:
+        if not reaches(sum(ours) / len(ours), raw):  # as targets counts it: a mean at raw up to rounding is no shortfall
             out.append(Shortfall(name, sum(gaps) / len(gaps), min(gaps), max(gaps)))
     return out
 
@@ -166,20 +167,54 @@ def describe_shortfall(s: Shortfall) -> str:
     return f"{s.name} {s.mean:+.1f} rows (seeds {s.worst:+.0f} to {s.best:+.0f})"
 
 
+def read_splits(path: Path) -> List[Dict[str, Any]]:
+    """The UCI splits of one results file, each checked to hold what the
+    targets read (a one-line SystemExit naming the file, not a traceback,
+    for a missing, truncated, hand-edited or other file)."""
+    try:
+        doc = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError) as err:
+        raise SystemExit(f"{path}: cannot read it: {getattr(err, 'strerror', None) or err}") from None
+    except json.JSONDecodeError as err:
+        raise SystemExit(f"{path}: not JSON (truncated?): {err}") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("uci_multiple_features"), list):
+        raise SystemExit(f"{path}: expected the JSON of benchmarks/uci_multifeature.py --json "
+                         "(an object with a list 'uci_multiple_features'), got another file")
+    splits = doc["uci_multiple_features"]
+    for i, s in enumerate(splits):
+        where = f"{path}: uci_multiple_features[{i}]"
+        if not isinstance(s, dict):
+            raise SystemExit(f"{where}: expected a split's object, got {type(s).__name__}")
+        missing = [k for k in ("split_random_state", "n_test", "seeds", "runs", "anchors") if k not in s]
+        if missing:
+            raise SystemExit(f"{where}: missing {missing}")
+        seeds, runs = s["seeds"], s["runs"]
+        if not isinstance(seeds, list) or not isinstance(runs, list) or len(seeds) != len(runs) or not seeds:
+            raise SystemExit(f"{where}: expected as many runs as seeds (at least one), got seeds {seeds!r} "
+                             f"and {len(runs) if isinstance(runs, list) else type(runs).__name__} runs")
+        if len(set(map(repr, seeds))) != len(seeds):
+            raise SystemExit(f"{where}: seeds {seeds} repeat a seed; each run must be of its own seed")
+        if any(x.get("split_random_state") == s["split_random_state"] for x in splits[:i] if isinstance(x, dict)):
+            raise SystemExit(f"{path}: split {s['split_random_state']} appears more than once")
+    return splits
+
+
 def merged_splits(paths: Sequence[Path]) -> Dict[int, Dict[str, Any]]:
     """The splits of one or more results files, by split; a split in several
     files has their runs side by side (its anchors are the first file's: the
     same split gives the same anchors)."""
     merged: Dict[int, Dict[str, Any]] = {}
     for path in paths:
-        for s in json.loads(Path(path).read_text())["uci_multiple_features"]:
+        for s in read_splits(path):
             key = s["split_random_state"]
             if key not in merged:
-                merged[key] = {**s, "seeds": list(s["seeds"]), "runs": list(s["runs"])}
+                merged[key] = {**s, "seeds": list(s["seeds"]), "runs": list(s["runs"]), "files": [str(path)]}
                 continue
             repeated = sorted(set(merged[key]["seeds"]) & set(s["seeds"]))
             if repeated:
-                raise SystemExit(f"{path}: split {key} has runs of seeds {repeated} already read from another file")
+                raise SystemExit(f"{path}: split {key} has runs of seeds {repeated} already read from "
+                                 f"{', '.join(merged[key]['files'])}")
+            merged[key]["files"].append(str(path))
             merged[key]["seeds"] += s["seeds"]
             merged[key]["runs"] += s["runs"]
     return merged
@@ -187,7 +222,17 @@ def merged_splits(paths: Sequence[Path]) -> Dict[int, Dict[str, Any]]:
 
 def load_splits(paths: Sequence[Path], seeds: Optional[Sequence[int]] = None) -> Dict[int, SplitFigures]:
     """Each split's figures, from one or more results files (see :func:`merged_splits`)."""
-    return {key: split_figures(s, seeds) for key, s in merged_splits(paths).items()}
+    out = {}
+    for key, s in merged_splits(paths).items():
+        try:
+            out[key] = split_figures(s, seeds)
+            targets(out[key]), describe(out[key])  # a figure that is no number fails here, not mid-print
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as err:  # a hand-edited run or anchor
+            raise SystemExit(f"{', '.join(s['files'])}: split {key}: not the figures benchmarks/uci_multifeature.py "
+                             f"writes ({type(err).__name__}: {err})") from None
+    if not out:  # else "targets missed: 0 of 0", as if every target were met
+        raise SystemExit(f"{', '.join(map(str, paths))}: no UCI Multiple Features splits (a Nutrimouse-only run?)")
+    return out
 
 
 def total_missed(paths: Sequence[Path], seeds: Optional[Sequence[int]] = None) -> int:
@@ -203,9 +248,14 @@ def main(argv: "list[str] | None" = None) -> int:
     parser.add_argument("--shortfalls", action="store_true",
                         help="list each comparison with the raw views that falls short, in held-out rows, with the seeds' range")
     args = parser.parse_args(argv)
-    ours = load_splits(args.results, args.seeds)
-    raw_splits = merged_splits(args.results) if args.shortfalls else {}
-    base = load_splits(args.baseline, args.seeds) if args.baseline else {}
+    try:
+        ours = load_splits(args.results, args.seeds)
+        raw_splits = merged_splits(args.results) if args.shortfalls else {}
+        base = load_splits(args.baseline, args.seeds) if args.baseline else {}
+    except SystemExit as err:  # a file that is not a results file, or --seeds none of its runs: a usage error
+        if isinstance(err.code, str):
+            parser.error(err.code)
+        raise
     total = base_total = 0
     for split, f in sorted(ours.items()):
         gone = missed(f)
@@ -213,7 +263,11 @@ def main(argv: "list[str] | None" = None) -> int:
         print(f"split {split} (seeds {f.seeds}): {describe(f)}")
         print(f"  missed {len(gone)}: {', '.join(gone) or '-'}")
         if args.shortfalls:
-            short = shortfalls(raw_splits[split], args.seeds)
+            try:
+                short = shortfalls(raw_splits[split], args.seeds)
+            except (KeyError, TypeError, ValueError, AttributeError) as err:
+                parser.error(f"{', '.join(raw_splits[split]['files'])}: split {split}: --shortfalls cannot read its "
+                             f"runs or anchors ({type(err).__name__}: {err})")
             print(f"  short of the raw views: {'; '.join(map(describe_shortfall, short)) or '-'}")
         if split in base:
             b = base[split]

@@ -1,0 +1,197 @@
+"""The benchmark scripts the docs tell a researcher to run, used as a
+researcher reproducing the figures would: a mistaken flag or file is one
+argparse line naming it (exit 2) before anything runs, never a traceback
+after minutes of training with the results lost; what they print agrees
+with what they count."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, load_script
+
+pytest.importorskip("sklearn")
+
+RESULTS = REPO / "benchmarks" / "results"
+
+
+@pytest.fixture(scope="module")
+def scripts():
+    sys.path.insert(0, str(REPO / "benchmarks"))  # the scripts import their siblings (jsonfile, the harness)
+    try:
+        yield types.SimpleNamespace(harness=load_script("benchmarks/uci_multifeature.py"),
+                                    targets=load_script("benchmarks/uci_targets.py"))
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+
+
+def _usage_error(main, argv, capsys) -> str:
+    """The one-line error of ``main(argv)``, checked to be argparse's (exit 2)."""
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0].startswith("usage:") and "Traceback" not in "\n".join(err)
+    return err[-1]
+
+
+# ------------------------------------------------------------------ uci_multifeature.py: flags checked up front
+@pytest.fixture
+def harness(scripts, monkeypatch):
+    h = scripts.harness
+    monkeypatch.setattr(h, "RECIPE", h.RECIPE)  # restored after the test
+
+    def never(*args, **kwargs):
+        raise AssertionError("ran a split: the flags were not checked before the run")
+
+    monkeypatch.setattr(h, "run_split", never)
+    monkeypatch.setattr(h, "run_nutrimouse", never)
+    return h
+
+
+@pytest.mark.parametrize("argv, message", [
+    # a results path found wrong only after the run: a traceback, every figure lost
+    (["--json", "{tmp}"], "--json: '{tmp}' is a directory; expected a file name"),
+    (["--json", "{tmp}/file.txt/out.json"], "--json: cannot write '{tmp}/file.txt/out.json': '{tmp}/file.txt' is not a directory"),
+    # the library's traceback after the split's anchors (or after the data loaded)
+    (["--splits", "-1"], "--splits: expected ints in [0, 2**32), got [-1]"),
+    (["--seeds", "0", "-1"], "--seeds: expected ints in [0, 2**64), got [-1]"),
+    (["--nutrimouse-seeds", "-2"], "--nutrimouse-seeds: expected ints in [0, 2**64), got [-2]"),
+    # one run counted twice in the mean ± std; a split twice wrote a file uci_targets.py refuses
+    (["--seeds", "0", "1", "0"], "--seeds: [0] given more than once; expected each once"),
+    (["--splits", "3", "3"], "--splits: [3] given more than once; expected each once"),
+    # exit 1 and no usage line
+    (["--members", "0"], "--members: expected a positive number of models, got 0"),
+    (["--set", "epoch=2"], "--set: unknown TrainingSettings fields ['epoch']"),
+    (["--set", "epochs"], "--set: expected KEY=VALUE, got 'epochs'"),
+    # a value of the wrong type: a traceback at the first training, after the anchors
+    (["--set", "encoder_skip=maybe"], "--set: encoder_skip: expected a bool, got str"),
+    (["--set", "encoder_hidden=[-3]"], "--set: encoder_hidden[0]: expected a positive int, got -3"),
+])
+def test_uci_multifeature_refuses_a_bad_flag_before_it_runs(harness, capsys, tmp_path, argv, message):
+    (tmp_path / "file.txt").write_text("not a folder")
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    err = _usage_error(harness.main, argv, capsys)
+    assert ": error: " + message.replace("{tmp}", str(tmp_path)) in err
+
+
+def test_uci_multifeature_json_check_leaves_no_file_behind(harness, capsys, tmp_path):
+    # the probe of the folder writes nothing that stays; the run then writes the file
+    out = tmp_path / "new" / "results.json"
+    with pytest.raises(AssertionError, match="ran a split"):
+        harness.main(["--json", str(out), "--no-nutrimouse"])
+    assert list((tmp_path / "new").iterdir()) == []
+
+
+def test_uci_multifeature_set_value_refused_by_training_is_a_usage_error(scripts, monkeypatch, capsys, tmp_path):
+    # batch_size is fit's, not the model's: refused by the first training, after the first split's anchors
+    h = scripts.harness
+    monkeypatch.setattr(h, "RECIPE", h.RECIPE)
+    out = tmp_path / "results.json"
+    err = _usage_error(h.main, ["--splits", "0", "--seeds", "0", "--no-nutrimouse", "--set", "batch_size=0",
+                                "--json", str(out)], capsys)
+    assert err.endswith(": error: --set: batch_size: expected an int >= 1, got 0")
+    assert not out.exists()
+
+
+def test_uci_multifeature_does_not_print_below_raw_for_a_pair_it_counts_as_reached(scripts):
+    # three runs' mean of 0.9875 rounds to 0.98749999...: "below raw" printed for a pair compare counts as reached
+    h, targets = scripts.harness, scripts.targets
+    from grapheme_multimodal import evaluation
+
+    (split,) = [s for s in json.loads((RESULTS / "uci-neighborhood-t0.2-splits-0-3.json").read_text())
+                ["uci_multiple_features"] if s["split_random_state"] == 0]
+    assert split["summary"]["two_view_knn"]["fou+pix"]["mean"] < split["anchors"]["raw_two_view_knn"]["fou+pix"]
+    lines: list = []
+    data = types.SimpleNamespace(n_events=0, views=range(6))
+    h.print_split(0, data, data, split["seeds"], evaluation.Anchors(**split["anchors"]), split["summary"], lines.append)
+    below = [line.split()[0] for line in lines if line.endswith("below raw")]
+    f = targets.split_figures(split)  # the count of compare, as the run's "fused >= raw on N of 15" line says
+    assert len(below) == f.n_two_view - f.two_view_pairs == 2
+    assert "fou+pix" not in below
+    # uci_targets.py --shortfalls: the same pair is no shortfall (it listed "fou+pix +0.0 rows")
+    short = targets.shortfalls(split)
+    assert [s.name for s in short if "+" in s.name] == below
+
+
+# ------------------------------------------------------------------ uci_targets.py: files it cannot score
+def _write(path: Path, text: str) -> str:
+    path.write_text(text)
+    return str(path)
+
+
+def _edited(tmp_path: Path, edit) -> str:
+    doc = json.loads((RESULTS / "uci-multifeature.json").read_text())
+    edit(doc)
+    path = tmp_path / "edited.json"
+    path.write_text(json.dumps(doc))
+    return str(path)
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda t: str(t / "missing.json"), "missing.json: cannot read it: No such file or directory"),
+    (lambda t: str(t), "cannot read it: Is a directory"),
+    (lambda t: _write(t / "cut.json", (RESULTS / "uci-multifeature.json").read_text()[:3000]),
+     "cut.json: not JSON (truncated?): "),
+    (lambda t: _write(t / "bench.json", json.dumps({"rows": []})),
+     "bench.json: expected the JSON of benchmarks/uci_multifeature.py --json"),
+    (lambda t: _write(t / "list.json", "[1, 2]"),
+     "list.json: expected the JSON of benchmarks/uci_multifeature.py --json"),
+    # a Nutrimouse-only file: "targets missed: 0 of 0", as if every target were met
+    (lambda t: str(RESULTS / "uci-ensemble3-nutrimouse.json"), "no UCI Multiple Features splits"),
+    (lambda t: _edited(t, lambda d: d["uci_multiple_features"][0]["runs"].pop()),
+     "uci_multiple_features[0]: expected as many runs as seeds (at least one), got seeds [0, 1, 2] and 2 runs"),
+    (lambda t: _edited(t, lambda d: d["uci_multiple_features"][0]["runs"][0].pop("fused_knn")),
+     "split 0: not the figures benchmarks/uci_multifeature.py writes (TypeError: "),
+    (lambda t: _edited(t, lambda d: d["uci_multiple_features"][0]["anchors"].update(raw_knn="0.98")),
+     "split 0: not the figures benchmarks/uci_multifeature.py writes (TypeError: "),
+    (lambda t: _edited(t, lambda d: d["uci_multiple_features"].append(d["uci_multiple_features"][0])),
+     "edited.json: split 0 appears more than once"),
+    (lambda t: _edited(t, lambda d: d["uci_multiple_features"][0].update(seeds=[0, 0, 1])),
+     "seeds [0, 0, 1] repeat a seed"),
+])
+def test_uci_targets_names_a_file_it_cannot_score(scripts, capsys, tmp_path, make, message):
+    err = _usage_error(scripts.targets.main, [make(tmp_path)], capsys)
+    assert ": error: " in err and message in err
+
+
+def test_uci_targets_names_the_files_of_a_bad_baseline_or_seed(scripts, capsys, tmp_path):
+    (tmp_path / "other.json").write_text("{}")
+    recipe = str(RESULTS / "uci-multifeature.json")
+    err = _usage_error(scripts.targets.main, [recipe, "--baseline", str(tmp_path / "other.json")], capsys)
+    assert "other.json: expected the JSON of benchmarks/uci_multifeature.py --json" in err
+    err = _usage_error(scripts.targets.main, [recipe, "--seeds", "7"], capsys)
+    assert err.endswith(f"--seeds: split 0 of {recipe} has runs of seeds [0, 1, 2], none of [7]")
+    # the same file twice: it named "another file"
+    err = _usage_error(scripts.targets.main, [recipe, recipe], capsys)
+    assert err.endswith(f"split 0 has runs of seeds [0, 1, 2] already read from {recipe}")
+
+
+def test_uci_targets_still_scores_the_stored_files(scripts, capsys):
+    assert scripts.targets.main([str(RESULTS / "uci-multifeature.json")]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "targets missed: 2 of 16"
+
+
+# ------------------------------------------------------------------ bench.py
+BENCH = REPO / "benchmarks" / "bench.py"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--threads", "0"], "--threads: expected a positive number of threads, got 0"),  # pin_threads' traceback
+    (["--repeats", "-3"], "--repeats: expected a positive number of samples, got -3"),  # IndexError after the run
+    (["--repeats", "0"], "--repeats: expected a positive number of samples, got 0"),  # ran the default's samples unsaid
+    (["--json", "{tmp}"], "--json: '{tmp}' is a directory; expected a file name"),  # a traceback after the run
+])
+def test_bench_refuses_a_bad_flag_before_it_runs(tmp_path, argv, message):
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    proc = subprocess.run([sys.executable, str(BENCH), "--quick", "--no-torch", "--only", "featurise", *argv],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr and "... featurise" not in proc.stderr  # nothing ran
+    assert proc.stderr.strip().splitlines()[-1] == "bench.py: error: " + message.replace("{tmp}", str(tmp_path))
