@@ -195,3 +195,38 @@ def test_bench_refuses_a_bad_flag_before_it_runs(tmp_path, argv, message):
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr and "... featurise" not in proc.stderr  # nothing ran
     assert proc.stderr.strip().splitlines()[-1] == "bench.py: error: " + message.replace("{tmp}", str(tmp_path))
+
+
+# ------------------------------------------------------------------ compare.py
+def _bench_doc(work: int, median: float, quick: bool) -> dict:
+    row = {"section": "1. featurise", "case": "batch", "unit": "char", "kind": "throughput", "work_per_call": work,
+           "value": {"ours": work / median}, "speedup_vs": {}, "seconds_per_call": {"ours": {"median": median}}}
+    return {"settings": {"quick": quick}, "rows": [row]}
+
+
+def test_compare_reads_speed_per_unit_of_work(tmp_path, capsys):
+    # a --quick run's call featurises 1,453 characters, a full run's 13,802: per call, twice the
+    # throughput read as 0.21x ("slower") beside the very throughputs it printed
+    compare = load_script("benchmarks/compare.py")
+    before = _write(tmp_path / "before.json", json.dumps(_bench_doc(1000, 1e-3, quick=True)))
+    after = _write(tmp_path / "after.json", json.dumps(_bench_doc(10000, 5e-3, quick=False)))
+    assert compare.main([before, after]) == 0
+    out = capsys.readouterr()
+    (line,) = [x for x in out.out.splitlines() if x.startswith("1. batch")]
+    assert line.split()[2:5] == ["1e+06", "2e+06", "2.00x"]  # after / before, as the two throughputs say
+    assert "one run is --quick and the other not" in out.err
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda t: str(t / "missing.json"), "missing.json: cannot read it: No such file or directory"),
+    (lambda t: _write(t / "cut.json", json.dumps(_bench_doc(1, 1.0, True))[:40]), "cut.json: not JSON (truncated?)"),
+    (lambda t: _write(t / "uci.json", (RESULTS / "uci-multifeature.json").read_text()),
+     "uci.json: expected the JSON of benchmarks/bench.py --json"),
+    (lambda t: _write(t / "other.json", json.dumps({"settings": {}, "rows": [{"section": "x", "case": "y"}]})),
+     "other.json: expected the JSON of benchmarks/bench.py --json"),
+])
+def test_compare_names_a_file_it_cannot_read(tmp_path, capsys, make, message):
+    compare = load_script("benchmarks/compare.py")
+    good = _write(tmp_path / "good.json", json.dumps(_bench_doc(1000, 1e-3, quick=True)))
+    err = _usage_error(compare.main, [good, make(tmp_path)], capsys)
+    assert ": error: " in err and message in err
