@@ -56,7 +56,7 @@ from grapheme_multimodal.anchors import (
 )
 from grapheme_multimodal.datasets import VIEW_NAMES, load_multiple_features, train_test_split
 from grapheme_multimodal.evaluation import ordered_pairs
-from jsonfile import cpu_description, write_json
+from jsonfile import cpu_description, refuse_unwritable, write_json
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="also fit CCA(10) for all 30 ordered view pairs and print their means")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the results here")
     args = parser.parse_args(argv)
+    refuse_unwritable(parser, args.json)  # before the run, not a traceback after it
 
     import sklearn
 

@@ -26,7 +26,7 @@ import grapheme_multimodal as gm
 from grapheme_multimodal import uci
 from grapheme_multimodal.datasets import load_multiple_features, train_test_split
 
-from jsonfile import cpu_description, write_json
+from jsonfile import cpu_description, refuse_unwritable, write_json
 
 
 def main() -> None:
@@ -36,6 +36,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="runs of each (default 2)")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the results here")
     args = parser.parse_args()
+    refuse_unwritable(parser, args.json)  # before the run, not a traceback after it
+    if args.repeats < 1:  # else "no median for empty data", a traceback
+        parser.error(f"--repeats: expected a positive number of runs, got {args.repeats}")
+    if min(args.members) < 1:  # else fit_ensemble's traceback after the first case trained
+        parser.error(f"--members: expected positive ensemble sizes, got {args.members}")
 
     train, _ = train_test_split(load_multiple_features(), seed=args.split)
     cases = [("one model", 1, None)]

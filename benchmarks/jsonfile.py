@@ -42,6 +42,14 @@ def writable_output(path: "str | Path | None") -> "str | None":
     return None
 
 
+def refuse_unwritable(parser: Any, path: "str | Path | None", flag: str = "--json") -> None:
+    """``parser.error`` (one line, exit 2) when ``path`` cannot take the
+    results file: called right after the flags are read, before the run."""
+    reason = writable_output(path)
+    if reason:
+        parser.error(f"{flag}: {reason}")
+
+
 def cpu_description() -> str:
     """The CPU as ``/proc/cpuinfo`` names it, with its family and model: a
     bare "AMD EPYC" does not tell Zen 4 from Zen 5, whose BLAS kernels round

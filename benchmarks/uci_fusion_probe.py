@@ -55,7 +55,7 @@ from grapheme_multimodal.datasets import load_multiple_features, standardize, tr
 from grapheme_multimodal.metrics import knn_accuracy, linear_probe_accuracy
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from jsonfile import write_json  # noqa: E402
+from jsonfile import refuse_unwritable, write_json  # noqa: E402
 
 try:
     import torch
@@ -251,6 +251,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                         help="the reconstruction term's weight in the reconstruct variants")
     parser.add_argument("--json", help="also write the figures (per seed) here")
     args = parser.parse_args(argv)
+    refuse_unwritable(parser, args.json)  # before the run, not a traceback after it
     torch.set_num_threads(1)
     results = {str(split): run_split(split, args.seeds, args.variants, args.epochs, args.reconstruction_weight)
                for split in args.splits}

@@ -45,7 +45,7 @@ import numpy as np
 from sklearn.preprocessing import normalize
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from jsonfile import write_json  # noqa: E402
+from jsonfile import refuse_unwritable, write_json  # noqa: E402
 
 from grapheme_multimodal import uci  # noqa: E402
 from grapheme_multimodal.datasets import load_multiple_features, standardize, train_test_split  # noqa: E402
@@ -131,6 +131,7 @@ def main(argv=None) -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--json", help="also write the figures here")
     args = parser.parse_args(argv)
+    refuse_unwritable(parser, args.json)  # before the run, not a traceback after it
     results = {str(split): run_split(split, args.seeds) for split in args.splits}
     if args.json:
         write_json(args.json, {"seeds": args.seeds, "alphas": list(ALPHAS), "splits": results})

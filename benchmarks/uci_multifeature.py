@@ -49,7 +49,7 @@ import grapheme_multimodal as gm
 from grapheme_multimodal import evaluation, uci
 from grapheme_multimodal.datasets import load_multiple_features, load_nutrimouse, train_test_split
 from grapheme_multimodal.evaluation._multiview import reaches
-from jsonfile import cpu_description, writable_output, write_json
+from jsonfile import cpu_description, refuse_unwritable, write_json
 
 #: How our model is trained: the package's public recipe. A new recipe is
 #: plugged in here, and only here: ``RECIPE(train_views, seed) -> ViewEmbedder``.
@@ -141,9 +141,7 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
             gm.LearnableMultiModal(input_dims={"visual": 2, "auditory": 2}, **settings.model_options())
         except (gm.GraphemeError, TypeError, ValueError) as err:
             parser.error(f"--set: {err}")
-    reason = writable_output(args.json)
-    if reason:
-        parser.error(f"--json: {reason}")
+    refuse_unwritable(parser, args.json)
 
 
 def pm(stats: Dict[str, float]) -> str:

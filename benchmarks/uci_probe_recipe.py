@@ -38,7 +38,7 @@ import grapheme_multimodal as gm
 import uci_multifeature as harness
 from grapheme_multimodal import evaluation
 from grapheme_multimodal.metrics import cross_view_retrieval
-from jsonfile import write_json
+from jsonfile import refuse_unwritable, write_json
 
 #: What the recipe's fits took, one record per call (read by ``main``).
 FITS: List[Dict[str, float]] = []
@@ -94,6 +94,7 @@ def main(argv=None) -> int:
     ap.add_argument("--batch-size", type=int, default=0, help="rows per step (default: the whole training slice)")
     ap.add_argument("--json", metavar="PATH")
     args = ap.parse_args(argv)
+    refuse_unwritable(ap, args.json)  # before the run, not a traceback after it
     harness.RECIPE = lambda views, seed: probe_recipe(
         views, seed, embed_dim=args.embed_dim, epochs=args.epochs, patience=args.patience, batch_size=args.batch_size
     )

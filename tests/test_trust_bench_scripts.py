@@ -230,3 +230,22 @@ def test_compare_names_a_file_it_cannot_read(tmp_path, capsys, make, message):
     good = _write(tmp_path / "good.json", json.dumps(_bench_doc(1000, 1e-3, quick=True)))
     err = _usage_error(compare.main, [good, make(tmp_path)], capsys)
     assert ": error: " in err and message in err
+
+
+# ------------------------------------------------------------------ the other scripts that write --json
+@pytest.mark.parametrize("script, argv", [
+    ("anchors.py", ["--json", "{tmp}"]),
+    ("uci_hidden_sketch_probe.py", ["--json", "{tmp}"]),
+    ("uci_probe_recipe.py", ["--json", "{tmp}"]),
+    ("ensemble_training_time.py", ["--json", "{tmp}"]),
+    ("ensemble_training_time.py", ["--repeats", "0"]),  # "no median for empty data"
+])
+def test_probe_scripts_refuse_a_bad_flag_before_they_run(tmp_path, script, argv):
+    # each found its --json folder only after minutes of training, in a traceback
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / script), *argv],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"{script}: error: --") and "Traceback" not in proc.stderr
+    assert proc.stdout == ""  # nothing ran
