@@ -46,6 +46,9 @@ BINDING_ONLY = {"binding": 1.0}
 
 def make_pairs(n: int, length: int, rng: np.random.Generator) -> Tuple[List[str], List[gm.Graph]]:
     """``n`` random distinct words of ``length`` letters and their signal graphs."""
+    if n > len(ALPHABET) ** length:  # else drawn forever: 7 letters make only 7 ** length words
+        raise ValueError(f"length: words of {length} letters from {len(ALPHABET)} make {len(ALPHABET) ** length} "
+                         f"distinct words; expected at least the {n} asked for")
     words: Dict[str, None] = {}
     while len(words) < n:
         words["".join(rng.choice(list(ALPHABET), size=length))] = None
@@ -143,6 +146,19 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--default-mix", action="store_true", help="train with the default objective mix instead")
     args = parser.parse_args()
+    # a usage error is one line before anything trains (--length 4 drew words forever, the rest were tracebacks;
+    # one held-out word has no other signal to score against)
+    for flag, value, least in (("--n-train", args.n_train, 1), ("--n-test", args.n_test, 2), ("--length", args.length, 1),
+                               ("--epochs", args.epochs, 0), ("--seed", args.seed, 0)):
+        if value < least:
+            parser.error(f"{flag}: expected an int >= {least}, got {value}")
+    if args.n_train + args.n_test > len(ALPHABET) ** args.length:
+        parser.error(f"--length: words of {args.length} letters from {len(ALPHABET)} make {len(ALPHABET) ** args.length} "
+                     f"distinct words; expected at least --n-train + --n-test = {args.n_train + args.n_test}")
+    try:
+        gm.GraphFeaturizer("wl", dim=args.dim, iterations=args.iterations)
+    except gm.InvalidValueError as err:
+        parser.error(f"--{err}")
     weights = None if args.default_mix else BINDING_ONLY
     results = run(args.n_train, args.n_test, args.length, args.dim, args.iterations, args.epochs, args.seed, weights)
     print(json.dumps(results, indent=2))

@@ -249,3 +249,29 @@ def test_probe_scripts_refuse_a_bad_flag_before_they_run(tmp_path, script, argv)
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith(f"{script}: error: --") and "Traceback" not in proc.stderr
     assert proc.stdout == ""  # nothing ran
+
+
+# ------------------------------------------------------------------ examples/wl_binding.py
+def test_wl_binding_words_of_too_few_letters_are_refused_not_drawn_forever():
+    import numpy as np
+
+    ex = load_script("examples/wl_binding.py")
+    with pytest.raises(ValueError, match="length: words of 4 letters from 7 make 2401 distinct words; expected at least the 2402"):
+        ex.make_pairs(2402, 4, np.random.default_rng(0))
+    texts, _ = ex.make_pairs(49, 2, np.random.default_rng(0))  # every word there is: still drawn
+    assert sorted(texts) == sorted({a + b for a in ex.ALPHABET for b in ex.ALPHABET})
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--length", "4"], "--length: words of 4 letters from 7 make 2401 distinct words; expected at least "
+                        "--n-train + --n-test = 4200"),  # the defaults' 4,200 words: drawn forever
+    (["--n-test", "1"], "--n-test: expected an int >= 2, got 1"),  # roc_auc's traceback, no negatives
+    (["--epochs", "-1"], "--epochs: expected an int >= 0, got -1"),
+    (["--seed", "-1"], "--seed: expected an int >= 0, got -1"),
+    (["--dim", "0"], "--dim: expected an int in [1, 4194304] (the number of hash buckets), got 0"),
+])
+def test_wl_binding_refuses_a_bad_flag_before_it_runs(argv, message):
+    proc = subprocess.run([sys.executable, str(REPO / "examples" / "wl_binding.py"), *argv],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and proc.stdout == "", proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == "wl_binding.py: error: " + message
