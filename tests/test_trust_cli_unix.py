@@ -135,7 +135,9 @@ from grapheme_multimodal.cli import main
 sys.exit(main(sys.argv[2:]))
 """
 
-#: As _SLOW_SAVE, but slowed at the first rename that gives an output its name.
+#: As _SLOW_SAVE, but slowed at the first rename that gives an output its name: it waits there
+#: (20 s at most) for "ready.sent", which the test writes once it has sent the signal. The signal
+#: is held back there, so a fixed sleep ran its whole length (3 s) every time.
 _SLOW_RENAME = """
 import os, sys, time
 import grapheme_multimodal.io as io
@@ -144,7 +146,9 @@ def replace(a, b, real=real):
     real(a, b)
     if not os.path.exists(sys.argv[1]):
         open(sys.argv[1], "w").close()
-        time.sleep(3)
+        deadline = time.monotonic() + 20
+        while not os.path.exists(sys.argv[1] + ".sent") and time.monotonic() < deadline:
+            time.sleep(0.01)
 io.os.replace = replace
 from grapheme_multimodal.cli import main
 sys.exit(main(sys.argv[2:]))
@@ -163,8 +167,9 @@ sys.exit(main(sys.argv[2:]))
 """
 
 
-def signalled(script: str, ready, argv, sig=signal.SIGTERM, ignore_sigint=False) -> subprocess.CompletedProcess:
-    """Runs ``script`` with ARGV, sends ``sig`` once it is ready."""
+def signalled(script: str, ready, argv, sig=signal.SIGTERM, ignore_sigint=False, say_sent=False) -> subprocess.CompletedProcess:
+    """Runs ``script`` with ARGV, sends ``sig`` once it is ready (then,
+    with ``say_sent``, writes "<ready>.sent" for a script that waits for it)."""
 
     def before_exec() -> None:
         # what a user's terminal gives (a shell starts background jobs, CI's `setsid python -m pytest &`
@@ -179,6 +184,8 @@ def signalled(script: str, ready, argv, sig=signal.SIGTERM, ignore_sigint=False)
     while not ready.exists() and p.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
     p.send_signal(sig)
+    if say_sent:
+        open(f"{ready}.sent", "w").close()
     out, err = p.communicate(timeout=60)
     return subprocess.CompletedProcess(p.args, p.returncode, out, err)
 
@@ -217,7 +224,7 @@ def test_sigterm_between_two_renames_of_a_background_job_keeps_the_outputs_one_r
     np.save(out, np.zeros(1))
     np.save(bindings, np.zeros(1))
     argv = ["embed", files / "m.safetensors", "-m", f"visual={files / 'a.npy'}", "-o", out, "--bindings", bindings, "--overwrite"]
-    done = signalled(_SLOW_RENAME, tmp_path / "ready", argv, ignore_sigint=True)
+    done = signalled(_SLOW_RENAME, tmp_path / "ready", argv, ignore_sigint=True, say_sent=True)
     assert one_line(done, 143) == "grapheme-mm: terminated"
     assert np.load(out).shape == (24, 8) and np.load(bindings).shape == (24, 7, 7)
 
