@@ -51,44 +51,89 @@ def _child(code: str) -> str:
     """Runs ``code`` in a fresh interpreter under the address-space limit;
     its stdout, failing with its output unless it exits 0 (a Rust abort is
     SIGABRT: returncode -6)."""
-    prelude = f"import resource\nresource.setrlimit(resource.RLIMIT_AS, ({_LIMIT}, {_LIMIT}))\n" \
-              "import hashlib\nimport numpy as np\nimport grapheme_multimodal as gm\n"
-    proc = subprocess.run([sys.executable, "-c", prelude + textwrap.dedent(_SETUP) + textwrap.dedent(code)],
-                          capture_output=True, text=True, timeout=120)
+    proc = _run_child(code)
     assert proc.returncode == 0, f"child exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr[-3000:]}"
     return proc.stdout
+
+
+def _run_child(code: str) -> subprocess.CompletedProcess:
+    prelude = f"import resource\nresource.setrlimit(resource.RLIMIT_AS, ({_LIMIT}, {_LIMIT}))\n" \
+              "import hashlib\nimport numpy as np\nimport grapheme_multimodal as gm\n"
+    return subprocess.run([sys.executable, "-c", prelude + textwrap.dedent(_SETUP) + textwrap.dedent(code)],
+                          capture_output=True, text=True, timeout=120)
 
 
 def _digest(result) -> str:
     return hashlib.sha256(np.ascontiguousarray(result).tobytes()).hexdigest()
 
 
-@pytest.mark.parametrize("call", sorted(_CALLS))
-def test_too_large_for_the_address_space_is_refused_naming_the_argument(call):
+def _each_call(setup: str, template: str) -> dict:
+    """Runs ``setup``, then ``template`` for each of :data:`_CALLS` (``{call}``:
+    its code), in one child: one interpreter start for the five calls, not
+    five. Each call's output, by name. A call that ends the child (a Rust
+    abort) gets the child's exit status and stderr instead, for its test to
+    fail with; the calls after it run in a new child."""
+    outputs: dict = {}
+    names = sorted(_CALLS)
+    while names:
+        body = textwrap.dedent(setup) + "".join(
+            f"print({'--- ' + name!r}, flush=True)\n" + textwrap.dedent(template).format(call=_CALLS[name])
+            for name in names
+        )
+        proc = _run_child(body)
+        name = None
+        for line in proc.stdout.splitlines(keepends=True):
+            if line.startswith("--- "):
+                name = line[4:].strip()
+                outputs[name] = ""
+            else:
+                outputs[name] += line
+        if proc.returncode != 0:
+            if name is None:  # before the first call: the setup failed
+                raise AssertionError(f"child exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr[-3000:]}")
+            outputs[name] = f"child exited {proc.returncode} in this call:\n{outputs[name]}\n{proc.stderr[-3000:]}"
+        names = [n for n in names if n not in outputs]
+    return outputs
+
+
+@pytest.fixture(scope="module")
+def too_large_outputs() -> dict:
     # 2**18 rows: the embeddings take 470 MB, and the core's copy of them (and
     # the attention's K and V) went past 1 GiB: the process aborted.
-    out = _child(f"""
+    return _each_call("""
         emb, mask, query = data(2**18)
+    """, """
         try:
-            {_CALLS[call]}
+            {call}
         except gm.TooLargeError as exc:
             print(exc.arg)
             print(exc)
         else:
             print("no error")
     """)
+
+
+@pytest.mark.parametrize("call", sorted(_CALLS))
+def test_too_large_for_the_address_space_is_refused_naming_the_argument(call, too_large_outputs):
+    out = too_large_outputs[call]
     arg, message = out.splitlines()[:2]
     assert arg == "embeddings", out
     assert message.startswith("embeddings: ") and "bytes at its peak" in message and "expected fewer rows" in message, out
 
 
-@pytest.mark.parametrize("call", sorted(_CALLS))
-def test_small_inputs_under_the_limit_give_the_same_results(call):
-    out = _child(f"""
+@pytest.fixture(scope="module")
+def small_outputs() -> dict:
+    return _each_call("""
         emb, mask, query = data(1000)
-        result = {_CALLS[call]}
+    """, """
+        result = {call}
         print(hashlib.sha256(np.ascontiguousarray(result).tobytes()).hexdigest())
     """)
+
+
+@pytest.mark.parametrize("call", sorted(_CALLS))
+def test_small_inputs_under_the_limit_give_the_same_results(call, small_outputs):
+    out = small_outputs[call]
     model = gm.LearnableMultiModal(seed=0)
     bilinear = gm.LearnableMultiModal(seed=0, binder_kind="bilinear")
     emb = np.zeros((1000, 7, 64), np.float32)
