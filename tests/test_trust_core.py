@@ -116,8 +116,9 @@ def all_finite_state(m: gm.LearnableMultiModal) -> bool:
     ],
 )
 def test_sizes_are_too_large_errors_not_aborts(code, arg):
-    expect_error(code, "TooLargeError", arg)
-    expect_error(code, "MemoryError", arg)
+    # one child, not two running the same code: what it raised is a TooLargeError and a MemoryError
+    out = expect_error(code, "TooLargeError", arg)
+    assert "MemoryError" in out["raised"], out
 
 
 def test_a_batch_whose_logits_cannot_fit_is_refused_before_training():
