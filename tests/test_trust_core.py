@@ -100,25 +100,60 @@ def all_finite_state(m: gm.LearnableMultiModal) -> bool:
 
 
 # ------------------------------------------------------------------ 1. sizes
-@pytest.mark.parametrize(
-    "code, arg",
-    [
-        ("gm.LearnableMultiModal(embed_dim=10**9, num_heads=1)", "embed_dim"),
-        ("gm.LearnableMultiModal(hidden_dim=10**9)", "hidden_dim"),
-        ("gm.LearnableMultiModal(input_dims={'visual': 10**12})", "input_dims"),
-        ("gm.LearnableMultiModal(input_dims={'visual': 10**9})", "input_dims"),
-        ("gm.LearnableMultiModal(embed_dim=10**30, num_heads=1)", "embed_dim"),
-        ("gm.Graph.from_edges(10**12, [])", "num_nodes"),
-        ("gm.Graph.from_edges(10**30, [])", "num_nodes"),
-        ("gm.Graph.from_sequence(np.zeros(10**9, np.float32))", "values"),
-        ("gm._core.Graph.from_edges(2**64 - 1, np.zeros((0, 2), np.int64))", "num_nodes"),
-        ("gm._core.Model(64, 128, 1e-3, 4, 10, 0, [18] * 7).encode_components(2**62, [None] * 7)", "batch_size"),
-    ],
-)
-def test_sizes_are_too_large_errors_not_aborts(code, arg):
-    # one child, not two running the same code: what it raised is a TooLargeError and a MemoryError
-    out = expect_error(code, "TooLargeError", arg)
-    assert "MemoryError" in out["raised"], out
+SIZES = [
+    ("gm.LearnableMultiModal(embed_dim=10**9, num_heads=1)", "embed_dim"),
+    ("gm.LearnableMultiModal(hidden_dim=10**9)", "hidden_dim"),
+    ("gm.LearnableMultiModal(input_dims={'visual': 10**12})", "input_dims"),
+    ("gm.LearnableMultiModal(input_dims={'visual': 10**9})", "input_dims"),
+    ("gm.LearnableMultiModal(embed_dim=10**30, num_heads=1)", "embed_dim"),
+    ("gm.Graph.from_edges(10**12, [])", "num_nodes"),
+    ("gm.Graph.from_edges(10**30, [])", "num_nodes"),
+    ("gm.Graph.from_sequence(np.zeros(10**9, np.float32))", "values"),
+    ("gm._core.Graph.from_edges(2**64 - 1, np.zeros((0, 2), np.int64))", "num_nodes"),
+    ("gm._core.Model(64, 128, 1e-3, 4, 10, 0, [18] * 7).encode_components(2**62, [None] * 7)", "batch_size"),
+]
+
+
+@pytest.fixture(scope="module")
+def size_answers() -> dict:
+    """What each code of SIZES raised, by code, from one child (ten
+    interpreter starts were most of these tests' time); a code that ends
+    the child (an abort) is answered with its exit status and stderr, and
+    the codes after it run in a new child."""
+    answers: dict = {}
+    codes = [code for code, _ in SIZES]
+    while codes:
+        proc = run_isolated("import json, numpy as np, grapheme_multimodal as gm\n" + "".join(
+            f"print(json.dumps({{'code': {code!r}}}), flush=True)\n"
+            "try:\n"
+            f"    {code}\n"
+            "    print(json.dumps({'raised': None}), flush=True)\n"
+            "except Exception as e:\n"
+            "    print(json.dumps({'raised': [c.__name__ for c in type(e).__mro__], 'arg': getattr(e, 'arg', None), "
+            "'msg': str(e)}), flush=True)\n"
+            for code in codes
+        ))
+        code = None
+        for line in proc.stdout.splitlines():
+            out = json.loads(line)
+            if "code" in out:
+                code = out["code"]
+            else:
+                answers[code] = out
+        if proc.returncode != 0:
+            assert code is not None, f"the interpreter died ({proc.returncode}): {proc.stderr[-2000:]}"
+            answers[code] = f"the interpreter died ({proc.returncode}) here: {proc.stderr[-2000:]}"
+        codes = [c for c in codes if c not in answers]
+    return answers
+
+
+@pytest.mark.parametrize("code, arg", SIZES)
+def test_sizes_are_too_large_errors_not_aborts(code, arg, size_answers):
+    out = size_answers[code]
+    assert isinstance(out, dict), out
+    assert out["raised"] is not None, f"{code} raised nothing"
+    assert "TooLargeError" in out["raised"] and "MemoryError" in out["raised"], out
+    assert (out["arg"] or "").startswith(arg), out
 
 
 def test_a_batch_whose_logits_cannot_fit_is_refused_before_training():
