@@ -312,25 +312,30 @@ def test_distributed_fit_carries_dropout_and_learned_temperature(request):
 
 # ------------------------------------------- trust (issue 11) for the options
 # Imported, not copied: the subprocess harness of the core's trust tests.
-from test_trust_core import expect_error, same_state, state  # noqa: E402
+from test_trust_core import check_raised, expect_error, raised_in_one_child, same_state, state  # noqa: E402
 
 
-@pytest.mark.parametrize(
-    "code, arg",
-    [
-        ("gm.LearnableMultiModal(encoder_hidden=(10**12,))", "encoder_hidden[0]"),
-        ("gm.LearnableMultiModal(encoder_hidden=(2**31, 2**31))", "encoder_hidden"),
-        ("gm.LearnableMultiModal(encoder_hidden=(1,) * 10_000)", "encoder_hidden"),
-        ("gm.LearnableMultiModal(shared_head=(2**32, 64))", "shared_head"),
-        # The core checks by itself, whatever the Python layer let through.
-        ("gm._core.Model(64, 128, 1e-3, 4, 10, 0, [18] * 7, encoder_hidden=[2**40])", "encoder_hidden[0]"),
-        ("gm._core.Model(64, 128, 1e-3, 4, 10, 0, [18] * 7, encoder_hidden=[2**31, 2**31])", "encoder_hidden"),
-        ("gm._core.Model(64, 128, 1e-3, 4, 10, 0, [18] * 7, encoder_output_dim=2**31, shared_head=[2**30, 64])",
-         "encoder_output_dim"),
-    ],
-)
-def test_huge_capacity_is_a_too_large_error_not_an_abort(code, arg):
-    expect_error(code, "TooLargeError", arg)
+HUGE_CAPACITIES = [
+    ("gm.LearnableMultiModal(encoder_hidden=(10**12,))", "encoder_hidden[0]"),
+    ("gm.LearnableMultiModal(encoder_hidden=(2**31, 2**31))", "encoder_hidden"),
+    ("gm.LearnableMultiModal(encoder_hidden=(1,) * 10_000)", "encoder_hidden"),
+    ("gm.LearnableMultiModal(shared_head=(2**32, 64))", "shared_head"),
+    # The core checks by itself, whatever the Python layer let through.
+    ("gm._core.Model(64, 128, 1e-3, 4, 10, 0, [18] * 7, encoder_hidden=[2**40])", "encoder_hidden[0]"),
+    ("gm._core.Model(64, 128, 1e-3, 4, 10, 0, [18] * 7, encoder_hidden=[2**31, 2**31])", "encoder_hidden"),
+    ("gm._core.Model(64, 128, 1e-3, 4, 10, 0, [18] * 7, encoder_output_dim=2**31, shared_head=[2**30, 64])",
+     "encoder_output_dim"),
+]
+
+
+@pytest.fixture(scope="module")
+def capacity_answers() -> dict:
+    return raised_in_one_child([code for code, _ in HUGE_CAPACITIES])  # one child for the seven, not one each
+
+
+@pytest.mark.parametrize("code, arg", HUGE_CAPACITIES)
+def test_huge_capacity_is_a_too_large_error_not_an_abort(code, arg, capacity_answers):
+    check_raised(capacity_answers[code], code, "TooLargeError", arg)
 
 
 def test_bad_widths_are_invalid_value_errors_naming_the_layer():

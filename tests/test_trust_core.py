@@ -114,14 +114,15 @@ SIZES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def size_answers() -> dict:
-    """What each code of SIZES raised, by code, from one child (ten
-    interpreter starts were most of these tests' time); a code that ends
-    the child (an abort) is answered with its exit status and stderr, and
-    the codes after it run in a new child."""
+def raised_in_one_child(codes: list) -> dict:
+    """What each of ``codes`` (one line each, setting nothing) raised, by
+    code, as :func:`expect_error`'s child reports it, from one child instead
+    of one each (the interpreter's start is most of such a test's time); a
+    code that ends the child (an abort) is answered with the exit status and
+    stderr, for its own test to fail with, and the codes after it run in a
+    new child."""
     answers: dict = {}
-    codes = [code for code, _ in SIZES]
+    codes = list(codes)
     while codes:
         proc = run_isolated("import json, numpy as np, grapheme_multimodal as gm\n" + "".join(
             f"print(json.dumps({{'code': {code!r}}}), flush=True)\n"
@@ -147,13 +148,24 @@ def size_answers() -> dict:
     return answers
 
 
-@pytest.mark.parametrize("code, arg", SIZES)
-def test_sizes_are_too_large_errors_not_aborts(code, arg, size_answers):
-    out = size_answers[code]
+def check_raised(out, code: str, error: str, arg_prefix: str) -> None:
+    """``out``, an answer of :func:`raised_in_one_child`, is an ``error``
+    whose ``arg`` starts with ``arg_prefix`` (:func:`expect_error`'s checks)."""
     assert isinstance(out, dict), out
     assert out["raised"] is not None, f"{code} raised nothing"
-    assert "TooLargeError" in out["raised"] and "MemoryError" in out["raised"], out
-    assert (out["arg"] or "").startswith(arg), out
+    assert error in out["raised"], out
+    assert (out["arg"] or "").startswith(arg_prefix), out
+
+
+@pytest.fixture(scope="module")
+def size_answers() -> dict:
+    return raised_in_one_child([code for code, _ in SIZES])
+
+
+@pytest.mark.parametrize("code, arg", SIZES)
+def test_sizes_are_too_large_errors_not_aborts(code, arg, size_answers):
+    check_raised(size_answers[code], code, "TooLargeError", arg)
+    check_raised(size_answers[code], code, "MemoryError", arg)
 
 
 def test_a_batch_whose_logits_cannot_fit_is_refused_before_training():
