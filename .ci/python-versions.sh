@@ -5,7 +5,11 @@
 # distributed layer is pure Python over the same API) run on the main Python
 # only, so three local Ray clusters do not compete for the CI machine; so
 # does the end-to-end demo (marker `slow`: pure Python over the same calls
-# the other tests make, and the longest test).
+# the other tests make, and the longest test), and the costly tests whose
+# result does not depend on the Python (marker `main_only`: learning quality
+# on the real data, computed by the Rust core; the README's and benchmarks'
+# commands; fresh interpreters under other hash seeds), so that the three
+# suites sharing the CI machine's cores end sooner.
 #   .ci/python-versions.sh setup WHEEL   # build the venvs (both at once; mostly downloads)
 #   .ci/python-versions.sh test          # run pytest in each (both at once)
 # The venvs live in $GM_CI_VENVS (default: a folder under $TMPDIR), outside the clone.
@@ -37,7 +41,7 @@ setup_one() {
 
 test_one() {  # in a process group of its own, ended afterwards (see .ci/run)
     local status=0 pid
-    setsid "$VENVS/$1/bin/python" -m pytest -q -p no:cacheprovider -m "not ray and not slow" &
+    setsid "$VENVS/$1/bin/python" -m pytest -q -p no:cacheprovider -m "not ray and not slow and not main_only" &
     pid=$!
     wait "$pid" || status=$?
     kill -TERM -- "-$pid" 2>/dev/null || true

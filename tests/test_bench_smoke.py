@@ -11,6 +11,10 @@ from pathlib import Path
 
 import pytest
 
+# the benchmark scripts end to end: run once, on the main Python
+# (.ci/python-versions.sh leaves main_only out on 3.9 and 3.13).
+pytestmark = pytest.mark.main_only
+
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench.py"
 
 pytest.importorskip("networkx")

@@ -36,6 +36,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+# the README's commands as written: run once, on the main Python
+# (.ci/python-versions.sh leaves main_only out on 3.9 and 3.13).
+pytestmark = pytest.mark.main_only
+
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 UPDATE = os.environ.get("GRAPHEME_MM_UPDATE_README") == "1"

@@ -19,6 +19,10 @@ import pytest
 import grapheme_multimodal as gm
 from grapheme_multimodal.exceptions import InvalidValueError
 
+# fresh interpreters under other hash seeds and thread counts: run once, on the main Python
+# (.ci/python-versions.sh leaves main_only out on 3.9 and 3.13).
+pytestmark = pytest.mark.main_only
+
 # One script, run in fresh interpreters: every path whose order a hash could
 # decide (modalities given in any order and by name or enum, events with
 # graph components through WL, the estimator, the buffer's sampling, the
