@@ -141,8 +141,8 @@ def is_masked_array(x: Any) -> bool:
 
 #: ``_core.plain_items``: a list or tuple of Python floats (or of ints within int64) as numpy reads it, in one
 #: pass at C speed (the Python pass over the items' types that finds masked arrays among them doubled the time of
-#: such a list); None in an extension built before it, where such lists take the checks' path as before.
-_plain_items = getattr(_core, "plain_items", None)
+#: such a list); None for any other list, which takes the checks' path.
+_plain_items = _core.plain_items
 #: Whether numpy reads Python ints as int64 (numpy < 2 on Windows: int32), as plain_items reads them.
 _INTS_AS_INT64 = np.asarray([0]).dtype == np.int64
 
@@ -165,7 +165,7 @@ def as_real_array(x: Any, name: str, masked_remedy: str = MASKED_REMEDY) -> np.n
         arr = np.asarray(x)
         if arr.dtype.kind in "iu":
             return arr
-    if _plain_items is not None and (type(x) is list or type(x) is tuple):
+    if type(x) is list or type(x) is tuple:
         arr = _plain_items(x)  # None unless every item is a Python float, or an int within int64
         if arr is not None and (arr.dtype.kind == "f" or _INTS_AS_INT64):  # none of the checks below refuses them
             return arr
@@ -845,7 +845,7 @@ class _PrecisionScope:
     data (innermost first), the names already warned about, and whether the
     data was already checked whole (the fits inside then skip the check)."""
 
-    def __init__(self, names: Tuple[Mapping[str, str], ...], warned: Set[Any]) -> None:
+    def __init__(self, names: Tuple[Mapping[str, str], ...], warned: Set[Tuple[str, str]]) -> None:
         self.names, self.warned, self.checked = names, warned, False
 
     def name(self, inner: str) -> str:
@@ -1002,12 +1002,9 @@ def warn_precision_loss(real: np.ndarray, arr: np.ndarray, present: Optional[np.
     message = precision_lost(real, arr, present)
     if message is None:
         return
-    if scope is not None:
-        name = scope.name(name)
-        if name in scope.warned:
-            return
-        scope.warned.add(name)
-    warnings.warn(f"{name}: {message}", PrecisionLossWarning, stacklevel=caller_level())
+    shown = first_in_scope("precision", name)
+    if shown is not None:
+        warnings.warn(f"{shown}: {message}", PrecisionLossWarning, stacklevel=caller_level())
 
 
 def caller_level() -> int:
