@@ -967,7 +967,7 @@ def _train(args: argparse.Namespace) -> int:
         raise InvalidValueError("--early-stopping: needs --validation-split > 0 to watch a validation loss", "--early-stopping")
     n_val = int(round(n * args.validation_split))
     if n - n_val < 2:
-        raise InvalidValueError(f"files: {_counted(n, 'row')} {'leaves' if n == 1 else 'leave'} {n - n_val} for training; expected at least 2", "files")
+        raise InvalidValueError(f"files: {counted(n, 'row')} {'leaves' if n == 1 else 'leave'} {n - n_val} for training; expected at least 2", "files")
     if args.early_stopping and n_val < 2:
         # nothing is held out (nor cross-validated): the patience given went unused, all epochs ran
         raise InvalidValueError(
@@ -1033,17 +1033,15 @@ def _training_summary(history: "History", folds: int, n: int, n_val: int, n_file
     last = history.epochs[-1] if history.epochs else {}
     summary = f"loss {last['loss']:.4f}" if "loss" in last else "no epochs run"
     if history.cv_curve is not None:
-        summary += (f", {_counted(len(history.epochs), 'epoch')} chosen by {folds}-fold cross-validation "
+        summary += (f", {counted(len(history.epochs), 'epoch')} chosen by {folds}-fold cross-validation "
                     f"(mean validation {history.cv_curve[len(history.epochs) - 1]:.4f})")
     elif "val_total" in last:
         summary += f", validation {last['val_total']:.4f} (best epoch {history.best_epoch})"
     rows = n if history.cv_curve is not None or "val_total" not in last else n - n_val
-    return (f"trained on {_counted(rows, 'row')} x {_counted(n_files, 'modality', 'modalities')} for "
-            f"{_counted(len(history.epochs), 'epoch')}: {summary}")
+    return (f"trained on {counted(rows, 'row')} x {counted(n_files, 'modality', 'modalities')} for "
+            f"{counted(len(history.epochs), 'epoch')}: {summary}")
 
 
-#: ``"1 epoch"``, ``"3 epochs"``: "1 modalities" and "1 epochs" were printed.
-_counted = counted
 
 
 def _embed(args: argparse.Namespace) -> int:
@@ -1087,7 +1085,7 @@ def _embed(args: argparse.Namespace) -> int:
         else:
             if f.values.shape[1] != dim:
                 raise ShapeError(
-                    f"{f.modality}: {f.path} has {_counted(f.values.shape[1], 'column')} but the checkpoint's {f.modality} "
+                    f"{f.modality}: {f.path} has {counted(f.values.shape[1], 'column')} but the checkpoint's {f.modality} "
                     f"encoder takes {dim} ({_why_the_width_differs(model, f.modality)})", str(f.modality),
                 )
             inputs[f.modality] = f.values
@@ -1390,14 +1388,14 @@ def _model_lines(model: "LearnableMultiModal") -> List[str]:
         if feats.dim == c.input_dim(m):
             takes += f" or graphs/text via {feats.kind}"
         if trained is not None and stepped:
-            norm += f", trained on {_counted(trained[m], 'row', grouped=True)}" if m in trained else ", never trained"
+            norm += f", trained on {counted(trained[m], 'row', grouped=True)}" if m in trained else ", never trained"
         lines.append(f"  {str(m):<15} {takes}{norm}")
     opt = model.optimizer_state()
-    lines.append(f"training: {_counted(model.epochs_trained, 'epoch')}, {_counted(opt['step'], 'Adam step')}, "
-                 f"{_counted(model.num_experiences(), 'experience')} stored")
+    lines.append(f"training: {counted(model.epochs_trained, 'epoch')}, {counted(opt['step'], 'Adam step')}, "
+                 f"{counted(model.num_experiences(), 'experience')} stored")
     average = model.weight_average
     if average is not None:
-        lines.append(f"weights: exponential moving average over {_counted(average.count, 'epoch')} (decay {average.decay:g})")
+        lines.append(f"weights: exponential moving average over {counted(average.count, 'epoch')} (decay {average.decay:g})")
     records = [e for e in model.history if isinstance(e.get("loss"), (int, float))]
     if records:
         line = f"loss: first {records[0]['loss']:.4f}, last {records[-1]['loss']:.4f}"
@@ -1637,7 +1635,7 @@ def _check_finite_output(values: np.ndarray, what: str, checkpoint: Path) -> Non
     bad = ~np.isfinite(values.reshape(len(values), -1)).all(axis=1)
     if bad.any():
         raise NonFiniteError(
-            f"{checkpoint}: its model gives non-finite {what} for {int(bad.sum())} of {_counted(len(values), 'row')} "
+            f"{checkpoint}: its model gives non-finite {what} for {int(bad.sum())} of {counted(len(values), 'row')} "
             f"(first: row {int(np.flatnonzero(bad)[0])}); its standardisation or weights overflow float32 "
             "on these inputs. Nothing was written", "checkpoint",
         )
