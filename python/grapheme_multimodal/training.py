@@ -278,7 +278,7 @@ def fit(
     # epochs=0 trains nothing: the model stays as it was, its standardisation too
     standardize = standardize and epochs > 0
     if standardize:  # after the refusals of what such rows cannot train, whose messages say more of the objectives
-        _refuse_standardising_to_zero(model, train)
+        _refuse_standardising_to_zero(model, train, train_mask)
     _check_step_count(model, int(epochs), train.num_batches(int(batch_size)))  # numpy ints would wrap
     if modality_dropout > 0 and not (np.count_nonzero(train_mask, axis=1) >= 2).any():
         # a row always keeps one modality: the option hid nothing, silently
@@ -1066,7 +1066,7 @@ def _refuse_rewards_of_1(weights: Mapping[str, float], train: "_Dataset") -> Non
         )
 
 
-def _refuse_standardising_to_zero(model: "LearnableMultiModal", train: "_Dataset") -> None:
+def _refuse_standardising_to_zero(model: "LearnableMultiModal", train: "_Dataset", train_mask: np.ndarray) -> None:
     """Refuses data whose every input standardisation would make 0: each
     present modality's standardisation is learned from these rows and its
     rows are all the same (one row; copies of one). Every embedding of a
@@ -1085,13 +1085,13 @@ def _refuse_standardising_to_zero(model: "LearnableMultiModal", train: "_Dataset
         if model.normalization(m) is not None or not _all_rows_equal(*inputs):
             varying = True  # this modality's inputs vary once standardised: something is learned
         else:
-            constant.append(MODALITY_NAMES[m])
+            constant.append(m)
     if varying:
-        for name in constant:  # once per modality in a call that fits several times (folds, a final fit)
-            shown = first_in_scope("constant", f"data[{name!r}]")
+        for m in constant:  # once per modality in a call that fits several times (folds, a final fit)
+            shown = first_in_scope("constant", f"data[{MODALITY_NAMES[m]!r}]")
             if shown is None:
                 continue
-            held = int(np.count_nonzero(train.mask_of(np.arange(len(train)))[:, MODALITY_NAMES.index(name)]))
+            held = int(np.count_nonzero(train_mask[:, m]))
             rows = "its one row" if held == 1 else "every row holding it"
             warnings.warn(
                 f"{shown}: holds the same values in {rows}; standardised by the mean of "
@@ -1101,10 +1101,10 @@ def _refuse_standardising_to_zero(model: "LearnableMultiModal", train: "_Dataset
             )
     if varying or not constant:
         return
-    n, held = len(train), int(train.mask_of(np.arange(len(train))).any(axis=1).sum())
+    n, held, names = len(train), int(train_mask.any(axis=1).sum()), ", ".join(MODALITY_NAMES[m] for m in constant)
     rows = ("1 row" if n == 1 else f"1 of its {n} rows holds a modality" if held == 1
-            else f"all {n} rows hold the same {', '.join(constant)} values" if held == n
-            else f"the {held} of its {n} rows that hold a modality hold the same {', '.join(constant)} values")
+            else f"all {n} rows hold the same {names} values" if held == n
+            else f"the {held} of its {n} rows that hold a modality hold the same {names} values")
     err = InvalidValueError(
         f"data: {rows}; standardize=True learns each modality's mean from {'it' if held == 1 else 'them'}, so "
         "every standardised input is 0 and nothing of the data can be learned (a new model's every gradient is 0: "
