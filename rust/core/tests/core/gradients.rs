@@ -168,75 +168,95 @@ fn is_encoder(name: &str) -> bool {
     name.starts_with("encoder.")
 }
 
+// One test per head/binder configuration, not one loop over them: finite
+// differences over every tensor take tens of seconds per configuration, and
+// the test harness runs separate tests on separate threads.
 #[test]
-fn every_objective_every_tensor_dense_batches() {
+fn every_objective_every_tensor_dense_batches_one_head_additive() {
+    every_objective_every_tensor_dense_batches(1, BinderKind::Additive);
+}
+
+#[test]
+fn every_objective_every_tensor_dense_batches_two_heads_bilinear() {
+    every_objective_every_tensor_dense_batches(2, BinderKind::Bilinear);
+}
+
+#[test]
+fn every_objective_every_tensor_dense_batches_four_heads_additive() {
+    every_objective_every_tensor_dense_batches(4, BinderKind::Additive);
+}
+
+#[test]
+fn every_objective_every_tensor_dense_batches_four_heads_bilinear() {
+    every_objective_every_tensor_dense_batches(4, BinderKind::Bilinear);
+}
+
+fn every_objective_every_tensor_dense_batches(heads: usize, binder: BinderKind) {
     let mut worst: f64 = 0.0;
-    for (heads, binder) in [(1, BinderKind::Additive), (2, BinderKind::Bilinear), (4, BinderKind::Additive), (4, BinderKind::Bilinear)] {
-        let model = LearnableMultiModal::<f64>::new(config(heads, binder)).unwrap();
-        let mut rng = Lcg(heads as u64 * 7 + binder as u64);
-        let xs = dense_inputs(&mut rng, 7);
-        let mask = mask();
-        let fused = rng.array2(7, 8);
-        let rewards = Array1::from(vec![0.0, 0.5, -0.3, 0.9, 0.2, 1.0, 0.1]);
-        let input = EncoderInput::dense(views(&xs), mask.view()).unwrap();
-        let batch = TrainBatch {
-            source: EmbeddingSource::Inputs(input),
-            fused: Some(fused.view()),
-            rewards: Some(rewards.view()),
-        };
-        let label = format!("heads={heads} binder={binder:?}");
-        worst = worst.max(check_model(&model, &batch, &ObjectiveWeights::only(Objective::SeedConsistency), &format!("{label} seed"), |n| {
+    let model = LearnableMultiModal::<f64>::new(config(heads, binder)).unwrap();
+    let mut rng = Lcg(heads as u64 * 7 + binder as u64);
+    let xs = dense_inputs(&mut rng, 7);
+    let mask = mask();
+    let fused = rng.array2(7, 8);
+    let rewards = Array1::from(vec![0.0, 0.5, -0.3, 0.9, 0.2, 1.0, 0.1]);
+    let input = EncoderInput::dense(views(&xs), mask.view()).unwrap();
+    let batch = TrainBatch {
+        source: EmbeddingSource::Inputs(input),
+        fused: Some(fused.view()),
+        rewards: Some(rewards.view()),
+    };
+    let label = format!("heads={heads} binder={binder:?}");
+    worst = worst.max(check_model(&model, &batch, &ObjectiveWeights::only(Objective::SeedConsistency), &format!("{label} seed"), |n| {
+        n.starts_with("fusion.") || is_encoder(n)
+    }));
+    worst = worst.max(check_model(&model, &batch, &ObjectiveWeights::only(Objective::Contrastive), &format!("{label} contrastive"), is_encoder));
+    worst = worst.max(check_model(&model, &batch, &ObjectiveWeights::only(Objective::Binding), &format!("{label} binding"), |n| {
+        n.starts_with("binder.") || is_encoder(n)
+    }));
+    worst = worst.max(check_model(&model, &batch, &ObjectiveWeights::only(Objective::CrossModal), &format!("{label} cross_modal"), |n| {
+        !n.starts_with("binder.")
+    }));
+    // fused_contrastive with the default 2 neighbours, none, and more than the batch has.
+    for k in [2, 0, 9] {
+        let model = LearnableMultiModal::<f64>::new(Config { fused_neighbors: k, ..config(heads, binder) }).unwrap();
+        let only = ObjectiveWeights::only(Objective::FusedContrastive);
+        worst = worst.max(check_model(&model, &batch, &only, &format!("{label} fused_contrastive k={k}"), |n| {
             n.starts_with("fusion.") || is_encoder(n)
         }));
-        worst = worst.max(check_model(&model, &batch, &ObjectiveWeights::only(Objective::Contrastive), &format!("{label} contrastive"), is_encoder));
-        worst = worst.max(check_model(&model, &batch, &ObjectiveWeights::only(Objective::Binding), &format!("{label} binding"), |n| {
-            n.starts_with("binder.") || is_encoder(n)
-        }));
-        worst = worst.max(check_model(&model, &batch, &ObjectiveWeights::only(Objective::CrossModal), &format!("{label} cross_modal"), |n| {
-            !n.starts_with("binder.")
-        }));
-        // fused_contrastive with the default 2 neighbours, none, and more than the batch has.
-        for k in [2, 0, 9] {
-            let model = LearnableMultiModal::<f64>::new(Config { fused_neighbors: k, ..config(heads, binder) }).unwrap();
-            let only = ObjectiveWeights::only(Objective::FusedContrastive);
-            worst = worst.max(check_model(&model, &batch, &only, &format!("{label} fused_contrastive k={k}"), |n| {
-                n.starts_with("fusion.") || is_encoder(n)
-            }));
-        }
-        // neighborhood with 3 neighbours, none, and more than the batch has
-        // (the inputs' neighbours; only the encoders learn from it).
-        for k in [3, 0, 9] {
-            let model = LearnableMultiModal::<f64>::new(Config { neighborhood_neighbors: k, ..config(heads, binder) }).unwrap();
-            let only = ObjectiveWeights::only(Objective::Neighborhood);
-            worst = worst.max(check_model(&model, &batch, &only, &format!("{label} neighborhood k={k}"), |n| k > 0 && is_encoder(n)));
-        }
-        // ... at a fixed temperature of its own.
-        let model = LearnableMultiModal::<f64>::new(Config { neighborhood_neighbors: 3, neighborhood_temperature: Some(0.3), ..config(heads, binder) }).unwrap();
-        let only = ObjectiveWeights::only(Objective::Neighborhood);
-        worst = worst.max(check_model(&model, &batch, &only, &format!("{label} neighborhood tau=0.3"), is_encoder));
-        // The full mix, with uneven weights.
-        let mix = ObjectiveWeights([0.7, 1.3, 0.4, 2.0, 0.9, 0.8, 0.0]);
-        worst = worst.max(check_model(&model, &batch, &mix, &format!("{label} mix"), |_| true));
-        // reconstruction: the decoders, the fusion network and the encoders
-        // learn from it; then every objective together.
-        let model = LearnableMultiModal::<f64>::new(Config { reconstruction_decoders: true, neighborhood_neighbors: 3, ..config(heads, binder) }).unwrap();
-        let only = ObjectiveWeights::only(Objective::Reconstruction);
-        worst = worst.max(check_model(&model, &batch, &only, &format!("{label} reconstruction"), |n| {
-            n.starts_with("fusion.") || n.starts_with("reconstruction.") || is_encoder(n)
-        }));
-        let mix = ObjectiveWeights([0.7, 1.3, 0.4, 2.0, 0.9, 0.8, 0.6]);
-        worst = worst.max(check_model(&model, &batch, &mix, &format!("{label} mix with reconstruction"), |_| true));
-        // ... from the fused embeddings of random subsets of the modalities.
-        // The encoders of the modalities no row keeps learn nothing from it.
-        let model = LearnableMultiModal::<f64>::new(Config { reconstruction_decoders: true, reconstruction_subsets: true, ..config(heads, binder) }).unwrap();
-        let kept = objectives::reconstruction::draw_subsets(mask.view(), &mut objectives::objective_rng(model.config().seed, 0, Objective::Reconstruction));
-        let read = |n: &str| (0..NUM_MODALITIES).any(|m| n.starts_with(&format!("encoder.{}.", grapheme_multimodal::Modality::ALL[m].name())) && kept.column(m).iter().any(|&k| k));
-        assert!(kept.iter().zip(mask.iter()).any(|(&k, &p)| p && !k), "some present modality is left out");
-        worst = worst.max(check_model(&model, &batch, &only, &format!("{label} reconstruction from subsets"), |n| {
-            n.starts_with("fusion.") || n.starts_with("reconstruction.") || read(n)
-        }));
     }
-    println!("worst relative error (dense): {worst:.3e}");
+    // neighborhood with 3 neighbours, none, and more than the batch has
+    // (the inputs' neighbours; only the encoders learn from it).
+    for k in [3, 0, 9] {
+        let model = LearnableMultiModal::<f64>::new(Config { neighborhood_neighbors: k, ..config(heads, binder) }).unwrap();
+        let only = ObjectiveWeights::only(Objective::Neighborhood);
+        worst = worst.max(check_model(&model, &batch, &only, &format!("{label} neighborhood k={k}"), |n| k > 0 && is_encoder(n)));
+    }
+    // ... at a fixed temperature of its own.
+    let model = LearnableMultiModal::<f64>::new(Config { neighborhood_neighbors: 3, neighborhood_temperature: Some(0.3), ..config(heads, binder) }).unwrap();
+    let only = ObjectiveWeights::only(Objective::Neighborhood);
+    worst = worst.max(check_model(&model, &batch, &only, &format!("{label} neighborhood tau=0.3"), is_encoder));
+    // The full mix, with uneven weights.
+    let mix = ObjectiveWeights([0.7, 1.3, 0.4, 2.0, 0.9, 0.8, 0.0]);
+    worst = worst.max(check_model(&model, &batch, &mix, &format!("{label} mix"), |_| true));
+    // reconstruction: the decoders, the fusion network and the encoders
+    // learn from it; then every objective together.
+    let model = LearnableMultiModal::<f64>::new(Config { reconstruction_decoders: true, neighborhood_neighbors: 3, ..config(heads, binder) }).unwrap();
+    let only = ObjectiveWeights::only(Objective::Reconstruction);
+    worst = worst.max(check_model(&model, &batch, &only, &format!("{label} reconstruction"), |n| {
+        n.starts_with("fusion.") || n.starts_with("reconstruction.") || is_encoder(n)
+    }));
+    let mix = ObjectiveWeights([0.7, 1.3, 0.4, 2.0, 0.9, 0.8, 0.6]);
+    worst = worst.max(check_model(&model, &batch, &mix, &format!("{label} mix with reconstruction"), |_| true));
+    // ... from the fused embeddings of random subsets of the modalities.
+    // The encoders of the modalities no row keeps learn nothing from it.
+    let model = LearnableMultiModal::<f64>::new(Config { reconstruction_decoders: true, reconstruction_subsets: true, ..config(heads, binder) }).unwrap();
+    let kept = objectives::reconstruction::draw_subsets(mask.view(), &mut objectives::objective_rng(model.config().seed, 0, Objective::Reconstruction));
+    let read = |n: &str| (0..NUM_MODALITIES).any(|m| n.starts_with(&format!("encoder.{}.", grapheme_multimodal::Modality::ALL[m].name())) && kept.column(m).iter().any(|&k| k));
+    assert!(kept.iter().zip(mask.iter()).any(|(&k, &p)| p && !k), "some present modality is left out");
+    worst = worst.max(check_model(&model, &batch, &only, &format!("{label} reconstruction from subsets"), |n| {
+        n.starts_with("fusion.") || n.starts_with("reconstruction.") || read(n)
+    }));
+    println!("worst relative error (dense, heads={heads} binder={binder:?}): {worst:.3e}");
 }
 
 #[test]
@@ -670,20 +690,24 @@ fn contrastive_with_input_neighbours() {
     println!("worst relative error (contrastive with input neighbours): {worst:.3e}");
 }
 
+// The loss is the power mean of order p of the pair losses; its gradient
+// weights each pair by (L_ij / L)^(p - 1). Checked on the original encoders,
+// on deep encoders with a learned temperature (whose gradient takes the same
+// factors), with input neighbours, and in the full mix: two tests, so the
+// test harness's threads share the finite differences.
 #[test]
-fn contrastive_as_a_power_mean_of_its_pairs() {
-    // The loss is the power mean of order p of the pair losses; its gradient
-    // weights each pair by (L_ij / L)^(p - 1). Checked on the original
-    // encoders, on deep encoders with a learned temperature (whose gradient
-    // takes the same factors), with input neighbours, and in the full mix.
-    let mut worst: f64 = 0.0;
+fn contrastive_as_a_power_mean_of_its_pairs_original_encoders() {
+    contrastive_as_a_power_mean_of_its_pairs([(0.0, config(2, BinderKind::Bilinear)), (0.5, config(4, BinderKind::Additive))]);
+}
+
+#[test]
+fn contrastive_as_a_power_mean_of_its_pairs_deep_encoders() {
     let deep = deep_config(&[6], Some(7), &[8], false);
-    let cases = [
-        (0.0, config(2, BinderKind::Bilinear)),
-        (0.5, config(4, BinderKind::Additive)),
-        (0.0, deep.clone()),
-        (0.3, Config { contrastive_neighbors: 2, ..deep.clone() }),
-    ];
+    contrastive_as_a_power_mean_of_its_pairs([(0.0, deep.clone()), (0.3, Config { contrastive_neighbors: 2, ..deep })]);
+}
+
+fn contrastive_as_a_power_mean_of_its_pairs(cases: [(f64, Config); 2]) {
+    let mut worst: f64 = 0.0;
     for (p, base) in cases {
         let model = LearnableMultiModal::<f64>::new(Config { contrastive_pair_power: p, ..base.clone() }).unwrap();
         let arithmetic = LearnableMultiModal::<f64>::new(base).unwrap();
