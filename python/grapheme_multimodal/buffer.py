@@ -639,11 +639,13 @@ class ExperienceBuffer:
         with probability ``P(i) = p_i^alpha / sum_j p_j^alpha``, where the
         priority ``p_i = |reward_i| + 1e-3`` unless set by
         :meth:`update_priorities`, and carries the importance weight
-        ``w_i = (N P(i))^-beta / max_j (N P(j))^-beta`` in [0, 1] (1 for the
-        least likely experience). Both are computed from ``log p``, so any
-        finite ``alpha, beta >= 0`` gives finite probabilities and weights
-        (when ``alpha * beta`` is huge the weights of the likelier experiences
-        round to 0). ``alpha`` and ``beta`` are checked also when uniform
+        ``w_i = (N P(i))^-beta / max_j (N P(j))^-beta`` in (0, 1] (1 for the
+        least likely experience), float32. Both are computed in float64 from
+        ``log p``, so any finite ``alpha, beta >= 0`` gives finite
+        probabilities and weights; a weight below float32's smallest normal
+        number (about 1.2e-38: priorities spanning many orders of magnitude,
+        or a huge ``alpha * beta``) is raised to it rather than rounded to 0,
+        so no drawn experience weighs nothing. ``alpha`` and ``beta`` are checked also when uniform
         (they are then unused). Without ``replace=True`` no experience is
         drawn twice, so ``batch_size`` may not exceed what the buffer holds.
         """
@@ -1260,6 +1262,10 @@ def _prioritised(priorities: np.ndarray, alpha: float) -> Tuple[np.ndarray, np.n
     return probs, log_p
 
 
+#: The least importance weight a sample carries: float32's smallest normal number.
+_SMALLEST_WEIGHT = float(np.finfo(np.float32).tiny)
+
+
 def _importance_weights(log_p: np.ndarray, pos: np.ndarray, alpha: float, beta: float) -> np.ndarray:
     """The importance weights ``(N P)^-beta / max (N P)^-beta = (p / p_min)^-(alpha beta)``
     of the experiences at ``pos``, as float32, from ``log p`` (of every
@@ -1269,8 +1275,16 @@ def _importance_weights(log_p: np.ndarray, pos: np.ndarray, alpha: float, beta: 
     if beta == 0 or alpha == 0:
         return np.ones(len(pos), np.float32)
     with np.errstate(over="ignore", invalid="ignore"):
-        exponent = beta * (alpha * (log_p[pos] - log_p.min()))  # in [0, inf]
-        return np.exp(-exponent).astype(np.float32)
+        diff = log_p[pos] - log_p.min()  # float64, in [0, ~1454]
+        exponent = beta * (alpha * diff)  # in [0, inf]
+        over = np.isinf(exponent)
+        if over.any():  # alpha * diff overflowed, though alpha * beta * diff may not (alpha=1e308, beta=1e-308)
+            exponent[over] = (alpha * beta) * diff[over]
+        weights = np.exp(-exponent)
+    # A weight below float32's smallest normal (p_i / p_min past ~1e38 ** (1 / (alpha beta))) rounded to 0:
+    # a drawn experience weighing nothing, and a batch of them a weighted mean of 0 / 0. Raised to that
+    # smallest normal, every weight is in (0, 1] (and survives a flush of subnormals to 0).
+    return np.maximum(weights, _SMALLEST_WEIGHT).astype(np.float32)
 
 
 def _experience(b: ExperienceBatch, i: int) -> Experience:
