@@ -48,7 +48,7 @@ import ray.data  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import grapheme_multimodal as gm  # noqa: E402
 from grapheme_multimodal import distributed  # noqa: E402
-from jsonfile import write_json  # noqa: E402
+from jsonfile import refuse_unwritable, write_json  # noqa: E402
 from workloads import THREE_MODALITIES, modality_inputs  # noqa: E402
 
 NAMES = [str(gm.Modality(m)) for m in THREE_MODALITIES]
@@ -207,6 +207,7 @@ def main(argv: List[str] = None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
+    refuse_unwritable(parser, args.json)  # before the run, not a traceback after it
     if args.quick:
         args.rows, args.embed_batch, args.fit_batch, args.fit_steps, args.repeats = 20_000, 4096, 256, 3, 1
 

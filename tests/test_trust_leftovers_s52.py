@@ -4,17 +4,30 @@
    span many orders of magnitude (or a huge ``alpha * beta``) rounded the
    likelier experiences' weights to 0 in float32, so a batch of them had a
    weighted-mean loss of 0 / 0; they are now computed in float64 and a weight
-   below float32's smallest normal is raised to it.
+   below float32's smallest normal is raised to it;
+2. a benchmark's ``--json`` results are never lost to a write that fails at
+   the end of the run (the folder replaced meanwhile, a full disk): they go
+   to a new file in the temp folder, named on stderr, exit status 1 (it was
+   a traceback, the whole run lost); ``ray_scaling.py`` checks its ``--json``
+   before the run as the others do.
 
 Each test failed before its fix."""
 
 from __future__ import annotations
 
 import decimal
+import errno
+import json
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from conftest import REPO, load_script
 from grapheme_multimodal.buffer import ExperienceBuffer
 
 TINY32 = float(np.finfo(np.float32).tiny)
@@ -83,3 +96,114 @@ def test_importance_weight_with_a_huge_alpha_and_a_tiny_beta_uses_their_product(
     assert (pri[s.indices] == 10).all()  # alpha that large draws the largest priority only
     np.testing.assert_allclose(s.weights, _reference(pri, s.indices, alpha, beta), rtol=2 * np.finfo(np.float32).eps)
     np.testing.assert_allclose(s.weights, expected, rtol=1e-6)
+
+
+# ------------------------------------------------------------------ 2. benchmark results never lost at the end
+BENCHMARKS = REPO / "benchmarks"
+
+
+@pytest.fixture
+def jsonfile(monkeypatch, tmp_path):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "temp"))  # the fallback's folder
+    (tmp_path / "temp").mkdir()
+    return load_script("benchmarks/jsonfile.py")
+
+
+def _rescued(capsys, tmp_path, target: Path, payload) -> Path:
+    """The fallback file the failed write of ``payload`` to ``target`` named on stderr, checked to hold it."""
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert f"error: could not write the results to {str(target)!r}: " in err
+    (named,) = re.findall(r"the results are in '([^']+)' instead", err)
+    (held,) = (tmp_path / "temp").iterdir()
+    assert named == str(held)
+    assert json.loads(held.read_text()) == payload
+    return held
+
+
+def test_a_results_write_into_a_folder_replaced_by_a_file_goes_to_the_temp_folder(jsonfile, capsys, tmp_path):
+    target = tmp_path / "out" / "results.json"
+    assert jsonfile.writable_output(target) is None  # the check before the run passed
+    (tmp_path / "out").rmdir()
+    (tmp_path / "out").write_text("a file now")  # mid-run
+    payload = {"rows": [1, 2, 3], "seconds": 3600.0}
+    with pytest.raises(SystemExit) as info:  # was FileExistsError's traceback, the results lost
+        jsonfile.write_json(target, payload)
+    assert info.value.code == 1
+    held = _rescued(capsys, tmp_path, target, payload)
+    assert held.name.startswith("results-") and held.suffix == ".json"
+
+
+def test_a_results_write_to_a_full_disk_goes_to_the_temp_folder(jsonfile, capsys, tmp_path, monkeypatch):
+    target = tmp_path / "results.json"
+    target.write_text('{"previous": "run"}')
+    real = jsonfile.atomic_write_bytes
+
+    def full(path, data):
+        if Path(path).parent == tmp_path:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(path, data)
+
+    monkeypatch.setattr(jsonfile, "atomic_write_bytes", full)
+    with pytest.raises(SystemExit) as info:
+        jsonfile.write_json(target, {"a": [1.5]})
+    assert info.value.code == 1
+    _rescued(capsys, tmp_path, target, {"a": [1.5]})
+    assert target.read_text() == '{"previous": "run"}'  # the atomic write left the earlier file whole
+
+
+def test_results_no_folder_takes_are_printed_to_stderr(jsonfile, capsys, tmp_path, monkeypatch):
+    def full(path, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(jsonfile, "atomic_write_bytes", full)
+    with pytest.raises(SystemExit) as info:
+        jsonfile.write_json(tmp_path / "results.json", {"a": 1})
+    assert info.value.code == 1
+    err = capsys.readouterr().err
+    assert "nor to the temp folder (No space left on device); the results follow:" in err
+    assert json.loads(err.split("the results follow:\n", 1)[1]) == {"a": 1}
+    assert list((tmp_path / "temp").iterdir()) == []  # no empty placeholder left behind
+
+
+def test_every_benchmark_script_with_a_json_flag_writes_through_the_rescuing_writer():
+    # a guard for the scripts to come: each writes --json by jsonfile.write_json (or the harness's write_results)
+    writers = [p for p in BENCHMARKS.glob("*.py") if 'add_argument("--json"' in p.read_text()]
+    assert len(writers) >= 9
+    for path in writers:
+        text = path.read_text()
+        assert "json.dump(" not in text and "write_text(" not in text, path.name
+        assert re.search(r"^\s*from jsonfile import .*\bwrite_json\b", text, re.M) or "harness.write_results(" in text, path.name
+
+
+def test_uci_multifeature_keeps_the_results_of_a_run_whose_folder_went_away(jsonfile, capsys, tmp_path, monkeypatch):
+    # end to end: the run ends, the final write fails, the figures are in the temp folder and the exit status is 1
+    h = load_script("benchmarks/uci_multifeature.py")
+    out = tmp_path / "out" / "results.json"
+
+    def run_split(split, seeds, *args, **kwargs):
+        (tmp_path / "out").rmdir()
+        (tmp_path / "out").write_text("not a folder")  # while the split ran
+        return {"split_random_state": split, "seeds": seeds, "figure": 0.97}
+
+    monkeypatch.setattr(h, "run_split", run_split)
+    with pytest.raises(SystemExit) as info:
+        h.main(["--splits", "0", "--seeds", "0", "--no-nutrimouse", "--json", str(out)])
+    assert info.value.code == 1
+    printed = capsys.readouterr()
+    assert f"could not write the results to {str(out)!r}: File exists: '{tmp_path / 'out'}'" in printed.err
+    (held,) = (tmp_path / "temp").iterdir()
+    doc = json.loads(held.read_text())
+    assert doc["uci_multiple_features"] == [{"split_random_state": 0, "seeds": [0], "figure": 0.97}]
+    assert f"wrote {out}" not in printed.out
+
+
+def test_ray_scaling_refuses_an_unwritable_json_before_it_runs(tmp_path):
+    pytest.importorskip("ray")
+    # it had no check: a directory given was found after the whole run, in a traceback
+    proc = subprocess.run([sys.executable, str(BENCHMARKS / "ray_scaling.py"), "--quick", "--json", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"ray_scaling.py: error: --json: {str(tmp_path)!r} is a directory; expected a file name")
