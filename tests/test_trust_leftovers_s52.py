@@ -9,7 +9,12 @@
    the end of the run (the folder replaced meanwhile, a full disk): they go
    to a new file in the temp folder, named on stderr, exit status 1 (it was
    a traceback, the whole run lost); ``ray_scaling.py`` checks its ``--json``
-   before the run as the others do.
+   before the run as the others do;
+3. the interpreter's exit while a daemon thread saves a model waits for the
+   save, which completes (it aborted the process, "FATAL: exception not
+   rethrown": safetensors' serialiser re-took the GIL during finalization);
+   a save another thread begins after exit began is refused, and the wait is
+   bounded.
 
 Each test failed before its fix."""
 
@@ -22,6 +27,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -207,3 +213,99 @@ def test_ray_scaling_refuses_an_unwritable_json_before_it_runs(tmp_path):
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip().splitlines()[-1] == (
         f"ray_scaling.py: error: --json: {str(tmp_path)!r} is a directory; expected a file name")
+
+
+# ------------------------------------------------------------------ 3. saves in flight at the interpreter's exit
+def _run_script(source: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(source), *args], capture_output=True, text=True,
+                          timeout=120)
+
+
+SAVE_AT_EXIT = """
+    import sys, threading
+    import safetensors.numpy
+    import grapheme_multimodal as gm
+
+    model = gm.LearnableMultiModal(input_dims=[1024] * 7, seed=0)  # ~2 MB: serialising outlasts the exit's start
+    inside = threading.Event()
+    serialise = safetensors.numpy.save
+
+    def save(*args, **kwargs):  # lets the main thread end the program while the daemon thread serialises
+        inside.set()
+        return serialise(*args, **kwargs)
+
+    safetensors.numpy.save = save
+    threading.Thread(target=model.save, args=(sys.argv[1],), daemon=True).start()
+    inside.wait()
+"""
+
+
+def test_the_interpreter_exit_waits_for_a_daemon_thread_s_save_which_completes(tmp_path) -> None:
+    import grapheme_multimodal as gm
+
+    expected = gm.LearnableMultiModal(input_dims=[1024] * 7, seed=0).state_dict()
+    for run in range(4):  # it aborted nearly every run
+        path = tmp_path / f"model{run}.safetensors"
+        proc = _run_script(SAVE_AT_EXIT, str(path))
+        assert proc.returncode == 0 and "FATAL" not in proc.stderr, (proc.returncode, proc.stderr[-2000:])
+        back = gm.LearnableMultiModal.load(path).state_dict()  # the save the user asked for, whole
+        assert all(np.array_equal(back[k], v) for k, v in expected.items())
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"model{run}.safetensors" for run in range(4)]
+
+
+def test_a_save_another_thread_begins_after_exit_began_is_refused_and_writes_nothing(tmp_path) -> None:
+    proc = _run_script("""
+        import atexit, sys, threading
+        import grapheme_multimodal as gm
+
+        model = gm.LearnableMultiModal(seed=0)
+        model.save(sys.argv[1])  # an earlier save, which stays
+        errors = []
+
+        def late():  # runs after the library's exit hook (atexit runs the later-registered first)
+            def save():
+                try:
+                    model.save(sys.argv[1])
+                except RuntimeError as err:
+                    errors.append(str(err))
+            t = threading.Thread(target=save, daemon=True)
+            t.start()
+            t.join()  # would wait for ever were the thread blocked instead
+            main_thread_save = sys.argv[1] + ".main"
+            model.save(main_thread_save)  # the main thread's own saves still work during exit
+            print(errors[0])
+
+        atexit.register(late)
+        import grapheme_multimodal.io  # noqa: the hook registered at import, before `late`
+        atexit.unregister(grapheme_multimodal.io._wait_for_saves)
+        atexit.register(grapheme_multimodal.io._wait_for_saves)  # now it runs first
+    """, str(tmp_path / "model.safetensors"))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == (f"path: {str(tmp_path / 'model.safetensors')!r} was not saved: the interpreter is "
+                                   "exiting, and a save another thread begins now would be stopped half-way (finish "
+                                   "saves before the program ends, or join the thread that saves)")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.safetensors", "model.safetensors.main"]
+
+
+def test_the_exit_s_wait_for_a_save_that_never_ends_is_bounded_and_leaves_the_target_as_it_was(tmp_path) -> None:
+    target = tmp_path / "out.bin"
+    target.write_bytes(b"earlier")
+    proc = _run_script("""
+        import sys, threading
+        from grapheme_multimodal import io
+
+        io.EXIT_WAIT_S = 0.2
+        writing = threading.Event()
+
+        def stuck(f):  # a write that never ends (a hung network file system)
+            f.write(b"half")
+            writing.set()
+            threading.Event().wait()
+
+        threading.Thread(target=io.atomic_write, args=(sys.argv[1], stuck), daemon=True).start()
+        writing.wait()
+    """, str(target))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.strip() == ("grapheme_multimodal: 1 save(s) still in progress after 0.2 s at exit; not "
+                                   "waiting longer (their files stay as they were)")
+    assert target.read_bytes() == b"earlier"  # never a half-written file at the target

@@ -36,7 +36,8 @@ from ._validation import (
     refuse_unpaired_frames, sorted_names, unmasked, wrong_type,
 )
 from .exceptions import CheckpointError, InvalidValueError, NonFiniteError, ShapeError, TooLargeError
-from .io import FORMAT_NAMES, PathLike, TensorSpec, as_path, check_write_target, read_tagged_safetensors, write_tagged_safetensors
+from .io import (FORMAT_NAMES, PathLike, TensorSpec, as_path, check_write_target, read_tagged_safetensors, saving,
+                 write_tagged_safetensors)
 
 FILE_FORMAT = "grapheme-multimodal/experience-buffer/v1"
 FORMAT_NAMES[FILE_FORMAT] = ": an experience buffer file, which ExperienceBuffer.load reads"
@@ -748,8 +749,9 @@ class ExperienceBuffer:
         state) to a safetensors file, atomically, with a checksum of its
         contents that :meth:`load` verifies."""
         check_write_target(path)  # before copying the experiences: a bad path fails at once
-        tensors, meta = self.state()
-        write_tagged_safetensors(path, tensors, FILE_FORMAT, meta)
+        with saving(path):  # from here: the interpreter's exit waits for it
+            tensors, meta = self.state()
+            write_tagged_safetensors(path, tensors, FILE_FORMAT, meta)
 
     def load(self, path: PathLike) -> None:
         """Replaces this buffer's contents with the file's. A missing,

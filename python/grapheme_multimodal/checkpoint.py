@@ -27,7 +27,7 @@ from .config import LearnableMultiModalConfig
 from .exceptions import CheckpointError, InvalidValueError, TooLargeError
 from .io import (
     FOREIGN_FILE_HINTS, FORMAT_NAMES, PathLike, TensorSpec, as_path, check_write_target, declared_bytes_being_read, not_enough_memory_to_write,
-    read_tagged_safetensors, write_tagged_safetensors,
+    read_tagged_safetensors, saving, write_tagged_safetensors,
 )
 from .types import Modality
 
@@ -133,13 +133,14 @@ def checkpoint_state(
 def save_checkpoint(model: "LearnableMultiModal", path: PathLike, include_experience: bool = True) -> None:
     """Writes ``model`` to ``path`` (safetensors with checksums; atomic)."""
     check_write_target(path)  # before copying the state: a bad path fails at once
-    try:
-        tensors, meta = checkpoint_state(model, include_experience)
-    except MemoryError as exc:  # the copy of a large experience buffer
-        if isinstance(exc, TooLargeError):
-            raise
-        raise not_enough_memory_to_write(path) from None
-    write_tagged_safetensors(path, tensors, FILE_FORMAT, meta)
+    with saving(path):  # from here: the interpreter's exit waits for it
+        try:
+            tensors, meta = checkpoint_state(model, include_experience)
+        except MemoryError as exc:  # the copy of a large experience buffer
+            if isinstance(exc, TooLargeError):
+                raise
+            raise not_enough_memory_to_write(path) from None
+        write_tagged_safetensors(path, tensors, FILE_FORMAT, meta)
 
 
 def load_checkpoint(path: PathLike) -> "LearnableMultiModal":

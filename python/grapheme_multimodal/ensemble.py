@@ -27,7 +27,7 @@ from .checkpoint import _new_model, _restore, _strip, _text, _version_note, chec
 from .exceptions import CheckpointError, InvalidValueError, TooLargeError
 from .io import FORMAT_NAMES, PathLike, TensorSpec, as_path, check_write_target, declared_bytes_being_read, format_tag
 from .io import not_enough_memory_to_write
-from .io import read_tagged_safetensors, write_tagged_safetensors
+from .io import read_tagged_safetensors, saving, write_tagged_safetensors
 from .types import Modality
 
 if TYPE_CHECKING:
@@ -60,24 +60,25 @@ def save_ensemble(models: Iterable["LearnableMultiModal"], path: PathLike, inclu
     models = as_list_of(models, LearnableMultiModal, "models")
     _check_members_agree(models, "models", InvalidValueError)
     check_write_target(path)  # before copying the members' states: a bad path fails at once
-    tensors: Dict[str, np.ndarray] = {}
-    metas: List[Dict[str, Any]] = []
-    try:
-        for j, model in enumerate(models):
-            member_tensors, member_meta = checkpoint_state(model, include_experience)
-            tensors.update({_member_prefix(j) + name: value for name, value in member_tensors.items()})
-            metas.append(member_meta)
-    except MemoryError as exc:
-        if isinstance(exc, TooLargeError):
-            raise
-        raise not_enough_memory_to_write(path) from None
-    except InvalidValueError as exc:  # a member's history or epoch count that loading would refuse
-        raise type(exc)(f"models[{j}]: {exc}", f"models[{j}]") from None
-    except TypeError as exc:
-        if not str(exc).startswith("model."):  # not the check of a member's public attribute: not ours to rename
-            raise
-        raise TypeError(f"models[{j}]: {exc}") from None  # an epoch count of 2.0: which member's
-    write_tagged_safetensors(path, tensors, ENSEMBLE_FORMAT, {"library_version": __version__, "members": metas})
+    with saving(path):  # from here: the interpreter's exit waits for it
+        tensors: Dict[str, np.ndarray] = {}
+        metas: List[Dict[str, Any]] = []
+        try:
+            for j, model in enumerate(models):
+                member_tensors, member_meta = checkpoint_state(model, include_experience)
+                tensors.update({_member_prefix(j) + name: value for name, value in member_tensors.items()})
+                metas.append(member_meta)
+        except MemoryError as exc:
+            if isinstance(exc, TooLargeError):
+                raise
+            raise not_enough_memory_to_write(path) from None
+        except InvalidValueError as exc:  # a member's history or epoch count that loading would refuse
+            raise type(exc)(f"models[{j}]: {exc}", f"models[{j}]") from None
+        except TypeError as exc:
+            if not str(exc).startswith("model."):  # not the check of a member's public attribute: not ours to rename
+                raise
+            raise TypeError(f"models[{j}]: {exc}") from None  # an epoch count of 2.0: which member's
+        write_tagged_safetensors(path, tensors, ENSEMBLE_FORMAT, {"library_version": __version__, "members": metas})
 
 
 def load_ensemble(path: PathLike) -> List["LearnableMultiModal"]:

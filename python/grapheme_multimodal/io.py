@@ -28,6 +28,7 @@ from __future__ import annotations
 __all__ = ["TensorSpec", "atomic_write", "atomic_write_all", "atomic_write_bytes", "writing_together", "write_tagged_safetensors",
            "read_tagged_safetensors"]
 
+import atexit
 import codecs
 import contextlib
 import contextvars
@@ -38,7 +39,9 @@ import os
 import re
 import secrets
 import stat
+import sys
 import threading
+import time
 import zlib
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Dict, Iterator, List, Mapping, NamedTuple, NoReturn, Optional, Sequence, Tuple, Union
@@ -55,6 +58,87 @@ except ImportError:  # pragma: no cover - Windows: orphans are left alone
     fcntl = None  # type: ignore[assignment]
 
 PathLike = Union[str, "os.PathLike[str]"]
+
+
+# ---------------------------------------------------------------------------------------------- saves at exit
+# A daemon thread saving when the interpreter exits aborted the process ("FATAL: exception not rethrown"):
+# safetensors' serialiser releases the GIL, and a thread that takes it back once the interpreter finalizes is
+# ended by pthread_exit, whose unwinding the extension's Rust frames catch, which glibc answers with abort().
+# So the interpreter's exit (an atexit hook: before daemon threads are stopped) waits for the saves in flight,
+# which then complete (work the user asked for); a save another thread begins after that is refused.
+
+#: How long the interpreter's exit waits for saves in flight in other threads, in seconds.
+EXIT_WAIT_S = 60.0
+_saves = threading.Condition(threading.Lock())
+_saves_in_flight = 0
+_exiting = False
+_save_depth = threading.local()  # this thread's nesting of saves (a model's save writes by the file writers)
+
+
+@contextlib.contextmanager
+def saving(path: Any = None) -> Iterator[None]:
+    """Counts a save to ``path`` in flight, which the interpreter's exit
+    waits for (:func:`_wait_for_saves`). Once exit has begun, a save from
+    another thread than the main one is refused (``RuntimeError``, nothing
+    written): it would be stopped half-way, or abort the process."""
+    global _saves_in_flight
+    depth = getattr(_save_depth, "n", 0)
+    if not depth:
+        with _saves:
+            if _exiting and threading.current_thread() is not threading.main_thread():
+                what = "nothing was saved" if path is None else f"path: {_shown(path)} was not saved"
+                raise RuntimeError(
+                    f"{what}: the interpreter is exiting, and a save another "
+                    "thread begins now would be stopped half-way (finish saves before the program ends, or join "
+                    "the thread that saves)")
+            _saves_in_flight += 1
+    _save_depth.n = depth + 1
+    try:
+        yield
+    finally:
+        _save_depth.n = depth
+        if not depth:
+            with _saves:
+                _saves_in_flight -= 1
+                _saves.notify_all()
+
+
+def _shown(path: Any) -> str:
+    """``path`` as a refused save names it (a file name's repr; anything else as it is)."""
+    try:
+        return repr(os.fspath(path))
+    except TypeError:
+        return repr(path)
+
+
+def _wait_for_saves() -> None:
+    """At the interpreter's exit: waits (up to :data:`EXIT_WAIT_S`) for the
+    saves other threads have in flight, and refuses new ones from them."""
+    global _exiting
+    deadline = time.monotonic() + EXIT_WAIT_S
+    with _saves:
+        _exiting = True
+        while _saves_in_flight:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                print(f"grapheme_multimodal: {_saves_in_flight} save(s) still in progress after {EXIT_WAIT_S:g} s "
+                      "at exit; not waiting longer (their files stay as they were)", file=sys.stderr)
+                return
+            _saves.wait(left)
+
+
+def _saves_after_fork_in_child() -> None:
+    """A forked child has only the forking thread: the other threads' saves are not in flight there (and the
+    condition's lock, held by one at the fork, would never be released)."""
+    global _saves, _saves_in_flight, _exiting
+    _saves = threading.Condition(threading.Lock())
+    _saves_in_flight = 1 if getattr(_save_depth, "n", 0) else 0
+    _exiting = False
+
+
+atexit.register(_wait_for_saves)
+if hasattr(os, "register_at_fork"):  # POSIX; Windows has no fork
+    os.register_at_fork(after_in_child=_saves_after_fork_in_child)
 
 
 class TensorSpec(NamedTuple):
@@ -175,6 +259,12 @@ def atomic_write_all(writes: Sequence[Tuple[PathLike, Callable[[BinaryIO], Any]]
     symbolic link) are refused before any is written: the later replaced
     the earlier, lost without a word."""
     writes = list(writes)
+    with saving(writes[0][0] if writes else ""):
+        return _atomic_write_all(writes)
+
+
+def _atomic_write_all(writes: List[Tuple[PathLike, Callable[[BinaryIO], Any]]]) -> List[Path]:
+    """:func:`atomic_write_all` itself, counted as a save in flight (:func:`saving`)."""
     files: Dict[str, int] = {}
     for k, (target, _) in enumerate(writes):
         earlier = files.setdefault(_file_key(_file_name(target, "path")), k)
@@ -215,16 +305,17 @@ def writing_together() -> Iterator[None]:
     if _TOGETHER.get() is not None:
         yield
         return
-    together = _Together()
-    token = _TOGETHER.set(together)
-    try:
-        yield
-    except BaseException:
-        _discard(together.staged)
-        raise
-    finally:
-        _TOGETHER.reset(token)
-    _commit(together.staged)
+    with saving():  # the renames at its end too: the exit waits for them
+        together = _Together()
+        token = _TOGETHER.set(together)
+        try:
+            yield
+        except BaseException:
+            _discard(together.staged)
+            raise
+        finally:
+            _TOGETHER.reset(token)
+        _commit(together.staged)
 
 
 class _Staged(NamedTuple):
@@ -609,6 +700,13 @@ def write_tagged_safetensors(
 ) -> Path:
     """Saves ``tensors`` as safetensors with ``metadata`` (JSON-encoded
     values), a ``format`` tag and a ``checksum`` entry, atomically."""
+    with saving(path):  # safetensors' serialiser in a daemon thread aborted the process at exit
+        return _write_tagged_safetensors(path, tensors, fmt, metadata)
+
+
+def _write_tagged_safetensors(
+    path: PathLike, tensors: Mapping[str, np.ndarray], fmt: str, metadata: Mapping[str, Any]
+) -> Path:
     from safetensors.numpy import save
 
     check_write_target(path)  # before the work of serialising: a bad path fails at once
