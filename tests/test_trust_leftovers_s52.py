@@ -14,7 +14,12 @@
    save, which completes (it aborted the process, "FATAL: exception not
    rethrown": safetensors' serialiser re-took the GIL during finalization);
    a save another thread begins after exit began is refused, and the wait is
-   bounded.
+   bounded;
+6. the command line shows a file name that holds a control character (a
+   newline, a tab, an escape) quoted and escaped, in its errors and its
+   "saved"/"wrote" lines alike: a newline was printed as a space (or broke the
+   line), so the user could not tell which file; a name of two spaces is no
+   longer printed with one. Other names are printed as before.
 
 Each test failed before its fix."""
 
@@ -309,3 +314,85 @@ def test_the_exit_s_wait_for_a_save_that_never_ends_is_bounded_and_leaves_the_ta
     assert proc.stderr.strip() == ("grapheme_multimodal: 1 save(s) still in progress after 0.2 s at exit; not "
                                    "waiting longer (their files stay as they were)")
     assert target.read_bytes() == b"earlier"  # never a half-written file at the target
+
+
+# ------------------------------------------------------------------ 6. the command line's file names with control characters
+CLI_SMALL = ["--epochs", "1", "--embed-dim", "8", "--hidden-dim", "8", "--heads", "2", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def named_files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("names")
+    rng = np.random.default_rng(0)
+    for name in ("a.npy", "a\nb.npy", "tab\there.npy"):
+        np.save(d / name, rng.normal(size=(24, 6)).astype(np.float32))
+    np.save(d / "b.npy", rng.normal(size=(24, 4)).astype(np.float32))
+    np.save(d / "short\x1b[2J.npy", rng.normal(size=(20, 4)).astype(np.float32))  # an escape sequence: clears a terminal
+    (d / "bad\nfile.npy").write_bytes(b"garbage")
+    (d / "bad\nfile.csv").write_text("a,b\n1,2\n3,x\n")
+    return d
+
+
+def _cli(capsys, argv, code):
+    from grapheme_multimodal.cli import main
+
+    assert main(argv) == code
+    out, err = capsys.readouterr()
+    return out, err
+
+
+def _error_line(capsys, argv) -> str:
+    _, err = _cli(capsys, argv, 2)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("grapheme-mm: error: "), err
+    return lines[0]
+
+
+@pytest.mark.parametrize("visual, auditory, expected", [
+    # each was the name with a space for the newline: "file not found: missing file.npy"
+    ("missing\nfile.npy", "b.npy", "visual: file not found: '{d}/missing\\nfile.npy'"),
+    ("bad\nfile.npy", "b.npy", "'{d}/bad\\nfile.npy': not a numeric .npy file"),
+    ("bad\nfile.csv", "b.npy", "'{d}/bad\\nfile.csv': row 1 (line 3) has a non-numeric value 'x'"),
+    ("tab\there.npy", "short\x1b[2J.npy", "rows are not aligned across modalities (visual='{d}/tab\\there.npy': 24, "
+                                            "auditory='{d}/short\\x1b[2J.npy': 20)"),
+])
+def test_a_file_name_with_a_control_character_is_shown_escaped_in_an_error(named_files, capsys, visual, auditory,
+                                                                            expected) -> None:
+    d = named_files
+    line = _error_line(capsys, ["train", "-m", f"visual={d / visual}", "-m", f"auditory={d / auditory}", *CLI_SMALL,
+                                "-o", str(d / "never.safetensors")])
+    assert expected.replace("{d}", str(d)) in line, line
+    assert "\x1b" not in line and "\t" not in line
+
+
+def test_a_file_name_with_a_newline_is_shown_escaped_when_saved_written_and_refused(named_files, capsys) -> None:
+    d = named_files
+    model, visual = d / "model\n2.safetensors", d / "a\nb.npy"
+    out, _ = _cli(capsys, ["train", "-m", f"visual={visual}", "-m", f"auditory={d / 'b.npy'}", *CLI_SMALL,
+                           "-o", str(model)], 0)
+    assert out.splitlines()[-1] == f"saved {str(model)!r}"  # was "saved .../model" and "2.safetensors" on two lines
+    line = _error_line(capsys, ["train", "-m", f"visual={d / 'a.npy'}", "-m", f"auditory={d / 'b.npy'}", *CLI_SMALL,
+                                "-o", str(model)])
+    assert line == (f"grapheme-mm: error: --output: {str(model)!r} already exists; pass --overwrite to replace it, or "
+                    "choose another name")
+    emb = d / "emb\r.npy"
+    out, _ = _cli(capsys, ["embed", str(model), "-m", f"visual={d / 'a.npy'}", "-m", f"auditory={d / 'b.npy'}",
+                           "-o", str(emb)], 0)
+    assert out.splitlines() == [f"wrote fused embeddings (24, 8) to {str(emb)!r}"]
+    out, _ = _cli(capsys, ["info", str(model)], 0)
+    assert out.splitlines()[0] == f"checkpoint: {str(model)!r}"
+
+
+def test_ordinary_names_and_names_of_two_spaces_are_printed_as_they_are(named_files, capsys) -> None:
+    d = named_files
+    line = _error_line(capsys, ["train", "-m", f"visual={d / 'miss  ing.npy'}", "-m", f"auditory={d / 'b.npy'}",
+                                *CLI_SMALL])
+    assert line == f"grapheme-mm: error: visual: file not found: {d / 'miss  ing.npy'}"  # was "miss ing.npy"
+    model = d / "my  model.safetensors"
+    out, _ = _cli(capsys, ["train", "-m", f"visual={d / 'a.npy'}", "-m", f"auditory={d / 'b.npy'}", *CLI_SMALL,
+                           "-o", str(model)], 0)
+    assert out.splitlines()[-1] == f"saved {model}"
+    line = _error_line(capsys, ["train", "-m", f"visual={d / 'a.npy'}", "-m", f"auditory={d / 'b.npy'}", *CLI_SMALL,
+                                "-o", str(model)])
+    assert line == (f"grapheme-mm: error: --output: {model} already exists; pass --overwrite to replace it, or choose "
+                    "another name")

@@ -37,6 +37,7 @@ from ._parallel import run_tasks
 from ._validation import as_seed, counted, renamed
 from .config import INPUT_DISTANCES, NEIGHBOR_SPACES
 from .graph import WL_DEFAULT_DIM
+from .io import shown_name
 from .exceptions import (
     EarlyStoppingSkippedWarning, GraphemeError, InvalidValueError, NonFiniteError, ShapeError, UntrainedModalityWarning,
 )
@@ -330,12 +331,18 @@ codecs.register_error(_PRINTABLE_ERRORS, _raw_bytes_or_escaped)
 
 def _one_line(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror and exc.filename is not None:
-        text = f"{exc.filename}: {exc.strerror}"  # e.g. "out.npy: No space left on device"
+        text = f"{shown_name(exc.filename)}: {exc.strerror}"  # e.g. "out.npy: No space left on device"
     elif isinstance(exc, MemoryError) and not isinstance(exc, ValueError):
         text = f"not enough memory{': ' + str(exc) if str(exc) else ''}"
     else:
         text = str(exc)
-    return " ".join(text.split()) or type(exc).__name__
+    # Each line break (and other whitespace than spaces) with the spaces around it becomes one space; a run of
+    # spaces alone stays: a file name of two spaces ("a  b.npy") was printed as another ("a b.npy").
+    return _LINE_BREAKS.sub(" ", text).strip() or type(exc).__name__
+
+
+#: A run of whitespace that holds some other than a space (a line break, a tab): :func:`_one_line` makes it one space.
+_LINE_BREAKS = re.compile(r" *[^\S ]\s*")
 
 
 _NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$|^-(inf|infinity|nan)$", re.IGNORECASE)
@@ -749,7 +756,7 @@ def _demo(args: argparse.Namespace) -> int:
     print(result.table())
     print()
     for what, path in result.files.items():
-        print(f"{what:>10}: {path}")
+        print(f"{what:>10}: {shown_name(path)}")
     print(f"finished in {result.seconds:.1f} s")
     return 0
 
@@ -831,7 +838,7 @@ def _named_by_files(files: Sequence[Any]) -> Iterator[None]:
         if rows is not None:
             # fit's refusal of rows that standardise to 0 names its Python argument and offers
             # standardize=False, which train has no flag for: named here by the files, in the CLI's words
-            who = ", ".join(f"{f.modality}={f.path}" for f in files)
+            who = ", ".join(f"{f.modality}={shown_name(f.path)}" for f in files)
             raise InvalidValueError(
                 f"--modality: of the training rows of {who}, {rows}; train standardises each modality by its training "
                 "rows' mean, so every input would be 0 and nothing could be learned; expected rows that differ",
@@ -842,7 +849,7 @@ def _named_by_files(files: Sequence[Any]) -> Iterator[None]:
 
 def _names_of_files(files: Sequence[Any]) -> Dict[str, str]:
     """fit_with_stopping's name of each modality's rows -> the CLI's, by its file."""
-    return {f"inputs[{str(f.modality)!r}]": f"{f.modality} ({f.path})" for f in files}
+    return {f"inputs[{str(f.modality)!r}]": f"{f.modality} ({shown_name(f.path)})" for f in files}
 
 
 #: fit_with_stopping's words in its EarlyStoppingSkippedWarning -> the flags that set them here.
@@ -1021,7 +1028,7 @@ def _train(args: argparse.Namespace) -> int:
     for j, (history, seed) in enumerate(zip(histories, seeds)):
         who = f"member {j} (seed {seed}): " if len(models) > 1 else ""
         print(f"{who}{_training_summary(history, folds, n, n_val, len(files))}")
-    print(f"saved {args.output}" + (f" (an ensemble of {len(models)} models)" if len(models) > 1 else ""))
+    print(f"saved {shown_name(args.output)}" + (f" (an ensemble of {len(models)} models)" if len(models) > 1 else ""))
     return 0
 
 
@@ -1078,14 +1085,14 @@ def _embed(args: argparse.Namespace) -> int:
             featurizer = model.config.graph_featurizer(f.modality)
             if featurizer.dim != dim:
                 raise InvalidValueError(
-                    f"{f.modality}: the checkpoint's {f.modality} encoder takes {dim} numeric features, not text ({f.path})",
+                    f"{f.modality}: the checkpoint's {f.modality} encoder takes {dim} numeric features, not text ({shown_name(f.path)})",
                     str(f.modality),
                 )
             inputs[f.modality] = featurizer(f.values)
         else:
             if f.values.shape[1] != dim:
                 raise ShapeError(
-                    f"{f.modality}: {f.path} has {counted(f.values.shape[1], 'column')} but the checkpoint's {f.modality} "
+                    f"{f.modality}: {shown_name(f.path)} has {counted(f.values.shape[1], 'column')} but the checkpoint's {f.modality} "
                     f"encoder takes {dim} ({_why_the_width_differs(model, f.modality)})", str(f.modality),
                 )
             inputs[f.modality] = f.values
@@ -1119,11 +1126,11 @@ def _embed(args: argparse.Namespace) -> int:
         # every file before any line: a print that fails (a terminal gone) loses no output; and every file
         # written before any replaces its target: a full disk at the second left the first replaced
         _save_npys([(args.output, fused), (args.bindings, strengths), (args.hidden_features, hidden)])
-    print(f"wrote fused embeddings {fused.shape} to {args.output}")
+    print(f"wrote fused embeddings {fused.shape} to {shown_name(args.output)}")
     if strengths is not None:
-        print(f"wrote binding strengths {strengths.shape} to {args.bindings} (S[n, i, j] for modalities i, j in slot order)")
+        print(f"wrote binding strengths {strengths.shape} to {shown_name(args.bindings)} (S[n, i, j] for modalities i, j in slot order)")
     if hidden is not None:
-        print(f"wrote hidden features {hidden.shape} to {args.hidden_features} (modalities in slot order)")
+        print(f"wrote hidden features {hidden.shape} to {shown_name(args.hidden_features)} (modalities in slot order)")
     return 0
 
 
@@ -1358,7 +1365,7 @@ class _BelowError(logging.Filter):
 
 def _info(args: argparse.Namespace) -> int:
     models = _load_checkpoint(args.checkpoint)
-    print(f"checkpoint: {args.checkpoint}")
+    print(f"checkpoint: {shown_name(args.checkpoint)}")
     if len(models) == 1:
         print("\n".join(_model_lines(models[0])))
         return 0
@@ -1486,12 +1493,12 @@ def _check_outputs(
         _check_can_create_in(check_write_target(path, flag), flag)
         for what, source in inputs.items():
             if _same_file(path, source):
-                raise InvalidValueError(f"{flag}: {path} is {what}; expected a new file name (it would be overwritten)", flag)
+                raise InvalidValueError(f"{flag}: {shown_name(path)} is {what}; expected a new file name (it would be overwritten)", flag)
         other = written.setdefault(os.path.realpath(path), flag)
         if other != flag:
-            raise InvalidValueError(f"{flag}: {path} is also the file of {other}; expected a file of its own", flag)
+            raise InvalidValueError(f"{flag}: {shown_name(path)} is also the file of {other}; expected a file of its own", flag)
         if not overwrite and path.exists():
-            raise FileExistsError(f"{flag}: {path} already exists; pass --overwrite to replace it, or choose another name")
+            raise FileExistsError(f"{flag}: {shown_name(path)} already exists; pass --overwrite to replace it, or choose another name")
         _check_format(flag, path, writes.get(flag) if isinstance(writes, dict) else writes)
 
 
@@ -1501,7 +1508,7 @@ def _check_format(flag: str, path: Path, writes: Optional[str]) -> None:
     suffix = path.suffix.lower()
     if writes is not None and suffix != writes and suffix in _OTHER_FORMATS:
         raise InvalidValueError(
-            f"{flag}: {path} is named as {_OTHER_FORMATS[suffix]}, but this option writes "
+            f"{flag}: {shown_name(path)} is named as {_OTHER_FORMATS[suffix]}, but this option writes "
             f"{_OTHER_FORMATS[writes]}; expected a name ending in {writes}", flag,
         )
 

@@ -33,7 +33,7 @@ import numpy as np
 
 from ._validation import as_real_array, counted, float32_of_wide, precision_lost, renamed
 from .exceptions import GraphemeError, InvalidValueError, NonFiniteError, ShapeError, TooLargeError
-from .io import MISSING, file_kind, kind_of_mode, unencodable
+from .io import MISSING, file_kind, kind_of_mode, shown_name, unencodable
 from .types import Modality
 
 ARRAY_SUFFIXES = (".npy", ".npz", ".csv")
@@ -100,11 +100,11 @@ def _refuse_key_off_npz(spec: str, name: str, path: Path) -> None:
         return
     if file_kind(base, "--modality") is MISSING:
         raise FileNotFoundError(
-            f"--modality: {spec}: file not found: {base} (nor a file named {path.name}; a :KEY suffix is only for .npz files)"
+            f"--modality: {shown_name(spec)}: file not found: {shown_name(base)} (nor a file named {shown_name(path.name)}; a :KEY suffix is only for .npz files)"
         )
     raise InvalidValueError(
-        f"--modality: {spec}: a :KEY suffix ({':' + member!r}) picks an array of an .npz file only, and {base} is a "
-        f"{base.suffix} file; expected {name}={base}",
+        f"--modality: {shown_name(spec)}: a :KEY suffix ({':' + member!r}) picks an array of an .npz file only, and {shown_name(base)} is a "
+        f"{base.suffix} file; expected {name}={shown_name(base)}",
         "--modality",
     )
 
@@ -122,15 +122,15 @@ def read_modality_file(
     :func:`read_numeric_csv`); other files ignore it."""
     kind = file_kind(path, str(modality))
     if kind is MISSING:
-        raise FileNotFoundError(f"{modality}: file not found: {path}")
+        raise FileNotFoundError(f"{modality}: file not found: {shown_name(path)}")
     if kind is not None:
-        raise InvalidValueError(f"{modality}: {path} is {kind}; expected a data file", str(modality))
+        raise InvalidValueError(f"{modality}: {shown_name(path)} is {kind}; expected a data file", str(modality))
     suffix = path.suffix.lower()
     try:
         if suffix in TEXT_SUFFIXES:
             texts = read_texts(path)
             if not texts:
-                raise InvalidValueError(f"{path}: has no lines; expected one text per event", str(modality))
+                raise InvalidValueError(f"{shown_name(path)}: has no lines; expected one text per event", str(modality))
             return ModalityFile(modality, path, texts)
         if suffix == ".npy":
             values = _load_npy(path)
@@ -138,16 +138,16 @@ def read_modality_file(
             values = _load_npz(path, key)
         elif suffix == ".csv":
             values, lines, header = _read_numeric_csv_lines(path, csv_header, finite=True)
-            rows = as_feature_rows(values, f"{modality} ({path})", notes, _row_and_line(lines))
-            return ModalityFile(modality, path, rows, _numeric_header_notes(f"{modality} ({path})", header))
+            rows = as_feature_rows(values, f"{modality} ({shown_name(path)})", notes, _row_and_line(lines))
+            return ModalityFile(modality, path, rows, _numeric_header_notes(f"{modality} ({shown_name(path)})", header))
         else:
             known = ", ".join(ARRAY_SUFFIXES + TEXT_SUFFIXES)
             raise InvalidValueError(
-                f"{modality}: {path} has an unsupported type {suffix or '(none)'!r}; expected one of {known}", str(modality)
+                f"{modality}: {shown_name(path)} has an unsupported type {suffix or '(none)'!r}; expected one of {known}", str(modality)
             )
-        return ModalityFile(modality, path, as_feature_rows(values, f"{modality} ({path})", notes))
+        return ModalityFile(modality, path, as_feature_rows(values, f"{modality} ({shown_name(path)})", notes))
     except MemoryError:
-        raise TooLargeError(f"{modality}: {path} ({path.stat().st_size:,} bytes) does not fit in memory", str(modality)) from None
+        raise TooLargeError(f"{modality}: {shown_name(path)} ({path.stat().st_size:,} bytes) does not fit in memory", str(modality)) from None
 
 
 def read_texts(path: Path) -> List[str]:
@@ -164,7 +164,7 @@ def read_texts(path: Path) -> List[str]:
         if "\x00" in text:  # UTF-16 without a byte-order mark decodes as UTF-8: a NUL beside every character
             line = text.count("\n", 0, text.index("\x00")) + 1
             raise InvalidValueError(
-                f"{path}: line {line} holds a NUL character; expected UTF-8 text (is the file UTF-16, or not text at "
+                f"{shown_name(path)}: line {line} holds a NUL character; expected UTF-8 text (is the file UTF-16, or not text at "
                 "all? save it as UTF-8)", str(path))
         lines = text.split("\n")
         return lines[:-1] if lines[-1] == "" else lines
@@ -244,8 +244,8 @@ def _not_utf8(path: Path, first: bytes, reason: str, line: int) -> InvalidValueE
     bytes), whose first byte that is not is on ``line``, for ``reason``."""
     if first in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):  # what Notepad's and PowerShell's "Unicode" write
         return InvalidValueError(
-            f"{path}: is UTF-16 text (it starts with UTF-16's byte-order mark), not UTF-8; save it as UTF-8", str(path))
-    return InvalidValueError(f"{path}: is not UTF-8 text ({reason} on line {line}); save it as UTF-8", str(path))
+            f"{shown_name(path)}: is UTF-16 text (it starts with UTF-16's byte-order mark), not UTF-8; save it as UTF-8", str(path))
+    return InvalidValueError(f"{shown_name(path)}: is not UTF-8 text ({reason} on line {line}); save it as UTF-8", str(path))
 
 
 def _line_ends(data: bytes, after_cr: bool = False) -> int:
@@ -271,7 +271,7 @@ def _first_not_utf8(path: Path, raw: IO[bytes]) -> InvalidValueError:
         except UnicodeDecodeError as exc:
             return _not_utf8(path, first, exc.reason, line + _line_ends(block[: max(exc.start - pending, 0)], after_cr))
         if not block:  # all of it is UTF-8 now (changed since?): said without a place
-            return InvalidValueError(f"{path}: is not UTF-8 text; save it as UTF-8", str(path))
+            return InvalidValueError(f"{shown_name(path)}: is not UTF-8 text; save it as UTF-8", str(path))
         line += _line_ends(block, after_cr)
         after_cr = block.endswith(b"\r")
 
@@ -337,15 +337,15 @@ def _read_numeric_csv_lines(
                 raise _first_not_utf8(path, f.buffer) from None
     except csv.Error as exc:
         why = _csv_error(exc, start, reader.line_num)
-        raise InvalidValueError(f"{path}: is not a readable CSV file ({why})", str(path)) from None
+        raise InvalidValueError(f"{shown_name(path)}: is not a readable CSV file ({why})", str(path)) from None
     if first is None:
-        raise InvalidValueError(f"{path}: the CSV file is empty; expected one row of numbers per event", str(path))
+        raise InvalidValueError(f"{shown_name(path)}: the CSV file is empty; expected one row of numbers per event", str(path))
     header = None
     if is_header:
         if len(first) > 1 and not first[0].strip():
             # pandas' DataFrame.to_csv() and R's write.csv() head their row index so: the index was read as a feature
             raise InvalidValueError(
-                f"{path}: the header's first cell is empty, as pandas (DataFrame.to_csv) and R (write.csv) head a row "
+                f"{shown_name(path)}: the header's first cell is empty, as pandas (DataFrame.to_csv) and R (write.csv) head a row "
                 "index, which would be read as a feature; expected the file without it (to_csv(index=False)), or a "
                 "name in that cell if the column is data", str(path))
         header = (lines[0], first) if header_given is None else None  # a guess is said; a given header is not
@@ -354,19 +354,19 @@ def _read_numeric_csv_lines(
             # a one-line file of tab-separated numbers was a header of one name: said what it looks like
             looks = next((_why_no_number(cell) for cell in first if not _is_float(cell)), "")
             raise InvalidValueError(
-                f"{path}: the CSV file has a header but no data rows; expected one row per event{looks}", str(path))
+                f"{shown_name(path)}: the CSV file has a header but no data rows; expected one row per event{looks}", str(path))
         if len(first) != lengths[0] and not (len(first) == 1 and first[0].lstrip().startswith("#")):
             # R's write.table(sep=",") names every column but its row names: they were read as a feature. A
             # comment line (np.savetxt's header) names no columns, and is dropped as before.
             index = " (a column of row names without a name, as R's write.table writes, is no feature)"
             raise ShapeError(
-                f"{path}: the header (line {header_line}) names {_columns(len(first))}, but {_row_and_line(lines)(0)} "
+                f"{shown_name(path)}: the header (line {header_line}) names {_columns(len(first))}, but {_row_and_line(lines)(0)} "
                 f"has {lengths[0]}; expected a name for each column{index if len(first) == lengths[0] - 1 else ''}",
                 str(path))
     elif header_given is None and len(first) >= 3 and [cell.strip() for cell in first] == [str(i) for i in range(len(first))]:
         # pandas writes a frame's default column names so: the header was read as an event
         raise InvalidValueError(
-            f"{path}: the first row is 0, 1, ..., {len(first) - 1}, as pandas writes the default column names of a "
+            f"{shown_name(path)}: the first row is 0, 1, ..., {len(first) - 1}, as pandas writes the default column names of a "
             "DataFrame, which would be read as an event; expected the file without them (to_csv(header=False)), or, "
             "if that row is data, a header line of names above it", str(path))
     width = lengths[0]
@@ -377,7 +377,7 @@ def _read_numeric_csv_lines(
     last = min(r for r in (len(lengths) - 1, bad and bad[0], infinite and infinite[0]) if r is not None)
     for i in range(last + 1):  # row by row, a row's width before its cells
         if lengths[i] != width:
-            raise ShapeError(f"{path}: {where(i)} has {_columns(lengths[i])}, expected {width}", str(path))
+            raise ShapeError(f"{shown_name(path)}: {where(i)} has {_columns(lengths[i])}, expected {width}", str(path))
     if infinite is not None and (bad is None or infinite[0] < bad[0]):
         _refuse_non_finite_cell(path, where, lines, width, *infinite)
     if bad is not None:
@@ -385,11 +385,11 @@ def _read_numeric_csv_lines(
         if _is_missing(cell):  # '' is no number either, but "a non-numeric value ''" did not say it is a missing one
             what = "an empty cell" if not cell.strip() else f"the cell {cell.strip()!r}"
             raise InvalidValueError(
-                f"{path}: {where(row)} has {what} (column {column} of {lengths[row]}), a missing value (pandas' "
+                f"{shown_name(path)}: {where(row)} has {what} (column {column} of {lengths[row]}), a missing value (pandas' "
                 "to_csv writes NaN so, R's write.csv NA); expected numbers only: fill the missing values, or leave "
                 "those events out of every file", str(path))
         raise InvalidValueError(
-            f"{path}: {where(row)} has a non-numeric value {cell!r} (column {column} of {lengths[row]}); expected "
+            f"{shown_name(path)}: {where(row)} has a non-numeric value {cell!r} (column {column} of {lengths[row]}); expected "
             f"numbers only{_why_no_number(cell)}", str(path))
     return packed.reshape(len(lengths), width), lines, header
 
@@ -426,7 +426,7 @@ def _refuse_non_finite_cell(
     else:  # 1e400: a finite number in the file, beyond float64 (and float32, which the model computes in)
         why = f"too large for float32 (largest {float(np.finfo(np.float32).max):.1e}); expected finite float32 numbers"
     raise NonFiniteError(
-        f"{path}: {where(row)} has the value {cell.strip()!r} (column {column} of {width}), {why}", str(path))
+        f"{shown_name(path)}: {where(row)} has the value {cell.strip()!r} (column {column} of {width}), {why}", str(path))
 
 
 def _cell_at(path: Path, line: int, column: int) -> Optional[str]:
@@ -485,7 +485,7 @@ def as_feature_rows(
 
 def check_aligned(files: Sequence[ModalityFile]) -> int:
     """The common number of rows, or a ValueError listing each file's count."""
-    counts = {f"{f.modality}={f.path}": len(f) for f in files}
+    counts = {f"{f.modality}={shown_name(f.path)}": len(f) for f in files}
     if len(set(counts.values())) > 1:
         detail = ", ".join(f"{k}: {v}" for k, v in counts.items())
         # a first line read as a header (a first event with a typo) is a row short, and its warning came only after
@@ -509,7 +509,7 @@ def _open_regular(path: Path, **text: Any) -> IO[Any]:
     try:
         kind = kind_of_mode(os.fstat(fd).st_mode)
         if kind is not None:
-            raise InvalidValueError(f"{path}: is {kind}, not a regular file; expected a data file", str(path))
+            raise InvalidValueError(f"{shown_name(path)}: is {kind}, not a regular file; expected a data file", str(path))
         if hasattr(os, "set_blocking"):
             os.set_blocking(fd, True)  # a regular file's reads never wait; the flag is not left on for them
     except BaseException:
@@ -525,12 +525,12 @@ def _load_npy(path: Path) -> np.ndarray:
     read unchecked, and a FIFO there waited for a writer forever."""
     with _open_regular(path) as f:
         st = os.fstat(f.fileno())
-        _check_npy_header(f, path, st.st_size, str(path))
+        _check_npy_header(f, path, st.st_size, shown_name(path))
         f.seek(0)
         try:
             return np.lib.format.read_array(f, allow_pickle=False)  # what np.load(path) reads of an .npy file
         except (ValueError, OSError, EOFError) as exc:
-            raise InvalidValueError(f"{path}: not a numeric .npy file ({exc})", str(path)) from None
+            raise InvalidValueError(f"{shown_name(path)}: not a numeric .npy file ({exc})", str(path)) from None
 
 
 def _load_npz(path: Path, key: Optional[str]) -> np.ndarray:
@@ -540,19 +540,19 @@ def _load_npz(path: Path, key: Optional[str]) -> np.ndarray:
             keys = [n[: -len(".npy")] for n in names if n.endswith(".npy")]
             twin = next((k for k in keys if keys.count(k) > 1), None)
             if twin is not None:  # no key picks one of them
-                raise InvalidValueError(f"{path}: holds two arrays named {twin!r}; expected one array per name", str(path))
+                raise InvalidValueError(f"{shown_name(path)}: holds two arrays named {twin!r}; expected one array per name", str(path))
             if not keys:
                 no_key = "" if key is None else f" (no {key!r})"
-                raise InvalidValueError(f"{path}: holds no arrays{no_key}; expected a .npz file of the modality's array", str(path))
+                raise InvalidValueError(f"{shown_name(path)}: holds no arrays{no_key}; expected a .npz file of the modality's array", str(path))
             if key is None:
                 if len(keys) != 1:
-                    raise InvalidValueError(f"{path}: holds arrays {keys}; pick one with {path}:KEY", str(path))
+                    raise InvalidValueError(f"{shown_name(path)}: holds arrays {keys}; pick one with {shown_name(path)}:KEY", str(path))
                 key = keys[0]
             if key not in keys:
-                raise InvalidValueError(f"{path}: has no array {key!r}; it holds {keys}", str(path))
+                raise InvalidValueError(f"{shown_name(path)}: has no array {key!r}; it holds {keys}", str(path))
             info = z.getinfo(f"{key}.npy")
             with z.open(info) as member:
-                _check_npy_header(member, path, info.file_size, f"{path}:{key}")
+                _check_npy_header(member, path, info.file_size, f"{shown_name(path)}:{key}")
             # From the member just checked: np.load(path)[key] reads a member named plain
             # `key`, when the archive has one, in place of `key`.npy.
             with z.open(info) as member:
@@ -561,7 +561,7 @@ def _load_npz(path: Path, key: Optional[str]) -> np.ndarray:
         raise
     except (zipfile.BadZipFile, zlib.error, struct.error, ValueError, OSError, EOFError, KeyError, NotImplementedError) as exc:
         # what a corrupt archive raises from the zip directory, the decompressor or the member's .npy
-        raise InvalidValueError(f"{path}: not a readable .npz file ({type(exc).__name__}: {exc})", str(path)) from None
+        raise InvalidValueError(f"{shown_name(path)}: not a readable .npz file ({type(exc).__name__}: {exc})", str(path)) from None
 
 
 def _check_npy_header(f: IO[bytes], path: Path, size: int, what: str) -> None:

@@ -198,6 +198,24 @@ def as_path(path: Any, arg: str = "path") -> Path:
     return Path(text)
 
 
+#: Characters that break a one-line message or vanish in it: C0 and C1 controls (a newline, a tab, a
+#: terminal's escape sequence), and Unicode's line and paragraph separators.
+_CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def shown_name(path: Any) -> str:
+    """A file name as a one-line message shows it: as it is, or quoted and
+    escaped (Python's repr) when it holds a control character. A name with
+    a newline was printed with a space (the command line's messages are one
+    line each), or across two lines: the user could not tell which file,
+    nor copy its name back. (Bytes a name holds that are not UTF-8 are
+    printed as they are, as ``ls`` prints them: see the command line.)"""
+    text = os.fspath(path) if isinstance(path, os.PathLike) else path
+    if not isinstance(text, str):
+        return repr(text)
+    return repr(text) if _CONTROL_CHARACTERS.search(text) else text
+
+
 def unencodable(text: str) -> Optional[str]:
     """Why the file system cannot take the name ``text`` (a lone surrogate
     such as ``"\\ud800"``, which no file name's bytes decode to), or None
