@@ -323,17 +323,27 @@ def writing_together() -> Iterator[None]:
     if _TOGETHER.get() is not None:
         yield
         return
-    with saving():  # the renames at its end too: the exit waits for them
-        together = _Together()
-        token = _TOGETHER.set(together)
-        try:
-            yield
-        except BaseException:
-            _discard(together.staged)
-            raise
-        finally:
-            _TOGETHER.reset(token)
+    together = _Together()
+    token = _TOGETHER.set(together)
+    try:
+        yield
+    except BaseException:
+        _discard(together.staged)
+        raise
+    finally:
+        _TOGETHER.reset(token)
+    # The renames at its end are a save in flight, which the interpreter's exit waits for (each file was one
+    # while it was written); the block's own work is not: it may be anything, for any time.
+    committing = saving()
+    try:
+        committing.__enter__()
+    except BaseException:  # refused: the exit has begun
+        _discard(together.staged)
+        raise
+    try:
         _commit(together.staged)
+    finally:
+        committing.__exit__(None, None, None)
 
 
 class _Staged(NamedTuple):
