@@ -103,16 +103,19 @@ class _InterruptingCore:
         return counted
 
 
-def test_load_state_dict_interrupted_between_two_tensors_loads_all_of_them() -> None:
+def test_load_state_dict_interrupted_as_its_tensors_are_written_loads_all_of_them() -> None:
+    """The tensors go in one core call; Ctrl-C right after it must not cut
+    the load off from what follows (the record of trained modalities)."""
     model = small_model()
     other = small_model()
     other.train_step(synthetic(32))
     target = other.state_dict()
-    model._core = _InterruptingCore(model._core, "set_param", 2)
+    model._core = _InterruptingCore(model._core, "set_params", 1)
     with pytest.raises(KeyboardInterrupt):
         model.load_state_dict(target)
     model._core = model._core._core
     assert all(np.array_equal(v, target[k]) for k, v in model.state_dict().items()), "every tensor loaded, then the interrupt"
+    assert model.trained_modalities is None, "the foreign encoders' record too"
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler, "Ctrl-C works as before afterwards"
 
 
@@ -128,7 +131,7 @@ def test_a_second_interrupt_during_the_restore_of_a_partial_epoch_still_restores
 
     def interrupt_in_epoch_2(m):
         if m.epochs_trained == 2:
-            m._core = _InterruptingCore(m._core, "set_param", len(m.parameter_shapes()))  # the restore's last tensor
+            m._core = _InterruptingCore(m._core, "set_params", 1)  # as the weights are back
             raise KeyboardInterrupt
         return 0.0
 
@@ -209,7 +212,7 @@ def test_a_programs_own_signal_handler_sees_the_model_whole_not_half_loaded(sign
     previous = signal.signal(signum, save_on_signal)
     try:
         # its Python handler runs as os.kill returns
-        model._core = _InterruptingCore(model._core, "set_param", 2, then=lambda: os.kill(os.getpid(), signum))
+        model._core = _InterruptingCore(model._core, "set_params", 1, then=lambda: os.kill(os.getpid(), signum))
         model.load_state_dict(target)
         model._core = model._core._core
         assert signal.getsignal(signum) is save_on_signal

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 __all__ = ["LearningMixin"]
 
+import math
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -427,10 +428,11 @@ class LearningMixin:
         return event_components(self.config, events)
 
     def _unflatten(self, flat: np.ndarray) -> "OrderedDict[str, np.ndarray]":
+        """``flat`` (layout order) as ``{name: view of flat}``, the :meth:`state_dict` names and shapes."""
         out: "OrderedDict[str, np.ndarray]" = OrderedDict()
         offset = 0
         for name, shape in self._core.param_specs():
-            size = int(np.prod(shape))
+            size = math.prod(shape)  # np.prod took most of the time here (optimizer_state runs at every fit)
             out[name] = flat[offset : offset + size].reshape(shape)
             offset += size
         return out

@@ -12,7 +12,7 @@ use crate::nn::encoder::{pool_components, pool_components_backward, Dropping, En
 use crate::nn::{AttentionOutput, CrossModalBinder, FusionNetwork, LearnedTemperature, ModalityAttention, ModalityEncoder, ProjectionHead};
 use crate::objectives::reconstruction::Decoders;
 use crate::objectives::Objective;
-use crate::params::{assign, ParamLayout, Params, ParamsMut};
+use crate::params::{assign, assign_all, ParamLayout, Params, ParamsMut};
 use crate::real::Real;
 use crate::validate::{all_finite, check_finite, check_shape};
 use crate::kernels::threads;
@@ -389,6 +389,14 @@ impl<T: Real> LearnableMultiModal<T> {
     pub fn set_param(&mut self, name: &str, values: ArrayViewD<T>) -> Result<()> {
         self.params_changed();
         assign(&self.layout, &mut self.params, name, values)
+    }
+
+    /// Overwrites each `(name, values)` of `tensors`, all or nothing: every
+    /// one is checked as [`set_param`](Self::set_param) checks it before
+    /// any is written.
+    pub fn set_params(&mut self, tensors: &[(&str, ArrayViewD<T>)]) -> Result<()> {
+        self.params_changed();
+        assign_all(&self.layout, &mut self.params, tensors)
     }
 
     /// The input standardisation of modality `m`, if any.

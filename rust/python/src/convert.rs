@@ -5,9 +5,10 @@ use grapheme_multimodal::batch::input_arg;
 use crate::errors::to_py;
 use grapheme_multimodal::{Error, ModalityInput, NUM_MODALITIES};
 use ndarray::{Array2, ArrayView, ArrayView1, ArrayView2, CowArray, Dimension, Ix1, Ix2, Ix3, IxDyn};
-use numpy::{Element, PyArray, PyArray2, PyArrayMethods, PyReadonlyArray, PyUntypedArrayMethods};
-use pyo3::exceptions::PyValueError;
+use numpy::{Element, PyArray, PyArray2, PyArrayMethods, PyReadonlyArray, PyUntypedArray, PyUntypedArrayMethods};
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
+use pyo3::types::{PyList, PyTuple};
 use std::borrow::Cow;
 
 /// A numpy array of `T` read in place when its data is aligned for `T`,
@@ -132,4 +133,32 @@ pub fn contiguous<'a, T: Clone>(a: ArrayView1<'a, T>) -> Cow<'a, [T]> {
         Some(s) => Cow::Borrowed(s),
         None => Cow::Owned(a.to_vec()),
     }
+}
+
+/// `(name, values)` pairs from a list or tuple of them, `values` float32
+/// arrays (read in place, as [`Aligned`]); a bad entry is named
+/// (`arg[i]`), as a wrong dtype was not ("'ndarray' object is not an
+/// instance of 'ndarray'").
+pub fn named_arrays<'py>(obj: &Bound<'py, PyAny>, arg: &str) -> PyResult<Vec<(String, F32ArrayDyn<'py>)>> {
+    let type_name = |o: &Bound<'py, PyAny>| o.get_type().name().map(|n| n.to_string()).unwrap_or_else(|_| "?".into());
+    if !(obj.is_instance_of::<PyList>() || obj.is_instance_of::<PyTuple>()) {
+        return Err(PyTypeError::new_err(format!("{arg}: expected a list of (name, float32 array) pairs, got {}", type_name(obj))));
+    }
+    obj.try_iter()?
+        .enumerate()
+        .map(|(i, item)| {
+            let item = item?;
+            let (name, values) = item.extract::<(String, Bound<'py, PyAny>)>().map_err(|_| {
+                PyTypeError::new_err(format!("{arg}[{i}]: expected a (name, float32 array) pair, got {}", type_name(&item)))
+            })?;
+            let array = values.extract::<F32ArrayDyn<'py>>().map_err(|_| {
+                let got = match values.cast::<PyUntypedArray>() {
+                    Ok(array) => format!("an array of {}", array.dtype()),
+                    Err(_) => type_name(&values),
+                };
+                PyTypeError::new_err(format!("{arg}[{i}] ({name:?}): expected a float32 numpy array, got {got}"))
+            })?;
+            Ok((name, array))
+        })
+        .collect()
 }

@@ -4,7 +4,7 @@
 //! released behind the model's readers-writer lock (see `guard`), so one
 //! model can be used from several threads.
 
-use crate::convert::{component_inputs, contiguous, dense_views, seven, Component, F32Array1, F32Array2, F32Array3, F32ArrayDyn, Mask};
+use crate::convert::{component_inputs, contiguous, dense_views, named_arrays, seven, Component, F32Array1, F32Array2, F32Array3, F32ArrayDyn, Mask};
 use crate::errors::{InvalidValueError, IntoPyResult, ShapeError};
 use crate::guard::Shared;
 use grapheme_multimodal::objectives::{Losses, Objective, ObjectiveWeights, NUM_OBJECTIVES};
@@ -131,6 +131,11 @@ impl PyModel {
         Ok(self.model.read(py, |m| Ok(m.param(name)?.to_owned()))?.into_pyarray(py))
     }
 
+    /// A copy of every parameter, flat in layout order (`param_specs`), read in one call.
+    fn get_params<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray1<f32>>> {
+        Ok(self.model.read(py, |m| Ok(m.params().to_vec()))?.into_pyarray(py))
+    }
+
     /// `(mean [d], std [d])` of modality `index`'s input standardisation, or None.
     fn get_normalization<'py>(
         &self,
@@ -166,6 +171,15 @@ impl PyModel {
     fn set_param(&self, py: Python<'_>, name: &str, values: F32ArrayDyn<'_>) -> PyResult<()> {
         let values = values.as_array();
         self.model.write(py, |m| m.set_param(name, values))
+    }
+
+    /// Sets every `(name, values)` of `tensors` (a list of pairs, `values`
+    /// float32 arrays) in one call, all or nothing: each is checked (name,
+    /// shape, finite values) before any is written.
+    fn set_params(&self, py: Python<'_>, tensors: &Bound<'_, PyAny>) -> PyResult<()> {
+        let tensors = named_arrays(tensors, "tensors")?;
+        let views: Vec<(&str, _)> = tensors.iter().map(|(name, values)| (name.as_str(), values.as_array())).collect();
+        self.model.write(py, |m| m.set_params(&views))
     }
 
     fn encode<'py>(
