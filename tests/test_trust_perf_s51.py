@@ -65,9 +65,9 @@ def test_euclidean_scores_are_one_product_of_the_rows_with_their_squared_norms(m
     got = []
     settle = metrics._settle_near_ties
 
-    def spy(metric_, scores, found, tolerance, block, g):
+    def spy(metric_, scores, tolerance, block, g):
         got.append((scores.copy(), block.copy(), np.asarray(g).copy()))
-        return settle(metric_, scores, found, tolerance, block, g)
+        return settle(metric_, scores, tolerance, block, g)
 
     monkeypatch.setattr(metrics, "_settle_near_ties", spy)
     rng = np.random.default_rng(1)
@@ -147,13 +147,14 @@ class _Int(int):
 
 
 @pytest.mark.parametrize("items", [
-    [1.0, 2], [1.0, True], [np.float64(1.0), 2.0], [_Float(1.5), 2.0], [[1.0, 2.0]], [1.0, "2"], [1.0, None], "12",
+    [1.0, 2], [1.0, True], [np.float64(1.0), 2.0], [_Float(1.5), 2.0], [[1.0, 2]], [(1.0, 2.0), [3.0, 4]], [1.0, "2"], [1.0, None], "12",
     np.ones(3), [1.0, np.ma.masked], [1, 2.0], [1, True], [True, False], [1, 2**63], [1, -2**63 - 1], [_Int(3), 1],
     [1, np.int64(2)], (2**64 - 1, 1),
 ])
 def test_anything_but_python_floats_takes_the_checks_path_as_before(items) -> None:
-    """plain_items answers None at the first item that is no exact float;
-    numpy and the checks then read the value as they did."""
+    """plain_items answers None at the first item that is no exact float
+    (rows of them: tests/test_trust_perf_s52.py); numpy and the checks then
+    read the value as they did."""
     assert _core.plain_items(items) is None
     if isinstance(items, str) or (isinstance(items, list) and any(type(v) in (str, type(None)) for v in items)):
         with pytest.raises((TypeError, ValueError)):

@@ -24,6 +24,7 @@ __all__ = [
     "kernel_path",
     "memory_budget",
     "plain_items",
+    "best_two",
     "MIN_STD",
     "ADAM_BETA1",
     "ADAM_BETA2",
@@ -93,7 +94,13 @@ def max_threads() -> int: ...
 def kernel_path() -> str: ...
 def memory_budget() -> int: ...
 def plain_items(x: object) -> Optional[npt.NDArray[Union[np.float64, np.int64]]]:
-    """A list or tuple of exact Python floats (float64) or ints within int64 (int64), as numpy.asarray reads it; else None."""
+    """A list or tuple of exact Python floats (float64) or ints within int64 (int64), or of rows of them (lists or
+    tuples of one length: 2-D), as numpy.asarray reads it; else None."""
+def best_two(
+    scores: npt.NDArray[np.float64], largest: bool
+) -> Tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Per row of ``scores [n, m]`` (m >= 1): the column of its largest score (``largest=False``: smallest; the first
+    of equal ones, as argmax), that score, and the best of the other columns; one pass."""
 def featurize(
     items: Sequence[Union[str, Graph]],
     kind: str = "fingerprint",

@@ -25,6 +25,7 @@ pub mod nn;
 pub mod objectives;
 pub mod params;
 pub mod real;
+pub mod search;
 pub mod training;
 pub mod validate;
 

@@ -47,39 +47,110 @@ fn memory_budget() -> usize {
 
 /// A list or tuple of plain Python numbers as `numpy.asarray` reads it (a
 /// copy numpy owns): all floats (exactly `float`, no subclass) as float64,
-/// all ints (exactly `int`, no bool) within int64 as int64; `None` for
-/// anything else (a mix, bools, subclasses, numpy scalars, rows, ints beyond
-/// int64), which the caller reads as before. One pass over the items' types
-/// and values: `numpy.asarray`, and the Python pass over the items' types that
-/// refuses masked arrays among them, took ~20 and ~18 ns an item.
+/// all ints (exactly `int`, no bool) within int64 as int64 — or a list or
+/// tuple of such rows (lists or tuples of one length, at least one value,
+/// all floats or all ints) as a 2-D array; `None` for anything else (a mix,
+/// bools, subclasses, numpy scalars, rows of other lengths or deeper, ints
+/// beyond int64), which the caller reads as before. One pass over the items'
+/// types and values: `numpy.asarray`, and the Python pass over the items'
+/// types that refuses masked arrays among them, took ~20 and ~18 ns an item
+/// (a list of rows: ~28 ns a value, most of a small retrieval's time).
 #[pyfunction]
 fn plain_items<'py>(py: Python<'py>, x: &Bound<'py, PyAny>) -> Option<Bound<'py, PyAny>> {
+    use numpy::{Element, PyArray1, PyArray2, PyArrayMethods};
     use pyo3::types::{PyFloat, PyInt, PyList, PyTuple};
-    fn read<'py>(py: Python<'py>, items: impl ExactSizeIterator<Item = Bound<'py, PyAny>>) -> Option<Bound<'py, PyAny>> {
-        use numpy::{PyArray1, PyArrayMethods};
-        let mut items = items.peekable();
-        // written in place into the array numpy owns: no second copy of a long list's values
-        if items.peek().is_some_and(|first| first.is_exact_instance_of::<PyInt>()) {
-            let array = PyArray1::<i64>::zeros(py, items.len(), false);
-            for (slot, item) in array.readwrite().as_slice_mut().ok()?.iter_mut().zip(items) {
-                *slot = item.cast_exact::<PyInt>().ok()?.extract::<i64>().ok()?;
-            }
-            Some(array.into_any())
+
+    /// `f(i, item)` for each item of the exact list or tuple `x` (None for anything else, or when `f` fails).
+    fn each<'py>(x: &Bound<'py, PyAny>, mut f: impl FnMut(usize, Bound<'py, PyAny>) -> Option<()>) -> Option<()> {
+        if let Ok(list) = x.cast_exact::<PyList>() {
+            list.iter().enumerate().try_for_each(|(i, item)| f(i, item))
         } else {
-            let array = PyArray1::<f64>::zeros(py, items.len(), false);
-            for (slot, item) in array.readwrite().as_slice_mut().ok()?.iter_mut().zip(items) {
-                *slot = item.cast_exact::<PyFloat>().ok()?.value();
-            }
-            Some(array.into_any())
+            x.cast_exact::<PyTuple>().ok()?.iter().enumerate().try_for_each(|(i, item)| f(i, item))
         }
     }
-    if let Ok(list) = x.cast_exact::<PyList>() {
-        read(py, list.iter())
-    } else if let Ok(tuple) = x.cast_exact::<PyTuple>() {
-        read(py, tuple.iter())
-    } else {
-        None
+    /// The length of the exact list or tuple `x`, and its first item.
+    fn head<'py>(x: &Bound<'py, PyAny>) -> Option<(usize, Option<Bound<'py, PyAny>>)> {
+        if let Ok(list) = x.cast_exact::<PyList>() {
+            Some((list.len(), list.get_item(0).ok()))
+        } else {
+            let tuple = x.cast_exact::<PyTuple>().ok()?;
+            Some((tuple.len(), tuple.get_item(0).ok()))
+        }
     }
+    /// The values of `x` (a list or tuple of `slots.len()` items) read into `slots` by `read`.
+    fn fill<'py, T>(x: &Bound<'py, PyAny>, slots: &mut [T], read: fn(&Bound<'py, PyAny>) -> Option<T>) -> Option<()> {
+        if head(x)?.0 != slots.len() {
+            return None;
+        }
+        // written in place into the array numpy owns: no second copy of a long list's values
+        each(x, |i, item| {
+            *slots.get_mut(i)? = read(&item)?;
+            Some(())
+        })
+    }
+    fn int<'py>(item: &Bound<'py, PyAny>) -> Option<i64> {
+        item.cast_exact::<PyInt>().ok()?.extract::<i64>().ok()
+    }
+    fn float<'py>(item: &Bound<'py, PyAny>) -> Option<f64> {
+        Some(item.cast_exact::<PyFloat>().ok()?.value())
+    }
+    fn vector<'py, T: Element + Default + Clone>(py: Python<'py>, x: &Bound<'py, PyAny>, n: usize, read: fn(&Bound<'py, PyAny>) -> Option<T>) -> Option<Bound<'py, PyAny>> {
+        let array = PyArray1::<T>::zeros(py, n, false);
+        fill(x, array.readwrite().as_slice_mut().ok()?, read)?;
+        Some(array.into_any())
+    }
+    fn matrix<'py, T: Element + Default + Clone>(py: Python<'py>, x: &Bound<'py, PyAny>, n: usize, d: usize, read: fn(&Bound<'py, PyAny>) -> Option<T>) -> Option<Bound<'py, PyAny>> {
+        let array = PyArray2::<T>::zeros(py, [n, d], false);
+        {
+            let mut values = array.readwrite();
+            let mut rows = values.as_slice_mut().ok()?.chunks_exact_mut(d);
+            each(x, |_, row| fill(&row, rows.next()?, read))?;
+        }
+        Some(array.into_any())
+    }
+
+    let (n, first) = head(x)?;
+    let Some(first) = first else {
+        return vector::<f64>(py, x, 0, float); // numpy reads [] as float64
+    };
+    if first.is_exact_instance_of::<PyInt>() {
+        return vector(py, x, n, int);
+    }
+    if first.is_exact_instance_of::<PyFloat>() {
+        return vector(py, x, n, float);
+    }
+    // rows
+    let (d, value) = head(&first)?;
+    let value = value?; // numpy reads [[]] as float64 of shape (1, 0): left to it
+    if value.is_exact_instance_of::<PyInt>() {
+        matrix(py, x, n, d, int)
+    } else {
+        matrix(py, x, n, d, float)
+    }
+}
+
+/// `(found, best, runner_up)` of each row of the float64 `scores [n, m]`
+/// (m >= 1): the column of its largest score (with `largest=False`, its
+/// smallest; the first of equal ones, as numpy's argmax), that score, and
+/// the best of the other columns, in one pass with the GIL released (see
+/// `grapheme_multimodal::search`).
+#[pyfunction]
+#[allow(clippy::type_complexity)]
+fn best_two<'py>(
+    py: Python<'py>,
+    scores: convert::F64Array2<'py>,
+    largest: bool,
+) -> PyResult<(Bound<'py, numpy::PyArray1<i64>>, Bound<'py, numpy::PyArray1<f64>>, Bound<'py, numpy::PyArray1<f64>>)> {
+    use numpy::IntoPyArray;
+    let scores = scores.as_array();
+    let cols = scores.ncols();
+    if cols == 0 {
+        return Err(pyo3::exceptions::PyValueError::new_err("scores: expected at least one column, got none"));
+    }
+    let scores = scores.as_standard_layout();
+    let flat = scores.as_slice().expect("standard layout");
+    let found = guard::detached(py, || Ok(grapheme_multimodal::search::best_two(flat, cols, largest)))?;
+    Ok((found.found.into_pyarray(py), found.best.into_pyarray(py), found.runner_up.into_pyarray(py)))
 }
 
 #[pymodule]
@@ -107,6 +178,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(kernel_path, m)?)?;
     m.add_function(wrap_pyfunction!(memory_budget, m)?)?;
     m.add_function(wrap_pyfunction!(plain_items, m)?)?;
+    m.add_function(wrap_pyfunction!(best_two, m)?)?;
     m.add("MIN_STD", grapheme_multimodal::model::MIN_STD)?;
     m.add("ADAM_BETA1", grapheme_multimodal::adam::BETA1)?;
     m.add("ADAM_BETA2", grapheme_multimodal::adam::BETA2)?;
