@@ -89,12 +89,26 @@ def _as_float64(view: np.ndarray, offset: Optional[IntOffset]) -> np.ndarray:
     return view.astype(np.float64) if offset is None else minus(view, offset)
 
 
-def _inverse_sqrt(cov: np.ndarray, reg: float) -> np.ndarray:
-    """``(C + r I)^(-1/2)`` with the ridge ``r = reg * trace(C) / d`` (scale-free)."""
+def _inverse_sqrt(cov: np.ndarray, reg: float, n_rows: int) -> np.ndarray:
+    """``(C + r I)^(-1/2)`` with the ridge ``r = reg * trace(C) / d`` (scale-free),
+    0 in the directions the ``n_rows`` rows behind ``C`` do not vary in.
+
+    Those directions (eigenvalues within rounding of 0: a column constant
+    in the rows, columns that combine others, fewer rows than columns) were
+    whitened by ``1 / sqrt(r)`` alone, about 1000 times the others: the
+    components past the view's rank, of correlation 0, scored other rows by
+    that much times their parts outside the rows' span (a test row with a
+    flag never set in training: 1153 beside about 3), which took over a
+    cosine retrieval. A view of full rank gets the same bits as before."""
     values, vectors = np.linalg.eigh(cov)
     ridge = reg * max(float(np.trace(cov)) / cov.shape[0], np.finfo(np.float64).tiny)
+    # rounding of XᵀX: about n eps of the largest eigenvalue (matrix_rank's tolerance, for n rows of d columns)
+    null = values <= float(values[-1]) * max(n_rows, cov.shape[0]) * np.finfo(np.float64).eps
     values = np.maximum(values, 0.0) + ridge
-    return (vectors / np.sqrt(values)) @ vectors.T
+    scaled = vectors / np.sqrt(values)
+    if null.any():
+        scaled[:, null] = 0.0
+    return scaled @ vectors.T
 
 
 def _unshifted(mean: np.ndarray, offset: Optional[IntOffset]) -> np.ndarray:
@@ -116,6 +130,12 @@ class ExactCCA:
 
     so the scores ``(X - mean) x_weights_`` have unit variance per component
     on the training data and ``correlations_ = S[:k]``. Everything is float64.
+    ``C^(-1/2)`` is taken as 0 in the directions in which fit's rows do not
+    vary (a view of rank below its columns: a column constant over them,
+    columns that combine others, fewer rows than columns), so no weight
+    falls there: other rows' parts outside the span of fit's rows score
+    nothing (whitened by ``1 / sqrt(r)`` alone, they scored about a thousand
+    times the rest). Components past either view's rank have correlation 0.
     An integer view holding values beyond ``2**53`` (which float64 cannot
     all hold: timestamps in nanoseconds, ids) is first shifted by each
     column's smallest value, exactly, as the :mod:`~grapheme_multimodal.metrics`
@@ -208,8 +228,8 @@ class ExactCCA:
         # one BLAS thread: on OpenBLAS's default threads the weights, correlations and scores of the same views
         # differed in their last bits from one thread count to another (what compute_anchors ran them on already)
         with one_blas_thread():
-            whiten_x = _inverse_sqrt(x.T @ x / (n - 1), reg)
-            whiten_y = _inverse_sqrt(y.T @ y / (n - 1), reg)
+            whiten_x = _inverse_sqrt(x.T @ x / (n - 1), reg, n)
+            whiten_y = _inverse_sqrt(y.T @ y / (n - 1), reg, n)
             u, s, vt = np.linalg.svd(whiten_x @ (x.T @ y / (n - 1)) @ whiten_y, full_matrices=False)
             x_weights, y_weights = whiten_x @ u[:, :k], whiten_y @ vt[:k].T
         # Set together once all is computed: a refit that failed halfway (a MemoryError, or
