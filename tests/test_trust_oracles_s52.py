@@ -94,3 +94,114 @@ def test_pairwise_cca_retrieval_past_a_views_training_rank_is_that_of_the_compon
     signs = np.sign(np.sum(x_scores[:, :3] * unflagged, axis=0))
     np.testing.assert_allclose(x_scores[:, :3] * signs, unflagged, atol=1e-4)
     assert np.abs(x_scores[:, 3]).max() < 1e-9 and (x_test[:, 3] == 1).sum() > 10
+
+
+# ------------------------------------------------------------ retrieval: exact ties, on the rows as given
+
+from fractions import Fraction  # noqa: E402
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from grapheme_multimodal.metrics import cross_view_retrieval  # noqa: E402
+
+
+def _exact_nearest(query: np.ndarray, gallery: np.ndarray, metric: str) -> np.ndarray:
+    """Each query row's nearest gallery row in exact rational arithmetic on
+    the float64 values, the lowest index on a tie: the documented
+    definition, with nothing rounded."""
+    q = [[Fraction(float(v)) for v in row] for row in query]
+    g = [[Fraction(float(v)) for v in row] for row in gallery]
+    nearest = []
+    for a in q:
+        if metric == "euclidean":
+            keys = [sum((x - y) ** 2 for x, y in zip(a, b)) for b in g]
+        else:  # the largest cos = p / (|a| sqrt(s)): the smallest -sign(p) p^2 / s
+            keys = []
+            for b in g:
+                p, s = sum(x * y for x, y in zip(a, b)), sum(y * y for y in b)
+                keys.append(-(p * abs(p)) / s)
+        nearest.append(keys.index(min(keys)))
+    return np.array(nearest)
+
+
+def _figures(nearest: np.ndarray, labels: np.ndarray) -> dict:
+    return {"class_precision_at_1": float(np.mean(labels[nearest] == labels)),
+            "instance_recall_at_1": float(np.mean(nearest == np.arange(len(labels))))}
+
+
+@pytest.mark.parametrize("first, second, direction", [(1, 3, [1.0, 1.0]), (1, 7, [1.0, 3.0]), (2, 5, [1.0, 2.0, 3.0]),
+                                                      (3, 1, [1.0, 1.0]), (6, 1, [1.0, 1.0])])
+def test_cosine_ties_of_gallery_rows_of_one_direction_go_to_the_lowest_index(first, second, direction):
+    """Gallery rows ``first * v`` and ``second * v`` have the same cosine
+    with every query, and both queries (v and -v) find row 0. Their unit
+    rows round apart, and both queries found whichever rounded nearer: with
+    [1, 1] and [3, 3] both found row 1 (P@1 and R@1 0.0 instead of 0.5),
+    with [1, 1, 1] and [3, 3, 3] each its own (1.0), where the rule is the
+    lowest gallery index."""
+    v = np.array(direction)
+    gallery = np.array([first * v, second * v])
+    got = cross_view_retrieval(np.array([v, -v]), gallery, np.array([0, 1]), metric="cosine")
+    assert got == {"class_precision_at_1": 0.5, "instance_recall_at_1": 0.5}
+
+
+def test_euclidean_ties_of_rows_on_a_grid_of_0_1_go_to_the_lowest_index():
+    """[-0.1, -0.2] lies exactly as far from [-0.4, 0.2] as from
+    [0.4, -0.2] (0.3^2 + 0.4^2 = 0.5^2 in the float64 values too), but the
+    squared differences computed alike rounded apart and the query found
+    row 1."""
+    query = np.array([[-0.1, -0.2], [0.4, -0.2]])
+    gallery = np.array([[-0.4, 0.2], [0.4, -0.2]])
+    assert cross_view_retrieval(query, gallery, np.array([0, 1]), metric="euclidean") == {
+        "class_precision_at_1": 1.0, "instance_recall_at_1": 1.0}
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 9), st.integers(1, 3), st.sampled_from([1.0, 0.1, 0.3, 2.0**-600, 1e150]),
+       st.sampled_from(["cosine", "euclidean"]), st.integers(0, 2**32 - 1))
+def test_retrieval_finds_the_exact_nearest_row_of_the_values_as_given(n, d, unit, metric, seed):
+    """On rows of small integers times ``unit`` (ties abound, and 0.1 or
+    0.3 makes every difference and length round), with some gallery rows
+    repeated and, for cosine, some rows scaled by 2 to 5 (same direction):
+    P@1 and R@1 are those of the exact nearest rows, in rational arithmetic
+    on the float64 values, the lowest index on a tie; the same for the
+    gallery in float32 where the values are float32 too (unit 1)."""
+    rng = np.random.default_rng(seed)
+    query = rng.integers(-3, 4, size=(n, d)).astype(float)
+    gallery = rng.integers(-3, 4, size=(n, d)).astype(float)
+    if n > 2:
+        gallery[rng.integers(0, n, size=n // 3)] = gallery[rng.integers(0, n)]
+    if metric == "cosine":
+        query[~query.any(axis=1), 0] = 1.0
+        gallery[~gallery.any(axis=1), -1] = -1.0
+        gallery *= rng.integers(1, 6, size=(n, 1)) ** (rng.random((n, 1)) < 0.5)
+    query, gallery = query * unit, gallery * unit
+    labels = rng.integers(0, 3, size=n)
+    want = _figures(_exact_nearest(query, gallery, metric), labels)
+    assert cross_view_retrieval(query, gallery, labels, metric=metric) == want
+    if unit == 1.0:
+        assert cross_view_retrieval(query.astype(np.float32), gallery.astype(np.float32), labels, metric=metric) == want
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(2, 9), st.integers(1, 3), st.integers(0, 2**32 - 1))
+def test_cosine_retrieval_does_not_depend_on_the_length_of_a_row(n, d, seed):
+    """Cosine reads a row's direction alone: each gallery and query row
+    scaled by its own positive factor (integers, 1/3, 1e-5 ...) gives the
+    same P@1 and R@1. Rows of one direction were found by how their unit
+    rows rounded, which the factors changed."""
+    rng = np.random.default_rng(seed)
+    query = rng.integers(-2, 3, size=(n, d)).astype(float)
+    gallery = rng.integers(-2, 3, size=(n, d)).astype(float)
+    query[~query.any(axis=1), 0] = 1.0
+    gallery[~gallery.any(axis=1), 0] = 1.0
+    labels = rng.integers(0, 3, size=n)
+    want = cross_view_retrieval(query, gallery, labels)
+    assert want == _figures(_exact_nearest(query, gallery, "cosine"), labels)
+    factors = rng.choice([1.0, 2.0, 3.0, 7.0, 1 / 3, 1e-5, 1e5], size=(2, n, 1))
+    # exact multiples of the integer rows only where the factor keeps them exact (1/3 and 1e-5 round)
+    exact = np.all(factors == np.round(factors), axis=(1, 2))
+    scaled = cross_view_retrieval(query * factors[0], gallery * factors[1], labels)
+    if exact.all():
+        assert scaled == want
+    assert scaled == _figures(_exact_nearest(query * factors[0], gallery * factors[1], "cosine"), labels)

@@ -37,9 +37,9 @@ def _blocks(monkeypatch, metric: str, n: int, d: int, **kwargs) -> list:
     shapes = []
     settle = metrics._settle_near_ties
 
-    def spy(metric_, scores, *rest):
+    def spy(metric_, scores, *rest, **kwargs):
         shapes.append(scores.shape)
-        return settle(metric_, scores, *rest)
+        return settle(metric_, scores, *rest, **kwargs)
 
     monkeypatch.setattr(metrics, "_settle_near_ties", spy)
     rng = np.random.default_rng(0)
@@ -65,9 +65,9 @@ def test_euclidean_scores_are_one_product_of_the_rows_with_their_squared_norms(m
     got = []
     settle = metrics._settle_near_ties
 
-    def spy(metric_, scores, tolerance, block, g):
+    def spy(metric_, scores, tolerance, block, g, **kwargs):
         got.append((scores.copy(), block.copy(), np.asarray(g).copy()))
-        return settle(metric_, scores, tolerance, block, g)
+        return settle(metric_, scores, tolerance, block, g, **kwargs)
 
     monkeypatch.setattr(metrics, "_settle_near_ties", spy)
     rng = np.random.default_rng(1)

@@ -402,9 +402,9 @@ def test_every_block_s_scores_are_written_into_one_buffer(monkeypatch, metric) -
     blocks = []
     settle = metrics._settle_near_ties
 
-    def spy(metric_, scores, *rest):
+    def spy(metric_, scores, *rest, **kwargs):
         blocks.append(scores)
-        return settle(metric_, scores, *rest)
+        return settle(metric_, scores, *rest, **kwargs)
 
     monkeypatch.setattr(metrics, "_settle_near_ties", spy)
     rng = np.random.default_rng(9)
