@@ -205,3 +205,85 @@ def test_cosine_retrieval_does_not_depend_on_the_length_of_a_row(n, d, seed):
     if exact.all():
         assert scaled == want
     assert scaled == _figures(_exact_nearest(query * factors[0], gallery * factors[1], "cosine"), labels)
+
+
+# ------------------------------------------------------------ ExactCCA against its closed form (held)
+
+
+def _closed_form_cca(x: np.ndarray, y: np.ndarray, k: int, reg: float):
+    """The textbook regularised CCA in float64: centre, whiten each view by
+    ``(C + reg * trace(C) / d * I)^(-1/2)``, SVD of the whitened cross-covariance."""
+    x, y = x - x.mean(axis=0), y - y.mean(axis=0)
+    n = len(x)
+
+    def inverse_sqrt(c):
+        values, vectors = np.linalg.eigh(c)
+        return (vectors / np.sqrt(np.maximum(values, 0) + reg * np.trace(c) / len(c))) @ vectors.T
+
+    wx, wy = inverse_sqrt(x.T @ x / (n - 1)), inverse_sqrt(y.T @ y / (n - 1))
+    u, s, vt = np.linalg.svd(wx @ (x.T @ y / (n - 1)) @ wy)
+    return s[:k], wx @ u[:, :k], wy @ vt[:k].T
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(8, 120), st.integers(1, 5), st.integers(1, 5), st.sampled_from([1e-8, 1e-6, 1e-3, 0.3]),
+       st.integers(0, 2**32 - 1))
+def test_exact_cca_is_its_closed_form_and_keeps_its_invariances(n, p, q, reg, seed):
+    """On views whose columns have one root mean square (ExactCCA scales
+    columns by powers of two, which the ridge sees; here they are all one),
+    the correlations and the weights (up to each component's sign) are the
+    closed form's; the scores of fit's rows have the correlations as their
+    covariance. Swapping the views, permuting the rows, an affine map of a
+    view's columns, float32 values and Fortran order keep the correlations."""
+    rng = np.random.default_rng(seed)
+    z = rng.normal(size=(n, 2))
+    x = z @ rng.normal(size=(2, p)) + rng.normal(size=(n, p))
+    y = z @ rng.normal(size=(2, q)) + rng.normal(size=(n, q))
+    x, y = (x - x.mean(axis=0)) / x.std(axis=0), (y - y.mean(axis=0)) / y.std(axis=0)
+    k = int(rng.integers(1, min(p, q) + 1))
+    cca = ExactCCA(k, reg=reg).fit(x, y)
+    s, wx, wy = _closed_form_cca(x, y, k, reg)
+    np.testing.assert_allclose(cca.correlations_, s, rtol=1e-9, atol=1e-12)
+    signs = np.sign(np.sum(cca.x_weights_ * wx, axis=0))
+    np.testing.assert_allclose(cca.x_weights_ * signs, wx, rtol=1e-7, atol=1e-9 * np.abs(wx).max())
+    np.testing.assert_allclose(cca.y_weights_ * signs, wy, rtol=1e-7, atol=1e-9 * np.abs(wy).max())
+    xs, ys = cca.transform(x, y)
+    np.testing.assert_allclose(np.sum(xs * ys, axis=0) / (n - 1), cca.correlations_, rtol=1e-7, atol=1e-10)
+
+    # a ridge of 1e-10: the default's shrinks columns scaled by other powers of two (the affine map) by ~1e-6
+    plain = ExactCCA(k, reg=1e-10).fit(x, y).correlations_
+    perm = rng.permutation(n)
+    affine = x * rng.uniform(0.5, 3, size=p) + rng.normal(size=p) * 100
+    for other in (ExactCCA(k, reg=1e-10).fit(y, x), ExactCCA(k, reg=1e-10).fit(x[perm], y[perm]),
+                  ExactCCA(k, reg=1e-10).fit(affine, y), ExactCCA(k, reg=1e-10).fit(x.astype(np.float32), y)):
+        np.testing.assert_allclose(other.correlations_, plain, rtol=1e-6, atol=1e-9)
+    fortran = ExactCCA(k, reg=1e-10).fit(np.asfortranarray(x), y[:, ::-1][:, ::-1])
+    assert fortran.correlations_.tobytes() == plain.tobytes()
+
+
+# ------------------------------------------------------------ the estimator: copies transform alike (held)
+
+
+@pytest.mark.parametrize("options", [{"n_members": 2}, {"output": "hidden"}])
+def test_a_pickled_or_copied_fitted_estimator_transforms_to_the_same_bits(options):
+    """A fitted MultimodalEmbedder pickled, deep-copied, or cloned and
+    refitted with the same random_state transforms to the same bits, as do
+    its views in Fortran order, strided, or one row at a time."""
+    import copy
+    import pickle
+
+    from sklearn.base import clone
+
+    from grapheme_multimodal.sklearn import MultimodalEmbedder
+
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(40, 2))
+    views = [z @ rng.normal(size=(2, 5)) + 0.1 * rng.normal(size=(40, 5)), z @ rng.normal(size=(2, 3)) + 4]
+    est = MultimodalEmbedder(embed_dim=4, hidden_dim=4, num_heads=1, epochs=2, batch_size=20, encoder_hidden=(4,),
+                             shared_head=(4,), random_state=3, **options).fit(views)
+    want = est.transform(views).tobytes()
+    for twin in (pickle.loads(pickle.dumps(est)), copy.deepcopy(est), clone(est).fit(views)):
+        assert twin.transform(views).tobytes() == want
+    assert est.transform([np.asfortranarray(v) for v in views]).tobytes() == want
+    assert est.transform([np.repeat(v, 2, axis=0)[::2] for v in views]).tobytes() == want
+    assert np.vstack([est.transform([v[i:i + 1] for v in views]) for i in range(40)]).tobytes() == want
