@@ -287,3 +287,21 @@ def test_a_pickled_or_copied_fitted_estimator_transforms_to_the_same_bits(option
     assert est.transform([np.asfortranarray(v) for v in views]).tobytes() == want
     assert est.transform([np.repeat(v, 2, axis=0)[::2] for v in views]).tobytes() == want
     assert np.vstack([est.transform([v[i:i + 1] for v in views]) for i in range(40)]).tobytes() == want
+
+
+def test_a_test_row_differing_from_the_training_mean_only_in_a_constant_column_is_refused_by_name():
+    """Such a row has no canonical direction: within the view's rank its
+    scores were 0 already (and refused), but past it the 4th component gave
+    it a score of 709 and the retrieval a figure of that alone. Refused
+    alike now, naming the row and why."""
+    import grapheme_multimodal as gm
+
+    rng = np.random.default_rng(0)
+    x_train, y_train, _ = _flagged_views(rng, 200, 0.0)
+    x_test, y_test, _ = _flagged_views(rng, 20, 0.0)
+    x_test[0] = x_train.mean(axis=0)
+    x_test[0, 3] = 1.0
+    with pytest.raises(gm.InvalidValueError, match=r"^test_std\['x'\]: the canonical scores of 1 row\(s\) \(first: row 0\) "
+                                                   r"are all zero.*differs from it only where the training rows do not "
+                                                   r"vary, such as a column constant over them\)$"):
+        pairwise_cca_retrieval({"x": x_train, "y": y_train}, {"x": x_test, "y": y_test}, np.arange(20) % 3, n_components=4)

@@ -126,7 +126,9 @@ def _pairwise_cca_retrieval(
             raise renamed(err, {"X": f"{train_arg}[{a!r}]", "Y": f"{train_arg}[{b!r}]"}) from None
         score_a, score_b = cca.transform(test_std[a], test_std[b])
         for name, scores in ((a, score_a), (b, score_b)):
-            refuse_zero_rows(f"{test_arg}[{name!r}]", scores, "canonical scores", "the row is at the view's training mean")
+            refuse_zero_rows(f"{test_arg}[{name!r}]", scores, "canonical scores",
+                             "the row is at the view's training mean, or differs from it only where the training rows do "
+                             "not vary, such as a column constant over them")
         out[pair_key(a, b)] = cross_view_retrieval(score_a, score_b, labels)
         out[pair_key(b, a)] = cross_view_retrieval(score_b, score_a, labels)
     return {pair_key(q, g): out[pair_key(q, g)] for q, g in ordered_pairs(names)}
