@@ -69,7 +69,8 @@ PathLike = Union[str, "os.PathLike[str]"]
 
 #: How long the interpreter's exit waits for saves in flight in other threads, in seconds.
 EXIT_WAIT_S = 60.0
-_saves = threading.Condition(threading.Lock())
+_saves_lock = threading.Lock()  # taken by itself where a Ctrl-C may come (see saving)
+_saves = threading.Condition(_saves_lock)
 _saves_in_flight = 0
 _exiting = False
 _save_depth = threading.local()  # this thread's nesting of saves (a model's save writes by the file writers)
@@ -83,22 +84,26 @@ def saving(path: Any = None) -> Iterator[None]:
     written): it would be stopped half-way, or abort the process."""
     global _saves_in_flight
     depth = getattr(_save_depth, "n", 0)
-    if not depth:
-        with _saves:
-            if _exiting and threading.current_thread() is not threading.main_thread():
-                what = "nothing was saved" if path is None else f"path: {_shown(path)} was not saved"
-                raise RuntimeError(
-                    f"{what}: the interpreter is exiting, and a save another "
-                    "thread begins now would be stopped half-way (finish saves before the program ends, or join "
-                    "the thread that saves)")
-            _saves_in_flight += 1
-    _save_depth.n = depth + 1
+    counted = False
     try:
+        if not depth:
+            # The lock itself, not the condition: Condition.__enter__ is Python, and a Ctrl-C landing as its
+            # acquire returned left the lock held for good (every later save, and the exit, waited for ever).
+            with _saves_lock:
+                if _exiting and threading.current_thread() is not threading.main_thread():
+                    what = "nothing was saved" if path is None else f"path: {_shown(path)} was not saved"
+                    raise RuntimeError(
+                        f"{what}: the interpreter is exiting, and a save another "
+                        "thread begins now would be stopped half-way (finish saves before the program ends, or "
+                        "join the thread that saves)")
+                _saves_in_flight += 1
+                counted = True  # with the count, in the try: a Ctrl-C as the block ended left it up (exit waited)
+        _save_depth.n = depth + 1
         yield
     finally:
         _save_depth.n = depth
-        if not depth:
-            with _saves:
+        if counted:
+            with _saves_lock:
                 _saves_in_flight -= 1
                 _saves.notify_all()
 
@@ -130,8 +135,9 @@ def _wait_for_saves() -> None:
 def _saves_after_fork_in_child() -> None:
     """A forked child has only the forking thread: the other threads' saves are not in flight there (and the
     condition's lock, held by one at the fork, would never be released)."""
-    global _saves, _saves_in_flight, _exiting
-    _saves = threading.Condition(threading.Lock())
+    global _saves, _saves_lock, _saves_in_flight, _exiting
+    _saves_lock = threading.Lock()
+    _saves = threading.Condition(_saves_lock)
     _saves_in_flight = 1 if getattr(_save_depth, "n", 0) else 0
     _exiting = False
 
@@ -290,19 +296,24 @@ def _atomic_write_all(writes: List[Tuple[PathLike, Callable[[BinaryIO], Any]]]) 
             raise InvalidValueError(
                 f"writes: {os.fspath(target)!r} and {os.fspath(writes[earlier][0])!r} are one file; expected a file "
                 "of its own for each write (the later would replace the earlier)", "writes")
+    # The staged files are this list's until the commit (or the writing_together block) takes them, a
+    # move made with Ctrl-C held back: whoever holds them removes them on failure. Discarded only up to
+    # the commit, Ctrl-C between the last write and the commit left them on disk, their descriptors open
+    # and locked (so that no later save of this process took them for orphans).
     staged: List[_Staged] = []
     try:
         for target, write in writes:
             _stage(target, write, staged)
+        given = [s.given for s in staged]
+        together = _TOGETHER.get()
+        if together is not None:
+            together.add(staged)
+        else:
+            _commit(staged)
     except BaseException:
-        _discard(staged)
+        _discard(staged)  # those the commit or the block had not taken
         raise
-    together = _TOGETHER.get()
-    if together is not None:
-        together.add(staged)
-    else:
-        _commit(staged)
-    return [s.given for s in staged]
+    return given
 
 
 @contextlib.contextmanager
@@ -324,26 +335,23 @@ def writing_together() -> Iterator[None]:
         yield
         return
     together = _Together()
-    token = _TOGETHER.set(together)
     try:
-        yield
+        try:
+            # set inside the try, put back as it was (None: a block inside another joins it, above), not
+            # reset by the token set returns: a Ctrl-C landing as set returned left the block in place for
+            # good, and every later save of the thread was staged into it and never written, without a word
+            _TOGETHER.set(together)
+            yield
+        finally:
+            _TOGETHER.set(None)
+        # The renames at its end are a save in flight, which the interpreter's exit waits for (each file was
+        # one while it was written); the block's own work is not: it may be anything, for any time. Refused
+        # once the exit has begun: the staged files are discarded below.
+        with saving():
+            _commit(together.staged)
     except BaseException:
-        _discard(together.staged)
+        _discard(together.staged)  # those the commit had not taken (Ctrl-C before it did, as the block ended)
         raise
-    finally:
-        _TOGETHER.reset(token)
-    # The renames at its end are a save in flight, which the interpreter's exit waits for (each file was one
-    # while it was written); the block's own work is not: it may be anything, for any time.
-    committing = saving()
-    try:
-        committing.__enter__()
-    except BaseException:  # refused: the exit has begun
-        _discard(together.staged)
-        raise
-    try:
-        _commit(together.staged)
-    finally:
-        committing.__exit__(None, None, None)
 
 
 class _Staged(NamedTuple):
@@ -373,12 +381,15 @@ class _Together:
         """Adds ``staged``; one of them written again in the block replaces
         the earlier write (linked both, the second would find the first's
         name taken, "by something else")."""
-        with self._lock:
+        # Ctrl-C held back: the files move from the caller's list to the block's in one step (the
+        # replaced ones, closed, out of the block's list in the same)
+        with self._lock, uninterrupted():
             # by _file_key, as atomic_write_all tells two writes to one file: by the followed path,
             # d/a beside d/sub/../a were two files, and the second's link found the first's in its place
             again = {s.key for s in staged}
             _discard([s for s in self.staged if s.key in again])
             self.staged = [s for s in self.staged if s.key not in again] + staged
+            staged.clear()
 
 
 #: The :func:`writing_together` block that holds the writes (None: outside one, each write is replaced at once).
@@ -394,10 +405,15 @@ def _stage(target: PathLike, write: Callable[[BinaryIO], Any], staged: List[_Sta
     try:
         directory = check_write_target(path)
         kept_as = _KEPT.get().get(_location(given))
+        key = _file_key(given)  # before the temporary file exists (it was computed, realpath and all, after)
         _remove_orphaned_temp_files(directory, path.name)
         owner = _owner(path)
-        fd, tmp = _locked_temp_file(directory, path)
-        staged.append(_Staged(given, path, _file_key(given), directory, kept_as, fd, tmp))
+        # Ctrl-C held back from the temporary file's creation until it is in `staged`, which a failure
+        # removes: in between, it left the file on disk and its locked descriptor open (the lock's wait,
+        # if any, is on another save's cleanup, a few calls long)
+        with uninterrupted():
+            fd, tmp = _locked_temp_file(directory, path)
+            staged.append(_Staged(given, path, key, directory, kept_as, fd, tmp))
         with os.fdopen(fd, "wb", closefd=False) as f:
             write(f)
             f.flush()
@@ -413,13 +429,19 @@ def _commit(staged: List[_Staged]) -> None:
     When one fails (its name taken meanwhile), the files this commit had
     already linked are removed again (only where the name still holds the
     file written here) and the error raised: a set of outputs with its
-    last missing looked complete."""
+    last missing looked complete. Takes the files out of ``staged`` (those
+    it has not taken when it raises, the caller discards)."""
     linked: List[_Staged] = []
+    taken: List[_Staged] = []
+    directories: List[Path] = []
     try:
         # Ctrl-C held back: a replaced file cannot be put back, and one between two renames left the first
         # replaced and the second not (raised after the loop, it removes the links as a failed link does)
         with uninterrupted():
-            for s in staged:
+            taken[:] = staged  # in the same step as the files' names: Ctrl-C between left them on disk
+            staged.clear()
+            directories[:] = dict.fromkeys(s.directory for s in taken)
+            for s in taken:
                 try:
                     if s.kept_as is None:
                         os.replace(s.tmp, s.path)
@@ -433,23 +455,37 @@ def _commit(staged: List[_Staged]) -> None:
                             errno.ENOENT, f"its folder {str(s.directory)!r} was removed or moved while the file was "
                             "written; nothing was written", str(s.given)) from None
                     _raise_naming(exc, s.path)
+            # the replaced files' descriptors closed in the same step (Ctrl-C after it left them open and
+            # locked); a linked one's is kept until a Ctrl-C held back meanwhile has removed its link
+            _discard([s for s in taken if s not in linked], remove=False)
+            taken[:] = linked
     except BaseException:
-        for s in linked:
-            _unlink_if_ours(s)
-        _discard(staged)
+        with uninterrupted():  # a second Ctrl-C here left the others' files
+            for s in linked:
+                _unlink_if_ours(s)
+            _discard(taken)
         raise
-    for s in staged:
-        os.close(s.fd)  # releases the lock
-    for directory in dict.fromkeys(s.directory for s in staged):
-        _fsync_directory(directory)
+    try:
+        with uninterrupted():  # each directory's descriptor closed
+            for directory in directories:
+                _fsync_directory(directory)
+    finally:
+        _discard(taken, remove=False)
 
 
-def _discard(staged: Sequence[_Staged]) -> None:
-    """Removes the staged files' temporary files (one already renamed is no
-    longer there) and closes them."""
-    for s in staged:
-        _unlink_quietly(s.tmp)
-        os.close(s.fd)  # releases the lock
+def _discard(staged: List[_Staged], remove: bool = True) -> None:
+    """Removes the staged files' temporary files (with ``remove``; one
+    already renamed is no longer there) and closes them, taking them out of
+    ``staged``: each is closed once, however often this runs (Ctrl-C held
+    back meanwhile: one between two left the others open, locked, and their
+    files on disk)."""
+    with uninterrupted():
+        taken = list(staged)
+        staged.clear()
+        for s in taken:
+            if remove:
+                _unlink_quietly(s.tmp)
+            os.close(s.fd)  # releases the lock
 
 
 def _unlink_if_ours(s: _Staged) -> None:
@@ -483,11 +519,12 @@ def keeping_existing(targets: Mapping[str, Optional[PathLike]]) -> Iterator[None
     not silently replaced. The check and the write are one step (a hard
     link, which fails when the name is taken)."""
     kept = {_location(as_path(p, arg)): arg for arg, p in targets.items() if p is not None}
-    token = _KEPT.set({**_KEPT.get(), **kept})
+    previous = _KEPT.get()
     try:
+        _KEPT.set({**previous, **kept})  # in the try (see writing_together): kept for good after a Ctrl-C there
         yield
     finally:
-        _KEPT.reset(token)
+        _KEPT.set(previous)
 
 
 def _file_key(given: Path) -> str:
@@ -651,21 +688,22 @@ def _remove_orphaned_temp_files(directory: Path, name: str) -> None:
     except OSError:
         return
     for entry in candidates:
-        try:
-            fd = os.open(entry.path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
-        except OSError:
-            continue
-        try:
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode) or st.st_uid != os.getuid():
+        with uninterrupted():  # no call here waits; Ctrl-C between the open and the try left the descriptor open
+            try:
+                fd = os.open(entry.path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
+            except OSError:
                 continue
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # BlockingIOError: a save is writing it
-            if os.path.samestat(st, os.lstat(entry.path)):
-                os.unlink(entry.path)
-        except OSError:
-            continue
-        finally:
-            os.close(fd)
+            try:
+                st = os.fstat(fd)
+                if not stat.S_ISREG(st.st_mode) or st.st_uid != os.getuid():
+                    continue
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # BlockingIOError: a save is writing it
+                if os.path.samestat(st, os.lstat(entry.path)):
+                    os.unlink(entry.path)
+            except OSError:
+                continue
+            finally:
+                os.close(fd)
 
 
 def _fsync_directory(directory: Path) -> None:
@@ -867,15 +905,19 @@ def read_tagged_safetensors(
             meta = _decoded_metadata(raw_meta, where)
             names = list(entries)
             if expected is not None:
-                declared = _DECLARED_BYTES.set({n: e.end - e.start for n, e in entries.items()})
+                previous = _DECLARED_BYTES.get()
                 try:
+                    # set in the try, put back as it was: reset by set's token, a Ctrl-C landing as set returned
+                    # left this file's sizes in place, and a later copy or unpickling of a larger model in the
+                    # thread was refused as a forged file ("... but the file holds N bytes of its tensors")
+                    _DECLARED_BYTES.set({n: e.end - e.start for n, e in entries.items()})
                     want = expected(meta)
                 except (TypeError, ValueError, KeyError) as exc:
                     if isinstance(exc, TooLargeError):
                         raise
                     raise CheckpointError(f"{where} is not a valid {fmt} file: {_text(exc)}", "path") from None
                 finally:
-                    _DECLARED_BYTES.reset(declared)
+                    _DECLARED_BYTES.set(previous)
                 _check_declared({n: (e.dtype, e.shape) for n, e in entries.items()}, want, where, fmt)
             if sums is not None and set(sums) - {_METADATA_ENTRY} != set(names):
                 raise CheckpointError(f"{where} is corrupt: its tensors do not match its checksum list", "path")
