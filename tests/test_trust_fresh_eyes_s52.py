@@ -17,13 +17,15 @@ import signal
 import subprocess
 import sys
 import textwrap
+import warnings
 from typing import Any, Iterator
 
 import numpy as np
 import pytest
 
 import grapheme_multimodal as gm
-from grapheme_multimodal import io
+from grapheme_multimodal import io, stopping
+from grapheme_multimodal.sklearn import MultimodalEmbedder
 
 pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGINT") or os.name != "posix", reason="needs POSIX signals")
 
@@ -156,6 +158,64 @@ def test_a_ctrl_c_during_a_load_never_refuses_a_later_copy(tmp_path) -> None:
     twin = copy.deepcopy(large)
     assert all(np.array_equal(twin.state_dict()[k], v) for k, v in large.state_dict().items())
     assert gm.LearnableMultiModal.load(tmp_path / "small.st").num_parameters() == small.num_parameters()
+
+
+def test_a_ctrl_c_during_a_load_leaves_later_models_buffer_checked_up_front(tmp_path) -> None:
+    """Before: a Ctrl-C as a load marked its models as built from saved
+    state left the mark in place, and a later ``LearnableMultiModal`` of a
+    ``buffer_size`` past the machine's memory was made without a word (its
+    buffer refused only as it grew), not refused naming ``buffer_size``."""
+    with pytest.raises(gm.TooLargeError, match="buffer_size"):
+        gm.LearnableMultiModal(buffer_size=2**32)
+    gm.LearnableMultiModal(seed=0, embed_dim=4, hidden_dim=4, num_heads=1).save(tmp_path / "m.st")
+    with _ctrl_c_as("set", "_for_saved_state"):
+        gm.LearnableMultiModal.load(tmp_path / "m.st")
+    with pytest.raises(gm.TooLargeError, match="buffer_size"):
+        gm.LearnableMultiModal(buffer_size=2**32)
+
+
+def _lossy_views(n: int = 40) -> dict:
+    """Two views, the first of which float32 cannot hold (1e6 + tiny changes)."""
+    rng = np.random.default_rng(0)
+    return {"visual": 1e6 + 1e-3 * rng.normal(size=(n, 4)), "auditory": rng.normal(size=(n, 3))}
+
+
+def _precision_warnings(call) -> int:
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        call()
+    return sum(issubclass(w.category, gm.PrecisionLossWarning) for w in seen)
+
+
+def test_a_ctrl_c_as_a_training_call_begins_never_silences_later_precision_warnings() -> None:
+    """Before: a Ctrl-C as ``fit_with_stopping`` (or the estimator's fit,
+    ``uci.train``) opened its scope of warnings left the scope in place for
+    good in the thread: each ``PrecisionLossWarning`` was given once, by
+    the next fit, and never again by any later one."""
+    def fit() -> None:
+        model = gm.LearnableMultiModal(seed=0, input_dims={"visual": 4, "auditory": 3}, embed_dim=8, hidden_dim=8,
+                                       num_heads=2)
+        model.fit(_lossy_views(), epochs=1, batch_size=16, progress=False)
+
+    with _ctrl_c_as("set", "precision_scope"):
+        stopping.fit_with_stopping(gm.LearnableMultiModal(seed=0, input_dims={"visual": 4, "auditory": 3}),
+                                   _lossy_views(), validation_fraction=0.1, patience=1, monitor="val_contrastive",
+                                   epochs=1, progress=False)
+    assert [_precision_warnings(fit), _precision_warnings(fit)] == [1, 1], "each fit warns, as before the Ctrl-C"
+
+
+def test_a_ctrl_c_as_the_estimator_begins_to_fit_leaves_set_params_working() -> None:
+    """Before: a Ctrl-C as ``MultimodalEmbedder.fit`` marked itself as
+    running in the thread left the mark for good: every later
+    ``set_params`` of that estimator (``GridSearchCV`` sets them, or a
+    notebook's next cell) was refused as "called in the middle of this
+    estimator's own fit"."""
+    rng = np.random.default_rng(0)
+    estimator = MultimodalEmbedder(epochs=1, embed_dim=8, hidden_dim=8, encoder_hidden=(8,), num_heads=2, verbose=False)
+    with _ctrl_c_as("append", "_fitting"):
+        estimator.fit([rng.normal(size=(20, 4)), rng.normal(size=(20, 3))])
+    assert estimator.set_params(epochs=2) is estimator
+    assert estimator.get_params()["epochs"] == 2
 
 
 def test_a_ctrl_c_as_outputs_are_kept_never_keeps_them_later(tmp_path) -> None:

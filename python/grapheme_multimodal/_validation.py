@@ -882,11 +882,13 @@ def precision_scope(names: Optional[Mapping[str, str]] = None) -> Iterator[_Prec
     (in this block only). Per thread and task, as a context variable."""
     outer = _precision.get()
     scope = _PrecisionScope(((names or {}),) + (outer.names if outer else ()), outer.warned if outer else set())
-    token = _precision.set(scope)
     try:
+        # set in the try, put back as it was: reset by set's token, a Ctrl-C landing as set returned left the
+        # scope in place for good, and later fits in the thread never warned again of what it had warned
+        _precision.set(scope)
         yield scope
     finally:
-        _precision.reset(token)
+        _precision.set(outer)
 
 
 def precision_scoped(names: Callable[[], Mapping[str, str]]) -> Callable[[_F], _F]:

@@ -1313,11 +1313,12 @@ def _for_saved_state() -> Iterator[None]:
     (a checkpoint, a pickle, a Ray replica): their buffer's capacity, set
     where the state was saved, is checked against this machine's memory only
     as the buffer grows, not refused up front."""
-    token = _rebuilding.set(True)
+    previous = _rebuilding.get()
     try:
+        _rebuilding.set(True)  # in the try, put back as it was (io.writing_together says why)
         yield
     finally:
-        _rebuilding.reset(token)
+        _rebuilding.set(previous)
 
 
 #: What a pickled model's state rebuilds (from its checkpoint state): every

@@ -585,11 +585,15 @@ _FITTING_HERE = _FittingHere()
 @contextmanager
 def _fitting(estimator: MultimodalEmbedder) -> Iterator[None]:
     """Marks ``estimator``'s ``fit`` as running in this thread, for :meth:`MultimodalEmbedder.set_params`."""
-    _FITTING_HERE.estimators.append(estimator)
+    fitting = _FITTING_HERE.estimators
+    depth = len(fitting)
     try:
+        # appended in the try, cut back to its depth: a Ctrl-C landing as append returned left the mark
+        # for good, and every later set_params of the estimator was refused as called from its own fit
+        fitting.append(estimator)
         yield
     finally:
-        _FITTING_HERE.estimators.pop()
+        del fitting[depth:]
 
 
 #: The type of the parameters lock (``threading.RLock`` is a factory).
