@@ -180,7 +180,9 @@ class Graph:
             return _core.Graph.from_edges(int(num_nodes), edge_array, acts, labels)
 
         try:
-            return cls(build(None) if a is None else _from_float32(a, "activations", build))
+            # not scaled: a tiny activation was refused as if the core were to scale it (from_networkx named
+            # "activations", an argument its caller never passed; numpy < 1.24 refused a graph's own float32 ones)
+            return cls(build(None) if a is None else _from_float32(a, "activations", build, scaled=False))
         except UnicodeEncodeError:
             bad = next(i for i, s in enumerate(labels) if not is_utf8(s))
             raise InvalidValueError(
@@ -358,13 +360,20 @@ def _unit(unit: Any) -> str:
     return unit
 
 
-def _from_float32(arr: np.ndarray, name: str, build: Any) -> "_core.Graph":
+def _from_float32(arr: np.ndarray, name: str, build: Any, scaled: bool = True) -> "_core.Graph":
     """``build(arr as float32)``. A value too large for float32 (it would
     become inf in the cast) is refused naming the value the user gave, by
-    the cast shared with the model's inputs (:func:`float32_of_wide`)."""
+    the cast shared with the model's inputs (:func:`float32_of_wide`); so
+    are values the core is to scale to [0, 1] (``scaled``: an image's, a
+    sequence's) whose every one is below float32's normal range (the cast
+    would make them constant, all 0). Activations taken as they are
+    (``scaled=False``) are only rounded: every featuriser reads them in
+    buckets of width 1/7, where 1e-50 and 0 are alike."""
     if arr.dtype.kind == "f" and arr.dtype.itemsize > 4:
         # one scale for the whole image or sequence: a dark column of pixels is not lost data
-        a32 = float32_of_wide(arr, name, place_of=lambda at: f"pixel {at}" if arr.ndim == 2 else f"index {at[0]}", per_column=False)
+        a32 = float32_of_wide(
+            arr, name, place_of=lambda at: f"pixel {at}" if arr.ndim == 2 else f"index {at[0]}", per_column=False if scaled else None
+        )
     else:
         a32 = np.ascontiguousarray(arr, dtype=np.float32)
     return build(a32)

@@ -1,0 +1,47 @@
+"""Fresh-eyes hostile audit of the graph side (session 52): each test is a
+reproducer of a defect it found, asserting the clean behaviour."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import grapheme_multimodal as gm
+
+
+def test_tiny_activations_are_taken_as_the_featurisers_read_them_not_refused() -> None:
+    """Activations below float32's normal range were refused by the check
+    made for images and sequences (whose min..max scaling a constant cast
+    would undo), though from_edges takes activations as they are and every
+    featuriser reads them in buckets of width 1/7, where 1e-50 and 0 are
+    alike. from_networkx's refusal named "activations", an argument its
+    caller never passed, and on numpy < 1.24 a graph's own float32
+    activations (1e-40) were refused when given back as Python floats."""
+    tiny = gm.Graph.from_edges(3, [(0, 1), (1, 2)], activations=[1e-50, 0.0, -1e-46], labels=["a", "b", "c"])
+    zero = gm.Graph.from_edges(3, [(0, 1), (1, 2)], activations=[0.0, 0.0, 0.0], labels=["a", "b", "c"])
+    np.testing.assert_array_equal(tiny.activations, np.zeros(3, np.float32))
+    for kind in ("fingerprint", "wl"):
+        np.testing.assert_array_equal(tiny.features(kind), zero.features(kind))
+
+    own = gm.Graph.from_edges(2, [(0, 1)], activations=np.array([1e-40, 0.5], np.float32))  # a float32 subnormal
+    again = gm.Graph.from_edges(2, [(0, 1)], activations=own.activations.tolist())
+    assert again == own
+    # values beyond float32 are still refused, naming where
+    with pytest.raises(gm.NonFiniteError, match=r"^activations: index 1 holds 1e\+300, too large for float32"):
+        gm.Graph.from_edges(2, [], activations=[0.0, 1e300])
+    # images and sequences, which the core scales, still refuse values float32 would make constant
+    with pytest.raises(gm.InvalidValueError, match="^values: its values are at most"):
+        gm.Graph.from_sequence(np.array([1e-50, 2e-50, 3e-50]))
+
+
+def test_from_networkx_takes_tiny_activations_and_gives_a_graph_back_as_it_was() -> None:
+    nx = pytest.importorskip("networkx")
+    g = nx.DiGraph()
+    g.add_node("x", activation=1e-50, label="x")
+    g.add_node("y", activation=0.0, label="y")
+    g.add_edge("x", "y")
+    built = gm.Graph.from_networkx(g)
+    np.testing.assert_array_equal(built.activations, np.zeros(2, np.float32))
+
+    own = gm.Graph.from_edges(2, [(0, 1)], activations=np.array([1e-40, 0.0], np.float32), labels=["a", "b"])
+    assert gm.Graph.from_networkx(own.to_networkx()) == own
