@@ -45,3 +45,32 @@ def test_from_networkx_takes_tiny_activations_and_gives_a_graph_back_as_it_was()
 
     own = gm.Graph.from_edges(2, [(0, 1)], activations=np.array([1e-40, 0.0], np.float32), labels=["a", "b"])
     assert gm.Graph.from_networkx(own.to_networkx()) == own
+
+
+def test_an_undirected_self_loop_is_one_edge_whatever_the_node() -> None:
+    """Undirected edges were doubled unless ``u != v`` said they were a
+    self-loop: a NaN node (unequal to itself) got its self-loop twice, and
+    a node whose ``!=`` gives an array raised numpy's "truth value ...
+    ambiguous"."""
+    nx = pytest.importorskip("networkx")
+    nan = float("nan")
+    g = nx.Graph()
+    g.add_edge(nan, nan)
+    g.add_edge(nan, "b")
+    assert gm.Graph.from_networkx(g).edges.tolist() == [[0, 0], [0, 1], [1, 0]]
+
+    class Node:
+        def __hash__(self) -> int:
+            return 1
+
+        def __eq__(self, other: object) -> bool:
+            return self is other
+
+        def __ne__(self, other: object) -> "np.ndarray":  # type: ignore[override]
+            return np.array([True, False])
+
+    g = nx.Graph()
+    node = Node()
+    g.add_edge(node, node)
+    g.add_edge(node, 2)
+    assert gm.Graph.from_networkx(g).edges.tolist() == [[0, 0], [0, 1], [1, 0]]

@@ -236,10 +236,13 @@ class Graph:
             acts.append(as_float)
             labels.append(lab)
         edges = []
+        both_ways = not g.is_directed()
         for u, v in g.edges():
-            edges.append((index[u], index[v]))
-            if not g.is_directed() and u != v:
-                edges.append((index[v], index[u]))
+            s, t = index[u], index[v]
+            edges.append((s, t))
+            # by index, not by node: a NaN node's self-loop is unequal to itself (u != v), and became two edges
+            if both_ways and s != t:
+                edges.append((t, s))
         return cls.from_edges(len(index), np.array(edges, dtype=np.int64).reshape(-1, 2), acts, labels)
 
     def to_networkx(self, activation: str = "activation", label: str = "label") -> Any:
