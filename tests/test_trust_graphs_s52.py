@@ -3,6 +3,8 @@ reproducer of a defect it found, asserting the clean behaviour."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -74,3 +76,29 @@ def test_an_undirected_self_loop_is_one_edge_whatever_the_node() -> None:
     g.add_edge(node, node)
     g.add_edge(node, 2)
     assert gm.Graph.from_networkx(g).edges.tolist() == [[0, 0], [0, 1], [1, 0]]
+
+
+FEATURISE = re.escape('featurise graphs first, e.g. grapheme_multimodal.featurize(graphs, kind="wl")')
+
+
+def test_graphs_where_only_numbers_are_taken_are_told_how_to_featurise_them() -> None:
+    """The estimator's refusal of a view of graphs was scikit-learn's
+    "float() argument must be a string or a real number, not 'Graph'", as if
+    text would do; fit_views' and from_sequence's named the Graph but not
+    what to do with it."""
+    pytest.importorskip("sklearn")
+    from grapheme_multimodal import uci
+    from grapheme_multimodal.sklearn import MultimodalEmbedder
+
+    graphs = [gm.Graph.from_text(w) for w in ["ab", "cd", "ef", "gh", "ij", "kl", "mn", "op"]]
+    other = np.random.default_rng(0).normal(size=(8, 3))
+    with pytest.raises(TypeError, match=r"^Xs\[0\]\[0\]: got a Graph, where numbers are expected; " + FEATURISE):
+        MultimodalEmbedder(epochs=1).fit([graphs, other])
+    with pytest.raises(TypeError, match=r"^Xs\[0\]\[4\]: got a Graph, where numbers are expected; " + FEATURISE):
+        MultimodalEmbedder(epochs=1).fit([[None] * 4 + graphs[:4], other])
+    with pytest.raises(TypeError, match=r"^Xs: got a Graph, where numbers are expected; " + FEATURISE):
+        MultimodalEmbedder(epochs=1).fit(graphs[0])
+    with pytest.raises(TypeError, match=r"^views\['g'\]: .*\(at index 0: Graph Graph\(node_count=2, edge_count=1\)\); " + FEATURISE):
+        uci.fit_views({"g": graphs, "a": other}, 0, settings=uci.TrainingSettings(epochs=1, batch_size=4))
+    with pytest.raises(TypeError, match=r"^values: .*; " + FEATURISE):
+        gm.Graph.from_sequence(graphs)

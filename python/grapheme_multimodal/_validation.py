@@ -206,6 +206,30 @@ def as_real_array(x: Any, name: str, masked_remedy: str = MASKED_REMEDY) -> np.n
 _PLAIN_KINDS = frozenset((float, int, bool, list, tuple, np.ndarray, np.float64, np.float32, np.int64, np.int32, np.bool_))
 
 
+#: What a call that takes numbers only says of graphs given to it.
+FEATURISE_GRAPHS_HINT = (
+    "featurise graphs first, e.g. grapheme_multimodal.featurize(graphs, kind=\"wl\") (the model's own calls take a "
+    "list of Graph per modality)"
+)
+
+
+def refuse_graph_rows(x: Any, name: str) -> None:
+    """TypeError for a :class:`~grapheme_multimodal.Graph`, or a list or
+    tuple holding one, given where only numbers are taken (scikit-learn's
+    check_array said "float() argument must be a string or a real number,
+    not 'Graph'", as if text would do). A pass over the items' types only."""
+    from .graph import Graph  # here: graph imports this module
+
+    if isinstance(x, (list, tuple)):
+        if not any(issubclass(kind, Graph) for kind in set(map(type, x))):
+            return
+        k = next(k for k, item in enumerate(x) if isinstance(item, Graph))
+        name = f"{name}[{k}]"
+    elif not isinstance(x, Graph):
+        return
+    raise TypeError(f"{name}: got a Graph, where numbers are expected; {FEATURISE_GRAPHS_HINT}")
+
+
 def refuse_masked_items(x: Any, name: str, remedy: str = MASKED_REMEDY) -> None:
     """InvalidValueError naming the first item of the list or tuple ``x``
     that is a masked array with masked entries (``list(masked)``, the rows
@@ -254,9 +278,12 @@ def _non_numeric_hint(x: Any, arr: np.ndarray, name: str) -> str:
         return f" of numbers stored as Python objects: pass np.asarray({name}, dtype=float)"
     from .types import bounded_repr  # here: types imports this module
 
+    from .graph import Graph  # here: graph imports this module
+
     index = tuple(int(i) for i in np.unravel_index(at, arr.shape))
     item = arr.flat[at]
-    return f" (at index {index if arr.ndim > 1 else index[0]}: {type(item).__name__} {bounded_repr(item)})"
+    hint = f"; {FEATURISE_GRAPHS_HINT}" if isinstance(item, Graph) else ""
+    return f" (at index {index if arr.ndim > 1 else index[0]}: {type(item).__name__} {bounded_repr(item)}){hint}"
 
 
 def refuse_temporal_columns(x: Any, name: str) -> None:

@@ -46,7 +46,7 @@ from ._parallel import resolve_n_jobs, run_tasks, shared_snapshot
 from ._validation import (
     IntLike,
     as_float32, as_seed, describe, is_int, is_masked_array, refuse_beyond_memory,
-    refuse_networkx_graphs, refuse_temporal_columns, refuse_unpaired_frames, renamed, warn_precision_loss,
+    refuse_graph_rows, refuse_networkx_graphs, refuse_temporal_columns, refuse_unpaired_frames, renamed, warn_precision_loss,
 )
 from .config import _widths
 from .evaluation._ensemble import side_by_side
@@ -742,6 +742,7 @@ def _as_views(Xs: Any, estimator: MultimodalEmbedder, reset: bool) -> List[np.nd
         # nested lists read once: check_array read them a second time (90 % of the views' check)
         raw[i] = _refuse_times(x, name)
         refuse_networkx_graphs(x, name)  # check_array made each graph's node ids a row
+        refuse_graph_rows(x, name)  # check_array's "float() argument must be a string or a real number, not 'Graph'"
         _refuse_duplicate_columns(x, name)
     raw = [_masked_filled(x) if is_masked_array(x) else x for x in raw]
     if len(raw) == 1:  # one view: the plain scikit-learn contract, n_features_in_ included
