@@ -102,3 +102,31 @@ def test_graphs_where_only_numbers_are_taken_are_told_how_to_featurise_them() ->
         uci.fit_views({"g": graphs, "a": other}, 0, settings=uci.TrainingSettings(epochs=1, batch_size=4))
     with pytest.raises(TypeError, match=r"^values: .*; " + FEATURISE):
         gm.Graph.from_sequence(graphs)
+
+
+@pytest.mark.parametrize(
+    "call, arg, shown",
+    [
+        (lambda: gm.Graph.from_edges(2.0, []), "num_nodes", "2.0 (float)"),
+        (lambda: gm.Graph.from_edges(None, []), "num_nodes", "None"),
+        (lambda: gm.featurize(["a"], kind="wl", dim=2.5), "dim", "2.5 (float)"),
+        (lambda: gm.featurize(["a"], kind="wl", dim=True), "dim", "True (bool)"),
+        (lambda: gm.GraphFeaturizer("wl", iterations="3"), "iterations", "'3' (str)"),
+        (lambda: gm.Graph.from_text("a").features("wl", iterations=np.float32(1)), "iterations",
+         repr(np.float32(1)) + " (float32)"),  # numpy < 2 shows 1.0
+        (lambda: gm.GraphFeaturizer.parse({"kind": "wl", "dim": 2.5}), "featurizer['dim']", "2.5 (float)"),
+        (lambda: gm.LearnableMultiModal(graph_features={"visual": {"kind": "wl", "dim": 2.5}}),
+         "graph_features['visual']['dim']", "2.5 (float)"),
+        (lambda: gm.Graph.from_sequence([1, 2], value_range=(0, "1")), "value_range", "(0, '1') (tuple)"),
+    ],
+)
+def test_a_number_of_the_wrong_type_for_a_graph_setting_is_an_invalid_type_error_naming_it(call, arg, shown) -> None:
+    """The README's contract (2.5 or None for an int, a str for a number:
+    InvalidTypeError, a TypeError and an InvalidValueError both, with
+    ``.arg``), kept by every other int argument: the graph side raised a
+    plain TypeError without ``.arg``, which ``except ValueError`` (or
+    ``except gm.InvalidValueError``) around a settings sweep missed."""
+    with pytest.raises(gm.InvalidTypeError) as info:
+        call()
+    assert info.value.arg == arg
+    assert re.search("^" + re.escape(arg) + ": expected .*, got " + re.escape(shown) + "$", str(info.value)), str(info.value)

@@ -33,7 +33,7 @@ import numpy as np
 from . import _core
 from ._validation import (
     FLOAT32_MAX, IntLike, as_real_array, describe, float32_of_wide, is_int, is_masked_array, is_networkx_graph,
-    is_real_number, is_utf8, renamed, unmasked,
+    is_real_number, is_utf8, renamed, unmasked, wrong_type,
 )
 from .exceptions import GraphemeError, InvalidValueError, NonFiniteError, ShapeError, TooLargeError
 
@@ -148,8 +148,8 @@ class Graph:
         ``activations`` (one finite float per node) default to 1.0, ``labels``
         to empty strings.
         """
-        if not is_int(num_nodes):
-            raise TypeError(f"num_nodes: expected an int, got {type(num_nodes).__name__}")
+        if not is_int(num_nodes):  # a number of the wrong type, as every int argument of the package refuses one
+            raise wrong_type("num_nodes", "an int", num_nodes)
         if num_nodes < 0:
             raise InvalidValueError(f"num_nodes: expected a non-negative int, got {num_nodes}", "num_nodes")
         if num_nodes >= 2**63:  # no memory holds it; smaller counts are checked against memory below
@@ -436,7 +436,7 @@ def _value_range(value_range: Any, dtype: np.dtype) -> Tuple[Optional[Tuple[floa
         raise TypeError(f"value_range: expected a pair (low, high) of numbers, got {value_range!r}") from None
     if any(isinstance(v, (bool, np.bool_, np.timedelta64)) or not isinstance(v, numbers.Real) for v in (low, high)):
         # float() read "0" and "255" as numbers and True as 1.0, where every other number argument refuses them
-        raise TypeError(f"value_range: expected a pair (low, high) of real numbers, got {value_range!r}")
+        raise wrong_type("value_range", "a pair (low, high) of real numbers", value_range)
     try:
         low, high = float(low), float(high)
     except OverflowError:  # an int beyond float64
@@ -459,8 +459,8 @@ def _value_range(value_range: Any, dtype: np.dtype) -> Tuple[Optional[Tuple[floa
 def _optional_int(value: Any, name: str) -> Optional[int]:
     if value is None:
         return None
-    if not is_int(value):
-        raise TypeError(f"{name}: expected an int or None, got {type(value).__name__}")
+    if not is_int(value):  # a number of the wrong type (2.5, True, "3"): no .arg, and `except ValueError` missed it
+        raise wrong_type(name, "an int or None", value)
     value = int(value)
     if not -(2**63) <= value < 2**63:
         raise InvalidValueError(f"{name}: got {value}, far outside the accepted range", name)
