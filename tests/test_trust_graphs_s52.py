@@ -96,6 +96,12 @@ def test_graphs_where_only_numbers_are_taken_are_told_how_to_featurise_them() ->
         MultimodalEmbedder(epochs=1).fit([graphs, other])
     with pytest.raises(TypeError, match=r"^Xs\[0\]\[4\]: got a Graph, where numbers are expected; " + FEATURISE):
         MultimodalEmbedder(epochs=1).fit([[None] * 4 + graphs[:4], other])
+    as_objects = np.empty((8, 1), dtype=object)
+    as_objects[:, 0] = graphs
+    with pytest.raises(TypeError, match=r"^Xs\[0\]\[0\]: got a Graph, where numbers are expected; " + FEATURISE):
+        MultimodalEmbedder(epochs=1).fit([as_objects[:, 0], other])
+    with pytest.raises(TypeError, match=r"^Xs\[0\]\[2, 0\]: got a Graph, where numbers are expected; " + FEATURISE):
+        MultimodalEmbedder(epochs=1).fit([np.where(np.arange(8)[:, None] < 2, 0.5, as_objects), other])
     with pytest.raises(TypeError, match=r"^Xs: got a Graph, where numbers are expected; " + FEATURISE):
         MultimodalEmbedder(epochs=1).fit(graphs[0])
     with pytest.raises(TypeError, match=r"^views\['g'\]: .*\(at index 0: Graph Graph\(node_count=2, edge_count=1\)\); " + FEATURISE):

@@ -220,11 +220,13 @@ def refuse_graph_rows(x: Any, name: str) -> None:
     not 'Graph'", as if text would do). A pass over the items' types only."""
     from .graph import Graph  # here: graph imports this module
 
-    if isinstance(x, (list, tuple)):
-        if not any(issubclass(kind, Graph) for kind in set(map(type, x))):
+    if isinstance(x, (list, tuple)) or (isinstance(x, np.ndarray) and x.dtype == object and x.ndim):
+        items = x.ravel() if isinstance(x, np.ndarray) else x
+        if not any(issubclass(kind, Graph) for kind in set(map(type, items))):
             return
-        k = next(k for k, item in enumerate(x) if isinstance(item, Graph))
-        name = f"{name}[{k}]"
+        k = next(k for k, item in enumerate(items) if isinstance(item, Graph))
+        at = np.unravel_index(k, x.shape) if isinstance(x, np.ndarray) else (k,)
+        name = f"{name}[{', '.join(str(int(i)) for i in at)}]"
     elif not isinstance(x, Graph):
         return
     raise TypeError(f"{name}: got a Graph, where numbers are expected; {FEATURISE_GRAPHS_HINT}")
