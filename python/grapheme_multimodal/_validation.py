@@ -214,10 +214,11 @@ FEATURISE_GRAPHS_HINT = (
 
 
 def refuse_graph_rows(x: Any, name: str) -> None:
-    """TypeError for a :class:`~grapheme_multimodal.Graph`, or a list or
-    tuple holding one, given where only numbers are taken (scikit-learn's
-    check_array said "float() argument must be a string or a real number,
-    not 'Graph'", as if text would do). A pass over the items' types only."""
+    """TypeError for a :class:`~grapheme_multimodal.Graph`, or a list,
+    tuple or numpy array of objects holding one, given where only numbers
+    are taken (scikit-learn's check_array said "float() argument must be a
+    string or a real number, not 'Graph'", as if text would do). A pass
+    over the items' types only."""
     from .graph import Graph  # here: graph imports this module
 
     if isinstance(x, (list, tuple)) or (isinstance(x, np.ndarray) and x.dtype == object and x.ndim):
@@ -278,9 +279,8 @@ def _non_numeric_hint(x: Any, arr: np.ndarray, name: str) -> str:
                if not isinstance(v, (numbers.Real, decimal.Decimal)) or isinstance(v, (bool, np.bool_))), None)
     if at is None:
         return f" of numbers stored as Python objects: pass np.asarray({name}, dtype=float)"
-    from .types import bounded_repr  # here: types imports this module
-
-    from .graph import Graph  # here: graph imports this module
+    from .graph import Graph  # here: graph and types import this module
+    from .types import bounded_repr
 
     index = tuple(int(i) for i in np.unravel_index(at, arr.shape))
     item = arr.flat[at]
