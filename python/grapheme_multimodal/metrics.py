@@ -8,7 +8,6 @@ search and vote tie-breaking are what the SPEC §3 anchors used).
 from __future__ import annotations
 
 import numbers
-import operator
 from collections.abc import Hashable, Iterable
 from typing import Any, Callable, Mapping, Sequence
 
@@ -20,6 +19,7 @@ from ._validation import (
     refuse_unpaired_frames, unmasked, wrong_type,
 )
 from ._exact_ints import beyond_float64, column_minimum, minus
+from ._exact_ties import ExactTies
 from .exceptions import InvalidValueError, NonFiniteError, ShapeError
 
 __all__ = ["cross_view_retrieval", "knn_accuracy", "linear_probe_accuracy", "roc_auc", "unit_side_by_side"]
@@ -404,7 +404,7 @@ def cross_view_retrieval(
     if chunk_size < 1:
         raise InvalidValueError(f"chunk_size: expected a positive int, got {chunk_size!r}", "chunk_size")
 
-    exact = _ExactTies(metric, q, g)  # near ties decided on the rows as given (C order), exactly
+    exact = ExactTies(metric, q, g)  # near ties decided on the rows as given (C order), exactly
     if metric == "cosine":
         # row by row: one scale for both made the rows of the smaller one zeros
         q = _unit_rows("query", q.astype(np.float64))
@@ -504,7 +504,7 @@ def _settle_near_ties(
     either. The query found whichever rounded nearer, not the lower index,
     and scaling the gallery by 3 changed the cosine figures. Candidates
     within the tolerance of the nearest value computed alike are decided by
-    ``exact`` (:class:`_ExactTies`)."""
+    ``exact`` (:class:`~grapheme_multimodal._exact_ties.ExactTies`)."""
     cosine = metric == "cosine"
     found, best, runner_up = _core.best_two(scores, cosine)
     with np.errstate(over="ignore", invalid="ignore"):
@@ -519,115 +519,6 @@ def _settle_near_ties(
         tied = alike <= alike[first] + tolerance[i]
         found[i] = exact(i, candidates[tied]) if exact is not None and np.count_nonzero(tied) > 1 else candidates[first]
     return found
-
-
-class _ExactTies:
-    """Near ties of :func:`cross_view_retrieval` decided in exact arithmetic
-    on the rows as given (``query`` and ``gallery``, as ``_finite_2d`` read
-    them; floats as float64: float32 and float16 exactly, a long double
-    rounded as the search rounded it), the lowest index on a tie.
-
-    Euclidean: the smallest ``sum((g - q)^2)``, as ``|g|^2 - 2 q.g`` (``|q|^2``
-    is common). Cosine: ``cos = p / (|q| sqrt(s))`` with ``p = q.g`` and
-    ``s = g.g``, so the rows order as ``sign(p) p^2 / s``. Where every value
-    is a small integer (the usual exact ties: counts, flags, one-hot) numpy's
-    float64 sums are exact; else Python integers: a row is its integer
-    significands times a power of two (:func:`_row_integers`), each gallery
-    row's read once per call. Copies of one gallery row are decided
-    together: a tie of copies only at once, others by the lowest index of
-    the rows equal to each (found once, for the first tie of more than 8
-    rows that are not all copies). Nothing is computed for a search
-    without ties."""
-
-    def __init__(self, metric: str, query: np.ndarray, gallery: np.ndarray) -> None:
-        self.metric, self.query, self.gallery = metric, query, gallery
-        self._first_copy: "np.ndarray | None" = None
-        self._small_integers: "bool | None" = None
-        self._integers: dict = {}  # gallery row -> (significands, exponent, sum of their squares)
-
-    def nearest(self, row: int, candidates: np.ndarray) -> int:
-        """The index among ``candidates`` (ascending) of the gallery row nearest query row ``row``."""
-        rows = self.gallery[candidates]
-        if (rows == rows[0]).all():  # copies of one row (duplicated events): the lowest index
-            return int(candidates[0])
-        if len(candidates) > 8:  # each distinct row once, at its lowest index among the candidates
-            if self._first_copy is None:
-                _, first, inverse = np.unique(self.gallery, axis=0, return_index=True, return_inverse=True)
-                self._first_copy = first[inverse.reshape(-1)]
-            candidates = np.sort(candidates[np.unique(self._first_copy[candidates], return_index=True)[1]])
-            rows = self.gallery[candidates]
-        query = self.query[row]
-        if self._small_integers is None:
-            self._small_integers = _small_integers(self.query, self.gallery)
-        if self._small_integers:
-            q, g = query.astype(np.float64), rows.astype(np.float64)
-            if self.metric == "euclidean":
-                key = [int(v) for v in (np.einsum("ij,ij->i", g, g) - 2 * (g @ q)).tolist()], None
-            else:
-                key = [int(v) for v in (g @ q).tolist()], [int(v) for v in np.einsum("ij,ij->i", g, g).tolist()]
-        else:
-            q, q_exponent, _ = _row_integers(query)
-            dots, squares, exponents = [], [], []
-            for index in candidates.tolist():
-                if index not in self._integers:
-                    self._integers[index] = _row_integers(self.gallery[index])
-                g, exponent, square = self._integers[index]
-                dots.append(sum(map(operator.mul, q, g)))
-                squares.append(square)
-                exponents.append(exponent)
-            if self.metric == "euclidean":  # |g|^2 - 2 q.g at the candidates' smallest power of two
-                low = min(e + min(e, q_exponent) for e in exponents)
-                key = [(s << (2 * e - low)) - ((2 * p) << (q_exponent + e - low))
-                       for p, s, e in zip(dots, squares, exponents)], None
-            else:
-                key = dots, squares
-        if self.metric == "euclidean":
-            distances = key[0]
-            return int(candidates[distances.index(min(distances))])  # index(): the first of equal ones
-        dots, squares = key
-        best = 0
-        for k in range(1, len(candidates)):
-            p, s, bp, bs = dots[k], squares[k], dots[best], squares[best]
-            sign, best_sign = (p > 0) - (p < 0), (bp > 0) - (bp < 0)
-            if sign != best_sign:
-                better = sign > best_sign
-            else:  # p / sqrt(s) > bp / sqrt(bs): p^2 bs > bp^2 s for positives, < for negatives (0 ties 0)
-                better = p * p * bs > bp * bp * s if sign > 0 else p * p * bs < bp * bp * s
-            if better:
-                best = k
-        return int(candidates[best])
-
-
-def _small_integers(*arrays: np.ndarray) -> bool:
-    """Whether every value of ``arrays`` (with the same columns) is an
-    integer small enough that float64 sums of their products and squares
-    over a row (``|g|^2 - 2 q.g``, ``q.g``, ``g.g``) are exact in any order,
-    below 2**53."""
-    top = 0.0
-    for a in arrays:
-        if a.dtype.kind in "iu":
-            if a.size and (int(a.max()) >= 2**25 or int(a.min()) <= -(2**25)):  # int64 past 2**53 included
-                return False
-        elif not np.array_equal(a, np.trunc(a)):
-            return False
-        top = max(top, float(np.abs(a).max(initial=0)))
-    return top < 2.0**25 and 3 * top * top * arrays[0].shape[1] < 2.0**53
-
-
-def _row_integers(row: np.ndarray) -> "tuple[list, int, int]":
-    """The real row ``row`` as Python ints ``m`` and one exponent ``e`` with
-    ``row = m * 2**e`` (integers as they are, floats as float64), and the
-    sum of the ``m`` squared."""
-    if row.dtype.kind in "iu":
-        ints, exponent = row.tolist(), 0
-    else:
-        x = row.astype(np.float64)
-        mantissas, exponents = np.frexp(x)  # |mantissa| in [0.5, 1), or 0: times 2**53 an exact int64
-        nonzero = x != 0
-        exponent = int(exponents[nonzero].min()) - 53 if nonzero.any() else 0
-        shifts = np.where(nonzero, exponents - 53 - exponent, 0).tolist()
-        ints = [m << s for m, s in zip((mantissas * 2.0**53).astype(np.int64).tolist(), shifts)]
-    return ints, exponent, sum(map(operator.mul, ints, ints))
 
 
 def _classification_inputs(train_x, train_y, test_x, test_y):
