@@ -25,6 +25,7 @@ start a new average from the weights as they are.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Dict, Iterator, Mapping, Optional
 
@@ -37,24 +38,47 @@ from .exceptions import InvalidValueError, ShapeError
 if TYPE_CHECKING:
     from .model import LearnableMultiModal
 
-__all__ = ["WeightAverage", "check_decay", "resume"]
+__all__ = ["WeightAverage", "check_decay", "model_weights", "resume"]
 
 
 class _ModelWeights(Mapping):
-    """A model's weights by name, each read from the core when looked up."""
+    """A model's weights, read in one core call: ``flat`` (float32, a fresh
+    copy in layout order) and ``specs`` (the layout), by name as views of it."""
 
     def __init__(self, model: "LearnableMultiModal") -> None:
-        self._core = model._core
-        self._names = [name for name, _ in model._core.param_specs()]
+        self.specs = model._core.param_specs()
+        self.flat = model._core.get_params()
+        self._views: Optional[Dict[str, np.ndarray]] = None
+
+    def _by_name(self) -> Dict[str, np.ndarray]:
+        if self._views is None:
+            self._views = _split(self.flat, self.specs)
+        return self._views
 
     def __getitem__(self, name: str) -> np.ndarray:
-        return self._core.get_param(name)
+        return self._by_name()[name]
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._names)
+        return (name for name, _ in self.specs)
 
     def __len__(self) -> int:
-        return len(self._names)
+        return len(self.specs)
+
+
+def model_weights(model: "LearnableMultiModal") -> Mapping[str, np.ndarray]:
+    """``model``'s weights by name (a copy, read in one call) for
+    :meth:`WeightAverage.updated`, which averages them as one flat array."""
+    return _ModelWeights(model)
+
+
+def _split(flat: np.ndarray, specs: Any) -> Dict[str, np.ndarray]:
+    """``flat`` (layout order of ``specs``, a model's ``_core.param_specs()``) as ``{name: view}``."""
+    out, offset = {}, 0
+    for name, shape in specs:
+        size = math.prod(shape)
+        out[name] = flat[offset : offset + size].reshape(shape)
+        offset += size
+    return out
 
 
 def check_decay(decay: Any, name: str = "ema_decay") -> Optional[float]:
@@ -89,6 +113,43 @@ class WeightAverage:
         object.__setattr__(self, "mean", _ReadOnlyTensors(self.mean))
         if self.trained is not None:
             object.__setattr__(self, "trained", _ReadOnlyTensors(self.trained))
+        # ``mean`` as flat arrays in a model's layout order (see _flat_mean), made once: ``mean`` never
+        # changes. fit compared the model's weights with the average a tensor at a time, a float32 copy
+        # of each made for the comparison, at every fit's start (most of a small fit's own time).
+        object.__setattr__(self, "_flat", None)
+
+    def __getstate__(self) -> Dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "_flat"}  # a cache: pickles and copies carry no copy of it
+
+    def __setstate__(self, state: Dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        object.__setattr__(self, "_flat", None)
+
+    def _replace(self, **changes: Any) -> "WeightAverage":
+        """:func:`dataclasses.replace` of the same ``mean``, which keeps its flat form."""
+        new = replace(self, **changes)
+        object.__setattr__(new, "_flat", self._flat)
+        return new
+
+    def _flat_mean(self, specs: Any) -> Optional["tuple[np.ndarray, np.ndarray]"]:
+        """``(mean float64, mean as float32)``, each one flat array in the layout
+        order of ``specs`` (a model's ``_core.param_specs()``); ``None`` when the
+        average holds other tensors (names or shapes) than ``specs``."""
+        layout = tuple((name, tuple(shape)) for name, shape in specs)
+        if self._flat is not None and self._flat[0] == layout:
+            return self._flat[1], self._flat[2]
+        if len(layout) != len(self.mean) or any(
+            name not in self.mean or self.mean[name].shape != shape for name, shape in layout
+        ):
+            return None
+        flat = np.concatenate([self.mean[name].ravel() for name, _ in layout]) if layout else np.zeros(0)
+        return self._cache_flat(layout, flat)
+
+    def _cache_flat(self, layout: Any, flat: np.ndarray) -> "tuple[np.ndarray, np.ndarray]":
+        flat32 = flat.astype(np.float32)  # what averaged_weights() casts, tensor by tensor
+        flat.flags.writeable = flat32.flags.writeable = False
+        object.__setattr__(self, "_flat", (layout, flat, flat32))
+        return flat, flat32
 
     @classmethod
     def start(cls, decay: FloatLike) -> "WeightAverage":
@@ -104,14 +165,33 @@ class WeightAverage:
 
     def updated(self, weights: Mapping[str, np.ndarray]) -> "WeightAverage":
         """The average after one more epoch ending at ``weights``."""
+        if isinstance(weights, _ModelWeights):
+            return self._updated_flat(weights)
         d = self.step_decay()
         if self.count:
             self._check_same_tensors(weights)
         if self.count == 0:
             mean = {k: np.array(v, np.float64) for k, v in weights.items()}
         else:
-            mean = {k: d * self.mean[k] + (1 - d) * np.asarray(v, np.float64) for k, v in weights.items()}
+            mean = {k: _moved(self.mean[k], np.array(v, np.float64), d) for k, v in weights.items()}
         return replace(self, count=self.count + 1, mean=mean, trained=None)
+
+    def _updated_flat(self, weights: _ModelWeights) -> "WeightAverage":
+        """:meth:`updated` of a model's weights read in one call
+        (:func:`model_weights`), averaged as one flat array: the same numbers,
+        where ``updated(model.state_dict())`` took a dozen numpy calls a tensor
+        (most of a small fit's epoch)."""
+        if self.count == 0:
+            flat = weights.flat.astype(np.float64)
+        else:
+            old = self._flat_mean(weights.specs)
+            if old is None:  # another model's tensors: refused, naming them
+                self._check_same_tensors(weights)
+                raise AssertionError("an average of other tensors passed the check")  # pragma: no cover
+            flat = _moved(old[0], weights.flat.astype(np.float64), self.step_decay())
+        new = replace(self, count=self.count + 1, mean=_split(flat, weights.specs), trained=None)
+        new._cache_flat(tuple((name, tuple(shape)) for name, shape in weights.specs), flat)
+        return new
 
     def _check_same_tensors(self, weights: Mapping[str, np.ndarray]) -> None:
         """Refuses ``weights`` of another model config than the average's:
@@ -133,14 +213,21 @@ class WeightAverage:
         unchanged when nothing has been averaged. Call under the write lock."""
         if self.count == 0:
             return None
+        flat = self._flat_mean(model._core.param_specs())
+        if flat is None:  # another model's tensors: the checked load's error, naming them
+            model._load_state_dict(self.averaged_weights())
+            raise AssertionError("an average of other tensors was loaded")  # pragma: no cover
         applied = self.applied_to(model.state_dict())
-        model._load_state_dict(self.averaged_weights())
+        # The average's own tensors (of this model's names and shapes, made finite by updated or
+        # checked by from_checkpoint), not a user's: not checked again in Python (the core's write
+        # still checks every shape and value before it writes any).
+        model._restore_weights(flat[1])
         return applied
 
     def applied_to(self, trained: Mapping[str, np.ndarray]) -> "WeightAverage":
         """The state :meth:`applied` returns for a model holding ``trained``,
         without a model: what a checkpoint of a running ``fit`` records."""
-        return replace(self, trained=dict(trained))
+        return self._replace(trained=dict(trained))
 
     def averaged_weights(self) -> Dict[str, np.ndarray]:
         """The average as the model's float32 weights."""
@@ -155,9 +242,12 @@ class WeightAverage:
         return all(np.array_equal(np.asarray(weights[k]), v.astype(np.float32)) for k, v in self.mean.items())
 
     def held_by(self, model: "LearnableMultiModal") -> bool:
-        """:meth:`holds` of the model's weights, each read only when compared
-        (no copy of them all, as ``state_dict()`` makes)."""
-        return self.holds(_ModelWeights(model))
+        """:meth:`holds` of the model's weights: read in one call and compared
+        with the average's float32 form (made once) as one flat array."""
+        if self.trained is None:
+            return False
+        flat = self._flat_mean(model._core.param_specs())
+        return flat is not None and np.array_equal(model._core.get_params(), flat[1])
 
     # ------------------------------------------------------------ checkpoints
     def metadata(self) -> Dict[str, Any]:
@@ -218,6 +308,15 @@ def _check_saved_tensor(value: np.ndarray, what: str, float32_weights: bool) -> 
             )
 
 
+def _moved(mean: np.ndarray, weights: np.ndarray, d: float) -> np.ndarray:
+    """``d * mean + (1 - d) * weights`` (float64; ``weights`` a fresh copy, used
+    up), the same operations in place: no temporaries."""
+    out = np.multiply(mean, d)
+    weights *= 1 - d
+    out += weights
+    return out
+
+
 def _position(at: tuple) -> str:
     """An index into a tensor as the user would write it: ``(0, 3)``, ``(5,)``."""
     return str(tuple(int(i) for i in at))
@@ -241,7 +340,9 @@ def resume(model: "LearnableMultiModal", decay: Optional[FloatLike]) -> Optional
     previous = model._weight_average
     model._weight_average = None
     if previous is not None and previous.held_by(model):  # held: applied, and unchanged since
-        model._load_state_dict(previous.trained)
-        return replace(previous, decay=decay, trained=None)
+        # trained: the model's own weights (state_dict() in applied) or a checkpoint's, checked by
+        # from_checkpoint and its load against this model's shapes: not checked again in Python
+        model._restore_weights(previous.trained)
+        return previous._replace(decay=decay, trained=None)
     return WeightAverage.start(decay)
 

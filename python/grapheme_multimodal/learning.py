@@ -338,6 +338,14 @@ class LearningMixin:
             raise renamed(err, {"optimizer state step": "state['step']"}) from None
 
     @writes_leaving_weights
+    def _restore_optimizer_state(self, state: Tuple[np.ndarray, np.ndarray, int, int]) -> None:
+        """Puts back a ``_core.optimizer_state()`` this package read from this
+        model itself (``fit``'s undo and roll back), as it is: not checked again
+        in Python as :meth:`load_optimizer_state` checks a user's (the core
+        checks it before it changes anything)."""
+        self._core.set_optimizer_state(*state)
+
+    @writes_leaving_weights
     def reset_optimizer(self) -> None:
         """Forgets Adam's moments and update count (e.g. before fine-tuning)."""
         self._core.reset_optimizer()

@@ -489,6 +489,20 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         with uninterrupted():
             self._set_params(staged)
 
+    @writes
+    def _restore_weights(self, weights: Union[Mapping[str, np.ndarray], np.ndarray]) -> None:
+        """Puts back weights this package read from this model itself (a
+        ``state_dict()`` or a flat ``_core.get_params()``, kept by ``fit`` to
+        undo or roll back) or made from them (the weight average): float32
+        arrays of this model's names and shapes, finite. They are not checked
+        again in Python (:meth:`_checked_tensors` cost a fifth of a small
+        ``fit``'s time); the core's write still checks every tensor's shape
+        and values before it writes any. A user's tensors, or a file's, go
+        through :meth:`_load_state_dict`."""
+        tensors = self._unflatten(weights) if isinstance(weights, np.ndarray) else weights
+        with uninterrupted():
+            self._set_params(tensors)
+
     def _set_params(self, staged: Mapping[str, np.ndarray]) -> None:
         """Sets checked tensors (:meth:`_checked_tensors`) in one core call,
         which checks them all again before it writes any; under the write

@@ -29,7 +29,7 @@ from ._validation import (
     FloatLike, IntLike, as_finite_float, caller_level, check_flag, describe, exact_int, first_in_scope, is_int,
     refuse_beyond_budget, sorted_names, wrong_type,
 )
-from .averaging import WeightAverage, check_decay
+from .averaging import WeightAverage, check_decay, model_weights
 from .averaging import resume as resume_average
 from .batch import Batch, event_components
 from .buffer import ExperienceBuffer
@@ -279,7 +279,6 @@ def fit(
     standardize = standardize and epochs > 0
     if standardize:  # after the refusals of what such rows cannot train, whose messages say more of the objectives
         _refuse_standardising_to_zero(model, train, train_mask)
-    _check_step_count(model, int(epochs), train.num_batches(int(batch_size)))  # numpy ints would wrap
     if modality_dropout > 0 and not (np.count_nonzero(train_mask, axis=1) >= 2).any():
         # a row always keeps one modality: the option hid nothing, silently
         raise InvalidValueError(
@@ -301,6 +300,9 @@ def fit(
 
     with model._lock.updating():  # other writers wait; readers get in between steps
         before = _TrainingState.of(model)
+        # the counts the undo copy read (no second copy of Adam's moments to read them), nothing changed yet,
+        # and no other writer can take a step before fit's own now
+        _check_step_count(before.optimizer, int(epochs), train.num_batches(int(batch_size)))  # numpy ints would wrap
         try:
             with model._lock.writing(), uninterrupted():
                 average = resume_average(model, ema_decay)  # the trained weights back in, when continuing
@@ -313,7 +315,7 @@ def fit(
             try:
                 with fitting(model):  # a fit of it from this thread (a signal handler's) refused until it ends
                     history = _train(model, stepper, train, val, epochs, batch_size, objectives, metrics,
-                                     early_stopping, monitor, mode, modality_dropout, progress, seed, average)
+                                     early_stopping, monitor, mode, modality_dropout, progress, seed, average, before)
             except BaseException:
                 try:
                     stepper.close()
@@ -352,18 +354,23 @@ def _train(
     progress: bool,
     seed: int,
     average: Optional[WeightAverage],
+    before: "_TrainingState",
 ) -> History:
     """The epochs of :func:`fit`, its arguments checked. Interrupted
     (``KeyboardInterrupt``), the model goes back to the end of the last
     completed epoch, so training can resume exactly. With ``average``, it
     is updated after each epoch and applied to the model at the end (also
-    when interrupted)."""
+    when interrupted). ``before``: the model as ``fit`` found it, which is
+    where an interrupt in the first epoch leaves it (``fit`` restores it)."""
     history = History(monitor=monitor)
     best_value, best_state, waited = None, None, 0
     bar = _progress_bar(progress, epochs * train.num_batches(batch_size))
     try:
-        for _ in range(epochs):
-            epoch_start = _TrainingState.of(model)
+        for epoch in range(epochs):
+            # An interrupt in the first epoch leaves no epoch completed, and fit restores `before`
+            # whole right after this restore: no copy of the model taken for it (a third of a
+            # one-epoch fit's copies of the weights and Adam state, as the recipe's folds run).
+            epoch_start = before if epoch == 0 else _TrainingState.of(model)
             try:
                 record, average = _run_epoch(
                     model, stepper, train, val, batch_size, objectives, metrics, modality_dropout, seed, bar, average
@@ -382,7 +389,8 @@ def _train(
             if best_value is None or (value < best_value if mode == "min" else value > best_value):
                 best_value, waited, history.best_epoch = value, 0, record["epoch"]
                 if early_stopping is not None:
-                    best_state = (model.state_dict(), model.optimizer_state(), average)
+                    # as the core holds them (flat): restored by fit itself, unchecked (_restore_weights)
+                    best_state = (model._core.get_params(), model._core.optimizer_state(), average)
             else:
                 waited += 1
                 if early_stopping is not None and waited >= early_stopping:
@@ -398,8 +406,8 @@ def _train(
             bar.close()
     with model._lock.writing(), uninterrupted():  # weights, Adam state and average of one epoch
         if best_state is not None and history.best_epoch != model.epochs_trained:
-            model._load_state_dict(best_state[0])  # the record keeps the rolled-back epochs' rows
-            model.load_optimizer_state(best_state[1])
+            model._restore_weights(best_state[0])  # the record keeps the rolled-back epochs' rows
+            model._restore_optimizer_state(best_state[1])
             average = best_state[2]
         if average is not None:
             model._weight_average = average.applied(model)
@@ -448,7 +456,7 @@ def _run_epoch(
             bar.set_postfix(epoch=epoch + 1, loss=f"{losses['total']:.4f}", refresh=False)  # drawn at tqdm's interval
     stepper.end_epoch()
     if average is not None:
-        average = average.updated(model.state_dict())
+        average = average.updated(model_weights(model))
     record: Dict[str, Any] = {"epoch": int(model.epochs_trained) + 1}  # a numpy int set by hand: the record is saved
     record.update({("loss" if k == "total" else k): v / max(steps, 1) for k, v in sums.items()})
     if val is not None:
@@ -535,8 +543,11 @@ class _TrainingState:
     epoch count, history, the applied weight average (immutable: held, not
     copied), the record of trained modalities."""
 
-    weights: Dict[str, np.ndarray]
-    optimizer: Dict[str, Any]
+    # Weights and Adam state as the core gives them (flat; the moments, step and draw counter a tuple),
+    # put back as they are (_restore_weights): they are the model's own. Each fit and each epoch takes
+    # one of these; their split into tensors by name, and its check on the way back, cost more than the copy.
+    weights: np.ndarray
+    optimizer: Tuple[np.ndarray, np.ndarray, int, int]
     gradients: Optional[np.ndarray]  # flat; None: none accumulated
     pending_rows: List[int]  # the encoder rows of those gradients, which step records
     normalization: List[Any]
@@ -551,8 +562,8 @@ class _TrainingState:
     def of(cls, model: "LearnableMultiModal") -> "_TrainingState":
         with model._lock.reading():
             return cls(
-                weights=model.state_dict(),
-                optimizer=model.optimizer_state(),
+                weights=model._core.get_params(),
+                optimizer=model._core.optimizer_state(),
                 gradients=model._core.get_flat_grad() if model._core.has_gradients() else None,
                 pending_rows=model._core.pending_rows(),
                 normalization=[model.normalization(m) for m in range(NUM_MODALITIES)],
@@ -566,8 +577,8 @@ class _TrainingState:
 
     def restore(self, model: "LearnableMultiModal") -> None:
         with model._lock.writing(), uninterrupted():  # a second Ctrl-C must not cut the restore in half
-            model._load_state_dict(self.weights)
-            model.load_optimizer_state(self.optimizer)
+            model._restore_weights(self.weights)
+            model._restore_optimizer_state(self.optimizer)
             if self.gradients is None:
                 model.zero_grad()
             else:
@@ -1212,12 +1223,12 @@ def _batch_layout(rows: int, batch_size: int) -> Tuple[int, int]:
     return full, last
 
 
-def _check_step_count(model: "LearnableMultiModal", epochs: int, batches: int) -> None:
+def _check_step_count(optimizer: Tuple[Any, Any, int, int], epochs: int, batches: int) -> None:
     """Refuses ``epochs`` of ``batches`` steps each that the optimizer's
     step counter cannot count: such a fit could never finish (2**64 epochs
-    ran for ever, and would have failed at the counter's end)."""
-    state = model.optimizer_state()
-    taken = max(state["step"], state["rng_counter"])
+    ran for ever, and would have failed at the counter's end). ``optimizer``:
+    the model's ``_core.optimizer_state()``, whose step and draw counts it reads."""
+    taken = max(optimizer[2], optimizer[3])
     if epochs * batches > MAX_STEPS - taken:
         raise InvalidValueError(
             f"epochs: {epochs} epochs of {batches} steps is {epochs * batches} steps; expected at most "

@@ -1,0 +1,221 @@
+"""Speed of ``fit``'s own bookkeeping on small data (``uci.fit_views`` runs a
+one-epoch ``fit`` per fold and epoch), with every result bit and every check
+of a user's input kept. No test times anything; each pins what made the code
+slow, or that the faster code gives what the slower one gave:
+
+1. the weight average is compared with the model's weights (at every
+   averaged ``fit``'s start) in one read and one flat comparison with its
+   float32 form, made once; it read and compared a tensor at a time, a
+   float32 copy of each average tensor made for each comparison;
+2. the average takes in an epoch as one flat float64 array, with the same
+   operations in place (no temporaries); it was a dozen numpy calls a tensor;
+3. weights and Adam state that ``fit`` itself read from the model (its undo
+   copy, the best epoch's, the average's trained weights) go back without
+   being split into tensors by name and checked again in Python (the core
+   still checks every tensor before it writes any); a user's tensors, or a
+   file's, are checked as before;
+4. a one-epoch ``fit`` copies Adam's moments once (its undo copy, whose
+   counts the step-count check reads, and which is the first epoch's undo
+   too), where it copied them three times.
+"""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+
+import grapheme_multimodal as gm
+from grapheme_multimodal.averaging import WeightAverage, model_weights
+from test_fit import small_model, synthetic
+
+OPTIONS = dict(batch_size=64, progress=False)
+
+
+class _CountingCore:
+    """The model's core, counting calls of each method."""
+
+    def __init__(self, core) -> None:
+        self._core, self.calls = core, {}
+
+    def __getattr__(self, name: str):
+        attr = getattr(self._core, name)
+        if not callable(attr):
+            return attr
+
+        def counted(*args, **kwargs):
+            self.calls[name] = self.calls.get(name, 0) + 1
+            return attr(*args, **kwargs)
+
+        return counted
+
+
+def _counting(model) -> _CountingCore:
+    model._core = _CountingCore(model._core)
+    return model._core
+
+
+def _uncounted(model) -> None:
+    model._core = model._core._core
+
+
+def _state(model) -> tuple:
+    """Weights, Adam state, average and record, as bytes."""
+    opt = model.optimizer_state()
+    average = model._weight_average
+    return (
+        {k: v.tobytes() for k, v in model.state_dict().items()},
+        opt["step"], opt["rng_counter"],
+        {f"{p}/{k}": v.tobytes() for p in ("exp_avg", "exp_avg_sq") for k, v in opt[p].items()},
+        None if average is None else (average.decay, average.count,
+                                      {k: v.tobytes() for k, v in average.mean.items()},
+                                      None if average.trained is None else {k: v.tobytes() for k, v in average.trained.items()}),
+        model.epochs_trained, [{k: v for k, v in r.items() if k != "seconds"} for r in model.history],
+    )
+
+
+def test_an_averaged_fit_reads_the_weights_whole_and_copies_adams_state_once() -> None:
+    """The fit that continues an average reads no tensor by name (it read
+    every one to compare it with the average), and a one-epoch fit copies
+    Adam's state once (it copied it for the step-count check, for the undo,
+    and for the first epoch's undo)."""
+    data = synthetic(120)
+    model = small_model()
+    model.fit(data, epochs=2, ema_decay=0.5, **OPTIONS)
+    assert model.weight_average is not None
+    core = _counting(model)
+    model.fit(data, epochs=1, ema_decay=0.5, **OPTIONS)
+    _uncounted(model)
+    assert core.calls.get("get_param", 0) == 0, core.calls
+    assert core.calls.get("optimizer_state", 0) == 1, core.calls
+    assert model.weight_average.count == 3
+
+
+def test_the_flat_average_is_the_per_tensor_average_bit_for_bit() -> None:
+    """``updated`` of a model's weights read whole gives the bits of
+    ``updated`` of its ``state_dict()`` (and of the definition), over
+    several epochs, across a pickle (which drops the flat form) and for an
+    average whose tensors came in another order."""
+    data = synthetic(120)
+    model = small_model()
+    flat = per_tensor = WeightAverage.start(0.9)
+    by_definition = None
+    for t in range(4):
+        model.fit(data, epochs=1, **OPTIONS)
+        flat = flat.updated(model_weights(model))
+        per_tensor = per_tensor.updated(dict(reversed(list(model.state_dict().items()))))
+        w = {k: v.astype(np.float64) for k, v in model.state_dict().items()}
+        d = 0.0 if t == 0 else min(0.9, (1 + t) / (10 + t))
+        by_definition = w if by_definition is None else {k: d * by_definition[k] + (1 - d) * w[k] for k in w}
+        if t == 1:
+            flat = pickle.loads(pickle.dumps(flat))
+        for k, v in by_definition.items():
+            assert flat.mean[k].tobytes() == per_tensor.mean[k].tobytes() == v.tobytes(), (t, k)
+    assert flat.count == per_tensor.count == 4
+
+
+def test_the_average_held_is_told_exactly() -> None:
+    """``held_by`` (one flat comparison) agrees with ``holds`` of the
+    ``state_dict()`` (a tensor at a time): for the average as applied, after
+    one value of one tensor changed by one float32 step, with -0.0 for 0.0
+    (equal, as ``np.array_equal`` has it), and for a checkpoint's average,
+    whose tensors the file holds in its own order."""
+    data = synthetic(120)
+    model = small_model()
+    model.fit(data, epochs=2, ema_decay=0.5, **OPTIONS)
+    average = model._weight_average
+    assert average.held_by(model) and average.holds(model.state_dict())
+    state = model.state_dict()
+    name = list(state)[len(state) // 2]
+    nudged = {k: v.copy() for k, v in state.items()}
+    nudged[name].reshape(-1)[0] = np.nextafter(nudged[name].reshape(-1)[0], np.float32(np.inf))
+    other = pickle.loads(pickle.dumps(model))
+    other.load_state_dict(nudged)
+    assert not average.held_by(other) and not average.holds(other.state_dict())
+    assert other.weight_average is None  # dropped by the load, as before
+    zero_mean = {k: np.zeros_like(v) for k, v in average.mean.items()}
+    signed = WeightAverage(decay=0.5, count=1, mean=zero_mean, trained=dict(state))
+    zeros = pickle.loads(pickle.dumps(model))
+    zeros.load_state_dict({k: np.full_like(v, -0.0) for k, v in state.items()})
+    assert signed.held_by(zeros) and signed.holds(zeros.state_dict())
+    reordered = WeightAverage(decay=0.5, count=2, mean=dict(reversed(list(average.mean.items()))),
+                              trained=dict(average.trained))
+    assert reordered.held_by(model)
+
+
+def test_a_pickled_average_carries_no_flat_copy_and_resumes_exactly(tmp_path) -> None:
+    """The flat form is a cache: a pickle of the average holds its tensors
+    once, and a model pickled or saved after an averaged fit resumes as the
+    model itself does."""
+    data = synthetic(120)
+    model = small_model()
+    model.fit(data, epochs=2, ema_decay=0.5, **OPTIONS)
+    average = model._weight_average
+    average.held_by(model)  # makes the flat form
+    assert average._flat is not None
+    assert "_flat" not in average.__getstate__()
+    assert len(pickle.dumps(average)) < 1.25 * sum(v.nbytes for v in (*average.mean.values(), *average.trained.values()))
+    model.save(tmp_path / "m.gmm")
+    copies = [pickle.loads(pickle.dumps(model)), gm.LearnableMultiModal.load(tmp_path / "m.gmm")]
+    model.fit(data, epochs=2, ema_decay=0.5, **OPTIONS)
+    for copy in copies:
+        copy.fit(data, epochs=2, ema_decay=0.5, **OPTIONS)
+        assert _state(copy)[:5] == _state(model)[:5]
+
+
+@pytest.mark.parametrize("fail_at_epoch", [1, 2])
+def test_a_failed_fit_is_undone_bit_for_bit(fail_at_epoch) -> None:
+    """A fit that fails (a metric raising, in its first epoch or a later
+    one) leaves weights, Adam state, average and record as they were,
+    from its undo copy put back as read."""
+    data = synthetic(120)
+    model = small_model()
+    model.fit(data, epochs=2, ema_decay=0.5, standardize=True, **OPTIONS)
+    before = _state(model)
+
+    def failing(m):
+        if m.epochs_trained == before[5] + fail_at_epoch:
+            raise RuntimeError("metric failed")
+        return 0.0
+
+    with pytest.raises(RuntimeError, match="metric failed"):
+        model.fit(data, epochs=3, ema_decay=0.5, metrics={"x": failing}, **OPTIONS)
+    assert _state(model) == before
+    assert model.weight_average is not None and model.weight_average.count == 2
+
+
+def test_the_best_epoch_comes_back_bit_for_bit() -> None:
+    """Early stopping rolls back to the best epoch's weights and Adam state
+    (kept as the core gave them): the same as a fit that stopped there."""
+    data, held = synthetic(120), synthetic(40, seed=1)
+    opts = dict(validation=held, ema_decay=0.5, **OPTIONS)
+    model = small_model()
+    history = model.fit(data, epochs=12, early_stopping=2, lr=0.05, **opts)
+    assert history.stopped_early and history.best_epoch < model.epochs_trained  # rolled back
+    reference = small_model()
+    reference.fit(data, epochs=history.best_epoch, lr=0.05, **opts)
+    assert _state(model)[:5] == _state(reference)[:5]
+
+
+def test_a_users_tensors_are_still_checked() -> None:
+    """The unchecked way back is fit's own: ``load_state_dict`` and
+    ``load_optimizer_state`` still refuse NaN, negative second moments and
+    wrong shapes, naming the entry, and change nothing."""
+    model = small_model()
+    model.fit(synthetic(120), epochs=1, **OPTIONS)
+    before = _state(model)
+    state = model.state_dict()
+    name = next(iter(state))
+    bad = {k: v.copy() for k, v in state.items()}
+    bad[name].reshape(-1)[0] = np.nan
+    with pytest.raises(gm.NonFiniteError, match=rf"state_dict\['{name}'\]: contains NaN"):
+        model.load_state_dict(bad)
+    with pytest.raises(gm.ShapeError, match=rf"state_dict\['{name}'\]"):
+        model.load_state_dict({**state, name: state[name][:1]})
+    opt = model.optimizer_state()
+    negative = {k: v.copy() for k, v in opt["exp_avg_sq"].items()}
+    negative[name].reshape(-1)[0] = -1.0
+    with pytest.raises(gm.InvalidValueError, match=rf"state\['exp_avg_sq'\]\['{name}'\]: is negative"):
+        model.load_optimizer_state({**opt, "exp_avg_sq": negative})
+    assert _state(model) == before
