@@ -16,17 +16,29 @@ slow, or that the faster code gives what the slower one gave:
    file's, are checked as before;
 4. a one-epoch ``fit`` copies Adam's moments once (its undo copy, whose
    counts the step-count check reads, and which is the first epoch's undo
-   too), where it copied them three times.
+   too), where it copied them three times;
+
+and of ``cross_view_retrieval`` with ``metric="euclidean"``, 2.6 times
+dc1fd19's time at 300 rows of 64 columns once the heap's top went back to
+the system after each call (every temporary's pages faulted in again):
+
+5. the search makes no temporary of the data's size besides the product's
+   operands and its scores: the rows were copied to float64 when they were
+   float64 already, their magnitudes taken into a copy to find the largest,
+   and the block's query rows copied back out of the product's left operand
+   for the few rows with near ties. Same rows found.
 """
 
 from __future__ import annotations
 
 import pickle
+import tracemalloc
 
 import numpy as np
 import pytest
 
 import grapheme_multimodal as gm
+from grapheme_multimodal import metrics
 from grapheme_multimodal.averaging import WeightAverage, model_weights
 from test_fit import small_model, synthetic
 
@@ -219,3 +231,48 @@ def test_a_users_tensors_are_still_checked() -> None:
     with pytest.raises(gm.InvalidValueError, match=rf"state\['exp_avg_sq'\]\['{name}'\]: is negative"):
         model.load_optimizer_state({**opt, "exp_avg_sq": negative})
     assert _state(model) == before
+
+
+def test_a_euclidean_search_makes_no_temporary_of_the_datas_size() -> None:
+    """At its peak the search holds the product's operands ``[-2 q, 1]`` and
+    ``[g, |g|^2]`` and the block's scores, and next to nothing else (a copy
+    of the block's query rows was half as much again)."""
+    n, d = 300, 64
+    rng = np.random.default_rng(0)
+    q = rng.normal(size=(n, d))
+    g, y = q + 0.3 * rng.normal(size=(n, d)), np.arange(n) % 10
+    expected = metrics.cross_view_retrieval(q, g, y, metric="euclidean")
+    tracemalloc.start()
+    try:
+        held = tracemalloc.get_traced_memory()[0]
+        assert metrics.cross_view_retrieval(q, g, y, metric="euclidean") == expected
+        peak = tracemalloc.get_traced_memory()[1] - held
+    finally:
+        tracemalloc.stop()
+    operands_and_scores = (2 * n * (d + 1) + n * n) * 8
+    assert peak < operands_and_scores + 0.5 * n * d * 8, (peak, operands_and_scores)
+
+
+@pytest.mark.parametrize("kind", ["plain", "near ties", "shared offset", "beyond 2**500", "integers beyond 2**53"])
+def test_a_euclidean_search_only_reads_the_rows_it_no_longer_copies(kind) -> None:
+    """float64 rows in range are no longer copied: read-only ones are
+    searched as writable ones are (nothing is written into them, on every
+    path: near ties, centring, scaling, exact integer columns), unchanged,
+    with the rows found of a writable copy."""
+    rng = np.random.default_rng(3)
+    q = rng.normal(size=(60, 5))
+    g = q + 0.3 * rng.normal(size=(60, 5))
+    if kind == "near ties":
+        q, g = np.round(q), np.repeat(np.round(g[:20]), 3, axis=0)
+    elif kind == "shared offset":
+        q, g = q + 1e7, g + 1e7
+    elif kind == "beyond 2**500":
+        q, g = q * 1e300, g * 1e300
+    elif kind == "integers beyond 2**53":
+        q, g = (q * 1e3).astype(np.int64) + 2**60, (g * 1e3).astype(np.int64) + 2**60
+    y = np.arange(60) % 4
+    expected = metrics.cross_view_retrieval(q.copy(), g.copy(), y, metric="euclidean", chunk_size=7)
+    frozen_q, frozen_g = q.copy(), g.copy()
+    frozen_q.flags.writeable = frozen_g.flags.writeable = False
+    assert metrics.cross_view_retrieval(frozen_q, frozen_g, y, metric="euclidean", chunk_size=7) == expected
+    assert frozen_q.tobytes() == q.tobytes() and frozen_g.tobytes() == g.tobytes()

@@ -90,14 +90,16 @@ _SAFE_MAX, _SAFE_MIN = 2.0**500, 2.0**-500
 _SCALED_EXPONENT = 490
 
 
-def _in_safe_range(*arrays: np.ndarray) -> tuple:
+def _in_safe_range(*arrays: np.ndarray, copy: bool = True) -> tuple:
     """``arrays`` as float64, all scaled by one power of two when their
     largest magnitude is beyond ``2**±500`` (to just below
     ``2**_SCALED_EXPONENT``): squared there, values overflow to inf (or
     underflow to 0) and every distance ties, so the neighbours found were
     arbitrary. A power of two scales exactly, so no distance order changes;
-    values in range are returned unscaled, as before."""
-    out = tuple(a.astype(np.float64) for a in arrays)
+    values in range are returned unscaled, as before (copies, unless
+    ``copy=False``: then float64 arrays in range come back as they are,
+    for a caller that only reads them)."""
+    out = tuple(a.astype(np.float64, copy=copy) for a in arrays)
     if not _out_of_range(*out):
         return out
     shift = _SCALED_EXPONENT - int(np.frexp(max(float(np.abs(a).max()) for a in out))[1])
@@ -125,7 +127,7 @@ def _without_shared_offset(reference: np.ndarray, *arrays: np.ndarray) -> tuple:
     :func:`_in_safe_range` (or in its range). Judged on at most
     ``_OFFSET_SAMPLE`` rows spread over ``reference``: data that need no
     centring (the usual case) are not copied."""
-    sample = reference[:: max(1, len(reference) // _OFFSET_SAMPLE)].astype(np.float64)
+    sample = reference[:: max(1, len(reference) // _OFFSET_SAMPLE)].astype(np.float64, copy=False)  # only read
     centre = sample.mean(axis=0)
     spread = float(np.sqrt(sample.var(axis=0).sum()))  # the rows' root-mean-square distance from their mean
     if not float(np.linalg.norm(centre)) > _OFFSET_OVER_SPREAD * spread:
@@ -166,7 +168,8 @@ def _exact_integer_columns(*arrays: np.ndarray) -> tuple:
 
 
 def _out_of_range(*arrays: np.ndarray) -> bool:
-    top = max(float(np.abs(a).max()) for a in arrays)
+    # the largest magnitude from the largest and smallest values: np.abs(a) was a temporary of a's size
+    top = max(max(abs(float(a.max())), abs(float(a.min()))) for a in arrays)
     return top != 0 and not _SAFE_MIN <= top <= _SAFE_MAX
 
 
@@ -411,7 +414,9 @@ def cross_view_retrieval(
         g = _unit_rows("gallery", g.astype(np.float64))
         g_sq = None
     else:
-        q, g = _in_safe_range(*_exact_integer_columns(q, g))
+        # not copied: only read here, into the product's operands (each copy was one more temporary of the
+        # data's size, whose pages were faulted in again at each call once the heap's top was handed back)
+        q, g = _in_safe_range(*_exact_integer_columns(q, g), copy=False)
         q, g = _without_shared_offset(g, q, g)
         g_sq = np.einsum("ij,ij->i", g, g)
 
@@ -441,8 +446,7 @@ def cross_view_retrieval(
     for start in range(0, n, chunk_size):
         rows = slice(start, min(start + chunk_size, n))
         scores = np.matmul(left[rows], right.T, out=scores_buffer[: rows.stop - start])
-        block = left[rows] if metric == "cosine" else left[rows, :-1] * -0.5  # the query rows, exactly
-        nearest[rows] = _settle_near_ties(metric, scores, tolerance[rows], block, g,
+        nearest[rows] = _settle_near_ties(metric, scores, tolerance[rows], left[rows], g,
                                           exact=lambda i, candidates: exact.nearest(rows.start + i, candidates))
 
     # counts over n: np.mean's value (an exact count divided once), without its overhead
@@ -494,6 +498,10 @@ def _settle_near_ties(
     where numpy's argmax and a max with the best masked took two, and made
     a search of a small gallery 13-50 % slower than one without the rule.
 
+    ``block``: the product's left operand of the block's rows, the unit
+    query rows (cosine) or ``[-2 q, 1]`` (Euclidean, whose query row is
+    taken back exactly, times -0.5, for a row with near ties alone).
+
     ``exact(i, candidates)``: the candidate nearest the block's row ``i``,
     decided on the rows as the caller gave them. Values computed alike
     still round: unit rows by their length, so gallery rows of one
@@ -514,7 +522,10 @@ def _settle_near_ties(
         if cosine:  # the largest similarity, as the smallest of its negatives
             alike = -(g[candidates] * block[i]).sum(axis=1)
         else:
-            alike = np.square(g[candidates] - block[i]).sum(axis=1)
+            # the query row, exactly (-0.5 undoes the product's -2), made for a near tie's row alone: a
+            # copy of every query row of the block, for the few near ties (none, mostly), was one more
+            # temporary of the block's size at each search
+            alike = np.square(g[candidates] - block[i, :-1] * -0.5).sum(axis=1)
         first = np.argmin(alike)
         tied = alike <= alike[first] + tolerance[i]
         found[i] = exact(i, candidates[tied]) if exact is not None and np.count_nonzero(tied) > 1 else candidates[first]
