@@ -57,7 +57,7 @@ fn memory_budget() -> usize {
 /// (a list of rows: ~28 ns a value, most of a small retrieval's time).
 #[pyfunction]
 fn plain_items<'py>(py: Python<'py>, x: &Bound<'py, PyAny>) -> Option<Bound<'py, PyAny>> {
-    use numpy::{Element, PyArray1, PyArray2, PyArrayMethods};
+    use numpy::{Element, PyArrayMethods};
     use pyo3::types::{PyFloat, PyInt, PyList, PyTuple};
 
     /// `f(i, item)` for each item of the exact list or tuple `x` (None for anything else, or when `f` fails).
@@ -94,13 +94,33 @@ fn plain_items<'py>(py: Python<'py>, x: &Bound<'py, PyAny>) -> Option<Bound<'py,
     fn float<'py>(item: &Bound<'py, PyAny>) -> Option<f64> {
         Some(item.cast_exact::<PyFloat>().ok()?.value())
     }
+    /// A C-ordered array of zeros of shape `dims`, or None (numpy's error cleared) where numpy cannot make it: rows
+    /// repeated by reference (`[row] * n`) ask for far more values than the list holds, and `PyArray::zeros` panics
+    /// on numpy's MemoryError (a PanicException, which `except Exception` misses); the caller's numpy path then
+    /// raises numpy's own error, as before `plain_items`.
+    fn zeros<'py, T: Element, D: numpy::ndarray::Dimension>(py: Python<'py>, dims: &mut [numpy::npyffi::npy_intp]) -> Option<Bound<'py, numpy::PyArray<T, D>>> {
+        use numpy::PyArrayDescrMethods;
+        if dims.iter().any(|&n| n < 0) {
+            return None;
+        }
+        unsafe {
+            let ptr = numpy::PY_ARRAY_API.PyArray_Zeros(py, dims.len() as std::os::raw::c_int, dims.as_mut_ptr(), T::get_dtype(py).into_dtype_ptr(), 0);
+            match Bound::from_owned_ptr_or_opt(py, ptr) {
+                Some(array) => Some(array.cast_into_unchecked()),
+                None => {
+                    drop(PyErr::take(py));
+                    None
+                }
+            }
+        }
+    }
     fn vector<'py, T: Element + Default + Clone>(py: Python<'py>, x: &Bound<'py, PyAny>, n: usize, read: fn(&Bound<'py, PyAny>) -> Option<T>) -> Option<Bound<'py, PyAny>> {
-        let array = PyArray1::<T>::zeros(py, n, false);
+        let array = zeros::<T, numpy::Ix1>(py, &mut [n as numpy::npyffi::npy_intp])?;
         fill(x, array.readwrite().as_slice_mut().ok()?, read)?;
         Some(array.into_any())
     }
     fn matrix<'py, T: Element + Default + Clone>(py: Python<'py>, x: &Bound<'py, PyAny>, n: usize, d: usize, read: fn(&Bound<'py, PyAny>) -> Option<T>) -> Option<Bound<'py, PyAny>> {
-        let array = PyArray2::<T>::zeros(py, [n, d], false);
+        let array = zeros::<T, numpy::Ix2>(py, &mut [n as numpy::npyffi::npy_intp, d as numpy::npyffi::npy_intp])?;
         {
             let mut values = array.readwrite();
             let mut rows = values.as_slice_mut().ok()?.chunks_exact_mut(d);
