@@ -103,6 +103,9 @@ fn plain_items<'py>(py: Python<'py>, x: &Bound<'py, PyAny>) -> Option<Bound<'py,
         if dims.iter().any(|&n| n < 0) {
             return None;
         }
+        // SAFETY: the GIL is held (`py`); PyArray_Zeros takes the descriptor's reference that
+        // into_dtype_ptr hands over and returns a new reference or NULL with an error set, which
+        // from_owned_ptr_or_opt takes either way; the array it makes has dtype T and dims.len() == D's rank.
         unsafe {
             let ptr = numpy::PY_ARRAY_API.PyArray_Zeros(py, dims.len() as std::os::raw::c_int, dims.as_mut_ptr(), T::get_dtype(py).into_dtype_ptr(), 0);
             match Bound::from_owned_ptr_or_opt(py, ptr) {
