@@ -305,3 +305,24 @@ def test_a_test_row_differing_from_the_training_mean_only_in_a_constant_column_i
                                                    r"are all zero.*differs from it only where the training rows do not "
                                                    r"vary, such as a column constant over them\)$"):
         pairwise_cca_retrieval({"x": x_train, "y": y_train}, {"x": x_test, "y": y_test}, np.arange(20) % 3, n_components=4)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(3, 40), st.integers(1, 4), st.sampled_from(["cosine", "euclidean"]),
+       st.sampled_from([1.7e9, 1.0, 3e-30, 2.0**100]), st.integers(0, 2**32 - 1))
+def test_rows_a_column_dominates_find_the_exact_nearest(n, d, metric, scale, seed):
+    """A column that dominates every row (timestamps near 1.7e9, a few
+    values, beside features on a grid of 0.1: exact ties abound, repeated
+    rows too), and the same at other scales: every cosine lies within
+    float64's rounding of the best, and the rows found are still the exact
+    nearest, the lowest index on a tie."""
+    rng = np.random.default_rng(seed)
+    stamps = scale + rng.integers(0, 3, size=(2 * n, 1)) * (scale / 1e9)
+    rows = np.hstack([stamps, rng.integers(-3, 4, size=(2 * n, d)) * 0.1])
+    query, gallery = rows[:n], rows[n:]
+    if n > 3:
+        gallery[rng.integers(0, n, size=n // 3)] = gallery[rng.integers(0, n)]
+    labels = np.arange(n) % 4
+    want = _figures(_exact_nearest(query, gallery, metric), labels)
+    assert cross_view_retrieval(query, gallery, labels, metric=metric) == want
+
