@@ -41,26 +41,9 @@ import grapheme_multimodal as gm
 from grapheme_multimodal import metrics
 from grapheme_multimodal.averaging import WeightAverage, model_weights
 from test_fit import small_model, synthetic
+from test_trust_perf_s52 import _CountingCore
 
 OPTIONS = dict(batch_size=64, progress=False)
-
-
-class _CountingCore:
-    """The model's core, counting calls of each method."""
-
-    def __init__(self, core) -> None:
-        self._core, self.calls = core, {}
-
-    def __getattr__(self, name: str):
-        attr = getattr(self._core, name)
-        if not callable(attr):
-            return attr
-
-        def counted(*args, **kwargs):
-            self.calls[name] = self.calls.get(name, 0) + 1
-            return attr(*args, **kwargs)
-
-        return counted
 
 
 def _counting(model) -> _CountingCore:
