@@ -26,6 +26,7 @@ start a new average from the weights as they are.
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Dict, Iterator, Mapping, Optional
 
@@ -52,7 +53,7 @@ class _ModelWeights(Mapping):
 
     def _by_name(self) -> Dict[str, np.ndarray]:
         if self._views is None:
-            self._views = _split(self.flat, self.specs)
+            self._views = split_flat(self.flat, self.specs)
         return self._views
 
     def __getitem__(self, name: str) -> np.ndarray:
@@ -71,11 +72,15 @@ def model_weights(model: "LearnableMultiModal") -> Mapping[str, np.ndarray]:
     return _ModelWeights(model)
 
 
-def _split(flat: np.ndarray, specs: Any) -> Dict[str, np.ndarray]:
-    """``flat`` (layout order of ``specs``, a model's ``_core.param_specs()``) as ``{name: view}``."""
-    out, offset = {}, 0
+def split_flat(flat: np.ndarray, specs: Any) -> "OrderedDict[str, np.ndarray]":
+    """``flat`` (layout order of ``specs``, a model's ``_core.param_specs()``)
+    as ``{name: view of flat}`` in that order, each of its shape: the
+    ``state_dict`` form of a flat read (``LearningMixin._unflatten``) and of
+    the average's flat mean."""
+    out: "OrderedDict[str, np.ndarray]" = OrderedDict()
+    offset = 0
     for name, shape in specs:
-        size = math.prod(shape)
+        size = math.prod(shape)  # np.prod took most of the time here (optimizer_state runs at every fit)
         out[name] = flat[offset : offset + size].reshape(shape)
         offset += size
     return out
@@ -189,7 +194,7 @@ class WeightAverage:
                 self._check_same_tensors(weights)
                 raise AssertionError("an average of other tensors passed the check")  # pragma: no cover
             flat = _moved(old[0], weights.flat.astype(np.float64), self.step_decay())
-        new = replace(self, count=self.count + 1, mean=_split(flat, weights.specs), trained=None)
+        new = replace(self, count=self.count + 1, mean=split_flat(flat, weights.specs), trained=None)
         new._cache_flat(tuple((name, tuple(shape)) for name, shape in weights.specs), flat)
         return new
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 __all__ = ["LearningMixin"]
 
-import math
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -18,6 +17,7 @@ from ._validation import (
     renamed, sorted_names,
 )
 from ._core import ADAM_BETA1, ADAM_BETA2, NUM_MODALITIES, get_num_threads
+from .averaging import split_flat
 from .exceptions import InvalidValueError
 from .batch import Batch, Inputs, component_parts, event_components, refuse_non_finite_components
 from .objectives import (
@@ -437,13 +437,7 @@ class LearningMixin:
 
     def _unflatten(self, flat: np.ndarray) -> "OrderedDict[str, np.ndarray]":
         """``flat`` (layout order) as ``{name: view of flat}``, the :meth:`state_dict` names and shapes."""
-        out: "OrderedDict[str, np.ndarray]" = OrderedDict()
-        offset = 0
-        for name, shape in self._core.param_specs():
-            size = math.prod(shape)  # np.prod took most of the time here (optimizer_state runs at every fit)
-            out[name] = flat[offset : offset + size].reshape(shape)
-            offset += size
-        return out
+        return split_flat(flat, self._core.param_specs())
 
     def _parameter_at(self, flat: int) -> Tuple[str, Tuple[int, ...]]:
         """The parameter name and index of position ``flat`` of the flat layout."""
