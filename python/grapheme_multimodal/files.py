@@ -27,13 +27,13 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Callable, Iterator, List, NoReturn, Optional, Sequence, Tuple, Union
+from typing import IO, Any, Callable, ContextManager, Iterator, List, NoReturn, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from ._validation import as_real_array, counted, float32_of_wide, precision_lost, renamed
 from .exceptions import GraphemeError, InvalidValueError, NonFiniteError, ShapeError, TooLargeError
-from .io import MISSING, file_kind, kind_of_mode, shown_name, unencodable
+from .io import MISSING, file_kind, kind_of_mode, opened_for_reading, shown_name, unencodable
 from .types import Modality
 
 ARRAY_SUFFIXES = (".npy", ".npz", ".csv")
@@ -496,7 +496,7 @@ def check_aligned(files: Sequence[ModalityFile]) -> int:
     return next(iter(counts.values()))
 
 
-def _open_regular(path: Path, **text: Any) -> IO[Any]:
+def _open_regular(path: Path, **text: Any) -> ContextManager[IO[Any]]:
     """``path`` opened for reading, refused unless it is a regular file: in
     binary, or as text with ``text`` (``open``'s encoding and newline).
     Whatever is at the name when it is opened is what is checked and read:
@@ -504,18 +504,16 @@ def _open_regular(path: Path, **text: Any) -> IO[Any]:
     came before a second open by name, and a FIFO put there meanwhile (or
     passed to :func:`read_texts` directly) made the read wait for a writer
     forever; a symbolic link swapped in to one, or to a device, the same."""
-    # O_NONBLOCK: opening a FIFO does not wait for a writer; fstat then says what was opened
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
-    try:
+
+    def check(fd: int) -> None:  # opened without waiting: a FIFO does not wait for a writer; fstat says what it is
         kind = kind_of_mode(os.fstat(fd).st_mode)
         if kind is not None:
             raise InvalidValueError(f"{shown_name(path)}: is {kind}, not a regular file; expected a data file", str(path))
         if hasattr(os, "set_blocking"):
             os.set_blocking(fd, True)  # a regular file's reads never wait; the flag is not left on for them
-    except BaseException:
-        os.close(fd)
-        raise
-    return os.fdopen(fd, "r" if text else "rb", **text)
+
+    # closed whatever interrupts: a Ctrl-C as the file object was made (or the caller's with began) left it open
+    return opened_for_reading(path, check, **text)
 
 
 def _load_npy(path: Path) -> np.ndarray:

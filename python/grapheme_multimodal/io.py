@@ -883,9 +883,8 @@ def read_tagged_safetensors(
     where = f"path: {str(path)!r}"
     _check_regular_file(path, where)
     try:
-        # O_NONBLOCK: should a FIFO have taken the file's place since the check, opening it does not wait
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
-        with os.fdopen(fd, "rb") as f:
+        # not waiting: should a FIFO have taken the file's place since the check, opening it does not wait
+        with opened_for_reading(path) as f:
             st = os.fstat(f.fileno())
             if not stat.S_ISREG(st.st_mode):
                 raise CheckpointError(f"{where} is not a regular file; expected a file", "path")
@@ -942,9 +941,7 @@ def format_tag(path: PathLike) -> Optional[str]:
     not a regular file, cut short, foreign): its loader then says why."""
     try:
         path = as_path(path)
-        # O_NONBLOCK: a FIFO in the file's place does not make this wait; it is not a regular file
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
-        with os.fdopen(fd, "rb") as f:
+        with opened_for_reading(path) as f:  # a FIFO in the file's place does not make this wait
             if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
                 return None
             head = f.read(8)
@@ -1083,6 +1080,38 @@ def name_too_long(path: PathLike, arg: str) -> InvalidValueError:
         f"{arg}: {text!r:.80}... is too long a file name ({what}); expected at most {name_max:,} bytes in each "
         f"folder's or file's name and {path_max - 1:,} in all, as the file system takes", arg,
     )
+
+
+@contextlib.contextmanager
+def opened_for_reading(path: PathLike, check: Optional[Callable[[int], None]] = None, **text: Any) -> Iterator[Any]:
+    """``with opened_for_reading(path) as f:`` the file at ``path`` open for
+    reading, in binary (or as text with ``text``: ``open``'s encoding and
+    newline), closed when the block ends. Opened without waiting
+    (``O_NONBLOCK``): a FIFO at the name does not wait for a writer; what
+    was opened is for the caller to check (``os.fstat``), or for
+    ``check(fd)``, called before the file object is made (it may raise).
+
+    The descriptor is closed whatever interrupts: a Ctrl-C is held back
+    from ``os.open`` until the file object that closes it is made (landing
+    between the two, it left the descriptor open for the life of the
+    process), and a descriptor ``os.fdopen`` refuses (a directory: Linux
+    opens one for reading) is closed, not left open, as ``load_models`` of
+    a folder did at each call."""
+    f = None
+    try:
+        with uninterrupted():  # no wait: O_NONBLOCK; a regular file's open does not block
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+            try:
+                if check is not None:
+                    check(fd)
+                f = os.fdopen(fd, "r" if text else "rb", **text)
+            except BaseException:
+                os.close(fd)
+                raise
+        yield f
+    finally:
+        if f is not None:
+            f.close()
 
 
 def _check_regular_file(path: Path, where: str) -> None:
