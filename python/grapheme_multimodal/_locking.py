@@ -57,7 +57,7 @@ import signal
 import threading
 import weakref
 from threading import get_ident
-from typing import Any, Callable, Iterator, List, Optional, Tuple, TypeVar
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, TypeVar
 
 from . import _core
 
@@ -102,23 +102,46 @@ def uninterrupted() -> Iterator[None]:
     # signal (the program's own SIGINT handler too) is called then; the C-level ones (ignored: a background
     # job's SIGINT; the default: SIGTERM ends the process) are left as they are
     held = {signum: handler for signum, handler in zip(_CATCHABLE, map(_getsignal, _CATCHABLE)) if callable(handler)}
-    for signum in held:
-        _setsignal(signum, lambda signum, frame: came.append((signum, frame)))
-    _holding_back = True
     try:
+        _holding_back = True
+        # in the try: a handler not yet swapped that raises as its signal comes (a SIGTERM handler's sys.exit)
+        # left those swapped before it in place for good, and their signals (Ctrl-C) were swallowed from then on
+        for signum in held:
+            _setsignal(signum, lambda signum, frame: came.append((signum, frame)))
         yield
     finally:
         _holding_back = False
-        for signum, handler in held.items():
-            _setsignal(signum, handler)
+        raised = _put_back(held)
         ctrl_c = False
         for signum, frame in came:
             if held[signum] is signal.default_int_handler:
                 ctrl_c = True  # raised after the program's own handlers have run
             else:
                 held[signum](signum, frame)
+        if raised is not None:
+            raise raised
         if ctrl_c:
             raise KeyboardInterrupt
+
+
+def _put_back(held: Dict[int, Any]) -> Optional[BaseException]:
+    """Sets each of ``held``'s handlers back, every one of them: a handler
+    already put back may run meanwhile (its signal comes; ``signal.signal``
+    runs pending handlers before it sets one) and raise (Ctrl-C's
+    KeyboardInterrupt), which stopped the loop and left the later signals'
+    stand-ins in place for good (the program's SIGTERM handler never ran
+    again). Such an exception is returned, for the caller to raise once all
+    are back; setting a handler twice is harmless."""
+    raised = None
+    for signum, handler in held.items():
+        while True:
+            try:
+                _setsignal(signum, handler)
+                break
+            except BaseException as exc:  # a handler put back ran and raised: set this one again
+                if raised is None:
+                    raised = exc
+    return raised
 
 
 class ModelLock:
