@@ -1,0 +1,198 @@
+"""Leftovers of earlier sessions (session 53), each closed the way a user
+would expect; each test failed before its fix:
+
+1. a read of a saved file (a model, an ensemble, ``load_models``' look at
+   its format tag) or of a data file never leaves a file descriptor open:
+   a Ctrl-C landing between ``os.open`` and the file object that closes it
+   left the descriptor open for the life of the process, and so did
+   ``load_models`` of a folder at every call (Linux opens a directory for
+   reading; ``os.fdopen`` refused it, and nothing closed it);
+2. a signal whose handler raises (Ctrl-C; a SIGTERM handler's
+   ``sys.exit``), landing as ``_locking.uninterrupted`` (every save, every
+   ``load_state_dict``) swaps the program's signal handlers for its
+   stand-ins or puts them back, never leaves a stand-in in place: one left
+   swallowed that signal for the rest of the process (Ctrl-C did nothing, or
+   the program's SIGTERM handler never ran again).
+
+A Ctrl-C lands where the interpreter next checks for signals: as a call of
+a C function returns, or as a Python function begins. The sweeps deliver a
+real SIGINT at each such point (from a profile function, as
+test_trust_fresh_eyes_s52.py does)."""
+
+from __future__ import annotations
+
+import inspect
+import os
+import signal
+import sys
+from typing import Any, Callable
+
+import numpy as np
+import pytest
+
+import grapheme_multimodal as gm
+from grapheme_multimodal import _locking, files, io
+
+_POSIX = pytest.mark.skipif(not hasattr(signal, "SIGINT") or os.name != "posix" or not os.path.isdir("/proc/self/fd"),
+                            reason="needs POSIX signals and /proc/self/fd")
+
+
+def _descriptors() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+#: The functions that open files for reading, whose every point (and those of what they call) the sweeps try.
+_OPENING = {(io.__file__, name) for name in ("read_tagged_safetensors", "format_tag", "opened_for_reading")} | {
+    (files.__file__, name) for name in ("read_texts", "_read_numeric_csv_lines", "_load_npy", "_load_npz", "_open_regular")}
+
+
+def _interrupted_at(n: int, call: Callable[[], Any]) -> bool:
+    """Runs ``call`` with a real SIGINT sent at the ``n``-th point (a call, or
+    a C function's return) in the functions of :data:`_OPENING` or in what
+    they call; whether it was interrupted."""
+    count = [0]
+
+    def profile(frame: Any, event: str, arg: Any) -> None:
+        # not a generator's resumption (a context manager's exit): on Python 3.9 a profile function raising
+        # there ended the frame without its finally blocks, which no real Ctrl-C can do
+        resumed = event == "call" and frame.f_code.co_flags & inspect.CO_GENERATOR
+        if event in ("call", "c_return") and not resumed and ((frame.f_code.co_filename, frame.f_code.co_name) in _OPENING or (
+                frame.f_back is not None and (frame.f_back.f_code.co_filename, frame.f_back.f_code.co_name) in _OPENING)):
+            count[0] += 1
+            if count[0] == n:
+                sys.setprofile(None)
+                os.kill(os.getpid(), signal.SIGINT)  # a Ctrl-C, raised where the interpreter checks next
+
+    sys.setprofile(profile)
+    try:
+        call()
+        return False
+    except KeyboardInterrupt:
+        return True
+    except (OSError, ValueError):  # the folder's own error, for the load of a folder
+        return False
+    finally:
+        sys.setprofile(None)
+
+
+def _leaks_at_some_point(call: Callable[[], Any]) -> list:
+    """The points of ``call`` where a Ctrl-C left a descriptor open."""
+    leaks, n = [], 0
+    while True:
+        n += 1
+        before = _descriptors()
+        interrupted = _interrupted_at(n, call)
+        if _descriptors() != before:
+            leaks.append(n)
+        if not interrupted:
+            assert n > 10, f"a Ctrl-C landed at {n - 1} points only"
+            return leaks
+
+
+@_POSIX
+@pytest.mark.usefixtures("default_sigint")  # CI runs pytest with SIGINT ignored: no Ctrl-C would land
+def test_a_ctrl_c_at_any_point_of_a_load_leaves_no_descriptor_open(tmp_path) -> None:
+    """Before: a Ctrl-C as ``os.open`` returned in ``read_tagged_safetensors``
+    (every loader's read: a model, an ensemble, a buffer) or ``format_tag``
+    (``load_models``' first look) left the file's descriptor open."""
+    # a file of one tensor: the sweep tries each point of the read (a model's tensors are thousands of points)
+    io.write_tagged_safetensors(tmp_path / "x.st", {"x": np.ones(3, np.float32)}, "test-format", {"a": 1})
+    calls = {
+        "read_tagged_safetensors": lambda: io.read_tagged_safetensors(tmp_path / "x.st", "test-format"),
+        "format_tag": lambda: io.format_tag(tmp_path / "x.st"),
+        "load_models(folder)": lambda: gm.load_models(tmp_path),
+    }
+    leaks = {name: _leaks_at_some_point(call) for name, call in calls.items()}
+    assert leaks == {name: [] for name in calls}
+
+
+@_POSIX
+@pytest.mark.usefixtures("default_sigint")
+def test_a_ctrl_c_at_any_point_of_a_data_file_s_read_leaves_no_descriptor_open(tmp_path) -> None:
+    np.save(tmp_path / "v.npy", np.ones((3, 2), np.float32))
+    (tmp_path / "t.txt").write_text("a\nb\nc\n")
+    (tmp_path / "c.csv").write_text("1,2\n3,4\n")
+    calls = {
+        "npy": lambda: files.read_modality_file(gm.Modality.VISUAL, tmp_path / "v.npy"),
+        "txt": lambda: files.read_modality_file(gm.Modality.LINGUISTIC, tmp_path / "t.txt"),
+        "csv": lambda: files.read_modality_file(gm.Modality.VISUAL, tmp_path / "c.csv"),
+    }
+    leaks = {name: _leaks_at_some_point(call) for name, call in calls.items()}
+    assert leaks == {name: [] for name in calls}
+
+
+@_POSIX
+def test_loading_a_folder_leaves_no_descriptor_open(tmp_path) -> None:
+    """Before: each ``load_models`` (or ``format_tag``) of a folder left one
+    descriptor open: a loop over the entries of a folder of checkpoints
+    that meets a sub-folder ran out of descriptors in time."""
+    before = _descriptors()
+    for _ in range(3):
+        with pytest.raises(gm.CheckpointError, match="is a directory"):
+            gm.load_models(tmp_path)
+        assert io.format_tag(tmp_path) is None
+    assert _descriptors() == before
+
+
+class _Terminated(Exception):
+    """What the program's SIGTERM handler raises (``sys.exit`` in many programs)."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise _Terminated
+
+
+def _on_sigusr1(signum: int, frame: Any) -> None:
+    pass
+
+
+@_POSIX
+@pytest.mark.usefixtures("default_sigint")
+@pytest.mark.parametrize("signum, raises", [(signal.SIGINT, KeyboardInterrupt), (signal.SIGTERM, _Terminated)])
+def test_a_signal_at_any_point_of_an_uninterrupted_block_leaves_the_program_s_handlers_in_place(signum, raises) -> None:
+    """Before: a Ctrl-C as the block put SIGINT's handler back left the
+    program's SIGTERM handler's stand-in in place (and SIGTERM did nothing
+    from then on); a SIGTERM whose handler raised as the block swapped the
+    handlers left SIGINT's stand-in in place (Ctrl-C did nothing)."""
+    ours = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: _on_sigterm, signal.SIGUSR1: _on_sigusr1}
+    before = {s: signal.getsignal(s) for s in ours}
+    locking = {_locking.__file__}
+    wrong, n = [], 0
+    try:
+        while True:
+            n += 1
+            for s, handler in ours.items():
+                signal.signal(s, handler)
+            count, sent = [0], [False]
+
+            def profile(frame: Any, event: str, arg: Any) -> None:
+                resumed = event == "call" and frame.f_code.co_flags & inspect.CO_GENERATOR  # see _interrupted_at
+                if event in ("call", "c_return") and not resumed and (frame.f_code.co_filename in locking or (
+                        frame.f_back is not None and frame.f_back.f_code.co_filename in locking)):
+                    count[0] += 1
+                    if count[0] == n:
+                        sys.setprofile(None)
+                        sent[0] = True
+                        os.kill(os.getpid(), signum)
+
+            sys.setprofile(profile)
+            try:
+                with _locking.uninterrupted():
+                    pass
+                came = False
+            except raises:
+                came = True
+            finally:
+                sys.setprofile(None)
+            now = {s: signal.getsignal(s) for s in ours}
+            if now != ours:
+                wrong.append((n, {signal.Signals(s).name: getattr(h, "__qualname__", h) for s, h in now.items() if h is not ours[s]}))
+            if sent[0] and not came:
+                wrong.append((n, "the signal was lost"))
+            if not sent[0]:
+                break
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)
+    assert n > 10, f"the signal landed at {n - 1} points only"
+    assert wrong == []
