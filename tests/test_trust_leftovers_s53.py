@@ -196,3 +196,47 @@ def test_a_signal_at_any_point_of_an_uninterrupted_block_leaves_the_program_s_ha
             signal.signal(s, handler)
     assert n > 10, f"the signal landed at {n - 1} points only"
     assert wrong == []
+
+
+def _small() -> "gm.LearnableMultiModal":
+    return gm.LearnableMultiModal(seed=0, embed_dim=4, hidden_dim=4, num_heads=1, buffer_size=2)
+
+
+_SAVES = {
+    "model.save": lambda path: _small().save(path),
+    "buffer.save": lambda path: gm.ExperienceBuffer(4, seed=0).save(path),
+    "save_ensemble": lambda path: gm.save_ensemble([_small(), _small()], path),
+}
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs /proc")
+@pytest.mark.parametrize("save", list(_SAVES.values()), ids=list(_SAVES))
+def test_a_save_into_a_folder_that_takes_no_files_names_path_and_why(save) -> None:
+    """Before: ``model.save('/proc/x.st')`` raised the OS's bare
+    "[Errno 2] No such file or directory: '/proc/x.st'", of a folder that is
+    there: neither the argument nor why."""
+    target = "/proc/self/no-such-file.safetensors"
+    with pytest.raises(FileNotFoundError) as error:
+        save(target)
+    assert str(error.value) == (
+        f"path: {target!r} cannot be saved: its folder '/proc/self' takes no new files (the system answers \"No such "
+        "file or directory\": a virtual file system, such as /proc?); expected a folder on a disk")
+    assert isinstance(error.value, OSError)
+
+
+def test_a_save_whose_folder_goes_away_before_its_file_is_made_names_path_and_the_folder(tmp_path, monkeypatch) -> None:
+    """The folder removed between the save's check and its file's creation:
+    said as a folder not there is said before the save begins."""
+    folder = tmp_path / "gone"
+    folder.mkdir()
+    real_open = os.open
+
+    def removing_the_folder(path, flags, *args):
+        if flags & os.O_CREAT:
+            folder.rmdir()
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(io.os, "open", removing_the_folder)
+    with pytest.raises(FileNotFoundError) as error:
+        _small().save(folder / "m.st")
+    assert str(error.value) == f"path: directory {str(folder)!r} does not exist"

@@ -621,6 +621,13 @@ def _locked_temp_file(directory: Path, path: Path) -> Tuple[int, str]:
         except FileExistsError:
             continue
         except OSError as exc:  # a folder the user may not write: name the file they gave, not ours
+            if exc.errno == errno.ENOENT:  # "No such file or directory", of a file being made
+                if not os.path.isdir(directory):  # removed since the check
+                    raise FileNotFoundError(f"path: directory {str(directory)!r} does not exist") from None
+                raise FileNotFoundError(
+                    f"path: {str(path)!r} cannot be saved: its folder {str(directory)!r} takes no new files (the system "
+                    "answers \"No such file or directory\": a virtual file system, such as /proc?); expected a folder "
+                    "on a disk") from None
             raise OSError(exc.errno, exc.strerror, str(path)) from None
         try:
             if mode is not None:
