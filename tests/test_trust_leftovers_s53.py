@@ -12,7 +12,12 @@ would expect; each test failed before its fix:
    ``load_state_dict``) swaps the program's signal handlers for its
    stand-ins or puts them back, never leaves a stand-in in place: one left
    swallowed that signal for the rest of the process (Ctrl-C did nothing, or
-   the program's SIGTERM handler never ran again).
+   the program's SIGTERM handler never ran again);
+3. a save into a folder that takes no files (``/proc``) names ``path``
+   and why, not the OS's bare "No such file or directory" of a folder that
+   is there;
+4. ``Graph.from_edges`` given an edge index of shape ``(2, m)`` (PyTorch
+   Geometric's ``edge_index``) says to pass ``edges.T``.
 
 A Ctrl-C lands where the interpreter next checks for signals: as a call of
 a C function returns, or as a Python function begins. The sweeps deliver a
@@ -240,3 +245,36 @@ def test_a_save_whose_folder_goes_away_before_its_file_is_made_names_path_and_th
     with pytest.raises(FileNotFoundError) as error:
         _small().save(folder / "m.st")
     assert str(error.value) == f"path: directory {str(folder)!r} does not exist"
+
+
+_HINT = "; an edge index of shape (2, m), as PyTorch Geometric keeps it, is passed as edges.T"
+
+
+@pytest.mark.parametrize("edges, shape", [
+    (np.array([[0, 1, 2], [1, 2, 0]]), "(2, 3)"),
+    ([[0, 1, 2], [1, 2, 0]], "(2, 3)"),
+    (np.zeros((2, 0), np.int64), "(2, 0)"),  # PyG's edge_index of a graph without edges
+    (np.array([[0, 1, 2, 0, 1], [1, 2, 0, 0, 1]], np.uint8), "(2, 5)"),
+])
+def test_an_edge_index_of_shape_2_by_m_is_refused_saying_to_pass_its_transpose(edges, shape) -> None:
+    """Before: "edges: expected shape (m, 2) of (source, target) pairs, got
+    (2, 3)", without saying that PyG's edge index is passed transposed."""
+    with pytest.raises(gm.ShapeError) as error:
+        gm.Graph.from_edges(3, edges)
+    assert str(error.value) == f"edges: expected shape (m, 2) of (source, target) pairs, got {shape}{_HINT}"
+    assert error.value.arg == "edges"
+    assert gm.Graph.from_edges(3, np.asarray(edges).T).edge_count == np.asarray(edges).shape[1]
+
+
+@pytest.mark.parametrize("edges, shape", [(np.zeros((3, 3), np.int64), "(3, 3)"), (np.zeros((2, 5, 1), np.int64), "(2, 5, 1)"),
+                                          (np.zeros((0, 3), np.int64), "(0, 3)")])
+def test_other_shapes_of_edges_get_no_edge_index_hint(edges, shape) -> None:
+    with pytest.raises(gm.ShapeError) as error:
+        gm.Graph.from_edges(3, edges)
+    assert str(error.value) == f"edges: expected shape (m, 2) of (source, target) pairs, got {shape}"
+
+
+def test_a_2_by_2_edge_array_is_two_pairs_as_before() -> None:
+    """``[[0, 1], [1, 2]]`` is two (source, target) pairs or a (2, 2) edge
+    index: it cannot be told, and is read as pairs, as it always was."""
+    assert gm.Graph.from_edges(3, [[0, 1], [1, 2]]).edges.tolist() == [[0, 1], [1, 2]]

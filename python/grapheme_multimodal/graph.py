@@ -26,7 +26,7 @@ import operator
 from collections.abc import Hashable, Iterator, Set, ValuesView
 from dataclasses import dataclass
 from itertools import compress, repeat
-from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Mapping, NoReturn, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -143,7 +143,9 @@ class Graph:
         labels: Optional[Sequence[str]] = None,
     ) -> "Graph":
         """A graph of ``num_nodes`` nodes and the directed ``edges`` (an ``(m, 2)``
-        integer array or a list of ``(source, target)`` pairs).
+        integer array or a list of ``(source, target)`` pairs). A PyTorch
+        Geometric ``edge_index``, of shape ``(2, m)``, is passed as
+        ``edge_index.T``.
 
         ``activations`` (one finite float per node) default to 1.0, ``labels``
         to empty strings.
@@ -485,7 +487,7 @@ def _edge_array(edges: EdgeList, num_nodes: int) -> np.ndarray:
         if arr.ndim == 1 or arr.shape[1:] == (2,):  # [] or (0, 2): no edges (np.empty((0, 2)) is float)
             return np.zeros((0, 2), dtype=np.int64)
         # refused as the same shape with elements would be: (0, 3) triples, (3, 0) edges with no ends
-        raise ShapeError(f"edges: expected shape (m, 2) of (source, target) pairs, got {arr.shape}", "edges")
+        _refuse_edge_shape(arr.shape)
     if arr.dtype.kind not in "iu":  # not issubdtype(integer): numpy counts timedelta64 among them
         if not isinstance(edges, np.ndarray) and arr.dtype.kind in "fO" and arr.ndim == 2 and arr.shape[1] == 2:
             # Python ints past int64 make numpy choose float64 or object: name the index, not the dtype
@@ -494,12 +496,21 @@ def _edge_array(edges: EdgeList, num_nodes: int) -> np.ndarray:
                 _refuse_edge(rows, num_nodes)
         raise TypeError(f"edges: expected integer node indices, got dtype {arr.dtype}")
     if arr.ndim != 2 or arr.shape[1] != 2:
-        raise ShapeError(f"edges: expected shape (m, 2) of (source, target) pairs, got {arr.shape}", "edges")
+        _refuse_edge_shape(arr.shape)
     if arr.dtype.kind == "u" and arr.dtype.itemsize == 8 and int(arr.max()) >= 2**63:
         _refuse_edge(arr, num_nodes)  # int64 would wrap it round to a negative index
     # before the int64 copy: of a broadcast view it alone failed as numpy's unnamed MemoryError
     _core.Graph.check_edges_size(num_nodes, len(arr))
     return np.ascontiguousarray(arr, dtype=np.int64)
+
+
+def _refuse_edge_shape(shape: Tuple[int, ...]) -> NoReturn:
+    """The error of edges of ``shape``, not ``(m, 2)``; of ``(2, m)``, what
+    PyTorch Geometric's ``edge_index`` is, with how to pass one (a ``(2, 2)``
+    is read as two pairs: it cannot be told from one)."""
+    hint = ("; an edge index of shape (2, m), as PyTorch Geometric keeps it, is passed as edges.T"
+            if len(shape) == 2 and shape[0] == 2 else "")
+    raise ShapeError(f"edges: expected shape (m, 2) of (source, target) pairs, got {shape}{hint}", "edges")
 
 
 def _refuse_edge(rows: np.ndarray, num_nodes: int) -> None:
