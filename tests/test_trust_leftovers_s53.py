@@ -17,7 +17,10 @@ would expect; each test failed before its fix:
    and why, not the OS's bare "No such file or directory" of a folder that
    is there;
 4. ``Graph.from_edges`` given an edge index of shape ``(2, m)`` (PyTorch
-   Geometric's ``edge_index``) says to pass ``edges.T``.
+   Geometric's ``edge_index``) says to pass ``edges.T``;
+5. (found as a hostile user) a save by a relative name after the current
+   folder was removed names ``path`` and says so, not the OS's bare
+   "[Errno 2] No such file or directory".
 
 A Ctrl-C lands where the interpreter next checks for signals: as a call of
 a C function returns, or as a Python function begins. The sweeps deliver a
@@ -278,3 +281,40 @@ def test_a_2_by_2_edge_array_is_two_pairs_as_before() -> None:
     """``[[0, 1], [1, 2]]`` is two (source, target) pairs or a (2, 2) edge
     index: it cannot be told, and is read as pairs, as it always was."""
     assert gm.Graph.from_edges(3, [[0, 1], [1, 2]]).edges.tolist() == [[0, 1], [1, 2]]
+
+
+_GONE = ("path: 'm.st' names a file in the current folder, which has been removed; expected a file name in a folder "
+         "that exists (an absolute one, or change to such a folder first)")
+
+
+@pytest.mark.skipif(os.name != "posix", reason="a folder in use cannot be removed on Windows")
+@pytest.mark.parametrize("save", list(_SAVES.values()), ids=list(_SAVES))
+def test_a_save_by_a_relative_name_after_the_current_folder_was_removed_says_so(save, tmp_path, monkeypatch) -> None:
+    """Before: the OS's bare "[Errno 2] No such file or directory", naming
+    neither ``path`` nor any file (``os.getcwd`` failing as the name was
+    resolved)."""
+    folder = tmp_path / "work"
+    folder.mkdir()
+    monkeypatch.chdir(folder)
+    folder.rmdir()
+    with pytest.raises(FileNotFoundError) as error:
+        save("m.st")
+    assert str(error.value) == _GONE
+
+
+@pytest.mark.skipif(os.name != "posix", reason="a folder in use cannot be removed on Windows")
+def test_a_save_whose_current_folder_is_removed_as_its_file_is_made_says_the_folder_does_not_exist(tmp_path, monkeypatch) -> None:
+    folder = tmp_path / "work"
+    folder.mkdir()
+    monkeypatch.chdir(folder)
+    real_open = os.open
+
+    def removing_the_folder(path, flags, *args):
+        if flags & os.O_CREAT and folder.exists():
+            folder.rmdir()
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(io.os, "open", removing_the_folder)
+    with pytest.raises(FileNotFoundError) as error:
+        _small().save("m.st")
+    assert str(error.value) == "path: directory '.' does not exist"

@@ -597,6 +597,14 @@ def _file_name(path: Any, arg: str) -> Path:
     last = text.replace(os.altsep, os.sep) if os.altsep else text
     if last.rsplit(os.sep, 1)[-1] in ("", "."):
         raise IsADirectoryError(f"{arg}: {text!r} names a folder (it ends with {text[-1]!r}); expected a file name")
+    if not given.is_absolute():
+        try:
+            os.getcwd()  # what every resolution of a relative name begins with
+        except FileNotFoundError:
+            # the OS's bare "[Errno 2] No such file or directory", naming neither the argument nor a file
+            raise FileNotFoundError(f"{arg}: {text!r} names a file in the current folder, which has been removed; "
+                                    "expected a file name in a folder that exists (an absolute one, or change to such a "
+                                    "folder first)") from None
     return given
 
 
@@ -622,7 +630,7 @@ def _locked_temp_file(directory: Path, path: Path) -> Tuple[int, str]:
             continue
         except OSError as exc:  # a folder the user may not write: name the file they gave, not ours
             if exc.errno == errno.ENOENT:  # "No such file or directory", of a file being made
-                if not os.path.isdir(directory):  # removed since the check
+                if not os.path.isdir(directory) or _removed(directory):  # since the check
                     raise FileNotFoundError(f"path: directory {str(directory)!r} does not exist") from None
                 raise FileNotFoundError(
                     f"path: {str(path)!r} cannot be saved: its folder {str(directory)!r} takes no new files (the system "
@@ -644,6 +652,16 @@ def _locked_temp_file(directory: Path, path: Path) -> Tuple[int, str]:
             _unlink_quietly(tmp)
             raise
         os.close(fd)
+
+
+def _removed(directory: Path) -> bool:
+    """Whether ``directory`` is a folder removed while still reached by its
+    name (the current folder, ``.``, after ``rm -r`` of it): no file can be
+    made in it."""
+    try:
+        return os.stat(directory).st_nlink == 0
+    except OSError:
+        return True
 
 
 def _owner(path: Path) -> Optional[Tuple[int, int]]:
