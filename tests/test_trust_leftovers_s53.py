@@ -20,7 +20,11 @@ would expect; each test failed before its fix:
    Geometric's ``edge_index``) says to pass ``edges.T``;
 5. (found as a hostile user) a save by a relative name after the current
    folder was removed names ``path`` and says so, not the OS's bare
-   "[Errno 2] No such file or directory".
+   "[Errno 2] No such file or directory";
+6. (found as a hostile user) ``load_models`` of a file saved over twice as
+   it read it (a model, then an ensemble, then a model again) reads the file
+   its loader found, not refuses it: it read the tag by name again, found
+   the first kind's, and raised the first loader's "is not a ... file".
 
 A Ctrl-C lands where the interpreter next checks for signals: as a call of
 a C function returns, or as a Python function begins. The sweeps deliver a
@@ -318,3 +322,33 @@ def test_a_save_whose_current_folder_is_removed_as_its_file_is_made_says_the_fol
     with pytest.raises(FileNotFoundError) as error:
         _small().save("m.st")
     assert str(error.value) == "path: directory '.' does not exist"
+
+
+def test_load_models_reads_a_file_saved_over_twice_as_it_looked(tmp_path, monkeypatch) -> None:
+    """Before: the model loader, given a file whose tag said model, found an
+    ensemble (saved over it meanwhile); load_models read the tag by name
+    again, found a model's (saved over it once more), and raised "is not a
+    grapheme-multimodal/checkpoint/v1 file (its format tag is ... an
+    ensemble)". 3 of 700 loads failed so, with two threads saving models and
+    ensembles over one file. Now it reads the kind its loader found."""
+    from grapheme_multimodal import ensemble
+
+    path, model_file, ensemble_file = tmp_path / "models.st", tmp_path / "one.st", tmp_path / "two.st"
+    one, two = _small(), [_small(), _small()]
+    one.save(path)
+    real_tag = ensemble.format_tag
+    calls = []
+
+    def tag_then_replace(p):
+        if calls:  # a second look: the model is back (another save), and the ensemble there is gone
+            one.save(model_file)
+            model_file.replace(path)
+        tag = real_tag(p)
+        if not calls:  # an ensemble saved over the model, before the loader reads it
+            gm.save_ensemble(two, ensemble_file)
+            ensemble_file.replace(path)
+        calls.append(tag)
+        return tag
+
+    monkeypatch.setattr(ensemble, "format_tag", tag_then_replace)
+    assert len(gm.load_models(path)) == 2

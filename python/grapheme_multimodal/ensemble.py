@@ -152,16 +152,23 @@ def load_models(path: PathLike) -> List["LearnableMultiModal"]:
             return load_ensemble(path)
         return [load_checkpoint(path)]  # any other file: the model loader says what is wrong with it
 
-    tag = format_tag(path)
-    try:
-        return load(tag)
-    except CheckpointError:
-        now = format_tag(path)
-        if now == tag:
-            raise
-    # replaced by a file of the other kind since its tag was read (train --members saving over it): read that,
-    # not "is not an ensemble file (its format tag is ... a model checkpoint)" of a file load_models reads
-    return load(now)
+    tag, tries = format_tag(path), _TRIES
+    while True:
+        try:
+            return load(tag)
+        except CheckpointError as exc:
+            # replaced by a file of the other kind since its tag was read (train --members saving over it): read that,
+            # not "is not an ensemble file (its format tag is ... a model checkpoint)" of a file load_models reads. The
+            # tag is the one the loader found in the file it read: read again by name, it could be the first kind's
+            # again (a file saved over twice meanwhile), and that file was refused.
+            found, tries = getattr(exc, "_format_found", None), tries - 1
+            if found is None or found == tag or not tries:
+                raise
+            tag = found
+
+
+#: How many times :func:`load_models` reads a file that is replaced by a file of the other kind as it reads.
+_TRIES = 8
 
 
 def _check_members_agree(models: Sequence["LearnableMultiModal"], arg: str, error: type) -> None:

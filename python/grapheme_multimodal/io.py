@@ -922,7 +922,9 @@ def read_tagged_safetensors(
                         "library's format tag, written by another program (PyTorch's or Hugging Face's save_file?)")
                 # another program's file (no tag, or "pt" as safetensors.torch.save_model writes)
                 hint = "" if ours or fmt not in FOREIGN_FILE_HINTS else FOREIGN_FILE_HINTS[fmt](list(entries))
-                raise CheckpointError(f"{where} is not a {fmt} file ({what}){hint}", "path")
+                error = CheckpointError(f"{where} is not a {fmt} file ({what}){hint}", "path")
+                error._format_found = tag  # the tag of the file read: load_models reads it with that tag's loader
+                raise error
             sums = _stored_checksums(raw_meta, where)
             if sums is not None and sums.get(_METADATA_ENTRY) != _metadata_crc(raw_meta):
                 raise CheckpointError(f"{where} is corrupt: its metadata does not match its checksum", "path")
