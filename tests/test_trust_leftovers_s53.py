@@ -24,7 +24,10 @@ would expect; each test failed before its fix:
 6. (found as a hostile user) ``load_models`` of a file saved over twice as
    it read it (a model, then an ensemble, then a model again) reads the file
    its loader found, not refuses it: it read the tag by name again, found
-   the first kind's, and raised the first loader's "is not a ... file".
+   the first kind's, and raised the first loader's "is not a ... file";
+7. (found as a hostile user) a name that begins with ``~`` (only a shell
+   takes it for the home folder) missing on a save or a load says what
+   ``os.path.expanduser`` would make of it.
 
 A Ctrl-C lands where the interpreter next checks for signals: as a call of
 a C function returns, or as a Python function begins. The sweeps deliver a
@@ -352,3 +355,28 @@ def test_load_models_reads_a_file_saved_over_twice_as_it_looked(tmp_path, monkey
 
     monkeypatch.setattr(ensemble, "format_tag", tag_then_replace)
     assert len(gm.load_models(path)) == 2
+
+
+_LOADS = {
+    "LearnableMultiModal.load": gm.LearnableMultiModal.load,
+    "load_models": gm.load_models,
+    "load_ensemble": gm.load_ensemble,
+    "ExperienceBuffer.from_file": gm.ExperienceBuffer.from_file,
+}
+
+
+@pytest.mark.parametrize("call", list(_SAVES.values()) + list(_LOADS.values()), ids=list(_SAVES) + list(_LOADS))
+def test_a_missing_name_beginning_with_a_tilde_says_what_expanduser_makes_of_it(call, tmp_path, monkeypatch) -> None:
+    """Before: "path: directory '~/models' does not exist" (or "no file at
+    '~/models/m.st'") of a folder that the user's home holds."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)  # where no folder is named '~'
+    (tmp_path / "models").mkdir()
+    _small().save(tmp_path / "models" / "m.st")
+    hint = f" ('~' is a folder's name here, not the home folder: os.path.expanduser gives {str(tmp_path / 'models' / 'm.st')!r})"
+    with pytest.raises(FileNotFoundError) as error:
+        call("~/models/m.st")
+    assert str(error.value) in (f"path: directory '~/models' does not exist{hint}", f"path: no file at '~/models/m.st'{hint}")
+    with pytest.raises(FileNotFoundError) as error:  # no hint where ~ is not at the start
+        call("models/~/m.st")
+    assert str(error.value) in ("path: directory 'models/~' does not exist", "path: no file at 'models/~/m.st'")

@@ -575,7 +575,7 @@ def check_write_target(path: PathLike, arg: str = "path") -> Path:
         if link is not None:  # the folder named is there, a link: what is missing is what it names
             raise FileNotFoundError(f"{arg}: directory {str(directory)!r} does not exist: {str(link)!r} is a symbolic "
                                     f"link to {os.readlink(link)!r}, which does not exist")
-        raise FileNotFoundError(f"{arg}: directory {str(directory)!r} does not exist")
+        raise FileNotFoundError(f"{arg}: directory {str(directory)!r} does not exist{_tilde_hint(given)}")
     if path.is_dir():
         raise IsADirectoryError(f"{arg}: {str(path)!r} is a directory; expected a file name")
     kind = file_kind(path)
@@ -1146,9 +1146,17 @@ def _check_regular_file(path: Path, where: str) -> None:
     there when it is not a regular file (a FIFO would block a reader)."""
     kind = file_kind(path)
     if kind is MISSING:
-        raise FileNotFoundError(f"path: no file at {str(path)!r}")
+        raise FileNotFoundError(f"path: no file at {str(path)!r}{_tilde_hint(path)}")
     if kind is not None:
         raise CheckpointError(f"{where} is {kind}; expected a file", "path")
+
+
+def _tilde_hint(path: Path) -> str:
+    """For a name that begins with ``~`` (``~/models/m.st``), which only a
+    shell takes for the home folder: what ``os.path.expanduser`` makes of it."""
+    text = str(path)
+    home = os.path.expanduser(text) if text.startswith("~") else text
+    return f" ('~' is a folder's name here, not the home folder: os.path.expanduser gives {home!r})" if home != text else ""
 
 
 #: What :func:`file_kind` returns when nothing is at the path.
