@@ -923,7 +923,8 @@ def read_tagged_safetensors(
                 # another program's file (no tag, or "pt" as safetensors.torch.save_model writes)
                 hint = "" if ours or fmt not in FOREIGN_FILE_HINTS else FOREIGN_FILE_HINTS[fmt](list(entries))
                 error = CheckpointError(f"{where} is not a {fmt} file ({what}){hint}", "path")
-                error._format_found = tag  # the tag of the file read: load_models reads it with that tag's loader
+                # the tag of the file read: load_models reads that file with that tag's loader
+                error._format_found = tag  # type: ignore[attr-defined]
                 raise error
             sums = _stored_checksums(raw_meta, where)
             if sums is not None and sums.get(_METADATA_ENTRY) != _metadata_crc(raw_meta):
