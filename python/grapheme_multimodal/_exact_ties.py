@@ -13,7 +13,12 @@ import operator
 
 import numpy as np
 
+from . import _core
+
 __all__ = ["ExactTies"]
+
+#: Integers float64 holds exactly: arrays of them go to the core as float64.
+_EXACT_INT = 2**53
 
 
 class ExactTies:
@@ -25,20 +30,43 @@ class ExactTies:
     Euclidean: the smallest ``sum((g - q)^2)``, as ``|g|^2 - 2 q.g`` (``|q|^2``
     is common). Cosine: ``cos = p / (|q| sqrt(s))`` with ``p = q.g`` and
     ``s = g.g``, so the rows order as ``sign(p) p^2 / s``. Where every value
-    is a small integer (the usual exact ties: counts, flags, one-hot) numpy's
-    float64 sums are exact; else Python integers: a row is its integer
-    significands times a power of two (:func:`_row_integers`), each gallery
-    row's read once per call. Copies of one gallery row are decided
-    together: a tie of copies only at once, others by the lowest index of
-    the rows equal to each (found once, for the first tie of more than 8
-    rows that are not all copies). Nothing is computed for a search
-    without ties."""
+    is a float64 (every float, and integers up to 2**53 in magnitude) the
+    core decides (:meth:`settle`: ``_core.exact_nearest_rows``, a
+    double-double pass with a rigorous error bound, then the comparisons it
+    leaves summed exactly on the values' integer significands), every near
+    row of a block in one call with the GIL released: rows a timestamp
+    dominates (every gallery row a candidate of every query) took 2.3 s for
+    1,000 rows and a minute for 5,000 in the Python integers of
+    :meth:`nearest`. Else (integers beyond 2**53) where
+    every value is a small integer numpy's float64 sums are exact; else
+    Python integers: a row is its integer significands times a power of two
+    (:func:`_row_integers`), each gallery row's read once per call. Copies
+    of one gallery row are decided together there: a tie of copies only at
+    once, others by the lowest index of the rows equal to each (found once,
+    for the first tie of more than 8 rows that are not all copies). Nothing
+    is computed for a search without ties."""
 
     def __init__(self, metric: str, query: np.ndarray, gallery: np.ndarray) -> None:
         self.metric, self.query, self.gallery = metric, query, gallery
         self._first_copy: "np.ndarray | None" = None
         self._small_integers: "bool | None" = None
         self._integers: dict = {}  # gallery row -> (significands, exponent, sum of their squares)
+        self._float64: "tuple | None" = None  # (query, gallery) as float64 for the core, or () where not exact
+
+    def settle(self, start: int, scores: np.ndarray, rows: np.ndarray, thresholds: np.ndarray) -> "np.ndarray | None":
+        """For each row ``i`` of ``rows`` (rows of the block ``scores`` of
+        query rows from ``start``, one score per gallery row): the gallery
+        row nearest query row ``start + i`` among those whose score is at
+        least ``thresholds`` (cosine; at most it for Euclidean), in the core
+        (-1 where none is); ``None`` where the values are no float64s
+        (integers beyond 2**53), for :meth:`nearest` to decide."""
+        if self._float64 is None:
+            self._float64 = _as_float64(self.query, self.gallery)
+        if not self._float64:
+            return None
+        query, gallery = self._float64
+        return _core.exact_nearest_rows(query, gallery, scores, start, np.asarray(rows, dtype=np.int64),
+                                        np.asarray(thresholds, dtype=np.float64), self.metric == "cosine")
 
     def nearest(self, row: int, candidates: np.ndarray) -> int:
         """The index among ``candidates`` (ascending) of the gallery row nearest query row ``row``."""
@@ -91,6 +119,16 @@ class ExactTies:
             if better:
                 best = k
         return int(candidates[best])
+
+
+def _as_float64(*arrays: np.ndarray) -> tuple:
+    """``arrays`` as C-ordered float64 where that holds their values as the
+    search read them (floats, long doubles rounded as the search rounded
+    them; integers below 2**53 in magnitude), else ``()``."""
+    for a in arrays:
+        if a.dtype.kind in "iu" and a.size and (int(a.max()) > _EXACT_INT or int(a.min()) < -_EXACT_INT):
+            return ()
+    return tuple(np.ascontiguousarray(a, dtype=np.float64) for a in arrays)
 
 
 def _small_integers(*arrays: np.ndarray) -> bool:

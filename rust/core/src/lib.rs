@@ -26,6 +26,7 @@ pub mod objectives;
 pub mod params;
 pub mod real;
 pub mod search;
+pub mod ties;
 pub mod training;
 pub mod validate;
 

@@ -21,6 +21,7 @@ pub type F32Array1<'py> = Aligned<'py, f32, Ix1>;
 pub type F32Array2<'py> = Aligned<'py, f32, Ix2>;
 pub type F32Array3<'py> = Aligned<'py, f32, Ix3>;
 pub type F32ArrayDyn<'py> = Aligned<'py, f32, IxDyn>;
+pub type F64Array1<'py> = Aligned<'py, f64, Ix1>;
 pub type F64Array2<'py> = Aligned<'py, f64, Ix2>;
 pub type I64Array1<'py> = Aligned<'py, i64, Ix1>;
 pub type I64Array2<'py> = Aligned<'py, i64, Ix2>;

@@ -176,6 +176,87 @@ fn best_two<'py>(
     Ok((found.found.into_pyarray(py), found.best.into_pyarray(py), found.runner_up.into_pyarray(py)))
 }
 
+/// The candidate (one of `candidates`, ascending indices of gallery rows)
+/// nearest query row `row`, decided in exact arithmetic on the float64
+/// values, the lowest index on a tie: the largest cosine (`cosine=True`) or
+/// the smallest Euclidean distance, with the GIL released (see
+/// `grapheme_multimodal::ties`). `query [n, d]` and `gallery [m, d]`
+/// finite; candidates non-empty and within the gallery.
+#[pyfunction]
+fn exact_nearest(
+    py: Python<'_>,
+    query: convert::F64Array2<'_>,
+    row: usize,
+    gallery: convert::F64Array2<'_>,
+    candidates: convert::I64Array1<'_>,
+    cosine: bool,
+) -> PyResult<i64> {
+    use pyo3::exceptions::PyValueError;
+    let (query, gallery, candidates) = (query.as_array(), gallery.as_array(), candidates.as_array());
+    let cols = gallery.ncols();
+    if cols == 0 || query.ncols() != cols || row >= query.nrows() {
+        return Err(PyValueError::new_err(format!(
+            "exact_nearest: expected query row {row} of a query with the gallery's {cols} columns (at least one), got \
+             shape {:?}", query.shape())));
+    }
+    let rows = gallery.nrows();
+    let candidates: Vec<usize> = candidates.iter().map(|&j| usize::try_from(j).ok().filter(|&j| j < rows)).collect::<Option<_>>()
+        .filter(|c: &Vec<usize>| !c.is_empty())
+        .ok_or_else(|| PyValueError::new_err(format!("candidates: expected gallery rows (0 to {rows}, at least one)")))?;
+    let query = query.row(row).to_vec();
+    if query.iter().chain(candidates.iter().flat_map(|&j| gallery.row(j))).any(|v| !v.is_finite()) {
+        return Err(PyValueError::new_err("exact_nearest: expected finite values"));
+    }
+    let gallery = gallery.as_standard_layout();
+    let flat = gallery.as_slice().expect("standard layout");
+    let found = guard::detached(py, || Ok(grapheme_multimodal::ties::exact_nearest(&query, flat, cols, &candidates, cosine)))?;
+    Ok(found as i64)
+}
+
+/// For each of a search block's near rows `rows` (rows of `scores [b, m]`,
+/// the block of query rows from `start`): the gallery row nearest query
+/// row `start + row` among those whose score is at least the row's
+/// threshold (`cosine=True`; at most it for Euclidean), decided in exact
+/// arithmetic on the float64 values, the lowest index on a tie; -1 where
+/// no score is. GIL released (see `grapheme_multimodal::ties`).
+#[pyfunction]
+#[allow(clippy::too_many_arguments)]
+fn exact_nearest_rows<'py>(
+    py: Python<'py>,
+    query: convert::F64Array2<'py>,
+    gallery: convert::F64Array2<'py>,
+    scores: convert::F64Array2<'py>,
+    start: usize,
+    rows: convert::I64Array1<'py>,
+    thresholds: convert::F64Array1<'py>,
+    cosine: bool,
+) -> PyResult<Bound<'py, numpy::PyArray1<i64>>> {
+    use numpy::IntoPyArray;
+    use pyo3::exceptions::PyValueError;
+    let (query, gallery, scores) = (query.as_array(), gallery.as_array(), scores.as_array());
+    let (thresholds, rows) = (thresholds.as_array(), rows.as_array());
+    let (n, m, cols) = (query.nrows(), gallery.nrows(), gallery.ncols());
+    if cols == 0 || query.ncols() != cols || scores.ncols() != m || start + scores.nrows() > n || rows.len() != thresholds.len() {
+        return Err(PyValueError::new_err(format!(
+            "exact_nearest_rows: expected a query [n, d] and gallery [m, d] (d >= 1), scores [b, m] of query rows from \
+             start, and a threshold per row; got query {:?}, gallery {:?}, scores {:?}, start {start}, {} rows, {} thresholds",
+            query.shape(), gallery.shape(), scores.shape(), rows.len(), thresholds.len())));
+    }
+    let b = scores.nrows();
+    let rows: Vec<usize> = rows.iter().map(|&r| usize::try_from(r).ok().filter(|&r| r < b)).collect::<Option<_>>()
+        .ok_or_else(|| PyValueError::new_err(format!("rows: expected rows of the block (0 to {b})")))?;
+    if query.iter().chain(gallery.iter()).any(|v| !v.is_finite()) {
+        return Err(PyValueError::new_err("exact_nearest_rows: expected finite query and gallery values"));
+    }
+    let (query, gallery, scores) = (query.as_standard_layout(), gallery.as_standard_layout(), scores.as_standard_layout());
+    let (q, g, s) = (query.as_slice().expect("standard"), gallery.as_slice().expect("standard"), scores.as_slice().expect("standard"));
+    let thresholds = thresholds.to_vec();
+    let found = guard::detached(py, || {
+        Ok(grapheme_multimodal::ties::settle_rows(q, g, cols, cosine, s, start, &rows, &thresholds))
+    })?;
+    Ok(found.into_iter().map(|f| f.map_or(-1, |f| f as i64)).collect::<Vec<i64>>().into_pyarray(py))
+}
+
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
@@ -202,6 +283,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(memory_budget, m)?)?;
     m.add_function(wrap_pyfunction!(plain_items, m)?)?;
     m.add_function(wrap_pyfunction!(best_two, m)?)?;
+    m.add_function(wrap_pyfunction!(exact_nearest, m)?)?;
+    m.add_function(wrap_pyfunction!(exact_nearest_rows, m)?)?;
     m.add("MIN_STD", grapheme_multimodal::model::MIN_STD)?;
     m.add("ADAM_BETA1", grapheme_multimodal::adam::BETA1)?;
     m.add("ADAM_BETA2", grapheme_multimodal::adam::BETA2)?;
