@@ -170,6 +170,16 @@ def test_the_core_refuses_what_it_cannot_decide():
     bad[1, 1] = np.nan
     with pytest.raises(ValueError):
         _core.exact_nearest(q, 0, bad, np.array([0, 1], dtype=np.int64), False)
+    # a block's rows: scores of another gallery, rows past the block, a threshold short, a block past the query
+    scores, rows, thresholds = np.zeros((2, 2)), np.array([0, 1], dtype=np.int64), np.zeros(2)
+    assert _core.exact_nearest_rows(q, q, 1.0, scores, 0, rows, thresholds, True).tolist() == [0, 0]
+    for args in [(q, q, 1.0, np.zeros((2, 3)), 0, rows, thresholds), (q, q, 1.0, scores, 0, rows + 1, thresholds),
+                 (q, q, 1.0, scores, 0, rows, np.zeros(1)), (q, q, 1.0, scores, 1, rows, thresholds),
+                 (q, np.ones((2, 2)), 1.0, scores, 0, rows, thresholds)]:
+        with pytest.raises(ValueError):
+            _core.exact_nearest_rows(*args, True)
+    # no score within a row's threshold: -1 (the search keeps the row it found)
+    assert _core.exact_nearest_rows(q, q, 1.0, scores, 0, rows, np.array([1.0, 0.0]), True).tolist() == [-1, 0]
 
 
 PORTABLE_CHECK = r"""

@@ -64,8 +64,8 @@ class ExactTies:
             self._float64 = _as_float64(self.query, self.gallery)
         if not self._float64:
             return None
-        query, gallery = self._float64
-        return _core.exact_nearest_rows(query, gallery, scores, start, np.asarray(rows, dtype=np.int64),
+        query, gallery, top = self._float64
+        return _core.exact_nearest_rows(query, gallery, top, scores, start, np.asarray(rows, dtype=np.int64),
                                         np.asarray(thresholds, dtype=np.float64), self.metric == "cosine")
 
     def nearest(self, row: int, candidates: np.ndarray) -> int:
@@ -121,14 +121,16 @@ class ExactTies:
         return int(candidates[best])
 
 
-def _as_float64(*arrays: np.ndarray) -> tuple:
-    """``arrays`` as C-ordered float64 where that holds their values as the
-    search read them (floats, long doubles rounded as the search rounded
-    them; integers below 2**53 in magnitude), else ``()``."""
-    for a in arrays:
+def _as_float64(query: np.ndarray, gallery: np.ndarray) -> tuple:
+    """``(query, gallery, top)``: the two as C-ordered float64 where that
+    holds their values as the search read them (floats, long doubles
+    rounded as the search rounded them; integers up to 2**53 in magnitude),
+    and their largest magnitude; else ``()``."""
+    for a in (query, gallery):
         if a.dtype.kind in "iu" and a.size and (int(a.max()) > _EXACT_INT or int(a.min()) < -_EXACT_INT):
             return ()
-    return tuple(np.ascontiguousarray(a, dtype=np.float64) for a in arrays)
+    query, gallery = (np.ascontiguousarray(a, dtype=np.float64) for a in (query, gallery))
+    return query, gallery, max(float(np.abs(a).max(initial=0.0)) for a in (query, gallery))
 
 
 def _small_integers(*arrays: np.ndarray) -> bool:

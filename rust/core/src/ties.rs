@@ -332,8 +332,10 @@ impl Scale {
 }
 
 /// What a search's near ties are decided on: the query and gallery rows
-/// (row-major, `cols` columns, every value finite) and, made once for each
-/// gallery row a decision reads, its double-double approximations.
+/// (row-major, `cols` columns, every value finite: others give some row,
+/// never a panic) and, made once for each gallery row a decision reads,
+/// its double-double approximations. Nothing is read of rows no decision
+/// needs: a search makes one for each block of query rows with near ties.
 pub struct Ties<'a> {
     query: &'a [f64],
     gallery: &'a [f64],
@@ -341,8 +343,6 @@ pub struct Ties<'a> {
     cosine: bool,
     /// Whether the double-double pass runs first (else every comparison is exact: the tests' reference).
     filter: bool,
-    /// The smallest and largest exponent of the gallery's nonzero values (the exact sums' fixed point).
-    g_range: Option<(i32, i32)>,
     /// Euclidean: the one power of two all rows are scaled by (their largest magnitude into [2^-4, 2^-3)).
     scale: Scale,
     /// Per gallery row, made when first read: the row scaled (cosine: by its own power of two), and its
@@ -352,21 +352,97 @@ pub struct Ties<'a> {
     ready: Vec<bool>,
 }
 
+/// The exact sums of one query row against gallery rows, at the fixed
+/// point of the smallest term of its candidates, with limbs for the
+/// largest term (106-bit significands, + 1 for `2 q.g`), the count of terms
+/// and the sign. Made for a query row when its first comparison needs it.
+struct ExactSums {
+    q: Vec<Parts>,
+    cosine: bool,
+    /// Cosine: the fixed points of `q.g` and `g.g`; Euclidean: of `|g|^2 - 2 q.g` (the first).
+    base: (i32, i32),
+    pos: Fixed,
+    neg: Fixed,
+    s: Fixed,
+}
+
+impl ExactSums {
+    fn new(query: &[f64], rows: impl Iterator<Item = f64>, cosine: bool) -> Self {
+        let q: Vec<Parts> = query.iter().map(|&v| parts(v)).collect();
+        let (q_lo, q_hi) = exponent_range(q.iter().copied()).unwrap_or((0, 0));
+        let (g_lo, g_hi) = exponent_range(rows.map(parts)).unwrap_or((0, 0));
+        let terms = (2 * q.len() + 1).next_power_of_two().trailing_zeros() as usize;
+        let width = |lo: i32, hi: i32| {
+            let top = (hi - lo).max(0) as usize;
+            (top + 107 + terms + 2).div_ceil(64).max(top / 64 + 3) + 1
+        };
+        let (base, p_len, s_len) = if cosine {
+            ((q_lo + g_lo, 2 * g_lo), width(q_lo + g_lo, q_hi + g_hi), width(2 * g_lo, 2 * g_hi))
+        } else {
+            let (lo, hi) = ((2 * g_lo).min(q_lo + g_lo + 1), (2 * g_hi).max(q_hi + g_hi + 1));
+            ((lo, lo), width(lo, hi), 0)
+        };
+        ExactSums { q, cosine, base, pos: Fixed::zero(p_len), neg: Fixed::zero(p_len), s: Fixed::zero(s_len) }
+    }
+
+    /// Cosine: `q.g` and `g.g` of gallery row `g` ([`Cosine`]).
+    fn cosine(&mut self, g: &[f64]) -> Cosine {
+        debug_assert!(self.cosine);
+        let (p_base, s_base) = self.base;
+        self.pos.clear();
+        self.neg.clear();
+        self.s.clear();
+        for (a, &v) in self.q.iter().zip(g) {
+            let b = parts(v);
+            if b.m == 0 {
+                continue;
+            }
+            self.s.add(b.m as u128 * b.m as u128, (2 * b.e - s_base) as usize, false);
+            if a.m != 0 {
+                let sum = if a.neg != b.neg { &mut self.neg } else { &mut self.pos };
+                sum.add(a.m as u128 * b.m as u128, (a.e + b.e - p_base) as usize, false);
+            }
+        }
+        Cosine::from_sums(&self.pos.limbs, &self.neg.limbs, &self.s.limbs)
+    }
+
+    /// Euclidean: `|g|^2 - 2 q.g` of gallery row `g`, into `key` (of [`ExactSums::key_len`] limbs).
+    fn euclidean(&self, g: &[f64], key: &mut Fixed) {
+        debug_assert!(!self.cosine);
+        let lo = self.base.0;
+        key.clear();
+        for (a, &v) in self.q.iter().zip(g) {
+            let b = parts(v);
+            if b.m == 0 {
+                continue;
+            }
+            key.add(b.m as u128 * b.m as u128, (2 * b.e - lo) as usize, false);
+            if a.m != 0 {
+                key.add(a.m as u128 * b.m as u128, (a.e + b.e + 1 - lo) as usize, a.neg == b.neg);
+            }
+        }
+    }
+
+    fn key_len(&self) -> usize {
+        self.pos.limbs.len()
+    }
+}
+
 impl<'a> Ties<'a> {
     /// `cosine`: the largest cosine, ordered as `sign(p) p^2 / s` with `p = q.g` and `s = g.g`; else the
-    /// smallest Euclidean distance, ordered as `|g|^2 - 2 q.g`.
-    pub fn new(query: &'a [f64], gallery: &'a [f64], cols: usize, cosine: bool) -> Self {
+    /// smallest Euclidean distance, ordered as `|g|^2 - 2 q.g`. `top`: the largest magnitude of the query
+    /// and gallery values (or near it: it only sets the Euclidean approximations' scale, and a poor one
+    /// leaves more comparisons to the exact sums).
+    pub fn new(query: &'a [f64], gallery: &'a [f64], cols: usize, cosine: bool, top: f64) -> Self {
         assert!(cols > 0 && query.len().is_multiple_of(cols) && gallery.len().is_multiple_of(cols), "Ties: rows of {cols}");
         let rows = gallery.len() / cols;
-        let top = query.iter().chain(gallery).fold(0.0f64, |m, v| m.max(v.abs()));
         Ties {
             query,
             gallery,
             cols,
             cosine,
             filter: true,
-            g_range: exponent_range(gallery.iter().map(|&v| parts(v))),
-            scale: Scale::new(-3 - top_exponent(top)),
+            scale: Scale::new(-3 - top_exponent(top.abs())),
             scaled: vec![0.0; gallery.len()],
             squares: vec![Approx { hi: 0.0, lo: 0.0, err: 0.0 }; rows],
             ready: vec![false; rows],
@@ -417,47 +493,14 @@ impl<'a> Ties<'a> {
     #[inline(always)]
     fn nearest_with<const FMA: bool>(&mut self, row: usize, candidates: &[usize]) -> usize {
         assert!(!candidates.is_empty(), "Ties::nearest: no candidates");
-        let cols = self.cols;
-        let query = &self.query[row * cols..(row + 1) * cols];
-        let q_parts: Vec<Parts> = query.iter().map(|&v| parts(v)).collect();
-        let q_range = exponent_range(q_parts.iter().copied());
-        let Some((g_lo, g_hi)) = self.g_range else {
-            return candidates[0]; // a gallery of zeros: every key 0
-        };
-        // the exact sums' fixed point: the smallest term's exponent, and limbs for the largest term (106-bit
-        // significands, + 1 for 2 q.g), the count of terms (2 cols) and the sign
-        let terms = (2 * cols + 1).next_power_of_two().trailing_zeros() as usize;
-        let width = |lo: i32, hi: i32| {
-            let top = (hi - lo) as usize;
-            (top + 107 + terms + 2).div_ceil(64).max(top / 64 + 3) + 1
-        };
+        let (cols, cosine, all, gallery) = (self.cols, self.cosine, self.query, self.gallery);
+        let query = &all[row * cols..(row + 1) * cols];
+        let sums = || ExactSums::new(query, candidates.iter().flat_map(|&j| gallery[j * cols..(j + 1) * cols].iter().copied()), cosine);
+        let mut exact: Option<ExactSums> = None; // made at the first comparison the approximations leave
         let mut best = candidates[0];
-        if self.cosine {
-            let Some((q_lo, q_hi)) = q_range else {
-                return candidates[0]; // a zero query: every cosine 0 (refused before here)
-            };
+        if cosine {
             let q_scale = Scale::new(-3 - top_exponent(query.iter().fold(0.0f64, |m, v| m.max(v.abs()))));
             let q_scaled: Vec<f64> = query.iter().map(|&v| q_scale.apply(v)).collect();
-            let (p_base, s_base) = (q_lo + g_lo, 2 * g_lo);
-            let p_len = width(p_base, q_hi + g_hi);
-            let (mut pos, mut neg, mut s) = (Fixed::zero(p_len), Fixed::zero(p_len), Fixed::zero(width(s_base, 2 * g_hi)));
-            let mut exact = |g: &[f64]| -> Cosine {
-                pos.clear();
-                neg.clear();
-                s.clear();
-                for (a, &v) in q_parts.iter().zip(g) {
-                    let b = parts(v);
-                    if b.m == 0 {
-                        continue;
-                    }
-                    s.add(b.m as u128 * b.m as u128, (2 * b.e - s_base) as usize, false);
-                    if a.m != 0 {
-                        let sum = if a.neg != b.neg { &mut neg } else { &mut pos };
-                        sum.add(a.m as u128 * b.m as u128, (a.e + b.e - p_base) as usize, false);
-                    }
-                }
-                Cosine::from_sums(&pos.limbs, &neg.limbs, &s.limbs)
-            };
             self.prepare::<FMA>(best);
             let mut best_p = dot2::<FMA>(&q_scaled, &self.scaled[best * cols..(best + 1) * cols]);
             let mut best_s = self.squares[best];
@@ -490,10 +533,10 @@ impl<'a> Ties<'a> {
                 let better = match decided {
                     Some(better) => better,
                     None => {
-                        if best_exact.is_none() {
-                            best_exact = Some(exact(self.row(best)));
-                        }
-                        exact(g).beats(best_exact.as_ref().expect("made above"), &mut buffers)
+                        let sums = exact.get_or_insert_with(sums);
+                        let best_sums = best_exact.get_or_insert_with(|| sums.cosine(self.row(best)));
+                        let mine = sums.cosine(g);
+                        mine.beats(best_sums, &mut buffers)
                     }
                 };
                 if better {
@@ -504,25 +547,6 @@ impl<'a> Ties<'a> {
                 }
             }
         } else {
-            // |g|^2 - 2 q.g: terms g^2 (exponent 2 e_g) and 2 q g (e_q + e_g + 1)
-            let (lo, hi) = match q_range {
-                Some((q_lo, q_hi)) => ((2 * g_lo).min(q_lo + g_lo + 1), (2 * g_hi).max(q_hi + g_hi + 1)),
-                None => (2 * g_lo, 2 * g_hi),
-            };
-            let len = width(lo, hi);
-            let exact = |g: &[f64], key: &mut Fixed| {
-                key.clear();
-                for (a, &v) in q_parts.iter().zip(g) {
-                    let b = parts(v);
-                    if b.m == 0 {
-                        continue;
-                    }
-                    key.add(b.m as u128 * b.m as u128, (2 * b.e - lo) as usize, false);
-                    if a.m != 0 {
-                        key.add(a.m as u128 * b.m as u128, (a.e + b.e + 1 - lo) as usize, a.neg == b.neg);
-                    }
-                }
-            };
             // approximated on the rows scaled by one power of two: g.g (made once a row) less 2 q.g
             let q2: Vec<f64> = query.iter().map(|&v| -2.0 * self.scale.apply(v)).collect();
             let approx = |this: &mut Self, j: usize| {
@@ -531,7 +555,7 @@ impl<'a> Ties<'a> {
             };
             let mut best_key = approx(self, best);
             let mut best_exact: Option<Fixed> = None;
-            let mut key = Fixed::zero(len);
+            let mut key = Fixed::zero(0);
             for &j in &candidates[1..] {
                 let g = self.row(j);
                 if g == self.row(best) {
@@ -541,13 +565,17 @@ impl<'a> Ties<'a> {
                 let better = match certain_sign(kj, best_key).filter(|_| self.filter) {
                     Some(c) => c < 0,
                     None => {
-                        if best_exact.is_none() {
-                            let mut b = Fixed::zero(len);
-                            exact(self.row(best), &mut b);
-                            best_exact = Some(b);
+                        let sums = exact.get_or_insert_with(sums);
+                        let best_key = best_exact.get_or_insert_with(|| {
+                            let mut b = Fixed::zero(sums.key_len());
+                            sums.euclidean(self.row(best), &mut b);
+                            b
+                        });
+                        if key.limbs.len() != sums.key_len() {
+                            key = Fixed::zero(sums.key_len());
                         }
-                        exact(g, &mut key);
-                        key.cmp_signed(best_exact.as_ref().expect("made above")).is_lt()
+                        sums.euclidean(g, &mut key);
+                        key.cmp_signed(best_key).is_lt()
                     }
                 };
                 if better {
@@ -575,26 +603,28 @@ fn top_exponent(top: f64) -> i32 {
 /// finite; `candidates` non-empty, ascending and within the gallery.
 pub fn exact_nearest(query: &[f64], gallery: &[f64], cols: usize, candidates: &[usize], cosine: bool) -> usize {
     assert!(query.len() == cols, "exact_nearest: a query row of {cols}");
-    Ties::new(query, gallery, cols, cosine).nearest(0, candidates)
+    let top = query.iter().chain(gallery).fold(0.0f64, |m, v| m.max(v.abs()));
+    Ties::new(query, gallery, cols, cosine, top).nearest(0, candidates)
 }
 
 /// For each `(row, threshold)` of a block of a search: the gallery row
 /// nearest query row `start + row` among those whose score in row `row`
 /// of the block's `scores` (one per gallery row) is at least `threshold`
 /// (`cosine`) or at most it, in exact arithmetic ([`Ties::nearest`]), or
-/// `None` where no score is.
+/// `None` where no score is. `top`: as for [`Ties::new`].
 #[allow(clippy::too_many_arguments)]
 pub fn settle_rows(
     query: &[f64],
     gallery: &[f64],
     cols: usize,
     cosine: bool,
+    top: f64,
     scores: &[f64],
     start: usize,
     rows: &[usize],
     thresholds: &[f64],
 ) -> Vec<Option<usize>> {
-    let mut ties = Ties::new(query, gallery, cols, cosine);
+    let mut ties = Ties::new(query, gallery, cols, cosine, top);
     let m = gallery.len() / cols;
     assert!(scores.len().is_multiple_of(m.max(1)) && rows.len() == thresholds.len(), "settle_rows: shapes");
     let mut candidates = Vec::with_capacity(m);
@@ -683,7 +713,8 @@ mod tests {
                             if cosine && (query.iter().all(|&v| v == 0.0) || gallery.iter().all(|&v| v == 0.0)) {
                                 continue;
                             }
-                            let mut ties = Ties::new(query, &gallery, cols, cosine);
+                            let top = query.iter().chain(&gallery).fold(0.0f64, |m, v| m.max(v.abs()));
+                            let mut ties = Ties::new(query, &gallery, cols, cosine, top);
                             let fast = ties.nearest_with::<true>(0, &candidates);
                             let portable = ties.nearest_with::<false>(0, &candidates);
                             ties.filter = false;
@@ -702,9 +733,9 @@ mod tests {
         let query = [1.0, 0.0, 0.0, 1.0];
         // row 0: rows 1 and 2 within the threshold (row 0 left out); row 1: none
         let scores = [0.9, 1.0, 1.0, 5.0, 5.0, 5.0];
-        let got = settle_rows(&query, &gallery, 2, true, &scores, 0, &[0, 1], &[0.95, 6.0]);
+        let got = settle_rows(&query, &gallery, 2, true, 2.0, &scores, 0, &[0, 1], &[0.95, 6.0]);
         assert_eq!(got, vec![Some(2), None]);
-        let got = settle_rows(&query, &gallery, 2, false, &scores, 1, &[0], &[1.0]);
+        let got = settle_rows(&query, &gallery, 2, false, 2.0, &scores, 1, &[0], &[1.0]);
         assert_eq!(got, vec![Some(1)]); // query row 1, [0, 1], among all three: itself
     }
 

@@ -218,13 +218,19 @@ fn exact_nearest(
 /// row `start + row` among those whose score is at least the row's
 /// threshold (`cosine=True`; at most it for Euclidean), decided in exact
 /// arithmetic on the float64 values, the lowest index on a tie; -1 where
-/// no score is. GIL released (see `grapheme_multimodal::ties`).
+/// no score is. GIL released (see `grapheme_multimodal::ties`). `top`: the
+/// largest magnitude of the query and gallery values (the scale of the
+/// Euclidean approximations). The values must be finite (the metrics
+/// refuse others first; not checked here, where a check of every value
+/// at each block of a search cost more than the block's decisions): others
+/// give some row, never a panic.
 #[pyfunction]
 #[allow(clippy::too_many_arguments)]
 fn exact_nearest_rows<'py>(
     py: Python<'py>,
     query: convert::F64Array2<'py>,
     gallery: convert::F64Array2<'py>,
+    top: f64,
     scores: convert::F64Array2<'py>,
     start: usize,
     rows: convert::I64Array1<'py>,
@@ -245,14 +251,11 @@ fn exact_nearest_rows<'py>(
     let b = scores.nrows();
     let rows: Vec<usize> = rows.iter().map(|&r| usize::try_from(r).ok().filter(|&r| r < b)).collect::<Option<_>>()
         .ok_or_else(|| PyValueError::new_err(format!("rows: expected rows of the block (0 to {b})")))?;
-    if query.iter().chain(gallery.iter()).any(|v| !v.is_finite()) {
-        return Err(PyValueError::new_err("exact_nearest_rows: expected finite query and gallery values"));
-    }
     let (query, gallery, scores) = (query.as_standard_layout(), gallery.as_standard_layout(), scores.as_standard_layout());
     let (q, g, s) = (query.as_slice().expect("standard"), gallery.as_slice().expect("standard"), scores.as_slice().expect("standard"));
     let thresholds = thresholds.to_vec();
     let found = guard::detached(py, || {
-        Ok(grapheme_multimodal::ties::settle_rows(q, g, cols, cosine, s, start, &rows, &thresholds))
+        Ok(grapheme_multimodal::ties::settle_rows(q, g, cols, cosine, top, s, start, &rows, &thresholds))
     })?;
     Ok(found.into_iter().map(|f| f.map_or(-1, |f| f as i64)).collect::<Vec<i64>>().into_pyarray(py))
 }
