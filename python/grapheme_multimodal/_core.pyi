@@ -25,6 +25,8 @@ __all__ = [
     "memory_budget",
     "plain_items",
     "best_two",
+    "exact_nearest",
+    "exact_nearest_rows",
     "MIN_STD",
     "ADAM_BETA1",
     "ADAM_BETA2",
@@ -101,6 +103,30 @@ def best_two(
 ) -> Tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     """Per row of ``scores [n, m]`` (m >= 1): the column of its largest score (``largest=False``: smallest; the first
     of equal ones, as argmax), that score, and the best of the other columns; one pass."""
+def exact_nearest(
+    query: npt.NDArray[np.float64],
+    row: int,
+    gallery: npt.NDArray[np.float64],
+    candidates: npt.NDArray[np.int64],
+    cosine: bool,
+) -> int:
+    """The candidate (ascending gallery rows, at least one) nearest query row ``row``: the largest cosine
+    (``cosine=True``) or the smallest Euclidean distance, decided in exact arithmetic on the finite float64 values,
+    the lowest index on a tie; GIL released."""
+def exact_nearest_rows(
+    query: npt.NDArray[np.float64],
+    gallery: npt.NDArray[np.float64],
+    top: float,
+    scores: npt.NDArray[np.float64],
+    start: int,
+    rows: npt.NDArray[np.int64],
+    thresholds: npt.NDArray[np.float64],
+    cosine: bool,
+) -> npt.NDArray[np.int64]:
+    """For each near row ``rows[i]`` of a search block ``scores [b, m]`` (query rows from ``start``): the gallery row
+    nearest query row ``start + rows[i]`` among those scoring at least ``thresholds[i]`` (cosine; at most it for
+    Euclidean), decided exactly, the lowest index on a tie; -1 where none does. ``top``: the largest magnitude of
+    the values (which must be finite). GIL released."""
 def featurize(
     items: Sequence[Union[str, Graph]],
     kind: str = "fingerprint",
