@@ -35,7 +35,7 @@ from ._validation import (
     is_masked_array, non_finite_message, refuse_beyond_memory, refuse_bools, refuse_float32_underflow,
     refuse_unpaired_frames, sorted_names, unmasked, wrong_type,
 )
-from .exceptions import CheckpointError, InvalidValueError, NonFiniteError, ShapeError, TooLargeError
+from .exceptions import CheckpointError, InvalidTypeError, InvalidValueError, NonFiniteError, ShapeError, TooLargeError
 from .io import (FORMAT_NAMES, PathLike, TensorSpec, as_path, check_write_target, read_tagged_safetensors, saving,
                  write_tagged_safetensors)
 
@@ -306,9 +306,9 @@ class ExperienceBuffer:
             raise TypeError(f"experience: expected Experience, got {type(experience).__name__}")
         x = experience
         if isinstance(x.reward, (bool, np.bool_)):  # named here: extend would name rewards
-            raise TypeError(f"experience.reward: expected a real number, got {type(x.reward).__name__}")
+            raise InvalidTypeError(f"experience.reward: expected a real number, got {type(x.reward).__name__}", "experience.reward")
         if isinstance(x.event_id, (bool, np.bool_)):  # and event_ids
-            raise TypeError(f"experience.event_id: expected an int, got {type(x.event_id).__name__}")
+            raise InvalidTypeError(f"experience.event_id: expected an int, got {type(x.event_id).__name__}", "experience.event_id")
         inputs = None
         if x.inputs is not None:
             if isinstance(x.inputs, (str, bytes)) or not isinstance(x.inputs, Sequence) or len(x.inputs) != NUM_MODALITIES:
@@ -608,7 +608,7 @@ class ExperienceBuffer:
 
     def __getitem__(self, position: int) -> Experience:
         if not is_int(position):
-            raise TypeError(f"position: expected an int, got {type(position).__name__}")
+            raise InvalidTypeError(f"position: expected an int, got {type(position).__name__}", "position")
         with self._lock:
             if not -self._size <= position < self._size:  # else the error named `positions`, shifted by the size
                 held = f"an int in [-{self._size}, {self._size})" if self._size else "none: the buffer is empty"

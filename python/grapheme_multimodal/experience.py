@@ -14,7 +14,7 @@ from .buffer import Experience
 from ._validation import (
     FLOAT32_MAX, as_real_array, is_int, named_inputs, non_finite_message, refuse_bools, refuse_unpaired_frames,
 )
-from .exceptions import InvalidValueError, NonFiniteError, ShapeError
+from .exceptions import InvalidTypeError, InvalidValueError, NonFiniteError, ShapeError
 from .types import MultiModalEvent
 
 if TYPE_CHECKING:
@@ -67,10 +67,10 @@ class ExperienceMixin:
         if (isinstance(reward, (bool, np.timedelta64)) or not isinstance(reward, (int, float, np.number))
                 or np.iscomplexobj(reward)):
             # float("1") would pass, and True would be a reward of 1.0 (numpy's bools are no np.number)
-            raise TypeError(f"reward: expected a real number, got {type(reward).__name__}")
+            raise InvalidTypeError(f"reward: expected a real number, got {type(reward).__name__}", "reward")
         if isinstance(event, MultiModalEvent) and not is_int(event.id):
             # int() would truncate 1.5 and fail on NaN or "a" with a message that names nothing
-            raise TypeError(f"event.id: expected an int to record as the event id, got {event.id!r}")
+            raise InvalidTypeError(f"event.id: expected an int to record as the event id, got {event.id!r}", "event.id")
         if isinstance(event, MultiModalEvent) and not -(2**63) <= event.id < 2**63:
             raise InvalidValueError(f"event.id: got {event.id}; expected an int64 to record as the event id", "event.id")
         # Checked here, so that the error names this argument (the buffer's is rewards).

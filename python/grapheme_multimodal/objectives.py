@@ -43,7 +43,7 @@ import numpy as np
 from . import _core
 from ._readonly import ReadOnlyMapping
 from ._validation import describe
-from .exceptions import InvalidValueError
+from .exceptions import InvalidTypeError, InvalidValueError
 
 #: Objective names, in the order the core takes their weights. A tuple: every
 #: call maps weights to the core by this order, and a list sorted or edited in
@@ -127,7 +127,7 @@ def resolve_weights(weights: Optional[Mapping[str, float]], has_fused: bool, nam
             if (isinstance(value, (bool, np.bool_, complex, np.complexfloating))  # float() dropped numpy's imaginary part
                     or isinstance(value, np.timedelta64)  # a duration: 3 seconds weighed 3, or float() failed naming nothing
                     or not isinstance(value, (int, float)) and not hasattr(value, "__float__")):
-                raise TypeError(f"{name}[{key!r}]: expected a number, got {type(value).__name__}")
+                raise InvalidTypeError(f"{name}[{key!r}]: expected a number, got {type(value).__name__}", name)
             if isinstance(value, np.ndarray) and value.ndim != 0:  # float() of it: numpy's "only 0-dimensional arrays", naming nothing
                 raise TypeError(f"{name}[{key!r}]: expected a number, got an array of shape {value.shape}")
             try:
@@ -135,7 +135,7 @@ def resolve_weights(weights: Optional[Mapping[str, float]], has_fused: bool, nam
             except OverflowError:  # else "int too large to convert to float", naming nothing
                 raise InvalidValueError(f"{name}[{key!r}]: expected a finite number >= 0, got an int too large for a float", name) from None
             except (TypeError, ValueError):  # a 0-d array of text or of durations: numpy's error named nothing
-                raise TypeError(f"{name}[{key!r}]: expected a number, got {describe(value)}") from None
+                raise InvalidTypeError(f"{name}[{key!r}]: expected a number, got {describe(value)}", name) from None
             if not math.isfinite(value) or value < 0:
                 raise InvalidValueError(f"{name}[{key!r}]: expected a finite number >= 0, got {value}", name)
             if value > _FLOAT32_MAX:  # else the core refused it by its own name, weights

@@ -50,7 +50,7 @@ from ._validation import (
 )
 from .config import _widths
 from .evaluation._ensemble import side_by_side
-from .exceptions import GraphemeError, InvalidValueError, NonFiniteError, ShapeError, not_fitted_error
+from .exceptions import GraphemeError, InvalidTypeError, InvalidValueError, NonFiniteError, ShapeError, not_fitted_error
 from .metrics import unit_side_by_side
 from .model import LearnableMultiModal
 from .stopping import fit_with_stopping, planned_folds
@@ -663,7 +663,7 @@ def _as_verbose(verbose: Any) -> bool:
     if isinstance(verbose, (bool, np.bool_)):
         return bool(verbose)
     if not is_int(verbose):
-        raise TypeError(f"verbose: expected a bool or an int >= 0, got {reprlib.repr(verbose)} ({type(verbose).__name__})")
+        raise InvalidTypeError(f"verbose: expected a bool or an int >= 0, got {reprlib.repr(verbose)} ({type(verbose).__name__})", "verbose")
     if verbose < 0:
         raise InvalidValueError(f"verbose: expected a bool or an int >= 0, got {verbose!r}", "verbose")
     return verbose > 0

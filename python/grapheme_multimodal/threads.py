@@ -28,7 +28,7 @@ import numpy as np
 
 from . import _core
 from ._validation import IntLike
-from .exceptions import InvalidValueError
+from .exceptions import InvalidTypeError, InvalidValueError
 
 __all__ = ["get_num_threads", "set_num_threads"]
 
@@ -45,7 +45,7 @@ def set_num_threads(n: IntLike) -> None:
     >>> gm.set_num_threads(before)
     """
     if isinstance(n, (bool, np.timedelta64)) or not isinstance(n, numbers.Integral):
-        raise TypeError(f"n: expected a positive int, got {type(n).__name__}")
+        raise InvalidTypeError(f"n: expected a positive int, got {type(n).__name__}", "n")
     if n < 1:
         raise InvalidValueError(f"n: expected a positive number of threads, got {n}", "n")
     # the core takes an int64 (beyond it: OverflowError naming nothing) and clamps what it is given

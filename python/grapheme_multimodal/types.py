@@ -21,13 +21,13 @@ import numpy as np
 import numpy.typing as npt
 
 from ._validation import IntLike, as_real_array, describe, float32_of_wide, is_int, is_real_number, non_finite_message
-from .exceptions import InvalidValueError, NonFiniteError, ShapeError
+from .exceptions import InvalidTypeError, InvalidValueError, NonFiniteError, ShapeError
 from .graph import Graph
 
 
 def _clamp01(value: Any, name: str) -> float:
     if not is_real_number(value):
-        raise TypeError(f"{name}: expected a number, got {type(value).__name__}")
+        raise InvalidTypeError(f"{name}: expected a number, got {type(value).__name__}", name)
     try:
         value = float(value)
     except OverflowError:  # an int past float64: beyond 1 (or below 0) as inf is
@@ -183,7 +183,7 @@ def _endpoint(value: Any, name: str) -> Tuple[Modality, int]:
         raise TypeError(f"{name}: expected a pair (modality, node_index), got {value!r}")
     mod, node = value
     if not is_int(node):
-        raise TypeError(f"{name}: expected an int node index, got {node!r}")
+        raise InvalidTypeError(f"{name}: expected an int node index, got {node!r}", name)
     if node < 0:
         raise InvalidValueError(f"{name}: expected a node index >= 0, got {node}", name)
     return (Modality.parse(mod, name), int(node))
@@ -280,7 +280,7 @@ def _timestamp(value: Any) -> Optional[float]:
     if value is None:
         return None
     if not is_real_number(value):
-        raise TypeError(f"timestamp: expected a real number or None, got {value!r} ({type(value).__name__})")
+        raise InvalidTypeError(f"timestamp: expected a real number or None, got {value!r} ({type(value).__name__})", "timestamp")
     try:
         out = float(value)
     except OverflowError:  # an int past float64
@@ -464,7 +464,7 @@ def _event_id(value: Any) -> int:
     Unchecked, 1.5, "a" or None fused and trained without a word and were only
     refused once recorded, and 1.5 would have been recorded as 1."""
     if not is_int(value):
-        raise TypeError(f"id: expected an int event id, got {value!r} ({type(value).__name__})")
+        raise InvalidTypeError(f"id: expected an int event id, got {value!r} ({type(value).__name__})", "id")
     if not -(2**63) <= value < 2**63:
         raise InvalidValueError(f"id: got {value}; expected an event id that fits in int64 (-2**63 to 2**63 - 1)", "id")
     return int(value)
