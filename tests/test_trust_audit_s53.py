@@ -91,3 +91,54 @@ def test_a_number_of_the_wrong_type_is_an_invalid_type_error_naming_its_argument
     assert isinstance(err, TypeError) and isinstance(err, gm.InvalidValueError) and isinstance(err, ValueError)
     assert err.arg == arg, (err.arg, str(err))
     assert str(err).startswith(arg), str(err)  # the message names it first, as before
+
+
+# -- a 0-d array where a sequence is expected is refused naming the argument -------------------------------------------
+# isinstance(np.array(2.0), Iterable) is True (ndarray has __iter__), so these checks let a 0-d array (a reduction's
+# result, np.ma.masked) through to list(), whose "iteration over a 0-d array" named no argument.
+
+ZERO_D = {
+    "Graph.from_edges(labels=)": ("labels", lambda z: gm.Graph.from_edges(2, [], labels=z)),
+    "fingerprints(graphs)": ("graphs", lambda z: gm.fingerprints(z)),
+    "Batch.from_events(events)": ("events", lambda z: gm.Batch.from_events(z)),
+    "MultiModalEvent(components=)": ("components", lambda z: gm.MultiModalEvent(1, components=z)),
+    "save_ensemble(models)": ("models", lambda z: gm.save_ensemble(z, "never-written.safetensors")),
+    "unit_side_by_side(names=)": ("names", lambda z: _metrics().unit_side_by_side({"a": np.ones((2, 2))}, z)),
+    "ordered_pairs(names)": ("names", lambda z: _evaluation().ordered_pairs(z)),
+    "compare(runs)": ("runs", lambda z: _evaluation().compare(z, None)),
+    "MultimodalEmbedder(modalities=)": ("modalities", lambda z: _estimator(modalities=z)),
+    "MultimodalEmbedder(n_jobs=)": ("n_jobs", lambda z: _estimator(n_jobs=z)),
+}
+
+
+def _metrics():
+    from grapheme_multimodal import metrics
+
+    return metrics
+
+
+def _evaluation():
+    pytest.importorskip("sklearn")
+    from grapheme_multimodal import evaluation
+
+    return evaluation
+
+
+@pytest.mark.parametrize("zero_d", [np.array(2.0), np.ma.masked], ids=["array(2.0)", "ma.masked"])
+@pytest.mark.parametrize("case", sorted(ZERO_D))
+def test_a_0d_array_for_a_sequence_is_a_type_error_naming_the_argument(case, zero_d, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    arg, call = ZERO_D[case]
+    with pytest.raises(TypeError) as info:
+        call(zero_d)
+    assert str(info.value).startswith(f"{arg}: expected"), str(info.value)  # was "iteration over a 0-d array"
+    assert not (tmp_path / "never-written.safetensors").exists()
+
+
+@pytest.mark.parametrize("n_jobs", [np.array([1, 2]), np.array(2.5)], ids=["array([1, 2])", "array(2.5)"])
+def test_an_array_for_n_jobs_is_an_invalid_type_error(n_jobs):
+    # an ndarray has __index__, which only an integer array of one element answers: numpy's "only integer scalar
+    # arrays can be converted to a scalar index" named no argument
+    with pytest.raises(InvalidTypeError, match=r"^n_jobs: expected None or an int") as info:
+        _estimator(n_members=2, n_jobs=n_jobs)
+    assert info.value.arg == "n_jobs"

@@ -61,7 +61,10 @@ def resolve_n_jobs(n_jobs: object, tasks: int, arg: str = "n_jobs") -> int:
         # the package's wrong-type error, as n_members beside it raises: a plain TypeError carried no argument name,
         # and `except InvalidValueError` caught a bad n_members but not a bad n_jobs
         raise wrong_type(arg, "None or an int (1: one at a time, -1: one per CPU)", n_jobs)
-    n = int(n_jobs.__index__())  # type: ignore[attr-defined]
+    try:
+        n = int(n_jobs.__index__())  # type: ignore[attr-defined]
+    except TypeError:  # an array has __index__ but only one integer holds: numpy's error named no argument
+        raise wrong_type(arg, "None or an int (1: one at a time, -1: one per CPU)", n_jobs) from None
     if n == 0:
         raise InvalidValueError(f"{arg}: expected None or a non-zero int (1: one at a time, -1: one per CPU), got 0", arg)
     if n < 0:

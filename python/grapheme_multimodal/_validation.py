@@ -23,6 +23,14 @@ from ._core import NUM_MODALITIES
 from .exceptions import GraphemeError, InvalidTypeError, InvalidValueError, NonFiniteError, PrecisionLossWarning, ShapeError, TooLargeError
 
 
+def is_iterable(value: Any) -> bool:
+    """Whether ``value`` can be iterated: an ``Iterable`` but a 0-d numpy array
+    (``np.array(2.0)``, ``np.ma.masked``), which ``isinstance`` counts as one
+    and whose iteration raised numpy's "iteration over a 0-d array", naming
+    no argument, where a sequence was expected."""
+    return isinstance(value, Iterable) and not (isinstance(value, np.ndarray) and value.ndim == 0)
+
+
 def as_list_of(value: Any, cls: type, arg: str, item_hint: str = "") -> list:
     """``value``, an iterable of at least one ``cls`` (not a str, bytes or
     mapping, whose iteration gives something else), as a list; otherwise an
@@ -31,7 +39,7 @@ def as_list_of(value: Any, cls: type, arg: str, item_hint: str = "") -> list:
     name = cls.__name__
     # InvalidTypeError, as wrong_type's: a plain TypeError carried no .arg, and `except InvalidValueError`
     # caught an empty list of members but not a list holding something else
-    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Iterable):
+    if isinstance(value, (str, bytes, Mapping)) or not is_iterable(value):
         raise InvalidTypeError(f"{arg}: expected a sequence of {name}, got {describe(value)}", arg)
     items = list(value)
     if not items:

@@ -5,12 +5,12 @@ from __future__ import annotations
 __all__ = ["Batch"]
 
 from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING, Any, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from ._core import NUM_MODALITIES
-from ._validation import as_float32, as_real_array, check_flag, describe, is_int
+from ._validation import as_float32, as_real_array, check_flag, describe, is_int, is_iterable
 from .buffer import ExperienceBatch, ExperienceBuffer
 from .exceptions import InvalidValueError, NonFiniteError, ShapeError
 from .types import ModalFeatures, ModalGraph, Modality, MultiModalEvent, bounded_repr, sequence_repr
@@ -110,7 +110,7 @@ class Batch:
     @classmethod
     def from_events(cls, events: Sequence[MultiModalEvent], fused: Any = None, rewards: Any = None) -> "Batch":
         """A batch of events (each becomes one row)."""
-        if isinstance(events, (str, bytes)) or not isinstance(events, Iterable):  # list(None): "not iterable"
+        if isinstance(events, (str, bytes)) or not is_iterable(events):  # list(None): "not iterable"
             raise TypeError(f"events: expected a sequence of MultiModalEvent, got {describe(events)}")
         return cls(events=list(events), fused=fused, rewards=rewards)
 

@@ -32,7 +32,7 @@ import numpy as np
 
 from . import _core
 from ._validation import (
-    FLOAT32_MAX, IntLike, as_real_array, describe, float32_of_wide, is_int, is_masked_array, is_networkx_graph,
+    FLOAT32_MAX, IntLike, as_real_array, describe, float32_of_wide, is_int, is_iterable, is_masked_array, is_networkx_graph,
     is_real_number, is_utf8, renamed, unmasked, wrong_type,
 )
 from .exceptions import GraphemeError, InvalidValueError, NonFiniteError, ShapeError, TooLargeError
@@ -171,7 +171,7 @@ class Graph:
                 raise ShapeError(f"activations: expected shape ({num_nodes},), got {a.shape}", "activations")
         if labels is not None:
             # a set's or a mapping's order is not the nodes' order: each label would land on some node
-            if isinstance(labels, (str, bytes, Set, Mapping)) or not isinstance(labels, Iterable):
+            if isinstance(labels, (str, bytes, Set, Mapping)) or not is_iterable(labels):
                 raise TypeError(f"labels: expected a sequence of str, one per node, got {describe(labels)}")
             labels = list(labels)  # once: a generator checked first would then be empty
             bad = next((i for i, s in enumerate(labels) if not isinstance(s, str)), None)
@@ -598,7 +598,7 @@ def refuse_stray_graphs(value: Any, name: str) -> None:
 def fingerprints(graphs: Sequence[Graph]) -> np.ndarray:
     """The 18 features of every graph, ``[N, 18]`` float32, computed in Rust
     with the GIL released."""
-    if isinstance(graphs, (str, bytes, Graph, Mapping, Set)) or not isinstance(graphs, Iterable):
+    if isinstance(graphs, (str, bytes, Graph, Mapping, Set)) or not is_iterable(graphs):
         # a dict would give its keys, a set its items in no fixed order; None or a Graph: "not iterable", naming nothing
         raise TypeError(f"graphs: expected a sequence of Graph (one row each, in order), got {type(graphs).__name__}")
     inner = []

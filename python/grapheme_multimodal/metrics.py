@@ -15,7 +15,7 @@ import numpy as np
 
 from . import _core
 from ._validation import (
-    IntLike, as_finite_float, as_real_array, describe, is_int, is_masked_array, refuse_beyond_memory, refuse_unordered,
+    IntLike, as_finite_float, as_real_array, describe, is_int, is_iterable, is_masked_array, refuse_beyond_memory, refuse_unordered,
     refuse_unpaired_frames, unmasked, wrong_type,
 )
 from ._exact_ints import beyond_float64, column_minimum, minus
@@ -798,7 +798,7 @@ def unit_side_by_side(views: Mapping[Any, np.ndarray], names: Sequence[Any]) -> 
     """
     if not isinstance(views, Mapping):
         raise TypeError(f"views: expected a mapping view name -> [n, d] array, got {describe(views)}")
-    if isinstance(names, (str, bytes, Mapping)) or not isinstance(names, Iterable):
+    if isinstance(names, (str, bytes, Mapping)) or not is_iterable(names):
         # list(None) raised "'NoneType' object is not iterable", naming nothing, and a str was read as its letters
         raise TypeError(f"names: expected a sequence of view names, got {describe(names)}"
                         + (f" (pass [{names!r}] for one view)" if isinstance(names, str) else ""))

@@ -20,7 +20,7 @@ import threading
 import warnings
 import weakref
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Set
+from collections.abc import Iterator, Mapping, Set
 from contextlib import contextmanager
 from dataclasses import replace
 from functools import partial
@@ -45,7 +45,7 @@ from ._locking import ForkedMidChange, ModelLock
 from ._parallel import resolve_n_jobs, run_tasks, shared_snapshot
 from ._validation import (
     IntLike,
-    as_float32, as_seed, describe, is_int, is_masked_array, refuse_beyond_memory,
+    as_float32, as_seed, describe, is_int, is_iterable, is_masked_array, refuse_beyond_memory,
     refuse_graph_rows, refuse_networkx_graphs, refuse_temporal_columns, refuse_unpaired_frames, renamed, warn_precision_loss,
 )
 from .config import _widths
@@ -538,7 +538,7 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
     def _modalities(self, n_views: int) -> List[Modality]:
         if n_views > NUM_MODALITIES:
             raise ShapeError(f"Xs: at most {NUM_MODALITIES} views (one per modality), got {n_views}", "Xs")
-        if self.modalities is not None and (isinstance(self.modalities, (str, bytes)) or not isinstance(self.modalities, Iterable)):
+        if self.modalities is not None and (isinstance(self.modalities, (str, bytes)) or not is_iterable(self.modalities)):
             # a str would be read letter by letter ("unknown modality 'v'"), an int not at all
             raise TypeError(
                 f"modalities: expected None or a sequence of modality names (one per view), got {describe(self.modalities)}")

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, List, Optional, Tuple
 import numpy as np
 import numpy.typing as npt
 
-from ._validation import IntLike, as_real_array, describe, float32_of_wide, is_int, is_real_number, non_finite_message
+from ._validation import IntLike, as_real_array, describe, float32_of_wide, is_int, is_iterable, is_real_number, non_finite_message
 from .exceptions import InvalidTypeError, InvalidValueError, NonFiniteError, ShapeError
 from .graph import Graph
 
@@ -471,6 +471,6 @@ def _event_id(value: Any) -> int:
 
 
 def _as_list(items: Any, name: str, expected: str) -> list:
-    if isinstance(items, (str, bytes, ModalGraph, ModalFeatures, CrossModalBinding)) or not isinstance(items, Iterable):
+    if isinstance(items, (str, bytes, ModalGraph, ModalFeatures, CrossModalBinding)) or not is_iterable(items):
         raise TypeError(f"{name}: expected a list of {expected}, got {type(items).__name__}")
     return list(items)

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import importlib.util
 from dataclasses import dataclass, field
-from typing import Any, ContextManager, Dict, Iterable, Mapping, Optional, Sequence, Tuple
+from typing import Any, ContextManager, Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
 from .._threadpools import one_blas_thread
-from .._validation import IntLike, as_positive_int, describe, refuse_unpaired_frames, renamed, sorted_names
+from .._validation import IntLike, as_positive_int, describe, is_iterable, refuse_unpaired_frames, renamed, sorted_names
 from ..datasets import MultipleFeatures, standardize
 from ..exceptions import GraphemeError, InvalidValueError, ShapeError
 from ..metrics import _class_labels, _finite_2d, _labels_1d, _sklearn, cross_view_retrieval, knn_accuracy, linear_probe_accuracy
@@ -291,7 +291,7 @@ def compute_anchors(
     cca_components = as_positive_int(cca_components, "cca_components")
     multiview_components = as_positive_int(multiview_components, "multiview_components")
     if multiview is not None:
-        if isinstance(multiview, (str, bytes)) or not isinstance(multiview, Iterable):  # "MCCA" was read as 'M', 'C', ...
+        if isinstance(multiview, (str, bytes)) or not is_iterable(multiview):  # "MCCA" was read as 'M', 'C', ...
             raise TypeError(f"multiview: expected None or a sequence of method names such as {list(MULTIVIEW_METHODS)}, "
                             f"got {type(multiview).__name__}")
         multiview = list(multiview)

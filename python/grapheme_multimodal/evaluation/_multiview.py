@@ -10,13 +10,13 @@ present, and the binder's ROC-AUC; :func:`compare` sets them beside
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence
 
 import numpy as np
 
 from ..datasets import MultipleFeatures
 from .._validation import (
-    FloatLike, IntLike, as_finite_float, as_real_array, as_seed, check_flag, describe, refuse_unpaired_frames, renamed,
+    FloatLike, IntLike, as_finite_float, as_real_array, as_seed, check_flag, describe, is_iterable, refuse_unpaired_frames, renamed,
     sorted_names,
 )
 from ..exceptions import GraphemeError, InvalidValueError, NonFiniteError, ShapeError
@@ -295,7 +295,7 @@ def compare(runs: Sequence[ModelScores], anchors: Anchors, tolerance: FloatLike 
     and of two-view pairs where the fused k-NN is at least the raw views'
     (a figure exactly at its bound counts, whatever the rounding: :func:`reaches`).
     """
-    if isinstance(runs, (ModelScores, str, bytes, Mapping)) or not isinstance(runs, Iterable):
+    if isinstance(runs, (ModelScores, str, bytes, Mapping)) or not is_iterable(runs):
         # one ModelScores was "'ModelScores' object is not subscriptable", a generator the same
         raise TypeError(f"runs: expected a sequence of ModelScores (one per training seed), got {type(runs).__name__}")
     runs = list(runs)

@@ -20,7 +20,7 @@ import numpy as np
 
 from .._readonly import ReadOnlyMapping
 from .._threadpools import one_blas_thread
-from .._validation import IntLike, as_positive_int, as_seed, check_flag, refuse_beyond_budget, sorted_names
+from .._validation import IntLike, as_positive_int, as_seed, check_flag, is_iterable, refuse_beyond_budget, sorted_names
 from ..datasets import NUTRIMOUSE_TARGETS, Nutrimouse, load_nutrimouse, standardize
 from ..exceptions import InvalidValueError
 from ..metrics import _finite_2d, _sklearn, cross_view_retrieval
@@ -123,7 +123,7 @@ def nutrimouse_cv(
         raise TypeError(f"data: expected None or a Nutrimouse, got {type(data).__name__}")
     if not {_QUERY, _GALLERY} <= set(data.views):  # else a bare KeyError 'lipid'
         raise InvalidValueError(f"data: has views {sorted_names(data.views)}; expected {_QUERY!r} and {_GALLERY!r}", "data")
-    if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Iterable):  # "01" was the seeds "0" and "1"
+    if isinstance(seeds, (str, bytes)) or not is_iterable(seeds):  # "01" was the seeds "0" and "1"
         raise TypeError(f"seeds: expected a sequence of int seeds, got {type(seeds).__name__}")
     # ints from here: the recipe is given Python ints (Recipe), whatever integers the caller passed
     seed_list = [as_seed(seed, f"seeds[{i}]") for i, seed in enumerate(seeds)]

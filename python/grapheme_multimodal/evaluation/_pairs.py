@@ -5,7 +5,7 @@ from __future__ import annotations
 from itertools import combinations, permutations
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple
 
-from .._validation import describe
+from .._validation import describe, is_iterable
 from ..exceptions import InvalidValueError
 
 __all__ = ["ordered_pairs", "unordered_pairs", "pair_key", "two_view_key"]
@@ -28,7 +28,7 @@ def view_name_list(names: Iterable[str], arg: str = "names") -> List[str]:
     (``('a', 'a')``) and each pair of the repeated view twice."""
     if isinstance(names, (str, bytes)):
         raise TypeError(f"{arg}: expected view names, got a {type(names).__name__} ({names!r}); pass [{names!r}] for one view")
-    if not isinstance(names, Iterable):  # else "'NoneType' object is not iterable"
+    if not is_iterable(names):  # else "'NoneType' object is not iterable"
         raise TypeError(f"{arg}: expected view names (a sequence), got {describe(names)}")
     out = list(names)
     seen: set = set()
