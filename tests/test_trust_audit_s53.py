@@ -142,3 +142,23 @@ def test_an_array_for_n_jobs_is_an_invalid_type_error(n_jobs):
     with pytest.raises(InvalidTypeError, match=r"^n_jobs: expected None or an int") as info:
         _estimator(n_members=2, n_jobs=n_jobs)
     assert info.value.arg == "n_jobs"
+
+
+# -- argument-less TypeErrors of other calls -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("names", [[["contrastive"]], ["contrastive", np.array(["binding"])]], ids=["list", "array"])
+def test_an_unhashable_objective_name_is_refused_naming_the_argument(names):
+    # check_objective_names built set(names): "unhashable type: 'list'", naming no argument
+    with pytest.raises(gm.InvalidValueError, match=r"^encoder_objectives: unknown objectives \[") as info:
+        gm.LearnableMultiModal(encoder_objectives=names)
+    assert info.value.arg == "encoder_objectives"
+
+
+def test_binder_auc_given_the_model_instead_of_its_bind_names_bind():
+    evaluation = _evaluation()
+    model = gm.LearnableMultiModal(seed=0)
+    views = {"a": np.ones((3, 64)), "b": np.ones((3, 64))}
+    with pytest.raises(TypeError, match=r"^bind: expected a callable .* got LearnableMultiModal"):  # was "'LearnableMultiModal' object is not callable"
+        evaluation.binder_auc(model, views)
+    assert 0.0 <= evaluation.binder_auc(model.bind, views) <= 1.0

@@ -101,7 +101,9 @@ def one_row_clause(comparing: Sequence[str], rows: str = "1 row") -> str:
 def check_objective_names(names: "Iterable[str]", name: str) -> None:
     """InvalidValueError (about argument ``name``) unless every one of
     ``names`` is in :data:`OBJECTIVES`."""
-    unknown = sorted(set(names) - set(OBJECTIVES), key=str)
+    # not set(names): an unhashable name (a list, an array) failed there as "unhashable type", naming nothing
+    unknown = [n for n in names if not (isinstance(n, str) and n in OBJECTIVES)]
+    unknown = sorted((n for i, n in enumerate(unknown) if n not in unknown[:i]), key=str)
     if unknown:
         raise InvalidValueError(f"{name}: unknown objectives {unknown}; expected some of {list(OBJECTIVES)}", name)
 

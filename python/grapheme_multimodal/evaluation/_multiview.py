@@ -94,6 +94,8 @@ def binder_auc(
     """ROC-AUC of ``bind(a, b)`` for same-event pairs ``(e_i(r), e_j(r))``
     against pairs whose second side is another event's ``(e_i(r), e_j(s))``,
     ``s != r`` drawn from ``seed``, pooled over every ordered pair of views."""
+    if not callable(bind):  # a model (not its .bind) or a mapping was "'...' object is not callable", naming nothing
+        raise TypeError(f"bind: expected a callable bind(a, b) -> [N] strengths, such as model.bind, got {describe(bind)}")
     if not isinstance(view_embeddings, Mapping):  # else numpy's "only integer scalar arrays ..."
         raise TypeError(f"view_embeddings: expected a mapping view name -> [N, E] array, got {type(view_embeddings).__name__}")
     seed = as_seed(seed, "seed", below=None)  # else numpy's unnamed error
