@@ -162,3 +162,23 @@ def test_binder_auc_given_the_model_instead_of_its_bind_names_bind():
     with pytest.raises(TypeError, match=r"^bind: expected a callable .* got LearnableMultiModal"):  # was "'LearnableMultiModal' object is not callable"
         evaluation.binder_auc(model, views)
     assert 0.0 <= evaluation.binder_auc(model.bind, views) <= 1.0
+
+
+@pytest.mark.parametrize("epochs, named", [
+    ([{"epoch": 2**70, "loss": 1.0}], None),  # was numpy's "ufunc 'isfinite' not supported for the input types"
+    ([{"epoch": 10**400, "loss": 1.0}], "epochs[0]['epoch']"),
+    ([{"epoch": 1, "loss": 10**400}], "epochs[0]['loss']"),  # was "int too large to convert to float"
+], ids=["epoch-2**70", "epoch-10**400", "loss-10**400"])
+def test_plot_history_takes_or_names_ints_beyond_int64(epochs, named, tmp_path):
+    pytest.importorskip("matplotlib")
+    from grapheme_multimodal import plotting
+
+    path = tmp_path / "curves.png"
+    if named is None:  # an int epoch beyond int64 is a finite number: plotted
+        plotting.plot_history(epochs, path)
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        return
+    with pytest.raises(gm.InvalidValueError) as info:
+        plotting.plot_history(epochs, path)
+    assert str(info.value).startswith(named) and info.value.arg == "epochs", str(info.value)
+    assert not path.exists()

@@ -85,7 +85,8 @@ def plot_history(epochs: Sequence[Dict[str, Any]], path: PathLike, title: str = 
     for i, number in enumerate(x):  # "a" was drawn as a category, NaN dropped its point, True drawn at 1
         if not is_real_number(number):
             raise TypeError(f"epochs[{i}]['epoch']: expected an epoch number, got {describe(number)}")
-        if not np.isfinite(number):
+        # float(): np.isfinite of an int beyond int64 raised numpy's "ufunc 'isfinite' not supported", naming nothing
+        if not np.isfinite(_as_float(number, f"epochs[{i}]['epoch']")):
             raise InvalidValueError(f"epochs[{i}]['epoch']: expected a finite epoch number, got {number!r}", "epochs")
     # A line at 1.5, NaN or True would mark an epoch that never was.
     if best_epoch is not None and not is_int(best_epoch):
@@ -120,6 +121,16 @@ def plot_history(epochs: Sequence[Dict[str, Any]], path: PathLike, title: str = 
     _save(fig, path)
 
 
+def _as_float(number: Any, name: str) -> float:
+    """``float(number)``; an int beyond float64 (whose float() raised "int too
+    large to convert to float", naming nothing) is refused naming ``name``."""
+    try:
+        return float(number)
+    except OverflowError:
+        raise InvalidValueError(f"{name}: got an int beyond float64 ({str(number)[:20]}...); expected a number a plot's "
+                                "axis can hold", "epochs") from None
+
+
 def _check_plottable(epochs: Sequence[Mapping[str, Any]], keys: Sequence[str]) -> None:
     """Refuses the values of ``keys`` (one panel) when matplotlib cannot
     scale them: numbers whose range overflows float64 (a metric's 1e308
@@ -133,7 +144,7 @@ def _check_plottable(epochs: Sequence[Mapping[str, Any]], keys: Sequence[str]) -
                 continue
             if not is_real_number(v):
                 raise TypeError(f"epochs[{i}][{key!r}]: expected a real number to plot, got {describe(v)}")
-            values.append(float(v))
+            values.append(_as_float(v, f"epochs[{i}][{key!r}]"))
     finite = np.array([v for v in values if np.isfinite(v)])
     with np.errstate(over="ignore"):
         span = float(finite.max() - finite.min()) if finite.size else 0.0
