@@ -182,3 +182,27 @@ def test_plot_history_takes_or_names_ints_beyond_int64(epochs, named, tmp_path):
         plotting.plot_history(epochs, path)
     assert str(info.value).startswith(named) and info.value.arg == "epochs", str(info.value)
     assert not path.exists()
+
+
+# -- the estimator names a long double beyond float64 as the model does -----------------------------------------------
+
+
+@pytest.mark.skipif(np.finfo(np.longdouble).max <= np.finfo(np.float64).max, reason="long double is float64 here")
+@pytest.mark.parametrize("form", ["views", "one view", "3-D"])
+def test_the_estimator_names_a_long_double_beyond_float64_not_as_inf(form):
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(20, 3)).astype(np.longdouble), rng.normal(size=(20, 3)).astype(np.longdouble)
+    a[3, 2] = np.longdouble("-2e4000")  # finite: the model refuses it as "too large for float32"
+    Xs = {"views": [a, b], "one view": a, "3-D": np.stack([a, b])}[form]
+    name = "Xs" if form == "one view" else "Xs[0]"
+    with pytest.raises(gm.NonFiniteError) as info:  # was "row 3 holds inf (infinity) in column 2", a value never given
+        _estimator_unfitted().fit(Xs)
+    assert str(info.value).startswith(f"{name}: row 3 holds -2e+4000, too large for float32"), str(info.value)
+    assert "inf" not in str(info.value)
+
+
+def _estimator_unfitted():
+    pytest.importorskip("sklearn")
+    from grapheme_multimodal.sklearn import MultimodalEmbedder
+
+    return MultimodalEmbedder(epochs=1, embed_dim=8, hidden_dim=8, num_heads=2, encoder_hidden=(8,))

@@ -45,7 +45,7 @@ from ._locking import ForkedMidChange, ModelLock
 from ._parallel import resolve_n_jobs, run_tasks, shared_snapshot
 from ._validation import (
     IntLike,
-    as_float32, as_seed, describe, is_int, is_iterable, is_masked_array, refuse_beyond_memory,
+    as_float32, as_seed, describe, is_int, is_iterable, is_masked_array, non_finite_message, refuse_beyond_memory,
     refuse_graph_rows, refuse_networkx_graphs, refuse_temporal_columns, refuse_unpaired_frames, renamed, warn_precision_loss,
 )
 from .config import _widths
@@ -744,6 +744,7 @@ def _as_views(Xs: Any, estimator: MultimodalEmbedder, reset: bool) -> List[np.nd
         refuse_networkx_graphs(x, name)  # check_array made each graph's node ids a row
         refuse_graph_rows(x, name)  # check_array's "float() argument must be a string or a real number, not 'Graph'"
         _refuse_duplicate_columns(x, name)
+        _refuse_beyond_float64(x, name)
     raw = [_masked_filled(x) if is_masked_array(x) else x for x in raw]
     if len(raw) == 1:  # one view: the plain scikit-learn contract, n_features_in_ included
         if reset:  # set by a previous fit on several views: transform named their columns as seen in this fit
@@ -905,6 +906,22 @@ def _masked_filled(x: np.ma.MaskedArray) -> np.ndarray:
     if x.dtype.kind in "OSUV":
         return np.ma.filled(x.astype(object), np.nan)
     return np.ma.filled(x.astype(np.float32 if x.dtype == np.float32 else np.float64), np.nan)
+
+
+def _refuse_beyond_float64(x: Any, name: str) -> None:
+    """NonFiniteError for a long double view holding a finite value beyond
+    float64, named as the model names it (``row 0 holds 1.26e+3999, too large
+    for float32``): check_array (and the masked fill) cast the view to
+    float64, where it became inf, and it was refused as "holds inf
+    (infinity)", a value the caller never gave."""
+    if not (isinstance(x, np.ndarray) and x.dtype.kind == "f" and x.dtype.itemsize > 8 and x.ndim == 2):
+        return
+    values = np.ma.filled(x, 0) if is_masked_array(x) else x  # masked entries are NaN (missing), not read
+    with np.errstate(invalid="ignore"):
+        beyond = np.abs(values) > np.finfo(np.float64).max  # NaN: not beyond
+    if beyond.any():
+        row, column = (int(i) for i in np.argwhere(beyond)[0])
+        raise NonFiniteError(f"{name}: row {row} {non_finite_message(values[row, column])}", name)
 
 
 def _refuse_non_finite_rows(view: np.ndarray, name: str) -> None:
