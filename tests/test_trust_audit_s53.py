@@ -206,3 +206,56 @@ def _estimator_unfitted():
     from grapheme_multimodal.sklearn import MultimodalEmbedder
 
     return MultimodalEmbedder(epochs=1, embed_dim=8, hidden_dim=8, num_heads=2, encoder_hidden=(8,))
+
+
+# -- a data frame mask whose columns name the modalities out of slot order --------------------------------------------
+# Its columns were read by position: mask[["auditory", "visual", ...]] put the auditory column's flags on the visual
+# slot and the other way round, and the model embedded (and trained on, and recorded) other rows than the ones marked,
+# without a word.
+
+_SLOTS = [m.name.lower() for m in gm.Modality]
+
+
+def _named_mask(order):
+    pd = pytest.importorskip("pandas")
+    mask = np.zeros((4, 7), bool)
+    mask[:, 0] = True  # visual in every row
+    mask[:2, 1] = True  # auditory in the first two
+    return mask, pd.DataFrame(mask, columns=_SLOTS)[order]
+
+
+SWAPPED = [_SLOTS[1], _SLOTS[0]] + _SLOTS[2:]
+
+
+def _two_views():
+    rng = np.random.default_rng(0)
+    return {"visual": rng.normal(size=(4, 3)), "auditory": rng.normal(size=(4, 2))}
+
+
+@pytest.mark.parametrize("call", ["encode", "fit", "record_batch", "fuse"])
+def test_a_mask_frame_with_modality_columns_out_of_slot_order_is_refused(call):
+    mask, frame = _named_mask(SWAPPED)
+    model = gm.LearnableMultiModal(seed=0, embed_dim=8, hidden_dim=8, num_heads=2, input_dims={"visual": 3, "auditory": 2})
+    before = model._core.get_params().copy()
+    x = _two_views()
+    calls = {
+        "encode": lambda: model.encode(x, frame),
+        "fit": lambda: model.fit(x, mask=frame, epochs=1, progress=False),
+        "record_batch": lambda: model.record_batch(x, frame),
+        "fuse": lambda: model.fuse(np.ones((4, 7, 8), np.float32), frame),
+    }
+    with pytest.raises(gm.InvalidValueError, match=r"^mask: its column 0 is named 'auditory'.* read by position") as info:
+        calls[call]()
+    assert info.value.arg == "mask"
+    assert np.array_equal(model._core.get_params(), before) and model.num_experiences() == 0
+
+
+def test_a_mask_frame_in_slot_order_or_with_other_column_names_is_read_as_its_array():
+    pd = pytest.importorskip("pandas")
+    mask, in_order = _named_mask(_SLOTS)
+    model = gm.LearnableMultiModal(seed=0, embed_dim=8, hidden_dim=8, num_heads=2, input_dims={"visual": 3, "auditory": 2})
+    x = _two_views()
+    expected = model.encode(x, mask)
+    for frame in (in_order, pd.DataFrame(mask), pd.DataFrame(mask, columns=list("abcdefg")),
+                  pd.DataFrame(mask, columns=list(gm.Modality)), pd.DataFrame(mask, columns=[s.upper() for s in _SLOTS])):
+        assert np.array_equal(model.encode(x, frame), expected)

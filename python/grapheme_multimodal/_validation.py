@@ -1066,6 +1066,7 @@ def as_mask(mask: Any, batch_size: Optional[int], name: str = "mask") -> np.ndar
     """A `[B, 7]` presence mask as C-contiguous bool (0/1 real numbers accepted)."""
     refuse_sparse(mask, name)
     refuse_unordered(mask, name)
+    _refuse_columns_out_of_slot_order(mask, name)
     if is_masked_array(mask):  # its masked entries would count as whatever lies under them
         mask = unmasked(mask, name, "booleans or 0/1 numbers", "fill them with True or False")
     try:
@@ -1092,6 +1093,34 @@ def as_mask(mask: Any, batch_size: Optional[int], name: str = "mask") -> np.ndar
     if arr.ndim != 2 or arr.shape[1] != NUM_MODALITIES or (batch_size is not None and arr.shape[0] != batch_size):
         raise ShapeError(f"{name}: expected shape ({batch_size if batch_size is not None else 'B'}, {NUM_MODALITIES}), got {arr.shape}", name)
     return np.ascontiguousarray(arr)
+
+
+def _refuse_columns_out_of_slot_order(mask: Any, name: str) -> None:
+    """InvalidValueError for a data frame mask (pandas, polars) whose column
+    names name modalities in another order than the slots: its columns are
+    read by position, so ``mask[["auditory", "visual", ...]]`` marked the
+    visual slot present where the auditory column said so, and the other
+    way round, without a word. Columns named otherwise (0, 1, ..., or "a")
+    are read by position, as the rows are."""
+    columns = getattr(mask, "columns", None)
+    if columns is None or isinstance(mask, np.ndarray) or not hasattr(mask, "to_numpy"):
+        return
+    from .types import Modality  # here: types imports this module
+
+    for position, label in enumerate(list(columns)):
+        if isinstance(label, Modality):
+            slot = label.index
+        elif isinstance(label, str) and label.upper() in Modality.__members__:
+            slot = Modality[label.upper()].index
+        else:
+            continue
+        if slot != position:
+            order = [m.name.lower() for m in Modality]
+            raise InvalidValueError(
+                f"{name}: its column {position} is named {label!r}, the {order[slot]} slot's name, but a mask's columns "
+                f"are read by position, in slot order ({', '.join(order)}); expected the columns in that order, e.g. "
+                f"{name}[{order!r}]", name,
+            )
 
 
 def _fmt(shape: Any) -> str:
