@@ -14,7 +14,7 @@ import re
 import sys
 import warnings
 from collections.abc import MappingView
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Optional, Set, Tuple, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, List, Mapping, Optional, Set, Tuple, TypeVar, Union
 
 import numpy as np
 
@@ -462,6 +462,46 @@ def refuse_unpaired_frames(named: Iterable[Tuple[str, Any]]) -> None:
                 f"samples in the same order in each: align them (e.g. {name}.loc[{first[0]}.index]), or "
                 "reset_index(drop=True) each if their rows are already paired by position", name,
             )
+
+
+def refuse_unpaired_columns(first: Tuple[str, Any], second: Tuple[str, Any]) -> None:
+    """InvalidValueError naming ``second`` when it and ``first`` are data
+    frames (pandas, polars) whose columns are the same names in another
+    order: arrays of one feature space are paired column by column by
+    position, and a frame whose columns were reordered (selected by a list
+    of names, joined) was read against the other's columns without a word,
+    where scikit-learn refuses it ("The feature names should match those
+    that were passed during fit"). Frames of other names, and other values,
+    are not looked at."""
+    (name_a, a), (name_b, b) = first, second
+    if type(a) is np.ndarray or type(b) is np.ndarray:  # the common case: no columns
+        return
+    refuse_reordered_columns(name_a, column_names(a), name_b, column_names(b))
+
+
+def column_names(x: Any) -> Optional[List[str]]:
+    """A data frame's (pandas, polars) column names when every one is a str,
+    else ``None``: unnamed columns (0, 1, ...) are positions, as scikit-learn
+    reads them."""
+    if type(x) is np.ndarray or not hasattr(x, "to_numpy"):
+        return None
+    columns = getattr(x, "columns", None)
+    if columns is None:
+        return None
+    names = list(columns)
+    return names if all(isinstance(c, str) for c in names) else None
+
+
+def refuse_reordered_columns(name_a: str, cols_a: Optional[List[str]], name_b: str, cols_b: Optional[List[str]]) -> None:
+    """:func:`refuse_unpaired_columns` of two lists of column names (``None``: not named)."""
+    if cols_a is None or cols_b is None:
+        return
+    if cols_a != cols_b and sorted(cols_a) == sorted(cols_b):
+        shown = lambda cols: repr(cols) if len(cols) <= 8 else repr(cols[:8])[:-1] + ", ...]"  # noqa: E731
+        raise InvalidValueError(
+            f"{name_b}: its columns {shown(cols_b)} are those of {name_a} ({shown(cols_a)}) in another order, and columns "
+            f"are paired by position; expected them in {name_a}'s order: {name_b}[{shown(cols_a)}]", name_b,
+        )
 
 
 def named_inputs(inputs: Any, arg: str = "inputs") -> list:

@@ -16,7 +16,7 @@ import numpy as np
 from . import _core
 from ._validation import (
     IntLike, as_finite_float, as_real_array, describe, is_int, is_iterable, is_masked_array, refuse_beyond_memory, refuse_unordered,
-    refuse_unpaired_frames, unmasked, wrong_type,
+    refuse_unpaired_columns, refuse_unpaired_frames, unmasked, wrong_type,
 )
 from ._exact_ints import beyond_float64, column_minimum, minus
 from ._exact_ties import ExactTies
@@ -392,6 +392,7 @@ def cross_view_retrieval(
         ``{"class_precision_at_1": float, "instance_recall_at_1": float}``.
     """
     refuse_unpaired_frames((("query", query), ("gallery", gallery), ("labels", labels)))  # rows pair by position
+    refuse_unpaired_columns(("query", query), ("gallery", gallery))  # one space: so do columns
     q = _finite_2d("query", query)
     g = _finite_2d("gallery", gallery)
     if g.shape != q.shape:
@@ -550,6 +551,7 @@ def _classification_inputs(train_x, train_y, test_x, test_y):
     # rows pair with their labels by position: a data frame and a Series of them in another order scored wrongly
     refuse_unpaired_frames((("train_x", train_x), ("train_y", train_y)))
     refuse_unpaired_frames((("test_x", test_x), ("test_y", test_y)))
+    refuse_unpaired_columns(("train_x", train_x), ("test_x", test_x))  # one feature space: columns pair by position
     tx = _finite_2d("train_x", train_x)
     ty = _labels_1d("train_y", train_y, tx.shape[0], "train_x rows")
     vx = _finite_2d("test_x", test_x)

@@ -13,7 +13,8 @@ from typing import Any, Dict, Optional, Tuple, Union
 import numpy as np
 
 from .._validation import (
-    FloatLike, IntLike, as_finite_float, is_int, refuse_beyond_budget, refuse_unpaired_frames, wrong_type,
+    FloatLike, IntLike, as_finite_float, column_names, is_int, refuse_beyond_budget, refuse_reordered_columns,
+    refuse_unpaired_frames, wrong_type,
 )
 from .._exact_ints import IntOffset, as_float, beyond_float64, column_minimum, minus
 from .._threadpools import one_blas_thread
@@ -246,6 +247,8 @@ class ExactCCA:
             self.x_weights_ = self._x_scaled_weights / x_scale[:, None] / x_offset_scale
             self.y_weights_ = self._y_scaled_weights / y_scale[:, None] / y_offset_scale
         self.correlations_ = s[:k]
+        # column names of data frames: transform refuses the same names in another order, as scikit-learn's CCA does
+        self._x_columns, self._y_columns = column_names(X), column_names(Y)
         return self
 
     def transform(
@@ -260,6 +263,11 @@ class ExactCCA:
         # a fit pickled before the offset scale existed centred the view as it was given
         x_offset = self.__dict__.get("_x_offset", (1.0, self.x_mean_))
         x_int_offset = self.__dict__.get("_x_int_offset")  # a fit pickled before it existed cast integers as they were
+        # columns pair with fit's by position: a frame's columns in another order scored as if in fit's (a fit
+        # pickled before the names were kept checks none)
+        refuse_reordered_columns("fit's X", self.__dict__.get("_x_columns"), "X", column_names(X))
+        if Y is not None:
+            refuse_reordered_columns("fit's Y", self.__dict__.get("_y_columns"), "Y", column_names(Y))
         x_scores = self._scores("X", X, x_offset, self._x_scale, self._x_scaled_weights, x_int_offset)
         if Y is None:
             return x_scores
