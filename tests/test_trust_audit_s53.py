@@ -311,3 +311,24 @@ def test_exact_cca_transform_refuses_fit_s_columns_reordered():
     with pytest.raises(gm.InvalidValueError, match=r"^Y: its columns \['y1', 'y0'\]"):
         cca.transform(test, y[["y1", "y0"]])
     assert np.array_equal(cca.transform(test), cca.transform(test.to_numpy()))
+
+
+# -- a Batch's rewards and fused targets pair with its inputs' rows by position ---------------------------------------
+
+
+@pytest.mark.parametrize("what", ["rewards", "fused"])
+def test_a_batch_refuses_targets_whose_index_is_not_its_inputs(what):
+    pd = pytest.importorskip("pandas")
+    rng = np.random.default_rng(0)
+    model = gm.LearnableMultiModal(seed=0, embed_dim=8, hidden_dim=8, num_heads=2, input_dims={"visual": 3, "auditory": 2})
+    inputs = {"visual": pd.DataFrame(rng.normal(size=(6, 3))), "auditory": pd.DataFrame(rng.normal(size=(6, 2)))}
+    fused = model.fuse(model.encode(inputs))
+    targets = {"rewards": np.linspace(-1, 1, 6), "fused": fused}
+    shuffled = {k: (pd.Series(v) if v.ndim == 1 else pd.DataFrame(v)).iloc[::-1] for k, v in targets.items()}
+    # the README's rule for frames given side by side: rows pair by position, so another order is refused
+    with pytest.raises(gm.InvalidValueError, match=rf"^{what}: its index is not that of inputs\['visual'\]") as info:
+        gm.Batch(inputs=inputs, **{**targets, what: shuffled[what]})
+    assert info.value.arg == what
+    aligned = {k: v.sort_index() for k, v in shuffled.items()}
+    losses = model.losses(gm.Batch(inputs=inputs, **aligned), weights={"seed_consistency": 1.0})
+    assert losses == model.losses(gm.Batch(inputs=inputs, **targets), weights={"seed_consistency": 1.0})

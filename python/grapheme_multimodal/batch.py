@@ -10,7 +10,9 @@ from typing import TYPE_CHECKING, Any, List, Mapping, Optional, Sequence, Tuple,
 import numpy as np
 
 from ._core import NUM_MODALITIES
-from ._validation import as_float32, as_real_array, check_flag, describe, is_int, is_iterable
+from ._validation import (
+    as_float32, as_real_array, check_flag, describe, is_int, is_iterable, named_inputs, refuse_unpaired_frames,
+)
 from .buffer import ExperienceBatch, ExperienceBuffer
 from .exceptions import InvalidValueError, NonFiniteError, ShapeError
 from .types import ModalFeatures, ModalGraph, Modality, MultiModalEvent, bounded_repr, sequence_repr
@@ -106,6 +108,13 @@ class Batch:
                 raise TypeError(f"events: expected MultiModalEvent items, got {type(bad).__name__}")
             if self.mask is not None:
                 raise InvalidValueError("mask: not used with events (an event's components say which modalities it has)", "mask")
+        # rows pair by position: a rewards Series or fused frame of the same samples in another order than the
+        # inputs' frames trained seed_consistency on other rows' targets, without a word
+        # (the inputs' frames among themselves and beside the mask are checked where the model reads them; a
+        # batch without frames, the usual one, costs no more than these three looks)
+        if any(_is_frame(v) for v in (self.mask, self.fused, self.rewards)):
+            inputs = named_inputs(self.inputs) if self.inputs is not None else []
+            refuse_unpaired_frames(inputs + [("mask", self.mask), ("fused", self.fused), ("rewards", self.rewards)])
 
     @classmethod
     def from_events(cls, events: Sequence[MultiModalEvent], fused: Any = None, rewards: Any = None) -> "Batch":
@@ -223,6 +232,12 @@ def _rows(value: Any, name: str) -> int:
         return len(value)
     except TypeError:  # a scalar: "object of type 'int' has no len()", naming nothing
         raise ShapeError(f"{name}: expected an array with one row per batch entry, got {describe(value)}", name) from None
+
+
+def _is_frame(x: Any) -> bool:
+    """Whether ``x`` has an index (a pandas frame or Series), which
+    :func:`refuse_unpaired_frames` compares."""
+    return x is not None and type(x) is not np.ndarray and hasattr(getattr(x, "index", None), "equals")
 
 
 def _components_size(size: Any, name: str) -> int:
