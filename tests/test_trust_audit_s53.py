@@ -332,3 +332,21 @@ def test_a_batch_refuses_targets_whose_index_is_not_its_inputs(what):
     aligned = {k: v.sort_index() for k, v in shuffled.items()}
     losses = model.losses(gm.Batch(inputs=inputs, **aligned), weights={"seed_consistency": 1.0})
     assert losses == model.losses(gm.Batch(inputs=inputs, **targets), weights={"seed_consistency": 1.0})
+
+
+def test_fit_refuses_validation_columns_reordered_against_the_data_s():
+    pd = pytest.importorskip("pandas")
+    rng = np.random.default_rng(0)
+    data = {"visual": pd.DataFrame(rng.normal(size=(40, 3)), columns=["a", "b", "c"]),
+            "auditory": pd.DataFrame(rng.normal(size=(40, 2)), columns=["x", "y"])}
+    validation = {"visual": pd.DataFrame(rng.normal(size=(12, 3)), columns=["a", "b", "c"]), "auditory": data["auditory"][:12]}
+    model = gm.LearnableMultiModal(seed=0, embed_dim=8, hidden_dim=8, num_heads=2, input_dims={"visual": 3, "auditory": 2})
+    before = model._core.get_params().copy()
+    # its validation losses were those of other features than the ones trained on (val_total 9.72 for 8.50)
+    with pytest.raises(gm.InvalidValueError, match=r"^validation\['visual'\]: its columns \['c', 'b', 'a'\] are those of "
+                                                   r"data\['visual'\]") as info:
+        model.fit(data, validation={**validation, "visual": validation["visual"][["c", "b", "a"]]}, epochs=1, progress=False)
+    assert info.value.arg == "validation['visual']"
+    assert np.array_equal(model._core.get_params(), before) and model.epochs_trained == 0
+    model.fit(data, validation=validation, epochs=1, progress=False)  # in the data's order: trains
+    assert model.epochs_trained == 1

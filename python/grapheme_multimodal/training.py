@@ -27,7 +27,7 @@ from ._parallel import bar_position, check_cancelled
 from ._locking import calling_metric, fitting, refuse_in_fit, uninterrupted
 from ._validation import (
     FloatLike, IntLike, as_finite_float, caller_level, check_flag, describe, exact_int, first_in_scope, is_int,
-    refuse_beyond_budget, sorted_names, wrong_type,
+    refuse_beyond_budget, refuse_unpaired_columns, sorted_names, wrong_type,
 )
 from .averaging import WeightAverage, check_decay, model_weights
 from .averaging import resume as resume_average
@@ -38,7 +38,7 @@ from .exceptions import ConstantModalityWarning, InvalidValueError, NonFiniteErr
 from .objectives import (
     ONE_ROW_REMEDY, OBJECTIVES, ROW_COMPARING_OBJECTIVES, all_zero_error, one_row_clause, resolve_weights, split_by_rows,
 )
-from .types import MultiModalEvent
+from .types import Modality, MultiModalEvent
 
 if TYPE_CHECKING:
     from .model import LearnableMultiModal
@@ -261,6 +261,8 @@ def fit(
     if validation is None and validation_mask is not None:  # else it would be ignored unseen
         raise InvalidValueError("validation_mask: given without validation; expected it only beside validation data", "validation_mask")
     val = as_dataset(model, validation, validation_mask, "validation") if validation is not None else None
+    if val is not None:
+        _refuse_validation_columns_reordered(data, validation)
     if isinstance(objectives, Mapping):
         # the weights checked here are the ones every step uses: each step read the caller's dict,
         # and a metric (or another thread) that changed it changed the objectives halfway, unchecked
@@ -1544,6 +1546,22 @@ def _warn_of_validation_modalities_data_lacks(
             "modalities data holds, or data that holds it too",
             UntrainedModalityWarning, stacklevel=4,
         )
+
+
+def _refuse_validation_columns_reordered(data: Any, validation: Any) -> None:
+    """InvalidValueError naming ``validation[m]`` when it and ``data[m]`` are
+    data frames whose columns are the same names in another order: the
+    model reads a modality's columns by position, so the validation losses
+    (and early stopping on them) were those of other features than the ones
+    trained on, without a word. Called once both are read (as_dataset):
+    the keys name modalities."""
+    if not (isinstance(data, Mapping) and isinstance(validation, Mapping)):
+        return
+    trained = {Modality.parse(key).index: value for key, value in data.items()}
+    for key, value in validation.items():
+        m = Modality.parse(key)
+        if m.index in trained:
+            refuse_unpaired_columns((f"data[{str(m)!r}]", trained[m.index]), (f"validation[{str(m)!r}]", value))
 
 
 def _check_monitor(monitor: Any, has_validation: bool, metrics: Mapping[str, Metric]) -> None:
