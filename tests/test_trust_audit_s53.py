@@ -350,3 +350,15 @@ def test_fit_refuses_validation_columns_reordered_against_the_data_s():
     assert np.array_equal(model._core.get_params(), before) and model.epochs_trained == 0
     model.fit(data, validation=validation, epochs=1, progress=False)  # in the data's order: trains
     assert model.epochs_trained == 1
+
+
+def test_standardize_refuses_another_split_s_columns_reordered():
+    from grapheme_multimodal import datasets
+
+    train, _, test, _ = _frames()
+    # the z-scores of test's column 'c' were made with 'a''s statistics (|z| up to 173 for ~N(0, 1) data)
+    with pytest.raises(gm.InvalidValueError, match=r"^others\[0\]\['v'\]: its columns \['c', 'b', 'a'\] are those of "
+                                                   r"train_views\['v'\]"):
+        datasets.standardize({"v": train}, {"v": test[["c", "b", "a"]]})
+    a, b = datasets.standardize({"v": train}, {"v": test})
+    assert np.array_equal(b["v"], datasets.standardize({"v": train}, {"v": test.to_numpy()})[1]["v"])

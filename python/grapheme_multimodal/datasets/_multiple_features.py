@@ -24,7 +24,7 @@ import numpy as np
 from .._exact_ints import IntOffset, beyond_float64, column_minimum, minus
 from .._validation import (
     FLOAT32_MAX, FloatLike, IntLike, as_finite_float, as_seed, check_flag, describe, is_masked_array, refuse_beyond_budget,
-    refuse_unordered, sorted_names, unmasked,
+    refuse_unordered, refuse_unpaired_columns, sorted_names, unmasked,
 )
 from ..exceptions import InvalidValueError, NonFiniteError, ShapeError
 from ..io import MISSING, file_kind
@@ -363,6 +363,8 @@ def standardize(
             )
         out = {}
         for name, (mean, std, shift, offset) in stats.items():
+            # columns pair with train_views' by position: a frame's columns reordered got another column's z-scores
+            refuse_unpaired_columns((f"train_views[{name!r}]", train_views[name]), (f"{which}[{name!r}]", views[name]))
             x = _finite_2d(f"{which}[{name!r}]", views[name])
             if x.shape[1] != mean.shape[0]:
                 raise ShapeError(
