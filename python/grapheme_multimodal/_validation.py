@@ -14,7 +14,7 @@ import re
 import sys
 import warnings
 from collections.abc import MappingView
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, List, Mapping, Optional, Set, Tuple, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Set, Tuple, TypeVar, Union
 
 import numpy as np
 
@@ -497,11 +497,65 @@ def refuse_reordered_columns(name_a: str, cols_a: Optional[List[str]], name_b: s
     if cols_a is None or cols_b is None:
         return
     if cols_a != cols_b and sorted(cols_a) == sorted(cols_b):
-        shown = lambda cols: repr(cols) if len(cols) <= 8 else repr(cols[:8])[:-1] + ", ...]"  # noqa: E731
+        shown = _shown_columns
         raise InvalidValueError(
             f"{name_b}: its columns {shown(cols_b)} are those of {name_a} ({shown(cols_a)}) in another order, and columns "
             f"are paired by position; expected them in {name_a}'s order: {name_b}[{shown(cols_a)}]", name_b,
         )
+
+
+def _shown_columns(cols: Sequence[str]) -> str:
+    """Column names as a list's repr, the first 8 of more."""
+    cols = list(cols)
+    return repr(cols) if len(cols) <= 8 else repr(cols[:8])[:-1] + ", ...]"
+
+
+def refuse_reordered_fitted_columns(name: str, fitted: Optional[Sequence[str]], value: Any) -> None:
+    """InvalidValueError naming ``name`` when ``value`` is a data frame
+    (pandas, polars) whose str column names are ``fitted`` — those of the
+    frame a model learned this input from (``None``: not known) — in another
+    order: the model reads a modality's columns by position, and the same
+    frame with its columns reordered (selected by a list of names, joined,
+    read from a CSV file written by another tool) was embedded as other
+    features, without a word, where scikit-learn refuses it ("The feature
+    names should match those that were passed during fit"). Other names
+    (renamed columns) and values without names (numpy arrays) are not
+    looked at."""
+    if fitted is None or type(value) is np.ndarray:
+        return
+    given = column_names(value)
+    if given is None or len(given) != len(fitted) or tuple(given) == tuple(fitted) or sorted(given) != sorted(fitted):
+        return
+    raise InvalidValueError(
+        f"{name}: its columns {_shown_columns(given)} are those the model was fitted on ({_shown_columns(fitted)}) in "
+        f"another order, and columns are read by position; expected them in the order the model was fitted on: "
+        f"{name}[{_shown_columns(fitted)}]", name,
+    )
+
+
+def frame_columns(inputs: Any) -> Dict[int, Tuple[str, ...]]:
+    """``{slot: column names}`` of each data frame whose columns are all
+    named by str among per-modality ``inputs`` (a mapping, or a sequence of
+    7); ``{}`` for anything else, and at once for numpy arrays."""
+    from .types import Modality  # here: types imports this module
+
+    if isinstance(inputs, Mapping):
+        try:
+            items = [(Modality.parse(key).index, value) for key, value in inputs.items()]
+        except (GraphemeError, TypeError):
+            return {}
+    elif isinstance(inputs, (list, tuple)) and len(inputs) == NUM_MODALITIES:
+        items = list(enumerate(inputs))
+    else:
+        return {}
+    found = {}
+    for m, value in items:
+        if value is None or type(value) is np.ndarray:
+            continue
+        names = column_names(value)
+        if names is not None:
+            found[m] = tuple(names)
+    return found
 
 
 def named_inputs(inputs: Any, arg: str = "inputs") -> list:

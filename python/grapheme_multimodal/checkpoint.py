@@ -69,8 +69,11 @@ METADATA_KEYS = ("library_version", "config", "optimizer", "epochs_trained", "hi
 #: ``trained_without_encoders`` (``true``) beside rows that are all 0 when the model
 #: took training steps that reached no encoder (recorded embeddings): it warns of
 #: its untrained encoders as it did before saving (a file without it, with all 0,
-#: loads as a model that never trained, which does not warn).
-OPTIONAL_METADATA_KEYS = ("weight_average", "trained_rows", "trained_without_encoders")
+#: loads as a model that never trained, which does not warn);
+#: ``input_columns`` (per modality name, the str column names of the data frame it was
+#: first learned from: ``LearnableMultiModal.input_columns``) when any are known (a file
+#: without it loads with none known, and frames are not checked, as before).
+OPTIONAL_METADATA_KEYS = ("weight_average", "trained_rows", "trained_without_encoders", "input_columns")
 
 
 def checkpoint_state(
@@ -93,6 +96,7 @@ def checkpoint_state(
             stats = model.normalization(m)
             if stats is not None:
                 tensors[f"{_NORM}{m}/mean"], tensors[f"{_NORM}{m}/std"] = stats
+        columns = model._input_columns
         meta: Dict[str, Any] = {
             "library_version": __version__,
             "config": model.config.to_dict(),
@@ -112,6 +116,8 @@ def checkpoint_state(
             # progress to show for it: said so, as null. Left out, the file loaded as a model that never
             # trained, whose next steps' modalities made the others warn as untrained encoders.
             meta["trained_rows"] = None
+        if any(names is not None for names in columns):
+            meta["input_columns"] = {str(m): list(names) for m, names in zip(Modality, columns) if names is not None}
         average = model._weight_average
         if average is not None and average.trained is None:
             # fit is running, its average not applied (a metrics function saves): written as
@@ -358,6 +364,7 @@ def _restore(model: "LearnableMultiModal", tensors: Dict[str, np.ndarray], meta:
     model.epochs_trained = _checked_epochs(meta["epochs_trained"])
     model.history = _checked_history(meta["history"])
     model._set_trained_rows(*_checked_trained_rows(meta, opt))
+    model._input_columns = _checked_input_columns(meta.get("input_columns"), model.config)
     if meta["experience"] is not None:
         buffer = ExperienceBuffer.from_state(_strip(tensors, _EXP), meta["experience"])
         try:
@@ -414,6 +421,33 @@ def _checked_trained_rows(meta: Mapping[str, Any], opt: Mapping[str, Any]) -> Tu
             f"beside {rows!r:.200}", "trained_without_encoders",
         )
     return [rows[name] for name in names], without is True
+
+
+def _checked_input_columns(columns: Any, config: LearnableMultiModalConfig) -> Tuple[Optional[Tuple[str, ...]], ...]:
+    """The per-slot column names of a file's ``input_columns`` (absent or
+    null: none known): modality names to lists of str, one per input of
+    that modality."""
+    known: List[Optional[Tuple[str, ...]]] = [None] * len(Modality)
+    if columns is None:
+        return tuple(known)
+    names = [str(m) for m in Modality]
+    if not isinstance(columns, Mapping) or not set(columns) <= set(names):
+        raise InvalidValueError(
+            f"input_columns: expected a mapping of modality names ({names}) to lists of column names, got {columns!r:.200}",
+            "input_columns",
+        )
+    for m in Modality:
+        given = columns.get(str(m))
+        if given is None:
+            continue
+        width = config.input_dim(m)
+        if not isinstance(given, list) or len(given) != width or not all(isinstance(c, str) for c in given):
+            raise InvalidValueError(
+                f"input_columns[{str(m)!r}]: expected a list of {width} column names (str), got {given!r:.200}",
+                "input_columns",
+            )
+        known[m.index] = tuple(given)
+    return tuple(known)
 
 
 def _has_trained(step: int, rng_counter: int, epochs_trained: int) -> bool:

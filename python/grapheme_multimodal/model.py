@@ -31,11 +31,13 @@ from ._validation import (
     caller_level as _caller_level,
     check_flag,
     describe,
+    frame_columns,
     is_int,
     is_masked_array,
     memory_budget,
     named_inputs,
     refuse_beyond_budget,
+    refuse_reordered_fitted_columns,
     refuse_unpaired_frames,
     sorted_names,
     unmasked,
@@ -208,6 +210,9 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         #: The weight average :meth:`fit` applied last (``ema_decay``), with the
         #: trained weights it continues from; see :mod:`grapheme_multimodal.averaging`.
         self._weight_average: Optional["WeightAverage"] = None
+        #: Per slot, the str column names of the data frame the modality was first learned from
+        #: (fit, fit_normalization), or None: a frame of the same names in another order is refused.
+        self._input_columns: Tuple[Optional[Tuple[str, ...]], ...] = _NO_COLUMNS
 
     @property
     def config(self) -> LearnableMultiModalConfig:
@@ -630,6 +635,19 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         encoder, or None."""
         return self._core.get_normalization(Modality.parse(modality).index)
 
+    @reads
+    def input_columns(self, modality: ModalityKey) -> Optional[Tuple[str, ...]]:
+        """The column names of the data frame (pandas, polars; every name a
+        str) ``modality``'s inputs were first learned from by :meth:`fit` or
+        :meth:`fit_normalization`, or None (numpy arrays, or not learned yet).
+        The model reads a modality's columns by position: from then on, a
+        frame of the same names in another order is refused
+        (:class:`InvalidValueError` naming the input and the expected order),
+        as scikit-learn refuses it. Arrays are not checked, nor frames of
+        other names (renamed columns). Kept by :meth:`save`, pickling and
+        copies."""
+        return self._input_columns[Modality.parse(modality).index]
+
     @writes_leaving_weights
     def set_normalization(self, modality: ModalityKey, mean: Any = None, std: Any = None) -> None:
         """Sets ``modality``'s input standardisation ``(x - mean) / std``
@@ -675,7 +693,10 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         out of its statistics (see :meth:`prepare_inputs`). A ``mask`` that
         marks a modality present in some row while ``inputs`` holds no array
         for it is refused (:class:`InvalidValueError` naming ``mask``), as
-        :meth:`encode` and :meth:`fit` refuse it."""
+        :meth:`encode` and :meth:`fit` refuse it. A modality given as a data
+        frame of str column names, learned for the first time, keeps them
+        (:meth:`input_columns`): a frame of them in another order is refused
+        from then on."""
         self._learn_normalization(inputs, mask, refuse_unfed=True)
 
     @writes_leaving_weights
@@ -723,9 +744,24 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
             raise InvalidValueError(
                 "mask: is False everywhere (no row holds a modality); expected at least one present row to learn "
                 "the standardisation from", "mask")
+        columns = frame_columns(inputs) if refuse_unfed else {}  # fit keeps its own data's (training.fit)
         with uninterrupted():  # all modalities or none: Ctrl-C between two would standardise some
             for m, mean, std in learned:
                 self.set_normalization(m, mean, std)
+            self._remember_columns({m: columns[m] for m, _, _ in learned if m in columns})
+
+    @writes_leaving_weights
+    def _remember_columns(self, columns: Mapping[int, Tuple[str, ...]]) -> None:
+        """Keeps ``columns`` (slot -> a data frame's str column names, of the
+        width of the slot's inputs) as the slots' :meth:`input_columns`
+        where none are known yet."""
+        if not columns:
+            return
+        known = list(self._input_columns)
+        for m, names in columns.items():
+            if known[m] is None and len(names) == self.config.input_dims[m]:
+                known[m] = tuple(names)
+        self._input_columns = tuple(known)
 
     # ----------------------------------------------------- training, persistence
     if TYPE_CHECKING:  # what training.fit takes (tests/test_typing.py checks they stay the same); `**kwargs: Any`
@@ -978,6 +1014,7 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         else:
             raise TypeError(f"{arg}: expected a mapping modality -> array or a sequence of 7 arrays/None, got {describe(inputs)}")
         input_dims = self.config.input_dims
+        columns = self._input_columns  # per slot: None unless a frame's names were learned
         names = _INPUT_NAMES if arg == "inputs" else tuple(f"{arg}[{str(m)!r}]" for m in Modality)
         refuse_unpaired_frames((names[m.value], value) for m, value in items)  # rows are paired by position
         for m, value in items:
@@ -1015,6 +1052,8 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
                 arrays[i] = x
                 absent[i] = rows
             else:
+                if columns[i] is not None and type(value) is not np.ndarray:  # read by position: in the learned order
+                    refuse_reordered_fitted_columns(name, columns[i], value)
                 try:
                     if for_training:  # the user's numbers themselves, to compare with their cast
                         value = as_real_array(value, name, INPUTS_MASKED_REMEDY)
@@ -1340,8 +1379,10 @@ def _for_saved_state() -> Iterator[None]:
 #: is pickled as it is.
 _REBUILT_ATTRIBUTES = frozenset(
     {"config", "_core", "_lock", "_version", "_cache", "experience", "epochs_trained", "history", "_weight_average",
-     "_featurizers_for", "_untrained_for", "_encoding_sizes", "_event_components_unchecked"}
+     "_featurizers_for", "_untrained_for", "_encoding_sizes", "_event_components_unchecked", "_input_columns"}
 )
+#: No modality's column names known (LearnableMultiModal._input_columns).
+_NO_COLUMNS: Tuple[Optional[Tuple[str, ...]], ...] = (None,) * len(Modality)
 _MODALITIES = tuple(Modality)
 #: The argument name of each modality's input, as error messages show it.
 _INPUT_NAMES = tuple(f"inputs[{str(m)!r}]" for m in Modality)

@@ -26,7 +26,7 @@ from ._core import MODALITY_NAMES, NUM_MODALITIES
 from ._parallel import bar_position, check_cancelled
 from ._locking import calling_metric, fitting, refuse_in_fit, uninterrupted
 from ._validation import (
-    FloatLike, IntLike, as_finite_float, caller_level, check_flag, describe, exact_int, first_in_scope, is_int,
+    FloatLike, IntLike, as_finite_float, caller_level, check_flag, describe, exact_int, first_in_scope, frame_columns, is_int,
     refuse_beyond_budget, refuse_unpaired_columns, sorted_names, wrong_type,
 )
 from .averaging import WeightAverage, check_decay, model_weights
@@ -263,6 +263,7 @@ def fit(
     val = as_dataset(model, validation, validation_mask, "validation") if validation is not None else None
     if val is not None:
         _refuse_validation_columns_reordered(data, validation)
+    columns = frame_columns(data)  # {} unless data holds data frames: kept once this fit trains
     if isinstance(objectives, Mapping):
         # the weights checked here are the ones every step uses: each step read the caller's dict,
         # and a metric (or another thread) that changed it changed the objectives halfway, unchecked
@@ -272,6 +273,7 @@ def fit(
         raise all_zero_error(objectives, "objectives")
     by_name = dict(zip(OBJECTIVES, weights))
     train_mask = train.mask_of(np.arange(len(train)))
+    columns = {m: names for m, names in columns.items() if train_mask[:, m].any()}  # frames it learns from
     _check_model_computes(model, by_name)
     _check_rows_to_compare(by_name, len(train), batch_size, int(np.count_nonzero(train_mask.any(axis=1))))
     check_something_trains(by_name, train_mask, "data", train.has_inputs)
@@ -313,6 +315,8 @@ def fit(
                 unstandardised = [m for m in range(NUM_MODALITIES) if model.normalization(m) is None]
                 if unstandardised:
                     train.fit_normalization(model, unstandardised)
+            if columns and epochs > 0:  # read by position from now on: the same names in another order are refused
+                model._remember_columns(columns)
             stepper = (_steps or LocalSteps)(model, train, objectives, lr)
             try:
                 with fitting(model):  # a fit of it from this thread (a signal handler's) refused until it ends
@@ -557,6 +561,7 @@ class _TrainingState:
     history: List[Dict[str, Any]]  # the list itself (model.history: the caller may hold it)
     history_records: List[Dict[str, Any]]  # what it held (its records are never changed in place: _completed)
     weight_average: Optional[WeightAverage]
+    input_columns: Tuple[Optional[Tuple[str, ...]], ...]  # per slot (immutable: held, not copied)
     trained_rows: Optional[List[int]]  # None: not known
     has_trained: Optional[bool]  # a step recorded (with rows all 0: none reached an encoder)
 
@@ -573,6 +578,7 @@ class _TrainingState:
                 history=model.history,
                 history_records=list(model.history),
                 weight_average=model._weight_average,
+                input_columns=model._input_columns,
                 trained_rows=model._core.trained_rows(),
                 has_trained=model._core.has_trained(),
             )
@@ -593,6 +599,7 @@ class _TrainingState:
             self.history[:] = self.history_records
             model.history = self.history
             model._weight_average = self.weight_average
+            model._input_columns = self.input_columns
             model._set_trained_rows(self.trained_rows, bool(self.has_trained))
 
 
