@@ -524,13 +524,21 @@ def refuse_reordered_fitted_columns(name: str, fitted: Optional[Sequence[str]], 
     if fitted is None or type(value) is np.ndarray:
         return
     given = column_names(value)
-    if given is None or len(given) != len(fitted) or tuple(given) == tuple(fitted) or sorted(given) != sorted(fitted):
+    if not is_reordering(fitted, given):
         return
     raise InvalidValueError(
         f"{name}: its columns {_shown_columns(given)} are those the model was fitted on ({_shown_columns(fitted)}) in "
         f"another order, and columns are read by position; expected them in the order the model was fitted on: "
         f"{name}[{_shown_columns(fitted)}]", name,
     )
+
+
+def is_reordering(fitted: Optional[Sequence[str]], given: Optional[Sequence[str]]) -> bool:
+    """Whether the column names ``given`` are ``fitted`` in another order
+    (``None``: not known, never)."""
+    if fitted is None or given is None or len(given) != len(fitted) or tuple(given) == tuple(fitted):
+        return False
+    return sorted(given) == sorted(fitted)
 
 
 def frame_columns(inputs: Any) -> Dict[int, Tuple[str, ...]]:

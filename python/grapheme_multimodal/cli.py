@@ -34,7 +34,7 @@ import numpy as np
 from . import __version__
 from ._chunks import ROWS_PER_CALL, in_row_chunks
 from ._parallel import run_tasks
-from ._validation import as_seed, counted, renamed
+from ._validation import as_seed, counted, is_reordering, renamed
 from .config import INPUT_DISTANCES, NEIGHBOR_SPACES
 from .graph import WL_DEFAULT_DIM
 from .io import shown_name
@@ -1017,6 +1017,10 @@ def _train(args: argparse.Namespace) -> int:
             for model, seed in zip(models, seeds):
                 fit = functools.partial(distributed.fit, model, num_workers=workers)
                 histories.append(fit_with_stopping(model, inputs, fit=fit, seed=seed, **fit_options))
+    # a CSV header's names, kept by each model: embed refuses a file of them in another order
+    columns = {f.modality.index: f.columns for f in files if f.columns is not None and not f.is_text}
+    for model in models:
+        model._remember_columns(columns)
     with _keeping_new({"--output": args.output}, args.overwrite):
         try:
             if len(models) == 1:
@@ -1095,6 +1099,7 @@ def _embed(args: argparse.Namespace) -> int:
                     f"{f.modality}: {shown_name(f.path)} has {counted(f.values.shape[1], 'column')} but the checkpoint's {f.modality} "
                     f"encoder takes {dim} ({_why_the_width_differs(model, f.modality)})", str(f.modality),
                 )
+            _refuse_reordered_header(f, models)
             inputs[f.modality] = f.values
     # An encoder no training step trained: said once, as one line, not as a Python warning per call.
     given = np.zeros((1, len(Modality)), dtype=bool)
@@ -1396,6 +1401,9 @@ def _model_lines(model: "LearnableMultiModal") -> List[str]:
             takes += f" or graphs/text via {feats.kind}"
         if trained is not None and stepped:
             norm += f", trained on {counted(trained[m], 'row', grouped=True)}" if m in trained else ", never trained"
+        columns = model.input_columns(m)
+        if columns is not None:  # what embed's CSV header must name in this order
+            norm += f", columns {','.join(columns) if len(columns) <= 8 else ','.join(columns[:8]) + ',...'}"
         lines.append(f"  {str(m):<15} {takes}{norm}")
     opt = model.optimizer_state()
     lines.append(f"training: {counted(model.epochs_trained, 'epoch')}, {counted(opt['step'], 'Adam step')}, "
@@ -1418,6 +1426,23 @@ def _model_lines(model: "LearnableMultiModal") -> List[str]:
 
 
 # ------------------------------------------------------------------- helpers
+def _refuse_reordered_header(f: Any, models: Sequence[LearnableMultiModal]) -> None:
+    """InvalidValueError naming the modality when the header of its CSV file
+    ``f`` names the columns a model of the checkpoint was trained on
+    (``train`` on a CSV file with a header keeps them) in another order:
+    columns are read by position, and the file was embedded as other
+    features, without a word."""
+    for model in models:
+        fitted = model.input_columns(f.modality)
+        if is_reordering(fitted, f.columns):
+            shown = lambda cols: ",".join(cols) if len(cols) <= 8 else ",".join(cols[:8]) + ",..."  # noqa: E731
+            raise InvalidValueError(
+                f"{f.modality}: the header of {shown_name(f.path)} names the columns the checkpoint was trained on in "
+                f"another order ({shown(f.columns)}), and columns are read by position; expected them in the order it "
+                f"was trained on: {shown(fitted)}", str(f.modality),
+            )
+
+
 def _load_checkpoint(path: Path) -> List[LearnableMultiModal]:
     """The models saved at ``path``, the ``checkpoint`` argument (one, or an
     ensemble's members): the loader's errors name it so (``checkpoint:

@@ -50,6 +50,9 @@ class ModalityFile:
     values: Union[np.ndarray, List[str]]
     #: What reading it assumed that the user should know (a CSV header holding numbers).
     notes: Tuple[str, ...] = ()
+    #: The column names of a CSV file's header (one per column), else None: a model
+    #: trained on it keeps them (``train``), and ``embed`` refuses them in another order.
+    columns: Optional[Tuple[str, ...]] = None
 
     @property
     def is_text(self) -> bool:
@@ -137,9 +140,9 @@ def read_modality_file(
         elif suffix == ".npz":
             values = _load_npz(path, key)
         elif suffix == ".csv":
-            values, lines, header = _read_numeric_csv_lines(path, csv_header, finite=True)
+            values, lines, header, columns = _read_numeric_csv_lines(path, csv_header, finite=True)
             rows = as_feature_rows(values, f"{modality} ({shown_name(path)})", notes, _row_and_line(lines))
-            return ModalityFile(modality, path, rows, _numeric_header_notes(f"{modality} ({shown_name(path)})", header))
+            return ModalityFile(modality, path, rows, _numeric_header_notes(f"{modality} ({shown_name(path)})", header), columns)
         else:
             known = ", ".join(ARRAY_SUFFIXES + TEXT_SUFFIXES)
             raise InvalidValueError(
@@ -291,11 +294,13 @@ def _csv_error(exc: csv.Error, start: int, line: int) -> str:
 
 def _read_numeric_csv_lines(
     path: Path, header_given: Optional[bool] = None, finite: bool = False,
-) -> Tuple[np.ndarray, Sequence[int], Optional[Tuple[int, List[str]]]]:
+) -> Tuple[np.ndarray, Sequence[int], Optional[Tuple[int, List[str]]], Optional[Tuple[str, ...]]]:
     """:func:`read_numeric_csv`, the line (1-based) each data row starts on,
-    and the header guessed (its line and cells; ``None`` without one, or
-    when ``header_given`` said whether there is one). ``finite``: a cell read
-    as NaN or infinity is refused too, in its place among the problems."""
+    the header guessed (its line and cells; ``None`` without one, or
+    when ``header_given`` said whether there is one), and the header's
+    column names (stripped; ``None`` without a header, or a comment line
+    that names no columns). ``finite``: a cell read as NaN or infinity is
+    refused too, in its place among the problems."""
     # Data rows are parsed as they are read, into packed float64 values and their lengths: kept
     # as lists of cell strings until the end, they took 10-30x the file's size (a CSV of a few GB
     # was ended by the OOM killer). Problems are still raised in the order they were.
@@ -341,6 +346,7 @@ def _read_numeric_csv_lines(
     if first is None:
         raise InvalidValueError(f"{shown_name(path)}: the CSV file is empty; expected one row of numbers per event", str(path))
     header = None
+    columns: Optional[Tuple[str, ...]] = None
     if is_header:
         if len(first) > 1 and not first[0].strip():
             # pandas' DataFrame.to_csv() and R's write.csv() head their row index so: the index was read as a feature
@@ -363,6 +369,8 @@ def _read_numeric_csv_lines(
                 f"{shown_name(path)}: the header (line {header_line}) names {_columns(len(first))}, but {_row_and_line(lines)(0)} "
                 f"has {lengths[0]}; expected a name for each column{index if len(first) == lengths[0] - 1 else ''}",
                 str(path))
+        if len(first) == lengths[0] and not (len(first) == 1 and first[0].lstrip().startswith("#")):  # a comment names none
+            columns = tuple(cell.strip() for cell in first)
     elif header_given is None and len(first) >= 3 and [cell.strip() for cell in first] == [str(i) for i in range(len(first))]:
         # pandas writes a frame's default column names so: the header was read as an event
         raise InvalidValueError(
@@ -391,7 +399,7 @@ def _read_numeric_csv_lines(
         raise InvalidValueError(
             f"{shown_name(path)}: {where(row)} has a non-numeric value {cell!r} (column {column} of {lengths[row]}); expected "
             f"numbers only{_why_no_number(cell)}", str(path))
-    return packed.reshape(len(lengths), width), lines, header
+    return packed.reshape(len(lengths), width), lines, header, columns
 
 
 def _first_non_finite(packed: np.ndarray, lengths: Sequence[int], rows: int) -> Optional[Tuple[int, int, float]]:

@@ -27,7 +27,7 @@ import numpy as np
 from ._locking import calling_metric, fitting, refuse_in_fit
 from ._core import MODALITY_NAMES
 from ._validation import (
-    INPUTS_MASKED_REMEDY, FloatLike, IntLike, as_real_array, caller_level, describe, precision_checked, precision_scoped,
+    INPUTS_MASKED_REMEDY, FloatLike, IntLike, as_real_array, caller_level, describe, frame_columns, precision_checked, precision_scoped,
     refuse_beyond_budget, renamed,
 )
 from .exceptions import EarlyStoppingSkippedWarning, GraphemeError, InvalidValueError, NonFiniteError, ShapeError
@@ -266,10 +266,14 @@ def fit_with_stopping(
     if k == 0:
         (train, train_mask), (held, held_mask) = _take(inputs, mask, fit_rows), _take(inputs, mask, val_rows)
         try:
-            return fit(train, mask=train_mask, validation=held, validation_mask=held_mask, epochs=epochs,
-                       early_stopping=patience or None, monitor=monitor, **fit_options)
+            history = fit(train, mask=train_mask, validation=held, validation_mask=held_mask, epochs=epochs,
+                          early_stopping=patience or None, monitor=monitor, **fit_options)
         except NonFiniteError as err:  # a row whose encoding overflowed, named as the slice's
             raise overflow_in_user_rows(err, {"data": fit_rows, "validation": val_rows}, "inputs") from None
+        if epochs > 0:  # the slice's arrays carry no names: the data frames' kept, as fit keeps them
+            trained = present[fit_rows]
+            model._remember_columns({m: names for m, names in frame_columns(inputs).items() if trained[:, m].any()})
+        return history
     # the k folds train copies of the model, all held at once: past memory, copying them aborted the process
     # (a Rust allocation that fails), where a slice held out makes no copy
     refuse_beyond_budget(
