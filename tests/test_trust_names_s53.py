@@ -260,3 +260,19 @@ def test_train_keeps_a_csv_header_and_embed_refuses_it_reordered(tmp_path):
     assert refused.returncode == 2 and not (tmp_path / "r.npy").exists()
     lines = refused.stderr.strip().splitlines()
     assert len(lines) == 1 and "another order (c,a,b)" in lines[0] and lines[0].endswith("trained on: a,b,c"), lines
+
+
+# -- the Ray distributed fit: fit's own loop, so the same record ------------------------------------------------------
+@pytest.mark.ray
+@pytest.mark.timeout(180)
+def test_the_distributed_fit_remembers_the_names(ray_session):
+    from grapheme_multimodal import distributed
+
+    visual, auditory = _frames()
+    model = gm.LearnableMultiModal(**SMALL)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        distributed.fit(model, {"visual": visual, "auditory": auditory}, num_workers=1, epochs=1, progress=False)
+    assert model.input_columns("visual") == ("a", "b", "c") and model.input_columns("auditory") == ("x", "y")
+    _refused(lambda: distributed.fit(model, {"visual": visual[["c", "a", "b"]]}, num_workers=1, epochs=1, progress=False),
+             "data['visual']", "['a', 'b', 'c']")
