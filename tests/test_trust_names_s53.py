@@ -276,3 +276,22 @@ def test_the_distributed_fit_remembers_the_names(ray_session):
     assert model.input_columns("visual") == ("a", "b", "c") and model.input_columns("auditory") == ("x", "y")
     _refused(lambda: distributed.fit(model, {"visual": visual[["c", "a", "b"]]}, num_workers=1, epochs=1, progress=False),
              "data['visual']", "['a', 'b', 'c']")
+
+
+def test_the_recipe_s_views_and_cross_validation_remember_the_names():
+    from grapheme_multimodal import uci
+    from grapheme_multimodal.stopping import fit_with_stopping
+
+    visual, auditory = _frames()
+    settings = uci.TrainingSettings(epochs=2, embed_dim=8, hidden_dim=8, num_heads=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        embedder = uci.fit_views({"one": visual, "two": auditory}, settings=settings)
+        # the folds train copies; the final fit takes the frames themselves
+        model = gm.LearnableMultiModal(**SMALL)
+        fit_with_stopping(model, {"visual": visual, "auditory": auditory}, validation_fraction=0.1, min_validation_rows=10,
+                          cv_folds=3, patience=1, monitor="val_total", epochs=2, progress=False)
+    assert model.input_columns("visual") == ("a", "b", "c")
+    # named as the embedder's caller names the view
+    _refused(lambda: embedder.embed_fused({"one": visual[["c", "a", "b"]], "two": auditory}), "views['one']",
+             "views['one'][['a', 'b', 'c']]")
