@@ -295,3 +295,23 @@ def test_the_recipe_s_views_and_cross_validation_remember_the_names():
     # named as the embedder's caller names the view
     _refused(lambda: embedder.embed_fused({"one": visual[["c", "a", "b"]], "two": auditory}), "views['one']",
              "views['one'][['a', 'b', 'c']]")
+
+
+def test_the_estimator_s_models_keep_the_views_names(tmp_path):
+    pytest.importorskip("sklearn")
+    from grapheme_multimodal.sklearn import MultimodalEmbedder
+
+    visual, auditory = _frames(30)
+    options = dict(epochs=1, embed_dim=8, hidden_dim=8, num_heads=2, encoder_hidden=(8,))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        one = MultimodalEmbedder(**options).fit(visual)
+        several = MultimodalEmbedder(n_members=2, modalities=["auditory", "visual"], **options).fit([visual, auditory])
+        bare = MultimodalEmbedder(**options).fit(visual.to_numpy())
+    assert one.model_.input_columns("visual") == ("a", "b", "c")
+    assert all(m.input_columns("auditory") == ("a", "b", "c") and m.input_columns("visual") == ("x", "y")
+               for m in several.models_)
+    assert bare.model_.input_columns("visual") is None
+    one.model_.save(tmp_path / "m.safetensors")  # the model used alone, as grapheme-mm embed uses it
+    alone = gm.LearnableMultiModal.load(tmp_path / "m.safetensors")
+    _refused(lambda: alone.encode({"visual": visual[["c", "a", "b"]]}), "inputs['visual']", "['a', 'b', 'c']")

@@ -369,6 +369,12 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
             inputs, mask = {m: shared_snapshot(x) for m, x in inputs.items()}, shared_snapshot(mask)
         histories = run_tasks([partial(self._train_member, model, settings, seed, inputs, mask, progress)
                                for seed, model in zip(seeds, models)], jobs)
+        # the views' column names (scikit-learn's feature_names_in_ of one view, or each view's), kept by the
+        # models too: model_ saved and used alone (model_.encode, grapheme-mm embed) refuses them reordered
+        seen = [getattr(self, "feature_names_in_", None)] if len(views) == 1 else self._view_columns
+        columns = {m.index: tuple(names) for m, names in zip(self.modalities_, seen) if names is not None}
+        for model in models:
+            model._remember_columns(columns)
         self.models_, self.histories_ = tuple(models), tuple(histories)
         self.model_, self.history_ = models[0], histories[0]
 
