@@ -754,7 +754,10 @@ class ExperienceBuffer:
             write_tagged_safetensors(path, tensors, FILE_FORMAT, meta)
 
     def load(self, path: PathLike) -> None:
-        """Replaces this buffer's contents with the file's. A missing,
+        """Replaces this buffer's contents with the file's, its capacity
+        included (records past the file's capacity then drop the oldest, as
+        in the buffer saved; a model's ``config.buffer_size`` is the
+        capacity of the buffer it makes, not of one it loads). A missing,
         truncated, corrupt (checksum mismatch), foreign or invalid file
         raises (:class:`~grapheme_multimodal.CheckpointError`; a missing one
         ``FileNotFoundError``) and leaves the buffer as it was. So does, for
