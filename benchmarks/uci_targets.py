@@ -188,6 +188,9 @@ def read_splits(path: Path) -> List[Dict[str, Any]]:
         missing = [k for k in ("split_random_state", "n_test", "seeds", "runs", "anchors") if k not in s]
         if missing:
             raise SystemExit(f"{where}: missing {missing}")
+        for key in ("split_random_state", "n_test"):  # a split keys a dict and sorts; n_test counts rows
+            if isinstance(s[key], bool) or not isinstance(s[key], int) or (key == "n_test" and s[key] < 1):
+                raise SystemExit(f"{where}: {key} is {s[key]!r}; expected {'a positive' if key == 'n_test' else 'an'} int")
         seeds, runs = s["seeds"], s["runs"]
         if not isinstance(seeds, list) or not isinstance(runs, list) or len(seeds) != len(runs) or not seeds:
             raise SystemExit(f"{where}: expected as many runs as seeds (at least one), got seeds {seeds!r} "

@@ -9,6 +9,7 @@ present, and the binder's ROC-AUC; :func:`compare` sets them beside
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence
 
@@ -290,6 +291,61 @@ def _optional_mean_std(values: Sequence[Optional[float]]) -> Optional[Dict[str, 
     return None if any(v is None for v in values) else _mean_std(values)
 
 
+def _figure(value: Any, where: str, optional: bool = False) -> None:
+    """InvalidValueError naming ``where`` unless ``value`` is a finite real
+    number (``None`` too where ``optional``)."""
+    if value is None and optional:
+        return
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.number)) or isinstance(value, np.complexfloating):
+        raise TypeError(f"{where}: expected a figure (a finite real number), got {describe(value)}")
+    if not np.isfinite(float(value)):
+        raise NonFiniteError(f"{where}: expected a finite figure, got {float(value)}", _argument(where))
+
+
+def _argument(where: str) -> str:
+    """The argument of ``compare`` that ``where`` (``"runs[0].fused_knn"``) lies in."""
+    return where.split(".")[0].split("[")[0]
+
+
+def _figures(mapping: Any, where: str, metrics: bool = False) -> None:
+    """Each figure of the mapping ``mapping`` (pair -> figure, or pair -> the
+    :data:`RETRIEVAL_METRICS` figures where ``metrics``) checked by :func:`_figure`."""
+    if not isinstance(mapping, Mapping):
+        raise TypeError(f"{where}: expected a mapping view pair -> figure{'s' if metrics else ''}, got {describe(mapping)}")
+    for pair, value in mapping.items():
+        if not metrics:
+            _figure(value, f"{where}[{pair!r}]")
+            continue
+        if not isinstance(value, Mapping) or any(m not in value for m in RETRIEVAL_METRICS):
+            raise InvalidValueError(f"{where}[{pair!r}]: expected a mapping with the figures {list(RETRIEVAL_METRICS)}, "
+                                    f"got {describe(value)}", _argument(where))
+        for m in RETRIEVAL_METRICS:
+            _figure(value[m], f"{where}[{pair!r}][{m!r}]")
+
+
+def _refuse_odd_figures(runs: Sequence[ModelScores], anchors: Anchors) -> None:
+    """A clear error for a figure of ``runs`` or ``anchors`` that is NaN, inf
+    or no number (a hand-edited or failed run read back from JSON): NaN
+    compared false with every bound, so a run or anchor of NaN counted as a
+    target missed, and a NaN anchor made every figure beside it fall short,
+    without a word."""
+    for i, run in enumerate(runs):
+        _figures(run.retrieval, f"runs[{i}].retrieval", metrics=True)
+        _figure(run.fused_knn, f"runs[{i}].fused_knn")
+        _figure(run.fused_probe, f"runs[{i}].fused_probe")
+        _figures(run.two_view_knn, f"runs[{i}].two_view_knn")
+        for name in ("binder_auc", "hidden_knn", "hidden_probe"):
+            _figure(getattr(run, name), f"runs[{i}].{name}", optional=True)
+    _figures(anchors.cca, "anchors.cca", metrics=True)
+    _figure(anchors.raw_knn, "anchors.raw_knn")
+    _figure(anchors.raw_probe, "anchors.raw_probe")
+    _figures(anchors.raw_two_view_knn, "anchors.raw_two_view_knn")
+    if not isinstance(anchors.multiview, Mapping):
+        raise TypeError(f"anchors.multiview: expected a mapping method -> view pair -> figures, got {describe(anchors.multiview)}")
+    for method, scores in anchors.multiview.items():
+        _figures(scores, f"anchors.multiview[{method!r}]", metrics=True)
+
+
 def compare(runs: Sequence[ModelScores], anchors: Anchors, tolerance: FloatLike = 0.02) -> Dict[str, Any]:
     """``runs`` (one per training seed) beside ``anchors``: every figure as
     mean and standard deviation over the runs, and the counts of view pairs
@@ -318,6 +374,7 @@ def compare(runs: Sequence[ModelScores], anchors: Anchors, tolerance: FloatLike 
     if missing:  # a KeyError naming the first pair: runs and anchors of different data
         raise InvalidValueError(f"anchors: no figures for the runs' view pairs {missing}; expected anchors computed on "
                                 "the same views as the runs", "anchors")
+    _refuse_odd_figures(runs, anchors)
     # NaN compared false with every score: no pair within it, without a word
     tolerance = as_finite_float(tolerance, "tolerance", lambda t: t >= 0, "a finite number >= 0")
     pairs = list(runs[0].retrieval)
