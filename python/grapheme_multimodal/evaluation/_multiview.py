@@ -352,6 +352,9 @@ def compare(runs: Sequence[ModelScores], anchors: Anchors, tolerance: FloatLike 
     where the runs' mean is within ``tolerance`` of exact CCA (or above it),
     and of two-view pairs where the fused k-NN is at least the raw views'
     (a figure exactly at its bound counts, whatever the rounding: :func:`reaches`).
+    Every figure of ``runs`` and ``anchors`` must be a finite number
+    (``NonFiniteError`` for NaN or inf, ``TypeError`` for no number, each
+    naming where it lies: ``runs[0].fused_knn``).
     """
     if isinstance(runs, (ModelScores, str, bytes, Mapping)) or not is_iterable(runs):
         # one ModelScores was "'ModelScores' object is not subscriptable", a generator the same
