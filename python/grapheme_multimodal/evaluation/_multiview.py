@@ -292,8 +292,9 @@ def _optional_mean_std(values: Sequence[Optional[float]]) -> Optional[Dict[str, 
 
 
 def _figure(value: Any, where: str, optional: bool = False) -> None:
-    """InvalidValueError naming ``where`` unless ``value`` is a finite real
-    number (``None`` too where ``optional``)."""
+    """Nothing when ``value`` is a finite real number (or ``None`` where
+    ``optional``); else ``NonFiniteError`` for NaN or inf, ``TypeError`` for
+    no number, each naming ``where``."""
     if value is None and optional:
         return
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.number)) or isinstance(value, np.complexfloating):
