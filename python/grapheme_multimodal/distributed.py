@@ -913,7 +913,7 @@ class _Replica:
         _set_rng_counter(self.model, counter)
         self.model.zero_grad()
         try:
-            losses = self.model.backward(self.train.batch(rows, keep), weights=self.objectives)
+            losses = self.model._fit_backward(self.train.batch(rows, keep), self.objectives)  # a share of one row too
         except NonFiniteError as err:  # the core names a row of this share: named here as the data's row
             raise self.train.in_user_rows(err, rows) from None
         return self.model._core.get_flat_grad(), losses

@@ -21,8 +21,7 @@ from .averaging import split_flat
 from .exceptions import InvalidValueError
 from .batch import Batch, Inputs, component_parts, event_components, refuse_non_finite_components
 from .objectives import (
-    ONE_ROW_REMEDY, OBJECTIVES, ROW_COMPARING_OBJECTIVES, all_zero_error, one_row_clause, resolve_weights, split_by_rows,
-    zero_on_one_row,
+    OBJECTIVES, all_zero_error, check_something_trains, resolve_weights,
 )
 from .types import MultiModalEvent
 
@@ -36,8 +35,7 @@ _LOGITS_OBJECTIVES = tuple(OBJECTIVES.index(o) for o in ("contrastive", "fused_c
 _MODALITY_PAIRS = NUM_MODALITIES * (NUM_MODALITIES - 1) // 2
 #: The most [B, B] matrices the core holds at once (three per thread, one thread per modality pair).
 _LOGITS_MAX_MATRICES = 3 * _MODALITY_PAIRS
-#: The positions in OBJECTIVES of the objectives that learn from one row (split_by_rows' second list).
-_LEARN_FROM_ONE_ROW = tuple(i for i, o in enumerate(OBJECTIVES) if o not in ROW_COMPARING_OBJECTIVES)
+_SEED_CONSISTENCY, _RECONSTRUCTION, _CROSS_MODAL = (OBJECTIVES.index(o) for o in ("seed_consistency", "reconstruction", "cross_modal"))
 
 
 def _rows(batch: "_CoreBatch") -> int:
@@ -51,11 +49,15 @@ def _refuse_no_rows(batch: "_CoreBatch", what: str) -> None:
         raise InvalidValueError(f"batch: no rows; expected at least one row to {what}", "batch")
 
 
-def _check_rows_to_learn_from(batch: "_CoreBatch", weights: List[float]) -> None:
+def _check_rows_to_learn_from(batch: "_CoreBatch", weights: List[float], would: str = "this step would train nothing") -> None:
     """Refuses a step with nothing to learn from, as :func:`fit` refuses
-    such data: no rows, no row holding a modality, or one (holding one) and
-    only objectives that compare rows weighted. Every loss would be 0, and
-    an Adam step on zero gradients still moves every weight by its momentum."""
+    such data (:func:`check_something_trains`): no rows, no row holding a
+    modality, or rows on which every weighted objective is 0 (one row, or
+    one holding a modality, with only objectives that compare rows; one row
+    of one modality, where cross_modal has nothing to predict from too...).
+    Every loss would be 0, and an Adam step on zero gradients still moves
+    every weight by its momentum, counts a step and records the rows'
+    modalities as trained."""
     rows = _rows(batch)
     if rows == 0:
         raise InvalidValueError("batch: no rows; expected at least one row to train on", "batch")
@@ -67,26 +69,21 @@ def _check_rows_to_learn_from(batch: "_CoreBatch", weights: List[float]) -> None
         # events with no components (MultiModalEvent(1)), or parts of no rows: every loss 0, as above
         raise InvalidValueError("batch: no row holds a modality (no event or row has a component); expected at least one "
                                 "component to train on", "batch")
-    for i in _LEARN_FROM_ONE_ROW:  # the common case (cross_modal weighted) without building the split
-        if weights[i] > 0:
-            return
-    # Only objectives that compare rows: they need two rows holding a modality (the others are skipped)
-    if rows < 2:
-        held = rows
-    elif batch.mask is not None:
-        held = int(np.count_nonzero(batch.mask.any(axis=1)))
-    else:  # the rows some component is in (an event may have none); rows out of range are the core's to refuse
-        owners = np.concatenate([part[1] for part in batch.components[1] if part is not None])
-        held = len(np.unique(owners[(owners >= 0) & (owners < rows)]))
-    if held >= 2:
-        return
-    comparing, learning = split_by_rows(dict(zip(OBJECTIVES, weights)))
-    if comparing and not learning:
-        if rows < 2:
-            raise InvalidValueError(f"{zero_on_one_row('batch', comparing)}, so this step would train nothing; {ONE_ROW_REMEDY}", "batch")
-        raise InvalidValueError(
-            f"batch: {one_row_clause(comparing, 'only 1 row holds a modality')}, so this step would train nothing; "
-            f"{ONE_ROW_REMEDY.replace('2 rows', '2 rows holding a modality')}", "batch")
+    has_inputs = batch.embeddings is None
+    if (weights[_SEED_CONSISTENCY] > 0 and (batch.rewards is None or np.count_nonzero(batch.rewards != 1))
+            or has_inputs and weights[_RECONSTRUCTION] > 0):
+        return  # they learn from any row holding a modality (seed_consistency from one whose reward is not 1)
+    if batch.mask is not None:
+        present = batch.mask
+    else:  # the rows each modality's components are in; rows out of range are the core's to refuse
+        present = np.zeros((rows, NUM_MODALITIES), bool)
+        for m, part in enumerate(batch.components[1]):
+            if part is not None:
+                owners = np.asarray(part[1])
+                present[owners[(owners >= 0) & (owners < rows)], m] = True
+    if weights[_CROSS_MODAL] > 0 and np.count_nonzero(present.sum(axis=1) >= 2):
+        return  # the common case (the default mix, rows of two modalities) without the 7 x 7 counts below
+    check_something_trains(dict(zip(OBJECTIVES, weights)), present, "batch", has_inputs, would, batch.rewards)
 
 
 def _objective_weights(weights: Optional[Mapping[str, float]], has_fused: bool, training: bool) -> List[float]:
@@ -188,14 +185,32 @@ class LearningMixin:
         to the accumulated ones (``has_gradients()`` becomes True). No step
         is taken: call :meth:`step`, or read :meth:`gradients`. A batch of
         no rows is refused, as :meth:`losses` refuses it
-        (:class:`InvalidValueError`; nothing changes), and so is one whose
+        (:class:`InvalidValueError`; nothing changes), and so, when no
+        gradients are accumulated, is one that :meth:`train_step` refuses
+        as having nothing to learn from (its gradients would be 0, and the
+        next :meth:`step` an Adam step on them); so is one whose
         gradients, added to those accumulated since :meth:`zero_grad`,
         would leave float32 (:class:`NonFiniteError` naming ``gradients``;
         the accumulated gradients are kept as they were)."""
+        return self._backward(batch, mask, weights, refuse_nothing_to_learn=True)
+
+    @writes_leaving_weights
+    def _fit_backward(self, batch: Batch, weights: Optional[Mapping[str, float]]) -> Dict[str, float]:
+        """:meth:`backward` as a distributed fit's workers take it: a
+        worker's share of one row passes (fit checked its data, and the
+        driver averages the shares)."""
+        return self._backward(batch, None, weights, refuse_nothing_to_learn=False)
+
+    def _backward(
+        self, batch: Any, mask: Any, weights: Optional[Mapping[str, float]], refuse_nothing_to_learn: bool
+    ) -> Dict[str, float]:
         core_batch, w = self._learning_args(batch, mask, weights, training=True)
         # else zero gradients, which the next step() took as a training step: Adam's count, the
         # draw counter and weight decay moved, and every modality was recorded untrained
         _refuse_no_rows(core_batch, "compute gradients of")
+        if refuse_nothing_to_learn and not self._core.has_gradients():  # zeros added to others: an accumulation as any
+            # the same for a batch on which every weighted objective is 0 (one row of one modality)
+            _check_rows_to_learn_from(core_batch, w, "its gradients would be 0 and the next step() an Adam step on them")
         return dict(self._core.backward(core_batch, w))
 
     @writes
@@ -217,11 +232,15 @@ class LearningMixin:
         :class:`InvalidValueError` naming the cause (``lr``,
         ``learning_rate``, ``weight_decay``, the gradients or the inputs),
         and the model, its gradients and its draw counter stay as they were.
-        A batch with nothing to learn from (no rows; no row holding a
-        modality; one row, or one holding a modality, with only
-        contrastive, binding or fused_contrastive weighted, which compare
-        rows) is refused with an :class:`InvalidValueError`, as :func:`fit`
-        refuses such data.
+        A batch with nothing to learn from, on which every weighted
+        objective is 0 (no rows; no row holding a modality; one row, or one
+        holding a modality, with only contrastive, binding, fused_contrastive
+        or neighborhood weighted, which compare rows; one row of one
+        modality, where cross_modal has no other modality to predict it
+        from either; rows of one modality each with only cross_modal
+        weighted...), is refused with an :class:`InvalidValueError`, as
+        :func:`fit` refuses such data, and the model is left as it was (its
+        Adam step count and record of trained modalities too).
 
         >>> import numpy as np
         >>> import grapheme_multimodal as gm

@@ -36,7 +36,7 @@ from __future__ import annotations
 __all__ = ["OBJECTIVES", "DEFAULT_WEIGHTS", "ROW_COMPARING_OBJECTIVES"]
 
 import math
-from typing import Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -168,3 +168,80 @@ def all_zero_error(given: Optional[Mapping[str, float]], name: str, default: str
     return InvalidValueError(
         f"{name}: every weight is 0 ({dict(given or {})}); expected at least one objective with a weight > 0{said}", name
     )
+
+
+def unmeasured_objectives(weights: Mapping[str, float], mask: np.ndarray, has_inputs: bool = True,
+                          rewards: Optional[np.ndarray] = None) -> Dict[str, str]:
+    """The weighted objectives that are 0 on every batch of rows whose
+    presence is ``mask [N, 7]``, each with why: on a single row every
+    objective that compares rows (:data:`ROW_COMPARING_OBJECTIVES`), else
+    ``cross_modal`` predicts a modality from the others of its row (no row
+    holds two modalities), ``contrastive`` and ``binding`` tell a row's pair
+    of modalities from other rows' (no two rows hold the same pair),
+    ``neighborhood`` ranks a row's neighbours among the other rows holding
+    its modality, a softmax that is 1 over a single one (no three rows hold
+    the same modality), and it finds a row's neighbours by its inputs and
+    ``reconstruction`` predicts them (recorded embeddings have none);
+    ``seed_consistency`` weighs each row by ``1 - reward`` (every one of
+    ``rewards``, when given, 1). The one answer to "what do these rows leave
+    at 0" for fit's data, its validation, fit_with_stopping's held-out rows
+    and train_step's batch."""
+    present = np.asarray(mask, dtype=bool)
+    if not present.size:
+        return {}
+    together = present.T.astype(np.int64) @ present.astype(np.int64)  # [7, 7]: rows holding both i and j
+    np.fill_diagonal(together, 0)
+    multi = bool((present.sum(axis=1) >= 2).any())
+    why = {
+        "cross_modal": None if multi else "no row holds two modalities",
+        "contrastive": None if together.max() >= 2 else "no two rows hold the same pair of modalities",
+    }
+    why["binding"] = why["contrastive"]
+    why["neighborhood"] = ("recorded embeddings hold no inputs to find neighbours by" if not has_inputs
+                           # a row's softmax runs over the other rows holding its modality: over one, it is 1
+                           else None if present.sum(axis=0).max() >= 3 else "no three rows hold the same modality")
+    why["reconstruction"] = None if has_inputs else "recorded embeddings hold no inputs to reconstruct"
+    if rewards is not None and len(rewards) and not np.count_nonzero(rewards != 1):  # the rows' rewards, where known
+        why["seed_consistency"] = "every row's reward is 1, and seed_consistency weighs each row by 1 - reward"
+    if len(present) < 2:
+        why.update(dict.fromkeys(ROW_COMPARING_OBJECTIVES, _ONE_ROW))
+    elif np.count_nonzero(present.any(axis=1)) < 2:  # rows holding nothing are skipped: one row is compared with none
+        why.update(dict.fromkeys(ROW_COMPARING_OBJECTIVES, _ONE_HELD_ROW))
+    return {o: why[o] for o, w in weights.items() if w > 0 and why.get(o) is not None}
+
+
+#: The reason :func:`unmeasured_objectives` gives for the objectives that compare rows, on one row.
+_ONE_ROW = "1 row"
+#: ... and on rows of which one holds a modality (the others hold none, and are skipped).
+_ONE_HELD_ROW = "only 1 row holds a modality"
+_ONE_ROW_REASONS = frozenset({_ONE_ROW, _ONE_HELD_ROW})
+
+
+def _zero_because(zero: Mapping[str, str], objectives: Sequence[str]) -> str:
+    """``"no row holds two modalities (cross_modal is 0 on them); ..."``: why ``objectives`` are 0, one clause per reason."""
+    by_reason: Dict[str, List[str]] = {}
+    for o in objectives:
+        by_reason.setdefault(zero[o], []).append(o)
+    return "; ".join(one_row_clause(names, why) if why in _ONE_ROW_REASONS else
+                     f"{why} ({', '.join(names)} {'is' if len(names) == 1 else 'are'} 0 on them)"
+                     for why, names in sorted(by_reason.items()))
+
+
+def check_something_trains(weights: Mapping[str, float], mask: np.ndarray, arg: str, has_inputs: bool = True,
+                           would: str = "nothing would train", rewards: Optional[np.ndarray] = None) -> None:
+    """Refuses training data (``arg``, presence ``mask``) on which every
+    weighted objective is 0 (:func:`unmeasured_objectives`): every step would
+    be Adam on zero gradients, as with every weight 0. ``would`` says what
+    follows (fit's data: "nothing would train"; one step's batch: "this step
+    would train nothing")."""
+    zero = unmeasured_objectives(weights, mask, has_inputs, rewards)
+    weighted = [o for o, w in weights.items() if w > 0]
+    if weighted and all(o in zero for o in weighted):
+        reasons = {zero[o] for o in weighted}
+        remedy = (ONE_ROW_REMEDY if reasons == {_ONE_ROW}
+                  else ONE_ROW_REMEDY.replace("2 rows", "2 rows holding a modality") if reasons == {_ONE_HELD_ROW}
+                  # one row of one modality: cross_modal is the one objective left that learns from one row
+                  else "expected at least 2 rows, or a row holding two modalities for cross_modal" if reasons & _ONE_ROW_REASONS
+                  else "expected data they learn from, or another objective (fused_contrastive learns from rows of one "
+                       "modality, neighborhood and reconstruction from inputs)")
+        raise InvalidValueError(f"{arg}: {_zero_because(zero, weighted)}, so {would}; {remedy}", arg)

@@ -35,8 +35,9 @@ from .batch import Batch, event_components
 from .buffer import ExperienceBuffer
 from .checkpoint import _checked_epochs
 from .exceptions import ConstantModalityWarning, InvalidValueError, NonFiniteError, ShapeError, UntrainedModalityWarning
-from .objectives import (
-    ONE_ROW_REMEDY, OBJECTIVES, ROW_COMPARING_OBJECTIVES, all_zero_error, one_row_clause, resolve_weights, split_by_rows,
+from .objectives import (  # unmeasured_objectives...: train_step's check of one batch shares them
+    _ONE_HELD_ROW, _ONE_ROW, _ONE_ROW_REASONS, ONE_ROW_REMEDY, OBJECTIVES, ROW_COMPARING_OBJECTIVES, _zero_because,
+    all_zero_error, check_something_trains, one_row_clause, resolve_weights, split_by_rows, unmeasured_objectives,
 )
 from .types import Modality, MultiModalEvent
 
@@ -275,8 +276,10 @@ def fit(
     train_mask = train.mask_of(np.arange(len(train)))
     columns = {m: names for m, names in columns.items() if train_mask[:, m].any()}  # frames it learns from
     _check_model_computes(model, by_name)
-    _check_rows_to_compare(by_name, len(train), batch_size, int(np.count_nonzero(train_mask.any(axis=1))))
+    # refused first: its one-row refusal is _check_rows_to_compare's, which warned "only cross_modal will
+    # train" before the refusal of one row of one modality said cross_modal was 0 there too
     check_something_trains(by_name, train_mask, "data", train.has_inputs)
+    _check_rows_to_compare(by_name, len(train), batch_size, int(np.count_nonzero(train_mask.any(axis=1))))
     _refuse_rewards_of_1(by_name, train)
     _check_gradients_reach(model, by_name, train_mask, train.has_inputs, objectives is not None)
     # epochs=0 trains nothing: the model stays as it was, its standardisation too
@@ -1386,74 +1389,6 @@ def _check_rows_to_compare(weights: Mapping[str, float], rows: int, batch_size: 
             UserWarning,
             stacklevel=4,
         )
-
-
-def unmeasured_objectives(weights: Mapping[str, float], mask: np.ndarray, has_inputs: bool = True) -> Dict[str, str]:
-    """The weighted objectives that are 0 on every batch of rows whose
-    presence is ``mask [N, 7]``, each with why: on a single row every
-    objective that compares rows (:data:`ROW_COMPARING_OBJECTIVES`), else
-    ``cross_modal`` predicts a modality from the others of its row (no row
-    holds two modalities), ``contrastive`` and ``binding`` tell a row's pair
-    of modalities from other rows' (no two rows hold the same pair),
-    ``neighborhood`` ranks a row's neighbours among the other rows holding
-    its modality, a softmax that is 1 over a single one (no three rows hold
-    the same modality), and it finds a row's neighbours by its inputs and
-    ``reconstruction`` predicts them (recorded embeddings have none). The one answer to "what do these rows leave at
-    0" for fit's data, its validation and fit_with_stopping's held-out rows."""
-    present = np.asarray(mask, dtype=bool)
-    if not present.size:
-        return {}
-    together = present.T.astype(np.int64) @ present.astype(np.int64)  # [7, 7]: rows holding both i and j
-    np.fill_diagonal(together, 0)
-    multi = bool((present.sum(axis=1) >= 2).any())
-    why = {
-        "cross_modal": None if multi else "no row holds two modalities",
-        "contrastive": None if together.max() >= 2 else "no two rows hold the same pair of modalities",
-    }
-    why["binding"] = why["contrastive"]
-    why["neighborhood"] = ("recorded embeddings hold no inputs to find neighbours by" if not has_inputs
-                           # a row's softmax runs over the other rows holding its modality: over one, it is 1
-                           else None if present.sum(axis=0).max() >= 3 else "no three rows hold the same modality")
-    why["reconstruction"] = None if has_inputs else "recorded embeddings hold no inputs to reconstruct"
-    if len(present) < 2:
-        why.update(dict.fromkeys(ROW_COMPARING_OBJECTIVES, _ONE_ROW))
-    elif np.count_nonzero(present.any(axis=1)) < 2:  # rows holding nothing are skipped: one row is compared with none
-        why.update(dict.fromkeys(ROW_COMPARING_OBJECTIVES, _ONE_HELD_ROW))
-    return {o: why[o] for o, w in weights.items() if w > 0 and why.get(o) is not None}
-
-
-#: The reason :func:`unmeasured_objectives` gives for the objectives that compare rows, on one row.
-_ONE_ROW = "1 row"
-#: ... and on rows of which one holds a modality (the others hold none, and are skipped).
-_ONE_HELD_ROW = "only 1 row holds a modality"
-_ONE_ROW_REASONS = frozenset({_ONE_ROW, _ONE_HELD_ROW})
-
-
-def _zero_because(zero: Mapping[str, str], objectives: Sequence[str]) -> str:
-    """``"no row holds two modalities (cross_modal is 0 on them); ..."``: why ``objectives`` are 0, one clause per reason."""
-    by_reason: Dict[str, List[str]] = {}
-    for o in objectives:
-        by_reason.setdefault(zero[o], []).append(o)
-    return "; ".join(one_row_clause(names, why) if why in _ONE_ROW_REASONS else
-                     f"{why} ({', '.join(names)} {'is' if len(names) == 1 else 'are'} 0 on them)"
-                     for why, names in sorted(by_reason.items()))
-
-
-def check_something_trains(weights: Mapping[str, float], mask: np.ndarray, arg: str, has_inputs: bool = True) -> None:
-    """Refuses training data (``arg``, presence ``mask``) on which every
-    weighted objective is 0 (:func:`unmeasured_objectives`): every step would
-    be Adam on zero gradients, as with every weight 0."""
-    zero = unmeasured_objectives(weights, mask, has_inputs)
-    weighted = [o for o, w in weights.items() if w > 0]
-    if weighted and all(o in zero for o in weighted):
-        reasons = {zero[o] for o in weighted}
-        remedy = (ONE_ROW_REMEDY if reasons == {_ONE_ROW}
-                  else ONE_ROW_REMEDY.replace("2 rows", "2 rows holding a modality") if reasons == {_ONE_HELD_ROW}
-                  # one row of one modality: cross_modal is the one objective left that learns from one row
-                  else "expected at least 2 rows, or a row holding two modalities for cross_modal" if reasons & _ONE_ROW_REASONS
-                  else "expected data they learn from, or another objective (fused_contrastive learns from rows of one "
-                       "modality, neighborhood and reconstruction from inputs)")
-        raise InvalidValueError(f"{arg}: {_zero_because(zero, weighted)}, so nothing would train; {remedy}", arg)
 
 
 def _check_gradients_reach(model: "LearnableMultiModal", weights: Mapping[str, float], mask: np.ndarray, has_inputs: bool,

@@ -1,0 +1,129 @@
+"""Session 53's small defects (an audit's leftovers and what a hunt in the
+same places found): each test says what a user saw before."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+
+import grapheme_multimodal as gm
+
+DIMS = {"visual": 5, "linguistic": 4, "auditory": 3}
+ONE_OF_ONE = (r"^batch: 1 row; contrastive, binding, fused_contrastive tell the rows of a batch apart and are 0 on a "
+              r"single row; no row holds two modalities \(cross_modal is 0 on them\), so this step would train nothing; "
+              r"expected at least 2 rows, or a row holding two modalities for cross_modal$")
+
+
+def small(**overrides):
+    return gm.LearnableMultiModal(**{"embed_dim": 8, "hidden_dim": 8, "num_heads": 2, "seed": 0, "input_dims": DIMS, **overrides})
+
+
+def data(n=24, seed=0):
+    rng = np.random.default_rng(seed)
+    return {name: rng.normal(size=(n, d)) for name, d in DIMS.items()}
+
+
+def snapshot(model):
+    """Everything a step changes, as bytes: a refused call must leave it bit for bit."""
+    state = model.optimizer_state()
+    return (
+        {k: v.tobytes() for k, v in model.state_dict().items()},
+        state["step"], state["rng_counter"],
+        {k: v.tobytes() for k, v in state["exp_avg"].items()},
+        {k: v.tobytes() for k, v in state["exp_avg_sq"].items()},
+        model.epochs_trained, pickle.dumps(model.history), model.has_gradients(),
+        pickle.dumps(model.trained_modalities),
+    )
+
+
+def trained():
+    model = small()
+    model.fit(data(), epochs=1, batch_size=8, progress=False)  # momentum to move by
+    return model
+
+
+def test_train_step_on_one_row_of_one_modality_is_refused_as_fit_refuses_it():
+    """train_step on one row holding one modality computed every loss as 0,
+    took an Adam step on zero gradients (every weight moved by its
+    momentum, the step count advanced) and recorded the modality as
+    trained, without a word; fit refused the same data."""
+    model = trained()
+    before = snapshot(model)
+    one = {"visual": np.ones((1, 5))}
+    with pytest.raises(gm.InvalidValueError, match=ONE_OF_ONE) as info:
+        model.train_step(one)
+    assert info.value.arg == "batch"
+    with pytest.raises(gm.InvalidValueError, match=r"^data: 1 row; .*, so nothing would train; expected at least 2 rows, "
+                       r"or a row holding two modalities for cross_modal$"):
+        small().fit(one, epochs=1, progress=False)  # the same family of words
+    # as events, as recorded embeddings, and with cross_modal alone
+    event = gm.MultiModalEvent(1, [gm.ModalFeatures(np.ones(5), gm.Modality.VISUAL)])
+    with pytest.raises(gm.InvalidValueError, match=ONE_OF_ONE):
+        model.train_step(gm.Batch(events=[event]))
+    emb, mask = np.zeros((1, 7, 8), np.float32), np.zeros((1, 7), bool)
+    emb[0, 0], mask[0, 0] = 1.0, True
+    with pytest.raises(gm.InvalidValueError, match=r"^batch: 1 row; .*no row holds two modalities"):
+        model.train_step(gm.Batch(embeddings=emb, mask=mask))
+    with pytest.raises(gm.InvalidValueError, match=r"^batch: no row holds two modalities \(cross_modal is 0 on them\), so "
+                       r"this step would train nothing"):
+        model.train_step({"visual": np.ones((3, 5)), "auditory": np.ones((3, 3))},
+                         np.array([[1, 0, 0, 0, 0, 0, 0], [0, 1, 0, 0, 0, 0, 0], [1, 0, 0, 0, 0, 0, 0]], bool),
+                         weights={"cross_modal": 1.0})
+    with pytest.raises(gm.InvalidValueError, match=r"^batch: no three rows hold the same modality \(neighborhood is 0"):
+        model.train_step(data(2), weights={"neighborhood": 1.0})
+    assert snapshot(model) == before
+    # what learns still trains: one row of two modalities (cross_modal), two rows of one (fused_contrastive)
+    assert model.train_step({"visual": np.ones((1, 5)), "auditory": np.ones((1, 3))})["cross_modal"] > 0
+    assert model.train_step({"visual": np.arange(10.0).reshape(2, 5)})["fused_contrastive"] > 0
+
+
+def test_backward_then_step_on_a_batch_that_learns_nothing_is_refused():
+    """backward on one row of one modality set has_gradients (zeros) and
+    step() then took an Adam step on them, as train_step did."""
+    model = trained()
+    model.zero_grad()
+    before = snapshot(model)
+    with pytest.raises(gm.InvalidValueError, match=r"^batch: 1 row; .*, so its gradients would be 0 and the next step\(\) "
+                       r"an Adam step on them; expected at least 2 rows"):
+        model.backward({"visual": np.ones((1, 5))})
+    model.step()  # no gradients: a no-op
+    assert snapshot(model) == before
+    # accumulating: zeros added to gradients already there are taken, as any micro-batch
+    model.backward(data(4))
+    model.backward({"visual": np.ones((1, 5))})
+    model.step()
+    assert model.optimizer_state()["step"] == before[1] + 1
+
+
+def test_replaying_one_recorded_experience_of_one_modality_is_refused_unless_an_objective_learns_from_it():
+    """A replay step on a sample of one experience of one modality, without
+    seed_consistency (the one objective that learns from its fused
+    embedding), was an Adam step on zero gradients."""
+    model = trained()
+    model.record_fusion(gm.MultiModalEvent(3, [gm.ModalFeatures(np.ones(5), gm.Modality.VISUAL)]), reward=0.5)
+    before = snapshot(model)
+    batch = gm.Batch.from_experiences(model.experience.sample(1))
+    with pytest.raises(gm.InvalidValueError, match=r"^batch: 1 row; .*no row holds two modalities"):
+        model.train_step(batch, weights={"contrastive": 1.0, "cross_modal": 1.0})
+    assert snapshot(model) == before
+    model.train_step(data(8))  # the model moves on from the one that recorded the fused embedding
+    assert model.train_step(batch)["seed_consistency"] > 0  # the default mix with fused: seed_consistency learns
+
+
+def test_a_replay_step_whose_every_reward_is_1_with_seed_consistency_alone_is_refused():
+    """train_step on recorded experiences whose rewards are all 1, with
+    only seed_consistency weighted (it weighs each row by 1 - reward), was
+    an Adam step on zero gradients; fit refuses such a buffer."""
+    model = trained()
+    model.record_batch(data(4), rewards=1.0)
+    model.zero_grad()
+    before = snapshot(model)
+    batch = gm.Batch.from_experiences(model.experience.batch())
+    with pytest.raises(gm.InvalidValueError, match=r"^batch: every row's reward is 1, and seed_consistency weighs each row "
+                       r"by 1 - reward \(seed_consistency is 0 on them\), so this step would train nothing"):
+        model.train_step(batch, weights={"seed_consistency": 1.0})
+    assert snapshot(model) == before
+    assert model.train_step(batch)["total"] > 0  # the other objectives learn from the same rows
+
