@@ -127,3 +127,64 @@ def test_a_replay_step_whose_every_reward_is_1_with_seed_consistency_alone_is_re
     assert snapshot(model) == before
     assert model.train_step(batch)["total"] > 0  # the other objectives learn from the same rows
 
+
+BIG = np.longdouble("1e4000")  # finite; float() and float64 make it inf
+TINY = np.longdouble("1e-4000")  # > 0; float() and float64 make it 0
+needs_long_double = pytest.mark.skipif(not np.isfinite(BIG), reason="long double is float64 on this platform")
+
+
+@needs_long_double
+def test_a_long_double_beyond_float64_is_named_as_given_not_as_inf():
+    """record_fusion's reward, update_priorities and the objectives' weights
+    read a long double 1e4000 through float() or a float64 copy and named it
+    inf, a value the caller never gave (the model says "holds 1e+4000, too
+    large for float32"); update_priorities warned numpy's overflow too, and a
+    weight or priority of 1e-4000 became 0 without a word."""
+    import warnings
+
+    model = trained()
+    event = gm.MultiModalEvent(1, [gm.ModalFeatures(np.ones(5), gm.Modality.VISUAL)])
+    with pytest.raises(gm.NonFiniteError, match=r"^reward: holds -1e\+4000, too large for float32"):
+        model.record_fusion(event, reward=-BIG)
+    with pytest.raises(gm.NonFiniteError, match=r"^reward: holds 1e\+4000, too large for float32"):
+        model.record_fusion(event, reward=np.array(BIG))
+    model.record_fusion(event, reward=0.5)
+    buffer = model.experience
+    saved = buffer.state()[0]["priorities"].copy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's "overflow encountered in cast"
+        with pytest.raises(gm.InvalidValueError, match=r"^priorities: expected finite numbers > 0, got \[1e\+4000\], which "
+                           r"float64, the precision priorities are kept in, makes 0 or inf$"):
+            buffer.update_priorities([0], np.array([BIG]))
+        with pytest.raises(gm.InvalidValueError, match=r"^priorities: expected finite numbers > 0, got \[1e-4000\], which"):
+            buffer.update_priorities([0], [TINY])
+    with pytest.raises(gm.InvalidValueError, match=r"^priorities: expected finite numbers > 0, got \[0\.0, nan\]$"):
+        buffer.update_priorities([0, 0], [0.0, np.nan])
+    assert np.array_equal(buffer.state()[0]["priorities"], saved)
+    before = snapshot(model)
+    with pytest.raises(gm.InvalidValueError, match=r"^weights\['contrastive'\]: expected a finite number >= 0 that float32 "
+                       r"holds, got 1e\+4000$"):
+        model.train_step(data(4), weights={"contrastive": BIG})
+    with pytest.raises(gm.InvalidValueError, match=r"^objectives\['binding'\]: expected a finite number >= 0, got -1e\+4000$"):
+        model.fit(data(4), epochs=1, progress=False, objectives={"binding": -BIG})
+    with pytest.raises(gm.InvalidValueError, match=r"^weights\['contrastive'\]: got 1e-4000, which is 0 in float32"):
+        model.train_step(data(4), weights={"contrastive": TINY})
+    assert snapshot(model) == before
+
+
+@needs_long_double
+def test_plot_attention_names_a_long_double_beyond_float64(tmp_path):
+    """plot_attention cast the weights to float64 first: 1e4000 became inf,
+    refused as "holds NaN or inf" with numpy's overflow warning."""
+    import warnings
+
+    pytest.importorskip("matplotlib")
+    from grapheme_multimodal.plotting import plot_attention
+
+    w = np.zeros((2, 7), np.longdouble)
+    w[1, 3] = BIG
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(gm.NonFiniteError, match=r"^weights: row 1 holds 1e\+4000, too large for float64"):
+            plot_attention(w, ["a", "b"], tmp_path / "a.png")
+    assert not (tmp_path / "a.png").exists()

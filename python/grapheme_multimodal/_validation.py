@@ -811,14 +811,62 @@ def as_finite_float(
     return as_float
 
 
+FLOAT64_MAX = float(np.finfo(np.float64).max)
+
+
+def over_float64(values: Any) -> Any:
+    """Where ``values`` (a number or an array) holds a finite long double
+    beyond float64, which float() and a cast to float64 make inf (False
+    everywhere for any other dtype: nothing is beyond float64 there but
+    ints, which callers read exactly)."""
+    arr = np.asarray(values)
+    if not (arr.dtype.kind == "f" and arr.dtype.itemsize > 8):
+        return np.zeros(arr.shape, bool)
+    with np.errstate(invalid="ignore"):  # NaN: not beyond
+        return np.abs(arr) > FLOAT64_MAX
+
+
+def refuse_over_float64(arr: np.ndarray, name: str, why: str = "") -> None:
+    """NonFiniteError naming ``name`` and the first row of ``arr`` (1-D or
+    2-D) that holds a finite long double beyond float64, shown as given:
+    the float64 copy the caller computes in (``why`` says so) made it inf,
+    and it was refused as "NaN or inf", a value never given, or computed
+    with as inf."""
+    beyond = over_float64(arr)
+    if beyond.any():
+        at = tuple(int(i) for i in np.argwhere(beyond)[0])
+        raise NonFiniteError(f"{name}: row {at[0]} holds {shown_float(arr[at])}, too large for float64 (largest "
+                             f"{FLOAT64_MAX:.3g}){why}; expected smaller numbers", name)
+
+
+def shown_float(value: Any) -> str:
+    """A real number as a message shows it: Python's repr of the float, or a
+    long double beyond float64 by its own digits (``1e+4000``, ``1e-4000``):
+    float() of it is inf or 0, a value the caller never gave. Every message
+    that shows a float read from the caller shows it through this, not
+    float() or a float64 copy."""
+    if isinstance(value, np.ndarray) and value.ndim == 0:  # np.array(np.longdouble("1e4000")): its scalar
+        value = value[()]
+    if isinstance(value, np.floating) and value.dtype.itemsize > 8 and np.isfinite(value):
+        as_float = float(value)
+        if not np.isfinite(as_float) or as_float == 0 and value != 0:  # 1e4000 or 1e-4000: inf or 0 as a float
+            return str(value)
+        return repr(as_float)
+    return repr(float(value))
+
+
+def shown_floats(values: Any, most: int = 3) -> str:
+    """The first ``most`` of ``values`` (1-D) as :func:`shown_float` shows each: ``[1e+4000, nan]``."""
+    return "[" + ", ".join(shown_float(v) for v in np.asarray(values).ravel()[:most]) + "]"
+
+
 def non_finite_message(value: Any) -> str:
     """Why a value was refused as not finite: NaN/inf, or a finite number too
     large for float32 (it became inf when converted)."""
     if not isinstance(value, np.floating):  # Python numbers, numpy ints
         value = float(value)
     if np.isfinite(value):  # a long double beyond float64 too: float() of it is inf, a value never given
-        shown = repr(float(value)) if abs(value) <= np.finfo(np.float64).max else str(value)
-        return f"holds {shown}, too large for float32 (largest {FLOAT32_MAX:.3g}); expected finite float32 numbers"
+        return f"holds {shown_float(value)}, too large for float32 (largest {FLOAT32_MAX:.3g}); expected finite float32 numbers"
     return f"holds {'NaN' if np.isnan(value) else float(value)}; expected finite numbers"
 
 

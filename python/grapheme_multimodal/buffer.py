@@ -33,7 +33,7 @@ from ._validation import (
     IntLike,
     as_finite_float, as_mask, as_positive_int, as_real_array, as_seed, check_flag, describe, is_int, memory_budget,
     is_masked_array, non_finite_message, refuse_beyond_memory, refuse_bools, refuse_float32_underflow,
-    refuse_unpaired_frames, sorted_names, unmasked, wrong_type,
+    refuse_unpaired_frames, shown_floats, sorted_names, unmasked, wrong_type,
 )
 from .exceptions import CheckpointError, InvalidTypeError, InvalidValueError, NonFiniteError, ShapeError, TooLargeError
 from .io import (FORMAT_NAMES, PathLike, TensorSpec, as_path, check_write_target, read_tagged_safetensors, saving,
@@ -719,13 +719,19 @@ class ExperienceBuffer:
         pri = as_real_array(priorities, "priorities")
         refuse_bools(pri, "priorities")
         refuse_beyond_memory(pri, "priorities", np.float64)
-        pri = pri.astype(np.float64)
         if pos.shape != pri.shape or pos.ndim != 1:
             raise ShapeError(
                 f"positions, priorities: expected equal 1-D shapes, got {pos.shape} and {pri.shape}", "priorities"
             )
-        if not (np.isfinite(pri).all() and (pri > 0).all()):
-            raise InvalidValueError(f"priorities: expected finite numbers > 0, got {pri[~(np.isfinite(pri) & (pri > 0))][:3]}", "priorities")
+        with np.errstate(over="ignore"):  # a long double beyond float64: refused below, without numpy's warning
+            given, pri = pri, pri.astype(np.float64)
+        bad = ~(np.isfinite(pri) & (pri > 0))  # in float64, as kept: a long double 1e-4000 is 0 there, 1e4000 inf
+        if bad.any():
+            # the values as given: float64's copy showed a long double beyond it as inf
+            with np.errstate(invalid="ignore"):
+                made = (np.isfinite(given[bad]) & (given[bad] > 0)).any()  # good as given, 0 or inf in float64
+            said = ", which float64, the precision priorities are kept in, makes 0 or inf" if made else ""
+            raise InvalidValueError(f"priorities: expected finite numbers > 0, got {shown_floats(given[bad])}{said}", "priorities")
         with self._lock:
             # A batch's own indices (as sampled) reach its experiences, wherever records since moved them.
             pos, held = self._todays_positions(pos, positions)

@@ -15,8 +15,8 @@ import numpy as np
 
 from . import _core
 from ._validation import (
-    IntLike, as_finite_float, as_real_array, describe, is_int, is_iterable, is_masked_array, refuse_beyond_memory, refuse_unordered,
-    refuse_unpaired_columns, refuse_unpaired_frames, unmasked, wrong_type,
+    IntLike, as_finite_float, as_real_array, describe, is_int, is_iterable, is_masked_array, refuse_beyond_memory,
+    refuse_over_float64, refuse_unordered, refuse_unpaired_columns, refuse_unpaired_frames, unmasked, wrong_type,
 )
 from ._exact_ints import beyond_float64, column_minimum, minus
 from ._exact_ties import ExactTies
@@ -70,13 +70,7 @@ def _refuse_beyond_float64(name: str, arr: np.ndarray) -> None:
     """NonFiniteError for a finite long double beyond float64 in the 2-D
     ``arr``: the metrics compute in float64, where it became inf and the
     scores NaN (or every distance a tie)."""
-    if arr.dtype.kind == "f" and arr.dtype.itemsize > 8:
-        beyond = np.abs(arr) > _FLOAT64_MAX
-        if beyond.any():
-            row, col = (int(i) for i in np.argwhere(beyond)[0])
-            raise NonFiniteError(
-                f"{name}: row {row} holds {str(arr[row, col])}, too large for float64 (largest {_FLOAT64_MAX:.3g}), "
-                "in which the metrics compute; expected smaller numbers", name)
+    refuse_over_float64(arr, name, ", in which the metrics compute")
 
 
 # Magnitudes whose squares float64 holds with room for sums of them.

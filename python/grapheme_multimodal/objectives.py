@@ -42,7 +42,7 @@ import numpy as np
 
 from . import _core
 from ._readonly import ReadOnlyMapping
-from ._validation import describe
+from ._validation import describe, over_float64, shown_float
 from .exceptions import InvalidTypeError, InvalidValueError
 
 #: Objective names, in the order the core takes their weights. A tuple: every
@@ -132,21 +132,25 @@ def resolve_weights(weights: Optional[Mapping[str, float]], has_fused: bool, nam
                 raise InvalidTypeError(f"{name}[{key!r}]: expected a number, got {type(value).__name__}", name)
             if isinstance(value, np.ndarray) and value.ndim != 0:  # float() of it: numpy's "only 0-dimensional arrays", naming nothing
                 raise TypeError(f"{name}[{key!r}]: expected a number, got an array of shape {value.shape}")
+            given = value
             try:
                 value = float(value)
             except OverflowError:  # else "int too large to convert to float", naming nothing
                 raise InvalidValueError(f"{name}[{key!r}]: expected a finite number >= 0, got an int too large for a float", name) from None
             except (TypeError, ValueError):  # a 0-d array of text or of durations: numpy's error named nothing
                 raise InvalidTypeError(f"{name}[{key!r}]: expected a number, got {describe(value)}", name) from None
-            if not math.isfinite(value) or value < 0:
-                raise InvalidValueError(f"{name}[{key!r}]: expected a finite number >= 0, got {value}", name)
+            if not (math.isfinite(value) or over_float64(given)) or value < 0:  # 1e4000: too large for float32, below
+                # shown as given: float() made a long double beyond float64 inf, a value the caller never gave
+                raise InvalidValueError(f"{name}[{key!r}]: expected a finite number >= 0, got {shown_float(given)}", name)
             if value > _FLOAT32_MAX:  # else the core refused it by its own name, weights
-                raise InvalidValueError(f"{name}[{key!r}]: expected a finite number >= 0 that float32 holds, got {value}", name)
-            if value > 0 and np.float32(value) == 0:
+                raise InvalidValueError(
+                    f"{name}[{key!r}]: expected a finite number >= 0 that float32 holds, got {shown_float(given)}", name)
+            # a long double 1e-4000 is 0 already as a float: refused as 1e-50 is, not taken as a weight of 0
+            if (value > 0 or value == 0 and isinstance(given, np.floating) and given > 0) and np.float32(value) == 0:
                 # the core weighs in float32: 1e-50 became 0, and the "every weight is 0" refusal passed it,
                 # so fit trained on zero gradients while its history showed a loss of 0
                 raise InvalidValueError(
-                    f"{name}[{key!r}]: got {value}, which is 0 in float32 (smallest positive "
+                    f"{name}[{key!r}]: got {shown_float(given)}, which is 0 in float32 (smallest positive "
                     f"{float(np.finfo(np.float32).smallest_subnormal):.3g}), the precision the model computes in; "
                     "expected 0 to leave the objective out, or a weight float32 holds", name)
             chosen[key] = value

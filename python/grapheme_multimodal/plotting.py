@@ -15,7 +15,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from ._validation import IntLike, as_real_array, describe, is_int, is_real_number
+from ._validation import IntLike, as_real_array, describe, is_int, is_real_number, refuse_over_float64
 from .exceptions import InvalidTypeError, InvalidValueError, NonFiniteError, ShapeError
 from .io import PathLike, atomic_write_bytes
 from .types import Modality
@@ -164,7 +164,9 @@ def plot_attention(
     """A heatmap of attention weights ``[rows, 7]`` (e.g. the mean weight of
     each modality per class); modalities no row attends to are left out.
     ``column_labels`` renames modalities (e.g. to the data's view names)."""
-    w = as_real_array(weights, "weights").astype(float)  # complex or text refused, naming weights
+    w = as_real_array(weights, "weights")  # complex or text refused, naming weights
+    refuse_over_float64(w, "weights")  # before the cast, where 1e4000 became inf, refused as "NaN or inf"
+    w = w.astype(float)
     if row_labels is None or isinstance(row_labels, (str, bytes)) or not hasattr(row_labels, "__len__"):
         raise TypeError(f"row_labels: expected one label per row of weights (a list), got {describe(row_labels)}")
     if column_labels is not None:

@@ -45,7 +45,8 @@ from ._locking import ForkedMidChange, ModelLock
 from ._parallel import resolve_n_jobs, run_tasks, shared_snapshot
 from ._validation import (
     IntLike,
-    as_float32, as_seed, describe, is_int, is_iterable, is_masked_array, non_finite_message, refuse_beyond_memory,
+    as_float32, as_seed, describe, is_int, is_iterable, is_masked_array, non_finite_message,
+    over_float64, refuse_beyond_memory,
     refuse_graph_rows, refuse_networkx_graphs, refuse_temporal_columns, refuse_unpaired_frames, renamed, warn_precision_loss,
 )
 from .config import _widths
@@ -923,8 +924,7 @@ def _refuse_beyond_float64(x: Any, name: str) -> None:
     if not (isinstance(x, np.ndarray) and x.dtype.kind == "f" and x.dtype.itemsize > 8 and x.ndim == 2):
         return
     values = np.ma.filled(x, 0) if is_masked_array(x) else x  # masked entries are NaN (missing), not read
-    with np.errstate(invalid="ignore"):
-        beyond = np.abs(values) > np.finfo(np.float64).max  # NaN: not beyond
+    beyond = over_float64(values)
     if beyond.any():
         row, column = (int(i) for i in np.argwhere(beyond)[0])
         raise NonFiniteError(f"{name}: row {row} {non_finite_message(values[row, column])}", name)
