@@ -122,11 +122,14 @@ def exact_nearest_rows(
     rows: npt.NDArray[np.int64],
     thresholds: npt.NDArray[np.float64],
     cosine: bool,
+    left: Optional[npt.NDArray[np.float64]] = None,
 ) -> npt.NDArray[np.int64]:
     """For each near row ``rows[i]`` of a search block ``scores [b, m]`` (query rows from ``start``): the gallery row
     nearest query row ``start + rows[i]`` among those scoring at least ``thresholds[i]`` (cosine; at most it for
     Euclidean), decided exactly, the lowest index on a tie; -1 where none does. ``top``: the largest magnitude of
-    the values (which must be finite). GIL released."""
+    the values (which must be finite). ``left``: for integers beyond 2**53 split into float64 parts ``h + l``
+    (query ``[h, h, l, l]``, gallery ``[h, l, h, l]`` per value), the gallery as ``[h, h, l, l]``, the left
+    operands of ``g.g``. GIL released."""
 def featurize(
     items: Sequence[Union[str, Graph]],
     kind: str = "fingerprint",

@@ -37,7 +37,10 @@ class ExactTies:
     row of a block in one call with the GIL released: rows a timestamp
     dominates (every gallery row a candidate of every query) took 2.3 s for
     1,000 rows and a minute for 5,000 in the Python integers of
-    :meth:`nearest`. Else (integers beyond 2**53) where
+    :meth:`nearest`. So it decides int64 and uint64 values beyond 2**53,
+    each split exactly into two float64s (:func:`_as_float64`; 10 s for
+    3,000 such rows in Python integers, a third of it there). :meth:`nearest`
+    (a caller's one row; integers of no numpy integer dtype): where
     every value is a small integer numpy's float64 sums are exact; else
     Python integers: a row is its integer significands times a power of two
     (:func:`_row_integers`), each gallery row's read once per call. Copies
@@ -64,9 +67,9 @@ class ExactTies:
             self._float64 = _as_float64(self.query, self.gallery)
         if not self._float64:
             return None
-        query, gallery, top = self._float64
+        query, gallery, top, left = self._float64
         return _core.exact_nearest_rows(query, gallery, top, scores, start, np.asarray(rows, dtype=np.int64),
-                                        np.asarray(thresholds, dtype=np.float64), self.metric == "cosine")
+                                        np.asarray(thresholds, dtype=np.float64), self.metric == "cosine", left)
 
     def nearest(self, row: int, candidates: np.ndarray) -> int:
         """The index among ``candidates`` (ascending) of the gallery row nearest query row ``row``."""
@@ -122,15 +125,67 @@ class ExactTies:
 
 
 def _as_float64(query: np.ndarray, gallery: np.ndarray) -> tuple:
-    """``(query, gallery, top)``: the two as C-ordered float64 where that
-    holds their values as the search read them (floats, long doubles
-    rounded as the search rounded them; integers up to 2**53 in magnitude),
-    and their largest magnitude; else ``()``."""
-    for a in (query, gallery):
-        if a.dtype.kind in "iu" and a.size and (int(a.max()) > _EXACT_INT or int(a.min()) < -_EXACT_INT):
-            return ()
-    query, gallery = (np.ascontiguousarray(a, dtype=np.float64) for a in (query, gallery))
-    return query, gallery, max(float(np.abs(a).max(initial=0.0)) for a in (query, gallery))
+    """``(query, gallery, top, left)`` for the core: the two as C-ordered
+    float64 where that holds their values as the search read them (floats,
+    long doubles rounded as the search rounded them; integers up to 2**53
+    in magnitude), their largest magnitude and ``None``; where an integer
+    array holds values beyond 2**53 (int64, uint64: timestamps, ids), each
+    value split exactly into two float64s of one sign, ``h + l``, as the
+    core's ``Ties::split`` takes them (query ``[h, h, l, l]``, gallery
+    ``[h, l, h, l]`` and ``left`` ``[h, h, l, l]`` per value of a column
+    that needs it, the others whole; a float is ``x + 0``): in Python integers (:meth:`ExactTies.nearest`) rows a
+    timestamp dominates took 10 s for 3,000 rows. Else (integers of no
+    numpy integer dtype) ``()``."""
+    if not all(a.dtype.kind in "iuf" for a in (query, gallery)):
+        return ()
+    if not any(a.dtype.kind in "iu" and a.size and (int(a.max()) > _EXACT_INT or int(a.min()) < -_EXACT_INT)
+               for a in (query, gallery)):
+        query, gallery = (np.ascontiguousarray(a, dtype=np.float64) for a in (query, gallery))
+        return query, gallery, max(float(np.abs(a).max(initial=0.0)) for a in (query, gallery)), None
+    (qh, ql), (gh, gl) = _split(query), _split(gallery)
+    top = max(float(np.abs(h).max(initial=0.0)) for h in (qh, gh))
+    # only the columns that hold a low part are split (a timestamp beside small features: 3 more columns,
+    # not 3 more per column), the others kept whole: h + 0 pairs with h + 0 as the value with itself
+    wide = np.flatnonzero((ql != 0).any(axis=0) | (gl != 0).any(axis=0))
+    if wide.size == 0:  # multiples of 2**11 only: every value a float64
+        return np.ascontiguousarray(qh), np.ascontiguousarray(gh), top, None
+    whole = np.setdiff1d(np.arange(qh.shape[1]), wide)
+    q = np.hstack([qh[:, whole], _interleaved(qh[:, wide], qh[:, wide], ql[:, wide], ql[:, wide])])
+    g = np.hstack([gh[:, whole], _interleaved(gh[:, wide], gl[:, wide], gh[:, wide], gl[:, wide])])
+    left = np.hstack([gh[:, whole], _interleaved(gh[:, wide], gh[:, wide], gl[:, wide], gl[:, wide])])
+    return np.ascontiguousarray(q), np.ascontiguousarray(g), top, np.ascontiguousarray(left)
+
+
+#: The low bits of an integer split off as ``l``: ``h``, the rest, has at most 64 - 11 = 53 significant bits.
+_LOW_BITS = 11
+
+
+def _split(values: np.ndarray) -> "tuple[np.ndarray, np.ndarray]":
+    """``values`` (2-D, integers or floats) as float64s ``h`` and ``l`` of
+    one sign with ``values = h + l`` exactly: an integer's magnitude less
+    its low 11 bits, and those bits (every int64 and uint64 in two float64s);
+    a float is itself and 0."""
+    if values.dtype.kind == "f":
+        high = np.ascontiguousarray(values, dtype=np.float64)
+        return high, np.zeros_like(high)
+    if values.dtype.kind == "i":
+        wide = values.astype(np.int64, copy=False)
+        negative = wide < 0
+        # the magnitude in uint64: -(v + 1) + 1, as -(-2**63) is no int64
+        magnitude = np.where(negative, (-(wide + 1)).astype(np.uint64) + np.uint64(1), wide.astype(np.uint64))
+    else:
+        negative, magnitude = None, values.astype(np.uint64, copy=False)
+    low = magnitude & np.uint64(2**_LOW_BITS - 1)
+    high, low = (magnitude - low).astype(np.float64), low.astype(np.float64)  # both exact: 53 and 11 bits
+    if negative is not None:
+        high, low = np.where(negative, -high, high), np.where(negative, -low, low)
+    return high, low
+
+
+def _interleaved(*parts: np.ndarray) -> np.ndarray:
+    """Rows of ``[parts[0][i, c], parts[1][i, c], ...]`` for each column ``c``, C-ordered float64."""
+    n, d = parts[0].shape
+    return np.ascontiguousarray(np.stack(parts, axis=-1).reshape(n, d * len(parts)))
 
 
 def _small_integers(*arrays: np.ndarray) -> bool:

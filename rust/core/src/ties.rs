@@ -128,14 +128,18 @@ fn trimmed(a: &[u64]) -> &[u64] {
 /// Adds `times * a * b` (unsigned) to `out`, product by product of the
 /// nonzero limbs only: the integers of rows holding huge and tiny values
 /// are long runs of zeros between a few limbs (1e300 beside 1e-300: about
-/// 5 of 64). `out` must hold the sum.
+/// 5 of 64). `out` must hold the sum. Nothing allocated: a list of `b`'s
+/// nonzero limbs made at each call was most of the time of a comparison
+/// of rows a timestamp dominates, where every comparison is exact.
 fn mul_acc(a: &[u64], b: &[u64], times: u32, out: &mut [u64]) {
-    let nonzero: Vec<(usize, u64)> = b.iter().copied().enumerate().filter(|&(_, l)| l != 0).collect();
     for (i, &ai) in a.iter().enumerate() {
         if ai == 0 {
             continue;
         }
-        for &(j, bj) in &nonzero {
+        for (j, &bj) in b.iter().enumerate() {
+            if bj == 0 {
+                continue;
+            }
             let t = ai as u128 * bj as u128;
             for _ in 0..times {
                 let (low, c1) = out[i + j].overflowing_add(t as u64);
@@ -178,20 +182,25 @@ struct Cosine {
 }
 
 impl Cosine {
-    fn from_sums(pos: &[u64], neg: &[u64], s: &[u64]) -> Self {
+    /// Made in `self`'s buffers (no allocation once they are long enough: one per comparison was
+    /// a good part of its time where every comparison is exact).
+    fn fill_from_sums(&mut self, pos: &[u64], neg: &[u64], s: &[u64]) {
         let (pos, neg, s) = (trimmed(pos), trimmed(neg), trimmed(s));
-        let sign = match cmp_unsigned(pos, neg) {
+        self.sign = match cmp_unsigned(pos, neg) {
             std::cmp::Ordering::Greater => 1,
             std::cmp::Ordering::Less => -1,
             std::cmp::Ordering::Equal => 0,
         };
         let len = 2 * pos.len().max(neg.len()) + 2;
-        let mut squares = vec![0; len];
-        mul_acc(pos, pos, 1, &mut squares);
-        mul_acc(neg, neg, 1, &mut squares);
-        let mut cross = vec![0; len];
-        mul_acc(pos, neg, 1, &mut cross);
-        Cosine { sign, squares, cross, s: s.to_vec() }
+        for buffer in [&mut self.squares, &mut self.cross] {
+            buffer.clear();
+            buffer.resize(len, 0);
+        }
+        mul_acc(pos, pos, 1, &mut self.squares);
+        mul_acc(neg, neg, 1, &mut self.squares);
+        mul_acc(pos, neg, 1, &mut self.cross);
+        self.s.clear();
+        self.s.extend_from_slice(s);
     }
 
     /// Whether `self`'s cosine is larger than `other`'s: `sign(p) p^2 s'` against `sign(p') p'^2 s`, with
@@ -339,6 +348,9 @@ impl Scale {
 pub struct Ties<'a> {
     query: &'a [f64],
     gallery: &'a [f64],
+    /// The left operands of each gallery row's `g.g` against `gallery`'s: the gallery itself, or the
+    /// rows of split values in the order that pairs with it ([`Ties::split`]).
+    left: &'a [f64],
     cols: usize,
     cosine: bool,
     /// Whether the double-double pass runs first (else every comparison is exact: the tests' reference).
@@ -350,6 +362,8 @@ pub struct Ties<'a> {
     scaled: Vec<f64>,
     squares: Vec<Approx>,
     ready: Vec<bool>,
+    /// A gallery row of `left` scaled, for its `g.g`.
+    scratch: Vec<f64>,
 }
 
 /// The exact sums of one query row against gallery rows, at the fixed
@@ -385,38 +399,52 @@ impl ExactSums {
         ExactSums { q, cosine, base, pos: Fixed::zero(p_len), neg: Fixed::zero(p_len), s: Fixed::zero(s_len) }
     }
 
-    /// Cosine: `q.g` and `g.g` of gallery row `g` ([`Cosine`]).
-    fn cosine(&mut self, g: &[f64]) -> Cosine {
+    /// Cosine: `q.g` and `g.g` of gallery row `g` ([`Cosine`]); `left`: the row's left operands of `g.g`.
+    fn cosine(&mut self, g: &[f64], left: &[f64]) -> Cosine {
+        let mut out = Cosine::default();
+        self.cosine_into(g, left, &mut out);
+        out
+    }
+
+    /// [`ExactSums::cosine`] into `out`'s buffers.
+    fn cosine_into(&mut self, g: &[f64], left: &[f64], out: &mut Cosine) {
         debug_assert!(self.cosine);
         let (p_base, s_base) = self.base;
         self.pos.clear();
         self.neg.clear();
         self.s.clear();
-        for (a, &v) in self.q.iter().zip(g) {
+        for ((a, &v), &l) in self.q.iter().zip(g).zip(left) {
             let b = parts(v);
             if b.m == 0 {
                 continue;
             }
-            self.s.add(b.m as u128 * b.m as u128, (2 * b.e - s_base) as usize, false);
+            let c = parts(l);
+            if c.m != 0 {
+                self.s.add(c.m as u128 * b.m as u128, (c.e + b.e - s_base) as usize, c.neg != b.neg);
+            }
             if a.m != 0 {
                 let sum = if a.neg != b.neg { &mut self.neg } else { &mut self.pos };
                 sum.add(a.m as u128 * b.m as u128, (a.e + b.e - p_base) as usize, false);
             }
         }
-        Cosine::from_sums(&self.pos.limbs, &self.neg.limbs, &self.s.limbs)
+        out.fill_from_sums(&self.pos.limbs, &self.neg.limbs, &self.s.limbs);
     }
 
-    /// Euclidean: `|g|^2 - 2 q.g` of gallery row `g`, into `key` (of [`ExactSums::key_len`] limbs).
-    fn euclidean(&self, g: &[f64], key: &mut Fixed) {
+    /// Euclidean: `|g|^2 - 2 q.g` of gallery row `g` (`left`: its left operands of `g.g`), into `key`
+    /// (of [`ExactSums::key_len`] limbs).
+    fn euclidean(&self, g: &[f64], left: &[f64], key: &mut Fixed) {
         debug_assert!(!self.cosine);
         let lo = self.base.0;
         key.clear();
-        for (a, &v) in self.q.iter().zip(g) {
+        for ((a, &v), &l) in self.q.iter().zip(g).zip(left) {
             let b = parts(v);
             if b.m == 0 {
                 continue;
             }
-            key.add(b.m as u128 * b.m as u128, (2 * b.e - lo) as usize, false);
+            let c = parts(l);
+            if c.m != 0 {
+                key.add(c.m as u128 * b.m as u128, (c.e + b.e - lo) as usize, c.neg != b.neg);
+            }
             if a.m != 0 {
                 key.add(a.m as u128 * b.m as u128, (a.e + b.e + 1 - lo) as usize, a.neg == b.neg);
             }
@@ -434,11 +462,24 @@ impl<'a> Ties<'a> {
     /// and gallery values (or near it: it only sets the Euclidean approximations' scale, and a poor one
     /// leaves more comparisons to the exact sums).
     pub fn new(query: &'a [f64], gallery: &'a [f64], cols: usize, cosine: bool, top: f64) -> Self {
+        Self::split(query, gallery, gallery, cols, cosine, top)
+    }
+
+    /// [`Ties::new`] of rows whose values are each given as a sum of parts,
+    /// as integers beyond 2^53 (no float64) are, exactly, as `h + l` with `h`
+    /// and `l` float64s of one sign: `query` holds each value's parts
+    /// `[h, h, l, l]`, `gallery` `[h, l, h, l]` and `left` `[h, h, l, l]`,
+    /// so that `q.g` is `query . gallery` and `g.g` is `left . gallery`
+    /// row by row, every sum the order needs. Equal rows of `gallery` are
+    /// equal rows of values. `Ties::new` is `left = gallery`.
+    pub fn split(query: &'a [f64], gallery: &'a [f64], left: &'a [f64], cols: usize, cosine: bool, top: f64) -> Self {
         assert!(cols > 0 && query.len().is_multiple_of(cols) && gallery.len().is_multiple_of(cols), "Ties: rows of {cols}");
+        assert!(left.len() == gallery.len(), "Ties: left operands of every gallery value");
         let rows = gallery.len() / cols;
         Ties {
             query,
             gallery,
+            left,
             cols,
             cosine,
             filter: true,
@@ -446,6 +487,7 @@ impl<'a> Ties<'a> {
             scaled: vec![0.0; gallery.len()],
             squares: vec![Approx { hi: 0.0, lo: 0.0, err: 0.0 }; rows],
             ready: vec![false; rows],
+            scratch: vec![0.0; cols],
         }
     }
 
@@ -453,18 +495,30 @@ impl<'a> Ties<'a> {
         &self.gallery[j * self.cols..(j + 1) * self.cols]
     }
 
+    fn left_row(&self, j: usize) -> &'a [f64] {
+        &self.left[j * self.cols..(j + 1) * self.cols]
+    }
+
     /// Gallery row `j`'s scaled values and `g.g` approximated, made at the first call.
     fn prepare<const FMA: bool>(&mut self, j: usize) {
         if self.ready[j] {
             return;
         }
-        let (row, cols) = (self.row(j), self.cols);
+        let (row, left, cols) = (self.row(j), self.left_row(j), self.cols);
         let out = &mut self.scaled[j * cols..(j + 1) * cols];
         let scale = if self.cosine { Scale::new(-3 - top_exponent(row.iter().fold(0.0f64, |m, v| m.max(v.abs())))) } else { self.scale };
         for (o, &v) in out.iter_mut().zip(row) {
             *o = scale.apply(v);
         }
-        self.squares[j] = dot2::<FMA>(out, out);
+        self.squares[j] = if std::ptr::eq(self.left, self.gallery) {
+            dot2::<FMA>(out, out)
+        } else {
+            // the left operands hold the row's values too (split as `row`'s): the same scale
+            for (o, &v) in self.scratch.iter_mut().zip(left) {
+                *o = scale.apply(v);
+            }
+            dot2::<FMA>(&self.scratch, out)
+        };
         self.ready[j] = true;
     }
 
@@ -506,6 +560,7 @@ impl<'a> Ties<'a> {
             let mut best_s = self.squares[best];
             let mut best_square = mul::<FMA>(best_p, best_p);
             let mut best_exact: Option<Cosine> = None; // made when a comparison needs it
+            let mut mine = Cosine::default(); // each candidate's, in the same buffers
             let mut buffers = (Vec::new(), Vec::new());
             let zero = Approx { hi: 0.0, lo: 0.0, err: 0.0 };
             for &j in &candidates[1..] {
@@ -534,8 +589,8 @@ impl<'a> Ties<'a> {
                     Some(better) => better,
                     None => {
                         let sums = exact.get_or_insert_with(sums);
-                        let best_sums = best_exact.get_or_insert_with(|| sums.cosine(self.row(best)));
-                        let mine = sums.cosine(g);
+                        let best_sums = best_exact.get_or_insert_with(|| sums.cosine(self.row(best), self.left_row(best)));
+                        sums.cosine_into(g, self.left_row(j), &mut mine);
                         mine.beats(best_sums, &mut buffers)
                     }
                 };
@@ -568,13 +623,13 @@ impl<'a> Ties<'a> {
                         let sums = exact.get_or_insert_with(sums);
                         let best_key = best_exact.get_or_insert_with(|| {
                             let mut b = Fixed::zero(sums.key_len());
-                            sums.euclidean(self.row(best), &mut b);
+                            sums.euclidean(self.row(best), self.left_row(best), &mut b);
                             b
                         });
                         if key.limbs.len() != sums.key_len() {
                             key = Fixed::zero(sums.key_len());
                         }
-                        sums.euclidean(g, &mut key);
+                        sums.euclidean(g, self.left_row(j), &mut key);
                         key.cmp_signed(best_key).is_lt()
                     }
                 };
@@ -611,11 +666,13 @@ pub fn exact_nearest(query: &[f64], gallery: &[f64], cols: usize, candidates: &[
 /// nearest query row `start + row` among those whose score in row `row`
 /// of the block's `scores` (one per gallery row) is at least `threshold`
 /// (`cosine`) or at most it, in exact arithmetic ([`Ties::nearest`]), or
-/// `None` where no score is. `top`: as for [`Ties::new`].
+/// `None` where no score is. `top`: as for [`Ties::new`]; `left`: for rows
+/// of split values, as for [`Ties::split`] (`None`: the gallery).
 #[allow(clippy::too_many_arguments)]
 pub fn settle_rows(
     query: &[f64],
     gallery: &[f64],
+    left: Option<&[f64]>,
     cols: usize,
     cosine: bool,
     top: f64,
@@ -624,7 +681,7 @@ pub fn settle_rows(
     rows: &[usize],
     thresholds: &[f64],
 ) -> Vec<Option<usize>> {
-    let mut ties = Ties::new(query, gallery, cols, cosine, top);
+    let mut ties = Ties::split(query, gallery, left.unwrap_or(gallery), cols, cosine, top);
     let m = gallery.len() / cols;
     assert!(scores.len().is_multiple_of(m.max(1)) && rows.len() == thresholds.len(), "settle_rows: shapes");
     let mut candidates = Vec::with_capacity(m);
@@ -727,15 +784,60 @@ mod tests {
         }
     }
 
+    /// Integer-valued rows split as the metrics split integers beyond 2^53:
+    /// `(query [h, h, l, l], gallery [h, l, h, l], left [h, h, l, l])`.
+    fn split(query: &[f64], gallery: &[f64]) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+        let parts = |v: f64| {
+            let magnitude = v.abs() as u64;
+            let low = magnitude & 2047;
+            let (h, l) = ((magnitude - low) as f64, low as f64);
+            if v < 0.0 { (-h, -l) } else { (h, l) }
+        };
+        let form = |rows: &[f64], order: [usize; 4]| -> Vec<f64> {
+            rows.iter().flat_map(|&v| { let (h, l) = parts(v); order.map(|k| [h, l][k]) }).collect()
+        };
+        (form(query, [0, 0, 1, 1]), form(gallery, [0, 1, 0, 1]), form(gallery, [0, 0, 1, 1]))
+    }
+
+    #[test]
+    fn rows_of_split_integers_order_as_their_values() {
+        let mut rng = Rng(5);
+        for cols in 1..4 {
+            for _ in 0..60 {
+                let n = 2 + (rng.next() % 20) as usize;
+                let mut int_rows = |count: usize| -> Vec<f64> {
+                    (0..count * cols)
+                        .map(|k| if k % cols == 0 { 2f64.powi(52) + rng.small(2) } else { rng.small(3000) })
+                        .collect()
+                };
+                let gallery = int_rows(n);
+                let queries = int_rows(3);
+                let candidates: Vec<usize> = (0..n).collect();
+                for query in queries.chunks_exact(cols) {
+                    let (q, g, left) = split(query, &gallery);
+                    for cosine in [true, false] {
+                        let top = 2f64.powi(53);
+                        let plain = Ties::new(query, &gallery, cols, cosine, top).nearest_with::<true>(0, &candidates);
+                        let mut ties = Ties::split(&q, &g, &left, 4 * cols, cosine, top);
+                        let fast = ties.nearest_with::<true>(0, &candidates);
+                        ties.filter = false;
+                        let exact = ties.nearest_with::<false>(0, &candidates);
+                        assert_eq!((fast, exact), (plain, plain), "cosine {cosine} query {query:?} gallery {gallery:?}");
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn a_block_s_rows_take_the_candidates_their_scores_name() {
         let gallery = [1.0, 0.0, 0.0, 1.0, 2.0, 0.0];
         let query = [1.0, 0.0, 0.0, 1.0];
         // row 0: rows 1 and 2 within the threshold (row 0 left out); row 1: none
         let scores = [0.9, 1.0, 1.0, 5.0, 5.0, 5.0];
-        let got = settle_rows(&query, &gallery, 2, true, 2.0, &scores, 0, &[0, 1], &[0.95, 6.0]);
+        let got = settle_rows(&query, &gallery, None, 2, true, 2.0, &scores, 0, &[0, 1], &[0.95, 6.0]);
         assert_eq!(got, vec![Some(2), None]);
-        let got = settle_rows(&query, &gallery, 2, false, 2.0, &scores, 1, &[0], &[1.0]);
+        let got = settle_rows(&query, &gallery, None, 2, false, 2.0, &scores, 1, &[0], &[1.0]);
         assert_eq!(got, vec![Some(1)]); // query row 1, [0, 1], among all three: itself
     }
 

@@ -223,8 +223,12 @@ fn exact_nearest(
 /// Euclidean approximations). The values must be finite (the metrics
 /// refuse others first; not checked here, where a check of every value
 /// at each block of a search cost more than the block's decisions): others
-/// give some row, never a panic.
+/// give some row, never a panic. `left`: for rows of integers beyond 2^53
+/// split into float64 parts (query `[h, h, l, l]` and gallery `[h, l, h, l]`
+/// per value), the gallery as `[h, h, l, l]`, the left operands of `g.g`
+/// (see `Ties::split`).
 #[pyfunction]
+#[pyo3(signature = (query, gallery, top, scores, start, rows, thresholds, cosine, left=None))]
 #[allow(clippy::too_many_arguments)]
 fn exact_nearest_rows<'py>(
     py: Python<'py>,
@@ -236,6 +240,7 @@ fn exact_nearest_rows<'py>(
     rows: convert::I64Array1<'py>,
     thresholds: convert::F64Array1<'py>,
     cosine: bool,
+    left: Option<convert::F64Array2<'py>>,
 ) -> PyResult<Bound<'py, numpy::PyArray1<i64>>> {
     use numpy::IntoPyArray;
     use pyo3::exceptions::PyValueError;
@@ -251,11 +256,19 @@ fn exact_nearest_rows<'py>(
     let b = scores.nrows();
     let rows: Vec<usize> = rows.iter().map(|&r| usize::try_from(r).ok().filter(|&r| r < b)).collect::<Option<_>>()
         .ok_or_else(|| PyValueError::new_err(format!("rows: expected rows of the block (0 to {b})")))?;
+    let left = left.as_ref().map(|l| l.as_array());
+    if left.as_ref().is_some_and(|l| l.shape() != gallery.shape()) {
+        return Err(PyValueError::new_err(format!(
+            "exact_nearest_rows: expected left of the gallery's shape {:?}, got {:?}",
+            gallery.shape(), left.as_ref().map(|l| l.shape().to_vec()))));
+    }
     let (query, gallery, scores) = (query.as_standard_layout(), gallery.as_standard_layout(), scores.as_standard_layout());
+    let left = left.as_ref().map(|l| l.as_standard_layout());
     let (q, g, s) = (query.as_slice().expect("standard"), gallery.as_slice().expect("standard"), scores.as_slice().expect("standard"));
+    let l = left.as_ref().map(|l| l.as_slice().expect("standard"));
     let thresholds = thresholds.to_vec();
     let found = guard::detached(py, || {
-        Ok(grapheme_multimodal::ties::settle_rows(q, g, cols, cosine, top, s, start, &rows, &thresholds))
+        Ok(grapheme_multimodal::ties::settle_rows(q, g, l, cols, cosine, top, s, start, &rows, &thresholds))
     })?;
     Ok(found.into_iter().map(|f| f.map_or(-1, |f| f as i64)).collect::<Vec<i64>>().into_pyarray(py))
 }
