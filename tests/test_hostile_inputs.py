@@ -788,7 +788,8 @@ def test_the_estimator_refuses_a_view_missing_in_every_row() -> None:
 @pytest.mark.parametrize(
     "field, batch",
     [
-        ("fused", lambda emb: gm.Batch(embeddings=emb, fused=np.full((8, 16), 1e19), rewards=np.ones(8))),
+        # rewards below 1: every reward 1 leaves seed_consistency nothing to learn from, refused before the loss
+        ("fused", lambda emb: gm.Batch(embeddings=emb, fused=np.full((8, 16), 1e19), rewards=np.full(8, 0.5))),
         ("rewards", lambda emb: gm.Batch(embeddings=emb, fused=np.ones((8, 16)), rewards=np.full(8, 3e38))),
         ("embeddings", lambda emb: gm.Batch(embeddings=emb * 1e19)),
     ],
@@ -1271,11 +1272,14 @@ def test_one_row_of_training_data_on_which_every_objective_is_0_is_refused() -> 
     one = {"visual": views(12)["visual"][:1]}
     model = small_model()
     before = model.state_dict()
-    with pytest.warns(UserWarning), pytest.raises(
-            gm.InvalidValueError, match=r"^data: 1 row; fused_contrastive .*; no row holds two modalities \(cross_modal is 0 "
-                                        r"on them\), so nothing would train; expected at least 2 rows, or a row holding "
-                                        r"two modalities for cross_modal$") as err:
-        model.fit(one, epochs=1, objectives={"cross_modal": 1.0, "fused_contrastive": 1.0}, progress=False)
+    with warnings.catch_warnings():
+        # no warning first: "only cross_modal will train" came before this refusal, which says it is 0 too
+        warnings.simplefilter("error")
+        with pytest.raises(
+                gm.InvalidValueError, match=r"^data: 1 row; fused_contrastive .*; no row holds two modalities \(cross_modal is 0 "
+                                            r"on them\), so nothing would train; expected at least 2 rows, or a row holding "
+                                            r"two modalities for cross_modal$") as err:
+            model.fit(one, epochs=1, objectives={"cross_modal": 1.0, "fused_contrastive": 1.0}, progress=False)
     assert err.value.arg == "data" and model.epochs_trained == 0
     assert all(np.array_equal(v, model.state_dict()[k]) for k, v in before.items())
 
