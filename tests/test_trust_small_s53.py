@@ -290,3 +290,25 @@ def test_retrieval_of_wide_integers_gives_the_figures_of_python_integers():
             got = cross_view_retrieval(query, gallery, labels, metric=metric)
             assert got["class_precision_at_1"] == float(np.mean(labels[nearest] == labels))
             assert got["instance_recall_at_1"] == float(np.mean(nearest == np.arange(40)))
+
+
+@pytest.mark.ray
+@pytest.mark.timeout(120)
+@pytest.mark.usefixtures("ray_session")
+def test_a_distributed_workers_batch_of_one_row_of_one_modality_still_trains():
+    """backward now refuses a batch with nothing to learn from when nothing
+    is accumulated; a distributed fit's worker computes each share alone,
+    and with batch_size=1 a share is one row, here of one modality: part of
+    an epoch that learns (fit checked its data and warned of batch_size=1)."""
+    pytest.importorskip("ray")
+    from grapheme_multimodal import distributed
+
+    rng = np.random.default_rng(0)
+    data = {"visual": rng.normal(size=(4, 5)), "auditory": rng.normal(size=(4, 3))}
+    mask = np.zeros((4, 7), bool)
+    mask[:, 0] = True
+    mask[3, 1] = True  # rows 0-2: visual only, nothing to learn from alone (batches of 1, 1 and 2 rows)
+    model = small()
+    with pytest.warns(UserWarning, match=r"^batch_size: 1"):
+        history = distributed.fit(model, data, mask=mask, num_workers=2, epochs=1, batch_size=1, progress=False)
+    assert history["loss"][0] > 0 and model.optimizer_state()["step"] == 3
