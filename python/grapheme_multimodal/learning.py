@@ -58,23 +58,28 @@ def _check_rows_to_learn_from(batch: "_CoreBatch", weights: List[float], would: 
     Every loss would be 0, and an Adam step on zero gradients still moves
     every weight by its momentum, counts a step and records the rows'
     modalities as trained."""
-    rows = _rows(batch)
+    rows, mask = _rows(batch), batch.mask
     if rows == 0:
         raise InvalidValueError("batch: no rows; expected at least one row to train on", "batch")
-    if batch.mask is not None and not np.count_nonzero(batch.mask):  # count_nonzero: a fraction of any()'s cost
+    held = None if mask is None else np.count_nonzero(mask)  # count_nonzero: a fraction of any()'s cost
+    if held == 0:
         # every loss 0: an Adam step on zero gradients, as fit refuses such data
         raise InvalidValueError("batch: no row holds a modality (the mask is False everywhere); expected at least one "
                                 "present modality to train on", "batch")
-    if batch.mask is None and not any(part is not None and len(part[1]) for part in batch.components[1]):
+    if mask is None and not any(part is not None and len(part[1]) for part in batch.components[1]):
         # events with no components (MultiModalEvent(1)), or parts of no rows: every loss 0, as above
         raise InvalidValueError("batch: no row holds a modality (no event or row has a component); expected at least one "
                                 "component to train on", "batch")
-    has_inputs = batch.embeddings is None
-    if (weights[_SEED_CONSISTENCY] > 0 and (batch.rewards is None or np.count_nonzero(batch.rewards != 1))
-            or has_inputs and weights[_RECONSTRUCTION] > 0):
-        return  # they learn from any row holding a modality (seed_consistency from one whose reward is not 1)
-    if batch.mask is not None:
-        present = batch.mask
+    if weights[_CROSS_MODAL] > 0 and held is not None and held > rows:
+        return  # the common case (the default mix): more present entries than rows, so a row of two for cross_modal
+    if weights[_SEED_CONSISTENCY] > 0:
+        rewards = batch.rewards
+        if rewards is None or np.count_nonzero(rewards != 1):
+            return  # it learns from any row holding a modality whose reward is not 1
+    if weights[_RECONSTRUCTION] > 0 and batch.embeddings is None:
+        return  # it learns from any row's inputs
+    if mask is not None:
+        present = mask
     else:  # the rows each modality's components are in; rows out of range are the core's to refuse
         present = np.zeros((rows, NUM_MODALITIES), bool)
         for m, part in enumerate(batch.components[1]):
@@ -82,8 +87,8 @@ def _check_rows_to_learn_from(batch: "_CoreBatch", weights: List[float], would: 
                 owners = np.asarray(part[1])
                 present[owners[(owners >= 0) & (owners < rows)], m] = True
     if weights[_CROSS_MODAL] > 0 and np.count_nonzero(present.sum(axis=1) >= 2):
-        return  # the common case (the default mix, rows of two modalities) without the 7 x 7 counts below
-    check_something_trains(dict(zip(OBJECTIVES, weights)), present, "batch", has_inputs, would, batch.rewards)
+        return  # a row of two modalities for cross_modal, without the 7 x 7 counts below
+    check_something_trains(dict(zip(OBJECTIVES, weights)), present, "batch", batch.embeddings is None, would, batch.rewards)
 
 
 def _objective_weights(weights: Optional[Mapping[str, float]], has_fused: bool, training: bool) -> List[float]:
