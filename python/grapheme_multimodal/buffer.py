@@ -731,7 +731,8 @@ class ExperienceBuffer:
             with np.errstate(invalid="ignore"):
                 made = (np.isfinite(given[bad]) & (given[bad] > 0)).any()  # good as given, 0 or inf in float64
             said = ", which float64, the precision priorities are kept in, makes 0 or inf" if made else ""
-            raise InvalidValueError(f"priorities: expected finite numbers > 0, got {shown_floats(given[bad])}{said}", "priorities")
+            raise InvalidValueError(
+                f"priorities: expected finite numbers > 0, got {shown_floats(given[bad])}{said}", "priorities")
         with self._lock:
             # A batch's own indices (as sampled) reach its experiences, wherever records since moved them.
             pos, held = self._todays_positions(pos, positions)

@@ -76,7 +76,8 @@ class ExperienceMixin:
         # Checked here, so that the error names this argument (the buffer's is rewards).
         try:
             as_float = float(reward)
-            held = None if np.isfinite(as_float) and abs(as_float) <= FLOAT32_MAX else non_finite_message(reward)  # as given: 1e4000, not inf
+            # the reward as given: a long double 1e4000 is inf as a float, a value never given
+            held = None if np.isfinite(as_float) and abs(as_float) <= FLOAT32_MAX else non_finite_message(reward)
         except OverflowError:  # an int past float64
             held = f"is an int of {int(reward).bit_length()} bits, too large for float32; expected finite float32 numbers"
         if held is not None:

@@ -35,7 +35,9 @@ _LOGITS_OBJECTIVES = tuple(OBJECTIVES.index(o) for o in ("contrastive", "fused_c
 _MODALITY_PAIRS = NUM_MODALITIES * (NUM_MODALITIES - 1) // 2
 #: The most [B, B] matrices the core holds at once (three per thread, one thread per modality pair).
 _LOGITS_MAX_MATRICES = 3 * _MODALITY_PAIRS
-_SEED_CONSISTENCY, _RECONSTRUCTION, _CROSS_MODAL = (OBJECTIVES.index(o) for o in ("seed_consistency", "reconstruction", "cross_modal"))
+#: The positions in OBJECTIVES of the objectives _check_rows_to_learn_from reads first.
+_SEED_CONSISTENCY, _RECONSTRUCTION, _CROSS_MODAL = (OBJECTIVES.index(o) for o in ("seed_consistency", "reconstruction",
+                                                                                  "cross_modal"))
 
 
 def _rows(batch: "_CoreBatch") -> int:
