@@ -17,6 +17,15 @@ import grapheme_multimodal as gm
 # mismatch", Ray's threads still winding down), failing a run whose tests had
 # all passed (`pytest tests/test_trust_distributed_second.py`).
 
+# CI's gate is one run: a property test whose random draws differ each run
+# could pass in every run here and fail in CI's, so that nothing lands (a
+# correlation of 0.0013 from float32 inputs met a tolerance meant for
+# float64 in one draw of many). .ci/run sets GM_HYPOTHESIS_PROFILE=ci: each
+# test's draws fixed by the test (a failure shows in every run, here
+# first); elsewhere hypothesis draws anew each run, exploring more.
+hypothesis.settings.register_profile("ci", derandomize=True, print_blob=True)
+hypothesis.settings.load_profile(os.environ.get("GM_HYPOTHESIS_PROFILE", "default"))
+
 # The Ray tests' local cluster, set before anything imports Ray (it reads
 # these at import): every Ray socket on 127.0.0.1, not every interface; no
 # auth token written to $HOME; no usage stats; and Ray's dashboard, which

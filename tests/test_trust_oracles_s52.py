@@ -255,8 +255,12 @@ def test_exact_cca_is_its_closed_form_and_keeps_its_invariances(n, p, q, reg, se
     perm = rng.permutation(n)
     affine = x * rng.uniform(0.5, 3, size=p) + rng.normal(size=p) * 100
     for other in (ExactCCA(k, reg=1e-10).fit(y, x), ExactCCA(k, reg=1e-10).fit(x[perm], y[perm]),
-                  ExactCCA(k, reg=1e-10).fit(affine, y), ExactCCA(k, reg=1e-10).fit(x.astype(np.float32), y)):
+                  ExactCCA(k, reg=1e-10).fit(affine, y)):
         np.testing.assert_allclose(other.correlations_, plain, rtol=1e-6, atol=1e-9)
+    # float32 values are other data, each value moved by up to 6e-8 of it: a correlation moves by about that
+    # much, absolutely (0.0013 by 5e-9 in one draw, 4e-6 of it, past a relative tolerance alone)
+    single = ExactCCA(k, reg=1e-10).fit(x.astype(np.float32), y).correlations_
+    np.testing.assert_allclose(single, plain, rtol=1e-6, atol=1e-6)
     fortran = ExactCCA(k, reg=1e-10).fit(np.asfortranarray(x), y[:, ::-1][:, ::-1])
     assert fortran.correlations_.tobytes() == plain.tobytes()
 
