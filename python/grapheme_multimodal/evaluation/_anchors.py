@@ -163,13 +163,26 @@ def multiview_cca_retrieval(
     if not isinstance(method, str) or method not in MULTIVIEW_METHODS:  # an array was "truth value ... is ambiguous"
         raise InvalidValueError(f"method: expected one of {MULTIVIEW_METHODS}, got {method!r}", "method")
     train_std, test_std, labels, n_components = _checked_standardized(train_std, test_std, labels, n_components)
-    return _multiview_cca_retrieval(method, train_std, test_std, labels, n_components)
+    if len(train_std) >= 2:  # one view fits nothing (``{}``): nothing to refuse
+        for v, x in train_std.items():
+            # as ExactCCA refuses them for pairwise_cca_retrieval: cca-zoo's words were scikit-learn's "Found array with
+            # 1 sample(s)" and numpy's "Matrix is not positive definite" / "SVD did not converge", naming no view
+            if x.shape[0] < 2:
+                raise ShapeError(f"train_std[{v!r}]: has {x.shape[0]} row; expected at least 2 to estimate covariances",
+                                 f"train_std[{v!r}]")
+            if not (x != x[0]).any():
+                raise InvalidValueError(
+                    f"train_std[{v!r}]: every column is constant (all {x.shape[0]} rows alike), which leaves {method} "
+                    "nothing to correlate; expected a view whose values vary", f"train_std[{v!r}]")
+    return _multiview_cca_retrieval(method, train_std, test_std, labels, n_components, "test_std")
 
 
 def _multiview_cca_retrieval(
-    method: str, train_std: Dict[str, np.ndarray], test_std: Dict[str, np.ndarray], labels: np.ndarray, n_components: int
+    method: str, train_std: Dict[str, np.ndarray], test_std: Dict[str, np.ndarray], labels: np.ndarray, n_components: int,
+    test_arg: str,
 ) -> Dict[str, Dict[str, float]]:
-    """:func:`multiview_cca_retrieval` of arguments already checked."""
+    """:func:`multiview_cca_retrieval` of arguments already checked, its
+    errors naming the test views by ``test_arg`` (the caller's)."""
     names = list(train_std)
     # no pair to retrieve (cca-zoo's "At least 2 views are required"): nothing is fitted, so
     # nothing needs cca-zoo, which Pythons before 3.11 cannot install
@@ -186,6 +199,10 @@ def _multiview_cca_retrieval(
     model = getattr(linear, method)(n_components=n_components)
     model.fit([np.asarray(train_std[v], np.float64) for v in names])
     scores = dict(zip(names, model.transform([np.asarray(test_std[v], np.float64) for v in names])))
+    for name in names:  # else the metric's "query has all-zero rows ... use metric='euclidean'", no argument here
+        refuse_zero_rows(f"{test_arg}[{name!r}]", scores[name], f"{method} scores",
+                         "the row is at the view's training mean, or differs from it only where the training rows do "
+                         "not vary, such as a column constant over them")
     return {pair_key(q, g): cross_view_retrieval(scores[q], scores[g], labels) for q, g in ordered_pairs(names)}
 
 
@@ -318,7 +335,8 @@ def compute_anchors(
                 for a, b in unordered_pairs(names)
             },
             multiview={
-                method: _multiview_cca_retrieval(method, train_std, test_std, test.labels, multiview_components)
+                method: _multiview_cca_retrieval(method, train_std, test_std, test.labels, multiview_components,
+                                                 "test.views")
                 for method in multiview
             },
             cca_components=cca_components,

@@ -1,0 +1,59 @@
+"""An independent hostile check of the evaluation side (s53, second pass): what it found.
+
+multiview_cca_retrieval (cca-zoo's MCCA / GCCA) failed where
+pairwise_cca_retrieval refuses by the caller's names: a training view of one
+row was scikit-learn's "Found array with 1 sample(s)", a training view whose
+every column is constant numpy's "Matrix is not positive definite" (MCCA) or
+"SVD did not converge" (GCCA), naming no view; a test row at the training
+mean was the metric's "query has 1 all-zero rows ... use metric='euclidean'",
+an argument and an option multiview_cca_retrieval does not have.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import grapheme_multimodal as gm
+
+pytest.importorskip("sklearn")
+
+
+def _views(rows, seed=0):
+    rng = np.random.default_rng(seed)
+    return {"a": rng.normal(size=(rows, 3)), "b": rng.normal(size=(rows, 4))}
+
+
+@pytest.mark.parametrize("method", ["MCCA", "GCCA"])
+def test_multiview_refuses_a_training_view_of_one_row_by_its_name(method):
+    pytest.importorskip("cca_zoo")
+    from grapheme_multimodal import evaluation
+
+    with pytest.raises(gm.ShapeError, match=r"train_std\['a'\]: has 1 row; expected at least 2") as info:
+        evaluation.multiview_cca_retrieval(method, _views(1), _views(20, 1), np.repeat([0, 1], 10), 2)
+    assert info.value.arg == "train_std['a']"
+
+
+@pytest.mark.parametrize("method", ["MCCA", "GCCA"])
+def test_multiview_refuses_a_constant_training_view_by_its_name(method):
+    pytest.importorskip("cca_zoo")
+    from grapheme_multimodal import evaluation
+
+    train = _views(30)
+    train["b"][:] = 5.0
+    with pytest.raises(gm.InvalidValueError, match=rf"train_std\['b'\]: every column is constant .*{method}") as info:
+        evaluation.multiview_cca_retrieval(method, train, _views(20, 1), np.repeat([0, 1], 10), 2)
+    assert info.value.arg == "train_std['b']"
+
+
+@pytest.mark.parametrize("method", ["MCCA", "GCCA"])
+def test_multiview_names_a_test_row_at_the_training_mean_by_the_test_view(method):
+    pytest.importorskip("cca_zoo")
+    from grapheme_multimodal import evaluation
+
+    train, test = _views(30), _views(20, 1)
+    test["a"][3] = train["a"].mean(axis=0)
+    with pytest.raises(gm.InvalidValueError, match=rf"test_std\['a'\]: the {method} scores of 1 row\(s\) \(first: row 3\)") as info:
+        evaluation.multiview_cca_retrieval(method, train, test, np.repeat([0, 1], 10), 2)
+    assert info.value.arg == "test_std['a']"
+    assert "euclidean" not in str(info.value)
