@@ -57,3 +57,45 @@ def test_multiview_names_a_test_row_at_the_training_mean_by_the_test_view(method
         evaluation.multiview_cca_retrieval(method, train, test, np.repeat([0, 1], 10), 2)
     assert info.value.arg == "test_std['a']"
     assert "euclidean" not in str(info.value)
+
+
+# ------------------------------------------------------------------ nutrimouse_cv
+def _mice(**extra_views):
+    from grapheme_multimodal.datasets import Nutrimouse
+
+    rng = np.random.default_rng(0)
+    views = {"gene": rng.normal(size=(40, 6)), "lipid": rng.normal(size=(40, 4)), **extra_views}
+    return Nutrimouse(views, np.arange(40) % 2, np.repeat(np.arange(5), 8), ("ppar", "wt"),
+                      ("coc", "fish", "lin", "ref", "sun"), {})
+
+
+class _Zeros:
+    """An embedder whose embeddings are all zero: no direction to compare."""
+
+    def embed_views(self, views):
+        return {v: np.zeros((len(x), 3)) for v, x in views.items()}
+
+    def embed_fused(self, views):
+        return np.zeros((len(next(iter(views.values()))), 3))
+
+
+def test_nutrimouse_cv_names_all_zero_embeddings_as_the_recipes():
+    # was the metric's "query has 8 all-zero rows ... use metric='euclidean'": no query, no metric here
+    from grapheme_multimodal import evaluation
+
+    with pytest.raises(gm.InvalidValueError, match=r"embedder\.embed_views\(\.\.\.\)\['gene'\]: the embeddings of 8 row") as info:
+        evaluation.nutrimouse_cv(lambda views, seed: _Zeros(), _mice(), n_repeats=1, anchors=False)
+    assert "euclidean" not in str(info.value)
+
+
+def test_nutrimouse_cv_anchors_read_only_the_gene_and_lipid_views():
+    # a third view (one only a recipe reads) was standardised for the anchors too: one of objects was refused as
+    # "train_views['extra']", no argument of nutrimouse_cv, though no anchor reads it
+    from grapheme_multimodal import evaluation
+
+    plain = evaluation.nutrimouse_cv(None, _mice(), n_repeats=1)
+    extra = evaluation.nutrimouse_cv(None, _mice(extra=np.zeros((40, 1), dtype=object)), n_repeats=1)
+    assert list(extra) == list(plain)
+    for method in plain:
+        for target in plain[method]:
+            np.testing.assert_array_equal(extra[method][target], plain[method][target])

@@ -26,6 +26,7 @@ from ..exceptions import InvalidValueError
 from ..metrics import _finite_2d, _sklearn, cross_view_retrieval
 from ._cca import ExactCCA
 from ._embedders import Recipe
+from ._anchors import refuse_zero_rows
 from ._multiview import _embedded_views
 
 __all__ = ["nutrimouse_cv", "NUTRIMOUSE_ANCHORS"]
@@ -184,10 +185,15 @@ def nutrimouse_cv(
                 if not callable(getattr(embedder, "embed_views", None)):  # else an AttributeError
                     raise TypeError(f"recipe: returned {type(embedder).__name__}; expected a ViewEmbedder (with embed_views)")
                 emb = _embedded_views(embedder.embed_views(test_views), [_QUERY, _GALLERY], len(test_rows))
+                for v in (_QUERY, _GALLERY):  # else the metric's "query has all-zero rows ... use metric='euclidean'"
+                    refuse_zero_rows(f"embedder.embed_views(...)[{v!r}]", emb[v], "embeddings",
+                                     "a view's own embedding of a row it holds needs a direction")
                 for t, p in _precision(emb[_QUERY], emb[_GALLERY], data, test_rows).items():
                     sums["ours"][t][s, repeat] += p / n_splits
         if anchors:
-            train_std, test_std = standardize(train_views, test_views)
+            # the two views the anchors fit, as _check_anchor_ranks: every view of data was standardised, and a third
+            # view that is no numbers (a view only the recipe reads) was refused as "train_views['extra']", no argument here
+            train_std, test_std = standardize(*({v: views[v] for v in (_QUERY, _GALLERY)} for views in (train_views, test_views)))
             for name, scores in NUTRIMOUSE_ANCHORS.items():
                 q, g = scores(train_std[_QUERY], train_std[_GALLERY], test_std[_QUERY], test_std[_GALLERY])
                 for t, p in _precision(q, g, data, test_rows).items():
