@@ -99,3 +99,18 @@ def test_nutrimouse_cv_anchors_read_only_the_gene_and_lipid_views():
     for method in plain:
         for target in plain[method]:
             np.testing.assert_array_equal(extra[method][target], plain[method][target])
+
+
+# ------------------------------------------------------------------ uci.fit_views / fit_ensemble: validation
+@pytest.mark.parametrize("members", [1, 2])
+def test_fit_ensemble_refuses_a_validation_view_of_none_by_its_name(members):
+    # was fit's "no modality was given; expected at least one array when validation_mask is None": no such argument
+    from grapheme_multimodal import uci
+
+    rng = np.random.default_rng(0)
+    views = {"a": rng.normal(size=(40, 3)), "b": rng.normal(size=(40, 4))}
+    settings = uci.TrainingSettings(epochs=1, embed_dim=8, hidden_dim=8, encoder_hidden=(8,), encoder_output_dim=8,
+                                    num_heads=2)
+    with pytest.raises(TypeError, match=r"validation\['a'\]: got None; expected a real-valued \[N, d\] array") as info:
+        uci.fit_ensemble(views, 0, members=members, settings=settings, validation={"a": None})
+    assert "validation_mask" not in str(info.value)

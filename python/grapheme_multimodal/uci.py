@@ -483,6 +483,10 @@ def fit_views(
             raise InvalidValueError(
                 f"validation: unknown view names {unknown}; expected some of the training views {list(modalities)}", "validation"
             )
+        for v, x in validation.items():
+            if x is None:  # else fit's "no modality was given ... when validation_mask is None", no argument here
+                raise TypeError(f"validation[{v!r}]: got None; expected a real-valued [N, d] array of the view's validation "
+                                "rows (or the view left out of validation)")
     # errors and PrecisionLossWarning are named by the model's modalities: inputs['visual'], data['visual']
     names = {**view_names(modalities, "inputs", "views"), **view_names(modalities, "data", "views"),
              **view_names(modalities, "validation", "validation"), "inputs": "views"}
