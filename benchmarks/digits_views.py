@@ -63,7 +63,8 @@ def main(argv: "list[str] | None" = None) -> int:
     parser.add_argument("--layouts", nargs="+", choices=LAYOUTS, default=list(LAYOUTS))
     parser.add_argument("--splits", type=int, nargs="+", default=[0, 1, 2], help="split random_states (default 0 1 2)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds (default 0 1 2)")
-    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
+    # extend: with argparse's store, a second --set replaced the first's changes without a word
+    parser.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
                         help="train with these TrainingSettings fields changed, e.g. encoder_skip=true")
     parser.add_argument("--members", type=int, default=1, metavar="K",
                         help="measure an ensemble of K recipe models per seed (uci.fit_ensemble; default 1: one model)")

@@ -97,12 +97,17 @@ def recipe_with(overrides: Dict[str, Any], members: int = 1) -> evaluation.Recip
 
 def parse_settings(pairs: List[str]) -> Dict[str, Any]:
     """``["KEY=VALUE", ...]`` → ``{KEY: VALUE}``, each value read as JSON
-    (``true``, ``0.5``, ``[256]``), else taken as a string."""
+    (``true``, ``0.5``, ``[256]``), else taken as a string; a KEY given
+    twice is refused (``SystemExit``)."""
     out: Dict[str, Any] = {}
+    given: Dict[str, str] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise SystemExit(f"--set: expected KEY=VALUE, got {pair!r}")
+        if key in given:  # the later value replaced the earlier without a word
+            raise SystemExit(f"--set: {key} given more than once ({given[key]!r} and {pair!r}); expected each field once")
+        given[key] = pair
         try:
             out[key] = json.loads(value)
         except json.JSONDecodeError:
@@ -254,7 +259,8 @@ def main(argv: "list[str] | None" = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds (default 0 1 2)")
     parser.add_argument("--nutrimouse-seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--no-nutrimouse", action="store_true", help="skip the Nutrimouse protocol")
-    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
+    # extend: with argparse's store, a second --set replaced the first's changes without a word
+    parser.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
                         help="train with these TrainingSettings fields changed, e.g. encoder_skip=true")
     parser.add_argument("--members", type=int, default=1, metavar="K",
                         help="measure an ensemble of K recipe models per seed (uci.fit_ensemble; default 1: one model)")

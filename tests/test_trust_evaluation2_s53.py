@@ -114,3 +114,59 @@ def test_fit_ensemble_refuses_a_validation_view_of_none_by_its_name(members):
     with pytest.raises(TypeError, match=r"validation\['a'\]: got None; expected a real-valued \[N, d\] array") as info:
         uci.fit_ensemble(views, 0, members=members, settings=settings, validation={"a": None})
     assert "validation_mask" not in str(info.value)
+
+
+# ------------------------------------------------------------------ benchmarks' --set
+class _WouldRun(Exception):
+    """The run would start here (the flags are past their checks)."""
+
+
+@pytest.fixture
+def harness_scripts(monkeypatch):
+    from conftest import REPO, load_script
+
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))  # the scripts import their siblings
+    h = load_script("benchmarks/uci_multifeature.py")
+    digits = load_script("benchmarks/digits_views.py")
+    monkeypatch.setattr(digits, "harness", h)
+    runs = []
+
+    def record(*args, **kwargs):  # what would run, and with which recipe; stops before any training
+        runs.append(h.RECIPE.__qualname__)
+        raise _WouldRun
+
+    monkeypatch.setattr(h, "run_split", record)
+    return h, digits, runs
+
+
+def _error_line(main, argv, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0].startswith("usage:") and "Traceback" not in "\n".join(err)
+    return err[-1]
+
+
+def test_uci_multifeature_keeps_every_set_flag(harness_scripts):
+    # a second --set replaced the first's changes without a word: the run measured the recipe with only the last
+    h, _, runs = harness_scripts
+    with pytest.raises(_WouldRun):
+        h.main(["--splits", "0", "--seeds", "0", "--no-nutrimouse", "--set", "epochs=1", "--set", "encoder_skip=false"])
+    assert runs == ["fit_views with epochs=1, encoder_skip=False"]
+
+
+def test_uci_multifeature_refuses_a_set_key_given_twice(harness_scripts, capsys):
+    # the later value replaced the earlier without a word
+    h, _, _ = harness_scripts
+    line = _error_line(h.main, ["--splits", "0", "--seeds", "0", "--set", "epochs=1", "epochs=5"], capsys)
+    assert line.endswith(": error: --set: epochs given more than once ('epochs=1' and 'epochs=5'); expected each field once")
+    line = _error_line(h.main, ["--splits", "0", "--seeds", "0", "--set", "epochs=1", "--set", "epochs=5"], capsys)
+    assert "--set: epochs given more than once" in line
+
+
+def test_digits_views_keeps_every_set_flag(harness_scripts):
+    _, digits, runs = harness_scripts
+    with pytest.raises(_WouldRun):
+        digits.main(["--layouts", "halves", "--splits", "0", "--seeds", "0", "--set", "epochs=1", "--set", "patience=3"])
+    assert runs == ["fit_views with epochs=1, patience=3"]
