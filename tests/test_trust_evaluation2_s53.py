@@ -194,3 +194,19 @@ def test_uci_targets_scores_a_results_file_of_a_model_without_a_binder(monkeypat
     assert "AUC - (no binder)" in out
     n = len(results["uci_multiple_features"])
     assert out.count("binder AUC") == n  # missed on every split: there is no binder to reach 0.97
+
+
+@pytest.mark.parametrize("members", [1, 2])
+def test_fit_views_names_views_whose_rows_are_all_alike_in_its_own_words(members):
+    # was "data: all 32 rows hold the same visual, auditory values; ... expected rows that differ, or
+    # standardize=False": fit's argument and option (fit_views has neither) and the views by their modality slots
+    from grapheme_multimodal import uci
+
+    views = {"fou": np.ones((40, 2)), "pix": np.full((40, 3), 7.0)}
+    settings = uci.TrainingSettings(epochs=1, embed_dim=8, hidden_dim=8, encoder_hidden=(8,), encoder_output_dim=8,
+                                    num_heads=2)
+    with pytest.raises(gm.InvalidValueError, match=r"^views: of the rows training fits .*, all \d+ rows hold the same "
+                                                   r"'fou', 'pix' values; .*expected rows that differ$") as info:
+        uci.fit_ensemble(views, 0, members=members, settings=settings, n_jobs=members)
+    assert info.value.arg == "views"
+    assert "standardize" not in str(info.value) and "visual" not in str(info.value)

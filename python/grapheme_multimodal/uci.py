@@ -15,6 +15,7 @@ config defaults stay the original's (docs/objectives.md, "The recipe").
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 from functools import partial
 from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Sequence, Tuple, Union
@@ -500,9 +501,30 @@ def fit_views(
                 standardize=True,
             )
     except (GraphemeError, TypeError) as err:
+        constant = _constant_views_error(err, modalities)
+        if constant is not None:
+            raise constant from None
         raise renamed(grown_by_learning_rate(err, settings.learning_rate, "settings.learning_rate",
                                              "settings with a smaller learning_rate"), names) from None
     return ModelEmbedder(model, modalities)
+
+
+def _constant_views_error(err: BaseException, modalities: Mapping[str, Modality]) -> Optional[InvalidValueError]:
+    """fit's refusal of training rows that all standardise to 0, said in
+    :func:`fit_views`' words: it was "data: all 36 rows hold the same visual,
+    auditory values; ... expected rows that differ, or standardize=False",
+    an argument and an option fit_views does not have, the views named by
+    their modality slots, and the rows those left after the validation
+    slice. None for any other error."""
+    rows = getattr(err, "constant_rows", None)
+    if rows is None or not str(err).startswith(f"data: {rows};"):
+        return None
+    slot_names = {str(m): repr(v) for v, m in modalities.items()}
+    rows = re.sub(r"\b(" + "|".join(map(re.escape, slot_names)) + r")\b", lambda m: slot_names[m[1]], rows)
+    return InvalidValueError(
+        f"views: of the rows training fits (less a validation slice or fold), {rows}; the recipe standardises each "
+        "view by those rows' mean, so every input would be 0 and nothing could be learned; expected rows that differ",
+        "views")
 
 
 def member_seeds(seed: IntLike, members: IntLike, *, seed_arg: str = "seed", members_arg: str = "members") -> Tuple[int, ...]:
