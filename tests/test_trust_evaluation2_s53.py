@@ -210,3 +210,59 @@ def test_fit_views_names_views_whose_rows_are_all_alike_in_its_own_words(members
         uci.fit_ensemble(views, 0, members=members, settings=settings, n_jobs=members)
     assert info.value.arg == "views"
     assert "standardize" not in str(info.value) and "visual" not in str(info.value)
+
+
+class _SquaresInPlace:
+    """A careless embedder: squares the views it is given in place."""
+
+    def embed_views(self, views):
+        for x in views.values():
+            np.square(x, out=x)
+        return {v: x[:, :3] + 1.0 for v, x in views.items()}
+
+    def embed_fused(self, views):
+        return next(iter(views.values()))
+
+
+def test_nutrimouse_cv_gives_the_recipe_views_it_cannot_change_for_the_others():
+    # the fold's views were handed to the recipe and the embedder as they are: one that worked in place changed the
+    # next seed's training views and the anchors' (their figures changed without a word)
+    from grapheme_multimodal import evaluation
+
+    seen = []
+
+    def recipe(views, seed):
+        seen.append(views["gene"].copy())
+        for x in views.values():
+            np.square(x, out=x)
+        return _SquaresInPlace()
+
+    anchors_alone = evaluation.nutrimouse_cv(None, _mice(), n_repeats=1)
+    both = evaluation.nutrimouse_cv(recipe, _mice(), seeds=[0, 1], n_repeats=1)
+    np.testing.assert_array_equal(seen[0], seen[1])  # the two seeds of the first fold trained on the same views
+    ours = both.pop("ours")
+    for target in ours:
+        assert ours[target][0] == ours[target][1]
+    for method in anchors_alone:
+        for target in anchors_alone[method]:
+            np.testing.assert_array_equal(both[method][target], anchors_alone[method][target])
+
+
+def test_evaluate_model_leaves_the_splits_as_they_were_for_an_embedder_that_works_in_place():
+    # the splits' views were handed to the embedder as they are: one that worked on them in place changed the
+    # caller's data, and every later figure (the fused embedding after the views', the next run) was of other values
+    from grapheme_multimodal import evaluation
+    from grapheme_multimodal.datasets import MultipleFeatures
+
+    rng = np.random.default_rng(0)
+
+    def split(n):
+        return MultipleFeatures(views={"a": rng.normal(size=(n, 4)), "b": rng.normal(size=(n, 5))},
+                                labels=np.arange(n) % 3)
+
+    train, test = split(30), split(12)
+    before = {v: x.copy() for v, x in test.views.items()}
+    first = evaluation.evaluate_model(_SquaresInPlace(), train, test)
+    for v, x in test.views.items():
+        np.testing.assert_array_equal(x, before[v])
+    assert evaluation.evaluate_model(_SquaresInPlace(), train, test) == first

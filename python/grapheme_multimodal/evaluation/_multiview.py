@@ -228,9 +228,13 @@ def _on_split(method: Callable[[Mapping[str, np.ndarray]], Any], split: str, vie
     """``method(views)`` of the embedder on ``split``'s views, its errors
     about its own ``views['a']`` named as the caller's ``test.views['a']``
     (a ModelEmbedder's "views: unknown view names" said nothing of which
-    split it could not embed)."""
+    split it could not embed). The embedder gets a copy of each view, as
+    :func:`binder_auc`'s bind does: one that worked on its views in place
+    changed the caller's splits, and the figures of every later call (the
+    fused embedding after the views', the next seed's run) were made on
+    other values, without a word."""
     try:
-        return method(views)
+        return method({v: _own(x) for v, x in views.items()})
     except (GraphemeError, TypeError) as err:
         names = {f"views[{v!r}]": f"{split}.views[{v!r}]" for v in views}
         raise renamed(err, {**names, "views": f"{split}.views"}) from None

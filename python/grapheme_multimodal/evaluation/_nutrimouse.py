@@ -93,6 +93,11 @@ def _check_anchor_ranks(data: Nutrimouse, fold_rows: Iterable[tuple], n_splits: 
                     "expected a view of higher rank, or anchors=False", f"data.views[{view!r}]")
 
 
+def _copies(views: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
+    """A copy of each view, for a caller's function to do with as it likes."""
+    return {v: x.copy() for v, x in views.items()}
+
+
 def _precision(query: np.ndarray, gallery: np.ndarray, data: Nutrimouse, rows: np.ndarray) -> Dict[str, float]:
     return {
         t: cross_view_retrieval(query, gallery, data.targets[t][rows])["class_precision_at_1"] for t in NUTRIMOUSE_TARGETS
@@ -181,10 +186,12 @@ def nutrimouse_cv(
         test_views = {v: x[test_rows] for v, x in data.views.items()}
         if recipe is not None:
             for s, seed in enumerate(seed_list):
-                embedder = recipe(train_views, seed)
+                # copies for each call (the mice are few): a recipe or embedder that worked on its views in place
+                # (np.log1p(x, out=x)) changed the views of the next seed's training and of the anchors after it
+                embedder = recipe(_copies(train_views), seed)
                 if not callable(getattr(embedder, "embed_views", None)):  # else an AttributeError
                     raise TypeError(f"recipe: returned {type(embedder).__name__}; expected a ViewEmbedder (with embed_views)")
-                emb = _embedded_views(embedder.embed_views(test_views), [_QUERY, _GALLERY], len(test_rows))
+                emb = _embedded_views(embedder.embed_views(_copies(test_views)), [_QUERY, _GALLERY], len(test_rows))
                 for v in (_QUERY, _GALLERY):  # else the metric's "query has all-zero rows ... use metric='euclidean'"
                     refuse_zero_rows(f"embedder.embed_views(...)[{v!r}]", emb[v], "embeddings",
                                      "a view's own embedding of a row it holds needs a direction")
