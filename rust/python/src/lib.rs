@@ -247,7 +247,9 @@ fn exact_nearest_rows<'py>(
     let (query, gallery, scores) = (query.as_array(), gallery.as_array(), scores.as_array());
     let (thresholds, rows) = (thresholds.as_array(), rows.as_array());
     let (n, m, cols) = (query.nrows(), gallery.nrows(), gallery.ncols());
-    if cols == 0 || query.ncols() != cols || scores.ncols() != m || start + scores.nrows() > n || rows.len() != thresholds.len() {
+    // checked: a start near usize::MAX wrapped past the check (rows beyond the query, a panic in the core)
+    let past_query = start.checked_add(scores.nrows()).is_none_or(|end| end > n);
+    if cols == 0 || query.ncols() != cols || scores.ncols() != m || past_query || rows.len() != thresholds.len() {
         return Err(PyValueError::new_err(format!(
             "exact_nearest_rows: expected a query [n, d] and gallery [m, d] (d >= 1), scores [b, m] of query rows from \
              start, and a threshold per row; got query {:?}, gallery {:?}, scores {:?}, start {start}, {} rows, {} thresholds",
