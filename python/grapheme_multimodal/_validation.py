@@ -481,15 +481,23 @@ def refuse_unpaired_columns(first: Tuple[str, Any], second: Tuple[str, Any]) -> 
 
 def column_names(x: Any) -> Optional[List[str]]:
     """A data frame's (pandas, polars) column names when every one is a str,
-    else ``None``: unnamed columns (0, 1, ...) are positions, as scikit-learn
-    reads them."""
+    as plain str, else ``None``: unnamed columns (0, 1, ...) are positions,
+    as scikit-learn reads them."""
     if type(x) is np.ndarray or not hasattr(x, "to_numpy"):
         return None
     columns = getattr(x, "columns", None)
     if columns is None:
         return None
     names = list(columns)
-    return names if all(isinstance(c, str) for c in names) else None
+    return plain_names(names) if all(isinstance(c, str) for c in names) else None
+
+
+def plain_names(names: Iterable[str]) -> List[str]:
+    """``names`` (str, or str subclasses) as plain str: pandas 2 keeps numpy's
+    str as column names (``df.columns = list(np.array(names))``), whose repr
+    under numpy 2 is ``np.str_('a')``: messages showed the columns so, and a
+    model's ``input_columns`` gave them back so."""
+    return [str.__str__(c) for c in names]
 
 
 def refuse_reordered_columns(name_a: str, cols_a: Optional[List[str]], name_b: str, cols_b: Optional[List[str]]) -> None:

@@ -36,6 +36,7 @@ from ._validation import (
     is_masked_array,
     memory_budget,
     named_inputs,
+    plain_names,
     refuse_beyond_budget,
     refuse_reordered_fitted_columns,
     refuse_unpaired_frames,
@@ -760,7 +761,7 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         known = list(self._input_columns)
         for m, names in columns.items():
             if known[m] is None and len(names) == self.config.input_dims[m]:
-                known[m] = tuple(names)
+                known[m] = tuple(plain_names(names))  # numpy's str too (a view's feature_names_in_)
         self._input_columns = tuple(known)
 
     # ----------------------------------------------------- training, persistence
