@@ -50,3 +50,32 @@ def test_column_names_of_numpy_strings_are_kept_and_shown_as_plain_str():
     with pytest.raises(gm.InvalidValueError) as info:  # two frames side by side (metrics, standardize)
         cross_view_retrieval(visual, visual[[np.str_("c"), np.str_("a"), np.str_("b")]], np.arange(20))
     assert "np.str_" not in str(info.value), str(info.value)
+
+
+def test_the_command_line_shows_header_names_one_line_each_and_told_apart(tmp_path, capsys):
+    # a CSV header's quoted names may hold a newline, a comma or a terminal's escape: info printed the model's line
+    # across two lines (and the escape raw, recolouring the terminal), and embed's refusal ran "a,b" into its
+    # neighbours, where every other name a message shows (files, arguments) is quoted when it would be lost
+    pd = pytest.importorskip("pandas")
+    import warnings
+
+    from grapheme_multimodal.cli import main
+
+    names = ["a\nb", "c,d", "\x1b[31mred"]
+    visual = pd.DataFrame(np.random.default_rng(0).normal(size=(20, 3)), columns=names)
+    model = gm.LearnableMultiModal(**SMALL)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit({"visual": visual}, epochs=1, progress=False)
+    model.save(tmp_path / "m.safetensors")
+    visual[[names[2], names[0], names[1]]].to_csv(tmp_path / "v.csv", index=False)
+    assert main(["info", str(tmp_path / "m.safetensors")]) == 0
+    out = capsys.readouterr().out
+    line = next(line for line in out.splitlines() if line.lstrip().startswith("visual"))
+    assert line.endswith("columns 'a\\nb','c,d','\\x1b[31mred'") and "\x1b" not in out, out
+    assert main(["embed", str(tmp_path / "m.safetensors"), "--modality", f"visual={tmp_path / 'v.csv'}",
+                 "--output", str(tmp_path / "e.npy")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "\x1b" not in err, err
+    assert "another order ('\\x1b[31mred','a\\nb','c,d')" in err and err.strip().endswith(
+        "trained on: 'a\\nb','c,d','\\x1b[31mred'"), err

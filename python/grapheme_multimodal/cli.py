@@ -1403,7 +1403,7 @@ def _model_lines(model: "LearnableMultiModal") -> List[str]:
             norm += f", trained on {counted(trained[m], 'row', grouped=True)}" if m in trained else ", never trained"
         columns = model.input_columns(m)
         if columns is not None:  # what embed's CSV header must name in this order
-            norm += f", columns {','.join(columns) if len(columns) <= 8 else ','.join(columns[:8]) + ',...'}"
+            norm += f", columns {_shown_header(columns)}"
         lines.append(f"  {str(m):<15} {takes}{norm}")
     opt = model.optimizer_state()
     lines.append(f"training: {counted(model.epochs_trained, 'epoch')}, {counted(opt['step'], 'Adam step')}, "
@@ -1435,12 +1435,22 @@ def _refuse_reordered_header(f: Any, models: Sequence[LearnableMultiModal]) -> N
     for model in models:
         fitted = model.input_columns(f.modality)
         if is_reordering(fitted, f.columns):
-            shown = lambda cols: ",".join(cols) if len(cols) <= 8 else ",".join(cols[:8]) + ",..."  # noqa: E731
             raise InvalidValueError(
                 f"{f.modality}: the header of {shown_name(f.path)} names the columns the checkpoint was trained on in "
-                f"another order ({shown(f.columns)}), and columns are read by position; expected them in the order it "
-                f"was trained on: {shown(fitted)}", str(f.modality),
+                f"another order ({_shown_header(f.columns)}), and columns are read by position; expected them in the "
+                f"order it was trained on: {_shown_header(fitted)}", str(f.modality),
             )
+
+
+def _shown_header(columns: Sequence[str]) -> str:
+    """Column names as a CSV header names them, comma-separated (the first 8
+    of more): each as it is, or quoted (Python's repr) when it is empty or
+    holds a comma or a character that does not print. A header's quoted
+    names may: a newline broke ``info``'s line and the one-line error in
+    two, a terminal's escape was printed raw, and "c,d" ran into its
+    neighbours."""
+    shown = [c if c and c.isprintable() and "," not in c else repr(c) for c in columns[:8]]
+    return ",".join(shown) + (",..." if len(columns) > 8 else "")
 
 
 def _load_checkpoint(path: Path) -> List[LearnableMultiModal]:
