@@ -22,6 +22,18 @@ def test_exact_nearest_rows_refuses_a_start_past_the_query_without_a_panic(start
     assert not isinstance(info.value, gm.GraphemeError)  # the panic's error is one, "internal error"
 
 
+
+@pytest.mark.parametrize("value", [1e-300, 1e300, 5e-324, np.nan, -1.0])
+@pytest.mark.parametrize("cosine", [True, False])
+def test_exact_nearest_rows_given_other_left_operands_gives_a_row_not_a_panic(value, cosine):
+    # left (the gallery's split values' left operands of g.g) of magnitudes outside the gallery's: its terms were
+    # shifted below the exact sums' fixed point or past their limbs, a panic ("internal error")
+    query, gallery, scores = np.ones((2, 2)), np.array([[1.0, 1.0], [2.0, 2.0], [3.0, 3.0]]), np.ones((2, 3))
+    thresholds = np.full(2, 0.0 if cosine else 9.0)
+    found = _core.exact_nearest_rows(query, gallery, 3.0, scores, 0, np.array([0, 1]), thresholds, cosine,
+                                     np.full((3, 2), value))
+    assert found.dtype == np.int64 and ((found >= 0) & (found < 3)).all(), found
+
 # -- remembered column names --------------------------------------------------------------------------------------------
 DIMS = (3, 2, 18, 32, 32, 16, 8)
 SMALL = dict(input_dims=DIMS, embed_dim=8, hidden_dim=8, num_heads=2, seed=0)

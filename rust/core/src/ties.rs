@@ -549,7 +549,13 @@ impl<'a> Ties<'a> {
         assert!(!candidates.is_empty(), "Ties::nearest: no candidates");
         let (cols, cosine, all, gallery) = (self.cols, self.cosine, self.query, self.gallery);
         let query = &all[row * cols..(row + 1) * cols];
-        let sums = || ExactSums::new(query, candidates.iter().flat_map(|&j| gallery[j * cols..(j + 1) * cols].iter().copied()), cosine);
+        // the fixed point spans the exponents of the left operands of g.g too: split values' are the gallery's,
+        // but other ones (a caller's) shifted terms below the fixed point or past its limbs, a panic
+        let left = if std::ptr::eq(self.left, gallery) { &[][..] } else { self.left };
+        let sums = || {
+            let rows = |values: &'a [f64]| candidates.iter().flat_map(move |&j| values.get(j * cols..(j + 1) * cols).unwrap_or(&[]));
+            ExactSums::new(query, rows(gallery).chain(rows(left)).copied(), cosine)
+        };
         let mut exact: Option<ExactSums> = None; // made at the first comparison the approximations leave
         let mut best = candidates[0];
         if cosine {
@@ -839,6 +845,22 @@ mod tests {
         assert_eq!(got, vec![Some(2), None]);
         let got = settle_rows(&query, &gallery, None, 2, false, 2.0, &scores, 1, &[0], &[1.0]);
         assert_eq!(got, vec![Some(1)]); // query row 1, [0, 1], among all three: itself
+    }
+
+    #[test]
+    fn left_operands_of_other_magnitudes_give_a_row_never_a_panic() {
+        // a caller's left operands (not the gallery's values split) outside the gallery's exponents: shifted
+        // below the fixed point or past its limbs, they panicked
+        let (query, gallery) = ([1.0, 1.0, 1.0, 1.0], [1.0, 1.0, 2.0, 2.0, 3.0, 3.0]);
+        let scores = [1.0; 6];
+        for value in [1e-300, 1e300, 5e-324, f64::NAN, f64::INFINITY, -1.0] {
+            let left = [value; 6];
+            for cosine in [true, false] {
+                let threshold = if cosine { 0.0 } else { 9.0 };
+                let got = settle_rows(&query, &gallery, Some(&left), 2, cosine, 3.0, &scores, 0, &[0, 1], &[threshold; 2]);
+                assert!(got.iter().all(|f| f.is_some_and(|f| f < 3)), "{value} {cosine}: {got:?}");
+            }
+        }
     }
 
     #[test]
