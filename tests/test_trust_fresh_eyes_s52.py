@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import pathlib
 import os
 import signal
 import subprocess
@@ -41,6 +42,9 @@ _SWEEP = """
     import grapheme_multimodal as gm
     from grapheme_multimodal import io
 
+    sys.path.insert(0, sys.argv[1])  # the tests' folder: their Ctrl-C harness
+    import ctrl_c_sweep
+
     signal.signal(signal.SIGINT, signal.default_int_handler)  # what a terminal gives, whatever started this
     os.fsync = lambda fd: None  # the disk's sync is not what is checked: the sweep stays quick
     points = 0  # where a Ctrl-C landed: none would make the sweep pass without checking anything
@@ -52,28 +56,8 @@ _SWEEP = """
     def descriptors():
         return len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else 0
 
-    def interrupted_at(n, call):
-        count = [0]
-        def profile(frame, event, arg):
-            # in the file writers, or in what they call (os.path, pathlib, threading): where every window was
-            # not a generator's "call" (a context manager's resumption): on Python 3.9 a profile function
-            # raising there ended the frame without its finally blocks, which no real Ctrl-C can do (the
-            # interpreter checks for signals inside the resumed frame, its try blocks in place)
-            resumed = event == "call" and frame.f_code.co_flags & inspect.CO_GENERATOR
-            if event in ("call", "c_return") and not resumed and (frame.f_code.co_filename == io.__file__ or (
-                    frame.f_back is not None and frame.f_back.f_code.co_filename == io.__file__)):
-                count[0] += 1
-                if count[0] == n:
-                    sys.setprofile(None)
-                    os.kill(os.getpid(), signal.SIGINT)  # a Ctrl-C, raised where the interpreter checks next
-        sys.setprofile(profile)
-        try:
-            call()
-            return False
-        except KeyboardInterrupt:
-            return True
-        finally:
-            sys.setprofile(None)
+    def interrupted_at(n, call):  # in the file writers, or in what they call (os.path, pathlib, threading)
+        return ctrl_c_sweep.interrupted_at(n, call, lambda code: code.co_filename == io.__file__)
 
     def together():
         with io.writing_together():
@@ -132,7 +116,8 @@ def test_a_ctrl_c_at_any_point_of_a_save_leaves_no_trace_and_later_saves_work() 
       staged into that dead block and never written, without a word.
     Now none: at every point no temporary file, no descriptor, the targets
     all old or all new, and a later save writes its file."""
-    done = subprocess.run([sys.executable, "-c", textwrap.dedent(_SWEEP)], capture_output=True, text=True, timeout=300,
+    done = subprocess.run([sys.executable, "-c", textwrap.dedent(_SWEEP), str(pathlib.Path(__file__).parent)],
+                          capture_output=True, text=True, timeout=300,
                           env={**os.environ, "PYTHONFAULTHANDLER": "0"})
     assert done.returncode == 0, done.stdout + done.stderr
     problems, points = done.stdout.split("\n")[:2]

@@ -47,6 +47,7 @@ import pytest
 
 import grapheme_multimodal as gm
 from grapheme_multimodal import _locking, files, io
+from ctrl_c_sweep import interrupted_at
 
 _POSIX = pytest.mark.skipif(not hasattr(signal, "SIGINT") or os.name != "posix" or not os.path.isdir("/proc/self/fd"),
                             reason="needs POSIX signals and /proc/self/fd")
@@ -64,30 +65,9 @@ _OPENING = {(io.__file__, name) for name in ("read_tagged_safetensors", "format_
 def _interrupted_at(n: int, call: Callable[[], Any]) -> bool:
     """Runs ``call`` with a real SIGINT sent at the ``n``-th point (a call, or
     a C function's return) in the functions of :data:`_OPENING` or in what
-    they call; whether it was interrupted."""
-    count = [0]
-
-    def profile(frame: Any, event: str, arg: Any) -> None:
-        # not a generator's resumption (a context manager's exit): on Python 3.9 a profile function raising
-        # there ended the frame without its finally blocks, which no real Ctrl-C can do
-        resumed = event == "call" and frame.f_code.co_flags & inspect.CO_GENERATOR
-        if event in ("call", "c_return") and not resumed and ((frame.f_code.co_filename, frame.f_code.co_name) in _OPENING or (
-                frame.f_back is not None and (frame.f_back.f_code.co_filename, frame.f_back.f_code.co_name) in _OPENING)):
-            count[0] += 1
-            if count[0] == n:
-                sys.setprofile(None)
-                os.kill(os.getpid(), signal.SIGINT)  # a Ctrl-C, raised where the interpreter checks next
-
-    sys.setprofile(profile)
-    try:
-        call()
-        return False
-    except KeyboardInterrupt:
-        return True
-    except (OSError, ValueError):  # the folder's own error, for the load of a folder
-        return False
-    finally:
-        sys.setprofile(None)
+    they call; whether it was interrupted (the folder's own error, for the
+    load of a folder, is not)."""
+    return interrupted_at(n, call, lambda code: (code.co_filename, code.co_name) in _OPENING, (OSError, ValueError))
 
 
 def _leaks_at_some_point(call: Callable[[], Any]) -> list:
@@ -181,7 +161,7 @@ def test_a_signal_at_any_point_of_an_uninterrupted_block_leaves_the_program_s_ha
             count, sent = [0], [False]
 
             def profile(frame: Any, event: str, arg: Any) -> None:
-                resumed = event == "call" and frame.f_code.co_flags & inspect.CO_GENERATOR  # see _interrupted_at
+                resumed = event == "call" and frame.f_code.co_flags & inspect.CO_GENERATOR  # see ctrl_c_sweep.interrupted_at
                 if event in ("call", "c_return") and not resumed and (frame.f_code.co_filename in locking or (
                         frame.f_back is not None and frame.f_back.f_code.co_filename in locking)):
                     count[0] += 1
