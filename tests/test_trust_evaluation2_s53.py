@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 import grapheme_multimodal as gm
+from test_trust_bench_scripts import _usage_error
 
 pytest.importorskip("sklearn")
 
@@ -139,15 +140,6 @@ def harness_scripts(monkeypatch):
     return h, digits, runs
 
 
-def _error_line(main, argv, capsys):
-    with pytest.raises(SystemExit) as info:
-        main(argv)
-    assert info.value.code == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert err[0].startswith("usage:") and "Traceback" not in "\n".join(err)
-    return err[-1]
-
-
 def test_uci_multifeature_keeps_every_set_flag(harness_scripts):
     # a second --set replaced the first's changes without a word: the run measured the recipe with only the last
     h, _, runs = harness_scripts
@@ -159,9 +151,9 @@ def test_uci_multifeature_keeps_every_set_flag(harness_scripts):
 def test_uci_multifeature_refuses_a_set_key_given_twice(harness_scripts, capsys):
     # the later value replaced the earlier without a word
     h, _, _ = harness_scripts
-    line = _error_line(h.main, ["--splits", "0", "--seeds", "0", "--set", "epochs=1", "epochs=5"], capsys)
+    line = _usage_error(h.main, ["--splits", "0", "--seeds", "0", "--set", "epochs=1", "epochs=5"], capsys)
     assert line.endswith(": error: --set: epochs given more than once ('epochs=1' and 'epochs=5'); expected each field once")
-    line = _error_line(h.main, ["--splits", "0", "--seeds", "0", "--set", "epochs=1", "--set", "epochs=5"], capsys)
+    line = _usage_error(h.main, ["--splits", "0", "--seeds", "0", "--set", "epochs=1", "--set", "epochs=5"], capsys)
     assert "--set: epochs given more than once" in line
 
 
