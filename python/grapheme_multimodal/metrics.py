@@ -407,17 +407,19 @@ def cross_view_retrieval(
         # row by row: one scale for both made the rows of the smaller one zeros
         q = _unit_rows("query", q.astype(np.float64))
         g = _unit_rows("gallery", g.astype(np.float64))
-        g_sq = None
+        g_sq = rounded = None  # _rounding_bound's cosine bound covers integers rounded into float64
     else:
         # not copied: only read here, into the product's operands (each copy was one more temporary of the
         # data's size, whose pages were faulted in again at each call once the heap's top was handed back)
+        wide = [beyond_float64(a) for a in (q, g)]  # integers beyond 2**53: rounded into float64 below
         q, g = _in_safe_range(*_exact_integer_columns(q, g), copy=False)
+        rounded = _conversion_error(q, g, wide)
         q, g = _without_shared_offset(g, q, g)
         g_sq = np.einsum("ij,ij->i", g, g)
 
     n = q.shape[0]
     nearest = np.empty(n, dtype=np.int64)
-    tolerance = _rounding_bound(metric, q, g_sq)
+    tolerance = _rounding_bound(metric, q, g_sq, rounded)
     if metric == "cosine":
         # argmax of cosine similarity == argmin of 1 - cos.
         left, right = q, g
@@ -450,7 +452,25 @@ def cross_view_retrieval(
     }
 
 
-def _rounding_bound(metric: str, q: np.ndarray, g_sq: "np.ndarray | None") -> np.ndarray:
+def _conversion_error(q: np.ndarray, g: np.ndarray, wide: "list[bool]") -> "tuple | None":
+    """How far the Euclidean search's float64 rows ``q`` and ``g`` (as
+    :func:`_in_safe_range` gave them, before any centring) may lie from the
+    rows as given where ``wide`` says an array was of integers beyond
+    2**53, which float64 rounds (by up to 256 near 2**61): ``(e_q, e_g)``,
+    each query row's bound and one for every gallery row (``u |x|`` of a
+    rounded row ``x``, 0 for an array held exactly), or ``None`` where
+    neither was (floats, small integers: nothing computed). Of two such
+    arrays, each column is shifted exactly first (:func:`_exact_integer_columns`)
+    and the bound is that of the difference, rounded once."""
+    if not any(wide):
+        return None
+    u = np.finfo(np.float64).eps / 2
+    e_q = u * np.sqrt(np.einsum("ij,ij->i", q, q)) if wide[0] else np.zeros(q.shape[0])
+    e_g = u * float(np.sqrt(np.einsum("ij,ij->i", g, g).max())) if wide[1] else 0.0
+    return e_q, e_g
+
+
+def _rounding_bound(metric: str, q: np.ndarray, g_sq: "np.ndarray | None", rounded: "tuple | None" = None) -> np.ndarray:
     """Per query row, how far apart two of its scores (``q @ g.T``, or
     ``||g||^2 - 2 q @ g.T`` for ``"euclidean"``) may lie when their exact
     values, or their values computed alike (:func:`_settle_near_ties`), are
@@ -458,14 +478,27 @@ def _rounding_bound(metric: str, q: np.ndarray, g_sq: "np.ndarray | None") -> np
     columns (``d u`` of the sum of the products' magnitudes, ``(d + 1) u``
     for the Euclidean product, which adds ``||g||^2``; at most 1 for
     unit rows, at most ``(||q|| + max ||g||)^2`` else; ``g_sq``: the
-    gallery rows' squared norms, ``None`` for cosine)."""
+    gallery rows' squared norms, ``None`` for cosine).
+
+    ``rounded`` (Euclidean; :func:`_conversion_error`): where integers
+    beyond 2**53 were rounded into float64 (``e`` = ``e_q + e_g`` of a query
+    row), a squared distance on the rounded rows lies within
+    ``2 reach e + e^2`` of that on the rows as given, so twice that is
+    added, times two: a float query beside an int64 gallery of timestamps
+    (or the reverse), centred, left the exact nearest row outside the
+    candidates, and the core decided among the wrong ones. Cosine needs
+    nothing more: a row rounded within ``u`` of its length moves its unit
+    row by at most ``2 u``, which the bound's ``4 (d + 3) eps`` covers."""
     d = q.shape[1]
     eps = 4 * (d + 3) * np.finfo(np.float64).eps
     if metric == "cosine":
         return np.full(q.shape[0], eps)
     with np.errstate(over="ignore"):  # inf: every score a candidate, decided by _settle_near_ties alone
         reach = np.sqrt(np.einsum("ij,ij->i", q, q)) + np.sqrt(float(g_sq.max()))
-        return eps * reach * reach
+        if rounded is None:
+            return eps * reach * reach
+        e = rounded[0] + rounded[1]
+        return eps * reach * reach + 4 * e * (2 * reach + e)
 
 
 def _settle_near_ties(
