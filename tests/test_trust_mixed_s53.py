@@ -138,3 +138,37 @@ def test_ordinary_floats_keep_the_tolerance_as_it_was():
     for a in (rng.normal(size=(5, 3)), rng.integers(-9, 9, size=(5, 3)), np.array([[2**53, 1], [-(2**53), 0]])):
         assert metrics._conversion_error(a.astype(np.float64), a.astype(np.float64), [metrics.beyond_float64(a)] * 2) \
             is None
+
+
+def test_the_views_column_check_shows_numpy_str_names_plainly():
+    """Before, under pandas 2 and numpy 2: "Xs[0]: columns [np.str_('b'),
+    np.str_('a'), ...]; expected those seen in fit, in that order:
+    [np.str_('a'), ...]" for frames whose columns came from a numpy array
+    of str. The names are kept plain str (``plain_names``), so the message
+    reads ['b', 'a', 'c'] on every numpy."""
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("sklearn")
+    from grapheme_multimodal.sklearn import MultimodalEmbedder
+
+    rng = np.random.default_rng(0)
+    # numpy str names, as pandas 2 keeps them from df.columns = list(np.array(names)) (pandas 3 makes them
+    # str unless the index is of objects)
+    visual = pd.DataFrame(rng.normal(size=(30, 3)))
+    visual.columns = pd.Index(list(np.array(["a", "b", "c"])), dtype=object)
+    auditory = pd.DataFrame(rng.normal(size=(30, 2)))
+    auditory.columns = pd.Index(list(np.array(["x", "y"])), dtype=object)
+    est = MultimodalEmbedder(epochs=1, embed_dim=8, hidden_dim=8, num_heads=2, encoder_hidden=(8,))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est.fit([visual, auditory])
+    assert all(type(c) is str for names in est._view_columns for c in names)
+    with pytest.raises(gm.InvalidValueError) as info:
+        est.transform([visual[["b", "a", "c"]], auditory])
+    text = str(info.value)
+    assert "['b', 'a', 'c']" in text and "['a', 'b', 'c']" in text and "np.str_" not in text, text
+    assert info.value.arg == "Xs[0]"
+    # a model fitted before the names were kept plain (its names numpy's str) says the same
+    est._view_columns = [np.asarray(list(np.array(["a", "b", "c"])), dtype=object), est._view_columns[1]]
+    with pytest.raises(gm.InvalidValueError) as info:
+        est.transform([visual[["b", "a", "c"]], auditory])
+    assert "expected those seen in fit, in that order: ['a', 'b', 'c']" in str(info.value)

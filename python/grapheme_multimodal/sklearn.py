@@ -46,7 +46,7 @@ from ._parallel import resolve_n_jobs, run_tasks, shared_snapshot
 from ._validation import (
     IntLike,
     as_float32, as_seed, describe, is_int, is_iterable, is_masked_array, non_finite_message,
-    over_float64, refuse_beyond_memory,
+    over_float64, plain_names, refuse_beyond_memory,
     refuse_graph_rows, refuse_networkx_graphs, refuse_temporal_columns, refuse_unpaired_frames, renamed, warn_precision_loss,
 )
 from .config import _widths
@@ -975,17 +975,20 @@ def _check_view_columns(estimator: MultimodalEmbedder, raw: List[Any], reset: bo
                 UserWarning)
         elif seen is not None and given is not None and not np.array_equal(seen, given):
             raise InvalidValueError(
-                f"Xs[{i}]: columns {list(given)}; expected those seen in fit, in that order: {list(seen)}", f"Xs[{i}]"
+                f"Xs[{i}]: columns {list(given)}; expected those seen in fit, in that order: {plain_names(seen)}",
+                f"Xs[{i}]",  # seen: plain here too for a model fitted (and saved) before names were kept plain
             )
 
 
 def _column_names(x: Any) -> Optional[np.ndarray]:
     """A data frame's column names when they are all str (what scikit-learn
-    takes for feature names), else None."""
+    takes for feature names), as plain str (:func:`plain_names`: pandas 2
+    keeps numpy's str, which the mismatch's message showed as
+    ``np.str_('a')`` under numpy 2), else None."""
     columns = getattr(x, "columns", None)
     if columns is None or not len(columns) or not all(isinstance(c, str) for c in columns):
         return None
-    return np.asarray(columns, dtype=object)
+    return np.asarray(plain_names(columns), dtype=object)
 
 
 def _checked_view(x: Any, name: str) -> np.ndarray:
