@@ -352,7 +352,9 @@ def cross_view_retrieval(
     decided again in exact arithmetic on the rows as given, so duplicated
     gallery rows, rows of one direction (cosine: ``[1, 1]`` and ``[3, 3]``)
     and rows exactly as far (on a grid of 0.1 too) tie whatever the query's
-    row, the other queries, ``chunk_size`` and the rows' lengths (cosine).
+    row, the other queries, ``chunk_size`` and the rows' lengths (cosine),
+    on int64 and uint64 values beyond 2**53 too (timestamps, ids), beside
+    floats or not.
 
         class_precision_at_1 = mean_i [labels[nn(i)] == labels[i]]
         instance_recall_at_1 = mean_i [nn(i) == i]
