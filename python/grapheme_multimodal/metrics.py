@@ -472,7 +472,9 @@ def _conversion_error(q: np.ndarray, g: np.ndarray, wide: "list[bool]") -> "tupl
     return e_q, e_g
 
 
-def _rounding_bound(metric: str, q: np.ndarray, g_sq: "np.ndarray | None", rounded: "tuple | None" = None) -> np.ndarray:
+def _rounding_bound(
+    metric: str, q: np.ndarray, g_sq: "np.ndarray | None", rounded: "tuple | None" = None,
+) -> np.ndarray:
     """Per query row, how far apart two of its scores (``q @ g.T``, or
     ``||g||^2 - 2 q @ g.T`` for ``"euclidean"``) may lie when their exact
     values, or their values computed alike (:func:`_settle_near_ties`), are
