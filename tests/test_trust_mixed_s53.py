@@ -14,7 +14,6 @@ numpy str names as ``np.str_('a')`` under numpy 2."""
 from __future__ import annotations
 
 import warnings
-from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -22,30 +21,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import grapheme_multimodal as gm
+from nearest_oracle import exact_nearest
 from grapheme_multimodal import metrics
 from grapheme_multimodal.metrics import cross_view_retrieval
-
-
-def _oracle(query: np.ndarray, gallery: np.ndarray, metric: str) -> list:
-    """Each query row's nearest gallery row in rational arithmetic on the
-    values as given (integers as Python ints, floats as float64), the lowest
-    index on a tie (the documented rule)."""
-    def exact(a: np.ndarray) -> list:
-        rows = a.tolist() if a.dtype.kind in "iu" else a.astype(np.float64).tolist()
-        return [[Fraction(v) for v in row] for row in rows]
-
-    q, g = exact(query), exact(gallery)
-    nearest = []
-    for a in q:
-        if metric == "euclidean":
-            keys = [sum((x - y) ** 2 for x, y in zip(a, b)) for b in g]
-        else:  # the largest cos = p / (|a| sqrt(s)): the smallest -sign(p) p^2 / s
-            keys = []
-            for b in g:
-                p, s = sum(x * y for x, y in zip(a, b)), sum(y * y for y in b)
-                keys.append(-(p * abs(p)) / s if s else Fraction(0))
-        nearest.append(keys.index(min(keys)))
-    return nearest
 
 
 def _found(query: np.ndarray, gallery: np.ndarray, metric: str) -> list:
@@ -83,15 +61,15 @@ def test_a_float_query_finds_the_exact_nearest_wide_integer_row(dtype, top):
     gallery = np.array([[top + sign * 500 * step], [top - sign * 300 * step]], dtype=dtype)
     labels = np.array([0, 1])
     for metric in ("euclidean", "cosine"):
-        want = _oracle(query, gallery, metric)
+        want = exact_nearest(query, gallery, metric)
         assert cross_view_retrieval(query, gallery, labels, metric=metric) == _figures(want, labels), metric
-    assert _oracle(query, gallery, "euclidean") == [1, 1]  # the case the search missed
+    assert exact_nearest(query, gallery, "euclidean") == [1, 1]  # the case the search missed
     query = np.array([[top + sign * 500 * step], [top - sign * 700 * step]], dtype=dtype)
     gallery = np.array([[float(top + sign * 1024 * step)], [float(top - sign * 512 * step)]])
     for metric in ("euclidean", "cosine"):
-        want = _oracle(query, gallery, metric)
+        want = exact_nearest(query, gallery, metric)
         assert cross_view_retrieval(query, gallery, labels, metric=metric) == _figures(want, labels), metric
-    assert _oracle(query, gallery, "euclidean") == [0, 1]
+    assert exact_nearest(query, gallery, "euclidean") == [0, 1]
 
 
 @st.composite
@@ -128,7 +106,7 @@ def _mixed(draw):
 def test_floats_beside_wide_integers_find_the_exact_nearest_rows(case, metric):
     """Before: 25 of 600 such cases missed the exact nearest row (Euclidean)."""
     query, gallery = case
-    assert _found(query, gallery, metric) == _oracle(query, gallery, metric)
+    assert _found(query, gallery, metric) == exact_nearest(query, gallery, metric)
 
 
 def test_ordinary_floats_keep_the_tolerance_as_it_was():

@@ -98,7 +98,7 @@ def test_pairwise_cca_retrieval_past_a_views_training_rank_is_that_of_the_compon
 
 # ------------------------------------------------------------ retrieval: exact ties, on the rows as given
 
-from fractions import Fraction  # noqa: E402
+from nearest_oracle import exact_nearest  # noqa: E402
 
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
@@ -108,21 +108,9 @@ from grapheme_multimodal.metrics import cross_view_retrieval  # noqa: E402
 
 def _exact_nearest(query: np.ndarray, gallery: np.ndarray, metric: str) -> np.ndarray:
     """Each query row's nearest gallery row in exact rational arithmetic on
-    the float64 values, the lowest index on a tie: the documented
-    definition, with nothing rounded."""
-    q = [[Fraction(float(v)) for v in row] for row in query]
-    g = [[Fraction(float(v)) for v in row] for row in gallery]
-    nearest = []
-    for a in q:
-        if metric == "euclidean":
-            keys = [sum((x - y) ** 2 for x, y in zip(a, b)) for b in g]
-        else:  # the largest cos = p / (|a| sqrt(s)): the smallest -sign(p) p^2 / s
-            keys = []
-            for b in g:
-                p, s = sum(x * y for x, y in zip(a, b)), sum(y * y for y in b)
-                keys.append(-(p * abs(p)) / s)
-        nearest.append(keys.index(min(keys)))
-    return np.array(nearest)
+    the values as given, the lowest index on a tie: the documented
+    definition, with nothing rounded (tests/nearest_oracle.py)."""
+    return np.array(exact_nearest(query, gallery, metric))
 
 
 def _figures(nearest: np.ndarray, labels: np.ndarray) -> dict:

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import grapheme_multimodal as gm
+from nearest_oracle import exact_nearest
 from test_trust_training_second import data, small
 from test_trust_training_second import snapshot as second_snapshot
 
@@ -175,25 +176,6 @@ def test_plot_attention_names_a_long_double_beyond_float64(tmp_path):
     assert not (tmp_path / "a.png").exists()
 
 
-def _int_oracle(query: np.ndarray, gallery: np.ndarray, metric: str) -> list:
-    """Each query row's nearest gallery row in Python integers on the values
-    as given, the lowest index on a tie (the documented rule)."""
-    from fractions import Fraction
-
-    q, g = query.tolist(), gallery.tolist()
-    nearest = []
-    for a in q:
-        if metric == "euclidean":
-            keys = [sum((x - y) ** 2 for x, y in zip(a, b)) for b in g]
-        else:  # the largest cos = p / (|a| sqrt(s)): the smallest -sign(p) p^2 / s
-            keys = []
-            for b in g:
-                p, s = sum(x * y for x, y in zip(a, b)), sum(y * y for y in b)
-                keys.append(Fraction(-(p * abs(p)), s) if s else Fraction(0))
-        nearest.append(keys.index(min(keys)))
-    return nearest
-
-
 def _wide_integers(rng: np.random.Generator, n: int, d: int, dtype: type, top: int) -> "tuple[np.ndarray, np.ndarray]":
     """Rows of ``dtype`` whose first column (about ``top``, beyond 2**53, a
     few values) dominates small features, with copies and negated or halved
@@ -236,7 +218,7 @@ def test_integers_beyond_2_53_are_decided_in_the_core_as_in_python_integers(dtyp
     for seed in range(6):
         rng = np.random.default_rng(seed)
         query, gallery = _wide_integers(rng, int(rng.integers(2, 25)), int(rng.integers(1, 4)), dtype, top)
-        assert _settled(query, gallery, metric) == _int_oracle(query, gallery, metric), seed
+        assert _settled(query, gallery, metric) == exact_nearest(query, gallery, metric), seed
 
 
 def test_the_extremes_of_int64_and_uint64_split_exactly():
@@ -247,17 +229,17 @@ def test_the_extremes_of_int64_and_uint64_split_exactly():
     query = np.array([[low, 1], [high, -1], [low + 1, 0]], dtype=np.int64)
     gallery = np.array([[low + 1, 1], [low, 1], [high, 0], [high - 1, -1], [high, -1], [low, 0]], dtype=np.int64)
     for metric in ("cosine", "euclidean"):
-        assert _settled(query, gallery, metric) == _int_oracle(query, gallery, metric)
+        assert _settled(query, gallery, metric) == exact_nearest(query, gallery, metric)
     top = 2**64 - 1
     query = np.array([[top, 1], [top - 2048, 3]], dtype=np.uint64)
     gallery = np.array([[top - 1, 1], [top, 0], [top, 1], [top - 2047, 3], [top - 2048, 3]], dtype=np.uint64)
     for metric in ("cosine", "euclidean"):
-        assert _settled(query, gallery, metric) == _int_oracle(query, gallery, metric)
+        assert _settled(query, gallery, metric) == exact_nearest(query, gallery, metric)
     # multiples of 2**11 beyond 2**53 are float64s as they are: nothing to split
     query = np.array([[2**62, 2**11], [2**62 + 2**11, 0]], dtype=np.int64)
     gallery = np.array([[2**62 + 2**12, 0], [2**62, 0], [2**62 + 2**11, 2**11]], dtype=np.int64)
     for metric in ("cosine", "euclidean"):
-        assert _settled(query, gallery, metric) == _int_oracle(query, gallery, metric)
+        assert _settled(query, gallery, metric) == exact_nearest(query, gallery, metric)
 
 
 def test_retrieval_of_wide_integers_gives_the_figures_of_python_integers():
@@ -271,7 +253,7 @@ def test_retrieval_of_wide_integers_gives_the_figures_of_python_integers():
             rng = np.random.default_rng(3)
             query, gallery = _wide_integers(rng, 40, 2, dtype, top)
             labels = rng.integers(0, 4, size=40)
-            nearest = np.array(_int_oracle(query, gallery, metric))
+            nearest = np.array(exact_nearest(query, gallery, metric))
             got = cross_view_retrieval(query, gallery, labels, metric=metric)
             assert got["class_precision_at_1"] == float(np.mean(labels[nearest] == labels))
             assert got["instance_recall_at_1"] == float(np.mean(nearest == np.arange(40)))

@@ -13,7 +13,6 @@ import os
 import subprocess
 import sys
 import textwrap
-from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -23,24 +22,7 @@ from hypothesis import strategies as st
 from grapheme_multimodal import _core
 from grapheme_multimodal._exact_ties import ExactTies
 from grapheme_multimodal.metrics import cross_view_retrieval
-
-
-def _oracle(query: np.ndarray, gallery: np.ndarray, metric: str) -> list:
-    """Each query row's nearest gallery row in rational arithmetic on the
-    float64 values, the lowest index on a tie (the documented rule)."""
-    q = [[Fraction(float(v)) for v in row] for row in np.asarray(query, dtype=np.float64)]
-    g = [[Fraction(float(v)) for v in row] for row in np.asarray(gallery, dtype=np.float64)]
-    nearest = []
-    for a in q:
-        if metric == "euclidean":
-            keys = [sum((x - y) ** 2 for x, y in zip(a, b)) for b in g]
-        else:  # the largest cos = p / (|a| sqrt(s)): the smallest -sign(p) p^2 / s
-            keys = []
-            for b in g:
-                p, s = sum(x * y for x, y in zip(a, b)), sum(y * y for y in b)
-                keys.append(-(p * abs(p)) / s)
-        nearest.append(keys.index(min(keys)))
-    return nearest
+from nearest_oracle import exact_nearest
 
 
 def _core_nearest(query: np.ndarray, gallery: np.ndarray, metric: str) -> list:
@@ -78,7 +60,7 @@ def test_the_core_finds_the_exact_nearest_where_a_column_dominates(n, d, metric,
     features on a grid, 1e300 beside 1e-300, subnormal features): the core's
     choice is the rational oracle's, the lowest index on a tie."""
     query, gallery = _dominated(np.random.default_rng(seed), n, d, *scales)
-    assert _core_nearest(query, gallery, metric) == _oracle(query, gallery, metric)
+    assert _core_nearest(query, gallery, metric) == exact_nearest(query, gallery, metric)
 
 
 @settings(max_examples=30, deadline=None)
@@ -90,7 +72,7 @@ def test_retrieval_on_dominated_rows_gives_the_exact_figures(n, d, metric, scale
     rng = np.random.default_rng(seed)
     query, gallery = _dominated(rng, n, d, *scales)
     labels = rng.integers(0, max(2, n // 2), size=n)
-    assert cross_view_retrieval(query, gallery, labels, metric=metric) == _figures(_oracle(query, gallery, metric), labels)
+    assert cross_view_retrieval(query, gallery, labels, metric=metric) == _figures(exact_nearest(query, gallery, metric), labels)
 
 
 @pytest.mark.parametrize("metric", ["cosine", "euclidean"])
@@ -100,7 +82,7 @@ def test_huge_beside_tiny_rows_decide_below_float64s_reach(metric):
     part finds the row on its own side."""
     query = np.array([[1e300, 1e-300], [1e300, -1e-300], [1e300, 3e-300]])
     gallery = np.array([[1e300, 2e-300], [1e300, 1e-300], [1e300, 0.0]])
-    want = _oracle(query, gallery, metric)
+    want = exact_nearest(query, gallery, metric)
     assert want == [1, 2, 0]
     assert _core_nearest(query, gallery, metric) == want
     assert cross_view_retrieval(query, gallery, np.arange(3), metric=metric) == _figures(want, np.arange(3))
@@ -114,7 +96,7 @@ def test_float32_beside_float64_is_decided_on_the_values_as_given(metric):
     query = (1e4 + rng.integers(-3, 4, size=(25, 3)) * 0.1).astype(np.float32)
     gallery = query.astype(np.float64)[rng.permutation(25)]
     gallery[::3] += rng.integers(-1, 2, size=(9, 3)) * 2.0**-10
-    want = _oracle(query, gallery, metric)
+    want = exact_nearest(query, gallery, metric)
     labels = np.arange(25)
     assert cross_view_retrieval(query, gallery, labels, metric=metric) == _figures(want, labels)
     assert cross_view_retrieval(query.astype(np.float64), gallery, labels, metric=metric) == _figures(want, labels)
@@ -126,7 +108,7 @@ def test_negative_dots_find_the_least_negative_cosine():
     rng = np.random.default_rng(3)
     query = np.hstack([np.full((20, 1), 1.7e9), rng.integers(-3, 4, size=(20, 2)) * 0.1])
     gallery = -np.hstack([1.7e9 + rng.integers(0, 2, size=(20, 1)) * 1.7, rng.integers(-3, 4, size=(20, 2)) * 0.1])
-    want = _oracle(query, gallery, "cosine")
+    want = exact_nearest(query, gallery, "cosine")
     assert _core_nearest(query, gallery, "cosine") == want
     labels = np.arange(20)
     assert cross_view_retrieval(query, gallery, labels) == _figures(want, labels)
@@ -137,7 +119,7 @@ def test_zero_rows_and_copies_tie_to_the_lowest_index():
     index among the equally near rows; a zero query finds the smallest row."""
     query = np.array([[0.0, 0.0], [0.1, 0.2], [0.3, -0.1], [1e-300, 0.0]])
     gallery = np.array([[0.2, 0.4], [0.0, 0.0], [0.0, 0.0], [0.2, 0.4], [0.4, -0.2], [0.2, 0.0]])
-    want = _oracle(query, gallery, "euclidean")
+    want = exact_nearest(query, gallery, "euclidean")
     assert want == [1, 0, 5, 1]
     assert _core_nearest(query, gallery, "euclidean") == want
     tie = ExactTies("euclidean", query, gallery)
@@ -186,14 +168,14 @@ PORTABLE_CHECK = r"""
 import sys
 import numpy as np
 sys.path.insert(0, {tests!r})
-from test_trust_ties_s53 import _core_nearest, _dominated, _oracle
+from test_trust_ties_s53 import _core_nearest, _dominated, exact_nearest
 from grapheme_multimodal import _core
 assert _core.kernel_path() == {path!r}, _core.kernel_path()
 for seed in range(12):
     for scales in [(1.7e9, 0.1), (1e300, 1e-300)]:
         for metric in ["cosine", "euclidean"]:
             q, g = _dominated(np.random.default_rng(seed), 12, 2, *scales)
-            assert _core_nearest(q, g, metric) == _oracle(q, g, metric), (seed, scales, metric)
+            assert _core_nearest(q, g, metric) == exact_nearest(q, g, metric), (seed, scales, metric)
 print("ok")
 """
 
