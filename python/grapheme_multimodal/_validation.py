@@ -531,9 +531,15 @@ def refuse_reordered_fitted_columns(name: str, fitted: Optional[Sequence[str]], 
     looked at."""
     if fitted is None or type(value) is np.ndarray:
         return
-    given = column_names(value)
+    refuse_reordered_fitted_names(name, fitted, column_names(value))
+
+
+def refuse_reordered_fitted_names(name: str, fitted: Optional[Sequence[str]], given: Optional[Sequence[str]]) -> None:
+    """:func:`refuse_reordered_fitted_columns` given the frame's column
+    names ``given`` (``None``: not known)."""
     if not is_reordering(fitted, given):
         return
+    assert fitted is not None and given is not None  # is_reordering: both known
     raise InvalidValueError(
         f"{name}: its columns {_shown_columns(given)} are those the model was fitted on ({_shown_columns(fitted)}) in "
         f"another order, and columns are read by position; expected them in the order the model was fitted on: "

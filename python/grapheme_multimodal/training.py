@@ -27,7 +27,7 @@ from ._parallel import bar_position, check_cancelled
 from ._locking import calling_metric, fitting, refuse_in_fit, uninterrupted
 from ._validation import (
     FloatLike, IntLike, as_finite_float, caller_level, check_flag, describe, exact_int, first_in_scope, frame_columns, is_int,
-    refuse_beyond_budget, refuse_unpaired_columns, sorted_names, wrong_type,
+    refuse_beyond_budget, refuse_reordered_fitted_names, refuse_unpaired_columns, sorted_names, wrong_type,
 )
 from .averaging import WeightAverage, check_decay, model_weights
 from .averaging import resume as resume_average
@@ -265,6 +265,10 @@ def fit(
     if val is not None:
         _refuse_validation_columns_reordered(data, validation)
     columns = frame_columns(data)  # {} unless data holds data frames: kept once this fit trains
+    # checked again against the model's names under its lock: another thread's fit may learn them meanwhile
+    given_columns = [(f"{arg}[{MODALITY_NAMES[m]!r}]", m, names)
+                     for arg, frames in (("data", columns), ("validation", frame_columns(validation)))
+                     for m, names in frames.items()]
     if isinstance(objectives, Mapping):
         # the weights checked here are the ones every step uses: each step read the caller's dict,
         # and a metric (or another thread) that changed it changed the objectives halfway, unchecked
@@ -306,6 +310,10 @@ def fit(
         _warn_of_validation_modalities_data_lacks(model, train_mask, val.mask_of(np.arange(len(val))), standardize)
 
     with model._lock.updating():  # other writers wait; readers get in between steps
+        # the frames' names were checked before the lock: a fit (fit_normalization) of another thread that
+        # learned them in another order since then would have this one train on the columns reordered
+        for name, m, names in given_columns:
+            refuse_reordered_fitted_names(name, model._input_columns[m], names)
         before = _TrainingState.of(model)
         # the counts the undo copy read (no second copy of Adam's moments to read them), nothing changed yet,
         # and no other writer can take a step before fit's own now

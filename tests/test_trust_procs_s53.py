@@ -1,0 +1,72 @@
+"""Threads and processes on session 53's new code (remembered column names,
+the exact tie rule, signal-handler swaps): what test_thread_matrix,
+test_trust_threads*, test_trust_pools, test_trust_reentry* and
+test_parallel_members leave out. Threads meet at events or joins, never at
+sleeps; every wait is bounded, so a regression fails instead of hanging CI."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, List
+
+import numpy as np
+import pytest
+
+import grapheme_multimodal as gm
+
+#: A thread still running after this many seconds is taken as hung.
+JOIN_TIMEOUT_S = 20.0
+
+
+def _joined(thread: threading.Thread) -> None:
+    thread.join(JOIN_TIMEOUT_S)
+    assert not thread.is_alive(), f"{thread.name}: still running after {JOIN_TIMEOUT_S} s (deadlock)"
+
+
+def _model() -> gm.LearnableMultiModal:
+    return gm.LearnableMultiModal(embed_dim=8, hidden_dim=16, num_heads=2, seed=0, encoder_hidden=(8,),
+                                  input_dims={"visual": 4, "auditory": 3})
+
+
+def _frames() -> Any:
+    pd = pytest.importorskip("pandas")
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(40, 3))
+    visual = pd.DataFrame((z @ rng.normal(size=(3, 4))).astype(np.float32), columns=list("abcd"))
+    return visual, (z @ rng.normal(size=(3, 3))).astype(np.float32)
+
+
+def test_a_fit_that_learns_the_names_while_another_waits_has_the_other_refuse_them_reordered() -> None:
+    # fit checked a frame's column order against the model's names before taking the model's lock: a fit
+    # of another thread that learned them in between (while this one waited for the lock) had this one
+    # train, without a word, on the columns reordered, as other features
+    visual, auditory = _frames()
+    model = _model()
+    lock = model._lock
+    first = {"B": True}
+
+    def updating() -> Any:  # thread B's fit, checked, reaches the lock: thread A's fit lands first
+        if first["B"] and threading.current_thread().name == "B":
+            first["B"] = False
+            a = threading.Thread(target=model.fit, args=({"visual": visual, "auditory": auditory},),
+                                 kwargs={"epochs": 1, "progress": False}, name="A")
+            a.start()
+            _joined(a)
+        return type(lock).updating(lock)
+
+    lock.updating = updating  # type: ignore[method-assign]
+    errors: List[BaseException] = []
+
+    def reordered() -> None:
+        try:
+            model.fit({"visual": visual[list("dcba")], "auditory": auditory}, epochs=1, progress=False)
+        except BaseException as err:  # noqa: B902 - reported below
+            errors.append(err)
+
+    b = threading.Thread(target=reordered, name="B")
+    b.start()
+    _joined(b)
+    assert model.input_columns("visual") == ("a", "b", "c", "d")
+    assert model.epochs_trained == 1, "the reordered frames trained the model"
+    assert len(errors) == 1 and isinstance(errors[0], gm.InvalidValueError), errors
+    assert errors[0].arg == "data['visual']" and "another order" in str(errors[0])
