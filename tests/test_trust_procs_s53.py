@@ -70,3 +70,54 @@ def test_a_fit_that_learns_the_names_while_another_waits_has_the_other_refuse_th
     assert model.epochs_trained == 1, "the reordered frames trained the model"
     assert len(errors) == 1 and isinstance(errors[0], gm.InvalidValueError), errors
     assert errors[0].arg == "data['visual']" and "another order" in str(errors[0])
+
+
+def _landing_first(model: gm.LearnableMultiModal, other: Any) -> None:
+    """Has ``other()`` run to its end in thread A the first time thread B
+    waits for ``model``'s update lock: a call of another thread that lands
+    between B's checks and B's lock."""
+    lock = model._lock
+    first = {"B": True}
+
+    def updating() -> Any:
+        if first["B"] and threading.current_thread().name == "B":
+            first["B"] = False
+            a = threading.Thread(target=other, name="A")
+            a.start()
+            _joined(a)
+        return type(lock).updating(lock)
+
+    lock.updating = updating  # type: ignore[method-assign]
+
+
+def _in_thread_b(call: Any) -> List[BaseException]:
+    errors: List[BaseException] = []
+
+    def run() -> None:
+        try:
+            call()
+        except BaseException as err:  # noqa: B902 - reported to the caller
+            errors.append(err)
+
+    b = threading.Thread(target=run, name="B")
+    b.start()
+    _joined(b)
+    return errors
+
+
+def test_fit_with_stopping_on_a_slice_refuses_names_another_thread_learned_reordered_meanwhile() -> None:
+    # with a slice held out, fit_with_stopping checked the frames' order, then fit the slice's arrays (no
+    # names to check) and kept the names after: a fit of another thread between the two trained the model
+    # on the columns reordered, and the names it kept were the other thread's
+    from grapheme_multimodal.stopping import fit_with_stopping
+
+    visual, auditory = _frames()
+    model = _model()
+    _landing_first(model, lambda: model.fit({"visual": visual, "auditory": auditory}, epochs=1, progress=False))
+    errors = _in_thread_b(lambda: fit_with_stopping(
+        model, {"visual": visual[list("dcba")], "auditory": auditory}, validation_fraction=0.25, patience=1,
+        monitor="val_total", epochs=1, cv_folds=0, min_validation_rows=1000, progress=False, seed=0))
+    assert model.input_columns("visual") == ("a", "b", "c", "d")
+    assert model.epochs_trained == 1, "the reordered frames trained the model"
+    assert len(errors) == 1 and isinstance(errors[0], gm.InvalidValueError), errors
+    assert errors[0].arg == "inputs['visual']" and "another order" in str(errors[0])

@@ -28,7 +28,7 @@ from ._locking import calling_metric, fitting, refuse_in_fit
 from ._core import MODALITY_NAMES
 from ._validation import (
     INPUTS_MASKED_REMEDY, FloatLike, IntLike, as_real_array, caller_level, describe, frame_columns, precision_checked, precision_scoped,
-    refuse_beyond_budget, renamed,
+    refuse_beyond_budget, refuse_reordered_fitted_names, renamed,
 )
 from .exceptions import EarlyStoppingSkippedWarning, GraphemeError, InvalidValueError, NonFiniteError, ShapeError
 from .graph import is_graph_list, refuse_stray_graphs
@@ -265,14 +265,21 @@ def fit_with_stopping(
             raise refusals[0]
     if k == 0:
         (train, train_mask), (held, held_mask) = _take(inputs, mask, fit_rows), _take(inputs, mask, val_rows)
-        try:
-            history = fit(train, mask=train_mask, validation=held, validation_mask=held_mask, epochs=epochs,
-                          early_stopping=patience or None, monitor=monitor, **fit_options)
-        except NonFiniteError as err:  # a row whose encoding overflowed, named as the slice's
-            raise overflow_in_user_rows(err, {"data": fit_rows, "validation": val_rows}, "inputs") from None
-        if epochs > 0:  # the slice's arrays carry no names: the data frames' kept, as fit keeps them
-            trained = present[fit_rows]
-            model._remember_columns({m: names for m, names in frame_columns(inputs).items() if trained[:, m].any()})
+        columns = frame_columns(inputs)
+        # The model held from the check of the frames' names to their keeping, as fit holds it: the slice's
+        # arrays carry no names for fit to check, and a fit of another thread that learned them in another
+        # order after the check above had the model train on them reordered, keeping the other order.
+        with model._lock.updating():
+            for m, names in columns.items():
+                refuse_reordered_fitted_names(f"inputs[{MODALITY_NAMES[m]!r}]", model._input_columns[m], names)
+            try:
+                history = fit(train, mask=train_mask, validation=held, validation_mask=held_mask, epochs=epochs,
+                              early_stopping=patience or None, monitor=monitor, **fit_options)
+            except NonFiniteError as err:  # a row whose encoding overflowed, named as the slice's
+                raise overflow_in_user_rows(err, {"data": fit_rows, "validation": val_rows}, "inputs") from None
+            if epochs > 0:  # the slice's arrays carry no names: the data frames' kept, as fit keeps them
+                trained = present[fit_rows]
+                model._remember_columns({m: names for m, names in columns.items() if trained[:, m].any()})
         return history
     # the k folds train copies of the model, all held at once: past memory, copying them aborted the process
     # (a Rust allocation that fails), where a slice held out makes no copy
