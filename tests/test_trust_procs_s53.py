@@ -6,7 +6,10 @@ sleeps; every wait is bounded, so a regression fails instead of hanging CI."""
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
+import warnings
 from typing import Any, List
 
 import numpy as np
@@ -121,3 +124,52 @@ def test_fit_with_stopping_on_a_slice_refuses_names_another_thread_learned_reord
     assert model.epochs_trained == 1, "the reordered frames trained the model"
     assert len(errors) == 1 and isinstance(errors[0], gm.InvalidValueError), errors
     assert errors[0].arg == "inputs['visual']" and "another order" in str(errors[0])
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork")
+def test_a_child_forked_from_a_thread_while_the_main_thread_holds_signals_back_gets_its_ctrl_c(default_sigint) -> None:
+    # uninterrupted() swaps the program's handlers for stand-ins that hold the signals back until the
+    # block ends. A fork from another thread mid-block (a multiprocessing 'fork' pool started by a worker
+    # thread while the main thread loads, saves or ends an epoch) left the child the stand-ins for good,
+    # the block's thread not being in the child to put them back: its Ctrl-C was swallowed for ever, and
+    # uninterrupted() there held nothing back (the forking thread is not the parent's main thread)
+    from grapheme_multimodal._locking import uninterrupted
+
+    inside, forked = threading.Event(), threading.Event()
+    statuses: List[int] = []
+
+    def fork() -> None:
+        assert inside.wait(JOIN_TIMEOUT_S)
+        with warnings.catch_warnings():  # Python 3.12+: "this process is multi-threaded, use of fork()..."
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
+        if pid == 0:  # the child: its exit status is the first check that failed
+            code = 0
+            try:
+                signal.alarm(int(JOIN_TIMEOUT_S))  # a child that hangs ends
+                if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+                    code = 2
+                else:
+                    try:
+                        with uninterrupted():
+                            os.kill(os.getpid(), signal.SIGINT)
+                            code = 3  # held back to the block's end, where it raises
+                        code = 4
+                    except KeyboardInterrupt:
+                        code = 0 if code == 3 else 5
+            finally:
+                os._exit(code)
+        statuses.append(os.waitpid(pid, 0)[1])
+        forked.set()
+
+    thread = threading.Thread(target=fork, name="forker")
+    thread.start()
+    with uninterrupted():
+        inside.set()
+        forked.wait(JOIN_TIMEOUT_S)
+    _joined(thread)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert statuses and os.WIFEXITED(statuses[0]), statuses
+    assert os.WEXITSTATUS(statuses[0]) == 0, {2: "the stand-in stayed the child's SIGINT handler",
+                                              4: "uninterrupted held nothing back in the child",
+                                              5: "Ctrl-C raised inside the block"}.get(os.WEXITSTATUS(statuses[0]))

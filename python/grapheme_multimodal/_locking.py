@@ -65,6 +65,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 _MAIN_THREAD = threading.main_thread().ident
 _holding_back = False  # whether the main thread is in an `uninterrupted` block (they nest)
+_held: Dict[int, Any] = {}  # the program's handlers that block's stand-ins replace, for _after_fork_in_child
 
 
 #: Every signal a program may handle (SIGKILL and SIGSTOP cannot be), as plain ints: scanned on each
@@ -93,7 +94,7 @@ def uninterrupted() -> Iterator[None]:
     Python runs signal handlers in); re-entrant. It swaps the handlers
     (some tens of microseconds): not for per-event calls. Enter it after
     any wait for a lock, which must stay interruptible."""
-    global _holding_back
+    global _holding_back, _held
     if _holding_back or get_ident() != _MAIN_THREAD:
         yield
         return
@@ -103,7 +104,7 @@ def uninterrupted() -> Iterator[None]:
     # job's SIGINT; the default: SIGTERM ends the process) are left as they are
     held = {signum: handler for signum, handler in zip(_CATCHABLE, map(_getsignal, _CATCHABLE)) if callable(handler)}
     try:
-        _holding_back = True
+        _held, _holding_back = held, True
         # in the try: a handler not yet swapped that raises as its signal comes (a SIGTERM handler's sys.exit)
         # left those swapped before it in place for good, and their signals (Ctrl-C) were swallowed from then on
         for signum in held:
@@ -350,6 +351,16 @@ class ForkedMidChange:
 def _after_fork_in_child() -> None:
     for lock in list(_LIVE_LOCKS):
         lock._gate.after_fork_in_child()
+    global _MAIN_THREAD, _holding_back
+    if get_ident() != _MAIN_THREAD:
+        # Forked from another thread: it is the child's main thread (the one Python runs signal handlers
+        # in), where `uninterrupted` held nothing back. And the parent's main thread, in an `uninterrupted`
+        # block at the fork, is not in the child to end it: its stand-ins stayed the child's handlers for
+        # good (a Ctrl-C swallowed, the program's SIGTERM handler never run). The program's are put back.
+        _MAIN_THREAD = get_ident()
+        if _holding_back:
+            _holding_back = False
+            _put_back(_held)  # a handler it puts back that raises: nothing in the child to raise it to
 
 
 if hasattr(os, "register_at_fork"):  # POSIX; Windows has no fork
