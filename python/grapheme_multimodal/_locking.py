@@ -91,7 +91,9 @@ def uninterrupted() -> Iterator[None]:
     say) are held back too, and run, in the order their signals came, when
     the block ends: run in the middle, in this same thread, they would see
     (and save) the model half changed. Only in the main thread (the one
-    Python runs signal handlers in); re-entrant. It swaps the handlers
+    Python runs signal handlers in; in a child forked from another thread,
+    that thread: the child gets the program's handlers back though the
+    parent's main thread was in a block at the fork); re-entrant. It swaps the handlers
     (some tens of microseconds): not for per-event calls. Enter it after
     any wait for a lock, which must stay interruptible."""
     global _holding_back, _held
