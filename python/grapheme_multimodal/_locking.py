@@ -65,7 +65,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 _MAIN_THREAD = threading.main_thread().ident
 _holding_back = False  # whether the main thread is in an `uninterrupted` block (they nest)
-_held: Dict[int, Any] = {}  # the program's handlers that block's stand-ins replace, for _after_fork_in_child
+#: The program's handlers that block's stand-ins replace, from before the swap to the end of their put-back:
+#: what _after_fork_in_child puts back in a child forked from another thread meanwhile.
+_held: Dict[int, Any] = {}
 
 
 #: Every signal a program may handle (SIGKILL and SIGSTOP cannot be), as plain ints: scanned on each
@@ -115,6 +117,7 @@ def uninterrupted() -> Iterator[None]:
     finally:
         _holding_back = False
         raised = _put_back(held)
+        _held = {}
         ctrl_c = False
         for signum, frame in came:
             if held[signum] is signal.default_int_handler:
@@ -353,16 +356,17 @@ class ForkedMidChange:
 def _after_fork_in_child() -> None:
     for lock in list(_LIVE_LOCKS):
         lock._gate.after_fork_in_child()
-    global _MAIN_THREAD, _holding_back
+    global _MAIN_THREAD, _holding_back, _held
     if get_ident() != _MAIN_THREAD:
         # Forked from another thread: it is the child's main thread (the one Python runs signal handlers
         # in), where `uninterrupted` held nothing back. And the parent's main thread, in an `uninterrupted`
         # block at the fork, is not in the child to end it: its stand-ins stayed the child's handlers for
         # good (a Ctrl-C swallowed, the program's SIGTERM handler never run). The program's are put back.
         _MAIN_THREAD = get_ident()
-        if _holding_back:
-            _holding_back = False
+        _holding_back = False
+        if _held:  # the block's swap, or its put-back, under way at the fork
             _put_back(_held)  # a handler it puts back that raises: nothing in the child to raise it to
+            _held = {}
 
 
 if hasattr(os, "register_at_fork"):  # POSIX; Windows has no fork
