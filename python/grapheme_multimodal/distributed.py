@@ -407,6 +407,9 @@ class _ColumnPlan:
             )
         shape = getattr(kind, "shape", None)  # Ray Data's tensor columns
         if pa.types.is_fixed_size_list(kind):
+            # Of vectors: refused below as vectors of vectors; its outer length alone was
+            # called "a tensor column of shape (4,) per row" (4 vectors of 5: 20 numbers).
+            _check_vector_items(kind.value_type, name, dim, column)
             shape = (kind.list_size,)
         if shape is not None:
             if len(shape) != 1 or shape[0] not in (None, dim):
