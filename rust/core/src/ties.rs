@@ -47,6 +47,22 @@ fn exponent_range(xs: impl Iterator<Item = Parts>) -> Option<(i32, i32)> {
     })
 }
 
+/// `limbs += words` (`SUB`: `-=`), the carry (borrow) run on past the three words only as far as it goes.
+fn propagate<const SUB: bool>(limbs: &mut [u64], words: [u64; 3]) {
+    let mut carry = false;
+    for (k, limb) in limbs.iter_mut().enumerate() {
+        let w = if k < 3 { words[k] } else { 0 };
+        if k >= 3 && !carry {
+            break;
+        }
+        let step = |a: u64, b: u64| if SUB { a.overflowing_sub(b) } else { a.overflowing_add(b) };
+        let (r, c1) = step(*limb, w);
+        let (r, c2) = step(r, carry as u64);
+        *limb = r;
+        carry = c1 || c2;
+    }
+}
+
 /// A fixed-point two's complement integer of `limbs.len()` 64-bit limbs
 /// (least significant first), wide enough for every sum it is given.
 #[derive(Debug, Clone)]
@@ -74,29 +90,9 @@ impl Fixed {
         let words = [low as u64, (low >> 64) as u64, top];
         let limbs = &mut self.limbs[at..];
         if negative {
-            let mut borrow = false;
-            for (k, limb) in limbs.iter_mut().enumerate() {
-                let w = if k < 3 { words[k] } else { 0 };
-                if k >= 3 && !borrow {
-                    break;
-                }
-                let (d, b1) = limb.overflowing_sub(w);
-                let (d, b2) = d.overflowing_sub(borrow as u64);
-                *limb = d;
-                borrow = b1 || b2;
-            }
+            propagate::<true>(limbs, words);
         } else {
-            let mut carry = false;
-            for (k, limb) in limbs.iter_mut().enumerate() {
-                let w = if k < 3 { words[k] } else { 0 };
-                if k >= 3 && !carry {
-                    break;
-                }
-                let (s, c1) = limb.overflowing_add(w);
-                let (s, c2) = s.overflowing_add(carry as u64);
-                *limb = s;
-                carry = c1 || c2;
-            }
+            propagate::<false>(limbs, words);
         }
     }
 
