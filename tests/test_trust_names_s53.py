@@ -215,16 +215,22 @@ def test_a_file_with_bad_names_is_a_checkpoint_error(columns, tmp_path):
 
 
 # -- scikit-learn's estimator: its own feature-name checks -------------------------------------------------------------
-def test_the_estimator_refuses_reordered_views_as_scikit_learn_does():
-    pytest.importorskip("sklearn")
+_ESTIMATOR_OPTIONS = dict(epochs=1, embed_dim=8, hidden_dim=8, num_heads=2, encoder_hidden=(8,))
+
+
+def _fitted_estimator(views, **options):
+    """A small MultimodalEmbedder fitted on ``views`` (its warnings of tiny data silenced)."""
     from grapheme_multimodal.sklearn import MultimodalEmbedder
 
-    visual, auditory = _frames(30)
-    options = dict(epochs=1, embed_dim=8, hidden_dim=8, num_heads=2, encoder_hidden=(8,))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        one = MultimodalEmbedder(**options).fit(visual)
-        several = MultimodalEmbedder(**options).fit([visual, auditory])
+        return MultimodalEmbedder(**_ESTIMATOR_OPTIONS, **options).fit(views)
+
+
+def test_the_estimator_refuses_reordered_views_as_scikit_learn_does():
+    pytest.importorskip("sklearn")
+    visual, auditory = _frames(30)
+    one, several = _fitted_estimator(visual), _fitted_estimator([visual, auditory])
     assert list(one.feature_names_in_) == ["a", "b", "c"]  # scikit-learn's validate_data
     for est in (one, pickle.loads(pickle.dumps(one))):
         with pytest.raises(ValueError, match="same order"):
@@ -299,15 +305,10 @@ def test_the_recipe_s_views_and_cross_validation_remember_the_names():
 
 def test_the_estimator_s_models_keep_the_views_names(tmp_path):
     pytest.importorskip("sklearn")
-    from grapheme_multimodal.sklearn import MultimodalEmbedder
-
     visual, auditory = _frames(30)
-    options = dict(epochs=1, embed_dim=8, hidden_dim=8, num_heads=2, encoder_hidden=(8,))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        one = MultimodalEmbedder(**options).fit(visual)
-        several = MultimodalEmbedder(n_members=2, modalities=["auditory", "visual"], **options).fit([visual, auditory])
-        bare = MultimodalEmbedder(**options).fit(visual.to_numpy())
+    one = _fitted_estimator(visual)
+    several = _fitted_estimator([visual, auditory], n_members=2, modalities=["auditory", "visual"])
+    bare = _fitted_estimator(visual.to_numpy())
     assert one.model_.input_columns("visual") == ("a", "b", "c")
     assert all(m.input_columns("auditory") == ("a", "b", "c") and m.input_columns("visual") == ("x", "y")
                for m in several.models_)
