@@ -44,7 +44,7 @@ from .exceptions import (
 from .ensemble import load_models, save_ensemble
 from .evaluation._ensemble import side_by_side, unit_side_by_side_blocks
 from .stopping import fit_with_stopping, planned_folds
-from .training import grown_by_learning_rate
+from .training import constant_rows_refused_as, grown_by_learning_rate
 from .uci import (
     RECIPE_HIDDEN_DROPOUT, TrainingSettings, check_weights, member_seeds, members_within_memory,
     recipe_head, recipe_skip,
@@ -831,19 +831,21 @@ def _named_by_files(files: Sequence[Any]) -> Iterator[None]:
     overflows float32) name the file as the checks on reading do
     (``visual (images.npy): row 57 ...``), not ``inputs['visual']``, the
     Python argument the user never saw."""
+    who = ", ".join(f"{f.modality}={shown_name(f.path)}" for f in files)
+
+    def constant(rows: str, why: str) -> InvalidValueError:
+        # fit's refusal of rows that standardise to 0, said where it is raised: fit's names its Python argument and
+        # offers standardize=False, which train has no flag for (and fit_with_stopping renamed it inputs)
+        return InvalidValueError(
+            f"--modality: of the training rows of {who}, {rows}; train standardises each modality by its training "
+            "rows' mean, so every input would be 0 and nothing could be learned; expected rows that differ",
+            "--modality",
+        )
+
     try:
-        yield
+        with constant_rows_refused_as({}, constant):
+            yield
     except (GraphemeError, TypeError) as err:
-        rows = getattr(err, "constant_rows", None)
-        if rows is not None:
-            # fit's refusal of rows that standardise to 0 names its Python argument and offers
-            # standardize=False, which train has no flag for: named here by the files, in the CLI's words
-            who = ", ".join(f"{f.modality}={shown_name(f.path)}" for f in files)
-            raise InvalidValueError(
-                f"--modality: of the training rows of {who}, {rows}; train standardises each modality by its training "
-                "rows' mean, so every input would be 0 and nothing could be learned; expected rows that differ",
-                "--modality",
-            ) from None
         raise renamed(err, _names_of_files(files)) from None
 
 

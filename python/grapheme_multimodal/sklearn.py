@@ -14,7 +14,6 @@ from __future__ import annotations
 __all__ = ["MultimodalEmbedder", "OUTPUTS"]
 
 import os
-import re
 import reprlib
 import threading
 import warnings
@@ -55,7 +54,7 @@ from .exceptions import GraphemeError, InvalidTypeError, InvalidValueError, NonF
 from .metrics import unit_side_by_side
 from .model import LearnableMultiModal
 from .stopping import fit_with_stopping, planned_folds
-from .training import grown_by_learning_rate
+from .training import constant_rows_refused_as, grown_by_learning_rate
 from .types import Modality
 from .uci import TrainingSettings, check_weights, member_seeds, members_within_memory
 
@@ -398,25 +397,29 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
     def _train_member(self, model: LearnableMultiModal, settings: TrainingSettings, seed: int, inputs: dict,
                       mask: np.ndarray, progress: bool) -> Any:
         """``model`` trained on the cast views from ``seed``; its history."""
+        # fit's refusal of rows that all standardise to 0, said where it is raised: by the views' names, of the rows
+        # the fit trains on (less a validation split or a fold); sklearn's checks look for "1 sample"
+        views = {str(m): f"Xs[{i}]" for i, m in enumerate(self.modalities_)}
         try:  # a row whose encoding overflows is named by the model as data['m'] or inputs['m']
-            return fit_with_stopping(
-                model,
-                inputs,
-                mask=mask,
-                validation_fraction=self.validation_fraction,
-                patience=self.patience,
-                monitor=settings.monitor(len(inputs)),
-                seed=seed,
-                min_validation_rows=self.min_validation_rows,
-                cv_folds=self.cv_folds,
-                epochs=self.epochs,
-                batch_size=self.batch_size,
-                objectives=settings.objectives,
-                modality_dropout=self.modality_dropout,
-                ema_decay=self.ema_decay,
-                standardize=self.standardize,
-                progress=progress,
-            )
+            with constant_rows_refused_as(views, _constant_views_error):
+                return fit_with_stopping(
+                    model,
+                    inputs,
+                    mask=mask,
+                    validation_fraction=self.validation_fraction,
+                    patience=self.patience,
+                    monitor=settings.monitor(len(inputs)),
+                    seed=seed,
+                    min_validation_rows=self.min_validation_rows,
+                    cv_folds=self.cv_folds,
+                    epochs=self.epochs,
+                    batch_size=self.batch_size,
+                    objectives=settings.objectives,
+                    modality_dropout=self.modality_dropout,
+                    ema_decay=self.ema_decay,
+                    standardize=self.standardize,
+                    progress=progress,
+                )
         except GraphemeError as err:
             raise self._as_view_error(err, model.config.learning_rate) from None
 
@@ -475,14 +478,7 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
         names = {"inputs": "Xs", "data": "Xs"}  # all the views, as fit's and fit_with_stopping's arguments
         for i, m in enumerate(self.modalities_):
             names.update({f"inputs[{str(m)!r}]": f"Xs[{i}]", f"data[{str(m)!r}]": f"Xs[{i}]"})
-        rows = getattr(err, "constant_rows", None)
         err = renamed(err, names)
-        if rows is not None and rows != "1 row" and str(err).startswith(f"Xs: {rows};"):
-            # "Xs: all 24 rows hold the same visual values" of 30 rows given, in views named as no argument: of the
-            # rows the fit trains on (less a validation split or a fold), and by the views' names
-            views = re.sub(r"\b(" + "|".join(map(re.escape, map(str, self.modalities_))) + r")\b",
-                           lambda m: f"Xs[{[str(x) for x in self.modalities_].index(m[1])}]", rows)
-            return type(err)(f"Xs: of the rows fit trains on, {views};{str(err)[len(f'Xs: {rows};'):]}", err.arg)
         one_row = "Xs: 1 row;"
         if isinstance(err, GraphemeError) and str(err).startswith(one_row):
             # scikit-learn's word for a row, which its checks (check_fit2d_1sample) look for
@@ -675,6 +671,17 @@ def _as_verbose(verbose: Any) -> bool:
         raise InvalidValueError(f"verbose: expected a bool or an int >= 0, got {verbose!r}", "verbose")
     return verbose > 0
 
+
+
+def _constant_views_error(rows: str, why: str) -> InvalidValueError:
+    """fit's refusal of training ``rows`` that all standardise to 0 (``rows``
+    naming the views ``Xs[i]``), in the estimator's words: of the rows fit
+    trains on (less a validation split or a fold), one row a "sample" as
+    scikit-learn's checks (check_fit2d_1sample) look for. ``why`` is fit's
+    reason and remedy: this estimator has ``standardize`` too."""
+    if rows == "1 row":
+        return InvalidValueError(f"Xs: 1 sample; {why}", "Xs")
+    return InvalidValueError(f"Xs: of the rows fit trains on, {rows}; {why}", "Xs")
 
 def _check_fitted(estimator: "MultimodalEmbedder") -> None:
     """scikit-learn's ``check_is_fitted``, raising the package's

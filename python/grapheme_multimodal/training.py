@@ -12,13 +12,15 @@ from __future__ import annotations
 
 __all__ = ["fit", "History", "MAX_STEPS"]
 
+import contextlib
+import contextvars
 import math
 import re
 import sys
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -1097,6 +1099,32 @@ def _refuse_rewards_of_1(weights: Mapping[str, float], train: "_Dataset") -> Non
         )
 
 
+#: How the innermost :func:`constant_rows_refused_as` block says fit's refusal of rows that all standardise to 0.
+_CONSTANT_REFUSAL: "contextvars.ContextVar[Optional[Tuple[Mapping[str, str], Callable[[str, str], Exception]]]]" = (
+    contextvars.ContextVar("_CONSTANT_REFUSAL", default=None))
+
+
+@contextlib.contextmanager
+def constant_rows_refused_as(names: Mapping[str, str], refusal: Callable[[str, str], Exception]) -> Iterator[None]:
+    """Inside the block, fit's refusal of training rows whose every input
+    standardises to 0 is raised as ``refusal(rows, why)``: ``rows`` says
+    which rows (``"all 36 rows hold the same 'fou', 'pix' values"``), each
+    modality named by ``names`` (modality name -> the caller's name, e.g. its
+    view's); ``why`` is the rest of fit's own message (its reason and
+    remedy, which name ``standardize``).
+    A caller without fit's ``data`` argument and ``standardize`` option (a
+    recipe, the command line) so has it said in its own words where it is
+    raised: rewording fit's message afterwards missed it once a wrapper
+    between (fit_with_stopping) had renamed it. Per thread and task, as a
+    context variable (the tasks of :func:`~._parallel.run_tasks` copy it)."""
+    outer = _CONSTANT_REFUSAL.get()
+    try:  # set in the try and put back as it was, as precision_scope does: a Ctrl-C as set returned left it in place
+        _CONSTANT_REFUSAL.set((names, refusal))
+        yield
+    finally:
+        _CONSTANT_REFUSAL.set(outer)
+
+
 def _refuse_standardising_to_zero(model: "LearnableMultiModal", train: "_Dataset", train_mask: np.ndarray) -> None:
     """Refuses data whose every input standardisation would make 0: each
     present modality's standardisation is learned from these rows and its
@@ -1132,18 +1160,20 @@ def _refuse_standardising_to_zero(model: "LearnableMultiModal", train: "_Dataset
             )
     if varying or not constant:
         return
-    n, held, names = len(train), int(train_mask.any(axis=1).sum()), ", ".join(MODALITY_NAMES[m] for m in constant)
+    refused_as = _CONSTANT_REFUSAL.get()
+    shown_as = {} if refused_as is None else refused_as[0]
+    n, held = len(train), int(train_mask.any(axis=1).sum())
+    names = ", ".join(shown_as.get(MODALITY_NAMES[m], MODALITY_NAMES[m]) for m in constant)
     rows = ("1 row" if n == 1 else f"1 of its {n} rows holds a modality" if held == 1
             else f"all {n} rows hold the same {names} values" if held == n
             else f"the {held} of its {n} rows that hold a modality hold the same {names} values")
-    err = InvalidValueError(
-        f"data: {rows}; standardize=True learns each modality's mean from {'it' if held == 1 else 'them'}, so "
-        "every standardised input is 0 and nothing of the data can be learned (a new model's every gradient is 0: "
-        "its loss would stay flat); expected rows that differ, or standardize=False",
-        "data",
-    )
-    # which rows, apart from fit's names and remedy: a caller without `data` or `standardize` (the command
-    # line) says it in its own words from this, not by taking the message apart
+    why = (f"standardize=True learns each modality's mean from {'it' if held == 1 else 'them'}, so every standardised "
+           "input is 0 and nothing of the data can be learned (a new model's every gradient is 0: its loss would stay "
+           "flat); expected rows that differ, or standardize=False")
+    if refused_as is not None:
+        raise refused_as[1](rows, why)
+    err = InvalidValueError(f"data: {rows}; {why}", "data")
+    # which rows, apart from fit's names and remedy (kept for callers outside a constant_rows_refused_as block)
     err.constant_rows = rows
     raise err
 

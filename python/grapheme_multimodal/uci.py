@@ -15,7 +15,6 @@ config defaults stay the original's (docs/objectives.md, "The recipe").
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, replace
 from functools import partial
 from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Sequence, Tuple, Union
@@ -34,7 +33,7 @@ from .exceptions import GraphemeError, InvalidValueError, ShapeError
 from .model import LearnableMultiModal
 from .objectives import all_zero_error, resolve_weights
 from .stopping import fit_with_stopping, folds_bytes, planned_folds
-from .training import grown_by_learning_rate, untrainable_objectives
+from .training import constant_rows_refused_as, grown_by_learning_rate, untrainable_objectives
 from .types import Modality
 
 __all__ = [
@@ -491,8 +490,11 @@ def fit_views(
     # errors and PrecisionLossWarning are named by the model's modalities: inputs['visual'], data['visual']
     names = {**view_names(modalities, "inputs", "views"), **view_names(modalities, "data", "views"),
              **view_names(modalities, "validation", "validation"), "inputs": "views"}
+    # fit's refusal of rows that all standardise to 0 said where it is raised, by the views' names: it named fit's
+    # `data`, its option standardize=False (fit_views has neither) and the views by their modality slots
+    views_of = {str(m): repr(v) for v, m in modalities.items()}
     try:
-        with precision_scope(names):
+        with precision_scope(names), constant_rows_refused_as(views_of, _constant_views_error):
             model = train(
                 as_inputs(views),
                 settings,
@@ -501,26 +503,17 @@ def fit_views(
                 standardize=True,
             )
     except (GraphemeError, TypeError) as err:
-        constant = _constant_views_error(err, modalities)
-        if constant is not None:
-            raise constant from None
         raise renamed(grown_by_learning_rate(err, settings.learning_rate, "settings.learning_rate",
                                              "settings with a smaller learning_rate"), names) from None
     return ModelEmbedder(model, modalities)
 
 
-def _constant_views_error(err: BaseException, modalities: Mapping[str, Modality]) -> Optional[InvalidValueError]:
-    """fit's refusal of training rows that all standardise to 0, said in
-    :func:`fit_views`' words: it was "data: all 36 rows hold the same visual,
-    auditory values; ... expected rows that differ, or standardize=False",
-    an argument and an option fit_views does not have, the views named by
-    their modality slots, and the rows those left after the validation
-    slice. None for any other error."""
-    rows = getattr(err, "constant_rows", None)
-    if rows is None or not str(err).startswith(f"data: {rows};"):
-        return None
-    slot_names = {str(m): repr(v) for v, m in modalities.items()}
-    rows = re.sub(r"\b(" + "|".join(map(re.escape, slot_names)) + r")\b", lambda m: slot_names[m[1]], rows)
+def _constant_views_error(rows: str, why: str) -> InvalidValueError:
+    """fit's refusal of training ``rows`` that all standardise to 0, in
+    :func:`fit_views`' words (``rows`` names the views: "all 36 rows hold
+    the same 'fou', 'pix' values"): the rows training fits are those left
+    after a validation slice or a fold. fit's ``why`` names its option
+    standardize, which the recipe sets."""
     return InvalidValueError(
         f"views: of the rows training fits (less a validation slice or fold), {rows}; the recipe standardises each "
         "view by those rows' mean, so every input would be 0 and nothing could be learned; expected rows that differ",

@@ -1,0 +1,62 @@
+"""Leftovers the s53/s54 sessions noted: probed, and pinned where they were defects."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import grapheme_multimodal as gm
+from grapheme_multimodal.cli import main
+
+_SMALL = dict(epochs=1, embed_dim=8, hidden_dim=8, encoder_hidden=(8,), encoder_output_dim=8, num_heads=2)
+
+
+def _one_line_error(capsys, argv) -> str:
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.startswith("grapheme-mm: error: ") and err.count("\n") == 1, err
+    assert "Traceback" not in err
+    return err
+
+
+@pytest.mark.parametrize("rows, validation", [(4, False), (40, True)])
+def test_fit_views_says_rows_all_alike_in_its_words_also_when_nothing_is_held_out(rows, validation) -> None:
+    # fit_views reworded fit's refusal by matching its message: with too few rows to hold any out, or a validation
+    # set given, fit_with_stopping had renamed it first, and it came out as "views: all 4 rows hold the same visual
+    # values; standardize=True ... or standardize=False" (the views by their modality slots, an option not its own)
+    from grapheme_multimodal import uci
+
+    views = {"fou": np.ones((rows, 2)), "pix": np.full((rows, 3), 7.0)}
+    given = {"fou": np.random.default_rng(0).normal(size=(6, 2))} if validation else None
+    with pytest.raises(gm.InvalidValueError, match=rf"^views: of the rows training fits .*, all {rows} rows hold the "
+                                                   r"same 'fou', 'pix' values; .*expected rows that differ$") as info:
+        uci.fit_views(views, 0, settings=uci.TrainingSettings(**_SMALL), validation=given)
+    assert info.value.arg == "views"
+    assert "standardize" not in str(info.value) and "visual" not in str(info.value)
+    # raised where fit refuses the rows, in the caller's words: not fit's error taken apart afterwards
+    tb = info.value.__traceback__
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    assert tb.tb_frame.f_code.co_name == "_refuse_standardising_to_zero"
+
+
+def test_estimator_names_its_views_in_rows_all_alike_with_nothing_held_out() -> None:
+    # was "Xs: all 4 rows hold the same visual, auditory values": the views by their modality slots
+    from grapheme_multimodal.sklearn import MultimodalEmbedder
+
+    with pytest.raises(gm.InvalidValueError, match=r"^Xs: of the rows fit trains on, all 4 rows hold the same Xs\[0\], "
+                                                   r"Xs\[1\] values; standardize=True") as info:
+        MultimodalEmbedder(epochs=1, embed_dim=8, hidden_dim=8, num_heads=2).fit([np.ones((4, 3)), np.ones((4, 2))])
+    assert "visual" not in str(info.value) and info.value.arg == "Xs"
+
+
+def test_train_names_its_files_in_rows_all_alike_with_nothing_held_out(tmp_path, capsys) -> None:
+    # was "grapheme-mm: error: inputs: all 4 rows hold the same visual values; ... or standardize=False": a Python
+    # argument and an option the command has no flag for
+    np.save(tmp_path / "a.npy", np.ones((4, 3)))
+    err = _one_line_error(capsys, ["train", "-m", f"visual={tmp_path / 'a.npy'}", "-o", str(tmp_path / "m.gmm"),
+                                   "--epochs", "1", "--no-progress", "--embed-dim", "8", "--hidden-dim", "8"])
+    assert f"--modality: of the training rows of visual={tmp_path / 'a.npy'}, all 4 rows hold the same visual values;" in err
+    assert "standardize" not in err and "inputs" not in err
+    assert not (tmp_path / "m.gmm").exists()
