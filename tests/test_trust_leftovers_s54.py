@@ -60,3 +60,47 @@ def test_train_names_its_files_in_rows_all_alike_with_nothing_held_out(tmp_path,
     assert f"--modality: of the training rows of visual={tmp_path / 'a.npy'}, all 4 rows hold the same visual values;" in err
     assert "standardize" not in err and "inputs" not in err
     assert not (tmp_path / "m.gmm").exists()
+
+
+@pytest.mark.ray
+@pytest.mark.timeout(120)
+def test_distributed_fit_failing_mid_epoch_leaves_the_model_and_no_actor_behind(ray_session, monkeypatch) -> None:
+    # probed, clean: a worker's error in a later step of the epoch (a row that overflows the encoder, met only when
+    # its batch comes) and a Ray Dataset whose map fails on a later block both leave the model bit for bit as it was
+    # (weights, Adam's moments, counters, history), the actors gone (ray_session checks every CPU is free again)
+    # and a later fit working
+    ray = ray_session
+    from conftest import model_state
+    from grapheme_multimodal import distributed
+    from test_fit import small_model
+
+    def state(m):
+        adam = m.optimizer_state()
+        return model_state(m), [{k: v.tobytes() for k, v in adam[moment].items()} for moment in ("exp_avg", "exp_avg_sq")]
+
+    x = np.random.default_rng(0).normal(size=(200, 20)).astype(np.float32)
+    model = small_model()
+    model.fit({"visual": x}, epochs=1, batch_size=20, progress=False)
+    before = state(model)
+    steps = []
+    step = distributed._RaySteps.step
+    monkeypatch.setattr(distributed._RaySteps, "step", lambda self, *a: (steps.append(1), step(self, *a))[1])
+    bad = x.copy()
+    bad[np.random.default_rng(1).permutation(200)[:1]] = 3e38  # one row the workers overflow on, in some later step
+    with pytest.raises(gm.NonFiniteError, match=r"^data\['visual'\]: row \d+ overflows float32 in the encoder"):
+        distributed.fit(model, {"visual": bad}, num_workers=2, epochs=2, batch_size=20, progress=False)
+    assert len(steps) > 1 and state(model) == before  # it failed mid-epoch, and nothing of it stayed
+
+    def fails_late(batch):
+        if (batch["visual"][:, 0] > 100).any():
+            raise RuntimeError("the map failed on a later block")
+        return batch
+
+    late = x.copy()
+    late[180, 0] = 1000.0
+    ds = ray.data.from_items([{"visual": r} for r in late], override_num_blocks=4).map_batches(fails_late)
+    with pytest.raises(Exception, match="the map failed on a later block"):
+        distributed.fit(model, ds, num_workers=2, epochs=1, batch_size=20, progress=False)
+    assert state(model) == before
+    distributed.fit(model, {"visual": x}, num_workers=2, epochs=1, batch_size=20, progress=False)
+    assert model.epochs_trained == before[0]["epochs"] + 1
