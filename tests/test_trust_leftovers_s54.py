@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import signal
+
 import numpy as np
 import pytest
 
@@ -104,3 +107,49 @@ def test_distributed_fit_failing_mid_epoch_leaves_the_model_and_no_actor_behind(
     assert state(model) == before
     distributed.fit(model, {"visual": x}, num_workers=2, epochs=1, batch_size=20, progress=False)
     assert model.epochs_trained == before[0]["epochs"] + 1
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGINT") or os.name != "posix", reason="needs POSIX signals")
+@pytest.mark.usefixtures("default_sigint")  # CI runs pytest with SIGINT ignored: no Ctrl-C would land
+def test_a_ctrl_c_anywhere_in_fit_with_stopping_s_held_out_slice_leaves_the_model_as_it_was_or_whole_epochs() -> None:
+    # Before: the slice's arrays carry no column names, and fit_with_stopping kept the data frames' after fit
+    # returned; a Ctrl-C in the second epoch (fit keeps the first) or as fit returned left a model trained on the
+    # frames that had not learned their names (a frame with its columns in another order was then not refused)
+    pd = pytest.importorskip("pandas")
+    from conftest import model_state
+    from ctrl_c_sweep import interrupted_at
+    from grapheme_multimodal import stopping, training
+    from grapheme_multimodal.stopping import fit_with_stopping
+
+    rng = np.random.default_rng(0)
+    inputs = {"visual": pd.DataFrame(rng.normal(size=(40, 4)), columns=list("abcd")),
+              "auditory": pd.DataFrame(rng.normal(size=(40, 3)), columns=list("xyz"))}
+    options = dict(validation_fraction=0.25, patience=2, min_validation_rows=5, batch_size=40, progress=False, seed=0,
+                   monitor="val_total")
+
+    def new():
+        return gm.LearnableMultiModal(input_dims={"visual": 4, "auditory": 3}, embed_dim=8, hidden_dim=8, num_heads=2, seed=0)
+
+    def state(m):
+        return model_state(m), m.input_columns("visual"), m.input_columns("auditory")
+
+    expected = {0: state(new())}  # as it was, or as after a whole number of epochs uninterrupted
+    for epochs in (1, 2):
+        m = new()
+        fit_with_stopping(m, inputs, epochs=epochs, **options)
+        expected[epochs] = state(m)
+    assert expected[1][1:] == (("a", "b", "c", "d"), ("x", "y", "z"))
+
+    def watched(code):  # the function, fit's and its epochs' loop, and what they call
+        return code.co_filename == stopping.__file__ or (code.co_filename == training.__file__
+                                                         and code.co_name in ("fit", "_train"))
+
+    wrong, n = [], 0
+    while True:
+        n += 1
+        m = new()
+        if not interrupted_at(n, lambda: fit_with_stopping(m, inputs, epochs=2, **options), watched):
+            break
+        if state(m) != expected[m.epochs_trained]:
+            wrong.append((n, m.epochs_trained, m.input_columns("visual")))
+    assert n > 100 and wrong == []

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, 
 
 import numpy as np
 
-from ._locking import calling_metric, fitting, refuse_in_fit
+from ._locking import calling_metric, fitting, refuse_in_fit, uninterrupted
 from ._core import MODALITY_NAMES
 from ._validation import (
     INPUTS_MASKED_REMEDY, FloatLike, IntLike, as_real_array, caller_level, describe, frame_columns, precision_checked, precision_scoped,
@@ -272,14 +272,24 @@ def fit_with_stopping(
         with model._lock.updating():
             for m, names in columns.items():
                 refuse_reordered_fitted_names(f"inputs[{MODALITY_NAMES[m]!r}]", model._input_columns[m], names)
+            # the slice's arrays carry no names: the data frames' kept before the fit, as fit keeps them. Kept
+            # after it, a Ctrl-C in a later epoch (fit keeps the epochs completed) or as fit returned left a model
+            # trained on the frames that had not learned their names: one in another order was not refused.
+            known, trained_before = model._input_columns, model.epochs_trained
             try:
+                if epochs > 0:
+                    trained = present[fit_rows]
+                    model._remember_columns({m: names for m, names in columns.items() if trained[:, m].any()})
                 history = fit(train, mask=train_mask, validation=held, validation_mask=held_mask, epochs=epochs,
                               early_stopping=patience or None, monitor=monitor, **fit_options)
-            except NonFiniteError as err:  # a row whose encoding overflowed, named as the slice's
-                raise overflow_in_user_rows(err, {"data": fit_rows, "validation": val_rows}, "inputs") from None
-            if epochs > 0:  # the slice's arrays carry no names: the data frames' kept, as fit keeps them
-                trained = present[fit_rows]
-                model._remember_columns({m: names for m, names in columns.items() if trained[:, m].any()})
+            except BaseException as err:
+                # as fit leaves the model: interrupted, the epochs completed are kept, and their names with them
+                if not isinstance(err, KeyboardInterrupt) or model.epochs_trained == trained_before:
+                    with uninterrupted():
+                        model._input_columns = known
+                if isinstance(err, NonFiniteError):  # a row whose encoding overflowed, named as the slice's
+                    raise overflow_in_user_rows(err, {"data": fit_rows, "validation": val_rows}, "inputs") from None
+                raise
         return history
     # the k folds train copies of the model, all held at once: past memory, copying them aborted the process
     # (a Rust allocation that fails), where a slice held out makes no copy
