@@ -15,7 +15,10 @@ _SMALL = dict(epochs=1, embed_dim=8, hidden_dim=8, encoder_hidden=(8,), encoder_
 
 
 def _one_line_error(capsys, argv) -> str:
-    code = main(argv)
+    try:
+        code = main(argv)
+    except SystemExit as exit:  # argparse's usage errors
+        code = exit.code
     err = capsys.readouterr().err
     assert code == 2, err
     assert err.startswith("grapheme-mm: error: ") and err.count("\n") == 1, err
@@ -153,3 +156,32 @@ def test_a_ctrl_c_anywhere_in_fit_with_stopping_s_held_out_slice_leaves_the_mode
         if state(m) != expected[m.epochs_trained]:
             wrong.append((n, m.epochs_trained, m.input_columns("visual")))
     assert n > 100 and wrong == []
+
+
+def test_names_that_begin_with_a_dash_are_told_how_to_be_given(tmp_path, capsys, monkeypatch) -> None:
+    # Before: `train -o -m.gmm` said "--output/-o: expected one argument", and `embed ... -m.gmm` (a checkpoint so
+    # named, read as `-m .gmm`) "the following arguments are required: checkpoint", of a user who had given both
+    monkeypatch.chdir(tmp_path)
+    np.save("-x.npy", np.random.default_rng(0).normal(size=(12, 5)))
+    err = _one_line_error(capsys, ["train", "-m", "visual=-x.npy", "-o", "-m.gmm", "--epochs", "1", "--no-progress"])
+    assert "--output/-o: expected one argument (-m.gmm, which begins with '-', was read as a flag: give such a value " \
+           "joined to its flag, --output=-m.gmm)" in err
+    err = _one_line_error(capsys, ["embed", "-m", "visual=-x.npy", "-o", "e.npy", "-m.gmm"])
+    assert "required: checkpoint (-m.gmm was read as -m .gmm: a file name that begins with '-' goes after '--', as in " \
+           "grapheme-mm embed [options] -- -m.gmm, or is given as ./-m.gmm)" in err
+    err = _one_line_error(capsys, ["info", "-x.gmm"])
+    assert "(-x.gmm was read as a flag: a file name that begins with '-' goes after '--'" in err
+    # argparse takes a name with a space for a value: no hint, and the file is looked for
+    assert "checkpoint: no file at '-x y.gmm'" in _one_line_error(capsys, ["info", "-x y.gmm"])
+    # the ways the hints give work, a name with a space, a non-ASCII letter or a newline in it too
+    assert main(["train", "-m", "visual=-x.npy", "--output=-m.gmm", "--epochs", "1", "--no-progress", "--embed-dim", "8",
+                 "--hidden-dim", "8", "--heads", "2"]) == 0
+    for out in ("e 1.npy", "é\n2.npy"):
+        assert main(["embed", "-m", "visual=-x.npy", "-o", out, "--", "-m.gmm"]) == 0
+        assert np.load(out).shape == (12, 8)
+    assert main(["info", "./-m.gmm"]) == 0
+    capsys.readouterr()
+    # nothing suggested where nothing began with a dash; argparse's own words kept
+    assert _one_line_error(capsys, ["info"]).endswith("required: checkpoint; see grapheme-mm info --help\n")
+    assert _one_line_error(capsys, ["embed", "-o", "--overwrite", "-m", "visual=-x.npy", "-m.gmm"]).startswith(
+        "grapheme-mm: error: --output/-o: expected one argument; see")

@@ -372,6 +372,9 @@ class _Parser(argparse.ArgumentParser):
         shown quoted: ``grapheme-mm train ''`` was refused as "unrecognized
         arguments:" with nothing after it, and ``'a b'`` read as two."""
         self._argv = list(sys.argv[1:] if args is None else args)  # for error(): see there
+        if self._subparsers is not None:  # their errors (argparse's) see the command line too
+            for parser in self._subparsers._group_actions[0].choices.values():  # type: ignore[attr-defined]
+                parser._argv = self._argv
         parsed, extra = self.parse_known_args(args, namespace)
         if extra:  # not through error(), whose one line of argparse's text would join 'a  b' to 'a b'
             # an argument the subcommand left is refused pointing at the subcommand's help (`train --bogus` pointed
@@ -404,7 +407,7 @@ class _Parser(argparse.ArgumentParser):
             # because they meant --version. Said as the unrecognized arguments they are, with the flag meant.
             hint = _abbreviation_hint(argv, _long_flags(self))
             self._refuse(f"unrecognized arguments: {' '.join(map(_shown, argv))}{hint}")
-        self._refuse(" ".join(message.split()))
+        self._refuse(" ".join(message.split()) + _dash_hint(message, getattr(self, "_argv", []), self))
 
     def _refuse(self, line: str) -> NoReturn:
         self.exit(2, f"{PROG}: error: {line}; see {self.prog} --help\n")
@@ -427,6 +430,40 @@ def _abbreviation_hint(extra: Sequence[str], flags: Sequence[str]) -> str:
         if meant:
             shown = meant[0] if len(meant) == 1 else ", ".join(meant[:3]) + (", ..." if len(meant) > 3 else "")
             return f" (flags are taken in full only: did you mean {'' if len(meant) == 1 else 'one of '}{shown}?)"
+    return ""
+
+
+def _dash_hint(message: str, argv: Sequence[str], parser: argparse.ArgumentParser) -> str:
+    """How to give a name that begins with ``-``, when argparse took one for
+    a flag: ``-o -m.gmm`` was "--output/-o: expected one argument", and
+    ``embed ... -m.gmm`` (a checkpoint so named: read as ``-m .gmm``) "the
+    following arguments are required: checkpoint", of a user who had given
+    both. Else ``""``."""
+    head = list(argv[: argv.index("--")] if "--" in argv else argv)  # after --, nothing is a flag
+
+    def flag_like(argument: str) -> bool:
+        # argparse takes one with a space for a positional (a value), as it takes negative numbers here
+        return (argument.startswith("-") and argument != "-" and " " not in argument
+                and not _NEGATIVE_NUMBER.match(argument) and argument.split("=", 1)[0] not in parser._option_string_actions)
+
+    needing = re.fullmatch(r"(\S+): expected one argument", message)
+    if needing:
+        flags = needing.group(1).split("/")
+        for flag, value in zip(head, head[1:]):
+            if flag in flags and flag_like(value):
+                joined = next((f for f in flags if f.startswith("--")), flag)
+                return (f" ({_shown(value)}, which begins with '-', was read as a flag: give such a value joined to "
+                        f"its flag, {_shown(f'{joined}={value}')})")
+        return ""
+    if message.startswith("the following arguments are required") and not message.endswith(
+            tuple(f for a in parser._actions if a.option_strings and a.required for f in a.option_strings)):
+        for argument in head:  # a positional (a file) missing: one that begins with '-' was taken for a flag
+            if flag_like(argument):
+                short = argument[:2]
+                how = (f"read as {short} {_shown(argument[2:])}" if short in parser._option_string_actions
+                       else "read as a flag")
+                return (f" ({_shown(argument)} was {how}: a file name that begins with '-' goes after '--', as in "
+                        f"{parser.prog} [options] -- {_shown(argument)}, or is given as {_shown('./' + argument)})")
     return ""
 
 
