@@ -672,7 +672,6 @@ def _as_verbose(verbose: Any) -> bool:
     return verbose > 0
 
 
-
 def _constant_views_error(rows: str, why: str) -> InvalidValueError:
     """fit's refusal of training ``rows`` that all standardise to 0 (``rows``
     naming the views ``Xs[i]``), in the estimator's words: of the rows fit
@@ -682,6 +681,7 @@ def _constant_views_error(rows: str, why: str) -> InvalidValueError:
     if rows == "1 row":
         return InvalidValueError(f"Xs: 1 sample; {why}", "Xs")
     return InvalidValueError(f"Xs: of the rows fit trains on, {rows}; {why}", "Xs")
+
 
 def _check_fitted(estimator: "MultimodalEmbedder") -> None:
     """scikit-learn's ``check_is_fitted``, raising the package's
