@@ -156,7 +156,7 @@ def test_the_estimator_reads_masked_rows_as_missing_views() -> None:
     a, b = rng.normal(size=(40, 6)), rng.normal(size=(40, 5))
     masked = np.ma.masked_array(a, mask=np.zeros(a.shape, bool))
     masked.mask[2, 3] = True
-    with pytest.raises(gm.NonFiniteError, match="NaN inside a row"):
+    with pytest.raises(gm.NonFiniteError, match=r"row 2 is masked in 1 of its 6 columns"):
         MultimodalEmbedder(epochs=1).fit([masked, b])
     masked.mask[2, :] = True  # a whole row masked: that view is missing there, as an all-NaN row says
     missing = a.copy()

@@ -759,6 +759,7 @@ def _as_views(Xs: Any, estimator: MultimodalEmbedder, reset: bool) -> List[np.nd
         refuse_graph_rows(x, name)  # check_array's "float() argument must be a string or a real number, not 'Graph'"
         _refuse_duplicate_columns(x, name)
         _refuse_beyond_float64(x, name)
+        _refuse_partly_masked_rows(x, name)
     raw = [_masked_filled(x) if is_masked_array(x) else x for x in raw]
     if len(raw) == 1:  # one view: the plain scikit-learn contract, n_features_in_ included
         if reset:  # set by a previous fit on several views: transform named their columns as seen in this fit
@@ -920,6 +921,24 @@ def _masked_filled(x: np.ma.MaskedArray) -> np.ndarray:
     if x.dtype.kind in "OSUV":
         return np.ma.filled(x.astype(object), np.nan)
     return np.ma.filled(x.astype(np.float32 if x.dtype == np.float32 else np.float64), np.nan)
+
+
+def _refuse_partly_masked_rows(x: Any, name: str) -> None:
+    """NonFiniteError naming the first row of a masked view masked in some
+    of its columns but not all, as masked: the masked fill made those
+    entries NaN, and the view was refused as one that "holds NaN inside a
+    row", a value the caller never gave. (A wholly masked row is the view
+    missing there, as an all-NaN row.)"""
+    if not (is_masked_array(x) and x.ndim == 2) or x.shape[1] == 0:
+        return
+    mask = np.ma.getmaskarray(x)
+    partly = mask.any(axis=1) & ~mask.all(axis=1)
+    if partly.any():
+        row = int(np.argmax(partly))
+        raise NonFiniteError(
+            f"{name}: row {row} is masked in {int(mask[row].sum())} of its {x.shape[1]} columns; expected whole rows "
+            "masked (a missing view there) or none: fill the masked entries, or mask the row whole", name,
+        )
 
 
 def _refuse_beyond_float64(x: Any, name: str) -> None:
