@@ -27,3 +27,29 @@ def test_a_partly_masked_row_of_the_estimators_view_is_named_as_masked_not_as_na
         MultimodalEmbedder(epochs=1).fit([masked, b])
     with pytest.raises(gm.NonFiniteError, match=r"^Xs: row 2 is masked in 1 of its 4 columns"):
         MultimodalEmbedder(epochs=1).fit(masked)  # one view, given as itself
+
+
+@pytest.mark.parametrize("value, said", [
+    ("1e400", "beyond float64's largest, 1.8e+308: read as infinity"),
+    ("-1e400", "beyond float64's largest, 1.8e+308: read as infinity"),
+    ("1e-400", "below float64's smallest, 4.94e-324: read as 0"),
+])
+def test_a_float_flag_beyond_float64_is_refused_as_typed_not_as_inf(tmp_path, capsys, value, said):
+    """Before: ``--lr 1e400`` was refused as "--lr: expected a finite positive
+    number, got inf", ``--lr 1e-400`` as "got 0.0", and ``--objectives
+    contrastive=1e400`` as "--objectives['contrastive']: ... got inf": values
+    the user never typed (float() reads 1e400 as inf, 1e-400 as 0)."""
+    from grapheme_multimodal.cli import main
+
+    np.save(tmp_path / "a.npy", np.zeros((4, 3), np.float32))
+    train = ["train", "-m", f"visual={tmp_path / 'a.npy'}", "--no-progress", "-o", str(tmp_path / "m.safetensors")]
+    with pytest.raises(SystemExit) as exit_:  # argparse's refusal of a flag's value
+        main([*train, "--lr", value])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.count("\n") == 1, err
+    assert err.startswith(f"grapheme-mm: error: --lr: expected a number within float64's range, got '{value}' ({said})"), err
+    assert main([*train, "--objectives", f"contrastive={value}"]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"grapheme-mm: error: --objectives: 'contrastive={value}' holds a number beyond float64's range ({said}); "
+                   "expected NAME=NUMBER with a finite number >= 0\n"), err
+    assert not (tmp_path / "m.safetensors").exists()

@@ -497,8 +497,23 @@ def _float(text: str) -> float:
     in plain ASCII decimal as :func:`_int` takes ints (``float()`` read
     ``1_0.5`` as 10.5)."""
     if _PLAIN_FLOAT.fullmatch(text):
-        return float(text)
+        value = float(text)
+        misread = _beyond_float64(text, value)
+        if misread:  # else its flag's range check said "got inf" (or "got 0.0"), a value never typed
+            raise argparse.ArgumentTypeError(f"expected a number within float64's range, got {text!r} ({misread})")
+        return value
     raise argparse.ArgumentTypeError(_not_plain(text, "a number", "e.g. 0.001 or 1e-3", float))
+
+
+def _beyond_float64(text: str, value: float) -> str:
+    """Why ``value``, as ``float()`` read it from the plain number ``text``,
+    is not the number typed, or ``""``: ``1e400`` reads as inf and
+    ``1e-400`` as 0, which the flags' range checks showed as if typed."""
+    if math.isinf(value) and "inf" not in text.lower():
+        return f"beyond float64's largest, {np.finfo(np.float64).max:.3g}: read as infinity"
+    if value == 0 and any(c in "123456789" for c in re.split("[eE]", text)[0]):
+        return f"below float64's smallest, {np.finfo(np.float64).smallest_subnormal:.3g}: read as 0"
+    return ""
 
 
 def _not_plain(text: str, what: str, example: str, parse: Any) -> str:
@@ -1657,6 +1672,10 @@ def _objective_weights(text: Optional[str], known: Sequence[str]) -> Optional[Di
             weights[name] = _plain_number(value, float) if sep else 1.0
         except ValueError:
             raise InvalidValueError(f"--objectives: {item!r} is not NAME=NUMBER", "--objectives") from None
+        misread = _beyond_float64(value.strip(" "), weights[name]) if sep else ""
+        if misread:  # else "--objectives['contrastive']: ... got inf", a value never typed
+            raise InvalidValueError(f"--objectives: {item!r} holds a number beyond float64's range ({misread}); expected "
+                                    "NAME=NUMBER with a finite number >= 0", "--objectives")
     return weights
 
 
