@@ -47,9 +47,25 @@ def test_a_float_flag_beyond_float64_is_refused_as_typed_not_as_inf(tmp_path, ca
         main([*train, "--lr", value])
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and err.count("\n") == 1, err
-    assert err.startswith(f"grapheme-mm: error: --lr: expected a number within float64's range, got '{value}' ({said})"), err
+    expected = f"grapheme-mm: error: --lr: expected a number within float64's range, got '{value}' ({said})"
+    assert err.startswith(expected), err
     assert main([*train, "--objectives", f"contrastive={value}"]) == 2
     err = capsys.readouterr().err
-    assert err == (f"grapheme-mm: error: --objectives: 'contrastive={value}' holds a number beyond float64's range ({said}); "
-                   "expected NAME=NUMBER with a finite number >= 0\n"), err
+    assert err == (f"grapheme-mm: error: --objectives: 'contrastive={value}' holds a number beyond float64's range "
+                   f"({said}); expected NAME=NUMBER with a finite number >= 0\n"), err
     assert not (tmp_path / "m.safetensors").exists()
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.uint8, np.int16, np.uint16])
+def test_unit_side_by_side_normalises_small_integers_in_float64_as_documented(dtype):
+    """Before: ``unit_side_by_side`` of uint8 pixels or int16 counts came back
+    float32 (numpy promotes them with float32 to float32), where its docstring
+    says "float64 for integers and bools" and int32 views did get float64."""
+    from grapheme_multimodal.metrics import unit_side_by_side
+
+    x = np.arange(12).reshape(4, 3).astype(dtype)
+    x[0] = 0  # a zero row stays zero
+    out = unit_side_by_side({"v": x}, ["v"])
+    norms = np.linalg.norm(x.astype(np.float64), axis=1, keepdims=True)
+    assert out.dtype == np.float64
+    np.testing.assert_allclose(out, x / np.where(norms > 0, norms, 1), rtol=1e-15, atol=0)

@@ -848,4 +848,7 @@ def unit_side_by_side(views: Mapping[Any, np.ndarray], names: Sequence[Any]) -> 
     arrays = [_finite_2d(f"views[{v!r}]", views[v]) for v in names]
     if len({a.shape[0] for a in arrays}) > 1:
         raise ShapeError(f"views: expected the same rows in every view, got {[a.shape[0] for a in arrays]}", "views")
-    return np.hstack([_unit_or_zero(a.astype(np.promote_types(a.dtype, np.float32), copy=False))[0] for a in arrays])
+    # integers in float64, as the docstring says: promote_types(int8, float32) is float32, and uint8 pixels or
+    # int16 counts were normalised in float32 (float64 from int32 up), the side by side float32 or float64 by width
+    dtypes = [np.dtype(np.float64) if a.dtype.kind in "iub" else np.promote_types(a.dtype, np.float32) for a in arrays]
+    return np.hstack([_unit_or_zero(a.astype(dtype, copy=False))[0] for a, dtype in zip(arrays, dtypes)])
