@@ -39,5 +39,5 @@ def test_negative_row_index_is_a_value_error():
     m = next(i for i, t in enumerate(tables) if t is not None)
     x, rows, conf = tables[m]
     tables[m] = (x, np.where(rows == rows[0], -1, rows), conf)
-    with pytest.raises(ValueError, match=r"inputs\['\w+'\]: row index -1 is negative"):
+    with pytest.raises(ValueError, match=r"components\['\w+'\]\.rows: row index -1 is negative"):
         model.losses(gm.Batch(components=(6, tables)))

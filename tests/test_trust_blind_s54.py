@@ -69,3 +69,39 @@ def test_unit_side_by_side_normalises_small_integers_in_float64_as_documented(dt
     norms = np.linalg.norm(x.astype(np.float64), axis=1, keepdims=True)
     assert out.dtype == np.float64
     np.testing.assert_allclose(out, x / np.where(norms > 0, norms, 1), rtol=1e-15, atol=0)
+
+
+def _components(visual):
+    parts = [None] * 7
+    parts[0] = visual
+    parts[2] = (np.ones((4, 18)), np.arange(4), None)
+    return gm.Batch(components=(4, parts))
+
+
+@pytest.mark.parametrize("visual, error, message", [
+    ((np.ones((4, 5)), np.array([0, 1, 2, 4]), None), gm.InvalidValueError,
+     r"^components\['visual'\]\.rows: row index 4 is out of range; expected indices in \[0, 4\) \(the batch size\)$"),
+    ((np.ones((4, 5)), np.array([0, 1, -1, 3]), None), gm.InvalidValueError,
+     r"^components\['visual'\]\.rows: row index -1 is negative; expected indices in \[0, 4\)"),
+    ((np.ones((4, 5)), np.arange(3), None), gm.ShapeError,
+     r"^components\['visual'\]\.rows: expected one row index per row of x, 4, got 3$"),
+    ((np.ones((4, 6)), np.arange(4), None), gm.ShapeError,
+     r"^components\['visual'\]\.x: expected shape \(k, 5\) \(the modality's input width\), got \(4, 6\)$"),
+    ((np.full((4, 5), np.nan), np.arange(4), None), gm.NonFiniteError,
+     r"^components\['visual'\]\.x: row 0 holds NaN or inf; expected finite numbers$"),
+    ((np.ones((4, 5)), np.arange(4), np.array([1.0, -1.0, 1.0, 1.0])), gm.InvalidValueError,
+     r"^components\['visual'\]\.confidences: entry 1 is -1\.0; expected finite weights >= 0$"),
+    ((np.ones((4, 5)), np.arange(4), np.ones(3)), gm.ShapeError, r"^components\['visual'\]\.confidences: expected shape"),
+])
+def test_a_batch_of_components_is_refused_naming_components_not_inputs(visual, error, message):
+    """Before: ``Batch(components=...)`` with a row index past the batch, rows
+    and x of other lengths, x of another width or holding NaN, or a negative
+    weight was refused as ``inputs['visual']: ...``, an argument the caller
+    never gave (the core's words for the inputs it builds from them)."""
+    model = gm.LearnableMultiModal(seed=0, input_dims={"visual": 5}, embed_dim=8, hidden_dim=8)
+    before = model.state_dict()
+    for call in (model.losses, model.train_step):
+        with pytest.raises(error, match=message):
+            call(_components(visual))
+    assert all(np.array_equal(v, model.state_dict()[k]) for k, v in before.items())
+    assert model.optimizer_state()["step"] == 0

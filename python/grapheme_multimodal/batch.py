@@ -249,12 +249,16 @@ def _components_size(size: Any, name: str) -> int:
     return int(size)
 
 
-def component_parts(components: Tuple[int, Sequence[Any]], name: str = "components") -> Tuple[int, list]:
+def component_parts(
+    components: Tuple[int, Sequence[Any]], name: str = "components", dims: Optional[Sequence[int]] = None
+) -> Tuple[int, list]:
     """The components form ``(batch_size, parts)`` of a :class:`Batch` as the
     core reads it: the batch size an int >= 0, each part ``None`` or
     ``(x [k, d] float32, rows [k] int64, confidences [k] float32 or None)``
-    (converted when given as other real dtypes or lists). Row ranges, widths
-    and lengths are the core's to check."""
+    (converted when given as other real dtypes or lists). Row ranges,
+    lengths, weights and (given the model's input widths ``dims``) widths are
+    checked here, naming ``components[...]``: the core's own checks named
+    ``inputs['visual']``, an argument the caller never gave."""
     size, parts = components
     size = _components_size(size, name)
     out: list = []
@@ -273,11 +277,28 @@ def component_parts(components: Tuple[int, Sequence[Any]], name: str = "componen
             raise ShapeError(f"{arg}.rows: expected a 1-D array [k], got shape {rows.shape}", f"{arg}.rows")
         if rows.dtype.kind == "u" and rows.size and int(rows.max()) >= 2**63:
             raise InvalidValueError(f"{arg}.rows: row index {int(rows.max())} is out of range for a batch of {size}", f"{arg}.rows")
-        out.append((
-            as_float32(x, f"{arg}.x", 2, features=True),
-            np.ascontiguousarray(rows, dtype=np.int64),
-            None if confidences is None else as_float32(confidences, f"{arg}.confidences", 1),
-        ))
+        x = as_float32(x, f"{arg}.x", 2, features=True)
+        finite = np.isfinite(x).all(axis=1)
+        if not finite.all():  # a component is present where it is given: none may hold NaN or inf
+            row = int(np.argmin(finite))
+            raise NonFiniteError(f"{arg}.x: row {row} holds NaN or inf; expected finite numbers", f"{arg}.x")
+        if dims is not None and x.shape[1] != dims[m]:
+            raise ShapeError(f"{arg}.x: expected shape (k, {dims[m]}) (the modality's input width), got {x.shape}", f"{arg}.x")
+        if rows.shape[0] != x.shape[0]:
+            raise ShapeError(f"{arg}.rows: expected one row index per row of x, {x.shape[0]}, got {rows.shape[0]}",
+                             f"{arg}.rows")
+        if rows.size and (int(rows.min()) < 0 or int(rows.max()) >= size):
+            low = int(rows.min())
+            what = f"row index {low} is negative" if low < 0 else f"row index {int(rows.max())} is out of range"
+            raise InvalidValueError(f"{arg}.rows: {what}; expected indices in [0, {size}) (the batch size)", f"{arg}.rows")
+        if confidences is not None:
+            confidences = as_float32(confidences, f"{arg}.confidences", 1, (x.shape[0],))
+            bad_weights = ~(np.isfinite(confidences) & (confidences >= 0))
+            if bad_weights.any():
+                at = int(np.argmax(bad_weights))
+                raise InvalidValueError(f"{arg}.confidences: entry {at} is {float(confidences[at])}; expected finite "
+                                        "weights >= 0", f"{arg}.confidences")
+        out.append((x, np.ascontiguousarray(rows, dtype=np.int64), confidences))
     return int(size), out
 
 

@@ -407,7 +407,7 @@ class LearningMixin:
             refuse_non_finite_components(tables, batch.events, "events")
             core.components = (len(batch.events), tables)
         elif batch.components is not None:
-            core.components = component_parts(batch.components)
+            core.components = component_parts(batch.components, dims=self.config.input_dims)
         else:
             core.embeddings, core.mask = self._embeddings_and_mask(batch.embeddings, batch.mask)
         b = core.components[0] if core.components is not None else len(core.mask)
