@@ -105,3 +105,19 @@ def test_a_batch_of_components_is_refused_naming_components_not_inputs(visual, e
             call(_components(visual))
     assert all(np.array_equal(v, model.state_dict()[k]) for k, v in before.items())
     assert model.optimizer_state()["step"] == 0
+
+
+def test_the_recipe_refuses_nan_without_pointing_at_a_mask_it_does_not_take():
+    """Before: ``uci.fit_views`` (and ``uci.train``) refused a NaN as "views['fou']:
+    row 2 holds NaN or inf; expected finite numbers (rows the mask marks absent
+    may hold anything)": neither takes a mask, every view is present in every row."""
+    from grapheme_multimodal import uci
+
+    rng = np.random.default_rng(0)
+    views = {"fou": rng.normal(size=(12, 3)), "pix": rng.normal(size=(12, 2))}
+    views["fou"][2, 1] = np.nan
+    settings = uci.TrainingSettings(epochs=1, embed_dim=8, hidden_dim=8, encoder_hidden=(8,), batch_size=8)
+    with pytest.raises(gm.NonFiniteError, match=r"^views\['fou'\]: row 2 holds NaN or inf; expected finite numbers$"):
+        uci.fit_views(views, settings=settings)
+    with pytest.raises(gm.NonFiniteError, match=r"^inputs\['visual'\]: row 2 holds NaN or inf; expected finite numbers$"):
+        uci.train({"visual": views["fou"], "auditory": views["pix"]}, settings)

@@ -1293,6 +1293,10 @@ def _check_fraction(value: Any, name: str) -> float:
     return as_finite_float(value, name, lambda v: 0 <= v < 1, "a number in [0, 1)")
 
 
+#: What a refusal of NaN or inf in training data adds for callers who can mark rows absent (fit's ``mask``).
+MASK_NOTE = " (rows the mask marks absent may hold anything)"
+
+
 def _check_rows(
     x: np.ndarray, rows: Optional[np.ndarray], arg: str, where: Callable[[int], str], present_only: bool = False
 ) -> None:
@@ -1306,7 +1310,7 @@ def _check_rows(
             bad &= rows[start : start + block]
         if bad.any():
             row = start + int(np.flatnonzero(bad)[0])
-            note = " (rows the mask marks absent may hold anything)" if present_only else ""
+            note = MASK_NOTE if present_only else ""
             raise NonFiniteError(f"{where(row)} holds NaN or inf; expected finite numbers{note}", arg)
 
 
