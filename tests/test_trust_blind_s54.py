@@ -121,3 +121,19 @@ def test_the_recipe_refuses_nan_without_pointing_at_a_mask_it_does_not_take():
         uci.fit_views(views, settings=settings)
     with pytest.raises(gm.NonFiniteError, match=r"^inputs\['visual'\]: row 2 holds NaN or inf; expected finite numbers$"):
         uci.train({"visual": views["fou"], "auditory": views["pix"]}, settings)
+
+
+def test_an_embedders_nan_is_refused_without_pointing_at_marks_it_does_not_take():
+    """Before: ``ModelEmbedder.embed_fused`` refused a NaN as "views['a']: contains a
+    non-finite value (NaN or inf) at row 1 (a row marked present); ...": the
+    embedder takes no mask, every view it is given is present in every row."""
+    from grapheme_multimodal import evaluation
+
+    model = gm.LearnableMultiModal(seed=0, input_dims={"visual": 3}, embed_dim=8, hidden_dim=8)
+    embedder = evaluation.ModelEmbedder(model, {"a": gm.Modality.VISUAL})
+    x = np.ones((3, 3))
+    x[1, 2] = np.nan
+    for call in (embedder.embed_fused, embedder.embed_views):
+        with pytest.raises(gm.NonFiniteError) as err:
+            call({"a": x})
+        assert str(err.value) == "views['a']: contains a non-finite value (NaN or inf) at row 1; expected finite numbers"

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Mapping, Option
 import numpy as np
 
 from .._validation import IntLike, describe, renamed, sorted_names, unmasked
-from ..exceptions import GraphemeError, InvalidValueError
+from ..exceptions import GraphemeError, InvalidValueError, NonFiniteError
 from ..types import Modality
 from ._pairs import view_name_list
 
@@ -20,6 +20,10 @@ if TYPE_CHECKING:
     from ..model import LearnableMultiModal
 
 __all__ = ["ViewEmbedder", "ModelEmbedder", "Recipe", "view_modalities"]
+
+
+#: How the model names a row of inputs that its mask marks present, in a refusal of NaN or inf there.
+_MARKED_PRESENT = " (a row marked present)"
 
 
 @runtime_checkable
@@ -155,6 +159,10 @@ class ModelEmbedder:
         try:
             return method(self._inputs(views))
         except (GraphemeError, TypeError) as err:
+            if isinstance(err, NonFiniteError) and _MARKED_PRESENT in str(err):
+                # the model's words for rows its mask marks present: the embedder takes no mask (every view given
+                # is present in every row), so "(a row marked present)" pointed at marks the caller cannot make
+                err = NonFiniteError(str(err).replace(_MARKED_PRESENT, ""), err.arg)
             raise renamed(err, {**view_names(self.modalities, "inputs", "views"), "inputs": "views"}) from None
 
     def bind(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
