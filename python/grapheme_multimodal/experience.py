@@ -109,7 +109,8 @@ class ExperienceMixin:
         reward (a scalar or ``[B]``) and event id (default -1), and its
         inputs when the buffer keeps them. ``None`` in a list of graphs is a
         row absent from that modality (see :meth:`prepare_inputs`); the
-        buffer keeps zeros for its inputs there, which nothing reads."""
+        buffer keeps NaN for its inputs there (as for every row the mask
+        marks absent), which nothing reads."""
         arrays, mask_arr = self.prepare_inputs(inputs, mask)
         if not all(type(v) is np.ndarray or np.isscalar(v) or v is None for v in (rewards, event_ids)):
             # their rows pair with the inputs' by position: a Series of them in another order was
