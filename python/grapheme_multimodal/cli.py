@@ -1335,12 +1335,31 @@ def _keeping_sigterm_handler() -> Iterator[None]:
         if stop.code != signal.SIGTERM or signal.getsignal(signal.SIGTERM) == before:
             raise
         signal.signal(signal.SIGTERM, before)
+        _disarm_failure_alarm()
         if callable(before):
             before(signal.SIGTERM, None)  # the CLI's raises KeyboardInterrupt: it ends as a SIGTERM at any other time
         raise
     finally:
         if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) != before:
             signal.signal(signal.SIGTERM, before)
+
+
+def _disarm_failure_alarm() -> None:
+    """Cancels the alarm Ray's C++ failure handler (abseil's) arms when it
+    meets a signal: ``alarm(3)``, with a SIGALRM handler that aborts, in case
+    the handler hangs. A SIGTERM while Ray started went through it, so a
+    command whose stop (Ray's shutdown, the interpreter's exit) took more than
+    3 s, as on a busy machine, ended by SIGABRT (status -6) after saying
+    "terminated", instead of with 143. Python's own SIGALRM handler is put
+    back in its place (abseil's replaced it below Python), and an alarm the
+    program had set is left to ring, at the latest when abseil's would have."""
+    if not hasattr(signal, "SIGALRM"):
+        return
+    own = signal.getsignal(signal.SIGALRM)
+    left = signal.alarm(0)
+    signal.signal(signal.SIGALRM, signal.SIG_DFL if own is None else own)
+    if left and own not in (None, signal.SIG_DFL):  # the program's own handler: its alarm rings as abseil's would
+        signal.alarm(left)
 
 
 def _why_the_width_differs(model: "LearnableMultiModal", modality: Any) -> str:
