@@ -832,9 +832,11 @@ class ExperienceBuffer:
         return tensors, meta
 
     @staticmethod
-    def expected_tensors(meta: Mapping[str, Any]) -> Dict[str, TensorSpec]:
+    def expected_tensors(meta: Mapping[str, Any], field: str = "") -> Dict[str, TensorSpec]:
         """``{name: (dtype, shape)}`` of the tensors :meth:`state` writes for
-        this metadata (checked against a file before its data is read)."""
+        this metadata (checked against a file before its data is read).
+        ``field`` prefixes the names of bad metadata fields in errors (a
+        checkpoint's ``"experience."``: its config has an ``embed_dim`` too)."""
         _check_state_keys(meta)
         e = meta["embed_dim"]
         if e is None:
@@ -842,15 +844,22 @@ class ExperienceBuffer:
         dims = meta["input_dims"]
         size = meta["size"]
         if isinstance(size, bool) or not isinstance(size, int):
-            raise InvalidValueError(f"size: expected an int, got {size!r}", "size")
+            raise InvalidValueError(f"{field}size: expected an int, got {size!r}", f"{field}size")
         if isinstance(e, bool) or not isinstance(e, int) or e <= 0:
-            raise InvalidValueError(f"embed_dim: expected a positive int, got {e!r}", "embed_dim")
+            raise InvalidValueError(f"{field}embed_dim: expected a positive int, got {e!r}", f"{field}embed_dim")
         # > 0: a file's input_dims of -1 or 0 was refused as "tensor 'inputs.visual': expected float32 of
         # shape (3, -1)", blaming a tensor for its metadata and naming a shape no tensor can have
         if dims is not None and (not isinstance(dims, (list, tuple)) or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in dims)):
-            raise InvalidValueError(f"input_dims: expected a list of positive ints or None, got {dims!r:.200}", "input_dims")
-        if not 0 <= size <= meta["capacity"]:
-            raise InvalidValueError(f"size: expected an int in [0, capacity], got {size!r}", "size")
+            raise InvalidValueError(
+                f"{field}input_dims: expected a list of positive ints or None, got {dims!r:.200}", f"{field}input_dims"
+            )
+        capacity = meta["capacity"]
+        if not 0 <= size <= capacity:
+            # "size: expected an int in [0, capacity], got 20" named neither the buffer nor its capacity
+            raise InvalidValueError(
+                f"{field}size: expected the number of experiences the buffer holds, an int in [0, {capacity!r}] "
+                f"(its {field}capacity), got {size!r}", f"{field}size",
+            )
         return {name: TensorSpec(s.dtype, (size,) + s.shape) for name, s in _row_specs(e, dims).items()}
 
     @classmethod
@@ -865,7 +874,10 @@ class ExperienceBuffer:
             buf = cls._rebuilt(meta["capacity"], meta["embed_dim"], meta["input_dims"], meta["seed"])
             size = meta["size"]
             if not is_int(size) or not 0 <= size <= buf.capacity:
-                raise InvalidValueError(f"size: expected an int in [0, capacity={buf.capacity}], got {size!r}", "size")
+                raise InvalidValueError(
+                    f"size: expected the number of experiences the buffer holds, an int in [0, {buf.capacity}] "
+                    f"(its capacity), got {size!r}", "size",
+                )
             size = int(size)
             if size and buf.embed_dim is None:
                 raise InvalidValueError(f"embed_dim: None, but the buffer holds {size} experiences", "embed_dim")

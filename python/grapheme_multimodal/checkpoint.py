@@ -255,7 +255,7 @@ def checkpoint_specs(model: "LearnableMultiModal", meta: Mapping[str, Any]) -> D
         for stat in ("mean", "std"):
             specs[f"{_NORM}{m}/{stat}"] = TensorSpec("float32", (model.config.input_dim(m),), required=False)
     if meta["experience"] is not None:
-        specs.update({_EXP + k: v for k, v in ExperienceBuffer.expected_tensors(meta["experience"]).items()})
+        specs.update({_EXP + k: v for k, v in ExperienceBuffer.expected_tensors(meta["experience"], "experience.").items()})
     return specs
 
 
