@@ -40,18 +40,22 @@ def test_objectives_all_zero_say_the_cli_s_way_to_the_recipe(files, capsys) -> N
 
 
 @pytest.mark.parametrize("flag", ["--csv-header", "--no-csv-header"])
-def test_a_csv_header_flag_without_a_csv_file_is_said_to_do_nothing(files, capsys, flag) -> None:
-    """`--csv-header` with only .npz/.txt files was ignored without a word (a .txt's header line was read as an event)."""
+def test_a_csv_header_flag_without_a_csv_file_is_refused(files, capsys, flag) -> None:
+    """`--csv-header` with only .npz/.txt files was ignored without a word (a .txt's header line was read as an event),
+    then only warned of; now refused as `--wl-dim` without a .txt file is (test_trust_small_s54.py)."""
     out = files / "m.safetensors"
     code = main(["train", "-m", f"visual={files / 'a.npy'}", "-m", f"linguistic={files / 't.txt'}",
                  "-m", f"auditory={files / 'z.npz'}:x", flag, "-o", str(out), *TINY])
-    captured = capsys.readouterr()
-    assert code == 0 and out.exists()
-    assert f"grapheme-mm: warning: {flag}: no modality file is .csv, so it has no effect" in captured.err
-    assert "warning" not in captured.out
-    # embed says it too; and with a .csv among the files, nothing is said
+    err = capsys.readouterr().err
+    assert code == 2 and not out.exists()
+    assert err == f"grapheme-mm: error: {flag}: no modality file is .csv, so it has no effect (it applies to .csv files only)\n"
+    # embed refuses it too; and with a .csv among the files, nothing is said
+    assert main(["train", "-m", f"visual={files / 'a.npy'}", "-o", str(out), *TINY]) == 0
+    capsys.readouterr()
     code = main(["embed", str(out), "-m", f"visual={files / 'a.npy'}", flag, "-o", str(files / "e.npy")])
-    assert code == 0 and f"{flag}: no modality file is .csv" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert code == 2 and f"{flag}: no modality file is .csv" in err and err.count("\n") == 1
+    assert not (files / "e.npy").exists()
     np.savetxt(files / "c.csv", np.random.default_rng(1).normal(size=(24, 4)), delimiter=",")
     code = main(["train", "-m", f"visual={files / 'a.npy'}", "-m", f"tactile={files / 'c.csv'}", "--no-csv-header",
                  "-o", str(files / "m2.safetensors"), *TINY])

@@ -686,8 +686,8 @@ def _parser() -> argparse.ArgumentParser:
                             f"model trains on all rows (default {_RECIPE.min_validation_rows})")
     train.add_argument("--cv-folds", type=_int, default=_RECIPE.cv_folds,
                        help=f"folds of that cross-validation (default {_RECIPE.cv_folds}; below 2: always hold out)")
-    train.add_argument("--text-features", choices=("wl", "fingerprint"), default="wl",
-                       help="how .txt lines become features (default %(default)s: content-aware)")
+    train.add_argument("--text-features", choices=("wl", "fingerprint"), default=None,  # None: not given (refused with no .txt)
+                       help="how .txt lines become features (default wl: content-aware)")
     train.add_argument("--wl-dim", type=_int, default=None, metavar="D",
                        help=f"length of the WL features of .txt lines (default {WL_DEFAULT_DIM}; with --text-features wl)")
     capacity = train.add_argument_group(
@@ -952,14 +952,20 @@ def _train(args: argparse.Namespace) -> int:
     lost: List[str] = []  # columns float32 loses: said before training, one line each, as embed says its warnings
     files = _read_files(args.modality, lost, args.csv_header)
     n = len(files[0])
+    text_features = "wl" if args.text_features is None else args.text_features
     if args.wl_dim is not None:  # was ignored without a word: the user's features were not the length asked for
-        if args.text_features != "wl":
-            raise InvalidValueError(f"--wl-dim: WL features only; got --text-features {args.text_features}", "--wl-dim")
+        if text_features != "wl":
+            raise InvalidValueError(f"--wl-dim: WL features only; got --text-features {text_features}", "--wl-dim")
         if not any(f.is_text for f in files):
             raise InvalidValueError("--wl-dim: no modality file is .txt, so no WL features are made", "--wl-dim")
+    if args.text_features is not None and not any(f.is_text for f in files):  # was ignored without a word, as --wl-dim was
+        raise InvalidValueError(
+            f"--text-features: no modality file is .txt, so no text features are made; got --text-features {text_features}",
+            "--text-features",
+        )
     wl_dim = _positive(WL_DEFAULT_DIM if args.wl_dim is None else args.wl_dim, "--wl-dim")
     try:
-        featurizer = GraphFeaturizer("wl", dim=wl_dim) if args.text_features == "wl" else GraphFeaturizer()
+        featurizer = GraphFeaturizer("wl", dim=wl_dim) if text_features == "wl" else GraphFeaturizer()
     except GraphemeError as err:  # "dim: expected an int in [1, 4194304]" named an argument the user never typed
         raise renamed(err, {"dim": "--wl-dim"}) from None
     inputs = {f.modality: (featurizer(f.values) if f.is_text else f.values) for f in files}
@@ -1543,19 +1549,22 @@ def _read_files(specs: List[str], notes: Optional[List[str]] = None, csv_header:
     :func:`~grapheme_multimodal.files.read_modality_file`)."""
     from .files import check_aligned, parse_modality_spec, read_modality_file
 
-    files, seen = [], set()
+    parsed, seen = [], set()
     for spec in specs:
         modality, path, key = parse_modality_spec(spec)
         if modality in seen:
             raise InvalidValueError(f"--modality: {modality} is given twice", "--modality")
         seen.add(modality)
-        files.append(read_modality_file(modality, path, key, notes, csv_header))
-    check_aligned(files)
-    if csv_header is not None and not any(f.path.suffix.lower() == ".csv" for f in files):
-        # was ignored without a word: a .txt whose first line is a header was read as an event
+        parsed.append((modality, path, key))
+    if csv_header is not None and not any(path.suffix.lower() == ".csv" for _, path, _ in parsed):
+        # refused before any file is read, as --wl-dim without a .txt file is: it was ignored without a
+        # word (a .txt whose first line is a header was read as an event), then only warned of
         flag = "--csv-header" if csv_header else "--no-csv-header"
-        print(f"{PROG}: warning: {flag}: no modality file is .csv, so it has no effect (it applies to .csv files only)",
-              file=sys.stderr)
+        raise InvalidValueError(
+            f"{flag}: no modality file is .csv, so it has no effect (it applies to .csv files only)", flag
+        )
+    files = [read_modality_file(modality, path, key, notes, csv_header) for modality, path, key in parsed]
+    check_aligned(files)
     for message in (m for f in files for m in f.notes):  # what reading assumed: said before any output
         print(f"{PROG}: warning: {message}", file=sys.stderr)
     return files
