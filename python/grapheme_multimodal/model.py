@@ -248,7 +248,9 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         and ``mask`` said False there (the results of the other rows are the
         same, bit for bit): without ``mask`` that row's slot is False in the
         returned mask; with ``mask``, a ``None`` row it marks present (True)
-        is an :class:`InvalidValueError` naming the row. Errors name ``arg`` and
+        is an :class:`InvalidValueError` naming the row. An empty list (no
+        graphs, no rows) is zero rows of the modality, as a ``[0, d_m]`` array
+        is. Errors name ``arg`` and
         ``mask_arg``, the caller's names for the two (``fit``'s ``validation``).
         ``for_training``: the data is learned from (``fit``, ``fit_normalization``),
         and a float64 column whose variation float32 loses in the cast gets a
@@ -1025,6 +1027,11 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
             name = names[i]
             dim = input_dims[i]
             present = None if mask is None else mask[:, i]
+            if isinstance(value, (list, tuple)) and not value:
+                # zero rows (no graphs, no feature rows), as a (0, dim) array and GraphFeaturizer()([]) are: it
+                # was refused as "expected 2-D input (any, 18), got shape (0,)", the shape numpy gives []
+                arrays[i] = np.zeros((0, dim), dtype=np.float32)
+                continue
             if type(value) is not np.ndarray and is_graph_list(value):
                 featurizer = self.config.graph_features[i]
                 # None marks a row absent from the modality (as False in mask= does); a list of None
