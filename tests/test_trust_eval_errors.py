@@ -220,8 +220,9 @@ def _cases():
                              r"labels: expected shape \(3,\) to match query rows, got \(2,\)"),
         "roc_auc shape": (lambda: metrics.roc_auc(np.array([]), np.array([1.0])), gm.ShapeError, "positive_scores",
                           r"positive_scores: expected a non-empty 1-D array, got shape \(0,\)"),
-        "roc_auc bools": (lambda: metrics.roc_auc(np.array([True]), np.array([1.0])), TypeError, None,
-                          r"positive_scores: expected real numbers, got dtype bool"),
+        # bools are scores (True above False), as roc_auc_score takes them: test_trust_small_s54.py
+        "roc_auc complex": (lambda: metrics.roc_auc(np.array([1j]), np.array([1.0])), TypeError, None,
+                            r"positive_scores: expected real numbers, got complex dtype complex128"),
         "MultipleFeatures views": (lambda: datasets.MultipleFeatures([np.zeros((2, 1))], np.zeros(2)), TypeError, None,
                                    r"views: expected a mapping view name -> \[n_events, dim\] array, got list"),
         "MultipleFeatures labels": (lambda: datasets.MultipleFeatures({"a": np.zeros((2, 1))}, np.zeros((2, 1))),

@@ -782,21 +782,27 @@ def roc_auc(positive_scores: np.ndarray, negative_scores: np.ndarray) -> float:
         AUC = (1 / (P * N)) * sum_{p, n} ( [s_p > s_n] + 0.5 * [s_p == s_n] )
 
     (the Mann-Whitney U statistic over P positive and N negative scores; equal to
-    scikit-learn's ``roc_auc_score``). Computed in O((P + N) log N) by sorting
-    the negatives, with no P x N matrix.
+    scikit-learn's ``roc_auc_score``). Scores are real numbers: integers,
+    floats, or bools (True scores above False, as ``roc_auc_score`` ranks
+    them). Computed in O((P + N) log N) by sorting the negatives, with no
+    P x N matrix.
     """
     pos = as_real_array(positive_scores, "positive_scores")  # masked entries refused, not read as scores
     neg = as_real_array(negative_scores, "negative_scores")
+    scores = []
     for name, arr in (("positive_scores", pos), ("negative_scores", neg)):
         if arr.ndim != 1 or arr.size == 0:
             raise ShapeError(f"{name}: expected a non-empty 1-D array, got shape {arr.shape}", name)
+        if arr.dtype == np.bool_:  # was refused, "expected real numbers, got dtype bool"; roc_auc_score ranks them
+            arr = arr.view(np.uint8)
         if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
             raise TypeError(f"{name}: expected real numbers, got dtype {arr.dtype}")
         refuse_beyond_memory(arr, name, np.float64)  # compared in float64
         if not np.isfinite(arr).all():
             at = int(np.flatnonzero(~np.isfinite(arr))[0])
             raise NonFiniteError(f"{name} contains NaN or inf: index {at} holds {arr[at]}; expected finite scores", name)
-    pos, neg = _comparable(pos, neg)
+        scores.append(arr)
+    pos, neg = _comparable(*scores)
     neg_sorted = np.sort(neg)
     below = np.searchsorted(neg_sorted, pos, side="left")  # negatives strictly lower
     below_or_tied = np.searchsorted(neg_sorted, pos, side="right")
