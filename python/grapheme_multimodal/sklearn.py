@@ -45,7 +45,7 @@ from ._parallel import resolve_n_jobs, run_tasks, shared_snapshot
 from ._validation import (
     IntLike,
     as_float32, as_seed, describe, is_int, is_iterable, is_masked_array, non_finite_message,
-    over_float64, plain_names, refuse_beyond_memory,
+    over_float64, plain_names, precision_scope, refuse_beyond_memory,
     refuse_graph_rows, refuse_networkx_graphs, refuse_temporal_columns, refuse_unpaired_frames, renamed, warn_precision_loss,
 )
 from .config import _widths
@@ -367,8 +367,14 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
         # n_jobs members at once on threads: each is bit for bit what it is trained alone (_parallel.py)
         if jobs > 1:  # one copy of the data for all the members, not one each
             inputs, mask = {m: shared_snapshot(x) for m, x in inputs.items()}, shared_snapshot(mask)
-        histories = run_tasks([partial(self._train_member, model, settings, seed, inputs, mask, progress)
-                               for seed, model in zip(seeds, models)], jobs)
+        # the fits' warnings name the views as this estimator does (they said "data: 1 row; ...", fit's name, and
+        # "inputs['auditory']: holds the same values ...", fit_with_stopping's), once for all the members
+        views_of = {"data": "Xs", "inputs": "Xs"}
+        for i, m in enumerate(self.modalities_):
+            views_of.update({f"data[{str(m)!r}]": f"Xs[{i}]", f"inputs[{str(m)!r}]": f"Xs[{i}]"})
+        with precision_scope(views_of):
+            histories = run_tasks([partial(self._train_member, model, settings, seed, inputs, mask, progress)
+                                   for seed, model in zip(seeds, models)], jobs)
         # the views' column names (scikit-learn's feature_names_in_ of one view, or each view's), kept by the
         # models too: model_ saved and used alone (model_.encode, grapheme-mm embed) refuses them reordered
         seen = [getattr(self, "feature_names_in_", None)] if len(views) == 1 else self._view_columns

@@ -27,7 +27,7 @@ import numpy as np
 from ._locking import calling_metric, fitting, refuse_in_fit, uninterrupted
 from ._core import MODALITY_NAMES
 from ._validation import (
-    INPUTS_MASKED_REMEDY, FloatLike, IntLike, as_real_array, caller_level, describe, frame_columns, precision_checked, precision_scoped,
+    INPUTS_MASKED_REMEDY, FloatLike, IntLike, as_real_array, caller_level, counted, describe, frame_columns, precision_checked, precision_scoped,
     refuse_beyond_budget, refuse_reordered_fitted_names, renamed,
 )
 from .exceptions import EarlyStoppingSkippedWarning, GraphemeError, InvalidValueError, NonFiniteError, ShapeError
@@ -397,7 +397,8 @@ def _warn_stopping_skipped(n: int, validation_fraction: FloatLike, patience: int
     held = int(round(n * validation_fraction))
     run = "the 1 epoch runs" if epochs == 1 else f"all {epochs} epochs run"
     warnings.warn(
-        f"validation_fraction: {validation_fraction:g} of {n} rows holds out {held}, leaving {n - held} (at least 2 are "
+        # counted: it said "of 1 rows"
+        f"validation_fraction: {validation_fraction:g} of {counted(n, 'row')} holds out {held}, leaving {n - held} (at least 2 are "
         f"needed on each side), so early stopping (patience {patience}) is skipped: {run} on all rows; "
         "expected a validation_fraction that holds out 2 rows or more (or patience=0)",
         EarlyStoppingSkippedWarning, stacklevel=caller_level(),  # the user's line, under precision_scoped's wrapper too

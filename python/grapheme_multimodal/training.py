@@ -1296,6 +1296,26 @@ def _check_fraction(value: Any, name: str) -> float:
 #: What a refusal of NaN or inf in training data adds for callers who can mark rows absent (fit's ``mask``).
 MASK_NOTE = " (rows the mask marks absent may hold anything)"
 
+#: False inside a :func:`taking_no_mask` block: the caller of fit has no mask, and its refusals say nothing of one.
+_MASK_TAKEN: "contextvars.ContextVar[bool]" = contextvars.ContextVar("_MASK_TAKEN", default=True)
+
+
+@contextlib.contextmanager
+def taking_no_mask() -> Iterator[None]:
+    """Inside the block, fit's refusal of NaN or inf in training (and
+    validation) rows leaves out :data:`MASK_NOTE`: a caller that takes no
+    mask (:func:`~grapheme_multimodal.uci.train`, ``fit_views``: every view
+    present in every row) so has no note pointing at marks it cannot make.
+    It removed the note from the message afterwards, which missed it once a
+    wrapper between had reworded the message. Per thread and task, as a
+    context variable (the tasks of :func:`~._parallel.run_tasks` copy it)."""
+    outer = _MASK_TAKEN.get()
+    try:  # set in the try and put back as it was, as constant_rows_refused_as does
+        _MASK_TAKEN.set(False)
+        yield
+    finally:
+        _MASK_TAKEN.set(outer)
+
 
 def _check_rows(
     x: np.ndarray, rows: Optional[np.ndarray], arg: str, where: Callable[[int], str], present_only: bool = False
@@ -1310,7 +1330,7 @@ def _check_rows(
             bad &= rows[start : start + block]
         if bad.any():
             row = start + int(np.flatnonzero(bad)[0])
-            note = MASK_NOTE if present_only else ""
+            note = MASK_NOTE if present_only and _MASK_TAKEN.get() else ""
             raise NonFiniteError(f"{where(row)} holds NaN or inf; expected finite numbers{note}", arg)
 
 
@@ -1412,24 +1432,29 @@ def _check_rows_to_compare(weights: Mapping[str, float], rows: int, batch_size: 
             "modality, a softmax that is 1 over a single one, so it is 0 on batches of two rows (it trains only on "
             "an epoch's last batch when that takes three); expected batch_size >= 3 for it to train",
             UserWarning,
-            stacklevel=4,
+            stacklevel=caller_level(),
         )
     if not comparing or (held >= 2 and batch_size >= 2):
         return
     if held < 2:  # rows holding nothing are skipped: the one left is compared with none
         one_row = rows < 2
-        clause = f"data: {one_row_clause(comparing, _ONE_ROW if one_row else _ONE_HELD_ROW)}"
+        clause = one_row_clause(comparing, _ONE_ROW if one_row else _ONE_HELD_ROW)
         if not learning:
             remedy = ONE_ROW_REMEDY if one_row else ONE_ROW_REMEDY.replace("2 rows", "2 rows holding a modality")
-            raise InvalidValueError(f"{clause}, so nothing would train; {remedy}", "data")
-        warnings.warn(f"{clause}; only {', '.join(learning)} will train", UserWarning, stacklevel=4)
+            raise InvalidValueError(f"data: {clause}, so nothing would train; {remedy}", "data")
+        # by the caller's name for the data (fit_with_stopping's inputs, the estimator's Xs), at the user's line:
+        # it said "data: 1 row; ...", fit's name, from a line of stopping.py (stacklevel 4 counted from fit)
+        shown = first_in_scope("one row", "data")
+        if shown is not None:
+            warnings.warn(f"{shown}: {clause}; only {', '.join(learning)} will train", UserWarning,
+                          stacklevel=caller_level())
     else:
         warnings.warn(
             f"batch_size: 1; {', '.join(comparing)} tell the rows of a batch apart and are 0 on batches of one row "
             "(they train only on the epoch's last batch, which takes two rows); expected batch_size >= 2 "
             "for them to train",
             UserWarning,
-            stacklevel=4,
+            stacklevel=caller_level(),
         )
 
 
@@ -1465,7 +1490,7 @@ def _check_gradients_reach(model: "LearnableMultiModal", weights: Mapping[str, f
                   "cross_modal, fused_contrastive, seed_consistency)" if not has_inputs
                   else "expected those objectives in encoder_objectives, or an objective it keeps")
         raise InvalidValueError(f"{arg}: {clauses}, so nothing would train; {remedy}", arg)
-    warnings.warn(f"{arg}: {clauses}; only {', '.join(training)} will train", UserWarning, stacklevel=4)
+    warnings.warn(f"{arg}: {clauses}; only {', '.join(training)} will train", UserWarning, stacklevel=caller_level())
 
 
 def check_validation_measures(weights: Mapping[str, float], mask: np.ndarray, monitor: str, what: str, arg: str,
@@ -1507,7 +1532,7 @@ def check_validation_measures(weights: Mapping[str, float], mask: np.ndarray, mo
             f"expected {need}{otherwise if early_stopping and not reasons & _ONE_ROW_REASONS else ''}", arg,
         )
     if one_row:
-        warnings.warn(f"{what}: {_zero_because(zero, list(zero))}: their val_ losses will be 0", UserWarning, stacklevel=4)
+        warnings.warn(f"{what}: {_zero_because(zero, list(zero))}: their val_ losses will be 0", UserWarning, stacklevel=caller_level())
 
 
 def _warn_of_validation_modalities_data_lacks(
@@ -1528,7 +1553,7 @@ def _warn_of_validation_modalities_data_lacks(
             f"no row of data, and no earlier training reached its encoder: this fit leaves it at its initial random "
             f"weights{raw}, and the validation losses count its untrained embeddings; expected validation of the "
             "modalities data holds, or data that holds it too",
-            UntrainedModalityWarning, stacklevel=4,
+            UntrainedModalityWarning, stacklevel=caller_level(),
         )
 
 
