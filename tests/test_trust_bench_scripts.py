@@ -18,6 +18,10 @@ from conftest import REPO, load_script
 
 pytest.importorskip("sklearn")
 
+# the benchmark scripts, pure Python over the same calls on every Python: run once, on the main Python
+# (.ci/python-versions.sh leaves main_only out on 3.9 and 3.13), as test_bench_smoke.py
+pytestmark = pytest.mark.main_only
+
 RESULTS = REPO / "benchmarks" / "results"
 
 
