@@ -1083,13 +1083,26 @@ def precision_scope(names: Optional[Mapping[str, str]] = None) -> Iterator[_Prec
     (in this block only). Per thread and task, as a context variable."""
     outer = _precision.get()
     scope = _PrecisionScope(((names or {}),) + (outer.names if outer else ()), outer.warned if outer else set())
-    try:
-        # set in the try, put back as it was: reset by set's token, a Ctrl-C landing as set returned left the
-        # scope in place for good, and later fits in the thread never warned again of what it had warned
-        _precision.set(scope)
+    with context_set(_precision, scope):
         yield scope
+
+
+_V = TypeVar("_V")
+
+
+@contextlib.contextmanager
+def context_set(var: "contextvars.ContextVar[_V]", value: _V) -> Iterator[_V]:
+    """``var`` set to ``value`` inside the block and put back as it was
+    after it. Set in the try and put back by value: reset by set's token, a
+    Ctrl-C landing as set returned left it in place for good (a scope of
+    :func:`precision_scope`, and later fits in the thread never warned again
+    of what it had warned)."""
+    outer = var.get()
+    try:
+        var.set(value)
+        yield value
     finally:
-        _precision.set(outer)
+        var.set(outer)
 
 
 def precision_scoped(names: Callable[[], Mapping[str, str]]) -> Callable[[_F], _F]:

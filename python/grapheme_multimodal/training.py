@@ -28,7 +28,7 @@ from ._core import MODALITY_NAMES, NUM_MODALITIES
 from ._parallel import bar_position, check_cancelled
 from ._locking import calling_metric, fitting, refuse_in_fit, uninterrupted
 from ._validation import (
-    FloatLike, IntLike, as_finite_float, caller_level, check_flag, describe, exact_int, first_in_scope, frame_columns, is_int,
+    FloatLike, IntLike, as_finite_float, caller_level, check_flag, context_set, describe, exact_int, first_in_scope, frame_columns, is_int,
     refuse_beyond_budget, refuse_reordered_fitted_names, refuse_unpaired_columns, sorted_names, wrong_type,
 )
 from .averaging import WeightAverage, check_decay, model_weights
@@ -1117,12 +1117,8 @@ def constant_rows_refused_as(names: Mapping[str, str], refusal: Callable[[str, s
     raised: rewording fit's message afterwards missed it once a wrapper
     between (fit_with_stopping) had renamed it. Per thread and task, as a
     context variable (the tasks of :func:`~._parallel.run_tasks` copy it)."""
-    outer = _CONSTANT_REFUSAL.get()
-    try:  # set in the try and put back as it was, as precision_scope does: a Ctrl-C as set returned left it in place
-        _CONSTANT_REFUSAL.set((names, refusal))
+    with context_set(_CONSTANT_REFUSAL, (names, refusal)):
         yield
-    finally:
-        _CONSTANT_REFUSAL.set(outer)
 
 
 def _refuse_standardising_to_zero(model: "LearnableMultiModal", train: "_Dataset", train_mask: np.ndarray) -> None:
@@ -1309,12 +1305,8 @@ def taking_no_mask() -> Iterator[None]:
     It removed the note from the message afterwards, which missed it once a
     wrapper between had reworded the message. Per thread and task, as a
     context variable (the tasks of :func:`~._parallel.run_tasks` copy it)."""
-    outer = _MASK_TAKEN.get()
-    try:  # set in the try and put back as it was, as constant_rows_refused_as does
-        _MASK_TAKEN.set(False)
+    with context_set(_MASK_TAKEN, False):
         yield
-    finally:
-        _MASK_TAKEN.set(outer)
 
 
 def _check_rows(
