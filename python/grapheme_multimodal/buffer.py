@@ -854,6 +854,9 @@ class ExperienceBuffer:
                 f"{field}input_dims: expected a list of positive ints or None, got {dims!r:.200}", f"{field}input_dims"
             )
         capacity = meta["capacity"]
+        # before size is compared with it: a capacity of "10" or None was "'<=' not supported between instances of
+        # 'int' and 'str'", and one of -1 or True blamed the size ("an int in [0, -1]")
+        capacity = as_positive_int(capacity, f"{field}capacity")
         if not 0 <= size <= capacity:
             # "size: expected an int in [0, capacity], got 20" named neither the buffer nor its capacity
             raise InvalidValueError(
