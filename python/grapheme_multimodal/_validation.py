@@ -914,8 +914,9 @@ def as_float32(
         if not arr.flags.aligned:  # ascontiguousarray keeps a misaligned C-contiguous array as it is
             arr = arr.copy()
     if arr.ndim != ndim:
-        want = shape if shape is not None else f"{ndim} dimensions"
-        raise ShapeError(f"{name}: expected {ndim}-D input {_fmt(want)}, got shape {arr.shape}", name)
+        # without a shape: "expected 2-D input, got shape ()" (it said "expected 2-D input 2 dimensions")
+        want = f" {_fmt(shape)}" if shape is not None else ""
+        raise ShapeError(f"{name}: expected {ndim}-D input{want}, got shape {arr.shape}", name)
     if shape is not None:
         for got, want in zip(arr.shape, shape):
             if want is not None and got != want:
@@ -1227,8 +1228,10 @@ def warn_precision_loss(real: np.ndarray, arr: np.ndarray, present: Optional[np.
 def caller_level() -> int:
     """The ``stacklevel``, for its caller's ``warnings.warn``, of the first
     frame outside the package (and scikit-learn, whose wrappers call the
-    estimator's ``transform``): the user's call, at whatever depth the
-    public method that warns sits."""
+    estimator's ``transform``, and joblib, through which its
+    ``cross_validate`` and ``GridSearchCV`` call ``fit``: their warnings
+    pointed at a line of joblib/parallel.py): the user's call, at whatever
+    depth the public method that warns sits."""
     frame: Optional[FrameType]  # None past the outermost frame
     frame, level = sys._getframe(1), 1
     while frame is not None and frame.f_globals.get("__name__", "").partition(".")[0] in _INNER_PACKAGES:
@@ -1236,7 +1239,7 @@ def caller_level() -> int:
     return level
 
 
-_INNER_PACKAGES = frozenset({"grapheme_multimodal", "sklearn"})
+_INNER_PACKAGES = frozenset({"grapheme_multimodal", "sklearn", "joblib"})
 
 
 def as_mask(mask: Any, batch_size: Optional[int], name: str = "mask") -> np.ndarray:
