@@ -25,6 +25,7 @@ import re
 import signal
 import sys
 import threading
+import time
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, Iterator, List, NoReturn, Optional, Sequence, Tuple, Union
@@ -1334,6 +1335,9 @@ def _keeping_sigterm_handler() -> Iterator[None]:
     if before is None or before == signal.SIG_DFL:
         yield
         return
+    # the program's own alarm (a watchdog of a program calling main), which abseil's replaces: see _disarm_failure_alarm
+    timer = signal.getitimer(signal.ITIMER_REAL) if hasattr(signal, "setitimer") else None
+    since = time.monotonic()
     try:
         yield
     except SystemExit as stop:
@@ -1341,7 +1345,7 @@ def _keeping_sigterm_handler() -> Iterator[None]:
         if stop.code != signal.SIGTERM or signal.getsignal(signal.SIGTERM) == before:
             raise
         signal.signal(signal.SIGTERM, before)
-        _disarm_failure_alarm()
+        _disarm_failure_alarm(timer, since)
         if callable(before):
             before(signal.SIGTERM, None)  # the CLI's raises KeyboardInterrupt: it ends as a SIGTERM at any other time
         raise
@@ -1350,22 +1354,38 @@ def _keeping_sigterm_handler() -> Iterator[None]:
             signal.signal(signal.SIGTERM, before)
 
 
-def _disarm_failure_alarm() -> None:
+def _disarm_failure_alarm(timer: Optional[Tuple[float, float]], since: float) -> None:
     """Cancels the alarm Ray's C++ failure handler (abseil's) arms when it
     meets a signal: ``alarm(3)``, with a SIGALRM handler that aborts, in case
     the handler hangs. A SIGTERM while Ray started went through it, so a
     command whose stop (Ray's shutdown, the interpreter's exit) took more than
     3 s, as on a busy machine, ended by SIGABRT (status -6) after saying
     "terminated", instead of with 143. Python's own SIGALRM handler is put
-    back in its place (abseil's replaced it below Python), and an alarm the
-    program had set is left to ring, at the latest when abseil's would have."""
+    back in its place (abseil's replaced it below Python), and the program's
+    own timer, ``timer`` (``getitimer(ITIMER_REAL)`` at ``since``, before
+    Ray started; abseil's alarm replaced it, there is one per process), is
+    put back as it was: it was re-armed to ring when abseil's would have, so
+    a program calling :func:`main` with a watchdog of a minute, or with a
+    SIGALRM handler and no alarm at all, had its handler run 3 s after the
+    command returned, and one whose alarm kept SIGALRM's default lost it.
+    A one-shot timer due before now is not re-armed: it rang already,
+    unless due in the moments since the SIGTERM."""
     if not hasattr(signal, "SIGALRM"):
         return
     own = signal.getsignal(signal.SIGALRM)
-    left = signal.alarm(0)
+    if hasattr(signal, "setitimer"):
+        signal.setitimer(signal.ITIMER_REAL, 0)
+    else:
+        signal.alarm(0)
     signal.signal(signal.SIGALRM, signal.SIG_DFL if own is None else own)
-    if left and own not in (None, signal.SIG_DFL):  # the program's own handler: its alarm rings as abseil's would
-        signal.alarm(left)
+    if timer is None or timer[0] <= 0:
+        return
+    delay, interval = timer
+    left = delay - (time.monotonic() - since)
+    if left <= 0 and interval > 0:  # a repeating timer: its next ring, in step with those before
+        left = interval - (-left) % interval
+    if left > 0:
+        signal.setitimer(signal.ITIMER_REAL, left, interval)
 
 
 def _why_the_width_differs(model: "LearnableMultiModal", modality: Any) -> str:
