@@ -1,0 +1,149 @@
+"""Defects found by a hostile review of the newest code (6593a45..e76e329):
+each test fails before its fix."""
+
+from __future__ import annotations
+
+import signal
+import warnings
+
+import numpy as np
+import pytest
+
+import grapheme_multimodal as gm
+from grapheme_multimodal.buffer import FILE_FORMAT as BUFFER_FORMAT
+from grapheme_multimodal.checkpoint import FILE_FORMAT as CHECKPOINT_FORMAT
+from grapheme_multimodal.io import read_tagged_safetensors, write_tagged_safetensors
+
+
+def _forged(path, fmt: str, change) -> None:
+    tensors, meta = read_tagged_safetensors(path, fmt)
+    change(meta)
+    write_tagged_safetensors(path, tensors, fmt, meta)
+
+
+# ------------------------------------------------------------------ a forged buffer capacity
+@pytest.mark.parametrize("capacity, said", [
+    ("10", "a positive int, got '10' (str)"),
+    (None, "a positive int, got None"),
+    (-1, "a positive int, got -1"),
+    (True, "a positive int, got True (bool)"),
+])
+def test_a_forged_buffer_capacity_is_refused_as_the_capacity(tmp_path, capacity, said) -> None:
+    """Before: a file whose buffer capacity was "10" or None was refused as
+    "'<=' not supported between instances of 'int' and 'str'" (naming
+    nothing), and one of -1 or True blamed the size: "experience.size:
+    expected ... an int in [0, -1] (its experience.capacity), got 4"."""
+    model = gm.LearnableMultiModal(input_dims={"visual": 5}, embed_dim=8, hidden_dim=8, num_heads=2, seed=0, buffer_size=10)
+    model.record_batch({"visual": np.random.default_rng(0).normal(size=(4, 5))})
+    path = tmp_path / "m.safetensors"
+    model.save(path)
+    _forged(path, CHECKPOINT_FORMAT, lambda meta: meta["experience"].update(capacity=capacity))
+    with pytest.raises(gm.CheckpointError) as err:
+        gm.LearnableMultiModal.load(path)
+    assert str(err.value).endswith(f"experience.capacity: expected {said}"), str(err.value)
+    path = tmp_path / "b.safetensors"
+    model.experience.save(path)
+    _forged(path, BUFFER_FORMAT, lambda meta: meta.update(capacity=capacity))
+    for load in (gm.ExperienceBuffer.from_file, model.experience.load):
+        with pytest.raises(gm.CheckpointError) as err:
+            load(path)
+        assert str(err.value).endswith(f" capacity: expected {said}"), str(err.value)
+    assert len(model.experience) == 4 and model.experience.capacity == 10  # the failed load left it as it was
+
+
+# ------------------------------------------------------------------ "expected 2-D input 2 dimensions"
+def test_an_array_of_the_wrong_rank_is_refused_in_plain_words() -> None:
+    """Before: a component's x given as a scalar was refused as
+    "components['visual'].x: expected 2-D input 2 dimensions, got shape ()"."""
+    model = gm.LearnableMultiModal(seed=0, input_dims={"visual": 5}, embed_dim=8, hidden_dim=8)
+    before = model.state_dict()
+    parts = [(np.float64(1.0), np.array([0]), None), None, (np.ones((2, 18)), np.arange(2), None)] + [None] * 4
+    with pytest.raises(gm.ShapeError, match=r"^components\['visual'\]\.x: expected 2-D input, got shape \(\)$"):
+        model.train_step(gm.Batch(components=(2, parts)))
+    assert all(np.array_equal(v, model.state_dict()[k]) for k, v in before.items())
+
+
+# ------------------------------------------------------------------ warnings through scikit-learn's joblib
+def test_warnings_of_a_fit_called_through_joblib_point_at_the_users_line() -> None:
+    """Before: caller_level() stopped at joblib's frames, through which
+    scikit-learn's cross_validate and GridSearchCV call fit: the warnings
+    (here early stopping's skip) pointed at a line of joblib/parallel.py."""
+    joblib = pytest.importorskip("joblib")
+    from grapheme_multimodal.stopping import fit_with_stopping
+
+    model = gm.LearnableMultiModal(seed=0, input_dims={"visual": 3}, embed_dim=8, hidden_dim=8)
+    x = np.random.default_rng(0).normal(size=(6, 3))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        joblib.Parallel(n_jobs=1)(joblib.delayed(fit_with_stopping)(
+            model, {"visual": x}, validation_fraction=0.1, patience=2, monitor="val_total", epochs=1) for _ in range(1))
+    ours = [w for w in caught if issubclass(w.category, gm.EarlyStoppingSkippedWarning)]
+    assert ours and all(w.filename == __file__ for w in ours), [(w.filename, w.lineno) for w in ours]
+
+
+# ------------------------------------------------------------------ SIGALRM after a SIGTERM under Ray
+_TIMER = getattr(signal, "ITIMER_REAL", None)
+
+
+@pytest.fixture
+def alarm_kept():
+    """The process's SIGALRM handler and real timer, put back after the test."""
+    handler, timer = signal.getsignal(signal.SIGALRM), signal.getitimer(_TIMER)
+    yield
+    signal.setitimer(_TIMER, 0)
+    signal.signal(signal.SIGALRM, handler)
+    if timer[0] > 0:
+        signal.setitimer(_TIMER, *timer)
+
+
+def _sigterm_met_while_ray_started() -> None:
+    """What ray.init does on a SIGTERM, as far as the CLI sees it: its
+    SIGTERM handler (sys.exit(15)) in place of the CLI's, abseil's failure
+    handler arming alarm(3) (which replaces the process's one timer), then
+    SystemExit(15)."""
+    from grapheme_multimodal.cli import _keeping_sigterm_handler
+
+    handed_on = []
+    before = signal.signal(signal.SIGTERM, lambda *args: handed_on.append(args[0]))
+    try:
+        with pytest.raises(SystemExit):
+            with _keeping_sigterm_handler():
+                signal.signal(signal.SIGTERM, lambda *args: None)  # Ray's
+                signal.alarm(3)  # abseil's
+                raise SystemExit(signal.SIGTERM)
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    assert handed_on == [signal.SIGTERM]
+
+
+@pytest.mark.skipif(_TIMER is None, reason="no interval timers here")
+@pytest.mark.parametrize("own_handler", [True, False])
+def test_a_programs_own_alarm_survives_a_sigterm_met_while_ray_started(alarm_kept, own_handler) -> None:
+    """Before: the CLI cancelled abseil's alarm and, where the program had a
+    SIGALRM handler of its own, re-armed what was left of abseil's 3 s: a
+    program calling main() with a watchdog of a minute had it ring 3 s
+    after main returned; with SIGALRM's default handler, its alarm was lost."""
+    rang = []
+    if own_handler:
+        signal.signal(signal.SIGALRM, lambda *args: rang.append(args[0]))
+    else:
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)
+    signal.setitimer(_TIMER, 60)
+    _sigterm_met_while_ray_started()
+    left, interval = signal.getitimer(_TIMER)
+    assert 50 < left <= 60 and interval == 0, left
+    assert not rang
+
+
+@pytest.mark.skipif(_TIMER is None, reason="no interval timers here")
+def test_a_handler_without_an_alarm_is_not_rung_after_a_sigterm_met_while_ray_started(alarm_kept) -> None:
+    """Before: a program with a SIGALRM handler and no alarm had abseil's
+    3 s alarm re-armed under its handler, which then ran for nothing."""
+    def own(*args) -> None:
+        pass
+
+    signal.setitimer(_TIMER, 0)
+    signal.signal(signal.SIGALRM, own)
+    _sigterm_met_while_ray_started()
+    assert signal.getitimer(_TIMER) == (0.0, 0.0)
+    assert signal.getsignal(signal.SIGALRM) is own  # the program's own, still in place
