@@ -147,3 +147,32 @@ def test_a_handler_without_an_alarm_is_not_rung_after_a_sigterm_met_while_ray_st
     _sigterm_met_while_ray_started()
     assert signal.getitimer(_TIMER) == (0.0, 0.0)
     assert signal.getsignal(signal.SIGALRM) is own  # the program's own, still in place
+
+
+# ------------------------------------------------------------------ a metric's own fit, inside fit_with_stopping
+def test_a_metric_that_fits_another_model_has_its_data_checked_and_named_as_its_own() -> None:
+    """Before: a metric that fitted another model on other data (fit's
+    docstring allows it) ran inside fit_with_stopping's precision scope:
+    that scope's data was checked whole, so the metric's fit skipped its
+    check of float32 precision (no warning at all), and what it said was
+    named as the scope's, inputs['visual'], and said once with its warnings."""
+    from grapheme_multimodal.stopping import fit_with_stopping
+    from grapheme_multimodal.training import fit
+
+    rng = np.random.default_rng(0)
+    lossy = rng.normal(size=(12, 3))
+    lossy[:, 1] = 1e6 + rng.normal(size=12) * 1e-3  # varies more finely than float32 resolves around 1e6
+    other = gm.LearnableMultiModal(seed=1, input_dims={"visual": 3}, embed_dim=8, hidden_dim=8)
+
+    def probe(model) -> float:
+        fit(other, {"visual": lossy}, epochs=1, progress=False)
+        return 0.0
+
+    model = gm.LearnableMultiModal(seed=0, input_dims={"visual": 3}, embed_dim=8, hidden_dim=8)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit_with_stopping(model, {"visual": rng.normal(size=(12, 3))}, validation_fraction=0.25, patience=2,
+                          monitor="val_total", epochs=1, metrics={"probe": probe}, cv_folds=0, progress=False)
+    lost = [w for w in caught if issubclass(w.category, gm.PrecisionLossWarning)]
+    assert len(lost) == 1 and str(lost[0].message).startswith("data['visual']: column 1 "), [str(w.message) for w in lost]
+    assert lost[0].filename == __file__

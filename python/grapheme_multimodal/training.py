@@ -29,7 +29,7 @@ from ._parallel import bar_position, check_cancelled
 from ._locking import calling_metric, fitting, refuse_in_fit, uninterrupted
 from ._validation import (
     FloatLike, IntLike, as_finite_float, caller_level, check_flag, context_set, describe, exact_int, first_in_scope, frame_columns, is_int,
-    refuse_beyond_budget, refuse_reordered_fitted_names, refuse_unpaired_columns, sorted_names, wrong_type,
+    outside_precision_scope, refuse_beyond_budget, refuse_reordered_fitted_names, refuse_unpaired_columns, sorted_names, wrong_type,
 )
 from .averaging import WeightAverage, check_decay, model_weights
 from .averaging import resume as resume_average
@@ -493,7 +493,7 @@ def _run_epoch(
             model._weight_average = average
         try:
             for name, metric in metrics.items():
-                with calling_metric(model, name):  # training this model from it: refused
+                with calling_metric(model, name), _outside_scopes():  # training this model from it: refused
                     value = metric(model)
                 _refuse_changed_record(model, name, history, length, record)
                 value = _metric_value(name, value)
@@ -1306,6 +1306,17 @@ def taking_no_mask() -> Iterator[None]:
     wrapper between had reworded the message. Per thread and task, as a
     context variable (the tasks of :func:`~._parallel.run_tasks` copy it)."""
     with context_set(_MASK_TAKEN, False):
+        yield
+
+
+@contextlib.contextmanager
+def _outside_scopes() -> Iterator[None]:
+    """Around a call of the user's own code in fit (a ``metrics`` function):
+    outside the scopes fit's callers set for their own fits
+    (:func:`~._validation.precision_scope`, :func:`constant_rows_refused_as`,
+    :func:`taking_no_mask`). A metric may fit another model on other data:
+    that fit is the user's, its data named and checked as fit's own."""
+    with outside_precision_scope(), context_set(_CONSTANT_REFUSAL, None), context_set(_MASK_TAKEN, True):
         yield
 
 
