@@ -176,3 +176,22 @@ def test_a_metric_that_fits_another_model_has_its_data_checked_and_named_as_its_
     lost = [w for w in caught if issubclass(w.category, gm.PrecisionLossWarning)]
     assert len(lost) == 1 and str(lost[0].message).startswith("data['visual']: column 1 "), [str(w.message) for w in lost]
     assert lost[0].filename == __file__
+
+
+# ------------------------------------------------------------------ main's argv
+def test_main_takes_paths_among_its_arguments_and_refuses_other_types_by_name(tmp_path, capsys) -> None:
+    """Before: ``main(["info", Path(...)])`` raised "'PosixPath' object is not
+    subscriptable" from inside argparse, naming nothing; ``main("info")``
+    was read one character per argument ("invalid choice: 'i'"), and
+    ``main(["train", "--epochs", 5])`` failed in argparse alike."""
+    from pathlib import Path
+
+    from grapheme_multimodal.cli import main
+
+    assert main(["info", Path(tmp_path / "none.gmm")]) == 2
+    assert "none.gmm" in capsys.readouterr().err
+    with pytest.raises(TypeError, match=r"^argv: expected a list of command-line arguments \(str\), e\.g\. "
+                                        r"\['info', 'model\.gmm'\], got 'info' \(str\)$"):
+        main("info")
+    with pytest.raises(TypeError, match=r"^argv\[2\]: expected a str \(or a path\), got 5 \(int\)$"):
+        main(["train", "--epochs", 5])

@@ -67,12 +67,14 @@ EMBED_BATCH_SIZE = ROWS_PER_CALL
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Entry point; returns the exit status (listed in ``--help``: 0, 2, 129, 130, 141, 143)."""
+    """Entry point; returns the exit status (listed in ``--help``: 0, 2, 129, 130, 141, 143).
+    ``argv``: the command's arguments, str or paths (None: ``sys.argv[1:]``)."""
     if sys.stdout is None or not _is_open(1):
         # `grapheme-mm ... >&-`: the lines it prints would be lost without a word (--help's went to stderr, exit
         # 0), and the files it opens could take descriptor 1, which Ray's processes write their output to
         _say(f"{PROG}: error: standard output is closed; expected somewhere to print (>/dev/null to discard it)")
         return 2
+    argv = _checked_argv(argv)
     with _standard_error_open(), _standard_output_errors() as stdout:
         parser = _parser()
         try:
@@ -86,6 +88,25 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             raise SystemExit(_standard_output_failed(err.error, stdout)) from None
         with _names_printable(), _terminating_as_interrupted() as terminated:
             return _run(args, stdout, terminated)
+
+
+def _checked_argv(argv: Optional[Sequence[Any]]) -> Optional[List[str]]:
+    """:func:`main`'s ``argv`` as a list of str, paths (``os.PathLike``)
+    taken as their names: a ``Path`` among them was a TypeError from inside
+    argparse ("'PosixPath' object is not subscriptable", naming nothing),
+    and a str (``main("info")``) was read as one argument per character."""
+    from .types import bounded_repr
+
+    if argv is None:
+        return None
+    if isinstance(argv, (str, bytes)) or not hasattr(argv, "__iter__"):
+        raise TypeError(f"argv: expected a list of command-line arguments (str), e.g. ['info', 'model.gmm'], "
+                        f"got {bounded_repr(argv)} ({type(argv).__name__})")
+    items = [os.fspath(a) if isinstance(a, os.PathLike) else a for a in argv]
+    for i, item in enumerate(items):
+        if not isinstance(item, str):
+            raise TypeError(f"argv[{i}]: expected a str (or a path), got {bounded_repr(item)} ({type(item).__name__})")
+    return items
 
 
 #: ``grapheme-mm``'s exit statuses, listed at the end of ``--help``.
