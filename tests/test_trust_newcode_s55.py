@@ -195,3 +195,21 @@ def test_main_takes_paths_among_its_arguments_and_refuses_other_types_by_name(tm
         main("info")
     with pytest.raises(TypeError, match=r"^argv\[2\]: expected a str \(or a path\), got 5 \(int\)$"):
         main(["train", "--epochs", 5])
+
+
+# ------------------------------------------------------------------ warnings of members trained on threads
+def test_warnings_of_members_trained_at_once_point_at_the_users_line() -> None:
+    """Before: members trained on threads (n_jobs > 1: fit_ensemble, the
+    estimator, grapheme-mm train) warned with stacklevel=caller_level(),
+    which in a pool's thread reaches no frame of the user's: the warnings
+    pointed at a line of concurrent/futures/thread.py."""
+    from grapheme_multimodal import uci
+
+    rng = np.random.default_rng(0)
+    views = {"fou": rng.normal(size=(6, 3)), "pix": np.ones((6, 2))}  # pix: the same in every row
+    settings = uci.TrainingSettings(epochs=1, embed_dim=8, hidden_dim=8, encoder_hidden=(8,), batch_size=8)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        uci.fit_ensemble(views, settings=settings, members=2, n_jobs=2)
+    ours = [w for w in caught if issubclass(w.category, gm.ConstantModalityWarning)]
+    assert ours and all(w.filename == __file__ for w in ours), [(w.filename, w.lineno) for w in ours]

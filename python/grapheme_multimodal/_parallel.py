@@ -112,7 +112,8 @@ def run_tasks(tasks: Sequence[Callable[[], T]], n_jobs: int) -> List[T]:
     """Each task's result, in order, ``n_jobs`` tasks at a time on threads
     (one at a time, in this thread, for 1). Each task runs in a copy of the
     caller's context (its context variables: error naming, precision
-    scopes). When a task fails, the others are cancelled and the failure of
+    scopes), its warnings said at the user's line that started them
+    (:func:`~._validation.warn_at_caller`). When a task fails, the others are cancelled and the failure of
     the first task (in order) that failed by itself is raised."""
     if n_jobs <= 1 or len(tasks) <= 1:
         return [task() for task in tasks]
@@ -125,8 +126,15 @@ def run_tasks(tasks: Sequence[Callable[[], T]], n_jobs: int) -> List[T]:
         finally:
             _worker.cancel = _worker.position = None
 
+    caller = _validation.tasks_caller()  # where the threads' warnings are said: they have no frame of the user's
+
+    def context() -> contextvars.Context:
+        copied = contextvars.copy_context()
+        copied.run(_validation.TASKS_CALLER.set, caller)
+        return copied
+
     with ThreadPoolExecutor(max_workers=n_jobs, thread_name_prefix="grapheme-mm-member") as pool:
-        futures = [pool.submit(run, j, task, contextvars.copy_context()) for j, task in enumerate(tasks)]
+        futures = [pool.submit(run, j, task, context()) for j, task in enumerate(tasks)]
         try:
             pending = set(futures)
             while pending:  # waited in slices: Ctrl-C is delivered to this thread between them

@@ -1232,7 +1232,7 @@ def warn_precision_loss(real: np.ndarray, arr: np.ndarray, present: Optional[np.
         return
     shown = first_in_scope("precision", name)
     if shown is not None:
-        warnings.warn(f"{shown}: {message}", PrecisionLossWarning, stacklevel=caller_level())
+        warn_at_caller(f"{shown}: {message}", PrecisionLossWarning)
 
 
 def caller_level() -> int:
@@ -1242,14 +1242,67 @@ def caller_level() -> int:
     ``cross_validate`` and ``GridSearchCV`` call ``fit``: their warnings
     pointed at a line of joblib/parallel.py): the user's call, at whatever
     depth the public method that warns sits."""
-    frame: Optional[FrameType]  # None past the outermost frame
-    frame, level = sys._getframe(1), 1
-    while frame is not None and frame.f_globals.get("__name__", "").partition(".")[0] in _INNER_PACKAGES:
-        frame, level = frame.f_back, level + 1
-    return level
+    return _outside(sys._getframe(1))[1]
 
 
 _INNER_PACKAGES = frozenset({"grapheme_multimodal", "sklearn", "joblib"})
+
+#: The packages whose frames begin a thread's stack (a pool's worker): no user's line.
+_THREAD_MACHINERY = frozenset({"threading", "concurrent"})
+
+#: Where the user's call that started the threads of :func:`~._parallel.run_tasks` stands: its file, line and module
+#: globals, or None. Set in the threads' contexts: a warning in one of them is said there (see :func:`warn_at_caller`).
+TASKS_CALLER: "contextvars.ContextVar[Optional[Tuple[str, int, Dict[str, Any]]]]" = contextvars.ContextVar(
+    "TASKS_CALLER", default=None)
+
+
+def _outside(frame: "Optional[FrameType]") -> "Tuple[Optional[FrameType], int]":
+    """The first frame from ``frame`` outwards outside :data:`_INNER_PACKAGES`
+    (None past the outermost), and its stack level counted from ``frame`` (1)."""
+    level = 1
+    while frame is not None and _package(frame) in _INNER_PACKAGES:
+        frame, level = frame.f_back, level + 1
+    return frame, level
+
+
+def _package(frame: "FrameType") -> str:
+    return str(frame.f_globals.get("__name__", "")).partition(".")[0]
+
+
+def _at_tasks_caller(frame: "Optional[FrameType]") -> "Optional[Tuple[str, int, Dict[str, Any]]]":
+    """:data:`TASKS_CALLER` where ``frame``, the first outside the package, is
+    no user's (the bottom of a thread of :func:`~._parallel.run_tasks`), else None."""
+    if frame is None or _package(frame) in _THREAD_MACHINERY:
+        return TASKS_CALLER.get()
+    return None
+
+
+def tasks_caller() -> "Optional[Tuple[str, int, Dict[str, Any]]]":
+    """For :data:`TASKS_CALLER`: where the user's call that leads to the
+    caller stands (file, line, module globals); in a thread of
+    :func:`~._parallel.run_tasks`, where the call that started it stands."""
+    frame, _ = _outside(sys._getframe(1))
+    if frame is None or _package(frame) in _THREAD_MACHINERY:
+        return _at_tasks_caller(frame)
+    return frame.f_code.co_filename, frame.f_lineno, frame.f_globals
+
+
+def warn_at_caller(message: str, category: "type[Warning]") -> None:
+    """``warnings.warn(message, category, stacklevel=caller_level())`` (the
+    user's line), but in a thread of :func:`~._parallel.run_tasks` (the
+    members of an estimator fitted with ``n_jobs`` > 1), whose stack holds
+    no frame of the user's, at the line of the call that started the
+    threads: ``stacklevel`` reached the pool's own frames, and the warning
+    pointed at a line of concurrent/futures/thread.py."""
+    frame, level = _outside(sys._getframe(1))
+    at = _at_tasks_caller(frame)
+    if at is None:
+        warnings.warn(message, category, stacklevel=level + 1)
+        return
+    filename, lineno, module_globals = at
+    # as warnings.warn says it from a frame: the module's name and registry (once per line under "default")
+    warnings.warn_explicit(message, category, filename, lineno, str(module_globals.get("__name__", "<string>")),
+                           module_globals.setdefault("__warningregistry__", {}), module_globals)
 
 
 def as_mask(mask: Any, batch_size: Optional[int], name: str = "mask") -> np.ndarray:

@@ -13,7 +13,6 @@ import contextlib
 import contextvars
 import functools
 import types
-import warnings
 import weakref
 from collections import OrderedDict
 from typing import TYPE_CHECKING, AbstractSet, Any, Dict, Iterator, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union, overload
@@ -28,7 +27,6 @@ from ._validation import (
     as_float32,
     as_mask,
     as_real_array,
-    caller_level as _caller_level,
     check_flag,
     describe,
     frame_columns,
@@ -42,6 +40,7 @@ from ._validation import (
     refuse_unpaired_frames,
     sorted_names,
     unmasked,
+    warn_at_caller,
     warn_precision_loss,
     wrong_type,
 )
@@ -947,7 +946,7 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         if not self._untrained()[0]:  # every encoder trained, or nothing known: the per-event case ends here
             return
         for message in self._untrained_messages(mask):
-            warnings.warn(message, UntrainedModalityWarning, stacklevel=_caller_level())
+            warn_at_caller(message, UntrainedModalityWarning)
 
     def _parameters_changed(self, weights: bool = True) -> None:
         """Called after any change of the state: cached results are stale;

@@ -19,7 +19,6 @@ data").
 from __future__ import annotations
 
 import copy
-import warnings
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
@@ -27,8 +26,8 @@ import numpy as np
 from ._locking import calling_metric, fitting, refuse_in_fit, uninterrupted
 from ._core import MODALITY_NAMES
 from ._validation import (
-    INPUTS_MASKED_REMEDY, FloatLike, IntLike, as_real_array, caller_level, counted, describe, frame_columns, precision_checked, precision_scoped,
-    refuse_beyond_budget, refuse_reordered_fitted_names, renamed,
+    INPUTS_MASKED_REMEDY, FloatLike, IntLike, as_real_array, counted, describe, frame_columns, precision_checked, precision_scoped,
+    refuse_beyond_budget, refuse_reordered_fitted_names, renamed, warn_at_caller,
 )
 from .exceptions import EarlyStoppingSkippedWarning, GraphemeError, InvalidValueError, NonFiniteError, ShapeError
 from .graph import is_graph_list, refuse_stray_graphs
@@ -396,12 +395,12 @@ def _warn_stopping_skipped(n: int, validation_fraction: FloatLike, patience: int
     (documented, but was silent: the caller asked to stop early)."""
     held = int(round(n * validation_fraction))
     run = "the 1 epoch runs" if epochs == 1 else f"all {epochs} epochs run"
-    warnings.warn(
+    warn_at_caller(
         # counted: it said "of 1 rows"
         f"validation_fraction: {validation_fraction:g} of {counted(n, 'row')} holds out {held}, leaving {n - held} (at least 2 are "
         f"needed on each side), so early stopping (patience {patience}) is skipped: {run} on all rows; "
         "expected a validation_fraction that holds out 2 rows or more (or patience=0)",
-        EarlyStoppingSkippedWarning, stacklevel=caller_level(),  # the user's line, under precision_scoped's wrapper too
+        EarlyStoppingSkippedWarning,  # the user's line, under precision_scoped's wrapper too
     )
 
 

@@ -18,7 +18,6 @@ import math
 import re
 import sys
 import time
-import warnings
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
@@ -28,8 +27,8 @@ from ._core import MODALITY_NAMES, NUM_MODALITIES
 from ._parallel import bar_position, check_cancelled
 from ._locking import calling_metric, fitting, refuse_in_fit, uninterrupted
 from ._validation import (
-    FloatLike, IntLike, as_finite_float, caller_level, check_flag, context_set, describe, exact_int, first_in_scope, frame_columns, is_int,
-    outside_precision_scope, refuse_beyond_budget, refuse_reordered_fitted_names, refuse_unpaired_columns, sorted_names, wrong_type,
+    FloatLike, IntLike, as_finite_float, check_flag, context_set, describe, exact_int, first_in_scope, frame_columns, is_int,
+    outside_precision_scope, refuse_beyond_budget, refuse_reordered_fitted_names, refuse_unpaired_columns, sorted_names, warn_at_caller, wrong_type,
 )
 from .averaging import WeightAverage, check_decay, model_weights
 from .averaging import resume as resume_average
@@ -1148,11 +1147,11 @@ def _refuse_standardising_to_zero(model: "LearnableMultiModal", train: "_Dataset
                 continue
             held = int(np.count_nonzero(train_mask[:, m]))
             rows = "its one row" if held == 1 else "every row holding it"
-            warnings.warn(
+            warn_at_caller(
                 f"{shown}: holds the same values in {rows}; standardised by the mean of "
                 f"{'that row' if held == 1 else 'those rows'}, each of its inputs is 0, so its encoder learns nothing of "
                 "the data (one constant embedding for every event); expected rows that differ, or leave the modality out",
-                ConstantModalityWarning, stacklevel=caller_level(),  # the user's line, under stopping and the estimator too
+                ConstantModalityWarning,  # the user's line, under stopping and the estimator too
             )
     if varying or not constant:
         return
@@ -1430,12 +1429,11 @@ def _check_rows_to_compare(weights: Mapping[str, float], rows: int, batch_size: 
     nothing (one such row, or batches of one row)."""
     comparing, learning = split_by_rows(weights)
     if batch_size == 2 and rows >= 3 and weights.get("neighborhood", 0.0) > 0:
-        warnings.warn(
+        warn_at_caller(
             "batch_size: 2; neighborhood ranks each row's neighbours among the other rows of its batch holding its "
             "modality, a softmax that is 1 over a single one, so it is 0 on batches of two rows (it trains only on "
             "an epoch's last batch when that takes three); expected batch_size >= 3 for it to train",
             UserWarning,
-            stacklevel=caller_level(),
         )
     if not comparing or (held >= 2 and batch_size >= 2):
         return
@@ -1449,15 +1447,13 @@ def _check_rows_to_compare(weights: Mapping[str, float], rows: int, batch_size: 
         # it said "data: 1 row; ...", fit's name, from a line of stopping.py (stacklevel 4 counted from fit)
         shown = first_in_scope("one row", "data")
         if shown is not None:
-            warnings.warn(f"{shown}: {clause}; only {', '.join(learning)} will train", UserWarning,
-                          stacklevel=caller_level())
+            warn_at_caller(f"{shown}: {clause}; only {', '.join(learning)} will train", UserWarning)
     else:
-        warnings.warn(
+        warn_at_caller(
             f"batch_size: 1; {', '.join(comparing)} tell the rows of a batch apart and are 0 on batches of one row "
             "(they train only on the epoch's last batch, which takes two rows); expected batch_size >= 2 "
             "for them to train",
             UserWarning,
-            stacklevel=caller_level(),
         )
 
 
@@ -1493,7 +1489,7 @@ def _check_gradients_reach(model: "LearnableMultiModal", weights: Mapping[str, f
                   "cross_modal, fused_contrastive, seed_consistency)" if not has_inputs
                   else "expected those objectives in encoder_objectives, or an objective it keeps")
         raise InvalidValueError(f"{arg}: {clauses}, so nothing would train; {remedy}", arg)
-    warnings.warn(f"{arg}: {clauses}; only {', '.join(training)} will train", UserWarning, stacklevel=caller_level())
+    warn_at_caller(f"{arg}: {clauses}; only {', '.join(training)} will train", UserWarning)
 
 
 def check_validation_measures(weights: Mapping[str, float], mask: np.ndarray, monitor: str, what: str, arg: str,
@@ -1535,7 +1531,7 @@ def check_validation_measures(weights: Mapping[str, float], mask: np.ndarray, mo
             f"expected {need}{otherwise if early_stopping and not reasons & _ONE_ROW_REASONS else ''}", arg,
         )
     if one_row:
-        warnings.warn(f"{what}: {_zero_because(zero, list(zero))}: their val_ losses will be 0", UserWarning, stacklevel=caller_level())
+        warn_at_caller(f"{what}: {_zero_because(zero, list(zero))}: their val_ losses will be 0", UserWarning)
 
 
 def _warn_of_validation_modalities_data_lacks(
@@ -1551,12 +1547,12 @@ def _warn_of_validation_modalities_data_lacks(
         if record is not None and record[m]:  # trained by an earlier fit: its encoder is learned
             continue
         raw = " and its inputs unstandardised" if standardize and model.normalization(int(m)) is None else ""
-        warnings.warn(
+        warn_at_caller(
             f"validation: modality {MODALITY_NAMES[m]!r} is present in {int(val_mask[:, m].sum())} of its rows but in "
             f"no row of data, and no earlier training reached its encoder: this fit leaves it at its initial random "
             f"weights{raw}, and the validation losses count its untrained embeddings; expected validation of the "
             "modalities data holds, or data that holds it too",
-            UntrainedModalityWarning, stacklevel=caller_level(),
+            UntrainedModalityWarning,
         )
 
 
