@@ -213,3 +213,35 @@ def test_warnings_of_members_trained_at_once_point_at_the_users_line() -> None:
         uci.fit_ensemble(views, settings=settings, members=2, n_jobs=2)
     ours = [w for w in caught if issubclass(w.category, gm.ConstantModalityWarning)]
     assert ours and all(w.filename == __file__ for w in ours), [(w.filename, w.lineno) for w in ours]
+
+
+# ------------------------------------------------------------------ a warning said once across threads
+def test_threads_sharing_a_scope_say_a_warning_once() -> None:
+    """The members of an ensemble fitted with n_jobs > 1 share one
+    precision scope from their threads: its "said already" check and its
+    note were two steps, so two threads could both pass the check and both
+    warn. The set below is slow to answer, as a busy machine may be."""
+    import threading
+    import time
+
+    from grapheme_multimodal import _validation
+
+    class SlowToAnswer(set):
+        def __contains__(self, item: object) -> bool:
+            found = set.__contains__(self, item)
+            time.sleep(0.05)
+            return found
+
+    said = []
+    with _validation.precision_scope({"data['visual']": "Xs[0]"}) as scope:
+        scope.warned = SlowToAnswer()
+
+        def member() -> None:
+            said.append(_validation.first_in_scope("precision", "data['visual']"))
+
+        threads = [threading.Thread(target=_validation.contextvars.copy_context().run, args=(member,)) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert sorted(said, key=str) == [None, None, None, "Xs[0]"]

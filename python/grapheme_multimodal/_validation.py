@@ -12,6 +12,7 @@ import operator
 import os
 import re
 import sys
+import threading
 import warnings
 from collections.abc import MappingView
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Set, Tuple, TypeVar, Union
@@ -1142,10 +1143,14 @@ def first_in_scope(kind: str, key: str) -> Optional[str]:
     if scope is None:
         return key
     shown = scope.name(key)
-    if (kind, shown) in scope.warned:
-        return None
-    scope.warned.add((kind, shown))
+    with _WARNED_LOCK:  # the members of an ensemble share the scope from their threads: one of them says it
+        if (kind, shown) in scope.warned:
+            return None
+        scope.warned.add((kind, shown))
     return shown
+
+
+_WARNED_LOCK = threading.Lock()
 
 
 def precision_checked() -> None:
