@@ -7,6 +7,7 @@ import contextlib
 import contextvars
 import decimal
 import functools
+import math
 import numbers
 import operator
 import os
@@ -204,7 +205,7 @@ def as_real_array(x: Any, name: str, masked_remedy: str = MASKED_REMEDY) -> np.n
         raise TypeError(f"{name}: expected real numbers, got complex dtype {arr.dtype}")
     big = _int_beyond_64_bits(arr)
     if big is not None:  # numpy keeps such numbers as objects: "dtype object" named no number
-        raise InvalidValueError(f"{name}: holds {big}, an int beyond 64 bits; expected numbers that fit in int64 "
+        raise InvalidValueError(f"{name}: holds {shown_int(big)}, an int beyond 64 bits; expected numbers that fit in int64 "
                                 "(or float64, given as floats)", name)
     if arr.dtype.kind not in "biuf":  # timedelta64 is a numpy integer too, but no number to compute with
         raise TypeError(f"{name}: expected a real-valued numeric array, got {describe(arr)}{_non_numeric_hint(x, arr, name)}")
@@ -868,6 +869,28 @@ def shown_float(value: Any) -> str:
             return str(value)
         return repr(as_float)
     return repr(float(value))
+
+
+def shown_int(value: int) -> str:
+    """An int as a message shows it: its digits, or past 39 digits (beyond
+    128 bits) its leading digits and its size, ``1.000e+400 (an int of 401
+    digits)``: str() of an int past 4,300 digits raises Python's own
+    ValueError ("Exceeds the limit (4300 digits) for integer string
+    conversion"), which took the place of the message that showed it."""
+    value = int(value)
+    if value.bit_length() <= 128:
+        return str(value)
+    magnitude = abs(value)
+    exponent = int(math.log10(magnitude))  # within one of the exact one: corrected below
+    lead = magnitude // 10 ** (exponent - 3)
+    while lead >= 10_000:
+        exponent += 1
+        lead = magnitude // 10 ** (exponent - 3)
+    while lead < 1_000:
+        exponent -= 1
+        lead = magnitude // 10 ** (exponent - 3)
+    sign = "-" if value < 0 else ""
+    return f"{sign}{lead // 1000}.{lead % 1000:03d}e+{exponent} (an int of {exponent + 1} digits)"
 
 
 def shown_floats(values: Any, most: int = 3) -> str:

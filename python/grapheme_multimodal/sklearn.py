@@ -44,9 +44,10 @@ from ._locking import ForkedMidChange, ModelLock
 from ._parallel import resolve_n_jobs, run_tasks, shared_snapshot
 from ._validation import (
     IntLike,
-    as_float32, as_seed, describe, is_int, is_iterable, is_masked_array, non_finite_message,
+    FLOAT32_MAX, as_float32, as_seed, describe, is_int, is_iterable, is_masked_array, non_finite_message,
     over_float64, plain_names, precision_scope, refuse_beyond_memory,
-    refuse_graph_rows, refuse_networkx_graphs, refuse_temporal_columns, refuse_unpaired_frames, renamed, warn_precision_loss,
+    refuse_graph_rows, refuse_networkx_graphs, refuse_temporal_columns, refuse_unpaired_frames, renamed, shown_int,
+    warn_precision_loss,
 )
 from .config import _widths
 from .evaluation._ensemble import side_by_side
@@ -788,6 +789,8 @@ def _as_views(Xs: Any, estimator: MultimodalEmbedder, reset: bool) -> List[np.nd
             ) from None
         except TypeError as exc:
             raise _naming_xs(exc) from None
+        except OverflowError:  # Python's "int too large to convert to float", naming no view nor row
+            raise _int_past_float64(raw[0], "Xs" if raw[0] is Xs else "Xs[0]") from None
     else:
         if reset:  # set by a previous fit on one view: stale now (get_feature_names_out would check against them)
             for attribute in ("n_features_in_", "feature_names_in_"):
@@ -962,6 +965,36 @@ def _refuse_beyond_float64(x: Any, name: str) -> None:
         raise NonFiniteError(f"{name}: row {row} {non_finite_message(values[row, column])}", name)
 
 
+def _int_past_float64(x: Any, name: str) -> NonFiniteError:
+    """NonFiniteError naming ``name`` and the first entry of ``x`` (nested
+    lists, an object array or frame) that is an int past float64, ``10**400``:
+    check_array's cast to float64 raised Python's bare OverflowError, "int too
+    large to convert to float", naming no view nor row, where an int past
+    float32 (``2**1000``) is refused naming both, as the model refuses it.
+    Only called once that cast has failed: the search costs nothing before."""
+    try:
+        arr = np.asarray(x, dtype=object)
+    except Exception:  # ragged rows: no entry to name, the refusal stands without one
+        arr = np.empty((0, 0), dtype=object)
+    for at in np.ndindex(arr.shape if arr.ndim in (1, 2) else (0,)):
+        value = arr[at]
+        if isinstance(value, int) and not isinstance(value, bool) and not _fits_float64(value):
+            where = f"row {at[0]}" if arr.ndim == 2 else f"entry {at[0]}"
+            return NonFiniteError(
+                f"{name}: {where} holds {shown_int(value)}, too large for float32 (largest {FLOAT32_MAX:.3g}); "
+                "expected finite float32 numbers", name)
+    return NonFiniteError(f"{name}: holds an int too large for float64; expected finite float32 numbers", name)
+
+
+def _fits_float64(value: int) -> bool:
+    """Whether float() takes the int ``value`` (it rounds past float64's largest to an OverflowError)."""
+    try:
+        float(value)
+    except OverflowError:
+        return False
+    return True
+
+
 def _refuse_non_finite_rows(view: np.ndarray, name: str) -> None:
     """NonFiniteError naming the first row of ``view`` that holds inf, or NaN
     in some of its columns but not all: a row NaN in every column is the view
@@ -1032,6 +1065,8 @@ def _checked_view(x: Any, name: str) -> np.ndarray:
             "missing from every row, np.full((n, d), np.nan))")
     try:  # inf is refused by _refuse_non_finite_rows, naming its row
         return check_array(x, dtype=[np.float64, np.float32], ensure_all_finite=False, input_name=name)
+    except OverflowError:  # Python's "int too large to convert to float", naming no view nor row
+        raise _int_past_float64(x, name) from None
     except (ValueError, TypeError) as exc:
         if type(exc) not in (ValueError, TypeError) or name in str(exc):
             raise

@@ -1,0 +1,52 @@
+"""Session 55's blind audit (the public API used as an ML engineer pushing it
+hard would, README and docs read first): each test failed before its fix
+and says what a user saw."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import grapheme_multimodal as gm
+
+
+@pytest.mark.parametrize("big", [10**400, -(10**400), 2**1024 - 1], ids=["1e400", "-1e400", "2**1024-1"])
+@pytest.mark.parametrize("views", ["two", "one"])
+def test_an_int_past_float64_in_the_estimators_view_is_named_not_a_bare_overflow(big, views):
+    """Before: ``OverflowError: int too large to convert to float`` (check_array's
+    cast), naming no view nor row, from fit and transform alike, where an int
+    past float32 only (``2**1000``) is a NonFiniteError naming both."""
+    pytest.importorskip("sklearn")
+    from grapheme_multimodal.sklearn import MultimodalEmbedder
+
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(6, 3)), rng.normal(size=(6, 2))
+    rows = a.tolist()
+    rows[4][1] = big
+    name = r"Xs\[0\]" if views == "two" else "Xs"
+    Xs = [rows, b] if views == "two" else rows
+    expected = rf"^{name}: row 4 holds -?1\.[0-9]{{3}}e\+(400|308) \(an int of (401|309) digits\), too large for float32"
+    with pytest.raises(gm.NonFiniteError, match=expected):
+        MultimodalEmbedder(epochs=1).fit(Xs)
+    fitted = MultimodalEmbedder(epochs=0).fit([a, b] if views == "two" else a)  # untrained: enough to transform
+    with pytest.raises(gm.NonFiniteError, match=expected):
+        fitted.transform(Xs)
+    with pytest.raises(gm.NonFiniteError, match=expected):  # an object array of the same numbers
+        fitted.transform([np.array(rows, dtype=object), b] if views == "two" else np.array(rows, dtype=object))
+
+
+def test_an_int_past_4300_digits_in_an_array_is_refused_by_the_library_not_by_str():
+    """Before: ``ValueError: Exceeds the limit (4300 digits) for integer string
+    conversion`` from every array argument holding such an int (``encode``,
+    ``fit``, the metrics, ...): the message that refused it as "an int beyond
+    64 bits" showed it with str(), which Python refuses past 4,300 digits, and
+    that ValueError, naming no argument, took the refusal's place."""
+    model = gm.LearnableMultiModal(input_dims={"visual": 2})
+    expected = (r"^inputs\['visual'\]: holds 1\.000e\+5000 \(an int of 5001 digits\), an int beyond 64 bits; "
+                r"expected numbers that fit in int64")
+    with pytest.raises(gm.InvalidValueError, match=expected) as caught:
+        model.encode({"visual": [[10**5000, 1]]})
+    assert caught.value.arg == "inputs['visual']"
+    # within 128 bits the digits are shown as they are, as before
+    with pytest.raises(gm.InvalidValueError, match=r"holds 18446744073709551616, an int beyond 64 bits"):
+        model.encode({"visual": [[2**64, 1]]})
