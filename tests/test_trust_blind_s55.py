@@ -47,6 +47,46 @@ def test_an_int_past_4300_digits_in_an_array_is_refused_by_the_library_not_by_st
     with pytest.raises(gm.InvalidValueError, match=expected) as caught:
         model.encode({"visual": [[10**5000, 1]]})
     assert caught.value.arg == "inputs['visual']"
-    # within 128 bits the digits are shown as they are, as before
+    # up to about 100 digits they are shown as they are, as before
     with pytest.raises(gm.InvalidValueError, match=r"holds 18446744073709551616, an int beyond 64 bits"):
         model.encode({"visual": [[2**64, 1]]})
+
+
+def _calls_with(huge):
+    """Calls passing the int ``huge`` as a number argument, each with the argument it names."""
+    rows = np.random.default_rng(0).normal(size=(8, 18))
+    data = {"visual": rows, "auditory": rows[::-1]}
+    return [
+        ("learning_rate", lambda: gm.LearnableMultiModal(learning_rate=huge)),
+        ("seed", lambda: gm.LearnableMultiModal(seed=huge)),
+        ("embed_dim", lambda: gm.LearnableMultiModal(embed_dim=huge)),
+        ("lr", lambda: gm.LearnableMultiModal().fit(data, epochs=1, lr=huge, progress=False)),
+        ("epochs", lambda: gm.LearnableMultiModal().fit(data, epochs=huge, progress=False)),
+        ("id", lambda: gm.MultiModalEvent(huge)),
+        ("dim", lambda: gm.featurize(["a"], kind="wl", dim=huge)),
+        ("num_nodes", lambda: gm.Graph.from_edges(huge, [])),
+        ("edges", lambda: gm.Graph.from_edges(2, [(0, huge)])),
+        ("value_range", lambda: gm.Graph.from_image([[1.0, 2.0]], value_range=(0, huge))),
+    ]
+
+
+@pytest.mark.parametrize("index", range(10))
+def test_an_int_past_4300_digits_as_a_number_argument_is_refused_by_the_library(index):
+    """Before: the same ValueError of Python's, "Exceeds the limit (4300 digits)
+    for integer string conversion", from each of these calls: their messages
+    showed the int with repr() or str()."""
+    arg, call = _calls_with(10**5000)[index]
+    with pytest.raises(gm.GraphemeError, match=r"1\.000e\+5000 \(an int of 5001 digits\)") as caught:
+        call()
+    assert caught.value.arg == arg
+
+
+def test_set_num_threads_warns_of_an_int_past_4300_digits_by_its_size():
+    """Before: Python's ValueError from the clamp's warning, "Exceeds the limit
+    (4300 digits)", where a smaller count is clamped with a RuntimeWarning."""
+    before = gm.get_num_threads()
+    try:
+        with pytest.warns(RuntimeWarning, match=r"^set_num_threads: 1\.000e\+5000 \(an int of 5001 digits\) threads requested"):
+            gm.set_num_threads(10**5000)
+    finally:
+        gm.set_num_threads(before)

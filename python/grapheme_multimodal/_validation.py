@@ -756,7 +756,7 @@ def as_positive_int(value: Any, name: str) -> int:
         raise wrong_type(name, "a positive int", value)
     number = exact_int(value)  # the number checked is the number returned
     if number <= 0:
-        raise InvalidValueError(f"{name}: expected a positive int, got {value!r}", name)
+        raise InvalidValueError(f"{name}: expected a positive int, got {shown_number(value)}", name)
     return number
 
 
@@ -782,7 +782,7 @@ def as_seed(value: Any, name: str, below: Optional[int] = 2**64, why: str = "") 
         raise wrong_type(name, expected, value, why)
     number = exact_int(value)  # the number checked is the number returned
     if number < 0 or (below is not None and number >= below):
-        raise InvalidValueError(f"{name}: expected {expected}{why}, got {value!r}", name)
+        raise InvalidValueError(f"{name}: expected {expected}{why}, got {shown_number(value)}", name)
     return number
 
 
@@ -810,12 +810,12 @@ def as_finite_float(
     except OverflowError:  # beyond float64 altogether
         as_float = float("inf")
     if not np.isfinite(as_float) or not ok(value):
-        raise InvalidValueError(f"{name}: expected {expected}, got {value!r}", name)
+        raise InvalidValueError(f"{name}: expected {expected}, got {shown_number(value)}", name)
     if not ok(as_float):  # a long double just below 1 is 1.0 as the float returned
         raise InvalidValueError(f"{name}: expected {expected}, got {value!r}, which is {as_float!r} as a float", name)
     if float32 and abs(as_float) > FLOAT32_MAX:
         raise InvalidValueError(
-            f"{name}: expected {expected}, got {value!r}, which is too large for float32 (largest {FLOAT32_MAX:.3g})", name
+            f"{name}: expected {expected}, got {shown_number(value)}, which is too large for float32 (largest {FLOAT32_MAX:.3g})", name
         )
     if float32 and as_float != 0 and np.float32(as_float) == 0 and not ok(0.0):
         # the core would compute with 0, a value refused when given as such: lr=1e-50
@@ -871,14 +871,18 @@ def shown_float(value: Any) -> str:
     return repr(float(value))
 
 
+#: The widest int a message shows digit by digit (2**332 is about 1e100).
+_SHOWN_INT_BITS = 332
+
+
 def shown_int(value: int) -> str:
-    """An int as a message shows it: its digits, or past 39 digits (beyond
-    128 bits) its leading digits and its size, ``1.000e+400 (an int of 401
+    """An int as a message shows it: its digits, or past about 100 digits
+    (332 bits) its leading digits and its size, ``1.000e+400 (an int of 401
     digits)``: str() of an int past 4,300 digits raises Python's own
     ValueError ("Exceeds the limit (4300 digits) for integer string
     conversion"), which took the place of the message that showed it."""
     value = int(value)
-    if value.bit_length() <= 128:
+    if value.bit_length() <= _SHOWN_INT_BITS:
         return str(value)
     magnitude = abs(value)
     exponent = int(math.log10(magnitude))  # within one of the exact one: corrected below
@@ -891,6 +895,15 @@ def shown_int(value: int) -> str:
         lead = magnitude // 10 ** (exponent - 3)
     sign = "-" if value < 0 else ""
     return f"{sign}{lead // 1000}.{lead % 1000:03d}e+{exponent} (an int of {exponent + 1} digits)"
+
+
+def shown_number(value: Any, show: Callable[[Any], str] = repr) -> str:
+    """``show(value)`` (repr, or str) of a number a message shows, but an int
+    past about 100 digits as :func:`shown_int` shows it: repr() of one past
+    4,300 digits raised Python's own ValueError in place of the message."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > _SHOWN_INT_BITS:
+        return shown_int(value)
+    return show(value)
 
 
 def shown_floats(values: Any, most: int = 3) -> str:

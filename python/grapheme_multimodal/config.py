@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, AbstractSet, Any, Dict, Mapping, Optional, Seq
 import numpy as np
 
 from ._core import DROPOUT_BOUND_WHY, MAX_DIM, MAX_DROPOUT, MAX_FUSION_RESIDUAL, MAX_LAYERS, NUM_MODALITIES, OBJECTIVE_NAMES
-from ._validation import IntLike, as_finite_float, as_seed, check_flag, exact_int, is_int, wrong_type
+from ._validation import IntLike, as_finite_float, as_seed, check_flag, exact_int, is_int, shown_number, wrong_type
 from .exceptions import InvalidValueError, ShapeError, TooLargeError
 from .graph import GraphFeaturizer
 from .objectives import check_objective_names
@@ -61,9 +61,9 @@ def _positive_int(value: Any, name: str) -> int:
         raise wrong_type(name, "an int", value)
     number = exact_int(value)  # the number checked is the number returned
     if number <= 0:
-        raise InvalidValueError(f"{name}: expected a positive int, got {value}", name)
+        raise InvalidValueError(f"{name}: expected a positive int, got {shown_number(value, str)}", name)
     if number > MAX_DIM:  # the model's memory is checked when it is built
-        raise TooLargeError(f"{name}: got {value}; expected at most {MAX_DIM}", name)
+        raise TooLargeError(f"{name}: got {shown_number(value, str)}; expected at most {MAX_DIM}", name)
     return number
 
 

@@ -33,7 +33,7 @@ import numpy as np
 from . import _core
 from ._validation import (
     FLOAT32_MAX, IntLike, as_real_array, describe, float32_of_wide, is_int, is_iterable, is_masked_array, is_networkx_graph,
-    is_real_number, is_utf8, renamed, unmasked, wrong_type,
+    is_real_number, is_utf8, renamed, shown_number, unmasked, wrong_type,
 )
 from .exceptions import GraphemeError, InvalidValueError, NonFiniteError, ShapeError, TooLargeError
 
@@ -153,9 +153,10 @@ class Graph:
         if not is_int(num_nodes):  # a number of the wrong type, as every int argument of the package refuses one
             raise wrong_type("num_nodes", "an int", num_nodes)
         if num_nodes < 0:
-            raise InvalidValueError(f"num_nodes: expected a non-negative int, got {num_nodes}", "num_nodes")
+            raise InvalidValueError(f"num_nodes: expected a non-negative int, got {shown_number(num_nodes, str)}", "num_nodes")
         if num_nodes >= 2**63:  # no memory holds it; smaller counts are checked against memory below
-            raise TooLargeError(f"num_nodes: got {num_nodes}; a graph that large cannot fit in memory", "num_nodes")
+            raise TooLargeError(f"num_nodes: got {shown_number(num_nodes, str)}; a graph that large cannot fit in memory",
+                                "num_nodes")
         # before any copy (the edges', the activations' float32 one): of broadcast arrays they failed as numpy's unnamed MemoryError
         _core.Graph.check_edges_size(int(num_nodes), 0)
         edge_array = _edge_array(edges, int(num_nodes))
@@ -442,7 +443,8 @@ def _value_range(value_range: Any, dtype: np.dtype) -> Tuple[Optional[Tuple[floa
     try:
         low, high = float(low), float(high)
     except OverflowError:  # an int beyond float64
-        raise InvalidValueError(f"value_range: expected finite (low, high), got {value_range!r}", "value_range") from None
+        raise InvalidValueError(f"value_range: expected finite (low, high), got ({shown_number(low)}, {shown_number(high)})",
+                                "value_range") from None
     if not all(np.isfinite((low, high))):
         return (low, high), 0.0  # the core refuses them, as it does when called directly
     magnitude = max(abs(low), abs(high))
@@ -465,7 +467,7 @@ def _optional_int(value: Any, name: str) -> Optional[int]:
         raise wrong_type(name, "an int or None", value)
     value = int(value)
     if not -(2**63) <= value < 2**63:
-        raise InvalidValueError(f"{name}: got {value}, far outside the accepted range", name)
+        raise InvalidValueError(f"{name}: got {shown_number(value, str)}, far outside the accepted range", name)
     return value
 
 
@@ -524,7 +526,7 @@ def _refuse_edge(rows: np.ndarray, num_nodes: int) -> None:
     # the core's words (rust/core/src/graph.rs, node_index_range): "in 0..3" read as if 3 were an index
     allowed = ("the graph has no nodes (num_nodes=0), so no edges" if num_nodes == 0
                else f"node indices must be 0 to {num_nodes - 1} (num_nodes={num_nodes})")
-    raise InvalidValueError(f"edges: edge {k} is ({s}, {t}) but {allowed}", "edges")
+    raise InvalidValueError(f"edges: edge {k} is ({shown_number(s, str)}, {shown_number(t, str)}) but {allowed}", "edges")
 
 
 def is_graph_list(value: Any) -> bool:

@@ -27,7 +27,7 @@ import warnings
 import numpy as np
 
 from . import _core
-from ._validation import IntLike
+from ._validation import IntLike, shown_number
 from .exceptions import InvalidTypeError, InvalidValueError
 
 __all__ = ["get_num_threads", "set_num_threads"]
@@ -52,7 +52,7 @@ def set_num_threads(n: IntLike) -> None:
     used = _core.set_num_threads(min(int(n), 2**63 - 1))
     if used != n:
         warnings.warn(
-            f"set_num_threads: {n} threads requested; using {used} (at most 4 per CPU this process may use)",
+            f"set_num_threads: {shown_number(n, str)} threads requested; using {used} (at most 4 per CPU this process may use)",
             RuntimeWarning,
             stacklevel=2,
         )

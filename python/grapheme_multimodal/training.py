@@ -28,7 +28,8 @@ from ._parallel import bar_position, check_cancelled
 from ._locking import calling_metric, fitting, refuse_in_fit, uninterrupted
 from ._validation import (
     FloatLike, IntLike, as_finite_float, check_flag, context_set, describe, exact_int, first_in_scope, frame_columns, is_int,
-    outside_precision_scope, refuse_beyond_budget, refuse_reordered_fitted_names, refuse_unpaired_columns, sorted_names, warn_at_caller, wrong_type,
+    outside_precision_scope, refuse_beyond_budget, refuse_reordered_fitted_names, refuse_unpaired_columns, shown_number,
+    sorted_names, warn_at_caller, wrong_type,
 )
 from .averaging import WeightAverage, check_decay, model_weights
 from .averaging import resume as resume_average
@@ -1244,7 +1245,7 @@ def _check_int(value: Any, name: str, minimum: int) -> int:
         raise wrong_type(name, f"an int >= {minimum}", value)
     number = exact_int(value)  # the number checked is the number returned
     if number < minimum:
-        raise InvalidValueError(f"{name}: expected an int >= {minimum}, got {value!r}", name)
+        raise InvalidValueError(f"{name}: expected an int >= {minimum}, got {shown_number(value)}", name)
     return number
 
 
@@ -1276,7 +1277,8 @@ def _check_step_count(optimizer: Tuple[Any, Any, int, int], epochs: int, batches
     taken = max(optimizer[2], optimizer[3])
     if epochs * batches > MAX_STEPS - taken:
         raise InvalidValueError(
-            f"epochs: {epochs} epochs of {batches} steps is {epochs * batches} steps; expected at most "
+            f"epochs: {shown_number(epochs, str)} epochs of {batches} steps is {shown_number(epochs * batches, str)} "
+            "steps; expected at most "
             f"{(MAX_STEPS - taken) // batches} epochs, as Adam counts at most 2**63 - 1 steps "
             f"({taken} taken)",
             "epochs",

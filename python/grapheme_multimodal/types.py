@@ -20,7 +20,9 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, List, Optional, Tuple
 import numpy as np
 import numpy.typing as npt
 
-from ._validation import IntLike, as_real_array, describe, float32_of_wide, is_int, is_iterable, is_real_number, non_finite_message
+from ._validation import (
+    IntLike, as_real_array, describe, float32_of_wide, is_int, is_iterable, is_real_number, non_finite_message, shown_number,
+)
 from .exceptions import InvalidTypeError, InvalidValueError, NonFiniteError, ShapeError
 from .graph import Graph
 
@@ -429,7 +431,7 @@ def bounded_repr(value: Any) -> str:
     anything else is cut at ``_REPR_CHARS`` characters."""
     if type(value) in (list, tuple) and value:
         return sequence_repr(value, _REPR_ITEMS, bounded_repr)
-    text = repr(value)
+    text = shown_number(value)  # an int past 4,300 digits: repr() raised Python's ValueError in the message's place
     return text if len(text) <= _REPR_CHARS else text[:_REPR_CHARS] + f"... ({len(text) - _REPR_CHARS:,} more characters)"
 
 
@@ -466,7 +468,7 @@ def _event_id(value: Any) -> int:
     if not is_int(value):
         raise InvalidTypeError(f"id: expected an int event id, got {value!r} ({type(value).__name__})", "id")
     if not -(2**63) <= value < 2**63:
-        raise InvalidValueError(f"id: got {value}; expected an event id that fits in int64 (-2**63 to 2**63 - 1)", "id")
+        raise InvalidValueError(f"id: got {shown_number(value, str)}; expected an event id that fits in int64 (-2**63 to 2**63 - 1)", "id")
     return int(value)
 
 

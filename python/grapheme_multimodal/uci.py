@@ -25,6 +25,7 @@ from ._parallel import jobs_within_memory, resolve_n_jobs, run_tasks, shared_sna
 from ._readonly import ReadOnlyMapping
 from ._validation import (
     IntLike, as_positive_int, as_real_array, as_seed, describe, is_int, precision_scope, refuse_beyond_budget, renamed,
+    shown_number,
 )
 from .config import _objective_names
 from .evaluation import EnsembleEmbedder, ModelEmbedder, view_modalities
@@ -531,7 +532,7 @@ def member_seeds(seed: IntLike, members: IntLike, *, seed_arg: str = "seed", mem
     members = as_positive_int(members, members_arg)
     if members > 2**64:  # member j's seed is at least j: past 2**64 members none is a u64 (the bound below was a float)
         raise InvalidValueError(f"{members_arg}: expected at most 2**64 members (member j trains with {seed_arg} * "
-                                f"{members_arg} + j, which the core takes as a u64), got {members}", members_arg)
+                                f"{members_arg} + j, which the core takes as a u64), got {shown_number(members, str)}", members_arg)
     # each seed a Python int and its slot in the tuple: a larger count filled memory without a word
     refuse_beyond_budget(40 * members, members_arg, "the seeds of {members:,} members take {bytes} bytes",
                          remedy="fewer members", members=members)
