@@ -90,3 +90,19 @@ def test_set_num_threads_warns_of_an_int_past_4300_digits_by_its_size():
             gm.set_num_threads(10**5000)
     finally:
         gm.set_num_threads(before)
+
+
+@pytest.mark.parametrize("key", ["step", "rng_counter"])
+@pytest.mark.parametrize("count", [2**63, 2**64 - 1, 2**64], ids=["2**63", "2**64-1", "2**64"])
+def test_an_optimizer_count_past_int64_is_refused_with_the_range_the_core_takes(key, count):
+    """Before: 2**64 was refused as "expected an int in [0, 2**64)", a range
+    that holds 2**63 and 2**64 - 1, which the core then refused in words of its
+    own ("optimizer state rng_counter: got 18446744073709551615; expected at
+    most 9223372036854775807"), naming no key of the state given."""
+    model = gm.LearnableMultiModal(input_dims={"visual": 4})
+    state = model.optimizer_state()
+    with pytest.raises(gm.InvalidValueError, match=rf"^state\['{key}'\]: expected an int in \[0, 2\*\*63\), got {count}$") as caught:
+        model.load_optimizer_state({**state, key: count})
+    assert caught.value.arg == f"state['{key}']"
+    model.load_optimizer_state({**state, key: 2**63 - 1})  # the largest the core counts: taken, as before
+    assert model.optimizer_state()[key] == 2**63 - 1

@@ -346,7 +346,9 @@ class LearningMixin:
             raise InvalidValueError(f"state: expected keys {sorted(expected)}, got {sorted_names(state)}", "state")
         counts = {}
         for key in ("step", "rng_counter"):
-            counts[key] = as_seed(state[key], f"state[{key!r}]")
+            # the core counts both in an i64 (at most 2**63 - 1): "expected an int in [0, 2**64)" refused 2**64 while
+            # 2**64 - 1 fell to the core's "optimizer state rng_counter: got ...", a name the caller never gave
+            counts[key] = as_seed(state[key], f"state[{key!r}]", below=2**63)
         m = self._flatten(state["exp_avg"], "state['exp_avg']")
         v = self._flatten(state["exp_avg_sq"], "state['exp_avg_sq']")
         negative = np.flatnonzero(v < 0)
