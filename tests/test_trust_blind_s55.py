@@ -138,3 +138,31 @@ def test_the_estimators_modalities_in_no_order_or_one_pass_are_refused(modalitie
                     {"a": "visual", "b": "tactile"}.values()):
         fitted = MultimodalEmbedder(epochs=0, modalities=ordered).fit(views)
         assert [str(m) for m in fitted.modalities_] == ["visual", "tactile"]
+
+
+def test_view_modalities_refuses_a_set_of_view_names():
+    """Before: ``view_modalities({"fou", "pix", "zer"})`` gave the views the free
+    slots in the set's hash order, which moves with PYTHONHASHSEED: fou was
+    visual in one process and auditory in the next (other initial weights and
+    draws for the same seed)."""
+    pytest.importorskip("sklearn")
+    from grapheme_multimodal.evaluation import view_modalities
+
+    for names in ({"fou", "pix", "zer"}, frozenset({"fou", "pix", "zer"})):
+        with pytest.raises(TypeError, match=r"^views: got a (set|frozenset); expected view names in order"):
+            view_modalities(names)
+    ordered = {"fou": 0, "pix": 1, "zer": 2}
+    for names in (["fou", "pix", "zer"], ("fou", "pix", "zer"), ordered, ordered.keys()):  # in order: as before
+        assert [str(m) for m in view_modalities(names).values()] == ["visual", "auditory", "linguistic"]
+
+
+def test_unit_side_by_side_refuses_a_set_of_view_names():
+    """Before: ``unit_side_by_side(views, {"a", "b"})`` put the views' columns side
+    by side in the set's hash order, which moves from one process to the next."""
+    pytest.importorskip("sklearn")
+    from grapheme_multimodal.metrics import unit_side_by_side
+
+    views = {"a": np.ones((2, 1)), "b": np.zeros((2, 2))}
+    with pytest.raises(TypeError, match=r"^names: got a set; expected view names in the order of the columns"):
+        unit_side_by_side(views, {"a", "b"})
+    assert unit_side_by_side(views, ("a", "b"))[0].tolist() == [1.0, 0.0, 0.0]

@@ -829,7 +829,8 @@ def unit_side_by_side(views: Mapping[Any, np.ndarray], names: Sequence[Any]) -> 
 
     Args:
         views: view name -> finite real ``[n, d_v]`` array, the same ``n`` for all.
-        names: the views to put side by side, in order (at least one).
+        names: the views to put side by side, in order (at least one; a list or
+            tuple, not a set, whose order is none).
 
     Returns:
         ``[n, sum d_v]``, in the views' float dtype (float32 at least: a
@@ -841,6 +842,9 @@ def unit_side_by_side(views: Mapping[Any, np.ndarray], names: Sequence[Any]) -> 
         # list(None) raised "'NoneType' object is not iterable", naming nothing, and a str was read as its letters
         raise TypeError(f"names: expected a sequence of view names, got {describe(names)}"
                         + (f" (pass [{names!r}] for one view)" if isinstance(names, str) else ""))
+    if isinstance(names, (set, frozenset)):  # its columns came in hash order, which moves from one process to the next
+        raise TypeError(f"names: got a {type(names).__name__}; expected view names in the order of the columns, "
+                        "e.g. a list or tuple (a set has no order)")
     names = list(names)
     if not names:
         raise InvalidValueError("names: expected at least one view name, got none", "names")

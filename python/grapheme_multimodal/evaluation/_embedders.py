@@ -54,7 +54,13 @@ def view_modalities(names: Iterable[str]) -> Dict[str, Modality]:
     modality (a :class:`Modality`, or its name in any case) takes that slot,
     and the others the slots left, in order (visual, auditory, linguistic,
     tactile, proprioceptive, abstract; action is the output modality and
-    stays empty): at most six views."""
+    stays empty): at most six views, in an order (a set is refused: its
+    order moves from one process to the next)."""
+    if isinstance(names, (set, frozenset)):
+        # the views not named as modalities took the free slots in the set's hash order, which moves from one
+        # process to the next: the same seed trained each view in another slot (other initial weights and draws)
+        raise TypeError(f"views: got a {type(names).__name__}; expected view names in order, e.g. a list, a tuple or "
+                        "a mapping's keys (a set has no order)")
     names = view_name_list(names, "views")
     slots = [m for m in Modality if m.is_input]
     if len(names) > len(slots) or len(set(names)) != len(names):
