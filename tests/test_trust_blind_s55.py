@@ -4,6 +4,9 @@ and says what a user saw."""
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -166,3 +169,81 @@ def test_unit_side_by_side_refuses_a_set_of_view_names():
     with pytest.raises(TypeError, match=r"^names: got a set; expected view names in the order of the columns"):
         unit_side_by_side(views, {"a", "b"})
     assert unit_side_by_side(views, ("a", "b"))[0].tolist() == [1.0, 0.0, 0.0]
+
+
+# ------------------------------------------------------------------ the standardisation in a state dict
+def _standardised_model(seed: int = 0):
+    rng = np.random.default_rng(0)
+    data = {"visual": rng.normal(5, 3, (48, 6)).astype(np.float32), "tactile": rng.normal(size=(48, 4)).astype(np.float32)}
+    model = gm.LearnableMultiModal(input_dims={"visual": 6, "tactile": 4}, embed_dim=8, hidden_dim=16, seed=seed)
+    model.fit(data, epochs=1, progress=False)  # standardize=True, the default
+    return model, data
+
+
+def test_a_state_dict_carries_the_standardisation_fit_learned() -> None:
+    """A model of the same config loaded from a fitted model's state dict
+    (PyTorch's way, through safetensors or not) embedded the raw inputs:
+    the standardisation fit learns by default was in no tensor, and the
+    embeddings differed, said nowhere."""
+    import safetensors.numpy
+
+    model, data = _standardised_model()
+    state = model.state_dict()
+    assert [k for k in state if k.startswith("normalization.")] == [
+        "normalization.visual.mean", "normalization.visual.std", "normalization.tactile.mean", "normalization.tactile.std"]
+    fresh = gm.LearnableMultiModal(input_dims={"visual": 6, "tactile": 4}, embed_dim=8, hidden_dim=16, seed=1)
+    assert fresh.load_state_dict(state) == ([], [])
+    np.testing.assert_array_equal(fresh.encode_and_fuse(data)[1], model.encode_and_fuse(data)[1])
+    for m in ("visual", "tactile"):
+        np.testing.assert_array_equal(fresh.normalization(m)[1], model.normalization(m)[1])
+    # through a file, and back into a model that standardised other data: the dict is the whole state
+    path = str(Path(tempfile.mkdtemp()) / "sd.safetensors")
+    safetensors.numpy.save_file(state, path)
+    other, _ = _standardised_model(seed=2)
+    other.set_normalization("visual", np.zeros(6), np.full(6, 9.0))
+    other.load_state_dict(safetensors.numpy.load_file(path))
+    np.testing.assert_array_equal(other.encode_and_fuse(data)[1], model.encode_and_fuse(data)[1])
+
+
+def test_a_state_dict_without_a_standardisation_removes_it_when_strict_and_keeps_it_otherwise() -> None:
+    model, data = _standardised_model()
+    raw = gm.LearnableMultiModal(input_dims={"visual": 6, "tactile": 4}, embed_dim=8, hidden_dim=16, seed=3)
+    weights_only = raw.state_dict()  # never fitted: no standardisation, so none in its dict
+    assert not any(k.startswith("normalization.") for k in weights_only)
+    kept = model.load_state_dict(weights_only, strict=False)
+    assert kept.missing_keys == ["normalization.visual.mean", "normalization.visual.std",
+                                 "normalization.tactile.mean", "normalization.tactile.std"]
+    assert model.normalization("visual") is not None
+    model.load_state_dict(weights_only)
+    assert model.normalization("visual") is None and model.normalization("tactile") is None
+    np.testing.assert_array_equal(model.encode_and_fuse(data)[1], raw.encode_and_fuse(data)[1])
+
+
+@pytest.mark.parametrize("change, error, said", [
+    (lambda s: s.pop("normalization.visual.std"), gm.InvalidValueError,
+     "holds 'normalization.visual.mean' but not 'normalization.visual.std'"),
+    (lambda s: s.__setitem__("normalization.visual.std", np.zeros(6, np.float32)), gm.InvalidValueError,
+     r"state_dict\['normalization.visual.std'\]: column 0 is 0.0; expected every std >= MIN_STD"),
+    (lambda s: s.__setitem__("normalization.visual.mean", np.ones(5)), gm.ShapeError,
+     r"state_dict\['normalization.visual.mean'\]: expected shape \(6,\), got \(5,\)"),
+    (lambda s: s.__setitem__("normalization.tactile.mean", np.full(4, np.nan)), gm.NonFiniteError,
+     r"state_dict\['normalization.tactile.mean'\]: contains NaN"),
+    (lambda s: s.__setitem__("normalization.visual.var", np.ones(6)), gm.InvalidValueError,
+     r"unexpected keys \['normalization.visual.var'\]"),
+])
+def test_a_bad_standardisation_in_a_state_dict_is_refused_and_changes_nothing(change, error, said) -> None:
+    source, _ = _standardised_model(seed=4)
+    model, _ = _standardised_model()
+    state = source.state_dict()
+    change(state)
+    before = model.state_dict()
+    with pytest.raises(error, match=said):
+        model.load_state_dict(state)
+    after = model.state_dict()
+    assert list(after) == list(before) and all(np.array_equal(after[k], before[k]) for k in before)
+
+
+def test_gradients_given_for_a_state_dicts_standardisation_are_refused_saying_why() -> None:
+    model, _ = _standardised_model()
+    with pytest.raises(gm.InvalidValueError, match=r"normalization\.\* entries are the inputs' standardisation"):
+        model.apply_gradients({k: np.ones_like(v) for k, v in model.state_dict().items()})

@@ -787,7 +787,7 @@ def test_an_average_the_weights_left_stays_dropped_when_they_come_back(tmp_path,
     if change == "train_step":
         model.train_step(data_of(1, 8))
     elif change == "apply_gradients":
-        model.apply_gradients({k: np.ones_like(v) for k, v in averaged.items()})
+        model.apply_gradients({k: np.ones_like(v) for k, v in averaged.items() if not k.startswith("normalization.")})
     else:
         model.load_state_dict({k: v + np.float32(1) for k, v in averaged.items()})
     if copy_by == "pickle":
@@ -817,7 +817,7 @@ def test_only_writes_that_may_change_the_weights_compare_them_with_the_average(m
     model, x = small(), data_of(0)
     model.fit(x, epochs=2, batch_size=5, ema_decay=0.5, progress=False)
     average = model.weight_average
-    assert average.held_by(model) and average.holds(model.state_dict())
+    assert average.held_by(model) and average.holds(model._parameters())
     compared = []
     held_by = WeightAverage.held_by
     monkeypatch.setattr(WeightAverage, "held_by", lambda self, m: compared.append(1) or held_by(self, m))
@@ -828,7 +828,7 @@ def test_only_writes_that_may_change_the_weights_compare_them_with_the_average(m
     assert compared == [] and model._weight_average is average  # (the weight_average property compares too)
     model.step()
     assert compared == [1] and model._weight_average is None and model.weight_average is None
-    assert not average.held_by(model) and not average.holds(model.state_dict())
+    assert not average.held_by(model) and not average.holds(model._parameters())
 
 
 @pytest.mark.parametrize("copy_by", ["save", "pickle"])

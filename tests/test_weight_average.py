@@ -18,8 +18,8 @@ from test_fit import small_model, synthetic
 OPTIONS = dict(batch_size=64, progress=False, modality_dropout=0.2)
 
 
-def weights(model):
-    return {k: v.tobytes() for k, v in model.state_dict().items()}
+def weights(model):  # the parameters: the state dict without the inputs' standardisation (normalization.*)
+    return {k: v.tobytes() for k, v in model.state_dict().items() if not k.startswith("normalization.")}
 
 
 def adam(model):
@@ -47,7 +47,7 @@ def manual_average(data, epochs, decay, **options):
     mean = None
     for t in range(epochs):
         model.fit(data, epochs=1, **OPTIONS, **options)
-        w = {k: v.astype(np.float64) for k, v in model.state_dict().items()}
+        w = {k: v.astype(np.float64) for k, v in model.state_dict().items() if not k.startswith("normalization.")}
         d = min(decay, (1 + t) / (10 + t))
         mean = w if mean is None else {k: d * mean[k] + (1 - d) * w[k] for k in w}
     return model, {k: v.astype(np.float32).tobytes() for k, v in mean.items()}

@@ -222,7 +222,7 @@ class WeightAverage:
         if flat is None:  # another model's tensors: the checked load's error, naming them
             model._load_state_dict(self.averaged_weights())
             raise AssertionError("an average of other tensors was loaded")  # pragma: no cover
-        applied = self.applied_to(model.state_dict())
+        applied = self.applied_to(model._parameters())
         # The average's own tensors (of this model's names and shapes, made finite by updated or
         # checked by from_checkpoint), not a user's: not checked again in Python (the core's write
         # still checks every shape and value before it writes any).

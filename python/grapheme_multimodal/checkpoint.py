@@ -38,7 +38,7 @@ FILE_FORMAT = "grapheme-multimodal/checkpoint/v1"
 FORMAT_NAMES[FILE_FORMAT] = ": a model checkpoint, which LearnableMultiModal.load reads"
 #: The first component of every name in a model's ``state_dict()``.
 _STATE_DICT_PARTS = frozenset(("encoder", "fusion", "binder", "attention", "head", "reconstruction", "contrastive",
-                               "fused_contrastive"))
+                               "fused_contrastive", "normalization"))
 
 
 def _state_dict_hint(names: Sequence[str]) -> str:
@@ -89,7 +89,7 @@ def checkpoint_state(
     with model._lock.reading():
         opt = model.optimizer_state()
         tensors: Dict[str, np.ndarray] = {}
-        tensors.update({_PARAM + k: v for k, v in model.state_dict().items()})
+        tensors.update({_PARAM + k: v for k, v in model._parameters().items()})
         tensors.update({_M + k: v for k, v in opt["exp_avg"].items()})
         tensors.update({_V + k: v for k, v in opt["exp_avg_sq"].items()})
         for m in Modality:

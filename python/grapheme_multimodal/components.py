@@ -41,7 +41,7 @@ class _ComponentView:
 
     def parameters(self) -> "OrderedDict[str, np.ndarray]":
         """Copies of this component's tensors, by their model-wide names."""
-        return OrderedDict((k, v) for k, v in self._model.state_dict().items() if k.startswith(self._prefix))
+        return OrderedDict((k, v) for k, v in self._model._parameters().items() if k.startswith(self._prefix))
 
     def num_parameters(self) -> int:
         """Number of scalars in this component."""

@@ -1188,7 +1188,7 @@ def _fingerprint(model: LearnableMultiModal) -> str:
     Adam's moments and step, the random-draw counter (read in one state)."""
     h = hashlib.blake2b(digest_size=16)
     with model._lock.reading():
-        for arr in model.state_dict().values():
+        for arr in model._parameters().values():
             h.update(arr.tobytes())
         for m in range(NUM_MODALITIES):
             stats = model.normalization(m)

@@ -454,17 +454,41 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
     def state_dict(self) -> "OrderedDict[str, np.ndarray]":
         """Copies of every parameter tensor, float32, under stable readable
         names (``encoder.visual.weight``, ``fusion.0.bias``, ``attention.q.weight``...)
-        — read in one call: each is a view of one fresh copy of them all."""
+        — read in one call: each is a view of one fresh copy of them all —
+        then, for each modality whose inputs the model standardises (learned
+        by ``fit``, whose ``standardize=True`` is the default, or set by
+        :meth:`set_normalization`), its ``normalization.<modality>.mean``
+        and ``normalization.<modality>.std`` ``[d]``: buffers, not
+        parameters, as PyTorch's state dict holds a BatchNorm's running
+        statistics. Without them a model of the same config loaded from the
+        dict embedded the raw inputs: other embeddings, said nowhere."""
+        state = self._parameters()
+        for m in _MODALITIES:
+            stats = self._core.get_normalization(m.index)
+            if stats is not None:
+                state[_NORMALIZATION_KEYS[m][0]], state[_NORMALIZATION_KEYS[m][1]] = stats
+        return state
+
+    def _parameters(self) -> "OrderedDict[str, np.ndarray]":
+        """:meth:`state_dict`'s parameters alone (what the package's own
+        restores, the weight average and a checkpoint's ``param/`` tensors hold)."""
         return self._unflatten(self._core.get_params())  # one read: a call per tensor took twice the time
 
     @writes
     def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True) -> IncompatibleKeys:
-        """Loads parameters by name. With ``strict`` the names must match
-        exactly; shapes must always match and values be finite. Nothing is
-        changed unless every tensor is valid. Returns, as PyTorch does, the
-        :class:`IncompatibleKeys` ``(missing_keys, unexpected_keys)``: with
-        ``strict=False`` what was left as it was and what was ignored (a
-        dict of other names, ``module.encoder...``, loads nothing).
+        """Loads parameters by name, and the input standardisation
+        :meth:`state_dict` holds (``normalization.<modality>.mean`` and
+        ``.std``). With ``strict`` the parameters' names must match exactly,
+        and the dict is the whole state: a modality it holds no
+        standardisation for has none after the load (as in the model the
+        dict came from); without ``strict`` a standardisation the dict does
+        not hold is left as it was (and listed as missing). Shapes must
+        always match and values be finite (and each ``std`` at least
+        ``MIN_STD``). Nothing is changed unless every tensor is valid.
+        Returns, as PyTorch does, the :class:`IncompatibleKeys`
+        ``(missing_keys, unexpected_keys)``: with ``strict=False`` what was
+        left as it was and what was ignored (a dict of other names,
+        ``module.encoder...``, loads nothing).
 
         Weights loaded into an encoder (an ``encoder.<modality>.*`` tensor
         whose values change) were trained elsewhere, on data this model
@@ -475,16 +499,62 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         were (other components only, with ``strict=False``, or the same
         values) keeps the record."""
         strict = check_flag(strict, "strict")  # "False" would be true: the strict check, not what was asked
-        staged = self._checked_tensors(state_dict, "state_dict", strict, note=" (strict=True)")
+        if not isinstance(state_dict, Mapping):
+            raise TypeError(f"state_dict: expected a mapping name -> array, got {type(state_dict).__name__}")
+        params = {k: v for k, v in state_dict.items() if k not in _NORMALIZATION_NAMES}
+        staged = self._checked_tensors(params, "state_dict", strict, note=" (strict=True)")
+        stats = self._checked_normalization(state_dict, "state_dict")
         foreign = any(
             name.startswith("encoder.") and not np.array_equal(arr, self._core.get_param(name)) for name, arr in staged.items()
         )
+        kept = []  # the standardisations a strict=False load leaves, which the dict does not hold
         with uninterrupted():  # with the record of trained modalities: Ctrl-C between the two would load half
             self._set_params(staged)
+            for m in _MODALITIES:
+                if m in stats:
+                    self._core.set_normalization(m.index, *stats[m])
+                elif self._core.get_normalization(m.index) is not None:
+                    if strict:
+                        self._core.set_normalization(m.index)
+                    else:
+                        kept.extend(_NORMALIZATION_KEYS[m])
             if foreign:
                 self._core.set_trained_rows(None)
         shapes = self.parameter_shapes()
-        return IncompatibleKeys([n for n in shapes if n not in staged], sorted((k for k in state_dict if k not in shapes), key=str))
+        return IncompatibleKeys([n for n in shapes if n not in staged] + kept,
+                                sorted((k for k in params if k not in shapes), key=str))
+
+    def _checked_normalization(self, state_dict: Mapping[str, Any], arg: str) -> Dict[Modality, Tuple[np.ndarray, np.ndarray]]:
+        """The standardisations ``state_dict`` holds (both of a modality's
+        keys, or neither), each checked as :meth:`set_normalization` and a
+        checkpoint's load check it, before anything is set."""
+        stats = {}
+        for m, (mean_key, std_key) in _NORMALIZATION_KEYS.items():
+            has_mean, has_std = mean_key in state_dict, std_key in state_dict
+            if not (has_mean or has_std):
+                continue
+            if has_mean != has_std:
+                given, missing = (mean_key, std_key) if has_mean else (std_key, mean_key)
+                raise InvalidValueError(f"{arg}: holds {given!r} but not {missing!r}; expected both (a modality's "
+                                        "standardisation) or neither", arg)
+            d = self.config.input_dims[m.index]
+            pair = []
+            for key in (mean_key, std_key):
+                name = f"{arg}[{key!r}]"
+                value = state_dict[key]
+                if is_masked_array(value):
+                    value = unmasked(value, name, "plain numbers", "pass its values: x.filled(...) or x.data")
+                arr = as_float32(value, name, 1, (d,))
+                if not np.isfinite(arr).all():
+                    raise NonFiniteError(f"{name}: contains NaN or inf; expected finite numbers", name)
+                pair.append(arr)
+            small = np.flatnonzero(~(pair[1] >= _core.MIN_STD))
+            if small.size:
+                name = f"{arg}[{std_key!r}]"
+                raise InvalidValueError(f"{name}: column {int(small[0])} is {float(pair[1][small[0]])!r}; expected "
+                                        f"every std >= MIN_STD ({_core.MIN_STD:.3g})", name)
+            stats[m] = (pair[0], pair[1])
+        return stats
 
     @writes
     def _load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
@@ -978,6 +1048,9 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         unknown = sorted(set(tensors) - set(shapes), key=str)  # by str: a key that is not one (1) beside names
         missing = sorted(set(shapes) - set(tensors))
         if strict and (unknown or missing):
+            if any(k in _NORMALIZATION_NAMES for k in unknown):  # a dict made from state_dict()'s keys (grads, moments)
+                note += ("; normalization.* entries are the inputs' standardisation in a state dict, no parameter "
+                         "(no gradient, no Adam moment): leave them out")
             raise InvalidValueError(f"{arg}: unexpected keys {unknown}, missing keys {missing}{note}", arg)
         checked = {}
         for name, shape in shapes.items():
@@ -1391,5 +1464,8 @@ _REBUILT_ATTRIBUTES = frozenset(
 #: No modality's column names known (LearnableMultiModal._input_columns).
 _NO_COLUMNS: Tuple[Optional[Tuple[str, ...]], ...] = (None,) * len(Modality)
 _MODALITIES = tuple(Modality)
+#: A modality's standardisation in a state dict: ``normalization.visual.mean``, ``normalization.visual.std``.
+_NORMALIZATION_KEYS = {m: (f"normalization.{m}.mean", f"normalization.{m}.std") for m in _MODALITIES}
+_NORMALIZATION_NAMES = frozenset(key for pair in _NORMALIZATION_KEYS.values() for key in pair)
 #: The argument name of each modality's input, as error messages show it.
 _INPUT_NAMES = tuple(f"inputs[{str(m)!r}]" for m in Modality)

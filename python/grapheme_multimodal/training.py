@@ -857,7 +857,7 @@ def _blame_grown_parameters(model: "LearnableMultiModal", data: "_Dataset", err:
     largest_input = float(np.abs(x).max(initial=0.0))
     prefixes = (f"encoder.{MODALITY_NAMES[m]}.", "head.")
     largest_parameter = max(
-        (float(np.abs(v).max(initial=0.0)) for k, v in model.state_dict().items() if k.startswith(prefixes)), default=0.0
+        (float(np.abs(v).max(initial=0.0)) for k, v in model._parameters().items() if k.startswith(prefixes)), default=0.0
     )
     if largest_parameter <= largest_input:
         return err
