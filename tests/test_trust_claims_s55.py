@@ -76,3 +76,30 @@ def test_docs_give_the_row_count_below_which_the_recipe_cross_validates():
     assert readme is not None and objectives is not None, "the sentences moved"
     assert int(readme.group(1)) == threshold
     assert int(objectives.group(1)) == threshold
+
+
+def _pyproject() -> dict:
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python < 3.11: pytest itself depends on tomli there
+        import pytest
+
+        tomllib = pytest.importorskip("tomli")
+    return tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+
+
+def _names(requirements) -> set:
+    return {re.split(r"[\[<>=;! ]", r, maxsplit=1)[0].strip().lower().replace("_", "-") for r in requirements}
+
+
+def test_the_test_extra_installs_every_other_extra_as_the_readme_says():
+    # README's extras table: [test] installs "pytest and the above". [bench]
+    # held psutil, which [test] did not: nothing imports psutil (bench.py
+    # reads RSS from /proc, "psutil not needed"), so [bench] drops it.
+    extras = _pyproject()["project"]["optional-dependencies"]
+    test = _names(extras["test"])
+    missing = {name: sorted(_names(reqs) - test) for name, reqs in extras.items() if _names(reqs) - test}
+    assert not missing
+    row = re.search(r"^\| `\[bench\]` \| ([^|]+) \|", (ROOT / "README.md").read_text(encoding="utf-8"), re.M)
+    assert row is not None
+    assert {n.strip().lower() for n in row.group(1).split(",")} == _names(extras["bench"])
