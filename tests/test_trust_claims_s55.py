@@ -48,36 +48,51 @@ def test_distributed_md_states_no_stale_size_of_the_ray_test_set():
     assert "when it held 14 tests" in text
 
 
-def _smallest_rows_with_a_slice(settings) -> int:
+def _cross_validated_rows(settings) -> range:
+    """The row counts for which the recipe's stopping cross-validates."""
     from grapheme_multimodal.stopping import cv_folds_for
 
     def folds(n: int) -> int:
         return cv_folds_for(n, settings.validation_fraction, settings.min_validation_rows, settings.cv_folds)
 
     n = 2
-    while not folds(n):  # too few rows to hold out even 2
+    while not folds(n):  # a slice of fewer than 2 rows holds nothing out
         n += 1
+    first = n
     while folds(n):
         n += 1
-    return n
+    return range(first, n)
 
 
-def test_docs_give_the_row_count_below_which_the_recipe_cross_validates():
+def test_docs_give_the_row_counts_for_which_the_recipe_cross_validates():
     # README.md and docs/objectives.md said the recipe cross-validates "with
     # fewer than 320 rows"; the slice is round(10 % of the rows), 32 rows
     # from 315 rows on, so 315-319 rows held out a slice (grapheme-mm train
-    # on 319 rows trained on 287 and validated on 32).
+    # on 319 rows trained on 287 and validated on 32). Below 15 rows the
+    # slice is under 2 rows and nothing is held out: every epoch runs (with
+    # an EarlyStoppingSkippedWarning), which cv_folds_for's docstring, the
+    # README and the recipe's docstrings did not say (they promised
+    # cross-validation for any slice under 32 rows).
     from grapheme_multimodal.stopping import cv_folds_for
     from grapheme_multimodal.uci import TrainingSettings
 
     settings = TrainingSettings()
-    threshold = _smallest_rows_with_a_slice(settings)
-    assert cv_folds_for(threshold - 1, 0.1, 32, 5) == settings.cv_folds
-    readme = re.search(r"with fewer than (\d+) rows \(10 % of them", _text("README.md"))
+    rows = _cross_validated_rows(settings)
+    assert (rows.start, rows.stop) == (15, 315)
+    readme = _text("README.md")
+    said = re.search(r"with (\d+) to (\d+) rows \(10 % of them, rounded, is a slice of 2 to 31 rows", readme)
+    assert said is not None, "the sentence moved"
+    assert (int(said.group(1)), int(said.group(2))) == (rows.start, rows.stop - 1)
+    assert f"with fewer than {rows.start} (a slice under 2 rows holds nothing out) every epoch runs" in readme
     objectives = re.search(r"fewer than (\d+) rows at 10 %", _text("docs/objectives.md"))
-    assert readme is not None and objectives is not None, "the sentences moved"
-    assert int(readme.group(1)) == threshold
-    assert int(objectives.group(1)) == threshold
+    assert objectives is not None and int(objectives.group(1)) == rows.stop
+    # the docstrings that promised cross-validation for every slice under 32 rows
+    from grapheme_multimodal import sklearn, stopping, uci
+
+    for doc in (stopping.cv_folds_for.__doc__, sklearn.MultimodalEmbedder.__doc__, uci.TrainingSettings.__doc__,
+                uci.train.__doc__):
+        assert "2" in " ".join(doc.split()).split("min_validation_rows", 1)[1][:120], doc
+    assert cv_folds_for(rows.start - 1, settings.validation_fraction, settings.min_validation_rows, settings.cv_folds) == 0
 
 
 def _pyproject() -> dict:

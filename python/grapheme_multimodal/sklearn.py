@@ -108,7 +108,9 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
     at most ``epochs`` epochs, stopping after ``patience`` epochs (0: never) without a
     lower validation loss on ``validation_fraction`` of the rows held out
     (``validation_fraction=0``: no early stopping, all epochs run); when
-    that slice would hold fewer than ``min_validation_rows`` rows,
+    that slice would hold fewer than ``min_validation_rows`` rows (but at
+    least 2: a slice of fewer holds nothing out, and all epochs run with an
+    :class:`~grapheme_multimodal.EarlyStoppingSkippedWarning`),
     ``cv_folds``-fold cross-validation chooses the number of epochs and the
     model trains on all rows (``cv_folds`` below 2: always the slice). The
     original model's capacity and losses are ``encoder_hidden=(), encoder_output_dim=None,

@@ -57,9 +57,11 @@ FOLD_BYTES_PER_PARAMETER, FOLD_STEP_BYTES_PER_PARAMETER = 24, 32
 def cv_folds_for(n_rows: IntLike, validation_fraction: FloatLike, min_validation_rows: IntLike, folds: IntLike) -> int:
     """How many cross-validation folds choose the epoch count for ``n_rows``
     rows: ``0`` (hold out a slice instead) unless the slice of
-    ``validation_fraction`` would hold fewer than ``min_validation_rows`` rows;
-    then ``folds``, fewer when some fold would hold out fewer than 2 rows
-    (and 0 when not even 2 folds can)."""
+    ``validation_fraction`` (``round(n_rows * validation_fraction)`` rows)
+    would hold fewer than ``min_validation_rows`` rows but at least 2; then
+    ``folds``, fewer when some fold would hold out fewer than 2 rows (and 0
+    when not even 2 folds can). A slice of fewer than 2 rows holds nothing
+    out: 0, and :func:`fit_with_stopping` runs every epoch on all rows."""
     # a public helper: a fraction of 2.0 (20 rows held out of 10) gave 5 folds, NaN numpy's unnamed error
     n_rows = _check_int(n_rows, "n_rows", 0)
     validation_fraction = _check_fraction(validation_fraction, "validation_fraction")

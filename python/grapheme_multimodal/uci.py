@@ -120,7 +120,10 @@ class TrainingSettings:
     stops after ``patience`` epochs (0: never) without a lower validation
     contrastive loss, keeping the best epoch's weights — so a larger epoch budget never
     makes a small data set worse. When that slice would hold fewer than
-    ``min_validation_rows`` rows, ``cv_folds``-fold cross-validation chooses
+    ``min_validation_rows`` rows (but at least 2: a slice of fewer holds
+    nothing out, and all epochs run with an
+    :class:`~grapheme_multimodal.EarlyStoppingSkippedWarning`),
+    ``cv_folds``-fold cross-validation chooses
     the number of epochs instead and the model trains on all rows
     (:func:`~grapheme_multimodal.stopping.fit_with_stopping`; ``cv_folds``
     below 2: always the slice). ``modality_dropout`` hides each view of
@@ -398,8 +401,8 @@ def train(
     ``settings.validation_fraction`` of ``inputs`` held out (none when too
     few rows: then all ``epochs`` run); the best epoch's weights are kept.
     When the held-out slice would be smaller than
-    ``settings.min_validation_rows``, cross-validation chooses the number of
-    epochs instead (:func:`~grapheme_multimodal.stopping.fit_with_stopping`).
+    ``settings.min_validation_rows`` (but hold 2 rows or more),
+    cross-validation chooses the number of epochs instead (:func:`~grapheme_multimodal.stopping.fit_with_stopping`).
     ``standardize=True`` has the model learn and keep the views' statistics
     (for raw inputs), else ``inputs`` must already be standardised."""
     if not isinstance(settings, TrainingSettings):  # else "'dict' object has no attribute 'model_options'"
