@@ -152,3 +152,21 @@ def test_wl_binding_example_gives_the_default_mix_figures_its_docstring_says():
         return round(cross_view_retrieval(text, signal, np.arange(len(text)))["instance_recall_at_1"], 2)
 
     assert (float(retrieval.group(1)), float(retrieval.group(2))) == (signal_found(slice(0, 200)), signal_found(slice(2000, 2200)))
+
+
+def test_readme_gives_the_default_objectives_a_step_trains():
+    # README said a training step's weights default to "all that apply"; a
+    # model with reconstruction decoders and neighbours, on inputs (where
+    # both apply), trains the default mix only: gm.DEFAULT_WEIGHTS, which
+    # leaves neighborhood and reconstruction out.
+    import numpy as np
+
+    model = gm.LearnableMultiModal(reconstruction_decoders=True, neighborhood_neighbors=3, seed=0)
+    rng = np.random.default_rng(0)
+    inputs = {"visual": rng.normal(size=(8, 18)), "auditory": rng.normal(size=(8, 18))}
+    trained = set(model.losses(inputs)) - {"total"}
+    assert trained == set(gm.DEFAULT_WEIGHTS) - {"seed_consistency"}
+    assert model.losses(inputs, weights={"reconstruction": 1.0, "neighborhood": 1.0})["reconstruction"] > 0
+    text = _text("README.md")
+    assert "selects objectives (default: all that apply)" not in text
+    assert "selects objectives (default: `gm.DEFAULT_WEIGHTS`, the default mix" in text
