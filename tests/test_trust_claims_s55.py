@@ -170,3 +170,34 @@ def test_readme_gives_the_default_objectives_a_step_trains():
     text = _text("README.md")
     assert "selects objectives (default: all that apply)" not in text
     assert "selects objectives (default: `gm.DEFAULT_WEIGHTS`, the default mix" in text
+
+
+def test_np_savetxt_header_names_the_columns_that_embed_checks(tmp_path, capsys):
+    # README: train keeps a CSV header's names, info shows them and embed
+    # refuses a file whose header names them in another order. A CSV written
+    # by np.savetxt(header="a,b,c") begins "# a,b,c": its names were kept as
+    # ("# a", "b", "c"), so a file of "# b,a,c" named other columns ("# b"),
+    # and embed read its columns in that other order without a word.
+    import numpy as np
+
+    from grapheme_multimodal.cli import main
+    from grapheme_multimodal.files import read_modality_file
+    from grapheme_multimodal.types import Modality
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 3))
+    np.savetxt(tmp_path / "train.csv", x, delimiter=",", header="a,b,c")
+    np.savetxt(tmp_path / "swapped.csv", x[:, [1, 0, 2]], delimiter=",", header="b,a,c")
+    np.savetxt(tmp_path / "note.csv", x, delimiter=",", header="written by numpy, 2026")  # a comment: no names
+    assert read_modality_file(Modality.VISUAL, tmp_path / "train.csv").columns == ("a", "b", "c")
+    assert read_modality_file(Modality.VISUAL, tmp_path / "note.csv").columns is None
+    np.testing.assert_array_equal(read_modality_file(Modality.VISUAL, tmp_path / "note.csv").values, x.astype(np.float32))
+
+    model = str(tmp_path / "m.safetensors")
+    assert main(["train", "-m", f"visual={tmp_path / 'train.csv'}", "--epochs", "1", "--no-progress", "-o", model]) == 0
+    assert gm.LearnableMultiModal.load(model).input_columns("visual") == ("a", "b", "c")
+    capsys.readouterr()
+    code = main(["embed", model, "-m", f"visual={tmp_path / 'swapped.csv'}", "-o", str(tmp_path / "e.npy")])
+    err = capsys.readouterr().err
+    assert code == 2 and "in another order (b,a,c)" in err and "trained on: a,b,c" in err, err
+    assert not (tmp_path / "e.npy").exists()

@@ -181,8 +181,10 @@ def read_numeric_csv(path: Path, header: Optional[bool] = None) -> np.ndarray:
     event; ``None`` (the default), a first row holding a cell that is
     neither a number nor a missing value is taken as a header — a guess a header of numbers (``2019,2020``) or an
     event with a typo (``1,2,3x``) defeats, which the two others settle. A
-    header names each column (a comment line, ``# ...``, aside); a cell is a
-    number as ``float`` reads it, less digits grouped by ``_``; a missing
+    header names each column; a comment line, ``# ...``, names them, the
+    ``#`` aside, when it holds a name for each (``np.savetxt(...,
+    header="a,b,c")`` writes ``# a,b,c``), and is dropped otherwise
+    (``# written by ...``); a cell is a number as ``float`` reads it, less digits grouped by ``_``; a missing
     value (an empty cell, ``NA``, ``N/A``, ``#N/A``, ``NULL``) is refused, and
     makes no header; quotes are read as the csv module's ``strict`` dialect
     reads them. The file is UTF-8 text (a byte-order mark skipped); UTF-16
@@ -361,16 +363,18 @@ def _read_numeric_csv_lines(
             looks = next((_why_no_number(cell) for cell in first if not _is_float(cell)), "")
             raise InvalidValueError(
                 f"{shown_name(path)}: the CSV file has a header but no data rows; expected one row per event{looks}", str(path))
-        if len(first) != lengths[0] and not (len(first) == 1 and first[0].lstrip().startswith("#")):
-            # R's write.table(sep=",") names every column but its row names: they were read as a feature. A
-            # comment line (np.savetxt's header) names no columns, and is dropped as before.
+        names = _comment_names(first)
+        if names is None and len(first) != lengths[0]:
+            # R's write.table(sep=",") names every column but its row names: they were read as a feature.
             index = " (a column of row names without a name, as R's write.table writes, is no feature)"
             raise ShapeError(
                 f"{shown_name(path)}: the header (line {header_line}) names {_columns(len(first))}, but {_row_and_line(lines)(0)} "
                 f"has {lengths[0]}; expected a name for each column{index if len(first) == lengths[0] - 1 else ''}",
                 str(path))
-        if len(first) == lengths[0] and not (len(first) == 1 and first[0].lstrip().startswith("#")):  # a comment names none
+        if names is None:
             columns = tuple(cell.strip() for cell in first)
+        elif names and len(names) == lengths[0] > 1:
+            columns = names
     elif header_given is None and len(first) >= 3 and [cell.strip() for cell in first] == [str(i) for i in range(len(first))]:
         # pandas writes a frame's default column names so: the header was read as an event
         raise InvalidValueError(
@@ -634,6 +638,22 @@ def _is_blank_line(record: Sequence[str]) -> bool:
     the previous row of the other files, and ``embed`` wrote one embedding
     fewer without a word."""
     return len(record) == 0 or (len(record) == 1 and not record[0].strip())
+
+
+def _comment_names(record: Sequence[str]) -> Optional[Tuple[str, ...]]:
+    """``None`` unless ``record`` (a header) is a comment line, ``# ...``;
+    then the names it gives, the ``#`` aside: ``np.savetxt(...,
+    header="a,b,c")`` writes ``# a,b,c``, whose names are ``a``, ``b``,
+    ``c`` (kept as ``# a``, the first name changed with the comment mark:
+    ``embed`` compared ``# a,b,c`` with ``# b,a,c`` as other names, and read
+    the columns in the other order without a word). ``()`` for a comment
+    that names no column (one cell, ``# written by ...``, or an empty name):
+    it is dropped. ``#N/A``, a missing value, is no comment mark."""
+    head = record[0].lstrip() if record else ""
+    if not head.startswith("#") or _is_missing(head):
+        return None
+    names = tuple(cell.strip() for cell in (head.lstrip("#"), *record[1:]))
+    return names if len(names) > 1 and all(names) else ()
 
 
 def _is_header_guess(record: Sequence[str]) -> bool:
