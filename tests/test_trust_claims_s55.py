@@ -201,3 +201,24 @@ def test_np_savetxt_header_names_the_columns_that_embed_checks(tmp_path, capsys)
     err = capsys.readouterr().err
     assert code == 2 and "in another order (b,a,c)" in err and "trained on: a,b,c" in err, err
     assert not (tmp_path / "e.npy").exists()
+
+
+def test_readme_says_which_pandas_default_headers_are_refused(tmp_path):
+    # README: "the column numbers 0, 1, 2, ... as a header, is refused". The
+    # reader refuses them from three columns on (as its docstring says);
+    # a two-column frame's "0,1" is read as a first event (it may be one), so
+    # the file had one row more than the frame.
+    import numpy as np
+    import pandas as pd
+
+    from grapheme_multimodal.files import read_modality_file
+    from grapheme_multimodal.types import Modality
+
+    x = np.arange(10.0).reshape(5, 2)
+    pd.DataFrame(x).to_csv(tmp_path / "two.csv", index=False)
+    assert read_modality_file(Modality.VISUAL, tmp_path / "two.csv").values.shape == (6, 2)
+    assert read_modality_file(Modality.VISUAL, tmp_path / "two.csv", csv_header=True).values.shape == (5, 2)
+    pd.DataFrame(np.arange(15.0).reshape(5, 3)).to_csv(tmp_path / "three.csv", index=False)
+    with pytest.raises(gm.InvalidValueError, match="as pandas writes the default column names"):
+        read_modality_file(Modality.VISUAL, tmp_path / "three.csv")
+    assert "as a header (of three columns or more: `0,1` may be a first event" in _text("README.md")
