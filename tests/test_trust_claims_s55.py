@@ -222,3 +222,21 @@ def test_readme_says_which_pandas_default_headers_are_refused(tmp_path):
     with pytest.raises(gm.InvalidValueError, match="as pandas writes the default column names"):
         read_modality_file(Modality.VISUAL, tmp_path / "three.csv")
     assert "as a header (of three columns or more: `0,1` may be a first event" in _text("README.md")
+
+
+def test_model_experience_docstring_says_what_may_replace_the_buffer():
+    # The property's docstring said another buffer may be put in its place
+    # "when its embed_dim and input_dims are this model's, or None", which
+    # reads as if None itself could be assigned: that is a TypeError. The
+    # None is the buffer's dims (not set), which the setter takes.
+    import numpy as np
+
+    model = gm.LearnableMultiModal()
+    with pytest.raises(TypeError, match="experience: expected an ExperienceBuffer"):
+        model.experience = None
+    unset = gm.ExperienceBuffer(5)
+    model.experience = unset
+    model.record_batch({"visual": np.zeros((2, 18))})
+    assert unset.embed_dim == model.config.embed_dim and len(unset) == 2
+    doc = " ".join(type(model).experience.__doc__.split())
+    assert "are each this model's or ``None`` (not set" in doc and "Assigning ``None`` itself is refused" in doc

@@ -595,8 +595,12 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
     def experience(self) -> ExperienceBuffer:
         """The recorded fusions (``record_fusion``, ``record_batch``): an
         :class:`~grapheme_multimodal.ExperienceBuffer` of ``config.buffer_size``
-        experiences. Another buffer may be put in its place when its
-        ``embed_dim`` and ``input_dims`` are this model's, or None."""
+        experiences. Another :class:`~grapheme_multimodal.ExperienceBuffer`
+        may be put in its place when its ``embed_dim`` and ``input_dims``
+        are each this model's or ``None`` (not set: it then records this
+        model's; ``input_dims=None`` keeps no inputs). Assigning ``None``
+        itself is refused (``TypeError``): ``model.experience.clear()``
+        empties the buffer."""
         return self.__dict__["experience"]
 
     @experience.setter
