@@ -479,10 +479,15 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         """Loads parameters by name, and the input standardisation
         :meth:`state_dict` holds (``normalization.<modality>.mean`` and
         ``.std``). With ``strict`` the parameters' names must match exactly,
-        and the dict is the whole state: a modality it holds no
-        standardisation for has none after the load (as in the model the
-        dict came from); without ``strict`` a standardisation the dict does
-        not hold is left as it was (and listed as missing). Shapes must
+        and a dict that holds no standardisation for a modality the model
+        standardises is refused (a dict of the parameters alone cannot be
+        told from one of a model that standardised nothing; PyTorch's strict
+        load refuses a dict without a BatchNorm's statistics alike): pass
+        ``strict=False`` to keep the model's, or remove it first with
+        :meth:`set_normalization` to load the dict as the whole state. A
+        standardisation the dict holds is set, in a model that had none
+        too. Without ``strict`` one the dict does not hold is left as it was
+        (and listed as missing). Shapes must
         always match and values be finite (and each ``std`` at least
         ``MIN_STD``). Nothing is changed unless every tensor is valid.
         Returns, as PyTorch does, the :class:`IncompatibleKeys`
@@ -504,23 +509,32 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         params = {k: v for k, v in state_dict.items() if k not in _NORMALIZATION_NAMES}
         staged = self._checked_tensors(params, "state_dict", strict, note=" (strict=True)")
         stats = self._checked_normalization(state_dict, "state_dict")
+        # The standardisations the model applies that the dict holds none for: a dict of the parameters
+        # alone ({k: ... for k in model.gradients()}, one saved before state_dict held them) looks the same
+        # as one of a model that standardised nothing. A strict load took it for the latter and removed
+        # them, said nowhere (and returned "all keys matched"): the model then embedded the raw inputs.
+        # Refused instead, as PyTorch's strict load refuses a dict without a BatchNorm's statistics.
+        unheld = [m for m in _MODALITIES if m not in stats and self._core.get_normalization(m.index) is not None]
+        if strict and unheld:
+            keys = [key for m in unheld for key in _NORMALIZATION_KEYS[m]]
+            names = ", ".join(repr(str(m)) for m in unheld)
+            raise InvalidValueError(
+                f"state_dict: unexpected keys [], missing keys {keys} (strict=True): the model standardises the inputs "
+                f"of {names} and the dict holds no standardisation for them (a dict of the parameters alone, or one "
+                "saved before state_dict held the standardisation); expected them, as state_dict() gives them: pass "
+                "strict=False to keep the model's standardisation, or remove it first (model.set_normalization("
+                f"{str(unheld[0])!r})) to load the dict as the whole state", "state_dict")
         foreign = any(
             name.startswith("encoder.") and not np.array_equal(arr, self._core.get_param(name)) for name, arr in staged.items()
         )
-        kept = []  # the standardisations a strict=False load leaves, which the dict does not hold
         with uninterrupted():  # with the record of trained modalities: Ctrl-C between the two would load half
             self._set_params(staged)
-            for m in _MODALITIES:
-                if m in stats:
-                    self._core.set_normalization(m.index, *stats[m])
-                elif self._core.get_normalization(m.index) is not None:
-                    if strict:
-                        self._core.set_normalization(m.index)
-                    else:
-                        kept.extend(_NORMALIZATION_KEYS[m])
+            for m, (mean, std) in stats.items():
+                self._core.set_normalization(m.index, mean, std)
             if foreign:
                 self._core.set_trained_rows(None)
         shapes = self.parameter_shapes()
+        kept = [key for m in unheld for key in _NORMALIZATION_KEYS[m]]  # left as they were (strict=False)
         return IncompatibleKeys([n for n in shapes if n not in staged] + kept,
                                 sorted((k for k in params if k not in shapes), key=str))
 

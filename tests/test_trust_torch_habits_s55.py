@@ -1,0 +1,87 @@
+"""A PyTorch user's habits with LearnableMultiModal's training API and its
+state dict (s55-torchuser): each test is a defect that user met, and says
+what they saw. No torch import: torch is not installed in CI."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import grapheme_multimodal as gm
+
+DIMS = {"visual": 6, "tactile": 4}
+NORMALIZATION = ["normalization.visual.mean", "normalization.visual.std",
+                 "normalization.tactile.mean", "normalization.tactile.std"]
+
+
+def _fitted(seed: int = 0):
+    rng = np.random.default_rng(0)
+    data = {"visual": rng.normal(5, 3, (48, 6)).astype(np.float32), "tactile": rng.normal(-2, 4, (48, 4)).astype(np.float32)}
+    model = gm.LearnableMultiModal(input_dims=DIMS, embed_dim=8, hidden_dim=16, seed=seed)
+    model.fit(data, epochs=1, progress=False)  # standardize=True, the default
+    return model, data
+
+
+def _snapshot(model):
+    return {k: v.tobytes() for k, v in model.state_dict().items()}
+
+
+@pytest.mark.parametrize("habit", ["manual_sgd", "parameter_shapes", "file_from_before"])
+def test_a_strict_load_of_the_parameters_alone_keeps_the_standardisation_or_is_refused(habit) -> None:
+    """A fitted model loaded strictly from a dict of its parameters alone —
+    a manual update ``{k: sd[k] - lr * g[k] for k in model.gradients()}``,
+    a dict keyed by ``parameter_shapes()``, a state dict saved before it
+    held the standardisation — lost the standardisation fit had learned,
+    returned "all keys matched" ``([], [])``, and embedded the raw inputs
+    from then on: other embeddings, said nowhere (PyTorch's strict load
+    refuses a dict without a BatchNorm's statistics). Refused now, nothing
+    changed; ``strict=False`` keeps the standardisation and names it missing."""
+    model, data = _fitted()
+    state, before = model.state_dict(), _snapshot(model)
+    embedded = model.encode_and_fuse(data)[1]
+    if habit == "manual_sgd":
+        model.backward(data)
+        grads = model.gradients()
+        given = {k: state[k] - np.float32(1e-3) * grads[k] for k in grads}
+    elif habit == "parameter_shapes":
+        given = {k: state[k] for k in model.parameter_shapes()}
+    else:
+        given = {k: v for k, v in state.items() if not k.startswith("normalization.")}
+    with pytest.raises(gm.InvalidValueError, match=r"^state_dict: unexpected keys \[\], missing keys \['normalization\.visual"
+                                                   r"\.mean', .*strict=False to keep the model's standardisation") as err:
+        model.load_state_dict(given)
+    assert err.value.arg == "state_dict"
+    assert _snapshot(model) == before
+    np.testing.assert_array_equal(model.encode_and_fuse(data)[1], embedded)
+    assert model.load_state_dict(given, strict=False) == (NORMALIZATION, [])
+    assert model.normalization("visual") is not None and model.normalization("tactile") is not None
+
+
+def test_a_strict_load_refuses_a_dict_that_holds_one_modalitys_standardisation_of_two() -> None:
+    model, _ = _fitted()
+    source, _ = _fitted(seed=1)
+    given = {k: v for k, v in source.state_dict().items() if not k.startswith("normalization.tactile.")}
+    before = _snapshot(model)
+    with pytest.raises(gm.InvalidValueError, match=r"missing keys \['normalization\.tactile\.mean', "
+                                                   r"'normalization\.tactile\.std'\] \(strict=True\): the model "
+                                                   r"standardises the inputs of 'tactile'"):
+        model.load_state_dict(given)
+    assert _snapshot(model) == before
+
+
+def test_a_full_state_dict_still_loads_strictly_into_any_model_of_the_config() -> None:
+    """What the strict refusal leaves alone: a dict that holds the model's
+    standardisations loads (into a model that standardises nothing too), and
+    one without any into a model without any; removing the model's first
+    makes a dict of the parameters alone the whole state."""
+    model, data = _fitted()
+    fresh = gm.LearnableMultiModal(input_dims=DIMS, embed_dim=8, hidden_dim=16, seed=5)
+    assert fresh.load_state_dict(model.state_dict()) == ([], [])
+    np.testing.assert_array_equal(fresh.encode_and_fuse(data)[1], model.encode_and_fuse(data)[1])
+    assert model.load_state_dict(model.state_dict()) == ([], [])  # its own dict into itself
+    raw = gm.LearnableMultiModal(input_dims=DIMS, embed_dim=8, hidden_dim=16, seed=6)
+    assert raw.load_state_dict(gm.LearnableMultiModal(input_dims=DIMS, embed_dim=8, hidden_dim=16, seed=7).state_dict()) == ([], [])
+    for m in ("visual", "tactile"):
+        fresh.set_normalization(m)
+    assert fresh.load_state_dict(raw.state_dict()) == ([], [])
+    assert fresh.normalization("visual") is None
