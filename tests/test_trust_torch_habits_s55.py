@@ -14,11 +14,11 @@ NORMALIZATION = ["normalization.visual.mean", "normalization.visual.std",
                  "normalization.tactile.mean", "normalization.tactile.std"]
 
 
-def _fitted(seed: int = 0):
+def _fitted(seed: int = 0, **options):
     rng = np.random.default_rng(0)
     data = {"visual": rng.normal(5, 3, (48, 6)).astype(np.float32), "tactile": rng.normal(-2, 4, (48, 4)).astype(np.float32)}
     model = gm.LearnableMultiModal(input_dims=DIMS, embed_dim=8, hidden_dim=16, seed=seed)
-    model.fit(data, epochs=1, progress=False)  # standardize=True, the default
+    model.fit(data, progress=False, **{"epochs": 1, **options})  # standardize=True, the default
     return model, data
 
 
@@ -26,17 +26,18 @@ def _snapshot(model):
     return {k: v.tobytes() for k, v in model.state_dict().items()}
 
 
-@pytest.mark.parametrize("habit", ["manual_sgd", "parameter_shapes", "file_from_before"])
+@pytest.mark.parametrize("habit", ["manual_sgd", "parameter_shapes", "file_from_before", "trained_weights"])
 def test_a_strict_load_of_the_parameters_alone_keeps_the_standardisation_or_is_refused(habit) -> None:
     """A fitted model loaded strictly from a dict of its parameters alone —
     a manual update ``{k: sd[k] - lr * g[k] for k in model.gradients()}``,
     a dict keyed by ``parameter_shapes()``, a state dict saved before it
-    held the standardisation — lost the standardisation fit had learned,
+    held the standardisation, the trained weights beside a weight average
+    (``model.weight_average.trained``) — lost the standardisation fit had learned,
     returned "all keys matched" ``([], [])``, and embedded the raw inputs
     from then on: other embeddings, said nowhere (PyTorch's strict load
     refuses a dict without a BatchNorm's statistics). Refused now, nothing
     changed; ``strict=False`` keeps the standardisation and names it missing."""
-    model, data = _fitted()
+    model, data = _fitted(**({"epochs": 2, "ema_decay": 0.9} if habit == "trained_weights" else {}))
     state, before = model.state_dict(), _snapshot(model)
     embedded = model.encode_and_fuse(data)[1]
     if habit == "manual_sgd":
@@ -45,8 +46,10 @@ def test_a_strict_load_of_the_parameters_alone_keeps_the_standardisation_or_is_r
         given = {k: state[k] - np.float32(1e-3) * grads[k] for k in grads}
     elif habit == "parameter_shapes":
         given = {k: state[k] for k in model.parameter_shapes()}
-    else:
+    elif habit == "file_from_before":
         given = {k: v for k, v in state.items() if not k.startswith("normalization.")}
+    else:
+        given = model.weight_average.trained
     with pytest.raises(gm.InvalidValueError, match=r"^state_dict: unexpected keys \[\], missing keys \['normalization\.visual"
                                                    r"\.mean', .*strict=False to keep the model's standardisation") as err:
         model.load_state_dict(given)
