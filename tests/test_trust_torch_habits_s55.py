@@ -88,3 +88,33 @@ def test_a_full_state_dict_still_loads_strictly_into_any_model_of_the_config() -
         fresh.set_normalization(m)
     assert fresh.load_state_dict(raw.state_dict()) == ([], [])
     assert fresh.normalization("visual") is None
+
+
+def test_fit_resumes_from_the_state_dict_and_optimizer_state_only_with_the_epoch_count() -> None:
+    """optimizer_state() said it was "everything besides the weights that
+    training continues from", and the training API's example that with
+    load_state_dict it "resumes bit for bit": a PyTorch-style resume of
+    ``fit`` (a new model, ``load_state_dict`` + ``load_optimizer_state``)
+    trained on other weights than the uninterrupted run, as each epoch's
+    shuffle is drawn from ``(seed, epochs_trained)``. The docs now say to set
+    ``epochs_trained`` too (or save a checkpoint); this pins what they say."""
+    rng = np.random.default_rng(1)
+    data = {"visual": rng.normal(size=(40, 6)), "tactile": rng.normal(size=(40, 4))}
+    options = dict(batch_size=16, modality_dropout=0.3, progress=False)
+
+    def make():
+        return gm.LearnableMultiModal(input_dims=DIMS, embed_dim=8, hidden_dim=16, seed=0)
+
+    whole, half = make(), make()
+    whole.fit(data, epochs=2, **options)
+    half.fit(data, epochs=1, **options)
+    resumed, unmatched = make(), make()
+    for model in (resumed, unmatched):
+        model.load_state_dict(half.state_dict())
+        model.load_optimizer_state(half.optimizer_state())
+    resumed.epochs_trained = half.epochs_trained
+    resumed.fit(data, epochs=1, **options)
+    unmatched.fit(data, epochs=1, **options)
+    assert _snapshot(resumed) == _snapshot(whole)
+    assert _snapshot(unmatched) != _snapshot(whole)
+    assert "epochs_trained" in type(whole).optimizer_state.__doc__

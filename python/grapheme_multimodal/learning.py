@@ -331,7 +331,11 @@ class LearningMixin:
         PyTorch names) and the number of gradient computations so far, which
         with ``config.seed`` fixes the objectives' random draws. Restoring it
         with :meth:`load_optimizer_state` (and the weights) continues
-        training bit for bit."""
+        training by :meth:`train_step` and :meth:`backward` bit for bit;
+        ``fit`` draws each epoch's shuffle and dropout from ``(seed,
+        epochs_trained)`` and averages from :attr:`weight_average`, which
+        neither holds: set ``epochs_trained`` too (a fit without
+        ``ema_decay``), or ``save``/``load`` a checkpoint, which keeps it all."""
         m, v, step, counter = self._core.optimizer_state()
         return {"step": step, "rng_counter": counter, "exp_avg": self._unflatten(m), "exp_avg_sq": self._unflatten(v)}
 
