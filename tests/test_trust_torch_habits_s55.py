@@ -118,3 +118,27 @@ def test_fit_resumes_from_the_state_dict_and_optimizer_state_only_with_the_epoch
     assert _snapshot(resumed) == _snapshot(whole)
     assert _snapshot(unmatched) != _snapshot(whole)
     assert "epochs_trained" in type(whole).optimizer_state.__doc__
+
+
+def test_gradients_are_a_copy_and_say_so() -> None:
+    """A PyTorch user averaging an accumulation in place (``g /= n`` for each
+    of ``model.gradients()``, as on ``p.grad``) then calling ``step()`` took
+    a step on the unscaled sum: the arrays are a copy, which the docs did
+    not say. They say it now; the way that works is pinned."""
+    rng = np.random.default_rng(2)
+    data = {"visual": rng.normal(size=(12, 6)), "tactile": rng.normal(size=(12, 4))}
+    a = gm.LearnableMultiModal(input_dims=DIMS, embed_dim=8, hidden_dim=16, seed=0)
+    b = gm.LearnableMultiModal(input_dims=DIMS, embed_dim=8, hidden_dim=16, seed=0)
+    for model in (a, b):
+        model.backward(data, weights={"contrastive": 1.0})
+        model.backward(data, weights={"contrastive": 1.0})
+    summed = a.gradients()
+    for g in summed.values():
+        g /= 2  # changes nothing in a
+    assert all(np.array_equal(v, 2 * summed[k]) for k, v in a.gradients().items())
+    a.apply_gradients(summed)
+    b.zero_grad()
+    b.backward(data, weights={"contrastive": 1.0})
+    b.step()
+    assert _snapshot(a) == _snapshot(b)
+    assert "a copy" in type(a).gradients.__doc__

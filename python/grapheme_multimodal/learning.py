@@ -296,7 +296,10 @@ class LearningMixin:
     @reads
     def gradients(self) -> "OrderedDict[str, np.ndarray]":
         """The accumulated gradients, float32, under the :meth:`state_dict`
-        names (zeros when there are none)."""
+        names (zeros when there are none): a copy, so unlike PyTorch's
+        ``.grad`` an edit in place (``g /= n`` over an accumulation) changes
+        nothing :meth:`step` reads; step on edited gradients with
+        :meth:`apply_gradients`."""
         flat = self._core.get_flat_grad()
         return self._unflatten(flat)
 
