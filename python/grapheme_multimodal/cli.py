@@ -91,8 +91,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def _checked_argv(argv: Optional[Sequence[Any]]) -> Optional[List[str]]:
-    """:func:`main`'s ``argv`` as a list of str, paths (``os.PathLike``)
-    taken as their names: a ``Path`` among them was a TypeError from inside
+    """:func:`main`'s ``argv`` as a list of str, paths (``os.PathLike``, or
+    bytes, decoded as ``os.fsdecode`` decodes them) taken as their names: a ``Path`` among them was a TypeError from inside
     argparse ("'PosixPath' object is not subscriptable", naming nothing),
     and a str (``main("info")``) was read as one argument per character."""
     from .types import bounded_repr
@@ -102,7 +102,9 @@ def _checked_argv(argv: Optional[Sequence[Any]]) -> Optional[List[str]]:
     if isinstance(argv, (str, bytes)) or not hasattr(argv, "__iter__"):
         raise TypeError(f"argv: expected a list of command-line arguments (str), e.g. ['info', 'model.gmm'], "
                         f"got {bounded_repr(argv)} ({type(argv).__name__})")
-    items = [os.fspath(a) if isinstance(a, os.PathLike) else a for a in argv]
+    # a path as bytes (b"model.gmm", or an os.PathLike whose __fspath__ gives bytes) decoded as the
+    # interpreter decodes sys.argv: it was refused as "expected a str (or a path), got b'model.gmm'"
+    items = [os.fsdecode(a) if isinstance(a, (os.PathLike, bytes)) else a for a in argv]
     for i, item in enumerate(items):
         if not isinstance(item, str):
             raise TypeError(f"argv[{i}]: expected a str (or a path), got {bounded_repr(item)} ({type(item).__name__})")
