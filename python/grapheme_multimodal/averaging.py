@@ -66,6 +66,11 @@ class _ModelWeights(Mapping):
         return len(self.specs)
 
 
+#: The first component of the names of a state dict's buffers (the inputs' standardisation,
+#: ``normalization.<modality>.mean`` / ``.std``), which are no weights.
+_BUFFER_PREFIX = "normalization."
+
+
 def model_weights(model: "LearnableMultiModal") -> Mapping[str, np.ndarray]:
     """``model``'s weights by name (a copy, read in one call) for
     :meth:`WeightAverage.updated`, which averages them as one flat array."""
@@ -241,8 +246,14 @@ class WeightAverage:
     def holds(self, weights: Mapping[str, np.ndarray]) -> bool:
         """Whether ``weights`` are this applied average (nothing changed them
         since); compared a tensor at a time, so weights that left it (a step
-        changes nearly every tensor) are told at the first that differs."""
-        if self.trained is None or set(weights) != set(self.mean):
+        changes nearly every tensor) are told at the first that differs.
+        ``weights`` may be a whole ``model.state_dict()``: its
+        ``normalization.*`` entries are the inputs' standardisation (buffers,
+        which no average holds), not weights, and are not compared."""
+        # state_dict() holds the standardisation too since it carries it: a model holding this average
+        # was said not to, as its state dict's keys were not the average's
+        names = {k for k in weights if not (isinstance(k, str) and k.startswith(_BUFFER_PREFIX))}
+        if self.trained is None or names != set(self.mean):
             return False
         return all(np.array_equal(np.asarray(weights[k]), v.astype(np.float32)) for k, v in self.mean.items())
 

@@ -1,0 +1,35 @@
+"""state_dict() holds the inputs' standardisation (normalization.* buffers)
+besides the parameters: the APIs around it that took it for the parameters
+alone."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import grapheme_multimodal as gm
+from conftest import load_script
+
+DIMS = {"visual": 6, "tactile": 4}
+
+
+def _fitted(seed: int = 0, **options):
+    rng = np.random.default_rng(0)
+    data = {"visual": rng.normal(5, 3, (48, 6)).astype(np.float32), "tactile": rng.normal(-2, 4, (48, 4)).astype(np.float32)}
+    model = gm.LearnableMultiModal(input_dims=DIMS, embed_dim=8, hidden_dim=16, seed=seed)
+    model.fit(data, progress=False, **{"epochs": 1, **options})  # standardize=True, the default
+    return model, data
+
+
+def test_a_weight_average_holds_the_state_dict_of_the_model_that_holds_it() -> None:
+    """``model.weight_average.holds(model.state_dict())`` was False for a
+    model holding the average (``held_by`` True): the state dict's
+    standardisation buffers were taken for weights the average lacked."""
+    model, _ = _fitted(epochs=2, ema_decay=0.9)
+    average = model.weight_average
+    assert average.held_by(model)
+    assert average.holds(model.state_dict())
+    assert average.holds(average.averaged_weights())
+    moved = model.state_dict()
+    moved["fusion.0.bias"] = moved["fusion.0.bias"] + np.float32(1)
+    assert not average.holds(moved)
