@@ -19,6 +19,19 @@ ALPHA = np.float32(0.01)
 NORM_EPS = np.float32(1e-8)
 
 
+def parameters_only(state_dict: Mapping[str, np.ndarray], reference: str) -> Mapping[str, np.ndarray]:
+    """``state_dict``, refused when it holds the inputs' standardisation
+    (``normalization.<modality>.mean`` / ``.std``, which a fitted model's
+    state dict holds): the references embed the raw inputs, so from such a
+    dict they would compute other embeddings than the model, said nowhere."""
+    held = sorted(k for k in state_dict if isinstance(k, str) and k.startswith("normalization."))
+    if held:
+        raise ValueError(f"state_dict: holds the inputs' standardisation ({', '.join(held[:2])}, ...), which the "
+                         f"{reference} reference does not apply; expected the state dict of a model that standardises "
+                         "nothing (unfitted, or fitted with standardize=False)")
+    return state_dict
+
+
 # ---------------------------------------------------------------- featurise
 def text_graph_arrays(text: str) -> tuple:
     """``(num_nodes, activations [n], edge_sources [n-1])`` of the text graph:
@@ -60,7 +73,7 @@ class NumpyModel:
     """Encoders + fusion network in float32 from a `state_dict`."""
 
     def __init__(self, state_dict: Mapping[str, np.ndarray]) -> None:
-        p = {k: np.asarray(v, dtype=np.float32) for k, v in state_dict.items()}
+        p = {k: np.asarray(v, dtype=np.float32) for k, v in parameters_only(state_dict, "NumPy").items()}
         self.embed_dim = p["fusion.0.bias"].shape[0]
         self.enc_wt = [np.ascontiguousarray(p[f"encoder.{n}.weight"].T) for n in MODALITY_NAMES]
         self.enc_b = [p[f"encoder.{n}.bias"] for n in MODALITY_NAMES]

@@ -15,7 +15,7 @@ from typing import Dict, List, Mapping, Sequence, Tuple
 
 import numpy as np
 
-from ref_numpy import ALPHA, MODALITY_NAMES, NORM_EPS, NUM_MODALITIES
+from ref_numpy import ALPHA, MODALITY_NAMES, NORM_EPS, NUM_MODALITIES, parameters_only
 
 F32 = np.float32
 BETA1, BETA2, ADAM_EPS = 0.9, 0.999, 1e-8
@@ -70,7 +70,7 @@ class NumpyTrainer:
     """Weights, gradients and Adam state as float32 arrays under our names."""
 
     def __init__(self, state_dict: Mapping[str, np.ndarray], num_heads: int, temperature: float, lr: float) -> None:
-        self.p: Dict[str, np.ndarray] = {k: np.array(v, dtype=F32) for k, v in state_dict.items()}
+        self.p: Dict[str, np.ndarray] = {k: np.array(v, dtype=F32) for k, v in parameters_only(state_dict, "NumPy").items()}
         self.embed_dim = self.p["fusion.0.bias"].shape[0]
         if self.p["binder.weight"].shape != (1, 2 * self.embed_dim):
             raise ValueError("the NumPy reference implements the additive binder only")

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ref_numpy import MODALITY_NAMES, NUM_MODALITIES, fingerprint, text_graph_arrays
+from ref_numpy import MODALITY_NAMES, NUM_MODALITIES, fingerprint, parameters_only, text_graph_arrays
 
 ALPHA = 0.01
 NORM_EPS = 1e-8
@@ -22,7 +22,7 @@ class TorchModel:
     """Encoders + fusion network as `torch` tensors from a `state_dict`."""
 
     def __init__(self, state_dict: Mapping[str, np.ndarray]) -> None:
-        p = {k: torch.from_numpy(np.array(v, dtype=np.float32)) for k, v in state_dict.items()}
+        p = {k: torch.from_numpy(np.array(v, dtype=np.float32)) for k, v in parameters_only(state_dict, "torch").items()}
         self.embed_dim = p["fusion.0.bias"].shape[0]
         self.enc = [(p[f"encoder.{n}.weight"], p[f"encoder.{n}.bias"]) for n in MODALITY_NAMES]
         self.fus = [(p[f"fusion.{i}.weight"], p[f"fusion.{i}.bias"]) for i in range(3)]

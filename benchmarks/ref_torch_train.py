@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ref_numpy import MODALITY_NAMES, NUM_MODALITIES
+from ref_numpy import MODALITY_NAMES, NUM_MODALITIES, parameters_only
 from ref_numpy_train import Draws
 
 ALPHA = 0.01
@@ -36,7 +36,7 @@ class TorchTrainer:
     and `torch.optim.Adam` with our settings (β = (0.9, 0.999), ε = 1e-8)."""
 
     def __init__(self, state_dict: Mapping[str, np.ndarray], num_heads: int, temperature: float, lr: float) -> None:
-        self.names = list(state_dict)
+        self.names = list(parameters_only(state_dict, "torch"))
         self.p: Dict[str, torch.Tensor] = {
             k: torch.tensor(np.asarray(v, dtype=np.float32), requires_grad=True) for k, v in state_dict.items()
         }

@@ -33,3 +33,19 @@ def test_a_weight_average_holds_the_state_dict_of_the_model_that_holds_it() -> N
     moved = model.state_dict()
     moved["fusion.0.bias"] = moved["fusion.0.bias"] + np.float32(1)
     assert not average.holds(moved)
+
+
+def test_the_benchmarks_numpy_reference_refuses_a_state_dict_with_a_standardisation() -> None:
+    """benchmarks/ref_numpy.py's model, "built from our state_dict so the
+    outputs can be compared element by element", embeds the raw inputs: from
+    a fitted model's state dict (now holding its standardisation) it
+    computed other embeddings than the model, said nowhere."""
+    ref_numpy = load_script("benchmarks/ref_numpy.py")
+    model = gm.LearnableMultiModal(seed=0)
+    x = np.random.default_rng(0).normal(3, 2, (32, 18)).astype(np.float32)
+    unfitted = ref_numpy.NumpyModel(model.state_dict())
+    assert unfitted.embed_dim == model.config.embed_dim
+    model.fit({"visual": x}, epochs=1, progress=False)
+    with pytest.raises(ValueError, match=r"^state_dict: holds the inputs' standardisation \(normalization\.visual\.mean, "
+                                         r"normalization\.visual\.std, \.\.\.\), which the NumPy reference does not apply"):
+        ref_numpy.NumpyModel(model.state_dict())
