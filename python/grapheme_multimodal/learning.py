@@ -295,8 +295,10 @@ class LearningMixin:
 
     @reads
     def gradients(self) -> "OrderedDict[str, np.ndarray]":
-        """The accumulated gradients, float32, under the :meth:`state_dict`
-        names (zeros when there are none): a copy, so unlike PyTorch's
+        """The accumulated gradients, float32, under the parameters' names
+        (:meth:`parameter_shapes`: the :meth:`state_dict` names less its
+        ``normalization.*`` buffers, which have no gradient; zeros when
+        there are none): a copy, so unlike PyTorch's
         ``.grad`` an edit in place (``g /= n`` over an accumulation) changes
         nothing :meth:`step` reads; step on edited gradients with
         :meth:`apply_gradients`."""
@@ -306,7 +308,8 @@ class LearningMixin:
     @writes
     def apply_gradients(self, grads: Mapping[str, Any], lr: Optional[float] = None) -> None:
         """One Adam update from ``grads`` (``{name: array}`` with the
-        :meth:`state_dict` names and shapes, every tensor given), e.g.
+        :meth:`parameter_shapes` names and shapes, every tensor given: not
+        the ``normalization.*`` buffers of :meth:`state_dict`), e.g.
         gradients averaged over data-parallel workers. The accumulated
         gradients are left as they are. An update that would make a weight
         or moment non-finite is refused whole (nothing changes); inside Adam
@@ -331,7 +334,8 @@ class LearningMixin:
 
         ``{"step": int, "rng_counter": int, "exp_avg": {name: array},
         "exp_avg_sq": {name: array}}`` — Adam's update count and moments (the
-        PyTorch names) and the number of gradient computations so far, which
+        PyTorch names), by parameter name (:meth:`parameter_shapes`, no
+        ``normalization.*`` buffer) and the number of gradient computations so far, which
         with ``config.seed`` fixes the objectives' random draws. Restoring it
         with :meth:`load_optimizer_state` (and the weights) continues
         training by :meth:`train_step` and :meth:`backward` bit for bit;
@@ -471,7 +475,7 @@ class LearningMixin:
         return event_components(self.config, events)
 
     def _unflatten(self, flat: np.ndarray) -> "OrderedDict[str, np.ndarray]":
-        """``flat`` (layout order) as ``{name: view of flat}``, the :meth:`state_dict` names and shapes."""
+        """``flat`` (layout order) as ``{name: view of flat}``, the parameters' names and shapes (:meth:`parameter_shapes`)."""
         return split_flat(flat, self._core.param_specs())
 
     def _parameter_at(self, flat: int) -> Tuple[str, Tuple[int, ...]]:
