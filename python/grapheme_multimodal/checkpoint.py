@@ -52,7 +52,7 @@ def _state_dict_hint(names: Sequence[str]) -> str:
         return ""
     shown = ", ".join(repr(n) for n in list(names)[:2]) + (", ..." if len(names) > 2 else "")
     return (f"; its tensors ({shown}) are named as a model's state_dict() names them: it holds a state dict, "
-            "parameters without the config a checkpoint keeps, from which load cannot build a model; a model of "
+            "parameters (and the inputs' standardisation) without the config a checkpoint keeps, from which load cannot build a model; a model of "
             "the config it was saved from reads it: model.load_state_dict(safetensors.numpy.load_file(path))")
 
 
