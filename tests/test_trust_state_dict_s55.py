@@ -10,22 +10,14 @@ import pytest
 import grapheme_multimodal as gm
 from conftest import load_script
 
-DIMS = {"visual": 6, "tactile": 4}
-
-
-def _fitted(seed: int = 0, **options):
-    rng = np.random.default_rng(0)
-    data = {"visual": rng.normal(5, 3, (48, 6)).astype(np.float32), "tactile": rng.normal(-2, 4, (48, 4)).astype(np.float32)}
-    model = gm.LearnableMultiModal(input_dims=DIMS, embed_dim=8, hidden_dim=16, seed=seed)
-    model.fit(data, progress=False, **{"epochs": 1, **options})  # standardize=True, the default
-    return model, data
+from test_trust_torch_habits_s55 import fitted_model
 
 
 def test_a_weight_average_holds_the_state_dict_of_the_model_that_holds_it() -> None:
     """``model.weight_average.holds(model.state_dict())`` was False for a
     model holding the average (``held_by`` True): the state dict's
     standardisation buffers were taken for weights the average lacked."""
-    model, _ = _fitted(epochs=2, ema_decay=0.9)
+    model, _ = fitted_model(epochs=2, ema_decay=0.9)
     average = model.weight_average
     assert average.held_by(model)
     assert average.holds(model.state_dict())

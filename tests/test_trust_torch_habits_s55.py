@@ -14,7 +14,8 @@ NORMALIZATION = ["normalization.visual.mean", "normalization.visual.std",
                  "normalization.tactile.mean", "normalization.tactile.std"]
 
 
-def _fitted(seed: int = 0, **options):
+def fitted_model(seed: int = 0, **options):
+    """A small model fitted with the default standardize=True, and its data (shared with test_trust_state_dict_s55)."""
     rng = np.random.default_rng(0)
     data = {"visual": rng.normal(5, 3, (48, 6)).astype(np.float32), "tactile": rng.normal(-2, 4, (48, 4)).astype(np.float32)}
     model = gm.LearnableMultiModal(input_dims=DIMS, embed_dim=8, hidden_dim=16, seed=seed)
@@ -37,7 +38,7 @@ def test_a_strict_load_of_the_parameters_alone_keeps_the_standardisation_or_is_r
     from then on: other embeddings, said nowhere (PyTorch's strict load
     refuses a dict without a BatchNorm's statistics). Refused now, nothing
     changed; ``strict=False`` keeps the standardisation and names it missing."""
-    model, data = _fitted(**({"epochs": 2, "ema_decay": 0.9} if habit == "trained_weights" else {}))
+    model, data = fitted_model(**({"epochs": 2, "ema_decay": 0.9} if habit == "trained_weights" else {}))
     state, before = model.state_dict(), _snapshot(model)
     embedded = model.encode_and_fuse(data)[1]
     if habit == "manual_sgd":
@@ -61,8 +62,8 @@ def test_a_strict_load_of_the_parameters_alone_keeps_the_standardisation_or_is_r
 
 
 def test_a_strict_load_refuses_a_dict_that_holds_one_modalitys_standardisation_of_two() -> None:
-    model, _ = _fitted()
-    source, _ = _fitted(seed=1)
+    model, _ = fitted_model()
+    source, _ = fitted_model(seed=1)
     given = {k: v for k, v in source.state_dict().items() if not k.startswith("normalization.tactile.")}
     before = _snapshot(model)
     with pytest.raises(gm.InvalidValueError, match=r"missing keys \['normalization\.tactile\.mean', "
@@ -77,7 +78,7 @@ def test_a_full_state_dict_still_loads_strictly_into_any_model_of_the_config() -
     standardisations loads (into a model that standardises nothing too), and
     one without any into a model without any; removing the model's first
     makes a dict of the parameters alone the whole state."""
-    model, data = _fitted()
+    model, data = fitted_model()
     fresh = gm.LearnableMultiModal(input_dims=DIMS, embed_dim=8, hidden_dim=16, seed=5)
     assert fresh.load_state_dict(model.state_dict()) == ([], [])
     np.testing.assert_array_equal(fresh.encode_and_fuse(data)[1], model.encode_and_fuse(data)[1])
