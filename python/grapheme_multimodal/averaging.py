@@ -35,6 +35,7 @@ import numpy as np
 from ._readonly import ReadOnlyMapping
 from ._validation import FLOAT32_MAX, FloatLike, as_finite_float, sorted_names
 from .exceptions import InvalidValueError, ShapeError
+from .types import NORMALIZATION_NAMES
 
 if TYPE_CHECKING:
     from .model import LearnableMultiModal
@@ -64,11 +65,6 @@ class _ModelWeights(Mapping):
 
     def __len__(self) -> int:
         return len(self.specs)
-
-
-#: The first component of the names of a state dict's buffers (the inputs' standardisation,
-#: ``normalization.<modality>.mean`` / ``.std``), which are no weights.
-_BUFFER_PREFIX = "normalization."
 
 
 def model_weights(model: "LearnableMultiModal") -> Mapping[str, np.ndarray]:
@@ -252,7 +248,7 @@ class WeightAverage:
         which no average holds), not weights, and are not compared."""
         # state_dict() holds the standardisation too since it carries it: a model holding this average
         # was said not to, as its state dict's keys were not the average's
-        names = {k for k in weights if not (isinstance(k, str) and k.startswith(_BUFFER_PREFIX))}
+        names = set(weights) - NORMALIZATION_NAMES
         if self.trained is None or names != set(self.mean):
             return False
         return all(np.array_equal(np.asarray(weights[k]), v.astype(np.float32)) for k, v in self.mean.items())

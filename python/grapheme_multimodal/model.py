@@ -50,7 +50,7 @@ from .learning import LearningMixin
 from .config import GraphFeatures, InputDims, LearnableMultiModalConfig, resolve_config
 from .graph import absent_graph_rows, is_graph_list, refuse_stray_graphs
 from .exceptions import CheckpointError, InvalidValueError, NonFiniteError, ShapeError, UntrainedModalityWarning
-from .types import CrossModalBinding, BindingType, ModalGraph, Modality, MultiModalEvent
+from .types import NORMALIZATION_KEYS, NORMALIZATION_NAMES, CrossModalBinding, BindingType, ModalGraph, Modality, MultiModalEvent
 from .batch import Inputs, refuse_non_finite_event
 
 if TYPE_CHECKING:
@@ -466,7 +466,7 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         for m in _MODALITIES:
             stats = self._core.get_normalization(m.index)
             if stats is not None:
-                state[_NORMALIZATION_KEYS[m][0]], state[_NORMALIZATION_KEYS[m][1]] = stats
+                state[NORMALIZATION_KEYS[m][0]], state[NORMALIZATION_KEYS[m][1]] = stats
         return state
 
     def _parameters(self) -> "OrderedDict[str, np.ndarray]":
@@ -506,7 +506,7 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         strict = check_flag(strict, "strict")  # "False" would be true: the strict check, not what was asked
         if not isinstance(state_dict, Mapping):
             raise TypeError(f"state_dict: expected a mapping name -> array, got {type(state_dict).__name__}")
-        params = {k: v for k, v in state_dict.items() if k not in _NORMALIZATION_NAMES}
+        params = {k: v for k, v in state_dict.items() if k not in NORMALIZATION_NAMES}
         staged = self._checked_tensors(params, "state_dict", strict, note=" (strict=True)")
         stats = self._checked_normalization(state_dict, "state_dict")
         # The standardisations the model applies that the dict holds none for: a dict of the parameters
@@ -516,7 +516,7 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         # Refused instead, as PyTorch's strict load refuses a dict without a BatchNorm's statistics.
         unheld = [m for m in _MODALITIES if m not in stats and self._core.get_normalization(m.index) is not None]
         if strict and unheld:
-            keys = [key for m in unheld for key in _NORMALIZATION_KEYS[m]]
+            keys = [key for m in unheld for key in NORMALIZATION_KEYS[m]]
             names = ", ".join(repr(str(m)) for m in unheld)
             raise InvalidValueError(
                 f"state_dict: unexpected keys [], missing keys {keys} (strict=True): the model standardises the inputs "
@@ -534,7 +534,7 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
             if foreign:
                 self._core.set_trained_rows(None)
         shapes = self.parameter_shapes()
-        kept = [key for m in unheld for key in _NORMALIZATION_KEYS[m]]  # left as they were (strict=False)
+        kept = [key for m in unheld for key in NORMALIZATION_KEYS[m]]  # left as they were (strict=False)
         return IncompatibleKeys([n for n in shapes if n not in staged] + kept,
                                 sorted((k for k in params if k not in shapes), key=str))
 
@@ -543,7 +543,7 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         keys, or neither), each checked as :meth:`set_normalization` and a
         checkpoint's load check it, before anything is set."""
         stats = {}
-        for m, (mean_key, std_key) in _NORMALIZATION_KEYS.items():
+        for m, (mean_key, std_key) in NORMALIZATION_KEYS.items():
             has_mean, has_std = mean_key in state_dict, std_key in state_dict
             if not (has_mean or has_std):
                 continue
@@ -552,16 +552,7 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
                 raise InvalidValueError(f"{arg}: holds {given!r} but not {missing!r}; expected both (a modality's "
                                         "standardisation) or neither", arg)
             d = self.config.input_dims[m.index]
-            pair = []
-            for key in (mean_key, std_key):
-                name = f"{arg}[{key!r}]"
-                value = state_dict[key]
-                if is_masked_array(value):
-                    value = unmasked(value, name, "plain numbers", "pass its values: x.filled(...) or x.data")
-                arr = as_float32(value, name, 1, (d,))
-                if not np.isfinite(arr).all():
-                    raise NonFiniteError(f"{name}: contains NaN or inf; expected finite numbers", name)
-                pair.append(arr)
+            pair = [_checked_tensor(state_dict[key], f"{arg}[{key!r}]", (d,)) for key in (mean_key, std_key)]
             small = np.flatnonzero(~(pair[1] >= _core.MIN_STD))
             if small.size:
                 name = f"{arg}[{std_key!r}]"
@@ -1066,22 +1057,12 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         unknown = sorted(set(tensors) - set(shapes), key=str)  # by str: a key that is not one (1) beside names
         missing = sorted(set(shapes) - set(tensors))
         if strict and (unknown or missing):
-            if any(k in _NORMALIZATION_NAMES for k in unknown):  # a dict made from state_dict()'s keys (grads, moments)
+            if any(k in NORMALIZATION_NAMES for k in unknown):  # a dict made from state_dict()'s keys (grads, moments)
                 note += ("; normalization.* entries are the inputs' standardisation in a state dict, no parameter "
                          "(no gradient, no Adam moment): leave them out")
             raise InvalidValueError(f"{arg}: unexpected keys {unknown}, missing keys {missing}{note}", arg)
-        checked = {}
-        for name, shape in shapes.items():
-            if name not in tensors:
-                continue
-            value = tensors[name]
-            if is_masked_array(value):  # as_float32's remedy (rows left out with mask=) is for inputs
-                value = unmasked(value, f"{arg}[{name!r}]", "plain numbers", "pass its values: x.filled(...) or x.data")
-            arr = as_float32(value, f"{arg}[{name!r}]", len(shape), shape)
-            if not np.isfinite(arr).all():
-                raise NonFiniteError(f"{arg}[{name!r}]: contains NaN or inf; expected finite numbers", f"{arg}[{name!r}]")
-            checked[name] = arr
-        return checked
+        return {name: _checked_tensor(tensors[name], f"{arg}[{name!r}]", shape) for name, shape in shapes.items()
+                if name in tensors}
 
     def _as_modality_list(
         self, inputs: Inputs, arg: str = "inputs", mask: Optional[np.ndarray] = None, for_training: bool = False,
@@ -1482,8 +1463,18 @@ _REBUILT_ATTRIBUTES = frozenset(
 #: No modality's column names known (LearnableMultiModal._input_columns).
 _NO_COLUMNS: Tuple[Optional[Tuple[str, ...]], ...] = (None,) * len(Modality)
 _MODALITIES = tuple(Modality)
-#: A modality's standardisation in a state dict: ``normalization.visual.mean``, ``normalization.visual.std``.
-_NORMALIZATION_KEYS = {m: (f"normalization.{m}.mean", f"normalization.{m}.std") for m in _MODALITIES}
-_NORMALIZATION_NAMES = frozenset(key for pair in _NORMALIZATION_KEYS.values() for key in pair)
+
+
+def _checked_tensor(value: Any, name: str, shape: Tuple[int, ...]) -> np.ndarray:
+    """A tensor of a state dict (a parameter, or a standardisation's mean or
+    std) as float32 of ``shape``, finite; errors name it ``name``."""
+    if is_masked_array(value):  # as_float32's remedy (rows left out with mask=) is for inputs
+        value = unmasked(value, name, "plain numbers", "pass its values: x.filled(...) or x.data")
+    arr = as_float32(value, name, len(shape), shape)
+    if not np.isfinite(arr).all():
+        raise NonFiniteError(f"{name}: contains NaN or inf; expected finite numbers", name)
+    return arr
+
+
 #: The argument name of each modality's input, as error messages show it.
 _INPUT_NAMES = tuple(f"inputs[{str(m)!r}]" for m in Modality)

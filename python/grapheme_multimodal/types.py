@@ -100,6 +100,12 @@ class Modality(enum.Enum):
         return self.name.lower()
 
 
+#: Each modality's input standardisation as a state dict holds it (buffers, no parameters):
+#: ``normalization.visual.mean``, ``normalization.visual.std`` (``LearnableMultiModal.state_dict``).
+NORMALIZATION_KEYS = {m: (f"normalization.{m}.mean", f"normalization.{m}.std") for m in Modality}
+NORMALIZATION_NAMES = frozenset(key for pair in NORMALIZATION_KEYS.values() for key in pair)
+
+
 class BindingType(enum.Enum):
     """What kind of link a cross-modal binding is."""
 
