@@ -1276,16 +1276,7 @@ def warn_precision_loss(real: np.ndarray, arr: np.ndarray, present: Optional[np.
         warn_at_caller(f"{shown}: {message}", PrecisionLossWarning)
 
 
-def caller_level() -> int:
-    """The ``stacklevel``, for its caller's ``warnings.warn``, of the first
-    frame outside the package (and scikit-learn, whose wrappers call the
-    estimator's ``transform``, and joblib, through which its
-    ``cross_validate`` and ``GridSearchCV`` call ``fit``: their warnings
-    pointed at a line of joblib/parallel.py): the user's call, at whatever
-    depth the public method that warns sits."""
-    return _outside(sys._getframe(1))[1]
-
-
+#: The packages whose frames a warning steps over to reach the user's line (see :func:`warn_at_caller`).
 _INNER_PACKAGES = frozenset({"grapheme_multimodal", "sklearn", "joblib"})
 
 #: The packages whose frames begin a thread's stack (a pool's worker): no user's line.
@@ -1324,13 +1315,16 @@ def tasks_caller() -> "Optional[Tuple[str, int, Dict[str, Any]]]":
     :func:`~._parallel.run_tasks`, where the call that started it stands."""
     frame, _ = _outside(sys._getframe(1))
     if frame is None or _package(frame) in _THREAD_MACHINERY:
-        return _at_tasks_caller(frame)
+        return TASKS_CALLER.get()
     return frame.f_code.co_filename, frame.f_lineno, frame.f_globals
 
 
 def warn_at_caller(message: str, category: "type[Warning]") -> None:
-    """``warnings.warn(message, category, stacklevel=caller_level())`` (the
-    user's line), but in a thread of :func:`~._parallel.run_tasks` (the
+    """``warnings.warn(message, category)`` at the user's line: the first
+    frame outside the package (and scikit-learn, whose wrappers call the
+    estimator's ``transform``, and joblib, through which ``cross_validate``
+    and ``GridSearchCV`` call ``fit``), at whatever depth the public method
+    that warns sits; but in a thread of :func:`~._parallel.run_tasks` (the
     members of an estimator fitted with ``n_jobs`` > 1), whose stack holds
     no frame of the user's, at the line of the call that started the
     threads: ``stacklevel`` reached the pool's own frames, and the warning

@@ -555,20 +555,16 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
             # a str would be read letter by letter ("unknown modality 'v'"), an int not at all
             raise TypeError(
                 f"modalities: expected None or a sequence of modality names (one per view), got {describe(self.modalities)}")
-        if isinstance(self.modalities, MappingView):
-            # d.keys() was refused as a set ("a set has no order", though its order is the dict's), and d.values()
-            # fitted but broke clone() ("cannot pickle 'dict_values' object"): GridSearchCV, cross_val_score
-            raise TypeError(
-                f"modalities: got a {type(self.modalities).__name__}; expected None or a sequence of modality names "
-                f"in the views' order, e.g. a list or tuple: pass list(...) of it (scikit-learn's clone cannot copy a "
-                "dict's view)")
-        if isinstance(self.modalities, (Iterator, Set, Mapping)):
+        if isinstance(self.modalities, (Iterator, Set, Mapping, MappingView)):
             # a set gave the views their modalities in its hash order, which changes from one process to the next
             # (the same random_state, other embeddings); a generator was used up by the first fit, and the next
-            # refused it as "expected 2 distinct modalities"; a mapping {0: "visual", 1: "tactile"} was read by its keys
-            raise TypeError(
-                f"modalities: got a {type(self.modalities).__name__}; expected None or a sequence of modality names in "
-                "the views' order, e.g. a list or tuple (a set has no order; a mapping or an iterator is not one)")
+            # refused it as "expected 2 distinct modalities"; a mapping {0: "visual", 1: "tactile"} was read by its
+            # keys; a dict's values fitted but broke clone() ("cannot pickle 'dict_values'"): GridSearchCV
+            why = ("pass list(...) of it: scikit-learn's clone cannot copy a dict's view"
+                   if isinstance(self.modalities, MappingView)
+                   else "a set has no order; a mapping or an iterator is not one")
+            raise TypeError(f"modalities: got a {type(self.modalities).__name__}; expected None or a sequence of modality "
+                            f"names in the views' order, e.g. a list or tuple ({why})")
         names = list(Modality)[:n_views] if self.modalities is None else [Modality.parse(m, f"modalities[{i}]") for i, m in enumerate(self.modalities)]
         if len(names) != n_views or len(set(names)) != n_views:
             raise InvalidValueError(f"modalities: expected {n_views} distinct modalities (one per view), got {self.modalities}", "modalities")
