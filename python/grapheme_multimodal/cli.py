@@ -28,6 +28,7 @@ import threading
 import time
 import warnings
 from pathlib import Path
+from collections.abc import Mapping, Set as AbstractSet
 from typing import TYPE_CHECKING, Any, Dict, Iterator, List, NoReturn, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -94,14 +95,20 @@ def _checked_argv(argv: Optional[Sequence[Any]]) -> Optional[List[str]]:
     """:func:`main`'s ``argv`` as a list of str, paths (``os.PathLike``, or
     bytes, decoded as ``os.fsdecode`` decodes them) taken as their names: a ``Path`` among them was a TypeError from inside
     argparse ("'PosixPath' object is not subscriptable", naming nothing),
-    and a str (``main("info")``) was read as one argument per character."""
+    and a str (``main("info")``) was read as one argument per character. A
+    set or a mapping is refused: it has no order of arguments."""
     from .types import bounded_repr
 
     if argv is None:
         return None
-    if isinstance(argv, (str, bytes)) or not hasattr(argv, "__iter__"):
+    # bytearray and memoryview are bytes too: read item by item they were ints ("argv[0]: ... got 105 (int)", the
+    # 'i' of b"info"); a set or a mapping's keys gave the arguments in hash order ("--epochs" after its value)
+    if isinstance(argv, (str, bytes, bytearray, memoryview)) or not hasattr(argv, "__iter__"):
         raise TypeError(f"argv: expected a list of command-line arguments (str), e.g. ['info', 'model.gmm'], "
                         f"got {bounded_repr(argv)} ({type(argv).__name__})")
+    if isinstance(argv, (AbstractSet, Mapping)):
+        raise TypeError(f"argv: got a {type(argv).__name__}; expected a list of command-line arguments (str) in their "
+                        "order, e.g. ['info', 'model.gmm'] (a set has no order, and a mapping's keys are no arguments)")
     # a path as bytes (b"model.gmm", or an os.PathLike whose __fspath__ gives bytes) decoded as the
     # interpreter decodes sys.argv: it was refused as "expected a str (or a path), got b'model.gmm'"
     items = [os.fsdecode(a) if isinstance(a, (os.PathLike, bytes)) else a for a in argv]

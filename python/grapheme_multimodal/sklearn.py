@@ -989,14 +989,17 @@ def _int_past_float64(x: Any, name: str) -> NonFiniteError:
         arr = np.asarray(x, dtype=object)
     except Exception:  # ragged rows: no entry to name, the refusal stands without one
         arr = np.empty((0, 0), dtype=object)
-    for at in np.ndindex(arr.shape if arr.ndim in (1, 2) else (0,)):
+    for at in np.ndindex(arr.shape if arr.ndim in (1, 2, 3) else (0,)):
         value = arr[at]
         if isinstance(value, int) and not isinstance(value, bool) and not _fits_float64(value):
-            where = f"row {at[0]}" if arr.ndim == 2 else f"entry {at[0]}"
+            # 3-D: Xs given as nested lists of views ([[[...]], [[...]]]), read as one array: the view and its row
+            # (it said "Xs: holds an int too large for float64", naming neither)
+            shown = f"{name}[{at[0]}]" if arr.ndim == 3 else name
+            where = f"row {at[-2]}" if arr.ndim >= 2 else f"entry {at[0]}"
             return NonFiniteError(
-                f"{name}: {where} holds {shown_int(value)}, too large for float32 (largest {FLOAT32_MAX:.3g}); "
-                "expected finite float32 numbers", name)
-    return NonFiniteError(f"{name}: holds an int too large for float64; expected finite float32 numbers", name)
+                f"{shown}: {where} holds {shown_int(value)}, too large for float32 (largest {FLOAT32_MAX:.3g}); "
+                "expected finite float32 numbers", shown)
+    return NonFiniteError(f"{name}: holds a number too large for float64; expected finite float32 numbers", name)
 
 
 def _fits_float64(value: int) -> bool:
