@@ -542,19 +542,38 @@ def refuse_reordered_fitted_names(name: str, fitted: Optional[Sequence[str]], gi
     if not is_reordering(fitted, given):
         return
     assert fitted is not None and given is not None  # is_reordering: both known
+    # names that differ by a CSV comment mark only: selecting the fitted names would be a KeyError
+    remedy = f"{name}[{_shown_columns(fitted)}]" if sorted(given) == sorted(fitted) else _shown_columns(fitted)
     raise InvalidValueError(
         f"{name}: its columns {_shown_columns(given)} are those the model was fitted on ({_shown_columns(fitted)}) in "
         f"another order, and columns are read by position; expected them in the order the model was fitted on: "
-        f"{name}[{_shown_columns(fitted)}]", name,
+        f"{remedy}", name,
     )
 
 
 def is_reordering(fitted: Optional[Sequence[str]], given: Optional[Sequence[str]]) -> bool:
     """Whether the column names ``given`` are ``fitted`` in another order
-    (``None``: not known, never)."""
+    (``None``: not known, never). The first names are compared without a
+    comment mark (``#``) before them: a CSV header ``np.savetxt`` writes,
+    ``# a,b,c``, names ``a`` as ``grapheme-mm`` reads it and ``# a`` as
+    pandas reads it (and ``#a,b,c`` named ``#a`` in a checkpoint
+    ``train`` wrote before it read comment headers)."""
     if fitted is None or given is None or len(given) != len(fitted) or tuple(given) == tuple(fitted):
         return False
-    return sorted(given) == sorted(fitted)
+    if sorted(given) == sorted(fitted):
+        return True
+    # a model fitted on pandas' '# a,b,c' (or trained on '#a,b,c' before), given the CLI's ('b', 'a', 'c') of
+    # '# b,a,c', or the other way round: the names differed, and the columns were read in the other order unsaid
+    unmarked_given, unmarked_fitted = _unmarked(given), _unmarked(fitted)
+    return unmarked_given != unmarked_fitted and sorted(unmarked_given) == sorted(unmarked_fitted)
+
+
+def _unmarked(names: Sequence[str]) -> Tuple[str, ...]:
+    """``names`` with the comment mark (``#``, and the spaces about it) before the first name left out."""
+    first = names[0].strip() if names and isinstance(names[0], str) else None
+    if first is None or not first.startswith("#"):
+        return tuple(names)
+    return (first.lstrip("#").strip(), *names[1:])
 
 
 def frame_columns(inputs: Any) -> Dict[int, Tuple[str, ...]]:
