@@ -121,3 +121,30 @@ def test_a_first_name_marked_as_a_comment_that_moved_is_still_a_reordering() -> 
     assert not is_reordering(("#a", "b", "c"), ("a", "b", "c"))  # the same order
     assert not is_reordering(("# a", "b", "c"), ("# a", "b", "c"))
     assert not is_reordering(("a", "b", "c"), ("x", "b", "a"))
+
+
+# ------------------------------------------------------------------ the weight average and the state dict's buffers
+def _fitted(seed: int = 0):
+    rng = np.random.default_rng(0)
+    data = {"visual": rng.normal(5, 3, (24, 6)).astype(np.float32), "tactile": rng.normal(-2, 4, (24, 4)).astype(np.float32)}
+    model = gm.LearnableMultiModal(input_dims={"visual": 6, "tactile": 4}, embed_dim=8, hidden_dim=16, seed=seed)
+    model.fit(data, epochs=1, progress=False)  # standardize=True: the state dict holds normalization.* buffers
+    return model, data
+
+
+def test_a_weight_average_of_state_dicts_averages_the_weights_alone() -> None:
+    """Before: ``updated(model.state_dict())`` averaged the standardisation
+    buffers as weights: the average then held tensors no model's weights
+    hold, ``holds(model.state_dict())`` (which leaves the buffers out) was
+    False of the model holding it, and ``applied(model)`` was refused as
+    "state_dict: unexpected keys ['normalization.tactile.mean', ...]"."""
+    from grapheme_multimodal.averaging import WeightAverage
+
+    model, _ = _fitted()
+    average = WeightAverage.start(0.9).updated(model.state_dict()).updated(model.state_dict())
+    assert set(average.mean) == set(model.parameter_shapes())
+    applied = average.applied(model)
+    assert applied is not None and applied.held_by(model)
+    assert applied.holds(model.state_dict())
+    assert set(applied.trained) == set(model.parameter_shapes())
+    assert set(average.applied_to(model.state_dict()).trained) == set(model.parameter_shapes())

@@ -170,9 +170,12 @@ class WeightAverage:
         return 0.0 if t == 0 else min(self.decay, (1 + t) / (10 + t))
 
     def updated(self, weights: Mapping[str, np.ndarray]) -> "WeightAverage":
-        """The average after one more epoch ending at ``weights``."""
+        """The average after one more epoch ending at ``weights``, which may
+        be a whole ``model.state_dict()``: its ``normalization.*`` entries
+        (buffers, as :meth:`holds` says) are left out of the average."""
         if isinstance(weights, _ModelWeights):
             return self._updated_flat(weights)
+        weights = _weights_only(weights)
         d = self.step_decay()
         if self.count:
             self._check_same_tensors(weights)
@@ -233,7 +236,7 @@ class WeightAverage:
     def applied_to(self, trained: Mapping[str, np.ndarray]) -> "WeightAverage":
         """The state :meth:`applied` returns for a model holding ``trained``,
         without a model: what a checkpoint of a running ``fit`` records."""
-        return self._replace(trained=dict(trained))
+        return self._replace(trained=_weights_only(trained))
 
     def averaged_weights(self) -> Dict[str, np.ndarray]:
         """The average as the model's float32 weights."""
@@ -318,6 +321,13 @@ def _check_saved_tensor(value: np.ndarray, what: str, float32_weights: bool) -> 
                 f"{what}: holds {value[at]:.4g} at {_position(at)}, beyond float32's largest magnitude "
                 f"{FLOAT32_MAX:.4g} (the model's weights, which hold the average, are float32)", "weight_average",
             )
+
+
+def _weights_only(weights: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
+    """``weights`` less a state dict's ``normalization.*`` buffers: averaged as weights, an average of
+    ``model.state_dict()`` held them, which no model's weights do (:meth:`WeightAverage.holds` of the
+    same state dict was False, and :meth:`WeightAverage.applied` refused them as unexpected keys)."""
+    return {k: v for k, v in weights.items() if k not in NORMALIZATION_NAMES}
 
 
 def _moved(mean: np.ndarray, weights: np.ndarray, d: float) -> np.ndarray:
