@@ -148,3 +148,34 @@ def test_a_weight_average_of_state_dicts_averages_the_weights_alone() -> None:
     assert applied.holds(model.state_dict())
     assert set(applied.trained) == set(model.parameter_shapes())
     assert set(average.applied_to(model.state_dict()).trained) == set(model.parameter_shapes())
+
+
+# ------------------------------------------------------------------ a strict load's refusal, said of the dict given
+def _snapshot(model):
+    return {k: v.tobytes() for k, v in model.state_dict().items()}
+
+
+def test_a_strict_load_of_a_whole_state_dict_lacking_a_standardisation_says_what_the_dict_is() -> None:
+    """Before: the state dict of a model that standardised visual only, loaded
+    strictly into one standardising tactile too, was refused as "a dict of
+    the parameters alone, or one saved before state_dict held the
+    standardisation": neither, a whole state dict, whose owner went looking
+    for what it lacked. The refusal says what it is; both remedies still
+    named (the second for each modality), nothing changed."""
+    model, _ = _fitted()
+    source, _ = _fitted(seed=1)
+    source.set_normalization("tactile")  # removed: a model that standardises visual's inputs only
+    before = _snapshot(model)
+    with pytest.raises(gm.InvalidValueError, match=r"missing keys \['normalization\.tactile\.mean', 'normalization\."
+                                                   r"tactile\.std'\] \(strict=True\): the model standardises the inputs "
+                                                   r"of 'tactile' and the dict holds no standardisation for them \(a "
+                                                   r"state dict of a model that standardised no such inputs\)"):
+        model.load_state_dict(source.state_dict())
+    assert _snapshot(model) == before
+    params = {k: v for k, v in source.state_dict().items() if not k.startswith("normalization.")}
+    with pytest.raises(gm.InvalidValueError, match=r"\(a dict of the parameters alone, one saved before state_dict held "
+                                                   r"the standardisation, or one of a model that standardised no "
+                                                   r"inputs\).*model\.set_normalization\('visual'\), and of each other\) "
+                                                   r"to load the dict as the whole state$"):
+        model.load_state_dict(params)
+    assert _snapshot(model) == before

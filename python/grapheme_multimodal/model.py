@@ -518,12 +518,19 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         if strict and unheld:
             keys = [key for m in unheld for key in NORMALIZATION_KEYS[m]]
             names = ", ".join(repr(str(m)) for m in unheld)
+            # a dict holding some standardisation is a whole state dict, of a model that standardised no such
+            # inputs (fitted without them, or standardize=False): "a dict of the parameters alone" told its owner
+            # the dict was incomplete
+            why = ("a state dict of a model that standardised no such inputs" if stats else "a dict of the parameters "
+                   "alone, one saved before state_dict held the standardisation, or one of a model that standardised "
+                   "no inputs")
             raise InvalidValueError(
                 f"state_dict: unexpected keys [], missing keys {keys} (strict=True): the model standardises the inputs "
-                f"of {names} and the dict holds no standardisation for them (a dict of the parameters alone, or one "
-                "saved before state_dict held the standardisation); expected them, as state_dict() gives them: pass "
+                f"of {names} and the dict holds no standardisation for them ({why}); expected them, as state_dict() "
+                "gives them: pass "
                 "strict=False to keep the model's standardisation, or remove it first (model.set_normalization("
-                f"{str(unheld[0])!r})) to load the dict as the whole state", "state_dict")
+                f"{str(unheld[0])!r}){', and of each other' if len(unheld) > 1 else ''}) to load the dict as the whole "
+                "state", "state_dict")
         foreign = any(
             name.startswith("encoder.") and not np.array_equal(arr, self._core.get_param(name)) for name, arr in staged.items()
         )
