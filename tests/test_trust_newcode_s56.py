@@ -179,3 +179,29 @@ def test_a_strict_load_of_a_whole_state_dict_lacking_a_standardisation_says_what
                                                    r"to load the dict as the whole state$"):
         model.load_state_dict(params)
     assert _snapshot(model) == before
+
+
+def test_a_strict_load_of_a_wrapped_models_dict_names_the_prefix_to_strip() -> None:
+    """Before: a state dict saved from a wrapped model (``module.encoder...``,
+    as PyTorch's DataParallel names it, its ``module.normalization.*``
+    buffers too) was refused with every name listed twice, unexpected and
+    missing, and nothing said of the prefix; the remedy the refusal gives
+    now loads it."""
+    model, data = _fitted()
+    source, _ = _fitted(seed=1)
+    wrapped = {"module." + k: v for k, v in source.state_dict().items()}
+    before = _snapshot(model)
+    with pytest.raises(gm.InvalidValueError, match=r"\(strict=True\); the unexpected keys are the model's names behind "
+                                                   r"the prefix 'module\.' \(as PyTorch's DataParallel and "
+                                                   r"DistributedDataParallel name a wrapped model's\): strip it, "
+                                                   r"\{k\[7:\] if k\.startswith\('module\.'\) else k: v for k, v in "
+                                                   r"state_dict\.items\(\)\}$"):
+        model.load_state_dict(wrapped)
+    assert _snapshot(model) == before
+    state_dict = wrapped
+    assert model.load_state_dict({k[7:] if k.startswith('module.') else k: v for k, v in state_dict.items()}) == ([], [])
+    assert _snapshot(model) == _snapshot(source)
+    # names that are not all behind one prefix: no such note
+    with pytest.raises(gm.InvalidValueError) as info:
+        model.load_state_dict({**source.state_dict(), "module.extra": np.zeros(1)})
+    assert "prefix" not in str(info.value)

@@ -493,7 +493,8 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         Returns, as PyTorch does, the :class:`IncompatibleKeys`
         ``(missing_keys, unexpected_keys)``: with ``strict=False`` what was
         left as it was and what was ignored (a dict of other names,
-        ``module.encoder...``, loads nothing).
+        ``module.encoder...``, loads nothing; a strict load's refusal of
+        one whose names are all the model's behind one prefix names it).
 
         Weights loaded into an encoder (an ``encoder.<modality>.*`` tensor
         whose values change) were trained elsewhere, on data this model
@@ -1067,6 +1068,11 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
             if any(k in NORMALIZATION_NAMES for k in unknown):  # a dict made from state_dict()'s keys (grads, moments)
                 note += ("; normalization.* entries are the inputs' standardisation in a state dict, no parameter "
                          "(no gradient, no Adam moment): leave them out")
+            prefix = _common_prefix(unknown, missing)
+            if prefix is not None:  # a wrapped model's dict (torch's DataParallel): a list of every name, twice, said no more
+                note += (f"; the unexpected keys are the model's names behind the prefix {prefix!r} (as PyTorch's "
+                         "DataParallel and DistributedDataParallel name a wrapped model's): strip it, "
+                         f"{{k[{len(prefix)}:] if k.startswith({prefix!r}) else k: v for k, v in {arg}.items()}}")
             raise InvalidValueError(f"{arg}: unexpected keys {unknown}, missing keys {missing}{note}", arg)
         return {name: _checked_tensor(tensors[name], f"{arg}[{name!r}]", shape) for name, shape in shapes.items()
                 if name in tensors}
@@ -1470,6 +1476,20 @@ _REBUILT_ATTRIBUTES = frozenset(
 #: No modality's column names known (LearnableMultiModal._input_columns).
 _NO_COLUMNS: Tuple[Optional[Tuple[str, ...]], ...] = (None,) * len(Modality)
 _MODALITIES = tuple(Modality)
+
+
+def _common_prefix(unknown: Sequence[Any], missing: Sequence[str]) -> Optional[str]:
+    """The prefix (``module.``) behind which ``unknown`` keys hold every one
+    of the ``missing`` names, or None."""
+    if not missing or not unknown:
+        return None
+    given = {k for k in unknown if isinstance(k, str)}
+    first = missing[0]
+    for key in given:
+        prefix = key[: len(key) - len(first)]
+        if prefix and key.endswith(first) and all(prefix + name in given for name in missing):
+            return prefix
+    return None
 
 
 def _checked_tensor(value: Any, name: str, shape: Tuple[int, ...]) -> np.ndarray:
