@@ -358,6 +358,8 @@ def _sorted_edges(edges: np.ndarray) -> np.ndarray:
 
 
 def _unit(unit: Any) -> str:
+    if type(unit) is str and unit in TEXT_UNITS:  # the default's path: a plain str, already one of them
+        return unit
     if not isinstance(unit, str):  # `in` compared an array element-wise: numpy's "truth value ... is ambiguous"
         raise TypeError(f"unit: expected one of {TEXT_UNITS} (a str), got {type(unit).__name__}")
     unit = str(unit)  # np.str_ too: the core and the messages take plain str

@@ -220,9 +220,21 @@ class ModalGraph:
         ) -> None: ...
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if name == "graph" and not isinstance(value, Graph):
-            raise TypeError(f"graph: expected Graph, got {describe(value)}")
-        object.__setattr__(self, name, _component_field(name, value))
+        # Every field of every component built passes here (five per component): what each already holds
+        # in its checked form (a Modality, a float in [0, 1], None) is kept without _component_field's call,
+        # whose answer it would be; the rest goes through it (ModalFeatures' setter the same)
+        if name == "graph":
+            if not isinstance(value, Graph):
+                raise TypeError(f"graph: expected Graph, got {describe(value)}")
+        elif name == "modality":
+            if type(value) is not Modality:
+                value = Modality.parse(value)
+        elif name == "confidence":
+            if not (type(value) is float and 0.0 <= value <= 1.0):
+                value = _clamp01(value, "confidence")
+        elif value is not None:
+            value = _component_field(name, value)
+        _set_field(self, name, value)
 
 
 @dataclass
@@ -252,7 +264,15 @@ class ModalFeatures:
     def __setattr__(self, name: str, value: Any) -> None:
         if name == "features":
             value = _feature_vector(value)
-        object.__setattr__(self, name, _component_field(name, value))
+        elif name == "modality":  # the fast paths of ModalGraph's setter
+            if type(value) is not Modality:
+                value = Modality.parse(value)
+        elif name == "confidence":
+            if not (type(value) is float and 0.0 <= value <= 1.0):
+                value = _clamp01(value, "confidence")
+        elif value is not None:
+            value = _component_field(name, value)
+        _set_field(self, name, value)
 
     def __eq__(self, other: object) -> bool:
         """Equal by value, as :class:`ModalGraph` (the dataclass's own ``==``
@@ -360,10 +380,12 @@ class MultiModalEvent:
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name == "id":
-            value = _event_id(value)
+            if type(value) is not int or not _INT64_MIN <= value <= _INT64_MAX:  # what _event_id keeps as it is
+                value = _event_id(value)
         elif name == "timestamp":
-            value = _timestamp(value)
-        object.__setattr__(self, name, value)
+            if value is not None:
+                value = _timestamp(value)
+        _set_field(self, name, value)
 
     def __post_init__(self) -> None:
         components, self.components = _as_list(self.components, "components", "ModalGraph or ModalFeatures"), []
@@ -424,6 +446,10 @@ class MultiModalEvent:
 
 
 _FLOAT32 = np.dtype(np.float32)
+#: A component's or event's checked field set without its class's __setattr__ (which checked it).
+_set_field = object.__setattr__
+#: The event ids :func:`_event_id` takes: int64's range.
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 #: The items a repr shows of a long list (then how many more there are), and the
 #: characters it shows of anything else.
@@ -479,6 +505,8 @@ def _event_id(value: Any) -> int:
 
 
 def _as_list(items: Any, name: str, expected: str) -> list:
+    if type(items) is list:  # the default (a new event's lists) and the common case: a copy, no checks to make
+        return list(items)
     if isinstance(items, (str, bytes, ModalGraph, ModalFeatures, CrossModalBinding)) or not is_iterable(items):
         raise TypeError(f"{name}: expected a list of {expected}, got {type(items).__name__}")
     return list(items)
