@@ -415,7 +415,10 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
 
     def fuse_event(self, event: MultiModalEvent) -> np.ndarray:
         """The fused unit embedding ``[E]`` of ``event``."""
-        return self._fused(event)
+        fused = self._event_entry(event)[3]  # computed with its embeddings, cached: a copy is handed out
+        if fused is None:
+            raise InvalidValueError(f"event: event {event.id} has no components; expected at least one to fuse", "event")
+        return fused.copy()
 
     @reads
     def compute_bindings(self, event: MultiModalEvent) -> List[CrossModalBinding]:
@@ -1308,13 +1311,6 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         """``(embeddings [1, 7, E], mask [1, 7])`` of ``event``, cached."""
         return self._event_entry(event)[2]
 
-    def _fused(self, event: MultiModalEvent) -> np.ndarray:
-        """The fused ``[E]`` of ``event`` (computed with its embeddings, cached; a copy)."""
-        fused = self._event_entry(event)[3]
-        if fused is None:
-            raise InvalidValueError(f"event: event {event.id} has no components; expected at least one to fuse", "event")
-        return fused.copy()
-
     def _event_entry(self, event: MultiModalEvent) -> tuple:
         """The cache entry ``(version, key, (embeddings, mask), fused or None)``
         of ``event``: one Rust call featurises, encodes, pools and fuses it.
@@ -1326,23 +1322,39 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         storing an entry makes it stale rather than wrong."""
         if not isinstance(event, MultiModalEvent):
             raise TypeError(f"event: expected MultiModalEvent, got {type(event).__name__}")
-        components = event._checked_components()  # ModalFeatures' arrays still 1-D float32: their bytes are the values
+        components = event.components
+        # event._checked_components() checks every component (ModalFeatures' arrays still 1-D float32: their
+        # bytes are the values) and passes a list of exact ModalGraphs as it is: it is called on the first
+        # component that is anything else (or for a components that is no list), before any of that one's
+        # fields is read, so it refuses what it refused, with the same message; an event of graphs alone (on
+        # every call: a cache hit too) makes no call.
+        checked = type(components) is not list
+        if checked:
+            components = event._checked_components()
         parts = []
         items = []  # what the core reads, on a miss: built in the same pass
         item: Union[_core.Graph, np.ndarray]  # a graph, or a component's features
         for c in components:  # the Modality itself, not its .value (a property: 3x the cost of the rest on a hit)
-            modality, confidence = c.modality, c.confidence
-            if isinstance(c, ModalGraph):  # the graph is immutable; held by the key, so its id cannot be reused
+            if type(c) is ModalGraph:  # the graph is immutable; held by the key, so its id cannot be reused
                 item = content = c.graph._g
-            else:  # float32 and contiguous: ModalFeatures converts whatever is assigned
-                item = c.features
-                content = item.tobytes()
+            else:
+                if not checked:
+                    event._checked_components()
+                    checked = True
+                if isinstance(c, ModalGraph):
+                    item = content = c.graph._g
+                else:  # float32 and contiguous: ModalFeatures converts whatever is assigned
+                    item = c.features
+                    content = item.tobytes()
+            modality, confidence = c.modality, c.confidence
             parts.append((modality, confidence, content))
             items.append((modality._value_, item, confidence))  # _value_: the slot index, without .value's descriptor
         key = (event.id, tuple(parts))
         hit = self._cache.get(event)
         if hit is not None and hit[0] == self._version and hit[1] == key:
-            self._warn_untrained(hit[2][1])
+            untrained = self.__dict__.get("_untrained_for")  # _warn_untrained's own first look, without its calls
+            if untrained is None or untrained[0] != hit[0] or untrained[1]:
+                self._warn_untrained(hit[2][1])
             return hit  # without the lock: a writer bumps the version before it changes anything
         if len(items) > self._event_components_unchecked:  # an event of many or wide components
             self._refuse_event_peak(event, items)
@@ -1353,13 +1365,18 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
             except NonFiniteError:  # it named inputs['visual'], not the event's component
                 refuse_non_finite_event(event)
                 raise
-        for cached in (emb, mask, fused):
-            if cached is not None:  # shared by every later call on this event: a view handed out must not edit it
-                cached.flags.writeable = False
+        # shared by every later call on this event: a view handed out must not edit them
+        # (setflags: half the cost of .flags.writeable = False, which makes a flags object first)
+        emb.setflags(write=False)
+        mask.setflags(write=False)
+        if fused is not None:
+            fused.setflags(write=False)
         entry = (version, key, (emb, mask), fused)
         if version == self._version:  # a writer that bumps it right after makes the entry stale, never wrong
             self._cache[event] = entry
-        self._warn_untrained(mask)
+        untrained = self.__dict__.get("_untrained_for")  # as on a hit: nothing to warn of, told without a call
+        if untrained is None or untrained[0] != self._version or untrained[1]:
+            self._warn_untrained(mask)
         return entry
 
     def _featurizer_spec(self) -> list:
