@@ -14,6 +14,7 @@ PYTHONPATH (one that holds ``grapheme_multimodal`` with its own built
 - ``uncached``: ``model.clear_cache(); model.fuse_event(event)`` (3 text graphs, 40/80/120 chars)
 - ``build``: 3x ``Graph.from_text`` + ``ModalGraph`` + ``MultiModalEvent``
 - ``cached``: ``model.fuse_event(event)`` on a cache hit
+- ``core``: ``model._core.encode_event(...)`` alone, the Rust call of an uncached ``fuse_event``
 - ``encode1`` / ``encode64``: ``model.encode(xs)``, 7 of 7 modalities, B = 1 / 64
 - ``train1``: ``model.train_step(xs)``, B = 1, 7 of 7 modalities
 - ``eaf4096``: ``model.encode_and_fuse(xs)``, B = 4096; ``train1024``: ``train_step`` at B = 1024
@@ -61,6 +62,11 @@ def _worker() -> None:  # pragma: no cover - runs in the child processes
         model.clear_cache()
         return model.fuse_event(event)
 
+    def core_call():  # the one Rust call of a miss, as bench.py's breakdown times it
+        items = [(c.modality.value, c.graph._g, c.confidence) for c in event.components]
+        spec = model._featurizer_spec()
+        return lambda: model._core.encode_event(event.id, items, spec)
+
     def encoder(batch):
         xs = workloads.modality_inputs(batch, list(range(7)), seed=batch)
         return lambda: model.encode(xs)
@@ -78,6 +84,7 @@ def _worker() -> None:  # pragma: no cover - runs in the child processes
         "uncached": lambda: uncached,
         "build": lambda: text_event,
         "cached": lambda: (lambda: model.fuse_event(event)),
+        "core": core_call,
         "encode1": lambda: encoder(1),
         "encode64": lambda: encoder(64),
         "train1": lambda: trainer(1),
