@@ -193,3 +193,17 @@ def test_cached_arrays_read_only_and_untrained_warning_on_a_miss_and_a_hit():
         warnings.simplefilter("error", gm.UntrainedModalityWarning)
         model.fuse_event(only_visual)
         model.fuse_event(only_visual)
+
+
+def test_the_core_hands_the_event_arrays_back_read_only():
+    """5. the core makes them read-only (the flag set in Python was 0.4 us
+    of an uncached fuse_event): what the cache keeps no view may edit."""
+    model = gm.LearnableMultiModal(seed=0)
+    items = [(0, gm.Graph.from_text("a red ball")._g, 1.0), (2, np.ones(DIM, np.float32), 0.5)]
+    emb, mask, fused = model._core.encode_event(9, items, model._featurizer_spec())
+    for arr in (emb, mask, fused):
+        assert not arr.flags.writeable
+        with pytest.raises(ValueError, match="read-only"):
+            arr[...] = 0
+    assert mask.tolist() == [[True, False, True, False, False, False, False]]
+    assert model._core.encode_event(9, [], model._featurizer_spec())[2] is None

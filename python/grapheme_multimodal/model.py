@@ -1365,12 +1365,8 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
             except NonFiniteError:  # it named inputs['visual'], not the event's component
                 refuse_non_finite_event(event)
                 raise
-        # shared by every later call on this event: a view handed out must not edit them
-        # (setflags: half the cost of .flags.writeable = False, which makes a flags object first)
-        emb.setflags(write=False)
-        mask.setflags(write=False)
-        if fused is not None:
-            fused.setflags(write=False)
+        # emb, mask and fused come back read-only (the core makes them so: setting the flag here took 0.4 us):
+        # shared by every later call on this event, a view handed out must not edit them
         entry = (version, key, (emb, mask), fused)
         if version == self._version:  # a writer that bumps it right after makes the entry stale, never wrong
             self._cache[event] = entry

@@ -15,7 +15,7 @@ use grapheme_multimodal::objectives::fused_contrastive::NeighborSpace;
 use grapheme_multimodal::objectives::input_neighbors::InputDistance;
 use grapheme_multimodal::{BinderKind, Config, EncoderInput, LearnableMultiModal, Modality, ModalityInput, Normalizer, NUM_MODALITIES};
 use ndarray::Array2;
-use numpy::{IntoPyArray, PyArray1, ToPyArray, PyArray2, PyArray3, PyArrayDyn};
+use numpy::{IntoPyArray, PyArray, PyArray1, ToPyArray, PyArray2, PyArray3, PyArrayDyn, PyUntypedArrayMethods};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
@@ -311,10 +311,12 @@ impl PyModel {
             Ok((emb, mask, fused))
         })?;
         // Small arrays: numpy-owned copies are cheaper to make than views of
-        // Rust buffers.
+        // Rust buffers. Read-only: the model's per-event cache keeps them and
+        // shares them between calls (made so here, setting the flag in Python
+        // took a tenth of an uncached fuse_event's Python time).
         let any = mask.iter().any(|&p| p);
-        let fused = any.then(|| fused.row(0).to_pyarray(py));
-        Ok((emb.to_pyarray(py), mask.to_pyarray(py), fused))
+        let fused = any.then(|| read_only(fused.row(0).to_pyarray(py)));
+        Ok((read_only(emb.to_pyarray(py)), read_only(mask.to_pyarray(py)), fused))
     }
 
     /// `(embeddings [B, M, E], fused [B, E])` in one call.
@@ -635,4 +637,16 @@ fn objective_weights(weights: Vec<f64>) -> PyResult<ObjectiveWeights> {
         .try_into()
         .map_err(|_| PyValueError::new_err(format!("weights: expected {NUM_OBJECTIVES} values, got {n}")))?;
     Ok(ObjectiveWeights(w))
+}
+
+/// `array` made read-only: numpy's `PyArray_CLEARFLAGS(array, NPY_ARRAY_WRITEABLE)`,
+/// as rust-numpy's `PyReadwriteArray::make_nonwriteable` does it, without
+/// the borrow that method needs first.
+fn read_only<'py, T, D>(array: Bound<'py, PyArray<T, D>>) -> Bound<'py, PyArray<T, D>> {
+    // SAFETY: `array` is a fresh array this call made and owns: no borrow of
+    // it exists, from Rust or from Python; the GIL is held.
+    unsafe {
+        (*numpy::npyffi::_PyArray_GET_ITEM_DATA(array.as_array_ptr())).flags &= !numpy::npyffi::NPY_ARRAY_WRITEABLE;
+    }
+    array
 }
