@@ -5,7 +5,7 @@ a short timed batch each, for many rounds; what is reported is the median
 (and quartiles) of the per-round ratios new / old.
 
     python benchmarks/ab_event_path.py --old /path/to/old/python --new python \
-        [--cases uncached,build,cached,encode1,encode64,train1] [--rounds 41] [--batch-s 0.02]
+        [--cases uncached,build,cached,encode1,encode64,train1] [--rounds 41] [--batch-s 0.02] [--cpu 0]
 
 Each ``--old`` / ``--new`` is a directory put first on the worker's
 PYTHONPATH (one that holds ``grapheme_multimodal`` with its own built
@@ -144,7 +144,12 @@ def main() -> None:
     p.add_argument("--cases", default=DEFAULT_CASES)
     p.add_argument("--rounds", type=int, default=41)
     p.add_argument("--batch-s", type=float, default=0.02, help="seconds per timed batch (calibrated on the old build)")
+    p.add_argument("--cpu", type=int, default=None,
+                   help="pin both workers to this CPU: on a shared machine, workers left to the scheduler may sit on "
+                        "CPUs loaded unequally for the whole run (an A/A run differed by 10%%)")
     args = p.parse_args()
+    if args.cpu is not None:
+        os.sched_setaffinity(0, {args.cpu})  # the workers inherit it
     old, new = Worker(args.old), Worker(args.new)
     print(f"old: {old.where}\nnew: {new.where}", flush=True)
     print(f"{'case':<10} {'old µs':>9} {'new µs':>9} {'ratio new/old: median [q25, q75]':>34}  rounds", flush=True)
