@@ -430,7 +430,7 @@ class MultiModalEvent:
             raise TypeError(f"{name}.components: expected a list of ModalGraph or ModalFeatures, got {type(components).__name__}")
         for k, c in enumerate(components):
             kind = type(c)
-            if kind is ModalGraph:  # exact types first: encode_event's cache hit passes here on every call
+            if kind is ModalGraph:  # exact types first: the batched event path (batch.py) passes here per event
                 continue
             if kind is ModalFeatures or isinstance(c, ModalFeatures):
                 # The array itself can be reshaped or retyped in place (mf.features.shape = (2, 9)),
