@@ -85,7 +85,8 @@ impl<'a, T: Real> EncoderInput<'a, T> {
         // The mask and the pooling's per-event counts (the embeddings are
         // checked when they are allocated).
         let per_event = NUM_MODALITIES + 2 * std::mem::size_of::<usize>();
-        crate::memory::check("batch_size", &format!("a batch of {batch_size} events"), batch_size, per_event)?;
+        // format_args!: the description is formatted only into an error (every event's call passes here)
+        crate::memory::check("batch_size", format_args!("a batch of {batch_size} events"), batch_size, per_event)?;
         let mut modalities: [Option<ModalityInput<'a, T>>; NUM_MODALITIES] = Default::default();
         for (m, (slot, part)) in modalities.iter_mut().zip(parts).enumerate() {
             let Some(part) = part else { continue };

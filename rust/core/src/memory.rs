@@ -69,7 +69,7 @@ pub fn fmt_bytes(bytes: usize) -> String {
 
 /// `count × elem_bytes` when it fits in memory; else `TooLarge` on `arg`
 /// saying that `what` (e.g. "the [B, B] logits") needs more than there is.
-pub fn check(arg: &str, what: &str, count: usize, elem_bytes: usize) -> Result<usize> {
+pub fn check(arg: &str, what: impl std::fmt::Display, count: usize, elem_bytes: usize) -> Result<usize> {
     let bytes = count.checked_mul(elem_bytes).filter(|&b| b <= isize::MAX as usize);
     match bytes {
         Some(b) if b <= budget() => Ok(b),

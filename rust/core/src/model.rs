@@ -253,7 +253,7 @@ impl<T: Real> LearnableMultiModal<T> {
         let n = layout
             .checked_len()
             .ok_or_else(|| Error::too_large(arg, format!("{sizes}: the number of parameters overflows")))?;
-        crate::memory::check(arg, &format!("{sizes}: a model of {n} parameters (its weights and training state)"), n, STATE_BUFFERS * std::mem::size_of::<T>())?;
+        crate::memory::check(arg, format_args!("{sizes}: a model of {n} parameters (its weights and training state)"), n, STATE_BUFFERS * std::mem::size_of::<T>())?;
         let params = layout.try_initialize(config.seed)?;
         Ok(LearnableMultiModal {
             config,
