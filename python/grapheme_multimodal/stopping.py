@@ -34,7 +34,7 @@ from .graph import is_graph_list, refuse_stray_graphs
 from .objectives import OBJECTIVES, resolve_weights
 from .training import (
     History, _TrainingState, _check_fraction, _check_int, _check_monitor, _checked_metrics, as_dataset, check_something_trains,
-    check_validation_measures, overflow_in_user_rows, holdout_rows, resolve_mode,
+    check_validation_measures, overflow_in_user_rows, holdout_rows, resolve_mode, training_on_split,
 )
 from .types import Modality
 
@@ -137,6 +137,12 @@ def fit_with_stopping(
       (with ``patience`` > 0 an
       :class:`~grapheme_multimodal.exceptions.EarlyStoppingSkippedWarning`
       says so, once per call).
+
+    What the fits warn of the data is said of the rows the model trains
+    on: a modality constant on the rows a slice leaves (or present only in
+    the slice) is said so, naming the slice, and the folds, which only
+    choose the epoch count, warn of nothing the final fit on all rows does
+    not.
 
     Rows held out that make ``monitor`` 0 every epoch (the slice, or every
     fold: see ``validation`` in :func:`~grapheme_multimodal.training.fit`,
@@ -281,8 +287,9 @@ def fit_with_stopping(
                 if epochs > 0:
                     trained = present[fit_rows]
                     model._remember_columns({m: names for m, names in columns.items() if trained[:, m].any()})
-                history = fit(train, mask=train_mask, validation=held, validation_mask=held_mask, epochs=epochs,
-                              early_stopping=patience or None, monitor=monitor, **fit_options)
+                with training_on_split("slice"):  # its warnings say "the rows trained on", not a `validation` given
+                    history = fit(train, mask=train_mask, validation=held, validation_mask=held_mask, epochs=epochs,
+                                  early_stopping=patience or None, monitor=monitor, **fit_options)
             except BaseException as err:
                 # as fit leaves the model: interrupted, the epochs completed are kept, and their names with them
                 if not isinstance(err, KeyboardInterrupt) or model.epochs_trained == trained_before:
@@ -515,8 +522,9 @@ def _cv_epochs(
         values = []
         for fold, (train, train_mask), (held, held_mask), rows_of in splits:
             try:
-                history = fold.fit(train, mask=train_mask, validation=held, validation_mask=held_mask, epochs=1,
-                                   monitor=monitor, **options)
+                with training_on_split("fold"):  # what a fold's rows lack, the final fit's may not: it says its own
+                    history = fold.fit(train, mask=train_mask, validation=held, validation_mask=held_mask, epochs=1,
+                                       monitor=monitor, **options)
             except NonFiniteError as err:  # a row whose encoding overflowed, named as the fold's
                 raise overflow_in_user_rows(err, rows_of, "inputs") from None
             values.append(history.epochs[-1][monitor])

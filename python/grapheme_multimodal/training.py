@@ -1099,6 +1099,28 @@ def _refuse_rewards_of_1(weights: Mapping[str, float], train: "_Dataset") -> Non
         )
 
 
+#: Which of its caller's rows fit trains on inside :func:`training_on_split`: ``None`` (the rows it is given,
+#: as called), ``"slice"`` or ``"fold"``.
+_SPLIT: "contextvars.ContextVar[Optional[str]]" = contextvars.ContextVar("_SPLIT", default=None)
+
+
+@contextlib.contextmanager
+def training_on_split(kind: str) -> Iterator[None]:
+    """Inside the block, fit trains on part of its caller's rows
+    (:func:`~grapheme_multimodal.stopping.fit_with_stopping`'s): ``"slice"``,
+    the rows a slice held out to stop on leaves (that slice is fit's
+    ``validation``), or ``"fold"``, a cross-validation fold's copy of the
+    model, which only chooses the epoch count (the model then trains on all
+    rows). What fit warns of the data is said of those rows: a modality
+    constant on them, or present only in the held-out rows, was said as of
+    the caller's data (a column constant but in one row "holds the same
+    values in every row"; a ``validation`` never given named), and in a
+    fold it is not said at all (the final fit, on all rows, says what holds
+    of them). Per thread and task, as a context variable."""
+    with context_set(_SPLIT, kind):
+        yield
+
+
 #: How the innermost :func:`constant_rows_refused_as` block says fit's refusal of rows that all standardise to 0.
 _CONSTANT_REFUSAL: "contextvars.ContextVar[Optional[Tuple[Mapping[str, str], Callable[[str, str], Exception]]]]" = (
     contextvars.ContextVar("_CONSTANT_REFUSAL", default=None))
@@ -1141,13 +1163,16 @@ def _refuse_standardising_to_zero(model: "LearnableMultiModal", train: "_Dataset
             varying = True  # this modality's inputs vary once standardised: something is learned
         else:
             constant.append(m)
-    if varying:
+    split = _SPLIT.get()
+    if varying and split != "fold":  # a fold's rows are not the model's: the final fit says what holds of all rows
         for m in constant:  # once per modality in a call that fits several times (folds, a final fit)
             shown = first_in_scope("constant", f"data[{MODALITY_NAMES[m]!r}]")
             if shown is None:
                 continue
             held = int(np.count_nonzero(train_mask[:, m]))
             rows = "its one row" if held == 1 else "every row holding it"
+            if split == "slice":  # the rows held out may differ: not said of the caller's every row
+                rows += " among the rows trained on (those held out to stop on are not)"
             warn_at_caller(
                 f"{shown}: holds the same values in {rows}; standardised by the mean of "
                 f"{'that row' if held == 1 else 'those rows'}, each of its inputs is 0, so its encoder learns nothing of "
@@ -1315,9 +1340,10 @@ def _outside_scopes() -> Iterator[None]:
     """Around a call of the user's own code in fit (a ``metrics`` function):
     outside the scopes fit's callers set for their own fits
     (:func:`~._validation.precision_scope`, :func:`constant_rows_refused_as`,
-    :func:`taking_no_mask`). A metric may fit another model on other data:
+    :func:`taking_no_mask`, :func:`training_on_split`). A metric may fit another model on other data:
     that fit is the user's, its data named and checked as fit's own."""
-    with outside_precision_scope(), context_set(_CONSTANT_REFUSAL, None), context_set(_MASK_TAKEN, True):
+    with outside_precision_scope(), context_set(_CONSTANT_REFUSAL, None), context_set(_MASK_TAKEN, True), \
+            context_set(_SPLIT, None):
         yield
 
 
@@ -1544,11 +1570,27 @@ def _warn_of_validation_modalities_data_lacks(
     this fit leaves its encoder at its initial random weights, and the
     validation losses (so early stopping and the best epoch) count its
     embeddings, without a word."""
+    split = _SPLIT.get()
+    if split == "fold":  # the final fit trains on every row, the fold's held-out ones too
+        return
     record = model._core.trained_rows()
     for m in np.flatnonzero(val_mask.any(axis=0) & ~train_mask.any(axis=0)):
         if record is not None and record[m]:  # trained by an earlier fit: its encoder is learned
             continue
         raw = " and its inputs unstandardised" if standardize and model.normalization(int(m)) is None else ""
+        if split == "slice":  # validation is the caller's rows held out, named as the caller names the data
+            shown = first_in_scope("untrained", f"data[{MODALITY_NAMES[m]!r}]")
+            if shown is None:
+                continue
+            count = int(val_mask[:, m].sum())
+            warn_at_caller(
+                f"{shown}: present in {count} row{'s' * (count != 1)}, all of them among the {len(val_mask)} rows held "
+                f"out to stop on, none among the rows trained on: the model's encoder for it keeps its initial random "
+                f"weights{raw}, and the validation losses (so the epoch kept) count its untrained embeddings; expected "
+                "the modality in more rows, or left out",
+                UntrainedModalityWarning,
+            )
+            continue
         warn_at_caller(
             f"validation: modality {MODALITY_NAMES[m]!r} is present in {int(val_mask[:, m].sum())} of its rows but in "
             f"no row of data, and no earlier training reached its encoder: this fit leaves it at its initial random "

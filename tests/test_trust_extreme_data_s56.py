@@ -1,0 +1,98 @@
+"""Training on extreme but legal data (session 56): what the recipe says
+of the caller's data must hold of the caller's data, not of the part of
+it that one of its internal fits (a held-out slice, a cross-validation
+fold) happened to see."""
+
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+
+import grapheme_multimodal as gm
+from grapheme_multimodal import stopping
+from grapheme_multimodal.sklearn import MultimodalEmbedder
+
+SMALL = dict(embed_dim=8, hidden_dim=8, num_heads=2, encoder_hidden=(8,), encoder_output_dim=8, batch_size=64)
+
+
+def _caught(call):
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        result = call()
+    return result, [w for w in seen if issubclass(w.category, (gm.ConstantModalityWarning, gm.UntrainedModalityWarning))]
+
+
+def test_a_column_constant_but_in_one_row_is_not_called_constant_because_a_fold_held_that_row_out() -> None:
+    """40 rows, a view constant but in row 3: cross-validation's fold that
+    held row 3 out warned "holds the same values in every row holding it"
+    (and the command line printed it) of a view that varies, on which the
+    final model trains; a view constant in every row is still warned of."""
+    rng = np.random.default_rng(0)
+    varying = rng.normal(size=(40, 4))
+    almost = np.zeros((40, 2))
+    almost[3] = 1.0
+    _, seen = _caught(lambda: MultimodalEmbedder(epochs=2, patience=2, **SMALL).fit([varying, almost]))
+    assert seen == [], [str(w.message) for w in seen]
+    _, seen = _caught(lambda: MultimodalEmbedder(epochs=2, patience=2, **SMALL).fit([varying, np.zeros((40, 2))]))
+    assert [str(w.message).split(";")[0] for w in seen] == ["Xs[1]: holds the same values in every row holding it"]
+
+
+def test_a_view_in_one_row_is_not_said_untrained_by_a_validation_never_given() -> None:
+    """60 rows (cross-validation), a view present in one row: the fold
+    holding that row out warned "validation: modality 'auditory' is present
+    in 1 of its rows but in no row of data ... this fit leaves it at its
+    initial random weights", once per epoch, naming an argument the
+    estimator has not, of a model that then trained that encoder on it."""
+    rng = np.random.default_rng(0)
+    n = 60
+    sparse = np.full((n, 3), np.nan)
+    sparse[3] = rng.normal(size=3)
+    est, seen = _caught(lambda: MultimodalEmbedder(epochs=3, patience=2, **SMALL).fit(
+        [rng.normal(size=(n, 5)), sparse, rng.normal(size=(n, 4))]))
+    assert [str(w.message).split(";")[0] for w in seen] == ["Xs[1]: holds the same values in its one row"]
+    assert est.models_[0].trained_modalities[gm.Modality.AUDITORY] > 0
+
+
+def test_a_view_present_only_in_the_held_out_slice_is_named_as_the_caller_names_it() -> None:
+    """400 rows (a slice held out), a view present only in rows of that
+    slice: the warning named `validation` and "no row of data", neither the
+    caller's; now it names the view (Xs[1], inputs['auditory']) and says
+    where its rows went. And a view constant on the rows trained on, not on
+    the slice, is said constant among the rows trained on only."""
+    rng = np.random.default_rng(0)
+    n = 400
+    _, held = stopping.holdout_rows(n, 0.1, 0)
+    sparse = np.full((n, 3), np.nan)
+    sparse[held[:3]] = rng.normal(size=(3, 3))
+    _, seen = _caught(lambda: MultimodalEmbedder(epochs=2, patience=2, **SMALL).fit(
+        [rng.normal(size=(n, 5)), sparse, rng.normal(size=(n, 4))]))
+    assert len(seen) == 1 and seen[0].filename == __file__, [str(w.message) for w in seen]
+    assert str(seen[0].message).startswith(
+        "Xs[1]: present in 3 rows, all of them among the 40 rows held out to stop on, none among the rows trained on: "
+        "the model's encoder for it keeps its initial random weights and its inputs unstandardised")
+    model = gm.LearnableMultiModal(input_dims={"visual": 5, "auditory": 2}, embed_dim=8, hidden_dim=8, num_heads=2, seed=0)
+    almost = np.zeros((n, 2))
+    almost[held[0]] = 1.0
+    _, seen = _caught(lambda: stopping.fit_with_stopping(
+        model, {"visual": rng.normal(size=(n, 5)), "auditory": almost}, validation_fraction=0.1, patience=2, epochs=1,
+        monitor="val_total", progress=False))
+    assert [str(w.message).split(";")[0] for w in seen] == [
+        "inputs['auditory']: holds the same values in every row holding it among the rows trained on (those held out "
+        "to stop on are not)"]
+
+
+def test_the_command_line_does_not_call_a_column_constant_but_in_one_row_constant(tmp_path) -> None:
+    rng = np.random.default_rng(0)
+    almost = np.zeros((40, 2))
+    almost[3] = 1.0
+    np.savetxt(tmp_path / "a.csv", rng.normal(size=(40, 3)), delimiter=",")
+    np.savetxt(tmp_path / "b.csv", almost, delimiter=",")
+    run = subprocess.run(
+        [sys.executable, "-m", "grapheme_multimodal", "train", "-m", f"visual={tmp_path / 'a.csv'}",
+         "-m", f"auditory={tmp_path / 'b.csv'}", "--epochs", "2", "--embed-dim", "8", "--hidden-dim", "8", "--heads", "2",
+         "--encoder-hidden", "8", "--encoder-output-dim", "8", "-o", str(tmp_path / "m.safetensors"), "--no-progress"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "warning" not in run.stderr, run.stderr
