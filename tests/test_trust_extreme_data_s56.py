@@ -14,6 +14,7 @@ from grapheme_multimodal import stopping
 from grapheme_multimodal.sklearn import MultimodalEmbedder
 
 SMALL = dict(embed_dim=8, hidden_dim=8, num_heads=2, encoder_hidden=(8,), encoder_output_dim=8, batch_size=64)
+SMALL_MODEL = dict(embed_dim=8, hidden_dim=8, num_heads=2, seed=0)
 
 
 def _caught(call):
@@ -96,3 +97,35 @@ def test_the_command_line_does_not_call_a_column_constant_but_in_one_row_constan
     )
     assert run.returncode == 0, run.stderr
     assert "warning" not in run.stderr, run.stderr
+
+
+def test_ids_far_from_zero_that_float32_makes_one_value_are_warned_of_as_int64_or_float64() -> None:
+    """Ids 10**15 + i (a spread of 1e-14 of their mean) become one float32
+    value: the check took that spread for float64 roundoff and said nothing,
+    for int64 (exact) and for the float64 a CSV file or scikit-learn's cast
+    makes of them; float64 roundoff itself (0.1 + 0.2 beside 0.3, scaled)
+    is still not reported."""
+    rng = np.random.default_rng(0)
+    n = 40
+    ids = 10**15 + np.arange(n)
+    other = rng.normal(size=(n, 2))
+    for column in (ids.astype(np.int64), ids.astype(np.uint64), ids.astype(np.float64)):
+        view = np.column_stack([column.astype(np.float64), other]) if column.dtype.kind == "f" else column[:, None]
+        model = gm.LearnableMultiModal(input_dims={"visual": view.shape[1], "auditory": 2}, **SMALL_MODEL)
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            model.fit({"visual": view, "auditory": other}, epochs=1, progress=False)
+        lost = [str(w.message) for w in seen if issubclass(w.category, gm.PrecisionLossWarning)]
+        assert len(lost) == 1 and lost[0].startswith("data['visual']: column 0 varies more finely than float32"), lost
+        assert "in float32 the column is constant" in lost[0]
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        MultimodalEmbedder(epochs=1, patience=0, **SMALL).fit([np.column_stack([ids, other]).astype(np.float64), other])
+    assert [str(w.message)[:42] for w in seen if issubclass(w.category, gm.PrecisionLossWarning)] == [
+        "Xs[0]: column 0 varies more finely than fl"]
+    roundoff = np.where(np.arange(n) % 2, 0.1 + 0.2, 0.3) * 1e15
+    model = gm.LearnableMultiModal(input_dims={"visual": 3, "auditory": 2}, **SMALL_MODEL)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        model.fit({"visual": np.column_stack([roundoff, other]), "auditory": other}, epochs=1, progress=False)
+    assert not [w for w in seen if issubclass(w.category, gm.PrecisionLossWarning)]

@@ -1225,7 +1225,8 @@ def precision_lost(real: np.ndarray, arr: np.ndarray, present: Optional[np.ndarr
     ``present`` rows (a bool ``[N]``; None: all) ``arr``, their float32
     cast, moves by more than :data:`PRECISION_TOLERANCE` of their standard
     deviation (root mean square), unless float64 itself resolves no
-    variation in them (:data:`_FLOAT64_NOISE`). One pass over the rows, in
+    variation in them (:data:`_FLOAT64_NOISE`; not for integers, nor float64
+    whole numbers below 2**53, which are exact: any spread is the data's). One pass over the rows, in
     chunks (mean and spread merged per chunk, stable far from zero: the
     point of the check); non-finite values (refused elsewhere) count as no loss."""
     kind, size = real.dtype.kind, real.dtype.itemsize
@@ -1257,7 +1258,18 @@ def precision_lost(real: np.ndarray, arr: np.ndarray, present: Optional[np.ndarr
         if count < 2:
             return None
         std, rms = np.sqrt(m2 / count), np.sqrt(err2 / count)
-        lost = np.flatnonzero((std > _FLOAT64_NOISE * np.abs(mean)) & (rms > PRECISION_TOLERANCE * std))
+        lossy = rms > PRECISION_TOLERANCE * std
+        # Integers carry no roundoff: any spread is the data's. Ids 10**15 + i spread 1e-14 of their mean, below
+        # float64's noise, and were cast to one float32 value without a word, as int64 and as the float64 a
+        # CSV file or scikit-learn's check_array makes of them: a float64 column of whole numbers below 2**53
+        # (where float64 holds every integer, and roundoff seldom lands on one) is taken as integers.
+        noise = std <= (_FLOAT64_NOISE if kind == "f" else 0.0) * np.abs(mean)
+        maybe = np.flatnonzero(lossy & noise & (std > 0)) if kind == "f" else np.zeros(0, np.intp)
+        if len(maybe):  # seldom: columns far from zero that float64 barely resolves; one more pass over them only
+            column = real[:, maybe] if present is None else real[present][:, maybe]
+            whole = ((column == np.round(column)) & (np.abs(column) < 2.0**53)).all(axis=0)
+            noise[maybe[whole]] = False
+        lost = np.flatnonzero(lossy & ~noise)
     if not len(lost):
         return None
     first = int(lost[0])
