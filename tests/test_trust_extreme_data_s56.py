@@ -129,3 +129,39 @@ def test_ids_far_from_zero_that_float32_makes_one_value_are_warned_of_as_int64_o
         warnings.simplefilter("always")
         model.fit({"visual": np.column_stack([roundoff, other]), "auditory": other}, epochs=1, progress=False)
     assert not [w for w in seen if issubclass(w.category, gm.PrecisionLossWarning)]
+
+
+def test_objective_weights_that_overflow_the_loss_are_named_as_each_caller_names_them(tmp_path) -> None:
+    """The core names them `weights` (train_step's argument): fit, the
+    estimator and grapheme-mm train said "weights: the weighted sum of the
+    losses overflows", an argument none of them has."""
+    from grapheme_multimodal import uci
+
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(20, 3)), rng.normal(size=(20, 2))
+    huge = {"contrastive": 3e38}
+    model = gm.LearnableMultiModal(input_dims={"visual": 3, "auditory": 2}, **SMALL_MODEL)
+    for call, arg in [
+        (lambda: model.fit({"visual": a, "auditory": b}, epochs=1, objectives=huge, progress=False), "objectives"),
+        (lambda: MultimodalEmbedder(epochs=1, patience=0, objectives=huge, **SMALL).fit([a, b]), "objectives"),
+        (lambda: uci.fit_views({"a": a, "b": b}, settings=uci.TrainingSettings(epochs=1, patience=0, weights=huge)),
+         "settings.weights"),
+        (lambda: model.train_step({"visual": a, "auditory": b}, weights=huge), "weights"),
+    ]:
+        try:
+            call()
+        except gm.NonFiniteError as err:
+            assert err.arg == arg and str(err) == f"{arg}: the weighted sum of the losses overflows; expected smaller " \
+                "objective weights", str(err)
+        else:
+            raise AssertionError(f"{arg}: not refused")
+    np.savetxt(tmp_path / "a.csv", a, delimiter=",")
+    np.savetxt(tmp_path / "b.csv", b, delimiter=",")
+    run = subprocess.run(
+        [sys.executable, "-m", "grapheme_multimodal", "train", "-m", f"visual={tmp_path / 'a.csv'}",
+         "-m", f"auditory={tmp_path / 'b.csv'}", "--epochs", "1", "--early-stopping", "0", "--objectives",
+         "contrastive=3e38", "--embed-dim", "8", "--hidden-dim", "8", "--heads", "2", "--encoder-hidden", "8",
+         "--encoder-output-dim", "8", "-o", str(tmp_path / "m.safetensors"), "--no-progress"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert run.returncode != 0 and "error: --objectives: the weighted sum of the losses overflows" in run.stderr, run.stderr

@@ -28,7 +28,7 @@ from ._parallel import bar_position, check_cancelled
 from ._locking import calling_metric, fitting, refuse_in_fit, uninterrupted
 from ._validation import (
     FloatLike, IntLike, as_finite_float, check_flag, context_set, describe, exact_int, first_in_scope, frame_columns, is_int,
-    outside_precision_scope, refuse_beyond_budget, refuse_reordered_fitted_names, refuse_unpaired_columns, shown_number,
+    outside_precision_scope, refuse_beyond_budget, refuse_reordered_fitted_names, refuse_unpaired_columns, renamed, shown_number,
     sorted_names, warn_at_caller, wrong_type,
 )
 from .averaging import WeightAverage, check_decay, model_weights
@@ -466,6 +466,8 @@ def _run_epoch(
         try:
             losses = stepper.step(rows, keep)
         except NonFiniteError as err:
+            if err.arg == "weights":  # the core's name (train_step's) for the weights fit takes as `objectives`
+                raise renamed(err, {"weights": "objectives"}) from None
             raise _blame_grown_parameters(model, train, train.in_user_rows(err, rows)) from None
         for k, v in losses.items():
             sums[k] = sums.get(k, 0.0) + v

@@ -496,7 +496,8 @@ def fit_views(
                                 "rows (or the view left out of validation)")
     # errors and PrecisionLossWarning are named by the model's modalities: inputs['visual'], data['visual']
     names = {**view_names(modalities, "inputs", "views"), **view_names(modalities, "data", "views"),
-             **view_names(modalities, "validation", "validation"), "inputs": "views"}
+             **view_names(modalities, "validation", "validation"), "inputs": "views",
+             "objectives": "settings.weights"}  # fit's name for them (weights overflowing the loss's float32)
     # fit's refusal of rows that all standardise to 0 said where it is raised, by the views' names: it named fit's
     # `data`, its option standardize=False (fit_views has neither) and the views by their modality slots
     views_of = {str(m): repr(v) for v, m in modalities.items()}
