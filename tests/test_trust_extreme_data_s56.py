@@ -165,3 +165,49 @@ def test_objective_weights_that_overflow_the_loss_are_named_as_each_caller_names
         capture_output=True, text=True, timeout=300,
     )
     assert run.returncode != 0 and "error: --objectives: the weighted sum of the losses overflows" in run.stderr, run.stderr
+
+
+def _one_row_holding_both(n: int, row: int):
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(n, 3)), rng.normal(size=(n, 2))
+    a[n // 2:] = np.nan
+    b[: n // 2] = np.nan
+    b[row] = rng.normal(size=2)  # the one row holding both views
+    return a, b
+
+
+def test_a_fold_holding_out_the_only_row_an_objective_learns_from_is_refused_as_the_fold_not_the_data() -> None:
+    """40 rows, only row 0 holding both views: the fold that held row 0 out
+    was refused as the caller's data ("Xs: no row holds two modalities",
+    false: row 0 does), and with modality_dropout ("no row of data holds
+    two modalities") even where another objective trains the fold."""
+    a, b = _one_row_holding_both(40, 0)
+    try:
+        MultimodalEmbedder(epochs=2, patience=2, objectives={"cross_modal": 1.0}, **SMALL).fit([a, b])
+    except gm.InvalidValueError as err:
+        assert err.arg == "cv_folds" and "cross-validation folds holds out 8 rows that leave its 32 rows to train on " \
+            "nothing to learn from: among them, no row holds two modalities" in str(err), str(err)
+    else:
+        raise AssertionError("not refused")
+    est = MultimodalEmbedder(epochs=2, patience=2, modality_dropout=0.3,
+                             objectives={"cross_modal": 1.0, "reconstruction": 1.0}, **SMALL).fit([a, b])
+    assert np.isfinite(est.transform([a[:1], b[:1]])).all()
+    # the slice held out to stop on: named so
+    n = 400
+    _, held = stopping.holdout_rows(n, 0.1, 0)
+    a, b = _one_row_holding_both(n, 0)
+    a[held[0]], b[held[0]] = 1.0, 1.0
+    a[0] = np.nan  # row 0 holds b only: the one row holding both is in the slice
+    mask = np.zeros((n, 7), bool)
+    mask[:, 0], mask[:, 1] = ~np.isnan(a[:, 0]), ~np.isnan(b[:, 0])
+    model = gm.LearnableMultiModal(input_dims={"visual": 3, "auditory": 2}, **SMALL_MODEL)
+    try:
+        stopping.fit_with_stopping(model, {"visual": np.nan_to_num(a), "auditory": np.nan_to_num(b)}, mask=mask,
+                                   validation_fraction=0.1, patience=0, epochs=1, monitor="val_total",
+                                   objectives={"cross_modal": 1.0}, progress=False)
+    except gm.InvalidValueError as err:
+        assert err.arg == "validation_fraction" and str(err).startswith(
+            "validation_fraction: the 40 rows held out to stop on leave the 360 rows trained on nothing to learn from: "
+            "among them, no row holds two modalities"), str(err)
+    else:
+        raise AssertionError("not refused")

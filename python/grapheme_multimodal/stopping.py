@@ -147,7 +147,10 @@ def fit_with_stopping(
     Rows held out that make ``monitor`` 0 every epoch (the slice, or every
     fold: see ``validation`` in :func:`~grapheme_multimodal.training.fit`,
     e.g. a view present in few rows) are refused, naming
-    ``validation_fraction``, before anything trains.
+    ``validation_fraction``, before anything trains; so are rows held out
+    that leave the rows trained on nothing to learn from (the one row
+    holding two modalities, for ``cross_modal``), naming the slice's
+    ``validation_fraction`` or the fold's ``cv_folds``.
 
     ``seed`` (default ``model.config.seed``, as for
     :func:`~grapheme_multimodal.training.fit`) also seeds the fits'
@@ -270,6 +273,27 @@ def fit_with_stopping(
                 break
         else:
             raise refusals[0]
+    # The slice or a fold may hold out every row the objectives learn from (the one row holding two
+    # modalities, for cross_modal): fit refused the rows left to train on as the caller's whole data
+    # ("Xs: no row holds two modalities"), which holds them.
+    for i, rows in enumerate(_fold_rows(n, k, seed) if k else [val_rows]):
+        kept = np.ones(n, dtype=bool)
+        kept[rows] = False
+        try:
+            check_something_trains(weights, present[kept], "inputs")
+        except InvalidValueError as err:
+            why = str(err)[len("inputs: "):].split("; expected")[0]
+            if k:
+                raise InvalidValueError(
+                    f"cv_folds: fold {i + 1} of the {k} cross-validation folds holds out {len(rows)} rows that leave "
+                    f"its {n - len(rows)} rows to train on nothing to learn from: among them, {why}; expected patience=0 "
+                    "(no early stopping: every epoch on all rows), or more rows the objectives learn from", "cv_folds",
+                ) from None
+            raise InvalidValueError(
+                f"validation_fraction: the {len(rows)} rows held out to stop on leave the {n - len(rows)} rows trained "
+                f"on nothing to learn from: among them, {why}; expected a validation_fraction that leaves such rows to "
+                "train on (0: none held out), or more rows the objectives learn from", "validation_fraction",
+            ) from None
     if k == 0:
         (train, train_mask), (held, held_mask) = _take(inputs, mask, fit_rows), _take(inputs, mask, val_rows)
         columns = frame_columns(inputs)

@@ -292,10 +292,13 @@ def fit(
     standardize = standardize and epochs > 0
     if standardize:  # after the refusals of what such rows cannot train, whose messages say more of the objectives
         _refuse_standardising_to_zero(model, train, train_mask)
-    if modality_dropout > 0 and not (np.count_nonzero(train_mask, axis=1) >= 2).any():
-        # a row always keeps one modality: the option hid nothing, silently
+    split = _SPLIT.get()
+    if modality_dropout > 0 and split != "fold" and not (np.count_nonzero(train_mask, axis=1) >= 2).any():
+        # a row always keeps one modality: the option hid nothing, silently. Not refused in a cross-validation
+        # fold, which only chooses the epoch count: the final fit trains on all rows, the fold's held-out ones too
+        rows = "of data" if split is None else "trained on (those not held out to stop on)"
         raise InvalidValueError(
-            f"modality_dropout: got {modality_dropout:g}, but no row of data holds two modalities, and a row always keeps "
+            f"modality_dropout: got {modality_dropout:g}, but no row {rows} holds two modalities, and a row always keeps "
             "one, so nothing would be hidden; expected 0, or rows that hold several modalities", "modality_dropout",
         )
     if val is not None:
