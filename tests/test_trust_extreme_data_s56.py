@@ -211,3 +211,44 @@ def test_a_fold_holding_out_the_only_row_an_objective_learns_from_is_refused_as_
             "among them, no row holds two modalities"), str(err)
     else:
         raise AssertionError("not refused")
+
+
+def test_a_float32_column_of_subnormal_values_is_refused_as_its_float64_twin_is() -> None:
+    """float32 values around 1e-40 (subnormal): their standard deviation,
+    below the smallest normal float32, read as a constant column's (std 1),
+    so the view standardised to 0 and every row embedded the same, without
+    a word; the same values in float64 are refused at the cast. Now refused
+    alike, the model left as it was; 1e-36 (normal) still trains."""
+    rng = np.random.default_rng(0)
+    n = 40
+    other = rng.normal(size=(n, 2))
+    for scale in (1e-40, 1e-44):
+        tiny = (rng.normal(size=(n, 3)) * scale).astype(np.float32)
+        model = gm.LearnableMultiModal(input_dims={"visual": 3, "auditory": 2}, **SMALL_MODEL)
+        before = model.state_dict()
+        for call, name in [(lambda: model.fit({"visual": tiny, "auditory": other}, epochs=1, progress=False),
+                            "data['visual']"),
+                           (lambda: model.fit_normalization({"visual": tiny}), "inputs['visual']"),
+                           (lambda: MultimodalEmbedder(epochs=1, patience=0, **SMALL).fit([other, tiny]), "Xs[1]")]:
+            try:
+                call()
+            except gm.InvalidValueError as err:
+                assert err.arg == name and str(err).startswith(f"{name}: column 0's values are at most ") and \
+                    "below float32's smallest normal number" in str(err), str(err)
+            else:
+                raise AssertionError(f"{name}: not refused")
+        assert model.normalization("visual") is None and model.epochs_trained == 0
+        assert all(np.array_equal(before[k], v) for k, v in model.state_dict().items())
+    # absent rows are not read: a subnormal there is no column of the view's
+    mixed = (rng.normal(size=(n, 3))).astype(np.float32)
+    mixed[:5] = 1e-40
+    mask = np.ones((n, 7), bool)
+    mask[:, 2:] = False
+    mask[:5, 0] = False
+    model = gm.LearnableMultiModal(input_dims={"visual": 3, "auditory": 2}, **SMALL_MODEL)
+    model.fit({"visual": mixed, "auditory": other}, mask=mask, epochs=1, progress=False)
+    model = gm.LearnableMultiModal(input_dims={"visual": 3, "auditory": 2}, **SMALL_MODEL)
+    small = (rng.normal(size=(n, 3)) * 1e-36).astype(np.float32)
+    model.fit({"visual": small, "auditory": other}, epochs=1, progress=False)
+    embedded = model.encode({"visual": small})[:, 0]
+    assert np.isfinite(embedded).all() and len(np.unique(embedded.round(5), axis=0)) == n

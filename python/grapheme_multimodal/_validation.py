@@ -1037,6 +1037,23 @@ def _underflowed(real: np.ndarray, arr: np.ndarray) -> bool:
     return bool(np.any((np.abs(arr) < FLOAT32_TINY) & (real != 0)))
 
 
+def refuse_float32_underflow_columns(arr: np.ndarray, name: str, present: Optional[np.ndarray] = None) -> None:
+    """:func:`_refuse_underflow` for training data already float32 ``[N, d]``
+    (of the ``present`` rows): a column whose every value is a subnormal
+    float32 (1e-40) standardised to 0 everywhere (its standard deviation
+    below the smallest normal float32 reads as a constant column's), and
+    every embedding of the view came out the same, without a word, where
+    the same values in float64 are refused at the cast. Two reductions over
+    the rows (a copy of the present ones when some are absent)."""
+    rows = arr if present is None or present.all() else arr[present]
+    if rows.ndim != 2 or not rows.size:
+        return
+    with np.errstate(invalid="ignore"):  # NaN in a present row: refused as such by the caller's own checks
+        largest = np.maximum(np.abs(rows.max(axis=0)), np.abs(rows.min(axis=0)))
+    if ((largest > 0) & (largest < FLOAT32_TINY)).any():
+        _refuse_underflow(rows, name, None, True)
+
+
 def _refuse_underflow(real: np.ndarray, name: str, present: Optional[np.ndarray], per_column: bool) -> None:
     """InvalidValueError for a column of ``real`` (of the ``present`` rows;
     ``per_column`` False: the whole array) whose nonzero values all lie below

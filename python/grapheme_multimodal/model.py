@@ -34,6 +34,7 @@ from ._validation import (
     is_masked_array,
     memory_budget,
     named_inputs,
+    refuse_float32_underflow_columns,
     plain_names,
     refuse_beyond_budget,
     refuse_reordered_fitted_columns,
@@ -259,6 +260,8 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         if type(inputs) in _PLAIN_CONTAINERS:
             ready = self._ready_inputs(inputs, mask)
             if ready is not None:
+                if for_training:
+                    _refuse_subnormal_columns(*ready, arg)
                 return ready
         if mask is not None and type(mask) is not np.ndarray:
             # its rows pair with the inputs' by position: a mask frame of the same rows in another
@@ -289,6 +292,8 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
                 raise ShapeError(
                     f"{arg}[{_name(m)!r}]: expected {batch} rows (the batch size), got shape {a.shape}", f"{arg}[{_name(m)!r}]"
                 )
+        if for_training:
+            _refuse_subnormal_columns(arrays, mask_arr, arg)
         return arrays, mask_arr
 
     @reads
@@ -1439,6 +1444,15 @@ def _presence_mask(present: int, rows: int) -> np.ndarray:
         row = np.array([[bool(present >> m & 1) for m in range(NUM_MODALITIES)]])
         _PRESENCE_ROWS[present] = row
     return row.copy() if rows == 1 else row.repeat(rows, axis=0)
+
+
+def _refuse_subnormal_columns(arrays: Sequence[Optional[np.ndarray]], mask: np.ndarray, arg: str) -> None:
+    """Training data (float32 by now) with a column of subnormal values only,
+    refused as the cast from float64 refuses it
+    (:func:`~._validation.refuse_float32_underflow_columns`)."""
+    for m, a in enumerate(arrays):
+        if a is not None:
+            refuse_float32_underflow_columns(a, f"{arg}[{_name(m)!r}]", mask[:, m])
 
 
 def _name(m: int) -> str:
