@@ -84,6 +84,7 @@ def test_a_view_present_only_in_the_held_out_slice_is_named_as_the_caller_names_
 
 
 def test_the_command_line_does_not_call_a_column_constant_but_in_one_row_constant(tmp_path) -> None:
+    """And its summary names what the cross-validation curve is of."""
     rng = np.random.default_rng(0)
     almost = np.zeros((40, 2))
     almost[3] = 1.0
@@ -97,6 +98,9 @@ def test_the_command_line_does_not_call_a_column_constant_but_in_one_row_constan
     )
     assert run.returncode == 0, run.stderr
     assert "warning" not in run.stderr, run.stderr
+    # the folds' curve is of the recipe's monitor, the contrastive loss alone: said so beside the training total
+    # (it read "loss 9.9747, ... (mean validation 2.1004)", as if a validation total a fifth of the training one)
+    assert "chosen by 5-fold cross-validation (mean validation contrastive loss " in run.stdout, run.stdout
 
 
 def test_ids_far_from_zero_that_float32_makes_one_value_are_warned_of_as_int64_or_float64() -> None:

@@ -1135,8 +1135,13 @@ def _training_summary(history: "History", folds: int, n: int, n_val: int, n_file
     last = history.epochs[-1] if history.epochs else {}
     summary = f"loss {last['loss']:.4f}" if "loss" in last else "no epochs run"
     if history.cv_curve is not None:
+        # the curve is of the monitor (the recipe's: the contrastive loss alone), not the total beside it: "loss
+        # 9.9747, ... (mean validation 2.1004)" read as a validation total a fifth of the training one
+        monitor = history.monitor or "val_total"
+        what = ("validation loss" if monitor == "val_total"
+                else f"validation {monitor[len('val_'):]} loss" if monitor.startswith("val_") else monitor)
         summary += (f", {counted(len(history.epochs), 'epoch')} chosen by {folds}-fold cross-validation "
-                    f"(mean validation {history.cv_curve[len(history.epochs) - 1]:.4f})")
+                    f"(mean {what} {history.cv_curve[len(history.epochs) - 1]:.4f})")
     elif "val_total" in last:
         summary += f", validation {last['val_total']:.4f} (best epoch {history.best_epoch})"
     rows = n if history.cv_curve is not None or "val_total" not in last else n - n_val
