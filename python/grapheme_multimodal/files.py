@@ -184,7 +184,10 @@ def read_numeric_csv(path: Path, header: Optional[bool] = None) -> np.ndarray:
     header names each column; a comment line, ``# ...``, names them, the
     ``#`` aside, when it holds a name for each (``np.savetxt(...,
     header="a,b,c")`` writes ``# a,b,c``), and is dropped otherwise
-    (``# written by ...``); a cell is a number as ``float`` reads it, less digits grouped by ``_``; a missing
+    (``# written by ...``; the names may then be on a comment line below
+    it: comment lines between a header and the first data row, as
+    ``np.savetxt`` writes a header of several lines, are skipped, and one
+    among the data rows is refused, saying so); a cell is a number as ``float`` reads it, less digits grouped by ``_``; a missing
     value (an empty cell, ``NA``, ``N/A``, ``#N/A``, ``NULL``) is refused, and
     makes no header; quotes are read as the csv module's ``strict`` dialect
     reads them. The file is UTF-8 text (a byte-order mark skipped); UTF-16
@@ -310,6 +313,8 @@ def _read_numeric_csv_lines(
     is_header = False
     values, lengths, lines = array("d"), array("q"), array("q")
     bad: Optional[Tuple[int, int, str]] = None  # the first data row with a cell that is no number, its column, the cell
+    comments: List[List[str]] = []  # the comment lines between a header and the first data row (read as comments)
+    commented = False  # whether bad's row is a comment line (among the data rows: refused, saying so)
     try:
         # utf-8-sig: a byte-order mark (Excel's "CSV UTF-8") made the first row non-numeric,
         # and it was dropped as a header
@@ -325,6 +330,15 @@ def _read_numeric_csv_lines(
                         if first is None:
                             first = r
                             is_header = _is_header_guess(r) if header_given is None else header_given
+                        if r is not first and is_header and not lengths and _is_comment(r):
+                            # np.savetxt writes a header of several lines as as many "# ..." lines: the second
+                            # was refused as a row of 1 column. Only here, above the numbers: a "# ..." line
+                            # among them is refused (dropped, it shifted every event after it against the other
+                            # files', as a commented-out event would have).
+                            comments.append(r)
+                            start = reader.line_num + 1
+                            underscored[0] = False
+                            continue
                         if r is not first or not is_header:
                             lengths.append(len(r))
                             if bad is None:
@@ -334,7 +348,10 @@ def _read_numeric_csv_lines(
                                         raise ValueError
                                     values.extend(row)
                                 except ValueError:
-                                    bad = (len(lengths) - 1, *next((j, c) for j, c in enumerate(r) if not _is_float(c)))
+                                    if r is not first and _is_comment(r):  # checked here: good rows pay nothing
+                                        bad, commented = (len(lengths) - 1, 0, ",".join(r)), True
+                                    else:
+                                        bad = (len(lengths) - 1, *next((j, c) for j, c in enumerate(r) if not _is_float(c)))
                         lines.append(start)
                     start = reader.line_num + 1  # a quoted field may hold line breaks: the next record starts here
                     underscored[0] = False  # the reader reads no line ahead of the record it hands out
@@ -364,6 +381,8 @@ def _read_numeric_csv_lines(
             raise InvalidValueError(
                 f"{shown_name(path)}: the CSV file has a header but no data rows; expected one row per event{looks}", str(path))
         names = _comment_names(first)
+        if names == ():  # a comment naming no column ("# written by ..."): the names may be on a line below it
+            names = next((n for n in map(_comment_names, comments) if n and len(n) == lengths[0]), ())
         if names is None and len(first) != lengths[0]:
             # R's write.table(sep=",") names every column but its row names: they were read as a feature.
             index = " (a column of row names without a name, as R's write.table writes, is no feature)"
@@ -388,6 +407,13 @@ def _read_numeric_csv_lines(
     infinite = _first_non_finite(packed, lengths, len(lengths) if bad is None else bad[0]) if finite else None
     last = min(r for r in (len(lengths) - 1, bad and bad[0], infinite and infinite[0]) if r is not None)
     for i in range(last + 1):  # row by row, a row's width before its cells
+        if commented and i == bad[0]:
+            cell = bad[2].strip()
+            shown = repr(cell) if len(cell) <= 40 else repr(cell[:40]) + "..."
+            raise InvalidValueError(
+                f"{shown_name(path)}: {where(i)} is a comment line ({shown}), which is read as one only above the "
+                "first row of numbers (after a header); expected numbers in every row below it: remove the line "
+                "(a commented-out event? then leave that event out of every file), or move it to the top", str(path))
         if lengths[i] != width:
             raise ShapeError(f"{shown_name(path)}: {where(i)} has {_columns(lengths[i])}, expected {width}", str(path))
     if infinite is not None and (bad is None or infinite[0] < bad[0]):
@@ -654,6 +680,14 @@ def _comment_names(record: Sequence[str]) -> Optional[Tuple[str, ...]]:
         return None
     names = tuple(cell.strip() for cell in (head.lstrip("#"), *record[1:]))
     return names if len(names) > 1 and all(names) else ()
+
+
+def _is_comment(record: Sequence[str]) -> bool:
+    """Whether a CSV record is a comment line: its first cell starts with
+    ``#`` (spaces aside), as ``np.savetxt`` writes a header and
+    ``np.loadtxt`` reads one. ``#N/A``, a missing value, is none."""
+    head = record[0].lstrip() if record else ""
+    return head.startswith("#") and not _is_missing(head)
 
 
 def _is_header_guess(record: Sequence[str]) -> bool:
