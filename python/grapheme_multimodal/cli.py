@@ -111,8 +111,16 @@ def _checked_argv(argv: Optional[Sequence[Any]]) -> Optional[List[str]]:
                         "order, e.g. ['info', 'model.gmm'] (a set has no order, and a mapping's keys are no arguments)")
     # a path as bytes (b"model.gmm", or an os.PathLike whose __fspath__ gives bytes) decoded as the
     # interpreter decodes sys.argv: it was refused as "expected a str (or a path), got b'model.gmm'"
-    items = [os.fsdecode(a) if isinstance(a, (os.PathLike, bytes)) else a for a in argv]
+    items = list(argv)
     for i, item in enumerate(items):
+        if isinstance(item, (os.PathLike, bytes)):
+            try:
+                item = items[i] = os.fsdecode(item)
+            except TypeError as exc:
+                # an os.PathLike whose __fspath__ gives neither str nor bytes (an int, None): os.fsdecode's
+                # TypeError named the class's method, not the argument
+                raise TypeError(f"argv[{i}]: expected a str (or a path), got {bounded_repr(item)} "
+                                f"({type(item).__name__}), a path-like object that is no path: {exc}") from None
         if not isinstance(item, str):
             raise TypeError(f"argv[{i}]: expected a str (or a path), got {bounded_repr(item)} ({type(item).__name__})")
     return items
