@@ -15,7 +15,7 @@ import functools
 import types
 import weakref
 from collections import OrderedDict
-from typing import TYPE_CHECKING, AbstractSet, Any, Dict, Iterator, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union, overload
+from typing import TYPE_CHECKING, AbstractSet, Any, Dict, Iterable, Iterator, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union, overload
 
 import numpy as np
 
@@ -61,6 +61,23 @@ if TYPE_CHECKING:
 
 NUM_MODALITIES = _core.NUM_MODALITIES
 ModalityKey = Union[Modality, str, int]
+
+
+def _near_key(name: str, keys: Iterable[Any], known: AbstractSet[str]) -> Optional[str]:
+    """The str key among ``keys`` closest to ``name`` that is none of the
+    ``known`` names (a model's own, which are no misspelling): the
+    same less case and surrounding spaces, or one difflib finds close
+    (``normalization.visual.means``); ``None`` when none is. Only on an
+    error's path: it reads every key."""
+    import difflib
+
+    others = [k for k in keys if isinstance(k, str) and k != name and k not in known]
+    folded = name.strip().casefold()
+    same = next((k for k in others if k.strip().casefold() == folded), None)
+    if same is not None:
+        return same
+    close = difflib.get_close_matches(name, others, n=1, cutoff=0.9)
+    return close[0] if close else None
 
 
 class IncompatibleKeys(NamedTuple):
@@ -274,7 +291,10 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
             if not sizes:
                 raise InvalidValueError(f"{arg}: no modality was given; expected at least one array when {mask_arg} is None", arg)
             if len(sizes) > 1:
-                raise ShapeError(f"{arg}: arrays have different numbers of rows {sorted(sizes)}; expected one batch size", arg)
+                empty = [_name(m) for m, a in enumerate(arrays) if a is not None and not len(a)]
+                hint = f" ({', '.join(map(repr, empty))} {'has' if len(empty) == 1 else 'have'} none: a modality absent from every row is left out)" if empty else ""
+                raise ShapeError(
+                    f"{arg}: arrays have different numbers of rows {sorted(sizes)}; expected one batch size{hint}", arg)
             batch = sizes.pop()
             present = [m for m, a in enumerate(arrays) if a is not None]
             if len(present) == NUM_MODALITIES:
@@ -289,9 +309,14 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
             batch = mask_arr.shape[0]
         for m, a in enumerate(arrays):
             if a is not None and a.shape[0] != batch:
+                # with a mask, the batch size is its rows: "(the batch size)" did not say where it came from, nor
+                # how a modality no row holds is given (an empty array there was taken for one)
+                source = "" if given_mask is None else f", the rows of {mask_arg}"
+                absent_hint = "" if given_mask is None or a.shape[0] else (
+                    f"; a modality absent from every row is left out of {arg} (its column of {mask_arg} False)")
                 raise ShapeError(
-                    f"{arg}[{_name(m)!r}]: expected {batch} rows (the batch size), got shape {a.shape}", f"{arg}[{_name(m)!r}]"
-                )
+                    f"{arg}[{_name(m)!r}]: expected {batch} rows (the batch size{source}), got shape {a.shape}{absent_hint}",
+                    f"{arg}[{_name(m)!r}]")
         if for_training:
             _refuse_subnormal_columns(arrays, mask_arr, arg)
         return arrays, mask_arr
@@ -565,8 +590,12 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
                 continue
             if has_mean != has_std:
                 given, missing = (mean_key, std_key) if has_mean else (std_key, mean_key)
-                raise InvalidValueError(f"{arg}: holds {given!r} but not {missing!r}; expected both (a modality's "
-                                        "standardisation) or neither", arg)
+                # a key that misses the name by its case, a space or a letter (Normalization.visual.mean) was
+                # ignored without a word, and the refusal did not say where the missing tensor was
+                near = _near_key(missing, state_dict, NORMALIZATION_NAMES | set(self.parameter_shapes()))
+                beside = "" if near is None else f" (it holds {near!r}: a misspelling of {missing!r}?)"
+                raise InvalidValueError(f"{arg}: holds {given!r} but not {missing!r}{beside}; expected both (a "
+                                        "modality's standardisation) or neither", arg)
             d = self.config.input_dims[m.index]
             pair = [_checked_tensor(state_dict[key], f"{arg}[{key!r}]", (d,)) for key in (mean_key, std_key)]
             small = np.flatnonzero(~(pair[1] >= _core.MIN_STD))
