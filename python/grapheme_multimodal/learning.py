@@ -324,6 +324,8 @@ class LearningMixin:
         count is a lower bound (``train_step`` and :func:`fit` count the
         batches' rows). The update counts as a training step either way
         (see :class:`UntrainedModalityWarning`)."""
+        _refuse_losses(grads, "grads", "gradients keyed by parameter name ({name: array} of parameter_shapes()), as "
+                       "gradients() gives them after backward(batch)")
         flat = self._flatten(grads, "grads")
         lr = self._learning_rate(lr)
         self._core.apply_gradients(flat, lr)
@@ -403,6 +405,8 @@ class LearningMixin:
             if mask is not None:
                 raise InvalidValueError("mask: give it inside the Batch (Batch(inputs=..., mask=...)), not beside it", "mask")
         elif batch is not None:  # plain inputs (the per-step case): what Batch(inputs=batch, mask=mask) holds, unmade
+            _refuse_losses(batch, "batch", "the batch itself ({modality: array}, or a Batch), whose losses (and, in "
+                           "backward and train_step, gradients) are computed from it")
             core = _CoreBatch()
             core.inputs, core.mask = self.prepare_inputs(batch, mask)
             self._refuse_training_peak(core, "inputs")
@@ -492,6 +496,26 @@ class LearningMixin:
         checked = self._checked_tensors(tensors, arg, strict=True)
         return np.concatenate([arr.ravel() for arr in checked.values()])
 
+
+
+#: The keys of what losses(), backward() and train_step() return.
+_LOSS_KEYS = frozenset(OBJECTIVES) | {"total"}
+
+
+def _refuse_losses(given: Any, arg: str, expected: str) -> None:
+    """InvalidValueError naming ``arg`` when ``given`` is a dict of losses
+    (its keys objectives' names and ``"total"``), as ``backward``,
+    ``train_step`` and ``losses`` return: given back to ``backward`` (as
+    PyTorch's ``loss.backward()``) or to ``apply_gradients`` it was refused
+    as "unknown modality 'contrastive'", or by the parameter names it lacks,
+    neither saying these are losses. ``expected``: what ``arg`` is."""
+    if not isinstance(given, Mapping) or not given:
+        return
+    keys = list(given)
+    if all(isinstance(k, str) and k in _LOSS_KEYS for k in keys):
+        raise InvalidValueError(
+            f"{arg}: got losses (keys {sorted_names(keys)}, as losses(), backward() and train_step() return them), "
+            f"not {'a batch' if arg == 'batch' else 'gradients'}; expected {expected}", arg)
 
 
 class _CoreBatch:
