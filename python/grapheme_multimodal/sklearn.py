@@ -13,6 +13,7 @@ from __future__ import annotations
 
 __all__ = ["MultimodalEmbedder", "OUTPUTS"]
 
+import math
 import os
 import reprlib
 import threading
@@ -29,6 +30,7 @@ import numpy as np
 
 try:
     from sklearn.base import BaseEstimator, TransformerMixin
+    from sklearn.utils import metadata_routing
     from sklearn.utils._set_output import _get_output_config
     from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 except ModuleNotFoundError as exc:  # pragma: no cover - exercised only without scikit-learn
@@ -152,6 +154,12 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
     >>> MultimodalEmbedder(embed_dim=8, hidden_dim=16, num_heads=2, epochs=2).fit_transform(Xs).shape
     (100, 8)
     """
+
+    # Xs is the data (X in scikit-learn's own estimators, which it leaves out of the metadata), not metadata:
+    # listed as such, get_metadata_routing() showed fit and transform requesting it, and set_fit_request(Xs=True)
+    # made a router pass a second Xs beside the data
+    __metadata_request__fit = {"Xs": metadata_routing.UNUSED}
+    __metadata_request__transform = {"Xs": metadata_routing.UNUSED}
 
     def __init__(
         self,
@@ -323,6 +331,46 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
         if lock is None:  # setdefault: two threads arriving at once keep the same one
             lock = self.__dict__.setdefault("_lock", ModelLock())
         return lock
+
+    def __repr__(self, N_CHAR_MAX: int = 700) -> str:
+        """scikit-learn's repr, with a parameter whose own repr raises
+        ``ValueError`` shown as what it is: an int past Python's limit on
+        the digits it converts to text (``epochs=10**5000``, which ``fit``
+        takes: early stopping ends it) raised from inside scikit-learn's
+        printer, and the estimator could not be shown (an error message, a
+        notebook cell, a log line). ``LogisticRegression(max_iter=10**5000)``
+        raises so too."""
+        try:
+            return super().__repr__(N_CHAR_MAX)
+        except ValueError:
+            stand_in = self._printable_stand_in()
+            if stand_in is None:
+                raise
+            return BaseEstimator.__repr__(stand_in, N_CHAR_MAX)
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict:
+        """scikit-learn's (the text and HTML a notebook shows), with a
+        parameter whose repr raises shown as :meth:`__repr__` shows it."""
+        try:
+            return super()._repr_mimebundle_(**kwargs)
+        except ValueError:
+            stand_in = self._printable_stand_in()
+            if stand_in is None:
+                raise
+            return BaseEstimator._repr_mimebundle_(stand_in, **kwargs)
+
+    def _printable_stand_in(self) -> "Optional[MultimodalEmbedder]":
+        """A shallow copy whose parameters that have no repr (see
+        :func:`_has_repr`) are :class:`_ReprOf` them, for printing only;
+        ``None`` when every parameter has one."""
+        params = self.get_params(deep=False)
+        shown = {k: _ReprOf(v) for k, v in params.items() if not _has_repr(v)}
+        if not shown:
+            return None
+        stand_in = object.__new__(type(self))
+        stand_in.__dict__.update({k: v for k, v in self.__dict__.items() if k not in ("_lock", "_params_rlock")})
+        stand_in.__dict__.update(shown)
+        return stand_in
 
     def __getstate__(self) -> dict:
         with self._threads_lock().reading():  # the fitted attributes of one fit
@@ -588,6 +636,32 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
         tags.target_tags.required = False
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
         return tags
+
+
+def _has_repr(value: Any) -> bool:
+    """Whether ``repr(value)`` gives a str (an int past Python's limit on the
+    digits it converts, ``sys.set_int_max_str_digits``, raises ValueError)."""
+    try:
+        repr(value)
+        return True
+    except ValueError:
+        return False
+
+
+class _ReprOf:
+    """Stands in for a parameter whose repr raises, in the estimator's repr:
+    ``<int of 5,001 digits>`` for an int, else ``<TYPE whose repr failed>``."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        v = self.value
+        if isinstance(v, int) and not isinstance(v, bool):
+            digits = int((abs(v).bit_length() - 1) * math.log10(2)) + 1 if v else 1  # one short at most
+            digits += abs(v) >= 10**digits
+            return f"<{'negative ' if v < 0 else ''}int of {digits:,} digits>"
+        return f"<{type(v).__name__} whose repr failed>"
 
 
 #: The estimators of this process with a parameters lock, and those whose ``set_params`` is
