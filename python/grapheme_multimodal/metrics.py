@@ -140,10 +140,10 @@ def _constant_columns(reference: np.ndarray) -> np.ndarray:
     return (reference == reference[:1]).all(axis=0)
 
 
-def _column_means(x: np.ndarray) -> np.ndarray:
-    """``x``'s column means in float64, exactly the value of each constant
+def _column_means(x: np.ndarray, dtype: Any = np.float64) -> np.ndarray:
+    """``x``'s column means in float64 (or ``dtype``), exactly the value of each constant
     column (see :func:`_constant_columns`); the others as ``x.mean(axis=0)``."""
-    return np.where(_constant_columns(x), x[0], x.mean(axis=0, dtype=np.float64))
+    return np.where(_constant_columns(x), x[0], x.mean(axis=0, dtype=dtype))
 
 
 def _exact_integer_columns(*arrays: np.ndarray) -> tuple:

@@ -323,6 +323,14 @@ def train_test_split(
     return data.subset(train_idx), data.subset(test_idx)
 
 
+def _working_dtype(x: np.ndarray) -> type:
+    """What :func:`standardize` computes ``x`` in: float64, or long double
+    for long double data, whose variation below float64's spacing (columns
+    near 1 that differ by 2**-60) was rounded away in a cast to float64, and
+    the z-scores of distinct values were all 0, without a word."""
+    return np.longdouble if x.dtype.kind == "f" and x.dtype.itemsize > 8 else np.float64
+
+
 def standardize(
     train_views: Mapping[str, np.ndarray], *others: Mapping[str, np.ndarray]
 ) -> tuple[dict[str, np.ndarray], ...]:
@@ -330,7 +338,9 @@ def standardize(
 
     ``x' = (x - mean_train) / std_train`` with the population std (ddof=0, as
     scikit-learn's ``StandardScaler``); a column constant in the training split
-    gets std 1 so it maps to 0 rather than NaN.
+    gets std 1 so it maps to 0 rather than NaN. Computed in float64, or in
+    long double for a long double view (its variation below float64's
+    spacing is kept).
 
     Returns:
         ``(train_std, *others_std)``: dicts of float32 arrays with the same keys.
@@ -343,7 +353,7 @@ def standardize(
         # integers beyond 2**53 (nanosecond timestamps, ids) less each column's smallest, exactly: cast as they
         # were, they rounded to float64's spacing there (256 and more), and rows a few units apart got one z-score
         offset = column_minimum(x) if beyond_float64(x) else None
-        x = x.astype(np.float64) if offset is None else minus(x, offset)
+        x = x.astype(_working_dtype(x)) if offset is None else minus(x, offset)
         # a column beyond 2**±500 is scaled by a power of two first (the z-scores are the same):
         # else its variance overflowed to inf (z-scores 0) or underflowed to 0 (z-scores huge)
         shift = _column_shift(x)
@@ -352,7 +362,7 @@ def standardize(
         std = x.std(axis=0)
         # a constant column's mean, of n copies of c, may round off c: its std was then that
         # rounding, not 0, and its z-scores ±1
-        stats[name] = (_column_means(x), np.where((std > 0) & ~_constant_columns(x), std, 1.0), shift, offset)
+        stats[name] = (_column_means(x, x.dtype), np.where((std > 0) & ~_constant_columns(x), std, 1.0), shift, offset)
 
     def apply(views: Mapping[str, np.ndarray], which: str) -> dict[str, np.ndarray]:
         if not isinstance(views, Mapping):
@@ -371,7 +381,7 @@ def standardize(
                     f"{which}[{name!r}]: expected shape [n, {mean.shape[0]}] (the columns of train_views[{name!r}]), "
                     f"got {x.shape}", which
                 )
-            x = x.astype(np.float64) if offset is None else minus(x, offset)  # shifted as the training view was
+            x = x.astype(_working_dtype(x)) if offset is None else minus(x, offset)  # shifted as the training view was
             z = ((x if shift is None else np.ldexp(x, shift)) - mean) / std
             if np.abs(z).max(initial=0) > np.finfo(np.float32).max:
                 raise NonFiniteError(
