@@ -51,7 +51,7 @@ from .learning import LearningMixin
 from .config import GraphFeatures, InputDims, LearnableMultiModalConfig, resolve_config
 from .graph import absent_graph_rows, is_graph_list, refuse_stray_graphs
 from .exceptions import CheckpointError, InvalidValueError, NonFiniteError, ShapeError, UntrainedModalityWarning
-from .types import NORMALIZATION_KEYS, NORMALIZATION_NAMES, CrossModalBinding, BindingType, ModalGraph, Modality, MultiModalEvent
+from .types import NORMALIZATION_KEYS, NORMALIZATION_NAMES, CrossModalBinding, BindingType, ModalGraph, Modality, MultiModalEvent, checked_components
 from .batch import Inputs, refuse_non_finite_event
 
 if TYPE_CHECKING:
@@ -1356,15 +1356,15 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         storing an entry makes it stale rather than wrong."""
         if not isinstance(event, MultiModalEvent):
             raise TypeError(f"event: expected MultiModalEvent, got {type(event).__name__}")
-        components = event.components
-        # event._checked_components() checks every component (ModalFeatures' arrays still 1-D float32: their
-        # bytes are the values) and passes a list of exact ModalGraphs as it is: it is called on the first
-        # component that is anything else (or for a components that is no list), before any of that one's
-        # fields is read, so it refuses what it refused, with the same message; an event of graphs alone (on
-        # every call: a cache hit too) makes no call.
+        components = event.components  # read once: what is checked is the list read (another thread may set another)
+        # checked_components checks every component (ModalFeatures' arrays still 1-D float32: their bytes are
+        # the values) and passes a list of exact ModalGraphs as it is: it is called on the first component that
+        # is anything else (or for a components that is no list), before any of that one's fields is read, so
+        # it refuses what it refused, with the same message; an event of graphs alone (on every call: a cache
+        # hit too) makes no call.
         checked = type(components) is not list
         if checked:
-            components = event._checked_components()
+            components = checked_components(components)
         parts = []
         items = []  # what the core reads, on a miss: built in the same pass
         item: Union[_core.Graph, np.ndarray]  # a graph, or a component's features
@@ -1372,8 +1372,8 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
             if type(c) is ModalGraph:  # the graph is immutable; held by the key, so its id cannot be reused
                 item = content = c.graph._g
             else:
-                if not checked:
-                    event._checked_components()
+                if not checked:  # the list iterated, not event.components again: it may be another list by now
+                    checked_components(components)
                     checked = True
                 if isinstance(c, ModalGraph):
                     item = content = c.graph._g

@@ -425,24 +425,31 @@ class MultiModalEvent:
         """``components``, each checked to be a :class:`ModalGraph` or
         :class:`ModalFeatures`: the list is public, so anything may have been
         put in it without :meth:`add_component`. What the model reads."""
-        components = self.components
-        if not isinstance(components, list):
-            raise TypeError(f"{name}.components: expected a list of ModalGraph or ModalFeatures, got {type(components).__name__}")
-        for k, c in enumerate(components):
-            kind = type(c)
-            if kind is ModalGraph:  # exact types first: the batched event path (batch.py) passes here per event
-                continue
-            if kind is ModalFeatures or isinstance(c, ModalFeatures):
-                # The array itself can be reshaped or retyped in place (mf.features.shape = (2, 9)),
-                # which the setter never sees: checked here, where every path reads a component, so
-                # that encoding an event (whose cache answered for the old shape) and training on
-                # it refuse the same thing; the message is built only on failure.
-                features = c.features
-                if features.ndim != 1 or features.dtype is not _FLOAT32:
-                    _refuse_changed_features(features, f"{name}.components[{k}].features", name)
-            elif not isinstance(c, ModalGraph):
-                raise TypeError(_not_a_component(f"{name}.components[{k}]", c))
-        return components
+        return checked_components(self.components, name)
+
+
+def checked_components(components: Any, name: str = "event") -> List[Component]:
+    """:meth:`MultiModalEvent._checked_components` of ``components``, a value
+    read from an event's ``components`` once: a caller that goes on to read
+    the list it has checks that list, not whatever the event holds by then
+    (another thread may have set ``event.components`` to another list)."""
+    if not isinstance(components, list):
+        raise TypeError(f"{name}.components: expected a list of ModalGraph or ModalFeatures, got {type(components).__name__}")
+    for k, c in enumerate(components):
+        kind = type(c)
+        if kind is ModalGraph:  # exact types first: the batched event path (batch.py) passes here per event
+            continue
+        if kind is ModalFeatures or isinstance(c, ModalFeatures):
+            # The array itself can be reshaped or retyped in place (mf.features.shape = (2, 9)),
+            # which the setter never sees: checked here, where every path reads a component, so
+            # that encoding an event (whose cache answered for the old shape) and training on
+            # it refuse the same thing; the message is built only on failure.
+            features = c.features
+            if features.ndim != 1 or features.dtype is not _FLOAT32:
+                _refuse_changed_features(features, f"{name}.components[{k}].features", name)
+        elif not isinstance(c, ModalGraph):
+            raise TypeError(_not_a_component(f"{name}.components[{k}]", c))
+    return components
 
 
 _FLOAT32 = np.dtype(np.float32)

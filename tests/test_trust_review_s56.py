@@ -1,0 +1,47 @@
+"""A hostile second look at the code merged in session 56 (59bdcc8..main):
+the per-event fast paths, cross-validation's handling of modality_dropout,
+the precision check of integer columns. Each test is a defect met, and
+says what was seen before."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+import grapheme_multimodal as gm
+from grapheme_multimodal.types import ModalFeatures, ModalGraph, MultiModalEvent
+
+
+# ------------------------------------------------------------------ fuse_event's lazy check of the components
+class _SwapOnRead:
+    """A graph stand-in whose ``_g`` sets ``event.components`` to a clean
+    list when the model reads it: what another thread setting
+    ``event.components`` at that moment does, made deterministic."""
+
+    def __init__(self, event: MultiModalEvent, graph: gm.Graph, clean: list) -> None:
+        self.event, self.graph, self.clean = event, graph, clean
+
+    @property
+    def _g(self):
+        self.event.components = self.clean
+        return self.graph._g
+
+
+def test_fuse_event_checks_the_components_list_it_reads_not_the_one_the_event_holds_by_then() -> None:
+    """Before: fuse_event read ``event.components`` once to iterate, and on
+    its first component other than an exact ModalGraph checked
+    ``event.components`` again: another thread that had set it to another
+    list meanwhile got the clean list checked, and the junk of the list
+    iterated read unchecked, "AttributeError: 'str' object has no attribute
+    'features'", where the check (and 59bdcc8) said
+    "event.components[1]: expected ModalGraph or ModalFeatures, got str"."""
+    model = gm.LearnableMultiModal(input_dims={"visual": 4}, embed_dim=8, hidden_dim=16, seed=0)
+    graph = gm.Graph.from_text("hello")
+    event = MultiModalEvent(3)
+    hooked = ModalGraph(graph, "linguistic")
+    object.__setattr__(hooked, "graph", _SwapOnRead(event, graph, [ModalGraph(graph, "linguistic")]))
+    event.components = [hooked, "junk"]
+    with pytest.raises(TypeError, match=r"^event\.components\[1\]: expected ModalGraph or ModalFeatures, got str"):
+        model.fuse_event(event)
