@@ -45,3 +45,34 @@ def test_fuse_event_checks_the_components_list_it_reads_not_the_one_the_event_ho
     event.components = [hooked, "junk"]
     with pytest.raises(TypeError, match=r"^event\.components\[1\]: expected ModalGraph or ModalFeatures, got str"):
         model.fuse_event(event)
+
+
+# ------------------------------------------------------------------ cross-validation and modality_dropout
+def test_cross_validation_refuses_an_idle_modality_dropout_before_any_fold_trains(monkeypatch) -> None:
+    """Before (afb03b1): a fold no longer refuses modality_dropout on rows of
+    one modality each, so data where no row at all holds two modalities
+    trained every fold for every epoch (60 fits here: minutes on real data)
+    before the final fit refused it as 59bdcc8's first fold had, at once."""
+    from grapheme_multimodal import stopping
+
+    n = 60
+    rng = np.random.default_rng(0)
+    mask = np.zeros((n, 7), bool)
+    mask[: n // 2, 0] = mask[n // 2:, 1] = True
+    model = gm.LearnableMultiModal(input_dims={"visual": 3, "auditory": 2}, embed_dim=8, hidden_dim=8, seed=0)
+    fits = []
+    real_fit = gm.LearnableMultiModal.fit
+
+    def counted(self, *args, **kwargs):
+        fits.append(kwargs.get("epochs"))
+        return real_fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(gm.LearnableMultiModal, "fit", counted)
+    with pytest.raises(gm.InvalidValueError, match=r"^modality_dropout: got 0\.3, but no row of data holds two "
+                                                   r"modalities") as info:
+        stopping.fit_with_stopping(
+            model, {"visual": rng.normal(size=(n, 3)), "auditory": rng.normal(size=(n, 2))}, mask=mask,
+            validation_fraction=0.2, patience=2, epochs=20, cv_folds=3, monitor="val_total",
+            objectives={"neighborhood": 1.0}, modality_dropout=0.3, progress=False)
+    assert info.value.arg == "modality_dropout"
+    assert fits == [] and model.epochs_trained == 0

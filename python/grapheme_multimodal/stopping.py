@@ -34,7 +34,8 @@ from .graph import is_graph_list, refuse_stray_graphs
 from .objectives import OBJECTIVES, resolve_weights
 from .training import (
     History, _TrainingState, _check_fraction, _check_int, _check_monitor, _checked_metrics, as_dataset, check_something_trains,
-    check_validation_measures, overflow_in_user_rows, holdout_rows, resolve_mode, training_on_split,
+    check_validation_measures, overflow_in_user_rows, holdout_rows, refuse_idle_modality_dropout, resolve_mode,
+    training_on_split,
 )
 from .types import Modality
 
@@ -150,7 +151,9 @@ def fit_with_stopping(
     ``validation_fraction``, before anything trains; so are rows held out
     that leave the rows trained on nothing to learn from (the one row
     holding two modalities, for ``cross_modal``), naming the slice's
-    ``validation_fraction`` or the fold's ``cv_folds``.
+    ``validation_fraction`` or the fold's ``cv_folds``; with folds, a
+    ``modality_dropout`` above 0 where no row holds two modalities is
+    refused as ``fit`` refuses it, before any fold trains.
 
     ``seed`` (default ``model.config.seed``, as for
     :func:`~grapheme_multimodal.training.fit`) also seeds the fits'
@@ -294,6 +297,12 @@ def fit_with_stopping(
                 f"on nothing to learn from: among them, {why}; expected a validation_fraction that leaves such rows to "
                 "train on (0: none held out), or more rows the objectives learn from", "validation_fraction",
             ) from None
+    if k:
+        # A fold does not refuse modality_dropout on rows of one modality each (the final fit, on all rows, may
+        # have rows of two): all rows without one were refused by the final fit, after every fold had trained
+        # every epoch, minutes of training for a refusal known before any
+        refuse_idle_modality_dropout(_check_fraction(fit_options.get("modality_dropout", 0.0), "modality_dropout"),
+                                     present)
     if k == 0:
         (train, train_mask), (held, held_mask) = _take(inputs, mask, fit_rows), _take(inputs, mask, val_rows)
         columns = frame_columns(inputs)

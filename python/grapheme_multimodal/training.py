@@ -293,14 +293,11 @@ def fit(
     if standardize:  # after the refusals of what such rows cannot train, whose messages say more of the objectives
         _refuse_standardising_to_zero(model, train, train_mask)
     split = _SPLIT.get()
-    if modality_dropout > 0 and split != "fold" and not (np.count_nonzero(train_mask, axis=1) >= 2).any():
-        # a row always keeps one modality: the option hid nothing, silently. Not refused in a cross-validation
-        # fold, which only chooses the epoch count: the final fit trains on all rows, the fold's held-out ones too
-        rows = "of data" if split is None else "trained on (those not held out to stop on)"
-        raise InvalidValueError(
-            f"modality_dropout: got {modality_dropout:g}, but no row {rows} holds two modalities, and a row always keeps "
-            "one, so nothing would be hidden; expected 0, or rows that hold several modalities", "modality_dropout",
-        )
+    if split != "fold":
+        # Not refused in a cross-validation fold, which only chooses the epoch count: the final fit trains on all
+        # rows, the fold's held-out ones too (fit_with_stopping refuses all rows lacking them before any fold trains)
+        refuse_idle_modality_dropout(modality_dropout, train_mask,
+                                     "of data" if split is None else "trained on (those not held out to stop on)")
     if val is not None:
         val_weights = resolve_weights(objectives, val.has_fused, "objectives")
     if monitor is None:  # not `or`: monitor=0 or "" would silently mean the default
@@ -1101,6 +1098,18 @@ def _refuse_rewards_of_1(weights: Mapping[str, float], train: "_Dataset") -> Non
             "data: every experience's reward is 1, and seed_consistency, the only objective weighted, weighs each by "
             "1 - reward, so it is 0 on every one and nothing would train; expected rewards below 1, or other objectives "
             "weighted (binding, cross_modal, fused_contrastive learn from recorded embeddings)", "data",
+        )
+
+
+def refuse_idle_modality_dropout(modality_dropout: float, mask: np.ndarray, rows: str = "of data") -> None:
+    """Refuses ``modality_dropout`` (checked) above 0 where no row of
+    ``mask [N, 7]`` (``rows``: which rows, as the message says them) holds
+    two modalities: a row always keeps one, so the option hid nothing,
+    silently."""
+    if modality_dropout > 0 and not (np.count_nonzero(mask, axis=1) >= 2).any():
+        raise InvalidValueError(
+            f"modality_dropout: got {modality_dropout:g}, but no row {rows} holds two modalities, and a row always keeps "
+            "one, so nothing would be hidden; expected 0, or rows that hold several modalities", "modality_dropout",
         )
 
 
