@@ -76,3 +76,35 @@ def test_cross_validation_refuses_an_idle_modality_dropout_before_any_fold_train
             objectives={"neighborhood": 1.0}, modality_dropout=0.3, progress=False)
     assert info.value.arg == "modality_dropout"
     assert fits == [] and model.epochs_trained == 0
+
+
+# ------------------------------------------------------------------ precision of integer columns past 2**53
+@pytest.mark.parametrize("base", [2**60, -(2**62), 2**63 - 100])
+def test_int64_ids_past_2_53_that_float32_makes_one_value_are_reported(base) -> None:
+    """Before (f86afd0 said "integers now count any spread"): int64 ids
+    ``2**60 + i``, exact as int64, were read as float64 by the check
+    itself, one value there, their spread 0: trained on as a constant
+    column without a word, as 59bdcc8 had."""
+    rng = np.random.default_rng(0)
+    n = 40
+    x = np.stack([base + np.arange(n, dtype=np.int64), rng.integers(0, 100, n)], 1).astype(np.int64)
+    model = gm.LearnableMultiModal(input_dims={"visual": 2}, embed_dim=8, hidden_dim=16, seed=0)
+    with pytest.warns(gm.PrecisionLossWarning, match=r"^data\['visual'\]: column 0 varies more finely than float32 "
+                                                     r"resolves: .* so in float32 the column is constant"):
+        model.fit({"visual": x}, epochs=1, progress=False)
+
+
+def test_int64_columns_past_2_53_float32_holds_exactly_are_not_reported() -> None:
+    """The offset the check reads such columns by adds no rounding of its
+    own: multiples of 2**37 near 2**60 (float32 numbers), a column of small
+    ints beside them, and one spread over most of int64, are not reported."""
+    from grapheme_multimodal._validation import precision_lost
+
+    n = 40
+    x = np.stack([2**60 + np.arange(n, dtype=np.int64) * 2**37, np.arange(n, dtype=np.int64),
+                  np.array([-(2**62), 2**62, 0, 5] * (n // 4), dtype=np.int64)], 1)
+    assert precision_lost(x, x.astype(np.float32)) is None
+    present = np.ones(n, bool)
+    present[0] = False
+    x[0, 0] = -(2**62)  # an absent row far away: not read
+    assert precision_lost(x, x.astype(np.float32), present) is None

@@ -1242,8 +1242,9 @@ def precision_lost(real: np.ndarray, arr: np.ndarray, present: Optional[np.ndarr
     ``present`` rows (a bool ``[N]``; None: all) ``arr``, their float32
     cast, moves by more than :data:`PRECISION_TOLERANCE` of their standard
     deviation (root mean square), unless float64 itself resolves no
-    variation in them (:data:`_FLOAT64_NOISE`; not for integers, nor float64
-    whole numbers below 2**53, which are exact: any spread is the data's). One pass over the rows, in
+    variation in them (:data:`_FLOAT64_NOISE`; not for integers, read exactly
+    past 2**53 too, nor float64 whole numbers below 2**53, which are exact:
+    any spread is the data's). One pass over the rows, in
     chunks (mean and spread merged per chunk, stable far from zero: the
     point of the check); non-finite values (refused elsewhere) count as no loss."""
     kind, size = real.dtype.kind, real.dtype.itemsize
@@ -1252,6 +1253,10 @@ def precision_lost(real: np.ndarray, arr: np.ndarray, present: Optional[np.ndarr
     d = real.shape[1]
     count, mean, m2, err2 = 0, np.zeros(d), np.zeros(d), np.zeros(d)
     step = max(1, _CHECK_CHUNK // max(d, 1))
+    # Integers past 2**53 are not all float64 numbers: ids 2**60 + i, exact as int64, were one float64 value
+    # before the check read them, their spread 0, and trained on as a constant column without a word. A
+    # column whose range fits in 2**53 is read less its least value (exact in its own dtype, and in float64).
+    offset, shift = _integer_offsets(real, present) if kind in "iu" else (None, None)
     with np.errstate(all="ignore"):
         for start in range(0, real.shape[0], step):
             x, y = real[start : start + step], arr[start : start + step]
@@ -1262,10 +1267,14 @@ def precision_lost(real: np.ndarray, arr: np.ndarray, present: Optional[np.ndarr
             k = len(x)
             if not k:
                 continue
-            x = x.astype(np.float64, copy=False)
+            if offset is None:
+                x = x.astype(np.float64, copy=False)
+                rounding = y - x  # float32 - float64: computed in float64, exactly the cast's change
+            else:  # the same, both less the offset: y - offset (within a factor 2 of each other) is exact
+                x = (x - offset).astype(np.float64)
+                rounding = (y - shift[0]) - x + shift[1]
             chunk_mean = x.mean(axis=0)
             dev = x - chunk_mean
-            rounding = y - x  # float32 - float64: computed in float64, exactly the cast's change
             delta = chunk_mean - mean
             total = count + k
             mean += delta * (k / total)
@@ -1274,6 +1283,8 @@ def precision_lost(real: np.ndarray, arr: np.ndarray, present: Optional[np.ndarr
             count = total
         if count < 2:
             return None
+        if offset is not None:
+            mean += shift[0]  # about the values themselves, as the message says them
         std, rms = np.sqrt(m2 / count), np.sqrt(err2 / count)
         lossy = rms > PRECISION_TOLERANCE * std
         # Integers carry no roundoff: any spread is the data's. Ids 10**15 + i spread 1e-14 of their mean, below
@@ -1306,6 +1317,29 @@ def precision_lost(real: np.ndarray, arr: np.ndarray, present: Optional[np.ndarr
         f"so in float32 {kept}; the model computes in float32 and would learn the rounding, not the data: subtract the "
         "column's mean (or rescale) before passing it, e.g. x - x.mean(axis=0)"
     )
+
+
+def _integer_offsets(
+    real: np.ndarray, present: Optional[np.ndarray]
+) -> Tuple[Optional[np.ndarray], Optional[Tuple[np.ndarray, np.ndarray]]]:
+    """For :func:`precision_lost` of integer columns ``real [N, d]`` (their
+    ``present`` rows): ``(offset, (offset as float64, its rounding))``, the
+    offset each column's least value where its range is below 2**53 (0
+    elsewhere: spread that wide, float64 resolves it), or ``(None, None)``
+    when no value lies beyond 2**53 (float64 holds them all): one reduction
+    over the array, and one more over the present rows only past 2**53."""
+    if not real.size or max(abs(int(real.min())), abs(int(real.max()))) < 2**53:  # the common case: no copy
+        return None, None
+    rows = real if present is None or present.all() else real[present]
+    if not rows.size:
+        return None, None
+    low, high = rows.min(axis=0), rows.max(axis=0)
+    ranges = [int(h) - int(lo) for lo, h in zip(low.tolist(), high.tolist())]
+    offset = np.where(np.array([r < 2**53 for r in ranges]), low, 0).astype(real.dtype)
+    as_float = offset.astype(np.float64)
+    # float64(offset) - offset, exact as Python ints: what y - float64(offset) leaves out of y - offset
+    error = np.array([float(int(f) - int(o)) for f, o in zip(as_float.tolist(), offset.tolist())])
+    return offset, (as_float, error)
 
 
 def warn_precision_loss(real: np.ndarray, arr: np.ndarray, present: Optional[np.ndarray], name: str) -> None:
