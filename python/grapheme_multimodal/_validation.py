@@ -1256,7 +1256,7 @@ def precision_lost(real: np.ndarray, arr: np.ndarray, present: Optional[np.ndarr
     # Integers past 2**53 are not all float64 numbers: ids 2**60 + i, exact as int64, were one float64 value
     # before the check read them, their spread 0, and trained on as a constant column without a word. A
     # column whose range fits in 2**53 is read less its least value (exact in its own dtype, and in float64).
-    offset, shift = _integer_offsets(real, present) if kind in "iu" else (None, None)
+    offset, shift = _integer_offsets(real, present) if kind in "iu" and size > 4 else (None, None)
     with np.errstate(all="ignore"):
         for start in range(0, real.shape[0], step):
             x, y = real[start : start + step], arr[start : start + step]
