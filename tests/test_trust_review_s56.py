@@ -108,3 +108,31 @@ def test_int64_columns_past_2_53_float32_holds_exactly_are_not_reported() -> Non
     present[0] = False
     x[0, 0] = -(2**62)  # an absent row far away: not read
     assert precision_lost(x, x.astype(np.float32), present) is None
+
+
+# ------------------------------------------------------------------ a fold or slice holding out every row that differs
+@pytest.mark.parametrize("n, arg", [(400, "validation_fraction"), (40, "cv_folds")])
+def test_a_split_leaving_rows_all_alike_is_refused_by_name_not_as_the_data(n, arg) -> None:
+    """Before: 400 rows alike but one, which the slice held out (or 40 and
+    a fold), were refused as the caller's data, "data: all 360 rows hold
+    the same visual values ... expected rows that differ" (fit's name, and
+    false: the held-out row differs), as afb03b1 fixed for the objectives'
+    rows; with folds, after the folds before it had trained. Data alike in
+    every row keeps fit's refusal; standardize=False trains."""
+    from grapheme_multimodal import stopping
+
+    _, held = stopping.holdout_rows(n, 0.1, 0)
+    x = np.ones((n, 3))
+    x[held[0] if n == 400 else 0] = 5.0
+    model = gm.LearnableMultiModal(input_dims={"visual": 3}, embed_dim=8, hidden_dim=8, seed=0)
+    options = dict(epochs=2, monitor="val_total", progress=False, validation_fraction=0.1, patience=2)
+    with pytest.raises(gm.InvalidValueError, match=r"rows to train on all alike|rows trained on all alike") as info:
+        stopping.fit_with_stopping(model, {"visual": x}, **options)
+    assert info.value.arg == arg and str(info.value).startswith(f"{arg}: "), str(info.value)
+    assert model.epochs_trained == 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert len(stopping.fit_with_stopping(model, {"visual": x}, standardize=False, **options).epochs) >= 1
+    with pytest.raises(gm.InvalidValueError, match=r"^data: all \d+ rows hold the same visual values"):
+        stopping.fit_with_stopping(gm.LearnableMultiModal(input_dims={"visual": 3}, embed_dim=8, hidden_dim=8, seed=0),
+                                   {"visual": np.ones((n, 3))}, **options)

@@ -35,7 +35,7 @@ from .objectives import OBJECTIVES, resolve_weights
 from .training import (
     History, _TrainingState, _check_fraction, _check_int, _check_monitor, _checked_metrics, as_dataset, check_something_trains,
     check_validation_measures, overflow_in_user_rows, holdout_rows, refuse_idle_modality_dropout, resolve_mode,
-    training_on_split,
+    training_on_split, _all_rows_equal,
 )
 from .types import Modality
 
@@ -151,7 +151,9 @@ def fit_with_stopping(
     ``validation_fraction``, before anything trains; so are rows held out
     that leave the rows trained on nothing to learn from (the one row
     holding two modalities, for ``cross_modal``), naming the slice's
-    ``validation_fraction`` or the fold's ``cv_folds``; with folds, a
+    ``validation_fraction`` or the fold's ``cv_folds``, and rows held out
+    that leave the rows trained on all alike where the data differs (each
+    standardised input 0: nothing to learn); with folds, a
     ``modality_dropout`` above 0 where no row holds two modalities is
     refused as ``fit`` refuses it, before any fold trains.
 
@@ -303,6 +305,9 @@ def fit_with_stopping(
         # every epoch, minutes of training for a refusal known before any
         refuse_idle_modality_dropout(_check_fraction(fit_options.get("modality_dropout", 0.0), "modality_dropout"),
                                      present)
+    standardize = fit_options.get("standardize", True)
+    if epochs > 0 and type(standardize) in (bool, np.bool_) and standardize:
+        _refuse_splits_standardising_to_zero(model, data, n, k, seed, val_rows)
     if k == 0:
         (train, train_mask), (held, held_mask) = _take(inputs, mask, fit_rows), _take(inputs, mask, val_rows)
         columns = frame_columns(inputs)
@@ -518,6 +523,51 @@ def _frozen(rows: np.ndarray) -> np.ndarray:
 def _fold_rows(n: int, k: int, seed: int) -> List[np.ndarray]:
     """The rows each of the ``k`` cross-validation folds holds out, sorted: one part each of a permutation drawn from ``seed``."""
     return [np.sort(held) for held in np.array_split(np.random.default_rng(seed).permutation(n), k)]
+
+
+def _refuse_splits_standardising_to_zero(
+    model: "LearnableMultiModal", data: Any, n: int, k: int, seed: int, val_rows: np.ndarray
+) -> None:
+    """Refuses, by ``cv_folds`` or ``validation_fraction``, a fold or the
+    slice that holds out every row where the inputs differ: fit refused the
+    rows left, all the same once standardised, as the caller's whole data
+    ("data: all 80 rows hold the same visual values ... expected rows that
+    differ", false: the held-out rows do), after the folds before it had
+    trained. Data the same in every row is left to fit's own refusal. Two
+    rows' look per modality and split, seldom more (``_all_rows_equal``)."""
+    if not data.has_inputs:
+        return
+    inputs = []  # (slot, x, which rows hold it) of each modality whose standardisation fit would learn
+    for m in range(len(Modality)):
+        held = data.inputs_of(m)
+        if held is None:
+            continue
+        if model.normalization(m) is not None:  # standardised as it is: its inputs vary, or were refused as such
+            return
+        x, present = held
+        inputs.append((m, x, np.ones(len(x), dtype=bool) if present is None else present))
+    if not inputs or all(_all_rows_equal(x, present) for _, x, present in inputs):
+        return
+    for i, rows in enumerate(_fold_rows(n, k, seed) if k else [val_rows]):
+        kept = np.ones(n, dtype=bool)
+        kept[rows] = False
+        left = [(m, x, present & kept) for m, x, present in inputs if (present & kept).any()]
+        if not left or not all(_all_rows_equal(x, present) for _, x, present in left):
+            continue
+        names = ", ".join(MODALITY_NAMES[m] for m, _, _ in left)
+        why = (f"all alike (the same {names} values in each); standardize=True learns each modality's mean from them, "
+               "so every standardised input is 0 and nothing can be learned")
+        if k:
+            raise InvalidValueError(
+                f"cv_folds: fold {i + 1} of the {k} cross-validation folds holds out {len(rows)} rows that leave its "
+                f"{n - len(rows)} rows to train on {why}; expected patience=0 (no early stopping: every epoch on all "
+                "rows), more rows that differ, or standardize=False", "cv_folds",
+            )
+        raise InvalidValueError(
+            f"validation_fraction: the {len(rows)} rows held out to stop on leave the {n - len(rows)} rows trained on "
+            f"{why}; expected a validation_fraction that leaves rows that differ to train on (0: none held out), more "
+            "rows that differ, or standardize=False", "validation_fraction",
+        )
 
 
 def _cv_epochs(
