@@ -1335,7 +1335,7 @@ def _integer_offsets(
         return None, None
     low, high = rows.min(axis=0), rows.max(axis=0)
     ranges = [int(h) - int(lo) for lo, h in zip(low.tolist(), high.tolist())]
-    offset = np.where(np.array([r < 2**53 for r in ranges]), low, 0).astype(real.dtype)
+    offset = np.where(np.array([r < 2**53 for r in ranges]), low, np.zeros_like(low))  # low.dtype: numpy 1.x too
     as_float = offset.astype(np.float64)
     # float64(offset) - offset, exact as Python ints: what y - float64(offset) leaves out of y - offset
     error = np.array([float(int(f) - int(o)) for f, o in zip(as_float.tolist(), offset.tolist())])
