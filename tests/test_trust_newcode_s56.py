@@ -175,7 +175,7 @@ def test_a_strict_load_of_a_whole_state_dict_lacking_a_standardisation_says_what
     params = {k: v for k, v in source.state_dict().items() if not k.startswith("normalization.")}
     with pytest.raises(gm.InvalidValueError, match=r"\(a dict of the parameters alone, one saved before state_dict held "
                                                    r"the standardisation, or one of a model that standardised no "
-                                                   r"inputs\).*model\.set_normalization\('visual'\), and of each other\) "
+                                                   r"inputs\).*model\.set_normalization\('visual'\); model\.set_normalization\('tactile'\)\) "
                                                    r"to load the dict as the whole state$"):
         model.load_state_dict(params)
     assert _snapshot(model) == before

@@ -136,3 +136,22 @@ def test_a_split_leaving_rows_all_alike_is_refused_by_name_not_as_the_data(n, ar
     with pytest.raises(gm.InvalidValueError, match=r"^data: all \d+ rows hold the same visual values"):
         stopping.fit_with_stopping(gm.LearnableMultiModal(input_dims={"visual": 3}, embed_dim=8, hidden_dim=8, seed=0),
                                    {"visual": np.ones((n, 3))}, **options)
+
+
+# ------------------------------------------------------------------ load_state_dict's remedy
+def test_a_strict_load_lacking_several_standardisations_names_each_call_that_removes_them() -> None:
+    """Before: "remove it first (model.set_normalization('visual'), and of
+    each other)": one call named, the other modality left to guess."""
+    rng = np.random.default_rng(0)
+    model = gm.LearnableMultiModal(input_dims={"visual": 3, "auditory": 2}, embed_dim=8, hidden_dim=8, seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit({"visual": rng.normal(size=(20, 3)), "auditory": rng.normal(size=(20, 2))}, epochs=1, progress=False)
+    params = {k: v for k, v in model.state_dict().items() if not k.startswith("normalization.")}
+    with pytest.raises(gm.InvalidValueError, match=r"remove it first \(model\.set_normalization\('visual'\); "
+                                                   r"model\.set_normalization\('auditory'\)\) to load the dict as the "
+                                                   r"whole state$"):
+        model.load_state_dict(params)
+    for m in ("visual", "auditory"):
+        model.set_normalization(m)
+    model.load_state_dict(params)  # the remedy works

@@ -561,9 +561,9 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
             raise InvalidValueError(
                 f"state_dict: unexpected keys [], missing keys {keys} (strict=True): the model standardises the inputs "
                 f"of {names} and the dict holds no standardisation for them ({why}); expected them, as state_dict() "
-                "gives them: pass "
-                "strict=False to keep the model's standardisation, or remove it first (model.set_normalization("
-                f"{str(unheld[0])!r}){', and of each other' if len(unheld) > 1 else ''}) to load the dict as the whole "
+                "gives them: pass strict=False to keep the model's standardisation, or remove it first "
+                # each call spelt out: "(model.set_normalization('visual'), and of each other)" named one of them
+                f"({'; '.join(f'model.set_normalization({str(m)!r})' for m in unheld)}) to load the dict as the whole "
                 "state", "state_dict")
         foreign = any(
             name.startswith("encoder.") and not np.array_equal(arr, self._core.get_param(name)) for name, arr in staged.items()
