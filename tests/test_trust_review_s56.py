@@ -155,3 +155,28 @@ def test_a_strict_load_lacking_several_standardisations_names_each_call_that_rem
     for m in ("visual", "auditory"):
         model.set_normalization(m)
     model.load_state_dict(params)  # the remedy works
+
+
+def test_a_folds_refusal_of_rows_with_nothing_to_learn_says_the_reason_once() -> None:
+    """Before: the reason was cut out of check_something_trains' message
+    text (everything before "; expected"), and kept its ", so nothing would
+    train": "among them, no row holds two modalities (cross_modal is 0 on
+    them), so nothing would train; expected patience=0", of a model that
+    trains (the fold only chooses the epoch count). The reason comes from
+    objectives.nothing_trains, not from parsing a message."""
+    from grapheme_multimodal import stopping
+
+    n = 40
+    rng = np.random.default_rng(0)
+    mask = np.zeros((n, 7), bool)
+    mask[: n // 2, 0] = mask[n // 2:, 1] = True
+    mask[0, 1] = True  # the one row holding both
+    model = gm.LearnableMultiModal(input_dims={"visual": 3, "auditory": 2}, embed_dim=8, hidden_dim=8, seed=0)
+    with pytest.raises(gm.InvalidValueError, match=r"^cv_folds: fold \d of the \d cross-validation folds holds out \d+ "
+                                                   r"rows that leave its \d+ rows to train on nothing to learn from: "
+                                                   r"among them, no row holds two modalities \(cross_modal is 0 on "
+                                                   r"them\); expected patience=0"):
+        stopping.fit_with_stopping(
+            model, {"visual": rng.normal(size=(n, 3)), "auditory": rng.normal(size=(n, 2))}, mask=mask,
+            validation_fraction=0.2, patience=2, epochs=2, cv_folds=5, monitor="val_total",
+            objectives={"cross_modal": 1.0}, progress=False)

@@ -238,14 +238,26 @@ def check_something_trains(weights: Mapping[str, float], mask: np.ndarray, arg: 
     be Adam on zero gradients, as with every weight 0. ``would`` says what
     follows (fit's data: "nothing would train"; one step's batch: "this step
     would train nothing")."""
+    nothing = nothing_trains(weights, mask, has_inputs, rewards)
+    if nothing is not None:
+        because, remedy = nothing
+        raise InvalidValueError(f"{arg}: {because}, so {would}; {remedy}", arg)
+
+
+def nothing_trains(weights: Mapping[str, float], mask: np.ndarray, has_inputs: bool = True,
+                   rewards: Optional[np.ndarray] = None) -> Optional[Tuple[str, str]]:
+    """``(why, remedy)`` when every weighted objective is 0 on rows of
+    presence ``mask`` (what :func:`check_something_trains` refuses, for a
+    caller that says it of other rows: fit_with_stopping's folds), else None."""
     zero = unmeasured_objectives(weights, mask, has_inputs, rewards)
     weighted = [o for o, w in weights.items() if w > 0]
-    if weighted and all(o in zero for o in weighted):
-        reasons = {zero[o] for o in weighted}
-        remedy = (ONE_ROW_REMEDY if reasons == {_ONE_ROW}
-                  else ONE_ROW_REMEDY.replace("2 rows", "2 rows holding a modality") if reasons == {_ONE_HELD_ROW}
-                  # one row of one modality: cross_modal is the one objective left that learns from one row
-                  else "expected at least 2 rows, or a row holding two modalities for cross_modal" if reasons & _ONE_ROW_REASONS
-                  else "expected data they learn from, or another objective (fused_contrastive learns from rows of one "
-                       "modality, neighborhood and reconstruction from inputs)")
-        raise InvalidValueError(f"{arg}: {_zero_because(zero, weighted)}, so {would}; {remedy}", arg)
+    if not weighted or not all(o in zero for o in weighted):
+        return None
+    reasons = {zero[o] for o in weighted}
+    remedy = (ONE_ROW_REMEDY if reasons == {_ONE_ROW}
+              else ONE_ROW_REMEDY.replace("2 rows", "2 rows holding a modality") if reasons == {_ONE_HELD_ROW}
+              # one row of one modality: cross_modal is the one objective left that learns from one row
+              else "expected at least 2 rows, or a row holding two modalities for cross_modal" if reasons & _ONE_ROW_REASONS
+              else "expected data they learn from, or another objective (fused_contrastive learns from rows of one "
+                   "modality, neighborhood and reconstruction from inputs)")
+    return _zero_because(zero, weighted), remedy

@@ -31,7 +31,7 @@ from ._validation import (
 )
 from .exceptions import EarlyStoppingSkippedWarning, GraphemeError, InvalidValueError, NonFiniteError, ShapeError
 from .graph import is_graph_list, refuse_stray_graphs
-from .objectives import OBJECTIVES, resolve_weights
+from .objectives import OBJECTIVES, nothing_trains, resolve_weights
 from .training import (
     History, _TrainingState, _check_fraction, _check_int, _check_monitor, _checked_metrics, as_dataset, check_something_trains,
     check_validation_measures, overflow_in_user_rows, holdout_rows, refuse_idle_modality_dropout, resolve_mode,
@@ -284,21 +284,20 @@ def fit_with_stopping(
     for i, rows in enumerate(_fold_rows(n, k, seed) if k else [val_rows]):
         kept = np.ones(n, dtype=bool)
         kept[rows] = False
-        try:
-            check_something_trains(weights, present[kept], "inputs")
-        except InvalidValueError as err:
-            why = str(err)[len("inputs: "):].split("; expected")[0]
+        nothing = nothing_trains(weights, present[kept])
+        if nothing is not None:
+            why = nothing[0]  # the reason alone, not parsed out of check_something_trains' message
             if k:
                 raise InvalidValueError(
                     f"cv_folds: fold {i + 1} of the {k} cross-validation folds holds out {len(rows)} rows that leave "
                     f"its {n - len(rows)} rows to train on nothing to learn from: among them, {why}; expected patience=0 "
                     "(no early stopping: every epoch on all rows), or more rows the objectives learn from", "cv_folds",
-                ) from None
+                )
             raise InvalidValueError(
                 f"validation_fraction: the {len(rows)} rows held out to stop on leave the {n - len(rows)} rows trained "
                 f"on nothing to learn from: among them, {why}; expected a validation_fraction that leaves such rows to "
                 "train on (0: none held out), or more rows the objectives learn from", "validation_fraction",
-            ) from None
+            )
     if k:
         # A fold does not refuse modality_dropout on rows of one modality each (the final fit, on all rows, may
         # have rows of two): all rows without one were refused by the final fit, after every fold had trained
