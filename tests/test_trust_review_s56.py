@@ -180,3 +180,28 @@ def test_a_folds_refusal_of_rows_with_nothing_to_learn_says_the_reason_once() ->
             model, {"visual": rng.normal(size=(n, 3)), "auditory": rng.normal(size=(n, 2))}, mask=mask,
             validation_fraction=0.2, patience=2, epochs=2, cv_folds=5, monitor="val_total",
             objectives={"cross_modal": 1.0}, progress=False)
+
+
+def test_the_whole_number_look_of_the_precision_check_copies_only_the_columns_it_reads() -> None:
+    """Before (f86afd0): with some rows absent, the look at whether a
+    column far from zero holds whole numbers copied every present row of
+    every column (``real[present][:, maybe]``) to read one column: the
+    data's size again, at once, for a check meant to cost a pass."""
+    import tracemalloc
+
+    from grapheme_multimodal._validation import precision_lost
+
+    n, d = 40_000, 300  # 96 MB of float64
+    real = np.random.default_rng(0).normal(size=(n, d))
+    real[:, 0] = 10.0**15 + np.arange(n) % 100  # whole numbers within float64 noise of their mean: read by that look
+    arr = real.astype(np.float32)
+    present = np.ones(n, bool)
+    present[1] = False
+    tracemalloc.start()
+    try:
+        lost = precision_lost(real, arr, present)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert lost is not None and lost.startswith("column 0 varies")
+    assert peak < real.nbytes / 2, peak

@@ -1294,7 +1294,7 @@ def precision_lost(real: np.ndarray, arr: np.ndarray, present: Optional[np.ndarr
         noise = std <= (_FLOAT64_NOISE if kind == "f" else 0.0) * np.abs(mean)
         maybe = np.flatnonzero(lossy & noise & (std > 0)) if kind == "f" else np.zeros(0, np.intp)
         if len(maybe):  # seldom: columns far from zero that float64 barely resolves; one more pass over them only
-            column = real[:, maybe] if present is None else real[present][:, maybe]
+            column = real[:, maybe] if present is None else real[:, maybe][present]  # those columns only: no copy of the rest
             whole = ((column == np.round(column)) & (np.abs(column) < 2.0**53)).all(axis=0)
             noise[maybe[whole]] = False
         lost = np.flatnonzero(lossy & ~noise)
