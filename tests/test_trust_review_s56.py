@@ -205,3 +205,29 @@ def test_the_whole_number_look_of_the_precision_check_copies_only_the_columns_it
         tracemalloc.stop()
     assert lost is not None and lost.startswith("column 0 varies")
     assert peak < real.nbytes / 2, peak
+
+
+def test_the_subnormal_column_check_reads_the_present_rows_in_place() -> None:
+    """Before (10fd076): training data with some rows absent was copied
+    whole (``arr[present]``) for two reductions, at every fit: the data's
+    size again. The same refusals: a column subnormal in the present rows
+    refused (absent rows' NaN unread), a zero one not."""
+    import tracemalloc
+
+    from grapheme_multimodal._validation import refuse_float32_underflow_columns
+
+    arr = np.ones((100_000, 100), dtype=np.float32)  # 40 MB
+    present = np.ones(len(arr), bool)
+    present[::7] = False
+    tracemalloc.start()
+    try:
+        refuse_float32_underflow_columns(arr, "data['visual']", present)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < arr.nbytes / 4, peak
+    small = np.stack([np.full(4, 1e-40), np.zeros(4), np.arange(4.0)], 1).astype(np.float32)
+    small[1, 0] = np.nan
+    with pytest.raises(gm.InvalidValueError, match=r"^x: column 0's values are at most 1e-40 in magnitude"):
+        refuse_float32_underflow_columns(small, "x", np.array([True, False, True, True]))
+    refuse_float32_underflow_columns(small[:, 1:], "x", np.array([True, False, True, True]))

@@ -1044,14 +1044,20 @@ def refuse_float32_underflow_columns(arr: np.ndarray, name: str, present: Option
     below the smallest normal float32 reads as a constant column's), and
     every embedding of the view came out the same, without a word, where
     the same values in float64 are refused at the cast. Two reductions over
-    the rows (a copy of the present ones when some are absent)."""
-    rows = arr if present is None or present.all() else arr[present]
-    if rows.ndim != 2 or not rows.size:
+    the rows, of the present ones in place (a copy of them was the data's
+    size again, at every fit)."""
+    if arr.ndim != 2 or not arr.size:
         return
+    where = None if present is None or present.all() else present[:, None]
     with np.errstate(invalid="ignore"):  # NaN in a present row: refused as such by the caller's own checks
-        largest = np.maximum(np.abs(rows.max(axis=0)), np.abs(rows.min(axis=0)))
+        if where is None:
+            high, low = arr.max(axis=0), arr.min(axis=0)
+        else:
+            high = np.max(arr, axis=0, where=where, initial=-np.inf)  # no present row: -inf, never refused
+            low = np.min(arr, axis=0, where=where, initial=np.inf)
+        largest = np.maximum(np.abs(high), np.abs(low))
     if ((largest > 0) & (largest < FLOAT32_TINY)).any():
-        _refuse_underflow(rows, name, None, True)
+        _refuse_underflow(arr, name, None if where is None else present, True)
 
 
 def _refuse_underflow(real: np.ndarray, name: str, present: Optional[np.ndarray], per_column: bool) -> None:
