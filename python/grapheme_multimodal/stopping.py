@@ -544,6 +544,8 @@ def _refuse_splits_standardising_to_zero(
         if model.normalization(m) is not None:  # standardised as it is: its inputs vary, or were refused as such
             return
         x, present = held
+        if len(x) != n:  # not one row per row of the caller's (no such dataset here): fit's own check stands
+            return
         inputs.append((m, x, np.ones(len(x), dtype=bool) if present is None else present))
     if not inputs or all(_all_rows_equal(x, present) for _, x, present in inputs):
         return
