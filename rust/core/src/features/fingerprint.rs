@@ -30,12 +30,20 @@ pub fn fingerprint(graph: &Graph) -> [f32; FINGERPRINT_DIM] {
     counts[2..10].copy_from_slice(&buckets);
     // Out-degrees saturate at 7: count them in bytes (no per-node usize).
     let n = graph.node_count();
-    let mut degree = vec![0u8; n];
+    // A small graph's (a sentence's) degrees on the stack: no allocation per call.
+    let (mut small, mut large) = ([0u8; 512], Vec::new());
+    let degree: &mut [u8] = match small.get_mut(..n) {
+        Some(degree) => degree,
+        None => {
+            large.resize(n, 0u8);
+            &mut large
+        }
+    };
     for &(s, _) in graph.edges() {
         degree[s] = degree[s].saturating_add(1);
     }
     let mut by_degree = [0usize; 8];
-    for &d in &degree {
+    for &d in degree.iter() {
         by_degree[usize::from(d.min(7))] += 1;
     }
     counts[10..18].copy_from_slice(&by_degree);
