@@ -236,24 +236,35 @@ impl PyModel {
     ) -> PyResult<(Bound<'py, PyArray3<f32>>, Bound<'py, PyArray2<bool>>, Option<Bound<'py, PyArray1<f32>>>)> {
         let dims = self.config.input_dims;
         let event = || event_id.str().map(|s| s.to_string()).unwrap_or_else(|_| "?".into());
-        // Each modality's rows at their final size: grown by doubling, a
-        // large event's copy took up to three times its size while it moved
-        // (the Python preflight counts it once).
+        // Every modality's rows in one buffer at their final size, and the
+        // confidences in another (modality after modality): two allocations
+        // per call instead of three per modality. Grown by doubling, a large
+        // event's copy took up to three times its size while it moved (the
+        // Python preflight counts it once).
         let mut counts = [0usize; NUM_MODALITIES];
         for (m, _, _) in &components {
             if let Some(k) = counts.get_mut(*m) {
                 *k += 1;
             }
         }
-        let mut rows: [Vec<f32>; NUM_MODALITIES] = std::array::from_fn(|m| Vec::with_capacity(counts[m].saturating_mul(dims[m])));
-        let mut weights: [Vec<f32>; NUM_MODALITIES] = std::array::from_fn(|m| Vec::with_capacity(counts[m]));
+        let (mut value_start, mut weight_start) = ([0usize; NUM_MODALITIES], [0usize; NUM_MODALITIES]);
+        let (mut values, mut given) = (0usize, 0usize);
+        for m in 0..NUM_MODALITIES {
+            (value_start[m], weight_start[m]) = (values, given);
+            values = values.saturating_add(counts[m].saturating_mul(dims[m]));
+            given += counts[m];
+        }
+        let mut rows = vec![0f32; values];
+        let mut weights = vec![0f32; given];
+        let mut filled = [0usize; NUM_MODALITIES];
         for (m, item, confidence) in &components {
             let m = *m;
             let Some(&dim) = dims.get(m) else {
                 return Err(InvalidValueError::new_err((format!("event {}: modality index {m} is out of range; expected 0 to {}", event(), NUM_MODALITIES - 1), "event")));
             };
             let name = Modality::ALL[m].name();
-            let start = rows[m].len();
+            let start = value_start[m] + filled[m] * dim;
+            let row = &mut rows[start..start + dim];
             if let Ok(graph) = item.cast::<PyGraph>() {
                 let (kind, fdim, iterations): (pyo3::pybacked::PyBackedStr, Option<i64>, Option<i64>) = featurizers.get_item(m)?.extract()?;
                 let kind = FeatureKind::parse(&kind, fdim, iterations).py()?;
@@ -267,27 +278,26 @@ impl PyModel {
                         "event",
                     )));
                 }
-                rows[m].resize(start + dim, 0.0);
-                kind.features_into("event", &graph.get().inner, &mut rows[m][start..]).py()?;
+                kind.features_into("event", &graph.get().inner, row).py()?;
             } else {
-                // Appended straight from the numpy array once its length is
+                // Copied straight from the numpy array once its length is
                 // checked: a huge wrong-length vector copied first aborted
                 // the process when the copy did not fit.
-                let appended = match item.extract::<F32Array1<'py>>() {
+                let copied = match item.extract::<F32Array1<'py>>() {
                     Ok(a) if a.as_array().len() == dim => {
-                        rows[m].extend(a.as_array().iter());
+                        row.iter_mut().zip(a.as_array().iter()).for_each(|(r, &v)| *r = v);
                         true
                     }
                     Ok(_) => false,
                     Err(_) => match item.extract::<crate::convert::Aligned<'py, f64, ndarray::IxDyn>>() {
                         Ok(a) if a.as_array().ndim() == 1 && a.as_array().len() == dim => {
-                            rows[m].extend(a.as_array().iter().map(|&v| v as f32));
+                            row.iter_mut().zip(a.as_array().iter()).for_each(|(r, &v)| *r = v as f32);
                             true
                         }
                         _ => false,
                     },
                 };
-                if !appended || rows[m].len() - start != dim {
+                if !copied {
                     let shape = item.getattr("shape").and_then(|s| s.str()).map(|s| s.to_string()).unwrap_or_else(|_| "?".into());
                     return Err(ShapeError::new_err((
                         format!("event {}: modality {name} takes {dim}-long feature vectors, got ModalFeatures of shape {shape}", event()),
@@ -295,21 +305,29 @@ impl PyModel {
                     )));
                 }
             }
-            weights[m].push(*confidence);
+            weights[weight_start[m] + filled[m]] = *confidence;
+            filled[m] += 1;
         }
+        // Every component belongs to the batch's one row (0): borrowed from
+        // these zeros when there are few.
+        static ROW_ZERO: [usize; 64] = [0; 64];
+        let (rows, weights) = (&rows, &weights);
         let parts: [Option<ModalityInput<f32>>; NUM_MODALITIES] = std::array::from_fn(|m| {
-            let k = weights[m].len();
+            let k = counts[m];
             (k > 0).then(|| {
-                let x = Array2::from_shape_vec((k, dims[m]), std::mem::take(&mut rows[m])).expect("k rows of dim");
-                ModalityInput { x: x.into(), rows: vec![0; k].into(), weights: Some(std::mem::take(&mut weights[m]).into()) }
+                let (v, w) = (value_start[m], weight_start[m]);
+                let x = ndarray::ArrayView2::from_shape((k, dims[m]), &rows[v..v + k * dims[m]]).expect("k rows of dim");
+                let row_index = match ROW_ZERO.get(..k) {
+                    Some(zeros) => zeros.into(),
+                    None => vec![0; k].into(),
+                };
+                ModalityInput { x: x.into(), rows: row_index, weights: Some(weights[w..w + k].into()) }
             })
         });
-        let (emb, mask, fused) = self.model.read(py, |m| {
-            let input = EncoderInput::components(1, parts)?;
-            let mask = input.mask();
-            let (emb, fused) = m.encode_and_fuse(&input)?;
-            Ok((emb, mask, fused))
-        })?;
+        // What `EncoderInput::mask` gives for the batch's one row: a
+        // modality is present when it has a component.
+        let mask = Array2::from_shape_fn((1, NUM_MODALITIES), |(_, m)| counts[m] > 0);
+        let (emb, fused) = self.model.read(py, |m| m.encode_and_fuse(&EncoderInput::components(1, parts)?))?;
         // Small arrays: numpy-owned copies are cheaper to make than views of
         // Rust buffers. Read-only: the model's per-event cache keeps them and
         // shares them between calls (made so here, setting the flag in Python
