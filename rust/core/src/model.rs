@@ -16,7 +16,7 @@ use crate::params::{assign, assign_all, ParamLayout, Params, ParamsMut};
 use crate::real::Real;
 use crate::validate::{all_finite, check_finite, check_shape};
 use crate::kernels::threads;
-use ndarray::{s, Array1, Array2, Array3, ArrayView1, ArrayView2, ArrayView3, ArrayViewD, ArrayViewMut2, Axis, CowArray, Ix3};
+use ndarray::{s, Array1, Array2, Array3, ArrayView1, ArrayView2, ArrayView3, ArrayViewD, ArrayViewMut1, ArrayViewMut2, ArrayViewMut3, Axis, CowArray, Ix3};
 use crate::memory::try_zeros_array;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
@@ -586,22 +586,23 @@ impl<T: Real> LearnableMultiModal<T> {
         let present = mask.as_slice().expect("standard layout");
         let mut fused = fuse.then(|| try_zeros_array("inputs", "the fused embeddings [B, E]", (batch, e))).transpose()?;
         let chunk = forward_chunk(batch);
-        let emb_chunks = emb.axis_chunks_iter_mut(Axis(0), chunk);
-        let tasks: Vec<_> = match fused.as_mut() {
-            Some(f) => emb_chunks.zip(f.axis_chunks_iter_mut(Axis(0), chunk).map(Some)).enumerate().collect(),
-            None => emb_chunks.zip(std::iter::repeat_with(|| None)).enumerate().collect(),
-        };
-        threads::for_each_item(tasks, |(t, (mut emb, fused))| {
+        let run_chunk = |(t, (mut emb, fused)): (usize, (ArrayViewMut3<T>, Option<ArrayViewMut2<T>>))| {
             let (r0, rows) = (t * chunk, emb.len_of(Axis(0)));
-            let mut norms = Array1::zeros(rows);
+            // A chunk has at most FORWARD_CHUNK rows: their norms on the stack.
+            let mut norms = [T::zero(); FORWARD_CHUNK];
+            let mut norms = ArrayViewMut1::from(&mut norms[..rows]);
             for (m, part) in input.modalities.iter().enumerate() {
                 let Some(part) = part.as_ref().filter(|_| direct[m]) else { continue };
                 let x = part.x.slice(s![r0..r0 + rows, ..]);
                 let normalized = self.normalizers[m].as_ref().map(|n| n.apply(x));
                 let x = normalized.as_ref().map_or(x, |x| x.view());
-                self.encoders[m].forward_into(params, x, emb.slice_mut(s![.., m, ..]), norms.view_mut());
-                if let Some(i) = self.rescue_encoder_rows(m, params, x, emb.slice_mut(s![.., m, ..]), norms.view()) {
-                    overflow.note(r0 + i, m);
+                let mut out = emb.index_axis_mut(Axis(1), m);
+                self.encoders[m].forward_into(params, x, out.view_mut(), norms.view_mut());
+                // One pass over the norms first: a rescue is for overflowed rows only.
+                if !norms.iter().all(|n| n.is_finite()) {
+                    if let Some(i) = self.rescue_encoder_rows(m, params, x, out, norms.view()) {
+                        overflow.note(r0 + i, m);
+                    }
                 }
             }
             if let Some(mut fused) = fused {
@@ -610,7 +611,19 @@ impl<T: Real> LearnableMultiModal<T> {
                 self.fusion.forward_rows(params, x, Some(present), fused.view_mut(), norms.view_mut());
                 overflow.check_norms(norms.iter().enumerate().map(|(i, n)| (r0 + i, *n)), FUSED_SLOT);
             }
-        });
+        };
+        if (1..=chunk).contains(&batch) {
+            // One chunk (a single event, a small batch): run here, without
+            // the list of tasks.
+            run_chunk((0, (emb.view_mut(), fused.as_mut().map(|f| f.view_mut()))));
+        } else {
+            let emb_chunks = emb.axis_chunks_iter_mut(Axis(0), chunk);
+            let tasks: Vec<_> = match fused.as_mut() {
+                Some(f) => emb_chunks.zip(f.axis_chunks_iter_mut(Axis(0), chunk).map(Some)).enumerate().collect(),
+                None => emb_chunks.zip(std::iter::repeat_with(|| None)).enumerate().collect(),
+            };
+            threads::for_each_item(tasks, run_chunk);
+        }
         match overflow.first() {
             None => Ok((emb, fused)),
             Some((row, FUSED_SLOT)) => Err(self.fusion_overflow("inputs", row, emb.slice(s![row, .., ..]))),
