@@ -31,6 +31,17 @@ pub struct EncoderInput<'a, T: Clone> {
     pub modalities: [Option<ModalityInput<'a, T>>; NUM_MODALITIES],
 }
 
+/// `0, 1, 2, ...`: the row indices of a small batch's fully present modality.
+static ROW_INDICES: [usize; 256] = {
+    let mut rows = [0; 256];
+    let mut r = 0;
+    while r < rows.len() {
+        rows[r] = r;
+        r += 1;
+    }
+    rows
+};
+
 /// The argument name used in messages about modality `m`'s input.
 pub fn input_arg(m: usize) -> String {
     format!("inputs['{}']", Modality::ALL[m].name())
@@ -46,10 +57,17 @@ impl<'a, T: Real> EncoderInput<'a, T> {
         let batch_size = mask.nrows();
         let mut modalities: [Option<ModalityInput<'a, T>>; NUM_MODALITIES] = Default::default();
         for (m, (slot, x)) in modalities.iter_mut().zip(xs).enumerate() {
-            let present: Vec<usize> = (0..batch_size).filter(|&r| mask[[r, m]]).collect();
-            if present.is_empty() {
+            let column = mask.column(m);
+            let count = column.iter().filter(|&&p| p).count();
+            if count == 0 {
                 continue;
             }
+            // Every row present (the usual case): the indices 0..B, borrowed
+            // when the batch is small (no allocation per modality and call).
+            let present: Cow<'a, [usize]> = match ROW_INDICES.get(..batch_size) {
+                Some(all) if count == batch_size => Cow::Borrowed(all),
+                _ => Cow::Owned(column.iter().enumerate().filter(|&(_, &p)| p).map(|(r, _)| r).collect()),
+            };
             let x = x.ok_or_else(|| {
                 Error::invalid(
                     "mask",
@@ -70,7 +88,7 @@ impl<'a, T: Real> EncoderInput<'a, T> {
             };
             *slot = Some(ModalityInput {
                 x,
-                rows: Cow::Owned(present),
+                rows: present,
                 weights: None,
             });
         }
