@@ -204,8 +204,21 @@ impl<T: Real> Adam<T> {
         settings: &AdamSettings,
         params_bound: &mut ParamsBound,
     ) -> std::result::Result<StepReport, Refusal> {
+        self.update_tracked_with_norm(params, grads, global_norm(grads), settings, params_bound)
+    }
+
+    /// [`Self::update_tracked`] given `grad_norm`, [`global_norm`]`(grads)`
+    /// (a caller that computed it already, e.g. to check the gradients,
+    /// saves a pass over them).
+    pub(crate) fn update_tracked_with_norm(
+        &mut self,
+        params: &mut Vec<T>,
+        grads: &[T],
+        grad_norm: f64,
+        settings: &AdamSettings,
+        params_bound: &mut ParamsBound,
+    ) -> std::result::Result<StepReport, Refusal> {
         assert!(params.len() == grads.len() && params.len() == self.m.len(), "Adam: buffer lengths differ");
-        let grad_norm = global_norm(grads);
         if !grad_norm.is_finite() {
             let i = grads.iter().position(|g| !g.is_finite()).unwrap_or(0);
             return Err(Refusal::NonFiniteGradient(i));

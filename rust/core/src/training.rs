@@ -12,7 +12,7 @@
 //! there was any accepted update), which changes no computation: a modality
 //! no batch held keeps its random initial encoder.
 
-use crate::adam::{AdamSettings, OverflowCause, Refusal, StepReport, MAX_STEP};
+use crate::adam::{global_norm, AdamSettings, OverflowCause, Refusal, StepReport, MAX_STEP};
 use crate::batch::{input_arg, EncoderInput};
 use crate::error::{fmt_value, Error, Result};
 use crate::model::{LearnableMultiModal, ModalityTape};
@@ -156,10 +156,17 @@ impl<T: Real> LearnableMultiModal<T> {
         let settings = self.adam_settings(lr)?;
         let counter = self.next_counter()?;
         let mut fresh = self.take_scratch();
-        let result = match self.gradients_into(batch, weights, &mut fresh) {
-            Ok(losses) => match self.adam.update_tracked(&mut self.params, &fresh, &settings, &mut self.params_bound) {
-                Ok(report) => Ok((losses, report)),
-                Err(r) => Err(self.refusal_error(r, &settings, lr.is_some())),
+        // One pass over the gradients checks them and gives Adam their norm:
+        // `global_norm` is finite exactly when every gradient is (squares
+        // that overflow float32 are summed again in f64), so a non-finite
+        // norm is `gradients_into`'s refusal, message and all.
+        let result = match self.run_objectives(batch, weights, self.rng_counter, Some(&mut fresh), true) {
+            Ok(losses) => match global_norm(&fresh) {
+                norm if norm.is_finite() => match self.adam.update_tracked_with_norm(&mut self.params, &fresh, norm, &settings, &mut self.params_bound) {
+                    Ok(report) => Ok((losses, report)),
+                    Err(r) => Err(self.refusal_error(r, &settings, lr.is_some())),
+                },
+                _ => Err(self.non_finite_gradients(&fresh)),
             },
             Err(e) => Err(e),
         };
@@ -192,8 +199,13 @@ impl<T: Real> LearnableMultiModal<T> {
         if all_finite(out) {
             return Ok(losses);
         }
-        let i = out.iter().position(|g| !g.is_finite()).unwrap_or(0);
-        Err(Error::non_finite("gradients", format!("parameter {} (the loss is ill-conditioned for this batch)", self.param_name(i))))
+        Err(self.non_finite_gradients(out))
+    }
+
+    /// The refusal of gradients `grads` of which one is not finite.
+    fn non_finite_gradients(&self, grads: &[T]) -> Error {
+        let i = grads.iter().position(|g| !g.is_finite()).unwrap_or(0);
+        Error::non_finite("gradients", format!("parameter {} (the loss is ill-conditioned for this batch)", self.param_name(i)))
     }
 
     /// The scratch gradient buffer, zero-filled to the layout's length.
