@@ -123,3 +123,32 @@ def test_overflowing_encoder_rows_are_still_rescued(model):
     emb_b = model._core.encode([batch] + [None] * 6, np.array([[True] + [False] * 6] * 3))
     assert np.isfinite(emb_b).all()
     np.testing.assert_allclose(emb_b[1, 0], small[0, 0], atol=1e-6)
+
+
+def _state(model):
+    return {k: v.tobytes() for k, v in model.state_dict().items()}
+
+
+def test_non_finite_gradients_of_a_step_are_refused_as_before():
+    """train_step checks its gradients through their norm (one pass, the
+    norm Adam needs): the same refusal as backward's check, nothing changed."""
+    rng = np.random.default_rng(0)
+    x = {"visual": rng.normal(size=(8, 18)), "linguistic": rng.normal(size=(8, 18))}
+    weights = {"contrastive": 3e37}  # the loss is finite, its gradient at the encoder overflows float32
+    want = (
+        "gradients: contains a non-finite value (NaN or inf) at parameter encoder.visual.weight "
+        "(the loss is ill-conditioned for this batch); expected finite numbers"
+    )
+    for call in ("train_step", "backward"):
+        model = gm.LearnableMultiModal(embed_dim=16, hidden_dim=32, seed=0)
+        model.train_step(x)  # some state: moments, a step, gradients
+        before = _state(model)
+        grads = {k: v.copy() for k, v in model.gradients().items()}
+        with pytest.raises(gm.NonFiniteError) as info:
+            getattr(model, call)(x, weights=weights)
+        assert str(info.value) == want
+        assert _state(model) == before
+        assert all(np.array_equal(v, grads[k]) for k, v in model.gradients().items())
+    model = gm.LearnableMultiModal(embed_dim=16, hidden_dim=32, seed=0)
+    losses = model.train_step(x, weights={"contrastive": 1e37})  # large but finite gradients: a step
+    assert np.isfinite(losses["total"]) and all(np.isfinite(v).all() for v in model.state_dict().values())
