@@ -39,7 +39,8 @@ pub fn check_finite<T: Real, S: Data<Elem = T>, D: Dimension>(arg: &str, a: &Arr
 }
 
 /// Whether every value is finite: `v · 0` is 0 for finite `v` and NaN
-/// otherwise, summed in 8 lanes (vectorisable, no branch per value).
+/// otherwise, summed in 32 lanes (vectorisable, no branch per value; four
+/// independent vector sums, where one waited on the latency of each add).
 pub fn all_finite<T: Real>(values: &[T]) -> bool {
     #[cfg(target_arch = "x86_64")]
     if values.len() >= 4096 && crate::kernels::x86_ok() {
@@ -57,13 +58,38 @@ unsafe fn all_finite_avx2<T: Real>(values: &[T]) -> bool {
 
 #[inline(always)]
 fn all_finite_pass<T: Real>(values: &[T]) -> bool {
-    let mut acc = [T::zero(); 8];
-    let chunks = values.chunks_exact(8);
+    const LANES: usize = 32;
+    let mut acc = [T::zero(); LANES];
+    let chunks = values.chunks_exact(LANES);
     let tail = chunks.remainder();
     for c in chunks {
-        for l in 0..8 {
+        for l in 0..LANES {
             acc[l] += c[l] * T::zero();
         }
     }
     tail.iter().all(|v| v.is_finite()) && acc.iter().all(|v| *v == T::zero())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_finite_finds_any_non_finite_value_at_any_position() {
+        for len in [0, 1, 7, 8, 31, 32, 33, 64, 100, 4095, 4096, 4097, 4096 + 31, 5000] {
+            let mut v: Vec<f32> = (0..len).map(|i| [f32::MAX, -f32::MAX, 1e-45, -0.0, 1.5][i % 5]).collect();
+            assert!(all_finite(&v), "{len}");
+            let w: Vec<f64> = v.iter().map(|&x| f64::from(x) * 1e200).collect();
+            assert!(all_finite(&w), "{len}");
+            for i in (0..len).filter(|i| i % 29 == 0 || *i + 1 == len || *i < 40) {
+                for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+                    let old = std::mem::replace(&mut v[i], bad);
+                    assert!(!all_finite(&v), "{len} {i} {bad}");
+                    let w: Vec<f64> = v.iter().map(|&x| f64::from(x)).collect();
+                    assert!(!all_finite(&w), "{len} {i} {bad}");
+                    v[i] = old;
+                }
+            }
+        }
+    }
 }
