@@ -1,6 +1,6 @@
 """Learning on real data (UCI Multiple Features, split 0) with a small
 budget: the package's recipe (:func:`uci.fit_views`) at 16 epochs instead
-of its default (at most 100, early stopping; the best epoch is about 80),
+of its default (at most 300, early stopping; the best epoch is about 80),
 measured by the evaluation harness.
 
 Chance: class precision@1 and 5-NN ~0.10 (10 balanced classes), instance

@@ -173,7 +173,7 @@ class TrainingSettings:
     encoder_input_dropout: float = 0.1
     encoder_hidden_dropout: Optional[float] = None
     encoder_skip: Optional[bool] = None
-    epochs: int = 100
+    epochs: int = 300
     batch_size: int = 512
     learning_rate: float = 0.002
     modality_dropout: float = 0.0
@@ -213,7 +213,7 @@ class TrainingSettings:
             encoder_input_dropout: float = 0.1,
             encoder_hidden_dropout: Optional[float] = None,
             encoder_skip: Optional[bool] = None,
-            epochs: IntLike = 100,
+            epochs: IntLike = 300,
             batch_size: IntLike = 512,
             learning_rate: float = 0.002,
             modality_dropout: float = 0.0,
