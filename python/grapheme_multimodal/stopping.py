@@ -19,7 +19,7 @@ data").
 from __future__ import annotations
 
 import copy
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -249,9 +249,10 @@ def fit_with_stopping(
     weights = dict(zip(OBJECTIVES, resolve_weights(fit_options.get("objectives"), False, "objectives")))
     present = data.mask_of(np.arange(n))
     check_something_trains(weights, present, "inputs")  # before the held-out rows are blamed
+    held_out = _fold_rows(n, k, seed) if k else [val_rows]  # what each fold, or the slice, holds out
     # fit refuses validation rows that hold no modality, naming a validation_mask never given:
     # with or without patience (the slice is validated after every epoch either way)
-    for i, rows in enumerate(_fold_rows(n, k, seed) if k else [val_rows]):
+    for i, rows in enumerate(held_out):
         if present[rows].any():
             continue
         if k:
@@ -268,7 +269,7 @@ def fit_with_stopping(
         what = (f"validation_fraction: the {len(val_rows)} rows held out to stop on" if k == 0
                 else f"validation_fraction: the rows each of the {k} cross-validation folds holds out")
         refusals = []
-        for rows in [val_rows] if k == 0 else _fold_rows(n, k, seed):
+        for rows in held_out:
             try:
                 check_validation_measures(weights, present[rows], monitor, what, "validation_fraction", True,
                                           " among them, or patience=0 (no early stopping)")
@@ -281,23 +282,13 @@ def fit_with_stopping(
     # The slice or a fold may hold out every row the objectives learn from (the one row holding two
     # modalities, for cross_modal): fit refused the rows left to train on as the caller's whole data
     # ("Xs: no row holds two modalities"), which holds them.
-    for i, rows in enumerate(_fold_rows(n, k, seed) if k else [val_rows]):
+    for i, rows in enumerate(held_out):
         kept = np.ones(n, dtype=bool)
         kept[rows] = False
         nothing = nothing_trains(weights, present[kept])
-        if nothing is not None:
-            why = nothing[0]  # the reason alone, not parsed out of check_something_trains' message
-            if k:
-                raise InvalidValueError(
-                    f"cv_folds: fold {i + 1} of the {k} cross-validation folds holds out {len(rows)} rows that leave "
-                    f"its {n - len(rows)} rows to train on nothing to learn from: among them, {why}; expected patience=0 "
-                    "(no early stopping: every epoch on all rows), or more rows the objectives learn from", "cv_folds",
-                )
-            raise InvalidValueError(
-                f"validation_fraction: the {len(rows)} rows held out to stop on leave the {n - len(rows)} rows trained "
-                f"on nothing to learn from: among them, {why}; expected a validation_fraction that leaves such rows to "
-                "train on (0: none held out), or more rows the objectives learn from", "validation_fraction",
-            )
+        if nothing is not None:  # its reason alone, not parsed out of check_something_trains' message
+            raise _split_leaves(i, k, n, rows, f"nothing to learn from: among them, {nothing[0]}", "such rows",
+                                ", or more rows the objectives learn from")
     if k:
         # A fold does not refuse modality_dropout on rows of one modality each (the final fit, on all rows, may
         # have rows of two): all rows without one were refused by the final fit, after every fold had trained
@@ -306,7 +297,7 @@ def fit_with_stopping(
                                      present)
     standardize = fit_options.get("standardize", True)
     if epochs > 0 and type(standardize) in (bool, np.bool_) and standardize:
-        _refuse_splits_standardising_to_zero(model, data, n, k, seed, val_rows)
+        _refuse_splits_standardising_to_zero(model, data, n, k, held_out)
     if k == 0:
         (train, train_mask), (held, held_mask) = _take(inputs, mask, fit_rows), _take(inputs, mask, val_rows)
         columns = frame_columns(inputs)
@@ -525,7 +516,7 @@ def _fold_rows(n: int, k: int, seed: int) -> List[np.ndarray]:
 
 
 def _refuse_splits_standardising_to_zero(
-    model: "LearnableMultiModal", data: Any, n: int, k: int, seed: int, val_rows: np.ndarray
+    model: "LearnableMultiModal", data: Any, n: int, k: int, held_out: Sequence[np.ndarray]
 ) -> None:
     """Refuses, by ``cv_folds`` or ``validation_fraction``, a fold or the
     slice that holds out every row where the inputs differ: fit refused the
@@ -549,7 +540,7 @@ def _refuse_splits_standardising_to_zero(
         inputs.append((m, x, np.ones(len(x), dtype=bool) if present is None else present))
     if not inputs or all(_all_rows_equal(x, present) for _, x, present in inputs):
         return
-    for i, rows in enumerate(_fold_rows(n, k, seed) if k else [val_rows]):
+    for i, rows in enumerate(held_out):
         kept = np.ones(n, dtype=bool)
         kept[rows] = False
         left = [(m, x, present & kept) for m, x, present in inputs if (present & kept).any()]
@@ -558,17 +549,25 @@ def _refuse_splits_standardising_to_zero(
         names = ", ".join(MODALITY_NAMES[m] for m, _, _ in left)
         why = (f"all alike (the same {names} values in each); standardize=True learns each modality's mean from them, "
                "so every standardised input is 0 and nothing can be learned")
-        if k:
-            raise InvalidValueError(
-                f"cv_folds: fold {i + 1} of the {k} cross-validation folds holds out {len(rows)} rows that leave its "
-                f"{n - len(rows)} rows to train on {why}; expected patience=0 (no early stopping: every epoch on all "
-                "rows), more rows that differ, or standardize=False", "cv_folds",
-            )
-        raise InvalidValueError(
-            f"validation_fraction: the {len(rows)} rows held out to stop on leave the {n - len(rows)} rows trained on "
-            f"{why}; expected a validation_fraction that leaves rows that differ to train on (0: none held out), more "
-            "rows that differ, or standardize=False", "validation_fraction",
+        raise _split_leaves(i, k, n, rows, why, "rows that differ", ", more rows that differ, or standardize=False")
+
+
+def _split_leaves(i: int, k: int, n: int, rows: np.ndarray, what: str, keeps: str, remedy: str) -> InvalidValueError:
+    """The refusal of fold ``i`` of ``k`` (``k`` 0: the slice), which holds
+    out ``rows`` of ``n`` and leaves the rest to train on ``what``: named by
+    ``cv_folds`` or ``validation_fraction``, the caller's own settings, with
+    the way out (a slice that leaves ``keeps`` to train on) and ``remedy``."""
+    if k:
+        return InvalidValueError(
+            f"cv_folds: fold {i + 1} of the {k} cross-validation folds holds out {len(rows)} rows that leave its "
+            f"{n - len(rows)} rows to train on {what}; expected patience=0 (no early stopping: every epoch on all "
+            f"rows){remedy}", "cv_folds",
         )
+    return InvalidValueError(
+        f"validation_fraction: the {len(rows)} rows held out to stop on leave the {n - len(rows)} rows trained on "
+        f"{what}; expected a validation_fraction that leaves {keeps} to train on (0: none held out){remedy}",
+        "validation_fraction",
+    )
 
 
 def _cv_epochs(
