@@ -1249,7 +1249,7 @@ def precision_lost(real: np.ndarray, arr: np.ndarray, present: Optional[np.ndarr
     cast, moves by more than :data:`PRECISION_TOLERANCE` of their standard
     deviation (root mean square), unless float64 itself resolves no
     variation in them (:data:`_FLOAT64_NOISE`; not for integers, read exactly
-    past 2**53 too, nor float64 whole numbers below 2**53, which are exact:
+    past 2**53 too, nor float64 whole numbers, each the integer it holds:
     any spread is the data's). One pass over the rows, in
     chunks (mean and spread merged per chunk, stable far from zero: the
     point of the check); non-finite values (refused elsewhere) count as no loss."""
@@ -1295,13 +1295,16 @@ def precision_lost(real: np.ndarray, arr: np.ndarray, present: Optional[np.ndarr
         lossy = rms > PRECISION_TOLERANCE * std
         # Integers carry no roundoff: any spread is the data's. Ids 10**15 + i spread 1e-14 of their mean, below
         # float64's noise, and were cast to one float32 value without a word, as int64 and as the float64 a
-        # CSV file or scikit-learn's check_array makes of them: a float64 column of whole numbers below 2**53
-        # (where float64 holds every integer, and roundoff seldom lands on one) is taken as integers.
+        # CSV file or scikit-learn's check_array makes of them: a float64 column of whole numbers (roundoff
+        # seldom lands on one below 2**52) is taken as integers. At any magnitude: from 2**52 on every float64
+        # is whole, and the rule stopped at 2**53, so ids 2**53 - 100 + i were said and ids 2**53 + 2 * i
+        # (distinct float64 values, as int64 ids past 2**53 are said) trained on as one constant column unsaid;
+        # a column there of float64 roundoff alone is said too (float32 makes it constant: nothing is lost).
         noise = std <= (_FLOAT64_NOISE if kind == "f" else 0.0) * np.abs(mean)
         maybe = np.flatnonzero(lossy & noise & (std > 0)) if kind == "f" else np.zeros(0, np.intp)
         if len(maybe):  # seldom: columns far from zero that float64 barely resolves; one more pass over them only
             column = real[:, maybe] if present is None else real[:, maybe][present]  # those columns only: no copy of the rest
-            whole = ((column == np.round(column)) & (np.abs(column) < 2.0**53)).all(axis=0)
+            whole = (column == np.round(column)).all(axis=0)
             noise[maybe[whole]] = False
         lost = np.flatnonzero(lossy & ~noise)
     if not len(lost):

@@ -1,0 +1,43 @@
+"""Defects found by earlier audits and left open (session 56's list), each
+met as a user meets it; every test says what was seen before."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+import grapheme_multimodal as gm
+from grapheme_multimodal.types import ModalFeatures, MultiModalEvent
+
+
+def _model(**dims: int) -> gm.LearnableMultiModal:
+    return gm.LearnableMultiModal(input_dims=dims or {"visual": 3, "auditory": 2}, embed_dim=8, hidden_dim=8,
+                                  num_heads=2, seed=0)
+
+
+# ------------------------------------------------------------------ 1. float64 whole numbers past 2**53
+@pytest.mark.parametrize("base, step", [(2.0**53, 2.0), (2.0**60, 256.0), (-(2.0**55), 8.0)])
+def test_float64_ids_past_2_53_that_float32_makes_one_value_are_reported(base, step) -> None:
+    """Before: the whole-number rule stopped at 2**53. From 2**52 on every
+    float64 is whole, so ids ``2**53 - 100 + i`` were reported, but ids
+    ``2**53 + 2 * i`` (distinct float64 values, each the integer it holds,
+    as int64 ids past 2**53 are reported) were trained on as one constant
+    column without a word."""
+    n = 40
+    x = np.stack([base + step * np.arange(n), np.random.default_rng(0).normal(size=n)], 1)
+    assert len(np.unique(x[:, 0])) == n and len(np.unique(x[:, 0].astype(np.float32))) == 1
+    with pytest.warns(gm.PrecisionLossWarning, match=r"^inputs\['visual'\]: column 0 varies more finely than float32 "
+                                                     r"resolves: .* so in float32 the column is constant"):
+        _model(visual=2).fit_normalization({"visual": x})
+
+
+def test_float64_columns_float32_holds_or_that_are_roundoff_are_still_not_reported() -> None:
+    from grapheme_multimodal._validation import precision_lost
+
+    n = 40
+    exact = np.stack([2.0**60 + 2.0**37 * np.arange(n), np.arange(n, dtype=np.float64)], 1)  # float32 numbers
+    assert precision_lost(exact, exact.astype(np.float32)) is None
+    roundoff = np.array([0.3, 0.1 + 0.2] * (n // 2))[:, None] * np.ones((1, 2))  # float64 noise below 2**52
+    assert precision_lost(roundoff, roundoff.astype(np.float32)) is None
