@@ -41,3 +41,29 @@ def test_float64_columns_float32_holds_or_that_are_roundoff_are_still_not_report
     assert precision_lost(exact, exact.astype(np.float32)) is None
     roundoff = np.array([0.3, 0.1 + 0.2] * (n // 2))[:, None] * np.ones((1, 2))  # float64 noise below 2**52
     assert precision_lost(roundoff, roundoff.astype(np.float32)) is None
+
+
+# ------------------------------------------------------------------ 2. a state dict of two wrapped copies
+def test_two_prefixes_holding_every_name_are_both_said_in_one_order() -> None:
+    """Before: one of 'module.' and 'ema.module.' was named, picked in the
+    order of a set of str (it changed with PYTHONHASHSEED), and the remedy
+    stripped it alone, leaving the other copy's keys unexpected: strict
+    loading refused the result again."""
+    model = _model()
+    weights = {k: v for k, v in model.state_dict().items() if not k.startswith("normalization")}
+    state = {**{"ema.module." + k: v for k, v in weights.items()}, **{"module." + k: v for k, v in weights.items()}}
+    with pytest.raises(gm.InvalidValueError) as err:
+        model.load_state_dict(state)
+    message = str(err.value)
+    assert "behind each of the prefixes 'module.', 'ema.module.'" in message
+    remedy = message[message.index("e.g. ") + 5:]
+    assert remedy == "{k[7:]: v for k, v in state_dict.items() if k.startswith('module.')}"
+    model.load_state_dict(eval(remedy, {"state_dict": state}))  # the remedy loads
+
+
+def test_one_prefix_is_still_said_as_before() -> None:
+    model = _model()
+    state = {"module." + k: v for k, v in model.state_dict().items() if not k.startswith("normalization")}
+    with pytest.raises(gm.InvalidValueError, match=r"behind the prefix 'module\.' .*strip it, "
+                                                   r"\{k\[7:\] if k\.startswith\('module\.'\) else k"):
+        model.load_state_dict(state)

@@ -1105,11 +1105,18 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
             if any(k in NORMALIZATION_NAMES for k in unknown):  # a dict made from state_dict()'s keys (grads, moments)
                 note += ("; normalization.* entries are the inputs' standardisation in a state dict, no parameter "
                          "(no gradient, no Adam moment): leave them out")
-            prefix = _common_prefix(unknown, missing)
-            if prefix is not None:  # a wrapped model's dict (torch's DataParallel): a list of every name, twice, said no more
+            prefixes = _common_prefixes(unknown, missing)
+            if len(prefixes) == 1:  # a wrapped model's dict (torch's DataParallel): a list of every name, twice, said no more
+                prefix = prefixes[0]
                 note += (f"; the unexpected keys are the model's names behind the prefix {prefix!r} (as PyTorch's "
                          "DataParallel and DistributedDataParallel name a wrapped model's): strip it, "
                          f"{{k[{len(prefix)}:] if k.startswith({prefix!r}) else k: v for k, v in {arg}.items()}}")
+            elif prefixes:  # two wrapped copies ('module.', 'ema.module.'): stripping one left the other's keys unexpected
+                prefix = prefixes[0]
+                note += (f"; the unexpected keys hold the model's names behind each of the prefixes "
+                         f"{', '.join(map(repr, prefixes))} (as PyTorch's DataParallel and DistributedDataParallel name "
+                         "a wrapped model's): keep one copy's keys, stripped, e.g. "
+                         f"{{k[{len(prefix)}:]: v for k, v in {arg}.items() if k.startswith({prefix!r})}}")
             raise InvalidValueError(f"{arg}: unexpected keys {unknown}, missing keys {missing}{note}", arg)
         return {name: _checked_tensor(tensors[name], f"{arg}[{name!r}]", shape) for name, shape in shapes.items()
                 if name in tensors}
@@ -1534,18 +1541,18 @@ _NO_COLUMNS: Tuple[Optional[Tuple[str, ...]], ...] = (None,) * len(Modality)
 _MODALITIES = tuple(Modality)
 
 
-def _common_prefix(unknown: Sequence[Any], missing: Sequence[str]) -> Optional[str]:
-    """The prefix (``module.``) behind which ``unknown`` keys hold every one
-    of the ``missing`` names, or None."""
+def _common_prefixes(unknown: Sequence[Any], missing: Sequence[str]) -> List[str]:
+    """The prefixes (``module.``) behind each of which ``unknown`` keys hold
+    every one of the ``missing`` names, shortest first (then in text order):
+    one was picked in the order of a set of str, which changes from run to
+    run (``module.`` or ``ema.module.``), and stripping it left the other's
+    keys unexpected."""
     if not missing or not unknown:
-        return None
+        return []
     given = {k for k in unknown if isinstance(k, str)}
     first = missing[0]
-    for key in given:
-        prefix = key[: len(key) - len(first)]
-        if prefix and key.endswith(first) and all(prefix + name in given for name in missing):
-            return prefix
-    return None
+    prefixes = {key[: len(key) - len(first)] for key in given if key.endswith(first) and len(key) > len(first)}
+    return sorted((p for p in prefixes if all(p + name in given for name in missing)), key=lambda p: (len(p), p))
 
 
 def _checked_tensor(value: Any, name: str, shape: Tuple[int, ...]) -> np.ndarray:
