@@ -67,3 +67,16 @@ def test_one_prefix_is_still_said_as_before() -> None:
     with pytest.raises(gm.InvalidValueError, match=r"behind the prefix 'module\.' .*strip it, "
                                                    r"\{k\[7:\] if k\.startswith\('module\.'\) else k"):
         model.load_state_dict(state)
+
+
+# ------------------------------------------------------------------ 3. a column named '#'
+def test_a_column_named_only_the_comment_mark_is_a_name_not_a_mark() -> None:
+    """Before: '#' lost its mark and read as '', so ('#', 'x') and
+    ('x', '') were the same names reordered, and a frame's columns were
+    refused as fitted's in another order."""
+    from grapheme_multimodal._validation import is_reordering
+
+    assert not is_reordering(("#", "x"), ("x", ""))
+    assert not is_reordering(("x", ""), ("#", "x"))
+    assert is_reordering(("#", "x"), ("x", "#"))  # the same names reordered
+    assert is_reordering(("# a", "b"), ("b", "a"))  # np.savetxt's header as pandas reads it, still compared

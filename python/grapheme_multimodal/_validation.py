@@ -571,9 +571,11 @@ def is_reordering(fitted: Optional[Sequence[str]], given: Optional[Sequence[str]
 
 
 def _unmarked(names: Sequence[str]) -> Tuple[str, ...]:
-    """``names`` with the comment mark (``#``, and the spaces about it) before the first name left out."""
+    """``names`` with the comment mark (``#``, and the spaces about it) before the first name left out.
+    A first name that is the mark alone (``#``, a column so named: a row counter) is kept: read as ``''``,
+    ``('#', 'a', '')`` and ``('', '', 'a')`` were the same names reordered."""
     first = names[0].strip() if names and isinstance(names[0], str) else None
-    if first is None or not first.startswith("#"):
+    if first is None or not first.startswith("#") or not first.lstrip("#").strip():
         return tuple(names)
     return (first.lstrip("#").strip(), *names[1:])
 
