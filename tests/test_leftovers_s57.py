@@ -80,3 +80,27 @@ def test_a_column_named_only_the_comment_mark_is_a_name_not_a_mark() -> None:
     assert not is_reordering(("x", ""), ("#", "x"))
     assert is_reordering(("#", "x"), ("x", "#"))  # the same names reordered
     assert is_reordering(("# a", "b"), ("b", "a"))  # np.savetxt's header as pandas reads it, still compared
+
+
+# ------------------------------------------------------------------ 4. --no-csv-header and a comment line
+def test_no_header_said_skips_comment_lines_above_the_numbers(tmp_path) -> None:
+    """Before: with header=False (the CLI's --no-csv-header), np.savetxt's
+    '# a,b,c' was read as the first event and refused: "row 0 (line 1)
+    has a non-numeric value '# a' (column 0 of 3); expected numbers only"."""
+    from grapheme_multimodal.files import read_modality_file, read_numeric_csv
+
+    path = tmp_path / "x.csv"
+    path.write_text("# a,b,c\n# more\n1,2,3\n4,5,6\n")
+    assert read_numeric_csv(path, header=False).tolist() == [[1, 2, 3], [4, 5, 6]]
+    read = read_modality_file(gm.Modality.VISUAL, path, csv_header=False)
+    assert read.values.tolist() == [[1, 2, 3], [4, 5, 6]] and read.columns is None  # no header said: no names
+    path.write_text("# a,b,c\n1,x,3\n")
+    with pytest.raises(gm.InvalidValueError, match=r"row 0 \(line 2\) has a non-numeric value 'x'"):
+        read_numeric_csv(path, header=False)  # the rows counted as before, the lines as in the file
+    path.write_text("# a,b\n1,2\n#3,4\n5,6\n")
+    with pytest.raises(gm.InvalidValueError, match=r"row 1 \(line 3\) is a comment line"):
+        read_numeric_csv(path, header=False)  # among the rows: refused as before (a commented-out event?)
+    path.write_text("# a,b\n\n# c\n")
+    with pytest.raises(gm.InvalidValueError, match=r"x\.csv: the CSV file holds only 2 comment lines; expected one "
+                                                   r"row of numbers per event"):
+        read_numeric_csv(path, header=False)

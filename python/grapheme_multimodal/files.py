@@ -187,7 +187,9 @@ def read_numeric_csv(path: Path, header: Optional[bool] = None) -> np.ndarray:
     (``# written by ...``; the names may then be on a comment line below
     it: comment lines between a header and the first data row, as
     ``np.savetxt`` writes a header of several lines, are skipped, and one
-    among the data rows is refused, saying so); a cell is a number as ``float`` reads it, less digits grouped by ``_``; a missing
+    among the data rows is refused, saying so; with ``header=False``,
+    comment lines above the first row are skipped, their names unread: a
+    comment is no event); a cell is a number as ``float`` reads it, less digits grouped by ``_``; a missing
     value (an empty cell, ``NA``, ``N/A``, ``#N/A``, ``NULL``) is refused, and
     makes no header; quotes are read as the csv module's ``strict`` dialect
     reads them. The file is UTF-8 text (a byte-order mark skipped); UTF-16
@@ -315,6 +317,7 @@ def _read_numeric_csv_lines(
     bad: Optional[Tuple[int, int, str]] = None  # the first data row with a cell that is no number, its column, the cell
     comments: List[List[str]] = []  # the comment lines between a header and the first data row (read as comments)
     commented = False  # whether bad's row is a comment line (among the data rows: refused, saying so)
+    skipped_comments = 0  # the comment lines above the first row, with header_given False (no header: skipped)
     try:
         # utf-8-sig: a byte-order mark (Excel's "CSV UTF-8") made the first row non-numeric,
         # and it was dropped as a header
@@ -326,6 +329,14 @@ def _read_numeric_csv_lines(
             reader = csv.reader(_noting_underscores(f, underscored), strict=True)
             try:
                 for r in reader:
+                    if first is None and header_given is False and _is_comment(r):
+                        # a comment line above the numbers ("# a,b,c", as np.savetxt(header=...) writes), said to
+                        # head no header: no event either ("row 0 has a non-numeric value '# a'"). Skipped, as
+                        # np.loadtxt skips it and as the guess drops it; its names are not read (no header, said)
+                        skipped_comments += 1
+                        start = reader.line_num + 1
+                        underscored[0] = False
+                        continue
                     if not _is_blank_line(r):
                         if first is None:
                             first = r
@@ -363,7 +374,8 @@ def _read_numeric_csv_lines(
         why = _csv_error(exc, start, reader.line_num)
         raise InvalidValueError(f"{shown_name(path)}: is not a readable CSV file ({why})", str(path)) from None
     if first is None:
-        raise InvalidValueError(f"{shown_name(path)}: the CSV file is empty; expected one row of numbers per event", str(path))
+        what = f"holds only {counted(skipped_comments, 'comment line')}" if skipped_comments else "is empty"
+        raise InvalidValueError(f"{shown_name(path)}: the CSV file {what}; expected one row of numbers per event", str(path))
     header = None
     columns: Optional[Tuple[str, ...]] = None
     if is_header:
