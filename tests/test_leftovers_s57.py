@@ -104,3 +104,20 @@ def test_no_header_said_skips_comment_lines_above_the_numbers(tmp_path) -> None:
     with pytest.raises(gm.InvalidValueError, match=r"x\.csv: the CSV file holds only 2 comment lines; expected one "
                                                    r"row of numbers per event"):
         read_numeric_csv(path, header=False)
+
+
+# ------------------------------------------------------------------ 5. the estimator's HTML with a huge int
+def test_html_repr_called_directly_shows_a_huge_int_parameter() -> None:
+    """Before: ``_repr_html_()`` (what a notebook that reads no mime bundle
+    calls) raised scikit-learn's "Exceeds the limit (4300 digits)" for
+    ``epochs=10**5000``, which repr() and the mime bundle show."""
+    import sklearn
+
+    from grapheme_multimodal.sklearn import MultimodalEmbedder
+
+    with sklearn.config_context(display="diagram"):
+        estimator = MultimodalEmbedder(epochs=10**5000)
+        html = estimator._repr_html_()
+        assert "int of 5,001 digits" in html
+        assert estimator.epochs == 10**5000  # the parameter itself untouched
+        assert "epochs" in MultimodalEmbedder(epochs=3)._repr_html_()

@@ -359,6 +359,19 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
                 raise
             return BaseEstimator._repr_mimebundle_(stand_in, **kwargs)
 
+    def _repr_html_inner(self) -> str:
+        """scikit-learn's HTML (``_repr_html_``, as a notebook that reads no
+        mime bundle calls it), with a parameter whose repr raises shown as
+        :meth:`__repr__` shows it: ``epochs=10**5000`` raised scikit-learn's
+        ValueError there after repr() and the mime bundle had been fixed."""
+        try:
+            return super()._repr_html_inner()
+        except ValueError:
+            stand_in = self._printable_stand_in()
+            if stand_in is None:
+                raise
+            return BaseEstimator._repr_html_inner(stand_in)
+
     def _printable_stand_in(self) -> "Optional[MultimodalEmbedder]":
         """A shallow copy whose parameters that have no repr (see
         :func:`_has_repr`) are :class:`_ReprOf` them, for printing only;
