@@ -121,3 +121,39 @@ def test_html_repr_called_directly_shows_a_huge_int_parameter() -> None:
         assert "int of 5,001 digits" in html
         assert estimator.epochs == 10**5000  # the parameter itself untouched
         assert "epochs" in MultimodalEmbedder(epochs=3)._repr_html_()
+
+
+# ------------------------------------------------------------------ 6. the caller's fit fitting other data
+def test_a_fit_function_fitting_another_model_on_other_data_is_not_said_as_the_split() -> None:
+    """Before: a ``fit`` function given to fit_with_stopping that fitted a
+    side model on its own data too heard, of that data, "inputs['auditory']:
+    holds the same values in every row holding it among the rows trained on
+    (those held out to stop on are not)": fit_with_stopping's names and its
+    split's words, of rows no split had held out."""
+    from grapheme_multimodal.stopping import fit_with_stopping
+
+    rng = np.random.default_rng(0)
+    n = 40
+    data = {"visual": rng.normal(size=(n, 3)), "auditory": rng.normal(size=(n, 2))}
+    other = {"visual": rng.normal(size=(n, 3)), "auditory": np.ones((n, 2))}
+    model, side = _model(), _model()
+
+    def fit(inputs, **options):
+        side.fit(other, epochs=1, progress=False)
+        return model.fit(inputs, **options)
+
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        fit_with_stopping(model, data, validation_fraction=0.25, patience=2, monitor="val_total", epochs=1, fit=fit,
+                          min_validation_rows=4, progress=False)
+    said = [str(w.message) for w in seen if issubclass(w.category, gm.ConstantModalityWarning)]
+    assert len(said) == 1 and said[0].startswith("data['auditory']: holds the same values in every row holding it; ")
+
+    # the fit of the model on the split's rows is still said as the split's
+    own = _model()
+    data["auditory"] = np.ones((n, 2))
+    with pytest.warns(gm.ConstantModalityWarning, match=r"^inputs\['auditory'\]: holds the same values in every row "
+                                                        r"holding it among the rows trained on"):
+        fit_with_stopping(own, data, validation_fraction=0.25, patience=2, monitor="val_total", epochs=1,
+                          fit=lambda inputs, **options: own.fit(inputs, **options), min_validation_rows=4,
+                          progress=False)

@@ -14,6 +14,7 @@ __all__ = ["fit", "History", "MAX_STEPS"]
 
 import contextlib
 import contextvars
+import functools
 import math
 import re
 import sys
@@ -86,6 +87,49 @@ class History:
         plot_history(self.epochs, path, title=title, best_epoch=self.best_epoch)
 
 
+#: The fit that the scopes set around a caller's own ``fit`` function (:func:`scopes_for_fit_of`) are meant
+#: for: ``(model, data)``, or None (no such function called: every fit in the scopes is theirs).
+_FIT_FOR: "contextvars.ContextVar[Optional[Tuple[Any, Any]]]" = contextvars.ContextVar("_FIT_FOR", default=None)
+
+
+@contextlib.contextmanager
+def scopes_for_fit_of(model: "LearnableMultiModal", data: Any) -> Iterator[None]:
+    """Inside the block (a call of the user's own ``fit`` function, which
+    :func:`~grapheme_multimodal.stopping.fit_with_stopping` takes), the
+    scopes its caller set (:func:`training_on_split`, the data's names in a
+    :func:`~._validation.precision_scope`, :func:`constant_rows_refused_as`,
+    :func:`taking_no_mask`) hold for the fit of ``model`` on ``data``
+    itself (the same objects) only. Another fit there, of another model or
+    on other data (a side model the function fits too), is the user's: its
+    data named and checked as fit's own. Such a fit on other data heard
+    "inputs['auditory']: holds the same values in every row holding it among
+    the rows trained on (those held out to stop on are not)" of rows no
+    split had held out."""
+    with context_set(_FIT_FOR, (model, data)):
+        yield
+
+
+def _scopes_bound(function: Callable[..., "History"]) -> Callable[..., "History"]:
+    """``fit``, run outside its callers' scopes when they were set for
+    another fit (see :func:`scopes_for_fit_of`)."""
+
+    @functools.wraps(function)
+    def bound(*args: Any, **kwargs: Any) -> "History":
+        meant = _FIT_FOR.get()
+        if meant is None:
+            return function(*args, **kwargs)
+        model = args[0] if args else kwargs.get("model")
+        data = args[1] if len(args) > 1 else kwargs.get("data")
+        if meant[0] is model and meant[1] is data:  # the fit they were set for: nested fits (a metric's) are not
+            with context_set(_FIT_FOR, None):
+                return function(*args, **kwargs)
+        with _outside_scopes():
+            return function(*args, **kwargs)
+
+    return bound
+
+
+@_scopes_bound
 def fit(
     model: "LearnableMultiModal",
     data: Any,
@@ -1357,7 +1401,7 @@ def _outside_scopes() -> Iterator[None]:
     :func:`taking_no_mask`, :func:`training_on_split`). A metric may fit another model on other data:
     that fit is the user's, its data named and checked as fit's own."""
     with outside_precision_scope(), context_set(_CONSTANT_REFUSAL, None), context_set(_MASK_TAKEN, True), \
-            context_set(_SPLIT, None):
+            context_set(_SPLIT, None), context_set(_FIT_FOR, None):
         yield
 
 
