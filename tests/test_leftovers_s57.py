@@ -157,3 +157,40 @@ def test_a_fit_function_fitting_another_model_on_other_data_is_not_said_as_the_s
         fit_with_stopping(own, data, validation_fraction=0.25, patience=2, monitor="val_total", epochs=1,
                           fit=lambda inputs, **options: own.fit(inputs, **options), min_validation_rows=4,
                           progress=False)
+
+
+# ------------------------------------------------------------------ 7. features replaced between check and read
+class _Replaced(ModalFeatures):
+    """A component whose ``features`` is another array from the ``after``-th
+    read on: what another thread's ``c.features = ...`` between two reads
+    does, made deterministic."""
+
+    reads, after, other = 0, 10**9, None
+
+    def __getattribute__(self, name):
+        if name == "features":
+            cls = type(self)
+            cls.reads += 1
+            if cls.reads > cls.after:
+                return cls.other
+        return object.__getattribute__(self, name)
+
+
+@pytest.mark.parametrize("after", [1, 2, 3])
+@pytest.mark.parametrize("other", [np.array([7.0], np.float32), np.full((1, 3), 7.0, np.float32),
+                                   np.full(5, 7.0, np.float32)], ids=["1", "1x3", "5"])
+def test_features_replaced_after_their_check_are_never_broadcast_into_the_row(after, other) -> None:
+    """Before: the batched path checked one read's length and copied
+    another read's array: ``[7.0]`` set between the two was broadcast into
+    the row, [7, 7, 7], trained on without a word."""
+    from grapheme_multimodal.batch import event_components
+
+    component = _Replaced(np.ones(3), "visual")
+    _Replaced.reads, _Replaced.after, _Replaced.other = 0, after, other
+    event = MultiModalEvent(components=[component], id=1)
+    try:
+        tables = event_components(_model().config, [event])
+    except gm.ShapeError as err:
+        assert "modality visual takes 3-long feature vectors, got ModalFeatures of shape" in str(err)
+    else:
+        assert tables[0][0].tolist() == [[1.0, 1.0, 1.0]]

@@ -342,12 +342,16 @@ def event_components(
             x[with_graph] = featurizer([comps[m][k].graph for k in with_graph])
         for k, c in enumerate(comps[m]):
             if not isinstance(c, ModalGraph):
-                if len(c.features) != dim:  # 1-D: event._checked_components saw to it
+                # Read once: the array whose shape is checked is the one copied. Read again, another thread's
+                # `c.features = [7.0]` between the two was broadcast into the row ([7, 7, 7]) without a word.
+                # ndim too: the array event._checked_components saw may be another by now, or reshaped in place
+                features = c.features
+                if features.ndim != 1 or len(features) != dim:
                     raise ShapeError(
                         f"event {events[owners[m][k]].id}: modality {modality} takes {dim}-long feature vectors, "
-                        f"got ModalFeatures of shape {c.features.shape}", name,
+                        f"got ModalFeatures of shape {features.shape}", name,
                     )
-                x[k] = c.features
+                x[k] = features
         confidences = np.array([c.confidence for c in comps[m]], np.float32)
         tables.append((x, np.array(owners[m], np.int64), confidences))
     return tables
@@ -375,9 +379,10 @@ def refuse_non_finite_event(event: MultiModalEvent, name: str = "event") -> None
     whose features hold NaN or inf (written into its array in place, after
     :class:`ModalFeatures` checked them); nothing when none does."""
     for k, c in enumerate(event.components):
-        if isinstance(c, ModalFeatures) and not np.isfinite(c.features).all():
-            j = int(np.flatnonzero(~np.isfinite(c.features))[0])
+        features = c.features if isinstance(c, ModalFeatures) else None  # read once: the array checked is the one named
+        if features is not None and not np.isfinite(features).all():
+            j = int(np.flatnonzero(~np.isfinite(features).ravel())[0])
             raise NonFiniteError(
                 f"{name}.components[{k}].features: entry {j} of event {event.id}'s {c.modality} component holds "
-                f"{c.features[j]}; expected finite numbers (the array was changed in place after it was set)", name,
+                f"{features.ravel()[j]}; expected finite numbers (the array was changed in place after it was set)", name,
             )
