@@ -194,3 +194,22 @@ def test_features_replaced_after_their_check_are_never_broadcast_into_the_row(af
         assert "modality visual takes 3-long feature vectors, got ModalFeatures of shape" in str(err)
     else:
         assert tables[0][0].tolist() == [[1.0, 1.0, 1.0]]
+
+
+# ------------------------------------------------------------------ 8. the CLI's width of a file of 2-D rows
+def test_embed_names_the_width_of_a_file_of_2d_rows_as_values_per_row(tmp_path, capsys, monkeypatch) -> None:
+    """Before: a ``[4, 2, 2]`` .npy (each row flattened to 4 features)
+    given to a checkpoint whose encoder takes 2 was refused as "three.npy
+    has 4 columns": a file with 2 columns per row, it named columns it has not."""
+    from grapheme_multimodal.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    _model(visual=2).save("m.safetensors")
+    np.save("three.npy", np.zeros((4, 2, 2), np.float32))
+    np.save("flat.npy", np.zeros((4, 3), np.float32))
+    for name, width in (("three.npy", "4 values per row (rows of shape (2, 2), flattened)"), ("flat.npy", "3 columns")):
+        code = main(["embed", "m.safetensors", "-m", f"visual={name}", "-o", "e.npy"])
+        err = capsys.readouterr().err
+        assert code == 2 and not (tmp_path / "e.npy").exists()
+        assert err == (f"grapheme-mm: error: visual: {name} has {width} but the checkpoint's visual encoder takes 2 "
+                       "(a checkpoint from a different config?)\n")

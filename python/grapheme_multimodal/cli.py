@@ -53,6 +53,7 @@ from .uci import (
 )
 
 if TYPE_CHECKING:
+    from .files import ModalityFile
     from .model import LearnableMultiModal
     from .training import History
 
@@ -1200,7 +1201,7 @@ def _embed(args: argparse.Namespace) -> int:
         else:
             if f.values.shape[1] != dim:
                 raise ShapeError(
-                    f"{f.modality}: {shown_name(f.path)} has {counted(f.values.shape[1], 'column')} but the checkpoint's {f.modality} "
+                    f"{f.modality}: {shown_name(f.path)} has {_width(f)} but the checkpoint's {f.modality} "
                     f"encoder takes {dim} ({_why_the_width_differs(model, f.modality)})", str(f.modality),
                 )
             _refuse_reordered_header(f, models)
@@ -1429,6 +1430,15 @@ def _disarm_failure_alarm(timer: Optional[Tuple[float, float]], since: float) ->
         left = interval - (-left) % interval
     if left > 0:
         signal.setitimer(signal.ITIMER_REAL, left, interval)
+
+
+def _width(f: "ModalityFile") -> str:
+    """How many features each row of the numeric file ``f`` gives: its
+    columns, or the values of its rows flattened (an array of 2 x 2 rows)."""
+    n = f.values.shape[1]
+    if f.row_shape is None:
+        return counted(n, "column")
+    return f"{counted(n, 'value')} per row (rows of shape {f.row_shape}, flattened)"
 
 
 def _why_the_width_differs(model: "LearnableMultiModal", modality: Any) -> str:

@@ -53,6 +53,10 @@ class ModalityFile:
     #: The column names of a CSV file's header (one per column), else None: a model
     #: trained on it keeps them (``train``), and ``embed`` refuses them in another order.
     columns: Optional[Tuple[str, ...]] = None
+    #: The shape of each row as an array file holds it when it is no vector (``(2, 2)`` of a ``[N, 2, 2]``
+    #: ``.npy``), flattened into ``values``; else None. A message of the width says so: "4 columns" of a
+    #: file of 2 x 2 rows named columns it has not.
+    row_shape: Optional[Tuple[int, ...]] = None
 
     @property
     def is_text(self) -> bool:
@@ -148,7 +152,9 @@ def read_modality_file(
             raise InvalidValueError(
                 f"{modality}: {shown_name(path)} has an unsupported type {suffix or '(none)'!r}; expected one of {known}", str(modality)
             )
-        return ModalityFile(modality, path, as_feature_rows(values, f"{modality} ({shown_name(path)})", notes))
+        row_shape = tuple(values.shape[1:]) if getattr(values, "ndim", 0) > 2 else None
+        return ModalityFile(modality, path, as_feature_rows(values, f"{modality} ({shown_name(path)})", notes),
+                            row_shape=row_shape)
     except MemoryError:
         raise TooLargeError(f"{modality}: {shown_name(path)} ({path.stat().st_size:,} bytes) does not fit in memory", str(modality)) from None
 
