@@ -124,6 +124,17 @@ class WeightAverage:
         # of each made for the comparison, at every fit's start (most of a small fit's own time).
         object.__setattr__(self, "_flat", None)
 
+    def __repr__(self) -> str:
+        # the dataclass's repr printed every tensor of the average and of the trained weights: 49 kB
+        # (766 lines) for the default model, shown whole by a notebook for `model.weight_average`
+        def tensors(t: Optional[Mapping[str, np.ndarray]]) -> str:
+            if t is None:
+                return "None"
+            return f"<{len(t)} tensors, {sum(int(np.size(v)) for v in t.values()):,} values>"
+
+        return (f"{type(self).__name__}(decay={self.decay!r}, count={self.count!r}, mean={tensors(self.mean)}, "
+                f"trained={tensors(self.trained)})")
+
     def __getstate__(self) -> Dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if k != "_flat"}  # a cache: pickles and copies carry no copy of it
 

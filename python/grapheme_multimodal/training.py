@@ -42,12 +42,14 @@ from .objectives import (  # unmeasured_objectives...: train_step's check of one
     _ONE_HELD_ROW, _ONE_ROW, _ONE_ROW_REASONS, ONE_ROW_REMEDY, OBJECTIVES, ROW_COMPARING_OBJECTIVES, _zero_because,
     all_zero_error, check_something_trains, one_row_clause, resolve_weights, split_by_rows, unmeasured_objectives,
 )
-from .types import Modality, MultiModalEvent
+from .types import Modality, MultiModalEvent, bounded_repr
 
 if TYPE_CHECKING:
     from .model import LearnableMultiModal
 
 Metric = Callable[["LearnableMultiModal"], float]
+#: The epoch records a History's repr shows at each end (the records between are counted).
+_REPR_END_EPOCHS = 2
 
 
 @dataclass
@@ -67,6 +69,21 @@ class History:
     best_epoch: Optional[int] = None
     stopped_early: bool = False
     cv_curve: Optional[List[float]] = None
+
+    def __repr__(self) -> str:
+        # the dataclass's repr printed every epoch's record (and every value of cv_curve): 65 kB for the
+        # recipe's 300 epochs, shown whole by a notebook for a `model.fit(...)` ending a cell; the first
+        # and last records are shown, and how many lie between
+        epochs = self.epochs
+        if type(epochs) is list and len(epochs) > 2 * _REPR_END_EPOCHS + 1:
+            k = _REPR_END_EPOCHS
+            shown = ", ".join(bounded_repr(e) for e in epochs[:k])
+            shown += f", ... {len(epochs) - 2 * k:,} more, " + ", ".join(bounded_repr(e) for e in epochs[-k:])
+            shown = f"[{shown}]"
+        else:
+            shown = bounded_repr(epochs)
+        return (f"{type(self).__name__}(epochs={shown}, monitor={self.monitor!r}, best_epoch={self.best_epoch!r}, "
+                f"stopped_early={self.stopped_early!r}, cv_curve={bounded_repr(self.cv_curve)})")
 
     def __getitem__(self, key: str) -> List[float]:
         """``history["loss"]`` → that value per epoch. A key no epoch

@@ -1,0 +1,64 @@
+"""Session 57's hostile audit of the public API (each test failed before its fix)."""
+import numpy as np
+
+import grapheme_multimodal as gm
+from grapheme_multimodal.training import History
+
+
+def _small_model(**kwargs):
+    return gm.LearnableMultiModal(input_dims={"visual": 8}, embed_dim=16, hidden_dim=16, num_heads=2, seed=0, **kwargs)
+
+
+def _views(n=24):
+    rng = np.random.default_rng(0)
+    return {"visual": rng.normal(size=(n, 8)), "auditory": rng.normal(size=(n, 18))}
+
+
+# 1. reprs that printed every value ------------------------------------------------------------------------------
+
+def test_weight_average_repr_counts_its_tensors():
+    # the dataclass's repr printed every tensor of the average and of the trained weights: 49 kB (766 lines)
+    # for the default model, what a notebook shows for `model.weight_average`
+    model = _small_model()
+    model.fit(_views(), epochs=2, ema_decay=0.9, progress=False)
+    n, k = model.num_parameters(), len(model.weight_average.mean)
+    assert k > 20
+    text = repr(model.weight_average)
+    assert text == f"WeightAverage(decay=0.9, count=2, mean=<{k} tensors, {n:,} values>, trained=<{k} tensors, {n:,} values>)"
+    assert "trained=None" in repr(gm.averaging.WeightAverage(decay=0.5, count=1, mean=dict(model.weight_average.mean)))
+
+
+def test_history_repr_shows_the_ends_of_a_long_fit():
+    # the dataclass's repr printed every epoch's record: 65 kB after the recipe's 300 epochs, shown whole by a
+    # notebook for a `model.fit(...)` that ends a cell
+    epochs = [{"epoch": i + 1, "loss": 1.0 / (i + 1), "val_total": 2.0} for i in range(300)]
+    history = History(epochs=epochs, monitor="val_total", best_epoch=95, stopped_early=True,
+                      cv_curve=[1.0] * 300)
+    text = repr(history)
+    assert len(text) < 1_000
+    assert text.startswith("History(epochs=[{'epoch': 1, 'loss': 1.0, 'val_total': 2.0}, {'epoch': 2, ")
+    assert ", ... 296 more, {'epoch': 299, " in text and "{'epoch': 300, " in text
+    assert text.endswith(", monitor='val_total', best_epoch=95, stopped_early=True, cv_curve=[1.0, 1.0, 1.0, 1.0, "
+                         "1.0, ... 295 more])")
+    # a short one reads as the dataclass wrote it
+    short = History(epochs=[{"epoch": 1, "loss": 1.0}], best_epoch=1)
+    assert repr(short) == ("History(epochs=[{'epoch': 1, 'loss': 1.0}], monitor=None, best_epoch=1, "
+                           "stopped_early=False, cv_curve=None)")
+
+
+def test_experience_reprs_show_arrays_by_shape():
+    # record_fusion returns an Experience, whose repr printed every value (some 15 kB for the default model,
+    # what a notebook shows for each call); a sample of 32 rows of a small model's buffer printed 45 kB
+    model = gm.LearnableMultiModal(seed=0)
+    event = gm.MultiModalEvent(7)
+    event.add_component(gm.ModalFeatures(np.ones(18), "visual"))
+    text = repr(model.record_fusion(event, 1.0))
+    assert text == (
+        "Experience(embeddings=array(shape=(7, 64), dtype=float32), mask=array(shape=(7,), dtype=bool), "
+        "fused=array(shape=(64,), dtype=float32), pair_strengths=array(shape=(7, 7), dtype=float32), "
+        "reward=1.0, event_id=7, inputs=[array(shape=(18,), dtype=float32), None, None, None, None, None, None])")
+    model.record_batch({"visual": np.random.default_rng(0).normal(size=(40, 18))}, None, rewards=np.ones(40))
+    text = repr(model.experience.sample(32))
+    assert len(text) < 1_500
+    assert text.startswith("ExperienceBatch(embeddings=array(shape=(32, 7, 64), dtype=float32), ")
+    assert "rewards=array(shape=(32,), dtype=float32)" in text
