@@ -1,5 +1,6 @@
 """Session 57's hostile audit of the public API (each test failed before its fix)."""
 import numpy as np
+import pytest
 
 import grapheme_multimodal as gm
 from grapheme_multimodal.training import History
@@ -62,3 +63,17 @@ def test_experience_reprs_show_arrays_by_shape():
     assert len(text) < 1_500
     assert text.startswith("ExperienceBatch(embeddings=array(shape=(32, 7, 64), dtype=float32), ")
     assert "rewards=array(shape=(32,), dtype=float32)" in text
+
+
+# 2. refused priorities: the message listed three of them, as if that were all ----------------------------------
+
+def test_refused_priorities_say_how_many_more_there_are():
+    # update_priorities(batch, [0, 0, 0, 0]) said "got [0.0, 0.0, 0.0]": three values, for four given
+    model = _small_model()
+    model.record_batch({"visual": np.random.default_rng(0).normal(size=(10, 8))}, None, rewards=np.ones(10))
+    batch = model.experience.sample(6)
+    with pytest.raises(gm.InvalidValueError, match=r"^priorities: expected finite numbers > 0, got \[0\.0, 0\.0, nan, "
+                                                   r"\.\.\. 2 more\]$"):
+        model.experience.update_priorities(batch, [0.0, 0.0, np.nan, 1.0, -1.0, 0.0])
+    with pytest.raises(gm.InvalidValueError, match=r"got \[0\.0, nan\]$"):  # three or fewer: all of them, as before
+        model.experience.update_priorities(batch, [0.0, np.nan, 1.0, 1.0, 1.0, 1.0])

@@ -930,8 +930,11 @@ def shown_number(value: Any, show: Callable[[Any], str] = repr) -> str:
 
 
 def shown_floats(values: Any, most: int = 3) -> str:
-    """The first ``most`` of ``values`` (1-D) as :func:`shown_float` shows each: ``[1e+4000, nan]``."""
-    return "[" + ", ".join(shown_float(v) for v in np.asarray(values).ravel()[:most]) + "]"
+    """The first ``most`` of ``values`` (1-D) as :func:`shown_float` shows each, then how many more there
+    are: ``[1e+4000, nan]``, ``[0.0, 0.0, 0.0, ... 5 more]`` (four zeros read as ``[0.0, 0.0, 0.0]``)."""
+    flat = np.asarray(values).ravel()
+    more = f", ... {flat.size - most:,} more" if flat.size > most else ""
+    return "[" + ", ".join(shown_float(v) for v in flat[:most]) + more + "]"
 
 
 def non_finite_message(value: Any) -> str:
