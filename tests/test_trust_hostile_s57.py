@@ -1,4 +1,7 @@
 """Session 57's hostile audit of the public API (each test failed before its fix)."""
+import io
+import sys
+
 import numpy as np
 import pytest
 
@@ -77,3 +80,55 @@ def test_refused_priorities_say_how_many_more_there_are():
         model.experience.update_priorities(batch, [0.0, 0.0, np.nan, 1.0, -1.0, 0.0])
     with pytest.raises(gm.InvalidValueError, match=r"got \[0\.0, nan\]$"):  # three or fewer: all of them, as before
         model.experience.update_priorities(batch, [0.0, np.nan, 1.0, 1.0, 1.0, 1.0])
+
+
+# 3. a progress bar whose stream fails ------------------------------------------------------------------------------
+
+class _FailingStream(io.TextIOBase):
+    """A stderr whose writes fail once ``ok`` of them went through (a pipe whose reader went away)."""
+
+    def __init__(self, ok, error):
+        self.ok, self.error, self.writes = ok, error, 0
+
+    def write(self, text):
+        self.writes += 1
+        if self.writes > self.ok:
+            raise self.error
+        return len(text)
+
+    def flush(self):
+        if self.writes > self.ok:
+            raise self.error
+
+
+def test_fit_survives_a_stderr_that_fails_while_it_trains(monkeypatch):
+    # a write of the progress bar that failed (here at its close, after the last epoch) failed the fit, which
+    # then put the model back as it was: every epoch's training lost to its progress bar
+    reference = _small_model()
+    reference.fit(_views(), epochs=3, batch_size=8, progress=False)
+    model = _small_model()
+    stream = _FailingStream(2, BrokenPipeError(32, "Broken pipe"))  # tqdm lets it through (EIO it stops at)
+    monkeypatch.setattr(sys, "stderr", stream)
+    history = model.fit(_views(), epochs=3, batch_size=8, progress=True)
+    monkeypatch.undo()
+    assert len(history.epochs) == 3 and model.epochs_trained == 3 and stream.writes >= 3
+    for name, value in reference.state_dict().items():
+        np.testing.assert_array_equal(model.state_dict()[name], value)
+
+
+def test_fit_survives_a_closed_stderr(monkeypatch, tmp_path):
+    # a stderr closed under the program (not None: sys.stderr still names the closed file) refused every fit,
+    # "ValueError: I/O operation on closed file." from the bar's first flush
+    closed = open(tmp_path / "err.txt", "w")
+    closed.close()
+    model = _small_model()
+    monkeypatch.setattr(sys, "stderr", closed)
+    history = model.fit(_views(), epochs=2, batch_size=8, progress=True)
+    monkeypatch.undo()
+    assert len(history.epochs) == 2 and model.epochs_trained == 2
+
+
+def test_progress_bar_still_drawn_on_stderr(capsys):
+    _small_model().fit(_views(), epochs=1, batch_size=8, progress=True)
+    err = capsys.readouterr().err
+    assert "fit" in err and "step" in err

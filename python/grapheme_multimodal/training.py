@@ -264,8 +264,10 @@ def fit(
             mmap_mode="r")``, ``x.flags.writeable = False``) is read in
             place, not copied, so data larger than memory trains; it must
             then not change until ``fit`` returns.
-        progress: show a tqdm progress bar with the running loss (it
-            starts no thread: tqdm's monitor thread is off for it).
+        progress: show a tqdm progress bar with the running loss on
+            ``sys.stderr`` (it starts no thread: tqdm's monitor thread is
+            off for it). A stderr that fails (closed, a broken pipe) ends
+            the drawing, not the training.
         seed: seeds shuffling and dropout (default ``config.seed``): an int
             >= 0 of any size; every ``(seed, epoch)`` draws its own stream.
         _steps: internal: makes the :class:`Steps` that take each step
@@ -1724,8 +1726,50 @@ def _progress_bar(enabled: bool, total: int) -> Any:
     desc = "fit" if position is None else f"fit member {position}"
     # miniters=1: every step checks the clock (drawing at most every mininterval), so a bar whose
     # steps slow down never lags; that was the monitor thread's job, which _Bar does not start.
-    return _bar_class()(total=total, unit="step", desc=desc, leave=True, dynamic_ncols=True, mininterval=0.5,
-                        miniters=1, position=position)
+    # file: stderr behind _BarStream, so that a stream that fails (closed, a broken pipe, a terminal gone)
+    # stops the drawing, never the fit: a closed stderr refused every fit at the bar's first flush, and a
+    # write that failed at the bar's close, after the last epoch, failed the fit, which then put the model
+    # back as it was before it, every epoch of its training lost to its progress bar.
+    for stream in (sys.stdout, sys.stderr):  # as tqdm does for a bar on stderr: what was printed first shows first
+        with contextlib.suppress(AttributeError, OSError, ValueError):
+            stream.flush()
+    try:
+        return _bar_class()(total=total, unit="step", desc=desc, leave=True, dynamic_ncols=True, mininterval=0.5,
+                            miniters=1, position=position, file=_BarStream(sys.stderr))
+    except (OSError, ValueError):  # a stream that cannot even be asked its size (tqdm's dynamic_ncols)
+        return None
+
+
+class _BarStream:
+    """The stream the progress bar draws on (``sys.stderr`` when ``fit``
+    began), through which a write or flush that fails ends the drawing
+    quietly instead of raising into ``fit``: after the first failure nothing
+    more is written. ``OSError`` (``BrokenPipeError``, ``EIO`` of a terminal
+    gone) and ``ValueError`` (a closed file) are what failing streams raise.
+    tqdm's own guard lets most of them through, and one raised while it
+    draws leaves its lock, which bars in other threads share, held."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self._failed = False
+
+    def write(self, text: str) -> int:
+        if not self._failed:
+            try:
+                self._stream.write(text)
+            except (OSError, ValueError):
+                self._failed = True
+        return len(text)
+
+    def flush(self) -> None:
+        if not self._failed:
+            try:
+                self._stream.flush()
+            except (OSError, ValueError):
+                self._failed = True
+
+    def __getattr__(self, name: str) -> Any:  # isatty, fileno, encoding: tqdm asks them of its file
+        return getattr(self._stream, name)
 
 
 _BAR_CLASS: Optional[type] = None
