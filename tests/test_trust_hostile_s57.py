@@ -132,3 +132,20 @@ def test_progress_bar_still_drawn_on_stderr(capsys):
     _small_model().fit(_views(), epochs=1, batch_size=8, progress=True)
     err = capsys.readouterr().err
     assert "fit" in err and "step" in err
+
+
+# 4. a history record named by a number ------------------------------------------------------------------------------
+
+def test_save_refusing_a_record_named_by_a_number_names_the_name(tmp_path):
+    # model.history.append({"epoch": 2, 1: 2.0}) was refused as "got 2.0 (float) under 1": the value blamed,
+    # though 2.0 is a number; it is the name 1 that is no str
+    model = _small_model()
+    model.history.append({"epoch": 2, 1: 2.0})
+    with pytest.raises(gm.InvalidValueError, match=r"^model\.history\[0\]: expected a record of numbers by name "
+                                                   r"\(floats, or ints a float holds\), got the name 1 \(int\), not a "
+                                                   r"str, in \{'epoch': 2, 1: 2\.0\}$"):
+        model.save(tmp_path / "m.safetensors")
+    assert not (tmp_path / "m.safetensors").exists()
+    model.history[0] = {"epoch": 2, "loss": "x"}  # a value: named as before
+    with pytest.raises(gm.InvalidValueError, match=r"got 'x' \(str\) under 'loss' in "):
+        model.save(tmp_path / "m.safetensors")

@@ -468,7 +468,11 @@ def _checked_history(history: Any, name: str = "history") -> list:
             bad = next(((k, v) for k, v in record.items() if not (isinstance(k, str) and _is_number(v))), None)
             if bad is None:
                 continue
-            got = f"{bad[1]!r:.40} ({type(bad[1]).__name__}) under {bad[0]!r:.40} in {record!r:.80}"
+            key, value = bad
+            if isinstance(key, str):
+                got = f"{value!r:.40} ({type(value).__name__}) under {key!r:.40} in {record!r:.80}"
+            else:  # the value may be a number: said "got 2.0 (float) under 1", the key's fault put on the value
+                got = f"the name {key!r:.40} ({type(key).__name__}), not a str, in {record!r:.80}"
         raise InvalidValueError(f"{name}[{i}]: expected a record of numbers by name (floats, or ints a float holds), got {got}", name)
     return history
 
