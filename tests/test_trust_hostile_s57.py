@@ -149,3 +149,19 @@ def test_save_refusing_a_record_named_by_a_number_names_the_name(tmp_path):
     model.history[0] = {"epoch": 2, "loss": "x"}  # a value: named as before
     with pytest.raises(gm.InvalidValueError, match=r"got 'x' \(str\) under 'loss' in "):
         model.save(tmp_path / "m.safetensors")
+
+
+# 5. a buffer state of another generator --------------------------------------------------------------------------
+
+def test_buffer_state_of_another_generator_says_which(tmp_path):
+    # an MT19937 state (what np.random.RandomState keeps) was refused as "got dict", the kind of object
+    # that was right; the generator it names is what is wrong
+    model = _small_model()
+    model.record_batch({"visual": np.random.default_rng(0).normal(size=(4, 8))}, None, rewards=np.ones(4))
+    tensors, meta = model.experience.state()
+    meta = dict(meta, rng_state=np.random.Generator(np.random.MT19937(0)).bit_generator.state)
+    with pytest.raises(gm.InvalidValueError, match=r"rng_state: expected a PCG64 generator state, got the state of "
+                                                   r"bit_generator 'MT19937'"):
+        gm.ExperienceBuffer.from_state(tensors, meta)
+    with pytest.raises(gm.InvalidValueError, match=r"got a mapping without 'bit_generator'"):
+        gm.ExperienceBuffer.from_state(tensors, dict(meta, rng_state={"state": 1}))

@@ -1353,7 +1353,11 @@ def _checked_rng_state(state: Any) -> Any:
     (1.23) wraps a negative value into range instead of refusing it, and the
     generator would then draw another sequence than the saved one."""
     if not isinstance(state, Mapping) or state.get("bit_generator") != "PCG64":
-        raise InvalidValueError(f"rng_state: expected a PCG64 generator state, got {describe(state)}", "rng_state")
+        got = describe(state)
+        if isinstance(state, Mapping):  # "got dict" for an MT19937 state: the mapping was the right kind
+            kind = state.get("bit_generator")
+            got = "a mapping without 'bit_generator'" if kind is None else f"the state of bit_generator {kind!r:.40}"
+        raise InvalidValueError(f"rng_state: expected a PCG64 generator state, got {got}", "rng_state")
     inner = state.get("state")
     if not isinstance(inner, Mapping):
         raise InvalidValueError(f"rng_state['state']: expected a mapping of 'state' and 'inc', got {describe(inner)}", "rng_state")
