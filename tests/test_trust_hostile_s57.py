@@ -165,3 +165,20 @@ def test_buffer_state_of_another_generator_says_which(tmp_path):
         gm.ExperienceBuffer.from_state(tensors, meta)
     with pytest.raises(gm.InvalidValueError, match=r"got a mapping without 'bit_generator'"):
         gm.ExperienceBuffer.from_state(tensors, dict(meta, rng_state={"state": 1}))
+
+
+def test_tqdm_write_from_a_metric_still_clears_the_bar(capsys):
+    # tqdm.write clears the bars drawn on stderr before it prints: it finds them by comparing their files with
+    # sys.stderr, which the stream behind fit's bar must still compare equal to
+    import tqdm
+
+    found = []
+
+    def metric(model):
+        found.extend(bar for bar in tqdm.tqdm._instances if bar.fp in (sys.stdout, sys.stderr))
+        tqdm.tqdm.write("a message")
+        return 0.0
+
+    _small_model().fit(_views(), epochs=1, batch_size=8, progress=True, metrics={"m": metric})
+    assert found
+    assert "a message" in capsys.readouterr().out

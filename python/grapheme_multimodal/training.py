@@ -1771,6 +1771,14 @@ class _BarStream:
     def __getattr__(self, name: str) -> Any:  # isatty, fileno, encoding: tqdm asks them of its file
         return getattr(self._stream, name)
 
+    def __eq__(self, other: object) -> bool:
+        # equal to the stream it draws on: tqdm.write (a program's message printed between bar updates)
+        # finds the bars to clear first by comparing their files with sys.stdout and sys.stderr
+        return other is self or self._stream == other
+
+    def __hash__(self) -> int:
+        return hash(self._stream)
+
 
 _BAR_CLASS: Optional[type] = None
 
