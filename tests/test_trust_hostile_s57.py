@@ -183,3 +183,21 @@ def test_tqdm_write_from_a_metric_still_clears_the_bar(capsys):
     _small_model().fit(_views(), epochs=1, batch_size=8, progress=True, metrics={"m": metric})
     assert found
     assert "a message" in capsys.readouterr().out
+
+
+# 6. inputs of the wrong number of entries -------------------------------------------------------------------------
+
+def test_buffer_inputs_of_six_entries_say_six():
+    # extend(..., inputs=[a list of 6]) was refused as "expected 7 entries (None where absent), got list": a
+    # list is what it takes; its length is what is wrong
+    model = _small_model()
+    model.record_batch({"visual": np.random.default_rng(0).normal(size=(3, 8))}, None, rewards=np.ones(3))
+    b = model.experience.batch()
+    with pytest.raises(gm.ShapeError, match=r"^inputs: expected 7 entries \(None where absent\), got a list of 6$"):
+        model.experience.extend(b.embeddings, b.mask, b.fused, b.pair_strengths, b.rewards, None, b.inputs[:6])
+    experience = model.experience[0]
+    experience.inputs = tuple(experience.inputs[:6])
+    with pytest.raises(gm.ShapeError, match=r"^experience\.inputs: expected 7 entries \(None where absent\), got a "
+                                             r"tuple of 6$"):
+        model.experience.append(experience)
+    assert len(model.experience) == 3
