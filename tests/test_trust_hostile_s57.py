@@ -201,3 +201,17 @@ def test_buffer_inputs_of_six_entries_say_six():
                                              r"tuple of 6$"):
         model.experience.append(experience)
     assert len(model.experience) == 3
+
+
+def test_inputs_as_a_list_of_two_views_say_how_a_list_is_read():
+    # model.encode([x_visual, x_auditory]) (views as a list, scikit-learn's habit) was refused as "expected a
+    # mapping modality -> array or a sequence of 7 arrays/None, got list": a list is taken, of 7
+    model = _small_model()
+    views = _views(4)
+    with pytest.raises(TypeError, match=r"^inputs: expected a mapping modality -> array or a sequence of 7 "
+                                        r"arrays/None, got a list of 2 \(a sequence is read by slot, one entry per "
+                                        r"modality; name the modalities given in a dict, e\.g\. \{'visual': x\}\)$"):
+        model.encode([views["visual"], views["auditory"]])
+    with pytest.raises(TypeError, match=r"^data: .*got a tuple of 2 \("):
+        model.fit((views["visual"], views["auditory"]), epochs=1, progress=False)
+    assert model.epochs_trained == 0

@@ -1143,7 +1143,13 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         elif isinstance(inputs, Sequence) and not isinstance(inputs, (str, bytes)) and len(inputs) == NUM_MODALITIES:
             items = list(zip(_MODALITIES, inputs))
         else:
-            raise TypeError(f"{arg}: expected a mapping modality -> array or a sequence of 7 arrays/None, got {describe(inputs)}")
+            got = describe(inputs)
+            if isinstance(inputs, Sequence) and not isinstance(inputs, (str, bytes)):
+                # "got list" of [visual, auditory], the views as a list scikit-learn's habit passes: the kind
+                # taken, its length not
+                got = (f"a {type(inputs).__name__} of {len(inputs)} (a sequence is read by slot, one entry per "
+                       "modality; name the modalities given in a dict, e.g. {'visual': x})")
+            raise TypeError(f"{arg}: expected a mapping modality -> array or a sequence of 7 arrays/None, got {got}")
         input_dims = self.config.input_dims
         columns = self._input_columns  # per slot: None unless a frame's names were learned
         names = _INPUT_NAMES if arg == "inputs" else tuple(f"{arg}[{str(m)!r}]" for m in Modality)
