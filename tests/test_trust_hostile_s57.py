@@ -215,3 +215,17 @@ def test_inputs_as_a_list_of_two_views_say_how_a_list_is_read():
     with pytest.raises(TypeError, match=r"^data: .*got a tuple of 2 \("):
         model.fit((views["visual"], views["auditory"]), epochs=1, progress=False)
     assert model.epochs_trained == 0
+
+
+def test_a_buffer_sample_given_to_train_step_says_how_it_trains():
+    # train_step(model.experience.sample(8)) said "got ExperienceBatch" and nothing of Batch.from_experiences
+    model = _small_model()
+    model.record_batch(_views(8), None, rewards=np.ones(8))
+    sample = model.experience.sample(8)
+    with pytest.raises(TypeError, match=r"^inputs: expected a mapping modality -> array or a sequence of 7 "
+                                        r"arrays/None, got ExperienceBatch; a sample of the experience buffer trains "
+                                        r"as Batch\.from_experiences\(sample\)$"):
+        model.train_step(sample)
+    assert model.optimizer_state()["step"] == 0
+    model.train_step(gm.Batch.from_experiences(sample))
+    assert model.optimizer_state()["step"] == 1

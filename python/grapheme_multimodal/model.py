@@ -45,7 +45,7 @@ from ._validation import (
     warn_precision_loss,
     wrong_type,
 )
-from .buffer import ExperienceBuffer, buffer_row_bytes, check_fits_memory
+from .buffer import ExperienceBatch, ExperienceBuffer, buffer_row_bytes, check_fits_memory
 from .experience import ExperienceMixin
 from .learning import LearningMixin
 from .config import GraphFeatures, InputDims, LearnableMultiModalConfig, resolve_config
@@ -1149,6 +1149,8 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
                 # taken, its length not
                 got = (f"a {type(inputs).__name__} of {len(inputs)} (a sequence is read by slot, one entry per "
                        "modality; name the modalities given in a dict, e.g. {'visual': x})")
+            elif isinstance(inputs, ExperienceBatch):  # buffer.sample(n), handed to train_step as a batch
+                got += "; a sample of the experience buffer trains as Batch.from_experiences(sample)"
             raise TypeError(f"{arg}: expected a mapping modality -> array or a sequence of 7 arrays/None, got {got}")
         input_dims = self.config.input_dims
         columns = self._input_columns  # per slot: None unless a frame's names were learned
