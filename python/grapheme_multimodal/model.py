@@ -24,6 +24,7 @@ from ._locking import ModelLock, reads, uninterrupted, writes, writes_leaving_we
 from ._validation import (
     IntLike,
     INPUTS_MASKED_REMEDY,
+    MASK_TAKEN,
     as_float32,
     as_mask,
     as_real_array,
@@ -337,7 +338,7 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         arrays, mask_arr = self.prepare_inputs(inputs, mask)
         self._warn_untrained(mask_arr)
         self._refuse_encoding_peak("encode", arrays, mask_arr, NUM_MODALITIES * self.config.embed_dim)
-        return self._core.encode(arrays, mask_arr)
+        return self._core.encode(arrays, mask_arr, MASK_TAKEN.get())
 
     @reads
     def encode_and_fuse(self, inputs: Inputs, mask: Any = None) -> Tuple[np.ndarray, np.ndarray]:
@@ -346,7 +347,7 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         arrays, mask_arr = self.prepare_inputs(inputs, mask)
         self._warn_untrained(mask_arr)
         self._refuse_encoding_peak("encode_and_fuse", arrays, mask_arr, (NUM_MODALITIES + 1) * self.config.embed_dim)
-        return self._core.encode_and_fuse(arrays, mask_arr)
+        return self._core.encode_and_fuse(arrays, mask_arr, MASK_TAKEN.get())
 
     @reads
     def hidden_features(self, inputs: Inputs, mask: Any = None, layer: IntLike = -1) -> np.ndarray:
@@ -374,7 +375,7 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         # unlike encode's, the hidden layers run over a modality's whole batch: two layers' activations at once
         widest = max([widths[0]] + [widths[i - 1] + widths[i] for i in range(1, layer + 1)])
         self._refuse_encoding_peak("hidden_features", arrays, mask_arr, NUM_MODALITIES * widths[layer], widest)
-        return self._core.hidden_features(arrays, mask_arr, layer)
+        return self._core.hidden_features(arrays, mask_arr, layer, MASK_TAKEN.get())
 
     def hidden_width(self, layer: IntLike = -1, arg: str = "layer") -> int:
         """The width ``H`` of :meth:`hidden_features` for hidden layer

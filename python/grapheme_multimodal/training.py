@@ -27,6 +27,7 @@ import numpy as np
 from ._core import MODALITY_NAMES, NUM_MODALITIES
 from ._parallel import bar_position, check_cancelled
 from ._locking import calling_metric, fitting, refuse_in_fit, uninterrupted
+from ._validation import MASK_TAKEN as _MASK_TAKEN, taking_no_mask
 from ._validation import (
     FloatLike, IntLike, as_finite_float, check_flag, context_set, describe, exact_int, first_in_scope, frame_columns, is_int,
     outside_precision_scope, refuse_beyond_budget, refuse_reordered_fitted_names, refuse_unpaired_columns, renamed, shown_number,
@@ -1394,23 +1395,6 @@ def _check_fraction(value: Any, name: str) -> float:
 
 #: What a refusal of NaN or inf in training data adds for callers who can mark rows absent (fit's ``mask``).
 MASK_NOTE = " (rows the mask marks absent may hold anything)"
-
-#: False inside a :func:`taking_no_mask` block: the caller of fit has no mask, and its refusals say nothing of one.
-_MASK_TAKEN: "contextvars.ContextVar[bool]" = contextvars.ContextVar("_MASK_TAKEN", default=True)
-
-
-@contextlib.contextmanager
-def taking_no_mask() -> Iterator[None]:
-    """Inside the block, fit's refusal of NaN or inf in training (and
-    validation) rows leaves out :data:`MASK_NOTE`: a caller that takes no
-    mask (:func:`~grapheme_multimodal.uci.train`, ``fit_views``: every view
-    present in every row) so has no note pointing at marks it cannot make.
-    It removed the note from the message afterwards, which missed it once a
-    wrapper between had reworded the message. Per thread and task, as a
-    context variable (the tasks of :func:`~._parallel.run_tasks` copy it)."""
-    with context_set(_MASK_TAKEN, False):
-        yield
-
 
 @contextlib.contextmanager
 def _outside_scopes() -> Iterator[None]:

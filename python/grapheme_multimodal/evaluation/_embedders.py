@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Mapping, Option
 
 import numpy as np
 
-from .._validation import IntLike, describe, renamed, sorted_names, unmasked
-from ..exceptions import GraphemeError, InvalidValueError, NonFiniteError
+from .._validation import IntLike, describe, renamed, sorted_names, taking_no_mask, unmasked
+from ..exceptions import GraphemeError, InvalidValueError
 from ..types import Modality
 from ._pairs import view_name_list
 
@@ -20,10 +20,6 @@ if TYPE_CHECKING:
     from ..model import LearnableMultiModal
 
 __all__ = ["ViewEmbedder", "ModelEmbedder", "Recipe", "view_modalities"]
-
-
-#: How the model names a row of inputs that its mask marks present, in a refusal of NaN or inf there.
-_MARKED_PRESENT = " (a row marked present)"
 
 
 @runtime_checkable
@@ -163,12 +159,11 @@ class ModelEmbedder:
         the model's ``inputs['m']`` (or all ``inputs``) named as the caller's
         ``views['v']`` (or ``views``): the model's names are not the caller's."""
         try:
-            return method(self._inputs(views))
+            # the embedder takes no mask (every view given is present in every row): the model's refusal of NaN
+            # says nothing of "(a row marked present)", marks the caller cannot make
+            with taking_no_mask():
+                return method(self._inputs(views))
         except (GraphemeError, TypeError) as err:
-            if isinstance(err, NonFiniteError) and _MARKED_PRESENT in str(err):
-                # the model's words for rows its mask marks present: the embedder takes no mask (every view given
-                # is present in every row), so "(a row marked present)" pointed at marks the caller cannot make
-                err = NonFiniteError(str(err).replace(_MARKED_PRESENT, ""), err.arg)
             raise renamed(err, {**view_names(self.modalities, "inputs", "views"), "inputs": "views"}) from None
 
     def bind(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -24,11 +24,25 @@ pub struct ModalityInput<'a, T: Clone> {
     pub weights: Option<Cow<'a, [T]>>,
 }
 
+/// How the caller says which rows hold a modality: what a message about one
+/// of those rows calls it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Presence {
+    /// By a mask (or by the components given): "a row marked present".
+    #[default]
+    Marked,
+    /// The caller takes no mask (every row it is given holds the modality):
+    /// a plain row, as no mark of the caller's points at it.
+    Unmarked,
+}
+
 /// Everything the encoder needs for a batch of `batch_size` events.
 #[derive(Debug, Clone)]
 pub struct EncoderInput<'a, T: Clone> {
     pub batch_size: usize,
     pub modalities: [Option<ModalityInput<'a, T>>; NUM_MODALITIES],
+    /// How the caller marks the rows present (messages only).
+    pub presence: Presence,
 }
 
 /// `0, 1, 2, ...`: the row indices of a small batch's fully present modality.
@@ -92,7 +106,7 @@ impl<'a, T: Real> EncoderInput<'a, T> {
                 weights: None,
             });
         }
-        Ok(EncoderInput { batch_size, modalities })
+        Ok(EncoderInput { batch_size, modalities, presence: Presence::Marked })
     }
 
     /// Component form: for each modality `None` or its components
@@ -140,7 +154,21 @@ impl<'a, T: Real> EncoderInput<'a, T> {
                 *slot = Some(part);
             }
         }
-        Ok(EncoderInput { batch_size, modalities })
+        Ok(EncoderInput { batch_size, modalities, presence: Presence::Marked })
+    }
+
+    /// The same input, its rows' presence said as `presence` in messages.
+    pub fn with_presence(self, presence: Presence) -> Self {
+        EncoderInput { presence, ..self }
+    }
+
+    /// How a message names row `row` of a present modality: `"row 3 (a row
+    /// marked present)"` for a caller that marks rows present, else `"row 3"`.
+    pub fn present_row(&self, row: usize) -> String {
+        match self.presence {
+            Presence::Marked => format!("row {row} (a row marked present)"),
+            Presence::Unmarked => format!("row {row}"),
+        }
     }
 
     /// Presence mask `[B, M]`: a modality is present in a row when at least
@@ -203,6 +231,15 @@ mod tests {
         assert!(EncoderInput::components(1, part(vec![0, 0], Some(vec![1.0, -1.0]))).is_err());
         let input = EncoderInput::components(1, part(vec![0, 0], Some(vec![1.0, 0.5]))).unwrap();
         assert_eq!(input.mask().row(0).to_vec(), vec![false, false, true, false, false, false, false]);
+    }
+
+    #[test]
+    fn present_rows_are_worded_as_the_caller_marks_them() {
+        let mask = Array2::from_elem((1, 7), false);
+        let input = EncoderInput::<f32>::dense(Default::default(), mask.view()).unwrap();
+        assert_eq!(input.presence, Presence::Marked);
+        assert_eq!(input.present_row(3), "row 3 (a row marked present)");
+        assert_eq!(input.with_presence(Presence::Unmarked).present_row(3), "row 3");
     }
 
     #[test]

@@ -513,7 +513,7 @@ impl<T: Real> LearnableMultiModal<T> {
         };
         for (m, part) in input.modalities.iter().enumerate() {
             if let Some(part) = part {
-                self.check_input(m, part)?;
+                self.check_input(input, m, part)?;
                 if part.rows.windows(2).any(|w| w[0] >= w[1]) {
                     return Err(Error::invalid(input_arg(m), "several rows for one event; expected one row per event (dense inputs)"));
                 }
@@ -537,8 +537,8 @@ impl<T: Real> LearnableMultiModal<T> {
         Ok(out)
     }
 
-    /// Checks one modality's inputs: shape and finite values.
-    fn check_input(&self, m: usize, part: &crate::batch::ModalityInput<T>) -> Result<()> {
+    /// Checks one modality's inputs (`part`, of `input`): shape and finite values.
+    fn check_input(&self, input: &EncoderInput<T>, m: usize, part: &crate::batch::ModalityInput<T>) -> Result<()> {
         let d = self.config.input_dims[m];
         if part.x.ncols() != d {
             check_shape(&input_arg(m), &part.x, &[None, Some(d)])?;
@@ -546,7 +546,7 @@ impl<T: Real> LearnableMultiModal<T> {
         if let Err(Error::NonFinite { .. }) = check_finite("", &part.x) {
             let bad = part.x.rows().into_iter().position(|r| r.iter().any(|v| !v.is_finite()));
             let row = bad.map_or(0, |i| part.rows[i]);
-            return Err(Error::non_finite(input_arg(m), format!("row {row} (a row marked present)")));
+            return Err(Error::non_finite(input_arg(m), input.present_row(row)));
         }
         Ok(())
     }
@@ -561,7 +561,7 @@ impl<T: Real> LearnableMultiModal<T> {
     fn forward(&self, input: &EncoderInput<T>, fuse: bool) -> Result<(Array3<T>, Option<Array2<T>>)> {
         for (m, part) in input.modalities.iter().enumerate() {
             if let Some(part) = part {
-                self.check_input(m, part)?;
+                self.check_input(input, m, part)?;
             }
         }
         let (batch, e) = (input.batch_size, self.embed_dim());
@@ -664,7 +664,7 @@ impl<T: Real> LearnableMultiModal<T> {
                 tapes.push(None);
                 continue;
             };
-            self.check_input(m, part)?;
+            self.check_input(input, m, part)?;
             let normalized = self.normalizers[m].as_ref().map(|n| n.apply(part.x.view()));
             let x = normalized.as_ref().map_or_else(|| part.x.view(), |x| x.view());
             let encoder = match dropout_counter {

@@ -7,6 +7,7 @@
 use crate::convert::{component_inputs, contiguous, dense_views, named_arrays, seven, Component, F32Array1, F32Array2, F32Array3, F32ArrayDyn, Mask};
 use crate::errors::{InvalidValueError, IntoPyResult, ShapeError};
 use crate::guard::Shared;
+use grapheme_multimodal::batch::Presence;
 use grapheme_multimodal::objectives::{Losses, Objective, ObjectiveWeights, NUM_OBJECTIVES};
 use grapheme_multimodal::training::{EmbeddingSource, OptimizerState, TrainBatch};
 use crate::graph::PyGraph;
@@ -182,29 +183,39 @@ impl PyModel {
         self.model.write(py, |m| m.set_params(&views))
     }
 
+    /// `[B, M, E]`; `masked=False`: the caller takes no mask (every row it
+    /// is given is present), so messages say nothing of rows marked present.
+    #[pyo3(signature = (inputs, mask, masked=true))]
     fn encode<'py>(
         &self,
         py: Python<'py>,
         inputs: Vec<Option<F32Array2<'py>>>,
         mask: Mask,
+        masked: bool,
     ) -> PyResult<Bound<'py, PyArray3<f32>>> {
         let views = dense_views(&inputs)?;
         let mask = mask.0.view();
-        let emb = self.model.read(py, |m| m.encode(&EncoderInput::dense(views, mask)?))?;
+        let emb = self.model.read(py, |m| m.encode(&EncoderInput::dense(views, mask)?.with_presence(presence(masked))))?;
         Ok(emb.into_pyarray(py))
     }
 
-    /// The encoders' hidden features `[B, M, H]` of hidden layer `layer`.
+    /// The encoders' hidden features `[B, M, H]` of hidden layer `layer`
+    /// (`masked` as [`Self::encode`] takes it).
+    #[pyo3(signature = (inputs, mask, layer, masked=true))]
     fn hidden_features<'py>(
         &self,
         py: Python<'py>,
         inputs: Vec<Option<F32Array2<'py>>>,
         mask: Mask,
         layer: usize,
+        masked: bool,
     ) -> PyResult<Bound<'py, PyArray3<f32>>> {
         let views = dense_views(&inputs)?;
         let mask = mask.0.view();
-        let features = self.model.read(py, |m| m.hidden_features(&EncoderInput::dense(views, mask)?, layer))?;
+        let features = self.model.read(py, |m| {
+            let input = EncoderInput::dense(views, mask)?.with_presence(presence(masked));
+            m.hidden_features(&input, layer)
+        })?;
         Ok(features.into_pyarray(py))
     }
 
@@ -337,16 +348,22 @@ impl PyModel {
         Ok((read_only(emb.to_pyarray(py)), read_only(mask.to_pyarray(py)), fused))
     }
 
-    /// `(embeddings [B, M, E], fused [B, E])` in one call.
+    /// `(embeddings [B, M, E], fused [B, E])` in one call (`masked` as
+    /// [`Self::encode`] takes it).
+    #[pyo3(signature = (inputs, mask, masked=true))]
     fn encode_and_fuse<'py>(
         &self,
         py: Python<'py>,
         inputs: Vec<Option<F32Array2<'py>>>,
         mask: Mask,
+        masked: bool,
     ) -> PyResult<EmbeddingsAndFused<'py>> {
         let views = dense_views(&inputs)?;
         let mask = mask.0.view();
-        let (emb, fused) = self.model.read(py, |m| m.encode_and_fuse(&EncoderInput::dense(views, mask)?))?;
+        let (emb, fused) = self.model.read(py, |m| {
+            let input = EncoderInput::dense(views, mask)?.with_presence(presence(masked));
+            m.encode_and_fuse(&input)
+        })?;
         Ok((emb.into_pyarray(py), fused.into_pyarray(py)))
     }
 
@@ -647,6 +664,15 @@ fn with_batch<R>(batch: PyBatch<'_>, run: impl FnOnce(BatchMaker<'_>) -> PyResul
     let emb = batch.embeddings.as_ref().expect("one source is present").as_array();
     let mask = mask.ok_or_else(need_mask)?;
     run(Box::new(move || Ok(TrainBatch { source: EmbeddingSource::Embeddings { emb, mask }, fused, rewards })))
+}
+
+/// How the core words rows of a caller that does (`masked`) or does not take a mask.
+fn presence(masked: bool) -> Presence {
+    if masked {
+        Presence::Marked
+    } else {
+        Presence::Unmarked
+    }
 }
 
 fn objective_weights(weights: Vec<f64>) -> PyResult<ObjectiveWeights> {

@@ -1,5 +1,6 @@
 //! Forward behaviour of the whole model against the SPEC.
 
+use grapheme_multimodal::batch::Presence;
 use grapheme_multimodal::features::fingerprint;
 use grapheme_multimodal::nn::ops::{l2_normalize_rows, leaky_relu, sigmoid};
 use grapheme_multimodal::{Config, EncoderInput, Graph, LearnableMultiModal, ModalityInput, NUM_MODALITIES};
@@ -221,6 +222,11 @@ fn bad_inputs_are_errors_not_panics() {
     assert!(mask[[1, 1]]);
     let err = m.encode(&EncoderInput::dense(views(&xs), mask.view()).unwrap()).unwrap_err().to_string();
     assert!(err.contains("row 1") && err.contains("auditory"), "{err}");
+    assert!(err.contains("row 1 (a row marked present)"), "{err}");
+    // A caller that takes no mask hears of no marks (the words were cut out of the message in Python).
+    let unmarked = EncoderInput::dense(views(&xs), mask.view()).unwrap().with_presence(Presence::Unmarked);
+    let err = m.encode(&unmarked).unwrap_err().to_string();
+    assert_eq!(err, "inputs['auditory']: contains a non-finite value (NaN or inf) at row 1; expected finite numbers");
     let emb = Array3::<f64>::zeros((2, 6, 64));
     assert!(m.fuse(emb.view(), mask.view()).is_err());
     let q = array![[1.0f64]];
