@@ -1,10 +1,12 @@
-"""Messages the core words for its caller.
+"""Messages the core words for its caller, and CSV headers that repeat a name.
 
 - The core's refusal of NaN in a present row said "(a row marked present)"
   whoever called; ``evaluation.ModelEmbedder``, which takes no mask, cut
   the words out of the message by their text. The caller now says whether
   it takes a mask (``masked=`` of the binding, the ``taking_no_mask`` scope
   of the model's methods), and the core words the row for it.
+- A CSV header naming two columns alike (``x,x``) was read without a word,
+  though ``embed`` cannot then see those columns swapped.
 """
 
 from __future__ import annotations
@@ -91,3 +93,42 @@ def test_the_embedder_edits_no_message_of_the_model(model):
         with pytest.raises(gm.NonFiniteError) as err:
             call({"a": _nan_row_1()})
         assert str(err.value) == "views['a']: contains a non-finite value (NaN or inf) at row 1; expected finite numbers"
+
+
+# -- a CSV header repeating a name ----------------------------------------------------------------------------------------
+_SMALL = ["--epochs", "1", "--embed-dim", "8", "--hidden-dim", "8", "--heads", "2", "--no-progress"]
+
+
+def _warnings(err: str):
+    return [line for line in err.splitlines() if line.startswith("grapheme-mm: warning: ")]
+
+
+def test_a_header_repeating_a_name_is_said_by_train_and_embed(tmp_path, capsys, monkeypatch):
+    """Before: ``x,x,y`` was read without a word by train (which keeps the
+    names) and embed (which refuses the names in another order, and so could
+    not see the two x columns swapped)."""
+    from grapheme_multimodal.cli import main
+
+    rng = np.random.default_rng(0)
+    np.savetxt(tmp_path / "v.csv", rng.normal(size=(24, 3)), delimiter=",", header="x,x,y", comments="")
+    np.savetxt(tmp_path / "a.csv", rng.normal(size=(24, 2)), delimiter=",", header="p,q", comments="")
+    monkeypatch.chdir(tmp_path)  # the messages name the files as given
+    visual, auditory, model = "v.csv", "a.csv", "m.safetensors"
+    expected = ("grapheme-mm: warning: visual (v.csv): the header repeats a name ('x' for columns 0 and 1), so those "
+                "columns are told apart by position only: embed, which checks a header's names against the order the "
+                "checkpoint was trained on, cannot see them swapped; give each column a name of its own")
+    assert main(["train", "-m", f"visual={visual}", "-m", f"auditory={auditory}", *_SMALL, "-o", model]) == 0
+    assert _warnings(capsys.readouterr().err) == [expected]
+    assert gm.LearnableMultiModal.load(tmp_path / model).input_columns("visual") == ("x", "x", "y")  # kept as written
+    assert main(["embed", model, "-m", f"visual={visual}", "-m", f"auditory={auditory}", "-o", "e.npy"]) == 0
+    assert _warnings(capsys.readouterr().err) == [expected]
+
+
+def test_names_repeated_in_several_places_are_each_said():
+    from grapheme_multimodal.files import _repeated_names_notes
+
+    assert _repeated_names_notes("visual (v.csv)", ("a", "b")) == ()
+    assert _repeated_names_notes("visual (v.csv)", None) == ()
+    (note,) = _repeated_names_notes("visual (v.csv)", ("x", "y", "x", "y", "x", "z", "w", "w", "v", "v", "x", "x"))
+    assert note.startswith("visual (v.csv): the header repeats names ('x' for columns 0, 2, 4, 10 and ...; "
+                           "'y' for columns 1 and 3; 'w' for columns 6 and 7; and 1 more name), so those columns"), note

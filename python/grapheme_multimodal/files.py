@@ -27,7 +27,7 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Callable, ContextManager, Iterator, List, NoReturn, Optional, Sequence, Tuple, Union
+from typing import IO, Any, Callable, ContextManager, Dict, Iterator, List, NoReturn, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -48,7 +48,7 @@ class ModalityFile:
     modality: Modality
     path: Path
     values: Union[np.ndarray, List[str]]
-    #: What reading it assumed that the user should know (a CSV header holding numbers).
+    #: What reading it assumed that the user should know (a CSV header holding numbers, or naming two columns alike).
     notes: Tuple[str, ...] = ()
     #: The column names of a CSV file's header (one per column), else None: a model
     #: trained on it keeps them (``train``), and ``embed`` refuses them in another order.
@@ -146,7 +146,9 @@ def read_modality_file(
         elif suffix == ".csv":
             values, lines, header, columns = _read_numeric_csv_lines(path, csv_header, finite=True)
             rows = as_feature_rows(values, f"{modality} ({shown_name(path)})", notes, _row_and_line(lines))
-            return ModalityFile(modality, path, rows, _numeric_header_notes(f"{modality} ({shown_name(path)})", header), columns)
+            what = f"{modality} ({shown_name(path)})"
+            notes_of_header = _numeric_header_notes(what, header) + _repeated_names_notes(what, columns)
+            return ModalityFile(modality, path, rows, notes_of_header, columns)
         else:
             known = ", ".join(ARRAY_SUFFIXES + TEXT_SUFFIXES)
             raise InvalidValueError(
@@ -247,6 +249,32 @@ def _numeric_header_notes(what: str, header: Optional[Tuple[int, List[str]]]) ->
         f"{'is a number' if len(numbers) == 1 else 'are numbers'}; if it is an event, {', '.join(repr(n) for n in names[:3])} {'is' if len(names) == 1 else 'are'} no "
         "number and the file's rows are one short (--no-csv-header reads it as an event, --csv-header says it is a "
         "header)",
+    )
+
+
+def _repeated_names_notes(what: str, columns: Optional[Tuple[str, ...]]) -> Tuple[str, ...]:
+    """A note when a CSV header names a column as another (``x,x``): the
+    columns are read (pandas reads them too, as ``x``, ``x.1``), but
+    ``embed``, which checks a header's names against the order the model
+    was trained on, cannot tell those columns apart, so a swap between them
+    went unnoticed without a word. Said by ``train`` and ``embed`` alike."""
+    if columns is None or len(set(columns)) == len(columns):
+        return ()
+    at: Dict[str, List[int]] = {}
+    for j, name in enumerate(columns):
+        at.setdefault(name, []).append(j)
+    repeated = [(name, js) for name, js in at.items() if len(js) > 1]
+
+    def columns_of(js: List[int]) -> str:
+        shown = [str(j) for j in js[:4]] + (["..."] if len(js) > 4 else [])
+        return ", ".join(shown[:-1]) + " and " + shown[-1]
+
+    listed = "; ".join(f"{name!r} for columns {columns_of(js)}" for name, js in repeated[:3])
+    more = f"; and {len(repeated) - 3} more" + (" name" if len(repeated) == 4 else " names") if len(repeated) > 3 else ""
+    return (
+        f"{what}: the header repeats {'a name' if len(repeated) == 1 else 'names'} ({listed}{more}), so those columns "
+        "are told apart by position only: embed, which checks a header's names against the order the checkpoint was "
+        "trained on, cannot see them swapped; give each column a name of its own",
     )
 
 
