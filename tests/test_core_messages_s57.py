@@ -132,3 +132,19 @@ def test_names_repeated_in_several_places_are_each_said():
     (note,) = _repeated_names_notes("visual (v.csv)", ("x", "y", "x", "y", "x", "z", "w", "w", "v", "v", "x", "x"))
     assert note.startswith("visual (v.csv): the header repeats names ('x' for columns 0, 2, 4, 10 and ...; "
                            "'y' for columns 1 and 3; 'w' for columns 6 and 7; and 1 more name), so those columns"), note
+
+
+def test_a_repeated_name_is_no_cause_given_for_rows_out_of_line(tmp_path, capsys, monkeypatch):
+    """The refusal of files whose rows are not aligned lists what reading
+    assumed that could cost a row (a first event read as a header); a
+    repeated name costs none, and is not listed there."""
+    from grapheme_multimodal.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(0)
+    np.savetxt("v.csv", rng.normal(size=(24, 3)), delimiter=",", header="x,x,y", comments="")
+    np.savetxt("a.csv", rng.normal(size=(23, 2)), delimiter=",", header="p,q", comments="")
+    assert main(["train", "-m", "visual=v.csv", "-m", "auditory=a.csv", *_SMALL, "-o", "m.safetensors"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == ("grapheme-mm: error: rows are not aligned across modalities (visual=v.csv: 24, auditory=a.csv: "
+                           "23); every file needs one row per event"), err

@@ -1638,7 +1638,7 @@ def _read_files(specs: List[str], notes: Optional[List[str]] = None, csv_header:
         )
     files = [read_modality_file(modality, path, key, notes, csv_header) for modality, path, key in parsed]
     check_aligned(files)
-    for message in (m for f in files for m in f.notes):  # what reading assumed: said before any output
+    for message in (m for f in files for m in f.notes + f.warnings):  # what reading assumed: said before any output
         print(f"{PROG}: warning: {message}", file=sys.stderr)
     return files
 

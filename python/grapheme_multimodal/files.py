@@ -48,7 +48,8 @@ class ModalityFile:
     modality: Modality
     path: Path
     values: Union[np.ndarray, List[str]]
-    #: What reading it assumed that the user should know (a CSV header holding numbers, or naming two columns alike).
+    #: What reading it assumed that the user should know (a CSV header holding numbers): said as warnings, and in
+    #: the refusal of files whose rows are not aligned (a first event read as a header is a row short).
     notes: Tuple[str, ...] = ()
     #: The column names of a CSV file's header (one per column), else None: a model
     #: trained on it keeps them (``train``), and ``embed`` refuses them in another order.
@@ -57,6 +58,9 @@ class ModalityFile:
     #: ``.npy``), flattened into ``values``; else None. A message of the width says so: "4 columns" of a
     #: file of 2 x 2 rows named columns it has not.
     row_shape: Optional[Tuple[int, ...]] = None
+    #: What else the user should know of the file, which explains no row count (a CSV header naming two columns
+    #: alike): said as warnings, as ``notes`` are, but not in the refusal of files whose rows are not aligned.
+    warnings: Tuple[str, ...] = ()
 
     @property
     def is_text(self) -> bool:
@@ -147,8 +151,8 @@ def read_modality_file(
             values, lines, header, columns = _read_numeric_csv_lines(path, csv_header, finite=True)
             rows = as_feature_rows(values, f"{modality} ({shown_name(path)})", notes, _row_and_line(lines))
             what = f"{modality} ({shown_name(path)})"
-            notes_of_header = _numeric_header_notes(what, header) + _repeated_names_notes(what, columns)
-            return ModalityFile(modality, path, rows, notes_of_header, columns)
+            return ModalityFile(modality, path, rows, _numeric_header_notes(what, header), columns,
+                                warnings=_repeated_names_notes(what, columns))
         else:
             known = ", ".join(ARRAY_SUFFIXES + TEXT_SUFFIXES)
             raise InvalidValueError(
