@@ -7,9 +7,17 @@
 # does the end-to-end demo (marker `slow`: pure Python over the same calls
 # the other tests make, and the longest test), and the costly tests whose
 # result does not depend on the Python (marker `main_only`: learning quality
-# on the real data, computed by the Rust core; the README's and benchmarks'
-# commands; fresh interpreters under other hash seeds), so that the three
-# suites sharing the CI machine's cores end sooner.
+# on the real data, computed by the Rust core; the core's gradients, training
+# and exact nearest rows against their oracles, float64 arrays in; the
+# README's and benchmarks' commands; fresh interpreters under other hash
+# seeds; and four pairs in five of tests/test_thread_matrix.py, whose calls
+# take the same locks on every Python: the fifth left here still puts every
+# operation through this interpreter's thread switching), so that the three
+# suites sharing the CI machine's cores end sooner. What can differ by Python
+# or by numpy, scikit-learn or safetensors version stays here: types and
+# messages, dtypes and numpy scalars, reprs, pickling, files, the command
+# line, imports, warnings and threads, and the numbers numpy or scikit-learn
+# compute (exact CCA, k-NN accuracy).
 #   .ci/python-versions.sh setup WHEEL   # build the venvs (both at once; mostly downloads)
 #   .ci/python-versions.sh test          # run pytest in each (both at once)
 # The venvs live in $GM_CI_VENVS (default: a folder under $TMPDIR), outside the clone.

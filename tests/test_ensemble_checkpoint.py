@@ -276,6 +276,9 @@ def test_cli_embed_with_ray_gives_the_ensemble_bits(user_files, ray_session, cap
     np.testing.assert_array_equal(np.load(d / "rr_s.npy"), np.load(d / "rl_s.npy"))
 
 
+# main_only (.ci/python-versions.sh): two models trained on the real data, as the `slow` demo; the
+# command line, the ensemble file and the demo's folder are tested on every Python by the tests around
+@pytest.mark.main_only
 def test_demo_members_trains_measures_and_saves_an_ensemble(tmp_path, capsys):
     """demo --members 2 (two epochs here, to be quick): the table is the
     ensemble's, the checkpoint holds both members, of seeds 2·seed + j."""

@@ -3,6 +3,7 @@ their own signal far above chance; on the 18 fingerprint features (equal for
 every word of one length) its binder cannot."""
 
 import numpy as np
+import pytest
 
 import grapheme_multimodal as gm
 from conftest import load_script
@@ -12,6 +13,8 @@ def _example():
     return load_script("examples/wl_binding.py")
 
 
+# main_only (.ci/python-versions.sh): learning quality, computed by the core, the same on every Python
+@pytest.mark.main_only
 def test_trained_binder_pairs_texts_with_their_signal_far_above_chance():
     """The example's defaults (4,000 training words, 200 held-out; about
     2 s). Measured: WL top-1 0.47, AUC 0.99; fingerprint 0.005, 0.50."""

@@ -51,6 +51,8 @@ def rewind_counter(model: gm.LearnableMultiModal) -> None:
 # ------------------------------------------------------------ gradient checks
 
 
+# main_only (.ci/python-versions.sh): the core's gradients, the same on every Python
+@pytest.mark.main_only
 def test_gradients_match_finite_differences_in_float32():
     """Directional finite differences of ``losses()`` against ``gradients()``.
 
@@ -295,6 +297,8 @@ def test_bad_optimizer_state_is_rejected_and_changes_nothing():
 # -------------------------------------------------------------- it learns
 
 
+# main_only: 300 steps of the core's training, the same on every Python
+@pytest.mark.main_only
 def test_synthetic_task_loss_falls_by_a_factor_of_three():
     """Four modalities are noisy nonlinear views of one 6-d latent; 20% of
     modality slots are missing. 300 Adam steps of the default mix on batches

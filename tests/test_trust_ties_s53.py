@@ -51,6 +51,9 @@ def _dominated(rng: np.random.Generator, n: int, d: int, scale: float, tiny: flo
     return query, gallery
 
 
+# main_only (.ci/python-versions.sh): the core's exact rule against rational arithmetic, float64 arrays in,
+# the same on every Python (the dtype tests below run everywhere)
+@pytest.mark.main_only
 @settings(max_examples=60, deadline=None)
 @given(st.integers(2, 30), st.integers(1, 4), st.sampled_from(["cosine", "euclidean"]),
        st.sampled_from([(1.7e9, 0.1), (1e300, 1e-300), (1.0, 1e-300), (2.0**100, 3e-30), (1e-300, 1e-310)]),
@@ -63,6 +66,7 @@ def test_the_core_finds_the_exact_nearest_where_a_column_dominates(n, d, metric,
     assert _core_nearest(query, gallery, metric) == exact_nearest(query, gallery, metric)
 
 
+@pytest.mark.main_only  # as the test above
 @settings(max_examples=30, deadline=None)
 @given(st.integers(4, 30), st.integers(1, 3), st.sampled_from(["cosine", "euclidean"]),
        st.sampled_from([(1.7e9, 0.1), (1e300, 1e-300), (-1.7e9, 0.1)]), st.integers(0, 2**32 - 1))
@@ -180,6 +184,8 @@ print("ok")
 """
 
 
+# main_only: which kernels the core runs is the core's, the same on every Python
+@pytest.mark.main_only
 @pytest.mark.parametrize("portable", ["1", "0"])
 def test_the_same_rows_under_the_portable_kernels(portable):
     """GRAPHEME_MM_PORTABLE=1 (and not): the core's choices are the oracle's."""
