@@ -824,7 +824,10 @@ def fit(
     indices of its share. A worker that dies is started again from the
     driver's model and the step retried, so the result is the same. After
     every epoch the replicas' weights and optimizer state are compared with
-    the driver's: :class:`ReplicaDriftError` if they differ.
+    the driver's: :class:`ReplicaDriftError` if they differ. Workers that
+    cannot be stopped once training is done are said in a ``RuntimeWarning``
+    (the model keeps its training); after a failed fit, the fit's error is
+    raised and the failure to stop them warned of beside it.
     """
     if not isinstance(model, LearnableMultiModal):
         raise TypeError(f"model: expected a LearnableMultiModal, got {type(model).__name__}")
@@ -1029,14 +1032,25 @@ class _RaySteps(Steps):
         # was the last step's counter beside an earlier epoch's weights and Adam step.
         # A Ctrl-C is raised once all is stopped: cut short, the placement group kept
         # the workers' CPUs reserved, and the next fit waited for them forever.
+        # Each part tried whatever the others did (a worker that cannot be killed still
+        # has the CPUs of the others freed); the first failure raised once all were tried.
+        failures: List[Exception] = []
         with uninterrupted():
             for worker in self.workers:
-                ray.kill(worker)
+                try:
+                    ray.kill(worker)
+                except Exception as err:
+                    failures.append(err)
             self.workers = []
             if self.group is not None:
-                remove_placement_group(self.group)
+                try:
+                    remove_placement_group(self.group)
+                except Exception as err:
+                    failures.append(err)
                 self.group = None
             self.pending = self.train = self.dataset = None
+        if failures:
+            raise failures[0]
 
     def _start(self, state: "ray.ObjectRef", k: int) -> Any:
         """Worker ``k``, in its reserved share of the CPUs (``k``'s bundle of the group)."""

@@ -19,6 +19,7 @@ import math
 import re
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
@@ -407,8 +408,15 @@ def fit(
                     # failure is raised, and the model restored for it. Raised in its place,
                     # it kept the failed epoch, as if that epoch had completed.
                     pass
+                except Exception as err:  # the failure is raised, not the clean-up's error in its place
+                    _warn_close_failed(err, "the fit failed (its error follows) and the model is put back as it was")
                 raise
-            stepper.close()
+            try:
+                stepper.close()
+            except Exception as err:
+                # The training is done and kept: raised, the error put the model back as it was
+                # before the fit, every epoch lost to a clean-up after it (as to a progress bar's).
+                _warn_close_failed(err, "the model keeps its training")
             return history
         except KeyboardInterrupt:
             if model.epochs_trained == before.epochs_trained:
@@ -419,6 +427,18 @@ def fit(
         except BaseException:
             before.restore(model)
             raise
+
+
+def _warn_close_failed(err: Exception, outcome: str) -> None:
+    """Says that ending the steps (a distributed fit's Ray workers) failed:
+    ``outcome`` is what became of the model."""
+    warnings.warn(
+        f"fit: ending its training steps (stopping the Ray workers of a distributed fit) failed with "
+        f"{type(err).__name__}: {err}; {outcome}. Some workers or their reserved CPUs may still be held "
+        "(ray.available_resources() shows them)",
+        RuntimeWarning,
+        stacklevel=3,
+    )
 
 
 def _train(
