@@ -103,3 +103,31 @@ def test_a_distributed_fit_whose_workers_fail_to_stop_keeps_its_training_and_fre
         history = distributed.fit(model, data, num_workers=2, epochs=1, batch_size=64, progress=False)
     assert model.epochs_trained == 1 and len(history.epochs) == 1 and not same(state(model), before)
     assert len(calls) == 2  # both workers stopped
+
+
+@ray_test
+def test_blocks_holding_a_column_in_types_ray_cannot_unify_are_refused_naming_data():
+    """A dataset whose blocks hold the vectors as float32 tensors in one and
+    float64 in another, or whose second block lacks the modality in every
+    row (a null column, of Arrow's null type, as a Parquet file of such rows
+    reads), failed ``fit`` with Ray's own ``ArrowTypeError`` / ``ValueError``
+    ("Can't unify tensor types ...", "Trying to unify unsupported tensor
+    type: null ..."), naming no argument. Refused naming ``data`` (or
+    ``validation``), the types Ray met said, and what to do."""
+    import pyarrow as pa
+    from ray.data.extensions import ArrowTensorArray
+
+    x = synthetic(64)["visual"].astype(np.float32)
+    first = pa.table({"v": ArrowTensorArray.from_numpy(x[:32])})
+    for second, said in ((pa.table({"v": ArrowTensorArray.from_numpy(x[32:].astype(np.float64))}), "divergent scalar types"),
+                         (pa.table({"v": pa.array([None] * 32)}), "unsupported tensor type: null")):
+        ds = ray.data.from_arrow([first, second])
+        model = small_model()
+        before = state(model)
+        for kw, arg in (({}, "data"), ({"validation": ds}, "validation")):
+            data = {"visual": x} if kw else ds
+            with pytest.raises(gm.InvalidValueError, match=rf"^{arg}: its blocks hold a column in types Ray Data cannot unify "
+                               rf"\(.*{said}.*\); expected each column the model reads in one type in every block") as err:
+                distributed.fit(model, data, columns={"visual": "v"}, num_workers=1, epochs=1, progress=False, **kw)
+            assert err.value.arg == arg
+        assert model.epochs_trained == 0 and same(state(model), before)

@@ -20,6 +20,7 @@ Needs Ray: ``pip install "grapheme-multimodal[ray]"``. Ray is imported here only
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import inspect
@@ -27,7 +28,7 @@ import json
 import os
 import threading
 import warnings
-from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -642,7 +643,8 @@ def _dataset_arrays(
     """A ``ray.data.Dataset``'s modality columns as ``fit`` input: per-modality
     arrays, the mask (null = absent) and the columns read (modality ->
     column). Default columns: those named after modalities."""
-    names = ds.columns()
+    with _blocks_of_one_type(name):
+        names = ds.columns()
     if names is None:  # no block, so no schema: from_items([]) and the like
         raise InvalidValueError(f"{name}: the dataset has no rows", name)
     names = list(names)
@@ -660,7 +662,8 @@ def _dataset_arrays(
     plan.check_schema(names, (), dataset=name)
     plan.check_unique_names(names, name, passed_through=False)
     try:
-        return (*_read_dataset(model, ds, plan, name), plan.columns)
+        with _blocks_of_one_type(name):
+            return (*_read_dataset(model, ds, plan, name), plan.columns)
     except (GraphemeError, TypeError) as err:
         if isinstance(err, RayTaskError) or str(err).startswith(f"{name}:"):  # a map step's own error; named already
             raise
@@ -668,6 +671,28 @@ def _dataset_arrays(
         # dataset holds the wrong vectors
         text = f"{name}: {err}"
         raise (type(err)(text, err.arg) if isinstance(err, GraphemeError) else type(err)(text)) from None
+
+
+@contextlib.contextmanager
+def _blocks_of_one_type(name: str) -> Iterator[None]:
+    """Ray Data's refusal of a dataset whose blocks hold one column in types
+    it cannot unify (float32 vectors in one block, float64 in another; a
+    tensor column beside a block where every row is null, so of Arrow's
+    ``null`` type) as the package's error naming the dataset ``name``: it
+    was Ray's own ``ValueError`` or ``ArrowTypeError`` naming no argument."""
+    import pyarrow as pa
+
+    try:
+        yield
+    except (pa.ArrowTypeError, pa.ArrowInvalid, ValueError) as err:
+        if isinstance(err, GraphemeError) or "unify" not in str(err):
+            raise
+        raise InvalidValueError(
+            f"{name}: its blocks hold a column in types Ray Data cannot unify ({str(err).splitlines()[0]}); expected "
+            "each column the model reads in one type in every block (cast them where the dataset is made, e.g. every "
+            "block's vectors to float32; a block whose rows all lack the modality as nulls of that type)",
+            name,
+        ) from None
 
 
 def _read_dataset(
@@ -802,7 +827,9 @@ def fit(
             Column types are checked before any row is read, as
             :func:`embed_dataset` checks them; a column the model reads
             that the dataset has twice is refused (an
-            :class:`InvalidValueError` naming ``data``).
+            :class:`InvalidValueError` naming ``data``), as are blocks
+            holding a column in types Ray Data cannot unify (float32
+            vectors in one block, float64 or an all-null column in another).
         num_workers: model replicas, one Ray actor each. Each step's batch
             (``batch_size`` rows, drawn as ``model.fit`` draws them) is split
             into one contiguous share per worker (at least 2 rows each: a
