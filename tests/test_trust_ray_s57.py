@@ -131,3 +131,8 @@ def test_blocks_holding_a_column_in_types_ray_cannot_unify_are_refused_naming_da
                 distributed.fit(model, data, columns={"visual": "v"}, num_workers=1, epochs=1, progress=False, **kw)
             assert err.value.arg == arg
         assert model.epochs_trained == 0 and same(state(model), before)
+    # embed_dataset asks the types of the blocks at the call (its schema): Ray's ArrowTypeError there too
+    ds = ray.data.from_arrow([first, pa.table({"v": ArrowTensorArray.from_numpy(x[32:].astype(np.float64))})])
+    with pytest.raises(gm.InvalidValueError, match=r"^ds: its blocks hold a column in types Ray Data cannot unify \(.*divergent "
+                       r"scalar types.*\); expected each column in one type in every block"):
+        distributed.embed_dataset(ds, small_model(), {"visual": "v"}, num_actors=1)

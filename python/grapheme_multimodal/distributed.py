@@ -137,7 +137,8 @@ def embed_dataset(
             vectors of another length, of vectors or of decimals, text for a
             numeric modality, bytes, records, a dictionary-encoded column of
             any of those, Arrow's view layouts such as ``list_view``), and for
-            two columns of one name, when ``ds`` knows its schema without
+            two columns of one name, and for blocks holding a column in types
+            Ray Data cannot unify, when ``ds`` knows its schema without
             running (the types, else where it runs); and for a bad argument
             (an output given twice, ...), naming it.
         CheckpointError, FileNotFoundError: at once, for a ``checkpoint``
@@ -162,7 +163,8 @@ def embed_dataset(
     cpus_per_actor = _check_int(cpus_per_actor, "cpus_per_actor", 1)
     if num_actors is not None:
         _check_int(num_actors, "num_actors", 1)
-    schema = ds.schema(fetch_if_missing=False)
+    with _blocks_of_one_type("ds", "each column"):
+        schema = ds.schema(fetch_if_missing=False)
     if schema is not None:
         plan.check_unique_names(list(schema.names), "ds", passed_through=True)
         plan.check_schema(list(schema.names), wanted)
@@ -674,12 +676,14 @@ def _dataset_arrays(
 
 
 @contextlib.contextmanager
-def _blocks_of_one_type(name: str) -> Iterator[None]:
+def _blocks_of_one_type(name: str, columns: str = "each column the model reads") -> Iterator[None]:
     """Ray Data's refusal of a dataset whose blocks hold one column in types
     it cannot unify (float32 vectors in one block, float64 in another; a
     tensor column beside a block where every row is null, so of Arrow's
     ``null`` type) as the package's error naming the dataset ``name``: it
-    was Ray's own ``ValueError`` or ``ArrowTypeError`` naming no argument."""
+    was Ray's own ``ValueError`` or ``ArrowTypeError`` naming no argument.
+    ``columns``: which columns must be of one type (embed_dataset passes
+    every column through)."""
     import pyarrow as pa
 
     try:
@@ -689,7 +693,7 @@ def _blocks_of_one_type(name: str) -> Iterator[None]:
             raise
         raise InvalidValueError(
             f"{name}: its blocks hold a column in types Ray Data cannot unify ({str(err).splitlines()[0]}); expected "
-            "each column the model reads in one type in every block (cast them where the dataset is made, e.g. every "
+            f"{columns} in one type in every block (cast them where the dataset is made, e.g. every "
             "block's vectors to float32; a block whose rows all lack the modality as nulls of that type)",
             name,
         ) from None
