@@ -136,3 +136,26 @@ def test_blocks_holding_a_column_in_types_ray_cannot_unify_are_refused_naming_da
     with pytest.raises(gm.InvalidValueError, match=r"^ds: its blocks hold a column in types Ray Data cannot unify \(.*divergent "
                        r"scalar types.*\); expected each column in one type in every block"):
         distributed.embed_dataset(ds, small_model(), {"visual": "v"}, num_actors=1)
+
+
+@ray_test
+def test_cli_train_on_ray_keeps_and_saves_the_training_when_stopping_ray_fails(tmp_path, monkeypatch, capsys):
+    """``grapheme-mm train --workers N`` stops the Ray it started once the
+    members are trained, before the save: a ``ray.shutdown()`` that raised
+    there failed the command and lost the trained model unsaved. Now a
+    warning on stderr, the model saved, exit 0."""
+    from conftest import cli_train_args
+    from grapheme_multimodal.cli import main
+
+    def shutdown():
+        raise RuntimeError("the raylet is gone")
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)  # as a command that starts its own Ray (this session's is used)
+    monkeypatch.setattr(ray, "init", lambda **kw: None)
+    monkeypatch.setattr(ray, "shutdown", shutdown)
+    data = synthetic(80)
+    checkpoint = tmp_path / "m.safetensors"
+    assert main([*cli_train_args(tmp_path, data, checkpoint), "--workers", "1"]) == 0
+    err = capsys.readouterr().err
+    assert "grapheme-mm: warning: stopping the local Ray cluster failed (RuntimeError: the raylet is gone)" in err, err
+    assert gm.LearnableMultiModal.load(checkpoint).epochs_trained == 1

@@ -1356,7 +1356,13 @@ def _ray_cluster(address: Optional[str]) -> Iterator[None]:
     try:
         yield
     finally:
-        ray.shutdown()
+        try:
+            ray.shutdown()
+        except Exception as err:
+            # Raised, it failed a command whose work was done: train --workers had trained, and
+            # lost the model unsaved (the save comes after), or it replaced the command's own error.
+            print(f"{PROG}: warning: stopping the local Ray cluster failed ({type(err).__name__}: {err}); its "
+                  "processes may still run (`ray status`)", file=sys.stderr)
 
 
 @contextlib.contextmanager
