@@ -163,8 +163,10 @@ def test_the_estimator_names_a_view_with_duplicate_column_names(make) -> None:
     with pytest.raises(InvalidValueError, match=r"^Xs\[1\]: column names \['a'.*\] appear more than once") as err:
         MultimodalEmbedder(**FAST).fit([A, frame])
     assert err.value.arg == "Xs[1]"
-    # the model reads values only: a frame with repeated names is its values
-    np.testing.assert_array_equal(small_model().encode({"visual": frame}), small_model().encode({"visual": X}))
+    # the model refuses it too (it learns a frame's names: ('a', 'a', ...) could not catch its a columns swapped)
+    with pytest.raises(InvalidValueError, match=r"^inputs\['visual'\]: column names \['a'.*\] appear more than once") as err:
+        small_model().encode({"visual": frame})
+    assert err.value.arg == "inputs['visual']"
 
 
 # ------------------------------------------------ fit_with_stopping of frames and lists

@@ -340,6 +340,45 @@ def _refuse_arrow_temporal_columns(x: Any, name: str) -> None:
                 "convert it to numbers of a unit you choose first, or pass the numeric columns only")
 
 
+def refuse_duplicate_columns(x: Any, name: str, why: str) -> None:
+    """InvalidValueError naming ``name`` for a data frame (pandas, polars) or
+    pyarrow table with a column name given more than once, saying which
+    names repeat, at which columns, and ``why`` names must be unique (the
+    model learns a frame's names and checks later frames against them,
+    scikit-learn keeps them as feature names). Before, the model's calls took
+    such a frame and learned ``('a', 'a', 'b')``: the same frame with its two
+    ``a`` columns swapped later was read as other features without a word;
+    scikit-learn's check_array raised narwhals' ``DuplicateError``, naming no
+    view. O(1) for a pandas frame without repeats (its index knows)."""
+    if type(x) is np.ndarray or isinstance(x, np.ndarray):
+        return
+    names = getattr(x, "column_names", None)  # a pyarrow table's (its .columns are the columns' arrays)
+    if names is None:
+        names = getattr(x, "columns", None)
+    if names is None or getattr(names, "has_duplicates", True) is False:
+        return  # pandas says it has none without counting them here
+    try:
+        names = list(names)
+        at: Dict[Any, List[int]] = {}
+        for j, column in enumerate(names):
+            at.setdefault(column, []).append(j)
+    except TypeError:  # names that do not hash (or no names): not refused here
+        return
+    repeated = [(str.__str__(column) if isinstance(column, str) else column, js) for column, js in at.items() if len(js) > 1]
+    if not repeated:
+        return
+
+    def columns_of(js: List[int]) -> str:
+        shown = [str(j) for j in js[:4]] + (["..."] if len(js) > 4 else [])
+        return ", ".join(shown[:-1]) + " and " + shown[-1]
+
+    listed = "; ".join(f"{column!r} at columns {columns_of(js)}" for column, js in repeated[:3])
+    more = f"; and {len(repeated) - 3} more" if len(repeated) > 3 else ""
+    raise InvalidValueError(
+        f"{name}: column names {[column for column, _ in repeated][:8]!r} appear more than once ({listed}{more}); "
+        f"expected unique column names ({why}): rename them, or pass the values, e.g. np.asarray(...)", name)
+
+
 def refuse_sparse(x: Any, name: str) -> None:
     """TypeError for a scipy.sparse matrix or array: numpy reads one as a
     single object ("array of shape () and dtype object", naming neither the

@@ -37,6 +37,7 @@ from ._validation import (
     named_inputs,
     plain_names,
     refuse_beyond_budget,
+    refuse_duplicate_columns,
     refuse_float32_underflow_columns,
     refuse_reordered_fitted_columns,
     refuse_unpaired_frames,
@@ -1197,8 +1198,11 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
                 arrays[i] = x
                 absent[i] = rows
             else:
-                if columns[i] is not None and type(value) is not np.ndarray:  # read by position: in the learned order
-                    refuse_reordered_fitted_columns(name, columns[i], value)
+                if type(value) is not np.ndarray and hasattr(value, "columns"):
+                    # ('a', 'a', 'b') learned: its two a columns swapped later would pass the check below
+                    refuse_duplicate_columns(value, name, _UNIQUE_COLUMNS)
+                    if columns[i] is not None:  # read by position: in the learned order
+                        refuse_reordered_fitted_columns(name, columns[i], value)
                 try:
                     if for_training:  # the user's numbers themselves, to compare with their cast
                         value = as_real_array(value, name, INPUTS_MASKED_REMEDY)
@@ -1545,6 +1549,8 @@ _REBUILT_ATTRIBUTES = frozenset(
     {"config", "_core", "_lock", "_version", "_cache", "experience", "epochs_trained", "history", "_weight_average",
      "_featurizers_for", "_untrained_for", "_encoding_sizes", "_event_components_unchecked", "_input_columns"}
 )
+#: Why a data frame's column names must be unique (:func:`refuse_duplicate_columns`).
+_UNIQUE_COLUMNS = "the model learns a frame's column names and checks later frames against them"
 #: No modality's column names known (LearnableMultiModal._input_columns).
 _NO_COLUMNS: Tuple[Optional[Tuple[str, ...]], ...] = (None,) * len(Modality)
 _MODALITIES = tuple(Modality)

@@ -19,7 +19,6 @@ import reprlib
 import threading
 import warnings
 import weakref
-from collections import Counter
 from collections.abc import Iterator, Mapping, MappingView, Set
 from contextlib import contextmanager
 from dataclasses import replace
@@ -48,7 +47,7 @@ from ._validation import (
     IntLike,
     FLOAT32_MAX, as_float32, as_seed, describe, is_int, is_iterable, is_masked_array, non_finite_message,
     over_float64, plain_names, precision_scope, refuse_beyond_memory,
-    refuse_graph_rows, refuse_networkx_graphs, refuse_temporal_columns, refuse_unpaired_frames, renamed, shown_int,
+    refuse_duplicate_columns, refuse_graph_rows, refuse_networkx_graphs, refuse_temporal_columns, refuse_unpaired_frames, renamed, shown_int,
     warn_precision_loss,
 )
 from .config import _widths
@@ -864,7 +863,7 @@ def _as_views(Xs: Any, estimator: MultimodalEmbedder, reset: bool) -> List[np.nd
         raw[i] = _refuse_times(x, name)
         refuse_networkx_graphs(x, name)  # check_array made each graph's node ids a row
         refuse_graph_rows(x, name)  # check_array's "float() argument must be a string or a real number, not 'Graph'"
-        _refuse_duplicate_columns(x, name)
+        refuse_duplicate_columns(x, name, "scikit-learn keeps them as feature names")
         _refuse_beyond_float64(x, name)
         _refuse_partly_masked_rows(x, name)
     raw = [_masked_filled(x) if is_masked_array(x) else x for x in raw]
@@ -977,28 +976,6 @@ def _refuse_times(x: Any, name: str) -> Any:
         if probe.dtype == np.float64 or probe.dtype.kind in "biu":
             return probe
     return x
-
-
-def _refuse_duplicate_columns(x: Any, name: str) -> None:
-    """InvalidValueError naming ``name`` for a data frame or pyarrow table
-    with a column name given more than once: scikit-learn's check_array
-    (through narwhals) raised its own ``DuplicateError``, "Expected unique
-    column names", naming no view. (The model's own calls read the values
-    only, and take such a frame.)"""
-    names = getattr(x, "column_names", None)  # a pyarrow table's (its .columns are the columns' arrays)
-    if names is None:
-        names = getattr(x, "columns", None)
-    if names is None or isinstance(x, np.ndarray) or getattr(names, "has_duplicates", True) is False:
-        return  # pandas says it has none without counting them here
-    try:
-        counts = Counter(names)
-    except TypeError:  # names that do not hash: check_array names the view in its own refusal
-        return
-    repeated = [column for column, count in counts.items() if count > 1]
-    if repeated:
-        raise InvalidValueError(
-            f"{name}: column names {repeated!r} appear more than once; expected unique column names (scikit-learn "
-            "keeps them as feature names): rename them, or pass the values, e.g. np.asarray(...)", name)
 
 
 def _holds_times(x: np.ndarray) -> bool:
