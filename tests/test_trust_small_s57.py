@@ -68,3 +68,60 @@ def test_the_estimator_says_where_the_repeated_names_are_as_the_model_does() -> 
     with pytest.raises(gm.InvalidValueError, match=REPEATED.format(r"Xs\[1\]")):
         MultimodalEmbedder(embed_dim=8, hidden_dim=8, num_heads=2, epochs=1, random_state=0).fit([A, frame])
 
+
+# ------------------------------------------------------------------ 2. NaN in an embedding slot the mask marks absent
+def _records(e: int = 8, n: int = 3):
+    emb = np.ones((n, 7, e), np.float32)
+    emb[0, 3] = np.nan  # auditory... slot 3, absent below
+    emb[1, 5, 2] = np.inf
+    mask = np.zeros((n, 7), bool)
+    mask[:, 0] = mask[:, 1] = True
+    return dict(embeddings=emb, mask=mask, fused=np.zeros((n, e)), pair_strengths=np.zeros((n, 7, 7)),
+                rewards=np.array([0.5, -1.0, 2.0]))
+
+
+def test_an_absent_embedding_slot_may_hold_nan_and_is_recorded_as_zeros_read_back_everywhere(tmp_path) -> None:
+    """Before: "embeddings: row 0 holds NaN" for a slot the mask marks
+    absent, where inputs ignore their absent rows and the model's own calls
+    on embeddings and a mask take anything there."""
+    from grapheme_multimodal.buffer import ExperienceBuffer, Experience
+    from grapheme_multimodal.batch import Batch
+
+    given = _records()
+    buffer = ExperienceBuffer(10, seed=0)
+    buffer.extend(**given)
+    kept = buffer.batch().embeddings
+    assert np.isfinite(kept).all() and (kept[0, 3] == 0).all() and (kept[1, 5] == 0).all()
+    np.testing.assert_array_equal(kept[:, :2], given["embeddings"][:, :2])
+    assert np.isnan(given["embeddings"][0, 3]).all()  # the caller's array is not written to
+    buffer.append(Experience(embeddings=given["embeddings"][0], mask=given["mask"][0], fused=np.zeros(8),
+                             pair_strengths=np.zeros((7, 7)), reward=1.0))
+    sample = buffer.sample(8, replace=True, prioritized=True)
+    assert np.isfinite(sample.embeddings).all()
+    buffer.update_priorities(sample.indices, np.ones(len(sample.indices)))
+    buffer.save(tmp_path / "b.safetensors")
+    again = ExperienceBuffer.from_file(tmp_path / "b.safetensors")
+    np.testing.assert_array_equal(again.batch().embeddings, buffer.batch().embeddings)
+    restored = ExperienceBuffer.from_state(*buffer.state())
+    np.testing.assert_array_equal(restored.batch().embeddings, buffer.batch().embeddings)
+    model = _model()
+    losses = model.train_step(Batch.from_experiences(buffer.batch()))
+    assert all(np.isfinite(v) for v in losses.values())
+
+
+@pytest.mark.parametrize("where", ["extend", "append"])
+def test_nan_in_a_present_embedding_slot_is_still_refused(where) -> None:
+    from grapheme_multimodal.buffer import ExperienceBuffer, Experience
+
+    given = _records()
+    given["embeddings"][2, 1, 3] = np.nan  # slot 1 is present
+    buffer = ExperienceBuffer(10, seed=0)
+    if where == "extend":
+        with pytest.raises(gm.NonFiniteError, match=r"^embeddings: row 2 holds NaN"):
+            buffer.extend(**given)
+    else:
+        with pytest.raises(gm.NonFiniteError, match=r"^experience\.embeddings\[1, 3\]: holds NaN"):
+            buffer.append(Experience(embeddings=given["embeddings"][2], mask=given["mask"][2], fused=np.zeros(8),
+                                     pair_strengths=np.zeros((7, 7)), reward=1.0))
+    assert len(buffer) == 0
+

@@ -352,7 +352,7 @@ class ExperienceBuffer:
         refuse_bools(reward, "experience.reward")
         _field(reward, "experience.reward", (), "()")
         _event_ids(_one_value(x.event_id, "experience.event_id", "one integer")[None], 1, "experience.event_id")
-        embeddings = _field(x.embeddings, "experience.embeddings", None, "(7, E)")
+        embeddings = _field(x.embeddings, "experience.embeddings", None, "(7, E)", finite=False)  # present slots, below
         e = embeddings.shape[1] if embeddings.ndim == 2 else 0
         if embeddings.ndim != 2 or embeddings.shape[0] != NUM_MODALITIES or e == 0:
             raise ShapeError(
@@ -373,6 +373,7 @@ class ExperienceBuffer:
         if mask.shape != (NUM_MODALITIES,):
             raise ShapeError(f"experience.mask: expected shape (7,), got {mask.shape}", "experience.mask")
         mask = as_mask(mask[None], 1, "experience.mask")[0]
+        _field(np.where(mask[:, None], embeddings, 0), "experience.embeddings", None, "(7, E)")  # anything where absent
         _field(x.fused, "experience.fused", (e,), f"({e},)")
         _field(x.pair_strengths, "experience.pair_strengths", (NUM_MODALITIES,) * 2, "(7, 7)")
         if x.inputs is not None:
@@ -407,8 +408,10 @@ class ExperienceBuffer:
         event_ids: Any = None,
         inputs: Optional[Sequence[Optional[Any]]] = None,
     ) -> None:
-        """Records ``n`` experiences at once: ``embeddings [n, 7, E]``,
-        ``mask [n, 7]``, ``fused [n, E]``, ``pair_strengths [n, 7, 7]``,
+        """Records ``n`` experiences at once: ``embeddings [n, 7, E]``
+        (finite where the mask marks the modality present; an absent slot
+        may hold anything, NaN included, and is recorded as zeros, as the
+        model records it), ``mask [n, 7]``, ``fused [n, E]``, ``pair_strengths [n, 7, 7]``,
         ``rewards [n]``, ``event_ids [n]`` (integers; default -1), ``inputs``
         (7 entries of ``[n, d_m]`` or ``None``; finite where the mask marks the
         modality present). Validates everything before writing anything.
@@ -434,10 +437,10 @@ class ExperienceBuffer:
                 f"machine's memory ({memory_budget():,} bytes); expected fewer rows (a buffer keeps its newest "
                 f"{self.capacity:,})", "embeddings",
             )
-        emb = _float32(embeddings, "embeddings", shape)
+        mask_arr = as_mask(mask, n)
+        emb = _embeddings32(embeddings, shape, mask_arr)
         if self.embed_dim is not None and e != self.embed_dim:
             raise ShapeError(f"embeddings: expected E={self.embed_dim} (the buffer's embed_dim), got {e}", "embeddings")
-        mask_arr = as_mask(mask, n)
         staged = {
             "embeddings": emb,
             "mask": mask_arr,
@@ -1210,6 +1213,25 @@ def _float32(
         _check_finite(out[rows], name, np.flatnonzero(rows), source=arr[rows])
     if features is not None and out is not arr:
         refuse_float32_underflow(arr, out, name, rows, per_column=features)
+    return out
+
+
+def _embeddings32(value: Any, shape: tuple, mask: np.ndarray) -> np.ndarray:
+    """:meth:`ExperienceBuffer.extend`'s ``embeddings`` ``[n, 7, E]`` as
+    float32, finite where ``mask [n, 7]`` marks the modality present, zeros
+    where it marks it absent: an absent slot is never read (the model's own
+    calls on embeddings and a mask take anything there), and NaN in one was
+    refused ("row 0 holds NaN", of a slot the mask marks absent), where
+    ``inputs`` ignore their absent rows. Zeros kept, not the values given:
+    a buffer's file is checked finite throughout when loaded."""
+    if mask.all():  # the common case: nothing absent, no copy of a float32 array
+        return _float32(value, "embeddings", shape)
+    arr = as_real_array(value, "embeddings")
+    if arr.shape != shape:
+        raise ShapeError(f"embeddings: expected shape {shape}, got {arr.shape}", "embeddings")
+    with np.errstate(over="ignore", invalid="ignore"):  # beyond float32 where present: reported below
+        out = np.where(mask[:, :, None], arr, 0).astype(np.float32, copy=False)
+    _check_finite(out, "embeddings", source=arr)  # present slots only: the absent ones are 0
     return out
 
 
