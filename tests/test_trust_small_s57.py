@@ -125,3 +125,23 @@ def test_nan_in_a_present_embedding_slot_is_still_refused(where) -> None:
                                      pair_strengths=np.zeros((7, 7)), reward=1.0))
     assert len(buffer) == 0
 
+
+# ------------------------------------------------------------------ 3. a generator state with an even increment
+@pytest.mark.parametrize("state, inc", [(0, 0), (12345, 2**100)])
+def test_a_buffer_state_with_an_even_pcg64_increment_is_refused(state, inc) -> None:
+    """Before: taken; numpy keeps an even ``inc`` as given (every state it
+    makes has an odd one), so the buffer drew a sequence no saved generator
+    draws; from state 0 and inc 0 every draw is 0 and ``sample`` never
+    returned (Lemire's rejection loop)."""
+    from grapheme_multimodal.buffer import ExperienceBuffer
+
+    buffer = ExperienceBuffer(10, seed=0)
+    buffer.extend(**_records())
+    tensors, meta = buffer.state()
+    rng = dict(meta["rng_state"], state={"state": state, "inc": inc})
+    with pytest.raises(gm.InvalidValueError, match=r"\(rng_state: inc is \d+, an even number; a PCG64 generator's "
+                                                   r"increment is always odd") as err:
+        ExperienceBuffer.from_state(tensors, dict(meta, rng_state=rng))
+    assert f"e.g. inc {inc + 1})" in str(err.value)
+    restored = ExperienceBuffer.from_state(tensors, dict(meta, rng_state=dict(rng, state={"state": state, "inc": inc + 1})))
+    assert len(restored.sample(2).indices) == 2

@@ -1381,7 +1381,8 @@ def _checked_rng_state(state: Any) -> Any:
     """``state`` if it is a PCG64 state numpy would set exactly: the 128-bit
     ``state`` and ``inc`` and the 32-bit ``uinteger`` in range. Older numpy
     (1.23) wraps a negative value into range instead of refusing it, and the
-    generator would then draw another sequence than the saved one."""
+    generator would then draw another sequence than the saved one. An even
+    ``inc`` (numpy's are odd) is refused too: numpy takes it as given."""
     if not isinstance(state, Mapping) or state.get("bit_generator") != "PCG64":
         got = describe(state)
         if isinstance(state, Mapping):  # "got dict" for an MT19937 state: the mapping was the right kind
@@ -1396,6 +1397,15 @@ def _checked_rng_state(state: Any) -> Any:
     for name, (value, bits) in fields.items():
         if not is_int(value) or not 0 <= value < 2**bits:
             raise InvalidValueError(f"rng_state: {name} is {value!r}; expected an int in [0, 2**{bits})", "rng_state")
+    inc = inner["inc"]
+    if inc % 2 == 0:
+        # numpy keeps it as given: a stream no PCG64 makes (inc is 2 * k + 1 in every state numpy gives), so not
+        # the saved generator's; from state 0 and inc 0 every draw is 0, and sample() looped for ever
+        raise InvalidValueError(
+            f"rng_state: inc is {inc!r}, an even number; a PCG64 generator's increment is always odd (numpy makes it "
+            f"2 * k + 1), so this is no state numpy saved, and the buffer would draw another sequence than any "
+            f"generator's (from state 0 and inc 0, the same number for ever); expected the rng_state a buffer's "
+            f"state() or save() wrote, e.g. inc {inc + 1!r}", "rng_state")
     return state
 
 #: The type of the lock a buffer is made with (``threading.RLock`` is a factory).
