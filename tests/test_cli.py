@@ -129,7 +129,7 @@ def user_error_cases(d, ckpt):
         (["train", "-m", v, "--validation-split", "0", "--early-stopping", "2"], "needs --validation-split"),
         (["train", "-m", v, "--heads", "3"], "not divisible"),
         (["train", "-m", v, "--epochs", "-2"], "epochs"),
-        (["train", "-m", v, "--cv-folds", "-3"], "--cv-folds: expected a number >= 0, got -3"),
+        (["train", "-m", v, "--cv-folds", "-3"], "--cv-folds: expected an int >= 0, got -3"),
         (["train", "-m", v, "--min-validation-rows", "-1"], "--min-validation-rows"),
         (["embed", str(ckpt), "-m", f"visual={d / 'wide.npy'}"], "different config"),
         (["embed", str(ckpt), "-m", f"auditory={d / 'text.txt'}"], "not text"),
@@ -322,7 +322,7 @@ def test_embed_batch_size_splits_the_rows_in_process(user_files, trained_ckpt, c
         assert whole.shape[0] == 60
         np.testing.assert_array_equal(written["chunked"][flag], whole, err_msg=flag)
     code, _, err = run(capsys, "embed", str(trained_ckpt), *files, "--batch-size", "0", "-o", str(user_files / "f.npy"))
-    assert code == 2 and "--batch-size: expected a positive number, got 0" in err
+    assert code == 2 and "--batch-size: expected a positive int, got 0" in err
     assert not (user_files / "f.npy").exists()
 
 
@@ -336,7 +336,7 @@ def test_embed_on_ray_refuses_a_bad_batch_size_before_starting_ray(user_files, t
     monkeypatch.setattr(cli, "_ray_cluster", no_ray)
     code, _, err = run(capsys, "embed", str(trained_ckpt), "-m", f"visual={user_files / 'images.npy'}", "--ray",
                        "--batch-size", "-1", "-o", str(user_files / "f.npy"))
-    assert code == 2 and "--batch-size: expected a positive number, got -1" in err
+    assert code == 2 and "--batch-size: expected a positive int, got -1" in err
 
 
 @pytest.mark.ray

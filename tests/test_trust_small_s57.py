@@ -145,3 +145,32 @@ def test_a_buffer_state_with_an_even_pcg64_increment_is_refused(state, inc) -> N
     assert f"e.g. inc {inc + 1})" in str(err.value)
     restored = ExperienceBuffer.from_state(tensors, dict(meta, rng_state=dict(rng, state={"state": state, "inc": inc + 1})))
     assert len(restored.sample(2).indices) == 2
+
+
+# ------------------------------------------------------------------ 4. the CLI's integer flags say "int"
+@pytest.mark.parametrize("argv, said", [
+    (["demo", "--epochs", "0"], "--epochs: expected a positive int, got 0"),
+    (["train", "--batch-size", "0"], "--batch-size: expected a positive int, got 0"),
+    (["train", "--embed-dim", "-1"], "--embed-dim: expected a positive int, got -1"),
+    (["train", "--hidden-dim", "0"], "--hidden-dim: expected a positive int, got 0"),
+    (["train", "--heads", "0"], "--heads: expected a positive int, got 0"),
+    (["train", "--workers", "0"], "--workers: expected a positive int, got 0"),
+    (["train", "--encoder-hidden", "8,0"], "--encoder-hidden: expected a positive int, got 0"),
+    (["train", "--cv-folds", "-3"], "--cv-folds: expected an int >= 0, got -3"),
+    (["train", "--min-validation-rows", "-1"], "--min-validation-rows: expected an int >= 0, got -1"),
+    (["train", "--early-stopping", "-1"], "--early-stopping: expected an int >= 0 (a patience in epochs; 0: off), got -1"),
+    (["train", "--epochs", "-1"], "--epochs: expected an int >= 0, got -1"),
+    (["train", "--members", "0"], "--members: expected a positive int, got 0"),
+])
+def test_the_clis_integer_flags_say_int_as_members_does(argv, said, tmp_path, capsys) -> None:
+    """Before: "--epochs 0: expected a positive number" (as if 0.5 were
+    taken) beside "--members: expected a positive int", and "a number >= 0"
+    for --cv-folds and --min-validation-rows."""
+    from grapheme_multimodal import cli
+
+    np.save(tmp_path / "v.npy", RNG.normal(size=(12, 3)).astype(np.float32))
+    extra = (["-m", f"visual={tmp_path / 'v.npy'}", "-o", str(tmp_path / "m.safetensors")] if argv[0] == "train"
+             else ["--out", str(tmp_path / "demo")])
+    assert cli.main([*argv, *extra, "--no-progress"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[-1] == f"grapheme-mm: error: {said}"

@@ -1069,7 +1069,7 @@ def _train(args: argparse.Namespace) -> int:
     if not 0 <= args.validation_split < 1:
         raise InvalidValueError(f"--validation-split: expected a fraction in [0, 1), got {args.validation_split}", "--validation-split")
     if args.early_stopping is not None and args.early_stopping < 0:
-        raise InvalidValueError(f"--early-stopping: expected a patience >= 0 (0: off), got {args.early_stopping}", "--early-stopping")
+        raise InvalidValueError(f"--early-stopping: expected an int >= 0 (a patience in epochs; 0: off), got {args.early_stopping}", "--early-stopping")
     if args.early_stopping and args.validation_split == 0:
         raise InvalidValueError("--early-stopping: needs --validation-split > 0 to watch a validation loss", "--early-stopping")
     n_val = int(round(n * args.validation_split))
@@ -1805,8 +1805,11 @@ def _seed(value: int) -> int:
 
 
 def _positive(value: int, flag: str) -> int:
+    """An int flag's value (:func:`_int`) that must be >= 1. Said as
+    ``--members`` and the library's own checks say it ("a positive int"):
+    "a positive number" read as if 0.5 were taken."""
     if value <= 0:
-        raise InvalidValueError(f"{flag}: expected a positive number, got {value}", flag)
+        raise InvalidValueError(f"{flag}: expected a positive int, got {value}", flag)
     return value
 
 
@@ -1831,8 +1834,9 @@ def _neighborhood_temperature(value: float) -> Optional[float]:
 
 
 def _non_negative(value: int, flag: str) -> int:
+    """An int flag's value (:func:`_int`) that must be >= 0, said as ``--epochs``' ("an int >= 0")."""
     if value < 0:
-        raise InvalidValueError(f"{flag}: expected a number >= 0, got {value}", flag)
+        raise InvalidValueError(f"{flag}: expected an int >= 0, got {value}", flag)
     return value
 
 
