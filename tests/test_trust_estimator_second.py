@@ -84,7 +84,7 @@ def test_a_refit_on_one_view_forgets_the_column_names_of_an_earlier_fit_on_sever
     views = _views()
     frames = _frames(views, pd.RangeIndex(len(views[0])))
     est = MultimodalEmbedder(**SMALL).fit(frames).fit(views[0])
-    with pytest.raises(gm.ShapeError, match=r"^Xs: expected 1 views with \[6\] columns \(as in fit\), got \[5, 6\]"):
+    with pytest.raises(gm.ShapeError, match=r"^Xs: expected 1 view with \[6\] columns \(as in fit\), got \[5, 6\]"):
         est.transform([frames[1], frames[0]])
 
 

@@ -174,3 +174,53 @@ def test_the_clis_integer_flags_say_int_as_members_does(argv, said, tmp_path, ca
     assert cli.main([*argv, *extra, "--no-progress"]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert lines[-1] == f"grapheme-mm: error: {said}"
+
+
+# ------------------------------------------------------------------ 5. the estimator's partial views
+FAST = dict(embed_dim=8, hidden_dim=8, num_heads=2, epochs=1, random_state=0, verbose=False)
+
+
+def test_several_views_one_of_mixed_column_names_is_refused_as_scikit_learn_refuses_one_view() -> None:
+    """Before: one view of columns ['a', 1, 'c'] got scikit-learn's
+    TypeError, but as one of several views it was taken and its names not
+    kept: the same frame with its columns reordered later gave other
+    embeddings without a word."""
+    from grapheme_multimodal.sklearn import MultimodalEmbedder
+
+    mixed = pd.DataFrame(X, columns=["a", 1, "c"])
+    with pytest.raises(TypeError, match=r"^Xs\[0\]: column names of types \['int', 'str'\]; .* "
+                                        r"Xs\[0\]\.columns = Xs\[0\]\.columns\.astype\(str\)$"):
+        MultimodalEmbedder(**FAST).fit([mixed, A])
+    with pytest.raises(TypeError, match="Feature names are only supported if all input features have string names"):
+        MultimodalEmbedder(**FAST).fit(mixed)  # scikit-learn's own, for one view
+    fitted = MultimodalEmbedder(**FAST).fit([X, A])
+    with pytest.raises(TypeError, match=r"^Xs\[0\]: column names of types"):
+        fitted.transform([mixed, A])
+    numpy_str = pd.DataFrame(X, columns=list(np.array(["a", "b", "c"])))  # np.str_ names are str
+    assert MultimodalEmbedder(**FAST).fit([numpy_str, A]).transform([numpy_str, A]).shape == (24, 8)
+
+
+def test_one_view_fitted_says_view_not_views() -> None:
+    from grapheme_multimodal.sklearn import MultimodalEmbedder
+
+    with pytest.raises(gm.ShapeError, match=r"^Xs: expected 1 view with \[3\] columns \(as in fit\), got \[3, 2\]$"):
+        MultimodalEmbedder(**FAST).fit(X).transform([X, A])
+
+
+def test_several_views_input_features_are_checked_against_the_names_seen_in_fit() -> None:
+    """Before: fitted on frames of columns a, b, c and x, y,
+    get_feature_names_out(['q', 'b', 'c', 'x', 'y']) was taken, where one
+    view's feature_names_in_ are checked (as scikit-learn's own transformers
+    check them)."""
+    from grapheme_multimodal.sklearn import MultimodalEmbedder
+
+    fitted = MultimodalEmbedder(**FAST).fit([pd.DataFrame(X, columns=list("abc")), pd.DataFrame(A, columns=["x", "y"])])
+    assert len(fitted.get_feature_names_out(["a", "b", "c", "x", "y"])) == 8
+    with pytest.raises(gm.InvalidValueError, match=r"^input_features: names \['y', 'x'\] for the columns of Xs\[1\] "
+                                                   r"\(at 3 to 4\); expected None or the names seen in fit, in that "
+                                                   r"order: \['x', 'y'\]$"):
+        fitted.get_feature_names_out(["a", "b", "c", "y", "x"])
+    half = MultimodalEmbedder(**FAST).fit([X, pd.DataFrame(A, columns=["x", "y"])])  # names for one view only
+    assert len(half.get_feature_names_out(["p", "q", "r", "x", "y"])) == 8
+    with pytest.raises(gm.InvalidValueError, match=r"for the columns of Xs\[1\]"):
+        half.get_feature_names_out(["p", "q", "r", "x", "z"])

@@ -509,7 +509,8 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
         views = _as_views(Xs, self, reset=False)
         if [v.shape[1] for v in views] != self.view_dims_:
             raise ShapeError(
-                f"Xs: expected {self.n_views_} views with {self.view_dims_} columns (as in fit), "
+                f"Xs: expected {self.n_views_} view{'' if self.n_views_ == 1 else 's'} with {self.view_dims_} columns "
+                "(as in fit), "
                 f"got {[v.shape[1] for v in views]}", "Xs",
             )
         inputs, mask = self._inputs(views)
@@ -564,7 +565,8 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
 
         ``input_features`` is checked as scikit-learn checks it for one view
         (the names seen in ``fit``, or as many names as columns); with
-        several views it is ``None`` or one name per column of all the views.
+        several views it is ``None`` or one name per column of all the views,
+        those of a view fitted as a data frame its names seen in ``fit``.
         """
         with self._threads_lock().reading():
             return self._feature_names_out(input_features)
@@ -822,6 +824,17 @@ def _check_input_features(estimator: MultimodalEmbedder, input_features: Any) ->
             f"input_features: expected None or {sum(estimator.view_dims_)} names (the columns of the "
             f"{estimator.n_views_} view(s)), got {names.shape}", "input_features",
         )
+    # several views: each one's names seen in fit (a data frame's), as one view's feature_names_in_ are checked
+    # above; other names were taken without a word
+    start = 0
+    for i, (seen_view, width) in enumerate(zip(estimator.__dict__.get("_view_columns") or [], estimator.view_dims_)):
+        given = names[start:start + width]
+        if seen_view is not None and not np.array_equal(given, seen_view):
+            raise InvalidValueError(
+                f"input_features: names {list(given)} for the columns of Xs[{i}] (at {start} to {start + width - 1}); "
+                f"expected None or the names seen in fit, in that order: {plain_names(seen_view)}", "input_features",
+            )
+        start += width
 
 
 def _as_views(Xs: Any, estimator: MultimodalEmbedder, reset: bool) -> List[np.ndarray]:
@@ -1104,6 +1117,8 @@ def _check_view_columns(estimator: MultimodalEmbedder, raw: List[Any], reset: bo
     by ``fit`` and checked by ``transform``, as scikit-learn checks one
     view's: the same columns in another order gave other embeddings, without
     a word. A view with names on one side only gets scikit-learn's warning."""
+    for i, x in enumerate(raw):
+        _refuse_mixed_column_names(x, f"Xs[{i}]")
     names = [_column_names(x) for x in raw]
     if reset:
         estimator._view_columns = names
@@ -1123,6 +1138,23 @@ def _check_view_columns(estimator: MultimodalEmbedder, raw: List[Any], reset: bo
                 f"Xs[{i}]: columns {list(given)}; expected those seen in fit, in that order: {plain_names(seen)}",
                 f"Xs[{i}]",  # seen: plain here too for a model fitted (and saved) before names were kept plain
             )
+
+
+def _refuse_mixed_column_names(x: Any, name: str) -> None:
+    """TypeError for one of several views, a data frame whose column names
+    are str and others (``['a', 1, 'c']``), as scikit-learn refuses one
+    view's: its names were not kept, so the same frame with its columns
+    reordered later gave other embeddings without a word."""
+    columns = getattr(x, "columns", None)
+    if columns is None or type(x) is np.ndarray or not hasattr(x, "to_numpy"):
+        return
+    is_str = [isinstance(c, str) for c in columns]  # numpy's str too
+    if any(is_str) and not all(is_str):
+        kinds = sorted({"str" if isinstance(c, str) else type(c).__name__ for c in columns})
+        raise TypeError(
+            f"{name}: column names of types {kinds}; feature names are kept and checked only when every column name "
+            f"is a str, as scikit-learn requires of one view: convert them, e.g. {name}.columns = "
+            f"{name}.columns.astype(str)")
 
 
 def _column_names(x: Any) -> Optional[np.ndarray]:
