@@ -19,7 +19,6 @@ import math
 import re
 import sys
 import time
-import warnings
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
@@ -432,12 +431,13 @@ def fit(
 def _warn_close_failed(err: Exception, outcome: str) -> None:
     """Says that ending the steps (a distributed fit's Ray workers) failed:
     ``outcome`` is what became of the model."""
-    warnings.warn(
+    # at the user's line (warn_at_caller): stacklevel=3 counted from fit itself pointed at a line of this file,
+    # the wrapper _scopes_bound puts between fit and its caller (and model.fit one more)
+    warn_at_caller(
         f"fit: ending its training steps (stopping the Ray workers of a distributed fit) failed with "
         f"{type(err).__name__}: {err}; {outcome}. Some workers or their reserved CPUs may still be held "
         "(ray.available_resources() shows them)",
         RuntimeWarning,
-        stacklevel=3,
     )
 
 
