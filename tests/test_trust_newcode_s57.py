@@ -43,3 +43,21 @@ def test_a_failure_to_end_the_steps_is_said_at_the_callers_line(how) -> None:
     closing = [w for w in said if "ending its training steps" in str(w.message)]
     assert len(closing) == 1 and closing[0].filename == __file__, [(w.filename, str(w.message)[:80]) for w in said]
     assert model.epochs_trained == 1
+
+
+@pytest.mark.parametrize("kind, said", [
+    (10**5000, "got the state of bit_generator 1.000e+5000 (an int of 5001 digits)"),
+    (None, "got the state of bit_generator None"),
+    ("x" * 100, "got the state of bit_generator '" + "x" * 39 + "..."),
+], ids=["int of 5001 digits", "None", "long str"])
+def test_a_buffer_state_of_another_generator_is_refused_naming_what_it_holds(kind, said) -> None:
+    """Before: an rng_state whose ``bit_generator`` was an int of 5,001
+    digits was refused with Python's own "Exceeds the limit (4300 digits)
+    for integer string conversion" in place of the message naming
+    rng_state; one holding ``None`` was said to be "a mapping without
+    'bit_generator'"; a long name was cut without a mark."""
+    tensors, meta = gm.ExperienceBuffer(capacity=4, seed=1).state()
+    meta = dict(meta, rng_state={"bit_generator": kind, "state": {}})
+    with pytest.raises(gm.InvalidValueError) as err:
+        gm.ExperienceBuffer.from_state(tensors, meta)
+    assert "rng_state: expected a PCG64 generator state, " + said in str(err.value), str(err.value)

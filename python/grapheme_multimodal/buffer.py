@@ -33,7 +33,7 @@ from ._validation import (
     IntLike,
     as_finite_float, as_mask, as_positive_int, as_real_array, as_seed, check_flag, describe, is_int, memory_budget,
     is_masked_array, non_finite_message, refuse_beyond_memory, refuse_bools, refuse_float32_underflow,
-    refuse_unpaired_frames, shown_floats, sorted_names, unmasked, wrong_type,
+    refuse_unpaired_frames, shown_floats, shown_number, sorted_names, unmasked, wrong_type,
 )
 from .exceptions import CheckpointError, InvalidTypeError, InvalidValueError, NonFiniteError, ShapeError, TooLargeError
 from .io import (FORMAT_NAMES, PathLike, TensorSpec, as_path, check_write_target, read_tagged_safetensors, saving,
@@ -1386,8 +1386,12 @@ def _checked_rng_state(state: Any) -> Any:
     if not isinstance(state, Mapping) or state.get("bit_generator") != "PCG64":
         got = describe(state)
         if isinstance(state, Mapping):  # "got dict" for an MT19937 state: the mapping was the right kind
-            kind = state.get("bit_generator")
-            got = "a mapping without 'bit_generator'" if kind is None else f"the state of bit_generator {kind!r:.40}"
+            # shown_number: repr() of an int past 4,300 digits raised Python's ValueError in the message's place;
+            # a key holding None is no key missing; a repr cut at 40 characters says so
+            kind = shown_number(state["bit_generator"]) if "bit_generator" in state else None
+            if kind is not None and len(kind) > 40:
+                kind = kind[:40] + "..."
+            got = "a mapping without 'bit_generator'" if kind is None else f"the state of bit_generator {kind}"
         raise InvalidValueError(f"rng_state: expected a PCG64 generator state, got {got}", "rng_state")
     inner = state.get("state")
     if not isinstance(inner, Mapping):
