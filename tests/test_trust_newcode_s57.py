@@ -61,3 +61,22 @@ def test_a_buffer_state_of_another_generator_is_refused_naming_what_it_holds(kin
     with pytest.raises(gm.InvalidValueError) as err:
         gm.ExperienceBuffer.from_state(tensors, meta)
     assert "rng_state: expected a PCG64 generator state, " + said in str(err.value), str(err.value)
+
+
+def test_a_frame_of_repeated_names_that_are_not_str_is_read_by_position() -> None:
+    """Before: the model's calls refused ``pd.concat([a, b], axis=1)`` of two
+    unnamed frames (columns ``0, 1, 0, 1``) "(the model learns a frame's
+    column names ...)", though it learns no names that are not all str:
+    such names are positions. Repeated str names are still refused."""
+    pd = pytest.importorskip("pandas")
+    rng = np.random.default_rng(0)
+    model = gm.LearnableMultiModal(input_dims={"visual": 4}, embed_dim=8, hidden_dim=8, num_heads=2, seed=0)
+    joined = pd.concat([pd.DataFrame(rng.normal(size=(8, 2))), pd.DataFrame(rng.normal(size=(8, 2)))], axis=1)
+    assert list(joined.columns) == [0, 1, 0, 1]
+    model.fit({"visual": joined}, epochs=1, progress=False)
+    np.testing.assert_array_equal(model.encode({"visual": joined}), model.encode({"visual": joined.to_numpy()}))
+    named = pd.DataFrame(rng.normal(size=(8, 4)), columns=["a", "b", "a", "c"])
+    before = {k: v.copy() for k, v in model.state_dict().items()}
+    with pytest.raises(gm.InvalidValueError, match=r"^data\['visual'\]: column names \['a'\] appear more than once"):
+        model.fit({"visual": named}, epochs=1, progress=False)
+    assert model.epochs_trained == 1 and all(v.tobytes() == before[k].tobytes() for k, v in model.state_dict().items())
