@@ -80,3 +80,20 @@ def test_a_frame_of_repeated_names_that_are_not_str_is_read_by_position() -> Non
     with pytest.raises(gm.InvalidValueError, match=r"^data\['visual'\]: column names \['a'\] appear more than once"):
         model.fit({"visual": named}, epochs=1, progress=False)
     assert model.epochs_trained == 1 and all(v.tobytes() == before[k].tobytes() for k, v in model.state_dict().items())
+
+
+def test_the_progress_bars_stream_copies_as_a_plain_object() -> None:
+    """Before: ``copy.copy`` (or ``copy.deepcopy``, ``pickle``) of the
+    stream fit's progress bar draws on recursed until RecursionError: its
+    ``__getattr__`` passthrough read ``self._stream`` on an instance not yet
+    holding it, which came back to ``__getattr__``."""
+    import copy
+    import io
+
+    stream = io.StringIO()
+    wrapped = training._BarStream(stream)
+    copied = copy.copy(wrapped)
+    copied.write("x")
+    assert stream.getvalue() == "x" and copied == stream
+    assert not hasattr(training._BarStream.__new__(training._BarStream), "isatty")
+    assert wrapped.getvalue() == "x"  # the passthrough still reads the stream's own attributes

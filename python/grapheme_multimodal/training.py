@@ -1773,7 +1773,13 @@ class _BarStream:
                 self._failed = True
 
     def __getattr__(self, name: str) -> Any:  # isatty, fileno, encoding: tqdm asks them of its file
-        return getattr(self._stream, name)
+        # from __dict__: on an instance without _stream (copy.copy's, before its state is set, asks it for
+        # __setstate__), self._stream came back here, a RecursionError
+        try:
+            stream = self.__dict__["_stream"]
+        except KeyError:
+            raise AttributeError(name) from None
+        return getattr(stream, name)
 
     def __eq__(self, other: object) -> bool:
         # equal to the stream it draws on: tqdm.write (a program's message printed between bar updates)
