@@ -97,3 +97,14 @@ def test_the_progress_bars_stream_copies_as_a_plain_object() -> None:
     assert stream.getvalue() == "x" and copied == stream
     assert not hasattr(training._BarStream.__new__(training._BarStream), "isatty")
     assert wrapped.getvalue() == "x"  # the passthrough still reads the stream's own attributes
+
+
+def test_a_pyarrow_table_of_repeated_names_is_read_by_position() -> None:
+    """Before: the model's calls refused a pyarrow table whose names repeat,
+    "(the model learns a frame's column names ...)", though the model
+    learns no pyarrow table's names (read by position, as before today)."""
+    pa = pytest.importorskip("pyarrow")
+    model = gm.LearnableMultiModal(input_dims={"visual": 2}, embed_dim=8, hidden_dim=8, num_heads=2, seed=0)
+    x = np.random.default_rng(0).normal(size=(4, 2))
+    table = pa.Table.from_arrays([pa.array(x[:, 0]), pa.array(x[:, 1])], names=["a", "a"])
+    np.testing.assert_array_equal(model.encode({"visual": table}), model.encode({"visual": x}))

@@ -340,7 +340,7 @@ def _refuse_arrow_temporal_columns(x: Any, name: str) -> None:
                 "convert it to numbers of a unit you choose first, or pass the numeric columns only")
 
 
-def refuse_duplicate_columns(x: Any, name: str, why: str, str_names_only: bool = False) -> None:
+def refuse_duplicate_columns(x: Any, name: str, why: str, learned_only: bool = False) -> None:
     """InvalidValueError naming ``name`` for a data frame (pandas, polars) or
     pyarrow table with a column name given more than once, saying which
     names repeat, at which columns, and ``why`` names must be unique (the
@@ -350,9 +350,10 @@ def refuse_duplicate_columns(x: Any, name: str, why: str, str_names_only: bool =
     ``a`` columns swapped later was read as other features without a word;
     scikit-learn's check_array raised narwhals' ``DuplicateError``, naming no
     view. O(1) for a pandas frame without repeats (its index knows).
-    ``str_names_only``: only when every name is a str (the names a model
-    learns, :func:`column_names`); others are positions, read as such
-    (``pd.concat([a, b], axis=1)`` of two unnamed frames: ``0, 1, 0, 1``)."""
+    ``learned_only``: only for the names a model learns (:func:`column_names`:
+    a pandas or polars frame's, every name a str); others are positions,
+    read as such (``pd.concat([a, b], axis=1)`` of two unnamed frames:
+    ``0, 1, 0, 1``; a pyarrow table's names)."""
     if type(x) is np.ndarray or isinstance(x, np.ndarray):
         return
     names = getattr(x, "column_names", None)  # a pyarrow table's (its .columns are the columns' arrays)
@@ -368,7 +369,7 @@ def refuse_duplicate_columns(x: Any, name: str, why: str, str_names_only: bool =
     except TypeError:  # names that do not hash (or no names): not refused here
         return
     repeated = [(str.__str__(column) if isinstance(column, str) else column, js) for column, js in at.items() if len(js) > 1]
-    if not repeated or (str_names_only and not all(isinstance(column, str) for column in names)):
+    if not repeated or (learned_only and (not hasattr(x, "to_numpy") or not all(isinstance(c, str) for c in names))):
         return
 
     def columns_of(js: List[int]) -> str:

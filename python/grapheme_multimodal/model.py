@@ -1200,8 +1200,9 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
             else:
                 if type(value) is not np.ndarray and hasattr(value, "columns"):
                     # ('a', 'a', 'b') learned: its two a columns swapped later would pass the check below. Names
-                    # not all str are not learned (positions, read as such): 0, 1, 0, 1 of pd.concat(axis=1) is taken
-                    refuse_duplicate_columns(value, name, _UNIQUE_COLUMNS, str_names_only=True)
+                    # not learned (not all str, a pyarrow table's) are positions, read as such: 0, 1, 0, 1 of
+                    # pd.concat(axis=1) is taken
+                    refuse_duplicate_columns(value, name, _UNIQUE_COLUMNS, learned_only=True)
                     if columns[i] is not None:  # read by position: in the learned order
                         refuse_reordered_fitted_columns(name, columns[i], value)
                 try:
