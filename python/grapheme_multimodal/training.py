@@ -1774,11 +1774,11 @@ class _BarStream:
 
     def __getattr__(self, name: str) -> Any:  # isatty, fileno, encoding: tqdm asks them of its file
         # from __dict__: on an instance without _stream (copy.copy's, before its state is set, asks it for
-        # __setstate__), self._stream came back here, a RecursionError
-        try:
-            stream = self.__dict__["_stream"]
-        except KeyError:
-            raise AttributeError(name) from None
+        # __setstate__), self._stream came back here, a RecursionError. Dunders are this object's own: on
+        # Python < 3.11 (no object.__getstate__) copy took the wrapped StringIO's __getstate__ as its state
+        stream = self.__dict__.get("_stream")
+        if stream is None or name.startswith("__"):
+            raise AttributeError(name)
         return getattr(stream, name)
 
     def __eq__(self, other: object) -> bool:
