@@ -130,7 +130,7 @@ def test_names_repeated_in_several_places_are_each_said():
     assert _repeated_names_notes("visual (v.csv)", ("a", "b")) == ()
     assert _repeated_names_notes("visual (v.csv)", None) == ()
     (note,) = _repeated_names_notes("visual (v.csv)", ("x", "y", "x", "y", "x", "z", "w", "w", "v", "v", "x", "x"))
-    assert note.startswith("visual (v.csv): the header repeats names ('x' for columns 0, 2, 4, 10 and ...; "
+    assert note.startswith("visual (v.csv): the header repeats names ('x' for columns 0, 2, 4, 10 and 1 more; "
                            "'y' for columns 1 and 3; 'w' for columns 6 and 7; and 1 more name), so those columns"), note
 
 

@@ -363,24 +363,39 @@ def refuse_duplicate_columns(x: Any, name: str, why: str, learned_only: bool = F
         return  # pandas says it has none without counting them here
     try:
         names = list(names)
-        at: Dict[Any, List[int]] = {}
-        for j, column in enumerate(names):
-            at.setdefault(column, []).append(j)
+        repeated = repeated_names(names)
     except TypeError:  # names that do not hash (or no names): not refused here
         return
-    repeated = [(str.__str__(column) if isinstance(column, str) else column, js) for column, js in at.items() if len(js) > 1]
     if not repeated or (learned_only and (not hasattr(x, "to_numpy") or not all(isinstance(c, str) for c in names))):
         return
-
-    def columns_of(js: List[int]) -> str:
-        shown = [str(j) for j in js[:4]] + (["..."] if len(js) > 4 else [])
-        return ", ".join(shown[:-1]) + " and " + shown[-1]
-
-    listed = "; ".join(f"{column!r} at columns {columns_of(js)}" for column, js in repeated[:3])
-    more = f"; and {len(repeated) - 3} more" if len(repeated) > 3 else ""
+    repeated = [(str.__str__(column) if isinstance(column, str) else column, js) for column, js in repeated]  # np.str_
     raise InvalidValueError(
-        f"{name}: column names {[column for column, _ in repeated][:8]!r} appear more than once ({listed}{more}); "
-        f"expected unique column names ({why}): rename them, or pass the values, e.g. np.asarray(...)", name)
+        f"{name}: column names {[column for column, _ in repeated][:8]!r} appear more than once "
+        f"({repeats_said(repeated, 'at columns')}); expected unique column names ({why}): rename them, or pass the "
+        "values, e.g. np.asarray(...)", name)
+
+
+def repeated_names(names: Sequence[Any]) -> List[Tuple[Any, List[int]]]:
+    """Each name that ``names`` holds more than once, with the positions it
+    is at, in the order first met; TypeError for a name that does not hash."""
+    at: Dict[Any, List[int]] = {}
+    for j, name in enumerate(names):
+        at.setdefault(name, []).append(j)
+    return [(name, js) for name, js in at.items() if len(js) > 1]
+
+
+def repeats_said(repeated: Sequence[Tuple[Any, List[int]]], where: str, most: int = 3) -> str:
+    """:func:`repeated_names`' names and positions for a message, the first
+    ``most`` of them: ``'x' at columns 0, 2, 4, 10 and 1 more; 'y' at
+    columns 1 and 3; and 2 more names`` (``where``: ``at columns``)."""
+
+    def positions(js: List[int]) -> str:
+        if len(js) > 4:
+            return ", ".join(map(str, js[:4])) + f" and {len(js) - 4} more"
+        return ", ".join(map(str, js[:-1])) + " and " + str(js[-1])
+
+    listed = "; ".join(f"{name!r} {where} {positions(js)}" for name, js in repeated[:most])
+    return listed + (f"; and {counted(len(repeated) - most, 'more name')}" if len(repeated) > most else "")
 
 
 def refuse_sparse(x: Any, name: str) -> None:

@@ -27,11 +27,11 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Callable, ContextManager, Dict, Iterator, List, NoReturn, Optional, Sequence, Tuple, Union
+from typing import IO, Any, Callable, ContextManager, Iterator, List, NoReturn, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from ._validation import as_real_array, counted, float32_of_wide, precision_lost, renamed
+from ._validation import as_real_array, counted, float32_of_wide, precision_lost, renamed, repeated_names, repeats_said
 from .exceptions import GraphemeError, InvalidValueError, NonFiniteError, ShapeError, TooLargeError
 from .io import MISSING, file_kind, kind_of_mode, opened_for_reading, shown_name, unencodable
 from .types import Modality
@@ -264,21 +264,11 @@ def _repeated_names_notes(what: str, columns: Optional[Tuple[str, ...]]) -> Tupl
     went unnoticed without a word. Said by ``train`` and ``embed`` alike."""
     if columns is None or len(set(columns)) == len(columns):
         return ()
-    at: Dict[str, List[int]] = {}
-    for j, name in enumerate(columns):
-        at.setdefault(name, []).append(j)
-    repeated = [(name, js) for name, js in at.items() if len(js) > 1]
-
-    def columns_of(js: List[int]) -> str:
-        shown = [str(j) for j in js[:4]] + (["..."] if len(js) > 4 else [])
-        return ", ".join(shown[:-1]) + " and " + shown[-1]
-
-    listed = "; ".join(f"{name!r} for columns {columns_of(js)}" for name, js in repeated[:3])
-    more = f"; and {len(repeated) - 3} more" + (" name" if len(repeated) == 4 else " names") if len(repeated) > 3 else ""
+    repeated = repeated_names(columns)
     return (
-        f"{what}: the header repeats {'a name' if len(repeated) == 1 else 'names'} ({listed}{more}), so those columns "
-        "are told apart by position only: embed, which checks a header's names against the order the checkpoint was "
-        "trained on, cannot see them swapped; give each column a name of its own",
+        f"{what}: the header repeats {'a name' if len(repeated) == 1 else 'names'} ({repeats_said(repeated, 'for columns')}), "
+        "so those columns are told apart by position only: embed, which checks a header's names against the order the "
+        "checkpoint was trained on, cannot see them swapped; give each column a name of its own",
     )
 
 
