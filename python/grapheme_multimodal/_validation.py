@@ -70,6 +70,15 @@ def describe(x: Any) -> str:
     return f"{type(x).__name__}"
 
 
+def described_entries(x: Any) -> str:
+    """:func:`describe` of ``x`` given where a number of entries is expected
+    (7, one per modality): a sequence by its kind and length, "a list of 6"
+    ("got list" said nothing of its length, the kind expected)."""
+    if isinstance(x, Sequence) and not isinstance(x, (str, bytes)):
+        return f"a {type(x).__name__} of {len(x)}"
+    return describe(x)
+
+
 def wrong_type(name: str, expected: str, value: Any, why: str = "") -> InvalidTypeError:
     """The :class:`InvalidTypeError` (a ``TypeError`` and an
     :class:`InvalidValueError`) for ``value`` of a type argument ``name``
@@ -354,7 +363,7 @@ def refuse_duplicate_columns(x: Any, name: str, why: str, learned_only: bool = F
     a pandas or polars frame's, every name a str); others are positions,
     read as such (``pd.concat([a, b], axis=1)`` of two unnamed frames:
     ``0, 1, 0, 1``; a pyarrow table's names)."""
-    if type(x) is np.ndarray or isinstance(x, np.ndarray):
+    if isinstance(x, np.ndarray):
         return
     names = getattr(x, "column_names", None)  # a pyarrow table's (its .columns are the columns' arrays)
     if names is None:

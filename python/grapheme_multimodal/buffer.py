@@ -31,8 +31,8 @@ from ._core import MODALITY_NAMES, NUM_MODALITIES
 from ._locking import ForkedMidChange, uninterrupted
 from ._validation import (
     IntLike,
-    as_finite_float, as_mask, as_positive_int, as_real_array, as_seed, check_flag, describe, is_int, memory_budget,
-    is_masked_array, non_finite_message, refuse_beyond_memory, refuse_bools, refuse_float32_underflow,
+    as_finite_float, as_mask, as_positive_int, as_real_array, as_seed, check_flag, describe, described_entries, is_int,
+    memory_budget, is_masked_array, non_finite_message, refuse_beyond_memory, refuse_bools, refuse_float32_underflow,
     refuse_unpaired_frames, shown_floats, shown_number, sorted_names, unmasked, wrong_type,
 )
 from .exceptions import CheckpointError, InvalidTypeError, InvalidValueError, NonFiniteError, ShapeError, TooLargeError
@@ -319,7 +319,7 @@ class ExperienceBuffer:
         if x.inputs is not None:
             if isinstance(x.inputs, (str, bytes)) or not isinstance(x.inputs, Sequence) or len(x.inputs) != NUM_MODALITIES:
                 raise ShapeError(
-                    f"experience.inputs: expected 7 entries (None where absent), got {_entries(x.inputs)}",
+                    f"experience.inputs: expected 7 entries (None where absent), got {described_entries(x.inputs)}",
                     "experience.inputs",
                 )
             inputs = [None if v is None else _one_row(v, f"experience.inputs[{m}]") for m, v in enumerate(x.inputs)]
@@ -456,7 +456,7 @@ class ExperienceBuffer:
             if input_dims is None:
                 raise InvalidValueError("inputs: this buffer keeps embeddings only (created without input_dims)", "inputs")
             if isinstance(inputs, (str, bytes)) or not isinstance(inputs, Sequence) or len(inputs) != NUM_MODALITIES:
-                raise ShapeError(f"inputs: expected 7 entries (None where absent), got {_entries(inputs)}", "inputs")
+                raise ShapeError(f"inputs: expected 7 entries (None where absent), got {described_entries(inputs)}", "inputs")
             for m, (name, d) in enumerate(zip(MODALITY_NAMES, input_dims)):
                 if inputs[m] is None:
                     if mask_arr[:, m].any():
@@ -1036,14 +1036,6 @@ class ExperienceBuffer:
 
 
 # ------------------------------------------------------------------- helpers
-def _entries(inputs: Any) -> str:
-    """What ``inputs`` given where 7 entries are expected is: a sequence by
-    its length ("got list" said nothing of a list of 6, the kind expected)."""
-    if isinstance(inputs, Sequence) and not isinstance(inputs, (str, bytes)):
-        return f"a {type(inputs).__name__} of {len(inputs)}"
-    return describe(inputs)
-
-
 def _short_repr(x: Any) -> str:
     """The repr of an :class:`Experience` or :class:`ExperienceBatch`:
     arrays by shape and dtype, as :class:`~grapheme_multimodal.Batch` shows

@@ -30,6 +30,7 @@ from ._validation import (
     as_real_array,
     check_flag,
     describe,
+    described_entries,
     frame_columns,
     is_int,
     is_masked_array,
@@ -1145,12 +1146,11 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         elif isinstance(inputs, Sequence) and not isinstance(inputs, (str, bytes)) and len(inputs) == NUM_MODALITIES:
             items = list(zip(_MODALITIES, inputs))
         else:
-            got = describe(inputs)
+            got = described_entries(inputs)
             if isinstance(inputs, Sequence) and not isinstance(inputs, (str, bytes)):
                 # "got list" of [visual, auditory], the views as a list scikit-learn's habit passes: the kind
                 # taken, its length not
-                got = (f"a {type(inputs).__name__} of {len(inputs)} (a sequence is read by slot, one entry per "
-                       "modality; name the modalities given in a dict, e.g. {'visual': x})")
+                got += " (a sequence is read by slot, one entry per modality; name the modalities given in a dict, e.g. {'visual': x})"
             elif isinstance(inputs, ExperienceBatch):  # buffer.sample(n), handed to train_step as a batch
                 got += "; a sample of the experience buffer trains as Batch.from_experiences(sample)"
             raise TypeError(f"{arg}: expected a mapping modality -> array or a sequence of 7 arrays/None, got {got}")

@@ -23,7 +23,7 @@ from collections.abc import Iterator, Mapping, MappingView, Set
 from contextlib import contextmanager
 from dataclasses import replace
 from functools import partial
-from typing import Any, List, Optional, Sequence, Union
+from typing import Any, Callable, List, Optional, Sequence, TypeVar, Union
 
 import numpy as np
 
@@ -70,6 +70,7 @@ OUTPUTS = ("fused", "hidden")
 #: Rows per model call of :meth:`MultimodalEmbedder.transform` (as ``grapheme-mm embed``'s
 #: default; why: _chunks).
 _TRANSFORM_ROWS = ROWS_PER_CALL
+_T = TypeVar("_T")
 
 
 class MultimodalEmbedder(TransformerMixin, BaseEstimator):
@@ -339,37 +340,31 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
         printer, and the estimator could not be shown (an error message, a
         notebook cell, a log line). ``LogisticRegression(max_iter=10**5000)``
         raises so too."""
-        try:
-            return super().__repr__(N_CHAR_MAX)
-        except ValueError:
-            stand_in = self._printable_stand_in()
-            if stand_in is None:
-                raise
-            return BaseEstimator.__repr__(stand_in, N_CHAR_MAX)
+        return self._printed(lambda estimator: BaseEstimator.__repr__(estimator, N_CHAR_MAX))
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict:
         """scikit-learn's (the text and HTML a notebook shows), with a
         parameter whose repr raises shown as :meth:`__repr__` shows it."""
-        try:
-            return super()._repr_mimebundle_(**kwargs)
-        except ValueError:
-            stand_in = self._printable_stand_in()
-            if stand_in is None:
-                raise
-            return BaseEstimator._repr_mimebundle_(stand_in, **kwargs)
+        return self._printed(lambda estimator: BaseEstimator._repr_mimebundle_(estimator, **kwargs))
 
     def _repr_html_inner(self) -> str:
         """scikit-learn's HTML (``_repr_html_``, as a notebook that reads no
         mime bundle calls it), with a parameter whose repr raises shown as
         :meth:`__repr__` shows it: ``epochs=10**5000`` raised scikit-learn's
         ValueError there after repr() and the mime bundle had been fixed."""
+        return self._printed(BaseEstimator._repr_html_inner)
+
+    def _printed(self, printer: "Callable[[MultimodalEmbedder], _T]") -> "_T":
+        """``printer`` (one of scikit-learn's) of this estimator, or, when a
+        parameter's own repr raises ``ValueError`` inside it, of
+        :meth:`_printable_stand_in`."""
         try:
-            return super()._repr_html_inner()
+            return printer(self)
         except ValueError:
             stand_in = self._printable_stand_in()
             if stand_in is None:
                 raise
-            return BaseEstimator._repr_html_inner(stand_in)
+            return printer(stand_in)
 
     def _printable_stand_in(self) -> "Optional[MultimodalEmbedder]":
         """A shallow copy whose parameters that have no repr (see
