@@ -35,7 +35,7 @@ def experience(i: int, inputs: bool = False) -> Experience:
         embeddings=emb,
         mask=mask,
         fused=np.full(E, i, np.float32),
-        pair_strengths=np.full((7, 7), i, np.float32),
+        pair_strengths=np.where(mask[:, None] & mask[None, :], i, 0).astype(np.float32),  # 0 where absent, as recorded
         reward=float(i % 7) / 7,
         event_id=i,
         inputs=[np.full(3, i, np.float32), None, np.full(2, i, np.float32), None, None, None, None] if inputs else None,
@@ -46,7 +46,10 @@ def assert_rows_whole(batch) -> None:
     """Every row's fields come from one experience."""
     ids = batch.event_ids.astype(np.float32)
     np.testing.assert_array_equal(batch.fused, np.repeat(ids[:, None], E, 1))
-    np.testing.assert_array_equal(batch.pair_strengths, np.broadcast_to(ids[:, None, None], (len(ids), 7, 7)))
+    present = np.zeros(7, bool)
+    present[[0, 2]] = True  # the pairs of experience()'s two present modalities: the others are recorded as 0
+    pairs = np.where(present[:, None] & present[None, :], ids[:, None, None], 0)
+    np.testing.assert_array_equal(batch.pair_strengths, pairs)
     np.testing.assert_array_equal(batch.embeddings[:, 0], np.repeat(ids[:, None], E, 1))
     np.testing.assert_allclose(batch.rewards, (batch.event_ids % 7) / 7, rtol=1e-6)
 

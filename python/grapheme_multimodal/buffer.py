@@ -375,7 +375,8 @@ class ExperienceBuffer:
         mask = as_mask(mask[None], 1, "experience.mask")[0]
         _field(np.where(mask[:, None], embeddings, 0), "experience.embeddings", None, "(7, E)")  # anything where absent
         _field(x.fused, "experience.fused", (e,), f"({e},)")
-        _field(x.pair_strengths, "experience.pair_strengths", (NUM_MODALITIES,) * 2, "(7, 7)")
+        pairs = _field(x.pair_strengths, "experience.pair_strengths", (NUM_MODALITIES,) * 2, "(7, 7)", finite=False)
+        _field(np.where(mask[:, None] & mask[None, :], pairs, 0), "experience.pair_strengths", None, "(7, 7)")  # as embeddings
         if x.inputs is not None:
             input_dims = self.input_dims
             if input_dims is None:
@@ -445,7 +446,7 @@ class ExperienceBuffer:
             "embeddings": emb,
             "mask": mask_arr,
             "fused": _float32(fused, "fused", (n, e)),
-            "pair_strengths": _float32(pair_strengths, "pair_strengths", (n, NUM_MODALITIES, NUM_MODALITIES)),
+            "pair_strengths": _pair_strengths32(pair_strengths, n, mask_arr),
             "rewards": _float32(rewards, "rewards", (n,), numbers_only=True),
             "event_ids": _event_ids(np.full(n, -1) if event_ids is None else event_ids, n),
         }
@@ -1224,6 +1225,25 @@ def _embeddings32(value: Any, shape: tuple, mask: np.ndarray) -> np.ndarray:
     with np.errstate(over="ignore", invalid="ignore"):  # beyond float32 where present: reported below
         out = np.where(mask[:, :, None], arr, 0).astype(np.float32, copy=False)
     _check_finite(out, "embeddings", source=arr)  # present slots only: the absent ones are 0
+    return out
+
+
+def _pair_strengths32(value: Any, n: int, mask: np.ndarray) -> np.ndarray:
+    """:meth:`ExperienceBuffer.extend`'s ``pair_strengths`` ``[n, 7, 7]`` as
+    float32, finite where ``mask [n, 7]`` marks both modalities of the pair
+    present, zeros elsewhere, as :func:`_embeddings32` takes the embeddings
+    (and as the model records a pair with an absent modality: 0). NaN in a
+    pair of an absent slot was refused ("pair_strengths: row 0 holds NaN")
+    after its embeddings there were taken."""
+    shape = (n, NUM_MODALITIES, NUM_MODALITIES)
+    if mask.all():  # the common case: nothing absent, no copy of a float32 array
+        return _float32(value, "pair_strengths", shape)
+    arr = as_real_array(value, "pair_strengths")
+    if arr.shape != shape:
+        raise ShapeError(f"pair_strengths: expected shape {shape}, got {arr.shape}", "pair_strengths")
+    with np.errstate(over="ignore", invalid="ignore"):  # beyond float32 where present: reported below
+        out = np.where(mask[:, :, None] & mask[:, None, :], arr, 0).astype(np.float32, copy=False)
+    _check_finite(out, "pair_strengths", source=arr)  # pairs of present slots only: the others are 0
     return out
 
 
