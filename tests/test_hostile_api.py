@@ -118,10 +118,12 @@ def test_float16_event_ids_are_checked_without_an_overflow_warning() -> None:
     buffer = _buffer()
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        buffer.extend(*_rows(2)[:1], np.ones((2, 7), bool), *_rows(2)[1:], [0.0, 0.0], np.array([7, 65504], np.float16))
+        buffer.extend(*_rows(2)[:1], np.ones((2, 7), bool), *_rows(2)[1:], [0.0, 0.0], np.array([7, 2047], np.float16))
         with pytest.raises(gm.InvalidValueError, match="event_ids: expected integers"):
             buffer.extend(*_rows(1)[:1], np.ones((1, 7), bool), *_rows(1)[1:], [0.0], np.array([np.inf], np.float16))
-    assert buffer.batch().event_ids.tolist() == [1, 2, 7, 65504]
+        with pytest.raises(gm.InvalidValueError, match=r"event_ids: holds 65504 as float16, at or past 2\*\*11"):
+            buffer.extend(*_rows(1)[:1], np.ones((1, 7), bool), *_rows(1)[1:], [0.0], np.array([65504], np.float16))
+    assert buffer.batch().event_ids.tolist() == [1, 2, 7, 2047]
 
 
 def _with_huge_row(n: int, row: int, seed: int = 0) -> dict:

@@ -153,12 +153,14 @@ def test_masked_view_of_objects_is_refused_naming_the_view(values, error):
 
 @pytest.mark.parametrize("ids", [np.array([-(2.0**63), 1.0]), np.array([-(2.0**63), 1.0], np.float32),
                                  np.array([-(2.0**63), 1.0], ">f8")], ids=["float64", "float32", "big-endian"])
-def test_event_id_of_int64s_smallest_value_as_a_float_is_recorded(ids):
+def test_event_id_of_int64s_smallest_value_as_a_float_is_not_called_outside_int64(ids):
     # np.abs(ids) >= 2**63 refused -2.0**63 with "holds -9223372036854775808; expected integers that fit in
-    # int64, in [-2**63, 2**63)": a refusal of a value inside the range it named
+    # int64, in [-2**63, 2**63)": a refusal of a value inside the range it named. Since session 58 a float id
+    # that far out is refused as a float (past 2**53 it skips integers: test_leftovers_s58.py), not as beyond int64
     model = gm.LearnableMultiModal(seed=0, embed_dim=8, hidden_dim=8, num_heads=2, input_dims={"visual": 4})
-    model.record_batch({"visual": np.ones((2, 4), np.float32)}, event_ids=ids)
-    assert len(model.experience) == 2
+    with pytest.raises(InvalidValueError, match=r"holds -9223372036854775808 as float(64|32), at or past 2\*\*(53|24)"):
+        model.record_batch({"visual": np.ones((2, 4), np.float32)}, event_ids=ids)
+    assert len(model.experience) == 0
     with pytest.raises(InvalidValueError, match=r"holds 9223372036854775808; expected integers that fit in int64"):
         model.record_batch({"visual": np.ones((2, 4), np.float32)}, event_ids=-ids)  # 2**63: still refused
 

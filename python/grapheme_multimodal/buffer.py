@@ -412,8 +412,11 @@ class ExperienceBuffer:
         """Records ``n`` experiences at once: ``embeddings [n, 7, E]``
         (finite where the mask marks the modality present; an absent slot
         may hold anything, NaN included, and is recorded as zeros, as the
-        model records it), ``mask [n, 7]``, ``fused [n, E]``, ``pair_strengths [n, 7, 7]``,
-        ``rewards [n]``, ``event_ids [n]`` (integers; default -1), ``inputs``
+        model records it), ``mask [n, 7]``, ``fused [n, E]``, ``pair_strengths [n, 7, 7]``
+        (likewise: a pair with an absent modality may hold anything, recorded as 0),
+        ``rewards [n]``, ``event_ids [n]`` (integers, or whole floats where
+        the float holds every integer: below 2**53 in magnitude for float64,
+        2**24 for float32; default -1), ``inputs``
         (7 entries of ``[n, d_m]`` or ``None``; finite where the mask marks the
         modality present). Validates everything before writing anything.
         Rows are paired by position: data frames (or Series) among the
@@ -1290,7 +1293,11 @@ def _event_ids(value: Any, n: int, name: str = "event_ids") -> np.ndarray:
         raise ShapeError(f"{name}: expected shape {(n,)}, got {arr.shape}", name)
     if arr.dtype.kind == "b":  # True would be recorded as event 1: MultiModalEvent refuses a bool id too
         raise TypeError(f"{name}: expected integers, got {describe(arr)}; a bool is no event id")
+    skips = None
     if arr.dtype.kind == "f":
+        # from 2**53 on (float32: 2**24, float16: 2**11) the float skips integers: 2**53 + 1 is stored as 2**53
+        skips = 2 ** (np.finfo(arr.dtype).nmant + 1)
+        width = arr.dtype.name
         if arr.dtype.itemsize < 8:  # exactly; else 2.0**63 became inf in float16, with numpy's overflow warning
             arr = arr.astype(np.float64)
         integral = np.isfinite(arr) & (arr == np.round(arr))
@@ -1304,6 +1311,16 @@ def _event_ids(value: Any, n: int, name: str = "event_ids") -> np.ndarray:
     if beyond is not None and beyond.any():
         raise InvalidValueError(f"{name}: holds {int(arr[beyond][0])}; expected integers that fit in int64, "
                                 "in [-2**63, 2**63)", name)
+    if skips is not None:
+        # ids 2**53 + 1 and 2**53 given as float64 are one value: two events were recorded as one id (which
+        # update_priorities and the records pair by) without a word, where ids as int64 stay apart
+        skipped = np.abs(arr) >= skips
+        if skipped.any():
+            power = {2**53: "2**53", 2**24: "2**24", 2**11: "2**11"}.get(skips, str(skips))
+            raise InvalidValueError(
+                f"{name}: holds {int(arr[skipped][0])} as {width}, at or past {power} in magnitude, where {width} skips "
+                f"integers ({power} + 1 is stored as {power}: distinct ids may already be one); expected event ids as "
+                f"integers (int64), or {width} values below {power} in magnitude", name)
     return arr.astype(np.int64)
 
 
