@@ -1395,6 +1395,7 @@ def precision_lost(real: np.ndarray, arr: np.ndarray, present: Optional[np.ndarr
         # a column there of float64 roundoff alone is said too (float32 makes it constant: nothing is lost).
         noise = std <= (_FLOAT64_NOISE if kind == "f" else 0.0) * np.abs(mean)
         maybe = np.flatnonzero(lossy & noise & (std > 0)) if kind == "f" else np.zeros(0, np.intp)
+        within_roundoff = noise.copy()  # whole or not: said in the message, which can be a false alarm there
         if len(maybe):  # seldom: columns far from zero that float64 barely resolves; one more pass over them only
             column = real[:, maybe] if present is None else real[:, maybe][present]  # those columns only: no copy of the rest
             whole = (column == np.round(column)).all(axis=0)
@@ -1413,12 +1414,21 @@ def precision_lost(real: np.ndarray, arr: np.ndarray, present: Optional[np.ndarr
     else:
         kept = f"rounding moves its values by {rms[first] / std[first]:.0%} of that spread (root mean square)"
     who = "its" if len(lost) == 1 else f"column {first}'s"
-    return (
+    said = (
         f"{columns} more finely than float32 resolves: {who} values are around {float(mean[first]):.1e} varying by "
         f"{float(std[first]):.1e} (standard deviation of {len(column)} rows), and float32's spacing there is {spacing:.1e}, "
-        f"so in float32 {kept}; the model computes in float32 and would learn the rounding, not the data: subtract the "
-        "column's mean (or rescale) before passing it, e.g. x - x.mean(axis=0)"
+        f"so in float32 {kept}; "
     )
+    remedy = "subtract the column's mean (or rescale) before passing it, e.g. x - x.mean(axis=0)"
+    if within_roundoff[first]:
+        # From 2**52 on every float64 is whole: ids 2**53 + 2 * i and one quantity's float64 roundoff look alike,
+        # and "would learn the rounding, not the data" was a false alarm of the roundoff (constant in float32 too)
+        return (
+            f"{said}that spread is within float64's own roundoff at that size (its last 8 of 53 bits), where every "
+            "float64 is a whole number: if it is roundoff, nothing is lost and this can be ignored; if the values are "
+            f"distinct integers (ids), the model computes in float32 and would see them as one: {remedy}"
+        )
+    return f"{said}the model computes in float32 and would learn the rounding, not the data: {remedy}"
 
 
 def _integer_offsets(
