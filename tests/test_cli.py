@@ -452,4 +452,4 @@ def test_train_counts_one_modality_and_one_epoch_in_the_singular(user_files, cap
     # and info of that model: "training: 1 epochs" was printed
     code, out, err = run(capsys, "info", str(user_files / "one.safetensors"))
     assert code == 0, err
-    assert "training: 1 epoch, " in out and "1 epochs" not in out, out
+    assert "training: 1 epoch run, " in out and "1 epochs" not in out, out

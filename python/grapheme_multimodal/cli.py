@@ -663,7 +663,8 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--output", "-o", type=_output_file, default=Path("model.safetensors"), help="checkpoint to write (default %(default)s)")
     _overwrite_arg(train)
     # The defaults are the package's recipe (uci.TrainingSettings).
-    train.add_argument("--epochs", type=_int, default=_RECIPE.epochs, help=f"at most (default {_RECIPE.epochs})")
+    train.add_argument("--epochs", type=_int, default=_RECIPE.epochs,
+                       help=f"at most (default {_RECIPE.epochs}; 0 trains nothing and saves the untrained model, as fit(epochs=0))")
     train.add_argument("--batch-size", type=_int, default=_RECIPE.batch_size, help="rows per step (default %(default)s)")
     train.add_argument("--embed-dim", type=_int, default=_RECIPE.embed_dim,
                        help="length of the modality and fused embeddings (default %(default)s)")
@@ -1154,6 +1155,10 @@ def _training_summary(history: "History", folds: int, n: int, n_val: int, n_file
     elif "val_total" in last:
         summary += f", validation {last['val_total']:.4f} (best epoch {history.best_epoch})"
     rows = n if history.cv_curve is not None or "val_total" not in last else n - n_val
+    if not history.epochs:
+        # "trained on 40 rows x 2 modalities for 0 epochs" of a model that learned nothing, not even its standardisation
+        return (f"not trained (--epochs 0): read {counted(n, 'row')} x {counted(n_files, 'modality', 'modalities')}; "
+                "the model saved keeps its initial weights, without input standardisation")
     return (f"trained on {counted(rows, 'row')} x {counted(n_files, 'modality', 'modalities')} for "
             f"{counted(len(history.epochs), 'epoch')}: {summary}")
 
@@ -1564,7 +1569,8 @@ def _model_lines(model: "LearnableMultiModal") -> List[str]:
             norm += f", columns {_shown_header(columns)}"
         lines.append(f"  {str(m):<15} {takes}{norm}")
     opt = model.optimizer_state()
-    lines.append(f"training: {counted(model.epochs_trained, 'epoch')}, {counted(opt['step'], 'Adam step')}, "
+    # "run": epochs early stopping rolled back are counted (115 run of which the weights are 95's: 190 Adam steps)
+    lines.append(f"training: {counted(model.epochs_trained, 'epoch')} run, {counted(opt['step'], 'Adam step')}, "
                  f"{counted(model.num_experiences(), 'experience')} stored")
     average = model.weight_average
     if average is not None:

@@ -224,7 +224,10 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
             # checked here, so the error names the user's argument (the buffer's is capacity)
             check_fits_memory(c.buffer_size, buffer_row_bytes(c.embed_dim, c.input_dims), "buffer_size")
             self.experience = ExperienceBuffer(c.buffer_size, embed_dim=c.embed_dim, input_dims=c.input_dims, seed=c.seed)
-        #: Epochs of :meth:`fit` so far (seeds each epoch's shuffle, so training resumes exactly).
+        #: Epochs :meth:`fit` has run so far, those early stopping rolled back included (the model then
+        #: holds the weights of the fit's ``History.best_epoch``, fewer epochs' worth): it seeds each
+        #: epoch's shuffle, so training resumes exactly, and a fit after a roll-back draws new shuffles,
+        #: not those of the epochs rolled back. ``model.history`` holds a record of each.
         self.epochs_trained = 0
         #: One record per epoch of :meth:`fit` (losses, validation metrics, time).
         self.history: List[Dict[str, Any]] = []

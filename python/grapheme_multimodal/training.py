@@ -55,11 +55,14 @@ _REPR_END_EPOCHS = 2
 
 @dataclass
 class History:
-    """What :func:`fit` did: one record per epoch (``epoch``, ``loss`` — the
+    """What :func:`fit` did: one record per epoch run (``epoch``, ``loss`` — the
     mean weighted total — each objective's mean, ``val_*`` losses and
     metrics, ``seconds``), the best epoch (``best_epoch``: its number as
     the records' ``epoch`` counts, the model's earlier epochs included)
-    and whether it stopped early; ``cv_curve``: when cross-validation chose
+    and whether it stopped early. With early stopping the model ends
+    holding ``best_epoch``'s weights: the records (and the model's
+    ``epochs_trained``, which counts every epoch run) include the epochs
+    after it, which were rolled back; ``cv_curve``: when cross-validation chose
     the number of epochs
     (:func:`grapheme_multimodal.stopping.fit_with_stopping`), the folds' mean
     validation loss per epoch (the count chosen, ``len(epochs)``, is at
