@@ -452,8 +452,9 @@ def _read_numeric_csv_lines(
             shown = repr(cell) if len(cell) <= 40 else repr(cell[:40]) + "..."
             raise InvalidValueError(
                 f"{shown_name(path)}: {where(i)} is a comment line ({shown}), which is read as one only above the "
-                "first row of numbers (after a header); expected numbers in every row below it: remove the line "
-                "(a commented-out event? then leave that event out of every file), or move it to the top", str(path))
+                f"first row of numbers{' (below the header)' if is_header else ''}; expected numbers in every row "
+                "below it: remove the line (a commented-out event? then leave that event out of every file), or move "
+                f"it {'up, between the header and the first row' if is_header else 'to the top'}", str(path))
         if lengths[i] != width:
             raise ShapeError(f"{shown_name(path)}: {where(i)} has {_columns(lengths[i])}, expected {width}", str(path))
     if infinite is not None and (bad is None or infinite[0] < bad[0]):
