@@ -776,8 +776,12 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         frame of the same names in another order is refused
         (:class:`InvalidValueError` naming the input and the expected order),
         as scikit-learn refuses it. Arrays are not checked, nor frames of
-        other names (renamed columns). Kept by :meth:`save`, pickling and
-        copies."""
+        other names (renamed columns), nor frames whose names are not all
+        str (``0, 1, 2`` or a mix: no names are learned from them, as
+        scikit-learn keeps ``feature_names_in_`` only for str names; such a
+        frame with its columns reordered is read by position). Names of a
+        pyarrow-backed string index are str. Kept by :meth:`save`, pickling
+        and copies."""
         return self._input_columns[Modality.parse(modality).index]
 
     @writes_leaving_weights
