@@ -17,8 +17,8 @@ import numpy as np
 
 from ..datasets import MultipleFeatures
 from .._validation import (
-    FloatLike, IntLike, as_finite_float, as_real_array, as_seed, check_flag, describe, is_iterable, refuse_unpaired_frames, renamed,
-    sorted_names,
+    FloatLike, IntLike, as_finite_float, as_real_array, as_seed, check_flag, counted, describe, is_iterable, non_finite_message,
+    refuse_unpaired_frames, renamed, sorted_names,
 )
 from ..exceptions import GraphemeError, InvalidValueError, NonFiniteError, ShapeError
 from ..metrics import _sklearn, cross_view_retrieval, knn_accuracy, linear_probe_accuracy, roc_auc, unit_side_by_side
@@ -111,6 +111,12 @@ def binder_auc(
     # a view's row r pairs with row r of the others: data frames of the same events in another order
     # were scored as the same events, without a word
     refuse_unpaired_frames((f"view_embeddings[{v!r}]", view_embeddings[v]) for v in names)
+    for v in names:
+        # else the bind's own refusal, naming its argument: "a: contains a non-finite value" of model.bind
+        x = np.asarray(view_embeddings[v])
+        if x.dtype.kind == "f" and x.size and not np.isfinite(x).all():
+            at = tuple(int(i) for i in np.argwhere(~np.isfinite(x))[0])
+            raise NonFiniteError(f"view_embeddings[{v!r}]: row {at[0]} {non_finite_message(x[at])}", f"view_embeddings[{v!r}]")
     rng = np.random.default_rng(seed)
     n = rows[0][0]
     positives: list[np.ndarray] = []
@@ -166,7 +172,7 @@ def evaluate_model(
             "with each other)", "test")
     if test.n_events < 2:  # else binder_auc's "view_embeddings: ... at least 2 rows each"
         raise ShapeError(
-            f"test: has {test.n_events} row; expected at least 2 (retrieval and the binder's negatives "
+            f"test: has {counted(test.n_events, 'row')}; expected at least 2 (retrieval and the binder's negatives "
             "need another event)", "test")
     check_split_labels(train, test, probe=True)
     if not all(callable(getattr(embedder, method, None)) for method in ("embed_views", "embed_fused")):
