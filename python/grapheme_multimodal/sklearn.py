@@ -16,7 +16,6 @@ __all__ = ["MultimodalEmbedder", "OUTPUTS"]
 import math
 import os
 import reprlib
-import sys
 import threading
 import warnings
 import weakref
@@ -307,21 +306,9 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
         another thread's ``set_params(embed_dim=16, hidden_dim=16)`` ran,
         they were half old and half new, and ``clone`` made an estimator of
         settings nobody set. Does not wait for a ``fit`` in progress (which
-        changes no parameter). Read by scikit-learn's printers of an
-        estimator holding this one (a ``Pipeline``'s repr and HTML, which
-        print its parameters themselves, not through :meth:`__repr__`), a
-        parameter whose repr raises is given as it is printed there
-        (``<int of 5,001 digits>``): ``repr(make_pipeline(scaler,
-        MultimodalEmbedder(epochs=10**5000)))`` raised scikit-learn's
-        ValueError. Every other caller (``clone``, ``set_params``) gets the
-        values themselves."""
+        changes no parameter)."""
         with self._params_lock():
-            params = super().get_params(deep)
-        if sys._getframe(1).f_code.co_name in _PRINTERS_READING_PARAMS:  # no repr tried elsewhere: one lookup
-            caller = sys._getframe(1)
-            if (caller.f_globals.get("__name__"), caller.f_code.co_name) in _PRINTERS_READING_PARAMS_AT:
-                params = {k: v if _has_repr(v) else _ReprOf(v) for k, v in params.items()}
-        return params
+            return super().get_params(deep)
 
     def _params_lock(self) -> "threading.RLock":
         """What :meth:`set_params` holds while it sets the parameters and
@@ -668,17 +655,6 @@ def _has_repr(value: Any) -> bool:
         return True
     except ValueError:
         return False
-
-
-#: Where scikit-learn's printers read an estimator's parameters (module, function): a nested estimator's
-#: repr (``_changed_params``, ``_safe_repr``), its HTML (``_get_visual_block``) and parameter table
-#: (``BaseEstimator._get_params_html``). :meth:`MultimodalEmbedder.get_params` gives them printable stand-ins.
-_PRINTERS_READING_PARAMS_AT = frozenset({
-    ("sklearn.utils._pprint", "_changed_params"), ("sklearn.utils._pprint", "_safe_repr"),
-    ("sklearn.utils._repr_html.estimator", "_get_visual_block"), ("sklearn.utils._estimator_html_repr", "_get_visual_block"),
-    ("sklearn.base", "_get_params_html"),
-})
-_PRINTERS_READING_PARAMS = frozenset(function for _, function in _PRINTERS_READING_PARAMS_AT)
 
 
 class _ReprOf:
