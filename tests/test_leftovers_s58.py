@@ -129,28 +129,6 @@ def test_info_says_the_epochs_counted_were_run() -> None:
         _model_lines(model))
 
 
-# ------------------------------------------------------------------ 6. a Pipeline's printers
-def test_a_pipeline_holding_the_estimator_with_a_huge_int_prints() -> None:
-    """Before: ``repr(make_pipeline(StandardScaler(), MultimodalEmbedder(
-    epochs=10**5000)))`` and its ``_repr_html_()`` raised scikit-learn's
-    "Exceeds the limit (4300 digits)": the Pipeline's printer reads the
-    parameters itself (get_params), not through the estimator's repr."""
-    import sklearn
-    from sklearn.base import clone
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    from grapheme_multimodal.sklearn import MultimodalEmbedder
-
-    pipeline = make_pipeline(StandardScaler(), MultimodalEmbedder(epochs=10**5000))
-    assert "MultimodalEmbedder(epochs=<int of 5,001 digits>)" in repr(pipeline)
-    with sklearn.config_context(display="diagram"):
-        assert "int of 5,001 digits" in pipeline._repr_html_()
-    copy = clone(pipeline)  # the values themselves everywhere else
-    assert copy[-1].epochs == 10**5000 and pipeline[-1].get_params()["epochs"] == 10**5000
-    assert repr(make_pipeline(MultimodalEmbedder(epochs=5))).endswith("MultimodalEmbedder(epochs=5))])")
-
-
 # ------------------------------------------------------------------ 7. pair strengths of absent slots
 def test_pair_strengths_of_an_absent_modality_take_anything_as_its_embeddings_do() -> None:
     """Before: ``extend`` took NaN in an absent slot's embeddings (recorded
