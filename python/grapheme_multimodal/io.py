@@ -368,6 +368,7 @@ class _Staged(NamedTuple):
     kept_as: Optional[str]
     fd: int
     tmp: str
+    where: Path  # ``path`` by the absolute name of its folder: what the rename writes (``path`` is the name errors give)
 
 
 class _Together:
@@ -404,16 +405,23 @@ def _stage(target: PathLike, write: Callable[[BinaryIO], Any], staged: List[_Sta
     path = _followed(given)
     try:
         directory = check_write_target(path)
+        if not directory.is_absolute():
+            # The working folder read once, here: by a relative name, the temporary file was made in one
+            # folder and renamed (or removed, on failure) in the folder current at the rename, so another
+            # thread's os.chdir meanwhile failed the save ("its folder '.' was removed or moved") and left
+            # the temporary file behind. Joined, not normalised: "link/.." stays the OS's to resolve.
+            directory = Path(os.getcwd(), directory)
         kept_as = _KEPT.get().get(_location(given))
         key = _file_key(given)  # before the temporary file exists (it was computed, realpath and all, after)
         _remove_orphaned_temp_files(directory, path.name)
-        owner = _owner(path)
+        where = directory / path.name  # `path`, by the folder read above (`path` names it in errors)
+        owner = _owner(where)
         # Ctrl-C held back from the temporary file's creation until it is in `staged`, which a failure
         # removes: in between, it left the file on disk and its locked descriptor open (the lock's wait,
         # if any, is on another save's cleanup, a few calls long)
         with uninterrupted():
-            fd, tmp = _locked_temp_file(directory, path)
-            staged.append(_Staged(given, path, key, directory, kept_as, fd, tmp))
+            fd, tmp = _locked_temp_file(directory, where)
+            staged.append(_Staged(given, path, key, directory, kept_as, fd, tmp, where))
         with os.fdopen(fd, "wb", closefd=False) as f:
             write(f)
             f.flush()
@@ -444,9 +452,9 @@ def _commit(staged: List[_Staged]) -> None:
             for s in taken:
                 try:
                     if s.kept_as is None:
-                        os.replace(s.tmp, s.path)
+                        os.replace(s.tmp, s.where)
                     else:
-                        _link_as_new(s.tmp, s.path, s.given, s.kept_as)
+                        _link_as_new(s.tmp, s.where, s.given, s.kept_as)
                         linked.append(s)
                 except OSError as exc:
                     if exc.errno == errno.ENOENT and not os.path.lexists(s.tmp):
@@ -493,8 +501,8 @@ def _unlink_if_ours(s: _Staged) -> None:
     ``s.fd`` (the same inode on the same device); a file that another
     program put there since is kept."""
     try:
-        if os.path.samestat(os.lstat(s.path), os.fstat(s.fd)):
-            os.unlink(s.path)
+        if os.path.samestat(os.lstat(s.where), os.fstat(s.fd)):
+            os.unlink(s.where)
             _fsync_directory(s.directory)
     except OSError:
         pass

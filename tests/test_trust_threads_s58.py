@@ -1,0 +1,118 @@
+"""Threads and files under hostile use, round 58: what one thread does to the
+process (its working folder) while another saves. Threads are lined up with
+events, every wait bounded."""
+
+from __future__ import annotations
+
+import errno
+import os
+import threading
+from typing import Any, Callable, Dict
+
+import numpy as np
+import pytest
+
+import grapheme_multimodal as gm
+
+#: A thread still waiting after this many seconds fails the test (a deadlock).
+WAIT_S = 20.0
+
+_RNG = np.random.default_rng(58)
+DATA = {"visual": _RNG.normal(size=(12, 10)).astype(np.float32), "auditory": _RNG.normal(size=(12, 6)).astype(np.float32)}
+
+
+def small(seed: int) -> gm.LearnableMultiModal:
+    model = gm.LearnableMultiModal(embed_dim=8, hidden_dim=16, num_heads=2, seed=seed, buffer_size=4,
+                                   input_dims={"visual": 10, "auditory": 6})
+    model.record_batch({k: v[:2] for k, v in DATA.items()}, rewards=0.5 + seed)
+    return model
+
+
+def _weights(model: gm.LearnableMultiModal) -> Dict[str, bytes]:
+    return {k: v.tobytes() for k, v in model.state_dict().items()}
+
+
+#: name -> (save(model, path), what the file read back holds, comparable)
+SAVES: Dict[str, Any] = {
+    "model.save": (lambda m, p: m.save(p), lambda p: _weights(gm.LearnableMultiModal.load(p))),
+    "experience.save": (lambda m, p: m.experience.save(p),
+                        lambda p: gm.ExperienceBuffer.from_file(p).batch().rewards.tobytes()),
+    "save_ensemble": (lambda m, p: gm.save_ensemble([m, m], p), lambda p: _weights(gm.load_ensemble(p)[1])),
+}
+SAVED_BY = {"model.save": lambda m: _weights(m), "experience.save": lambda m: m.experience.batch().rewards.tobytes(),
+            "save_ensemble": lambda m: _weights(m)}
+
+
+def _chdir_at_first_fsync(monkeypatch, there: Any, then: Callable[[], None] = lambda: None) -> threading.Thread:
+    """Another thread changes the working folder to ``there`` while a save
+    writes (at its first ``os.fsync``, the temporary file made and written),
+    then the save goes on (``then`` runs first: a failure to inject)."""
+    real_fsync = os.fsync
+    writing, moved = threading.Event(), threading.Event()
+
+    def fsync(fd: int) -> None:
+        if not writing.is_set():
+            writing.set()
+            assert moved.wait(WAIT_S), "the other thread never changed folder"
+            then()
+        real_fsync(fd)
+
+    def change_folder() -> None:
+        if writing.wait(WAIT_S):
+            os.chdir(there)
+            moved.set()
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    thread = threading.Thread(target=change_folder, daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.mark.parametrize("save", list(SAVES))
+def test_a_save_by_a_relative_name_lands_where_it_began_when_another_thread_changes_folder(
+        tmp_path, monkeypatch, save) -> None:
+    """``save("m.gm")`` while another thread called ``os.chdir``: the
+    temporary file was made in the folder current when the save began and
+    renamed by its relative name in the one current at the rename, so the
+    save failed ("its folder '.' was removed or moved while the file was
+    written", of a folder that was there all along), the model unsaved and
+    its ``.m.gm.<hex>.tmp`` left in the first folder. Now the save lands
+    where it began, whole, and nothing else is left anywhere."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    monkeypatch.chdir(first)
+    write, read = SAVES[save]
+    write(small(0), "m.gm")
+    new = small(1)
+    thread = _chdir_at_first_fsync(monkeypatch, second)
+    write(new, "m.gm")
+    thread.join(WAIT_S)
+    assert not thread.is_alive()
+    assert sorted(os.listdir(first)) == ["m.gm"] and os.listdir(second) == []
+    assert read(first / "m.gm") == SAVED_BY[save](new)
+
+
+def test_a_save_failing_after_another_thread_changed_folder_leaves_no_temporary_file(tmp_path, monkeypatch) -> None:
+    """The same change of folder, then the disk full as the file is synced:
+    the failure removed the temporary file by its relative name in the new
+    folder, where it was not, and left it beside the checkpoint. Now it is
+    removed, and the old checkpoint is as it was."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    monkeypatch.chdir(first)
+    old = small(0)
+    old.save("m.gm")
+    before = (first / "m.gm").read_bytes()
+
+    def disk_full() -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    thread = _chdir_at_first_fsync(monkeypatch, second, disk_full)
+    with pytest.raises(OSError, match="No space left on device"):
+        small(1).save("m.gm")
+    thread.join(WAIT_S)
+    assert not thread.is_alive()
+    assert sorted(os.listdir(first)) == ["m.gm"] and os.listdir(second) == []
+    assert (first / "m.gm").read_bytes() == before
