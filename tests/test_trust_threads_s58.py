@@ -116,3 +116,21 @@ def test_a_save_failing_after_another_thread_changed_folder_leaves_no_temporary_
     assert not thread.is_alive()
     assert sorted(os.listdir(first)) == ["m.gm"] and os.listdir(second) == []
     assert (first / "m.gm").read_bytes() == before
+
+
+@pytest.mark.parametrize("save", list(SAVES))
+def test_a_save_through_a_link_to_a_missing_folder_names_the_link(tmp_path, save) -> None:
+    """``m.gm`` a symbolic link to ``gone/m.gm``: the save said only
+    "path: directory '.../gone' does not exist", of a folder the user never
+    named (the one they named, holding ``m.gm``, is there). Now it says
+    that ``m.gm`` is a link, to what, and that a save writes the file a
+    link names; nothing is created, the link is left as it was."""
+    link = tmp_path / "m.gm"
+    link.symlink_to(os.path.join("gone", "m.gm"))
+    with pytest.raises(FileNotFoundError) as error:
+        SAVES[save][0](small(0), link)
+    assert str(error.value) == (
+        f"path: {str(link)!r} is a symbolic link to {os.path.join('gone', 'm.gm')!r}, whose folder "
+        f"{str(tmp_path / 'gone')!r} does not exist; expected a link to a file in a folder that exists (a save "
+        "writes the file a link names)")
+    assert os.listdir(tmp_path) == ["m.gm"] and os.readlink(link) == os.path.join("gone", "m.gm")

@@ -583,6 +583,10 @@ def check_write_target(path: PathLike, arg: str = "path") -> Path:
         if link is not None:  # the folder named is there, a link: what is missing is what it names
             raise FileNotFoundError(f"{arg}: directory {str(directory)!r} does not exist: {str(link)!r} is a symbolic "
                                     f"link to {os.readlink(link)!r}, which does not exist")
+        if path != given:  # the name given is there, a link: the folder missing is that of the file it names
+            raise FileNotFoundError(f"{arg}: {str(given)!r} is a symbolic link to {os.readlink(given)!r}, whose folder "
+                                    f"{str(directory)!r} does not exist; expected a link to a file in a folder that "
+                                    "exists (a save writes the file a link names)")
         raise FileNotFoundError(f"{arg}: directory {str(directory)!r} does not exist{_tilde_hint(given)}")
     if path.is_dir():
         raise IsADirectoryError(f"{arg}: {str(path)!r} is a directory; expected a file name")
