@@ -134,3 +134,21 @@ def test_a_save_through_a_link_to_a_missing_folder_names_the_link(tmp_path, save
         f"{str(tmp_path / 'gone')!r} does not exist; expected a link to a file in a folder that exists (a save "
         "writes the file a link names)")
     assert os.listdir(tmp_path) == ["m.gm"] and os.readlink(link) == os.path.join("gone", "m.gm")
+
+
+
+def test_a_save_by_a_relative_name_in_a_folder_it_may_not_write_names_the_file_as_given(tmp_path, monkeypatch) -> None:
+    """The working folder read once for the write (above) does not change
+    what errors say: the file as the caller named it, not by its full name."""
+    monkeypatch.chdir(tmp_path)
+    real_open = os.open
+
+    def not_permitted(path: Any, flags: int, *args: Any) -> int:  # a folder this user may not write (as root too)
+        if flags & os.O_CREAT:
+            raise PermissionError(errno.EACCES, "Permission denied", path)
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(os, "open", not_permitted)
+    with pytest.raises(PermissionError) as error:
+        small(0).save("m.gm")
+    assert error.value.filename == "m.gm" and os.listdir(tmp_path) == []

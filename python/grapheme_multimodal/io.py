@@ -420,7 +420,7 @@ def _stage(target: PathLike, write: Callable[[BinaryIO], Any], staged: List[_Sta
         # removes: in between, it left the file on disk and its locked descriptor open (the lock's wait,
         # if any, is on another save's cleanup, a few calls long)
         with uninterrupted():
-            fd, tmp = _locked_temp_file(directory, where)
+            fd, tmp = _locked_temp_file(directory, where, path)
             staged.append(_Staged(given, path, key, directory, kept_as, fd, tmp, where))
         with os.fdopen(fd, "wb", closefd=False) as f:
             write(f)
@@ -626,10 +626,11 @@ def _followed(path: Path) -> Path:
     return Path(os.path.realpath(path)) if os.path.islink(path) else path
 
 
-def _locked_temp_file(directory: Path, path: Path) -> Tuple[int, str]:
+def _locked_temp_file(directory: Path, path: Path, shown: Path) -> Tuple[int, str]:
     """A new ``.NAME.<random>.tmp`` beside ``path``, open for writing and
     locked (so other saves see it is in use), with the target's permissions
-    or, for a new target, ``0o666`` minus the umask (applied by ``open``)."""
+    or, for a new target, ``0o666`` minus the umask (applied by ``open``).
+    Errors name the file ``shown`` (``path`` as the caller gave it)."""
     try:
         mode = stat.S_IMODE(os.stat(path).st_mode)
     except OSError:
@@ -645,10 +646,10 @@ def _locked_temp_file(directory: Path, path: Path) -> Tuple[int, str]:
                 if not os.path.isdir(directory) or _removed(directory):  # since the check
                     raise FileNotFoundError(f"path: directory {str(directory)!r} does not exist") from None
                 raise FileNotFoundError(
-                    f"path: {str(path)!r} cannot be saved: its folder {str(directory)!r} takes no new files (the system "
+                    f"path: {str(shown)!r} cannot be saved: its folder {str(directory)!r} takes no new files (the system "
                     "answers \"No such file or directory\": a virtual file system, such as /proc?); expected a folder "
                     "on a disk") from None
-            raise OSError(exc.errno, exc.strerror, str(path)) from None
+            raise OSError(exc.errno, exc.strerror, str(shown)) from None
         try:
             if mode is not None:
                 os.chmod(tmp, mode)  # the target's permissions, not the umask's
