@@ -47,23 +47,30 @@ def _chdir_at_first_fsync(monkeypatch, there: Any, then: Callable[[], None] = la
     """Another thread changes the working folder to ``there`` while a save
     writes (at its first ``os.fsync``, the temporary file made and written),
     then the save goes on (``then`` runs first: a failure to inject)."""
+    return _at_first_fsync(monkeypatch, lambda: os.chdir(there), then)
+
+
+def _at_first_fsync(monkeypatch, action: Callable[[], None], then: Callable[[], None] = lambda: None) -> threading.Thread:
+    """Another thread runs ``action`` while a save writes (at its first
+    ``os.fsync``, the temporary file made and written), then the save goes
+    on (``then`` runs first: a failure to inject)."""
     real_fsync = os.fsync
-    writing, moved = threading.Event(), threading.Event()
+    writing, done = threading.Event(), threading.Event()
 
     def fsync(fd: int) -> None:
         if not writing.is_set():
             writing.set()
-            assert moved.wait(WAIT_S), "the other thread never changed folder"
+            assert done.wait(WAIT_S), "the other thread never ran"
             then()
         real_fsync(fd)
 
-    def change_folder() -> None:
+    def other() -> None:
         if writing.wait(WAIT_S):
-            os.chdir(there)
-            moved.set()
+            action()
+            done.set()
 
     monkeypatch.setattr(os, "fsync", fsync)
-    thread = threading.Thread(target=change_folder, daemon=True)
+    thread = threading.Thread(target=other, daemon=True)
     thread.start()
     return thread
 
@@ -152,3 +159,27 @@ def test_a_save_by_a_relative_name_in_a_folder_it_may_not_write_names_the_file_a
     with pytest.raises(PermissionError) as error:
         small(0).save("m.gm")
     assert error.value.filename == "m.gm" and os.listdir(tmp_path) == []
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="found where it went by /proc/self/fd (Linux)")
+@pytest.mark.parametrize("save", list(SAVES))
+def test_a_save_whose_folder_another_thread_moves_leaves_no_copy_in_the_moved_folder(tmp_path, monkeypatch, save) -> None:
+    """The folder renamed (and another made in its place) while the save
+    wrote into it: the save fails, saying so, as before, but its temporary
+    file, a whole copy of the model, stayed in the moved folder for good
+    (removed by its old name, which no longer held it; no later save to the
+    target looks there). Now it is removed wherever the folder went."""
+    folder = tmp_path / "out"
+    folder.mkdir()
+    write = SAVES[save][0]
+
+    def move() -> None:
+        folder.rename(tmp_path / "elsewhere")
+        folder.mkdir()
+
+    thread = _at_first_fsync(monkeypatch, move)
+    with pytest.raises(FileNotFoundError, match="was removed or moved while the file was written; nothing was written"):
+        write(small(1), folder / "m.gm")
+    thread.join(WAIT_S)
+    assert not thread.is_alive()
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == ["elsewhere", "out"]

@@ -492,8 +492,30 @@ def _discard(staged: List[_Staged], remove: bool = True) -> None:
         staged.clear()
         for s in taken:
             if remove:
-                _unlink_quietly(s.tmp)
+                _remove_temp_file(s)
             os.close(s.fd)  # releases the lock
+
+
+def _remove_temp_file(s: _Staged) -> None:
+    """Removes ``s``'s temporary file: by its name, or, where its folder was
+    moved (renamed) while it was written, where its descriptor says it is
+    now (Linux's ``/proc/self/fd``): by its name alone, the copy of the
+    whole file was left in the moved folder for good (no later save to
+    the target looks there)."""
+    try:
+        os.unlink(s.tmp)
+        return
+    except FileNotFoundError:
+        pass
+    except OSError:
+        return
+    try:
+        now = os.readlink(f"/proc/self/fd/{s.fd}")
+        # the same file, still linked, by the same name: not another file put at that path since
+        if os.path.basename(now) == os.path.basename(s.tmp) and os.path.samestat(os.lstat(now), os.fstat(s.fd)):
+            os.unlink(now)
+    except OSError:  # no /proc (macOS, Windows), or the file is gone: nothing more to do
+        pass
 
 
 def _unlink_if_ours(s: _Staged) -> None:
