@@ -183,3 +183,47 @@ def test_a_save_whose_folder_another_thread_moves_leaves_no_copy_in_the_moved_fo
     thread.join(WAIT_S)
     assert not thread.is_alive()
     assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == ["elsewhere", "out"]
+
+
+# ------------------------------------------------------------------ Ctrl-C as a record ends
+def _rows(ids: np.ndarray) -> Dict[str, Any]:
+    n = len(ids)
+    return dict(embeddings=np.broadcast_to(ids[:, None, None], (n, 7, 2)).astype(np.float32),
+                mask=np.ones((n, 7), bool), fused=np.broadcast_to(ids[:, None], (n, 2)).astype(np.float32),
+                pair_strengths=np.zeros((n, 7, 7), np.float32), rewards=ids.astype(np.float64), event_ids=ids)
+
+
+@pytest.mark.parametrize("held, given", [(3, 9), (5, 2)], ids=["more-than-capacity", "evicting-one"])
+def test_ctrl_c_anywhere_in_a_record_leaves_the_buffer_before_or_after_it(default_sigint, held, given) -> None:
+    """A Ctrl-C at every point of a buffer's ``extend`` (which ``record_*``
+    call) that fills a ring of 6: the buffer holds what it held before, or
+    after, or (torn between two fields: the documented fallback) what it
+    held less the experiences the write was evicting, each experience's
+    fields its own. One landing as the write ended (in the sums of its new
+    counts) left the slots holding the new rows under the old counts: the
+    buffer held new rows as if they were the old experiences, the rest of
+    the write lost, without a word."""
+    from ctrl_c_sweep import interrupted_at
+
+    import grapheme_multimodal.buffer as buffer_module
+
+    old, new = np.arange(1, held + 1), np.arange(10, 10 + given)
+    after = [int(i) for i in np.concatenate([old, new])[-6:]]
+    kept = min(held, 6 - min(given, 6))  # the old experiences a torn write keeps: those it was not evicting
+    dropped = [int(i) for i in old[held - kept:]] if kept else []
+    old_ids = [int(i) for i in old]
+    allowed = {tuple(old_ids), tuple(after), tuple(dropped)}
+    n, interrupted = 0, True
+    while interrupted:
+        n += 1
+        buf = gm.ExperienceBuffer(6, embed_dim=2, seed=0)
+        buf.extend(**_rows(old))
+        interrupted = interrupted_at(n, lambda: buf.extend(**_rows(new)),
+                                     lambda code: code.co_filename == buffer_module.__file__)
+        got = buf.batch()
+        ids = tuple(int(i) for i in got.event_ids)
+        assert ids in allowed, f"Ctrl-C at point {n}: holds {ids}; expected one of {sorted(allowed)}"
+        for field in (got.rewards, got.fused[:, 0], got.embeddings[:, 0, 0]):
+            assert [float(v) for v in field] == [float(i) for i in ids], f"point {n}: a torn experience"
+        assert len(buf) == len(ids)
+    assert n > 20  # the sweep reached the write

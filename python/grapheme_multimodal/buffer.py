@@ -498,23 +498,32 @@ class ExperienceBuffer:
         if start + n > len(self._arrays["rewards"]):  # only until the arrays reach capacity
             self._reserve(start + n)
         slots = slice(start, start + n) if start + n <= self.capacity else (start + np.arange(n)) % self.capacity
+        # The counts after the write, worked out before any slot is written: worked out after (calls of max and
+        # min, where a Ctrl-C may land), an interrupt there left the slots holding the new rows under the old
+        # counts, so the buffer held the newest of the new rows as if they were the old experiences (their
+        # places, lineage and number), the others lost, without a word.
+        evicted = self._evicted + max(0, self._size + n - self.capacity) + overflow
+        after = (int((start + n) % self.capacity), min(self._size + n, self.capacity), evicted, self._recorded + n + overflow)
+        written = 0  # fields whose write has begun: none, and an interrupt has changed nothing
         try:
             for name, arr in self._arrays.items():
                 if name in staged:
+                    written += 1  # counted before: a write may end by raising, the field written (or half)
                     arr[slots] = staged[name]
                 elif name.startswith("inputs."):
+                    written += 1
                     arr[slots] = np.nan
         except BaseException:
-            # Interrupted (Ctrl-C between two fields): the slots written may hold some fields of
-            # the new rows and some of the old ones. Drop the old experiences they held (the
-            # oldest, which this write was evicting) so that no torn row is ever read.
-            kept = min(self._size, self.capacity - n)
-            self._evicted += self._size - kept  # not recorded: _recorded stays
-            self._size = kept
+            if written:
+                # Interrupted (Ctrl-C between two fields): the slots written may hold some fields of
+                # the new rows and some of the old ones. Drop the old experiences they held (the
+                # oldest, which this write was evicting) so that no torn row is ever read.
+                kept = min(self._size, self.capacity - n)
+                self._evicted += self._size - kept  # not recorded: _recorded stays
+                self._size = kept
             raise
-        evicted = self._evicted + max(0, self._size + n - self.capacity) + overflow  # counted once written
-        self._next, self._size, self._evicted = int((start + n) % self.capacity), min(self._size + n, self.capacity), evicted
-        self._recorded += n + overflow
+        # counted once written, in one assignment (no call between the last field written and it)
+        self._next, self._size, self._evicted, self._recorded = after
 
     # ------------------------------------------------------------------ reading
     def batch(self, positions: Optional[Any] = None) -> ExperienceBatch:
