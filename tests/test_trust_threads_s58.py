@@ -227,3 +227,24 @@ def test_ctrl_c_anywhere_in_a_record_leaves_the_buffer_before_or_after_it(defaul
             assert [float(v) for v in field] == [float(i) for i in ids], f"point {n}: a torn experience"
         assert len(buf) == len(ids)
     assert n > 20  # the sweep reached the write
+
+
+def test_a_temporary_file_already_renamed_is_never_removed_by_where_it_went(tmp_path, monkeypatch) -> None:
+    """The removal above looks for a temporary file where its descriptor
+    says it is: one a commit had already renamed to its target (the first
+    of two, the second's rename failing) is there by the target's name, and
+    must stay (its target holds the new content, as before)."""
+    from grapheme_multimodal import io as gio
+
+    first, second = tmp_path / "first.bin", tmp_path / "second.bin"
+    real_replace = os.replace
+
+    def second_fails(src: Any, dst: Any) -> None:
+        if os.fspath(dst) == str(second):
+            raise OSError(errno.EIO, "Input/output error")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", second_fails)
+    with pytest.raises(OSError, match="Input/output error"):
+        gio.atomic_write_all([(first, lambda f: f.write(b"1")), (second, lambda f: f.write(b"2"))])
+    assert first.read_bytes() == b"1" and sorted(os.listdir(tmp_path)) == ["first.bin"]
