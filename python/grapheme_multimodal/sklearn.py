@@ -41,7 +41,7 @@ except ModuleNotFoundError as exc:  # pragma: no cover - exercised only without 
 
 from ._chunks import ROWS_PER_CALL, in_row_chunks
 from ._core import NUM_MODALITIES
-from ._locking import ForkedMidChange, ModelLock
+from ._locking import ForkedMidChange, ModelLock, uninterrupted
 from ._parallel import resolve_n_jobs, run_tasks, shared_snapshot
 from ._validation import (
     IntLike,
@@ -274,9 +274,13 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
         try:
             yield
         except BaseException:
-            for name in set(self.__dict__) - set(before) - {"_params_rlock"}:
-                del self.__dict__[name]
-            self.__dict__.update(before)
+            # Ctrl-C held back until every attribute is back: a second one (Ctrl-C pressed twice, the first
+            # stopping the fit) landing between two of them left the estimator half put back - a model_
+            # beside no fitted attributes, or the failed fit's attributes beside the last one's - without a word
+            with uninterrupted():
+                for name in set(self.__dict__) - set(before) - {"_params_rlock"}:
+                    del self.__dict__[name]
+                self.__dict__.update(before)
             raise
 
     def set_params(self, **params: Any) -> "MultimodalEmbedder":
