@@ -318,3 +318,29 @@ def test_a_second_ctrl_c_while_a_failed_fit_puts_the_estimator_back_leaves_it_wh
         if run(k) < k:  # the restore had fewer lines: the Ctrl-C came after it
             break
     assert k > 3
+
+
+@pytest.mark.parametrize("save", list(SAVES))
+def test_a_save_by_a_relative_name_lands_in_the_folder_current_when_it_was_called(tmp_path, monkeypatch, save) -> None:
+    """The working folder changed while the save copied the model's state,
+    before any file was made: the file went to the new folder, where the
+    caller, who saved "m.gm" in the first, never looks. Now it is the
+    folder current when the save was called."""
+    import grapheme_multimodal.io as gio
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    monkeypatch.chdir(first)
+    real_write_all = gio._atomic_write_all
+
+    def after_the_copy(writes):  # the state copied, the file not yet made: another thread's chdir lands here
+        os.chdir(second)
+        return real_write_all(writes)
+
+    monkeypatch.setattr(gio, "_atomic_write_all", after_the_copy)
+    write, read = SAVES[save]
+    new = small(1)
+    write(new, "m.gm")
+    assert sorted(os.listdir(first)) == ["m.gm"] and os.listdir(second) == []
+    assert read(first / "m.gm") == SAVED_BY[save](new)

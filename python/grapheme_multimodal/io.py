@@ -87,6 +87,9 @@ def saving(path: Any = None) -> Iterator[None]:
     counted = False
     try:
         if not depth:
+            # The working folder as the save begins, which its files are written by (_stage): read again as
+            # each is written, another thread's os.chdir while a model's state was copied sent the file there.
+            _save_depth.cwd = _working_folder()
             # The lock itself, not the condition: Condition.__enter__ is Python, and a Ctrl-C landing as its
             # acquire returned left the lock held for good (every later save, and the exit, waited for ever).
             with _saves_lock:
@@ -102,10 +105,20 @@ def saving(path: Any = None) -> Iterator[None]:
         yield
     finally:
         _save_depth.n = depth
+        if not depth:
+            _save_depth.cwd = None
         if counted:
             with _saves_lock:
                 _saves_in_flight -= 1
                 _saves.notify_all()
+
+
+def _working_folder() -> Optional[str]:
+    """The working folder, or None when it has been removed."""
+    try:
+        return os.getcwd()
+    except OSError:
+        return None
 
 
 def _shown(path: Any) -> str:
@@ -406,11 +419,11 @@ def _stage(target: PathLike, write: Callable[[BinaryIO], Any], staged: List[_Sta
     try:
         directory = check_write_target(path)
         if not directory.is_absolute():
-            # The working folder read once, here: by a relative name, the temporary file was made in one
-            # folder and renamed (or removed, on failure) in the folder current at the rename, so another
-            # thread's os.chdir meanwhile failed the save ("its folder '.' was removed or moved") and left
-            # the temporary file behind. Joined, not normalised: "link/.." stays the OS's to resolve.
-            directory = Path(os.getcwd(), directory)
+            # The working folder read once, as the save began (saving): by a relative name, the temporary
+            # file was made in one folder and renamed (or removed, on failure) in the folder current at the
+            # rename, so another thread's os.chdir meanwhile failed the save ("its folder '.' was removed or
+            # moved") and left the temporary file behind. Joined, not normalised: "link/.." stays the OS's.
+            directory = Path(getattr(_save_depth, "cwd", None) or os.getcwd(), directory)
         kept_as = _KEPT.get().get(_location(given))
         key = _file_key(given)  # before the temporary file exists (it was computed, realpath and all, after)
         _remove_orphaned_temp_files(directory, path.name)
