@@ -532,9 +532,9 @@ def _remove_temp_file(s: _Staged) -> None:
 
 
 def _unlink_if_ours(s: _Staged) -> None:
-    """Removes the name ``s.path`` if it still holds the file written to
-    ``s.fd`` (the same inode on the same device); a file that another
-    program put there since is kept."""
+    """Removes the name ``s.path`` (by ``s.where``) if it still holds the
+    file written to ``s.fd`` (the same inode on the same device); a file
+    that another program put there since is kept."""
     try:
         if os.path.samestat(os.lstat(s.where), os.fstat(s.fd)):
             os.unlink(s.where)
