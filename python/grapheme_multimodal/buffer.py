@@ -1229,15 +1229,7 @@ def _embeddings32(value: Any, shape: tuple, mask: np.ndarray) -> np.ndarray:
     refused ("row 0 holds NaN", of a slot the mask marks absent), where
     ``inputs`` ignore their absent rows. Zeros kept, not the values given:
     a buffer's file is checked finite throughout when loaded."""
-    if mask.all():  # the common case: nothing absent, no copy of a float32 array
-        return _float32(value, "embeddings", shape)
-    arr = as_real_array(value, "embeddings")
-    if arr.shape != shape:
-        raise ShapeError(f"embeddings: expected shape {shape}, got {arr.shape}", "embeddings")
-    with np.errstate(over="ignore", invalid="ignore"):  # beyond float32 where present: reported below
-        out = np.where(mask[:, :, None], arr, 0).astype(np.float32, copy=False)
-    _check_finite(out, "embeddings", source=arr)  # present slots only: the absent ones are 0
-    return out
+    return _present_only32(value, "embeddings", shape, mask, mask[:, :, None])
 
 
 def _pair_strengths32(value: Any, n: int, mask: np.ndarray) -> np.ndarray:
@@ -1248,14 +1240,20 @@ def _pair_strengths32(value: Any, n: int, mask: np.ndarray) -> np.ndarray:
     pair of an absent slot was refused ("pair_strengths: row 0 holds NaN")
     after its embeddings there were taken."""
     shape = (n, NUM_MODALITIES, NUM_MODALITIES)
+    return _present_only32(value, "pair_strengths", shape, mask, mask[:, :, None] & mask[:, None, :])
+
+
+def _present_only32(value: Any, name: str, shape: tuple, mask: np.ndarray, kept: np.ndarray) -> np.ndarray:
+    """``value`` of ``shape`` as float32, finite where ``kept`` (``mask``
+    broadcast to the field) holds, zeros elsewhere."""
     if mask.all():  # the common case: nothing absent, no copy of a float32 array
-        return _float32(value, "pair_strengths", shape)
-    arr = as_real_array(value, "pair_strengths")
+        return _float32(value, name, shape)
+    arr = as_real_array(value, name)
     if arr.shape != shape:
-        raise ShapeError(f"pair_strengths: expected shape {shape}, got {arr.shape}", "pair_strengths")
+        raise ShapeError(f"{name}: expected shape {shape}, got {arr.shape}", name)
     with np.errstate(over="ignore", invalid="ignore"):  # beyond float32 where present: reported below
-        out = np.where(mask[:, :, None] & mask[:, None, :], arr, 0).astype(np.float32, copy=False)
-    _check_finite(out, "pair_strengths", source=arr)  # pairs of present slots only: the others are 0
+        out = np.where(kept, arr, 0).astype(np.float32, copy=False)
+    _check_finite(out, name, source=arr)  # present slots only: the absent ones are 0
     return out
 
 
