@@ -23,6 +23,7 @@ import numpy as np
 
 from ._core import __version__
 from ._validation import as_list_of, check_flag
+from .checkpoint import _FILE_BYTES_PER_PARAMETER, _MODEL_BYTES_PER_PARAMETER, _ONE_MODEL_SLACK
 from .checkpoint import _new_model, _restore, _strip, _text, _version_note, checkpoint_specs, checkpoint_state, too_large_in_file
 from .exceptions import CheckpointError, InvalidValueError, TooLargeError
 from .io import FORMAT_NAMES, PathLike, TensorSpec, as_path, check_write_target, declared_bytes_being_read, format_tag
@@ -102,9 +103,19 @@ def load_ensemble(path: PathLike) -> List["LearnableMultiModal"]:
             raise InvalidValueError(f"members: expected a non-empty list of member metadata, got {members!r:.80}", "members")
         specs: Dict[str, TensorSpec] = {}
         held, needed = declared_bytes_being_read(), 0  # all the file's tensor data
+        # What the members' checks leave, all together, to the tensor check that names a missing tensor (a model's
+        # file has as much): a member some of whose tensors the file holds is built when it needs little more, so
+        # that one tensor left out is named, not read as a forged member ("makes a model of 1,895 parameters ...,
+        # but the file holds 22,732 bytes"); a member of none gets none, as a forged list's.
+        spare = _ONE_MODEL_SLACK
         for j, member_meta in enumerate(members):
             try:
-                model = _new_model(member_meta, _member_prefix(j))  # refused unless the file holds its tensors
+                own = declared_bytes_being_read(_member_prefix(j))
+                # refused unless the file holds its tensors
+                model = _new_model(member_meta, _member_prefix(j), slack=spare if own else 0)
+                if own:
+                    spare -= max(0, _MODEL_BYTES_PER_PARAMETER * model.num_parameters() - _MODEL_BYTES_PER_PARAMETER
+                                 // _FILE_BYTES_PER_PARAMETER * own)
                 member_specs = checkpoint_specs(model, member_meta)
             except (KeyError, TypeError, ValueError) as exc:
                 if isinstance(exc, TooLargeError):  # "hidden_dim: ... more than any address space holds": which file, member?
@@ -115,7 +126,10 @@ def load_ensemble(path: PathLike) -> List["LearnableMultiModal"]:
             # a forged list of many members built a model for each (a 3.5 MB file, 2,000 members: 1.5 GB)
             # before the header was found to hold none of their tensors: stop once they cannot fit
             needed += sum(math.prod(s.shape) * np.dtype(s.dtype).itemsize for s in member_specs.values() if s.required)
-            if held is not None and needed > held:
+            # not after the last member, every one built by then: the tensor check names what is missing (one
+            # member's tensor left out read "2 members listed, but the tensors of members[0] to members[1] alone
+            # take ... bytes", nothing said of which tensor)
+            if held is not None and needed > held and j < len(members) - 1:
                 which = "members[0]" if j == 0 else f"members[0] to members[{j}]"
                 raise InvalidValueError(
                     f"members: {len(members):,} members listed, but the tensors of {which} alone "

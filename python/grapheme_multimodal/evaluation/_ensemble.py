@@ -53,7 +53,13 @@ def unit_side_by_side_blocks(blocks: List[np.ndarray]) -> np.ndarray:
     its last axis (all-zero rows, an absent view's, stay zero), so that
     every member weighs the same: how :meth:`EnsembleEmbedder.hidden_features`
     and ``grapheme-mm embed --hidden-features`` of an ensemble file combine
-    them (``[N, H_k]`` per view there, ``[N, 7, H_k]`` per slot here)."""
+    them (``[N, H_k]`` per view there, ``[N, 7, H_k]`` per slot here).
+    One member's features are returned as they are, as :func:`side_by_side`
+    returns one member's output: an ensemble of one is its model (the
+    command line wrote an ensemble file of one member's raw features, and
+    this gave them L2-normalised: the two said to be the same differed)."""
+    if len(blocks) == 1:
+        return blocks[0]
     return side_by_side([_unit_or_zero(b.reshape(-1, b.shape[-1]))[0].reshape(b.shape) for b in blocks])
 
 
@@ -75,7 +81,8 @@ class EnsembleEmbedder:
     is the mean of the members' cosines); :meth:`bind` is the mean of the
     members' binder strengths; :meth:`hidden_features` puts the members'
     hidden features side by side, each member's block L2-normalised per row
-    and divided by ``sqrt(K)`` (so every member weighs the same).
+    and divided by ``sqrt(K)`` (so every member weighs the same; an
+    ensemble of one gives its member's features as they are).
 
     :func:`grapheme_multimodal.uci.fit_ensemble` trains one.
 
@@ -131,7 +138,8 @@ class EnsembleEmbedder:
     def hidden_features(self, views: Mapping[str, np.ndarray], layer: IntLike = -1) -> Dict[str, np.ndarray]:
         """Each view's members' hidden features side by side, each member's
         block L2-normalised per row (zero rows stay zero) and divided by
-        ``sqrt(K)``: ``[N, K · H]``. ``layer`` indexes each member's
+        ``sqrt(K)``: ``[N, K · H]`` (one member: its features as they are,
+        as its :class:`ModelEmbedder` gives them). ``layer`` indexes each member's
         ``config.encoder_hidden`` (-1: each member's last hidden layer); one
         that some member lacks is refused naming that member."""
         check_views(views)
