@@ -77,3 +77,49 @@ def test_a_members_missing_tensor_is_named(pair, tmp_path):
     write_tagged_safetensors(path, tensors, ENSEMBLE_FORMAT, {"library_version": metas[0]["library_version"], "members": metas})
     with pytest.raises(CheckpointError, match="missing tensors \\['member/1/param/encoder.auditory.0.weight'\\]"):
         gm.load_ensemble(path)
+
+
+def test_loading_an_ensemble_reads_its_tensors_once_not_once_per_member(tmp_path, monkeypatch):
+    """Each member's tensors were picked out of all the file's (and the bytes
+    the header declares for it summed over all its names) once per member:
+    O(K²) in the members, 400 small members took 3.3 s to load and 1,000
+    about 20 s (now 0.8 s and 2 s)."""
+    from grapheme_multimodal import ensemble, io
+
+    passes = []
+
+    class Counted(dict):
+        def items(self):
+            passes.append("items")
+            return super().items()
+
+        def __iter__(self):
+            passes.append("iter")
+            return super().__iter__()
+
+    read = ensemble.read_tagged_safetensors
+
+    def counted_read(*args, **kwargs):
+        tensors, meta = read(*args, **kwargs)
+        return Counted(tensors), meta
+
+    monkeypatch.setattr(ensemble, "read_tagged_safetensors", counted_read)
+    small = LearnableMultiModal(input_dims={"visual": 2, "auditory": 2}, embed_dim=4, hidden_dim=4, num_heads=1)
+    save_ensemble([small] * 40, tmp_path / "e.gme")
+    models = gm.load_ensemble(tmp_path / "e.gme")
+    assert len(models) == 40 and len(passes) <= 2, passes
+    for name, value in small.state_dict().items():
+        np.testing.assert_array_equal(models[-1].state_dict()[name], value)
+
+
+def test_the_declared_bytes_of_a_prefix_are_those_of_the_names_it_begins():
+    from grapheme_multimodal.io import _DeclaredBytes
+
+    rng = np.random.default_rng(0)
+    parts = ["a", "/", "member/1/", "member/10/", "\U0010ffff", "z", "é"]
+    for _ in range(300):
+        sizes = {"".join(rng.choice(parts, size=rng.integers(0, 4))): int(rng.integers(0, 99))
+                 for _ in range(rng.integers(0, 12))}
+        declared = _DeclaredBytes(sizes)
+        for prefix in ["", "a", "member/1/", "member/1", "\U0010ffff", "a\U0010ffff", "zz", *sizes]:
+            assert declared.of(prefix) == sum(v for k, v in sizes.items() if k.startswith(prefix)), (sizes, prefix)

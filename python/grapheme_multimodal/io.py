@@ -29,10 +29,12 @@ __all__ = ["TensorSpec", "atomic_write", "atomic_write_all", "atomic_write_bytes
            "read_tagged_safetensors"]
 
 import atexit
+import bisect
 import codecs
 import contextlib
 import contextvars
 import errno
+import itertools
 import json
 import math
 import os
@@ -908,9 +910,35 @@ def not_enough_memory_to_write(path: PathLike, nbytes: Optional[int] = None, arg
 
 
 # --------------------------------------------------------------------- reading
-#: While :func:`read_tagged_safetensors` calls its ``expected``: ``{name: bytes}``
-#: of each tensor the header of the file being read declares.
-_DECLARED_BYTES: "contextvars.ContextVar[Optional[Mapping[str, int]]]" = contextvars.ContextVar("_DECLARED_BYTES", default=None)
+class _DeclaredBytes:
+    """The bytes of each tensor a header declares, summed over the names
+    that begin with a prefix in O(log n): the names sorted, beside the
+    running total of their sizes (those that begin with a prefix are one run
+    of the sorted names). Summed by a scan of every name, an ensemble of K
+    members, which asks once per member, took O(K²): 400 members of a small
+    model took seconds to load, 1,000 tens of seconds."""
+
+    def __init__(self, sizes: Mapping[str, int]) -> None:
+        self.names = sorted(sizes)
+        self.totals = [0, *itertools.accumulate(sizes[n] for n in self.names)]
+
+    def of(self, prefix: str) -> int:
+        names = self.names
+        lo = bisect.bisect_left(names, prefix)
+        if not prefix:
+            hi = len(names)
+        elif prefix[-1] == chr(sys.maxunicode):  # no next prefix to bound the run by: scan it
+            hi = lo
+            while hi < len(names) and names[hi].startswith(prefix):
+                hi += 1
+        else:  # the first name past the run: below it, every name from lo on begins with prefix
+            hi = bisect.bisect_left(names, prefix[:-1] + chr(ord(prefix[-1]) + 1), lo)
+        return self.totals[hi] - self.totals[lo]
+
+
+#: While :func:`read_tagged_safetensors` calls its ``expected``: the bytes of
+#: each tensor the header of the file being read declares.
+_DECLARED_BYTES: "contextvars.ContextVar[Optional[_DeclaredBytes]]" = contextvars.ContextVar("_DECLARED_BYTES", default=None)
 
 
 def declared_bytes_being_read(prefix: str = "") -> Optional[int]:
@@ -928,7 +956,7 @@ def declared_bytes_being_read(prefix: str = "") -> Optional[int]:
     declared = _DECLARED_BYTES.get()
     if declared is None:
         return None
-    return sum(size for name, size in declared.items() if name.startswith(prefix))
+    return declared.of(prefix)
 
 
 def read_tagged_safetensors(
@@ -985,7 +1013,7 @@ def read_tagged_safetensors(
                     # set in the try, put back as it was: reset by set's token, a Ctrl-C landing as set returned
                     # left this file's sizes in place, and a later copy or unpickling of a larger model in the
                     # thread was refused as a forged file ("... but the file holds N bytes of its tensors")
-                    _DECLARED_BYTES.set({n: e.end - e.start for n, e in entries.items()})
+                    _DECLARED_BYTES.set(_DeclaredBytes({n: e.end - e.start for n, e in entries.items()}))
                     want = expected(meta)
                 except (TypeError, ValueError, KeyError) as exc:
                     if isinstance(exc, TooLargeError):
