@@ -123,3 +123,23 @@ def test_the_declared_bytes_of_a_prefix_are_those_of_the_names_it_begins():
         declared = _DeclaredBytes(sizes)
         for prefix in ["", "a", "member/1/", "member/1", "\U0010ffff", "a\U0010ffff", "zz", *sizes]:
             assert declared.of(prefix) == sum(v for k, v in sizes.items() if k.startswith(prefix)), (sizes, prefix)
+
+
+def test_a_std_lost_in_float32_is_named_by_the_value_given():
+    """A float64 std of 1e-300 is 0 as float32: the refusal said "got 0 at
+    index 1" (set_normalization) or "column 1 is 0.0" (load_state_dict), a
+    value the caller never gave. The model is left as it was."""
+    model = LearnableMultiModal(input_dims={"visual": 3})
+    model.set_normalization("visual", [0.0, 0.0, 0.0], [1.0, 2.0, 3.0])
+    with pytest.raises(gm.InvalidValueError, match=r"normalization\['visual'\]\.std: got 1e-300 at index 1, which is "
+                                                   r"0\.0 as float32; expected finite numbers >= 1\.175e-38") as info:
+        model.set_normalization("visual", np.zeros(3), np.array([1.0, 1e-300, 1.0]))
+    assert info.value.arg == "normalization['visual'].std"
+    state = model.state_dict()
+    state["normalization.visual.std"] = np.array([1.0, 1e-300, 1.0])
+    with pytest.raises(gm.InvalidValueError, match=r"state_dict\['normalization\.visual\.std'\]: got 1e-300 at index 1"):
+        model.load_state_dict(state)
+    np.testing.assert_array_equal(model.normalization("visual")[1], [1.0, 2.0, 3.0])
+    # a float32 std too small as given is still the core's refusal, by its own value
+    with pytest.raises(gm.InvalidValueError, match=r"std: got 1\.401298464324817e-45 at index 0; expected"):
+        model.set_normalization("visual", np.zeros(3), np.full(3, 1e-45, np.float32))

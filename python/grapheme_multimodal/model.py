@@ -12,6 +12,7 @@ __all__ = ["LearnableMultiModal", "IncompatibleKeys", "NUM_MODALITIES"]
 import contextlib
 import contextvars
 import functools
+import math
 import types
 import weakref
 from collections import OrderedDict
@@ -604,6 +605,7 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
                                         "modality's standardisation) or neither", arg)
             d = self.config.input_dims[m.index]
             pair = [_checked_tensor(state_dict[key], f"{arg}[{key!r}]", (d,)) for key in (mean_key, std_key)]
+            _refuse_std_lost_in_float32(state_dict[std_key], pair[1], f"{arg}[{std_key!r}]")
             small = np.flatnonzero(~(pair[1] >= _core.MIN_STD))
             if small.size:
                 name = f"{arg}[{std_key!r}]"
@@ -806,11 +808,9 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
             # named as the core names a NaN or a too-small std (and a checkpoint's): a mean of 1e39 was
             # "mean: ...", a NaN one "normalization['visual'].mean: ...", in one call
             where = f"normalization[{str(m)!r}]"
-            self._core.set_normalization(
-                m.index,
-                as_float32(mean, f"{where}.mean", 1, (d,)),
-                as_float32(std, f"{where}.std", 1, (d,)),
-            )
+            mean32, std32 = as_float32(mean, f"{where}.mean", 1, (d,)), as_float32(std, f"{where}.std", 1, (d,))
+            _refuse_std_lost_in_float32(std, std32, f"{where}.std")
+            self._core.set_normalization(m.index, mean32, std32)
 
     @writes_leaving_weights
     def fit_normalization(self, inputs: Inputs, mask: Any = None) -> None:
@@ -1592,3 +1592,23 @@ def _checked_tensor(value: Any, name: str, shape: Tuple[int, ...]) -> np.ndarray
 
 #: The argument name of each modality's input, as error messages show it.
 _INPUT_NAMES = tuple(f"inputs[{str(m)!r}]" for m in Modality)
+
+
+def _refuse_std_lost_in_float32(given: Any, std32: np.ndarray, name: str) -> None:
+    """Refuses a ``std`` whose float32 form falls below ``MIN_STD`` though
+    the value given does not read so (1e-300, a float64, is 0 as float32):
+    the core's refusal named the float32 value, "got 0 at index 0", a value
+    the caller never gave. Other values are left to the core's check."""
+    small = np.flatnonzero(~(std32 >= _core.MIN_STD))
+    if not small.size:
+        return
+    i = int(small[0])
+    try:
+        value = float(np.asarray(given, dtype=np.float64).reshape(-1)[i])
+    except (TypeError, ValueError):  # not numbers a float64 holds: the core's message
+        return
+    if math.isfinite(value) and value != float(std32[i]):
+        raise InvalidValueError(
+            f"{name}: got {value!r} at index {i}, which is {float(std32[i])!r} as float32; expected finite numbers "
+            f">= {_core.MIN_STD:.4g} (the smallest normal float32; a constant column's std is taken as 1, as "
+            "fit_normalization and scikit-learn's StandardScaler do)", name)
