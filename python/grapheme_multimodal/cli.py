@@ -781,7 +781,8 @@ def _parser() -> argparse.ArgumentParser:
                        help="also write the encoders' last hidden layer [N, 7, H] (.npy; zeros where a modality is "
                             "absent): the features before the aligned space, for a downstream classifier; of an "
                             "ensemble of K, the members' side by side [N, 7, K*H], each L2-normalised per row and "
-                            "modality and divided by sqrt(K) (as evaluation.EnsembleEmbedder.hidden_features)")
+                            "modality and divided by sqrt(K) (as evaluation.EnsembleEmbedder.hidden_features; of "
+                            "one member, its own)")
     _overwrite_arg(embed)
     embed.add_argument("--ray", action="store_true", help="embed with a pool of Ray actors (Ray Data)")
     embed.add_argument("--workers", type=_int, default=None,
