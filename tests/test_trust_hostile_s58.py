@@ -143,3 +143,48 @@ def test_a_std_lost_in_float32_is_named_by_the_value_given():
     # a float32 std too small as given is still the core's refusal, by its own value
     with pytest.raises(gm.InvalidValueError, match=r"std: got 1\.401298464324817e-45 at index 0; expected"):
         model.set_normalization("visual", np.zeros(3), np.full(3, 1e-45, np.float32))
+
+
+def _header_too_large(monkeypatch):
+    """safetensors refusing the header, as it refuses one past 100,000,000
+    bytes (an ensemble of ~6,600 small members, a history of 3.4 million
+    epochs): made so here, where such a file would take seconds and GBs."""
+    import safetensors.numpy
+    from safetensors import SafetensorError
+
+    def save(*args, **kwargs):
+        raise SafetensorError("Error while serializing: header too large")
+
+    monkeypatch.setattr(safetensors.numpy, "save", save)
+
+
+def test_a_header_safetensors_cannot_hold_is_refused_by_name(pair, tmp_path, monkeypatch, capsys):
+    """A save whose header would pass safetensors' 100 MB raised its bare
+    ``SafetensorError: Error while serializing: header too large``, naming
+    neither what was too large nor what to do (grapheme-mm train --members
+    K said it after all its training). The previous file is kept."""
+    save_ensemble(pair, tmp_path / "e.gme")
+    pair[0].save(tmp_path / "m.gmm")
+    _header_too_large(monkeypatch)
+    with pytest.raises(gm.InvalidValueError, match=r"^models: 2 members make a header of more than the 100,000,000 "
+                                                   r"bytes a safetensors file may hold .*; nothing was written to .*; "
+                                                   r"expected fewer members in one file") as info:
+        save_ensemble(pair, tmp_path / "e.gme")
+    assert info.value.arg == "models"
+    long = _model(2)
+    long.history = long.history * 3000  # the largest entry of the model's metadata: its history's fault
+    with pytest.raises(gm.InvalidValueError, match=r"^model\.history: 3,000 epoch records, [\d,]+ bytes of the file's "
+                                                   r"header, would take it past the 100,000,000 bytes .*; nothing was "
+                                                   r"written to .*; expected fewer records") as info:
+        long.save(tmp_path / "m.gmm")
+    assert info.value.arg == "model.history"
+    # and grapheme-mm train names --members, its own word for them
+    np.save(tmp_path / "v.npy", _data()["visual"])
+    np.save(tmp_path / "a.npy", _data()["auditory"])
+    capsys.readouterr()
+    code = main(["train", "-m", f"visual={tmp_path / 'v.npy'}", "-m", f"auditory={tmp_path / 'a.npy'}", "--members", "2",
+                 "--epochs", "1", "--embed-dim", "8", "--hidden-dim", "8", "--heads", "2", "--encoder-hidden", "8",
+                 "--encoder-output-dim", "8", "--no-progress", "-o", str(tmp_path / "e.gme"), "--overwrite"])
+    assert code == 2 and "grapheme-mm: error: --members: 2 members make a header of" in capsys.readouterr().err
+    monkeypatch.undo()
+    assert len(gm.load_ensemble(tmp_path / "e.gme")) == 2 and gm.LearnableMultiModal.load(tmp_path / "m.gmm").epochs_trained == 1

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 __all__ = ["FILE_FORMAT", "save_checkpoint", "load_checkpoint"]
 
+import json
 import os
 import sys
 from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Tuple
@@ -26,7 +27,7 @@ from .buffer import ExperienceBuffer
 from .config import LearnableMultiModalConfig
 from .exceptions import CheckpointError, InvalidValueError, TooLargeError
 from .io import (
-    FOREIGN_FILE_HINTS, FORMAT_NAMES, PathLike, TensorSpec, as_path, check_write_target, declared_bytes_being_read, not_enough_memory_to_write,
+    _MAX_HEADER_BYTES, FOREIGN_FILE_HINTS, FORMAT_NAMES, HeaderTooLargeError, PathLike, TensorSpec, as_path, check_write_target, declared_bytes_being_read, not_enough_memory_to_write,
     read_tagged_safetensors, saving, write_tagged_safetensors,
 )
 from .types import Modality
@@ -146,7 +147,17 @@ def save_checkpoint(model: "LearnableMultiModal", path: PathLike, include_experi
             if isinstance(exc, TooLargeError):
                 raise
             raise not_enough_memory_to_write(path) from None
-        write_tagged_safetensors(path, tensors, FILE_FORMAT, meta)
+        try:
+            write_tagged_safetensors(path, tensors, FILE_FORMAT, meta)
+        except HeaderTooLargeError as exc:
+            if exc.arg != "history":  # the header safetensors cannot hold: said of the model's history
+                raise
+            raise InvalidValueError(
+                f"model.history: {len(meta['history']):,} epoch records, {len(json.dumps(meta['history'])):,} bytes of the "
+                f"file's header, would take it past the {_MAX_HEADER_BYTES:,} bytes a safetensors file may hold; nothing "
+                f"was written to {os.fspath(path)!r}; expected fewer records (model.history = model.history[-100_000:] "
+                "keeps the last)", "model.history",
+            ) from None
 
 
 def load_checkpoint(path: PathLike) -> "LearnableMultiModal":

@@ -1130,7 +1130,7 @@ def _train(args: argparse.Namespace) -> int:
             else:
                 save_ensemble(models, args.output)
         except GraphemeError as err:  # the save's name for the file (not enough memory to write it) is not a flag
-            raise renamed(err, {"path": "--output"}) from None
+            raise renamed(err, {"path": "--output", "models": "--members"}) from None
     for j, (history, seed) in enumerate(zip(histories, seeds)):
         who = f"member {j} (seed {seed}): " if len(models) > 1 else ""
         print(f"{who}{_training_summary(history, folds, n, n_val, len(files))}")

@@ -27,7 +27,7 @@ from .checkpoint import _FILE_BYTES_PER_PARAMETER, _MODEL_BYTES_PER_PARAMETER, _
 from .checkpoint import _new_model, _restore, _text, _version_note, checkpoint_specs, checkpoint_state, too_large_in_file
 from .exceptions import CheckpointError, InvalidValueError, TooLargeError
 from .io import FORMAT_NAMES, PathLike, TensorSpec, as_path, check_write_target, declared_bytes_being_read, format_tag
-from .io import not_enough_memory_to_write
+from .io import _MAX_HEADER_BYTES, HeaderTooLargeError, not_enough_memory_to_write
 from .io import read_tagged_safetensors, saving, write_tagged_safetensors
 from .types import Modality
 
@@ -79,7 +79,15 @@ def save_ensemble(models: Iterable["LearnableMultiModal"], path: PathLike, inclu
             if not str(exc).startswith("model."):  # not the check of a member's public attribute: not ours to rename
                 raise
             raise TypeError(f"models[{j}]: {exc}") from None  # an epoch count of 2.0: which member's
-        write_tagged_safetensors(path, tensors, ENSEMBLE_FORMAT, {"library_version": __version__, "members": metas})
+        try:
+            write_tagged_safetensors(path, tensors, ENSEMBLE_FORMAT, {"library_version": __version__, "members": metas})
+        except HeaderTooLargeError:  # the names and checksums of every member's tensors, their configs and histories
+            raise InvalidValueError(
+                f"models: {len(models):,} members make a header of more than the {_MAX_HEADER_BYTES:,} bytes a safetensors "
+                "file may hold (their tensors' names and checksums, their configs and histories); nothing was written to "
+                f"{str(path)!r}; expected fewer members in one file (save them in parts: save_ensemble(models[:k], ...))",
+                "models",
+            ) from None
 
 
 def load_ensemble(path: PathLike) -> List["LearnableMultiModal"]:

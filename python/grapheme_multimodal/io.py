@@ -864,7 +864,12 @@ def _write_tagged_safetensors(
         # safetensors makes the file's bytes in memory at once, a Rust allocation that aborted the process when
         # they did not fit (an ensemble trained for hours, then lost saving it); refused, as a MemoryError below
         refuse_beyond_budget(sum(a.nbytes for a in arrays.values()), "path", "the file's {bytes} bytes")
-        data = save(arrays, metadata=meta)
+        try:
+            data = save(arrays, metadata=meta)
+        except Exception as exc:  # safetensors' SafetensorError, no class of ours
+            if "headertoolarge" not in str(exc).lower().replace(" ", ""):
+                raise
+            raise header_too_large(path, meta) from None
         head = _header_with_sorted_metadata(data)
     except MemoryError:  # the file's bytes are made in memory before any is written
         raise not_enough_memory_to_write(path, sum(np.asarray(v).nbytes for v in tensors.values())) from None
@@ -874,6 +879,28 @@ def _write_tagged_safetensors(
         f.write(memoryview(data)[len(head):])
 
     return atomic_write(path, write)
+
+
+class HeaderTooLargeError(InvalidValueError):
+    """:func:`write_tagged_safetensors`' refusal of a header safetensors
+    cannot hold; ``arg`` names the largest metadata entry, and the savers
+    say it in their own words (an ensemble's members, a model's history)."""
+
+
+def header_too_large(path: PathLike, meta: Mapping[str, str]) -> HeaderTooLargeError:
+    """What saving a file whose header would pass the
+    :data:`_MAX_HEADER_BYTES` safetensors writes (and reads) raises, naming
+    the largest entry of ``meta`` (its JSON-encoded metadata): the entry's
+    name is the error's ``arg`` (``history``, an ensemble's ``members``),
+    which the callers name as their own. safetensors' bare
+    ``SafetensorError: Error while serializing: header too large`` named
+    nothing (an ensemble of thousands of members, a history of millions of
+    epochs), after all the training the file was to keep."""
+    key = max(meta, key=lambda k: len(meta[k]))
+    return HeaderTooLargeError(
+        f"{key}: takes {len(meta[key]):,} bytes of the header of {str(path)!r}, and the header would pass the "
+        f"{_MAX_HEADER_BYTES:,} bytes a safetensors header may hold (safetensors neither writes nor reads a longer "
+        "one); nothing was written", key)
 
 
 def _header_with_sorted_metadata(data: bytes) -> bytes:
