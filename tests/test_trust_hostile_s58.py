@@ -188,3 +188,41 @@ def test_a_header_safetensors_cannot_hold_is_refused_by_name(pair, tmp_path, mon
     assert code == 2 and "grapheme-mm: error: --members: 2 members make a header of" in capsys.readouterr().err
     monkeypatch.undo()
     assert len(gm.load_ensemble(tmp_path / "e.gme")) == 2 and gm.LearnableMultiModal.load(tmp_path / "m.gmm").epochs_trained == 1
+
+
+def test_members_fitted_on_columns_in_other_orders(tmp_path, capsys):
+    """save_ensemble took members fitted on a modality's columns in other
+    orders, and grapheme-mm embed then refused every header of that file,
+    each order by one member or the other ("expected ... w,y,x", then given
+    that, "expected ... x,y,w"), naming neither. save_ensemble refuses such
+    members now; a file saved before still loads, and embed names the
+    member and says no header suits them all."""
+    pd = pytest.importorskip("pandas")
+    data = _data()
+    visual = pd.DataFrame(data["visual"][:, :3], columns=["x", "y", "w"])
+    members = []
+    for seed, order in ((0, ["x", "y", "w"]), (1, ["w", "y", "x"])):
+        model = LearnableMultiModal(input_dims={"visual": 3, "auditory": 3}, embed_dim=8, hidden_dim=8, num_heads=2, seed=seed)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model.fit({"visual": visual[order], "auditory": data["auditory"]}, epochs=1, progress=False)
+        members.append(model)
+    path = tmp_path / "e.gme"
+    with pytest.raises(gm.InvalidValueError, match=r"^models\[1\]: was fitted on the visual columns \['w', 'y', 'x'\], "
+                                                   r"those of models\[0\] \(\['x', 'y', 'w'\]\) in another order") as info:
+        save_ensemble(members, path)
+    assert info.value.arg == "models[1]" and not path.exists()
+    # a file saved before the check: it loads, and embed says which member and why no header suits
+    tensors, metas = {}, []
+    for j, model in enumerate(members):
+        state, meta = checkpoint_state(model, False)
+        tensors.update({f"member/{j}/{k}": v for k, v in state.items()})
+        metas.append(meta)
+    write_tagged_safetensors(path, tensors, ENSEMBLE_FORMAT, {"library_version": metas[0]["library_version"], "members": metas})
+    assert len(gm.load_ensemble(path)) == 2
+    visual.to_csv(tmp_path / "v.csv", index=False)
+    capsys.readouterr()
+    assert main(["embed", str(path), "-m", f"visual={tmp_path / 'v.csv'}", "-o", str(tmp_path / "o.npy")]) == 2
+    err = capsys.readouterr().err
+    assert "names the columns member 1 of the ensemble of 2 was trained on in another order (x,y,w)" in err, err
+    assert "(member 0 was trained on them in the order x,y,w: no header suits every member" in err, err

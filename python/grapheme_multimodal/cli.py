@@ -1597,13 +1597,20 @@ def _refuse_reordered_header(f: Any, models: Sequence[LearnableMultiModal]) -> N
     (``train`` on a CSV file with a header keeps them) in another order:
     columns are read by position, and the file was embedded as other
     features, without a word."""
-    for model in models:
+    for j, model in enumerate(models):
         fitted = model.input_columns(f.modality)
         if is_reordering(fitted, f.columns):
+            # which member, of an ensemble whose members were trained on other orders (save_ensemble refuses such
+            # members now; a file saved before loads): each order was refused by one member or the other, unsaid why
+            who = "the checkpoint" if len(models) == 1 else f"member {j} of the ensemble of {len(models)}"
+            clash = next((i for i, other in enumerate(models) if is_reordering(other.input_columns(f.modality), fitted)), None)
+            note = "" if clash is None else (
+                f" (member {clash} was trained on them in the order {_shown_header(models[clash].input_columns(f.modality))}: "
+                "no header suits every member; a file without one is read by position)")
             raise InvalidValueError(
-                f"{f.modality}: the header of {shown_name(f.path)} names the columns the checkpoint was trained on in "
+                f"{f.modality}: the header of {shown_name(f.path)} names the columns {who} was trained on in "
                 f"another order ({_shown_header(f.columns)}), and columns are read by position; expected them in the "
-                f"order it was trained on: {_shown_header(fitted)}", str(f.modality),
+                f"order it was trained on: {_shown_header(fitted)}{note}", str(f.modality),
             )
 
 

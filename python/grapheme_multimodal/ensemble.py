@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Sequence
 import numpy as np
 
 from ._core import __version__
-from ._validation import as_list_of, check_flag
+from ._validation import as_list_of, check_flag, is_reordering
 from .checkpoint import _FILE_BYTES_PER_PARAMETER, _MODEL_BYTES_PER_PARAMETER, _ONE_MODEL_SLACK
 from .checkpoint import _new_model, _restore, _text, _version_note, checkpoint_specs, checkpoint_state, too_large_in_file
 from .exceptions import CheckpointError, InvalidValueError, TooLargeError
@@ -46,7 +46,8 @@ def _member_prefix(j: int) -> str:
 
 def save_ensemble(models: Iterable["LearnableMultiModal"], path: PathLike, include_experience: bool = False) -> None:
     """Writes the ensemble ``models`` (at least one; models that take the
-    same modalities with the same input widths) to ``path`` as one
+    same modalities with the same input widths, and were fitted on a
+    modality's named columns, where known, in the same order) to ``path`` as one
     safetensors file with checksums, atomically: a failed or killed save
     leaves the previous file intact. Each member is saved as
     :meth:`LearnableMultiModal.save` saves it (weights, config,
@@ -60,6 +61,7 @@ def save_ensemble(models: Iterable["LearnableMultiModal"], path: PathLike, inclu
     include_experience = check_flag(include_experience, "include_experience")
     models = as_list_of(models, LearnableMultiModal, "models")
     _check_members_agree(models, "models", InvalidValueError)
+    _check_columns_agree(models)
     check_write_target(path)  # before copying the members' states: a bad path fails at once
     with saving(path):  # from here: the interpreter's exit waits for it
         tensors: Dict[str, np.ndarray] = {}
@@ -219,4 +221,24 @@ def _check_members_agree(models: Sequence["LearnableMultiModal"], arg: str, erro
                 f"{arg}[{j}]: takes input widths {list(config.input_dims)}; expected the same inputs as {arg}[0] "
                 f"(widths {list(first.input_dims)}, the same graph features)", f"{arg}[{j}]",
             )
+
+
+def _check_columns_agree(models: Sequence["LearnableMultiModal"]) -> None:
+    """No member was fitted on a modality's columns in another order than
+    ``models[0]`` (:attr:`LearnableMultiModal.input_columns`, where both are
+    known): the files one embeds with an ensemble are read once, by
+    position, for all its members, and such a file was written, then every
+    header refused by one member or the other ("expected them in the order
+    it was trained on: w,y,x", and given that, "...: x,y,w"). Checked when
+    saving only: a file saved so still loads (and embeds files without a
+    header)."""
+    for j, model in enumerate(models[1:], start=1):
+        for m in Modality:
+            first, own = models[0].input_columns(m), model.input_columns(m)
+            if is_reordering(first, own):
+                raise InvalidValueError(
+                    f"models[{j}]: was fitted on the {m} columns {list(own)!r:.200}, those of models[0] "
+                    f"({list(first)!r:.200}) in another order; expected the same order (the files one embeds with an "
+                    "ensemble are read once, by position, for all its members)", f"models[{j}]",
+                )
 
