@@ -226,3 +226,24 @@ def test_members_fitted_on_columns_in_other_orders(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "names the columns member 1 of the ensemble of 2 was trained on in another order (x,y,w)" in err, err
     assert "(member 0 was trained on them in the order x,y,w: no header suits every member" in err, err
+
+
+def test_an_ensemble_embedder_refuses_members_fitted_on_other_column_orders():
+    """EnsembleEmbedder took them, and then refused every data frame of the
+    view, each column order by one member or the other."""
+    pd = pytest.importorskip("pandas")
+    from grapheme_multimodal.evaluation import EnsembleEmbedder, ModelEmbedder
+
+    visual = pd.DataFrame(_data()["visual"][:, :3], columns=["x", "y", "w"])
+    members = []
+    for seed, order in ((0, ["x", "y", "w"]), (1, ["w", "y", "x"])):
+        model = LearnableMultiModal(input_dims={"visual": 3, "auditory": 3}, embed_dim=8, hidden_dim=8, num_heads=2, seed=seed)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model.fit({"visual": visual[order], "auditory": _data()["auditory"]}, epochs=1, progress=False)
+        members.append(ModelEmbedder(model, {"v": "visual", "a": "auditory"}))
+    with pytest.raises(gm.InvalidValueError, match=r"^members\[1\]: was fitted on view 'v''s columns \['w', 'y', 'x'\], "
+                                                   r"those of members\[0\] \(\['x', 'y', 'w'\]\) in another order") as info:
+        EnsembleEmbedder(members)
+    assert info.value.arg == "members[1]"
+    assert len(EnsembleEmbedder([members[0], members[0]])) == 2

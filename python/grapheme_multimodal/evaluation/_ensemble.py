@@ -12,11 +12,11 @@ models").
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Dict, Iterable, List, Mapping, Tuple
+from typing import TYPE_CHECKING, Dict, Iterable, List, Mapping, Optional, Tuple
 
 import numpy as np
 
-from .._validation import IntLike, as_float32, as_list_of, as_real_array
+from .._validation import IntLike, as_float32, as_list_of, as_real_array, is_reordering
 from ..exceptions import InvalidTypeError, InvalidValueError, NonFiniteError, ShapeError
 from ..metrics import _unit_or_zero
 from ._embedders import ModelEmbedder, check_views
@@ -68,6 +68,11 @@ def _members(k: int) -> str:
     return f"{k} member{'s' * (k != 1)}"
 
 
+def _fitted_columns(member: ModelEmbedder, view: str) -> Optional[Tuple[str, ...]]:
+    """The column names ``member``'s model was fitted on for ``view`` (None: not known)."""
+    return member.model.input_columns(member.modalities[view])
+
+
 def _input_width(member: ModelEmbedder, view: str) -> int:
     """The columns ``member``'s model takes for ``view``."""
     return int(member.model.config.input_dims[member.modalities[view].index])
@@ -106,6 +111,14 @@ class EnsembleEmbedder:
             if takes != widths:
                 raise InvalidValueError(
                     f"members[{i}]: takes views of {takes} columns; expected those of members[0], {widths}", f"members[{i}]")
+            # else every data frame of such a view was refused by one member or the other, each order in turn
+            for v in views:
+                first, own = _fitted_columns(members[0], v), _fitted_columns(member, v)
+                if is_reordering(first, own):
+                    raise InvalidValueError(
+                        f"members[{i}]: was fitted on view {v!r}'s columns {list(own)!r:.200}, those of members[0] "
+                        f"({list(first)!r:.200}) in another order; expected the same order (a view's columns are read "
+                        "by position, once for all the members)", f"members[{i}]")
         self.members: Tuple[ModelEmbedder, ...] = members
 
     @property
