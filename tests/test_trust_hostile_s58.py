@@ -247,3 +247,21 @@ def test_an_ensemble_embedder_refuses_members_fitted_on_other_column_orders():
         EnsembleEmbedder(members)
     assert info.value.arg == "members[1]"
     assert len(EnsembleEmbedder([members[0], members[0]])) == 2
+
+
+def test_stopping_on_a_validation_given_says_patience_not_early_stopping():
+    """fit_with_stopping (and uci.fit_views / fit_ensemble) on validation
+    rows that leave the monitored loss 0 every epoch said "expected ...,
+    or early_stopping=None": an argument they refuse (patience sets it)."""
+    from grapheme_multimodal.stopping import fit_with_stopping
+
+    model = LearnableMultiModal(input_dims=DIMS, embed_dim=8, hidden_dim=8, num_heads=2)
+    before = {k: v.copy() for k, v in model.state_dict().items()}
+    with pytest.raises(gm.InvalidValueError, match=r"^validation: .*would be 0 every epoch \(early stopping would keep "
+                                                   r"the first epoch\); expected .*, or patience=0 \(no early stopping\)$"):
+        fit_with_stopping(model, _data(), validation={"visual": _data(seed=1)["visual"]}, validation_fraction=0.1,
+                          patience=3, monitor="val_contrastive", epochs=2, progress=False)
+    assert all(np.array_equal(v, before[k]) for k, v in model.state_dict().items())
+    history = fit_with_stopping(model, _data(), validation={"visual": _data(seed=1)["visual"]}, validation_fraction=0.1,
+                                patience=0, monitor="val_contrastive", epochs=1, progress=False)
+    assert len(history.epochs) == 1

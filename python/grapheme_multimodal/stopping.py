@@ -212,7 +212,7 @@ def fit_with_stopping(
             return fit(inputs, mask=mask, validation=validation, validation_mask=validation_mask, epochs=epochs,
                        early_stopping=patience or None, monitor=monitor, **fit_options)
         except (GraphemeError, TypeError) as err:  # fit's name for them is data; this function's is inputs
-            raise renamed(err, _AS_INPUTS) from None
+            raise _patience_for_early_stopping(renamed(err, _AS_INPUTS)) from None
     n = _row_count(inputs, mask)
     fit_rows, val_rows = holdout_rows(n, validation_fraction, seed)
     if val_rows is None:  # nothing split: fit checks the data itself
@@ -444,6 +444,21 @@ def _warn_stopping_skipped(n: int, validation_fraction: FloatLike, patience: int
 
 
 #: fit's names for this function's ``inputs`` (``data``, ``data['visual']``, ...).
+#: fit's remedy for validation rows that leave its monitor 0, of an argument this function sets by ``patience``
+_FITS_REMEDY, _REMEDY = ", or early_stopping=None", ", or patience=0 (no early stopping)"
+
+
+def _patience_for_early_stopping(err: Exception) -> Exception:
+    """``err`` of the fit on the ``validation`` given, its remedy "or
+    early_stopping=None" said as ``patience=0``: this function (and
+    uci.fit_views, fit_ensemble, whose settings hold ``patience``) takes no
+    ``early_stopping``, and refuses it given."""
+    text = str(err)
+    if isinstance(err, GraphemeError) and text.endswith(_FITS_REMEDY):
+        return type(err)(text[: -len(_FITS_REMEDY)] + _REMEDY, err.arg)
+    return err
+
+
 _AS_INPUTS: Dict[str, str] = {"data": "inputs", **{f"data[{name!r}]": f"inputs[{name!r}]" for name in MODALITY_NAMES}}
 
 
