@@ -265,3 +265,24 @@ def test_stopping_on_a_validation_given_says_patience_not_early_stopping():
     history = fit_with_stopping(model, _data(), validation={"visual": _data(seed=1)["visual"]}, validation_fraction=0.1,
                                 patience=0, monitor="val_contrastive", epochs=1, progress=False)
     assert len(history.epochs) == 1
+
+
+def test_a_members_warning_reaches_a_caller_in_the_repl():
+    """A warning of a member trained on a thread (n_jobs > 1) is said at the
+    user's line through warnings.warn_explicit, which was given the module's
+    globals: their loader, for the REPL's or ``python -c``'s ``__main__``
+    (BuiltinImporter), raised ``ImportError: '__main__' is not a built-in
+    module``, and the fit failed with it (MultimodalEmbedder(n_jobs=3).fit of
+    a constant view, typed in the REPL)."""
+    import functools
+    import importlib.machinery
+
+    from grapheme_multimodal import _parallel, _validation
+
+    repl = {"__name__": "__main__", "__loader__": importlib.machinery.BuiltinImporter,
+            "run_tasks": _parallel.run_tasks,
+            "tasks": [functools.partial(_validation.warn_at_caller, "a member's warning", UserWarning)] * 2}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        exec(compile("\n\nrun_tasks(tasks, 2)\n", "<stdin>", "exec"), repl)
+    assert [(str(w.message), w.filename, w.lineno) for w in caught] == [("a member's warning", "<stdin>", 3)] * 2

@@ -1531,9 +1531,12 @@ def warn_at_caller(message: str, category: "type[Warning]") -> None:
         warnings.warn(message, category, stacklevel=level + 1)
         return
     filename, lineno, module_globals = at
-    # as warnings.warn says it from a frame: the module's name and registry (once per line under "default")
+    # as warnings.warn says it from a frame: the module's name and registry (once per line under "default"). Not
+    # module_globals, which warn_explicit gives the module's loader to read the source line: the loader of __main__
+    # in the REPL or `python -c` (BuiltinImporter) raises ImportError ("'__main__' is not a built-in module"), and
+    # so did every fit with n_jobs > 1 that warned there; warnings.warn passes none either (the line is read by name)
     warnings.warn_explicit(message, category, filename, lineno, str(module_globals.get("__name__", "<string>")),
-                           module_globals.setdefault("__warningregistry__", {}), module_globals)
+                           module_globals.setdefault("__warningregistry__", {}))
 
 
 def as_mask(mask: Any, batch_size: Optional[int], name: str = "mask") -> np.ndarray:
