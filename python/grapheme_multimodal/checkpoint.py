@@ -27,9 +27,10 @@ from .buffer import ExperienceBuffer
 from .config import LearnableMultiModalConfig
 from .exceptions import CheckpointError, InvalidValueError, TooLargeError
 from .io import (
-    _MAX_HEADER_BYTES, FOREIGN_FILE_HINTS, FORMAT_NAMES, HeaderTooLargeError, PathLike, TensorSpec, as_path, check_write_target, declared_bytes_being_read, not_enough_memory_to_write,
+    FOREIGN_FILE_HINTS, FORMAT_NAMES, PathLike, TensorSpec, as_path, check_write_target, declared_bytes_being_read, not_enough_memory_to_write,
     read_tagged_safetensors, saving, write_tagged_safetensors,
 )
+from .io import _MAX_HEADER_BYTES, HeaderTooLargeError
 from .types import Modality
 
 if TYPE_CHECKING:

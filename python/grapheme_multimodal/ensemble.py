@@ -241,4 +241,3 @@ def _check_columns_agree(models: Sequence["LearnableMultiModal"]) -> None:
                     f"({list(first)!r:.200}) in another order; expected the same order (the files one embeds with an "
                     "ensemble are read once, by position, for all its members)", f"models[{j}]",
                 )
-
