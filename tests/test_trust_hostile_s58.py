@@ -212,6 +212,11 @@ def test_members_fitted_on_columns_in_other_orders(tmp_path, capsys):
                                                    r"those of models\[0\] \(\['x', 'y', 'w'\]\) in another order") as info:
         save_ensemble(members, path)
     assert info.value.arg == "models[1]" and not path.exists()
+    # members[0]'s columns not known (fitted on arrays): members[1] and [2] are compared with each other
+    bare = LearnableMultiModal(input_dims={"visual": 3, "auditory": 3}, embed_dim=8, hidden_dim=8, num_heads=2)
+    with pytest.raises(gm.InvalidValueError, match=r"^models\[2\]: was fitted on the visual columns \['w', 'y', 'x'\], "
+                                                   r"those of models\[1\] \(\['x', 'y', 'w'\]\) in another order"):
+        save_ensemble([bare, *members], path)
     # a file saved before the check: it loads, and embed says which member and why no header suits
     tensors, metas = {}, []
     for j, model in enumerate(members):
@@ -247,6 +252,10 @@ def test_an_ensemble_embedder_refuses_members_fitted_on_other_column_orders():
         EnsembleEmbedder(members)
     assert info.value.arg == "members[1]"
     assert len(EnsembleEmbedder([members[0], members[0]])) == 2
+    bare = LearnableMultiModal(input_dims={"visual": 3, "auditory": 3}, embed_dim=8, hidden_dim=8, num_heads=2)
+    with pytest.raises(gm.InvalidValueError, match=r"^members\[2\]: was fitted on view 'v''s columns .* those of "
+                                                   r"members\[1\] "):
+        EnsembleEmbedder([ModelEmbedder(bare, {"v": "visual", "a": "auditory"}), *members])
 
 
 def test_stopping_on_a_validation_given_says_patience_not_early_stopping():

@@ -225,19 +225,22 @@ def _check_members_agree(models: Sequence["LearnableMultiModal"], arg: str, erro
 
 def _check_columns_agree(models: Sequence["LearnableMultiModal"]) -> None:
     """No member was fitted on a modality's columns in another order than
-    ``models[0]`` (:attr:`LearnableMultiModal.input_columns`, where both are
-    known): the files one embeds with an ensemble are read once, by
+    the first member whose columns are known
+    (:attr:`LearnableMultiModal.input_columns`): the files one embeds with an ensemble are read once, by
     position, for all its members, and such a file was written, then every
     header refused by one member or the other ("expected them in the order
     it was trained on: w,y,x", and given that, "...: x,y,w"). Checked when
     saving only: a file saved so still loads (and embeds files without a
     header)."""
-    for j, model in enumerate(models[1:], start=1):
-        for m in Modality:
-            first, own = models[0].input_columns(m), model.input_columns(m)
-            if is_reordering(first, own):
+    for m in Modality:
+        first = None  # (index, columns) of the first member whose columns are known: members[0]'s may not be
+        for j, model in enumerate(models):
+            own = model.input_columns(m)
+            if first is None:
+                first = None if own is None else (j, own)
+            elif is_reordering(first[1], own):
                 raise InvalidValueError(
-                    f"models[{j}]: was fitted on the {m} columns {list(own)!r:.200}, those of models[0] "
-                    f"({list(first)!r:.200}) in another order; expected the same order (the files one embeds with an "
+                    f"models[{j}]: was fitted on the {m} columns {list(own)!r:.200}, those of models[{first[0]}] "
+                    f"({list(first[1])!r:.200}) in another order; expected the same order (the files one embeds with an "
                     "ensemble are read once, by position, for all its members)", f"models[{j}]",
                 )

@@ -73,6 +73,23 @@ def _fitted_columns(member: ModelEmbedder, view: str) -> Optional[Tuple[str, ...
     return member.model.input_columns(member.modalities[view])
 
 
+def _refuse_reordered_columns(members: Tuple[ModelEmbedder, ...], views: List[str]) -> None:
+    """No member was fitted on a view's columns in another order than the
+    first member whose columns for it are known: else every data frame of
+    that view was refused by one member or the other, each order in turn."""
+    for v in views:
+        first = None
+        for i, member in enumerate(members):
+            own = _fitted_columns(member, v)
+            if first is None:
+                first = None if own is None else (i, own)
+            elif is_reordering(first[1], own):
+                raise InvalidValueError(
+                    f"members[{i}]: was fitted on view {v!r}'s columns {list(own)!r:.200}, those of members[{first[0]}] "
+                    f"({list(first[1])!r:.200}) in another order; expected the same order (a view's columns are read "
+                    "by position, once for all the members)", f"members[{i}]")
+
+
 def _input_width(member: ModelEmbedder, view: str) -> int:
     """The columns ``member``'s model takes for ``view``."""
     return int(member.model.config.input_dims[member.modalities[view].index])
@@ -111,14 +128,7 @@ class EnsembleEmbedder:
             if takes != widths:
                 raise InvalidValueError(
                     f"members[{i}]: takes views of {takes} columns; expected those of members[0], {widths}", f"members[{i}]")
-            # else every data frame of such a view was refused by one member or the other, each order in turn
-            for v in views:
-                first, own = _fitted_columns(members[0], v), _fitted_columns(member, v)
-                if is_reordering(first, own):
-                    raise InvalidValueError(
-                        f"members[{i}]: was fitted on view {v!r}'s columns {list(own)!r:.200}, those of members[0] "
-                        f"({list(first)!r:.200}) in another order; expected the same order (a view's columns are read "
-                        "by position, once for all the members)", f"members[{i}]")
+        _refuse_reordered_columns(members, views)
         self.members: Tuple[ModelEmbedder, ...] = members
 
     @property
