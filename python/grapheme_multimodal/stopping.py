@@ -443,7 +443,6 @@ def _warn_stopping_skipped(n: int, validation_fraction: FloatLike, patience: int
     )
 
 
-#: fit's names for this function's ``inputs`` (``data``, ``data['visual']``, ...).
 #: fit's remedy for validation rows that leave its monitor 0, of an argument this function sets by ``patience``
 _FITS_REMEDY, _REMEDY = ", or early_stopping=None", ", or patience=0 (no early stopping)"
 
@@ -459,6 +458,7 @@ def _patience_for_early_stopping(err: Exception) -> Exception:
     return err
 
 
+#: fit's names for this function's ``inputs`` (``data``, ``data['visual']``, ...).
 _AS_INPUTS: Dict[str, str] = {"data": "inputs", **{f"data[{name!r}]": f"inputs[{name!r}]" for name in MODALITY_NAMES}}
 
 
