@@ -637,6 +637,23 @@ def is_reordering(fitted: Optional[Sequence[str]], given: Optional[Sequence[str]
     return unmarked_given != unmarked_fitted and sorted(unmarked_given) == sorted(unmarked_fitted)
 
 
+def refuse_reordered_members(columns: Sequence[Optional[Sequence[str]]], arg: str, what: str, why: str) -> None:
+    """Refuses the first member (``{arg}[j]``) whose column names (``None``:
+    not known) are those of the first member whose names are known, in
+    another order: the ensemble's save (``models``) and
+    :class:`~grapheme_multimodal.evaluation.EnsembleEmbedder` (``members``),
+    whose members read one file or frame by position. ``what`` names the
+    columns (``"the visual columns"``), ``why`` says why one order."""
+    first = None
+    for j, own in enumerate(columns):
+        if first is None:
+            first = None if own is None else j
+        elif is_reordering(columns[first], own):
+            raise InvalidValueError(
+                f"{arg}[{j}]: was fitted on {what} {list(own)!r:.200}, those of {arg}[{first}] "
+                f"({list(columns[first])!r:.200}) in another order; expected the same order ({why})", f"{arg}[{j}]")
+
+
 def _unmarked(names: Sequence[str]) -> Tuple[str, ...]:
     """``names`` with the comment mark (``#``, and the spaces about it) before the first name left out.
     A first name that is the mark alone (``#``, a column so named: a row counter) is kept: read as ``''``,

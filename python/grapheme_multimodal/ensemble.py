@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Sequence
 import numpy as np
 
 from ._core import __version__
-from ._validation import as_list_of, check_flag, is_reordering
+from ._validation import as_list_of, check_flag, refuse_reordered_members
 from .checkpoint import _FILE_BYTES_PER_PARAMETER, _MODEL_BYTES_PER_PARAMETER, _ONE_MODEL_SLACK
 from .checkpoint import _new_model, _restore, _text, _version_note, checkpoint_specs, checkpoint_state, too_large_in_file
 from .exceptions import CheckpointError, InvalidValueError, TooLargeError
@@ -233,14 +233,5 @@ def _check_columns_agree(models: Sequence["LearnableMultiModal"]) -> None:
     saving only: a file saved so still loads (and embeds files without a
     header)."""
     for m in Modality:
-        first = None  # (index, columns) of the first member whose columns are known: members[0]'s may not be
-        for j, model in enumerate(models):
-            own = model.input_columns(m)
-            if first is None:
-                first = None if own is None else (j, own)
-            elif is_reordering(first[1], own):
-                raise InvalidValueError(
-                    f"models[{j}]: was fitted on the {m} columns {list(own)!r:.200}, those of models[{first[0]}] "
-                    f"({list(first[1])!r:.200}) in another order; expected the same order (the files one embeds with an "
-                    "ensemble are read once, by position, for all its members)", f"models[{j}]",
-                )
+        refuse_reordered_members([model.input_columns(m) for model in models], "models", f"the {m} columns",
+                                 "the files one embeds with an ensemble are read once, by position, for all its members")

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Dict, Iterable, List, Mapping, Optional, Tuple
 
 import numpy as np
 
-from .._validation import IntLike, as_float32, as_list_of, as_real_array, is_reordering
+from .._validation import IntLike, as_float32, as_list_of, as_real_array, refuse_reordered_members
 from ..exceptions import InvalidTypeError, InvalidValueError, NonFiniteError, ShapeError
 from ..metrics import _unit_or_zero
 from ._embedders import ModelEmbedder, check_views
@@ -78,16 +78,8 @@ def _refuse_reordered_columns(members: Tuple[ModelEmbedder, ...], views: List[st
     first member whose columns for it are known: else every data frame of
     that view was refused by one member or the other, each order in turn."""
     for v in views:
-        first = None
-        for i, member in enumerate(members):
-            own = _fitted_columns(member, v)
-            if first is None:
-                first = None if own is None else (i, own)
-            elif is_reordering(first[1], own):
-                raise InvalidValueError(
-                    f"members[{i}]: was fitted on view {v!r}'s columns {list(own)!r:.200}, those of members[{first[0]}] "
-                    f"({list(first[1])!r:.200}) in another order; expected the same order (a view's columns are read "
-                    "by position, once for all the members)", f"members[{i}]")
+        refuse_reordered_members([_fitted_columns(member, v) for member in members], "members",
+                                 f"view {v!r}'s columns", "a view's columns are read by position, once for all the members")
 
 
 def _input_width(member: ModelEmbedder, view: str) -> int:
