@@ -139,7 +139,11 @@ def embed_dataset(
             any of those, Arrow's view layouts such as ``list_view``), and for
             two columns of one name, and for blocks holding a column in types
             Ray Data cannot unify, when ``ds`` knows its schema without
-            running (the types, else where it runs); and for a bad argument
+            running (the types, else where it runs); for blocks Ray Data
+            could not batch together (a tensor column in one, all null in
+            another; a block lacking a column the model reads), naming
+            ``ds`` and the column, where ``ds`` holds blocks already made
+            (``from_arrow``, ``materialize()``, ...); and for a bad argument
             (an output given twice, ...), naming it.
         CheckpointError, FileNotFoundError: at once, for a ``checkpoint``
             that cannot be loaded (naming ``checkpoint``); where the dataset
@@ -149,7 +153,9 @@ def embed_dataset(
         is raised where the returned dataset runs, as Ray raises it: a
         ``RayTaskError`` that is also an instance of the package's error
         (``except gm.NonFiniteError`` catches it; ``err.cause`` is the
-        original, with its ``arg`` and message).
+        original, with its ``arg`` and message). A run that fails kills
+        its actors at once (they held their CPUs until Python's garbage
+        collector ran).
     """
     if not isinstance(ds, ray.data.Dataset):
         raise TypeError(f"ds: expected a ray.data.Dataset, got {type(ds).__name__}")
@@ -164,6 +170,8 @@ def embed_dataset(
     if num_actors is not None:
         _check_int(num_actors, "num_actors", 1)
     with _blocks_of_one_type("ds", "each column"):
+        # where the blocks' types are known: named by the column, before any actor starts
+        _check_blocks_unify(ds, "ds", None, set(plan.columns.values()))
         schema = ds.schema(fetch_if_missing=False)
     if schema is not None:
         plan.check_unique_names(list(schema.names), "ds", passed_through=True)
@@ -225,7 +233,48 @@ def embed_dataset(
     if own is None:  # a Ray without this (private) copy: its wrapped errors, but a working call
         return out
     own.context.raise_original_map_exception = True
+    # A run that fails frees its actors at once (see _StopActorsOnFailure)
+    if _StopActorsOnFailure is not None and isinstance(getattr(own.context, "custom_execution_callback_classes", None), list):
+        own.context.custom_execution_callback_classes = [*own.context.custom_execution_callback_classes, _StopActorsOnFailure]
     return own
+
+
+try:  # private API of Ray Data (2.5x); without it, a failed run frees its actors when collected, as before
+    from ray.data._internal.execution.execution_callback import ExecutionCallback as _ExecutionCallback
+except ImportError:  # pragma: no cover - another Ray
+    _ExecutionCallback = None  # type: ignore[assignment,misc]
+
+
+if _ExecutionCallback is not None:
+
+    class _StopActorsOnFailure(_ExecutionCallback):  # type: ignore[misc,valid-type]
+        """An execution callback of :func:`embed_dataset`'s datasets: a run
+        that fails (an actor's error, Ctrl-C while iterating) stops its
+        operators as Ray Data's forced shutdown does, its actors killed.
+        Ray Data's own shutdown after a failure only drops its handles to
+        them, and the failed run's traceback holds others in reference
+        cycles: the actors kept their CPUs until the garbage collector ran
+        (a next ``embed_dataset`` of a fixed pool, or a distributed ``fit``,
+        waited for them), and for good with it off."""
+
+        def before_execution_starts(self, executor: Any) -> None:
+            import weakref
+
+            shutdown, owner = type(executor).shutdown, weakref.ref(executor)  # no cycle through the executor itself
+
+            def forced_on_failure(force: bool, exception: Optional[BaseException] = None) -> None:
+                target = owner()
+                if target is not None:
+                    failed = exception is not None and not isinstance(exception, StopIteration)
+                    shutdown(target, force=force or failed, exception=exception)
+
+            try:
+                executor.shutdown = forced_on_failure
+            except AttributeError:  # pragma: no cover - a slotted executor of another Ray
+                pass
+
+else:  # pragma: no cover - another Ray
+    _StopActorsOnFailure = None  # type: ignore[assignment,misc]
 
 
 def _why_not_pickled(err: TypeError) -> str:
@@ -645,7 +694,13 @@ def _dataset_arrays(
     """A ``ray.data.Dataset``'s modality columns as ``fit`` input: per-modality
     arrays, the mask (null = absent) and the columns read (modality ->
     column). Default columns: those named after modalities."""
+    # The columns the model will read (those of columns=, else any named after a modality), as
+    # the blocks hold them: named by the column; Ray's schema merges every column's types for the names
+    read = ({c for c in columns.values() if isinstance(c, str)} if isinstance(columns, Mapping)
+            else {str(m) for m in Modality})
     with _blocks_of_one_type(name):
+        _check_blocks_unify(ds, name, read, read)
+    with _blocks_of_one_type(name, "each column"):
         names = ds.columns()
     if names is None:  # no block, so no schema: from_items([]) and the like
         raise InvalidValueError(f"{name}: the dataset has no rows", name)
@@ -688,8 +743,11 @@ def _blocks_of_one_type(name: str, columns: str = "each column the model reads")
 
     try:
         yield
-    except (pa.ArrowTypeError, pa.ArrowInvalid, ValueError) as err:
-        if isinstance(err, GraphemeError) or "unify" not in str(err):
+    except (pa.ArrowTypeError, pa.ArrowInvalid, ValueError, _BlocksDiffer) as err:
+        # "Unable to merge": a column's types in two blocks that Arrow cannot merge (int64 ids in one,
+        # text in another), Ray's schema of the dataset an ArrowTypeError naming no argument
+        known = isinstance(err, _BlocksDiffer) or any(said in str(err) for said in ("unify", "Unable to merge"))
+        if isinstance(err, GraphemeError) or not known:
             raise
         raise InvalidValueError(
             f"{name}: its blocks hold a column in types Ray Data cannot unify ({str(err).splitlines()[0]}); expected "
@@ -697,6 +755,64 @@ def _blocks_of_one_type(name: str, columns: str = "each column the model reads")
             "block's vectors to float32; a block whose rows all lack the modality as nulls of that type)",
             name,
         ) from None
+
+
+class _BlocksDiffer(Exception):
+    """:func:`_check_blocks_unify`'s finding, said by :func:`_blocks_of_one_type`."""
+
+
+def _check_blocks_unify(ds: "ray.data.Dataset", name: str, checked: Optional[set], read: set) -> None:
+    """Where ``ds`` holds blocks already made (``from_arrow``, ``from_items``,
+    ``materialize()``, ...), whose types Ray Data knows without running it:
+    each column (of ``checked``, else every column) combined as Ray Data
+    combines blocks into a batch, on no rows; and each column of ``read``
+    (those the model reads) in every block. A tensor column beside a block
+    where every row of it is null (Arrow's ``null`` type) passes Ray's
+    schema, which merges the two, and failed only where the rows were
+    batched (``embed_dataset``'s actors: a ``RayTaskError(ValueError)``
+    naming neither ``ds`` nor the column, when the returned dataset ran); a
+    block lacking a column the model reads failed there too (Ray's
+    ``TypeError: buffer is too small for requested array``; in ``fit``, its
+    ``select_columns``: ``KeyError: Field "v" does not exist``). Raises
+    :class:`_BlocksDiffer` (the types, said by :func:`_blocks_of_one_type`)
+    or :class:`InvalidValueError` naming ``name``. Other datasets: left to
+    Ray (private API; without it, nothing checked)."""
+    import pyarrow as pa
+
+    try:
+        from ray.data._internal.arrow_ops.transform_pyarrow import concat
+        from ray.data._internal.logical.operators.from_operators import AbstractFrom
+        from ray.data._internal.logical.operators.input_data_operator import InputData
+
+        dag = ds._logical_plan.dag
+        if not isinstance(dag, (AbstractFrom, InputData)):
+            return
+        schemas = [bundle.schema for bundle in dag.input_data]
+    except Exception:  # another Ray's internals  # noqa: BLE001
+        return
+    schemas = [schema for schema in schemas if isinstance(schema, pa.Schema)]
+    names = list(dict.fromkeys(column for schema in schemas for column in schema.names))
+    for column in names:
+        lacking = sum(column not in schema.names for schema in schemas)
+        if column in read and lacking:
+            raise InvalidValueError(
+                f"{name}: {lacking} of its {len(schemas)} blocks lack column {column!r}, which the model reads (Ray Data "
+                "cannot read the blocks' rows of a column that only some blocks have); expected the column in every "
+                "block, null where a row lacks the modality",
+                name,
+            )
+        if checked is not None and column not in checked:
+            continue
+        fields = [schema.field(column) for schema in schemas if schema.names.count(column) == 1]
+        kinds = list(dict.fromkeys(repr(f.type) if isinstance(f.type, pa.ExtensionType) else str(f.type) for f in fields))
+        if len(kinds) < 2:
+            continue
+        try:
+            concat([pa.schema([f]).empty_table() for f in fields])
+        except Exception as err:  # noqa: BLE001 - whatever Ray cannot combine, its own words said
+            said = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise _BlocksDiffer(f"column {column!r} is {', '.join(kinds[:-1])} in some blocks and {kinds[-1]} in "
+                                f"others: {said}") from None
 
 
 def _read_dataset(
@@ -833,7 +949,8 @@ def fit(
             that the dataset has twice is refused (an
             :class:`InvalidValueError` naming ``data``), as are blocks
             holding a column in types Ray Data cannot unify (float32
-            vectors in one block, float64 or an all-null column in another).
+            vectors in one block, float64 or an all-null column in another)
+            and blocks lacking a column the model reads.
         num_workers: model replicas, one Ray actor each. Each step's batch
             (``batch_size`` rows, drawn as ``model.fit`` draws them) is split
             into one contiguous share per worker (at least 2 rows each: a
