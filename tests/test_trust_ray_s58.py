@@ -152,3 +152,31 @@ def test_a_failed_embedding_run_frees_its_actors_without_the_garbage_collector(q
     finally:
         if enabled:
             gc.enable()
+
+
+@ray_test
+def test_half_float_vectors_holding_inf_are_refused_at_their_row_without_an_overflow_warning(quiet_ray_data):
+    """A float16 tensor column was checked for values too large for float32
+    by comparing it with float32's largest number, which numpy cast to
+    float16 (inf): numpy's "overflow encountered in cast" RuntimeWarning on
+    every read, and an inf passed the check (``inf <= inf``). ``fit`` then
+    failed in the model, naming a ``mask`` the caller never gave ("rows the
+    mask marks absent may hold anything"); the embedding actors too. Now
+    refused as any NaN or inf is, at the dataset's row, naming the column;
+    half floats without one train without a warning."""
+    import warnings
+
+    x = synthetic(64)["visual"].astype(np.float16)
+    ds = ray.data.from_arrow(pa.table({"v": tensors(x)}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        distributed.fit(small_model(), ds, columns={"visual": "v"}, num_workers=1, epochs=1, batch_size=32, progress=False)
+        x[5, 2] = np.inf
+        ds = ray.data.from_arrow(pa.table({"v": tensors(x)}))
+        with pytest.raises(gm.NonFiniteError, match=r"^data: column 'v' \(visual\) holds NaN or inf in row 5; expected finite "
+                           r"numbers \(null where a row lacks the modality\)$"):
+            distributed.fit(small_model(), ds, columns={"visual": "v"}, num_workers=1, epochs=1, progress=False)
+        with pytest.raises(gm.NonFiniteError) as err:
+            distributed.embed_dataset(ds, small_model(), {"visual": "v"}, num_actors=1).materialize()
+    assert str(err.value.cause).startswith("column 'v' (visual) holds NaN or inf in a row of a batch of 64 (its row 5;")
+    del err

@@ -880,7 +880,13 @@ def _null_item(native: Any, batch: Optional[Mapping[str, np.ndarray]], column: s
 
 def _unusable_rows(x: np.ndarray, present: np.ndarray) -> np.ndarray:
     """``[B]`` bool: the ``present`` rows of ``x [B, d]`` holding NaN, inf or
-    a finite number too large for float32 (the model's precision: it becomes inf)."""
+    a finite number too large for float32 (the model's precision: it becomes inf).
+    Of float16 (a tensor column of half floats), whose finite numbers all fit
+    float32, NaN and inf alone: compared with float32's largest, cast to
+    float16 as numpy casts it (to inf), an inf passed (``inf <= inf``), and
+    numpy warned of an overflow on every batch."""
+    if x.dtype.kind == "f" and x.dtype.itemsize < 4:
+        return present & ~np.isfinite(x).all(axis=1)
     with np.errstate(invalid="ignore"):
         return present & ~(np.abs(x) <= FLOAT32_MAX).all(axis=1)
 
