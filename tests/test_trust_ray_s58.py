@@ -180,3 +180,34 @@ def test_half_float_vectors_holding_inf_are_refused_at_their_row_without_an_over
             distributed.embed_dataset(ds, small_model(), {"visual": "v"}, num_actors=1).materialize()
     assert str(err.value.cause).startswith("column 'v' (visual) holds NaN or inf in a row of a batch of 64 (its row 5;")
     del err
+
+
+@ray_test
+def test_a_dataset_whose_own_step_fails_while_fit_reads_it_raises_that_error_and_leaves_the_model(quiet_ray_data):
+    """A ``map_batches`` of the caller's that raised while ``fit`` read the
+    dataset (at its first block, or after some rows) reached the caller as
+    Ray's ``RayTaskError(UserCodeException)`` ("UDF failed to process a data
+    block"): ``except ConnectionAbortedError`` missed it, where ``embed_dataset``'s runs
+    raise the step's own error. Now the step's error (Ray's
+    ``RayTaskError(ConnectionAbortedError)``, an instance of it), the model unchanged,
+    the caller's dataset keeping Ray's setting."""
+    x = synthetic(80)["visual"]
+    tables = [pa.table({"v": tensors(x[i:i + 20]), "id": pa.array(range(i, i + 20))}) for i in range(0, 80, 20)]
+    model = small_model()
+    before = state(model)
+
+    def fails_from(first_bad_id):  # local: pickled by value for Ray's workers, which cannot import the tests
+        def step(batch):
+            if batch["id"].max() >= first_bad_id:
+                raise ConnectionAbortedError("the disk went away")
+            return batch
+        return step
+
+    for first_bad_id in (0, 40):
+        ds = ray.data.from_arrow(tables).map_batches(fails_from(first_bad_id), batch_size=None)
+        for kw in ({}, {"validation": ds}):
+            with pytest.raises(ConnectionAbortedError, match="the disk went away"):
+                distributed.fit(model, synthetic(80) if kw else ds, columns={"visual": "v"}, num_workers=2, epochs=1,
+                                batch_size=16, progress=False, **kw)
+        assert ds.context.raise_original_map_exception is False
+    assert model.epochs_trained == 0 and same(state(model), before)

@@ -249,29 +249,52 @@ if _ExecutionCallback is not None:
 
     class _StopActorsOnFailure(_ExecutionCallback):  # type: ignore[misc,valid-type]
         """An execution callback of :func:`embed_dataset`'s datasets: a run
-        that fails (an actor's error, Ctrl-C while iterating) stops its
-        operators as Ray Data's forced shutdown does, its actors killed.
-        Ray Data's own shutdown after a failure only drops its handles to
-        them, and the failed run's traceback holds others in reference
-        cycles: the actors kept their CPUs until the garbage collector ran
-        (a next ``embed_dataset`` of a fixed pool, or a distributed ``fit``,
-        waited for them), and for good with it off."""
+        that fails (an actor's error, Ctrl-C while iterating) kills the
+        actors of its pools once Ray Data has shut it down. Ray Data's own
+        shutdown after a failure only drops its handles to them, and the
+        failed run's traceback holds others in reference cycles: the actors
+        kept their CPUs until the garbage collector ran (a next
+        ``embed_dataset`` of a fixed pool, or a distributed ``fit``, waited
+        for them), and for good with it off. Only the actors: Ray Data's
+        forced shutdown would force-cancel the other steps' tasks too, a
+        cancel Ray's core has been seen to abort the driver on (see
+        ``docs/distributed.md``)."""
 
         def before_execution_starts(self, executor: Any) -> None:
             import weakref
 
             shutdown, owner = type(executor).shutdown, weakref.ref(executor)  # no cycle through the executor itself
 
-            def forced_on_failure(force: bool, exception: Optional[BaseException] = None) -> None:
+            def then_kill_actors(force: bool, exception: Optional[BaseException] = None) -> None:
                 target = owner()
-                if target is not None:
-                    failed = exception is not None and not isinstance(exception, StopIteration)
-                    shutdown(target, force=force or failed, exception=exception)
+                if target is None:
+                    return
+                failed = exception is not None and not isinstance(exception, StopIteration)
+                actors = _pool_actors(target) if failed else []
+                shutdown(target, force=force, exception=exception)
+                for actor in actors:
+                    try:
+                        ray.kill(actor, no_restart=True)
+                    except Exception:  # gone already  # noqa: BLE001
+                        pass
 
             try:
-                executor.shutdown = forced_on_failure
+                executor.shutdown = then_kill_actors
             except AttributeError:  # pragma: no cover - a slotted executor of another Ray
                 pass
+
+    def _pool_actors(executor: Any) -> List[Any]:
+        """The actors of the actor pools of ``executor``'s operators, started
+        or starting (Ray Data's private state; none where it differs)."""
+        found: List[Any] = []
+        try:
+            for op in list(executor._topology):
+                pool = getattr(op, "_actor_pool", None)
+                if pool is not None:
+                    found += [*pool._running_actors, *pool._pending_actors.values()]
+        except Exception:  # another Ray's internals  # noqa: BLE001
+            return []
+        return found
 
 else:  # pragma: no cover - another Ray
     _StopActorsOnFailure = None  # type: ignore[assignment,misc]
@@ -693,7 +716,15 @@ def _dataset_arrays(
 ) -> Tuple[Dict[str, np.ndarray], np.ndarray, Dict[str, str]]:
     """A ``ray.data.Dataset``'s modality columns as ``fit`` input: per-modality
     arrays, the mask (null = absent) and the columns read (modality ->
-    column). Default columns: those named after modalities."""
+    column). Default columns: those named after modalities. An error of the
+    dataset's own steps (a ``map_batches`` of the caller's that raises while
+    the rows are read) is raised as that error, as :func:`embed_dataset`'s
+    actors raise theirs: it was Ray's ``UserCodeException`` ("UDF failed to
+    process a data block"), which ``except`` of the caller's error missed."""
+    own = _with_own_context(ds)  # the caller's dataset keeps Ray's setting
+    if own is not None:
+        own.context.raise_original_map_exception = True
+        ds = own
     # The columns the model will read (those of columns=, else any named after a modality), as
     # the blocks hold them: named by the column; Ray's schema merges every column's types for the names
     read = ({c for c in columns.values() if isinstance(c, str)} if isinstance(columns, Mapping)
