@@ -261,27 +261,36 @@ if _ExecutionCallback is not None:
         ``docs/distributed.md``)."""
 
         def before_execution_starts(self, executor: Any) -> None:
-            import weakref
+            # Its class, not an attribute: a wrapper held by the executor made a cycle that kept an
+            # executor left unfinished (ds.take(3)) and its actors until the garbage collector ran,
+            # and one holding a weak reference lost it before the collector called __del__.
+            try:
+                executor.__class__ = _killing_actors_on_failure(type(executor))
+            except TypeError:  # pragma: no cover - an executor of another Ray's layout
+                pass
 
-            shutdown, owner = type(executor).shutdown, weakref.ref(executor)  # no cycle through the executor itself
+    _KILLING_CLASSES: Dict[type, type] = {}
 
-            def then_kill_actors(force: bool, exception: Optional[BaseException] = None) -> None:
-                target = owner()
-                if target is None:
-                    return
+    def _killing_actors_on_failure(cls: type) -> type:
+        """``cls`` (Ray Data's executor) whose shutdown after a failure kills
+        the actors of its pools, under ``cls``'s own name."""
+        if issubclass(cls, tuple(_KILLING_CLASSES.values())):
+            return cls
+        if cls not in _KILLING_CLASSES:
+
+            def shutdown(self: Any, force: bool, exception: Optional[BaseException] = None) -> None:
                 failed = exception is not None and not isinstance(exception, StopIteration)
-                actors = _pool_actors(target) if failed else []
-                shutdown(target, force=force, exception=exception)
+                actors = _pool_actors(self) if failed else []
+                cls.shutdown(self, force=force, exception=exception)  # type: ignore[attr-defined]
                 for actor in actors:
                     try:
                         ray.kill(actor, no_restart=True)
                     except Exception:  # gone already  # noqa: BLE001
                         pass
 
-            try:
-                executor.shutdown = then_kill_actors
-            except AttributeError:  # pragma: no cover - a slotted executor of another Ray
-                pass
+            _KILLING_CLASSES[cls] = type(cls.__name__, (cls,), {
+                "shutdown": shutdown, "__module__": cls.__module__, "__qualname__": cls.__qualname__})
+        return _KILLING_CLASSES[cls]
 
     def _pool_actors(executor: Any) -> List[Any]:
         """The actors of the actor pools of ``executor``'s operators, started
