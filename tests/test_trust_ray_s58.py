@@ -215,3 +215,25 @@ def test_a_dataset_whose_own_step_fails_while_fit_reads_it_raises_that_error_and
                                 batch_size=16, progress=False, **kw)
         assert ds.context.raise_original_map_exception is False
     assert model.epochs_trained == 0 and same(state(model), before)
+
+
+@ray_test
+def test_parquet_files_ray_cannot_read_together_are_refused_with_the_reads_own_words(tmp_path, quiet_ray_data):
+    """Two Parquet files, one holding the vectors as a tensor column and one
+    where every row lacks them (a null column), fail Ray's own read. ``fit``
+    refused them naming ``data``, but said the first line of the read
+    task's error, its header in terminal colour codes
+    ("\\x1b[36mray::ReadFilesParquetV2()\\x1b[39m (pid=..., ip=...)"), not
+    what failed. Now Ray's own reason."""
+    x = synthetic(64)
+    v, a = x["visual"], x["auditory"]
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"v": tensors(v[:32]), "a": tensors(a[:32])}), tmp_path / "one.parquet")
+    pq.write_table(pa.table({"v": pa.array([None] * 32), "a": tensors(a[32:])}), tmp_path / "two.parquet")
+    ds = ray.data.read_parquet(str(tmp_path))
+    with pytest.raises(gm.InvalidValueError, match=r"^data: its blocks hold a column in types Ray Data cannot unify \(Trying "
+                       r"to unify unsupported tensor type: null") as err:
+        distributed.fit(small_model(), ds, columns={"visual": "v", "auditory": "a"}, num_workers=1, epochs=1, progress=False)
+    assert "\x1b" not in str(err.value) and "pid=" not in str(err.value)
+    del err

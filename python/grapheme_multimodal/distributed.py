@@ -789,8 +789,12 @@ def _blocks_of_one_type(name: str, columns: str = "each column the model reads")
         known = isinstance(err, _BlocksDiffer) or any(said in str(err) for said in ("unify", "Unable to merge"))
         if isinstance(err, GraphemeError) or not known:
             raise
+        # Of a task's error (a Parquet read that met the blocks), the error itself: the first line of
+        # Ray's was its task's header ("ray::ReadFilesParquetV2() (pid=..., ip=...)"), in colour codes
+        cause = getattr(err, "cause", None) if isinstance(err, RayTaskError) else None
+        said = (str(cause) if isinstance(cause, BaseException) and str(cause) else str(err)).splitlines()[0]
         raise InvalidValueError(
-            f"{name}: its blocks hold a column in types Ray Data cannot unify ({str(err).splitlines()[0]}); expected "
+            f"{name}: its blocks hold a column in types Ray Data cannot unify ({said}); expected "
             f"{columns} in one type in every block (cast them where the dataset is made, e.g. every "
             "block's vectors to float32; a block whose rows all lack the modality as nulls of that type)",
             name,
