@@ -834,13 +834,20 @@ def _check_blocks_unify(ds: "ray.data.Dataset", name: str, checked: Optional[set
         schemas = [bundle.schema for bundle in dag.input_data]
     except Exception:  # another Ray's internals  # noqa: BLE001
         return
-    schemas = [schema for schema in schemas if isinstance(schema, pa.Schema)]
+    # Each schema once, with how many blocks have it: blocks of one schema (the usual dataset) cost one pass
+    counts: Dict[Any, int] = {}
+    for schema in schemas:
+        if isinstance(schema, pa.Schema):
+            counts[schema] = counts.get(schema, 0) + 1
+    if len(counts) < 2:
+        return
+    schemas = list(counts)
     names = list(dict.fromkeys(column for schema in schemas for column in schema.names))
     for column in names:
-        lacking = sum(column not in schema.names for schema in schemas)
+        lacking = sum(count for schema, count in counts.items() if column not in schema.names)
         if column in read and lacking:
             raise InvalidValueError(
-                f"{name}: {lacking} of its {len(schemas)} blocks lack column {column!r}, which the model reads (Ray Data "
+                f"{name}: {lacking} of its {sum(counts.values())} blocks lack column {column!r}, which the model reads (Ray Data "
                 "cannot read the blocks' rows of a column that only some blocks have); expected the column in every "
                 "block, null where a row lacks the modality",
                 name,
