@@ -71,6 +71,13 @@ def test_a_null_block_beside_a_tensor_column_is_refused_by_embed_dataset_at_the_
                            r"others: .*unsupported tensor type: null.*\); expected each column in one type") as err:
             distributed.embed_dataset(ds, small_model(), {"visual": "v"}, num_actors=1)
         assert err.value.arg == "ds"
+    # blocks Ray Data does batch together (it promotes native types) are no fault: float32 lists beside float64
+    # ones, fixed-size lists beside lists
+    lists = [pa.array(list(v[:32]), pa.list_(pa.float32())), pa.array(list(v[32:]), pa.list_(pa.float64())),
+             pa.array(list(v[32:]), pa.list_(pa.float32(), 20))]
+    for second in lists[1:]:
+        ds = ray.data.from_arrow([pa.table({"v": lists[0]}), pa.table({"v": second})])
+        assert len(distributed.embed_dataset(ds, small_model(), {"visual": "v"}, num_actors=1).take_all()) == 64
 
 
 @ray_test

@@ -808,8 +808,8 @@ class _BlocksDiffer(Exception):
 def _check_blocks_unify(ds: "ray.data.Dataset", name: str, checked: Optional[set], read: set) -> None:
     """Where ``ds`` holds blocks already made (``from_arrow``, ``from_items``,
     ``materialize()``, ...), whose types Ray Data knows without running it:
-    each column (of ``checked``, else every column) combined as Ray Data
-    combines blocks into a batch, on no rows; and each column of ``read``
+    each column (of ``checked``, else every column) combined as Ray Data's
+    block builder combines blocks into a batch, on no rows; and each column of ``read``
     (those the model reads) in every block. A tensor column beside a block
     where every row of it is null (Arrow's ``null`` type) passes Ray's
     schema, which merges the two, and failed only where the rows were
@@ -859,7 +859,9 @@ def _check_blocks_unify(ds: "ray.data.Dataset", name: str, checked: Optional[set
         if len(kinds) < 2:
             continue
         try:
-            concat([pa.schema([f]).empty_table() for f in fields])
+            # as Ray Data's block builder combines a batch's blocks (permissive promotion of native types:
+            # lists of float32 in one block and float64 in another are batched together)
+            concat([pa.schema([f]).empty_table() for f in fields], promote_types=True, preserve_order=True)
         except Exception as err:  # noqa: BLE001 - whatever Ray cannot combine, its own words said
             said = str(err).splitlines()[0] if str(err) else type(err).__name__
             raise _BlocksDiffer(f"column {column!r} is {', '.join(kinds[:-1])} in some blocks and {kinds[-1]} in "
