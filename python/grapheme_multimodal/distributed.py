@@ -234,8 +234,9 @@ def embed_dataset(
         return out
     own.context.raise_original_map_exception = True
     # A run that fails frees its actors at once (see _StopActorsOnFailure)
-    if _StopActorsOnFailure is not None and isinstance(getattr(own.context, "custom_execution_callback_classes", None), list):
-        own.context.custom_execution_callback_classes = [*own.context.custom_execution_callback_classes, _StopActorsOnFailure]
+    callbacks = getattr(own.context, "custom_execution_callback_classes", None)
+    if _StopActorsOnFailure is not None and isinstance(callbacks, list) and _StopActorsOnFailure not in callbacks:
+        own.context.custom_execution_callback_classes = [*callbacks, _StopActorsOnFailure]  # once (ds may be one of ours)
     return own
 
 
