@@ -155,7 +155,8 @@ def embed_dataset(
         (``except gm.NonFiniteError`` catches it; ``err.cause`` is the
         original, with its ``arg`` and message). A run that fails kills
         its actors at once (they held their CPUs until Python's garbage
-        collector ran).
+        collector ran; still so with a Ray Data that takes no execution
+        callbacks, such as 2.51's).
     """
     if not isinstance(ds, ray.data.Dataset):
         raise TypeError(f"ds: expected a ray.data.Dataset, got {type(ds).__name__}")
@@ -802,6 +803,20 @@ def _blocks_of_one_type(name: str, columns: str = "each column the model reads")
         ) from None
 
 
+def _concat_options(concat: Any) -> Dict[str, bool]:
+    """The options of Ray Data's block builder for ``concat`` (its private
+    function), those this Ray's takes: Ray 2.51's has no ``preserve_order``,
+    and a call with it raised a TypeError, read as blocks that differ (a
+    dataset of float32 vectors in one block and float64 in another was
+    refused)."""
+    wanted = {"promote_types": True, "preserve_order": True}
+    try:
+        taken = inspect.signature(concat).parameters
+    except (TypeError, ValueError):  # pragma: no cover - no signature: the options every Ray's takes
+        return {"promote_types": True}
+    return {k: v for k, v in wanted.items() if k in taken}
+
+
 class _BlocksDiffer(Exception):
     """:func:`_check_blocks_unify`'s finding, said by :func:`_blocks_of_one_type`."""
 
@@ -862,7 +877,7 @@ def _check_blocks_unify(ds: "ray.data.Dataset", name: str, checked: Optional[set
         try:
             # as Ray Data's block builder combines a batch's blocks (permissive promotion of native types:
             # lists of float32 in one block and float64 in another are batched together)
-            concat([pa.schema([f]).empty_table() for f in fields], promote_types=True, preserve_order=True)
+            concat([pa.schema([f]).empty_table() for f in fields], **_concat_options(concat))
         except Exception as err:  # noqa: BLE001 - whatever Ray cannot combine, its own words said
             said = str(err).splitlines()[0] if str(err) else type(err).__name__
             raise _BlocksDiffer(f"column {column!r} is {', '.join(kinds[:-1])} in some blocks and {kinds[-1]} in "
