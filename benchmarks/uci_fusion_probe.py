@@ -3,7 +3,8 @@ probed in PyTorch on the recipe's frozen encoders.
 
 Usage (needs torch, a benchmark-only dependency):
     python benchmarks/uci_fusion_probe.py [--splits 0 1 2] [--seeds 0 1] [--json PATH]
-        [--variants refit hidden-input soft hidden-neighbours reconstruct hidden-reconstruct]
+        [--variants refit hidden-input soft hidden-neighbours reconstruct hidden-reconstruct head reconstruct-head
+         hidden-reconstruct-head]
         [--epochs 100] [--reconstruction-weight 1]
 
 For each split of UCI Multiple Features (stratified 80/20, as
@@ -31,7 +32,12 @@ batches of 512, ``--epochs`` epochs). The variants change one thing:
   fused views, its mean squared error (mean over the views) weighted by
   ``--reconstruction-weight`` (a multimodal autoencoder's term: the fused
   embedding keeps what each view says, not only what the views share);
-- ``hidden-reconstruct``: both ``hidden-input`` and ``reconstruct``.
+- ``hidden-reconstruct``: both ``hidden-input`` and ``reconstruct``;
+- ``head``, ``reconstruct-head``, ``hidden-reconstruct-head``: as ``refit``,
+  ``reconstruct`` and ``hidden-reconstruct``, with fused_contrastive scoring
+  a projection head's output (``128 → 128 → 128``, LeakyReLU, L2-normalised)
+  of each fused view, the fused embedding read before it (SimCLR's head,
+  Chen et al., 2020).
 
 Scored on the 400 held-out digits: 5-NN and linear-probe accuracy of the
 full events' fused embeddings, and the two-view pairs (of 15) whose fused
@@ -69,6 +75,9 @@ VARIANTS = {
     "hidden-neighbours": dict(neighbours_by_hidden=True),
     "reconstruct": dict(reconstruct=True),
     "hidden-reconstruct": dict(read_hidden=True, reconstruct=True),
+    "head": dict(head=True),
+    "reconstruct-head": dict(reconstruct=True, head=True),
+    "hidden-reconstruct-head": dict(read_hidden=True, reconstruct=True, head=True),
 }
 #: The variants run by default: those of the first probe (docs/objectives.md,
 #: "A fusion network that reads the hidden layers"); the reconstruction pair
@@ -114,7 +123,7 @@ def _positives(distance: "torch.Tensor", soft: bool) -> "torch.Tensor":
 
 def train_fusion(frozen: Dict[str, Dict[str, Pair]], seed: int, epochs: int, read_hidden: bool = False,
                  soft: bool = False, neighbours_by_hidden: bool = False,
-                 reconstruct: bool = False, reconstruction_weight: float = 1.0) -> Callable[[str, Sequence[int]], np.ndarray]:
+                 reconstruct: bool = False, reconstruction_weight: float = 1.0, head: bool = False) -> Callable[[str, Sequence[int]], np.ndarray]:
     """Trains one probe fusion network; returns ``fuse(split, views) → [N, 128]``
     (``split``: ``"train"`` or ``"test"``; ``views``: indices of the views present)."""
     names = list(frozen["embedding"])
@@ -134,7 +143,13 @@ def train_fusion(frozen: Dict[str, Dict[str, Pair]], seed: int, epochs: int, rea
                               torch.nn.Linear(128, 128), leaky())
     log_tau = torch.nn.Parameter(torch.tensor(float(np.log(0.07))))
     decoders = torch.nn.ModuleList(torch.nn.Linear(128, z.shape[1]) for z in by_input)
-    adam = torch.optim.Adam([*net.parameters(), log_tau, *decoders.parameters()], lr=2e-3)
+    # SimCLR's projection head (Chen et al., 2020): fused_contrastive scores g(fused), the fused embedding is read
+    # before g, so that g, not the fused embedding, takes the shape the objective asks for
+    projection = torch.nn.Sequential(torch.nn.Linear(128, 128), leaky(), torch.nn.Linear(128, 128))
+    adam = torch.optim.Adam([*net.parameters(), log_tau, *decoders.parameters(), *projection.parameters()], lr=2e-3)
+
+    def scored(f: "torch.Tensor") -> "torch.Tensor":
+        return torch.nn.functional.normalize(projection(f), dim=1) if head else f
 
     def fuse(e: "torch.Tensor", x: "torch.Tensor", keep: "torch.Tensor") -> "torch.Tensor":
         out = net((x * keep[..., None]).reshape(len(x), -1))
@@ -162,7 +177,7 @@ def train_fusion(frozen: Dict[str, Dict[str, Pair]], seed: int, epochs: int, rea
                     distance = sum(torch.cdist(z[rows], z[rows]) ** 2 / z.shape[1] for z in by_input) / n_views
                 target = _positives(distance, soft)
             first, second = fuse(e, x, subset(len(rows))), fuse(e, x, subset(len(rows)))
-            logits = first @ second.T / log_tau.exp()
+            logits = scored(first) @ scored(second).T / log_tau.exp()
             loss = -0.5 * ((target * logits.log_softmax(1)).sum(1).mean() + (target * logits.log_softmax(0).T).sum(1).mean())
             if reconstruct:
                 # every view's standardised input from each subset's fused embedding

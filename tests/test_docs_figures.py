@@ -433,3 +433,19 @@ def test_uci_targets_prints_the_scorecard(capsys):
         with pytest.raises(SystemExit) as info:  # a usage error: argparse's one line, exit 2
             targets.main(argv)
         assert info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_objectives_fused_projection_head_probe_is_its_json():
+    """The table of "A projection head on the fused embedding": each split's
+    5-NN / probe (means over the seeds) and two-view pairs (summed) of every
+    variant, and the raw views' 5-NN, are the stored probe's."""
+    stored = _load("uci-fusion-probe-head-splits-0-3.json")
+    start = OBJECTIVES.index("**A projection head on the fused embedding")
+    rows = _table_rows(OBJECTIVES[start:OBJECTIVES.index("The head takes a third", start)])
+    variants = ("package", "refit", "head", "hidden-reconstruct", "hidden-reconstruct-head")
+    for split, figures in stored["splits"].items():
+        values = [v for name in variants for v in (statistics.mean(figures[name]["knn"]),
+                                                    statistics.mean(figures[name]["probe"]),
+                                                    sum(figures[name]["two_view_pairs"]))]
+        _check(f"projection-head probe, split {split}", [q for cell in rows[split] for q in _NUMBER.findall(cell)],
+               [*values, figures["raw_knn"]])
