@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Sequence, Tuple,
 import numpy as np
 
 from ._parallel import jobs_within_memory, resolve_n_jobs, run_tasks, shared_snapshot
-from ._readonly import ReadOnlyMapping
+from ._readonly import FrozenDict, ReadOnlyMapping
 from ._validation import (
     IntLike, as_positive_int, as_real_array, as_seed, describe, is_int, precision_scope, refuse_beyond_budget, renamed,
     shown_number,
@@ -240,9 +240,11 @@ class TrainingSettings:
 
     def __post_init__(self) -> None:
         # Copies, not the caller's dict and lists: changing those afterwards changed these frozen
-        # settings (and every other made from them), past the check below.
+        # settings (and every other made from them), past the check below. The weights a FrozenDict:
+        # a plain dict was still edited in place (settings.weights["neighborhood"] = 1.0), past the
+        # checks, and made the settings unhashable.
         if isinstance(self.weights, Mapping):
-            object.__setattr__(self, "weights", dict(self.weights))
+            object.__setattr__(self, "weights", FrozenDict(self.weights))
         for name in ("encoder_hidden", "shared_head", "encoder_objectives"):
             if isinstance(getattr(self, name), list):  # anything else is the config's to read or refuse
                 object.__setattr__(self, name, tuple(getattr(self, name)))
@@ -408,6 +410,9 @@ def train(
     if not isinstance(settings, TrainingSettings):  # else "'dict' object has no attribute 'model_options'"
         raise TypeError(f"settings: expected a TrainingSettings, got {describe(settings)}")
     s = settings
+    if validation is not None and not isinstance(validation, Mapping):  # else dict()'s "cannot convert dictionary
+        # update sequence element #0 to a sequence", naming nothing (and a list of pairs taken as views)
+        raise TypeError(f"validation: expected None or a mapping modality -> [N, d] array, got {describe(validation)}")
     try:
         model = LearnableMultiModal(input_dims=_input_dims(inputs), **s.model_options())
     except GraphemeError as err:  # the dims are those of inputs: "input_dims" is no argument of train's
