@@ -841,7 +841,11 @@ def _demo(args: argparse.Namespace) -> int:
         # the folder's files and the JSON are one result, all or none: the JSON written after the folder, a
         # --json name taken meanwhile (or a full disk) left a run folder that looked complete beside no table
         with _keeping_new(outputs, args.overwrite), writing_together():
-            result = run_demo(args.out, settings, progress=not args.no_progress, members=args.members)
+            try:
+                result = run_demo(args.out, settings, progress=not args.no_progress, members=args.members)
+            except (GraphemeError, TypeError) as err:  # fit's refusal of an epoch count past Adam's step counter
+                # named its argument "epochs", which the demo's user never typed
+                raise renamed(err, {"epochs": "--epochs"}) from None
             if args.json is not None:
                 rows = [{"measure": n, "ours": o, "anchor": a, "anchor_is": s} for n, o, a, s in result.rows]
                 table = {"rows": rows, "notes": result.notes, "seconds": result.seconds}
