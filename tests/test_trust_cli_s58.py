@@ -92,3 +92,18 @@ def test_demo_epochs_past_adams_step_counter_is_named_by_its_flag(tmp_path, caps
     assert line.startswith("grapheme-mm: error: --epochs: 99999999999999999999999 epochs of "), line
     assert "expected at most" in line and "Traceback" not in err
     assert not out.exists()  # the folder it made is removed again
+
+
+@pytest.mark.parametrize("field, widths", [("encoder_hidden", [16, 8]), ("shared_head", [16, 8]),
+                                           ("encoder_objectives", ["contrastive", "binding"])])
+def test_settings_given_arrays_or_ranges_compare_and_hash_as_tuples(field, widths) -> None:
+    """``TrainingSettings(shared_head=np.array([16, 8])) == ...`` raised numpy's "truth value of an array with more
+    than one element is ambiguous", and such settings were unhashable; a list was already held as a tuple."""
+    as_array = uci.TrainingSettings(**{field: np.array(widths)})
+    as_tuple = uci.TrainingSettings(**{field: tuple(widths)})
+    assert as_array == as_tuple and hash(as_array) == hash(as_tuple)
+    assert getattr(as_array, field) == tuple(widths) and repr(as_array) == repr(as_tuple)
+    if field != "encoder_objectives":
+        assert uci.TrainingSettings(**{field: range(16, 7, -8)}) == as_tuple
+        with pytest.raises(gm.InvalidTypeError, match=rf"^{field}\[0\]: expected an int, got 16.0"):  # still refused
+            uci.train({"visual": _views()["fou"]}, dataclasses.replace(SMALL, **{field: np.array([16.0, 8.0])}))

@@ -246,8 +246,14 @@ class TrainingSettings:
         if isinstance(self.weights, Mapping):
             object.__setattr__(self, "weights", FrozenDict(self.weights))
         for name in ("encoder_hidden", "shared_head", "encoder_objectives"):
-            if isinstance(getattr(self, name), list):  # anything else is the config's to read or refuse
-                object.__setattr__(self, name, tuple(getattr(self, name)))
+            value = getattr(self, name)
+            # lists, ranges and 1-D arrays as the tuples they stand for: settings holding an array
+            # (shared_head=np.array([128, 64])) raised numpy's "truth value of an array ... is ambiguous"
+            # when compared, and were unhashable. Anything else is the config's to read or refuse.
+            if isinstance(value, np.ndarray) and value.ndim == 1:
+                object.__setattr__(self, name, tuple(value.tolist()))
+            elif isinstance(value, (list, range)):
+                object.__setattr__(self, name, tuple(value))
         # Here, not when train runs: fit named the mistake "objectives", its own
         # argument, which these settings do not have.
         check_weights(self.weights, "weights")
