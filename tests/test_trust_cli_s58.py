@@ -7,6 +7,7 @@ import copy
 import dataclasses
 import json
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -73,17 +74,8 @@ def test_train_refuses_validation_that_is_no_mapping_by_name(validation) -> None
 # ------------------------------------------------------------------ grapheme-mm demo
 def test_demo_epochs_past_adams_step_counter_is_named_by_its_flag(tmp_path, capsys, monkeypatch) -> None:
     """``demo --epochs 99999999999999999999999`` was refused as "epochs: ...", a name the user never typed (train
-    names it --epochs). The data are small random views here, and the check of the extras (imports of seconds)
-    is left out: the refusal is fit's, before any step."""
-    import grapheme_multimodal.demo as demo
-    from grapheme_multimodal.datasets import MultipleFeatures
-
-    views = {k: v.astype(np.float32) for k, v in _views(400).items()}  # a held-out slice of 40 rows
-    data = MultipleFeatures(views=views, labels=np.arange(400) % 10)
-    monkeypatch.setattr(demo, "load_multiple_features", lambda: data)
-    monkeypatch.setattr(demo, "train_test_split", lambda d: (d, d))
-    monkeypatch.setattr(demo, "demo_files", lambda out, arg="out_dir": (out.mkdir(exist_ok=True), {
-        what: out / name for what, name in demo.DEMO_FILES.items()})[1])
+    names it --epochs). On small random views: the refusal is fit's, before any step."""
+    _small_demo_data(monkeypatch)
     out = tmp_path / "run"
     code = main(["demo", "--no-progress", "--out", str(out), "--epochs", "99999999999999999999999"])
     err = capsys.readouterr().err
@@ -107,3 +99,43 @@ def test_settings_given_arrays_or_ranges_compare_and_hash_as_tuples(field, width
         assert uci.TrainingSettings(**{field: range(16, 7, -8)}) == as_tuple
         with pytest.raises(gm.InvalidTypeError, match=rf"^{field}\[0\]: expected an int, got 16.0"):  # still refused
             uci.train({"visual": _views()["fou"]}, dataclasses.replace(SMALL, **{field: np.array([16.0, 8.0])}))
+
+
+# ------------------------------------------------------------------ run_demo
+def _small_demo_data(monkeypatch, rows: int = 400):
+    """The demo on small random views: no data download, and the check of the extras (imports of seconds) left out."""
+    import grapheme_multimodal.demo as demo
+    from grapheme_multimodal.datasets import MultipleFeatures
+
+    views = {k: v.astype(np.float32) for k, v in _views(rows).items()}
+    data = MultipleFeatures(views=views, labels=np.arange(rows) % 10)
+    monkeypatch.setattr(demo, "load_multiple_features", lambda: data)
+    monkeypatch.setattr(demo, "train_test_split", lambda d: (d, d))
+    monkeypatch.setattr(demo, "demo_files", lambda out, arg="out_dir": (Path(out).mkdir(parents=True, exist_ok=True), {
+        what: Path(out) / name for what, name in demo.DEMO_FILES.items()})[1])
+    return demo
+
+
+def test_run_demo_refuses_a_progress_that_is_no_bool_before_any_work(tmp_path, monkeypatch) -> None:
+    """``run_demo(out, progress="no")`` made the folder and loaded the data before fit_views refused it, and left
+    the folder."""
+    demo = _small_demo_data(monkeypatch)
+    monkeypatch.setattr(demo, "load_multiple_features", lambda: pytest.fail("the data were loaded"))
+    out = tmp_path / "a" / "run"
+    with pytest.raises(TypeError, match="^progress: expected a bool, got str"):
+        demo.run_demo(out, SMALL, progress="no", log=lambda line: None)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_refused_run_demo_leaves_no_folder_it_made(tmp_path, monkeypatch) -> None:
+    """``run_demo(out, settings)`` with settings the model refuses (found once the data are loaded) left the empty
+    folders it had made; grapheme-mm demo removed them, the library did not. A folder that was there stays."""
+    demo = _small_demo_data(monkeypatch)
+    out = tmp_path / "a" / "run"
+    with pytest.raises(gm.InvalidValueError, match="^epochs: expected an int >= 0, got -1"):
+        demo.run_demo(out, dataclasses.replace(SMALL, epochs=-1), progress=False, log=lambda line: None)
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "there").mkdir()
+    with pytest.raises(gm.InvalidValueError, match="^epochs"):
+        demo.run_demo(tmp_path / "there", dataclasses.replace(SMALL, epochs=-1), progress=False, log=lambda line: None)
+    assert [p.name for p in tmp_path.iterdir()] == ["there"]

@@ -39,7 +39,7 @@ from ._parallel import run_tasks
 from ._validation import as_seed, counted, is_reordering, renamed
 from .config import INPUT_DISTANCES, NEIGHBOR_SPACES
 from .graph import WL_DEFAULT_DIM
-from .io import shown_name
+from .io import removing_new_folders, shown_name
 from .exceptions import (
     EarlyStoppingSkippedWarning, GraphemeError, InvalidValueError, NonFiniteError, ShapeError, UntrainedModalityWarning,
 )
@@ -833,7 +833,7 @@ def _demo(args: argparse.Namespace) -> int:
         settings = TrainingSettings(seed=args.seed, epochs=_positive(args.epochs, "--epochs"))
     member_seeds(args.seed, args.members, seed_arg="--seed", members_arg="--members")  # before any work
     # what would fail only after the training: the folder, its files, the JSON
-    with _removing_new_folders(Path(args.out)):  # a refused or failed run left the folder it had made
+    with removing_new_folders(Path(args.out)):  # a refused or failed run left the folder it had made
         files = demo_files(args.out, "--out")
         outputs = {**{f"--out's {what}": path for what, path in files.items()}, "--json": args.json}
         # --json out.npy wrote JSON text into a file named as a NumPy array (embed and train refuse such names)
@@ -1747,29 +1747,6 @@ def _keeping_new(outputs: Dict[str, Optional[Path]], overwrite: bool) -> "contex
     from .io import keeping_existing
 
     return contextlib.nullcontext() if overwrite else keeping_existing(outputs)
-
-
-@contextlib.contextmanager
-def _removing_new_folders(folder: Path) -> Iterator[None]:
-    """If the block fails, the folders of ``folder``'s path that did not
-    exist before it are removed again, deepest first, as long as they are
-    empty (whatever a user put there meanwhile stays)."""
-    new = []
-    path = folder.absolute()
-    while not os.path.exists(path) and path != path.parent:  # not Path.exists: it raised on a name too long
-        new.append(path)
-        path = path.parent
-    try:
-        yield
-    except BaseException:
-        for path in new:
-            try:
-                path.rmdir()
-            except OSError as exc:
-                if exc.errno in (errno.ENOENT, errno.ENAMETOOLONG):  # never made (the run failed before it, or at its
-                    continue  # name): stopping here left the folders above it, which the run made
-                break  # not empty: not ours to remove
-        raise
 
 
 def _same_file(a: Path, b: Path) -> bool:

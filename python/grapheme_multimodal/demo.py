@@ -25,10 +25,10 @@ import numpy as np
 from ._readonly import ReadOnlyMapping
 from .datasets import INSTALL_HINT, load_multiple_features, train_test_split
 from .evaluation import RETRIEVAL_METRICS, Anchors, ModelScores, compute_anchors, evaluate_model, pair_key, two_view_key
-from .io import PathLike, as_path, check_write_target, file_kind, name_too_long, writing_together
+from .io import PathLike, as_path, check_write_target, file_kind, name_too_long, removing_new_folders, writing_together
 from .metrics import _sklearn
 from .plotting import _figure_class, plot_attention, plot_history
-from ._validation import IntLike, describe
+from ._validation import IntLike, check_flag, describe
 from .exceptions import InvalidTypeError
 from .ensemble import save_ensemble
 from .evaluation import ViewEmbedder
@@ -145,6 +145,15 @@ def run_demo(
     if not isinstance(settings, TrainingSettings):  # else "'dict' object has no attribute 'seed'", read for the seeds
         raise InvalidTypeError(f"settings: expected a TrainingSettings, got {describe(settings)}", "settings")
     seeds = member_seeds(settings.seed, members, seed_arg="settings.seed")  # before any work
+    check_flag(progress, "progress")  # else refused by fit_views, once the folder was made and the data loaded
+    # a refused or failed run (settings the model refuses, Ctrl-C) left the empty folder it had made
+    with removing_new_folders(as_path(out_dir, "out_dir")):
+        return _run_demo(out_dir, settings, progress, log, seeds)
+
+
+def _run_demo(out_dir: PathLike, settings: TrainingSettings, progress: bool, log: Callable[[str], None],
+              seeds: Tuple[int, ...]) -> DemoResult:
+    """:func:`run_demo` once its arguments are checked."""
     start = time.perf_counter()
     files = demo_files(out_dir)
     data = load_multiple_features()

@@ -1394,3 +1394,28 @@ def _metadata_crc(raw_meta: Mapping[str, str]) -> str:
 def _text(exc: BaseException) -> str:
     """An exception's message (a KeyError's is its key, in quotes)."""
     return f"missing {exc}" if isinstance(exc, KeyError) else str(exc)
+
+
+@contextlib.contextmanager
+def removing_new_folders(folder: Path) -> Iterator[None]:
+    """If the block fails, the folders of ``folder``'s path that did not
+    exist before it are removed again, deepest first, as long as they are
+    empty (whatever a user put there meanwhile stays): a refused or failed
+    run (``grapheme-mm demo``, :func:`~grapheme_multimodal.demo.run_demo`)
+    left the output folder it had made."""
+    new = []
+    path = folder.absolute()
+    while not os.path.exists(path) and path != path.parent:  # not Path.exists: it raised on a name too long
+        new.append(path)
+        path = path.parent
+    try:
+        yield
+    except BaseException:
+        for path in new:
+            try:
+                path.rmdir()
+            except OSError as exc:
+                if exc.errno in (errno.ENOENT, errno.ENAMETOOLONG):  # never made (the run failed before it, or at its
+                    continue  # name): stopping here left the folders above it, which the run made
+                break  # not empty: not ours to remove
+        raise
