@@ -139,3 +139,24 @@ def test_a_refused_run_demo_leaves_no_folder_it_made(tmp_path, monkeypatch) -> N
     with pytest.raises(gm.InvalidValueError, match="^epochs"):
         demo.run_demo(tmp_path / "there", dataclasses.replace(SMALL, epochs=-1), progress=False, log=lambda line: None)
     assert [p.name for p in tmp_path.iterdir()] == ["there"]
+
+
+# ------------------------------------------------------------------ plotting
+def test_plot_history_draws_the_curves_of_later_records_too(tmp_path, monkeypatch) -> None:
+    """The panels and curves were read off the first record only: a model's history of a fit without validation
+    then one with (or with another objective) was drawn without the validation curves, without a word."""
+    pytest.importorskip("matplotlib")
+    from grapheme_multimodal import plotting
+
+    drawn = {}
+    monkeypatch.setattr(plotting, "_save", lambda fig, path: drawn.update(fig=fig))
+    history = [{"epoch": 1, "loss": 1.0, "contrastive": 0.9, "seconds": 0.1},
+               {"epoch": 2, "loss": 0.8, "contrastive": 0.7, "reconstruction": 0.5, "val_total": 0.9,
+                "val_contrastive": 0.8, "val_reconstruction": 0.6, "seconds": 0.1}]
+    plotting.plot_history(history, tmp_path / "curves.png")
+    axes = drawn["fig"].axes
+    curves = {ax.get_title(): [line.get_label() for line in ax.get_lines()] for ax in axes}
+    assert curves == {"loss": ["train", "validation"], "contrastive": ["train", "validation"],
+                      "reconstruction": ["train", "validation"]}
+    loss = dict(zip((ax.get_title() for ax in axes), axes))["loss"].get_lines()[1].get_ydata()
+    assert np.isnan(loss[0]) and loss[1] == 0.9  # no value where the record has none

@@ -63,7 +63,8 @@ def _image_format(fig: Any, path: Any) -> str:
 
 
 def plot_history(epochs: Sequence[Dict[str, Any]], path: PathLike, title: str = "training", best_epoch: Optional[IntLike] = None) -> None:
-    """One panel per training loss (solid) with its validation value (dashed);
+    """One panel per training loss (solid) with its validation value (dashed),
+    of every record (a record without a value leaves a gap);
     ``best_epoch`` (an epoch number) is marked by a dotted line."""
     if isinstance(epochs, (str, bytes, Mapping)) or not isinstance(epochs, Sequence):
         # a History (what fit returns) failed inside with "list indices must be integers or slices, not str"
@@ -97,12 +98,15 @@ def plot_history(epochs: Sequence[Dict[str, Any]], path: PathLike, title: str = 
             "expected one of them, or None", "best_epoch")
     figure = _figure_class()
     skip = {"epoch", "seconds"}
-    names: List[str] = [k for k in epochs[0] if k not in skip and not k.startswith("val_")]
+    # the keys of every record, in the order first met: read off the first record only, a model's history of a
+    # fit without validation then one with (or with another objective) was drawn without the later curves
+    keys = list(dict.fromkeys(k for e in epochs for k in e))
+    names: List[str] = [k for k in keys if k not in skip and not k.startswith("val_")]
     names.sort(key=lambda k: k != "loss")  # the total first
-    extra = [k for k in epochs[0] if k.startswith("val_") and k[4:] not in names and k != "val_total"]
+    extra = [k for k in keys if k.startswith("val_") and k[4:] not in names and k != "val_total"]
     panels = names + extra
     if not panels:  # else matplotlib's "Number of columns must be a positive integer, not 0"
-        raise InvalidValueError(f"epochs: the records hold no values to plot, only {sorted(epochs[0])}", "epochs")
+        raise InvalidValueError(f"epochs: the records hold no values to plot, only {sorted(keys)}", "epochs")
     for name in panels:
         _check_plottable(epochs, [name] + (["val_total" if name == "loss" else f"val_{name}"] if not name.startswith("val_") else []))
     fig = figure(figsize=(3.2 * len(panels), 3.0))
@@ -110,7 +114,7 @@ def plot_history(epochs: Sequence[Dict[str, Any]], path: PathLike, title: str = 
     for ax, name in zip(axes[0], panels):
         ax.plot(x, [e.get(name, np.nan) for e in epochs], label="train" if not name.startswith("val_") else name)
         val_key = "val_total" if name == "loss" else f"val_{name}"
-        if not name.startswith("val_") and val_key in epochs[0]:
+        if not name.startswith("val_") and val_key in keys:
             ax.plot(x, [e.get(val_key, np.nan) for e in epochs], "--", label="validation")
         if best_epoch is not None:
             ax.axvline(best_epoch, color="grey", lw=0.8, ls=":")
