@@ -35,6 +35,22 @@ def dataset(column, n=6):
     return ray.data.from_arrow(pa.table({"id": np.arange(n), "col": column}))
 
 
+def ray_makes_blocks_of(column):
+    """Skips the test where this Ray cannot make a dataset block of
+    ``column`` at all: Ray 2.51 (with pyarrow 21) sizes a block by its
+    table's ``nbytes``, which Arrow does not give for a view layout
+    ("Extracting byte ranges not supported for type list_view<item:
+    float>"), so the dataset fails in Ray's own ``from_arrow`` (or the
+    user's map step that makes it) and never reaches the library."""
+    from ray.data.block import BlockAccessor
+
+    try:
+        BlockAccessor.for_block(pa.table({"col": column})).size_bytes()
+    except pa.ArrowException as err:
+        pytest.skip(f"this Ray cannot make a block of Arrow {column.type} values ({err}): no such dataset reaches "
+                    "the library")
+
+
 def refused_by_both(error, match, ds, modality="visual"):
     """``embed_dataset`` and ``fit`` both refuse ``ds`` at the call with
     ``error`` matching ``match`` (fit's message led by ``data: ``), fit
@@ -86,7 +102,9 @@ def test_an_arrow_view_layout_is_named_with_the_ordinary_type_to_cast_to(make, m
     of 20 numbers (or texts) per row, got list_view<item: float> values":
     vectors of numbers (or texts) were what it held. Now the message names
     the layout as what is not supported and the type to cast the column to."""
-    ds = dataset(make(images()))
+    column = make(images())
+    ray_makes_blocks_of(column)
+    ds = dataset(column)
     refused_by_both(TypeError, rf"column 'col' \({modality}\): holds Arrow {layout} values, and Arrow's view layouts "
                                rf"are not supported \(nor by Ray's serialisation of Arrow tables\); expected the same "
                                rf"values as {plain} \(cast the column to it where the dataset is made\)$", ds, modality)
@@ -96,10 +114,14 @@ def test_an_arrow_view_layout_is_named_with_the_ordinary_type_to_cast_to(make, m
 def test_a_view_layout_of_values_no_layout_makes_usable_is_refused_for_the_values():
     """A string_view column for a numeric modality holds text, which the
     model cannot take in any layout: that is what is said, not the layout."""
-    ds = dataset(pa.array(["a", "b", "c", "d", "e", "f"], pa.string_view()))
+    column = pa.array(["a", "b", "c", "d", "e", "f"], pa.string_view())
+    ray_makes_blocks_of(column)
+    ds = dataset(column)
     refused_by_both(gm.InvalidValueError, r"column 'col' \(visual\): holds text, but the model's visual encoder takes 20 "
                                           r"numeric features, not graphs$", ds)
-    nested = dataset(pa.array([[[1.0]] * 20] * 6, pa.list_(pa.list_view(pa.float32()))))
+    column = pa.array([[[1.0]] * 20] * 6, pa.list_(pa.list_view(pa.float32())))
+    ray_makes_blocks_of(column)
+    nested = dataset(column)
     refused_by_both(gm.ShapeError, r"column 'col' \(visual\): expected vectors of 20 numbers per row, got vectors of "
                                    r"vectors \(items of type list_view<item: float>\)$", nested)
 
@@ -110,6 +132,8 @@ def test_a_view_layout_is_named_where_the_dataset_runs_when_its_schema_was_not_k
     schema."""
     def to_view(batch):
         return batch.set_column(1, "col", pa.array(batch.column("col").to_pylist(), pa.list_view(pa.float32())))
+
+    ray_makes_blocks_of(pa.array([[1.0]], pa.list_view(pa.float32())))  # as the map step's output block
 
     ds = dataset(pa.array([list(r) for r in images()], pa.list_(pa.float32()))).map_batches(to_view, batch_format="pyarrow")
     assert ds.schema(fetch_if_missing=False) is None  # else this tests the call's check, not the actors'
@@ -132,7 +156,14 @@ def parquet_dataset(tmp_path, names):
               for k, n in enumerate(names)]
     path = tmp_path / "twice.parquet"
     pq.write_table(pa.Table.from_arrays(arrays, names=names), path)
-    return ray.data.read_parquet(str(path))
+    try:
+        return ray.data.read_parquet(str(path))
+    except pa.ArrowInvalid as err:
+        if "duplicate field names" not in str(err):
+            raise
+        # Ray 2.51 (with pyarrow 21) lists the file through pyarrow's ParquetDataset, which refuses it
+        pytest.skip(f"this Ray's read_parquet refuses a file with two columns of one name itself ({err}): no such "
+                    "dataset reaches the library")
 
 
 def test_embed_dataset_refuses_two_columns_of_one_name_at_the_call(tmp_path):
