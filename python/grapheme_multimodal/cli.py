@@ -1356,8 +1356,12 @@ def _ray_cluster(address: Optional[str]) -> Iterator[None]:
     if address is None:  # a local cluster: keep every Ray socket on 127.0.0.1
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     # Ray's own INFO/WARNING lines ("Started a local Ray instance", ...) would
-    # come before the CLI's one-line error, or alone on Ctrl-C.
-    with _keeping_sigterm_handler():
+    # come before the CLI's one-line error, or alone on Ctrl-C. So would Ray
+    # 2.51's FutureWarning at every ray.init ("Tip: In future versions of Ray,
+    # Ray will no longer override accelerator visible devices env var ...",
+    # two lines on stderr), a tip to Ray's users about GPUs the CLI does not ask for.
+    with _keeping_sigterm_handler(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Tip: In future versions of Ray", category=FutureWarning)
         try:
             ray.init(address=address, include_dashboard=False if address is None else None, log_to_driver=False,
                      logging_level=logging.ERROR)
