@@ -155,8 +155,7 @@ def embed_dataset(
         (``except gm.NonFiniteError`` catches it; ``err.cause`` is the
         original, with its ``arg`` and message). A run that fails kills
         its actors at once (they held their CPUs until Python's garbage
-        collector ran; still so with a Ray Data that takes no execution
-        callbacks, such as 2.51's).
+        collector ran), as does one that ends well (so did Ray Data 2.51's).
     """
     if not isinstance(ds, ray.data.Dataset):
         raise TypeError(f"ds: expected a ray.data.Dataset, got {type(ds).__name__}")
@@ -234,11 +233,36 @@ def embed_dataset(
     if own is None:  # a Ray without this (private) copy: its wrapped errors, but a working call
         return out
     own.context.raise_original_map_exception = True
-    # A run that fails frees its actors at once (see _StopActorsOnFailure)
-    callbacks = getattr(own.context, "custom_execution_callback_classes", None)
-    if _StopActorsOnFailure is not None and isinstance(callbacks, list) and _StopActorsOnFailure not in callbacks:
-        own.context.custom_execution_callback_classes = [*callbacks, _StopActorsOnFailure]  # once (ds may be one of ours)
+    _add_stop_actors_on_failure(own.context)  # a run that fails frees its actors at once
     return own
+
+
+def _add_stop_actors_on_failure(context: Any) -> None:
+    """Adds :class:`_StopActorsOnFailure` to ``context``'s execution
+    callbacks, once (``ds`` may be one of ours), as this Ray Data takes
+    them: classes in ``custom_execution_callback_classes`` (2.60), else
+    instances in its ``execution_callbacks`` config (2.51, which has no such
+    field: its failed runs' actors were kept until the garbage collector
+    ran). Neither (another Ray): nothing added."""
+    if _StopActorsOnFailure is None:  # pragma: no cover - another Ray
+        return
+    classes = getattr(context, "custom_execution_callback_classes", None)
+    if isinstance(classes, list):
+        if _StopActorsOnFailure not in classes:
+            context.custom_execution_callback_classes = [*classes, _StopActorsOnFailure]
+        return
+    try:
+        from ray.data._internal.execution.execution_callback import (
+            EXECUTION_CALLBACKS_CONFIG_KEY,
+            get_execution_callbacks,
+        )
+    except ImportError:  # pragma: no cover - another Ray
+        return
+    # Ray's own (its issue detector, those of RAY_DATA_EXECUTION_CALLBACKS) kept: the config's
+    # default, which Ray's add_execution_callback would have replaced by ours alone
+    callbacks = list(get_execution_callbacks(context))
+    if not any(isinstance(c, _StopActorsOnFailure) for c in callbacks):
+        context.set_config(EXECUTION_CALLBACKS_CONFIG_KEY, [*callbacks, _StopActorsOnFailure()])
 
 
 try:  # private API of Ray Data (2.5x); without it, a failed run frees its actors when collected, as before
@@ -252,7 +276,9 @@ if _ExecutionCallback is not None:
     class _StopActorsOnFailure(_ExecutionCallback):  # type: ignore[misc,valid-type]
         """An execution callback of :func:`embed_dataset`'s datasets: a run
         that fails (an actor's error, Ctrl-C while iterating) kills the
-        actors of its pools once Ray Data has shut it down. Ray Data's own
+        actors of its pools once Ray Data has shut it down, and so does a
+        run that ends well (Ray Data 2.51 kept those too until the garbage
+        collector ran; 2.60 frees them itself). Ray Data's own
         shutdown after a failure only drops its handles to them, and the
         failed run's traceback holds others in reference cycles: the actors
         kept their CPUs until the garbage collector ran (a next
@@ -271,6 +297,14 @@ if _ExecutionCallback is not None:
             except TypeError:  # pragma: no cover - an executor of another Ray's layout
                 pass
 
+        def on_execution_step(self, executor: Any) -> None:
+            # The pools' actors as the run goes: Ray Data 2.51 releases a finished pool's
+            # actors (drops its handles, its reference cycles keeping them and their CPUs until
+            # the garbage collector runs) before the executor shuts down, which then finds none
+            seen = executor.__dict__.setdefault("_gm_pool_actors", set())
+            seen.update(_pool_actors(executor))
+            executor.__dict__.setdefault("_gm_job", _ray_job())
+
     _KILLING_CLASSES: Dict[type, type] = {}
 
     def _killing_actors_on_failure(cls: type) -> type:
@@ -281,9 +315,15 @@ if _ExecutionCallback is not None:
         if cls not in _KILLING_CLASSES:
 
             def shutdown(self: Any, force: bool, exception: Optional[BaseException] = None) -> None:
-                failed = exception is not None and not isinstance(exception, StopIteration)
-                actors = _pool_actors(self) if failed else []
+                # After a run that succeeded too: Ray Data 2.51 kept those actors (and their CPUs) until the
+                # garbage collector ran, a completed take_all() as much as a failed run; 2.60 frees them itself
+                actors = {*self.__dict__.get("_gm_pool_actors", ()), *_pool_actors(self)}
                 cls.shutdown(self, force=force, exception=exception)  # type: ignore[attr-defined]
+                # Not once Ray has shut down, or for another Ray session's actors: an executor left in reference
+                # cycles is shut down when collected, maybe at exit, and ray.kill then started a new Ray (the
+                # CLI hung at exit) or aborted the process on actors its Ray no longer knew
+                if not actors or self.__dict__.get("_gm_job", _ray_job()) != _ray_job() or _ray_job() is None:
+                    return
                 for actor in actors:
                     try:
                         ray.kill(actor, no_restart=True)
@@ -293,6 +333,15 @@ if _ExecutionCallback is not None:
             _KILLING_CLASSES[cls] = type(cls.__name__, (cls,), {
                 "shutdown": shutdown, "__module__": cls.__module__, "__qualname__": cls.__qualname__})
         return _KILLING_CLASSES[cls]
+
+    def _ray_job() -> Optional[str]:
+        """This process's Ray job, ``None`` where Ray is not running (asked without starting it)."""
+        if not ray.is_initialized():
+            return None
+        try:
+            return str(ray.get_runtime_context().get_job_id())
+        except Exception:  # noqa: BLE001 - shutting down
+            return None
 
     def _pool_actors(executor: Any) -> List[Any]:
         """The actors of the actor pools of ``executor``'s operators, started
