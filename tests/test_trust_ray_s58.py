@@ -122,7 +122,7 @@ def test_a_failed_embedding_run_frees_its_actors_without_the_garbage_collector(q
     and the traceback holds others): a following fixed pool or distributed
     fit waited for them, for good with ``gc.disable()``. Each failed run
     now stops its actors; the dataset still fails with the package's error."""
-    if distributed._StopActorsOnFailure is None:  # Ray Data 2.51 and 2.60 both take execution callbacks
+    if distributed._StopActorsAtEnd is None:  # Ray Data 2.51 and 2.60 both take execution callbacks
         pytest.skip("this Ray Data takes no execution callbacks: its failed runs free their actors when collected, as before")
     x = synthetic(64)["visual"]
     x[40, 3] = np.nan

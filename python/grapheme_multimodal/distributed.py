@@ -233,23 +233,23 @@ def embed_dataset(
     if own is None:  # a Ray without this (private) copy: its wrapped errors, but a working call
         return out
     own.context.raise_original_map_exception = True
-    _add_stop_actors_on_failure(own.context)  # a run that fails frees its actors at once
+    _add_stop_actors_at_end(own.context)  # a run that ends, failed or not, frees its actors at once
     return own
 
 
-def _add_stop_actors_on_failure(context: Any) -> None:
-    """Adds :class:`_StopActorsOnFailure` to ``context``'s execution
+def _add_stop_actors_at_end(context: Any) -> None:
+    """Adds :class:`_StopActorsAtEnd` to ``context``'s execution
     callbacks, once (``ds`` may be one of ours), as this Ray Data takes
     them: classes in ``custom_execution_callback_classes`` (2.60), else
     instances in its ``execution_callbacks`` config (2.51, which has no such
     field: its failed runs' actors were kept until the garbage collector
     ran). Neither (another Ray): nothing added."""
-    if _StopActorsOnFailure is None:  # pragma: no cover - another Ray
+    if _StopActorsAtEnd is None:  # pragma: no cover - another Ray
         return
     classes = getattr(context, "custom_execution_callback_classes", None)
     if isinstance(classes, list):
-        if _StopActorsOnFailure not in classes:
-            context.custom_execution_callback_classes = [*classes, _StopActorsOnFailure]
+        if _StopActorsAtEnd not in classes:
+            context.custom_execution_callback_classes = [*classes, _StopActorsAtEnd]
         return
     try:
         from ray.data._internal.execution.execution_callback import (
@@ -261,8 +261,8 @@ def _add_stop_actors_on_failure(context: Any) -> None:
     # Ray's own (its issue detector, those of RAY_DATA_EXECUTION_CALLBACKS) kept: the config's
     # default, which Ray's add_execution_callback would have replaced by ours alone
     callbacks = list(get_execution_callbacks(context))
-    if not any(isinstance(c, _StopActorsOnFailure) for c in callbacks):
-        context.set_config(EXECUTION_CALLBACKS_CONFIG_KEY, [*callbacks, _StopActorsOnFailure()])
+    if not any(isinstance(c, _StopActorsAtEnd) for c in callbacks):
+        context.set_config(EXECUTION_CALLBACKS_CONFIG_KEY, [*callbacks, _StopActorsAtEnd()])
 
 
 try:  # private API of Ray Data (2.5x); without it, a failed run frees its actors when collected, as before
@@ -273,7 +273,7 @@ except ImportError:  # pragma: no cover - another Ray
 
 if _ExecutionCallback is not None:
 
-    class _StopActorsOnFailure(_ExecutionCallback):  # type: ignore[misc,valid-type]
+    class _StopActorsAtEnd(_ExecutionCallback):  # type: ignore[misc,valid-type]
         """An execution callback of :func:`embed_dataset`'s datasets: a run
         that fails (an actor's error, Ctrl-C while iterating) kills the
         actors of its pools once Ray Data has shut it down, and so does a
@@ -293,7 +293,7 @@ if _ExecutionCallback is not None:
             # executor left unfinished (ds.take(3)) and its actors until the garbage collector ran,
             # and one holding a weak reference lost it before the collector called __del__.
             try:
-                executor.__class__ = _killing_actors_on_failure(type(executor))
+                executor.__class__ = _killing_actors_at_end(type(executor))
             except TypeError:  # pragma: no cover - an executor of another Ray's layout
                 pass
 
@@ -307,9 +307,10 @@ if _ExecutionCallback is not None:
 
     _KILLING_CLASSES: Dict[type, type] = {}
 
-    def _killing_actors_on_failure(cls: type) -> type:
-        """``cls`` (Ray Data's executor) whose shutdown after a failure kills
-        the actors of its pools, under ``cls``'s own name."""
+    def _killing_actors_at_end(cls: type) -> type:
+        """``cls`` (Ray Data's executor) whose shutdown kills the actors of
+        its pools (after a failure, and on Ray Data 2.51 after any run),
+        under ``cls``'s own name."""
         if issubclass(cls, tuple(_KILLING_CLASSES.values())):
             return cls
         if cls not in _KILLING_CLASSES:
@@ -357,7 +358,7 @@ if _ExecutionCallback is not None:
         return found
 
 else:  # pragma: no cover - another Ray
-    _StopActorsOnFailure = None  # type: ignore[assignment,misc]
+    _StopActorsAtEnd = None  # type: ignore[assignment,misc]
 
 
 def _why_not_pickled(err: TypeError) -> str:
