@@ -4,26 +4,17 @@ Ray 2.51 met that users of 2.60 did not. Each test says what was seen before
 the fix; each runs on both Rays."""
 
 import gc
-import time
 
 import numpy as np
 
 from test_fit import small_model, synthetic
 from test_trust_ray_s57 import distributed, ray, ray_test  # Ray imported (or not) as the CI asks
+from test_trust_ray_s58 import _cpus_freed
 
 if distributed is not None:
     import pyarrow as pa  # Ray Data's own dependency
 else:
     pa = None
-
-
-def _cpus_freed(timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while ray.available_resources().get("CPU", 0) < ray.cluster_resources().get("CPU", 0):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.1)
-    return True
 
 
 @ray_test
