@@ -1229,7 +1229,7 @@ def _embeddings32(value: Any, shape: tuple, mask: np.ndarray) -> np.ndarray:
     refused ("row 0 holds NaN", of a slot the mask marks absent), where
     ``inputs`` ignore their absent rows. Zeros kept, not the values given:
     a buffer's file is checked finite throughout when loaded."""
-    return _present_only32(value, "embeddings", shape, mask, mask[:, :, None])
+    return _present_only32(value, "embeddings", shape, mask, pairs=False)
 
 
 def _pair_strengths32(value: Any, n: int, mask: np.ndarray) -> np.ndarray:
@@ -1240,14 +1240,16 @@ def _pair_strengths32(value: Any, n: int, mask: np.ndarray) -> np.ndarray:
     pair of an absent slot was refused ("pair_strengths: row 0 holds NaN")
     after its embeddings there were taken."""
     shape = (n, NUM_MODALITIES, NUM_MODALITIES)
-    return _present_only32(value, "pair_strengths", shape, mask, mask[:, :, None] & mask[:, None, :])
+    return _present_only32(value, "pair_strengths", shape, mask, pairs=True)
 
 
-def _present_only32(value: Any, name: str, shape: tuple, mask: np.ndarray, kept: np.ndarray) -> np.ndarray:
-    """``value`` of ``shape`` as float32, finite where ``kept`` (``mask``
-    broadcast to the field) holds, zeros elsewhere."""
-    if mask.all():  # the common case: nothing absent, no copy of a float32 array
+def _present_only32(value: Any, name: str, shape: tuple, mask: np.ndarray, pairs: bool) -> np.ndarray:
+    """``value`` of ``shape`` as float32, finite where ``mask [n, 7]`` marks
+    the modality present (``pairs``: both modalities of the pair), zeros
+    elsewhere."""
+    if mask.all():  # the common case: nothing absent, no copy of a float32 array (nor a mask made)
         return _float32(value, name, shape)
+    kept = mask[:, :, None] & mask[:, None, :] if pairs else mask[:, :, None]
     arr = as_real_array(value, name)
     if arr.shape != shape:
         raise ShapeError(f"{name}: expected shape {shape}, got {arr.shape}", name)

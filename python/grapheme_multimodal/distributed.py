@@ -303,7 +303,8 @@ if _ExecutionCallback is not None:
             # the garbage collector runs) before the executor shuts down, which then finds none
             seen = executor.__dict__.setdefault("_gm_pool_actors", set())
             seen.update(_pool_actors(executor))
-            executor.__dict__.setdefault("_gm_job", _ray_job())
+            if "_gm_job" not in executor.__dict__:  # once: setdefault asked Ray for the job at every step
+                executor.__dict__["_gm_job"] = _ray_job()
 
     _KILLING_CLASSES: Dict[type, type] = {}
 
