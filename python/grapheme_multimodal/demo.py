@@ -51,19 +51,28 @@ class DemoResult:
     """The table rows ``(measure, ours, anchor, anchor source)``, the
     summary lines below them, and the files written."""
 
-    rows: List[Tuple[str, float, Optional[float], str]] = field(default_factory=list)
+    rows: List[Tuple[str, Optional[float], Optional[float], str]] = field(default_factory=list)
     notes: List[str] = field(default_factory=list)
     files: Dict[str, Path] = field(default_factory=dict)
     seconds: float = 0.0
 
     def table(self) -> str:
-        """The rows as an aligned plain-text table, then the notes."""
-        width = max(len(r[0]) for r in self.rows)
-        lines = [f"{'measure (held-out 400 digits)':<{width}}  {'ours':>6}  {'anchor':>6}  anchor is", "-" * (width + 52)]
+        """The rows as an aligned plain-text table, then the notes; without
+        rows (a result not yet filled in by :func:`run_demo`) the header alone."""
+        header = "measure (held-out 400 digits)"
+        # default: an empty result's table was max()'s bare "iterable argument is empty"
+        width = max((len(r[0]) for r in self.rows), default=len(header))
+        lines = [f"{header:<{width}}  {'ours':>6}  {'anchor':>6}  anchor is", "-" * (width + 52)]
         for name, ours, anchor, source in self.rows:
-            a = f"{anchor:6.3f}" if anchor is not None else "     -"
-            lines.append(f"{name:<{width}}  {ours:6.3f}  {a}  {source}")
+            # ours None: a figure the model lacks (table_rows' binder ROC-AUC of a model without a binder), which
+            # failed with format()'s "unsupported format string passed to NoneType.__format__"
+            lines.append(f"{name:<{width}}  {_figure_cell(ours)}  {_figure_cell(anchor)}  {source}")
         return "\n".join(lines + [""] + self.notes)
+
+
+def _figure_cell(value: Optional[float]) -> str:
+    """A figure of the table, 6 wide: ``-`` for one that is not there."""
+    return "     -" if value is None else f"{value:6.3f}"
 
 
 #: The files :func:`run_demo` writes into its folder. Read-only: a user's

@@ -27,7 +27,7 @@ from ._validation import (
     IntLike, as_positive_int, as_real_array, as_seed, describe, is_int, precision_scope, refuse_beyond_budget, renamed,
     shown_number,
 )
-from .config import _objective_names
+from .config import _objective_names, _positive_int, _widths
 from .evaluation import EnsembleEmbedder, ModelEmbedder, view_modalities
 from .evaluation._embedders import check_views, view_names
 from .exceptions import GraphemeError, InvalidValueError, ShapeError
@@ -66,13 +66,19 @@ RECIPE_OBJECTIVES: Mapping[str, float] = ReadOnlyMapping(
 
 
 def recipe_head(embed_dim: int) -> Tuple[int, ...]:
-    """The recipe's shared head for embeddings of ``embed_dim``: 128 → ``embed_dim``."""
-    return (128, embed_dim)
+    """The recipe's shared head for embeddings of ``embed_dim``: 128 → ``embed_dim``.
+    ``embed_dim`` is checked as the model's config checks it (an int >= 1),
+    its errors naming ``embed_dim``: a head of ``(128, "64")`` was returned,
+    refused only later by the config, as ``shared_head[1]``."""
+    return (128, _positive_int(embed_dim, "embed_dim"))
 
 
-def _has_layers(widths: Any) -> bool:
-    """Whether layer ``widths`` hold a layer (a bare width is the config's to read or refuse)."""
-    return not isinstance(widths, Sequence) or len(widths) > 0
+def _has_layers(widths: Any, name: str) -> bool:
+    """Whether layer ``widths`` hold a layer, after checking them as the
+    model's config does (one int is one layer), errors naming ``name``:
+    anything else (a string, None, a negative width) was answered, and
+    refused only later by the config, or not at all where the answer was used alone."""
+    return len(_widths(widths, name)) > 0
 
 
 def recipe_skip(encoder_hidden: Sequence[int], shared_head: Sequence[int]) -> bool:
@@ -81,7 +87,9 @@ def recipe_skip(encoder_hidden: Sequence[int], shared_head: Sequence[int]) -> bo
     encoders have hidden layers and a shared head follows. The model refuses
     ``encoder_skip`` otherwise, and an encoder without hidden layers asked
     for with the other defaults must not fail on an option nobody set."""
-    return _has_layers(encoder_hidden) and _has_layers(shared_head)
+    hidden = _has_layers(encoder_hidden, "encoder_hidden")
+    head = _has_layers(shared_head, "shared_head")  # checked whatever encoder_hidden holds
+    return hidden and head
 
 
 #: The recipe's dropout after each hidden encoder layer (:func:`recipe_hidden_dropout`).
@@ -95,7 +103,7 @@ def recipe_hidden_dropout(encoder_hidden: Sequence[int]) -> float:
     dropout there is no hidden layer for, and an encoder without hidden
     layers asked for with the other defaults must not fail on an option
     nobody set (as :func:`recipe_skip`). A dropout given is used as given."""
-    return RECIPE_HIDDEN_DROPOUT if _has_layers(encoder_hidden) else 0.0
+    return RECIPE_HIDDEN_DROPOUT if _has_layers(encoder_hidden, "encoder_hidden") else 0.0
 
 
 @dataclass(frozen=True)
@@ -257,6 +265,10 @@ class TrainingSettings:
         # Here, not when train runs: fit named the mistake "objectives", its own
         # argument, which these settings do not have.
         check_weights(self.weights, "weights")
+        if self.weights is not None:
+            # plain floats (checked finite and >= 0 above): a 0-d array or a Decimal was kept as given, so
+            # settings of equal weights compared unequal, would not hash (an array) or json.dump
+            object.__setattr__(self, "weights", FrozenDict({k: float(w) for k, w in self.weights.items()}))
         weight = self.objectives.get("reconstruction", 0.0)
         if self.reconstruction_decoders is False and weight > 0:
             # else train refused it naming fit's `objectives`, an argument these settings do not have

@@ -14,7 +14,9 @@ from typing import Any, ContextManager, Dict, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from .._threadpools import one_blas_thread
-from .._validation import IntLike, as_positive_int, describe, is_iterable, refuse_unpaired_frames, renamed, sorted_names
+from .._validation import (
+    IntLike, as_positive_int, counted, describe, is_iterable, refuse_unpaired_frames, renamed, sorted_names, warn_at_caller,
+)
 from ..datasets import MultipleFeatures, standardize
 from ..exceptions import GraphemeError, InvalidValueError, ShapeError
 from ..metrics import _class_labels, _finite_2d, _labels_1d, _sklearn, cross_view_retrieval, knn_accuracy, linear_probe_accuracy
@@ -252,12 +254,38 @@ def check_split_labels(train: MultipleFeatures, test: MultipleFeatures, *, test_
     if test_only:
         return
     train_y = _labels_1d("train.labels", train.labels, train.n_events, "train's rows")
-    _class_labels(train_y, test_y, at_least=1, names=("train.labels", "test.labels"))
+    train_codes, test_codes = _class_labels(train_y, test_y, at_least=1, names=("train.labels", "test.labels"))
     classes = np.unique(train_y)
     if probe and classes.size < 2:
         raise InvalidValueError(
             f"train.labels: expected at least 2 classes (the linear probe tells them apart), got only {classes.tolist()}",
             "train.labels")
+    _warn_unseen_test_classes(train_codes, test_codes, test_y)
+
+
+#: How many classes absent from training :func:`_warn_unseen_test_classes` lists before "...".
+_SHOWN_CLASSES = 5
+
+
+def _warn_unseen_test_classes(train_codes: np.ndarray, test_codes: np.ndarray, test_y: np.ndarray) -> None:
+    """A ``UserWarning`` at the caller's line when ``test`` holds classes
+    ``train`` lacks: a classifier fitted on ``train`` (the k-NN, the linear
+    probe) never predicts them, so their rows count as wrong in every
+    accuracy, and a split that left a class out of training scored lower
+    (0.0 where no test class was trained) without a word. Scikit-learn's
+    metrics warn where a figure is ill-defined (``UndefinedMetricWarning``);
+    this figure is defined, only misleading, so it is a warning, not an error."""
+    unseen = ~np.isin(test_codes, train_codes)
+    if not unseen.any():
+        return
+    classes = np.unique(test_y[unseen]).tolist()
+    shown = ", ".join(map(repr, classes[:_SHOWN_CLASSES])) + (", ..." if len(classes) > _SHOWN_CLASSES else "")
+    warn_at_caller(
+        f"test.labels: {counted(int(unseen.sum()), 'test row')} of {test_codes.size} "
+        f"{'is' if unseen.sum() == 1 else 'are'} of {counted(len(classes), 'class', 'classes')} absent from train.labels "
+        f"({shown}): the k-NN and linear-probe accuracies count those rows as wrong (a classifier never predicts a "
+        "class it was not trained on); expected a split whose training part holds every test class "
+        "(datasets.train_test_split stratifies)", UserWarning)
 
 
 def standardized_splits(
@@ -296,6 +324,8 @@ def compute_anchors(
     ``multiview``: cca-zoo methods to run (default: :data:`MULTIVIEW_METHODS`
     when cca-zoo is installed, else none; naming one without cca-zoo raises).
     View names that would give two pairs one key are refused (:class:`Anchors`).
+    Test classes that ``train`` lacks are scored with a ``UserWarning``, as
+    by :func:`~grapheme_multimodal.evaluation.evaluate_model`.
     """
     _sklearn("compute_anchors")  # else "No module named 'sklearn.utils'", deep in the label checks
     for name, split in (("train", train), ("test", test)):

@@ -158,7 +158,13 @@ def evaluate_model(
     the neighbours and the probe's training rows). ``seed`` draws the
     binder's negative pairs; ``two_views=False`` skips the 15 two-view fits.
     View names that would give two pairs one key are refused, as by
-    :func:`~grapheme_multimodal.evaluation.compute_anchors`."""
+    :func:`~grapheme_multimodal.evaluation.compute_anchors`.
+
+    Test classes that ``train`` lacks are scored, but with a ``UserWarning``
+    naming them: the k-NN and the linear probe never predict a class they
+    were not trained on, so those rows count as wrong in every accuracy
+    (``fused_knn``, ``fused_probe``, ``two_view_knn``, ``hidden_*``; not the
+    retrieval, which reads the test labels alone)."""
     _sklearn("evaluate_model")  # else "No module named 'sklearn.utils'", deep in the label checks
     for name, split in (("train", train), ("test", test)):
         if not isinstance(split, MultipleFeatures):  # else "'dict' object has no attribute 'views'"
