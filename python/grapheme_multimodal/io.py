@@ -547,8 +547,9 @@ def _unlink_if_ours(s: _Staged) -> None:
 
 def _raise_naming(exc: OSError, path: Path) -> NoReturn:
     """Raises ``exc``, or, when it names no file ("No space left on device"
-    alone), the same error naming ``path``: which of the files failed."""
-    if exc.errno is not None and exc.filename is None:
+    alone), the same error naming ``path``: which of the files failed.
+    Errors of this module that name it already (``path: ...``) are raised as they are."""
+    if exc.errno is not None and exc.filename is None and not str(exc.strerror).startswith("path: "):
         raise OSError(exc.errno, exc.strerror, str(path)) from exc
     raise exc
 
@@ -686,7 +687,11 @@ def _locked_temp_file(directory: Path, path: Path, shown: Path) -> Tuple[int, st
                     f"path: {str(shown)!r} cannot be saved: its folder {str(directory)!r} takes no new files (the system "
                     "answers \"No such file or directory\": a virtual file system, such as /proc?); expected a folder "
                     "on a disk") from None
-            raise OSError(exc.errno, exc.strerror, str(shown)) from None
+            # "path: ..." as the package's other file errors (check_write_target's read-only file among them),
+            # not the OS's bare "[Errno 13] Permission denied: 'm.st'"; the errno kept (PermissionError stays one)
+            remedy = "; expected a folder this user may write" if exc.errno in (errno.EACCES, errno.EPERM) else ""
+            raise type(exc)(exc.errno, f"path: {str(shown)!r} cannot be saved: no file can be created in its folder "
+                                       f"{str(directory)!r} ({exc.strerror}){remedy}") from None
         try:
             if mode is not None:
                 os.chmod(tmp, mode)  # the target's permissions, not the umask's
