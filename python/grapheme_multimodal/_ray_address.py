@@ -179,3 +179,96 @@ def _grpc_reply(conn: socket.socket, preface: bytes, deadline: float, timeout: f
     if not head:
         return ("other", "it closed the connection without a gRPC reply")
     return ("other", f"its reply began {head!r}, not with a gRPC (HTTP/2) frame")
+
+
+def _check_connected_cluster(address: Optional[str], arg: str) -> None:
+    """Refuses ``address`` (given as ``arg``) when this process is already
+    connected to a Ray cluster (``ray.is_initialized()``) that ``address``
+    does not name: Ray joins one cluster per process, and the command
+    line's work ran on the cluster the process was connected to, the
+    address ignored without a word. ``None`` names whatever cluster it is;
+    ``"local"`` one this process started; ``"auto"`` the cluster
+    ``RAY_ADDRESS`` or ``ray start``'s record names, else (neither) one on
+    this machine; ``host:port`` and ``ray://host:port`` that cluster's
+    address (the host by any of its names)."""
+    if address is None:
+        return
+    if not isinstance(address, str):
+        raise TypeError(f"{arg}: expected a Ray cluster address (str), got {type(address).__name__}")
+    joined, started_here, through_client = _connected_cluster()
+    if _names_connected(address, joined, started_here, through_client):
+        return
+    if through_client:
+        where = f"a Ray cluster through Ray Client ({'ray://' + joined if joined else 'address unknown'})"
+    elif started_here:
+        where = f"the local Ray cluster it started (ray.init() without an address; its GCS at {joined})"
+    else:
+        where = f"the Ray cluster at {joined}"
+    raise InvalidValueError(
+        f"{arg}: got {address!r}, but this process is already connected to {where}; expected that cluster's "
+        f"address or no {arg} (a process joins one Ray cluster: call ray.shutdown() first to join another)", arg)
+
+
+def _connected_cluster() -> Tuple[str, bool, bool]:
+    """The cluster this process is connected to: its address (the GCS's
+    ``host:port``; a Ray Client connection's ``host:port``, ``""`` when
+    Ray does not say), whether this process started it, whether through Ray Client."""
+    import ray
+
+    try:
+        from ray.util.client import ray as client
+
+        if client.is_connected():
+            worker = getattr(client.get_context(), "client_worker", None)  # private: should it move, "unknown"
+            return str(getattr(worker, "_conn_str", "") or ""), False, True
+    except Exception:  # Ray Client unavailable (no grpc): not connected through it
+        pass
+    from ray._private import worker  # private: should it move, the node counts as joined, not started here
+
+    node = getattr(worker, "_global_node", None)
+    return ray.get_runtime_context().gcs_address, bool(getattr(node, "head", False)), False
+
+
+def _names_connected(address: str, joined: str, started_here: bool, through_client: bool) -> bool:
+    """Whether ``address`` names the cluster :func:`_connected_cluster` describes."""
+    if address == "local":
+        return started_here
+    if address == "auto":
+        env = os.environ.get("RAY_ADDRESS")
+        recorded = _recorded_cluster()
+        named = env if env and env != "auto" else (recorded[0] if recorded else None)
+        if named is None:  # Ray looks for a cluster on this machine: the one joined, if it is here
+            return not through_client and bool(_addresses(joined.rpartition(":")[0]) & _addresses("localhost"))
+        return named != "auto" and _names_connected(named, joined, started_here, through_client)
+    client = address.startswith("ray://")
+    if client != through_client or not joined:
+        return False
+    return _same_endpoint(address[len("ray://"):] if client else address, joined)
+
+
+def _same_endpoint(given: str, joined: str) -> bool:
+    """Whether the ``host:port`` ``given`` and ``joined`` are one endpoint:
+    the same port, and hosts that resolve to one address (``localhost``,
+    ``127.0.0.1`` and this machine's own IP being one)."""
+    given_host, _, given_port = given.rpartition(":")
+    joined_host, _, joined_port = joined.rpartition(":")
+    return given_port == joined_port and bool(_addresses(given_host) & _addresses(joined_host))
+
+
+def _addresses(host: str) -> "set[str]":
+    """The IP addresses ``host`` stands for; a loopback one stands for this
+    machine's own IP too (where a local Ray cluster listens), as Ray reads it."""
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    found = {host}
+    try:
+        found |= {info[4][0] for info in socket.getaddrinfo(host, None)}
+    except (OSError, UnicodeError):  # a name that does not resolve: itself only
+        pass
+    if any(ip.startswith("127.") or ip == "::1" for ip in found):
+        try:
+            from ray._private.services import get_node_ip_address  # private: should it move, loopback only
+
+            found.add(get_node_ip_address())
+        except Exception:
+            pass
+    return found

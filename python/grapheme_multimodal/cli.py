@@ -1344,15 +1344,17 @@ _EMBED_ARGUMENT_FLAGS = {"num_actors": "--workers", "batch_size": "--batch-size"
 @contextlib.contextmanager
 def _ray_cluster(address: Optional[str]) -> Iterator[None]:
     """Ray for one command: the cluster this process is already connected
-    to, else ``address``, else a new local one (on loopback only), shut
-    down afterwards."""
+    to (refused when ``address`` names another), else ``address``, else a
+    new local one (on loopback only), shut down afterwards."""
     import ray
 
+    from ._ray_address import _check_connected_cluster, _check_ray_address
+
     if ray.is_initialized():
+        # a --ray-address naming another cluster was ignored without a word: the work ran on this one
+        _check_connected_cluster(address, "--ray-address")
         yield
         return
-    from ._ray_address import _check_ray_address
-
     _check_ray_address(address, "--ray-address")  # an address nothing answers at: Ray would retry for many minutes
     if address is None:  # a local cluster: keep every Ray socket on 127.0.0.1
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")

@@ -1643,11 +1643,22 @@ _RAY_START = threading.Lock()
 
 def _ensure_ray() -> None:
     """Starts Ray as Ray itself does on first use (a local cluster, or the
-    one ``RAY_ADDRESS`` names, checked first), once however many threads ask."""
+    one ``RAY_ADDRESS`` names, checked first), once however many threads ask.
+    Ray 2.51's FutureWarning at its first ``ray.init`` ("Tip: In future
+    versions of Ray, Ray will no longer override accelerator visible devices
+    env var ...") is kept from the user, as the command line keeps it: a tip
+    to Ray's users about GPUs, which the library never asks for. Every other
+    warning passes."""
     with _RAY_START:
         if not ray.is_initialized():
             _check_ray_address(None, "address")
-            ray.init()
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=_RAY_ACCELERATOR_TIP, category=FutureWarning)
+                ray.init()
+
+
+#: The start of Ray 2.51's FutureWarning at ``ray.init`` that :func:`_ensure_ray` filters.
+_RAY_ACCELERATOR_TIP = "Tip: In future versions of Ray, Ray will no longer override accelerator"
 
 
 def _load_checkpoint(checkpoint: Any) -> LearnableMultiModal:

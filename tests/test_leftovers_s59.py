@@ -1,0 +1,252 @@
+"""Defects the s58 audit noticed and left (s59): each test says what a user
+saw before the fix and what they see now."""
+
+import decimal
+import errno
+import json
+import os
+import warnings
+
+import numpy as np
+import pytest
+
+import grapheme_multimodal as gm
+from grapheme_multimodal import datasets, evaluation, uci
+from grapheme_multimodal.demo import DemoResult
+from grapheme_multimodal.exceptions import InvalidValueError
+
+try:
+    import ray
+    from grapheme_multimodal import distributed
+except ImportError:  # the tests without Ray still run
+    ray = distributed = None
+
+needs_ray = [pytest.mark.ray, pytest.mark.timeout(120), pytest.mark.usefixtures("ray_session"),
+             pytest.mark.skipif(distributed is None, reason='needs Ray: pip install -e ".[test]"')]
+
+
+def ray_test(f):
+    for mark in reversed(needs_ray):
+        f = mark(f)
+    return f
+
+
+# --- uci: the recipe's helpers and the settings' weights ---------------------
+
+
+@pytest.mark.parametrize("call, arg", [
+    (lambda: uci.recipe_head("64"), "embed_dim"),
+    (lambda: uci.recipe_head(0), "embed_dim"),
+    (lambda: uci.recipe_head(2.5), "embed_dim"),
+    (lambda: uci.recipe_skip("abc", (128, 64)), "encoder_hidden"),
+    (lambda: uci.recipe_skip((), None), "shared_head"),
+    (lambda: uci.recipe_skip((64,), (128, -1)), "shared_head[1]"),
+    (lambda: uci.recipe_hidden_dropout(None), "encoder_hidden"),
+    (lambda: uci.recipe_hidden_dropout((0,)), "encoder_hidden[0]"),
+], ids=["head-str", "head-0", "head-float", "skip-str", "skip-empty-hidden-None-head", "skip-negative",
+        "dropout-None", "dropout-0-width"])
+def test_the_recipe_helpers_refuse_what_the_config_would_naming_the_argument(call, arg) -> None:
+    """Before: ``recipe_head("64")`` returned ``(128, "64")``, ``recipe_skip((), None)``
+    ``False`` and ``recipe_hidden_dropout(None)`` 0.3, refused only later by the
+    model's config (or never, where the answer was used alone). Now the call
+    refuses it, naming the argument as the config does."""
+    with pytest.raises((InvalidValueError, TypeError)) as err:
+        call()
+    assert str(err.value).startswith(f"{arg}: "), str(err.value)
+
+
+def test_the_recipe_helpers_still_answer_for_what_the_config_takes() -> None:
+    """What the config takes (numpy ints, one int as one layer, no layers)
+    is answered as before."""
+    assert uci.recipe_head(np.int64(32)) == (128, 32) and type(uci.recipe_head(np.int64(32))[1]) is int
+    assert uci.recipe_skip((), ()) is False and uci.recipe_skip(64, (128, 32)) is True
+    assert uci.recipe_skip([256], np.array([128, 64])) is True
+    assert uci.recipe_hidden_dropout(()) == 0.0 and uci.recipe_hidden_dropout((256,)) == uci.RECIPE_HIDDEN_DROPOUT
+
+
+def test_settings_weights_given_as_0d_arrays_or_decimals_are_kept_as_floats() -> None:
+    """Before: ``TrainingSettings(weights={"binding": np.array(2.0)})`` kept the
+    array (settings that did not hash, compared unequal to the same weights
+    as floats) and a ``Decimal`` the Decimal (``json.dumps`` failed). Now
+    both are plain floats."""
+    given = uci.TrainingSettings(weights={"contrastive": np.array(1.0), "binding": decimal.Decimal("2"),
+                                          "cross_modal": np.float32(0.5)})
+    floats = uci.TrainingSettings(weights={"contrastive": 1.0, "binding": 2.0, "cross_modal": 0.5})
+    assert all(type(w) is float for w in given.weights.values())
+    assert given == floats and hash(given) == hash(floats)
+    assert json.loads(json.dumps(dict(given.weights))) == {"contrastive": 1.0, "binding": 2.0, "cross_modal": 0.5}
+
+
+@pytest.mark.parametrize("weight", [decimal.Decimal("NaN"), np.array(np.inf), decimal.Decimal("-1")])
+def test_settings_weights_that_are_no_finite_number_at_least_0_are_still_refused(weight) -> None:
+    with pytest.raises(InvalidValueError, match=r"weights\['binding'\]: expected a finite number >= 0"):
+        uci.TrainingSettings(weights={"contrastive": 1.0, "binding": weight})
+
+
+# --- demo: the table of a result ----------------------------------------------
+
+
+def test_the_table_of_an_empty_demo_result_is_its_header() -> None:
+    """Before: ``DemoResult().table()`` raised max()'s bare "max() arg is an
+    empty sequence". Now the header alone (and the notes, if any)."""
+    lines = DemoResult(notes=["a note"]).table().splitlines()
+    assert lines[0].split() == ["measure", "(held-out", "400", "digits)", "ours", "anchor", "anchor", "is"]
+    assert set(lines[1]) == {"-"} and lines[2:] == ["", "a note"]
+
+
+def test_a_figure_the_model_lacks_is_shown_as_a_dash() -> None:
+    """Before: a row whose own figure is ``None`` (the binder ROC-AUC of a
+    model without a binder, as ``table_rows`` makes it) failed with
+    "unsupported format string passed to NoneType.__format__". Now ``-``,
+    as a missing anchor is shown."""
+    table = DemoResult(rows=[("binder ROC-AUC", None, 0.5, "chance"), ("5-NN", 0.25, None, "none")]).table()
+    assert table.splitlines()[2].split() == ["binder", "ROC-AUC", "-", "0.500", "chance"]
+    assert table.splitlines()[3].split() == ["5-NN", "0.250", "-", "none"]
+
+
+# --- evaluation: test classes training never saw -----------------------------
+
+
+class _FirstColumns:
+    """Embeds every view (and the fused views) as its first two columns."""
+
+    def embed_views(self, views):
+        return {v: np.asarray(x)[:, :2] + 1.0 for v, x in views.items()}
+
+    def embed_fused(self, views):
+        return np.asarray(next(iter(views.values())))[:, :2] + 1.0
+
+
+def _split(classes, seed):
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.asarray(classes), 6)
+    views = {v: rng.normal(size=(labels.size, 3)) + labels[:, None] for v in ("a", "b")}
+    return datasets.MultipleFeatures(views=views, labels=labels)
+
+
+def test_evaluate_model_warns_of_test_classes_absent_from_training() -> None:
+    """Before: test rows of classes the training split lacks counted as
+    wrong in every k-NN and probe accuracy (0.0 where no test class was
+    trained), without a word. Now a UserWarning at the caller's line names
+    those classes and rows."""
+    train, test = _split(range(3), 0), _split(range(5), 1)
+    with pytest.warns(UserWarning, match=r"test\.labels: 12 test rows of 30 are of 2 classes absent from train\.labels "
+                                         r"\(3, 4\)") as caught:
+        evaluation.evaluate_model(_FirstColumns(), train, test, two_views=False)
+    assert [w.filename for w in caught] == [__file__]
+
+
+def test_evaluate_model_of_a_split_holding_every_class_does_not_warn() -> None:
+    train, test = _split(range(3), 0), _split([2, 0], 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        evaluation.evaluate_model(_FirstColumns(), train, test, two_views=False)
+
+
+# --- io: a save into a folder the user may not write --------------------------
+
+
+def test_a_save_into_a_folder_the_user_may_not_write_says_path_and_keeps_the_old_file(tmp_path, monkeypatch) -> None:
+    """Before: the OS's bare ``[Errno 13] Permission denied: '.../m.st'``,
+    without the ``path:`` the package's other file errors begin with. Now
+    ``path: '.../m.st' cannot be saved: no file can be created in its
+    folder ...``, still a PermissionError with its errno; the file saved
+    before is kept. (os.open refused: the tests may run as root, whom a
+    read-only folder does not stop.)"""
+    target = tmp_path / "m.st"
+    model = gm.LearnableMultiModal(seed=0)
+    model.save(target)
+    saved = target.read_bytes()
+    real_open = os.open
+
+    def refusing_new_files(path, flags, *args):
+        if flags & os.O_CREAT:
+            raise PermissionError(errno.EACCES, "Permission denied", path)
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(os, "open", refusing_new_files)
+    with pytest.raises(PermissionError) as err:
+        model.save(target)
+    monkeypatch.undo()
+    assert str(err.value) == (
+        f"[Errno 13] path: {str(target)!r} cannot be saved: no file can be created in its folder {str(tmp_path)!r} "
+        "(Permission denied); expected a folder this user may write")
+    assert err.value.errno == errno.EACCES
+    assert target.read_bytes() == saved and os.listdir(tmp_path) == ["m.st"]
+
+
+# --- Ray: the library's own ray.init, and --ray-address when connected --------
+
+
+@pytest.mark.skipif(distributed is None, reason='needs Ray: pip install -e ".[test]"')
+def test_the_librarys_own_ray_init_keeps_ray_2_51s_accelerator_tip_from_the_user(monkeypatch) -> None:
+    """Before: Ray 2.51's FutureWarning at every first ``ray.init`` ("Tip: In
+    future versions of Ray, Ray will no longer override accelerator visible
+    devices env var ...") reached the user of a distributed fit as an
+    ordinary warning, a tip about GPUs the library never asks for (the
+    command line filtered it; the library did not). Now the library's own
+    ``ray.init`` filters exactly that warning; every other passes. (Ray
+    stands in for itself here: the session's is running already.)"""
+    started = []
+
+    def init(*args, **kwargs):
+        warnings.warn("Tip: In future versions of Ray, Ray will no longer override accelerator visible devices env "
+                      "var if num_gpus=0 or num_gpus=None (default).", FutureWarning)
+        warnings.warn("another FutureWarning", FutureWarning)
+        warnings.warn("a warning of Ray's", UserWarning)
+        started.append(True)
+
+    monkeypatch.setattr(distributed.ray, "is_initialized", lambda: bool(started))
+    monkeypatch.setattr(distributed.ray, "init", init)
+    monkeypatch.setattr(distributed, "_check_ray_address", lambda address, arg: None)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        distributed._ensure_ray()
+    assert started == [True]
+    assert [(w.category, str(w.message)) for w in caught] == [
+        (FutureWarning, "another FutureWarning"), (UserWarning, "a warning of Ray's")]
+
+
+def _refused_line(capsys) -> str:
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+@ray_test
+def test_cli_in_a_process_connected_to_ray_refuses_a_ray_address_of_another_cluster(tmp_path, capsys) -> None:
+    """Before: ``grapheme_multimodal.cli.main(["train", ..., "--ray-address",
+    "10.0.0.5:6379"])`` in a program already connected to Ray trained on the
+    cluster it was connected to, the address ignored without a word. Now
+    the command refuses it (exit 2, before any work), naming --ray-address,
+    the address given and the cluster the process is connected to; Ray is
+    left connected as it was."""
+    from conftest import cli_train_args
+    from grapheme_multimodal.cli import main
+    from test_fit import synthetic
+
+    gcs = ray.get_runtime_context().gcs_address
+    port = int(gcs.rpartition(":")[2])
+    checkpoint = tmp_path / "m.safetensors"
+    args = [*cli_train_args(tmp_path, synthetic(40), checkpoint), "--workers", "1"]
+    for address in (f"127.0.0.1:{port + 1 if port < 65535 else port - 1}", f"ray://127.0.0.1:{port}"):
+        assert main([*args, "--ray-address", address]) == 2
+        line = _refused_line(capsys)
+        assert line.startswith(f"grapheme-mm: error: --ray-address: got {address!r}, but this process is already "
+                               f"connected to the local Ray cluster it started (ray.init() without an address; its "
+                               f"GCS at {gcs})"), line
+        assert ray.is_initialized() and not checkpoint.exists()
+
+
+@ray_test
+def test_cli_ray_cluster_proceeds_on_the_connected_cluster_when_the_address_names_it() -> None:
+    """The address of the cluster the process is connected to (by its GCS
+    address, by ``localhost``, or ``local`` for one it started) is that
+    cluster: the command goes on there, and leaves Ray connected."""
+    from grapheme_multimodal.cli import _ray_cluster
+
+    gcs = ray.get_runtime_context().gcs_address
+    for address in (gcs, "localhost:" + gcs.rpartition(":")[2], "local", None):
+        with _ray_cluster(address):
+            assert ray.is_initialized()
+        assert ray.is_initialized()
