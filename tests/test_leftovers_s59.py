@@ -250,3 +250,22 @@ def test_cli_ray_cluster_proceeds_on_the_connected_cluster_when_the_address_name
         with _ray_cluster(address):
             assert ray.is_initialized()
         assert ray.is_initialized()
+
+
+@ray_test
+def test_cli_ray_cluster_reads_auto_as_ray_does_when_connected(monkeypatch) -> None:
+    """``auto`` names the cluster ``RAY_ADDRESS`` names (as ``ray.init("auto")``
+    reads it): the connected one goes on, another is refused naming both."""
+    from grapheme_multimodal.cli import _ray_cluster
+
+    gcs = ray.get_runtime_context().gcs_address
+    monkeypatch.setenv("RAY_ADDRESS", gcs)
+    with _ray_cluster("auto"):
+        assert ray.is_initialized()
+    port = int(gcs.rpartition(":")[2])
+    monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{port + 1 if port < 65535 else port - 1}")
+    with pytest.raises(InvalidValueError, match=rf"^--ray-address: got 'auto', but this process is already connected to "
+                                                rf"the local Ray cluster it started \(.*{gcs}\)") as err:
+        with _ray_cluster("auto"):
+            pytest.fail("ran on the connected cluster")
+    assert err.value.arg == "--ray-address" and ray.is_initialized()
