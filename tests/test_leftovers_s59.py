@@ -77,6 +77,13 @@ def test_settings_weights_given_as_0d_arrays_or_decimals_are_kept_as_floats() ->
     assert json.loads(json.dumps(dict(given.weights))) == {"contrastive": 1.0, "binding": 2.0, "cross_modal": 0.5}
 
 
+def test_settings_weights_named_by_numpy_strings_are_kept_by_plain_names() -> None:
+    """Before: names read from an array stayed numpy's (``{np.str_('contrastive'): 1.0}``
+    in the settings' repr). Now plain ``str``."""
+    settings = uci.TrainingSettings(weights={np.str_("contrastive"): 1.0})
+    assert [type(k) for k in settings.weights] == [str] and "np.str_" not in repr(settings)
+
+
 @pytest.mark.parametrize("weight", [decimal.Decimal("NaN"), np.array(np.inf), decimal.Decimal("-1")])
 def test_settings_weights_that_are_no_finite_number_at_least_0_are_still_refused(weight) -> None:
     with pytest.raises(InvalidValueError, match=r"weights\['binding'\]: expected a finite number >= 0"):
@@ -141,6 +148,27 @@ def test_evaluate_model_of_a_split_holding_every_class_does_not_warn() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         evaluation.evaluate_model(_FirstColumns(), train, test, two_views=False)
+
+
+def _scores_of_no_pairs() -> evaluation.ModelScores:
+    return evaluation.ModelScores(retrieval={}, fused_knn=0.5, fused_probe=0.5, two_view_knn={}, binder_auc=None)
+
+
+def test_the_mean_retrieval_of_scores_without_view_pairs_is_refused_not_nan() -> None:
+    """Before: ``ModelScores(retrieval={}, ...).mean_retrieval(...)`` returned NaN
+    with numpy's "Mean of empty slice". Now an error naming ``retrieval``."""
+    with pytest.raises(InvalidValueError, match=r"^retrieval: holds no view pair, so class_precision_at_1 has no mean"):
+        _scores_of_no_pairs().mean_retrieval("class_precision_at_1")
+
+
+def test_compare_refuses_runs_without_view_pairs_instead_of_nan_figures() -> None:
+    """Before: ``compare`` of runs scoring no view pair returned NaN means
+    (numpy's "Mean of empty slice") and "0 of 0" pairs within tolerance.
+    Now an error naming ``runs[0].retrieval``."""
+    anchors = evaluation.Anchors(cca={}, raw_knn=0.5, raw_probe=0.5, raw_two_view_knn={})
+    with pytest.raises(InvalidValueError, match=r"^runs\[0\]\.retrieval: holds no view pair") as err:
+        evaluation.compare([_scores_of_no_pairs()], anchors)
+    assert err.value.arg == "runs"
 
 
 # --- io: a save into a folder the user may not write --------------------------

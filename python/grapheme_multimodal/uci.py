@@ -267,8 +267,9 @@ class TrainingSettings:
         check_weights(self.weights, "weights")
         if self.weights is not None:
             # plain floats (checked finite and >= 0 above): a 0-d array or a Decimal was kept as given, so
-            # settings of equal weights compared unequal, would not hash (an array) or json.dump
-            object.__setattr__(self, "weights", FrozenDict({k: float(w) for k, w in self.weights.items()}))
+            # settings of equal weights compared unequal, would not hash (an array) or json.dump; names as
+            # plain str (numpy's str showed as np.str_('contrastive'))
+            object.__setattr__(self, "weights", FrozenDict({str.__str__(k): float(w) for k, w in self.weights.items()}))
         weight = self.objectives.get("reconstruction", 0.0)
         if self.reconstruction_decoders is False and weight > 0:
             # else train refused it naming fit's `objectives`, an argument these settings do not have

@@ -49,6 +49,10 @@ def reaches(value: float, bound: float) -> bool:
     return value >= bound - _ROUNDING * max(1.0, abs(value), abs(bound))
 
 
+#: What a ModelScores' retrieval holds, said when it holds no view pair.
+_PAIRS_EXPECTED = "expected the figures of view pairs (evaluate_model scores every ordered pair of at least 2 views)"
+
+
 @dataclass
 class ModelScores:
     """A model's figures on the held-out split (keys as in :class:`Anchors`).
@@ -82,6 +86,8 @@ class ModelScores:
         """Mean of ``metric`` (one of :data:`RETRIEVAL_METRICS`) over the view pairs."""
         if not isinstance(metric, str) or metric not in RETRIEVAL_METRICS:  # else a bare KeyError naming it
             raise InvalidValueError(f"metric: expected one of {list(RETRIEVAL_METRICS)}, got {metric!r}", "metric")
+        if not self.retrieval:  # else NaN, with numpy's "Mean of empty slice"
+            raise InvalidValueError(f"retrieval: holds no view pair, so {metric} has no mean; {_PAIRS_EXPECTED}", "retrieval")
         return float(np.mean([r[metric] for r in self.retrieval.values()]))
 
     def to_dict(self) -> Dict[str, Any]:
@@ -387,6 +393,8 @@ def compare(runs: Sequence[ModelScores], anchors: Anchors, tolerance: FloatLike 
             raise InvalidValueError(
                 f"runs[{i}]: scores view pairs {sorted_names(run.retrieval)} (two-view {sorted_names(run.two_view_knn)}); expected "
                 f"those of runs[0], {sorted_names(runs[0].retrieval)} (two-view {sorted_names(runs[0].two_view_knn)})", f"runs[{i}]")
+    if not runs[0].retrieval:  # else NaN means of no pairs, and "0 of 0" pairs within tolerance
+        raise InvalidValueError(f"runs[0].retrieval: holds no view pair; {_PAIRS_EXPECTED}", "runs")
     if not isinstance(anchors, Anchors):
         raise TypeError(f"anchors: expected Anchors (compute_anchors' result), got {type(anchors).__name__}")
     missing = (sorted_names(set(runs[0].retrieval) - set(anchors.cca))
