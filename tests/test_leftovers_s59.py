@@ -171,6 +171,22 @@ def test_compare_refuses_runs_without_view_pairs_instead_of_nan_figures() -> Non
     assert err.value.arg == "runs"
 
 
+def test_compare_names_a_multiview_anchor_without_the_runs_view_pairs() -> None:
+    """Before: anchors whose ``multiview`` method lacked a view pair of the
+    runs (anchors of other views, or hand-made) failed ``compare`` with a
+    bare ``KeyError: 'a->b'``. Now an error naming ``anchors.multiview['MCCA']``
+    and the pairs it lacks, as for ``anchors.cca``."""
+    figures = {"class_precision_at_1": 0.5, "instance_recall_at_1": 0.5}
+    run = evaluation.ModelScores(retrieval={"a->b": figures}, fused_knn=0.5, fused_probe=0.5, two_view_knn={},
+                                 binder_auc=None)
+    anchors = evaluation.Anchors(cca={"a->b": figures}, raw_knn=0.5, raw_probe=0.5, raw_two_view_knn={},
+                                 multiview={"MCCA": {"b->a": figures}})
+    with pytest.raises(InvalidValueError, match=r"^anchors\.multiview\['MCCA'\]: no figures for the runs' view pairs "
+                                                r"\['a->b'\]") as err:
+        evaluation.compare([run], anchors)
+    assert err.value.arg == "anchors"
+
+
 # --- io: a save into a folder the user may not write --------------------------
 
 

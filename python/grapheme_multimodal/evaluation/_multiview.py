@@ -403,6 +403,11 @@ def compare(runs: Sequence[ModelScores], anchors: Anchors, tolerance: FloatLike 
         raise InvalidValueError(f"anchors: no figures for the runs' view pairs {missing}; expected anchors computed on "
                                 "the same views as the runs", "anchors")
     _refuse_odd_figures(runs, anchors)
+    for method, scores in anchors.multiview.items():  # a bare KeyError naming the first pair a method lacks
+        lacking = sorted_names(set(runs[0].retrieval) - set(scores))
+        if lacking:
+            raise InvalidValueError(f"anchors.multiview[{method!r}]: no figures for the runs' view pairs {lacking}; "
+                                    "expected anchors computed on the same views as the runs", "anchors")
     # NaN compared false with every score: no pair within it, without a word
     tolerance = as_finite_float(tolerance, "tolerance", lambda t: t >= 0, "a finite number >= 0")
     pairs = list(runs[0].retrieval)
