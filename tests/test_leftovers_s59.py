@@ -196,7 +196,7 @@ def test_a_save_into_a_folder_the_user_may_not_write_says_path_and_keeps_the_old
     ``path: '.../m.st' cannot be saved: no file can be created in its
     folder ...``, still a PermissionError with its errno; the file saved
     before is kept. (os.open refused: the tests may run as root, whom a
-    read-only folder does not stop.)"""
+    read-only folder or file does not stop.)"""
     target = tmp_path / "m.st"
     model = gm.LearnableMultiModal(seed=0)
     model.save(target)
@@ -213,10 +213,61 @@ def test_a_save_into_a_folder_the_user_may_not_write_says_path_and_keeps_the_old
         model.save(target)
     monkeypatch.undo()
     assert str(err.value) == (
-        f"[Errno 13] path: {str(target)!r} cannot be saved: no file can be created in its folder {str(tmp_path)!r} "
+        f"path: {str(target)!r} cannot be saved: no file can be created in its folder {str(tmp_path)!r} "
         "(Permission denied); expected a folder this user may write")
     assert err.value.errno == errno.EACCES
     assert target.read_bytes() == saved and os.listdir(tmp_path) == ["m.st"]
+
+
+def _refusing_to_open(monkeypatch, suffix: str, flag: int) -> None:
+    """os.open raises the OS's PermissionError for names ending in ``suffix``
+    opened with ``flag`` set (os.O_CREAT: a folder that takes no new file),
+    or without it (0: a file that may not be read)."""
+    real_open = os.open
+
+    def refusing(path, flags, *args):
+        if os.fspath(path).endswith(suffix) and bool(flags & os.O_CREAT) == bool(flag):
+            raise PermissionError(errno.EACCES, "Permission denied", os.fspath(path))
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(os, "open", refusing)
+
+
+@pytest.mark.parametrize("load", [gm.LearnableMultiModal.load, gm.load_models], ids=["load", "load_models"])
+def test_a_checkpoint_the_user_may_not_read_says_path(tmp_path, monkeypatch, load) -> None:
+    """Before: loading a file the user may not read raised the OS's bare
+    ``[Errno 13] Permission denied: '.../m.st'``. Now ``path: '.../m.st'
+    cannot be read (Permission denied); ...``, a PermissionError with its
+    errno, as the package's other file errors."""
+    target = tmp_path / "m.st"
+    gm.LearnableMultiModal(seed=0).save(target)
+    _refusing_to_open(monkeypatch, "m.st", 0)
+    with pytest.raises(PermissionError) as err:
+        load(target)
+    assert str(err.value) == (f"path: {str(target)!r} cannot be read (Permission denied); expected a file this "
+                              "user may read")
+    assert err.value.errno == errno.EACCES
+
+
+def test_cli_names_the_argument_of_a_file_it_may_not_read_or_replace(tmp_path, monkeypatch, capsys) -> None:
+    """Before: ``grapheme-mm info m.st`` of a file it may not read said
+    "m.st: Permission denied", and ``train -o m.st --overwrite`` over a
+    read-only file "[Errno 13] --output: 'm.st' is read-only; ...", the
+    errno's number before the flag. Now each names its argument first:
+    "checkpoint: ... cannot be read", "--output: ... is read-only"."""
+    from conftest import cli_train_args
+    from grapheme_multimodal.cli import main
+    from test_fit import synthetic
+
+    target = tmp_path / "m.st"
+    gm.LearnableMultiModal(seed=0).save(target)
+    os.chmod(target, 0o444)  # read-only to everyone (root too: the save checks the mode bits)
+    assert main(cli_train_args(tmp_path, synthetic(40), target)) == 2
+    assert _refused_line(capsys).startswith(f"grapheme-mm: error: --output: {str(target)!r} is read-only; ")
+    _refusing_to_open(monkeypatch, "m.st", 0)
+    assert main(["info", str(target)]) == 2
+    assert _refused_line(capsys) == (f"grapheme-mm: error: checkpoint: {str(target)!r} cannot be read (Permission "
+                                     "denied); expected a file this user may read")
 
 
 # --- Ray: the library's own ray.init, and --ray-address when connected --------

@@ -680,7 +680,7 @@ def test_a_folder_that_refuses_new_files_names_the_target_not_the_temporary_file
     target = tmp_path / "m.st"
     with pytest.raises(PermissionError) as error:
         small_trained().save(target)
-    assert error.value.errno == 13 and str(error.value).startswith(f"[Errno 13] path: {str(target)!r} cannot be saved")
+    assert error.value.errno == 13 and str(error.value).startswith(f"path: {str(target)!r} cannot be saved")
 
 
 @pytest.mark.parametrize("value", [10**400, -(10**309)], ids=["1e400", "-1e309"])

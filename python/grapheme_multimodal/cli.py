@@ -1643,7 +1643,7 @@ def _load_checkpoint(path: Path) -> List[LearnableMultiModal]:
     command line has none of."""
     try:
         return load_models(path)
-    except (GraphemeError, TypeError, FileNotFoundError) as err:
+    except (GraphemeError, TypeError, FileNotFoundError, PermissionError) as err:
         raise renamed(err, {"path": "checkpoint"}) from None
 
 

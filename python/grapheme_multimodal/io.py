@@ -549,9 +549,22 @@ def _raise_naming(exc: OSError, path: Path) -> NoReturn:
     """Raises ``exc``, or, when it names no file ("No space left on device"
     alone), the same error naming ``path``: which of the files failed.
     Errors of this module that name it already (``path: ...``) are raised as they are."""
-    if exc.errno is not None and exc.filename is None and not str(exc.strerror).startswith("path: "):
+    if exc.errno is not None and exc.filename is None and not str(exc).startswith("path: "):
         raise OSError(exc.errno, exc.strerror, str(path)) from exc
     raise exc
+
+
+def named_os_error(errno_: Optional[int], message: str) -> OSError:
+    """The OSError subclass of ``errno_`` (``PermissionError`` for EACCES)
+    saying ``message`` (``"path: 'm.st' ..."``) and nothing before it, with
+    its ``errno`` set: made as ``PermissionError(13, message)``, its text
+    began "[Errno 13] ", so the command line printed that before the
+    argument's name, and :func:`~._validation.renamed` (which renames an
+    error whose text begins with the argument's name) could not name its flag."""
+    error = OSError(errno_, message)  # the errno's subclass, as the OS's own errors
+    named = type(error)(message)
+    named.errno = errno_
+    return named
 
 
 @contextlib.contextmanager
@@ -633,8 +646,8 @@ def check_write_target(path: PathLike, arg: str = "path") -> Path:
         raise FileExistsError(f"{arg}: {str(path)!r} is {kind}, not a regular file; expected a file name to write")
     if kind is None and (not os.access(path, os.W_OK) or not stat.S_IMODE(os.stat(path).st_mode) & 0o222):
         # the rename would replace a file its owner made read-only (even as root, where os.access says yes)
-        raise PermissionError(errno.EACCES, f"{arg}: {str(path)!r} is read-only; expected a file that may be replaced "
-                              "(make it writable, or save under another name)")
+        raise named_os_error(errno.EACCES, f"{arg}: {str(path)!r} is read-only; expected a file that may be replaced "
+                                           "(make it writable, or save under another name)")
     return directory
 
 
@@ -690,8 +703,8 @@ def _locked_temp_file(directory: Path, path: Path, shown: Path) -> Tuple[int, st
             # "path: ..." as the package's other file errors (check_write_target's read-only file among them),
             # not the OS's bare "[Errno 13] Permission denied: 'm.st'"; the errno kept (PermissionError stays one)
             remedy = "; expected a folder this user may write" if exc.errno in (errno.EACCES, errno.EPERM) else ""
-            raise type(exc)(exc.errno, f"path: {str(shown)!r} cannot be saved: no file can be created in its folder "
-                                       f"{str(directory)!r} ({exc.strerror}){remedy}") from None
+            raise named_os_error(exc.errno, f"path: {str(shown)!r} cannot be saved: no file can be created in its "
+                                            f"folder {str(directory)!r} ({exc.strerror}){remedy}") from None
         try:
             if mode is not None:
                 os.chmod(tmp, mode)  # the target's permissions, not the umask's
@@ -1062,6 +1075,9 @@ def read_tagged_safetensors(
                 if sums is not None and sums[name] != _tensor_crc(name, arr):
                     raise CheckpointError(f"{where} is corrupt: tensor {name!r} does not match its checksum", "path")
                 tensors[name] = arr
+    except PermissionError as exc:  # the OS's bare "[Errno 13] Permission denied: 'm.st'", as a save's was
+        raise named_os_error(exc.errno, f"{where} cannot be read ({exc.strerror}); expected a file this user may "
+                                        "read") from None
     except TooLargeError:
         raise
     except MemoryError:
