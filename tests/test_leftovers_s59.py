@@ -64,6 +64,22 @@ def test_the_recipe_helpers_still_answer_for_what_the_config_takes() -> None:
     assert uci.recipe_hidden_dropout(()) == 0.0 and uci.recipe_hidden_dropout((256,)) == uci.RECIPE_HIDDEN_DROPOUT
 
 
+@pytest.mark.parametrize("flags, said", [
+    (["--embed-dim", str(2**40)], "--embed-dim: got 1099511627776; expected at most "),
+    (["--encoder-hidden", str(2**40)], "--encoder-hidden[0]: got 1099511627776; expected at most "),
+    (["--shared-head", f"{2**40},8"], "--shared-head[0]: got 1099511627776; expected at most "),
+], ids=["embed-dim", "encoder-hidden", "shared-head"])
+def test_cli_widths_the_recipe_helpers_refuse_are_named_by_their_flags(tmp_path, capsys, flags, said) -> None:
+    """The recipe's helpers now check the widths they are given: the command
+    line's refusals still name its flags, not the helpers' arguments."""
+    from conftest import cli_train_args
+    from grapheme_multimodal.cli import main
+    from test_fit import synthetic
+
+    assert main([*cli_train_args(tmp_path, synthetic(40), tmp_path / "m.st"), *flags]) == 2
+    assert _refused_line(capsys).startswith(f"grapheme-mm: error: {said}")
+
+
 def test_settings_weights_given_as_0d_arrays_or_decimals_are_kept_as_floats() -> None:
     """Before: ``TrainingSettings(weights={"binding": np.array(2.0)})`` kept the
     array (settings that did not hash, compared unequal to the same weights

@@ -1016,10 +1016,11 @@ def _train(args: argparse.Namespace) -> int:
         raise renamed(err, {"dim": "--wl-dim"}) from None
     inputs = {f.modality: (featurizer(f.values) if f.is_text else f.values) for f in files}
     embed_dim = _positive(args.embed_dim, "--embed-dim")
-    with _named_by_flags():  # recipe_head refuses an --embed-dim beyond the model's widths as embed_dim
+    # the recipe's helpers refuse widths beyond the model's as the config does, by its names (embed_dim, shared_head[0])
+    with _named_by_flags():
         head = recipe_head(embed_dim) if args.shared_head is None else _widths(args.shared_head, "--shared-head")
-    encoder_hidden = _widths(args.encoder_hidden, "--encoder-hidden")
-    encoder_skip = recipe_skip(encoder_hidden, head) if args.encoder_skip is None else args.encoder_skip
+        encoder_hidden = _widths(args.encoder_hidden, "--encoder-hidden")
+        encoder_skip = recipe_skip(encoder_hidden, head) if args.encoder_skip is None else args.encoder_skip
     encoder_output_dim = args.encoder_output_dim
     if encoder_output_dim is None and head:
         encoder_output_dim = _RECIPE.encoder_output_dim
