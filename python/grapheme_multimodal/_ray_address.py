@@ -239,7 +239,7 @@ def _names_connected(address: str, joined: str, started_here: bool, through_clie
         named = env if env and env != "auto" else (recorded[0] if recorded else None)
         if named is None:  # Ray looks for a cluster on this machine: the one joined, if it is here
             return not through_client and bool(_addresses(joined.rpartition(":")[0]) & _addresses("localhost"))
-        return named != "auto" and _names_connected(named, joined, started_here, through_client)
+        return _names_connected(named, joined, started_here, through_client)
     client = address.startswith("ray://")
     if client != through_client or not joined:
         return False
@@ -252,7 +252,9 @@ def _same_endpoint(given: str, joined: str) -> bool:
     ``127.0.0.1`` and this machine's own IP being one)."""
     given_host, _, given_port = given.rpartition(":")
     joined_host, _, joined_port = joined.rpartition(":")
-    return given_port == joined_port and bool(_addresses(given_host) & _addresses(joined_host))
+    if given_port != joined_port:  # first: no name is looked up for another port (a lookup has no timeout)
+        return False
+    return given_host == joined_host or bool(_addresses(given_host) & _addresses(joined_host))
 
 
 def _addresses(host: str) -> "set[str]":
