@@ -555,12 +555,12 @@ def _raise_naming(exc: OSError, path: Path) -> NoReturn:
 
 
 def named_os_error(errno_: Optional[int], message: str) -> OSError:
-    """The OSError subclass of ``errno_`` (``PermissionError`` for EACCES)
-    saying ``message`` (``"path: 'm.st' ..."``) and nothing before it, with
-    its ``errno`` set: made as ``PermissionError(13, message)``, its text
-    began "[Errno 13] ", so the command line printed that before the
-    argument's name, and :func:`~._validation.renamed` (which renames an
-    error whose text begins with the argument's name) could not name its flag."""
+    """An OSError of ``errno_``'s subclass (``PermissionError`` for EACCES)
+    whose text is ``message`` alone (``"path: 'm.st' ..."``), its ``errno``
+    set. Made as ``PermissionError(13, message)``, the text began
+    "[Errno 13] ": the command line printed that before the argument's
+    name, and :func:`~._validation.renamed` (which renames an error whose
+    text begins with an argument's name) could not give it the flag's."""
     error = OSError(errno_, message)  # the errno's subclass, as the OS's own errors
     named = type(error)(message)
     named.errno = errno_

@@ -280,9 +280,10 @@ def _warn_unseen_test_classes(train_codes: np.ndarray, test_codes: np.ndarray, t
         return
     classes = np.unique(test_y[unseen]).tolist()
     shown = ", ".join(map(repr, classes[:_SHOWN_CLASSES])) + (", ..." if len(classes) > _SHOWN_CLASSES else "")
+    rows = int(unseen.sum())
     warn_at_caller(
-        f"test.labels: {counted(int(unseen.sum()), 'test row')} of {test_codes.size} "
-        f"{'is' if unseen.sum() == 1 else 'are'} of {counted(len(classes), 'class', 'classes')} absent from train.labels "
+        f"test.labels: {counted(rows, 'test row')} of {test_codes.size} {'is' if rows == 1 else 'are'} of "
+        f"{counted(len(classes), 'class', 'classes')} absent from train.labels "
         f"({shown}): the k-NN and linear-probe accuracies count those rows as wrong (a classifier never predicts a "
         "class it was not trained on); expected a split whose training part holds every test class "
         "(datasets.train_test_split stratifies)", UserWarning)
