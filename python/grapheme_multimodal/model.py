@@ -815,9 +815,11 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
     @writes_leaving_weights
     def fit_normalization(self, inputs: Inputs, mask: Any = None) -> None:
         """Learns each given modality's mean and std from the rows marked
-        present (like scikit-learn's ``StandardScaler``; a constant column, one
-        whose std is 0 or below ``MIN_STD`` = 1.18e-38, gets std 1; a column of
-        tiny but varying values, say 1e-30, is standardised like any other) and
+        present (like scikit-learn's ``StandardScaler``; a constant column
+        gets std 1; a column of tiny but varying values, say 1e-30, is
+        standardised like any other, and one whose values vary by a std below
+        ``MIN_STD`` = 1.18e-38, which float32 cannot divide by, is refused
+        with an :class:`InvalidValueError` naming it) and
         applies them from now on. The statistics are those of the float32
         rows the model reads: a float64 column whose variation float32
         cannot hold (``1e6 + 1e-3 * x``, Unix timestamps seconds apart) gets a
@@ -836,18 +838,18 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         self._learn_normalization(inputs, mask, refuse_unfed=True)
 
     @writes_leaving_weights
-    def _fit_normalization_of_given(self, inputs: Inputs, mask: Any) -> None:
+    def _fit_normalization_of_given(self, inputs: Inputs, mask: Any, arg: str = "inputs") -> None:
         """:meth:`fit_normalization` for training's own data: ``mask`` is the
         whole data's, ``inputs`` hold only the modalities still to learn (the
         others ``None``, though ``mask`` marks them present), so a present
         modality without an array is passed over, where the public method
-        refuses it as the caller's mistake."""
-        self._learn_normalization(inputs, mask, refuse_unfed=False)
+        refuses it as the caller's mistake. Errors name ``arg`` (``fit``'s ``data``)."""
+        self._learn_normalization(inputs, mask, refuse_unfed=False, arg=arg)
 
-    def _learn_normalization(self, inputs: Inputs, mask: Any, refuse_unfed: bool) -> None:
+    def _learn_normalization(self, inputs: Inputs, mask: Any, refuse_unfed: bool, arg: str = "inputs") -> None:
         """The two methods' work; ``refuse_unfed``: refuse a modality ``mask``
         marks present without an array in ``inputs``."""
-        arrays, mask_arr = self.prepare_inputs(inputs, mask, for_training=True)
+        arrays, mask_arr = self.prepare_inputs(inputs, mask, arg=arg, for_training=True)
         if refuse_unfed:  # else that modality stayed unstandardised without a word, and only encode refused the mask
             for m, a in enumerate(arrays):
                 if a is None and mask_arr[:, m].any():  # encode's words (rust/core/src/batch.rs)
@@ -868,9 +870,10 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
             if not (np.isfinite(mean).all() and np.isfinite(std).all()):  # float32 rows square finitely in float64
                 row = int(np.flatnonzero(present)[np.flatnonzero(~np.isfinite(rows).all(axis=1))[0]])
                 raise NonFiniteError(
-                    f"inputs[{_name(m)!r}]: contains a non-finite value (NaN or inf) at row {row} (a row marked present); "
-                    "expected finite numbers", f"inputs[{_name(m)!r}]",
+                    f"{arg}[{_name(m)!r}]: contains a non-finite value (NaN or inf) at row {row} (a row marked present); "
+                    "expected finite numbers", f"{arg}[{_name(m)!r}]",
                 )
+            _refuse_spread_below_float32(rows, std, f"{arg}[{_name(m)!r}]")
             learned.append((m, mean, np.where(std >= _core.MIN_STD, std, 1.0)))
         if not learned and not mask_arr.any():  # as rows of none: it learned nothing and said nothing
             if mask is None:  # no mask given: only None rows of graph lists leave every row absent
@@ -1511,6 +1514,20 @@ def _refuse_subnormal_columns(arrays: Sequence[Optional[np.ndarray]], mask: np.n
     for m, a in enumerate(arrays):
         if a is not None:
             refuse_float32_underflow_columns(a, f"{arg}[{_name(m)!r}]", mask[:, m])
+
+
+def _refuse_spread_below_float32(rows: np.ndarray, std: np.ndarray, name: str) -> None:
+    """Refuses a column of ``rows`` whose values differ but whose std is
+    below ``MIN_STD`` (values of about 1e-38): standardised, it would get the
+    constant column's std 1 and reach the model as a constant, so the view
+    trained without it, without a word. Read only for such columns (rare)."""
+    for c in np.flatnonzero((std > 0) & (std < _core.MIN_STD)):
+        column = rows[:, c]
+        if column.max() > column.min():  # else a constant column, its std only the float64 mean's rounding
+            raise InvalidValueError(
+                f"{name}: column {int(c)}'s values vary, but by a standard deviation below float32's smallest normal "
+                f"number ({_core.MIN_STD:.3g}): standardised, the column would be taken for a constant one (std 1) and "
+                "ignored; expected the data rescaled (e.g. multiplied by a power of ten) before it is given", name)
 
 
 def _name(m: int) -> str:

@@ -848,7 +848,8 @@ class _ArrayDataset(_Dataset):
         return Batch(inputs=[None if a is None else a.take(rows, axis=0) for a in self.arrays], mask=mask)
 
     def fit_normalization(self, model: "LearnableMultiModal", modalities: Sequence[int]) -> None:
-        model._fit_normalization_of_given([a if m in modalities else None for m, a in enumerate(self.arrays)], self.mask)
+        model._fit_normalization_of_given(
+            [a if m in modalities else None for m, a in enumerate(self.arrays)], self.mask, arg=self.name)
 
     def inputs_of(self, m: int) -> Optional["tuple[np.ndarray, Optional[np.ndarray]]"]:
         x, present = self.arrays[m], self.mask[:, m]

@@ -1,0 +1,82 @@
+"""Numerically hostile but legal input (session 59): values at the edges
+of float32 must give a clear error naming the argument, or the right
+answer; never a silent wrong one."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+import grapheme_multimodal as gm
+
+SMALL_MODEL = dict(embed_dim=8, hidden_dim=8, num_heads=2, seed=0)
+DIMS = {"visual": 4, "auditory": 3}
+
+
+def _state(model: gm.LearnableMultiModal) -> dict:
+    return {k: v.copy() for k, v in model.state_dict().items()}
+
+
+def _same_state(model: gm.LearnableMultiModal, before: dict) -> bool:
+    after = model.state_dict()
+    return after.keys() == before.keys() and all(np.array_equal(after[k], v) for k, v in before.items())
+
+
+def _data_with_tiny_spread(n: int = 40) -> dict:
+    rng = np.random.default_rng(0)
+    data = {"visual": rng.normal(size=(n, 4)), "auditory": rng.normal(size=(n, 3))}
+    data["visual"][:, 0] = rng.uniform(1.2e-38, 3e-38, size=n)  # normal float32 values, std ~5e-39
+    return data
+
+
+def test_a_column_varying_below_float32_s_smallest_std_is_refused_not_ignored() -> None:
+    """A column of values 1.2e-38..3e-38 (each a normal float32) has a std
+    of ~5e-39, below float32's smallest normal number: ``fit`` gave it the
+    constant column's std 1, so it reached the model as a constant and the
+    view trained without it, without a word (shuffling the column changed
+    no embedding). Now refused, naming the column as each caller names the
+    data, and the model is left as it was."""
+    data = _data_with_tiny_spread()
+    model = gm.LearnableMultiModal(input_dims=DIMS, **SMALL_MODEL)
+    before = _state(model)
+    with pytest.raises(gm.InvalidValueError, match=r"^data\['visual'\]: column 0's values vary, but by a standard "
+                       r"deviation below float32's smallest normal number") as err:
+        model.fit(data, epochs=1, progress=False)
+    assert err.value.arg == "data['visual']"
+    assert _same_state(model, before) and model.epochs_trained == 0 and model.normalization("visual") is None
+    with pytest.raises(gm.InvalidValueError, match=r"^inputs\['visual'\]: column 0's values vary") as err:
+        model.fit_normalization(data)
+    assert err.value.arg == "inputs['visual']" and model.normalization("visual") is None
+
+
+def test_the_estimator_names_the_view_of_a_column_varying_below_float32_s_smallest_std() -> None:
+    """The same column in ``MultimodalEmbedder.fit``: its view was trained
+    without it, without a word; now refused naming ``Xs[1]``."""
+    pytest.importorskip("sklearn")
+    from grapheme_multimodal.sklearn import MultimodalEmbedder
+
+    data = _data_with_tiny_spread()
+    with pytest.raises(gm.InvalidValueError, match=r"^Xs\[1\]: column 0's values vary") as err:
+        MultimodalEmbedder(epochs=1, patience=0, embed_dim=8, hidden_dim=8, num_heads=2).fit(
+            [data["auditory"], data["visual"]])
+    assert err.value.arg == "Xs[1]"
+
+
+@pytest.mark.parametrize("value", [1.5e-38, 1e-25, 3e-20])
+def test_a_constant_tiny_column_and_a_varying_1e_30_column_are_standardised_as_before(value: float) -> None:
+    """Not refused: a column constant in float32 (its float64 std only the
+    mean's rounding) gets std 1, and tiny values that vary by a normal std
+    are standardised like any other column."""
+    data = _data_with_tiny_spread()
+    data["visual"][:, 0] = value
+    model = gm.LearnableMultiModal(input_dims=DIMS, **SMALL_MODEL)
+    model.fit_normalization(data)
+    assert model.normalization("visual")[1][0] == 1.0
+    data["visual"][:, 0] = np.random.default_rng(1).uniform(1e-30, 3e-30, size=len(data["visual"]))
+    model.fit_normalization(data)
+    std = model.normalization("visual")[1][0]
+    assert 1e-31 < std < 1e-30
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the column's float64 precision: warned of elsewhere
+        model.fit(data, epochs=1, progress=False)
+    assert np.isfinite(model.encode(data)).all()
