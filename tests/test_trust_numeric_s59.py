@@ -80,3 +80,37 @@ def test_a_constant_tiny_column_and_a_varying_1e_30_column_are_standardised_as_b
         warnings.simplefilter("ignore")  # the column's float64 precision: warned of elsewhere
         model.fit(data, epochs=1, progress=False)
     assert np.isfinite(model.encode(data)).all()
+
+
+@pytest.mark.parametrize("split", [dict(validation_fraction=0.2), dict(validation_fraction=0.2, cv_folds=3),
+                                   dict(validation_fraction=0.0)])
+def test_fit_with_stopping_names_its_own_argument_for_a_column_varying_below_float32_s_smallest_std(split) -> None:
+    """Refused by the fit of a held-out slice or of a fold, the column was
+    named ``data['visual']``, an argument fit_with_stopping has not; now
+    ``inputs['visual']`` whichever way it splits."""
+    from grapheme_multimodal.stopping import fit_with_stopping
+
+    model = gm.LearnableMultiModal(input_dims=DIMS, **SMALL_MODEL)
+    with pytest.raises(gm.InvalidValueError, match=r"^inputs\['visual'\]: column 0's values vary") as err:
+        fit_with_stopping(model, _data_with_tiny_spread(), epochs=2, patience=1, monitor="val_total", progress=False,
+                          **split)
+    assert err.value.arg == "inputs['visual']" and model.epochs_trained == 0
+
+
+def test_the_command_line_names_the_file_of_a_column_varying_below_float32_s_smallest_std(tmp_path, capsys,
+                                                                                           monkeypatch) -> None:
+    """``grapheme-mm train`` trained on, ignoring the column without a word;
+    now it refuses it by the modality's file."""
+    from grapheme_multimodal.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    data = _data_with_tiny_spread()
+    np.savetxt("v.csv", data["visual"], delimiter=",")
+    np.savetxt("a.csv", data["auditory"], delimiter=",")
+    argv = ["train", "-m", "visual=v.csv", "-m", "auditory=a.csv", "--epochs", "2", "--embed-dim", "8", "--hidden-dim",
+            "8", "--heads", "2", "--no-progress", "-o", "m.safetensors"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("grapheme-mm: error: visual (v.csv): column 0's values vary, but by a standard deviation "
+                          "below float32's smallest normal number"), err
+    assert not (tmp_path / "m.safetensors").exists()

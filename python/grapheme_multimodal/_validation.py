@@ -758,6 +758,9 @@ def _pandas_numeric(x: Any) -> bool:
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 #: float32's smallest normal number: below it a value loses precision or becomes 0.
 FLOAT32_TINY = float(np.finfo(np.float32).tiny)
+#: The words of the model's refusal of a column whose values vary by a std below FLOAT32_TINY: a slice's or
+#: fold's fit names its rows ``data``, which fit_with_stopping renames as its own argument by them.
+SPREAD_BELOW_FLOAT32 = "values vary, but by a standard deviation below float32's smallest normal number"
 
 
 def memory_budget() -> int:

@@ -26,8 +26,8 @@ import numpy as np
 from ._locking import calling_metric, fitting, refuse_in_fit, uninterrupted
 from ._core import MODALITY_NAMES
 from ._validation import (
-    INPUTS_MASKED_REMEDY, FloatLike, IntLike, as_real_array, counted, describe, frame_columns, precision_checked, precision_scoped,
-    refuse_beyond_budget, refuse_reordered_fitted_names, renamed, warn_at_caller,
+    INPUTS_MASKED_REMEDY, SPREAD_BELOW_FLOAT32, FloatLike, IntLike, as_real_array, counted, describe, frame_columns,
+    precision_checked, precision_scoped, refuse_beyond_budget, refuse_reordered_fitted_names, renamed, warn_at_caller,
 )
 from .exceptions import EarlyStoppingSkippedWarning, GraphemeError, InvalidValueError, NonFiniteError, ShapeError
 from .graph import is_graph_list, refuse_stray_graphs
@@ -325,6 +325,8 @@ def fit_with_stopping(
                         model._input_columns = known
                 if isinstance(err, NonFiniteError):  # a row whose encoding overflowed, named as the slice's
                     raise overflow_in_user_rows(err, {"data": fit_rows, "validation": val_rows}, "inputs") from None
+                if _column_as_inputs(err) is not err:
+                    raise _column_as_inputs(err) from None
                 raise
         return history
     # the k folds train copies of the model, all held at once: past memory, copying them aborted the process
@@ -532,6 +534,15 @@ def _fold_rows(n: int, k: int, seed: int) -> List[np.ndarray]:
     return [np.sort(held) for held in np.array_split(np.random.default_rng(seed).permutation(n), k)]
 
 
+def _column_as_inputs(err: BaseException) -> BaseException:
+    """``err`` refusing a column of a slice's or fold's ``data['m']`` whose
+    values vary by a std float32 cannot divide by, named as this function's
+    ``inputs['m']`` (the column is the caller's); else ``err``."""
+    if isinstance(err, InvalidValueError) and err.arg in _AS_INPUTS and SPREAD_BELOW_FLOAT32 in str(err):
+        return renamed(err, _AS_INPUTS)
+    return err
+
+
 def _refuse_splits_standardising_to_zero(
     model: "LearnableMultiModal", data: Any, n: int, k: int, held_out: Sequence[np.ndarray]
 ) -> None:
@@ -627,6 +638,10 @@ def _cv_epochs(
                                        monitor=monitor, **options)
             except NonFiniteError as err:  # a row whose encoding overflowed, named as the fold's
                 raise overflow_in_user_rows(err, rows_of, "inputs") from None
+            except InvalidValueError as err:
+                if _column_as_inputs(err) is not err:
+                    raise _column_as_inputs(err) from None
+                raise
             values.append(history.epochs[-1][monitor])
         curve.append(float(np.mean(values)))
         better = curve[-1] < curve[best_epoch - 1] if mode == "min" else curve[-1] > curve[best_epoch - 1]
