@@ -114,3 +114,31 @@ def test_the_command_line_names_the_file_of_a_column_varying_below_float32_s_sma
     assert err.startswith("grapheme-mm: error: visual (v.csv): column 0's values vary, but by a standard deviation "
                           "below float32's smallest normal number"), err
     assert not (tmp_path / "m.safetensors").exists()
+
+
+def test_embed_names_the_file_and_its_row_of_a_row_that_overflows_the_encoder(tmp_path, capsys, monkeypatch) -> None:
+    """``grapheme-mm embed --batch-size 2`` of a CSV whose row 3 overflows
+    float32 in the encoder said "inputs['visual']: row 1 overflows ...":
+    the row numbered within its chunk of 2 rows (so also past 65,536 rows
+    without the flag), under a Python argument the user never saw. Now the
+    file and the row of it, as reading names a row it refuses; nothing is
+    written."""
+    from grapheme_multimodal.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(0)
+    np.savetxt("v.csv", rng.normal(size=(40, 3)), delimiter=",")
+    np.savetxt("a.csv", rng.normal(size=(40, 2)), delimiter=",")
+    assert main(["train", "-m", "visual=v.csv", "-m", "auditory=a.csv", "--epochs", "1", "--embed-dim", "8",
+                 "--hidden-dim", "8", "--heads", "2", "--no-progress", "-o", "m.safetensors"]) == 0
+    hostile = rng.normal(size=(6, 3))
+    hostile[3, 1] = 3e38  # float32 holds it; standardised and through the encoder it overflows
+    np.savetxt("hv.csv", hostile, delimiter=",")
+    np.savetxt("ha.csv", rng.normal(size=(6, 2)), delimiter=",")
+    capsys.readouterr()
+    for chunk in (["--batch-size", "2"], []):
+        assert main(["embed", "m.safetensors", "-m", "visual=hv.csv", "-m", "auditory=ha.csv", "-o", "e.npy",
+                     *chunk]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("grapheme-mm: error: visual (hv.csv): row 3 overflows float32 in the encoder"), err
+        assert not (tmp_path / "e.npy").exists()

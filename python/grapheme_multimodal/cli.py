@@ -46,7 +46,7 @@ from .exceptions import (
 from .ensemble import load_models, save_ensemble
 from .evaluation._ensemble import side_by_side, unit_side_by_side_blocks
 from .stopping import fit_with_stopping, planned_folds
-from .training import constant_rows_refused_as, grown_by_learning_rate
+from .training import constant_rows_refused_as, grown_by_learning_rate, overflow_in_user_rows
 from .uci import (
     RECIPE_HIDDEN_DROPOUT, TrainingSettings, check_weights, member_seeds, members_within_memory,
     recipe_head, recipe_skip,
@@ -1230,7 +1230,7 @@ def _embed(args: argparse.Namespace) -> int:
         if len(who) < len(models):
             message = f"member{'s' * (len(who) > 1)} {', '.join(map(str, who))} of the ensemble of {len(models)}: {message}"
         print(f"{PROG}: warning: {message}", file=sys.stderr)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _named_by_embed_files(files):
         warnings.simplefilter("ignore", UntrainedModalityWarning)
         if args.ray:
             from . import distributed  # noqa: F401 - first: without Ray, its error names the extra to install
@@ -1254,6 +1254,17 @@ def _embed(args: argparse.Namespace) -> int:
     if hidden is not None:
         print(f"wrote hidden features {hidden.shape} to {shown_name(args.hidden_features)} (modalities in slot order)")
     return 0
+
+
+@contextlib.contextmanager
+def _named_by_embed_files(files: Sequence[Any]) -> Iterator[None]:
+    """The model's refusal of a row it reads (one that overflows float32 in
+    an encoder) named by the modality's file, as reading names a row it
+    refuses, not as ``inputs['visual']``, the Python argument the user never saw."""
+    try:
+        yield
+    except (GraphemeError, TypeError) as err:
+        raise renamed(err, _names_of_files(files)) from None
 
 
 def _ensemble_outputs(per_member: List[Tuple[np.ndarray, Optional[np.ndarray], Optional[np.ndarray]]]):
@@ -1284,9 +1295,12 @@ def _embed_in_process(args: argparse.Namespace, model, inputs: Dict[str, np.ndar
 
     def embed(rows: slice):
         chunk = {m: x[rows] for m, x in inputs.items()}
-        emb, fused = model.encode_and_fuse(chunk)
-        strengths = model.pair_strengths(emb) if args.bindings is not None else None
-        hidden = model.hidden_features(chunk) if args.hidden_features is not None else None
+        try:
+            emb, fused = model.encode_and_fuse(chunk)
+            strengths = model.pair_strengths(emb) if args.bindings is not None else None
+            hidden = model.hidden_features(chunk) if args.hidden_features is not None else None
+        except NonFiniteError as err:  # a row of the chunk, numbered in the chunk: named as the file's row
+            raise overflow_in_user_rows(err, {"inputs": np.arange(rows.start, rows.start + step)}, "inputs") from None
         return fused, strengths, hidden
 
     return in_row_chunks(n, step, embed)
