@@ -142,3 +142,22 @@ def test_embed_names_the_file_and_its_row_of_a_row_that_overflows_the_encoder(tm
         err = capsys.readouterr().err
         assert err.startswith("grapheme-mm: error: visual (hv.csv): row 3 overflows float32 in the encoder"), err
         assert not (tmp_path / "e.npy").exists()
+
+
+def test_transform_names_the_caller_s_row_of_a_row_that_overflows_past_one_call_s_rows() -> None:
+    """``MultimodalEmbedder.transform`` of 70,000 rows (more than the
+    65,536 of one model call) whose row 66,000 overflows float32 in the
+    encoder said "Xs[0]: row 464 ...": the row's place in its chunk. Now the
+    caller's row."""
+    pytest.importorskip("sklearn")
+    from grapheme_multimodal.sklearn import MultimodalEmbedder
+
+    rng = np.random.default_rng(0)
+    est = MultimodalEmbedder(epochs=1, patience=0, embed_dim=8, hidden_dim=8, num_heads=2, encoder_hidden=(),
+                             encoder_output_dim=None).fit([rng.normal(size=(40, 3)), rng.normal(size=(40, 2))])
+    n = 70_000
+    first = rng.normal(size=(n, 3)).astype(np.float32)
+    first[66_000, 1] = 3e38
+    with pytest.raises(gm.NonFiniteError, match=r"^Xs\[0\]: row 66000 overflows float32 in the encoder") as err:
+        est.transform([first, np.zeros((n, 2), np.float32)])
+    assert err.value.arg == "Xs[0]"

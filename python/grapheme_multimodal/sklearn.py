@@ -56,7 +56,7 @@ from .exceptions import GraphemeError, InvalidTypeError, InvalidValueError, NonF
 from .metrics import unit_side_by_side
 from .model import LearnableMultiModal
 from .stopping import fit_with_stopping, planned_folds
-from .training import constant_rows_refused_as, grown_by_learning_rate
+from .training import constant_rows_refused_as, grown_by_learning_rate, overflow_in_user_rows
 from .types import Modality
 from .uci import TrainingSettings, check_weights, member_seeds, members_within_memory
 
@@ -522,7 +522,11 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
 
         def embed(rows: slice) -> "tuple[np.ndarray]":
             chunk = {m: x[rows] for m, x in inputs.items()}
-            return (side_by_side([embed_member(model, chunk, mask[rows]) for model in self._members()]),)
+            try:
+                return (side_by_side([embed_member(model, chunk, mask[rows]) for model in self._members()]),)
+            except NonFiniteError as err:  # a row numbered in its chunk: named as the caller's row
+                raise overflow_in_user_rows(err, {"inputs": np.arange(rows.start, rows.start + _TRANSFORM_ROWS)},
+                                            "inputs") from None
 
         # float32 when every view is (numpy's promotion): the first view's dtype alone made the
         # output of one set of views float32 or float64 by the order the views were given in
