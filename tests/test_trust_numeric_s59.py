@@ -161,3 +161,41 @@ def test_transform_names_the_caller_s_row_of_a_row_that_overflows_past_one_call_
     with pytest.raises(gm.NonFiniteError, match=r"^Xs\[0\]: row 66000 overflows float32 in the encoder") as err:
         est.transform([first, np.zeros((n, 2), np.float32)])
     assert err.value.arg == "Xs[0]"
+
+
+@pytest.mark.ray
+@pytest.mark.timeout(120)
+@pytest.mark.usefixtures("ray_session")
+def test_embed_dataset_names_a_row_that_overflows_the_encoder_by_its_batch_and_other_columns(monkeypatch) -> None:
+    """A row whose encoding overflows float32 was named "column 'img'
+    (visual): row 9 overflows float32 in the encoder": its place in its
+    batch of 16, which Ray Data does not number, so the user looked at the
+    dataset's row 9 for its row 57. Now said as a row holding NaN is: the
+    row of a batch, identified by its other columns."""
+    import gc
+    import logging
+
+    pytest.importorskip("ray", reason='needs Ray: pip install -e ".[test]"')
+    import pyarrow as pa
+    import ray.data
+
+    from grapheme_multimodal import distributed
+    from grapheme_multimodal.cli import _RAY_DATA_ERROR_LOGGERS
+
+    for name in _RAY_DATA_ERROR_LOGGERS:  # pytest keeps their records, whose tracebacks would keep the pool alive
+        monkeypatch.setattr(logging.getLogger(name), "disabled", True)
+    model = gm.LearnableMultiModal(input_dims={"visual": 20}, **SMALL_MODEL)
+    model.set_normalization("visual", np.zeros(20), np.full(20, 1e-10))
+    img = np.random.default_rng(0).standard_normal((100, 20)).astype(np.float32)
+    img[57, 4] = 1e30  # float32 holds it; standardised (1e40) it overflows
+    ds = ray.data.from_arrow(pa.table({"id": np.arange(100), "img": pa.array(list(img), type=pa.list_(pa.float32()))}))
+    out = distributed.embed_dataset(ds, model, {"visual": "img"}, batch_size=16, num_actors=1)
+    with pytest.raises(gm.NonFiniteError) as info:
+        out.materialize()
+    error = info.value.cause if hasattr(info.value, "cause") else info.value
+    assert str(error).startswith("column 'img' (visual): a row of a batch of 16 (its row 9; Ray Data does not number "
+                                 "the dataset's rows), whose other columns are {'id': 57}, overflows float32 in the "
+                                 "encoder"), str(error)
+    assert error.arg == "img"
+    del info, error
+    gc.collect()  # a failed Ray Data run frees its actor pool when its reference cycles are collected

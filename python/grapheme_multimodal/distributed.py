@@ -50,7 +50,7 @@ from ._validation import FLOAT32_MAX, IntLike, as_real_array, is_int, precision_
 from .exceptions import CheckpointError, GraphemeError, InvalidValueError, NonFiniteError, ShapeError, UntrainedModalityWarning
 from .model import LearnableMultiModal
 from .objectives import OBJECTIVES, resolve_weights
-from .training import MAX_STEPS, History, Steps, _check_int, _Dataset, _batch_layout
+from .training import _ROW_FAULT, MAX_STEPS, History, Steps, _check_int, _Dataset, _batch_layout
 from .training import fit as _fit
 from .types import Modality
 
@@ -436,7 +436,7 @@ class _Embedder:
                 emb, fused = self.model.encode_and_fuse(inputs, mask)
                 hidden = self.model.hidden_features(inputs, mask) if "hidden_features" in self.outputs else None
         except GraphemeError as err:
-            raise self.plan.named_by_column(err) from None
+            raise self.plan.named_by_column(self.plan.row_in_batch(err, batch)) from None
         out: Dict[str, np.ndarray] = {}
         if "fused" in self.outputs:
             out["fused"] = fused
@@ -476,6 +476,21 @@ class _ColumnPlan:
         as ``inputs['visual']``, no argument of ``embed_dataset``."""
         return _named_by_columns(
             err, {f"inputs[{modality!r}]": (f"column {column!r} ({modality})", column) for modality, column in self.columns.items()})
+
+    def row_in_batch(self, err: GraphemeError, batch: "pa.Table") -> GraphemeError:
+        """``err`` of the model naming a row of ``batch`` (``"inputs['visual']:
+        row 9 overflows float32 in the encoder ..."``) remade to say it is the
+        row's place in its batch, identified by its other columns, as
+        :meth:`check_finite` says it: Ray Data does not number the dataset's
+        rows, and row 9 pointed the user at another row. Else ``err``."""
+        found = _ROW_FAULT.match(str(err))
+        if found is None or found[1] != "inputs" or not isinstance(err, NonFiniteError):
+            return err
+        row = int(found[3])
+        others = _other_columns(batch, row, set(self.columns.values()))
+        return NonFiniteError(
+            f"inputs[{found[2]}]: a row of a batch of {batch.num_rows} (its row {row}; Ray Data does not number the "
+            f"dataset's rows){others}{',' if others else ''}{found[4]}", err.arg)
 
     def check_schema(self, names: List[str], outputs: Sequence[str], dataset: str = "the dataset") -> None:
         """Refuses a column of ``columns`` that the dataset (``dataset``, as
