@@ -163,6 +163,40 @@ def test_transform_names_the_caller_s_row_of_a_row_that_overflows_past_one_call_
     assert err.value.arg == "Xs[0]"
 
 
+def _long_double_levels(step: str, count: int) -> np.ndarray:
+    one, d = np.longdouble(1), np.longdouble(step)
+    return np.array([one + i * d for i in range(count)])
+
+
+@pytest.mark.skipif(np.finfo(np.longdouble).eps >= 1e-18, reason="long double is float64 on this platform")
+def test_a_long_double_sequence_whose_levels_float64_merges_keeps_its_levels() -> None:
+    """``Graph.from_sequence`` of long doubles 1, 1 + 1e-18, 1 + 2e-18
+    (distinct in long double, one float64): their spread was taken in
+    float64 (0), so they were not shifted to start at 0 before the float32
+    cast, which made them one value, and every activation was 0, as for a
+    constant sequence. Now 0, 0.5, 1; so does ``from_image`` keep them."""
+    from grapheme_multimodal.graph import Graph
+
+    np.testing.assert_allclose(Graph.from_sequence(_long_double_levels("1e-18", 3)).activations, [0.0, 0.5, 1.0])
+    image = Graph.from_image(_long_double_levels("1e-18", 4).reshape(2, 2)).activations
+    assert image[0] == 0.0 and image[-1] == 1.0 and np.all(np.diff(image) > 0)
+    np.testing.assert_array_equal(Graph.from_sequence(np.array([1.0, 1.0, 1.0])).activations, 0.0)  # constant: 0
+
+
+@pytest.mark.skipif(np.finfo(np.longdouble).tiny >= np.longdouble("1e-4000"), reason="long double is float64 on this platform")
+def test_long_double_values_below_float32_s_range_are_shown_as_given() -> None:
+    """Long doubles of about 1e-4000 were refused as "its values are at most
+    0 in magnitude": float() of them is 0, a value the caller never gave.
+    Now their own digits."""
+    from grapheme_multimodal.graph import Graph
+
+    tiny = np.array([[1, 2], [3, 4]], np.longdouble) * np.longdouble("1e-4000")
+    with pytest.raises(gm.InvalidValueError, match=r"^image: its values are at most 4e-4000 in magnitude, below "
+                       r"float32's smallest normal number") as err:
+        Graph.from_image(tiny)
+    assert err.value.arg == "image"
+
+
 @pytest.mark.ray
 @pytest.mark.timeout(120)
 @pytest.mark.usefixtures("ray_session")

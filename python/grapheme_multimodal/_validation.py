@@ -1169,8 +1169,10 @@ def _refuse_underflow(real: np.ndarray, name: str, present: Optional[np.ndarray]
     lost = np.flatnonzero((largest > 0) & (largest < FLOAT32_TINY))
     if len(lost):
         where = f"column {int(lost[0])}'s values are" if columns else "its values are"
+        most = largest[lost[0]]
+        shown = f"{float(most):.3g}" if float(most) else shown_float(most)  # a long double's 1e-4000 was "0"
         raise InvalidValueError(
-            f"{name}: {where} at most {float(largest[lost[0]]):.3g} in magnitude, below float32's smallest normal "
+            f"{name}: {where} at most {shown} in magnitude, below float32's smallest normal "
             f"number ({FLOAT32_TINY:.3g}): the model computes in float32, where they lose their precision or become 0; "
             "expected the data rescaled (e.g. multiplied by a power of ten) before it is given", name)
 

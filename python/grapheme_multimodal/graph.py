@@ -404,7 +404,11 @@ def _shifted_to_zero(arr: np.ndarray) -> np.ndarray:
     magnitude = max(abs(float(low)), abs(float(high)))
     if not np.isfinite(magnitude):
         return arr  # NaN or inf: refused as given, naming the value the user gave (as one too large for float32)
-    spread = int(high) - int(low) if arr.dtype.kind == "i" else float(high) - float(low)
+    if arr.dtype.kind == "i":
+        spread = int(high) - int(low)
+    else:  # in the values' own precision: a long double's spread below float64's spacing was 0 as two floats
+        with np.errstate(over="ignore"):  # beyond float64: inf, never shifted (refused as too large for float32)
+            spread = float(high - low)
     if not _unresolved_in_float32(magnitude, spread):
         return arr
     # Exact: an int's spread fits its dtype here, and floats within a factor 2 of each other subtract exactly.
