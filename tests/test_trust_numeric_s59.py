@@ -233,3 +233,23 @@ def test_embed_dataset_names_a_row_that_overflows_the_encoder_by_its_batch_and_o
     assert error.arg == "img"
     del info, error
     gc.collect()  # a failed Ray Data run frees its actor pool when its reference cycles are collected
+
+
+def test_exact_cca_with_a_ridge_that_underflows_warns_of_nothing() -> None:
+    """``ExactCCA(reg=5e-324)`` (a positive reg, as checked) of a view with
+    a duplicated column: the ridge of its null direction underflowed to 0
+    and numpy's "divide by zero encountered in divide" RuntimeWarning
+    leaked (an error under ``-W error``), though that direction is zeroed.
+    Now silent, with the scores as before."""
+    from grapheme_multimodal.evaluation import ExactCCA
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(30, 5)), rng.normal(size=(30, 4))
+    doubled = np.c_[x, x]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        scores = ExactCCA(2, reg=5e-324).fit(doubled, y).transform(doubled, y)
+    assert all(np.isfinite(s).all() for s in scores)
+    plain = ExactCCA(2, reg=1e-300).fit(doubled, y).transform(doubled, y)
+    for got, want in zip(scores, plain):
+        np.testing.assert_allclose(got, want, rtol=1e-9)

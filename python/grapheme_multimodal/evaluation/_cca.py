@@ -106,7 +106,8 @@ def _inverse_sqrt(cov: np.ndarray, reg: float, n_rows: int) -> np.ndarray:
     # rounding of XᵀX: about n eps of the largest eigenvalue (matrix_rank's tolerance, for n rows of d columns)
     null = values <= float(values[-1]) * max(n_rows, cov.shape[0]) * np.finfo(np.float64).eps
     values = np.maximum(values, 0.0) + ridge
-    scaled = vectors / np.sqrt(values)
+    with np.errstate(divide="ignore"):  # a null direction whose ridge underflowed (reg 5e-324): 1/0, zeroed below
+        scaled = vectors / np.sqrt(values)
     if null.any():
         scaled[:, null] = 0.0
     return scaled @ vectors.T
