@@ -253,3 +253,51 @@ def test_exact_cca_with_a_ridge_that_underflows_warns_of_nothing() -> None:
     plain = ExactCCA(2, reg=1e-300).fit(doubled, y).transform(doubled, y)
     for got, want in zip(scores, plain):
         np.testing.assert_allclose(got, want, rtol=1e-9)
+
+
+def _recorded_batch(rewards: np.ndarray, e: int = 4) -> gm.Batch:
+    rng = np.random.default_rng(1)
+    emb = rng.normal(size=(len(rewards), 7, e))
+    emb /= np.linalg.norm(emb, axis=2, keepdims=True)
+    return gm.Batch(embeddings=emb, mask=np.ones((len(rewards), 7), bool), fused=emb[:, 0], rewards=rewards)
+
+
+def test_rewards_that_overflow_the_gradients_are_named_and_the_model_is_left_as_it_was() -> None:
+    """A recorded batch with a reward of 3e38 (float32 holds it): its
+    seed_consistency loss is finite, but ``train_step`` and ``backward``
+    refused it as "gradients: contains a non-finite value ... (the loss is
+    ill-conditioned for this batch)", an argument nobody passed. Now the
+    rewards are named (the same batch with rewards in [0, 1] trains), and
+    the model, its accumulated gradients and its draw counter are as they
+    were."""
+    rewards = np.array([3e38, -3e38, 0.0, 1.0, 0.5, 0.2])
+    model = gm.LearnableMultiModal(embed_dim=4, hidden_dim=8, num_heads=2, seed=0)
+    moderate = _recorded_batch(np.clip(rewards, 0, 1))
+    model.backward(moderate)  # gradients accumulated before: kept
+    grads, optimizer, before = model.gradients(), model.optimizer_state(), _state(model)
+    for call in (lambda: model.backward(_recorded_batch(rewards)), lambda: model.train_step(_recorded_batch(rewards))):
+        with pytest.raises(gm.NonFiniteError, match=r"^rewards: the gradients of this batch are not finite: "
+                           r"seed_consistency scales each row's term by \(1 - reward\)") as err:
+            call()
+        assert err.value.arg == "rewards"
+        assert _same_state(model, before) and model.has_gradients()
+        assert all(np.array_equal(g, grads[k]) for k, g in model.gradients().items())
+        after = model.optimizer_state()
+        assert after["step"] == optimizer["step"] and after["rng_counter"] == optimizer["rng_counter"]
+    model.train_step(moderate)  # the rewards alone were the cause
+
+
+def test_fit_on_a_buffer_of_overflowing_rewards_names_them_and_trains_nothing() -> None:
+    """``fit`` on an experience buffer holding a reward of 3e38 stopped with
+    "gradients: ... (the loss is ill-conditioned for this batch)"; now it
+    names the rewards, and the model is as it was."""
+    rewards = np.array([3e38, -3e38, 0.0, 1.0, 2.0, 3.0])
+    batch = _recorded_batch(rewards)
+    buffer = gm.ExperienceBuffer(100, embed_dim=4, seed=0)
+    buffer.extend(batch.embeddings, batch.mask, batch.fused, np.zeros((len(rewards), 7, 7)), rewards)
+    model = gm.LearnableMultiModal(embed_dim=4, hidden_dim=8, num_heads=2, seed=0)
+    before = _state(model)
+    with pytest.raises(gm.NonFiniteError, match=r"^rewards: the gradients of this batch are not finite") as err:
+        model.fit(buffer, epochs=2, progress=False)
+    assert err.value.arg == "rewards"
+    assert _same_state(model, before) and model.epochs_trained == 0 and not model.has_gradients()

@@ -7,18 +7,18 @@ from __future__ import annotations
 __all__ = ["LearningMixin"]
 
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from ._locking import reads, writes, writes_leaving_weights
+from ._locking import reads, uninterrupted, writes, writes_leaving_weights
 from ._validation import (
     as_finite_float, as_float32, as_real_array, as_seed, check_flag, memory_budget, refuse_beyond_budget, refuse_bools,
     renamed, sorted_names,
 )
 from ._core import ADAM_BETA1, ADAM_BETA2, NUM_MODALITIES, get_num_threads
 from .averaging import split_flat
-from .exceptions import InvalidValueError
+from .exceptions import InvalidValueError, NonFiniteError
 from .batch import Batch, Inputs, component_parts, event_components, refuse_non_finite_components
 from .objectives import (
     OBJECTIVES, all_zero_error, check_something_trains, resolve_weights,
@@ -38,6 +38,10 @@ _LOGITS_MAX_MATRICES = 3 * _MODALITY_PAIRS
 #: The positions in OBJECTIVES of the objectives _check_rows_to_learn_from reads first.
 _SEED_CONSISTENCY, _RECONSTRUCTION, _CROSS_MODAL = (OBJECTIVES.index(o) for o in ("seed_consistency", "reconstruction",
                                                                                   "cross_modal"))
+
+
+#: How the core's refusal of a batch's own gradients (not of their sum with those accumulated) says it.
+_ILL_CONDITIONED = "the loss is ill-conditioned for this batch"
 
 
 def _rows(batch: "_CoreBatch") -> int:
@@ -218,7 +222,10 @@ class LearningMixin:
         if refuse_nothing_to_learn and not self._core.has_gradients():  # zeros added to others: an accumulation as any
             # the same for a batch on which every weighted objective is 0 (one row of one modality)
             _check_rows_to_learn_from(core_batch, w, "its gradients would be 0 and the next step() an Adam step on them")
-        return dict(self._core.backward(core_batch, w))
+        try:
+            return dict(self._core.backward(core_batch, w))
+        except NonFiniteError as err:
+            raise self._blamed_on_rewards(err, core_batch, w, lambda b: self._core.backward(b, w)) from None
 
     @writes
     def train_step(
@@ -237,8 +244,9 @@ class LearningMixin:
         moment NaN or infinite (or whose losses or gradients are not finite)
         is refused with a :class:`NonFiniteError` or
         :class:`InvalidValueError` naming the cause (``lr``,
-        ``learning_rate``, ``weight_decay``, the gradients or the inputs),
-        and the model, its gradients and its draw counter stay as they were.
+        ``learning_rate``, ``weight_decay``, the gradients, the inputs or
+        the batch's ``rewards``), and the model, its gradients and its draw
+        counter stay as they were.
         A batch with nothing to learn from, on which every weighted
         objective is 0 (no rows; no row holding a modality; one row, or one
         holding a modality, with only contrastive, binding, fused_contrastive
@@ -272,8 +280,42 @@ class LearningMixin:
         lr = self._learning_rate(lr)
         if refuse_nothing_to_learn:
             _check_rows_to_learn_from(core_batch, w)
-        losses, _ = self._core.train_step(core_batch, w, lr)
+        try:
+            losses, _ = self._core.train_step(core_batch, w, lr)
+        except NonFiniteError as err:
+            raise self._blamed_on_rewards(err, core_batch, w, lambda b: self._core.train_step(b, w, lr)) from None
         return dict(losses)
+
+    def _blamed_on_rewards(
+        self, err: NonFiniteError, core_batch: "_CoreBatch", weights: List[float], run: Callable[["_CoreBatch"], Any]
+    ) -> NonFiniteError:
+        """``err``, the core's refusal of a batch whose gradients are not
+        finite (named ``gradients``, an argument no caller passed), remade to
+        name the batch's ``rewards`` when they are the cause: seed_consistency
+        scales each row's term by ``1 - reward``, and the same batch with its
+        rewards clipped to [0, 1] (``run`` on it, its changes undone) has
+        finite gradients. Else ``err``. Only on this error's path."""
+        rewards = core_batch.rewards
+        if (err.arg != "gradients" or _ILL_CONDITIONED not in str(err) or rewards is None
+                or not weights[_SEED_CONSISTENCY] or ((rewards >= 0) & (rewards <= 1)).all()):
+            return err
+        from .training import _TrainingState  # training imports this module
+
+        before = _TrainingState.of(self)
+        core_batch.rewards = np.clip(rewards, 0, 1)
+        with uninterrupted():  # the trial's changes undone whole
+            try:
+                run(core_batch)
+            except NonFiniteError:
+                return err  # not the rewards alone; nothing was changed by the refused call
+            finally:
+                core_batch.rewards = rewards
+            before.restore(self)
+        largest = float(np.abs(rewards).max())
+        return NonFiniteError(
+            f"rewards: the gradients of this batch are not finite: seed_consistency scales each row's term by "
+            f"(1 - reward), and rewards up to {largest:.3g} in magnitude overflow float32 in its gradients (with the "
+            "rewards clipped to [0, 1] they are finite); expected rewards of moderate size", "rewards")
 
     @writes_leaving_weights
     def zero_grad(self) -> None:
