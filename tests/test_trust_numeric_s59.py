@@ -183,7 +183,8 @@ def test_a_long_double_sequence_whose_levels_float64_merges_keeps_its_levels() -
     np.testing.assert_array_equal(Graph.from_sequence(np.array([1.0, 1.0, 1.0])).activations, 0.0)  # constant: 0
 
 
-@pytest.mark.skipif(np.finfo(np.longdouble).tiny >= np.longdouble("1e-4000"), reason="long double is float64 on this platform")
+@pytest.mark.skipif(np.finfo(np.longdouble).tiny >= np.longdouble("1e-4000"),
+                    reason="long double is float64 on this platform")
 def test_long_double_values_below_float32_s_range_are_shown_as_given() -> None:
     """Long doubles of about 1e-4000 were refused as "its values are at most
     0 in magnitude": float() of them is 0, a value the caller never gave.
