@@ -18,7 +18,7 @@ from ._validation import (
 )
 from ._core import ADAM_BETA1, ADAM_BETA2, NUM_MODALITIES, get_num_threads
 from .averaging import split_flat
-from .exceptions import InvalidValueError, NonFiniteError
+from .exceptions import GraphemeError, InvalidValueError, NonFiniteError
 from .batch import Batch, Inputs, component_parts, event_components, refuse_non_finite_components
 from .objectives import (
     OBJECTIVES, all_zero_error, check_something_trains, resolve_weights,
@@ -306,7 +306,7 @@ class LearningMixin:
         with uninterrupted():  # the trial's changes undone whole
             try:
                 run(core_batch)
-            except NonFiniteError:
+            except GraphemeError:
                 return err  # not the rewards alone; nothing was changed by the refused call
             finally:
                 core_batch.rewards = rewards

@@ -26,6 +26,7 @@ from ._validation import (
     IntLike,
     INPUTS_MASKED_REMEDY,
     MASK_TAKEN,
+    SPREAD_BELOW_FLOAT32,
     as_float32,
     as_mask,
     as_real_array,
@@ -40,7 +41,6 @@ from ._validation import (
     plain_names,
     refuse_beyond_budget,
     refuse_duplicate_columns,
-    SPREAD_BELOW_FLOAT32,
     refuse_float32_underflow_columns,
     refuse_reordered_fitted_columns,
     refuse_unpaired_frames,
@@ -1526,8 +1526,9 @@ def _refuse_spread_below_float32(rows: np.ndarray, std: np.ndarray, name: str) -
         column = rows[:, c]
         if column.max() > column.min():  # else a constant column, its std only the float64 mean's rounding
             raise InvalidValueError(
-                f"{name}: column {int(c)}'s {SPREAD_BELOW_FLOAT32} ({_core.MIN_STD:.3g}): standardised, the column would be taken for a constant one (std 1) and "
-                "ignored; expected the data rescaled (e.g. multiplied by a power of ten) before it is given", name)
+                f"{name}: column {int(c)}'s {SPREAD_BELOW_FLOAT32} ({_core.MIN_STD:.3g}): standardised, the column "
+                "would be taken for a constant one (std 1) and ignored; expected the data rescaled (e.g. multiplied "
+                "by a power of ten) before it is given", name)
 
 
 def _name(m: int) -> str:

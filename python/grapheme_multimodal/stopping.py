@@ -325,8 +325,9 @@ def fit_with_stopping(
                         model._input_columns = known
                 if isinstance(err, NonFiniteError):  # a row whose encoding overflowed, named as the slice's
                     raise overflow_in_user_rows(err, {"data": fit_rows, "validation": val_rows}, "inputs") from None
-                if _column_as_inputs(err) is not err:
-                    raise _column_as_inputs(err) from None
+                as_inputs = _column_as_inputs(err)
+                if as_inputs is not err:
+                    raise as_inputs from None
                 raise
         return history
     # the k folds train copies of the model, all held at once: past memory, copying them aborted the process
@@ -639,8 +640,9 @@ def _cv_epochs(
             except NonFiniteError as err:  # a row whose encoding overflowed, named as the fold's
                 raise overflow_in_user_rows(err, rows_of, "inputs") from None
             except InvalidValueError as err:
-                if _column_as_inputs(err) is not err:
-                    raise _column_as_inputs(err) from None
+                as_inputs = _column_as_inputs(err)
+                if as_inputs is not err:
+                    raise as_inputs from None
                 raise
             values.append(history.epochs[-1][monitor])
         curve.append(float(np.mean(values)))
