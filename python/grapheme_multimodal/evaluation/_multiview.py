@@ -107,22 +107,17 @@ def binder_auc(
         raise TypeError(f"view_embeddings: expected a mapping view name -> [N, E] array, got {type(view_embeddings).__name__}")
     seed = as_seed(seed, "seed", below=None)  # else numpy's unnamed error
     names = list(view_embeddings)
-    rows = [np.shape(view_embeddings[v])[:1] for v in names]
+    # a view's row r pairs with row r of the others: data frames of the same events in another order
+    # were scored as the same events, without a word
+    refuse_unpaired_frames((f"view_embeddings[{v!r}]", view_embeddings[v]) for v in names)
+    views = {v: _view_array(view_embeddings[v], f"view_embeddings[{v!r}]") for v in names}
+    rows = [views[v].shape[:1] for v in names]
     if len(names) < 2 or len(set(rows)) != 1 or rows[0][0] < 2:
         # else numpy's "need at least one array to concatenate", "low >= high" or a broadcast error
         raise ShapeError(
             f"view_embeddings: expected at least 2 views of the same events, at least 2 rows each, "
             f"got rows {dict(zip(names, (r[0] if r else None for r in rows)))}", "view_embeddings",
         )
-    # a view's row r pairs with row r of the others: data frames of the same events in another order
-    # were scored as the same events, without a word
-    refuse_unpaired_frames((f"view_embeddings[{v!r}]", view_embeddings[v]) for v in names)
-    for v in names:
-        # else the bind's own refusal, naming its argument: "a: contains a non-finite value" of model.bind
-        x = np.asarray(view_embeddings[v])
-        if x.dtype.kind == "f" and x.size and not np.isfinite(x).all():
-            at = tuple(int(i) for i in np.argwhere(~np.isfinite(x))[0])
-            raise NonFiniteError(f"view_embeddings[{v!r}]: row {at[0]} {non_finite_message(x[at])}", f"view_embeddings[{v!r}]")
     rng = np.random.default_rng(seed)
     n = rows[0][0]
     positives: list[np.ndarray] = []
@@ -131,8 +126,8 @@ def binder_auc(
         other = (np.arange(n) + rng.integers(1, n, size=n)) % n
         # copies (the negatives' second side is one): a bind that works in place (a *= 2, a /= norms) changed
         # the caller's embeddings, and scored the pairs after it (the negatives, the next views) on other values
-        for scores, second in ((positives, _own(view_embeddings[j])), (negatives, np.asarray(view_embeddings[j])[other])):
-            strengths = np.asarray(bind(_own(view_embeddings[i]), second))
+        for scores, second in ((positives, views[j].copy()), (negatives, views[j][other])):
+            strengths = np.asarray(bind(views[i].copy(), second))
             if strengths.shape != (n,):  # a scalar or [N, E] was a numpy error, or scores named positive_scores
                 raise ShapeError(f"bind: returned shape {strengths.shape} for views {i!r}, {j!r}; expected ({n},), "
                                  "one strength per row", "bind")
@@ -143,6 +138,23 @@ def binder_auc(
                 raise NonFiniteError(f"bind: returned NaN or inf for views {i!r}, {j!r}; expected finite strengths", "bind")
             scores.append(strengths)
     return roc_auc(np.concatenate(positives), np.concatenate(negatives))
+
+
+def _view_array(view: Any, name: str) -> np.ndarray:
+    """One of :func:`binder_auc`'s views as the ``[N, E]`` array of real
+    numbers the model's ``bind`` reads (pandas' nullable and pyarrow-backed
+    frames included), finite, refused by ``name``: read with ``np.asarray``,
+    such a frame became objects, and the bind refused it (or a masked array,
+    or a 1-D view) naming its own argument, ``a`` or ``b``, no argument of
+    the caller's."""
+    arr = as_real_array(view, name)
+    if arr.ndim != 2:
+        raise ShapeError(f"{name}: expected an [N, E] array of embeddings, got shape {arr.shape}", name)
+    if arr.dtype.kind == "f" and arr.size and not np.isfinite(arr).all():
+        # else the bind's own refusal, naming its argument: "a: contains a non-finite value" of model.bind
+        at = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0])
+        raise NonFiniteError(f"{name}: row {at[0]} {non_finite_message(arr[at])}", name)
+    return arr
 
 
 def _own(x: Any) -> Any:
