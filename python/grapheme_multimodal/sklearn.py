@@ -906,6 +906,8 @@ def _as_views(Xs: Any, estimator: MultimodalEmbedder, reset: bool) -> List[np.nd
             raise _naming_xs(exc) from None
         except OverflowError:  # Python's "int too large to convert to float", naming no view nor row
             raise _int_past_float64(raw[0], "Xs" if raw[0] is Xs else "Xs[0]") from None
+        except Exception as exc:
+            raise _unreadable_view(exc, "Xs" if raw[0] is Xs else "Xs[0]") from None
     else:
         if reset:  # set by a previous fit on one view: stale now (get_feature_names_out would check against them)
             for attribute in ("n_features_in_", "feature_names_in_"):
@@ -1186,3 +1188,15 @@ def _checked_view(x: Any, name: str) -> np.ndarray:
         if type(exc) not in (ValueError, TypeError) or name in str(exc):
             raise
         raise type(exc)(f"{name}: {exc}") from None
+    except Exception as exc:
+        raise _unreadable_view(exc, name) from None
+
+
+def _unreadable_view(exc: Exception, name: str) -> Exception:
+    """``exc``, raised by a view's own conversion to an array (a PyTorch
+    tensor that requires grad: "Can't call numpy() on Tensor that requires
+    grad", a RuntimeError), as an InvalidValueError naming the view, in the
+    model's words for it (it escaped naming no view); a MemoryError as it is."""
+    if isinstance(exc, MemoryError):
+        return exc
+    return InvalidValueError(f"{name}: could not be read as a numeric array ({exc})", name)

@@ -1,0 +1,108 @@
+"""What users pass in from the numpy / pandas / PyTorch world, a hostile
+review (s59): array-likes whose own conversion fails (a PyTorch tensor that
+requires grad), pandas' nullable and pyarrow-backed frames of embeddings,
+event ids that are not integers, numbers kept as Python objects, and one
+view given as a list of its rows."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import grapheme_multimodal as gm
+from grapheme_multimodal.buffer import ExperienceBuffer
+from grapheme_multimodal.evaluation import binder_auc
+from grapheme_multimodal.exceptions import InvalidValueError, ShapeError
+from grapheme_multimodal.sklearn import MultimodalEmbedder
+
+FAST = dict(embed_dim=8, hidden_dim=8, num_heads=2, epochs=1, batch_size=32, validation_fraction=0.0, patience=0)
+GRAD = "Can't call numpy() on Tensor that requires grad. Use tensor.detach().numpy() instead."
+
+
+class TensorThatRequiresGrad:
+    """What numpy meets in a PyTorch tensor that requires grad: a shape, and
+    an ``__array__`` that raises torch's RuntimeError."""
+
+    def __init__(self, shape: tuple) -> None:
+        self.shape, self.ndim = shape, len(shape)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __array__(self, dtype=None, copy=None):
+        raise RuntimeError(GRAD)
+
+
+def _views(n: int = 40):
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(n, 3))
+    return [z @ rng.normal(size=(3, 5)), z @ rng.normal(size=(3, 3))]
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    Xs = _views()
+    return MultimodalEmbedder(**FAST).fit(Xs), Xs
+
+
+@pytest.mark.parametrize("call", ["fit", "transform", "fit one view", "transform one view"])
+def test_a_tensor_that_requires_grad_is_named_by_its_view(call, fitted) -> None:
+    """Before: the estimator let the tensor's RuntimeError ("Can't call
+    numpy() on Tensor that requires grad ...") escape, naming no view, where
+    every call of the model names its argument. Now: an InvalidValueError
+    (a ValueError) naming the view, with torch's own words kept."""
+    est, Xs = fitted
+    one = MultimodalEmbedder(**FAST).fit(Xs[0])
+    tensor = TensorThatRequiresGrad((40, 5))
+    run = {
+        "fit": (lambda: MultimodalEmbedder(**FAST).fit([tensor, Xs[1]]), "Xs[0]"),
+        "transform": (lambda: est.transform([Xs[0], TensorThatRequiresGrad((40, 3))]), "Xs[1]"),
+        "fit one view": (lambda: MultimodalEmbedder(**FAST).fit(tensor), "Xs"),
+        "transform one view": (lambda: one.transform(tensor), "Xs"),
+    }
+    action, name = run[call]
+    with pytest.raises(InvalidValueError, match=rf"^{re.escape(name)}: could not be read as a numeric array \(.*detach") as info:
+        action()
+    assert info.value.arg == name
+    assert est.transform(Xs).shape == (40, 8)  # the fitted estimator is as it was
+
+
+def test_binder_auc_reads_nullable_and_pyarrow_frames_as_the_model_does() -> None:
+    """Before: a view of embeddings kept in a pandas Float64 or pyarrow-backed
+    frame (``pd.read_parquet(..., dtype_backend="pyarrow")``) was refused as
+    "b: expected a real-valued numeric array, got ... dtype object": binder_auc
+    read it with np.asarray (objects) for its negative pairs and named the
+    bind's own argument. Now: read as model.bind reads it, the same AUC as of
+    the plain arrays."""
+    model = gm.LearnableMultiModal(input_dims={"visual": 4}, embed_dim=8, hidden_dim=8, num_heads=2, seed=0)
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(20, 8)).astype(np.float32), rng.normal(size=(20, 8)).astype(np.float32)
+    want = binder_auc(model.bind, {"a": a, "b": b})
+    for frame in (pd.DataFrame(b).astype("Float64"), pd.DataFrame(b).astype("float32[pyarrow]")):
+        assert binder_auc(model.bind, {"a": a, "b": frame}) == want
+        assert binder_auc(model.bind, {"a": frame, "b": a}) == binder_auc(model.bind, {"a": b, "b": a})
+
+
+@pytest.mark.parametrize("kind", ["masked", "one-dimensional", "requires grad", "strings", "missing"])
+def test_binder_auc_names_the_view_it_cannot_read(kind) -> None:
+    """Before: a view binder_auc could not score was refused by the bind as
+    its own argument ("a: a masked array ...", "a: expected 2-D input"),
+    an argument of no call the user made; a tensor that requires grad raised
+    torch's bare RuntimeError. Now: named as ``view_embeddings['b']``."""
+    model = gm.LearnableMultiModal(input_dims={"visual": 4}, embed_dim=8, hidden_dim=8, num_heads=2, seed=0)
+    a = np.random.default_rng(0).normal(size=(20, 8)).astype(np.float32)
+    masked = np.ma.masked_array(a.copy(), mask=np.zeros(a.shape, bool))
+    masked[3, 2] = np.ma.masked
+    bad = {
+        "masked": (masked, InvalidValueError, "a masked array with 1 masked entries"),
+        "one-dimensional": (a[:, 0], ShapeError, r"expected an \[N, E\] array .* got shape \(20,\)"),
+        "requires grad": (TensorThatRequiresGrad((20, 8)), InvalidValueError, "could not be read as a numeric array"),
+        "strings": (a.astype(str), TypeError, "expected a real-valued numeric array"),
+        "missing": (pd.DataFrame(a).astype("Float64").mask(np.eye(20, 8, dtype=bool)), gm.NonFiniteError, "row 0"),
+    }
+    value, error, words = bad[kind]
+    with pytest.raises(error, match=r"^view_embeddings\['b'\]: .*" + words):
+        binder_auc(model.bind, {"a": a, "b": value})
