@@ -106,3 +106,31 @@ def test_binder_auc_names_the_view_it_cannot_read(kind) -> None:
     value, error, words = bad[kind]
     with pytest.raises(error, match=r"^view_embeddings\['b'\]: .*" + words):
         binder_auc(model.bind, {"a": a, "b": value})
+
+
+def _record(**given) -> ExperienceBuffer:
+    n = 7
+    buffer = ExperienceBuffer(capacity=16)
+    buffer.extend(np.zeros((n, 7, 4), np.float32), np.ones((n, 7), bool), np.zeros((n, 4)), np.zeros((n, 7, 7)),
+                  np.ones(n), **given)
+    return buffer
+
+
+def test_an_event_id_that_is_no_integer_is_named_by_its_row() -> None:
+    """Before: "event_ids: expected integers, got [0. 1. 2. 3. 4.] (float64)",
+    the first five ids, all integers, where the seventh was 6.5. Now: the
+    row and the value that is no integer."""
+    with pytest.raises(InvalidValueError, match=r"^event_ids: expected integers, got 6\.5 at row 6 \(float64\)$"):
+        _record(event_ids=[0, 1, 2, 3, 4, 5, 6.5])
+    assert _record(event_ids=[0, 1, 2, 3, 4, 5, 6.0]).batch().event_ids.tolist() == list(range(7))
+
+
+def test_a_missing_event_id_from_a_nullable_column_says_so() -> None:
+    """Before: an ``Int64`` column of ids with pd.NA was refused as
+    "expected integers, got [ 0. nan  2.  3.  4.] (float64)": a float64 NaN
+    the user never gave, no row named. Now: the row, that it is a missing
+    id, and the id an experience without one takes (-1)."""
+    ids = pd.Series([0, None, 2, 3, 4, 5, 6], dtype="Int64")
+    with pytest.raises(InvalidValueError, match=r"^event_ids: row 1 holds NaN \(a missing id.*fill missing ones with -1"):
+        _record(event_ids=ids)
+    assert _record(event_ids=ids.fillna(-1)).batch().event_ids.tolist() == [0, -1, 2, 3, 4, 5, 6]

@@ -137,7 +137,7 @@ def test_event_ids_beyond_int64_are_named_as_such_not_as_non_integers(ids, shown
     with pytest.raises(InvalidValueError, match=rf"^event_ids: holds {shown}; expected integers that fit in int64") as err:
         model.record_batch(x, event_ids=ids)
     assert err.value.arg == "event_ids" and len(model.experience) == 0
-    with pytest.raises(InvalidValueError, match=r"^event_ids: expected integers, got \[1\.5"):
+    with pytest.raises(InvalidValueError, match=r"^event_ids: expected integers, got 1\.5 at row 0 "):
         model.record_batch(x, event_ids=[1.5, 2])
     model.record_batch(x, event_ids=[2**63 - 1024, -(2**63)])  # the ends of int64, as float64 holds them
     assert len(model.experience) == 2

@@ -1311,7 +1311,7 @@ def _event_ids(value: Any, n: int, name: str = "event_ids") -> np.ndarray:
             arr = arr.astype(np.float64)
         integral = np.isfinite(arr) & (arr == np.round(arr))
         if not integral.all():
-            raise InvalidValueError(f"{name}: expected integers, got {arr[:5]} ({arr.dtype})", name)
+            raise _not_an_id(name, arr, int(np.argmin(integral)), width)
         # [2**63, 1] reads as float64: "expected integers" of integers misled. Not np.abs(arr) >= 2**63,
         # which refused -2.0**63, int64's smallest value, as outside [-2**63, 2**63)
         beyond = (arr >= 2.0**63) | (arr < -(2.0**63))
@@ -1331,6 +1331,19 @@ def _event_ids(value: Any, n: int, name: str = "event_ids") -> np.ndarray:
                 f"integers ({power} + 1 is stored as {power}: distinct ids may already be one); expected event ids as "
                 f"integers (int64), or {width} values below {power} in magnitude", name)
     return arr.astype(np.int64)
+
+
+def _not_an_id(name: str, ids: np.ndarray, row: int, width: str) -> InvalidValueError:
+    """The refusal of ``ids[row]``, a float that is no integer, naming the
+    row and its value: it showed the first five ids, which need not hold it
+    (``got [0. 1. 2. 3. 4.]``), and a missing id (pandas' NA, read as NaN:
+    an ``Int64`` column) as a float64 ``nan`` among them."""
+    value = float(ids[row])
+    if math.isnan(value):
+        return InvalidValueError(
+            f"{name}: row {row} holds NaN (a missing id: pandas' NA reads as NaN); expected an integer id in every "
+            "row: fill missing ones with -1, the id of an experience without one", name)
+    return InvalidValueError(f"{name}: expected integers, got {value!r} at row {row} ({width})", name)
 
 
 def _one_value(value: Any, name: str, expected: str) -> np.ndarray:
