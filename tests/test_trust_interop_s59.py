@@ -134,3 +134,18 @@ def test_a_missing_event_id_from_a_nullable_column_says_so() -> None:
     with pytest.raises(InvalidValueError, match=r"^event_ids: row 1 holds NaN \(a missing id.*fill missing ones with -1"):
         _record(event_ids=ids)
     assert _record(event_ids=ids.fillna(-1)).batch().event_ids.tolist() == [0, -1, 2, 3, 4, 5, 6]
+
+
+def test_integers_kept_as_python_objects_are_told_to_become_int64_not_float() -> None:
+    """Before: event ids in an object array (a pandas object column's
+    ``.to_numpy()``) were refused with "pass np.asarray(event_ids,
+    dtype=float)", a cast that rounds ids past 2**53 into one another. Now:
+    integers as objects are told ``dtype=np.int64``; other numbers as
+    objects keep ``dtype=float``."""
+    ids = np.array([2**60 + i for i in range(7)], dtype=object)
+    with pytest.raises(TypeError, match=r"^event_ids: .* of integers stored as Python objects: "
+                                        r"pass np\.asarray\(event_ids, dtype=np\.int64\)$"):
+        _record(event_ids=ids)
+    assert _record(event_ids=np.asarray(ids, dtype=np.int64)).batch().event_ids.tolist() == [2**60 + i for i in range(7)]
+    with pytest.raises(TypeError, match=r"dtype=float\)$"):
+        _record(event_ids=np.arange(7.0).astype(object))

@@ -299,6 +299,9 @@ def _non_numeric_hint(x: Any, arr: np.ndarray, name: str) -> str:
     at = next((i for i, v in enumerate(arr.flat)
                if not isinstance(v, (numbers.Real, decimal.Decimal)) or isinstance(v, (bool, np.bool_))), None)
     if at is None:
+        if all(isinstance(v, numbers.Integral) and -(2**63) <= v < 2**63 for v in arr.flat):
+            # not dtype=float: ids past 2**53 (event ids, timestamps) would round to one another there
+            return f" of integers stored as Python objects: pass np.asarray({name}, dtype=np.int64)"
         return f" of numbers stored as Python objects: pass np.asarray({name}, dtype=float)"
     from .graph import Graph  # here: graph and types import this module
     from .types import bounded_repr
