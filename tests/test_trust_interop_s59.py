@@ -149,3 +149,21 @@ def test_integers_kept_as_python_objects_are_told_to_become_int64_not_float() ->
     assert _record(event_ids=np.asarray(ids, dtype=np.int64)).batch().event_ids.tolist() == [2**60 + i for i in range(7)]
     with pytest.raises(TypeError, match=r"dtype=float\)$"):
         _record(event_ids=np.arange(7.0).astype(object))
+
+
+@pytest.mark.parametrize("fitted_first", [False, True])
+def test_a_view_given_as_a_list_of_its_rows_says_both_readings(fitted_first, fitted) -> None:
+    """Before: ``fit(list(X))`` (a view as a list of its 1-D rows) was read
+    as 40 views and refused as "Xs[0]: Expected 2D array, got 1D array
+    instead ... array.reshape(1, -1) if it contains a single sample", which
+    makes each row a view. Now: one ShapeError naming Xs, saying how one
+    view given as rows and views of one feature each go in."""
+    est, Xs = fitted
+    call = est.transform if fitted_first else MultimodalEmbedder(**FAST).fit
+    with pytest.raises(ShapeError, match=r"^Xs: a list of 40 1-D arrays; .* np\.asarray\(Xs\), views of one feature "
+                                         r"each as \[x\.reshape\(-1, 1\) for x in Xs\]$"):
+        call(list(Xs[0]))
+    with pytest.raises(ShapeError, match=r"^Xs: a tuple of 2 1-D arrays"):
+        call((Xs[0][:, 0], Xs[1][:, 0]))
+    one = MultimodalEmbedder(**FAST)
+    assert np.array_equal(one.fit_transform(np.asarray(list(Xs[0]))), MultimodalEmbedder(**FAST).fit_transform(Xs[0]))

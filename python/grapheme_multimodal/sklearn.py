@@ -867,6 +867,7 @@ def _as_views(Xs: Any, estimator: MultimodalEmbedder, reset: bool) -> List[np.nd
         raise InvalidValueError(f"Xs: expected at least one view ([n, d] array), got an empty {type(Xs).__name__}", "Xs")
     if isinstance(Xs, (list, tuple)) and any(hasattr(x, "shape") for x in Xs):
         raw = list(Xs)
+        _refuse_rows_as_views(raw, type(Xs).__name__)
     else:
         raw = [Xs]
     # check_array would take the values under a mask as data: masked entries are
@@ -932,6 +933,20 @@ def _as_views(Xs: Any, estimator: MultimodalEmbedder, reset: bool) -> List[np.nd
                     "row to learn the view from (or leave the view out)", f"Xs[{i}]",
                 )
     return views
+
+
+def _refuse_rows_as_views(raw: List[Any], kind: str) -> None:
+    """ShapeError for views that are all 1-D arrays (``list(X)``, a view's
+    rows, or views of one feature each given flat): no reading of them is a
+    list of views, and check_array's refusal of the first ("Xs[0]: Expected
+    2D array ... reshape(1, -1) if it contains a single sample") pointed at
+    making each row a view of one sample."""
+    if len(raw) < 2 or not all(isinstance(x, np.ndarray) and x.ndim == 1 for x in raw):
+        return
+    raise ShapeError(
+        f"Xs: a {kind} of {len(raw)} 1-D arrays; expected a list of [n, d] arrays (one per view) or one [n, d] array: "
+        "one view given as its rows goes in as np.asarray(Xs), views of one feature each as [x.reshape(-1, 1) for x "
+        "in Xs]", "Xs")
 
 
 def _naming_xs(exc: Exception) -> Exception:
