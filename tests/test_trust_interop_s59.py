@@ -167,3 +167,21 @@ def test_a_view_given_as_a_list_of_its_rows_says_both_readings(fitted_first, fit
         call((Xs[0][:, 0], Xs[1][:, 0]))
     one = MultimodalEmbedder(**FAST)
     assert np.array_equal(one.fit_transform(np.asarray(list(Xs[0]))), MultimodalEmbedder(**FAST).fit_transform(Xs[0]))
+
+
+@pytest.mark.parametrize("several", [False, True])
+def test_a_frame_of_sparse_columns_is_told_the_remedy_a_frame_has(several) -> None:
+    """Before: a view given as a pandas frame of sparse columns
+    (``pd.get_dummies(..., sparse=True)``) was refused with scikit-learn's
+    "Use '.toarray()' to convert to a dense numpy array", and
+    ``frame.toarray()`` raises AttributeError. Now: the view named and
+    ``.sparse.to_dense()``, the remedy that works (the model's own calls
+    take such a frame as its dense values)."""
+    x = np.maximum(_views()[0], 0)
+    frame = pd.DataFrame(x, columns=list("abcde")).astype(pd.SparseDtype(float, 0))
+    name = "Xs[0]" if several else "Xs"
+    with pytest.raises(TypeError, match=rf"^{re.escape(name)}: a pandas data frame of sparse columns.*"
+                                        rf"pass {re.escape(name)}\.sparse\.to_dense\(\)$"):
+        MultimodalEmbedder(**FAST).fit([frame, _views()[1]] if several else frame)
+    dense = frame.sparse.to_dense()
+    assert np.array_equal(MultimodalEmbedder(**FAST).fit_transform(dense), MultimodalEmbedder(**FAST).fit_transform(x))

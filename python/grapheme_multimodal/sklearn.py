@@ -881,6 +881,7 @@ def _as_views(Xs: Any, estimator: MultimodalEmbedder, reset: bool) -> List[np.nd
         refuse_networkx_graphs(x, name)  # check_array made each graph's node ids a row
         refuse_graph_rows(x, name)  # check_array's "float() argument must be a string or a real number, not 'Graph'"
         refuse_duplicate_columns(x, name, "scikit-learn keeps them as feature names")
+        _refuse_sparse_frame(x, name)
         _refuse_beyond_float64(x, name)
         _refuse_partly_masked_rows(x, name)
     raw = [_masked_filled(x) if is_masked_array(x) else x for x in raw]
@@ -933,6 +934,19 @@ def _as_views(Xs: Any, estimator: MultimodalEmbedder, reset: bool) -> List[np.nd
                     "row to learn the view from (or leave the view out)", f"Xs[{i}]",
                 )
     return views
+
+
+def _refuse_sparse_frame(x: Any, name: str) -> None:
+    """TypeError for a pandas data frame whose columns are all sparse
+    (``pd.get_dummies(..., sparse=True)``), which check_array reads as a
+    sparse matrix and refuses with "Use '.toarray()' to convert", no method
+    of a data frame (an AttributeError where tried). Frames with some dense
+    columns check_array makes dense itself, with its warning."""
+    if isinstance(x, np.ndarray) or not hasattr(x, "columns") or not hasattr(x, "sparse"):
+        return  # pandas' .sparse accessor exists only when every column is sparse
+    raise TypeError(
+        f"{name}: a pandas data frame of sparse columns, which scikit-learn reads as a sparse matrix; expected dense "
+        f"data: pass {name}.sparse.to_dense()")
 
 
 def _refuse_rows_as_views(raw: List[Any], kind: str) -> None:
