@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 import grapheme_multimodal as gm
+from grapheme_multimodal import metrics
 from grapheme_multimodal.buffer import ExperienceBuffer
 from grapheme_multimodal.evaluation import binder_auc
 from grapheme_multimodal.exceptions import InvalidValueError, ShapeError
@@ -185,3 +186,39 @@ def test_a_frame_of_sparse_columns_is_told_the_remedy_a_frame_has(several) -> No
         MultimodalEmbedder(**FAST).fit([frame, _views()[1]] if several else frame)
     dense = frame.sparse.to_dense()
     assert np.array_equal(MultimodalEmbedder(**FAST).fit_transform(dense), MultimodalEmbedder(**FAST).fit_transform(x))
+
+
+def _records(x: np.ndarray) -> np.ndarray:
+    """``x``'s rows as records, one field per column, as ``np.genfromtxt(..., names=True)`` reads a CSV file."""
+    return np.rec.fromarrays(x.T, names=[f"c{j}" for j in range(x.shape[1])])
+
+
+REMEDY = r"expected an array of numbers, one column per feature: pass numpy\.lib\.recfunctions\.structured_to_unstructured"
+
+
+@pytest.mark.parametrize("call", ["encode", "knn_accuracy", "estimator", "estimator, several views"])
+def test_a_structured_array_is_told_how_it_becomes_columns(call, fitted) -> None:
+    """Before: a structured (record) array, as np.genfromtxt(names=True)
+    reads a CSV file, was refused as "expected a real-valued numeric array,
+    got array of shape (40,) and dtype [('c0', '<f8'), ...]", and by the
+    estimator as check_array's "Cannot cast array data from dtype(...) to
+    dtype('float64') according to the rule 'unsafe'": no word of what was
+    expected. Now: the argument, its fields, and the numpy call that makes
+    them columns (whose result gives what the plain array gives)."""
+    from numpy.lib import recfunctions
+
+    est, Xs = fitted
+    records = _records(Xs[0])
+    model = gm.LearnableMultiModal(input_dims={"visual": 5}, embed_dim=8, hidden_dim=8, num_heads=2, seed=0)
+    labels = np.arange(40) % 2
+    run = {
+        "encode": (lambda x: model.encode({"visual": x}), r"inputs\['visual'\]"),
+        "knn_accuracy": (lambda x: metrics.knn_accuracy(x, labels, Xs[0], labels), "train_x"),
+        "estimator": (lambda x: MultimodalEmbedder(**FAST).fit_transform(x), "Xs"),
+        "estimator, several views": (lambda x: est.transform([x, Xs[1]]), r"Xs\[0\]"),
+    }
+    action, name = run[call]
+    with pytest.raises(TypeError, match=rf"^{name}: got a structured array of shape \(40,\) \(fields 'c0', 'c1', 'c2', "
+                                        rf"'c3', 'c4'\); {REMEDY}\({name}\)$"):
+        action(records)
+    assert np.array_equal(action(recfunctions.structured_to_unstructured(records)), action(Xs[0]))

@@ -218,9 +218,26 @@ def as_real_array(x: Any, name: str, masked_remedy: str = MASKED_REMEDY) -> np.n
     if big is not None:  # numpy keeps such numbers as objects: "dtype object" named no number
         raise InvalidValueError(f"{name}: holds {shown_int(big)}, an int beyond 64 bits; expected numbers that fit in int64 "
                                 "(or float64, given as floats)", name)
+    refuse_structured(arr, name)
     if arr.dtype.kind not in "biuf":  # timedelta64 is a numpy integer too, but no number to compute with
         raise TypeError(f"{name}: expected a real-valued numeric array, got {describe(arr)}{_non_numeric_hint(x, arr, name)}")
     return arr
+
+
+def refuse_structured(x: Any, name: str) -> None:
+    """TypeError for a numpy structured (record) array, one record per row
+    as ``np.genfromtxt(..., names=True)`` and ``DataFrame.to_records()`` give
+    them, saying how it becomes columns: it was refused as "dtype [('a',
+    '<f8'), ...]" with no remedy, and scikit-learn's check_array as "Cannot
+    cast array data from dtype(...) to dtype('float64') according to the
+    rule 'unsafe'", saying nothing of what was expected."""
+    names = getattr(getattr(x, "dtype", None), "names", None) if isinstance(x, np.ndarray) else None
+    if not names:
+        return
+    fields = ", ".join(map(repr, names[:8])) + (", ..." if len(names) > 8 else "")
+    raise TypeError(
+        f"{name}: got a structured array of shape {x.shape} (fields {fields}); expected an array of numbers, one "
+        f"column per feature: pass numpy.lib.recfunctions.structured_to_unstructured({name})")
 
 
 #: Item types :func:`refuse_masked_items` knows to be no masked array.

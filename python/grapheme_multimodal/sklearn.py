@@ -47,7 +47,7 @@ from ._validation import (
     IntLike,
     FLOAT32_MAX, as_float32, as_seed, describe, is_int, is_iterable, is_masked_array, non_finite_message,
     over_float64, plain_names, precision_scope, refuse_beyond_memory,
-    refuse_duplicate_columns, refuse_graph_rows, refuse_networkx_graphs, refuse_temporal_columns, refuse_unpaired_frames, renamed, shown_int,
+    refuse_duplicate_columns, refuse_graph_rows, refuse_networkx_graphs, refuse_structured, refuse_temporal_columns, refuse_unpaired_frames, renamed, shown_int,
     warn_precision_loss,
 )
 from .config import _widths
@@ -882,6 +882,7 @@ def _as_views(Xs: Any, estimator: MultimodalEmbedder, reset: bool) -> List[np.nd
         refuse_graph_rows(x, name)  # check_array's "float() argument must be a string or a real number, not 'Graph'"
         refuse_duplicate_columns(x, name, "scikit-learn keeps them as feature names")
         _refuse_sparse_frame(x, name)
+        refuse_structured(x, name)  # check_array's "Cannot cast array data from dtype(...) ... 'unsafe'"
         _refuse_beyond_float64(x, name)
         _refuse_partly_masked_rows(x, name)
     raw = [_masked_filled(x) if is_masked_array(x) else x for x in raw]
