@@ -300,9 +300,14 @@ def _non_numeric_hint(x: Any, arr: np.ndarray, name: str) -> str:
     objects (not converted here: a Decimal or Fraction would round unseen)."""
     dtypes = getattr(x, "dtypes", None)
     if hasattr(dtypes, "items") and not hasattr(dtypes, "kind"):  # a data frame (a Series' dtypes is its dtype)
-        column = next(((c, d) for c, d in dtypes.items() if getattr(d, "kind", "O") not in "biuf"), None)
+        column = next(((j, c, d) for j, (c, d) in enumerate(dtypes.items()) if getattr(d, "kind", "O") not in "biuf"), None)
         if column is not None:
-            return (f" (from a data frame whose column {column[0]!r} has dtype {column[1]}): pass its numeric columns "
+            j, label, dtype = column
+            if _holds_decimals(x, j, dtype):
+                # select_dtypes('number') leaves decimal columns out: the advice below left no column at all
+                return (f" (from a data frame whose column {label!r} has dtype {dtype} holding decimals, which are not "
+                        f"rounded to binary floats unseen): cast them first, e.g. {name}.astype('float64')")
+            return (f" (from a data frame whose column {label!r} has dtype {dtype}): pass its numeric columns "
                     f"only, e.g. {name}.select_dtypes('number')")
     if arr.dtype != object or not arr.size:
         return ""
@@ -327,6 +332,20 @@ def _non_numeric_hint(x: Any, arr: np.ndarray, name: str) -> str:
     item = arr.flat[at]
     hint = f"; {FEATURISE_GRAPHS_HINT}" if isinstance(item, Graph) else ""
     return f" (at index {index if arr.ndim > 1 else index[0]}: {type(item).__name__} {bounded_repr(item)}){hint}"
+
+
+def _holds_decimals(frame: Any, j: int, dtype: Any) -> bool:
+    """Whether column ``j`` of a pandas data frame holds decimals: of
+    pyarrow's ``decimal128``/``decimal256`` (``pd.read_parquet(...,
+    dtype_backend="pyarrow")``), or Python ``Decimal`` objects (by its first
+    value that is not missing)."""
+    if "decimal" in str(dtype):
+        return True
+    if getattr(dtype, "kind", None) != "O" or not hasattr(frame, "iloc"):
+        return False
+    values = frame.iloc[:, j]
+    first = values.first_valid_index() if hasattr(values, "first_valid_index") else None
+    return first is not None and isinstance(values.loc[first], decimal.Decimal)
 
 
 def refuse_temporal_columns(x: Any, name: str) -> None:
