@@ -100,7 +100,10 @@ def binder_auc(
 ) -> float:
     """ROC-AUC of ``bind(a, b)`` for same-event pairs ``(e_i(r), e_j(r))``
     against pairs whose second side is another event's ``(e_i(r), e_j(s))``,
-    ``s != r`` drawn from ``seed``, pooled over every ordered pair of views."""
+    ``s != r`` drawn from ``seed``, pooled over every ordered pair of views.
+    Each view ``[N, E]`` is read as the model reads its arrays (pandas
+    frames too, nullable and pyarrow-backed ones included; frames of one
+    index), and ``bind`` is given numpy arrays."""
     if not callable(bind):  # a model (not its .bind) or a mapping was "'...' object is not callable", naming nothing
         raise TypeError(f"bind: expected a callable bind(a, b) -> [N] strengths, such as model.bind, got {describe(bind)}")
     if not isinstance(view_embeddings, Mapping):  # else numpy's "only integer scalar arrays ..."
