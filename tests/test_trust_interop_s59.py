@@ -246,3 +246,25 @@ def test_a_frame_of_decimals_is_told_to_cast_them_not_to_drop_them(kind) -> None
                                         r"first, e\.g\. inputs\['visual'\]\.astype\('float64'\)$"):
         model.encode({"visual": frame})
     assert np.array_equal(model.encode({"visual": frame.astype("float64")}), model.encode({"visual": values}))
+
+
+def test_a_mask_frame_numbered_by_slot_in_another_order_is_refused() -> None:
+    """Before: a mask frame made by ``pd.DataFrame(mask)`` (columns 0..6,
+    the slots' numbers) with its columns reordered (``mask[[1, 0, 2, ...]]``)
+    was read by position: the visual slot taken as present where column 1
+    (auditory) said so, a silent wrong embedding, where the same frame
+    named by modality is refused. Now refused the same way, saying the
+    order expected; in order (or ``sort_index(axis=1)``) it is read as the array."""
+    model = gm.LearnableMultiModal(input_dims={"visual": 2, "auditory": 2}, embed_dim=8, hidden_dim=8, num_heads=2, seed=0)
+    x = {"visual": np.ones((3, 2)), "auditory": np.arange(6.0).reshape(3, 2)}
+    flags = np.zeros((3, 7), bool)
+    flags[:, 0], flags[:, 1] = True, [True, False, True]
+    mask = pd.DataFrame(flags)
+    reordered = mask[[1, 0, 2, 3, 4, 5, 6]]
+    with pytest.raises(InvalidValueError, match=r"^mask: its column 0 is labelled 1, the auditory slot's number, .* "
+                                                r"e\.g\. mask\[\[0, 1, 2, 3, 4, 5, 6\]\]$") as info:
+        model.encode(x, reordered)
+    assert info.value.arg == "mask"
+    assert np.array_equal(model.encode(x, reordered.sort_index(axis=1)), model.encode(x, flags))
+    other = mask.set_axis([10, 11, 12, 13, 14, 15, 16], axis=1)  # not the slots' numbers: read by position
+    assert np.array_equal(model.encode(x, other), model.encode(x, flags))

@@ -1638,26 +1638,34 @@ def _refuse_columns_out_of_slot_order(mask: Any, name: str) -> None:
     names name modalities in another order than the slots: its columns are
     read by position, so ``mask[["auditory", "visual", ...]]`` marked the
     visual slot present where the auditory column said so, and the other
-    way round, without a word. Columns named otherwise (0, 1, ..., or "a")
-    are read by position, as the rows are."""
+    way round, without a word; so too columns labelled by the slots'
+    numbers 0..6 (``pd.DataFrame(mask)``'s) in another order. Columns named
+    otherwise ("a", or other numbers) are read by position, as the rows are."""
     columns = getattr(mask, "columns", None)
     if columns is None or isinstance(mask, np.ndarray) or not hasattr(mask, "to_numpy"):
         return
     from .types import Modality  # here: types imports this module
 
-    for position, label in enumerate(list(columns)):
+    labels = list(columns)
+    # the slots' own numbers 0..6 as labels (pd.DataFrame(mask)'s), reordered: mask[[1, 0, 2, ...]] was read by position
+    numbered = len(labels) == NUM_MODALITIES and all(is_int(c) for c in labels) and sorted(labels) == list(range(NUM_MODALITIES))
+    for position, label in enumerate(labels):
         if isinstance(label, Modality):
             slot = label.index
         elif isinstance(label, str) and label.upper() in Modality.__members__:
             slot = Modality[label.upper()].index
+        elif numbered:
+            slot = int(label)
         else:
             continue
         if slot != position:
             order = [m.name.lower() for m in Modality]
+            by_number = numbered and not isinstance(label, (str, Modality))
+            called, kind, wanted = ("labelled", "number", list(range(NUM_MODALITIES))) if by_number else ("named", "name", order)
             raise InvalidValueError(
-                f"{name}: its column {position} is named {label!r}, the {order[slot]} slot's name, but a mask's columns "
-                f"are read by position, in slot order ({', '.join(order)}); expected the columns in that order, e.g. "
-                f"{name}[{order!r}]", name,
+                f"{name}: its column {position} is {called} {label!r}, the {order[slot]} slot's {kind}, but a mask's "
+                f"columns are read by position, in slot order ({', '.join(order)}); expected the columns in that order, "
+                f"e.g. {name}[{wanted!r}]", name,
             )
 
 
