@@ -268,3 +268,25 @@ def test_a_mask_frame_numbered_by_slot_in_another_order_is_refused() -> None:
     assert np.array_equal(model.encode(x, reordered.sort_index(axis=1)), model.encode(x, flags))
     other = mask.set_axis([10, 11, 12, 13, 14, 15, 16], axis=1)  # not the slots' numbers: read by position
     assert np.array_equal(model.encode(x, other), model.encode(x, flags))
+
+
+def test_statistics_of_a_frame_in_another_column_order_are_refused_by_set_normalization() -> None:
+    """Before: ``set_normalization("visual", other.mean(), other.std())``
+    with ``other`` holding the columns the model learned in another order
+    (a second CSV file, a join) standardised each column by another
+    column's statistics, without a word: a Series' values are read by
+    position. Now refused, naming the Series and the order expected;
+    Series in that order, and arrays, are taken as before."""
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.normal(size=(30, 3)) * [1, 10, 100], columns=["a", "b", "c"])
+    model = gm.LearnableMultiModal(input_dims={"visual": 3}, embed_dim=8, hidden_dim=8, num_heads=2, seed=0)
+    model.fit_normalization({"visual": frame})
+    learned = model.normalization("visual")
+    other = frame[["c", "a", "b"]]
+    with pytest.raises(InvalidValueError, match=r"^normalization\['visual'\]\.mean: its labels \['c', 'a', 'b'\] are the "
+                                                r"columns .* expected them in that order: mean\[\['a', 'b', 'c'\]\]$"):
+        model.set_normalization("visual", other.mean(), other.std(ddof=0))
+    assert all(np.array_equal(a, b) for a, b in zip(model.normalization("visual"), learned))  # left as it was
+    model.set_normalization("visual", other.mean()[["a", "b", "c"]], other.std(ddof=0)[["a", "b", "c"]])
+    np.testing.assert_allclose(model.normalization("visual")[0], learned[0], rtol=1e-6)
+    model.set_normalization("visual", other.mean().to_numpy(), np.ones(3))  # an array: read by position, as ever

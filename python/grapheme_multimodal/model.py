@@ -35,6 +35,7 @@ from ._validation import (
     described_entries,
     frame_columns,
     is_int,
+    is_reordering,
     is_masked_array,
     memory_budget,
     named_inputs,
@@ -809,6 +810,8 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
             # named as the core names a NaN or a too-small std (and a checkpoint's): a mean of 1e39 was
             # "mean: ...", a NaN one "normalization['visual'].mean: ...", in one call
             where = f"normalization[{str(m)!r}]"
+            for part, value in (("mean", mean), ("std", std)):
+                _refuse_reordered_labels(f"{where}.{part}", self._input_columns[m.index], value)
             mean32, std32 = as_float32(mean, f"{where}.mean", 1, (d,)), as_float32(std, f"{where}.std", 1, (d,))
             _refuse_std_lost_in_float32(std, std32, f"{where}.std")
             self._core.set_normalization(m.index, mean32, std32)
@@ -1578,6 +1581,24 @@ _REBUILT_ATTRIBUTES = frozenset(
 )
 #: Why a data frame's column names must be unique (:func:`refuse_duplicate_columns`).
 _UNIQUE_COLUMNS = "the model learns a frame's column names and checks later frames against them"
+def _refuse_reordered_labels(name: str, columns: Optional[Tuple[str, ...]], value: Any) -> None:
+    """InvalidValueError naming ``name`` for a pandas Series (``df.mean()``,
+    ``df.std()``) whose str labels are ``columns``, the names a modality's
+    frame was learned from, in another order: its values are read by
+    position, so statistics of a frame of the same columns in another order
+    standardised each column by another's, without a word. Other values
+    (arrays, Series of other or unnamed labels) are not looked at."""
+    index = getattr(value, "index", None)
+    if columns is None or type(value) is np.ndarray or getattr(value, "ndim", None) != 1 or not hasattr(index, "equals"):
+        return
+    labels = list(index)
+    if all(isinstance(label, str) for label in labels) and is_reordering(columns, plain_names(labels)):
+        raise InvalidValueError(
+            f"{name}: its labels {list(plain_names(labels))[:8]!r} are the columns the model learned this modality from "
+            f"({list(columns)[:8]!r}) in another order, and its values are read by position; expected them in that "
+            f"order: {name.rpartition('.')[2]}[{list(columns)!r}]", name)
+
+
 #: No modality's column names known (LearnableMultiModal._input_columns).
 _NO_COLUMNS: Tuple[Optional[Tuple[str, ...]], ...] = (None,) * len(Modality)
 _MODALITIES = tuple(Modality)
