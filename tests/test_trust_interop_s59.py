@@ -290,3 +290,23 @@ def test_statistics_of_a_frame_in_another_column_order_are_refused_by_set_normal
     model.set_normalization("visual", other.mean()[["a", "b", "c"]], other.std(ddof=0)[["a", "b", "c"]])
     np.testing.assert_allclose(model.normalization("visual")[0], learned[0], rtol=1e-6)
     model.set_normalization("visual", other.mean().to_numpy(), np.ones(3))  # an array: read by position, as ever
+
+
+def test_a_mask_of_python_objects_says_what_to_cast_or_which_item_is_no_flag() -> None:
+    """Before: a mask of True/False kept as Python objects (a pandas object
+    column's ``.to_numpy()``), or one holding None, was refused as "expected
+    booleans or 0/1 numbers, got array of shape (3, 7) and dtype object",
+    saying neither the cast that takes it nor where the item that is no
+    flag stands. Now: the cast for bools, the index and item otherwise."""
+    model = gm.LearnableMultiModal(input_dims={"visual": 2}, embed_dim=8, hidden_dim=8, num_heads=2, seed=0)
+    x = {"visual": np.ones((3, 2))}
+    flags = np.zeros((3, 7), bool)
+    flags[:, 0] = True
+    with pytest.raises(TypeError, match=r"^mask: .* dtype object of booleans stored as Python objects: "
+                                        r"pass np\.asarray\(mask, dtype=bool\)$"):
+        model.encode(x, flags.astype(object))
+    holed = flags.astype(object)
+    holed[1, 3] = None
+    with pytest.raises(TypeError, match=r"^mask: .* dtype object \(at index \(1, 3\): NoneType None\)$"):
+        model.encode(x, holed)
+    assert np.array_equal(model.encode(x, np.asarray(flags.astype(object), dtype=bool)), model.encode(x, flags))

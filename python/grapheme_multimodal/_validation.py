@@ -1619,7 +1619,7 @@ def as_mask(mask: Any, batch_size: Optional[int], name: str = "mask") -> np.ndar
     refuse_beyond_memory(arr, name, np.bool_)  # before its copy; its rows are the batch's, checked against the inputs after
     if arr.dtype != np.bool_:
         if arr.dtype.kind not in "iuf":  # complex and timedelta64 are numpy numbers, but no presence flags
-            raise TypeError(f"{name}: expected booleans or 0/1 numbers, got {describe(arr)}")
+            raise TypeError(f"{name}: expected booleans or 0/1 numbers, got {describe(arr)}{_object_flags_hint(arr, name)}")
         flags = np.isin(arr, (0, 1))
         if not flags.all():
             at = tuple(int(i) for i in np.argwhere(~flags)[0])
@@ -1631,6 +1631,23 @@ def as_mask(mask: Any, batch_size: Optional[int], name: str = "mask") -> np.ndar
     if arr.ndim != 2 or arr.shape[1] != NUM_MODALITIES or (batch_size is not None and arr.shape[0] != batch_size):
         raise ShapeError(f"{name}: expected shape ({batch_size if batch_size is not None else 'B'}, {NUM_MODALITIES}), got {arr.shape}", name)
     return np.ascontiguousarray(arr)
+
+
+def _object_flags_hint(arr: np.ndarray, name: str) -> str:
+    """What the refusal of a mask of Python objects adds: the cast to make
+    when every item is a bool (a pandas object column's ``.to_numpy()``),
+    else the first item that is none (None, a str); "got array of ... dtype
+    object" said neither."""
+    if arr.dtype != object or not arr.size:
+        return ""
+    at = next((i for i, v in enumerate(arr.flat) if not isinstance(v, (bool, np.bool_))), None)
+    if at is None:
+        return f" of booleans stored as Python objects: pass np.asarray({name}, dtype=bool)"
+    from .types import bounded_repr  # here: types imports this module
+
+    index = tuple(int(i) for i in np.unravel_index(at, arr.shape))
+    item = arr.flat[at]
+    return f" (at index {index if arr.ndim > 1 else index[0]}: {type(item).__name__} {bounded_repr(item)})"
 
 
 def _refuse_columns_out_of_slot_order(mask: Any, name: str) -> None:
