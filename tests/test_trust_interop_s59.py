@@ -15,7 +15,7 @@ import pytest
 import grapheme_multimodal as gm
 from grapheme_multimodal import metrics
 from grapheme_multimodal.buffer import ExperienceBuffer
-from grapheme_multimodal.evaluation import binder_auc
+from grapheme_multimodal.evaluation import ExactCCA, binder_auc
 from grapheme_multimodal.exceptions import InvalidValueError, ShapeError
 from grapheme_multimodal.sklearn import MultimodalEmbedder
 
@@ -310,3 +310,20 @@ def test_a_mask_of_python_objects_says_what_to_cast_or_which_item_is_no_flag() -
     with pytest.raises(TypeError, match=r"^mask: .* dtype object \(at index \(1, 3\): NoneType None\)$"):
         model.encode(x, holed)
     assert np.array_equal(model.encode(x, np.asarray(flags.astype(object), dtype=bool)), model.encode(x, flags))
+
+
+def test_exact_cca_transform_refuses_frames_of_two_indexes_as_fit_does() -> None:
+    """Before: ``ExactCCA.transform(X, Y)`` of two frames whose indexes hold
+    the samples in other orders returned score pairs of different samples,
+    row by row, without a word, where ``fit(X, Y)`` refuses the same frames.
+    Now refused the same way, naming ``Y``; aligned, they score as arrays."""
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(30, 2))
+    x, y = z @ rng.normal(size=(2, 4)), z @ rng.normal(size=(2, 3)) + 0.1 * rng.normal(size=(30, 3))
+    cca = ExactCCA(2).fit(x, y)
+    frame_x, frame_y = pd.DataFrame(x), pd.DataFrame(y).iloc[::-1]
+    with pytest.raises(InvalidValueError, match=r"^Y: its index is not that of X, and rows are paired by position") as info:
+        cca.transform(frame_x, frame_y)
+    assert info.value.arg == "Y"
+    aligned = cca.transform(frame_x, frame_y.loc[frame_x.index])
+    assert all(np.array_equal(a, b) for a, b in zip(aligned, cca.transform(x, y)))

@@ -269,6 +269,9 @@ class ExactCCA:
         refuse_reordered_columns("fit's X", self.__dict__.get("_x_columns"), "X", column_names(X))
         if Y is not None:
             refuse_reordered_columns("fit's Y", self.__dict__.get("_y_columns"), "Y", column_names(Y))
+            # the two scores pair row by row, as fit's rows do: frames of the same samples in another order were
+            # scored as pairs (a retrieval of each other) without a word, where fit refuses them
+            refuse_unpaired_frames((("X", X), ("Y", Y)))
         x_scores = self._scores("X", X, x_offset, self._x_scale, self._x_scaled_weights, x_int_offset)
         if Y is None:
             return x_scores
