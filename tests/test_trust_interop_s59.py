@@ -327,3 +327,48 @@ def test_exact_cca_transform_refuses_frames_of_two_indexes_as_fit_does() -> None
     assert info.value.arg == "Y"
     aligned = cca.transform(frame_x, frame_y.loc[frame_x.index])
     assert all(np.array_equal(a, b) for a, b in zip(aligned, cca.transform(x, y)))
+
+
+def _embeddings_frame() -> pd.DataFrame:
+    """Two views kept as columns of vectors, one per row, as embeddings are stored in a frame (or a parquet list column)."""
+    a, b = _views()
+    return pd.DataFrame({"text": list(a), "image": [list(row) for row in b]}, index=[f"r{i}" for i in range(40)])
+
+
+@pytest.mark.parametrize("given", ["column", "two columns", "frame of one column", "one column of several views",
+                                   "numpy column"])
+def test_a_column_of_vectors_is_told_to_be_stacked_by_the_estimator(given) -> None:
+    """Before: a view kept as a pandas column of vectors was refused with
+    check_array's "setting an array element with a sequence" (a frame of
+    such columns too), or, given alone, as "a 1-D Series of 40 arrays; pass
+    list(Xs)", whose list of rows is no list of views either. Now: the
+    view (and the column) named as holding one vector per row, and the
+    np.stack that makes the view, which is then taken as the array."""
+    frame = _embeddings_frame()
+    Xs, name = {
+        "column": (frame["text"], "Xs"),
+        "two columns": ([frame["text"], frame["image"]], r"Xs\[0\]"),
+        "frame of one column": (frame[["text"]], "Xs"),
+        "one column of several views": ([_views()[0], frame["image"]], r"Xs\[1\]"),
+        "numpy column": (frame["text"].to_numpy(), "Xs"),
+    }[given]
+    stack = rf"np\.stack\({name}\['text'\]\)" if given == "frame of one column" else rf"np\.stack\({name}\)"
+    with pytest.raises(TypeError, match=rf"^{name}: .*holds one vector per row .*pass {stack}"):
+        MultimodalEmbedder(**FAST).fit(Xs)
+    stacked = [np.stack(x) for x in Xs] if isinstance(Xs, list) else np.stack(frame["text"])
+    want = MultimodalEmbedder(**FAST).fit_transform(_views() if isinstance(Xs, list) else _views()[0])
+    assert np.array_equal(MultimodalEmbedder(**FAST).fit_transform(stacked), want)
+
+
+@pytest.mark.parametrize("columns", [["text"], ["text", "image"]])
+def test_a_frame_with_a_column_of_vectors_is_told_to_stack_it_not_to_drop_it(columns) -> None:
+    """Before: the model refused a frame holding a column of vectors with
+    "pass its numeric columns only, e.g. select_dtypes('number')", which
+    drops that column, or (two such columns) "rows of different lengths".
+    Now: the column named as holding vectors, and how to stack them."""
+    model = gm.LearnableMultiModal(input_dims={"visual": 5}, embed_dim=8, hidden_dim=8, num_heads=2, seed=0)
+    frame = _embeddings_frame()[columns]
+    with pytest.raises(TypeError, match=r"^inputs\['visual'\]: its column 'text' holds one vector per row \(the first of "
+                                        r"5 values\); .* np\.stack\(inputs\['visual'\]\['text'\]\)"):
+        model.encode({"visual": frame})
+    assert np.array_equal(model.encode({"visual": np.stack(frame["text"])}), model.encode({"visual": _views()[0]}))

@@ -203,6 +203,8 @@ def as_real_array(x: Any, name: str, masked_remedy: str = MASKED_REMEDY) -> np.n
         arr = np.asarray(x)
     except Exception as exc:  # ragged lists and the like
         raise InvalidValueError(f"{name}: could not be read as a numeric array ({exc})", name) from None
+    if arr.dtype == object and hasattr(x, "columns"):
+        refuse_vector_columns(x, name)  # else "rows of different lengths", or "pass its numeric columns only"
     if _ragged(arr):
         raise InvalidValueError(f"{name}: could not be read as a numeric array (rows of different lengths)", name)
     dtypes = _pandas_dtypes(x) if arr.dtype == object and hasattr(x, "to_numpy") else []
@@ -222,6 +224,48 @@ def as_real_array(x: Any, name: str, masked_remedy: str = MASKED_REMEDY) -> np.n
     if arr.dtype.kind not in "biuf":  # timedelta64 is a numpy integer too, but no number to compute with
         raise TypeError(f"{name}: expected a real-valued numeric array, got {describe(arr)}{_non_numeric_hint(x, arr, name)}")
     return arr
+
+
+def refuse_vector_columns(x: Any, name: str) -> None:
+    """TypeError for one vector per row kept in a single cell: a pandas
+    data frame column of vectors (embeddings stored in a frame, a parquet
+    list column), such a Series, or a 1-D numpy array of them, saying how
+    it becomes an ``[n, d]`` array. The refusals named no vector: "setting
+    an array element with a sequence" (scikit-learn's check_array), "rows
+    of different lengths", or "pass its numeric columns only", which drops
+    the column. Other values are not looked at; per frame, a look at the
+    first value of each column of objects."""
+    if isinstance(x, np.ndarray) or (getattr(x, "ndim", None) == 1 and hasattr(x, "iloc")):  # an array, a Series
+        values = x if isinstance(x, np.ndarray) else None
+        if getattr(x, "dtype", None) != object or getattr(x, "ndim", None) != 1 or not len(x):
+            return
+        first = values[0] if values is not None else _first_value(x)
+        if _is_vector(first):
+            raise TypeError(
+                f"{name}: holds one vector per row ({len(x)} rows, the first of {len(first)} values), as a data "
+                f"frame column of vectors does; expected an [n, d] array: pass np.stack({name})")
+        return
+    dtypes = getattr(x, "dtypes", None)
+    if not hasattr(x, "iloc") or not hasattr(dtypes, "items") or hasattr(dtypes, "kind"):
+        return
+    for j, (label, dtype) in enumerate(dtypes.items()):
+        first = _first_value(x.iloc[:, j]) if getattr(dtype, "kind", None) == "O" else None
+        if _is_vector(first):
+            raise TypeError(
+                f"{name}: its column {label!r} holds one vector per row (the first of {len(first)} values); expected "
+                f"numbers, one column per feature: pass np.stack({name}[{label!r}]) (columns of vectors side by side: "
+                f"np.hstack([np.stack({name}[c]) for c in columns]))")
+
+
+def _first_value(column: Any) -> Any:
+    """A pandas Series' first value that is not missing (None where all are)."""
+    at = column.first_valid_index()
+    return None if at is None else column.loc[at]
+
+
+def _is_vector(value: Any) -> bool:
+    """Whether a cell holds a vector: a list, tuple or 1-D array of at least one value."""
+    return isinstance(value, (list, tuple, np.ndarray)) and np.ndim(value) == 1 and len(value) > 0
 
 
 def refuse_structured(x: Any, name: str) -> None:

@@ -47,7 +47,7 @@ from ._validation import (
     IntLike,
     FLOAT32_MAX, as_float32, as_seed, describe, is_int, is_iterable, is_masked_array, non_finite_message,
     over_float64, plain_names, precision_scope, refuse_beyond_memory,
-    refuse_duplicate_columns, refuse_graph_rows, refuse_networkx_graphs, refuse_structured, refuse_temporal_columns, refuse_unpaired_frames, renamed, shown_int,
+    refuse_duplicate_columns, refuse_graph_rows, refuse_networkx_graphs, refuse_structured, refuse_vector_columns, refuse_temporal_columns, refuse_unpaired_frames, renamed, shown_int,
     warn_precision_loss,
 )
 from .config import _widths
@@ -856,6 +856,7 @@ def _as_views(Xs: Any, estimator: MultimodalEmbedder, reset: bool) -> List[np.nd
         # numpy made these a 0-d object array: "float() argument must be ... not 'dict'"
         hint = "; pass list(Xs.values())" if isinstance(Xs, Mapping) else ""
         raise TypeError(f"Xs: expected a list of [n, d] arrays (one per view) or one 2-D array, got {describe(Xs)}{hint}")
+    refuse_vector_columns(Xs, "Xs")  # a column of vectors is one view: check_array's "setting an array element ..."
     if getattr(Xs, "ndim", None) == 1 and getattr(Xs, "dtype", None) == object and len(Xs) \
             and all(hasattr(x, "shape") for x in Xs):
         # views in a 1-D object array or a Series: check_array read them as one view,
@@ -883,6 +884,7 @@ def _as_views(Xs: Any, estimator: MultimodalEmbedder, reset: bool) -> List[np.nd
         refuse_duplicate_columns(x, name, "scikit-learn keeps them as feature names")
         _refuse_sparse_frame(x, name)
         refuse_structured(x, name)  # check_array's "Cannot cast array data from dtype(...) ... 'unsafe'"
+        refuse_vector_columns(x, name)  # check_array's "setting an array element with a sequence"
         _refuse_beyond_float64(x, name)
         _refuse_partly_masked_rows(x, name)
     raw = [_masked_filled(x) if is_masked_array(x) else x for x in raw]
