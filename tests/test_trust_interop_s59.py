@@ -336,7 +336,7 @@ def _embeddings_frame() -> pd.DataFrame:
 
 
 @pytest.mark.parametrize("given", ["column", "two columns", "frame of one column", "one column of several views",
-                                   "numpy column"])
+                                   "numpy column", "pyarrow list column"])
 def test_a_column_of_vectors_is_told_to_be_stacked_by_the_estimator(given) -> None:
     """Before: a view kept as a pandas column of vectors was refused with
     check_array's "setting an array element with a sequence" (a frame of
@@ -344,6 +344,8 @@ def test_a_column_of_vectors_is_told_to_be_stacked_by_the_estimator(given) -> No
     list(Xs)", whose list of rows is no list of views either. Now: the
     view (and the column) named as holding one vector per row, and the
     np.stack that makes the view, which is then taken as the array."""
+    import pyarrow as pa
+
     frame = _embeddings_frame()
     Xs, name = {
         "column": (frame["text"], "Xs"),
@@ -351,6 +353,7 @@ def test_a_column_of_vectors_is_told_to_be_stacked_by_the_estimator(given) -> No
         "frame of one column": (frame[["text"]], "Xs"),
         "one column of several views": ([_views()[0], frame["image"]], r"Xs\[1\]"),
         "numpy column": (frame["text"].to_numpy(), "Xs"),
+        "pyarrow list column": (frame["text"].astype(pd.ArrowDtype(pa.list_(pa.float64()))), "Xs"),
     }[given]
     stack = rf"np\.stack\({name}\['text'\]\)" if given == "frame of one column" else rf"np\.stack\({name}\)"
     with pytest.raises(TypeError, match=rf"^{name}: .*holds one vector per row .*pass {stack}"):

@@ -237,7 +237,8 @@ def refuse_vector_columns(x: Any, name: str) -> None:
     first value of each column of objects."""
     if isinstance(x, np.ndarray) or (getattr(x, "ndim", None) == 1 and hasattr(x, "iloc")):  # an array, a Series
         values = x if isinstance(x, np.ndarray) else None
-        if getattr(x, "dtype", None) != object or getattr(x, "ndim", None) != 1 or not len(x):
+        # kind "O": numpy's objects, and pandas' pyarrow lists (list<double>[pyarrow]) too
+        if getattr(getattr(x, "dtype", None), "kind", None) != "O" or getattr(x, "ndim", None) != 1 or not len(x):
             return
         first = values[0] if values is not None else _first_value(x)
         if _is_vector(first):
