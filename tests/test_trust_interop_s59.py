@@ -375,3 +375,21 @@ def test_a_frame_with_a_column_of_vectors_is_told_to_stack_it_not_to_drop_it(col
                                         r"5 values\); .* np\.stack\(inputs\['visual'\]\['text'\]\)"):
         model.encode({"visual": frame})
     assert np.array_equal(model.encode({"visual": np.stack(frame["text"])}), model.encode({"visual": _views()[0]}))
+
+
+def test_update_priorities_refuses_series_of_two_indexes() -> None:
+    """Before: ``update_priorities(positions, priorities)`` given two pandas
+    Series whose indexes hold the pairs in other orders set each position
+    to another one's priority, without a word, where every other call that
+    takes rows side by side refuses such frames. Now refused the same way,
+    naming ``priorities``, the buffer left as it was."""
+    buffer = _record()
+    positions = pd.Series([0, 1, 2, 3], index=[3, 2, 1, 0])
+    priorities = pd.Series([1.0, 2.0, 3.0, 4.0])
+    before = buffer.sample(4, prioritized=True)
+    buffer = _record()
+    with pytest.raises(InvalidValueError, match=r"^priorities: its index is not that of positions") as info:
+        buffer.update_priorities(positions, priorities)
+    assert info.value.arg == "priorities"
+    assert buffer.sample(4, prioritized=True) == before  # the priorities (and the draws) as they were
+    buffer.update_priorities(positions, priorities.set_axis(positions.index))

@@ -736,6 +736,8 @@ class ExperienceBuffer:
         to another process, such as a Ray actor holding the buffer, where
         the array alone arrives as positions now.
         """
+        # paired by position: Series of the same experiences in other orders gave each another's priority unsaid
+        refuse_unpaired_frames((("positions", positions), ("priorities", priorities)))
         positions = _batch_indices(positions)
         pos = _integer_positions(positions)
         pri = as_real_array(priorities, "priorities")
