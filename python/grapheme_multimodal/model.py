@@ -1581,6 +1581,8 @@ _REBUILT_ATTRIBUTES = frozenset(
 )
 #: Why a data frame's column names must be unique (:func:`refuse_duplicate_columns`).
 _UNIQUE_COLUMNS = "the model learns a frame's column names and checks later frames against them"
+
+
 def _refuse_reordered_labels(name: str, columns: Optional[Tuple[str, ...]], value: Any) -> None:
     """InvalidValueError naming ``name`` for a pandas Series (``df.mean()``,
     ``df.std()``) whose str labels are ``columns``, the names a modality's
