@@ -1149,7 +1149,8 @@ def _read_header(f: Any, size: int, where: str, fmt: str) -> Tuple[Dict[str, str
         fields = (info.get("dtype"), info.get("shape"), info.get("data_offsets")) if isinstance(info, dict) else (None,) * 3
         dtype, shape, offsets = fields
         if (
-            dtype not in _ITEM_BYTES
+            not isinstance(dtype, str)  # a list or object: the lookup below raised a bare "unhashable type"
+            or dtype not in _ITEM_BYTES
             or not isinstance(shape, list)
             or not all(type(d) is int and d >= 0 for d in shape)
             or not isinstance(offsets, list)

@@ -1,0 +1,89 @@
+"""Files under hostile use, round s59: forged headers, processes saving and
+loading one file at once."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import grapheme_multimodal as gm
+from grapheme_multimodal.buffer import ExperienceBuffer
+from grapheme_multimodal.exceptions import CheckpointError
+
+_LOADERS = {
+    "model": gm.LearnableMultiModal.load,
+    "ensemble": gm.load_ensemble,
+    "models": gm.load_models,
+    "experience": ExperienceBuffer.from_file,
+}
+
+
+def _small_model(seed: int = 0) -> gm.LearnableMultiModal:
+    return gm.LearnableMultiModal(embed_dim=4, hidden_dim=4, num_heads=1, input_dims={"visual": 2}, seed=seed)
+
+
+def _split(raw: bytes):
+    """``(header as a dict, tensor bytes)`` of a safetensors file's bytes."""
+    size = int.from_bytes(raw[:8], "little")
+    return json.loads(raw[8:8 + size]), raw[8 + size:]
+
+
+def _joined(header: dict, body: bytes) -> bytes:
+    text = json.dumps(header).encode()
+    return len(text).to_bytes(8, "little") + text + body
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-3, 2**70) | st.floats(allow_nan=False) | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3),
+    max_leaves=6,
+)
+
+
+@pytest.fixture(scope="module")
+def saved_model_bytes(tmp_path_factory) -> bytes:
+    path = tmp_path_factory.mktemp("s59") / "model.safetensors"
+    _small_model().save(path)
+    return path.read_bytes()
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(field=st.sampled_from(["dtype", "shape", "data_offsets"]), value=_JSON, loader=st.sampled_from(sorted(_LOADERS)))
+def test_a_tensor_declared_with_any_json_value_is_refused_naming_the_file(
+    tmp_path: Path, saved_model_bytes: bytes, field: str, value, loader: str
+) -> None:
+    """A checkpoint whose header declares a tensor's dtype, shape or data
+    offsets as any JSON value (a list, an object, a huge number). Before, a
+    dtype that was a list or an object (``"dtype": ["F32"]``) escaped every
+    loader as a bare ``TypeError: unhashable type: 'list'``, naming no file;
+    now each loader raises :class:`CheckpointError` naming the path, as for
+    every other corrupt header."""
+    header, body = _split(saved_model_bytes)
+    name = next(k for k in header if k != "__metadata__")
+    if header[name][field] == value:
+        return
+    header[name][field] = value
+    path = tmp_path / "forged.safetensors"
+    path.write_bytes(_joined(header, body))
+    with pytest.raises(CheckpointError, match="forged.safetensors"):
+        _LOADERS[loader](path)
+
+
+@pytest.mark.parametrize("dtype", [["F32"], {"F32": 1}])
+def test_a_dtype_that_is_a_list_or_an_object_is_refused(tmp_path: Path, saved_model_bytes: bytes, dtype) -> None:
+    """The two forged dtypes the search above stumbles on, pinned: before, a
+    bare ``TypeError: unhashable type``; now a CheckpointError saying which
+    tensor is declared how."""
+    header, body = _split(saved_model_bytes)
+    name = next(k for k in header if k != "__metadata__")
+    header[name]["dtype"] = dtype
+    path = tmp_path / "forged.safetensors"
+    path.write_bytes(_joined(header, body))
+    for load in _LOADERS.values():
+        with pytest.raises(CheckpointError, match=f"forged.safetensors.*tensor '{name}' is declared as"):
+            load(path)
