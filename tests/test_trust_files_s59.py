@@ -87,3 +87,41 @@ def test_a_dtype_that_is_a_list_or_an_object_is_refused(tmp_path: Path, saved_mo
     for load in _LOADERS.values():
         with pytest.raises(CheckpointError, match=f"forged.safetensors.*tensor '{name}' is declared as"):
             load(path)
+
+
+# ------------------------------------------------------------------ the name taken while the file is written
+@pytest.mark.parametrize("how", ["a folder made at the name", "a file put in the folder's place"])
+def test_a_name_taken_by_something_else_while_a_file_is_written_is_said_so(tmp_path: Path, how: str) -> None:
+    """Another program makes a folder at the target's name (or a file where
+    the target's folder was) while a save writes. Before, the error was the
+    OS's "[Errno 21] Is a directory: '.m.st.<hex>.tmp' -> 'm.st'", naming a
+    temporary file the user never gave; now it names the file given, says
+    what is in its place, and that nothing was written. No temporary file
+    is left either way."""
+    import shutil
+
+    from grapheme_multimodal import io as gio
+
+    folder = tmp_path / "out"
+    folder.mkdir()
+    target = folder / "m.st"
+
+    def taken_meanwhile(f) -> None:
+        f.write(b"the new file")
+        if how == "a folder made at the name":
+            target.mkdir()
+        else:
+            shutil.rmtree(folder)
+            folder.write_bytes(b"not a folder")
+
+    with pytest.raises(OSError) as info:
+        gio.atomic_write(target, taken_meanwhile)
+    message = str(info.value)
+    assert info.value.filename == str(target) and ".tmp" not in message, message
+    assert "nothing was written" in message, message
+    if how == "a folder made at the name":
+        assert isinstance(info.value, IsADirectoryError) and "it is now a directory" in message, message
+        assert list(folder.iterdir()) == [target] and list(target.iterdir()) == []
+    else:
+        assert isinstance(info.value, NotADirectoryError) and f"its folder {str(folder)!r} is now a file" in message
+        assert folder.read_bytes() == b"not a folder" and list(tmp_path.iterdir()) == [folder]

@@ -477,6 +477,8 @@ def _commit(staged: List[_Staged]) -> None:
                         raise FileNotFoundError(
                             errno.ENOENT, f"its folder {str(s.directory)!r} was removed or moved while the file was "
                             "written; nothing was written", str(s.given)) from None
+                    if exc.filename == s.tmp:  # the OS's, of the rename: it named the temporary file
+                        raise _not_renamed(exc, s) from None
                     _raise_naming(exc, s.path)
             # the replaced files' descriptors closed in the same step (Ctrl-C after it left them open and
             # locked); a linked one's is kept until a Ctrl-C held back meanwhile has removed its link
@@ -494,6 +496,24 @@ def _commit(staged: List[_Staged]) -> None:
                 _fsync_directory(directory)
     finally:
         _discard(taken, remove=False)
+
+
+def _not_renamed(exc: OSError, s: _Staged) -> OSError:
+    """The error of the written file ``s`` that the rename could not give
+    its name, naming the file given: the OS's named the temporary file too
+    ("Is a directory: '.m.st.<hex>.tmp' -> 'm.st'", of a folder made at the
+    name while the file was written), a name the user never gave."""
+    try:
+        folder, kind = file_kind(s.directory), file_kind(s.where)
+    except OSError:
+        folder = kind = None
+    if folder not in ("a directory", MISSING):  # a file or a device put in the folder's place
+        what = f"its folder {str(s.directory)!r} is now {folder or 'a file'}, put there while the file was written"
+    elif kind not in (None, MISSING):
+        what = f"it is now {kind}, made there while the file was written"
+    else:
+        what = "it could not be given the written file"
+    return OSError(exc.errno, f"{what} ({exc.strerror}); nothing was written there", str(s.given))
 
 
 def _discard(staged: List[_Staged], remove: bool = True) -> None:
