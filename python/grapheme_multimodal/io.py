@@ -506,7 +506,7 @@ def _not_renamed(exc: OSError, s: _Staged) -> OSError:
     try:
         folder, kind = file_kind(s.directory), file_kind(s.where)
     except OSError:
-        folder = kind = None
+        folder, kind = "a directory", None  # said no more than the OS did
     if folder not in ("a directory", MISSING):  # a file or a device put in the folder's place
         what = f"its folder {str(s.directory)!r} is now {folder or 'a file'}, put there while the file was written"
     elif kind not in (None, MISSING):
