@@ -4,6 +4,7 @@ loading one file at once."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -125,3 +126,38 @@ def test_a_name_taken_by_something_else_while_a_file_is_written_is_said_so(tmp_p
     else:
         assert isinstance(info.value, NotADirectoryError) and f"its folder {str(folder)!r} is now a file" in message
         assert folder.read_bytes() == b"not a folder" and list(tmp_path.iterdir()) == [folder]
+
+
+# ------------------------------------------------------------------ a filesystem that takes no locks
+@pytest.mark.parametrize("errno_name", ["ENOSYS", "ENOLCK", "EOPNOTSUPP"])
+def test_a_save_on_a_filesystem_that_takes_no_locks_is_written(tmp_path: Path, monkeypatch, errno_name: str) -> None:
+    """A folder on a filesystem whose ``flock`` fails (Lustre mounted without
+    ``-o flock`` answers ENOSYS; NFS without its lock daemon, ENOLCK).
+    Before, every save there failed ("[Errno 38] Function not implemented:
+    'm.st'") after all the training, over a lock that only tells other
+    saves' cleanups a temporary file is in use; now the file is saved
+    (unlocked), loads back, and no temporary file is left. A temporary file
+    left there by a killed save is kept, not removed: no cleanup can tell
+    it from a save in progress."""
+    import errno
+
+    from grapheme_multimodal import io as gio
+
+    if gio.fcntl is None:
+        pytest.skip("no flock on this platform")
+    model = _small_model(seed=3)
+    orphan = tmp_path / ".m.st.0123456789ab.tmp"
+    orphan.write_bytes(b"left by a save that was killed")
+    code = getattr(errno, errno_name)
+
+    def no_locks(fd, operation) -> None:
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(gio.fcntl, "flock", no_locks)
+    model.save(tmp_path / "m.st")
+    model.save(tmp_path / "m.st")  # over a file saved unlocked
+    monkeypatch.undo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [orphan.name, "m.st"]
+    loaded = gm.LearnableMultiModal.load(tmp_path / "m.st")
+    assert loaded.config.seed == 3 and loaded.state_dict().keys() == model.state_dict().keys()
+    assert all(np.array_equal(loaded.state_dict()[k], v) for k, v in model.state_dict().items())

@@ -2,7 +2,7 @@
 
 Every file this library writes goes to a temporary file in the target
 directory first (``.NAME.*.tmp``, created with the user's umask, locked while
-it is written), is flushed to disk, and then replaces the target in one step
+it is written where the filesystem takes locks), is flushed to disk, and then replaces the target in one step
 (``os.replace``), after which the directory is synced too. An interrupted save
 never leaves a half-written file where a good one was, and the temporary files
 of saves that were killed are removed by the next save to the same target.
@@ -699,7 +699,8 @@ def _followed(path: Path) -> Path:
 
 def _locked_temp_file(directory: Path, path: Path, shown: Path) -> Tuple[int, str]:
     """A new ``.NAME.<random>.tmp`` beside ``path``, open for writing and
-    locked (so other saves see it is in use), with the target's permissions
+    locked (so other saves see it is in use; unlocked where the filesystem
+    takes no locks), with the target's permissions
     or, for a new target, ``0o666`` minus the umask (applied by ``open``).
     Errors name the file ``shown`` (``path`` as the caller gave it)."""
     try:
@@ -730,7 +731,14 @@ def _locked_temp_file(directory: Path, path: Path, shown: Path) -> Tuple[int, st
                 os.chmod(tmp, mode)  # the target's permissions, not the umask's
             if fcntl is None:
                 return fd, tmp
-            fcntl.flock(fd, fcntl.LOCK_EX)  # waits while another save's cleanup holds it
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)  # waits while another save's cleanup holds it
+            except OSError as exc:
+                # A filesystem that takes no locks (Lustre without -o flock: ENOSYS; NFS without its lock
+                # daemon: ENOLCK) failed every save there. Written unlocked, as on Windows: no cleanup there can
+                # lock a file either, so none takes this one for an orphan (they are kept, not removed).
+                if exc.errno not in _NO_LOCKS:
+                    raise
             if os.path.samestat(os.fstat(fd), os.stat(tmp)):
                 return fd, tmp
         except FileNotFoundError:
@@ -740,6 +748,10 @@ def _locked_temp_file(directory: Path, path: Path, shown: Path) -> Tuple[int, st
             _unlink_quietly(tmp)
             raise
         os.close(fd)
+
+
+#: What ``flock`` raises on a filesystem that does not lock files.
+_NO_LOCKS = frozenset({errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP})
 
 
 def _removed(directory: Path) -> bool:
