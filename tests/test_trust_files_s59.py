@@ -161,3 +161,48 @@ def test_a_save_on_a_filesystem_that_takes_no_locks_is_written(tmp_path: Path, m
     loaded = gm.LearnableMultiModal.load(tmp_path / "m.st")
     assert loaded.config.seed == 3 and loaded.state_dict().keys() == model.state_dict().keys()
     assert all(np.array_equal(loaded.state_dict()[k], v) for k, v in model.state_dict().items())
+
+
+# ------------------------------------------------------------------ processes saving and loading one file at once
+def _save_repeatedly(path: str, seed: int, times: int, start) -> None:
+    """A spawned process's part: its own model, saved ``times`` over ``path``."""
+    model = _small_model(seed)
+    start.wait()
+    for _ in range(times):
+        model.save(path)
+
+
+def _load_repeatedly(path: str, times: int, start, results) -> None:
+    """A spawned process's part: ``path`` loaded ``times``; the seeds (or errors) found, sent back."""
+    start.wait()
+    found = []
+    for _ in range(times):
+        try:
+            found.append(gm.LearnableMultiModal.load(path).config.seed)
+        except Exception as exc:  # noqa: BLE001 - any error is what the test reports
+            found.append(f"{type(exc).__name__}: {exc}")
+    results.put(found)
+
+
+def test_processes_saving_one_file_while_another_loads_it_see_whole_files_only(tmp_path: Path) -> None:
+    """Two processes (spawned) save their own model over one path while a
+    third loads it. The reader always gets one writer's whole model (never
+    a torn file, a half-written one, or an error), the last save's file is
+    what stays, and no temporary file is left behind."""
+    import multiprocessing
+
+    path = tmp_path / "shared.safetensors"
+    _small_model(seed=7).save(path)
+    context = multiprocessing.get_context("spawn")
+    start, results = context.Barrier(3), context.Queue()
+    processes = [context.Process(target=_save_repeatedly, args=(str(path), seed, 10, start)) for seed in (1, 2)]
+    processes.append(context.Process(target=_load_repeatedly, args=(str(path), 20, start, results)))
+    for p in processes:
+        p.start()
+    found = results.get(timeout=60)
+    for p in processes:
+        p.join(timeout=60)
+    assert [p.exitcode for p in processes] == [0, 0, 0]
+    assert set(found) <= {1, 2, 7}, [f for f in found if f not in (1, 2, 7)][:3]
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]
+    assert gm.LearnableMultiModal.load(path).config.seed in (1, 2)
