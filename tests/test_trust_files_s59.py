@@ -206,3 +206,36 @@ def test_processes_saving_one_file_while_another_loads_it_see_whole_files_only(t
     assert set(found) <= {1, 2, 7}, [f for f in found if f not in (1, 2, 7)][:3]
     assert [p.name for p in tmp_path.iterdir()] == [path.name]
     assert gm.LearnableMultiModal.load(path).config.seed in (1, 2)
+
+
+# ------------------------------------------------------------------ a password-protected .npz
+def _encrypted_npz(path: Path) -> None:
+    """An .npz whose member is marked encrypted (``zip -e``'s flag, or one flipped bit of a damaged archive)."""
+    np.savez(path, x=np.arange(12, dtype=np.float64).reshape(4, 3))
+    data = bytearray(path.read_bytes())
+    data[data.find(b"PK\x03\x04") + 6] |= 1  # the local header's general-purpose flags
+    data[data.find(b"PK\x01\x02") + 8] |= 1  # the central directory's
+    path.write_bytes(bytes(data))
+
+
+def test_an_encrypted_npz_is_refused_naming_the_file(tmp_path: Path, capsys) -> None:
+    """A password-protected .npz given to ``grapheme-mm train`` (or to
+    ``read_modality_file``). Before, zipfile's bare ``RuntimeError: File
+    <ZipInfo filename='x.npy' ...> is encrypted, password required for
+    extraction`` left the command line as a traceback; now it exits 2 with
+    one line naming the file and what is expected."""
+    from grapheme_multimodal.cli import main
+    from grapheme_multimodal.exceptions import InvalidValueError
+    from grapheme_multimodal.files import read_modality_file
+    from grapheme_multimodal.types import Modality
+
+    npz = tmp_path / "views.npz"
+    _encrypted_npz(npz)
+    with pytest.raises(InvalidValueError, match=r"views\.npz: its array 'x' is encrypted"):
+        read_modality_file(Modality.VISUAL, npz)
+    np.save(tmp_path / "b.npy", np.ones((4, 2), np.float32))
+    code = main(["train", "-m", f"visual={npz}", "-m", f"auditory={tmp_path / 'b.npy'}",
+                 "-o", str(tmp_path / "m.st"), "--epochs", "1"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "views.npz: its array 'x' is encrypted" in err[0], err
+    assert not (tmp_path / "m.st").exists()
