@@ -195,8 +195,8 @@ def test_processes_saving_one_file_while_another_loads_it_see_whole_files_only(t
     _small_model(seed=7).save(path)
     context = multiprocessing.get_context("spawn")
     start, results = context.Barrier(3), context.Queue()
-    processes = [context.Process(target=_save_repeatedly, args=(str(path), seed, 10, start)) for seed in (1, 2)]
-    processes.append(context.Process(target=_load_repeatedly, args=(str(path), 20, start, results)))
+    processes = [context.Process(target=_save_repeatedly, args=(str(path), seed, 8, start)) for seed in (1, 2)]
+    processes.append(context.Process(target=_load_repeatedly, args=(str(path), 16, start, results)))
     for p in processes:
         p.start()
     found = results.get(timeout=60)
@@ -239,3 +239,37 @@ def test_an_encrypted_npz_is_refused_naming_the_file(tmp_path: Path, capsys) -> 
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "views.npz: its array 'x' is encrypted" in err[0], err
     assert not (tmp_path / "m.st").exists()
+
+
+@pytest.fixture(scope="module")
+def saved_files(tmp_path_factory) -> dict:
+    """The bytes of a model checkpoint, an ensemble and an experience file, with a loader each."""
+    folder = tmp_path_factory.mktemp("s59-kinds")
+    model = _small_model()
+    model.record_batch({"visual": np.ones((3, 2), np.float32)})
+    model.save(folder / "model.st")
+    gm.save_ensemble([model, model], folder / "ensemble.st", include_experience=True)
+    model.experience.save(folder / "experience.st")
+    return {kind: (folder / f"{kind}.st").read_bytes() for kind in ("model", "ensemble", "experience")}
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(kind=st.sampled_from(["model", "ensemble", "experience"]), where=st.floats(0, 1, exclude_max=True),
+       flip=st.integers(1, 255), cut=st.booleans())
+def test_a_damaged_file_of_each_kind_is_refused_naming_the_file(
+    tmp_path: Path, saved_files: dict, kind: str, where: float, flip: int, cut: bool
+) -> None:
+    """Any file of the package's three kinds cut short at any length, or with
+    any byte changed (header or tensor data), is refused by its own loader
+    and by ``load_models`` with a :class:`CheckpointError` naming the path:
+    never a bare JSON/safetensors/Key error, a crash, or a model loaded
+    from the damaged bytes."""
+    data = bytearray(saved_files[kind])
+    at = int(where * len(data))
+    damaged = bytes(data[:at]) if cut else bytes(data[:at]) + bytes([data[at] ^ flip]) + bytes(data[at + 1:])
+    path = tmp_path / f"damaged-{kind}.st"
+    path.write_bytes(damaged)
+    own = {"model": gm.LearnableMultiModal.load, "ensemble": gm.load_ensemble, "experience": ExperienceBuffer.from_file}
+    for load in (own[kind], gm.load_models):
+        with pytest.raises(CheckpointError, match=f"damaged-{kind}.st"):
+            load(path)
