@@ -164,46 +164,56 @@ def test_a_save_on_a_filesystem_that_takes_no_locks_is_written(tmp_path: Path, m
 
 
 # ------------------------------------------------------------------ processes saving and loading one file at once
-def _save_repeatedly(path: str, seed: int, times: int, start) -> None:
-    """A spawned process's part: its own model, saved ``times`` over ``path``."""
-    model = _small_model(seed)
-    start.wait()
-    for _ in range(times):
+#: A process of its own (a fresh interpreter, as multiprocessing's spawn starts): says "ready", waits for "go"
+#: on standard input (a barrier: all start at once), then saves its model over the path (argv: path, "save",
+#: seed, times) or loads it (argv: path, "load", times), printing the seed of each model loaded or the error.
+_PROCESS = """
+import sys
+import grapheme_multimodal as gm
+path, what, *numbers = sys.argv[1:]
+if what == "save":
+    model = gm.LearnableMultiModal(embed_dim=4, hidden_dim=4, num_heads=1, input_dims={"visual": 2}, seed=int(numbers[0]))
+print("ready", flush=True)
+sys.stdin.readline()
+for _ in range(int(numbers[-1])):
+    if what == "save":
         model.save(path)
-
-
-def _load_repeatedly(path: str, times: int, start, results) -> None:
-    """A spawned process's part: ``path`` loaded ``times``; the seeds (or errors) found, sent back."""
-    start.wait()
-    found = []
-    for _ in range(times):
+    else:
         try:
-            found.append(gm.LearnableMultiModal.load(path).config.seed)
-        except Exception as exc:  # noqa: BLE001 - any error is what the test reports
-            found.append(f"{type(exc).__name__}: {exc}")
-    results.put(found)
+            print(gm.LearnableMultiModal.load(path).config.seed, flush=True)
+        except Exception as exc:
+            print(repr(exc), flush=True)
+"""
 
 
 def test_processes_saving_one_file_while_another_loads_it_see_whole_files_only(tmp_path: Path) -> None:
-    """Two processes (spawned) save their own model over one path while a
-    third loads it. The reader always gets one writer's whole model (never
-    a torn file, a half-written one, or an error), the last save's file is
-    what stays, and no temporary file is left behind."""
-    import multiprocessing
+    """Two processes save their own model over one path while a third loads
+    it. The reader always gets one writer's whole model (never a torn file,
+    a half-written one, or an error), the last save's file is what stays,
+    and no temporary file is left behind."""
+    import subprocess
+    import sys
 
     path = tmp_path / "shared.safetensors"
     _small_model(seed=7).save(path)
-    context = multiprocessing.get_context("spawn")
-    start, results = context.Barrier(3), context.Queue()
-    processes = [context.Process(target=_save_repeatedly, args=(str(path), seed, 8, start)) for seed in (1, 2)]
-    processes.append(context.Process(target=_load_repeatedly, args=(str(path), 16, start, results)))
-    for p in processes:
-        p.start()
-    found = results.get(timeout=60)
-    for p in processes:
-        p.join(timeout=60)
-    assert [p.exitcode for p in processes] == [0, 0, 0]
-    assert set(found) <= {1, 2, 7}, [f for f in found if f not in (1, 2, 7)][:3]
+    env = {**os.environ, "PYTHONPATH": str(Path(gm.__file__).parent.parent)}  # this package, wherever it is
+    runs = [["save", "1", "8"], ["save", "2", "8"], ["load", "16"]]
+    processes = [subprocess.Popen([sys.executable, "-c", _PROCESS, str(path), *run], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, text=True, env=env) for run in runs]
+    try:
+        assert [p.stdout.readline() for p in processes] == ["ready\n"] * 3
+        for p in processes:
+            p.stdin.write("go\n")
+            p.stdin.close()
+        found = [line.strip() for line in processes[2].stdout]
+        assert [p.wait(timeout=60) for p in processes] == [0, 0, 0]
+    finally:
+        for p in processes:
+            if p.poll() is None:  # a failed assertion above: not left running
+                p.kill()
+                p.wait()
+            p.stdout.close()
+    assert len(found) == 16 and set(found) <= {"1", "2", "7"}, [f for f in found if f not in ("1", "2", "7")][:3]
     assert [p.name for p in tmp_path.iterdir()] == [path.name]
     assert gm.LearnableMultiModal.load(path).config.seed in (1, 2)
 
