@@ -283,3 +283,33 @@ def test_a_damaged_file_of_each_kind_is_refused_naming_the_file(
     for load in (own[kind], gm.load_models):
         with pytest.raises(CheckpointError, match=f"damaged-{kind}.st"):
             load(path)
+
+
+# ------------------------------------------------------------------ a buffer unpickled from read-only memory
+def test_a_buffer_unpickled_from_read_only_buffers_can_be_recorded_into(tmp_path: Path) -> None:
+    """An ExperienceBuffer pickled with protocol 5's out-of-band buffers and
+    unpickled from read-only memory, as Ray passes a buffer to a task (or
+    ``ray.get`` returns one: its arrays are views of the object store).
+    Before, every ``extend``, ``clear`` and ``update_priorities`` on it
+    raised a bare ``ValueError: assignment destination is read-only``; now
+    the buffer records, clears and reprioritises as the original does, and
+    the memory it was unpickled from is left as it was."""
+    import pickle
+
+    model = _small_model()
+    rows = np.random.default_rng(0).normal(size=(5, 2)).astype(np.float32)
+    model.record_batch({"visual": rows})
+    original = model.experience
+    buffers = []
+    data = pickle.dumps(original, protocol=5, buffer_callback=buffers.append)
+    assert buffers  # the arrays went out of band, as Ray sends them
+    memory = [bytes(b.raw()) for b in buffers]  # bytes: read-only, as the object store's
+    copy = pickle.loads(data, buffers=[pickle.PickleBuffer(m) for m in memory])
+    batch = original.sample(3)
+    copy.extend(batch.embeddings, batch.mask, batch.fused, batch.pair_strengths, batch.rewards, inputs=batch.inputs)
+    assert len(copy) == 8 and len(original) == 5
+    assert copy.sample(8).rewards.shape == (8,)
+    copy.update_priorities(np.array([0, 1]), np.array([2.0, 3.0]))
+    copy.clear()
+    assert len(copy) == 0 and len(original) == 5
+    assert [bytes(b.raw()) for b in buffers] == memory

@@ -1036,6 +1036,14 @@ class ExperienceBuffer:
     def _restore(self, state: Dict[str, Any]) -> None:
         """The unpickling of ``state`` into this new buffer (no lock yet)."""
         self.__dict__.update(state)
+        arrays = state.get("_arrays")
+        if isinstance(arrays, dict):
+            # Unpickled from out-of-band buffers (pickle protocol 5, as Ray passes a buffer to a task, or
+            # ray.get returns one), the arrays are read-only views of memory that is not the buffer's: every
+            # extend, append, clear and update_priorities then raised "assignment destination is read-only".
+            # Copied to arrays of its own; a pickle's usual arrays, its own already, are kept as they are.
+            self._arrays = {name: arr.copy() if isinstance(arr, np.ndarray) and not arr.flags.writeable else arr
+                            for name, arr in arrays.items()}
         self.__dict__.pop("_drawn", None)  # a buffer pickled by an older version: its per-buffer registry
         self.__dict__.pop("_epoch", None)
         # A history of its own that continues the original's as it was copied: a batch sampled from the
