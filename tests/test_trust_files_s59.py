@@ -118,14 +118,49 @@ def test_a_name_taken_by_something_else_while_a_file_is_written_is_said_so(tmp_p
     with pytest.raises(OSError) as info:
         gio.atomic_write(target, taken_meanwhile)
     message = str(info.value)
-    assert info.value.filename == str(target) and ".tmp" not in message, message
+    assert message.startswith(f"path: {str(target)!r}: ") and ".tmp" not in message, message
     assert "nothing was written" in message, message
     if how == "a folder made at the name":
-        assert isinstance(info.value, IsADirectoryError) and "it is now a directory" in message, message
+        assert isinstance(info.value, IsADirectoryError) and "is now a directory" in message, message
         assert list(folder.iterdir()) == [target] and list(target.iterdir()) == []
     else:
         assert isinstance(info.value, NotADirectoryError) and f"its folder {str(folder)!r} is now a file" in message
         assert folder.read_bytes() == b"not a folder" and list(tmp_path.iterdir()) == [folder]
+
+
+@pytest.mark.parametrize("code", ["EMFILE", "ENFILE"])
+def test_a_save_past_the_open_files_limit_says_so_not_that_the_folder_is_at_fault(
+    tmp_path: Path, monkeypatch, code: str
+) -> None:
+    """A save when this process has as many files open as ``ulimit -n``
+    lets it (a loop that leaks open files), or the system has. Before, the
+    error said "no file can be created in its folder '/data/run' (Too many
+    open files)": the folder blamed, where any folder fails alike. Now it
+    says the open files' limit is reached and what to do; the file already
+    there is as it was."""
+    import errno
+
+    from grapheme_multimodal import io as gio
+
+    target = tmp_path / "m.st"
+    _small_model(seed=1).save(target)
+    before = target.read_bytes()
+    real_open = os.open
+    number = getattr(errno, code)
+
+    def limit_reached(path, flags, *args, **kwargs):
+        if str(path).endswith(".tmp"):  # the save's temporary file: the first file it creates
+            raise OSError(number, os.strerror(number), path)
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(gio.os, "open", limit_reached)
+    with pytest.raises(OSError) as info:
+        _small_model(seed=2).save(target)
+    monkeypatch.undo()
+    message = str(info.value)
+    assert info.value.errno == number and message.startswith(f"path: {str(target)!r} cannot be saved: "), message
+    assert "as many files open as it may" in message and "folder" not in message, message
+    assert target.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["m.st"]
 
 
 # ------------------------------------------------------------------ a filesystem that takes no locks

@@ -510,10 +510,11 @@ def _not_renamed(exc: OSError, s: _Staged) -> OSError:
     if folder not in ("a directory", MISSING):  # a file or a device put in the folder's place
         what = f"its folder {str(s.directory)!r} is now {folder or 'a file'}, put there while the file was written"
     elif kind not in (None, MISSING):
-        what = f"it is now {kind}, made there while the file was written"
+        what = f"is now {kind}, made there while the file was written"
     else:
-        what = "it could not be given the written file"
-    return OSError(exc.errno, f"{what} ({exc.strerror}); nothing was written there", str(s.given))
+        what = "could not be given the written file"
+    return named_os_error(exc.errno, f"{s.kept_as or 'path'}: {str(s.given)!r}: {what} ({exc.strerror}); nothing "
+                                     "was written there")
 
 
 def _discard(staged: List[_Staged], remove: bool = True) -> None:
@@ -721,6 +722,8 @@ def _locked_temp_file(directory: Path, path: Path, shown: Path) -> Tuple[int, st
                     f"path: {str(shown)!r} cannot be saved: its folder {str(directory)!r} takes no new files (the system "
                     "answers \"No such file or directory\": a virtual file system, such as /proc?); expected a folder "
                     "on a disk") from None
+            if exc.errno in (errno.EMFILE, errno.ENFILE):  # the process's (or system's) limit, not the folder's
+                raise named_os_error(exc.errno, f"path: {str(shown)!r} cannot be saved: {_open_files_limit(exc)}") from None
             # "path: ..." as the package's other file errors (check_write_target's read-only file among them),
             # not the OS's bare "[Errno 13] Permission denied: 'm.st'"; the errno kept (PermissionError stays one)
             remedy = "; expected a folder this user may write" if exc.errno in (errno.EACCES, errno.EPERM) else ""
@@ -748,6 +751,20 @@ def _locked_temp_file(directory: Path, path: Path, shown: Path) -> Tuple[int, st
             _unlink_quietly(tmp)
             raise
         os.close(fd)
+
+
+def _open_files_limit(exc: OSError) -> str:
+    """What an EMFILE/ENFILE ``exc`` says: the files this process (or the
+    system) may have open are all open, whatever folder the file is in."""
+    if exc.errno == errno.ENFILE:
+        return f"the system has as many files open as it may ({exc.strerror}); expected fewer files open"
+    limit = ""
+    with contextlib.suppress(ImportError, OSError, ValueError):  # resource: POSIX only
+        import resource
+
+        limit = f", ulimit -n: {resource.getrlimit(resource.RLIMIT_NOFILE)[0]:,}"
+    return (f"this process has as many files open as it may ({exc.strerror}{limit}); expected fewer files open (close "
+            "those no longer needed, or raise the limit)")
 
 
 #: What ``flock`` raises on a filesystem that does not lock files.
