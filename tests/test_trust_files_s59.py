@@ -163,6 +163,34 @@ def test_a_save_past_the_open_files_limit_says_so_not_that_the_folder_is_at_faul
     assert target.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["m.st"]
 
 
+@pytest.mark.parametrize("load", [gm.LearnableMultiModal.load, gm.load_models, gm.load_ensemble, ExperienceBuffer.from_file])
+def test_a_load_past_the_open_files_limit_names_its_argument_and_the_limit(tmp_path: Path, monkeypatch, load) -> None:
+    """Loading when this process has as many files open as ``ulimit -n``
+    lets it. Before, the OS's bare "[Errno 24] Too many open files:
+    '.../m.st'", naming no argument, nor the limit; now "path: '.../m.st'
+    cannot be read: this process has as many files open as it may ...",
+    as a save past the limit says."""
+    import errno
+
+    from grapheme_multimodal import io as gio
+
+    target = tmp_path / "m.st"
+    target.write_bytes(b"never read")
+    real_open = os.open
+
+    def limit_reached(path, flags, *args, **kwargs):
+        if os.fspath(path) == str(target):
+            raise OSError(errno.EMFILE, os.strerror(errno.EMFILE), path)
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(gio.os, "open", limit_reached)
+    with pytest.raises(OSError) as info:
+        load(target)
+    message = str(info.value)
+    assert info.value.errno == errno.EMFILE and message.startswith(f"path: {str(target)!r} cannot be read: "), message
+    assert "as many files open as it may" in message, message
+
+
 # ------------------------------------------------------------------ a filesystem that takes no locks
 @pytest.mark.parametrize("errno_name", ["ENOSYS", "ENOLCK", "EOPNOTSUPP"])
 def test_a_save_on_a_filesystem_that_takes_no_locks_is_written(tmp_path: Path, monkeypatch, errno_name: str) -> None:

@@ -1127,6 +1127,10 @@ def read_tagged_safetensors(
     except PermissionError as exc:  # the OS's bare "[Errno 13] Permission denied: 'm.st'", as a save's was
         raise named_os_error(exc.errno, f"{where} cannot be read ({exc.strerror}); expected a file this user may "
                                         "read") from None
+    except OSError as exc:
+        if exc.errno not in (errno.EMFILE, errno.ENFILE):
+            raise
+        raise named_os_error(exc.errno, f"{where} cannot be read: {_open_files_limit(exc)}") from None
     except TooLargeError:
         raise
     except MemoryError:
