@@ -163,7 +163,8 @@ def test_a_save_past_the_open_files_limit_says_so_not_that_the_folder_is_at_faul
     assert target.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["m.st"]
 
 
-@pytest.mark.parametrize("load", [gm.LearnableMultiModal.load, gm.load_models, gm.load_ensemble, ExperienceBuffer.from_file])
+@pytest.mark.parametrize("load", [gm.LearnableMultiModal.load, gm.load_models, gm.load_ensemble,
+                                  ExperienceBuffer.from_file])
 def test_a_load_past_the_open_files_limit_names_its_argument_and_the_limit(tmp_path: Path, monkeypatch, load) -> None:
     """Loading when this process has as many files open as ``ulimit -n``
     lets it. Before, the OS's bare "[Errno 24] Too many open files:
@@ -235,7 +236,8 @@ import sys
 import grapheme_multimodal as gm
 path, what, *numbers = sys.argv[1:]
 if what == "save":
-    model = gm.LearnableMultiModal(embed_dim=4, hidden_dim=4, num_heads=1, input_dims={"visual": 2}, seed=int(numbers[0]))
+    model = gm.LearnableMultiModal(embed_dim=4, hidden_dim=4, num_heads=1, input_dims={"visual": 2},
+                                   seed=int(numbers[0]))
 print("ready", flush=True)
 sys.stdin.readline()
 for _ in range(int(numbers[-1])):

@@ -630,8 +630,8 @@ def _load_npz(path: Path, key: Optional[str]) -> np.ndarray:
             info = z.getinfo(f"{key}.npy")
             if info.flag_bits & 0x1:  # zipfile's refusal was a bare RuntimeError ("password required"), a traceback
                 raise InvalidValueError(
-                    f"{shown_name(path)}: its array {key!r} is encrypted (a password-protected zip archive); expected a "
-                    ".npz file as numpy writes it (unencrypted)", str(path))
+                    f"{shown_name(path)}: its array {key!r} is encrypted (a password-protected zip archive); "
+                    "expected a .npz file as numpy writes it (unencrypted)", str(path))
             with z.open(info) as member:
                 _check_npy_header(member, path, info.file_size, f"{shown_name(path)}:{key}")
             # From the member just checked: np.load(path)[key] reads a member named plain

@@ -2,10 +2,11 @@
 
 Every file this library writes goes to a temporary file in the target
 directory first (``.NAME.*.tmp``, created with the user's umask, locked while
-it is written where the filesystem takes locks), is flushed to disk, and then replaces the target in one step
-(``os.replace``), after which the directory is synced too. An interrupted save
-never leaves a half-written file where a good one was, and the temporary files
-of saves that were killed are removed by the next save to the same target.
+it is written where the filesystem takes locks), is flushed to disk, and then
+replaces the target in one step (``os.replace``), after which the directory is
+synced too. An interrupted save never leaves a half-written file where a good
+one was, and the temporary files of saves that were killed are removed by the
+next save to the same target.
 The replace gives the name a new file: other hard links to the file it
 replaces keep the old content (a write in place could not be atomic).
 Files written as one result (:func:`atomic_write_all`, or every save in a
@@ -723,7 +724,8 @@ def _locked_temp_file(directory: Path, path: Path, shown: Path) -> Tuple[int, st
                     "answers \"No such file or directory\": a virtual file system, such as /proc?); expected a folder "
                     "on a disk") from None
             if exc.errno in (errno.EMFILE, errno.ENFILE):  # the process's (or system's) limit, not the folder's
-                raise named_os_error(exc.errno, f"path: {str(shown)!r} cannot be saved: {_open_files_limit(exc)}") from None
+                raise named_os_error(exc.errno,
+                                     f"path: {str(shown)!r} cannot be saved: {_open_files_limit(exc)}") from None
             # "path: ..." as the package's other file errors (check_write_target's read-only file among them),
             # not the OS's bare "[Errno 13] Permission denied: 'm.st'"; the errno kept (PermissionError stays one)
             remedy = "; expected a folder this user may write" if exc.errno in (errno.EACCES, errno.EPERM) else ""
