@@ -1,5 +1,7 @@
-"""Files under hostile use, round s59: forged headers, processes saving and
-loading one file at once."""
+"""Files under hostile use, round s59: forged and damaged headers, names
+taken while a file is written, filesystems without locks, the open-files
+limit, processes saving and loading one file at once, an encrypted .npz, and
+a buffer unpickled from read-only memory (Ray, joblib's mmap_mode)."""
 
 from __future__ import annotations
 
