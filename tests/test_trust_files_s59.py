@@ -380,3 +380,37 @@ def test_a_buffer_unpickled_from_read_only_buffers_can_be_recorded_into(tmp_path
     copy.clear()
     assert len(copy) == 0 and len(original) == 5
     assert [bytes(b.raw()) for b in buffers] == memory
+
+
+# ------------------------------------------------------------------ a file on a read-only file system
+def test_saving_over_a_file_on_a_read_only_file_system_blames_the_file_system(tmp_path: Path, monkeypatch) -> None:
+    """Saving over a checkpoint whose folder is on a file system mounted
+    read-only (a dataset volume, a container's read-only layer). Before:
+    "path: '.../m.st' is read-only; expected a file that may be replaced
+    (make it writable, or save under another name)", sending the user to
+    chmod a file whose mode was never the cause, and to another name in
+    the same read-only folder. Now the error says the folder's file system
+    is read-only (errno EROFS), and the file is as it was."""
+    import errno
+    import types
+
+    target = tmp_path / "m.st"
+    _small_model(seed=1).save(target)
+    before = target.read_bytes()
+    real_statvfs = os.statvfs
+
+    def read_only_mount(path):  # what statvfs says of a folder on a read-only mount
+        st = real_statvfs(path)
+        return types.SimpleNamespace(f_flag=st.f_flag | os.ST_RDONLY)
+
+    monkeypatch.setattr(os, "statvfs", read_only_mount)
+    monkeypatch.setattr(os, "access", lambda path, mode, **kwargs: not mode & os.W_OK)  # as access(2) says there
+    with pytest.raises(OSError) as info:
+        _small_model(seed=2).save(target)
+    monkeypatch.undo()
+    message = str(info.value)
+    assert info.value.errno == errno.EROFS, message
+    assert message.startswith(f"path: {str(target)!r} cannot be replaced: its folder {str(tmp_path)!r} is on a "
+                              "read-only file system"), message
+    assert "make it writable" not in message
+    assert target.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["m.st"]

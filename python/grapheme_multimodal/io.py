@@ -666,11 +666,24 @@ def check_write_target(path: PathLike, arg: str = "path") -> Path:
     kind = file_kind(path)
     if kind is not None and kind is not MISSING:  # the rename would replace a device, FIFO or socket with a file
         raise FileExistsError(f"{arg}: {str(path)!r} is {kind}, not a regular file; expected a file name to write")
+    if kind is None and _on_read_only_filesystem(directory):
+        # os.access said no of every file there: "is read-only ... (make it writable)" sent the user to
+        # chmod a file whose mode was never the cause, and which no chmod there can change
+        raise named_os_error(errno.EROFS, f"{arg}: {str(path)!r} cannot be replaced: its folder {str(directory)!r} is "
+                                          "on a read-only file system; expected a folder on a writable one")
     if kind is None and (not os.access(path, os.W_OK) or not stat.S_IMODE(os.stat(path).st_mode) & 0o222):
         # the rename would replace a file its owner made read-only (even as root, where os.access says yes)
         raise named_os_error(errno.EACCES, f"{arg}: {str(path)!r} is read-only; expected a file that may be replaced "
                                            "(make it writable, or save under another name)")
     return directory
+
+
+def _on_read_only_filesystem(directory: Path) -> bool:
+    """Whether ``directory`` is on a file system mounted read-only (False where that cannot be told)."""
+    try:
+        return bool(os.statvfs(directory).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):  # no statvfs (Windows), or the folder cannot be examined
+        return False
 
 
 def _file_name(path: Any, arg: str) -> Path:
