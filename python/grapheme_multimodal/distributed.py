@@ -36,7 +36,7 @@ try:
     import ray
     import ray.data
     from ray.exceptions import RayActorError, RayTaskError
-    from ray.util.placement_group import placement_group, remove_placement_group
+    from ray.util.placement_group import placement_group, placement_group_table, remove_placement_group
     from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 except ModuleNotFoundError as exc:  # pragma: no cover - exercised only without Ray
     raise ModuleNotFoundError(
@@ -64,7 +64,8 @@ __all__ = ["embed_dataset", "fit", "ReplicaDriftError", "OUTPUTS", "MAX_RESTARTS
 #: ``hidden_features [7, H]`` per row.
 OUTPUTS = ("fused", "embeddings", "bindings", "hidden_features")
 
-#: How often one step may lose a worker before :func:`fit` gives up.
+#: How often one step may lose a worker before :func:`fit` gives up, and
+#: how often an :func:`embed_dataset` actor that dies is restarted before its run fails.
 MAX_RESTARTS_PER_STEP = 3
 
 #: ``{modality or its name: column}``; a Mapping per key type, as Mapping is invariant
@@ -113,7 +114,9 @@ def embed_dataset(
             Ray Data does not fuse into the actors), or those steps could
             never run: refused, an :class:`InvalidValueError` naming
             ``num_actors`` or ``cpus_per_actor`` (``ds.materialize()`` first
-            runs them before any actor starts).
+            runs them before any actor starts). Called from a metric of a
+            distributed :func:`fit`, the CPUs its workers hold until it
+            returns are not the pool's to take: refused likewise.
         outputs: which of :data:`OUTPUTS` to add: ``"fused"`` (``[E]``
             float32 per row), ``"embeddings"`` (``[7, E]``, zeros where
             absent), ``"bindings"`` (``[7, 7]`` pair strengths, as
@@ -156,6 +159,9 @@ def embed_dataset(
         original, with its ``arg`` and message). A run that fails kills
         its actors at once (they held their CPUs until Python's garbage
         collector ran), as does one that ends well (so did Ray Data 2.51's).
+        An actor whose process dies (killed for memory, a crash) is started
+        again and its batch retried, at most :data:`MAX_RESTARTS_PER_STEP`
+        times: then the run fails with Ray's ``ActorDiedError``.
     """
     if not isinstance(ds, ray.data.Dataset):
         raise TypeError(f"ds: expected a ray.data.Dataset, got {type(ds).__name__}")
@@ -181,7 +187,7 @@ def embed_dataset(
     # cluster holds would wait forever. A scaling pool starts with one.
     if num_actors is None:
         _check_fits_cluster(1, cpus_per_actor, "actor", None, "cpus_per_actor")
-        cpus = int(ray.cluster_resources().get("CPU", 1))
+        cpus = int(sum(_node_cpus()[0]))  # less what a fit calling this (from its metric) holds until it returns
         pool = ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, cpus // cpus_per_actor))
     else:
         _check_fits_cluster(int(num_actors), cpus_per_actor, "actor", "num_actors", "cpus_per_actor")
@@ -209,15 +215,20 @@ def embed_dataset(
     # The file is loaded again by each actor when the dataset runs, maybe after
     # another model was saved there: the actors check they load the one checked here.
     identity = None if isinstance(checkpoint, LearnableMultiModal) else _model_identity(model)
-    out = ds.map_batches(
-        _Embedder,
-        fn_constructor_kwargs={"source": source, "columns": plan.columns, "outputs": wanted, "identity": identity},
-        batch_size=int(batch_size),
-        batch_format="pyarrow",  # the other columns pass through as they are (_Embedder.__call__)
-        zero_copy_batch=True,  # read-only views of the block: the model only reads its inputs
-        compute=pool,
-        num_cpus=cpus_per_actor,
-    )
+    with warnings.catch_warnings():
+        # Ray 2.60 deprecates map_batches' **ray_remote_args for named parameters, and names none that
+        # bound the restarts: its warning pointed at this line, a deprecation no user of ours can act on
+        warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated", category=DeprecationWarning)
+        out = ds.map_batches(
+            _Embedder,
+            fn_constructor_kwargs={"source": source, "columns": plan.columns, "outputs": wanted, "identity": identity},
+            batch_size=int(batch_size),
+            batch_format="pyarrow",  # the other columns pass through as they are (_Embedder.__call__)
+            zero_copy_batch=True,  # read-only views of the block: the model only reads its inputs
+            compute=pool,
+            num_cpus=cpus_per_actor,
+            **_restart_limits(ds.map_batches),
+        )
     _check_room_for_steps_before(out, 1 if num_actors is None else int(num_actors), cpus_per_actor)
     # Said here, once, at the caller's line: the actors embed without it (each would say it per batch).
     # After every check: a call refused for its batch_size or outputs had warned of untrained modalities.
@@ -235,6 +246,23 @@ def embed_dataset(
     own.context.raise_original_map_exception = True
     _add_stop_actors_at_end(own.context)  # a run that ends, failed or not, frees its actors at once
     return own
+
+
+def _restart_limits(map_batches: Any) -> Dict[str, int]:
+    """The arguments of ``map_batches`` that bound how often an actor of its
+    pool that dies (its process killed: out of memory, a crash in native
+    code) is restarted and its batch retried, where this Ray takes them:
+    Ray Data's default retried without end, and an actor that died on every
+    batch ran the dataset forever. None for a Ray whose ``map_batches``
+    takes neither them nor any keyword (Ray's default, as before)."""
+    limits = {"max_restarts": MAX_RESTARTS_PER_STEP, "max_task_retries": MAX_RESTARTS_PER_STEP}
+    try:
+        parameters = inspect.signature(map_batches).parameters.values()
+    except (TypeError, ValueError):  # pragma: no cover - no signature: taken, as every Ray 2.5x takes them
+        return limits
+    if not any(p.kind is p.VAR_KEYWORD or p.name == "max_restarts" for p in parameters):  # pragma: no cover - another Ray
+        return {}
+    return limits
 
 
 def _add_stop_actors_at_end(context: Any) -> None:
@@ -1116,7 +1144,10 @@ def fit(
     the driver's: :class:`ReplicaDriftError` if they differ. Workers that
     cannot be stopped once training is done are said in a ``RuntimeWarning``
     (the model keeps its training); after a failed fit, the fit's error is
-    raised and the failure to stop them warned of beside it.
+    raised and the failure to stop them warned of beside it. The workers
+    hold their CPUs until ``fit`` returns: an :func:`embed_dataset` or a
+    distributed ``fit`` (of a copy) called from its metrics that needs more
+    CPUs than they leave is refused, an :class:`InvalidValueError`.
     """
     if not isinstance(model, LearnableMultiModal):
         raise TypeError(f"model: expected a LearnableMultiModal, got {type(model).__name__}")
@@ -1269,6 +1300,7 @@ class _RaySteps(Steps):
             # other's CPUs forever. A fit now waits for the whole of another one instead.
             self.group = placement_group([{"CPU": cpus_per_worker}] * num_workers, strategy="PACK")
             ray.get(self.group.ready())
+            _groups_held_here().append(self.group)  # its metrics' embed_dataset and fit: refused what can never start
             state = ray.put(_replica_state(model))
             for k in range(num_workers):  # one by one: close() kills those started before an interrupt
                 self.workers.append(self._start(state, k))
@@ -1332,6 +1364,8 @@ class _RaySteps(Steps):
                     failures.append(err)
             self.workers = []
             if self.group is not None:
+                groups = _groups_held_here()
+                groups[:] = [g for g in groups if g is not self.group]
                 try:
                     remove_placement_group(self.group)
                 except Exception as err:
@@ -1523,8 +1557,10 @@ def _check_fits_cluster(count: int, cpus_each: int, what: str, count_arg: Option
     """Refuses ``count`` actors of ``cpus_each`` CPUs that the cluster's
     nodes cannot hold at once: Ray would wait for them forever."""
     _ensure_ray()
-    nodes = [node["Resources"].get("CPU", 0.0) for node in ray.nodes() if node.get("Alive")]
+    nodes, held = _node_cpus()
     room = sum(int(cpus // cpus_each) for cpus in nodes)
+    if room < count and held:
+        _refuse_cpus_held_by_the_fit_here(count, cpus_each, what, count_arg if room else cpus_arg, nodes, held)
     if room < count:
         arg = cpus_arg if room == 0 or count_arg is None else count_arg
         unit = "CPU" if cpus_each == 1 else "CPUs"
@@ -1538,6 +1574,57 @@ def _check_fits_cluster(count: int, cpus_each: int, what: str, count_arg: Option
             f"for the rest forever; expected {expected} (on an autoscaling cluster, start its nodes first)",
             arg,
         )
+
+
+#: The placement groups of the distributed fits running in this thread: their workers hold
+#: their CPUs until the fit returns, and the fit's metrics and callbacks run in this thread.
+_FITS_OF_THIS_THREAD = threading.local()
+
+
+def _groups_held_here() -> List[Any]:
+    """The placement groups of :data:`_FITS_OF_THIS_THREAD` (a list to add to)."""
+    if not hasattr(_FITS_OF_THIS_THREAD, "groups"):
+        _FITS_OF_THIS_THREAD.groups = []
+    return _FITS_OF_THIS_THREAD.groups
+
+
+def _node_cpus() -> Tuple[List[float], float]:
+    """The CPUs of each live node, less those the workers of the distributed
+    fits running in this thread hold (they free them only once that fit
+    returns, so a call from its metric can never have them), and how many
+    those hold."""
+    nodes = {node.get("NodeID"): node["Resources"].get("CPU", 0.0) for node in ray.nodes() if node.get("Alive")}
+    held = 0.0
+    for group in _groups_held_here():
+        try:
+            table = placement_group_table(group)
+            bundles = [(node, table["bundles"][index].get("CPU", 0.0)) for index, node in table["bundles_to_node_id"].items()]
+        except Exception:  # noqa: BLE001 - another Ray's table: counted as before, not held
+            continue
+        for node, cpus in bundles:
+            if node in nodes:
+                nodes[node] -= cpus
+                held += cpus
+    return list(nodes.values()), held
+
+
+def _refuse_cpus_held_by_the_fit_here(count: int, cpus_each: int, what: str, arg: str, free: List[float], held: float) -> None:
+    """Refuses ``count`` actors of ``cpus_each`` CPUs called for by code a
+    distributed fit runs in this thread (its metric, callback) that only
+    the CPUs its workers hold would make room for: the fit waits for that
+    code, and Ray waited for those CPUs forever."""
+    unit = "CPU" if cpus_each == 1 else "CPUs"
+    room = sum(int(cpus // cpus_each) for cpus in free)
+    left = sum(free)
+    raise InvalidValueError(
+        f"{arg}: {count} {what}{'s' if count > 1 else ''} of {cpus_each} {unit} each {'do' if count > 1 else 'does'} not "
+        f"fit beside the distributed fit running in this thread (this is called from its metric or callback), whose "
+        f"workers hold {held:g} of the cluster's CPUs until it returns: {left:g} CPU{'' if left == 1 else 's'} left "
+        f"({', '.join(f'{c:g}' for c in free) or 'none'} per node), and Ray would wait for the rest forever; expected at "
+        f"most {room} {what}{'' if room == 1 else 's'} of {cpus_each} {unit} (that fit leaves more with fewer num_workers), "
+        "or this call after that fit returns",
+        arg,
+    )
 
 
 #: Physical operators of Ray Data that run no task of their own (a limit slices with num_cpus=0).
@@ -1606,7 +1693,7 @@ def _check_room_for_steps_before(out: "ray.data.Dataset", actors: int, cpus_each
     which those steps could then never make, and the dataset waited forever
     (``cpus_per_actor=2`` on a cluster of 2 CPUs behind a ``rename_columns``).
     Ray Data's plan is made only where the steps as written might not fit."""
-    nodes = [node["Resources"].get("CPU", 0.0) for node in ray.nodes() if node.get("Alive")]
+    nodes = _node_cpus()[0]
 
     def fits(count: int, each: int, held: float, task: float) -> bool:
         # The actors on the smallest nodes that hold them, then the steps' pools anywhere
