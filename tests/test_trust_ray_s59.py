@@ -5,6 +5,7 @@ what a user saw before the fix."""
 
 import copy
 import os
+import re
 import warnings
 
 import numpy as np
@@ -71,6 +72,17 @@ def test_an_embedding_actor_that_dies_on_every_batch_fails_the_run_instead_of_re
     assert np.stack([r["fused"] for r in rows]).tobytes() == model.encode_and_fuse({"visual": x})[1].tobytes()
 
 
+def _refusals(calls, model):
+    """The errors each of ``calls`` (of ``model``) raises, in order, as a
+    metric that catches them sees them."""
+    said = []
+    for call in calls:
+        with pytest.raises(gm.InvalidValueError) as err:
+            call(model)
+        said.append(err.value)
+    return said
+
+
 @ray_test
 @pytest.mark.timeout(60)  # before the fix, the metric never returned
 def test_embedding_from_a_metric_of_a_fit_whose_workers_hold_every_cpu_is_refused_not_waited_for(quiet_ray_data):
@@ -78,37 +90,58 @@ def test_embedding_from_a_metric_of_a_fit_whose_workers_hold_every_cpu_is_refuse
     during a distributed fit whose workers held every CPU of the cluster
     (``num_workers=2`` on 2 CPUs) waited forever: the workers keep their
     CPUs until the fit returns, and the fit waited for the metric. So did a
-    metric that trained a copy with a distributed fit. Now refused, an
-    ``InvalidValueError`` naming the argument and saying what the fit holds;
-    the fit fails with it and leaves the model as it was. A fit that leaves
-    a CPU free runs such a metric as before."""
+    metric that trained a copy with a distributed fit, and one embedding
+    behind a step of its own that needed the CPU its actor took. Now
+    refused, an ``InvalidValueError`` naming the argument and saying what
+    the fit holds; a fit whose metric raises it fails with it and leaves
+    the model as it was. A fit that leaves a CPU free runs such a metric
+    as before."""
     x = synthetic(32)["visual"]
     ds = ray.data.from_arrow(pa.table({"v": tensors(x), "id": pa.array(range(32))}))
     data = synthetic(64)
-    metrics = {
-        "embeds": lambda m: float(len(distributed.embed_dataset(ds, m, {"visual": "v"}, num_actors=1).take_all())),
-        "embeds_scaling": lambda m: float(len(distributed.embed_dataset(ds, m, {"visual": "v"}).take_all())),
-        "fits_a_copy": lambda m: len(distributed.fit(copy.deepcopy(m), data, num_workers=1, epochs=1, batch_size=32,
-                                                     progress=False).epochs),
-    }
+
+    def step(batch):  # local: pickled by value for Ray's workers, which cannot import the tests
+        return batch
+
+    embeds = lambda m, **kw: float(len(distributed.embed_dataset(ds, m, {"visual": "v"}, **kw).take_all()))  # noqa: E731
+    fits_a_copy = lambda m: float(len(distributed.fit(copy.deepcopy(m), data, num_workers=1, epochs=1,  # noqa: E731
+                                                      batch_size=32, progress=False).epochs))
+    said = []
+
+    def refused_beside_two_workers(model):
+        said.extend(_refusals([lambda m: embeds(m, num_actors=1), embeds, fits_a_copy], model))
+        raise said[0]
+
+    model = small_model()
+    before = state(model)
+    with pytest.raises(gm.InvalidValueError) as err:
+        distributed.fit(model, data, num_workers=2, epochs=1, batch_size=32, progress=False, validation=data,
+                        metrics={"refused": refused_beside_two_workers})
+    assert err.value is said[0] and model.epochs_trained == 0 and same(state(model), before)
+    assert _cpus_freed(), ray.available_resources()
     held = r"fit beside the distributed fit running in this thread \(this is called from its metric or callback\), whose " \
-           r"workers hold 2 of the cluster's CPUs until it returns: 0 CPUs left \(0 per node\)"
-    for name, arg, what in (("embeds", "cpus_per_actor", "actor"), ("fits_a_copy", "cpus_per_worker", "worker")):
-        model = small_model()
-        before = state(model)
-        with pytest.raises(gm.InvalidValueError, match=rf"^{arg}: 1 {what} of 1 CPU each does not {held}") as err:
-            distributed.fit(model, data, num_workers=2, epochs=1, batch_size=32, progress=False, validation=data,
-                            metrics={name: metrics[name]})
-        assert err.value.arg == arg
-        assert model.epochs_trained == 0 and same(state(model), before)
-        assert _cpus_freed(), ray.available_resources()
-    # one worker leaves a CPU: the metrics run, an actor or a worker on it
-    history = distributed.fit(small_model(), data, num_workers=1, epochs=1, batch_size=32, progress=False,
-                              validation=data, metrics=metrics)
-    assert history["val_embeds"] == history["val_embeds_scaling"] == [32.0] and history["val_fits_a_copy"] == [1]
-    # two actors where one CPU is left: refused naming num_actors, with what fits
-    with pytest.raises(gm.InvalidValueError, match=r"^num_actors: 2 actors of 1 CPU each do not fit beside .* workers hold 1 "
-                       r"of the cluster's CPUs until it returns: 1 CPU left \(1 per node\), .*; expected at most 1 actor of 1 "
-                       r"CPU \(that fit leaves more with fewer num_workers\), or this call after that fit returns$"):
-        distributed.fit(small_model(), data, num_workers=1, epochs=1, batch_size=32, progress=False, validation=data,
-                        metrics={"two": lambda m: len(distributed.embed_dataset(ds, m, {"visual": "v"}, num_actors=2).take_all())})
+           r"workers hold 2 of the cluster's CPUs until it returns: 0 CPUs left \(0 per node\), and Ray would wait for the " \
+           r"rest forever; expected at most 0 \w+s of 1 CPU \(that fit leaves more with fewer num_workers\), or this call " \
+           r"after that fit returns$"
+    for error, arg, what in zip(said, ("cpus_per_actor", "cpus_per_actor", "cpus_per_worker"), ("actor", "actor", "worker")):
+        assert error.arg == arg
+        assert re.match(rf"^{arg}: 1 {what} of 1 CPU each does not {held}", str(error)), str(error)
+
+    # one worker leaves a CPU: a metric's actor or worker runs on it; what needs more is refused
+    def refused_beside_one_worker(model):
+        said[:] = _refusals([lambda m: embeds(m, num_actors=2),
+                             lambda m: distributed.embed_dataset(ds.map_batches(step, num_cpus=1), m, {"visual": "v"},
+                                                                 num_actors=1).take_all()], model)
+        return 0.0
+
+    history = distributed.fit(small_model(), data, num_workers=1, epochs=1, batch_size=32, progress=False, validation=data,
+                              metrics={"embeds": lambda m: embeds(m, num_actors=1), "embeds_scaling": embeds,
+                                       "fits_a_copy": fits_a_copy, "refused": refused_beside_one_worker})
+    assert history["val_embeds"] == history["val_embeds_scaling"] == [32.0] and history["val_fits_a_copy"] == [1.0]
+    assert str(said[0]).startswith("num_actors: 2 actors of 1 CPU each do not fit beside the distributed fit running in "
+                                   "this thread"), str(said[0])
+    assert "workers hold 1 of the cluster's CPUs until it returns: 1 CPU left (1 per node)" in str(said[0])
+    assert "; expected at most 1 actor of 1 CPU (that fit leaves more with fewer num_workers)" in str(said[0])
+    assert str(said[1]).startswith("cpus_per_actor: 1 actor of 1 CPU leaves no room on this Ray cluster (its nodes: 1 CPUs, "
+                                   "less the 1 that the workers of the distributed fit running in this thread hold until it "
+                                   "returns) for the steps of ds before embedding (MapBatches(step))"), str(said[1])

@@ -1608,6 +1608,14 @@ def _node_cpus() -> Tuple[List[float], float]:
     return list(nodes.values()), held
 
 
+def _less_the_fit_here(held: float) -> str:
+    """What a count of the cluster's CPUs leaves out: those the workers of
+    the distributed fit running in this thread hold (``held``), if any."""
+    if not held:
+        return ""
+    return f", less the {held:g} that the workers of the distributed fit running in this thread hold until it returns"
+
+
 def _refuse_cpus_held_by_the_fit_here(count: int, cpus_each: int, what: str, arg: str, free: List[float], held: float) -> None:
     """Refuses ``count`` actors of ``cpus_each`` CPUs called for by code a
     distributed fit runs in this thread (its metric, callback) that only
@@ -1693,7 +1701,7 @@ def _check_room_for_steps_before(out: "ray.data.Dataset", actors: int, cpus_each
     which those steps could then never make, and the dataset waited forever
     (``cpus_per_actor=2`` on a cluster of 2 CPUs behind a ``rename_columns``).
     Ray Data's plan is made only where the steps as written might not fit."""
-    nodes = _node_cpus()[0]
+    nodes, taken = _node_cpus()
 
     def fits(count: int, each: int, held: float, task: float) -> bool:
         # The actors on the smallest nodes that hold them, then the steps' pools anywhere
@@ -1729,7 +1737,8 @@ def _check_room_for_steps_before(out: "ray.data.Dataset", actors: int, cpus_each
                                           f"{task:g} CPU{'s' if task != 1 else ''} for a task" if task else "") if part)
     raise InvalidValueError(
         f"{arg}: {f'{actors} actors of {cpus_each} {unit} each leave' if actors > 1 else f'1 actor of {cpus_each} {unit} leaves'} "
-        f"no room on this Ray cluster (its nodes: {', '.join(f'{c:g}' for c in nodes) or 'none'} CPUs) for the steps "
+        f"no room on this Ray cluster (its nodes: {', '.join(f'{c:g}' for c in nodes) or 'none'} CPUs"
+        f"{_less_the_fit_here(taken)}) for the steps "
         f"of ds before embedding ({', '.join(names)}), which need {what}: the actors start first, and would wait "
         f"forever for rows those steps could not make; expected {expected}ds.materialize() first to run those steps "
         "before embedding",
