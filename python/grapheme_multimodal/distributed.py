@@ -160,8 +160,9 @@ def embed_dataset(
         its actors at once (they held their CPUs until Python's garbage
         collector ran), as does one that ends well (so did Ray Data 2.51's).
         An actor whose process dies (killed for memory, a crash) is started
-        again and its batch retried, at most :data:`MAX_RESTARTS_PER_STEP`
-        times: then the run fails with Ray's ``ActorDiedError``.
+        again and its batch retried, as Ray Data does, up to
+        :data:`MAX_RESTARTS_PER_STEP` times: its next start fails the run
+        with a ``RuntimeError`` (Ray's ``RayTaskError`` that is one).
     """
     if not isinstance(ds, ray.data.Dataset):
         raise TypeError(f"ds: expected a ray.data.Dataset, got {type(ds).__name__}")
@@ -215,20 +216,15 @@ def embed_dataset(
     # The file is loaded again by each actor when the dataset runs, maybe after
     # another model was saved there: the actors check they load the one checked here.
     identity = None if isinstance(checkpoint, LearnableMultiModal) else _model_identity(model)
-    with warnings.catch_warnings():
-        # Ray 2.60 deprecates map_batches' **ray_remote_args for named parameters, and names none that
-        # bound the restarts: its warning pointed at this line, a deprecation no user of ours can act on
-        warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated", category=DeprecationWarning)
-        out = ds.map_batches(
-            _Embedder,
-            fn_constructor_kwargs={"source": source, "columns": plan.columns, "outputs": wanted, "identity": identity},
-            batch_size=int(batch_size),
-            batch_format="pyarrow",  # the other columns pass through as they are (_Embedder.__call__)
-            zero_copy_batch=True,  # read-only views of the block: the model only reads its inputs
-            compute=pool,
-            num_cpus=cpus_per_actor,
-            **_restart_limits(ds.map_batches),
-        )
+    out = ds.map_batches(
+        _Embedder,
+        fn_constructor_kwargs={"source": source, "columns": plan.columns, "outputs": wanted, "identity": identity},
+        batch_size=int(batch_size),
+        batch_format="pyarrow",  # the other columns pass through as they are (_Embedder.__call__)
+        zero_copy_batch=True,  # read-only views of the block: the model only reads its inputs
+        compute=pool,
+        num_cpus=cpus_per_actor,
+    )
     _check_room_for_steps_before(out, 1 if num_actors is None else int(num_actors), cpus_per_actor)
     # Said here, once, at the caller's line: the actors embed without it (each would say it per batch).
     # After every check: a call refused for its batch_size or outputs had warned of untrained modalities.
@@ -246,23 +242,6 @@ def embed_dataset(
     own.context.raise_original_map_exception = True
     _add_stop_actors_at_end(own.context)  # a run that ends, failed or not, frees its actors at once
     return own
-
-
-def _restart_limits(map_batches: Any) -> Dict[str, int]:
-    """The arguments of ``map_batches`` that bound how often an actor of its
-    pool that dies (its process killed: out of memory, a crash in native
-    code) is restarted and its batch retried, where this Ray takes them:
-    Ray Data's default retried without end, and an actor that died on every
-    batch ran the dataset forever. None for a Ray whose ``map_batches``
-    takes neither them nor any keyword (Ray's default, as before)."""
-    limits = {"max_restarts": MAX_RESTARTS_PER_STEP, "max_task_retries": MAX_RESTARTS_PER_STEP}
-    try:
-        parameters = inspect.signature(map_batches).parameters.values()
-    except (TypeError, ValueError):  # pragma: no cover - no signature: taken, as every Ray 2.5x takes them
-        return limits
-    if not any(p.kind is p.VAR_KEYWORD or p.name == "max_restarts" for p in parameters):  # pragma: no cover - another Ray
-        return {}
-    return limits
 
 
 def _add_stop_actors_at_end(context: Any) -> None:
@@ -418,7 +397,19 @@ class _Embedder:
             from .checkpoint import model_from_state
 
             source = model_from_state(*source)
-        self.refusal: Optional[CheckpointError] = None
+        self.refusal: Optional[Exception] = None
+        restarts = _restarts_of_this_actor()
+        if restarts > MAX_RESTARTS_PER_STEP:
+            # Ray Data restarts an actor whose process died and retries its batch without end: a batch
+            # that killed its actor every time (memory, a crash) ran the dataset forever. Raised from
+            # __call__, as the package's other refusals (the retried batch is refused, and the run fails).
+            self.refusal = RuntimeError(
+                f"embed_dataset: an embedding actor's process died {restarts} times (killed for using too much "
+                f"memory? a crash? Ray's logs of the dead workers say), and Ray restarted it each time to retry its "
+                f"batch; giving up after {MAX_RESTARTS_PER_STEP} restarts, as distributed.fit gives up on a worker "
+                "that dies that often (smaller batch_size if memory ran out)"
+            )
+            return
         try:
             self.model = source if isinstance(source, LearnableMultiModal) else LearnableMultiModal.load(source)
         except (GraphemeError, OSError) as err:
@@ -478,6 +469,17 @@ class _Embedder:
         for name in added.column_names:
             batch = batch.append_column(name, added.column(name))
         return batch
+
+
+def _restarts_of_this_actor() -> int:
+    """How often Ray has restarted this actor after its process died (0 at
+    its first start, and where this Ray does not say: private API)."""
+    try:
+        from ray._private.state import actors
+
+        return int(actors(actor_id=ray.get_runtime_context().get_actor_id())["NumRestarts"])
+    except Exception:  # noqa: BLE001 - another Ray's state, or not an actor
+        return 0
 
 
 class _ColumnPlan:
@@ -1593,7 +1595,9 @@ def _node_cpus() -> Tuple[List[float], float]:
     fits running in this thread hold (they free them only once that fit
     returns, so a call from its metric can never have them), and how many
     those hold."""
-    nodes = {node.get("NodeID"): node["Resources"].get("CPU", 0.0) for node in ray.nodes() if node.get("Alive")}
+    alive = [node for node in ray.nodes() if node.get("Alive")]
+    free = [node["Resources"].get("CPU", 0.0) for node in alive]
+    where = {node.get("NodeID"): i for i, node in enumerate(alive) if node.get("NodeID") is not None}
     held = 0.0
     for group in _groups_held_here():
         try:
@@ -1602,10 +1606,10 @@ def _node_cpus() -> Tuple[List[float], float]:
         except Exception:  # noqa: BLE001 - another Ray's table: counted as before, not held
             continue
         for node, cpus in bundles:
-            if node in nodes:
-                nodes[node] -= cpus
+            if node in where:
+                free[where[node]] -= cpus
                 held += cpus
-    return list(nodes.values()), held
+    return free, held
 
 
 def _less_the_fit_here(held: float) -> str:
