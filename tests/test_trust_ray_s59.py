@@ -113,7 +113,7 @@ def test_embedding_from_a_metric_of_a_fit_whose_workers_hold_every_cpu_is_refuse
                         metrics={"refused": refused_beside_two_workers})
     assert err.value is said[0] and model.epochs_trained == 0 and same(state(model), before)
     assert _cpus_freed(), ray.available_resources()
-    held = r"fit beside the distributed fit running in this thread \(this is called from its metric or callback\), whose " \
+    held = r"fit beside the distributed fit running in this thread \(this is called from one of its metrics\), whose " \
            r"workers hold 2 of the cluster's CPUs until it returns: 0 CPUs left \(0 per node\), and Ray would wait for the " \
            r"rest forever; expected at most 0 \w+s of 1 CPU \(that fit leaves more with fewer num_workers\), or this call " \
            r"after that fit returns$"

@@ -1562,7 +1562,7 @@ def _check_fits_cluster(count: int, cpus_each: int, what: str, count_arg: Option
     nodes, held = _node_cpus()
     room = sum(int(cpus // cpus_each) for cpus in nodes)
     if room < count and held:
-        _refuse_cpus_held_by_the_fit_here(count, cpus_each, what, count_arg if room else cpus_arg, nodes, held)
+        _refuse_cpus_held_by_the_fit_here(count, cpus_each, what, count_arg if room and count_arg else cpus_arg, nodes, held)
     if room < count:
         arg = cpus_arg if room == 0 or count_arg is None else count_arg
         unit = "CPU" if cpus_each == 1 else "CPUs"
@@ -1579,7 +1579,7 @@ def _check_fits_cluster(count: int, cpus_each: int, what: str, count_arg: Option
 
 
 #: The placement groups of the distributed fits running in this thread: their workers hold
-#: their CPUs until the fit returns, and the fit's metrics and callbacks run in this thread.
+#: their CPUs until the fit returns, and the fit's metrics run in this thread.
 _FITS_OF_THIS_THREAD = threading.local()
 
 
@@ -1622,15 +1622,15 @@ def _less_the_fit_here(held: float) -> str:
 
 def _refuse_cpus_held_by_the_fit_here(count: int, cpus_each: int, what: str, arg: str, free: List[float], held: float) -> None:
     """Refuses ``count`` actors of ``cpus_each`` CPUs called for by code a
-    distributed fit runs in this thread (its metric, callback) that only
-    the CPUs its workers hold would make room for: the fit waits for that
-    code, and Ray waited for those CPUs forever."""
+    distributed fit runs in this thread (one of its metrics) that only the
+    CPUs its workers hold would make room for: the fit waits for that code,
+    and Ray waited for those CPUs forever."""
     unit = "CPU" if cpus_each == 1 else "CPUs"
     room = sum(int(cpus // cpus_each) for cpus in free)
     left = sum(free)
     raise InvalidValueError(
         f"{arg}: {count} {what}{'s' if count > 1 else ''} of {cpus_each} {unit} each {'do' if count > 1 else 'does'} not "
-        f"fit beside the distributed fit running in this thread (this is called from its metric or callback), whose "
+        f"fit beside the distributed fit running in this thread (this is called from one of its metrics), whose "
         f"workers hold {held:g} of the cluster's CPUs until it returns: {left:g} CPU{'' if left == 1 else 's'} left "
         f"({', '.join(f'{c:g}' for c in free) or 'none'} per node), and Ray would wait for the rest forever; expected at "
         f"most {room} {what}{'' if room == 1 else 's'} of {cpus_each} {unit} (that fit leaves more with fewer num_workers), "
