@@ -166,3 +166,27 @@ def test_a_two_worker_fit_saved_loaded_and_continued_is_the_uninterrupted_fit_bi
     assert resumed._core.optimizer_state()[2:] == uninterrupted._core.optimizer_state()[2:]
     assert [e["loss"] for e in resumed.history] == [e["loss"] for e in uninterrupted.history]
     assert resumed.weight_average.count == uninterrupted.weight_average.count == 2
+
+
+@ray_test
+@pytest.mark.parametrize("nodes, expected", [
+    ([0.0], r"expected a node with at least 1 CPU, which none of its nodes has \(on an autoscaling cluster, start its "
+            r"nodes first\)$"),
+    ([0.5, 0.0], r"expected a node with at least 1 CPU, which none of its nodes has"),
+    ([1.5], r"expected cpus_per_\w+ at most 1 \(the most CPUs a node has\)"),
+])
+def test_a_cluster_without_a_whole_cpu_on_any_node_is_named_not_asked_of_cpus_each(monkeypatch, nodes, expected):
+    """On a cluster whose only node has no CPU to give (an autoscaling
+    cluster's head started with 0 CPUs, its worker nodes not up yet), the
+    refusal said "expected cpus_per_actor at most 0 (the most CPUs a node
+    has)", a bound no value meets (it counts from 1); on a node of 1.5 CPUs,
+    "at most 1.5" for an int. Now it says the cluster lacks a node with a
+    whole CPU, and bounds by whole CPUs (nothing runs here: Ray's nodes are
+    those of the test)."""
+    monkeypatch.setattr(ray, "nodes", lambda: [{"Alive": True, "Resources": {"CPU": c}} for c in nodes])
+    ds = ray.data.from_arrow(pa.table({"v": tensors(synthetic(8)["visual"])}))
+    with pytest.raises(gm.InvalidValueError, match=r"^cpus_per_actor: 1 actor of 2 CPUs each do not fit .*" + expected) as err:
+        distributed.embed_dataset(ds, small_model(), {"visual": "v"}, cpus_per_actor=2)
+    assert err.value.arg == "cpus_per_actor"
+    with pytest.raises(gm.InvalidValueError, match=r"^cpus_per_worker: 1 worker of 2 CPUs each do not fit .*" + expected):
+        distributed.fit(small_model(), synthetic(8), num_workers=1, cpus_per_worker=2, epochs=1, progress=False)

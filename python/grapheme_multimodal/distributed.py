@@ -1567,8 +1567,11 @@ def _check_fits_cluster(count: int, cpus_each: int, what: str, count_arg: Option
         arg = cpus_arg if room == 0 or count_arg is None else count_arg
         unit = "CPU" if cpus_each == 1 else "CPUs"
         # with no room at all the fault is the CPUs each (the arg named): "expected at most 0" (actors)
-        # was no bound on it
-        expected = (f"{cpus_arg} at most {max(nodes):g} (the most CPUs a node has)" if room == 0 and nodes
+        # was no bound on it. A whole number of them, and none where no node has one (an autoscaling
+        # cluster's head of 0 CPUs, its workers not started): "at most 0" was no bound either
+        most = int(max(nodes, default=0.0))
+        expected = ("a node with at least 1 CPU, which none of its nodes has" if room == 0 and most < 1
+                    else f"{cpus_arg} at most {most} (the most CPUs a node has)" if room == 0
                     else f"at most {room}")
         raise InvalidValueError(
             f"{arg}: {count} {what}{'s' if count > 1 else ''} of {cpus_each} {unit} each do not fit on this Ray cluster: "
