@@ -82,6 +82,7 @@ def _refusals(calls, model):
 
 @ray_test
 @pytest.mark.timeout(60)  # before the fix, the metric never returned
+@pytest.mark.filterwarnings("ignore:Use 'expr' instead of 'fn'")  # Ray Data's advice on the test's own filter
 def test_embedding_from_a_metric_of_a_fit_whose_workers_hold_every_cpu_is_refused_not_waited_for(quiet_ray_data):
     """A metric that embeds a dataset (``embed_dataset(...).take_all()``)
     during a distributed fit whose workers held every CPU of the cluster
