@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Dict, Iterator, Mapping, Optional
 
 import numpy as np
 
+from ._equality import equal_fields
 from ._readonly import ReadOnlyMapping
 from ._validation import FLOAT32_MAX, FloatLike, as_finite_float, sorted_names
 from .exceptions import InvalidValueError, ShapeError
@@ -95,7 +96,7 @@ def check_decay(decay: Any, name: str = "ema_decay") -> Optional[float]:
     return as_finite_float(decay, name, lambda d: 0 <= d < 1, "None (no averaging) or a number in [0, 1)")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # equal by value: __eq__ below
 class WeightAverage:
     """The running average of a model's weights.
 
@@ -134,6 +135,13 @@ class WeightAverage:
 
         return (f"{type(self).__name__}(decay={self.decay!r}, count={self.count!r}, mean={tensors(self.mean)}, "
                 f"trained={tensors(self.trained)})")
+
+    def __eq__(self, other: object) -> Any:
+        """Equal by value: decay, count and every tensor (the dataclass's
+        ``==`` raised numpy's "truth value of an array ... is ambiguous")."""
+        return equal_fields(self, other)
+
+    __hash__ = None  # type: ignore[assignment]  # holds arrays; the dataclass's field hash named _ReadOnlyTensors
 
     def __getstate__(self) -> Dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if k != "_flat"}  # a cache: pickles and copies carry no copy of it

@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Dict, List, Tuple
+from typing import Any, Dict, List, Tuple
 
 import numpy as np
 
+from .._equality import equal_fields
+
 
 class MultiViewMixin:
-    """Row-aligned ``views`` (name -> ``[n, d]``), seen by name or as a list."""
+    """Row-aligned ``views`` (name -> ``[n, d]``), seen by name or as a list.
+    Data sets compare by value (their views in order, labels and names) and,
+    holding arrays, are not hashable; their dataclasses take ``eq=False`` so
+    that this ``==`` is theirs."""
 
     views: Dict[str, np.ndarray]
+
+    def __eq__(self, other: object) -> Any:
+        # the dataclass's own == raised numpy's "truth value of an array ... is ambiguous"
+        return equal_fields(self, other)
+
+    __hash__ = None  # type: ignore[assignment]  # a frozen dataclass's field hash failed on its dict of views
 
     @property
     def view_names(self) -> Tuple[str, ...]:

@@ -1,0 +1,42 @@
+"""Equality by value for objects whose fields hold numpy arrays.
+
+A dataclass's own ``==`` compares its fields as a tuple, and an array field
+answers ``==`` element-wise: the comparison raised numpy's "The truth value
+of an array with more than one element is ambiguous" (``a == b``,
+``a in list_of_them``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from typing import Any, Mapping
+
+import numpy as np
+
+
+def equal_values(x: Any, y: Any) -> bool:
+    """``x == y`` where arrays, and mappings or sequences holding them, are
+    compared by value: arrays with :func:`numpy.array_equal` (NaN equal to
+    NaN), mappings by their keys in order (the order a data set lists its
+    views in is part of it) and values."""
+    if isinstance(x, np.ndarray) or isinstance(y, np.ndarray):
+        if not (isinstance(x, np.ndarray) and isinstance(y, np.ndarray)):
+            return False
+        try:
+            return bool(np.array_equal(x, y, equal_nan=True))
+        except TypeError:  # arrays np.isnan cannot take (strings, objects)
+            return bool(np.array_equal(x, y))
+    if isinstance(x, Mapping) or isinstance(y, Mapping):
+        if not (isinstance(x, Mapping) and isinstance(y, Mapping)) or list(x) != list(y):
+            return False
+        return all(equal_values(x[k], y[k]) for k in x)
+    if isinstance(x, (list, tuple)) and isinstance(y, (list, tuple)):
+        return type(x) is type(y) and len(x) == len(y) and all(equal_values(u, v) for u, v in zip(x, y))
+    return bool(x == y)
+
+
+def equal_fields(a: Any, b: object) -> Any:
+    """``a == b`` for a dataclass ``a``: of the same class, and every field equal by value."""
+    if b.__class__ is not a.__class__:
+        return NotImplemented
+    return all(equal_values(getattr(a, f.name), getattr(b, f.name)) for f in fields(a))

@@ -1,0 +1,80 @@
+"""An outside checker's findings (session 59): each test pins one defect a
+skeptical user met following the README and the docstrings."""
+
+import copy
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+
+import grapheme_multimodal as gm
+from grapheme_multimodal.averaging import WeightAverage
+from grapheme_multimodal.datasets import MultipleFeatures, Nutrimouse
+
+
+def _multiple_features(rng: np.random.Generator) -> MultipleFeatures:
+    views = {"fou": rng.normal(size=(6, 3)).astype(np.float32), "pix": rng.normal(size=(6, 2)).astype(np.float32)}
+    return MultipleFeatures(views=views, labels=np.arange(6) % 2)
+
+
+def _nutrimouse(rng: np.random.Generator) -> Nutrimouse:
+    views = {"gene": rng.normal(size=(4, 3)).astype(np.float32), "lipid": rng.normal(size=(4, 2)).astype(np.float32)}
+    return Nutrimouse(
+        views=views, genotype=np.array([0, 1, 0, 1]), diet=np.array([0, 1, 2, 3]),
+        genotype_names=("ppar", "wt"), diet_names=("coc", "fish", "lin", "ref"),
+        feature_names={"gene": ("a", "b", "c"), "lipid": ("d", "e")},
+    )
+
+
+@pytest.mark.parametrize("make", [_multiple_features, _nutrimouse], ids=["MultipleFeatures", "Nutrimouse"])
+def test_data_sets_compare_by_value(make):
+    """Before: ``data == copy.deepcopy(data)`` (and ``data in [data2]``) of a
+    loaded data set raised numpy's "The truth value of an array with more than
+    one element is ambiguous", and ``hash`` of a Nutrimouse said "unhashable
+    type: 'dict'". Now data sets compare by value, as Experience does, and are
+    unhashable by their own name (they hold arrays)."""
+    data = make(np.random.default_rng(0))
+    twin = copy.deepcopy(data)
+    assert data == twin and twin == pickle.loads(pickle.dumps(data))
+    assert data in [twin]
+    name = next(iter(data.views))
+    twin.views[name][0, 0] += 1
+    assert data != twin
+    assert data != "not a data set"
+    with pytest.raises(TypeError, match=type(data).__name__):
+        hash(data)
+
+
+def test_data_sets_differing_in_view_order_differ():
+    """Before: a comparison raised. Now two data sets whose views come in
+    another order (their ``Xs`` lists differ) are not equal."""
+    data = _multiple_features(np.random.default_rng(0))
+    reordered = MultipleFeatures(views=dict(reversed(list(data.views.items()))), labels=data.labels)
+    assert data != reordered
+
+
+def _averaged_model() -> gm.LearnableMultiModal:
+    rng = np.random.default_rng(0)
+    model = gm.LearnableMultiModal(input_dims={"visual": 4}, embed_dim=8, hidden_dim=8, num_heads=2, seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit({"visual": rng.normal(size=(16, 4)), "linguistic": rng.normal(size=(16, 18))},
+                  epochs=2, progress=False, ema_decay=0.9)
+    return model
+
+
+def test_weight_average_compares_by_value():
+    """Before: ``model.weight_average == copy.deepcopy(model.weight_average)``
+    (a read-only snapshot, documented as such) raised numpy's "truth value of
+    an array ... is ambiguous", and ``hash`` named a private
+    ``_ReadOnlyTensors``. Now averages compare by value (decay, count and
+    every tensor) and are unhashable by their own name."""
+    average = _averaged_model().weight_average
+    assert isinstance(average, WeightAverage)
+    assert average == copy.deepcopy(average) == pickle.loads(pickle.dumps(average))
+    assert average != WeightAverage.start(0.9)
+    other_mean = {k: v + (k == "binder.bias") for k, v in average.mean.items()}
+    assert average != WeightAverage(decay=average.decay, count=average.count, mean=other_mean, trained=average.trained)
+    with pytest.raises(TypeError, match="WeightAverage"):
+        hash(average)
