@@ -78,3 +78,37 @@ def test_weight_average_compares_by_value():
     assert average != WeightAverage(decay=average.decay, count=average.count, mean=other_mean, trained=average.trained)
     with pytest.raises(TypeError, match="WeightAverage"):
         hash(average)
+
+
+def test_read_modality_file_takes_a_str_path_and_parses_the_modality(tmp_path):
+    """Before: ``files.read_modality_file("visual", "x.npy")`` (a public
+    function; names as ``open`` and ``np.load`` take them) raised
+    "AttributeError: 'str' object has no attribute 'suffix'", and a modality
+    that is none (``"bogus"``) was read into a ModalityFile as if it were
+    one. Now a str (or os.PathLike) name reads as a Path does, and the
+    modality is parsed, an unknown one refused by name."""
+    from grapheme_multimodal.files import read_modality_file
+
+    x = np.arange(6.0).reshape(3, 2)
+    np.save(tmp_path / "x.npy", x)
+    read = read_modality_file("visual", str(tmp_path / "x.npy"))
+    assert read.modality is gm.Modality.VISUAL
+    np.testing.assert_array_equal(read.values, x.astype(np.float32))
+    with pytest.raises(gm.InvalidValueError, match="bogus"):
+        read_modality_file("bogus", tmp_path / "x.npy")
+
+
+@pytest.mark.parametrize("name", [None, 3, 2.5])
+def test_file_readers_refuse_what_is_no_file_name(tmp_path, name):
+    """Before: ``read_modality_file(m, None)`` said "stat: path should be
+    string, bytes, os.PathLike or integer", ``3`` stat-ed the process's file
+    descriptor 3 ("Bad file descriptor"), and ``read_texts`` and
+    ``read_numeric_csv`` said "open: path should be ...", naming no
+    argument. Now each is a TypeError naming ``path``, what it got and what
+    it expects."""
+    from grapheme_multimodal.files import read_modality_file, read_numeric_csv, read_texts
+
+    for read in (lambda: read_modality_file(gm.Modality.VISUAL, name), lambda: read_texts(name),
+                 lambda: read_numeric_csv(name)):
+        with pytest.raises(TypeError, match=r"^path: expected a file name"):
+            read()

@@ -121,8 +121,8 @@ def _refuse_key_off_npz(spec: str, name: str, path: Path) -> None:
 
 
 def read_modality_file(
-    modality: Modality, path: Path, key: Optional[str] = None, notes: Optional[List[str]] = None,
-    csv_header: Optional[bool] = None,
+    modality: Union[Modality, str], path: Union[str, "os.PathLike[str]"], key: Optional[str] = None,
+    notes: Optional[List[str]] = None, csv_header: Optional[bool] = None,
 ) -> ModalityFile:
     """Reads one file; every problem is a ``ValueError``/``FileNotFoundError``
     naming the file (a file too large for memory a ``TooLargeError``).
@@ -130,7 +130,9 @@ def read_modality_file(
     :class:`~grapheme_multimodal.PrecisionLossWarning` would say of columns
     float32 loses is appended to it (see :func:`as_feature_rows`).
     ``csv_header``: whether a ``.csv`` file's first row is a header (see
-    :func:`read_numeric_csv`); other files ignore it."""
+    :func:`read_numeric_csv`); other files ignore it. ``modality`` is a
+    :class:`Modality` or its name, ``path`` a str or ``os.PathLike``."""
+    modality, path = Modality.parse(modality), Path(os.fsdecode(_file_name(path)))
     kind = file_kind(path, str(modality))
     if kind is MISSING:
         raise FileNotFoundError(f"{modality}: file not found: {shown_name(path)}")
@@ -165,12 +167,24 @@ def read_modality_file(
         raise TooLargeError(f"{modality}: {shown_name(path)} ({path.stat().st_size:,} bytes) does not fit in memory", str(modality)) from None
 
 
-def read_texts(path: Path) -> List[str]:
+def _file_name(path: Any) -> Union[str, bytes, "os.PathLike[Any]"]:
+    """``path`` when it names a file as ``open`` takes a name: an int (which
+    ``open`` takes for a file descriptor), ``None`` or another object is
+    refused by the argument's name (the reader's first call raised
+    "'str' object has no attribute 'suffix'", "Bad file descriptor" or
+    "open: path should be ...")."""
+    if isinstance(path, (str, bytes, os.PathLike)):
+        return path
+    raise TypeError(f"path: expected a file name (str or os.PathLike), got {type(path).__name__}")
+
+
+def read_texts(path: Union[str, "os.PathLike[str]"]) -> List[str]:
     r"""One text per line (trailing newline stripped; UTF-8, a byte-order
     mark skipped; UTF-16 or a NUL character is refused). Lines end at
     ``\n``, ``\r\n`` or ``\r`` only: ``str.splitlines`` also splits at form
     feeds, ``\x1c``-``\x1e``, ``\x85`` and U+2028/U+2029, which texts hold,
     and every text after one would have been paired with the wrong event."""
+    path = _file_name(path)
     try:
         # utf-8-sig: without the byte-order mark Excel and Notepad write, read as part of the first text;
         # newline=None (read_text's) reads \r\n and \r as \n
@@ -187,7 +201,7 @@ def read_texts(path: Path) -> List[str]:
         raise _not_utf8(path, exc.object[:2], exc.reason, 1 + _line_ends(exc.object[: exc.start])) from None
 
 
-def read_numeric_csv(path: Path, header: Optional[bool] = None) -> np.ndarray:
+def read_numeric_csv(path: Union[str, "os.PathLike[str]"], header: Optional[bool] = None) -> np.ndarray:
     """A numeric CSV as float64. ``header``: ``True``, the first row is a
     header (column names, numbers or not) and is skipped; ``False``, it is an
     event; ``None`` (the default), a first row holding a cell that is
@@ -215,7 +229,7 @@ def read_numeric_csv(path: Path, header: Optional[bool] = None) -> np.ndarray:
     header and blank lines set apart from it). Blank lines are skipped; a
     row of empty cells (``,,``, a row of NaN as pandas writes it) is an
     event whose values are missing, refused as an empty cell is."""
-    return _read_numeric_csv_lines(path, header)[0]
+    return _read_numeric_csv_lines(_file_name(path), header)[0]
 
 
 def _columns(n: int) -> str:
