@@ -112,3 +112,18 @@ def test_file_readers_refuse_what_is_no_file_name(tmp_path, name):
                  lambda: read_numeric_csv(name)):
         with pytest.raises(TypeError, match=r"^path: expected a file name"):
             read()
+
+
+@pytest.mark.parametrize("spec", [None, 3, b"visual=x.npy"])
+def test_parse_modality_spec_refuses_what_is_no_str(spec):
+    """Before: ``files.parse_modality_spec(Path("visual=x.npy"))`` or ``None``
+    raised "AttributeError: ... has no attribute 'partition'" (bytes: "a
+    bytes-like object is required"). Now a TypeError says a str NAME=PATH is
+    expected and what was given."""
+    from pathlib import Path
+
+    from grapheme_multimodal.files import parse_modality_spec
+
+    for given in (spec, Path("visual=x.npy")):
+        with pytest.raises(TypeError, match=r"^--modality: expected a str NAME=PATH .*, got " + type(given).__name__):
+            parse_modality_spec(given)

@@ -73,6 +73,8 @@ class ModalityFile:
 
 def parse_modality_spec(spec: str) -> Tuple[Modality, Path, Optional[str]]:
     """``"visual=images.npz:train"`` → ``(Modality.VISUAL, Path("images.npz"), "train")``."""
+    if not isinstance(spec, str):  # a Path("visual=x.npy") or None: "object has no attribute 'partition'"
+        raise TypeError(f"--modality: expected a str NAME=PATH (e.g. visual=images.npy), got {type(spec).__name__}")
     name, sep, rest = spec.partition("=")
     if not sep or not name or not rest:
         raise InvalidValueError(f"--modality: expected NAME=PATH (e.g. visual=images.npy), got {spec!r}", "--modality")
