@@ -98,14 +98,15 @@ def test_read_modality_file_takes_a_str_path_and_parses_the_modality(tmp_path):
         read_modality_file("bogus", tmp_path / "x.npy")
 
 
-@pytest.mark.parametrize("name", [None, 3, 2.5])
+@pytest.mark.parametrize("name", [None, 3, 2.5, b"x.csv"])
 def test_file_readers_refuse_what_is_no_file_name(tmp_path, name):
     """Before: ``read_modality_file(m, None)`` said "stat: path should be
     string, bytes, os.PathLike or integer", ``3`` stat-ed the process's file
     descriptor 3 ("Bad file descriptor"), and ``read_texts`` and
     ``read_numeric_csv`` said "open: path should be ...", naming no
     argument. Now each is a TypeError naming ``path``, what it got and what
-    it expects."""
+    it expects, as ``LearnableMultiModal.load`` and every other reader say
+    it (bytes too)."""
     from grapheme_multimodal.files import read_modality_file, read_numeric_csv, read_texts
 
     for read in (lambda: read_modality_file(gm.Modality.VISUAL, name), lambda: read_texts(name),

@@ -33,7 +33,7 @@ import numpy as np
 
 from ._validation import as_real_array, counted, float32_of_wide, precision_lost, renamed, repeated_names, repeats_said
 from .exceptions import GraphemeError, InvalidValueError, NonFiniteError, ShapeError, TooLargeError
-from .io import MISSING, file_kind, kind_of_mode, opened_for_reading, shown_name, unencodable
+from .io import MISSING, as_path, file_kind, kind_of_mode, opened_for_reading, shown_name, unencodable
 from .types import Modality
 
 ARRAY_SUFFIXES = (".npy", ".npz", ".csv")
@@ -133,8 +133,10 @@ def read_modality_file(
     float32 loses is appended to it (see :func:`as_feature_rows`).
     ``csv_header``: whether a ``.csv`` file's first row is a header (see
     :func:`read_numeric_csv`); other files ignore it. ``modality`` is a
-    :class:`Modality` or its name, ``path`` a str or ``os.PathLike``."""
-    modality, path = Modality.parse(modality), Path(os.fsdecode(_file_name(path)))
+    :class:`Modality` or its name, ``path`` a str or ``os.PathLike`` (a str
+    raised "'str' object has no attribute 'suffix'", and an unknown
+    modality's name was read as if it were one)."""
+    modality, path = Modality.parse(modality), as_path(path)
     kind = file_kind(path, str(modality))
     if kind is MISSING:
         raise FileNotFoundError(f"{modality}: file not found: {shown_name(path)}")
@@ -169,24 +171,13 @@ def read_modality_file(
         raise TooLargeError(f"{modality}: {shown_name(path)} ({path.stat().st_size:,} bytes) does not fit in memory", str(modality)) from None
 
 
-def _file_name(path: Any) -> Union[str, bytes, "os.PathLike[Any]"]:
-    """``path`` when it names a file as ``open`` takes a name: an int (which
-    ``open`` takes for a file descriptor), ``None`` or another object is
-    refused by the argument's name (the reader's first call raised
-    "'str' object has no attribute 'suffix'", "Bad file descriptor" or
-    "open: path should be ...")."""
-    if isinstance(path, (str, bytes, os.PathLike)):
-        return path
-    raise TypeError(f"path: expected a file name (str or os.PathLike), got {type(path).__name__}")
-
-
 def read_texts(path: Union[str, "os.PathLike[str]"]) -> List[str]:
     r"""One text per line (trailing newline stripped; UTF-8, a byte-order
     mark skipped; UTF-16 or a NUL character is refused). Lines end at
     ``\n``, ``\r\n`` or ``\r`` only: ``str.splitlines`` also splits at form
     feeds, ``\x1c``-``\x1e``, ``\x85`` and U+2028/U+2029, which texts hold,
     and every text after one would have been paired with the wrong event."""
-    path = _file_name(path)
+    path = as_path(path)  # a name: an int was taken for a file descriptor, None said "open: path should be ..."
     try:
         # utf-8-sig: without the byte-order mark Excel and Notepad write, read as part of the first text;
         # newline=None (read_text's) reads \r\n and \r as \n
@@ -231,7 +222,7 @@ def read_numeric_csv(path: Union[str, "os.PathLike[str]"], header: Optional[bool
     header and blank lines set apart from it). Blank lines are skipped; a
     row of empty cells (``,,``, a row of NaN as pandas writes it) is an
     event whose values are missing, refused as an empty cell is."""
-    return _read_numeric_csv_lines(_file_name(path), header)[0]
+    return _read_numeric_csv_lines(as_path(path), header)[0]
 
 
 def _columns(n: int) -> str:
