@@ -128,3 +128,20 @@ def test_parse_modality_spec_refuses_what_is_no_str(spec):
     for given in (spec, Path("visual=x.npy")):
         with pytest.raises(TypeError, match=r"^--modality: expected a str NAME=PATH .*, got " + type(given).__name__):
             parse_modality_spec(given)
+
+
+def test_data_set_reprs_are_short():
+    """Before: ``repr`` of a loaded Nutrimouse printed 9 kB (its lipid view
+    in full, all 141 feature names), a MultipleFeatures 3 kB of numbers.
+    Now arrays show as their shape and dtype, as an ExperienceBatch's do."""
+    rng = np.random.default_rng(0)
+    views = {"gene": rng.normal(size=(40, 120)).astype(np.float32), "lipid": rng.normal(size=(40, 21)).astype(np.float32)}
+    mice = Nutrimouse(views=views, genotype=np.arange(40) % 2, diet=np.arange(40) % 5, genotype_names=("ppar", "wt"),
+                      diet_names=("coc", "fish", "lin", "ref", "sun"),
+                      feature_names={"gene": tuple(f"g{i}" for i in range(120)), "lipid": tuple(f"l{i}" for i in range(21))})
+    shown = repr(mice)
+    assert len(shown) < 600, shown
+    assert shown.startswith("Nutrimouse(views={'gene': array(shape=(40, 120), dtype=float32)")
+    digits = MultipleFeatures(views={"pix": rng.normal(size=(2000, 240)).astype(np.float32)}, labels=np.arange(2000) % 10)
+    assert repr(digits) == ("MultipleFeatures(views={'pix': array(shape=(2000, 240), dtype=float32)}, "
+                            "labels=array(shape=(2000,), dtype=int64))")

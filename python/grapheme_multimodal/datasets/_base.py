@@ -7,13 +7,15 @@ from typing import Any, Dict, List, Tuple
 import numpy as np
 
 from .._equality import equal_fields
+from ..buffer import _short_repr
 
 
 class MultiViewMixin:
     """Row-aligned ``views`` (name -> ``[n, d]``), seen by name or as a list.
     Data sets compare by value (their views in order, labels and names) and,
-    holding arrays, are not hashable; their dataclasses take ``eq=False`` so
-    that this ``==`` is theirs."""
+    holding arrays, are not hashable; their repr shows arrays by shape and
+    dtype. Their dataclasses take ``eq=False, repr=False`` so that this
+    ``==`` and repr are theirs."""
 
     views: Dict[str, np.ndarray]
 
@@ -22,6 +24,10 @@ class MultiViewMixin:
         return equal_fields(self, other)
 
     __hash__ = None  # type: ignore[assignment]  # a frozen dataclass's field hash failed on its dict of views
+
+    def __repr__(self) -> str:
+        # the dataclass's printed the values: 9 kB for Nutrimouse (its lipid view whole, 141 feature names)
+        return _short_repr(self)
 
     @property
     def view_names(self) -> Tuple[str, ...]:

@@ -57,7 +57,7 @@ N_EVENTS = 2000
 N_CLASSES = 10
 
 
-@dataclass(eq=False)  # equal by value: MultiViewMixin
+@dataclass(eq=False, repr=False)  # == and repr: MultiViewMixin
 class MultipleFeatures(MultiViewMixin):
     """Six row-aligned views of the same events plus their class labels.
 

@@ -31,7 +31,7 @@ NUTRIMOUSE_TARGETS: Tuple[str, ...] = ("genotype", "diet")
 _N_MICE = 40
 
 
-@dataclass(frozen=True, eq=False)  # equal by value: MultiViewMixin
+@dataclass(frozen=True, eq=False, repr=False)  # == and repr: MultiViewMixin
 class Nutrimouse(MultiViewMixin):
     """Two row-aligned views of 40 mice and their two labels.
 
