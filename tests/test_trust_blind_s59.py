@@ -145,3 +145,34 @@ def test_data_set_reprs_are_short():
     digits = MultipleFeatures(views={"pix": rng.normal(size=(2000, 240)).astype(np.float32)}, labels=np.arange(2000) % 10)
     assert repr(digits) == ("MultipleFeatures(views={'pix': array(shape=(2000, 240), dtype=float32)}, "
                             "labels=array(shape=(2000,), dtype=int64))")
+
+
+def test_weight_average_leaves_the_callers_arrays_alone():
+    """Before: ``WeightAverage(decay, count, mean={"w": mine})`` (and
+    ``applied_to({"w": mine})``) made the caller's own array read-only
+    ("assignment destination is read-only" at their next write) and held it,
+    so a snapshot documented as never changing shared it. Now the average
+    holds read-only copies; the caller's arrays stay as they were."""
+    mine, theirs = np.zeros(3), np.ones(3)
+    average = WeightAverage(decay=0.9, count=1, mean={"w": mine})
+    applied = average.applied_to({"w": theirs})
+    assert mine.flags.writeable and theirs.flags.writeable
+    mine[0], theirs[0] = 5.0, 7.0
+    assert average.mean["w"][0] == 0.0 and applied.trained["w"][0] == 1.0
+    assert not average.mean["w"].flags.writeable and not applied.trained["w"].flags.writeable
+
+
+def test_a_fitted_weight_average_stays_read_only_and_resumes():
+    """The average's own tensors stay read-only and unshared with the model
+    after the change above (which copies only writable arrays it is given),
+    and a second fit with averaging still continues from it."""
+    model = _averaged_model()
+    average = model.weight_average
+    assert all(not v.flags.writeable for v in average.mean.values())
+    assert all(not v.flags.writeable for v in average.trained.values())
+    rng = np.random.default_rng(1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit({"visual": rng.normal(size=(16, 4)), "linguistic": rng.normal(size=(16, 18))},
+                  epochs=1, progress=False, ema_decay=0.9)
+    assert model.weight_average.count == average.count + 1

@@ -199,9 +199,9 @@ class WeightAverage:
         if self.count:
             self._check_same_tensors(weights)
         if self.count == 0:
-            mean = {k: np.array(v, np.float64) for k, v in weights.items()}
+            mean = {k: _frozen(np.array(v, np.float64)) for k, v in weights.items()}
         else:
-            mean = {k: _moved(self.mean[k], np.array(v, np.float64), d) for k, v in weights.items()}
+            mean = {k: _frozen(_moved(self.mean[k], np.array(v, np.float64), d)) for k, v in weights.items()}
         return replace(self, count=self.count + 1, mean=mean, trained=None)
 
     def _updated_flat(self, weights: _ModelWeights) -> "WeightAverage":
@@ -217,7 +217,7 @@ class WeightAverage:
                 self._check_same_tensors(weights)
                 raise AssertionError("an average of other tensors passed the check")  # pragma: no cover
             flat = _moved(old[0], weights.flat.astype(np.float64), self.step_decay())
-        new = replace(self, count=self.count + 1, mean=split_flat(flat, weights.specs), trained=None)
+        new = replace(self, count=self.count + 1, mean=split_flat(_frozen(flat), weights.specs), trained=None)
         new._cache_flat(tuple((name, tuple(shape)) for name, shape in weights.specs), flat)
         return new
 
@@ -245,7 +245,7 @@ class WeightAverage:
         if flat is None:  # another model's tensors: the checked load's error, naming them
             model._load_state_dict(self.averaged_weights())
             raise AssertionError("an average of other tensors was loaded")  # pragma: no cover
-        applied = self.applied_to(model._parameters())
+        applied = self._replace(trained={k: _frozen(v) for k, v in _weights_only(model._parameters()).items()})  # fresh copies
         # The average's own tensors (of this model's names and shapes, made finite by updated or
         # checked by from_checkpoint), not a user's: not checked again in Python (the core's write
         # still checks every shape and value before it writes any).
@@ -304,7 +304,7 @@ class WeightAverage:
         for name, tensors in (("mean", mean), ("trained", trained)):
             for key, value in tensors.items():
                 _check_saved_tensor(value, f"weight_average {name} {key!r}", float32_weights=name == "mean")
-        copy = lambda tensors: {k: np.array(v) for k, v in tensors.items()}  # noqa: E731 - owned, to lock
+        copy = lambda tensors: {k: _frozen(np.array(v)) for k, v in tensors.items()}  # noqa: E731 - owned, locked
         average = cls(decay=float(decay), count=count, mean=copy(mean), trained=copy(trained))
         if not average.holds(weights):
             raise InvalidValueError("weight_average: the weights are not the stored average", "weight_average")
@@ -312,12 +312,25 @@ class WeightAverage:
 
 
 class _ReadOnlyTensors(ReadOnlyMapping[str, np.ndarray]):
-    """``{name: array}`` that cannot be changed: the mapping read-only, and each array."""
+    """``{name: array}`` that cannot be changed: the mapping read-only, and
+    each array. A writable array is copied first: it may be the caller's
+    (``WeightAverage(mean=...)``, :meth:`WeightAverage.applied_to`), whose
+    own array was made read-only, and would have changed the snapshot with
+    its writes. The average's own fresh arrays are frozen (:func:`_frozen`)
+    before they come here, so none is copied twice."""
 
     def __init__(self, tensors: Mapping[str, np.ndarray]) -> None:
-        super().__init__(tensors)
-        for value in self._items.values():
-            value.flags.writeable = False
+        super().__init__({k: v if _is_read_only(v) else _frozen(np.array(v)) for k, v in tensors.items()})
+
+
+def _is_read_only(value: Any) -> bool:
+    return isinstance(value, np.ndarray) and not value.flags.writeable
+
+
+def _frozen(array: np.ndarray) -> np.ndarray:
+    """``array`` (one only the average holds) made read-only, in place."""
+    array.flags.writeable = False
+    return array
 
 
 def _check_saved_tensor(value: np.ndarray, what: str, float32_weights: bool) -> None:
