@@ -176,3 +176,23 @@ def test_a_fitted_weight_average_stays_read_only_and_resumes():
         model.fit({"visual": rng.normal(size=(16, 4)), "linguistic": rng.normal(size=(16, 18))},
                   epochs=1, progress=False, ema_decay=0.9)
     assert model.weight_average.count == average.count + 1
+
+
+def test_model_embedder_modalities_cannot_be_edited_past_its_checks():
+    """Before: ``ModelEmbedder.modalities`` was a plain dict:
+    ``embedder.modalities["a"] = "tactile"`` was taken unparsed, and an
+    ``EnsembleEmbedder`` of that embedder then failed with "tuple indices
+    must be integers or slices, not builtin_function_or_method". Now the
+    mapping is read-only (``dict(embedder.modalities)`` is an editable copy;
+    a new ModelEmbedder checks the new one), and still pickles."""
+    from grapheme_multimodal.evaluation import EnsembleEmbedder, ModelEmbedder
+
+    model = gm.LearnableMultiModal(input_dims={"visual": 3, "auditory": 3}, embed_dim=8, hidden_dim=8, num_heads=2)
+    embedder = ModelEmbedder(model, {"a": "visual", "b": "auditory"})
+    with pytest.raises(TypeError):
+        embedder.modalities["a"] = "tactile"  # type: ignore[index]
+    assert dict(embedder.modalities) == {"a": gm.Modality.VISUAL, "b": gm.Modality.AUDITORY}
+    views = {"a": np.ones((2, 3)), "b": np.zeros((2, 3))}
+    again = pickle.loads(pickle.dumps(embedder))
+    np.testing.assert_array_equal(again.embed_fused(views), embedder.embed_fused(views))
+    assert EnsembleEmbedder([embedder, again]).embed_fused(views).shape == (2, 16)

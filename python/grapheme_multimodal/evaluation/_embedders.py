@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Mapping, Option
 
 import numpy as np
 
+from .._readonly import ReadOnlyMapping
 from .._validation import IntLike, describe, renamed, sorted_names, taking_no_mask, unmasked
 from ..exceptions import GraphemeError, InvalidValueError
 from ..types import Modality
@@ -116,7 +117,10 @@ class ModelEmbedder:
         if not isinstance(modalities, Mapping):  # else "'list' object has no attribute 'items'"
             raise TypeError(f"modalities: expected a mapping view name -> modality, got {describe(modalities)}")
         self.model = model
-        self.modalities = {v: Modality.parse(m, f"modalities[{v!r}]") for v, m in modalities.items()}
+        # read-only: an edit (``embedder.modalities["a"] = "tactile"``) put an unparsed str where every reader
+        # takes a Modality, and an EnsembleEmbedder of it failed with "tuple indices must be integers ..."
+        self.modalities: Mapping[str, Modality] = ReadOnlyMapping(
+            {v: Modality.parse(m, f"modalities[{v!r}]") for v, m in modalities.items()})
         taken = list(self.modalities.values())
         if len(set(taken)) < len(taken):  # else one view's rows replaced the other's in every input dict
             shared = [v for v, m in self.modalities.items() if taken.count(m) > 1]
