@@ -196,3 +196,43 @@ def test_model_embedder_modalities_cannot_be_edited_past_its_checks():
     again = pickle.loads(pickle.dumps(embedder))
     np.testing.assert_array_equal(again.embed_fused(views), embedder.embed_fused(views))
     assert EnsembleEmbedder([embedder, again]).embed_fused(views).shape == (2, 16)
+
+
+def _experience(reward: float) -> gm.Experience:
+    return gm.Experience(np.ones((7, 4)), np.ones(7, bool), np.ones(4), np.full((7, 7), 0.5), reward)
+
+
+@pytest.mark.parametrize("name, value", [("capacity", 6), ("capacity", 0), ("embed_dim", 5),
+                                         ("input_dims", (3,) * 7), ("seed", 7)])
+def test_a_buffers_sizes_and_seed_are_fixed(tmp_path, name, value):
+    """Before: ``buffer.capacity = 6`` on a full buffer of 3 was taken: it
+    then held 6 experiences, two of them never recorded (rewards 0), and
+    ``save`` wrote a file that ``load`` refused ("priorities: row 0 is
+    0.0"); ``capacity = 0`` made every later call a ZeroDivisionError, and
+    ``embed_dim``, ``input_dims`` and ``seed`` were as freely reassigned past
+    their checks. Now each is fixed once the buffer is made (an
+    AttributeError naming it), the buffer as it was, and still pickles,
+    copies and loads."""
+    buffer = gm.ExperienceBuffer(capacity=3, embed_dim=4)
+    for reward in (0.1, 0.2, 0.3, 0.4):
+        buffer.append(_experience(reward))
+    before = getattr(buffer, name)
+    with pytest.raises(AttributeError, match=f"^{name}: "):
+        setattr(buffer, name, value)
+    assert getattr(buffer, name) == before
+    np.testing.assert_allclose(buffer.batch().rewards, [0.2, 0.3, 0.4])
+    buffer.append(_experience(0.5))
+    buffer.save(tmp_path / "buffer.safetensors")
+    for twin in (gm.ExperienceBuffer.from_file(tmp_path / "buffer.safetensors"), copy.deepcopy(buffer),
+                 pickle.loads(pickle.dumps(buffer))):
+        assert (twin.capacity, twin.embed_dim, twin.input_dims, twin.seed) == (3, 4, None, 0)
+        np.testing.assert_allclose(twin.batch().rewards, [0.3, 0.4, 0.5])
+
+
+def test_a_buffer_takes_its_embed_dim_from_its_first_experience():
+    """A buffer made without ``embed_dim`` still takes it from the first
+    experience recorded (the one change of it the buffer makes itself)."""
+    buffer = gm.ExperienceBuffer(capacity=2)
+    assert buffer.embed_dim is None
+    buffer.append(_experience(0.5))
+    assert buffer.embed_dim == 4

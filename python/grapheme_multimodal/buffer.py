@@ -140,6 +140,28 @@ class ExperienceBatch:
             _note(self.indices, tuple(note))  # type: ignore[arg-type]
 
 
+def _fixed(name: str, doc: str) -> property:
+    """A buffer attribute set once, when the buffer is made (its value in
+    ``__dict__``, so pickles of every version keep it as before): assigned
+    later, the ring's arrays and positions no longer matched it. A larger
+    ``capacity`` on a full buffer returned experiences never recorded and
+    saved a file that ``load`` refused; ``capacity = 0`` made every call a
+    ZeroDivisionError."""
+
+    def get(self: "ExperienceBuffer") -> Any:
+        return self.__dict__[name]
+
+    def set(self: "ExperienceBuffer", value: Any) -> None:
+        if name in self.__dict__:
+            raise AttributeError(
+                f"{name}: a buffer's {name} is fixed when it is made (its arrays, positions and files follow it); "
+                f"expected a new ExperienceBuffer with that {name}, filled from this one with extend(...) of its batch()")
+        self.__dict__[name] = value
+
+    get.__doc__ = doc  # help() and the docs read the getter's
+    return property(get, set, doc=doc)
+
+
 class ExperienceBuffer:
     """A fixed-capacity ring buffer of fusion experiences (thread-safe).
 
@@ -149,7 +171,15 @@ class ExperienceBuffer:
         input_dims: per-modality input lengths (7 ints) to also keep the raw
             inputs, or ``None`` to keep embeddings only.
         seed: seeds the sampling generator (an int >= 0).
+
+    Each is fixed once the buffer is made (assigning one is an
+    ``AttributeError``), as a model's ``config`` is.
     """
+
+    capacity = _fixed("capacity", "The most experiences kept.")
+    embed_dim = _fixed("embed_dim", "``E``, or ``None`` until the first experience gives it.")
+    input_dims = _fixed("input_dims", "The 7 input lengths kept with each experience, or ``None``.")
+    seed = _fixed("seed", "The seed of the sampling generator.")
 
     #: ``(embed_dim, input_dims)`` of the model whose fusions this buffer
     #: records (set by its ``experience`` setter), else None: :meth:`load`
@@ -210,7 +240,7 @@ class ExperienceBuffer:
         if check_capacity:  # refused now, naming capacity, rather than when a growth fails after many appends
             check_fits_memory(self.capacity, _bytes_per_row(specs), "capacity")
         self._arrays = self._blank_arrays(specs, first if rows is None else rows)
-        self.embed_dim = int(embed_dim)
+        self.__dict__["embed_dim"] = int(embed_dim)  # the one change of it: None until the first experience
 
     @classmethod
     def _rebuilt(cls, capacity: int, embed_dim: Optional[int], input_dims: Optional[Sequence[int]], seed: int) -> "ExperienceBuffer":
