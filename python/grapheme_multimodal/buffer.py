@@ -148,18 +148,18 @@ def _fixed(name: str, doc: str) -> property:
     saved a file that ``load`` refused; ``capacity = 0`` made every call a
     ZeroDivisionError."""
 
-    def get(self: "ExperienceBuffer") -> Any:
+    def read(self: "ExperienceBuffer") -> Any:
         return self.__dict__[name]
 
-    def set(self: "ExperienceBuffer", value: Any) -> None:
+    def set_once(self: "ExperienceBuffer", value: Any) -> None:
         if name in self.__dict__:
             raise AttributeError(
                 f"{name}: a buffer's {name} is fixed when it is made (its arrays, positions and files follow it); "
                 f"expected a new ExperienceBuffer with that {name}, filled from this one with extend(...) of its batch()")
         self.__dict__[name] = value
 
-    get.__doc__ = doc  # help() and the docs read the getter's
-    return property(get, set, doc=doc)
+    read.__doc__ = doc  # help() and the docs read the getter's
+    return property(read, set_once, doc=doc)
 
 
 class ExperienceBuffer:
