@@ -236,3 +236,24 @@ def test_a_buffer_takes_its_embed_dim_from_its_first_experience():
     assert buffer.embed_dim is None
     buffer.append(_experience(0.5))
     assert buffer.embed_dim == 4
+
+
+def test_save_checkpoint_checks_its_arguments_as_model_save_does(tmp_path):
+    """Before: ``checkpoint.save_checkpoint(model, path,
+    include_experience="no")`` (a public function) wrote the experience
+    buffer the caller asked to leave out ("no" is a true str), where
+    ``model.save`` and ``save_ensemble`` refuse the str; and
+    ``save_checkpoint("model.safetensors", path)`` raised "'str' object has
+    no attribute '_lock'". Now both are TypeErrors naming the argument, and
+    nothing is written."""
+    from grapheme_multimodal.checkpoint import save_checkpoint
+
+    model = gm.LearnableMultiModal(input_dims={"visual": 3}, embed_dim=8, hidden_dim=8, num_heads=2)
+    model.record_batch({"visual": np.ones((2, 3))}, None, np.ones(2))
+    with pytest.raises(TypeError, match="^include_experience: expected a bool, got str"):
+        save_checkpoint(model, tmp_path / "a.safetensors", include_experience="no")
+    with pytest.raises(TypeError, match="^model: expected a LearnableMultiModal, got str"):
+        save_checkpoint("model.safetensors", tmp_path / "b.safetensors")
+    assert not list(tmp_path.iterdir())
+    save_checkpoint(model, tmp_path / "c.safetensors", include_experience=False)
+    assert gm.LearnableMultiModal.load(tmp_path / "c.safetensors").num_experiences() == 0
