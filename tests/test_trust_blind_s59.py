@@ -257,3 +257,17 @@ def test_save_checkpoint_checks_its_arguments_as_model_save_does(tmp_path):
     assert not list(tmp_path.iterdir())
     save_checkpoint(model, tmp_path / "c.safetensors", include_experience=False)
     assert gm.LearnableMultiModal.load(tmp_path / "c.safetensors").num_experiences() == 0
+
+
+def test_module_fit_functions_name_a_model_that_is_none():
+    """Before: ``training.fit("model.safetensors", data)`` raised
+    "'str' object has no attribute 'epochs_trained'" and
+    ``stopping.fit_with_stopping(estimator, ...)`` "... has no attribute
+    'config'". Now each is a TypeError naming ``model``."""
+    from grapheme_multimodal import stopping, training
+
+    data = {"visual": np.ones((4, 18)), "linguistic": np.zeros((4, 18))}
+    with pytest.raises(TypeError, match="^model: expected a LearnableMultiModal, got str"):
+        training.fit("model.safetensors", data, epochs=1)
+    with pytest.raises(TypeError, match="^model: expected a LearnableMultiModal, got NoneType"):
+        stopping.fit_with_stopping(None, data, validation_fraction=0.1, patience=1, monitor="loss", epochs=1)

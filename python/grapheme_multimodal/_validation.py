@@ -980,6 +980,17 @@ def as_seed(value: Any, name: str, below: Optional[int] = 2**64, why: str = "") 
     return number
 
 
+def check_model(model: Any, name: str = "model") -> None:
+    """TypeError naming ``name`` unless ``model`` is a
+    :class:`~grapheme_multimodal.LearnableMultiModal`: a module function
+    given another object (a checkpoint's path, an estimator) failed on the
+    first attribute it read ("'str' object has no attribute '_lock'")."""
+    from .model import LearnableMultiModal  # here: the model's module imports this one
+
+    if not isinstance(model, LearnableMultiModal):
+        raise TypeError(f"{name}: expected a LearnableMultiModal, got {describe(model)}")
+
+
 def check_flag(value: Any, name: str) -> bool:
     """``value`` as a bool when it is one (numpy's too); else TypeError: a
     str such as "no" or "false" would count as true."""

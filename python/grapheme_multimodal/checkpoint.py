@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, 
 import numpy as np
 
 from ._core import __version__, memory_budget
-from ._validation import check_flag, describe, is_int, wrong_type
+from ._validation import check_flag, check_model, describe, is_int, wrong_type
 from .averaging import WeightAverage
 from .buffer import ExperienceBuffer
 from .config import LearnableMultiModalConfig
@@ -140,11 +140,8 @@ def checkpoint_state(
 
 def save_checkpoint(model: "LearnableMultiModal", path: PathLike, include_experience: bool = True) -> None:
     """Writes ``model`` to ``path`` (safetensors with checksums; atomic)."""
-    from .model import LearnableMultiModal  # here: the model's module imports this one
-
     # as model.save checks them: "no" wrote the buffer it meant to leave out, a str model "no attribute '_lock'"
-    if not isinstance(model, LearnableMultiModal):
-        raise TypeError(f"model: expected a LearnableMultiModal, got {type(model).__name__}")
+    check_model(model)
     include_experience = check_flag(include_experience, "include_experience")
     check_write_target(path)  # before copying the state: a bad path fails at once
     with saving(path):  # from here: the interpreter's exit waits for it

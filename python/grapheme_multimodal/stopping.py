@@ -26,8 +26,9 @@ import numpy as np
 from ._locking import calling_metric, fitting, refuse_in_fit, uninterrupted
 from ._core import MODALITY_NAMES
 from ._validation import (
-    INPUTS_MASKED_REMEDY, SPREAD_BELOW_FLOAT32, FloatLike, IntLike, as_real_array, counted, describe, frame_columns,
-    precision_checked, precision_scoped, refuse_beyond_budget, refuse_reordered_fitted_names, renamed, warn_at_caller,
+    INPUTS_MASKED_REMEDY, SPREAD_BELOW_FLOAT32, FloatLike, IntLike, as_real_array, check_model, counted, describe,
+    frame_columns, precision_checked, precision_scoped, refuse_beyond_budget, refuse_reordered_fitted_names, renamed,
+    warn_at_caller,
 )
 from .exceptions import EarlyStoppingSkippedWarning, GraphemeError, InvalidValueError, NonFiniteError, ShapeError
 from .graph import is_graph_list, refuse_stray_graphs
@@ -175,6 +176,7 @@ def fit_with_stopping(
     refused). ``validation_mask`` without ``validation`` is refused, as by
     ``fit``.
     """
+    check_model(model)  # a path or an estimator failed on "no attribute 'config'"
     refuse_in_fit(model, "fit")  # from a metric of this model's fit (or its signal handler): before the folds train
     # Python ints: numpy's small ones wrap (np.int8(127) epochs: range(1, epochs + 1) ran none, and the model 0)
     epochs = _check_int(epochs, "epochs", 0)

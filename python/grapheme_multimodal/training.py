@@ -29,8 +29,8 @@ from ._parallel import bar_position, check_cancelled
 from ._locking import calling_metric, fitting, refuse_in_fit, uninterrupted
 from ._validation import MASK_TAKEN as _MASK_TAKEN, taking_no_mask
 from ._validation import (
-    FloatLike, IntLike, as_finite_float, check_flag, context_set, describe, exact_int, first_in_scope, frame_columns, is_int,
-    outside_precision_scope, refuse_beyond_budget, refuse_reordered_fitted_names, refuse_unpaired_columns, renamed, shown_number,
+    FloatLike, IntLike, as_finite_float, check_flag, check_model, context_set, describe, exact_int, first_in_scope,
+    frame_columns, is_int, outside_precision_scope, refuse_beyond_budget, refuse_reordered_fitted_names, refuse_unpaired_columns, renamed, shown_number,
     sorted_names, warn_at_caller, wrong_type,
 )
 from .averaging import WeightAverage, check_decay, model_weights
@@ -310,6 +310,7 @@ def fit(
     but a ``__del__`` or weakref callback runs wherever the garbage
     collector does, and may see such a change half made.
     """
+    check_model(model)  # a path or an estimator failed on "no attribute 'epochs_trained'"
     refuse_in_fit(model, "fit")  # first: nothing checked or changed yet
     _check_training_record(model)
     # Python ints: numpy's small ones wrap (np.uint8(200) batches of 300 rows: order[200:144], the rest never trained)
