@@ -263,9 +263,13 @@ def test_module_fit_functions_name_a_model_that_is_none():
     """Before: ``training.fit("model.safetensors", data)`` raised
     "'str' object has no attribute 'epochs_trained'" and
     ``stopping.fit_with_stopping(estimator, ...)`` "... has no attribute
-    'config'". Now each is a TypeError naming ``model``."""
-    from grapheme_multimodal import stopping, training
+    'config'" (``averaging.model_weights`` and ``resume``: "'_core'",
+    "'_weight_average'"). Now each is a TypeError naming ``model``."""
+    from grapheme_multimodal import averaging, stopping, training
 
+    for helper in (averaging.model_weights, lambda m: averaging.resume(m, 0.9)):  # "no attribute '_core'" ...
+        with pytest.raises(TypeError, match="^model: expected a LearnableMultiModal, got str"):
+            helper("model.safetensors")
     data = {"visual": np.ones((4, 18)), "linguistic": np.zeros((4, 18))}
     with pytest.raises(TypeError, match="^model: expected a LearnableMultiModal, got str"):
         training.fit("model.safetensors", data, epochs=1)

@@ -34,7 +34,7 @@ import numpy as np
 
 from ._equality import equal_fields
 from ._readonly import ReadOnlyMapping
-from ._validation import FLOAT32_MAX, FloatLike, as_finite_float, sorted_names
+from ._validation import FLOAT32_MAX, FloatLike, as_finite_float, check_model, sorted_names
 from .exceptions import InvalidValueError, ShapeError
 from .types import NORMALIZATION_NAMES
 
@@ -71,6 +71,7 @@ class _ModelWeights(Mapping):
 def model_weights(model: "LearnableMultiModal") -> Mapping[str, np.ndarray]:
     """``model``'s weights by name (a copy, read in one call) for
     :meth:`WeightAverage.updated`, which averages them as one flat array."""
+    check_model(model)  # else "'str' object has no attribute '_core'"
     return _ModelWeights(model)
 
 
@@ -388,6 +389,7 @@ def resume(model: "LearnableMultiModal", decay: Optional[FloatLike]) -> Optional
     still that average (:meth:`WeightAverage.holds`), so a ``fit`` that
     trains leaves it inert, and one of no epochs leaves the model as it
     was. Call under the write lock."""
+    check_model(model)  # else "'str' object has no attribute '_weight_average'"
     decay = check_decay(decay, "decay")  # before the applied average is dropped: a refusal changes nothing
     if decay is None:  # dropped here, fit(epochs=0) lost the average its checkpoints and next averaged fit need
         return None
