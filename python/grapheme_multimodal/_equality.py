@@ -8,6 +8,7 @@ of an array with more than one element is ambiguous" (``a == b``,
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import fields
 from typing import Any, Mapping
 
@@ -17,8 +18,9 @@ import numpy as np
 def equal_values(x: Any, y: Any) -> bool:
     """``x == y`` where arrays, and mappings or sequences holding them, are
     compared by value: arrays with :func:`numpy.array_equal` (NaN equal to
-    NaN), mappings by their keys in order (the order a data set lists its
-    views in is part of it) and values."""
+    NaN, as for numbers), mappings by their keys in order (the order a data
+    set lists its views in is part of it) and values, lists and tuples
+    item by item (``None`` equal only to ``None``)."""
     if isinstance(x, np.ndarray) or isinstance(y, np.ndarray):
         if not (isinstance(x, np.ndarray) and isinstance(y, np.ndarray)):
             return False
@@ -32,6 +34,8 @@ def equal_values(x: Any, y: Any) -> bool:
         return all(equal_values(x[k], y[k]) for k in x)
     if isinstance(x, (list, tuple)) and isinstance(y, (list, tuple)):
         return type(x) is type(y) and len(x) == len(y) and all(equal_values(u, v) for u, v in zip(x, y))
+    if isinstance(x, numbers.Number) and isinstance(y, numbers.Number):
+        return bool(x == y or (x != x and y != y))  # NaN equal to NaN, as in the arrays
     return bool(x == y)
 
 

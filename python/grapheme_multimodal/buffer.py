@@ -28,6 +28,7 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from ._core import MODALITY_NAMES, NUM_MODALITIES
+from ._equality import equal_fields
 from ._locking import ForkedMidChange, uninterrupted
 from ._validation import (
     IntLike,
@@ -68,7 +69,7 @@ class Experience:
         """Equal by value, NaN equal to NaN (the dataclass's own ``==``
         compared the arrays element-wise and raised "truth value of an
         array ... is ambiguous": ``e in list(buffer)`` failed too)."""
-        return _equal_fields(self, other)
+        return equal_fields(self, other)
 
     __hash__ = None  # type: ignore[assignment]  # mutable and equal by value, as the dataclass made it
 
@@ -113,7 +114,7 @@ class ExperienceBatch:
 
     def __eq__(self, other: object) -> bool:
         """Equal by value, as :class:`Experience`; the NaN rows of absent inputs equal themselves."""
-        return _equal_fields(self, other)
+        return equal_fields(self, other)
 
     __hash__ = None  # type: ignore[assignment]  # mutable and equal by value, as the dataclass made it
 
@@ -1098,31 +1099,6 @@ def _short_repr(x: Any) -> str:
     from .batch import _summary  # batch imports this module
 
     return f"{type(x).__name__}(" + ", ".join(f"{f.name}={_summary(getattr(x, f.name))}" for f in fields(x)) + ")"
-
-
-def _equal_fields(a: Any, b: object) -> Any:
-    """``a == b`` for :class:`Experience` and :class:`ExperienceBatch`: each
-    field by value (``inputs`` entry by entry, ``None`` only equal to
-    ``None``), NaN equal to NaN."""
-    if b.__class__ is not a.__class__:
-        return NotImplemented
-    for f in fields(a):
-        x, y = getattr(a, f.name), getattr(b, f.name)
-        if f.name == "inputs" and x is not None and y is not None:
-            if len(x) != len(y) or not all(_equal_values(u, v) for u, v in zip(x, y)):
-                return False
-        elif not _equal_values(x, y):
-            return False
-    return True
-
-
-def _equal_values(x: Any, y: Any) -> bool:
-    if x is None or y is None:
-        return x is y
-    try:
-        return bool(np.array_equal(x, y, equal_nan=True))
-    except TypeError:  # values np.isnan cannot take (an object array a user put in a field)
-        return bool(np.array_equal(x, y))
 
 
 def check_fits_memory(count: int, row_bytes: int, arg: str) -> None:
