@@ -275,3 +275,20 @@ def test_module_fit_functions_name_a_model_that_is_none():
         training.fit("model.safetensors", data, epochs=1)
     with pytest.raises(TypeError, match="^model: expected a LearnableMultiModal, got NoneType"):
         stopping.fit_with_stopping(None, data, validation_fraction=0.1, patience=1, monitor="loss", epochs=1)
+
+
+def test_a_data_set_changed_after_it_was_made_is_checked_when_split():
+    """Before: a MultipleFeatures whose view was replaced by fewer rows
+    (``data.views["fou"] = data.views["fou"][:5]``) split with "IndexError:
+    index 31 is out of bounds for axis 0 with size 5". Now
+    ``train_test_split`` and ``subset`` check the views as the data set's
+    construction does, naming the view and the rows expected."""
+    from grapheme_multimodal.datasets import train_test_split
+
+    rng = np.random.default_rng(0)
+    data = MultipleFeatures(views={"fou": rng.normal(size=(40, 3)).astype(np.float32),
+                                   "pix": rng.normal(size=(40, 2)).astype(np.float32)}, labels=np.arange(40) % 2)
+    data.views["fou"] = data.views["fou"][:5]
+    for split in (lambda: train_test_split(data), lambda: data.subset(np.arange(3))):
+        with pytest.raises(gm.ShapeError, match=r"^views\['fou'\]: has 5 rows; expected 40"):
+            split()

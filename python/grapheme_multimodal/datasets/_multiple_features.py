@@ -71,6 +71,12 @@ class MultipleFeatures(MultiViewMixin):
     labels: np.ndarray
 
     def __post_init__(self) -> None:
+        self._check()
+
+    def _check(self) -> None:
+        """The views and labels checked (the labels read into an array):
+        when the data set is made, and again before it is split, as a
+        mutable dataclass's fields may have been replaced since."""
         if not isinstance(self.views, Mapping):  # else "'list' object has no attribute 'items'"
             raise TypeError(f"views: expected a mapping view name -> [n_events, dim] array, got {type(self.views).__name__}")
         if is_masked_array(self.labels):  # np.asarray would keep the labels under the mask, as if given
@@ -103,7 +109,10 @@ class MultipleFeatures(MultiViewMixin):
 
     def subset(self, indices: np.ndarray) -> "MultipleFeatures":
         """The events at ``indices`` (integer indices, negative ones from the
-        end as in numpy, or a boolean mask), copied."""
+        end as in numpy, or a boolean mask), copied. The views and labels
+        are checked as they are now, as when the data was made (a view
+        replaced by fewer rows since was a bare IndexError)."""
+        self._check()
         idx = np.asarray(indices)
         if idx.dtype == bool:
             if idx.shape != (self.n_events,):
@@ -319,6 +328,7 @@ def train_test_split(
     """
     if not isinstance(data, MultipleFeatures):
         raise TypeError(f"data: expected a MultipleFeatures, got {type(data).__name__}")
+    data._check()  # before the labels are split: a view replaced since by fewer rows was a bare IndexError
     train_idx, test_idx = train_test_indices(data.labels, test_size=test_size, seed=seed)
     return data.subset(train_idx), data.subset(test_idx)
 
