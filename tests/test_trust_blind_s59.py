@@ -80,6 +80,17 @@ def test_weight_average_compares_by_value():
         hash(average)
 
 
+def test_a_weight_average_equals_itself_read_back_from_a_checkpoint(tmp_path):
+    """A checkpoint reads the average's tensors back in another order (by
+    name): the average a model holds after ``load`` equals the one it was
+    saved with, as two dicts of the same items are equal."""
+    model = _averaged_model()
+    model.save(tmp_path / "model.safetensors")
+    loaded = gm.LearnableMultiModal.load(tmp_path / "model.safetensors").weight_average
+    assert list(loaded.mean) != list(model.weight_average.mean)
+    assert loaded == model.weight_average
+
+
 def test_read_modality_file_takes_a_str_path_and_parses_the_modality(tmp_path):
     """Before: ``files.read_modality_file("visual", "x.npy")`` (a public
     function; names as ``open`` and ``np.load`` take them) raised

@@ -18,9 +18,10 @@ import numpy as np
 def equal_values(x: Any, y: Any) -> bool:
     """``x == y`` where arrays, and mappings or sequences holding them, are
     compared by value: arrays with :func:`numpy.array_equal` (NaN equal to
-    NaN, as for numbers), mappings by their keys in order (the order a data
-    set lists its views in is part of it) and values, lists and tuples
-    item by item (``None`` equal only to ``None``)."""
+    NaN, as for numbers), mappings by their keys (in any order, as ``dict``
+    compares them: a checkpoint reads a weight average's tensors back in
+    another order) and values, lists and tuples item by item (``None``
+    equal only to ``None``)."""
     if isinstance(x, np.ndarray) or isinstance(y, np.ndarray):
         if not (isinstance(x, np.ndarray) and isinstance(y, np.ndarray)):
             return False
@@ -29,7 +30,7 @@ def equal_values(x: Any, y: Any) -> bool:
         except TypeError:  # arrays np.isnan cannot take (strings, objects)
             return bool(np.array_equal(x, y))
     if isinstance(x, Mapping) or isinstance(y, Mapping):
-        if not (isinstance(x, Mapping) and isinstance(y, Mapping)) or list(x) != list(y):
+        if not (isinstance(x, Mapping) and isinstance(y, Mapping)) or set(x) != set(y):
             return False
         return all(equal_values(x[k], y[k]) for k in x)
     if isinstance(x, (list, tuple)) and isinstance(y, (list, tuple)):

@@ -21,7 +21,10 @@ class MultiViewMixin:
 
     def __eq__(self, other: object) -> Any:
         # the dataclass's own == raised numpy's "truth value of an array ... is ambiguous"
-        return equal_fields(self, other)
+        equal = equal_fields(self, other)
+        if equal is NotImplemented or not equal:
+            return equal
+        return self.view_names == other.view_names  # type: ignore[attr-defined]  # the order of Xs too
 
     __hash__ = None  # type: ignore[assignment]  # a frozen dataclass's field hash failed on its dict of views
 
