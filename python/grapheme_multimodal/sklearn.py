@@ -1221,7 +1221,17 @@ def _checked_view(x: Any, name: str) -> np.ndarray:
             raise
         raise type(exc)(f"{name}: {exc}") from None
     except Exception as exc:
+        if _raised_here(exc):  # the package's own refusal (set_params from an __array__ of Xs), in its own words
+            raise
         raise _unreadable_view(exc, name) from None
+
+
+def _raised_here(exc: BaseException) -> bool:
+    """Whether ``exc`` was raised by this package's code (its innermost frame)."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and str(tb.tb_frame.f_globals.get("__name__", "")).startswith(__name__.partition(".")[0] + ".")
 
 
 def _unreadable_view(exc: Exception, name: str) -> Exception:
