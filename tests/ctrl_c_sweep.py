@@ -12,15 +12,17 @@ import os
 import signal
 import sys
 from types import CodeType
-from typing import Any, Callable, Tuple, Type
+from typing import Any, Callable, Optional, Tuple, Type
 
 
 def interrupted_at(n: int, call: Callable[[], Any], watched: Callable[[CodeType], bool],
-                   passes: Tuple[Type[BaseException], ...] = ()) -> bool:
+                   passes: Tuple[Type[BaseException], ...] = (), handler: Optional[Callable[[], Any]] = None) -> bool:
     """Runs ``call`` with a SIGINT sent at the ``n``-th point (a call, or a C
     function's return) in code ``watched`` says yes to, or in what that code
     calls; whether it was interrupted (an exception of ``passes`` counts as
-    not)."""
+    not). ``handler`` runs in the ``except KeyboardInterrupt`` clause, as a
+    program's own handler of the interrupt (its traceback, and every frame
+    it holds, still alive)."""
     count = [0]
 
     def profile(frame: Any, event: str, arg: Any) -> None:
@@ -40,6 +42,9 @@ def interrupted_at(n: int, call: Callable[[], Any], watched: Callable[[CodeType]
         call()
         return False
     except KeyboardInterrupt:
+        sys.setprofile(None)
+        if handler is not None:
+            handler()
         return True
     except passes:
         return False

@@ -62,6 +62,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, TypeVar
 from . import _core
 
 F = TypeVar("F", bound=Callable[..., Any])
+_T = TypeVar("_T")
 
 _MAIN_THREAD = threading.main_thread().ident
 _holding_back = False  # whether the main thread is in an `uninterrupted` block (they nest)
@@ -195,19 +196,25 @@ class _InMetric(threading.local):
 _IN_METRIC = _InMetric()
 
 
-@contextlib.contextmanager
-def calling_metric(model: Any, name: str) -> Iterator[None]:
-    """``with calling_metric(model, name):`` around ``fit``'s call of
-    ``metrics[name]``: training or changing ``model`` from this thread is
-    refused until it ends. A metric may fit another model, whose metrics
-    are then called, and refused the models of the fits around them too:
-    each of those is in the middle of its own ``fit``. (A model trained by
-    copies of it, ``fit_with_stopping``'s cross-validation folds, is
-    marked around each call of a fold's metric too.)"""
+def call_metric(model: Any, name: str, metric: Callable[[Any], _T], argument: Any) -> _T:
+    """``metric(argument)``, ``fit``'s call of ``metrics[name]``, with
+    training or changing ``model`` from this thread refused while it runs.
+    A metric may fit another model, whose metrics are then called, and
+    refused the models of the fits around them too: each of those is in
+    the middle of its own ``fit``. (A model trained by copies of it,
+    ``fit_with_stopping``'s cross-validation folds, is marked around each
+    call of a fold's metric too.)
+
+    A function, not a context manager: Python may raise a pending Ctrl-C
+    as it enters any Python function, and contextlib's ``__enter__`` and
+    ``__exit__`` are two more, after the mark was set and before it was
+    taken off. A Ctrl-C landing there left the model marked, and fit's own
+    undo of the interrupted epoch was refused as a change from a metric.
+    Here the mark is set inside the ``try`` whose ``finally`` takes it off."""
     outer = _IN_METRIC.calls
-    _IN_METRIC.calls = outer + ((model, name),)
     try:
-        yield
+        _IN_METRIC.calls = outer + ((model, name),)
+        return metric(argument)
     finally:
         _IN_METRIC.calls = outer
 
@@ -238,15 +245,18 @@ class _Fitting(threading.local):
 _FITTING = _Fitting()
 
 
-@contextlib.contextmanager
-def fitting(model: Any) -> Iterator[None]:
-    """``with fitting(model):`` around ``fit``'s training of ``model`` (its
-    update lock held): a ``fit`` of ``model`` from this thread is refused
-    until it ends (:func:`refuse_in_fit`)."""
+def call_fitting(model: Any, function: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+    """``function(*args, **kwargs)``, ``fit``'s training of ``model`` (its
+    update lock held), with a ``fit`` of ``model`` from this thread refused
+    while it runs (:func:`refuse_in_fit`). A function for the reason
+    :func:`call_metric` is: a Ctrl-C as a context manager's ``__enter__``
+    returned or its ``__exit__`` began left the model marked, and a fit in
+    the handler of that interrupt was refused as a fit from the middle of
+    a fit."""
     outer = _FITTING.models
-    _FITTING.models = outer + (model,)
     try:
-        yield
+        _FITTING.models = outer + (model,)
+        return function(*args, **kwargs)
     finally:
         _FITTING.models = outer
 

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, 
 
 import numpy as np
 
-from ._locking import calling_metric, fitting, refuse_in_fit, uninterrupted
+from ._locking import call_fitting, call_metric, refuse_in_fit, uninterrupted
 from ._core import MODALITY_NAMES
 from ._validation import (
     INPUTS_MASKED_REMEDY, SPREAD_BELOW_FLOAT32, FloatLike, IntLike, as_real_array, check_model, counted, describe,
@@ -344,8 +344,9 @@ def fit_with_stopping(
     # wait; their reads get in): a write between the copies and the final fit, or during it, trained for
     # the folds' count of epochs a model the folds never saw.
     with model._lock.updating():
-        with fitting(model):  # a fit of the model from this thread's own code meanwhile is refused, as during fit
-            count, curve = _cv_epochs(model, inputs, mask, n, k, seed, patience, monitor, mode, epochs, fit_options)
+        # a fit of the model from this thread's own code meanwhile is refused, as during fit
+        count, curve = call_fitting(model, _cv_epochs, model, inputs, mask, n, k, seed, patience, monitor, mode, epochs,
+                                    fit_options)
         history = fit(inputs, mask=mask, epochs=count, **fit_options)
     # best_epoch is an epoch number as the records count them (after any
     # epochs the model had already trained), as fit's own; the count the
@@ -366,8 +367,7 @@ def _refusing(model: "LearnableMultiModal", name: str, metric: Callable[[Any], A
         history = held.get("history")
         records = list(history) if isinstance(history, list) else None  # a handful: one per epoch trained
         try:
-            with calling_metric(model, name):
-                value = metric(fold)
+            value = call_metric(model, name, metric, fold)
         except BaseException:
             _put_back(model, held, records)
             raise

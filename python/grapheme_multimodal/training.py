@@ -26,7 +26,7 @@ import numpy as np
 
 from ._core import MODALITY_NAMES, NUM_MODALITIES
 from ._parallel import bar_position, check_cancelled
-from ._locking import calling_metric, fitting, refuse_in_fit, uninterrupted
+from ._locking import call_fitting, call_metric, refuse_in_fit, uninterrupted
 from ._validation import MASK_TAKEN as _MASK_TAKEN, taking_no_mask
 from ._validation import (
     FloatLike, IntLike, as_finite_float, check_flag, check_model, context_set, describe, exact_int, first_in_scope,
@@ -400,9 +400,10 @@ def fit(
                 model._remember_columns(columns)
             stepper = (_steps or LocalSteps)(model, train, objectives, lr)
             try:
-                with fitting(model):  # a fit of it from this thread (a signal handler's) refused until it ends
-                    history = _train(model, stepper, train, val, epochs, batch_size, objectives, metrics,
-                                     early_stopping, monitor, mode, modality_dropout, progress, seed, average, before)
+                # a fit of it from this thread (a signal handler's) refused until it ends
+                history = call_fitting(model, _train, model, stepper, train, val, epochs, batch_size, objectives,
+                                       metrics, early_stopping, monitor, mode, modality_dropout, progress, seed,
+                                       average, before)
             except BaseException:
                 try:
                     stepper.close()
@@ -503,6 +504,17 @@ def _train(
                 if early_stopping is not None and waited >= early_stopping:
                     history.stopped_early = True
                     break
+        # In the try: a Ctrl-C as the lock or the block below was entered (both interruptible) left the
+        # last epoch's trained weights in the model without their average, which the next fit then
+        # started afresh from them: neither fit(epochs=k)'s model nor its exact resume.
+        with model._lock.writing(), uninterrupted():  # weights, Adam state and average of one epoch
+            if best_state is not None and history.best_epoch != model.epochs_trained:
+                model._restore_weights(best_state[0])  # the record keeps the rolled-back epochs' rows
+                model._restore_optimizer_state(best_state[1])
+                average = best_state[2]
+            if average is not None:
+                model._weight_average = average.applied(model)
+            average = None  # applied: a Ctrl-C held back to the block's end finds nothing left to apply
     except KeyboardInterrupt:
         if average is not None:
             with model._lock.writing(), uninterrupted():
@@ -511,13 +523,6 @@ def _train(
     finally:
         if bar is not None:
             bar.close()
-    with model._lock.writing(), uninterrupted():  # weights, Adam state and average of one epoch
-        if best_state is not None and history.best_epoch != model.epochs_trained:
-            model._restore_weights(best_state[0])  # the record keeps the rolled-back epochs' rows
-            model._restore_optimizer_state(best_state[1])
-            average = best_state[2]
-        if average is not None:
-            model._weight_average = average.applied(model)
     return history
 
 
@@ -583,8 +588,8 @@ def _run_epoch(
             model._weight_average = average
         try:
             for name, metric in metrics.items():
-                with calling_metric(model, name), _outside_scopes():  # training this model from it: refused
-                    value = metric(model)
+                with _outside_scopes():
+                    value = call_metric(model, name, metric, model)  # training this model from it: refused
                 _refuse_changed_record(model, name, history, length, record)
                 value = _metric_value(name, value)
                 with model._lock.writing():

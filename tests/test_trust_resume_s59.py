@@ -1,0 +1,106 @@
+"""Exact resume after a Ctrl-C at any point of ``fit``'s epochs: the model
+is left whole (as before the call, or as after its completed epochs, the
+weight average applied), the ``KeyboardInterrupt`` is what the caller
+gets, and the fit resumes from there, even in the handler of that
+interrupt, as if never stopped."""
+
+from __future__ import annotations
+
+import copy
+import json
+import sys
+
+import numpy as np
+import pytest
+
+import grapheme_multimodal as gm
+from grapheme_multimodal import training
+from grapheme_multimodal.checkpoint import checkpoint_state
+
+from ctrl_c_sweep import interrupted_at
+
+pytestmark = [
+    pytest.mark.usefixtures("default_sigint"),  # CI runs pytest with SIGINT ignored: no Ctrl-C would land
+    pytest.mark.skipif(sys.platform == "win32", reason="a real SIGINT sent to the process itself"),
+]
+
+DIMS = {"visual": 3, "auditory": 2}
+
+
+def small_model() -> gm.LearnableMultiModal:
+    return gm.LearnableMultiModal(embed_dim=4, hidden_dim=4, num_heads=1, seed=0, input_dims=DIMS,
+                                  encoder_hidden=(4,), encoder_input_dropout=0.2, learnable_temperature=True)
+
+
+def rows(n: int, seed: int) -> dict:
+    rng = np.random.default_rng(seed)
+    return {m: rng.normal(size=(n, d)).astype(np.float32) for m, d in DIMS.items()}
+
+
+def full_state(model: gm.LearnableMultiModal) -> tuple:
+    """What a checkpoint holds (weights, Adam state, draw counter, weight
+    average, epochs, history), comparable: the times left out."""
+    tensors, meta = checkpoint_state(model)
+    meta.pop("library_version")
+    for record in meta["history"]:
+        record.pop("seconds", None)  # an epoch record left half made lacks it: told apart by the other keys
+    return {k: v.tobytes() for k, v in tensors.items()}, json.dumps(meta, sort_keys=True)
+
+
+def in_code(module, *names: str):
+    """The code a sweep sends its Ctrl-C into: ``module``'s functions
+    ``names`` (and what they call, the marks of their thread among it)."""
+    return lambda code: code.co_filename == module.__file__ and code.co_name in names
+
+
+def test_a_ctrl_c_anywhere_in_fit_s_epochs_keeps_whole_epochs_and_fit_resumes_in_its_handler() -> None:
+    """Before: a Ctrl-C landing as ``fit`` began or ended a metric's call
+    (``with calling_metric(...)``: contextlib's ``__enter__`` returning, or
+    its ``__exit__`` starting) left the model marked as calling that metric:
+    the caller got ``RuntimeError: _restore_weights: this model is being
+    trained by fit, which is calling metrics['one']`` instead of the
+    ``KeyboardInterrupt``, and the model was left in the middle of the epoch
+    (counted, its record half made, the weight average not applied). As
+    ``fit`` began or ended training (``with fitting(model)``), the model
+    stayed marked as being fitted while the interrupt was handled, and a
+    ``fit`` in its handler was refused ("this model's fit is running in
+    this thread"). A Ctrl-C as the last epoch ended, before the average was
+    applied, left the trained weights in the model without it. Now each
+    point gives the ``KeyboardInterrupt`` and the model of the completed
+    epochs (average applied), and a fit in its handler resumes exactly."""
+    x = rows(8, 0)
+    kw = dict(batch_size=8, ema_decay=0.5, progress=False, metrics={"one": lambda m: 1.0})
+    start = small_model()
+    start.fit(x, epochs=1, **kw)  # a fit that resumes an average
+    expected = {}
+    for k in (0, 1, 2):
+        reference = copy.deepcopy(start)
+        reference.fit(x, epochs=k, **kw)
+        expected[1 + k] = full_state(reference)
+
+    wrong, n = [], 0
+    while True:
+        n += 1
+        model = copy.deepcopy(start)
+
+        def resumed_in_the_handler():
+            if full_state(model) != expected.get(model.epochs_trained):
+                wrong.append((n, f"not the model of {model.epochs_trained - 1} epochs of this fit"))
+                return
+            try:
+                model.fit(x, epochs=3 - model.epochs_trained, **kw)
+            except RuntimeError as err:
+                wrong.append((n, f"resumed in the handler: {str(err)[:80]}"))
+                return
+            if full_state(model) != expected[3]:
+                wrong.append((n, "resumed, not the uninterrupted model"))
+
+        try:
+            if not interrupted_at(n, lambda: model.fit(x, epochs=2, **kw), in_code(training, "fit", "_train", "_run_epoch"),
+                                  handler=resumed_in_the_handler):
+                break
+        except RuntimeError as err:  # not the Ctrl-C: interrupted_at passes it on
+            wrong.append((n, f"raised RuntimeError: {str(err)[:80]}"))
+    assert n > 100, f"the sweep reached {n} points only"
+    assert wrong == [], wrong[:5]
+
