@@ -104,3 +104,42 @@ def test_a_ctrl_c_anywhere_in_fit_s_epochs_keeps_whole_epochs_and_fit_resumes_in
     assert n > 100, f"the sweep reached {n} points only"
     assert wrong == [], wrong[:5]
 
+
+
+def test_a_ctrl_c_anywhere_in_the_estimator_s_fit_leaves_it_unfitted_and_its_parameters_settable() -> None:
+    """Before: a Ctrl-C landing as the estimator's ``fit`` marked itself as
+    running (contextlib's ``__enter__`` returning) or took the mark off
+    (its ``__exit__`` starting) left the estimator marked while the
+    interrupt was handled: ``set_params`` in the handler raised
+    ``RuntimeError: set_params: called in the middle of this estimator's
+    own fit``. Now the estimator is as it was (unfitted; or, interrupted as
+    the fit returned, fitted whole) and its parameters are set there, and
+    it then fits as if never interrupted."""
+    from grapheme_multimodal import sklearn as gm_sklearn
+
+    views = list(rows(12, 2).values())
+    params = dict(embed_dim=4, hidden_dim=4, num_heads=1, encoder_hidden=(4,), encoder_output_dim=4, shared_head=(4,),
+                  fused_neighbors=2, epochs=1, batch_size=12, patience=0, random_state=0)
+    expected = gm_sklearn.MultimodalEmbedder(**params).fit(views).transform(views)
+    whole = gm_sklearn.MultimodalEmbedder(**{**params, "epochs": 5}).fit(views).transform(views)
+    wrong, n = [], 0
+    while True:
+        n += 1
+        estimator = gm_sklearn.MultimodalEmbedder(**{**params, "epochs": 5})
+
+        def refitted_in_the_handler():
+            if hasattr(estimator, "model_") and not np.array_equal(estimator.transform(views), whole):
+                wrong.append((n, "fitted in part"))
+                return
+            try:
+                estimator.set_params(epochs=1)
+            except RuntimeError as err:
+                wrong.append((n, f"set_params in the handler: {str(err)[:80]}"))
+                return
+            if not np.array_equal(estimator.fit(views).transform(views), expected):
+                wrong.append((n, "refitted, not the uninterrupted estimator"))
+
+        if not interrupted_at(n, lambda: estimator.fit(views), in_code(gm_sklearn, "fit"), handler=refitted_in_the_handler):
+            break
+    assert n > 10, f"the sweep reached {n} points only"
+    assert wrong == [], wrong[:5]

@@ -244,10 +244,10 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
         A fit that fails (or is interrupted) leaves the estimator as it was:
         a fitted one keeps its model, views and history. Other threads'
         calls wait for it: they see the estimator before or after it."""
-        with self._threads_lock().writing(), self._unchanged_on_failure(), _fitting(self):
+        with self._threads_lock().writing(), self._unchanged_on_failure():
             # the fitted attributes are set one by one as fitting goes: without
             # this a bad setting found late left a new, untrained model_ behind.
-            self._fit(Xs)
+            _call_fitting(self, lambda: self._fit(Xs))
         return self
 
     def fit_transform(self, Xs: Any, y: Any = None, **fit_params: Any) -> np.ndarray:
@@ -258,10 +258,13 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
         if fit_params:  # fit takes none: TransformerMixin's fit_transform passed them on, where fit refused them
             raise TypeError(f"fit_transform: got {sorted(fit_params)}; expected no fit parameters (y is ignored)")
         # without the restore the call raised, yet the estimator held the new fit
-        with self._threads_lock().writing(), self._unchanged_on_failure(), _fitting(self):
+        def fit_then_transform() -> np.ndarray:
             # a row missing in every view, which transform refuses, is refused before training, not after it
             self._fit(Xs, every_row_embedded=True)
             return self.transform(Xs)
+
+        with self._threads_lock().writing(), self._unchanged_on_failure():
+            return _call_fitting(self, fit_then_transform)
 
     @contextmanager
     def _unchanged_on_failure(self) -> Iterator[None]:
@@ -696,16 +699,20 @@ class _FittingHere(threading.local):
 _FITTING_HERE = _FittingHere()
 
 
-@contextmanager
-def _fitting(estimator: MultimodalEmbedder) -> Iterator[None]:
-    """Marks ``estimator``'s ``fit`` as running in this thread, for :meth:`MultimodalEmbedder.set_params`."""
+def _call_fitting(estimator: MultimodalEmbedder, function: Callable[[], _T]) -> _T:
+    """``function()`` with ``estimator``'s ``fit`` marked as running in this
+    thread, for :meth:`MultimodalEmbedder.set_params`. A function, not a
+    context manager: Python may raise a pending Ctrl-C as it enters
+    contextlib's ``__enter__`` or ``__exit__``, after the mark was set and
+    before it was taken off, and ``set_params`` in the handler of that
+    interrupt was refused as called from the estimator's own fit."""
     fitting = _FITTING_HERE.estimators
     depth = len(fitting)
     try:
         # appended in the try, cut back to its depth: a Ctrl-C landing as append returned left the mark
         # for good, and every later set_params of the estimator was refused as called from its own fit
         fitting.append(estimator)
-        yield
+        return function()
     finally:
         del fitting[depth:]
 
