@@ -73,7 +73,7 @@ def test_a_ctrl_c_anywhere_in_fit_s_epochs_keeps_whole_epochs_and_fit_resumes_in
     start = small_model()
     start.fit(x, epochs=1, **kw)  # a fit that resumes an average
     expected = {}
-    for k in (0, 1, 2):
+    for k in (0, 1):
         reference = copy.deepcopy(start)
         reference.fit(x, epochs=k, **kw)
         expected[1 + k] = full_state(reference)
@@ -88,15 +88,15 @@ def test_a_ctrl_c_anywhere_in_fit_s_epochs_keeps_whole_epochs_and_fit_resumes_in
                 wrong.append((n, f"not the model of {model.epochs_trained - 1} epochs of this fit"))
                 return
             try:
-                model.fit(x, epochs=3 - model.epochs_trained, **kw)
+                model.fit(x, epochs=2 - model.epochs_trained, **kw)
             except RuntimeError as err:
                 wrong.append((n, f"resumed in the handler: {str(err)[:80]}"))
                 return
-            if full_state(model) != expected[3]:
+            if full_state(model) != expected[2]:
                 wrong.append((n, "resumed, not the uninterrupted model"))
 
         try:
-            if not interrupted_at(n, lambda: model.fit(x, epochs=2, **kw), in_code(training, "fit", "_train", "_run_epoch"),
+            if not interrupted_at(n, lambda: model.fit(x, epochs=1, **kw), in_code(training, "fit", "_train", "_run_epoch"),
                                   handler=resumed_in_the_handler):
                 break
         except RuntimeError as err:  # not the Ctrl-C: interrupted_at passes it on
