@@ -7,15 +7,18 @@ interrupt, as if never stopped."""
 from __future__ import annotations
 
 import copy
+import gc
 import json
 import sys
+import warnings
 
 import numpy as np
 import pytest
 
 import grapheme_multimodal as gm
-from grapheme_multimodal import training
+from grapheme_multimodal import stopping, training
 from grapheme_multimodal.checkpoint import checkpoint_state
+from grapheme_multimodal.stopping import fit_with_stopping
 
 from ctrl_c_sweep import interrupted_at
 
@@ -143,3 +146,54 @@ def test_a_ctrl_c_anywhere_in_the_estimator_s_fit_leaves_it_unfitted_and_its_par
             break
     assert n > 10, f"the sweep reached {n} points only"
     assert wrong == [], wrong[:5]
+
+
+def test_a_ctrl_c_in_a_cross_validation_fold_s_epoch_leaves_no_fold_behind_for_later_fits(monkeypatch) -> None:
+    """Before: a Ctrl-C as a fold's epoch entered or left the scopes it
+    calls a metric outside of (``with _outside_scopes()``) kept that
+    context manager's generator suspended; when the garbage collector
+    closed it, it put the fold's scope back for good, and every later fit
+    in the thread took itself for a cross-validation fold: a modality the
+    same in every row went without its ConstantModalityWarning (as other
+    warnings and refusals of the data a fold leaves to the final fit). Now
+    a later fit warns, wherever the Ctrl-Cs landed."""
+    x = rows(12, 1)
+    options = dict(validation_fraction=0.2, patience=2, min_validation_rows=5, cv_folds=2, monitor="val_total",
+                   batch_size=12, progress=False, metrics={"one": lambda m: 1.0})
+    # the points that matter: the first fold's epoch (not the other fold's, alike, nor the final fit's)
+    in_epoch, folds, epochs = in_code(training, "_run_epoch"), [], []
+    cv_epochs, run_epoch = stopping._cv_epochs, training._run_epoch
+
+    def folds_run(*args, **kwargs):
+        folds.append(True)
+        epochs.clear()
+        try:
+            return cv_epochs(*args, **kwargs)
+        finally:
+            folds.clear()
+
+    def epoch_run(*args, **kwargs):
+        epochs.append(True)
+        return run_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(stopping, "_cv_epochs", folds_run)
+    monkeypatch.setattr(training, "_run_epoch", epoch_run)
+
+    def in_a_fold_s_epoch(code) -> bool:
+        return bool(folds) and len(epochs) == 1 and in_epoch(code)
+
+    n = 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # six rows a fold: the objectives that compare rows are few
+        while True:
+            n += 1
+            model = small_model()
+            if not interrupted_at(n, lambda: fit_with_stopping(model, x, epochs=1, **options), in_a_fold_s_epoch):
+                break
+    assert n > 30, f"the sweep reached {n} points only"
+    gc.collect()  # closes whatever the interrupts left suspended
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        small_model().fit({"visual": x["visual"], "auditory": np.ones_like(x["auditory"])}, epochs=1, batch_size=12,
+                          progress=False)
+    assert any(issubclass(w.category, gm.ConstantModalityWarning) for w in said), [str(w.message) for w in said]

@@ -1397,14 +1397,15 @@ def context_set(var: "contextvars.ContextVar[_V]", value: _V) -> Iterator[_V]:
         var.set(outer)
 
 
-def outside_precision_scope() -> "contextlib.AbstractContextManager[None]":
-    """The block outside every :func:`precision_scope`: around the user's
-    own code called inside one (a ``metrics`` function of ``fit``), whose
-    calls are the user's, not the scope's: a metric that fitted another
-    model on other data inside ``fit_with_stopping`` had that fit's check
-    skipped (the scope's data was checked whole) and its warnings named
-    and said once as the scope's (``inputs['visual']``)."""
-    return context_set(_precision, None)
+def leave_precision_scopes() -> None:
+    """Leaves every :func:`precision_scope` in the current context: for the
+    copy of the context the user's own code called inside one runs in (a
+    ``metrics`` function of ``fit``), whose calls are the user's, not the
+    scope's: a metric that fitted another model on other data inside
+    ``fit_with_stopping`` had that fit's check skipped (the scope's data
+    was checked whole) and its warnings named and said once as the
+    scope's (``inputs['visual']``)."""
+    _precision.set(None)
 
 
 def precision_scoped(names: Callable[[], Mapping[str, str]]) -> Callable[[_F], _F]:

@@ -20,7 +20,7 @@ import re
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, TypeVar
 
 import numpy as np
 
@@ -30,8 +30,8 @@ from ._locking import call_fitting, call_metric, refuse_in_fit, uninterrupted
 from ._validation import MASK_TAKEN as _MASK_TAKEN, taking_no_mask
 from ._validation import (
     FloatLike, IntLike, as_finite_float, check_flag, check_model, context_set, describe, exact_int, first_in_scope,
-    frame_columns, is_int, outside_precision_scope, refuse_beyond_budget, refuse_reordered_fitted_names, refuse_unpaired_columns, renamed, shown_number,
-    sorted_names, warn_at_caller, wrong_type,
+    frame_columns, is_int, leave_precision_scopes, refuse_beyond_budget, refuse_reordered_fitted_names,
+    refuse_unpaired_columns, renamed, shown_number, sorted_names, warn_at_caller, wrong_type,
 )
 from .averaging import WeightAverage, check_decay, model_weights
 from .averaging import resume as resume_average
@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from .model import LearnableMultiModal
 
 Metric = Callable[["LearnableMultiModal"], float]
+_R = TypeVar("_R")
 #: The epoch records a History's repr shows at each end (the records between are counted).
 _REPR_END_EPOCHS = 2
 
@@ -144,8 +145,7 @@ def _scopes_bound(function: Callable[..., "History"]) -> Callable[..., "History"
         if meant[0] is model and meant[1] is data:  # the fit they were set for: nested fits (a metric's) are not
             with context_set(_FIT_FOR, None):
                 return function(*args, **kwargs)
-        with _outside_scopes():
-            return function(*args, **kwargs)
+        return _call_outside_scopes(function, *args, **kwargs)
 
     return bound
 
@@ -588,8 +588,8 @@ def _run_epoch(
             model._weight_average = average
         try:
             for name, metric in metrics.items():
-                with _outside_scopes():
-                    value = call_metric(model, name, metric, model)  # training this model from it: refused
+                # training this model from it: refused
+                value = _call_outside_scopes(call_metric, model, name, metric, model)
                 _refuse_changed_record(model, name, history, length, record)
                 value = _metric_value(name, value)
                 with model._lock.writing():
@@ -1426,16 +1426,33 @@ def _check_fraction(value: Any, name: str) -> float:
 #: What a refusal of NaN or inf in training data adds for callers who can mark rows absent (fit's ``mask``).
 MASK_NOTE = " (rows the mask marks absent may hold anything)"
 
-@contextlib.contextmanager
-def _outside_scopes() -> Iterator[None]:
-    """Around a call of the user's own code in fit (a ``metrics`` function):
-    outside the scopes fit's callers set for their own fits
-    (:func:`~._validation.precision_scope`, :func:`constant_rows_refused_as`,
-    :func:`taking_no_mask`, :func:`training_on_split`). A metric may fit another model on other data:
-    that fit is the user's, its data named and checked as fit's own."""
-    with outside_precision_scope(), context_set(_CONSTANT_REFUSAL, None), context_set(_MASK_TAKEN, True), \
-            context_set(_SPLIT, None), context_set(_FIT_FOR, None):
-        yield
+def _call_outside_scopes(function: Callable[..., _R], *args: Any, **kwargs: Any) -> _R:
+    """``function(*args, **kwargs)``, the user's own code called in fit (a
+    ``metrics`` function), outside the scopes fit's callers set for their
+    own fits (:func:`~._validation.precision_scope`,
+    :func:`constant_rows_refused_as`, :func:`taking_no_mask`,
+    :func:`training_on_split`). A metric may fit another model on other
+    data: that fit is the user's, its data named and checked as fit's own.
+
+    Run in a copy of the context with every scope at its default, which
+    ``Context.run`` leaves in C whatever interrupts the call. Context
+    managers put each scope back in Python: a Ctrl-C as one was entered or
+    left kept its generator suspended, and when the garbage collector closed
+    it, it put its scope back for good: in a cross-validation fold's epoch,
+    "fold", and every later fit in the thread took itself for a fold (its
+    refusals and warnings of the data unsaid)."""
+    return contextvars.copy_context().run(_outside_scopes_then, function, args, kwargs)
+
+
+def _outside_scopes_then(function: Callable[..., _R], args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> _R:
+    """``function(*args, **kwargs)`` with every scope of this context at its
+    default (call in a copy of the context: :func:`_call_outside_scopes`)."""
+    leave_precision_scopes()
+    _CONSTANT_REFUSAL.set(None)
+    _MASK_TAKEN.set(True)
+    _SPLIT.set(None)
+    _FIT_FOR.set(None)
+    return function(*args, **kwargs)
 
 
 def _check_rows(
