@@ -211,7 +211,7 @@ def test_a_ctrl_c_as_the_estimator_begins_to_fit_leaves_set_params_working() -> 
     estimator's own fit"."""
     rng = np.random.default_rng(0)
     estimator = MultimodalEmbedder(epochs=1, embed_dim=8, hidden_dim=8, encoder_hidden=(8,), num_heads=2, verbose=False)
-    with _ctrl_c_as("append", "_fitting"):
+    with _ctrl_c_as("append", "_call_fitting"):
         estimator.fit([rng.normal(size=(20, 4)), rng.normal(size=(20, 3))])
     assert estimator.set_params(epochs=2) is estimator
     assert estimator.get_params()["epochs"] == 2
