@@ -197,3 +197,40 @@ def test_a_ctrl_c_in_a_cross_validation_fold_s_epoch_leaves_no_fold_behind_for_l
         small_model().fit({"visual": x["visual"], "auditory": np.ones_like(x["auditory"])}, epochs=1, batch_size=12,
                           progress=False)
     assert any(issubclass(w.category, gm.ConstantModalityWarning) for w in said), [str(w.message) for w in said]
+
+
+def test_a_ctrl_c_in_the_recipe_leaves_no_precision_scope_behind_for_later_fits() -> None:
+    """Before: a Ctrl-C as ``fit_views`` entered or left one of its nested
+    scopes kept that context manager's generator suspended; when the
+    garbage collector closed it, it put back the scope around it, that of
+    a fit long over, for good: a later fit's PrecisionLossWarning named its
+    data as the recipe's views and was said once only, as if inside the
+    recipe. Now every later fit warns, by its own name for the data."""
+    from grapheme_multimodal import _validation, uci
+
+    rng = np.random.default_rng(0)
+    views = {"fou": rng.normal(size=(12, 3)), "kar": rng.normal(size=(12, 2))}
+    settings = uci.TrainingSettings(embed_dim=4, hidden_dim=4, num_heads=1, encoder_hidden=(4,), encoder_output_dim=4,
+                                    shared_head=(4,), epochs=1, batch_size=12, patience=2, fused_neighbors=2,
+                                    neighborhood_neighbors=2, cv_folds=2, min_validation_rows=5, validation_fraction=0.25)
+    names = ("fit_views", "train", "fit_with_stopping", "scoped", "_cv_epochs")  # the recipe's nested scopes
+
+    def in_the_recipe(code) -> bool:
+        return code.co_filename in (uci.__file__, stopping.__file__, _validation.__file__) and code.co_name in names
+
+    n = 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        while True:
+            n += 1
+            if not interrupted_at(n, lambda: uci.fit_views(views, settings=settings), in_the_recipe):
+                break
+    assert n > 100, f"the sweep reached {n} points only"
+    gc.collect()  # closes whatever the interrupts left suspended
+    timestamps = {"visual": 1e6 + 1e-3 * rng.normal(size=(12, 3)), "auditory": rng.normal(size=(12, 2))}
+    for _ in range(2):
+        with warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always")
+            small_model().fit(timestamps, epochs=1, batch_size=12, progress=False)
+        texts = [str(w.message) for w in said if issubclass(w.category, gm.PrecisionLossWarning)]
+        assert len(texts) == 1 and texts[0].startswith("data['visual']"), texts

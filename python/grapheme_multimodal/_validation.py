@@ -1388,13 +1388,29 @@ def context_set(var: "contextvars.ContextVar[_V]", value: _V) -> Iterator[_V]:
     after it. Set in the try and put back by value: reset by set's token, a
     Ctrl-C landing as set returned left it in place for good (a scope of
     :func:`precision_scope`, and later fits in the thread never warned again
-    of what it had warned)."""
+    of what it had warned).
+
+    Closed rather than left (``GeneratorExit``: a Ctrl-C as contextlib's
+    ``__enter__`` returned or its ``__exit__`` began kept the generator
+    suspended, and the garbage collector closes it later, anywhere), it puts
+    ``var`` back only while ``var`` still holds this block's ``value``: an
+    enclosing block has put its own back since, and putting this one's
+    back then left a scope of a fit long over in place for good (a
+    :func:`precision_scope` of ``fit_views``, whose later fits' precision
+    warnings were then said once, by the views' names)."""
     outer = var.get()
+    closed = False
     try:
         var.set(value)
         yield value
+    except GeneratorExit:
+        closed = True
+        if var.get() is value:
+            var.set(outer)
+        raise
     finally:
-        var.set(outer)
+        if not closed:
+            var.set(outer)
 
 
 def leave_precision_scopes() -> None:
