@@ -50,6 +50,10 @@ def full_state(model: gm.LearnableMultiModal) -> tuple:
     return {k: v.tobytes() for k, v in tensors.items()}, json.dumps(meta, sort_keys=True)
 
 
+#: The estimator's fit and the functions it runs the fitting in (its undo on failure, its mark).
+ESTIMATOR_FIT = ("fit", "_unchanged_on_failure", "_call_fitting")
+
+
 def in_code(module, *names: str):
     """The code a sweep sends its Ctrl-C into: ``module``'s functions
     ``names`` (and what they call, the marks of their thread among it)."""
@@ -142,7 +146,7 @@ def test_a_ctrl_c_anywhere_in_the_estimator_s_fit_leaves_it_unfitted_and_its_par
             if not np.array_equal(estimator.fit(views).transform(views), expected):
                 wrong.append((n, "refitted, not the uninterrupted estimator"))
 
-        if not interrupted_at(n, lambda: estimator.fit(views), in_code(gm_sklearn, "fit"), handler=refitted_in_the_handler):
+        if not interrupted_at(n, lambda: estimator.fit(views), in_code(gm_sklearn, *ESTIMATOR_FIT), handler=refitted_in_the_handler):
             break
     assert n > 10, f"the sweep reached {n} points only"
     assert wrong == [], wrong[:5]
@@ -234,3 +238,33 @@ def test_a_ctrl_c_in_the_recipe_leaves_no_precision_scope_behind_for_later_fits(
             small_model().fit(timestamps, epochs=1, batch_size=12, progress=False)
         texts = [str(w.message) for w in said if issubclass(w.category, gm.PrecisionLossWarning)]
         assert len(texts) == 1 and texts[0].startswith("data['visual']"), texts
+
+
+def test_an_interrupted_estimator_fit_never_undoes_a_later_fit() -> None:
+    """Before: a Ctrl-C as the estimator's ``fit`` entered its undo-on-failure
+    block (contextlib's ``__enter__`` returning) kept that block's generator
+    suspended while the interrupt was alive (a notebook keeps the last one
+    in ``sys.last_value``); the estimator was then fitted again, and when
+    the old interrupt was dropped, the generator's close put back the
+    attributes of before the interrupted fit: the estimator silently lost
+    its later fit (unfitted again). Now the later fit stays."""
+    from grapheme_multimodal import sklearn as gm_sklearn
+
+    views = list(rows(12, 2).values())
+    params = dict(embed_dim=4, hidden_dim=4, num_heads=1, encoder_hidden=(4,), encoder_output_dim=4, shared_head=(4,),
+                  fused_neighbors=2, epochs=1, batch_size=12, patience=0, random_state=0)
+    expected = gm_sklearn.MultimodalEmbedder(**params).fit(views).transform(views)
+    wrong, n = [], 0
+    while True:
+        n += 1
+        estimator, kept = gm_sklearn.MultimodalEmbedder(**params), []
+        if not interrupted_at(n, lambda: estimator.fit(views), in_code(gm_sklearn, *ESTIMATOR_FIT),
+                              handler=lambda: kept.append(sys.exc_info()[1])):
+            break
+        estimator.fit(views)  # the next cell, the interrupt still kept
+        kept.clear()
+        gc.collect()  # closes whatever the interrupt left suspended
+        if not hasattr(estimator, "model_") or not np.array_equal(estimator.transform(views), expected):
+            wrong.append(n)
+    assert n > 5, f"the sweep reached {n} points only"
+    assert wrong == [], f"a Ctrl-C at points {wrong} undid the fit after it"

@@ -20,7 +20,6 @@ import threading
 import warnings
 import weakref
 from collections.abc import Iterator, Mapping, MappingView, Set
-from contextlib import contextmanager
 from dataclasses import replace
 from functools import partial
 from typing import Any, Callable, List, Optional, Sequence, TypeVar, Union
@@ -244,10 +243,10 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
         A fit that fails (or is interrupted) leaves the estimator as it was:
         a fitted one keeps its model, views and history. Other threads'
         calls wait for it: they see the estimator before or after it."""
-        with self._threads_lock().writing(), self._unchanged_on_failure():
+        with self._threads_lock().writing():
             # the fitted attributes are set one by one as fitting goes: without
             # this a bad setting found late left a new, untrained model_ behind.
-            _call_fitting(self, lambda: self._fit(Xs))
+            self._unchanged_on_failure(lambda: _call_fitting(self, lambda: self._fit(Xs)))
         return self
 
     def fit_transform(self, Xs: Any, y: Any = None, **fit_params: Any) -> np.ndarray:
@@ -263,19 +262,23 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
             self._fit(Xs, every_row_embedded=True)
             return self.transform(Xs)
 
-        with self._threads_lock().writing(), self._unchanged_on_failure():
-            return _call_fitting(self, fit_then_transform)
+        with self._threads_lock().writing():
+            return self._unchanged_on_failure(lambda: _call_fitting(self, fit_then_transform))
 
-    @contextmanager
-    def _unchanged_on_failure(self) -> Iterator[None]:
-        """Puts back the attributes found on entry if the block raises (or
-        is interrupted). Not ``__dict__.clear()``: the lock would be gone for
-        a moment, and a thread arriving then would make a new one and not
-        wait (the parameters' lock is kept: another thread's ``get_params``
-        may hold it)."""
+    def _unchanged_on_failure(self, function: Callable[[], _T]) -> _T:
+        """``function()``, the attributes found on entry put back if it
+        raises (or is interrupted). Not ``__dict__.clear()``: the lock would
+        be gone for a moment, and a thread arriving then would make a new
+        one and not wait (the parameters' lock is kept: another thread's
+        ``get_params`` may hold it). A function, not a context manager: a
+        Ctrl-C as contextlib's ``__enter__`` returned kept its generator
+        suspended while the interrupt was alive (a notebook keeps the last
+        one), and when it was closed, after a fit since, it put the
+        attributes of before the interrupted fit back: the estimator
+        silently lost that later fit."""
         before = dict(self.__dict__)
         try:
-            yield
+            return function()
         except BaseException:
             # Ctrl-C held back until every attribute is back: a second one (Ctrl-C pressed twice, the first
             # stopping the fit) landing between two of them left the estimator half put back - a model_
