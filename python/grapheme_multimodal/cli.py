@@ -1306,6 +1306,19 @@ def _embed_in_process(args: argparse.Namespace, model, inputs: Dict[str, np.ndar
     return in_row_chunks(n, step, embed)
 
 
+#: How embed_dataset's actors name a row of a batch (Ray Data numbers no row); the command's own "row" column
+#: holds the row's number in the files.
+_BATCH_ROW = re.compile(r"a row of a batch of \d+ \(its row \d+; Ray Data does not number the dataset's rows\), "
+                        r"whose other columns are \{'row': (\d+)\},")
+
+
+def _numbered_by_row_column(message: str) -> str:
+    """``message`` of an actor's refusal with its row named as without
+    --ray, by the file's row (the dataset's "row" column): "row 7", not "a
+    row of a batch of 60 (its row 7; ...), whose other columns are {'row': 7},"."""
+    return _BATCH_ROW.sub(lambda found: f"row {found.group(1)}", message, count=1)
+
+
 def _embed_on_ray(args: argparse.Namespace, model, inputs: Dict[str, np.ndarray]):
     """``(fused, strengths or None, hidden features or None)`` of ``inputs``
     from a Ray actor pool, in row order."""
@@ -1333,7 +1346,7 @@ def _embed_on_ray(args: argparse.Namespace, model, inputs: Dict[str, np.ndarray]
             if not isinstance(cause, Exception):
                 raise
             if cause.args and isinstance(cause.args[0], str):  # without the retry advice Ray Data appends as new lines
-                cause.args = (cause.args[0].split("\n", 1)[0], *cause.args[1:])
+                cause.args = (_numbered_by_row_column(cause.args[0].split("\n", 1)[0]), *cause.args[1:])
             if isinstance(cause, (GraphemeError, TypeError)):
                 # the dataset's columns are this command's own, one per modality: named as without --ray
                 cause = renamed(cause, {f"column {m!r} ({m})": f"inputs[{m!r}]" for m in columns})
