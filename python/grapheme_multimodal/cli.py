@@ -200,19 +200,51 @@ def _standard_error_open() -> Iterator[None]:
     died at its first step with exit status 1 and nothing written (its
     traceback had nowhere to go); and a file the command opens would take
     descriptor 2, into which whatever writes to stderr (Ray's processes,
-    the core's messages) would write."""
-    if sys.stderr is not None and _is_open(2):
-        yield
-        return
-    _devnull_on(2)
+    the core's messages) would write. Whichever, as :class:`_Stderr`."""
     before = sys.stderr
-    # /dev/null: the encoding is named only because the locale's raised EncodingWarning (-X warn_default_encoding)
-    sys.stderr = open(2, "w", closefd=False, encoding="utf-8", errors="backslashreplace")
+    if sys.stderr is None or not _is_open(2):
+        _devnull_on(2)
+        # /dev/null: the encoding is named only because the locale's raised EncodingWarning (-X warn_default_encoding)
+        sys.stderr = open(2, "w", closefd=False, encoding="utf-8", errors="backslashreplace")
+    sys.stderr = _Stderr(sys.stderr)
     try:
         yield
     finally:
         sys.stderr.flush()
         sys.stderr = before
+
+
+class _Stderr:
+    """``sys.stderr`` while the command runs: a line it cannot take
+    (``2>log`` on a full disk, a pipe whose reader has gone) is dropped,
+    and so is every later one, /dev/null in the descriptor's place (the
+    lines held unwritten would fail again in Python's flush at exit, status
+    120). The progress bar stopped drawing so already, but a warning's
+    failed write stopped train before it trained, with exit status 1 and
+    nothing saved, and an error's turned status 2 into 1."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except (OSError, ValueError):  # ValueError: a closed stream
+            self._drop_the_rest()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except (OSError, ValueError):
+            self._drop_the_rest()
+
+    def _drop_the_rest(self) -> None:
+        with contextlib.suppress(AttributeError, OSError, ValueError):  # a stream of no descriptor (a test's)
+            _devnull_on(self._stream.fileno())
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
 
 
 def _devnull_on(fd: int) -> None:

@@ -1,0 +1,86 @@
+"""An audit of the ``grapheme-mm`` command line as a hostile user drives it:
+defects found, one test each (each failed before its fix)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from grapheme_multimodal.cli import main
+
+SMALL = ["--epochs", "1", "--embed-dim", "8", "--hidden-dim", "8", "--heads", "2", "--no-progress"]
+unix_only = pytest.mark.skipif(not os.path.exists("/dev/full") or os.name != "posix", reason="Unix only")
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("s59")
+    rng = np.random.default_rng(0)
+    np.save(d / "a.npy", rng.normal(size=(24, 6)).astype(np.float32))
+    np.save(d / "b.npy", rng.normal(size=(24, 4)).astype(np.float32))
+    # a first line with numbers in it, read as a header: train warns of it on stderr
+    rows = "\n".join(",".join(f"{v:.6f}" for v in row) for row in rng.normal(size=(24, 3)))
+    (d / "warned.csv").write_text("x,2019,3\n" + rows + "\n")
+    assert main(["train", "-m", f"visual={d / 'a.npy'}", "-m", f"auditory={d / 'b.npy'}",
+                 "-o", str(d / "m.safetensors"), *SMALL]) == 0
+    return d
+
+
+def _cli(*argv: str, stderr) -> subprocess.CompletedProcess:
+    """``python -m grapheme_multimodal ARGV`` with its standard error on ``stderr`` (a file or descriptor)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    return subprocess.run([sys.executable, "-m", "grapheme_multimodal", *argv], stdout=subprocess.PIPE,
+                          stderr=stderr, text=True, env=env, timeout=120)
+
+
+def _unread_pipe() -> "tuple[int, int]":
+    """A pipe whose reader has gone: a write to its other end fails (EPIPE)."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    return read_end, write_end
+
+
+# ------------------------------------------------------------------ standard error that cannot be written
+@unix_only
+@pytest.mark.parametrize("where", ["full", "pipe"])
+def test_a_warning_that_cannot_be_written_does_not_stop_train(files, tmp_path, where) -> None:
+    """`grapheme-mm train ... 2>log` with the log's disk full (or stderr a pipe
+    whose reader had gone), on a file train warns of: the warning's failed
+    write stopped train before it trained, with exit status 1 and nothing
+    said or saved (the progress bar on the same stderr already stopped
+    drawing quietly instead). Now the line is dropped, train trains and
+    saves, status 0."""
+    out = tmp_path / "m.safetensors"
+    argv = ["train", "-m", f"visual={files / 'warned.csv'}", "-m", f"auditory={files / 'b.npy'}", "-o", str(out), *SMALL]
+    if where == "full":
+        with open("/dev/full", "w") as full:
+            done = _cli(*argv, stderr=full)
+    else:
+        _, write_end = _unread_pipe()
+        try:
+            done = _cli(*argv, stderr=write_end)
+        finally:
+            os.close(write_end)
+    assert done.returncode == 0, (done.returncode, done.stdout)
+    assert out.exists() and f"saved {out}" in done.stdout
+
+
+@unix_only
+@pytest.mark.parametrize("argv", [["info", "NOPE"], ["embed", "M", "-m", "visual=A", "-o", "TAKEN"], ["train", "--bogus"]])
+def test_an_error_that_cannot_be_said_still_exits_2(files, argv) -> None:
+    """`grapheme-mm info missing.safetensors 2>/dev/full`: the error line's
+    failed write became a traceback that could not be written either, and
+    exit status 1, which --help lists for nothing (scripts test for 2). Now
+    status 2, as --help promises for every error."""
+    (files / "taken.npy").write_bytes(b"")
+    names = {"NOPE": str(files / "missing.safetensors"), "M": str(files / "m.safetensors"),
+             "visual=A": f"visual={files / 'a.npy'}", "TAKEN": str(files / "taken.npy")}
+    argv = [names.get(a, a) for a in argv]
+    with open("/dev/full", "w") as full:
+        done = _cli(*argv, stderr=full)
+    assert done.returncode == 2, (done.returncode, done.stdout)
+    assert (files / "taken.npy").read_bytes() == b""
