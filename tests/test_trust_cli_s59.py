@@ -22,10 +22,11 @@ def files(tmp_path_factory):
     rng = np.random.default_rng(0)
     np.save(d / "a.npy", rng.normal(size=(24, 6)).astype(np.float32))
     np.save(d / "b.npy", rng.normal(size=(24, 4)).astype(np.float32))
+    np.save(d / "p.npy", rng.normal(size=(24, 1)))  # one feature per event (a pressure sensor's)
     # a first line with numbers in it, read as a header: train warns of it on stderr
     rows = "\n".join(",".join(f"{v:.6f}" for v in row) for row in rng.normal(size=(24, 3)))
     (d / "warned.csv").write_text("x,2019,3\n" + rows + "\n")
-    assert main(["train", "-m", f"visual={d / 'a.npy'}", "-m", f"auditory={d / 'b.npy'}",
+    assert main(["train", "-m", f"visual={d / 'a.npy'}", "-m", f"auditory={d / 'b.npy'}", "-m", f"tactile={d / 'p.npy'}",
                  "-o", str(d / "m.safetensors"), *SMALL]) == 0
     return d
 
@@ -84,3 +85,24 @@ def test_an_error_that_cannot_be_said_still_exits_2(files, argv) -> None:
         done = _cli(*argv, stderr=full)
     assert done.returncode == 2, (done.returncode, done.stdout)
     assert (files / "taken.npy").read_bytes() == b""
+
+
+# ------------------------------------------------------------------ a one-column CSV's missing value
+@pytest.mark.parametrize("text", ['p\n1.5\n""\n2.5\n', '1.5\n""\n2.5\n', '1.5\n2.5\n""\n'])
+def test_a_quoted_empty_cell_of_a_one_column_csv_is_a_missing_value(files, tmp_path, capsys, text) -> None:
+    """pandas' ``to_csv`` writes a one-column frame's NaN as ``""`` (quoted,
+    as a row of no value, where a frame of more columns gets ``,,``; pandas
+    reads it back as NaN). It was skipped as a blank line: ``embed`` of such
+    a file wrote one embedding fewer than its rows without a word, every
+    event after it paired with the previous row's embedding. Now it is
+    refused as every missing value is, by its row and line."""
+    from grapheme_multimodal.files import read_numeric_csv
+
+    path = tmp_path / "pressure.csv"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=r"row \d \(line \d\) has an empty cell \(column 0 of 1\), a missing value"):
+        read_numeric_csv(path)
+    capsys.readouterr()
+    out = tmp_path / "e.npy"
+    assert main(["embed", str(files / "m.safetensors"), "-m", f"tactile={path}", "-o", str(out)]) == 2
+    assert "a missing value" in capsys.readouterr().err and not out.exists()

@@ -220,8 +220,9 @@ def read_numeric_csv(path: Union[str, "os.PathLike[str]"], header: Optional[bool
     is named by the row (0-based among the data rows: the event, as every
     message of the package counts rows) and its line in the file (which a
     header and blank lines set apart from it). Blank lines are skipped; a
-    row of empty cells (``,,``, a row of NaN as pandas writes it) is an
-    event whose values are missing, refused as an empty cell is."""
+    row of empty cells (``,,``, a row of NaN as pandas writes it; ``""``, a
+    NaN of a one-column frame) is an event whose values are missing,
+    refused as an empty cell is."""
     return _read_numeric_csv_lines(as_path(path), header)[0]
 
 
@@ -714,8 +715,10 @@ def _is_blank_line(record: Sequence[str]) -> bool:
     event whose every value is missing (pandas' ``to_csv`` writes a row of
     NaN as ``,,``): skipped as blank, every event after it was paired with
     the previous row of the other files, and ``embed`` wrote one embedding
-    fewer without a word."""
-    return len(record) == 0 or (len(record) == 1 and not record[0].strip())
+    fewer without a word. So is one cell that is empty: the csv module reads
+    a blank line as no cells, and ``""`` as one empty cell, as pandas writes
+    a one-column frame's NaN (and reads it back)."""
+    return len(record) == 0 or (len(record) == 1 and record[0] != "" and not record[0].strip())
 
 
 def _comment_names(record: Sequence[str]) -> Optional[Tuple[str, ...]]:
