@@ -106,3 +106,27 @@ def test_a_quoted_empty_cell_of_a_one_column_csv_is_a_missing_value(files, tmp_p
     out = tmp_path / "e.npy"
     assert main(["embed", str(files / "m.safetensors"), "-m", f"tactile={path}", "-o", str(out)]) == 2
     assert "a missing value" in capsys.readouterr().err and not out.exists()
+
+
+# ------------------------------------------------------------------ pandas' name for a row index read back
+@pytest.mark.parametrize("header_flag", [[], ["--csv-header"]])
+def test_a_row_index_pandas_named_unnamed_0_is_not_read_as_a_feature(files, tmp_path, capsys, header_flag) -> None:
+    """A file written by ``df.to_csv(path)`` heads its row index with an empty
+    cell, which is refused; read back by ``pd.read_csv(path)`` and written
+    again with ``to_csv(index=False)``, that index is a column named
+    ``Unnamed: 0`` (pandas' name for a column of no name), and train read
+    the row numbers as a feature without a word. Now refused as the empty
+    cell is, saying how to drop it."""
+    rng = np.random.default_rng(2)
+    rows = "\n".join(f"{i}," + ",".join(f"{v:.6f}" for v in row) for i, row in enumerate(rng.normal(size=(24, 3))))
+    path = tmp_path / "sound.csv"
+    path.write_text("Unnamed: 0,mfcc0,mfcc1,mfcc2\n" + rows + "\n")
+    out = tmp_path / "m.safetensors"
+    argv = ["train", "-m", f"visual={files / 'a.npy'}", "-m", f"auditory={path}", "-o", str(out), *SMALL, *header_flag]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "'Unnamed: 0'" in err and "row index" in err and "index_col=0" in err and err.count("\n") == 1, err
+    assert not out.exists()
+    # a column of that name further right is no row index pandas wrote: read as the data it is
+    path.write_text("mfcc0,Unnamed: 0,mfcc1,mfcc2\n" + rows + "\n")
+    assert main(argv) == 0 and out.exists()

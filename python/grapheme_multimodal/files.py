@@ -215,7 +215,8 @@ def read_numeric_csv(path: Union[str, "os.PathLike[str]"], header: Optional[bool
     is refused, saying so.
     The marks of a pandas frame written with its defaults are refused, not
     read as data: a header with an empty first cell (a row index column)
-    and, unless ``header=False`` says it is an event, a first row
+    or a first column named ``Unnamed: 0`` (that index read back by
+    ``pd.read_csv`` and written again), and, unless ``header=False`` says it is an event, a first row
     ``0, 1, ..., d-1`` (default column names; d >= 3). A problem in a row
     is named by the row (0-based among the data rows: the event, as every
     message of the package counts rows) and its line in the file (which a
@@ -421,6 +422,13 @@ def _read_numeric_csv_lines(
                 f"{shown_name(path)}: the header's first cell is empty, as pandas (DataFrame.to_csv) and R (write.csv) head a row "
                 "index, which would be read as a feature; expected the file without it (to_csv(index=False)), or a "
                 "name in that cell if the column is data", str(path))
+        if len(first) > 1 and first[0].strip() == _PANDAS_UNNAMED_INDEX:
+            # that index read back by pd.read_csv and written again with to_csv(index=False): a column so named
+            raise InvalidValueError(
+                f"{shown_name(path)}: the header's first column is named {_PANDAS_UNNAMED_INDEX!r}, pandas' name for the "
+                "row index an earlier to_csv wrote without a name, which would be read as a feature; expected the file "
+                f"without it (pd.read_csv(..., index_col=0), or df.drop(columns={_PANDAS_UNNAMED_INDEX!r}), before "
+                "to_csv(index=False)), or a name of its own if the column is data", str(path))
         header = (lines[0], first) if header_given is None else None  # a guess is said; a given header is not
         header_line, lines = lines[0], lines[1:]
         if not lines:
@@ -762,6 +770,10 @@ def _is_header_guess(record: Sequence[str]) -> bool:
 #: What writers put in a cell of a missing value (lower case): pandas' ``to_csv`` an empty cell, R's
 #: ``write.csv`` NA, spreadsheets #N/A; pandas' ``read_csv`` reads each as NaN.
 _MISSING = frozenset({"", "na", "n/a", "#n/a", "null", "<na>"})
+
+
+#: What ``pd.read_csv`` names a first column whose header cell is empty: the row index ``to_csv`` wrote.
+_PANDAS_UNNAMED_INDEX = "Unnamed: 0"
 
 
 def _is_missing(cell: str) -> bool:
