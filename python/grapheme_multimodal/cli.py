@@ -1729,9 +1729,26 @@ def _read_files(specs: List[str], notes: Optional[List[str]] = None, csv_header:
         )
     files = [read_modality_file(modality, path, key, notes, csv_header) for modality, path, key in parsed]
     check_aligned(files)
-    for message in (m for f in files for m in f.notes + f.warnings):  # what reading assumed: said before any output
-        print(f"{PROG}: warning: {message}", file=sys.stderr)
+    for message in [m for f in files for m in f.notes + f.warnings] + _same_values_notes(files):
+        print(f"{PROG}: warning: {message}", file=sys.stderr)  # what reading assumed: said before any output
     return files
+
+
+def _same_values_notes(files: Sequence["ModalityFile"]) -> List[str]:
+    """A note for each two modality files that hold the same values (a name
+    given twice, or a copy of one file): a model trained to match a view
+    with itself learns nothing of either, and was trained without a word."""
+    notes = []
+    for i, f in enumerate(files):
+        for g in files[i + 1:]:
+            same = (f.values == g.values) if f.is_text and g.is_text else (
+                not f.is_text and not g.is_text and np.array_equal(f.values, g.values))
+            if same:
+                notes.append(
+                    f"{f.modality} ({shown_name(f.path)}) and {g.modality} ({shown_name(g.path)}) hold the same "
+                    "values, one view given as two modalities (a file named twice?); each modality's file is "
+                    "expected to hold its own view of the events")
+    return notes
 
 
 def _input_files(specs: List[str]) -> Dict[str, Path]:
