@@ -145,3 +145,33 @@ def test_two_modalities_of_the_same_values_are_warned_of(files, tmp_path, capsys
     assert main(["train", "-m", f"visual={files / 'a.npy'}", "-m", f"auditory={files / 'b.npy'}",
                  "-o", str(tmp_path / "apart.safetensors"), *SMALL]) == 0
     assert "warning" not in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ a binary file named as text
+@pytest.mark.parametrize("kind", ["gzip", "npy", "xlsx"])
+@pytest.mark.parametrize("suffix", [".csv", ".txt"])
+def test_a_binary_file_named_as_text_is_said_to_be_what_it_is(files, tmp_path, capsys, kind, suffix) -> None:
+    """``sound.csv`` that is gzip-compressed (a download kept its name), a
+    NumPy array or an Excel workbook saved under a .csv name was refused as
+    "is not UTF-8 text (invalid start byte on line 1); save it as UTF-8":
+    advice to re-encode text that is no text. Now the refusal says what the
+    file is, by its first bytes, and that a text file was expected."""
+    import gzip
+    import io
+    import zipfile
+
+    raw = (files / "a.npy").read_bytes()
+    if kind == "gzip":
+        content, said = gzip.compress(b"1,2,3\n4,5,6\n"), "gzip-compressed"
+    elif kind == "npy":
+        content, said = raw, "NumPy array file (.npy)"
+    else:
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w") as z:
+            z.writestr("[Content_Types].xml", "<Types/>")
+        content, said = buffer.getvalue(), "zip archive"
+    path = tmp_path / f"data{suffix}"
+    path.write_bytes(content)
+    assert main(["embed", str(files / "m.safetensors"), "-m", f"visual={path}", "-o", str(tmp_path / "e.npy")]) == 2
+    err = capsys.readouterr().err
+    assert said in err and "save it as UTF-8" not in err and "expected UTF-8 text" in err and err.count("\n") == 1, err

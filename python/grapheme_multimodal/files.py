@@ -33,7 +33,7 @@ import numpy as np
 
 from ._validation import as_real_array, counted, float32_of_wide, precision_lost, renamed, repeated_names, repeats_said
 from .exceptions import GraphemeError, InvalidValueError, NonFiniteError, ShapeError, TooLargeError
-from .io import MISSING, as_path, file_kind, kind_of_mode, opened_for_reading, shown_name, unencodable
+from .io import MISSING, as_path, binary_format, file_kind, kind_of_mode, opened_for_reading, shown_name, unencodable
 from .types import Modality
 
 ARRAY_SUFFIXES = (".npy", ".npz", ".csv")
@@ -191,7 +191,7 @@ def read_texts(path: Union[str, "os.PathLike[str]"]) -> List[str]:
         lines = text.split("\n")
         return lines[:-1] if lines[-1] == "" else lines
     except UnicodeDecodeError as exc:  # of the whole file (less a byte-order mark): its start is in the file
-        raise _not_utf8(path, exc.object[:2], exc.reason, 1 + _line_ends(exc.object[: exc.start])) from None
+        raise _not_utf8(path, exc.object[:8], exc.reason, 1 + _line_ends(exc.object[: exc.start])) from None
 
 
 def read_numeric_csv(path: Union[str, "os.PathLike[str]"], header: Optional[bool] = None) -> np.ndarray:
@@ -287,11 +287,16 @@ def _row_and_line(lines: Sequence[int]) -> Callable[[int], str]:
 
 
 def _not_utf8(path: Path, first: bytes, reason: str, line: int) -> InvalidValueError:
-    """The refusal of a file that is not UTF-8 text (``first``: its first two
+    """The refusal of a file that is not UTF-8 text (``first``: its first 8
     bytes), whose first byte that is not is on ``line``, for ``reason``."""
-    if first in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):  # what Notepad's and PowerShell's "Unicode" write
+    if first[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):  # what Notepad's and PowerShell's "Unicode" write
         return InvalidValueError(
             f"{shown_name(path)}: is UTF-16 text (it starts with UTF-16's byte-order mark), not UTF-8; save it as UTF-8", str(path))
+    binary = binary_format(first)
+    if binary is not None:  # gzip'd, an .npy or a workbook under a text name: "save it as UTF-8" advised re-encoding it
+        return InvalidValueError(
+            f"{shown_name(path)}: is {binary} (it begins {first!r}), not text; expected UTF-8 text, as its name "
+            f"({path.suffix}) says", str(path))
     return InvalidValueError(f"{shown_name(path)}: is not UTF-8 text ({reason} on line {line}); save it as UTF-8", str(path))
 
 
@@ -306,7 +311,7 @@ def _first_not_utf8(path: Path, raw: IO[bytes]) -> InvalidValueError:
     again from its start: the error of a text stream counts its position
     from the block it was decoding."""
     raw.seek(0)
-    first = raw.read(2)
+    first = raw.read(8)
     raw.seek(0)
     decoder = codecs.getincrementaldecoder("utf-8")()
     line, after_cr = 1, False

@@ -1250,12 +1250,21 @@ _OTHER_FORMATS = (
 
 def _other_format(first: bytes) -> Optional[str]:
     """What a file beginning with ``first`` (8 bytes) is, when its magic
-    bytes name a format people keep arrays or models in; else None."""
+    bytes name a format people keep arrays or models in, or it begins as
+    text; else None."""
+    known = binary_format(first)
+    if known is None and _is_text(first):
+        known = "a text file (a CSV, JSON or other text file?)"
+    return known
+
+
+def binary_format(first: bytes) -> Optional[str]:
+    """What a file beginning with ``first`` (its first 8 bytes) is, when its
+    magic bytes name a binary format people keep arrays or models in; else
+    None."""
     known = next((what for magic, what in _OTHER_FORMATS if first.startswith(magic)), None)
     if known is None and first[:1] == b"\x80" and first[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
         known = "a Python pickle (which this library never loads: it can run code)"
-    if known is None and _is_text(first):
-        known = "a text file (a CSV, JSON or other text file?)"
     return known
 
 
