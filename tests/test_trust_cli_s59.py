@@ -175,3 +175,24 @@ def test_a_binary_file_named_as_text_is_said_to_be_what_it_is(files, tmp_path, c
     assert main(["embed", str(files / "m.safetensors"), "-m", f"visual={path}", "-o", str(tmp_path / "e.npy")]) == 2
     err = capsys.readouterr().err
     assert said in err and "save it as UTF-8" not in err and "expected UTF-8 text" in err and err.count("\n") == 1, err
+
+
+# ------------------------------------------------------------------ an id column read as a feature
+def test_a_column_of_the_row_numbers_is_warned_of_as_an_id(files, tmp_path, capsys) -> None:
+    """A CSV exported with its ``id`` column first (1001, 1002, ...), or an
+    array whose first column is the row index, trained a model on the
+    event numbers as a feature, without a word. Now a warning names the
+    column (and its header name) as holding consecutive integers, as an id
+    or row index does; train still trains on it, the user's to drop."""
+    rng = np.random.default_rng(3)
+    rows = "\n".join(f"{1001 + i}," + ",".join(f"{v:.6f}" for v in row) for i, row in enumerate(rng.normal(size=(24, 3))))
+    path = tmp_path / "sound.csv"
+    path.write_text("event_id,mfcc0,mfcc1,mfcc2\n" + rows + "\n")
+    indexed = tmp_path / "indexed.npy"
+    np.save(indexed, np.column_stack([rng.normal(size=24), np.arange(24.0), rng.normal(size=(24, 2))]))
+    for visual, said in ((path, "column 0 ('event_id')"), (indexed, "column 1 of")):
+        out = tmp_path / f"m_{visual.stem}.safetensors"
+        assert main(["train", "-m", f"visual={visual}", "-m", f"auditory={files / 'b.npy'}", "-o", str(out), *SMALL]) == 0
+        warned = [line for line in capsys.readouterr().err.splitlines() if line.startswith("grapheme-mm: warning:")]
+        assert len(warned) == 1 and said in warned[0] and "consecutive integers" in warned[0], warned
+        assert out.exists()

@@ -158,15 +158,16 @@ def read_modality_file(
             rows = as_feature_rows(values, f"{modality} ({shown_name(path)})", notes, _row_and_line(lines))
             what = f"{modality} ({shown_name(path)})"
             return ModalityFile(modality, path, rows, _numeric_header_notes(what, header), columns,
-                                warnings=_repeated_names_notes(what, columns))
+                                warnings=_repeated_names_notes(what, columns) + _row_number_notes(what, rows, columns))
         else:
             known = ", ".join(ARRAY_SUFFIXES + TEXT_SUFFIXES)
             raise InvalidValueError(
                 f"{modality}: {shown_name(path)} has an unsupported type {suffix or '(none)'!r}; expected one of {known}", str(modality)
             )
         row_shape = tuple(values.shape[1:]) if getattr(values, "ndim", 0) > 2 else None
-        return ModalityFile(modality, path, as_feature_rows(values, f"{modality} ({shown_name(path)})", notes),
-                            row_shape=row_shape)
+        what = f"{modality} ({shown_name(path)})"
+        rows = as_feature_rows(values, what, notes)
+        return ModalityFile(modality, path, rows, row_shape=row_shape, warnings=_row_number_notes(what, rows, None))
     except MemoryError:
         raise TooLargeError(f"{modality}: {shown_name(path)} ({path.stat().st_size:,} bytes) does not fit in memory", str(modality)) from None
 
@@ -278,6 +279,31 @@ def _repeated_names_notes(what: str, columns: Optional[Tuple[str, ...]]) -> Tupl
         f"{what}: the header repeats {'a name' if len(repeated) == 1 else 'names'} ({repeats_said(repeated, 'for columns')}), "
         "so those columns are told apart by position only: embed, which checks a header's names against the order the "
         "checkpoint was trained on, cannot see them swapped; give each column a name of its own",
+    )
+
+
+def _row_number_notes(what: str, rows: np.ndarray, columns: Optional[Tuple[str, ...]]) -> Tuple[str, ...]:
+    """A note when columns of ``rows`` hold consecutive integers row by row
+    (``1001, 1002, ...``), as an id or a row index does: a CSV exported with
+    its id column, or an array with its index, trained a model on the
+    event numbers as a feature without a word. Only the columns that
+    step by 1 from the first row to the second are read in full."""
+    if len(rows) < 3:
+        return ()
+    first, step = rows[0], rows[1] - rows[0]
+    candidates = np.flatnonzero((step == 1) & (first == np.floor(first)))
+    counting = [int(j) for j in candidates if np.all(np.diff(rows[:, j]) == 1)]
+    if not counting:
+        return ()
+    shown = ", ".join(f"{j} ({columns[j]!r})" if columns else str(j) for j in counting[:3]) + (", ..." if len(counting) > 3 else "")
+    many = len(counting) > 1
+    j = counting[0]
+    span = "" if many else f" ({rows[0, j]:g} to {rows[-1, j]:g})"
+    return (
+        f"{what}: column{'s' * many} {shown} of {rows.shape[1]} {'hold' if many else 'holds'} consecutive integers row "
+        f"by row{span}, as an id or a row index does, and {'are' if many else 'is'} read as a feature; if "
+        f"{'they are ids' if many else 'it is an id'}, leave {'them' if many else 'it'} out of the file (row i of every "
+        "file is event i already)",
     )
 
 
