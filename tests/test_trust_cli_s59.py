@@ -196,3 +196,17 @@ def test_a_column_of_the_row_numbers_is_warned_of_as_an_id(files, tmp_path, caps
         warned = [line for line in capsys.readouterr().err.splitlines() if line.startswith("grapheme-mm: warning:")]
         assert len(warned) == 1 and said in warned[0] and "consecutive integers" in warned[0], warned
         assert out.exists()
+
+
+# ------------------------------------------------------------------ ~ in a modality's path
+def test_a_modality_path_of_a_tilde_says_what_the_home_folder_would_give(files, tmp_path, capsys) -> None:
+    """``-m visual=~/data/a.npy`` from a script, a Makefile or Python's
+    subprocess (no shell to expand ``~``) was "visual: file not found:
+    ~/data/a.npy", where ``info ~/m.safetensors`` and ``-o ~/x.npy`` said
+    that ``~`` is a folder's name there and what the home folder gives.
+    Now the modality's file is said so too."""
+    assert main(["embed", str(files / "m.safetensors"), "-m", "visual=~/no-such-folder-s59/a.npy",
+                 "-o", str(tmp_path / "e.npy")]) == 2
+    err = capsys.readouterr().err
+    assert "file not found: ~/no-such-folder-s59/a.npy ('~' is a folder's name here" in err, err
+    assert "os.path.expanduser gives" in err and err.count("\n") == 1, err

@@ -660,7 +660,7 @@ def check_write_target(path: PathLike, arg: str = "path") -> Path:
             raise FileNotFoundError(f"{arg}: {str(given)!r} is a symbolic link to {os.readlink(given)!r}, whose folder "
                                     f"{str(directory)!r} does not exist; expected a link to a file in a folder that "
                                     "exists (a save writes the file a link names)")
-        raise FileNotFoundError(f"{arg}: directory {str(directory)!r} does not exist{_tilde_hint(given)}")
+        raise FileNotFoundError(f"{arg}: directory {str(directory)!r} does not exist{tilde_hint(given)}")
     if path.is_dir():
         raise IsADirectoryError(f"{arg}: {str(path)!r} is a directory; expected a file name")
     kind = file_kind(path)
@@ -1349,12 +1349,12 @@ def _check_regular_file(path: Path, where: str) -> None:
     there when it is not a regular file (a FIFO would block a reader)."""
     kind = file_kind(path)
     if kind is MISSING:
-        raise FileNotFoundError(f"path: no file at {str(path)!r}{_tilde_hint(path)}")
+        raise FileNotFoundError(f"path: no file at {str(path)!r}{tilde_hint(path)}")
     if kind is not None:
         raise CheckpointError(f"{where} is {kind}; expected a file", "path")
 
 
-def _tilde_hint(path: Path) -> str:
+def tilde_hint(path: Path) -> str:
     """For a name that begins with ``~`` (``~/models/m.st``), which only a
     shell takes for the home folder: what ``os.path.expanduser`` makes of it."""
     text = str(path)
