@@ -243,8 +243,11 @@ class _Stderr:
         with contextlib.suppress(AttributeError, OSError, ValueError):  # a stream of no descriptor (a test's)
             _devnull_on(self._stream.fileno())
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._stream, name)
+    def __getattr__(self, name: str) -> Any:  # isatty, fileno, encoding: the stream's
+        stream = self.__dict__.get("_stream")  # not self._stream: on an instance without it (a copy's), a RecursionError
+        if stream is None:
+            raise AttributeError(name)
+        return getattr(stream, name)
 
 
 def _devnull_on(fd: int) -> None:
