@@ -114,7 +114,7 @@ class Graph:
         rng, shift = _value_range(value_range, arr.dtype)
         # before the float32 copy: of a huge image it alone took minutes, or failed as numpy's unnamed MemoryError
         _core.Graph.check_image_size(*arr.shape)
-        arr = _shifted_to_zero(arr) if rng is None else _minus(arr, shift)
+        arr = _shifted_to_zero(arr) if rng is None else _minus(arr, shift, rng[1])
         return cls(_from_float32(arr, "image", lambda a: _core.Graph.from_image(a, rng)))
 
     @classmethod
@@ -131,7 +131,7 @@ class Graph:
             raise ShapeError(f"values: expected a 1-D array [n], got shape {arr.shape}", "values")
         rng, shift = _value_range(value_range, arr.dtype)
         _core.Graph.check_sequence_size(len(arr))  # before the float32 copy, as in from_image
-        arr = _shifted_to_zero(arr) if rng is None else _minus(arr, shift)
+        arr = _shifted_to_zero(arr) if rng is None else _minus(arr, shift, rng[1])
         return cls(_from_float32(arr, "values", lambda a: _core.Graph.from_sequence(a, rng)))
 
     @classmethod
@@ -422,12 +422,24 @@ def _unresolved_in_float32(magnitude: float, spread: float) -> bool:
     return magnitude <= FLOAT32_MAX and 0 < spread * _SHIFT_ABOVE_MAGNITUDE_PER_SPREAD < magnitude
 
 
-def _minus(arr: np.ndarray, shift: float) -> np.ndarray:
-    """``arr - shift`` in float64 at least (``arr`` itself for no shift)."""
-    return np.subtract(arr, shift, dtype=np.result_type(arr.dtype, np.float64)) if shift else arr
+def _minus(arr: np.ndarray, shift: Union[int, float], span: float) -> np.ndarray:
+    """``arr - shift`` (``arr`` itself for no shift), for a range ``span``
+    wide from ``shift``: exact for integer values and an int ``shift`` their
+    dtype holds (nanosecond timestamps, where float64's spacing is 256,
+    came out in quarters of a 1000 ns range), clamped to the range first
+    (the core clamps them anyway; unclamped, the int subtraction could
+    wrap); else in float64 at least."""
+    if not shift:
+        return arr
+    if isinstance(shift, int) and arr.dtype.kind in "iu":
+        info = np.iinfo(arr.dtype)
+        if info.min <= shift <= info.max:
+            low, high = arr.dtype.type(shift), arr.dtype.type(min(shift + int(span), int(info.max)))
+            return np.clip(arr, low, high) - low  # in [0, span]: no wrap
+    return np.subtract(arr, float(shift), dtype=np.result_type(arr.dtype, np.float64))
 
 
-def _value_range(value_range: Any, dtype: np.dtype) -> Tuple[Optional[Tuple[float, float]], float]:
+def _value_range(value_range: Any, dtype: np.dtype) -> Tuple[Optional[Tuple[float, float]], Union[int, float]]:
     """The range mapped onto [0, 1] — the given one, else the dtype's for
     bool / unsigned ints, else None (the core uses the data's min..max) —
     and what to subtract from the values first: a given range float32 cannot
@@ -446,6 +458,9 @@ def _value_range(value_range: Any, dtype: np.dtype) -> Tuple[Optional[Tuple[floa
     if any(isinstance(v, (bool, np.bool_, np.timedelta64)) or not isinstance(v, numbers.Real) for v in (low, high)):
         # float() read "0" and "255" as numbers and True as 1.0, where every other number argument refuses them
         raise wrong_type("value_range", "a pair (low, high) of real numbers", value_range)
+    exact = _integer_range_shift(low, high)
+    if exact is not None:
+        return exact
     try:
         low, high = float(low), float(high)
     except OverflowError:  # an int beyond float64
@@ -464,6 +479,21 @@ def _value_range(value_range: Any, dtype: np.dtype) -> Tuple[Optional[Tuple[floa
             "value_range",
         )
     return (low - shift, high - shift), shift
+
+
+def _integer_range_shift(low: Any, high: Any) -> Optional[Tuple[Tuple[float, float], int]]:
+    """For integer bounds that float32 cannot resolve where they lie, the
+    range moved to start at 0 and the exact int to subtract (``_minus``);
+    else None (the float path decides). In float64 first, bounds 100 apart
+    near 1.7e18 (nanosecond timestamps) became equal and were refused, and
+    1000 apart kept only a quarter's resolution."""
+    if not (isinstance(low, numbers.Integral) and isinstance(high, numbers.Integral)):
+        return None
+    low, high = int(low), int(high)
+    magnitude = max(abs(low), abs(high))
+    if not low < high or magnitude > int(FLOAT32_MAX) or not _unresolved_in_float32(float(magnitude), float(high - low)):
+        return None
+    return (0.0, float(high - low)), low
 
 
 def _optional_int(value: Any, name: str) -> Optional[int]:

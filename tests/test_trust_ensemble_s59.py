@@ -1,0 +1,55 @@
+"""Hostile use of the graph builders and the ensemble surfaces (s59 audit)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import grapheme_multimodal as gm
+
+#: A nanosecond timestamp (pandas' datetime64[ns] as int64): float64's spacing there is 256.
+T0 = 1_700_000_000_123_456_789
+
+
+@pytest.mark.parametrize("bound", [int, np.int64])
+@pytest.mark.parametrize("build", ["sequence", "image"])
+def test_an_integer_value_range_far_from_zero_scales_integer_values_exactly(bound, build):
+    """Before: int64 nanosecond timestamps 100 ns apart with value_range=(t0, t0 + 1000)
+    came out as activations in quarters (0, 0, 0.25, 0.25, 0.5, 0.5, 0.5, ...), the bounds and the
+    values rounded to float64 before the shift, though the same values without value_range scale
+    exactly. Now: 0, 0.1, ..., 1, as without value_range."""
+    values = T0 + np.arange(0, 1001, 100)
+    given = (bound(T0), bound(T0 + 1000))
+    graph = gm.Graph.from_sequence(values, given) if build == "sequence" else gm.Graph.from_image(values[None, :], given)
+    np.testing.assert_array_equal(graph.activations, gm.Graph.from_sequence(values).activations)
+    np.testing.assert_allclose(graph.activations, np.linspace(0, 1, 11), atol=1e-7)
+
+
+def test_an_integer_value_range_closer_than_float64_resolves_is_taken():
+    """Before: value_range=(t0, t0 + 100) of int64 timestamps was refused as if low were not below
+    high: "expected finite (low, high) with low < high ..., got (1.7000000001234568e+18,
+    1.7000000001234568e+18)", two bounds the user never gave. Now: taken, and values outside it are
+    clamped as documented."""
+    values = np.array([T0 - 5, T0, T0 + 50, T0 + 100, T0 + 10**9])
+    graph = gm.Graph.from_sequence(values, value_range=(T0, T0 + 100))
+    np.testing.assert_array_equal(graph.activations, np.array([0, 0, 0.5, 1, 1], dtype=np.float32))
+
+
+def test_integer_values_at_the_ends_of_their_dtype_are_clamped_not_wrapped():
+    """Values as far from an integer range as int64 allows (its min and max) are clamped to it:
+    subtracted from the range's low end in int64 they would wrap round. uint64 likewise."""
+    low = -(2**62)
+    values = np.array([np.iinfo(np.int64).min, low, low + 3, np.iinfo(np.int64).max])
+    np.testing.assert_array_equal(gm.Graph.from_sequence(values, value_range=(low, low + 4)).activations,
+                                  np.array([0, 0, 0.75, 1], dtype=np.float32))
+    high = np.array([0, 2**63, 2**63 + 2, 2**64 - 1], dtype=np.uint64)
+    np.testing.assert_array_equal(gm.Graph.from_sequence(high, value_range=(2**63, 2**63 + 4)).activations,
+                                  np.array([0, 0, 0.5, 1], dtype=np.float32))
+
+
+def test_an_integer_value_range_still_refuses_what_it_refused():
+    """Integer bounds with high not above low, or beyond float32, are refused as before."""
+    with pytest.raises(gm.InvalidValueError, match="value_range"):
+        gm.Graph.from_sequence(np.arange(3), value_range=(T0, T0))
+    with pytest.raises(gm.InvalidValueError, match="value_range"):
+        gm.Graph.from_sequence(np.arange(3), value_range=(0, 10**40))
