@@ -53,3 +53,40 @@ def test_an_integer_value_range_still_refuses_what_it_refused():
         gm.Graph.from_sequence(np.arange(3), value_range=(T0, T0))
     with pytest.raises(gm.InvalidValueError, match="value_range"):
         gm.Graph.from_sequence(np.arange(3), value_range=(0, 10**40))
+
+
+def _member(widths: dict, seed: int):
+    """A small untrained member over views a (visual) and b (auditory)."""
+    from grapheme_multimodal import evaluation
+
+    model = gm.LearnableMultiModal(input_dims={"visual": widths["a"], "auditory": widths["b"]}, embed_dim=8,
+                                   hidden_dim=8, num_heads=2, seed=seed)
+    return evaluation.ModelEmbedder(model, {"a": "visual", "b": "auditory"})
+
+
+@pytest.fixture
+def views() -> dict:
+    rng = np.random.default_rng(0)
+    return {"a": rng.normal(size=(6, 5)).astype(np.float32), "b": rng.normal(size=(6, 3)).astype(np.float32)}
+
+
+@pytest.mark.filterwarnings("ignore::grapheme_multimodal.UntrainedModalityWarning")
+def test_an_ensemble_whose_members_were_replaced_since_is_checked_again(views):
+    """Before: ``ensemble.members = ()`` made every embedding fail as numpy's "need at least one array
+    to concatenate", and a member's model replaced by one of other widths blamed the caller's views
+    ("views['a']: expected shape (any, 4), got (6, 5)"). Now: each call checks the members as they
+    are, as the constructor does, naming the member that differs."""
+    from grapheme_multimodal import evaluation
+
+    ensemble = evaluation.EnsembleEmbedder([_member({"a": 5, "b": 3}, 0), _member({"a": 5, "b": 3}, 1)])
+    before = ensemble.embed_fused(views)
+    ensemble.members[1].model = _member({"a": 4, "b": 3}, 2).model
+    for call in (lambda: ensemble.embed_views(views), lambda: ensemble.embed_fused(views),
+                 lambda: ensemble.hidden_features(views), lambda: ensemble.bind(before, before)):
+        with pytest.raises(gm.InvalidValueError, match=r"members\[1\]: takes views of \{'a': 4, 'b': 3\} columns"):
+            call()
+    ensemble.members = ()
+    with pytest.raises(gm.InvalidValueError, match="members: expected at least one ModelEmbedder, got none"):
+        ensemble.embed_fused(views)
+    ensemble.members = (_member({"a": 5, "b": 3}, 0), _member({"a": 5, "b": 3}, 1))
+    np.testing.assert_array_equal(ensemble.embed_fused(views), before)  # whole members again: as before

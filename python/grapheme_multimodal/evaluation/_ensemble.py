@@ -87,6 +87,28 @@ def _input_width(member: ModelEmbedder, view: str) -> int:
     return int(member.model.config.input_dims[member.modalities[view].index])
 
 
+def _checked_members(members: Iterable[ModelEmbedder]) -> Tuple[ModelEmbedder, ...]:
+    """``members`` as a tuple, refused unless each is a :class:`ModelEmbedder`
+    over the views of the first, taking them at the same widths, fitted on
+    no view's columns in another order."""
+    members = tuple(as_list_of(members, ModelEmbedder, "members", " (uci.fit_views gives one)"))
+    views = list(members[0].modalities)
+    widths = {v: _input_width(members[0], v) for v in views}
+    for i, member in enumerate(members[1:], start=1):
+        # else a view only some members know failed halfway; sets, as views {0, "b"} do not sort
+        if set(member.modalities) != set(views):
+            raise InvalidValueError(
+                f"members[{i}]: embeds views {list(member.modalities)}; expected the views of members[0], {views}",
+                f"members[{i}]")
+        # else every embedding of such a view failed in one member or another, as the caller's data's fault
+        takes = {v: _input_width(member, v) for v in views}
+        if takes != widths:
+            raise InvalidValueError(
+                f"members[{i}]: takes views of {takes} columns; expected those of members[0], {widths}", f"members[{i}]")
+    _refuse_reordered_columns(members, views)
+    return members
+
+
 class EnsembleEmbedder:
     """:class:`ViewEmbedder` over several :class:`ModelEmbedder` members
     trained on the same views: each embedding is the members' embeddings
@@ -106,22 +128,16 @@ class EnsembleEmbedder:
     """
 
     def __init__(self, members: Iterable[ModelEmbedder]) -> None:
-        members = tuple(as_list_of(members, ModelEmbedder, "members", " (uci.fit_views gives one)"))
-        views = list(members[0].modalities)
-        widths = {v: _input_width(members[0], v) for v in views}
-        for i, member in enumerate(members[1:], start=1):
-            # else a view only some members know failed halfway; sets, as views {0, "b"} do not sort
-            if set(member.modalities) != set(views):
-                raise InvalidValueError(
-                    f"members[{i}]: embeds views {list(member.modalities)}; expected the views of members[0], {views}",
-                    f"members[{i}]")
-            # else every embedding of such a view failed in one member or another, as the caller's data's fault
-            takes = {v: _input_width(member, v) for v in views}
-            if takes != widths:
-                raise InvalidValueError(
-                    f"members[{i}]: takes views of {takes} columns; expected those of members[0], {widths}", f"members[{i}]")
-        _refuse_reordered_columns(members, views)
-        self.members: Tuple[ModelEmbedder, ...] = members
+        self.members: Tuple[ModelEmbedder, ...] = _checked_members(members)
+
+    def _current_members(self) -> Tuple[ModelEmbedder, ...]:
+        """The members as they are now, checked again: ``members`` and a
+        member's ``model`` are plain attributes, and one replaced since
+        (``ensemble.members = ()``, ``ensemble.members[1].model = other``)
+        failed as numpy's "need at least one array to concatenate", or
+        blamed the caller's views for a member's other widths. Read once per
+        call: a replacement from another thread meanwhile mixes no members."""
+        return _checked_members(self.members)
 
     @property
     def models(self) -> Tuple["LearnableMultiModal", ...]:
@@ -142,13 +158,13 @@ class EnsembleEmbedder:
     def embed_views(self, views: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
         """Each given view's embedding ``[N, K · E]``: the members' side by side."""
         check_views(views)
-        per_member = [m.embed_views(views) for m in self.members]
+        per_member = [m.embed_views(views) for m in self._current_members()]
         return {v: side_by_side([emb[v] for emb in per_member]) for v in views}
 
     def embed_fused(self, views: Mapping[str, np.ndarray]) -> np.ndarray:
         """The fused embedding ``[N, K · E]`` of the given views: the members' side by side."""
         check_views(views)
-        return side_by_side([m.embed_fused(views) for m in self.members])
+        return side_by_side([m.embed_fused(views) for m in self._current_members()])
 
     def hidden_features(self, views: Mapping[str, np.ndarray], layer: IntLike = -1) -> Dict[str, np.ndarray]:
         """Each view's members' hidden features side by side, each member's
@@ -158,26 +174,28 @@ class EnsembleEmbedder:
         ``config.encoder_hidden`` (-1: each member's last hidden layer); one
         that some member lacks is refused naming that member."""
         check_views(views)
-        if not self.has_hidden_features:
-            bare = [i for i, m in enumerate(self.members) if not m.has_hidden_features]
+        members = self._current_members()
+        if not all(m.has_hidden_features for m in members):
+            bare = [i for i, m in enumerate(members) if not m.has_hidden_features]
             raise InvalidValueError(f"hidden_features: members {bare} have no hidden layers (encoder_hidden=()); "
                                     "expected members whose encoders have them", "members")
-        for i, member in enumerate(self.members):  # before any member works: members of other depths take other layers
+        for i, member in enumerate(members):  # before any member works: members of other depths take other layers
             try:
                 member.model.hidden_width(layer)
             except InvalidTypeError:  # a layer that is no int: every member's refusal, as a model's
                 raise
             except InvalidValueError as err:  # "config.encoder_hidden = (16,)": which member's, of K?
                 raise InvalidValueError(f"layer: members[{i}]: {str(err).split(': ', 1)[-1]}", "layer") from None
-        per_member = [m.hidden_features(views, layer=layer) for m in self.members]
+        per_member = [m.hidden_features(views, layer=layer) for m in members]
         return {v: unit_side_by_side_blocks([features[v] for features in per_member]) for v in views}
 
     def bind(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """The mean of the members' binder strengths ``[N]`` for rows of
         this ensemble's view embeddings ``a`` and ``b`` (``[N, K · E]``, as
         :meth:`embed_views` gives them)."""
-        widths = [m.model.config.embed_dim for m in self.members]
-        scale = np.float32(np.sqrt(len(self.members)))
+        members = self._current_members()
+        widths = [m.model.config.embed_dim for m in members]
+        scale = np.float32(np.sqrt(len(members)))
         blocks: Dict[str, List[np.ndarray]] = {}
         rows = None
         for name, x in (("a", a), ("b", b)):
@@ -203,5 +221,5 @@ class EnsembleEmbedder:
                 raise NonFiniteError(f"{name}: contains a non-finite value (NaN or inf) at index {at}; expected finite "
                                      "numbers", name)
             blocks[name] = np.split(scaled, np.cumsum(widths)[:-1], axis=1)
-        strengths = [m.bind(x, y) for m, x, y in zip(self.members, blocks["a"], blocks["b"])]
+        strengths = [m.bind(x, y) for m, x, y in zip(members, blocks["a"], blocks["b"])]
         return np.mean(strengths, axis=0, dtype=np.float64).astype(strengths[0].dtype)
