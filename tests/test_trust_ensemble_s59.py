@@ -90,3 +90,15 @@ def test_an_ensemble_whose_members_were_replaced_since_is_checked_again(views):
         ensemble.embed_fused(views)
     ensemble.members = (_member({"a": 5, "b": 3}, 0), _member({"a": 5, "b": 3}, 1))
     np.testing.assert_array_equal(ensemble.embed_fused(views), before)  # whole members again: as before
+
+
+def test_one_nan_object_naming_both_attributes_is_refused():
+    """Before: ``to_networkx(activation=x, label=x)`` with ``x = float("nan")`` passed the check that
+    the two names differ (NaN != NaN) and wrote each label over its node's activation, under the one
+    dict key. Now: refused, as two equal names are."""
+    pytest.importorskip("networkx")
+    nan = float("nan")
+    with pytest.raises(gm.InvalidValueError, match="expected two names"):
+        gm.Graph.from_text("ab").to_networkx(activation=nan, label=nan)
+    two = gm.Graph.from_text("ab").to_networkx(activation=float("nan"), label="label")  # two NaN objects: two keys
+    assert [sorted(data.values(), key=str) for _, data in two.nodes(data=True)] == [[1.0, "a"], [1.0, "b"]]

@@ -336,7 +336,9 @@ def _check_attribute_names(activation: Any, label: Any) -> None:
     for arg, name in (("activation", activation), ("label", label)):
         if not isinstance(name, Hashable):
             raise TypeError(f"{arg}: expected a node attribute name (a str or other hashable key), got {type(name).__name__}")
-    if activation == label:  # one attribute cannot hold both: to_networkx wrote the labels over the activations
+    # one attribute cannot hold both: to_networkx wrote the labels over the activations (by identity too: one NaN
+    # object for both is unequal to itself, yet one dict key)
+    if activation is label or activation == label:
         raise InvalidValueError(f"label: names the attribute {label!r}, as activation does; expected two names", "label")
 
 
