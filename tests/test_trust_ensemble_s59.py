@@ -102,3 +102,13 @@ def test_one_nan_object_naming_both_attributes_is_refused():
         gm.Graph.from_text("ab").to_networkx(activation=nan, label=nan)
     two = gm.Graph.from_text("ab").to_networkx(activation=float("nan"), label="label")  # two NaN objects: two keys
     assert [sorted(data.values(), key=str) for _, data in two.nodes(data=True)] == [[1.0, "a"], [1.0, "b"]]
+
+
+def test_integer_values_are_shifted_exactly_by_a_float_value_range():
+    """Before: int64 timestamps with value_range=(float(t0), float(t0) + 1000) were rounded to
+    float64 (steps of 256) before the shift, and came out in quarters. Now: the bound is the float
+    given (t0 rounded to float64), and the values are shifted by it exactly."""
+    low, high = float(T0), float(T0) + 1000  # 21 below T0, and 1024 above low: float64's own rounding
+    values = T0 + np.arange(0, 901, 100)
+    expected = ((values - int(low)) / (high - low)).astype(np.float32)
+    np.testing.assert_allclose(gm.Graph.from_sequence(values, value_range=(low, high)).activations, expected, atol=1e-6)

@@ -426,13 +426,15 @@ def _unresolved_in_float32(magnitude: float, spread: float) -> bool:
 
 def _minus(arr: np.ndarray, shift: Union[int, float], span: float) -> np.ndarray:
     """``arr - shift`` (``arr`` itself for no shift), for a range ``span``
-    wide from ``shift``: exact for integer values and an int ``shift`` their
+    wide from ``shift``: exact for integer values and a whole ``shift`` their
     dtype holds (nanosecond timestamps, where float64's spacing is 256,
     came out in quarters of a 1000 ns range), clamped to the range first
     (the core clamps them anyway; unclamped, the int subtraction could
     wrap); else in float64 at least."""
     if not shift:
         return arr
+    if arr.dtype.kind in "iu" and float(shift).is_integer():  # a float bound's own value, subtracted exactly
+        shift = int(shift)
     if isinstance(shift, int) and arr.dtype.kind in "iu":
         info = np.iinfo(arr.dtype)
         if info.min <= shift <= info.max:
