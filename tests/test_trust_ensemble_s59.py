@@ -86,8 +86,9 @@ def test_an_ensemble_whose_members_were_replaced_since_is_checked_again(views):
         with pytest.raises(gm.InvalidValueError, match=r"members\[1\]: takes views of \{'a': 4, 'b': 3\} columns"):
             call()
     ensemble.members = ()
-    with pytest.raises(gm.InvalidValueError, match="members: expected at least one ModelEmbedder, got none"):
-        ensemble.embed_fused(views)
+    for call in (lambda: ensemble.embed_fused(views), lambda: ensemble.has_hidden_features, lambda: ensemble.models):
+        with pytest.raises(gm.InvalidValueError, match="members: expected at least one ModelEmbedder, got none"):
+            call()  # has_hidden_features was True: all() of no members
     ensemble.members = (_member({"a": 5, "b": 3}, 0), _member({"a": 5, "b": 3}, 1))
     np.testing.assert_array_equal(ensemble.embed_fused(views), before)  # whole members again: as before
 

@@ -142,12 +142,12 @@ class EnsembleEmbedder:
     @property
     def models(self) -> Tuple["LearnableMultiModal", ...]:
         """The members' models."""
-        return tuple(m.model for m in self.members)
+        return tuple(m.model for m in self._current_members())
 
     @property
     def has_hidden_features(self) -> bool:
         """Whether every member's encoders have hidden layers."""
-        return all(m.has_hidden_features for m in self.members)
+        return all(m.has_hidden_features for m in self._current_members())  # of no members: refused, not True
 
     def __len__(self) -> int:
         return len(self.members)
