@@ -113,3 +113,12 @@ def test_integer_values_are_shifted_exactly_by_a_float_value_range():
     values = T0 + np.arange(0, 901, 100)
     expected = ((values - int(low)) / (high - low)).astype(np.float32)
     np.testing.assert_allclose(gm.Graph.from_sequence(values, value_range=(low, high)).activations, expected, atol=1e-6)
+
+
+def test_integer_values_past_a_float_value_ranges_top_map_to_one():
+    """Values above a value_range whose width is no whole number (1000.5 here) map to 1, as the
+    documented clamp says, not to the range's whole part over its width."""
+    low = float(2**40)  # float32 cannot resolve 1000 there (the values are shifted); float64 holds the .5
+    values = np.array([2**40, 2**40 + 1000, 2**40 + 1001, 2**40 + 5000])
+    activations = gm.Graph.from_sequence(values, value_range=(low, low + 1000.5)).activations
+    np.testing.assert_allclose(activations, [0, 1000 / 1000.5, 1, 1], atol=1e-7)

@@ -21,6 +21,7 @@ __all__ = [
     "FEATURE_KINDS",
 ]
 
+import math
 import numbers
 import operator
 from collections.abc import Hashable, Iterator, Set, ValuesView
@@ -438,7 +439,7 @@ def _minus(arr: np.ndarray, shift: Union[int, float], span: float) -> np.ndarray
     if isinstance(shift, int) and arr.dtype.kind in "iu":
         info = np.iinfo(arr.dtype)
         if info.min <= shift <= info.max:
-            low, high = arr.dtype.type(shift), arr.dtype.type(min(shift + int(span), int(info.max)))
+            low, high = arr.dtype.type(shift), arr.dtype.type(min(shift + math.ceil(span), int(info.max)))
             return np.clip(arr, low, high) - low  # in [0, span]: no wrap
     return np.subtract(arr, float(shift), dtype=np.result_type(arr.dtype, np.float64))
 
