@@ -136,7 +136,7 @@ class EnsembleEmbedder:
         (``ensemble.members = ()``, ``ensemble.members[1].model = other``)
         failed as numpy's "need at least one array to concatenate", or
         blamed the caller's views for a member's other widths. Read once per
-        call: a replacement from another thread meanwhile mixes no members."""
+        call: a tuple set from another thread meanwhile is not mixed with this one."""
         return _checked_members(self.members)
 
     @property
