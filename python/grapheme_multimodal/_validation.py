@@ -660,14 +660,14 @@ def refuse_reordered_columns(name_a: str, cols_a: Optional[List[str]], name_b: s
     if cols_a is None or cols_b is None:
         return
     if cols_a != cols_b and sorted(cols_a) == sorted(cols_b):
-        shown = _shown_columns
+        shown = shown_columns
         raise InvalidValueError(
             f"{name_b}: its columns {shown(cols_b)} are those of {name_a} ({shown(cols_a)}) in another order, and columns "
             f"are paired by position; expected them in {name_a}'s order: {name_b}[{shown(cols_a)}]", name_b,
         )
 
 
-def _shown_columns(cols: Sequence[str]) -> str:
+def shown_columns(cols: Sequence[str]) -> str:
     """Column names as a list's repr, the first 8 of more."""
     cols = list(cols)
     return repr(cols) if len(cols) <= 8 else repr(cols[:8])[:-1] + ", ...]"
@@ -696,9 +696,9 @@ def refuse_reordered_fitted_names(name: str, fitted: Optional[Sequence[str]], gi
         return
     assert fitted is not None and given is not None  # is_reordering: both known
     # names that differ by a CSV comment mark only: selecting the fitted names would be a KeyError
-    remedy = f"{name}[{_shown_columns(fitted)}]" if sorted(given) == sorted(fitted) else _shown_columns(fitted)
+    remedy = f"{name}[{shown_columns(fitted)}]" if sorted(given) == sorted(fitted) else shown_columns(fitted)
     raise InvalidValueError(
-        f"{name}: its columns {_shown_columns(given)} are those the model was fitted on ({_shown_columns(fitted)}) in "
+        f"{name}: its columns {shown_columns(given)} are those the model was fitted on ({shown_columns(fitted)}) in "
         f"another order, and columns are read by position; expected them in the order the model was fitted on: "
         f"{remedy}", name,
     )

@@ -15,7 +15,7 @@ from ._validation import (
 )
 from .buffer import ExperienceBatch, ExperienceBuffer
 from .exceptions import InvalidValueError, NonFiniteError, ShapeError
-from .types import ModalFeatures, ModalGraph, Modality, MultiModalEvent, bounded_repr, sequence_repr
+from .types import ModalFeatures, ModalGraph, Modality, MultiModalEvent, bounded_repr, refuse_reordered_labels, sequence_repr
 
 if TYPE_CHECKING:
     from .config import LearnableMultiModalConfig
@@ -307,19 +307,26 @@ ComponentTables = List[Optional[Tuple[np.ndarray, np.ndarray, np.ndarray]]]
 
 
 def event_components(
-    config: "LearnableMultiModalConfig", events: Sequence[MultiModalEvent], name: str = "events"
+    config: "LearnableMultiModalConfig", events: Sequence[MultiModalEvent], name: str = "events",
+    columns: Optional[Tuple[Optional[Tuple[str, ...]], ...]] = None,
 ) -> ComponentTables:
     """Every component of ``events`` as one table per modality: row ``j``
     holds component ``x[j]`` of event ``owners[j]`` (non-decreasing: events
     and their components in order), graphs featurised with the modality's
     featuriser in one call. The components form of :class:`Batch` is
-    ``(len(events), tables)``."""
+    ``(len(events), tables)``. ``columns``: the model's learned column names
+    per slot (``input_columns``), against which components given as pandas
+    Series are checked (:func:`refuse_reordered_labels`)."""
     owners: List[List[int]] = [[] for _ in range(NUM_MODALITIES)]
     comps: List[list] = [[] for _ in range(NUM_MODALITIES)]
+    check_labels = columns is not None and any(names is not None for names in columns)
     for i, event in enumerate(events):
         if not isinstance(event, MultiModalEvent):
             raise TypeError(f"{name}[{i}]: expected MultiModalEvent, got {type(event).__name__}")
-        for c in event._checked_components(f"{name}[{i}]"):
+        components = event._checked_components(f"{name}[{i}]")
+        if check_labels:
+            refuse_reordered_labels(components, columns, f"{name}[{i}]", event.id)  # type: ignore[arg-type]
+        for c in components:
             m = c.modality.index
             owners[m].append(i)
             comps[m].append(c)

@@ -518,7 +518,7 @@ class LearningMixin:
 
     def _events_parts(self, events: Sequence[MultiModalEvent]) -> list:
         """The component form of several events: row ``i`` is ``events[i]``."""
-        return event_components(self.config, events)
+        return event_components(self.config, events, columns=self._input_columns)
 
     def _unflatten(self, flat: np.ndarray) -> "OrderedDict[str, np.ndarray]":
         """``flat`` (layout order) as ``{name: view of flat}``, the parameters' names and shapes (:meth:`parameter_shapes`)."""

@@ -57,7 +57,7 @@ from .learning import LearningMixin
 from .config import GraphFeatures, InputDims, LearnableMultiModalConfig, resolve_config
 from .graph import absent_graph_rows, is_graph_list, refuse_stray_graphs
 from .exceptions import CheckpointError, InvalidValueError, NonFiniteError, ShapeError, UntrainedModalityWarning
-from .types import NORMALIZATION_KEYS, NORMALIZATION_NAMES, CrossModalBinding, BindingType, ModalGraph, Modality, MultiModalEvent, checked_components
+from .types import NORMALIZATION_KEYS, NORMALIZATION_NAMES, CrossModalBinding, BindingType, ModalGraph, Modality, MultiModalEvent, checked_components, refuse_reordered_labels
 from .batch import Inputs, refuse_non_finite_event
 
 if TYPE_CHECKING:
@@ -779,7 +779,11 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         The model reads a modality's columns by position: from then on, a
         frame of the same names in another order is refused
         (:class:`InvalidValueError` naming the input and the expected order),
-        as scikit-learn refuses it. Arrays are not checked, nor frames of
+        as scikit-learn refuses it; so is an event's :class:`ModalFeatures`
+        built from a pandas Series (a row of such a frame) whose str labels
+        are those names in another order, by every event path
+        (``encode_event``, ``fuse_event``, ``record_fusion``, ``fit`` and
+        ``train_step`` of events). Arrays are not checked, nor frames of
         other names (renamed columns), nor frames whose names are not all
         str (``0, 1, 2`` or a mix: no names are learned from them, as
         scikit-learn keeps ``feature_names_in_`` only for str names; such a
@@ -1428,6 +1432,8 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
             return hit  # without the lock: a writer bumps the version before it changes anything
         if len(items) > self._event_components_unchecked:  # an event of many or wide components
             self._refuse_event_peak(event, items)
+        if self._input_columns is not _NO_COLUMNS:  # on a miss only, as the peak's check: the hit path stays as fast
+            refuse_reordered_labels(components, self._input_columns, "event", event.id)
         with self._lock.reading():
             version = self._version
             try:

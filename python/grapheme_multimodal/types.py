@@ -21,7 +21,8 @@ import numpy as np
 import numpy.typing as npt
 
 from ._validation import (
-    IntLike, as_real_array, describe, float32_of_wide, is_int, is_iterable, is_real_number, non_finite_message, shown_number,
+    IntLike, as_real_array, describe, float32_of_wide, is_int, is_iterable, is_real_number, is_reordering, non_finite_message,
+    plain_names, shown_columns, shown_number,
 )
 from .exceptions import InvalidTypeError, InvalidValueError, NonFiniteError, ShapeError
 from .graph import Graph
@@ -197,10 +198,10 @@ def _endpoint(value: Any, name: str) -> Tuple[Modality, int]:
     return (Modality.parse(mod, name), int(node))
 
 
-def _component_setter(own: str, checked_own: Callable[[Any], Any]) -> Callable[[Any, str, Any], None]:
+def _component_setter(own: str, checked_own: Callable[[Any, Any], Any]) -> Callable[[Any, str, Any], None]:
     """The ``__setattr__`` of :class:`ModalGraph` and :class:`ModalFeatures`:
     every field is checked whenever it is set, the class's ``own`` one (its
-    graph, its features) by ``checked_own``, the fields they share
+    graph, its features) by ``checked_own(component, value)``, the fields they share
     (modality, confidence, timestamp, region) alike. One function for both,
     with the names in its closure: a base class's setter reading the own
     field's name from the class cost 8 % of building an event."""
@@ -210,7 +211,7 @@ def _component_setter(own: str, checked_own: Callable[[Any], Any]) -> Callable[[
         # in its checked form (a Modality, a float in [0, 1], None) is kept without _component_field's call,
         # whose answer it would be; the rest goes through it
         if name == own:
-            value = checked_own(value)
+            value = checked_own(self, value)
         elif name == "modality":
             if type(value) is not Modality:
                 value = Modality.parse(value)
@@ -224,10 +225,24 @@ def _component_setter(own: str, checked_own: Callable[[Any], Any]) -> Callable[[
     return __setattr__
 
 
-def _checked_graph(value: Any) -> "Graph":
+def _checked_graph(component: Any, value: Any) -> "Graph":
     if not isinstance(value, Graph):
         raise TypeError(f"graph: expected Graph, got {describe(value)}")
     return value
+
+
+def _labelled_features(component: Any, value: Any) -> np.ndarray:
+    """``value`` as :func:`_feature_vector`; a pandas Series' labels (all
+    str) are kept as the component's ``_labels``, ``(features, labels)``:
+    they name those features only while ``component.features`` is that
+    array (an array assigned later leaves them naming nothing, without a
+    step here: a component built of an array costs one type check more)."""
+    features = _feature_vector(value)
+    if type(value) is not np.ndarray:
+        labels = _str_labels(value)
+        if labels is not None:
+            _set_field(component, "_labels", (features, labels))
+    return features
 
 
 @dataclass
@@ -261,7 +276,12 @@ class ModalFeatures:
     input dimension (e.g. a precomputed image or text embedding).
 
     Fields are checked whenever they are set, not only at construction;
-    ``features`` is kept as a float32 copy."""
+    ``features`` is kept as a float32 copy. Features given as a pandas
+    Series (``df.iloc[0]``) of str labels keep those labels beside the
+    values: a model that learned the modality's columns from a data frame
+    (:meth:`~grapheme_multimodal.LearnableMultiModal.input_columns`) refuses
+    such a component whose labels are those columns in another order, as it
+    refuses the frame. Equality compares the values, not the labels."""
 
     features: np.ndarray
     modality: Modality
@@ -279,7 +299,7 @@ class ModalFeatures:
             confidence: float = 1.0,
         ) -> None: ...
 
-    __setattr__ = _component_setter("features", lambda value: _feature_vector(value))  # a float32 1-D copy
+    __setattr__ = _component_setter("features", _labelled_features)  # a float32 1-D copy
 
     def __eq__(self, other: object) -> bool:
         """Equal by value, as :class:`ModalGraph` (the dataclass's own ``==``
@@ -323,6 +343,41 @@ def _timestamp(value: Any) -> Optional[float]:
     if not np.isfinite(out):
         raise InvalidValueError(f"timestamp: expected a finite number or None, got {value!r}", "timestamp")
     return out
+
+
+def _str_labels(value: Any) -> Optional[Tuple[str, ...]]:
+    """The labels of a pandas Series when every one is a str (as a frame's
+    column names are learned only then), else None."""
+    index = getattr(value, "index", None)
+    if getattr(value, "ndim", None) != 1 or not hasattr(index, "equals"):  # a list's .index is a method
+        return None
+    labels = list(index)
+    return tuple(plain_names(labels)) if all(isinstance(label, str) for label in labels) else None
+
+
+def refuse_reordered_labels(
+    components: Iterable[Any], columns: Tuple[Optional[Tuple[str, ...]], ...], name: str, event_id: Any
+) -> None:
+    """InvalidValueError naming ``{name}.components[k].features`` for the
+    first :class:`ModalFeatures` built from a pandas Series whose labels are
+    ``columns[slot]`` (the column names a model learned the modality from)
+    in another order: its values are read by position, and such a row of
+    the frame reordered (``df[['c', 'a', 'b']].iloc[0]``) was embedded as
+    other features without a word, while the frame itself is refused."""
+    for k, c in enumerate(components):
+        kept = c.__dict__.get("_labels") if isinstance(c, ModalFeatures) else None
+        if kept is None or kept[0] is not c.features:  # none, or of features replaced since
+            continue
+        labels = kept[1]
+        fitted = columns[c.modality.index]
+        if is_reordering(fitted, labels):
+            where = f"{name}.components[{k}].features"
+            raise InvalidValueError(
+                f"{where}: event {event_id}'s {c.modality} component was given as a pandas Series whose labels "
+                f"{shown_columns(labels)} are the columns the model learned this modality from ({shown_columns(fitted)}) "
+                f"in another order, and its values are read by position; expected them in that order: "
+                f"ModalFeatures(row[{shown_columns(fitted)}], {str(c.modality)!r})", where,
+            )
 
 
 def _feature_vector(value: Any) -> np.ndarray:
@@ -500,7 +555,12 @@ def _not_a_component(name: str, value: Any) -> str:
 
 def _refuse_changed_features(features: np.ndarray, what: str, arg: str) -> None:
     """The error for ``features`` (named ``what``, of argument ``arg``) no
-    longer the 1-D float32 vector :class:`ModalFeatures` made of it."""
+    longer the 1-D float32 vector :class:`ModalFeatures` made of it; nothing
+    for a 1-D float32 one whose dtype is an equal object of its own (a
+    component unpickled), which was refused as "a float32
+    array (retyped in place); expected float32"."""
+    if features.ndim == 1 and features.dtype == _FLOAT32:
+        return
     fix = "assign the new values to features (mf.features = ...) instead of changing the array in place"
     if features.ndim != 1:
         raise ShapeError(f"{what}: has shape {features.shape} (reshaped in place); expected a 1-D vector; {fix}", arg)

@@ -1,0 +1,102 @@
+"""Defects the s59 audits found and left (second pass): each test says what a
+user saw before the fix and what they see now."""
+
+import copy
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+
+import grapheme_multimodal as gm
+
+
+def _model(**dims: int) -> gm.LearnableMultiModal:
+    return gm.LearnableMultiModal(input_dims=dims or {"visual": 3, "auditory": 2}, embed_dim=8, hidden_dim=8,
+                                  num_heads=2, seed=0)
+
+
+# ------------------------------------------------------------------ 1. a pandas row's labels
+@pytest.fixture
+def frame_model():
+    """A model that learned its visual columns ('a', 'b', 'c') from a frame, and that frame."""
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame(np.random.default_rng(0).normal(size=(20, 3)), columns=list("abc"))
+    model = _model()
+    model.fit_normalization({"visual": frame})
+    assert model.input_columns("visual") == ("a", "b", "c")
+    return model, frame
+
+
+def _event_of(row, event_id: int = 7) -> gm.MultiModalEvent:
+    return gm.MultiModalEvent(event_id, [gm.ModalFeatures(row, "visual"), gm.ModalFeatures([0.5, 0.5], "auditory")])
+
+
+_REORDERED = r"^{}\.components\[0\]\.features: event 7's visual component was given as a pandas Series whose labels \['c', 'a', 'b'\]"
+
+
+@pytest.mark.parametrize("call, name", [
+    (lambda model, event: model.encode_event(event), "event"),
+    (lambda model, event: model.fuse_event(event), "event"),
+    (lambda model, event: model.record_fusion(event), "event"),
+    (lambda model, event: model.fit([event], epochs=1), r"data\[0\]"),
+    (lambda model, event: model.train_step(gm.Batch(events=[event])), r"events\[0\]"),
+], ids=["encode_event", "fuse_event", "record_fusion", "fit", "train_step"])
+def test_a_pandas_row_of_the_learned_columns_reordered_is_refused_on_every_event_path(frame_model, call, name) -> None:
+    """Before: ``ModalFeatures(df[['c', 'a', 'b']].iloc[0], 'visual')`` was
+    embedded (and trained on, and recorded) by position, each column read as
+    another, without a word, while the frame reordered was refused. Now each
+    event path refuses it, naming the event, the component and the order
+    expected; the model is left as it was."""
+    model, frame = frame_model
+    before = model.state_dict()
+    with pytest.raises(gm.InvalidValueError, match=_REORDERED.format(name)) as err:
+        call(model, _event_of(frame[["c", "a", "b"]].iloc[0]))
+    assert "ModalFeatures(row[['a', 'b', 'c']], 'visual')" in str(err.value)
+    assert all(np.array_equal(before[k], v) for k, v in model.state_dict().items())
+    assert len(model.experience) == 0
+
+
+def test_a_pandas_row_in_the_learned_order_embeds_as_its_values(frame_model) -> None:
+    """The row in the learned order (and of unrelated or unnamed labels) is
+    embedded as its numpy values are; equality compares values, not labels;
+    the labels survive a pickle and a copy, and go when the features are
+    replaced by an array."""
+    model, frame = frame_model
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # untrained modalities
+        row = frame.iloc[3]
+        expected = model.encode_event(_event_of(row.to_numpy()))
+        for given in (row, row.rename(index={"a": "x", "b": "y", "c": "z"}), row.reset_index(drop=True)):
+            got = model.encode_event(_event_of(given))
+            assert all(np.array_equal(got[m], expected[m]) for m in expected)
+    reordered = gm.ModalFeatures(frame[["c", "a", "b"]].iloc[0], "visual")
+    assert reordered == gm.ModalFeatures(frame[["c", "a", "b"]].iloc[0].to_numpy(), "visual")
+    assert "c" not in repr(reordered).replace("confidence", "")
+    for kept in (pickle.loads(pickle.dumps(reordered)), copy.deepcopy(reordered)):
+        with pytest.raises(gm.InvalidValueError, match="labels"):
+            model.encode_event(gm.MultiModalEvent(7, [kept]))
+    reordered.features = frame[["c", "a", "b"]].iloc[0].to_numpy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.encode_event(gm.MultiModalEvent(7, [reordered]))  # an array: read by position, as documented
+
+
+@pytest.mark.parametrize("revive", [lambda e: pickle.loads(pickle.dumps(e)), copy.deepcopy], ids=["pickle", "deepcopy"])
+def test_an_unpickled_or_deep_copied_event_of_features_encodes_and_trains(revive) -> None:
+    """Before: an event of ``ModalFeatures`` unpickled was refused by
+    ``encode_event`` and ``fit`` as "is a float32 array (retyped in place);
+    expected float32" (its dtype an equal float32 object of its own; a deep
+    copy, which passed, is pinned beside it). Now it encodes as the
+    original does."""
+    model = _model()
+    event = gm.MultiModalEvent(3, [gm.ModalFeatures([1.0, 2.0, 3.0], "visual"), gm.ModalFeatures([0.5, 0.5], "auditory")])
+    revived = revive(event)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected = model.encode_event(event)
+        got = model.encode_event(revived)
+    assert all(np.array_equal(got[m], expected[m]) for m in expected)
+    other = gm.MultiModalEvent(4, [gm.ModalFeatures([3.0, 1.0, 2.0], "visual"), gm.ModalFeatures([0.1, 0.9], "auditory")])
+    model.fit([revived, revive(other)], epochs=1)
+    assert model.epochs_trained == 1
