@@ -100,3 +100,43 @@ def test_an_unpickled_or_deep_copied_event_of_features_encodes_and_trains(revive
     other = gm.MultiModalEvent(4, [gm.ModalFeatures([3.0, 1.0, 2.0], "visual"), gm.ModalFeatures([0.1, 0.9], "auditory")])
     model.fit([revived, revive(other)], epochs=1)
     assert model.epochs_trained == 1
+
+
+# ------------------------------------------------------------------ 2. pair strengths beyond [0, 1]
+def _experience(strengths, mask=None) -> gm.Experience:
+    mask = np.ones(7, bool) if mask is None else mask
+    return gm.Experience(np.zeros((7, 4)), mask, np.zeros(4), strengths, 0.0, 1)
+
+
+@pytest.mark.parametrize("value", [5.0, -0.25, 1.0 + 1e-6])
+def test_append_and_extend_refuse_pair_strengths_outside_zero_to_one(value) -> None:
+    """Before: ``append`` and ``extend`` stored ``np.full((7, 7), 5.0)`` as
+    given, strengths the model's binder (sigmoid outputs in [0, 1]) never
+    gives. Now each is an InvalidValueError naming the argument, the row and
+    the pair, and nothing is recorded."""
+    buffer = gm.ExperienceBuffer(10, seed=0)
+    strengths = np.full((7, 7), 0.5)
+    strengths[2, 3] = value
+    with pytest.raises(gm.InvalidValueError, match=rf"^experience\.pair_strengths\[2, 3\] \(linguistic, tactile\) is {value!r}; "
+                       r"expected a strength in \[0, 1\]"):
+        buffer.append(_experience(strengths))
+    rows = np.stack([np.full((7, 7), 0.5), strengths])
+    with pytest.raises(gm.InvalidValueError, match=rf"^pair_strengths: row 1, pair \(2, 3\) \(linguistic, tactile\) is {value!r}"):
+        buffer.extend(np.zeros((2, 7, 4)), np.ones((2, 7), bool), np.zeros((2, 4)), rows, np.zeros(2))
+    assert len(buffer) == 0
+
+
+def test_pair_strengths_at_the_bounds_and_of_absent_modalities_are_recorded() -> None:
+    """0 and 1 (a saturated sigmoid) are strengths; a pair with an absent
+    modality still takes anything, recorded as 0; a model's own recording
+    passes."""
+    buffer = gm.ExperienceBuffer(10, seed=0)
+    strengths = np.full((7, 7), 5.0)
+    strengths[:2, :2] = [[0.0, 1.0], [1.0, 0.0]]
+    mask = np.zeros(7, bool)
+    mask[:2] = True
+    buffer.append(_experience(strengths, mask))
+    assert np.array_equal(buffer.batch().pair_strengths[0], np.where(mask[:, None] & mask, strengths, 0))
+    model = _model()
+    model.record_fusion(_event_of(np.ones(3)))
+    assert len(model.experience) == 1

@@ -35,11 +35,16 @@ def experience(i: int, inputs: bool = False) -> Experience:
         embeddings=emb,
         mask=mask,
         fused=np.full(E, i, np.float32),
-        pair_strengths=np.where(mask[:, None] & mask[None, :], i, 0).astype(np.float32),  # 0 where absent, as recorded
+        pair_strengths=np.where(mask[:, None] & mask[None, :], _strength(i), 0).astype(np.float32),  # 0 where absent, as recorded
         reward=float(i % 7) / 7,
         event_id=i,
         inputs=[np.full(3, i, np.float32), None, np.full(2, i, np.float32), None, None, None, None] if inputs else None,
     )
+
+
+def _strength(i):
+    """A pair strength in [0, 1] (as the binder gives them) that tells experience ``i`` from the others."""
+    return (1.0 / (np.asarray(i, np.float64) + 1)).astype(np.float32)
 
 
 def assert_rows_whole(batch) -> None:
@@ -48,7 +53,7 @@ def assert_rows_whole(batch) -> None:
     np.testing.assert_array_equal(batch.fused, np.repeat(ids[:, None], E, 1))
     present = np.zeros(7, bool)
     present[[0, 2]] = True  # the pairs of experience()'s two present modalities: the others are recorded as 0
-    pairs = np.where(present[:, None] & present[None, :], ids[:, None, None], 0)
+    pairs = np.where(present[:, None] & present[None, :], _strength(batch.event_ids)[:, None, None], 0)
     np.testing.assert_array_equal(batch.pair_strengths, pairs)
     np.testing.assert_array_equal(batch.embeddings[:, 0], np.repeat(ids[:, None], E, 1))
     np.testing.assert_allclose(batch.rewards, (batch.event_ids % 7) / 7, rtol=1e-6)

@@ -407,7 +407,8 @@ class ExperienceBuffer:
         _field(np.where(mask[:, None], embeddings, 0), "experience.embeddings", None, "(7, E)")  # anything where absent
         _field(x.fused, "experience.fused", (e,), f"({e},)")
         pairs = _field(x.pair_strengths, "experience.pair_strengths", (NUM_MODALITIES,) * 2, "(7, 7)", finite=False)
-        _field(np.where(mask[:, None] & mask[None, :], pairs, 0), "experience.pair_strengths", None, "(7, 7)")  # as embeddings
+        present_pairs = _field(np.where(mask[:, None] & mask[None, :], pairs, 0), "experience.pair_strengths", None, "(7, 7)")
+        _refuse_strengths_beyond_unit(present_pairs.astype(np.float32), "experience.pair_strengths", present_pairs, one_row=True)
         if x.inputs is not None:
             input_dims = self.input_dims
             if input_dims is None:
@@ -444,7 +445,8 @@ class ExperienceBuffer:
         (finite where the mask marks the modality present; an absent slot
         may hold anything, NaN included, and is recorded as zeros, as the
         model records it), ``mask [n, 7]``, ``fused [n, E]``, ``pair_strengths [n, 7, 7]``
-        (likewise: a pair with an absent modality may hold anything, recorded as 0),
+        (likewise: a pair with an absent modality may hold anything, recorded as 0;
+        a present pair lies in [0, 1], as the model's binder gives them),
         ``rewards [n]``, ``event_ids [n]`` (integers, or whole floats where
         the float holds every integer: below 2**53 in magnitude for float64,
         2**24 for float32; default -1), ``inputs``
@@ -1254,9 +1256,29 @@ def _pair_strengths32(value: Any, n: int, mask: np.ndarray) -> np.ndarray:
     present, zeros elsewhere, as :func:`_embeddings32` takes the embeddings
     (and as the model records a pair with an absent modality: 0). NaN in a
     pair of an absent slot was refused ("pair_strengths: row 0 holds NaN")
-    after its embeddings there were taken."""
+    after its embeddings there were taken. Each in [0, 1], as the model's
+    binder gives them (sigmoid outputs): 5.0 was stored as given."""
     shape = (n, NUM_MODALITIES, NUM_MODALITIES)
-    return _present_only32(value, "pair_strengths", shape, mask, pairs=True)
+    out = _present_only32(value, "pair_strengths", shape, mask, pairs=True)
+    _refuse_strengths_beyond_unit(out, "pair_strengths", value)
+    return out
+
+
+def _refuse_strengths_beyond_unit(strengths: np.ndarray, name: str, given: Any, one_row: bool = False) -> None:
+    """InvalidValueError naming ``name``, the row (unless ``one_row``: one
+    experience's ``[7, 7]``) and the pair of the first of ``strengths``
+    (finite: checked before) outside [0, 1]; ``given``: the values before
+    float32, to show the one given."""
+    bad = (strengths < 0) | (strengths > 1)
+    if not bad.any():
+        return
+    at = tuple(int(i) for i in np.argwhere(bad)[0])
+    i, j = at[-2:]
+    where = f"[{i}, {j}]" if one_row else f": row {at[0]}, pair ({i}, {j})"
+    raise InvalidValueError(
+        f"{name}{where} ({MODALITY_NAMES[i]}, {MODALITY_NAMES[j]}) is {float(np.asarray(given)[at])!r}; expected a strength "
+        "in [0, 1], as the model's binder gives them (sigmoid outputs; model.pair_strengths)", name,
+    )
 
 
 def _present_only32(value: Any, name: str, shape: tuple, mask: np.ndarray, pairs: bool) -> np.ndarray:
