@@ -140,3 +140,37 @@ def test_pair_strengths_at_the_bounds_and_of_absent_modalities_are_recorded() ->
     model = _model()
     model.record_fusion(_event_of(np.ones(3)))
     assert len(model.experience) == 1
+
+
+# ------------------------------------------------------------------ 3. ModelEmbedder's model
+def test_a_model_embedders_model_and_modalities_cannot_be_reassigned() -> None:
+    """Before: ``embedder.model = None`` (or any object) was kept after the
+    constructor had checked the model, and the next ``embed_views`` failed with
+    "'NoneType' object has no attribute 'encode'"; ``embedder.modalities =
+    {'a': 'tactile'}`` kept an unparsed str. Now both are an AttributeError
+    naming the attribute, and the embedder is left as it was; pickles and
+    copies (and a pickle of an embedder made before) keep working."""
+    import copyreg
+
+    from grapheme_multimodal.evaluation import ModelEmbedder
+
+    model = _model()
+    embedder = ModelEmbedder(model, {"a": "visual"})
+    with pytest.raises(AttributeError, match=r"^model: a ModelEmbedder's model is fixed when it is built \(got NoneType\)"):
+        embedder.model = None
+    with pytest.raises(AttributeError, match=r"^modalities: a ModelEmbedder's views are fixed"):
+        embedder.modalities = {"a": "tactile"}
+    assert embedder.model is model and dict(embedder.modalities) == {"a": gm.Modality.VISUAL}
+    views = {"a": np.ones((2, 3))}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected = embedder.embed_views(views)["a"]
+
+        class _OldPickle:  # what pickling an embedder wrote before: its state by the public names
+            def __reduce_ex__(self, protocol):
+                return copyreg._reconstructor, (ModelEmbedder, object, None), {"model": model, "modalities": embedder.modalities}
+
+        for other in (pickle.loads(pickle.dumps(embedder)), copy.copy(embedder), copy.deepcopy(embedder),
+                      pickle.loads(pickle.dumps(_OldPickle()))):
+            assert np.array_equal(other.embed_views(views)["a"], expected)
+            assert dict(other.modalities) == {"a": gm.Modality.VISUAL}
