@@ -174,3 +174,26 @@ def test_a_model_embedders_model_and_modalities_cannot_be_reassigned() -> None:
                       pickle.loads(pickle.dumps(_OldPickle()))):
             assert np.array_equal(other.embed_views(views)["a"], expected)
             assert dict(other.modalities) == {"a": gm.Modality.VISUAL}
+
+
+# ------------------------------------------------------------------ 6. a weight average's tensors
+def test_a_weight_average_copies_a_callers_read_only_array_it_does_not_own() -> None:
+    """Before: ``WeightAverage(mean={'w': view})``, ``view`` a read-only
+    view of the caller's writable array (or the caller's own read-only
+    array, made writable again), was kept as it was: the caller's later
+    writes changed the snapshot the average promises. Now such arrays are
+    copied; the average's own arrays are not copied again."""
+    base = np.ones(3)
+    view = base.view()
+    view.flags.writeable = False
+    own = np.ones(3)
+    own.flags.writeable = False
+    from grapheme_multimodal.averaging import WeightAverage
+
+    average = WeightAverage(decay=0.5, count=1, mean={"view": view, "own": own})
+    base[0] = 99.0
+    own.flags.writeable = True
+    own[1] = 7.0
+    assert average.mean["view"].tolist() == [1.0, 1.0, 1.0] and average.mean["own"].tolist() == [1.0, 1.0, 1.0]
+    again = average._replace(count=2)
+    assert all(again.mean[k] is average.mean[k] for k in average.mean)  # its own: kept as they are

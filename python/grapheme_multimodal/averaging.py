@@ -26,6 +26,7 @@ start a new average from the weights as they are.
 from __future__ import annotations
 
 import math
+import weakref
 from collections import OrderedDict
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Dict, Iterator, Mapping, Optional
@@ -314,23 +315,37 @@ class WeightAverage:
 
 class _ReadOnlyTensors(ReadOnlyMapping[str, np.ndarray]):
     """``{name: array}`` that cannot be changed: the mapping read-only, and
-    each array. A writable array is copied first: it may be the caller's
-    (``WeightAverage(mean=...)``, :meth:`WeightAverage.applied_to`), whose
-    own array was made read-only, and would have changed the snapshot with
-    its writes. The average's own fresh arrays are frozen (:func:`_frozen`)
-    before they come here, so none is copied twice."""
+    each array. An array the average does not own is copied first: it may
+    be the caller's (``WeightAverage(mean=...)``,
+    :meth:`WeightAverage.applied_to`), whose writes would have changed the
+    snapshot, read-only or not (a read-only view of a writable array shows
+    the writes to its base; a read-only array of its own can be made
+    writable again). The average's own fresh arrays are frozen
+    (:func:`_frozen`) before they come here, so none is copied twice."""
 
     def __init__(self, tensors: Mapping[str, np.ndarray]) -> None:
-        super().__init__({k: v if _is_read_only(v) else _frozen(np.array(v)) for k, v in tensors.items()})
+        super().__init__({k: v if _owned(v) else _frozen(np.array(v)) for k, v in tensors.items()})
 
 
-def _is_read_only(value: Any) -> bool:
-    return isinstance(value, np.ndarray) and not value.flags.writeable
+#: The arrays averages made and froze (:func:`_frozen`), by id: an entry goes with its array.
+_OWNED: "weakref.WeakValueDictionary[int, np.ndarray]" = weakref.WeakValueDictionary()
+
+
+def _owned(value: Any) -> bool:
+    """Whether ``value`` is an array an average froze, or a read-only view of
+    one (``split_flat``'s of a frozen flat array), which no caller can write."""
+    while isinstance(value, np.ndarray) and not value.flags.writeable:
+        if _OWNED.get(id(value)) is value:
+            return True
+        value = value.base
+    return False
 
 
 def _frozen(array: np.ndarray) -> np.ndarray:
-    """``array`` (one only the average holds) made read-only, in place."""
+    """``array`` (one only the average holds) made read-only, in place, and
+    known as the average's own (:func:`_owned`)."""
     array.flags.writeable = False
+    _OWNED[id(array)] = array
     return array
 
 
