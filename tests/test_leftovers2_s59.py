@@ -197,3 +197,64 @@ def test_a_weight_average_copies_a_callers_read_only_array_it_does_not_own() -> 
     assert average.mean["view"].tolist() == [1.0, 1.0, 1.0] and average.mean["own"].tolist() == [1.0, 1.0, 1.0]
     again = average._replace(count=2)
     assert all(again.mean[k] is average.mean[k] for k in average.mean)  # its own: kept as they are
+
+
+# ------------------------------------------------------------------ 4. a save that fails as it writes
+@pytest.mark.parametrize("where, code", [("fsync", 28), ("fsync", 5), ("write", 27)], ids=["ENOSPC", "EIO", "EFBIG"])
+def test_a_save_failing_as_it_writes_says_path_and_keeps_its_errno(tmp_path, monkeypatch, where, code) -> None:
+    """Before: a save that failed while writing (a full disk, EIO, a file
+    past RLIMIT_FSIZE) raised the OS's ``[Errno 28] No space left on
+    device: '.../m.st'``, where the package's other file errors read
+    ``path: '.../m.st' cannot be saved: ...``. Now it reads so too, still
+    an OSError of that errno; the file saved before is as it was."""
+    import os
+
+    from grapheme_multimodal import io as gio
+
+    target = tmp_path / "m.st"
+    model = _model()
+    model.save(target)
+    before = target.read_bytes()
+
+    def failing(*args, **kwargs):
+        raise OSError(code, os.strerror(code))
+
+    with pytest.raises(OSError) as err:
+        if where == "write":  # the writer's own write, as a file past RLIMIT_FSIZE fails
+            gio.atomic_write(target, failing)
+        else:
+            monkeypatch.setattr(gio.os, "fsync", failing)
+            model.save(target)
+    monkeypatch.undo()
+    assert err.value.errno == code and type(err.value) is OSError
+    assert str(err.value) == f"path: {str(target)!r} cannot be saved: {os.strerror(code)}; nothing was written there"
+    assert target.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["m.st"]
+
+
+@pytest.mark.parametrize("overwrite", [True, False], ids=["overwrite", "new-file"])
+def test_the_command_line_names_a_failed_write_by_its_flag(tmp_path, capsys, monkeypatch, overwrite) -> None:
+    """The command line printed such an error as ``f.npy: No space left on
+    device``; now it is one line naming the flag, as its other errors do
+    (never ``path``, which it has no argument of), with or without
+    ``--overwrite``, and the earlier output is kept."""
+    import os
+
+    from grapheme_multimodal import io as gio
+    from grapheme_multimodal.cli import main
+
+    model, vectors, out = tmp_path / "m.st", tmp_path / "v.npy", tmp_path / "f.npy"
+    _model().save(model)
+    np.save(vectors, np.ones((2, 3), np.float32))
+    if overwrite:
+        out.write_bytes(b"previous")
+
+    def disk_full(fd):
+        raise OSError(28, os.strerror(28))
+
+    monkeypatch.setattr(gio.os, "fsync", disk_full)
+    code = main(["embed", str(model), "-m", f"visual={vectors}", "-o", str(out)] + (["--overwrite"] if overwrite else []))
+    monkeypatch.undo()
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err == (f"grapheme-mm: error: --output: {str(out)!r} cannot be saved: No space left on device; "
+                                 "nothing was written there"), err
+    assert (out.read_bytes() == b"previous") if overwrite else not out.exists()

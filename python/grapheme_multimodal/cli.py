@@ -1830,10 +1830,11 @@ def _keeping_new(outputs: Dict[str, Optional[Path]], overwrite: bool) -> "contex
     """Without ``overwrite``, the outputs :func:`_check_outputs` found free
     are written only while they still are: a file created there during the
     run (another program, a second run with the same output) is kept and
-    the write refused, where it was replaced without a word."""
-    from .io import keeping_existing
+    the write refused, where it was replaced without a word. Either way a
+    write that fails (a full disk) is named by its flag."""
+    from .io import keeping_existing, naming_outputs
 
-    return contextlib.nullcontext() if overwrite else keeping_existing(outputs)
+    return naming_outputs(outputs) if overwrite else keeping_existing(outputs)
 
 
 def _same_file(a: Path, b: Path) -> bool:

@@ -255,6 +255,9 @@ def unencodable(text: str) -> Optional[str]:
 #: The targets a write must not replace: ``{where the name lives: the argument
 #: that named it}``, set by :func:`keeping_existing`.
 _KEPT: "contextvars.ContextVar[Mapping[str, str]]" = contextvars.ContextVar("_KEPT", default={})
+#: The targets whose failed writes are named by an argument (``--output``) instead of ``path``: ``{where the
+#: name lives: the argument}``, set by :func:`naming_outputs` (and, with the targets it keeps, :func:`keeping_existing`).
+_NAMED: "contextvars.ContextVar[Mapping[str, str]]" = contextvars.ContextVar("_NAMED", default={})
 #: The longest file name most filesystems take (bytes); a temporary file's name adds ``_TEMP_NAME_EXTRA``.
 _NAME_MAX = 255
 _TEMP_NAME_EXTRA = len("..0123456789ab.tmp")  # the dots, secrets.token_hex(_TEMP_TOKEN_BYTES), the suffix
@@ -444,7 +447,8 @@ def _stage(target: PathLike, write: Callable[[BinaryIO], Any], staged: List[_Sta
             os.fsync(f.fileno())
         _give_to(fd, owner)
     except OSError as exc:
-        _raise_naming(exc, path)
+        location = _location(given)
+        _raise_naming(exc, path, _KEPT.get().get(location) or _NAMED.get().get(location) or "path")
 
 
 def _commit(staged: List[_Staged]) -> None:
@@ -567,12 +571,18 @@ def _unlink_if_ours(s: _Staged) -> None:
         pass
 
 
-def _raise_naming(exc: OSError, path: Path) -> NoReturn:
-    """Raises ``exc``, or, when it names no file ("No space left on device"
-    alone), the same error naming ``path``: which of the files failed.
-    Errors of this module that name it already (``path: ...``) are raised as they are."""
-    if exc.errno is not None and exc.filename is None and not str(exc).startswith("path: "):
-        raise OSError(exc.errno, exc.strerror, str(path)) from exc
+def _raise_naming(exc: OSError, path: Path, arg: str = "path") -> NoReturn:
+    """Raises ``exc``, or, when it names no file (a write's or sync's "No
+    space left on device", "File too large", "Input/output error"), the
+    error of its errno (its subclass kept) worded as the package's other
+    file errors: ``path: 'PATH' cannot be saved: <the system's words>``
+    (``arg`` for ``path``: the command line's flag, :func:`naming_outputs`).
+    It was the OS's ``[Errno 28] No space left on device: 'PATH'``, without
+    the ``path:`` the others begin with. Errors that name a file already,
+    the OS's or this module's (``path: ...``), are raised as they are."""
+    if exc.errno is not None and exc.filename is None and not str(exc).startswith(("path: ", f"{arg}: ")):
+        why = exc.strerror or os.strerror(exc.errno)
+        raise named_os_error(exc.errno, f"{arg}: {str(path)!r} cannot be saved: {why}; nothing was written there") from exc
     raise exc
 
 
@@ -587,6 +597,21 @@ def named_os_error(errno_: Optional[int], message: str) -> OSError:
     named = type(error)(message)
     named.errno = errno_
     return named
+
+
+@contextlib.contextmanager
+def naming_outputs(targets: Mapping[str, Optional[PathLike]]) -> Iterator[None]:
+    """``with naming_outputs({"--output": path}):`` a write to one of
+    ``targets`` (``{argument: path}``; ``None`` paths skipped) in the block
+    that fails as it writes (a full disk) names the argument, not ``path``:
+    for the command line, which has no argument of that name."""
+    named = {_location(as_path(p, arg)): arg for arg, p in targets.items() if p is not None}
+    previous = _NAMED.get()
+    try:
+        _NAMED.set({**previous, **named})
+        yield
+    finally:
+        _NAMED.set(previous)
 
 
 @contextlib.contextmanager
