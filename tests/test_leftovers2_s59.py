@@ -143,23 +143,27 @@ def test_pair_strengths_at_the_bounds_and_of_absent_modalities_are_recorded() ->
 
 
 # ------------------------------------------------------------------ 3. ModelEmbedder's model
-def test_a_model_embedders_model_and_modalities_cannot_be_reassigned() -> None:
+def test_a_model_embedders_model_and_modalities_are_checked_when_reassigned() -> None:
     """Before: ``embedder.model = None`` (or any object) was kept after the
-    constructor had checked the model, and the next ``embed_views`` failed with
-    "'NoneType' object has no attribute 'encode'"; ``embedder.modalities =
-    {'a': 'tactile'}`` kept an unparsed str. Now both are an AttributeError
-    naming the attribute, and the embedder is left as it was; pickles and
-    copies (and a pickle of an embedder made before) keep working."""
+    constructor had checked the model, and the next ``embed_views`` failed
+    with "'NoneType' object has no attribute 'encode'";
+    ``embedder.modalities = {'a': 'tactile', 'b': 'tactile'}`` kept two views
+    on one slot unparsed. Now each is refused as the constructor refuses it,
+    naming the attribute, and the embedder is left as it was; a model or
+    modalities that pass are taken (parsed, read-only); pickles and copies
+    (and a pickle of an embedder made before) keep working."""
     import copyreg
 
     from grapheme_multimodal.evaluation import ModelEmbedder
 
     model = _model()
     embedder = ModelEmbedder(model, {"a": "visual"})
-    with pytest.raises(AttributeError, match=r"^model: a ModelEmbedder's model is fixed when it is built \(got NoneType\)"):
+    with pytest.raises(TypeError, match=r"^model: expected a LearnableMultiModal, got None"):
         embedder.model = None
-    with pytest.raises(AttributeError, match=r"^modalities: a ModelEmbedder's views are fixed"):
-        embedder.modalities = {"a": "tactile"}
+    with pytest.raises(gm.InvalidValueError, match=r"^modalities: views \['a', 'b'\] share a modality"):
+        embedder.modalities = {"a": "tactile", "b": "tactile"}
+    with pytest.raises(TypeError, match=r"^modalities: expected a mapping"):
+        embedder.modalities = ["visual"]
     assert embedder.model is model and dict(embedder.modalities) == {"a": gm.Modality.VISUAL}
     views = {"a": np.ones((2, 3))}
     with warnings.catch_warnings():
@@ -174,6 +178,9 @@ def test_a_model_embedders_model_and_modalities_cannot_be_reassigned() -> None:
                       pickle.loads(pickle.dumps(_OldPickle()))):
             assert np.array_equal(other.embed_views(views)["a"], expected)
             assert dict(other.modalities) == {"a": gm.Modality.VISUAL}
+        embedder.modalities = {"a": 0}
+        embedder.model = _model()
+    assert embedder.modalities["a"] is gm.Modality.VISUAL and embedder.model is not model
 
 
 # ------------------------------------------------------------------ 6. a weight average's tensors

@@ -106,55 +106,52 @@ class ModelEmbedder:
     view ``v`` is modality ``modalities[v]``; a view's embedding is its
     modality embedding (``model.encode``), the fused embedding is
     ``model.encode_and_fuse``'s, and :meth:`bind` is the model's binder.
-    ``model`` and ``modalities`` are fixed when it is built (checked then):
-    build another embedder for another model or other views.
+    ``model`` and ``modalities`` are checked whenever they are set, not
+    only when it is built; a refused value leaves the embedder as it was.
     """
 
     def __init__(self, model: "LearnableMultiModal", modalities: Mapping[str, Modality]) -> None:
-        from ..model import LearnableMultiModal  # here: the model's module is not this one's to import at load
+        self.model = model
+        self.modalities = modalities
 
-        # else an AttributeError at the first embedding ("'NoneType' object has no attribute 'encode'")
-        if not isinstance(model, LearnableMultiModal):
-            raise TypeError(f"model: expected a LearnableMultiModal, got {describe(model)}")
-        if not isinstance(modalities, Mapping):  # else "'list' object has no attribute 'items'"
-            raise TypeError(f"modalities: expected a mapping view name -> modality, got {describe(modalities)}")
-        self._model = model
-        # read-only: an edit (``embedder.modalities["a"] = "tactile"``) put an unparsed str where every reader
-        # takes a Modality, and an EnsembleEmbedder of it failed with "tuple indices must be integers ..."
-        self._modalities: Mapping[str, Modality] = ReadOnlyMapping(
-            {v: Modality.parse(m, f"modalities[{v!r}]") for v, m in modalities.items()})
-        taken = list(self.modalities.values())
-        if len(set(taken)) < len(taken):  # else one view's rows replaced the other's in every input dict
-            shared = [v for v, m in self.modalities.items() if taken.count(m) > 1]
-            raise InvalidValueError(f"modalities: views {shared} share a modality; expected one modality per view", "modalities")
-
-    # Read-only: assigned after the constructor's checks, any object (``embedder.model = None``) was kept and
-    # failed at the first embedding with "'NoneType' object has no attribute 'encode'", and other modalities
-    # went unparsed and unchecked for shared slots.
+    # Checked on assignment too: set after the constructor's checks, any object (``embedder.model = None``)
+    # was kept and failed at the first embedding with "'NoneType' object has no attribute 'encode'", and
+    # other modalities went unparsed and unchecked for shared slots.
     @property
     def model(self) -> "LearnableMultiModal":
-        """The model embedded with (fixed when the embedder is built)."""
+        """The model embedded with (a LearnableMultiModal, checked when set)."""
         return self._model
 
     @model.setter
-    def model(self, value: Any) -> None:
-        raise AttributeError(
-            f"model: a ModelEmbedder's model is fixed when it is built (got {describe(value)}); expected a new "
-            "ModelEmbedder(model, modalities)")
+    def model(self, value: "LearnableMultiModal") -> None:
+        from ..model import LearnableMultiModal  # here: the model's module is not this one's to import at load
+
+        # else an AttributeError at the first embedding ("'NoneType' object has no attribute 'encode'")
+        if not isinstance(value, LearnableMultiModal):
+            raise TypeError(f"model: expected a LearnableMultiModal, got {describe(value)}")
+        self._model = value
 
     @property
     def modalities(self) -> Mapping[str, Modality]:
-        """View name -> modality, read-only (fixed when the embedder is built)."""
+        """View name -> modality, read-only; given as any mapping of names
+        or indices, checked (one modality per view) when set."""
         return self._modalities
 
     @modalities.setter
-    def modalities(self, value: Any) -> None:
-        raise AttributeError(
-            f"modalities: a ModelEmbedder's views are fixed when it is built (got {describe(value)}); expected a new "
-            "ModelEmbedder(model, modalities)")
+    def modalities(self, value: Mapping[str, Any]) -> None:
+        if not isinstance(value, Mapping):  # else "'list' object has no attribute 'items'"
+            raise TypeError(f"modalities: expected a mapping view name -> modality, got {describe(value)}")
+        # read-only: an edit (``embedder.modalities["a"] = "tactile"``) put an unparsed str where every reader
+        # takes a Modality, and an EnsembleEmbedder of it failed with "tuple indices must be integers ..."
+        parsed = ReadOnlyMapping({v: Modality.parse(m, f"modalities[{v!r}]") for v, m in value.items()})
+        taken = list(parsed.values())
+        if len(set(taken)) < len(taken):  # else one view's rows replaced the other's in every input dict
+            shared = [v for v, m in parsed.items() if taken.count(m) > 1]
+            raise InvalidValueError(f"modalities: views {shared} share a modality; expected one modality per view", "modalities")
+        self._modalities = parsed
 
     def __setstate__(self, state: Dict[str, Any]) -> None:
-        """A state pickled before ``model`` and ``modalities`` were read-only kept them by those names."""
+        """A state pickled before ``model`` and ``modalities`` were checked on assignment kept them by those names."""
         state = dict(state)  # a shallow copy's state is the original's own __dict__
         for name in ("model", "modalities"):
             if name in state:
