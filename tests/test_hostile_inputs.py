@@ -987,7 +987,7 @@ def test_a_buffer_position_out_of_range_is_reported_as_given() -> None:
     # buffer[-100] of 5 said "positions: expected values in [0, 5), got -95..-95";
     # buffer[2**70] "positions: expected a real-valued numeric array ... dtype object".
     buffer = gm.ExperienceBuffer(8, embed_dim=E)
-    buffer.extend(np.zeros((5, 7, E)), np.ones((5, 7), bool), np.zeros((5, E)), np.arange(5.0)[:, None, None] * np.ones((5, 7, 7)),
+    buffer.extend(np.zeros((5, 7, E)), np.ones((5, 7), bool), np.zeros((5, E)), np.arange(5.0)[:, None, None] / 4 * np.ones((5, 7, 7)),
                   np.arange(5.0))
     for position in (-100, -6, 5, 2**70, np.uint64(2**64 - 1)):
         with pytest.raises(IndexError, match=rf"^position: expected an int in \[-5, 5\), got {int(position)}$"):
