@@ -1279,7 +1279,7 @@ class _RaySteps(Steps):
         self.model, self.lr = model, model._learning_rate(lr)
         # Mistakes a worker would raise at its first step (objectives, data),
         # raised here before any actor starts: the losses of two rows.
-        model.losses(train.batch(np.arange(min(2, len(train))), None), weights=objectives)
+        model._fit_losses(train.batch(np.arange(min(2, len(train))), None), objectives)
         if epochs is not None and batch_size is not None:  # fit's, checked by it (fit passes them)
             _check_draw_count(model, int(epochs), int(batch_size), len(train), num_workers)
         # Only now, every input checked, may Ray start (ray.init on first use);

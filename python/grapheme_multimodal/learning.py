@@ -55,6 +55,23 @@ def _refuse_no_rows(batch: "_CoreBatch", what: str) -> None:
         raise InvalidValueError(f"batch: no rows; expected at least one row to {what}", "batch")
 
 
+def _refuse_no_modality(batch: "_CoreBatch", what: str) -> Optional[int]:
+    """Refuses a batch in which no row holds a modality (a mask False
+    everywhere, recorded embeddings all zero, events without components):
+    every loss is a mean over nothing, 0.0. Returns the present entries of
+    its mask (``None`` for components, which have none)."""
+    mask = batch.mask
+    held = None if mask is None else np.count_nonzero(mask)  # count_nonzero: a fraction of any()'s cost
+    if held == 0:
+        raise InvalidValueError("batch: no row holds a modality (the mask is False everywhere); expected at least one "
+                                f"present modality to {what}", "batch")
+    if mask is None and not any(part is not None and len(part[1]) for part in batch.components[1]):
+        # events with no components (MultiModalEvent(1)), or parts of no rows
+        raise InvalidValueError("batch: no row holds a modality (no event or row has a component); expected at least one "
+                                f"component to {what}", "batch")
+    return held
+
+
 def _check_rows_to_learn_from(batch: "_CoreBatch", weights: List[float], would: str = "this step would train nothing") -> None:
     """Refuses a step with nothing to learn from, as :func:`fit` refuses
     such data (:func:`check_something_trains`): no rows, no row holding a
@@ -65,17 +82,8 @@ def _check_rows_to_learn_from(batch: "_CoreBatch", weights: List[float], would: 
     every weight by its momentum, counts a step and records the rows'
     modalities as trained."""
     rows, mask = _rows(batch), batch.mask
-    if rows == 0:
-        raise InvalidValueError("batch: no rows; expected at least one row to train on", "batch")
-    held = None if mask is None else np.count_nonzero(mask)  # count_nonzero: a fraction of any()'s cost
-    if held == 0:
-        # every loss 0: an Adam step on zero gradients, as fit refuses such data
-        raise InvalidValueError("batch: no row holds a modality (the mask is False everywhere); expected at least one "
-                                "present modality to train on", "batch")
-    if mask is None and not any(part is not None and len(part[1]) for part in batch.components[1]):
-        # events with no components (MultiModalEvent(1)), or parts of no rows: every loss 0, as above
-        raise InvalidValueError("batch: no row holds a modality (no event or row has a component); expected at least one "
-                                "component to train on", "batch")
+    _refuse_no_rows(batch, "train on")
+    held = _refuse_no_modality(batch, "train on")  # every loss 0: an Adam step on zero gradients, as fit refuses such data
     if weights[_CROSS_MODAL] > 0 and held is not None and held > rows:
         return  # the common case (the default mix): more present entries than rows, so a row of two for cross_modal
     if weights[_SEED_CONSISTENCY] > 0:
@@ -171,7 +179,9 @@ class LearningMixin:
         :func:`grapheme_multimodal.objectives.resolve_weights`; default: the
         default mix). Objectives with weight 0 are not computed. A batch of
         no rows is refused (:class:`InvalidValueError`): its losses are
-        means over nothing.
+        means over nothing; so is one in which no row holds a modality
+        (a mask False everywhere, recorded embeddings all zero, events
+        without components), whose every loss was 0.0.
 
         With encoder dropout in the config (``encoder_input_dropout``,
         ``encoder_hidden_dropout``) the encoders do not drop here, as in
@@ -182,7 +192,17 @@ class LearningMixin:
         core_batch, w = self._learning_args(batch, mask, weights)
         training = check_flag(training, "training")  # "False" would be true: the dropout masks applied
         _refuse_no_rows(core_batch, "compute losses of")
+        _refuse_no_modality(core_batch, "compute losses of")  # else 0.0 for every objective: a perfect score
         return dict(self._core.losses(core_batch, w, training))
+
+    @reads
+    def _fit_losses(self, batch: Batch, weights: Optional[Mapping[str, float]]) -> Dict[str, float]:
+        """:meth:`losses` as a distributed fit checks its data's first rows
+        before any worker starts: rows holding no modality pass (fit
+        checked the data whole; a worker's step passes over such rows)."""
+        core_batch, w = self._learning_args(batch, None, weights)
+        _refuse_no_rows(core_batch, "compute losses of")
+        return dict(self._core.losses(core_batch, w, False))
 
     @reads
     def temperatures(self) -> Dict[str, float]:
