@@ -95,3 +95,42 @@ def test_a_distributed_fit_still_takes_first_rows_holding_no_modality(monkeypatc
     monkeypatch.setattr(distributed, "_check_fits_cluster", cluster_check)
     with pytest.raises(Reached):
         distributed._RaySteps(model, train, None, None, num_workers=2, cpus_per_worker=1)
+
+
+def unit_embeddings(rows: int) -> np.ndarray:
+    emb = np.random.default_rng(2).normal(size=(rows, 7, E))
+    emb[:, ~BOTH] = 0
+    return (emb / np.maximum(np.linalg.norm(emb, axis=2, keepdims=True), 1e-12)).astype(np.float32)
+
+
+@pytest.mark.parametrize("options, batch, weights, arg, why", [
+    ({"neighborhood_neighbors": 0}, lambda: views(8), {"neighborhood": 1.0}, "weights",
+     r"neighborhood has weight 1.0, but the model's neighborhood_neighbors is 0 \(no neighbours to keep"),
+    ({"neighborhood_neighbors": 0}, lambda: views(8), {"contrastive": 1.0, "neighborhood": 0.5}, "weights",
+     r"neighborhood has weight 0.5, but the model's neighborhood_neighbors is 0"),
+    ({}, lambda: gm.Batch(embeddings=unit_embeddings(8)), {"contrastive": 1.0}, "batch",
+     r"contrastive trains only the encoders .*which recorded embeddings do not reach, so (this step would train "
+     r"nothing|its gradients would be 0)"),
+    ({"encoder_objectives": ("binding",)}, lambda: views(8), {"contrastive": 1.0}, "weights",
+     r"contrastive trains only the encoders .*encoder_objectives=\('binding',\) keeps its gradient from them, so "),
+], ids=["neighborhood-without-neighbours", "neighborhood-beside-others", "contrastive-on-embeddings",
+        "contrastive-kept-from-encoders"])
+def test_train_step_and_backward_refuse_weights_that_train_nothing_as_fit_does(options, batch, weights, arg, why):
+    """fit refuses objectives that train nothing in this model (a neighborhood
+    weight with neighborhood_neighbors=0; only contrastive, with a fixed
+    temperature, on recorded embeddings or kept from the encoders by
+    encoder_objectives), but train_step took them: every gradient 0, an Adam
+    step counted (step 1 -> 2, bias correction moved) and losses reported as
+    if it had trained. Now train_step and backward refuse them by name and
+    the model is left as it was."""
+    model = gm.LearnableMultiModal(embed_dim=E, hidden_dim=16, seed=0, input_dims={"visual": 6, "linguistic": 5}, **options)
+    model.train_step(views(8))
+    model.zero_grad()
+    before = snapshot(model)
+    for call in (model.train_step, model.backward):
+        with pytest.raises(gm.InvalidValueError, match=rf"^{arg}: {why}") as info:
+            call(batch(), weights=weights)
+        assert info.value.arg == arg and snapshot(model) == before
+    assert model.losses(batch(), weights=weights)["total"] >= 0  # a preview trains nothing: allowed
+    model.train_step(views(8), weights={"binding": 1.0})  # an objective that reaches a parameter trains
+    assert model.optimizer_state()["step"] == before[1] + 1

@@ -21,7 +21,8 @@ from .averaging import split_flat
 from .exceptions import GraphemeError, InvalidValueError, NonFiniteError
 from .batch import Batch, Inputs, component_parts, event_components, refuse_non_finite_components
 from .objectives import (
-    OBJECTIVES, all_zero_error, check_something_trains, resolve_weights,
+    OBJECTIVES, _zero_because, all_zero_error, check_something_trains, neighborhood_without_neighbors_error,
+    resolve_weights, unmeasured_objectives,
 )
 from .types import MultiModalEvent
 
@@ -38,6 +39,7 @@ _LOGITS_MAX_MATRICES = 3 * _MODALITY_PAIRS
 #: The positions in OBJECTIVES of the objectives _check_rows_to_learn_from reads first.
 _SEED_CONSISTENCY, _RECONSTRUCTION, _CROSS_MODAL = (OBJECTIVES.index(o) for o in ("seed_consistency", "reconstruction",
                                                                                   "cross_modal"))
+_NEIGHBORHOOD = OBJECTIVES.index("neighborhood")
 
 
 #: How the core's refusal of a batch's own gradients (not of their sum with those accumulated) says it.
@@ -219,7 +221,9 @@ class LearningMixin:
         (:class:`InvalidValueError`; nothing changes), and so, when no
         gradients are accumulated, is one that :meth:`train_step` refuses
         as having nothing to learn from (its gradients would be 0, and the
-        next :meth:`step` an Adam step on them); so is one whose
+        next :meth:`step` an Adam step on them; weights that reach no
+        parameter likewise, and a ``neighborhood`` weight with
+        ``neighborhood_neighbors=0`` always); so is one whose
         gradients, added to those accumulated since :meth:`zero_grad`,
         would leave float32 (:class:`NonFiniteError` naming ``gradients``;
         the accumulated gradients are kept as they were)."""
@@ -239,9 +243,11 @@ class LearningMixin:
         # else zero gradients, which the next step() took as a training step: Adam's count, the
         # draw counter and weight decay moved, and every modality was recorded untrained
         _refuse_no_rows(core_batch, "compute gradients of")
-        if refuse_nothing_to_learn and not self._core.has_gradients():  # zeros added to others: an accumulation as any
-            # the same for a batch on which every weighted objective is 0 (one row of one modality)
-            _check_rows_to_learn_from(core_batch, w, "its gradients would be 0 and the next step() an Adam step on them")
+        whole = refuse_nothing_to_learn and not self._core.has_gradients()  # zeros added to others: an accumulation as any
+        would = "its gradients would be 0 and the next step() an Adam step on them"
+        if whole:  # the same for a batch on which every weighted objective is 0 (one row of one modality)
+            _check_rows_to_learn_from(core_batch, w, would)
+        self._refuse_weights_training_nothing(core_batch, w, whole, would)
         try:
             return dict(self._core.backward(core_batch, w))
         except NonFiniteError as err:
@@ -273,9 +279,13 @@ class LearningMixin:
         or neighborhood weighted, which compare rows; one row of one
         modality, where cross_modal has no other modality to predict it
         from either; rows of one modality each with only cross_modal
-        weighted...), is refused with an :class:`InvalidValueError`, as
-        :func:`fit` refuses such data, and the model is left as it was (its
-        Adam step count and record of trained modalities too).
+        weighted...), or with weights that reach no parameter
+        (``contrastive`` with a fixed temperature on recorded embeddings, or
+        left out of the config's ``encoder_objectives``), is refused with an
+        :class:`InvalidValueError`, as :func:`fit` refuses such data, and the
+        model is left as it was (its Adam step count and record of trained
+        modalities too); so is a ``neighborhood`` weight in a model made
+        with ``neighborhood_neighbors=0``, where it is 0 on every batch.
 
         >>> import numpy as np
         >>> import grapheme_multimodal as gm
@@ -300,6 +310,7 @@ class LearningMixin:
         lr = self._learning_rate(lr)
         if refuse_nothing_to_learn:
             _check_rows_to_learn_from(core_batch, w)
+        self._refuse_weights_training_nothing(core_batch, w, refuse_nothing_to_learn, "this step would train nothing")
         try:
             losses, _ = self._core.train_step(core_batch, w, lr)
         except NonFiniteError as err:
@@ -336,6 +347,37 @@ class LearningMixin:
             f"rewards: the gradients of this batch are not finite: seed_consistency scales each row's term by "
             f"(1 - reward), and rewards up to {largest:.3g} in magnitude overflow float32 in its gradients (with the "
             "rewards clipped to [0, 1] they are finite); expected rewards of moderate size", "rewards")
+
+    def _refuse_weights_training_nothing(self, core: "_CoreBatch", w: List[float], whole: bool, would: str) -> None:
+        """Refuses, as :func:`fit` refuses its objectives, weights that train
+        nothing in this model: a ``neighborhood`` weight with
+        ``neighborhood_neighbors=0`` (0 on every batch, alone or beside
+        others); and, for a step of this batch alone (``whole``), weights
+        whose every objective is 0 on it or reaches no parameter
+        (``contrastive`` with a fixed temperature on recorded embeddings, or
+        one ``encoder_objectives`` leaves out). Either way every gradient
+        was 0 and the step an Adam step on them, counted, without a word."""
+        c = self.config
+        if w[_NEIGHBORHOOD] > 0 and c.neighborhood_neighbors == 0:
+            raise neighborhood_without_neighbors_error(w[_NEIGHBORHOOD], "weights")
+        has_inputs = core.embeddings is None
+        if not whole or has_inputs and c.encoder_objectives is None:  # the common case: every objective reaches one
+            return
+        from .training import untrainable_objectives  # training imports this module
+
+        by_name = dict(zip(OBJECTIVES, w))
+        idle = untrainable_objectives(c.encoder_objectives, c.learnable_temperature, by_name, has_inputs)
+        zero = {} if not idle or core.mask is None else unmeasured_objectives(by_name, core.mask, has_inputs, core.rewards)
+        weighted = [o for o, v in by_name.items() if v > 0]
+        if not idle or any(o not in idle and o not in zero for o in weighted):
+            return
+        said = [o for o in weighted if o in zero and o not in idle]
+        arg, remedy = (("batch", "expected a batch with inputs, or an objective that trains what follows the embeddings "
+                        "(binding, cross_modal, fused_contrastive, seed_consistency)") if not has_inputs
+                       else ("weights", "expected those objectives in the model's encoder_objectives, or an objective "
+                             "it keeps"))
+        clauses = "; ".join(x for x in (_zero_because(zero, said) if said else "", *idle.values()) if x)
+        raise InvalidValueError(f"{arg}: {clauses}, so {would}; {remedy}", arg)
 
     @writes_leaving_weights
     def zero_grad(self) -> None:

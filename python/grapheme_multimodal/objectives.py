@@ -174,6 +174,18 @@ def all_zero_error(given: Optional[Mapping[str, float]], name: str, default: str
     )
 
 
+def neighborhood_without_neighbors_error(weight: float, name: str) -> InvalidValueError:
+    """The refusal (naming the weights' argument ``name``) of a ``neighborhood``
+    weight of ``weight`` > 0 in a model with ``neighborhood_neighbors=0``: no
+    positives, so the objective is 0 on every batch and its weight trains
+    nothing, alone or beside others."""
+    return InvalidValueError(
+        f"{name}: neighborhood has weight {weight}, but the model's neighborhood_neighbors is 0 (no neighbours to "
+        "keep: the objective is 0 on every batch); expected weight 0, or a model made with neighborhood_neighbors >= 1",
+        name,
+    )
+
+
 def unmeasured_objectives(weights: Mapping[str, float], mask: np.ndarray, has_inputs: bool = True,
                           rewards: Optional[np.ndarray] = None) -> Dict[str, str]:
     """The weighted objectives that are 0 on every batch of rows whose

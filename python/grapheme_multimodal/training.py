@@ -41,7 +41,8 @@ from .checkpoint import _checked_epochs
 from .exceptions import ConstantModalityWarning, InvalidValueError, NonFiniteError, ShapeError, UntrainedModalityWarning
 from .objectives import (  # unmeasured_objectives...: train_step's check of one batch shares them
     _ONE_HELD_ROW, _ONE_ROW, _ONE_ROW_REASONS, ONE_ROW_REMEDY, OBJECTIVES, ROW_COMPARING_OBJECTIVES, _zero_because,
-    all_zero_error, check_something_trains, one_row_clause, resolve_weights, split_by_rows, unmeasured_objectives,
+    all_zero_error, check_something_trains, neighborhood_without_neighbors_error, one_row_clause, resolve_weights,
+    split_by_rows, unmeasured_objectives,
 )
 from .types import Modality, MultiModalEvent, bounded_repr
 
@@ -1530,12 +1531,7 @@ def _check_model_computes(model: "LearnableMultiModal", weights: Dict[str, float
             "objectives",
         )
     if weights["neighborhood"] > 0 and model.config.neighborhood_neighbors == 0:
-        raise InvalidValueError(
-            f"objectives: neighborhood has weight {weights['neighborhood']}, but the model's neighborhood_neighbors is 0 "
-            "(no neighbours to keep: the objective is 0 on every batch); expected weight 0, or a model made with "
-            "neighborhood_neighbors >= 1",
-            "objectives",
-        )
+        raise neighborhood_without_neighbors_error(weights["neighborhood"], "objectives")
 
 
 #: The objectives whose gradient reaches the encoders and nothing else
