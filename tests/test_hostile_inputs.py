@@ -800,7 +800,8 @@ def test_a_loss_that_overflows_on_a_recorded_batch_names_the_field_at_fault(fiel
     model = gm.LearnableMultiModal(embed_dim=16, hidden_dim=32, seed=0)
     emb = np.random.default_rng(0).normal(size=(8, 7, 16)).astype(np.float32)
     emb /= np.linalg.norm(emb, axis=2, keepdims=True)
-    weights = {"seed_consistency": 1.0} if field != "embeddings" else {"contrastive": 1.0}
+    # contrastive alone trains nothing on recorded embeddings (refused first): binding beside it does
+    weights = {"seed_consistency": 1.0} if field != "embeddings" else {"contrastive": 1.0, "binding": 1.0}
     with pytest.raises(gm.NonFiniteError, match=rf"^{field}: the \w+ loss of this batch is not finite: it overflows float32 on the batch's {field}") as err:
         model.train_step(batch(emb), weights=weights)
     assert err.value.arg == field

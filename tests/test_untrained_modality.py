@@ -115,7 +115,7 @@ def test_a_refused_step_records_nothing():
 
 def test_objectives_kept_from_the_encoders_train_none():
     model = make(encoder_objectives=("fused_contrastive",))
-    model.train_step(views(6), weights={"contrastive": 1.0})
+    model.train_step(views(6), weights={"contrastive": 1.0, "binding": 1.0})  # the binder trains, no encoder
     assert model.trained_modalities == {}
     model.train_step(views(6), weights={"fused_contrastive": 1.0})
     assert set(model.trained_modalities) == {gm.Modality.VISUAL, gm.Modality.AUDITORY}
