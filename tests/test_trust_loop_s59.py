@@ -134,3 +134,25 @@ def test_train_step_and_backward_refuse_weights_that_train_nothing_as_fit_does(o
     assert model.losses(batch(), weights=weights)["total"] >= 0  # a preview trains nothing: allowed
     model.train_step(views(8), weights={"binding": 1.0})  # an objective that reaches a parameter trains
     assert model.optimizer_state()["step"] == before[1] + 1
+
+
+def test_load_state_dict_leaves_adam_and_the_gradients_as_its_docstring_says():
+    """Nothing said what load_state_dict does to Adam's state and the
+    accumulated gradients (a PyTorch user assumes both are left alone, as a
+    module's load leaves its optimizer and .grad). Its docstring now says so;
+    this pins it, and that load_optimizer_state beside it resumes bit for bit."""
+    source, target = small(), small()
+    for _ in range(2):
+        source.train_step(views(8))
+    target.train_step(views(8, seed=3))
+    target.backward(views(8, seed=4))
+    adam, grads = target.optimizer_state(), target.gradients()
+    target.load_state_dict(source.state_dict())
+    after = target.optimizer_state()
+    assert (after["step"], after["rng_counter"]) == (adam["step"], adam["rng_counter"])
+    assert all(np.array_equal(after["exp_avg"][k], adam["exp_avg"][k]) for k in adam["exp_avg"])
+    assert all(np.array_equal(g, grads[k]) for k, g in target.gradients().items()) and target.has_gradients()
+    assert "Adam's state" in gm.LearnableMultiModal.load_state_dict.__doc__
+    target.load_optimizer_state(source.optimizer_state())
+    assert target.train_step(views(8, seed=5)) == source.train_step(views(8, seed=5))
+    assert all(np.array_equal(v, source.state_dict()[k]) for k, v in target.state_dict().items())

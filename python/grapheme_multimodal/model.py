@@ -545,7 +545,14 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         unknown as the model trains on, as for a checkpoint from before the
         record). A load that leaves every encoder's own tensors as they
         were (other components only, with ``strict=False``, or the same
-        values) keeps the record."""
+        values) keeps the record.
+
+        Adam's state (:meth:`optimizer_state`: moments, step count, draw
+        counter) and the accumulated gradients are left as they are, as
+        PyTorch's ``module.load_state_dict`` leaves the optimizer and each
+        ``.grad``: restore them with :meth:`load_optimizer_state` (training
+        then resumes bit for bit), or start afresh with
+        :meth:`reset_optimizer` and :meth:`zero_grad`."""
         strict = check_flag(strict, "strict")  # "False" would be true: the strict check, not what was asked
         if not isinstance(state_dict, Mapping):
             raise TypeError(f"state_dict: expected a mapping name -> array, got {type(state_dict).__name__}")
