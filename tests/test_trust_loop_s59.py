@@ -156,3 +156,35 @@ def test_load_state_dict_leaves_adam_and_the_gradients_as_its_docstring_says():
     target.load_optimizer_state(source.optimizer_state())
     assert target.train_step(views(8, seed=5)) == source.train_step(views(8, seed=5))
     assert all(np.array_equal(v, source.state_dict()[k]) for k, v in target.state_dict().items())
+
+
+@pytest.mark.parametrize("call", [
+    lambda m: m.apply_gradients({k: (v > 0) if k == "binder.bias" else v for k, v in m.gradients().items()}),
+    lambda m: m.load_state_dict({k: (v > 0) if k == "binder.bias" else v for k, v in m.state_dict().items()}),
+    lambda m: m.load_optimizer_state({**m.optimizer_state(), "exp_avg_sq": {
+        k: (v >= 0) if k == "binder.bias" else v for k, v in m.optimizer_state()["exp_avg_sq"].items()}}),
+], ids=["apply_gradients", "load_state_dict", "load_optimizer_state"])
+def test_boolean_gradients_weights_or_moments_are_refused(call):
+    """A mask passed where a tensor belongs (grads = {k: g > 0}, a weight or
+    moment of dtype bool) was applied as 1.0 and 0.0 without a word, while
+    rewards refuse booleans. Now it is a TypeError naming the tensor, and the
+    model is left as it was."""
+    model = small()
+    model.train_step(views(8))
+    before = snapshot(model)
+    with pytest.raises(TypeError, match=r"\['binder\.bias'\]: expected real numbers, got array of shape \(1,\) and "
+                                        r"dtype bool; a bool is not taken as a number"):
+        call(model)
+    assert snapshot(model) == before
+    model.apply_gradients({k: v.astype(np.float64) for k, v in model.gradients().items()})  # numbers: taken
+    assert model.optimizer_state()["step"] == before[1] + 1
+
+
+def test_boolean_fused_targets_are_refused_as_boolean_rewards_are():
+    """Batch.fused of dtype bool (seed_consistency's targets) was read as 1.0
+    and 0.0, while rewards of dtype bool are refused. Now both are."""
+    model = small()
+    emb = unit_embeddings(4)
+    with pytest.raises(TypeError, match=r"^fused: expected real numbers, got array of shape \(4, 8\) and dtype bool"):
+        model.losses(gm.Batch(embeddings=emb, fused=np.ones((4, E), bool)))
+    assert model.losses(gm.Batch(embeddings=emb, fused=np.ones((4, E))))["seed_consistency"] >= 0

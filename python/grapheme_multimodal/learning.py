@@ -533,7 +533,9 @@ class LearningMixin:
             core.embeddings, core.mask = self._embeddings_and_mask(batch.embeddings, batch.mask)
         b = core.components[0] if core.components is not None else len(core.mask)
         if batch.fused is not None:
-            core.fused = as_float32(batch.fused, "fused", 2, (b, e))
+            fused = as_real_array(batch.fused, "fused")
+            refuse_bools(fused, "fused")  # seed_consistency's targets, numbers as the rewards are
+            core.fused = as_float32(fused, "fused", 2, (b, e))
         if batch.rewards is not None:
             rewards = as_real_array(batch.rewards, "rewards")
             refuse_bools(rewards, "rewards")

@@ -41,6 +41,7 @@ from ._validation import (
     named_inputs,
     plain_names,
     refuse_beyond_budget,
+    refuse_bools,
     refuse_duplicate_columns,
     refuse_float32_underflow_columns,
     refuse_reordered_fitted_columns,
@@ -1635,9 +1636,13 @@ def _common_prefixes(unknown: Sequence[Any], missing: Sequence[str]) -> List[str
 
 def _checked_tensor(value: Any, name: str, shape: Tuple[int, ...]) -> np.ndarray:
     """A tensor of a state dict (a parameter, or a standardisation's mean or
-    std) as float32 of ``shape``, finite; errors name it ``name``."""
+    std), a gradient or an Adam moment, as float32 of ``shape``, finite;
+    errors name it ``name``. Booleans are refused: a mask given for a
+    gradient (``g > 0``) or a weight was applied as 1.0 and 0.0 without a word."""
     if is_masked_array(value):  # as_float32's remedy (rows left out with mask=) is for inputs
         value = unmasked(value, name, "plain numbers", "pass its values: x.filled(...) or x.data")
+    value = as_real_array(value, name)
+    refuse_bools(value, name)
     arr = as_float32(value, name, len(shape), shape)
     if not np.isfinite(arr).all():
         raise NonFiniteError(f"{name}: contains NaN or inf; expected finite numbers", name)
