@@ -188,3 +188,26 @@ def test_boolean_fused_targets_are_refused_as_boolean_rewards_are():
     with pytest.raises(TypeError, match=r"^fused: expected real numbers, got array of shape \(4, 8\) and dtype bool"):
         model.losses(gm.Batch(embeddings=emb, fused=np.ones((4, E), bool)))
     assert model.losses(gm.Batch(embeddings=emb, fused=np.ones((4, E))))["seed_consistency"] >= 0
+
+
+@pytest.mark.parametrize("make", [
+    lambda: gm.Batch(inputs=views(8), rewards=np.full(8, 0.9)),
+    lambda: gm.Batch(embeddings=unit_embeddings(8), rewards=np.zeros(8)),
+], ids=["inputs", "embeddings"])
+def test_rewards_without_fused_are_refused_not_ignored(make):
+    """Rewards are read by seed_consistency alone, which needs the recorded
+    fused embeddings; a batch with rewards but no fused trained and reported
+    losses as if the rewards were not there (a reinforcement learner's
+    weighting of its rows dropped without a word). Now losses, backward and
+    train_step refuse it, naming rewards, and the model is left as it was."""
+    model = small()
+    before = snapshot(model)
+    for call in (model.losses, model.backward, model.train_step):
+        with pytest.raises(gm.InvalidValueError, match=r"^rewards: given without fused; only seed_consistency reads "
+                                                       r"them .*expected Batch\.fused \[B, E\] beside them") as info:
+            call(make())
+        assert info.value.arg == "rewards" and snapshot(model) == before
+    batch = make()
+    fused = model.fuse(unit_embeddings(8))
+    with_fused = gm.Batch(inputs=batch.inputs, embeddings=batch.embeddings, fused=fused, rewards=batch.rewards)
+    assert "seed_consistency" in model.train_step(with_fused)

@@ -58,7 +58,8 @@ class Batch:
       ``seed_consistency`` (the original's experience form is
       ``Batch(embeddings=..., fused=..., rewards=...)``).
     - ``rewards [B]``: ``seed_consistency`` weighs row ``r`` by
-      ``1 - rewards[r]`` (default 0, i.e. weight 1).
+      ``1 - rewards[r]`` (default 0, i.e. weight 1). Only it reads them,
+      so they need ``fused`` (the model refuses rewards without it).
 
     >>> import numpy as np
     >>> b = Batch(inputs={"visual": np.zeros((4, 18)), "linguistic": np.ones((4, 18))})

@@ -537,6 +537,11 @@ class LearningMixin:
             refuse_bools(fused, "fused")  # seed_consistency's targets, numbers as the rewards are
             core.fused = as_float32(fused, "fused", 2, (b, e))
         if batch.rewards is not None:
+            if batch.fused is None:  # else ignored without a word: weighing the rows of no objective
+                raise InvalidValueError(
+                    "rewards: given without fused; only seed_consistency reads them (it weighs row r by "
+                    "1 - rewards[r]), and it needs the batch's recorded fused embeddings; expected Batch.fused [B, E] "
+                    "beside them, or no rewards", "rewards")
             rewards = as_real_array(batch.rewards, "rewards")
             refuse_bools(rewards, "rewards")
             core.rewards = as_float32(rewards, "rewards", 1, (b,))
