@@ -167,7 +167,7 @@ def test_a_ctrl_c_during_a_load_leaves_later_models_buffer_checked_up_front(tmp_
     with pytest.raises(gm.TooLargeError, match="buffer_size"):
         gm.LearnableMultiModal(buffer_size=2**32)
     gm.LearnableMultiModal(seed=0, embed_dim=4, hidden_dim=4, num_heads=1).save(tmp_path / "m.st")
-    with _ctrl_c_as("set", "_for_saved_state"):
+    with _ctrl_c_as("set", "_built_for_saved_state"):
         gm.LearnableMultiModal.load(tmp_path / "m.st")
     with pytest.raises(gm.TooLargeError, match="buffer_size"):
         gm.LearnableMultiModal(buffer_size=2**32)

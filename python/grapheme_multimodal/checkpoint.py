@@ -321,14 +321,14 @@ _ONE_MODEL_SLACK = 64 * 2**20
 
 def _new_model(meta: Mapping[str, Any], prefix: str = "", slack: int = 0) -> "LearnableMultiModal":
     """A fresh model of ``meta``'s config, after checking the metadata keys
-    (its buffer's capacity not refused up front: see :func:`~grapheme_multimodal.model._for_saved_state`)
+    (its buffer's capacity not refused up front: see :func:`~grapheme_multimodal.model._built_for_saved_state`)
     and, while a file is read, that the file holds the tensors (names
     beginning with ``prefix``) such a model needs (its weights and Adam
     moments, 12 bytes a parameter; a model past that by more than ``slack``
     bytes built is refused): else a forged config built a model (weights
     and training state, 36 bytes a parameter) far larger than the file
     before its tensors were found not to fit it."""
-    from .model import LearnableMultiModal, _for_saved_state
+    from .model import _built_for_saved_state
 
     if not isinstance(meta, Mapping):
         raise InvalidValueError(f"metadata: expected a mapping, got {type(meta).__name__}", "metadata")
@@ -351,8 +351,7 @@ def _new_model(meta: Mapping[str, Any], prefix: str = "", slack: int = 0) -> "Le
                 f"config: makes a model of {params:,} parameters, whose weights and Adam moments take "
                 f"{_FILE_BYTES_PER_PARAMETER * params:,} bytes, but the file holds {held:,} bytes of its tensors", "config",
             )
-    with _for_saved_state():
-        return LearnableMultiModal(config)
+    return _built_for_saved_state(config)
 
 
 def _restore(model: "LearnableMultiModal", tensors: Dict[str, np.ndarray], meta: Mapping[str, Any]) -> "LearnableMultiModal":

@@ -1568,20 +1568,25 @@ def untrained_message(m: int, rows: Sequence[int]) -> str:
     )
 
 
-#: True while a model is rebuilt from saved state (:func:`_for_saved_state`).
+#: True while a model is rebuilt from saved state (:func:`_built_for_saved_state`).
 _rebuilding: "contextvars.ContextVar[bool]" = contextvars.ContextVar("_rebuilding", default=False)
 
 
-@contextlib.contextmanager
-def _for_saved_state() -> Iterator[None]:
-    """``with _for_saved_state():`` models built in the block are for saved state
-    (a checkpoint, a pickle, a Ray replica): their buffer's capacity, set
-    where the state was saved, is checked against this machine's memory only
-    as the buffer grows, not refused up front."""
+def _built_for_saved_state(config: LearnableMultiModalConfig) -> "LearnableMultiModal":
+    """A model of ``config`` for saved state (a checkpoint, a pickle, a Ray
+    replica): its buffer's capacity, set where the state was saved, is
+    checked against this machine's memory only as the buffer grows, not
+    refused up front.
+
+    A function, not a context manager: a Ctrl-C as contextlib's
+    ``__enter__`` returned or its ``__exit__`` began left the mark set
+    while the interrupt was alive (in its handler; a notebook keeps the
+    last one), and a model made there of a ``buffer_size`` past memory was
+    not refused naming it. Set in the try whose finally puts it back."""
     previous = _rebuilding.get()
     try:
-        _rebuilding.set(True)  # in the try, put back as it was (io.writing_together says why)
-        yield
+        _rebuilding.set(True)
+        return LearnableMultiModal(config)
     finally:
         _rebuilding.set(previous)
 

@@ -1,0 +1,55 @@
+"""Marks set around a block and taken off after it, under a Ctrl-C at
+every point of their short critical sections (``ctrl_c_sweep``): a
+contextlib context manager kept its mark while the interrupt was alive
+(in its handler; a notebook keeps the last one) when the Ctrl-C landed as
+its ``__enter__`` returned or its ``__exit__`` began. Each test failed
+before its fix."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+import grapheme_multimodal as gm
+from grapheme_multimodal import checkpoint, io
+
+from ctrl_c_sweep import interrupted_at
+
+pytestmark = [
+    pytest.mark.usefixtures("default_sigint"),  # CI runs pytest with SIGINT ignored: no Ctrl-C would land
+    pytest.mark.skipif(sys.platform == "win32", reason="a real SIGINT sent to the process itself"),
+]
+
+
+def in_code(*where: tuple):
+    """The code a sweep sends its Ctrl-C into: each ``(module, names)``'s
+    functions (and what they call: contextlib's ``__enter__``/``__exit__``)."""
+    return lambda code: any(code.co_filename == module.__file__ and code.co_name in names for module, names in where)
+
+
+def test_a_ctrl_c_as_a_load_builds_its_model_leaves_buffer_sizes_checked_in_its_handler(tmp_path) -> None:
+    """Before: a Ctrl-C as a load entered or left its block that marks the
+    model it builds as saved state (contextlib's ``__enter__`` returning)
+    left the mark while the interrupt was handled: a
+    ``LearnableMultiModal(buffer_size=2**32)`` made in the handler (or in a
+    notebook's next cell) was made without a word, its buffer refused only
+    as it grew. Now it is refused up front, naming ``buffer_size``."""
+    gm.LearnableMultiModal(seed=0, embed_dim=4, hidden_dim=4, num_heads=1, buffer_size=2).save(tmp_path / "m.st")
+    wrong, n = [], 0
+
+    def huge_buffer_refused() -> None:
+        try:
+            gm.LearnableMultiModal(seed=0, embed_dim=4, hidden_dim=4, num_heads=1, buffer_size=2**32)
+        except gm.TooLargeError as err:
+            assert "buffer_size" in str(err)
+        else:
+            wrong.append(n)
+
+    while True:
+        n += 1
+        if not interrupted_at(n, lambda: gm.LearnableMultiModal.load(tmp_path / "m.st"),
+                              in_code((checkpoint, ("_new_model",))), handler=huge_buffer_refused):
+            break
+    assert n > 10, f"the sweep reached {n} points only"
+    assert wrong == [], f"a Ctrl-C at points {wrong} let a buffer past memory through in its handler"
