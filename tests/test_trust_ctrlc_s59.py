@@ -53,3 +53,38 @@ def test_a_ctrl_c_as_a_load_builds_its_model_leaves_buffer_sizes_checked_in_its_
             break
     assert n > 10, f"the sweep reached {n} points only"
     assert wrong == [], f"a Ctrl-C at points {wrong} let a buffer past memory through in its handler"
+
+
+def test_a_ctrl_c_as_the_library_s_writing_together_block_opens_or_closes_never_swallows_a_later_save(tmp_path) -> None:
+    """Before: the demo's result (``run_demo``) and the command line's were
+    written in a ``with writing_together():`` block; a Ctrl-C as
+    contextlib's ``__enter__`` returned or its ``__exit__`` began left the
+    block open while the interrupt was alive: a model saved in the handler
+    (or in a notebook's next cell) returned as saved, but its file was
+    staged into the dead block, never written, and removed when the
+    interrupt was dropped. Now (``call_writing_together``, what they call)
+    the save in the handler is on disk, the block's own target is old or
+    new whole, and no temporary file is left."""
+    target, rescue = tmp_path / "result.bin", tmp_path / "rescue.bin"
+    wrong, n = [], 0
+
+    def write_result() -> None:
+        io.atomic_write_bytes(target, b"new")
+
+    def saved_in_the_handler() -> None:
+        io.atomic_write_bytes(rescue, b"rescue")
+        if not rescue.exists():
+            wrong.append((n, "the handler's save was not written"))
+
+    while True:
+        n += 1
+        io.atomic_write_bytes(target, b"old")
+        rescue.unlink(missing_ok=True)
+        if not interrupted_at(n, lambda: io.call_writing_together(write_result),
+                              in_code((io, ("call_writing_together", "_commit_together"))), handler=saved_in_the_handler):
+            break
+        if target.read_bytes() not in (b"old", b"new") or sorted(p.name for p in tmp_path.iterdir()) != ["rescue.bin", "result.bin"]:
+            wrong.append((n, f"left {target.read_bytes()!r}, {sorted(p.name for p in tmp_path.iterdir())}"))
+    assert n > 5, f"the sweep reached {n} points only"
+    assert target.read_bytes() == b"new"
+    assert wrong == [], wrong[:5]

@@ -859,8 +859,8 @@ def _modality_args(p: argparse.ArgumentParser) -> None:
 
 # ------------------------------------------------------------------ commands
 def _demo(args: argparse.Namespace) -> int:
-    from .demo import demo_files, run_demo
-    from .io import atomic_write_bytes, writing_together
+    from .demo import DemoResult, demo_files, run_demo
+    from .io import atomic_write_bytes, call_writing_together
     from .uci import TrainingSettings
 
     settings = TrainingSettings(seed=_seed(args.seed))
@@ -875,7 +875,7 @@ def _demo(args: argparse.Namespace) -> int:
         _check_outputs(outputs, {}, args.overwrite, writes={"--json": ".json"})
         # the folder's files and the JSON are one result, all or none: the JSON written after the folder, a
         # --json name taken meanwhile (or a full disk) left a run folder that looked complete beside no table
-        with _keeping_new(outputs, args.overwrite), writing_together():
+        def run_and_write() -> DemoResult:
             try:
                 result = run_demo(args.out, settings, progress=not args.no_progress, members=args.members)
             except (GraphemeError, TypeError) as err:  # fit's refusal of an epoch count past Adam's step counter
@@ -885,6 +885,10 @@ def _demo(args: argparse.Namespace) -> int:
                 rows = [{"measure": n, "ours": o, "anchor": a, "anchor_is": s} for n, o, a, s in result.rows]
                 table = {"rows": rows, "notes": result.notes, "seconds": result.seconds}
                 atomic_write_bytes(args.json, json.dumps(table, indent=2).encode())
+            return result
+
+        with _keeping_new(outputs, args.overwrite):
+            result = call_writing_together(run_and_write)
     print()
     print(result.table())
     print()

@@ -25,7 +25,7 @@ import numpy as np
 from ._readonly import ReadOnlyMapping
 from .datasets import INSTALL_HINT, load_multiple_features, train_test_split
 from .evaluation import RETRIEVAL_METRICS, Anchors, ModelScores, compute_anchors, evaluate_model, pair_key, two_view_key
-from .io import PathLike, as_path, check_write_target, file_kind, name_too_long, removing_new_folders, writing_together
+from .io import PathLike, as_path, call_writing_together, check_write_target, file_kind, name_too_long, removing_new_folders
 from .metrics import _sklearn
 from .plotting import _figure_class, plot_attention, plot_history
 from ._validation import IntLike, check_flag, describe
@@ -192,9 +192,7 @@ def _run_demo(out_dir: PathLike, settings: TrainingSettings, progress: bool, log
     ours = evaluate_model(embedder, train, test, seed=settings.seed)
     result.rows, result.notes = table_rows(ours, compute_anchors(train, test, multiview=()))
     result.files = files
-    # One result, all or none: written file by file, a run that failed at the second figure (or was
-    # interrupted) left a checkpoint and the curves, a run folder that looked complete.
-    with writing_together():
+    def write_files() -> None:
         if len(models) == 1:
             model.save(result.files["checkpoint"], include_experience=False)
         else:
@@ -206,6 +204,10 @@ def _run_demo(out_dir: PathLike, settings: TrainingSettings, progress: bool, log
         plot_attention(per_class, [f"digit {c}" for c in range(10)], result.files["attention"],
                        title="mean attention of the fused query over the views",
                        column_labels={m: f"{v} ({m})" for v, m in VIEW_MODALITIES.items()})
+
+    # One result, all or none: written file by file, a run that failed at the second figure (or was
+    # interrupted) left a checkpoint and the curves, a run folder that looked complete.
+    call_writing_together(write_files)
     result.seconds = time.perf_counter() - start
     return result
 

@@ -47,7 +47,7 @@ import threading
 import time
 import zlib
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Dict, Iterator, List, Mapping, NamedTuple, NoReturn, Optional, Sequence, Tuple, Union
+from typing import Any, BinaryIO, Callable, Dict, Iterator, List, Mapping, NamedTuple, NoReturn, Optional, Sequence, Tuple, TypeVar, Union
 
 import numpy as np
 
@@ -61,6 +61,7 @@ except ImportError:  # pragma: no cover - Windows: orphans are left alone
     fcntl = None  # type: ignore[assignment]
 
 PathLike = Union[str, "os.PathLike[str]"]
+_T = TypeVar("_T")
 
 
 # ---------------------------------------------------------------------------------------------- saves at exit
@@ -363,14 +364,47 @@ def writing_together() -> Iterator[None]:
             yield
         finally:
             _TOGETHER.set(None)
-        # The renames at its end are a save in flight, which the interpreter's exit waits for (each file was
-        # one while it was written); the block's own work is not: it may be anything, for any time. Refused
-        # once the exit has begun: the staged files are discarded below.
-        with saving():
-            _commit(together.staged)
+        _commit_together(together)
     except BaseException:
         _discard(together.staged)  # those the commit had not taken (Ctrl-C before it did, as the block ended)
         raise
+
+
+def call_writing_together(function: Callable[[], _T]) -> _T:
+    """``function()`` as the body of a :func:`writing_together` block: its
+    saves all written when it returns, or none when it raises.
+
+    A function, for this library's own blocks (the demo's result, the
+    command line's): a Ctrl-C as contextlib's ``__enter__`` returned or
+    its ``__exit__`` began kept the block's generator suspended, the block
+    open, while the interrupt was alive (in its handler; a notebook keeps
+    the last one): a save made there (a model saved in the handler, or in
+    the next cell) was staged into the dead block, never written, and its
+    file removed when the interrupt was dropped. Here the block is opened
+    in the try whose finally closes it."""
+    if _TOGETHER.get() is not None:  # inside another block: joins it
+        return function()
+    together = _Together()
+    try:
+        try:
+            _TOGETHER.set(together)
+            result = function()
+        finally:
+            _TOGETHER.set(None)
+        _commit_together(together)
+    except BaseException:
+        _discard(together.staged)  # those the commit had not taken (Ctrl-C before it did, as the block ended)
+        raise
+    return result
+
+
+def _commit_together(together: "_Together") -> None:
+    """Gives the files of a :func:`writing_together` block that ended their names."""
+    # The renames at its end are a save in flight, which the interpreter's exit waits for (each file was
+    # one while it was written); the block's own work is not: it may be anything, for any time. Refused
+    # once the exit has begun: the caller discards the staged files.
+    with saving():
+        _commit(together.staged)
 
 
 class _Staged(NamedTuple):
