@@ -8,11 +8,13 @@ before its fix."""
 from __future__ import annotations
 
 import sys
+import warnings
 
+import numpy as np
 import pytest
 
 import grapheme_multimodal as gm
-from grapheme_multimodal import checkpoint, io
+from grapheme_multimodal import checkpoint, io, stopping
 
 from ctrl_c_sweep import interrupted_at
 
@@ -88,3 +90,58 @@ def test_a_ctrl_c_as_the_library_s_writing_together_block_opens_or_closes_never_
     assert n > 5, f"the sweep reached {n} points only"
     assert target.read_bytes() == b"new"
     assert wrong == [], wrong[:5]
+
+
+DIMS = {"visual": 3, "auditory": 2}
+
+
+def small_model() -> gm.LearnableMultiModal:
+    return gm.LearnableMultiModal(embed_dim=4, hidden_dim=4, num_heads=1, seed=0, input_dims=DIMS, encoder_hidden=(4,))
+
+
+def rows(n: int) -> dict:
+    rng = np.random.default_rng(0)
+    return {m: rng.normal(size=(n, d)).astype(np.float32) for m, d in DIMS.items()}
+
+
+def constant_modality_warnings() -> list:
+    """What a plain fit says of a modality the same in every row (it trains on all of them)."""
+    x = rows(12)
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        small_model().fit({"visual": x["visual"], "auditory": np.ones_like(x["auditory"])}, epochs=1, batch_size=12,
+                          progress=False)
+    return [str(w.message) for w in said if issubclass(w.category, gm.ConstantModalityWarning)]
+
+
+@pytest.mark.parametrize("n_rows, split", [(80, "a slice held out"), (12, "cross-validation folds")])
+def test_a_ctrl_c_as_fit_with_stopping_trains_on_a_split_leaves_a_plain_fit_in_its_handler_plain(n_rows, split) -> None:
+    """Before: a Ctrl-C as ``fit_with_stopping`` entered or left its block
+    that marks fit as training on part of its rows (``with
+    training_on_split(...)``: contextlib's ``__enter__`` returning or its
+    ``__exit__`` beginning) left the mark while the interrupt was alive
+    (and for good when a cycle kept the block from its close): a plain fit
+    in the handler took itself for a cross-validation fold's and said
+    nothing of a modality the same in every row (no
+    ConstantModalityWarning), or for a slice's, its refusals speaking of
+    rows "held out to stop on". Now it says what an uninterrupted one does."""
+    expected = constant_modality_warnings()
+    assert expected, "the reference fit warns"
+    options = dict(validation_fraction=0.2, patience=1, min_validation_rows=3, cv_folds=2, monitor="val_total",
+                   batch_size=64, epochs=1, progress=False)
+    wrong, n = [], 0
+
+    def plain_fit_says_its_own() -> None:
+        said = constant_modality_warnings()
+        if said != expected:
+            wrong.append((n, said))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # few rows: the objectives that compare rows are few
+        while True:
+            n += 1
+            if not interrupted_at(n, lambda: stopping.fit_with_stopping(small_model(), rows(n_rows), **options),
+                                  in_code((stopping, ("fit_with_stopping", "_cv_epochs"))), handler=plain_fit_says_its_own):
+                break
+    assert n > 30, f"the sweep reached {n} points only"
+    assert wrong == [], f"{split}: a Ctrl-C at points {[k for k, _ in wrong]} left a fit in its handler saying {wrong[0][1]}"

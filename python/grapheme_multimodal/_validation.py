@@ -1359,6 +1359,7 @@ def precision_scope(names: Optional[Mapping[str, str]] = None) -> Iterator[_Prec
 
 
 _V = TypeVar("_V")
+_R = TypeVar("_R")
 
 #: False inside a :func:`taking_no_mask` block: the caller takes no mask, and its refusals say nothing of one.
 MASK_TAKEN: "contextvars.ContextVar[bool]" = contextvars.ContextVar("_MASK_TAKEN", default=True)
@@ -1411,6 +1412,25 @@ def context_set(var: "contextvars.ContextVar[_V]", value: _V) -> Iterator[_V]:
     finally:
         if not closed:
             var.set(outer)
+
+
+def call_with_set(var: "contextvars.ContextVar[_V]", value: _V, function: Callable[..., _R], /,
+                  *args: Any, **kwargs: Any) -> _R:
+    """``function(*args, **kwargs)`` with ``var`` set to ``value``, put back
+    as it was after it: :func:`context_set` as a function, for the scopes
+    this library opens around its own calls. A Ctrl-C as contextlib's
+    ``__enter__`` returned or its ``__exit__`` began kept that block's
+    generator suspended, ``var`` set, while the interrupt was alive, and
+    for good when a cycle kept the generator from its close (a frame that
+    held the interrupt: ``fit_with_stopping``'s ``training_on_split``
+    left every later fit of the thread taking itself for a slice's). Here
+    ``var`` is set in the try whose finally puts it back."""
+    outer = var.get()
+    try:
+        var.set(value)
+        return function(*args, **kwargs)
+    finally:
+        var.set(outer)
 
 
 def leave_precision_scopes() -> None:

@@ -36,7 +36,7 @@ from .objectives import OBJECTIVES, nothing_trains, resolve_weights
 from .training import (
     History, _TrainingState, _check_fraction, _check_int, _check_monitor, _checked_metrics, as_dataset, check_something_trains,
     check_validation_measures, overflow_in_user_rows, holdout_rows, refuse_idle_modality_dropout, resolve_mode,
-    training_on_split, scopes_for_fit_of, _all_rows_equal,
+    call_training_on_split, scopes_for_fit_of, _all_rows_equal,
 )
 from .types import Modality
 
@@ -317,9 +317,10 @@ def fit_with_stopping(
                 if epochs > 0:
                     trained = present[fit_rows]
                     model._remember_columns({m: names for m, names in columns.items() if trained[:, m].any()})
-                with training_on_split("slice"):  # its warnings say "the rows trained on", not a `validation` given
-                    history = fit(train, mask=train_mask, validation=held, validation_mask=held_mask, epochs=epochs,
-                                  early_stopping=patience or None, monitor=monitor, **fit_options)
+                # its warnings say "the rows trained on", not a `validation` given
+                history = call_training_on_split("slice", fit, train, mask=train_mask, validation=held,
+                                                 validation_mask=held_mask, epochs=epochs,
+                                                 early_stopping=patience or None, monitor=monitor, **fit_options)
             except BaseException as err:
                 # as fit leaves the model: interrupted, the epochs completed are kept, and their names with them
                 if not isinstance(err, KeyboardInterrupt) or model.epochs_trained == trained_before:
@@ -636,9 +637,9 @@ def _cv_epochs(
         values = []
         for fold, (train, train_mask), (held, held_mask), rows_of in splits:
             try:
-                with training_on_split("fold"):  # what a fold's rows lack, the final fit's may not: it says its own
-                    history = fold.fit(train, mask=train_mask, validation=held, validation_mask=held_mask, epochs=1,
-                                       monitor=monitor, **options)
+                # what a fold's rows lack, the final fit's may not: it says its own
+                history = call_training_on_split("fold", fold.fit, train, mask=train_mask, validation=held,
+                                                 validation_mask=held_mask, epochs=1, monitor=monitor, **options)
             except NonFiniteError as err:  # a row whose encoding overflowed, named as the fold's
                 raise overflow_in_user_rows(err, rows_of, "inputs") from None
             except InvalidValueError as err:

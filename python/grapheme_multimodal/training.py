@@ -29,7 +29,7 @@ from ._parallel import bar_position, check_cancelled
 from ._locking import call_fitting, call_metric, refuse_in_fit, uninterrupted
 from ._validation import MASK_TAKEN as _MASK_TAKEN, taking_no_mask
 from ._validation import (
-    FloatLike, IntLike, as_finite_float, check_flag, check_model, context_set, describe, exact_int, first_in_scope,
+    FloatLike, IntLike, as_finite_float, call_with_set, check_flag, check_model, context_set, describe, exact_int, first_in_scope,
     frame_columns, is_int, leave_precision_scopes, refuse_beyond_budget, refuse_reordered_fitted_names,
     refuse_unpaired_columns, renamed, shown_number, sorted_names, warn_at_caller, wrong_type,
 )
@@ -119,7 +119,7 @@ _FIT_FOR: "contextvars.ContextVar[Optional[Tuple[Any, Any]]]" = contextvars.Cont
 def scopes_for_fit_of(model: "LearnableMultiModal", data: Any) -> Iterator[None]:
     """Inside the block (a call of the user's own ``fit`` function, which
     :func:`~grapheme_multimodal.stopping.fit_with_stopping` takes), the
-    scopes its caller set (:func:`training_on_split`, the data's names in a
+    scopes its caller set (:func:`call_training_on_split`, the data's names in a
     :func:`~._validation.precision_scope`, :func:`constant_rows_refused_as`,
     :func:`taking_no_mask`) hold for the fit of ``model`` on ``data``
     itself (the same objects) only. Another fit there, of another model or
@@ -1217,14 +1217,13 @@ def refuse_idle_modality_dropout(modality_dropout: float, mask: np.ndarray, rows
         )
 
 
-#: Which of its caller's rows fit trains on inside :func:`training_on_split`: ``None`` (the rows it is given,
+#: Which of its caller's rows fit trains on inside :func:`call_training_on_split`: ``None`` (the rows it is given,
 #: as called), ``"slice"`` or ``"fold"``.
 _SPLIT: "contextvars.ContextVar[Optional[str]]" = contextvars.ContextVar("_SPLIT", default=None)
 
 
-@contextlib.contextmanager
-def training_on_split(kind: str) -> Iterator[None]:
-    """Inside the block, fit trains on part of its caller's rows
+def call_training_on_split(kind: str, fit: Callable[..., _R], /, *args: Any, **kwargs: Any) -> _R:
+    """``fit(*args, **kwargs)``, which trains on part of its caller's rows
     (:func:`~grapheme_multimodal.stopping.fit_with_stopping`'s): ``"slice"``,
     the rows a slice held out to stop on leaves (that slice is fit's
     ``validation``), or ``"fold"``, a cross-validation fold's copy of the
@@ -1234,9 +1233,9 @@ def training_on_split(kind: str) -> Iterator[None]:
     the caller's data (a column constant but in one row "holds the same
     values in every row"; a ``validation`` never given named), and in a
     fold it is not said at all (the final fit, on all rows, says what holds
-    of them). Per thread and task, as a context variable."""
-    with context_set(_SPLIT, kind):
-        yield
+    of them). Per thread and task, as a context variable. A function, not
+    a context manager: see :func:`~._validation.call_with_set`."""
+    return call_with_set(_SPLIT, kind, fit, *args, **kwargs)
 
 
 #: How the innermost :func:`constant_rows_refused_as` block says fit's refusal of rows that all standardise to 0.
@@ -1441,7 +1440,7 @@ def _call_outside_scopes(function: Callable[..., _R], *args: Any, **kwargs: Any)
     ``metrics`` function), outside the scopes fit's callers set for their
     own fits (:func:`~._validation.precision_scope`,
     :func:`constant_rows_refused_as`, :func:`taking_no_mask`,
-    :func:`training_on_split`). A metric may fit another model on other
+    :func:`call_training_on_split`). A metric may fit another model on other
     data: that fit is the user's, its data named and checked as fit's own.
 
     Run in a copy of the context with every scope at its default, which
