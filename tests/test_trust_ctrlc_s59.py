@@ -145,3 +145,45 @@ def test_a_ctrl_c_as_fit_with_stopping_trains_on_a_split_leaves_a_plain_fit_in_i
                 break
     assert n > 30, f"the sweep reached {n} points only"
     assert wrong == [], f"{split}: a Ctrl-C at points {[k for k, _ in wrong]} left a fit in its handler saying {wrong[0][1]}"
+
+
+def precision_warnings() -> list:
+    """What a plain fit says of a view float32 cannot hold (1e6 + tiny changes)."""
+    x = rows(12)
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        small_model().fit({"visual": 1e6 + 1e-3 * x["visual"].astype(np.float64), "auditory": x["auditory"]}, epochs=1,
+                          batch_size=12, progress=False)
+    return [str(w.message) for w in said if issubclass(w.category, gm.PrecisionLossWarning)]
+
+
+def test_a_ctrl_c_as_fit_with_stopping_opens_or_closes_its_warnings_scope_leaves_a_plain_fit_s_warnings_its_own() -> None:
+    """Before: a Ctrl-C as ``fit_with_stopping`` entered or left its scope
+    of warnings (``with precision_scope(...)`` in its decorator:
+    contextlib's ``__enter__`` returning or its ``__exit__`` beginning)
+    left the scope while the interrupt was alive: a fit in the handler
+    named its PrecisionLossWarning ``inputs['visual']``, an argument it has
+    not, and the fit after it did not warn at all (said once per scope).
+    Now each says ``data['visual']``, as an uninterrupted thread does."""
+    from grapheme_multimodal import _validation
+
+    expected = precision_warnings()
+    assert len(expected) == 1 and expected[0].startswith("data['visual']"), expected
+    wrong, n = [], 0
+
+    def plain_fits_say_their_own() -> None:
+        said = [precision_warnings(), precision_warnings()]
+        if said != [expected, expected]:
+            wrong.append((n, said))
+
+    options = dict(validation_fraction=0.2, patience=1, min_validation_rows=3, monitor="val_total", batch_size=64,
+                   epochs=1, progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        while True:
+            n += 1
+            if not interrupted_at(n, lambda: stopping.fit_with_stopping(small_model(), rows(80), **options),
+                                  in_code((_validation, ("scoped",))), handler=plain_fits_say_their_own):
+                break
+    assert n > 5, f"the sweep reached {n} points only"
+    assert wrong == [], f"a Ctrl-C at points {[k for k, _ in wrong]} left fits in its handler saying {wrong[0][1]}"

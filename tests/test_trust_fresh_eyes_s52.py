@@ -196,7 +196,7 @@ def test_a_ctrl_c_as_a_training_call_begins_never_silences_later_precision_warni
                                        num_heads=2)
         model.fit(_lossy_views(), epochs=1, batch_size=16, progress=False)
 
-    with _ctrl_c_as("set", "context_set"):  # precision_scope sets its scope there
+    with _ctrl_c_as("set", "call_with_set"):  # precision_scoped sets its scope there
         stopping.fit_with_stopping(gm.LearnableMultiModal(seed=0, input_dims={"visual": 4, "auditory": 3}),
                                    _lossy_views(), validation_fraction=0.1, patience=1, monitor="val_contrastive",
                                    epochs=1, progress=False)

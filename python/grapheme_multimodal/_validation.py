@@ -1352,10 +1352,14 @@ def precision_scope(names: Optional[Mapping[str, str]] = None) -> Iterator[_Prec
     once per name within the outermost block. Setting ``scope.checked``
     after checking the data whole skips the check in the fits that follow
     (in this block only). Per thread and task, as a context variable."""
-    outer = _precision.get()
-    scope = _PrecisionScope(((names or {}),) + (outer.names if outer else ()), outer.warned if outer else set())
-    with context_set(_precision, scope):
+    with context_set(_precision, _inner_scope(names)) as scope:
         yield scope
+
+
+def _inner_scope(names: Optional[Mapping[str, str]]) -> _PrecisionScope:
+    """A :func:`precision_scope` of ``names`` inside the current one."""
+    outer = _precision.get()
+    return _PrecisionScope(((names or {}),) + (outer.names if outer else ()), outer.warned if outer else set())
 
 
 _V = TypeVar("_V")
@@ -1446,13 +1450,16 @@ def leave_precision_scopes() -> None:
 
 def precision_scoped(names: Callable[[], Mapping[str, str]]) -> Callable[[_F], _F]:
     """A decorator: the function runs in a :func:`precision_scope` of
-    ``names()`` (a callable, so that a module may name a table it defines below)."""
+    ``names()`` (a callable, so that a module may name a table it defines
+    below), opened by :func:`call_with_set`: a Ctrl-C as a ``with`` block
+    of it was entered or left kept the scope while the interrupt was alive,
+    and a fit in the handler had its PrecisionLossWarning named by the
+    decorated function's arguments, or not said at all."""
 
     def decorate(function: _F) -> _F:
         @functools.wraps(function)
         def scoped(*args: Any, **kwargs: Any) -> Any:
-            with precision_scope(names()):
-                return function(*args, **kwargs)
+            return call_with_set(_precision, _inner_scope(names()), function, *args, **kwargs)
 
         return scoped  # type: ignore[return-value]
 
