@@ -183,7 +183,45 @@ def test_a_ctrl_c_as_fit_with_stopping_opens_or_closes_its_warnings_scope_leaves
         while True:
             n += 1
             if not interrupted_at(n, lambda: stopping.fit_with_stopping(small_model(), rows(80), **options),
-                                  in_code((_validation, ("scoped",))), handler=plain_fits_say_their_own):
+                                  in_code((_validation, ("scoped", "call_in_precision_scope"))), handler=plain_fits_say_their_own):
                 break
     assert n > 5, f"the sweep reached {n} points only"
     assert wrong == [], f"a Ctrl-C at points {[k for k, _ in wrong]} left fits in its handler saying {wrong[0][1]}"
+
+
+def test_a_ctrl_c_as_a_model_embedder_call_opens_or_closes_its_no_mask_scope_leaves_the_model_s_messages_whole() -> None:
+    """Before: a Ctrl-C as ``evaluation.ModelEmbedder`` entered or left its
+    scope of a caller without a mask (``with taking_no_mask()``:
+    contextlib's ``__enter__`` returning or its ``__exit__`` beginning)
+    left the scope while the interrupt was alive: the model's own refusal
+    of a NaN in a row its mask marks present, called in the handler, lost
+    its "(a row marked present)", the model's caller left guessing which
+    rows it meant. Now it says them, as outside any scope."""
+    from grapheme_multimodal import _validation, evaluation
+
+    model = gm.LearnableMultiModal(embed_dim=4, hidden_dim=4, num_heads=1, seed=0, input_dims={"visual": 3})
+    embedder = evaluation.ModelEmbedder(model, {"a": gm.Modality.VISUAL})
+    nan_row = np.ones((2, 3), np.float32)
+    nan_row[1, 0] = np.nan
+
+    def refusal() -> str:
+        with pytest.raises(gm.NonFiniteError) as err:
+            model.encode({"visual": nan_row})
+        return str(err.value)
+
+    expected = refusal()
+    assert "(a row marked present)" in expected, expected
+    wrong, n = [], 0
+
+    def model_refuses_as_its_own() -> None:
+        if refusal() != expected:
+            wrong.append(n)
+
+    while True:
+        n += 1
+        if not interrupted_at(n, lambda: embedder.embed_fused({"a": np.ones((2, 3), np.float32)}),
+                              in_code((evaluation._embedders, ("_on_views",)), (_validation, ("call_taking_no_mask",))),
+                              handler=model_refuses_as_its_own):
+            break
+    assert n > 5, f"the sweep reached {n} points only"
+    assert wrong == [], f"a Ctrl-C at points {wrong} left the model's refusal in the handler without its rows marked present"

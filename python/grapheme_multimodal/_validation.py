@@ -1356,6 +1356,13 @@ def precision_scope(names: Optional[Mapping[str, str]] = None) -> Iterator[_Prec
         yield scope
 
 
+def call_in_precision_scope(names: Optional[Mapping[str, str]], function: Callable[..., _R], /, *args: Any,
+                            **kwargs: Any) -> _R:
+    """``function(*args, **kwargs)`` in a :func:`precision_scope` of ``names``,
+    opened by :func:`call_with_set` (a Ctrl-C cannot leave it behind)."""
+    return call_with_set(_precision, _inner_scope(names), function, *args, **kwargs)
+
+
 def _inner_scope(names: Optional[Mapping[str, str]]) -> _PrecisionScope:
     """A :func:`precision_scope` of ``names`` inside the current one."""
     outer = _precision.get()
@@ -1385,6 +1392,12 @@ def taking_no_mask() -> Iterator[None]:
     :func:`~._parallel.run_tasks` copy it)."""
     with context_set(MASK_TAKEN, False):
         yield
+
+
+def call_taking_no_mask(function: Callable[..., _R], /, *args: Any, **kwargs: Any) -> _R:
+    """``function(*args, **kwargs)`` in a :func:`taking_no_mask` scope,
+    opened by :func:`call_with_set` (a Ctrl-C cannot leave it behind)."""
+    return call_with_set(MASK_TAKEN, False, function, *args, **kwargs)
 
 
 @contextlib.contextmanager
@@ -1459,7 +1472,7 @@ def precision_scoped(names: Callable[[], Mapping[str, str]]) -> Callable[[_F], _
     def decorate(function: _F) -> _F:
         @functools.wraps(function)
         def scoped(*args: Any, **kwargs: Any) -> Any:
-            return call_with_set(_precision, _inner_scope(names()), function, *args, **kwargs)
+            return call_in_precision_scope(names(), function, *args, **kwargs)
 
         return scoped  # type: ignore[return-value]
 

@@ -46,7 +46,7 @@ except ModuleNotFoundError as exc:  # pragma: no cover - exercised only without 
 from ._core import NUM_MODALITIES
 from ._locking import refuse_in_fit, uninterrupted, writes
 from ._ray_address import CONNECT_TIMEOUT_S, _check_ray_address
-from ._validation import FLOAT32_MAX, IntLike, as_real_array, is_int, precision_scope, renamed
+from ._validation import FLOAT32_MAX, IntLike, as_real_array, is_int, call_in_precision_scope, renamed
 from .exceptions import CheckpointError, GraphemeError, InvalidValueError, NonFiniteError, ShapeError, UntrainedModalityWarning
 from .model import LearnableMultiModal
 from .objectives import OBJECTIVES, resolve_weights
@@ -1184,8 +1184,9 @@ def fit(
     )
     names = {inner: (_column_name(inner, column), column) for inner, column in named.items()}
     try:
-        with precision_scope({inner: shown for inner, (shown, _) in names.items()}):  # a PrecisionLossWarning names the column too
-            return _fit(model, data, _steps=steps, **fit_options)
+        # a PrecisionLossWarning names the column too
+        return call_in_precision_scope({inner: shown for inner, (shown, _) in names.items()}, _fit, model, data,
+                                       _steps=steps, **fit_options)
     except (GraphemeError, TypeError) as err:
         renaming = _named_by_columns(err, names)
         if renaming is err:

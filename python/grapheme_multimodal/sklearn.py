@@ -45,7 +45,7 @@ from ._parallel import resolve_n_jobs, run_tasks, shared_snapshot
 from ._validation import (
     IntLike,
     FLOAT32_MAX, as_float32, as_seed, describe, is_int, is_iterable, is_masked_array, non_finite_message,
-    over_float64, plain_names, precision_scope, refuse_beyond_memory,
+    over_float64, plain_names, call_in_precision_scope, refuse_beyond_memory,
     refuse_duplicate_columns, refuse_graph_rows, refuse_networkx_graphs, refuse_structured, refuse_vector_columns, refuse_temporal_columns, refuse_unpaired_frames, renamed, shown_int,
     warn_precision_loss,
 )
@@ -55,7 +55,7 @@ from .exceptions import GraphemeError, InvalidTypeError, InvalidValueError, NonF
 from .metrics import unit_side_by_side
 from .model import LearnableMultiModal
 from .stopping import fit_with_stopping, planned_folds
-from .training import constant_rows_refused_as, grown_by_learning_rate, overflow_in_user_rows
+from .training import call_with_constant_rows_refused_as, grown_by_learning_rate, overflow_in_user_rows
 from .types import Modality
 from .uci import TrainingSettings, check_weights, member_seeds, members_within_memory
 
@@ -441,9 +441,9 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
         views_of = {"data": "Xs", "inputs": "Xs"}
         for i, m in enumerate(self.modalities_):
             views_of.update({f"data[{str(m)!r}]": f"Xs[{i}]", f"inputs[{str(m)!r}]": f"Xs[{i}]"})
-        with precision_scope(views_of):
-            histories = run_tasks([partial(self._train_member, model, settings, seed, inputs, mask, progress)
-                                   for seed, model in zip(seeds, models)], jobs)
+        histories = call_in_precision_scope(views_of, run_tasks, [
+            partial(self._train_member, model, settings, seed, inputs, mask, progress)
+            for seed, model in zip(seeds, models)], jobs)
         # the views' column names (scikit-learn's feature_names_in_ of one view, or each view's), kept by the
         # models too: model_ saved and used alone (model_.encode, grapheme-mm embed) refuses them reordered
         seen = [getattr(self, "feature_names_in_", None)] if len(views) == 1 else self._view_columns
@@ -476,25 +476,25 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
         # the fit trains on (less a validation split or a fold); sklearn's checks look for "1 sample"
         views = {str(m): f"Xs[{i}]" for i, m in enumerate(self.modalities_)}
         try:  # a row whose encoding overflows is named by the model as data['m'] or inputs['m']
-            with constant_rows_refused_as(views, _constant_views_error):
-                return fit_with_stopping(
-                    model,
-                    inputs,
-                    mask=mask,
-                    validation_fraction=self.validation_fraction,
-                    patience=self.patience,
-                    monitor=settings.monitor(len(inputs)),
-                    seed=seed,
-                    min_validation_rows=self.min_validation_rows,
-                    cv_folds=self.cv_folds,
-                    epochs=self.epochs,
-                    batch_size=self.batch_size,
-                    objectives=settings.objectives,
-                    modality_dropout=self.modality_dropout,
-                    ema_decay=self.ema_decay,
-                    standardize=self.standardize,
-                    progress=progress,
-                )
+            return call_with_constant_rows_refused_as(
+                views, _constant_views_error, fit_with_stopping,
+                model,
+                inputs,
+                mask=mask,
+                validation_fraction=self.validation_fraction,
+                patience=self.patience,
+                monitor=settings.monitor(len(inputs)),
+                seed=seed,
+                min_validation_rows=self.min_validation_rows,
+                cv_folds=self.cv_folds,
+                epochs=self.epochs,
+                batch_size=self.batch_size,
+                objectives=settings.objectives,
+                modality_dropout=self.modality_dropout,
+                ema_decay=self.ema_decay,
+                standardize=self.standardize,
+                progress=progress,
+            )
         except GraphemeError as err:
             raise self._as_view_error(err, model.config.learning_rate) from None
 

@@ -36,7 +36,7 @@ from .objectives import OBJECTIVES, nothing_trains, resolve_weights
 from .training import (
     History, _TrainingState, _check_fraction, _check_int, _check_monitor, _checked_metrics, as_dataset, check_something_trains,
     check_validation_measures, overflow_in_user_rows, holdout_rows, refuse_idle_modality_dropout, resolve_mode,
-    call_training_on_split, scopes_for_fit_of, _all_rows_equal,
+    call_for_fit_of, call_training_on_split, _all_rows_equal,
 )
 from .types import Modality
 
@@ -423,8 +423,7 @@ def _returning_history(fit: FitFn, model: "LearnableMultiModal") -> FitFn:
     def checked(*args: Any, **kwargs: Any) -> History:
         before = _TrainingState.of(model)
         # the scopes set for the fit of model on these rows: not for another fit the function may run (a side model's)
-        with scopes_for_fit_of(model, args[0] if args else kwargs.get("inputs")):
-            history = fit(*args, **kwargs)
+        history = call_for_fit_of(model, args[0] if args else kwargs.get("inputs"), fit, *args, **kwargs)
         if not isinstance(history, History):
             before.restore(model)
             raise TypeError(f"fit: returned {describe(history)}; expected the History of the fit it ran (as "

@@ -110,14 +110,13 @@ class History:
         plot_history(self.epochs, path, title=title, best_epoch=self.best_epoch)
 
 
-#: The fit that the scopes set around a caller's own ``fit`` function (:func:`scopes_for_fit_of`) are meant
+#: The fit that the scopes set around a caller's own ``fit`` function (:func:`call_for_fit_of`) are meant
 #: for: ``(model, data)``, or None (no such function called: every fit in the scopes is theirs).
 _FIT_FOR: "contextvars.ContextVar[Optional[Tuple[Any, Any]]]" = contextvars.ContextVar("_FIT_FOR", default=None)
 
 
-@contextlib.contextmanager
-def scopes_for_fit_of(model: "LearnableMultiModal", data: Any) -> Iterator[None]:
-    """Inside the block (a call of the user's own ``fit`` function, which
+def call_for_fit_of(model: "LearnableMultiModal", data: Any, fit: Callable[..., _R], /, *args: Any, **kwargs: Any) -> _R:
+    """``fit(*args, **kwargs)`` (a call of the user's own ``fit`` function, which
     :func:`~grapheme_multimodal.stopping.fit_with_stopping` takes), the
     scopes its caller set (:func:`call_training_on_split`, the data's names in a
     :func:`~._validation.precision_scope`, :func:`constant_rows_refused_as`,
@@ -127,14 +126,14 @@ def scopes_for_fit_of(model: "LearnableMultiModal", data: Any) -> Iterator[None]
     data named and checked as fit's own. Such a fit on other data heard
     "inputs['auditory']: holds the same values in every row holding it among
     the rows trained on (those held out to stop on are not)" of rows no
-    split had held out."""
-    with context_set(_FIT_FOR, (model, data)):
-        yield
+    split had held out. Set by :func:`~._validation.call_with_set`: a Ctrl-C
+    cannot leave it behind."""
+    return call_with_set(_FIT_FOR, (model, data), fit, *args, **kwargs)
 
 
 def _scopes_bound(function: Callable[..., "History"]) -> Callable[..., "History"]:
     """``fit``, run outside its callers' scopes when they were set for
-    another fit (see :func:`scopes_for_fit_of`)."""
+    another fit (see :func:`call_for_fit_of`)."""
 
     @functools.wraps(function)
     def bound(*args: Any, **kwargs: Any) -> "History":
@@ -144,8 +143,7 @@ def _scopes_bound(function: Callable[..., "History"]) -> Callable[..., "History"
         model = args[0] if args else kwargs.get("model")
         data = args[1] if len(args) > 1 else kwargs.get("data")
         if meant[0] is model and meant[1] is data:  # the fit they were set for: nested fits (a metric's) are not
-            with context_set(_FIT_FOR, None):
-                return function(*args, **kwargs)
+            return call_with_set(_FIT_FOR, None, function, *args, **kwargs)
         return _call_outside_scopes(function, *args, **kwargs)
 
     return bound
@@ -1258,6 +1256,14 @@ def constant_rows_refused_as(names: Mapping[str, str], refusal: Callable[[str, s
     context variable (the tasks of :func:`~._parallel.run_tasks` copy it)."""
     with context_set(_CONSTANT_REFUSAL, (names, refusal)):
         yield
+
+
+def call_with_constant_rows_refused_as(names: Mapping[str, str], refusal: Callable[[str, str], Exception],
+                                       function: Callable[..., _R], /, *args: Any, **kwargs: Any) -> _R:
+    """``function(*args, **kwargs)`` in a :func:`constant_rows_refused_as`
+    scope, opened by :func:`~._validation.call_with_set` (a Ctrl-C cannot
+    leave it behind)."""
+    return call_with_set(_CONSTANT_REFUSAL, (names, refusal), function, *args, **kwargs)
 
 
 def _refuse_standardising_to_zero(model: "LearnableMultiModal", train: "_Dataset", train_mask: np.ndarray) -> None:

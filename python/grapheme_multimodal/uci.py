@@ -24,7 +24,7 @@ import numpy as np
 from ._parallel import jobs_within_memory, resolve_n_jobs, run_tasks, shared_snapshot
 from ._readonly import FrozenDict, ReadOnlyMapping
 from ._validation import (
-    IntLike, as_positive_int, as_real_array, as_seed, describe, is_int, precision_scope, refuse_beyond_budget, renamed,
+    IntLike, as_positive_int, as_real_array, as_seed, describe, is_int, call_in_precision_scope, call_taking_no_mask, refuse_beyond_budget, renamed,
     shown_number,
 )
 from .config import _objective_names, _positive_int, _widths
@@ -34,7 +34,7 @@ from .exceptions import GraphemeError, InvalidValueError, ShapeError
 from .model import LearnableMultiModal
 from .objectives import all_zero_error, resolve_weights
 from .stopping import fit_with_stopping, folds_bytes, planned_folds
-from .training import constant_rows_refused_as, grown_by_learning_rate, taking_no_mask, untrainable_objectives
+from .training import call_with_constant_rows_refused_as, grown_by_learning_rate, untrainable_objectives
 from .types import Modality
 
 __all__ = [
@@ -438,21 +438,21 @@ def train(
         raise renamed(err, {"input_dims": "inputs"}) from None
     # train (and fit_views) take no mask: every view is present in every row, so a NaN is no missing value,
     # and fit's refusal of one says nothing of rows a mask marks absent
-    with taking_no_mask():
-        fit_with_stopping(
-            model,
-            dict(inputs),
-            validation=None if validation is None else dict(validation),
-            **s.stopping_options(len(inputs)),
-            epochs=s.epochs,
-            batch_size=s.batch_size,
-            objectives=s.objectives,
-            lr=s.learning_rate,
-            modality_dropout=s.modality_dropout,
-            ema_decay=s.ema_decay,
-            standardize=standardize,
-            progress=progress,
-        )
+    call_taking_no_mask(
+        fit_with_stopping,
+        model,
+        dict(inputs),
+        validation=None if validation is None else dict(validation),
+        **s.stopping_options(len(inputs)),
+        epochs=s.epochs,
+        batch_size=s.batch_size,
+        objectives=s.objectives,
+        lr=s.learning_rate,
+        modality_dropout=s.modality_dropout,
+        ema_decay=s.ema_decay,
+        standardize=standardize,
+        progress=progress,
+    )
     return model
 
 
@@ -525,15 +525,13 @@ def fit_views(
     # fit's refusal of rows that all standardise to 0 said where it is raised, by the views' names: it named fit's
     # `data`, its option standardize=False (fit_views has neither) and the views by their modality slots
     views_of = {str(m): repr(v) for v, m in modalities.items()}
+    def trained() -> LearnableMultiModal:
+        return train(as_inputs(views), settings, progress,
+                     validation=None if validation is None else as_inputs(validation), standardize=True)
+
     try:
-        with precision_scope(names), constant_rows_refused_as(views_of, _constant_views_error):
-            model = train(
-                as_inputs(views),
-                settings,
-                progress,
-                validation=None if validation is None else as_inputs(validation),
-                standardize=True,
-            )
+        model = call_in_precision_scope(names, call_with_constant_rows_refused_as, views_of, _constant_views_error,
+                                        trained)
     except (GraphemeError, TypeError) as err:
         raise renamed(grown_by_learning_rate(err, settings.learning_rate, "settings.learning_rate",
                                              "settings with a smaller learning_rate"), names) from None

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Mapping, Option
 import numpy as np
 
 from .._readonly import ReadOnlyMapping
-from .._validation import IntLike, describe, renamed, sorted_names, taking_no_mask, unmasked
+from .._validation import IntLike, describe, renamed, sorted_names, call_taking_no_mask, unmasked
 from ..exceptions import GraphemeError, InvalidValueError
 from ..types import Modality
 from ._pairs import view_name_list
@@ -197,8 +197,7 @@ class ModelEmbedder:
         try:
             # the embedder takes no mask (every view given is present in every row): the model's refusal of NaN
             # says nothing of "(a row marked present)", marks the caller cannot make
-            with taking_no_mask():
-                return method(self._inputs(views))
+            return call_taking_no_mask(method, self._inputs(views))
         except (GraphemeError, TypeError) as err:
             raise renamed(err, {**view_names(self.modalities, "inputs", "views"), "inputs": "views"}) from None
 
