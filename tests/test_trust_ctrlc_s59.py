@@ -7,6 +7,7 @@ before its fix."""
 
 from __future__ import annotations
 
+import os
 import sys
 import warnings
 
@@ -225,3 +226,36 @@ def test_a_ctrl_c_as_a_model_embedder_call_opens_or_closes_its_no_mask_scope_lea
             break
     assert n > 5, f"the sweep reached {n} points only"
     assert wrong == [], f"a Ctrl-C at points {wrong} left the model's refusal in the handler without its rows marked present"
+
+
+def test_a_ctrl_c_as_a_save_is_counted_or_uncounted_leaves_later_saves_where_they_are_asked(tmp_path, monkeypatch) -> None:
+    """Before: a Ctrl-C as a save counted itself in flight (contextlib's
+    ``__enter__`` of ``saving`` returning) or took the count off (its
+    ``__exit__`` beginning) left it counted while the interrupt was alive
+    (a REPL keeps the last one, and its exit then waited a minute for that
+    save): a save in the handler took itself for a part of the interrupted
+    one, and after an ``os.chdir`` its relative path was written in the
+    folder the interrupted save began in. Now it is written where asked."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    wrong, n = [], 0
+
+    def saved_in_the_new_folder() -> None:
+        os.chdir(second)
+        try:
+            io.atomic_write_bytes("rescue.bin", b"rescue")
+        finally:
+            os.chdir(first)
+        if not (second / "rescue.bin").exists():
+            wrong.append((n, sorted(p.name for p in first.iterdir())))
+        (second / "rescue.bin").unlink(missing_ok=True)
+
+    monkeypatch.chdir(first)
+    while True:
+        n += 1
+        if not interrupted_at(n, lambda: io.atomic_write_bytes("result.bin", b"new"),
+                              in_code((io, ("atomic_write_all", "call_saving"))), handler=saved_in_the_new_folder):
+            break
+    assert n > 5, f"the sweep reached {n} points only"
+    assert wrong == [], f"a Ctrl-C at points {wrong} sent the handler's save to the interrupted save's folder"

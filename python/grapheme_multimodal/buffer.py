@@ -37,7 +37,7 @@ from ._validation import (
     refuse_unpaired_frames, shown_floats, shown_number, sorted_names, unmasked, wrong_type,
 )
 from .exceptions import CheckpointError, InvalidTypeError, InvalidValueError, NonFiniteError, ShapeError, TooLargeError
-from .io import (FORMAT_NAMES, PathLike, TensorSpec, as_path, check_write_target, read_tagged_safetensors, saving,
+from .io import (FORMAT_NAMES, PathLike, TensorSpec, as_path, check_write_target, read_tagged_safetensors, call_saving,
                  write_tagged_safetensors)
 
 FILE_FORMAT = "grapheme-multimodal/experience-buffer/v1"
@@ -813,9 +813,11 @@ class ExperienceBuffer:
         state) to a safetensors file, atomically, with a checksum of its
         contents that :meth:`load` verifies."""
         check_write_target(path)  # before copying the experiences: a bad path fails at once
-        with saving(path):  # from here: the interpreter's exit waits for it
+        def write() -> None:
             tensors, meta = self.state()
             write_tagged_safetensors(path, tensors, FILE_FORMAT, meta)
+
+        call_saving(path, write)  # from here: the interpreter's exit waits for it
 
     def load(self, path: PathLike) -> None:
         """Replaces this buffer's contents with the file's, its capacity

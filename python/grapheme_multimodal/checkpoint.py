@@ -28,7 +28,7 @@ from .config import LearnableMultiModalConfig
 from .exceptions import CheckpointError, InvalidValueError, TooLargeError
 from .io import (
     FOREIGN_FILE_HINTS, FORMAT_NAMES, PathLike, TensorSpec, as_path, check_write_target, declared_bytes_being_read, not_enough_memory_to_write,
-    read_tagged_safetensors, saving, write_tagged_safetensors,
+    read_tagged_safetensors, call_saving, write_tagged_safetensors,
 )
 from .io import _MAX_HEADER_BYTES, HeaderTooLargeError
 from .types import Modality
@@ -144,7 +144,8 @@ def save_checkpoint(model: "LearnableMultiModal", path: PathLike, include_experi
     check_model(model)
     include_experience = check_flag(include_experience, "include_experience")
     check_write_target(path)  # before copying the state: a bad path fails at once
-    with saving(path):  # from here: the interpreter's exit waits for it
+
+    def write() -> None:
         try:
             tensors, meta = checkpoint_state(model, include_experience)
         except MemoryError as exc:  # the copy of a large experience buffer
@@ -162,6 +163,8 @@ def save_checkpoint(model: "LearnableMultiModal", path: PathLike, include_experi
                 f"was written to {os.fspath(path)!r}; expected fewer records (model.history = model.history[-100_000:] "
                 "keeps the last)", "model.history",
             ) from None
+
+    call_saving(path, write)  # from here: the interpreter's exit waits for it
 
 
 def load_checkpoint(path: PathLike) -> "LearnableMultiModal":

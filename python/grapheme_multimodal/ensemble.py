@@ -28,7 +28,7 @@ from .checkpoint import _new_model, _restore, _text, _version_note, checkpoint_s
 from .exceptions import CheckpointError, InvalidValueError, TooLargeError
 from .io import FORMAT_NAMES, PathLike, TensorSpec, as_path, check_write_target, declared_bytes_being_read, format_tag
 from .io import _MAX_HEADER_BYTES, HeaderTooLargeError, not_enough_memory_to_write
-from .io import read_tagged_safetensors, saving, write_tagged_safetensors
+from .io import call_saving, read_tagged_safetensors, write_tagged_safetensors
 from .types import Modality
 
 if TYPE_CHECKING:
@@ -63,7 +63,8 @@ def save_ensemble(models: Iterable["LearnableMultiModal"], path: PathLike, inclu
     _check_members_agree(models, "models", InvalidValueError)
     _check_columns_agree(models)
     check_write_target(path)  # before copying the members' states: a bad path fails at once
-    with saving(path):  # from here: the interpreter's exit waits for it
+
+    def write() -> None:
         tensors: Dict[str, np.ndarray] = {}
         metas: List[Dict[str, Any]] = []
         try:
@@ -90,6 +91,8 @@ def save_ensemble(models: Iterable["LearnableMultiModal"], path: PathLike, inclu
                 f"{str(path)!r}; expected fewer members in one file (save them in parts: save_ensemble(models[:k], ...))",
                 "models",
             ) from None
+
+    call_saving(path, write)  # from here: the interpreter's exit waits for it
 
 
 def load_ensemble(path: PathLike) -> List["LearnableMultiModal"]:

@@ -73,19 +73,26 @@ _T = TypeVar("_T")
 
 #: How long the interpreter's exit waits for saves in flight in other threads, in seconds.
 EXIT_WAIT_S = 60.0
-_saves_lock = threading.Lock()  # taken by itself where a Ctrl-C may come (see saving)
+_saves_lock = threading.Lock()  # taken by itself where a Ctrl-C may come (see call_saving)
 _saves = threading.Condition(_saves_lock)
 _saves_in_flight = 0
 _exiting = False
 _save_depth = threading.local()  # this thread's nesting of saves (a model's save writes by the file writers)
 
 
-@contextlib.contextmanager
-def saving(path: Any = None) -> Iterator[None]:
-    """Counts a save to ``path`` in flight, which the interpreter's exit
-    waits for (:func:`_wait_for_saves`). Once exit has begun, a save from
-    another thread than the main one is refused (``RuntimeError``, nothing
-    written): it would be stopped half-way, or abort the process."""
+def call_saving(path: Any, function: Callable[..., _T], /, *args: Any, **kwargs: Any) -> _T:
+    """``function(*args, **kwargs)``, counted as a save to ``path`` in
+    flight, which the interpreter's exit waits for (:func:`_wait_for_saves`).
+    Once exit has begun, a save from another thread than the main one is
+    refused (``RuntimeError``, nothing written): it would be stopped
+    half-way, or abort the process.
+
+    A function, not a context manager: a Ctrl-C as contextlib's
+    ``__enter__`` returned or its ``__exit__`` began kept the save counted
+    while the interrupt was alive (a REPL keeps the last one): the
+    interpreter's exit then waited a minute for it, and every later save of
+    the thread took itself for a part of it, a relative path written in
+    the working folder of the interrupted save, not the current one."""
     global _saves_in_flight
     depth = getattr(_save_depth, "n", 0)
     counted = False
@@ -106,7 +113,7 @@ def saving(path: Any = None) -> Iterator[None]:
                 _saves_in_flight += 1
                 counted = True  # with the count, in the try: a Ctrl-C as the block ended left it up (exit waited)
         _save_depth.n = depth + 1
-        yield
+        return function(*args, **kwargs)
     finally:
         _save_depth.n = depth
         if not depth:
@@ -303,12 +310,11 @@ def atomic_write_all(writes: Sequence[Tuple[PathLike, Callable[[BinaryIO], Any]]
     symbolic link) are refused before any is written: the later replaced
     the earlier, lost without a word."""
     writes = list(writes)
-    with saving(writes[0][0] if writes else ""):
-        return _atomic_write_all(writes)
+    return call_saving(writes[0][0] if writes else "", _atomic_write_all, writes)
 
 
 def _atomic_write_all(writes: List[Tuple[PathLike, Callable[[BinaryIO], Any]]]) -> List[Path]:
-    """:func:`atomic_write_all` itself, counted as a save in flight (:func:`saving`)."""
+    """:func:`atomic_write_all` itself, counted as a save in flight (:func:`call_saving`)."""
     files: Dict[str, int] = {}
     for k, (target, _) in enumerate(writes):
         earlier = files.setdefault(_file_key(_file_name(target, "path")), k)
@@ -403,8 +409,7 @@ def _commit_together(together: "_Together") -> None:
     # The renames at its end are a save in flight, which the interpreter's exit waits for (each file was
     # one while it was written); the block's own work is not: it may be anything, for any time. Refused
     # once the exit has begun: the caller discards the staged files.
-    with saving():
-        _commit(together.staged)
+    call_saving(None, _commit, together.staged)
 
 
 class _Staged(NamedTuple):
@@ -459,7 +464,7 @@ def _stage(target: PathLike, write: Callable[[BinaryIO], Any], staged: List[_Sta
     try:
         directory = check_write_target(path)
         if not directory.is_absolute():
-            # The working folder read once, as the save began (saving): by a relative name, the temporary
+            # The working folder read once, as the save began (call_saving): by a relative name, the temporary
             # file was made in one folder and renamed (or removed, on failure) in the folder current at the
             # rename, so another thread's os.chdir meanwhile failed the save ("its folder '.' was removed or
             # moved") and left the temporary file behind. Joined, not normalised: "link/.." stays the OS's.
@@ -982,8 +987,8 @@ def write_tagged_safetensors(
 ) -> Path:
     """Saves ``tensors`` as safetensors with ``metadata`` (JSON-encoded
     values), a ``format`` tag and a ``checksum`` entry, atomically."""
-    with saving(path):  # safetensors' serialiser in a daemon thread aborted the process at exit
-        return _write_tagged_safetensors(path, tensors, fmt, metadata)
+    # counted: safetensors' serialiser in a daemon thread aborted the process at exit
+    return call_saving(path, _write_tagged_safetensors, path, tensors, fmt, metadata)
 
 
 def _write_tagged_safetensors(
