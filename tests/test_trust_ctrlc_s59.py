@@ -259,3 +259,68 @@ def test_a_ctrl_c_as_a_save_is_counted_or_uncounted_leaves_later_saves_where_the
             break
     assert n > 5, f"the sweep reached {n} points only"
     assert wrong == [], f"a Ctrl-C at points {wrong} sent the handler's save to the interrupted save's folder"
+
+
+def plain_calls_say() -> tuple:
+    """What a plain model says outside every scope: its refusal of a NaN in
+    a row its mask marks present, a fit's PrecisionLossWarning, and a
+    fit's refusal of rows that all standardise to 0."""
+    nan_row = np.ones((2, 3), np.float32)
+    nan_row[1, 0] = np.nan
+    with pytest.raises(gm.NonFiniteError) as nan:
+        small_model().encode({"visual": nan_row})
+    with pytest.raises(gm.InvalidValueError) as constant:
+        small_model().fit({m: np.ones((12, d), np.float32) for m, d in DIMS.items()}, epochs=1, batch_size=12,
+                          progress=False)
+    return str(nan.value), precision_warnings(), str(constant.value)
+
+
+def _estimator_fit(views: list) -> None:
+    from grapheme_multimodal.sklearn import MultimodalEmbedder
+
+    MultimodalEmbedder(embed_dim=4, hidden_dim=4, num_heads=1, encoder_hidden=(4,), encoder_output_dim=4,
+                       shared_head=(4,), fused_neighbors=2, epochs=1, batch_size=64, patience=0,
+                       random_state=0).fit(views)
+
+
+# fit_views opens the same scopes by the same functions as the estimator (a sweep of it takes seconds)
+@pytest.mark.parametrize("caller", ["uci.train", "MultimodalEmbedder.fit"])
+def test_a_ctrl_c_as_a_recipe_opens_or_closes_its_scopes_leaves_plain_calls_in_its_handler_plain(caller) -> None:
+    """Before: ``train`` and the estimator's ``fit`` (and ``fit_views``) opened
+    their scopes (no mask; the views' names for warnings; the views' words
+    for a refusal of constant rows) as ``with`` blocks: a Ctrl-C as one was
+    entered or left kept it while the interrupt was alive, and in the
+    handler a model's refusal of a NaN lost its "(a row marked present)",
+    a fit's PrecisionLossWarning was named by the recipe's views (or not
+    said), or its refusal of constant rows spoke of views it was not
+    given. Now each says what it says outside every scope."""
+    from grapheme_multimodal import _validation, sklearn as gm_sklearn, training, uci
+
+    rng = np.random.default_rng(0)
+    views = {"a": rng.normal(size=(40, 3)), "b": rng.normal(size=(40, 2))}
+    settings = uci.TrainingSettings(embed_dim=4, hidden_dim=4, num_heads=1, encoder_hidden=(4,), encoder_output_dim=4,
+                                    epochs=1, batch_size=64, fused_neighbors=2, neighborhood_neighbors=2)
+    call, sites = {
+        "uci.train": (lambda: uci.train({gm.Modality.VISUAL: views["a"], gm.Modality.AUDITORY: views["b"]}, settings),
+                      (uci, ("train",))),
+        "MultimodalEmbedder.fit": (lambda: _estimator_fit(list(views.values())),
+                                   (gm_sklearn, ("_fit", "_train_member"))),
+    }[caller]
+    scopes = ((_validation, ("call_in_precision_scope", "call_taking_no_mask")),
+              (training, ("call_with_constant_rows_refused_as",)))
+    expected = plain_calls_say()
+    wrong, n = [], 0
+
+    def plain_calls_say_their_own() -> None:
+        said = plain_calls_say()
+        if said != expected:
+            wrong.append((n, [s for s, e in zip(said, expected) if s != e]))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        while True:
+            n += 1
+            if not interrupted_at(n, call, in_code(sites, *scopes), handler=plain_calls_say_their_own):
+                break
+    assert n > 5, f"the sweep reached {n} points only"
+    assert wrong == [], f"{caller}: a Ctrl-C at points {[k for k, _ in wrong]} left in its handler {wrong[0][1]}"
