@@ -813,6 +813,7 @@ class ExperienceBuffer:
         state) to a safetensors file, atomically, with a checksum of its
         contents that :meth:`load` verifies."""
         check_write_target(path)  # before copying the experiences: a bad path fails at once
+
         def write() -> None:
             tensors, meta = self.state()
             write_tagged_safetensors(path, tensors, FILE_FORMAT, meta)
