@@ -486,8 +486,23 @@ def _stage(target: PathLike, write: Callable[[BinaryIO], Any], staged: List[_Sta
             os.fsync(f.fileno())
         _give_to(fd, owner)
     except OSError as exc:
+        _raise_naming(exc, path, _argument_of(given))
+
+
+def _argument_of(given: PathLike) -> str:
+    """The argument a failed write to ``given`` is named by: the command
+    line's flag (:func:`naming_outputs`, :func:`keeping_existing`), else
+    ``path``. Looked up only inside such a block: ``_location`` reads the
+    working folder, and where that folder was removed it raised its own
+    bare FileNotFoundError in place of the save's error."""
+    kept, named = _KEPT.get(), _NAMED.get()
+    if not kept and not named:
+        return "path"
+    try:
         location = _location(given)
-        _raise_naming(exc, path, _KEPT.get().get(location) or _NAMED.get().get(location) or "path")
+    except OSError:  # the working folder gone: the save's own error says so
+        return "path"
+    return kept.get(location) or named.get(location) or "path"
 
 
 def _commit(staged: List[_Staged]) -> None:
