@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Dict, Iterable, List, Mapping, Optional, Tuple
 
 import numpy as np
 
-from .._validation import IntLike, as_float32, as_list_of, as_real_array, refuse_reordered_members
+from .._validation import IntLike, as_float32, as_list_of, as_real_array, describe, refuse_reordered_members
 from ..exceptions import InvalidTypeError, InvalidValueError, NonFiniteError, ShapeError
 from ..metrics import _unit_or_zero
 from ._embedders import ModelEmbedder, check_views
@@ -153,7 +153,13 @@ class EnsembleEmbedder:
         return len(self.members)
 
     def __repr__(self) -> str:
-        return f"EnsembleEmbedder({_members(len(self.members))}, views={list(self.members[0].modalities)})"
+        # never raises: ``members`` is a plain attribute, and one set to () since raised IndexError here,
+        # which hid the ensemble in a traceback or a notebook's output; its next call refuses it
+        members = self.members
+        if not isinstance(members, (tuple, list)) or not all(isinstance(m, ModelEmbedder) for m in members):
+            return f"EnsembleEmbedder(members={describe(members)})"
+        views = f", views={list(members[0].modalities)}" if members else ""
+        return f"EnsembleEmbedder({_members(len(members))}{views})"
 
     def embed_views(self, views: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
         """Each given view's embedding ``[N, K · E]``: the members' side by side."""
