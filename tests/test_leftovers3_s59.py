@@ -39,3 +39,22 @@ def test_an_ensembles_repr_never_raises_whatever_its_members_became(ensemble, me
     assert repr(ensemble) == shown
     with pytest.raises(gm.InvalidValueError, match="members"):
         ensemble.models
+
+
+@pytest.mark.parametrize("given, hint", [
+    (lambda e: e, r"got EnsembleEmbedder; an EnsembleEmbedder's models are ensemble\.models"),
+    (lambda e: e.members, r"models\[0\]: expected a LearnableMultiModal, got ModelEmbedder; .*ensemble\.models"),
+    (lambda e: e.members[0], r"got ModelEmbedder; a ModelEmbedder's model is embedder\.model"),
+])
+def test_save_ensemble_given_embedders_names_where_their_models_are(ensemble, tmp_path, given, hint):
+    """Before: ``gm.save_ensemble(ensemble, path)`` said only "expected a sequence of
+    LearnableMultiModal, got EnsembleEmbedder" (its members: "got ModelEmbedder"). Now: the
+    TypeError says to give ``ensemble.models`` (or ``embedder.model``); nothing is written, and
+    ``ensemble.models`` saves."""
+    path = tmp_path / "ensemble.safetensors"
+    with pytest.raises(TypeError, match=hint) as refused:
+        gm.save_ensemble(given(ensemble), path)
+    assert isinstance(refused.value, gm.InvalidTypeError) and refused.value.arg.startswith("models")
+    assert not path.exists()
+    gm.save_ensemble(ensemble.models, path)
+    assert len(gm.load_ensemble(path)) == 2

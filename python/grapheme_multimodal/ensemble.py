@@ -25,7 +25,7 @@ from ._core import __version__
 from ._validation import as_list_of, check_flag, refuse_reordered_members
 from .checkpoint import _FILE_BYTES_PER_PARAMETER, _MODEL_BYTES_PER_PARAMETER, _ONE_MODEL_SLACK
 from .checkpoint import _new_model, _restore, _text, _version_note, checkpoint_specs, checkpoint_state, too_large_in_file
-from .exceptions import CheckpointError, InvalidValueError, TooLargeError
+from .exceptions import CheckpointError, InvalidTypeError, InvalidValueError, TooLargeError
 from .io import FORMAT_NAMES, PathLike, TensorSpec, as_path, check_write_target, declared_bytes_being_read, format_tag
 from .io import _MAX_HEADER_BYTES, HeaderTooLargeError, not_enough_memory_to_write
 from .io import call_saving, read_tagged_safetensors, write_tagged_safetensors
@@ -44,6 +44,36 @@ def _member_prefix(j: int) -> str:
     return f"member/{j}/"
 
 
+def _embedders_hint(models: Any) -> str:
+    """Where to find the models of the embedders given as ``models`` (an
+    :class:`EnsembleEmbedder`, its ``members`` or one member); "" for anything else."""
+    from .evaluation import EnsembleEmbedder, ModelEmbedder  # on the error's path only: evaluation is heavy
+
+    if isinstance(models, EnsembleEmbedder):
+        return "; an EnsembleEmbedder's models are ensemble.models: save_ensemble(ensemble.models, path)"
+    if isinstance(models, ModelEmbedder):
+        return "; a ModelEmbedder's model is embedder.model: save_ensemble([embedder.model], path)"
+    if isinstance(models, (tuple, list)) and any(isinstance(m, ModelEmbedder) for m in models):
+        return ("; an EnsembleEmbedder's members are ModelEmbedders, their models are ensemble.models: "
+                "save_ensemble(ensemble.models, path)")
+    return ""
+
+
+def _as_models(models: Any) -> List["LearnableMultiModal"]:
+    """``models`` as a list of at least one model, else refused naming
+    ``models``; an ensemble of embedders, or its members, with where their
+    models are ("got EnsembleEmbedder" left the user to find them)."""
+    from .model import LearnableMultiModal
+
+    try:
+        return as_list_of(models, LearnableMultiModal, "models")
+    except InvalidTypeError as err:
+        hint = _embedders_hint(models)
+        if not hint:
+            raise
+        raise InvalidTypeError(f"{err}{hint}", err.arg) from None
+
+
 def save_ensemble(models: Iterable["LearnableMultiModal"], path: PathLike, include_experience: bool = False) -> None:
     """Writes the ensemble ``models`` (at least one; models that take the
     same modalities with the same input widths, and were fitted on a
@@ -56,10 +86,8 @@ def save_ensemble(models: Iterable["LearnableMultiModal"], path: PathLike, inclu
     :func:`load_ensemble` gives them back. An ensemble built by
     :func:`~grapheme_multimodal.uci.fit_ensemble` is saved with
     ``save_ensemble(ensemble.models, path)``."""
-    from .model import LearnableMultiModal
-
     include_experience = check_flag(include_experience, "include_experience")
-    models = as_list_of(models, LearnableMultiModal, "models")
+    models = _as_models(models)
     _check_members_agree(models, "models", InvalidValueError)
     _check_columns_agree(models)
     check_write_target(path)  # before copying the members' states: a bad path fails at once
