@@ -58,3 +58,35 @@ def test_save_ensemble_given_embedders_names_where_their_models_are(ensemble, tm
     assert not path.exists()
     gm.save_ensemble(ensemble.models, path)
     assert len(gm.load_ensemble(path)) == 2
+
+
+def _small_model(**config) -> gm.LearnableMultiModal:
+    return gm.LearnableMultiModal(input_dims={"visual": 5, "auditory": 3}, embed_dim=8, hidden_dim=8, num_heads=2,
+                                  seed=0, **config)
+
+
+def _views(rows: int = 6) -> dict:
+    rng = np.random.default_rng(0)
+    return {"visual": rng.normal(size=(rows, 5)), "auditory": rng.normal(size=(rows, 3))}
+
+
+def test_apply_gradients_of_zeros_is_a_documented_adam_step_as_in_pytorch():
+    """Before: all-zero gradients given to ``apply_gradients`` were taken as an Adam step, counted,
+    though ``train_step`` refuses a batch that trains nothing, and no docstring said so. Now the
+    docstring and docs/objectives.md say what happens, as PyTorch does it: the step count advances,
+    the moments decay, the weights move by the moments held, the draw counter and record stay."""
+    from grapheme_multimodal._core import ADAM_BETA1, ADAM_BETA2
+
+    doc = " ".join(gm.LearnableMultiModal.apply_gradients.__doc__.split())
+    assert "All-zero gradients are taken, as PyTorch's ``optimizer.step()``" in doc
+    model = _small_model()
+    model.train_step(_views())
+    before, weights, record = model.optimizer_state(), model.state_dict(), dict(model.trained_modalities)
+    model.apply_gradients({name: np.zeros(shape, np.float32) for name, shape in model.parameter_shapes().items()})
+    after = model.optimizer_state()
+    assert (after["step"], after["rng_counter"]) == (before["step"] + 1, before["rng_counter"])
+    for name in before["exp_avg"]:
+        np.testing.assert_allclose(after["exp_avg"][name], ADAM_BETA1 * before["exp_avg"][name], rtol=1e-6)
+        np.testing.assert_allclose(after["exp_avg_sq"][name], ADAM_BETA2 * before["exp_avg_sq"][name], rtol=1e-6)
+    assert any(not np.array_equal(model.state_dict()[name], weights[name]) for name in weights)
+    assert dict(model.trained_modalities) == record

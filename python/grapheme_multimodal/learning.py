@@ -427,7 +427,15 @@ class LearningMixin:
         known here; one is the least that made a nonzero gradient, so the
         count is a lower bound (``train_step`` and :func:`fit` count the
         batches' rows). The update counts as a training step either way
-        (see :class:`UntrainedModalityWarning`)."""
+        (see :class:`UntrainedModalityWarning`).
+
+        All-zero gradients are taken, as PyTorch's ``optimizer.step()``
+        takes them: Adam's step count advances, its moments decay (by
+        beta1 and beta2), the weights move by the moments already held (and
+        shrink by ``weight_decay``), and no modality's record grows. The
+        draw counter is kept (no objective is computed here).
+        :meth:`train_step` and :meth:`backward` refuse a batch with nothing
+        to learn from: zeros there are the batch's, not given on purpose."""
         _refuse_losses(grads, "grads", "gradients keyed by parameter name ({name: array} of parameter_shapes()), as "
                        "gradients() gives them after backward(batch)")
         flat = self._flatten(grads, "grads")
