@@ -90,3 +90,32 @@ def test_apply_gradients_of_zeros_is_a_documented_adam_step_as_in_pytorch():
         np.testing.assert_allclose(after["exp_avg_sq"][name], ADAM_BETA2 * before["exp_avg_sq"][name], rtol=1e-6)
     assert any(not np.array_equal(model.state_dict()[name], weights[name]) for name in weights)
     assert dict(model.trained_modalities) == record
+
+
+def test_a_learning_rate_given_as_a_0d_array_is_the_number_it_holds():
+    """Before: ``train_step(x, lr=np.array(1e-3))`` was refused ("lr: expected a finite positive
+    number or None, got array of shape () ...") while ``weights={"contrastive": np.array(1.0)}`` was
+    taken. Now a 0-d array is the number it holds wherever a float is read, as weights take it:
+    the step is the one ``lr=1e-3`` takes, bit for bit; a config keeps a plain float."""
+    plain, arrayed = _small_model(), _small_model()
+    losses = plain.train_step(_views(), lr=1e-3, weights={"contrastive": 1.0, "binding": 1.0})
+    assert arrayed.train_step(_views(), lr=np.array(1e-3),
+                              weights={"contrastive": np.array(1.0), "binding": np.array(1.0)}) == losses
+    for name, weight in plain.state_dict().items():
+        np.testing.assert_array_equal(arrayed.state_dict()[name], weight)
+    config = gm.LearnableMultiModalConfig(learning_rate=np.array(np.float32(0.5)), weight_decay=np.array(0))
+    assert (type(config.learning_rate), config.learning_rate, type(config.weight_decay)) == (float, 0.5, float)
+
+
+@pytest.mark.parametrize("lr, error", [(np.array(True), gm.InvalidTypeError), (np.array(1e-3 + 1j), gm.InvalidTypeError),
+                                       (np.array(None), gm.InvalidTypeError), (np.array([1e-3]), gm.InvalidTypeError),
+                                       (np.array(np.nan), gm.InvalidValueError), (np.array(-1.0), gm.InvalidValueError)])
+def test_a_0d_array_learning_rate_is_refused_as_the_number_it_holds_would_be(lr, error):
+    """A 0-d array holding a bool, a complex number, None, NaN or a negative number, and an array of
+    one element, are refused naming ``lr`` (a type refused shows the array given), and the model is
+    left as it was."""
+    model = _small_model()
+    before = model.optimizer_state()["step"]
+    with pytest.raises(error, match=r"^lr: expected a finite positive number or None, got (array|np\.float64)"):
+        model.train_step(_views(), lr=lr)
+    assert model.optimizer_state()["step"] == before

@@ -1006,10 +1006,16 @@ def as_finite_float(
     which ``ok`` holds (and, with ``float32``, that float32 can hold: the core
     computes with it in float32); else ValueError ``"{name}: expected {expected}, ..."``,
     or ``TypeError`` for what is no real number (a str, None, a bool, a
-    complex number). ``ok`` must hold for the float returned too."""
+    complex number). ``ok`` must hold for the float returned too. A 0-d
+    array is the number it holds (``np.array(1e-3)``, a reduction's result),
+    as objective weights, rewards and metrics take it: ``lr=np.array(1e-3)``
+    was refused while ``weights={"contrastive": np.array(1.0)}`` was taken."""
+    given = value
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value[()]
     if (isinstance(value, (bool, np.timedelta64)) or not isinstance(value, (int, float, np.number))
             or np.iscomplexobj(value)):
-        raise wrong_type(name, expected, value)
+        raise wrong_type(name, expected, given)  # np.array(None) as the array given: "got None" misled
     try:  # an int beyond int64 is no numpy scalar: np.isfinite would raise numpy's TypeError
         as_float = float(value)
     except OverflowError:  # beyond float64 altogether
