@@ -119,3 +119,22 @@ def test_a_0d_array_learning_rate_is_refused_as_the_number_it_holds_would_be(lr,
     with pytest.raises(error, match=r"^lr: expected a finite positive number or None, got (array|np\.float64)"):
         model.train_step(_views(), lr=lr)
     assert model.optimizer_state()["step"] == before
+
+
+def test_reset_optimizer_keeps_the_draw_counter_and_the_gradients_as_its_docstring_says():
+    """Before: ``reset_optimizer``'s docstring said only that Adam's moments and count are forgotten;
+    whether the draw counter and the accumulated gradients go too was left to guess. Now it says
+    they are kept (and the record of trained modalities), and they are."""
+    doc = " ".join(gm.LearnableMultiModal.reset_optimizer.__doc__.split())
+    assert "Kept: the draw counter" in doc and "the accumulated gradients" in doc
+    model = _small_model()
+    model.train_step(_views())
+    model.backward(_views())
+    counter, gradients, record = model.optimizer_state()["rng_counter"], model.gradients(), dict(model.trained_modalities)
+    model.reset_optimizer()
+    state = model.optimizer_state()
+    assert (state["step"], state["rng_counter"], model.has_gradients()) == (0, counter, True)
+    assert not any(np.any(moment) for moment in state["exp_avg"].values())
+    for name, gradient in model.gradients().items():
+        np.testing.assert_array_equal(gradient, gradients[name])
+    assert dict(model.trained_modalities) == record

@@ -500,7 +500,13 @@ class LearningMixin:
 
     @writes_leaving_weights
     def reset_optimizer(self) -> None:
-        """Forgets Adam's moments and update count (e.g. before fine-tuning)."""
+        """Forgets Adam's moments and update count (e.g. before fine-tuning),
+        as a new PyTorch optimizer over the same parameters would. Kept: the
+        draw counter (``optimizer_state()["rng_counter"]``: the objectives'
+        next random draws go on from it, not from the first), the
+        accumulated gradients (a :meth:`step` after it takes them; call
+        :meth:`zero_grad` to clear them) and the record of
+        :attr:`trained_modalities`."""
         self._core.reset_optimizer()
 
     def _learning_rate(self, lr: Optional[float]) -> Optional[float]:
