@@ -138,3 +138,26 @@ def test_reset_optimizer_keeps_the_draw_counter_and_the_gradients_as_its_docstri
     for name, gradient in model.gradients().items():
         np.testing.assert_array_equal(gradient, gradients[name])
     assert dict(model.trained_modalities) == record
+
+
+def _info(model: gm.LearnableMultiModal, path, capsys) -> str:
+    from grapheme_multimodal.cli import main
+
+    model.save(path)
+    assert main(["info", str(path)]) == 0
+    return capsys.readouterr().out
+
+
+def test_info_says_its_row_count_is_rows_seen_over_all_epochs(tmp_path, capsys):
+    """Before: ``grapheme-mm info`` said "trained on 120 rows" of a model fitted 3 epochs on 40 rows
+    (the count is every epoch's rows summed), read as the size of its data. Now: "120 rows seen in
+    training, summed over epochs"; a model trained by steps alone, no epochs, says no epochs."""
+    fitted = _small_model()
+    fitted.fit(_views(40), epochs=3, batch_size=8, progress=False)
+    assert dict(fitted.trained_modalities) == {gm.Modality.VISUAL: 120, gm.Modality.AUDITORY: 120}
+    info = _info(fitted, tmp_path / "fitted.safetensors", capsys)
+    assert info.count("120 rows seen in training, summed over epochs") == 2 and "trained on" not in info
+    stepped = _small_model()
+    stepped.train_step(_views(6))
+    info = _info(stepped, tmp_path / "stepped.safetensors", capsys)
+    assert info.count("6 rows seen in training\n") == 2 and "summed" not in info

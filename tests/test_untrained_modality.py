@@ -225,7 +225,7 @@ def test_cli_embed_prints_the_warning_once_and_succeeds(trained, tmp_path, capsy
     assert np.load(tmp_path / "f.npy").shape == (10, 8)
     assert main(["info", str(ckpt)]) == 0
     info = capsys.readouterr().out
-    assert f"trained on {2 * N} rows" in info and "never trained" in info
+    assert f"{2 * N} rows seen in training, summed over epochs" in info and "never trained" in info
 
 
 def test_a_model_that_never_trained_saves_no_record(tmp_path):

@@ -1624,6 +1624,14 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rows_seen(rows: int, epochs: int) -> str:
+    """``info``'s count of the rows a modality's encoder trained on, said as
+    what it is: each epoch's (and step's) rows summed, so "trained on 120
+    rows" was said of a 40-row file trained 3 epochs."""
+    over = ", summed over epochs" if epochs else ""
+    return f", {counted(rows, 'row', grouped=True)} seen in training{over}"
+
+
 def _model_lines(model: "LearnableMultiModal") -> List[str]:
     """``info``'s lines on one model."""
     from .types import Modality
@@ -1642,7 +1650,7 @@ def _model_lines(model: "LearnableMultiModal") -> List[str]:
         if feats.dim == c.input_dim(m):
             takes += f" or graphs/text via {feats.kind}"
         if trained is not None and stepped:
-            norm += f", trained on {counted(trained[m], 'row', grouped=True)}" if m in trained else ", never trained"
+            norm += _rows_seen(trained[m], model.epochs_trained) if m in trained else ", never trained"
         columns = model.input_columns(m)
         if columns is not None:  # what embed's CSV header must name in this order
             norm += f", columns {_shown_header(columns)}"
