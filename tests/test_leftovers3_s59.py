@@ -116,7 +116,8 @@ def test_a_0d_array_learning_rate_is_refused_as_the_number_it_holds_would_be(lr,
     left as it was."""
     model = _small_model()
     before = model.optimizer_state()["step"]
-    with pytest.raises(error, match=r"^lr: expected a finite positive number or None, got (array|np\.float64)"):
+    shown = "array of shape" if error is gm.InvalidTypeError else ""  # a value's repr: numpy's, by version
+    with pytest.raises(error, match=rf"^lr: expected a finite positive number or None, got {shown}"):
         model.train_step(_views(), lr=lr)
     assert model.optimizer_state()["step"] == before
 
