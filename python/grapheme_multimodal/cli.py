@@ -1626,8 +1626,8 @@ def _info(args: argparse.Namespace) -> int:
 
 def _rows_seen(rows: int, epochs: int) -> str:
     """``info``'s count of the rows a modality's encoder trained on, said as
-    what it is: each epoch's (and step's) rows summed, so "trained on 120
-    rows" was said of a 40-row file trained 3 epochs."""
+    what it is, each epoch's (and step's) rows summed: "trained on 120
+    rows", of a 40-row file trained 3 epochs, read as the file's size."""
     over = ", summed over epochs" if epochs else ""
     return f", {counted(rows, 'row', grouped=True)} seen in training{over}"
 
