@@ -16,20 +16,7 @@ from grapheme_multimodal import datasets, evaluation, uci
 from grapheme_multimodal.demo import DemoResult
 from grapheme_multimodal.exceptions import InvalidValueError
 
-try:
-    import ray
-    from grapheme_multimodal import distributed
-except ImportError:  # the tests without Ray still run
-    ray = distributed = None
-
-needs_ray = [pytest.mark.ray, pytest.mark.timeout(120), pytest.mark.usefixtures("ray_session"),
-             pytest.mark.skipif(distributed is None, reason='needs Ray: pip install -e ".[test]"')]
-
-
-def ray_test(f):
-    for mark in reversed(needs_ray):
-        f = mark(f)
-    return f
+from test_trust_ray_s57 import distributed, ray, ray_test  # Ray imported (or not) as the CI asks
 
 
 # --- uci: the recipe's helpers and the settings' weights ---------------------

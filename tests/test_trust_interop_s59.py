@@ -18,6 +18,7 @@ from grapheme_multimodal.buffer import ExperienceBuffer
 from grapheme_multimodal.evaluation import ExactCCA, binder_auc
 from grapheme_multimodal.exceptions import InvalidValueError, ShapeError
 from grapheme_multimodal.sklearn import MultimodalEmbedder
+from test_trust_sklearn_audit import _views  # two views of one latent, 40 rows
 
 FAST = dict(embed_dim=8, hidden_dim=8, num_heads=2, epochs=1, batch_size=32, validation_fraction=0.0, patience=0)
 GRAD = "Can't call numpy() on Tensor that requires grad. Use tensor.detach().numpy() instead."
@@ -35,12 +36,6 @@ class TensorThatRequiresGrad:
 
     def __array__(self, dtype=None, copy=None):
         raise RuntimeError(GRAD)
-
-
-def _views(n: int = 40):
-    rng = np.random.default_rng(0)
-    z = rng.normal(size=(n, 3))
-    return [z @ rng.normal(size=(3, 5)), z @ rng.normal(size=(3, 3))]
 
 
 @pytest.fixture(scope="module")
