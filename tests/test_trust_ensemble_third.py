@@ -120,7 +120,7 @@ def test_an_ensemble_of_one_says_one_member(shallow):
     (lambda m: save_ensemble(m.model, "never.safetensors"), "models",
      r"^models: expected a sequence of LearnableMultiModal, got LearnableMultiModal$"),
     (lambda m: save_ensemble([m.model, m], "never.safetensors"), "models[1]",
-     r"^models\[1\]: expected a LearnableMultiModal, got ModelEmbedder$"),
+     r"^models\[1\]: expected a LearnableMultiModal, got ModelEmbedder; .*save_ensemble\(ensemble\.models, path\)$"),
 ])
 def test_members_of_a_wrong_type_are_the_packages_type_error_naming_them(shallow, call, arg, message, tmp_path, monkeypatch):
     """Before: plain TypeErrors without .arg, where an empty list of members was already
