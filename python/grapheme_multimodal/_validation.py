@@ -258,6 +258,17 @@ def refuse_vector_columns(x: Any, name: str) -> None:
                 f"np.hstack([np.stack({name}[c]) for c in columns]))")
 
 
+def series_str_labels(value: Any) -> Optional[Tuple[str, ...]]:
+    """The labels of a pandas Series (``df.iloc[0]``, ``df.mean()``) when
+    every one is a str, as plain str (a frame's column names are learned
+    only then), else None (arrays, lists, Series of other labels)."""
+    index = getattr(value, "index", None)
+    if getattr(value, "ndim", None) != 1 or not hasattr(index, "equals"):  # a list's .index is a method
+        return None
+    labels = list(index)
+    return tuple(plain_names(labels)) if all(isinstance(label, str) for label in labels) else None
+
+
 def _first_value(column: Any) -> Any:
     """A pandas Series' first value that is not missing (None where all are)."""
     at = column.first_valid_index()
@@ -370,13 +381,20 @@ def _non_numeric_hint(x: Any, arr: np.ndarray, name: str) -> str:
             # not dtype=float: ids past 2**53 (event ids, timestamps) would round to one another there
             return f" of integers stored as Python objects: pass np.asarray({name}, dtype=np.int64)"
         return f" of numbers stored as Python objects: pass np.asarray({name}, dtype=float)"
-    from .graph import Graph  # here: graph and types import this module
-    from .types import bounded_repr
+    from .graph import Graph  # here: graph imports this module
+
+    hint = f"; {FEATURISE_GRAPHS_HINT}" if isinstance(arr.flat[at], Graph) else ""
+    return _item_at(arr, at) + hint
+
+
+def _item_at(arr: np.ndarray, at: int) -> str:
+    """`` (at index I: TYPE REPR)``: the item at flat position ``at`` of an
+    object array, by its index in ``arr`` (a number for a 1-D array)."""
+    from .types import bounded_repr  # here: types imports this module
 
     index = tuple(int(i) for i in np.unravel_index(at, arr.shape))
     item = arr.flat[at]
-    hint = f"; {FEATURISE_GRAPHS_HINT}" if isinstance(item, Graph) else ""
-    return f" (at index {index if arr.ndim > 1 else index[0]}: {type(item).__name__} {bounded_repr(item)}){hint}"
+    return f" (at index {index if arr.ndim > 1 else index[0]}: {type(item).__name__} {bounded_repr(item)})"
 
 
 def _holds_decimals(frame: Any, j: int, dtype: Any) -> bool:
@@ -388,9 +406,7 @@ def _holds_decimals(frame: Any, j: int, dtype: Any) -> bool:
         return True
     if getattr(dtype, "kind", None) != "O" or not hasattr(frame, "iloc"):
         return False
-    values = frame.iloc[:, j]
-    first = values.first_valid_index() if hasattr(values, "first_valid_index") else None
-    return first is not None and isinstance(values.loc[first], decimal.Decimal)
+    return isinstance(_first_value(frame.iloc[:, j]), decimal.Decimal)
 
 
 def refuse_temporal_columns(x: Any, name: str) -> None:
@@ -1762,11 +1778,7 @@ def _object_flags_hint(arr: np.ndarray, name: str) -> str:
     at = next((i for i, v in enumerate(arr.flat) if not isinstance(v, (bool, np.bool_))), None)
     if at is None:
         return f" of booleans stored as Python objects: pass np.asarray({name}, dtype=bool)"
-    from .types import bounded_repr  # here: types imports this module
-
-    index = tuple(int(i) for i in np.unravel_index(at, arr.shape))
-    item = arr.flat[at]
-    return f" (at index {index if arr.ndim > 1 else index[0]}: {type(item).__name__} {bounded_repr(item)})"
+    return _item_at(arr, at)
 
 
 def _refuse_columns_out_of_slot_order(mask: Any, name: str) -> None:

@@ -46,6 +46,7 @@ from ._validation import (
     refuse_float32_underflow_columns,
     refuse_reordered_fitted_columns,
     refuse_unpaired_frames,
+    series_str_labels,
     sorted_names,
     unmasked,
     warn_at_caller,
@@ -1609,13 +1610,10 @@ def _refuse_reordered_labels(name: str, columns: Optional[Tuple[str, ...]], valu
     position, so statistics of a frame of the same columns in another order
     standardised each column by another's, without a word. Other values
     (arrays, Series of other or unnamed labels) are not looked at."""
-    index = getattr(value, "index", None)
-    if columns is None or type(value) is np.ndarray or getattr(value, "ndim", None) != 1 or not hasattr(index, "equals"):
-        return
-    labels = list(index)
-    if all(isinstance(label, str) for label in labels) and is_reordering(columns, plain_names(labels)):
+    labels = None if columns is None else series_str_labels(value)
+    if labels is not None and is_reordering(columns, labels):
         raise InvalidValueError(
-            f"{name}: its labels {list(plain_names(labels))[:8]!r} are the columns the model learned this modality from "
+            f"{name}: its labels {list(labels)[:8]!r} are the columns the model learned this modality from "
             f"({list(columns)[:8]!r}) in another order, and its values are read by position; expected them in that "
             f"order: {name.rpartition('.')[2]}[{list(columns)!r}]", name)
 

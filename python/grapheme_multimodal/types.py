@@ -22,7 +22,7 @@ import numpy.typing as npt
 
 from ._validation import (
     IntLike, as_real_array, describe, float32_of_wide, is_int, is_iterable, is_real_number, is_reordering, non_finite_message,
-    plain_names, shown_columns, shown_number,
+    series_str_labels, shown_columns, shown_number,
 )
 from .exceptions import InvalidTypeError, InvalidValueError, NonFiniteError, ShapeError
 from .graph import Graph
@@ -239,7 +239,7 @@ def _labelled_features(component: Any, value: Any) -> np.ndarray:
     step here: a component built of an array costs one type check more)."""
     features = _feature_vector(value)
     if type(value) is not np.ndarray:
-        labels = _str_labels(value)
+        labels = series_str_labels(value)
         if labels is not None:
             _set_field(component, "_labels", (features, labels))
     return features
@@ -343,16 +343,6 @@ def _timestamp(value: Any) -> Optional[float]:
     if not np.isfinite(out):
         raise InvalidValueError(f"timestamp: expected a finite number or None, got {value!r}", "timestamp")
     return out
-
-
-def _str_labels(value: Any) -> Optional[Tuple[str, ...]]:
-    """The labels of a pandas Series when every one is a str (as a frame's
-    column names are learned only then), else None."""
-    index = getattr(value, "index", None)
-    if getattr(value, "ndim", None) != 1 or not hasattr(index, "equals"):  # a list's .index is a method
-        return None
-    labels = list(index)
-    return tuple(plain_names(labels)) if all(isinstance(label, str) for label in labels) else None
 
 
 def refuse_reordered_labels(
