@@ -85,6 +85,8 @@ class Batch:
             raise InvalidValueError(
                 f"Batch: expected exactly one of inputs, events, components or embeddings, got {given or 'none'}", "Batch"
             )
+        if self.inputs is not None:
+            refuse_events_as_inputs(self.inputs, "inputs")
         if self.inputs is not None and (
             isinstance(self.inputs, (str, bytes)) or not isinstance(self.inputs, (Mapping, Sequence))
         ):  # else batch_size read "abc" as a batch of 1, and 5 failed with "'int' object is not iterable"
@@ -380,6 +382,20 @@ def refuse_non_finite_components(tables: ComponentTables, events: Sequence[Multi
             f"{name}[{i}]: event {events[i].id}'s {Modality(m)} component holds NaN or inf; expected finite numbers "
             "(its features were changed in place after they were set)", name,
         )
+
+
+def refuse_events_as_inputs(inputs: Any, arg: str) -> None:
+    """``TypeError`` for a list of events given where per-modality arrays go
+    (``train_step(events)``, as ``fit(events)`` takes them): four were "a
+    sequence is read by slot", seven were read as the 7 modalities' arrays,
+    and neither message said how events are passed."""
+    if not isinstance(inputs, (list, tuple)) or not any(isinstance(item, MultiModalEvent) for item in inputs):
+        return
+    raise TypeError(
+        f"{arg}: got a {type(inputs).__name__} of {len(inputs)} MultiModalEvent; expected per-modality arrays; "
+        "events are taken as Batch.from_events(events) (train_step, losses, backward) or by fit(events), "
+        "and embedded one by one with encode_event or fuse_event"
+    )
 
 
 def refuse_non_finite_event(event: MultiModalEvent, name: str = "event") -> None:

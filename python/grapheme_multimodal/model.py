@@ -60,7 +60,7 @@ from .config import GraphFeatures, InputDims, LearnableMultiModalConfig, resolve
 from .graph import absent_graph_rows, is_graph_list, refuse_stray_graphs
 from .exceptions import CheckpointError, InvalidValueError, NonFiniteError, ShapeError, UntrainedModalityWarning
 from .types import NORMALIZATION_KEYS, NORMALIZATION_NAMES, CrossModalBinding, BindingType, ModalGraph, Modality, MultiModalEvent, checked_components, refuse_reordered_labels
-from .batch import Inputs, refuse_non_finite_event
+from .batch import Inputs, refuse_events_as_inputs, refuse_non_finite_event
 
 if TYPE_CHECKING:
     from .averaging import WeightAverage
@@ -1169,10 +1169,12 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
                 keys = [k for k, (m, _) in zip(inputs, items) if sum(n is m for n, _ in items) > 1]
                 raise InvalidValueError(f"{arg}: keys {keys!r} name the same modality; expected one array per modality", arg)
         elif isinstance(inputs, (list, tuple)) and len(inputs) == NUM_MODALITIES:
+            refuse_events_as_inputs(inputs, arg)  # seven events read as the seven modalities' arrays
             items = list(zip(_MODALITIES, inputs))  # the common case first: no ABC check
         elif isinstance(inputs, Sequence) and not isinstance(inputs, (str, bytes)) and len(inputs) == NUM_MODALITIES:
             items = list(zip(_MODALITIES, inputs))
         else:
+            refuse_events_as_inputs(inputs, arg)
             got = described_entries(inputs)
             if isinstance(inputs, Sequence) and not isinstance(inputs, (str, bytes)):
                 # "got list" of [visual, auditory], the views as a list scikit-learn's habit passes: the kind

@@ -1,0 +1,52 @@
+"""A blind hostile review (s60): the library used as its README and
+docstrings invite, by someone who had not read the tests. Each test says
+what a user saw before the fix."""
+
+import numpy as np
+import pytest
+
+import grapheme_multimodal as gm
+from test_fit import small_model
+
+
+def _events(n: int) -> list:
+    """``n`` events of a visual vector and a linguistic text each."""
+    rng = np.random.default_rng(0)
+    events = []
+    for i in range(n):
+        event = gm.MultiModalEvent(i)
+        event.add_component(gm.ModalFeatures(rng.normal(size=20), "visual"))
+        event.add_component(gm.ModalGraph(gm.Graph.from_text("abc"[: i % 3 + 1]), gm.Modality.LINGUISTIC))
+        events.append(event)
+    return events
+
+
+@pytest.mark.parametrize("n", [4, 7])
+@pytest.mark.parametrize("call", ["train_step", "losses", "backward", "encode", "encode_and_fuse", "record_batch"])
+def test_a_list_of_events_where_inputs_are_expected_says_how_events_are_passed(n, call):
+    """``fit(events)`` trains on a list of events, so a user passes the same
+    list to ``train_step``. Four events were "expected a mapping modality ->
+    array or a sequence of 7 arrays/None, got a list of 4 (a sequence is
+    read by slot ...)", and seven were read as the 7 modalities' arrays:
+    "inputs['visual']: expected a real-valued numeric array, got array of
+    shape () and dtype object (one MultiModalEvent: <the whole event's
+    repr>)". Either way nothing said that events go in as a Batch of
+    events. Now a ``TypeError`` names ``inputs``, the events given and how
+    they are taken, and the model is left as it was."""
+    model = small_model()
+    before = model.state_dict()
+    with pytest.raises(TypeError, match=rf"^inputs: got a list of {n} MultiModalEvent; expected per-modality arrays; "
+                                        r"events are taken as Batch\.from_events\(events\)"):
+        getattr(model, call)(_events(n))
+    assert all(np.array_equal(v, model.state_dict()[k]) for k, v in before.items())
+    assert model.num_experiences() == 0
+    model.train_step(gm.Batch.from_events(_events(n)))  # the way the message points to
+
+
+def test_a_batch_given_events_as_its_inputs_is_refused_when_made():
+    """``Batch(inputs=events)`` was made without a word (its repr printing
+    every event's features), and failed only in ``train_step``; now it is
+    refused when made, pointing to ``Batch(events=...)``."""
+    with pytest.raises(TypeError, match=r"^inputs: got a list of 3 MultiModalEvent; .*Batch\.from_events\(events\)"):
+        gm.Batch(inputs=_events(3))
+    assert gm.Batch(events=_events(3)).batch_size == 3
