@@ -50,3 +50,29 @@ def test_a_batch_given_events_as_its_inputs_is_refused_when_made():
     with pytest.raises(TypeError, match=r"^inputs: got a list of 3 MultiModalEvent; .*Batch\.from_events\(events\)"):
         gm.Batch(inputs=_events(3))
     assert gm.Batch(events=_events(3)).batch_size == 3
+
+
+def test_exact_cca_works_in_a_scikit_learn_pipeline_as_scikit_learns_cca_does():
+    """ExactCCA's interface is scikit-learn's ``CCA`` (its docstring), and
+    ``make_pipeline(StandardScaler(), CCA(2)).fit(X, Y)`` is the usual way
+    to scale before it; with ExactCCA in its place scikit-learn 1.7 and
+    later raised "'ExactCCA' object has no attribute '__sklearn_tags__'"
+    (1.6 only warned). It now has scikit-learn's tags: a transformer that
+    needs its ``Y``, so the pipeline fits and transforms as the two steps
+    by hand do."""
+    pytest.importorskip("sklearn")
+    from sklearn.base import clone
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from grapheme_multimodal.evaluation import ExactCCA
+
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(100, 2))
+    x = z @ rng.normal(size=(2, 6)) * 5 + 3 + 0.1 * rng.normal(size=(100, 6))
+    y = z @ rng.normal(size=(2, 4)) + 0.1 * rng.normal(size=(100, 4))
+    pipeline = make_pipeline(StandardScaler(), ExactCCA(2)).fit(x, y)
+    by_hand = ExactCCA(2).fit(StandardScaler().fit_transform(x), y)
+    np.testing.assert_array_equal(pipeline.transform(x), by_hand.transform(StandardScaler().fit(x).transform(x)))
+    np.testing.assert_array_equal(pipeline[-1].correlations_, by_hand.correlations_)
+    assert clone(pipeline).fit(x, y)[-1].correlations_.tolist() == by_hand.correlations_.tolist()

@@ -179,6 +179,17 @@ class ExactCCA:
     def __repr__(self) -> str:
         return f"ExactCCA(n_components={self.n_components!r}, reg={self.reg!r})"
 
+    def __sklearn_tags__(self) -> Any:
+        """scikit-learn's tags (read by ``Pipeline`` and the like from
+        scikit-learn 1.6 on; from 1.7 an estimator without them is refused):
+        those of its ``CCA``, a transformer that needs ``Y`` to fit, whose
+        inputs are finite float64 numbers. scikit-learn is imported here
+        only: nothing else of the class needs it."""
+        from sklearn.utils import InputTags, Tags, TargetTags, TransformerTags
+
+        return Tags(estimator_type=None, target_tags=TargetTags(required=True, multi_output=True, single_output=False),
+                    transformer_tags=TransformerTags(preserves_dtype=["float64"]), input_tags=InputTags())
+
     def fit(self, X: np.ndarray, Y: np.ndarray) -> "ExactCCA":  # noqa: N803 - scikit-learn's names
         """Fits the canonical weights on the paired rows of ``X`` and ``Y``."""
         # rows pair by position: data frames of the same samples in another order fitted wrongly, without a word
