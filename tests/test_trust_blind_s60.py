@@ -76,3 +76,28 @@ def test_exact_cca_works_in_a_scikit_learn_pipeline_as_scikit_learns_cca_does():
     np.testing.assert_array_equal(pipeline.transform(x), by_hand.transform(StandardScaler().fit(x).transform(x)))
     np.testing.assert_array_equal(pipeline[-1].correlations_, by_hand.correlations_)
     assert clone(pipeline).fit(x, y)[-1].correlations_.tolist() == by_hand.correlations_.tolist()
+
+
+def test_a_history_answers_in_and_refuses_iteration_and_positions_by_saying_what_it_holds():
+    """``history["loss"]`` reads a value per epoch, so ``"val_total" in
+    history`` is the natural test of whether validation ran: it raised
+    ``KeyError: "history[0]: not recorded ..."`` (Python's old iteration
+    protocol calling ``history[0]``), as did ``list(history)`` and a
+    ``for`` loop, and ``history[-1]`` (the last epoch, as in a list) said
+    only that ``-1`` was not recorded. Now ``in`` answers whether any epoch
+    recorded the name, iterating is a ``TypeError`` and a position a
+    ``KeyError``, both pointing to ``history.epochs``."""
+    model = small_model()
+    data = {"visual": np.random.default_rng(0).normal(size=(16, 20)),
+            "auditory": np.random.default_rng(1).normal(size=(16, 12))}
+    history = model.fit(data, epochs=2, progress=False)
+    assert "loss" in history and "contrastive" in history
+    assert "val_total" not in history and 0 not in history
+    with pytest.raises(TypeError, match=r"^History: expected history\.epochs to iterate over \(one record per epoch\)"):
+        list(history)
+    with pytest.raises(KeyError, match=r"history\[-1\]: expected the name of a recorded value .*'loss'.*; the epochs' "
+                                       r"records are history\.epochs, e\.g\. history\.epochs\[-1\]"):
+        history[-1]
+    with pytest.raises(KeyError, match=r"history\['val_total'\]: not recorded"):
+        history["val_total"]
+    assert history["loss"] == [e["loss"] for e in history.epochs]

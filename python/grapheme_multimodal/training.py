@@ -93,12 +93,30 @@ class History:
 
     def __getitem__(self, key: str) -> List[float]:
         """``history["loss"]`` → that value per epoch. A key no epoch
-        recorded is a KeyError (a misspelt ``"val_totl"`` was ``[]``)."""
+        recorded is a KeyError (a misspelt ``"val_totl"`` was ``[]``), as
+        is a position (``history[-1]``: the records are ``history.epochs``)."""
+        if not isinstance(key, str):  # history[-1] was "not recorded", as if a name were misspelt
+            raise KeyError(f"history[{key!r}]: expected the name of a recorded value ({self._recorded()}, e.g. 'loss'); "
+                           f"the epochs' records are history.epochs, e.g. history.epochs[{key!r}]")
         values = [e[key] for e in self.epochs if key in e]
         if self.epochs and not values:
-            recorded = sorted_names({k for e in self.epochs for k in e})
-            raise KeyError(f"history[{key!r}]: not recorded; recorded: {recorded}")
+            raise KeyError(f"history[{key!r}]: not recorded; recorded: {self._recorded()}")
         return values
+
+    def __contains__(self, key: object) -> bool:
+        """Whether an epoch recorded ``key`` (``"val_total" in history``:
+        validation ran), as ``history[key]`` reads it. Without it, ``in``
+        fell back on iteration, ``history[0]``, and raised its KeyError."""
+        return isinstance(key, str) and any(key in e for e in self.epochs)
+
+    def __iter__(self) -> Iterator[Dict[str, Any]]:
+        """Refused, naming what to iterate over: with ``__getitem__`` by
+        name alone, ``list(history)`` and ``for`` called ``history[0]``."""
+        raise TypeError("History: expected history.epochs to iterate over (one record per epoch), or a recorded "
+                        "name to read per epoch, history['loss']")
+
+    def _recorded(self) -> List[str]:
+        return sorted_names({k for e in self.epochs for k in e})
 
     def plot(self, path: Any, title: str = "training") -> None:
         """Draws the loss curves (and validation curves) to ``path``, in the
