@@ -101,3 +101,28 @@ def test_a_history_answers_in_and_refuses_iteration_and_positions_by_saying_what
     with pytest.raises(KeyError, match=r"history\['val_total'\]: not recorded"):
         history["val_total"]
     assert history["loss"] == [e["loss"] for e in history.epochs]
+
+
+def test_save_ensemble_given_the_estimator_or_one_model_says_what_to_pass(tmp_path):
+    """The README saves an estimator's members with
+    ``gm.save_ensemble(estimator.models_, path)``; given the estimator
+    itself (or one model) it said only "expected a sequence of
+    LearnableMultiModal, got MultimodalEmbedder", where an ensemble of
+    embedders is told where its models are. Now it says so too."""
+    pytest.importorskip("sklearn")
+    from grapheme_multimodal.sklearn import MultimodalEmbedder
+
+    rng = np.random.default_rng(0)
+    views = [rng.normal(size=(40, 6)), rng.normal(size=(40, 4))]
+    estimator = MultimodalEmbedder(embed_dim=8, hidden_dim=16, num_heads=2, epochs=1, encoder_hidden=(8,),
+                                   shared_head=(8,)).fit(views)
+    path = tmp_path / "members.safetensors"
+    with pytest.raises(TypeError, match=r"got MultimodalEmbedder; a MultimodalEmbedder's fitted models are "
+                                        r"estimator\.models_: save_ensemble\(estimator\.models_, path\)$"):
+        gm.save_ensemble(estimator, path)
+    with pytest.raises(TypeError, match=r"got LearnableMultiModal; one model is saved with model\.save\(path\), or as "
+                                        r"an ensemble of one: save_ensemble\(\[model\], path\)$"):
+        gm.save_ensemble(estimator.model_, path)
+    assert not path.exists()
+    gm.save_ensemble(estimator.models_, path)
+    assert len(gm.load_ensemble(path)) == 1

@@ -118,7 +118,8 @@ def test_an_ensemble_of_one_says_one_member(shallow):
      r"^members\[1\]: expected a ModelEmbedder \(uci\.fit_views gives one\), got object$"),
     (lambda m: evaluation.EnsembleEmbedder({"a": m}), "members", r"^members: expected a sequence of ModelEmbedder, got dict$"),
     (lambda m: save_ensemble(m.model, "never.safetensors"), "models",
-     r"^models: expected a sequence of LearnableMultiModal, got LearnableMultiModal$"),
+     r"^models: expected a sequence of LearnableMultiModal, got LearnableMultiModal; one model is saved with "
+     r"model\.save\(path\), or as an ensemble of one: save_ensemble\(\[model\], path\)$"),
     (lambda m: save_ensemble([m.model, m], "never.safetensors"), "models[1]",
      r"^models\[1\]: expected a LearnableMultiModal, got ModelEmbedder; .*save_ensemble\(ensemble\.models, path\)$"),
 ])

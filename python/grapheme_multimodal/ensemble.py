@@ -17,6 +17,7 @@ from __future__ import annotations
 __all__ = ["ENSEMBLE_FORMAT", "save_ensemble", "load_ensemble", "load_models"]
 
 import math
+import sys
 from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Sequence
 
 import numpy as np
@@ -48,7 +49,14 @@ def _embedders_hint(models: Any) -> str:
     """Where to find the models of the embedders given as ``models`` (an
     :class:`EnsembleEmbedder`, its ``members`` or one member); "" for anything else."""
     from .evaluation import EnsembleEmbedder, ModelEmbedder  # on the error's path only: evaluation is heavy
+    from .model import LearnableMultiModal
 
+    # not imported here: it needs scikit-learn, and an estimator exists only where its module was imported
+    estimators = sys.modules.get(f"{__package__}.sklearn")
+    if estimators is not None and isinstance(models, estimators.MultimodalEmbedder):
+        return "; a MultimodalEmbedder's fitted models are estimator.models_: save_ensemble(estimator.models_, path)"
+    if isinstance(models, LearnableMultiModal):
+        return "; one model is saved with model.save(path), or as an ensemble of one: save_ensemble([model], path)"
     if isinstance(models, EnsembleEmbedder):
         return "; an EnsembleEmbedder's models are ensemble.models: save_ensemble(ensemble.models, path)"
     if isinstance(models, ModelEmbedder):
