@@ -126,3 +126,57 @@ def test_save_ensemble_given_the_estimator_or_one_model_says_what_to_pass(tmp_pa
     assert not path.exists()
     gm.save_ensemble(estimator.models_, path)
     assert len(gm.load_ensemble(path)) == 1
+
+
+def _reversed_table(table):
+    return table.select(table.column_names[::-1])
+
+
+def test_the_estimator_keeps_a_pyarrow_tables_column_names_as_scikit_learn_does():
+    """scikit-learn keeps a pyarrow table's column names as feature names
+    and refuses them reordered; MultimodalEmbedder read the table's
+    ``columns`` (its arrays) for names, so a view fitted from a table
+    (``pq.read_table``) and transformed from the same table with its columns
+    in another order gave other embeddings without a word, and one fitted
+    from the pandas frame warned that the table "does not have valid
+    feature names". Now both are refused as a reordered frame is."""
+    pa = pytest.importorskip("pyarrow")
+    pytest.importorskip("sklearn")
+    import warnings
+
+    from grapheme_multimodal.sklearn import MultimodalEmbedder
+
+    rng = np.random.default_rng(0)
+    x, other = rng.normal(size=(40, 5)), rng.normal(size=(40, 3))
+    table = pa.table({f"c{j}": x[:, j] for j in range(5)})
+    settings = dict(embed_dim=8, hidden_dim=16, num_heads=2, epochs=1, encoder_hidden=(8,), shared_head=(8,))
+    for fitted_on in (table, table.to_pandas()):
+        estimator = MultimodalEmbedder(**settings).fit([fitted_on, other])
+        with pytest.warns(UserWarning, match=r"Xs\[0\] does not have valid feature names"):  # an array: as scikit-learn
+            before = estimator.transform([x, other])
+        with pytest.raises(gm.InvalidValueError, match=r"^Xs\[0\]: columns \['c4', 'c3', 'c2', 'c1', 'c0'\]; expected "
+                                                       r"those seen in fit, in that order: \['c0', 'c1', 'c2', 'c3', 'c4'\]"):
+            estimator.transform([_reversed_table(table), other])
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no "does not have valid feature names"
+            np.testing.assert_array_equal(estimator.transform([table, other]), before)
+
+
+def test_the_model_refuses_a_pyarrow_table_of_its_learned_columns_in_another_order():
+    """A model keeps the column names of the frame it learned a modality
+    from and refuses a frame of them in another order; a pyarrow table of
+    those columns reordered (read from Parquet by another tool) was
+    embedded by position, as other features, without a word. Its names are
+    still not learned (they may repeat), but they are checked."""
+    pa = pytest.importorskip("pyarrow")
+    pd = pytest.importorskip("pandas")
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.normal(size=(32, 20)), columns=[f"c{j}" for j in range(20)])
+    model = small_model()
+    model.fit({"visual": frame, "auditory": rng.normal(size=(32, 12))}, epochs=1, progress=False)
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    with pytest.raises(gm.InvalidValueError, match=r"^inputs\['visual'\]: its columns \['c19', 'c18', .* are those the "
+                                                   r"model was fitted on \(\['c0', 'c1', .*\) in another order"):
+        model.encode({"visual": _reversed_table(table)})
+    np.testing.assert_array_equal(model.encode({"visual": table}), model.encode({"visual": frame}))
+    assert small_model().encode({"visual": _reversed_table(table)}).shape == (32, 7, 16)  # nothing learned: positions

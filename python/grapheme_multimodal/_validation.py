@@ -702,7 +702,21 @@ def refuse_reordered_fitted_columns(name: str, fitted: Optional[Sequence[str]], 
     looked at."""
     if fitted is None or type(value) is np.ndarray:
         return
-    refuse_reordered_fitted_names(name, fitted, column_names(value))
+    # a pyarrow table's names are not learned (they may repeat), but those learned from a frame are checked
+    # against them: the same columns read from Parquet in another order were embedded as other features
+    refuse_reordered_fitted_names(name, fitted, column_names(value) or arrow_column_names(value))
+
+
+def arrow_column_names(x: Any) -> Optional[List[str]]:
+    """A pyarrow ``Table``'s (or ``RecordBatch``'s) column names when every
+    one is a str, else ``None`` (anything else too): its ``columns`` are
+    its arrays, not their names, which :func:`column_names` reads."""
+    if not type(x).__module__.startswith("pyarrow"):
+        return None
+    names = getattr(x, "column_names", None)
+    if not isinstance(names, list) or not all(isinstance(c, str) for c in names):
+        return None
+    return plain_names(names)
 
 
 def refuse_reordered_fitted_names(name: str, fitted: Optional[Sequence[str]], given: Optional[Sequence[str]]) -> None:

@@ -44,7 +44,7 @@ from ._locking import ForkedMidChange, ModelLock, uninterrupted
 from ._parallel import resolve_n_jobs, run_tasks, shared_snapshot
 from ._validation import (
     IntLike,
-    FLOAT32_MAX, as_float32, as_seed, describe, is_int, is_iterable, is_masked_array, non_finite_message,
+    FLOAT32_MAX, arrow_column_names, as_float32, as_seed, describe, is_int, is_iterable, is_masked_array, non_finite_message,
     over_float64, plain_names, call_in_precision_scope, refuse_beyond_memory,
     refuse_duplicate_columns, refuse_graph_rows, refuse_networkx_graphs, refuse_structured, refuse_vector_columns, refuse_temporal_columns, refuse_unpaired_frames, renamed, shown_int,
     warn_precision_loss,
@@ -1209,7 +1209,9 @@ def _column_names(x: Any) -> Optional[np.ndarray]:
     takes for feature names), as plain str (:func:`plain_names`: pandas 2
     keeps numpy's str, which the mismatch's message showed as
     ``np.str_('a')`` under numpy 2), else None."""
-    columns = getattr(x, "columns", None)
+    columns = arrow_column_names(x)  # scikit-learn keeps a pyarrow table's too; its columns are arrays
+    if columns is None:
+        columns = getattr(x, "columns", None)
     if columns is None or not len(columns) or not all(isinstance(c, str) for c in columns):
         return None
     return np.asarray(plain_names(columns), dtype=object)
