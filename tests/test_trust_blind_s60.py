@@ -180,3 +180,30 @@ def test_the_model_refuses_a_pyarrow_table_of_its_learned_columns_in_another_ord
         model.encode({"visual": _reversed_table(table)})
     np.testing.assert_array_equal(model.encode({"visual": table}), model.encode({"visual": frame}))
     assert small_model().encode({"visual": _reversed_table(table)}).shape == (32, 7, 16)  # nothing learned: positions
+
+
+def test_pyarrow_tables_of_one_feature_space_in_another_order_are_refused_as_frames_are():
+    """The metrics' ``train_x`` and ``test_x`` and ExactCCA's ``X`` in
+    ``fit`` and ``transform`` pair columns by position, and refuse data
+    frames of the same names in another order; pyarrow tables of them
+    (whose ``columns`` are arrays, not names) were paired by position: a
+    k-NN accuracy and canonical scores of other features, without a word."""
+    pa = pytest.importorskip("pyarrow")
+    pytest.importorskip("sklearn")
+    from grapheme_multimodal.evaluation import ExactCCA
+    from grapheme_multimodal.metrics import knn_accuracy
+
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(60, 2))
+    x, y = z @ rng.normal(size=(2, 5)), z @ rng.normal(size=(2, 3)) + 0.1 * rng.normal(size=(60, 3))
+    table = pa.table({f"x{j}": x[:, j] for j in range(5)})
+    labels = np.arange(60) % 3
+    with pytest.raises(gm.InvalidValueError, match=r"^test_x: its columns \['x4', 'x3', .* are those of train_x "
+                                                   r"\(\['x0', 'x1', .*\) in another order"):
+        knn_accuracy(table, labels, _reversed_table(table), labels)
+    assert knn_accuracy(table, labels, table, labels) == knn_accuracy(x, labels, x, labels)
+    for fitted_on in (table, table.to_pandas()):
+        cca = ExactCCA(2).fit(fitted_on, y)
+        with pytest.raises(gm.InvalidValueError, match=r"^X: its columns \['x4', 'x3', .* are those of fit's X"):
+            cca.transform(_reversed_table(table))
+        np.testing.assert_array_equal(cca.transform(table), cca.transform(x))

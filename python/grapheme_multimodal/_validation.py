@@ -647,7 +647,15 @@ def refuse_unpaired_columns(first: Tuple[str, Any], second: Tuple[str, Any]) -> 
     (name_a, a), (name_b, b) = first, second
     if type(a) is np.ndarray or type(b) is np.ndarray:  # the common case: no columns
         return
-    refuse_reordered_columns(name_a, column_names(a), name_b, column_names(b))
+    refuse_reordered_columns(name_a, named_columns(a), name_b, named_columns(b))
+
+
+def named_columns(x: Any) -> Optional[List[str]]:
+    """The str column names of a data frame (:func:`column_names`) or of a
+    pyarrow table (:func:`arrow_column_names`), to check an order by, else
+    ``None``: a table's columns reordered were paired by position with
+    another's, or with a fit's, without a word, where a frame's are refused."""
+    return column_names(x) or arrow_column_names(x)
 
 
 def column_names(x: Any) -> Optional[List[str]]:
@@ -704,7 +712,7 @@ def refuse_reordered_fitted_columns(name: str, fitted: Optional[Sequence[str]], 
         return
     # a pyarrow table's names are not learned (they may repeat), but those learned from a frame are checked
     # against them: the same columns read from Parquet in another order were embedded as other features
-    refuse_reordered_fitted_names(name, fitted, column_names(value) or arrow_column_names(value))
+    refuse_reordered_fitted_names(name, fitted, named_columns(value))
 
 
 def arrow_column_names(x: Any) -> Optional[List[str]]:

@@ -13,7 +13,7 @@ from typing import Any, Dict, Optional, Tuple, Union
 import numpy as np
 
 from .._validation import (
-    FloatLike, IntLike, as_finite_float, column_names, is_int, refuse_beyond_budget, refuse_reordered_columns,
+    FloatLike, IntLike, as_finite_float, is_int, named_columns, refuse_beyond_budget, refuse_reordered_columns,
     refuse_unpaired_frames, wrong_type,
 )
 from .._exact_ints import IntOffset, as_float, beyond_float64, column_minimum, minus
@@ -260,7 +260,7 @@ class ExactCCA:
             self.y_weights_ = self._y_scaled_weights / y_scale[:, None] / y_offset_scale
         self.correlations_ = s[:k]
         # column names of data frames: transform refuses the same names in another order, as scikit-learn's CCA does
-        self._x_columns, self._y_columns = column_names(X), column_names(Y)
+        self._x_columns, self._y_columns = named_columns(X), named_columns(Y)
         return self
 
     def transform(
@@ -277,9 +277,9 @@ class ExactCCA:
         x_int_offset = self.__dict__.get("_x_int_offset")  # a fit pickled before it existed cast integers as they were
         # columns pair with fit's by position: a frame's columns in another order scored as if in fit's (a fit
         # pickled before the names were kept checks none)
-        refuse_reordered_columns("fit's X", self.__dict__.get("_x_columns"), "X", column_names(X))
+        refuse_reordered_columns("fit's X", self.__dict__.get("_x_columns"), "X", named_columns(X))
         if Y is not None:
-            refuse_reordered_columns("fit's Y", self.__dict__.get("_y_columns"), "Y", column_names(Y))
+            refuse_reordered_columns("fit's Y", self.__dict__.get("_y_columns"), "Y", named_columns(Y))
             # the two scores pair row by row, as fit's rows do: frames of the same samples in another order were
             # scored as pairs (a retrieval of each other) without a word, where fit refuses them
             refuse_unpaired_frames((("X", X), ("Y", Y)))
