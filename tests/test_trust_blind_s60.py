@@ -43,6 +43,20 @@ def test_a_list_of_events_where_inputs_are_expected_says_how_events_are_passed(n
     model.train_step(gm.Batch.from_events(_events(n)))  # the way the message points to
 
 
+def test_events_given_as_one_modalitys_array_say_how_events_are_passed():
+    """``encode({"visual": events})`` (or ``fit`` of such a dict) said
+    "inputs['visual']: expected a real-valued numeric array, got array of
+    shape (3,) and dtype object (at index 0: MultiModalEvent ...)", with the
+    event's features printed; now it says how events are taken."""
+    model = small_model()
+    with pytest.raises(TypeError, match=r"^inputs\['visual'\]: got a list of 3 MultiModalEvent; expected per-modality "
+                                        r"arrays; events are taken as Batch\.from_events\(events\)"):
+        model.encode({"visual": _events(3)})
+    with pytest.raises(TypeError, match=r"^data\['visual'\]: got a list of 3 MultiModalEvent; .* or by fit\(events\)"):
+        model.fit({"visual": _events(3)}, epochs=1, progress=False)
+    assert model.epochs_trained == 0
+
+
 def test_a_batch_given_events_as_its_inputs_is_refused_when_made():
     """``Batch(inputs=events)`` was made without a word (its repr printing
     every event's features), and failed only in ``train_step``; now it is

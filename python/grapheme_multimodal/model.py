@@ -1239,6 +1239,7 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
                         value = as_real_array(value, name, INPUTS_MASKED_REMEDY)
                     arrays[i] = as_float32(value, name, 2, (None, dim), present, features=True)
                 except (TypeError, ValueError):  # numpy's "dtype object" named neither a stray item nor the graphs
+                    refuse_events_as_inputs(value, name)  # {"visual": events}: how events are taken, not their repr
                     refuse_stray_graphs(value, name)
                     raise
                 if for_training and value is not arrays[i]:
