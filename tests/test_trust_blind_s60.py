@@ -90,6 +90,10 @@ def test_exact_cca_works_in_a_scikit_learn_pipeline_as_scikit_learns_cca_does():
     np.testing.assert_array_equal(pipeline.transform(x), by_hand.transform(StandardScaler().fit(x).transform(x)))
     np.testing.assert_array_equal(pipeline[-1].correlations_, by_hand.correlations_)
     assert clone(pipeline).fit(x, y)[-1].correlations_.tolist() == by_hand.correlations_.tolist()
+    # fitted without its second view (a pipeline's fit(X) passes Y=None): was "Y: expected a real-valued numeric
+    # array, got array of shape () and dtype object (one NoneType: None)"
+    with pytest.raises(TypeError, match=r"^Y: got None; expected the second view, an \[n, q\] array of the rows of X"):
+        make_pipeline(StandardScaler(), ExactCCA(2)).fit(x)
 
 
 def test_a_history_answers_in_and_refuses_iteration_and_positions_by_saying_what_it_holds():

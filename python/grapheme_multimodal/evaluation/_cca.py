@@ -192,6 +192,9 @@ class ExactCCA:
 
     def fit(self, X: np.ndarray, Y: np.ndarray) -> "ExactCCA":  # noqa: N803 - scikit-learn's names
         """Fits the canonical weights on the paired rows of ``X`` and ``Y``."""
+        if Y is None:  # a pipeline's fit(X) passes y=None: "got array of shape () and dtype object (one NoneType)"
+            raise TypeError("Y: got None; expected the second view, an [n, q] array of the rows of X (CCA correlates "
+                            "two views: fit(X, Y), or pipeline.fit(X, Y))")
         # rows pair by position: data frames of the same samples in another order fitted wrongly, without a word
         refuse_unpaired_frames((("X", X), ("Y", Y)))
         x, y = _finite_2d("X", X), _finite_2d("Y", Y)
