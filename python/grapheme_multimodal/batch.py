@@ -388,8 +388,9 @@ def refuse_events_as_inputs(inputs: Any, arg: str) -> None:
     """``TypeError`` for a list of events given where per-modality arrays go
     (``train_step(events)``, as ``fit(events)`` takes them): four were "a
     sequence is read by slot", seven were read as the 7 modalities' arrays,
-    and neither message said how events are passed."""
-    if not isinstance(inputs, (list, tuple)) or not any(isinstance(item, MultiModalEvent) for item in inputs):
+    and neither message said how events are passed. The first item alone
+    is looked at: the check stands in the way of every list of 7 arrays."""
+    if not isinstance(inputs, (list, tuple)) or not inputs or not isinstance(inputs[0], MultiModalEvent):
         return
     raise TypeError(
         f"{arg}: got a {type(inputs).__name__} of {len(inputs)} MultiModalEvent; expected per-modality arrays; "
