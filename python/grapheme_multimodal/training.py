@@ -44,7 +44,7 @@ from .objectives import (  # unmeasured_objectives...: train_step's check of one
     all_zero_error, check_something_trains, neighborhood_without_neighbors_error, one_row_clause, resolve_weights,
     split_by_rows, unmeasured_objectives,
 )
-from .types import Modality, MultiModalEvent, bounded_repr
+from .types import Modality, MultiModalEvent, bounded_repr, refuse_reordered_labels
 
 if TYPE_CHECKING:
     from .model import LearnableMultiModal
@@ -345,6 +345,7 @@ def fit(
 
     # Every input is checked before the first step: a mistake found halfway
     # would leave some steps applied.
+    known_columns = model._input_columns  # what an event's pandas Series labels are checked against (below)
     train = as_dataset(model, data, mask, "data", for_training=True)
     if validation is None and validation_mask is not None:  # else it would be ignored unseen
         raise InvalidValueError("validation_mask: given without validation; expected it only beside validation data", "validation_mask")
@@ -376,6 +377,7 @@ def fit(
     # epochs=0 trains nothing: the model stays as it was, its standardisation too
     standardize = standardize and epochs > 0
     if standardize:  # after the refusals of what such rows cannot train, whose messages say more of the objectives
+        standardised = _standardised_slots(model)
         _refuse_standardising_to_zero(model, train, train_mask)
     split = _SPLIT.get()
     if split != "fold":
@@ -401,6 +403,15 @@ def fit(
         # learned them in another order since then would have this one train on the columns reordered
         for name, m, names in given_columns:
             refuse_reordered_fitted_names(name, model._input_columns[m], names)
+        if model._input_columns != known_columns:
+            # and the names the labels of events' pandas Series were checked against: another thread's
+            # fit_normalization of a frame may have learned them since, and fit read such events reordered
+            for arg, given in (("data", data), ("validation", validation)):
+                _refuse_events_reordered(model, given, arg)
+        if standardize and _standardised_slots(model) != standardised:
+            # and the standardisations the check of rows all alike read: another thread's set_normalization that
+            # removed one since let such rows train on inputs standardised to 0, the fit that check refuses
+            _refuse_standardising_to_zero(model, train, train_mask)
         before = _TrainingState.of(model)
         # the counts the undo copy read (no second copy of Adam's moments to read them), nothing changed yet,
         # and no other writer can take a step before fit's own now
@@ -1338,6 +1349,22 @@ def _refuse_standardising_to_zero(model: "LearnableMultiModal", train: "_Dataset
     # which rows, apart from fit's names and remedy (kept for callers outside a constant_rows_refused_as block)
     err.constant_rows = rows
     raise err
+
+
+def _refuse_events_reordered(model: "LearnableMultiModal", data: Any, name: str) -> None:
+    """:func:`~grapheme_multimodal.batch.event_components`' refusal of
+    ``data``'s (when events) pandas Series whose labels are the column
+    names ``model`` knows now in another order."""
+    if not (isinstance(data, (list, tuple)) and data and all(isinstance(e, MultiModalEvent) for e in data)):
+        return
+    columns = model._input_columns
+    for i, event in enumerate(data):
+        refuse_reordered_labels(event._checked_components(f"{name}[{i}]"), columns, f"{name}[{i}]", event.id)
+
+
+def _standardised_slots(model: "LearnableMultiModal") -> Tuple[int, ...]:
+    """The slots whose inputs ``model`` standardises now."""
+    return tuple(m for m in range(NUM_MODALITIES) if model.normalization(m) is not None)
 
 
 def _all_rows_equal(x: np.ndarray, present: Optional[np.ndarray] = None) -> bool:

@@ -1,0 +1,116 @@
+"""Hostile use from several threads, s60 audit: what the earlier thread
+audits (test_threads, test_thread_matrix, test_trust_concurrency,
+test_trust_threads_audit/_fourth/_fifth/_s58) left out. Threads meet at
+events, never at sleeps; every wait is bounded, so a regression fails
+instead of hanging CI.
+
+``fit`` checks its data against the model before it takes the model's
+lock (a refusal then costs no wait): what it read there must be read
+again under the lock, where another thread may have changed it meanwhile."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Callable, Dict, List
+
+import numpy as np
+import pytest
+
+import grapheme_multimodal as gm
+from grapheme_multimodal import training
+
+#: A thread still running after this many seconds is taken as hung.
+JOIN_TIMEOUT_S = 5.0
+
+
+def _model(**dims: int) -> gm.LearnableMultiModal:
+    return gm.LearnableMultiModal(embed_dim=8, hidden_dim=16, num_heads=2, seed=0, encoder_hidden=(8,), input_dims=dims)
+
+
+def _joined(thread: threading.Thread) -> None:
+    thread.join(JOIN_TIMEOUT_S)
+    assert not thread.is_alive(), f"{thread.name}: still running after {JOIN_TIMEOUT_S} s (deadlock)"
+
+
+def _fit_paused_after_its_checks(monkeypatch, model: gm.LearnableMultiModal, fit: Callable[[], Any],
+                                 meanwhile: Callable[[], None]) -> Any:
+    """``fit()`` in a thread, held after its check of rows all alike (the
+    last check before it takes the model's lock) while ``meanwhile()`` runs
+    here; fit's result or error."""
+    checked, go = threading.Event(), threading.Event()
+    check = training._refuse_standardising_to_zero
+
+    def pause_once(*args: Any, **kwargs: Any) -> None:
+        check(*args, **kwargs)
+        if threading.current_thread().name == "fit" and not checked.is_set():
+            checked.set()
+            go.wait(JOIN_TIMEOUT_S)
+
+    monkeypatch.setattr(training, "_refuse_standardising_to_zero", pause_once)
+    outcome: List[Any] = []
+
+    def run() -> None:
+        try:
+            outcome.append(fit())
+        except Exception as exc:  # compared by the caller
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, name="fit", daemon=True)
+    thread.start()
+    try:
+        assert checked.wait(JOIN_TIMEOUT_S), "fit never reached its checks"
+        meanwhile()
+    finally:
+        go.set()
+        _joined(thread)
+    return outcome[0]
+
+
+# ------------------------------------------- a standardisation removed during fit's checks
+def test_a_standardisation_removed_while_fit_checks_its_rows_gets_fits_refusal_of_rows_all_alike(monkeypatch) -> None:
+    """Before: fit read the model's standardisations for its refusal of rows
+    all alike (standardised, every input is 0) before it took the lock;
+    another thread's ``set_normalization(m)`` that removed one meanwhile let
+    such rows train: fit learned the standardisation from them and trained
+    on zeros, a flat loss, which neither serial order gives (removed first:
+    refused; fit first: trained on the standardisation set)."""
+    constant = {"visual": np.tile(np.linspace(0, 1, 10, dtype=np.float32), (32, 1))}
+    model = _model(visual=10)
+    before = model.state_dict()  # its weights: no standardisation yet
+    model.set_normalization("visual", np.zeros(10), np.ones(10))
+
+    got = _fit_paused_after_its_checks(
+        monkeypatch, model, lambda: model.fit(constant, epochs=1, batch_size=16, progress=False),
+        lambda: model.set_normalization("visual"))
+
+    assert isinstance(got, gm.InvalidValueError) and "all 32 rows hold the same visual values" in str(got), got
+    assert model.normalization("visual") is None and model.epochs_trained == 0 and model.history == []
+    assert all(np.array_equal(v, model.state_dict()[k]) for k, v in before.items())
+
+
+# ------------------------------------- column names learned during fit's checks of events
+def test_column_names_learned_while_fit_checks_events_refuse_series_of_them_reordered(monkeypatch) -> None:
+    """Before: fit checked its events' pandas Series labels against the
+    column names the model knew before it took the lock; another thread's
+    ``fit_normalization`` of a data frame that learned them meanwhile, in
+    another order than the Series', let fit train on those events' values
+    reordered, under the frame's standardisation: the serial order
+    "fit_normalization, then fit" refuses them, naming the event."""
+    pd = pytest.importorskip("pandas")
+    names = ["c0", "c1", "c2", "c3"]
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.normal(size=(20, 4)), columns=names)
+    events = [gm.MultiModalEvent(i, [gm.ModalFeatures(pd.Series(rng.normal(size=4), index=names[::-1]), "visual")])
+              for i in range(20)]
+    model = _model(visual=4)
+    before = model.state_dict()
+
+    got = _fit_paused_after_its_checks(
+        monkeypatch, model,
+        lambda: model.fit(events, epochs=1, batch_size=8, progress=False, objectives={"fused_contrastive": 1.0}),
+        lambda: model.fit_normalization({"visual": frame}))
+
+    assert isinstance(got, gm.InvalidValueError) and "data[0].components[0].features" in str(got), got
+    assert "['c3', 'c2', 'c1', 'c0']" in str(got)
+    assert model.input_columns("visual") == tuple(names) and model.epochs_trained == 0
+    assert all(np.array_equal(v, model.state_dict()[k]) for k, v in before.items())
