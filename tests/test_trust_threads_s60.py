@@ -114,3 +114,54 @@ def test_column_names_learned_while_fit_checks_events_refuse_series_of_them_reor
     assert "['c3', 'c2', 'c1', 'c0']" in str(got)
     assert model.input_columns("visual") == tuple(names) and model.epochs_trained == 0
     assert all(np.array_equal(v, model.state_dict()[k]) for k, v in before.items())
+
+
+# ------------------------------- an ensemble member learning column names while it is saved
+def test_an_ensemble_member_that_learns_reordered_columns_while_it_is_saved_is_refused(tmp_path, monkeypatch) -> None:
+    """Before: ``save_ensemble`` checked that its members' column names
+    agree before it read their states; a member whose ``fit_normalization``
+    of a data frame in another thread learned them in another order
+    meanwhile was saved beside the others, a file whose members read one
+    data frame by position in two orders: the serial order
+    "fit_normalization, then save_ensemble" refuses it, naming the member,
+    and keeps the file that was there."""
+    pd = pytest.importorskip("pandas")
+    from grapheme_multimodal import ensemble
+
+    names = ["c0", "c1", "c2", "c3"]
+    frame = pd.DataFrame(np.random.default_rng(0).normal(size=(20, 4)), columns=names)
+    first, second = _model(visual=4), _model(visual=4)
+    first.fit_normalization({"visual": frame})
+    path = tmp_path / "ensemble.safetensors"
+    gm.save_ensemble([first], path)
+    kept = path.read_bytes()
+    checked, go = threading.Event(), threading.Event()
+    check_target = ensemble.check_write_target
+
+    def pause_after_the_checks(target: Any) -> None:  # called once the members' columns are checked
+        check_target(target)
+        if threading.current_thread().name == "save":
+            checked.set()
+            go.wait(JOIN_TIMEOUT_S)
+
+    monkeypatch.setattr(ensemble, "check_write_target", pause_after_the_checks)
+    outcome: List[Any] = []
+
+    def save() -> None:
+        try:
+            outcome.append(gm.save_ensemble([first, second], path))
+        except Exception as exc:  # compared below
+            outcome.append(exc)
+
+    thread = threading.Thread(target=save, name="save", daemon=True)
+    thread.start()
+    try:
+        assert checked.wait(JOIN_TIMEOUT_S), "save_ensemble never reached its write"
+        second.fit_normalization({"visual": frame[names[::-1]]})
+    finally:
+        go.set()
+        _joined(thread)
+
+    got = outcome[0]
+    assert isinstance(got, gm.InvalidValueError) and str(got).startswith("models[1]: was fitted on the visual columns"), got
+    assert path.read_bytes() == kept

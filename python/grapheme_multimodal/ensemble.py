@@ -18,7 +18,7 @@ __all__ = ["ENSEMBLE_FORMAT", "save_ensemble", "load_ensemble", "load_models"]
 
 import math
 import sys
-from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Sequence
+from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -118,6 +118,9 @@ def save_ensemble(models: Iterable["LearnableMultiModal"], path: PathLike, inclu
             if not str(exc).startswith("model."):  # not the check of a member's public attribute: not ours to rename
                 raise
             raise TypeError(f"models[{j}]: {exc}") from None  # an epoch count of 2.0: which member's
+        # and again on the states read: a member's fit_normalization of a frame in another thread since the check
+        # above could learn its names in another order, and the file held members reading one frame in two orders
+        _refuse_columns_reordered({m: [meta.get("input_columns", {}).get(str(m)) for meta in metas] for m in Modality})
         try:
             write_tagged_safetensors(path, tensors, ENSEMBLE_FORMAT, {"library_version": __version__, "members": metas})
         except HeaderTooLargeError:  # the names and checksums of every member's tensors, their configs and histories
@@ -271,6 +274,11 @@ def _check_columns_agree(models: Sequence["LearnableMultiModal"]) -> None:
     it was trained on: w,y,x", and given that, "...: x,y,w"). Checked when
     saving only: a file saved so still loads (and embeds files without a
     header)."""
-    for m in Modality:
-        refuse_reordered_members([model.input_columns(m) for model in models], "models", f"the {m} columns",
+    _refuse_columns_reordered({m: [model.input_columns(m) for model in models] for m in Modality})
+
+
+def _refuse_columns_reordered(columns: Mapping[Modality, Sequence[Optional[Sequence[str]]]]) -> None:
+    """:func:`_check_columns_agree` of the members' column names per modality (None: not known)."""
+    for m, names in columns.items():
+        refuse_reordered_members(names, "models", f"the {m} columns",
                                  "the files one embeds with an ensemble are read once, by position, for all its members")
