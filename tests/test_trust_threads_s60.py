@@ -165,3 +165,83 @@ def test_an_ensemble_member_that_learns_reordered_columns_while_it_is_saved_is_r
     got = outcome[0]
     assert isinstance(got, gm.InvalidValueError) and str(got).startswith("models[1]: was fitted on the visual columns"), got
     assert path.read_bytes() == kept
+
+
+# ---------------------------- column names learned between an encoding's check and its lock
+def _read_paused_before_its_lock(model: gm.LearnableMultiModal, read: Callable[[], Any],
+                                 meanwhile: Callable[[], None]) -> Any:
+    """``read()`` in a thread, held as it first asks for the model's read
+    lock (its checks before it done) while ``meanwhile()`` runs here;
+    the read's result or error."""
+    asking, go = threading.Event(), threading.Event()
+    reading = model._lock.reading
+
+    def pause_once() -> Any:
+        if threading.current_thread().name == "read" and not asking.is_set():
+            asking.set()
+            go.wait(JOIN_TIMEOUT_S)
+        return reading()
+
+    model._lock.reading = pause_once  # this model's lock only
+    outcome: List[Any] = []
+
+    def run() -> None:
+        try:
+            outcome.append(read())
+        except Exception as exc:  # compared by the caller
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, name="read", daemon=True)
+    thread.start()
+    try:
+        assert asking.wait(JOIN_TIMEOUT_S), "the read never asked for the lock"
+        meanwhile()
+    finally:
+        go.set()
+        _joined(thread)
+        del model._lock.reading
+    return outcome[0]
+
+
+def _frame_and_series(pd: Any) -> Any:
+    names = ["c0", "c1", "c2", "c3"]
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.normal(size=(20, 4)) * 5 + 3, columns=names)
+    return frame, pd.Series(rng.normal(size=4), index=names[::-1])
+
+
+def test_column_names_learned_while_an_event_is_checked_refuse_its_series_reordered() -> None:
+    """Before: an event's pandas Series labels were checked against the
+    model's column names before the read lock; another thread's
+    ``fit_normalization`` of a data frame that learned them meanwhile let
+    ``fuse_event`` (and ``encode_event``, ``record_fusion``...) encode the
+    Series' values reordered under the frame's standardisation, which no
+    serial order gives (before: encoded raw; after: refused)."""
+    pd = pytest.importorskip("pandas")
+    frame, series = _frame_and_series(pd)
+    event = gm.MultiModalEvent(1, [gm.ModalFeatures(series, "visual")])
+    model = _model(visual=4)
+
+    got = _read_paused_before_its_lock(model, lambda: model.fuse_event(event),
+                                       lambda: model.fit_normalization({"visual": frame}))
+
+    assert isinstance(got, gm.InvalidValueError), got
+    assert str(got).startswith("event.components[0].features: event 1's visual component was given as a pandas Series")
+
+
+def test_column_names_learned_while_record_batch_checks_its_frame_refuse_it_reordered() -> None:
+    """Before: ``record_batch`` checked its data frames' column names before
+    it took the read lock to encode them; another thread's
+    ``fit_normalization`` that learned them in another order meanwhile had
+    the frame recorded reordered under that standardisation, where the
+    serial order "fit_normalization, then record_batch" refuses it and
+    records nothing."""
+    pd = pytest.importorskip("pandas")
+    frame, _ = _frame_and_series(pd)
+    model = _model(visual=4)
+
+    got = _read_paused_before_its_lock(model, lambda: model.record_batch({"visual": frame[frame.columns[::-1]]}),
+                                       lambda: model.fit_normalization({"visual": frame}))
+
+    assert isinstance(got, gm.InvalidValueError) and str(got).startswith("inputs['visual']: its columns"), got
+    assert len(model.experience) == 0

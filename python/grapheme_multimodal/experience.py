@@ -111,22 +111,25 @@ class ExperienceMixin:
         row absent from that modality (see :meth:`prepare_inputs`); the
         buffer keeps NaN for its inputs there (as for every row the mask
         marks absent), which nothing reads."""
-        arrays, mask_arr = self.prepare_inputs(inputs, mask)
-        if not all(type(v) is np.ndarray or np.isscalar(v) or v is None for v in (rewards, event_ids)):
-            # their rows pair with the inputs' by position: a Series of them in another order was
-            # recorded against the wrong rows, without a word
-            refuse_unpaired_frames(named_inputs(inputs) + [("rewards", rewards), ("event_ids", event_ids)])
-        # the rewards' shape before the batch is encoded (and its untrained modalities warned of): a bad
-        # one was refused only after the encoding's work and the warning
-        batch = len(mask_arr)
-        rewards = as_real_array(rewards, "rewards")
-        refuse_bools(rewards, "rewards")
-        # Not numpy's broadcasting: one reward in an array of shape (1,) spread over every row without a word.
-        if rewards.shape not in ((), (batch,)):
-            raise ShapeError(f"rewards: expected a number or shape ({batch},), got shape {rewards.shape}", "rewards")
-        rewards = np.broadcast_to(rewards, (batch,))
-        self._warn_untrained(mask_arr)
-        with self._lock.reading():  # embeddings, fused and strengths of one state
+        # Embeddings, fused and strengths of one state, and the inputs checked against it: the data frames' names
+        # checked before the lock, another thread's fit_normalization could learn them (and their standardisation)
+        # in between, and a frame of them reordered was recorded.
+        with self._lock.reading():
+            arrays, mask_arr = self.prepare_inputs(inputs, mask)
+            if not all(type(v) is np.ndarray or np.isscalar(v) or v is None for v in (rewards, event_ids)):
+                # their rows pair with the inputs' by position: a Series of them in another order was
+                # recorded against the wrong rows, without a word
+                refuse_unpaired_frames(named_inputs(inputs) + [("rewards", rewards), ("event_ids", event_ids)])
+            # the rewards' shape before the batch is encoded (and its untrained modalities warned of): a bad
+            # one was refused only after the encoding's work and the warning
+            batch = len(mask_arr)
+            rewards = as_real_array(rewards, "rewards")
+            refuse_bools(rewards, "rewards")
+            # Not numpy's broadcasting: one reward in an array of shape (1,) spread over every row without a word.
+            if rewards.shape not in ((), (batch,)):
+                raise ShapeError(f"rewards: expected a number or shape ({batch},), got shape {rewards.shape}", "rewards")
+            rewards = np.broadcast_to(rewards, (batch,))
+            self._warn_untrained(mask_arr)
             emb, fused = self._core.encode_and_fuse(arrays, mask_arr)  # its outputs are allocated fallibly
             # the pair strengths beside them (their copy of the embeddings aborted under ulimit -v)
             self._refuse_peak("pair_strengths", len(mask_arr), "inputs", caller="record_batch's pair_strengths")
