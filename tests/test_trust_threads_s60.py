@@ -245,3 +245,34 @@ def test_column_names_learned_while_record_batch_checks_its_frame_refuse_it_reor
 
     assert isinstance(got, gm.InvalidValueError) and str(got).startswith("inputs['visual']: its columns"), got
     assert len(model.experience) == 0
+
+
+# ------------------------------------- a view embedder's modalities set while it embeds
+@pytest.mark.parametrize("call", ["embed_views", "hidden_features"])
+def test_a_view_embedder_whose_modalities_another_thread_sets_embeds_by_one_mapping(call: str) -> None:
+    """Before: ``ModelEmbedder.embed_views`` (and ``hidden_features``) read
+    ``modalities`` once to build the model's inputs and again to cut each
+    view's rows out of the model's output; another thread's
+    ``embedder.modalities = ...`` in between (``EnsembleEmbedder`` reads its
+    members once per call for this reason) returned the rows of a slot
+    nothing was given in: zeros, neither mapping's embedding."""
+    from grapheme_multimodal.evaluation import ModelEmbedder
+
+    model = _model(visual=6, auditory=6)
+    model.fit(_views6(40, 0), epochs=1, batch_size=20, progress=False)
+    views = {"a": _views6(5, 1)["visual"]}
+    embedder = ModelEmbedder(model, {"a": "visual"})
+    embed = lambda e: getattr(e, call)(views)  # noqa: E731
+    serial = [embed(ModelEmbedder(model, {"a": m}))["a"] for m in ("visual", "auditory")]
+
+    got = _read_paused_before_its_lock(model, lambda: embed(embedder),
+                                       lambda: setattr(embedder, "modalities", {"a": "auditory"}))
+
+    assert not isinstance(got, Exception), got
+    assert any(np.array_equal(got["a"], s) for s in serial), "the rows of neither mapping"
+
+
+def _views6(n: int, seed: int) -> Dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    z = rng.normal(size=(n, 3))
+    return {m: (z @ rng.normal(size=(3, 6))).astype(np.float32) for m in ("visual", "auditory")}

@@ -166,40 +166,45 @@ class ModelEmbedder:
         """Whether the model's encoders have hidden layers (``encoder_hidden``)."""
         return bool(self.model.config.encoder_hidden)
 
-    def _inputs(self, views: Mapping[str, np.ndarray]) -> Dict[Modality, np.ndarray]:
+    def _inputs(self, views: Mapping[str, np.ndarray], modalities: Mapping[str, Modality]) -> Dict[Modality, np.ndarray]:
         check_views(views)
-        unknown = sorted_names(set(views) - set(self.modalities))
+        unknown = sorted_names(set(views) - set(modalities))
         if unknown:
-            raise InvalidValueError(f"views: unknown view names {unknown}; this model knows {list(self.modalities)}", "views")
+            raise InvalidValueError(f"views: unknown view names {unknown}; this model knows {list(modalities)}", "views")
         # a masked entry is refused here, not by the model, whose remedy ("leave the rows out with mask=")
         # is no argument of the embedder: every view given here is present in every row
-        return {self.modalities[v]: unmasked(x, f"views[{v!r}]", remedy="fill them, or embed only the rows that have them")
+        return {modalities[v]: unmasked(x, f"views[{v!r}]", remedy="fill them, or embed only the rows that have them")
                 if isinstance(x, np.ma.MaskedArray) else x for v, x in views.items()}
 
     def embed_views(self, views: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
         """Each given view's modality embedding ``[N, E]`` (``model.encode``)."""
-        emb = self._on_views(self.model.encode, views)
-        return _per_view(emb, self.modalities, views)
+        modalities = self.modalities  # once: the slots read out are those the views went in
+        return _per_view(self._on_views(self.model.encode, views, modalities), modalities, views)
 
     def embed_fused(self, views: Mapping[str, np.ndarray]) -> np.ndarray:
         """The fused embedding ``[N, E]`` of the given views (the others absent)."""
-        return self._on_views(self.model.encode_and_fuse, views)[1]
+        return self._on_views(self.model.encode_and_fuse, views, self.modalities)[1]
 
     def hidden_features(self, views: Mapping[str, np.ndarray], layer: IntLike = -1) -> Dict[str, np.ndarray]:
         """Each view's encoder hidden features (:meth:`LearnableMultiModal.hidden_features`)."""
-        features = self._on_views(lambda inputs: self.model.hidden_features(inputs, layer=layer), views)
-        return _per_view(features, self.modalities, views)
+        model, modalities = self.model, self.modalities  # once each, as embed_views reads them
+        features = self._on_views(lambda inputs: model.hidden_features(inputs, layer=layer), views, modalities)
+        return _per_view(features, modalities, views)
 
-    def _on_views(self, method: Callable[[Dict[Modality, np.ndarray]], Any], views: Mapping[str, np.ndarray]) -> Any:
-        """``method`` of the model on the views as its inputs; an error about
-        the model's ``inputs['m']`` (or all ``inputs``) named as the caller's
-        ``views['v']`` (or ``views``): the model's names are not the caller's."""
+    def _on_views(self, method: Callable[[Dict[Modality, np.ndarray]], Any], views: Mapping[str, np.ndarray],
+                  modalities: Mapping[str, Modality]) -> Any:
+        """``method`` of the model on the views as its inputs (placed by
+        ``modalities``, read once by the caller: set by another thread in
+        between, the rows read out of the output were those of slots the
+        views never went in); an error about the model's ``inputs['m']``
+        (or all ``inputs``) named as the caller's ``views['v']`` (or
+        ``views``): the model's names are not the caller's."""
         try:
             # the embedder takes no mask (every view given is present in every row): the model's refusal of NaN
             # says nothing of "(a row marked present)", marks the caller cannot make
-            return call_taking_no_mask(method, self._inputs(views))
+            return call_taking_no_mask(method, self._inputs(views, modalities))
         except (GraphemeError, TypeError) as err:
-            raise renamed(err, {**view_names(self.modalities, "inputs", "views"), "inputs": "views"}) from None
+            raise renamed(err, {**view_names(modalities, "inputs", "views"), "inputs": "views"}) from None
 
     def bind(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """The binder's strength ``[N]`` for rows of view embeddings ``a`` and ``b``."""
