@@ -276,3 +276,29 @@ def _views6(n: int, seed: int) -> Dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
     z = rng.normal(size=(n, 3))
     return {m: (z @ rng.normal(size=(3, 6))).astype(np.float32) for m in ("visual", "auditory")}
+
+
+# ------------------------------------------- the estimator's output set while it transforms
+def test_an_estimators_output_set_by_another_thread_during_transform_gives_one_outputs_columns() -> None:
+    """Before: ``MultimodalEmbedder.transform`` read ``output`` once to check
+    it and again for each member's block; another thread's
+    ``estimator.output = "hidden"`` (scikit-learn parameters are plain
+    attributes) between two members' blocks gave rows of member 0's fused
+    embedding beside member 1's hidden features: columns neither output
+    has. ``set_params`` waits for the transform; an attribute set cannot."""
+    pytest.importorskip("sklearn")
+    from grapheme_multimodal.sklearn import MultimodalEmbedder
+
+    data = _views6(40, 0)
+    views = [data["visual"].astype(np.float64), data["auditory"].astype(np.float64)]
+    estimator = MultimodalEmbedder(embed_dim=8, hidden_dim=8, num_heads=1, encoder_hidden=(8,), shared_head=(),
+                                   encoder_output_dim=None, epochs=1, batch_size=20, random_state=0,
+                                   validation_fraction=0.0, patience=0, n_members=2).fit(views)
+    serial = {output: estimator.set_params(output=output).transform(views) for output in ("hidden", "fused")}
+
+    got = _read_paused_before_its_lock(estimator.models_[0], lambda: estimator.transform(views),
+                                       lambda: setattr(estimator, "output", "hidden"))
+
+    assert not isinstance(got, Exception), got
+    assert any(got.shape == s.shape and np.array_equal(got, s) for s in serial.values()), (
+        f"columns of neither output: {got.shape}, expected {[s.shape for s in serial.values()]}")

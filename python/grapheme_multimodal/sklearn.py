@@ -510,7 +510,7 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
 
     def _transform(self, Xs: Any) -> np.ndarray:
         _check_fitted(self)
-        self._check_output(fitted=True)
+        output = self._check_output(fitted=True)
         views = _as_views(Xs, self, reset=False)
         if [v.shape[1] for v in views] != self.view_dims_:
             raise ShapeError(
@@ -521,7 +521,7 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
         inputs, mask = self._inputs(views)
         _refuse_rows_with_no_view(mask)
         def embed_member(model: LearnableMultiModal, chunk: dict, present: np.ndarray) -> np.ndarray:
-            if self.output == "hidden":
+            if output == "hidden":
                 features = model.hidden_features(chunk, present)
                 return unit_side_by_side({m: features[:, m.index] for m in self.modalities_}, self.modalities_)
             return model.encode_and_fuse(chunk, present)[1]
@@ -582,11 +582,11 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
 
     def _feature_names_out(self, input_features: Any) -> np.ndarray:
         _check_fitted(self)
-        self._check_output(fitted=True)
+        output = self._check_output(fitted=True)
         _check_input_features(self, input_features)
         prefix = type(self).__name__.lower()
         members = self._members()
-        if self.output == "hidden":
+        if output == "hidden":
             width = self.model_.hidden_width(arg="output")
             names = [f"{prefix}_{m}_hidden{j}" for m in self.modalities_ for j in range(width)]
             if len(members) > 1:  # each member's block of every view's features
@@ -600,24 +600,29 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
         estimator fitted (and pickled) before ``n_members`` existed."""
         return self.__dict__.get("models_", (self.model_,))
 
-    def _check_output(self, fitted: bool = False) -> None:
-        """``output`` is one of :data:`OUTPUTS`, and ``"hidden"`` has hidden
+    def _check_output(self, fitted: bool = False) -> str:
+        """The ``output`` checked, read once (a plain attribute: another
+        thread may set it meanwhile, and a transform that read it again per
+        member put one member's fused embedding beside another's hidden
+        features): one of :data:`OUTPUTS`, and ``"hidden"`` has hidden
         layers to read: the parameter ``encoder_hidden`` when fitting, the
         fitted model's once ``fitted`` (a ``set_params`` after ``fit`` changes
         the model only at the next ``fit``: an ``output="hidden"`` set on a
         model fitted without hidden layers was refused naming ``layer``, an
         argument of no call here, and ``encoder_hidden=()`` set after fitting
         refused the hidden layers the model has)."""
-        if not isinstance(self.output, str) or self.output not in OUTPUTS:
-            raise InvalidValueError(f"output: expected one of {list(OUTPUTS)}, got {self.output!r}", "output")
-        if self.output != "hidden":
-            return
+        output = self.output
+        if not isinstance(output, str) or output not in OUTPUTS:
+            raise InvalidValueError(f"output: expected one of {list(OUTPUTS)}, got {output!r}", "output")
+        if output != "hidden":
+            return output
         if fitted:
             self.model_.hidden_width(arg="output")
         elif not _widths(self.encoder_hidden, "encoder_hidden"):  # one int is one layer
             raise InvalidValueError(
                 'output: "hidden" reads the encoders\' hidden layers; expected encoder_hidden with at least one '
                 f"layer, got encoder_hidden={self.encoder_hidden!r}", "output")
+        return output
 
     def _modalities(self, n_views: int) -> List[Modality]:
         if n_views > NUM_MODALITIES:
