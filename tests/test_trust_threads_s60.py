@@ -302,3 +302,66 @@ def test_an_estimators_output_set_by_another_thread_during_transform_gives_one_o
     assert not isinstance(got, Exception), got
     assert any(got.shape == s.shape and np.array_equal(got, s) for s in serial.values()), (
         f"columns of neither output: {got.shape}, expected {[s.shape for s in serial.values()]}")
+
+
+# --------------------------------------------- the model's buffer replaced during compute_loss
+class _PausingLock:
+    """A buffer's lock that, in the thread named ``read``, signals once it is
+    taken and waits to go on (the lock held)."""
+
+    def __init__(self, lock: Any) -> None:
+        self.lock, self.taken, self.go = lock, threading.Event(), threading.Event()
+
+    def __enter__(self) -> Any:
+        held = self.lock.__enter__()
+        if threading.current_thread().name == "read" and not self.taken.is_set():
+            self.taken.set()
+            self.go.wait(JOIN_TIMEOUT_S)
+        return held
+
+    def __exit__(self, *exc: Any) -> Any:
+        return self.lock.__exit__(*exc)
+
+
+def test_compute_loss_reads_the_buffer_whose_lock_it_holds_when_another_thread_replaces_it() -> None:
+    """Before: ``compute_loss`` took the model's buffer's lock, then read
+    ``model.experience`` again for its size and its experiences: a buffer
+    another thread assigned in between was read without its lock, and one
+    emptied between its size and its experiences (by a third thread, not
+    held back by the lock compute_loss held) failed the loss on a batch of
+    no rows, an answer no serial order gives (each gives a loss, 0.0 for
+    an empty buffer)."""
+    model = _model(visual=6, auditory=6)
+    probe = _views6(4, 2)
+    model.record_batch(probe, rewards=0.5)
+    model.train_step(probe)  # the recorded fusions are no longer the model's: a loss above 0
+    expected = model.compute_loss()
+    assert expected > 0
+    other = gm.ExperienceBuffer(8, embed_dim=8, input_dims=model.config.input_dims)
+    other.extend(**{k: v for k, v in vars(model.experience.batch()).items()
+                    if k in ("embeddings", "mask", "fused", "pair_strengths", "rewards", "event_ids")})
+
+    def batch_emptied_first(*args: Any) -> Any:  # the third thread's clear, landing just then
+        other.clear()
+        return gm.ExperienceBuffer.batch(other, *args)
+
+    other.batch = batch_emptied_first
+    lock = model.experience._lock = _PausingLock(model.experience._lock)
+    outcome: List[Any] = []
+
+    def run() -> None:
+        try:
+            outcome.append(model.compute_loss())
+        except Exception as exc:  # compared below
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, name="read", daemon=True)
+    thread.start()
+    try:
+        assert lock.taken.wait(JOIN_TIMEOUT_S), "compute_loss never took the buffer's lock"
+        model.experience = other
+    finally:
+        lock.go.set()
+        _joined(thread)
+
+    assert outcome == [expected], outcome

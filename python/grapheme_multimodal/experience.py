@@ -163,8 +163,9 @@ class ExperienceMixin:
         # The model held for reading from the buffer's snapshot to the loss: both of one moment, even while
         # other threads record and train (the model first, then the buffer, as record_* take them).
         with self._lock.reading():
-            with self.experience._lock:
-                if not len(self.experience):
+            buffer = self.experience  # once: the buffer whose lock is held (another thread may assign another)
+            with buffer._lock:
+                if not len(buffer):
                     return 0.0
-                batch = Batch.from_experiences(self.experience.batch())
+                batch = Batch.from_experiences(buffer.batch())
             return float(self.losses(batch, weights={"seed_consistency": 1.0})["seed_consistency"])
