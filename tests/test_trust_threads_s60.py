@@ -365,3 +365,28 @@ def test_compute_loss_reads_the_buffer_whose_lock_it_holds_when_another_thread_r
         _joined(thread)
 
     assert outcome == [expected], outcome
+
+
+# ---------------------------------------------- an ensemble member's model set while it embeds
+def test_an_ensemble_member_whose_model_another_thread_sets_during_an_embedding_is_embedded_as_checked() -> None:
+    """Before: ``EnsembleEmbedder`` checked its members (views, widths, column
+    order) and then read each member's ``model`` again to embed: a model of
+    other widths set on a member by another thread in between was refused
+    as the caller's views' fault ("views['a']: ... columns"), where either
+    serial order gives the ensemble's embedding or its refusal of that
+    member ("members[1]: takes views of ...")."""
+    from grapheme_multimodal.evaluation import EnsembleEmbedder, ModelEmbedder
+
+    first, second = _model(visual=6), _model(visual=6)
+    members = [ModelEmbedder(first, {"a": "visual"}), ModelEmbedder(second, {"a": "visual"})]
+    ensemble = EnsembleEmbedder(members)
+    views = {"a": _views6(5, 1)["visual"]}
+    expected = ensemble.embed_views(views)["a"]
+
+    got = _read_paused_before_its_lock(first, lambda: ensemble.embed_views(views),
+                                       lambda: setattr(members[1], "model", _model(visual=4)))
+
+    assert not isinstance(got, Exception), got
+    assert np.array_equal(got["a"], expected)
+    with pytest.raises(gm.InvalidValueError, match=r"^members\[1\]: takes views of"):
+        ensemble.embed_views(views)  # the serial order "set, then embed"

@@ -12,6 +12,7 @@ models").
 
 from __future__ import annotations
 
+import copy
 from typing import TYPE_CHECKING, Dict, Iterable, List, Mapping, Optional, Tuple
 
 import numpy as np
@@ -87,11 +88,15 @@ def _input_width(member: ModelEmbedder, view: str) -> int:
     return int(member.model.config.input_dims[member.modalities[view].index])
 
 
-def _checked_members(members: Iterable[ModelEmbedder]) -> Tuple[ModelEmbedder, ...]:
+def _checked_members(members: Iterable[ModelEmbedder], pinned: bool = False) -> Tuple[ModelEmbedder, ...]:
     """``members`` as a tuple, refused unless each is a :class:`ModelEmbedder`
     over the views of the first, taking them at the same widths, fitted on
-    no view's columns in another order."""
+    no view's columns in another order. ``pinned``: each a copy of the
+    member, whose ``model`` and ``modalities`` are those checked whatever
+    is set on the member meanwhile."""
     members = tuple(as_list_of(members, ModelEmbedder, "members", " (uci.fit_views gives one)"))
+    if pinned:
+        members = tuple(copy.copy(m) for m in members)
     views = list(members[0].modalities)
     widths = {v: _input_width(members[0], v) for v in views}
     for i, member in enumerate(members[1:], start=1):
@@ -136,8 +141,12 @@ class EnsembleEmbedder:
         (``ensemble.members = ()``, ``ensemble.members[1].model = other``)
         failed as numpy's "need at least one array to concatenate", or
         blamed the caller's views for a member's other widths. Read once per
-        call: a tuple set from another thread meanwhile is not mixed with this one."""
-        return _checked_members(self.members)
+        call: a tuple set from another thread meanwhile is not mixed with this
+        one; nor is a member's ``model`` or ``modalities`` set meanwhile, each
+        member taken as a copy pinned to what was checked (a model of other
+        widths set on one after the check was refused as the caller's views'
+        fault)."""
+        return _checked_members(self.members, pinned=True)
 
     @property
     def models(self) -> Tuple["LearnableMultiModal", ...]:
