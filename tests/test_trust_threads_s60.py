@@ -390,3 +390,20 @@ def test_an_ensemble_member_whose_model_another_thread_sets_during_an_embedding_
     assert np.array_equal(got["a"], expected)
     with pytest.raises(gm.InvalidValueError, match=r"^members\[1\]: takes views of"):
         ensemble.embed_views(views)  # the serial order "set, then embed"
+
+
+# ------------------------------------------- (found on the way) validation events named as data
+def test_validation_events_whose_series_are_reordered_are_named_as_validation() -> None:
+    """Before: fit's check of events' pandas Series labels named a
+    ``validation`` event ``data[0]``, an event of the other argument."""
+    pd = pytest.importorskip("pandas")
+    frame, series = _frame_and_series(pd)
+    model = _model(visual=4)
+    model.fit_normalization({"visual": frame})
+    in_order = [gm.MultiModalEvent(i, [gm.ModalFeatures(pd.Series(row, index=frame.columns), "visual")])
+                for i, row in enumerate(frame.to_numpy())]
+
+    with pytest.raises(gm.InvalidValueError, match=r"^validation\[0\]\.components\[0\]\.features: event 7's") as raised:
+        model.fit(in_order, validation=[gm.MultiModalEvent(7, [gm.ModalFeatures(series, "visual")])], epochs=1,
+                  batch_size=10, progress=False, objectives={"fused_contrastive": 1.0})
+    assert raised.value.arg.startswith("validation[0]") and model.epochs_trained == 0

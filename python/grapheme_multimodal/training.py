@@ -1016,7 +1016,7 @@ class _EventDataset(_Dataset):
         #: per modality, None or the component table (x, owner, confidences, starts): starts[i] is event i's first row
         self.tables: List[Optional[Tuple[np.ndarray, ...]]] = []
         table: Optional[Tuple[np.ndarray, ...]]
-        for table in event_components(model.config, events, "data", columns=model._input_columns):
+        for table in event_components(model.config, events, name, columns=model._input_columns):
             if table is not None:
                 # Event i's components are rows starts[i]:starts[i + 1] of the table.
                 starts = np.concatenate(([0], np.cumsum(np.bincount(table[1], minlength=self.n))))
