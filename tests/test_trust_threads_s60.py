@@ -407,3 +407,43 @@ def test_validation_events_whose_series_are_reordered_are_named_as_validation() 
         model.fit(in_order, validation=[gm.MultiModalEvent(7, [gm.ModalFeatures(series, "visual")])], epochs=1,
                   batch_size=10, progress=False, objectives={"fused_contrastive": 1.0})
     assert raised.value.arg.startswith("validation[0]") and model.epochs_trained == 0
+
+
+# ---------------------------------------- the library's own ray.init beside another thread
+def test_warning_filters_another_thread_sets_while_the_library_starts_ray_are_kept(monkeypatch) -> None:
+    """Before: the library's own ``ray.init`` (a distributed fit's, on first
+    use) ran inside ``warnings.catch_warnings()`` to keep Ray 2.51's
+    accelerator tip from the user; that restores the whole process's filter
+    list as it was, so a filter another thread set while Ray started (for
+    seconds) was lost: ``warnings.simplefilter("error", ...)`` undone
+    without a word. Now only the library's own filter is taken out."""
+    import warnings
+    from types import SimpleNamespace
+
+    distributed = pytest.importorskip("grapheme_multimodal.distributed")
+    starting, go, started = threading.Event(), threading.Event(), []
+
+    def init(*args: Any, **kwargs: Any) -> None:
+        warnings.warn("Tip: In future versions of Ray, Ray will no longer override accelerator visible devices env "
+                      "var if num_gpus=0 or num_gpus=None (default).", FutureWarning)
+        starting.set()
+        go.wait(JOIN_TIMEOUT_S)
+        started.append(True)
+
+    # distributed's own name for Ray only: Ray's threads keep the real functions
+    monkeypatch.setattr(distributed, "ray", SimpleNamespace(is_initialized=lambda: bool(started), init=init))
+    monkeypatch.setattr(distributed, "_check_ray_address", lambda address, arg: None)
+    with warnings.catch_warnings():  # the test's own filters back as they were, whatever the library leaves
+        thread = threading.Thread(target=distributed._ensure_ray, name="start-ray", daemon=True)
+        thread.start()
+        try:
+            assert starting.wait(JOIN_TIMEOUT_S), "ray.init never ran"
+            warnings.filterwarnings("error", message="set while Ray started", category=UserWarning)
+        finally:
+            go.set()
+            _joined(thread)
+        assert started == [True]
+        with pytest.raises(UserWarning, match="set while Ray started"):
+            warnings.warn("set while Ray started", UserWarning)
+        assert not any(f[0] == "ignore" and f[1] is not None and f[1].pattern.startswith("Tip: In future")
+                       for f in warnings.filters), "the library's own filter was left in place"

@@ -26,6 +26,7 @@ import hashlib
 import inspect
 import json
 import os
+import re
 import threading
 import warnings
 from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
@@ -1767,17 +1768,24 @@ def _ensure_ray() -> None:
     versions of Ray, Ray will no longer override accelerator visible devices
     env var ...") is kept from the user, as the command line keeps it: a tip
     to Ray's users about GPUs, which the library never asks for. Every other
-    warning passes."""
+    warning passes. Not by ``warnings.catch_warnings()``: it puts back the
+    whole process's filter list as it found it, so a filter another thread
+    set while Ray started (seconds) was undone; only this one is taken out."""
     with _RAY_START:
         if not ray.is_initialized():
             _check_ray_address(None, "address")
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message=_RAY_ACCELERATOR_TIP, category=FutureWarning)
+            warnings.filterwarnings("ignore", message=_RAY_ACCELERATOR_TIP, category=FutureWarning)
+            try:
                 ray.init()
+            finally:
+                with contextlib.suppress(ValueError):  # gone already (another thread reset the filters)
+                    warnings.filters.remove(_RAY_TIP_FILTER)
 
 
 #: The start of Ray 2.51's FutureWarning at ``ray.init`` that :func:`_ensure_ray` filters.
 _RAY_ACCELERATOR_TIP = "Tip: In future versions of Ray, Ray will no longer override accelerator"
+#: The entry ``warnings.filterwarnings`` makes of :func:`_ensure_ray`'s filter (as it compiles the message).
+_RAY_TIP_FILTER = ("ignore", re.compile(_RAY_ACCELERATOR_TIP, re.I), FutureWarning, None, 0)
 
 
 def _load_checkpoint(checkpoint: Any) -> LearnableMultiModal:
