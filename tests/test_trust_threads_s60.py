@@ -447,3 +447,61 @@ def test_warning_filters_another_thread_sets_while_the_library_starts_ray_are_ke
             warnings.warn("set while Ray started", UserWarning)
         assert not any(f[0] == "ignore" and f[1] is not None and f[1].pattern.startswith("Tip: In future")
                        for f in warnings.filters), "the library's own filter was left in place"
+
+
+# ------------------------------------ two fits whose metrics wait for each other's model
+def _two_fits_whose_metrics_meet(first_metric: Callable[[], Any], second_metric: Callable[[], Any],
+                                 first: gm.LearnableMultiModal, second: gm.LearnableMultiModal) -> Dict[str, Any]:
+    """``first.fit`` and ``second.fit`` in two threads, each of whose metric
+    waits at a barrier for the other to be in its metric too, then calls
+    its ``*_metric()``; each fit's History or error."""
+    data = _views6(32, 0)
+    meet = threading.Barrier(2)
+    outcome: Dict[str, Any] = {}
+
+    def metric(then: Callable[[], Any]) -> Callable[[Any], float]:
+        def measured(model: Any) -> float:
+            meet.wait(JOIN_TIMEOUT_S)  # both fits are in their metrics, holding their models
+            then()
+            return 0.0
+        return measured
+
+    def fit(name: str, model: gm.LearnableMultiModal, then: Callable[[], Any]) -> None:
+        try:
+            outcome[name] = model.fit(data, epochs=1, batch_size=16, progress=False, metrics={"m": metric(then)})
+        except Exception as exc:  # compared by the caller
+            outcome[name] = exc
+
+    threads = [threading.Thread(target=fit, args=("first", first, first_metric), name="first", daemon=True),
+               threading.Thread(target=fit, args=("second", second, second_metric), name="second", daemon=True)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        _joined(thread)
+    return outcome
+
+
+@pytest.mark.parametrize("first_writes", ["train_step", "fit"])
+def test_two_fits_whose_metrics_train_each_others_model_refuse_one_instead_of_waiting_for_ever(first_writes: str) -> None:
+    """Before: a fit whose metric trains another model (allowed: a metric may
+    fit another model) and that model's fit in another thread, whose metric
+    trains the first, waited for each other for ever: each fit keeps other
+    threads' writers out until it returns. Now the second to wait is
+    refused (``RuntimeError``): its fit fails and puts its model back, and
+    the first goes on and completes."""
+    first, second = _model(visual=6, auditory=6), _model(visual=6, auditory=6)
+    step = _views6(16, 3)
+    writes = {"train_step": lambda model: model.train_step(step),
+              "fit": lambda model: model.fit(step, epochs=1, batch_size=16, progress=False)}
+
+    outcome = _two_fits_whose_metrics_meet(lambda: writes[first_writes](second), lambda: first.train_step(step),
+                                           first, second)
+
+    refused = {name: got for name, got in outcome.items() if isinstance(got, Exception)}
+    assert len(refused) == 1 and len(outcome) == 2, outcome
+    (name, error), = refused.items()
+    assert isinstance(error, RuntimeError) and "the two fits would wait for each other for ever" in str(error), error
+    failed, completed = (first, second) if name == "first" else (second, first)
+    # the failed fit put its model back; then the completed fit's metric trained it (a fit of it: one epoch)
+    assert completed.epochs_trained == 1
+    assert failed.epochs_trained == (1 if first_writes == "fit" and name == "second" else 0)

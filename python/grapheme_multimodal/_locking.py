@@ -35,7 +35,11 @@ each), and land between two of fit's steps (see ``training.fit``).
 Another thread's writes still wait for ``fit``
 as before — so a metric that starts a thread which writes to the model,
 and waits for it (``join``), waits for ever: that thread waits for ``fit``,
-and ``fit`` for the metric. Reads from such a thread are fine.
+and ``fit`` for the metric. Reads from such a thread are fine. Two fits in
+two threads whose metrics train each other's model (or, through more fits'
+metrics, a model the first holds) would wait for each other for ever too:
+the second to wait is refused (:class:`waiting_from_metric`), its fit fails
+and puts its model back, and the first goes on.
 
 A process forked while other threads hold a model's lock has only the
 forking thread: the others' holds are dropped in the child, so it does not
@@ -253,12 +257,86 @@ def call_fitting(model: Any, function: Callable[..., _T], *args: Any, **kwargs: 
     returned or its ``__exit__`` began left the model marked, and a fit in
     the handler of that interrupt was refused as a fit from the middle of
     a fit."""
-    outer = _FITTING.models
+    outer, key, me = _FITTING.models, id(model), get_ident()
+    owner = _FIT_THREADS.get(key)
     try:
         _FITTING.models = outer + (model,)
+        _FIT_THREADS[key] = me
         return function(*args, **kwargs)
     finally:
         _FITTING.models = outer
+        if owner is None:
+            _FIT_THREADS.pop(key, None)
+        else:
+            _FIT_THREADS[key] = owner
+
+
+#: ``id(model) -> ident`` of the thread whose ``fit`` is training ``model``
+#: (:func:`call_fitting`), and ``ident -> model`` the model a ``metrics``
+#: function running in that thread waits to write to or fit
+#: (:class:`waiting_from_metric`): the graph in which two fits whose metrics
+#: wait for each other's model are found. Changed under :data:`_WAITS_LOCK`
+#: (the waits; the fits by one assignment each).
+_FIT_THREADS: Dict[int, int] = {}
+_METRIC_WAITS: Dict[int, Any] = {}
+_WAITS_LOCK = threading.Lock()
+
+
+class waiting_from_metric:
+    """``with waiting_from_metric(model, what), <model's write or update lock>:``
+    notes, when a ``metrics`` function of a ``fit`` runs in this thread,
+    that it waits for ``model`` (``what``, a write or a fit of it), and
+    raises ``RuntimeError`` instead when that would wait for ever: ``model``
+    is being trained by another thread's ``fit``, whose metric waits (so
+    on, around) for a model this thread's ``fit`` holds. Each fit's lock
+    keeps the other's writers out for its whole run, so neither would ever
+    return: the second to wait is refused (its metric raises, its fit fails
+    and puts its model back), and the first goes on. Nothing outside a
+    metric (one check of a thread-local)."""
+
+    __slots__ = ("model", "what", "noted", "outer")
+
+    def __init__(self, model: Any, what: str) -> None:
+        self.model, self.what, self.noted, self.outer = model, what, False, None
+
+    def __enter__(self) -> None:
+        if not _IN_METRIC.calls:
+            return
+        me = get_ident()
+        with _WAITS_LOCK:  # the look and the note in one step: of two threads at once, the second sees the first
+            if _waits_around_to(self.model, me):
+                raise RuntimeError(
+                    f"{self.what}: this model is being trained by another thread's fit, whose metrics function waits "
+                    "(itself, or through other fits' metrics) for a model this thread's fit holds, and this call "
+                    "comes from a metrics function of that fit: the two fits would wait for each other for ever. "
+                    "Train a copy (copy.deepcopy(model)) in a metric, or train the model after its fit returns"
+                )
+            # this wait in place of an outer one of this thread's (a metric fitting a model whose metric
+            # writes another), which it is past: that model is this thread's now
+            self.outer, self.noted = _METRIC_WAITS.get(me), True
+            _METRIC_WAITS[me] = self.model
+
+    def __exit__(self, *exc: object) -> None:
+        if self.noted:
+            with _WAITS_LOCK:
+                if self.outer is None:
+                    _METRIC_WAITS.pop(get_ident(), None)
+                else:
+                    _METRIC_WAITS[get_ident()] = self.outer
+
+
+def _waits_around_to(model: Any, me: int) -> bool:
+    """Whether the fits and metric waits from ``model``'s fit lead back to
+    thread ``me`` (under :data:`_WAITS_LOCK`). A fit of ``model`` in ``me``
+    itself is no wait: its lock lets its own thread in."""
+    owner, seen = _FIT_THREADS.get(id(model)), {me}
+    while owner is not None and owner not in seen:
+        seen.add(owner)
+        waited = _METRIC_WAITS.get(owner)
+        owner = None if waited is None else _FIT_THREADS.get(id(waited))
+        if owner == me:
+            return True
+    return False
 
 
 def refuse_in_fit(model: Any, what: str) -> None:
@@ -321,17 +399,25 @@ def writes_leaving_weights(method: F) -> F:
 def _writes(method: F, weights: bool) -> F:
     @functools.wraps(method)
     def locked(self: Any, *args: Any, **kwargs: Any) -> Any:
-        if _IN_METRIC.calls:  # a metric running in this thread, whose fit the lock would let in (one check, no more)
-            _refuse_if_calling(self, method.__name__)
-        with self._lock.writing():
-            # Stale before anything changes, not only after: a Ctrl-C at the entry of
-            # _parameters_changed (any Python call may raise it there) would otherwise
-            # leave results cached before the change looking current.
-            self._version += 1
-            try:
-                return method(self, *args, **kwargs)
-            finally:
-                self._parameters_changed(weights)
+        waiting = None
+        try:
+            if _IN_METRIC.calls:  # a metric running in this thread, whose fit the lock would let in (one check, no more)
+                _refuse_if_calling(self, method.__name__)
+                # refused where another thread's fit waits, in its metric, for this thread's: else both waited for ever
+                waiting = waiting_from_metric(self, method.__name__)
+                waiting.__enter__()
+            with self._lock.writing():
+                # Stale before anything changes, not only after: a Ctrl-C at the entry of
+                # _parameters_changed (any Python call may raise it there) would otherwise
+                # leave results cached before the change looking current.
+                self._version += 1
+                try:
+                    return method(self, *args, **kwargs)
+                finally:
+                    self._parameters_changed(weights)
+        finally:
+            if waiting is not None:
+                waiting.__exit__()
 
     return locked  # type: ignore[return-value]
 

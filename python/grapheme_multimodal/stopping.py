@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, 
 
 import numpy as np
 
-from ._locking import call_fitting, call_metric, refuse_in_fit, uninterrupted
+from ._locking import call_fitting, call_metric, refuse_in_fit, uninterrupted, waiting_from_metric
 from ._core import MODALITY_NAMES
 from ._validation import (
     INPUTS_MASKED_REMEDY, SPREAD_BELOW_FLOAT32, FloatLike, IntLike, as_real_array, check_model, counted, describe,
@@ -306,7 +306,7 @@ def fit_with_stopping(
         # The model held from the check of the frames' names to their keeping, as fit holds it: the slice's
         # arrays carry no names for fit to check, and a fit of another thread that learned them in another
         # order after the check above had the model train on them reordered, keeping the other order.
-        with model._lock.updating():
+        with waiting_from_metric(model, "fit_with_stopping"), model._lock.updating():
             for m, names in columns.items():
                 refuse_reordered_fitted_names(f"inputs[{MODALITY_NAMES[m]!r}]", model._input_columns[m], names)
             # the slice's arrays carry no names: the data frames' kept before the fit, as fit keeps them. Kept
@@ -344,7 +344,7 @@ def fit_with_stopping(
     # The model held from the folds' copies to the end of its own fit, as fit holds it (other threads' writes
     # wait; their reads get in): a write between the copies and the final fit, or during it, trained for
     # the folds' count of epochs a model the folds never saw.
-    with model._lock.updating():
+    with waiting_from_metric(model, "fit_with_stopping"), model._lock.updating():
         # a fit of the model from this thread's own code meanwhile is refused, as during fit
         count, curve = call_fitting(model, _cv_epochs, model, inputs, mask, n, k, seed, patience, monitor, mode, epochs,
                                     fit_options)

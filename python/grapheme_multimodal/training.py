@@ -26,7 +26,7 @@ import numpy as np
 
 from ._core import MODALITY_NAMES, NUM_MODALITIES
 from ._parallel import bar_position, check_cancelled
-from ._locking import call_fitting, call_metric, refuse_in_fit, uninterrupted
+from ._locking import call_fitting, call_metric, refuse_in_fit, uninterrupted, waiting_from_metric
 from ._validation import MASK_TAKEN as _MASK_TAKEN, taking_no_mask
 from ._validation import (
     FloatLike, IntLike, as_finite_float, call_with_set, check_flag, check_model, context_set, describe, exact_int, first_in_scope,
@@ -398,7 +398,9 @@ def fit(
     if val is not None and val.has_inputs and train.has_inputs:
         _warn_of_validation_modalities_data_lacks(model, train_mask, val.mask_of(np.arange(len(val))), standardize)
 
-    with model._lock.updating():  # other writers wait; readers get in between steps
+    # other writers wait; readers get in between steps. From a metric of another fit, refused where the two would wait
+    # for each other for ever (that model's fit in another thread waiting, in its own metric, for this thread's)
+    with waiting_from_metric(model, "fit"), model._lock.updating():
         # the frames' names were checked before the lock: a fit (fit_normalization) of another thread that
         # learned them in another order since then would have this one train on the columns reordered
         for name, m, names in given_columns:
