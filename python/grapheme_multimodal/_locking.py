@@ -452,7 +452,14 @@ class ForkedMidChange:
 def _after_fork_in_child() -> None:
     for lock in list(_LIVE_LOCKS):
         lock._gate.after_fork_in_child()
-    global _MAIN_THREAD, _holding_back, _held
+    global _MAIN_THREAD, _holding_back, _held, _WAITS_LOCK
+    # the wait-for graph of this thread alone (the others are not in the child), and a lock no other thread holds
+    me = get_ident()
+    _WAITS_LOCK = threading.Lock()
+    for model in [m for m, thread in _FIT_THREADS.items() if thread != me]:
+        del _FIT_THREADS[model]
+    for thread in [t for t in _METRIC_WAITS if t != me]:
+        del _METRIC_WAITS[thread]
     if get_ident() != _MAIN_THREAD:
         # Forked from another thread: it is the child's main thread (the one Python runs signal handlers
         # in), where `uninterrupted` held nothing back. And the parent's main thread, in an `uninterrupted`
