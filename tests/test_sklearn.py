@@ -113,7 +113,7 @@ def test_defaults_are_the_recipe_and_hold_out_a_validation_slice():
                  "encoder_output_dim", "encoder_input_dropout", "encoder_hidden_dropout", "learnable_temperature",
                  "fused_neighbors", "fused_neighbor_space", "input_distance", "fusion_residual", "contrastive_pair_power", "encoder_skip",
                  "ema_decay", "validation_fraction", "patience", "min_validation_rows", "cv_folds",
-                 "neighborhood_neighbors", "neighborhood_temperature"):
+                 "neighborhood_neighbors", "neighborhood_temperature", "weight_decay"):
         assert getattr(est, name) == getattr(recipe, name), name
     assert LearnableMultiModalConfig().encoder_hidden == ()  # the model's own defaults stay the original's
     Xs, _ = views(400)  # 40 rows held out: enough to stop on (min_validation_rows 32)

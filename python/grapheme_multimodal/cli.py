@@ -707,6 +707,9 @@ def _parser() -> argparse.ArgumentParser:
                        help="hidden width of the fusion network (default %(default)s)")
     train.add_argument("--heads", type=_int, default=_RECIPE.num_heads, help="attention heads (default %(default)s)")
     train.add_argument("--lr", type=_float, default=_RECIPE.learning_rate, help="Adam learning rate (default %(default)s)")
+    train.add_argument("--weight-decay", type=_float, default=_RECIPE.weight_decay, metavar="L",
+                       help="Adam's weight decay, decoupled (AdamW-style): each step multiplies every weight by "
+                            f"1 - lr * L (default {_RECIPE.weight_decay:g}: off)")
     train.add_argument("--binder", choices=("additive", "bilinear"), default=_RECIPE.binder_kind,
                        help="the binder's form (default %(default)s)")
     train.add_argument("--objectives", default=None,
@@ -1074,6 +1077,7 @@ def _train(args: argparse.Namespace) -> int:
             hidden_dim=_positive(args.hidden_dim, "--hidden-dim"),
             num_heads=_positive(args.heads, "--heads"),
             learning_rate=args.lr,
+            weight_decay=args.weight_decay,
             binder_kind=args.binder,
             seed=args.seed,
             temperature=args.temperature,
@@ -1640,7 +1644,9 @@ def _model_lines(model: "LearnableMultiModal") -> List[str]:
     c = model.config
     lines.append(f"parameters: {model.num_parameters():,}")
     lines.append(f"config: embed_dim={c.embed_dim} hidden_dim={c.hidden_dim} num_heads={c.num_heads} "
-                 f"binder={c.binder_kind} learning_rate={c.learning_rate} seed={c.seed}")
+                 f"binder={c.binder_kind} learning_rate={c.learning_rate} seed={c.seed}"
+                 # only when set: the line of every model trained without it stays as it was
+                 + (f" weight_decay={c.weight_decay:g}" if c.weight_decay else ""))
     trained = model.trained_modalities  # None: not known (a file from before the record); {}: no encoder trained
     stepped = bool(model._core.has_trained())  # a step recorded: then {} is of steps that reached no encoder
     for m in Modality:

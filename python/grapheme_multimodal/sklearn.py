@@ -106,6 +106,9 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
     views or, with ``reconstruction_subsets``, of a random subset of them,
     an exponential moving average of the weights per epoch
     (``ema_decay``, ``None``: off; the model ends holding the average),
+    no weight decay (``weight_decay=0``; with ``λ > 0`` Adam's decay is
+    decoupled, AdamW-style: each step multiplies every weight by
+    ``1 − learning_rate × λ``),
     at most ``epochs`` epochs, stopping after ``patience`` epochs (0: never) without a
     lower validation loss on ``validation_fraction`` of the rows held out
     (``validation_fraction=0``: no early stopping, all epochs run); when
@@ -199,6 +202,7 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
         output: str = "fused",
         n_members: IntLike = 1,
         n_jobs: Optional[IntLike] = None,
+        weight_decay: float = _RECIPE.weight_decay,  # last: positional calls of the parameters before it keep working
     ) -> None:
         self.modalities = modalities
         self.embed_dim = embed_dim
@@ -237,6 +241,7 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
         self.output = output
         self.n_members = n_members
         self.n_jobs = n_jobs
+        self.weight_decay = weight_decay
 
     def fit(self, Xs: Any, y: Any = None) -> "MultimodalEmbedder":
         """Trains on the views ``Xs`` (``y`` is ignored: training is unsupervised).
@@ -399,7 +404,8 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
     def __setstate__(self, state: dict) -> None:
         # an estimator pickled before n_members existed had one model: without the parameter
         # its repr, get_params, clone and a refit raised AttributeError
-        super().__setstate__({"n_members": 1, "n_jobs": None, **state})
+        # nor weight_decay (0: the decay those fits trained without)
+        super().__setstate__({"n_members": 1, "n_jobs": None, "weight_decay": 0.0, **state})
 
     def _fit(self, Xs: Any, every_row_embedded: bool = False) -> None:
         """Fits on ``Xs``; ``every_row_embedded``: each row is embedded after
@@ -458,7 +464,7 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
         return TrainingSettings(  # the recipe's model options, as uci.train and grapheme-mm train build them
             embed_dim=self.embed_dim, hidden_dim=self.hidden_dim, num_heads=self.num_heads,
             binder_kind=self.binder_kind, temperature=self.temperature, learning_rate=self.learning_rate,
-            encoder_hidden=self.encoder_hidden, encoder_output_dim=self.encoder_output_dim,
+            weight_decay=self.weight_decay, encoder_hidden=self.encoder_hidden, encoder_output_dim=self.encoder_output_dim,
             shared_head=self.shared_head, encoder_input_dropout=self.encoder_input_dropout,
             encoder_hidden_dropout=self.encoder_hidden_dropout, encoder_skip=self.encoder_skip,
             learnable_temperature=self.learnable_temperature,

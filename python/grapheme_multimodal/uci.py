@@ -161,6 +161,10 @@ class TrainingSettings:
     moving average of the weights, one update per epoch, warmed up
     (:func:`~grapheme_multimodal.training.fit`'s option; ``None``: off):
     the model ends holding the average at the best epoch.
+    ``weight_decay`` is Adam's decoupled weight decay (AdamW-style: every
+    step multiplies each weight by ``1 − learning_rate × weight_decay``;
+    the model's config field; the recipe's 0: off, docs/objectives.md,
+    "Measured with the reconstruction term at weight 1 (none adopted)").
     Everything random is drawn from ``seed``.
 
     ``weights`` is checked when the settings are made (:func:`check_weights`),
@@ -204,6 +208,7 @@ class TrainingSettings:
     min_validation_rows: int = 32
     cv_folds: int = 5
     seed: int = 0
+    weight_decay: float = 0.0
 
     if TYPE_CHECKING:  # what __post_init__ takes (lists for the widths and objectives; the fields hold
         # tuples). tests/test_stub.py checks that these parameters are the fields, in order.
@@ -244,6 +249,7 @@ class TrainingSettings:
             min_validation_rows: IntLike = 32,
             cv_folds: IntLike = 5,
             seed: IntLike = 0,
+            weight_decay: float = 0.0,
         ) -> None: ...
 
     def __post_init__(self) -> None:
@@ -335,7 +341,7 @@ class TrainingSettings:
             contrastive_pair_power=self.contrastive_pair_power, encoder_objectives=self.encoder_objectives,
             fusion_residual=self.fusion_residual, reconstruction_decoders=self.decoders(),
             reconstruction_subsets=self.reconstruction_subsets,
-            learning_rate=self.learning_rate, seed=self.seed,
+            learning_rate=self.learning_rate, weight_decay=self.weight_decay, seed=self.seed,
         )
 
     def decoders(self) -> bool:
