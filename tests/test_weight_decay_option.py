@@ -131,7 +131,7 @@ def test_estimator_get_params_clone_and_set_params_round_trip():
     assert bad.weight_decay == "0.1"  # stored as given (scikit-learn's convention), refused at fit
 
 
-def test_an_estimator_pickled_before_the_option_loads_with_none():
+def test_an_estimator_pickled_before_the_option_loads_without_decay():
     est = MultimodalEmbedder(**SMALL_ESTIMATOR).fit(list(views().values()))
     state = est.__getstate__()
     del state["weight_decay"]  # what a pickle from before the option holds

@@ -1646,7 +1646,7 @@ def _model_lines(model: "LearnableMultiModal") -> List[str]:
     lines.append(f"config: embed_dim={c.embed_dim} hidden_dim={c.hidden_dim} num_heads={c.num_heads} "
                  f"binder={c.binder_kind} learning_rate={c.learning_rate} seed={c.seed}"
                  # only when set: the line of every model trained without it stays as it was
-                 + (f" weight_decay={c.weight_decay:g}" if c.weight_decay else ""))
+                 + (f" weight_decay={c.weight_decay}" if c.weight_decay else ""))
     trained = model.trained_modalities  # None: not known (a file from before the record); {}: no encoder trained
     stepped = bool(model._core.has_trained())  # a step recorded: then {} is of steps that reached no encoder
     for m in Modality:
