@@ -66,7 +66,8 @@ __all__ = ["embed_dataset", "fit", "ReplicaDriftError", "OUTPUTS", "MAX_RESTARTS
 OUTPUTS = ("fused", "embeddings", "bindings", "hidden_features")
 
 #: How often one step may lose a worker before :func:`fit` gives up, and
-#: how often an :func:`embed_dataset` actor that dies is restarted before its run fails.
+#: how often in a row an :func:`embed_dataset` actor that dies is restarted
+#: (without completing a task between) before its run fails.
 MAX_RESTARTS_PER_STEP = 3
 
 #: ``{modality or its name: column}``; a Mapping per key type, as Mapping is invariant
@@ -162,8 +163,10 @@ def embed_dataset(
         collector ran), as does one that ends well (so did Ray Data 2.51's).
         An actor whose process dies (killed for memory, a crash) is started
         again and its batch retried, as Ray Data does, up to
-        :data:`MAX_RESTARTS_PER_STEP` times: its next start fails the run
-        with a ``RuntimeError`` (Ray's ``RayTaskError`` that is one).
+        :data:`MAX_RESTARTS_PER_STEP` times in a row: its next start before
+        it completes a task (the block of rows Ray retries whole) fails the
+        run with a ``RuntimeError`` (Ray's ``RayTaskError`` that is one).
+        (With Ray Data 2.51, up to that many times in the actor's life.)
     """
     if not isinstance(ds, ray.data.Dataset):
         raise TypeError(f"ds: expected a ray.data.Dataset, got {type(ds).__name__}")
@@ -190,10 +193,10 @@ def embed_dataset(
     if num_actors is None:
         _check_fits_cluster(1, cpus_per_actor, "actor", None, "cpus_per_actor")
         cpus = int(sum(_node_cpus()[0]))  # less what a fit calling this (from its metric) holds until it returns
-        pool = ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, cpus // cpus_per_actor))
+        pool = _actor_pool(min_size=1, max_size=max(1, cpus // cpus_per_actor))
     else:
         _check_fits_cluster(int(num_actors), cpus_per_actor, "actor", "num_actors", "cpus_per_actor")
-        pool = ray.data.ActorPoolStrategy(size=int(num_actors))
+        pool = _actor_pool(size=int(num_actors))
     # Actors do not share the driver's working directory: send an absolute path. A model is
     # put in the object store now: shipped when the lazy dataset runs, it was the model as it
     # was then (trained on meanwhile), and each actor's as it was when that actor started.
@@ -243,6 +246,20 @@ def embed_dataset(
     own.context.raise_original_map_exception = True
     _add_stop_actors_at_end(own.context)  # a run that ends, failed or not, frees its actors at once
     return own
+
+
+def _actor_pool(**sizes: int) -> "ray.data.ActorPoolStrategy":
+    """Ray Data's actor pool of ``sizes``, whose actors call
+    :class:`_Embedder` in the thread that runs their task, where Ray says
+    which task that is (:meth:`_Embedder._note_completed_task`). One call at
+    a time per actor either way (no ``max_concurrent_calls_per_actor``):
+    Ray Data 2.60 otherwise hands each call to a thread of its own, where
+    Ray names no task. 2.51 always does: there, an actor's restarts are
+    counted over its life."""
+    try:
+        return ray.data.ActorPoolStrategy(**sizes, enable_true_multi_threading=True)
+    except TypeError:  # Ray Data 2.51: no such choice
+        return ray.data.ActorPoolStrategy(**sizes)
 
 
 def _add_stop_actors_at_end(context: Any) -> None:
@@ -339,6 +356,7 @@ if _ExecutionCallback is not None:
                         ray.kill(actor, no_restart=True)
                     except Exception:  # gone already  # noqa: BLE001
                         pass
+                    _forget_completed_tasks(actor)
 
             _KILLING_CLASSES[cls] = type(cls.__name__, (cls,), {
                 "shutdown": shutdown, "__module__": cls.__module__, "__qualname__": cls.__qualname__})
@@ -399,7 +417,12 @@ class _Embedder:
 
             source = model_from_state(*source)
         self.refusal: Optional[Exception] = None
-        restarts = _restarts_of_this_actor()
+        # Counted since this actor last completed a task (the rows Ray retries whole): Ray's count is of its
+        # whole life, and an actor lost now and then (a preemptible node) failed a long run at its 4th loss
+        self.restarts = _restarts_of_this_actor()
+        self.restarts_at_last_task = _restarts_at_last_task() if self.restarts else 0
+        self.first_task: Optional[str] = None
+        restarts = self.restarts - self.restarts_at_last_task
         if restarts > MAX_RESTARTS_PER_STEP:
             # Ray Data restarts an actor whose process died and retries its batch without end: a batch
             # that killed its actor every time (memory, a crash) ran the dataset forever. Raised from
@@ -439,6 +462,7 @@ class _Embedder:
 
         if self.refusal is not None:
             raise self.refusal
+        self._note_completed_task()
         self.plan.check_schema(batch.column_names, self.outputs)
         # As embed_dataset checks them, for a dataset whose schema was not known without running it
         self.plan.check_types(batch.column_names, batch.schema.types)
@@ -470,6 +494,69 @@ class _Embedder:
         for name in added.column_names:
             batch = batch.append_column(name, added.column(name))
         return batch
+
+    def _note_completed_task(self) -> None:
+        """Where this call belongs to another task than this process's first
+        (an actor runs its tasks one at a time), that one completed: noted
+        for the actor's next start, once per restart (a run without deaths
+        never writes). A task is what Ray retries when the actor dies: all
+        the batches of its rows, from the first."""
+        if self.restarts == self.restarts_at_last_task:
+            return
+        task = _current_task()
+        if self.first_task is None:
+            self.first_task = task
+        elif task is not None and task != self.first_task:
+            _record_task_completed(self.restarts)
+            self.restarts_at_last_task = self.restarts
+
+
+#: Ray's key-value store (in its GCS, outlives an actor's process): per embedding actor,
+#: its restart count when it last completed a task.
+_COMPLETED_TASK_NAMESPACE = "grapheme_multimodal.embed_dataset.restarts_at_last_task"
+
+
+def _current_task() -> Optional[str]:
+    """The task this actor runs now (``None`` where this Ray does not say)."""
+    try:
+        task = ray.get_runtime_context().get_task_id()
+    except Exception:  # noqa: BLE001 - another Ray
+        return None
+    return None if task is None else str(task)
+
+
+def _restarts_at_last_task() -> int:
+    """This actor's restart count when it (an earlier process of it) last
+    completed a task: 0 where it never did, or this Ray does not say."""
+    try:
+        from ray.experimental.internal_kv import _internal_kv_get
+
+        value = _internal_kv_get(ray.get_runtime_context().get_actor_id(), namespace=_COMPLETED_TASK_NAMESPACE)
+        return 0 if value is None else int(value)
+    except Exception:  # noqa: BLE001 - another Ray's internals
+        return 0
+
+
+def _record_task_completed(restarts: int) -> None:
+    """Notes that this actor, restarted ``restarts`` times, completed a
+    task (for its next start, in another process)."""
+    try:
+        from ray.experimental.internal_kv import _internal_kv_put
+
+        _internal_kv_put(ray.get_runtime_context().get_actor_id(), str(restarts).encode(), overwrite=True,
+                         namespace=_COMPLETED_TASK_NAMESPACE)
+    except Exception:  # noqa: BLE001 - another Ray's internals: counted over the actor's life, as before
+        pass
+
+
+def _forget_completed_tasks(actor: Any) -> None:
+    """Drops what :func:`_record_task_completed` noted of ``actor`` (killed)."""
+    try:
+        from ray.experimental.internal_kv import _internal_kv_del
+
+        _internal_kv_del(actor._actor_id.hex(), namespace=_COMPLETED_TASK_NAMESPACE)
+    except Exception:  # noqa: BLE001 - another Ray's internals, or Ray shut down
+        pass
 
 
 def _restarts_of_this_actor() -> int:
