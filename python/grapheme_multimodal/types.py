@@ -14,8 +14,9 @@ __all__ = [
 ]
 
 import enum
+import weakref
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterable, List, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -231,17 +232,40 @@ def _checked_graph(component: Any, value: Any) -> "Graph":
     return value
 
 
+#: The labels of each features array made of a pandas Series of str labels, by the array's id:
+#: (a weak reference to it, its labels). They follow the array: a component made of another's
+#: features (``dataclasses.replace``) keeps them, where it read a reordered row by position.
+_LABELS_OF_ARRAY: Dict[int, Tuple["weakref.ReferenceType[np.ndarray]", Tuple[str, ...]]] = {}
+
+
+def _remember_labels(features: np.ndarray, labels: Tuple[str, ...]) -> None:
+    key = id(features)  # dropped as the array goes, before its id can be another's
+    _LABELS_OF_ARRAY[key] = (weakref.ref(features, lambda _: _LABELS_OF_ARRAY.pop(key, None)), labels)
+
+
+def _labels_of_array(value: np.ndarray) -> Optional[Tuple[str, ...]]:
+    entry = _LABELS_OF_ARRAY.get(id(value))
+    return entry[1] if entry is not None and entry[0]() is value else None
+
+
 def _labelled_features(component: Any, value: Any) -> np.ndarray:
     """``value`` as :func:`_feature_vector`; a pandas Series' labels (all
-    str) are kept as the component's ``_labels``, ``(features, labels)``:
-    they name those features only while ``component.features`` is that
-    array (an array assigned later leaves them naming nothing, without a
-    step here: a component built of an array costs one type check more)."""
+    str), or those of a labelled component's features array, are kept as
+    the component's ``_labels``, ``(features, labels)``: they name those
+    features only while ``component.features`` is that array (an array
+    assigned later leaves them naming nothing, without a step here: a
+    component built of an array costs a type check and, while labelled
+    arrays live, a lookup more)."""
     features = _feature_vector(value)
     if type(value) is not np.ndarray:
         labels = series_str_labels(value)
-        if labels is not None:
-            _set_field(component, "_labels", (features, labels))
+    elif _LABELS_OF_ARRAY:
+        labels = _labels_of_array(value)
+    else:
+        return features
+    if labels is not None:
+        _set_field(component, "_labels", (features, labels))
+        _remember_labels(features, labels)
     return features
 
 
@@ -281,7 +305,9 @@ class ModalFeatures:
     values: a model that learned the modality's columns from a data frame
     (:meth:`~grapheme_multimodal.LearnableMultiModal.input_columns`) refuses
     such a component whose labels are those columns in another order, as it
-    refuses the frame. Equality compares the values, not the labels."""
+    refuses the frame. The labels follow that features array: a component
+    made of it (``dataclasses.replace(c, confidence=0.5)``, a copy) keeps
+    them. Equality compares the values, not the labels."""
 
     features: np.ndarray
     modality: Modality
@@ -312,6 +338,14 @@ class ModalFeatures:
         ) and np.array_equal(self.features, other.features)  # type: ignore[attr-defined]
 
     __hash__ = None  # type: ignore[assignment]  # mutable and equal by value, as the dataclass made it
+
+    def __setstate__(self, state: Dict[str, Any]) -> None:
+        """Unpickled or copied: its labels, if any, follow its features array
+        as a built component's do (``dataclasses.replace`` of it keeps them)."""
+        self.__dict__.update(state)
+        kept = state.get("_labels")
+        if kept is not None and kept[0] is state.get("features"):
+            _remember_labels(*kept)
 
 
 def _component_field(name: str, value: Any) -> Any:
