@@ -791,7 +791,7 @@ def test_the_estimator_refuses_a_view_missing_in_every_row() -> None:
         # rewards below 1: every reward 1 leaves seed_consistency nothing to learn from, refused before the loss
         ("fused", lambda emb: gm.Batch(embeddings=emb, fused=np.full((8, 16), 1e19), rewards=np.full(8, 0.5))),
         ("rewards", lambda emb: gm.Batch(embeddings=emb, fused=np.ones((8, 16)), rewards=np.full(8, 3e38))),
-        ("embeddings", lambda emb: gm.Batch(embeddings=emb * 1e19)),
+        # (embeddings * 1e19 are refused before any loss as not of norm 1: test_leftovers_s60)
     ],
 )
 def test_a_loss_that_overflows_on_a_recorded_batch_names_the_field_at_fault(field, batch) -> None:

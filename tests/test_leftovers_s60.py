@@ -96,3 +96,47 @@ def test_a_reordered_pandas_row_made_into_another_component_keeps_its_labels():
     in_order = dataclasses.replace(gm.ModalFeatures(frame.iloc[0], "visual"), confidence=0.5)
     expected = model.encode_event(gm.MultiModalEvent(8, [gm.ModalFeatures(frame.iloc[0].to_numpy(), "visual", confidence=0.5)]))
     assert model.encode_event(gm.MultiModalEvent(8, [in_order]))[gm.Modality.VISUAL].tobytes() == expected[gm.Modality.VISUAL].tobytes()
+
+
+# ------------------------------------------------------------------ 3. recorded embeddings not of norm 1
+def _state(model):
+    return {k: v.copy() for k, v in model.state_dict().items()}
+
+
+def test_recorded_embeddings_that_are_not_unit_vectors_are_refused_naming_the_row_and_its_norm():
+    """``Batch(embeddings=...)`` of vectors that are not of norm 1 (raw
+    features, an average of embeddings, another encoder's output) trained
+    the fusion network and binder on them without a word, though every
+    objective assumes the unit vectors the encoders give (the temperatures
+    scale cosine similarities). ``losses``, ``backward`` and ``train_step``
+    now refuse them, naming the row, the modality and the norm, the model
+    left as it was; the model's own embeddings (float32 round-off, a zero
+    embedding of all-zero input, an event of pooled components recorded in
+    the buffer) and anything in slots the mask marks absent still train."""
+    model = small_model()
+    x = {m: v for m, v in synthetic(6).items() if m in ("visual", "auditory")}
+    emb, fused = model.encode_and_fuse(x)
+    scaled = emb.copy()
+    scaled[3, 1] *= 1.01  # 1 % too long, row 3's auditory embedding
+    before = _state(model)
+    said = (r"^embeddings: row 3's auditory embedding \(embeddings\[3, 1\], present\) has norm 1\.01 \(1 present "
+            r"embeddings are not of norm 1\); expected unit vectors, as the model's encoders give them \(norm 1 within "
+            r"0\.001, or all zeros\), which the objectives assume: divide each by its norm")
+    for call in (model.losses, model.backward, model.train_step):
+        with pytest.raises(gm.InvalidValueError, match=said) as err:
+            call(gm.Batch(embeddings=scaled, fused=fused))
+        assert err.value.arg == "embeddings"
+    assert all(before[k].tobytes() == v.tobytes() for k, v in model.state_dict().items()) and not model.has_gradients()
+
+    mask = np.linalg.norm(emb, axis=2) > 0
+    anything_absent = np.where(mask[:, :, None], emb, 5.0).astype(np.float32)
+    zeros_present = emb.copy()
+    zeros_present[0, 0] = 0.0  # as the encoder gives all-zero input before training moves its bias
+    for ok in (gm.Batch(embeddings=emb, fused=fused), gm.Batch(embeddings=anything_absent, mask=mask, fused=fused),
+               gm.Batch(embeddings=zeros_present, mask=mask, fused=fused)):
+        assert np.isfinite(model.losses(ok)["seed_consistency"])
+    event = gm.MultiModalEvent(1, [gm.ModalFeatures(x["visual"][0], "visual", confidence=0.3),
+                                   gm.ModalFeatures(x["visual"][1], "visual", confidence=0.9)])
+    model.record_fusion(event, 0.5)
+    model.train_step(gm.Batch.from_experiences(model.experience.batch()))
+    assert model.optimizer_state()["step"] == 1

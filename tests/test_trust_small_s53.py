@@ -49,7 +49,7 @@ def test_train_step_on_one_row_of_one_modality_is_refused_as_fit_refuses_it():
     with pytest.raises(gm.InvalidValueError, match=ONE_OF_ONE):
         model.train_step(gm.Batch(events=[event]))
     emb, mask = np.zeros((1, 7, 8), np.float32), np.zeros((1, 7), bool)
-    emb[0, 0], mask[0, 0] = 1.0, True
+    emb[0, 0, 0], mask[0, 0] = 1.0, True  # a unit vector, as recorded embeddings are
     with pytest.raises(gm.InvalidValueError, match=r"^batch: 1 row; .*no row holds two modalities"):
         model.train_step(gm.Batch(embeddings=emb, mask=mask))
     with pytest.raises(gm.InvalidValueError, match=r"^batch: no row holds two modalities \(cross_modal is 0 on them\), so "

@@ -50,7 +50,9 @@ class Batch:
       (what :func:`~grapheme_multimodal.training.fit` builds from events).
     - ``embeddings``: recorded modality embeddings ``[B, 7, E]`` with
       ``mask`` (default: the slots that are not all zero). They are data:
-      the encoders get no gradient.
+      the encoders get no gradient. Unit vectors, as the encoders give them
+      (norm 1 within 1e-3, or all zeros, where present): the model's
+      training calls refuse others, which the objectives do not expect.
 
     Optional:
 

@@ -24,7 +24,7 @@ from .objectives import (
     OBJECTIVES, _zero_because, all_zero_error, check_something_trains, neighborhood_without_neighbors_error,
     resolve_weights, unmeasured_objectives,
 )
-from .types import MultiModalEvent
+from .types import Modality, MultiModalEvent
 
 if TYPE_CHECKING:
     from ._core import Model as _CoreModel
@@ -105,6 +105,30 @@ def _check_rows_to_learn_from(batch: "_CoreBatch", weights: List[float], would: 
     if weights[_CROSS_MODAL] > 0 and np.count_nonzero(present.sum(axis=1) >= 2):
         return  # a row of two modalities for cross_modal, without the 7 x 7 counts below
     check_something_trains(dict(zip(OBJECTIVES, weights)), present, "batch", batch.embeddings is None, would, batch.rewards)
+
+
+#: How far from 1 the norm of a present recorded embedding may be: float32 round-off of the
+#: model's own (l2-normalised) embeddings stays within about 1e-6.
+UNIT_NORM_TOLERANCE = 1e-3
+
+
+def _refuse_non_unit_embeddings(embeddings: np.ndarray, mask: np.ndarray) -> None:
+    """InvalidValueError naming the first present ``embeddings[r, m]`` whose
+    norm is not 1 (within :data:`UNIT_NORM_TOLERANCE`) and not 0 (an
+    encoder's output for all-zero input). The objectives assume the unit
+    vectors the encoders give (their temperatures scale cosine
+    similarities): other vectors trained on other losses without a word."""
+    norms = np.sqrt(np.einsum("bme,bme->bm", embeddings, embeddings, dtype=np.float64))  # no [B, 7, E] temporary
+    bad = mask & (norms != 0) & ~(np.abs(norms - 1.0) <= UNIT_NORM_TOLERANCE)
+    if not bad.any():
+        return
+    row, slot = (int(i) for i in np.argwhere(bad)[0])
+    raise InvalidValueError(
+        f"embeddings: row {row}'s {Modality(slot)} embedding (embeddings[{row}, {slot}], present) has norm "
+        f"{norms[row, slot]:.6g} ({int(bad.sum()):,} present embeddings are not of norm 1); expected unit vectors, as "
+        f"the model's encoders give them (norm 1 within {UNIT_NORM_TOLERANCE:g}, or all zeros), which the objectives "
+        "assume: divide each by its norm (e / np.linalg.norm(e, axis=-1, keepdims=True)), or mark absent slots "
+        "False in Batch.mask", "embeddings")
 
 
 def _objective_weights(weights: Optional[Mapping[str, float]], has_fused: bool, training: bool) -> List[float]:
@@ -559,6 +583,8 @@ class LearningMixin:
             rewards = as_real_array(batch.rewards, "rewards")
             refuse_bools(rewards, "rewards")
             core.rewards = as_float32(rewards, "rewards", 1, (b,))
+        if core.embeddings is not None:  # after the fused and rewards checks: each field's own fault first
+            _refuse_non_unit_embeddings(core.embeddings, core.mask)
         arg = "inputs" if core.inputs is not None else "embeddings" if core.embeddings is not None else "batch"
         self._refuse_training_peak(core, arg)
         w = _objective_weights(weights, batch.fused is not None, training)
