@@ -140,3 +140,70 @@ def test_recorded_embeddings_that_are_not_unit_vectors_are_refused_naming_the_ro
     model.record_fusion(event, 0.5)
     model.train_step(gm.Batch.from_experiences(model.experience.batch()))
     assert model.optimizer_state()["step"] == 1
+
+
+# ------------------------------------------------------------------ 5. a CSV header partly reordered
+def _csv(path, header, values):
+    path.write_text(header + "\n" + "\n".join(",".join(f"{v:.6f}" for v in row) for row in values) + "\n")
+
+
+def test_a_csv_header_with_learned_columns_swapped_beside_a_renamed_one_is_refused_by_embed(tmp_path, capsys):
+    """``grapheme-mm embed`` of a CSV file whose header had two of the
+    columns the checkpoint was trained on swapped and a third renamed
+    (``b,a,x`` of ``a,b,c``) was read by position, ``b`` as ``a``, without
+    a word (only a header of the same names reordered was refused). Now
+    refused, exit 2, naming the columns at other positions and the order
+    expected; a header of other names only, or one renamed in place
+    (``a,b,z``), is read by position as before."""
+    from grapheme_multimodal.cli import main
+
+    x = np.random.default_rng(0).normal(size=(24, 3))
+    _csv(tmp_path / "train.csv", "a,b,c", x)
+    np.save(tmp_path / "aud.npy", np.random.default_rng(1).normal(size=(24, 4)).astype(np.float32))
+    small = ["--epochs", "1", "--embed-dim", "8", "--hidden-dim", "8", "--heads", "2", "--no-progress"]
+    assert main(["train", "-m", f"visual={tmp_path / 'train.csv'}", "-m", f"auditory={tmp_path / 'aud.npy'}",
+                 "-o", str(tmp_path / "m.safetensors"), *small]) == 0
+
+    def embed(name, header, values):
+        _csv(tmp_path / name, header, values)
+        capsys.readouterr()
+        code = main(["embed", str(tmp_path / "m.safetensors"), "-m", f"visual={tmp_path / name}",
+                     "-m", f"auditory={tmp_path / 'aud.npy'}", "-o", str(tmp_path / f"{name}.npy")])
+        return code, capsys.readouterr().err
+
+    code, said = embed("partial.csv", "b,a,x", x[:, [1, 0, 2]])
+    assert code == 2 and not (tmp_path / "partial.csv.npy").exists()
+    assert "partial.csv (b,a,x) names columns the checkpoint was trained on at other " \
+           "positions: b (column 1, trained on as column 2), a (column 2, trained on as column 1); columns are read by " \
+           "position, so each would be read as another; expected them in the order it was trained on: a,b,c" in said, said
+    assert embed("same.csv", "a,b,c", x)[0] == 0
+    for name, header in (("renamed.csv", "p,q,r"), ("one_renamed.csv", "a,b,z")):
+        assert embed(name, header, x)[0] == 0
+        assert np.load(tmp_path / f"{name}.npy").tobytes() == np.load(tmp_path / "same.csv.npy").tobytes()
+
+
+def test_a_frame_or_row_with_learned_columns_swapped_beside_a_renamed_one_is_refused():
+    """The same of the Python API: a data frame (``encode``), a pandas row
+    (``ModalFeatures``) or statistics (``set_normalization``) whose names
+    had two of the learned columns swapped and a third renamed (``b, a,
+    x`` of ``a, b, c``) were read by position, without a word. Now each is
+    refused naming the columns at other positions; a frame renamed in place
+    (``a, b, z``) is read by position as before."""
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame(np.random.default_rng(0).normal(size=(20, 3)), columns=list("abc"))
+    model = gm.LearnableMultiModal(input_dims={"visual": 3}, embed_dim=8, hidden_dim=8, num_heads=2, seed=0)
+    model.fit_normalization({"visual": frame})
+    before = _state(model)
+    partly = frame[["b", "a", "c"]].rename(columns={"c": "x"})
+    moved = r"at other positions: 'b' \(column 0, (fitted|learned) as column 1\), 'a' \(column 1, \1 as column 0\)"
+    with pytest.raises(gm.InvalidValueError, match=r"^inputs\['visual'\]: its columns \['b', 'a', 'x'\] name columns the "
+                       r"model was fitted on \(\['a', 'b', 'c'\]\) " + moved):
+        model.encode({"visual": partly})
+    with pytest.raises(gm.InvalidValueError, match=r"^event\.components\[0\]\.features: .* labels \['b', 'a', 'x'\] name "
+                       r"columns the model learned this modality from \(\['a', 'b', 'c'\]\) " + moved):
+        model.encode_event(gm.MultiModalEvent(1, [gm.ModalFeatures(partly.iloc[0], "visual")]))
+    with pytest.raises(gm.InvalidValueError, match=r"labels \['b', 'a', 'x'\] name columns .* " + moved):
+        model.set_normalization("visual", partly.mean(), partly.std())
+    assert all(before[k].tobytes() == v.tobytes() for k, v in model.state_dict().items())
+    in_place = frame.rename(columns={"c": "z"})
+    assert model.encode({"visual": in_place}).tobytes() == model.encode({"visual": frame.to_numpy()}).tobytes()

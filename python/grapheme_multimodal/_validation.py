@@ -729,8 +729,19 @@ def arrow_column_names(x: Any) -> Optional[List[str]]:
 
 def refuse_reordered_fitted_names(name: str, fitted: Optional[Sequence[str]], given: Optional[Sequence[str]]) -> None:
     """:func:`refuse_reordered_fitted_columns` given the frame's column
-    names ``given`` (``None``: not known)."""
+    names ``given`` (``None``: not known); also a frame that names some of
+    the fitted columns at other positions beside renamed ones (``b, a, x``
+    of ``a, b, c``), read by position as wrongly."""
     if not is_reordering(fitted, given):
+        misplaced = misplaced_names(fitted, given)
+        if misplaced:
+            assert fitted is not None and given is not None  # misplaced_names: both known
+            raise InvalidValueError(
+                f"{name}: its columns {shown_columns(given)} name columns the model was fitted on "
+                f"({shown_columns(fitted)}) at other positions: {shown_misplaced(given, misplaced, 'fitted')}; columns "
+                f"are read by position, so each would be read as another; expected them in the order the model was "
+                f"fitted on (columns renamed in place are read as the column they replace)", name,
+            )
         return
     assert fitted is not None and given is not None  # is_reordering: both known
     # names that differ by a CSV comment mark only: selecting the fitted names would be a KeyError
@@ -757,6 +768,36 @@ def is_reordering(fitted: Optional[Sequence[str]], given: Optional[Sequence[str]
     # '# b,a,c', or the other way round: the names differed, and the columns were read in the other order unsaid
     unmarked_given, unmarked_fitted = _unmarked(given), _unmarked(fitted)
     return unmarked_given != unmarked_fitted and sorted(unmarked_given) == sorted(unmarked_fitted)
+
+
+def misplaced_names(fitted: Optional[Sequence[str]], given: Optional[Sequence[str]]) -> List[Tuple[int, int]]:
+    """``(i, j)`` for each column ``i`` of ``given`` whose name is ``fitted[j]``,
+    a name the model learned at another position (``j`` its first), though
+    other columns are renamed: a header ``b,a,x`` of a model trained on
+    ``a,b,c`` (``[(0, 1), (1, 0)]``), read by position, reads ``b`` as ``a``.
+    ``[]`` where the names are not known, of another count, the same
+    (the first compared without a comment mark, as :func:`is_reordering`
+    does), or only renamed (no learned name at another position)."""
+    if fitted is None or given is None or len(given) != len(fitted):
+        return []
+    unmarked_given, unmarked_fitted = _unmarked(given), _unmarked(fitted)
+    if tuple(given) == tuple(fitted) or unmarked_given == unmarked_fitted:
+        return []
+    misplaced: Dict[int, int] = {}
+    for names, learned in ((given, fitted), (unmarked_given, unmarked_fitted)):
+        first = {}
+        for j, name in enumerate(learned):
+            first.setdefault(name, j)
+        for i, name in enumerate(names):
+            if name in first and learned[i] != name:
+                misplaced.setdefault(i, first[name])
+    return sorted(misplaced.items())
+
+
+def shown_misplaced(given: Sequence[str], misplaced: Sequence[Tuple[int, int]], learned: str) -> str:
+    """:func:`misplaced_names`' answer in words, the first 8: ``'b' (column 0, {learned} as column 1), ...``."""
+    shown = ", ".join(f"{given[i]!r} (column {i}, {learned} as column {j})" for i, j in misplaced[:8])
+    return shown + (", ..." if len(misplaced) > 8 else "")
 
 
 def refuse_reordered_members(columns: Sequence[Optional[Sequence[str]]], arg: str, what: str, why: str) -> None:

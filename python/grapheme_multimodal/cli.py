@@ -36,7 +36,7 @@ import numpy as np
 from . import __version__
 from ._chunks import ROWS_PER_CALL, in_row_chunks
 from ._parallel import run_tasks
-from ._validation import as_seed, counted, is_reordering, renamed
+from ._validation import as_seed, counted, is_reordering, misplaced_names, renamed
 from .config import INPUT_DISTANCES, NEIGHBOR_SPACES
 from .graph import WL_DEFAULT_DIM
 from .io import removing_new_folders, shown_name
@@ -1686,9 +1686,11 @@ def _model_lines(model: "LearnableMultiModal") -> List[str]:
 def _refuse_reordered_header(f: Any, models: Sequence[LearnableMultiModal]) -> None:
     """InvalidValueError naming the modality when the header of its CSV file
     ``f`` names the columns a model of the checkpoint was trained on
-    (``train`` on a CSV file with a header keeps them) in another order:
-    columns are read by position, and the file was embedded as other
-    features, without a word."""
+    (``train`` on a CSV file with a header keeps them) in another order, or
+    names some of them at other positions beside renamed ones (``b,a,x`` of
+    ``a,b,c``): columns are read by position, and the file was embedded as
+    other features, without a word. A header of other names only is read
+    by position."""
     for j, model in enumerate(models):
         fitted = model.input_columns(f.modality)
         if is_reordering(fitted, f.columns):
@@ -1703,6 +1705,18 @@ def _refuse_reordered_header(f: Any, models: Sequence[LearnableMultiModal]) -> N
                 f"{f.modality}: the header of {shown_name(f.path)} names the columns {who} was trained on in "
                 f"another order ({_shown_header(f.columns)}), and columns are read by position; expected them in the "
                 f"order it was trained on: {_shown_header(fitted)}{note}", str(f.modality),
+            )
+        misplaced = misplaced_names(fitted, f.columns)
+        if misplaced:
+            # some columns renamed, others swapped (b,a,x of a,b,c): read by position as wrongly as a reordering
+            who = "the checkpoint" if len(models) == 1 else f"member {j} of the ensemble of {len(models)}"
+            moved = ", ".join(f"{_shown_header([f.columns[i]])!s} (column {i + 1}, trained on as column {k + 1})"
+                              for i, k in misplaced[:8]) + (", ..." if len(misplaced) > 8 else "")
+            raise InvalidValueError(
+                f"{f.modality}: the header of {shown_name(f.path)} ({_shown_header(f.columns)}) names columns {who} "
+                f"was trained on at other positions: {moved}; columns are read by position, so each would be read as "
+                f"another; expected them in the order it was trained on: {_shown_header(fitted)} (columns renamed "
+                "in place are read as the column they replace)", str(f.modality),
             )
 
 

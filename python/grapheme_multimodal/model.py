@@ -45,6 +45,8 @@ from ._validation import (
     refuse_duplicate_columns,
     refuse_float32_underflow_columns,
     refuse_reordered_fitted_columns,
+    misplaced_names,
+    shown_misplaced,
     refuse_unpaired_frames,
     series_str_labels,
     sorted_names,
@@ -1616,7 +1618,13 @@ def _refuse_reordered_labels(name: str, columns: Optional[Tuple[str, ...]], valu
     standardised each column by another's, without a word. Other values
     (arrays, Series of other or unnamed labels) are not looked at."""
     labels = None if columns is None else series_str_labels(value)
-    if labels is not None and is_reordering(columns, labels):
+    misplaced = misplaced_names(columns, labels) if labels is not None else []
+    if misplaced and not is_reordering(columns, labels):  # some renamed, others moved: read by position as wrongly
+        raise InvalidValueError(
+            f"{name}: its labels {list(labels)[:8]!r} name columns the model learned this modality from "  # type: ignore[arg-type]
+            f"({list(columns)[:8]!r}) at other positions: {shown_misplaced(labels, misplaced, 'learned')}; its values "  # type: ignore[arg-type]
+            f"are read by position; expected them in the order learned", name)
+    if misplaced:
         raise InvalidValueError(
             f"{name}: its labels {list(labels)[:8]!r} are the columns the model learned this modality from "
             f"({list(columns)[:8]!r}) in another order, and its values are read by position; expected them in that "

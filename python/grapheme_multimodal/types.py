@@ -22,8 +22,8 @@ import numpy as np
 import numpy.typing as npt
 
 from ._validation import (
-    IntLike, as_real_array, describe, float32_of_wide, is_int, is_iterable, is_real_number, is_reordering, non_finite_message,
-    series_str_labels, shown_columns, shown_number,
+    IntLike, as_real_array, describe, float32_of_wide, is_int, is_iterable, is_real_number, is_reordering, misplaced_names,
+    non_finite_message, series_str_labels, shown_columns, shown_misplaced, shown_number,
 )
 from .exceptions import InvalidTypeError, InvalidValueError, NonFiniteError, ShapeError
 from .graph import Graph
@@ -394,7 +394,16 @@ def refuse_reordered_labels(
             continue
         labels = kept[1]
         fitted = columns[c.modality.index]
-        if is_reordering(fitted, labels):
+        misplaced = misplaced_names(fitted, labels)
+        if misplaced and not is_reordering(fitted, labels):  # some renamed, others moved: read by position as wrongly
+            where = f"{name}.components[{k}].features"
+            raise InvalidValueError(
+                f"{where}: event {event_id}'s {c.modality} component was given as a pandas Series whose labels "
+                f"{shown_columns(labels)} name columns the model learned this modality from ({shown_columns(fitted)}) at "
+                f"other positions: {shown_misplaced(labels, misplaced, 'learned')}; its values are read by position; "
+                "expected them in the order learned", where,
+            )
+        if misplaced:
             where = f"{name}.components[{k}].features"
             raise InvalidValueError(
                 f"{where}: event {event_id}'s {c.modality} component was given as a pandas Series whose labels "
