@@ -6,6 +6,7 @@ import dataclasses
 import inspect
 import os
 import pickle
+import sys
 
 import numpy as np
 import pytest
@@ -207,3 +208,55 @@ def test_a_frame_or_row_with_learned_columns_swapped_beside_a_renamed_one_is_ref
     assert all(before[k].tobytes() == v.tobytes() for k, v in model.state_dict().items())
     in_place = frame.rename(columns={"c": "z"})
     assert model.encode({"visual": in_place}).tobytes() == model.encode({"visual": frame.to_numpy()}).tobytes()
+
+
+# ------------------------------------------------------------------ 4. Ctrl-C as a `with writing_together():` opens or closes
+@pytest.mark.usefixtures("default_sigint")  # CI runs pytest with SIGINT ignored: no Ctrl-C would land
+@pytest.mark.skipif(sys.platform == "win32", reason="a real SIGINT sent to the process itself")
+def test_a_ctrl_c_as_a_writing_together_block_opens_or_closes_never_swallows_a_save_in_its_handler(tmp_path):
+    """``with io.writing_together():`` (public) kept its block open while a
+    Ctrl-C that landed as contextlib's ``__enter__`` returned or its
+    ``__exit__`` began was alive (in its handler; a notebook keeps the
+    last one): a save in the handler, or a new block there, was staged into
+    the dead block, returned as written, and its file was never written.
+    Now the save in the handler and a block opened there are on disk, the
+    block's own target is old or new whole, and no temporary file is left
+    once the interrupt is dropped."""
+    from grapheme_multimodal import io
+
+    from ctrl_c_sweep import interrupted_at
+
+    target, rescue, again = tmp_path / "result.bin", tmp_path / "rescue.bin", tmp_path / "again.bin"
+
+    def block():
+        with io.writing_together():
+            io.atomic_write_bytes(target, b"new")
+
+    def saved_in_the_handler():
+        io.atomic_write_bytes(rescue, b"rescue")
+        with io.writing_together():  # a block opened there is a block of its own
+            io.atomic_write_bytes(again, b"again")
+        if not (rescue.exists() and rescue.read_bytes() == b"rescue" and again.exists() and again.read_bytes() == b"again"):
+            wrong.append((n, "a save in the handler was not written"))
+
+    # every point of the with statement, and of what it calls (the block's __enter__ and __exit__: each point
+    # in them, as their callers' frames are block's own)
+    in_block = lambda code: code is block.__code__  # noqa: E731
+    wrong, n = [], 0
+    while True:
+        n += 1
+        io.atomic_write_bytes(target, b"old")
+        for name in (rescue, again):
+            name.unlink(missing_ok=True)
+        interrupted = interrupted_at(n, block, in_block, handler=saved_in_the_handler)
+        left = sorted(p.name for p in tmp_path.iterdir())
+        if target.read_bytes() not in (b"old", b"new") or not set(left) <= {"result.bin", "rescue.bin", "again.bin"}:
+            wrong.append((n, f"left {target.read_bytes()!r}, {left}"))
+        if io._TOGETHER.get() is not None:
+            wrong.append((n, "the block stayed open"))
+            io._TOGETHER.set(None)
+        if not interrupted:
+            break
+    assert n > 5, f"the sweep reached {n} points only"
+    assert target.read_bytes() == b"new"
+    assert wrong == [], wrong[:5]

@@ -38,6 +38,7 @@ import errno
 import itertools
 import json
 import math
+import functools
 import os
 import re
 import secrets
@@ -45,9 +46,10 @@ import stat
 import sys
 import threading
 import time
+import weakref
 import zlib
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Dict, Iterator, List, Mapping, NamedTuple, NoReturn, Optional, Sequence, Tuple, TypeVar, Union
+from typing import Any, BinaryIO, Callable, Dict, Iterator, List, Mapping, NamedTuple, NoReturn, Optional, Sequence, Set, Tuple, TypeVar, Union
 
 import numpy as np
 
@@ -331,7 +333,7 @@ def _atomic_write_all(writes: List[Tuple[PathLike, Callable[[BinaryIO], Any]]]) 
         for target, write in writes:
             _stage(target, write, staged)
         given = [s.given for s in staged]
-        together = _TOGETHER.get()
+        together = _open_block()
         if together is not None:
             together.add(staged)
         else:
@@ -342,8 +344,7 @@ def _atomic_write_all(writes: List[Tuple[PathLike, Callable[[BinaryIO], Any]]]) 
     return given
 
 
-@contextlib.contextmanager
-def writing_together() -> Iterator[None]:
+class writing_together:
     """``with writing_together():`` every :func:`atomic_write_all` (and so
     every save of this library) in the block is written and synced to its
     temporary file at once, but its
@@ -356,24 +357,86 @@ def writing_together() -> Iterator[None]:
     joins it. Nothing written in the block is at its target before the
     block ends: it cannot be read back there. (The block is this thread's
     context: another thread's writes join it only when that thread runs in
-    a copy of it, as this library's parallel tasks do.)"""
-    if _TOGETHER.get() is not None:
-        yield
-        return
-    together = _Together()
-    try:
+    a copy of it, as this library's parallel tasks do.)
+
+    A Ctrl-C as the block opens or closes never leaves it open: a save in
+    the interrupt's handler (or a notebook's next cell) is written, and so
+    is a block opened there. (A generator's block, contextlib's, stayed
+    open while the interrupt was alive; each save there was staged into it,
+    never written, its file removed when the interrupt was dropped.)"""
+
+    def __init__(self) -> None:
+        self._together: Optional[_Together] = None
+        self._watch: Optional["weakref.ref[writing_together]"] = None
+
+    def __enter__(self) -> None:
+        if _open_block() is not None:  # inside another block: joins it
+            return
+        together = _Together()
+        # Closes the block when this is dropped with its __exit__ never run (see __exit__); a
+        # weak reference, not __del__: one run at every block's end swallowed a Ctrl-C landing there
+        self._watch = weakref.ref(self, functools.partial(_close_dropped_block, together))
+        _WATCHES.add(self._watch)
         try:
-            # set inside the try, put back as it was (None: a block inside another joins it, above), not
-            # reset by the token set returns: a Ctrl-C landing as set returned left the block in place for
-            # good, and every later save of the thread was staged into it and never written, without a word
-            _TOGETHER.set(together)
-            yield
-        finally:
+            _TOGETHER.set(together)  # a Ctrl-C is raised as set returns, in this try: no block is left
+            self._together = together  # a store: nothing is raised between it and the with's own try
+        except BaseException:
             _TOGETHER.set(None)
-        _commit_together(together)
-    except BaseException:
-        _discard(together.staged)  # those the commit had not taken (Ctrl-C before it did, as the block ended)
-        raise
+            raise
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        # A Ctrl-C can land as this is called, before its first line: _open_block finds the block
+        # dead (a frame of the interrupt is this call, holding it), and _close_dropped_block closes
+        # it once the interrupt is dropped
+        together, self._together = self._together, None
+        if together is None:
+            return
+        try:
+            _TOGETHER.set(None)  # in the try: a Ctrl-C raised as it returns still discards the staged files
+            watch, self._watch = self._watch, None  # dropped with it: its callback is never called
+            _WATCHES.discard(watch)  # type: ignore[arg-type]
+            if exc_type is None:
+                _commit_together(together)
+        finally:
+            _discard(together.staged)  # those the commit had not taken (all of them, after an error)
+
+
+#: The weak references of the :class:`writing_together` blocks not yet ended.
+_WATCHES: "Set[weakref.ref[writing_together]]" = set()
+
+
+def _close_dropped_block(together: "_Together", watch: "weakref.ref[writing_together]") -> None:
+    """A :class:`writing_together` dropped unended (a Ctrl-C kept its
+    ``__exit__`` from running): its block closed where this context holds
+    it, its staged files removed."""
+    _WATCHES.discard(watch)
+    if _TOGETHER.get() is together:
+        _TOGETHER.set(None)
+    _discard(together.staged)
+
+
+def _open_block() -> "Optional[_Together]":
+    """The :func:`writing_together` block this context's writes join, if
+    any: not one whose ``__exit__`` a Ctrl-C interrupted before its first
+    line (a frame of the interrupt, while it is handled or kept as the last
+    one), closed here and its staged files removed."""
+    together = _TOGETHER.get()
+    if together is None:
+        return None
+    for exc in (sys.exc_info()[1], getattr(sys, "last_exc", None), getattr(sys, "last_value", None)):
+        tb = getattr(exc, "__traceback__", None)
+        while tb is not None:  # an __exit__ of this block in it, which never began: it still holds the block
+            if tb.tb_frame.f_code is writing_together.__exit__.__code__:
+                owner = tb.tb_frame.f_locals.get("self")
+                if getattr(owner, "_together", None) is together:
+                    _TOGETHER.set(None)
+                    owner._together = None
+                    watch, owner._watch = owner._watch, None
+                    _WATCHES.discard(watch)
+                    _discard(together.staged)
+                    return None
+            tb = tb.tb_next
+    return together
 
 
 def call_writing_together(function: Callable[[], _T]) -> _T:
@@ -388,7 +451,7 @@ def call_writing_together(function: Callable[[], _T]) -> _T:
     the next cell) was staged into the dead block, never written, and its
     file removed when the interrupt was dropped. Here the block is opened
     in the try whose finally closes it."""
-    if _TOGETHER.get() is not None:  # inside another block: joins it
+    if _open_block() is not None:  # inside another block: joins it
         return function()
     together = _Together()
     try:
