@@ -260,3 +260,27 @@ def test_a_ctrl_c_as_a_writing_together_block_opens_or_closes_never_swallows_a_s
     assert n > 5, f"the sweep reached {n} points only"
     assert target.read_bytes() == b"new"
     assert wrong == [], wrong[:5]
+
+
+def test_an_ensemble_of_members_fitted_on_columns_partly_swapped_is_refused_at_its_save(tmp_path):
+    """``save_ensemble`` of two models fitted on frames ``a, b, c`` and
+    ``b, a, x`` was written: an ensemble reads each file once, by position,
+    for all its members, so one member read ``a`` as its ``b``, without a
+    word (only members of the same names reordered were refused). Now
+    refused, naming the member and the columns at other positions; nothing
+    is written."""
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame(np.random.default_rng(0).normal(size=(20, 3)), columns=list("abc"))
+
+    def fitted_on(columns):
+        model = gm.LearnableMultiModal(input_dims={"visual": 3}, embed_dim=8, hidden_dim=8, num_heads=2, seed=0)
+        model.fit_normalization({"visual": columns})
+        return model
+
+    members = [fitted_on(frame), fitted_on(frame[["b", "a", "c"]].rename(columns={"c": "x"}))]
+    with pytest.raises(gm.InvalidValueError, match=r"^models\[1\]: was fitted on the visual columns \['b', 'a', 'x'\], "
+                       r"which name columns of models\[0\] \(\['a', 'b', 'c'\]\) at other positions: 'b' \(column 0, "
+                       r"models\[0\] has it as column 1\), 'a' \(column 1, models\[0\] has it as column 0\)") as err:
+        gm.save_ensemble(members, tmp_path / "e.safetensors")
+    assert err.value.arg == "models[1]" and list(tmp_path.iterdir()) == []
+    gm.save_ensemble([members[0], fitted_on(frame.rename(columns={"c": "z"}))], tmp_path / "e.safetensors")  # renamed in place

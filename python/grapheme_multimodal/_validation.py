@@ -803,7 +803,7 @@ def shown_misplaced(given: Sequence[str], misplaced: Sequence[Tuple[int, int]], 
 def refuse_reordered_members(columns: Sequence[Optional[Sequence[str]]], arg: str, what: str, why: str) -> None:
     """Refuses the first member (``{arg}[j]``) whose column names (``None``:
     not known) are those of the first member whose names are known, in
-    another order: the ensemble's save (``models``) and
+    another order, or name some of them at other positions (:func:`misplaced_names`): the ensemble's save (``models``) and
     :class:`~grapheme_multimodal.evaluation.EnsembleEmbedder` (``members``),
     whose members read one file or frame by position. ``what`` names the
     columns (``"the visual columns"``), ``why`` says why one order."""
@@ -815,6 +815,14 @@ def refuse_reordered_members(columns: Sequence[Optional[Sequence[str]]], arg: st
             raise InvalidValueError(
                 f"{arg}[{j}]: was fitted on {what} {list(own)!r:.200}, those of {arg}[{first}] "
                 f"({list(columns[first])!r:.200}) in another order; expected the same order ({why})", f"{arg}[{j}]")
+        else:
+            misplaced = misplaced_names(columns[first], own)
+            if misplaced:  # some renamed, others moved (b, a, x of a, b, c): read by position as wrongly
+                raise InvalidValueError(
+                    f"{arg}[{j}]: was fitted on {what} {list(own)!r:.200}, which name columns of {arg}[{first}] "  # type: ignore[arg-type]
+                    f"({list(columns[first])!r:.200}) at other positions: "  # type: ignore[arg-type]
+                    f"{shown_misplaced(own, misplaced, f'{arg}[{first}] has it')}; expected the same order ({why})",  # type: ignore[arg-type]
+                    f"{arg}[{j}]")
 
 
 def _unmarked(names: Sequence[str]) -> Tuple[str, ...]:
