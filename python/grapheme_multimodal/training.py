@@ -37,7 +37,7 @@ from .averaging import WeightAverage, check_decay, model_weights
 from .averaging import resume as resume_average
 from .batch import Batch, event_components
 from .buffer import ExperienceBuffer
-from .checkpoint import _checked_epochs
+from .checkpoint import _checked_epochs, _checked_history
 from .exceptions import ConstantModalityWarning, InvalidValueError, NonFiniteError, ShapeError, UntrainedModalityWarning
 from .objectives import (  # unmeasured_objectives...: train_step's check of one batch shares them
     _ONE_HELD_ROW, _ONE_ROW, _ONE_ROW_REASONS, ONE_ROW_REMEDY, OBJECTIVES, ROW_COMPARING_OBJECTIVES, _zero_because,
@@ -1395,9 +1395,8 @@ def _check_training_record(model: "LearnableMultiModal") -> None:
     that is no list failed the first epoch's record, then the restore of the
     model, whose own error replaced it."""
     _checked_epochs(model.epochs_trained, "model.epochs_trained")
-    if not isinstance(model.history, list):
-        raise InvalidValueError(
-            f"model.history: expected a list of epoch records, got {type(model.history).__name__}", "model.history")
+    # every record, as save checks them: a record fit accepted and save refused lost the training
+    _checked_history(model.history, "model.history")
 
 
 def epoch_rng(seed: int, epoch: int) -> np.random.Generator:
