@@ -61,7 +61,9 @@ def view_modalities(names: Iterable[str]) -> Dict[str, Modality]:
     names = view_name_list(names, "views")
     slots = [m for m in Modality if m.is_input]
     if len(names) > len(slots) or len(set(names)) != len(names):
-        raise InvalidValueError(f"views: expected at most {len(slots)} distinct view names, got {names}", "views")
+        raise InvalidValueError(
+            f"views: expected at most {len(slots)} distinct view names (one per input modality slot of the model; "
+            f"the seventh, action, is its output and takes no view), got {names}", "views")
     # by name first: in order alone, {"linguistic": text, "visual": image} put the text in the visual
     # slot, and the model's own calls by modality (model.encode("visual", ...)) read the wrong view
     named: Dict[str, Modality] = {}
