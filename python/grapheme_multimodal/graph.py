@@ -621,6 +621,7 @@ def refuse_stray_graphs(value: Any, name: str) -> None:
             f"{name}: got text ({len(value)} str); expected an array [B, d] of numbers, or one Graph per row, "
             "which the model featurises: [Graph.from_text(s) for s in texts]"
         )
+    _refuse_frame_of_graphs(value, name)
     if not (isinstance(value, (list, tuple)) or (isinstance(value, np.ndarray) and value.dtype == object)):
         return
     items = list(value.flat) if isinstance(value, np.ndarray) else value
@@ -636,6 +637,28 @@ def refuse_stray_graphs(value: Any, name: str) -> None:
         f"{name}[{k}]: expected Graph or None (the list holds graphs, one per row; None for a row absent from "
         f"the modality), got {describe(items[k])}"
     )
+
+
+def _refuse_frame_of_graphs(value: Any, name: str) -> None:
+    """TypeError saying how graphs go in when ``value`` is a pandas Series,
+    or a data frame of one column, holding graphs: the generic error told
+    the user to featurise them, which the model does itself from a list.
+    Duck-typed (``to_numpy``, ``ndim``, ``dtype``): pandas is optional."""
+    if not hasattr(value, "to_numpy") or isinstance(value, np.ndarray):
+        return
+    series = getattr(value, "ndim", 0) == 1 and getattr(value, "dtype", None) == object
+    one_column = hasattr(value, "columns") and tuple(getattr(value, "shape", ()))[1:] == (1,)
+    if not (series or one_column):
+        return
+    try:
+        items = list(np.asarray(value.to_numpy(), dtype=object).ravel())
+    except Exception:  # whatever it is, its own reading error stands
+        return
+    if not any(isinstance(g, Graph) for g in items):
+        return
+    kind, source = ("pandas Series", "series") if series else ("data frame column", "frame[column]")
+    raise TypeError(f"{name}: a {kind} of Graph; expected a list of Graph (one per row, None for a row absent from "
+                    f"the modality), e.g. list({source})")
 
 
 def fingerprints(graphs: Sequence[Graph]) -> np.ndarray:
