@@ -695,6 +695,21 @@ def _sklearn(what: str):
         ) from err
 
 
+def _check_neighbours(k: Any, train_rows: int) -> None:
+    """Refuses a ``k`` that :func:`knn_accuracy` cannot vote with over
+    ``train_rows`` training rows: a TypeError for a wrong type (2.5, "3",
+    True, None), as the package's other int arguments, else an
+    InvalidValueError. Callers that do other work first check it up front."""
+    expected = f"an int in [1, {train_rows}] (the number of train rows)"
+    if not is_int(k):
+        raise wrong_type("k", expected, k)
+    if not 1 <= k <= train_rows:
+        from .types import bounded_repr  # on the error's path only, as _validation imports it
+
+        # "k: expected ..., got ..." as the package's other argument checks (was "k must be an integer in ...")
+        raise InvalidValueError(f"k: expected {expected}, got {bounded_repr(k)}", "k")
+
+
 def knn_accuracy(
     train_x: np.ndarray,
     train_y: np.ndarray,
@@ -713,14 +728,7 @@ def knn_accuracy(
     are reproduced exactly (scikit-learn is imported lazily).
     """
     tx, ty, vx, vy = _classification_inputs(train_x, train_y, test_x, test_y)
-    expected = f"an int in [1, {tx.shape[0]}] (the number of train rows)"
-    if not is_int(k):  # a wrong type (2.5, "3", True, None): a TypeError, as the package's other int arguments
-        raise wrong_type("k", expected, k)
-    if not 1 <= k <= tx.shape[0]:
-        from .types import bounded_repr  # on the error's path only, as _validation imports it
-
-        # "k: expected ..., got ..." as the package's other argument checks (was "k must be an integer in ...")
-        raise InvalidValueError(f"k: expected {expected}, got {bounded_repr(k)}", "k")
+    _check_neighbours(k, tx.shape[0])
     _sklearn("knn_accuracy")
     ty, vy = _class_labels(ty, vy, at_least=1)
     from sklearn.neighbors import KNeighborsClassifier

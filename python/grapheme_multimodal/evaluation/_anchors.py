@@ -19,7 +19,9 @@ from .._validation import (
 )
 from ..datasets import MultipleFeatures, standardize
 from ..exceptions import GraphemeError, InvalidValueError, ShapeError
-from ..metrics import _class_labels, _finite_2d, _labels_1d, _sklearn, cross_view_retrieval, knn_accuracy, linear_probe_accuracy
+from ..metrics import (
+    _check_neighbours, _class_labels, _finite_2d, _labels_1d, _sklearn, cross_view_retrieval, knn_accuracy, linear_probe_accuracy,
+)
 from ._cca import ExactCCA
 from ._pairs import check_result_keys, ordered_pairs, pair_key, two_view_key, unordered_pairs
 
@@ -338,6 +340,7 @@ def compute_anchors(
     # named here: ExactCCA's and cca-zoo's errors named their own n_components
     cca_components = as_positive_int(cca_components, "cca_components")
     multiview_components = as_positive_int(multiview_components, "multiview_components")
+    _check_neighbours(k, train.n_events)  # before the CCA fits: k=0 was refused after all of them
     if multiview is not None:
         if isinstance(multiview, (str, bytes)) or not is_iterable(multiview):  # "MCCA" was read as 'M', 'C', ...
             raise TypeError(f"multiview: expected None or a sequence of method names such as {list(MULTIVIEW_METHODS)}, "

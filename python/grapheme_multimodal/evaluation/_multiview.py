@@ -21,7 +21,9 @@ from .._validation import (
     refuse_unpaired_frames, renamed, sorted_names,
 )
 from ..exceptions import GraphemeError, InvalidValueError, NonFiniteError, ShapeError
-from ..metrics import _sklearn, cross_view_retrieval, knn_accuracy, linear_probe_accuracy, roc_auc, unit_side_by_side
+from ..metrics import (
+    _check_neighbours, _sklearn, cross_view_retrieval, knn_accuracy, linear_probe_accuracy, roc_auc, unit_side_by_side,
+)
 from ._anchors import Anchors, check_same_views, check_split_labels, one_thread, refuse_zero_rows
 from ._embedders import ViewEmbedder, optional_bind, optional_hidden_features
 from ._pairs import check_result_keys, ordered_pairs, pair_key, two_view_key, unordered_pairs
@@ -209,6 +211,7 @@ def evaluate_model(
     check_result_keys(train.views, "train.views", two_view_keys=two_views)
     # here, not only by binder_auc: without a binder a seed of -1 or 1.5 passed, with one it failed after the k-NN work
     seed = as_seed(seed, "seed", below=None)
+    _check_neighbours(k, train.n_events)  # before any embedding, as the seed: k=0 was refused once all were done
     with one_thread():
         return _evaluate(embedder, train, test, k, seed, two_views)
 
