@@ -462,10 +462,12 @@ impl<T: Real> LearnableMultiModal<T> {
     }
 
     /// The error of event `row` of modality `m`'s inputs `part` overflowing
-    /// float32 in its encoder (`message`, blaming the row), unless the
-    /// encoder's parameters (and the shared head's, `with_head`) are larger
-    /// than the row's values after the model's normalization.
-    fn encoder_overflow(&self, m: usize, part: &ModalityInput<T>, row: usize, with_head: bool, message: String) -> Error {
+    /// float32 at `place` in its encoder ("the encoder", a hidden layer):
+    /// blaming the standardisation when the row's standardised values left
+    /// float32, else the row, unless the encoder's parameters (and the
+    /// shared head's, `with_head`) are larger than the row's values after
+    /// the model's normalization.
+    fn encoder_overflow(&self, m: usize, part: &ModalityInput<T>, row: usize, with_head: bool, place: &str) -> Error {
         let components = part.x.rows().into_iter().zip(part.rows.iter()).filter(|&(_, &r)| r == row);
         let normalized = components.flat_map(|(x, _)| {
             x.into_iter().enumerate().map(|(j, &v)| match &self.normalizers[m] {
@@ -474,10 +476,23 @@ impl<T: Real> LearnableMultiModal<T> {
             })
         });
         let largest_input = normalized.map(|v| v.to_f64().map_or(f64::INFINITY, f64::abs)).fold(0.0, f64::max);
+        if largest_input.is_infinite() {
+            // The inputs are finite (checked on entry): only the standardisation left float32. The
+            // message starts as the others do: callers renumber "row r overflows float32 in the encoder".
+            return Error::overflow(input_arg(m), format!(
+                "row {row} overflows float32 in {place}: its values are finite, but not once standardised by the \
+                 model's normalization ((x - mean) / std, with the mean and std that fit or set_normalization gave \
+                 this modality: a std below 1 scales values up); expected values whose standardised value is within \
+                 float32's range (3.4e38)"
+            ));
+        }
         let encoder = format!("encoder.{}.", Modality::ALL[m].name());
         let prefixes: &[&str] = if with_head { &[&encoder, "head."] } else { &[&encoder] };
         self.grown_parameters(&format!("{} encoder", Modality::ALL[m].name()), prefixes, largest_input)
-            .unwrap_or_else(|| Error::overflow(input_arg(m), message))
+            .unwrap_or_else(|| {
+                let message = format!("row {row} overflows float32 in {place} (after the model's normalization, if any); expected values of moderate size");
+                Error::overflow(input_arg(m), message)
+            })
     }
 
     /// The error of row `row` of `arg` overflowing float32 in the fusion
@@ -528,8 +543,7 @@ impl<T: Real> LearnableMultiModal<T> {
             let h = self.encoders[m].hidden_forward(params, x, layer).expect("every encoder has config.encoder_hidden's layers");
             for (row, &r) in h.rows().into_iter().zip(part.rows.iter()) {
                 if !row.iter().all(|v| v.is_finite()) {
-                    let message = format!("row {r} overflows float32 in the encoder's hidden layer {layer} (after the model's normalization, if any); expected values of moderate size");
-                    return Err(self.encoder_overflow(m, part, r, false, message));
+                    return Err(self.encoder_overflow(m, part, r, false, &format!("the encoder's hidden layer {layer}")));
                 }
                 out.slice_mut(s![r, m, ..]).assign(&row);
             }
@@ -629,8 +643,7 @@ impl<T: Real> LearnableMultiModal<T> {
             Some((row, FUSED_SLOT)) => Err(self.fusion_overflow("inputs", row, emb.slice(s![row, .., ..]))),
             Some((row, m)) => {
                 let part = input.modalities[m].as_ref().expect("only a given modality overflows");
-                let message = format!("row {row} overflows float32 in the encoder (after the model's normalization, if any); expected values of moderate size");
-                Err(self.encoder_overflow(m, part, row, true, message))
+                Err(self.encoder_overflow(m, part, row, true, "the encoder"))
             }
         }
     }
