@@ -59,6 +59,19 @@ def test_huge_inputs_to_a_standardised_modality_say_the_standardisation_overflow
     assert np.isfinite(small_model().encode(huge)).all()
 
 
+def test_fit_on_huge_standardised_inputs_says_the_standardisation_overflowed_and_keeps_the_model():
+    model = small_model()
+    data = small_scale_rows()
+    model.fit(data, epochs=1, progress=False)
+    before = model.state_dict()
+    data["visual"][5] = 3e38
+    with pytest.raises(gm.NonFiniteError, match=r"^data\['visual'\]: row 5 overflows float32 in the encoder: its values "
+                       r"are finite, but not once standardised by the model's normalization"):
+        model.fit(data, epochs=1, progress=False, standardize=False)  # the first fit's standardisation
+    after = model.state_dict()
+    assert model.epochs_trained == 1 and all(np.array_equal(before[k], after[k]) for k in before)
+
+
 def test_hidden_features_of_huge_standardised_inputs_say_the_standardisation_overflowed():
     model = gm.LearnableMultiModal(seed=0, input_dims={"visual": 4}, embed_dim=8, hidden_dim=8, num_heads=2,
                                    encoder_hidden=(8,))

@@ -462,6 +462,26 @@ impl<T: Real> LearnableMultiModal<T> {
     }
 
     /// The error of event `row` of modality `m`'s inputs `part` overflowing
+    /// float32 at `place` in its encoder ("the encoder", a hidden layer)
+    /// when the row's values, finite (checked on entry), leave float32 once
+    /// standardised: the standardisation is to blame, not the encoder. The
+    /// message starts as the encoder's own: callers renumber "row r
+    /// overflows float32 in the encoder".
+    pub(crate) fn standardisation_overflow(&self, m: usize, part: &ModalityInput<T>, row: usize, place: &str) -> Option<Error> {
+        let normalizer = self.normalizers[m].as_ref()?;
+        let mut components = part.x.rows().into_iter().zip(part.rows.iter()).filter(|&(_, &r)| r == row);
+        let overflowed = components.any(|(x, _)| x.iter().enumerate().any(|(j, &v)| !normalizer.value(v, j).is_finite()));
+        overflowed.then(|| {
+            Error::overflow(input_arg(m), format!(
+                "row {row} overflows float32 in {place}: its values are finite, but not once standardised by the \
+                 model's normalization ((x - mean) / std, with the mean and std that fit or set_normalization gave \
+                 this modality: a std below 1 scales values up); expected values whose standardised value is within \
+                 float32's range (3.4e38)"
+            ))
+        })
+    }
+
+    /// The error of event `row` of modality `m`'s inputs `part` overflowing
     /// float32 at `place` in its encoder ("the encoder", a hidden layer):
     /// blaming the standardisation when the row's standardised values left
     /// float32, else the row, unless the encoder's parameters (and the
@@ -476,15 +496,8 @@ impl<T: Real> LearnableMultiModal<T> {
             })
         });
         let largest_input = normalized.map(|v| v.to_f64().map_or(f64::INFINITY, f64::abs)).fold(0.0, f64::max);
-        if largest_input.is_infinite() {
-            // The inputs are finite (checked on entry): only the standardisation left float32. The
-            // message starts as the others do: callers renumber "row r overflows float32 in the encoder".
-            return Error::overflow(input_arg(m), format!(
-                "row {row} overflows float32 in {place}: its values are finite, but not once standardised by the \
-                 model's normalization ((x - mean) / std, with the mean and std that fit or set_normalization gave \
-                 this modality: a std below 1 scales values up); expected values whose standardised value is within \
-                 float32's range (3.4e38)"
-            ));
+        if let Some(err) = largest_input.is_infinite().then(|| self.standardisation_overflow(m, part, row, place)).flatten() {
+            return err;
         }
         let encoder = format!("encoder.{}.", Modality::ALL[m].name());
         let prefixes: &[&str] = if with_head { &[&encoder, "head."] } else { &[&encoder] };

@@ -695,7 +695,7 @@ impl<T: Real> LearnableMultiModal<T> {
             if !loss.is_finite() {
                 return Err(self
                     .temperature_overflow(o, emb, mask)
-                    .unwrap_or_else(|| self.loss_overflow(o, encoded.is_some(), emb, mask, batch.fused, rewards.view())));
+                    .unwrap_or_else(|| self.loss_overflow(o, encoded.as_ref().map(|(input, _)| *input), emb, mask, batch.fused, rewards.view())));
             }
             values[o.index()] = Some(loss);
             total += T::c(w) * loss;
@@ -773,7 +773,7 @@ impl<T: Real> LearnableMultiModal<T> {
     fn loss_overflow(
         &self,
         o: Objective,
-        encoded: bool,
+        encoded: Option<&EncoderInput<T>>,
         emb: ArrayView3<T>,
         mask: ArrayView2<bool>,
         fused: Option<ArrayView2<T>>,
@@ -782,12 +782,16 @@ impl<T: Real> LearnableMultiModal<T> {
         fn max_abs<'v, T: Real + 'v>(values: impl Iterator<Item = &'v T>) -> f64 {
             values.fold(0.0, |most, v| most.max(v.to_f64().map_or(f64::INFINITY, f64::abs)))
         }
-        if encoded {
+        if let Some(input) = encoded {
             // Encoding a huge (finite) input overflowed: the loss was then blamed on the parameters.
             let first_overflow = mask
                 .indexed_iter()
                 .find(|&((row, m), &present)| present && !emb.slice(s![row, m, ..]).iter().all(|v| v.is_finite()));
             if let Some(((row, m), _)) = first_overflow {
+                let part = input.modalities[m].as_ref().expect("only a given modality overflows");
+                if let Some(err) = self.standardisation_overflow(m, part, row, "the encoder") {
+                    return err;
+                }
                 return Error::overflow(
                     input_arg(m),
                     format!("row {row} overflows float32 in the encoder (after the model's normalization, if any); expected values of moderate size"),
@@ -795,7 +799,7 @@ impl<T: Real> LearnableMultiModal<T> {
             }
         }
         let mut given: Vec<(&str, f64)> = Vec::new();
-        if !encoded {
+        if encoded.is_none() {
             given.push(("embeddings", max_abs(emb.iter())));
         }
         if o == Objective::SeedConsistency {
