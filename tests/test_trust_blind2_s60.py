@@ -18,6 +18,11 @@ would expect:
    CCA fit (2 s on the digits, more with cca-zoo's methods), and
    ``evaluate_model`` only after embedding every split: ``k`` is checked
    with the other arguments, before any work.
+6. Labels holding pandas' ``NA`` (a nullable ``"string"`` or ``"boolean"``
+   column's missing value) were "labels that cannot be compared (boolean
+   value of NA is ambiguous)", naming no row; complex labels were
+   scikit-learn's "Complex data not supported" with the whole array on
+   lines of its own. Both are named, with the row of the missing label.
 
 Each test failed before its fix."""
 
@@ -161,3 +166,30 @@ def test_evaluate_model_refuses_k_before_embedding_anything(k):
         evaluation.evaluate_model(Embedder(), train, test, k=k)
     assert calls == []
     assert evaluation.evaluate_model(Embedder(), train, test, k=20, two_views=False).fused_knn >= 0  # the bound is taken
+
+
+@pytest.mark.parametrize("dtype", ["string", "boolean"])
+def test_labels_with_pandas_na_name_the_missing_label_and_its_row(dtype):
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("sklearn")
+    from grapheme_multimodal import metrics
+
+    rng = np.random.default_rng(0)
+    values = ["a", "b", None, "b"] if dtype == "string" else [True, False, None, False]
+    labels = pd.Series(values * 2, dtype=dtype)
+    with pytest.raises(gm.InvalidValueError, match=r"^train_y holds <NA> at row 2; expected a class label in every row "
+                       r"\(<NA> marks a missing label, as NaN and None do, and is no class: leave those rows out\)$"):
+        metrics.knn_accuracy(rng.normal(size=(8, 3)), labels, rng.normal(size=(4, 3)), labels[:2].tolist() * 2, k=3)
+    with pytest.raises(gm.InvalidValueError, match=r"^labels holds <NA> at row 2; expected a class label"):
+        metrics.cross_view_retrieval(rng.normal(size=(4, 3)), rng.normal(size=(4, 3)), labels[:4])
+
+
+def test_complex_labels_are_refused_in_one_line():
+    pytest.importorskip("sklearn")
+    from grapheme_multimodal import metrics
+
+    rng = np.random.default_rng(0)
+    labels = np.array([1 + 0j, 2] * 4)
+    with pytest.raises(gm.InvalidValueError, match=r"^train_y: expected class labels \(ints, strings, bools or whole "
+                       r"floats\), got complex numbers \(dtype complex128\); take their real part, or number the classes$"):
+        metrics.knn_accuracy(rng.normal(size=(8, 3)), labels, rng.normal(size=(4, 3)), labels[:4], k=3)

@@ -177,10 +177,14 @@ def _labels_1d(name: str, y: object, n: int, n_name: str) -> np.ndarray:
     if arr.dtype.kind in "fc" and not np.isfinite(arr).all():  # NaN equals no label: its rows would score 0 unseen
         row = int(np.flatnonzero(~np.isfinite(arr))[0])
         raise NonFiniteError(f"{name} holds {arr[row]} at row {row}; expected finite labels", name)
+    if arr.dtype.kind == "c":  # else scikit-learn's "Complex data not supported", the whole array printed on lines of its own
+        raise InvalidValueError(f"{name}: expected class labels (ints, strings, bools or whole floats), got complex "
+                                f"numbers (dtype {arr.dtype}); take their real part, or number the classes", name)
     if arr.dtype.kind in "mMO":  # NaT, or NaN among objects: equal to no label either, not even itself
         try:
             odd = np.flatnonzero(arr != arr)
         except (TypeError, ValueError) as exc:  # pd.NA and the like have no truth value
+            _refuse_missing_without_truth(name, arr)
             raise InvalidValueError(f"{name}: labels that cannot be compared ({exc}); expected class labels", name) from None
         if odd.size:
             raise NonFiniteError(f"{name} holds {arr[odd[0]]} at row {odd[0]}; expected labels (NaN and NaT equal no label)", name)
@@ -208,6 +212,21 @@ def _labels_1d(name: str, y: object, n: int, n_name: str) -> np.ndarray:
             # the retrieval scored them, scikit-learn's classifiers refused them as "unknown" labels
             arr = arr.astype(np.float64)
     return arr
+
+
+def _refuse_missing_without_truth(name: str, arr: np.ndarray) -> None:
+    """InvalidValueError naming the first label of ``arr`` (objects) whose
+    ``v != v`` has no truth value: pandas' ``NA``, the missing value of a
+    nullable column (``dtype="string"``, ``"boolean"``), was "labels that
+    cannot be compared (boolean value of NA is ambiguous)", naming no row
+    and not saying a label was missing."""
+    for row, value in enumerate(arr):
+        try:
+            bool(value != value)
+        except (TypeError, ValueError):
+            raise InvalidValueError(
+                f"{name} holds {value!r} at row {row}; expected a class label in every row ({value!r} marks a missing "
+                "label, as NaN and None do, and is no class: leave those rows out)", name) from None
 
 
 def _refuse_fractional(name: str, arr: np.ndarray) -> None:
