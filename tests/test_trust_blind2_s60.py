@@ -34,7 +34,7 @@ import numpy as np
 import pytest
 
 import grapheme_multimodal as gm
-from grapheme_multimodal import evaluation
+from grapheme_multimodal import evaluation, uci
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -105,6 +105,9 @@ def test_too_many_views_say_why_six():
     with pytest.raises(gm.InvalidValueError, match=r"^views: expected at most 6 distinct view names \(one per input "
                        r"modality slot of the model; the seventh, action, is its output and takes no view\), got"):
         evaluation.view_modalities([f"v{i}" for i in range(8)])
+    eight = {f"v{i}": np.zeros((4, 2)) for i in range(8)}
+    with pytest.raises(gm.InvalidValueError, match=r"^views: expected at most 6 distinct view names \(one per input"):
+        uci.fit_views(eight)  # the recipe says the same, before any training
 
 
 def test_a_pandas_series_of_graphs_is_told_to_be_a_list():
