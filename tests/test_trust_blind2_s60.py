@@ -101,6 +101,25 @@ def test_fit_refuses_a_history_that_save_would_refuse_before_it_trains(history, 
     assert str(saved.value).startswith("model.history[0]: expected a record of numbers by name")
 
 
+def test_fit_refuses_a_bad_record_put_into_the_history_of_a_model_it_trained():
+    """fit checks only the records it has not found sound before (a loop of
+    fit(epochs=1) need not check its whole history each call): a record
+    appended, or put in place of one, is still refused, by its own index."""
+    model = small_model()
+    data = small_scale_rows()
+    model.fit(data, epochs=2, progress=False)
+    model.history.append({"loss": "low"})
+    with pytest.raises(gm.InvalidValueError, match=r"^model\.history\[2\]: expected a record of numbers by name"):
+        model.fit(data, epochs=1, progress=False)
+    model.history.pop()
+    model.history[0] = 1
+    with pytest.raises(gm.InvalidValueError, match=r"^model\.history\[0\]: expected a record of numbers by name"):
+        model.fit(data, epochs=1, progress=False)
+    model.history[0] = {"loss": 0.5}
+    model.fit(data, epochs=1, progress=False)
+    assert model.epochs_trained == 3 and len(model.history) == 3
+
+
 def test_too_many_views_say_why_six():
     with pytest.raises(gm.InvalidValueError, match=r"^views: expected at most 6 distinct view names \(one per input "
                        r"modality slot of the model; the seventh, action, is its output and takes no view\), got"):

@@ -16,9 +16,11 @@ import contextlib
 import contextvars
 import functools
 import math
+import operator
 import re
 import sys
 import time
+import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, TypeVar
 
@@ -1395,8 +1397,34 @@ def _check_training_record(model: "LearnableMultiModal") -> None:
     that is no list failed the first epoch's record, then the restore of the
     model, whose own error replaced it."""
     _checked_epochs(model.epochs_trained, "model.epochs_trained")
-    # every record, as save checks them: a record fit accepted and save refused lost the training
-    _checked_history(model.history, "model.history")
+    _check_history(model)
+
+
+#: Per model, its history list and the records of it that the last fit found sound (by identity): a
+#: fit checks only the others, so a loop of fit(epochs=1) does not check its whole history every call.
+_SOUND_HISTORY: "weakref.WeakKeyDictionary[Any, Tuple[list, Tuple[Any, ...]]]" = weakref.WeakKeyDictionary()
+
+
+def _check_history(model: "LearnableMultiModal") -> None:
+    """Refuses ``model.history`` when ``save`` would (a record fit accepted
+    and save refused, ``[1, 2]``, trained and then could not be kept). The
+    records checked by an earlier fit, still the same objects in the same
+    places, are not checked again (a record edited in place since is
+    still refused by ``save``)."""
+    history = model.history
+    if not isinstance(history, list):
+        raise InvalidValueError(
+            f"model.history: expected a list of epoch records, got {type(history).__name__}", "model.history")
+    known = _SOUND_HISTORY.get(model)
+    start = 0
+    if known is not None and known[0] is history and len(history) >= len(known[1]):
+        start = len(known[1]) if all(map(operator.is_, history, known[1])) else 0
+    try:
+        _checked_history(history[start:], "model.history")
+    except InvalidValueError:
+        _checked_history(history, "model.history")  # again from the first: the error names the record's own index
+        raise
+    _SOUND_HISTORY[model] = (history, tuple(history))
 
 
 def epoch_rng(seed: int, epoch: int) -> np.random.Generator:
