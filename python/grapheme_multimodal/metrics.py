@@ -180,11 +180,13 @@ def _labels_1d(name: str, y: object, n: int, n_name: str) -> np.ndarray:
     if arr.dtype.kind == "c":  # else scikit-learn's "Complex data not supported", the whole array printed on lines of its own
         raise InvalidValueError(f"{name}: expected class labels (ints, strings, bools or whole floats), got complex "
                                 f"numbers (dtype {arr.dtype}); take their real part, or number the classes", name)
+    if arr.dtype == object:
+        # first: pd.NA has no truth value (numpy 2 raises comparing it below, older numpy warns and says nothing)
+        _refuse_missing_without_truth(name, arr)
     if arr.dtype.kind in "mMO":  # NaT, or NaN among objects: equal to no label either, not even itself
         try:
             odd = np.flatnonzero(arr != arr)
-        except (TypeError, ValueError) as exc:  # pd.NA and the like have no truth value
-            _refuse_missing_without_truth(name, arr)
+        except (TypeError, ValueError) as exc:  # objects of other kinds without a truth value
             raise InvalidValueError(f"{name}: labels that cannot be compared ({exc}); expected class labels", name) from None
         if odd.size:
             raise NonFiniteError(f"{name} holds {arr[odd[0]]} at row {odd[0]}; expected labels (NaN and NaT equal no label)", name)
@@ -214,19 +216,27 @@ def _labels_1d(name: str, y: object, n: int, n_name: str) -> np.ndarray:
     return arr
 
 
+#: Label types whose ``v != v`` is a bool: :func:`_refuse_missing_without_truth` need not try them.
+_COMPARABLE_LABEL_TYPES = frozenset((str, bytes, int, float, bool, type(None), np.str_, np.int64, np.float64, np.bool_))
+
+
 def _refuse_missing_without_truth(name: str, arr: np.ndarray) -> None:
-    """InvalidValueError naming the first label of ``arr`` (objects) whose
-    ``v != v`` has no truth value: pandas' ``NA``, the missing value of a
-    nullable column (``dtype="string"``, ``"boolean"``), was "labels that
-    cannot be compared (boolean value of NA is ambiguous)", naming no row
-    and not saying a label was missing."""
-    for row, value in enumerate(arr):
+    """InvalidValueError naming the first label of ``arr`` (objects) that
+    is a missing value of no truth value, as pandas' ``NA`` (that of a
+    nullable column, ``dtype="string"`` or ``"boolean"``), whose ``v != v``
+    is ``NA`` itself: it was "labels that cannot be compared (boolean value
+    of NA is ambiguous)" (numpy 2; older numpy warned and went on), naming
+    no row and not saying a label was missing."""
+    for kind in set(map(type, arr)) - _COMPARABLE_LABEL_TYPES:  # a look at one value of each other type
+        row, value = next((i, v) for i, v in enumerate(arr) if type(v) is kind)
         try:
-            bool(value != value)
-        except (TypeError, ValueError):
+            compared = value != value
+        except Exception:  # no comparison at all: the checks after this one name it
+            continue
+        if compared is value:  # pd.NA: a comparison with it is NA itself, of no truth value (an array's is an array)
             raise InvalidValueError(
                 f"{name} holds {value!r} at row {row}; expected a class label in every row ({value!r} marks a missing "
-                "label, as NaN and None do, and is no class: leave those rows out)", name) from None
+                "label, as NaN and None do, and is no class: leave those rows out)", name)
 
 
 def _refuse_fractional(name: str, arr: np.ndarray) -> None:
