@@ -29,6 +29,7 @@ import os
 import re
 import threading
 import warnings
+import weakref
 from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -325,8 +326,10 @@ if _ExecutionCallback is not None:
         def on_execution_step(self, executor: Any) -> None:
             # The pools' actors as the run goes: Ray Data 2.51 releases a finished pool's
             # actors (drops its handles, its reference cycles keeping them and their CPUs until
-            # the garbage collector runs) before the executor shuts down, which then finds none
-            seen = executor.__dict__.setdefault("_gm_pool_actors", set())
+            # the garbage collector runs) before the executor shuts down, which then finds none.
+            # Held weakly: a handle held here kept a released actor alive, with its CPUs, and the
+            # steps after the pool (count()'s, a map_batches of a function) waited for them forever.
+            seen = executor.__dict__.setdefault("_gm_pool_actors", weakref.WeakSet())
             seen.update(_pool_actors(executor))
             if "_gm_job" not in executor.__dict__:  # once: setdefault asked Ray for the job at every step
                 executor.__dict__["_gm_job"] = _ray_job()

@@ -1,0 +1,34 @@
+"""A hostile check of the Ray scale-out layer (s60): what a dataset made by
+``embed_dataset`` does once steps of Ray Data's own follow it. Each test
+says what a user saw before the fix."""
+
+import pytest
+
+from test_fit import small_model, synthetic
+from test_trust_ray_s57 import distributed, ray, ray_test  # Ray imported (or not) as the CI asks
+from test_trust_ray_s58 import _cpus_freed, tensors
+
+if distributed is not None:
+    import pyarrow as pa  # Ray Data's own dependency
+else:
+    pa = None
+
+
+@ray_test
+@pytest.mark.timeout(60)  # before the fix, count() never returned
+def test_steps_after_an_embedding_pool_of_every_cpu_run_once_the_pool_is_done(quiet_ray_data):
+    """``embed_dataset(ds, ..., num_actors=2)`` on a cluster of 2 CPUs
+    followed by a step Ray Data runs as tasks of its own (``count()``, which
+    adds a projection and a count after the pool; a ``map_batches`` of a
+    function) never ended: the callback that kills the pools' actors when a
+    run ends kept a handle to each of them for the whole run, so the actors
+    Ray Data released once the pool had embedded every row stayed alive,
+    holding both CPUs, and the steps after them waited forever. Ray Data
+    alone counts such a dataset. Now the handles are held weakly: the steps
+    after the pool run once it is done, and every CPU is freed after."""
+    x = synthetic(16)["visual"]
+    ds = ray.data.from_arrow([pa.table({"v": tensors(x[i:i + 4]), "id": pa.array(range(i, i + 4))}) for i in range(0, 16, 4)])
+    model = small_model()
+    out = distributed.embed_dataset(ds, model, {"visual": "v"}, num_actors=2, batch_size=4)
+    assert out.count() == 16
+    assert _cpus_freed(), ray.available_resources()
