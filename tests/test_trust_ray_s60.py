@@ -2,6 +2,7 @@
 ``embed_dataset`` does once steps of Ray Data's own follow it. Each test
 says what a user saw before the fix."""
 
+import numpy as np
 import pytest
 
 from test_fit import small_model, synthetic
@@ -31,4 +32,27 @@ def test_steps_after_an_embedding_pool_of_every_cpu_run_once_the_pool_is_done(qu
     model = small_model()
     out = distributed.embed_dataset(ds, model, {"visual": "v"}, num_actors=2, batch_size=4)
     assert out.count() == 16
+    assert _cpus_freed(), ray.available_resources()
+
+
+@ray_test
+@pytest.mark.timeout(60)  # before the fix, the command never ended
+def test_cli_embed_on_ray_with_a_worker_per_cpu_ends_and_writes_what_embed_writes(tmp_path, capsys):
+    """``grapheme-mm embed --ray --workers 2`` on a cluster of 2 CPUs (the
+    local Ray the command starts on a 2-core machine; here the session's)
+    never ended: the command reads the pool's output through a
+    ``select_columns`` that Ray Data runs as tasks after the pool, which
+    waited forever for the CPUs of the actors the pool had released (the
+    same handles held as above). Now it writes the embeddings that ``embed``
+    without ``--ray`` writes, bit for bit, and frees every CPU."""
+    from grapheme_multimodal.cli import main
+
+    x = synthetic(6)["visual"]
+    model = small_model()
+    model.save(tmp_path / "m.safetensors")
+    np.save(tmp_path / "v.npy", x)
+    common = ["embed", str(tmp_path / "m.safetensors"), "-m", f"visual={tmp_path / 'v.npy'}", "--batch-size", "2"]
+    assert main([*common, "-o", str(tmp_path / "ray.npy"), "--ray", "--workers", "2"]) == 0
+    assert main([*common, "-o", str(tmp_path / "local.npy")]) == 0
+    assert np.load(tmp_path / "ray.npy").tobytes() == np.load(tmp_path / "local.npy").tobytes()
     assert _cpus_freed(), ray.available_resources()
