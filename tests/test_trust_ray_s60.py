@@ -56,3 +56,37 @@ def test_cli_embed_on_ray_with_a_worker_per_cpu_ends_and_writes_what_embed_write
     assert main([*common, "-o", str(tmp_path / "local.npy")]) == 0
     assert np.load(tmp_path / "ray.npy").tobytes() == np.load(tmp_path / "local.npy").tobytes()
     assert _cpus_freed(), ray.available_resources()
+
+
+@ray_test
+def test_cli_embed_on_ray_gives_every_worker_rows_of_a_file_smaller_than_a_block(tmp_path, monkeypatch):
+    """``embed --ray --workers 2`` put a file's rows in blocks of 65,536, and
+    Ray Data hands a block to one actor: a file of fewer rows was one block,
+    embedded by one actor while the other idled, and Ray's warning about a
+    setting the command line does not have (``override_num_blocks``) came
+    on stderr. Now the rows are split into a block per worker (batches of
+    ``--batch-size`` at least), and the output is unchanged."""
+    import warnings
+
+    from grapheme_multimodal.cli import main
+
+    x = synthetic(12)["visual"]
+    small_model().save(tmp_path / "m.safetensors")
+    np.save(tmp_path / "v.npy", x)
+    common = ["embed", str(tmp_path / "m.safetensors"), "-m", f"visual={tmp_path / 'v.npy'}", "--batch-size", "2"]
+    made = []
+
+    def arrays_dataset(*args, **kwargs):
+        made.append(arrays_dataset.made(*args, **kwargs))
+        return made[-1]
+
+    arrays_dataset.made = distributed._arrays_dataset
+    monkeypatch.setattr(distributed, "_arrays_dataset", arrays_dataset)
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        assert main([*common, "-o", str(tmp_path / "ray.npy"), "--ray", "--workers", "2"]) == 0
+    assert [ds.num_blocks() for ds in made] == [2]
+    idle = [str(w.message) for w in said if "concurrent actors" in str(w.message)]
+    assert not idle, idle
+    assert main([*common, "-o", str(tmp_path / "local.npy")]) == 0
+    assert np.load(tmp_path / "ray.npy").tobytes() == np.load(tmp_path / "local.npy").tobytes()

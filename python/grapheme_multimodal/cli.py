@@ -1375,7 +1375,7 @@ def _embed_on_ray(args: argparse.Namespace, model, inputs: Dict[str, np.ndarray]
     outputs = tuple(name for name, asked in wanted.items() if asked)
     columns = {str(m): x for m, x in inputs.items()}
     with _ray_cluster(args.ray_address), _original_map_errors(), _quiet_ray_data():
-        ds = distributed._arrays_dataset({"row": np.arange(n), **columns})
+        ds = distributed._arrays_dataset({"row": np.arange(n), **columns}, _rows_per_block(n, workers, batch_size))
         try:
             out = distributed.embed_dataset(
                 ds, model, {m: m for m in columns}, batch_size=batch_size, num_actors=workers, outputs=outputs,
@@ -1399,6 +1399,18 @@ def _embed_on_ray(args: argparse.Namespace, model, inputs: Dict[str, np.ndarray]
     strengths = np.concatenate([p["bindings"] for p in parts])[order] if args.bindings is not None else None
     hidden = np.concatenate([p["hidden_features"] for p in parts])[order] if args.hidden_features is not None else None
     return fused, strengths, hidden
+
+
+def _rows_per_block(rows: int, workers: Optional[int], batch_size: int, most: int = 65536) -> int:
+    """Rows per block of ``embed --ray``'s dataset: one block per actor at
+    least (``workers``, else one per CPU of the cluster), of a batch at least,
+    at most ``most``. Ray Data hands a block to one actor: a file of fewer
+    rows than one block of ``most`` was embedded by one actor while the
+    others idled."""
+    import ray
+
+    actors = workers if workers is not None else max(1, int(ray.cluster_resources().get("CPU", 1)))
+    return max(1, min(most, max(batch_size, -(-rows // actors))))
 
 
 def _ray_embed_options(args: argparse.Namespace) -> Tuple[Optional[int], int]:
