@@ -330,7 +330,10 @@ if _ExecutionCallback is not None:
             # Held weakly: a handle held here kept a released actor alive, with its CPUs, and the
             # steps after the pool (count()'s, a map_batches of a function) waited for them forever.
             seen = executor.__dict__.setdefault("_gm_pool_actors", weakref.WeakSet())
-            seen.update(_pool_actors(executor))
+            actors = _pool_actors(executor)
+            seen.update(actors)
+            # and their ids, whose restart records (_record_task_completed) the shutdown drops, released or not
+            executor.__dict__.setdefault("_gm_pool_actor_ids", set()).update(_actor_id(a) for a in actors)
             if "_gm_job" not in executor.__dict__:  # once: setdefault asked Ray for the job at every step
                 executor.__dict__["_gm_job"] = _ray_job()
 
@@ -348,18 +351,20 @@ if _ExecutionCallback is not None:
                 # After a run that succeeded too: Ray Data 2.51 kept those actors (and their CPUs) until the
                 # garbage collector ran, a completed take_all() as much as a failed run; 2.60 frees them itself
                 actors = {*self.__dict__.get("_gm_pool_actors", ()), *_pool_actors(self)}
+                actor_ids = {*self.__dict__.get("_gm_pool_actor_ids", ()), *map(_actor_id, actors)}
                 cls.shutdown(self, force=force, exception=exception)  # type: ignore[attr-defined]
                 # Not once Ray has shut down, or for another Ray session's actors: an executor left in reference
                 # cycles is shut down when collected, maybe at exit, and ray.kill then started a new Ray (the
                 # CLI hung at exit) or aborted the process on actors its Ray no longer knew
-                if not actors or self.__dict__.get("_gm_job", _ray_job()) != _ray_job() or _ray_job() is None:
+                if not (actors or actor_ids) or self.__dict__.get("_gm_job", _ray_job()) != _ray_job() or _ray_job() is None:
                     return
                 for actor in actors:
                     try:
                         ray.kill(actor, no_restart=True)
                     except Exception:  # gone already  # noqa: BLE001
                         pass
-                    _forget_completed_tasks(actor)
+                for actor_id in actor_ids:  # those Ray Data released too: no handle left to kill, a record left
+                    _forget_completed_tasks(actor_id)
 
             _KILLING_CLASSES[cls] = type(cls.__name__, (cls,), {
                 "shutdown": shutdown, "__module__": cls.__module__, "__qualname__": cls.__qualname__})
@@ -552,12 +557,24 @@ def _record_task_completed(restarts: int) -> None:
         pass
 
 
-def _forget_completed_tasks(actor: Any) -> None:
-    """Drops what :func:`_record_task_completed` noted of ``actor`` (killed)."""
+def _actor_id(actor: Any) -> Optional[str]:
+    """``actor``'s id (hex), as its process reads its own; ``None`` where
+    this Ray's handle does not say."""
+    try:
+        return actor._actor_id.hex()
+    except Exception:  # noqa: BLE001 - another Ray's internals
+        return None
+
+
+def _forget_completed_tasks(actor_id: Optional[str]) -> None:
+    """Drops what :func:`_record_task_completed` noted of the actor of
+    ``actor_id`` (its run ended)."""
+    if actor_id is None:
+        return
     try:
         from ray.experimental.internal_kv import _internal_kv_del
 
-        _internal_kv_del(actor._actor_id.hex(), namespace=_COMPLETED_TASK_NAMESPACE)
+        _internal_kv_del(actor_id, namespace=_COMPLETED_TASK_NAMESPACE)
     except Exception:  # noqa: BLE001 - another Ray's internals, or Ray shut down
         pass
 
