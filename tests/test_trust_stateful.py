@@ -638,7 +638,14 @@ class ModelSequences(RuleBasedStateMachine):
     @rule(optimizer=st.booleans())
     def restore_remembered(self, optimizer) -> None:
         sd, opt = self.remembered
-        self.both(lambda m: m.load_state_dict({k: v.copy() for k, v in sd.items()}), may_fail=False)
+        restore = lambda m: m.load_state_dict({k: v.copy() for k, v in sd.items()})  # noqa: E731
+        standardised = {k for k in self.model.state_dict() if k.startswith("normalization.")}
+        if standardised - set(sd):
+            # a snapshot taken before fit standardised the inputs holds no standardisation: strict loading refuses
+            # it, naming the keys and the remedy (as torch refuses a dict of missing buffers), the model unchanged
+            self.refused(restore)
+            return
+        self.both(restore, may_fail=False)
         if optimizer:
             self.both(lambda m: m.load_optimizer_state(copy.deepcopy(opt)), may_fail=False)
 
