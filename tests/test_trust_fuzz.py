@@ -202,7 +202,11 @@ def _recorded(embeddings: np.ndarray, rows: int = 4) -> gm.ExperienceBuffer:
     return buf
 
 
-@pytest.mark.parametrize("embeddings", [np.zeros((4, 7, 8)), np.random.default_rng(2).normal(size=(4, 7, 8))],
+def _unit_rows(x: np.ndarray) -> np.ndarray:
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)  # recorded embeddings are unit vectors, as the model's
+
+
+@pytest.mark.parametrize("embeddings", [np.zeros((4, 7, 8)), _unit_rows(np.random.default_rng(2).normal(size=(4, 7, 8)))],
                          ids=["zeros", "moderate"])
 def test_a_loss_that_grown_parameters_overflow_blames_the_parameters(embeddings) -> None:
     """On recorded embeddings, a loss that overflowed blamed the batch's
@@ -222,7 +226,9 @@ def test_a_loss_that_grown_parameters_overflow_blames_the_parameters(embeddings)
 
 
 def test_a_loss_that_huge_recorded_embeddings_overflow_still_blames_them() -> None:
+    """Recorded embeddings of 3e38 (far from the unit vectors the model
+    records) are blamed, named as the argument, before any loss is taken."""
     model = gm.LearnableMultiModal(seed=0, embed_dim=8, hidden_dim=8, num_heads=2, input_dims=DIMS)
-    with pytest.raises(gm.NonFiniteError, match=r"^embeddings: the seed_consistency loss of this batch is not finite") as info:
+    with pytest.raises(gm.InvalidValueError, match=r"^embeddings: row 0's visual embedding .* has norm 8\.48528e\+38") as info:
         model.fit(_recorded(np.full((4, 7, 8), 3e38)), epochs=1, progress=False, objectives={"seed_consistency": 1.0})
     assert info.value.arg == "embeddings"

@@ -110,7 +110,10 @@ def test_a_model_trained_on_a_comment_header_refuses_pandas_frame_of_the_columns
     # the same names, or other names altogether, are as before
     same = pd.read_csv(tmp_path / "train.csv")
     np.testing.assert_array_equal(model.encode({"visual": same}), before)
-    model.encode({"visual": swapped.rename(columns={"# b": "x"})})
+    model.encode({"visual": swapped.rename(columns={"# b": "x", "a": "y", "c": "z"})})
+    # one learned name at another position beside a renamed one ('a' read as 'b') is refused too
+    with pytest.raises(gm.InvalidValueError, match=r"^inputs\['visual'\]: its columns \['x', 'a', 'c'\] name columns"):
+        model.encode({"visual": swapped.rename(columns={"# b": "x"})})
 
 
 def test_a_first_name_marked_as_a_comment_that_moved_is_still_a_reordering() -> None:

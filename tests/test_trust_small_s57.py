@@ -71,7 +71,7 @@ def test_the_estimator_says_where_the_repeated_names_are_as_the_model_does() -> 
 
 # ------------------------------------------------------------------ 2. NaN in an embedding slot the mask marks absent
 def _records(e: int = 8, n: int = 3):
-    emb = np.ones((n, 7, e), np.float32)
+    emb = np.full((n, 7, e), 1 / np.sqrt(e), np.float32)  # unit vectors, as the model records them
     emb[0, 3] = np.nan  # auditory... slot 3, absent below
     emb[1, 5, 2] = np.inf
     mask = np.zeros((n, 7), bool)
