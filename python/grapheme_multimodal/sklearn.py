@@ -13,6 +13,8 @@ from __future__ import annotations
 
 __all__ = ["MultimodalEmbedder", "OUTPUTS"]
 
+import dataclasses
+import inspect
 import math
 import os
 import reprlib
@@ -49,7 +51,7 @@ from ._validation import (
     refuse_duplicate_columns, refuse_graph_rows, refuse_networkx_graphs, refuse_structured, refuse_vector_columns, refuse_temporal_columns, refuse_unpaired_frames, renamed, shown_int,
     warn_precision_loss,
 )
-from .config import _widths
+from .config import LearnableMultiModalConfig, _widths
 from .evaluation._ensemble import side_by_side
 from .exceptions import GraphemeError, InvalidTypeError, InvalidValueError, NonFiniteError, ShapeError, not_fitted_error
 from .metrics import unit_side_by_side
@@ -402,10 +404,9 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
         return state
 
     def __setstate__(self, state: dict) -> None:
-        # an estimator pickled before n_members existed had one model: without the parameter
-        # its repr, get_params, clone and a refit raised AttributeError
-        # nor weight_decay (0: the decay those fits trained without)
-        super().__setstate__({"n_members": 1, "n_jobs": None, "weight_decay": 0.0, **state})
+        # An estimator pickled by an older version lacks the parameters added since: without them
+        # its transform (output), repr, get_params, clone and a refit raised AttributeError.
+        super().__setstate__({**_parameters_before_they_existed(), **state})
 
     def _fit(self, Xs: Any, every_row_embedded: bool = False) -> None:
         """Fits on ``Xs``; ``every_row_embedded``: each row is embedded after
@@ -757,6 +758,24 @@ def _after_fork_in_child() -> None:
 
 if hasattr(os, "register_at_fork"):  # POSIX; Windows has no fork
     os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _parameters_before_they_existed() -> dict:
+    """Each parameter of :class:`MultimodalEmbedder` at the value that does
+    what estimators did before it was added, for one unpickled from then:
+    a model setting at the config's default (the original model's, which a
+    checkpoint without that field loads with too), one model (``n_members``),
+    no weight average (``ema_decay``), the fused embeddings (``output``) and
+    no early stopping (all epochs ran); the others, which change nothing
+    without early stopping (``cv_folds``, ...), at their defaults."""
+    config_defaults = {
+        f.name: f.default for f in dataclasses.fields(LearnableMultiModalConfig) if f.default is not dataclasses.MISSING
+    }
+    parameters = inspect.signature(MultimodalEmbedder.__init__).parameters
+    before = {name: p.default for name, p in parameters.items() if p.default is not inspect.Parameter.empty}
+    before.update({name: config_defaults[name] for name in parameters if name in config_defaults})
+    before.update(n_members=1, n_jobs=None, ema_decay=None, output="fused", validation_fraction=0.0, patience=0)
+    return before
 
 
 def _refuse_rows_with_no_view(present: np.ndarray) -> None:
