@@ -47,18 +47,26 @@ def _fit_paused_after_its_checks(monkeypatch, model: gm.LearnableMultiModal, fit
             go.wait(JOIN_TIMEOUT_S)
 
     monkeypatch.setattr(training, "_refuse_standardising_to_zero", pause_once)
+    return _run_paused("fit", fit, checked, go, meanwhile, "fit never reached its checks")
+
+
+def _run_paused(name: str, call: Callable[[], Any], paused: threading.Event, go: threading.Event,
+                meanwhile: Callable[[], None], never: str) -> Any:
+    """``call()`` in a thread named ``name`` whose hook sets ``paused`` and
+    waits for ``go``; ``meanwhile()`` runs here once it is paused (else
+    fails, saying ``never``). The call's result or error."""
     outcome: List[Any] = []
 
     def run() -> None:
         try:
-            outcome.append(fit())
+            outcome.append(call())
         except Exception as exc:  # compared by the caller
             outcome.append(exc)
 
-    thread = threading.Thread(target=run, name="fit", daemon=True)
+    thread = threading.Thread(target=run, name=name, daemon=True)
     thread.start()
     try:
-        assert checked.wait(JOIN_TIMEOUT_S), "fit never reached its checks"
+        assert paused.wait(JOIN_TIMEOUT_S), never
         meanwhile()
     finally:
         go.set()
@@ -183,24 +191,10 @@ def _read_paused_before_its_lock(model: gm.LearnableMultiModal, read: Callable[[
         return reading()
 
     model._lock.reading = pause_once  # this model's lock only
-    outcome: List[Any] = []
-
-    def run() -> None:
-        try:
-            outcome.append(read())
-        except Exception as exc:  # compared by the caller
-            outcome.append(exc)
-
-    thread = threading.Thread(target=run, name="read", daemon=True)
-    thread.start()
     try:
-        assert asking.wait(JOIN_TIMEOUT_S), "the read never asked for the lock"
-        meanwhile()
+        return _run_paused("read", read, asking, go, meanwhile, "the read never asked for the lock")
     finally:
-        go.set()
-        _joined(thread)
         del model._lock.reading
-    return outcome[0]
 
 
 def _frame_and_series(pd: Any) -> Any:

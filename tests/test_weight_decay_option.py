@@ -7,7 +7,6 @@ checkpoint, from which training resumes exactly; the recipe's 0 changes nothing.
 from __future__ import annotations
 
 import dataclasses
-import json
 import pickle
 
 import numpy as np
@@ -16,9 +15,9 @@ from sklearn.base import clone
 
 import grapheme_multimodal as gm
 from grapheme_multimodal import uci
-from grapheme_multimodal.checkpoint import checkpoint_state
 from grapheme_multimodal.cli import main
 from grapheme_multimodal.sklearn import MultimodalEmbedder
+from test_trust_resume import full_state  # everything a checkpoint holds, comparable (times left out)
 
 DIMS = {"visual": 5, "auditory": 4}
 
@@ -40,15 +39,6 @@ def views(n: int = 40, seed: int = 0) -> dict:
 
 def weights_norm(model: gm.LearnableMultiModal) -> float:
     return float(np.sqrt(sum((v.astype(np.float64) ** 2).sum() for v in model.state_dict().values())))
-
-
-def full_state(model: gm.LearnableMultiModal) -> tuple:
-    """Everything a checkpoint holds, comparable (times left out), as tests/test_trust_resume.py compares it."""
-    tensors, meta = checkpoint_state(model)
-    meta.pop("library_version")
-    for record in meta["history"]:
-        record.pop("seconds")
-    return {k: v.tobytes() for k, v in tensors.items()}, json.dumps(meta, sort_keys=True)
 
 
 # ------------------------------------------------------------------ uci.TrainingSettings
