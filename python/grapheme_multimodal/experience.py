@@ -158,14 +158,19 @@ class ExperienceMixin:
 
     def compute_loss(self) -> float:
         """The original's loss over the buffer: mean over experiences of
-        ``MSE(fuse(stored embeddings), stored fused) * (1 - reward)``; 0 when
-        empty. No gradients (``backward(Batch.from_experiences(...))`` trains it)."""
+        ``MSE(fuse(stored embeddings), stored fused) * (1 - reward)``, those
+        holding no modality passed over (nothing to fuse, as in
+        ``seed_consistency``); 0 when empty or when no experience holds a
+        modality. No gradients (``backward(Batch.from_experiences(...))`` trains it)."""
         # The model held for reading from the buffer's snapshot to the loss: both of one moment, even while
         # other threads record and train (the model first, then the buffer, as record_* take them).
         with self._lock.reading():
             buffer = self.experience  # once: the buffer whose lock is held (another thread may assign another)
             with buffer._lock:
-                if not len(buffer):
-                    return 0.0
-                batch = Batch.from_experiences(buffer.batch())
+                experiences = buffer.batch() if len(buffer) else None
+            # rows of no modality are passed over; with only those, losses() refused the whole as
+            # "batch: no row holds a modality", an argument compute_loss() has not
+            if experiences is None or not experiences.mask.any():
+                return 0.0
+            batch = Batch.from_experiences(experiences)
             return float(self.losses(batch, weights={"seed_consistency": 1.0})["seed_consistency"])

@@ -1,0 +1,61 @@
+"""A hostile review (s60, blind) by a reinforcement-learning user who
+records experience and trains from it, and a PyTorch user who writes the
+training loop by hand. Each test says what the user saw before the fix."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+import grapheme_multimodal as gm
+
+LINGUISTIC = gm.Modality.LINGUISTIC.index
+
+
+def small_model(**overrides) -> gm.LearnableMultiModal:
+    settings = dict(embed_dim=8, hidden_dim=16, seed=0, buffer_size=2)
+    settings.update(overrides)
+    return gm.LearnableMultiModal(**settings)
+
+
+def two_views(rows: int, seed: int = 0) -> dict:
+    rng = np.random.default_rng(seed)
+    return {"visual": rng.normal(size=(rows, 18)), "linguistic": rng.normal(size=(rows, 18))}
+
+
+def only_rows_without_a_modality(model: gm.LearnableMultiModal) -> None:
+    """Records four rows, the last two (which the buffer of 2 keeps) holding
+    no modality: a sensor that dropped out, as ``record_batch`` takes it."""
+    mask = np.zeros((4, 7), dtype=bool)
+    mask[:2, 0] = mask[:2, LINGUISTIC] = True
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", gm.UntrainedModalityWarning)
+        model.record_batch(two_views(4), mask, 0.5)
+
+
+def test_compute_loss_of_a_buffer_whose_experiences_hold_no_modality_is_0_as_for_an_empty_one():
+    """``record_batch`` records a row that holds no modality, and
+    ``seed_consistency`` passes over such rows. Once the ring held only
+    such rows, ``compute_loss()`` (no arguments) raised ``InvalidValueError:
+    batch: no row holds a modality``, naming an argument the caller never
+    gave, where its docstring promises 0 for a buffer with nothing to
+    compare: a monitoring loop that calls it after every record crashed.
+    Now it is 0.0, as for an empty buffer, and the buffer is left as it was."""
+    model = small_model()
+    only_rows_without_a_modality(model)
+    assert len(model.experience) == 2 and not model.experience.batch().mask.any()
+    before = model.experience.state()
+    assert model.compute_loss() == 0.0
+    after = model.experience.state()
+    assert after[1] == before[1]
+    assert all(np.array_equal(before[0][k], after[0][k], equal_nan=True) for k in before[0])
+
+
+def test_compute_loss_still_averages_over_the_experiences_that_hold_a_modality():
+    """The fix above only covers a buffer in which no row holds a modality:
+    one that holds some still gives their mean, the rows without any passed over."""
+    model = small_model(buffer_size=4)
+    only_rows_without_a_modality(model)  # two rows with two modalities, two with none
+    present = model.experience.batch([0, 1])
+    expected = model.losses(gm.Batch.from_experiences(present), weights={"seed_consistency": 1.0})["seed_consistency"]
+    assert model.compute_loss() == pytest.approx(expected, rel=1e-6, abs=1e-12)
