@@ -59,3 +59,56 @@ def test_compute_loss_still_averages_over_the_experiences_that_hold_a_modality()
     present = model.experience.batch([0, 1])
     expected = model.losses(gm.Batch.from_experiences(present), weights={"seed_consistency": 1.0})["seed_consistency"]
     assert model.compute_loss() == pytest.approx(expected, rel=1e-6, abs=1e-12)
+
+
+def buffer_with_one_stretched_embedding(stretched_row: int) -> gm.ExperienceBuffer:
+    """Eight experiences of unit embeddings (embeddings only, as a buffer
+    filled by ``extend`` from another source), one of them 3 long."""
+    rng = np.random.default_rng(1)
+    rows = 8
+    mask = np.zeros((rows, 7), dtype=bool)
+    mask[:, :2] = True
+    embeddings = rng.normal(size=(rows, 7, 8))
+    embeddings /= np.linalg.norm(embeddings, axis=-1, keepdims=True)
+    embeddings[stretched_row, 1] *= 3.0
+    fused = rng.normal(size=(rows, 8))
+    fused /= np.linalg.norm(fused, axis=-1, keepdims=True)
+    buffer = gm.ExperienceBuffer(rows, seed=0)
+    buffer.extend(embeddings, mask, fused, np.full((rows, 7, 7), 0.5), np.zeros(rows))
+    return buffer
+
+
+def test_fit_on_a_buffer_of_a_non_unit_embedding_names_data_and_that_experience():
+    """A buffer takes any finite vectors (its files all load); training on
+    them is refused. ``fit(buffer)`` refused the batch after shuffling it:
+    "embeddings: row 0's auditory embedding ... has norm 3", naming an
+    argument fit has not and the row of a shuffled batch, while the
+    stretched vector was experience 5 (the user looked at the wrong one).
+    Now it names ``data`` and experience 5, before any step, and the model
+    is as it was."""
+    model = small_model()
+    before = model.state_dict()
+    with pytest.raises(gm.InvalidValueError, match=r"^data: experience 5's auditory embedding has norm 3 ") as err:
+        model.fit(buffer_with_one_stretched_embedding(5), epochs=2, batch_size=4, progress=False)
+    assert err.value.arg == "data"
+    assert model.epochs_trained == 0
+    assert all(np.array_equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_fit_validated_on_such_a_buffer_names_validation():
+    """The same buffer as ``validation``: refused naming ``validation`` (not
+    ``embeddings``) and its experience 5."""
+    model = small_model()
+    with pytest.raises(gm.InvalidValueError, match=r"^validation: experience 5's auditory embedding has norm 3 "):
+        model.fit(two_views(8), validation=buffer_with_one_stretched_embedding(5), epochs=1, progress=False)
+    assert model.epochs_trained == 0
+
+
+def test_compute_loss_of_such_a_buffer_names_the_experience_buffer():
+    """``compute_loss()`` takes no argument: its refusal named ``embeddings``.
+    Now it names ``experience`` (``model.experience``) and the experience."""
+    model = small_model()
+    model.experience = buffer_with_one_stretched_embedding(6)
+    with pytest.raises(gm.InvalidValueError, match=r"^experience: experience 6's auditory embedding has norm 3 ") as err:
+        model.compute_loss()
+    assert err.value.arg == "experience"

@@ -227,8 +227,9 @@ def test_a_loss_that_grown_parameters_overflow_blames_the_parameters(embeddings)
 
 def test_a_loss_that_huge_recorded_embeddings_overflow_still_blames_them() -> None:
     """Recorded embeddings of 3e38 (far from the unit vectors the model
-    records) are blamed, named as the argument, before any loss is taken."""
+    records) are blamed, named as fit's argument (the buffer, ``data``) and
+    the experience, before any loss is taken."""
     model = gm.LearnableMultiModal(seed=0, embed_dim=8, hidden_dim=8, num_heads=2, input_dims=DIMS)
-    with pytest.raises(gm.InvalidValueError, match=r"^embeddings: row 0's visual embedding .* has norm 8\.48528e\+38") as info:
+    with pytest.raises(gm.InvalidValueError, match=r"^data: experience 0's visual embedding has norm 8\.48528e\+38") as info:
         model.fit(_recorded(np.full((4, 7, 8), 3e38)), epochs=1, progress=False, objectives={"seed_consistency": 1.0})
-    assert info.value.arg == "embeddings"
+    assert info.value.arg == "data"

@@ -11,6 +11,7 @@ import numpy as np
 
 from .batch import Batch, Inputs
 from .buffer import Experience
+from .learning import refuse_non_unit_experiences
 from ._validation import (
     FLOAT32_MAX, as_real_array, is_int, named_inputs, non_finite_message, refuse_bools, refuse_unpaired_frames,
 )
@@ -172,5 +173,6 @@ class ExperienceMixin:
             # "batch: no row holds a modality", an argument compute_loss() has not
             if experiences is None or not experiences.mask.any():
                 return 0.0
+            refuse_non_unit_experiences(experiences.embeddings, experiences.mask, "experience")
             batch = Batch.from_experiences(experiences)
             return float(self.losses(batch, weights={"seed_consistency": 1.0})["seed_consistency"])

@@ -40,6 +40,7 @@ from .averaging import resume as resume_average
 from .batch import Batch, event_components
 from .buffer import ExperienceBuffer
 from .checkpoint import _checked_epochs, _checked_history
+from .learning import refuse_non_unit_experiences
 from .exceptions import ConstantModalityWarning, InvalidValueError, NonFiniteError, ShapeError, UntrainedModalityWarning
 from .objectives import (  # unmeasured_objectives...: train_step's check of one batch shares them
     _ONE_HELD_ROW, _ONE_ROW, _ONE_ROW_REASONS, ONE_ROW_REMEDY, OBJECTIVES, ROW_COMPARING_OBJECTIVES, _zero_because,
@@ -1133,6 +1134,8 @@ class _BufferDataset(_Dataset):
         n = len(e)
         for field, x in (("embeddings", e.embeddings), ("fused", e.fused), ("rewards", e.rewards)):
             _check_rows(x.reshape(n, -1), None, name, lambda row: f"{name}: experience {row}'s {field}")
+        if not self.has_inputs:  # trained on as recorded: the core's check named `embeddings` and a shuffled batch's row
+            refuse_non_unit_experiences(e.embeddings, e.mask, name)
         if self.has_inputs:
             for m, x in enumerate(e.inputs):
                 if x is not None:
