@@ -34,7 +34,7 @@ from ._validation import (
     IntLike,
     as_finite_float, as_mask, as_positive_int, as_real_array, as_seed, check_flag, describe, described_entries, is_int,
     memory_budget, is_masked_array, non_finite_message, refuse_beyond_memory, refuse_bools, refuse_float32_underflow,
-    refuse_unpaired_frames, shown_floats, shown_number, sorted_names, unmasked, wrong_type,
+    refuse_non_unit_embeddings, refuse_unpaired_frames, shown_floats, shown_number, sorted_names, unmasked, wrong_type,
 )
 from .exceptions import CheckpointError, InvalidTypeError, InvalidValueError, NonFiniteError, ShapeError, TooLargeError
 from .io import (FORMAT_NAMES, PathLike, TensorSpec, as_path, check_write_target, read_tagged_safetensors, call_saving,
@@ -404,7 +404,9 @@ class ExperienceBuffer:
         if mask.shape != (NUM_MODALITIES,):
             raise ShapeError(f"experience.mask: expected shape (7,), got {mask.shape}", "experience.mask")
         mask = as_mask(mask[None], 1, "experience.mask")[0]
-        _field(np.where(mask[:, None], embeddings, 0), "experience.embeddings", None, "(7, E)")  # anything where absent
+        present = _field(np.where(mask[:, None], embeddings, 0), "experience.embeddings", None, "(7, E)")  # anything where absent
+        refuse_non_unit_embeddings(present.astype(np.float32)[None], mask[None], "experience.embeddings", "experience.mask",
+                                   one_row=True)
         _field(x.fused, "experience.fused", (e,), f"({e},)")
         pairs = _field(x.pair_strengths, "experience.pair_strengths", (NUM_MODALITIES,) * 2, "(7, 7)", finite=False)
         present_pairs = _field(np.where(mask[:, None] & mask[None, :], pairs, 0), "experience.pair_strengths", None, "(7, 7)")
@@ -442,7 +444,8 @@ class ExperienceBuffer:
         inputs: Optional[Sequence[Optional[Any]]] = None,
     ) -> None:
         """Records ``n`` experiences at once: ``embeddings [n, 7, E]``
-        (finite where the mask marks the modality present; an absent slot
+        (unit vectors or all zeros where the mask marks the modality present,
+        as the model's encoders give them and its objectives assume; an absent slot
         may hold anything, NaN included, and is recorded as zeros, as the
         model records it), ``mask [n, 7]``, ``fused [n, E]``, ``pair_strengths [n, 7, 7]``
         (likewise: a pair with an absent modality may hold anything, recorded as 0;
@@ -478,6 +481,8 @@ class ExperienceBuffer:
         emb = _embeddings32(embeddings, shape, mask_arr)
         if self.embed_dim is not None and e != self.embed_dim:
             raise ShapeError(f"embeddings: expected E={self.embed_dim} (the buffer's embed_dim), got {e}", "embeddings")
+        # where they are recorded: refused only when trained on, the buffer already held them
+        refuse_non_unit_embeddings(emb, mask_arr, "embeddings", "mask")
         staged = {
             "embeddings": emb,
             "mask": mask_arr,

@@ -1362,6 +1362,19 @@ def _numbered_by_row_column(message: str) -> str:
     return _BATCH_ROW.sub(lambda found: f"row {found.group(1)}", message, count=1)
 
 
+def _read_outputs(out, columns: List[str]) -> List[Dict[str, np.ndarray]]:
+    """The ``columns`` of each block of ``out`` as numpy, selected here in
+    the driver: ``out.select_columns`` was a Ray Data task step behind the
+    embedding pool, and Ray Data can wait forever for such a step behind a
+    pool of every CPU on larger data."""
+    from ray.data.block import BlockAccessor
+
+    return [
+        BlockAccessor.for_block(BlockAccessor.for_block(native).select(columns)).to_batch_format("numpy")
+        for native in out.iter_batches(batch_format=None, batch_size=None)  # as iter_batches(batch_format="numpy") does
+    ]
+
+
 def _embed_on_ray(args: argparse.Namespace, model, inputs: Dict[str, np.ndarray]):
     """``(fused, strengths or None, hidden features or None)`` of ``inputs``
     from a Ray actor pool, in row order."""
@@ -1383,7 +1396,7 @@ def _embed_on_ray(args: argparse.Namespace, model, inputs: Dict[str, np.ndarray]
         except (GraphemeError, TypeError) as err:  # "num_actors: 3 actors ... do not fit": the flag the user typed
             raise renamed(err, _EMBED_ARGUMENT_FLAGS) from None
         try:
-            parts = list(out.select_columns(["row", *outputs]).iter_batches(batch_format="numpy", batch_size=None))
+            parts = _read_outputs(out, ["row", *outputs])
         except RayTaskError as err:  # the model's own error (inputs it refuses), as without --ray: one line
             cause = err.cause
             if not isinstance(cause, Exception):

@@ -13,8 +13,8 @@ import numpy as np
 
 from ._locking import reads, uninterrupted, writes, writes_leaving_weights
 from ._validation import (
-    as_finite_float, as_float32, as_real_array, as_seed, check_flag, memory_budget, refuse_beyond_budget, refuse_bools,
-    renamed, sorted_names,
+    NON_UNIT_EXPECTED, as_finite_float, as_float32, as_real_array, as_seed, check_flag, memory_budget, non_unit_embeddings,
+    refuse_beyond_budget, refuse_bools, refuse_non_unit_embeddings, renamed, sorted_names,
 )
 from ._core import ADAM_BETA1, ADAM_BETA2, NUM_MODALITIES, get_num_threads
 from .averaging import split_flat
@@ -107,39 +107,12 @@ def _check_rows_to_learn_from(batch: "_CoreBatch", weights: List[float], would: 
     check_something_trains(dict(zip(OBJECTIVES, weights)), present, "batch", batch.embeddings is None, would, batch.rewards)
 
 
-#: How far from 1 the norm of a present recorded embedding may be: float32 round-off of the
-#: model's own (l2-normalised) embeddings stays within about 1e-6.
-UNIT_NORM_TOLERANCE = 1e-3
-
-
-def non_unit_embeddings(embeddings: np.ndarray, mask: np.ndarray) -> Optional[Tuple[int, int, float, int]]:
-    """``(row, slot, norm, count)`` of the first present ``embeddings[row,
-    slot]`` whose norm is not 1 (within :data:`UNIT_NORM_TOLERANCE`) and not
-    0 (an encoder's output for all-zero input), with the number of such
-    slots; ``None`` when there is none."""
-    # float32 sums (a quarter of float64's time: 35 against 140 us at 256 rows of 7 x 128), far within the
-    # tolerance for unit vectors; no [B, 7, E] temporary. Huge rows overflow to inf there: refused either way
-    norms = np.sqrt(np.einsum("bme,bme->bm", embeddings, embeddings))
-    bad = mask & (norms != 0) & ~(np.abs(norms - 1.0) <= UNIT_NORM_TOLERANCE)
-    if not bad.any():
-        return None
-    row, slot = (int(i) for i in np.argwhere(bad)[0])
-    norm = float(np.sqrt(np.einsum("e,e->", embeddings[row, slot], embeddings[row, slot], dtype=np.float64)))  # exact
-    return row, slot, norm, int(bad.sum())
-
-
-#: What a non-unit embedding is refused with, after what names it.
-NON_UNIT_EXPECTED = (
-    f"expected unit vectors, as the model's encoders give them (norm 1 within {UNIT_NORM_TOLERANCE:g}, or all "
-    "zeros), which the objectives assume"
-)
-
-
 def refuse_non_unit_experiences(embeddings: np.ndarray, mask: np.ndarray, name: str) -> None:
-    """:func:`_refuse_non_unit_embeddings` for the recorded embeddings of an
+    """:func:`refuse_non_unit_embeddings` for the recorded embeddings of an
     experience buffer (``name``: the argument that gave it), naming the
-    experience in the buffer's order. A buffer takes any finite vectors
-    (its files all load); training on them is refused, and the core's
+    experience in the buffer's order. A buffer loaded from an older file
+    may hold any finite vectors (its files all load; ``extend`` refuses them
+    now); training on them is refused, and the core's
     message named ``embeddings``, an argument ``fit`` and ``compute_loss``
     have not, and the row of a shuffled batch, not the experience."""
     found = non_unit_embeddings(embeddings, mask)
@@ -151,22 +124,6 @@ def refuse_non_unit_experiences(embeddings: np.ndarray, mask: np.ndarray, name: 
         f"are not of norm 1); {NON_UNIT_EXPECTED}: record the model's own fusions, or divide each by its norm "
         "before extend()", name,
     )
-
-
-def _refuse_non_unit_embeddings(embeddings: np.ndarray, mask: np.ndarray) -> None:
-    """InvalidValueError naming the first present ``embeddings[r, m]`` whose
-    norm is not 1 (within :data:`UNIT_NORM_TOLERANCE`) and not 0 (an
-    encoder's output for all-zero input). The objectives assume the unit
-    vectors the encoders give (their temperatures scale cosine
-    similarities): other vectors trained on other losses without a word."""
-    found = non_unit_embeddings(embeddings, mask)
-    if found is None:
-        return
-    row, slot, norm, count = found
-    raise InvalidValueError(
-        f"embeddings: row {row}'s {Modality(slot)} embedding (embeddings[{row}, {slot}], present) has norm "
-        f"{norm:.6g} ({count:,} present embeddings are not of norm 1); {NON_UNIT_EXPECTED}: divide each by its "
-        "norm (e / np.linalg.norm(e, axis=-1, keepdims=True)), or mark absent slots False in Batch.mask", "embeddings")
 
 
 def _objective_weights(weights: Optional[Mapping[str, float]], has_fused: bool, training: bool) -> List[float]:
@@ -622,7 +579,7 @@ class LearningMixin:
             refuse_bools(rewards, "rewards")
             core.rewards = as_float32(rewards, "rewards", 1, (b,))
         if core.embeddings is not None:  # after the fused and rewards checks: each field's own fault first
-            _refuse_non_unit_embeddings(core.embeddings, core.mask)
+            refuse_non_unit_embeddings(core.embeddings, core.mask, "embeddings", "Batch.mask")
         arg = "inputs" if core.inputs is not None else "embeddings" if core.embeddings is not None else "batch"
         self._refuse_training_peak(core, arg)
         w = _objective_weights(weights, batch.fused is not None, training)

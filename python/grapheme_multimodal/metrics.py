@@ -176,6 +176,7 @@ def _labels_1d(name: str, y: object, n: int, n_name: str) -> np.ndarray:
         raise ShapeError(f"{name}: expected shape ({n},) to match {n_name}, got {arr.shape}", name)
     if arr.dtype.kind in "fc" and not np.isfinite(arr).all():  # NaN equals no label: its rows would score 0 unseen
         row = int(np.flatnonzero(~np.isfinite(arr))[0])
+        _refuse_nullable_missing(name, y, row)
         raise NonFiniteError(f"{name} holds {arr[row]} at row {row}; expected finite labels", name)
     if arr.dtype.kind == "c":  # else scikit-learn's "Complex data not supported", the whole array printed on lines of its own
         raise InvalidValueError(f"{name}: expected class labels (ints, strings, bools or whole floats), got complex "
@@ -237,6 +238,20 @@ def _refuse_missing_without_truth(name: str, arr: np.ndarray) -> None:
             raise InvalidValueError(
                 f"{name} holds {value!r} at row {row}; expected a class label in every row ({value!r} marks a missing "
                 "label, as NaN and None do, and is no class: leave those rows out)", name)
+
+
+def _refuse_nullable_missing(name: str, y: object, row: int) -> None:
+    """InvalidValueError saying that row ``row`` of ``y`` is a missing label
+    when ``y`` is a pandas nullable column (``Int64``, ``Float64``,
+    ``boolean``) whose missing value (``pd.NA``) numpy read as NaN: it said
+    "holds nan at row 2; expected finite labels", as if a number were wrong,
+    where the same ``pd.NA`` among objects is named a missing label."""
+    missing = getattr(getattr(y, "dtype", None), "na_value", None)
+    if type(missing).__name__ != "NAType":  # numpy dtypes have no na_value; pandas' own NaN-valued ones keep NaN
+        return
+    raise InvalidValueError(
+        f"{name} holds {missing!r} at row {row}; expected a class label in every row ({missing!r} marks a missing "
+        "label, as NaN and None do, and is no class: leave those rows out)", name)
 
 
 def _refuse_fractional(name: str, arr: np.ndarray) -> None:
