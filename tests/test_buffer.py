@@ -16,7 +16,7 @@ def experiences(n, start=0, inputs=False):
         mask = np.zeros(7, bool)
         mask[[0, 2]] = True
         emb = np.zeros((7, E), np.float32)
-        emb[mask] = i
+        emb[mask, :2] = np.cos(i), np.sin(i)  # a unit vector of its own per experience, as encoders give
         out.append(
             Experience(
                 embeddings=emb,

@@ -30,7 +30,7 @@ def experience(i: int, inputs: bool = False) -> Experience:
     mask = np.zeros(7, bool)
     mask[[0, 2]] = True
     emb = np.zeros((7, E), np.float32)
-    emb[mask] = i
+    emb[mask] = _unit(i)
     return Experience(
         embeddings=emb,
         mask=mask,
@@ -40,6 +40,11 @@ def experience(i: int, inputs: bool = False) -> Experience:
         event_id=i,
         inputs=[np.full(3, i, np.float32), None, np.full(2, i, np.float32), None, None, None, None] if inputs else None,
     )
+
+
+def _unit(i: int) -> np.ndarray:
+    """A unit vector (as the encoders give) that tells experience ``i`` from the others."""
+    return np.array([np.cos(i), np.sin(i), 0.0, 0.0][:E], np.float32)
 
 
 def _strength(i):
@@ -55,7 +60,7 @@ def assert_rows_whole(batch) -> None:
     present[[0, 2]] = True  # the pairs of experience()'s two present modalities: the others are recorded as 0
     pairs = np.where(present[:, None] & present[None, :], _strength(batch.event_ids)[:, None, None], 0)
     np.testing.assert_array_equal(batch.pair_strengths, pairs)
-    np.testing.assert_array_equal(batch.embeddings[:, 0], np.repeat(ids[:, None], E, 1))
+    np.testing.assert_array_equal(batch.embeddings[:, 0], np.array([_unit(i) for i in batch.event_ids]).reshape(-1, E))
     np.testing.assert_allclose(batch.rewards, (batch.event_ids % 7) / 7, rtol=1e-6)
 
 

@@ -15,7 +15,7 @@ from grapheme_multimodal.buffer import Experience, ExperienceBuffer
 
 def rows(n: int, e: int = 4, first_id: int = 0) -> dict:
     return dict(
-        embeddings=np.ones((n, 7, e), np.float32),
+        embeddings=np.full((n, 7, e), 1 / np.sqrt(e), np.float32),  # unit vectors, as encoders give
         mask=np.ones((n, 7), bool),
         fused=np.zeros((n, e), np.float32),
         pair_strengths=np.zeros((n, 7, 7), np.float32),
@@ -111,7 +111,7 @@ def test_a_models_buffer_loading_an_empty_file_without_dims_keeps_the_models_emb
 
 # ------------------------------------------------- append names its fields
 def one(**change) -> Experience:
-    fields = dict(embeddings=np.ones((7, 4), np.float32), mask=np.array([1, 0, 0, 0, 0, 0, 0], bool), fused=np.zeros(4, np.float32),
+    fields = dict(embeddings=np.full((7, 4), 0.5, np.float32), mask=np.array([1, 0, 0, 0, 0, 0, 0], bool), fused=np.zeros(4, np.float32),
                   pair_strengths=np.zeros((7, 7), np.float32), reward=0.5, event_id=3,
                   inputs=[np.ones(3, np.float32), None, None, None, None, None, None])
     fields.update(change)
@@ -133,7 +133,7 @@ ONLY_VISUAL = np.array([1, 0, 0, 0, 0, 0, 0], bool)
         (dict(event_id=np.uint64(2**63)), gm.InvalidValueError, r"^experience\.event_id: holds 9223372036854775808; expected integers that fit in int64"),
         (dict(event_id=[1, 2]), gm.ShapeError, r"^experience\.event_id: expected one integer, got shape \(2,\)"),
         (dict(embeddings=np.ones((2, 7, 4))), gm.ShapeError, r"^experience\.embeddings: expected shape \(7, E\).*got \(2, 7, 4\)"),
-        (dict(embeddings=np.ones((7, 5)), fused=np.zeros(5)), gm.ShapeError,
+        (dict(embeddings=np.full((7, 5), 0.2 ** 0.5), fused=np.zeros(5)), gm.ShapeError,
          r"^experience\.embeddings: expected shape \(7, 4\) \(the buffer's embed_dim\), got \(7, 5\)"),
         (dict(embeddings=np.where(np.eye(7, 4, k=2) > 0, np.nan, 1.0)), gm.NonFiniteError,
          r"^experience\.embeddings\[0, 2\]: holds NaN"),
@@ -177,11 +177,11 @@ def test_append_to_a_buffer_that_keeps_no_inputs_names_experience_inputs() -> No
 def test_append_still_takes_what_it_took() -> None:
     """Valid experiences of any real dtype are recorded exactly as extend records them."""
     buf, bulk = ExperienceBuffer(4, input_dims=(3, 2, 2, 2, 2, 2, 2)), ExperienceBuffer(4, input_dims=(3, 2, 2, 2, 2, 2, 2))
-    x = one(mask=ONLY_VISUAL.astype(int), embeddings=np.arange(28.0).reshape(7, 4), reward=np.float16(0.25), event_id=np.int8(-4),
+    x = one(mask=ONLY_VISUAL.astype(int), embeddings=np.vstack([[0.0, 0.6, 0.8, 0.0], np.arange(4.0, 28.0).reshape(6, 4)]), reward=np.float16(0.25), event_id=np.int8(-4),
             inputs=[np.arange(3)] + [None] * 6)
     buf.append(x)
     buf.append(one(event_id=7.0, reward=1))
-    bulk.extend(np.stack([x.embeddings, np.ones((7, 4))]), np.stack([ONLY_VISUAL, ONLY_VISUAL]), np.zeros((2, 4)),
+    bulk.extend(np.stack([x.embeddings, np.full((7, 4), 0.5)]), np.stack([ONLY_VISUAL, ONLY_VISUAL]), np.zeros((2, 4)),
                 np.zeros((2, 7, 7)), [0.25, 1.0], [-4, 7],
                 inputs=[np.array([[0, 1, 2], [1, 1, 1]])] + [None] * 6)
     a, b = buf.batch(), bulk.batch()

@@ -16,7 +16,7 @@ from grapheme_multimodal.buffer import Experience, ExperienceBuffer
 
 def rows(n: int, e: int = 4, first_id: int = 0) -> dict:
     return dict(
-        embeddings=np.ones((n, 7, e), np.float32),
+        embeddings=np.full((n, 7, e), 1 / np.sqrt(e), np.float32),  # unit vectors, as encoders give
         mask=np.ones((n, 7), bool),
         fused=np.arange(first_id, first_id + n, dtype=np.float32)[:, None].repeat(e, 1),
         pair_strengths=np.zeros((n, 7, 7), np.float32),
@@ -244,7 +244,7 @@ def test_a_batch_pickled_to_another_process_reaches_its_experiences_in_the_buffe
         "buf = pickle.loads(open(sys.argv[1] + '/buffer.pkl', 'rb').read())\n"
         "batch = pickle.loads(open(sys.argv[1] + '/batch.pkl', 'rb').read())\n"
         "n = 2\n"
-        "buf.extend(embeddings=np.ones((n, 7, 4), np.float32), mask=np.ones((n, 7), bool), fused=np.zeros((n, 4), np.float32),"
+        "buf.extend(embeddings=np.full((n, 7, 4), 0.5, np.float32), mask=np.ones((n, 7), bool), fused=np.zeros((n, 4), np.float32),"
         " pair_strengths=np.zeros((n, 7, 7), np.float32), rewards=np.zeros(n), event_ids=[100, 101])\n"
         "buf.update_priorities(batch.indices, [500.0, 600.0, 700.0])\n"
         "t, _ = buf.state()\n"
