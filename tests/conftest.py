@@ -287,6 +287,26 @@ def recorded_buffer(m: gm.LearnableMultiModal, data: dict) -> gm.ExperienceBuffe
     return buffer
 
 
+#: The angle between the unit embeddings of consecutive ids (:func:`unit_embeddings`): small enough
+#: that ids up to 30,000 stay below pi, large enough that float32 keeps them apart.
+UNIT_ID_STEP = 1e-4
+
+
+def unit_embeddings(ids, embed_dim: int = 2) -> np.ndarray:
+    """``[n, 7, embed_dim]`` float32 unit vectors (as the encoders give, and
+    a buffer records), each row's telling its id apart (read back by
+    :func:`ids_of_embeddings`): a torn row shows."""
+    angles = np.asarray(ids, np.float64) * UNIT_ID_STEP
+    out = np.zeros((len(angles), 7, embed_dim), np.float32)
+    out[:, :, 0], out[:, :, 1] = np.cos(angles)[:, None], np.sin(angles)[:, None]
+    return out
+
+
+def ids_of_embeddings(embeddings: np.ndarray) -> np.ndarray:
+    """The ids :func:`unit_embeddings` gave ``embeddings [..., E]``."""
+    return np.rint(np.arctan2(embeddings[..., 1], embeddings[..., 0]) / UNIT_ID_STEP).astype(np.int64)
+
+
 def cli_train_args(tmp_path, views, checkpoint) -> list:
     """``grapheme-mm train`` arguments for the first two of ``views``
     (saved as .npy under ``tmp_path``): one short epoch of a small model,

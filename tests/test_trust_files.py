@@ -29,7 +29,7 @@ from grapheme_multimodal import io as gio
 from grapheme_multimodal.checkpoint import FILE_FORMAT, checkpoint_state
 from grapheme_multimodal.io import write_tagged_safetensors
 
-from conftest import run_concurrently
+from conftest import run_concurrently, unit_embeddings
 
 HERE = Path(__file__).resolve().parent
 
@@ -620,7 +620,7 @@ def test_a_buffer_that_grows_to_its_capacity_keeps_its_experiences_in_order(tmp_
     buf = gm.ExperienceBuffer(3000, embed_dim=2, seed=1)
     for first, n in [(0, 1000), (1000, 1500), (2500, 900), (3400, 5)]:  # grows twice, then wraps
         ids = np.arange(first, first + n)
-        buf.extend(np.repeat(ids[:, None, None], 14, axis=1).reshape(n, 7, 2), np.ones((n, 7), bool),
+        buf.extend(unit_embeddings(ids), np.ones((n, 7), bool),
                    np.repeat(ids[:, None], 2, axis=1), np.zeros((n, 7, 7)), ids % 7, event_ids=ids)
     got = buf.batch()
     assert list(got.event_ids) == list(range(405, 3405))

@@ -15,6 +15,7 @@ import grapheme_multimodal as gm
 from grapheme_multimodal.averaging import WeightAverage
 
 from test_trust_model import small_model, snapshot, synthetic
+from conftest import ids_of_embeddings, unit_embeddings
 
 pytestmark = pytest.mark.usefixtures("default_sigint")  # Ctrl-C raises, even in a background job
 
@@ -157,7 +158,7 @@ def test_an_interrupted_write_into_a_full_buffer_leaves_no_torn_experience() -> 
 
     def rows(first: int, n: int) -> dict:
         ids = np.arange(first, first + n)
-        return dict(embeddings=np.broadcast_to(ids[:, None, None], (n, 7, 2)).astype(np.float32), mask=np.ones((n, 7), bool),
+        return dict(embeddings=unit_embeddings(ids), mask=np.ones((n, 7), bool),
                     fused=np.broadcast_to(ids[:, None], (n, 2)).astype(np.float32), pair_strengths=np.zeros((n, 7, 7)),
                     rewards=ids.astype(np.float32), event_ids=ids)
 
@@ -168,7 +169,7 @@ def test_an_interrupted_write_into_a_full_buffer_leaves_no_torn_experience() -> 
     buf._arrays["embeddings"] = buf._arrays["embeddings"].view(np.ndarray)
     got = buf.batch()
     assert list(got.event_ids) == [2, 3], "the two experiences being overwritten are dropped, the others kept"
-    for field in (got.embeddings[:, 0, 0], got.fused[:, 0], got.rewards):
+    for field in (ids_of_embeddings(got.embeddings[:, 0]), got.fused[:, 0], got.rewards):
         assert list(field) == list(got.event_ids), "each experience's fields come from one write"
     buf.extend(**rows(20, 3))  # the ring goes on from there
     assert list(buf.batch().event_ids) == [3, 20, 21, 22]

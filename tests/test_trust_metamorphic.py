@@ -20,6 +20,8 @@ from grapheme_multimodal import sklearn as gm_sklearn
 from grapheme_multimodal.evaluation import binder_auc
 from grapheme_multimodal.metrics import cross_view_retrieval, knn_accuracy
 
+from conftest import unit_embeddings
+
 DIMS = {"visual": 5, "linguistic": 7, "abstract": 3}
 SLOTS = [gm.Modality.parse(m).index for m in DIMS]
 
@@ -358,7 +360,7 @@ def test_a_sample_holds_the_experiences_its_indices_name_weighed_as_documented(c
         mask = np.zeros(7, bool)
         mask[[0, 2]] = True
         emb = np.zeros((7, 3), np.float32)
-        emb[mask] = i
+        emb[mask, :2] = unit_embeddings([i])[0, 0]  # a unit vector of its own, as encoders give
         buf.append(Experience(embeddings=emb, mask=mask, fused=np.full(3, i, np.float32),
                               pair_strengths=np.zeros((7, 7), np.float32), reward=float(rng.random()), event_id=i))
     held = len(buf)

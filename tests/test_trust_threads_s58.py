@@ -14,6 +14,8 @@ import pytest
 
 import grapheme_multimodal as gm
 
+from conftest import ids_of_embeddings, unit_embeddings
+
 #: A thread still waiting after this many seconds fails the test (a deadlock).
 WAIT_S = 20.0
 
@@ -188,8 +190,7 @@ def test_a_save_whose_folder_another_thread_moves_leaves_no_copy_in_the_moved_fo
 # ------------------------------------------------------------------ Ctrl-C as a record ends
 def _rows(ids: np.ndarray) -> Dict[str, Any]:
     n = len(ids)
-    return dict(embeddings=np.broadcast_to(ids[:, None, None], (n, 7, 2)).astype(np.float32),
-                mask=np.ones((n, 7), bool), fused=np.broadcast_to(ids[:, None], (n, 2)).astype(np.float32),
+    return dict(embeddings=unit_embeddings(ids), mask=np.ones((n, 7), bool), fused=np.broadcast_to(ids[:, None], (n, 2)).astype(np.float32),
                 pair_strengths=np.zeros((n, 7, 7), np.float32), rewards=ids.astype(np.float64), event_ids=ids)
 
 
@@ -223,7 +224,7 @@ def test_ctrl_c_anywhere_in_a_record_leaves_the_buffer_before_or_after_it(defaul
         got = buf.batch()
         ids = tuple(int(i) for i in got.event_ids)
         assert ids in allowed, f"Ctrl-C at point {n}: holds {ids}; expected one of {sorted(allowed)}"
-        for field in (got.rewards, got.fused[:, 0], got.embeddings[:, 0, 0]):
+        for field in (got.rewards, got.fused[:, 0], ids_of_embeddings(got.embeddings[:, 0])):
             assert [float(v) for v in field] == [float(i) for i in ids], f"point {n}: a torn experience"
         assert len(buf) == len(ids)
     assert n > 20  # the sweep reached the write
