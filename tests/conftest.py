@@ -287,6 +287,11 @@ def recorded_buffer(m: gm.LearnableMultiModal, data: dict) -> gm.ExperienceBuffe
     return buffer
 
 
+def as_unit(embeddings: np.ndarray) -> np.ndarray:
+    """``embeddings [..., E]`` divided by their norms: the unit vectors the encoders give, and a buffer records."""
+    return embeddings / np.linalg.norm(embeddings, axis=-1, keepdims=True)
+
+
 #: The angle between the unit embeddings of consecutive ids (:func:`unit_embeddings`): small enough
 #: that ids up to 30,000 stay below pi, large enough that float32 keeps them apart.
 UNIT_ID_STEP = 1e-4

@@ -210,7 +210,7 @@ def test_model_embedder_modalities_cannot_be_edited_past_its_checks():
 
 
 def _experience(reward: float) -> gm.Experience:
-    return gm.Experience(np.ones((7, 4)), np.ones(7, bool), np.ones(4), np.full((7, 7), 0.5), reward)
+    return gm.Experience(np.full((7, 4), 0.5), np.ones(7, bool), np.ones(4), np.full((7, 7), 0.5), reward)
 
 
 @pytest.mark.parametrize("name, value", [("capacity", 6), ("capacity", 0), ("embed_dim", 5),

@@ -159,7 +159,7 @@ def test_a_buffer_given_to_a_model_while_it_loads_a_file_of_other_dims_refuses_t
     buffer meanwhile got experiences of another embed_dim, and its next record_batch failed on shapes."""
     path = tmp_path / "other.buf"
     other = gm.ExperienceBuffer(4, embed_dim=5, seed=0)
-    other.extend(embeddings=np.ones((1, 7, 5), np.float32), mask=np.ones((1, 7), bool), fused=np.ones((1, 5), np.float32),
+    other.extend(embeddings=np.full((1, 7, 5), 5 ** -0.5, np.float32), mask=np.ones((1, 7), bool), fused=np.ones((1, 5), np.float32),
                  pair_strengths=np.zeros((1, 7, 7), np.float32), rewards=[0.5])
     other.save(path)
     buffer, model = gm.ExperienceBuffer(4, seed=0), _tiny_model()

@@ -28,6 +28,8 @@ import grapheme_multimodal as gm
 from grapheme_multimodal import anchors, datasets, evaluation, metrics
 from grapheme_multimodal.averaging import WeightAverage
 
+from conftest import as_unit
+
 pytest.importorskip("sklearn")
 
 #: The error sorted() of 1 beside "a" raised, in place of the one meant.
@@ -120,7 +122,7 @@ def test_model_state_and_optimizer_state_of_mixed_type_keys_are_refused_naming_t
 def test_buffer_state_of_mixed_type_keys_is_refused_naming_them() -> None:
     buf = gm.ExperienceBuffer(capacity=4, seed=0)
     rng = np.random.default_rng(0)
-    buf.extend(rng.normal(size=(2, 7, 8)), np.ones((2, 7), bool), rng.normal(size=(2, 8)), np.zeros((2, 7, 7)),
+    buf.extend(as_unit(rng.normal(size=(2, 7, 8))), np.ones((2, 7), bool), rng.normal(size=(2, 8)), np.zeros((2, 7, 7)),
                np.zeros(2))
     tensors, meta = buf.state()
     _refused(lambda: gm.ExperienceBuffer.from_state(tensors, {**meta, 1: 0, "zz": 0}), gm.InvalidValueError,

@@ -16,6 +16,8 @@ from grapheme_multimodal.checkpoint import FILE_FORMAT as CHECKPOINT_FORMAT
 from grapheme_multimodal.ensemble import ENSEMBLE_FORMAT, load_ensemble, save_ensemble
 from grapheme_multimodal.io import read_tagged_safetensors, write_tagged_safetensors
 
+from conftest import as_unit
+
 DIMS = {"visual": 5, "auditory": 3}
 
 
@@ -134,7 +136,7 @@ def test_a_buffer_file_of_input_dims_not_positive_names_input_dims(tmp_path, dim
     a tensor blamed for the metadata, and a shape no tensor can have."""
     path = tmp_path / "buf.safetensors"
     buffer = gm.ExperienceBuffer(5, embed_dim=4, input_dims=[3] * 7)
-    buffer.extend(embeddings=np.ones((3, 7, 4)), mask=np.ones((3, 7), bool), fused=np.ones((3, 4)),
+    buffer.extend(embeddings=np.full((3, 7, 4), 0.5), mask=np.ones((3, 7), bool), fused=np.ones((3, 4)),
                   pair_strengths=np.full((3, 7, 7), 0.5), rewards=np.ones(3), event_ids=np.arange(3),
                   inputs=[np.ones((3, 3))] * 7)
     buffer.save(path)
@@ -159,12 +161,12 @@ def test_an_empty_buffer_file_of_wide_inputs_costs_no_memory(tmp_path) -> None:
     assert path.stat().st_size < 4096
     loaded = gm.ExperienceBuffer.from_file(path)
     assert _held_bytes(loaded) == 0
-    loaded.extend(embeddings=np.ones((2, 7, 4)), mask=np.ones((2, 7), bool), fused=np.ones((2, 4)),
+    loaded.extend(embeddings=np.full((2, 7, 4), 0.5), mask=np.ones((2, 7), bool), fused=np.ones((2, 4)),
                   pair_strengths=np.full((2, 7, 7), 0.5), rewards=np.ones(2), event_ids=np.arange(2),
                   inputs=[np.ones((2, 4000))] * 7)
     assert len(loaded) == 2 and loaded.batch().inputs[0].shape == (2, 4000)
     one = gm.ExperienceBuffer(1024, embed_dim=4, input_dims=[4000] * 7)
-    one.extend(embeddings=np.ones((1, 7, 4)), mask=np.ones((1, 7), bool), fused=np.ones((1, 4)),
+    one.extend(embeddings=np.full((1, 7, 4), 0.5), mask=np.ones((1, 7), bool), fused=np.ones((1, 4)),
                pair_strengths=np.full((1, 7, 7), 0.5), rewards=np.ones(1), event_ids=np.arange(1),
                inputs=[np.ones((1, 4000))] * 7)
     one.save(path)  # one experience's 112 KB: loaded, the buffer holds its one row, not 1,024 (110 MB)
@@ -180,7 +182,7 @@ def test_a_loaded_buffer_records_and_samples_as_the_one_saved(tmp_path) -> None:
     rng = np.random.default_rng(0)
 
     def rows(n: int) -> dict:
-        return dict(embeddings=rng.normal(size=(n, 7, 4)), mask=np.ones((n, 7), bool), fused=rng.normal(size=(n, 4)),
+        return dict(embeddings=as_unit(rng.normal(size=(n, 7, 4))), mask=np.ones((n, 7), bool), fused=rng.normal(size=(n, 4)),
                     pair_strengths=rng.uniform(size=(n, 7, 7)), rewards=rng.normal(size=n), event_ids=np.arange(n))
 
     buffer = gm.ExperienceBuffer(9, embed_dim=4, seed=3)

@@ -27,6 +27,8 @@ from grapheme_multimodal import evaluation, metrics
 from grapheme_multimodal.buffer import ExperienceBuffer
 from grapheme_multimodal.graph import Graph
 
+from conftest import as_unit
+
 
 def test_from_networkx_takes_bool_activations_as_from_edges_does() -> None:
     nx = pytest.importorskip("networkx")
@@ -70,7 +72,7 @@ def _buffer_with_rewards() -> ExperienceBuffer:
     n, e = 12, 8
     buffer = ExperienceBuffer(20, seed=0)
     mask = np.ones((n, 7), bool)
-    buffer.extend(rng.normal(size=(n, 7, e)), mask, rng.normal(size=(n, e)), rng.uniform(size=(n, 7, 7)),
+    buffer.extend(as_unit(rng.normal(size=(n, 7, e))), mask, rng.normal(size=(n, e)), rng.uniform(size=(n, 7, 7)),
                   np.linspace(-1, 1, n))  # rewards of every size: priorities that differ
     return buffer
 

@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import REPO, load_script
+from conftest import REPO, as_unit, load_script
 from grapheme_multimodal.buffer import ExperienceBuffer
 
 TINY32 = float(np.finfo(np.float32).tiny)
@@ -48,7 +48,7 @@ def _buffer(priorities) -> ExperienceBuffer:
     rng = np.random.default_rng(3)
     n, e = len(priorities), 8
     buffer = ExperienceBuffer(n, seed=0)
-    buffer.extend(rng.normal(size=(n, 7, e)), np.ones((n, 7), bool), rng.normal(size=(n, e)),
+    buffer.extend(as_unit(rng.normal(size=(n, 7, e))), np.ones((n, 7), bool), rng.normal(size=(n, e)),
                   rng.uniform(size=(n, 7, 7)), np.linspace(-1, 1, n))
     buffer.update_priorities(np.arange(n), priorities)
     return buffer

@@ -72,14 +72,14 @@ def test_a_bad_state_leaves_a_buffer_in_use_as_it_was(forge) -> None:
     dims changed, its arrays the old ones (a bare KeyError or
     AttributeError, and the next record failed)."""
     buffer = gm.ExperienceBuffer(10, embed_dim=4)
-    buffer.extend(np.ones((3, 7, 4)), np.ones((3, 7), bool), np.ones((3, 4)), np.ones((3, 7, 7)), np.ones(3))
+    buffer.extend(np.full((3, 7, 4), 0.5), np.ones((3, 7), bool), np.ones((3, 4)), np.ones((3, 7, 7)), np.ones(3))
     before = _buffer_bytes(buffer)
     good = gm.ExperienceBuffer(20, embed_dim=6)
-    good.extend(np.ones((2, 7, 6)), np.ones((2, 7), bool), np.ones((2, 6)), np.ones((2, 7, 7)), np.ones(2))
+    good.extend(np.full((2, 7, 6), 6 ** -0.5), np.ones((2, 7), bool), np.ones((2, 6)), np.ones((2, 7, 7)), np.ones(2))
     with pytest.raises(gm.CheckpointError, match=r"^state: ") as info:
         buffer.__setstate__(forge(good.__getstate__()))
     assert info.value.arg == "state" and _buffer_bytes(buffer) == before
-    buffer.extend(np.ones((1, 7, 4)), np.ones((1, 7), bool), np.ones((1, 4)), np.ones((1, 7, 7)), np.ones(1))
+    buffer.extend(np.full((1, 7, 4), 0.5), np.ones((1, 7), bool), np.ones((1, 4)), np.ones((1, 7, 7)), np.ones(1))
     assert len(buffer) == 4
 
 
@@ -89,7 +89,7 @@ def test_setstate_from_another_thread_waits_for_a_record_in_progress() -> None:
     (the threads waiting for the old one ran beside those taking it)."""
     buffer = gm.ExperienceBuffer(10, embed_dim=4)
     other = gm.ExperienceBuffer(10, embed_dim=4)
-    other.extend(np.ones((2, 7, 4)), np.ones((2, 7), bool), np.ones((2, 4)), np.ones((2, 7, 7)), np.ones(2))
+    other.extend(np.full((2, 7, 4), 0.5), np.ones((2, 7), bool), np.ones((2, 4)), np.ones((2, 7, 7)), np.ones(2))
     lock = buffer._lock
     replacer = threading.Thread(target=buffer.__setstate__, args=(other.__getstate__(),))
     with lock:  # a record or sample in progress
