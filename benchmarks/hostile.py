@@ -209,7 +209,7 @@ def case_buffer_file(rng: random.Random, work: Path) -> str:
     if not path.exists():
         buf = gm.ExperienceBuffer(6, embed_dim=4, input_dims=(3, 1, 2, 1, 1, 1, 1), seed=1)
         for i in range(5):
-            buf.extend(np.full((1, 7, 4), i), np.ones((1, 7), bool), np.full((1, 4), i), np.zeros((1, 7, 7)), [0.1 * i], [i],
+            buf.extend(np.broadcast_to([np.cos(i), np.sin(i), 0.0, 0.0], (1, 7, 4)), np.ones((1, 7), bool), np.full((1, 4), i), np.zeros((1, 7, 7)), [0.1 * i], [i],
                        inputs=[np.full((1, d), i) for d in (3, 1, 2, 1, 1, 1, 1)])
         buf.save(path)
     raw = path.read_bytes()
@@ -305,7 +305,7 @@ def case_threads(rng: random.Random, work: Path) -> str:
 
     if scenario == "appends":
         buf = gm.ExperienceBuffer(2000, embed_dim=2)
-        one = (np.ones((1, 7, 2)), np.ones((1, 7), bool), np.ones((1, 2)), np.zeros((1, 7, 7)))
+        one = (np.full((1, 7, 2), 0.5 ** 0.5), np.ones((1, 7), bool), np.ones((1, 2)), np.zeros((1, 7, 7)))  # unit, as recorded
 
         def write(t):
             for k in range(400):

@@ -30,8 +30,9 @@ E = 32
 def _rows(rng, n):
     import numpy as np
 
+    embeddings = rng.normal(size=(n, 7, E)).astype(np.float32)
     return dict(
-        embeddings=rng.normal(size=(n, 7, E)).astype(np.float32), mask=np.ones((n, 7), bool),
+        embeddings=embeddings / np.linalg.norm(embeddings, axis=-1, keepdims=True), mask=np.ones((n, 7), bool),  # as recorded
         fused=rng.normal(size=(n, E)).astype(np.float32), pair_strengths=np.zeros((n, 7, 7), np.float32),
         rewards=rng.normal(size=n).astype(np.float32),
     )
