@@ -39,7 +39,7 @@ def test_extend_refuses_embeddings_that_are_not_unit_vectors_naming_row_slot_and
     bad = good.copy()
     bad[2, 4] *= 2.0
     said = (r"^embeddings: row 2's proprioceptive embedding \(embeddings\[2, 4\], present\) has norm 2 \(1 present "
-            r"embeddings are not of norm 1\); expected unit vectors")
+            r"embeddings are longer than 1\); expected unit vectors")
     with pytest.raises(gm.InvalidValueError, match=said) as err:
         _extend(buf, bad, mask)
     assert err.value.arg == "embeddings"
@@ -56,6 +56,24 @@ def test_extend_refuses_embeddings_that_are_not_unit_vectors_naming_row_slot_and
     _extend(buf, bad, absent)
     _extend(buf, zero, mask)
     assert len(buf) == 9 and not buf.batch().embeddings[5, 4].any()
+    _extend(buf, good * 0.02, mask)  # shorter: what the encoders give for input near zero (below)
+    assert len(buf) == 12
+
+
+def test_a_models_own_embeddings_of_input_near_zero_are_recorded_and_trained_on():
+    """The encoders divide a row of norm below 1e-8 by 1e-8, not by its
+    norm: inputs of 1e-10 give embeddings of norm 0.02. ``record_batch``
+    recorded them, and ``compute_loss`` (and ``train_step`` on a sample of
+    the buffer) then refused the model's own embeddings as "not of norm 1".
+    Shorter embeddings are now taken, by the buffer and by training alike;
+    longer ones are refused by both."""
+    model = small_model()
+    x = {"visual": np.full((3, 20), 1e-10, np.float32)}
+    emb, _ = model.encode_and_fuse(x)
+    assert 0 < np.linalg.norm(emb[:, 0], axis=-1).max() < 0.5
+    model.record_batch(x)
+    assert len(model.experience) == 3 and np.isfinite(model.compute_loss())
+    model.train_step(gm.Batch.from_experiences(model.experience.sample(3)))
 
 
 def test_append_refuses_an_experience_whose_embedding_is_not_a_unit_vector_naming_its_slot():
@@ -64,11 +82,11 @@ def test_append_refuses_an_experience_whose_embedding_is_not_a_unit_vector_namin
     buf = gm.ExperienceBuffer(4)
     emb, _ = _unit_rows(1)
     emb = emb[0]
-    emb[6] *= 0.5
+    emb[6] *= 2.0
     x = Experience(embeddings=emb, mask=np.ones(7, bool), fused=np.zeros(4), pair_strengths=np.zeros((7, 7)),
                    reward=0.0, event_id=1)
-    said = (r"^experience\.embeddings: its abstract embedding \(experience\.embeddings\[6\], present\) has norm 0\.5 "
-            r"\(1 present embeddings are not of norm 1\).* or mark absent slots False in experience\.mask$")
+    said = (r"^experience\.embeddings: its abstract embedding \(experience\.embeddings\[6\], present\) has norm 2 "
+            r"\(1 present embeddings are longer than 1\).* or mark absent slots False in experience\.mask$")
     with pytest.raises(gm.InvalidValueError, match=said) as err:
         buf.append(x)
     assert err.value.arg == "experience.embeddings" and len(buf) == 0

@@ -121,8 +121,8 @@ def test_recorded_embeddings_that_are_not_unit_vectors_are_refused_naming_the_ro
     scaled[3, 1] *= 1.01  # 1 % too long, row 3's auditory embedding
     before = _state(model)
     said = (r"^embeddings: row 3's auditory embedding \(embeddings\[3, 1\], present\) has norm 1\.01 \(1 present "
-            r"embeddings are not of norm 1\); expected unit vectors, as the model's encoders give them \(norm 1 within "
-            r"0\.001, or all zeros\), which the objectives assume: divide each by its norm")
+            r"embeddings are longer than 1\); expected unit vectors, as the model's encoders give them \(norm 1 within "
+            r"0\.001; shorter only for input near zero\), which the objectives assume: divide each by its norm")
     for call in (model.losses, model.backward, model.train_step):
         with pytest.raises(gm.InvalidValueError, match=said) as err:
             call(gm.Batch(embeddings=scaled, fused=fused))

@@ -444,8 +444,9 @@ class ExperienceBuffer:
         inputs: Optional[Sequence[Optional[Any]]] = None,
     ) -> None:
         """Records ``n`` experiences at once: ``embeddings [n, 7, E]``
-        (unit vectors or all zeros where the mask marks the modality present,
-        as the model's encoders give them and its objectives assume; an absent slot
+        (of norm at most 1 where the mask marks the modality present: the unit
+        vectors the model's encoders give and its objectives assume, shorter
+        only for input near zero; an absent slot
         may hold anything, NaN included, and is recorded as zeros, as the
         model records it), ``mask [n, 7]``, ``fused [n, E]``, ``pair_strengths [n, 7, 7]``
         (likewise: a pair with an absent modality may hold anything, recorded as 0;

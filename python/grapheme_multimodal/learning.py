@@ -121,7 +121,7 @@ def refuse_non_unit_experiences(embeddings: np.ndarray, mask: np.ndarray, name: 
     row, slot, norm, count = found
     raise InvalidValueError(
         f"{name}: experience {row}'s {Modality(slot)} embedding has norm {norm:.6g} ({count:,} present embeddings "
-        f"are not of norm 1); {NON_UNIT_EXPECTED}: record the model's own fusions, or divide each by its norm "
+        f"are longer than 1); {NON_UNIT_EXPECTED}: record the model's own fusions, or divide each by its norm "
         "before extend()", name,
     )
 
