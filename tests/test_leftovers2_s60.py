@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import grapheme_multimodal as gm
+from grapheme_multimodal import metrics
 from grapheme_multimodal.buffer import Experience
 from test_fit import small_model, synthetic
 from test_trust_ray_s57 import distributed, ray, ray_test  # Ray imported (or not) as the CI asks
@@ -174,8 +175,8 @@ def test_nullable_labels_holding_na_are_named_missing_labels():
     bools = pd.array([True, False, pd.NA, True, False, True, False, True], dtype="boolean")
     for y in (ints, pd.Series(ints), bools, ints.astype(object)):
         with pytest.raises(gm.InvalidValueError, match=said) as err:
-            gm.metrics.knn_accuracy(X, y, Xt, yt, k=3)
+            metrics.knn_accuracy(X, y, Xt, yt, k=3)
         assert err.value.arg == "train_y"
     with pytest.raises(gm.NonFiniteError, match=r"^train_y holds nan at row 2; expected finite labels$"):
-        gm.metrics.knn_accuracy(X, np.array([0, 1, np.nan, 1, 0, 1, 0, 1]), Xt, yt, k=3)
-    assert 0.0 <= gm.metrics.knn_accuracy(X, ints.fillna(0), Xt, yt, k=3) <= 1.0
+        metrics.knn_accuracy(X, np.array([0, 1, np.nan, 1, 0, 1, 0, 1]), Xt, yt, k=3)
+    assert 0.0 <= metrics.knn_accuracy(X, ints.fillna(0), Xt, yt, k=3) <= 1.0
