@@ -292,6 +292,16 @@ def as_unit(embeddings: np.ndarray) -> np.ndarray:
     return embeddings / np.linalg.norm(embeddings, axis=-1, keepdims=True)
 
 
+def holding_embeddings(buffer: gm.ExperienceBuffer, embeddings: np.ndarray) -> gm.ExperienceBuffer:
+    """``buffer`` with its first experiences' embeddings replaced by
+    ``embeddings``, as a file written before ``extend`` refused embeddings
+    longer than 1 holds them and loads (training on them is refused)."""
+    tensors, meta = buffer.state()
+    held = tensors["embeddings"].copy()
+    held[:len(embeddings)] = embeddings
+    return gm.ExperienceBuffer.from_state({**tensors, "embeddings": held}, meta)
+
+
 #: The angle between the unit embeddings of consecutive ids (:func:`unit_embeddings`): small enough
 #: that ids up to 30,000 stay below pi, large enough that float32 keeps them apart.
 UNIT_ID_STEP = 1e-4

@@ -9,6 +9,8 @@ import pytest
 
 import grapheme_multimodal as gm
 
+from conftest import holding_embeddings
+
 LINGUISTIC = gm.Modality.LINGUISTIC.index
 
 
@@ -63,23 +65,25 @@ def test_compute_loss_still_averages_over_the_experiences_that_hold_a_modality()
 
 def buffer_with_one_stretched_embedding(stretched_row: int) -> gm.ExperienceBuffer:
     """Eight experiences of unit embeddings (embeddings only, as a buffer
-    filled by ``extend`` from another source), one of them 3 long."""
+    filled by ``extend`` from another source), one of them 3 long (as a file
+    written before ``extend`` refused such embeddings holds them)."""
     rng = np.random.default_rng(1)
     rows = 8
     mask = np.zeros((rows, 7), dtype=bool)
     mask[:, :2] = True
     embeddings = rng.normal(size=(rows, 7, 8))
     embeddings /= np.linalg.norm(embeddings, axis=-1, keepdims=True)
-    embeddings[stretched_row, 1] *= 3.0
+    stretched = embeddings.copy()
+    stretched[stretched_row, 1] *= 3.0
     fused = rng.normal(size=(rows, 8))
     fused /= np.linalg.norm(fused, axis=-1, keepdims=True)
     buffer = gm.ExperienceBuffer(rows, seed=0)
     buffer.extend(embeddings, mask, fused, np.full((rows, 7, 7), 0.5), np.zeros(rows))
-    return buffer
+    return holding_embeddings(buffer, stretched)
 
 
 def test_fit_on_a_buffer_of_a_non_unit_embedding_names_data_and_that_experience():
-    """A buffer takes any finite vectors (its files all load); training on
+    """A buffer loaded from an older file may hold any finite vectors (its files all load); training on
     them is refused. ``fit(buffer)`` refused the batch after shuffling it:
     "embeddings: row 0's auditory embedding ... has norm 3", naming an
     argument fit has not and the row of a shuffled batch, while the

@@ -14,6 +14,8 @@ import grapheme_multimodal as gm
 from grapheme_multimodal import metrics
 from grapheme_multimodal.evaluation import ExactCCA
 
+from conftest import holding_embeddings
+
 N = 12
 DIMS = {"visual": 3, "linguistic": 4}
 
@@ -231,5 +233,5 @@ def test_a_loss_that_huge_recorded_embeddings_overflow_still_blames_them() -> No
     the experience, before any loss is taken."""
     model = gm.LearnableMultiModal(seed=0, embed_dim=8, hidden_dim=8, num_heads=2, input_dims=DIMS)
     with pytest.raises(gm.InvalidValueError, match=r"^data: experience 0's visual embedding has norm 8\.48528e\+38") as info:
-        model.fit(_recorded(np.full((4, 7, 8), 3e38)), epochs=1, progress=False, objectives={"seed_consistency": 1.0})
+        model.fit(holding_embeddings(_recorded(np.zeros((4, 7, 8))), np.full((4, 7, 8), 3e38)), epochs=1, progress=False, objectives={"seed_consistency": 1.0})
     assert info.value.arg == "data"
