@@ -344,7 +344,7 @@ def _atomic_write_all(writes: List[Tuple[PathLike, Callable[[BinaryIO], Any]]]) 
     return given
 
 
-class writing_together:
+class writing_together(contextlib.ContextDecorator):
     """``with writing_together():`` every :func:`atomic_write_all` (and so
     every save of this library) in the block is written and synced to its
     temporary file at once, but its
@@ -357,7 +357,8 @@ class writing_together:
     joins it. Nothing written in the block is at its target before the
     block ends: it cannot be read back there. (The block is this thread's
     context: another thread's writes join it only when that thread runs in
-    a copy of it, as this library's parallel tasks do.)
+    a copy of it, as this library's parallel tasks do.) Also a decorator,
+    ``@writing_together()``: a block per call.
 
     A Ctrl-C as the block opens or closes never leaves it open: a save in
     the interrupt's handler (or a notebook's next cell) is written, and so
@@ -369,7 +370,14 @@ class writing_together:
         self._together: Optional[_Together] = None
         self._watch: Optional["weakref.ref[writing_together]"] = None
 
+    def _recreate_cm(self) -> "writing_together":
+        # as a decorator (``@writing_together()``, as contextlib's had it), a block of its own per call:
+        # one instance shared by calls in two threads, or a recursive one, would be entered twice
+        return writing_together()
+
     def __enter__(self) -> None:
+        if self._together is not None:  # else the inner with's end wrote the outer's files, its block still open
+            raise RuntimeError("writing_together: this block is open already; expected a new writing_together() per with")
         if _open_block() is not None:  # inside another block: joins it
             return
         together = _Together()
