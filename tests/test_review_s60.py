@@ -52,3 +52,60 @@ def test_writing_together_instance_entered_twice_is_refused_not_written_early(tm
     with writing_together():  # and the thread's next block works
         atomic_write_bytes(tmp_path / "b", b"x")
     assert (tmp_path / "b").exists()
+
+
+def _interrupting_exit_at(line_text: str):
+    """A tracer raising KeyboardInterrupt once at the line of
+    ``writing_together.__exit__`` that reads ``line_text``: where Python
+    3.9 and 3.10 raise a Ctrl-C that lands as the line before ends (they
+    check for signals after most instructions; 3.11+ at calls only)."""
+    import inspect
+
+    from grapheme_multimodal import io
+
+    code = io.writing_together.__exit__.__code__
+    lines, first = inspect.getsourcelines(io.writing_together.__exit__)
+    target = first + next(i for i, text in enumerate(lines) if line_text in text)
+    fired = []
+
+    def local(frame, event, arg):
+        if event == "line" and frame.f_lineno == target and not fired:
+            fired.append(True)
+            raise KeyboardInterrupt
+        return local
+
+    def tracer(frame, event, arg):
+        return local if frame.f_code is code else None
+
+    return tracer, fired
+
+
+@pytest.mark.parametrize("line_text", ["if together is None", "_TOGETHER.set(None)"])
+def test_ctrl_c_after_exit_took_the_block_never_swallows_a_save_in_its_handler(tmp_path, line_text):
+    # __exit__ had taken self._together (its first line) when the Ctrl-C landed: _open_block looked for the block
+    # on self alone, found None there, and a save in the interrupt's handler was staged into the dead block,
+    # reported written, and removed when the interrupt was dropped
+    import sys
+
+    from grapheme_multimodal import io
+
+    tracer, fired = _interrupting_exit_at(line_text)
+    rescue = tmp_path / "rescue.bin"
+    previous = sys.gettrace()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            sys.settrace(tracer)
+            try:
+                with io.writing_together():
+                    io.atomic_write_bytes(tmp_path / "inside.bin", b"x")
+            except KeyboardInterrupt:
+                sys.settrace(previous)
+                io.atomic_write_bytes(rescue, b"rescue")  # the program's own handler saves what it can
+                assert rescue.read_bytes() == b"rescue"
+                assert io._TOGETHER.get() is None
+                raise
+    finally:
+        sys.settrace(previous)
+        io._TOGETHER.set(None)
+    assert fired == [True]
+    assert rescue.read_bytes() == b"rescue"

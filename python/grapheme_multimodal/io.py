@@ -427,7 +427,8 @@ def _open_block() -> "Optional[_Together]":
     """The :func:`writing_together` block this context's writes join, if
     any: not one whose ``__exit__`` a Ctrl-C interrupted before its first
     line (a frame of the interrupt, while it is handled or kept as the last
-    one), closed here and its staged files removed."""
+    one), closed here and its staged files removed; so is one whose
+    ``__exit__`` was interrupted before it closed the block."""
     together = _TOGETHER.get()
     if together is None:
         return None
@@ -435,8 +436,11 @@ def _open_block() -> "Optional[_Together]":
         tb = getattr(exc, "__traceback__", None)
         while tb is not None:  # an __exit__ of this block in it, which never began: it still holds the block
             if tb.tb_frame.f_code is writing_together.__exit__.__code__:
-                owner = tb.tb_frame.f_locals.get("self")
-                if getattr(owner, "_together", None) is together:
+                local = tb.tb_frame.f_locals
+                owner = local.get("self")
+                # or one that had taken it off self (its first line) before closing it: Python 3.9 and 3.10
+                # raise a Ctrl-C after most instructions, not at calls alone
+                if getattr(owner, "_together", None) is together or local.get("together") is together:
                     _TOGETHER.set(None)
                     owner._together = None
                     watch, owner._watch = owner._watch, None
