@@ -54,17 +54,15 @@ def test_writing_together_instance_entered_twice_is_refused_not_written_early(tm
     assert (tmp_path / "b").exists()
 
 
-def _interrupting_exit_at(line_text: str):
-    """A tracer raising KeyboardInterrupt once at the line of
-    ``writing_together.__exit__`` that reads ``line_text``: where Python
-    3.9 and 3.10 raise a Ctrl-C that lands as the line before ends (they
-    check for signals after most instructions; 3.11+ at calls only)."""
+def _interrupting_at(function, line_text: str):
+    """A tracer raising KeyboardInterrupt once at the first line of
+    ``function`` that reads ``line_text``: where Python 3.9 and 3.10 raise
+    a Ctrl-C that lands as the line before ends (they check for signals
+    after most instructions; 3.11+ at calls only)."""
     import inspect
 
-    from grapheme_multimodal import io
-
-    code = io.writing_together.__exit__.__code__
-    lines, first = inspect.getsourcelines(io.writing_together.__exit__)
+    code = function.__code__
+    lines, first = inspect.getsourcelines(function)
     target = first + next(i for i, text in enumerate(lines) if line_text in text)
     fired = []
 
@@ -89,7 +87,7 @@ def test_ctrl_c_after_exit_took_the_block_never_swallows_a_save_in_its_handler(t
 
     from grapheme_multimodal import io
 
-    tracer, fired = _interrupting_exit_at(line_text)
+    tracer, fired = _interrupting_at(io.writing_together.__exit__, line_text)
     rescue = tmp_path / "rescue.bin"
     previous = sys.gettrace()
     try:
@@ -109,3 +107,28 @@ def test_ctrl_c_after_exit_took_the_block_never_swallows_a_save_in_its_handler(t
         io._TOGETHER.set(None)
     assert fired == [True]
     assert rescue.read_bytes() == b"rescue"
+
+
+def test_ctrl_c_before_call_writing_together_resets_its_block_leaves_no_block_open(tmp_path):
+    # a Ctrl-C past call_writing_together's try, before its finally's reset, left the block in the context:
+    # every later save of the thread (the CLI's, a notebook's) was staged into it, reported written, never written
+    import sys
+
+    from grapheme_multimodal import io
+
+    tracer, fired = _interrupting_at(io.call_writing_together, "_TOGETHER.set(None)")
+    previous = sys.gettrace()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            sys.settrace(tracer)
+            io.call_writing_together(lambda: io.atomic_write_bytes(tmp_path / "inside.bin", b"x"))
+        sys.settrace(previous)
+        left_open = io._TOGETHER.get() is not None
+        io.atomic_write_bytes(tmp_path / "later.bin", b"later")
+    finally:
+        sys.settrace(previous)
+        io._TOGETHER.set(None)
+    assert fired == [True]
+    assert not left_open
+    assert (tmp_path / "later.bin").read_bytes() == b"later"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["later.bin"]  # no temporary file left

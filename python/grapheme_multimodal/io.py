@@ -474,6 +474,10 @@ def call_writing_together(function: Callable[[], _T]) -> _T:
             _TOGETHER.set(None)
         _commit_together(together)
     except BaseException:
+        # a Ctrl-C past the try, before its finally's reset returned (Python 3.9 and 3.10 raise one after most
+        # instructions): the block stayed in the context, and every later save of it was staged there, never written
+        if _TOGETHER.get() is together:
+            _TOGETHER.set(None)
         _discard(together.staged)  # those the commit had not taken (Ctrl-C before it did, as the block ended)
         raise
     return result
