@@ -1,5 +1,6 @@
 """Defects found reviewing the changes of s60 (ee464ba..main)."""
 
+import sys
 import threading
 
 import pytest
@@ -132,3 +133,40 @@ def test_ctrl_c_before_call_writing_together_resets_its_block_leaves_no_block_op
     assert not left_open
     assert (tmp_path / "later.bin").read_bytes() == b"later"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["later.bin"]  # no temporary file left
+
+
+@pytest.mark.skipif(sys.version_info >= (3, 11), reason="3.11+ checks for signals at calls and backward jumps only: "
+                    "no Ctrl-C lands between __enter__'s last store and its return (nor can a tracer stand for one)")
+def test_ctrl_c_as_writing_together_enter_returns_never_swallows_a_save_in_its_handler(tmp_path):
+    # Python 3.9/3.10 raise a Ctrl-C after __enter__'s try ended (POP_BLOCK), before it returned: the block was
+    # open, its __exit__ never to run, and a save in the interrupt's handler was staged into it and then removed
+    from grapheme_multimodal import io
+
+    code = io.writing_together.__enter__.__code__
+    fired = []
+
+    def local(frame, event, arg):
+        if event == "return" and not fired and frame.f_locals.get("together") is not None:
+            fired.append(True)
+            frame = None  # noqa: F841 - the interrupt's traceback holds this frame: not the block's with it
+            raise KeyboardInterrupt
+        return local
+
+    rescue = tmp_path / "rescue.bin"
+    previous = sys.gettrace()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            sys.settrace(lambda frame, event, arg: local if frame.f_code is code else None)
+            try:
+                with io.writing_together():
+                    io.atomic_write_bytes(tmp_path / "inside.bin", b"x")
+            except KeyboardInterrupt:
+                sys.settrace(previous)
+                io.atomic_write_bytes(rescue, b"rescue")
+                assert rescue.read_bytes() == b"rescue"
+                raise
+    finally:
+        sys.settrace(previous)
+        io._TOGETHER.set(None)
+    assert fired == [True]
+    assert rescue.read_bytes() == b"rescue"

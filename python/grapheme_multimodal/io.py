@@ -409,6 +409,9 @@ class writing_together(contextlib.ContextDecorator):
             _discard(together.staged)  # those the commit had not taken (all of them, after an error)
 
 
+#: The code of :class:`writing_together`'s ``__enter__`` and ``__exit__``, as :func:`_open_block` finds them.
+_ENTER_CODE, _EXIT_CODE = writing_together.__enter__.__code__, writing_together.__exit__.__code__
+
 #: The weak references of the :class:`writing_together` blocks not yet ended.
 _WATCHES: "Set[weakref.ref[writing_together]]" = set()
 
@@ -428,19 +431,22 @@ def _open_block() -> "Optional[_Together]":
     any: not one whose ``__exit__`` a Ctrl-C interrupted before its first
     line (a frame of the interrupt, while it is handled or kept as the last
     one), closed here and its staged files removed; so is one whose
-    ``__exit__`` was interrupted before it closed the block."""
+    ``__exit__`` was interrupted before it closed the block, or whose
+    ``__enter__`` was interrupted after it opened it."""
     together = _TOGETHER.get()
     if together is None:
         return None
     for exc in (sys.exc_info()[1], getattr(sys, "last_exc", None), getattr(sys, "last_value", None)):
         tb = getattr(exc, "__traceback__", None)
-        while tb is not None:  # an __exit__ of this block in it, which never began: it still holds the block
-            if tb.tb_frame.f_code is writing_together.__exit__.__code__:
+        while tb is not None:  # an __enter__ or __exit__ of this block in it, interrupted: it still holds the block
+            code = tb.tb_frame.f_code
+            if code is _ENTER_CODE or code is _EXIT_CODE:
                 local = tb.tb_frame.f_locals
                 owner = local.get("self")
-                # or one that had taken it off self (its first line) before closing it: Python 3.9 and 3.10
-                # raise a Ctrl-C after most instructions, not at calls alone
-                if getattr(owner, "_together", None) is together or local.get("together") is together:
+                # or an __exit__ that had taken it off self (its first line) before closing it, or an __enter__
+                # that opened it and raised past its try: Python 3.9 and 3.10 raise a Ctrl-C after most
+                # instructions, not at calls alone (an __enter__'s own refusal opened none: no `together` there)
+                if local.get("together") is together or (code is _EXIT_CODE and getattr(owner, "_together", None) is together):
                     _TOGETHER.set(None)
                     owner._together = None
                     watch, owner._watch = owner._watch, None
