@@ -51,8 +51,9 @@ class Batch:
     - ``embeddings``: recorded modality embeddings ``[B, 7, E]`` with
       ``mask`` (default: the slots that are not all zero). They are data:
       the encoders get no gradient. Unit vectors, as the encoders give them
-      (norm 1 within 1e-3, or all zeros, where present): the model's
-      training calls refuse others, which the objectives do not expect.
+      (norm 1 within 1e-3 where present; shorter only as they give them for
+      input near zero, all zeros for all-zero input): the model's training
+      calls refuse longer ones, which the objectives do not expect.
 
     Optional:
 
