@@ -84,11 +84,18 @@ def test_ctrl_c_after_exit_took_the_block_never_swallows_a_save_in_its_handler(t
     # __exit__ had taken self._together (its first line) when the Ctrl-C landed: _open_block looked for the block
     # on self alone, found None there, and a save in the interrupt's handler was staged into the dead block,
     # reported written, and removed when the interrupt was dropped
-    import sys
-
     from grapheme_multimodal import io
 
     tracer, fired = _interrupting_at(io.writing_together.__exit__, line_text)
+    _assert_a_save_in_the_handler_is_written(tmp_path, tracer, fired)
+
+
+def _assert_a_save_in_the_handler_is_written(tmp_path, tracer, fired) -> None:
+    """A ``writing_together`` block run under ``tracer``, which raises a
+    KeyboardInterrupt once (noting it in ``fired``): a save in the
+    interrupt's handler is written, and no block is left open."""
+    from grapheme_multimodal import io
+
     rescue = tmp_path / "rescue.bin"
     previous = sys.gettrace()
     try:
@@ -152,21 +159,5 @@ def test_ctrl_c_as_writing_together_enter_returns_never_swallows_a_save_in_its_h
             raise KeyboardInterrupt
         return local
 
-    rescue = tmp_path / "rescue.bin"
-    previous = sys.gettrace()
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            sys.settrace(lambda frame, event, arg: local if frame.f_code is code else None)
-            try:
-                with io.writing_together():
-                    io.atomic_write_bytes(tmp_path / "inside.bin", b"x")
-            except KeyboardInterrupt:
-                sys.settrace(previous)
-                io.atomic_write_bytes(rescue, b"rescue")
-                assert rescue.read_bytes() == b"rescue"
-                raise
-    finally:
-        sys.settrace(previous)
-        io._TOGETHER.set(None)
-    assert fired == [True]
-    assert rescue.read_bytes() == b"rescue"
+    _assert_a_save_in_the_handler_is_written(tmp_path, lambda frame, event, arg: local if frame.f_code is code else None,
+                                             fired)
