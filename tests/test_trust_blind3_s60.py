@@ -116,3 +116,31 @@ def test_compute_loss_of_such_a_buffer_names_the_experience_buffer():
     with pytest.raises(gm.InvalidValueError, match=r"^experience: experience 6's auditory embedding has norm 3 ") as err:
         model.compute_loss()
     assert err.value.arg == "experience"
+
+
+def test_an_optimizer_state_saved_with_np_savez_loads_as_it_was_saved(tmp_path):
+    """A state flattened for ``np.savez`` (or safetensors) gives back ``step``
+    and ``rng_counter`` as 0-d integer arrays: ``load_optimizer_state`` refused
+    them ("state['step']: expected an int ..., got array of shape ()"), so a
+    state saved that way did not load. Taken as the ints they hold now, the
+    model continuing bit for bit as from the state itself; a 0-d float or
+    bool array is still refused."""
+    x = {"visual": np.random.default_rng(0).normal(size=(16, 6)).astype(np.float32)}
+    model = gm.LearnableMultiModal(embed_dim=8, hidden_dim=8, num_heads=2, seed=0, input_dims={"visual": 6})
+    model.fit(x, epochs=2, batch_size=8, progress=False)
+    state = model.optimizer_state()
+    # the counts through an .npz, as a state flattened for np.savez (or safetensors) gives them back
+    np.savez(tmp_path / "counts.npz", step=state["step"], rng_counter=state["rng_counter"])
+    with np.load(tmp_path / "counts.npz") as saved:
+        state = {**state, "step": saved["step"], "rng_counter": saved["rng_counter"]}
+    assert state["step"].shape == () and state["step"].dtype.kind == "i"
+    twin = gm.LearnableMultiModal(embed_dim=8, hidden_dim=8, num_heads=2, seed=0, input_dims={"visual": 6})
+    twin.load_state_dict(model.state_dict())
+    twin.load_optimizer_state(state)
+    assert twin.optimizer_state()["step"] == model.optimizer_state()["step"]
+    for m in (model, twin):
+        m.train_step({"visual": x["visual"][:8]})
+    assert all(a.tobytes() == b.tobytes() for a, b in zip(model.state_dict().values(), twin.state_dict().values()))
+    for bad in (np.array(2.0), np.array(True)):
+        with pytest.raises((TypeError, ValueError), match=r"^state\['step'\]"):
+            twin.load_optimizer_state({**state, "step": bad})
