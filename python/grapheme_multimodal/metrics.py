@@ -235,9 +235,7 @@ def _refuse_missing_without_truth(name: str, arr: np.ndarray) -> None:
         except Exception:  # no comparison at all: the checks after this one name it
             continue
         if compared is value:  # pd.NA: a comparison with it is NA itself, of no truth value (an array's is an array)
-            raise InvalidValueError(
-                f"{name} holds {value!r} at row {row}; expected a class label in every row ({value!r} marks a missing "
-                "label, as NaN and None do, and is no class: leave those rows out)", name)
+            raise _missing_label(name, value, row)
 
 
 def _refuse_nullable_missing(name: str, y: object, row: int) -> None:
@@ -249,7 +247,13 @@ def _refuse_nullable_missing(name: str, y: object, row: int) -> None:
     missing = getattr(getattr(y, "dtype", None), "na_value", None)
     if type(missing).__name__ != "NAType":  # numpy dtypes have no na_value; pandas' own NaN-valued ones keep NaN
         return
-    raise InvalidValueError(
+    raise _missing_label(name, missing, row)
+
+
+def _missing_label(name: str, missing: Any, row: int) -> InvalidValueError:
+    """The refusal of labels ``name`` whose row ``row`` holds pandas' ``NA``
+    (``missing``): a missing label, whether among objects or in a nullable column."""
+    return InvalidValueError(
         f"{name} holds {missing!r} at row {row}; expected a class label in every row ({missing!r} marks a missing "
         "label, as NaN and None do, and is no class: leave those rows out)", name)
 
