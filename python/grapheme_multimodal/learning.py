@@ -320,12 +320,14 @@ class LearningMixin:
     def _fit_step(self, batch: Batch, weights: Optional[Mapping[str, float]], lr: Optional[float]) -> Dict[str, float]:
         """:meth:`train_step` as :func:`fit` takes it: the batches of one row
         of ``batch_size=1`` pass (fit warned of them, and its last batch has two)."""
-        return self._train_step(batch, None, weights, lr, refuse_nothing_to_learn=False)
+        # fit checked its data's recorded embeddings as a whole (its dataset's check): not again per step
+        return self._train_step(batch, None, weights, lr, refuse_nothing_to_learn=False, embeddings_checked=True)
 
     def _train_step(
-        self, batch: Any, mask: Any, weights: Optional[Mapping[str, float]], lr: Optional[float], refuse_nothing_to_learn: bool
+        self, batch: Any, mask: Any, weights: Optional[Mapping[str, float]], lr: Optional[float], refuse_nothing_to_learn: bool,
+        embeddings_checked: bool = False,
     ) -> Dict[str, float]:
-        core_batch, w = self._learning_args(batch, mask, weights, training=True)
+        core_batch, w = self._learning_args(batch, mask, weights, training=True, embeddings_checked=embeddings_checked)
         lr = self._learning_rate(lr)
         if refuse_nothing_to_learn:
             _check_rows_to_learn_from(core_batch, w)
@@ -539,10 +541,13 @@ class LearningMixin:
         return as_finite_float(lr, "lr", lambda v: v > 0, "a finite positive number or None", float32=True)
 
     def _learning_args(
-        self, batch: Any, mask: Any, weights: Optional[Mapping[str, float]], training: bool = False
+        self, batch: Any, mask: Any, weights: Optional[Mapping[str, float]], training: bool = False,
+        embeddings_checked: bool = False,
     ) -> Tuple["_CoreBatch", List[float]]:
         """The core's batch and the objectives' weights; for a call that
-        trains (``training``), at least one weight must be > 0."""
+        trains (``training``), at least one weight must be > 0.
+        ``embeddings_checked``: recorded embeddings already found no longer
+        than unit vectors (fit's steps: its dataset's check)."""
         if isinstance(batch, Batch):
             if mask is not None:
                 raise InvalidValueError("mask: give it inside the Batch (Batch(inputs=..., mask=...)), not beside it", "mask")
@@ -583,7 +588,7 @@ class LearningMixin:
             rewards = as_real_array(batch.rewards, "rewards")
             refuse_bools(rewards, "rewards")
             core.rewards = as_float32(rewards, "rewards", 1, (b,))
-        if core.embeddings is not None:  # after the fused and rewards checks: each field's own fault first
+        if core.embeddings is not None and not embeddings_checked:  # after the fused and rewards checks: each field's own fault first
             refuse_non_unit_embeddings(core.embeddings, core.mask, "embeddings", "Batch.mask")
         arg = "inputs" if core.inputs is not None else "embeddings" if core.embeddings is not None else "batch"
         self._refuse_training_peak(core, arg)
