@@ -179,13 +179,16 @@ def test_tiny_data_and_budgets_of_zero_train_or_say_why():
 
 
 @pytest.mark.parametrize("name", ["encoder_hidden", "shared_head"])
-def test_widths_given_as_a_0_d_array_are_refused_by_name(name):
+def test_widths_given_as_a_0_d_array_are_one_width_or_refused_by_name(name):
     """One width is taken as an int (``encoder_hidden=16``), and a list of
     widths as a 1-d array; a 0-d array (``np.array(16)``, what
     ``np.int64`` arithmetic on an array gives) was a bare "len() of unsized
-    object" naming nothing."""
+    object" naming nothing. A 0-d integer array is the int it holds, as for
+    every int argument (one layer); a 0-d float array is refused by name."""
+    given = {"encoder_hidden": (16,), "encoder_output_dim": 8, "shared_head": (8,), name: np.array(8)}
+    assert getattr(model(**given).config, name) == (8,)
     with pytest.raises(TypeError, match=rf"^{name}: expected a sequence of layer widths \(ints\), got a 0-d array"):
-        model(**{"encoder_hidden": (16,), "encoder_output_dim": 8, "shared_head": (8,), name: np.array(8)})
+        model(**{"encoder_hidden": (16,), "encoder_output_dim": 8, "shared_head": (8,), name: np.array(8.0)})
     with pytest.raises(TypeError, match=rf"^{name}: expected a sequence of layer widths \(ints\), got a 2-d array"):
         model(**{"encoder_hidden": (16,), "encoder_output_dim": 8, "shared_head": (8,), name: np.array([[8]])})
     assert getattr(model(**{"encoder_hidden": (16,), "encoder_output_dim": 8, name: np.array([8])}).config, name) == (8,)

@@ -27,7 +27,7 @@ from typing import Callable, List, Optional, Sequence, TypeVar
 import numpy as np
 
 from . import _validation
-from ._validation import wrong_type
+from ._validation import exact_int, is_int, wrong_type
 from .exceptions import InvalidValueError
 
 T = TypeVar("T")
@@ -57,14 +57,11 @@ def resolve_n_jobs(n_jobs: object, tasks: int, arg: str = "n_jobs") -> int:
     process may use (``-2`` all but one, ...); never more than ``tasks``."""
     if n_jobs is None:
         return 1
-    if isinstance(n_jobs, (bool, np.bool_)) or not hasattr(n_jobs, "__index__"):
+    if not is_int(n_jobs):  # an int as the package's other int arguments read one (a np.timedelta64 is none)
         # the package's wrong-type error, as n_members beside it raises: a plain TypeError carried no argument name,
         # and `except InvalidValueError` caught a bad n_members but not a bad n_jobs
         raise wrong_type(arg, "None or an int (1: one at a time, -1: one per CPU)", n_jobs)
-    try:
-        n = int(n_jobs.__index__())  # type: ignore[attr-defined]
-    except TypeError:  # an array has __index__ but only one integer holds: numpy's error named no argument
-        raise wrong_type(arg, "None or an int (1: one at a time, -1: one per CPU)", n_jobs) from None
+    n = exact_int(n_jobs)
     if n == 0:
         raise InvalidValueError(f"{arg}: expected None or a non-zero int (1: one at a time, -1: one per CPU), got 0", arg)
     if n < 0:

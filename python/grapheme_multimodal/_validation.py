@@ -1070,7 +1070,14 @@ def is_int(value: Any) -> bool:
     which numpy counts among its integers (``isinstance(np.timedelta64(3,
     "s"), np.integer)``) but is a duration: it passed for a count (3
     seconds as 3), ``int()`` of it raised a TypeError naming no argument,
-    and comparing one with 2**64 an OverflowError."""
+    and comparing one with 2**64 an OverflowError. A 0-d integer array
+    (``np.array(3)``: a reduction's result, a count read back from
+    ``np.savez``) is the integer it holds, as ``operator.index`` reads it and
+    as a 0-d float array is taken for a float: it was refused where ints
+    are expected ("got array of shape ()"). Callers read the int with
+    :func:`exact_int`, never the value as given: it may be an array."""
+    if isinstance(value, np.ndarray):
+        return value.ndim == 0 and value.dtype.kind in "iu"
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.timedelta64))
 
 
@@ -1260,6 +1267,8 @@ def shown_number(value: Any, show: Callable[[Any], str] = repr) -> str:
     """``show(value)`` (repr, or str) of a number a message shows, but an int
     past about 100 digits as :func:`shown_int` shows it: repr() of one past
     4,300 digits raised Python's own ValueError in place of the message."""
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value.item()  # a 0-d array taken for its number (is_int): "got 0", not "got array(0)"
     if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > _SHOWN_INT_BITS:
         return shown_int(value)
     return show(value)
@@ -1486,7 +1495,8 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 # An integer argument as the checks in this package take it: a Python int or
 # a numpy integer (an np.int64 from np.arange, a shape, an argmax). numpy's
 # stubs make np.int64 no int, so an `int` annotation made mypy and pyright
-# refuse calls that run.
+# refuse calls that run. A 0-d integer array is taken too (is_int), as a 0-d
+# float array where a float is expected; the annotations leave it out.
 IntLike = Union[int, "np.integer[Any]"]
 
 # A real-number argument likewise: np.float32 (a reduction, a config read

@@ -35,7 +35,7 @@ import numpy as np
 
 from ._readonly import ReadOnlyMapping
 from ._threadpools import one_blas_thread
-from ._validation import IntLike, is_int, sorted_names, wrong_type
+from ._validation import IntLike, exact_int, is_int, sorted_names, wrong_type
 from .datasets import VIEW_NAMES, MultipleFeatures
 from .evaluation._anchors import check_same_views, check_split_labels, standardized_splits
 from .evaluation._pairs import check_result_keys
@@ -157,6 +157,7 @@ def cca_anchor(
         # a TypeError, as as_positive_int refuses the retrievals' n_components (2.5, "2", None, True):
         # a wrong type, where a value out of range is an InvalidValueError
         raise wrong_type("n_components", expected, n_components)
+    n_components = exact_int(n_components)  # a 0-d array too: the int it holds
     if not 1 <= n_components <= max_components:
         from .types import bounded_repr  # on the error's path only, as metrics does
 

@@ -11,7 +11,7 @@ import numpy as np
 
 from ._core import NUM_MODALITIES
 from ._validation import (
-    as_float32, as_real_array, check_flag, describe, is_int, is_iterable, named_inputs, refuse_unpaired_frames,
+    as_float32, as_real_array, check_flag, describe, exact_int, is_int, is_iterable, named_inputs, refuse_unpaired_frames,
 )
 from .buffer import ExperienceBatch, ExperienceBuffer
 from .exceptions import InvalidValueError, NonFiniteError, ShapeError
@@ -250,6 +250,7 @@ def _components_size(size: Any, name: str) -> int:
     """The batch size of a components form, checked: an int >= 0 within int64."""
     if not is_int(size):
         raise TypeError(f"{name}: expected the batch size first, an int, got {describe(size)}")
+    size = exact_int(size)  # a 0-d array too: the int it holds
     if not 0 <= size < 2**63:
         raise InvalidValueError(f"{name}: expected a batch size >= 0 (an int64), got {size}", name)
     return int(size)

@@ -32,7 +32,7 @@ from ._equality import equal_fields
 from ._locking import ForkedMidChange, uninterrupted
 from ._validation import (
     IntLike,
-    as_finite_float, as_mask, as_positive_int, as_real_array, as_seed, check_flag, describe, described_entries, is_int,
+    as_finite_float, as_mask, as_positive_int, as_real_array, as_seed, check_flag, describe, described_entries, exact_int, is_int,
     memory_budget, is_masked_array, non_finite_message, refuse_beyond_memory, refuse_bools, refuse_float32_underflow,
     refuse_non_unit_embeddings, refuse_unpaired_frames, shown_floats, shown_number, sorted_names, unmasked, wrong_type,
 )
@@ -670,6 +670,7 @@ class ExperienceBuffer:
     def __getitem__(self, position: int) -> Experience:
         if not is_int(position):
             raise InvalidTypeError(f"position: expected an int, got {type(position).__name__}", "position")
+        position = exact_int(position)  # a 0-d array too: the int it holds
         with self._lock:
             if not -self._size <= position < self._size:  # else the error named `positions`, shifted by the size
                 held = f"an int in [-{self._size}, {self._size})" if self._size else "none: the buffer is empty"
@@ -713,9 +714,10 @@ class ExperienceBuffer:
         """
         if not is_int(batch_size):  # a wrong type: a TypeError, as the constructor's capacity
             raise wrong_type("batch_size", "a positive int", batch_size)
+        # a numpy uint64 would wrap in the size check below; a 0-d array is the int it holds
+        batch_size = exact_int(batch_size)
         if batch_size <= 0:
             raise InvalidValueError(f"batch_size: expected a positive int, got {batch_size!r}", "batch_size")
-        batch_size = int(batch_size)  # a numpy uint64 would wrap in the size check below
         # "False" would be true: drawn with replacement, or by priority, without a word
         prioritized, replace = check_flag(prioritized, "prioritized"), check_flag(replace, "replace")
         # Checked even when uniform: sample(n, alpha=-1) or alpha="0.6" (prioritized=True forgotten) was a

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, 
 import numpy as np
 
 from ._core import __version__, memory_budget
-from ._validation import check_flag, check_model, describe, is_int, wrong_type
+from ._validation import check_flag, check_model, describe, exact_int, is_int, wrong_type
 from .averaging import WeightAverage
 from .buffer import ExperienceBuffer
 from .config import LearnableMultiModalConfig
@@ -403,9 +403,10 @@ def _checked_epochs(epochs: Any, name: str = "epochs_trained") -> int:
     negative int (a file's, when loading: either is a :class:`CheckpointError` then)."""
     if not is_int(epochs):
         raise wrong_type(name, "an int >= 0", epochs)
+    epochs = exact_int(epochs)  # a 0-d array too: the int it holds
     if epochs < 0:
         raise InvalidValueError(f"{name}: expected an int >= 0, got {epochs!r}", name)
-    return int(epochs)
+    return epochs
 
 
 def _checked_trained_rows(meta: Mapping[str, Any], opt: Mapping[str, Any]) -> Tuple[Optional[List[int]], bool]:

@@ -341,6 +341,7 @@ class LearnableMultiModalConfig:
             k = getattr(self, name)
             if not is_int(k):
                 raise wrong_type(name, "an int", k)
+            k = exact_int(k)  # a 0-d array too: the int it holds
             if not 0 <= k < 2**32:
                 raise InvalidValueError(f"{name}: expected an int in [0, 2**32), got {k}", name)
             object.__setattr__(self, name, int(k))

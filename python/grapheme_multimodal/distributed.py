@@ -176,11 +176,11 @@ def embed_dataset(
     wanted = _check_outputs(outputs)
     if "hidden_features" in wanted:
         model.hidden_width(arg="outputs")
-    _check_int(batch_size, "batch_size", 1)
+    batch_size = _check_int(batch_size, "batch_size", 1)  # a 0-d array too: the int it holds, for Ray
     # As a Python int: Ray refuses numpy's int64 as num_cpus ("The type of keyword 'num_cpus' must be ..."), no argument of ours
     cpus_per_actor = _check_int(cpus_per_actor, "cpus_per_actor", 1)
     if num_actors is not None:
-        _check_int(num_actors, "num_actors", 1)
+        num_actors = _check_int(num_actors, "num_actors", 1)
     with _blocks_of_one_type("ds", "each column"):
         # where the blocks' types are known: named by the column, before any actor starts
         _check_blocks_unify(ds, "ds", None, set(plan.columns.values()))
@@ -1262,8 +1262,8 @@ def fit(
     if not isinstance(model, LearnableMultiModal):
         raise TypeError(f"model: expected a LearnableMultiModal, got {type(model).__name__}")
     refuse_in_fit(model, "fit")  # from a metric of this model's fit (or its signal handler): before Ray reads anything
-    _check_int(num_workers, "num_workers", 1)
-    _check_int(cpus_per_worker, "cpus_per_worker", 1)
+    num_workers = _check_int(num_workers, "num_workers", 1)  # a 0-d array too: the int it holds
+    cpus_per_worker = _check_int(cpus_per_worker, "cpus_per_worker", 1)
     _warn_of_shares_neighborhood_cannot_learn_from(fit_options, int(num_workers))
     datasets = isinstance(data, ray.data.Dataset) or isinstance(fit_options.get("validation"), ray.data.Dataset)
     if columns is not None and not datasets:

@@ -33,7 +33,7 @@ import numpy as np
 
 from . import _core
 from ._validation import (
-    FLOAT32_MAX, IntLike, as_real_array, describe, float32_of_wide, is_int, is_iterable, is_masked_array, is_networkx_graph,
+    FLOAT32_MAX, IntLike, as_real_array, describe, float32_of_wide, exact_int, is_int, is_iterable, is_masked_array, is_networkx_graph,
     is_real_number, is_utf8, renamed, shown_number, unmasked, wrong_type,
 )
 from .exceptions import GraphemeError, InvalidValueError, NonFiniteError, ShapeError, TooLargeError
@@ -153,6 +153,7 @@ class Graph:
         """
         if not is_int(num_nodes):  # a number of the wrong type, as every int argument of the package refuses one
             raise wrong_type("num_nodes", "an int", num_nodes)
+        num_nodes = exact_int(num_nodes)  # a 0-d array too: the int it holds
         if num_nodes < 0:
             raise InvalidValueError(f"num_nodes: expected a non-negative int, got {shown_number(num_nodes, str)}", "num_nodes")
         if num_nodes >= 2**63:  # no memory holds it; smaller counts are checked against memory below
@@ -506,7 +507,7 @@ def _optional_int(value: Any, name: str) -> Optional[int]:
         return None
     if not is_int(value):  # a number of the wrong type (2.5, True, "3"): no .arg, and `except ValueError` missed it
         raise wrong_type(name, "an int or None", value)
-    value = int(value)
+    value = exact_int(value)  # a 0-d array too: the int it holds
     if not -(2**63) <= value < 2**63:
         raise InvalidValueError(f"{name}: got {shown_number(value, str)}, far outside the accepted range", name)
     return value

@@ -494,12 +494,8 @@ class LearningMixin:
         for key in ("step", "rng_counter"):
             # the core counts both in an i64 (at most 2**63 - 1): "expected an int in [0, 2**64)" refused 2**64 while
             # 2**64 - 1 fell to the core's "optimizer state rng_counter: got ...", a name the caller never gave
-            value = state[key]
-            if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "iu":
-                # the 0-d array np.savez (or an .npz's dict) gives back for the int saved: taken as the int it
-                # holds, as a 0-d learning rate is; it was refused, and a state saved that way did not load
-                value = value[()]
-            counts[key] = as_seed(value, f"state[{key!r}]", below=2**63)
+            # a 0-d integer array (what np.savez gives back for the int saved) is the int it holds (is_int)
+            counts[key] = as_seed(state[key], f"state[{key!r}]", below=2**63)
         m = self._flatten(state["exp_avg"], "state['exp_avg']")
         v = self._flatten(state["exp_avg_sq"], "state['exp_avg_sq']")
         negative = np.flatnonzero(v < 0)

@@ -33,6 +33,7 @@ from ._validation import (
     check_flag,
     describe,
     described_entries,
+    exact_int,
     frame_columns,
     is_int,
     is_reordering,
@@ -399,6 +400,7 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         widths = tuple(self.config.encoder_hidden)
         if not is_int(layer):  # a wrong type: a TypeError, as the package's other int arguments
             raise wrong_type("layer", "an integer index into config.encoder_hidden", layer)
+        layer = exact_int(layer)  # a 0-d array too: the int it holds
         if not widths:
             raise InvalidValueError(
                 f"{arg}: this model's encoders have no hidden layers (config.encoder_hidden is empty); "

@@ -15,7 +15,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from ._validation import IntLike, as_real_array, describe, is_int, is_real_number, refuse_over_float64
+from ._validation import IntLike, as_real_array, describe, exact_int, is_int, is_real_number, refuse_over_float64
 from .exceptions import InvalidTypeError, InvalidValueError, NonFiniteError, ShapeError
 from .io import PathLike, atomic_write_bytes
 from .types import Modality
@@ -92,6 +92,8 @@ def plot_history(epochs: Sequence[Dict[str, Any]], path: PathLike, title: str = 
     # A line at 1.5, NaN or True would mark an epoch that never was.
     if best_epoch is not None and not is_int(best_epoch):
         raise InvalidTypeError(f"best_epoch: expected None or an int, got {describe(best_epoch)}", "best_epoch")
+    if best_epoch is not None:
+        best_epoch = exact_int(best_epoch)  # a 0-d array too: the int it holds
     if best_epoch is not None and best_epoch not in x:  # so would one beyond the records, the axis stretched to it
         raise InvalidValueError(
             f"best_epoch: {best_epoch} is not an epoch of epochs (their 'epoch' numbers run from {min(x)} to {max(x)}); "

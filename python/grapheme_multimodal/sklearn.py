@@ -46,7 +46,7 @@ from ._locking import ForkedMidChange, ModelLock, uninterrupted
 from ._parallel import resolve_n_jobs, run_tasks, shared_snapshot
 from ._validation import (
     IntLike,
-    FLOAT32_MAX, arrow_column_names, as_float32, as_seed, describe, is_int, is_iterable, is_masked_array, non_finite_message,
+    FLOAT32_MAX, arrow_column_names, as_float32, as_seed, describe, exact_int, is_int, is_iterable, is_masked_array, non_finite_message,
     over_float64, plain_names, call_in_precision_scope, refuse_beyond_memory,
     refuse_duplicate_columns, refuse_graph_rows, refuse_networkx_graphs, refuse_structured, refuse_vector_columns, refuse_temporal_columns, refuse_unpaired_frames, renamed, shown_int,
     warn_precision_loss,
@@ -818,6 +818,7 @@ def _as_verbose(verbose: Any) -> bool:
         return bool(verbose)
     if not is_int(verbose):
         raise InvalidTypeError(f"verbose: expected a bool or an int >= 0, got {reprlib.repr(verbose)} ({type(verbose).__name__})", "verbose")
+    verbose = exact_int(verbose)  # a 0-d array too: the int it holds
     if verbose < 0:
         raise InvalidValueError(f"verbose: expected a bool or an int >= 0, got {verbose!r}", "verbose")
     return verbose > 0

@@ -19,15 +19,12 @@ own pool (the parent's threads do not exist in it).
 
 from __future__ import annotations
 
-import numbers
 import os
 import re
 import warnings
 
-import numpy as np
-
 from . import _core
-from ._validation import IntLike, shown_number
+from ._validation import IntLike, exact_int, is_int, shown_number
 from .exceptions import InvalidTypeError, InvalidValueError
 
 __all__ = ["get_num_threads", "set_num_threads"]
@@ -44,8 +41,9 @@ def set_num_threads(n: IntLike) -> None:
     1
     >>> gm.set_num_threads(before)
     """
-    if isinstance(n, (bool, np.timedelta64)) or not isinstance(n, numbers.Integral):
+    if not is_int(n):  # numpy's integers and a 0-d integer array too, as the package's other int arguments
         raise InvalidTypeError(f"n: expected a positive int, got {type(n).__name__}", "n")
+    n = exact_int(n)
     if n < 1:
         raise InvalidValueError(f"n: expected a positive number of threads, got {n}", "n")
     # the core takes an int64 (beyond it: OverflowError naming nothing) and clamps what it is given

@@ -22,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ._validation import (
-    IntLike, as_real_array, describe, float32_of_wide, is_int, is_iterable, is_real_number, is_reordering, misplaced_names,
+    IntLike, as_real_array, describe, float32_of_wide, exact_int, is_int, is_iterable, is_real_number, is_reordering, misplaced_names,
     non_finite_message, series_str_labels, shown_columns, shown_misplaced, shown_number,
 )
 from .exceptions import InvalidTypeError, InvalidValueError, NonFiniteError, ShapeError
@@ -93,8 +93,9 @@ class Modality(enum.Enum):
                 # str(): numpy's str (names read into an array) has the repr np.str_('text')
                 raise InvalidValueError(f"{arg}: unknown modality {str(value)!r}; expected one of {names}", arg) from None
         if is_int(value):
+            value = exact_int(value)  # a 0-d array too: the int it holds
             if 0 <= value < len(cls):
-                return cls(int(value))
+                return cls(value)
             raise InvalidValueError(f"{arg}: index {value} is out of range; expected 0..6", arg)
         raise TypeError(f"{arg}: expected a Modality, a name or an index, got {type(value).__name__}")
 
@@ -194,6 +195,7 @@ def _endpoint(value: Any, name: str) -> Tuple[Modality, int]:
     mod, node = value
     if not is_int(node):
         raise InvalidTypeError(f"{name}: expected an int node index, got {node!r}", name)
+    node = exact_int(node)  # a 0-d array too: the int it holds
     if node < 0:
         raise InvalidValueError(f"{name}: expected a node index >= 0, got {node}", name)
     return (Modality.parse(mod, name), int(node))
@@ -606,6 +608,7 @@ def _event_id(value: Any) -> int:
     refused once recorded, and 1.5 would have been recorded as 1."""
     if not is_int(value):
         raise InvalidTypeError(f"id: expected an int event id, got {value!r} ({type(value).__name__})", "id")
+    value = exact_int(value)  # a 0-d array too: the int it holds
     if not -(2**63) <= value < 2**63:
         raise InvalidValueError(f"id: got {shown_number(value, str)}; expected an event id that fits in int64 (-2**63 to 2**63 - 1)", "id")
     return int(value)

@@ -15,7 +15,7 @@ config defaults stay the original's (docs/objectives.md, "The recipe").
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from functools import partial
 from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 
@@ -24,7 +24,7 @@ import numpy as np
 from ._parallel import jobs_within_memory, resolve_n_jobs, run_tasks, shared_snapshot
 from ._readonly import FrozenDict, ReadOnlyMapping
 from ._validation import (
-    IntLike, as_positive_int, as_real_array, as_seed, describe, is_int, call_in_precision_scope, call_taking_no_mask, refuse_beyond_budget, renamed,
+    IntLike, as_positive_int, as_real_array, as_seed, describe, exact_int, is_int, call_in_precision_scope, call_taking_no_mask, refuse_beyond_budget, renamed,
     shown_number,
 )
 from .config import _objective_names, _positive_int, _widths
@@ -268,6 +268,7 @@ class TrainingSettings:
                 object.__setattr__(self, name, tuple(value.tolist()))
             elif isinstance(value, (list, range)):
                 object.__setattr__(self, name, tuple(value))
+        self._plain_ints()
         # Here, not when train runs: fit named the mistake "objectives", its own
         # argument, which these settings do not have.
         check_weights(self.weights, "weights")
@@ -296,6 +297,20 @@ class TrainingSettings:
                 "reconstruction_subsets",
             )
         self._check_neighborhood_and_encoder_objectives()
+
+    def _plain_ints(self) -> None:
+        """The integer fields (and widths) given as numpy integers or 0-d
+        integer arrays, as the Python ints they hold: settings holding
+        ``np.array(300)`` would not hash, and neither form json.dumps.
+        Anything else is left for the model's config or fit to refuse by name."""
+        for name in _INT_FIELDS:
+            value = getattr(self, name)
+            if is_int(value):
+                object.__setattr__(self, name, exact_int(value))
+        for name in ("encoder_hidden", "shared_head"):
+            widths = getattr(self, name)
+            if isinstance(widths, tuple):
+                object.__setattr__(self, name, tuple(exact_int(w) if is_int(w) else w for w in widths))
 
     def _check_neighborhood_and_encoder_objectives(self) -> None:
         """Refuses, by these settings' own names, objectives that would train
@@ -390,6 +405,11 @@ class TrainingSettings:
         contrastive loss, or the total when there is no view pair or the
         objectives leave contrastive out."""
         return "val_contrastive" if n_views >= 2 and self.objectives.get("contrastive", 0) > 0 else "val_total"
+
+
+#: The fields of :class:`TrainingSettings` that hold one int (``encoder_output_dim`` may be None): read
+#: off the annotations (strings: ``from __future__ import annotations``), so a new int field is among them.
+_INT_FIELDS = tuple(f.name for f in fields(TrainingSettings) if f.type in ("int", "Optional[int]"))
 
 
 def check_weights(weights: Any, name: str = "weights", default: str = "None: the recipe's, RECIPE_OBJECTIVES") -> None:

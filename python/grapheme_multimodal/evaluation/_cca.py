@@ -13,7 +13,7 @@ from typing import Any, Dict, Optional, Tuple, Union
 import numpy as np
 
 from .._validation import (
-    FloatLike, IntLike, as_finite_float, is_int, named_columns, refuse_beyond_budget, refuse_reordered_columns,
+    FloatLike, IntLike, as_finite_float, exact_int, is_int, named_columns, refuse_beyond_budget, refuse_reordered_columns,
     refuse_unpaired_frames, wrong_type,
 )
 from .._exact_ints import IntOffset, as_float, beyond_float64, column_minimum, minus
@@ -211,6 +211,7 @@ class ExactCCA:
         expected = f"an int in [1, {most}] (the smaller view's columns)"
         if not is_int(k):  # a wrong type: a TypeError, as the retrievals' as_positive_int and cca_anchor say it
             raise wrong_type("n_components", expected, k)
+        k = exact_int(k)  # a 0-d array too: the int it holds
         if not 1 <= k <= most:
             from ..types import bounded_repr  # on the error's path only, as the metrics do
 

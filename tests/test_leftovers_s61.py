@@ -1,0 +1,121 @@
+"""Defects earlier sessions noticed and left (s61). Each test says what a
+user saw before the fix."""
+
+import dataclasses
+import json
+import pickle
+
+import numpy as np
+import pytest
+
+import grapheme_multimodal as gm
+from grapheme_multimodal import metrics
+from grapheme_multimodal._parallel import resolve_n_jobs
+from grapheme_multimodal.evaluation import ExactCCA
+from grapheme_multimodal.uci import TrainingSettings
+from conftest import recorded_buffer
+from test_fit import small_model, synthetic
+
+_RNG = np.random.default_rng(0)
+_X = _RNG.normal(size=(12, 3))
+_Y = np.arange(12) % 2
+
+
+def _set_threads(n):
+    before = gm.get_num_threads()
+    try:
+        gm.set_num_threads(n)
+        return gm.get_num_threads()
+    finally:
+        gm.set_num_threads(before)
+
+
+def _sample(n):
+    model = small_model()
+    return recorded_buffer(model, {k: v[:6] for k, v in synthetic(6).items() if k != "linguistic"}).sample(n).indices.size
+
+
+#: Entry points taking an int: (argument name as messages give it, a call with the value, a good value).
+_INT_ARGUMENTS = {
+    "ExperienceBuffer(capacity)": ("capacity", lambda v: gm.ExperienceBuffer(v).capacity, 3),
+    "ExperienceBuffer(seed=)": ("seed", lambda v: gm.ExperienceBuffer(3, seed=v).seed, 3),
+    "ExperienceBuffer.sample": ("batch_size", _sample, 2),
+    "knn_accuracy(k=)": ("k", lambda v: metrics.knn_accuracy(_X, _Y, _X, _Y, k=v), 3),
+    "cross_view_retrieval(chunk_size=)": ("chunk_size", lambda v: metrics.cross_view_retrieval(_X, _X, _Y, chunk_size=v), 5),
+    "config(embed_dim=)": ("embed_dim", lambda v: gm.LearnableMultiModalConfig(embed_dim=v).embed_dim, 8),
+    "config(fused_neighbors=)": ("fused_neighbors", lambda v: gm.LearnableMultiModalConfig(fused_neighbors=v).fused_neighbors, 3),
+    "LearnableMultiModal(seed=)": ("seed", lambda v: gm.LearnableMultiModal(seed=v).config.seed, 1),
+    "hidden_width(layer=)": ("layer", lambda v: small_model(encoder_hidden=(8, 4)).hidden_width(v), 1),
+    "set_num_threads": ("n", _set_threads, 1),
+    "Modality.parse": ("modality", lambda v: gm.Modality.parse(v), 1),
+    "MultiModalEvent(id)": ("id", lambda v: gm.MultiModalEvent(v).id, 4),
+    "ExactCCA(n_components)": ("n_components", lambda v: ExactCCA(v).fit(_X, _X[:, ::-1]).transform(_X, _X)[0].shape, 2),
+    "resolve_n_jobs": ("n_jobs", lambda v: resolve_n_jobs(v, 8), 2),
+}
+
+
+@pytest.mark.parametrize("entry", sorted(_INT_ARGUMENTS))
+def test_int_arguments_take_a_0_d_integer_array_as_the_int_it_holds(entry):
+    """``ExperienceBuffer(np.array(3))``, ``buffer.sample(np.array(2))``,
+    ``knn_accuracy(..., k=np.array(3))`` and the package's other int
+    arguments were refused ("capacity: expected a positive int, got array
+    of shape () and dtype int64") while float arguments took a 0-d array
+    (``lr=np.array(1e-3)``): a reduction's result, a count read back from
+    np.savez. They take it as the int it holds, and still refuse a 0-d
+    float or bool array, an array of another shape, and a float."""
+    name, call, good = _INT_ARGUMENTS[entry]
+    expected = call(good)
+    for given in (np.array(good), np.array(good, dtype=np.uint8)):
+        got = call(given)
+        assert got == expected and type(got) is type(expected), (given, got, expected)
+    for wrong in (np.array(float(good)), np.array(True), np.array([good]), float(good)):
+        with pytest.raises(TypeError, match=rf"^{name}: expected"):
+            call(wrong)
+
+
+def test_an_int_argument_out_of_range_as_a_0_d_array_shows_the_number():
+    """Out of range, the message shows the number given, as for a plain int."""
+    with pytest.raises(gm.InvalidValueError, match=r"^capacity: expected a positive int, got 0$"):
+        gm.ExperienceBuffer(np.array(0))
+    with pytest.raises(gm.InvalidValueError, match=r"^k: expected an int in \[1, 12\] \(the number of train rows\), got 13$"):
+        metrics.knn_accuracy(_X, _Y, _X, _Y, k=np.array(13))
+
+
+def test_fit_takes_0_d_integer_arrays_and_trains_as_with_the_ints():
+    """``fit(epochs=np.array(2), batch_size=np.array(32), seed=np.array(1))``
+    trains exactly as with the ints; the model records Python ints."""
+    data = {k: v[:64] for k, v in synthetic(64).items() if k != "linguistic"}
+    a, b = small_model(), small_model()
+    a.fit(data, epochs=2, batch_size=32, seed=1, progress=False)
+    b.fit(data, epochs=np.array(2), batch_size=np.array(32), seed=np.array(1), early_stopping=None, progress=False)
+    assert all(np.array_equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    assert type(b.epochs_trained) is int and b.epochs_trained == 2
+    assert all(type(record["epoch"]) is int for record in b.history)
+
+
+def test_a_0_d_epochs_trained_is_saved_as_the_int_it_holds(tmp_path):
+    """``model.epochs_trained = np.array(2)`` (a count read back from an
+    .npz) made ``save`` refuse it ("epochs_trained: expected an int >= 0,
+    got array of shape ()"): it is saved, and loads, as 2."""
+    model = small_model()
+    model.epochs_trained = np.array(2)
+    model.save(tmp_path / "m.safetensors")
+    loaded = gm.LearnableMultiModal.load(tmp_path / "m.safetensors")
+    assert type(loaded.epochs_trained) is int and loaded.epochs_trained == 2
+
+
+@pytest.mark.parametrize("integer", [np.array, np.int64], ids=["0-d array", "np.int64"])
+def test_training_settings_hold_plain_ints(integer):
+    """``TrainingSettings(epochs=np.array(5))`` was refused only when
+    training ran, and settings of numpy integers (np.int64 too) held them as
+    given: unhashable (the 0-d array) and not JSON-serialisable (either).
+    They hold the Python ints, equal and hash-equal to settings of ints."""
+    given = TrainingSettings(epochs=integer(5), seed=integer(3), cv_folds=integer(4), encoder_hidden=[integer(16)])
+    plain = TrainingSettings(epochs=5, seed=3, cv_folds=4, encoder_hidden=[16])
+    assert given == plain and hash(given) == hash(plain)
+    assert type(given.epochs) is int and type(given.seed) is int and type(given.encoder_hidden[0]) is int
+    assert json.loads(json.dumps(dataclasses.asdict(given))) == json.loads(json.dumps(dataclasses.asdict(plain)))
+    assert pickle.loads(pickle.dumps(given)) == plain
+    with pytest.raises(TypeError, match=r"^epochs: expected an int >= 0"):  # still refused when training runs, by name
+        gm.uci.train({"visual": _X, "auditory": _X}, TrainingSettings(epochs=np.array(5.0)))
+
