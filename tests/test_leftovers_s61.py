@@ -119,3 +119,47 @@ def test_training_settings_hold_plain_ints(integer):
     with pytest.raises(TypeError, match=r"^epochs: expected an int >= 0"):  # still refused when training runs, by name
         gm.uci.train({"visual": _X, "auditory": _X}, TrainingSettings(epochs=np.array(5.0)))
 
+
+def _split_data(n=40):
+    from grapheme_multimodal import datasets
+
+    rng = np.random.default_rng(1)
+    labels = np.repeat(np.arange(4), n // 4)
+    return datasets.MultipleFeatures(views={"a": rng.normal(size=(n, 2)), "b": rng.normal(size=(n, 3))}, labels=labels)
+
+
+@pytest.mark.parametrize("test_size", [10, np.int64(10), np.array(10)], ids=["int", "np.int64", "0-d array"])
+def test_train_test_split_takes_a_number_of_test_rows_as_scikit_learn_does(test_size):
+    """``train_test_split(d, test_size=400)`` was refused ("test_size:
+    expected a fraction in (0, 1), got 400") where scikit-learn's takes an
+    int as the number of test rows: it is taken so, stratified, the rows
+    scikit-learn's split gives."""
+    from sklearn.model_selection import train_test_split as sk_split
+
+    from grapheme_multimodal import datasets
+
+    data = _split_data()
+    train, test = datasets.train_test_split(data, test_size=test_size, seed=3)
+    sk_train, sk_test = sk_split(np.arange(40), test_size=10, stratify=data.labels, random_state=3)
+    assert len(test.labels) == 10 and len(train.labels) == 30
+    np.testing.assert_array_equal(test.labels, data.labels[sk_test])
+    np.testing.assert_array_equal(train.views["b"], data.views["b"][sk_train])
+    assert set(np.bincount(test.labels, minlength=4).tolist()) <= {2, 3}  # stratified: 10 rows over 4 classes of 10
+
+
+@pytest.mark.parametrize("test_size, error, message", [
+    (0, gm.InvalidValueError, r"got 0$"),
+    (40, gm.InvalidValueError, r"got 40$"),
+    (-3, gm.InvalidValueError, r"got -3$"),
+    (True, TypeError, r"got True \(bool\)$"),
+    (40.0, gm.InvalidValueError, r"got 40\.0$"),
+    (np.array([10]), TypeError, r"got array of shape \(1,\)"),
+])
+def test_train_test_split_refuses_a_test_size_out_of_range_by_name(test_size, error, message):
+    """Out of [1, n - 1] (no train or no test rows), a bool, a float of 1 or
+    more, an array: refused naming test_size and both of its forms."""
+    from grapheme_multimodal import datasets
+
+    expected = r"^test_size: expected a fraction in \(0, 1\) or a number of test rows in \[1, 39\] \(an int below the 40 rows\), "
+    with pytest.raises(error, match=expected + message):
+        datasets.train_test_split(_split_data(), test_size=test_size)

@@ -17,14 +17,14 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Literal, Optional, Tuple, Union, overload
+from typing import Any, List, Literal, Optional, Tuple, Union, overload
 
 import numpy as np
 
 from .._exact_ints import IntOffset, beyond_float64, column_minimum, minus
 from .._validation import (
-    FLOAT32_MAX, FloatLike, IntLike, as_finite_float, as_seed, check_flag, describe, is_masked_array, refuse_beyond_budget,
-    refuse_unordered, refuse_unpaired_columns, sorted_names, unmasked,
+    FLOAT32_MAX, FloatLike, IntLike, as_finite_float, as_seed, check_flag, describe, exact_int, is_int, is_masked_array,
+    refuse_beyond_budget, refuse_unordered, refuse_unpaired_columns, shown_number, sorted_names, unmasked,
 )
 from ..exceptions import InvalidValueError, NonFiniteError, ShapeError
 from ..io import MISSING, file_kind
@@ -277,11 +277,28 @@ def load_multiple_features(
 _SPLIT_BYTES_PER_ROW = 6 * 8
 
 
+def _checked_test_size(test_size: Any, rows: int) -> Union[int, float]:
+    """``test_size`` as scikit-learn's split reads it: an int (numpy's too,
+    not a bool) is a number of test rows, in [1, rows - 1]; a float is a
+    fraction, in (0, 1). An int was refused ("expected a fraction in (0, 1),
+    got 400"), where scikit-learn takes it."""
+    expected = f"a fraction in (0, 1) or a number of test rows in [1, {rows - 1}] (an int below the {rows} rows)"
+    if is_int(test_size):
+        count = exact_int(test_size)
+        if not 1 <= count < rows:
+            raise InvalidValueError(f"test_size: expected {expected}, got {shown_number(count)}", "test_size")
+        return count
+    return as_finite_float(test_size, "test_size", lambda t: 0 < t < 1, expected)  # numpy floats too
+
+
 def train_test_indices(
-    labels: np.ndarray, test_size: FloatLike = 0.2, seed: IntLike = 0
+    labels: np.ndarray, test_size: Union[FloatLike, IntLike] = 0.2, seed: IntLike = 0
 ) -> tuple[np.ndarray, np.ndarray]:
     """Stratified train/test row indices, identical to scikit-learn's
     ``train_test_split(..., test_size=test_size, stratify=labels, random_state=seed)``.
+
+    ``test_size``: the fraction of the rows in the test split, in (0, 1), or,
+    as scikit-learn reads an int, the number of test rows, in [1, n - 1].
     """
     try:
         from sklearn.model_selection import train_test_split as _sk_split
@@ -300,8 +317,7 @@ def train_test_indices(
                          "about {bytes} bytes", rows=shape[0])
     # NaN or NaT: scikit-learn's "Input y contains NaN"; masked: the labels under the mask
     labels = _labels_1d("labels", labels, shape[0], "its length")
-    # numpy floats too; "a fraction in (0, 1)" as before
-    test_size = as_finite_float(test_size, "test_size", lambda t: 0 < t < 1, "a fraction in (0, 1)")
+    test_size = _checked_test_size(test_size, labels.shape[0])
     seed = as_seed(seed, "seed", below=2**32)  # else scikit-learn's error about a 'random_state' this function has not
     try:
         train_idx, test_idx = _sk_split(
@@ -319,10 +335,12 @@ def train_test_indices(
 
 
 def train_test_split(
-    data: MultipleFeatures, test_size: FloatLike = 0.2, seed: IntLike = 0
+    data: MultipleFeatures, test_size: Union[FloatLike, IntLike] = 0.2, seed: IntLike = 0
 ) -> tuple[MultipleFeatures, MultipleFeatures]:
     """Stratified split of ``data`` into (train, test), exactly as scikit-learn's
     ``train_test_split(..., stratify=data.labels, random_state=seed)`` orders rows.
+    ``test_size`` is a fraction of the rows in (0, 1) or, an int, the number
+    of test rows (``test_size=400``), as scikit-learn takes either.
 
     The defaults give the 1,600/400 split behind the SPEC §3 anchors.
     """
