@@ -4,16 +4,18 @@ user saw before the fix."""
 import dataclasses
 import json
 import pickle
+import re
+import threading
 
 import numpy as np
 import pytest
 
 import grapheme_multimodal as gm
-from grapheme_multimodal import metrics
+from grapheme_multimodal import metrics, training
 from grapheme_multimodal._parallel import resolve_n_jobs
 from grapheme_multimodal.evaluation import ExactCCA
 from grapheme_multimodal.uci import TrainingSettings
-from conftest import recorded_buffer
+from conftest import model_state, recorded_buffer, two_view_data, two_view_model
 from test_fit import small_model, synthetic
 
 _RNG = np.random.default_rng(0)
@@ -163,3 +165,110 @@ def test_train_test_split_refuses_a_test_size_out_of_range_by_name(test_size, er
     expected = r"^test_size: expected a fraction in \(0, 1\) or a number of test rows in \[1, 39\] \(an int below the 40 rows\), "
     with pytest.raises(error, match=expected + message):
         datasets.train_test_split(_split_data(), test_size=test_size)
+
+
+#: A thread still running after this many seconds is taken as hung.
+JOIN_TIMEOUT_S = 5.0
+
+
+def _fit_paused_at_epoch(monkeypatch, model, epoch, meanwhile):
+    """``model.fit`` of 3 epochs in a thread, held as it draws epoch
+    ``epoch``'s shuffle (``epoch_rng``, its first read of the epoch count)
+    while ``meanwhile()`` runs here; fit's result or error."""
+    paused, go, outcome = threading.Event(), threading.Event(), []
+    draw = training.epoch_rng
+
+    def pause(seed, at):
+        if threading.current_thread().name == "fit" and at == epoch and not paused.is_set():
+            paused.set()
+            go.wait(JOIN_TIMEOUT_S)
+        return draw(seed, at)
+
+    def run():
+        try:
+            outcome.append(model.fit(two_view_data(), epochs=3, batch_size=10, progress=False))
+        except Exception as exc:  # compared below
+            outcome.append(exc)
+
+    monkeypatch.setattr(training, "epoch_rng", pause)
+    thread = threading.Thread(target=run, name="fit", daemon=True)
+    thread.start()
+    try:
+        assert paused.wait(JOIN_TIMEOUT_S), "fit never reached the epoch"
+        meanwhile()
+    finally:
+        go.set()
+        thread.join(JOIN_TIMEOUT_S)
+    assert not thread.is_alive(), "fit still running (deadlock)"
+    return outcome[0]
+
+
+@pytest.mark.parametrize("change, what", [
+    (lambda m: setattr(m, "epochs_trained", 7), r"model\.epochs_trained \(from 1, to 7\)"),
+    (lambda m: setattr(m, "history", []), r"model\.history \(replaced it\)"),
+    (lambda m: m.history.clear(), r"model\.history \(in place\)"),
+    (lambda m: delattr(m, "epochs_trained"), r"model\.epochs_trained \(from 1, deleted\)"),
+], ids=["epochs_trained", "history replaced", "history cleared", "epochs_trained deleted"])
+def test_a_training_record_another_thread_changes_mid_fit_is_refused(monkeypatch, change, what):
+    """Another thread's ``model.epochs_trained = 7`` (or a new or cleared
+    ``model.history``) in the middle of ``fit`` went unseen: fit counted on
+    from the new number (epochs 9 and 10 recorded after 1, their shuffles
+    another fit's) or recorded its epochs into a list the caller had
+    replaced, without a word; the metric path already refused such a change
+    made by a metric. Fit now finds it at the epoch's end and fails, leaving
+    the model as it was before the call."""
+    model = two_view_model()
+    before = model_state(model)
+    outcome = _fit_paused_at_epoch(monkeypatch, model, 1, lambda: change(model))
+    assert isinstance(outcome, RuntimeError), outcome
+    assert re.match(rf"^fit: changed {what} in the middle of fit, from another thread", str(outcome)), outcome
+    assert model_state(model) == before and model.history == []
+
+
+def test_a_fit_whose_record_no_thread_changes_trains_as_before(monkeypatch):
+    """The check finds no change where there is none: the same fit paused
+    and resumed trains as an unpaused one."""
+    paused_model, plain = two_view_model(), two_view_model()
+    history = _fit_paused_at_epoch(monkeypatch, paused_model, 1, lambda: None)
+    plain.fit(two_view_data(), epochs=3, batch_size=10, progress=False)
+    assert paused_model.epochs_trained == 3 and len(history.epochs) == 3 and len(paused_model.history) == 3
+    assert model_state(paused_model) == model_state(plain)
+
+
+def test_a_training_record_another_thread_breaks_before_fit_takes_the_lock_is_refused_by_name(monkeypatch):
+    """fit checks ``epochs_trained`` and ``history`` first, before it takes
+    the model's lock: another thread's ``model.epochs_trained = 2.5`` made
+    after that check failed the fit with numpy's bare "seed must be
+    integer" from the first shuffle. They are checked again under the lock:
+    refused by name, nothing trained."""
+    model = two_view_model()
+    weights = model_state(model)
+    checked, go, outcome = threading.Event(), threading.Event(), []
+    check = training._refuse_standardising_to_zero  # fit's last check before its lock
+
+    def pause(*args, **kwargs):
+        check(*args, **kwargs)
+        if threading.current_thread().name == "fit" and not checked.is_set():
+            checked.set()
+            go.wait(JOIN_TIMEOUT_S)
+
+    def run():
+        try:
+            outcome.append(model.fit(two_view_data(), epochs=2, batch_size=10, progress=False))
+        except Exception as exc:  # compared below
+            outcome.append(exc)
+
+    monkeypatch.setattr(training, "_refuse_standardising_to_zero", pause)
+    thread = threading.Thread(target=run, name="fit", daemon=True)
+    thread.start()
+    try:
+        assert checked.wait(JOIN_TIMEOUT_S), "fit never reached its checks"
+        model.epochs_trained = 2.5
+    finally:
+        go.set()
+        thread.join(JOIN_TIMEOUT_S)
+    assert not thread.is_alive(), "fit still running (deadlock)"
+    assert isinstance(outcome[0], TypeError), outcome
+    assert str(outcome[0]) == "model.epochs_trained: expected an int >= 0, got 2.5 (float)"
+    model.epochs_trained = 0
+    assert model_state(model) == weights and model.history == []

@@ -310,6 +310,10 @@ def fit(
     completes, it leaves the model as it was before the call (the
     standardisation it learned is dropped too). Other threads may read the model during
     ``fit`` (they see it between steps); other writers wait until it ends.
+    Another thread's assignment to ``epochs_trained`` or ``history`` (or a
+    change of that list), which no lock holds back, makes ``fit`` fail with
+    a ``RuntimeError`` when it next records an epoch, leaving the model as
+    it was before the call.
     A ``metrics`` function may read the model (``encode``,
     ``losses``, ``state_dict``, ``save``) but not train or change it
     (``fit``, ``train_step``, ``backward``, ``step``, ``load_state_dict``,
@@ -419,7 +423,11 @@ def fit(
             # removed one since (any write since: checked again) let such rows train on inputs standardised to 0,
             # the fit that check refuses
             _refuse_standardising_to_zero(model, train, train_mask)
+        # the training record checked before the lock: another thread may have assigned it since (cheap: the
+        # history's records checked then are not checked again)
+        _check_training_record(model)
         before = _TrainingState.of(model)
+        left = _RecordLeft.of(model)  # what each epoch checks that no other thread changed before it writes
         # the counts the undo copy read (no second copy of Adam's moments to read them), nothing changed yet,
         # and no other writer can take a step before fit's own now
         _check_step_count(before.optimizer, int(epochs), train.num_batches(int(batch_size)))  # numpy ints would wrap
@@ -438,7 +446,7 @@ def fit(
                 # a fit of it from this thread (a signal handler's) refused until it ends
                 history = call_fitting(model, _train, model, stepper, train, val, epochs, batch_size, objectives,
                                        metrics, early_stopping, monitor, mode, modality_dropout, progress, seed,
-                                       average, before)
+                                       average, before, left)
             except BaseException:
                 try:
                     stepper.close()
@@ -498,13 +506,15 @@ def _train(
     seed: int,
     average: Optional[WeightAverage],
     before: "_TrainingState",
+    left: "_RecordLeft",
 ) -> History:
     """The epochs of :func:`fit`, its arguments checked. Interrupted
     (``KeyboardInterrupt``), the model goes back to the end of the last
     completed epoch, so training can resume exactly. With ``average``, it
     is updated after each epoch and applied to the model at the end (also
     when interrupted). ``before``: the model as ``fit`` found it, which is
-    where an interrupt in the first epoch leaves it (``fit`` restores it)."""
+    where an interrupt in the first epoch leaves it (``fit`` restores it).
+    ``left``: the training record as fit took it, then as each epoch leaves it."""
     history = History(monitor=monitor)
     best_value, best_state, waited = None, None, 0
     bar = _progress_bar(progress, epochs * train.num_batches(batch_size))
@@ -516,7 +526,7 @@ def _train(
             epoch_start = before if epoch == 0 else _TrainingState.of(model)
             try:
                 record, average = _run_epoch(
-                    model, stepper, train, val, batch_size, objectives, metrics, modality_dropout, seed, bar, average
+                    model, stepper, train, val, batch_size, objectives, metrics, modality_dropout, seed, bar, average, left
                 )
             except KeyboardInterrupt:
                 epoch_start.restore(model)
@@ -543,7 +553,8 @@ def _train(
         # last epoch's trained weights in the model without their average, which the next fit then
         # started afresh from them: neither fit(epochs=k)'s model nor its exact resume.
         with model._lock.writing(), uninterrupted():  # weights, Adam state and average of one epoch
-            if best_state is not None and history.best_epoch != model.epochs_trained:
+            _refuse_record_changed_meanwhile(model, left)
+            if best_state is not None and history.best_epoch != left.epochs:
                 model._restore_weights(best_state[0])  # the record keeps the rolled-back epochs' rows
                 model._restore_optimizer_state(best_state[1])
                 average = best_state[2]
@@ -573,6 +584,7 @@ def _run_epoch(
     seed: int,
     bar: Any,
     average: Optional[WeightAverage],
+    left: "_RecordLeft",
 ) -> "tuple[Dict[str, Any], Optional[WeightAverage]]":
     """One epoch of steps, then its record (appended to ``model.history``)
     and ``average`` updated with the epoch's weights.
@@ -582,8 +594,10 @@ def _run_epoch(
     that saves or pickles the model (a checkpoint per epoch) wrote a model
     trained for ``epochs_trained`` epochs whose history lacked the last one,
     and, with averaging, the trained weights without their average, so the
-    file neither read nor trained on as the model of that many epochs."""
-    epoch = model.epochs_trained
+    file neither read nor trained on as the model of that many epochs.
+    ``left`` (the training record as fit left it) is checked before each
+    write of the record, and updated by it."""
+    epoch = left.epochs  # fit's own count: the model's attribute is checked against it when the epoch is recorded
     rng = epoch_rng(seed, epoch)
     start = time.perf_counter()
     sums: Dict[str, float] = {}
@@ -606,15 +620,17 @@ def _run_epoch(
     stepper.end_epoch()
     if average is not None:
         average = average.updated(model_weights(model))
-    record: Dict[str, Any] = {"epoch": int(model.epochs_trained) + 1}  # a numpy int set by hand: the record is saved
+    record: Dict[str, Any] = {"epoch": epoch + 1}  # a Python int (left.epochs): the record is saved
     record.update({("loss" if k == "total" else k): v / max(steps, 1) for k, v in sums.items()})
     if val is not None:
         record.update({f"val_{k}": v for k, v in val.losses(model, objectives).items()})
     with model._lock.writing():
+        _refuse_record_changed_meanwhile(model, left)
         model.epochs_trained = record["epoch"]
-        history = model.history
+        history = left.history
         history.append(record)  # completed below by replacing it, under the lock (a save copies it)
         length = len(history)
+        left.epochs, left.length, left.last = record["epoch"], length, record
     if metrics:
         # While they run, the weights are this epoch's last: the model holds fit's running
         # average (not applied; a checkpoint applies it, as fit's end does: averaging.py).
@@ -628,7 +644,8 @@ def _run_epoch(
                 _refuse_changed_record(model, name, history, length, record)
                 value = _metric_value(name, value)
                 with model._lock.writing():
-                    record = _completed(model.history, record, {f"val_{name}": value})
+                    _refuse_record_changed_meanwhile(model, left)
+                    record = left.last = _completed(history, record, {f"val_{name}": value})
         finally:
             with model._lock.writing():
                 model._weight_average = None  # dropped at fit's start (averaging.resume), or inert: an epoch trained
@@ -637,7 +654,8 @@ def _run_epoch(
         extra.update({f"temperature_{k}": v for k, v in model.temperatures().items()})
     extra["seconds"] = time.perf_counter() - start
     with model._lock.writing():
-        record = _completed(model.history, record, extra)
+        _refuse_record_changed_meanwhile(model, left)
+        record = left.last = _completed(history, record, extra)
     return record, average
 
 
@@ -652,21 +670,61 @@ def _refuse_changed_record(
     integer"), its record landed in a list the caller had replaced or
     cleared, and the restore of a failed fit stopped half done at a
     ``history`` of ``None``."""
+    what = _record_change(model, _RecordLeft(record["epoch"], history, length, record))
+    if what is not None:
+        raise RuntimeError(
+            f"metrics[{name!r}]: changed {what} in the middle of fit, which counts the epochs and records them there; "
+            "expected metrics that read the model (change its training record after fit returns)"
+        )
+
+
+@dataclass
+class _RecordLeft:
+    """The model's training record as :func:`fit` last left it: ``epochs``
+    counted, ``history`` (the list itself) of ``length`` records, the last
+    of them ``last`` (None: empty)."""
+
+    epochs: int
+    history: List[Dict[str, Any]]
+    length: int
+    last: Optional[Dict[str, Any]]
+
+    @classmethod
+    def of(cls, model: "LearnableMultiModal") -> "_RecordLeft":
+        """As ``model`` holds it now (its epochs checked: an int, numpy's or a 0-d array's too)."""
+        history = model.history
+        return cls(exact_int(model.epochs_trained), history, len(history), history[-1] if history else None)
+
+
+def _record_change(model: "LearnableMultiModal", left: _RecordLeft) -> Optional[str]:
+    """What of the model's training record differs from what fit ``left``
+    (``"model.history (in place)"``), or None: one look at each."""
     epochs, now = model.__dict__.get("epochs_trained"), model.__dict__.get("history")
-    counted = type(epochs) is int and epochs == record["epoch"]
-    if counted and now is history and len(history) == length and history[-1] is record:
-        return  # one look each: the metric left them as they were
+    counted = is_int(epochs) and exact_int(epochs) == left.epochs
+    if counted and now is left.history and len(now) == left.length and (not now or now[-1] is left.last):
+        return None
     if not counted:
         to = f"to {epochs!r}" if "epochs_trained" in model.__dict__ else "deleted"
-        what = f"model.epochs_trained (from {record['epoch']}, {to})"
-    elif now is not history:
-        what = "model.history (replaced it)" if "history" in model.__dict__ else "model.history (deleted it)"
-    else:
-        what = "model.history (in place)"
-    raise RuntimeError(
-        f"metrics[{name!r}]: changed {what} in the middle of fit, which counts the epochs and records them there; "
-        "expected metrics that read the model (change its training record after fit returns)"
-    )
+        return f"model.epochs_trained (from {left.epochs}, {to})"
+    if now is not left.history:
+        return "model.history (replaced it)" if "history" in model.__dict__ else "model.history (deleted it)"
+    return "model.history (in place)"
+
+
+def _refuse_record_changed_meanwhile(model: "LearnableMultiModal", left: _RecordLeft) -> None:
+    """``RuntimeError`` when the model's training record is not what fit
+    ``left`` (its lock held): another thread assigned ``epochs_trained`` or
+    ``history`` (attributes: the lock that makes its writers wait cannot
+    see them) in the middle of fit, which counted on from that number (the
+    epochs' shuffles another fit's) or recorded its epochs into a list
+    the caller had replaced, without a word."""
+    what = _record_change(model, left)
+    if what is not None:
+        raise RuntimeError(
+            f"fit: changed {what} in the middle of fit, from another thread or code run in fit's own (a signal "
+            "handler, a __del__); fit counts the epochs and records them there, and leaves the model as it was "
+            "before the call; expected the training record left alone until fit returns"
+        )
 
 
 def _completed(history: List[Dict[str, Any]], record: Dict[str, Any], entries: Mapping[str, Any]) -> Dict[str, Any]:
