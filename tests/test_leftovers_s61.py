@@ -5,7 +5,9 @@ import dataclasses
 import json
 import pickle
 import re
+import sys
 import threading
+import warnings
 
 import numpy as np
 import pytest
@@ -272,3 +274,124 @@ def test_a_training_record_another_thread_breaks_before_fit_takes_the_lock_is_re
     assert str(outcome[0]) == "model.epochs_trained: expected an int >= 0, got 2.5 (float)"
     model.epochs_trained = 0
     assert model_state(model) == weights and model.history == []
+
+
+# ------------------------------------------- the command line's warnings beside another thread's filters
+def _in_thread_paused(call, pause_owner, pause_name, meanwhile):
+    """``call()`` in a thread named "cli", held in ``pause_owner.pause_name``
+    (wrapped: it runs, then waits) while ``meanwhile()`` runs here; its result or error."""
+    paused, go, outcome = threading.Event(), threading.Event(), []
+    original = getattr(pause_owner, pause_name)
+
+    def pause(*args, **kwargs):
+        result = original(*args, **kwargs)
+        if threading.current_thread().name == "cli" and not paused.is_set():
+            paused.set()
+            go.wait(JOIN_TIMEOUT_S)
+        return result
+
+    def run():
+        try:
+            outcome.append(call())
+        except BaseException as exc:  # compared by the caller (SystemExit too)
+            outcome.append(exc)
+
+    setattr(pause_owner, pause_name, pause)
+    thread = threading.Thread(target=run, name="cli", daemon=True)
+    try:
+        thread.start()
+        assert paused.wait(JOIN_TIMEOUT_S), f"{pause_name} never ran"
+        meanwhile()
+    finally:
+        go.set()
+        thread.join(JOIN_TIMEOUT_S)
+        setattr(pause_owner, pause_name, original)
+    assert not thread.is_alive(), "the command still runs (deadlock)"
+    return outcome[0]
+
+
+def _set_meanwhile():
+    warnings.filterwarnings("error", message="s61 set meanwhile", category=UserWarning)
+
+
+def _filter_kept():
+    with pytest.raises(UserWarning, match="s61 set meanwhile"):
+        warnings.warn("s61 set meanwhile", UserWarning)
+    return True
+
+
+def _views(tmp_path):
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "v.npy", rng.normal(size=(40, 6)).astype(np.float32))
+    np.save(tmp_path / "a.npy", rng.normal(size=(40, 4)).astype(np.float32))
+    return [f"visual={tmp_path / 'v.npy'}", "-m", f"auditory={tmp_path / 'a.npy'}"]
+
+
+def test_cli_train_in_a_thread_keeps_the_warning_filters_another_thread_sets(tmp_path, capsys):
+    """``cli.main(["train", ...])`` in a thread held the library's warnings
+    by ``warnings.catch_warnings(record=True)``, which swaps the whole
+    process's filters and showwarning: a filter the main thread set while it
+    trained was undone when it ended. It still says fit's warnings as one
+    line each, by the flag's name."""
+    from grapheme_multimodal import cli
+
+    argv = ["train", "-m", *_views(tmp_path), "--epochs", "2", "--embed-dim", "8", "--hidden-dim", "8", "--heads", "2",
+            "--encoder-hidden", "8", "--encoder-output-dim", "8", "--batch-size", "1", "--no-progress",
+            "-o", str(tmp_path / "m.safetensors")]
+    with warnings.catch_warnings():  # the test's own filters back as they were
+        code = _in_thread_paused(lambda: cli.main(argv), training, "epoch_rng", _set_meanwhile)
+        assert code == 0, capsys.readouterr().err
+        assert _filter_kept()
+    err = capsys.readouterr().err
+    assert err.count("warning:") == 1 and err.startswith("grapheme-mm: warning: --batch-size: 1; contrastive"), err
+
+
+def test_cli_embed_in_a_thread_keeps_the_warning_filters_another_thread_sets(tmp_path, capsys):
+    """``embed`` kept its UntrainedModalityWarning from being said twice by
+    ``warnings.catch_warnings()`` + a filter: the main thread's filter set
+    meanwhile was undone. The warning is still said once, as one line."""
+    from grapheme_multimodal import cli
+
+    model = gm.LearnableMultiModal(embed_dim=8, hidden_dim=8, num_heads=2, seed=0, input_dims={"visual": 6, "auditory": 4})
+    model.fit({"visual": np.load(_views(tmp_path)[0].split("=")[1])}, epochs=1, progress=False)  # auditory untrained
+    model.save(tmp_path / "m.safetensors")
+    argv = ["embed", str(tmp_path / "m.safetensors"), "-m", *_views(tmp_path), "-o", str(tmp_path / "out.npy")]
+    with warnings.catch_warnings():
+        code = _in_thread_paused(lambda: cli.main(argv), cli, "_embed_in_process", _set_meanwhile)
+        assert code == 0, capsys.readouterr().err
+        assert _filter_kept()
+    err = capsys.readouterr().err
+    assert err.count("warning:") == 1 and "auditory" in err, err
+
+
+def test_the_cli_ray_start_in_a_thread_keeps_the_warning_filters_another_thread_sets(monkeypatch):
+    """The command line's ``ray.init`` ran in ``warnings.catch_warnings()``
+    to ignore Ray's accelerator tip: a filter another thread set while Ray
+    started (seconds) was undone. Only its own filter is taken out now, and
+    the tip is still ignored (here under an "error" filter for FutureWarning)."""
+    from types import SimpleNamespace
+
+    from grapheme_multimodal import cli
+
+    started, tip = [], "Tip: In future versions of Ray, Ray will no longer override accelerator"
+
+    def init(**kwargs):
+        warnings.warn(tip + " visible devices env var if num_gpus=0 or num_gpus=None (default).", FutureWarning)
+        started.append(True)
+
+    fake = SimpleNamespace(is_initialized=lambda: bool(started), init=init, shutdown=lambda: None)
+    monkeypatch.setitem(sys.modules, "ray", fake)  # Ray's own threads keep the real module
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+
+    def start_ray():
+        with cli._ray_cluster(None):
+            return "started"
+
+    holder = SimpleNamespace(init=fake.init)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        fake.init = lambda **kwargs: holder.init(**kwargs)
+        assert _in_thread_paused(start_ray, holder, "init", _set_meanwhile) == "started"
+        assert _filter_kept()
+        assert not any(f[0] == "ignore" and f[1] is not None and f[1].pattern.startswith("Tip: In future")
+                       for f in warnings.filters), "the command line's own filter was left in place"

@@ -15,6 +15,11 @@ from typing import List, Optional, Tuple
 
 from .exceptions import InvalidValueError
 
+#: The start of Ray 2.51's FutureWarning at every ``ray.init`` ("Tip: In future versions of Ray, Ray will no
+#: longer override accelerator visible devices env var ..."), which the library and the command line ignore:
+#: a tip to Ray's users about GPUs, which they never ask for.
+RAY_ACCELERATOR_TIP = "Tip: In future versions of Ray, Ray will no longer override accelerator"
+
 #: Seconds a Ray cluster's address has to accept a connection and answer as
 #: a gRPC server before joining it is refused (Ray itself would retry for
 #: many minutes).

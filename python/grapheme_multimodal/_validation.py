@@ -1853,6 +1853,50 @@ def tasks_caller() -> "Optional[Tuple[str, int, Dict[str, Any]]]":
     return frame.f_code.co_filename, frame.f_lineno, frame.f_globals
 
 
+class HeldWarnings:
+    """The library's warnings :func:`holding_warnings` keeps from being said:
+    those of a category in ``dropped`` are dropped; the others, when
+    ``held`` is a list, are appended to it as ``(message, category)``, else
+    said as ever."""
+
+    def __init__(self, dropped: Tuple["type[Warning]", ...], hold: bool) -> None:
+        self.dropped = dropped
+        self.held: Optional[List[Tuple[str, "type[Warning]"]]] = [] if hold else None
+
+
+_HELD_WARNINGS: "contextvars.ContextVar[Optional[HeldWarnings]]" = contextvars.ContextVar("_HELD_WARNINGS", default=None)
+
+
+@contextlib.contextmanager
+def holding_warnings(dropped: Tuple["type[Warning]", ...] = (), hold: bool = True) -> Iterator[HeldWarnings]:
+    """In the block, the library's warnings (:func:`warn_at_caller`) of this
+    context (this thread, and the tasks it runs: :func:`~._parallel.run_tasks`)
+    are not said but dropped (a category in ``dropped``) or, with ``hold``,
+    held for the caller to say its own way (the command line's one-line
+    warnings). Not ``warnings.catch_warnings()``: it swaps the whole
+    process's filters and ``showwarning`` and puts back what it found, so a
+    filter another thread set meanwhile was undone, and that thread's
+    warnings were said the block's way (it is not thread-safe)."""
+    with context_set(_HELD_WARNINGS, HeldWarnings(dropped, hold)) as held:
+        yield held
+
+
+@contextlib.contextmanager
+def ignoring_warning(message: str, category: "type[Warning]") -> Iterator[None]:
+    """The warnings of ``category`` whose text starts with ``message``
+    ignored in the block (a third party's: Ray's at ``ray.init``), by one
+    filter taken out again after it, the process's other filters left as
+    they are: ``warnings.catch_warnings()`` puts back the whole list as it
+    found it, so a filter another thread set meanwhile was undone."""
+    warnings.filterwarnings("ignore", message=message, category=category)
+    entry = ("ignore", re.compile(message, re.I), category, None, 0)  # as filterwarnings compiles it
+    try:
+        yield
+    finally:
+        with contextlib.suppress(ValueError):  # gone already (another thread reset the filters)
+            warnings.filters.remove(entry)
+
+
 def warn_at_caller(message: str, category: "type[Warning]") -> None:
     """``warnings.warn(message, category)`` at the user's line: the first
     frame outside the package (and scikit-learn, whose wrappers call the
@@ -1863,6 +1907,11 @@ def warn_at_caller(message: str, category: "type[Warning]") -> None:
     no frame of the user's, at the line of the call that started the
     threads: ``stacklevel`` reached the pool's own frames, and the warning
     pointed at a line of concurrent/futures/thread.py."""
+    holding = _HELD_WARNINGS.get()
+    if holding is not None and (issubclass(category, holding.dropped) or holding.held is not None):
+        if not issubclass(category, holding.dropped):
+            holding.held.append((message, category))  # type: ignore[union-attr]
+        return
     frame, level = _outside(sys._getframe(1))
     at = _at_tasks_caller(frame)
     if at is None:

@@ -26,7 +26,6 @@ import signal
 import sys
 import threading
 import time
-import warnings
 from pathlib import Path
 from collections.abc import Mapping, Set as AbstractSet
 from typing import TYPE_CHECKING, Any, Dict, Iterator, List, NoReturn, Optional, Sequence, Tuple, Union
@@ -36,7 +35,7 @@ import numpy as np
 from . import __version__
 from ._chunks import ROWS_PER_CALL, in_row_chunks
 from ._parallel import run_tasks
-from ._validation import as_seed, counted, is_reordering, misplaced_names, renamed
+from ._validation import as_seed, counted, holding_warnings, ignoring_warning, is_reordering, misplaced_names, renamed
 from .config import INPUT_DISTANCES, NEIGHBOR_SPACES
 from .graph import WL_DEFAULT_DIM
 from .io import removing_new_folders, shown_name
@@ -1004,26 +1003,25 @@ def _stopping_skipped_by_flags(files: Sequence[Any] = ()) -> Iterator[None]:
     warnings of training said once each, as one line by the flags' names (a
     Python warning named validation_fraction or batch_size, which the user
     never typed, showed a line of the package's source, once per fold), and
-    the data by ``files`` (``linguistic (lines.txt)``, not ``inputs['linguistic']``)."""
+    the data by ``files`` (``linguistic (lines.txt)``, not ``inputs['linguistic']``).
+    Held in this thread's context (:func:`holding_warnings`), not by
+    ``warnings.catch_warnings()``, which put back the whole process's
+    filters as it found them: a filter another thread set while
+    :func:`main` trained in a thread was undone."""
     by_files = _names_of_files(files)
-    caught: List[warnings.WarningMessage] = []
+    holding = None
     try:
-        with warnings.catch_warnings(record=True) as record:
-            warnings.simplefilter("always", EarlyStoppingSkippedWarning)
-            try:
-                yield
-            finally:
-                caught = record
+        with holding_warnings() as holding:
+            yield
     finally:
-        # shown after the recording ends: inside it, warnings.showwarning appends to the list being
-        # shown, and any other warning in training (--batch-size 1) looped until memory ran out
+        # said after the holding ends: a print that warns is said as ever
         said = set()
-        for w in caught:
-            if issubclass(w.category, EarlyStoppingSkippedWarning):
+        for message, category in holding.held if holding is not None else ():
+            if issubclass(category, EarlyStoppingSkippedWarning):
                 words = re.compile("|".join(map(re.escape, _STOPPING_FLAGS)))
-                line = words.sub(lambda m: _STOPPING_FLAGS[m.group()], str(w.message))
+                line = words.sub(lambda m: _STOPPING_FLAGS[m.group()], message)
             else:  # "batch_size: 1; ...", once per fold: once, as one line, by the flag (--batch-size)
-                line = _one_line(renamed(renamed(InvalidValueError(str(w.message), ""), by_files), train_flags()))
+                line = _one_line(renamed(renamed(InvalidValueError(message, ""), by_files), train_flags()))
             if line not in said:
                 said.add(line)
                 print(f"{PROG}: warning: {line}", file=sys.stderr)
@@ -1273,8 +1271,8 @@ def _embed(args: argparse.Namespace) -> int:
         if len(who) < len(models):
             message = f"member{'s' * (len(who) > 1)} {', '.join(map(str, who))} of the ensemble of {len(models)}: {message}"
         print(f"{PROG}: warning: {message}", file=sys.stderr)
-    with warnings.catch_warnings(), _named_by_embed_files(files):
-        warnings.simplefilter("ignore", UntrainedModalityWarning)
+    # said above: dropped here, in this thread's context (a warnings filter is the whole process's)
+    with holding_warnings(dropped=(UntrainedModalityWarning,), hold=False), _named_by_embed_files(files):
         if args.ray:
             from . import distributed  # noqa: F401 - first: without Ray, its error names the extra to install
 
@@ -1444,7 +1442,7 @@ def _ray_cluster(address: Optional[str]) -> Iterator[None]:
     new local one (on loopback only), shut down afterwards."""
     import ray
 
-    from ._ray_address import _check_connected_cluster, _check_ray_address
+    from ._ray_address import RAY_ACCELERATOR_TIP, _check_connected_cluster, _check_ray_address
 
     if ray.is_initialized():
         # a --ray-address naming another cluster was ignored without a word: the work ran on this one
@@ -1458,9 +1456,9 @@ def _ray_cluster(address: Optional[str]) -> Iterator[None]:
     # come before the CLI's one-line error, or alone on Ctrl-C. So would Ray
     # 2.51's FutureWarning at every ray.init ("Tip: In future versions of Ray,
     # Ray will no longer override accelerator visible devices env var ...",
-    # two lines on stderr), a tip to Ray's users about GPUs the CLI does not ask for.
-    with _keeping_sigterm_handler(), warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Tip: In future versions of Ray", category=FutureWarning)
+    # two lines on stderr), a tip to Ray's users about GPUs the CLI does not ask for: one filter, taken out
+    # after (warnings.catch_warnings() put back the process's filters as it found them, undoing another thread's).
+    with _keeping_sigterm_handler(), ignoring_warning(RAY_ACCELERATOR_TIP, FutureWarning):
         try:
             ray.init(address=address, include_dashboard=False if address is None else None, log_to_driver=False,
                      logging_level=logging.ERROR)

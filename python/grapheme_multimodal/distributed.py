@@ -26,9 +26,7 @@ import hashlib
 import inspect
 import json
 import os
-import re
 import threading
-import warnings
 import weakref
 from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -47,8 +45,10 @@ except ModuleNotFoundError as exc:  # pragma: no cover - exercised only without 
 
 from ._core import NUM_MODALITIES
 from ._locking import refuse_in_fit, uninterrupted, writes
-from ._ray_address import CONNECT_TIMEOUT_S, _check_ray_address
-from ._validation import FLOAT32_MAX, IntLike, as_real_array, is_int, call_in_precision_scope, renamed
+from ._ray_address import CONNECT_TIMEOUT_S, RAY_ACCELERATOR_TIP, _check_ray_address
+from ._validation import (
+    FLOAT32_MAX, IntLike, as_real_array, is_int, call_in_precision_scope, holding_warnings, ignoring_warning, renamed, warn_at_caller,
+)
 from .exceptions import CheckpointError, GraphemeError, InvalidValueError, NonFiniteError, ShapeError, UntrainedModalityWarning
 from .model import LearnableMultiModal
 from .objectives import OBJECTIVES, resolve_weights
@@ -483,8 +483,7 @@ class _Embedder:
         self.plan.check_finite(inputs, mask, batch)
         self.plan.check_rows_present(mask, batch)
         try:
-            with warnings.catch_warnings():  # embed_dataset said it once (an actor runs one batch at a time)
-                warnings.simplefilter("ignore", UntrainedModalityWarning)
+            with holding_warnings(dropped=(UntrainedModalityWarning,), hold=False):  # embed_dataset said it once
                 emb, fused = self.model.encode_and_fuse(inputs, mask)
                 hidden = self.model.hidden_features(inputs, mask) if "hidden_features" in self.outputs else None
         except GraphemeError as err:
@@ -1539,13 +1538,12 @@ def _warn_of_shares_neighborhood_cannot_learn_from(fit_options: Mapping[str, Any
     shares = _share_count(int(batch_size), workers)
     smallest = int(batch_size) // shares  # the sizes differ by at most one
     if shares > 1 and smallest < 3:
-        warnings.warn(
+        warn_at_caller(  # held, as fit's own warnings, where the command line says them as one line each
             f"num_workers: {workers} workers split each batch of batch_size={int(batch_size)} rows into shares of "
             f"{smallest} rows; neighborhood ranks each row's neighbours among the other rows of its share "
             "holding its modality, a softmax that is 1 over a single one, so it is 0 on shares of two rows; expected "
             f"batch_size >= {3 * workers} (3 rows a share) for it to train",
             UserWarning,
-            stacklevel=3,
         )
 
 
@@ -1881,18 +1879,8 @@ def _ensure_ray() -> None:
     with _RAY_START:
         if not ray.is_initialized():
             _check_ray_address(None, "address")
-            warnings.filterwarnings("ignore", message=_RAY_ACCELERATOR_TIP, category=FutureWarning)
-            try:
+            with ignoring_warning(RAY_ACCELERATOR_TIP, FutureWarning):
                 ray.init()
-            finally:
-                with contextlib.suppress(ValueError):  # gone already (another thread reset the filters)
-                    warnings.filters.remove(_RAY_TIP_FILTER)
-
-
-#: The start of Ray 2.51's FutureWarning at ``ray.init`` that :func:`_ensure_ray` filters.
-_RAY_ACCELERATOR_TIP = "Tip: In future versions of Ray, Ray will no longer override accelerator"
-#: The entry ``warnings.filterwarnings`` makes of :func:`_ensure_ray`'s filter (as it compiles the message).
-_RAY_TIP_FILTER = ("ignore", re.compile(_RAY_ACCELERATOR_TIP, re.I), FutureWarning, None, 0)
 
 
 def _load_checkpoint(checkpoint: Any) -> LearnableMultiModal:
