@@ -395,3 +395,44 @@ def test_the_cli_ray_start_in_a_thread_keeps_the_warning_filters_another_thread_
         assert _filter_kept()
         assert not any(f[0] == "ignore" and f[1] is not None and f[1].pattern.startswith("Tip: In future")
                        for f in warnings.filters), "the command line's own filter was left in place"
+
+
+# ------------------------------------------- embed of a checkpoint that never trained
+def _embed(tmp_path, model, capsys):
+    from grapheme_multimodal import cli
+
+    model.save(tmp_path / "m.safetensors")
+    out = tmp_path / "out.npy"
+    code = cli.main(["embed", str(tmp_path / "m.safetensors"), "-m", *_views(tmp_path), "-o", str(out), "--overwrite"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert np.load(out).shape == (40, model.config.embed_dim)  # written all the same
+    return err
+
+
+def _two_views(**changes):
+    return gm.LearnableMultiModal(embed_dim=8, hidden_dim=8, num_heads=2, seed=0, input_dims={"visual": 6, "auditory": 4},
+                                  **changes)
+
+
+def test_embed_of_a_checkpoint_that_never_trained_says_so(tmp_path, capsys):
+    """``grapheme-mm embed`` of a model saved right after it was made wrote
+    embeddings of its random initial weights without a word (the model's
+    UntrainedModalityWarning is for a model trained on other modalities).
+    It says so in one warning line, and still writes them."""
+    err = _embed(tmp_path, _two_views(), capsys)
+    assert err == ("grapheme-mm: warning: the checkpoint was never trained (it records no training step: saved as made, or "
+                   "by train --epochs 0); its encoders have their initial random weights, so the embeddings written are "
+                   "of random weights\n")
+
+
+def test_embed_of_a_trained_checkpoint_or_of_weights_loaded_into_one_says_nothing_of_it(tmp_path, capsys):
+    """A model that trained, or whose record is not known (weights set by
+    load_state_dict: they may be trained ones), gets no such line."""
+    trained = _two_views()
+    trained.fit({k: np.load(v.split("=")[1]) for k, v in zip(("visual", "auditory"), _views(tmp_path)[::2])},
+                epochs=1, progress=False)
+    assert _embed(tmp_path, trained, capsys) == ""
+    loaded = _two_views()
+    loaded.load_state_dict(trained.state_dict())
+    assert _embed(tmp_path, loaded, capsys) == ""

@@ -1265,7 +1265,8 @@ def _embed(args: argparse.Namespace) -> int:
     # Every member's: members[0]'s alone said nothing of another member's untrained encoder, half the output.
     untrained: Dict[str, List[int]] = {}
     for j, member in enumerate(models):
-        for message in member._untrained_messages(given):
+        messages = [_NEVER_TRAINED] if _never_trained(member) else member._untrained_messages(given)
+        for message in messages:
             untrained.setdefault(message, []).append(j)
     for message, who in untrained.items():
         if len(who) < len(models):
@@ -1295,6 +1296,20 @@ def _embed(args: argparse.Namespace) -> int:
     if hidden is not None:
         print(f"wrote hidden features {hidden.shape} to {shown_name(args.hidden_features)} (modalities in slot order)")
     return 0
+
+
+#: embed's line for a checkpoint that never took a training step (:func:`_never_trained`).
+_NEVER_TRAINED = ("the checkpoint was never trained (it records no training step: saved as made, or by train --epochs 0); "
+                  "its encoders have their initial random weights, so the embeddings written are of random weights")
+
+
+def _never_trained(model: "LearnableMultiModal") -> bool:
+    """Whether ``model`` is known to have taken no training step: its record
+    of trained modalities is kept (``{}``, not None: not known, as after a
+    ``load_state_dict`` of other encoder weights) and no step was recorded.
+    Such a checkpoint embedded without a word: the model's own
+    UntrainedModalityWarning is for a model that trained on other modalities."""
+    return model.trained_modalities == {} and not model._core.has_trained()
 
 
 @contextlib.contextmanager
