@@ -1509,7 +1509,8 @@ def _checked_rng_state(state: Any) -> Any:
     fields = {"state": (inner.get("state"), 128), "inc": (inner.get("inc"), 128), "uinteger": (state.get("uinteger"), 32),
               "has_uint32": (state.get("has_uint32"), 1)}
     for name, (value, bits) in fields.items():
-        if not is_int(value) or not 0 <= value < 2**bits:
+        # as numpy gives them, Python ints (numpy's set them): not a 0-d array, which is_int takes for its int
+        if isinstance(value, np.ndarray) or not is_int(value) or not 0 <= value < 2**bits:
             raise InvalidValueError(f"rng_state: {name} is {value!r}; expected an int in [0, 2**{bits})", "rng_state")
     inc = inner["inc"]
     if inc % 2 == 0:
