@@ -72,7 +72,7 @@ def test_int_arguments_take_a_0_d_integer_array_as_the_int_it_holds(entry):
     for given in (np.array(good), np.array(good, dtype=np.uint8)):
         got = call(given)
         assert got == expected and type(got) is type(expected), (given, got, expected)
-    for wrong in (np.array(float(good)), np.array(True), np.array([good]), float(good)):
+    for wrong in (np.array(float(good)), np.array(True), np.array([good]), float(good), np.ma.array(good, mask=True)):
         with pytest.raises(TypeError, match=rf"^{name}: expected"):
             call(wrong)
 

@@ -1075,9 +1075,10 @@ def is_int(value: Any) -> bool:
     ``np.savez``) is the integer it holds, as ``operator.index`` reads it and
     as a 0-d float array is taken for a float: it was refused where ints
     are expected ("got array of shape ()"). Callers read the int with
-    :func:`exact_int`, never the value as given: it may be an array."""
+    :func:`exact_int`, never the value as given: it may be an array. A
+    masked one is none: ``operator.index`` reads the value under its mask."""
     if isinstance(value, np.ndarray):
-        return value.ndim == 0 and value.dtype.kind in "iu"
+        return value.ndim == 0 and value.dtype.kind in "iu" and not is_masked_array(value)
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.timedelta64))
 
 
