@@ -1907,7 +1907,8 @@ def warn_at_caller(message: str, category: "type[Warning]") -> None:
     members of an estimator fitted with ``n_jobs`` > 1), whose stack holds
     no frame of the user's, at the line of the call that started the
     threads: ``stacklevel`` reached the pool's own frames, and the warning
-    pointed at a line of concurrent/futures/thread.py."""
+    pointed at a line of concurrent/futures/thread.py. In a
+    :func:`holding_warnings` block, held or dropped instead of said."""
     holding = _HELD_WARNINGS.get()
     if holding is not None and (issubclass(category, holding.dropped) or holding.held is not None):
         if not issubclass(category, holding.dropped):
