@@ -436,3 +436,22 @@ def test_embed_of_a_trained_checkpoint_or_of_weights_loaded_into_one_says_nothin
     loaded = _two_views()
     loaded.load_state_dict(trained.state_dict())
     assert _embed(tmp_path, loaded, capsys) == ""
+
+
+@pytest.mark.parametrize("stream", ["stdout", "stderr"])
+def test_cli_in_a_thread_leaves_the_stream_another_thread_sets_meanwhile(tmp_path, monkeypatch, stream):
+    """``cli.main`` wraps ``sys.stdout`` and ``sys.stderr`` while it runs and
+    put back the streams it found: run in a thread, it undid a
+    ``contextlib.redirect_stdout`` (or any stream) another thread set
+    meanwhile, for good. It puts its own back only while they are still its own."""
+    import io
+
+    from grapheme_multimodal import cli
+
+    _two_views().save(tmp_path / "m.safetensors")
+    mine = io.StringIO()
+    monkeypatch.setattr(sys, stream, getattr(sys, stream))  # put back after the test, whatever the command leaves
+    code = _in_thread_paused(lambda: cli.main(["info", str(tmp_path / "m.safetensors")]), cli, "_model_lines",
+                             lambda: setattr(sys, stream, mine))
+    assert code == 0
+    assert getattr(sys, stream) is mine

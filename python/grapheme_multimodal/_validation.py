@@ -1910,10 +1910,12 @@ def warn_at_caller(message: str, category: "type[Warning]") -> None:
     pointed at a line of concurrent/futures/thread.py. In a
     :func:`holding_warnings` block, held or dropped instead of said."""
     holding = _HELD_WARNINGS.get()
-    if holding is not None and (issubclass(category, holding.dropped) or holding.held is not None):
-        if not issubclass(category, holding.dropped):
-            holding.held.append((message, category))  # type: ignore[union-attr]
-        return
+    if holding is not None:
+        if issubclass(category, holding.dropped):
+            return
+        if holding.held is not None:
+            holding.held.append((message, category))
+            return
     frame, level = _outside(sys._getframe(1))
     at = _at_tasks_caller(frame)
     if at is None:

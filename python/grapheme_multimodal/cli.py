@@ -205,12 +205,13 @@ def _standard_error_open() -> Iterator[None]:
         _devnull_on(2)
         # /dev/null: the encoding is named only because the locale's raised EncodingWarning (-X warn_default_encoding)
         sys.stderr = open(2, "w", closefd=False, encoding="utf-8", errors="backslashreplace")
-    sys.stderr = _Stderr(sys.stderr)
+    sys.stderr = wrapper = _Stderr(sys.stderr)
     try:
         yield
     finally:
-        sys.stderr.flush()
-        sys.stderr = before
+        wrapper.flush()
+        if sys.stderr is wrapper:  # else another thread set its own since (main in a thread): left to it
+            sys.stderr = before
 
 
 class _Stderr:
@@ -295,13 +296,17 @@ class _Stdout:
 
 @contextlib.contextmanager
 def _standard_output_errors() -> Iterator[Any]:
-    """``sys.stdout`` as :class:`_Stdout` in the block; yields the stream it wraps."""
+    """``sys.stdout`` as :class:`_Stdout` in the block; yields the stream it
+    wraps. Put back only while it is still that wrapper: :func:`main` run in
+    a thread put back the stream it found over one another thread set
+    meanwhile (``contextlib.redirect_stdout``), which then stayed for good."""
     stream = sys.stdout
-    sys.stdout = _Stdout(stream)
+    sys.stdout = wrapper = _Stdout(stream)
     try:
         yield stream
     finally:
-        sys.stdout = stream
+        if sys.stdout is wrapper:
+            sys.stdout = stream
 
 
 def _flushed(stream: Any) -> Optional[int]:
