@@ -124,6 +124,22 @@ def test_training_settings_hold_plain_ints(integer):
         gm.uci.train({"visual": _X, "auditory": _X}, TrainingSettings(epochs=np.array(5.0)))
 
 
+
+@pytest.mark.parametrize("number", [np.array, np.float32, np.float64], ids=["0-d array", "np.float32", "np.float64"])
+def test_training_settings_hold_plain_floats(number):
+    """``TrainingSettings(learning_rate=np.array(0.002))`` would not hash,
+    and settings of np.float32 (a config read back) would not json.dump:
+    the float fields hold Python floats, the values given exactly."""
+    value = number(0.25)  # exact in float32 too
+    given = TrainingSettings(learning_rate=value, ema_decay=value, validation_fraction=value)
+    plain = TrainingSettings(learning_rate=0.25, ema_decay=0.25, validation_fraction=0.25)
+    assert given == plain and hash(given) == hash(plain)
+    assert all(type(getattr(given, name)) is float for name in ("learning_rate", "ema_decay", "validation_fraction"))
+    assert json.dumps(dataclasses.asdict(given)) == json.dumps(dataclasses.asdict(plain))
+    with pytest.raises(TypeError, match=r"^learning_rate: expected"):  # a wrong type is still refused by name
+        gm.uci.train({"visual": _X, "auditory": _X}, TrainingSettings(learning_rate=np.array([0.25])))
+
+
 def _split_data(n=40):
     from grapheme_multimodal import datasets
 

@@ -24,7 +24,7 @@ import numpy as np
 from ._parallel import jobs_within_memory, resolve_n_jobs, run_tasks, shared_snapshot
 from ._readonly import FrozenDict, ReadOnlyMapping
 from ._validation import (
-    IntLike, as_positive_int, as_real_array, as_seed, describe, exact_int, is_int, call_in_precision_scope, call_taking_no_mask, refuse_beyond_budget, renamed,
+    IntLike, as_positive_int, as_real_array, as_seed, describe, exact_int, is_int, is_masked_array, call_in_precision_scope, call_taking_no_mask, refuse_beyond_budget, renamed,
     shown_number,
 )
 from .config import _objective_names, _positive_int, _widths
@@ -268,7 +268,7 @@ class TrainingSettings:
                 object.__setattr__(self, name, tuple(value.tolist()))
             elif isinstance(value, (list, range)):
                 object.__setattr__(self, name, tuple(value))
-        self._plain_ints()
+        self._plain_numbers()
         # Here, not when train runs: fit named the mistake "objectives", its own
         # argument, which these settings do not have.
         check_weights(self.weights, "weights")
@@ -298,11 +298,15 @@ class TrainingSettings:
             )
         self._check_neighborhood_and_encoder_objectives()
 
-    def _plain_ints(self) -> None:
+    def _plain_numbers(self) -> None:
         """The integer fields (and widths) given as numpy integers or 0-d
-        integer arrays, as the Python ints they hold: settings holding
-        ``np.array(300)`` would not hash, and neither form json.dumps.
-        Anything else is left for the model's config or fit to refuse by name."""
+        integer arrays, as the Python ints they hold, and the float fields
+        given as numpy floats or 0-d float arrays as Python floats (float64
+        holds a float32 or float64 exactly; a long double is left as it is,
+        for the checks that read it whole): settings holding ``np.array(300)``
+        or ``np.array(0.002)`` would not hash, and neither those nor numpy's
+        scalars json.dumps. Anything else is left for the model's config or
+        fit to refuse by name."""
         for name in _INT_FIELDS:
             value = getattr(self, name)
             if is_int(value):
@@ -311,6 +315,12 @@ class TrainingSettings:
             widths = getattr(self, name)
             if isinstance(widths, tuple):
                 object.__setattr__(self, name, tuple(exact_int(w) if is_int(w) else w for w in widths))
+        for name in _FLOAT_FIELDS:
+            value = getattr(self, name)
+            if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind == "f" and not is_masked_array(value):
+                value = value[()]
+            if isinstance(value, np.floating) and value.dtype.itemsize <= 8:
+                object.__setattr__(self, name, float(value))
 
     def _check_neighborhood_and_encoder_objectives(self) -> None:
         """Refuses, by these settings' own names, objectives that would train
@@ -410,6 +420,8 @@ class TrainingSettings:
 #: The fields of :class:`TrainingSettings` that hold one int (``encoder_output_dim`` may be None): read
 #: off the annotations (strings: ``from __future__ import annotations``), so a new int field is among them.
 _INT_FIELDS = tuple(f.name for f in fields(TrainingSettings) if f.type in ("int", "Optional[int]"))
+#: Those that hold one float, likewise.
+_FLOAT_FIELDS = tuple(f.name for f in fields(TrainingSettings) if f.type in ("float", "Optional[float]"))
 
 
 def check_weights(weights: Any, name: str = "weights", default: str = "None: the recipe's, RECIPE_OBJECTIVES") -> None:
