@@ -484,8 +484,8 @@ def train(
         **s.stopping_options(len(inputs)),
         epochs=s.epochs,
         batch_size=s.batch_size,
-        objectives=s.objectives,
-        lr=s.learning_rate,
+        objectives=s.objectives,  # no lr=: the model's learning_rate is the settings', and a refused step
+        # names it so; as fit's lr it named `lr`, no argument here nor field of the settings
         modality_dropout=s.modality_dropout,
         ema_decay=s.ema_decay,
         standardize=standardize,
