@@ -3,6 +3,7 @@ divergence, data at the edges, determinism and resume. Each test pins a
 defect found and fixed: it failed before its fix."""
 
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -51,3 +52,37 @@ def test_a_recipe_trains_as_before_with_its_learning_rate_from_the_model():
                                       standardize=True, progress=False)
     expected = reference.state_dict()
     assert all(np.array_equal(v, expected[k]) for k, v in model.state_dict().items())
+
+
+def _stopping_run(model, data, held, epochs, **options):
+    return model.fit(data, epochs=epochs, batch_size=16, validation=held, early_stopping=2, monitor="val_total",
+                     lr=0.05, ema_decay=0.9, progress=False, **options)
+
+
+def test_early_stopping_is_each_fit_calls_own_as_the_docs_now_say(tmp_path):
+    # fit's docstring said an interrupted fit "can resume exactly" and the README that fit(epochs=2) twice equals
+    # fit(epochs=4), a checkpoint saved at an epoch's end resuming bit for bit: with early_stopping the resumed call
+    # forgets the earlier best epoch (kept nowhere), so it stops and ends elsewhere. The docs now say so.
+    rng = np.random.default_rng(5)
+    z = rng.normal(size=(60, 3))
+    views = {m: z @ rng.normal(size=(3, d)) + 0.3 * rng.normal(size=(60, d)) for m, d in (("visual", 6), ("auditory", 4))}
+    data, held = {m: x[:20] for m, x in views.items()}, {m: x[20:] for m, x in views.items()}
+
+    def model():
+        return gm.LearnableMultiModal(input_dims={"visual": 6, "auditory": 4}, embed_dim=8, hidden_dim=8, num_heads=1,
+                                      weight_decay=0.1, learnable_temperature=True, seed=0)
+
+    def save_each_epoch(m):
+        m.save(tmp_path / f"epoch{m.epochs_trained}.gmm")
+        return 0.0
+
+    whole = _stopping_run(model(), data, held, 30, metrics={"saved": save_each_epoch})
+    assert whole.stopped_early and whole.best_epoch < len(whole.epochs) - 1
+    resume_at = whole.best_epoch + 1  # saved after the best epoch, before the run stopped
+    resumed = gm.LearnableMultiModal.load(tmp_path / f"epoch{resume_at}.gmm")
+    again = _stopping_run(resumed, data, held, 30 - resume_at)
+    assert again.best_epoch > resume_at  # the earlier best epoch is no candidate: it cannot be restored
+    doc = gm.training.fit.__doc__
+    assert "can restore only an epoch it" in doc and "but for ``early_stopping``'s record" in doc
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    assert "(without early stopping, whose record is each call's)" in readme

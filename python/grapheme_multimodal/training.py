@@ -250,7 +250,13 @@ def fit(
             state. ``mode`` is ``"min"`` or ``"max"`` (default: ``"max"`` for
             custom metrics, ``"min"`` for losses and for a metric named
             ``loss``, recorded as ``val_loss``, the name a validation loss
-            goes by elsewhere).
+            goes by elsewhere). Its record (the best value so far, the
+            epochs waited since, the best epoch's weights) is this call's
+            own, held by no model, checkpoint or pickle: a ``fit`` that
+            resumes a run (after an interrupt, from a checkpoint saved at an
+            epoch's end) starts it afresh and can restore only an epoch it
+            ran itself, so it may stop, and end, elsewhere than the run
+            never stopped; without ``early_stopping`` a resume is exact.
         modality_dropout: probability of hiding each present modality of a
             row during training (never the row's last one), so fused
             embeddings stay good when modalities are missing. Refused when
@@ -306,7 +312,8 @@ def fit(
     the call (weights, Adam state, standardisation, ``epochs_trained``,
     ``history``, weight average) and the error is raised. Interrupted (``KeyboardInterrupt``),
     it keeps the epochs completed so far and drops the partial one, so
-    ``fit`` can resume exactly; interrupted before its first epoch
+    ``fit`` can resume exactly (but for ``early_stopping``'s record, which
+    a new call starts afresh); interrupted before its first epoch
     completes, it leaves the model as it was before the call (the
     standardisation it learned is dropped too). Other threads may read the model during
     ``fit`` (they see it between steps); other writers wait until it ends.
