@@ -86,3 +86,42 @@ def test_early_stopping_is_each_fit_calls_own_as_the_docs_now_say(tmp_path):
     assert "can restore only an epoch it" in doc and "but for ``early_stopping``'s record" in doc
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
     assert "(without early stopping, whose record is each call's)" in readme
+
+
+def _model_standardising_tiny_values():
+    # a std of about 1e-30: a value of 1e10 standardises to about 1e40, past float32
+    rng = np.random.default_rng(0)
+    model = gm.LearnableMultiModal(input_dims={"visual": 4, "linguistic": 5}, embed_dim=8, hidden_dim=8, num_heads=1, seed=0)
+    model.fit({"visual": 1e-30 * rng.normal(size=(16, 4)), "linguistic": rng.normal(size=(16, 5))}, epochs=1,
+              batch_size=16, progress=False)
+    return model
+
+
+def _event(event_id, visual):
+    event = gm.MultiModalEvent(event_id)
+    event.add_component(gm.ModalFeatures(np.linspace(-1, 1, 5), "linguistic"))
+    event.add_component(gm.ModalFeatures(visual, "visual"))
+    return event
+
+
+@pytest.mark.parametrize("method", ["encode_event", "fuse_event", "compute_bindings", "record_fusion"])
+def test_an_event_whose_input_overflows_once_standardised_is_named_as_the_event(method):
+    # the per-event methods named the core's batch of one, "inputs['visual']: row 0", an argument they do not take
+    model = _model_standardising_tiny_values()
+    event = _event(7, np.array([0.0, 0.0, 1e10, 0.0]))
+    call = getattr(model, method)
+    with pytest.raises(gm.NonFiniteError, match=r"^event: event 7's visual input overflows float32 in the encoder") as err:
+        call(event, 1.0) if method == "record_fusion" else call(event)
+    assert err.value.arg == "event"
+
+
+@pytest.mark.parametrize("method", ["train_step", "losses", "backward"])
+def test_a_batch_of_events_names_the_event_whose_input_overflows(method):
+    # Batch.from_events: the core's "inputs['visual']: row 1", where the batch holds events, named neither
+    model = _model_standardising_tiny_values()
+    before = model.state_dict()
+    events = [_event(3, np.zeros(4)), _event(9, np.array([0.0, 1e10, 0.0, 0.0]))]
+    with pytest.raises(gm.NonFiniteError, match=r"^events\[1\]: event 9's visual input overflows float32") as err:
+        getattr(model, method)(gm.Batch.from_events(events))
+    assert err.value.arg == "events"
+    assert all(np.array_equal(v, before[k]) for k, v in model.state_dict().items())

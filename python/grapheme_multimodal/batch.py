@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 __all__ = ["Batch"]
 
 from dataclasses import dataclass, fields
@@ -386,6 +388,28 @@ def refuse_non_finite_components(tables: ComponentTables, events: Sequence[Multi
             f"{name}[{i}]: event {events[i].id}'s {Modality(m)} component holds NaN or inf; expected finite numbers "
             "(its features were changed in place after they were set)", name,
         )
+
+
+#: How the core names a batch row whose encoding, or reconstruction, overflowed float32:
+#: ``inputs['visual']: row 3 overflows float32 in the encoder ...``.
+_CORE_ROW_OVERFLOW = re.compile(
+    r"^inputs\['([a-z]+)'\]: row (\d+)((?: overflows float32 in the encoder|: the reconstruction loss overflows float32).*)$",
+    re.DOTALL,
+)
+
+
+def overflow_in_events(err: NonFiniteError, events: Sequence[MultiModalEvent], name: str, indexed: bool = True) -> NonFiniteError:
+    """``err``, the core's overflow of a batch row whose rows are ``events``
+    (``inputs['visual']: row r ...``: an argument and a row the caller of
+    the per-event methods or of a ``Batch.from_events`` never saw), remade
+    to name ``name[r]`` (or ``name`` alone, not ``indexed``) and that
+    event's id, as :func:`refuse_non_finite_components` names them; else ``err``."""
+    found = _CORE_ROW_OVERFLOW.match(str(err))
+    if found is None or err.arg != f"inputs[{found[1]!r}]":
+        return err
+    row = int(found[2])
+    where = f"{name}[{row}]" if indexed else name
+    return NonFiniteError(f"{where}: event {events[row].id}'s {found[1]} input{found[3]}", name)
 
 
 def refuse_events_as_inputs(inputs: Any, arg: str) -> None:

@@ -19,7 +19,7 @@ from ._validation import (
 from ._core import ADAM_BETA1, ADAM_BETA2, NUM_MODALITIES, get_num_threads
 from .averaging import split_flat
 from .exceptions import GraphemeError, InvalidValueError, NonFiniteError
-from .batch import Batch, Inputs, component_parts, event_components, refuse_non_finite_components
+from .batch import Batch, Inputs, component_parts, event_components, overflow_in_events, refuse_non_finite_components
 from .objectives import (
     OBJECTIVES, _zero_because, all_zero_error, check_something_trains, neighborhood_without_neighbors_error,
     resolve_weights, unmeasured_objectives,
@@ -49,6 +49,14 @@ _ILL_CONDITIONED = "the loss is ill-conditioned for this batch"
 def _rows(batch: "_CoreBatch") -> int:
     """The rows (events) of a core batch."""
     return batch.components[0] if batch.components is not None else len(batch.mask)
+
+
+def _named_by_events(err: NonFiniteError, batch: Any) -> NonFiniteError:
+    """``err`` about a row of a :meth:`Batch.from_events` batch named as its
+    event (``events[2]: event 7's visual input overflows ...``), not as the
+    core's ``inputs['visual']: row 2``; else ``err``."""
+    events = batch.events if isinstance(batch, Batch) else None
+    return err if events is None else overflow_in_events(err, events, "events")
 
 
 def _refuse_no_rows(batch: "_CoreBatch", what: str) -> None:
@@ -214,7 +222,10 @@ class LearningMixin:
         training = check_flag(training, "training")  # "False" would be true: the dropout masks applied
         _refuse_no_rows(core_batch, "compute losses of")
         _refuse_no_modality(core_batch, "compute losses of")  # else 0.0 for every objective: a perfect score
-        return dict(self._core.losses(core_batch, w, training))
+        try:
+            return dict(self._core.losses(core_batch, w, training))
+        except NonFiniteError as err:
+            raise _named_by_events(err, batch) from None
 
     @reads
     def _fit_losses(self, batch: Batch, weights: Optional[Mapping[str, float]]) -> Dict[str, float]:
@@ -270,7 +281,8 @@ class LearningMixin:
         try:
             return dict(self._core.backward(core_batch, w))
         except NonFiniteError as err:
-            raise self._blamed_on_rewards(err, core_batch, w, lambda b: self._core.backward(b, w)) from None
+            raise _named_by_events(self._blamed_on_rewards(err, core_batch, w, lambda b: self._core.backward(b, w)),
+                                   batch) from None
 
     @writes
     def train_step(
@@ -335,7 +347,8 @@ class LearningMixin:
         try:
             losses, _ = self._core.train_step(core_batch, w, lr)
         except NonFiniteError as err:
-            raise self._blamed_on_rewards(err, core_batch, w, lambda b: self._core.train_step(b, w, lr)) from None
+            raise _named_by_events(self._blamed_on_rewards(err, core_batch, w, lambda b: self._core.train_step(b, w, lr)),
+                                   batch) from None
         return dict(losses)
 
     def _blamed_on_rewards(

@@ -63,7 +63,7 @@ from .config import GraphFeatures, InputDims, LearnableMultiModalConfig, resolve
 from .graph import absent_graph_rows, is_graph_list, refuse_stray_graphs
 from .exceptions import CheckpointError, InvalidValueError, NonFiniteError, ShapeError, UntrainedModalityWarning
 from .types import NORMALIZATION_KEYS, NORMALIZATION_NAMES, CrossModalBinding, BindingType, ModalGraph, Modality, MultiModalEvent, checked_components, refuse_reordered_labels
-from .batch import Inputs, refuse_events_as_inputs, refuse_non_finite_event
+from .batch import Inputs, overflow_in_events, refuse_events_as_inputs, refuse_non_finite_event
 
 if TYPE_CHECKING:
     from .averaging import WeightAverage
@@ -1456,9 +1456,9 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
             version = self._version
             try:
                 emb, mask, fused = self._core.encode_event(event.id, items, self._featurizer_spec())
-            except NonFiniteError:  # it named inputs['visual'], not the event's component
+            except NonFiniteError as err:  # it named inputs['visual'] and its row 0, not the event
                 refuse_non_finite_event(event)
-                raise
+                raise overflow_in_events(err, [event], "event", indexed=False) from None
         # emb, mask and fused come back read-only (the core makes them so: setting the flag here took 0.4 us):
         # shared by every later call on this event, a view handed out must not edit them
         entry = (version, key, (emb, mask), fused)
