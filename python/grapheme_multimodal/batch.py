@@ -13,10 +13,12 @@ import numpy as np
 
 from ._core import NUM_MODALITIES
 from ._validation import (
-    as_float32, as_real_array, check_flag, describe, exact_int, is_int, is_iterable, named_inputs, refuse_unpaired_frames,
+    as_float32, as_real_array, check_flag, describe, exact_int, is_int, is_iterable, named_inputs, refuse_beyond_budget,
+    refuse_unpaired_frames,
 )
 from .buffer import ExperienceBatch, ExperienceBuffer
 from .exceptions import InvalidValueError, NonFiniteError, ShapeError
+from .graph import featurized
 from .types import ModalFeatures, ModalGraph, Modality, MultiModalEvent, bounded_repr, refuse_reordered_labels, sequence_repr
 
 if TYPE_CHECKING:
@@ -346,8 +348,12 @@ def event_components(
             continue
         dim = config.input_dims[m]
         modality = Modality(m)
-        x = np.empty((len(comps[m]), dim), np.float32)
         with_graph = [k for k, c in enumerate(comps[m]) if isinstance(c, ModalGraph)]
+        # the table and its graphs' features, before either is allocated: numpy's MemoryError named nothing
+        refuse_beyond_budget(4 * dim * (len(comps[m]) + len(with_graph)), name,
+                             "the {modality} inputs of its {k:,} components × {dim:,} take {bytes} bytes",
+                             remedy="fewer events", modality=modality, k=len(comps[m]), dim=dim)
+        x = np.empty((len(comps[m]), dim), np.float32)
         if with_graph:
             featurizer = config.graph_features[m]
             if featurizer.dim != dim:
@@ -355,7 +361,8 @@ def event_components(
                     f"event {events[owners[m][with_graph[0]]].id}: modality {modality} takes {dim}-long feature "
                     f"vectors, but a ModalGraph ({featurizer.dim} graph features) was given", name,
                 )
-            x[with_graph] = featurizer([comps[m][k].graph for k in with_graph])
+            x[with_graph] = featurized(featurizer, [comps[m][k].graph for k in with_graph], name,
+                                       lambda j: f"{name}[{owners[m][with_graph[j]]}]")  # item j: that event's
         for k, c in enumerate(comps[m]):
             if not isinstance(c, ModalGraph):
                 # Read once: the array whose shape is checked is the one copied. Read again, another thread's

@@ -37,7 +37,7 @@ from ._chunks import ROWS_PER_CALL, in_row_chunks
 from ._parallel import run_tasks
 from ._validation import as_seed, counted, holding_warnings, ignoring_warning, is_reordering, misplaced_names, renamed
 from .config import INPUT_DISTANCES, NEIGHBOR_SPACES
-from .graph import WL_DEFAULT_DIM
+from .graph import WL_DEFAULT_DIM, GraphFeaturizer, featurized
 from .io import removing_new_folders, shown_name
 from .exceptions import (
     EarlyStoppingSkippedWarning, GraphemeError, InvalidValueError, NonFiniteError, ShapeError, UntrainedModalityWarning,
@@ -1059,7 +1059,7 @@ def _train(args: argparse.Namespace) -> int:
         featurizer = GraphFeaturizer("wl", dim=wl_dim) if text_features == "wl" else GraphFeaturizer()
     except GraphemeError as err:  # "dim: expected an int in [1, 4194304]" named an argument the user never typed
         raise renamed(err, {"dim": "--wl-dim"}) from None
-    inputs = {f.modality: (featurizer(f.values) if f.is_text else f.values) for f in files}
+    inputs = {f.modality: (_text_features(featurizer, f) if f.is_text else f.values) for f in files}
     embed_dim = _positive(args.embed_dim, "--embed-dim")
     # the recipe's helpers refuse widths beyond the model's as the config does, by its names (embed_dim, shared_head[0])
     with _named_by_flags():
@@ -1255,7 +1255,7 @@ def _embed(args: argparse.Namespace) -> int:
                     f"{f.modality}: the checkpoint's {f.modality} encoder takes {dim} numeric features, not text ({shown_name(f.path)})",
                     str(f.modality),
                 )
-            inputs[f.modality] = featurizer(f.values)
+            inputs[f.modality] = _text_features(featurizer, f)
         else:
             if f.values.shape[1] != dim:
                 raise ShapeError(
@@ -1783,6 +1783,14 @@ def _load_checkpoint(path: Path) -> List[LearnableMultiModal]:
         return load_models(path)
     except (GraphemeError, TypeError, FileNotFoundError, PermissionError) as err:
         raise renamed(err, {"path": "checkpoint"}) from None
+
+
+def _text_features(featurizer: GraphFeaturizer, file: "ModalityFile") -> np.ndarray:
+    """The features of a ``.txt`` file's texts, an error naming the modality
+    and the file (and the line of a text), not featurize's ``items``, which
+    the user never typed."""
+    name = f"{file.modality} ({shown_name(file.path)})"  # as _names_of_files names the model's errors of its rows
+    return featurized(featurizer, file.values, name, lambda k: f"{name}, line {k + 1}")
 
 
 def _read_files(specs: List[str], notes: Optional[List[str]] = None, csv_header: Optional[bool] = None):

@@ -24,10 +24,11 @@ __all__ = [
 import math
 import numbers
 import operator
+import re
 from collections.abc import Hashable, Iterator, Set, ValuesView
 from dataclasses import dataclass
 from itertools import compress, repeat
-from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Mapping, NoReturn, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Mapping, NoReturn, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -751,6 +752,30 @@ class GraphFeaturizer:
     def __call__(self, items: Iterable[TextOrGraph], unit: str = "char") -> np.ndarray:
         """Features of ``items``, ``[N, dim]`` float32 (see :func:`featurize`)."""
         return featurize(items, self.kind, self.dim, self.iterations, unit)
+
+
+#: How featurize's own errors begin: "items: ..." (all of them: their memory) or "items[k]: ..." (one item).
+_ITEMS_ERROR = re.compile(r"items(?:\[(\d+)\])?: ")
+
+
+def featurized(
+    featurizer: GraphFeaturizer, items: Sequence[TextOrGraph], name: str, place: Optional[Callable[[int], str]] = None
+) -> np.ndarray:
+    """``featurizer(items)`` for a caller that took ``items`` as its own
+    argument ``name`` (``inputs['linguistic']``, a file): an error that
+    featurize names by its ``items`` or ``items[k]``, names the user never
+    passed, names ``name`` instead, and item ``k`` as ``place(k)`` (default
+    ``name[k]``; e.g. the row of a list whose ``None`` rows were left out)."""
+    try:
+        return featurizer(items)
+    except (GraphemeError, TypeError) as err:
+        found = _ITEMS_ERROR.match(str(err))
+        if found is None:
+            raise
+        k = found.group(1)
+        outer = name if k is None else (place(int(k)) if place is not None else f"{name}[{k}]")
+        text = f"{outer}: {str(err)[found.end():]}"
+        raise (type(err)(text, outer) if isinstance(err, GraphemeError) else type(err)(text)) from None
 
 
 def featurize(

@@ -60,7 +60,7 @@ from .buffer import ExperienceBatch, ExperienceBuffer, buffer_row_bytes, check_f
 from .experience import ExperienceMixin
 from .learning import LearningMixin
 from .config import GraphFeatures, InputDims, LearnableMultiModalConfig, resolve_config
-from .graph import absent_graph_rows, is_graph_list, refuse_stray_graphs
+from .graph import absent_graph_rows, featurized, is_graph_list, refuse_stray_graphs
 from .exceptions import CheckpointError, InvalidValueError, NonFiniteError, ShapeError, UntrainedModalityWarning
 from .types import NORMALIZATION_KEYS, NORMALIZATION_NAMES, CrossModalBinding, BindingType, ModalGraph, Modality, MultiModalEvent, checked_components, refuse_reordered_labels
 from .batch import Inputs, overflow_in_events, refuse_events_as_inputs, refuse_non_finite_event
@@ -1214,7 +1214,7 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
                         f"but modality {m} takes {dim}-long feature vectors", name,
                     )
                 if not rows:
-                    arrays[i] = featurizer(value)
+                    arrays[i] = featurized(featurizer, value, name)
                     continue
                 if present is not None and len(present) == len(value):  # else the row counts' ShapeError follows
                     clash = present[rows]
@@ -1224,10 +1224,15 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
                             f"{name}[{k}]: None marks row {k} absent from modality {m}, but {mask_arg}[{k}, {i}] is "
                             f"True (present); expected a Graph for a present row, or False in {mask_arg} there", name,
                         )
+                given = [k for k, g in enumerate(value) if g is not None]
+                # the rows and the present graphs' features, before either is allocated: numpy's MemoryError
+                # for the rows named nothing, and featurize's own check named its "items"
+                refuse_beyond_budget(4 * dim * (len(value) + len(given)), name,
+                                     "the features of its {rows:,} rows × {dim:,} take {bytes} bytes", rows=len(value), dim=dim)
                 # zeros where absent: never read, as a placeholder graph's features under False in mask= are not
                 x = np.zeros((len(value), dim), dtype=np.float32)
-                if len(rows) < len(value):
-                    x[[k for k, g in enumerate(value) if g is not None]] = featurizer([g for g in value if g is not None])
+                if given:
+                    x[given] = featurized(featurizer, [value[k] for k in given], name, lambda j: f"{name}[{given[j]}]")
                 arrays[i] = x
                 absent[i] = rows
             else:

@@ -1,0 +1,100 @@
+"""Hostile audit of graphs as modalities (session 61, a graph-ML user's
+eyes): each test is a reproducer of a defect it found, asserting the clean
+behaviour."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import grapheme_multimodal as gm
+from grapheme_multimodal import cli
+from grapheme_multimodal._validation import memory_budget
+
+#: Features of this width take 256 KiB a row; the model's weights stay small (embed_dim 8: 2 MiB).
+_WIDE = 2**16
+#: One row more than this machine's memory holds: refused before anything is allocated.
+_ROWS = memory_budget() // (4 * _WIDE) + 1
+
+
+@pytest.fixture(scope="module")
+def wide_model() -> gm.LearnableMultiModal:
+    return gm.LearnableMultiModal(
+        embed_dim=8, hidden_dim=8, num_heads=1, graph_features={"linguistic": gm.GraphFeaturizer("wl", dim=_WIDE)}
+    )
+
+
+@pytest.mark.parametrize("absent_row", [False, True], ids=["every-row-a-graph", "a-None-row"])
+def test_graph_features_beyond_memory_are_refused_naming_the_models_argument(wide_model, absent_row) -> None:
+    """The model featurises a modality's graphs itself: features beyond
+    memory were refused as featurize's "items: the features of ...", an
+    argument the caller of encode never passed, and with a None row among
+    the graphs the zeros they go into came first, numpy's MemoryError
+    naming nothing ("Unable to allocate 4.00 TiB")."""
+    graph = gm.Graph.from_text("cat")
+    graphs = [graph] * _ROWS + ([None] if absent_row else [])
+    before = {k: v.copy() for k, v in wide_model.state_dict().items()}
+    for call in (lambda: wide_model.encode({"linguistic": graphs}), lambda: wide_model.record_batch({"linguistic": graphs})):
+        with pytest.raises(gm.TooLargeError, match=r"^inputs\['linguistic'\]: ") as info:
+            call()
+        assert info.value.arg == "inputs['linguistic']"
+    assert len(wide_model.experience) == 0
+    assert all(np.array_equal(v, before[k]) for k, v in wide_model.state_dict().items())
+    # the component view names its own argument, as for any other error of its x
+    with pytest.raises(gm.TooLargeError, match=r"^x: ") as info:
+        wide_model.encoder.encode("linguistic", graphs)
+    assert info.value.arg == "x"
+
+
+def test_graph_errors_of_an_item_name_its_row_not_its_place_among_the_graphs() -> None:
+    """An item's error from the featuriser names the model's row: with None
+    rows left out of what is featurised, ``items[k]`` was the k-th graph,
+    not row k (here an error injected where featurize would raise one: a
+    graph whose WL working memory cannot be had)."""
+    featurizer = gm.GraphFeaturizer("wl", dim=8)
+    graphs = [None, gm.Graph.from_text("a"), None, gm.Graph.from_text("b")]
+    present = [k for k, g in enumerate(graphs) if g is not None]
+
+    class Failing:
+        def __call__(self, items):
+            raise gm.TooLargeError("items[1]: WL on this graph needs 1 TiB of working memory", "items[1]")
+
+    from grapheme_multimodal.graph import featurized
+
+    with pytest.raises(gm.TooLargeError, match=r"^inputs\['linguistic'\]\[3\]: WL on this graph") as info:
+        featurized(Failing(), [graphs[k] for k in present], "inputs['linguistic']", lambda j: f"inputs['linguistic'][{present[j]}]")
+    assert info.value.arg == "inputs['linguistic'][3]"
+    # any error featurize names by an item names the caller's item
+    with pytest.raises(TypeError, match=r"^texts\[1\]: expected str or Graph"):
+        featurized(featurizer, ["a", 3], "texts")
+
+
+def test_cli_text_features_beyond_memory_name_the_file_not_featurize_items(tmp_path, capsys) -> None:
+    """grapheme-mm train of a .txt file whose WL features pass memory
+    (--wl-dim) said "error: items: the features of ...": an argument the
+    user never typed. It names the modality and the file now."""
+    texts = tmp_path / "captions.txt"
+    texts.write_text("cat\n" * 2**17, encoding="utf-8")  # 2**17 rows x 4194304 x 4 bytes: 2 TiB
+    out = tmp_path / "model.safetensors"
+    assert cli.main(["train", "-m", f"linguistic={texts}", "--wl-dim", "4194304", "--no-progress", "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"error: linguistic ({texts}): the features of" in err, err
+    assert not out.exists()
+
+
+def test_events_of_graphs_beyond_memory_are_refused_naming_the_events(wide_model) -> None:
+    """fit of events featurises their graphs into one table per modality:
+    past memory that table was numpy's MemoryError naming nothing ("Unable
+    to allocate 23.5 GiB"), and the model was left as it was only by luck."""
+    graph = gm.Graph.from_text("cat")
+    events = []
+    for i in range(_ROWS):
+        event = gm.MultiModalEvent(i)
+        event.add_component(gm.ModalGraph(graph, "linguistic"))
+        events.append(event)
+    before = {k: v.copy() for k, v in wide_model.state_dict().items()}
+    with pytest.raises(gm.TooLargeError, match=r"^data: the linguistic inputs of its [\d,]+ components.*expected fewer events") as info:
+        wide_model.fit(events, epochs=1)
+    assert info.value.arg == "data"  # fit's name of its events
+    assert wide_model.epochs_trained == 0
+    assert all(np.array_equal(v, before[k]) for k, v in wide_model.state_dict().items())
