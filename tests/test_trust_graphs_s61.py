@@ -98,3 +98,22 @@ def test_events_of_graphs_beyond_memory_are_refused_naming_the_events(wide_model
     assert info.value.arg == "data"  # fit's name of its events
     assert wide_model.epochs_trained == 0
     assert all(np.array_equal(v, before[k]) for k, v in wide_model.state_dict().items())
+
+
+def test_embed_dataset_texts_beyond_memory_are_refused_naming_the_column(wide_model) -> None:
+    """embed_dataset featurises a text column per batch: past memory the
+    batch's zeros came first, numpy's MemoryError naming nothing, in an
+    actor (Ray itself is not needed to read a batch's column)."""
+    pytest.importorskip("ray")
+    from grapheme_multimodal import distributed
+
+    plan = distributed._ColumnPlan(wide_model, {"linguistic": "caption"})
+    texts = np.array(["cat"] * _ROWS + [None], dtype=object)
+    with pytest.raises(gm.TooLargeError, match=r"^column 'caption' \(linguistic\): the features of its [\d,]+ rows.*"
+                                               r"expected a smaller batch_size"):
+        plan._column("linguistic", "caption", texts)
+    # a batch that fits is featurised as the model featurises the texts
+    x, present = plan._column("linguistic", "caption", np.array(["cat", None, "dog"], dtype=object))
+    np.testing.assert_array_equal(present, [True, False, True])
+    np.testing.assert_array_equal(x[[0, 2]], wide_model.config.graph_featurizer("linguistic")(["cat", "dog"]))
+    np.testing.assert_array_equal(x[1], np.zeros(_WIDE, np.float32))

@@ -47,8 +47,10 @@ from ._core import NUM_MODALITIES
 from ._locking import refuse_in_fit, uninterrupted, writes
 from ._ray_address import CONNECT_TIMEOUT_S, RAY_ACCELERATOR_TIP, _check_ray_address
 from ._validation import (
-    FLOAT32_MAX, IntLike, as_real_array, is_int, call_in_precision_scope, holding_warnings, ignoring_warning, renamed, warn_at_caller,
+    FLOAT32_MAX, IntLike, as_real_array, is_int, call_in_precision_scope, holding_warnings, ignoring_warning, refuse_beyond_budget,
+    renamed, warn_at_caller,
 )
+from .graph import featurized
 from .exceptions import CheckpointError, GraphemeError, InvalidValueError, NonFiniteError, ShapeError, UntrainedModalityWarning
 from .model import LearnableMultiModal
 from .objectives import OBJECTIVES, resolve_weights
@@ -794,14 +796,19 @@ class _ColumnPlan:
         if values.ndim != 1 or values.dtype != object:
             raise ShapeError(f"{name}: expected vectors of {dim} numbers (or texts) per row, got {values.dtype} {values.shape}", column)
         present = np.array([v is not None for v in values], bool)
-        x = np.zeros((len(values), dim), np.float32)
         rows = np.flatnonzero(present)
         if not len(rows):
-            return x, present
+            return np.zeros((len(values), dim), np.float32), present
         given = values[rows]
         if all(isinstance(v, str) for v in given):
             self._check_takes_text(modality, column)
-            x[rows] = self.config.graph_featurizer(modality)(list(given))
+            # the rows and the texts' features, before either is allocated: numpy's MemoryError named nothing,
+            # and featurize's own check its "items"
+            refuse_beyond_budget(4 * dim * (len(values) + len(rows)), name, "the features of its {rows:,} rows × {dim:,} "
+                                 "take {bytes} bytes", remedy="a smaller batch_size", rows=len(values), dim=dim)
+            x = np.zeros((len(values), dim), np.float32)
+            x[rows] = featurized(self.config.graph_featurizer(modality), list(given), name,
+                                 lambda j: f"{name}, row {rows[j]} of a batch of {len(values)}")
             return x, present
         odd = sorted({type(v).__name__ for v in given if not isinstance(v, (np.ndarray, list, tuple))})
         if odd:  # bytes, records, a text among vectors: were "got shapes [()]"
@@ -825,6 +832,8 @@ class _ColumnPlan:
             if len(rows) == len(values):  # every row present: the stacked rows themselves, no second copy
                 return vectors, present
             x = np.zeros((len(values), dim), vectors.dtype)
+        else:
+            x = np.zeros((len(values), dim), np.float32)
         x[rows] = vectors
         return x, present
 
