@@ -117,3 +117,38 @@ def test_embed_dataset_texts_beyond_memory_are_refused_naming_the_column(wide_mo
     np.testing.assert_array_equal(present, [True, False, True])
     np.testing.assert_array_equal(x[[0, 2]], wide_model.config.graph_featurizer("linguistic")(["cat", "dog"]))
     np.testing.assert_array_equal(x[1], np.zeros(_WIDE, np.float32))
+
+
+def test_wl_features_are_unit_vectors_but_an_empty_graphs_are_zeros_as_the_docs_say() -> None:
+    """GraphFeaturizer's docstring said "unit vectors, whatever the graph's
+    size": an empty graph (an empty text, from_edges(0, [])) has no colour
+    to count, and its features are zeros, which the model embeds as any
+    all-zero input."""
+    graphs = [gm.Graph.from_edges(0, []), gm.Graph.from_text(""), gm.Graph.from_text("a"),
+              gm.Graph.from_edges(1, [(0, 0)]), gm.Graph.from_text("x" * 500)]
+    for iterations in (0, 1, 3):
+        norms = np.linalg.norm(gm.featurize(graphs, kind="wl", dim=64, iterations=iterations), axis=1)
+        np.testing.assert_array_equal(norms[:2], [0.0, 0.0])
+        np.testing.assert_allclose(norms[2:], 1.0, rtol=1e-6)
+    doc = " ".join(gm.GraphFeaturizer.__doc__.split())
+    assert "unit vectors, whatever the graph's size (zeros for an empty graph" in doc
+    readme = " ".join((__import__("pathlib").Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8").split())
+    assert "graph size does not dominate (an empty graph's features are zeros)" in readme
+
+
+def test_from_networkx_says_which_numbers_it_takes_of_a_fraction() -> None:
+    """A Fraction activation was refused as "expected a real number", which
+    a Fraction is (numbers.Real): the refusal now says which numbers are
+    taken and how to convert others."""
+    nx = pytest.importorskip("networkx")
+    from decimal import Decimal
+    from fractions import Fraction
+
+    for value in (Fraction(1, 3), Decimal("0.5")):
+        g = nx.DiGraph()
+        g.add_node("a", activation=value)
+        with pytest.raises(TypeError, match=r"^g: node 'a' has activation=.*; expected a real number as an int or a float "
+                                            r"\(Python's or numpy's; convert others with float\(\)\)$"):
+            gm.Graph.from_networkx(g)
+        g.nodes["a"]["activation"] = float(value)
+        np.testing.assert_array_equal(gm.Graph.from_networkx(g).activations, np.float32([float(value)]))

@@ -218,7 +218,9 @@ class Graph:
                 # a bool is a number here, as in from_edges' activations and any array of data: True is 1.0
                 a = float(a)
             if not is_real_number(a):
-                raise TypeError(f"g: node {node!r} has {activation}={a!r}; expected a real number")
+                # "expected a real number" of a Fraction, which is one: what is taken is what numpy reads as a number
+                raise TypeError(f"g: node {node!r} has {activation}={a!r}; expected a real number as an int or a float "
+                                "(Python's or numpy's; convert others with float())")
             try:
                 as_float: Optional[float] = float(a)
             except OverflowError:  # an int beyond float64: Python's "int too large to convert to float"
@@ -690,7 +692,8 @@ class GraphFeaturizer:
     colour of every round is counted into one of ``dim`` buckets (default
     256) by a fixed hash (FNV-1a 64 + SplitMix64; identical across runs,
     processes and platforms). Each round's histogram is L2-normalised, and so
-    is their sum: unit vectors, whatever the graph's size. Isomorphic graphs
+    is their sum: unit vectors, whatever the graph's size (zeros for an
+    empty graph, which has no colour to count). Isomorphic graphs
     with equal labels and activations get identical features.
 
     >>> GraphFeaturizer("wl", dim=64).dim
