@@ -13,8 +13,9 @@ from grapheme_multimodal._validation import memory_budget
 
 #: Features of this width take 256 KiB a row; the model's weights stay small (embed_dim 8: 2 MiB).
 _WIDE = 2**16
-#: One row more than this machine's memory holds: refused before anything is allocated.
-_ROWS = memory_budget() // (4 * _WIDE) + 1
+#: Twice the rows this machine's memory holds: refused before anything is allocated (and, were it not, too
+#: large for numpy's lazily mapped zeros, which the kernel refuses beyond its memory).
+_ROWS = 2 * memory_budget() // (4 * _WIDE) + 1
 
 
 @pytest.fixture(scope="module")
@@ -86,12 +87,9 @@ def test_events_of_graphs_beyond_memory_are_refused_naming_the_events(wide_model
     """fit of events featurises their graphs into one table per modality:
     past memory that table was numpy's MemoryError naming nothing ("Unable
     to allocate 23.5 GiB"), and the model was left as it was only by luck."""
-    graph = gm.Graph.from_text("cat")
-    events = []
-    for i in range(_ROWS):
-        event = gm.MultiModalEvent(i)
-        event.add_component(gm.ModalGraph(graph, "linguistic"))
-        events.append(event)
+    event = gm.MultiModalEvent(0)
+    event.add_component(gm.ModalGraph(gm.Graph.from_text("cat"), "linguistic"))
+    events = [event] * _ROWS  # one event, many rows: as many components to featurise
     before = {k: v.copy() for k, v in wide_model.state_dict().items()}
     with pytest.raises(gm.TooLargeError, match=r"^data: the linguistic inputs of its [\d,]+ components.*expected fewer events") as info:
         wide_model.fit(events, epochs=1)
@@ -152,3 +150,34 @@ def test_from_networkx_says_which_numbers_it_takes_of_a_fraction() -> None:
             gm.Graph.from_networkx(g)
         g.nodes["a"]["activation"] = float(value)
         np.testing.assert_array_equal(gm.Graph.from_networkx(g).activations, np.float32([float(value)]))
+
+
+def test_a_graph_whose_wl_memory_cannot_be_had_is_named_by_its_row_in_the_models_calls() -> None:
+    """Under an address-space limit that holds a 10M-node graph but not WL's
+    working memory, encode and fit named featurize's ``items[0]``: now the
+    model's row, ``inputs['auditory'][2]`` (its place among the rows, None
+    rows counted), and fit's event, ``data[1]``."""
+    import subprocess
+    import sys
+    import textwrap
+
+    code = """
+        import resource, numpy as np, grapheme_multimodal as gm
+        graph = gm.Graph.from_sequence(np.zeros(10_000_000, np.float32))  # WL: 480 MB of neighbour lists
+        model = gm.LearnableMultiModal(embed_dim=8, hidden_dim=8, num_heads=1, graph_features={"auditory": "wl"})
+        small, big = gm.MultiModalEvent(0), gm.MultiModalEvent(1)
+        small.add_component(gm.ModalGraph(gm.Graph.from_text("a"), "auditory"))
+        big.add_component(gm.ModalGraph(graph, "auditory"))
+        used = next(int(l.split()[1]) * 1024 for l in open("/proc/self/status") if l.startswith("VmSize:"))
+        resource.setrlimit(resource.RLIMIT_AS, (used + 200_000_000, used + 200_000_000))
+        for call in (lambda: model.encode({"auditory": [gm.Graph.from_text("a"), None, graph]}),
+                     lambda: model.fit([small, big], epochs=1, progress=False)):
+            try:
+                call()
+            except gm.TooLargeError as e:
+                print(e.arg, str(e).startswith(e.arg + ": "))
+        print(model.epochs_trained)
+        """
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, f"the interpreter died ({proc.returncode}): {proc.stderr[-1500:]}"
+    assert proc.stdout.split() == ["inputs['auditory'][2]", "True", "data[1]", "True", "0"], proc.stdout + proc.stderr[-1500:]
