@@ -1033,7 +1033,6 @@ def _stopping_skipped_by_flags(files: Sequence[Any] = ()) -> Iterator[None]:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .graph import GraphFeaturizer
     from .model import LearnableMultiModal
     from .objectives import OBJECTIVES
 
