@@ -182,3 +182,31 @@ def test_a_graph_whose_wl_memory_cannot_be_had_is_named_by_its_row_in_the_models
     proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, f"the interpreter died ({proc.returncode}): {proc.stderr[-1500:]}"
     assert proc.stdout.split() == ["inputs['auditory'][2]", "True", "data[1]", "True", "0"], proc.stdout + proc.stderr[-1500:]
+
+
+def test_a_model_of_a_wide_wl_modality_takes_no_buffer_rows_until_it_records() -> None:
+    """The model's experience buffer allocated its first 1,024 rows of every
+    input width, filled with NaN, when the model was made: a WL modality of
+    2**16 buckets took 256 MiB (2**18: 1 GiB; the largest dim, 4194304: 16
+    GiB) of a model that never recorded. Rows now come with the first
+    experience, and the buffer works as before."""
+    import pickle
+    import tracemalloc
+
+    tracemalloc.start()  # numpy's arrays are traced too
+    try:
+        model = gm.LearnableMultiModal(embed_dim=8, hidden_dim=8, num_heads=1,
+                                       graph_features={"linguistic": {"kind": "wl", "dim": 2**16}})
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 32 * 2**20, f"making the model took {peak:,} bytes"  # its weights and Adam's moments: 6 MiB
+    graphs = [gm.Graph.from_text("cat"), gm.Graph.from_text("dog")]
+    model.record_batch({"linguistic": graphs}, rewards=[0.5, 1.0])
+    copy = pickle.loads(pickle.dumps(model))
+    for m in (model, copy):
+        assert len(m.experience) == 2
+        batch = m.experience.batch()
+        np.testing.assert_array_equal(batch.rewards, np.float32([0.5, 1.0]))
+        np.testing.assert_array_equal(batch.inputs[2], gm.featurize(graphs, kind="wl", dim=2**16))
+    np.testing.assert_array_equal(copy.experience.sample(4, replace=True).rewards.shape, (4,))

@@ -228,7 +228,10 @@ class ExperienceBuffer:
         self._evicted = 0  # experiences dropped from the front so far (positions moved down by as many)
         self._new_history()
         if self.embed_dim is not None:
-            self._allocate(self.embed_dim)
+            # no rows until the first experience (_reserve then allocates the first rows), as a rebuilt buffer:
+            # a model makes its buffer up front, and 1,024 NaN-filled rows of a 2**18-wide WL modality took
+            # 1 GiB of a model that never recorded (the first rows' size is still checked here)
+            self._allocate(self.embed_dim, rows=0)
 
     # ---------------------------------------------------------------- storage
     def _allocate(self, embed_dim: int, check_capacity: bool = True, rows: Optional[int] = None) -> None:
