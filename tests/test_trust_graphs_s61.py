@@ -20,9 +20,8 @@ _ROWS = 2 * memory_budget() // (4 * _WIDE) + 1
 
 @pytest.fixture(scope="module")
 def wide_model() -> gm.LearnableMultiModal:
-    # buffer_size=1: the experience buffer allocates its first rows (up to 1,024 of every input width) up front
     return gm.LearnableMultiModal(
-        embed_dim=8, hidden_dim=8, num_heads=1, buffer_size=1, graph_features={"linguistic": gm.GraphFeaturizer("wl", dim=_WIDE)}
+        embed_dim=8, hidden_dim=8, num_heads=1, graph_features={"linguistic": gm.GraphFeaturizer("wl", dim=_WIDE)}
     )
 
 
