@@ -168,6 +168,13 @@ def test_saving_into_a_loop_of_symbolic_links_says_so_not_missing(tmp_path) -> N
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dangling", "loop", "nowhere_either"]
 
 
+def _trained(model):
+    """``model`` after one epoch on random rows: embed says nothing of a
+    checkpoint's training then (it warns of one that never trained)."""
+    model.fit({"visual": np.random.default_rng(0).normal(size=(8, 3))}, epochs=1, progress=False)
+    return model
+
+
 @pytest.mark.parametrize(
     "first, warned",
     [("1,2,3x", "'3x' is no number"), ("id,2019,2020", "'id' is no number"), ("a,b,c", None), ("x1, x2, x3", None)],
@@ -179,7 +186,7 @@ def test_a_csv_header_holding_numbers_is_said_to_be_read_as_one(tmp_path, capsys
     from grapheme_multimodal.cli import main
 
     (tmp_path / "f.csv").write_text(f"{first}\n4,5,6\n7,8,9\n")
-    gm.LearnableMultiModal(embed_dim=8, hidden_dim=8, num_heads=2, input_dims={"visual": 3}, seed=0).save(tmp_path / "m.safetensors")
+    _trained(gm.LearnableMultiModal(embed_dim=8, hidden_dim=8, num_heads=2, input_dims={"visual": 3}, seed=0)).save(tmp_path / "m.safetensors")
     assert main(["embed", str(tmp_path / "m.safetensors"), "-m", f"visual={tmp_path / 'f.csv'}", "-o", str(tmp_path / "o.npy")]) == 0
     err = capsys.readouterr().err
     assert np.load(tmp_path / "o.npy").shape == (2, 8)  # read as before: the first line is a header
@@ -210,7 +217,7 @@ def test_the_cli_reads_a_csv_header_as_the_user_says(tmp_path, capsys, flag, lin
     from grapheme_multimodal.cli import main
 
     (tmp_path / "f.csv").write_text("\n".join(lines) + "\n")
-    model = gm.LearnableMultiModal(embed_dim=8, hidden_dim=8, num_heads=2, input_dims={"visual": 3}, seed=0)
+    model = _trained(gm.LearnableMultiModal(embed_dim=8, hidden_dim=8, num_heads=2, input_dims={"visual": 3}, seed=0))
     model.save(tmp_path / "m.safetensors")
     argv = ["embed", str(tmp_path / "m.safetensors"), "-m", f"visual={tmp_path / 'f.csv'}", "-o", str(tmp_path / "o.npy"), flag]
     if error is not None:

@@ -34,8 +34,9 @@ def files(tmp_path_factory):
     d = tmp_path_factory.mktemp("all_or_none")
     rng = np.random.default_rng(0)
     np.save(d / "a.npy", rng.normal(size=(24, 6)).astype(np.float32))
-    gm.LearnableMultiModal(embed_dim=8, hidden_dim=8, num_heads=2, input_dims={"visual": 6}, encoder_hidden=(8,),
-                           seed=0).save(d / "m.safetensors")
+    model = gm.LearnableMultiModal(embed_dim=8, hidden_dim=8, num_heads=2, input_dims={"visual": 6}, encoder_hidden=(8,), seed=0)
+    model.fit({"visual": rng.normal(size=(8, 6))}, epochs=1, progress=False)  # embed warns of a checkpoint never trained
+    model.save(d / "m.safetensors")
     return d
 
 
