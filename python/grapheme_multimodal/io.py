@@ -601,7 +601,9 @@ def _commit(staged: List[_Staged]) -> None:
     linked: List[_Staged] = []
     taken: List[_Staged] = []
     directories: List[Path] = []
+    folders: List[int] = []  # the folders' descriptors, locked while the files are renamed
     try:
+        _lock_folders(staged, folders)  # before the block: the wait must stay interruptible
         # Ctrl-C held back: a replaced file cannot be put back, and one between two renames left the first
         # replaced and the second not (raised after the loop, it removes the links as a failed link does)
         with uninterrupted():
@@ -628,11 +630,13 @@ def _commit(staged: List[_Staged]) -> None:
             # locked); a linked one's is kept until a Ctrl-C held back meanwhile has removed its link
             _discard([s for s in taken if s not in linked], remove=False)
             taken[:] = linked
+            _close_all(folders)
     except BaseException:
         with uninterrupted():  # a second Ctrl-C here left the others' files
             for s in linked:
                 _unlink_if_ours(s)
             _discard(taken)
+            _close_all(folders)
         raise
     try:
         with uninterrupted():  # each directory's descriptor closed
@@ -640,6 +644,37 @@ def _commit(staged: List[_Staged]) -> None:
                 _fsync_directory(directory)
     finally:
         _discard(taken, remove=False)
+
+
+def _lock_folders(staged: List[_Staged], held: List[int]) -> None:
+    """Locks the folders of a commit of several files (an exclusive
+    ``flock`` on each, taken in one order, so that two commits never wait
+    for each other), appending their descriptors to ``held`` as they are
+    opened (the caller closes them: :func:`_close_all`). Two runs writing
+    one set of outputs at once (two ``grapheme-mm embed --overwrite``)
+    interleaved their renames: one's embeddings were left beside the
+    other's binding strengths, of other rows perhaps, without a word. The
+    wait is for another commit's renames alone. One file's commit needs no
+    lock (its rename is one step), nor can a folder that cannot be locked
+    (Windows, a filesystem without locks) take one: renamed as before."""
+    if len(staged) < 2 or fcntl is None:
+        return
+    for folder in sorted({os.path.realpath(s.directory) for s in staged}):
+        with uninterrupted():  # in `held` as it is opened: a Ctrl-C between left the descriptor open
+            try:
+                held.append(os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)))
+            except OSError:
+                continue
+        try:
+            fcntl.flock(held[-1], fcntl.LOCK_EX)
+        except OSError:  # a filesystem without locks
+            pass
+
+
+def _close_all(descriptors: List[int]) -> None:
+    """Closes ``descriptors`` (releasing their locks), taking them out of the list."""
+    while descriptors:
+        os.close(descriptors.pop())
 
 
 def _not_renamed(exc: OSError, s: _Staged) -> OSError:
