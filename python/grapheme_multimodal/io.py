@@ -11,7 +11,9 @@ The replace gives the name a new file: other hard links to the file it
 replaces keep the old content (a write in place could not be atomic).
 Files written as one result (:func:`atomic_write_all`, or every save in a
 :func:`writing_together` block) are all written before any is given its
-name, and none keeps it when one cannot have its own.
+name, and none keeps it when one cannot have its own; two such results
+given their names in one folder at once (two processes) are renamed one
+after the other, so the files left are one writer's set.
 
 Each safetensors file carries a CRC-32 of every tensor (its name, dtype, shape
 and bytes) and of its metadata in a ``checksum`` metadata entry, verified on
