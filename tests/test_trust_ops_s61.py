@@ -56,3 +56,45 @@ def _write_pair(x: Path, y: Path, content: bytes, done: threading.Event) -> None
         gio.atomic_write_all([(x, lambda f: f.write(content)), (y, lambda f: f.write(content))])
     finally:
         done.set()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="POSIX fork")
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_a_child_forked_while_a_commit_holds_its_folder_does_not_keep_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A process forked (a 'fork' worker pool started) while another thread
+    commits several files shares that commit's open folder, and with it the
+    lock: were the child to keep it, every later commit of several files
+    into that folder waited until the child exited (a pool's worker: for
+    ever). The child closes what it cannot release."""
+    x, y = tmp_path / "fused.npy", tmp_path / "bindings.npy"
+    real_replace = os.replace
+    a_between, a_may_go = threading.Event(), threading.Event()
+
+    def replace(src, dst):
+        real_replace(src, dst)
+        if threading.current_thread() is writer_a and not a_between.is_set():
+            a_between.set()
+            assert a_may_go.wait(timeout=30)
+
+    monkeypatch.setattr(os, "replace", replace)
+    writer_a = threading.Thread(target=lambda: _write_pair(x, y, b"A", threading.Event()))
+    writer_a.start()
+    assert a_between.wait(timeout=30)
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child == 0:  # the child: alive, doing nothing, until the parent closes the pipe
+        os.close(write_end)
+        os.read(read_end, 1)
+        os._exit(0)
+    try:
+        os.close(read_end)
+        a_may_go.set()
+        writer_a.join(timeout=30)
+        done = threading.Event()
+        writer_b = threading.Thread(target=lambda: _write_pair(x, y, b"B", done), daemon=True)
+        writer_b.start()
+        assert done.wait(timeout=10), "a commit waited for the lock a forked child kept"
+        assert (x.read_bytes(), y.read_bytes()) == (b"B", b"B")
+    finally:
+        os.close(write_end)
+        os.waitpid(child, 0)

@@ -662,13 +662,17 @@ def _lock_folders(staged: List[_Staged], held: List[int]) -> None:
     if len(staged) < 2 or fcntl is None:
         return
     for folder in sorted({os.path.realpath(s.directory) for s in staged}):
-        with uninterrupted():  # in `held` as it is opened: a Ctrl-C between left the descriptor open
+        # in `held` as it is opened (a Ctrl-C between left the descriptor open), and in _FOLDERS_LOCKED before
+        # a fork can copy it
+        with uninterrupted(), _folders_locked_guard:
             try:
-                held.append(os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)))
+                fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0))
             except OSError:
                 continue
+            held.append(fd)
+            _FOLDERS_LOCKED.add(fd)
         try:
-            fcntl.flock(held[-1], fcntl.LOCK_EX)
+            fcntl.flock(fd, fcntl.LOCK_EX)
         except OSError:  # a filesystem without locks
             pass
 
@@ -676,7 +680,33 @@ def _lock_folders(staged: List[_Staged], held: List[int]) -> None:
 def _close_all(descriptors: List[int]) -> None:
     """Closes ``descriptors`` (releasing their locks), taking them out of the list."""
     while descriptors:
-        os.close(descriptors.pop())
+        with _folders_locked_guard:
+            fd = descriptors.pop()
+            _FOLDERS_LOCKED.discard(fd)
+            os.close(fd)
+
+
+#: The descriptors of the folders that commits in flight hold locked (:func:`_lock_folders`). A child forked
+#: meanwhile shares their locks (a flock belongs to the open file, which a fork copies) and closes its copies:
+#: kept there, the lock outlived the commit until the child exited (a 'fork' pool's worker: for ever), and
+#: every later commit of several files into the folder waited for it.
+_FOLDERS_LOCKED: Set[int] = set()
+_folders_locked_guard = threading.Lock()  # held by a fork: a descriptor is opened and listed in one step
+
+
+def _folders_locked_after_fork_in_child() -> None:
+    global _folders_locked_guard
+    for fd in _FOLDERS_LOCKED:
+        with contextlib.suppress(OSError):
+            os.close(fd)  # not flock(LOCK_UN): that would release the parent's lock too
+    _FOLDERS_LOCKED.clear()
+    _folders_locked_guard = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX; Windows has no fork
+    os.register_at_fork(before=lambda: _folders_locked_guard.acquire(),
+                        after_in_parent=lambda: _folders_locked_guard.release(),
+                        after_in_child=_folders_locked_after_fork_in_child)
 
 
 def _not_renamed(exc: OSError, s: _Staged) -> OSError:
