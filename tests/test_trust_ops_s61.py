@@ -4,12 +4,14 @@ reviewer): several programs writing one set of outputs at once, ..."""
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import types
 from pathlib import Path
 
 import pytest
 
+import grapheme_multimodal as gm
 from grapheme_multimodal import io as gio
 
 
@@ -98,3 +100,47 @@ def test_a_child_forked_while_a_commit_holds_its_folder_does_not_keep_it(tmp_pat
     finally:
         os.close(write_end)
         os.waitpid(child, 0)
+
+
+# ------------------------------------------------------------------ the command line run from threads
+def test_commands_run_at_once_in_threads_put_standard_streams_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``cli.main`` called from threads of a service at once (a pool that
+    embeds files on request): each call replaced ``sys.stdout`` and
+    ``sys.stderr`` by its wrappers and put back what it had found, so a
+    call that began while another ran put that other's wrappers back, and
+    the program's streams stayed the command line's for good (its writes'
+    failures then no OSError the program could catch). Here the first call
+    ends while the second runs; both streams are the program's own after."""
+    from grapheme_multimodal import cli
+
+    path = tmp_path / "m.safetensors"
+    gm.LearnableMultiModal(embed_dim=4, hidden_dim=4, num_heads=1, seed=0).save(path)
+    lock, entered = threading.Lock(), []
+    second_in, first_out = threading.Event(), threading.Event()
+    real_run = cli._run
+
+    def run(args, stdout, terminated):  # the first call waits for the second to begin, which waits for it to end
+        with lock:
+            entered.append(None)
+            first = len(entered) == 1
+        if first:
+            assert second_in.wait(timeout=30)
+        else:
+            second_in.set()
+            assert first_out.wait(timeout=30)
+        return real_run(args, stdout, terminated)
+
+    def command(codes: list) -> None:
+        codes.append(cli.main(["info", str(path)]))
+        first_out.set()
+
+    monkeypatch.setattr(cli, "_run", run)
+    streams = (sys.stdout, sys.stderr)
+    codes: list = []
+    threads = [threading.Thread(target=command, args=(codes,)) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert codes == [0, 0]
+    assert (sys.stdout, sys.stderr) == streams

@@ -28,7 +28,7 @@ import threading
 import time
 from pathlib import Path
 from collections.abc import Mapping, Set as AbstractSet
-from typing import TYPE_CHECKING, Any, Dict, Iterator, List, NoReturn, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, NoReturn, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -200,18 +200,18 @@ def _standard_error_open() -> Iterator[None]:
     traceback had nowhere to go); and a file the command opens would take
     descriptor 2, into which whatever writes to stderr (Ray's processes,
     the core's messages) would write. Whichever, as :class:`_Stderr`."""
-    before = sys.stderr
-    if sys.stderr is None or not _is_open(2):
-        _devnull_on(2)
-        # /dev/null: the encoding is named only because the locale's raised EncodingWarning (-X warn_default_encoding)
-        sys.stderr = open(2, "w", closefd=False, encoding="utf-8", errors="backslashreplace")
-    sys.stderr = wrapper = _Stderr(sys.stderr)
-    try:
-        yield
-    finally:
-        wrapper.flush()
-        if sys.stderr is wrapper:  # else another thread set its own since (main in a thread): left to it
-            sys.stderr = before
+    def open_stderr(before: Any) -> "_Stderr":
+        if before is None or not _is_open(2):
+            _devnull_on(2)
+            # /dev/null: the encoding is named only because the locale's raised EncodingWarning (-X warn_default_encoding)
+            before = open(2, "w", closefd=False, encoding="utf-8", errors="backslashreplace")
+        return _Stderr(before)
+
+    with _replacing_stream("stderr", open_stderr) as (_, wrapper):
+        try:
+            yield
+        finally:
+            wrapper.flush()
 
 
 class _Stderr:
@@ -296,17 +296,61 @@ class _Stdout:
 
 @contextlib.contextmanager
 def _standard_output_errors() -> Iterator[Any]:
-    """``sys.stdout`` as :class:`_Stdout` in the block; yields the stream it
-    wraps. Put back only while it is still that wrapper: :func:`main` run in
-    a thread put back the stream it found over one another thread set
-    meanwhile (``contextlib.redirect_stdout``), which then stayed for good."""
-    stream = sys.stdout
-    sys.stdout = wrapper = _Stdout(stream)
-    try:
+    """``sys.stdout`` as :class:`_Stdout` in the block; yields the stream it wraps."""
+    with _replacing_stream("stdout", _Stdout) as (stream, _):
         yield stream
+
+
+@contextlib.contextmanager
+def _replacing_stream(name: str, replacement: Callable[[Any], Any]) -> Iterator[Tuple[Any, Any]]:
+    """``sys.<name>`` (``stdout``, ``stderr``) as ``replacement(sys.<name>)``
+    in the block, which yields ``(the stream replaced, its replacement)``;
+    shared by calls at once (:func:`_shared_change`). Put back only while
+    it is still that replacement: :func:`main` run in a thread put back
+    the stream it found over one another thread set meanwhile
+    (``contextlib.redirect_stdout``), which then stayed for good."""
+    def replace() -> Tuple[Any, Any]:
+        replaced = getattr(sys, name)
+        setattr(sys, name, replacement(replaced))
+        return replaced, getattr(sys, name)
+
+    def put_back(made: Tuple[Any, Any]) -> None:
+        if getattr(sys, name) is made[1]:  # else another thread set its own since: left to it
+            setattr(sys, name, made[0])
+
+    with _shared_change(name, replace, put_back) as made:
+        yield made
+
+
+#: Guards :func:`_shared_change`'s count of the calls in each change, and what undoes it.
+_SHARED_LOCK = threading.Lock()
+_shared_users: Dict[str, int] = {}
+_shared_tokens: Dict[str, Any] = {}
+
+
+@contextlib.contextmanager
+def _shared_change(name: str, make: Callable[[], Any], undo: Callable[[Any], None]) -> Iterator[Any]:
+    """A change of the process's state that :func:`main` makes while it
+    runs (``sys.stdout`` replaced), named ``name``: ``make()`` makes it and
+    returns what ``undo`` takes to undo it; the block gets that. Calls of
+    :func:`main` in several threads at once share the change: the first to
+    begin makes it, the last to end undoes it. Each made and undid its own,
+    and a call that began while another ran found that other's change,
+    which it then took for the state to put back: the program's streams
+    stayed the command line's wrappers for good, their writes' failures no
+    ``OSError`` the program could catch."""
+    with _SHARED_LOCK:
+        if not _shared_users.get(name):
+            _shared_tokens[name] = make()
+        _shared_users[name] = _shared_users.get(name, 0) + 1
+        token = _shared_tokens[name]
+    try:
+        yield token
     finally:
-        if sys.stdout is wrapper:
-            sys.stdout = stream
+        with _SHARED_LOCK:
+            _shared_users[name] -= 1
+            if not _shared_users[name]:
+                undo(_shared_tokens.pop(name))
 
 
 def _flushed(stream: Any) -> Optional[int]:
