@@ -3,12 +3,14 @@ reviewer): several programs writing one set of outputs at once, ..."""
 
 from __future__ import annotations
 
+import io
 import os
 import sys
 import threading
 import types
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import grapheme_multimodal as gm
@@ -103,6 +105,37 @@ def test_a_child_forked_while_a_commit_holds_its_folder_does_not_keep_it(tmp_pat
 
 
 # ------------------------------------------------------------------ the command line run from threads
+def _overlapping_commands(monkeypatch: pytest.MonkeyPatch, first: list, second: list) -> list:
+    """The exit statuses of ``cli.main(first)`` and ``cli.main(second)``
+    run in two threads at once: the second begins while the first runs,
+    and does its work once the first has returned."""
+    from grapheme_multimodal import cli
+
+    second_in, first_out = threading.Event(), threading.Event()
+    real_run = cli._run
+
+    def run(args, stdout, terminated):
+        if threading.current_thread() is threads[0]:  # the second begins once the first runs
+            threads[1].start()
+            assert second_in.wait(timeout=30)
+        else:
+            second_in.set()
+            assert first_out.wait(timeout=30)
+        return real_run(args, stdout, terminated)
+
+    def command(argv: list) -> None:
+        codes[argv is second] = cli.main(argv)
+        first_out.set()
+
+    monkeypatch.setattr(cli, "_run", run)
+    codes = [None, None]
+    threads = [threading.Thread(target=command, args=(argv,)) for argv in (first, second)]
+    threads[0].start()
+    for t in threads:
+        t.join(timeout=60)
+    return codes
+
+
 def test_commands_run_at_once_in_threads_put_standard_streams_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """``cli.main`` called from threads of a service at once (a pool that
     embeds files on request): each call replaced ``sys.stdout`` and
@@ -111,36 +144,32 @@ def test_commands_run_at_once_in_threads_put_standard_streams_back(tmp_path: Pat
     the program's streams stayed the command line's for good (its writes'
     failures then no OSError the program could catch). Here the first call
     ends while the second runs; both streams are the program's own after."""
-    from grapheme_multimodal import cli
-
     path = tmp_path / "m.safetensors"
     gm.LearnableMultiModal(embed_dim=4, hidden_dim=4, num_heads=1, seed=0).save(path)
-    lock, entered = threading.Lock(), []
-    second_in, first_out = threading.Event(), threading.Event()
-    real_run = cli._run
-
-    def run(args, stdout, terminated):  # the first call waits for the second to begin, which waits for it to end
-        with lock:
-            entered.append(None)
-            first = len(entered) == 1
-        if first:
-            assert second_in.wait(timeout=30)
-        else:
-            second_in.set()
-            assert first_out.wait(timeout=30)
-        return real_run(args, stdout, terminated)
-
-    def command(codes: list) -> None:
-        codes.append(cli.main(["info", str(path)]))
-        first_out.set()
-
-    monkeypatch.setattr(cli, "_run", run)
     streams = (sys.stdout, sys.stderr)
-    codes: list = []
-    threads = [threading.Thread(target=command, args=(codes,)) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    assert codes == [0, 0]
+    assert _overlapping_commands(monkeypatch, ["info", str(path)], ["info", str(path)]) == [0, 0]
     assert (sys.stdout, sys.stderr) == streams
+
+
+def test_a_command_run_beside_another_that_ends_first_still_prints_any_file_name(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The command line prints a file name of bytes that are not UTF-8 as
+    those bytes on a strict UTF-8 standard output, by an error handler it
+    sets on the stream while it runs. Two calls in threads at once: the
+    second found the handler set, and the first, ending, set the stream
+    strict again under it: the second's "wrote ... to" of such a name
+    failed after its file was written ("'utf-8' codec can't encode",
+    exit status 2). Now the handler stays until the last call ends."""
+    model = tmp_path / "m.safetensors"
+    gm.LearnableMultiModal(embed_dim=4, hidden_dim=4, num_heads=1, seed=0, input_dims={"visual": 3}).save(model)
+    np.save(tmp_path / "v.npy", np.ones((2, 3), np.float32))
+    out = tmp_path / os.fsdecode(b"fused-\xff.npy")
+    stdout = io.TextIOWrapper(io.BytesIO(), encoding="utf-8", errors="strict")
+    monkeypatch.setattr(sys, "stdout", stdout)
+    codes = _overlapping_commands(monkeypatch, ["info", str(model)],
+                                  ["embed", str(model), "-m", f"visual={tmp_path / 'v.npy'}", "-o", str(out)])
+    assert codes == [0, 0]
+    assert out.exists()
+    stdout.flush()
+    assert b"fused-\xff.npy" in stdout.buffer.getvalue()
+    assert stdout.errors == "strict"

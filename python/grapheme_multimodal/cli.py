@@ -331,14 +331,17 @@ _shared_tokens: Dict[str, Any] = {}
 @contextlib.contextmanager
 def _shared_change(name: str, make: Callable[[], Any], undo: Callable[[Any], None]) -> Iterator[Any]:
     """A change of the process's state that :func:`main` makes while it
-    runs (``sys.stdout`` replaced), named ``name``: ``make()`` makes it and
-    returns what ``undo`` takes to undo it; the block gets that. Calls of
-    :func:`main` in several threads at once share the change: the first to
-    begin makes it, the last to end undoes it. Each made and undid its own,
-    and a call that began while another ran found that other's change,
-    which it then took for the state to put back: the program's streams
-    stayed the command line's wrappers for good, their writes' failures no
-    ``OSError`` the program could catch."""
+    runs (``sys.stdout`` replaced, its error handler set), named ``name``:
+    ``make()`` makes it and returns what ``undo`` takes to undo it; the
+    block gets that. Calls of :func:`main` in several threads at once share
+    the change: the first to begin makes it, the last to end undoes it.
+    Each made and undid its own, and a call that began while another ran
+    found that other's change, which it then took for the state to put
+    back (the program's streams stayed the command line's wrappers for
+    good, their writes' failures no ``OSError`` the program could catch),
+    or the other undid it under the call still running (its "wrote ... to"
+    of a file name of bytes that are not UTF-8 failed after the file was
+    written)."""
     with _SHARED_LOCK:
         if not _shared_users.get(name):
             _shared_tokens[name] = make()
@@ -425,17 +428,21 @@ def _names_printable() -> Iterator[None]:
     with exit status 2, and the files to write after it were not. Such a
     name is printed as the bytes it is (what ``ls`` prints), any other
     character stdout cannot encode as a backslash escape."""
-    stream = sys.stdout
-    errors = getattr(stream, "errors", None)
-    if errors != "strict" or not callable(getattr(stream, "reconfigure", None)):
+    def make() -> Optional[Tuple[Any, str]]:
+        stream = sys.stdout
+        errors = getattr(stream, "errors", None)
+        if errors != "strict" or not callable(getattr(stream, "reconfigure", None)):
+            return None
+        stream.reconfigure(errors=_PRINTABLE_ERRORS)
+        return stream, errors
+
+    def undo(made: Optional[Tuple[Any, str]]) -> None:
+        if made is not None:
+            with contextlib.suppress(OSError, ValueError):  # a closed stdout: nothing left to print
+                made[0].reconfigure(errors=made[1])
+
+    with _shared_change("stdout errors", make, undo):
         yield
-        return
-    stream.reconfigure(errors=_PRINTABLE_ERRORS)
-    try:
-        yield
-    finally:
-        with contextlib.suppress(OSError, ValueError):  # a closed stdout: nothing left to print
-            stream.reconfigure(errors=errors)
 
 
 def _raw_bytes_or_escaped(exc: UnicodeError) -> Tuple[Union[str, bytes], int]:
