@@ -3,12 +3,16 @@ reviewer): several programs writing one set of outputs at once, ..."""
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import io
 import os
+import subprocess
 import sys
 import threading
 import types
 from pathlib import Path
+from typing import Iterator, Tuple
 
 import numpy as np
 import pytest
@@ -173,3 +177,75 @@ def test_a_command_run_beside_another_that_ends_first_still_prints_any_file_name
     stdout.flush()
     assert b"fused-\xff.npy" in stdout.buffer.getvalue()
     assert stdout.errors == "strict"
+
+
+# ------------------------------------------------------------------ an output the rename cannot replace
+def _tiny_model_and_rows(folder: Path) -> Tuple[Path, Path]:
+    model = folder / "m.safetensors"
+    gm.LearnableMultiModal(embed_dim=4, hidden_dim=4, num_heads=1, seed=0, input_dims={"visual": 3}).save(model)
+    np.save(folder / "v.npy", np.ones((2, 3), np.float32))
+    return model, folder / "v.npy"
+
+
+def test_an_output_whose_rename_fails_is_named_by_its_flag(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                           capsys: pytest.CaptureFixture) -> None:
+    """The command line names a file it cannot write by its flag
+    (``--output: ...``), as the README says: a rename onto the output that
+    failed ("Device or resource busy", of a file mounted there) named
+    ``path``, an argument of the library's no command has."""
+    from grapheme_multimodal import cli
+
+    model, rows = _tiny_model_and_rows(tmp_path)
+    out = tmp_path / "fused.npy"
+    out.write_bytes(b"an earlier run's")
+    real_replace = os.replace
+
+    def replace(src, dst):
+        if os.fspath(dst).endswith("fused.npy"):
+            raise OSError(errno.EBUSY, os.strerror(errno.EBUSY), src, dst)
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    assert cli.main(["embed", str(model), "-m", f"visual={rows}", "-o", str(out), "--overwrite"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("grapheme-mm: error: --output: "), err
+    assert out.read_bytes() == b"an earlier run's"
+    assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
+
+
+@contextlib.contextmanager
+def _mounted_on(target: Path, source: Path) -> Iterator[None]:
+    """``source`` bind-mounted on the file ``target`` (as a container's volume of one file), or a skip."""
+    if not hasattr(os, "geteuid") or os.geteuid() != 0 or not sys.platform.startswith("linux"):
+        pytest.skip("mounting needs root on Linux")
+    done = subprocess.run(["mount", "--bind", str(source), str(target)], capture_output=True)
+    if done.returncode:
+        pytest.skip(f"this machine does not let mount bind a file: {done.stderr[-200:]!r}")
+    try:
+        yield
+    finally:
+        subprocess.run(["umount", str(target)], check=True)
+
+
+def test_a_file_mounted_at_the_output_is_refused_before_any_work(tmp_path: Path) -> None:
+    """A checkpoint path that is a file mounted into a container (``docker
+    run -v $PWD/model.safetensors:/app/model.safetensors``) cannot be
+    replaced by a rename (EBUSY): ``grapheme-mm train --overwrite`` trained
+    to its end and then failed, the training lost, with "path: ...: could
+    not be given the written file (Device or resource busy)". Now a save
+    refuses a mount point before it writes, saying what it is and what to
+    do, and the command line before it trains."""
+    model, rows = _tiny_model_and_rows(tmp_path)
+    target, source = tmp_path / "mounted.safetensors", tmp_path / "source.safetensors"
+    source.write_bytes(b"the host's file")
+    target.write_bytes(b"")
+    with _mounted_on(target, source):
+        with pytest.raises(OSError, match="mount point") as caught:
+            gm.LearnableMultiModal(embed_dim=4, hidden_dim=4, num_heads=1).save(target)
+        assert caught.value.errno == errno.EBUSY
+        done = subprocess.run([sys.executable, "-m", "grapheme_multimodal", "train", "-m", f"visual={rows}",
+                               "-m", f"auditory={rows}", "-o", str(target), "--overwrite", "--epochs", "1", "--no-progress"],
+                              capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(Path(gm.__file__).parent.parent)})
+        assert done.returncode == 2 and done.stdout == "", (done.stdout, done.stderr)
+        assert done.stderr.startswith("grapheme-mm: error: --output: ") and "mount point" in done.stderr, done.stderr
+        assert target.read_bytes() == b"the host's file"

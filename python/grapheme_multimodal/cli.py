@@ -1924,7 +1924,7 @@ def _check_outputs(
     given = {flag: path for flag, path in outputs.items() if path is not None}
     written: Dict[str, str] = {}
     for flag, path in given.items():
-        _check_can_create_in(check_write_target(path, flag), flag)
+        _check_can_create_in(check_write_target(path, flag, mounts=True), flag)
         for what, source in inputs.items():
             if _same_file(path, source):
                 raise InvalidValueError(f"{flag}: {shown_name(path)} is {what}; expected a new file name (it would be overwritten)", flag)

@@ -130,7 +130,7 @@ def demo_files(out_dir: PathLike, arg: str = "out_dir") -> Dict[str, Path]:
         raise type(exc)(f"{arg}: cannot create the folder {str(out)!r}: {why}; expected a folder for the demo's files") from None
     files = {what: out / name for what, name in DEMO_FILES.items()}
     for path in files.values():
-        check_write_target(path, arg)
+        check_write_target(path, arg, mounts=True)
     return files
 
 

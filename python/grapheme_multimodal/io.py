@@ -627,7 +627,7 @@ def _commit(staged: List[_Staged]) -> None:
                             "written; nothing was written", str(s.given)) from None
                     if exc.filename == s.tmp:  # the OS's, of the rename: it named the temporary file
                         raise _not_renamed(exc, s) from None
-                    _raise_naming(exc, s.path)
+                    _raise_naming(exc, s.path, s.kept_as or _argument_of(s.given))
             # the replaced files' descriptors closed in the same step (Ctrl-C after it left them open and
             # locked); a linked one's is kept until a Ctrl-C held back meanwhile has removed its link
             _discard([s for s in taken if s not in linked], remove=False)
@@ -722,10 +722,13 @@ def _not_renamed(exc: OSError, s: _Staged) -> OSError:
         what = f"its folder {str(s.directory)!r} is now {folder or 'a file'}, put there while the file was written"
     elif kind not in (None, MISSING):
         what = f"is now {kind}, made there while the file was written"
+    elif exc.errno == errno.EBUSY and _mounted_on(s.where):
+        what = f"is {_MOUNT_POINT}"
     else:
         what = "could not be given the written file"
-    return named_os_error(exc.errno, f"{s.kept_as or 'path'}: {str(s.given)!r}: {what} ({exc.strerror}); nothing "
-                                     "was written there")
+    # the command line's flag (--output) where it names the file: "path" is an argument no command has
+    return named_os_error(exc.errno, f"{s.kept_as or _argument_of(s.given)}: {str(s.given)!r}: {what} "
+                                     f"({exc.strerror}); nothing was written there")
 
 
 def _discard(staged: List[_Staged], remove: bool = True) -> None:
@@ -868,12 +871,16 @@ def _link_as_new(tmp: str, path: Path, given: Path, arg: str) -> None:
     _unlink_quietly(tmp)
 
 
-def check_write_target(path: PathLike, arg: str = "path") -> Path:
+def check_write_target(path: PathLike, arg: str = "path", mounts: bool = False) -> Path:
     """The directory of ``path``, after checking that :func:`atomic_write_bytes`
     can put a file there: ``path`` names a file (not ending in a separator),
     the directory exists and ``path`` is not a directory, device, FIFO or
     socket (through a symbolic link: what it names, which is what the writer
-    writes). Errors name ``arg``."""
+    writes). With ``mounts``, nor a file mounted there (a container's volume
+    of one file), which no rename can replace: that reads the system's
+    table of mounts (tens of microseconds), for a check before long work
+    (the command line's), not at every save, whose rename says it then.
+    Errors name ``arg``."""
     given = _file_name(path, arg)
     file_kind(given, arg)  # a name too long is refused naming arg: pathlib's calls below raised the OS's error bare
     path = _followed(given)
@@ -897,6 +904,10 @@ def check_write_target(path: PathLike, arg: str = "path") -> Path:
     kind = file_kind(path)
     if kind is not None and kind is not MISSING:  # the rename would replace a device, FIFO or socket with a file
         raise FileExistsError(f"{arg}: {str(path)!r} is {kind}, not a regular file; expected a file name to write")
+    if kind is None and mounts and _mounted_on(path):
+        # the rename fails with EBUSY (a mount point's name cannot be given another file): refused before the work
+        # (grapheme-mm train trained to its end, then lost it)
+        raise named_os_error(errno.EBUSY, f"{arg}: {str(path)!r} is {_MOUNT_POINT}")
     if kind is None and _on_read_only_filesystem(directory):
         # os.access said no of every file there: "is read-only ... (make it writable)" sent the user to
         # chmod a file whose mode was never the cause, and which no chmod there can change
@@ -907,6 +918,30 @@ def check_write_target(path: PathLike, arg: str = "path") -> Path:
         raise named_os_error(errno.EACCES, f"{arg}: {str(path)!r} is read-only; expected a file that may be replaced "
                                            "(make it writable, or save under another name)")
     return directory
+
+
+#: What a file mounted at an output's name is, and what to do.
+_MOUNT_POINT = ("a mount point (a file mounted there, as a container's volume of one file), which a save cannot "
+                "replace: it writes a new file and gives it that name; expected a file that is not mounted (mount its "
+                "folder, and save into that)")
+
+
+def _mounted_on(path: Path) -> bool:
+    """Whether a file system is mounted at ``path`` (its folder resolved;
+    Linux's ``/proc/self/mountinfo``, False where that cannot be told). A
+    file bind-mounted in a container is on the same device as its folder,
+    often: ``os.path.ismount`` does not see it."""
+    try:
+        with open("/proc/self/mountinfo", "rb") as f:
+            table = f.read()
+        where = os.fsencode(os.path.join(os.path.realpath(path.parent if str(path.parent) else "."), path.name))
+    except (OSError, ValueError):
+        return False
+    # the table's fifth field is where it is mounted, with " ", a tab, a newline and "\\" as octal escapes
+    escaped = re.sub(rb"[ \t\n\\]", lambda m: b"\\%03o" % m[0][0], where)
+    if escaped not in table:  # every save asks: most often answered without splitting the table
+        return False
+    return any(len(fields) > 4 and fields[4] == escaped for fields in (line.split(b" ") for line in table.splitlines()))
 
 
 def _on_read_only_filesystem(directory: Path) -> bool:
