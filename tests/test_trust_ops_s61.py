@@ -249,3 +249,31 @@ def test_a_file_mounted_at_the_output_is_refused_before_any_work(tmp_path: Path)
         assert done.returncode == 2 and done.stdout == "", (done.stdout, done.stderr)
         assert done.stderr.startswith("grapheme-mm: error: --output: ") and "mount point" in done.stderr, done.stderr
         assert target.read_bytes() == b"the host's file"
+
+
+def test_a_signal_handler_that_commits_into_the_folder_of_the_commit_it_interrupts_does_not_wait_for_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A program's own signal handler (a "save on SIGTERM" writing a set of
+    files) can run in the thread of a commit of several files once that
+    commit holds its folder locked and before its renames begin (Python
+    runs a handler between two instructions). Its own commit into that
+    folder waited for the lock the interrupted commit held, which could
+    not go on until the handler returned: the program hung. The handler's
+    commit, in the thread that holds the folder, goes on."""
+    real_flock = gio.fcntl.flock
+    handler_done, outer_done = threading.Event(), threading.Event()
+
+    def flock(fd, op):  # the handler, run as the outer commit's lock on its folder is taken
+        real_flock(fd, op)
+        if os.path.isdir(f"/proc/self/fd/{fd}") and not handler_done.is_set():
+            _write_pair(tmp_path / "c.npy", tmp_path / "d.npy", b"handler", handler_done)
+
+    shim = types.SimpleNamespace(**{k: getattr(gio.fcntl, k) for k in dir(gio.fcntl) if not k.startswith("_")})
+    shim.flock = flock
+    monkeypatch.setattr(gio, "fcntl", shim)
+    outer = threading.Thread(target=_write_pair, args=(tmp_path / "a.npy", tmp_path / "b.npy", b"outer", outer_done),
+                             daemon=True)  # before: waits for ever
+    outer.start()
+    assert outer_done.wait(timeout=10), "the handler's commit waited for the lock of the commit it interrupted"
+    assert handler_done.is_set()
+    assert [p.read_bytes() for p in sorted(tmp_path.iterdir())] == [b"outer", b"outer", b"handler", b"handler"]

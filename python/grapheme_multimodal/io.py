@@ -661,16 +661,22 @@ def _lock_folders(staged: List[_Staged], held: List[int]) -> None:
     (Windows, a filesystem without locks) take one: renamed as before."""
     if len(staged) < 2 or fcntl is None:
         return
+    mine = _folders_of_this_thread()
     for folder in sorted({os.path.realpath(s.directory) for s in staged}):
+        if folder in mine:
+            # a signal handler's commit (a "save on SIGTERM") run in this thread inside its own commit, which holds
+            # the folder (or waits for it) and cannot go on until the handler returns: waiting, it hung the program
+            continue
         # in `held` as it is opened (a Ctrl-C between left the descriptor open), and in _FOLDERS_LOCKED before
-        # a fork can copy it
+        # a fork can copy it; this thread's before the wait, which a handler may interrupt
         with uninterrupted(), _folders_locked_guard:
             try:
                 fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0))
             except OSError:
                 continue
             held.append(fd)
-            _FOLDERS_LOCKED.add(fd)
+            _FOLDERS_LOCKED[fd] = (folder, threading.get_ident())
+            mine.add(folder)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
         except OSError:  # a filesystem without locks
@@ -682,24 +688,35 @@ def _close_all(descriptors: List[int]) -> None:
     while descriptors:
         with _folders_locked_guard:
             fd = descriptors.pop()
-            _FOLDERS_LOCKED.discard(fd)
+            _folders_of_this_thread().discard(_FOLDERS_LOCKED.pop(fd, (None,))[0])
             os.close(fd)
 
 
-#: The descriptors of the folders that commits in flight hold locked (:func:`_lock_folders`). A child forked
-#: meanwhile shares their locks (a flock belongs to the open file, which a fork copies) and closes its copies:
-#: kept there, the lock outlived the commit until the child exited (a 'fork' pool's worker: for ever), and
-#: every later commit of several files into the folder waited for it.
-_FOLDERS_LOCKED: Set[int] = set()
+#: The descriptors of the folders that commits in flight hold locked (:func:`_lock_folders`): ``{descriptor:
+#: (folder, thread)}``. A child forked meanwhile shares their locks (a flock belongs to the open file, which a
+#: fork copies) and closes the copies of other threads' commits, which do not go on there: kept, the lock
+#: outlived the commit until the child exited (a 'fork' pool's worker: for ever), and every later commit of
+#: several files into the folder waited for it.
+_FOLDERS_LOCKED: Dict[int, Tuple[str, int]] = {}
 _folders_locked_guard = threading.Lock()  # held by a fork: a descriptor is opened and listed in one step
+_this_thread = threading.local()
+
+
+def _folders_of_this_thread() -> Set[str]:
+    """The folders this thread's commit holds locked (or waits for)."""
+    if not hasattr(_this_thread, "folders"):
+        _this_thread.folders = set()
+    return _this_thread.folders
 
 
 def _folders_locked_after_fork_in_child() -> None:
     global _folders_locked_guard
-    for fd in _FOLDERS_LOCKED:
-        with contextlib.suppress(OSError):
-            os.close(fd)  # not flock(LOCK_UN): that would release the parent's lock too
-    _FOLDERS_LOCKED.clear()
+    me = threading.get_ident()  # the forking thread, whose own commit (if any) closes its descriptors itself
+    for fd, (_, thread) in list(_FOLDERS_LOCKED.items()):
+        if thread != me:
+            del _FOLDERS_LOCKED[fd]
+            with contextlib.suppress(OSError):
+                os.close(fd)  # not flock(LOCK_UN): that would release the parent's lock too
     _folders_locked_guard = threading.Lock()
 
 
