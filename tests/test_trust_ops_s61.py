@@ -1,5 +1,8 @@
 """Files and the command line under production use, round s61 (an MLOps
-reviewer): several programs writing one set of outputs at once, ..."""
+reviewer): two programs writing one set of outputs at once, a child forked
+or a signal handler run while such a write holds its folder, the command
+line run from several threads of a service at once, and an output that is
+a file mounted into a container."""
 
 from __future__ import annotations
 
