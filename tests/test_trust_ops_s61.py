@@ -280,3 +280,29 @@ def test_a_signal_handler_that_commits_into_the_folder_of_the_commit_it_interrup
     assert outer_done.wait(timeout=10), "the handler's commit waited for the lock of the commit it interrupted"
     assert handler_done.is_set()
     assert [p.read_bytes() for p in sorted(tmp_path.iterdir())] == [b"outer", b"outer", b"handler", b"handler"]
+
+
+# ------------------------------------------------------------------ a symbolic link to nothing
+@pytest.mark.parametrize("link_at", ["file", "folder"])
+def test_a_file_reached_through_a_link_to_nothing_is_said_to_be_one(tmp_path: Path, link_at: str,
+                                                                     capsys: pytest.CaptureFixture) -> None:
+    """A deployment's ``models/latest`` (or ``latest.safetensors``) left
+    pointing at a checkpoint that was removed: "no file at
+    'models/latest/m.safetensors'" sent the operator to look for a file
+    that ``ls`` shows there. The load and the command line say which link
+    names what does not exist."""
+    from grapheme_multimodal import cli
+
+    if link_at == "file":
+        path, link = tmp_path / "latest.safetensors", tmp_path / "latest.safetensors"
+        os.symlink(tmp_path / "run-7.safetensors", link)
+    else:
+        link, path = tmp_path / "latest", tmp_path / "latest" / "m.safetensors"
+        os.symlink(tmp_path / "run-7", link)
+    said = f"{str(link)!r} is a symbolic link to {str(tmp_path / ('run-7.safetensors' if link_at == 'file' else 'run-7'))!r}"
+    with pytest.raises(FileNotFoundError) as caught:
+        gm.LearnableMultiModal.load(path)
+    assert said in str(caught.value)
+    _, rows = _tiny_model_and_rows(tmp_path)
+    assert cli.main(["embed", str(tmp_path / "m.safetensors"), "-m", f"visual={path}", "-o", str(tmp_path / "o.npy")]) == 2
+    assert said in capsys.readouterr().err

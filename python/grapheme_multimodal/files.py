@@ -34,7 +34,7 @@ import numpy as np
 from ._validation import as_real_array, counted, float32_of_wide, precision_lost, renamed, repeated_names, repeats_said
 from .exceptions import GraphemeError, InvalidValueError, NonFiniteError, ShapeError, TooLargeError
 from .io import (
-    MISSING, as_path, binary_format, file_kind, kind_of_mode, opened_for_reading, shown_name, tilde_hint, unencodable,
+    MISSING, as_path, binary_format, file_kind, kind_of_mode, missing_hint, opened_for_reading, shown_name, unencodable,
 )
 from .types import Modality
 
@@ -141,7 +141,7 @@ def read_modality_file(
     modality, path = Modality.parse(modality), as_path(path)
     kind = file_kind(path, str(modality))
     if kind is MISSING:
-        raise FileNotFoundError(f"{modality}: file not found: {shown_name(path)}{tilde_hint(path)}")
+        raise FileNotFoundError(f"{modality}: file not found: {shown_name(path)}{missing_hint(path)}")
     if kind is not None:
         raise InvalidValueError(f"{modality}: {shown_name(path)} is {kind}; expected a data file", str(modality))
     suffix = path.suffix.lower()

@@ -1632,7 +1632,7 @@ def _check_regular_file(path: Path, where: str) -> None:
     there when it is not a regular file (a FIFO would block a reader)."""
     kind = file_kind(path)
     if kind is MISSING:
-        raise FileNotFoundError(f"path: no file at {str(path)!r}{tilde_hint(path)}")
+        raise FileNotFoundError(f"path: no file at {str(path)!r}{missing_hint(path)}")
     if kind is not None:
         raise CheckpointError(f"{where} is {kind}; expected a file", "path")
 
@@ -1643,6 +1643,21 @@ def tilde_hint(path: Path) -> str:
     text = str(path)
     home = os.path.expanduser(text) if text.startswith("~") else text
     return f" ('~' is a folder's name here, not the home folder: os.path.expanduser gives {home!r})" if home != text else ""
+
+
+def missing_hint(path: Path) -> str:
+    """Why nothing is at ``path`` where the name alone does not say: a
+    symbolic link on the way names what does not exist (a deployment's
+    ``latest`` left pointing at a removed checkpoint, which ``ls`` shows),
+    or :func:`tilde_hint`."""
+    link = next((p for p in (path, *path.parents) if os.path.islink(p) and not os.path.exists(p)), None)
+    if link is None:
+        return tilde_hint(path)
+    try:
+        target = os.readlink(link)
+    except OSError:  # removed since
+        return tilde_hint(path)
+    return f" ({str(link)!r} is a symbolic link to {target!r}, which does not exist)"
 
 
 #: What :func:`file_kind` returns when nothing is at the path.
