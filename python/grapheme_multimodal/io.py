@@ -710,6 +710,7 @@ def _folders_of_this_thread() -> Set[str]:
 
 
 def _folders_locked_after_fork_in_child() -> None:
+    """Closes, in a forked child, the folders other threads' commits held locked (see :data:`_FOLDERS_LOCKED`)."""
     global _folders_locked_guard
     me = threading.get_ident()  # the forking thread, whose own commit (if any) closes its descriptors itself
     for fd, (_, thread) in list(_FOLDERS_LOCKED.items()):
