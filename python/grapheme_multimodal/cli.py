@@ -1323,10 +1323,15 @@ def _embed(args: argparse.Namespace) -> int:
         messages = [_NEVER_TRAINED] if _never_trained(member) else member._untrained_messages(given)
         for message in messages:
             untrained.setdefault(message, []).append(j)
+    said_once_written: List[str] = []  # of the output itself: said once it is written, a failed command saying its error alone
     for message, who in untrained.items():
+        line = message
         if len(who) < len(models):
-            message = f"member{'s' * (len(who) > 1)} {', '.join(map(str, who))} of the ensemble of {len(models)}: {message}"
-        print(f"{PROG}: warning: {message}", file=sys.stderr)
+            line = f"member{'s' * (len(who) > 1)} {', '.join(map(str, who))} of the ensemble of {len(models)}: {message}"
+        if message is _NEVER_TRAINED:
+            said_once_written.append(line)
+        else:
+            print(f"{PROG}: warning: {line}", file=sys.stderr)
     # said above: dropped here, in this thread's context (a warnings filter is the whole process's)
     with holding_warnings(dropped=(UntrainedModalityWarning,), hold=False), _named_by_embed_files(files):
         if args.ray:
@@ -1350,6 +1355,8 @@ def _embed(args: argparse.Namespace) -> int:
         print(f"wrote binding strengths {strengths.shape} to {shown_name(args.bindings)} (S[n, i, j] for modalities i, j in slot order)")
     if hidden is not None:
         print(f"wrote hidden features {hidden.shape} to {shown_name(args.hidden_features)} (modalities in slot order)")
+    for line in said_once_written:
+        print(f"{PROG}: warning: {line}", file=sys.stderr)
     return 0
 
 
