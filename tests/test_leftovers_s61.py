@@ -193,7 +193,7 @@ def _fit_paused_at_epoch(monkeypatch, model, epoch, meanwhile):
     """``model.fit`` of 3 epochs in a thread, held as it draws epoch
     ``epoch``'s shuffle (``epoch_rng``, its first read of the epoch count)
     while ``meanwhile()`` runs here; fit's result or error."""
-    paused, go, outcome = threading.Event(), threading.Event(), []
+    paused, go = threading.Event(), threading.Event()
     draw = training.epoch_rng
 
     def pause(seed, at):
@@ -202,17 +202,26 @@ def _fit_paused_at_epoch(monkeypatch, model, epoch, meanwhile):
             go.wait(JOIN_TIMEOUT_S)
         return draw(seed, at)
 
+    monkeypatch.setattr(training, "epoch_rng", pause)
+    return _fit_in_a_thread(model, 3, paused, go, meanwhile)
+
+
+def _fit_in_a_thread(model, epochs, reached, go, meanwhile):
+    """``model.fit`` of ``epochs`` in a thread named ``fit``; once it sets
+    ``reached`` (a patched step of its own), ``meanwhile()`` runs here, then
+    ``go`` lets it on; fit's result or error."""
+    outcome = []
+
     def run():
         try:
-            outcome.append(model.fit(two_view_data(), epochs=3, batch_size=10, progress=False))
-        except Exception as exc:  # compared below
+            outcome.append(model.fit(two_view_data(), epochs=epochs, batch_size=10, progress=False))
+        except Exception as exc:  # compared by the caller
             outcome.append(exc)
 
-    monkeypatch.setattr(training, "epoch_rng", pause)
     thread = threading.Thread(target=run, name="fit", daemon=True)
     thread.start()
     try:
-        assert paused.wait(JOIN_TIMEOUT_S), "fit never reached the epoch"
+        assert reached.wait(JOIN_TIMEOUT_S), "fit never reached the point"
         meanwhile()
     finally:
         go.set()
@@ -261,7 +270,7 @@ def test_a_training_record_another_thread_breaks_before_fit_takes_the_lock_is_re
     refused by name, nothing trained."""
     model = two_view_model()
     weights = model_state(model)
-    checked, go, outcome = threading.Event(), threading.Event(), []
+    checked, go = threading.Event(), threading.Event()
     check = training._refuse_standardising_to_zero  # fit's last check before its lock
 
     def pause(*args, **kwargs):
@@ -270,24 +279,10 @@ def test_a_training_record_another_thread_breaks_before_fit_takes_the_lock_is_re
             checked.set()
             go.wait(JOIN_TIMEOUT_S)
 
-    def run():
-        try:
-            outcome.append(model.fit(two_view_data(), epochs=2, batch_size=10, progress=False))
-        except Exception as exc:  # compared below
-            outcome.append(exc)
-
     monkeypatch.setattr(training, "_refuse_standardising_to_zero", pause)
-    thread = threading.Thread(target=run, name="fit", daemon=True)
-    thread.start()
-    try:
-        assert checked.wait(JOIN_TIMEOUT_S), "fit never reached its checks"
-        model.epochs_trained = 2.5
-    finally:
-        go.set()
-        thread.join(JOIN_TIMEOUT_S)
-    assert not thread.is_alive(), "fit still running (deadlock)"
-    assert isinstance(outcome[0], TypeError), outcome
-    assert str(outcome[0]) == "model.epochs_trained: expected an int >= 0, got 2.5 (float)"
+    outcome = _fit_in_a_thread(model, 2, checked, go, lambda: setattr(model, "epochs_trained", 2.5))
+    assert isinstance(outcome, TypeError), outcome
+    assert str(outcome) == "model.epochs_trained: expected an int >= 0, got 2.5 (float)"
     model.epochs_trained = 0
     assert model_state(model) == weights and model.history == []
 
