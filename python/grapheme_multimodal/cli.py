@@ -34,6 +34,7 @@ import numpy as np
 
 from . import __version__
 from ._chunks import ROWS_PER_CALL, in_row_chunks
+from ._locking import uninterrupted
 from ._parallel import run_tasks
 from ._validation import as_seed, counted, holding_warnings, ignoring_warning, is_reordering, misplaced_names, renamed
 from .config import INPUT_DISTANCES, NEIGHBOR_SPACES
@@ -342,18 +343,29 @@ def _shared_change(name: str, make: Callable[[], Any], undo: Callable[[Any], Non
     or the other undid it under the call still running (its "wrote ... to"
     of a file name of bytes that are not UTF-8 failed after the file was
     written)."""
-    with _SHARED_LOCK:
-        if not _shared_users.get(name):
-            _shared_tokens[name] = make()
-        _shared_users[name] = _shared_users.get(name, 0) + 1
-        token = _shared_tokens[name]
+    joined = False
     try:
-        yield token
+        # the change made and counted in one step, inside the try: a Ctrl-C between the two (or before the try)
+        # left the program's streams the command line's wrappers for good, and no later call put them back
+        with _SHARED_LOCK, uninterrupted():
+            if not _shared_users.get(name):
+                _shared_tokens[name] = make()
+            _shared_users[name] = _shared_users.get(name, 0) + 1
+            joined = True
+        yield _shared_tokens[name]  # kept while this call counts among its users
     finally:
-        with _SHARED_LOCK:
-            _shared_users[name] -= 1
-            if not _shared_users[name]:
-                undo(_shared_tokens.pop(name))
+        interrupted = None
+        while joined:  # counted out whatever a Ctrl-C meanwhile: one before the count is taken waits for it
+            try:
+                with _SHARED_LOCK, uninterrupted():
+                    _shared_users[name] -= 1
+                    if not _shared_users[name]:
+                        undo(_shared_tokens.pop(name))
+                    joined = False
+            except KeyboardInterrupt as exc:
+                interrupted = exc
+        if interrupted is not None:
+            raise interrupted
 
 
 def _flushed(stream: Any) -> Optional[int]:
