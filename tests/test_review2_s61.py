@@ -3,6 +3,9 @@ test failed before its fix."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -48,3 +51,60 @@ def test_a_ctrl_c_as_the_command_line_replaces_or_puts_back_its_streams_leaves_t
             break
     assert n > 20, f"the sweep reached {n} points only"
     assert wrong == [], f"a Ctrl-C at these points left the command line's changes in place: {wrong}"
+
+
+# ------------------------------------------------------ one folder by two names (a bind mount) in a commit
+_BOUND_FOLDER_COMMITS = r"""
+import os, stat, sys, threading
+from grapheme_multimodal import io
+folder, alias, other = sys.argv[1:4]  # alias: folder bind-mounted there (a name that no link resolves)
+done = threading.Event()
+def commit():
+    io.atomic_write_all([(os.path.join(folder, "fused.npy"), lambda f: f.write(b"1")),
+                         (os.path.join(alias, "bindings.npy"), lambda f: f.write(b"2"))])
+    done.set()
+threading.Thread(target=commit, daemon=True).start()
+if not done.wait(30):  # the bug's sign, not a synchronisation: the commit waited for its own lock for ever
+    print("waited for its own lock", flush=True); os._exit(1)  # not the exit's wait for saves in flight
+order, real_flock = [], io.fcntl.flock
+def flock(fd, op):  # which folders each commit locks, in what order (the temporary files are locked too)
+    info = os.fstat(fd)
+    if stat.S_ISDIR(info.st_mode):
+        order[-1].append((info.st_dev, info.st_ino))
+    return real_flock(fd, op)
+io.fcntl.flock = flock
+for a, b in ((folder, other), (other, alias)):  # one pair of folders, by other names
+    order.append([])
+    io.atomic_write_all([(os.path.join(a, "x.npy"), lambda f: f.write(b"1")), (os.path.join(b, "y.npy"), lambda f: f.write(b"2"))])
+print("written" if order[0] == order[1] else f"locked in two orders: {order}")
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a bind mount in a mount namespace of its own")
+def test_a_commit_into_one_folder_by_two_names_neither_waits_for_itself_nor_orders_by_name(tmp_path: Path) -> None:
+    """Before: a commit of several files locked each folder by its
+    ``realpath``, which does not see through a bind mount (a container
+    given one folder as two volumes, ``-v $PWD:/work -v $PWD/out:/out``):
+    ``grapheme-mm embed -o /out/fused.npy --bindings /work/out/b.npy``
+    locked the folder twice, and the second lock waited for the first for
+    ever, without a word (it wrote before the locks came). And two
+    processes reaching two folders by such names ordered them by their
+    names, differently, each able to hold one lock and wait for the other.
+    Now a folder is locked once, in the order of what it is (device and
+    inode). Run in a mount namespace of its own (``unshare``): the mount is
+    gone with the process."""
+    unshare, mount = shutil.which("unshare"), shutil.which("mount")
+    if unshare is None or mount is None:
+        pytest.skip("no unshare or mount here")
+    folder, alias, other = tmp_path / "out", tmp_path / "alias", tmp_path / "other"  # by name: alias, other, out
+    for f in (folder, alias, other):
+        f.mkdir()
+    as_root = [] if os.geteuid() == 0 else ["--map-root-user"]  # a user namespace where it may mount
+    shell = f'{mount} --bind "$1" "$2" || exit 77; shift 2; exec "$@"'
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(gm.__file__).parents[1]), os.environ.get("PYTHONPATH", "")])}
+    run = subprocess.run([unshare, "--mount", *as_root, "sh", "-c", shell, "sh", str(folder), str(alias),
+                          sys.executable, "-c", _BOUND_FOLDER_COMMITS, str(folder), str(alias), str(other)],
+                         capture_output=True, text=True, env=env, timeout=120)
+    if run.returncode == 77 or "unshare failed" in run.stderr or "unshare:" in run.stderr:
+        pytest.skip(f"no mount namespace of its own here: {run.stderr.strip()[:200]}")
+    assert run.returncode == 0 and run.stdout.strip() == "written", run.stdout + run.stderr

@@ -662,7 +662,7 @@ def _lock_folders(staged: List[_Staged], held: List[int]) -> None:
     if len(staged) < 2 or fcntl is None:
         return
     mine = _folders_of_this_thread()
-    for folder in sorted({os.path.realpath(s.directory) for s in staged}):
+    for folder, name in _folders_in_lock_order(staged):
         if folder in mine:
             # a signal handler's commit (a "save on SIGTERM") run in this thread inside its own commit, which holds
             # the folder (or waits for it) and cannot go on until the handler returns: waiting, it hung the program
@@ -671,16 +671,46 @@ def _lock_folders(staged: List[_Staged], held: List[int]) -> None:
         # a fork can copy it; this thread's before the wait, which a handler may interrupt
         with uninterrupted(), _folders_locked_guard:
             try:
-                fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0))
+                fd = os.open(name, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0))
             except OSError:
                 continue
+            try:
+                opened = _identity(os.fstat(fd))  # the folder opened (another put at the name since: its own)
+            except OSError:
+                opened = folder
+            if opened in mine:  # held already, by this commit or the one a signal handler here interrupted
+                os.close(fd)
+                continue
             held.append(fd)
-            _FOLDERS_LOCKED[fd] = (folder, threading.get_ident())
-            mine.add(folder)
+            _FOLDERS_LOCKED[fd] = (opened, threading.get_ident())
+            mine.add(opened)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
         except OSError:  # a filesystem without locks
             pass
+
+
+def _folders_in_lock_order(staged: List[_Staged]) -> List[Tuple[Tuple[int, int], Path]]:
+    """The folders of ``staged``, each once as what it is (its device and
+    inode, with a name of it), in the order of those: one folder reached
+    by two names that are not links (a bind mount, as a container's two
+    volumes of one folder) was locked twice by one commit, whose second
+    lock waited for its first for ever; and two processes reaching two
+    folders by such names could order them differently (by their names)
+    and each wait for the other's lock. A folder gone is left out (its
+    rename says so)."""
+    folders: Dict[Tuple[int, int], Path] = {}
+    for s in staged:
+        try:
+            folders.setdefault(_identity(os.stat(s.directory)), s.directory)
+        except OSError:
+            continue
+    return sorted(folders.items())
+
+
+def _identity(info: os.stat_result) -> Tuple[int, int]:
+    """Which file ``info`` describes: its device and inode."""
+    return info.st_dev, info.st_ino
 
 
 def _close_all(descriptors: List[int]) -> None:
@@ -693,17 +723,17 @@ def _close_all(descriptors: List[int]) -> None:
 
 
 #: The descriptors of the folders that commits in flight hold locked (:func:`_lock_folders`): ``{descriptor:
-#: (folder, thread)}``. A child forked meanwhile shares their locks (a flock belongs to the open file, which a
-#: fork copies) and closes the copies of other threads' commits, which do not go on there: kept, the lock
-#: outlived the commit until the child exited (a 'fork' pool's worker: for ever), and every later commit of
-#: several files into the folder waited for it.
-_FOLDERS_LOCKED: Dict[int, Tuple[str, int]] = {}
+#: ((device, inode) of the folder, thread)}``. A child forked meanwhile shares their locks (a flock belongs to
+#: the open file, which a fork copies) and closes the copies of other threads' commits, which do not go on
+#: there: kept, the lock outlived the commit until the child exited (a 'fork' pool's worker: for ever), and
+#: every later commit of several files into the folder waited for it.
+_FOLDERS_LOCKED: Dict[int, Tuple[Tuple[int, int], int]] = {}
 _folders_locked_guard = threading.Lock()  # held by a fork: a descriptor is opened and listed in one step
 _this_thread = threading.local()
 
 
-def _folders_of_this_thread() -> Set[str]:
-    """The folders this thread's commit holds locked (or waits for)."""
+def _folders_of_this_thread() -> Set[Tuple[int, int]]:
+    """The folders this thread's commit holds locked (or waits for), by device and inode."""
     if not hasattr(_this_thread, "folders"):
         _this_thread.folders = set()
     return _this_thread.folders
