@@ -3,16 +3,19 @@ test failed before its fix."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import grapheme_multimodal as gm
-from grapheme_multimodal import cli
+from grapheme_multimodal import cli, uci
 
 from ctrl_c_sweep import interrupted_at
 
@@ -108,3 +111,18 @@ def test_a_commit_into_one_folder_by_two_names_neither_waits_for_itself_nor_orde
     if run.returncode == 77 or "unshare failed" in run.stderr or "unshare:" in run.stderr:
         pytest.skip(f"no mount namespace of its own here: {run.stderr.strip()[:200]}")
     assert run.returncode == 0 and run.stdout.strip() == "written", run.stdout + run.stderr
+
+
+# ---------------------------------------------------------- TrainingSettings: one layer's width as numpy's
+@pytest.mark.parametrize("field", ["encoder_hidden", "shared_head"])
+@pytest.mark.parametrize("width", [np.array(16), np.int64(16)], ids=["0-d array", "np.int64"])
+def test_training_settings_hold_one_layers_width_given_as_numpys_as_the_int_it_is(field: str, width) -> None:
+    """Before: settings turned numpy integers into Python ints in their int
+    fields and in widths given as a sequence, but not a width given as one
+    int (one layer, which the config takes): ``encoder_hidden=np.array(16)``
+    made settings that would not hash, and ``np.int64(16)`` ones that would
+    not json.dump, where ``encoder_hidden=16`` does both. Now held as 16."""
+    settings = uci.TrainingSettings(**{field: width})
+    assert type(getattr(settings, field)) is int
+    assert settings == uci.TrainingSettings(**{field: 16}) and hash(settings) == hash(uci.TrainingSettings(**{field: 16}))
+    assert json.loads(json.dumps(dataclasses.asdict(settings)))[field] == 16

@@ -315,6 +315,8 @@ class TrainingSettings:
             widths = getattr(self, name)
             if isinstance(widths, tuple):
                 object.__setattr__(self, name, tuple(exact_int(w) if is_int(w) else w for w in widths))
+            elif is_int(widths):  # one layer's width, as the config takes it: held as 64 is (np.array(64) would not hash)
+                object.__setattr__(self, name, exact_int(widths))
         for name in _FLOAT_FIELDS:
             value = getattr(self, name)
             if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind == "f" and not is_masked_array(value):
