@@ -347,7 +347,7 @@ def _shared_change(name: str, make: Callable[[], Any], undo: Callable[[Any], Non
     try:
         # the change made and counted in one step, inside the try: a Ctrl-C between the two (or before the try)
         # left the program's streams the command line's wrappers for good, and no later call put them back
-        with _SHARED_LOCK, uninterrupted():
+        with uninterrupted(), _SHARED_LOCK:  # held a few instructions: the program's handlers run after it
             if not _shared_users.get(name):
                 _shared_tokens[name] = make()
             _shared_users[name] = _shared_users.get(name, 0) + 1
@@ -357,7 +357,7 @@ def _shared_change(name: str, make: Callable[[], Any], undo: Callable[[Any], Non
         interrupted = None
         while joined:  # counted out whatever a Ctrl-C meanwhile: one before the count is taken waits for it
             try:
-                with _SHARED_LOCK, uninterrupted():
+                with uninterrupted(), _SHARED_LOCK:
                     _shared_users[name] -= 1
                     if not _shared_users[name]:
                         undo(_shared_tokens.pop(name))
