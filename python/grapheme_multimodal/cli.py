@@ -15,6 +15,7 @@ import argparse
 import codecs
 import contextlib
 import dataclasses
+import decimal
 import errno
 import functools
 import json
@@ -36,7 +37,7 @@ from . import __version__
 from ._chunks import ROWS_PER_CALL, in_row_chunks
 from ._locking import uninterrupted
 from ._parallel import run_tasks
-from ._validation import as_seed, counted, holding_warnings, ignoring_warning, is_reordering, misplaced_names, renamed
+from ._validation import as_finite_float, as_seed, counted, holding_warnings, ignoring_warning, is_reordering, misplaced_names, renamed
 from .config import INPUT_DISTANCES, NEIGHBOR_SPACES
 from .graph import WL_DEFAULT_DIM, GraphFeaturizer, featurized
 from .io import removing_new_folders, shown_name
@@ -88,8 +89,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             raise SystemExit(failed) from None
         except _StandardOutputError as err:  # argparse's own printing drops an OSError, not this
             raise SystemExit(_standard_output_failed(err.error, stdout)) from None
+        typed = _numbers_typed_otherwise(parser, argv if argv is not None else sys.argv[1:])
         with _names_printable(), _terminating_as_interrupted() as terminated:
-            return _run(args, stdout, terminated)
+            return _run(args, stdout, terminated, typed)
 
 
 def _checked_argv(argv: Optional[Sequence[Any]]) -> Optional[List[str]]:
@@ -135,8 +137,10 @@ EXIT_STATUSES = (
 )
 
 
-def _run(args: argparse.Namespace, stdout: Any, terminated: List[int]) -> int:
-    """Runs the parsed command; every error a user can make is one line."""
+def _run(args: argparse.Namespace, stdout: Any, terminated: List[int], typed: Mapping[str, str]) -> int:
+    """Runs the parsed command; every error a user can make is one line.
+    ``typed``: the float flags typed as another number than the float read
+    (:func:`_numbers_typed_otherwise`), which an error shows as typed."""
     try:
         code = args.run(args)
         return _flushed(stdout) or code  # here, not at exit: a reader that has gone is said as below
@@ -144,7 +148,7 @@ def _run(args: argparse.Namespace, stdout: Any, terminated: List[int]) -> int:
         return _standard_output_failed(err.error, stdout)
     except (ValueError, TypeError, OSError, ModuleNotFoundError, MemoryError) as exc:
         # bad input, unreadable or unwritable files (disk full, permissions), data too large for memory
-        print(f"{PROG}: error: {_one_line(exc)}", file=sys.stderr)
+        print(f"{PROG}: error: {_as_typed(_one_line(exc), typed)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         signum = terminated[0] if terminated else signal.SIGINT
@@ -645,6 +649,42 @@ def _float(text: str) -> float:
             raise argparse.ArgumentTypeError(f"expected a number within float64's range, got {text!r} ({misread})")
         return value
     raise argparse.ArgumentTypeError(_not_plain(text, "a number", "e.g. 0.001 or 1e-3", float))
+
+
+def _numbers_typed_otherwise(parser: argparse.ArgumentParser, argv: Sequence[str]) -> Dict[str, str]:
+    """Each float flag of ``argv`` (the last of one given twice, as argparse
+    takes) whose value typed is another number than the float :func:`_float`
+    read -> the value as typed: ``--ema-decay 0.99999999999999999`` is read
+    as 1.0, and its range check said "got 1.0", a value never typed."""
+    flags = {option for sub in parser._subparsers._group_actions[0].choices.values()  # type: ignore[union-attr]
+             for action in sub._actions if action.type is _float for option in action.option_strings}
+    typed: Dict[str, str] = {}
+    for i, argument in enumerate(argv):
+        if argument == "--":  # the rest are no flags
+            break
+        flag, equals, text = argument.partition("=")
+        if flag not in flags:
+            continue
+        text = text if equals else (argv[i + 1] if i + 1 < len(argv) else "")
+        if _PLAIN_FLOAT.fullmatch(text) and math.isfinite(float(text)) and decimal.Decimal(text) != decimal.Decimal(repr(float(text))):
+            typed[flag] = text
+        else:
+            typed.pop(flag, None)
+    return typed
+
+
+def _as_typed(line: str, typed: Mapping[str, str]) -> str:
+    """An error ``line`` about a float flag of ``typed`` that shows the
+    float read (``got 1.0``) showing the value as typed too, as the Python
+    API says it: ``got 0.99999999999999999, which is 1.0 as a float``."""
+    for flag, text in typed.items():
+        read = f"got {float(text)!r}"
+        at = line.find(read) if line.startswith(flag + ":") else -1
+        if at >= 0:
+            rest = line[at + len(read):]
+            as_float = f" ({float(text)!r} as a float)" if rest.startswith(", which is") else f", which is {float(text)!r} as a float"
+            return f"{line[:at]}got {text}{as_float}{rest}"
+    return line
 
 
 def _beyond_float64(text: str, value: float) -> str:
@@ -2059,13 +2099,12 @@ def _neighborhood_temperature(value: float) -> Optional[float]:
     """``--neighborhood-temperature`` as the settings' ``neighborhood_temperature``
     (0: ``None``, the contrastive objective's). Checked here: the config's
     refusal offered "None for the contrastive objective's", a value the flag
-    cannot take (its way to say it is 0)."""
-    if value != 0 and not (math.isfinite(value) and value > 0):
-        raise InvalidValueError(
-            f"--neighborhood-temperature: expected a finite positive number, or 0 for the contrastive objective's, "
-            f"got {value}", "--neighborhood-temperature",
-        )
-    return value or None
+    cannot take (its way to say it is 0); as the config checks it (float32
+    too: 1e-46 and 1e39 were refused offering None)."""
+    if value == 0:
+        return None
+    return as_finite_float(value, "--neighborhood-temperature", lambda v: v > 0,
+                           "a finite positive number, or 0 for the contrastive objective's", float32=True)
 
 
 def _non_negative(value: int, flag: str) -> int:
