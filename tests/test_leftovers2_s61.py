@@ -61,3 +61,73 @@ def test_neighborhood_temperature_out_of_float32_offers_the_flag_s_0_not_none(tr
                           "--neighborhood-temperature: expected a finite positive number, or 0 for the contrastive "
                           "objective's", shown)
     assert "None" not in line
+
+
+# ------------------------------------------------------------------ 2. a thread setting the library cannot read
+def _run_python(code: list, env: dict) -> "subprocess.CompletedProcess[str]":
+    import os
+    import subprocess
+    import sys
+
+    env = {**{k: v for k, v in os.environ.items() if k not in ("GRAPHEME_MM_NUM_THREADS", "RAYON_NUM_THREADS")}, **env}
+    return subprocess.run([sys.executable, *code], env=env, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("start", [
+    ["-m", "grapheme_multimodal"],
+    # the console script's way: it imports the cli module, then runs main
+    ["-c", "import sys; from grapheme_multimodal.cli import main; sys.exit(main())"],
+])
+def test_the_command_line_says_an_unreadable_thread_setting_as_its_one_line_warning(start) -> None:
+    """`GRAPHEME_MM_NUM_THREADS=abc grapheme-mm ...` printed Python's two-line
+    warning at import (a line of threads.py), and under PYTHONWARNINGS=error
+    a traceback (exit status 1) before the command began; an unreadable
+    RAYON_NUM_THREADS, read in its place, was passed over without a word.
+    Now each is the command line's one-line warning, as its other warnings
+    are (under -W error too), and the command runs on."""
+    done = _run_python([*start, "info", "no-such.safetensors"],
+                       {"GRAPHEME_MM_NUM_THREADS": "abc", "RAYON_NUM_THREADS": "x1", "PYTHONWARNINGS": "error"})
+    assert done.stderr.splitlines() == [
+        "grapheme-mm: warning: GRAPHEME_MM_NUM_THREADS='abc' is not a positive int and is ignored; expected e.g. "
+        "GRAPHEME_MM_NUM_THREADS=4 (RAYON_NUM_THREADS, else the number of CPUs, applies instead)",
+        "grapheme-mm: warning: RAYON_NUM_THREADS='x1' is not an int >= 0 and is ignored; expected e.g. "
+        "RAYON_NUM_THREADS=4 (0: the number of CPUs, which applies instead)",
+        "grapheme-mm: error: checkpoint: no file at 'no-such.safetensors'",
+    ], done.stderr
+    assert done.returncode == 2
+
+
+@pytest.mark.parametrize("env, said", [
+    ({"RAYON_NUM_THREADS": "abc"}, ["RAYON_NUM_THREADS='abc' is not an int >= 0"]),
+    ({"RAYON_NUM_THREADS": "-1"}, ["RAYON_NUM_THREADS='-1' is not an int >= 0"]),
+    ({"RAYON_NUM_THREADS": str(2**64)}, [f"RAYON_NUM_THREADS='{2**64}' is not an int >= 0"]),
+    ({"RAYON_NUM_THREADS": "0"}, []),  # Rayon's own way to say "the CPUs", as the library reads it
+    ({"RAYON_NUM_THREADS": " +3 "}, []),
+    ({"RAYON_NUM_THREADS": ""}, []),
+    # the library reads GRAPHEME_MM_NUM_THREADS, not RAYON_NUM_THREADS: nothing of the latter to say
+    ({"GRAPHEME_MM_NUM_THREADS": "2", "RAYON_NUM_THREADS": "abc"}, []),
+    ({"GRAPHEME_MM_NUM_THREADS": "0", "RAYON_NUM_THREADS": "abc"},
+     ["GRAPHEME_MM_NUM_THREADS='0' is not a positive int", "RAYON_NUM_THREADS='abc' is not an int >= 0"]),
+])
+def test_an_unreadable_rayon_num_threads_is_named_where_the_library_reads_it(monkeypatch, env, said) -> None:
+    from grapheme_multimodal.threads import unreadable_thread_settings
+
+    monkeypatch.delenv("GRAPHEME_MM_NUM_THREADS", raising=False)
+    monkeypatch.delenv("RAYON_NUM_THREADS", raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    messages = unreadable_thread_settings()
+    assert len(messages) == len(said) and all(m.startswith(s) for m, s in zip(messages, said)), messages
+
+
+def test_importing_the_library_still_warns_of_an_unreadable_rayon_num_threads(monkeypatch) -> None:
+    """A program's import is told as before, by Python's RuntimeWarning (the
+    command line's is its one-line warning): the module's import run again."""
+    import importlib
+
+    from grapheme_multimodal import threads
+
+    monkeypatch.delenv("GRAPHEME_MM_NUM_THREADS", raising=False)
+    monkeypatch.setenv("RAYON_NUM_THREADS", "abc")
+    with pytest.warns(RuntimeWarning, match="RAYON_NUM_THREADS='abc' is not an int >= 0"):
+        importlib.reload(threads)
