@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import grapheme_multimodal as gm
 from grapheme_multimodal.cli import main
 
 from test_trust_cli import one_line_error
@@ -131,3 +132,43 @@ def test_importing_the_library_still_warns_of_an_unreadable_rayon_num_threads(mo
     monkeypatch.setenv("RAYON_NUM_THREADS", "abc")
     with pytest.warns(RuntimeWarning, match="RAYON_NUM_THREADS='abc' is not an int >= 0"):
         importlib.reload(threads)
+
+
+# ------------------------------------------------------------------ 3. objective weights too small to train
+SUBNORMAL = r"got 1e-\d+, a subnormal float32 \(below 1.18e-38, the smallest normal one\)"
+
+
+@pytest.mark.parametrize("weight", [1e-45, 1e-40, np.float32(1e-39), 1.1754942e-38])
+def test_a_subnormal_objective_weight_is_refused_as_a_subnormal_grad_clip_is(weight) -> None:
+    """`objectives={"contrastive": 1e-45}` (a typo for 1e-4?) was taken by
+    fit, train_step, TrainingSettings and `train --objectives`, while
+    grad_clip=1e-45 was refused: weighed by it, the objective's loss and
+    gradients are 0 or subnormal in float32 and train nothing. Now refused
+    naming the weight, and the model is left as it was."""
+    from test_trust_training_second import data, small, snapshot
+
+    from grapheme_multimodal.uci import TrainingSettings
+
+    shown = SUBNORMAL.replace(r"1e-\d+", r"1\.?\d*e-\d+")
+    model = small()
+    before = snapshot(model)
+    with pytest.raises(gm.InvalidValueError, match=rf"^objectives\['contrastive'\]: {shown}"):
+        model.fit(data(), epochs=1, batch_size=8, progress=False, objectives={"contrastive": weight, "binding": 1.0})
+    with pytest.raises(gm.InvalidValueError, match=rf"^weights\['contrastive'\]: {shown}"):
+        model.train_step(data(), weights={"contrastive": weight})
+    assert snapshot(model) == before
+    with pytest.raises(gm.InvalidValueError, match=rf"^weights\['contrastive'\]: {shown}.*expected 0 to leave the "
+                                                   r"objective out, or a weight >= 1.18e-38"):
+        TrainingSettings(weights={"contrastive": weight})
+
+
+def test_the_command_line_refuses_a_subnormal_objective_weight(train_argv, capsys) -> None:
+    one_line_error(capsys, train_argv + ["--objectives", "contrastive=1e-40"],
+                   "--objectives['contrastive']: got 1e-40, a subnormal float32")
+
+
+@pytest.mark.parametrize("weight", [1.1754944e-38, 1e-30, 0.0])
+def test_small_normal_weights_and_0_are_taken_as_before(weight) -> None:
+    from grapheme_multimodal.uci import TrainingSettings
+
+    assert TrainingSettings(weights={"contrastive": weight, "binding": 1.0}).weights["contrastive"] == weight

@@ -76,6 +76,8 @@ ONE_ROW_REMEDY = ("expected at least 2 rows, or an objective that learns from on
 
 #: The largest float32: the core refuses weights beyond it.
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
+#: The smallest normal float32: a weight below it is refused (see resolve_weights).
+_FLOAT32_TINY = float(np.finfo(np.float32).tiny)
 
 
 def split_by_rows(weights: Mapping[str, float]) -> Tuple[List[str], List[str]]:
@@ -153,6 +155,14 @@ def resolve_weights(weights: Optional[Mapping[str, float]], has_fused: bool, nam
                     f"{name}[{key!r}]: got {shown_float(given)}, which is 0 in float32 (smallest positive "
                     f"{float(np.finfo(np.float32).smallest_subnormal):.3g}), the precision the model computes in; "
                     "expected 0 to leave the objective out, or a weight float32 holds", name)
+            if 0 < value < _FLOAT32_TINY:
+                # as grad_clip below it: 1e-45 (a typo for 1e-4?) was taken, and the objective's loss and gradients
+                # weighed by it are 0 or subnormal in float32, which Adam's step turns into no change at all
+                raise InvalidValueError(
+                    f"{name}[{key!r}]: got {shown_float(given)}, a subnormal float32 (below {_FLOAT32_TINY:.3g}, the "
+                    "smallest normal one): the objective's loss and gradients weighed by it are 0 or subnormal in "
+                    "float32, the precision the model computes in, so it trains nothing; expected 0 to leave the "
+                    f"objective out, or a weight >= {_FLOAT32_TINY:.3g}", name)
             chosen[key] = value
         if chosen.get("seed_consistency", 0.0) > 0 and not has_fused:
             raise InvalidValueError(
