@@ -172,3 +172,47 @@ def test_small_normal_weights_and_0_are_taken_as_before(weight) -> None:
     from grapheme_multimodal.uci import TrainingSettings
 
     assert TrainingSettings(weights={"contrastive": weight, "binding": 1.0}).weights["contrastive"] == weight
+
+
+# ------------------------------------------------------------------ 4. embed --ray's quiet Ray Data logger
+@pytest.fixture
+def ray_data_logger():
+    import logging
+
+    logger = logging.getLogger("ray.data")
+    level = logger.level
+    logger.setLevel(logging.NOTSET)
+    yield logger
+    logger.setLevel(level)
+
+
+def test_a_level_the_program_sets_while_embed_runs_stays(ray_data_logger) -> None:
+    """`embed --ray` run from a thread put back the `ray.data` level it had
+    found when it ended, undoing the DEBUG another thread set meanwhile.
+    (No Ray needed: the block changes the logger alone.)"""
+    import logging
+
+    from grapheme_multimodal import cli
+
+    with cli._quiet_ray_data():
+        assert ray_data_logger.level == logging.WARNING
+        ray_data_logger.setLevel(logging.DEBUG)  # the program's, as another thread of it would
+    assert ray_data_logger.level == logging.DEBUG
+
+
+def test_two_embeds_at_once_put_the_level_back_as_found(ray_data_logger) -> None:
+    """Two calls whose blocks overlapped (one in, the other in, the first
+    out, the second out): the second had found the first's WARNING and put
+    it back, so Ray Data's INFO lines stayed off for good; and the first's
+    end turned them on under the second, still running."""
+    import logging
+
+    from grapheme_multimodal import cli
+
+    first, second = cli._quiet_ray_data(), cli._quiet_ray_data()
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)
+    assert ray_data_logger.level == logging.WARNING  # the second still runs
+    second.__exit__(None, None, None)
+    assert ray_data_logger.level == logging.NOTSET

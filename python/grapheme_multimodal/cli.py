@@ -1752,14 +1752,24 @@ def _original_map_errors() -> Iterator[None]:
 def _quiet_ray_data() -> Iterator[None]:
     """Ray Data's INFO lines (its execution plan, progress logged line by
     line where stdout is not a terminal) off for a command that prints its
-    own one-line result; warnings and errors still show."""
+    own one-line result; warnings and errors still show. The logger's level
+    is the process's: calls of :func:`main` at once share the change
+    (:func:`_shared_change`), and a level the program set meanwhile stays
+    (each call put back the level it found: another thread's setLevel was
+    undone, and a call that began while another ran left WARNING for good)."""
     data_logger = logging.getLogger("ray.data")
-    before = data_logger.level
-    data_logger.setLevel(logging.WARNING)
-    try:
+
+    def quiet() -> int:
+        before = data_logger.level
+        data_logger.setLevel(logging.WARNING)
+        return before
+
+    def put_back(before: int) -> None:
+        if data_logger.level == logging.WARNING:  # else the program's own, set while the command ran
+            data_logger.setLevel(before)
+
+    with _shared_change("ray.data log level", quiet, put_back):
         yield
-    finally:
-        data_logger.setLevel(before)
 
 
 class _BelowError(logging.Filter):
