@@ -216,3 +216,39 @@ def test_two_embeds_at_once_put_the_level_back_as_found(ray_data_logger) -> None
     assert ray_data_logger.level == logging.WARNING  # the second still runs
     second.__exit__(None, None, None)
     assert ray_data_logger.level == logging.NOTSET
+
+
+@pytest.fixture
+def ray_data_context(monkeypatch):
+    """Ray Data's current context, faked (``import ray.data`` finds it): the
+    setting the block changes, without importing Ray."""
+    import sys
+    import types
+
+    context = types.SimpleNamespace(raise_original_map_exception=False)
+    data = types.ModuleType("ray.data")
+    data.DataContext = types.SimpleNamespace(get_current=lambda: context)
+    ray = types.ModuleType("ray")
+    ray.data = data
+    monkeypatch.setitem(sys.modules, "ray", ray)
+    monkeypatch.setitem(sys.modules, "ray.data", data)
+    return context
+
+
+def test_embeds_at_once_share_ray_data_s_original_errors_setting(ray_data_context) -> None:
+    """`_original_map_errors` (embed --ray) put back the value it had found:
+    a call that began while another ran found the other's True and left it
+    for the program for good, and the first to end turned it off under the
+    second (its actors' errors then a traceback's text, not a line)."""
+    from grapheme_multimodal import cli
+
+    first, second = cli._original_map_errors(), cli._original_map_errors()
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)
+    assert ray_data_context.raise_original_map_exception is True  # the second still runs
+    second.__exit__(None, None, None)
+    assert ray_data_context.raise_original_map_exception is False
+    with cli._original_map_errors():
+        ray_data_context.raise_original_map_exception = "the program's"
+    assert ray_data_context.raise_original_map_exception == "the program's"

@@ -1731,19 +1731,32 @@ _RAY_DATA_ERROR_LOGGERS = ("ray.data.exceptions", "ray.data._internal.execution.
 def _original_map_errors() -> Iterator[None]:
     """Ray Data raises an actor's own exception, not a ``UserCodeException``
     that keeps only its text (a traceback, not a line the CLI can print),
-    and does not log it: the CLI reports it."""
+    and does not log it: the CLI reports it. The setting is the process's
+    (Ray Data's current context): calls of :func:`main` at once share the
+    change, and a value the program set meanwhile stays, as for
+    :func:`_quiet_ray_data` (a call that began while another ran left it
+    True for the program for good, and the first to end turned it off
+    under the other, still running)."""
     import ray.data
 
     context = ray.data.DataContext.get_current()
-    before = context.raise_original_map_exception
-    context.raise_original_map_exception = True
+
+    def original() -> bool:
+        before = context.raise_original_map_exception
+        context.raise_original_map_exception = True
+        return before
+
+    def put_back(before: bool) -> None:
+        if context.raise_original_map_exception is True:  # else the program's own, set while the command ran
+            context.raise_original_map_exception = before
+
     quiet = _BelowError()
     for name in _RAY_DATA_ERROR_LOGGERS:
         logging.getLogger(name).addFilter(quiet)
     try:
-        yield
+        with _shared_change("ray.data original map errors", original, put_back):
+            yield
     finally:
-        context.raise_original_map_exception = before
         for name in _RAY_DATA_ERROR_LOGGERS:
             logging.getLogger(name).removeFilter(quiet)
 
