@@ -252,3 +252,22 @@ def test_embeds_at_once_share_ray_data_s_original_errors_setting(ray_data_contex
     with cli._original_map_errors():
         ray_data_context.raise_original_map_exception = "the program's"
     assert ray_data_context.raise_original_map_exception == "the program's"
+
+
+# ------------------------------------------------------------------ 5. Graph.to_networkx beyond memory
+def test_to_networkx_of_a_graph_beyond_memory_is_refused_before_building(monkeypatch) -> None:
+    """`Graph.from_sequence` of 100M values made a graph the core holds in a
+    few GB, and `to_networkx()` of it built Python dicts until the OOM
+    killer came. Now refused first, naming the graph's size (here against a
+    budget of 1 MB: a graph of 5,000 nodes takes more in networkx)."""
+    pytest.importorskip("networkx")
+    from grapheme_multimodal import _validation
+
+    monkeypatch.setattr(_validation, "memory_budget", lambda: 1_000_000)
+    big = gm.Graph.from_sequence(np.arange(5_000.0))
+    with pytest.raises(gm.TooLargeError, match=r"^graph: to_networkx of its 5,000 nodes and 4,999 edges takes at least "
+                                               r"[\d,]+ bytes of Python objects, more than this machine's memory "
+                                               r"\(1,000,000 bytes\); expected a smaller graph"):
+        big.to_networkx()
+    small = gm.Graph.from_sequence(np.arange(100.0))
+    assert small.to_networkx().number_of_nodes() == 100
