@@ -65,12 +65,21 @@ def test_neighborhood_temperature_out_of_float32_offers_the_flag_s_0_not_none(tr
 
 
 # ------------------------------------------------------------------ 2. a thread setting the library cannot read
+ENVIRONMENT_SETTINGS = ("GRAPHEME_MM_NUM_THREADS", "RAYON_NUM_THREADS", "GRAPHEME_MM_PORTABLE", "GRAPHEME_MM_NO_AVX512")
+
+
+@pytest.fixture
+def no_settings(monkeypatch):
+    for name in ENVIRONMENT_SETTINGS:
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
 def _run_python(code: list, env: dict) -> "subprocess.CompletedProcess[str]":
     import os
     import subprocess
     import sys
 
-    env = {**{k: v for k, v in os.environ.items() if k not in ("GRAPHEME_MM_NUM_THREADS", "RAYON_NUM_THREADS")}, **env}
+    env = {**{k: v for k, v in os.environ.items() if k not in ENVIRONMENT_SETTINGS}, **env}
     return subprocess.run([sys.executable, *code], env=env, capture_output=True, text=True, timeout=120)
 
 
@@ -110,28 +119,43 @@ def test_the_command_line_says_an_unreadable_thread_setting_as_its_one_line_warn
     ({"GRAPHEME_MM_NUM_THREADS": "0", "RAYON_NUM_THREADS": "abc"},
      ["GRAPHEME_MM_NUM_THREADS='0' is not a positive int", "RAYON_NUM_THREADS='abc' is not an int >= 0"]),
 ])
-def test_an_unreadable_rayon_num_threads_is_named_where_the_library_reads_it(monkeypatch, env, said) -> None:
-    from grapheme_multimodal.threads import unreadable_thread_settings
+def test_an_unreadable_rayon_num_threads_is_named_where_the_library_reads_it(no_settings, env, said) -> None:
+    from grapheme_multimodal._environment import unreadable_settings
 
-    monkeypatch.delenv("GRAPHEME_MM_NUM_THREADS", raising=False)
-    monkeypatch.delenv("RAYON_NUM_THREADS", raising=False)
     for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    messages = unreadable_thread_settings()
+        no_settings.setenv(name, value)
+    messages = unreadable_settings()
     assert len(messages) == len(said) and all(m.startswith(s) for m, s in zip(messages, said)), messages
 
 
-def test_importing_the_library_still_warns_of_an_unreadable_rayon_num_threads(monkeypatch) -> None:
+def test_importing_the_library_still_warns_of_an_unreadable_rayon_num_threads(no_settings) -> None:
     """A program's import is told as before, by Python's RuntimeWarning (the
     command line's is its one-line warning): the module's import run again."""
     import importlib
 
-    from grapheme_multimodal import threads
+    from grapheme_multimodal import _environment
 
-    monkeypatch.delenv("GRAPHEME_MM_NUM_THREADS", raising=False)
-    monkeypatch.setenv("RAYON_NUM_THREADS", "abc")
+    no_settings.setenv("RAYON_NUM_THREADS", "abc")
     with pytest.warns(RuntimeWarning, match="RAYON_NUM_THREADS='abc' is not an int >= 0"):
-        importlib.reload(threads)
+        importlib.reload(_environment)
+
+
+@pytest.mark.parametrize("name", ["GRAPHEME_MM_PORTABLE", "GRAPHEME_MM_NO_AVX512"])
+@pytest.mark.parametrize("value, warns", [("y", True), ("2", True), ("enable", True), ("1", False), (" On ", False),
+                                          ("YES", False), ("0", False), ("off", False), ("", False)])
+def test_a_kernel_setting_the_core_cannot_read_is_named(no_settings, name, value, warns) -> None:
+    """`GRAPHEME_MM_PORTABLE=y` (or 2, enable) was read as off without a
+    word: the AVX2 kernels ran, whose results differ from the portable ones
+    by float rounding. Now named, as an unreadable thread count is (at
+    import, or in grapheme-mm's one-line warning)."""
+    from grapheme_multimodal._environment import unreadable_settings
+
+    no_settings.setenv(name, value)
+    said = unreadable_settings()
+    assert len(said) == warns, said
+    if warns:
+        assert said[0].startswith(f"{name}={value!r} is neither on (1, true, yes, on) nor off (0, false, no, off) and "
+                                  "is ignored as off: ") and said[0].endswith(f"; expected e.g. {name}=1"), said
 
 
 # ------------------------------------------------------------------ 3. objective weights too small to train

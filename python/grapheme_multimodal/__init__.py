@@ -30,6 +30,7 @@ from .exceptions import (
 from .graph import Graph, fingerprints
 from .graph import GraphFeaturizer, featurize
 from .objectives import DEFAULT_WEIGHTS, OBJECTIVES
+from . import _environment  # noqa: F401  (warns at import of settings the core cannot read)
 from .threads import get_num_threads, set_num_threads
 from .components import CrossModalBinder, FusionNetwork, ModalityAttention, ModalityEncoder, ProjectionHead
 from .model import LearnableMultiModal

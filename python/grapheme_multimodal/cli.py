@@ -35,6 +35,7 @@ import numpy as np
 
 from . import __version__
 from ._chunks import ROWS_PER_CALL, in_row_chunks
+from ._environment import unreadable_settings
 from ._locking import uninterrupted
 from ._parallel import run_tasks
 from ._validation import as_finite_float, as_seed, counted, holding_warnings, ignoring_warning, is_reordering, misplaced_names, renamed
@@ -47,7 +48,6 @@ from .exceptions import (
 from .ensemble import load_models, save_ensemble
 from .evaluation._ensemble import side_by_side, unit_side_by_side_blocks
 from .stopping import fit_with_stopping, planned_folds
-from .threads import unreadable_thread_settings
 from .training import constant_rows_refused_as, grown_by_learning_rate, overflow_in_user_rows
 from .uci import (
     RECIPE_HIDDEN_DROPOUT, TrainingSettings, check_weights, member_seeds, members_within_memory,
@@ -91,7 +91,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         except _StandardOutputError as err:  # argparse's own printing drops an OSError, not this
             raise SystemExit(_standard_output_failed(err.error, stdout)) from None
         typed = _numbers_typed_otherwise(parser, argv if argv is not None else sys.argv[1:])
-        for message in unreadable_thread_settings():  # not said at import for the command line: see there
+        for message in unreadable_settings():  # not said at import for the command line: see there
             print(f"{PROG}: warning: {message}", file=sys.stderr)
         with _names_printable(), _terminating_as_interrupted() as terminated:
             return _run(args, stdout, terminated, typed)

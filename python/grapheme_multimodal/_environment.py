@@ -1,0 +1,91 @@
+"""The environment variables the core reads, and what it cannot read of them.
+
+The core reads ``GRAPHEME_MM_NUM_THREADS`` as a positive int and passes
+over anything else to ``RAYON_NUM_THREADS`` (an int; 0, as for Rayon, the
+number of CPUs), then the CPUs; and ``GRAPHEME_MM_PORTABLE`` and
+``GRAPHEME_MM_NO_AVX512`` as on when they are ``1``, ``true``, ``yes`` or
+``on``, off for anything else. A typo (``GRAPHEME_MM_NUM_THREADS=4x``,
+``GRAPHEME_MM_PORTABLE=y``) would change how the library computes without a
+word: each is named in a ``RuntimeWarning`` at import, or, for
+``grapheme-mm``, in its one-line warning. Read here, not through the core,
+so that asking does not fix the thread count before the first computation.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import warnings
+from typing import Callable, List, Optional
+
+#: The on/off settings of the kernels (rust/core/src/kernels/mod.rs) -> what applies when one is ignored.
+_KERNEL_FLAGS = {
+    "GRAPHEME_MM_PORTABLE": "the fastest kernels the CPU has run",
+    "GRAPHEME_MM_NO_AVX512": "the matrix tiles run on AVX-512F where the CPU has it",
+}
+#: What the core reads as on (env_flag in the core), and as off (anything else, but these are meant so).
+_ON, _OFF = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
+
+
+def unreadable_settings() -> List[str]:
+    """What the core cannot read of the environment's settings, one
+    message each. ``RAYON_NUM_THREADS`` is named only where the library
+    reads it (no readable ``GRAPHEME_MM_NUM_THREADS``)."""
+    said = _unreadable_thread_settings()
+    for name, otherwise in _KERNEL_FLAGS.items():
+        value = os.environ.get(name)
+        if value is not None and value.strip().lower() not in _ON + _OFF:
+            said.append(f"{name}={value!r} is neither on ({', '.join(_ON)}) nor off ({', '.join(_OFF[:-1])}) and is "
+                        f"ignored as off: {otherwise}; expected e.g. {name}=1")
+    return said
+
+
+def _unreadable_thread_settings() -> List[str]:
+    said = []
+    value = os.environ.get("GRAPHEME_MM_NUM_THREADS")
+    if _readable(value, lambda n: n > 0):
+        return said
+    if value is not None and value.strip():  # blank: `GRAPHEME_MM_NUM_THREADS= cmd`, the shell's way to unset it
+        said.append(f"GRAPHEME_MM_NUM_THREADS={value!r} is not a positive int and is ignored; expected e.g. "
+                    "GRAPHEME_MM_NUM_THREADS=4 (RAYON_NUM_THREADS, else the number of CPUs, applies instead)")
+    rayon = os.environ.get("RAYON_NUM_THREADS")
+    if rayon is not None and rayon.strip() and not _readable(rayon, lambda n: n >= 0):
+        said.append(f"RAYON_NUM_THREADS={rayon!r} is not an int >= 0 and is ignored; expected e.g. RAYON_NUM_THREADS=4 "
+                    "(0: the number of CPUs, which applies instead)")
+    return said
+
+
+def _readable(value: Optional[str], ok: Callable[[int], bool]) -> bool:
+    """Whether the core reads the setting ``value`` as a count ``ok`` takes:
+    as Rust's usize parse takes it (spaces around it, a leading +)."""
+    digits = (value or "").strip()
+    return bool(re.fullmatch(r"\+?[0-9]+", digits)) and int(digits) < 2**64 and ok(int(digits))
+
+
+#: The modules whose import is ``grapheme-mm``'s: its console script imports
+#: the first; ``python -m`` runs any of them.
+_COMMAND_LINE_MODULES = ("grapheme_multimodal.cli", "grapheme_multimodal", "grapheme_multimodal.__main__")
+
+
+def _imported_for_the_command_line() -> bool:
+    """Whether this import of the package is ``grapheme-mm``'s (the console
+    script's import of the cli module, or ``python -m``), whose ``main``
+    says each of :func:`unreadable_settings` as its one-line warning:
+    Python's, at import, showed a line of this package, and under
+    ``PYTHONWARNINGS=error`` was a traceback before the command began."""
+    frame = sys._getframe()
+    while frame is not None:
+        function, module = frame.f_code.co_name, frame.f_globals.get("__name__")
+        if (function, module) == ("_find_and_load", "importlib._bootstrap"):  # the import of a module (its package first)
+            if frame.f_locals.get("name") == _COMMAND_LINE_MODULES[0]:
+                return True
+        if (function, module) == ("_run_module_as_main", "runpy"):
+            return frame.f_locals.get("mod_name") in _COMMAND_LINE_MODULES
+        frame = frame.f_back
+    return False
+
+
+if not _imported_for_the_command_line():
+    for _message in unreadable_settings():
+        warnings.warn(_message, RuntimeWarning)
