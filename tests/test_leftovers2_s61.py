@@ -33,6 +33,12 @@ def train_argv(tmp_path) -> list:
      "got 1000000000000000000000000000000000000000000001 (1e+45 as a float), which is too large for float32"),
     # the last of a flag given twice, as argparse takes it
     (["--ema-decay", "2", "--ema-decay", "1.00000000000000000001"], "got 1.00000000000000000001, which is 1.0 as a float"),
+    # a weight of --objectives, named --objectives['NAME'] by its checks
+    (["--objectives", "binding=1, contrastive=1000000000000000000000000000000000000001"],
+     "--objectives['contrastive']: expected a finite number >= 0 that float32 holds, got "
+     "1000000000000000000000000000000000000001, which is 1e+39 as a float"),
+    (["--objectives", "contrastive=2e39", "--objectives=contrastive=1.00000000000000000001e-40"],
+     "--objectives['contrastive']: got 1.00000000000000000001e-40, which is 1e-40 as a float, a subnormal float32"),
 ])
 def test_a_range_error_shows_the_number_typed_beside_the_float_read(train_argv, capsys, flags, shown) -> None:
     """`--ema-decay 0.99999999999999999` (in [0, 1) as typed) was refused as
@@ -44,6 +50,7 @@ def test_a_range_error_shows_the_number_typed_beside_the_float_read(train_argv, 
     (["--ema-decay", "2"], "got 2.0"),  # the same number: as before
     (["--lr", "-0.000001"], "got -1e-06"),
     (["--ema-decay", "0.99999999999999999", "--ema-decay", "2"], "got 2.0"),
+    (["--objectives", "contrastive=1.00000000000000000001e-40", "--objectives", "contrastive=1e-40"], "got 1e-40"),
 ])
 def test_a_range_error_of_a_number_the_float_holds_is_unchanged(train_argv, capsys, flags, shown) -> None:
     line = one_line_error(capsys, train_argv + flags, shown)

@@ -656,7 +656,8 @@ def _float(text: str) -> float:
 
 def _numbers_typed_otherwise(parser: argparse.ArgumentParser, argv: Sequence[str]) -> Dict[str, str]:
     """Each float flag of ``argv`` (the last of one given twice, as argparse
-    takes) whose value typed is another number than the float :func:`_float`
+    takes), and each weight of ``--objectives`` (``--objectives['contrastive']``),
+    whose value typed is another number than the float :func:`_float`
     read -> the value as typed: ``--ema-decay 0.99999999999999999`` is read
     as 1.0, and its range check said "got 1.0", a value never typed."""
     flags = {option for sub in parser._subparsers._group_actions[0].choices.values()  # type: ignore[union-attr]
@@ -666,14 +667,26 @@ def _numbers_typed_otherwise(parser: argparse.ArgumentParser, argv: Sequence[str
         if argument == "--":  # the rest are no flags
             break
         flag, equals, text = argument.partition("=")
-        if flag not in flags:
+        if flag not in flags and flag != "--objectives":
             continue
         text = text if equals else (argv[i + 1] if i + 1 < len(argv) else "")
-        if _PLAIN_FLOAT.fullmatch(text) and math.isfinite(float(text)) and decimal.Decimal(text) != decimal.Decimal(repr(float(text))):
-            typed[flag] = text
+        if flag == "--objectives":  # its weights, NAME=NUMBER, each named --objectives['NAME'] by its checks
+            typed = {key: value for key, value in typed.items() if not key.startswith("--objectives[")}
+            for item in text.split(","):
+                name, _, number = item.partition("=")
+                _note_if_typed_otherwise(typed, f"--objectives[{name.strip()!r}]", number.strip(" "))
         else:
-            typed.pop(flag, None)
+            _note_if_typed_otherwise(typed, flag, text)
     return typed
+
+
+def _note_if_typed_otherwise(typed: Dict[str, str], name: str, text: str) -> None:
+    """``typed[name] = text`` when ``text`` is a plain number that the float
+    read from it is not (``0.99999999999999999``, 1.0); else none for ``name``."""
+    if _PLAIN_FLOAT.fullmatch(text) and math.isfinite(float(text)) and decimal.Decimal(text) != decimal.Decimal(repr(float(text))):
+        typed[name] = text
+    else:
+        typed.pop(name, None)
 
 
 def _as_typed(line: str, typed: Mapping[str, str]) -> str:
