@@ -77,7 +77,8 @@ def _imported_for_the_command_line() -> bool:
     frame = sys._getframe()
     while frame is not None:
         function, module = frame.f_code.co_name, frame.f_globals.get("__name__")
-        if (function, module) == ("_find_and_load", "importlib._bootstrap"):  # the import of a module (its package first)
+        if (function, module) == ("_find_and_load", "importlib._bootstrap"):
+            # importlib's import of a module, which imports its package first
             if frame.f_locals.get("name") == _COMMAND_LINE_MODULES[0]:
                 return True
         if (function, module) == ("_run_module_as_main", "runpy"):

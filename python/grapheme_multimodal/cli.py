@@ -38,7 +38,9 @@ from ._chunks import ROWS_PER_CALL, in_row_chunks
 from ._environment import unreadable_settings
 from ._locking import uninterrupted
 from ._parallel import run_tasks
-from ._validation import as_finite_float, as_seed, counted, holding_warnings, ignoring_warning, is_reordering, misplaced_names, renamed
+from ._validation import (
+    as_finite_float, as_seed, counted, holding_warnings, ignoring_warning, is_reordering, misplaced_names, renamed,
+)
 from .config import INPUT_DISTANCES, NEIGHBOR_SPACES
 from .graph import WL_DEFAULT_DIM, GraphFeaturizer, featurized
 from .io import removing_new_folders, shown_name
@@ -142,7 +144,7 @@ EXIT_STATUSES = (
 
 def _run(args: argparse.Namespace, stdout: Any, terminated: List[int], typed: Mapping[str, str]) -> int:
     """Runs the parsed command; every error a user can make is one line.
-    ``typed``: the float flags typed as another number than the float read
+    ``typed``: the numbers typed as another number than the float read
     (:func:`_numbers_typed_otherwise`), which an error shows as typed."""
     try:
         code = args.run(args)
@@ -683,7 +685,8 @@ def _numbers_typed_otherwise(parser: argparse.ArgumentParser, argv: Sequence[str
 def _note_if_typed_otherwise(typed: Dict[str, str], name: str, text: str) -> None:
     """``typed[name] = text`` when ``text`` is a plain number that the float
     read from it is not (``0.99999999999999999``, 1.0); else none for ``name``."""
-    if _PLAIN_FLOAT.fullmatch(text) and math.isfinite(float(text)) and decimal.Decimal(text) != decimal.Decimal(repr(float(text))):
+    read = float(text) if _PLAIN_FLOAT.fullmatch(text) else math.nan
+    if math.isfinite(read) and decimal.Decimal(text) != decimal.Decimal(repr(read)):
         typed[name] = text
     else:
         typed.pop(name, None)
@@ -698,6 +701,7 @@ def _as_typed(line: str, typed: Mapping[str, str]) -> str:
         at = line.find(read) if line.startswith(flag + ":") else -1
         if at >= 0:
             rest = line[at + len(read):]
+            # a message that goes on with "which is ..." of its own: the float read in brackets
             as_float = f" ({float(text)!r} as a float)" if rest.startswith(", which is") else f", which is {float(text)!r} as a float"
             return f"{line[:at]}got {text}{as_float}{rest}"
     return line
