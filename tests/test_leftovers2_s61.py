@@ -120,6 +120,9 @@ def test_the_command_line_says_an_unreadable_thread_setting_as_its_one_line_warn
     ({"RAYON_NUM_THREADS": str(2**64)}, [f"RAYON_NUM_THREADS='{2**64}' is not an int >= 0"]),
     ({"RAYON_NUM_THREADS": "0"}, []),  # Rayon's own way to say "the CPUs", as the library reads it
     ({"RAYON_NUM_THREADS": " +3 "}, []),
+    # a character str.strip() takes off but Rust's trim keeps: the core passes over it, and it was said to be read
+    ({"GRAPHEME_MM_NUM_THREADS": "\x1c3"}, ["GRAPHEME_MM_NUM_THREADS='\\x1c3' is not a positive int"]),
+    ({"GRAPHEME_MM_NUM_THREADS": "\u30003\u2029"}, []),  # Unicode's spaces, which both take off
     ({"RAYON_NUM_THREADS": ""}, []),
     # the library reads GRAPHEME_MM_NUM_THREADS, not RAYON_NUM_THREADS: nothing of the latter to say
     ({"GRAPHEME_MM_NUM_THREADS": "2", "RAYON_NUM_THREADS": "abc"}, []),

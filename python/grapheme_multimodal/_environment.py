@@ -26,6 +26,9 @@ _KERNEL_FLAGS = {
 }
 #: What the core reads as on (env_flag in the core), and as off (anything else, but these are meant so).
 _ON, _OFF = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
+#: What Rust's ``str::trim`` takes off (Unicode's White_Space): ``str.strip()`` also takes \x1c-\x1f, which
+#: the core keeps, so a count with one of them was said to be read while the core passed over it.
+_RUST_WHITESPACE = "\t\n\x0b\x0c\r \x85\xa0\u1680" + "".join(map(chr, range(0x2000, 0x200B))) + "\u2028\u2029\u202f\u205f\u3000"
 
 
 def unreadable_settings() -> List[str]:
@@ -35,7 +38,7 @@ def unreadable_settings() -> List[str]:
     said = _unreadable_thread_settings()
     for name, otherwise in _KERNEL_FLAGS.items():
         value = os.environ.get(name)
-        if value is not None and value.strip().lower() not in _ON + _OFF:
+        if value is not None and value.strip(_RUST_WHITESPACE).lower() not in _ON + _OFF:
             said.append(f"{name}={value!r} is neither on ({', '.join(_ON)}) nor off ({', '.join(_OFF[:-1])}) and is "
                         f"ignored as off: {otherwise}; expected e.g. {name}=1")
     return said
@@ -46,11 +49,11 @@ def _unreadable_thread_settings() -> List[str]:
     value = os.environ.get("GRAPHEME_MM_NUM_THREADS")
     if _readable(value, lambda n: n > 0):
         return said
-    if value is not None and value.strip():  # blank: `GRAPHEME_MM_NUM_THREADS= cmd`, the shell's way to unset it
+    if value is not None and value.strip(_RUST_WHITESPACE):  # blank: `GRAPHEME_MM_NUM_THREADS= cmd`, the shell's way to unset it
         said.append(f"GRAPHEME_MM_NUM_THREADS={value!r} is not a positive int and is ignored; expected e.g. "
                     "GRAPHEME_MM_NUM_THREADS=4 (RAYON_NUM_THREADS, else the number of CPUs, applies instead)")
     rayon = os.environ.get("RAYON_NUM_THREADS")
-    if rayon is not None and rayon.strip() and not _readable(rayon, lambda n: n >= 0):
+    if rayon is not None and rayon.strip(_RUST_WHITESPACE) and not _readable(rayon, lambda n: n >= 0):
         said.append(f"RAYON_NUM_THREADS={rayon!r} is not an int >= 0 and is ignored; expected e.g. RAYON_NUM_THREADS=4 "
                     "(0: the number of CPUs, which applies instead)")
     return said
@@ -59,7 +62,7 @@ def _unreadable_thread_settings() -> List[str]:
 def _readable(value: Optional[str], ok: Callable[[int], bool]) -> bool:
     """Whether the core reads the setting ``value`` as a count ``ok`` takes:
     as Rust's usize parse takes it (spaces around it, a leading +)."""
-    digits = (value or "").strip()
+    digits = (value or "").strip(_RUST_WHITESPACE)
     return bool(re.fullmatch(r"\+?[0-9]+", digits)) and int(digits) < 2**64 and ok(int(digits))
 
 
