@@ -115,8 +115,9 @@ def resolve_weights(weights: Optional[Mapping[str, float]], has_fused: bool, nam
 
     ``None`` gives :data:`DEFAULT_WEIGHTS` (seed_consistency only when the
     batch has ``fused`` targets). A mapping names the objectives to train;
-    those it leaves out get weight 0. ``name`` is the argument's name in
-    error messages.
+    those it leaves out get weight 0. Each weight is 0 or a finite number
+    from float32's smallest normal (1.18e-38) to its largest. ``name`` is
+    the argument's name in error messages.
     """
     if weights is None:
         chosen = dict(DEFAULT_WEIGHTS)
