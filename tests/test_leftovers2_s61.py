@@ -209,15 +209,29 @@ def test_small_normal_weights_and_0_are_taken_as_before(weight) -> None:
 
 
 # ------------------------------------------------------------------ 4. embed --ray's quiet Ray Data logger
+def logger_at(name: str, level: int):
+    """The logger ``name`` at ``level``, its own level put back after the test."""
+    import logging
+
+    logger = logging.getLogger(name)
+    before = logger.level
+    logger.setLevel(level)
+    yield logger
+    logger.setLevel(before)
+
+
 @pytest.fixture
 def ray_data_logger():
     import logging
 
-    logger = logging.getLogger("ray.data")
-    level = logger.level
-    logger.setLevel(logging.NOTSET)
-    yield logger
-    logger.setLevel(level)
+    yield from logger_at("ray.data", logging.NOTSET)
+
+
+@pytest.fixture
+def ray_logger():
+    import logging
+
+    yield from logger_at("ray", logging.INFO)  # as Ray's import sets it
 
 
 def test_a_level_the_program_sets_while_embed_runs_stays(ray_data_logger) -> None:
@@ -305,3 +319,29 @@ def test_to_networkx_of_a_graph_beyond_memory_is_refused_before_building(monkeyp
         big.to_networkx()
     small = gm.Graph.from_sequence(np.arange(100.0))
     assert small.to_networkx().number_of_nodes() == 100
+
+
+def test_the_ray_log_level_ray_init_sets_is_put_back_after_the_command(monkeypatch, ray_logger) -> None:
+    """`ray.init(logging_level=ERROR)`, with which `train --workers` and
+    `embed --ray` keep Ray's INFO lines off their output, sets the `ray`
+    logger's level for the whole process, and it stayed ERROR after the
+    command: a program that had called main heard none of Ray's warnings.
+    (Ray faked: its init sets the level as Ray's own does.)"""
+    import logging
+    import sys
+    import types
+
+    from grapheme_multimodal import _ray_address, cli
+
+    ray = types.ModuleType("ray")
+    ray.is_initialized = lambda: False
+    ray.init = lambda **options: ray_logger.setLevel(options["logging_level"])
+    ray.shutdown = lambda: None
+    monkeypatch.setitem(sys.modules, "ray", ray)
+    monkeypatch.setattr(_ray_address, "_check_ray_address", lambda address, arg: None)
+    with cli._ray_cluster(None):
+        assert ray_logger.level == logging.ERROR
+    assert ray_logger.level == logging.INFO
+    with cli._ray_cluster(None):
+        ray_logger.setLevel(logging.DEBUG)  # the program's own, set while the command ran: it stays
+    assert ray_logger.level == logging.DEBUG

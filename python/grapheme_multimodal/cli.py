@@ -1607,22 +1607,37 @@ def _ray_cluster(address: Optional[str]) -> Iterator[None]:
     # Ray will no longer override accelerator visible devices env var ...",
     # two lines on stderr), a tip to Ray's users about GPUs the CLI does not ask for: one filter, taken out
     # after (warnings.catch_warnings() put back the process's filters as it found them, undoing another thread's).
-    with _keeping_sigterm_handler(), ignoring_warning(RAY_ACCELERATOR_TIP, FutureWarning):
-        try:
-            ray.init(address=address, include_dashboard=False if address is None else None, log_to_driver=False,
-                     logging_level=logging.ERROR)
-        except ConnectionError as err:
-            raise _no_cluster_found(address, err) from None
+    ray_log_level = logging.getLogger("ray").level  # ray.init's logging_level sets it for the process: see below
     try:
-        yield
-    finally:
+        with _keeping_sigterm_handler(), ignoring_warning(RAY_ACCELERATOR_TIP, FutureWarning):
+            try:
+                ray.init(address=address, include_dashboard=False if address is None else None, log_to_driver=False,
+                         logging_level=logging.ERROR)
+            except ConnectionError as err:
+                raise _no_cluster_found(address, err) from None
         try:
-            ray.shutdown()
-        except Exception as err:
-            # Raised, it failed a command whose work was done: train --workers had trained, and
-            # lost the model unsaved (the save comes after), or it replaced the command's own error.
-            print(f"{PROG}: warning: stopping the local Ray cluster failed ({type(err).__name__}: {err}); its "
-                  "processes may still run (`ray status`)", file=sys.stderr)
+            yield
+        finally:
+            try:
+                ray.shutdown()
+            except Exception as err:
+                # Raised, it failed a command whose work was done: train --workers had trained, and
+                # lost the model unsaved (the save comes after), or it replaced the command's own error.
+                print(f"{PROG}: warning: stopping the local Ray cluster failed ({type(err).__name__}: {err}); its "
+                      "processes may still run (`ray status`)", file=sys.stderr)
+    finally:
+        _put_back_ray_log_level(ray_log_level)
+
+
+def _put_back_ray_log_level(level: int) -> None:
+    """The ``ray`` logger's ``level`` as it was before the command, unless
+    the program set its own meanwhile: ``ray.init(logging_level=ERROR)``,
+    which keeps Ray's INFO lines off the command's output, set it for the
+    whole process and left it so, and a program that had called
+    :func:`main` heard none of Ray's warnings afterwards."""
+    ray_logger = logging.getLogger("ray")
+    if ray_logger.level == logging.ERROR:
+        ray_logger.setLevel(level)
 
 
 @contextlib.contextmanager
