@@ -108,6 +108,8 @@ def test_every_interleaved_sample_follows_its_own_settling_calls() -> None:
         if i == len(log) or log[i] != log[i - 1]:
             runs.append(i - start)
             start = i
-    # 6 samples in rounds a b, b a, a b (the rotation joins b b and a a): 4 runs, each far
-    # longer than the one untimed call and the one timed of before
-    assert len(runs) == 4 and min(runs) > 20, runs
+    # 6 samples in rounds a b, b a, a b (the rotation joins b b and a a): 4 runs, each of at least
+    # one untimed call before its timed one, and settling for settle_s, not one call, makes them
+    # long. Not every run: a call the OS stalls past settle_s (a loaded CI machine) ends its
+    # settling at one call, as it should (CI saw runs of 137260, 192587, 135232 and 2 calls)
+    assert len(runs) == 4 and min(runs) >= 2 and max(runs) > 20, runs
