@@ -121,14 +121,14 @@ def _overlapping_commands(monkeypatch: pytest.MonkeyPatch, first: list, second: 
     second_in, first_out = threading.Event(), threading.Event()
     real_run = cli._run
 
-    def run(args, stdout, terminated):
+    def run(*args):  # _run's arguments, whatever they are: passed on as given
         if threading.current_thread() is threads[0]:  # the second begins once the first runs
             threads[1].start()
             assert second_in.wait(timeout=30)
         else:
             second_in.set()
             assert first_out.wait(timeout=30)
-        return real_run(args, stdout, terminated)
+        return real_run(*args)
 
     def command(argv: list) -> None:
         codes[argv is second] = cli.main(argv)
