@@ -502,10 +502,17 @@ impl<T: Real> LearnableMultiModal<T> {
         let encoder = format!("encoder.{}.", Modality::ALL[m].name());
         let prefixes: &[&str] = if with_head { &[&encoder, "head."] } else { &[&encoder] };
         self.grown_parameters(&format!("{} encoder", Modality::ALL[m].name()), prefixes, largest_input)
-            .unwrap_or_else(|| {
-                let message = format!("row {row} overflows float32 in {place} (after the model's normalization, if any); expected values of moderate size");
-                Error::overflow(input_arg(m), message)
-            })
+            .unwrap_or_else(|| Self::row_overflow(m, row, place))
+    }
+
+    /// The error of event `row` of modality `m` overflowing float32 at
+    /// `place` in its encoder, blamed on the row's values (no standardisation
+    /// or grown parameter to blame).
+    pub(crate) fn row_overflow(m: usize, row: usize, place: &str) -> Error {
+        Error::overflow(
+            input_arg(m),
+            format!("row {row} overflows float32 in {place} (after the model's normalization, if any); expected values of moderate size"),
+        )
     }
 
     /// The error of row `row` of `arg` overflowing float32 in the fusion

@@ -789,13 +789,9 @@ impl<T: Real> LearnableMultiModal<T> {
                 .find(|&((row, m), &present)| present && !emb.slice(s![row, m, ..]).iter().all(|v| v.is_finite()));
             if let Some(((row, m), _)) = first_overflow {
                 let part = input.modalities[m].as_ref().expect("only a given modality overflows");
-                if let Some(err) = self.standardisation_overflow(m, part, row, "the encoder") {
-                    return err;
-                }
-                return Error::overflow(
-                    input_arg(m),
-                    format!("row {row} overflows float32 in the encoder (after the model's normalization, if any); expected values of moderate size"),
-                );
+                return self
+                    .standardisation_overflow(m, part, row, "the encoder")
+                    .unwrap_or_else(|| Self::row_overflow(m, row, "the encoder"));
             }
         }
         let mut given: Vec<(&str, f64)> = Vec::new();
