@@ -1561,16 +1561,18 @@ def _embed_on_ray(args: argparse.Namespace, model, inputs: Dict[str, np.ndarray]
     return fused, strengths, hidden
 
 
-def _rows_per_block(rows: int, workers: Optional[int], batch_size: int, most: int = 65536) -> int:
+def _rows_per_block(rows: int, workers: Optional[int], batch_size: int) -> int:
     """Rows per block of ``embed --ray``'s dataset: one block per actor at
     least (``workers``, else one per CPU of the cluster), of a batch at least,
-    at most ``most``. Ray Data hands a block to one actor: a file of fewer
-    rows than one block of ``most`` was embedded by one actor while the
-    others idled."""
+    at most ``distributed.ROWS_PER_BLOCK``. Ray Data hands a block to one
+    actor: a file of fewer rows than one such block was embedded by one actor
+    while the others idled."""
     import ray
 
+    from .distributed import ROWS_PER_BLOCK
+
     actors = workers if workers is not None else max(1, int(ray.cluster_resources().get("CPU", 1)))
-    return max(1, min(most, max(batch_size, -(-rows // actors))))
+    return max(1, min(ROWS_PER_BLOCK, max(batch_size, -(-rows // actors))))
 
 
 def _ray_embed_options(args: argparse.Namespace) -> Tuple[Optional[int], int]:

@@ -832,6 +832,8 @@ class _ColumnPlan:
             if len(rows) == len(values):  # every row present: the stacked rows themselves, no second copy
                 return vectors, present
             x = np.zeros((len(values), dim), vectors.dtype)
+        elif len(rows) == len(values):  # every row present: np.stack's fresh rows, cast as x[rows] = vectors casts
+            return vectors.astype(np.float32, copy=False), present
         else:
             x = np.zeros((len(values), dim), np.float32)
         x[rows] = vectors
@@ -1189,7 +1191,11 @@ def _what_row_holds(values: np.ndarray, null_at: Optional[int] = None) -> Tuple[
     return NonFiniteError, "holds NaN or inf", "expected finite numbers (null where a row lacks the modality)"
 
 
-def _arrays_dataset(columns: Mapping[str, np.ndarray], rows_per_block: int = 65536) -> "ray.data.Dataset":
+#: Rows per block of the datasets the library makes of arrays (:func:`_arrays_dataset`, ``grapheme-mm embed --ray``).
+ROWS_PER_BLOCK = 65536
+
+
+def _arrays_dataset(columns: Mapping[str, np.ndarray], rows_per_block: int = ROWS_PER_BLOCK) -> "ray.data.Dataset":
     """A ``ray.data.Dataset`` of equal-length arrays (one column each; 2-D
     arrays become tensor columns), in blocks of ``rows_per_block`` rows."""
     import pyarrow as pa

@@ -700,9 +700,9 @@ def _folders_in_lock_order(staged: List[_Staged]) -> List[Tuple[Tuple[int, int],
     and each wait for the other's lock. A folder gone is left out (its
     rename says so)."""
     folders: Dict[Tuple[int, int], Path] = {}
-    for s in staged:
+    for directory in dict.fromkeys(s.directory for s in staged):  # one stat per name, not per file
         try:
-            folders.setdefault(_identity(os.stat(s.directory)), s.directory)
+            folders.setdefault(_identity(os.stat(directory)), directory)
         except OSError:
             continue
     return sorted(folders.items())
@@ -987,7 +987,7 @@ def _mounted_on(path: Path) -> bool:
         return False
     # the table's fifth field is where it is mounted, with " ", a tab, a newline and "\\" as octal escapes
     escaped = re.sub(rb"[ \t\n\\]", lambda m: b"\\%03o" % m[0][0], where)
-    if escaped not in table:  # every save asks: most often answered without splitting the table
+    if escaped not in table:  # most often answered without splitting the table
         return False
     return any(len(fields) > 4 and fields[4] == escaped for fields in (line.split(b" ") for line in table.splitlines()))
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from . import _core
 from ._validation import (
-    IntLike, as_finite_float, as_real_array, describe, exact_int, is_int, is_iterable, is_masked_array, refuse_beyond_memory,
+    IntLike, as_finite_float, as_real_array, as_positive_int, describe, is_int, is_iterable, is_masked_array, refuse_beyond_memory,
     refuse_over_float64, refuse_unordered, refuse_unpaired_columns, refuse_unpaired_frames, unmasked, wrong_type,
 )
 from ._exact_ints import beyond_float64, column_minimum, minus
@@ -447,11 +447,7 @@ def cross_view_retrieval(
     y = _labels_1d("labels", labels, q.shape[0], "query rows")
     if not isinstance(metric, str) or metric not in _METRICS:  # an array would be "ambiguous truth value"
         raise InvalidValueError(f"metric: expected one of {_METRICS}, got {metric!r}", "metric")
-    if not is_int(chunk_size):  # a wrong type: a TypeError, as the package's other int arguments
-        raise wrong_type("chunk_size", "a positive int", chunk_size)
-    chunk_size = exact_int(chunk_size)  # a 0-d array too: the int it holds
-    if chunk_size < 1:
-        raise InvalidValueError(f"chunk_size: expected a positive int, got {chunk_size!r}", "chunk_size")
+    chunk_size = as_positive_int(chunk_size, "chunk_size")  # a wrong type a TypeError, as the package's other int arguments
 
     exact = ExactTies(metric, q, g)  # near ties decided on the rows as given (C order), exactly
     if metric == "cosine":

@@ -14,6 +14,7 @@ from __future__ import annotations
 __all__ = ["MultimodalEmbedder", "OUTPUTS"]
 
 import dataclasses
+import functools
 import inspect
 import math
 import os
@@ -760,6 +761,7 @@ if hasattr(os, "register_at_fork"):  # POSIX; Windows has no fork
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
+@functools.lru_cache(maxsize=1)  # the same for every unpickled estimator (read, never changed: merged into a new dict)
 def _parameters_before_they_existed() -> dict:
     """Each parameter of :class:`MultimodalEmbedder` at the value that does
     what estimators did before it was added, for one unpickled from then:

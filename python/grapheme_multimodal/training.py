@@ -1203,7 +1203,7 @@ class _BufferDataset(_Dataset):
             _check_rows(x.reshape(n, -1), None, name, lambda row: f"{name}: experience {row}'s {field}")
         if not self.has_inputs:  # trained on as recorded: the core's check named `embeddings` and a shuffled batch's row
             refuse_non_unit_experiences(e.embeddings, e.mask, name)
-        if self.has_inputs:
+        else:
             for m, x in enumerate(e.inputs):
                 if x is not None:
                     _check_rows(x, e.mask[:, m], name, lambda row: f"{name}: experience {row}'s {MODALITY_NAMES[m]} input")

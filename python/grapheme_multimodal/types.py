@@ -198,7 +198,7 @@ def _endpoint(value: Any, name: str) -> Tuple[Modality, int]:
     node = exact_int(node)  # a 0-d array too: the int it holds
     if node < 0:
         raise InvalidValueError(f"{name}: expected a node index >= 0, got {node}", name)
-    return (Modality.parse(mod, name), int(node))
+    return (Modality.parse(mod, name), node)
 
 
 def _component_setter(own: str, checked_own: Callable[[Any, Any], Any]) -> Callable[[Any, str, Any], None]:
@@ -611,7 +611,7 @@ def _event_id(value: Any) -> int:
     value = exact_int(value)  # a 0-d array too: the int it holds
     if not -(2**63) <= value < 2**63:
         raise InvalidValueError(f"id: got {shown_number(value, str)}; expected an event id that fits in int64 (-2**63 to 2**63 - 1)", "id")
-    return int(value)
+    return value
 
 
 def _as_list(items: Any, name: str, expected: str) -> list:
