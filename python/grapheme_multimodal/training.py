@@ -636,8 +636,7 @@ def _run_epoch(
         model.epochs_trained = record["epoch"]
         history = left.history
         history.append(record)  # completed below by replacing it, under the lock (a save copies it)
-        length = len(history)
-        left.epochs, left.length, left.last = record["epoch"], length, record
+        left.epochs, left.length, left.last = record["epoch"], len(history), record
     if metrics:
         # While they run, the weights are this epoch's last: the model holds fit's running
         # average (not applied; a checkpoint applies it, as fit's end does: averaging.py).
@@ -648,7 +647,7 @@ def _run_epoch(
             for name, metric in metrics.items():
                 # training this model from it: refused
                 value = _call_outside_scopes(call_metric, model, name, metric, model)
-                _refuse_changed_record(model, name, history, length, record)
+                _refuse_record_changed_meanwhile(model, left, metric=name)
                 value = _metric_value(name, value)
                 with model._lock.writing():
                     _refuse_record_changed_meanwhile(model, left)
@@ -664,25 +663,6 @@ def _run_epoch(
         _refuse_record_changed_meanwhile(model, left)
         record = left.last = _completed(history, record, extra)
     return record, average
-
-
-def _refuse_changed_record(
-    model: "LearnableMultiModal", name: str, history: List[Dict[str, Any]], length: int, record: Dict[str, Any]
-) -> None:
-    """``RuntimeError`` when ``metrics[name]`` changed the model's training
-    record (``epochs_trained``, ``history``: attributes, which the lock
-    that refuses its writes cannot see) from what ``fit`` left (``history``,
-    ``length`` records ending with ``record``). Assigned there, the next
-    epoch trained under another epoch's shuffle (or a bare "seed must be
-    integer"), its record landed in a list the caller had replaced or
-    cleared, and the restore of a failed fit stopped half done at a
-    ``history`` of ``None``."""
-    what = _record_change(model, _RecordLeft(record["epoch"], history, length, record))
-    if what is not None:
-        raise RuntimeError(
-            f"metrics[{name!r}]: changed {what} in the middle of fit, which counts the epochs and records them there; "
-            "expected metrics that read the model (change its training record after fit returns)"
-        )
 
 
 @dataclass
@@ -718,14 +698,20 @@ def _record_change(model: "LearnableMultiModal", left: _RecordLeft) -> Optional[
     return "model.history (in place)"
 
 
-def _refuse_record_changed_meanwhile(model: "LearnableMultiModal", left: _RecordLeft) -> None:
+def _refuse_record_changed_meanwhile(model: "LearnableMultiModal", left: _RecordLeft, metric: Optional[str] = None) -> None:
     """``RuntimeError`` when the model's training record is not what fit
-    ``left`` (its lock held): another thread assigned ``epochs_trained`` or
-    ``history`` (attributes: the lock that makes its writers wait cannot
-    see them) in the middle of fit, which counted on from that number (the
-    epochs' shuffles another fit's) or recorded its epochs into a list
-    the caller had replaced, without a word."""
+    ``left``: ``metrics[metric]`` (``metric`` given) or another thread (fit's
+    lock held) assigned ``epochs_trained`` or ``history`` (attributes: the
+    lock that makes its writers wait cannot see them) in the middle of fit,
+    which counted on from that number (the epochs' shuffles another fit's,
+    or a bare "seed must be integer") or recorded its epochs into a list
+    the caller had replaced or cleared, without a word."""
     what = _record_change(model, left)
+    if what is not None and metric is not None:
+        raise RuntimeError(
+            f"metrics[{metric!r}]: changed {what} in the middle of fit, which counts the epochs and records them there; "
+            "expected metrics that read the model (change its training record after fit returns)"
+        )
     if what is not None:
         raise RuntimeError(
             f"fit: changed {what} in the middle of fit, from another thread or code run in fit's own (a signal "
