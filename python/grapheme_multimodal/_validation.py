@@ -794,9 +794,12 @@ def misplaced_names(fitted: Optional[Sequence[str]], given: Optional[Sequence[st
     return sorted(misplaced.items())
 
 
-def shown_misplaced(given: Sequence[str], misplaced: Sequence[Tuple[int, int]], learned: str) -> str:
-    """:func:`misplaced_names`' answer in words, the first 8: ``'b' (column 0, {learned} as column 1), ...``."""
-    shown = ", ".join(f"{given[i]!r} (column {i}, {learned} as column {j})" for i, j in misplaced[:8])
+def shown_misplaced(
+    given: Sequence[str], misplaced: Sequence[Tuple[int, int]], learned: str, first: int = 0, show: Callable[[str], str] = repr
+) -> str:
+    """:func:`misplaced_names`' answer in words, the first 8: ``'b' (column 0, {learned} as column 1), ...``;
+    columns counted from ``first`` (the command line's from 1), names as ``show`` gives them."""
+    shown = ", ".join(f"{show(given[i])} (column {i + first}, {learned} as column {j + first})" for i, j in misplaced[:8])
     return shown + (", ..." if len(misplaced) > 8 else "")
 
 

@@ -40,6 +40,7 @@ from ._locking import uninterrupted
 from ._parallel import run_tasks
 from ._validation import (
     as_finite_float, as_seed, counted, holding_warnings, ignoring_warning, is_reordering, misplaced_names, renamed,
+    shown_misplaced,
 )
 from .config import INPUT_DISTANCES, NEIGHBOR_SPACES
 from .graph import WL_DEFAULT_DIM, GraphFeaturizer, featurized
@@ -1905,10 +1906,10 @@ def _refuse_reordered_header(f: Any, models: Sequence[LearnableMultiModal]) -> N
     by position."""
     for j, model in enumerate(models):
         fitted = model.input_columns(f.modality)
+        # which member, of an ensemble whose members were trained on other orders (save_ensemble refuses such
+        # members now; a file saved before loads): each order was refused by one member or the other, unsaid why
+        who = "the checkpoint" if len(models) == 1 else f"member {j} of the ensemble of {len(models)}"
         if is_reordering(fitted, f.columns):
-            # which member, of an ensemble whose members were trained on other orders (save_ensemble refuses such
-            # members now; a file saved before loads): each order was refused by one member or the other, unsaid why
-            who = "the checkpoint" if len(models) == 1 else f"member {j} of the ensemble of {len(models)}"
             clash = next((i for i, other in enumerate(models) if is_reordering(other.input_columns(f.modality), fitted)), None)
             note = "" if clash is None else (
                 f" (member {clash} was trained on them in the order {_shown_header(models[clash].input_columns(f.modality))}: "
@@ -1921,9 +1922,7 @@ def _refuse_reordered_header(f: Any, models: Sequence[LearnableMultiModal]) -> N
         misplaced = misplaced_names(fitted, f.columns)
         if misplaced:
             # some columns renamed, others swapped (b,a,x of a,b,c): read by position as wrongly as a reordering
-            who = "the checkpoint" if len(models) == 1 else f"member {j} of the ensemble of {len(models)}"
-            moved = ", ".join(f"{_shown_header([f.columns[i]])!s} (column {i + 1}, trained on as column {k + 1})"
-                              for i, k in misplaced[:8]) + (", ..." if len(misplaced) > 8 else "")
+            moved = shown_misplaced(f.columns, misplaced, "trained on", first=1, show=lambda name: _shown_header([name]))
             raise InvalidValueError(
                 f"{f.modality}: the header of {shown_name(f.path)} ({_shown_header(f.columns)}) names columns {who} "
                 f"was trained on at other positions: {moved}; columns are read by position, so each would be read as "

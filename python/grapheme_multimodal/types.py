@@ -397,22 +397,22 @@ def refuse_reordered_labels(
         labels = kept[1]
         fitted = columns[c.modality.index]
         misplaced = misplaced_names(fitted, labels)
-        if misplaced and not is_reordering(fitted, labels):  # some renamed, others moved: read by position as wrongly
-            where = f"{name}.components[{k}].features"
+        if not misplaced:
+            continue
+        where = f"{name}.components[{k}].features"
+        if not is_reordering(fitted, labels):  # some renamed, others moved: read by position as wrongly
             raise InvalidValueError(
                 f"{where}: event {event_id}'s {c.modality} component was given as a pandas Series whose labels "
                 f"{shown_columns(labels)} name columns the model learned this modality from ({shown_columns(fitted)}) at "
                 f"other positions: {shown_misplaced(labels, misplaced, 'learned')}; its values are read by position; "
                 "expected them in the order learned", where,
             )
-        if misplaced:
-            where = f"{name}.components[{k}].features"
-            raise InvalidValueError(
-                f"{where}: event {event_id}'s {c.modality} component was given as a pandas Series whose labels "
-                f"{shown_columns(labels)} are the columns the model learned this modality from ({shown_columns(fitted)}) "
-                f"in another order, and its values are read by position; expected them in that order: "
-                f"ModalFeatures(row[{shown_columns(fitted)}], {str(c.modality)!r})", where,
-            )
+        raise InvalidValueError(
+            f"{where}: event {event_id}'s {c.modality} component was given as a pandas Series whose labels "
+            f"{shown_columns(labels)} are the columns the model learned this modality from ({shown_columns(fitted)}) "
+            f"in another order, and its values are read by position; expected them in that order: "
+            f"ModalFeatures(row[{shown_columns(fitted)}], {str(c.modality)!r})", where,
+        )
 
 
 def _feature_vector(value: Any) -> np.ndarray:
