@@ -21,7 +21,7 @@ import sys
 import time
 import weakref
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Mapping, NamedTuple, Optional, Sequence, Tuple, TypeVar
 
 import numpy as np
 
@@ -431,10 +431,12 @@ def fit(
             # the fit that check refuses
             _refuse_standardising_to_zero(model, train, train_mask)
         # the training record checked before the lock: another thread may have assigned it since (cheap: the
-        # history's records checked then are not checked again)
-        _check_training_record(model)
-        before = _TrainingState.of(model)
-        left = _RecordLeft.of(model)  # what each epoch checks that no other thread changed before it writes
+        # history's records checked then are not checked again). Each attribute read once, that value checked,
+        # copied for the undo and counted from: read again, another thread's assignment between two reads went
+        # unrefused, fit counting from a value its undo copy did not hold (the lock cannot see an attribute).
+        record = _check_training_record(model)
+        before = _TrainingState.of(model, record)
+        left = _RecordLeft.of(record)  # what each epoch checks that no other thread changed before it writes
         # the counts the undo copy read (no second copy of Adam's moments to read them), nothing changed yet,
         # and no other writer can take a step before fit's own now
         _check_step_count(before.optimizer, int(epochs), train.num_batches(int(batch_size)))  # numpy ints would wrap
@@ -473,7 +475,7 @@ def fit(
                 _warn_close_failed(err, "the model keeps its training")
             return history
         except KeyboardInterrupt:
-            if model.epochs_trained == before.epochs_trained:
+            if left.epochs == record.epochs:  # fit's own count, not the attribute another thread may have assigned
                 # No epoch completed: nothing to keep. Standardisation may be half learned
                 # (one modality's set, the next not) and a resumed average half undone.
                 before.restore(model)
@@ -530,7 +532,7 @@ def _train(
             # An interrupt in the first epoch leaves no epoch completed, and fit restores `before`
             # whole right after this restore: no copy of the model taken for it (a third of a
             # one-epoch fit's copies of the weights and Adam state, as the recipe's folds run).
-            epoch_start = before if epoch == 0 else _TrainingState.of(model)
+            epoch_start = before if epoch == 0 else _TrainingState.of(model, _TrainingRecord(left.epochs, left.epochs, left.history))
             try:
                 record, average = _run_epoch(
                     model, stepper, train, val, batch_size, objectives, metrics, modality_dropout, seed, bar, average, left
@@ -677,10 +679,10 @@ class _RecordLeft:
     last: Optional[Dict[str, Any]]
 
     @classmethod
-    def of(cls, model: "LearnableMultiModal") -> "_RecordLeft":
-        """As ``model`` holds it now (its epochs checked: an int, numpy's or a 0-d array's too)."""
-        history = model.history
-        return cls(exact_int(model.epochs_trained), history, len(history), history[-1] if history else None)
+    def of(cls, record: "_TrainingRecord") -> "_RecordLeft":
+        """As ``record`` (the model's, read once under fit's lock) holds it."""
+        history = record.history
+        return cls(record.epochs, history, len(history), history[-1] if history else None)
 
 
 def _record_change(model: "LearnableMultiModal", left: _RecordLeft) -> Optional[str]:
@@ -760,17 +762,22 @@ class _TrainingState:
     has_trained: Optional[bool]  # a step recorded (with rows all 0: none reached an encoder)
 
     @classmethod
-    def of(cls, model: "LearnableMultiModal") -> "_TrainingState":
+    def of(cls, model: "LearnableMultiModal", record: Optional["_TrainingRecord"] = None) -> "_TrainingState":
+        """The copy of ``model``; its epoch count and history those of ``record``
+        when given (fit's, read once: not read from the model again)."""
         with model._lock.reading():
+            if record is None:
+                epochs = model.epochs_trained
+                record = _TrainingRecord(epochs, epochs, model.history)
             return cls(
                 weights=model._core.get_params(),
                 optimizer=model._core.optimizer_state(),
                 gradients=model._core.get_flat_grad() if model._core.has_gradients() else None,
                 pending_rows=model._core.pending_rows(),
                 normalization=[model.normalization(m) for m in range(NUM_MODALITIES)],
-                epochs_trained=model.epochs_trained,
-                history=model.history,
-                history_records=list(model.history),
+                epochs_trained=record.as_given,
+                history=record.history,
+                history_records=list(record.history),
                 weight_average=model._weight_average,
                 input_columns=model._input_columns,
                 trained_rows=model._core.trained_rows(),
@@ -1441,14 +1448,26 @@ def _all_rows_equal(x: np.ndarray, present: Optional[np.ndarray] = None) -> bool
     return True
 
 
-def _check_training_record(model: "LearnableMultiModal") -> None:
-    """Refuses a model whose ``epochs_trained`` or ``history`` (public
-    attributes, which a save checks too) ``fit`` cannot continue: 2.5 epochs
-    was numpy's "seed must be integer" from the first shuffle, and a history
-    that is no list failed the first epoch's record, then the restore of the
-    model, whose own error replaced it."""
-    _checked_epochs(model.epochs_trained, "model.epochs_trained")
-    _check_history(model)
+class _TrainingRecord(NamedTuple):
+    """A model's ``epochs_trained`` (``as_given``, and as the int it is:
+    ``epochs``) and ``history`` (the list itself), each read once."""
+
+    as_given: Any
+    epochs: int
+    history: List[Dict[str, Any]]
+
+
+def _check_training_record(model: "LearnableMultiModal") -> _TrainingRecord:
+    """The model's ``epochs_trained`` and ``history`` (public attributes,
+    which a save checks too), each read once, when ``fit`` can continue
+    them; else refused: 2.5 epochs was numpy's "seed must be integer" from
+    the first shuffle, and a history that is no list failed the first
+    epoch's record, then the restore of the model, whose own error replaced it."""
+    as_given = model.epochs_trained
+    epochs = _checked_epochs(as_given, "model.epochs_trained")
+    history = model.history
+    _check_history(model, history)
+    return _TrainingRecord(as_given, epochs, history)
 
 
 #: Per model, its history list and the records of it that the last fit found sound (by identity): a
@@ -1456,13 +1475,12 @@ def _check_training_record(model: "LearnableMultiModal") -> None:
 _SOUND_HISTORY: "weakref.WeakKeyDictionary[Any, Tuple[list, List[Any]]]" = weakref.WeakKeyDictionary()
 
 
-def _check_history(model: "LearnableMultiModal") -> None:
-    """Refuses ``model.history`` when ``save`` would (a record fit accepted
-    and save refused, ``[1, 2]``, trained and then could not be kept). The
-    records checked by an earlier fit, still the same objects in the same
-    places, are not checked again (a record edited in place since is
-    still refused by ``save``)."""
-    history = model.history
+def _check_history(model: "LearnableMultiModal", history: Any) -> None:
+    """Refuses ``history`` (``model.history`` as read) when ``save`` would (a
+    record fit accepted and save refused, ``[1, 2]``, trained and then could
+    not be kept). The records checked by an earlier fit, still the same
+    objects in the same places, are not checked again (a record edited in
+    place since is still refused by ``save``)."""
     if not isinstance(history, list):
         raise InvalidValueError(
             f"model.history: expected a list of epoch records, got {type(history).__name__}", "model.history")
