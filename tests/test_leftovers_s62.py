@@ -2,6 +2,9 @@
 user saw before the fix."""
 
 import re
+import warnings
+
+import numpy as np
 
 import pytest
 
@@ -67,3 +70,58 @@ def test_a_record_assigned_between_fits_reads_of_it_is_refused(changed, to, said
     assert re.match(rf"^fit: changed {said} in the middle of fit, from another thread", str(raised.value)), raised.value
     assert model.__dict__["_fired"]  # the assignment did happen under fit's lock
     assert model_state(model) == before and model.history == []
+
+
+def _train_argv(tmp_path):
+    """``grapheme-mm train`` of two small views with ``--batch-size 1``,
+    which fit warns of (contrastive objectives need two rows)."""
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "v.npy", rng.normal(size=(40, 6)).astype(np.float32))
+    np.save(tmp_path / "a.npy", rng.normal(size=(40, 4)).astype(np.float32))
+    return ["train", "-m", f"visual={tmp_path / 'v.npy'}", "-m", f"auditory={tmp_path / 'a.npy'}", "--epochs", "1",
+            "--embed-dim", "8", "--hidden-dim", "8", "--heads", "2", "--encoder-hidden", "8", "--encoder-output-dim", "8",
+            "--batch-size", "1", "--no-progress", "-o", str(tmp_path / "m.safetensors")]
+
+
+@pytest.mark.parametrize("action, said", [("ignore", 0), ("error", 1), ("default", 1)])
+def test_cli_train_says_the_librarys_warnings_as_the_warning_filters_say(tmp_path, capsys, action, said):
+    """``PYTHONWARNINGS=ignore grapheme-mm train --batch-size 1 ...`` (or
+    ``python -W ignore -m grapheme_multimodal``) still printed "grapheme-mm:
+    warning: --batch-size: 1; contrastive ...": the library's warnings are
+    held for the command line outside Python's filters. Now an ignored one
+    is not said; under ``error`` it is still the one-line warning, as the
+    command line's other warnings are, and the command runs on."""
+    from grapheme_multimodal import cli
+
+    with warnings.catch_warnings():  # this test's thread alone: the filters as -W would set them
+        warnings.simplefilter(action)
+        code = cli.main(_train_argv(tmp_path))
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert err.count("warning:") == said, err
+    assert not said or err.startswith("grapheme-mm: warning: --batch-size: 1; contrastive"), err
+
+
+@pytest.mark.parametrize("filters", [
+    [("ignore", "s62 held", UserWarning, "", 0)],
+    [("ignore", "s62 other", UserWarning, "", 0)],  # a message filter that matches another text
+    [("ignore", "", RuntimeWarning, "", 0)],  # another category
+    [("ignore", "", Warning, "test_leftovers_s62", 0)],  # by the module the warning is said from
+    [("ignore", "", Warning, "elsewhere", 0)],
+    [("default", "s62", UserWarning, "", 0), ("ignore", "", Warning, "", 0)],  # the first filter that matches decides
+    [("ignore", "", Warning, "", 10**6)],  # by another line
+], ids=["message", "other message", "other category", "module", "other module", "first match", "other line"])
+def test_a_held_warning_is_dropped_where_warnings_would_ignore_it(filters):
+    """A held warning (the command line's) is kept exactly where
+    ``warnings.warn`` from the same line would have said it."""
+    from grapheme_multimodal._validation import holding_warnings, warn_at_caller
+
+    with warnings.catch_warnings(record=True) as said:
+        warnings.resetwarnings()
+        warnings.simplefilter("always")
+        for action, message, category, module, line in reversed(filters):  # each put first: the list's order
+            warnings.filterwarnings(action, message, category, module, line)
+        with holding_warnings() as holding:
+            warn_at_caller("s62 held", UserWarning)
+        warnings.warn("s62 held", UserWarning)
+    assert len(holding.held) == len(said), (holding.held, said)

@@ -1901,6 +1901,22 @@ def ignoring_warning(message: str, category: "type[Warning]") -> Iterator[None]:
             warnings.filters.remove(entry)
 
 
+def _filters_action(message: str, category: "type[Warning]", module: str, lineno: int) -> str:
+    """The action (``"ignore"``, ``"error"``, ``"default"``...) the process's
+    warning filters give the warning ``message`` of ``category`` said from
+    line ``lineno`` of ``module``: that of the first filter that matches it,
+    by the rules of ``warnings.warn_explicit``, else ``warnings.defaultaction``.
+    For a held warning, which never reaches ``warnings``: under
+    ``PYTHONWARNINGS=ignore`` the command line printed it all the same. Read,
+    not tried: ``warnings.catch_warnings(record=True)`` would swap the whole
+    process's filters, undoing a filter another thread set meanwhile."""
+    for action, text, kind, where, line in list(warnings.filters):  # a copy: another thread may change the list
+        if ((text is None or text.match(message)) and issubclass(category, kind)
+                and (where is None or where.match(module)) and line in (0, lineno)):
+            return str(action)
+    return str(warnings.defaultaction)
+
+
 def warn_at_caller(message: str, category: "type[Warning]") -> None:
     """``warnings.warn(message, category)`` at the user's line: the first
     frame outside the package (and scikit-learn, whose wrappers call the
@@ -1911,16 +1927,25 @@ def warn_at_caller(message: str, category: "type[Warning]") -> None:
     no frame of the user's, at the line of the call that started the
     threads: ``stacklevel`` reached the pool's own frames, and the warning
     pointed at a line of concurrent/futures/thread.py. In a
-    :func:`holding_warnings` block, held or dropped instead of said."""
+    :func:`holding_warnings` block, held or dropped instead of said; held
+    unless the process's warning filters ignore it there (an ``"error"``
+    filter holds it too: the command line says its warnings as its own
+    one-line warnings under ``-W error``)."""
     holding = _HELD_WARNINGS.get()
-    if holding is not None:
-        if issubclass(category, holding.dropped):
-            return
-        if holding.held is not None:
-            holding.held.append((message, category))
-            return
+    if holding is not None and issubclass(category, holding.dropped):
+        return
     frame, level = _outside(sys._getframe(1))
     at = _at_tasks_caller(frame)
+    if holding is not None and holding.held is not None:
+        if at is not None:
+            module, lineno = str(at[2].get("__name__", "<string>")), at[1]
+        elif frame is not None:
+            module, lineno = str(frame.f_globals.get("__name__", "<string>")), frame.f_lineno
+        else:  # past the outermost frame: where warnings.warn says it then
+            module, lineno = "sys", 1
+        if _filters_action(message, category, module, lineno) != "ignore":
+            holding.held.append((message, category))
+        return
     if at is None:
         warnings.warn(message, category, stacklevel=level + 1)
         return
