@@ -1,7 +1,10 @@
 """Defects earlier sessions noticed and left (s62). Each test says what a
 user saw before the fix."""
 
+import os
 import re
+import subprocess
+import sys
 import warnings
 
 import numpy as np
@@ -125,3 +128,43 @@ def test_a_held_warning_is_dropped_where_warnings_would_ignore_it(filters):
             warn_at_caller("s62 held", UserWarning)
         warnings.warn("s62 held", UserWarning)
     assert len(holding.held) == len(said), (holding.held, said)
+
+
+_UNREADABLE = {"GRAPHEME_MM_NUM_THREADS": "abc", "RAYON_NUM_THREADS": "x1", "GRAPHEME_MM_PORTABLE": "y"}
+
+
+@pytest.mark.ray
+@pytest.mark.timeout(180)
+def test_train_on_workers_says_an_unreadable_setting_once_in_the_driver(tmp_path):
+    """``PYTHONWARNINGS=error GRAPHEME_MM_NUM_THREADS=abc grapheme-mm train
+    --workers 2`` failed with a traceback of the workers' import (they
+    inherit the environment, and said the setting at import, where the
+    filter made it an error), after the command's own one-line warning. Now
+    the workers of the local cluster get the unreadable settings blank (read
+    the same: passed over) and the command says each once, and trains."""
+    pytest.importorskip("ray")
+    argv = _train_argv(tmp_path)
+    argv[argv.index("--batch-size") + 1] = "20"  # no warning of fit's: the settings' alone are said
+    env = {k: v for k, v in os.environ.items() if k not in (*_UNREADABLE, "GRAPHEME_MM_NO_AVX512")}
+    env.update(_UNREADABLE, PYTHONWARNINGS="error", RAY_DEFAULT_OBJECT_STORE_MAX_MEMORY_BYTES=str(256 * 2**20))
+    done = subprocess.run([sys.executable, "-m", "grapheme_multimodal", *argv, "--workers", "2"], env=env,
+                          capture_output=True, text=True, timeout=150)
+    lines = done.stderr.splitlines()
+    assert done.returncode == 0 and len(lines) == 3, done.stderr[-3000:]
+    assert [line.split("=")[0] for line in lines] == [f"grapheme-mm: warning: {name}" for name in _UNREADABLE], lines
+    assert (tmp_path / "m.safetensors").exists()
+
+
+def test_the_blanked_settings_are_read_as_the_unreadable_ones_and_said_by_none(monkeypatch):
+    """What the local cluster's workers get in place of an unreadable
+    setting: blank, which nothing says (a warning at their import) and the
+    core passes over as it passes over the unreadable value."""
+    from grapheme_multimodal import _environment
+
+    for name, value in _UNREADABLE.items():
+        monkeypatch.setenv(name, value)
+    blanked = _environment.blanked_unreadable_settings()
+    assert blanked == dict.fromkeys(_UNREADABLE, "")
+    for name, value in blanked.items():
+        monkeypatch.setenv(name, value)
+    assert _environment.unreadable_settings() == []

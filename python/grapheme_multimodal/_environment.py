@@ -17,7 +17,7 @@ import os
 import re
 import sys
 import warnings
-from typing import Callable, List, Optional
+from typing import Callable, Dict, List, Optional
 
 #: The on/off settings of the kernels (rust/core/src/kernels/mod.rs) -> what applies when one is ignored.
 _KERNEL_FLAGS = {
@@ -35,27 +35,40 @@ def unreadable_settings() -> List[str]:
     """What the core cannot read of the environment's settings, one
     message each. ``RAYON_NUM_THREADS`` is named only where the library
     reads it (no readable ``GRAPHEME_MM_NUM_THREADS``)."""
+    return list(_unreadable().values())
+
+
+def blanked_unreadable_settings() -> Dict[str, str]:
+    """Each of :func:`unreadable_settings`' variables -> ``""``: what the core
+    reads as it reads the unreadable value (passed over; a flag off), and
+    which is said at no import (the shell's way to unset a variable)."""
+    return dict.fromkeys(_unreadable(), "")
+
+
+def _unreadable() -> Dict[str, str]:
+    """The name of each setting the core cannot read -> its message."""
     said = _unreadable_thread_settings()
     for name, otherwise in _KERNEL_FLAGS.items():
         value = os.environ.get(name)
         if value is not None and value.strip(_RUST_WHITESPACE).lower() not in _ON + _OFF:
-            said.append(f"{name}={value!r} is neither on ({', '.join(_ON)}) nor off ({', '.join(_OFF[:-1])}) and is "
-                        f"ignored as off: {otherwise}; expected e.g. {name}=1")
+            said[name] = (f"{name}={value!r} is neither on ({', '.join(_ON)}) nor off ({', '.join(_OFF[:-1])}) and is "
+                          f"ignored as off: {otherwise}; expected e.g. {name}=1")
     return said
 
 
-def _unreadable_thread_settings() -> List[str]:
-    said = []
+def _unreadable_thread_settings() -> Dict[str, str]:
+    said = {}
     value = os.environ.get("GRAPHEME_MM_NUM_THREADS")
     if _readable(value, lambda n: n > 0):
         return said
     if value is not None and value.strip(_RUST_WHITESPACE):  # blank: `GRAPHEME_MM_NUM_THREADS= cmd`, the shell's way to unset it
-        said.append(f"GRAPHEME_MM_NUM_THREADS={value!r} is not a positive int and is ignored; expected e.g. "
-                    "GRAPHEME_MM_NUM_THREADS=4 (RAYON_NUM_THREADS, else the number of CPUs, applies instead)")
+        said["GRAPHEME_MM_NUM_THREADS"] = (
+            f"GRAPHEME_MM_NUM_THREADS={value!r} is not a positive int and is ignored; expected e.g. "
+            "GRAPHEME_MM_NUM_THREADS=4 (RAYON_NUM_THREADS, else the number of CPUs, applies instead)")
     rayon = os.environ.get("RAYON_NUM_THREADS")
     if rayon is not None and rayon.strip(_RUST_WHITESPACE) and not _readable(rayon, lambda n: n >= 0):
-        said.append(f"RAYON_NUM_THREADS={rayon!r} is not an int >= 0 and is ignored; expected e.g. RAYON_NUM_THREADS=4 "
-                    "(0: the number of CPUs, which applies instead)")
+        said["RAYON_NUM_THREADS"] = (f"RAYON_NUM_THREADS={rayon!r} is not an int >= 0 and is ignored; expected e.g. "
+                                     "RAYON_NUM_THREADS=4 (0: the number of CPUs, which applies instead)")
     return said
 
 

@@ -35,7 +35,7 @@ import numpy as np
 
 from . import __version__
 from ._chunks import ROWS_PER_CALL, in_row_chunks
-from ._environment import unreadable_settings
+from ._environment import blanked_unreadable_settings, unreadable_settings
 from ._locking import uninterrupted
 from ._parallel import run_tasks
 from ._validation import (
@@ -1602,6 +1602,11 @@ def _ray_cluster(address: Optional[str]) -> Iterator[None]:
         yield
         return
     _check_ray_address(address, "--ray-address")  # an address nothing answers at: Ray would retry for many minutes
+    # A local cluster's workers inherit this process's environment: each said at import the unreadable settings
+    # main said once as its one-line warning (under PYTHONWARNINGS=error each failed, a worker's traceback for
+    # the command's error). Blank there, read as the core reads them (passed over), said by none. Not another
+    # cluster's: its workers have their own environment.
+    blanked = blanked_unreadable_settings() if address is None else {}
     if address is None:  # a local cluster: keep every Ray socket on 127.0.0.1
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     # Ray's own INFO/WARNING lines ("Started a local Ray instance", ...) would
@@ -1615,7 +1620,7 @@ def _ray_cluster(address: Optional[str]) -> Iterator[None]:
         with _keeping_sigterm_handler(), ignoring_warning(RAY_ACCELERATOR_TIP, FutureWarning):
             try:
                 ray.init(address=address, include_dashboard=False if address is None else None, log_to_driver=False,
-                         logging_level=logging.ERROR)
+                         logging_level=logging.ERROR, **({"runtime_env": {"env_vars": blanked}} if blanked else {}))
             except ConnectionError as err:
                 raise _no_cluster_found(address, err) from None
         try:
