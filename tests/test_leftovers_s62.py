@@ -147,12 +147,18 @@ def test_train_on_workers_says_an_unreadable_setting_once_in_the_driver(tmp_path
     argv[argv.index("--batch-size") + 1] = "20"  # no warning of fit's: the settings' alone are said
     env = {k: v for k, v in os.environ.items() if k not in (*_UNREADABLE, "GRAPHEME_MM_NO_AVX512")}
     env.update(_UNREADABLE, PYTHONWARNINGS="error", RAY_DEFAULT_OBJECT_STORE_MAX_MEMORY_BYTES=str(256 * 2**20))
-    done = subprocess.run([sys.executable, "-m", "grapheme_multimodal", *argv, "--workers", "2"], env=env,
+    env.pop("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", None)  # which the tests' conftest sets
+    # the console script's way (it imports the cli module, then runs main), and what main leaves in the environment
+    program = ("import os, sys; from grapheme_multimodal.cli import main; code = main(sys.argv[1:]); "
+               "print('left:', os.environ.get('RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER')); sys.exit(code)")
+    done = subprocess.run([sys.executable, "-c", program, *argv, "--workers", "2"], env=env,
                           capture_output=True, text=True, timeout=150)
     lines = done.stderr.splitlines()
     assert done.returncode == 0 and len(lines) == 3, done.stderr[-3000:]
     assert [line.split("=")[0] for line in lines] == [f"grapheme-mm: warning: {name}" for name in _UNREADABLE], lines
     assert (tmp_path / "m.safetensors").exists()
+    # the setting that keeps the local cluster on loopback is not left in a program's environment that never set it
+    assert done.stdout.splitlines()[-1] == "left: None", done.stdout
 
 
 def test_the_blanked_settings_are_read_as_the_unreadable_ones_and_said_by_none(monkeypatch):
@@ -168,3 +174,31 @@ def test_the_blanked_settings_are_read_as_the_unreadable_ones_and_said_by_none(m
     for name, value in blanked.items():
         monkeypatch.setenv(name, value)
     assert _environment.unreadable_settings() == []
+
+
+@pytest.mark.parametrize("users", [None, "1"])
+def test_the_local_cluster_setting_is_put_back_as_found(monkeypatch, users):
+    """``cli.main([..., "--workers", "2"])`` in a program left
+    ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` in its environment for good (and
+    its subprocesses'). Now it is set while the cluster starts and runs,
+    and taken out after (kept when the program set its own); two commands
+    at once share it: the first to end leaves it to the other."""
+    ray = pytest.importorskip("ray")
+    from grapheme_multimodal import cli
+
+    seen = []
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)  # no cluster started: what ray.init is given is the point
+    monkeypatch.setattr(ray, "init", lambda **_: seen.append(os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER")))
+    monkeypatch.setattr(ray, "shutdown", lambda: None)
+    if users is None:
+        monkeypatch.delenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", raising=False)
+    else:
+        monkeypatch.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", users)
+    first, second = cli._ray_cluster(None), cli._ray_cluster(None)
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)
+    assert os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER") == (users or "0")  # the second's cluster still runs
+    second.__exit__(None, None, None)
+    assert seen == [users or "0"] * 2
+    assert os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER") == users

@@ -1594,7 +1594,7 @@ def _ray_cluster(address: Optional[str]) -> Iterator[None]:
     new local one (on loopback only), shut down afterwards."""
     import ray
 
-    from ._ray_address import RAY_ACCELERATOR_TIP, _check_connected_cluster, _check_ray_address
+    from ._ray_address import _check_connected_cluster, _check_ray_address
 
     if ray.is_initialized():
         # a --ray-address naming another cluster was ignored without a word: the work ran on this one
@@ -1607,8 +1607,43 @@ def _ray_cluster(address: Optional[str]) -> Iterator[None]:
     # the command's error). Blank there, read as the core reads them (passed over), said by none. Not another
     # cluster's: its workers have their own environment.
     blanked = blanked_unreadable_settings() if address is None else {}
-    if address is None:  # a local cluster: keep every Ray socket on 127.0.0.1
-        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    with _local_sockets_only() if address is None else contextlib.nullcontext():
+        yield from _ray_started(address, blanked)
+
+
+#: Ray's own setting that keeps every socket of a local cluster on 127.0.0.1.
+_LOCAL_CLUSTER_SETTING = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+@contextlib.contextmanager
+def _local_sockets_only() -> Iterator[None]:
+    """:data:`_LOCAL_CLUSTER_SETTING` at "0" in the block, unless the user
+    set it; taken out again after it: left set, a program that had called
+    :func:`main` kept in its environment (and its subprocesses' ones) a
+    variable it never set. Shared by calls of :func:`main` at once
+    (:func:`_shared_change`): one ending did not take it from under another's
+    cluster starting."""
+    def make() -> bool:
+        if _LOCAL_CLUSTER_SETTING in os.environ:
+            return False  # the user's own: kept
+        os.environ[_LOCAL_CLUSTER_SETTING] = "0"
+        return True
+
+    def undo(made: bool) -> None:
+        if made and os.environ.get(_LOCAL_CLUSTER_SETTING) == "0":  # else the program set its own since: left to it
+            del os.environ[_LOCAL_CLUSTER_SETTING]
+
+    with _shared_change(_LOCAL_CLUSTER_SETTING, make, undo):
+        yield
+
+
+def _ray_started(address: Optional[str], blanked: Dict[str, str]) -> Iterator[None]:
+    """:func:`_ray_cluster`'s ``ray.init`` (its workers' ``blanked``
+    settings), the block, and its ``ray.shutdown``: a generator of one step."""
+    import ray
+
+    from ._ray_address import RAY_ACCELERATOR_TIP
+
     # Ray's own INFO/WARNING lines ("Started a local Ray instance", ...) would
     # come before the CLI's one-line error, or alone on Ctrl-C. So would Ray
     # 2.51's FutureWarning at every ray.init ("Tip: In future versions of Ray,
