@@ -3,6 +3,7 @@ user saw before the fix."""
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import warnings
@@ -202,3 +203,51 @@ def test_the_local_cluster_setting_is_put_back_as_found(monkeypatch, users):
     second.__exit__(None, None, None)
     assert seen == [users or "0"] * 2
     assert os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER") == users
+
+
+_HOLD_THE_FOLDER = """
+import fcntl, os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+fcntl.flock(fd, fcntl.LOCK_EX)  # as a commit of several files holds the folder while it renames them
+print("locked", flush=True)
+sys.stdin.read()  # until the test ends it
+"""
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGSTOP"), reason="POSIX: a process stopped by SIGSTOP")
+@pytest.mark.timeout(30)  # before: the save waited for ever
+def test_a_save_of_several_files_into_a_folder_a_stopped_process_holds_fails_after_a_bounded_wait(tmp_path, monkeypatch):
+    """A process stopped (Ctrl-Z, SIGSTOP) in the middle of a commit of
+    several files holds their folder's lock: every other process's save of
+    several files into that folder (``grapheme-mm embed`` with
+    ``--bindings``, ``demo``) waited for ever, without a word. Now it waits
+    :data:`io.FOLDER_LOCK_WAIT_S`, then fails naming the folder and the
+    process that holds it; nothing written, the earlier files intact, no
+    temporary file left."""
+    from grapheme_multimodal import io
+
+    (tmp_path / "a.bin").write_bytes(b"earlier a")
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD_THE_FOLDER, str(tmp_path)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "locked\n"
+        os.kill(holder.pid, signal.SIGSTOP)
+        monkeypatch.setattr(io, "FOLDER_LOCK_WAIT_S", 0.2, raising=False)  # raising: before, the wait had no bound
+        with pytest.raises(TimeoutError) as raised:
+            io.atomic_write_all([(tmp_path / "a.bin", lambda f: f.write(b"new a")),
+                                 (tmp_path / "b.bin", lambda f: f.write(b"new b"))])
+    finally:
+        os.kill(holder.pid, signal.SIGCONT)
+        holder.kill()
+        holder.wait()
+    said = str(raised.value)
+    assert said.startswith(f"path: {str(tmp_path / 'a.bin')!r} cannot be saved: its folder {str(tmp_path)!r} has been "
+                           "locked for 0.2 s by another save of several files into it"), said
+    if os.path.exists("/proc/locks"):  # Linux says who holds it
+        assert f"(process {holder.pid})" in said, said
+    assert "stopped (Ctrl-Z, SIGSTOP)" in said and "nothing was written" in said, said
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.bin"]
+    assert (tmp_path / "a.bin").read_bytes() == b"earlier a"
+    # the lock free again: the same save goes through at once
+    io.atomic_write_all([(tmp_path / "a.bin", lambda f: f.write(b"new a")), (tmp_path / "b.bin", lambda f: f.write(b"new b"))])
+    assert (tmp_path / "b.bin").read_bytes() == b"new b"

@@ -684,10 +684,72 @@ def _lock_folders(staged: List[_Staged], held: List[int]) -> None:
             held.append(fd)
             _FOLDERS_LOCKED[fd] = (opened, threading.get_ident())
             mine.add(opened)
+        _wait_for_folder(fd, opened, name, staged)
+
+
+#: How long a commit of several files waits for their folder, which another commit holds locked while it
+#: renames its files (moments), in seconds: past that, its process is taken for stopped (Ctrl-Z, SIGSTOP) or
+#: hung in the middle of it, and the save fails saying so (it waited for ever, without a word). As long as
+#: the interpreter's exit waits for saves in flight (EXIT_WAIT_S).
+FOLDER_LOCK_WAIT_S = 60.0
+#: The longest pause between two tries of the folder's lock, in seconds (the first is a millisecond).
+_FOLDER_LOCK_PAUSE_S = 0.05
+
+
+def _wait_for_folder(fd: int, folder: Tuple[int, int], name: Path, staged: List[_Staged]) -> None:
+    """Locks the folder open at ``fd`` (``folder``: its device and inode),
+    trying again after growing pauses (interruptible: Ctrl-C) for up to
+    :data:`FOLDER_LOCK_WAIT_S`; then ``TimeoutError`` naming the folder and,
+    where it can be read, the process that holds it. Tried without blocking:
+    ``flock`` has no timeout, and an alarm to end its wait is the main
+    thread's alone."""
+    deadline, pause = None, 0.001
+    while True:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        except OSError:  # a filesystem without locks
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:  # held by another commit
             pass
+        except OSError:  # a filesystem without locks: renamed as before
+            return
+        now = time.monotonic()
+        if deadline is None:
+            deadline = now + FOLDER_LOCK_WAIT_S
+        elif now >= deadline:
+            raise _folder_held(folder, name, next(s for s in staged if s.directory == name))
+        time.sleep(min(pause, deadline - now))
+        pause = min(2 * pause, _FOLDER_LOCK_PAUSE_S)
+
+
+def _folder_held(folder: Tuple[int, int], name: Path, s: _Staged) -> OSError:
+    """The ``TimeoutError`` of a save whose folder another commit held
+    locked for :data:`FOLDER_LOCK_WAIT_S` (its process named where
+    ``/proc/locks`` says it)."""
+    pid = _folder_lock_holder(folder)
+    who = "" if pid is None else " (this process)" if pid == os.getpid() else f" (process {pid})"
+    return named_os_error(
+        errno.ETIMEDOUT,
+        f"{_argument_of(s.given)}: {str(s.path)!r} cannot be saved: its folder {str(name)!r} has been locked for "
+        f"{FOLDER_LOCK_WAIT_S:g} s by another save of several files into it{who}, which renames its files in moments: "
+        "its process is stopped (Ctrl-Z, SIGSTOP) or hung in the middle of it; nothing was written; expected that "
+        "process resumed (fg, kill -CONT) or ended, and the save run again")
+
+
+def _folder_lock_holder(folder: Tuple[int, int]) -> Optional[int]:
+    """The process ``/proc/locks`` (Linux) says holds the ``flock`` on the
+    folder ``folder`` (device, inode), or None where it says none it can
+    name (no such file, another pid namespace's process: 0)."""
+    device = f"{os.major(folder[0]):02x}:{os.minor(folder[0]):02x}:{folder[1]}"
+    try:
+        with open("/proc/locks", encoding="ascii", errors="replace") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    for line in lines:  # "1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF"; a waiter's reads "1: -> FLOCK ..."
+        fields = line.split()
+        if len(fields) >= 6 and fields[1] == "FLOCK" and fields[3] == "WRITE" and fields[5] == device:
+            return int(fields[4]) if fields[4].isdigit() and int(fields[4]) > 0 else None
+    return None
 
 
 def _folders_in_lock_order(staged: List[_Staged]) -> List[Tuple[Tuple[int, int], Path]]:
