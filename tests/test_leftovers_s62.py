@@ -252,3 +252,25 @@ def test_a_save_of_several_files_into_a_folder_a_stopped_process_holds_fails_aft
     # the lock free again: the same save goes through at once
     io.atomic_write_all([(tmp_path / "a.bin", lambda f: f.write(b"new a")), (tmp_path / "b.bin", lambda f: f.write(b"new b"))])
     assert (tmp_path / "b.bin").read_bytes() == b"new b"
+
+
+@pytest.mark.parametrize("ignored, said", [
+    (Warning, False), (RuntimeWarning, False), (UserWarning, True), (None, True)])
+def test_the_command_lines_own_warnings_are_silenced_as_python_warnings_are(monkeypatch, capsys, ignored, said):
+    """``PYTHONWARNINGS=ignore GRAPHEME_MM_NUM_THREADS=abc grapheme-mm ...``
+    still printed "grapheme-mm: warning: GRAPHEME_MM_NUM_THREADS='abc' ...",
+    which is the library's RuntimeWarning at import (as the command line's
+    other warnings are the library's warnings said its way). Now a
+    filter that ignores the category silences it; other categories' do not."""
+    from grapheme_multimodal import cli
+
+    for name in ("GRAPHEME_MM_NUM_THREADS", "RAYON_NUM_THREADS", "GRAPHEME_MM_PORTABLE", "GRAPHEME_MM_NO_AVX512"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("GRAPHEME_MM_NUM_THREADS", "abc")
+    with warnings.catch_warnings():  # this test's thread alone: the filters as -W would set them
+        if ignored is not None:
+            warnings.simplefilter("ignore", ignored)
+        code = cli.main(["info", "no-such.safetensors"])
+    lines = capsys.readouterr().err.splitlines()
+    assert code == 2 and lines[-1] == "grapheme-mm: error: checkpoint: no file at 'no-such.safetensors'", lines
+    assert len(lines) == 1 + said and (not said or lines[0].startswith("grapheme-mm: warning: GRAPHEME_MM_NUM_THREADS='abc'"))

@@ -1901,7 +1901,7 @@ def ignoring_warning(message: str, category: "type[Warning]") -> Iterator[None]:
             warnings.filters.remove(entry)
 
 
-def _filters_action(message: str, category: "type[Warning]", module: str, lineno: int) -> str:
+def filters_action(message: str, category: "type[Warning]", module: str, lineno: int) -> str:
     """The action (``"ignore"``, ``"error"``, ``"default"``...) the process's
     warning filters give the warning ``message`` of ``category`` said from
     line ``lineno`` of ``module``: that of the first filter that matches it,
@@ -1943,7 +1943,7 @@ def warn_at_caller(message: str, category: "type[Warning]") -> None:
             module, lineno = str(frame.f_globals.get("__name__", "<string>")), frame.f_lineno
         else:  # past the outermost frame: where warnings.warn says it then
             module, lineno = "sys", 1
-        if _filters_action(message, category, module, lineno) != "ignore":
+        if filters_action(message, category, module, lineno) != "ignore":
             holding.held.append((message, category))
         return
     if at is None:

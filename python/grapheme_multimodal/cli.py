@@ -39,14 +39,15 @@ from ._environment import blanked_unreadable_settings, unreadable_settings
 from ._locking import uninterrupted
 from ._parallel import run_tasks
 from ._validation import (
-    as_finite_float, as_seed, counted, holding_warnings, ignoring_warning, is_reordering, misplaced_names, renamed,
+    as_finite_float, as_seed, counted, filters_action, holding_warnings, ignoring_warning, is_reordering, misplaced_names, renamed,
     shown_misplaced,
 )
 from .config import INPUT_DISTANCES, NEIGHBOR_SPACES
 from .graph import WL_DEFAULT_DIM, GraphFeaturizer, featurized
 from .io import removing_new_folders, shown_name
 from .exceptions import (
-    EarlyStoppingSkippedWarning, GraphemeError, InvalidValueError, NonFiniteError, ShapeError, UntrainedModalityWarning,
+    EarlyStoppingSkippedWarning, GraphemeError, InvalidValueError, NonFiniteError, PrecisionLossWarning, ShapeError,
+    UntrainedModalityWarning,
 )
 from .ensemble import load_models, save_ensemble
 from .evaluation._ensemble import side_by_side, unit_side_by_side_blocks
@@ -95,9 +96,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             raise SystemExit(_standard_output_failed(err.error, stdout)) from None
         typed = _numbers_typed_otherwise(parser, argv if argv is not None else sys.argv[1:])
         for message in unreadable_settings():  # not said at import for the command line: see there
-            print(f"{PROG}: warning: {message}", file=sys.stderr)
+            _say_warning(message, RuntimeWarning)  # the library's at import
         with _names_printable(), _terminating_as_interrupted() as terminated:
             return _run(args, stdout, terminated, typed)
+
+
+def _say_warning(line: str, category: "type[Warning]") -> None:
+    """``line`` as the command line's one-line warning, unless the process's
+    warning filters ignore a warning of ``category`` said by this module
+    (``PYTHONWARNINGS=ignore``, ``python -W ignore -m grapheme_multimodal``):
+    a user who silenced warnings heard them all the same. Under ``error``
+    it is said as ever: the command runs on, as without the filter."""
+    if filters_action(line, category, __name__, 0) != "ignore":
+        print(f"{PROG}: warning: {line}", file=sys.stderr)
 
 
 def _checked_argv(argv: Optional[Sequence[Any]]) -> Optional[List[str]]:
@@ -1275,7 +1286,7 @@ def _train(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
     )
     for message in lost:  # the files are float32 from here on: the model's own check finds nothing
-        print(f"{PROG}: warning: {message}", file=sys.stderr)
+        _say_warning(message, PrecisionLossWarning)
     histories = []
     if args.workers is None:
         # the members train all at once (three on 2 cores: 57 s against 84 s in turn; two at a time 69 s),
@@ -1404,7 +1415,7 @@ def _embed(args: argparse.Namespace) -> int:
         if message is _NEVER_TRAINED:
             said_once_written.append(line)
         else:
-            print(f"{PROG}: warning: {line}", file=sys.stderr)
+            _say_warning(line, UntrainedModalityWarning)
     # said above: dropped here, in this thread's context (a warnings filter is the whole process's)
     with holding_warnings(dropped=(UntrainedModalityWarning,), hold=False), _named_by_embed_files(files):
         if args.ray:
@@ -1429,7 +1440,7 @@ def _embed(args: argparse.Namespace) -> int:
     if hidden is not None:
         print(f"wrote hidden features {hidden.shape} to {shown_name(args.hidden_features)} (modalities in slot order)")
     for line in said_once_written:
-        print(f"{PROG}: warning: {line}", file=sys.stderr)
+        _say_warning(line, UntrainedModalityWarning)
     return 0
 
 
@@ -1666,8 +1677,8 @@ def _ray_started(address: Optional[str], blanked: Dict[str, str]) -> Iterator[No
             except Exception as err:
                 # Raised, it failed a command whose work was done: train --workers had trained, and
                 # lost the model unsaved (the save comes after), or it replaced the command's own error.
-                print(f"{PROG}: warning: stopping the local Ray cluster failed ({type(err).__name__}: {err}); its "
-                      "processes may still run (`ray status`)", file=sys.stderr)
+                _say_warning(f"stopping the local Ray cluster failed ({type(err).__name__}: {err}); its processes may "
+                             "still run (`ray status`)", RuntimeWarning)
     finally:
         _put_back_ray_log_level(ray_log_level)
 
@@ -2024,7 +2035,7 @@ def _read_files(specs: List[str], notes: Optional[List[str]] = None, csv_header:
     files = [read_modality_file(modality, path, key, notes, csv_header) for modality, path, key in parsed]
     check_aligned(files)
     for message in [m for f in files for m in f.notes + f.warnings] + _same_values_notes(files):
-        print(f"{PROG}: warning: {message}", file=sys.stderr)  # what reading assumed: said before any output
+        _say_warning(message, UserWarning)  # what reading assumed: said before any output
     return files
 
 
