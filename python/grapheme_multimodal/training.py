@@ -532,7 +532,7 @@ def _train(
             # An interrupt in the first epoch leaves no epoch completed, and fit restores `before`
             # whole right after this restore: no copy of the model taken for it (a third of a
             # one-epoch fit's copies of the weights and Adam state, as the recipe's folds run).
-            epoch_start = before if epoch == 0 else _TrainingState.of(model, _TrainingRecord(left.epochs, left.epochs, left.history))
+            epoch_start = before if epoch == 0 else _TrainingState.of(model, left.record())
             try:
                 record, average = _run_epoch(
                     model, stepper, train, val, batch_size, objectives, metrics, modality_dropout, seed, bar, average, left
@@ -683,6 +683,10 @@ class _RecordLeft:
         """As ``record`` (the model's, read once under fit's lock) holds it."""
         history = record.history
         return cls(record.epochs, history, len(history), history[-1] if history else None)
+
+    def record(self) -> "_TrainingRecord":
+        """The record as fit left it (an epoch's undo copy takes it: not read from the model again)."""
+        return _TrainingRecord(self.epochs, self.epochs, self.history)
 
 
 def _record_change(model: "LearnableMultiModal", left: _RecordLeft) -> Optional[str]:
