@@ -274,3 +274,48 @@ def test_the_command_lines_own_warnings_are_silenced_as_python_warnings_are(monk
     lines = capsys.readouterr().err.splitlines()
     assert code == 2 and lines[-1] == "grapheme-mm: error: checkpoint: no file at 'no-such.safetensors'", lines
     assert len(lines) == 1 + said and (not said or lines[0].startswith("grapheme-mm: warning: GRAPHEME_MM_NUM_THREADS='abc'"))
+
+
+_CLEANUP_STOPPED_HOLDING = """
+import fcntl, os, signal, sys
+signal.alarm(60)  # never outlives a test that hangs
+path = sys.stdin.readline().rstrip("\\n")
+fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as another save's cleanup of orphans locks a temporary file
+print("locked", flush=True)
+sys.stdin.read()  # holds it, as a cleanup stopped (Ctrl-Z) right after its lock would
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX: flock")
+@pytest.mark.timeout(30)  # before: the save waited for ever
+def test_a_save_whose_new_temporary_file_another_saves_cleanup_holds_makes_another(tmp_path, monkeypatch):
+    """Another process's cleanup of orphaned temporary files that locked a
+    save's new temporary file in the moment between its creation and its
+    lock, and stopped there (Ctrl-Z), made the save wait for ever on that
+    lock, Ctrl-C held back (the wait was inside the step that records the
+    file for removal). Now the save gives that file up and makes another."""
+    from grapheme_multimodal import io
+
+    (tmp_path / "a.bin").write_bytes(b"earlier")  # an existing target: its mode is copied to the new file (a chmod)
+    cleanup = subprocess.Popen([sys.executable, "-c", _CLEANUP_STOPPED_HOLDING], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, text=True)
+    chmod, held = os.chmod, []
+
+    def chmod_once_the_cleanup_holds_it(path, mode, *args, **kwargs):
+        if not held and str(path).endswith(".tmp"):  # the save's first temporary file, made and not yet locked
+            held.append(path)
+            cleanup.stdin.write(f"{path}\n")
+            cleanup.stdin.flush()
+            assert cleanup.stdout.readline() == "locked\n"
+        return chmod(path, mode, *args, **kwargs)
+
+    try:
+        monkeypatch.setattr(os, "chmod", chmod_once_the_cleanup_holds_it)
+        io.atomic_write_bytes(tmp_path / "a.bin", b"new")
+        monkeypatch.undo()
+    finally:
+        cleanup.kill()
+        cleanup.wait()
+    assert held and (tmp_path / "a.bin").read_bytes() == b"new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.bin"]  # the file given up removed, not left behind

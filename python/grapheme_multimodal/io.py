@@ -562,8 +562,8 @@ def _stage(target: PathLike, write: Callable[[BinaryIO], Any], staged: List[_Sta
         where = directory / path.name  # `path`, by the folder read above (`path` names it in errors)
         owner = _owner(where)
         # Ctrl-C held back from the temporary file's creation until it is in `staged`, which a failure
-        # removes: in between, it left the file on disk and its locked descriptor open (the lock's wait,
-        # if any, is on another save's cleanup, a few calls long)
+        # removes: in between, it left the file on disk and its locked descriptor open (no call in it waits:
+        # a temporary file another save's cleanup holds is given up for another)
         with uninterrupted():
             fd, tmp = _locked_temp_file(directory, where, path)
             staged.append(_Staged(given, path, key, directory, kept_as, fd, tmp, where))
@@ -1126,7 +1126,15 @@ def _locked_temp_file(directory: Path, path: Path, shown: Path) -> Tuple[int, st
             if fcntl is None:
                 return fd, tmp
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX)  # waits while another save's cleanup holds it
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                # Another save's cleanup took it for an orphan in the moment before the lock, and removes it: another
+                # made, not waited for (a cleanup stopped there, Ctrl-Z, held it for ever, and this wait held Ctrl-C back)
+                with contextlib.suppress(OSError):
+                    if os.path.samestat(os.fstat(fd), os.lstat(tmp)):
+                        os.unlink(tmp)
+                os.close(fd)
+                continue
             except OSError as exc:
                 # A filesystem that takes no locks (Lustre without -o flock: ENOSYS; NFS without its lock
                 # daemon: ENOLCK) failed every save there. Written unlocked, as on Windows: no cleanup there can
