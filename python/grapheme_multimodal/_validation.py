@@ -1906,10 +1906,10 @@ def filters_action(message: str, category: "type[Warning]", module: str, lineno:
     warning filters give the warning ``message`` of ``category`` said from
     line ``lineno`` of ``module``: that of the first filter that matches it,
     by the rules of ``warnings.warn_explicit``, else ``warnings.defaultaction``.
-    For a held warning, which never reaches ``warnings``: under
-    ``PYTHONWARNINGS=ignore`` the command line printed it all the same. Read,
-    not tried: ``warnings.catch_warnings(record=True)`` would swap the whole
-    process's filters, undoing a filter another thread set meanwhile."""
+    For the warnings the command line says its own way (held ones too),
+    which never reach ``warnings``: under ``PYTHONWARNINGS=ignore`` it
+    printed them all the same. Read, not tried: ``warnings.catch_warnings(record=True)``
+    would swap the whole process's filters, undoing a filter another thread set meanwhile."""
     for action, text, kind, where, line in list(warnings.filters):  # a copy: another thread may change the list
         if ((text is None or text.match(message)) and issubclass(category, kind)
                 and (where is None or where.match(module)) and line in (0, lineno)):

@@ -39,8 +39,8 @@ from ._environment import blanked_unreadable_settings, unreadable_settings
 from ._locking import uninterrupted
 from ._parallel import run_tasks
 from ._validation import (
-    as_finite_float, as_seed, counted, filters_action, holding_warnings, ignoring_warning, is_reordering, misplaced_names, renamed,
-    shown_misplaced,
+    as_finite_float, as_seed, counted, filters_action, holding_warnings, ignoring_warning, is_reordering, misplaced_names,
+    renamed, shown_misplaced,
 )
 from .config import INPUT_DISTANCES, NEIGHBOR_SPACES
 from .graph import WL_DEFAULT_DIM, GraphFeaturizer, featurized
