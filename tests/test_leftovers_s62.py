@@ -9,7 +9,6 @@ import sys
 import warnings
 
 import numpy as np
-
 import pytest
 
 import grapheme_multimodal as gm
@@ -23,7 +22,6 @@ class _AssignedOnFirstReadUnderFitsLock(gm.LearnableMultiModal):
 
     changed: str = ""
     to: object = None
-    armed = False
 
     def __getattribute__(self, name):
         value = super().__getattribute__(name)
