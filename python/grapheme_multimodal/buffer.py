@@ -851,7 +851,8 @@ class ExperienceBuffer:
                 other, f"path: {str(path)!r} holds", "path", "ExperienceBuffer.from_file(path) reads it as a buffer of its own"
             )
             if self._model_dims is not None and other.embed_dim is None:  # a file of a buffer that never recorded:
-                other._allocate(self._model_dims[0], check_capacity=False)  # the model's buffer keeps its embed_dim
+                # the model's buffer keeps its embed_dim, and (as a new buffer) no rows until it records
+                other._allocate(self._model_dims[0], check_capacity=False, rows=0)
             kept = ("_lock", "_model_dims")
             # other's history too (a new one): batches sampled before the load are refused
             self.__dict__.update({k: v for k, v in other.__dict__.items() if k not in kept})
@@ -1068,7 +1069,8 @@ class ExperienceBuffer:
             self._check_model_dims(twin, "state: is the state of", "state",
                                    "a buffer unpickled from it is a buffer of its own")
             if self._model_dims is not None and twin.embed_dim is None:  # a buffer that never recorded:
-                twin._allocate(self._model_dims[0], check_capacity=False)  # the model's buffer keeps its embed_dim
+                # the model's buffer keeps its embed_dim, and (as a new buffer) no rows until it records
+                twin._allocate(self._model_dims[0], check_capacity=False, rows=0)
             rebuilt = dict(twin.__dict__)
             rebuilt["_lock"] = self._lock  # the threads holding or waiting for it keep to one lock
             rebuilt.pop("_model_dims", None)

@@ -693,8 +693,9 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
                     )
             if buffer.embed_dim is None:
                 # Else it took rows of any E given to its extend (or another model's record, sharing it),
-                # and this model's record_batch failed naming `embeddings`, which it has not.
-                buffer._allocate(c.embed_dim, check_capacity=False)
+                # and this model's record_batch failed naming `embeddings`, which it has not. No rows until
+                # it records, as a new buffer: 1,024 NaN rows of a wide WL modality's inputs took 256 MiB and more.
+                buffer._allocate(c.embed_dim, check_capacity=False, rows=0)
             buffer._model_dims = (c.embed_dim, c.input_dims)  # its load keeps to them too
         self.__dict__["experience"] = buffer  # the attribute pickling and copies carry (_REBUILT_ATTRIBUTES)
 

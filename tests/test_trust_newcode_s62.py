@@ -1,0 +1,65 @@
+"""Hostile review of the code added in sessions 60-61 (folder locks, settings
+read at import, held warnings, the training record's checks, the buffer's
+rows on demand, the command line's typed numbers, train_test_split's int
+test_size). Each test says what a user saw before the fix."""
+
+from __future__ import annotations
+
+import pickle
+import tracemalloc
+
+import numpy as np
+import pytest
+
+import grapheme_multimodal as gm
+
+
+# ------------------------------------------------------------------ 1. a model's buffer takes no rows until it records
+def _wide_model() -> gm.LearnableMultiModal:
+    """A model of a WL modality of 2**16 buckets: 1,024 buffer rows of its inputs are 256 MiB."""
+    return gm.LearnableMultiModal(embed_dim=8, hidden_dim=8, num_heads=1,
+                                  graph_features={"linguistic": {"kind": "wl", "dim": 2**16}})
+
+
+def _peak_bytes(action) -> int:
+    tracemalloc.start()  # numpy's arrays are traced too
+    try:
+        action()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def _empty_buffer_file(tmp_path, input_dims) -> str:
+    path = str(tmp_path / "empty.buffer")
+    gm.ExperienceBuffer(5000, input_dims=input_dims).save(path)
+    return path
+
+
+@pytest.mark.parametrize("how", ["assigned", "loaded", "unpickled into"])
+def test_a_models_buffer_of_no_experiences_takes_no_rows_until_it_records(tmp_path, how) -> None:
+    """A buffer that never recorded, put in as the model's (``model.experience
+    = ExperienceBuffer(n, input_dims=...)``, ``model.experience.load(file)`` of
+    one, ``model.experience.__setstate__`` of one's state), allocated the
+    first 1,024 rows of every input width, NaN-filled, at once: 256 MiB for
+    a WL modality of 2**16 buckets, of a buffer holding nothing, as a new
+    model's buffer no longer does. Rows now come with its first experience."""
+    model = _wide_model()
+    dims = model.config.input_dims
+    path = _empty_buffer_file(tmp_path, dims)
+    state = pickle.loads(pickle.dumps(gm.ExperienceBuffer(5000, input_dims=dims))).__getstate__()
+    actions = {
+        "assigned": lambda: setattr(model, "experience", gm.ExperienceBuffer(5000, input_dims=dims)),
+        "loaded": lambda: model.experience.load(path),
+        "unpickled into": lambda: model.experience.__setstate__(state),
+    }
+    peak = _peak_bytes(actions[how])
+    assert peak < 32 * 2**20, f"{how}: took {peak:,} bytes for a buffer of no experiences"
+    buffer = model.experience
+    assert (len(buffer), buffer.capacity, buffer.embed_dim) == (0, 5000, 8)
+    graphs = [gm.Graph.from_text("cat"), gm.Graph.from_text("dog")]
+    model.record_batch({"linguistic": graphs}, rewards=[0.5, 1.0])  # the rows come with the first experience
+    batch = buffer.batch()
+    np.testing.assert_array_equal(batch.rewards, np.float32([0.5, 1.0]))
+    np.testing.assert_array_equal(batch.inputs[2], gm.featurize(graphs, kind="wl", dim=2**16))
+    assert buffer.sample(4, replace=True).rewards.shape == (4,)
