@@ -63,3 +63,48 @@ def test_a_models_buffer_of_no_experiences_takes_no_rows_until_it_records(tmp_pa
     np.testing.assert_array_equal(batch.rewards, np.float32([0.5, 1.0]))
     np.testing.assert_array_equal(batch.inputs[2], gm.featurize(graphs, kind="wl", dim=2**16))
     assert buffer.sample(4, replace=True).rewards.shape == (4,)
+
+
+# ------------------------------------------------------------------ 2. train_test_split: a test_size the classes cannot split
+TWO_CLASSES_OF_TEN = np.array([0, 1] * 10)
+
+
+@pytest.mark.parametrize("test_size, rows", [(1, "1 test and 19 training"), (19, "19 test and 1 training"),
+                                             (np.int64(1), "1 test and 19 training"),
+                                             (1e-9, "1 test and 19 training"), (0.99, "20 test and 0 training")])
+def test_a_test_size_too_small_or_large_for_the_classes_is_refused_naming_test_size(test_size, rows) -> None:
+    """``train_test_indices(labels, test_size=1)`` of two classes, in the range
+    [1, 19] that its own refusal of ``test_size=0`` offers, was refused naming
+    ``labels`` ("expected class labels of one kind, each class with at least 2
+    rows ..."), labels that were fine. scikit-learn refuses these too; now the
+    argument to change is named, with the range the classes allow."""
+    from grapheme_multimodal.datasets import train_test_indices
+    from sklearn.model_selection import train_test_split as sk_split
+
+    with pytest.raises(ValueError):  # scikit-learn cannot split these either
+        sk_split(np.arange(20), test_size=test_size, stratify=TWO_CLASSES_OF_TEN, random_state=0)
+    with pytest.raises(gm.InvalidValueError, match=r"^test_size: got ") as info:
+        train_test_indices(TWO_CLASSES_OF_TEN, test_size=test_size)
+    assert info.value.arg == "test_size"
+    assert f"leaves {rows} rows of the 20" in str(info.value)
+    assert "labels' 2 classes" in str(info.value) and "test rows in [2, 18]" in str(info.value)
+
+
+@pytest.mark.parametrize("test_size", [2, 18, np.int64(2), 0.1, 0.9])
+def test_the_bounds_that_refusal_offers_split_as_scikit_learn_does(test_size) -> None:
+    from grapheme_multimodal.datasets import train_test_indices
+    from sklearn.model_selection import train_test_split as sk_split
+
+    train, test = train_test_indices(TWO_CLASSES_OF_TEN, test_size=test_size, seed=4)
+    sk_train, sk_test = sk_split(np.arange(20), test_size=test_size, stratify=TWO_CLASSES_OF_TEN, random_state=4)
+    np.testing.assert_array_equal(train, sk_train)
+    np.testing.assert_array_equal(test, sk_test)
+
+
+@pytest.mark.parametrize("test_size", [1, 2, 0.5])
+def test_labels_with_a_class_of_one_row_are_still_named_as_labels(test_size) -> None:
+    from grapheme_multimodal.datasets import train_test_indices
+
+    with pytest.raises(gm.InvalidValueError, match=r"^labels: cannot split 4 rows") as info:
+        train_test_indices(np.array([0, 1, 1, 1]), test_size=test_size)
+    assert info.value.arg == "labels"

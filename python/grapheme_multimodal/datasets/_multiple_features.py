@@ -13,6 +13,7 @@ Only numpy is imported at module import time; scikit-learn is imported inside
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -291,6 +292,31 @@ def _checked_test_size(test_size: Any, rows: int) -> Union[int, float]:
     return as_finite_float(test_size, "test_size", lambda t: 0 < t < 1, expected)  # numpy floats too
 
 
+def _refuse_test_size_for_classes(labels: np.ndarray, test_size: Union[int, float]) -> None:
+    """InvalidValueError naming ``test_size`` when it is why scikit-learn's
+    stratified split failed: every class has two rows or more, but the test
+    rows ``test_size`` gives (an int, or ``ceil(test_size * rows)`` as
+    scikit-learn counts a fraction), or the training rows left, are fewer
+    than the classes. It was refused naming ``labels`` ("expected class labels
+    of one kind, each class with at least 2 rows ..."), labels that were fine,
+    and ``test_size=1``, in the range its own refusal offers, was the cause."""
+    try:
+        _, counts = np.unique(labels, return_counts=True)
+    except TypeError:  # labels of no one order (None among them): theirs to say
+        return
+    rows, classes = len(labels), len(counts)
+    if not classes or counts.min() < 2:  # a class of one row: the labels' to say
+        return
+    tested = test_size if isinstance(test_size, int) else math.ceil(test_size * rows)
+    if classes <= tested <= rows - classes:
+        return
+    raise InvalidValueError(
+        f"test_size: got {test_size!r}, which leaves {tested} test and {rows - tested} training rows of the {rows}; "
+        f"a split stratified by the labels' {classes} classes needs at least one row of each class on both sides; "
+        f"expected a number of test rows in [{classes}, {rows - classes}], or a fraction that gives one", "test_size",
+    )
+
+
 def train_test_indices(
     labels: np.ndarray, test_size: Union[FloatLike, IntLike] = 0.2, seed: IntLike = 0
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -324,12 +350,12 @@ def train_test_indices(
             np.arange(labels.shape[0]), test_size=test_size, stratify=labels, random_state=seed
         )
     except (TypeError, ValueError) as exc:
-        # scikit-learn's words name its own `y` (a class of one row, too few test rows for
-        # the classes, None among the labels: "'<' not supported between ... 'NoneType'")
+        _refuse_test_size_for_classes(labels, test_size)  # when test_size, not the labels, is what to change
+        # scikit-learn's words name its own `y` (a class of one row, None among the labels:
+        # "'<' not supported between ... 'NoneType'")
         raise InvalidValueError(
             f"labels: cannot split {len(labels)} rows stratified by these labels with test_size={test_size!r} ({exc}); "
-            "expected class labels of one kind, each class with at least 2 rows and at least as many test rows "
-            "as classes", "labels",
+            "expected class labels of one kind, each class with at least 2 rows", "labels",
         ) from None
     return np.asarray(train_idx, dtype=np.int64), np.asarray(test_idx, dtype=np.int64)
 
