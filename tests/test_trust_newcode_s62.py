@@ -108,3 +108,51 @@ def test_labels_with_a_class_of_one_row_are_still_named_as_labels(test_size) -> 
     with pytest.raises(gm.InvalidValueError, match=r"^labels: cannot split 4 rows") as info:
         train_test_indices(np.array([0, 1, 1, 1]), test_size=test_size)
     assert info.value.arg == "labels"
+
+
+# ------------------------------------------------------------------ 3. ignoring_warning keeps the program's own filter
+TIP = "Tip: In future versions of Ray, Ray will no longer override accelerator"
+
+
+def _said(message: str) -> list:
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:  # records what the filters let through
+        warnings.warn(message, FutureWarning)
+    return [str(w.message) for w in caught]
+
+
+def test_ignoring_a_warning_keeps_the_programs_own_filter_of_it() -> None:
+    """A program that ignored Ray's accelerator tip itself (the same filter)
+    lost its filter for good once the library's ``ray.init`` had ignored the
+    tip for its own call: ``filterwarnings`` took the program's out before
+    adding the library's, which the block's end took out."""
+    import warnings
+
+    from grapheme_multimodal._validation import ignoring_warning
+
+    before = list(warnings.filters)
+    try:
+        warnings.filterwarnings("ignore", message=TIP, category=FutureWarning)
+        own = list(warnings.filters)
+        with ignoring_warning(TIP, FutureWarning):
+            assert _said(TIP + " env var") == []
+        assert warnings.filters == own
+        assert _said(TIP + " env var") == []
+    finally:
+        warnings.filters[:] = before
+
+
+def test_an_inner_block_ignoring_a_warning_leaves_the_outer_ones_filter() -> None:
+    """Nested (or in two threads at once), the inner block's end took out the
+    one filter both had put in, and the outer block said the warning."""
+    import warnings
+
+    from grapheme_multimodal._validation import ignoring_warning
+
+    before = list(warnings.filters)
+    with ignoring_warning(TIP, FutureWarning):
+        with ignoring_warning(TIP, FutureWarning):
+            assert _said(TIP + " env var") == []
+        assert _said(TIP + " env var") == []
+    assert warnings.filters == before  # taken out by the last block to end

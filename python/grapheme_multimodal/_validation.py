@@ -1885,20 +1885,41 @@ def holding_warnings(dropped: Tuple["type[Warning]", ...] = (), hold: bool = Tru
         yield held
 
 
+#: The filters :func:`ignoring_warning` has put in -> how many of its blocks (nested, or in other threads) use each.
+_IGNORING: Dict[Tuple[Any, ...], int] = {}
+_IGNORING_LOCK = threading.Lock()
+
+
 @contextlib.contextmanager
 def ignoring_warning(message: str, category: "type[Warning]") -> Iterator[None]:
     """The warnings of ``category`` whose text starts with ``message``
     ignored in the block (a third party's: Ray's at ``ray.init``), by one
     filter taken out again after it, the process's other filters left as
     they are: ``warnings.catch_warnings()`` puts back the whole list as it
-    found it, so a filter another thread set meanwhile was undone."""
-    warnings.filterwarnings("ignore", message=message, category=category)
+    found it, so a filter another thread set meanwhile was undone. The
+    filter is shared by the blocks open at once and taken out by the last
+    to end; one the program had set itself, the same, is left as it is.
+    (Each put in its own: ``filterwarnings`` takes out an equal filter
+    before it adds one, so the program's own was lost for good at the
+    block's end, and an inner block's end took out an outer's.)"""
     entry = ("ignore", re.compile(message, re.I), category, None, 0)  # as filterwarnings compiles it
+    with _IGNORING_LOCK:
+        users = _IGNORING.get(entry, 0)
+        ours = bool(users) or entry not in warnings.filters
+        if ours:
+            if not users:
+                warnings.filterwarnings("ignore", message=message, category=category)
+            _IGNORING[entry] = users + 1
     try:
         yield
     finally:
-        with contextlib.suppress(ValueError):  # gone already (another thread reset the filters)
-            warnings.filters.remove(entry)
+        if ours:
+            with _IGNORING_LOCK:
+                _IGNORING[entry] -= 1
+                if not _IGNORING[entry]:
+                    del _IGNORING[entry]
+                    with contextlib.suppress(ValueError):  # gone already (another thread reset the filters)
+                        warnings.filters.remove(entry)
 
 
 def filters_action(message: str, category: "type[Warning]", module: str, lineno: int) -> str:
