@@ -156,3 +156,76 @@ def test_an_inner_block_ignoring_a_warning_leaves_the_outer_ones_filter() -> Non
             assert _said(TIP + " env var") == []
         assert _said(TIP + " env var") == []
     assert warnings.filters == before  # taken out by the last block to end
+
+
+# ------------------------------------------------------------------ 4. main in a thread leaves the program's streams its own
+class _FirstWriteWaits:
+    """A stream whose first write waits for ``go`` (after setting ``entered``); it
+    then keeps what is written, and fails every write once ``failing`` is set."""
+
+    def __init__(self) -> None:
+        import io
+        import threading
+
+        self.entered, self.go, self.failing = threading.Event(), threading.Event(), False
+        self.text, self._first = io.StringIO(), True
+
+    def write(self, text: str) -> int:
+        if self._first:
+            self._first = False
+            self.entered.set()
+            assert self.go.wait(30)
+        if self.failing:
+            raise OSError(28, "No space left on device")
+        return self.text.write(text)
+
+    def flush(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("name, argv", [("stdout", ["--version"]), ("stderr", ["info", "/nonexistent/m.safetensors"])])
+def test_a_redirect_entered_while_main_runs_in_a_thread_leaves_the_programs_stream_its_own(name, argv) -> None:
+    """``cli.main`` run in a thread replaces ``sys.stdout`` (``sys.stderr``)
+    while it runs; a ``contextlib.redirect_stdout`` entered meanwhile in
+    another thread put the command line's stand-in back as ``sys.stdout``
+    when it ended, after main had returned, and there it stayed for good:
+    the program's writes that failed raised no ``OSError`` the program
+    could catch (stderr's sent the process's descriptor 2 to /dev/null).
+    Now the stand-in, once main is done with it, writes straight to the
+    program's stream and puts it back in its place."""
+    import contextlib
+    import io
+    import sys
+    import threading
+
+    from grapheme_multimodal import cli
+
+    stream = _FirstWriteWaits()
+    redirect = contextlib.redirect_stdout if name == "stdout" else contextlib.redirect_stderr
+    before = getattr(sys, name)
+    setattr(sys, name, stream)
+    try:
+        codes = []
+
+        def run() -> None:
+            try:
+                codes.append(cli.main(argv))
+            except SystemExit as exit:  # --version: argparse's exit, status 0
+                codes.append(exit.code)
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        assert stream.entered.wait(30)  # main is writing its line, its stand-in in place
+        with redirect(io.StringIO()):
+            stream.go.set()
+            thread.join(30)
+            assert not thread.is_alive()
+        assert codes == [0 if name == "stdout" else 2]
+        print("after main", file=getattr(sys, name))  # the program's own line, through what the redirect put back
+        assert getattr(sys, name) is stream
+        stream.failing = True
+        with pytest.raises(OSError, match="No space left on device"):  # the program's to catch, as its stream's
+            print("disk full", file=getattr(sys, name))
+    finally:
+        setattr(sys, name, before)
+    assert stream.text.getvalue().endswith("after main\n")

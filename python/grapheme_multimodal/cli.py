@@ -236,7 +236,38 @@ def _standard_error_open() -> Iterator[None]:
             wrapper.flush()
 
 
-class _Stderr:
+class _StandIn:
+    """The base of :class:`_Stdout` and :class:`_Stderr`, which stand in for
+    ``sys.<name>`` while the command runs. Once :func:`main` is done with it
+    (:meth:`retire`), one still in use is the stream it wraps again: a
+    program's ``contextlib.redirect_stdout`` entered in another thread while
+    ``main`` ran put the stand-in back as ``sys.stdout`` when it ended, where
+    it stayed for good, its writes' failures no ``OSError`` the program could
+    catch (and stderr's sending the process's descriptor 2 to /dev/null).
+    Retired, it writes straight to that stream, and at its first use puts the
+    stream back in its place."""
+
+    _name = ""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self._retired = False
+
+    def retire(self) -> None:
+        """The command is done with this stand-in (see the class)."""
+        self._retired = True
+
+    def _passed_through(self) -> Any:
+        """The stream wrapped when retired (put back as ``sys.<name>`` where
+        this is still there), else None."""
+        if not self.__dict__.get("_retired", False):
+            return None
+        if getattr(sys, self._name, None) is self:
+            setattr(sys, self._name, self._stream)
+        return self._stream
+
+
+class _Stderr(_StandIn):
     """``sys.stderr`` while the command runs: a line it cannot take
     (``2>log`` on a full disk, a pipe whose reader has gone) is dropped,
     and so is every later one, /dev/null in the descriptor's place (the
@@ -245,10 +276,12 @@ class _Stderr:
     failed write stopped train before it trained, with exit status 1 and
     nothing saved, and an error's turned status 2 into 1."""
 
-    def __init__(self, stream: Any) -> None:
-        self._stream = stream
+    _name = "stderr"
 
     def write(self, text: str) -> int:
+        stream = self._passed_through()
+        if stream is not None:
+            return stream.write(text)
         try:
             return self._stream.write(text)
         except (OSError, ValueError):  # ValueError: a closed stream
@@ -256,6 +289,9 @@ class _Stderr:
             return len(text)
 
     def flush(self) -> None:
+        stream = self._passed_through()
+        if stream is not None:
+            return stream.flush()
         try:
             self._stream.flush()
         except (OSError, ValueError):
@@ -290,23 +326,28 @@ class _StandardOutputError(Exception):
         self.error = error
 
 
-class _Stdout:
+class _Stdout(_StandIn):
     """``sys.stdout`` while the command runs: its writes' failures are
     :class:`_StandardOutputError`, said as standard output's ("grapheme-mm:
     error: standard output: No space left on device"), not as "[Errno 28]
     No space left on device" after train had saved its checkpoint, which
     read as the checkpoint's disk being full."""
 
-    def __init__(self, stream: Any) -> None:
-        self._stream = stream
+    _name = "stdout"
 
     def write(self, text: str) -> int:
+        stream = self._passed_through()
+        if stream is not None:
+            return stream.write(text)
         try:
             return self._stream.write(text)
         except OSError as exc:
             raise _StandardOutputError(exc) from None
 
     def flush(self) -> None:
+        stream = self._passed_through()
+        if stream is not None:
+            return stream.flush()
         try:
             self._stream.flush()
         except OSError as exc:
@@ -337,6 +378,7 @@ def _replacing_stream(name: str, replacement: Callable[[Any], Any]) -> Iterator[
         return replaced, getattr(sys, name)
 
     def put_back(made: Tuple[Any, Any]) -> None:
+        made[1].retire()  # where something puts it back later, it is the stream it wraps (see _StandIn)
         if getattr(sys, name) is made[1]:  # else another thread set its own since: left to it
             setattr(sys, name, made[0])
 
