@@ -229,3 +229,54 @@ def test_a_redirect_entered_while_main_runs_in_a_thread_leaves_the_programs_stre
     finally:
         setattr(sys, name, before)
     assert stream.text.getvalue().endswith("after main\n")
+
+
+# ------------------------------------------------------------------ 5. a save by a relative name, chdir before its file is made
+def _small_model() -> gm.LearnableMultiModal:
+    return gm.LearnableMultiModal(embed_dim=8, hidden_dim=8, num_heads=1, input_dims={"visual": 3})
+
+
+def _weights_of(model: gm.LearnableMultiModal) -> dict:
+    return {k: v.tobytes() for k, v in model.state_dict().items()}
+
+
+@pytest.mark.parametrize("links", [False, True], ids=["a folder only the first has", "links of one name in both"])
+def test_a_save_by_a_relative_name_keeps_to_its_folder_when_another_thread_changes_folder_as_the_state_is_copied(
+        tmp_path, monkeypatch, links) -> None:
+    """``model.save("out/m.gm")`` while another thread called ``os.chdir`` as
+    the model's state was copied (before the file was made): the name was
+    checked and followed in the new folder. Refused there ("path: directory
+    'out' does not exist", of a folder that was there when save was
+    called); or, where the new folder had an ``out/m.gm`` of its own, a
+    symbolic link, the checkpoint was written over the file that link names,
+    in the other folder, without a word. Now the save keeps to the folder
+    current when it was called, as it already did once its file was made."""
+    import os
+    import threading
+
+    from grapheme_multimodal import checkpoint
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    (first / "out").mkdir(parents=True)
+    second.mkdir()
+    if links:
+        (second / "out").mkdir()
+        os.symlink("real.gm", first / "out" / "m.gm")
+        os.symlink("other.gm", second / "out" / "m.gm")
+    monkeypatch.chdir(first)
+    copy_state = checkpoint.checkpoint_state
+
+    def copied_as_another_thread_changes_folder(*args, **kwargs):
+        state = copy_state(*args, **kwargs)
+        thread = threading.Thread(target=os.chdir, args=(second,))
+        thread.start()
+        thread.join()
+        return state
+
+    monkeypatch.setattr(checkpoint, "checkpoint_state", copied_as_another_thread_changes_folder)
+    model = _small_model()
+    model.save("out/m.gm")
+    saved = first / "out" / ("real.gm" if links else "m.gm")
+    assert _weights_of(gm.LearnableMultiModal.load(saved)) == _weights_of(model)
+    assert sorted(os.listdir(first / "out")) == (["m.gm", "real.gm"] if links else ["m.gm"])
+    assert sorted(os.listdir(second / "out")) == ["m.gm"] if links else not (second / "out").exists()

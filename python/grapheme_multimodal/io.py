@@ -321,7 +321,7 @@ def _atomic_write_all(writes: List[Tuple[PathLike, Callable[[BinaryIO], Any]]]) 
     """:func:`atomic_write_all` itself, counted as a save in flight (:func:`call_saving`)."""
     files: Dict[str, int] = {}
     for k, (target, _) in enumerate(writes):
-        earlier = files.setdefault(_file_key(_file_name(target, "path")), k)
+        earlier = files.setdefault(_file_key(_anchored(_file_name(target, "path"))), k)
         if earlier != k:
             raise InvalidValueError(
                 f"writes: {os.fspath(target)!r} and {os.fspath(writes[earlier][0])!r} are one file; expected a file "
@@ -547,7 +547,8 @@ def _stage(target: PathLike, write: Callable[[BinaryIO], Any], staged: List[_Sta
     and appends it to ``staged`` (before writing: a failed write's file is
     removed with the others)."""
     given = _file_name(target, "path")
-    path = _followed(given)
+    anchored = _anchored(given)
+    path = _followed(anchored)
     try:
         directory = check_write_target(path)
         if not directory.is_absolute():
@@ -556,8 +557,8 @@ def _stage(target: PathLike, write: Callable[[BinaryIO], Any], staged: List[_Sta
             # rename, so another thread's os.chdir meanwhile failed the save ("its folder '.' was removed or
             # moved") and left the temporary file behind. Joined, not normalised: "link/.." stays the OS's.
             directory = Path(getattr(_save_depth, "cwd", None) or os.getcwd(), directory)
-        kept_as = _KEPT.get().get(_location(given))
-        key = _file_key(given)  # before the temporary file exists (it was computed, realpath and all, after)
+        kept_as = _KEPT.get().get(_location(anchored))
+        key = _file_key(anchored)  # before the temporary file exists (it was computed, realpath and all, after)
         _remove_orphaned_temp_files(directory, path.name)
         where = directory / path.name  # `path`, by the folder read above (`path` names it in errors)
         owner = _owner(where)
@@ -574,6 +575,21 @@ def _stage(target: PathLike, write: Callable[[BinaryIO], Any], staged: List[_Sta
         _give_to(fd, owner)
     except OSError as exc:
         _raise_naming(exc, path, _argument_of(given))
+
+
+def _anchored(given: Path) -> Path:
+    """``given`` as the save reads it: a relative name joined to the working
+    folder as the save began (:func:`call_saving`) where another thread's
+    ``os.chdir`` has changed it since, else as it is (its errors name it as
+    given). Resolved in the folder current when the file was made, a
+    relative name was checked there ("directory 'out' does not exist", of a
+    folder that was there when ``save`` was called), and a symbolic link by
+    that name there was followed: the checkpoint written over the file
+    another folder's link names, without a word."""
+    began = getattr(_save_depth, "cwd", None)
+    if given.is_absolute() or began is None or _working_folder() == began:
+        return given
+    return Path(began, given)
 
 
 def _argument_of(given: PathLike) -> str:
@@ -991,7 +1007,7 @@ def check_write_target(path: PathLike, arg: str = "path", mounts: bool = False) 
     table of mounts (tens of microseconds), for a check before long work
     (the command line's), not at every save, whose rename says it then.
     Errors name ``arg``."""
-    given = _file_name(path, arg)
+    given = _anchored(_file_name(path, arg))  # in a save: by the folder current as it began
     file_kind(given, arg)  # a name too long is refused naming arg: pathlib's calls below raised the OS's error bare
     path = _followed(given)
     directory = path.parent if str(path.parent) else Path(".")
