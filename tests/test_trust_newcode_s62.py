@@ -280,3 +280,23 @@ def test_a_save_by_a_relative_name_keeps_to_its_folder_when_another_thread_chang
     assert _weights_of(gm.LearnableMultiModal.load(saved)) == _weights_of(model)
     assert sorted(os.listdir(first / "out")) == (["m.gm", "real.gm"] if links else ["m.gm"])
     assert sorted(os.listdir(second / "out")) == ["m.gm"] if links else not (second / "out").exists()
+
+
+# ------------------------------------------------------------------ 6. a commit whose kept output is taken replaces nothing
+def test_a_commit_refused_for_a_kept_output_taken_meanwhile_leaves_the_files_it_would_replace(tmp_path) -> None:
+    """``atomic_write_all`` of two files in a ``keeping_existing`` block that
+    keeps one of them: the other was replaced first (in the order given),
+    and when the kept one's name was found taken, the commit failed with the
+    first file overwritten, which cannot be put back. Links are now made
+    before any file is replaced: the failure changes nothing."""
+    from grapheme_multimodal import io
+
+    replaced, kept = tmp_path / "replaced.npy", tmp_path / "kept.npy"
+    replaced.write_bytes(b"old")
+    kept.write_bytes(b"someone else's")  # taken since the caller checked it
+    with io.keeping_existing({"--kept": kept}):
+        with pytest.raises(FileExistsError, match=r"^--kept: .* was created by something else while this ran"):
+            io.atomic_write_all([(replaced, lambda f: f.write(b"new")), (kept, lambda f: f.write(b"new"))])
+    assert replaced.read_bytes() == b"old"
+    assert kept.read_bytes() == b"someone else's"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kept.npy", "replaced.npy"]  # no temporary file left

@@ -628,7 +628,9 @@ def _commit(staged: List[_Staged]) -> None:
             taken[:] = staged  # in the same step as the files' names: Ctrl-C between left them on disk
             staged.clear()
             directories[:] = dict.fromkeys(s.directory for s in taken)
-            for s in taken:
+            # the links first: one that fails (its name taken meanwhile) is undone with the links before it, but
+            # a file already replaced cannot be put back (a kept output refused beside another one overwritten)
+            for s in sorted(taken, key=lambda s: s.kept_as is None):
                 try:
                     if s.kept_as is None:
                         os.replace(s.tmp, s.where)
