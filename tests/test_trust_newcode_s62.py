@@ -300,3 +300,62 @@ def test_a_commit_refused_for_a_kept_output_taken_meanwhile_leaves_the_files_it_
     assert replaced.read_bytes() == b"old"
     assert kept.read_bytes() == b"someone else's"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["kept.npy", "replaced.npy"]  # no temporary file left
+
+
+# ------------------------------------------------------------------ 7. one file by two names through a bind mount
+_ONE_FILE_BY_TWO_NAMES = r"""
+import os, sys
+from pathlib import Path
+from grapheme_multimodal import cli, io
+folder, alias = sys.argv[1:3]  # alias: folder bind-mounted there (a name that no link resolves)
+try:
+    io.atomic_write_all([(os.path.join(folder, "x.npy"), lambda f: f.write(b"fused")),
+                         (os.path.join(alias, "x.npy"), lambda f: f.write(b"bindings"))])
+    print("written:", open(os.path.join(folder, "x.npy")).read())
+except ValueError as exc:
+    print(type(exc).__name__, exc)
+try:
+    cli._check_outputs({"--output": Path(folder, "f.npy"), "--bindings": Path(alias, "f.npy")}, {}, False)
+    print("outputs taken")
+except ValueError as exc:
+    print(type(exc).__name__, exc)
+"""
+
+
+@pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="a bind mount in a mount namespace of its own")
+def test_two_writes_to_one_file_by_a_folder_bind_mounted_elsewhere_are_refused(tmp_path) -> None:
+    """``atomic_write_all`` refuses two writes to one file (by one name, or
+    through a link), else the later replaces the earlier without a word; but
+    it told them apart by the resolved path, which does not see through a
+    bind mount (a container given one folder as two volumes): both were
+    written, the first lost. So did the command line's check of its outputs
+    before the work (``embed -o /out/f.npy --bindings /work/out/f.npy``).
+    Now a file is known by its folder's device and inode and its name. Run
+    in a mount namespace of its own (``unshare``): the mount is gone with
+    the process."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    unshare, mount = shutil.which("unshare"), shutil.which("mount")
+    if unshare is None or mount is None:
+        pytest.skip("no unshare or mount here")
+    folder, alias = tmp_path / "out", tmp_path / "alias"
+    folder.mkdir()
+    alias.mkdir()
+    as_root = [] if os.geteuid() == 0 else ["--map-root-user"]  # a user namespace where it may mount
+    shell = f'{mount} --bind "$1" "$2" || exit 77; shift 2; exec "$@"'
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(gm.__file__).parents[1]), os.environ.get("PYTHONPATH", "")])}
+    run = subprocess.run([unshare, "--mount", *as_root, "sh", "-c", shell, "sh", str(folder), str(alias),
+                          sys.executable, "-c", _ONE_FILE_BY_TWO_NAMES, str(folder), str(alias)],
+                         capture_output=True, text=True, env=env, timeout=120)
+    if run.returncode == 77 or "unshare failed" in run.stderr or "unshare:" in run.stderr:
+        pytest.skip(f"no mount namespace of its own here: {run.stderr.strip()[:200]}")
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert lines[0].startswith(f"InvalidValueError writes: {str(alias / 'x.npy')!r} and {str(folder / 'x.npy')!r} are "
+                               "one file"), run.stdout
+    assert lines[1].startswith(f"InvalidValueError --bindings: {alias / 'f.npy'} is also the file of --output"), run.stdout
+    assert os.listdir(folder) == []  # outside the namespace: nothing written

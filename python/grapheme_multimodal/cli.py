@@ -2130,16 +2130,16 @@ def _check_outputs(
     ``writes`` (the suffix of the format written, or ``{flag: suffix}`` for
     the outputs it is known of), so is a name whose suffix is another
     format's."""
-    from .io import check_write_target
+    from .io import check_write_target, file_key
 
     given = {flag: path for flag, path in outputs.items() if path is not None}
-    written: Dict[str, str] = {}
+    written: Dict[Any, str] = {}  # by file_key: one file by two names (a link, a folder bind-mounted elsewhere) is one
     for flag, path in given.items():
         _check_can_create_in(check_write_target(path, flag, mounts=True), flag)
         for what, source in inputs.items():
             if _same_file(path, source):
                 raise InvalidValueError(f"{flag}: {shown_name(path)} is {what}; expected a new file name (it would be overwritten)", flag)
-        other = written.setdefault(os.path.realpath(path), flag)
+        other = written.setdefault(file_key(path), flag)
         if other != flag:
             raise InvalidValueError(f"{flag}: {shown_name(path)} is also the file of {other}; expected a file of its own", flag)
         if not overwrite and path.exists():

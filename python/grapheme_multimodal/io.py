@@ -319,9 +319,9 @@ def atomic_write_all(writes: Sequence[Tuple[PathLike, Callable[[BinaryIO], Any]]
 
 def _atomic_write_all(writes: List[Tuple[PathLike, Callable[[BinaryIO], Any]]]) -> List[Path]:
     """:func:`atomic_write_all` itself, counted as a save in flight (:func:`call_saving`)."""
-    files: Dict[str, int] = {}
+    files: Dict[Any, int] = {}  # by file_key
     for k, (target, _) in enumerate(writes):
-        earlier = files.setdefault(_file_key(_anchored(_file_name(target, "path"))), k)
+        earlier = files.setdefault(file_key(_anchored(_file_name(target, "path"))), k)
         if earlier != k:
             raise InvalidValueError(
                 f"writes: {os.fspath(target)!r} and {os.fspath(writes[earlier][0])!r} are one file; expected a file "
@@ -502,13 +502,13 @@ def _commit_together(together: "_Together") -> None:
 class _Staged(NamedTuple):
     """One file written to its temporary file ``tmp`` (open as ``fd``,
     locked) and not yet given its name: ``path`` (``given``, followed),
-    which file it is (``key``, its :func:`_file_key`), in ``directory``;
+    which file it is (``key``, its :func:`file_key`), in ``directory``;
     ``kept_as``: the argument that named it when :func:`keeping_existing`
     keeps what is there (it is linked, not replaced)."""
 
     given: Path
     path: Path
-    key: str
+    key: Union[str, Tuple[Tuple[int, int], str]]
     directory: Path
     kept_as: Optional[str]
     fd: int
@@ -530,7 +530,7 @@ class _Together:
         # Ctrl-C held back: the files move from the caller's list to the block's in one step (the
         # replaced ones, closed, out of the block's list in the same)
         with self._lock, uninterrupted():
-            # by _file_key, as atomic_write_all tells two writes to one file: by the followed path,
+            # by file_key, as atomic_write_all tells two writes to one file: by the followed path,
             # d/a beside d/sub/../a were two files, and the second's link found the first's in its place
             again = {s.key for s in staged}
             _discard([s for s in self.staged if s.key in again])
@@ -558,7 +558,7 @@ def _stage(target: PathLike, write: Callable[[BinaryIO], Any], staged: List[_Sta
             # moved") and left the temporary file behind. Joined, not normalised: "link/.." stays the OS's.
             directory = Path(getattr(_save_depth, "cwd", None) or os.getcwd(), directory)
         kept_as = _KEPT.get().get(_location(anchored))
-        key = _file_key(anchored)  # before the temporary file exists (it was computed, realpath and all, after)
+        key = file_key(anchored)  # before the temporary file exists (it was computed, realpath and all, after)
         _remove_orphaned_temp_files(directory, path.name)
         where = directory / path.name  # `path`, by the folder read above (`path` names it in errors)
         owner = _owner(where)
@@ -970,10 +970,19 @@ def keeping_existing(targets: Mapping[str, Optional[PathLike]]) -> Iterator[None
         _KEPT.set(previous)
 
 
-def _file_key(given: Path) -> str:
+def file_key(given: Path) -> Union[str, Tuple[Tuple[int, int], str]]:
     """Which file a write to ``given`` writes: one key for every name of it
-    (``d/a``, ``d/sub/../a``, a symbolic link to it)."""
-    return _location(_followed(given))
+    (``d/a``, ``d/sub/../a``, a symbolic link to it, its name in a folder
+    bind-mounted elsewhere): its folder as what it is (device and inode),
+    and its name. By the resolved path alone, ``/out/x.npy`` beside
+    ``/work/out/x.npy`` of a container given one folder as two volumes were
+    two files, and the later write replaced the earlier without a word. A
+    folder that is not there: by its resolved path."""
+    path = _followed(given)
+    try:
+        return _identity(os.stat(path.parent if str(path.parent) else ".")), path.name
+    except OSError:
+        return _location(path)
 
 
 def _location(path: Path) -> str:
