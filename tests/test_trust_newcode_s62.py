@@ -359,3 +359,36 @@ def test_two_writes_to_one_file_by_a_folder_bind_mounted_elsewhere_are_refused(t
                                "one file"), run.stdout
     assert lines[1].startswith(f"InvalidValueError --bindings: {alias / 'f.npy'} is also the file of --output"), run.stdout
     assert os.listdir(folder) == []  # outside the namespace: nothing written
+
+
+# ------------------------------------------------------------------ 8. a filesystem whose flock answers EINVAL
+def test_saves_on_a_filesystem_whose_flock_answers_einval_are_written(tmp_path, monkeypatch) -> None:
+    """``flock`` answers EINVAL on a filesystem that does not support it (as
+    others answer ENOLCK, ENOSYS or EOPNOTSUPP, which a save already passes
+    over): every save there failed ("path: '.../m.st' cannot be saved:
+    Invalid argument; nothing was written there"), over a lock that only
+    tells other saves' cleanups a temporary file is in use. Now written
+    unlocked, one file or several at once, and nothing is left open."""
+    import errno
+    import os
+
+    from grapheme_multimodal import io
+
+    if io.fcntl is None:
+        pytest.skip("no flock on this platform")
+
+    def invalid(fd, operation) -> None:
+        raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+
+    open_before = len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else None
+    monkeypatch.setattr(io.fcntl, "flock", invalid)
+    model = _small_model()
+    model.save(tmp_path / "m.st")
+    (tmp_path / "out").mkdir()
+    io.atomic_write_all([(tmp_path / "a.bin", lambda f: f.write(b"a")), (tmp_path / "out" / "b.bin", lambda f: f.write(b"b"))])
+    monkeypatch.undo()
+    assert _weights_of(gm.LearnableMultiModal.load(tmp_path / "m.st")) == _weights_of(model)
+    assert (tmp_path / "a.bin").read_bytes() == b"a" and (tmp_path / "out" / "b.bin").read_bytes() == b"b"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.bin", "m.st", "out"]
+    if open_before is not None:
+        assert len(os.listdir("/proc/self/fd")) == open_before

@@ -1193,8 +1193,9 @@ def _open_files_limit(exc: OSError) -> str:
             "those no longer needed, or raise the limit)")
 
 
-#: What ``flock`` raises on a filesystem that does not lock files.
-_NO_LOCKS = frozenset({errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP})
+#: What ``flock`` raises on a filesystem that does not lock files. EINVAL too: flock's one other cause of it, an
+#: operation it does not know, is never this module's (LOCK_EX, LOCK_EX | LOCK_NB), and it failed every save there.
+_NO_LOCKS = frozenset({errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL})
 
 
 def _removed(directory: Path) -> bool:
