@@ -392,3 +392,25 @@ def test_saves_on_a_filesystem_whose_flock_answers_einval_are_written(tmp_path, 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.bin", "m.st", "out"]
     if open_before is not None:
         assert len(os.listdir("/proc/self/fd")) == open_before
+
+
+# ------------------------------------------------------------------ 9. a thread count of more digits than int() reads
+@pytest.mark.parametrize("name", ["GRAPHEME_MM_NUM_THREADS", "RAYON_NUM_THREADS"])
+def test_a_thread_setting_of_thousands_of_digits_is_read_as_the_core_reads_it(monkeypatch, name) -> None:
+    """``GRAPHEME_MM_NUM_THREADS`` of more than 4,300 digits (Python's limit of
+    ``int()`` on a str): ``import grapheme_multimodal`` failed with "ValueError:
+    Exceeds the limit (4300 digits) for integer string conversion", the
+    library unusable, where the core reads ``000...03`` as 3 and passes over
+    ``111...1`` (beyond its usize). Now read as the core reads them: the
+    first without a word, the second named as ignored."""
+    from grapheme_multimodal import _environment
+
+    for other in ("GRAPHEME_MM_NUM_THREADS", "RAYON_NUM_THREADS", "GRAPHEME_MM_PORTABLE", "GRAPHEME_MM_NO_AVX512"):
+        monkeypatch.delenv(other, raising=False)
+    monkeypatch.setenv(name, "0" * 5000 + "3")
+    assert _environment.unreadable_settings() == []
+    monkeypatch.setenv(name, "+" + "0" * 5000 + "3")
+    assert _environment.unreadable_settings() == []
+    monkeypatch.setenv(name, "1" * 5000)
+    said = _environment.unreadable_settings()
+    assert len(said) == 1 and said[0].startswith(f"{name}='111") and "is ignored" in said[0], said

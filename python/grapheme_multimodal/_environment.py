@@ -74,9 +74,15 @@ def _unreadable_thread_settings() -> Dict[str, str]:
 
 def _readable(value: Optional[str], ok: Callable[[int], bool]) -> bool:
     """Whether the core reads the setting ``value`` as a count ``ok`` takes:
-    as Rust's usize parse takes it (spaces around it, a leading +)."""
+    as Rust's usize parse takes it (spaces around it, a leading +, leading
+    zeros). Its digits are read only when there are no more of them than
+    2**64 has: ``int()`` of more than 4,300 raised ValueError (Python's
+    limit), and ``import grapheme_multimodal`` failed with it."""
     digits = (value or "").strip(_RUST_WHITESPACE)
-    return bool(re.fullmatch(r"\+?[0-9]+", digits)) and int(digits) < 2**64 and ok(int(digits))
+    if not re.fullmatch(r"\+?[0-9]+", digits):
+        return False
+    significant = digits.lstrip("+").lstrip("0") or "0"
+    return len(significant) <= len(str(2**64)) and int(significant) < 2**64 and ok(int(significant))
 
 
 #: The modules whose import is ``grapheme-mm``'s: its console script imports
