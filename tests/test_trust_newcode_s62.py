@@ -414,3 +414,35 @@ def test_a_thread_setting_of_thousands_of_digits_is_read_as_the_core_reads_it(mo
     monkeypatch.setenv(name, "1" * 5000)
     said = _environment.unreadable_settings()
     assert len(said) == 1 and said[0].startswith(f"{name}='111") and "is ignored" in said[0], said
+
+
+# ------------------------------------------------------------------ 10. an int flag of more digits than int() reads
+@pytest.fixture
+def train_argv(tmp_path) -> list:
+    """``train`` on a small file, writing into ``tmp_path``."""
+    np.save(tmp_path / "a.npy", np.random.default_rng(0).normal(size=(24, 5)).astype(np.float32))
+    return ["train", "-m", f"visual={tmp_path / 'a.npy'}", "-o", str(tmp_path / "m.safetensors"), "--no-progress"]
+
+
+@pytest.mark.parametrize("flag", ["--epochs", "--seed", "--batch-size"])
+def test_an_int_flag_of_thousands_of_digits_is_refused_by_its_flag_in_words_of_its_own(train_argv, capsys, flag) -> None:
+    """``--epochs 111...1`` (5,000 digits): ``int()``'s limit of 4,300 digits
+    raised inside the flag's parser, and argparse said "--epochs: invalid
+    _int value: '111...'", naming a function of the package's source and
+    not what was expected. Now the flag says how long a number it got."""
+    from grapheme_multimodal.cli import main
+
+    with pytest.raises(SystemExit) as exit:  # a usage error, as argparse's
+        main(train_argv + [flag, "1" * 5000])
+    assert exit.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        f"grapheme-mm: error: {flag}: expected an int, got '11111111111111111111'... (a number of 5,000 digits"), lines
+    assert "_int" not in lines[0]
+
+
+def test_an_int_flag_with_thousands_of_leading_zeros_is_the_int_it_writes(train_argv, capsys, tmp_path) -> None:
+    from grapheme_multimodal.cli import main
+
+    assert main(train_argv + ["--epochs", "0" * 5000 + "1"]) == 0, capsys.readouterr().err
+    assert gm.LearnableMultiModal.load(tmp_path / "m.safetensors").epochs_trained == 1

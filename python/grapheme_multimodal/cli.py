@@ -693,8 +693,27 @@ def _int(text: str) -> int:
     and other scripts' digits (``٣``, 3), which a user who typed them did
     not mean as that number, or did not see they had typed."""
     if _PLAIN_INT.fullmatch(text):
-        return int(text)
+        try:
+            return _plain_int(text)
+        except ValueError as exc:  # else argparse's "invalid _int value", naming this function
+            raise argparse.ArgumentTypeError(f"expected an int, got {text[:20]!r}... ({exc})") from None
     raise argparse.ArgumentTypeError(_not_plain(text, "an int", "e.g. 40", int))
+
+
+#: The most digits ``int()`` reads from a str (Python's limit, ``sys.get_int_max_str_digits()``'s default).
+_MOST_DIGITS = 4300
+
+
+def _plain_int(text: str) -> int:
+    """The int a plain int ``text`` (:data:`_PLAIN_INT`) writes, its leading
+    zeros dropped; ``ValueError`` saying how many digits it has when more
+    than ``int()`` reads (its own error, "Exceeds the limit (4300 digits)
+    for integer string conversion", named no flag)."""
+    sign, digits = ("-", text[1:]) if text.startswith("-") else ("", text)
+    digits = digits.lstrip("0") or "0"
+    if len(digits) > _MOST_DIGITS:
+        raise ValueError(f"a number of {len(digits):,} digits, beyond any value a flag takes")
+    return int(sign + digits)
 
 
 def _float(text: str) -> float:
@@ -789,7 +808,7 @@ def _plain_number(text: str, parse: Any) -> Any:
     and :func:`_float` take numbers; else ``ValueError``."""
     text = text.strip(" ")
     if (_PLAIN_INT if parse is int else _PLAIN_FLOAT).fullmatch(text):
-        return parse(text)
+        return _plain_int(text) if parse is int else parse(text)
     raise ValueError(text)
 
 
