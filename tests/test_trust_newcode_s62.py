@@ -446,3 +446,17 @@ def test_an_int_flag_with_thousands_of_leading_zeros_is_the_int_it_writes(train_
 
     assert main(train_argv + ["--epochs", "0" * 5000 + "1"]) == 0, capsys.readouterr().err
     assert gm.LearnableMultiModal.load(tmp_path / "m.safetensors").epochs_trained == 1
+
+
+# ------------------------------------------------------------------ 11. a capacity of thousands of digits
+def test_a_buffer_capacity_of_thousands_of_digits_is_refused_naming_capacity() -> None:
+    """``ExperienceBuffer(10**5000)`` raised Python's own "ValueError: Exceeds
+    the limit (4300 digits) for integer string conversion" (the refusal's
+    message printed the int) instead of the refusal naming capacity, as the
+    package's other int arguments refuse such a number."""
+    with pytest.raises(gm.TooLargeError, match=r"^capacity: got 1\.000e\+5000 \(an int of 5001 digits\); a buffer that "
+                                               r"large cannot fit in memory") as info:
+        gm.ExperienceBuffer(10**5000)
+    assert info.value.arg == "capacity"
+    with pytest.raises(gm.TooLargeError, match=rf"^capacity: got {2**63}; a buffer that large"):
+        gm.ExperienceBuffer(2**63)

@@ -205,7 +205,9 @@ class ExperienceBuffer:
         if self.capacity >= 2**63:
             # Positions are int64: a file's capacity (checked against memory only as the buffer
             # grows) loaded, and saving or reading the buffer then failed in numpy's arithmetic.
-            raise TooLargeError(f"capacity: got {self.capacity}; a buffer that large cannot fit in memory", "capacity")
+            # shown_number: an int past 4,300 digits raised Python's own ValueError in the message's place
+            raise TooLargeError(f"capacity: got {shown_number(self.capacity, str)}; a buffer that large cannot fit in "
+                                "memory", "capacity")
         self.embed_dim = None if embed_dim is None else as_positive_int(embed_dim, "embed_dim")
         if input_dims is not None:
             # a 1-D array of ints as the model's config takes it (its entries are checked below as any ints)
