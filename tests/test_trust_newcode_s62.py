@@ -460,3 +460,37 @@ def test_a_buffer_capacity_of_thousands_of_digits_is_refused_naming_capacity() -
     assert info.value.arg == "capacity"
     with pytest.raises(gm.TooLargeError, match=rf"^capacity: got {2**63}; a buffer that large"):
         gm.ExperienceBuffer(2**63)
+
+
+# ------------------------------------------------------------------ 12. nested holding_warnings blocks
+def test_a_block_that_only_drops_warnings_inside_one_that_holds_them_leaves_the_others_held() -> None:
+    """``holding_warnings(dropped=..., hold=False)`` (embed's: the untrained
+    encoder's warning said once) inside a block that holds the library's
+    warnings (the command line's, which says each as one line): the others
+    were said as Python warnings, past the outer block; and what the outer
+    block drops was held or said inside the inner one. Now the inner block
+    drops what either drops and holds the rest in the outer's list."""
+    import warnings
+
+    from grapheme_multimodal._validation import holding_warnings, warn_at_caller
+
+    class Dropped(UserWarning):
+        pass
+
+    class DroppedOutside(UserWarning):
+        pass
+
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        with holding_warnings(dropped=(DroppedOutside,)) as outer:
+            with holding_warnings(dropped=(Dropped,), hold=False):
+                warn_at_caller("dropped inside", Dropped)
+                warn_at_caller("dropped outside", DroppedOutside)
+                warn_at_caller("held", RuntimeWarning)
+            with holding_warnings() as inner:  # a block that holds: its own list, the outer's drops kept
+                warn_at_caller("dropped outside, again", DroppedOutside)
+                warn_at_caller("held inside", RuntimeWarning)
+            warn_at_caller("held outside", RuntimeWarning)
+    assert [str(w.message) for w in said] == []
+    assert outer.held == [("held", RuntimeWarning), ("held outside", RuntimeWarning)]
+    assert inner.held == [("held inside", RuntimeWarning)]

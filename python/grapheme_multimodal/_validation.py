@@ -1861,11 +1861,15 @@ class HeldWarnings:
     """The library's warnings :func:`holding_warnings` keeps from being said:
     those of a category in ``dropped`` are dropped; the others, when
     ``held`` is a list, are appended to it as ``(message, category)``, else
-    said as ever."""
+    said as ever. Inside an ``outer`` block, what that block drops is
+    dropped too, and a block that holds nothing itself holds in the
+    outer's list: a block that only drops, opened inside one that holds
+    (the command line's), had the others said as Python warnings, past the
+    outer block's holding."""
 
-    def __init__(self, dropped: Tuple["type[Warning]", ...], hold: bool) -> None:
-        self.dropped = dropped
-        self.held: Optional[List[Tuple[str, "type[Warning]"]]] = [] if hold else None
+    def __init__(self, dropped: Tuple["type[Warning]", ...], hold: bool, outer: "Optional[HeldWarnings]" = None) -> None:
+        self.dropped = dropped + (outer.dropped if outer is not None else ())
+        self.held: Optional[List[Tuple[str, "type[Warning]"]]] = [] if hold else (outer.held if outer is not None else None)
 
 
 _HELD_WARNINGS: "contextvars.ContextVar[Optional[HeldWarnings]]" = contextvars.ContextVar("_HELD_WARNINGS", default=None)
@@ -1881,7 +1885,7 @@ def holding_warnings(dropped: Tuple["type[Warning]", ...] = (), hold: bool = Tru
     process's filters and ``showwarning`` and puts back what it found, so a
     filter another thread set meanwhile was undone, and that thread's
     warnings were said the block's way (it is not thread-safe)."""
-    with context_set(_HELD_WARNINGS, HeldWarnings(dropped, hold)) as held:
+    with context_set(_HELD_WARNINGS, HeldWarnings(dropped, hold, _HELD_WARNINGS.get())) as held:
         yield held
 
 
