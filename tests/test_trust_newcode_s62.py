@@ -494,3 +494,20 @@ def test_a_block_that_only_drops_warnings_inside_one_that_holds_them_leaves_the_
     assert [str(w.message) for w in said] == []
     assert outer.held == [("held", RuntimeWarning), ("held outside", RuntimeWarning)]
     assert inner.held == [("held inside", RuntimeWarning)]
+
+
+# ------------------------------------------------------------------ 13. an objective's weight of an exponent decimal cannot hold
+def test_an_objective_weight_of_a_huge_negative_exponent_is_a_one_line_error(train_argv, capsys) -> None:
+    """``train --objectives contrastive=1e-99999999999999999999``: the check of
+    whether the float read is the number typed built a ``decimal.Decimal``
+    of it, whose exponent is beyond what decimal holds, and the command
+    ended with a ``decimal.InvalidOperation`` traceback. Now refused as any
+    weight beyond float64's range."""
+    from grapheme_multimodal.cli import main
+
+    for exponent in ("99999999999999999999", "9" * 5000):
+        assert main(train_argv + ["--epochs", "1", "--objectives", f"contrastive=1e-{exponent}"]) == 2
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(
+            f"grapheme-mm: error: --objectives: 'contrastive=1e-{exponent[:20]}"), lines
+        assert "holds a number beyond float64's range (below float64's smallest" in lines[0], lines

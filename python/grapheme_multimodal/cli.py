@@ -759,10 +759,22 @@ def _note_if_typed_otherwise(typed: Dict[str, str], name: str, text: str) -> Non
     """``typed[name] = text`` when ``text`` is a plain number that the float
     read from it is not (``0.99999999999999999``, 1.0); else none for ``name``."""
     read = float(text) if _PLAIN_FLOAT.fullmatch(text) else math.nan
-    if math.isfinite(read) and decimal.Decimal(text) != decimal.Decimal(repr(read)):
+    if math.isfinite(read) and _decimal(text) not in (None, decimal.Decimal(repr(read))):
         typed[name] = text
     else:
         typed.pop(name, None)
+
+
+def _decimal(text: str) -> Optional[decimal.Decimal]:
+    """The exact number the plain number ``text`` writes, or None where its
+    exponent is beyond what ``decimal`` holds (``1e-99999999999999999999``,
+    which float reads as 0 and its flag's check refuses as beyond float64):
+    the ``decimal.InvalidOperation`` raised there ended ``grapheme-mm train
+    --objectives contrastive=1e-99999999999999999999`` with a traceback."""
+    try:
+        return decimal.Decimal(text)
+    except decimal.InvalidOperation:
+        return None
 
 
 def _as_typed(line: str, typed: Mapping[str, str]) -> str:
