@@ -977,12 +977,14 @@ def file_key(given: Path) -> Union[str, Tuple[Tuple[int, int], str]]:
     and its name. By the resolved path alone, ``/out/x.npy`` beside
     ``/work/out/x.npy`` of a container given one folder as two volumes were
     two files, and the later write replaced the earlier without a word. A
-    folder that is not there: by its resolved path."""
+    folder that is not there, or of no inode: by its resolved path."""
     path = _followed(given)
     try:
-        return _identity(os.stat(path.parent if str(path.parent) else ".")), path.name
+        folder = os.stat(path.parent if str(path.parent) else ".")
     except OSError:
         return _location(path)
+    # an inode of 0 says none is known (some Windows file systems): every folder there would be one
+    return (_identity(folder), path.name) if folder.st_ino else _location(path)
 
 
 def _location(path: Path) -> str:
