@@ -317,3 +317,24 @@ def test_a_save_whose_new_temporary_file_another_saves_cleanup_holds_makes_anoth
         cleanup.wait()
     assert held and (tmp_path / "a.bin").read_bytes() == b"new"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.bin"]  # the file given up removed, not left behind
+
+
+def test_an_interrupt_in_the_first_epochs_metric_leaves_the_averaged_model_as_it_was():
+    """A Ctrl-C in a metric of a fit's first epoch, with a weight average:
+    fit's count of its epochs had moved on when the metric ran, so fit took
+    that epoch, undone, for completed and left the interrupted epoch's
+    average applied to the model (caught by test_trust_audit2_s53's property
+    after fit read its record once)."""
+    from test_trust_resume import full_state
+
+    model = two_view_model()
+    x = two_view_data()
+    model.fit(x, epochs=2, batch_size=8, ema_decay=0.5, progress=False)
+    before = full_state(model)
+
+    def interrupt(fitted):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(x, epochs=1, batch_size=8, ema_decay=0.5, progress=False, metrics={"stop": interrupt})
+    assert full_state(model) == before

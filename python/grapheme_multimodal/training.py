@@ -539,6 +539,9 @@ def _train(
                 )
             except KeyboardInterrupt:
                 epoch_start.restore(model)
+                # fit's count too: an interrupt in an epoch's metrics came after the count had moved on, and
+                # fit then took the first epoch, undone here, for completed (its average left applied)
+                left.restored(epoch_start)
                 raise
             history.epochs.append(record)
             value = record.get(monitor)
@@ -687,6 +690,12 @@ class _RecordLeft:
     def record(self) -> "_TrainingRecord":
         """The record as fit left it (an epoch's undo copy takes it: not read from the model again)."""
         return _TrainingRecord(self.epochs, self.epochs, self.history)
+
+    def restored(self, state: "_TrainingState") -> None:
+        """As ``state``'s restore leaves the record (an interrupted epoch undone)."""
+        records = state.history_records
+        self.epochs, self.history = exact_int(state.epochs_trained), state.history
+        self.length, self.last = len(records), records[-1] if records else None
 
 
 def _record_change(model: "LearnableMultiModal", left: _RecordLeft) -> Optional[str]:
