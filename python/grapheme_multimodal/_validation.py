@@ -1985,6 +1985,12 @@ def warn_at_caller(message: str, category: "type[Warning]") -> None:
 
 def as_mask(mask: Any, batch_size: Optional[int], name: str = "mask") -> np.ndarray:
     """A `[B, 7]` presence mask as C-contiguous bool (0/1 real numbers accepted)."""
+    if (type(mask) is np.ndarray and mask.dtype == np.bool_ and mask.ndim == 2 and mask.shape[1] == NUM_MODALITIES
+            and (batch_size is None or mask.shape[0] == batch_size) and mask.flags.c_contiguous
+            and mask.size <= memory_budget()):
+        # already what is returned (no frame, masked array, sparse matrix or object to read; one a file maps
+        # beyond memory goes on, refused below): the checks below, a microsecond of a one-row fuse, each pass it
+        return mask
     refuse_sparse(mask, name)
     refuse_unordered(mask, name)
     _refuse_columns_out_of_slot_order(mask, name)
