@@ -17,6 +17,8 @@ PYTHONPATH (one that holds ``grapheme_multimodal`` with its own built
 - ``core``: ``model._core.encode_event(...)`` alone, the Rust call of an uncached ``fuse_event``
 - ``encode1`` / ``encode64``: ``model.encode(xs)``, 7 of 7 modalities, B = 1 / 64
 - ``train1``: ``model.train_step(xs)``, B = 1, 7 of 7 modalities
+- ``fuse1`` / ``bind1``: ``model.fuse(embeddings)`` of one row (default mask), ``model.bind(a, b)`` of one pair
+- ``record1``: ``model.record_fusion(event)`` (a cache hit: the recording's own cost)
 - ``eaf4096``: ``model.encode_and_fuse(xs)``, B = 4096; ``train1024``: ``train_step`` at B = 1024
 """
 
@@ -80,6 +82,14 @@ def _worker() -> None:  # pragma: no cover - runs in the child processes
         xs = workloads.modality_inputs(batch, list(range(7)), seed=batch)
         return lambda: model.encode_and_fuse(xs)
 
+    def one_row():
+        return model.encode(workloads.modality_inputs(1, list(range(7)), seed=1))
+
+    def binder():
+        emb = one_row()
+        a, b = emb[:, 0].copy(), emb[:, 1].copy()
+        return lambda: model.bind(a, b)
+
     makers = {
         "uncached": lambda: uncached,
         "build": lambda: text_event,
@@ -88,6 +98,9 @@ def _worker() -> None:  # pragma: no cover - runs in the child processes
         "encode1": lambda: encoder(1),
         "encode64": lambda: encoder(64),
         "train1": lambda: trainer(1),
+        "fuse1": lambda: (lambda emb: lambda: model.fuse(emb))(one_row()),
+        "bind1": binder,
+        "record1": lambda: (lambda: model.record_fusion(event)),
         "eaf4096": lambda: eaf(4096),
         "train1024": lambda: trainer(1024),
     }

@@ -506,10 +506,9 @@ class ExperienceBuffer:
             if isinstance(inputs, (str, bytes)) or not isinstance(inputs, Sequence) or len(inputs) != NUM_MODALITIES:
                 raise ShapeError(f"inputs: expected 7 entries (None where absent), got {described_entries(inputs)}", "inputs")
             for m, (name, d) in enumerate(zip(MODALITY_NAMES, input_dims)):
-                if inputs[m] is None:
+                if inputs[m] is None:  # not staged: _write writes NaN in the inputs it is given none of
                     if mask_arr[:, m].any():
                         raise InvalidValueError(f"inputs[{name!r}]: missing, but the mask marks {name} present", f"inputs[{name!r}]")
-                    staged[f"inputs.{name}"] = np.full((n, d), np.nan, np.float32)
                 else:
                     # features the model standardises, read as encode and fit read them: a column (the
                     # one row: the vector, as ModalFeatures reads one) whose every value float32 cannot
@@ -1250,7 +1249,7 @@ def _float32(
             out = arr.astype(np.float32)
     if rows is None:
         _check_finite_within(out, name, arr, unit)
-    else:
+    elif not _all_finite(out):  # finite throughout, the rows are: no copy of them, nor their indices
         _check_finite(out[rows], name, np.flatnonzero(rows), source=arr[rows])
     if features is not None and out is not arr:
         refuse_float32_underflow(arr, out, name, rows, per_column=features)
@@ -1329,13 +1328,19 @@ def _check_finite(arr: np.ndarray, name: str, row_ids: Optional[np.ndarray] = No
     """NonFiniteError naming the first row of ``arr`` that is not finite
     (``row_ids`` maps its rows to the caller's; ``source`` is the value
     before a float32 cast, to tell overflow from NaN/inf)."""
-    bad = ~np.isfinite(arr)
-    if not bad.any():
+    if _all_finite(arr):
         return
+    bad = ~np.isfinite(arr)
     at = tuple(int(i) for i in np.argwhere(bad)[0]) if arr.ndim else ()
     given = (arr if source is None else source)[at]
     row = (int(row_ids[at[0]]) if row_ids is not None else at[0]) if at else 0
     raise NonFiniteError(f"{name}: row {row} {non_finite_message(given)}", name)
+
+
+def _all_finite(arr: np.ndarray) -> bool:
+    """Whether every value of ``arr`` is finite: one ufunc and one reduction
+    (``~np.isfinite(arr).any()`` took three, and a Python wrapper)."""
+    return bool(np.logical_and.reduce(np.isfinite(arr), axis=None))
 
 
 def _one_row(value: Any, name: str) -> np.ndarray:

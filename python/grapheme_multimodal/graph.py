@@ -767,7 +767,10 @@ class GraphFeaturizer:
 
     def __call__(self, items: Iterable[TextOrGraph], unit: str = "char") -> np.ndarray:
         """Features of ``items``, ``[N, dim]`` float32 (see :func:`featurize`)."""
-        return featurize(items, self.kind, self.dim, self.iterations, unit)
+        if type(self) is not GraphFeaturizer:  # a subclass's fields are judged again, as featurize judges any
+            return featurize(items, self.kind, self.dim, self.iterations, unit)
+        _refuse_non_sequence(items)
+        return _featurize_with(self, items, unit)  # its fields were judged when it was made (frozen since)
 
 
 #: How featurize's own errors begin: "items: ..." (all of them: their memory) or "items[k]: ..." (one item).
@@ -811,13 +814,25 @@ def featurize(
     >>> featurize(["cat", "dog"], kind="wl", dim=32).shape
     (2, 32)
     """
+    _refuse_non_sequence(items)
+    return _featurize_with(GraphFeaturizer(kind, dim, iterations), items, unit)
+
+
+def _refuse_non_sequence(items: Any) -> None:
+    """TypeError for ``items`` that :func:`featurize` takes for no sequence of rows."""
     if isinstance(items, (str, bytes, Graph)):
         raise TypeError(f"items: expected a sequence of str or Graph, got a single {type(items).__name__}")
     if isinstance(items, (Mapping, Set)):
         # a dict would give its keys' features ({doc_id: text}: the ids'), a set its items in no fixed order
         hint = "; pass list(items.values())" if isinstance(items, Mapping) else ""
         raise TypeError(f"items: expected a sequence of str or Graph (one row each, in order), got {type(items).__name__}{hint}")
-    f = GraphFeaturizer(kind, dim, iterations)
+
+
+def _featurize_with(f: GraphFeaturizer, items: Iterable[TextOrGraph], unit: str) -> np.ndarray:
+    """:func:`featurize` of ``items`` (checked by :func:`_refuse_non_sequence`)
+    with the valid featuriser ``f``. A featuriser calling itself (every
+    graph input of encode and of the events' batches) is not rebuilt: its
+    ``__post_init__`` and the core's check of its settings took about 3 us."""
     unit = _unit(unit)
     try:
         inner = [x._g if isinstance(x, Graph) else x for x in items]
