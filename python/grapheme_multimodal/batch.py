@@ -7,7 +7,8 @@ import re
 __all__ = ["Batch"]
 
 from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING, Any, List, Mapping, Optional, Sequence, Tuple, Union
+from collections.abc import Mapping, Sequence  # not typing's aliases: isinstance of them takes 3x as long
+from typing import TYPE_CHECKING, Any, List, Optional, Tuple, Union
 
 import numpy as np
 

@@ -23,7 +23,8 @@ import os
 import threading
 import weakref
 from dataclasses import dataclass, fields
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+from collections.abc import Mapping, Sequence  # not typing's aliases: isinstance of them takes 3x as long
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 __all__ = ["LearningMixin"]
 
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from collections.abc import Mapping, Sequence  # not typing's aliases: isinstance of them takes 3x as long
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 

@@ -16,7 +16,8 @@ import math
 import types
 import weakref
 from collections import OrderedDict
-from typing import TYPE_CHECKING, AbstractSet, Any, Dict, Iterable, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union, overload
+from collections.abc import Mapping, Sequence  # not typing's aliases: isinstance of them takes 3x as long
+from typing import TYPE_CHECKING, AbstractSet, Any, Dict, Iterable, List, NamedTuple, Optional, Tuple, Union, overload
 
 import numpy as np
 
