@@ -15,8 +15,8 @@ import re
 import sys
 import threading
 import warnings
-from collections.abc import Iterable as _Iterable, MappingView
-from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Set, Tuple, TypeVar, Union
+from collections.abc import Iterable as _Iterable, Iterator, Mapping, MappingView, Sequence, Set  # not typing's: 3x slower in isinstance
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Tuple, TypeVar, Union
 
 import numpy as np
 
