@@ -354,7 +354,6 @@ def event_components(
         refuse_beyond_budget(4 * dim * (len(comps[m]) + len(with_graph)), name,
                              "the {modality} inputs of its {k:,} components × {dim:,} take {bytes} bytes",
                              remedy="fewer events", modality=modality, k=len(comps[m]), dim=dim)
-        x = np.empty((len(comps[m]), dim), np.float32)
         if with_graph:
             featurizer = config.graph_features[m]
             if featurizer.dim != dim:
@@ -362,8 +361,14 @@ def event_components(
                     f"event {events[owners[m][with_graph[0]]].id}: modality {modality} takes {dim}-long feature "
                     f"vectors, but a ModalGraph ({featurizer.dim} graph features) was given", name,
                 )
-            x[with_graph] = featurized(featurizer, [comps[m][k].graph for k in with_graph], name,
-                                       lambda j: f"{name}[{owners[m][with_graph[j]]}]")  # item j: that event's
+            graph_rows = featurized(featurizer, [comps[m][k].graph for k in with_graph], name,
+                                    lambda j: f"{name}[{owners[m][with_graph[j]]}]")  # item j: that event's
+        if len(with_graph) == len(comps[m]):  # graphs only: the featuriser's fresh [k, dim] float32 rows are the table
+            x = graph_rows
+        else:
+            x = np.empty((len(comps[m]), dim), np.float32)
+            if with_graph:
+                x[with_graph] = graph_rows
         for k, c in enumerate(comps[m]):
             if not isinstance(c, ModalGraph):
                 # Read once: the array whose shape is checked is the one copied. Read again, another thread's
