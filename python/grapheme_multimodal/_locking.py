@@ -372,7 +372,7 @@ def reads(method: F) -> F:
 
     @functools.wraps(method)
     def locked(self: Any, *args: Any, **kwargs: Any) -> Any:
-        with self._lock._reading:  # the guard reading() returns, without that call: every read pays it
+        with self._lock.reading():
             return method(self, *args, **kwargs)
 
     return locked  # type: ignore[return-value]

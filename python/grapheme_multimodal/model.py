@@ -1469,7 +1469,7 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
             return hit  # without the lock: a writer bumps the version before it changes anything
         if len(items) > self._event_components_unchecked:  # an event of many or wide components
             self._refuse_event_peak(event, items)
-        with self._lock._reading:  # the guard itself, without reading()'s call: this is the per-event path
+        with self._lock.reading():
             # under the lock that encodes: checked before it, another thread's fit_normalization of a frame could
             # learn the names (and their standardisation) in between, and a Series of them reordered was encoded
             if self._input_columns is not _NO_COLUMNS:  # on a miss only, as the peak's check: the hit path stays as fast
