@@ -1295,12 +1295,15 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         for m, (value, dim) in enumerate(zip(inputs, self.config.input_dims)):
             if value is None:
                 continue
-            if type(value) is not np.ndarray or value.dtype is not _FLOAT32 or value.ndim != 2 or value.shape[1] != dim:
+            if type(value) is not np.ndarray or value.dtype is not _FLOAT32:
+                return None
+            shape = value.shape  # read once: each read builds the tuple
+            if len(shape) != 2 or shape[1] != dim or (rows >= 0 and shape[0] != rows):
                 return None
             flags = value.flags
-            if not (flags.c_contiguous and flags.aligned) or (rows >= 0 and value.shape[0] != rows):
+            if not (flags.c_contiguous and flags.aligned):
                 return None
-            rows = value.shape[0]
+            rows = shape[0]
             present |= 1 << m
         if rows < 0:
             return None
