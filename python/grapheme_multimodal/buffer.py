@@ -1347,6 +1347,8 @@ def _all_finite(arr: np.ndarray) -> bool:
 def _one_row(value: Any, name: str) -> np.ndarray:
     """One experience's field as a batch of one row for :meth:`ExperienceBuffer.extend`
     (a masked array's hidden values refused: np.asarray would record them)."""
+    if type(value) is np.ndarray:  # an experience's own arrays (record_fusion's): no masked array, no conversion
+        return value[None]
     if is_masked_array(value):
         value = unmasked(value, name, "plain values", "fill them")
     return np.asarray(value)[None]
