@@ -5,6 +5,7 @@ from __future__ import annotations
 
 __all__ = ["ExperienceMixin"]
 
+import math
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -66,7 +67,7 @@ class ExperienceMixin:
         if isinstance(reward, np.ndarray) and reward.ndim == 0:  # np.array(0.5), a loss's .sum(): one number
             reward = reward[()]
         if (isinstance(reward, (bool, np.timedelta64)) or not isinstance(reward, (int, float, np.number))
-                or np.iscomplexobj(reward)):
+                or type(reward) is not float and np.iscomplexobj(reward)):  # a float is not: the call's 1 us spared
             # float("1") would pass, and True would be a reward of 1.0 (numpy's bools are no np.number)
             raise InvalidTypeError(f"reward: expected a real number, got {type(reward).__name__}", "reward")
         if isinstance(event, MultiModalEvent) and not is_int(event.id):
@@ -78,7 +79,7 @@ class ExperienceMixin:
         try:
             as_float = float(reward)
             # the reward as given: a long double 1e4000 is inf as a float, a value never given
-            held = None if np.isfinite(as_float) and abs(as_float) <= FLOAT32_MAX else non_finite_message(reward)
+            held = None if math.isfinite(as_float) and abs(as_float) <= FLOAT32_MAX else non_finite_message(reward)
         except OverflowError:  # an int past float64
             held = f"is an int of {int(reward).bit_length()} bits, too large for float32; expected finite float32 numbers"
         if held is not None:
