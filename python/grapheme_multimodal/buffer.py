@@ -31,6 +31,7 @@ import numpy as np
 from ._core import MODALITY_NAMES, NUM_MODALITIES
 from ._equality import equal_fields
 from ._locking import ForkedMidChange, uninterrupted
+from ._portable import portable_reduction, restored_state
 from ._validation import (
     IntLike,
     as_finite_float, as_mask, as_positive_int, as_real_array, as_seed, check_flag, describe, described_entries, exact_int, is_int,
@@ -49,6 +50,8 @@ _FIRST_ROWS = 1024  # rows allocated at first; doubled as needed, up to capacity
 STATE_KEYS = ("capacity", "embed_dim", "input_dims", "seed", "size", "rng_state")
 #: The attributes a pickled buffer's state (``__getstate__()``) holds, at least.
 _PICKLED_KEYS = frozenset({"capacity", "embed_dim", "input_dims", "seed", "_rng", "_size", "_next", "_arrays"})
+#: The entries of that state pickled by :mod:`._portable` (any numpy reads them).
+_PORTABLE_KEYS = ("_arrays", "_rng")
 
 
 @dataclass
@@ -1033,6 +1036,12 @@ class ExperienceBuffer:
         twin.__setstate__({k: v if k in owned else copy.deepcopy(v, memo) for k, v in state.items()})
         return twin
 
+    def __reduce_ex__(self, protocol: int) -> Any:
+        """Pickling: :meth:`__getstate__`, its arrays as bytes, dtype and
+        shape and its generator as its state (``_portable.py``): a pickle of
+        numpy 2 loads under numpy 1, and back."""
+        return portable_reduction(super().__reduce_ex__(protocol), _PORTABLE_KEYS)
+
     def __setstate__(self, state: Dict[str, Any]) -> None:
         """Unpickling (and ``copy``): the buffer of ``state`` (a
         :meth:`__getstate__`). Called on a buffer in use, it replaces that
@@ -1044,6 +1053,7 @@ class ExperienceBuffer:
         as it was). For a model's buffer (``model.experience``), a state of
         an ``embed_dim`` or ``input_dims`` that model cannot record into is
         refused, as assigning such a buffer to ``model.experience`` is."""
+        state = restored_state(state, _PORTABLE_KEYS)  # as copy.copy passes it
         if "_lock" in self.__dict__:  # a buffer in use, not one that pickle or copy is making
             self._replace_state(state)
         else:

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, NoReturn,
 import numpy as np
 
 from . import _core
+from ._portable import portable, restored
 from ._validation import (
     FLOAT32_MAX, IntLike, as_real_array, describe, float32_of_wide, exact_int, is_int, is_iterable, is_masked_array, is_networkx_graph,
     is_real_number, is_utf8, refuse_beyond_budget, renamed, shown_number, unmasked, wrong_type,
@@ -341,12 +342,13 @@ class Graph:
     __hash__ = None  # type: ignore[assignment]  # equality is by value; graphs are not dict keys
 
     def __reduce__(self):
-        return (_rebuild, (self.node_count, self.edges, self.activations, self.labels))
+        # arrays as bytes, dtype and shape: a pickle of numpy 2 loads under numpy 1, and back (_portable.py)
+        return (_rebuild, (self.node_count, portable(self.edges), portable(self.activations), self.labels))
 
 
 def _rebuild(num_nodes: int, edges: np.ndarray, activations: Any, labels: list) -> Graph:
-    # activations: a float32 array (a list in pickles from earlier versions)
-    return Graph(_core.Graph.from_edges(num_nodes, edges, activations, labels))
+    # activations: a float32 array (a list in pickles from earlier versions); wrapped still from copy.copy
+    return Graph(_core.Graph.from_edges(num_nodes, restored(edges), restored(activations), labels))
 
 
 def _check_attribute_names(activation: Any, label: Any) -> None:

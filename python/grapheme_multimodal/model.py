@@ -23,6 +23,7 @@ import numpy as np
 
 from . import _core
 from ._locking import ModelLock, reads, uninterrupted, writes, writes_leaving_weights
+from ._portable import portable_reduction, restored_state
 from ._validation import (
     IntLike,
     INPUTS_MASKED_REMEDY,
@@ -1023,6 +1024,12 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
             state["attributes"] = attributes
         return state
 
+    def __reduce_ex__(self, protocol: int) -> Any:
+        """Pickling: :meth:`__getstate__`, its arrays as bytes, dtype and
+        shape (``_portable.py``): a pickle of numpy 2 loads under numpy 1,
+        and back."""
+        return portable_reduction(super().__reduce_ex__(protocol), _PORTABLE_STATE)
+
     def __setstate__(self, state: Dict[str, Any]) -> None:
         """Unpickling (and ``copy``): the model of ``state`` (a
         :meth:`__getstate__`). Called on a model in use, it replaces that
@@ -1031,6 +1038,7 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         of it or nothing (a bad ``state`` leaves the model as it was), and
         refused (``RuntimeError``) from a ``metrics`` function of the same
         model's ``fit``."""
+        state = restored_state(state, _PORTABLE_STATE)  # as copy.copy passes it
         if "_lock" in self.__dict__:  # a model in use, not one that pickle or copy is making
             self._replace_state(state)
         else:
@@ -1632,6 +1640,8 @@ _REBUILT_ATTRIBUTES = frozenset(
     {"config", "_core", "_lock", "_version", "_cache", "experience", "epochs_trained", "history", "_weight_average",
      "_featurizers_for", "_untrained_for", "_encoding_sizes", "_event_components_unchecked", "_input_columns"}
 )
+#: The entries of a pickled model's state that hold arrays (pickled by :mod:`._portable`).
+_PORTABLE_STATE = ("tensors", "gradients")
 #: Why a data frame's column names must be unique (:func:`refuse_duplicate_columns`).
 _UNIQUE_COLUMNS = "the model learns a frame's column names and checks later frames against them"
 

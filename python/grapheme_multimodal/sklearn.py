@@ -42,6 +42,7 @@ except ModuleNotFoundError as exc:  # pragma: no cover - exercised only without 
     ) from None
 
 from ._chunks import ROWS_PER_CALL, in_row_chunks
+from ._portable import portable_reduction, restored_state
 from ._core import NUM_MODALITIES
 from ._locking import ForkedMidChange, ModelLock, uninterrupted
 from ._parallel import resolve_n_jobs, run_tasks, shared_snapshot
@@ -404,9 +405,15 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
         state.pop("_params_rlock", None)
         return state
 
+    def __reduce_ex__(self, protocol: int) -> Any:
+        # the column names learnt from frames (object arrays) as their items: a pickle of numpy 2
+        # loads under numpy 1, and back (_portable.py; the models pickle their own arrays so)
+        return portable_reduction(super().__reduce_ex__(protocol), ("_view_columns",))
+
     def __setstate__(self, state: dict) -> None:
         # An estimator pickled by an older version lacks the parameters added since: without them
         # its transform (output), repr, get_params, clone and a refit raised AttributeError.
+        state = restored_state(state, ("_view_columns",))  # as copy.copy passes it
         super().__setstate__({**_parameters_before_they_existed(), **state})
 
     def _fit(self, Xs: Any, every_row_embedded: bool = False) -> None:

@@ -1,0 +1,138 @@
+"""Pickles that load under every numpy this package supports (1.23 to 2.x).
+
+numpy pickles an array by naming its own internals: numpy 2 writes
+``numpy._core.multiarray._reconstruct``, a module numpy 1 lacks, and a
+``Generator`` by its BitGenerator class, which numpy 1 takes only by name.
+A model or buffer pickled under numpy 2 did not unpickle under numpy 1. The
+package's objects pickle their arrays as raw bytes, dtype string and shape,
+and a generator as its state (plain Python values), through the wrappers
+here, which any numpy rebuilds.
+
+:func:`portable` wraps them in a state as it is pickled (only the wrapper's
+own ``__reduce_ex__`` runs at pickling: nothing is copied before);
+unpickling gives plain arrays and generators back. ``copy.copy`` hands the
+state over as it is: :func:`restored_state` unwraps it.
+"""
+
+from __future__ import annotations
+
+import copy
+import pickle
+from typing import Any, Dict, Sequence, Tuple
+
+import numpy as np
+
+#: dtypes whose values are their bytes (bool, ints, floats, complex, times, fixed-width text).
+_RAW_KINDS = frozenset("biufcmMSU")
+
+
+class _PortableArray:
+    """An ndarray as pickled: its bytes, dtype string and shape."""
+
+    __slots__ = ("array",)
+
+    def __init__(self, array: np.ndarray) -> None:
+        self.array = array
+
+    def __reduce_ex__(self, protocol: int) -> Tuple[Any, ...]:
+        array = self.array
+        if array.dtype.kind == "O":  # names of columns: the items, pickled as themselves
+            return _object_array, (array.ravel().tolist(), array.shape)
+        array = np.ascontiguousarray(array)
+        # protocol 5: the array's memory as is (no copy; out of band where the pickler takes buffers, as Ray's)
+        data = pickle.PickleBuffer(array) if protocol >= 5 else array.tobytes()
+        return _array, (data, array.dtype.str, array.shape)
+
+    def __deepcopy__(self, memo: Dict[int, Any]) -> np.ndarray:
+        return copy.deepcopy(self.array, memo)
+
+
+class _PortableGenerator:
+    """A ``numpy.random.Generator`` as pickled: its BitGenerator's state dict."""
+
+    __slots__ = ("generator",)
+
+    def __init__(self, generator: np.random.Generator) -> None:
+        self.generator = generator
+
+    def __reduce_ex__(self, protocol: int) -> Tuple[Any, ...]:
+        return _generator, (portable(self.generator.bit_generator.state),)
+
+    def __deepcopy__(self, memo: Dict[int, Any]) -> np.random.Generator:
+        return copy.deepcopy(self.generator, memo)
+
+
+def _array(data: Any, dtype: str, shape: Sequence[int]) -> np.ndarray:
+    """The array of :class:`_PortableArray` (writable, as numpy's own pickles give it)."""
+    array = np.frombuffer(data, dtype=np.dtype(dtype)).reshape(shape)
+    return array if array.flags.writeable else array.copy()
+
+
+def _object_array(items: list, shape: Sequence[int]) -> np.ndarray:
+    array = np.empty(len(items), dtype=object)
+    for i, item in enumerate(items):  # item by item: a sequence item is kept, not broadcast
+        array[i] = item
+    return array.reshape(shape)
+
+
+def _generator(state: Dict[str, Any]) -> np.random.Generator:
+    """The generator of :class:`_PortableGenerator`: its BitGenerator by name, at ``state``."""
+    kind = getattr(np.random, str(state["bit_generator"]), None)
+    if not (isinstance(kind, type) and issubclass(kind, np.random.BitGenerator)):
+        raise ValueError(f"state: {state['bit_generator']!r} is not a numpy BitGenerator")
+    bit_generator = kind()
+    bit_generator.state = restored(state)
+    return np.random.Generator(bit_generator)
+
+
+def _is_plain_array(value: Any) -> bool:
+    # an ndarray itself (a subclass, a masked array, pickles as numpy makes it) of values that are its bytes,
+    # or of Python objects (itemsize 0 has no bytes to read back)
+    return type(value) is np.ndarray and (
+        (value.dtype.kind in _RAW_KINDS and value.dtype.itemsize > 0) or value.dtype == object
+    )
+
+
+def portable(value: Any) -> Any:
+    """``value`` with its arrays and generators wrapped to pickle under any
+    numpy; dicts, lists and tuples (exactly those: the package's own state,
+    not a user's containers) are walked, anything else kept as it is."""
+    if _is_plain_array(value):
+        return _PortableArray(value)
+    if type(value) is np.random.Generator:
+        return _PortableGenerator(value)
+    if type(value) is dict:
+        return {k: portable(v) for k, v in value.items()}
+    if type(value) in (list, tuple):
+        return type(value)(portable(v) for v in value)
+    return value
+
+
+def restored(value: Any) -> Any:
+    """Inverse of :func:`portable` (a ``copy.copy`` passes its state unpickled)."""
+    if isinstance(value, _PortableArray):
+        return value.array
+    if isinstance(value, _PortableGenerator):
+        return value.generator
+    if type(value) is dict:
+        return {k: restored(v) for k, v in value.items()}
+    if type(value) in (list, tuple):
+        return type(value)(restored(v) for v in value)
+    return value
+
+
+def portable_reduction(reduction: Any, keys: Sequence[str]) -> Any:
+    """``object.__reduce_ex__``'s ``reduction`` with the state's entries
+    ``keys`` made :func:`portable` (the others, a user's, as they are)."""
+    if not (isinstance(reduction, tuple) and len(reduction) > 2 and type(reduction[2]) is dict):
+        return reduction
+    state = {k: portable(v) if k in keys else v for k, v in reduction[2].items()}
+    return reduction[:2] + (state,) + reduction[3:]
+
+
+def restored_state(state: Any, keys: Sequence[str]) -> Any:
+    """Inverse of :func:`portable_reduction` on its state: what a
+    ``__setstate__`` called by ``copy.copy`` is given."""
+    if type(state) is not dict or not any(k in state for k in keys):
+        return state
+    return {k: restored(v) if k in keys else v for k, v in state.items()}
