@@ -1,0 +1,195 @@
+"""Leftovers of session 62 (second list): pickles that travel between numpy
+majors, the import-time warning of unreadable settings said once, the name
+in an error of a racing first append."""
+
+import copy
+import glob
+import io
+import os
+import pickle
+import runpy
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import grapheme_multimodal as gm
+
+REPO = Path(__file__).resolve().parent.parent
+
+# What one interpreter pickles and what the other reads back: `write` pickles the package's objects and
+# stores, as .npz (which every numpy reads), what they give after; `read` unpickles the other side's and
+# checks that they give the same, bit for bit (run here in-process, and in the other interpreter).
+_EXCHANGE = textwrap.dedent('''
+    import pickle
+    import warnings
+    from pathlib import Path
+
+    import numpy as np
+
+    import grapheme_multimodal as gm
+    from grapheme_multimodal.sklearn import MultimodalEmbedder
+
+    DIMS = {"visual": 4, "auditory": 3}
+
+
+    def data():
+        rng = np.random.default_rng(0)
+        x = {name: rng.normal(size=(8, d)).astype(np.float32) for name, d in DIMS.items()}
+        mask = np.zeros((8, 7), dtype=bool)
+        mask[:, :2] = True
+        return x, mask
+
+
+    def objects():
+        """A trained model with gradients pending and a filled buffer, a fresh model and buffer,
+        fitted and unfitted embedders, a graph."""
+        x, mask = data()
+        config = gm.LearnableMultiModalConfig(embed_dim=4, hidden_dim=4, num_heads=2, buffer_size=6, seed=0,
+                                              input_dims=dict(DIMS))
+        model = gm.LearnableMultiModal(config)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model.fit(x, mask=mask, epochs=1, batch_size=4, progress=False, seed=0, ema_decay=0.5)
+            model.record_batch(x, mask, rewards=np.linspace(0, 1, 8, dtype=np.float32))
+            model.backward(x, mask)
+            embedder = MultimodalEmbedder(embed_dim=4, hidden_dim=4, num_heads=1, epochs=1, batch_size=4,
+                                          random_state=0).fit(list(x.values()))
+        return {"model": model, "new_model": gm.LearnableMultiModal(seed=0), "buffer": model.experience,
+                "new_buffer": gm.ExperienceBuffer(10, seed=3), "embedder": embedder,
+                "unfitted": MultimodalEmbedder(embed_dim=8), "graph": gm.Graph.from_text("a cat sat")}
+
+
+    def facts(objs):
+        """What the objects give: weights after the pending step, buffer contents and the next draws."""
+        x, mask = data()
+        out = {}
+        objs["model"].step()
+        out.update({"model/" + k: v for k, v in objs["model"].state_dict().items()})
+        out.update({"new_model/" + k: v for k, v in objs["new_model"].state_dict().items()})
+        out["model/epochs_trained"] = np.array(objs["model"].epochs_trained)
+        for name in ("buffer", "new_buffer"):
+            buffer = objs[name]
+            if len(buffer):
+                batch = buffer.batch()
+                out.update({f"{name}/{k}": getattr(batch, k) for k in ("embeddings", "fused", "rewards", "mask")})
+                out[name + "/inputs"] = batch.inputs[0]
+                out[name + "/sample"] = buffer.sample(3).indices
+            out[name + "/draws"] = np.array(buffer._rng.bit_generator.random_raw(4), dtype=np.uint64)
+        out["embedder/transform"] = objs["embedder"].transform(list(x.values()))
+        out["unfitted/embed_dim"] = np.array(objs["unfitted"].embed_dim)
+        out["graph/fingerprint"] = gm.fingerprints([objs["graph"]])
+        return out
+
+
+    def write(folder):
+        objs = objects()
+        with open(Path(folder) / "objects.pkl", "wb") as f:
+            pickle.dump(objs, f)
+        np.savez(Path(folder) / "facts.npz", **facts(objs))
+
+
+    def read(folder):
+        with open(Path(folder) / "objects.pkl", "rb") as f:
+            objs = pickle.load(f)
+        got = facts(objs)
+        with np.load(Path(folder) / "facts.npz") as z:
+            expected = dict(z)
+        assert sorted(got) == sorted(expected), (sorted(got), sorted(expected))
+        for key, value in expected.items():
+            assert got[key].dtype == value.dtype and np.array_equal(got[key], value, equal_nan=True), key
+
+
+    if __name__ == "__main__":
+        import sys
+        read(sys.argv[1])
+        write(sys.argv[2])
+''')
+
+
+def _numpy_major(python: str) -> "int | None":
+    try:
+        done = subprocess.run([python, "-c", "import numpy; print(numpy.__version__)"], capture_output=True,
+                              text=True, timeout=60)
+    except OSError:
+        return None
+    return int(done.stdout.split(".")[0]) if done.returncode == 0 else None
+
+
+def _other_numpy_python() -> "str | None":
+    """An interpreter of the other numpy major (GM_OTHER_PYTHONS, else the CI's venvs), or None."""
+    listed = [p for p in os.environ.get("GM_OTHER_PYTHONS", "").split(os.pathsep) if p]
+    candidates = listed + sorted(glob.glob("/tmp/grapheme-mm-ci-venvs/*/bin/python"))
+    ours = int(np.__version__.split(".")[0])
+    return next((p for p in candidates if os.path.exists(p) and _numpy_major(p) not in (None, ours)), None)
+
+
+def test_pickles_travel_between_numpy_majors_both_ways(tmp_path):
+    """Pickled under numpy 2, a model failed to unpickle under numpy 1 with a bare
+    ModuleNotFoundError (numpy._core), a buffer with "PCG64 is not a known BitGenerator"."""
+    other = _other_numpy_python()
+    if other is None:
+        pytest.skip("no interpreter of the other numpy major here (GM_OTHER_PYTHONS names some)")
+    script = tmp_path / "exchange.py"
+    script.write_text(_EXCHANGE)
+    exchange = runpy.run_path(str(script))
+    ours, theirs = tmp_path / "ours", tmp_path / "theirs"
+    ours.mkdir()
+    theirs.mkdir()
+    exchange["write"](ours)
+    env = {**os.environ, "PYTHONPATH": str(REPO / "python")}
+    done = subprocess.run([other, str(script), str(ours), str(theirs)], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    exchange["read"](theirs)
+
+
+def _numpy_globals(data: bytes) -> set:
+    """The numpy names a pickle imports as it loads (numpy 2 names numpy._core, which numpy 1 lacks)."""
+    imported = set()
+
+    class Recording(pickle.Unpickler):
+        def find_class(self, module, name):
+            imported.add((module, name))
+            return super().find_class(module, name)
+
+    Recording(io.BytesIO(data)).load()
+    return {(module, name) for module, name in imported if module.split(".")[0] == "numpy"}
+
+
+@pytest.fixture(scope="module")
+def exchange(tmp_path_factory):
+    script = tmp_path_factory.mktemp("exchange") / "exchange.py"
+    script.write_text(_EXCHANGE)
+    return runpy.run_path(str(script))
+
+
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+def test_pickles_name_no_numpy_internals(exchange, protocol):
+    for name, obj in exchange["objects"]().items():
+        assert _numpy_globals(pickle.dumps(obj, protocol=protocol)) == set(), name
+
+
+def test_pickles_copies_and_out_of_band_buffers_give_the_same_objects(exchange, tmp_path):
+    folder = tmp_path / "one"
+    folder.mkdir()
+    objs = exchange["objects"]()
+    expected = exchange["facts"](copy.deepcopy(objs))
+    for twin in (copy.copy, copy.deepcopy, lambda o: pickle.loads(pickle.dumps(o, protocol=2)),
+                 lambda o: pickle.loads(pickle.dumps(o, protocol=5))):
+        got = exchange["facts"]({k: twin(v) for k, v in objs.items()})
+        assert sorted(got) == sorted(expected)
+        for key, value in expected.items():
+            np.testing.assert_array_equal(got[key], value, err_msg=key)
+    # out of band (as Ray passes them): read-only memory the twin does not own
+    buffers = []
+    data = pickle.dumps(objs, protocol=5, buffer_callback=buffers.append)
+    twin = pickle.loads(data, buffers=[bytes(b.raw()) for b in buffers])
+    assert buffers, "the arrays went in band"
+    twin["buffer"].append(twin["buffer"][0])  # its arrays are its own, writable
+    got = exchange["facts"]({**twin, "buffer": pickle.loads(pickle.dumps(objs["buffer"]))})
+    for key, value in expected.items():
+        np.testing.assert_array_equal(got[key], value, err_msg=key)
