@@ -193,3 +193,50 @@ def test_pickles_copies_and_out_of_band_buffers_give_the_same_objects(exchange, 
     got = exchange["facts"]({**twin, "buffer": pickle.loads(pickle.dumps(objs["buffer"]))})
     for key, value in expected.items():
         np.testing.assert_array_equal(got[key], value, err_msg=key)
+
+
+_SETTINGS = ("GRAPHEME_MM_NUM_THREADS", "RAYON_NUM_THREADS", "GRAPHEME_MM_PORTABLE", "GRAPHEME_MM_NO_AVX512")
+_UNREADABLE_LINE = "GRAPHEME_MM_NUM_THREADS='abc' is not a positive int and is ignored"
+# pip's console script, as installed (the name is what marks it; its import of the cli module defers the warning)
+_CONSOLE_SCRIPT = textwrap.dedent("""
+    import sys
+    from grapheme_multimodal.cli import main
+    if __name__ == '__main__':
+        sys.argv[0] = sys.argv[0][:-4] if sys.argv[0].endswith('.exe') else sys.argv[0]
+        sys.exit(main())
+""")
+
+
+def _stderr_of(argv: list, tmp_path) -> str:
+    env = {k: v for k, v in os.environ.items() if k not in _SETTINGS}
+    env.update(GRAPHEME_MM_NUM_THREADS="abc", PYTHONPATH=str(REPO / "python"))
+    done = subprocess.run([sys.executable, *argv], env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    return done.stderr
+
+
+@pytest.mark.parametrize("program, said_as", [
+    # a program's own import of the cli module (for train_flags): warned of at import, as any import
+    ("import grapheme_multimodal.cli", "RuntimeWarning"),
+    ("from grapheme_multimodal.cli import train_flags; train_flags()", "RuntimeWarning"),
+    # ... that runs main after: said at import, and not again by main
+    ("from grapheme_multimodal.cli import main; main(['info', 'no-such'])", "RuntimeWarning"),
+    ("import grapheme_multimodal", "RuntimeWarning"),
+])
+def test_a_programs_import_of_the_cli_module_warns_of_unreadable_settings_once(tmp_path, program, said_as):
+    """``import grapheme_multimodal.cli`` in a program was taken for the command
+    line's import, which leaves the warning to ``main``: never called, the
+    program never heard that GRAPHEME_MM_NUM_THREADS=abc was ignored."""
+    lines = [line for line in _stderr_of(["-c", program], tmp_path).splitlines() if _UNREADABLE_LINE in line]
+    assert len(lines) == 1 and said_as in lines[0], lines
+
+
+@pytest.mark.parametrize("how", ["-m grapheme_multimodal", "-m grapheme_multimodal.cli", "console script"])
+def test_the_command_line_says_unreadable_settings_once_as_its_warning(tmp_path, how):
+    if how == "console script":
+        (tmp_path / "grapheme-mm").write_text(_CONSOLE_SCRIPT)
+        argv = [str(tmp_path / "grapheme-mm")]
+    else:
+        argv = how.split()
+    lines = _stderr_of([*argv, "info", "no-such"], tmp_path).splitlines()
+    assert lines == [f"grapheme-mm: warning: {_UNREADABLE_LINE}; expected e.g. GRAPHEME_MM_NUM_THREADS=4 (RAYON_NUM_THREADS, "
+                     "else the number of CPUs, applies instead)", "grapheme-mm: error: checkpoint: no file at 'no-such'"]

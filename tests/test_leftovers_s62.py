@@ -148,8 +148,10 @@ def test_train_on_workers_says_an_unreadable_setting_once_in_the_driver(tmp_path
     # RuntimeWarning, the settings' at import: Ray 2.51 itself leaves files unclosed (ResourceWarning) under "error"
     env.update(_UNREADABLE, PYTHONWARNINGS="error::RuntimeWarning", RAY_DEFAULT_OBJECT_STORE_MAX_MEMORY_BYTES=str(256 * 2**20))
     env.pop("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", None)  # which the tests' conftest sets
-    # the console script's way (it imports the cli module, then runs main), and what main leaves in the environment
-    program = ("import os, sys; from grapheme_multimodal.cli import main; code = main(sys.argv[1:]); "
+    # the console script's way (named grapheme-mm, it imports the cli module, then runs main), and what main
+    # leaves in the environment
+    program = ("import os, sys; sys.argv[0] = 'bin/grapheme-mm'; from grapheme_multimodal.cli import main; "
+               "code = main(sys.argv[1:]); "
                "print('left:', os.environ.get('RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER')); sys.exit(code)")
     done = subprocess.run([sys.executable, "-c", program, *argv, "--workers", "2"], env=env,
                           capture_output=True, text=True, timeout=150)

@@ -88,6 +88,8 @@ def _readable(value: Optional[str], ok: Callable[[int], bool]) -> bool:
 #: The modules whose import is ``grapheme-mm``'s: its console script imports
 #: the first; ``python -m`` runs any of them.
 _COMMAND_LINE_MODULES = ("grapheme_multimodal.cli", "grapheme_multimodal", "grapheme_multimodal.__main__")
+#: The console script's name (``sys.argv[0]``'s), as installers write it: ``-script.py`` and ``.exe`` on Windows.
+_CONSOLE_SCRIPT = re.compile(r"grapheme-mm(-script\.pyw?|\.exe)?", re.IGNORECASE)
 
 
 def _imported_for_the_command_line() -> bool:
@@ -95,13 +97,16 @@ def _imported_for_the_command_line() -> bool:
     script's import of the cli module, or ``python -m``), whose ``main``
     says each of :func:`unreadable_settings` as its one-line warning:
     Python's, at import, showed a line of this package, and under
-    ``PYTHONWARNINGS=error`` was a traceback before the command began."""
+    ``PYTHONWARNINGS=error`` was a traceback before the command began.
+    A program's own ``import grapheme_multimodal.cli`` (for ``train_flags``,
+    say) is no command line: deferred to a ``main`` it never called, the
+    warning was never said."""
     frame = sys._getframe()
     while frame is not None:
         function, module = frame.f_code.co_name, frame.f_globals.get("__name__")
         if (function, module) == ("_find_and_load", "importlib._bootstrap"):
             # importlib's import of a module, which imports its package first
-            if frame.f_locals.get("name") == _COMMAND_LINE_MODULES[0]:
+            if frame.f_locals.get("name") == _COMMAND_LINE_MODULES[0] and _is_console_script():
                 return True
         if (function, module) == ("_run_module_as_main", "runpy"):
             return frame.f_locals.get("mod_name") in _COMMAND_LINE_MODULES
@@ -109,6 +114,20 @@ def _imported_for_the_command_line() -> bool:
     return False
 
 
-if not _imported_for_the_command_line():
-    for _message in unreadable_settings():
-        warnings.warn(_message, RuntimeWarning)
+def _is_console_script() -> bool:
+    """Whether this process is the installed ``grapheme-mm`` script."""
+    argv = getattr(sys, "argv", None) or [""]
+    return _CONSOLE_SCRIPT.fullmatch(os.path.basename(str(argv[0]))) is not None
+
+
+def settings_unsaid() -> List[str]:
+    """The :func:`unreadable_settings` that the package's import did not
+    warn of: what the command line's ``main`` says. All of them after the
+    command line's import, none that a program's import said already (said
+    twice, the one warning was two)."""
+    return [message for message in unreadable_settings() if message not in _SAID_AT_IMPORT]
+
+
+_SAID_AT_IMPORT: List[str] = [] if _imported_for_the_command_line() else unreadable_settings()
+for _message in _SAID_AT_IMPORT:
+    warnings.warn(_message, RuntimeWarning)

@@ -35,7 +35,7 @@ import numpy as np
 
 from . import __version__
 from ._chunks import ROWS_PER_CALL, in_row_chunks
-from ._environment import blanked_unreadable_settings, unreadable_settings
+from ._environment import blanked_unreadable_settings, settings_unsaid
 from ._locking import uninterrupted
 from ._parallel import run_tasks
 from ._validation import (
@@ -95,7 +95,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         except _StandardOutputError as err:  # argparse's own printing drops an OSError, not this
             raise SystemExit(_standard_output_failed(err.error, stdout)) from None
         typed = _numbers_typed_otherwise(parser, argv if argv is not None else sys.argv[1:])
-        for message in unreadable_settings():  # not said at import for the command line: see there
+        for message in settings_unsaid():  # not said at import for the command line: see there
             _say_warning(message, RuntimeWarning)  # the library's at import
         with _names_printable(), _terminating_as_interrupted() as terminated:
             return _run(args, stdout, terminated, typed)
