@@ -11,6 +11,7 @@ import runpy
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -240,3 +241,45 @@ def test_the_command_line_says_unreadable_settings_once_as_its_warning(tmp_path,
     lines = _stderr_of([*argv, "info", "no-such"], tmp_path).splitlines()
     assert lines == [f"grapheme-mm: warning: {_UNREADABLE_LINE}; expected e.g. GRAPHEME_MM_NUM_THREADS=4 (RAYON_NUM_THREADS, "
                      "else the number of CPUs, applies instead)", "grapheme-mm: error: checkpoint: no file at 'no-such'"]
+
+
+def _experience(embed_dim: int) -> "gm.Experience":
+    embeddings = np.zeros((7, embed_dim), dtype=np.float32)
+    embeddings[0, 0] = 1.0
+    mask = np.zeros(7, dtype=bool)
+    mask[0] = True
+    return gm.Experience(embeddings, mask, embeddings[0].copy(), np.zeros((7, 7), dtype=np.float32), 0.5)
+
+
+def test_the_loser_of_a_race_to_the_first_append_is_told_of_experience_embeddings(monkeypatch):
+    """Two threads appending experiences of different sizes to an empty buffer:
+    the one whose append began before the other's allocated the first rows
+    (and set embed_dim) was refused naming extend's ``embeddings``, an argument
+    its caller never passed."""
+    buffer = gm.ExperienceBuffer(10)
+    loser_began, winner_done = threading.Event(), threading.Event()
+    extend = gm.ExperienceBuffer.extend
+
+    def extend_after_the_winner(self, *args, **kwargs):
+        if threading.current_thread() is not winner:  # the loser: its append read embed_dim None already
+            loser_began.set()
+            assert winner_done.wait(10)
+        return extend(self, *args, **kwargs)
+
+    def win():
+        assert loser_began.wait(10)
+        buffer.append(_experience(4))
+        winner_done.set()
+
+    monkeypatch.setattr(gm.ExperienceBuffer, "extend", extend_after_the_winner)
+    winner = threading.Thread(target=win)
+    winner.start()
+    try:
+        with pytest.raises(gm.ShapeError) as refused:
+            buffer.append(_experience(8))
+    finally:
+        winner_done.set()
+        winner.join(10)
+    assert refused.value.arg == "experience.embeddings", str(refused.value)
+    assert str(refused.value) == ("experience.embeddings: expected shape (7, 4) (the buffer's embed_dim), got (7, 8)")
+    assert len(buffer) == 1 and buffer.embed_dim == 4

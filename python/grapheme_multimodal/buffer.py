@@ -380,8 +380,11 @@ class ExperienceBuffer:
             # (1, 2, 7, 4)"): the experience's fields checked by themselves name the one at fault.
             # Only once refused, so that a valid append costs no second check; and only when the
             # buffer's dims are still those extend checked against (else another thread loaded it,
-            # and extend's error says so).
-            if (self.embed_dim, self.input_dims) == dims:
+            # and extend's error says so). An embed_dim that was None is the first record's, maybe
+            # another thread's that won the race to it: checked against it, the loser's error names
+            # experience.embeddings (it named extend's `embeddings`).
+            embed_dim, input_dims = self.embed_dim, self.input_dims
+            if input_dims == dims[1] and dims[0] in (None, embed_dim):
                 self._check_experience(x)
             raise
 
