@@ -283,3 +283,25 @@ def test_the_loser_of_a_race_to_the_first_append_is_told_of_experience_embedding
     assert refused.value.arg == "experience.embeddings", str(refused.value)
     assert str(refused.value) == ("experience.embeddings: expected shape (7, 4) (the buffer's embed_dim), got (7, 8)")
     assert len(buffer) == 1 and buffer.embed_dim == 4
+
+
+def test_a_checkpoint_is_of_one_read_of_epochs_trained(monkeypatch):
+    """checkpoint_state read model.epochs_trained twice: assigned by another
+    thread between the reads, the file said 5 epochs with the record of
+    trained modalities of a model of 0 (left out: a model of 5 epochs loaded
+    with its record unknown)."""
+    from grapheme_multimodal import checkpoint
+
+    model = gm.LearnableMultiModal(embed_dim=8, hidden_dim=8, num_heads=1, seed=0)
+    model.epochs_trained = 5
+    expected = checkpoint.checkpoint_state(model)[1]
+    checked = checkpoint._checked_epochs
+
+    def read_then_reset(epochs, name="epochs_trained"):
+        value = checked(epochs, name)
+        model.epochs_trained = 0  # another thread's assignment, right after the save read it
+        return value
+
+    monkeypatch.setattr(checkpoint, "_checked_epochs", read_then_reset)
+    got = checkpoint.checkpoint_state(model)[1]
+    assert got["epochs_trained"] == 5 and got.get("trained_rows") == expected.get("trained_rows"), got

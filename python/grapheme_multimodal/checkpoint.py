@@ -99,16 +99,19 @@ def checkpoint_state(
             if stats is not None:
                 tensors[f"{_NORM}{m}/mean"], tensors[f"{_NORM}{m}/std"] = stats
         columns = model._input_columns
+        # Read once (a public attribute, which another thread may assign meanwhile): read again below, the
+        # record of trained modalities was written for another count than the file's epochs_trained.
+        epochs = _checked_epochs(model.epochs_trained, "model.epochs_trained")
         meta: Dict[str, Any] = {
             "library_version": __version__,
             "config": model.config.to_dict(),
             "optimizer": {"step": opt["step"], "rng_counter": opt["rng_counter"]},
-            "epochs_trained": _checked_epochs(model.epochs_trained, "model.epochs_trained"),
+            "epochs_trained": epochs,
             "history": [dict(record) for record in _checked_history(model.history, "model.history")] if include_history else [],
             "experience": None,
         }
         trained, stepped = model._core.trained_rows(), model._core.has_trained()
-        progressed = _has_trained(opt["step"], opt["rng_counter"], model.epochs_trained)
+        progressed = _has_trained(opt["step"], opt["rng_counter"], epochs)
         if trained is not None and (stepped or progressed):
             meta["trained_rows"] = {str(m): int(n) for m, n in zip(Modality, trained)}
             if stepped and not any(trained):
