@@ -46,8 +46,8 @@ _EXCHANGE = textwrap.dedent('''
 
 
     def objects():
-        """A trained model with gradients pending and a filled buffer, a fresh model and buffer,
-        fitted and unfitted embedders, a graph."""
+        """A trained model with gradients pending and a filled buffer (a batch and an experience of it),
+        a fresh model and buffer, fitted and unfitted embedders, a graph."""
         x, mask = data()
         config = gm.LearnableMultiModalConfig(embed_dim=4, hidden_dim=4, num_heads=2, buffer_size=6, seed=0,
                                               input_dims=dict(DIMS))
@@ -60,6 +60,7 @@ _EXCHANGE = textwrap.dedent('''
             embedder = MultimodalEmbedder(embed_dim=4, hidden_dim=4, num_heads=1, epochs=1, batch_size=4,
                                           random_state=0).fit(list(x.values()))
         return {"model": model, "new_model": gm.LearnableMultiModal(seed=0), "buffer": model.experience,
+                "batch": model.experience.batch(), "experience": model.experience[0],
                 "new_buffer": gm.ExperienceBuffer(10, seed=3), "embedder": embedder,
                 "unfitted": MultimodalEmbedder(embed_dim=8), "graph": gm.Graph.from_text("a cat sat")}
 
@@ -80,6 +81,11 @@ _EXCHANGE = textwrap.dedent('''
                 out[name + "/inputs"] = batch.inputs[0]
                 out[name + "/sample"] = buffer.sample(3).indices
             out[name + "/draws"] = np.array(buffer._rng.bit_generator.random_raw(4), dtype=np.uint64)
+        batch, experience = objs["batch"], objs["experience"]
+        out.update({"batch/" + k: getattr(batch, k) for k in ("embeddings", "rewards", "indices", "weights", "has_inputs")})
+        out["batch/inputs"] = batch.inputs[1]
+        out.update({"experience/" + k: getattr(experience, k) for k in ("embeddings", "mask", "fused", "pair_strengths")})
+        out["experience/inputs"] = experience.inputs[0]
         out["embedder/transform"] = objs["embedder"].transform(list(x.values()))
         out["unfitted/embed_dim"] = np.array(objs["unfitted"].embed_dim)
         out["graph/fingerprint"] = gm.fingerprints([objs["graph"]])

@@ -52,6 +52,10 @@ STATE_KEYS = ("capacity", "embed_dim", "input_dims", "seed", "size", "rng_state"
 _PICKLED_KEYS = frozenset({"capacity", "embed_dim", "input_dims", "seed", "_rng", "_size", "_next", "_arrays"})
 #: The entries of that state pickled by :mod:`._portable` (any numpy reads them).
 _PORTABLE_KEYS = ("_arrays", "_rng")
+#: The array fields of an Experience and an ExperienceBatch (pickled so too).
+_EXPERIENCE_ARRAYS = ("embeddings", "mask", "fused", "pair_strengths", "inputs")
+_BATCH_ARRAYS = ("embeddings", "mask", "fused", "pair_strengths", "rewards", "event_ids", "has_inputs", "inputs", "indices",
+                 "weights")
 
 
 @dataclass
@@ -79,6 +83,13 @@ class Experience:
 
     def __repr__(self) -> str:
         return _short_repr(self)
+
+    def __reduce_ex__(self, protocol: int) -> Any:
+        # arrays as bytes, dtype and shape: a pickle of numpy 2 loads under numpy 1, and back (_portable.py)
+        return portable_reduction(super().__reduce_ex__(protocol), _EXPERIENCE_ARRAYS)
+
+    def __setstate__(self, state: Dict[str, Any]) -> None:
+        self.__dict__.update(restored_state(state, _EXPERIENCE_ARRAYS))  # as copy.copy passes it
 
 
 @dataclass
@@ -137,8 +148,12 @@ class ExperienceBatch:
             state[_SAMPLED_FROM] = note
         return state
 
+    def __reduce_ex__(self, protocol: int) -> Any:
+        # arrays as bytes, dtype and shape: a pickle of numpy 2 loads under numpy 1, and back (_portable.py)
+        return portable_reduction(super().__reduce_ex__(protocol), _BATCH_ARRAYS)
+
     def __setstate__(self, state: Dict[str, Any]) -> None:
-        state = dict(state)
+        state = dict(restored_state(state, _BATCH_ARRAYS))  # as copy.copy passes it
         note = state.pop(_SAMPLED_FROM, None)
         self.__dict__.update(state)
         if note is not None and isinstance(self.indices, np.ndarray):
