@@ -311,3 +311,22 @@ def test_a_checkpoint_is_of_one_read_of_epochs_trained(monkeypatch):
     monkeypatch.setattr(checkpoint, "_checked_epochs", read_then_reset)
     got = checkpoint.checkpoint_state(model)[1]
     assert got["epochs_trained"] == 5 and got.get("trained_rows") == expected.get("trained_rows"), got
+
+
+@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+def test_arrays_pickled_portably_come_back_as_they_were(protocol):
+    """0-d, empty, Fortran-ordered, strided, big-endian, text, object, datetime and
+    read-only arrays: the same dtype, shape and values, writable."""
+    from grapheme_multimodal._portable import portable
+
+    read_only = np.arange(4.0)
+    read_only.flags.writeable = False
+    arrays = [np.array(3.0), np.zeros((0, 4), np.float32), np.asfortranarray(np.arange(6.0).reshape(2, 3)),
+              np.arange(12.0).reshape(3, 4)[:, ::2], np.array([1, 2], dtype=">i4"), np.array(["ab", "c"]),
+              np.array([["x", 1], [None, 2.5]], dtype=object), np.zeros(3, "M8[ns]"), np.ones(2, np.complex64),
+              np.ones(3, bool), read_only]
+    for array in arrays:
+        back = pickle.loads(pickle.dumps(portable(array), protocol=protocol))
+        assert type(back) is np.ndarray and back.dtype == array.dtype and back.shape == array.shape, array
+        np.testing.assert_array_equal(back, array)
+        assert back.flags.writeable

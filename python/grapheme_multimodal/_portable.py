@@ -38,9 +38,11 @@ class _PortableArray:
         array = self.array
         if array.dtype.kind == "O":  # names of columns: the items, pickled as themselves
             return _object_array, (array.ravel().tolist(), array.shape)
-        array = np.ascontiguousarray(array)
-        # protocol 5: the array's memory as is (no copy; out of band where the pickler takes buffers, as Ray's)
-        data = pickle.PickleBuffer(array) if protocol >= 5 else array.tobytes()
+        if not array.flags.c_contiguous:  # (np.ascontiguousarray made a 0-d array 1-d)
+            array = array.copy(order="C")
+        # protocol 5: the array's memory as is (no copy; out of band where the pickler takes buffers, as Ray's),
+        # as bytes (a datetime array exports no buffer of its own)
+        data = pickle.PickleBuffer(array.reshape(-1).view(np.uint8)) if protocol >= 5 else array.tobytes()
         return _array, (data, array.dtype.str, array.shape)
 
     def __deepcopy__(self, memo: Dict[int, Any]) -> np.ndarray:
