@@ -47,7 +47,7 @@ _EXCHANGE = textwrap.dedent('''
 
     def objects():
         """A trained model with gradients pending and a filled buffer (a batch and an experience of it),
-        a fresh model and buffer, fitted and unfitted embedders, a graph."""
+        a fresh model and buffer, fitted and unfitted embedders, a graph, an event of features and a graph."""
         x, mask = data()
         config = gm.LearnableMultiModalConfig(embed_dim=4, hidden_dim=4, num_heads=2, buffer_size=6, seed=0,
                                               input_dims=dict(DIMS))
@@ -62,7 +62,9 @@ _EXCHANGE = textwrap.dedent('''
         return {"model": model, "new_model": gm.LearnableMultiModal(seed=0), "buffer": model.experience,
                 "batch": model.experience.batch(), "experience": model.experience[0],
                 "new_buffer": gm.ExperienceBuffer(10, seed=3), "embedder": embedder,
-                "unfitted": MultimodalEmbedder(embed_dim=8), "graph": gm.Graph.from_text("a cat sat")}
+                "unfitted": MultimodalEmbedder(embed_dim=8), "graph": gm.Graph.from_text("a cat sat"),
+                "event": gm.MultiModalEvent(3, [gm.ModalFeatures(x["visual"][0], gm.Modality.VISUAL),
+                                                gm.ModalGraph(gm.Graph.from_text("a dog"), gm.Modality.TACTILE)])}
 
 
     def facts(objs):
@@ -89,6 +91,9 @@ _EXCHANGE = textwrap.dedent('''
         out["embedder/transform"] = objs["embedder"].transform(list(x.values()))
         out["unfitted/embed_dim"] = np.array(objs["unfitted"].embed_dim)
         out["graph/fingerprint"] = gm.fingerprints([objs["graph"]])
+        features, graph = objs["event"].components
+        out["event/features"] = features.features
+        out["event/graph"] = gm.fingerprints([graph.graph])
         return out
 
 
@@ -118,6 +123,10 @@ _EXCHANGE = textwrap.dedent('''
 
 
 def _numpy_major(python: str) -> "int | None":
+    # a venv's installed numpy by its metadata's folder name (starting the interpreter costs a second)
+    installed = glob.glob(str(Path(python).parent.parent / "lib" / "python*" / "site-packages" / "numpy-*.dist-info"))
+    if len(installed) == 1:
+        return int(Path(installed[0]).name.split("-")[1].split(".")[0])
     try:
         done = subprocess.run([python, "-c", "import numpy; print(numpy.__version__)"], capture_output=True,
                               text=True, timeout=60)
@@ -221,6 +230,7 @@ def _stderr_of(argv: list, tmp_path) -> str:
     return done.stderr
 
 
+@pytest.mark.main_only  # fresh interpreters, the same on every Python
 @pytest.mark.parametrize("program, said_as", [
     # a program's own import of the cli module (for train_flags): warned of at import, as any import
     ("import grapheme_multimodal.cli", "RuntimeWarning"),
@@ -237,6 +247,7 @@ def test_a_programs_import_of_the_cli_module_warns_of_unreadable_settings_once(t
     assert len(lines) == 1 and said_as in lines[0], lines
 
 
+@pytest.mark.main_only
 @pytest.mark.parametrize("how", ["-m grapheme_multimodal", "-m grapheme_multimodal.cli", "console script"])
 def test_the_command_line_says_unreadable_settings_once_as_its_warning(tmp_path, how):
     if how == "console script":

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import copy
 import pickle
-from typing import Any, Dict, Sequence, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -95,18 +95,21 @@ def _is_plain_array(value: Any) -> bool:
     )
 
 
-def portable(value: Any) -> Any:
+def portable(value: Any, wrapped: Optional[Dict[int, Any]] = None) -> Any:
     """``value`` with its arrays and generators wrapped to pickle under any
     numpy; dicts, lists and tuples (exactly those: the package's own state,
-    not a user's containers) are walked, anything else kept as it is."""
-    if _is_plain_array(value):
-        return _PortableArray(value)
-    if type(value) is np.random.Generator:
-        return _PortableGenerator(value)
+    not a user's containers) are walked, anything else kept as it is. One
+    array met twice gets one wrapper (``wrapped``: by id), so that it is
+    one array again when unpickled (a component's labels follow its array)."""
+    wrapped = {} if wrapped is None else wrapped
+    if _is_plain_array(value) or type(value) is np.random.Generator:
+        if id(value) not in wrapped:
+            wrapped[id(value)] = (_PortableArray if isinstance(value, np.ndarray) else _PortableGenerator)(value)
+        return wrapped[id(value)]
     if type(value) is dict:
-        return {k: portable(v) for k, v in value.items()}
+        return {k: portable(v, wrapped) for k, v in value.items()}
     if type(value) in (list, tuple):
-        return type(value)(portable(v) for v in value)
+        return type(value)(portable(v, wrapped) for v in value)
     return value
 
 
@@ -128,7 +131,8 @@ def portable_reduction(reduction: Any, keys: Sequence[str]) -> Any:
     ``keys`` made :func:`portable` (the others, a user's, as they are)."""
     if not (isinstance(reduction, tuple) and len(reduction) > 2 and type(reduction[2]) is dict):
         return reduction
-    state = {k: portable(v) if k in keys else v for k, v in reduction[2].items()}
+    wrapped: Dict[int, Any] = {}
+    state = {k: portable(v, wrapped) if k in keys else v for k, v in reduction[2].items()}
     return reduction[:2] + (state,) + reduction[3:]
 
 

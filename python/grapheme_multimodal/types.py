@@ -25,6 +25,7 @@ from ._validation import (
     IntLike, as_real_array, describe, float32_of_wide, exact_int, is_int, is_iterable, is_real_number, is_reordering, misplaced_names,
     non_finite_message, series_str_labels, shown_columns, shown_misplaced, shown_number,
 )
+from ._portable import portable_reduction, restored_state
 from .exceptions import InvalidTypeError, InvalidValueError, NonFiniteError, ShapeError
 from .graph import Graph
 
@@ -341,9 +342,14 @@ class ModalFeatures:
 
     __hash__ = None  # type: ignore[assignment]  # mutable and equal by value, as the dataclass made it
 
+    def __reduce_ex__(self, protocol: int) -> Any:
+        # arrays as bytes, dtype and shape: a pickle of numpy 2 loads under numpy 1, and back (_portable.py)
+        return portable_reduction(super().__reduce_ex__(protocol), ("features", "_labels"))
+
     def __setstate__(self, state: Dict[str, Any]) -> None:
         """Unpickled or copied: its labels, if any, follow its features array
         as a built component's do (``dataclasses.replace`` of it keeps them)."""
+        state = restored_state(state, ("features", "_labels"))  # as copy.copy passes it
         self.__dict__.update(state)
         kept = state.get("_labels")
         if kept is not None and kept[0] is state.get("features"):
