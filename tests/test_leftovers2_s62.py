@@ -32,6 +32,7 @@ _EXCHANGE = textwrap.dedent('''
     import numpy as np
 
     import grapheme_multimodal as gm
+    from grapheme_multimodal.evaluation import ExactCCA
     from grapheme_multimodal.sklearn import MultimodalEmbedder
 
     DIMS = {"visual": 4, "auditory": 3}
@@ -47,7 +48,8 @@ _EXCHANGE = textwrap.dedent('''
 
     def objects():
         """A trained model with gradients pending and a filled buffer (a batch and an experience of it),
-        a fresh model and buffer, fitted and unfitted embedders, a graph, an event of features and a graph."""
+        a fresh model and buffer, fitted and unfitted embedders, a fitted ExactCCA, a graph, an event of
+        features and a graph."""
         x, mask = data()
         config = gm.LearnableMultiModalConfig(embed_dim=4, hidden_dim=4, num_heads=2, buffer_size=6, seed=0,
                                               input_dims=dict(DIMS))
@@ -63,6 +65,7 @@ _EXCHANGE = textwrap.dedent('''
                 "batch": model.experience.batch(), "experience": model.experience[0],
                 "new_buffer": gm.ExperienceBuffer(10, seed=3), "embedder": embedder,
                 "unfitted": MultimodalEmbedder(embed_dim=8), "graph": gm.Graph.from_text("a cat sat"),
+                "cca": ExactCCA(2).fit(x["visual"], x["auditory"]),
                 "event": gm.MultiModalEvent(3, [gm.ModalFeatures(x["visual"][0], gm.Modality.VISUAL),
                                                 gm.ModalGraph(gm.Graph.from_text("a dog"), gm.Modality.TACTILE)])}
 
@@ -91,6 +94,7 @@ _EXCHANGE = textwrap.dedent('''
         out["embedder/transform"] = objs["embedder"].transform(list(x.values()))
         out["unfitted/embed_dim"] = np.array(objs["unfitted"].embed_dim)
         out["graph/fingerprint"] = gm.fingerprints([objs["graph"]])
+        out["cca/x"], out["cca/y"] = objs["cca"].transform(x["visual"], x["auditory"])
         features, graph = objs["event"].components
         out["event/features"] = features.features
         out["event/graph"] = gm.fingerprints([graph.graph])

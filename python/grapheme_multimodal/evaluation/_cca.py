@@ -17,6 +17,7 @@ from .._validation import (
     refuse_unpaired_frames, wrong_type,
 )
 from .._exact_ints import IntOffset, as_float, beyond_float64, column_minimum, minus
+from .._portable import portable_reduction, restored_state
 from .._threadpools import one_blas_thread
 from ..exceptions import InvalidValueError, NonFiniteError, ShapeError, not_fitted_error
 from ..metrics import _column_means, _finite_2d
@@ -118,6 +119,12 @@ def _unshifted(mean: np.ndarray, offset: Optional[IntOffset]) -> np.ndarray:
     return mean if offset is None else as_float(offset) + mean
 
 
+#: What fit sets (arrays, and tuples of them), pickled by :mod:`.._portable`.
+_FITTED_STATE = ("x_mean_", "y_mean_", "x_weights_", "y_weights_", "correlations_", "_x_offset", "_y_offset",
+                 "_x_int_offset", "_y_int_offset", "_x_scaled_weights", "_y_scaled_weights", "_x_scale", "_y_scale",
+                 "_x_columns", "_y_columns")
+
+
 class ExactCCA:
     """Canonical correlation analysis of two views, solved in closed form.
 
@@ -178,6 +185,13 @@ class ExactCCA:
 
     def __repr__(self) -> str:
         return f"ExactCCA(n_components={self.n_components!r}, reg={self.reg!r})"
+
+    def __reduce_ex__(self, protocol: int) -> Any:
+        # the fitted arrays as bytes, dtype and shape: a pickle of numpy 2 loads under numpy 1, and back (_portable.py)
+        return portable_reduction(super().__reduce_ex__(protocol), _FITTED_STATE)
+
+    def __setstate__(self, state: Dict[str, Any]) -> None:
+        self.__dict__.update(restored_state(state, _FITTED_STATE))  # as copy.copy passes it
 
     def __sklearn_tags__(self) -> Any:
         """scikit-learn's tags (read by ``Pipeline`` and the like from
