@@ -48,15 +48,16 @@ _EXCHANGE = textwrap.dedent('''
 
     def objects():
         """A trained model with gradients pending and a filled buffer (a batch and an experience of it),
-        a fresh model and buffer, fitted and unfitted embedders, a fitted ExactCCA, a graph, an event of
-        features and a graph."""
+        its weight average, a fresh model and buffer, fitted and unfitted embedders, a fitted ExactCCA, a
+        graph, an event of features and a graph."""
         x, mask = data()
         config = gm.LearnableMultiModalConfig(embed_dim=4, hidden_dim=4, num_heads=2, buffer_size=6, seed=0,
                                               input_dims=dict(DIMS))
         model = gm.LearnableMultiModal(config)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            model.fit(x, mask=mask, epochs=1, batch_size=4, progress=False, seed=0, ema_decay=0.5)
+            model.fit(x, mask=mask, epochs=2, batch_size=4, progress=False, seed=0, ema_decay=0.5)
+            average = model.weight_average
             model.record_batch(x, mask, rewards=np.linspace(0, 1, 8, dtype=np.float32))
             model.backward(x, mask)
             embedder = MultimodalEmbedder(embed_dim=4, hidden_dim=4, num_heads=1, epochs=1, batch_size=4,
@@ -65,7 +66,7 @@ _EXCHANGE = textwrap.dedent('''
                 "batch": model.experience.batch(), "experience": model.experience[0],
                 "new_buffer": gm.ExperienceBuffer(10, seed=3), "embedder": embedder,
                 "unfitted": MultimodalEmbedder(embed_dim=8), "graph": gm.Graph.from_text("a cat sat"),
-                "cca": ExactCCA(2).fit(x["visual"], x["auditory"]),
+                "cca": ExactCCA(2).fit(x["visual"], x["auditory"]), "average": average,
                 "event": gm.MultiModalEvent(3, [gm.ModalFeatures(x["visual"][0], gm.Modality.VISUAL),
                                                 gm.ModalGraph(gm.Graph.from_text("a dog"), gm.Modality.TACTILE)])}
 
@@ -95,6 +96,8 @@ _EXCHANGE = textwrap.dedent('''
         out["unfitted/embed_dim"] = np.array(objs["unfitted"].embed_dim)
         out["graph/fingerprint"] = gm.fingerprints([objs["graph"]])
         out["cca/x"], out["cca/y"] = objs["cca"].transform(x["visual"], x["auditory"])
+        out.update({"average/mean/" + k: v for k, v in objs["average"].mean.items()})
+        out.update({"average/trained/" + k: v for k, v in objs["average"].trained.items()})
         features, graph = objs["event"].components
         out["event/features"] = features.features
         out["event/graph"] = gm.fingerprints([graph.graph])

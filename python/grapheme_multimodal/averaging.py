@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Dict, Iterator, Mapping, Optional
 import numpy as np
 
 from ._equality import equal_fields
+from ._portable import portable, restored
 from ._readonly import ReadOnlyMapping
 from ._validation import FLOAT32_MAX, FloatLike, as_finite_float, check_model, sorted_names
 from .exceptions import InvalidValueError, ShapeError
@@ -325,6 +326,15 @@ class _ReadOnlyTensors(ReadOnlyMapping[str, np.ndarray]):
 
     def __init__(self, tensors: Mapping[str, np.ndarray]) -> None:
         super().__init__({k: v if _owned(v) else _frozen(np.array(v)) for k, v in tensors.items()})
+
+    def __reduce__(self) -> Any:
+        # arrays as bytes, dtype and shape: a pickle of numpy 2 loads under numpy 1, and back (_portable.py)
+        return (_read_only_tensors, (portable(dict(self._items)),))
+
+
+def _read_only_tensors(tensors: Dict[str, Any]) -> _ReadOnlyTensors:
+    """A pickled :class:`_ReadOnlyTensors` (its arrays wrapped still when ``copy.copy`` passes them)."""
+    return _ReadOnlyTensors(restored(tensors))
 
 
 #: The arrays averages made and froze (:func:`_frozen`), by id: an entry goes with its array.
