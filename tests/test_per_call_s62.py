@@ -139,3 +139,21 @@ def test_extend_records_absent_inputs_as_nan_and_checks_present_rows_finite():
         buf.extend(emb, mask, np.zeros((2, 4), np.float32), np.zeros((2, 7, 7), np.float32), [0.0, 1.0],
                    inputs=[visual, bad] + [None] * 5)
     assert len(buf) == 2
+
+
+def test_a_featuriser_subclass_s_rows_are_cast_into_the_float32_table():
+    """Graphs only, the featuriser's rows became the table as they were: a
+    subclass's float64 rows stayed float64 (every table is float32, as the
+    core reads it, and a subclass's rows may be its own cache: shared)."""
+    from grapheme_multimodal.batch import event_components
+    from grapheme_multimodal.graph import GraphFeaturizer
+
+    class Wide(GraphFeaturizer):
+        def __call__(self, items, unit="char"):
+            return super().__call__(items, unit).astype(np.float64)
+
+    model = gm.LearnableMultiModal(seed=0, graph_features={"linguistic": Wide()})
+    event = gm.MultiModalEvent(1)
+    event.add_component(gm.ModalGraph(gm.Graph.from_text("cat"), gm.Modality.LINGUISTIC))
+    table = event_components(model.config, [event])[2][0]
+    assert table.dtype == np.float32 and table.flags.c_contiguous

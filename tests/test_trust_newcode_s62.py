@@ -511,3 +511,24 @@ def test_an_objective_weight_of_a_huge_negative_exponent_is_a_one_line_error(tra
         assert len(lines) == 1 and lines[0].startswith(
             f"grapheme-mm: error: --objectives: 'contrastive=1e-{exponent[:20]}"), lines
         assert "holds a number beyond float64's range (below float64's smallest" in lines[0], lines
+
+
+def test_a_block_ignoring_a_warning_ignores_it_before_the_programs_error_filter() -> None:
+    """A program that ignored the tip itself and then turned every warning
+    into an error: the block shared the program's ignore, which stands
+    behind its error filter, and the tip raised inside the block (at
+    ``ray.init``) instead of being ignored."""
+    import warnings
+
+    from grapheme_multimodal._validation import ignoring_warning
+
+    before = list(warnings.filters)
+    try:
+        warnings.filterwarnings("ignore", message=TIP, category=FutureWarning)
+        warnings.filterwarnings("error")
+        own = list(warnings.filters)
+        with ignoring_warning(TIP, FutureWarning):
+            warnings.warn(TIP + " env var", FutureWarning)  # raised before
+        assert warnings.filters == own
+    finally:
+        warnings.filters[:] = before

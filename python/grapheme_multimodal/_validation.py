@@ -1889,41 +1889,41 @@ def holding_warnings(dropped: Tuple["type[Warning]", ...] = (), hold: bool = Tru
         yield held
 
 
-#: The filters :func:`ignoring_warning` has put in -> how many of its blocks (nested, or in other threads) use each.
-_IGNORING: Dict[Tuple[Any, ...], int] = {}
-_IGNORING_LOCK = threading.Lock()
-
-
 @contextlib.contextmanager
 def ignoring_warning(message: str, category: "type[Warning]") -> Iterator[None]:
     """The warnings of ``category`` whose text starts with ``message``
-    ignored in the block (a third party's: Ray's at ``ray.init``), by one
-    filter taken out again after it, the process's other filters left as
-    they are: ``warnings.catch_warnings()`` puts back the whole list as it
-    found it, so a filter another thread set meanwhile was undone. The
-    filter is shared by the blocks open at once and taken out by the last
-    to end; one the program had set itself, the same, is left as it is.
-    (Each put in its own: ``filterwarnings`` takes out an equal filter
-    before it adds one, so the program's own was lost for good at the
-    block's end, and an inner block's end took out an outer's.)"""
-    entry = ("ignore", re.compile(message, re.I), category, None, 0)  # as filterwarnings compiles it
-    with _IGNORING_LOCK:
-        users = _IGNORING.get(entry, 0)
-        ours = bool(users) or entry not in warnings.filters
-        if ours:
-            if not users:
-                warnings.filterwarnings("ignore", message=message, category=category)
-            _IGNORING[entry] = users + 1
+    ignored in the block (a third party's: Ray's at ``ray.init``), by a
+    filter of the block's own, first in the list, taken out again after it
+    (that very filter: found by identity), the process's other filters left
+    as they are. Not ``warnings.catch_warnings()``, which puts back the whole
+    list as it found it (a filter another thread set meanwhile was undone),
+    nor ``filterwarnings``, which takes out an equal filter before it adds
+    its own (the program's own one was lost for good at the block's end, and
+    an inner block's end took out an outer's); nor one shared with an equal
+    filter already there, which may stand behind the program's ``error``
+    filter (the tip raised in the block)."""
+    mine = ("ignore", re.compile(message, re.I), category, None, 0)  # as filterwarnings compiles it
+    warnings.filters.insert(0, mine)
+    _filters_changed()
     try:
         yield
     finally:
-        if ours:
-            with _IGNORING_LOCK:
-                _IGNORING[entry] -= 1
-                if not _IGNORING[entry]:
-                    del _IGNORING[entry]
-                    with contextlib.suppress(ValueError):  # gone already (another thread reset the filters)
-                        warnings.filters.remove(entry)
+        # that very tuple (remove() would take the first equal one: maybe the program's own); none when
+        # another thread reset the filters meanwhile
+        at = next((i for i, f in enumerate(warnings.filters) if f is mine), None)
+        if at is not None:
+            with contextlib.suppress(IndexError):  # the list shortened by another thread in the meantime
+                del warnings.filters[at]
+        _filters_changed()
+
+
+def _filters_changed() -> None:
+    """Tells ``warnings`` its filters changed, as ``filterwarnings`` does:
+    else a module's registry kept what it decided under the old ones (a
+    warning ignored in the block, ignored after it too)."""
+    changed = getattr(warnings, "_filters_mutated", None)
+    if changed is not None:
+        changed()
 
 
 def filters_action(message: str, category: "type[Warning]", module: str, lineno: int) -> str:

@@ -19,7 +19,7 @@ from ._validation import (
 )
 from .buffer import ExperienceBatch, ExperienceBuffer
 from .exceptions import InvalidValueError, NonFiniteError, ShapeError
-from .graph import featurized
+from .graph import GraphFeaturizer, featurized
 from .types import ModalFeatures, ModalGraph, Modality, MultiModalEvent, bounded_repr, refuse_reordered_labels, sequence_repr
 
 if TYPE_CHECKING:
@@ -363,7 +363,9 @@ def event_components(
                 )
             graph_rows = featurized(featurizer, [comps[m][k].graph for k in with_graph], name,
                                     lambda j: f"{name}[{owners[m][with_graph[j]]}]")  # item j: that event's
-        if len(with_graph) == len(comps[m]):  # graphs only: the featuriser's fresh [k, dim] float32 rows are the table
+        if with_graph and len(with_graph) == len(comps[m]) and type(featurizer) is GraphFeaturizer:
+            # graphs only: the package's featuriser's fresh [k, dim] float32 rows are the table (a subclass's rows,
+            # maybe float64 or shared, are copied in below: cast to float32 there, a value past it made inf, refused)
             x = graph_rows
         else:
             x = np.empty((len(comps[m]), dim), np.float32)
