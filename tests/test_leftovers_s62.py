@@ -340,3 +340,34 @@ def test_an_interrupt_in_the_first_epochs_metric_leaves_the_averaged_model_as_it
     with pytest.raises(KeyboardInterrupt):
         model.fit(x, epochs=1, batch_size=8, ema_decay=0.5, progress=False, metrics={"stop": interrupt})
     assert full_state(model) == before
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGSTOP"), reason="POSIX: a process stopped by SIGSTOP")
+@pytest.mark.timeout(30)
+def test_a_folder_lock_that_changed_hands_meanwhile_is_waited_for_again(tmp_path, monkeypatch):
+    """The bounded wait took any holder at its end for a stopped one: saves
+    into a folder that follow one another (each holding it moments) could
+    fail a save that waited behind them all. Where another process holds it
+    at the end than at the start, the wait starts again; the same holder
+    twice fails it."""
+    from grapheme_multimodal import io
+
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD_THE_FOLDER, str(tmp_path)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    readings = iter([101, 102, 102])  # the holder as each end of a wait reads it: changed once, then the same
+    asked = []
+
+    def holder_now(folder):
+        asked.append(folder)
+        return next(readings)
+
+    try:
+        assert holder.stdout.readline() == "locked\n"
+        monkeypatch.setattr(io, "FOLDER_LOCK_WAIT_S", 0.05)
+        monkeypatch.setattr(io, "_folder_lock_holder", holder_now)
+        with pytest.raises(TimeoutError, match=r"\(process 102\)"):
+            io.atomic_write_all([(tmp_path / "a.bin", lambda f: f.write(b"a")), (tmp_path / "b.bin", lambda f: f.write(b"b"))])
+    finally:
+        holder.kill()
+        holder.wait()
+    assert len(asked) == 3  # at the start, after a wait (changed hands: waited again), after the second (the same)

@@ -602,7 +602,7 @@ def _argument_of(given: PathLike) -> str:
     if not kept and not named:
         return "path"
     try:
-        location = _location(given)
+        location = _location(_anchored(Path(given)))  # by the folder current as the save began, as kept_as is
     except OSError:  # the working folder gone: the save's own error says so
         return "path"
     return kept.get(location) or named.get(location) or "path"
@@ -720,8 +720,10 @@ def _wait_for_folder(fd: int, folder: Tuple[int, int], name: Path, staged: List[
     :data:`FOLDER_LOCK_WAIT_S`; then ``TimeoutError`` naming the folder and,
     where it can be read, the process that holds it. Tried without blocking:
     ``flock`` has no timeout, and an alarm to end its wait is the main
-    thread's alone."""
-    deadline, pause = None, 0.001
+    thread's alone. The wait starts again where the lock changed hands
+    meanwhile (another process holds it at the end than at the start: saves
+    that follow one another are no process stopped)."""
+    deadline, pause, holder = None, 0.001, None
     while True:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -731,19 +733,19 @@ def _wait_for_folder(fd: int, folder: Tuple[int, int], name: Path, staged: List[
         except OSError:  # a filesystem without locks: renamed as before
             return
         now = time.monotonic()
-        if deadline is None:
+        if deadline is None or now >= deadline:
+            was, holder = holder, _folder_lock_holder(folder)
+            if deadline is not None and (holder is None or holder == was):
+                raise _folder_held(holder, name, next(s for s in staged if s.directory == name))
             deadline = now + FOLDER_LOCK_WAIT_S
-        elif now >= deadline:
-            raise _folder_held(folder, name, next(s for s in staged if s.directory == name))
         time.sleep(min(pause, deadline - now))
         pause = min(2 * pause, _FOLDER_LOCK_PAUSE_S)
 
 
-def _folder_held(folder: Tuple[int, int], name: Path, s: _Staged) -> OSError:
+def _folder_held(pid: Optional[int], name: Path, s: _Staged) -> OSError:
     """The ``TimeoutError`` of a save whose folder another commit held
-    locked for :data:`FOLDER_LOCK_WAIT_S` (its process named where
+    locked for :data:`FOLDER_LOCK_WAIT_S` (its process ``pid``, where
     ``/proc/locks`` says it)."""
-    pid = _folder_lock_holder(folder)
     who = "" if pid is None else " (this process)" if pid == os.getpid() else f" (process {pid})"
     return named_os_error(
         errno.ETIMEDOUT,
