@@ -136,7 +136,6 @@ else:
     _class_only = _ClassOnly
 
 
-
 class _EventCache(weakref.WeakKeyDictionary):
     """The per-event cache: a ``WeakKeyDictionary`` whose :meth:`clear` is
     one C call. The inherited one (``MutableMapping.clear``) pops entry by
@@ -149,6 +148,7 @@ class _EventCache(weakref.WeakKeyDictionary):
             super().clear()
         else:
             self.data.clear()
+
 
 class LearnableMultiModal(LearningMixin, ExperienceMixin):
     """Encoders, fusion network, cross-modal binder and modality attention.
