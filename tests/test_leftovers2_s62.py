@@ -145,9 +145,28 @@ def _numpy_major(python: str) -> "int | None":
 def _other_numpy_python() -> "str | None":
     """An interpreter of the other numpy major (GM_OTHER_PYTHONS, else the CI's venvs), or None."""
     listed = [p for p in os.environ.get("GM_OTHER_PYTHONS", "").split(os.pathsep) if p]
-    candidates = listed + sorted(glob.glob("/tmp/grapheme-mm-ci-venvs/*/bin/python"))
+    # the venvs .ci/python-versions.sh makes: where $GM_CI_VENVS says, as CI itself reads it
+    venvs = os.environ.get("GM_CI_VENVS") or os.path.join(os.environ.get("TMPDIR") or "/tmp", "grapheme-mm-ci-venvs")
+    candidates = listed + sorted(glob.glob(os.path.join(venvs, "*", "bin", "python")))
     ours = int(np.__version__.split(".")[0])
     return next((p for p in candidates if os.path.exists(p) and _numpy_major(p) not in (None, ours)), None)
+
+
+def _importing_this_build(python: str) -> "dict | None":
+    """The environment in which ``python`` imports the grapheme_multimodal this
+    process runs: this tree's (with its compiled core) where that is the one
+    imported here, else the interpreter's own installed one (CI installs one
+    wheel in every venv), checked by its _portable.py; None where it differs."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # another tree's, or this one without its core
+    here = Path(gm.__file__).resolve().parent
+    if here.parent == (REPO / "python").resolve():
+        env["PYTHONPATH"] = str(REPO / "python")
+    done = subprocess.run([python, "-c", "import grapheme_multimodal._portable as p; print(p.__file__)"], env=env,
+                          capture_output=True, text=True, timeout=120)
+    if done.returncode != 0:
+        return None
+    theirs = Path(done.stdout.strip())
+    return env if theirs.read_bytes() == (here / "_portable.py").read_bytes() else None
 
 
 def test_pickles_travel_between_numpy_majors_both_ways(tmp_path):
@@ -163,7 +182,9 @@ def test_pickles_travel_between_numpy_majors_both_ways(tmp_path):
     ours.mkdir()
     theirs.mkdir()
     exchange["write"](ours)
-    env = {**os.environ, "PYTHONPATH": str(REPO / "python")}
+    env = _importing_this_build(other)
+    if env is None:
+        pytest.skip(f"{other} imports another build of grapheme_multimodal than this one")
     done = subprocess.run([other, str(script), str(ours), str(theirs)], env=env, capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
