@@ -253,7 +253,8 @@ _CONSOLE_SCRIPT = textwrap.dedent("""
 
 def _stderr_of(argv: list, tmp_path) -> str:
     env = {k: v for k, v in os.environ.items() if k not in _SETTINGS}
-    env.update(GRAPHEME_MM_NUM_THREADS="abc", PYTHONPATH=str(REPO / "python"))
+    # the package this process imports (this tree's, or the one installed: a fresh clone's python/ has no core)
+    env.update(GRAPHEME_MM_NUM_THREADS="abc", PYTHONPATH=str(Path(gm.__file__).resolve().parent.parent))
     done = subprocess.run([sys.executable, *argv], env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
     return done.stderr
 
