@@ -356,13 +356,22 @@ def _non_numeric_hint(x: Any, arr: np.ndarray, name: str) -> str:
     objects (not converted here: a Decimal or Fraction would round unseen)."""
     dtypes = getattr(x, "dtypes", None)
     if hasattr(dtypes, "items") and not hasattr(dtypes, "kind"):  # a data frame (a Series' dtypes is its dtype)
-        column = next(((j, c, d) for j, (c, d) in enumerate(dtypes.items()) if getattr(d, "kind", "O") not in "biuf"), None)
-        if column is not None:
-            j, label, dtype = column
+        columns = [(j, c, d) for j, (c, d) in enumerate(dtypes.items()) if getattr(d, "kind", "O") not in "biuf"]
+        if columns:
+            j, label, dtype = columns[0]
             if _holds_decimals(x, j, dtype):
                 # select_dtypes('number') leaves decimal columns out: the advice below left no column at all
                 return (f" (from a data frame whose column {label!r} has dtype {dtype} holding decimals, which are not "
                         f"rounded to binary floats unseen): cast them first, e.g. {name}.astype('float64')")
+            # numbers kept as objects (df.astype(object), floats with None or pd.NA among them): select_dtypes
+            # dropped those columns with their data; named only when no column of text stands beside them,
+            # which would fail the conversion
+            as_objects = [_holds_object_numbers(x, k, d) for k, _, d in columns]
+            if all(as_objects):
+                return (f" (from a data frame whose column {label!r} has dtype object holding numbers stored as Python "
+                        f"objects, which select_dtypes('number') leaves out): convert them first, e.g. "
+                        f"{name}.apply(pd.to_numeric)")
+            j, label, dtype = columns[as_objects.index(False)]
             return (f" (from a data frame whose column {label!r} has dtype {dtype}): pass its numeric columns "
                     f"only, e.g. {name}.select_dtypes('number')")
     if arr.dtype != object or not arr.size:
@@ -407,6 +416,19 @@ def _holds_decimals(frame: Any, j: int, dtype: Any) -> bool:
     if getattr(dtype, "kind", None) != "O" or not hasattr(frame, "iloc"):
         return False
     return isinstance(_first_value(frame.iloc[:, j]), decimal.Decimal)
+
+
+def _holds_object_numbers(frame: Any, j: int, dtype: Any) -> bool:
+    """Whether column ``j`` of a pandas data frame is of dtype object and
+    holds ints and floats (no bools) besides missing values (``None``,
+    ``pd.NA``): numbers ``pd.to_numeric`` reads. A pass over the column's
+    values, on the error's path only."""
+    if dtype != np.dtype(object):
+        return False
+    values = frame.iloc[:, j].to_numpy()
+    numbers = [v for v in values if v is not None and type(v).__name__ != "NAType"]
+    return bool(numbers) and all(
+        isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_)) for v in numbers)
 
 
 def refuse_temporal_columns(x: Any, name: str) -> None:

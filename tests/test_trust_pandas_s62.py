@@ -1,0 +1,70 @@
+"""A hostile pandas user (s62): frames of modern dtypes (nullable, pyarrow,
+categorical, temporal, objects) through the model's calls and the
+scikit-learn estimator: a correct answer or a refusal that names the
+column and a remedy that keeps its data."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+import grapheme_multimodal as gm
+
+pd = pytest.importorskip("pandas")
+
+ROWS = 8
+
+
+def _model() -> gm.LearnableMultiModal:
+    return gm.LearnableMultiModal(input_dims={"visual": 3}, embed_dim=8, hidden_dim=8, num_heads=2, seed=0)
+
+
+def _values() -> np.ndarray:
+    return np.random.default_rng(0).normal(size=(ROWS, 3))
+
+
+@pytest.mark.parametrize("kind", ["all columns", "one column with None", "one column with pd.NA", "ints"])
+def test_a_frame_of_numbers_kept_as_objects_is_told_to_convert_them_not_to_drop_them(kind) -> None:
+    """Before: a frame whose columns hold numbers as Python objects
+    (``df.astype(object)``, a column of floats with ``None`` or ``pd.NA``
+    among them) was refused with "pass its numeric columns only, e.g.
+    inputs['visual'].select_dtypes('number')", which leaves those columns
+    out: their data dropped, or no column at all. Now: the column named as
+    holding numbers stored as objects, and the conversion that reads them
+    (pandas' own ``to_numeric``), after which the model takes the frame
+    (or names the missing value's row)."""
+    values = _values()
+    frame = pd.DataFrame(values, columns=list("abc"))
+    if kind == "all columns":
+        frame = frame.astype(object)
+    elif kind == "ints":
+        values = np.arange(3 * ROWS).reshape(ROWS, 3)
+        frame = pd.DataFrame(values, columns=list("abc")).astype({"b": object})
+    else:
+        missing = None if kind == "one column with None" else pd.NA
+        frame["b"] = pd.Series([missing if i == 2 else v for i, v in enumerate(values[:, 1])], dtype=object)
+    column = "a" if kind == "all columns" else "b"
+    model = _model()
+    with pytest.raises(TypeError, match=rf"^inputs\['visual'\]: .*column '{column}' has dtype object holding numbers "
+                                        r"stored as Python objects.*: convert them first, e\.g\. "
+                                        r"inputs\['visual'\]\.apply\(pd\.to_numeric\)$"):
+        model.encode({"visual": frame})
+    converted = frame.apply(pd.to_numeric)
+    assert converted.shape[1] == 3  # the advice keeps every column
+    if "with" in kind:  # the missing value is then named as such, by its row
+        with pytest.raises(gm.NonFiniteError, match=r"^inputs\['visual'\]: .* at row 2"):
+            model.encode({"visual": converted})
+    else:
+        assert np.array_equal(model.encode({"visual": converted}), model.encode({"visual": values}))
+
+
+def test_an_object_column_of_text_beside_one_of_numbers_is_the_one_named() -> None:
+    """A frame with a column of numbers kept as objects before a column of
+    text: the text column is the one that cannot be converted, so it is
+    named, with the advice to leave it out (not to convert it)."""
+    frame = pd.DataFrame(_values(), columns=list("abc")).astype({"a": object}).assign(c="Oslo")
+    with pytest.raises(TypeError, match=r"^inputs\['visual'\]: .*column 'c' has dtype (object|str|string).*"
+                                        r"select_dtypes\('number'\)"):
+        _model().encode({"visual": frame})
