@@ -68,3 +68,46 @@ def test_an_object_column_of_text_beside_one_of_numbers_is_the_one_named() -> No
     with pytest.raises(TypeError, match=r"^inputs\['visual'\]: .*column 'c' has dtype (object|str|string).*"
                                         r"select_dtypes\('number'\)"):
         _model().encode({"visual": frame})
+
+
+def _two_modalities() -> "tuple[gm.LearnableMultiModal, dict, np.ndarray]":
+    rng = np.random.default_rng(1)
+    model = gm.LearnableMultiModal(input_dims={"visual": 3, "auditory": 2}, embed_dim=8, hidden_dim=8, num_heads=2,
+                                   seed=0)
+    inputs = {"visual": rng.normal(size=(ROWS, 3)), "auditory": rng.normal(size=(ROWS, 2))}
+    mask = np.zeros((ROWS, 7), bool)
+    mask[:, 0] = True
+    mask[::2, 1] = True
+    return model, inputs, mask
+
+
+def test_a_mask_frame_read_back_from_csv_in_another_slot_order_is_refused(tmp_path) -> None:
+    """Before: a mask frame numbered by slot (``pd.DataFrame(mask)``) and
+    written to CSV (or Parquet, which takes str names only) comes back with
+    the slots' numbers as text, '0' to '6'; with its columns reordered
+    (``mask[['1', '0', '2', ...]]``) it was read by position: the visual slot
+    marked present where the auditory column said so, a silent wrong
+    embedding, where the same frame numbered by ints is refused. Now refused
+    alike, naming the column and the order expected; in slot order it reads
+    as the array."""
+    model, inputs, mask = _two_modalities()
+    path = tmp_path / "mask.csv"
+    pd.DataFrame(mask).to_csv(path, index=False)
+    read = pd.read_csv(path)
+    assert list(read.columns) == [str(slot) for slot in range(7)]
+    assert np.array_equal(model.encode(inputs, mask=read), model.encode(inputs, mask=mask))
+    swapped = read[["1", "0", "2", "3", "4", "5", "6"]]
+    with pytest.raises(gm.InvalidValueError, match=r"^mask: its column 0 is labelled '1', the auditory slot's number, "
+                                                   r".* read by position.*mask\[\['0', '1', '2', '3', '4', '5', '6'\]\]"):
+        model.encode(inputs, mask=swapped)
+
+
+def test_a_mask_frame_numbered_by_nullable_ints_shows_the_number_plainly() -> None:
+    """The refusal of a mask frame whose columns are the slots' numbers in
+    another order, in a nullable ``Int64`` (or numpy int) index, showed the
+    label as ``np.int64(6)`` under numpy 2; now as the number, 6."""
+    model, inputs, mask = _two_modalities()
+    frame = pd.DataFrame(mask)[[6, 1, 2, 3, 4, 5, 0]]
+    frame.columns = pd.Index(list(frame.columns), dtype="Int64")
+    with pytest.raises(gm.InvalidValueError, match=r"^mask: its column 0 is labelled 6, the abstract slot's number"):
+        model.encode(inputs, mask=frame)

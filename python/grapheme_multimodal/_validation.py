@@ -2071,21 +2071,28 @@ def _refuse_columns_out_of_slot_order(mask: Any, name: str) -> None:
     from .types import Modality  # here: types imports this module
 
     labels = list(columns)
-    # the slots' own numbers 0..6 as labels (pd.DataFrame(mask)'s), reordered: mask[[1, 0, 2, ...]] was read by position
-    numbered = len(labels) == NUM_MODALITIES and all(is_int(c) for c in labels) and sorted(labels) == list(range(NUM_MODALITIES))
+    # the slots' own numbers 0..6 as labels (pd.DataFrame(mask)'s), reordered: mask[[1, 0, 2, ...]] was read by position;
+    # as text too ('0'..'6'), as such a frame comes back from CSV or Parquet (whose column names are str)
+    slots = list(range(NUM_MODALITIES))
+    numbered = len(labels) == NUM_MODALITIES and all(is_int(c) for c in labels) and sorted(labels) == slots
+    as_text = not numbered and len(labels) == NUM_MODALITIES and sorted(labels, key=str) == [str(k) for k in slots]
     for position, label in enumerate(labels):
         if isinstance(label, Modality):
             slot = label.index
+        elif as_text:
+            slot = int(label)
         elif isinstance(label, str) and label.upper() in Modality.__members__:
             slot = Modality[label.upper()].index
         elif numbered:
             slot = int(label)
+            label = slot  # np.int64(6) as 6 in the message
         else:
             continue
         if slot != position:
             order = [m.name.lower() for m in Modality]
-            by_number = numbered and not isinstance(label, (str, Modality))
-            called, kind, wanted = ("labelled", "number", list(range(NUM_MODALITIES))) if by_number else ("named", "name", order)
+            by_number = numbered or as_text
+            wanted = ([str(k) for k in slots] if as_text else slots) if by_number else order
+            called, kind = ("labelled", "number") if by_number else ("named", "name")
             raise InvalidValueError(
                 f"{name}: its column {position} is {called} {label!r}, the {order[slot]} slot's {kind}, but a mask's "
                 f"columns are read by position, in slot order ({', '.join(order)}); expected the columns in that order, "
