@@ -111,3 +111,43 @@ def test_a_mask_frame_numbered_by_nullable_ints_shows_the_number_plainly() -> No
     frame.columns = pd.Index(list(frame.columns), dtype="Int64")
     with pytest.raises(gm.InvalidValueError, match=r"^mask: its column 0 is labelled 6, the abstract slot's number"):
         model.encode(inputs, mask=frame)
+
+
+FAST = dict(embed_dim=8, hidden_dim=8, num_heads=2, epochs=1, batch_size=32, validation_fraction=0.0, patience=0,
+            cv_folds=0)
+
+
+def _column_of(kind: str) -> "pd.Series":
+    """A column that scikit-learn's check_array cannot make floats of."""
+    if kind == "categories of text":
+        return pd.Series(pd.Categorical(["p", "q"] * (ROWS // 2)))
+    if kind == "periods":
+        return pd.Series(pd.period_range("2020-01-01", periods=ROWS, freq="D"))
+    if kind == "intervals":
+        return pd.Series(pd.interval_range(0, ROWS))
+    return pd.Series([None if i == 2 else float(i) for i in range(ROWS)], dtype=object).where(
+        lambda s: s.notna(), pd.NA)  # numbers as objects with pd.NA among them
+
+
+@pytest.mark.parametrize("kind", ["categories of text", "periods", "intervals", "numbers with pd.NA"])
+@pytest.mark.parametrize("views", [1, 2])
+def test_the_estimator_names_the_frame_column_it_cannot_read(kind, views) -> None:
+    """Before: ``MultimodalEmbedder`` given a frame with a column of
+    categories of text, periods, intervals, or numbers kept as objects with
+    ``pd.NA`` among them raised scikit-learn's "could not convert string to
+    float: 'p'" or Python's "float() argument must be a string or a real
+    number, not 'Period'" (or 'NAType'), naming the view but not which of
+    its columns, nor what to do (the model's own calls name the column).
+    Now the column, its dtype and a remedy are named, the error's type kept
+    (scikit-learn's checks expect ValueError or TypeError)."""
+    from grapheme_multimodal.sklearn import MultimodalEmbedder
+
+    pytest.importorskip("sklearn")
+    rng = np.random.default_rng(2)
+    frame = pd.DataFrame(rng.normal(size=(ROWS, 3)), columns=["x", "a", "y"]).assign(a=_column_of(kind))
+    Xs = frame if views == 1 else [frame, rng.normal(size=(ROWS, 2))]
+    name = "Xs" if views == 1 else "Xs[0]"
+    remedy = (rf"{re.escape(name)}\.apply\(pd\.to_numeric\)" if kind == "numbers with pd.NA"
+              else rf"{re.escape(name)}\.select_dtypes\('number'\)")
+    with pytest.raises((ValueError, TypeError), match=rf"^{re.escape(name)}: .*\(column 'a', of dtype .*\).*{remedy}"):
+        MultimodalEmbedder(**FAST).fit(Xs)

@@ -366,7 +366,7 @@ def _non_numeric_hint(x: Any, arr: np.ndarray, name: str) -> str:
             # numbers kept as objects (df.astype(object), floats with None or pd.NA among them): select_dtypes
             # dropped those columns with their data; named only when no column of text stands beside them,
             # which would fail the conversion
-            as_objects = [_holds_object_numbers(x, k, d) for k, _, d in columns]
+            as_objects = [holds_object_numbers(x, k, d) for k, _, d in columns]
             if all(as_objects):
                 return (f" (from a data frame whose column {label!r} has dtype object holding numbers stored as Python "
                         f"objects, which select_dtypes('number') leaves out): convert them first, e.g. "
@@ -418,7 +418,7 @@ def _holds_decimals(frame: Any, j: int, dtype: Any) -> bool:
     return isinstance(_first_value(frame.iloc[:, j]), decimal.Decimal)
 
 
-def _holds_object_numbers(frame: Any, j: int, dtype: Any) -> bool:
+def holds_object_numbers(frame: Any, j: int, dtype: Any) -> bool:
     """Whether column ``j`` of a pandas data frame is of dtype object and
     holds ints and floats (no bools) besides missing values (``None``,
     ``pd.NA``): numbers ``pd.to_numeric`` reads. A pass over the column's

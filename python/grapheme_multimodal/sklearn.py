@@ -51,7 +51,7 @@ from ._validation import (
     FLOAT32_MAX, arrow_column_names, as_float32, as_seed, describe, exact_int, is_int, is_iterable, is_masked_array, non_finite_message,
     over_float64, plain_names, call_in_precision_scope, refuse_beyond_memory,
     refuse_duplicate_columns, refuse_graph_rows, refuse_networkx_graphs, refuse_structured, refuse_vector_columns, refuse_temporal_columns, refuse_unpaired_frames, renamed, shown_int,
-    warn_precision_loss,
+    warn_precision_loss, holds_object_numbers,
 )
 from .config import LearnableMultiModalConfig, _widths
 from .evaluation._ensemble import side_by_side
@@ -951,14 +951,14 @@ def _as_views(Xs: Any, estimator: MultimodalEmbedder, reset: bool) -> List[np.nd
                     "arrays, e.g. [np.asarray(view) for view in Xs], or one view as an [n, d] array", "Xs",
                 ) from None
             if not (isinstance(Xs, (list, tuple)) and "inhomogeneous" in str(exc)):
-                raise _naming_xs(exc) from None
+                raise _naming_column(_naming_xs(exc), raw[0], "Xs" if raw[0] is Xs else "Xs[0]") from None
             # nested lists of different widths: numpy's "setting an array element with a sequence"
             raise InvalidValueError(
                 f"Xs: could not be read as one 2-D array ({exc}); several views are a list of arrays, e.g. numpy arrays",
                 "Xs",
             ) from None
         except TypeError as exc:
-            raise _naming_xs(exc) from None
+            raise _naming_column(_naming_xs(exc), raw[0], "Xs" if raw[0] is Xs else "Xs[0]") from None
         except OverflowError:  # Python's "int too large to convert to float", naming no view nor row
             raise _int_past_float64(raw[0], "Xs" if raw[0] is Xs else "Xs[0]") from None
         except Exception as exc:
@@ -1033,6 +1033,30 @@ def _naming_xs(exc: Exception) -> Exception:
     if "passed for X," in text:  # scikit-learn's name of the argument: this estimator's is Xs
         return type(exc)(text.replace("passed for X,", "passed for Xs,", 1))
     return type(exc)("Xs: " + text)
+
+
+def _naming_column(exc: Exception, x: Any, name: str) -> Exception:
+    """``exc``, check_array's refusal of the view ``x`` (already naming
+    ``name``), with the pandas data frame column it could not read as
+    floats named, its dtype and a remedy, as the model's calls name it:
+    "could not convert string to float: 'p'" (categories of text) and
+    "float() argument must be ... not 'Period'" (or 'Interval', 'NAType')
+    named no column. The same type, as scikit-learn's checks expect; ``exc``
+    itself for anything else (no pandas frame, or every column reads). A
+    conversion per column that is not numeric, on the error's path only."""
+    if type(exc) not in (ValueError, TypeError) or isinstance(x, np.ndarray) or not hasattr(x, "iloc") \
+            or not hasattr(x, "columns"):
+        return exc
+    for j, (label, dtype) in enumerate(x.dtypes.items()):
+        if getattr(dtype, "kind", "O") in "biuf":
+            continue
+        try:
+            np.asarray(x.iloc[:, j], dtype=np.float64)
+        except (ValueError, TypeError):
+            remedy = (f"convert them first, e.g. {name}.apply(pd.to_numeric)" if holds_object_numbers(x, j, dtype)
+                      else f"pass its numeric columns only, e.g. {name}.select_dtypes('number')")
+            return type(exc)(f"{exc} (column {label!r}, of dtype {dtype}); expected numbers: {remedy}")
+    return exc
 
 
 def _refuse_times(x: Any, name: str) -> Any:
@@ -1271,7 +1295,7 @@ def _checked_view(x: Any, name: str) -> np.ndarray:
     except (ValueError, TypeError) as exc:
         if type(exc) not in (ValueError, TypeError) or name in str(exc):
             raise
-        raise type(exc)(f"{name}: {exc}") from None
+        raise _naming_column(type(exc)(f"{name}: {exc}"), x, name) from None
     except Exception as exc:
         if _raised_here(exc):  # the package's own refusal (set_params from an __array__ of Xs), in its own words
             raise
