@@ -151,3 +151,23 @@ def test_the_estimator_names_the_frame_column_it_cannot_read(kind, views) -> Non
               else rf"{re.escape(name)}\.select_dtypes\('number'\)")
     with pytest.raises((ValueError, TypeError), match=rf"^{re.escape(name)}: .*\(column 'a', of dtype .*\).*{remedy}"):
         MultimodalEmbedder(**FAST).fit(Xs)
+
+
+@pytest.mark.parametrize("dtype", ["boolean", "bool[pyarrow]", "Int64"])
+def test_a_missing_value_in_a_nullable_mask_frame_is_named_as_missing_not_as_nan(dtype) -> None:
+    """Before: a mask frame of pandas' nullable flags with a missing value
+    (``pd.NA``) was refused with "expected booleans or 0/1 numbers, got nan
+    at index (2, 0)": a NaN the caller never gave (the value is pandas'
+    missing marker). Now the missing value is named as such, with the fill
+    that makes the mask; filled, the mask reads as the array."""
+    if dtype == "bool[pyarrow]":
+        pytest.importorskip("pyarrow")
+    model, inputs, mask = _two_modalities()
+    frame = pd.DataFrame(mask).astype(dtype)
+    frame.iloc[2, 0] = None
+    absent = 0 if dtype == "Int64" else False  # an Int64 column takes no bool
+    with pytest.raises(gm.InvalidValueError, match=rf"^mask: expected booleans or 0/1 numbers, got <NA> \(a missing "
+                                                   rf"value\) at index \(2, 0\); .*mask\.fillna\({absent}\)$"):
+        model.encode(inputs, mask=frame)
+    mask[2, 0] = False
+    assert np.array_equal(model.encode(inputs, mask=frame.fillna(absent)), model.encode(inputs, mask=mask))

@@ -2024,7 +2024,8 @@ def as_mask(mask: Any, batch_size: Optional[int], name: str = "mask") -> np.ndar
         raise InvalidValueError(f"{name}: could not be read as a [B, 7] array of booleans ({exc})", name) from None
     if _ragged(arr):
         raise InvalidValueError(f"{name}: could not be read as a [B, 7] array of booleans (rows of different lengths)", name)
-    if arr.dtype == object and hasattr(mask, "to_numpy") and _pandas_numeric(mask):
+    nullable = arr.dtype == object and hasattr(mask, "to_numpy") and _pandas_numeric(mask)
+    if nullable:
         # pandas' nullable columns ("boolean", "Int64") read as objects; pd.NA becomes NaN, refused below
         arr = mask.to_numpy(dtype=np.float64, na_value=np.nan)
     refuse_beyond_memory(arr, name, np.bool_)  # before its copy; its rows are the batch's, checked against the inputs after
@@ -2034,14 +2035,23 @@ def as_mask(mask: Any, batch_size: Optional[int], name: str = "mask") -> np.ndar
         flags = np.isin(arr, (0, 1))
         if not flags.all():
             at = tuple(int(i) for i in np.argwhere(~flags)[0])
+            # a nullable frame's NaN is its pd.NA: "got nan" named a value the caller never gave
+            missing = nullable and np.isnan(arr[at])
             raise InvalidValueError(
-                f"{name}: expected booleans or 0/1 numbers, got {arr[at].item()!r}"
-                + (f" at index {at if len(at) > 1 else at[0]}" if at else ""), name
+                f"{name}: expected booleans or 0/1 numbers, got {'<NA> (a missing value)' if missing else repr(arr[at].item())}"
+                + (f" at index {at if len(at) > 1 else at[0]}" if at else "")
+                + (f"; fill it, e.g. {name}.fillna({_absent_flag(mask)})" if missing else ""), name
             )
         arr = arr.astype(np.bool_)
     if arr.ndim != 2 or arr.shape[1] != NUM_MODALITIES or (batch_size is not None and arr.shape[0] != batch_size):
         raise ShapeError(f"{name}: expected shape ({batch_size if batch_size is not None else 'B'}, {NUM_MODALITIES}), got {arr.shape}", name)
     return np.ascontiguousarray(arr)
+
+
+def _absent_flag(mask: Any) -> str:
+    """What fills a missing value of a pandas mask frame as absent: ``False``
+    where every column holds flags, else ``0`` (an ``Int64`` column takes no bool)."""
+    return "False" if all(getattr(d, "kind", "O") == "b" for d in _pandas_dtypes(mask)) else "0"
 
 
 def _object_flags_hint(arr: np.ndarray, name: str) -> str:
