@@ -88,7 +88,8 @@ def test_a_pandas_boolean_mask_is_a_mask() -> None:
     nullable = pd.DataFrame(flags).astype("boolean")  # was "got ... dtype object"
     np.testing.assert_array_equal(model.fuse(emb, nullable), model.fuse(emb, flags))
     nullable.iloc[1, 2] = pd.NA
-    with pytest.raises(gm.InvalidValueError, match=r"^mask: expected booleans or 0/1 numbers, got nan at index \(1, 2\)"):
+    with pytest.raises(gm.InvalidValueError, match=r"^mask: expected booleans or 0/1 numbers, got <NA> \(a missing value\) "
+                                                   r"at index \(1, 2\)"):  # pd.NA, not the nan it is read as
         model.fuse(emb, nullable)
 
 
