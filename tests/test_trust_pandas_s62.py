@@ -171,3 +171,32 @@ def test_a_missing_value_in_a_nullable_mask_frame_is_named_as_missing_not_as_nan
         model.encode(inputs, mask=frame)
     mask[2, 0] = False
     assert np.array_equal(model.encode(inputs, mask=frame.fillna(absent)), model.encode(inputs, mask=mask))
+
+
+@pytest.mark.parametrize("views", [1, 2])
+def test_column_names_that_differ_only_in_unicode_normalisation_are_told_apart(views) -> None:
+    """Before: a frame whose column name is the fitted one in another Unicode
+    normalisation ('café' composed at fit, decomposed now, as macOS file
+    names and some text tools give it) was refused with "columns ['café',
+    'b']; expected those seen in fit, in that order: ['café', 'b']" (or
+    scikit-learn's "unseen at fit time: - café ... missing: - café"): two
+    lists that print the same. Now the message shows both names' code
+    points and how to normalise them."""
+    import unicodedata
+
+    from grapheme_multimodal.sklearn import MultimodalEmbedder
+
+    pytest.importorskip("sklearn")
+    composed, decomposed = unicodedata.normalize("NFC", "café"), unicodedata.normalize("NFD", "café")
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame(rng.normal(size=(ROWS * 4, 2)), columns=[composed, "b"])
+    other = rng.normal(size=(ROWS * 4, 2))
+    renamed = frame.set_axis([decomposed, "b"], axis=1)
+    fitted = MultimodalEmbedder(**FAST).fit(frame if views == 1 else [frame, other])
+    name = "Xs" if views == 1 else "Xs[0]"
+    with pytest.raises(ValueError, match=rf"(?s)^{re.escape(name)}: .*{re.escape(ascii(decomposed))} against the "
+                                         rf"fitted {re.escape(ascii(composed))}.*unicodedata\.normalize\('NFC'"):
+        fitted.transform(renamed if views == 1 else [renamed, other])
+    normalised = renamed.set_axis([unicodedata.normalize("NFC", c) for c in renamed.columns], axis=1)
+    assert np.array_equal(fitted.transform(normalised if views == 1 else [normalised, other]),
+                          fitted.transform(frame if views == 1 else [frame, other]))

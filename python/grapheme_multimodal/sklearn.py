@@ -20,6 +20,7 @@ import math
 import os
 import reprlib
 import threading
+import unicodedata
 import warnings
 import weakref
 from collections.abc import Iterator, Mapping, MappingView, Set
@@ -951,7 +952,9 @@ def _as_views(Xs: Any, estimator: MultimodalEmbedder, reset: bool) -> List[np.nd
                     "arrays, e.g. [np.asarray(view) for view in Xs], or one view as an [n, d] array", "Xs",
                 ) from None
             if not (isinstance(Xs, (list, tuple)) and "inhomogeneous" in str(exc)):
-                raise _naming_column(_naming_xs(exc), raw[0], "Xs" if raw[0] is Xs else "Xs[0]") from None
+                refused = _naming_column(_naming_xs(exc), raw[0], "Xs" if raw[0] is Xs else "Xs[0]")
+                note = _lookalike_names_note(_column_names(raw[0]), getattr(estimator, "feature_names_in_", None))
+                raise (type(refused)(f"{refused}{note}") if note else refused) from None
             # nested lists of different widths: numpy's "setting an array element with a sequence"
             raise InvalidValueError(
                 f"Xs: could not be read as one 2-D array ({exc}); several views are a list of arrays, e.g. numpy arrays",
@@ -1246,9 +1249,28 @@ def _check_view_columns(estimator: MultimodalEmbedder, raw: List[Any], reset: bo
                 UserWarning)
         elif seen is not None and given is not None and not np.array_equal(seen, given):
             raise InvalidValueError(
-                f"Xs[{i}]: columns {list(given)}; expected those seen in fit, in that order: {plain_names(seen)}",
+                f"Xs[{i}]: columns {list(given)}; expected those seen in fit, in that order: {plain_names(seen)}"
+                f"{_lookalike_names_note(given, seen)}",
                 f"Xs[{i}]",  # seen: plain here too for a model fitted (and saved) before names were kept plain
             )
+
+
+def _lookalike_names_note(given: Any, seen: Any) -> str:
+    """What a refusal of a view's column names ``given`` (``seen`` in fit)
+    adds when a name differs from the fitted one at its position only in its
+    Unicode normalisation ('café' composed at fit, decomposed now): the two
+    lists printed the same, and the refusal named no difference. The two
+    names' code points and the remedy; ``""`` otherwise."""
+    if given is None or seen is None or len(given) != len(seen):
+        return ""
+    for g, s in zip(given, seen):
+        if isinstance(g, str) and isinstance(s, str) and g != s and \
+                unicodedata.normalize("NFC", g) == unicodedata.normalize("NFC", s):
+            form = "NFD" if unicodedata.normalize("NFC", s) != s else "NFC"  # the fitted name's own form
+            return (f" (the name {ascii(str(g))} against the fitted {ascii(str(s))}: the same text in another Unicode "
+                    "normalisation; normalise the names as they were in fit, e.g. "
+                    f"[unicodedata.normalize('{form}', c) for c in columns])")
+    return ""
 
 
 def _refuse_mixed_column_names(x: Any, name: str) -> None:
