@@ -1055,7 +1055,9 @@ def _naming_column(exc: Exception, x: Any, name: str) -> Exception:
             continue
         try:
             np.asarray(x.iloc[:, j], dtype=np.float64)
-        except (ValueError, TypeError):
+        except Exception as failed:  # the probe's own failure (an int past float64) must not replace exc
+            if not isinstance(failed, (ValueError, TypeError)):
+                continue
             remedy = (f"convert them first, e.g. {name}.apply(pd.to_numeric)" if holds_object_numbers(x, j, dtype)
                       else f"pass its numeric columns only, e.g. {name}.select_dtypes('number')")
             return type(exc)(f"{exc} (column {label!r}, of dtype {dtype}); expected numbers: {remedy}")
