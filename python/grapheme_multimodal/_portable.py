@@ -11,14 +11,16 @@ here, which any numpy rebuilds.
 :func:`portable` wraps them in a state as it is pickled (only the wrapper's
 own ``__reduce_ex__`` runs at pickling: nothing is copied before);
 unpickling gives plain arrays and generators back. ``copy.copy`` hands the
-state over as it is: :func:`restored_state` unwraps it.
+state over as it is: :func:`restored_state` unwraps it. A class pickles so
+by inheriting :class:`PortablePickle` (last among its bases) and naming the
+entries of its state in ``_PORTABLE_KEYS``.
 """
 
 from __future__ import annotations
 
 import copy
 import pickle
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, ClassVar, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -142,3 +144,30 @@ def restored_state(state: Any, keys: Sequence[str]) -> Any:
     if type(state) is not dict or not any(k in state for k in keys):
         return state
     return {k: restored(v) if k in keys else v for k, v in state.items()}
+
+
+class PortablePickle:
+    """Mixin: the instance pickles the entries ``_PORTABLE_KEYS`` of its state
+    (``__getstate__``) through :func:`portable`, so that a pickle of numpy 2
+    loads under numpy 1, and back; the rest of the state (a user's
+    attributes) is pickled as it is.
+
+    Put it last among the bases, so that ``__reduce_ex__`` reaches
+    ``object``'s and other bases' ``__setstate__`` (scikit-learn's
+    ``BaseEstimator``) run before :meth:`__setstate__` here. A class with a
+    ``__setstate__`` of its own calls :meth:`_portable_state` first."""
+
+    __slots__ = ()  # adds no __dict__ of its own (BaseEstimator refuses a non-empty __slots__)
+
+    #: The entries of the pickled state that hold arrays or generators.
+    _PORTABLE_KEYS: ClassVar[Tuple[str, ...]] = ()
+
+    def __reduce_ex__(self, protocol: int) -> Any:
+        return portable_reduction(super().__reduce_ex__(protocol), self._PORTABLE_KEYS)
+
+    def __setstate__(self, state: Any) -> None:
+        self.__dict__.update(self._portable_state(state))
+
+    def _portable_state(self, state: Any) -> Any:
+        """``state`` with its portable entries unwrapped (``copy.copy`` passes them wrapped)."""
+        return restored_state(state, self._PORTABLE_KEYS)

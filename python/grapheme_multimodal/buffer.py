@@ -31,7 +31,7 @@ import numpy as np
 from ._core import MODALITY_NAMES, NUM_MODALITIES
 from ._equality import equal_fields
 from ._locking import ForkedMidChange, uninterrupted
-from ._portable import portable_reduction, restored_state
+from ._portable import PortablePickle
 from ._validation import (
     IntLike,
     as_finite_float, as_mask, as_positive_int, as_real_array, as_seed, check_flag, describe, described_entries, exact_int, is_int,
@@ -50,16 +50,10 @@ _FIRST_ROWS = 1024  # rows allocated at first; doubled as needed, up to capacity
 STATE_KEYS = ("capacity", "embed_dim", "input_dims", "seed", "size", "rng_state")
 #: The attributes a pickled buffer's state (``__getstate__()``) holds, at least.
 _PICKLED_KEYS = frozenset({"capacity", "embed_dim", "input_dims", "seed", "_rng", "_size", "_next", "_arrays"})
-#: The entries of that state pickled by :mod:`._portable` (any numpy reads them).
-_PORTABLE_KEYS = ("_arrays", "_rng")
-#: The array fields of an Experience and an ExperienceBatch (pickled so too).
-_EXPERIENCE_ARRAYS = ("embeddings", "mask", "fused", "pair_strengths", "inputs")
-_BATCH_ARRAYS = ("embeddings", "mask", "fused", "pair_strengths", "rewards", "event_ids", "has_inputs", "inputs", "indices",
-                 "weights")
 
 
 @dataclass
-class Experience:
+class Experience(PortablePickle):
     """One recorded fusion. ``embeddings [7, E]`` (zeros where absent),
     ``mask [7]``, ``fused [E]``, ``pair_strengths [7, 7]``, and optionally the
     raw per-modality ``inputs`` (7 entries, ``None`` where absent) so that the
@@ -81,19 +75,15 @@ class Experience:
 
     __hash__ = None  # type: ignore[assignment]  # mutable and equal by value, as the dataclass made it
 
+    # arrays as bytes, dtype and shape: a pickle of numpy 2 loads under numpy 1, and back (_portable.py)
+    _PORTABLE_KEYS = ("embeddings", "mask", "fused", "pair_strengths", "inputs")
+
     def __repr__(self) -> str:
         return _short_repr(self)
 
-    def __reduce_ex__(self, protocol: int) -> Any:
-        # arrays as bytes, dtype and shape: a pickle of numpy 2 loads under numpy 1, and back (_portable.py)
-        return portable_reduction(super().__reduce_ex__(protocol), _EXPERIENCE_ARRAYS)
-
-    def __setstate__(self, state: Dict[str, Any]) -> None:
-        self.__dict__.update(restored_state(state, _EXPERIENCE_ARRAYS))  # as copy.copy passes it
-
 
 @dataclass
-class ExperienceBatch:
+class ExperienceBatch(PortablePickle):
     """Experiences as arrays, one row each (oldest first when taken in order).
 
     ``inputs[m]`` is ``[n, d_m]`` (NaN rows where that entry has no input) or
@@ -120,6 +110,10 @@ class ExperienceBatch:
     inputs: List[Optional[np.ndarray]]
     indices: np.ndarray
     weights: np.ndarray
+
+    # arrays as bytes, dtype and shape: a pickle of numpy 2 loads under numpy 1, and back (_portable.py)
+    _PORTABLE_KEYS = ("embeddings", "mask", "fused", "pair_strengths", "rewards", "event_ids", "has_inputs", "inputs",
+                      "indices", "weights")
 
     def __repr__(self) -> str:
         return _short_repr(self)
@@ -148,12 +142,8 @@ class ExperienceBatch:
             state[_SAMPLED_FROM] = note
         return state
 
-    def __reduce_ex__(self, protocol: int) -> Any:
-        # arrays as bytes, dtype and shape: a pickle of numpy 2 loads under numpy 1, and back (_portable.py)
-        return portable_reduction(super().__reduce_ex__(protocol), _BATCH_ARRAYS)
-
     def __setstate__(self, state: Dict[str, Any]) -> None:
-        state = dict(restored_state(state, _BATCH_ARRAYS))  # as copy.copy passes it
+        state = dict(self._portable_state(state))
         note = state.pop(_SAMPLED_FROM, None)
         self.__dict__.update(state)
         if note is not None and isinstance(self.indices, np.ndarray):
@@ -182,7 +172,7 @@ def _fixed(name: str, doc: str) -> property:
     return property(read, set_once, doc=doc)
 
 
-class ExperienceBuffer:
+class ExperienceBuffer(PortablePickle):
     """A fixed-capacity ring buffer of fusion experiences (thread-safe).
 
     Args:
@@ -200,6 +190,10 @@ class ExperienceBuffer:
     embed_dim = _fixed("embed_dim", "``E``, or ``None`` until the first experience gives it.")
     input_dims = _fixed("input_dims", "The 7 input lengths kept with each experience, or ``None``.")
     seed = _fixed("seed", "The seed of the sampling generator.")
+
+    # pickled (its __getstate__) with its arrays as bytes, dtype and shape and its generator as its state:
+    # a pickle of numpy 2 loads under numpy 1, and back (_portable.py)
+    _PORTABLE_KEYS = ("_arrays", "_rng")
 
     #: ``(embed_dim, input_dims)`` of the model whose fusions this buffer
     #: records (set by its ``experience`` setter), else None: :meth:`load`
@@ -1054,12 +1048,6 @@ class ExperienceBuffer:
         twin.__setstate__({k: v if k in owned else copy.deepcopy(v, memo) for k, v in state.items()})
         return twin
 
-    def __reduce_ex__(self, protocol: int) -> Any:
-        """Pickling: :meth:`__getstate__`, its arrays as bytes, dtype and
-        shape and its generator as its state (``_portable.py``): a pickle of
-        numpy 2 loads under numpy 1, and back."""
-        return portable_reduction(super().__reduce_ex__(protocol), _PORTABLE_KEYS)
-
     def __setstate__(self, state: Dict[str, Any]) -> None:
         """Unpickling (and ``copy``): the buffer of ``state`` (a
         :meth:`__getstate__`). Called on a buffer in use, it replaces that
@@ -1071,7 +1059,7 @@ class ExperienceBuffer:
         as it was). For a model's buffer (``model.experience``), a state of
         an ``embed_dim`` or ``input_dims`` that model cannot record into is
         refused, as assigning such a buffer to ``model.experience`` is."""
-        state = restored_state(state, _PORTABLE_KEYS)  # as copy.copy passes it
+        state = self._portable_state(state)
         if "_lock" in self.__dict__:  # a buffer in use, not one that pickle or copy is making
             self._replace_state(state)
         else:

@@ -23,7 +23,7 @@ import numpy as np
 
 from . import _core
 from ._locking import ModelLock, reads, uninterrupted, writes, writes_leaving_weights
-from ._portable import portable_reduction, restored_state
+from ._portable import PortablePickle
 from ._validation import (
     IntLike,
     INPUTS_MASKED_REMEDY,
@@ -150,7 +150,7 @@ class _EventCache(weakref.WeakKeyDictionary):
             self.data.clear()
 
 
-class LearnableMultiModal(LearningMixin, ExperienceMixin):
+class LearnableMultiModal(LearningMixin, ExperienceMixin, PortablePickle):
     """Encoders, fusion network, cross-modal binder and modality attention.
 
     Shapes: ``B`` events, ``M = 7`` modalities, ``E = embed_dim``. Batched
@@ -167,6 +167,10 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
     >>> model.num_parameters()
     70337
     """
+
+    # the arrays of its pickled state (__getstate__) as bytes, dtype and shape: a pickle of numpy 2
+    # loads under numpy 1, and back (_portable.py)
+    _PORTABLE_KEYS = ("tensors", "gradients")
 
     # For type checkers: the keywords are LearnableMultiModalConfig's (tests/test_typing.py
     # checks they stay so), where `**overrides: Any` took any name of any type.
@@ -1024,12 +1028,6 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
             state["attributes"] = attributes
         return state
 
-    def __reduce_ex__(self, protocol: int) -> Any:
-        """Pickling: :meth:`__getstate__`, its arrays as bytes, dtype and
-        shape (``_portable.py``): a pickle of numpy 2 loads under numpy 1,
-        and back."""
-        return portable_reduction(super().__reduce_ex__(protocol), _PORTABLE_STATE)
-
     def __setstate__(self, state: Dict[str, Any]) -> None:
         """Unpickling (and ``copy``): the model of ``state`` (a
         :meth:`__getstate__`). Called on a model in use, it replaces that
@@ -1038,7 +1036,7 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin):
         of it or nothing (a bad ``state`` leaves the model as it was), and
         refused (``RuntimeError``) from a ``metrics`` function of the same
         model's ``fit``."""
-        state = restored_state(state, _PORTABLE_STATE)  # as copy.copy passes it
+        state = self._portable_state(state)
         if "_lock" in self.__dict__:  # a model in use, not one that pickle or copy is making
             self._replace_state(state)
         else:
@@ -1640,8 +1638,6 @@ _REBUILT_ATTRIBUTES = frozenset(
     {"config", "_core", "_lock", "_version", "_cache", "experience", "epochs_trained", "history", "_weight_average",
      "_featurizers_for", "_untrained_for", "_encoding_sizes", "_event_components_unchecked", "_input_columns"}
 )
-#: The entries of a pickled model's state that hold arrays (pickled by :mod:`._portable`).
-_PORTABLE_STATE = ("tensors", "gradients")
 #: Why a data frame's column names must be unique (:func:`refuse_duplicate_columns`).
 _UNIQUE_COLUMNS = "the model learns a frame's column names and checks later frames against them"
 

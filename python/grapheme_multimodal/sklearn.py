@@ -43,7 +43,7 @@ except ModuleNotFoundError as exc:  # pragma: no cover - exercised only without 
     ) from None
 
 from ._chunks import ROWS_PER_CALL, in_row_chunks
-from ._portable import portable_reduction, restored_state
+from ._portable import PortablePickle
 from ._core import NUM_MODALITIES
 from ._locking import ForkedMidChange, ModelLock, uninterrupted
 from ._parallel import resolve_n_jobs, run_tasks, shared_snapshot
@@ -77,7 +77,7 @@ _TRANSFORM_ROWS = ROWS_PER_CALL
 _T = TypeVar("_T")
 
 
-class MultimodalEmbedder(TransformerMixin, BaseEstimator):
+class MultimodalEmbedder(TransformerMixin, BaseEstimator, PortablePickle):
     """Learns a fused embedding of several views without labels.
 
     Each view becomes one modality of :class:`LearnableMultiModal` (the
@@ -167,6 +167,9 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
     # made a router pass a second Xs beside the data
     __metadata_request__fit = {"Xs": metadata_routing.UNUSED}
     __metadata_request__transform = {"Xs": metadata_routing.UNUSED}
+    # the column names learnt from frames (object arrays) as their items: a pickle of numpy 2
+    # loads under numpy 1, and back (_portable.py; the models pickle their own arrays so)
+    _PORTABLE_KEYS = ("_view_columns",)
 
     def __init__(
         self,
@@ -406,15 +409,10 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator):
         state.pop("_params_rlock", None)
         return state
 
-    def __reduce_ex__(self, protocol: int) -> Any:
-        # the column names learnt from frames (object arrays) as their items: a pickle of numpy 2
-        # loads under numpy 1, and back (_portable.py; the models pickle their own arrays so)
-        return portable_reduction(super().__reduce_ex__(protocol), ("_view_columns",))
-
     def __setstate__(self, state: dict) -> None:
         # An estimator pickled by an older version lacks the parameters added since: without them
         # its transform (output), repr, get_params, clone and a refit raised AttributeError.
-        state = restored_state(state, ("_view_columns",))  # as copy.copy passes it
+        state = self._portable_state(state)
         super().__setstate__({**_parameters_before_they_existed(), **state})
 
     def _fit(self, Xs: Any, every_row_embedded: bool = False) -> None:

@@ -25,7 +25,7 @@ from ._validation import (
     IntLike, as_real_array, describe, float32_of_wide, exact_int, is_int, is_iterable, is_real_number, is_reordering, misplaced_names,
     non_finite_message, series_str_labels, shown_columns, shown_misplaced, shown_number,
 )
-from ._portable import portable_reduction, restored_state
+from ._portable import PortablePickle
 from .exceptions import InvalidTypeError, InvalidValueError, NonFiniteError, ShapeError
 from .graph import Graph
 
@@ -298,7 +298,7 @@ class ModalGraph:
 
 
 @dataclass
-class ModalFeatures:
+class ModalFeatures(PortablePickle):
     """One modality of an event given as a feature vector of that modality's
     input dimension (e.g. a precomputed image or text embedding).
 
@@ -317,6 +317,9 @@ class ModalFeatures:
     timestamp: Optional[float] = None
     region: Optional[SpatialRegion] = None
     confidence: float = 1.0
+
+    # arrays as bytes, dtype and shape: a pickle of numpy 2 loads under numpy 1, and back (_portable.py)
+    _PORTABLE_KEYS = ("features", "_labels")
 
     if TYPE_CHECKING:  # what __setattr__ takes (any real 1-D array-like; a name or index); the fields hold it parsed
         def __init__(
@@ -342,14 +345,10 @@ class ModalFeatures:
 
     __hash__ = None  # type: ignore[assignment]  # mutable and equal by value, as the dataclass made it
 
-    def __reduce_ex__(self, protocol: int) -> Any:
-        # arrays as bytes, dtype and shape: a pickle of numpy 2 loads under numpy 1, and back (_portable.py)
-        return portable_reduction(super().__reduce_ex__(protocol), ("features", "_labels"))
-
     def __setstate__(self, state: Dict[str, Any]) -> None:
         """Unpickled or copied: its labels, if any, follow its features array
         as a built component's do (``dataclasses.replace`` of it keeps them)."""
-        state = restored_state(state, ("features", "_labels"))  # as copy.copy passes it
+        state = self._portable_state(state)
         self.__dict__.update(state)
         kept = state.get("_labels")
         if kept is not None and kept[0] is state.get("features"):

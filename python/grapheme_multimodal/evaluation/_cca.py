@@ -17,7 +17,7 @@ from .._validation import (
     refuse_unpaired_frames, wrong_type,
 )
 from .._exact_ints import IntOffset, as_float, beyond_float64, column_minimum, minus
-from .._portable import portable_reduction, restored_state
+from .._portable import PortablePickle
 from .._threadpools import one_blas_thread
 from ..exceptions import InvalidValueError, NonFiniteError, ShapeError, not_fitted_error
 from ..metrics import _column_means, _finite_2d
@@ -125,7 +125,7 @@ _FITTED_STATE = ("x_mean_", "y_mean_", "x_weights_", "y_weights_", "correlations
                  "_x_columns", "_y_columns")
 
 
-class ExactCCA:
+class ExactCCA(PortablePickle):
     """Canonical correlation analysis of two views, solved in closed form.
 
     With centred views ``X [n, p]`` and ``Y [n, q]``, each column first
@@ -164,6 +164,9 @@ class ExactCCA:
     array([1.  , 0.99, 0.12])
     """
 
+    # the fitted arrays as bytes, dtype and shape: a pickle of numpy 2 loads under numpy 1, and back (_portable.py)
+    _PORTABLE_KEYS = _FITTED_STATE
+
     def __init__(self, n_components: IntLike = 2, *, reg: FloatLike = 1e-6) -> None:
         self.n_components = n_components
         self.reg = reg
@@ -185,13 +188,6 @@ class ExactCCA:
 
     def __repr__(self) -> str:
         return f"ExactCCA(n_components={self.n_components!r}, reg={self.reg!r})"
-
-    def __reduce_ex__(self, protocol: int) -> Any:
-        # the fitted arrays as bytes, dtype and shape: a pickle of numpy 2 loads under numpy 1, and back (_portable.py)
-        return portable_reduction(super().__reduce_ex__(protocol), _FITTED_STATE)
-
-    def __setstate__(self, state: Dict[str, Any]) -> None:
-        self.__dict__.update(restored_state(state, _FITTED_STATE))  # as copy.copy passes it
 
     def __sklearn_tags__(self) -> Any:
         """scikit-learn's tags (read by ``Pipeline`` and the like from
