@@ -29,7 +29,9 @@ _RAW_KINDS = frozenset("biufcmMSU")
 
 
 class _PortableArray:
-    """An ndarray as pickled: its bytes, dtype string and shape."""
+    """An ndarray as pickled: its bytes, dtype string and shape, and "F" for a
+    Fortran-ordered array (as numpy's own pickle, which keeps the order: it
+    came back C-ordered, its columns no longer contiguous)."""
 
     __slots__ = ("array",)
 
@@ -38,14 +40,17 @@ class _PortableArray:
 
     def __reduce_ex__(self, protocol: int) -> Tuple[Any, ...]:
         array = self.array
+        fortran = array.flags.f_contiguous and not array.flags.c_contiguous
+        order = ("F",) if fortran else ()  # named only then: other arrays pickle as older versions read them
         if array.dtype.kind == "O":  # names of columns: the items, pickled as themselves
-            return _object_array, (array.ravel().tolist(), array.shape)
-        if not array.flags.c_contiguous:  # (np.ascontiguousarray made a 0-d array 1-d)
+            return _object_array, (array.ravel(order="F" if fortran else "C").tolist(), array.shape) + order
+        if not (array.flags.c_contiguous or fortran):  # (np.ascontiguousarray made a 0-d array 1-d)
             array = array.copy(order="C")
         # protocol 5: the array's memory as is (no copy; out of band where the pickler takes buffers, as Ray's),
-        # as bytes (a datetime array exports no buffer of its own)
-        data = pickle.PickleBuffer(array.reshape(-1).view(np.uint8)) if protocol >= 5 else array.tobytes()
-        return _array, (data, array.dtype.str, array.shape)
+        # as bytes (a datetime array exports no buffer of its own); a Fortran-ordered array's transpose is C-ordered
+        flat = (array.T if fortran else array).reshape(-1)
+        data = pickle.PickleBuffer(flat.view(np.uint8)) if protocol >= 5 else flat.tobytes()
+        return _array, (data, array.dtype.str, array.shape) + order
 
     def __deepcopy__(self, memo: Dict[int, Any]) -> np.ndarray:
         return copy.deepcopy(self.array, memo)
@@ -66,17 +71,17 @@ class _PortableGenerator:
         return copy.deepcopy(self.generator, memo)
 
 
-def _array(data: Any, dtype: str, shape: Sequence[int]) -> np.ndarray:
-    """The array of :class:`_PortableArray` (writable, as numpy's own pickles give it)."""
-    array = np.frombuffer(data, dtype=np.dtype(dtype)).reshape(shape)
-    return array if array.flags.writeable else array.copy()
+def _array(data: Any, dtype: str, shape: Sequence[int], order: str = "C") -> np.ndarray:
+    """The array of :class:`_PortableArray` (writable, as numpy's own pickles give it), in its ``order``."""
+    array = np.frombuffer(data, dtype=np.dtype(dtype)).reshape(shape, order=order)
+    return array if array.flags.writeable else array.copy(order="K")
 
 
-def _object_array(items: list, shape: Sequence[int]) -> np.ndarray:
+def _object_array(items: list, shape: Sequence[int], order: str = "C") -> np.ndarray:
     array = np.empty(len(items), dtype=object)
     for i, item in enumerate(items):  # item by item: a sequence item is kept, not broadcast
         array[i] = item
-    return array.reshape(shape)
+    return array.reshape(shape, order=order)
 
 
 def _generator(state: Dict[str, Any]) -> np.random.Generator:
