@@ -50,3 +50,46 @@ def test_a_model_objects_fortran_arrays_keep_their_order_through_pickle_and_copy
         assert twin == experience
         assert twin.embeddings.flags.f_contiguous and not twin.embeddings.flags.c_contiguous
         assert twin.pair_strengths.flags.f_contiguous
+
+
+def _average(rows=256, tensors=4):
+    from grapheme_multimodal.averaging import WeightAverage
+
+    rng = np.random.default_rng(0)
+    mean = {f"w{i}": rng.normal(size=(rows, 256)) for i in range(tensors)}
+    return WeightAverage(decay=0.9, count=3, mean=mean, trained={k: v.astype(np.float32) for k, v in mean.items()})
+
+
+@pytest.mark.parametrize("protocol", [3, 4, 5])  # (2 pickles bytes as text: more transient copies)
+def test_an_unpickled_average_holds_its_arrays_once(protocol):
+    """Each unpickled array was copied again as it was frozen: the peak was
+    three times the average (the unpickler's memo holds the pickled bytes
+    until it ends, the arrays made of them, their copies), now twice, and
+    it is the same average, read-only."""
+    import tracemalloc
+
+    from grapheme_multimodal.averaging import _owned
+
+    average = _average()
+    data = pickle.dumps(average, protocol)
+    held = sum(v.nbytes for part in (average.mean, average.trained) for v in part.values())
+    tracemalloc.start()
+    try:
+        back = pickle.loads(data)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2.5 * held, (peak, held)  # was about 3 * held
+    assert back == average
+    for part in (back.mean, back.trained):
+        for value in part.values():
+            assert not value.flags.writeable and _owned(value)
+
+
+def test_an_average_copied_or_deep_copied_is_equal_and_read_only():
+    average = _average(rows=4)
+    for twin in (copy.copy(average), copy.deepcopy(average), pickle.loads(pickle.dumps(average, 5))):
+        assert twin == average
+        assert all(not v.flags.writeable for part in (twin.mean, twin.trained) for v in part.values())
+    deep = copy.deepcopy(average)
+    assert all(deep.mean[k] is not average.mean[k] for k in average.mean)

@@ -25,6 +25,7 @@ start a new average from the weights as they are.
 
 from __future__ import annotations
 
+import copy
 import math
 import weakref
 from collections import OrderedDict
@@ -331,10 +332,25 @@ class _ReadOnlyTensors(ReadOnlyMapping[str, np.ndarray]):
         # arrays as bytes, dtype and shape: a pickle of numpy 2 loads under numpy 1, and back (_portable.py)
         return (_read_only_tensors, (portable(dict(self._items)),))
 
+    def __deepcopy__(self, memo: Dict[int, Any]) -> "_ReadOnlyTensors":
+        # not through _read_only_tensors: a deep copy's arrays may be shared (memo) with the rest of
+        # what is copied, so they are copied once more, as any caller's
+        return _ReadOnlyTensors({k: copy.deepcopy(v, memo) for k, v in self._items.items()})
+
 
 def _read_only_tensors(tensors: Dict[str, Any]) -> _ReadOnlyTensors:
-    """A pickled :class:`_ReadOnlyTensors` (its arrays wrapped still when ``copy.copy`` passes them)."""
-    return _ReadOnlyTensors(restored(tensors))
+    """A pickled :class:`_ReadOnlyTensors` (its arrays wrapped still when ``copy.copy`` passes them).
+    An array the unpickling made of its own memory (``_portable._array``'s copy
+    of read-only bytes) is frozen as it is: copied again, a large average was
+    held once more until the load ended. One over a buffer (protocol 5's,
+    perhaps a caller's, out of band) is copied as before."""
+    arrays = restored(tensors)
+    return _ReadOnlyTensors({k: _frozen(v) if _fresh(v) else v for k, v in arrays.items()})
+
+
+def _fresh(value: Any) -> bool:
+    """Whether ``value`` is an unpickled array that owns its memory (no one else holds it)."""
+    return type(value) is np.ndarray and value.flags.owndata and value.flags.writeable  # (an average's own is read-only)
 
 
 #: The arrays averages made and froze (:func:`_frozen`), by id: an entry goes with its array.
