@@ -93,3 +93,39 @@ def test_an_average_copied_or_deep_copied_is_equal_and_read_only():
         assert all(not v.flags.writeable for part in (twin.mean, twin.trained) for v in part.values())
     deep = copy.deepcopy(average)
     assert all(deep.mean[k] is not average.mean[k] for k in average.mean)
+
+
+def test_int_of_digits_reads_signs_and_leading_zeros():
+    from grapheme_multimodal._validation import int_of_digits
+
+    assert [int_of_digits(t) for t in ("0", "000", "+0007", "-0012", "42")] == [0, 0, 7, -12, 42]
+    assert int_of_digits("0" * 5000 + "9" * 20, most_digits=20) == int("9" * 20)
+    with pytest.raises(ValueError, match=r"^a number of 21 digits$"):
+        int_of_digits("-" + "1" * 21, most_digits=20)
+
+
+@pytest.mark.skipif(not hasattr(__import__("sys"), "set_int_max_str_digits"), reason="Python 3.11+: int() reads any length before")
+def test_an_int_flag_is_refused_past_the_limit_int_reads_now(monkeypatch):
+    """The limit is Python's as set (``sys.set_int_max_str_digits``), not 4,300
+    written in: under a lower one, ``int()``'s own error came through."""
+    import argparse
+    import sys
+
+    from grapheme_multimodal.cli import _int
+
+    limit = sys.get_int_max_str_digits()
+    try:
+        sys.set_int_max_str_digits(640)
+        assert _int("0" * 1000 + "7" * 640) == int("7" * 640)
+        with pytest.raises(argparse.ArgumentTypeError, match=r"\(a number of 700 digits, beyond any value a flag takes\)$"):
+            _int("7" * 700)
+    finally:
+        sys.set_int_max_str_digits(limit)
+
+
+def test_a_thread_setting_is_read_past_its_leading_zeros_and_sign():
+    from grapheme_multimodal._environment import _readable
+
+    assert _readable(" +" + "0" * 5000 + "4 ", lambda n: n > 0)
+    assert not _readable("1" * 21, lambda n: n > 0) and not _readable(str(2**64), lambda n: True)
+    assert _readable(str(2**64 - 1), lambda n: True) and not _readable("0", lambda n: n > 0)

@@ -19,6 +19,8 @@ import sys
 import warnings
 from typing import Callable, Dict, List, Optional
 
+from ._validation import int_of_digits
+
 #: The on/off settings of the kernels (rust/core/src/kernels/mod.rs) -> what applies when one is ignored.
 _KERNEL_FLAGS = {
     "GRAPHEME_MM_PORTABLE": "the fastest kernels the CPU has run",
@@ -81,8 +83,11 @@ def _readable(value: Optional[str], ok: Callable[[int], bool]) -> bool:
     digits = (value or "").strip(_RUST_WHITESPACE)
     if not re.fullmatch(r"\+?[0-9]+", digits):
         return False
-    significant = digits.lstrip("+").lstrip("0") or "0"
-    return len(significant) <= len(str(2**64)) and int(significant) < 2**64 and ok(int(significant))
+    try:
+        count = int_of_digits(digits, most_digits=len(str(2**64)))
+    except ValueError:  # more digits than 2**64 has
+        return False
+    return count < 2**64 and ok(count)
 
 
 #: The modules whose import is ``grapheme-mm``'s: its console script imports

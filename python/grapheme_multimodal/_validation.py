@@ -1089,6 +1089,24 @@ def address_space_left() -> Optional[int]:
     return min(limit - pages * page for limit, pages in zip(limits, used) if limit != resource.RLIM_INFINITY) - threads
 
 
+def int_of_digits(text: str, most_digits: Optional[int] = None) -> int:
+    """The int of ``text``, an optional sign (``+`` or ``-``) then ASCII
+    digits (the caller checks it is), leading zeros dropped; ``ValueError``
+    "a number of N digits" when it has more (past its leading zeros) than
+    ``most_digits``, by default than ``int()`` reads from a str
+    (``sys.get_int_max_str_digits()``, Python 3.11 on; earlier ones have no
+    limit): ``int()``'s own "Exceeds the limit (4300 digits) for integer
+    string conversion" named nothing the caller was given, and counted the
+    leading zeros."""
+    sign, digits = (text[0], text[1:]) if text[:1] in ("+", "-") else ("", text)
+    digits = digits.lstrip("0") or "0"
+    if most_digits is None:
+        most_digits = getattr(sys, "get_int_max_str_digits", lambda: 0)() or None  # 0: no limit
+    if most_digits is not None and len(digits) > most_digits:
+        raise ValueError(f"a number of {len(digits):,} digits")
+    return int(sign + digits)
+
+
 def is_int(value: Any) -> bool:
     """Whether ``value`` is an integer, Python's or numpy's, and neither a
     bool (an int to Python: ``True`` is no count) nor a ``np.timedelta64``,

@@ -39,8 +39,8 @@ from ._environment import blanked_unreadable_settings, settings_unsaid
 from ._locking import uninterrupted
 from ._parallel import run_tasks
 from ._validation import (
-    as_finite_float, as_seed, counted, filters_action, holding_warnings, ignoring_warning, is_reordering, misplaced_names,
-    renamed, shown_misplaced,
+    as_finite_float, as_seed, counted, filters_action, holding_warnings, ignoring_warning, int_of_digits, is_reordering,
+    misplaced_names, renamed, shown_misplaced,
 )
 from .config import INPUT_DISTANCES, NEIGHBOR_SPACES
 from .graph import WL_DEFAULT_DIM, GraphFeaturizer, featurized
@@ -700,20 +700,15 @@ def _int(text: str) -> int:
     raise argparse.ArgumentTypeError(_not_plain(text, "an int", "e.g. 40", int))
 
 
-#: The most digits ``int()`` reads from a str (Python's limit, ``sys.get_int_max_str_digits()``'s default).
-_MOST_DIGITS = 4300
-
-
 def _plain_int(text: str) -> int:
     """The int a plain int ``text`` (:data:`_PLAIN_INT`) writes, its leading
     zeros dropped; ``ValueError`` saying how many digits it has when more
     than ``int()`` reads (its own error, "Exceeds the limit (4300 digits)
     for integer string conversion", named no flag)."""
-    sign, digits = ("-", text[1:]) if text.startswith("-") else ("", text)
-    digits = digits.lstrip("0") or "0"
-    if len(digits) > _MOST_DIGITS:
-        raise ValueError(f"a number of {len(digits):,} digits, beyond any value a flag takes")
-    return int(sign + digits)
+    try:
+        return int_of_digits(text)
+    except ValueError as exc:
+        raise ValueError(f"{exc}, beyond any value a flag takes") from None
 
 
 def _float(text: str) -> float:
