@@ -37,7 +37,7 @@ __all__ = ["OBJECTIVES", "DEFAULT_WEIGHTS", "ROW_COMPARING_OBJECTIVES"]
 
 import math
 from collections.abc import Mapping, Sequence  # not typing's aliases: isinstance of them takes 3x as long
-from typing import Dict, Iterable, List, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 import numpy as np
 
@@ -131,50 +131,55 @@ def resolve_weights(weights: Optional[Mapping[str, float]], has_fused: bool, nam
     if not isinstance(weights, Mapping):
         raise TypeError(f"{name}: expected a mapping objective name -> float, got {type(weights).__name__}")
     check_objective_names(weights, name)
-    chosen = {}
-    for key, value in weights.items():
-        if (isinstance(value, (bool, np.bool_, complex, np.complexfloating))  # float() dropped numpy's imaginary part
-                or isinstance(value, np.timedelta64)  # a duration: 3 seconds weighed 3, or float() failed naming nothing
-                or not isinstance(value, (int, float)) and not hasattr(value, "__float__")):
-            raise InvalidTypeError(f"{name}[{key!r}]: expected a number, got {type(value).__name__}", name)
-        if isinstance(value, np.ndarray) and value.ndim != 0:  # float() of it: numpy's "only 0-dimensional arrays", naming nothing
-            raise TypeError(f"{name}[{key!r}]: expected a number, got an array of shape {value.shape}")
-        given = value
-        try:
-            value = float(value)
-        except OverflowError:  # else "int too large to convert to float", naming nothing
-            raise InvalidValueError(f"{name}[{key!r}]: expected a finite number >= 0, got an int too large for a float", name) from None
-        except (TypeError, ValueError):  # a 0-d array of text or of durations: numpy's error named nothing
-            raise InvalidTypeError(f"{name}[{key!r}]: expected a number, got {describe(value)}", name) from None
-        if not (math.isfinite(value) or over_float64(given)) or value < 0:  # 1e4000: too large for float32, below
-            # shown as given: float() made a long double beyond float64 inf, a value the caller never gave
-            raise InvalidValueError(f"{name}[{key!r}]: expected a finite number >= 0, got {shown_float(given)}", name)
-        if value > _FLOAT32_MAX:  # else the core refused it by its own name, weights
-            raise InvalidValueError(
-                f"{name}[{key!r}]: expected a finite number >= 0 that float32 holds, got {shown_float(given)}", name)
-        # a long double 1e-4000 is 0 already as a float: refused as 1e-50 is, not taken as a weight of 0
-        if (value > 0 or value == 0 and isinstance(given, np.floating) and given > 0) and np.float32(value) == 0:
-            # the core weighs in float32: 1e-50 became 0, and the "every weight is 0" refusal passed it,
-            # so fit trained on zero gradients while its history showed a loss of 0
-            raise InvalidValueError(
-                f"{name}[{key!r}]: got {shown_float(given)}, which is 0 in float32 (smallest positive "
-                f"{float(np.finfo(np.float32).smallest_subnormal):.3g}), the precision the model computes in; "
-                "expected 0 to leave the objective out, or a weight float32 holds", name)
-        if 0 < value < _FLOAT32_TINY:
-            # as grad_clip below it: 1e-45 (a typo for 1e-4?) was taken, and the objective's loss and gradients
-            # weighed by it are 0 or subnormal in float32, which Adam's step turns into no change at all
-            raise InvalidValueError(
-                f"{name}[{key!r}]: got {shown_float(given)}, a subnormal float32 (below {_FLOAT32_TINY:.3g}, the "
-                "smallest normal one): the objective's loss and gradients weighed by it are 0 or subnormal in "
-                "float32, the precision the model computes in, so it trains nothing; expected 0 to leave the "
-                f"objective out, or a weight >= {_FLOAT32_TINY:.3g}", name)
-        chosen[key] = value
+    chosen = {key: _checked_weight(name, key, value) for key, value in weights.items()}
     if chosen.get("seed_consistency", 0.0) > 0 and not has_fused:
         raise InvalidValueError(
             f"{name}: seed_consistency needs the batch's recorded fused embeddings (Batch.fused [B, E]); "
             "pass them or leave seed_consistency out", name,
         )
     return [chosen.get(key, 0.0) for key in OBJECTIVES]
+
+
+def _checked_weight(name: str, key: str, value: Any) -> float:
+    """The weight ``value`` of objective ``key`` (in the argument ``name``) as
+    a float: 0 or a finite number float32 holds as a normal number, else
+    the error naming ``name[key]``, what was given and what is expected."""
+    if (isinstance(value, (bool, np.bool_, complex, np.complexfloating))  # float() dropped numpy's imaginary part
+            or isinstance(value, np.timedelta64)  # a duration: 3 seconds weighed 3, or float() failed naming nothing
+            or not isinstance(value, (int, float)) and not hasattr(value, "__float__")):
+        raise InvalidTypeError(f"{name}[{key!r}]: expected a number, got {type(value).__name__}", name)
+    if isinstance(value, np.ndarray) and value.ndim != 0:  # float() of it: numpy's "only 0-dimensional arrays", naming nothing
+        raise TypeError(f"{name}[{key!r}]: expected a number, got an array of shape {value.shape}")
+    given = value
+    try:
+        value = float(value)
+    except OverflowError:  # else "int too large to convert to float", naming nothing
+        raise InvalidValueError(f"{name}[{key!r}]: expected a finite number >= 0, got an int too large for a float", name) from None
+    except (TypeError, ValueError):  # a 0-d array of text or of durations: numpy's error named nothing
+        raise InvalidTypeError(f"{name}[{key!r}]: expected a number, got {describe(value)}", name) from None
+    if not (math.isfinite(value) or over_float64(given)) or value < 0:  # 1e4000: too large for float32, below
+        # shown as given: float() made a long double beyond float64 inf, a value the caller never gave
+        raise InvalidValueError(f"{name}[{key!r}]: expected a finite number >= 0, got {shown_float(given)}", name)
+    if value > _FLOAT32_MAX:  # else the core refused it by its own name, weights
+        raise InvalidValueError(
+            f"{name}[{key!r}]: expected a finite number >= 0 that float32 holds, got {shown_float(given)}", name)
+    # a long double 1e-4000 is 0 already as a float: refused as 1e-50 is, not taken as a weight of 0
+    if (value > 0 or value == 0 and isinstance(given, np.floating) and given > 0) and np.float32(value) == 0:
+        # the core weighs in float32: 1e-50 became 0, and the "every weight is 0" refusal passed it,
+        # so fit trained on zero gradients while its history showed a loss of 0
+        raise InvalidValueError(
+            f"{name}[{key!r}]: got {shown_float(given)}, which is 0 in float32 (smallest positive "
+            f"{float(np.finfo(np.float32).smallest_subnormal):.3g}), the precision the model computes in; "
+            "expected 0 to leave the objective out, or a weight float32 holds", name)
+    if 0 < value < _FLOAT32_TINY:
+        # as grad_clip below it: 1e-45 (a typo for 1e-4?) was taken, and the objective's loss and gradients
+        # weighed by it are 0 or subnormal in float32, which Adam's step turns into no change at all
+        raise InvalidValueError(
+            f"{name}[{key!r}]: got {shown_float(given)}, a subnormal float32 (below {_FLOAT32_TINY:.3g}, the "
+            "smallest normal one): the objective's loss and gradients weighed by it are 0 or subnormal in "
+            "float32, the precision the model computes in, so it trains nothing; expected 0 to leave the "
+            f"objective out, or a weight >= {_FLOAT32_TINY:.3g}", name)
+    return value
 
 
 def all_zero_error(given: Optional[Mapping[str, float]], name: str, default: str = "") -> InvalidValueError:
