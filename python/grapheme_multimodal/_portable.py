@@ -162,7 +162,7 @@ class PortablePickle:
     ``BaseEstimator``) run before :meth:`__setstate__` here. A class with a
     ``__setstate__`` of its own calls :meth:`_portable_state` first."""
 
-    __slots__ = ()  # adds no __dict__ of its own (BaseEstimator refuses a non-empty __slots__)
+    __slots__ = ()  # no storage of its own (and BaseEstimator refuses a non-empty __slots__)
 
     #: The entries of the pickled state that hold arrays or generators.
     _PORTABLE_KEYS: ClassVar[Tuple[str, ...]] = ()
