@@ -171,6 +171,8 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin, PortablePickle):
     # the arrays of its pickled state (__getstate__) as bytes, dtype and shape: a pickle of numpy 2
     # loads under numpy 1, and back (_portable.py)
     _PORTABLE_KEYS = ("tensors", "gradients")
+    # read into the core (copied) as the model is rebuilt: read-only over the pickled bytes, not copied twice
+    _PORTABLE_READ_ONLY = ("tensors", "gradients")
 
     # For type checkers: the keywords are LearnableMultiModalConfig's (tests/test_typing.py
     # checks they stay so), where `**overrides: Any` took any name of any type.
