@@ -74,7 +74,7 @@ class _PortableGenerator:
 
 def _array(data: Any, dtype: str, shape: Sequence[int], order: str = "C") -> np.ndarray:
     """The array of :class:`_PortableArray` (writable, as numpy's own pickles give it), in its ``order``."""
-    array = np.frombuffer(data, dtype=np.dtype(dtype)).reshape(shape, order=order)
+    array = _array_over(data, dtype, shape, order)
     return array if array.flags.writeable else array.copy(order="K")
 
 

@@ -343,7 +343,9 @@ class Graph:
 
     def __reduce__(self):
         # arrays as bytes, dtype and shape: a pickle of numpy 2 loads under numpy 1, and back (_portable.py)
-        return (_rebuild, (self.node_count, portable(self.edges), portable(self.activations), self.labels))
+        # read-only over the pickled bytes: the core copies them as the graph is rebuilt (no copy of its own first)
+        return (_rebuild, (self.node_count, portable(self.edges, writable=False), portable(self.activations, writable=False),
+                           self.labels))
 
 
 def _rebuild(num_nodes: int, edges: np.ndarray, activations: Any, labels: list) -> Graph:
