@@ -148,19 +148,48 @@ def portable_reduction(reduction: Any, keys: Sequence[str], read_only: Sequence[
     """``object.__reduce_ex__``'s ``reduction`` with the state's entries
     ``keys`` made :func:`portable` (the others, a user's, as they are);
     those also in ``read_only`` unpickle read-only (see :func:`portable`)."""
-    if not (isinstance(reduction, tuple) and len(reduction) > 2 and type(reduction[2]) is dict):
+    if not (isinstance(reduction, tuple) and len(reduction) > 2):
+        return reduction
+    attributes, slots = split_state(reduction[2])
+    if attributes is None:
         return reduction
     wrapped: Dict[int, Any] = {}
-    state = {k: portable(v, wrapped, k not in read_only) if k in keys else v for k, v in reduction[2].items()}
-    return reduction[:2] + (state,) + reduction[3:]
+    state = {k: portable(v, wrapped, k not in read_only) if k in keys else v for k, v in attributes.items()}
+    return reduction[:2] + (state if slots is None else (state, slots),) + reduction[3:]
+
+
+def split_state(state: Any) -> Tuple[Optional[Dict[str, Any]], Optional[Dict[str, Any]]]:
+    """``(attributes, slots)`` of an ``object.__reduce_ex__`` state: a dict
+    of attributes, or the ``(dict or None, slots)`` pair of an instance of a
+    subclass with ``__slots__`` of its own; ``(None, None)`` for anything else."""
+    if type(state) is dict:
+        return state, None
+    if type(state) is tuple and len(state) == 2 and type(state[1]) is dict and (state[0] is None or type(state[0]) is dict):
+        return state[0], state[1]
+    return None, None
 
 
 def restored_state(state: Any, keys: Sequence[str]) -> Any:
     """Inverse of :func:`portable_reduction` on its state: what a
     ``__setstate__`` called by ``copy.copy`` is given."""
-    if type(state) is not dict or not any(k in state for k in keys):
+    attributes, slots = split_state(state)
+    if attributes is None or not any(k in attributes for k in keys):
         return state
-    return {k: restored(v) if k in keys else v for k, v in state.items()}
+    attributes = {k: restored(v) if k in keys else v for k, v in attributes.items()}
+    return attributes if slots is None else (attributes, slots)
+
+
+def set_state(instance: Any, state: Any) -> None:
+    """What ``object``'s unpickling does with ``state`` (no ``__setstate__``):
+    its attributes into ``__dict__``, a subclass's slots set by name (a
+    ``__setstate__`` that took the state for a dict refused an instance of a
+    user's subclass with ``__slots__``, which pickled and copied before)."""
+    attributes, slots = split_state(state)
+    if attributes is None and slots is None:
+        raise TypeError(f"state: expected a dict of attributes (and one of slots), got {type(state).__name__}")
+    instance.__dict__.update(attributes or {})
+    for name, value in (slots or {}).items():
+        setattr(instance, name, value)
 
 
 class PortablePickle:
@@ -185,7 +214,7 @@ class PortablePickle:
         return portable_reduction(super().__reduce_ex__(protocol), self._PORTABLE_KEYS, self._PORTABLE_READ_ONLY)
 
     def __setstate__(self, state: Any) -> None:
-        self.__dict__.update(self._portable_state(state))
+        set_state(self, self._portable_state(state))
 
     def _portable_state(self, state: Any) -> Any:
         """``state`` with its portable entries unwrapped (``copy.copy`` passes them wrapped)."""

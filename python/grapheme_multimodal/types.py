@@ -25,7 +25,7 @@ from ._validation import (
     IntLike, as_real_array, describe, float32_of_wide, exact_int, is_int, is_iterable, is_real_number, is_reordering, misplaced_names,
     non_finite_message, series_str_labels, shown_columns, shown_misplaced, shown_number,
 )
-from ._portable import PortablePickle
+from ._portable import PortablePickle, set_state, split_state
 from .exceptions import InvalidTypeError, InvalidValueError, NonFiniteError, ShapeError
 from .graph import Graph
 
@@ -349,9 +349,10 @@ class ModalFeatures(PortablePickle):
         """Unpickled or copied: its labels, if any, follow its features array
         as a built component's do (``dataclasses.replace`` of it keeps them)."""
         state = self._portable_state(state)
-        self.__dict__.update(state)
-        kept = state.get("_labels")
-        if kept is not None and kept[0] is state.get("features"):
+        set_state(self, state)  # (a subclass's __slots__ too)
+        attributes = split_state(state)[0] or {}
+        kept = attributes.get("_labels")
+        if kept is not None and kept[0] is attributes.get("features"):
             _remember_labels(*kept)
 
 
