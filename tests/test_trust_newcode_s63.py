@@ -5,7 +5,9 @@ stand-ins, per-call fast paths). Each test says what a user saw before the fix."
 from __future__ import annotations
 
 import copy
+import os
 import pickle
+import threading
 
 import numpy as np
 import pytest
@@ -74,3 +76,74 @@ def test_a_slotted_subclass_pickles_its_fields_portably() -> None:
     # its fields are the package's arrays, pickled as bytes, dtype and shape (any numpy major reads them)
     data = pickle.dumps(_slotted_experience(), protocol=4)
     assert b"_reconstruct" not in data and b"_array" in data
+
+
+# ------------------------------------------------------------ 2. a save keeps to its folder when the process's is removed
+def _open_descriptors() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def _change_to_a_folder_then_remove_it(folder) -> None:
+    """Another thread's ``os.chdir`` into a folder it then removes (a
+    ``TemporaryDirectory`` it worked in): the process's working folder is gone."""
+    def change_and_remove() -> None:
+        os.chdir(folder)
+        os.rmdir(folder)
+
+    thread = threading.Thread(target=change_and_remove)
+    thread.start()
+    thread.join()
+
+
+def test_a_save_by_a_relative_name_is_written_when_another_thread_moved_to_a_folder_since_removed(
+        tmp_path, monkeypatch) -> None:
+    # Before: "path: 'out/m.gm' names a file in the current folder, which has been removed", of a save whose
+    # folder (current as it began, where its name is followed) was there all along; nothing written.
+    from grapheme_multimodal import checkpoint
+
+    (tmp_path / "first" / "out").mkdir(parents=True)
+    (tmp_path / "gone").mkdir()
+    monkeypatch.chdir(tmp_path / "first")
+    copy_state = checkpoint.checkpoint_state
+
+    def copied_as_another_thread_moves(*args, **kwargs):
+        state = copy_state(*args, **kwargs)
+        _change_to_a_folder_then_remove_it(tmp_path / "gone")
+        return state
+
+    monkeypatch.setattr(checkpoint, "checkpoint_state", copied_as_another_thread_moves)
+    model = gm.LearnableMultiModal(embed_dim=8, hidden_dim=8, num_heads=1, input_dims={"visual": 3})
+    before = _open_descriptors()
+    model.save("out/m.gm")
+    assert _open_descriptors() == before
+    assert os.listdir(tmp_path / "first" / "out") == ["m.gm"]
+    loaded = gm.LearnableMultiModal.load(tmp_path / "first" / "out" / "m.gm")
+    assert all(np.array_equal(v, loaded.state_dict()[k]) for k, v in model.state_dict().items())
+
+
+def test_files_written_together_by_relative_names_all_land_when_the_working_folder_is_removed_midway(
+        tmp_path, monkeypatch) -> None:
+    # the second file's name was refused as above after the first was written; neither was kept
+    from grapheme_multimodal.io import atomic_write_all
+
+    (tmp_path / "first").mkdir()
+    (tmp_path / "gone").mkdir()
+    monkeypatch.chdir(tmp_path / "first")
+
+    def first(f) -> None:
+        f.write(b"a")
+        _change_to_a_folder_then_remove_it(tmp_path / "gone")
+
+    atomic_write_all([("a.bin", first), ("b.bin", lambda f: f.write(b"b"))])
+    assert sorted(os.listdir(tmp_path / "first")) == ["a.bin", "b.bin"]
+    assert (tmp_path / "first" / "b.bin").read_bytes() == b"b"
+
+
+def test_a_relative_name_in_a_removed_working_folder_is_still_refused_naming_it(tmp_path, monkeypatch) -> None:
+    # the refusal kept for a save that begins there (no folder to write into)
+    (tmp_path / "gone").mkdir()
+    monkeypatch.chdir(tmp_path / "gone")
+    os.rmdir(tmp_path / "gone")
+    model = gm.LearnableMultiModal(embed_dim=8, hidden_dim=8, num_heads=1, input_dims={"visual": 3})
+    with pytest.raises(FileNotFoundError, match=r"path: 'm.gm' names a file in the current folder, which has been removed"):
+        model.save("m.gm")

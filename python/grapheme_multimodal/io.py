@@ -1102,7 +1102,10 @@ def _file_name(path: Any, arg: str) -> Path:
     last = text.replace(os.altsep, os.sep) if os.altsep else text
     if last.rsplit(os.sep, 1)[-1] in ("", "."):
         raise IsADirectoryError(f"{arg}: {text!r} names a folder (it ends with {text[-1]!r}); expected a file name")
-    if not given.is_absolute():
+    # a save that began in a folder that exists follows the name there (_anchored), wherever the working folder
+    # is now: refused here, a save was told its folder had been removed when another thread had changed to a
+    # folder since removed
+    if not given.is_absolute() and getattr(_save_depth, "cwd", None) is None:
         try:
             os.getcwd()  # what every resolution of a relative name begins with
         except FileNotFoundError:
