@@ -5,8 +5,10 @@ stand-ins, per-call fast paths). Each test says what a user saw before the fix."
 from __future__ import annotations
 
 import copy
+import io
 import os
 import pickle
+import sys
 import threading
 
 import numpy as np
@@ -147,3 +149,36 @@ def test_a_relative_name_in_a_removed_working_folder_is_still_refused_naming_it(
     model = gm.LearnableMultiModal(embed_dim=8, hidden_dim=8, num_heads=1, input_dims={"visual": 3})
     with pytest.raises(FileNotFoundError, match=r"path: 'm.gm' names a file in the current folder, which has been removed"):
         model.save("m.gm")
+
+
+# ------------------------------------------------------------ 3. the command line's stream stand-ins copy as streams
+class _Catching(io.StringIO):
+    """A program's stdout that keeps what ``sys.stdout`` was as it was written
+    to (what a handler made during ``main`` holds: the command line's stand-in)."""
+
+    seen: list
+
+    def write(self, text: str) -> int:
+        self.seen.append(sys.stdout)
+        return super().write(text)
+
+
+@pytest.mark.parametrize("how", [copy.copy, copy.deepcopy], ids=["copy", "deepcopy"])
+def test_a_stand_in_for_stdout_held_after_main_copies_and_writes_on(tmp_path, monkeypatch, how) -> None:
+    # Before: copy.copy and copy.deepcopy of stdout's stand-in were a RecursionError (its __getattr__ read
+    # self._stream on the copy being made); stderr's took the stream's own __getstate__ on Python 3.9.
+    from grapheme_multimodal import cli
+
+    model = gm.LearnableMultiModal(embed_dim=8, hidden_dim=8, num_heads=1, input_dims={"visual": 3})
+    model.save(tmp_path / "m.gm")
+    out = _Catching()
+    out.seen = []
+    monkeypatch.setattr(sys, "stdout", out)
+    assert cli.main(["info", str(tmp_path / "m.gm")]) == 0
+    stand_in = next(s for s in out.seen if s is not out)
+    twin = how(stand_in)
+    assert type(twin) is type(stand_in)
+    twin.write("after main\n")
+    twin.flush()
+    written = out if how is copy.copy else twin._stream
+    assert written.getvalue().endswith("after main\n") and sys.stdout is out

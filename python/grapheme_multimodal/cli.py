@@ -257,6 +257,15 @@ class _StandIn:
         """The command is done with this stand-in (see the class)."""
         self._retired = True
 
+    def __getattr__(self, name: str) -> Any:  # isatty, fileno, encoding: the stream's
+        # not self._stream: on an instance without it (a copy's), a RecursionError; nor the stream's special
+        # names: copy.deepcopy and Python 3.9's copy.copy took the stream's __deepcopy__ or __getstate__ for
+        # the stand-in's (and copy.copy of stdout's, with no such guard, was a RecursionError)
+        stream = self.__dict__.get("_stream")
+        if stream is None or name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(stream, name)
+
     def _passed_through(self) -> Any:
         """The stream wrapped when retired (put back as ``sys.<name>`` where
         this is still there), else None."""
@@ -301,11 +310,6 @@ class _Stderr(_StandIn):
         with contextlib.suppress(AttributeError, OSError, ValueError):  # a stream of no descriptor (a test's)
             _devnull_on(self._stream.fileno())
 
-    def __getattr__(self, name: str) -> Any:  # isatty, fileno, encoding: the stream's
-        stream = self.__dict__.get("_stream")  # not self._stream: on an instance without it (a copy's), a RecursionError
-        if stream is None:
-            raise AttributeError(name)
-        return getattr(stream, name)
 
 
 def _devnull_on(fd: int) -> None:
@@ -352,9 +356,6 @@ class _Stdout(_StandIn):
             self._stream.flush()
         except OSError as exc:
             raise _StandardOutputError(exc) from None
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._stream, name)
 
 
 @contextlib.contextmanager
