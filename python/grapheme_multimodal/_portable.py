@@ -19,8 +19,9 @@ entries of its state in ``_PORTABLE_KEYS``.
 from __future__ import annotations
 
 import copy
+import copyreg
 import pickle
-from typing import Any, ClassVar, Dict, Optional, Sequence, Tuple
+from typing import Any, ClassVar, Dict, FrozenSet, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -177,6 +178,38 @@ def restored_state(state: Any, keys: Sequence[str]) -> Any:
         return state
     attributes = {k: restored(v) if k in keys else v for k, v in attributes.items()}
     return attributes if slots is None else (attributes, slots)
+
+
+def slot_names(cls: type) -> FrozenSet[str]:
+    """The ``__slots__`` of ``cls`` and its bases (a user's subclass's), as
+    pickle names them (private names mangled; no ``__dict__``, ``__weakref__``)."""
+    return frozenset(copyreg._slotnames(cls))  # what object.__reduce_ex__ reads them by
+
+
+def slot_values(instance: Any) -> Dict[str, Any]:
+    """The slots of ``instance`` that are set, by name: what a class whose
+    own ``__getstate__`` pickles its ``__dict__`` adds, else a user's
+    subclass lost them in every pickle and copy, without a word."""
+    values = {}
+    for name in slot_names(type(instance)):
+        try:
+            values[name] = getattr(instance, name)
+        except AttributeError:  # not set
+            continue
+    return values
+
+
+def set_attributes(instance: Any, attributes: Dict[str, Any], replace: bool = False) -> None:
+    """``attributes`` into ``instance``: into its ``__dict__``, those named by
+    its slots set by name (in ``__dict__`` the slot would hide them). With
+    ``replace``, its other set slots are deleted, as its state is replaced."""
+    slots = slot_names(type(instance))
+    instance.__dict__.update({k: v for k, v in attributes.items() if k not in slots})
+    for name in slots:
+        if name in attributes:
+            setattr(instance, name, attributes[name])
+        elif replace and hasattr(instance, name):
+            delattr(instance, name)
 
 
 def set_state(instance: Any, state: Any) -> None:

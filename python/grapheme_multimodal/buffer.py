@@ -31,7 +31,7 @@ import numpy as np
 from ._core import MODALITY_NAMES, NUM_MODALITIES
 from ._equality import equal_fields
 from ._locking import ForkedMidChange, uninterrupted
-from ._portable import PortablePickle
+from ._portable import PortablePickle, set_attributes, slot_names, slot_values
 from ._validation import (
     IntLike,
     as_finite_float, as_mask, as_positive_int, as_real_array, as_seed, check_flag, describe, described_entries, exact_int, is_int,
@@ -1033,6 +1033,7 @@ class ExperienceBuffer(PortablePickle):
         was released, could take in a write another thread made meanwhile."""
         with self._lock:
             state = {k: v for k, v in self.__dict__.items() if k not in ("_lock", "_arrays", "_rng")}
+            state.update(slot_values(self))  # a subclass's __slots__ (lost, without a word)
             state["_arrays"] = {name: arr.copy() for name, arr in self._arrays.items()}
             state["_rng"] = np.random.Generator(np.random.PCG64())
             state["_rng"].bit_generator.state = self._rng.bit_generator.state
@@ -1089,20 +1090,21 @@ class ExperienceBuffer(PortablePickle):
             if self._model_dims is not None and twin.embed_dim is None:  # a buffer that never recorded:
                 # the model's buffer keeps its embed_dim, and (as a new buffer) no rows until it records
                 twin._allocate(self._model_dims[0], check_capacity=False, rows=0)
-            rebuilt = dict(twin.__dict__)
+            rebuilt = {**twin.__dict__, **slot_values(twin)}
             rebuilt["_lock"] = self._lock  # the threads holding or waiting for it keep to one lock
             rebuilt.pop("_model_dims", None)
             if "_model_dims" in self.__dict__:
                 rebuilt["_model_dims"] = self._model_dims  # still the model's buffer (load keeps it too)
-            stale = [k for k in self.__dict__ if k not in rebuilt]  # attributes the state lacks: the buffer
-            with uninterrupted():  # is the state's, as unpickled
-                self.__dict__.update(rebuilt)
+            slots = slot_names(type(self))
+            stale = [k for k in self.__dict__ if k not in rebuilt or k in slots]  # attributes the state lacks: the
+            with uninterrupted():  # buffer is the state's, as unpickled
+                set_attributes(self, rebuilt, replace=True)
                 for k in stale:
                     del self.__dict__[k]
 
     def _restore(self, state: Dict[str, Any]) -> None:
         """The unpickling of ``state`` into this new buffer (no lock yet)."""
-        self.__dict__.update(state)
+        set_attributes(self, state)
         arrays = state.get("_arrays")
         if isinstance(arrays, dict):
             # Unpickled from out-of-band buffers (pickle protocol 5, as Ray passes a buffer to a task, or

@@ -23,7 +23,7 @@ import numpy as np
 
 from . import _core
 from ._locking import ModelLock, reads, uninterrupted, writes, writes_leaving_weights
-from ._portable import PortablePickle
+from ._portable import PortablePickle, set_attributes, slot_names, slot_values
 from ._validation import (
     IntLike,
     INPUTS_MASKED_REMEDY,
@@ -1026,6 +1026,7 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin, PortablePickle):
         # caches an entry there (_untrained_for on its first encode), and the scan of the live dict
         # raised "dictionary changed size during iteration" from pickle.dumps or copy.deepcopy.
         attributes = {k: v for k, v in dict(self.__dict__).items() if k not in _REBUILT_ATTRIBUTES}
+        attributes.update(slot_values(self))  # a subclass's __slots__ (lost, without a word)
         if attributes:
             state["attributes"] = attributes
         return state
@@ -1042,7 +1043,7 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin, PortablePickle):
         if "_lock" in self.__dict__:  # a model in use, not one that pickle or copy is making
             self._replace_state(state)
         else:
-            self.__dict__.update(self._rebuilt_state(state))
+            set_attributes(self, self._rebuilt_state(state))
 
     def _replace_state(self, state: Dict[str, Any]) -> None:
         # The model of `state`, in this one. Once, under the write lock: swapped in without it, a fit in
@@ -1052,9 +1053,10 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin, PortablePickle):
         rebuilt = self._rebuilt_state(state)  # checked whole before anything changes
         rebuilt["_lock"] = self._lock  # the threads holding or waiting for it keep to one lock
         rebuilt["_version"] = self._version  # cached results stay stale: the count only goes up
-        stale = [k for k in self.__dict__ if k not in rebuilt]  # cached per version (_untrained_for), and attributes
-        with uninterrupted():
-            self.__dict__.update(rebuilt)  # the state lacks: the model is the state's, as unpickled
+        slots = slot_names(type(self))
+        stale = [k for k in self.__dict__ if k not in rebuilt or k in slots]  # cached per version (_untrained_for), and
+        with uninterrupted():  # attributes the state lacks: the model is the state's, as unpickled
+            set_attributes(self, rebuilt, replace=True)
             for k in stale:
                 del self.__dict__[k]
 
