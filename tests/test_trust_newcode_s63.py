@@ -5,6 +5,7 @@ stand-ins, per-call fast paths). Each test says what a user saw before the fix."
 from __future__ import annotations
 
 import copy
+import dataclasses
 import io
 import os
 import pickle
@@ -15,7 +16,7 @@ import numpy as np
 import pytest
 
 import grapheme_multimodal as gm
-from grapheme_multimodal.buffer import Experience
+from grapheme_multimodal.buffer import Experience, ExperienceBatch
 from grapheme_multimodal.evaluation import ExactCCA
 
 
@@ -82,6 +83,21 @@ class _SlottedBuffer(gm.ExperienceBuffer):
     __slots__ = ("note",)
 
 
+class _SlottedBatch(ExperienceBatch):
+    __slots__ = ("note",)
+
+
+def _slotted_batch() -> _SlottedBatch:
+    buffer = gm.ExperienceBuffer(4, embed_dim=8)
+    unit = np.eye(8, dtype=np.float32)[0]
+    buffer.extend(np.tile(unit, (2, 7, 1)), np.ones((2, 7), bool), np.tile(unit, (2, 1)), np.zeros((2, 7, 7), np.float32),
+                  np.ones(2))
+    sampled = buffer.sample(2)
+    batch = _SlottedBatch(**{f.name: getattr(sampled, f.name) for f in dataclasses.fields(sampled)})
+    batch.note = "kept"
+    return batch
+
+
 def _slotted_model() -> _SlottedModel:
     model = _SlottedModel(embed_dim=8, hidden_dim=8, num_heads=1, input_dims={"visual": 3})
     model.note = "kept"
@@ -95,9 +111,9 @@ def _slotted_buffer() -> _SlottedBuffer:
 
 
 @pytest.mark.parametrize("how", sorted(_COPIES))
-@pytest.mark.parametrize("make", [_slotted_model, _slotted_buffer])
+@pytest.mark.parametrize("make", [_slotted_model, _slotted_buffer, _slotted_batch])
 def test_a_model_or_buffer_subclass_keeps_its_slots_in_pickles_and_copies(make, how) -> None:
-    # Before: their __getstate__ pickled __dict__ alone: the subclass's slots were gone from every
+    # Before: their __getstate__ (an ExperienceBatch's too) pickled __dict__ alone: the subclass's slots were gone from every
     # pickle, copy and deep copy (AttributeError: 'note' on the copy), without a word.
     twin = _COPIES[how](make())
     assert type(twin) is type(make()) and twin.note == "kept"

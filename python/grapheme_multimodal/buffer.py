@@ -136,7 +136,7 @@ class ExperienceBatch(PortablePickle):
         priorities without a word. Now they reach the batch's experiences in
         the buffer it was sampled from (or a copy of it), and any other
         buffer refuses them, as the original batch's."""
-        state = dict(self.__dict__)
+        state = {**self.__dict__, **slot_values(self)}  # a subclass's __slots__ too (lost, without a word)
         note = _noted(self.indices)
         if note is not None:
             state[_SAMPLED_FROM] = note
@@ -145,7 +145,7 @@ class ExperienceBatch(PortablePickle):
     def __setstate__(self, state: Dict[str, Any]) -> None:
         state = dict(self._portable_state(state))
         note = state.pop(_SAMPLED_FROM, None)
-        self.__dict__.update(state)
+        set_attributes(self, state)
         if note is not None and isinstance(self.indices, np.ndarray):
             _note(self.indices, tuple(note))  # type: ignore[arg-type]
 
