@@ -238,3 +238,39 @@ def test_a_stand_in_for_stdout_held_after_main_copies_and_writes_on(tmp_path, mo
     twin.flush()
     written = out if how is copy.copy else twin._stream
     assert written.getvalue().endswith("after main\n") and sys.stdout is out
+
+
+# ------------------------------------------------------------ 4. a damaged portable pickle is refused naming what it holds
+def _pickled_with(monkeypatch, obj, edit) -> bytes:
+    """``obj`` pickled with each portable array's arguments passed through ``edit`` (a damaged pickle)."""
+    from grapheme_multimodal import _portable
+
+    reduce = _portable._PortableArray.__reduce_ex__
+
+    def edited(self, protocol):
+        function, args = reduce(self, protocol)
+        return function, edit(*args)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(_portable._PortableArray, "__reduce_ex__", edited)
+        return pickle.dumps(obj, protocol=4)
+
+
+@pytest.mark.parametrize("edit, held, expected", [
+    (lambda data, dtype, shape, *order: (data, dtype, (shape[0] + 1,) + shape[1:]) + order, 96, "108 bytes, that shape's"),
+    (lambda data, dtype, shape, *order: (data[:-1], dtype, shape) + order, 95, "96 bytes, that shape's"),
+    (lambda data, dtype, shape, *order: (data, dtype, (-1,) + shape[1:]) + order, 96, "sizes >= 0"),
+], ids=["a row more", "a byte less", "a -1 for numpy to infer"])
+def test_a_pickle_whose_array_bytes_do_not_match_its_shape_is_refused_naming_both(monkeypatch, edit, held, expected) -> None:
+    # Before: numpy's "cannot reshape array of size 24 into shape (9,3)" or "buffer size must be a multiple of
+    # element size", naming nothing; a shape of -1 was taken for whatever the bytes made.
+    model = gm.LearnableMultiModal(embed_dim=8, hidden_dim=8, num_heads=1, input_dims={"visual": 3})
+
+    def edit_the_first_encoders_weight(data, dtype, shape, *order):
+        return edit(data, dtype, shape, *order) if tuple(shape) == (8, 3) else (data, dtype, shape) + order
+
+    data = _pickled_with(monkeypatch, model, edit_the_first_encoders_weight)
+    with pytest.raises(gm.CheckpointError, match=rf"pickle: holds {held} bytes for an array of dtype '<f4' and shape "
+                                                 rf"\(.*\); expected {expected} \(the pickle is damaged") as err:
+        pickle.loads(data)
+    assert err.value.arg == "pickle"

@@ -20,10 +20,13 @@ from __future__ import annotations
 
 import copy
 import copyreg
+import math
 import pickle
 from typing import Any, ClassVar, Dict, FrozenSet, Optional, Sequence, Tuple
 
 import numpy as np
+
+from .exceptions import CheckpointError
 
 #: dtypes whose values are their bytes (bool, ints, floats, complex, times, fixed-width text).
 _RAW_KINDS = frozenset("biufcmMSU")
@@ -84,7 +87,16 @@ def _array_over(data: Any, dtype: str, shape: Sequence[int], order: str = "C") -
     model's tensors, which its core copies): over the pickled bytes, read-only
     as they are. Copied as :func:`_array` makes them writable, they took a
     third more time to unpickle than numpy's own pickles of the same model."""
-    return np.frombuffer(data, dtype=np.dtype(dtype)).reshape(shape, order=order)
+    kind = np.dtype(dtype)
+    held, wanted = memoryview(data).nbytes, kind.itemsize * math.prod(shape)
+    if held != wanted or any(n < 0 for n in shape):
+        # else numpy's "cannot reshape array of size 6 into shape (9, 3)" or "buffer size must be a multiple of
+        # element size", naming nothing; or a -1 in the shape taken for whatever the bytes made
+        expected = "sizes >= 0" if any(n < 0 for n in shape) else f"{wanted:,} bytes, that shape's"
+        raise CheckpointError(
+            f"pickle: holds {held:,} bytes for an array of dtype {kind.str!r} and shape {tuple(shape)}; expected "
+            f"{expected} (the pickle is damaged or was edited)", "pickle")
+    return np.frombuffer(data, dtype=kind).reshape(shape, order=order)
 
 
 def _object_array(items: list, shape: Sequence[int], order: str = "C") -> np.ndarray:
