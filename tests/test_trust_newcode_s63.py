@@ -274,3 +274,36 @@ def test_a_pickle_whose_array_bytes_do_not_match_its_shape_is_refused_naming_bot
                                                  rf"\(.*\); expected {expected} \(the pickle is damaged") as err:
         pickle.loads(data)
     assert err.value.arg == "pickle"
+
+
+# ------------------------------------------------------------ 5. a training Batch pickles under numpy 1 and 2 alike
+def _experience_batch() -> gm.Batch:
+    buffer = gm.ExperienceBuffer(4, embed_dim=8)
+    unit = np.eye(8, dtype=np.float32)[0]
+    buffer.extend(np.tile(unit, (3, 7, 1)), np.ones((3, 7), bool), np.tile(unit, (3, 1)), np.zeros((3, 7, 7), np.float32),
+                  np.arange(3.0))
+    return gm.Batch.from_experiences(buffer.batch())
+
+
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+def test_a_batch_of_the_packages_arrays_pickles_portably_and_trains_alike(protocol) -> None:
+    # Before: Batch.from_experiences' arrays (and from_events' components) pickled as numpy 2 makes them:
+    # numpy._core.multiarray._reconstruct, a module numpy 1 lacks (ModuleNotFoundError there).
+    batch = _experience_batch()
+    data = pickle.dumps(batch, protocol=protocol)
+    assert b"numpy._core" not in data and b"_reconstruct" not in data
+    twin = pickle.loads(data)
+    assert type(twin) is gm.Batch and twin.embeddings.flags.writeable
+    for name in ("embeddings", "mask", "fused", "rewards"):
+        np.testing.assert_array_equal(getattr(twin, name), getattr(batch, name))
+    models = [gm.LearnableMultiModal(embed_dim=8, hidden_dim=8, num_heads=1, input_dims={"visual": 3}, seed=0)
+              for _ in range(2)]
+    assert models[0].train_step(batch) == models[1].train_step(twin)
+    assert all(np.array_equal(v, models[1].state_dict()[k]) for k, v in models[0].state_dict().items())
+
+
+def test_a_batch_copies_as_it_did() -> None:
+    batch = _experience_batch()
+    assert copy.copy(batch).embeddings is batch.embeddings
+    deep = copy.deepcopy(batch)
+    assert deep.embeddings is not batch.embeddings and np.array_equal(deep.embeddings, batch.embeddings)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, List, Optional, Tuple, Union
 import numpy as np
 
 from ._core import NUM_MODALITIES
+from ._portable import PortablePickle
 from ._validation import (
     as_float32, as_real_array, check_flag, describe, exact_int, is_int, is_iterable, named_inputs, refuse_beyond_budget,
     refuse_unpaired_frames,
@@ -36,7 +37,7 @@ Inputs = Union[
 
 
 @dataclass(frozen=True, eq=False)
-class Batch:
+class Batch(PortablePickle):
     """A training batch: one source of modality embeddings, plus optional
     targets for ``seed_consistency``.
 
@@ -86,6 +87,10 @@ class Batch:
     embeddings: Any = None
     fused: Any = None
     rewards: Any = None
+
+    # arrays as bytes, dtype and shape: a pickle of numpy 2 loads under numpy 1, and back (_portable.py); those of
+    # from_experiences and from_events (the package's own) were numpy-2-only pickles
+    _PORTABLE_KEYS = ("inputs", "mask", "components", "embeddings", "fused", "rewards")
 
     def __post_init__(self) -> None:
         given = [name for name in ("inputs", "events", "components", "embeddings") if getattr(self, name) is not None]
