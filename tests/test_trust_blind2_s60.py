@@ -56,10 +56,12 @@ def test_huge_inputs_to_a_standardised_modality_say_the_standardisation_overflow
                        r"its values are finite, but not once standardised by the model's normalization .*std below 1") as err:
         model.encode(huge)
     assert err.value.arg == "inputs['visual']"
-    # the README says so, where it said such inputs encode "standardised or not"
+    # the docs say so (docs/guarantees.md, where the README's fine print moved in s63), where the README
+    # said such inputs encode "standardised or not"
     text = " ".join(README.read_text(encoding="utf-8").split())
-    assert "standardised or not" not in text
-    assert "a standardised modality whose `(x − mean) / std` leaves float32" in text
+    guarantees = " ".join((README.parent / "docs" / "guarantees.md").read_text(encoding="utf-8").split())
+    assert "standardised or not" not in text and "standardised or not" not in guarantees
+    assert "a standardised modality whose `(x − mean) / std` leaves float32" in guarantees
     # the raw model (no standardisation) encodes them, finite, as the README says
     assert np.isfinite(small_model().encode(huge)).all()
 

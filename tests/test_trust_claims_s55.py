@@ -221,7 +221,8 @@ def test_readme_says_which_pandas_default_headers_are_refused(tmp_path):
     pd.DataFrame(np.arange(15.0).reshape(5, 3)).to_csv(tmp_path / "three.csv", index=False)
     with pytest.raises(gm.InvalidValueError, match="as pandas writes the default column names"):
         read_modality_file(Modality.VISUAL, tmp_path / "three.csv")
-    assert "as a header (of three columns or more: `0,1` may be a first event" in _text("README.md")
+    # the CSV reader's fine print moved from the README to docs/guarantees.md (s63)
+    assert "as a header (of three columns or more: `0,1` may be a first event" in _text("docs/guarantees.md")
 
 
 def test_model_experience_docstring_says_what_may_replace_the_buffer():
