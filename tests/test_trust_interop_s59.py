@@ -220,13 +220,14 @@ def test_a_structured_array_is_told_how_it_becomes_columns(call, fitted) -> None
 
 
 @pytest.mark.parametrize("kind", ["pyarrow decimal128", "Decimal objects"])
-def test_a_frame_of_decimals_is_told_to_cast_them_not_to_drop_them(kind) -> None:
+def test_a_frame_of_decimals_is_read_as_its_floats_not_told_to_drop_them(kind) -> None:
     """Before: a data frame of decimals (a parquet file's, read with
     ``dtype_backend="pyarrow"``, or a column of Python Decimal objects) was
     refused with "pass its numeric columns only, e.g.
     inputs['visual'].select_dtypes('number')", which leaves the decimal
-    columns out: no column at all here. Now: the column named as holding
-    decimals, and the cast that takes them (which the model then reads)."""
+    columns out: no column at all here. Then (s59) told to cast them. Now
+    (s63) read as pandas' ``to_numpy(dtype=float)`` reads them, as the
+    scikit-learn estimator reads them: the frame's floats."""
     import decimal
 
     import pyarrow as pa
@@ -237,10 +238,7 @@ def test_a_frame_of_decimals_is_told_to_cast_them_not_to_drop_them(kind) -> None
              else frame.assign(a=[decimal.Decimal(str(v)) for v in values[:, 0]]))
     assert frame.select_dtypes("number").shape[1] < 3  # the old advice dropped the decimal columns
     model = gm.LearnableMultiModal(input_dims={"visual": 3}, embed_dim=8, hidden_dim=8, num_heads=2, seed=0)
-    with pytest.raises(TypeError, match=r"^inputs\['visual'\]: .*column 'a' has dtype .* holding decimals.*: cast them "
-                                        r"first, e\.g\. inputs\['visual'\]\.astype\('float64'\)$"):
-        model.encode({"visual": frame})
-    assert np.array_equal(model.encode({"visual": frame.astype("float64")}), model.encode({"visual": values}))
+    assert np.array_equal(model.encode({"visual": frame}), model.encode({"visual": values}))
 
 
 def test_a_mask_frame_numbered_by_slot_in_another_order_is_refused() -> None:

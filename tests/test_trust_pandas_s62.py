@@ -26,15 +26,17 @@ def _values() -> np.ndarray:
 
 
 @pytest.mark.parametrize("kind", ["all columns", "one column with None", "one column with pd.NA", "ints"])
-def test_a_frame_of_numbers_kept_as_objects_is_told_to_convert_them_not_to_drop_them(kind) -> None:
+def test_a_frame_of_numbers_kept_as_objects_is_read_or_told_to_convert_them_not_to_drop_them(kind) -> None:
     """Before: a frame whose columns hold numbers as Python objects
     (``df.astype(object)``, a column of floats with ``None`` or ``pd.NA``
     among them) was refused with "pass its numeric columns only, e.g.
     inputs['visual'].select_dtypes('number')", which leaves those columns
-    out: their data dropped, or no column at all. Now: the column named as
-    holding numbers stored as objects, and the conversion that reads them
-    (pandas' own ``to_numeric``), after which the model takes the frame
-    (or names the missing value's row)."""
+    out: their data dropped, or no column at all. Now (s63) the frame is
+    read as pandas' ``to_numpy(dtype=float)`` reads it, as the estimator
+    reads it: the numbers, ``None`` a missing value named by its row; a
+    ``pd.NA`` among objects, which pandas cannot make a float, is refused
+    naming the column and the conversion that reads it (``to_numeric``),
+    after which its missing value is named by its row."""
     values = _values()
     frame = pd.DataFrame(values, columns=list("abc"))
     if kind == "all columns":
@@ -45,19 +47,20 @@ def test_a_frame_of_numbers_kept_as_objects_is_told_to_convert_them_not_to_drop_
     else:
         missing = None if kind == "one column with None" else pd.NA
         frame["b"] = pd.Series([missing if i == 2 else v for i, v in enumerate(values[:, 1])], dtype=object)
-    column = "a" if kind == "all columns" else "b"
     model = _model()
-    with pytest.raises(TypeError, match=rf"^inputs\['visual'\]: .*column '{column}' has dtype object holding numbers "
-                                        r"stored as Python objects.*: convert them first, e\.g\. "
-                                        r"inputs\['visual'\]\.apply\(pd\.to_numeric\)$"):
-        model.encode({"visual": frame})
-    converted = frame.apply(pd.to_numeric)
-    assert converted.shape[1] == 3  # the advice keeps every column
-    if "with" in kind:  # the missing value is then named as such, by its row
-        with pytest.raises(gm.NonFiniteError, match=r"^inputs\['visual'\]: .* at row 2"):
-            model.encode({"visual": converted})
+    if kind == "one column with pd.NA":
+        with pytest.raises(TypeError, match=r"^inputs\['visual'\]: .*column 'b' has dtype object holding numbers "
+                                            r"stored as Python objects.*: convert them first, e\.g\. "
+                                            r"inputs\['visual'\]\.apply\(pd\.to_numeric\)$"):
+            model.encode({"visual": frame})
+        assert frame.apply(pd.to_numeric).shape[1] == 3  # the advice keeps every column
+        frame = frame.apply(pd.to_numeric)
+    if "with" in kind:  # the missing value is named by its row (to_numeric made pd.NA a NaN of a float column)
+        words = "holds None \\(a missing value\\)" if kind == "one column with None" else ".*"
+        with pytest.raises(gm.NonFiniteError, match=rf"^inputs\['visual'\]: {words} at row 2"):
+            model.encode({"visual": frame})
     else:
-        assert np.array_equal(model.encode({"visual": converted}), model.encode({"visual": values}))
+        assert np.array_equal(model.encode({"visual": frame}), model.encode({"visual": values}))
 
 
 def test_an_object_column_of_text_beside_one_of_numbers_is_the_one_named() -> None:

@@ -214,6 +214,9 @@ def as_real_array(x: Any, name: str, masked_remedy: str = MASKED_REMEDY) -> np.n
         arr = _pandas_integers(x, dtypes)
         if arr is None:
             arr = x.to_numpy(dtype=np.float64, na_value=np.nan)
+    elif dtypes:
+        refuse_time_columns(x, name)
+        arr = pandas_floats(x, dtypes, arr)
     if np.iscomplexobj(arr):
         raise TypeError(f"{name}: expected real numbers, got complex dtype {arr.dtype}")
     big = _int_beyond_64_bits(arr)
@@ -366,11 +369,11 @@ def _non_numeric_hint(x: Any, arr: np.ndarray, name: str) -> str:
             # numbers kept as objects (df.astype(object), floats with None or pd.NA among them): select_dtypes
             # dropped those columns with their data; named only when no column of text stands beside them,
             # which would fail the conversion
-            as_objects = [holds_object_numbers(x, k, d) for k, _, d in columns]
+            as_objects = [holds_object_numbers(x, k, d) or holds_number_text(x, k) for k, _, d in columns]
             if all(as_objects):
-                return (f" (from a data frame whose column {label!r} has dtype object holding numbers stored as Python "
-                        f"objects, which select_dtypes('number') leaves out): convert them first, e.g. "
-                        f"{name}.apply(pd.to_numeric)")
+                what = "numbers as text" if holds_number_text(x, j) else "numbers stored as Python objects"
+                return (f" (from a data frame whose column {label!r} has dtype {dtype} holding {what}, which "
+                        f"select_dtypes('number') leaves out): {NUMBER_TEXT_REMEDY.format(name=name)}")
             j, label, dtype = columns[as_objects.index(False)]
             return (f" (from a data frame whose column {label!r} has dtype {dtype}): pass its numeric columns "
                     f"only, e.g. {name}.select_dtypes('number')")
@@ -429,6 +432,87 @@ def holds_object_numbers(frame: Any, j: int, dtype: Any) -> bool:
     numbers = [v for v in values if v is not None and type(v).__name__ != "NAType"]
     return bool(numbers) and all(
         isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_)) for v in numbers)
+
+
+def is_text_dtype(dtype: Any) -> bool:
+    """Whether a pandas column's ``dtype`` holds text: numpy's str or bytes,
+    pandas' ``str``/``string`` (Python or pyarrow), pyarrow's strings, or a
+    categorical or pyarrow dictionary of them. (A column of objects is told
+    by its values: :func:`is_text_column`.)"""
+    if isinstance(dtype, np.dtype):
+        return dtype.kind in "SU"
+    if type(dtype).__name__ == "StringDtype":
+        return True
+    categories = getattr(dtype, "categories", None)
+    if categories is not None:
+        kind = categories.dtype
+        return is_text_dtype(kind) or (kind == np.dtype(object) and any(isinstance(c, (str, bytes)) for c in categories))
+    arrow = getattr(dtype, "pyarrow_dtype", None)
+    pa = sys.modules.get("pyarrow")
+    if arrow is None or pa is None:
+        return False
+    if pa.types.is_dictionary(arrow):
+        arrow = arrow.value_type
+    return any(getattr(pa.types, f"is_{kind}", lambda _: False)(arrow)
+               for kind in ("string", "large_string", "string_view", "binary", "large_binary"))
+
+
+def _column(x: Any, j: int) -> Any:
+    """Column ``j`` of a pandas data frame; a Series itself."""
+    return x if getattr(x, "ndim", 2) == 1 else x.iloc[:, j]
+
+
+def is_text_column(x: Any, j: int, dtype: Any) -> bool:
+    """Whether column ``j`` (of ``dtype``) of a pandas Series or DataFrame
+    holds text: a dtype of text, or objects among which a str or bytes (a
+    pass over the values of a column of objects)."""
+    if is_text_dtype(dtype):
+        return True
+    return isinstance(dtype, np.dtype) and dtype == object and any(
+        isinstance(v, (str, bytes)) for v in _column(x, j).to_numpy())
+
+
+def text_column(x: Any, dtypes: list) -> Optional[int]:
+    """The position of the first column of a pandas Series or DataFrame (of
+    ``dtypes``) that holds text (:func:`is_text_column`), else None."""
+    return next((j for j, dtype in enumerate(dtypes) if is_text_column(x, j, dtype)), None)
+
+
+def holds_number_text(frame: Any, j: int) -> bool:
+    """Whether column ``j`` of a pandas Series or DataFrame holds text that
+    is numbers, every value (missing ones aside) one ``float`` reads: what
+    ``pd.to_numeric`` converts. On the error's path only."""
+    values = [v for v in _column(frame, j).to_numpy(dtype=object)
+              if v is not None and type(v).__name__ != "NAType" and not (isinstance(v, float) and v != v)]
+    try:
+        for v in values:
+            float(v)
+    except (ValueError, TypeError):
+        return False
+    return any(isinstance(v, (str, bytes)) for v in values)
+
+
+#: How a frame of numbers as text (or as objects) becomes numbers, every column kept.
+NUMBER_TEXT_REMEDY = "convert them first, e.g. {name}.apply(pd.to_numeric)"
+
+
+def refuse_number_text(x: Any, name: str) -> None:
+    """TypeError for a pandas data frame (or Series) with a column of
+    numbers as text, naming it and the conversion that keeps it, as the
+    model's calls refuse it (:func:`as_real_array`): scikit-learn's
+    ``check_array`` read such a column as its numbers, where the model
+    refused the same frame. A frame with text that is no number is left to
+    the caller's refusal, which names that column."""
+    if isinstance(x, np.ndarray) or not hasattr(x, "to_numpy"):
+        return
+    dtypes = _pandas_dtypes(x)
+    texts = [j for j, dtype in enumerate(dtypes) if is_text_column(x, j, dtype)]
+    if not texts or not all(holds_number_text(x, j) for j in texts):
+        return
+    j = texts[0]
+    label = x.columns[j] if hasattr(x, "columns") else x.name
+    raise TypeError(f"{name}: column {label!r} has dtype {dtypes[j]} holding numbers as text; expected numbers: "
+                    f"{NUMBER_TEXT_REMEDY.format(name=name)}")
 
 
 def refuse_temporal_columns(x: Any, name: str) -> None:
@@ -996,6 +1080,105 @@ def _pandas_integers(x: Any, dtypes: list) -> Optional[np.ndarray]:
         return x.to_numpy(dtype=common)
     except (ValueError, TypeError):  # missing values: NaN, as floats
         return None
+
+
+def pandas_floats(x: Any, dtypes: list, objects: np.ndarray) -> np.ndarray:
+    """A pandas Series or DataFrame (of ``dtypes``, :func:`_pandas_dtypes`)
+    that numpy reads as ``objects`` as the floats pandas reads it as,
+    ``x.to_numpy(dtype=float64)``: numbers as text, Decimal or Fraction
+    objects, pyarrow dictionaries and decimals, ``None`` as NaN. The same
+    numbers scikit-learn's ``check_array`` reads, so the estimator and the
+    model's calls read one table alike (the model refused what the
+    estimator took). ``objects`` where pandas cannot (``pd.NA`` among
+    objects, complex numbers), and for text (:func:`text_column`: numbers
+    as text too, refused by every call, as a numpy array of them is), for
+    the refusal that names the column."""
+    if any(getattr(d, "kind", "O") in "cmM" for d in dtypes):  # complex numbers lose their imaginary parts
+        return objects
+    if text_column(x, dtypes) is not None:  # text is no number, as in a numpy array: refused, with the conversion
+        return objects
+    try:
+        return x.to_numpy(dtype=np.float64)
+    except (ValueError, TypeError, OverflowError, ArithmeticError):  # decimal's own errors too
+        return objects
+
+
+def time_column(x: Any) -> Optional[Tuple[Any, Any]]:
+    """The first column of a pandas data frame of dates or durations, as
+    ``(label, dtype)``: its own kind, or a categorical's categories' (which
+    a cast to floats made numbers of their unit); None where there is none."""
+    dtypes = getattr(x, "dtypes", None)
+    # a data frame (a Series' dtypes is its dtype); not `not hasattr(dtypes, "kind")`:
+    # a column named "kind" is an attribute of the frame's dtypes
+    if not (hasattr(x, "columns") and hasattr(dtypes, "items")):
+        return None
+    return next(((c, d) for c, d in dtypes.items() if is_time_dtype(d)), None)
+
+
+def is_time_dtype(dtype: Any) -> bool:
+    """Whether a data frame column's ``dtype`` holds dates or durations: its
+    own kind, or a categorical's categories'."""
+    categories = getattr(dtype, "categories", None)
+    return getattr(dtype, "kind", "O") in "mM" or getattr(getattr(categories, "dtype", None), "kind", "O") in "mM"
+
+
+def refuse_time_columns(x: Any, name: str) -> None:
+    """TypeError naming a pandas data frame's column of dates or durations
+    (:func:`time_column`), in the same words from every call: not numbers
+    of whatever unit they were stored in."""
+    column = time_column(x)
+    if column is not None:
+        raise TypeError(
+            f"{name}: column {column[0]!r} has dtype {column[1]} (dates or durations); expected numbers: "
+            f"convert it to numbers of a unit you choose first, or pass the numeric columns only, "
+            f"e.g. {name}.select_dtypes('number')")
+
+
+def shown_missing(none: bool = False) -> str:
+    """How a message names a pandas missing value (``pd.NA``; ``None`` among
+    objects, with ``none``) read as NaN: what the caller gave, where "NaN"
+    named a value never given."""
+    return f"{'None' if none else '<NA>'} (a missing value)"
+
+
+def missing_cell(x: Any, arr: np.ndarray, rows: Optional[np.ndarray] = None) -> Optional[Tuple[int, Any, Any]]:
+    """Where the first row of ``arr`` (a pandas Series or DataFrame ``x`` read
+    as floats) that holds NaN or inf among ``rows`` (bools; None: all) holds
+    a missing value of ``x`` (``pd.NA``, ``None``: read as NaN), as ``(row,
+    column label, value)``; None when that row holds none (a NaN or inf
+    given as such), or ``x`` is no frame. On the error's path only: a look
+    at the dtypes, then at one row."""
+    if isinstance(x, np.ndarray) or not hasattr(x, "isna") or arr.dtype.kind != "f" or arr.ndim not in (1, 2):
+        return None
+    # a numpy float column's NaN is a NaN; only pandas' own dtypes and objects hold missing values
+    columns = [j for j, d in enumerate(_pandas_dtypes(x)) if not isinstance(d, np.dtype) or d == object]
+    if not columns or len(arr) != len(x):
+        return None
+    bad = ~np.isfinite(arr) if arr.ndim == 1 else ~np.isfinite(arr).all(axis=1)
+    if rows is not None and rows.shape == bad.shape:
+        bad &= rows
+    if not bad.any():
+        return None
+    row = int(np.argmax(bad))
+    for j in columns:
+        value = x.iloc[row] if getattr(x, "ndim", 2) == 1 else x.iloc[row, j]
+        if value is None or type(value).__name__ == "NAType":
+            return row, (None if getattr(x, "ndim", 2) == 1 else x.columns[j]), value
+    return None
+
+
+def refuse_missing_values(x: Any, arr: np.ndarray, name: str, rows: Optional[np.ndarray] = None) -> None:
+    """NonFiniteError naming the missing value (:func:`missing_cell`) in the
+    first row of ``arr`` (``x`` read as floats) among ``rows`` that is not
+    finite: it was refused as "NaN or inf", which a frame of pandas' nullable
+    columns never held. Nothing when that row holds a NaN or inf itself."""
+    cell = missing_cell(x, arr, rows)
+    if cell is None:
+        return
+    row, label, value = cell
+    column = "" if label is None else f", column {label!r}"
+    raise NonFiniteError(f"{name}: holds {shown_missing(value is None)} at row {row}{column}; expected numbers in every row "
+                         f"read: fill it first, e.g. {name}.fillna(0), or leave the row out", name)
 
 
 def _pandas_dtypes(x: Any) -> list:
@@ -2056,7 +2239,7 @@ def as_mask(mask: Any, batch_size: Optional[int], name: str = "mask") -> np.ndar
             # a nullable frame's NaN is its pd.NA: "got nan" named a value the caller never gave
             missing = nullable and np.isnan(arr[at])
             raise InvalidValueError(
-                f"{name}: expected booleans or 0/1 numbers, got {'<NA> (a missing value)' if missing else repr(arr[at].item())}"
+                f"{name}: expected booleans or 0/1 numbers, got {shown_missing() if missing else repr(arr[at].item())}"
                 + (f" at index {at if len(at) > 1 else at[0]}" if at else "")
                 + (f"; fill it, e.g. {name}.fillna({_absent_flag(mask)})" if missing else ""), name
             )

@@ -47,6 +47,7 @@ from ._validation import (
     refuse_bools,
     refuse_duplicate_columns,
     refuse_float32_underflow_columns,
+    refuse_missing_values,
     refuse_reordered_fitted_columns,
     misplaced_names,
     shown_misplaced,
@@ -1268,6 +1269,7 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin, PortablePickle):
                     refuse_duplicate_columns(value, name, _UNIQUE_COLUMNS, learned_only=True)
                     if columns[i] is not None:  # read by position: in the learned order
                         refuse_reordered_fitted_columns(name, columns[i], value)
+                given = value
                 try:
                     if for_training:  # the user's numbers themselves, to compare with their cast
                         value = as_real_array(value, name, INPUTS_MASKED_REMEDY)
@@ -1276,6 +1278,7 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin, PortablePickle):
                     refuse_events_as_inputs(value, name)  # {"visual": events}: how events are taken, not their repr
                     refuse_stray_graphs(value, name)
                     raise
+                refuse_missing_values(given, arrays[i], name, present)  # pd.NA, read as NaN: named as what it is
                 if for_training and value is not arrays[i]:
                     warn_precision_loss(value, arrays[i], present, name)
         return arrays, absent

@@ -52,7 +52,8 @@ from ._validation import (
     FLOAT32_MAX, arrow_column_names, as_float32, as_seed, describe, exact_int, is_int, is_iterable, is_masked_array, non_finite_message,
     over_float64, plain_names, call_in_precision_scope, refuse_beyond_memory,
     refuse_duplicate_columns, refuse_graph_rows, refuse_networkx_graphs, refuse_structured, refuse_vector_columns, refuse_temporal_columns, refuse_unpaired_frames, renamed, shown_int,
-    warn_precision_loss, holds_object_numbers,
+    warn_precision_loss, holds_object_numbers, missing_cell, refuse_number_text, refuse_time_columns,
+    shown_missing,
 )
 from .config import LearnableMultiModalConfig, _widths
 from .evaluation._ensemble import side_by_side
@@ -934,6 +935,7 @@ def _as_views(Xs: Any, estimator: MultimodalEmbedder, reset: bool) -> List[np.nd
         _refuse_sparse_frame(x, name)
         refuse_structured(x, name)  # check_array's "Cannot cast array data from dtype(...) ... 'unsafe'"
         refuse_vector_columns(x, name)  # check_array's "setting an array element with a sequence"
+        refuse_number_text(x, name)  # check_array read them as numbers; the model's calls refuse them
         _refuse_beyond_float64(x, name)
         _refuse_partly_masked_rows(x, name)
     raw = [_masked_filled(x) if is_masked_array(x) else x for x in raw]
@@ -973,7 +975,7 @@ def _as_views(Xs: Any, estimator: MultimodalEmbedder, reset: bool) -> List[np.nd
         views = [_checked_view(x, f"Xs[{i}]") for i, x in enumerate(raw)]
     for i, v in enumerate(views):
         refuse_beyond_memory(v, f"Xs[{i}]", np.float32)  # before the masks and the copy of a view larger than memory
-        _refuse_non_finite_rows(v, f"Xs[{i}]")
+        _refuse_non_finite_rows(v, f"Xs[{i}]", raw[i])
     if len({len(v) for v in views}) > 1:
         raise ShapeError(f"Xs: views have different numbers of samples {[len(v) for v in views]}", "Xs")
     if reset and all(np.isnan(v).all() for v in views):  # all-NaN rows are missing views: nothing to learn from
@@ -1076,16 +1078,8 @@ def _refuse_times(x: Any, name: str) -> Any:
     are not read twice; lists of anything else (float32 scalars, texts,
     None) go to check_array as they are."""
     refuse_temporal_columns(x, name)  # a polars frame's (numpy made its dates floats)
-    dtypes = getattr(x, "dtypes", None)
-    # a data frame (a Series' dtypes is its dtype); not `not hasattr(dtypes, "kind")`:
-    # a column named "kind" is an attribute of the frame's dtypes
-    if hasattr(x, "columns") and hasattr(dtypes, "items"):
-        column = next(((c, d) for c, d in dtypes.items() if _is_time_dtype(d)), None)
-        if column is not None:
-            raise TypeError(
-                f"{name}: column {column[0]!r} has dtype {column[1]} (dates or durations); expected numbers: "
-                f"convert it to numbers of a unit you choose first, or pass the numeric columns only, "
-                f"e.g. {name}.select_dtypes('number')")
+    if hasattr(x, "columns") and hasattr(getattr(x, "dtypes", None), "items"):  # a data frame
+        refuse_time_columns(x, name)  # in the model's words for them
     elif isinstance(x, np.ndarray) and (x.dtype.kind in "mM" or (x.dtype == object and _holds_times(x))):
         raise TypeError(
             f"{name}: got {describe(x)} (dates or durations); expected numbers: convert them to numbers of a "
@@ -1111,14 +1105,6 @@ def _holds_times(x: np.ndarray) -> bool:
     each one a number of its unit). A loop over objects, which check_array's
     conversion of them is as well."""
     return any(isinstance(v, (np.datetime64, np.timedelta64)) for v in x.flat)
-
-
-def _is_time_dtype(dtype: Any) -> bool:
-    """Whether a data frame column's ``dtype`` holds dates or durations: its
-    own kind, or a categorical's categories' (which check_array made numbers
-    as well, where no other column held numbers)."""
-    categories = getattr(dtype, "categories", None)
-    return getattr(dtype, "kind", "O") in "mM" or getattr(getattr(categories, "dtype", None), "kind", "O") in "mM"
 
 
 def _masked_filled(x: np.ma.MaskedArray) -> np.ndarray:
@@ -1202,11 +1188,12 @@ def _fits_float64(value: int) -> bool:
     return True
 
 
-def _refuse_non_finite_rows(view: np.ndarray, name: str) -> None:
+def _refuse_non_finite_rows(view: np.ndarray, name: str, given: Any = None) -> None:
     """NonFiniteError naming the first row of ``view`` that holds inf, or NaN
     in some of its columns but not all: a row NaN in every column is the view
     missing there, anything else non-finite is no data (scikit-learn's
-    check_array said "contains infinity" or NaN of no row)."""
+    check_array said "contains infinity" or NaN of no row). A NaN that was a
+    missing value of the data frame ``given`` (``pd.NA``) is named as that."""
     finite = np.isfinite(view)
     if finite.all():  # the usual case: one pass
         return
@@ -1220,7 +1207,9 @@ def _refuse_non_finite_rows(view: np.ndarray, name: str) -> None:
         column = int(infinite[0])
         what = f"holds {float(view[row, column])} (infinity) in column {column}"
     else:
-        what = f"holds NaN inside a row (in {int(nan[row].sum())} of its {view.shape[1]} columns)"
+        cell = missing_cell(given, view, bad)  # the same row: the first bad one
+        value = "NaN" if cell is None else f"{shown_missing(cell[2] is None)} in column {cell[1]!r}"
+        what = f"holds {value} inside a row (in {int(nan[row].sum())} of its {view.shape[1]} columns)"
     raise NonFiniteError(
         f"{name}: row {row} {what}; expected finite numbers (only whole all-NaN rows, a missing view, are allowed)", name,
     )
