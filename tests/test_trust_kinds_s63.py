@@ -221,13 +221,34 @@ def test_a_decimal_column_finer_than_float32_warns_as_its_floats_do() -> None:
             _model().fit({"visual": x}, epochs=1, batch_size=ROWS, progress=False)
 
 
-@pytest.mark.parametrize("dtype", ["datetime64[ns]", "timedelta64[ns]"])
+@pytest.mark.parametrize("dtype", ["datetime64[ns]", "timedelta64[ns]", "object of np.timedelta64",
+                                   "object of np.datetime64"])
 def test_a_column_of_dates_or_durations_is_refused_alike_not_read_as_nanoseconds(dtype) -> None:
     """Dates and durations beside numbers: refused by the model and the
-    estimator alike, naming the column, not read as counts of nanoseconds."""
-    frame = _frame().assign(b=np.arange(ROWS).astype(dtype))
+    estimator alike, naming the column, not read as counts of their unit.
+    Before: a column of numpy durations kept as objects was read by the
+    estimator as counts of seconds, without a word (a cast to floats reads
+    numpy's own scalars)."""
+    unit = "m8[s]" if "timedelta" in dtype else "M8[s]"
+    column = (pd.Series(list(np.arange(ROWS).astype(unit)), dtype=object) if dtype.startswith("object")
+              else np.arange(ROWS).astype(dtype))
+    frame = _frame().assign(b=column)
     with pytest.raises(TypeError, match=r"^inputs\['visual'\]: column 'b' has dtype .* \(dates or durations\); "
                                         r"expected numbers"):
         _model().encode({"visual": frame})
     with pytest.raises(TypeError, match=r"^Xs: column 'b' has dtype .* \(dates or durations\); expected numbers"):
         _estimator().fit(frame)
+
+
+def test_a_numpy_array_of_numbers_as_text_is_refused_alike_with_the_conversion() -> None:
+    """Before: the estimator read a numpy array of numbers as text as the
+    numbers, where the model refused it ("dtype <U32", no remedy). Now both
+    refuse it in the same words, with the conversion."""
+    text = _values().astype(str)
+    remedy = r" \(numbers as text\): convert them first, e\.g\. np\.asarray\({name}, dtype=float\)$"
+    with pytest.raises(TypeError, match=r"^inputs\['visual'\]: expected a real-valued numeric array, got array of shape "
+                                        r"\(8, 3\) and dtype <U\d+" + remedy.format(name=r"inputs\['visual'\]")):
+        _model().encode({"visual": text})
+    with pytest.raises(TypeError, match=r"^Xs: expected a real-valued numeric array, got array of shape \(8, 3\) and "
+                                        r"dtype <U\d+" + remedy.format(name="Xs")):
+        _estimator().fit(text)

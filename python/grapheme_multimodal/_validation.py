@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import datetime
 import decimal
 import functools
 import math
@@ -377,6 +378,8 @@ def _non_numeric_hint(x: Any, arr: np.ndarray, name: str) -> str:
             j, label, dtype = columns[as_objects.index(False)]
             return (f" (from a data frame whose column {label!r} has dtype {dtype}): pass its numeric columns "
                     f"only, e.g. {name}.select_dtypes('number')")
+    if arr.dtype.kind in "SU" and _is_number_text(arr):  # as a text column is told: the conversion, not a drop
+        return f" (numbers as text): {NUMBER_ARRAY_TEXT_REMEDY.format(name=name)}"
     if arr.dtype != object or not arr.size:
         return ""
     if arr.ndim == 0:  # one object: "array of shape () and dtype object" said nothing of it (a Decimal reward)
@@ -496,13 +499,30 @@ def holds_number_text(frame: Any, j: int) -> bool:
 NUMBER_TEXT_REMEDY = "convert them first, e.g. {name}.apply(pd.to_numeric)"
 
 
+#: How a numpy array of numbers as text becomes numbers.
+NUMBER_ARRAY_TEXT_REMEDY = "convert them first, e.g. np.asarray({name}, dtype=float)"
+
+
+def _is_number_text(arr: np.ndarray) -> bool:
+    """Whether a numpy array of text (str or bytes) holds numbers only, as ``float`` reads them."""
+    try:
+        arr.astype(np.float64)
+    except (ValueError, TypeError, OverflowError):
+        return False
+    return bool(arr.size)
+
+
 def refuse_number_text(x: Any, name: str) -> None:
     """TypeError for a pandas data frame (or Series) with a column of
     numbers as text, naming it and the conversion that keeps it, as the
     model's calls refuse it (:func:`as_real_array`): scikit-learn's
     ``check_array`` read such a column as its numbers, where the model
-    refused the same frame. A frame with text that is no number is left to
-    the caller's refusal, which names that column."""
+    refused the same frame. A numpy array of numbers as text likewise (in
+    the model's words for it). Text that is no number is left to the
+    caller's refusal, which names it."""
+    if isinstance(x, np.ndarray) and x.dtype.kind in "SU" and _is_number_text(x):
+        raise TypeError(f"{name}: expected a real-valued numeric array, got {describe(x)} (numbers as text): "
+                        f"{NUMBER_ARRAY_TEXT_REMEDY.format(name=name)}")
     if isinstance(x, np.ndarray) or not hasattr(x, "to_numpy"):
         return
     dtypes = _pandas_dtypes(x)
@@ -1103,16 +1123,26 @@ def pandas_floats(x: Any, dtypes: list, objects: np.ndarray) -> np.ndarray:
         return objects
 
 
+#: Dates and durations kept as objects (pandas' Timestamp and Timedelta are datetime's): numpy's cast of a column
+#: of them to floats made numpy's counts of their unit, without a word.
+_TIME_ITEMS = (np.datetime64, np.timedelta64, datetime.date, datetime.timedelta)
+
+
 def time_column(x: Any) -> Optional[Tuple[Any, Any]]:
     """The first column of a pandas data frame of dates or durations, as
-    ``(label, dtype)``: its own kind, or a categorical's categories' (which
-    a cast to floats made numbers of their unit); None where there is none."""
+    ``(label, dtype)``: its own kind, a categorical's categories' (which a
+    cast to floats made numbers of their unit), or objects among which a
+    date or duration (a pass over columns of objects); None where there is none."""
     dtypes = getattr(x, "dtypes", None)
     # a data frame (a Series' dtypes is its dtype); not `not hasattr(dtypes, "kind")`:
     # a column named "kind" is an attribute of the frame's dtypes
     if not (hasattr(x, "columns") and hasattr(dtypes, "items")):
         return None
-    return next(((c, d) for c, d in dtypes.items() if is_time_dtype(d)), None)
+    for j, (label, dtype) in enumerate(dtypes.items()):
+        if is_time_dtype(dtype) or (isinstance(dtype, np.dtype) and dtype == object and any(
+                isinstance(v, _TIME_ITEMS) for v in x.iloc[:, j].to_numpy())):
+            return label, dtype
+    return None
 
 
 def is_time_dtype(dtype: Any) -> bool:
