@@ -252,3 +252,31 @@ def test_a_numpy_array_of_numbers_as_text_is_refused_alike_with_the_conversion()
     with pytest.raises(TypeError, match=r"^Xs: expected a real-valued numeric array, got array of shape \(8, 3\) and "
                                         r"dtype <U\d+" + remedy.format(name="Xs")):
         _estimator().fit(text)
+
+
+def test_the_experience_buffer_names_a_missing_value_and_reads_decimals_as_the_model_does() -> None:
+    """Before: ``ExperienceBuffer.extend`` refused a frame input's (or a
+    rewards Series') ``pd.NA`` as NaN, a value never given, and a column of
+    Decimal objects the model's calls now read. Now the missing value is
+    named by its row and column, and the Decimal frame is recorded as its floats."""
+    model = _model()
+    values = _values()
+    embeddings = model.encode({"visual": values})
+    mask = np.zeros((ROWS, 7), bool)
+    mask[:, 0] = True
+    fused, strengths = model.fuse(embeddings, mask), model.pair_strengths(embeddings, mask)
+
+    def extend(visual, rewards=np.zeros(ROWS)) -> gm.ExperienceBuffer:
+        buffer = gm.ExperienceBuffer(16, input_dims=model.config.input_dims)
+        buffer.extend(embeddings, mask, fused, strengths, rewards, inputs=[visual] + [None] * 6)
+        return buffer
+
+    with pytest.raises(gm.NonFiniteError, match=r"^inputs\['visual'\]: holds <NA> \(a missing value\) at row 2, "
+                                                r"column 'b'"):
+        extend(_with_missing("Float64"))
+    rewards = pd.Series(np.zeros(ROWS)).astype("Float64")
+    rewards.iloc[1] = None
+    with pytest.raises(gm.NonFiniteError, match=r"^rewards: holds <NA> \(a missing value\) at row 1;"):
+        extend(values, rewards)
+    decimals = _frame().assign(b=[decimal.Decimal(repr(float(v))) for v in values[:, 1]])
+    assert np.array_equal(extend(decimals).batch().inputs[0], extend(values).batch().inputs[0])

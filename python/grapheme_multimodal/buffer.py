@@ -35,7 +35,7 @@ from ._portable import PortablePickle, set_attributes, slot_names, slot_values
 from ._validation import (
     IntLike,
     as_finite_float, as_mask, as_positive_int, as_real_array, as_seed, check_flag, describe, described_entries, exact_int, is_int,
-    memory_budget, is_masked_array, non_finite_message, refuse_beyond_memory, refuse_bools, refuse_float32_underflow,
+    memory_budget, is_masked_array, non_finite_message, refuse_beyond_memory, refuse_bools, refuse_missing_values, refuse_float32_underflow,
     refuse_non_unit_embeddings, refuse_unpaired_frames, shown_floats, shown_number, sorted_names, unmasked, wrong_type,
 )
 from .exceptions import CheckpointError, InvalidTypeError, InvalidValueError, NonFiniteError, ShapeError, TooLargeError
@@ -1257,6 +1257,7 @@ def _float32(
     (``True``; ``False``: in the whole array) of the ``rows`` lies below
     float32's normal range is refused, as ``encode`` refuses it."""
     arr = as_real_array(value, name)
+    refuse_missing_values(value, arr, name, rows)  # a frame's pd.NA, read as NaN: named as what it is
     if numbers_only:
         refuse_bools(arr, name)
     if shape is not None and arr.shape != shape:
