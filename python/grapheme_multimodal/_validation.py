@@ -1180,15 +1180,15 @@ def missing_cell(x: Any, arr: np.ndarray, rows: Optional[np.ndarray] = None) -> 
     at the dtypes, then at one row."""
     if isinstance(x, np.ndarray) or not hasattr(x, "isna") or arr.dtype.kind != "f" or arr.ndim not in (1, 2):
         return None
-    # a numpy float column's NaN is a NaN; only pandas' own dtypes and objects hold missing values
-    columns = [j for j, d in enumerate(_pandas_dtypes(x)) if not isinstance(d, np.dtype) or d == object]
-    if not columns or len(arr) != len(x):
+    if np.isfinite(arr).all():  # the usual case, before the frame's dtypes (a Series built per call: 30 us)
         return None
     bad = ~np.isfinite(arr) if arr.ndim == 1 else ~np.isfinite(arr).all(axis=1)
     if rows is not None and rows.shape == bad.shape:
         bad &= rows
-    if not bad.any():
+    if not bad.any() or len(arr) != len(x):
         return None
+    # a numpy float column's NaN is a NaN; only pandas' own dtypes and objects hold missing values
+    columns = [j for j, d in enumerate(_pandas_dtypes(x)) if not isinstance(d, np.dtype) or d == object]
     row = int(np.argmax(bad))
     for j in columns:
         value = x.iloc[row] if getattr(x, "ndim", 2) == 1 else x.iloc[row, j]
@@ -1203,12 +1203,45 @@ def refuse_missing_values(x: Any, arr: np.ndarray, name: str, rows: Optional[np.
     finite: it was refused as "NaN or inf", which a frame of pandas' nullable
     columns never held. Nothing when that row holds a NaN or inf itself."""
     cell = missing_cell(x, arr, rows)
-    if cell is None:
-        return
-    row, label, value = cell
+    if cell is not None:
+        raise _missing_value_error(name, *cell)
+
+
+def _missing_value_error(name: str, row: int, label: Any, value: Any) -> NonFiniteError:
+    """The refusal of a pandas missing value ``value`` at ``row`` (column ``label``, None for a Series) of ``name``."""
     column = "" if label is None else f", column {label!r}"
-    raise NonFiniteError(f"{name}: holds {shown_missing(value is None)} at row {row}{column}; expected numbers in every row "
-                         f"read: fill it first, e.g. {name}.fillna(0), or leave the row out", name)
+    return NonFiniteError(f"{name}: holds {shown_missing(value is None)} at row {row}{column}; expected numbers in "
+                          f"every row read: fill it first, e.g. {name}.fillna(0), or leave the row out", name)
+
+
+def missing_input_refusal(inputs: Any, mask: Any, arg: str = "inputs") -> Optional[NonFiniteError]:
+    """For a call that refused NaN in a row of its ``inputs`` (a mapping of
+    modality to rows, or 7 entries) that ``mask`` marks present: the refusal
+    naming the pandas missing value (``pd.NA``, ``None``) that NaN was, in
+    the first such row of a frame among them; None when there is none (the
+    call's own refusal stands). On the error's path only: it reads the
+    frames again, so the calls that succeed pay nothing for it."""
+    from .types import Modality  # here: types imports this module
+
+    if isinstance(inputs, Mapping):
+        items = list(inputs.items())
+    elif isinstance(inputs, (list, tuple)) and len(inputs) == NUM_MODALITIES:
+        items = list(enumerate(inputs))
+    else:
+        return None
+    for key, value in items:
+        if isinstance(value, np.ndarray) or not hasattr(value, "isna"):
+            continue
+        try:
+            slot = Modality.parse(key, arg)
+            arr = as_real_array(value, arg)
+            flags = None if mask is None else as_mask(mask, len(arr))[:, slot.value]
+        except Exception:  # what the call refused otherwise: its refusal stands
+            continue
+        cell = missing_cell(value, arr, flags)
+        if cell is not None:
+            return _missing_value_error(f"{arg}[{str(slot)!r}]", *cell)
+    return None
 
 
 def _pandas_dtypes(x: Any) -> list:

@@ -40,6 +40,7 @@ from ._validation import (
     is_int,
     is_reordering,
     is_masked_array,
+    missing_input_refusal,
     memory_budget,
     named_inputs,
     plain_names,
@@ -47,7 +48,6 @@ from ._validation import (
     refuse_bools,
     refuse_duplicate_columns,
     refuse_float32_underflow_columns,
-    refuse_missing_values,
     refuse_reordered_fitted_columns,
     misplaced_names,
     shown_misplaced,
@@ -374,7 +374,10 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin, PortablePickle):
         arrays, mask_arr = self.prepare_inputs(inputs, mask)
         self._warn_untrained(mask_arr)
         self._refuse_encoding_peak("encode", arrays, mask_arr, NUM_MODALITIES * self.config.embed_dim)
-        return self._core.encode(arrays, mask_arr, MASK_TAKEN.get())
+        try:
+            return self._core.encode(arrays, mask_arr, MASK_TAKEN.get())
+        except NonFiniteError as err:  # a NaN a frame never held is named as the pd.NA it was
+            raise missing_input_refusal(inputs, mask_arr) or err from None
 
     @reads
     def encode_and_fuse(self, inputs: Inputs, mask: Any = None) -> Tuple[np.ndarray, np.ndarray]:
@@ -383,7 +386,10 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin, PortablePickle):
         arrays, mask_arr = self.prepare_inputs(inputs, mask)
         self._warn_untrained(mask_arr)
         self._refuse_encoding_peak("encode_and_fuse", arrays, mask_arr, (NUM_MODALITIES + 1) * self.config.embed_dim)
-        return self._core.encode_and_fuse(arrays, mask_arr, MASK_TAKEN.get())
+        try:
+            return self._core.encode_and_fuse(arrays, mask_arr, MASK_TAKEN.get())
+        except NonFiniteError as err:  # a NaN a frame never held is named as the pd.NA it was
+            raise missing_input_refusal(inputs, mask_arr) or err from None
 
     @reads
     def hidden_features(self, inputs: Inputs, mask: Any = None, layer: IntLike = -1) -> np.ndarray:
@@ -411,7 +417,10 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin, PortablePickle):
         # unlike encode's, the hidden layers run over a modality's whole batch: two layers' activations at once
         widest = max([widths[0]] + [widths[i - 1] + widths[i] for i in range(1, layer + 1)])
         self._refuse_encoding_peak("hidden_features", arrays, mask_arr, NUM_MODALITIES * widths[layer], widest)
-        return self._core.hidden_features(arrays, mask_arr, layer, MASK_TAKEN.get())
+        try:
+            return self._core.hidden_features(arrays, mask_arr, layer, MASK_TAKEN.get())
+        except NonFiniteError as err:  # a NaN a frame never held is named as the pd.NA it was
+            raise missing_input_refusal(inputs, mask_arr) or err from None
 
     def hidden_width(self, layer: IntLike = -1, arg: str = "layer") -> int:
         """The width ``H`` of :meth:`hidden_features` for hidden layer
@@ -914,6 +923,10 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin, PortablePickle):
                 mean = rows.mean(axis=0, dtype=np.float64)
             if not (np.isfinite(mean).all() and np.isfinite(std).all()):  # float32 rows square finitely in float64
                 row = int(np.flatnonzero(present)[np.flatnonzero(~np.isfinite(rows).all(axis=1))[0]])
+                if refuse_unfed:  # the caller's own inputs (fit's are named by fit): a frame's pd.NA named as such
+                    missing = missing_input_refusal(inputs, mask_arr, arg)
+                    if missing is not None:
+                        raise missing
                 raise NonFiniteError(
                     f"{arg}[{_name(m)!r}]: contains a non-finite value (NaN or inf) at row {row} (a row marked present); "
                     "expected finite numbers", f"{arg}[{_name(m)!r}]",
@@ -978,7 +991,15 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin, PortablePickle):
             """Trains on ``data`` for some epochs; see :func:`grapheme_multimodal.training.fit`."""
             from .training import fit
 
-            return fit(self, data, **kwargs)
+            try:
+                return fit(self, data, **kwargs)
+            except NonFiniteError:  # refused before any step: a NaN its data never held is named as the pd.NA it was
+                for given, mask, arg in ((data, kwargs.get("mask"), "data"),
+                                         (kwargs.get("validation"), kwargs.get("validation_mask"), "validation")):
+                    refusal = missing_input_refusal(given, mask, arg)
+                    if refusal is not None:
+                        raise refusal from None
+                raise
 
     def save(self, path: Any, include_experience: bool = True) -> None:
         """Writes weights, config, input standardisation, Adam state, training
@@ -1269,7 +1290,6 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin, PortablePickle):
                     refuse_duplicate_columns(value, name, _UNIQUE_COLUMNS, learned_only=True)
                     if columns[i] is not None:  # read by position: in the learned order
                         refuse_reordered_fitted_columns(name, columns[i], value)
-                given = value
                 try:
                     if for_training:  # the user's numbers themselves, to compare with their cast
                         value = as_real_array(value, name, INPUTS_MASKED_REMEDY)
@@ -1278,7 +1298,6 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin, PortablePickle):
                     refuse_events_as_inputs(value, name)  # {"visual": events}: how events are taken, not their repr
                     refuse_stray_graphs(value, name)
                     raise
-                refuse_missing_values(given, arrays[i], name, present)  # pd.NA, read as NaN: named as what it is
                 if for_training and value is not arrays[i]:
                     warn_precision_loss(value, arrays[i], present, name)
         return arrays, absent
