@@ -240,11 +240,13 @@ def test_a_column_of_dates_or_durations_is_refused_alike_not_read_as_nanoseconds
         _estimator().fit(frame)
 
 
-def test_a_numpy_array_of_numbers_as_text_is_refused_alike_with_the_conversion() -> None:
-    """Before: the estimator read a numpy array of numbers as text as the
-    numbers, where the model refused it ("dtype <U32", no remedy). Now both
-    refuse it in the same words, with the conversion."""
+@pytest.mark.parametrize("kind", ["array", "lists"])
+def test_a_numpy_array_of_numbers_as_text_is_refused_alike_with_the_conversion(kind) -> None:
+    """Before: the estimator read a numpy array (or nested lists) of numbers
+    as text as the numbers, where the model refused it ("dtype <U32", no
+    remedy). Now both refuse it in the same words, with the conversion."""
     text = _values().astype(str)
+    text = text if kind == "array" else text.tolist()
     remedy = r" \(numbers as text\): convert them first, e\.g\. np\.asarray\({name}, dtype=float\)$"
     with pytest.raises(TypeError, match=r"^inputs\['visual'\]: expected a real-valued numeric array, got array of shape "
                                         r"\(8, 3\) and dtype <U\d+" + remedy.format(name=r"inputs\['visual'\]")):

@@ -1096,6 +1096,7 @@ def _refuse_times(x: Any, name: str) -> Any:
                 "(x - x.min()) / np.timedelta64(1, 'D') of x = np.asarray(x)")
         if probe.dtype == np.float64 or probe.dtype.kind in "biu":
             return probe
+        refuse_number_text(probe, name)  # lists of numbers as text, as the model refuses them
     return x
 
 
