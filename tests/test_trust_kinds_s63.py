@@ -282,3 +282,44 @@ def test_the_experience_buffer_names_a_missing_value_and_reads_decimals_as_the_m
         extend(values, rewards)
     decimals = _frame().assign(b=[decimal.Decimal(repr(float(v))) for v in values[:, 1]])
     assert np.array_equal(extend(decimals).batch().inputs[0], extend(values).batch().inputs[0])
+
+
+def _table(column) -> "object":
+    """_values() as a pyarrow table, its column 'b' given as ``column``."""
+    pa = pytest.importorskip("pyarrow")
+    values = _values()
+    return pa.table({"a": values[:, 0], "b": column, "c": values[:, 2]})
+
+
+def test_a_null_in_a_pyarrow_table_is_named_as_missing_by_every_entry_point() -> None:
+    """Before: a pyarrow table with a null was refused as "contains a
+    non-finite value (NaN or inf) at row 2" (the estimator: "holds NaN
+    inside a row"). Now the null is named, with its row and column."""
+    pa = pytest.importorskip("pyarrow")
+    table = _table(pa.array([None if i == 2 else v for i, v in enumerate(_values()[:, 1])], pa.float64()))
+    for call, run in _calls(_model()).items():
+        name = "data['visual']" if call == "fit" else "inputs['visual']"
+        with pytest.raises(gm.NonFiniteError, match=rf"^{re.escape(name)}: holds null \(a missing value\) at row 2, "
+                                                    r"column 'b'.*fill_null"):
+            run(table)
+    with pytest.raises(gm.NonFiniteError, match=r"^Xs\[0\]: row 2 holds null \(a missing value\) in column 'b'"):
+        _estimator().fit(table)
+
+
+def test_a_pyarrow_table_is_read_as_a_frame_of_its_columns_is() -> None:
+    """Before: a pyarrow table of decimals was read by the estimator as its
+    floats and refused by the model ("numbers stored as Python objects");
+    one of numbers as text read by the estimator and refused by the model
+    naming no column. Now decimals are read alike, and text refused alike,
+    naming the column and the conversion."""
+    pa = pytest.importorskip("pyarrow")
+    b = _values()[:, 1]
+    decimals = _table(pa.array([decimal.Decimal(repr(float(v))) for v in b], pa.decimal128(12, 3)))
+    assert np.array_equal(_model().encode({"visual": decimals}), _model().encode({"visual": _values()}))
+    assert np.array_equal(_estimator().fit_transform(decimals), _estimator().fit_transform(_values()))
+    text = _table(pa.array([repr(float(v)) for v in b]))
+    remedy = r"column 'b' has dtype string\[pyarrow\] holding numbers as text.*convert them first, e\.g\. {}\.to_pandas\(\)"
+    with pytest.raises(TypeError, match=r"^inputs\['visual'\]: .*" + remedy.format(r"inputs\['visual'\]")):
+        _model().encode({"visual": text})
+    with pytest.raises(TypeError, match=r"^Xs: " + remedy.format("Xs")):
+        _estimator().fit(text)

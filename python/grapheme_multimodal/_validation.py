@@ -218,6 +218,10 @@ def as_real_array(x: Any, name: str, masked_remedy: str = MASKED_REMEDY) -> np.n
     elif dtypes:
         refuse_time_columns(x, name)
         arr = pandas_floats(x, dtypes, arr)
+    elif arr.dtype == object and is_arrow_table(x):  # decimals, dictionaries, text: as a frame of them reads
+        frame = arrow_frame(x)
+        if frame is not None:
+            arr = pandas_floats(frame, _pandas_dtypes(frame), arr)
     if np.iscomplexobj(arr):
         raise TypeError(f"{name}: expected real numbers, got complex dtype {arr.dtype}")
     big = _int_beyond_64_bits(arr)
@@ -378,6 +382,10 @@ def _non_numeric_hint(x: Any, arr: np.ndarray, name: str) -> str:
             j, label, dtype = columns[as_objects.index(False)]
             return (f" (from a data frame whose column {label!r} has dtype {dtype}): pass its numeric columns "
                     f"only, e.g. {name}.select_dtypes('number')")
+    if is_arrow_table(x) and arr.dtype == object:  # its columns named as a frame's of them are (pandas converts)
+        frame = arrow_frame(x)
+        if frame is not None:
+            return _non_numeric_hint(frame, arr, f"{name}.to_pandas()")
     if arr.dtype.kind in "SU" and _is_number_text(arr):  # as a text column is told: the conversion, not a drop
         return f" (numbers as text): {NUMBER_ARRAY_TEXT_REMEDY.format(name=name)}"
     if arr.dtype != object or not arr.size:
@@ -451,9 +459,12 @@ def is_text_dtype(dtype: Any) -> bool:
         kind = categories.dtype
         return is_text_dtype(kind) or (kind == np.dtype(object) and any(isinstance(c, (str, bytes)) for c in categories))
     arrow = getattr(dtype, "pyarrow_dtype", None)
-    pa = sys.modules.get("pyarrow")
-    if arrow is None or pa is None:
-        return False
+    return arrow is not None and is_arrow_text(arrow)
+
+
+def is_arrow_text(arrow: Any) -> bool:
+    """Whether a pyarrow type is text (strings or bytes, or a dictionary of them)."""
+    pa = sys.modules["pyarrow"]  # an Arrow type exists: pyarrow is loaded
     if pa.types.is_dictionary(arrow):
         arrow = arrow.value_type
     return any(getattr(pa.types, f"is_{kind}", lambda _: False)(arrow)
@@ -512,17 +523,23 @@ def _is_number_text(arr: np.ndarray) -> bool:
     return bool(arr.size)
 
 
-def refuse_number_text(x: Any, name: str) -> None:
+def refuse_number_text(x: Any, name: str, converted: Optional[str] = None) -> None:
     """TypeError for a pandas data frame (or Series) with a column of
     numbers as text, naming it and the conversion that keeps it, as the
     model's calls refuse it (:func:`as_real_array`): scikit-learn's
     ``check_array`` read such a column as its numbers, where the model
     refused the same frame. A numpy array of numbers as text likewise (in
     the model's words for it). Text that is no number is left to the
-    caller's refusal, which names it."""
+    caller's refusal, which names it. ``converted``: what the remedy
+    converts, where not ``name`` (a pyarrow table's frame)."""
     if isinstance(x, np.ndarray) and x.dtype.kind in "SU" and _is_number_text(x):
         raise TypeError(f"{name}: expected a real-valued numeric array, got {describe(x)} (numbers as text): "
                         f"{NUMBER_ARRAY_TEXT_REMEDY.format(name=name)}")
+    if is_arrow_table(x):  # its text columns, as a frame of them: converted by pandas, the table's remedy
+        frame = arrow_frame(x) if any(is_arrow_text(field.type) for field in x.schema) else None
+        if frame is not None:
+            refuse_number_text(frame, name, f"{name}.to_pandas()")
+        return
     if isinstance(x, np.ndarray) or not hasattr(x, "to_numpy"):
         return
     dtypes = _pandas_dtypes(x)
@@ -532,7 +549,7 @@ def refuse_number_text(x: Any, name: str) -> None:
     j = texts[0]
     label = x.columns[j] if hasattr(x, "columns") else x.name
     raise TypeError(f"{name}: column {label!r} has dtype {dtypes[j]} holding numbers as text; expected numbers: "
-                    f"{NUMBER_TEXT_REMEDY.format(name=name)}")
+                    f"{NUMBER_TEXT_REMEDY.format(name=converted or name)}")
 
 
 def refuse_temporal_columns(x: Any, name: str) -> None:
@@ -1102,6 +1119,23 @@ def _pandas_integers(x: Any, dtypes: list) -> Optional[np.ndarray]:
         return None
 
 
+def is_arrow_table(x: Any) -> bool:
+    """Whether ``x`` is a pyarrow ``Table`` or ``RecordBatch`` (pyarrow not imported: none can exist before)."""
+    pa = sys.modules.get("pyarrow")
+    return pa is not None and isinstance(x, (pa.Table, pa.RecordBatch))
+
+
+def arrow_frame(table: Any) -> Any:
+    """A pyarrow table as a pandas data frame of its own Arrow types (nulls
+    kept as ``pd.NA``), for the one reading of a table's columns that
+    pandas' frames get; None without pandas."""
+    try:
+        import pandas as pd
+    except ImportError:
+        return None
+    return table.to_pandas(types_mapper=pd.ArrowDtype)
+
+
 def pandas_floats(x: Any, dtypes: list, objects: np.ndarray) -> np.ndarray:
     """A pandas Series or DataFrame (of ``dtypes``, :func:`_pandas_dtypes`)
     that numpy reads as ``objects`` as the floats pandas reads it as,
@@ -1164,21 +1198,23 @@ def refuse_time_columns(x: Any, name: str) -> None:
             f"e.g. {name}.select_dtypes('number')")
 
 
-def shown_missing(none: bool = False) -> str:
-    """How a message names a pandas missing value (``pd.NA``; ``None`` among
-    objects, with ``none``) read as NaN: what the caller gave, where "NaN"
-    named a value never given."""
-    return f"{'None' if none else '<NA>'} (a missing value)"
+def shown_missing(marker: str = "<NA>") -> str:
+    """How a message names a missing value read as NaN, by its ``marker``
+    (pandas' ``<NA>``, ``None`` among objects, Arrow's ``null``): what the
+    caller gave, where "NaN" named a value never given."""
+    return f"{marker} (a missing value)"
 
 
-def missing_cell(x: Any, arr: np.ndarray, rows: Optional[np.ndarray] = None) -> Optional[Tuple[int, Any, Any]]:
-    """Where the first row of ``arr`` (a pandas Series or DataFrame ``x`` read
-    as floats) that holds NaN or inf among ``rows`` (bools; None: all) holds
-    a missing value of ``x`` (``pd.NA``, ``None``: read as NaN), as ``(row,
-    column label, value)``; None when that row holds none (a NaN or inf
-    given as such), or ``x`` is no frame. On the error's path only: a look
-    at the dtypes, then at one row."""
-    if isinstance(x, np.ndarray) or not hasattr(x, "isna") or arr.dtype.kind != "f" or arr.ndim not in (1, 2):
+def missing_cell(x: Any, arr: np.ndarray, rows: Optional[np.ndarray] = None) -> Optional[Tuple[int, Any, str]]:
+    """Where the first row of ``arr`` (a pandas Series or DataFrame, or a
+    pyarrow Table, ``x`` read as floats) that holds NaN or inf among
+    ``rows`` (bools; None: all) holds a missing value of ``x`` (``pd.NA``,
+    ``None``, Arrow's null: read as NaN), as ``(row, column label, how it
+    is shown)``; None when that row holds none (a NaN or inf given as
+    such), or ``x`` is none of these. On the error's path only: a look at
+    the dtypes, then at one row."""
+    table = is_arrow_table(x)
+    if isinstance(x, np.ndarray) or not (table or hasattr(x, "isna")) or arr.dtype.kind != "f" or arr.ndim not in (1, 2):
         return None
     if np.isfinite(arr).all():  # the usual case, before the frame's dtypes (a Series built per call: 30 us)
         return None
@@ -1187,13 +1223,17 @@ def missing_cell(x: Any, arr: np.ndarray, rows: Optional[np.ndarray] = None) -> 
         bad &= rows
     if not bad.any() or len(arr) != len(x):
         return None
+    row = int(np.argmax(bad))
+    if table:
+        return next(((row, label, shown_missing("null")) for label, column in zip(x.column_names, x.columns)
+                     if not column[row].is_valid), None)
     # a numpy float column's NaN is a NaN; only pandas' own dtypes and objects hold missing values
     columns = [j for j, d in enumerate(_pandas_dtypes(x)) if not isinstance(d, np.dtype) or d == object]
-    row = int(np.argmax(bad))
     for j in columns:
         value = x.iloc[row] if getattr(x, "ndim", 2) == 1 else x.iloc[row, j]
         if value is None or type(value).__name__ == "NAType":
-            return row, (None if getattr(x, "ndim", 2) == 1 else x.columns[j]), value
+            label = None if getattr(x, "ndim", 2) == 1 else x.columns[j]
+            return row, label, shown_missing("None" if value is None else "<NA>")
     return None
 
 
@@ -1207,11 +1247,12 @@ def refuse_missing_values(x: Any, arr: np.ndarray, name: str, rows: Optional[np.
         raise _missing_value_error(name, *cell)
 
 
-def _missing_value_error(name: str, row: int, label: Any, value: Any) -> NonFiniteError:
-    """The refusal of a pandas missing value ``value`` at ``row`` (column ``label``, None for a Series) of ``name``."""
+def _missing_value_error(name: str, row: int, label: Any, shown: str) -> NonFiniteError:
+    """The refusal of a missing value (``shown``) at ``row`` (column ``label``, None for a Series) of ``name``."""
     column = "" if label is None else f", column {label!r}"
-    return NonFiniteError(f"{name}: holds {shown_missing(value is None)} at row {row}{column}; expected numbers in "
-                          f"every row read: fill it first, e.g. {name}.fillna(0), or leave the row out", name)
+    fill = "pyarrow.compute.fill_null(column, 0)" if shown.startswith("null") else f"{name}.fillna(0)"  # a table's
+    return NonFiniteError(f"{name}: holds {shown} at row {row}{column}; expected numbers in "
+                          f"every row read: fill it first, e.g. {fill}, or leave the row out", name)
 
 
 def missing_input_refusal(inputs: Any, mask: Any, arg: str = "inputs") -> Optional[NonFiniteError]:
@@ -1230,7 +1271,7 @@ def missing_input_refusal(inputs: Any, mask: Any, arg: str = "inputs") -> Option
     else:
         return None
     for key, value in items:
-        if isinstance(value, np.ndarray) or not hasattr(value, "isna"):
+        if isinstance(value, np.ndarray) or not (hasattr(value, "isna") or is_arrow_table(value)):
             continue
         try:
             slot = Modality.parse(key, arg)

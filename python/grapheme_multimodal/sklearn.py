@@ -53,7 +53,6 @@ from ._validation import (
     over_float64, plain_names, call_in_precision_scope, refuse_beyond_memory,
     refuse_duplicate_columns, refuse_graph_rows, refuse_networkx_graphs, refuse_structured, refuse_vector_columns, refuse_temporal_columns, refuse_unpaired_frames, renamed, shown_int,
     warn_precision_loss, holds_object_numbers, missing_cell, refuse_number_text, refuse_time_columns,
-    shown_missing,
 )
 from .config import LearnableMultiModalConfig, _widths
 from .evaluation._ensemble import side_by_side
@@ -1209,7 +1208,7 @@ def _refuse_non_finite_rows(view: np.ndarray, name: str, given: Any = None) -> N
         what = f"holds {float(view[row, column])} (infinity) in column {column}"
     else:
         cell = missing_cell(given, view, bad)  # the same row: the first bad one
-        value = "NaN" if cell is None else f"{shown_missing(cell[2] is None)} in column {cell[1]!r}"
+        value = "NaN" if cell is None else f"{cell[2]} in column {cell[1]!r}"
         what = f"holds {value} inside a row (in {int(nan[row].sum())} of its {view.shape[1]} columns)"
     raise NonFiniteError(
         f"{name}: row {row} {what}; expected finite numbers (only whole all-NaN rows, a missing view, are allowed)", name,
