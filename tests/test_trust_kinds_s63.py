@@ -323,3 +323,18 @@ def test_a_pyarrow_table_is_read_as_a_frame_of_its_columns_is() -> None:
         _model().encode({"visual": text})
     with pytest.raises(TypeError, match=r"^Xs: " + remedy.format("Xs")):
         _estimator().fit(text)
+
+
+@pytest.mark.parametrize("big", [decimal.Decimal("1e400"), fractions.Fraction(10**400, 3), 10**400])
+def test_a_number_past_float64_among_objects_is_named_alike_as_given(big) -> None:
+    """Before: a Decimal past float64 in a frame's column of objects was
+    refused as "contains a non-finite value (NaN or inf)" by the model and
+    "holds inf (infinity)" by the estimator (float() made it inf); a
+    Fraction or int past float64 as holding decimals to cast, or "a number
+    too large for float64" of no row. Now both name it, its row and column."""
+    frame = _frame().assign(b=pd.Series([big if i == 1 else decimal.Decimal(i) for i in range(ROWS)], dtype=object))
+    words = r"row 1 holds .*\(column 'b'\), too large for float64"
+    with pytest.raises(gm.NonFiniteError, match=r"^inputs\['visual'\]: " + words):
+        _model().encode({"visual": frame})
+    with pytest.raises(gm.NonFiniteError, match=r"^Xs: " + words):
+        _estimator().fit(frame)

@@ -217,11 +217,11 @@ def as_real_array(x: Any, name: str, masked_remedy: str = MASKED_REMEDY) -> np.n
             arr = x.to_numpy(dtype=np.float64, na_value=np.nan)
     elif dtypes:
         refuse_time_columns(x, name)
-        arr = pandas_floats(x, dtypes, arr)
+        arr = pandas_floats(x, dtypes, arr, name)
     elif arr.dtype == object and is_arrow_table(x):  # decimals, dictionaries, text: as a frame of them reads
         frame = arrow_frame(x)
         if frame is not None:
-            arr = pandas_floats(frame, _pandas_dtypes(frame), arr)
+            arr = pandas_floats(frame, _pandas_dtypes(frame), arr, name)
     if np.iscomplexobj(arr):
         raise TypeError(f"{name}: expected real numbers, got complex dtype {arr.dtype}")
     big = _int_beyond_64_bits(arr)
@@ -1136,7 +1136,7 @@ def arrow_frame(table: Any) -> Any:
     return table.to_pandas(types_mapper=pd.ArrowDtype)
 
 
-def pandas_floats(x: Any, dtypes: list, objects: np.ndarray) -> np.ndarray:
+def pandas_floats(x: Any, dtypes: list, objects: np.ndarray, name: str) -> np.ndarray:
     """A pandas Series or DataFrame (of ``dtypes``, :func:`_pandas_dtypes`)
     that numpy reads as ``objects`` as the floats pandas reads it as,
     ``x.to_numpy(dtype=float64)``: numbers as text, Decimal or Fraction
@@ -1146,15 +1146,64 @@ def pandas_floats(x: Any, dtypes: list, objects: np.ndarray) -> np.ndarray:
     estimator took). ``objects`` where pandas cannot (``pd.NA`` among
     objects, complex numbers), and for text (:func:`text_column`: numbers
     as text too, refused by every call, as a numpy array of them is), for
-    the refusal that names the column."""
+    the refusal that names the column; a number past float64 refused,
+    naming it (:func:`refuse_objects_beyond_float64`)."""
     if any(getattr(d, "kind", "O") in "cmM" for d in dtypes):  # complex numbers lose their imaginary parts
         return objects
     if text_column(x, dtypes) is not None:  # text is no number, as in a numpy array: refused, with the conversion
         return objects
     try:
-        return x.to_numpy(dtype=np.float64)
-    except (ValueError, TypeError, OverflowError, ArithmeticError):  # decimal's own errors too
+        floats = x.to_numpy(dtype=np.float64)
+    except OverflowError:  # an int or Fraction past float64
+        refuse_objects_beyond_float64(x, name)
         return objects
+    except (ValueError, TypeError, ArithmeticError):  # decimal's own errors too
+        return objects
+    if floats.dtype.kind == "f" and np.isinf(floats).any():  # a Decimal past float64 became inf: named as given
+        refuse_objects_beyond_float64(x, name)
+    return floats
+
+
+def refuse_objects_beyond_float64(x: Any, name: str) -> None:
+    """NonFiniteError naming the first finite number of a pandas frame's (or
+    Series') columns of objects that float64 cannot hold (a Decimal past
+    1.8e308 becomes inf, an int or Fraction raises OverflowError), by its
+    row and column, as given: it was refused as "NaN or inf", "inf", or
+    "a number too large for float64" of no row. A pass over the columns of
+    objects, on the error's path only."""
+    if isinstance(x, np.ndarray) or not hasattr(x, "to_numpy"):
+        return
+    for j, dtype in enumerate(_pandas_dtypes(x)):
+        if not (isinstance(dtype, np.dtype) and dtype == object):
+            continue
+        for row, value in enumerate(_column(x, j).to_numpy()):
+            if _beyond_float64(value):
+                label = x.columns[j] if hasattr(x, "columns") else x.name
+                raise NonFiniteError(
+                    f"{name}: row {row} holds {_shown_big(value)} (column {label!r}), too large for float64 (largest "
+                    f"{FLOAT64_MAX:.3g}); expected finite float32 numbers", name)
+
+
+def _beyond_float64(value: Any) -> bool:
+    """Whether ``value`` is a finite Decimal, Fraction or int (no bool) that float64 cannot hold."""
+    if isinstance(value, bool) or not isinstance(value, (decimal.Decimal, numbers.Rational)):
+        return False
+    if isinstance(value, decimal.Decimal) and not value.is_finite():
+        return False
+    try:
+        return math.isinf(float(value))
+    except OverflowError:
+        return True
+
+
+def _shown_big(value: Any) -> str:
+    """A number past float64 as a message shows it: a Decimal's own digits, an int's (or a Fraction's parts) by
+    :func:`shown_int`, which shortens them past about 100 digits."""
+    if isinstance(value, decimal.Decimal):
+        return f"Decimal('{value}')"
+    if isinstance(value, numbers.Integral):
+        return shown_int(value)
+    return f"Fraction({shown_int(value.numerator)}, {shown_int(value.denominator)})"
 
 
 #: Dates and durations kept as objects (pandas' Timestamp and Timedelta are datetime's): numpy's cast of a column

@@ -52,7 +52,8 @@ from ._validation import (
     FLOAT32_MAX, arrow_column_names, as_float32, as_seed, describe, exact_int, is_int, is_iterable, is_masked_array, non_finite_message,
     over_float64, plain_names, call_in_precision_scope, refuse_beyond_memory,
     refuse_duplicate_columns, refuse_graph_rows, refuse_networkx_graphs, refuse_structured, refuse_vector_columns, refuse_temporal_columns, refuse_unpaired_frames, renamed, shown_int,
-    warn_precision_loss, holds_object_numbers, missing_cell, refuse_number_text, refuse_time_columns,
+    warn_precision_loss, holds_object_numbers, missing_cell, refuse_number_text, refuse_objects_beyond_float64,
+    refuse_time_columns,
 )
 from .config import LearnableMultiModalConfig, _widths
 from .evaluation._ensemble import side_by_side
@@ -935,6 +936,7 @@ def _as_views(Xs: Any, estimator: MultimodalEmbedder, reset: bool) -> List[np.nd
         refuse_structured(x, name)  # check_array's "Cannot cast array data from dtype(...) ... 'unsafe'"
         refuse_vector_columns(x, name)  # check_array's "setting an array element with a sequence"
         refuse_number_text(x, name)  # check_array read them as numbers; the model's calls refuse them
+        refuse_objects_beyond_float64(x, name)  # a frame's Decimal past float64: check_array made it inf, unsaid
         _refuse_beyond_float64(x, name)
         _refuse_partly_masked_rows(x, name)
     raw = [_masked_filled(x) if is_masked_array(x) else x for x in raw]
