@@ -1211,20 +1211,32 @@ def _shown_big(value: Any) -> str:
 _TIME_ITEMS = (np.datetime64, np.timedelta64, datetime.date, datetime.timedelta)
 
 
+def is_data_frame(x: Any) -> bool:
+    """Whether ``x`` is a pandas data frame (a Series' ``dtypes`` is its dtype;
+    not ``not hasattr(dtypes, "kind")``: a column named "kind" is an
+    attribute of the frame's dtypes)."""
+    return hasattr(x, "columns") and hasattr(getattr(x, "dtypes", None), "items")
+
+
+def numbers_only_frame(x: Any) -> bool:
+    """Whether every column of the data frame ``x`` has a numpy dtype of
+    numbers (bools, ints, floats): none holds dates, text or objects."""
+    return all(isinstance(dtype, np.dtype) and dtype.kind in "biuf" for dtype in x.dtypes)
+
+
 def time_column(x: Any) -> Optional[Tuple[Any, Any]]:
     """The first column of a pandas data frame of dates or durations, as
     ``(label, dtype)``: its own kind, a categorical's categories' (which a
     cast to floats made numbers of their unit), or objects among which a
     date or duration (a pass over columns of objects); None where there is none."""
-    dtypes = getattr(x, "dtypes", None)
-    # a data frame (a Series' dtypes is its dtype); not `not hasattr(dtypes, "kind")`:
-    # a column named "kind" is an attribute of the frame's dtypes
-    if not (hasattr(x, "columns") and hasattr(dtypes, "items")):
+    if not is_data_frame(x):
         return None
-    for j, (label, dtype) in enumerate(dtypes.items()):
-        if is_time_dtype(dtype) or (isinstance(dtype, np.dtype) and dtype == object and any(
+    for j, dtype in enumerate(x.dtypes):
+        if isinstance(dtype, np.dtype) and dtype.kind in "biuf":  # most columns: one look
+            continue
+        if is_time_dtype(dtype) or (dtype == np.dtype(object) and any(
                 isinstance(v, _TIME_ITEMS) for v in x.iloc[:, j].to_numpy())):
-            return label, dtype
+            return x.columns[j], dtype
     return None
 
 

@@ -53,7 +53,7 @@ from ._validation import (
     over_float64, plain_names, call_in_precision_scope, refuse_beyond_memory,
     refuse_duplicate_columns, refuse_graph_rows, refuse_networkx_graphs, refuse_structured, refuse_vector_columns, refuse_temporal_columns, refuse_unpaired_frames, renamed, shown_int,
     warn_precision_loss, holds_object_numbers, missing_cell, refuse_number_text, refuse_objects_beyond_float64,
-    refuse_time_columns,
+    refuse_time_columns, is_data_frame, numbers_only_frame,
 )
 from .config import LearnableMultiModalConfig, _widths
 from .evaluation._ensemble import side_by_side
@@ -927,16 +927,19 @@ def _as_views(Xs: Any, estimator: MultimodalEmbedder, reset: bool) -> List[np.nd
     # float64 always, a masked float32 view was embedded as float64, its plain array as float32.
     for i, x in enumerate(raw):  # before the masked fill, which would cast dates to numbers too
         name = "Xs" if x is Xs else f"Xs[{i}]"
+        # a frame of numpy's numbers holds no column of dates, text or objects: one look at its dtypes
+        numbers_only = is_data_frame(x) and numbers_only_frame(x)
         # nested lists read once: check_array read them a second time (90 % of the views' check)
-        raw[i] = _refuse_times(x, name)
+        raw[i] = _refuse_times(x, name, numbers_only)
         refuse_networkx_graphs(x, name)  # check_array made each graph's node ids a row
         refuse_graph_rows(x, name)  # check_array's "float() argument must be a string or a real number, not 'Graph'"
         refuse_duplicate_columns(x, name, "scikit-learn keeps them as feature names")
         _refuse_sparse_frame(x, name)
         refuse_structured(x, name)  # check_array's "Cannot cast array data from dtype(...) ... 'unsafe'"
         refuse_vector_columns(x, name)  # check_array's "setting an array element with a sequence"
-        refuse_number_text(x, name)  # check_array read them as numbers; the model's calls refuse them
-        refuse_objects_beyond_float64(x, name)  # a frame's Decimal past float64: check_array made it inf, unsaid
+        if not numbers_only:
+            refuse_number_text(x, name)  # check_array read them as numbers; the model's calls refuse them
+            refuse_objects_beyond_float64(x, name)  # a frame's Decimal past float64: check_array made it inf, unsaid
         _refuse_beyond_float64(x, name)
         _refuse_partly_masked_rows(x, name)
     raw = [_masked_filled(x) if is_masked_array(x) else x for x in raw]
@@ -1065,7 +1068,7 @@ def _naming_column(exc: Exception, x: Any, name: str) -> Exception:
     return exc
 
 
-def _refuse_times(x: Any, name: str) -> Any:
+def _refuse_times(x: Any, name: str, numbers_only: bool = False) -> Any:
     """TypeError for a view of dates or durations (a numpy datetime64 or
     timedelta64 array, or a data frame with such a column), as the model's
     own calls refuse them: check_array made them numbers of whatever unit
@@ -1077,10 +1080,12 @@ def _refuse_times(x: Any, name: str) -> Any:
     check_array makes of it what it makes of the lists (float64, or ints
     and bools it casts to float64 as it casts the lists' items), so the lists
     are not read twice; lists of anything else (float32 scalars, texts,
-    None) go to check_array as they are."""
+    None) go to check_array as they are. ``numbers_only``: ``x`` is a data
+    frame of numpy's numbers only (:func:`numbers_only_frame`), no column to look at."""
     refuse_temporal_columns(x, name)  # a polars frame's (numpy made its dates floats)
-    if hasattr(x, "columns") and hasattr(getattr(x, "dtypes", None), "items"):  # a data frame
-        refuse_time_columns(x, name)  # in the model's words for them
+    if is_data_frame(x):
+        if not numbers_only:
+            refuse_time_columns(x, name)  # in the model's words for them
     elif isinstance(x, np.ndarray) and (x.dtype.kind in "mM" or (x.dtype == object and _holds_times(x))):
         raise TypeError(
             f"{name}: got {describe(x)} (dates or durations); expected numbers: convert them to numbers of a "
