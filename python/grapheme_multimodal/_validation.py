@@ -179,7 +179,10 @@ def as_real_array(x: Any, name: str, masked_remedy: str = MASKED_REMEDY) -> np.n
     included), as it is: no copy, no cast. Input numpy cannot read as an
     array raises ValueError, non-numeric or complex input TypeError; a
     masked array with masked entries InvalidValueError, ending with
-    ``masked_remedy``."""
+    ``masked_remedy``. A pandas frame (or a pyarrow table) that numpy reads
+    as objects is read as pandas' ``to_numpy(dtype=float)`` reads it
+    (:func:`pandas_floats`): the numbers scikit-learn's ``check_array``
+    reads, so every entry point reads one table alike."""
     if type(x) is np.ndarray and x.dtype.kind in "biuf":  # the common case, without dtype lookups
         return x
     if type(x) is float:  # a reward, a priority: none of the checks below refuses a Python float
