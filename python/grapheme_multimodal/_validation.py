@@ -372,8 +372,9 @@ def _non_numeric_hint(x: Any, arr: np.ndarray, name: str) -> str:
             j, label, dtype = columns[0]
             if _holds_decimals(x, j, dtype):
                 # select_dtypes('number') leaves decimal columns out: the advice below left no column at all
-                return (f" (from a data frame whose column {label!r} has dtype {dtype} holding decimals, which are not "
-                        f"rounded to binary floats unseen): cast them first, e.g. {name}.astype('float64')")
+                # read as floats where pandas converts them all (pandas_floats): here one did not (pd.NA among them)
+                return (f" (from a data frame whose column {label!r} has dtype {dtype} holding decimals, one of which "
+                        f"pandas cannot read as a float as it is): {NUMBER_TEXT_REMEDY.format(name=name)}")
             # numbers kept as objects (df.astype(object), floats with None or pd.NA among them): select_dtypes
             # dropped those columns with their data; named only when no column of text stands beside them,
             # which would fail the conversion
@@ -1142,8 +1143,8 @@ def arrow_frame(table: Any) -> Any:
 def pandas_floats(x: Any, dtypes: list, objects: np.ndarray, name: str) -> np.ndarray:
     """A pandas Series or DataFrame (of ``dtypes``, :func:`_pandas_dtypes`)
     that numpy reads as ``objects`` as the floats pandas reads it as,
-    ``x.to_numpy(dtype=float64)``: numbers as text, Decimal or Fraction
-    objects, pyarrow dictionaries and decimals, ``None`` as NaN. The same
+    ``x.to_numpy(dtype=float64)``: Decimal, Fraction and other numbers
+    kept as objects, pyarrow dictionaries and decimals, ``None`` as NaN. The same
     numbers scikit-learn's ``check_array`` reads, so the estimator and the
     model's calls read one table alike (the model refused what the
     estimator took). ``objects`` where pandas cannot (``pd.NA`` among
@@ -1173,7 +1174,7 @@ def refuse_objects_beyond_float64(x: Any, name: str) -> None:
     1.8e308 becomes inf, an int or Fraction raises OverflowError), by its
     row and column, as given: it was refused as "NaN or inf", "inf", or
     "a number too large for float64" of no row. A pass over the columns of
-    objects, on the error's path only."""
+    objects only."""
     if isinstance(x, np.ndarray) or not hasattr(x, "to_numpy"):
         return
     for j, dtype in enumerate(_pandas_dtypes(x)):
