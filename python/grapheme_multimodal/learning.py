@@ -14,8 +14,8 @@ import numpy as np
 
 from ._locking import reads, uninterrupted, writes, writes_leaving_weights
 from ._validation import (
-    NON_UNIT_EXPECTED, as_finite_float, as_float32, as_real_array, as_seed, check_flag, memory_budget, non_unit_embeddings,
-    refuse_beyond_budget, refuse_bools, refuse_non_unit_embeddings, renamed, sorted_names,
+    NON_UNIT_EXPECTED, as_finite_float, as_float32, as_real_array, as_seed, check_flag, memory_budget, missing_input_refusal,
+    non_unit_embeddings, refuse_beyond_budget, refuse_bools, refuse_non_unit_embeddings, renamed, sorted_names,
 )
 from ._core import ADAM_BETA1, ADAM_BETA2, NUM_MODALITIES, get_num_threads
 from .averaging import split_flat
@@ -52,12 +52,17 @@ def _rows(batch: "_CoreBatch") -> int:
     return batch.components[0] if batch.components is not None else len(batch.mask)
 
 
-def _named_by_events(err: NonFiniteError, batch: Any) -> NonFiniteError:
+def _refusal_as_given(err: NonFiniteError, batch: Any, mask: Any = None) -> NonFiniteError:
     """``err`` about a row of a :meth:`Batch.from_events` batch named as its
     event (``events[2]: event 7's visual input overflows ...``), not as the
-    core's ``inputs['visual']: row 2``; else ``err``."""
-    events = batch.events if isinstance(batch, Batch) else None
-    return err if events is None else overflow_in_events(err, events, "events")
+    core's ``inputs['visual']: row 2``; a NaN that a data frame among the
+    inputs never held named as the missing value (``pd.NA``, ``None``) it
+    was, as ``encode`` names it; else ``err``."""
+    if not isinstance(batch, Batch):
+        return missing_input_refusal(batch, mask) or err
+    if batch.inputs is not None:
+        return missing_input_refusal(batch.inputs, batch.mask) or err
+    return err if batch.events is None else overflow_in_events(err, batch.events, "events")
 
 
 def _refuse_no_rows(batch: "_CoreBatch", what: str) -> None:
@@ -226,7 +231,7 @@ class LearningMixin:
         try:
             return dict(self._core.losses(core_batch, w, training))
         except NonFiniteError as err:
-            raise _named_by_events(err, batch) from None
+            raise _refusal_as_given(err, batch, mask) from None
 
     @reads
     def _fit_losses(self, batch: Batch, weights: Optional[Mapping[str, float]]) -> Dict[str, float]:
@@ -282,8 +287,8 @@ class LearningMixin:
         try:
             return dict(self._core.backward(core_batch, w))
         except NonFiniteError as err:
-            raise _named_by_events(self._blamed_on_rewards(err, core_batch, w, lambda b: self._core.backward(b, w)),
-                                   batch) from None
+            raise _refusal_as_given(self._blamed_on_rewards(err, core_batch, w, lambda b: self._core.backward(b, w)),
+                                   batch, mask) from None
 
     @writes
     def train_step(
@@ -348,8 +353,8 @@ class LearningMixin:
         try:
             losses, _ = self._core.train_step(core_batch, w, lr)
         except NonFiniteError as err:
-            raise _named_by_events(self._blamed_on_rewards(err, core_batch, w, lambda b: self._core.train_step(b, w, lr)),
-                                   batch) from None
+            raise _refusal_as_given(self._blamed_on_rewards(err, core_batch, w, lambda b: self._core.train_step(b, w, lr)),
+                                   batch, mask) from None
         return dict(losses)
 
     def _blamed_on_rewards(
