@@ -746,13 +746,23 @@ def _folder_held(pid: Optional[int], name: Path, s: _Staged) -> OSError:
     """The ``TimeoutError`` of a save whose folder another commit held
     locked for :data:`FOLDER_LOCK_WAIT_S` (its process ``pid``, where
     ``/proc/locks`` says it)."""
-    who = "" if pid is None else " (this process)" if pid == os.getpid() else f" (process {pid})"
+    held = (f"{_argument_of(s.given)}: {str(s.path)!r} cannot be saved: its folder {str(name)!r} has been locked for "
+            f"{FOLDER_LOCK_WAIT_S:g} s by another save of several files into it")
+    if pid == os.getpid():  # a flock is the open file's: another open of the folder here waits for it too
+        # not "stopped (Ctrl-Z)": this process runs, and kill -CONT of it changed nothing
+        return named_os_error(
+            errno.ETIMEDOUT,
+            f"{held} in this process (another thread's, or the one a signal handler interrupted), which renames its "
+            "files in moments: that save is stuck in the middle of it (waiting for another folder, as for a save a "
+            "signal handler began during it, which waits for ever, or for a file system that does not answer); "
+            "nothing was written; expected no save from a signal handler while a save is under way (set a flag "
+            "there and save once the handler has returned), and the save run again")
+    who = "" if pid is None else f" (process {pid})"
     return named_os_error(
         errno.ETIMEDOUT,
-        f"{_argument_of(s.given)}: {str(s.path)!r} cannot be saved: its folder {str(name)!r} has been locked for "
-        f"{FOLDER_LOCK_WAIT_S:g} s by another save of several files into it{who}, which renames its files in moments: "
-        "its process is stopped (Ctrl-Z, SIGSTOP) or hung in the middle of it; nothing was written; expected that "
-        "process resumed (fg, kill -CONT) or ended, and the save run again")
+        f"{held}{who}, which renames its files in moments: its process is stopped (Ctrl-Z, SIGSTOP) or hung in the "
+        "middle of it; nothing was written; expected that process resumed (fg, kill -CONT) or ended, and the save "
+        "run again")
 
 
 def _folder_lock_holder(folder: Tuple[int, int]) -> Optional[int]:

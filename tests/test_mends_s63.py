@@ -1,0 +1,53 @@
+"""Mends of session 63: error messages whose advice did not fit the case
+that reached them, and a weight of -0 shown as -0.0."""
+import os
+import threading
+from pathlib import Path
+
+import pytest
+
+from grapheme_multimodal import io
+
+
+def _staged_in(folder: Path) -> list:
+    """Two files' worth of staging in ``folder``, as much of it as the folder lock reads."""
+    return [io._Staged(folder / n, folder / n, n, folder, None, -1, "", folder / n) for n in ("x.bin", "y.bin")]
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/locks"), reason="the lock's holder is read from Linux's /proc/locks")
+def test_a_folder_held_by_another_thread_of_this_process_is_not_called_a_stopped_process(monkeypatch, tmp_path):
+    """A save whose folder another thread of this process held locked (a
+    flock is the open file's: a second open here waits for it too) timed
+    out saying "(this process) ... its process is stopped (Ctrl-Z, SIGSTOP)
+    ... kill -CONT", advice that cannot help a process that runs. Now it
+    says the other save is this process's own, stuck in the middle, and
+    what a signal handler must not do; nothing written."""
+    locked, done, held = threading.Event(), threading.Event(), []
+
+    def hold_the_folder() -> None:
+        try:
+            io._lock_folders(_staged_in(tmp_path), held)
+            locked.set()
+            done.wait(10)
+        finally:
+            io._close_all(held)
+
+    holder = threading.Thread(target=hold_the_folder)
+    holder.start()
+    try:
+        assert locked.wait(10)
+        monkeypatch.setattr(io, "FOLDER_LOCK_WAIT_S", 0.1)
+        with pytest.raises(TimeoutError) as raised:
+            io.atomic_write_all([(tmp_path / "a.bin", lambda f: f.write(b"a")), (tmp_path / "b.bin", lambda f: f.write(b"b"))])
+    finally:
+        done.set()
+        holder.join(10)
+    said = str(raised.value)
+    assert said.startswith(f"path: {str(tmp_path / 'a.bin')!r} cannot be saved: its folder {str(tmp_path)!r} has been "
+                           "locked for 0.1 s by another save of several files into it in this process (another "
+                           "thread's, or the one a signal handler interrupted)"), said
+    assert "kill -CONT" not in said and "Ctrl-Z" not in said, said
+    assert "nothing was written" in said and "signal handler while a save is under way" in said, said
+    assert list(tmp_path.iterdir()) == []
+    io.atomic_write_all([(tmp_path / "a.bin", lambda f: f.write(b"a")), (tmp_path / "b.bin", lambda f: f.write(b"b"))])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.bin", "b.bin"]
