@@ -51,3 +51,52 @@ def test_a_folder_held_by_another_thread_of_this_process_is_not_called_a_stopped
     assert list(tmp_path.iterdir()) == []
     io.atomic_write_all([(tmp_path / "a.bin", lambda f: f.write(b"a")), (tmp_path / "b.bin", lambda f: f.write(b"b"))])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.bin", "b.bin"]
+
+
+_REMOVED = ("names a file in the current folder, which has been removed; expected a file name in a folder that "
+            "exists (an absolute one, or change to such a folder first)")
+
+
+@pytest.fixture
+def in_removed_folder(monkeypatch, tmp_path):
+    """The working folder, removed (restored after the test)."""
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    gone.rmdir()
+
+
+@pytest.mark.parametrize("read", [
+    lambda: __import__("grapheme_multimodal").LearnableMultiModal.load("rel.gm"),
+    lambda: __import__("grapheme_multimodal").ExperienceBuffer(4, embed_dim=8).load("rel.buf"),
+    lambda: __import__("grapheme_multimodal").load_models("rel.gm"),
+    lambda: __import__("grapheme_multimodal").load_ensemble("rel.gm"),
+], ids=["LearnableMultiModal.load", "ExperienceBuffer.load", "load_models", "load_ensemble"])
+def test_a_load_in_a_removed_working_folder_says_the_folder_was_removed(in_removed_folder, read):
+    """A save by a relative name in a removed working folder said so; a
+    load said only "no file at 'rel.gm'", which reads as a typo. Now the
+    load says what the save says."""
+    with pytest.raises(FileNotFoundError) as raised:
+        read()
+    assert str(raised.value).startswith("path: no file at "), raised.value
+    assert str(raised.value).endswith(f": it {_REMOVED}"), raised.value
+
+
+def test_the_command_lines_readers_in_a_removed_working_folder_say_the_folder_was_removed(in_removed_folder, capsys):
+    """``grapheme-mm info rel.gm``, a data file, and a .npz key off a missing
+    file, in a removed working folder: each said only that the file was not
+    there. Now each says the folder was removed; an absolute name is not
+    told so."""
+    from grapheme_multimodal import cli, files
+
+    assert cli.main(["info", "rel.gm"]) == 2
+    assert capsys.readouterr().err.strip().endswith(f"checkpoint: no file at 'rel.gm': it {_REMOVED}")
+    with pytest.raises(FileNotFoundError) as raised:
+        files.read_modality_file("visual", "rel.npy")
+    assert str(raised.value) == f"visual: file not found: rel.npy: it {_REMOVED}"
+    with pytest.raises(FileNotFoundError) as raised:
+        files.parse_modality_spec("visual=a.npy:x")
+    assert str(raised.value).endswith(f"a :KEY suffix is only for .npz files): it {_REMOVED}"), raised.value
+    with pytest.raises(FileNotFoundError) as raised:
+        files.read_modality_file("visual", "/no/such/folder/abs.npy")
+    assert "removed" not in str(raised.value), raised.value

@@ -116,6 +116,7 @@ def _refuse_key_off_npz(spec: str, name: str, path: Path) -> None:
     if file_kind(base, "--modality") is MISSING:
         raise FileNotFoundError(
             f"--modality: {shown_name(spec)}: file not found: {shown_name(base)} (nor a file named {shown_name(path.name)}; a :KEY suffix is only for .npz files)"
+            f"{missing_hint(base)}"
         )
     raise InvalidValueError(
         f"--modality: {shown_name(spec)}: a :KEY suffix ({':' + member!r}) picks an array of an .npz file only, and {shown_name(base)} is a "

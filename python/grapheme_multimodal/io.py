@@ -1115,15 +1115,28 @@ def _file_name(path: Any, arg: str) -> Path:
     # a save that began in a folder that exists follows the name there (_anchored), wherever the working folder
     # is now: refused here, a save was told its folder had been removed when another thread had changed to a
     # folder since removed
-    if not given.is_absolute() and getattr(_save_depth, "cwd", None) is None:
-        try:
-            os.getcwd()  # what every resolution of a relative name begins with
-        except FileNotFoundError:
-            # the OS's bare "[Errno 2] No such file or directory", naming neither the argument nor a file
-            raise FileNotFoundError(f"{arg}: {text!r} names a file in the current folder, which has been removed; "
-                                    "expected a file name in a folder that exists (an absolute one, or change to such a "
-                                    "folder first)") from None
+    if getattr(_save_depth, "cwd", None) is None and in_removed_working_folder(given):
+        # the OS's bare "[Errno 2] No such file or directory", naming neither the argument nor a file
+        raise FileNotFoundError(f"{arg}: {text!r} {IN_REMOVED_WORKING_FOLDER}")
     return given
+
+
+#: What a relative file name is when the working folder has been removed (see :func:`in_removed_working_folder`).
+IN_REMOVED_WORKING_FOLDER = ("names a file in the current folder, which has been removed; expected a file name in a "
+                             "folder that exists (an absolute one, or change to such a folder first)")
+
+
+def in_removed_working_folder(path: Path) -> bool:
+    """Whether ``path`` is relative and the working folder, where every
+    resolution of it begins, has been removed: saves and reads alike then
+    fail with "No such file or directory", which says nothing of why."""
+    if path.is_absolute():
+        return False
+    try:
+        os.getcwd()
+    except FileNotFoundError:
+        return True
+    return False
 
 
 def _followed(path: Path) -> Path:
@@ -1795,7 +1808,10 @@ def missing_hint(path: Path) -> str:
     """Why nothing is at ``path`` where the name alone does not say: a
     symbolic link on the way names what does not exist (a deployment's
     ``latest`` left pointing at a removed checkpoint, which ``ls`` shows),
-    or :func:`tilde_hint`."""
+    or :func:`tilde_hint`; or the working folder, where a relative ``path``
+    is looked for, has been removed (the name alone looked like a typo)."""
+    if in_removed_working_folder(path):
+        return f": it {IN_REMOVED_WORKING_FOLDER}"
     link = next((p for p in (path, *path.parents) if os.path.islink(p) and not os.path.exists(p)), None)
     if link is None:
         return tilde_hint(path)
