@@ -1,9 +1,12 @@
 """Mends of session 63: error messages whose advice did not fit the case
 that reached them, and a weight of -0 shown as -0.0."""
+import math
 import os
+import struct
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from grapheme_multimodal import io
@@ -100,3 +103,47 @@ def test_the_command_lines_readers_in_a_removed_working_folder_say_the_folder_wa
     with pytest.raises(FileNotFoundError) as raised:
         files.read_modality_file("visual", "/no/such/folder/abs.npy")
     assert "removed" not in str(raised.value), raised.value
+
+
+def _positive_zero(value: float) -> bool:
+    return value == 0 and math.copysign(1.0, value) == 1.0
+
+
+def test_a_weight_of_minus_zero_is_shown_and_kept_as_zero():
+    """``{'contrastive': -0.0}`` was shown in the all-zero refusal and kept
+    as -0.0 by the settings, the weights fit resolves and the model's
+    config (whose checkpoint saved it as -0.0). Now each is 0.0."""
+    from grapheme_multimodal import InvalidValueError, LearnableMultiModalConfig
+    from grapheme_multimodal.objectives import resolve_weights
+    from grapheme_multimodal.uci import TrainingSettings, check_weights
+
+    with pytest.raises(InvalidValueError) as raised:
+        check_weights({"contrastive": -0.0, "binding": np.float64(0)})
+    assert "every weight is 0 ({'contrastive': 0.0, 'binding': 0.0})" in str(raised.value), raised.value
+    assert all(_positive_zero(w) for w in resolve_weights({"contrastive": -0.0, "binding": 1.0}, False) if w == 0)
+    settings = TrainingSettings(weights={"contrastive": -0.0, "binding": 1}, weight_decay=-0.0,
+                                modality_dropout=np.float32(-0.0))
+    assert repr(dict(settings.weights)) == "{'contrastive': 0.0, 'binding': 1.0}"
+    assert _positive_zero(settings.weight_decay) and _positive_zero(settings.modality_dropout)
+    config = LearnableMultiModalConfig(weight_decay=-0.0, encoder_input_dropout=-0.0, fusion_residual=-0.0)
+    assert all(_positive_zero(v) for v in (config.weight_decay, config.encoder_input_dropout, config.fusion_residual))
+
+
+def test_the_command_line_shows_and_saves_minus_zero_as_zero(tmp_path, capsys):
+    """``grapheme-mm train --objectives contrastive=-0`` said "every weight is
+    0 ({'contrastive': -0.0})", and ``--weight-decay -0`` was saved in the
+    checkpoint's config as -0.0."""
+    from grapheme_multimodal import cli
+
+    rows = np.random.default_rng(0).random((12, 3), dtype=np.float32)
+    np.save(tmp_path / "v.npy", rows)
+    np.save(tmp_path / "a.npy", rows[:, :2])
+    views = ["-m", f"visual={tmp_path / 'v.npy'}", "-m", f"auditory={tmp_path / 'a.npy'}"]
+    assert cli.main(["train", *views, "--objectives", "contrastive=-0", "-o", str(tmp_path / "m.gm")]) == 2
+    said = capsys.readouterr().err
+    assert "every weight is 0 ({'contrastive': 0.0})" in said and "-0.0" not in said, said
+    out = tmp_path / "m.gm"
+    assert cli.main(["train", *views, "--objectives", "contrastive=-0,binding=1", "--weight-decay", "-0",
+                     "--epochs", "1", "-o", str(out)]) == 0
+    header = out.read_bytes()[8:8 + struct.unpack("<Q", out.read_bytes()[:8])[0]].decode()
+    assert '\\"weight_decay\\": 0.0' in header and "-0.0" not in header, header

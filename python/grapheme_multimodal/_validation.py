@@ -1586,7 +1586,14 @@ def as_finite_float(
             f"{name}: expected {expected}, got {value!r}, which is 0 in float32 (smallest positive "
             f"{float(np.finfo(np.float32).smallest_subnormal):.3g}), the precision the model computes in", name
         )
-    return as_float
+    return unsigned_zero(as_float)
+
+
+def unsigned_zero(value: float) -> float:
+    """``value``, with -0.0 as 0.0: a number written -0 (``--weight-decay -0``,
+    ``--objectives contrastive=-0``) is the 0 it weighs as, and was shown,
+    kept in settings and saved in checkpoints as -0.0."""
+    return value or 0.0
 
 
 FLOAT64_MAX = float(np.finfo(np.float64).max)

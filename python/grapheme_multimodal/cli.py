@@ -40,7 +40,7 @@ from ._locking import uninterrupted
 from ._parallel import run_tasks
 from ._validation import (
     as_finite_float, as_seed, counted, filters_action, holding_warnings, ignoring_warning, int_of_digits, is_reordering,
-    misplaced_names, renamed, shown_misplaced,
+    misplaced_names, renamed, shown_misplaced, unsigned_zero,
 )
 from .config import INPUT_DISTANCES, NEIGHBOR_SPACES
 from .graph import WL_DEFAULT_DIM, GraphFeaturizer, featurized
@@ -721,7 +721,7 @@ def _float(text: str) -> float:
         misread = _beyond_float64(text, value)
         if misread:  # else its flag's range check said "got inf" (or "got 0.0"), a value never typed
             raise argparse.ArgumentTypeError(f"expected a number within float64's range, got {text!r} ({misread})")
-        return value
+        return unsigned_zero(value)
     raise argparse.ArgumentTypeError(_not_plain(text, "a number", "e.g. 0.001 or 1e-3", float))
 
 
@@ -2230,7 +2230,7 @@ def _objective_weights(text: Optional[str], known: Sequence[str]) -> Optional[Di
                 "(NAME=NUMBER, comma-separated)", "--objectives",
             )
         try:
-            weights[name] = _plain_number(value, float) if sep else 1.0
+            weights[name] = unsigned_zero(_plain_number(value, float)) if sep else 1.0
         except ValueError:
             raise InvalidValueError(f"--objectives: {item!r} is not NAME=NUMBER", "--objectives") from None
         misread = _beyond_float64(value.strip(" "), weights[name]) if sep else ""

@@ -43,7 +43,7 @@ import numpy as np
 
 from . import _core
 from ._readonly import ReadOnlyMapping
-from ._validation import describe, over_float64, shown_float
+from ._validation import describe, over_float64, shown_float, unsigned_zero
 from .exceptions import InvalidTypeError, InvalidValueError
 
 #: Objective names, in the order the core takes their weights. A tuple: every
@@ -179,7 +179,7 @@ def _checked_weight(name: str, key: str, value: Any) -> float:
             "smallest normal one): the objective's loss and gradients weighed by it are 0 or subnormal in "
             "float32, the precision the model computes in, so it trains nothing; expected 0 to leave the "
             f"objective out, or a weight >= {_FLOAT32_TINY:.3g}", name)
-    return value
+    return unsigned_zero(value)
 
 
 def all_zero_error(given: Optional[Mapping[str, float]], name: str, default: str = "") -> InvalidValueError:
@@ -189,8 +189,10 @@ def all_zero_error(given: Optional[Mapping[str, float]], name: str, default: str
     says what ``None`` would have chosen. Raised by the callers (after their
     own ``max(w) <= 0``), so the check itself costs no call."""
     said = f" ({default})" if default else ""
+    # as plain floats: numpy's showed as np.float64(0.0), and -0 as -0.0 (the callers checked each is a number)
+    zeros = {key: unsigned_zero(float(value)) for key, value in (given or {}).items()}
     return InvalidValueError(
-        f"{name}: every weight is 0 ({dict(given or {})}); expected at least one objective with a weight > 0{said}", name
+        f"{name}: every weight is 0 ({zeros}); expected at least one objective with a weight > 0{said}", name
     )
 
 

@@ -25,7 +25,7 @@ from ._parallel import jobs_within_memory, resolve_n_jobs, run_tasks, shared_sna
 from ._readonly import FrozenDict, ReadOnlyMapping
 from ._validation import (
     IntLike, as_positive_int, as_real_array, as_seed, describe, exact_int, is_int, is_masked_array, call_in_precision_scope, call_taking_no_mask, refuse_beyond_budget, renamed,
-    shown_number,
+    shown_number, unsigned_zero,
 )
 from .config import _objective_names, _positive_int, _widths
 from .evaluation import EnsembleEmbedder, ModelEmbedder, view_modalities
@@ -276,7 +276,8 @@ class TrainingSettings:
             # plain floats (checked finite and >= 0 above): a 0-d array or a Decimal was kept as given, so
             # settings of equal weights compared unequal, would not hash (an array) or json.dump; names as
             # plain str (numpy's str showed as np.str_('contrastive'))
-            object.__setattr__(self, "weights", FrozenDict({str.__str__(k): float(w) for k, w in self.weights.items()}))
+            object.__setattr__(self, "weights", FrozenDict({str.__str__(k): unsigned_zero(float(w))
+                                                           for k, w in self.weights.items()}))
         weight = self.objectives.get("reconstruction", 0.0)
         if self.reconstruction_decoders is False and weight > 0:
             # else train refused it naming fit's `objectives`, an argument these settings do not have
@@ -322,7 +323,9 @@ class TrainingSettings:
             if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind == "f" and not is_masked_array(value):
                 value = value[()]
             if isinstance(value, np.floating) and value.dtype.itemsize <= 8:
-                object.__setattr__(self, name, float(value))
+                value = float(value)
+            if isinstance(value, float):
+                object.__setattr__(self, name, unsigned_zero(value))  # -0 typed: 0.0, as the model's config keeps it
 
     def _check_neighborhood_and_encoder_objectives(self) -> None:
         """Refuses, by these settings' own names, objectives that would train
