@@ -147,3 +147,42 @@ def test_the_command_line_shows_and_saves_minus_zero_as_zero(tmp_path, capsys):
                      "--epochs", "1", "-o", str(out)]) == 0
     header = out.read_bytes()[8:8 + struct.unpack("<Q", out.read_bytes()[:8])[0]].decode()
     assert '\\"weight_decay\\": 0.0' in header and "-0.0" not in header, header
+
+
+def test_a_temporary_file_removed_from_a_folder_still_there_is_not_called_a_folder_removed(tmp_path):
+    """A save whose temporary file another program removed (a cleanup of
+    hidden .tmp files) said "its folder ... was removed or moved", of a
+    folder that was still there. Now it says the temporary file went."""
+    def write_then_lose_the_temporary_file(f) -> None:
+        f.write(b"new")
+        for temporary in tmp_path.glob(".a.bin.*.tmp"):
+            temporary.unlink()
+
+    with pytest.raises(FileNotFoundError) as raised:
+        io.atomic_write_all([(tmp_path / "a.bin", write_then_lose_the_temporary_file)])
+    said = str(raised.value)
+    assert f"was removed from its folder {str(tmp_path)!r} while the file was written" in said, said
+    assert "removed or moved" not in said and said.endswith(f"; nothing was written: {str(tmp_path / 'a.bin')!r}"), said
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_folder_removed_midway_through_a_save_of_several_files_names_those_already_saved(tmp_path):
+    """A save of a.bin into folder A and b.bin into folder B, whose B was
+    removed while b.bin was written, replaced a.bin and then said "nothing
+    was written". Now it names a.bin as saved (it stays)."""
+    import shutil
+
+    (tmp_path / "A").mkdir()
+    (tmp_path / "B").mkdir()
+
+    def write_then_remove_the_folder(f) -> None:
+        f.write(b"b")
+        shutil.rmtree(tmp_path / "B")
+
+    with pytest.raises(FileNotFoundError) as raised:
+        io.atomic_write_all([(tmp_path / "A" / "a.bin", lambda f: f.write(b"a")),
+                             (tmp_path / "B" / "b.bin", write_then_remove_the_folder)])
+    said = str(raised.value)
+    assert f"its folder {str(tmp_path / 'B')!r} was removed or moved while the file was written; " \
+           f"{str(tmp_path / 'A' / 'a.bin')!r} was saved before it and stays; nothing else was written" in said, said
+    assert (tmp_path / "A" / "a.bin").read_bytes() == b"a"

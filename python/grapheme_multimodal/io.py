@@ -630,19 +630,19 @@ def _commit(staged: List[_Staged]) -> None:
             directories[:] = dict.fromkeys(s.directory for s in taken)
             # the links first: one that fails (its name taken meanwhile) is undone with the links before it, but
             # a file already replaced cannot be put back (a kept output refused beside another one overwritten)
+            replaced: List[_Staged] = []  # those a failure cannot put back: its error names them
             for s in sorted(taken, key=lambda s: s.kept_as is None):
                 try:
                     if s.kept_as is None:
                         os.replace(s.tmp, s.where)
+                        replaced.append(s)
                     else:
                         _link_as_new(s.tmp, s.where, s.given, s.kept_as)
                         linked.append(s)
                 except OSError as exc:
                     if exc.errno == errno.ENOENT and not os.path.lexists(s.tmp):
                         # was the OS's "No such file or directory: '.NAME.<hex>.tmp' -> 'NAME'", of a file the user never named
-                        raise FileNotFoundError(
-                            errno.ENOENT, f"its folder {str(s.directory)!r} was removed or moved while the file was "
-                            "written; nothing was written", str(s.given)) from None
+                        raise _temp_file_gone(s, replaced) from None
                     if exc.filename == s.tmp:  # the OS's, of the rename: it named the temporary file
                         raise _not_renamed(exc, s) from None
                     _raise_naming(exc, s.path, s.kept_as or _argument_of(s.given))
@@ -664,6 +664,28 @@ def _commit(staged: List[_Staged]) -> None:
                 _fsync_directory(directory)
     finally:
         _discard(taken, remove=False)
+
+
+def _temp_file_gone(s: _Staged, replaced: List[_Staged]) -> FileNotFoundError:
+    """The error of the staged file ``s``, whose temporary file was not there
+    to be renamed, after this commit had replaced the files ``replaced``
+    (which stay). Said "its folder was removed or moved" of a temporary file
+    removed from a folder still there, and "nothing was written" after the
+    commit had replaced files in other folders."""
+    try:
+        unlinked = os.fstat(s.fd).st_nlink == 0  # a folder moved keeps it linked
+    except OSError:
+        unlinked = True
+    if unlinked and os.path.isdir(s.directory):
+        why = (f"its temporary file {os.path.basename(s.tmp)!r} was removed from its folder {str(s.directory)!r} while "
+               "the file was written (by another program: a cleanup of hidden .tmp files?), or the folder was removed "
+               "and made again")
+    else:
+        why = f"its folder {str(s.directory)!r} was removed or moved while the file was written"
+    done = ", ".join(repr(str(r.given)) for r in replaced)
+    saved = "was saved before it and stays" if len(replaced) == 1 else "were saved before it and stay"
+    written = f"{done} {saved}; nothing else was written" if done else "nothing was written"
+    return FileNotFoundError(errno.ENOENT, f"{why}; {written}", str(s.given))
 
 
 def _lock_folders(staged: List[_Staged], held: List[int]) -> None:
