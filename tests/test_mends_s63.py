@@ -17,14 +17,21 @@ def _staged_in(folder: Path) -> list:
     return [io._Staged(folder / n, folder / n, n, folder, None, -1, "", folder / n) for n in ("x.bin", "y.bin")]
 
 
-@pytest.mark.skipif(not os.path.exists("/proc/locks"), reason="the lock's holder is read from Linux's /proc/locks")
-def test_a_folder_held_by_another_thread_of_this_process_is_not_called_a_stopped_process(monkeypatch, tmp_path):
+@pytest.mark.skipif(io.fcntl is None, reason="no folder locks (Windows)")
+@pytest.mark.parametrize("proc_locks", [True, False], ids=["/proc/locks names it", "no /proc/locks (macOS)"])
+def test_a_folder_held_by_another_thread_of_this_process_is_not_called_a_stopped_process(monkeypatch, tmp_path,
+                                                                                       proc_locks):
     """A save whose folder another thread of this process held locked (a
     flock is the open file's: a second open here waits for it too) timed
     out saying "(this process) ... its process is stopped (Ctrl-Z, SIGSTOP)
-    ... kill -CONT", advice that cannot help a process that runs. Now it
-    says the other save is this process's own, stuck in the middle, and
-    what a signal handler must not do; nothing written."""
+    ... kill -CONT", advice that cannot help a process that runs (and,
+    where /proc/locks names no holder, the same without "(this process)").
+    Now it says the other save is this process's own, stuck in the middle,
+    and what a signal handler must not do; nothing written."""
+    if proc_locks and not os.path.exists("/proc/locks"):
+        pytest.skip("the lock's holder is read from Linux's /proc/locks")
+    if not proc_locks:
+        monkeypatch.setattr(io, "_folder_lock_holder", lambda folder: None)
     locked, done, held = threading.Event(), threading.Event(), []
 
     def hold_the_folder() -> None:

@@ -749,6 +749,7 @@ def _wait_for_folder(fd: int, folder: Tuple[int, int], name: Path, staged: List[
     while True:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            _FOLDERS_HELD.add(fd)
             return
         except BlockingIOError:  # held by another commit
             pass
@@ -758,19 +759,21 @@ def _wait_for_folder(fd: int, folder: Tuple[int, int], name: Path, staged: List[
         if deadline is None or now >= deadline:
             was, holder = holder, _folder_lock_holder(folder)
             if deadline is not None and (holder is None or holder == was):
-                raise _folder_held(holder, name, next(s for s in staged if s.directory == name))
+                raise _folder_held(holder, folder, name, next(s for s in staged if s.directory == name))
             deadline = now + FOLDER_LOCK_WAIT_S
         time.sleep(min(pause, deadline - now))
         pause = min(2 * pause, _FOLDER_LOCK_PAUSE_S)
 
 
-def _folder_held(pid: Optional[int], name: Path, s: _Staged) -> OSError:
-    """The ``TimeoutError`` of a save whose folder another commit held
-    locked for :data:`FOLDER_LOCK_WAIT_S` (its process ``pid``, where
-    ``/proc/locks`` says it)."""
+def _folder_held(pid: Optional[int], folder: Tuple[int, int], name: Path, s: _Staged) -> OSError:
+    """The ``TimeoutError`` of a save whose folder (``folder``: device and
+    inode; ``name``) another commit held locked for :data:`FOLDER_LOCK_WAIT_S`
+    (its process ``pid``, where ``/proc/locks`` says it; where it cannot,
+    as on macOS, this process's own commits are known)."""
     held = (f"{_argument_of(s.given)}: {str(s.path)!r} cannot be saved: its folder {str(name)!r} has been locked for "
             f"{FOLDER_LOCK_WAIT_S:g} s by another save of several files into it")
-    if pid == os.getpid():  # a flock is the open file's: another open of the folder here waits for it too
+    if pid == os.getpid() or pid is None and _held_in_this_process(folder):
+        # a flock is the open file's: another open of the folder here waits for it too
         # not "stopped (Ctrl-Z)": this process runs, and kill -CONT of it changed nothing
         return named_os_error(
             errno.ETIMEDOUT,
@@ -785,6 +788,12 @@ def _folder_held(pid: Optional[int], name: Path, s: _Staged) -> OSError:
         f"{held}{who}, which renames its files in moments: its process is stopped (Ctrl-Z, SIGSTOP) or hung in the "
         "middle of it; nothing was written; expected that process resumed (fg, kill -CONT) or ended, and the save "
         "run again")
+
+
+def _held_in_this_process(folder: Tuple[int, int]) -> bool:
+    """Whether a commit of this process holds ``folder`` (device, inode) locked."""
+    with _folders_locked_guard:
+        return any(fd in _FOLDERS_HELD and held == folder for fd, (held, _) in _FOLDERS_LOCKED.items())
 
 
 def _folder_lock_holder(folder: Tuple[int, int]) -> Optional[int]:
@@ -833,6 +842,7 @@ def _close_all(descriptors: List[int]) -> None:
         with _folders_locked_guard:
             fd = descriptors.pop()
             _folders_of_this_thread().discard(_FOLDERS_LOCKED.pop(fd, (None,))[0])
+            _FOLDERS_HELD.discard(fd)
             os.close(fd)
 
 
@@ -842,6 +852,9 @@ def _close_all(descriptors: List[int]) -> None:
 #: there: kept, the lock outlived the commit until the child exited (a 'fork' pool's worker: for ever), and
 #: every later commit of several files into the folder waited for it.
 _FOLDERS_LOCKED: Dict[int, Tuple[Tuple[int, int], int]] = {}
+#: Those of :data:`_FOLDERS_LOCKED` whose lock is taken (the others wait for it): where ``/proc/locks`` cannot
+#: name the holder of a folder a save timed out on, whether it is this process (see :func:`_folder_held`).
+_FOLDERS_HELD: Set[int] = set()
 _folders_locked_guard = threading.Lock()  # held by a fork: a descriptor is opened and listed in one step
 _this_thread = threading.local()
 
@@ -860,6 +873,7 @@ def _folders_locked_after_fork_in_child() -> None:
     for fd, (_, thread) in list(_FOLDERS_LOCKED.items()):
         if thread != me:
             del _FOLDERS_LOCKED[fd]
+            _FOLDERS_HELD.discard(fd)
             with contextlib.suppress(OSError):
                 os.close(fd)  # not flock(LOCK_UN): that would release the parent's lock too
     _folders_locked_guard = threading.Lock()
