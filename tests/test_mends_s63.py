@@ -48,7 +48,8 @@ def test_a_folder_held_by_another_thread_of_this_process_is_not_called_a_stopped
         assert locked.wait(10)
         monkeypatch.setattr(io, "FOLDER_LOCK_WAIT_S", 0.1)
         with pytest.raises(TimeoutError) as raised:
-            io.atomic_write_all([(tmp_path / "a.bin", lambda f: f.write(b"a")), (tmp_path / "b.bin", lambda f: f.write(b"b"))])
+            io.atomic_write_all([(tmp_path / "a.bin", lambda f: f.write(b"a")),
+                                 (tmp_path / "b.bin", lambda f: f.write(b"b"))])
     finally:
         done.set()
         holder.join(10)
