@@ -1294,6 +1294,11 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin, PortablePickle):
                     if for_training:  # the user's numbers themselves, to compare with their cast
                         value = as_real_array(value, name, INPUTS_MASKED_REMEDY)
                     arrays[i] = as_float32(value, name, 2, (None, dim), present, features=True)
+                except ShapeError as exc:
+                    hint = self._input_dims_hint(items)
+                    if not hint:
+                        raise
+                    raise ShapeError(f"{exc}{hint}", name) from None
                 except (TypeError, ValueError):  # numpy's "dtype object" named neither a stray item nor the graphs
                     refuse_events_as_inputs(value, name)  # {"visual": events}: how events are taken, not their repr
                     refuse_stray_graphs(value, name)
@@ -1301,6 +1306,31 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin, PortablePickle):
                 if for_training and value is not arrays[i]:
                     warn_precision_loss(value, arrays[i], present, name)
         return arrays, absent
+
+    def _input_dims_hint(self, items: List[Tuple[Modality, Any]]) -> str:
+        """What a refusal of an input's width adds when ``items`` (the given
+        ``(modality, value)`` pairs) hold feature rows of another width for
+        modalities the model has not trained and that take their graph
+        features (input_dims not set for them): the input_dims to make the
+        model with, the widths it sets already kept. "expected shape (any,
+        18)" left a newcomer with feature vectors guessing where the 18 came from."""
+        trained = self.trained_modalities
+        if trained is None:
+            return ""
+        featurizers, dims = self.config.graph_features, self.config.input_dims
+        wanted = {}
+        for m, value in items:
+            if m in trained or dims[m.value] != featurizers[m.value].dim or not hasattr(value, "shape"):
+                continue
+            shape = value.shape  # arrays and frames: a list's rows are not read again for a hint
+            if len(shape) == 2 and shape[1] != dims[m.value]:
+                wanted[m] = int(shape[1])
+        if not wanted:
+            return ""
+        kept = {m: dims[m.value] for m in Modality if dims[m.value] != featurizers[m.value].dim}
+        widths = ", ".join(f"{str(m)!r}: {d}" for m, d in sorted({**kept, **wanted}.items(), key=lambda kv: kv[0].value))
+        return ("; a modality takes its graph features unless input_dims gives it another width: for these feature "
+                f"rows, make the model with input_dims={{{widths}}}")
 
     def _ready_inputs(
         self, inputs: Union[Sequence[Any], Dict[Any, Any]], mask: Any = None
