@@ -4,11 +4,17 @@ unexplained, each pinned.
 - Feature rows of their own width given to a model made without
   ``input_dims`` were refused as "expected shape (any, 18), got (n, 4)",
   naming neither where the 18 came from nor the ``input_dims`` that fixes it.
+- ``{"image": x}`` or ``-m image=...`` was refused with the seven names and
+  no word of which one an image goes in as; ``grapheme-mm train --help``
+  said ``NAME=PATH`` without naming one.
 """
 
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -43,3 +49,37 @@ def test_a_width_refused_after_training_adds_no_input_dims_advice() -> None:
     with pytest.raises(gm.ShapeError) as info:
         model.encode({"visual": _rows(3, 4)})
     assert str(info.value) == "inputs['visual']: expected shape (any, 18), got (3, 4)"
+
+
+_SEVEN = "expected one of visual, auditory, linguistic, tactile, proprioceptive, action, abstract"
+
+
+@pytest.mark.parametrize("name, modality", [("image", "visual"), ("Audio", "auditory"), ("text", "linguistic")])
+def test_a_modality_named_by_its_kind_of_data_says_which_modality_takes_it(name, modality) -> None:
+    model = gm.LearnableMultiModal(seed=0, input_dims={modality: 4})
+    with pytest.raises(gm.InvalidValueError, match=re.escape(
+            f"inputs: unknown modality {name!r}; {_SEVEN}; for {name.lower()} data, use {modality!r}")):
+        model.encode({name: _rows(2, 4)})
+
+
+def test_an_unknown_name_of_no_kind_gets_the_names_only() -> None:
+    with pytest.raises(gm.InvalidValueError) as info:
+        gm.Modality.parse("smell", "inputs")
+    assert str(info.value) == f"inputs: unknown modality 'smell'; {_SEVEN}"
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {"PYTHONPATH": str(Path(gm.__file__).resolve().parent.parent), "PATH": "/usr/bin:/bin"}
+    return subprocess.run([sys.executable, "-m", "grapheme_multimodal", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_train_help_and_error_name_the_modalities(tmp_path) -> None:
+    out = _cli("train", "--help", cwd=tmp_path).stdout
+    flat = " ".join(out.split())
+    assert "NAME is one of " + ", ".join(str(m) for m in gm.Modality) in flat
+    assert "images: visual" in flat
+    np.save(tmp_path / "img.npy", _rows(20, 4))
+    proc = _cli("train", "-m", "image=img.npy", "--no-progress", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr == f"grapheme-mm: error: --modality: unknown modality 'image'; {_SEVEN}; for image data, use 'visual'\n"

@@ -92,7 +92,9 @@ class Modality(enum.Enum):
             except KeyError:
                 names = ", ".join(m.name.lower() for m in cls)
                 # str(): numpy's str (names read into an array) has the repr np.str_('text')
-                raise InvalidValueError(f"{arg}: unknown modality {str(value)!r}; expected one of {names}", arg) from None
+                raise InvalidValueError(
+                    f"{arg}: unknown modality {str(value)!r}; expected one of {names}{_modality_for(value)}", arg
+                ) from None
         if is_int(value):
             value = exact_int(value)  # a 0-d array too: the int it holds
             if 0 <= value < len(cls):
@@ -102,6 +104,22 @@ class Modality(enum.Enum):
 
     def __str__(self) -> str:
         return self.name.lower()
+
+
+#: What the data a newcomer names by its kind goes in as: "image" was refused with the seven names
+#: and no word of which one an image's features take.
+_MODALITY_OF_KIND = {
+    **dict.fromkeys(("image", "images", "img", "vision", "video", "picture", "pixels"), "visual"),
+    **dict.fromkeys(("audio", "sound", "sounds", "speech", "voice"), "auditory"),
+    **dict.fromkeys(("text", "texts", "txt", "caption", "captions", "language", "word", "words"), "linguistic"),
+    **dict.fromkeys(("touch", "haptic", "haptics"), "tactile"),
+}
+
+
+def _modality_for(name: str) -> str:
+    """The hint that follows the refusal of ``name``: the modality its kind of data takes, if it names one."""
+    modality = _MODALITY_OF_KIND.get(str(name).strip().lower())
+    return f"; for {str(name).strip().lower()} data, use {modality!r}" if modality else ""
 
 
 #: Each modality's input standardisation as a state dict holds it (buffers, no parameters):
