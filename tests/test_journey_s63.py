@@ -7,6 +7,10 @@ unexplained, each pinned.
 - ``{"image": x}`` or ``-m image=...`` was refused with the seven names and
   no word of which one an image goes in as; ``grapheme-mm train --help``
   said ``NAME=PATH`` without naming one.
+- A mask of one column per view given (``[B, 3]``) was refused as
+  "expected shape (B, 7)" with no word of what the 7 columns are, and a
+  mask keyed by modality like the inputs (``{"auditory": rows}``) as a
+  mapping whose order "is not the rows' order".
 """
 
 from __future__ import annotations
@@ -83,3 +87,48 @@ def test_train_help_and_error_name_the_modalities(tmp_path) -> None:
     proc = _cli("train", "-m", "image=img.npy", "--no-progress", cwd=tmp_path)
     assert proc.returncode == 2
     assert proc.stderr == f"grapheme-mm: error: --modality: unknown modality 'image'; {_SEVEN}; for image data, use 'visual'\n"
+
+
+_COLUMNS = ("one column per modality, all 7 in slot order (visual, auditory, linguistic, tactile, proprioceptive, "
+            "action, abstract), whichever are given: True where the row holds that modality")
+
+
+def _three_views(n: int = 10):
+    model = gm.LearnableMultiModal(seed=0, input_dims={"visual": 4, "auditory": 3, "linguistic": 2})
+    return model, {"visual": _rows(n, 4), "auditory": _rows(n, 3), "linguistic": _rows(n, 2)}
+
+
+def test_a_mask_of_one_column_per_view_says_what_its_columns_are() -> None:
+    model, data = _three_views()
+    with pytest.raises(gm.ShapeError) as info:
+        model.fit(data, mask=np.ones((10, 3), bool), epochs=1, progress=False)
+    assert str(info.value) == f"mask: expected shape (B, 7), got (10, 3); {_COLUMNS}"
+    assert model.history == [] and not model.trained_modalities
+    # a wrong row count with the right columns says nothing of columns
+    with pytest.raises(gm.ShapeError) as info:
+        model.encode(data, mask=np.ones((9, 7), bool))
+    assert "9" in str(info.value) and "one column per modality" not in str(info.value)
+
+
+def test_a_mask_keyed_by_modality_says_how_to_lay_it_out() -> None:
+    model, data = _three_views()
+    present = np.arange(10) >= 3
+    with pytest.raises(TypeError) as info:
+        model.fit(data, mask={"auditory": present}, epochs=1, progress=False)
+    assert model.history == []
+    assert str(info.value) == (
+        f"mask: got a dict keyed by modality; expected one [B, 7] array; {_COLUMNS} (from this dict: m = "
+        "np.zeros((B, 7), bool), then m[:, k] = its rows for each modality's slot k (auditory: 1), and True "
+        "throughout the column of any other modality given)")
+    # what it says to build is taken
+    m = np.zeros((10, 7), bool)
+    m[:, 1] = present
+    m[:, [0, 2]] = True
+    model.fit(data, mask=m, epochs=1, progress=False)
+    assert model.trained_modalities[gm.Modality.AUDITORY] == 7
+
+
+def test_a_mask_dict_keyed_otherwise_keeps_its_refusal() -> None:
+    model, data = _three_views()
+    with pytest.raises(TypeError, match=r"^mask: got a dict; expected an array or a list: pass a list or array in row order"):
+        model.encode(data, mask={0: [True] * 7})

@@ -2391,6 +2391,7 @@ def as_mask(mask: Any, batch_size: Optional[int], name: str = "mask") -> np.ndar
         # beyond memory goes on, refused below): the checks below, a microsecond of a one-row fuse, each pass it
         return mask
     refuse_sparse(mask, name)
+    _refuse_mask_by_modality(mask, name)
     refuse_unordered(mask, name)
     _refuse_columns_out_of_slot_order(mask, name)
     if is_masked_array(mask):  # its masked entries would count as whatever lies under them
@@ -2421,8 +2422,38 @@ def as_mask(mask: Any, batch_size: Optional[int], name: str = "mask") -> np.ndar
             )
         arr = arr.astype(np.bool_)
     if arr.ndim != 2 or arr.shape[1] != NUM_MODALITIES or (batch_size is not None and arr.shape[0] != batch_size):
-        raise ShapeError(f"{name}: expected shape ({batch_size if batch_size is not None else 'B'}, {NUM_MODALITIES}), got {arr.shape}", name)
+        # [B, 3] for three views given was refused without a word of what the 7 columns are
+        columns = "" if arr.ndim == 2 and arr.shape[1] == NUM_MODALITIES else _MASK_COLUMNS
+        raise ShapeError(
+            f"{name}: expected shape ({batch_size if batch_size is not None else 'B'}, {NUM_MODALITIES}), got {arr.shape}"
+            f"{columns}", name)
     return np.ascontiguousarray(arr)
+
+
+def _refuse_mask_by_modality(mask: Any, name: str) -> None:
+    """TypeError for a mask given as a dict keyed by modality, as the inputs
+    are (``{"auditory": rows_present}``): it was refused as a mapping whose
+    order "is not the rows' order", which it never claimed to be, with no
+    word of how a mask is laid out."""
+    if not isinstance(mask, Mapping) or not mask:
+        return
+    from .types import Modality  # here: types imports this module
+
+    if not all(isinstance(key, (str, Modality)) for key in mask):
+        return  # int keys may be rows as well as slots: refused as any mapping is
+    try:
+        slots = [f"{Modality.parse(key, name)}: {Modality.parse(key, name).index}" for key in mask]
+    except (TypeError, ValueError):
+        return
+    raise TypeError(
+        f"{name}: got a dict keyed by modality; expected one [B, {NUM_MODALITIES}] array{_MASK_COLUMNS} (from this "
+        f"dict: m = np.zeros((B, 7), bool), then m[:, k] = its rows for each modality's slot k ({', '.join(slots)}), "
+        "and True throughout the column of any other modality given)")
+
+
+#: What a mask's shape refusal says of its columns when their number is wrong.
+_MASK_COLUMNS = ("; one column per modality, all 7 in slot order (visual, auditory, linguistic, tactile, "
+                 "proprioceptive, action, abstract), whichever are given: True where the row holds that modality")
 
 
 def _absent_flag(mask: Any) -> str:
