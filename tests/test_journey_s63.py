@@ -11,6 +11,9 @@ unexplained, each pinned.
   "expected shape (B, 7)" with no word of what the 7 columns are, and a
   mask keyed by modality like the inputs (``{"auditory": rows}``) as a
   mapping whose order "is not the rows' order".
+- ``ModalGraph("a red ball", ...)`` (or a feature vector there) was refused
+  as "expected Graph, got str" with no word of ``Graph.from_text`` or
+  ``ModalFeatures``.
 """
 
 from __future__ import annotations
@@ -132,3 +135,18 @@ def test_a_mask_dict_keyed_otherwise_keeps_its_refusal() -> None:
     model, data = _three_views()
     with pytest.raises(TypeError, match=r"^mask: got a dict; expected an array or a list: pass a list or array in row order"):
         model.encode(data, mask={0: [True] * 7})
+
+
+@pytest.mark.parametrize("value, remedy", [
+    ("a red ball", "str; make one of a text with gm.Graph.from_text(text)"),
+    (np.ones(3), "array of shape (3,) and dtype float64; a feature vector is a component as "
+                 "gm.ModalFeatures(features, modality)"),
+    (5, "int"),
+])
+def test_a_modal_graph_of_text_or_features_names_the_way_in(value, remedy) -> None:
+    with pytest.raises(TypeError) as info:
+        gm.ModalGraph(value, "linguistic")
+    assert str(info.value) == f"graph: expected Graph, got {remedy}"
+    # each way in it names is taken
+    gm.ModalGraph(gm.Graph.from_text("a red ball"), "linguistic")
+    gm.ModalFeatures(np.ones(3), "visual")

@@ -249,8 +249,19 @@ def _component_setter(own: str, checked_own: Callable[[Any, Any], Any]) -> Calla
 
 def _checked_graph(component: Any, value: Any) -> "Graph":
     if not isinstance(value, Graph):
-        raise TypeError(f"graph: expected Graph, got {describe(value)}")
+        raise TypeError(f"graph: expected Graph, got {describe(value)}{_graph_remedy(value)}")
     return value
+
+
+def _graph_remedy(value: Any) -> str:
+    """How what a newcomer puts where a Graph goes becomes a component:
+    ``ModalGraph("a red ball", ...)`` and ``ModalGraph(vector, ...)`` were
+    refused as "expected Graph, got str" with no word of either way in."""
+    if isinstance(value, str):
+        return "; make one of a text with gm.Graph.from_text(text)"
+    if hasattr(value, "shape") or hasattr(value, "__array__") or isinstance(value, (list, tuple)):
+        return "; a feature vector is a component as gm.ModalFeatures(features, modality)"
+    return ""
 
 
 #: The labels of each features array made of a pandas Series of str labels, by the array's id:
