@@ -18,6 +18,10 @@ unexplained, each pinned.
   only", leaving a user with several views at scikit-learn's "inconsistent
   numbers of samples" and no way through; it now gives one, run here as
   the README words it.
+- A frame (or a CSV file given to ``grapheme-mm embed``) holding the
+  columns the model learned plus one more was refused by its width alone,
+  "expected shape (any, 4), got (n, 5)" (the CLI: "a checkpoint from a
+  different config?"), though its names said which column was new.
 """
 
 from __future__ import annotations
@@ -80,7 +84,8 @@ def test_an_unknown_name_of_no_kind_gets_the_names_only() -> None:
 
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {"PYTHONPATH": str(Path(gm.__file__).resolve().parent.parent), "PATH": "/usr/bin:/bin"}
+    env = {"PYTHONPATH": str(Path(gm.__file__).resolve().parent.parent), "PATH": "/usr/bin:/bin",
+           "PYTHONDONTWRITEBYTECODE": "1"}
     return subprocess.run([sys.executable, "-m", "grapheme_multimodal", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=60)
 
@@ -188,3 +193,42 @@ def test_the_readme_s_way_to_cross_validate_several_views_runs_as_written() -> N
     # the split views are the views themselves: the same embedding as fitting the list
     alone = MultimodalEmbedder(**small).fit(Xs).transform(Xs)
     assert np.array_equal(pipe.fit(np.hstack(Xs), y)[:-1].transform(np.hstack(Xs)), alone)
+
+
+def _frame(n: int, names: str):
+    pd = pytest.importorskip("pandas")
+    return pd.DataFrame(np.random.default_rng(1).normal(size=(n, len(names))), columns=list(names))
+
+
+def test_a_frame_with_a_column_beyond_those_learned_names_it() -> None:
+    learned = _frame(12, "abcd")
+    model = gm.LearnableMultiModal(seed=0, input_dims={"visual": 4, "auditory": 2})
+    model.fit({"visual": learned, "auditory": _rows(12, 2)}, epochs=1, progress=False)
+    wider = learned.assign(label=1.0)
+    expected = ("inputs['visual']: its columns ['a', 'b', 'c', 'd', 'label'] hold those the model was fitted on "
+                "(['a', 'b', 'c', 'd']) and ['label'] beside them; expected only the fitted columns, in their order: "
+                "inputs['visual'][['a', 'b', 'c', 'd']]")
+    with pytest.raises(gm.InvalidValueError) as info:
+        model.encode({"visual": wider})
+    assert str(info.value) == expected
+    # what it says to pass is what the model learned
+    assert np.array_equal(model.encode({"visual": wider[["a", "b", "c", "d"]]}), model.encode({"visual": learned}))
+    before = model.state_dict()
+    with pytest.raises(gm.InvalidValueError, match=re.escape("data['visual']: its columns ['a', 'b', 'c', 'd', 'label'] hold")):
+        model.fit({"visual": wider, "auditory": _rows(12, 2)}, epochs=1, progress=False)
+    assert all(np.array_equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_embed_names_a_csv_column_beyond_those_trained_on(tmp_path) -> None:
+    _frame(30, "abc").to_csv(tmp_path / "a.csv", index=False)
+    np.save(tmp_path / "b.npy", _rows(30, 3))
+    tiny = ["--epochs", "1", "--embed-dim", "8", "--hidden-dim", "8", "--no-progress"]
+    trained = _cli("train", "-m", "visual=a.csv", "-m", "auditory=b.npy", "-o", "m.safetensors", *tiny, cwd=tmp_path)
+    assert trained.returncode == 0, trained.stderr
+    _frame(30, "abc").assign(new=_rows(30, 1)[:, 0]).to_csv(tmp_path / "wide.csv", index=False)
+    proc = _cli("embed", "m.safetensors", "-m", "visual=wide.csv", "-o", "f.npy", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr == (
+        "grapheme-mm: error: visual: the header of wide.csv names the columns the checkpoint was trained on (a,b,c) "
+        "and new beside them; expected only the columns it was trained on, in that order: a,b,c\n")
+    assert not (tmp_path / "f.npy").exists()

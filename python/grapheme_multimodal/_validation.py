@@ -878,7 +878,17 @@ def refuse_reordered_fitted_names(name: str, fitted: Optional[Sequence[str]], gi
     """:func:`refuse_reordered_fitted_columns` given the frame's column
     names ``given`` (``None``: not known); also a frame that names some of
     the fitted columns at other positions beside renamed ones (``b, a, x``
-    of ``a, b, c``), read by position as wrongly."""
+    of ``a, b, c``), read by position as wrongly; and a frame holding the
+    fitted columns and more (an id, a label, a new feature), which was
+    refused by its width alone ("expected shape (any, 4), got (n, 5)")
+    where its names say which columns to keep."""
+    extra = [c for c in given if c not in fitted] if fitted is not None and given is not None else []
+    if extra and len(given) > len(fitted) and set(fitted) <= set(given):  # type: ignore[arg-type]
+        raise InvalidValueError(
+            f"{name}: its columns {shown_columns(given)} hold those the model was fitted on ({shown_columns(fitted)}) "
+            f"and {shown_columns(extra)} beside them; expected only the fitted columns, in their order: "
+            f"{name}[{shown_columns(fitted)}]", name,
+        )
     if not is_reordering(fitted, given):
         misplaced = misplaced_names(fitted, given)
         if misplaced:

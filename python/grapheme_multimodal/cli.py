@@ -1462,12 +1462,12 @@ def _embed(args: argparse.Namespace) -> int:
                 )
             inputs[f.modality] = _text_features(featurizer, f)
         else:
+            _refuse_reordered_header(f, models)  # first: a header with a column added names it, where the width cannot
             if f.values.shape[1] != dim:
                 raise ShapeError(
                     f"{f.modality}: {shown_name(f.path)} has {_width(f)} but the checkpoint's {f.modality} "
                     f"encoder takes {dim} ({_why_the_width_differs(model, f.modality)})", str(f.modality),
                 )
-            _refuse_reordered_header(f, models)
             inputs[f.modality] = f.values
     # An encoder no training step trained: said once, as one line, not as a Python warning per call.
     given = np.zeros((1, len(Modality)), dtype=bool)
@@ -2031,6 +2031,15 @@ def _refuse_reordered_header(f: Any, models: Sequence[LearnableMultiModal]) -> N
         # which member, of an ensemble whose members were trained on other orders (save_ensemble refuses such
         # members now; a file saved before loads): each order was refused by one member or the other, unsaid why
         who = "the checkpoint" if len(models) == 1 else f"member {j} of the ensemble of {len(models)}"
+        extra = [c for c in f.columns if c not in fitted] if fitted is not None and f.columns is not None else []
+        if extra and len(f.columns) > len(fitted) and set(fitted) <= set(f.columns):
+            # was "has 7 columns but the checkpoint's encoder takes 6 (a checkpoint from a different config?)",
+            # though the header said which column was new
+            raise InvalidValueError(
+                f"{f.modality}: the header of {shown_name(f.path)} names the columns {who} was trained on "
+                f"({_shown_header(fitted)}) and {_shown_header(extra)} beside them; expected only the columns it was "
+                f"trained on, in that order: {_shown_header(fitted)}", str(f.modality),
+            )
         if is_reordering(fitted, f.columns):
             clash = next((i for i, other in enumerate(models) if is_reordering(other.input_columns(f.modality), fitted)), None)
             note = "" if clash is None else (
