@@ -22,6 +22,9 @@ unexplained, each pinned.
   columns the model learned plus one more was refused by its width alone,
   "expected shape (any, 4), got (n, 5)" (the CLI: "a checkpoint from a
   different config?"), though its names said which column was new.
+- ``fit(..., validation=(inputs, mask))``, Keras' ``validation_data``
+  habit, was refused as "a sequence of 7 arrays ... got a tuple of 2" with
+  no word of ``validation_mask``.
 """
 
 from __future__ import annotations
@@ -232,3 +235,17 @@ def test_embed_names_a_csv_column_beyond_those_trained_on(tmp_path) -> None:
         "grapheme-mm: error: visual: the header of wide.csv names the columns the checkpoint was trained on (a,b,c) "
         "and new beside them; expected only the columns it was trained on, in that order: a,b,c\n")
     assert not (tmp_path / "f.npy").exists()
+
+
+def test_validation_given_with_its_mask_as_a_pair_names_validation_mask() -> None:
+    model, data = _three_views()
+    held, mask = {k: v[:4] for k, v in data.items()}, np.zeros((4, 7), bool)
+    mask[:, :3] = True
+    with pytest.raises(TypeError) as info:
+        model.fit(data, validation=(held, mask), epochs=1, progress=False)
+    assert str(info.value) == (
+        "validation: expected a mapping modality -> array or a sequence of 7 arrays/None, got a tuple of 2; its mask "
+        "goes in beside it: fit(..., validation=inputs, validation_mask=mask)")
+    assert model.history == []
+    history = model.fit(data, validation=held, validation_mask=mask, epochs=1, progress=False)
+    assert "val_total" in history.epochs[0]

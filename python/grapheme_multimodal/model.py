@@ -1227,7 +1227,10 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin, PortablePickle):
         else:
             refuse_events_as_inputs(inputs, arg)
             got = described_entries(inputs)
-            if isinstance(inputs, Sequence) and not isinstance(inputs, (str, bytes)):
+            if arg == "validation" and isinstance(inputs, tuple) and len(inputs) == 2 and isinstance(inputs[0], Mapping):
+                # Keras' validation_data=(x, y) habit, as (inputs, mask): read as two modalities' arrays
+                got += "; its mask goes in beside it: fit(..., validation=inputs, validation_mask=mask)"
+            elif isinstance(inputs, Sequence) and not isinstance(inputs, (str, bytes)):
                 # "got list" of [visual, auditory], the views as a list scikit-learn's habit passes: the kind
                 # taken, its length not
                 got += " (a sequence is read by slot, one entry per modality; name the modalities given in a dict, e.g. {'visual': x})"
