@@ -25,6 +25,10 @@ unexplained, each pinned.
 - ``fit(..., validation=(inputs, mask))``, Keras' ``validation_data``
   habit, was refused as "a sequence of 7 arrays ... got a tuple of 2" with
   no word of ``validation_mask``.
+- ``model.fit(x, patience=5)`` / ``verbose=0`` / ``learning_rate=`` /
+  ``validation_split=`` and ``model.fit(X, y)``, as Keras and scikit-learn
+  take them, got Python's bare "unexpected keyword argument" or "takes 2
+  positional arguments", with no word of this fit's way to the same.
 """
 
 from __future__ import annotations
@@ -249,3 +253,30 @@ def test_validation_given_with_its_mask_as_a_pair_names_validation_mask() -> Non
     assert model.history == []
     history = model.fit(data, validation=held, validation_mask=mask, epochs=1, progress=False)
     assert "val_total" in history.epochs[0]
+
+
+@pytest.mark.parametrize("option, hint", [
+    ("patience", "early stopping's patience is early_stopping=k (epochs without improvement)"),
+    ("verbose", "the progress bar is progress=True or False"),
+    ("learning_rate", "the learning rate of this call is lr= (the model's own is its config's learning_rate)"),
+    ("validation_split", "hold rows out yourself and pass them as validation= "
+                         "(grapheme_multimodal.stopping.fit_with_stopping holds out a fraction for you)"),
+])
+def test_another_library_s_fit_option_names_this_fit_s_way(option, hint) -> None:
+    model, data = _three_views()
+    with pytest.raises(TypeError) as info:
+        model.fit(data, epochs=1, progress=False, **{option: 1})
+    assert str(info.value) == f"fit() got an unexpected keyword argument {option!r}; {hint}"
+    assert model.history == []
+
+
+def test_fit_with_labels_says_it_learns_without_them() -> None:
+    model, data = _three_views()
+    with pytest.raises(TypeError) as info:
+        model.fit(data, np.arange(10) % 2)
+    assert str(info.value) == (
+        "LearnableMultiModal.fit() takes 2 positional arguments but 3 were given: fit(data) learns without labels, "
+        "and takes its options by keyword, e.g. fit(data, epochs=10, batch_size=64)")
+    with pytest.raises(TypeError, match=r"^fit\(\) got an unexpected keyword argument 'shuffle'$"):  # no hint to give
+        model.fit(data, shuffle=True)
+    assert model.history == []

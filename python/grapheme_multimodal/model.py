@@ -987,10 +987,11 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin, PortablePickle):
 
     else:
 
-        def fit(self, data: Any, **kwargs: Any) -> "History":
+        def fit(self, data: Any, *more: Any, **kwargs: Any) -> "History":
             """Trains on ``data`` for some epochs; see :func:`grapheme_multimodal.training.fit`."""
-            from .training import fit
+            from .training import fit, refuse_other_libraries_fit_options
 
+            refuse_other_libraries_fit_options(more, kwargs)
             try:
                 return fit(self, data, **kwargs)
             except NonFiniteError:  # refused before any step: a NaN its data never held is named as the pd.NA it was

@@ -2030,6 +2030,38 @@ def holdout_rows(n: int, fraction: FloatLike, seed: int, name: str = "validation
     return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
+#: The options of Keras', PyTorch Lightning's and scikit-learn's fit that a newcomer passes to
+#: ``model.fit``, and this fit's way to the same: Python's "got an unexpected keyword argument
+#: 'patience'" said nothing of ``early_stopping``.
+_OTHER_LIBRARIES_OPTIONS = {
+    "patience": "early stopping's patience is early_stopping=k (epochs without improvement)",
+    "verbose": "the progress bar is progress=True or False",
+    "learning_rate": "the learning rate of this call is lr= (the model's own is its config's learning_rate)",
+    "validation_split": ("hold rows out yourself and pass them as validation= "
+                         "(grapheme_multimodal.stopping.fit_with_stopping holds out a fraction for you)"),
+    "validation_data": "held-out data is validation= (its mask validation_mask=)",
+    "random_state": "the seed of the shuffles and dropout is seed=",
+    **dict.fromkeys(("n_epochs", "num_epochs", "max_epochs"), "the number of epochs is epochs="),
+    **dict.fromkeys(("loss_weights", "weights"), "the objectives' weights are objectives={'contrastive': 1.0, ...}"),
+}
+
+
+def refuse_other_libraries_fit_options(positional: Tuple[Any, ...], options: Mapping[str, Any]) -> None:
+    """TypeError for what ``model.fit`` was given beside ``data`` as
+    another library's fit takes it: a second positional argument (labels,
+    ``fit(X, y)``; the epochs, Keras' ``fit(x, y, batch_size, epochs)``),
+    or an option named as another library names it, each with this fit's
+    way to the same. Other unknown options are left to Python's refusal."""
+    if positional:
+        raise TypeError(
+            f"LearnableMultiModal.fit() takes 2 positional arguments but {2 + len(positional)} were given: fit(data) "
+            "learns without labels, and takes its options by keyword, e.g. fit(data, epochs=10, batch_size=64)")
+    for name in options:
+        hint = _OTHER_LIBRARIES_OPTIONS.get(name)
+        if hint is not None:
+            raise TypeError(f"fit() got an unexpected keyword argument {name!r}; {hint}")
+
+
 def _show_fit_on_the_model() -> None:
     """``LearnableMultiModal.fit(data, **kwargs)`` forwards to :func:`fit`:
     it gets fit's signature (less ``model`` and the private ``_steps``) and
