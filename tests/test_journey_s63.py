@@ -29,6 +29,9 @@ unexplained, each pinned.
   ``validation_split=`` and ``model.fit(X, y)``, as Keras and scikit-learn
   take them, got Python's bare "unexpected keyword argument" or "takes 2
   positional arguments", with no word of this fit's way to the same.
+- ``MultimodalEmbedder().fit([view_a.tolist(), view_b.tolist()])`` said
+  "several views are a list of arrays", to a user who gave a list, without
+  the conversion to make.
 """
 
 from __future__ import annotations
@@ -280,3 +283,21 @@ def test_fit_with_labels_says_it_learns_without_them() -> None:
     with pytest.raises(TypeError, match=r"^fit\(\) got an unexpected keyword argument 'shuffle'$"):  # no hint to give
         model.fit(data, shuffle=True)
     assert model.history == []
+
+
+def test_views_as_nested_lists_name_the_conversion_to_arrays() -> None:
+    pytest.importorskip("sklearn")
+    import warnings
+
+    from grapheme_multimodal.sklearn import MultimodalEmbedder
+
+    Xs = [_rows(40, 4).tolist(), _rows(40, 3).tolist()]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # numpy 1's VisibleDeprecationWarning of the ragged probe
+        with pytest.raises(gm.InvalidValueError, match=re.escape(
+                "; several views go in as a list of arrays, [np.asarray(view) for view in Xs], one view as rows of "
+                "one length")):
+            MultimodalEmbedder(epochs=1).fit(Xs)
+    small = dict(epochs=1, embed_dim=8, hidden_dim=8, num_heads=2, encoder_hidden=(8,), encoder_output_dim=8,
+                 validation_fraction=0)
+    assert MultimodalEmbedder(**small).fit_transform([np.asarray(view) for view in Xs]).shape == (40, 8)

@@ -964,7 +964,8 @@ def _as_views(Xs: Any, estimator: MultimodalEmbedder, reset: bool) -> List[np.nd
                 raise (type(refused)(f"{refused}{note}") if note else refused) from None
             # nested lists of different widths: numpy's "setting an array element with a sequence"
             raise InvalidValueError(
-                f"Xs: could not be read as one 2-D array ({exc}); several views are a list of arrays, e.g. numpy arrays",
+                f"Xs: could not be read as one 2-D array ({exc}); several views go in as a list of arrays, "
+                "[np.asarray(view) for view in Xs], one view as rows of one length",
                 "Xs",
             ) from None
         except TypeError as exc:
