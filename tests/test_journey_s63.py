@@ -32,6 +32,9 @@ unexplained, each pinned.
 - ``MultimodalEmbedder().fit([view_a.tolist(), view_b.tolist()])`` said
   "several views are a list of arrays", to a user who gave a list, without
   the conversion to make.
+- A ``.npy`` file with a row of NaN (a missing view, as MultimodalEmbedder
+  takes one) was refused by ``grapheme-mm`` as "holds nan; expected finite
+  numbers", with no way on, where a CSV file's NaN got one.
 """
 
 from __future__ import annotations
@@ -302,3 +305,23 @@ def test_views_as_nested_lists_name_the_conversion_to_arrays() -> None:
     small = dict(epochs=1, embed_dim=8, hidden_dim=8, num_heads=2, encoder_hidden=(8,), encoder_output_dim=8,
                  validation_fraction=0)
     assert MultimodalEmbedder(**small).fit_transform([np.asarray(view) for view in Xs]).shape == (40, 8)
+
+
+def test_nan_in_an_npy_file_says_what_to_do_with_a_missing_value(tmp_path, monkeypatch, capsys) -> None:
+    from grapheme_multimodal.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    views = _rows(20, 3)
+    views[4] = np.nan  # the event lacks this view
+    np.save("a.npy", views)
+    np.save("b.npy", _rows(20, 2))
+    assert main(["train", "-m", "visual=a.npy", "-m", "auditory=b.npy", "--epochs", "1", "--no-progress"]) == 2
+    assert capsys.readouterr().err == (
+        "grapheme-mm: error: visual (a.npy): row 4 holds nan (column 0 of 3); expected finite numbers; NaN is a missing "
+        "value: fill the missing values, or leave those events out of every file (the command takes every modality of "
+        "every event; in Python, fit's mask= and MultimodalEmbedder take events that lack one)\n")
+    views[4] = np.inf  # no missing value: nothing to add
+    np.save("a.npy", views)
+    assert main(["train", "-m", "visual=a.npy", "-m", "auditory=b.npy", "--epochs", "1", "--no-progress"]) == 2
+    assert capsys.readouterr().err.endswith("row 4 holds inf (column 0 of 3); expected finite numbers\n")
+    assert not (tmp_path / "model.safetensors").exists()

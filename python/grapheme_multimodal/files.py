@@ -577,6 +577,13 @@ def _cell_at(path: Path, line: int, column: int) -> Optional[str]:
     return None
 
 
+#: What the refusal of NaN in a file adds: NaN is how numpy and pandas write a missing value, and a row of
+#: NaN how MultimodalEmbedder marks a missing view; "expected finite numbers" left the user without a way on.
+_MISSING_VALUES = ("; NaN is a missing value: fill the missing values, or leave those events out of every file "
+                   "(the command takes every modality of every event; in Python, fit's mask= and MultimodalEmbedder "
+                   "take events that lack one)")
+
+
 def as_feature_rows(
     values: np.ndarray, what: str, notes: Optional[List[str]] = None, row_name: Optional[Callable[[int], str]] = None
 ) -> np.ndarray:
@@ -605,7 +612,7 @@ def as_feature_rows(
         row, column = (int(i) for i in np.argwhere(~np.isfinite(arr))[0])
         raise NonFiniteError(
             f"{what}: {row_name(row)} holds {float(arr[row, column])} (column {column} of {arr.shape[1]}); expected "
-            "finite numbers", what)
+            f"finite numbers{_MISSING_VALUES if np.isnan(arr[row, column]) else ''}", what)
     lost = None if notes is None else precision_lost(real, arr)
     if lost is not None:
         notes.append(f"{what}: {lost}")
