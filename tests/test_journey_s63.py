@@ -35,6 +35,9 @@ unexplained, each pinned.
 - A ``.npy`` file with a row of NaN (a missing view, as MultimodalEmbedder
   takes one) was refused by ``grapheme-mm`` as "holds nan; expected finite
   numbers", with no way on, where a CSV file's NaN got one.
+- ``model.fit(X)`` / ``model.encode(X)`` of one array or frame, as
+  scikit-learn and PyTorch take one, was refused without a word of how to
+  name its modality.
 """
 
 from __future__ import annotations
@@ -325,3 +328,25 @@ def test_nan_in_an_npy_file_says_what_to_do_with_a_missing_value(tmp_path, monke
     assert main(["train", "-m", "visual=a.npy", "-m", "auditory=b.npy", "--epochs", "1", "--no-progress"]) == 2
     assert capsys.readouterr().err.endswith("row 4 holds inf (column 0 of 3); expected finite numbers\n")
     assert not (tmp_path / "model.safetensors").exists()
+
+
+_NAMED = "; one modality's rows go in named by it, e.g. {'visual': x}, several in one dict"
+
+
+def test_one_array_or_frame_given_for_all_inputs_says_how_to_name_its_modality() -> None:
+    model, data = _three_views()
+    with pytest.raises(TypeError) as info:
+        model.fit(data["visual"], epochs=1, progress=False)
+    assert str(info.value) == (
+        f"data: expected per-modality arrays, a list of MultiModalEvent or an ExperienceBuffer, got ndarray{_NAMED}")
+    expected = "inputs: expected a mapping modality -> array or a sequence of 7 arrays/None, got {}{}"
+    with pytest.raises(TypeError) as info:
+        model.encode(data["visual"])
+    assert str(info.value) == expected.format("array of shape (10, 4) and dtype float64", _NAMED)
+    with pytest.raises(TypeError) as info:
+        model.encode(_frame(10, "abcd"))
+    assert str(info.value) == expected.format("DataFrame", _NAMED)
+    with pytest.raises(TypeError) as info:  # nothing of rows: no hint
+        model.encode(5)
+    assert str(info.value) == "inputs: expected a mapping modality -> array or a sequence of 7 arrays/None, got int"
+    assert model.encode({"visual": data["visual"]}).shape == (10, 7, 64)

@@ -71,6 +71,15 @@ def describe(x: Any) -> str:
     return f"{type(x).__name__}"
 
 
+def one_modality_rows_hint(x: Any) -> str:
+    """What the refusal of an array or a frame given where per-modality
+    inputs go adds: a modality's rows go in named, in a dict ("got array of
+    shape (5, 3)" said what was wrong, not how to name it)."""
+    if not hasattr(x, "shape") or len(getattr(x, "shape", ())) != 2:
+        return ""
+    return "; one modality's rows go in named by it, e.g. {'visual': x}, several in one dict"
+
+
 def described_entries(x: Any) -> str:
     """:func:`describe` of ``x`` given where a number of entries is expected
     (7, one per modality): a sequence by its kind and length, "a list of 6"

@@ -43,6 +43,7 @@ from ._validation import (
     missing_input_refusal,
     memory_budget,
     named_inputs,
+    one_modality_rows_hint,
     plain_names,
     refuse_beyond_budget,
     refuse_bools,
@@ -1237,6 +1238,8 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin, PortablePickle):
                 got += " (a sequence is read by slot, one entry per modality; name the modalities given in a dict, e.g. {'visual': x})"
             elif isinstance(inputs, ExperienceBatch):  # buffer.sample(n), handed to train_step as a batch
                 got += "; a sample of the experience buffer trains as Batch.from_experiences(sample)"
+            else:
+                got += one_modality_rows_hint(inputs)
             raise TypeError(f"{arg}: expected a mapping modality -> array or a sequence of 7 arrays/None, got {got}")
         input_dims = self.config.input_dims
         columns = self._input_columns  # per slot: None unless a frame's names were learned
