@@ -38,6 +38,10 @@ unexplained, each pinned.
 - ``model.fit(X)`` / ``model.encode(X)`` of one array or frame, as
   scikit-learn and PyTorch take one, was refused without a word of how to
   name its modality.
+- ``from grapheme_multimodal import MultimodalEmbedder`` (and
+  ``gm.MultimodalEmbedder``), the estimator the README shows, said "cannot
+  import name": it is reached from the package now, imported when first
+  asked for, and without scikit-learn the attribute error names the extra.
 """
 
 from __future__ import annotations
@@ -350,3 +354,25 @@ def test_one_array_or_frame_given_for_all_inputs_says_how_to_name_its_modality()
         model.encode(5)
     assert str(info.value) == "inputs: expected a mapping modality -> array or a sequence of 7 arrays/None, got int"
     assert model.encode({"visual": data["visual"]}).shape == (10, 7, 64)
+
+
+def test_the_estimator_is_reached_from_the_package() -> None:
+    pytest.importorskip("sklearn")
+    from grapheme_multimodal import MultimodalEmbedder
+    from grapheme_multimodal.sklearn import MultimodalEmbedder as where_it_lives
+
+    assert MultimodalEmbedder is where_it_lives and gm.MultimodalEmbedder is where_it_lives
+    assert not hasattr(gm, "NoSuchThing")
+
+
+def test_without_scikit_learn_the_estimator_s_attribute_error_names_the_extra() -> None:
+    script = ("import sys; sys.modules['sklearn'] = None\n"
+              "import grapheme_multimodal as gm\n"
+              "assert not hasattr(gm, 'MultimodalEmbedder')\n"
+              "try:\n    gm.MultimodalEmbedder\nexcept AttributeError as e:\n    print(e)\n")
+    env = {"PYTHONPATH": str(Path(gm.__file__).resolve().parent.parent), "PATH": "/usr/bin:/bin",
+           "PYTHONDONTWRITEBYTECODE": "1"}
+    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == ("module 'grapheme_multimodal' has no attribute 'MultimodalEmbedder': grapheme_multimodal.sklearn "
+                           "needs scikit-learn: pip install 'grapheme-multimodal[sklearn]'\n")

@@ -91,3 +91,25 @@ __all__ = [
     "get_num_threads",
     "set_num_threads",
 ]
+
+
+
+#: Names a newcomer reaches for on the package that live in a module of their own, kept out of the
+#: package's import because that module needs an optional extra: ``gm.MultimodalEmbedder`` and
+#: ``from grapheme_multimodal import MultimodalEmbedder`` said "has no attribute" / "cannot import
+#: name", nothing of where it is. Each is imported when first asked for.
+_ELSEWHERE = {"MultimodalEmbedder": "sklearn"}
+
+
+def __getattr__(name: str) -> object:
+    module = _ELSEWHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'grapheme_multimodal' has no attribute {name!r}")
+    import importlib
+
+    try:
+        found = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    except ImportError as exc:  # its extra is not installed: an AttributeError still, as hasattr() expects
+        raise AttributeError(f"module 'grapheme_multimodal' has no attribute {name!r}: {exc}") from exc
+    globals()[name] = found  # asked once
+    return found
