@@ -376,3 +376,16 @@ def test_without_scikit_learn_the_estimator_s_attribute_error_names_the_extra() 
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == ("module 'grapheme_multimodal' has no attribute 'MultimodalEmbedder': grapheme_multimodal.sklearn "
                            "needs scikit-learn: pip install 'grapheme-multimodal[sklearn]'\n")
+
+
+@pytest.mark.parametrize("value, remedy", [
+    ("a red ball", "str; give a text as ModalGraph(gm.Graph.from_text(text), modality)"),
+    (np.ones(3), "array of shape (3,) and dtype float64; give a feature vector as ModalFeatures(features, modality)"),
+    (5, "int"),
+])
+def test_add_component_of_a_text_or_features_names_the_component_to_make(value, remedy) -> None:
+    event = gm.MultiModalEvent(0)
+    with pytest.raises(TypeError) as info:
+        event.add_component(value)
+    assert str(info.value) == f"component: expected ModalGraph or ModalFeatures, got {remedy}"
+    assert event.components == []

@@ -618,8 +618,18 @@ def sequence_repr(value: Union[list, tuple], items: int, item_repr: Callable[[An
 
 
 def _not_a_component(name: str, value: Any) -> str:
-    """The message for ``value``, given as a component, that is none."""
-    hint = "; give a graph as ModalGraph(graph, modality)" if isinstance(value, Graph) else ""
+    """The message for ``value``, given as a component, that is none; to
+    ``add_component`` (``name`` "component"), how a text or a feature
+    vector becomes one ("got str" said not how)."""
+    added = name == "component"
+    if isinstance(value, Graph):
+        hint = "; give a graph as ModalGraph(graph, modality)"
+    elif added and isinstance(value, str):
+        hint = "; give a text as ModalGraph(gm.Graph.from_text(text), modality)"
+    elif added and (hasattr(value, "shape") or hasattr(value, "__array__")):
+        hint = "; give a feature vector as ModalFeatures(features, modality)"
+    else:
+        hint = ""
     return f"{name}: expected ModalGraph or ModalFeatures, got {describe(value)}{hint}"
 
 
