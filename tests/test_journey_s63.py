@@ -35,6 +35,10 @@ unexplained, each pinned.
 - A ``.npy`` file with a row of NaN (a missing view, as MultimodalEmbedder
   takes one) was refused by ``grapheme-mm`` as "holds nan; expected finite
   numbers", with no way on, where a CSV file's NaN got one.
+- A row of NaN throughout, how MultimodalEmbedder (and scikit-learn's
+  habit) marks a missing view, given to ``model.fit`` was refused as "holds
+  NaN or inf ... (rows the mask marks absent may hold anything)", naming
+  neither the mask's column nor that the row must be marked.
 - ``model.fit(X)`` / ``model.encode(X)`` of one array or frame, as
   scikit-learn and PyTorch take one, was refused without a word of how to
   name its modality.
@@ -389,3 +393,23 @@ def test_add_component_of_a_text_or_features_names_the_component_to_make(value, 
         event.add_component(value)
     assert str(info.value) == f"component: expected ModalGraph or ModalFeatures, got {remedy}"
     assert event.components == []
+
+
+def test_a_row_of_nan_given_to_fit_says_how_the_mask_marks_it_missing() -> None:
+    model, data = _three_views()
+    data["auditory"][3] = np.nan
+    with pytest.raises(gm.NonFiniteError) as info:
+        model.fit(data, epochs=1, progress=False)
+    assert str(info.value) == (
+        "data['auditory']: row 3 holds NaN or inf; expected finite numbers; a row of NaN throughout is a missing "
+        "auditory input only where mask says so: False at mask[3, 1] marks it absent (rows marked absent may hold "
+        "anything)")
+    held = {k: v.copy() for k, v in data.items()}
+    with pytest.raises(gm.NonFiniteError, match=re.escape("False at validation_mask[3, 1] marks it absent")):
+        model.fit({k: np.nan_to_num(v) for k, v in data.items()}, validation=held, epochs=1, progress=False)
+    assert model.history == []
+    mask = np.zeros((10, 7), bool)
+    mask[:, :3] = True
+    mask[3, 1] = False  # as the message says
+    model.fit(data, mask=mask, epochs=1, progress=False)
+    assert model.trained_modalities[gm.Modality.AUDITORY] == 9

@@ -982,7 +982,7 @@ class _ArrayDataset(_Dataset):
         for m, x in enumerate(self.arrays):
             if x is not None:
                 arg = f"{name}[{MODALITY_NAMES[m]!r}]"
-                _check_rows(x, self.mask[:, m], arg, lambda row: f"{arg}: row {row}", present_only=True)
+                _check_rows(x, self.mask[:, m], arg, lambda row: f"{arg}: row {row}", present_only=True, slot=m)
             elif self.mask[:, m].any():
                 # else refused by the step whose batch held such a row, after the steps before
                 # it had trained, and named by its row in that batch, not in the data
@@ -1630,11 +1630,14 @@ def _outside_scopes_then(function: Callable[..., _R], args: Tuple[Any, ...], kwa
 
 
 def _check_rows(
-    x: np.ndarray, rows: Optional[np.ndarray], arg: str, where: Callable[[int], str], present_only: bool = False
+    x: np.ndarray, rows: Optional[np.ndarray], arg: str, where: Callable[[int], str], present_only: bool = False,
+    slot: Optional[int] = None,
 ) -> None:
     """NonFiniteError (about ``arg``) for the first row of ``x [n, d]``
     (among ``rows``, when given) holding NaN or inf; ``where(row)`` names it.
-    In blocks, so the check needs little memory on large data."""
+    In blocks, so the check needs little memory on large data. A row of NaN
+    throughout in modality ``slot``, as scikit-learn's habit and
+    MultimodalEmbedder mark a missing view, is told how fit's mask marks it."""
     block = max(1, (1 << 22) // max(1, x.shape[1]))
     for start in range(0, len(x), block):
         bad = ~np.isfinite(x[start : start + block]).all(axis=1)
@@ -1643,6 +1646,10 @@ def _check_rows(
         if bad.any():
             row = start + int(np.flatnonzero(bad)[0])
             note = MASK_NOTE if present_only and _MASK_TAKEN.get() else ""
+            if note and slot is not None and np.isnan(x[row]).all():
+                mask = "validation_mask" if arg.startswith("validation") else "mask"
+                note = (f"; a row of NaN throughout is a missing {MODALITY_NAMES[slot]} input only where {mask} says "
+                        f"so: False at {mask}[{row}, {slot}] marks it absent (rows marked absent may hold anything)")
             raise NonFiniteError(f"{where(row)} holds NaN or inf; expected finite numbers{note}", arg)
 
 
