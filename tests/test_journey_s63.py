@@ -39,6 +39,9 @@ unexplained, each pinned.
   habit) marks a missing view, given to ``model.fit`` was refused as "holds
   NaN or inf ... (rows the mask marks absent may hold anything)", naming
   neither the mask's column nor that the row must be marked.
+- One sample as a 1-D array (``model.encode({"visual": x})``,
+  ``model.bind(a, b)``), as a newcomer embeds a single row, was refused as
+  "expected 2-D input (any, 4), got shape (4,)" without the reshape.
 - ``model.fit(X)`` / ``model.encode(X)`` of one array or frame, as
   scikit-learn and PyTorch take one, was refused without a word of how to
   name its modality.
@@ -413,3 +416,24 @@ def test_a_row_of_nan_given_to_fit_says_how_the_mask_marks_it_missing() -> None:
     mask[3, 1] = False  # as the message says
     model.fit(data, mask=mask, epochs=1, progress=False)
     assert model.trained_modalities[gm.Modality.AUDITORY] == 9
+
+
+def test_one_sample_as_a_1d_array_names_the_reshape() -> None:
+    model = gm.LearnableMultiModal(seed=0, input_dims={"visual": 4, "auditory": 1})
+    cases = [
+        (lambda: model.encode({"visual": np.ones(4)}),
+         "inputs['visual']: expected 2-D input (any, 4), got shape (4,); one row goes in as x[None, :] (x.reshape(1, -1))"),
+        (lambda: model.encode({"auditory": np.ones(9)}),
+         "inputs['auditory']: expected 2-D input (any, 1), got shape (9,); one value per row goes in as x[:, None] "
+         "(x.reshape(-1, 1))"),
+        (lambda: model.bind(np.ones(64), np.ones(64)),
+         "a: expected 2-D input (any, 64), got shape (64,); one row goes in as x[None, :] (x.reshape(1, -1))"),
+        (lambda: model.encode({"visual": np.ones(5)}), "inputs['visual']: expected 2-D input (any, 4), got shape (5,)"),
+    ]
+    for call, message in cases:
+        with pytest.raises(gm.ShapeError) as info:
+            call()
+        assert str(info.value) == message
+    # the reshapes it names are taken
+    assert model.encode({"visual": np.ones(4)[None, :]}).shape == (1, 7, 64)
+    assert model.encode({"auditory": np.ones(9)[:, None]}).shape == (9, 7, 64)

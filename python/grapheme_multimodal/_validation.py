@@ -1746,12 +1746,26 @@ def as_float32(
     if arr.ndim != ndim:
         # without a shape: "expected 2-D input, got shape ()" (it said "expected 2-D input 2 dimensions")
         want = f" {_fmt(shape)}" if shape is not None else ""
-        raise ShapeError(f"{name}: expected {ndim}-D input{want}, got shape {arr.shape}", name)
+        raise ShapeError(f"{name}: expected {ndim}-D input{want}, got shape {arr.shape}{_one_row_hint(arr, ndim, shape)}",
+                         name)
     if shape is not None:
         for got, want in zip(arr.shape, shape):
             if want is not None and got != want:
                 raise ShapeError(f"{name}: expected shape {_fmt(shape)}, got {arr.shape}", name)
     return arr
+
+
+def _one_row_hint(arr: np.ndarray, ndim: int, shape: Optional[tuple]) -> str:
+    """How a 1-D array goes in where rows ``[n, d]`` are expected: as one
+    row when it is ``d`` long, ``x[None, :]`` (a single sample, as PyTorch's
+    and scikit-learn's calls take it too), or as a column when ``d`` is 1."""
+    if arr.ndim != 1 or ndim != 2 or shape is None or len(shape) != 2 or shape[1] is None:
+        return ""
+    if arr.shape[0] == shape[1] and shape[0] in (None, 1):
+        return "; one row goes in as x[None, :] (x.reshape(1, -1))"
+    if shape[1] == 1 and shape[0] in (None, arr.shape[0]):
+        return "; one value per row goes in as x[:, None] (x.reshape(-1, 1))"
+    return ""
 
 
 #: numpy reports a finite value that overflows a cast from 1.24 on; before, it became inf silently.
