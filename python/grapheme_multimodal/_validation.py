@@ -891,8 +891,9 @@ def refuse_reordered_fitted_names(name: str, fitted: Optional[Sequence[str]], gi
     fitted columns and more (an id, a label, a new feature), which was
     refused by its width alone ("expected shape (any, 4), got (n, 5)")
     where its names say which columns to keep."""
-    extra = [c for c in given if c not in fitted] if fitted is not None and given is not None else []
-    if extra and len(given) > len(fitted) and set(fitted) <= set(given):  # type: ignore[arg-type]
+    if fitted is not None and given is not None and len(given) > len(fitted) and set(fitted) <= set(given):
+        learned = set(fitted)  # a set: a frame of thousands of columns is looked at on every call
+        extra = [c for c in given if c not in learned]
         raise InvalidValueError(
             f"{name}: its columns {shown_columns(given)} hold those the model was fitted on ({shown_columns(fitted)}) "
             f"and {shown_columns(extra)} beside them; expected only the fitted columns, in their order: "

@@ -2031,8 +2031,9 @@ def _refuse_reordered_header(f: Any, models: Sequence[LearnableMultiModal]) -> N
         # which member, of an ensemble whose members were trained on other orders (save_ensemble refuses such
         # members now; a file saved before loads): each order was refused by one member or the other, unsaid why
         who = "the checkpoint" if len(models) == 1 else f"member {j} of the ensemble of {len(models)}"
-        extra = [c for c in f.columns if c not in fitted] if fitted is not None and f.columns is not None else []
-        if extra and len(f.columns) > len(fitted) and set(fitted) <= set(f.columns):
+        if fitted is not None and f.columns is not None and len(f.columns) > len(fitted) and set(fitted) <= set(f.columns):
+            learned = set(fitted)
+            extra = [c for c in f.columns if c not in learned]
             # was "has 7 columns but the checkpoint's encoder takes 6 (a checkpoint from a different config?)",
             # though the header said which column was new
             raise InvalidValueError(
