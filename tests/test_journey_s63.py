@@ -42,6 +42,8 @@ unexplained, each pinned.
 - One sample as a 1-D array (``model.encode({"visual": x})``,
   ``model.bind(a, b)``), as a newcomer embeds a single row, was refused as
   "expected 2-D input (any, 4), got shape (4,)" without the reshape.
+- ``model.fit(model.experience.sample(n))`` said "got ExperienceBatch", not
+  that fit takes the buffer and a sample trains through ``train_step``.
 - ``model.fit(X)`` / ``model.encode(X)`` of one array or frame, as
   scikit-learn and PyTorch take one, was refused without a word of how to
   name its modality.
@@ -437,3 +439,18 @@ def test_one_sample_as_a_1d_array_names_the_reshape() -> None:
     # the reshapes it names are taken
     assert model.encode({"visual": np.ones(4)[None, :]}).shape == (1, 7, 64)
     assert model.encode({"auditory": np.ones(9)[:, None]}).shape == (9, 7, 64)
+
+
+def test_fit_of_a_buffer_sample_says_what_takes_it() -> None:
+    model = gm.LearnableMultiModal(seed=0, input_dims={"visual": 3})
+    model.record_batch({"visual": _rows(20, 3), "linguistic": _rows(20, 18)}, rewards=np.ones(20))
+    sample = model.experience.sample(5)
+    with pytest.raises(TypeError) as info:
+        model.fit(sample, epochs=1, progress=False)
+    assert str(info.value) == (
+        "data: expected per-modality arrays, a list of MultiModalEvent or an ExperienceBuffer, got ExperienceBatch; "
+        "fit takes the buffer itself (model.experience), and one sample of it trains one step as "
+        "model.train_step(gm.Batch.from_experiences(sample))")
+    assert model.history == []
+    assert np.isfinite(model.train_step(gm.Batch.from_experiences(sample))["total"])
+    assert len(model.fit(model.experience, epochs=1, progress=False).epochs) == 1

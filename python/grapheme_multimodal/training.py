@@ -37,7 +37,7 @@ from ._validation import (
 from .averaging import WeightAverage, check_decay, model_weights
 from .averaging import resume as resume_average
 from .batch import Batch, event_components
-from .buffer import ExperienceBuffer
+from .buffer import ExperienceBatch, ExperienceBuffer
 from .checkpoint import _checked_epochs, _checked_history
 from .learning import refuse_non_unit_experiences
 from .exceptions import ConstantModalityWarning, InvalidValueError, NonFiniteError, ShapeError, UntrainedModalityWarning
@@ -1271,7 +1271,7 @@ def as_dataset(
     else:
         raise TypeError(
             f"{name}: expected per-modality arrays, a list of MultiModalEvent or an ExperienceBuffer, got {type(data).__name__}"
-            f"{one_modality_rows_hint(data)}"
+            f"{one_modality_rows_hint(data)}{_SAMPLE_HINT if isinstance(data, ExperienceBatch) else ''}"
         )
     ds.check(name)
     if name != "validation" and not ds.mask_of(np.arange(len(ds))).any():
@@ -1596,6 +1596,10 @@ def _check_fraction(value: Any, name: str) -> float:
     """``value`` as a float in [0, 1) (numpy scalars too, as for every other float setting)."""
     return as_finite_float(value, name, lambda v: 0 <= v < 1, "a number in [0, 1)")
 
+
+#: What fit's refusal of a sample of the experience buffer adds: "got ExperienceBatch" said not what fit takes.
+_SAMPLE_HINT = ("; fit takes the buffer itself (model.experience), and one sample of it trains one step as "
+                "model.train_step(gm.Batch.from_experiences(sample))")
 
 #: What a refusal of NaN or inf in training data adds for callers who can mark rows absent (fit's ``mask``).
 MASK_NOTE = " (rows the mask marks absent may hold anything)"
