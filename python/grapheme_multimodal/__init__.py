@@ -93,7 +93,6 @@ __all__ = [
 ]
 
 
-
 #: Names a newcomer reaches for on the package that live in a module of their own, kept out of the
 #: package's import because that module needs an optional extra: ``gm.MultimodalEmbedder`` and
 #: ``from grapheme_multimodal import MultimodalEmbedder`` said "has no attribute" / "cannot import
