@@ -14,7 +14,8 @@ from .batch import Batch, Inputs
 from .buffer import Experience
 from .learning import refuse_non_unit_experiences
 from ._validation import (
-    FLOAT32_MAX, as_real_array, is_int, named_inputs, non_finite_message, refuse_bools, refuse_unpaired_frames,
+    FLOAT32_MAX, as_real_array, is_int, missing_input_refusal, named_inputs, non_finite_message, refuse_bools,
+    refuse_unpaired_frames,
 )
 from .exceptions import InvalidTypeError, InvalidValueError, NonFiniteError, ShapeError
 from .types import MultiModalEvent
@@ -132,7 +133,10 @@ class ExperienceMixin:
                 raise ShapeError(f"rewards: expected a number or shape ({batch},), got shape {rewards.shape}", "rewards")
             rewards = np.broadcast_to(rewards, (batch,))
             self._warn_untrained(mask_arr)
-            emb, fused = self._core.encode_and_fuse(arrays, mask_arr)  # its outputs are allocated fallibly
+            try:
+                emb, fused = self._core.encode_and_fuse(arrays, mask_arr)  # its outputs are allocated fallibly
+            except NonFiniteError as err:  # a NaN a frame never held is named as the pd.NA it was
+                raise missing_input_refusal(inputs, mask_arr) or err from None
             # the pair strengths beside them (their copy of the embeddings aborted under ulimit -v)
             self._refuse_peak("pair_strengths", len(mask_arr), "inputs", caller="record_batch's pair_strengths")
             strengths = self._core.pair_strengths(emb, mask_arr)

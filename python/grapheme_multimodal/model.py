@@ -924,10 +924,9 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin, PortablePickle):
                 mean = rows.mean(axis=0, dtype=np.float64)
             if not (np.isfinite(mean).all() and np.isfinite(std).all()):  # float32 rows square finitely in float64
                 row = int(np.flatnonzero(present)[np.flatnonzero(~np.isfinite(rows).all(axis=1))[0]])
-                if refuse_unfed:  # the caller's own inputs (fit's are named by fit): a frame's pd.NA named as such
-                    missing = missing_input_refusal(inputs, mask_arr, arg)
-                    if missing is not None:
-                        raise missing
+                missing = missing_input_refusal(inputs, mask_arr, arg)  # a frame's pd.NA named as such
+                if missing is not None:
+                    raise missing
                 raise NonFiniteError(
                     f"{arg}[{_name(m)!r}]: contains a non-finite value (NaN or inf) at row {row} (a row marked present); "
                     "expected finite numbers", f"{arg}[{_name(m)!r}]",
@@ -993,15 +992,7 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin, PortablePickle):
             from .training import fit, refuse_other_libraries_fit_options
 
             refuse_other_libraries_fit_options(more, kwargs)
-            try:
-                return fit(self, data, **kwargs)
-            except NonFiniteError:  # refused before any step: a NaN its data never held is named as the pd.NA it was
-                for given, mask, arg in ((data, kwargs.get("mask"), "data"),
-                                         (kwargs.get("validation"), kwargs.get("validation_mask"), "validation")):
-                    refusal = missing_input_refusal(given, mask, arg)
-                    if refusal is not None:
-                        raise refusal from None
-                raise
+            return fit(self, data, **kwargs)
 
     def save(self, path: Any, include_experience: bool = True) -> None:
         """Writes weights, config, input standardisation, Adam state, training

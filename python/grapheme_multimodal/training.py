@@ -31,7 +31,8 @@ from ._locking import call_fitting, call_metric, refuse_in_fit, uninterrupted, w
 from ._validation import MASK_TAKEN as _MASK_TAKEN, taking_no_mask
 from ._validation import (
     FloatLike, IntLike, as_finite_float, call_with_set, check_flag, check_model, context_set, describe, exact_int, first_in_scope,
-    frame_columns, is_int, leave_precision_scopes, one_modality_rows_hint, refuse_beyond_budget, refuse_reordered_fitted_names,
+    frame_columns, is_int, leave_precision_scopes, missing_input_refusal, one_modality_rows_hint, refuse_beyond_budget,
+    refuse_reordered_fitted_names,
     refuse_unpaired_columns, renamed, shown_number, sorted_names, warn_at_caller, wrong_type,
 )
 from .averaging import WeightAverage, check_decay, model_weights
@@ -1273,7 +1274,10 @@ def as_dataset(
             f"{name}: expected per-modality arrays, a list of MultiModalEvent or an ExperienceBuffer, got {type(data).__name__}"
             f"{one_modality_rows_hint(data)}{_SAMPLE_HINT if isinstance(data, ExperienceBatch) else ''}"
         )
-    ds.check(name)
+    try:
+        ds.check(name)
+    except NonFiniteError as err:  # a NaN a frame never held is named as the pd.NA it was (on the error's path only)
+        raise missing_input_refusal(data, mask, name) or err from None
     if name != "validation" and not ds.mask_of(np.arange(len(ds))).any():
         # every loss would be 0 and every step Adam's momentum alone: "training" that learns nothing
         arg = "mask" if mask is not None else name
