@@ -56,3 +56,62 @@ def test_missing_value_in_rows_marked_absent_is_not_refused():
     mask[5] = False
     mask[:, 1:] = False
     training.fit(_model(), {"visual": frame}, mask=mask, epochs=1, progress=False)
+
+
+# ------------------------------------------------------------- numbers as text
+def _values() -> np.ndarray:
+    return np.random.default_rng(0).normal(size=(ROWS, 3)).astype(np.float32)
+
+
+def _estimator():
+    from grapheme_multimodal.sklearn import MultimodalEmbedder
+
+    return MultimodalEmbedder(embed_dim=8, hidden_dim=8, num_heads=2, epochs=1, validation_fraction=0.0, patience=0,
+                              cv_folds=0, random_state=0)
+
+
+@pytest.mark.parametrize("text", [
+    lambda x: x.astype(str).astype(object),  # check_array read it as its numbers; the model named one str
+    lambda x: np.array([[str(v) if j else float(v) for j, v in enumerate(row)] for row in x], dtype=object),
+    lambda x: np.char.encode(x.astype(str)).astype(object),
+    lambda x: x.astype(str),
+])
+def test_numbers_as_text_in_arrays_refused_alike_with_their_conversion(text):
+    given = text(_values())
+    with pytest.raises(gm.InvalidTypeError, match=r"^data\['visual'\]: .* \(numbers as text\): convert them first, "
+                                                  r"e\.g\. np\.asarray\(data\['visual'\], dtype=float\)$") as info:
+        _model().fit({"visual": given}, epochs=1, progress=False)
+    assert info.value.arg == "data['visual']"
+    with pytest.raises(gm.InvalidTypeError, match=r"^Xs: .* \(numbers as text\): convert them first, "
+                                                  r"e\.g\. np\.asarray\(Xs, dtype=float\)$") as info:
+        _estimator().fit(given)
+    assert info.value.arg == "Xs"
+    _estimator().fit(np.asarray(given, dtype=float))  # the conversion named works
+
+
+@pytest.mark.parametrize("call", [
+    lambda v: _model().encode({"visual": v}),
+    lambda v: _estimator().fit(v),
+])
+@pytest.mark.parametrize("given", [
+    lambda x: x.astype(str),
+    lambda x: pd.DataFrame(x, columns=list("abc")).astype(str),
+    lambda x: pd.DataFrame(x, columns=list("abc")).astype(str).astype(object),
+])
+def test_numbers_as_text_caught_as_type_error_and_as_value_error(call, given):
+    """scikit-learn's check_array raises ValueError for text: code written for it catches that."""
+    with pytest.raises(ValueError, match="numbers as text"):
+        call(given(_values()))
+    with pytest.raises(TypeError, match="numbers as text"):
+        call(given(_values()))
+
+
+@pytest.mark.parametrize("given", [
+    lambda x: np.array([["1.5", None, "2"]] * ROWS, dtype=object),  # None would become NaN: named as it is
+    lambda x: np.array([["1.5", True, "2"]] * ROWS, dtype=object),
+    lambda x: np.array([["1.5", "abc", "2"]] * ROWS, dtype=object),
+])
+def test_object_arrays_not_all_numbers_as_text_keep_their_refusal(given):
+    with pytest.raises(TypeError, match=r"at index \(0, 0\): str '1.5'\)$") as info:
+        _model().encode({"visual": given(None)})
+    assert "numbers as text" not in str(info.value)

@@ -242,7 +242,10 @@ def as_real_array(x: Any, name: str, masked_remedy: str = MASKED_REMEDY) -> np.n
                                 "(or float64, given as floats)", name)
     refuse_structured(arr, name)
     if arr.dtype.kind not in "biuf":  # timedelta64 is a numpy integer too, but no number to compute with
-        raise TypeError(f"{name}: expected a real-valued numeric array, got {describe(arr)}{_non_numeric_hint(x, arr, name)}")
+        hint, number_text = _non_numeric_hint(x, arr, name)
+        message = f"{name}: expected a real-valued numeric array, got {describe(arr)}{hint}"
+        # numbers as text: a ValueError too, as scikit-learn's check_array raises for text
+        raise InvalidTypeError(message, name) if number_text else TypeError(message)
     return arr
 
 
@@ -369,11 +372,12 @@ def refuse_masked_items(x: Any, name: str, remedy: str = MASKED_REMEDY) -> None:
                 f"{name}[{k}]: a masked array with {hidden} masked entries; expected plain numbers ({remedy})", name)
 
 
-def _non_numeric_hint(x: Any, arr: np.ndarray, name: str) -> str:
+def _non_numeric_hint(x: Any, arr: np.ndarray, name: str) -> Tuple[str, bool]:
     """What :func:`as_real_array` adds to "got array of ... dtype object":
     the data frame's first column that is not numeric (the array's dtype
     named none of them), items that are rows, or numbers stored as Python
-    objects (not converted here: a Decimal or Fraction would round unseen)."""
+    objects (not converted here: a Decimal or Fraction would round unseen);
+    and whether they are numbers as text (:func:`refuse_number_text`)."""
     dtypes = getattr(x, "dtypes", None)
     if hasattr(dtypes, "items") and not hasattr(dtypes, "kind"):  # a data frame (a Series' dtypes is its dtype)
         columns = [(j, c, d) for j, (c, d) in enumerate(dtypes.items()) if getattr(d, "kind", "O") not in "biuf"]
@@ -383,44 +387,45 @@ def _non_numeric_hint(x: Any, arr: np.ndarray, name: str) -> str:
                 # select_dtypes('number') leaves decimal columns out: the advice below left no column at all
                 # read as floats where pandas converts them all (pandas_floats): here one did not (pd.NA among them)
                 return (f" (from a data frame whose column {label!r} has dtype {dtype} holding decimals, one of which "
-                        f"pandas cannot read as a float as it is): {NUMBER_TEXT_REMEDY.format(name=name)}")
+                        f"pandas cannot read as a float as it is): {NUMBER_TEXT_REMEDY.format(name=name)}", False)
             # numbers kept as objects (df.astype(object), floats with None or pd.NA among them): select_dtypes
             # dropped those columns with their data; named only when no column of text stands beside them,
             # which would fail the conversion
-            as_objects = [holds_object_numbers(x, k, d) or holds_number_text(x, k) for k, _, d in columns]
+            texts = [holds_number_text(x, k) for k, _, _ in columns]
+            as_objects = [text or holds_object_numbers(x, k, d) for text, (k, _, d) in zip(texts, columns)]
             if all(as_objects):
-                what = "numbers as text" if holds_number_text(x, j) else "numbers stored as Python objects"
+                what = "numbers as text" if texts[0] else "numbers stored as Python objects"
                 return (f" (from a data frame whose column {label!r} has dtype {dtype} holding {what}, which "
-                        f"select_dtypes('number') leaves out): {NUMBER_TEXT_REMEDY.format(name=name)}")
+                        f"select_dtypes('number') leaves out): {NUMBER_TEXT_REMEDY.format(name=name)}", any(texts))
             j, label, dtype = columns[as_objects.index(False)]
             return (f" (from a data frame whose column {label!r} has dtype {dtype}): pass its numeric columns "
-                    f"only, e.g. {name}.select_dtypes('number')")
+                    f"only, e.g. {name}.select_dtypes('number')", False)
     if is_arrow_table(x) and arr.dtype == object:  # its columns named as a frame's of them are (pandas converts)
         frame = arrow_frame(x)
         if frame is not None:
             return _non_numeric_hint(frame, arr, f"{name}.to_pandas()")
-    if arr.dtype.kind in "SU" and _is_number_text(arr):  # as a text column is told: the conversion, not a drop
-        return f" (numbers as text): {NUMBER_ARRAY_TEXT_REMEDY.format(name=name)}"
+    if _is_number_text(arr):  # as a text column is told: the conversion, not a drop
+        return f" (numbers as text): {NUMBER_ARRAY_TEXT_REMEDY.format(name=name)}", True
     if arr.dtype != object or not arr.size:
-        return ""
+        return "", False
     if arr.ndim == 0:  # one object: "array of shape () and dtype object" said nothing of it (a Decimal reward)
         from .types import bounded_repr  # here: types imports this module
 
         item = arr.item()
-        return f" (one {type(item).__name__}: {bounded_repr(item)})"
+        return f" (one {type(item).__name__}: {bounded_repr(item)})", False
     if isinstance(arr.flat[0], (list, tuple, np.ndarray)):
-        return " whose items are rows (a data frame column of vectors?): pass np.stack(...) of them"
+        return " whose items are rows (a data frame column of vectors?): pass np.stack(...) of them", False
     at = next((i for i, v in enumerate(arr.flat)
                if not isinstance(v, (numbers.Real, decimal.Decimal)) or isinstance(v, (bool, np.bool_))), None)
     if at is None:
         if all(isinstance(v, numbers.Integral) and -(2**63) <= v < 2**63 for v in arr.flat):
             # not dtype=float: ids past 2**53 (event ids, timestamps) would round to one another there
-            return f" of integers stored as Python objects: pass np.asarray({name}, dtype=np.int64)"
-        return f" of numbers stored as Python objects: pass np.asarray({name}, dtype=float)"
+            return f" of integers stored as Python objects: pass np.asarray({name}, dtype=np.int64)", False
+        return f" of numbers stored as Python objects: pass np.asarray({name}, dtype=float)", False
     from .graph import Graph  # here: graph imports this module
 
     hint = f"; {FEATURISE_GRAPHS_HINT}" if isinstance(arr.flat[at], Graph) else ""
-    return _item_at(arr, at) + hint
+    return _item_at(arr, at) + hint, False
 
 
 def _item_at(arr: np.ndarray, at: int) -> str:
@@ -528,7 +533,17 @@ NUMBER_ARRAY_TEXT_REMEDY = "convert them first, e.g. np.asarray({name}, dtype=fl
 
 
 def _is_number_text(arr: np.ndarray) -> bool:
-    """Whether a numpy array of text (str or bytes) holds numbers only, as ``float`` reads them."""
+    """Whether a numpy array of text (str or bytes), or of objects holding
+    text beside numbers, holds numbers only, as ``float`` reads them (as
+    scikit-learn's ``check_array`` reads them). A pass over an object
+    array's item types; nothing for an array of numbers."""
+    if arr.dtype == object:  # None would read as NaN, a bool as 1.0: those stay the caller's refusal
+        kinds = set(map(type, arr.flat))
+        if not any(issubclass(k, (str, bytes)) for k in kinds) or not all(
+                issubclass(k, (str, bytes, numbers.Real)) and not issubclass(k, (bool, np.bool_)) for k in kinds):
+            return False
+    elif arr.dtype.kind not in "SU":
+        return False
     try:
         arr.astype(np.float64)
     except (ValueError, TypeError, OverflowError):
@@ -537,17 +552,18 @@ def _is_number_text(arr: np.ndarray) -> bool:
 
 
 def refuse_number_text(x: Any, name: str, converted: Optional[str] = None) -> None:
-    """TypeError for a pandas data frame (or Series) with a column of
+    """InvalidTypeError (a TypeError, and a ValueError as ``check_array``
+    raises for text) for a pandas data frame (or Series) with a column of
     numbers as text, naming it and the conversion that keeps it, as the
     model's calls refuse it (:func:`as_real_array`): scikit-learn's
     ``check_array`` read such a column as its numbers, where the model
-    refused the same frame. A numpy array of numbers as text likewise (in
-    the model's words for it). Text that is no number is left to the
+    refused the same frame. A numpy array of numbers as text (or of
+    objects among which text) likewise, in the model's words for it. Text that is no number is left to the
     caller's refusal, which names it. ``converted``: what the remedy
     converts, where not ``name`` (a pyarrow table's frame)."""
-    if isinstance(x, np.ndarray) and x.dtype.kind in "SU" and _is_number_text(x):
-        raise TypeError(f"{name}: expected a real-valued numeric array, got {describe(x)} (numbers as text): "
-                        f"{NUMBER_ARRAY_TEXT_REMEDY.format(name=name)}")
+    if isinstance(x, np.ndarray) and _is_number_text(x):
+        raise InvalidTypeError(f"{name}: expected a real-valued numeric array, got {describe(x)} (numbers as text): "
+                               f"{NUMBER_ARRAY_TEXT_REMEDY.format(name=name)}", name)
     if is_arrow_table(x):  # its text columns, as a frame of them: converted by pandas, the table's remedy
         frame = arrow_frame(x) if any(is_arrow_text(field.type) for field in x.schema) else None
         if frame is not None:
@@ -561,8 +577,8 @@ def refuse_number_text(x: Any, name: str, converted: Optional[str] = None) -> No
         return
     j = texts[0]
     label = x.columns[j] if hasattr(x, "columns") else x.name
-    raise TypeError(f"{name}: column {label!r} has dtype {dtypes[j]} holding numbers as text; expected numbers: "
-                    f"{NUMBER_TEXT_REMEDY.format(name=converted or name)}")
+    raise InvalidTypeError(f"{name}: column {label!r} has dtype {dtypes[j]} holding numbers as text; expected numbers: "
+                           f"{NUMBER_TEXT_REMEDY.format(name=converted or name)}", name)
 
 
 def refuse_temporal_columns(x: Any, name: str) -> None:
