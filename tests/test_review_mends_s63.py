@@ -115,3 +115,21 @@ def test_object_arrays_not_all_numbers_as_text_keep_their_refusal(given):
     with pytest.raises(TypeError, match=r"at index \(0, 0\): str '1.5'\)$") as info:
         _model().encode({"visual": given(None)})
     assert "numbers as text" not in str(info.value)
+
+
+# ------------------------------------------------------------- extra columns' remedy
+@pytest.mark.parametrize("width", [4, 30])
+def test_extra_and_reordered_columns_remedy_is_code_that_runs(width):
+    """Past 8 learned names the list was cut with '...': the remedy pasted did not run."""
+    columns = [f"c{i}" for i in range(width)]
+    frame = pd.DataFrame(np.random.default_rng(0).normal(size=(ROWS, width)).astype(np.float32), columns=columns)
+    model = _model(width)
+    model.fit({"visual": frame}, epochs=1, progress=False)
+    expected = model.encode({"visual": frame})
+    for given in (frame.assign(extra=1.0), frame[columns[::-1]]):
+        inputs = {"visual": given}  # the names the remedy's code uses
+        with pytest.raises(gm.InvalidValueError) as info:
+            model.encode(inputs)
+        remedy = str(info.value).rsplit(": ", 1)[1]
+        assert "..." not in remedy
+        np.testing.assert_array_equal(model.encode({"visual": eval(remedy)}), expected)

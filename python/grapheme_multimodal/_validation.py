@@ -869,7 +869,7 @@ def shown_columns(cols: Sequence[str]) -> str:
     return repr(cols) if len(cols) <= 8 else repr(cols[:8])[:-1] + ", ...]"
 
 
-def refuse_reordered_fitted_columns(name: str, fitted: Optional[Sequence[str]], value: Any) -> None:
+def refuse_reordered_fitted_columns(name: str, fitted: Optional[Sequence[str]], value: Any, slot: int) -> None:
     """InvalidValueError naming ``name`` when ``value`` is a data frame
     (pandas, polars) whose str column names are ``fitted`` — those of the
     frame a model learned this input from (``None``: not known) — in another
@@ -879,12 +879,12 @@ def refuse_reordered_fitted_columns(name: str, fitted: Optional[Sequence[str]], 
     features, without a word, where scikit-learn refuses it ("The feature
     names should match those that were passed during fit"). Other names
     (renamed columns) and values without names (numpy arrays) are not
-    looked at."""
+    looked at. ``slot``: the modality ``value`` is the input of."""
     if fitted is None or type(value) is np.ndarray:
         return
     # a pyarrow table's names are not learned (they may repeat), but those learned from a frame are checked
     # against them: the same columns read from Parquet in another order were embedded as other features
-    refuse_reordered_fitted_names(name, fitted, named_columns(value))
+    refuse_reordered_fitted_names(name, fitted, named_columns(value), slot)
 
 
 def arrow_column_names(x: Any) -> Optional[List[str]]:
@@ -899,21 +899,24 @@ def arrow_column_names(x: Any) -> Optional[List[str]]:
     return plain_names(names)
 
 
-def refuse_reordered_fitted_names(name: str, fitted: Optional[Sequence[str]], given: Optional[Sequence[str]]) -> None:
+def refuse_reordered_fitted_names(
+    name: str, fitted: Optional[Sequence[str]], given: Optional[Sequence[str]], slot: int
+) -> None:
     """:func:`refuse_reordered_fitted_columns` given the frame's column
     names ``given`` (``None``: not known); also a frame that names some of
     the fitted columns at other positions beside renamed ones (``b, a, x``
     of ``a, b, c``), read by position as wrongly; and a frame holding the
     fitted columns and more (an id, a label, a new feature), which was
     refused by its width alone ("expected shape (any, 4), got (n, 5)")
-    where its names say which columns to keep."""
+    where its names say which columns to keep. ``slot``: the modality
+    ``name`` is the input of."""
     if fitted is not None and given is not None and len(given) > len(fitted) and set(fitted) <= set(given):
         learned = set(fitted)  # a set: a frame of thousands of columns is looked at on every call
         extra = [c for c in given if c not in learned]
         raise InvalidValueError(
             f"{name}: its columns {shown_columns(given)} hold those the model was fitted on ({shown_columns(fitted)}) "
             f"and {shown_columns(extra)} beside them; expected only the fitted columns, in their order: "
-            f"{name}[{shown_columns(fitted)}]", name,
+            f"{_fitted_selection(name, fitted, slot)}", name,
         )
     if not is_reordering(fitted, given):
         misplaced = misplaced_names(fitted, given)
@@ -928,12 +931,21 @@ def refuse_reordered_fitted_names(name: str, fitted: Optional[Sequence[str]], gi
         return
     assert fitted is not None and given is not None  # is_reordering: both known
     # names that differ by a CSV comment mark only: selecting the fitted names would be a KeyError
-    remedy = f"{name}[{shown_columns(fitted)}]" if sorted(given) == sorted(fitted) else shown_columns(fitted)
+    remedy = _fitted_selection(name, fitted, slot) if sorted(given) == sorted(fitted) else shown_columns(fitted)
     raise InvalidValueError(
         f"{name}: its columns {shown_columns(given)} are those the model was fitted on ({shown_columns(fitted)}) in "
         f"another order, and columns are read by position; expected them in the order the model was fitted on: "
         f"{remedy}", name,
     )
+
+
+def _fitted_selection(name: str, fitted: Sequence[str], slot: int) -> str:
+    """Code that selects the ``fitted`` columns of the frame ``name``, in
+    their order: the names, or past the 8 that :func:`shown_columns` shows
+    (its ``...`` would not run) the model's own list of them."""
+    if len(fitted) <= 8:
+        return f"{name}[{shown_columns(fitted)}]"
+    return f"{name}[list(model.input_columns({_core.MODALITY_NAMES[slot]!r}))]"
 
 
 def is_reordering(fitted: Optional[Sequence[str]], given: Optional[Sequence[str]]) -> bool:

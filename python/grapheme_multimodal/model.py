@@ -1287,7 +1287,7 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin, PortablePickle):
                     # pd.concat(axis=1) is taken
                     refuse_duplicate_columns(value, name, _UNIQUE_COLUMNS, learned_only=True)
                     if columns[i] is not None:  # read by position: in the learned order
-                        refuse_reordered_fitted_columns(name, columns[i], value)
+                        refuse_reordered_fitted_columns(name, columns[i], value, i)
                 try:
                     if for_training:  # the user's numbers themselves, to compare with their cast
                         value = as_real_array(value, name, INPUTS_MASKED_REMEDY)

@@ -308,7 +308,7 @@ def fit_with_stopping(
         # order after the check above had the model train on them reordered, keeping the other order.
         with waiting_from_metric(model, "fit_with_stopping"), model._lock.updating():
             for m, names in columns.items():
-                refuse_reordered_fitted_names(f"inputs[{MODALITY_NAMES[m]!r}]", model._input_columns[m], names)
+                refuse_reordered_fitted_names(f"inputs[{MODALITY_NAMES[m]!r}]", model._input_columns[m], names, m)
             # the slice's arrays carry no names: the data frames' kept before the fit, as fit keeps them. Kept
             # after it, a Ctrl-C in a later epoch (fit keeps the epochs completed) or as fit returned left a model
             # trained on the frames that had not learned their names: one in another order was not refused.

@@ -420,7 +420,7 @@ def fit(
         # the frames' names were checked before the lock: a fit (fit_normalization) of another thread that
         # learned them in another order since then would have this one train on the columns reordered
         for name, m, names in given_columns:
-            refuse_reordered_fitted_names(name, model._input_columns[m], names)
+            refuse_reordered_fitted_names(name, model._input_columns[m], names, m)
         if model._input_columns != known_columns:
             # and the names the labels of events' pandas Series were checked against: another thread's
             # fit_normalization of a frame may have learned them since, and fit read such events reordered
