@@ -133,3 +133,26 @@ def test_extra_and_reordered_columns_remedy_is_code_that_runs(width):
         remedy = str(info.value).rsplit(": ", 1)[1]
         assert "..." not in remedy
         np.testing.assert_array_equal(model.encode({"visual": eval(remedy)}), expected)
+
+
+# ------------------------------------------------------------- an edited pickle's shape
+@pytest.mark.parametrize("bad", [8.0, "8", None], ids=["float", "str", "None"])
+def test_a_pickle_whose_array_shape_holds_no_int_is_a_checkpoint_error(monkeypatch, bad):
+    """Was a bare TypeError from math.prod or numpy's reshape, naming nothing."""
+    import pickle
+
+    from grapheme_multimodal import _portable
+
+    reduce = _portable._PortableArray.__reduce_ex__
+
+    def edited(self, protocol):
+        function, (data, dtype, shape, *order) = reduce(self, protocol)
+        return function, (data, dtype, (bad,) + tuple(shape[1:]) if tuple(shape) == (8, 3) else shape, *order)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(_portable._PortableArray, "__reduce_ex__", edited)
+        data = pickle.dumps(_model(), protocol=4)
+    with pytest.raises(gm.CheckpointError, match=r"^pickle: holds an array of dtype '<f4' and shape \(.*, 3\); "
+                                                 r"expected a shape of ints \(the pickle is damaged or was edited\)$") as info:
+        pickle.loads(data)
+    assert info.value.arg == "pickle"

@@ -88,6 +88,7 @@ def _array_over(data: Any, dtype: str, shape: Sequence[int], order: str = "C") -
     as they are. Copied as :func:`_array` makes them writable, they took a
     third more time to unpickle than numpy's own pickles of the same model."""
     kind = np.dtype(dtype)
+    _check_shape(shape, f"dtype {kind.str!r}")
     held, wanted = memoryview(data).nbytes, kind.itemsize * math.prod(shape)
     if held != wanted or any(n < 0 for n in shape):
         # else numpy's "cannot reshape array of size 6 into shape (9, 3)" or "buffer size must be a multiple of
@@ -99,7 +100,18 @@ def _array_over(data: Any, dtype: str, shape: Sequence[int], order: str = "C") -
     return np.frombuffer(data, dtype=kind).reshape(shape, order=order)
 
 
+def _check_shape(shape: Any, what: str) -> None:
+    """CheckpointError for a pickled array's ``shape`` (of ``what``) that is
+    not a sequence of ints: a float or str in an edited pickle's raised a
+    bare TypeError from ``math.prod`` or numpy's reshape, naming nothing."""
+    if not isinstance(shape, (tuple, list)) or not all(
+            isinstance(n, (int, np.integer)) and not isinstance(n, (bool, np.bool_)) for n in shape):
+        raise CheckpointError(f"pickle: holds an array of {what} and shape {shape!r}; expected a shape of ints "
+                              "(the pickle is damaged or was edited)", "pickle")
+
+
 def _object_array(items: list, shape: Sequence[int], order: str = "C") -> np.ndarray:
+    _check_shape(shape, "dtype object")
     array = np.empty(len(items), dtype=object)
     for i, item in enumerate(items):  # item by item: a sequence item is kept, not broadcast
         array[i] = item
