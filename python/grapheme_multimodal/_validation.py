@@ -910,9 +910,9 @@ def refuse_reordered_fitted_names(
     refused by its width alone ("expected shape (any, 4), got (n, 5)")
     where its names say which columns to keep. ``slot``: the modality
     ``name`` is the input of."""
-    if fitted is not None and given is not None and len(given) > len(fitted) and set(fitted) <= set(given):
-        learned = set(fitted)  # a set: a frame of thousands of columns is looked at on every call
-        extra = [c for c in given if c not in learned]
+    extra = extra_names(fitted, given)
+    if extra is not None:
+        assert fitted is not None and given is not None  # extra_names: both known
         raise InvalidValueError(
             f"{name}: its columns {shown_columns(given)} hold those the model was fitted on ({shown_columns(fitted)}) "
             f"and {shown_columns(extra)} beside them; expected only the fitted columns, in their order: "
@@ -937,6 +937,16 @@ def refuse_reordered_fitted_names(
         f"another order, and columns are read by position; expected them in the order the model was fitted on: "
         f"{remedy}", name,
     )
+
+
+def extra_names(fitted: Optional[Sequence[str]], given: Optional[Sequence[str]]) -> Optional[List[str]]:
+    """The names in ``given`` beside ``fitted`` when ``given`` holds every
+    one of ``fitted`` and more (an id, a label, a new feature), in order;
+    else None (``None``: not known)."""
+    if fitted is None or given is None or len(given) <= len(fitted) or not set(fitted) <= set(given):
+        return None
+    learned = set(fitted)  # a set: a frame of thousands of columns is looked at on every call
+    return [c for c in given if c not in learned]
 
 
 def _fitted_selection(name: str, fitted: Sequence[str], slot: int) -> str:

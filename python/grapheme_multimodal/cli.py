@@ -39,8 +39,8 @@ from ._environment import blanked_unreadable_settings, settings_unsaid
 from ._locking import uninterrupted
 from ._parallel import run_tasks
 from ._validation import (
-    as_finite_float, as_seed, counted, filters_action, holding_warnings, ignoring_warning, int_of_digits, is_reordering,
-    misplaced_names, renamed, shown_misplaced, unsigned_zero,
+    as_finite_float, as_seed, counted, extra_names, filters_action, holding_warnings, ignoring_warning, int_of_digits,
+    is_reordering, misplaced_names, renamed, shown_misplaced, unsigned_zero,
 )
 from .config import INPUT_DISTANCES, NEIGHBOR_SPACES
 from .graph import WL_DEFAULT_DIM, GraphFeaturizer, featurized
@@ -2031,9 +2031,9 @@ def _refuse_reordered_header(f: Any, models: Sequence[LearnableMultiModal]) -> N
         # which member, of an ensemble whose members were trained on other orders (save_ensemble refuses such
         # members now; a file saved before loads): each order was refused by one member or the other, unsaid why
         who = "the checkpoint" if len(models) == 1 else f"member {j} of the ensemble of {len(models)}"
-        if fitted is not None and f.columns is not None and len(f.columns) > len(fitted) and set(fitted) <= set(f.columns):
-            learned = set(fitted)
-            extra = [c for c in f.columns if c not in learned]
+        extra = extra_names(fitted, f.columns)
+        if extra is not None:
+            assert fitted is not None  # extra_names: both known
             # was "has 7 columns but the checkpoint's encoder takes 6 (a checkpoint from a different config?)",
             # though the header said which column was new
             raise InvalidValueError(

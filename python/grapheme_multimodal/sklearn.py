@@ -52,7 +52,7 @@ from ._validation import (
     FLOAT32_MAX, arrow_column_names, as_float32, as_seed, describe, exact_int, is_int, is_iterable, is_masked_array, non_finite_message,
     over_float64, plain_names, call_in_precision_scope, refuse_beyond_memory,
     refuse_duplicate_columns, refuse_graph_rows, refuse_networkx_graphs, refuse_structured, refuse_vector_columns, refuse_temporal_columns, refuse_unpaired_frames, renamed, shown_int,
-    warn_precision_loss, holds_object_numbers, missing_cell, refuse_number_text, refuse_objects_beyond_float64,
+    warn_precision_loss, holds_object_numbers, missing_cell, NUMBER_TEXT_REMEDY, refuse_number_text, refuse_objects_beyond_float64,
     refuse_time_columns, is_data_frame, numbers_only_frame,
 )
 from .config import LearnableMultiModalConfig, _widths
@@ -1066,7 +1066,7 @@ def _naming_column(exc: Exception, x: Any, name: str) -> Exception:
         except Exception as failed:  # the probe's own failure (an int past float64) must not replace exc
             if not isinstance(failed, (ValueError, TypeError)):
                 continue
-            remedy = (f"convert them first, e.g. {name}.apply(pd.to_numeric)" if holds_object_numbers(x, j, dtype)
+            remedy = (NUMBER_TEXT_REMEDY.format(name=name) if holds_object_numbers(x, j, dtype)
                       else f"pass its numeric columns only, e.g. {name}.select_dtypes('number')")
             return type(exc)(f"{exc} (column {label!r}, of dtype {dtype}); expected numbers: {remedy}")
     return exc
