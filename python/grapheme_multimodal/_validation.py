@@ -1239,14 +1239,14 @@ def refuse_objects_beyond_float64(x: Any, name: str) -> None:
         if not (isinstance(dtype, np.dtype) and dtype == object):
             continue
         for row, value in enumerate(_column(x, j).to_numpy()):
-            if _beyond_float64(value):
+            if beyond_float64(value):
                 label = x.columns[j] if hasattr(x, "columns") else x.name
                 raise NonFiniteError(
                     f"{name}: row {row} holds {_shown_big(value)} (column {label!r}), too large for float64 (largest "
                     f"{FLOAT64_MAX:.3g}); expected finite float32 numbers", name)
 
 
-def _beyond_float64(value: Any) -> bool:
+def beyond_float64(value: Any) -> bool:
     """Whether ``value`` is a finite Decimal, Fraction or int (no bool) that float64 cannot hold."""
     if isinstance(value, bool) or not isinstance(value, (decimal.Decimal, numbers.Rational)):
         return False
@@ -1273,6 +1273,12 @@ def _shown_big(value: Any) -> str:
 _TIME_ITEMS = (np.datetime64, np.timedelta64, datetime.date, datetime.timedelta)
 
 
+def holds_times(values: Any) -> bool:
+    """Whether ``values`` (an object array's or column's items) hold a date or
+    duration: a pass over them, on object data only."""
+    return any(isinstance(v, _TIME_ITEMS) for v in values)
+
+
 def is_data_frame(x: Any) -> bool:
     """Whether ``x`` is a pandas data frame (a Series' ``dtypes`` is its dtype;
     not ``not hasattr(dtypes, "kind")``: a column named "kind" is an
@@ -1296,8 +1302,7 @@ def time_column(x: Any) -> Optional[Tuple[Any, Any]]:
     for j, dtype in enumerate(x.dtypes):
         if isinstance(dtype, np.dtype) and dtype.kind in "biuf":  # most columns: one look
             continue
-        if is_time_dtype(dtype) or (dtype == np.dtype(object) and any(
-                isinstance(v, _TIME_ITEMS) for v in x.iloc[:, j].to_numpy())):
+        if is_time_dtype(dtype) or (dtype == np.dtype(object) and holds_times(x.iloc[:, j].to_numpy())):
             return x.columns[j], dtype
     return None
 

@@ -53,7 +53,7 @@ from ._validation import (
     over_float64, plain_names, call_in_precision_scope, refuse_beyond_memory,
     refuse_duplicate_columns, refuse_graph_rows, refuse_networkx_graphs, refuse_structured, refuse_vector_columns, refuse_temporal_columns, refuse_unpaired_frames, renamed, shown_int,
     warn_precision_loss, holds_object_numbers, missing_cell, NUMBER_TEXT_REMEDY, refuse_number_text, refuse_objects_beyond_float64,
-    refuse_time_columns, is_data_frame, numbers_only_frame,
+    refuse_time_columns, is_data_frame, numbers_only_frame, beyond_float64, holds_times,
 )
 from .config import LearnableMultiModalConfig, _widths
 from .evaluation._ensemble import side_by_side
@@ -1090,7 +1090,7 @@ def _refuse_times(x: Any, name: str, numbers_only: bool = False) -> Any:
     if is_data_frame(x):
         if not numbers_only:
             refuse_time_columns(x, name)  # in the model's words for them
-    elif isinstance(x, np.ndarray) and (x.dtype.kind in "mM" or (x.dtype == object and _holds_times(x))):
+    elif isinstance(x, np.ndarray) and (x.dtype.kind in "mM" or (x.dtype == object and holds_times(x.flat))):
         raise TypeError(
             f"{name}: got {describe(x)} (dates or durations); expected numbers: convert them to numbers of a "
             "unit you choose first, e.g. (x - x.min()) / np.timedelta64(1, 'D')")
@@ -1099,7 +1099,7 @@ def _refuse_times(x: Any, name: str, numbers_only: bool = False) -> Any:
             probe = np.asarray(x)
         except (ValueError, TypeError):  # ragged rows: check_array refuses them, naming the view
             return x
-        if probe.dtype.kind in "mM" or (probe.dtype == object and _holds_times(probe)):
+        if probe.dtype.kind in "mM" or (probe.dtype == object and holds_times(probe.flat)):
             raise TypeError(
                 f"{name}: got a {type(x).__name__} read as {describe(probe)} (dates or durations); expected "
                 "numbers: convert them to numbers of a unit you choose first, e.g. days as "
@@ -1109,13 +1109,6 @@ def _refuse_times(x: Any, name: str, numbers_only: bool = False) -> Any:
         refuse_number_text(probe, name)  # lists of numbers as text, as the model refuses them
     return x
 
-
-def _holds_times(x: np.ndarray) -> bool:
-    """Whether an object array holds a numpy date or duration among its items
-    (numbers beside them made the array objects; check_array's float() made
-    each one a number of its unit). A loop over objects, which check_array's
-    conversion of them is as well."""
-    return any(isinstance(v, (np.datetime64, np.timedelta64)) for v in x.flat)
 
 
 def _masked_filled(x: np.ma.MaskedArray) -> np.ndarray:
@@ -1179,7 +1172,7 @@ def _int_past_float64(x: Any, name: str) -> NonFiniteError:
         arr = np.empty((0, 0), dtype=object)
     for at in np.ndindex(arr.shape if arr.ndim in (1, 2, 3) else (0,)):
         value = arr[at]
-        if isinstance(value, int) and not isinstance(value, bool) and not _fits_float64(value):
+        if isinstance(value, int) and beyond_float64(value):
             # 3-D: Xs given as nested lists of views ([[[...]], [[...]]]), read as one array: the view and its row
             # (it said "Xs: holds an int too large for float64", naming neither)
             shown = f"{name}[{at[0]}]" if arr.ndim == 3 else name
@@ -1189,14 +1182,6 @@ def _int_past_float64(x: Any, name: str) -> NonFiniteError:
                 "expected finite float32 numbers", shown)
     return NonFiniteError(f"{name}: holds a number too large for float64; expected finite float32 numbers", name)
 
-
-def _fits_float64(value: int) -> bool:
-    """Whether float() takes the int ``value`` (it rounds past float64's largest to an OverflowError)."""
-    try:
-        float(value)
-    except OverflowError:
-        return False
-    return True
 
 
 def _refuse_non_finite_rows(view: np.ndarray, name: str, given: Any = None) -> None:
