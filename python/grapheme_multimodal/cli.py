@@ -1265,6 +1265,7 @@ def _train(args: argparse.Namespace) -> int:
     except GraphemeError as err:  # "dim: expected an int in [1, 4194304]" named an argument the user never typed
         raise renamed(err, {"dim": "--wl-dim"}) from None
     inputs = {f.modality: (_text_features(featurizer, f) if f.is_text else f.values) for f in files}
+    mask = _presence_mask(files)  # rows missing whole: trained on as MultimodalEmbedder trains on all-NaN rows
     embed_dim = _positive(args.embed_dim, "--embed-dim")
     # the recipe's helpers refuse widths beyond the model's as the config does, by its names (embed_dim, shared_head[0])
     with _named_by_flags():
@@ -1344,6 +1345,7 @@ def _train(args: argparse.Namespace) -> int:
     if args.workers is None and args.ray_address is not None:
         raise InvalidValueError("--ray-address: only used with --workers N (training on Ray)", "--ray-address")
     fit_options = dict(
+        mask=mask,
         validation_fraction=args.validation_split,
         patience=patience,
         monitor=settings.monitor(len(files)),
@@ -1469,6 +1471,8 @@ def _embed(args: argparse.Namespace) -> int:
                     f"encoder takes {dim} ({_why_the_width_differs(model, f.modality)})", str(f.modality),
                 )
             inputs[f.modality] = f.values
+    mask = _presence_mask(files)
+    _refuse_events_with_no_modality(mask, files)
     # An encoder no training step trained: said once, as one line, not as a Python warning per call.
     given = np.zeros((1, len(Modality)), dtype=bool)
     given[0, [Modality.parse(m).index for m in inputs]] = True
@@ -1494,9 +1498,9 @@ def _embed(args: argparse.Namespace) -> int:
 
             _ray_embed_options(args)  # before Ray starts
             with _ray_cluster(args.ray_address):  # one cluster for every member
-                fused, strengths, hidden = _ensemble_outputs([_embed_on_ray(args, m, inputs) for m in models])
+                fused, strengths, hidden = _ensemble_outputs([_embed_on_ray(args, m, inputs, mask) for m in models])
         else:
-            fused, strengths, hidden = _ensemble_outputs([_embed_in_process(args, m, inputs) for m in models])
+            fused, strengths, hidden = _ensemble_outputs([_embed_in_process(args, m, inputs, mask) for m in models])
     _check_finite_output(fused, "fused embeddings", args.checkpoint)  # before writing anything
     if strengths is not None:
         _check_finite_output(strengths, "binding strengths", args.checkpoint)
@@ -1559,19 +1563,21 @@ def _ensemble_outputs(per_member: List[Tuple[np.ndarray, Optional[np.ndarray], O
     return side_by_side(list(fused)), mean, (unit_side_by_side_blocks(list(hidden)) if hidden[0] is not None else None)
 
 
-def _embed_in_process(args: argparse.Namespace, model, inputs: Dict[str, np.ndarray]):
-    """``(fused, strengths or None, hidden features or None)`` of ``inputs``,
-    ``--batch-size`` rows per model call (each row's outputs depend on that
-    row alone, so the chunks give the bits one call gives)."""
+def _embed_in_process(args: argparse.Namespace, model, inputs: Dict[str, np.ndarray], mask: Optional[np.ndarray]):
+    """``(fused, strengths or None, hidden features or None)`` of ``inputs``
+    (``mask``: :func:`_presence_mask`), ``--batch-size`` rows per model call
+    (each row's outputs depend on that row alone, so the chunks give the
+    bits one call gives)."""
     n = len(next(iter(inputs.values())))
     step = EMBED_BATCH_SIZE if args.batch_size is None else _positive(args.batch_size, "--batch-size")
 
     def embed(rows: slice):
         chunk = {m: x[rows] for m, x in inputs.items()}
+        present = None if mask is None else mask[rows]
         try:
-            emb, fused = model.encode_and_fuse(chunk)
-            strengths = model.pair_strengths(emb) if args.bindings is not None else None
-            hidden = model.hidden_features(chunk) if args.hidden_features is not None else None
+            emb, fused = model.encode_and_fuse(chunk, present)
+            strengths = model.pair_strengths(emb, present) if args.bindings is not None else None
+            hidden = model.hidden_features(chunk, present) if args.hidden_features is not None else None
         except NonFiniteError as err:  # a row of the chunk, numbered in the chunk: named as the file's row
             raise overflow_in_user_rows(err, {"inputs": np.arange(rows.start, rows.start + step)}, "inputs") from None
         return fused, strengths, hidden
@@ -1605,9 +1611,9 @@ def _read_outputs(out, columns: List[str]) -> List[Dict[str, np.ndarray]]:
     ]
 
 
-def _embed_on_ray(args: argparse.Namespace, model, inputs: Dict[str, np.ndarray]):
+def _embed_on_ray(args: argparse.Namespace, model, inputs: Dict[str, np.ndarray], mask: Optional[np.ndarray]):
     """``(fused, strengths or None, hidden features or None)`` of ``inputs``
-    from a Ray actor pool, in row order."""
+    (``mask``: :func:`_presence_mask`) from a Ray actor pool, in row order."""
     from . import distributed  # first: without Ray, its error names the extra to install
 
     from ray.exceptions import RayTaskError
@@ -1617,8 +1623,10 @@ def _embed_on_ray(args: argparse.Namespace, model, inputs: Dict[str, np.ndarray]
     wanted = {"fused": True, "bindings": args.bindings is not None, "hidden_features": args.hidden_features is not None}
     outputs = tuple(name for name, asked in wanted.items() if asked)
     columns = {str(m): x for m, x in inputs.items()}
+    # a row a modality lacks is null in its column, as embed_dataset reads an absent modality
+    present = {} if mask is None else {str(m): mask[:, m.index] for m in inputs}
     with _ray_cluster(args.ray_address), _original_map_errors(), _quiet_ray_data():
-        ds = distributed._arrays_dataset({"row": np.arange(n), **columns}, _rows_per_block(n, workers, batch_size))
+        ds = distributed._arrays_dataset({"row": np.arange(n), **columns}, _rows_per_block(n, workers, batch_size), present)
         try:
             out = distributed.embed_dataset(
                 ds, model, {m: m for m in columns}, batch_size=batch_size, num_actors=workers, outputs=outputs,
@@ -2120,6 +2128,35 @@ def _read_files(specs: List[str], notes: Optional[List[str]] = None, csv_header:
     return files
 
 
+def _presence_mask(files: Sequence["ModalityFile"]) -> Optional[np.ndarray]:
+    """The ``[N, 7]`` mask of the modalities each event holds: False where a
+    file's row is missing whole (``ModalityFile.present``), as
+    ``MultimodalEmbedder`` masks a view's all-NaN rows; None when every file
+    holds every row (the model's calls then take no mask, as before)."""
+    from .types import Modality
+
+    if all(f.present is None for f in files):
+        return None
+    mask = np.zeros((len(files[0]), len(Modality)), dtype=bool)
+    for f in files:
+        mask[:, f.modality.index] = True if f.present is None else f.present
+    return mask
+
+
+def _refuse_events_with_no_modality(mask: Optional[np.ndarray], files: Sequence["ModalityFile"]) -> None:
+    """Refuses, naming the first, an event missing from every file: the model
+    would embed each such event as the same vector, the fusion of nothing
+    (``MultimodalEmbedder.transform`` and ``embed_dataset`` refuse it too)."""
+    if mask is None or mask.any(axis=1).all():
+        return
+    row = int(np.argmin(mask.any(axis=1)))
+    named = ", ".join(f"{f.modality}={shown_name(f.path)}" for f in files)
+    raise InvalidValueError(
+        f"files: row {row} is missing in every modality file ({named}), so that event holds no modality and has no "
+        "embedding of its own (each such event's would be the same vector); expected at least one modality per event: "
+        "leave the event out of every file", "files")
+
+
 def _same_values_notes(files: Sequence["ModalityFile"]) -> List[str]:
     """A note for each two modality files that hold the same values (a name
     given twice, or a copy of one file): a model trained to match a view
@@ -2128,7 +2165,7 @@ def _same_values_notes(files: Sequence["ModalityFile"]) -> List[str]:
     for i, f in enumerate(files):
         for g in files[i + 1:]:
             same = (f.values == g.values) if f.is_text and g.is_text else (
-                not f.is_text and not g.is_text and np.array_equal(f.values, g.values))
+                not f.is_text and not g.is_text and np.array_equal(f.values, g.values, equal_nan=True))
             if same:
                 notes.append(
                     f"{f.modality} ({shown_name(f.path)}) and {g.modality} ({shown_name(g.path)}) hold the same "

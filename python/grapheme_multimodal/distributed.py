@@ -1195,19 +1195,29 @@ def _what_row_holds(values: np.ndarray, null_at: Optional[int] = None) -> Tuple[
 ROWS_PER_BLOCK = 65536
 
 
-def _arrays_dataset(columns: Mapping[str, np.ndarray], rows_per_block: int = ROWS_PER_BLOCK) -> "ray.data.Dataset":
+def _arrays_dataset(
+    columns: Mapping[str, np.ndarray], rows_per_block: int = ROWS_PER_BLOCK, present: Optional[Mapping[str, np.ndarray]] = None,
+) -> "ray.data.Dataset":
     """A ``ray.data.Dataset`` of equal-length arrays (one column each; 2-D
-    arrays become tensor columns), in blocks of ``rows_per_block`` rows."""
+    arrays become tensor columns), in blocks of ``rows_per_block`` rows.
+    ``present``: column → bool per row; a column named there holds
+    fixed-size lists, null where the row is not present (a modality the
+    row lacks, as :func:`embed_dataset` reads it), in every block alike."""
     import pyarrow as pa
     from ray.data.extensions import ArrowTensorArray
 
     n = len(next(iter(columns.values())))
+    present = present or {}
 
-    def column(x: np.ndarray) -> Any:
+    def column(name: str, rows: slice) -> Any:
+        x = columns[name][rows]
+        if name in present:  # a tensor column has no nulls
+            values = pa.array(np.ascontiguousarray(x).reshape(-1))
+            return pa.FixedSizeListArray.from_arrays(values, x.shape[1], mask=pa.array(~present[name][rows]))
         return ArrowTensorArray.from_numpy(np.ascontiguousarray(x)) if x.ndim > 1 else pa.array(x)
 
     tables = [
-        pa.table({name: column(x[i : i + rows_per_block]) for name, x in columns.items()})
+        pa.table({name: column(name, slice(i, i + rows_per_block)) for name in columns})
         for i in range(0, max(n, 1), rows_per_block)
     ]
     return ray.data.from_arrow(tables)

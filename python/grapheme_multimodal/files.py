@@ -63,6 +63,10 @@ class ModalityFile:
     #: What else the user should know of the file, which explains no row count (a CSV header naming two columns
     #: alike): said as warnings, as ``notes`` are, but not in the refusal of files whose rows are not aligned.
     warnings: Tuple[str, ...] = ()
+    #: Which rows hold the modality (bool ``[N]``), when some row is missing whole (every cell empty, NA, ...,
+    #: or every value NaN: the event lacks the modality, as an all-NaN row of a ``MultimodalEmbedder`` view);
+    #: None when every row holds it. A missing row's ``values`` are NaN.
+    present: Optional[np.ndarray] = None
 
     @property
     def is_text(self) -> bool:
@@ -158,10 +162,11 @@ def read_modality_file(
             values = _load_npz(path, key)
         elif suffix == ".csv":
             values, lines, header, columns = _read_numeric_csv_lines(path, csv_header, finite=True)
-            rows = as_feature_rows(values, f"{modality} ({shown_name(path)})", notes, _row_and_line(lines))
             what = f"{modality} ({shown_name(path)})"
+            rows, present = _feature_rows_and_presence(values, what, notes, _row_and_line(lines))
             return ModalityFile(modality, path, rows, _numeric_header_notes(what, header), columns,
-                                warnings=_repeated_names_notes(what, columns) + _row_number_notes(what, rows, columns))
+                                warnings=_repeated_names_notes(what, columns) + _row_number_notes(what, rows, columns),
+                                present=present)
         else:
             known = ", ".join(ARRAY_SUFFIXES + TEXT_SUFFIXES)
             raise InvalidValueError(
@@ -169,8 +174,9 @@ def read_modality_file(
             )
         row_shape = tuple(values.shape[1:]) if getattr(values, "ndim", 0) > 2 else None
         what = f"{modality} ({shown_name(path)})"
-        rows = as_feature_rows(values, what, notes)
-        return ModalityFile(modality, path, rows, row_shape=row_shape, warnings=_row_number_notes(what, rows, None))
+        rows, present = _feature_rows_and_presence(values, what, notes)
+        return ModalityFile(modality, path, rows, row_shape=row_shape, warnings=_row_number_notes(what, rows, None),
+                            present=present)
     except MemoryError:
         raise TooLargeError(f"{modality}: {shown_name(path)} ({path.stat().st_size:,} bytes) does not fit in memory", str(modality)) from None
 
@@ -213,7 +219,7 @@ def read_numeric_csv(path: Union[str, "os.PathLike[str]"], header: Optional[bool
     among the data rows is refused, saying so; with ``header=False``,
     comment lines above the first row are skipped, their names unread: a
     comment is no event); a cell is a number as ``float`` reads it, less digits grouped by ``_``; a missing
-    value (an empty cell, ``NA``, ``N/A``, ``#N/A``, ``NULL``) is refused, and
+    value (an empty cell, ``NA``, ``N/A``, ``#N/A``, ``NULL``) beside numbers is refused, and
     makes no header; quotes are read as the csv module's ``strict`` dialect
     reads them. The file is UTF-8 text (a byte-order mark skipped); UTF-16
     is refused, saying so.
@@ -226,8 +232,8 @@ def read_numeric_csv(path: Union[str, "os.PathLike[str]"], header: Optional[bool
     message of the package counts rows) and its line in the file (which a
     header and blank lines set apart from it). Blank lines are skipped; a
     row of empty cells (``,,``, a row of NaN as pandas writes it; ``""``, a
-    NaN of a one-column frame) is an event whose values are missing,
-    refused as an empty cell is."""
+    NaN of a one-column frame), or of missing values and NaN only, is an
+    event that lacks the modality: a row of NaN, as ``pd.read_csv`` reads it."""
     return _read_numeric_csv_lines(as_path(path), header)[0]
 
 
@@ -430,7 +436,9 @@ def _read_numeric_csv_lines(
                                         raise ValueError
                                     values.extend(row)
                                 except ValueError:
-                                    if r is not first and _is_comment(r):  # checked here: good rows pay nothing
+                                    if _is_missing_row(r):  # the event lacks the modality: NaN, as pandas reads it
+                                        values.extend([math.nan] * len(r))
+                                    elif r is not first and _is_comment(r):  # checked here: good rows pay nothing
                                         bad, commented = (len(lengths) - 1, 0, ",".join(r)), True
                                     else:
                                         bad = (len(lengths) - 1, *next((j, c) for j, c in enumerate(r) if not _is_float(c)))
@@ -515,8 +523,7 @@ def _read_numeric_csv_lines(
             what = "an empty cell" if not cell.strip() else f"the cell {cell.strip()!r}"
             raise InvalidValueError(
                 f"{shown_name(path)}: {where(row)} has {what} (column {column} of {lengths[row]}), a missing value (pandas' "
-                "to_csv writes NaN so, R's write.csv NA); expected numbers only: fill the missing values, or leave "
-                "those events out of every file", str(path))
+                f"to_csv writes NaN so, R's write.csv NA), beside numbers; {_WHOLE_ROWS_MISSING}", str(path))
         raise InvalidValueError(
             f"{shown_name(path)}: {where(row)} has a non-numeric value {cell!r} (column {column} of {lengths[row]}); expected "
             f"numbers only{_why_no_number(cell)}", str(path))
@@ -526,12 +533,20 @@ def _read_numeric_csv_lines(
 def _first_non_finite(packed: np.ndarray, lengths: Sequence[int], rows: int) -> Optional[Tuple[int, int, float]]:
     """``(row, column, value)`` of the first value of ``packed`` (the first
     ``rows`` rows' values, of ``lengths`` each, one after the other) that is
-    NaN or infinite; None when all are finite. One pass over the values."""
+    NaN or infinite, in a row not NaN throughout (a missing row: the event
+    lacks the modality); None when there is none. One pass over the values
+    of a file of finite numbers."""
     finite = np.isfinite(packed)
     if finite.all():
         return None
+    widths = np.frombuffer(lengths, np.int64)[:rows]
+    row_of = np.repeat(np.arange(rows), widths)  # the row of each value
+    nan_per_row = np.bincount(row_of, weights=np.isnan(packed), minlength=rows)
+    finite |= (nan_per_row == widths)[row_of]
+    if finite.all():
+        return None
     k = int(np.argmin(finite))
-    ends = np.cumsum(np.frombuffer(lengths, np.int64)[:rows])
+    ends = np.cumsum(widths)
     row = int(np.searchsorted(ends, k, side="right"))
     return row, k - (int(ends[row - 1]) if row else 0), float(packed[k])
 
@@ -548,8 +563,7 @@ def _refuse_non_finite_cell(
     if cell is None or not _is_float(cell) or not (float(cell) == value or math.isnan(float(cell)) and math.isnan(value)):
         cell = repr(value)  # the file changed since it was read: the value as it was read
     if math.isnan(value):
-        why = ("not a number (NaN), as numpy's savetxt writes a missing value; expected finite numbers: fill the "
-               "missing values, or leave those events out of every file")
+        why = f"not a number (NaN), as numpy's savetxt writes a missing value, beside numbers; {_WHOLE_ROWS_MISSING}"
     elif cell.strip().lower().lstrip("+-").startswith("inf"):
         why = "infinite; expected finite numbers"
     else:  # 1e400: a finite number in the file, beyond float64 (and float32, which the model computes in)
@@ -577,11 +591,11 @@ def _cell_at(path: Path, line: int, column: int) -> Optional[str]:
     return None
 
 
-#: What the refusal of NaN in a file adds: NaN is how numpy and pandas write a missing value, and a row of
-#: NaN how MultimodalEmbedder marks a missing view; "expected finite numbers" left the user without a way on.
-_MISSING_VALUES = ("; NaN is a missing value: fill the missing values, or leave those events out of every file "
-                   "(the command takes every modality of every event; in Python, fit's mask= and MultimodalEmbedder "
-                   "take events that lack one)")
+#: What the refusal of NaN in a row that holds numbers too adds: NaN is how numpy and pandas write a missing
+#: value, and "expected finite numbers" left the user without a way on.
+_MISSING_VALUES = ("; NaN is a missing value, taken only as a whole row: fill the row's missing values, or make "
+                   "every value of the row NaN (a row of NaN marks the event as lacking this modality, as an all-NaN "
+                   "row of a MultimodalEmbedder view does)")
 
 
 def as_feature_rows(
@@ -591,7 +605,20 @@ def as_feature_rows(
     row), refusing complex numbers, empty arrays and values float32 cannot hold.
     With ``notes`` (training data), columns whose variation float32 loses
     are described there, as ``"{what}: ..."`` (:func:`precision_lost`).
-    ``row_name(i)`` names row ``i`` in a refusal (default ``"row i"``)."""
+    ``row_name(i)`` names row ``i`` in a refusal (default ``"row i"``).
+    A row of NaN throughout is an event lacking the modality, kept as NaN
+    (see :func:`_feature_rows_and_presence`, which says which rows they are);
+    NaN in a row that holds numbers too is refused."""
+    return _feature_rows_and_presence(values, what, notes, row_name)[0]
+
+
+def _feature_rows_and_presence(
+    values: np.ndarray, what: str, notes: Optional[List[str]] = None, row_name: Optional[Callable[[int], str]] = None
+) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+    """:func:`as_feature_rows` and which rows hold the modality (bool ``[N]``;
+    None when every row does): a row NaN throughout does not, as
+    ``MultimodalEmbedder`` reads an all-NaN row of a view. A file whose every
+    row is NaN is refused: there is nothing to learn or embed of it."""
     row_name = row_name or (lambda i: f"row {i}")
     arr = as_real_array(values, what)
     if arr.ndim == 0:
@@ -607,16 +634,27 @@ def as_feature_rows(
         arr = float32_of_wide(arr, what, per_column=True, place_of=lambda at: row_name(at[0]))
     else:
         arr = arr.astype(np.float32, copy=False)  # freshly read: float32 files need no second copy
-    if not np.isfinite(arr).all():
-        # which value, and where: "holds NaN or inf" named neither (a .npy of NaN for missing values, or an inf)
-        row, column = (int(i) for i in np.argwhere(~np.isfinite(arr))[0])
-        raise NonFiniteError(
-            f"{what}: {row_name(row)} holds {float(arr[row, column])} (column {column} of {arr.shape[1]}); expected "
-            f"finite numbers{_MISSING_VALUES if np.isnan(arr[row, column]) else ''}", what)
-    lost = None if notes is None else precision_lost(real, arr)
+    present = None
+    finite = np.isfinite(arr)
+    if not finite.all():  # a file of finite numbers pays no second pass
+        missing = np.isnan(arr).all(axis=1)
+        if missing.all():
+            raise InvalidValueError(
+                f"{what}: every row is missing (NaN or empty throughout), so the modality is missing from every event; "
+                "expected at least one row of numbers (leave the file out: a modality with no data cannot be trained "
+                "or embedded)", what)
+        finite[missing] = True
+        if not finite.all():
+            # which value, and where: "holds NaN or inf" named neither (a .npy of NaN for missing values, or an inf)
+            row, column = (int(i) for i in np.argwhere(~finite)[0])
+            raise NonFiniteError(
+                f"{what}: {row_name(row)} holds {float(arr[row, column])} (column {column} of {arr.shape[1]}); expected "
+                f"finite numbers{_MISSING_VALUES if np.isnan(arr[row, column]) else ''}", what)
+        present = ~missing  # some row is missing: the values refused above were all in such rows
+    lost = None if notes is None else precision_lost(real, arr, present)
     if lost is not None:
         notes.append(f"{what}: {lost}")
-    return arr
+    return arr, present
 
 
 def check_aligned(files: Sequence[ModalityFile]) -> int:
@@ -808,6 +846,12 @@ def _is_header_guess(record: Sequence[str]) -> bool:
     return any(not _is_float(cell) and not _is_missing(cell) for cell in record)
 
 
+#: The remedy of a CSV row holding missing values beside numbers: only a row missing whole says the event lacks
+#: the modality (a row partly missing is no event the model can read, nor an absence).
+_WHOLE_ROWS_MISSING = ("expected numbers only, or a row missing whole: fill the row's missing values, or empty every "
+                       "cell of it (a row whose every cell is missing marks the event as lacking this modality)")
+
+
 #: What writers put in a cell of a missing value (lower case): pandas' ``to_csv`` an empty cell, R's
 #: ``write.csv`` NA, spreadsheets #N/A; pandas' ``read_csv`` reads each as NaN.
 _MISSING = frozenset({"", "na", "n/a", "#n/a", "null", "<na>"})
@@ -820,6 +864,18 @@ _PANDAS_UNNAMED_INDEX = "Unnamed: 0"
 def _is_missing(cell: str) -> bool:
     """Whether a CSV cell says its value is missing (:data:`_MISSING`)."""
     return cell.strip().lower() in _MISSING
+
+
+def _is_missing_row(record: Sequence[str]) -> bool:
+    """Whether every cell of a CSV record is a missing value or NaN (as
+    pandas' ``read_csv`` reads each of them): the event lacks the modality,
+    as an all-NaN row of a ``MultimodalEmbedder`` view does."""
+    return all(_is_missing(cell) or _is_nan(cell) for cell in record)
+
+
+def _is_nan(cell: str) -> bool:
+    """Whether ``float`` reads a CSV cell as NaN (``nan``, as ``np.savetxt`` writes NaN)."""
+    return _is_float(cell) and math.isnan(float(cell))
 
 
 def _is_float(cell: str) -> bool:
