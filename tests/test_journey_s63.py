@@ -333,14 +333,14 @@ def test_nan_in_an_npy_file_says_what_to_do_with_a_missing_value(tmp_path, monke
 
     monkeypatch.chdir(tmp_path)
     views = _rows(20, 3)
-    views[4] = np.nan  # the event lacks this view
+    views[4, 0] = np.nan  # part of a row: a row of NaN throughout is the event lacking the view (s64)
     np.save("a.npy", views)
     np.save("b.npy", _rows(20, 2))
     assert main(["train", "-m", "visual=a.npy", "-m", "auditory=b.npy", "--epochs", "1", "--no-progress"]) == 2
     assert capsys.readouterr().err == (
         "grapheme-mm: error: visual (a.npy): row 4 holds nan (column 0 of 3); expected finite numbers; NaN is a missing "
-        "value: fill the missing values, or leave those events out of every file (the command takes every modality of "
-        "every event; in Python, fit's mask= and MultimodalEmbedder take events that lack one)\n")
+        "value, taken only as a whole row: fill the row's missing values, or make every value of the row NaN (a row of "
+        "NaN marks the event as lacking this modality, as an all-NaN row of a MultimodalEmbedder view does)\n")
     views[4] = np.inf  # no missing value: nothing to add
     np.save("a.npy", views)
     assert main(["train", "-m", "visual=a.npy", "-m", "auditory=b.npy", "--epochs", "1", "--no-progress"]) == 2
