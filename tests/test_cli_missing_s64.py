@@ -257,3 +257,76 @@ def test_embed_on_ray_writes_what_embed_writes_for_events_that_lack_a_modality(t
         outputs[how] = [np.load(tmp_path / f"{how}{part}.npy") for part in ("", "-s", "-h")]
     for local, remote in zip(outputs["local"], outputs["ray"]):
         np.testing.assert_array_equal(remote, local)
+
+
+# ------------------------------------------------------------- .parquet files
+def test_a_parquet_file_trains_and_embeds_as_its_numbers_do_keeping_its_column_names(tmp_path, capsys):
+    """A Parquet file (pandas' ``to_parquet``, Arrow's ``write_table``) was
+    "an unsupported type '.parquet'". Now its numeric columns are read as a
+    CSV file's, its column names kept as a CSV header's (``embed`` refuses
+    them reordered), a row null throughout is the event lacking the modality."""
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    visual, auditory = views()
+    np.save(tmp_path / "v.npy", visual)
+    np.save(tmp_path / "a.npy", auditory)
+    nulls = np.isnan(auditory[:, 0])
+    table = pa.table({"pitch": pa.array(auditory[:, 0], mask=nulls), "loudness": pa.array(auditory[:, 1], mask=nulls)})
+    pq.write_table(table, tmp_path / "a.parquet")
+    models = {}
+    for name in ("a.npy", "a.parquet"):
+        files = ["-m", f"visual={tmp_path / 'v.npy'}", "-m", f"auditory={tmp_path / name}"]
+        code, _, err = run(capsys, "train", *files, *SMALL, "-o", tmp_path / f"{name}.safetensors")
+        assert code == 0, err
+        models[name] = gm.LearnableMultiModal.load(tmp_path / f"{name}.safetensors")
+        code, _, err = run(capsys, "embed", tmp_path / f"{name}.safetensors", *files, "-o", tmp_path / f"{name}-f.npy")
+        assert code == 0, err
+    assert same_weights(models["a.npy"], models["a.parquet"])
+    np.testing.assert_array_equal(np.load(tmp_path / "a.parquet-f.npy"), np.load(tmp_path / "a.npy-f.npy"))
+    assert models["a.parquet"].input_columns("auditory") == ("pitch", "loudness")
+    pq.write_table(table.select(["loudness", "pitch"]), tmp_path / "swapped.parquet")
+    code, _, err = run(capsys, "embed", tmp_path / "a.parquet.safetensors", "-m", f"visual={tmp_path / 'v.npy'}",
+                       "-m", f"auditory={tmp_path / 'swapped.parquet'}", "-o", tmp_path / "g.npy")
+    assert code == 2 and "names the columns the checkpoint was trained on in another order" in err
+
+
+def test_a_parquet_files_nulls_beside_numbers_and_other_columns_are_refused_by_name(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+    from grapheme_multimodal.files import read_modality_file
+
+    path = tmp_path / "a.parquet"
+    pq.write_table(pa.table({"x": [1.0, 2.0, 3.0], "y": pa.array([1, None, 3], pa.int32())}), path)
+    with pytest.raises(gm.InvalidValueError, match=r"a\.parquet: row 1 has a null \(a missing value\) in column 'y' "
+                                                   r"\(1 of 2\), beside numbers; .*a row null throughout marks the event"):
+        read_modality_file("auditory", path)
+    pq.write_table(pa.table({"x": [1.0, 2.0], "label": ["cat", "dog"]}), path)
+    with pytest.raises(gm.InvalidValueError, match=r"column 'label' holds string values; expected numeric columns only"):
+        read_modality_file("auditory", path)
+    pq.write_table(pa.table({"x": pa.array([None, None], pa.float64())}), path)
+    with pytest.raises(gm.InvalidValueError, match=r"every row is missing"):
+        read_modality_file("auditory", path)
+
+
+def test_a_pandas_row_index_written_to_parquet_is_not_read_as_a_feature(tmp_path):
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    from grapheme_multimodal.files import read_modality_file
+
+    frame = pd.DataFrame({"x": [1.0, 2.0, 4.0], "y": [3.0, 1.0, 2.0]}, index=[1001, 1002, 1003])
+    frame.to_parquet(tmp_path / "a.parquet")
+    read = read_modality_file("auditory", tmp_path / "a.parquet")
+    assert read.columns == ("x", "y") and read.values.tolist() == frame.to_numpy().tolist()
+
+
+def test_a_parquet_file_without_pyarrow_says_what_to_install(tmp_path, capsys, monkeypatch):
+    import sys
+
+    (tmp_path / "a.parquet").write_bytes(b"PAR1")
+    np.save(tmp_path / "v.npy", np.ones((4, 2)))
+    monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)  # as where pyarrow is not installed
+    code, _, err = run(capsys, "train", "-m", f"visual={tmp_path / 'v.npy'}", "-m", f"auditory={tmp_path / 'a.parquet'}",
+                       *SMALL, "-o", tmp_path / "m.safetensors")
+    assert code == 2 and err == (f"grapheme-mm: error: auditory ({tmp_path / 'a.parquet'}): reading a .parquet file "
+                                 "needs pyarrow: pip install pyarrow\n")

@@ -1058,8 +1058,8 @@ def _ray_address_arg(p: argparse.ArgumentParser) -> None:
 def _modality_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--modality", "-m", action="append", required=True, metavar="NAME=PATH",
-        help="a modality's file: .npy/.npz (NAME=f.npz:key)/.csv rows of numbers (a row all NaN or empty: the event "
-             "lacks the modality), or .txt (one text per line); repeat per modality. NAME is one of visual, auditory, linguistic, tactile, proprioceptive, action, abstract "
+        help="a modality's file: .npy/.npz (NAME=f.npz:key)/.csv/.parquet rows of numbers (a row all NaN or empty: "
+             "the event lacks the modality), or .txt (one text per line); repeat per modality. NAME is one of visual, auditory, linguistic, tactile, proprioceptive, action, abstract "
              "(e.g. images: visual, sound: auditory, text: linguistic)",
     )
     p.add_argument(

@@ -1,5 +1,6 @@
-"""Reading a user's per-modality files: ``.npy``, ``.npz``, ``.csv`` (numeric
-feature rows) and ``.txt`` (one text per line, turned into graphs).
+"""Reading a user's per-modality files: ``.npy``, ``.npz``, ``.csv``,
+``.parquet`` (numeric feature rows) and ``.txt`` (one text per line, turned
+into graphs).
 
 Rows are events: row ``i`` of every file belongs to the same event.
 """
@@ -18,6 +19,7 @@ __all__ = [
 
 import codecs
 import csv
+import json
 import math
 import os
 from array import array
@@ -38,7 +40,7 @@ from .io import (
 )
 from .types import Modality
 
-ARRAY_SUFFIXES = (".npy", ".npz", ".csv")
+ARRAY_SUFFIXES = (".npy", ".npz", ".csv", ".parquet")
 TEXT_SUFFIXES = (".txt",)
 
 
@@ -134,7 +136,8 @@ def read_modality_file(
     notes: Optional[List[str]] = None, csv_header: Optional[bool] = None,
 ) -> ModalityFile:
     """Reads one file; every problem is a ``ValueError``/``FileNotFoundError``
-    naming the file (a file too large for memory a ``TooLargeError``).
+    naming the file (a file too large for memory a ``TooLargeError``; a
+    ``.parquet`` file without pyarrow installed a ``ModuleNotFoundError``).
     ``notes``: the file is training data, and what a
     :class:`~grapheme_multimodal.PrecisionLossWarning` would say of columns
     float32 loses is appended to it (see :func:`as_feature_rows`).
@@ -160,6 +163,12 @@ def read_modality_file(
             values = _load_npy(path)
         elif suffix == ".npz":
             values = _load_npz(path, key)
+        elif suffix == ".parquet":
+            what = f"{modality} ({shown_name(path)})"
+            values, columns = _load_parquet(path, what)
+            rows, present = _feature_rows_and_presence(values, what, notes)
+            return ModalityFile(modality, path, rows, (), columns, present=present,
+                                warnings=_repeated_names_notes(what, columns) + _row_number_notes(what, rows, columns))
         elif suffix == ".csv":
             values, lines, header, columns = _read_numeric_csv_lines(path, csv_header, finite=True)
             what = f"{modality} ({shown_name(path)})"
@@ -738,6 +747,68 @@ def _load_npz(path: Path, key: Optional[str]) -> np.ndarray:
     except (zipfile.BadZipFile, zlib.error, struct.error, ValueError, OSError, EOFError, KeyError, NotImplementedError) as exc:
         # what a corrupt archive raises from the zip directory, the decompressor or the member's .npy
         raise InvalidValueError(f"{shown_name(path)}: not a readable .npz file ({type(exc).__name__}: {exc})", str(path)) from None
+
+
+def _load_parquet(path: Path, what: str) -> Tuple[np.ndarray, Tuple[str, ...]]:
+    """The rows of the ``.parquet`` file at ``path`` (its numeric columns, as
+    float64 where a null is, else in their own dtype) and the columns' names,
+    kept as a CSV header's are. A null is a missing value, NaN, read by the
+    whole-row rule (:func:`_feature_rows_and_presence`): a row null (or NaN)
+    in every column is an event lacking the modality, a null beside numbers
+    is refused naming its row and column. The row index pandas writes as a
+    column (``df.to_parquet()`` of a frame whose index is not a range) is
+    not read, as ``pd.read_parquet`` reads it back as the index."""
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise ModuleNotFoundError(f"{what}: reading a .parquet file needs pyarrow: pip install pyarrow", name="pyarrow") from None
+    with _open_regular(path) as f:  # not by name: see _open_regular
+        try:
+            table = pq.read_table(f)
+        except (pa.ArrowException, OSError, ValueError) as exc:
+            raise InvalidValueError(f"{shown_name(path)}: not a readable .parquet file ({exc})", str(path)) from None
+    index = _pandas_index_columns(table.schema)
+    keep = [i for i, name in enumerate(table.column_names) if name not in index]
+    if not keep:
+        raise ShapeError(f"{shown_name(path)}: holds no columns; expected one numeric column per feature", str(path))
+    names = tuple(table.column_names[i] for i in keep)
+    columns = [table.column(i) for i in keep]
+    for name, column in zip(names, columns):
+        kind = column.type
+        if not (pa.types.is_integer(kind) or pa.types.is_floating(kind)):
+            raise InvalidValueError(
+                f"{shown_name(path)}: column {name!r} holds {kind} values; expected numeric columns only (integers or "
+                "floats): leave it out, or cast it to numbers", str(path))
+    if not any(column.null_count for column in columns):
+        return np.column_stack([column.to_numpy() for column in columns]), names
+    values = np.column_stack([np.asarray(column.fill_null(0).to_numpy(), np.float64) for column in columns])
+    nulls = np.column_stack([np.asarray(column.is_null()) for column in columns])
+    values[nulls] = np.nan
+    partly = nulls.any(axis=1) & ~np.isnan(values).all(axis=1)
+    if partly.any():
+        row = int(np.argmax(partly))
+        column = int(np.argmax(nulls[row]))
+        raise InvalidValueError(
+            f"{shown_name(path)}: row {row} has a null (a missing value) in column {names[column]!r} ({column} of "
+            f"{len(names)}), beside numbers; expected numbers only, or a row missing whole: fill the row's missing "
+            "values, or make every value of it null (a row null throughout marks the event as lacking this modality)",
+            str(path))
+    return values, names
+
+
+def _pandas_index_columns(schema: Any) -> Tuple[str, ...]:
+    """The columns of a Parquet ``schema`` that pandas wrote its row index
+    to (named in its ``pandas`` metadata; a range index is written as no
+    column): read as a feature, the index became one without a word."""
+    metadata = (schema.metadata or {}).get(b"pandas")
+    if not metadata:
+        return ()
+    try:
+        index = json.loads(metadata).get("index_columns", [])
+    except (ValueError, AttributeError):  # metadata another writer put there: no index known
+        return ()
+    return tuple(name for name in index if isinstance(name, str))
 
 
 def _check_npy_header(f: IO[bytes], path: Path, size: int, what: str) -> None:
