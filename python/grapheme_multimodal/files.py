@@ -549,15 +549,25 @@ def _first_non_finite(packed: np.ndarray, lengths: Sequence[int], rows: int) -> 
     if finite.all():
         return None
     widths = np.frombuffer(lengths, np.int64)[:rows]
-    row_of = np.repeat(np.arange(rows), widths)  # the row of each value
-    nan_per_row = np.bincount(row_of, weights=np.isnan(packed), minlength=rows)
-    finite |= (nan_per_row == widths)[row_of]
+    finite |= _in_missing_rows(packed, widths)
     if finite.all():
         return None
     k = int(np.argmin(finite))
     ends = np.cumsum(widths)
     row = int(np.searchsorted(ends, k, side="right"))
     return row, k - (int(ends[row - 1]) if row else 0), float(packed[k])
+
+
+def _in_missing_rows(packed: np.ndarray, widths: np.ndarray) -> np.ndarray:
+    """Whether each value of ``packed`` (rows of ``widths`` values, one after
+    the other) is in a row NaN throughout. Rows of one width (any file that
+    gets past the width check) as a 2-D view: no index per value, which
+    took 16 bytes a value."""
+    if len(widths) and (widths == widths[0]).all():
+        rows = packed.reshape(len(widths), int(widths[0]))
+        return np.broadcast_to(np.isnan(rows).all(axis=1)[:, None], rows.shape).reshape(-1)
+    row_of = np.repeat(np.arange(len(widths)), widths)  # the row of each value
+    return (np.bincount(row_of, weights=np.isnan(packed), minlength=len(widths)) == widths)[row_of]
 
 
 def _refuse_non_finite_cell(
