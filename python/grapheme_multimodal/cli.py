@@ -1364,8 +1364,8 @@ def _train(args: argparse.Namespace) -> int:
     if args.workers is None:
         # the members train all at once (three on 2 cores: 57 s against 84 s in turn; two at a time 69 s),
         # each bit for bit what it is trained alone (_parallel.py)
-        for x in inputs.values():  # arrays this command made and no one else holds: fit reads them in place, no copy
-            x.flags.writeable = False
+        for x in [*inputs.values(), *([] if mask is None else [mask])]:
+            x.flags.writeable = False  # arrays this command made and no one else holds: fit reads them in place, no copy
         tasks = [functools.partial(fit_with_stopping, model, inputs, seed=seed, **fit_options) for model, seed in zip(models, seeds)]
         with _named_by_flags(), _named_by_files(files), _stopping_skipped_by_flags(files), _grown_by_lr(args.lr):
             histories = run_tasks(tasks, at_once)
