@@ -93,7 +93,7 @@ def test_npy_rows_of_nan_give_the_model_and_embeddings_of_multimodal_embedder(tm
     before) and on events that lack one; `embed` writes `transform`'s
     embeddings. A CSV of the NaN rows as `np.savetxt` writes them (`nan`)
     reads as the `.npy` does."""
-    sklearn = pytest.importorskip("sklearn")  # noqa: F841 - the estimator's extra
+    pytest.importorskip("sklearn")  # the estimator's extra
     from grapheme_multimodal.sklearn import MultimodalEmbedder
 
     for missing in (((), ()), ((3,), (5, 7))):
