@@ -74,7 +74,7 @@ def test_a_column_named_only_the_comment_mark_is_a_name_not_a_mark() -> None:
     """Before: '#' lost its mark and read as '', so ('#', 'x') and
     ('x', '') were the same names reordered, and a frame's columns were
     refused as fitted's in another order."""
-    from grapheme_multimodal._validation import is_reordering
+    from grapheme_multimodal._frames import is_reordering
 
     assert not is_reordering(("#", "x"), ("x", ""))
     assert not is_reordering(("x", ""), ("#", "x"))

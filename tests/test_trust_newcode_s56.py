@@ -117,7 +117,7 @@ def test_a_model_trained_on_a_comment_header_refuses_pandas_frame_of_the_columns
 
 
 def test_a_first_name_marked_as_a_comment_that_moved_is_still_a_reordering() -> None:
-    from grapheme_multimodal._validation import is_reordering
+    from grapheme_multimodal._frames import is_reordering
 
     assert is_reordering(("#a", "b", "c"), ("b", "#a", "c"))  # pandas frames: the same names, reordered
     assert is_reordering(("#a", "b", "c"), ("a", "c", "b"))  # a checkpoint of before, the CLI's reading now

@@ -15,9 +15,9 @@ import numpy as np
 from ._core import NUM_MODALITIES
 from ._portable import PortablePickle
 from ._validation import (
-    as_float32, as_real_array, check_flag, describe, exact_int, is_int, is_iterable, named_inputs, refuse_beyond_budget,
-    refuse_unpaired_frames,
+    as_float32, as_real_array, check_flag, describe, exact_int, is_int, is_iterable, refuse_beyond_budget,
 )
+from ._frames import named_inputs, refuse_unpaired_frames
 from .buffer import ExperienceBatch, ExperienceBuffer
 from .exceptions import InvalidValueError, NonFiniteError, ShapeError
 from .graph import GraphFeaturizer, featurized

@@ -35,9 +35,10 @@ from ._portable import PortablePickle, set_attributes, slot_names, slot_values
 from ._validation import (
     IntLike,
     as_finite_float, as_mask, as_positive_int, as_real_array, as_seed, check_flag, describe, described_entries, exact_int, is_int,
-    memory_budget, is_masked_array, non_finite_message, refuse_beyond_memory, refuse_bools, refuse_missing_values, refuse_float32_underflow,
-    refuse_non_unit_embeddings, refuse_unpaired_frames, shown_floats, shown_number, sorted_names, unmasked, wrong_type,
+    memory_budget, is_masked_array, non_finite_message, refuse_beyond_memory, refuse_bools, refuse_float32_underflow,
+    refuse_non_unit_embeddings, shown_floats, shown_number, sorted_names, unmasked, wrong_type,
 )
+from ._frames import refuse_missing_values, refuse_unpaired_frames
 from .exceptions import CheckpointError, InvalidTypeError, InvalidValueError, NonFiniteError, ShapeError, TooLargeError
 from .io import (FORMAT_NAMES, PathLike, TensorSpec, as_path, check_write_target, read_tagged_safetensors, call_saving,
                  write_tagged_safetensors)

@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Mapping, Optional, 
 import numpy as np
 
 from ._core import __version__
-from ._validation import as_list_of, check_flag, refuse_reordered_members
+from ._validation import as_list_of, check_flag
+from ._frames import refuse_reordered_members
 from .checkpoint import _FILE_BYTES_PER_PARAMETER, _MODEL_BYTES_PER_PARAMETER, _ONE_MODEL_SLACK
 from .checkpoint import _new_model, _restore, _text, _version_note, checkpoint_specs, checkpoint_state, too_large_in_file
 from .exceptions import CheckpointError, InvalidTypeError, InvalidValueError, TooLargeError

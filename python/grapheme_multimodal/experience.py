@@ -14,9 +14,9 @@ from .batch import Batch, Inputs
 from .buffer import Experience
 from .learning import refuse_non_unit_experiences
 from ._validation import (
-    FLOAT32_MAX, as_real_array, is_int, missing_input_refusal, named_inputs, non_finite_message, refuse_bools,
-    refuse_unpaired_frames,
+    FLOAT32_MAX, as_real_array, is_int, non_finite_message, refuse_bools,
 )
+from ._frames import missing_input_refusal, named_inputs, refuse_unpaired_frames
 from .exceptions import InvalidTypeError, InvalidValueError, NonFiniteError, ShapeError
 from .types import MultiModalEvent
 

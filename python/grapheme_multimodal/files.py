@@ -33,7 +33,8 @@ from typing import IO, Any, Callable, ContextManager, Iterator, List, NoReturn, 
 
 import numpy as np
 
-from ._validation import as_real_array, counted, float32_of_wide, precision_lost, renamed, repeated_names, repeats_said
+from ._validation import as_real_array, counted, float32_of_wide, precision_lost, renamed
+from ._frames import repeated_names, repeats_said
 from .exceptions import GraphemeError, InvalidValueError, NonFiniteError, ShapeError, TooLargeError
 from .io import (
     MISSING, as_path, binary_format, file_kind, kind_of_mode, missing_hint, opened_for_reading, shown_name, unencodable,

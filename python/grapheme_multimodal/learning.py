@@ -14,9 +14,10 @@ import numpy as np
 
 from ._locking import reads, uninterrupted, writes, writes_leaving_weights
 from ._validation import (
-    NON_UNIT_EXPECTED, as_finite_float, as_float32, as_real_array, as_seed, check_flag, memory_budget, missing_input_refusal,
+    NON_UNIT_EXPECTED, as_finite_float, as_float32, as_real_array, as_seed, check_flag, memory_budget,
     non_unit_embeddings, refuse_beyond_budget, refuse_bools, refuse_non_unit_embeddings, renamed, sorted_names,
 )
+from ._frames import missing_input_refusal
 from ._core import ADAM_BETA1, ADAM_BETA2, NUM_MODALITIES, get_num_threads
 from .averaging import split_flat
 from .exceptions import GraphemeError, InvalidValueError, NonFiniteError

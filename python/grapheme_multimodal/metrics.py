@@ -16,8 +16,9 @@ import numpy as np
 from . import _core
 from ._validation import (
     IntLike, as_finite_float, as_real_array, as_positive_int, describe, is_int, is_iterable, is_masked_array, refuse_beyond_memory,
-    refuse_over_float64, refuse_unordered, refuse_unpaired_columns, refuse_unpaired_frames, unmasked, wrong_type,
+    refuse_over_float64, refuse_unordered, unmasked, wrong_type,
 )
+from ._frames import refuse_unpaired_columns, refuse_unpaired_frames
 from ._exact_ints import beyond_float64, column_minimum, minus
 from ._exact_ties import ExactTies
 from .exceptions import InvalidValueError, NonFiniteError, ShapeError

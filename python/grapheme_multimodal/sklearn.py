@@ -48,12 +48,15 @@ from ._core import NUM_MODALITIES
 from ._locking import ForkedMidChange, ModelLock, uninterrupted
 from ._parallel import resolve_n_jobs, run_tasks, shared_snapshot
 from ._validation import (
-    IntLike,
-    FLOAT32_MAX, arrow_column_names, as_float32, as_seed, describe, exact_int, is_int, is_iterable, is_masked_array, non_finite_message,
-    over_float64, plain_names, call_in_precision_scope, refuse_beyond_memory,
-    refuse_duplicate_columns, refuse_graph_rows, refuse_networkx_graphs, refuse_structured, refuse_vector_columns, refuse_temporal_columns, refuse_unpaired_frames, renamed, shown_int,
-    warn_precision_loss, holds_object_numbers, missing_cell, NUMBER_TEXT_REMEDY, refuse_number_text, refuse_objects_beyond_float64,
-    refuse_time_columns, is_data_frame, numbers_only_frame, beyond_float64, holds_times,
+    IntLike, FLOAT32_MAX, as_float32, as_seed, describe, exact_int, is_int, is_iterable, is_masked_array,
+    non_finite_message, over_float64, call_in_precision_scope, refuse_beyond_memory, refuse_graph_rows,
+    refuse_networkx_graphs, refuse_structured, renamed, shown_int, warn_precision_loss,
+)
+from ._frames import (
+    arrow_column_names, plain_names, refuse_duplicate_columns, refuse_vector_columns, refuse_temporal_columns,
+    refuse_unpaired_frames, holds_object_numbers, missing_cell, NUMBER_TEXT_REMEDY, refuse_number_text,
+    refuse_objects_beyond_float64, refuse_time_columns, is_data_frame, numbers_only_frame, beyond_float64,
+    holds_times,
 )
 from .config import LearnableMultiModalConfig, _widths
 from .evaluation._ensemble import side_by_side

@@ -27,9 +27,10 @@ from ._locking import call_fitting, call_metric, refuse_in_fit, uninterrupted, w
 from ._core import MODALITY_NAMES
 from ._validation import (
     INPUTS_MASKED_REMEDY, SPREAD_BELOW_FLOAT32, FloatLike, IntLike, as_real_array, check_model, counted, describe,
-    frame_columns, precision_checked, precision_scoped, refuse_beyond_budget, refuse_reordered_fitted_names, renamed,
+    precision_checked, precision_scoped, refuse_beyond_budget, renamed,
     warn_at_caller,
 )
+from ._frames import frame_columns, refuse_reordered_fitted_names
 from .exceptions import EarlyStoppingSkippedWarning, GraphemeError, InvalidValueError, NonFiniteError, ShapeError
 from .graph import is_graph_list, refuse_stray_graphs
 from .objectives import OBJECTIVES, nothing_trains, resolve_weights

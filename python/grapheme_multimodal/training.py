@@ -31,10 +31,10 @@ from ._locking import call_fitting, call_metric, refuse_in_fit, uninterrupted, w
 from ._validation import MASK_TAKEN as _MASK_TAKEN, taking_no_mask
 from ._validation import (
     FloatLike, IntLike, as_finite_float, call_with_set, check_flag, check_model, context_set, describe, exact_int, first_in_scope,
-    frame_columns, is_int, leave_precision_scopes, missing_input_refusal, one_modality_rows_hint, refuse_beyond_budget,
-    refuse_reordered_fitted_names,
-    refuse_unpaired_columns, renamed, shown_number, sorted_names, warn_at_caller, wrong_type,
+    is_int, leave_precision_scopes, one_modality_rows_hint, refuse_beyond_budget,
+    renamed, shown_number, sorted_names, warn_at_caller, wrong_type,
 )
+from ._frames import frame_columns, missing_input_refusal, refuse_reordered_fitted_names, refuse_unpaired_columns
 from .averaging import WeightAverage, check_decay, model_weights
 from .averaging import resume as resume_average
 from .batch import Batch, event_components

@@ -22,9 +22,10 @@ import numpy as np
 import numpy.typing as npt
 
 from ._validation import (
-    IntLike, as_real_array, describe, float32_of_wide, exact_int, is_int, is_iterable, is_real_number, is_reordering, misplaced_names,
-    non_finite_message, series_str_labels, shown_columns, shown_misplaced, shown_number,
+    IntLike, as_real_array, describe, float32_of_wide, exact_int, is_int, is_iterable, is_real_number,
+    non_finite_message, shown_number,
 )
+from ._frames import is_reordering, misplaced_names, series_str_labels, shown_columns, shown_misplaced
 from ._portable import PortablePickle, set_state, split_state
 from .exceptions import InvalidTypeError, InvalidValueError, NonFiniteError, ShapeError
 from .graph import Graph

@@ -25,8 +25,9 @@ import numpy as np
 from .._exact_ints import IntOffset, beyond_float64, column_minimum, minus
 from .._validation import (
     FLOAT32_MAX, FloatLike, IntLike, as_finite_float, as_seed, check_flag, describe, exact_int, is_int, is_masked_array,
-    refuse_beyond_budget, refuse_unordered, refuse_unpaired_columns, shown_number, sorted_names, unmasked,
+    refuse_beyond_budget, refuse_unordered, shown_number, sorted_names, unmasked,
 )
+from .._frames import refuse_unpaired_columns
 from ..exceptions import InvalidValueError, NonFiniteError, ShapeError
 from ..io import MISSING, file_kind
 from ..metrics import (

@@ -13,9 +13,9 @@ from typing import Any, Dict, Optional, Tuple, Union
 import numpy as np
 
 from .._validation import (
-    FloatLike, IntLike, as_finite_float, exact_int, is_int, named_columns, refuse_beyond_budget, refuse_reordered_columns,
-    refuse_unpaired_frames, wrong_type,
+    FloatLike, IntLike, as_finite_float, exact_int, is_int, refuse_beyond_budget, wrong_type,
 )
+from .._frames import named_columns, refuse_reordered_columns, refuse_unpaired_frames
 from .._exact_ints import IntOffset, as_float, beyond_float64, column_minimum, minus
 from .._portable import PortablePickle
 from .._threadpools import one_blas_thread

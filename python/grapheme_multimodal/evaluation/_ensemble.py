@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Dict, Iterable, List, Mapping, Optional, Tuple
 
 import numpy as np
 
-from .._validation import IntLike, as_float32, as_list_of, as_real_array, describe, refuse_reordered_members
+from .._validation import IntLike, as_float32, as_list_of, as_real_array, describe
+from .._frames import refuse_reordered_members
 from ..exceptions import InvalidTypeError, InvalidValueError, NonFiniteError, ShapeError
 from ..metrics import _unit_or_zero
 from ._embedders import ModelEmbedder, check_views

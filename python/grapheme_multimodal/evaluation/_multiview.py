@@ -18,8 +18,9 @@ import numpy as np
 from ..datasets import MultipleFeatures
 from .._validation import (
     FloatLike, IntLike, as_finite_float, as_real_array, as_seed, check_flag, counted, describe, is_iterable, non_finite_message,
-    refuse_unpaired_frames, renamed, sorted_names,
+    renamed, sorted_names,
 )
+from .._frames import refuse_unpaired_frames
 from ..exceptions import GraphemeError, InvalidValueError, NonFiniteError, ShapeError
 from ..metrics import (
     _check_neighbours, _sklearn, cross_view_retrieval, knn_accuracy, linear_probe_accuracy, roc_auc, unit_side_by_side,
