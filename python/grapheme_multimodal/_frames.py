@@ -82,7 +82,7 @@ def _is_vector(value: Any) -> bool:
     return isinstance(value, (list, tuple, np.ndarray)) and np.ndim(value) == 1 and len(value) > 0
 
 
-def _holds_decimals(frame: Any, j: int, dtype: Any) -> bool:
+def holds_decimals(frame: Any, j: int, dtype: Any) -> bool:
     """Whether column ``j`` of a pandas data frame holds decimals: of
     pyarrow's ``decimal128``/``decimal256`` (``pd.read_parquet(...,
     dtype_backend="pyarrow")``), or Python ``Decimal`` objects (by its first
@@ -176,7 +176,7 @@ NUMBER_TEXT_REMEDY = "convert them first, e.g. {name}.apply(pd.to_numeric)"
 NUMBER_ARRAY_TEXT_REMEDY = "convert them first, e.g. np.asarray({name}, dtype=float)"
 
 
-def _is_number_text(arr: np.ndarray) -> bool:
+def is_number_text(arr: np.ndarray) -> bool:
     """Whether a numpy array of text (str or bytes), or of objects holding
     text beside numbers, holds numbers only, as ``float`` reads them (as
     scikit-learn's ``check_array`` reads them). A pass over an object
@@ -205,7 +205,7 @@ def refuse_number_text(x: Any, name: str, converted: Optional[str] = None) -> No
     objects among which text) likewise, in the model's words for it. Text that is no number is left to the
     caller's refusal, which names it. ``converted``: what the remedy
     converts, where not ``name`` (a pyarrow table's frame)."""
-    if isinstance(x, np.ndarray) and _is_number_text(x):
+    if isinstance(x, np.ndarray) and is_number_text(x):
         from ._validation import describe  # here: _validation imports this module
 
         raise InvalidTypeError(f"{name}: expected a real-valued numeric array, got {describe(x)} (numbers as text): "
@@ -217,7 +217,7 @@ def refuse_number_text(x: Any, name: str, converted: Optional[str] = None) -> No
         return
     if isinstance(x, np.ndarray) or not hasattr(x, "to_numpy"):
         return
-    dtypes = _pandas_dtypes(x)
+    dtypes = pandas_dtypes(x)
     texts = [j for j, dtype in enumerate(dtypes) if is_text_column(x, j, dtype)]
     if not texts or not all(holds_number_text(x, j) for j in texts):
         return
@@ -628,10 +628,10 @@ def named_inputs(inputs: Any, arg: str = "inputs") -> list:
     return []
 
 
-def _pandas_integers(x: Any, dtypes: list) -> Optional[np.ndarray]:
+def pandas_integers(x: Any, dtypes: list) -> Optional[np.ndarray]:
     """The values of a pandas Series or DataFrame of nullable integer
     columns (``Int64``, ``UInt64``, ``int64[pyarrow]``, ...; ``dtypes``,
-    :func:`_pandas_dtypes`) without a missing value, as integers of their
+    :func:`pandas_dtypes`) without a missing value, as integers of their
     common numpy dtype; else None. Read as float64, integers beyond 2**53
     rounded (to 256 apart near 2**61), where the same numbers as a plain
     int64 array are kept exact (the metrics, ExactCCA and standardize
@@ -669,7 +669,7 @@ def arrow_frame(table: Any) -> Any:
 
 
 def pandas_floats(x: Any, dtypes: list, objects: np.ndarray, name: str) -> np.ndarray:
-    """A pandas Series or DataFrame (of ``dtypes``, :func:`_pandas_dtypes`)
+    """A pandas Series or DataFrame (of ``dtypes``, :func:`pandas_dtypes`)
     that numpy reads as ``objects`` as the floats pandas reads it as,
     ``x.to_numpy(dtype=float64)``: Decimal, Fraction and other numbers
     kept as objects, pyarrow dictionaries and decimals, ``None`` as NaN. The same
@@ -705,7 +705,7 @@ def refuse_objects_beyond_float64(x: Any, name: str) -> None:
     objects only."""
     if isinstance(x, np.ndarray) or not hasattr(x, "to_numpy"):
         return
-    for j, dtype in enumerate(_pandas_dtypes(x)):
+    for j, dtype in enumerate(pandas_dtypes(x)):
         if not (isinstance(dtype, np.dtype) and dtype == object):
             continue
         for row, value in enumerate(_column(x, j).to_numpy()):
@@ -830,7 +830,7 @@ def missing_cell(x: Any, arr: np.ndarray, rows: Optional[np.ndarray] = None) -> 
         return next(((row, label, shown_missing("null")) for label, column in zip(x.column_names, x.columns)
                      if not column[row].is_valid), None)
     # a numpy float column's NaN is a NaN; only pandas' own dtypes and objects hold missing values
-    columns = [j for j, d in enumerate(_pandas_dtypes(x)) if not isinstance(d, np.dtype) or d == object]
+    columns = [j for j, d in enumerate(pandas_dtypes(x)) if not isinstance(d, np.dtype) or d == object]
     for j in columns:
         value = x.iloc[row] if getattr(x, "ndim", 2) == 1 else x.iloc[row, j]
         if value is None or type(value).__name__ == "NAType":
@@ -888,15 +888,15 @@ def missing_input_refusal(inputs: Any, mask: Any, arg: str = "inputs") -> Option
     return None
 
 
-def _pandas_dtypes(x: Any) -> list:
+def pandas_dtypes(x: Any) -> list:
     """The dtype of each column of a pandas Series (one) or DataFrame; ``[]``
     for what has no ``dtypes``."""
     dtypes = getattr(x, "dtypes", None)
     return [dtypes] if hasattr(dtypes, "kind") else list(dtypes) if dtypes is not None else []
 
 
-def _pandas_numeric(x: Any) -> bool:
+def pandas_numeric(x: Any) -> bool:
     """Whether every column of a pandas Series or DataFrame has a numeric
     dtype (numpy's or pandas' nullable ones; strings and objects do not)."""
-    dtypes = _pandas_dtypes(x)
+    dtypes = pandas_dtypes(x)
     return bool(dtypes) and all(getattr(d, "kind", "O") in "biuf" for d in dtypes)

@@ -23,9 +23,9 @@ import numpy as np
 from . import _core
 from ._core import NUM_MODALITIES
 from ._frames import (
-    NUMBER_ARRAY_TEXT_REMEDY, NUMBER_TEXT_REMEDY, _holds_decimals, _is_number_text, _pandas_dtypes, _pandas_integers,
-    _pandas_numeric, arrow_frame, holds_number_text, holds_object_numbers, is_arrow_table, pandas_floats,
-    refuse_temporal_columns, refuse_time_columns, refuse_vector_columns, shown_missing,
+    NUMBER_ARRAY_TEXT_REMEDY, NUMBER_TEXT_REMEDY, arrow_frame, holds_decimals, holds_number_text, holds_object_numbers,
+    is_arrow_table, is_number_text, pandas_dtypes, pandas_floats, pandas_integers, pandas_numeric, refuse_temporal_columns,
+    refuse_time_columns, refuse_vector_columns, shown_missing,
 )
 from .exceptions import GraphemeError, InvalidTypeError, InvalidValueError, NonFiniteError, PrecisionLossWarning, ShapeError, TooLargeError
 
@@ -224,11 +224,11 @@ def as_real_array(x: Any, name: str, masked_remedy: str = MASKED_REMEDY) -> np.n
         refuse_vector_columns(x, name)  # else "rows of different lengths", or "pass its numeric columns only"
     if _ragged(arr):
         raise InvalidValueError(f"{name}: could not be read as a numeric array (rows of different lengths)", name)
-    dtypes = _pandas_dtypes(x) if arr.dtype == object and hasattr(x, "to_numpy") else []
+    dtypes = pandas_dtypes(x) if arr.dtype == object and hasattr(x, "to_numpy") else []
     if dtypes and all(getattr(d, "kind", "O") in "biuf" for d in dtypes):
         # pandas' nullable columns (Float64, Int64, boolean) read as objects; pd.NA
         # becomes NaN, which the callers refuse (or read as absent) by row
-        arr = _pandas_integers(x, dtypes)
+        arr = pandas_integers(x, dtypes)
         if arr is None:
             arr = x.to_numpy(dtype=np.float64, na_value=np.nan)
     elif dtypes:
@@ -237,7 +237,7 @@ def as_real_array(x: Any, name: str, masked_remedy: str = MASKED_REMEDY) -> np.n
     elif arr.dtype == object and is_arrow_table(x):  # decimals, dictionaries, text: as a frame of them reads
         frame = arrow_frame(x)
         if frame is not None:
-            arr = pandas_floats(frame, _pandas_dtypes(frame), arr, name)
+            arr = pandas_floats(frame, pandas_dtypes(frame), arr, name)
     if np.iscomplexobj(arr):
         raise TypeError(f"{name}: expected real numbers, got complex dtype {arr.dtype}")
     big = _int_beyond_64_bits(arr)
@@ -333,7 +333,7 @@ def _non_numeric_hint(x: Any, arr: np.ndarray, name: str) -> Tuple[str, bool]:
         columns = [(j, c, d) for j, (c, d) in enumerate(dtypes.items()) if getattr(d, "kind", "O") not in "biuf"]
         if columns:
             j, label, dtype = columns[0]
-            if _holds_decimals(x, j, dtype):
+            if holds_decimals(x, j, dtype):
                 # select_dtypes('number') leaves decimal columns out: the advice below left no column at all
                 # read as floats where pandas converts them all (pandas_floats): here one did not (pd.NA among them)
                 return (f" (from a data frame whose column {label!r} has dtype {dtype} holding decimals, one of which "
@@ -354,7 +354,7 @@ def _non_numeric_hint(x: Any, arr: np.ndarray, name: str) -> Tuple[str, bool]:
         frame = arrow_frame(x)
         if frame is not None:
             return _non_numeric_hint(frame, arr, f"{name}.to_pandas()")
-    if _is_number_text(arr):  # as a text column is told: the conversion, not a drop
+    if is_number_text(arr):  # as a text column is told: the conversion, not a drop
         return f" (numbers as text): {NUMBER_ARRAY_TEXT_REMEDY.format(name=name)}", True
     if arr.dtype != object or not arr.size:
         return "", False
@@ -1617,7 +1617,7 @@ def as_mask(mask: Any, batch_size: Optional[int], name: str = "mask") -> np.ndar
         raise InvalidValueError(f"{name}: could not be read as a [B, 7] array of booleans ({exc})", name) from None
     if _ragged(arr):
         raise InvalidValueError(f"{name}: could not be read as a [B, 7] array of booleans (rows of different lengths)", name)
-    nullable = arr.dtype == object and hasattr(mask, "to_numpy") and _pandas_numeric(mask)
+    nullable = arr.dtype == object and hasattr(mask, "to_numpy") and pandas_numeric(mask)
     if nullable:
         # pandas' nullable columns ("boolean", "Int64") read as objects; pd.NA becomes NaN, refused below
         arr = mask.to_numpy(dtype=np.float64, na_value=np.nan)
@@ -1674,7 +1674,7 @@ _MASK_COLUMNS = ("; one column per modality, all 7 in slot order (visual, audito
 def _absent_flag(mask: Any) -> str:
     """What fills a missing value of a pandas mask frame as absent: ``False``
     where every column holds flags, else ``0`` (an ``Int64`` column takes no bool)."""
-    return "False" if all(getattr(d, "kind", "O") == "b" for d in _pandas_dtypes(mask)) else "0"
+    return "False" if all(getattr(d, "kind", "O") == "b" for d in pandas_dtypes(mask)) else "0"
 
 
 def _object_flags_hint(arr: np.ndarray, name: str) -> str:
