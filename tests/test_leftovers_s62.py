@@ -116,7 +116,7 @@ def test_cli_train_says_the_librarys_warnings_as_the_warning_filters_say(tmp_pat
 def test_a_held_warning_is_dropped_where_warnings_would_ignore_it(filters):
     """A held warning (the command line's) is kept exactly where
     ``warnings.warn`` from the same line would have said it."""
-    from grapheme_multimodal._validation import holding_warnings, warn_at_caller
+    from grapheme_multimodal._caller_warnings import holding_warnings, warn_at_caller
 
     with warnings.catch_warnings(record=True) as said:
         warnings.resetwarnings()

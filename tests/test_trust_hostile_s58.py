@@ -286,11 +286,11 @@ def test_a_members_warning_reaches_a_caller_in_the_repl():
     import functools
     import importlib.machinery
 
-    from grapheme_multimodal import _parallel, _validation
+    from grapheme_multimodal import _caller_warnings, _parallel
 
     repl = {"__name__": "__main__", "__loader__": importlib.machinery.BuiltinImporter,
             "run_tasks": _parallel.run_tasks,
-            "tasks": [functools.partial(_validation.warn_at_caller, "a member's warning", UserWarning)] * 2}
+            "tasks": [functools.partial(_caller_warnings.warn_at_caller, "a member's warning", UserWarning)] * 2}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         exec(compile("\n\nrun_tasks(tasks, 2)\n", "<stdin>", "exec"), repl)

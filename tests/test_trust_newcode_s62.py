@@ -129,7 +129,7 @@ def test_ignoring_a_warning_keeps_the_programs_own_filter_of_it() -> None:
     adding the library's, which the block's end took out."""
     import warnings
 
-    from grapheme_multimodal._validation import ignoring_warning
+    from grapheme_multimodal._caller_warnings import ignoring_warning
 
     before = list(warnings.filters)
     try:
@@ -148,7 +148,7 @@ def test_an_inner_block_ignoring_a_warning_leaves_the_outer_ones_filter() -> Non
     one filter both had put in, and the outer block said the warning."""
     import warnings
 
-    from grapheme_multimodal._validation import ignoring_warning
+    from grapheme_multimodal._caller_warnings import ignoring_warning
 
     before = list(warnings.filters)
     with ignoring_warning(TIP, FutureWarning):
@@ -472,7 +472,7 @@ def test_a_block_that_only_drops_warnings_inside_one_that_holds_them_leaves_the_
     drops what either drops and holds the rest in the outer's list."""
     import warnings
 
-    from grapheme_multimodal._validation import holding_warnings, warn_at_caller
+    from grapheme_multimodal._caller_warnings import holding_warnings, warn_at_caller
 
     class Dropped(UserWarning):
         pass
@@ -520,7 +520,7 @@ def test_a_block_ignoring_a_warning_ignores_it_before_the_programs_error_filter(
     ``ray.init``) instead of being ignored."""
     import warnings
 
-    from grapheme_multimodal._validation import ignoring_warning
+    from grapheme_multimodal._caller_warnings import ignoring_warning
 
     before = list(warnings.filters)
     try:

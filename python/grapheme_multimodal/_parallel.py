@@ -27,6 +27,7 @@ from typing import Callable, List, Optional, Sequence, TypeVar
 import numpy as np
 
 from . import _validation
+from ._caller_warnings import TASKS_CALLER, tasks_caller
 from ._validation import exact_int, is_int, wrong_type
 from .exceptions import InvalidValueError
 
@@ -110,7 +111,7 @@ def run_tasks(tasks: Sequence[Callable[[], T]], n_jobs: int) -> List[T]:
     (one at a time, in this thread, for 1). Each task runs in a copy of the
     caller's context (its context variables: error naming, precision
     scopes), its warnings said at the user's line that started them
-    (:func:`~._validation.warn_at_caller`). When a task fails, the others are cancelled and the failure of
+    (:func:`~._caller_warnings.warn_at_caller`). When a task fails, the others are cancelled and the failure of
     the first task (in order) that failed by itself is raised."""
     if n_jobs <= 1 or len(tasks) <= 1:
         return [task() for task in tasks]
@@ -123,11 +124,11 @@ def run_tasks(tasks: Sequence[Callable[[], T]], n_jobs: int) -> List[T]:
         finally:
             _worker.cancel = _worker.position = None
 
-    caller = _validation.tasks_caller()  # where the threads' warnings are said: they have no frame of the user's
+    caller = tasks_caller()  # where the threads' warnings are said: they have no frame of the user's
 
     def context() -> contextvars.Context:
         copied = contextvars.copy_context()
-        copied.run(_validation.TASKS_CALLER.set, caller)
+        copied.run(TASKS_CALLER.set, caller)
         return copied
 
     with ThreadPoolExecutor(max_workers=n_jobs, thread_name_prefix="grapheme-mm-member") as pool:

@@ -39,9 +39,10 @@ from ._environment import blanked_unreadable_settings, settings_unsaid
 from ._locking import uninterrupted
 from ._parallel import run_tasks
 from ._validation import (
-    as_finite_float, as_seed, counted, filters_action, holding_warnings, ignoring_warning, int_of_digits,
+    as_finite_float, as_seed, counted, int_of_digits,
     renamed, unsigned_zero,
 )
+from ._caller_warnings import filters_action, holding_warnings, ignoring_warning
 from ._frames import extra_names, is_reordering, misplaced_names, shown_misplaced
 from .config import INPUT_DISTANCES, NEIGHBOR_SPACES
 from .graph import WL_DEFAULT_DIM, GraphFeaturizer, featurized

@@ -47,9 +47,9 @@ from ._core import NUM_MODALITIES
 from ._locking import refuse_in_fit, uninterrupted, writes
 from ._ray_address import CONNECT_TIMEOUT_S, RAY_ACCELERATOR_TIP, _check_ray_address
 from ._validation import (
-    FLOAT32_MAX, IntLike, as_real_array, is_int, call_in_precision_scope, holding_warnings, ignoring_warning, refuse_beyond_budget,
-    renamed, warn_at_caller,
+    FLOAT32_MAX, IntLike, as_real_array, is_int, call_in_precision_scope, refuse_beyond_budget, renamed,
 )
+from ._caller_warnings import holding_warnings, ignoring_warning, warn_at_caller
 from .graph import featurized
 from .exceptions import CheckpointError, GraphemeError, InvalidValueError, NonFiniteError, ShapeError, UntrainedModalityWarning
 from .model import LearnableMultiModal

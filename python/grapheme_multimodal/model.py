@@ -45,10 +45,10 @@ from ._validation import (
     refuse_float32_underflow_columns,
     sorted_names,
     unmasked,
-    warn_at_caller,
     warn_precision_loss,
     wrong_type,
 )
+from ._caller_warnings import warn_at_caller
 from ._frames import (
     frame_columns,
     is_reordering,

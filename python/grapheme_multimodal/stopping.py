@@ -28,8 +28,8 @@ from ._core import MODALITY_NAMES
 from ._validation import (
     INPUTS_MASKED_REMEDY, SPREAD_BELOW_FLOAT32, FloatLike, IntLike, as_real_array, check_model, counted, describe,
     precision_checked, precision_scoped, refuse_beyond_budget, renamed,
-    warn_at_caller,
 )
+from ._caller_warnings import warn_at_caller
 from ._frames import frame_columns, refuse_reordered_fitted_names
 from .exceptions import EarlyStoppingSkippedWarning, GraphemeError, InvalidValueError, NonFiniteError, ShapeError
 from .graph import is_graph_list, refuse_stray_graphs

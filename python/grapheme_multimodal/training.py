@@ -32,8 +32,9 @@ from ._validation import MASK_TAKEN as _MASK_TAKEN, taking_no_mask
 from ._validation import (
     FloatLike, IntLike, as_finite_float, call_with_set, check_flag, check_model, context_set, describe, exact_int, first_in_scope,
     is_int, leave_precision_scopes, one_modality_rows_hint, refuse_beyond_budget,
-    renamed, shown_number, sorted_names, warn_at_caller, wrong_type,
+    renamed, shown_number, sorted_names, wrong_type,
 )
+from ._caller_warnings import warn_at_caller
 from ._frames import frame_columns, missing_input_refusal, refuse_reordered_fitted_names, refuse_unpaired_columns
 from .averaging import WeightAverage, check_decay, model_weights
 from .averaging import resume as resume_average

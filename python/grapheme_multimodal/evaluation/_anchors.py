@@ -15,8 +15,9 @@ import numpy as np
 
 from .._threadpools import one_blas_thread
 from .._validation import (
-    IntLike, as_positive_int, counted, describe, is_iterable, renamed, sorted_names, warn_at_caller,
+    IntLike, as_positive_int, counted, describe, is_iterable, renamed, sorted_names,
 )
+from .._caller_warnings import warn_at_caller
 from .._frames import refuse_unpaired_frames
 from ..datasets import MultipleFeatures, standardize
 from ..exceptions import GraphemeError, InvalidValueError, ShapeError
