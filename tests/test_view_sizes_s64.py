@@ -80,6 +80,8 @@ def test_a_masked_row_of_one_block_is_that_view_missing():
     X.mask[4, 7] = True  # part of a view's columns of a row: no missing view
     with pytest.raises(NonFiniteError, match=r"^Xs\[:, 6:10\]: row 4 is masked in 1 of its 4 columns"):
         est.transform(X)
+    with pytest.raises(InvalidValueError, match=r"^view_sizes: \[6, 5\] add up to 11 columns; expected the 10"):
+        MultimodalEmbedder(**SMALL, view_sizes=[6, 5]).fit(X)  # the widths first: the blocks are not the views
 
 
 def test_a_row_nan_in_part_of_a_block_is_refused_naming_the_block():
@@ -137,6 +139,7 @@ def test_a_missing_value_of_a_frame_is_named_by_its_column():
     (iter([6, 4]), InvalidTypeError, r"\(list_iterator\)"),
     ([1] * 8 + [2], InvalidValueError, r"got 9 views; expected at most 7"),
     ([6, 5], InvalidValueError, r"\[6, 5\] add up to 11 columns; expected the 10 columns of Xs"),
+    ([2**64 - 1, 1], InvalidValueError, r"add up to 18446744073709551616 columns; expected the 10 columns"),
 ])
 def test_bad_view_sizes_are_refused_at_fit_naming_them(bad, error, said):
     (A, B), _ = _views()

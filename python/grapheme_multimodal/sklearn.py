@@ -16,6 +16,7 @@ __all__ = ["MultimodalEmbedder", "OUTPUTS"]
 import dataclasses
 import functools
 import inspect
+import itertools
 import math
 import os
 import reprlib
@@ -967,7 +968,8 @@ def _as_views(Xs: Any, estimator: MultimodalEmbedder, reset: bool,
         _refuse_beyond_float64(x, name)
         if sizes is None:
             _refuse_partly_masked_rows(x, name)
-        elif is_masked_array(x) and x.ndim == 2:  # a row masked in one view's columns is that view missing
+        elif is_masked_array(x) and x.ndim == 2 and x.shape[1] == sum(sizes):  # else refused by _side_by_side
+            # a row masked in all of one view's columns is that view missing there
             for name, columns in zip(_view_names(sizes, len(sizes)), _column_blocks(sizes)):
                 _refuse_partly_masked_rows(x[:, columns], name)
     raw = [_masked_filled(x) if is_masked_array(x) else x for x in raw]
@@ -1073,7 +1075,7 @@ def _refuse_views_beside_sizes(Xs: Any, sizes: Tuple[int, ...], fitted: bool) ->
 
 def _column_blocks(sizes: Tuple[int, ...]) -> List[slice]:
     """The columns of each view of widths ``sizes`` side by side."""
-    ends = np.cumsum(sizes).tolist()
+    ends = list(itertools.accumulate(sizes))  # Python's ints: numpy's cumsum wraps a size past int64
     return [slice(end - size, end) for size, end in zip(sizes, ends)]
 
 
