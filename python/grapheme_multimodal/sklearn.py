@@ -224,7 +224,8 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator, PortablePickle):
         n_members: IntLike = 1,
         n_jobs: Optional[IntLike] = None,
         weight_decay: float = _RECIPE.weight_decay,
-        view_sizes: Optional[Sequence[IntLike]] = None,  # last: positional calls of the parameters before it keep working
+        # last: positional calls of the parameters before it keep working
+        view_sizes: Optional[Sequence[IntLike]] = None,
     ) -> None:
         self.modalities = modalities
         self.embed_dim = embed_dim
@@ -462,7 +463,8 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator, PortablePickle):
         inputs, mask = self._inputs(views)
         if every_row_embedded:
             _refuse_rows_with_no_view(mask)
-        for m, v, name in zip(self.modalities_, views, self._view_names()):  # fit only: transform's cast pays no second pass
+        # fit only: transform's cast pays no second pass
+        for m, v, name in zip(self.modalities_, views, self._view_names()):
             warn_precision_loss(v, inputs[m], mask[:, m.index], name)
         # n_jobs members at once on threads: each is bit for bit what it is trained alone (_parallel.py)
         if jobs > 1:  # one copy of the data for all the members, not one each
@@ -687,7 +689,7 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator, PortablePickle):
         for m, v, name in zip(self.modalities_, views, self._view_names()):
             missing = np.isnan(v).all(axis=1)
             present[:, m.index] = ~missing
-            # the model's own cast, done here so that a value beyond float32 is named as Xs[i]
+            # the model's own cast, done here so that a value beyond float32 is named by its view (Xs[i])
             inputs[m] = as_float32(v, name, 2, present=~missing, features=True)
         return inputs, present
 
@@ -1059,7 +1061,7 @@ def _checked_view_sizes(view_sizes: Any) -> Optional[Tuple[int, ...]]:
 def _refuse_views_beside_sizes(Xs: Any, sizes: Tuple[int, ...], fitted: bool) -> None:
     """InvalidValueError for several views (a list of arrays, or a 3-D array)
     given to an estimator whose ``view_sizes`` cut one array into views
-    (``fitted``: in ``fit``, whose ``view_sizes`` ``transform`` keeps)."""
+    (``fitted``: in ``transform``, which cuts by the sizes ``fit`` read)."""
     if isinstance(Xs, np.ndarray) and Xs.ndim == 3:
         given = f"a 3-D array of {len(Xs)} views {Xs.shape}"
     elif isinstance(Xs, (list, tuple)) and any(hasattr(x, "shape") for x in Xs):
