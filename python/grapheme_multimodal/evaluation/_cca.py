@@ -259,22 +259,25 @@ class ExactCCA(PortablePickle):
             whiten_y = _inverse_sqrt(y.T @ y / (n - 1), reg, n)
             u, s, vt = np.linalg.svd(whiten_x @ (x.T @ y / (n - 1)) @ whiten_y, full_matrices=False)
             x_weights, y_weights = whiten_x @ u[:, :k], whiten_y @ vt[:k].T
-        # Set together once all is computed: a refit that failed halfway (a MemoryError, or
-        # LinAlgError "SVD did not converge") kept the old weights beside the new means, and
-        # transform then scored with a mix of the two fits without a word.
-        self.x_mean_ = _unshifted(x_mean * x_offset_scale, x_int_offset)
-        self.y_mean_ = _unshifted(y_mean * y_offset_scale, y_int_offset)
-        self._x_offset = (x_offset_scale, x_mean)
-        self._y_offset = (y_offset_scale, y_mean)
-        self._x_int_offset, self._y_int_offset = x_int_offset, y_int_offset
-        self._x_scaled_weights, self._y_scaled_weights = x_weights, y_weights
-        self._x_scale, self._y_scale = x_scale, y_scale
+        # Set together once all is computed, in one dict update (atomic under the GIL): a refit that failed
+        # halfway (a MemoryError, or LinAlgError "SVD did not converge") kept the old weights beside the new
+        # means, and a transform in another thread read some attributes of each fit; either way it scored
+        # with a mix of the two fits without a word.
         with np.errstate(over="ignore", under="ignore"):  # the views' own weights; transform scales instead (subnormal views)
-            self.x_weights_ = self._x_scaled_weights / x_scale[:, None] / x_offset_scale
-            self.y_weights_ = self._y_scaled_weights / y_scale[:, None] / y_offset_scale
-        self.correlations_ = s[:k]
-        # column names of data frames: transform refuses the same names in another order, as scikit-learn's CCA does
-        self._x_columns, self._y_columns = named_columns(X), named_columns(Y)
+            x_weights_ = x_weights / x_scale[:, None] / x_offset_scale
+            y_weights_ = y_weights / y_scale[:, None] / y_offset_scale
+        self.__dict__.update({
+            "x_mean_": _unshifted(x_mean * x_offset_scale, x_int_offset),
+            "y_mean_": _unshifted(y_mean * y_offset_scale, y_int_offset),
+            "_x_offset": (x_offset_scale, x_mean), "_y_offset": (y_offset_scale, y_mean),
+            "_x_int_offset": x_int_offset, "_y_int_offset": y_int_offset,
+            "_x_scaled_weights": x_weights, "_y_scaled_weights": y_weights,
+            "_x_scale": x_scale, "_y_scale": y_scale,
+            "x_weights_": x_weights_, "y_weights_": y_weights_,
+            "correlations_": s[:k],
+            # column names of data frames: transform refuses the same names in another order, as scikit-learn's CCA does
+            "_x_columns": named_columns(X), "_y_columns": named_columns(Y),
+        })
         return self
 
     def transform(
@@ -284,25 +287,28 @@ class ExactCCA(PortablePickle):
         (float64). Before :meth:`fit`, a
         :class:`~grapheme_multimodal.exceptions.NotFittedError` (scikit-learn's
         ``NotFittedError`` too, where scikit-learn is installed)."""
-        if not hasattr(self, "x_weights_"):  # a RuntimeError was what no scikit-learn caller catches
+        # one snapshot of the fitted state (a dict copy is atomic under the GIL): read attribute by attribute, a
+        # refit in another thread (or by X's own reading) between them gave X's scores of one fit and Y's of the other
+        state = dict(self.__dict__)
+        if "x_weights_" not in state:  # a RuntimeError was what no scikit-learn caller catches
             raise not_fitted_error("ExactCCA: not fitted yet; call fit(X, Y) before transform")
         # a fit pickled before the offset scale existed centred the view as it was given
-        x_offset = self.__dict__.get("_x_offset", (1.0, self.x_mean_))
-        x_int_offset = self.__dict__.get("_x_int_offset")  # a fit pickled before it existed cast integers as they were
+        x_offset = state.get("_x_offset", (1.0, state["x_mean_"]))
+        x_int_offset = state.get("_x_int_offset")  # a fit pickled before it existed cast integers as they were
         # columns pair with fit's by position: a frame's columns in another order scored as if in fit's (a fit
         # pickled before the names were kept checks none)
-        refuse_reordered_columns("fit's X", self.__dict__.get("_x_columns"), "X", named_columns(X))
+        refuse_reordered_columns("fit's X", state.get("_x_columns"), "X", named_columns(X))
         if Y is not None:
-            refuse_reordered_columns("fit's Y", self.__dict__.get("_y_columns"), "Y", named_columns(Y))
+            refuse_reordered_columns("fit's Y", state.get("_y_columns"), "Y", named_columns(Y))
             # the two scores pair row by row, as fit's rows do: frames of the same samples in another order were
             # scored as pairs (a retrieval of each other) without a word, where fit refuses them
             refuse_unpaired_frames((("X", X), ("Y", Y)))
-        x_scores = self._scores("X", X, x_offset, self._x_scale, self._x_scaled_weights, x_int_offset)
+        x_scores = self._scores("X", X, x_offset, state["_x_scale"], state["_x_scaled_weights"], x_int_offset)
         if Y is None:
             return x_scores
-        y_offset = self.__dict__.get("_y_offset", (1.0, self.y_mean_))
-        y_int_offset = self.__dict__.get("_y_int_offset")
-        return x_scores, self._scores("Y", Y, y_offset, self._y_scale, self._y_scaled_weights, y_int_offset)
+        y_offset = state.get("_y_offset", (1.0, state["y_mean_"]))
+        y_int_offset = state.get("_y_int_offset")
+        return x_scores, self._scores("Y", Y, y_offset, state["_y_scale"], state["_y_scaled_weights"], y_int_offset)
 
     def fit_transform(self, X: np.ndarray, Y: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:  # noqa: N803
         """``fit(X, Y).transform(X, Y)``."""
