@@ -299,7 +299,8 @@ def test_a_model_without_a_binder_gets_no_auc_and_compare_counts_pairs():
     assert summary["fused_knn"] == {"mean": 1.0, "std": 0.0}
     worse = evaluation.ModelScores(
         retrieval={p: {"class_precision_at_1": anchors.cca[p]["class_precision_at_1"] - 0.03,
-                       "instance_recall_at_1": anchors.cca[p]["instance_recall_at_1"] - 0.01}
+                       # a figure is a fraction: not below 0, where an anchor is at 0 (compare refuses one)
+                       "instance_recall_at_1": max(0.0, anchors.cca[p]["instance_recall_at_1"] - 0.01)}
                    for p in anchors.cca},
         fused_knn=0.5, fused_probe=0.5, two_view_knn={p: 0.0 for p in anchors.raw_two_view_knn}, binder_auc=None)
     counts = evaluation.compare([worse], anchors)

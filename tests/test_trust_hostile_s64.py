@@ -37,3 +37,33 @@ def test_exact_cca_transform_of_both_views_scores_them_with_one_fit_when_refit_m
     np.testing.assert_array_equal(got_y, old_y)
     new_y = ExactCCA(2).fit(x2, y2).transform(x, y)[1]
     np.testing.assert_array_equal(cca.transform(x, y)[1], new_y)  # the refit itself took
+
+
+def _scores_and_anchors(**changes):
+    from grapheme_multimodal.evaluation import Anchors, ModelScores
+
+    pairs = {p: {"class_precision_at_1": 0.5, "instance_recall_at_1": 0.1} for p in ("a->b", "b->a")}
+    run = dict(retrieval=pairs, fused_knn=0.85, fused_probe=0.9, two_view_knn={"a+b": 0.8}, binder_auc=0.7)
+    run.update(changes)
+    return ModelScores(**run), Anchors(cca=pairs, raw_knn=0.8, raw_probe=0.9, raw_two_view_knn={"a+b": 0.8})
+
+
+@pytest.mark.parametrize("field, value, where", [
+    ("fused_knn", 85.0, r"runs\[0\]\.fused_knn"),
+    ("binder_auc", 1.7, r"runs\[0\]\.binder_auc"),
+    ("two_view_knn", {"a+b": -0.5}, r"runs\[0\]\.two_view_knn\['a\+b'\]"),
+    ("retrieval", {p: {"class_precision_at_1": 50.0, "instance_recall_at_1": 0.1} for p in ("a->b", "b->a")},
+     r"runs\[0\]\.retrieval\['a->b'\]\['class_precision_at_1'\]"),
+])
+def test_compare_refuses_a_figure_outside_0_1_naming_where_it_lies(field, value, where):
+    """``compare`` took any finite figure: a run read back in percent (85
+    for 0.85) was counted "within tolerance" of every CCA pair and its mean
+    reported as 85, an AUC of 1.7 averaged in, without a word."""
+    from grapheme_multimodal.evaluation import compare
+
+    run, anchors = _scores_and_anchors(**{field: value})
+    with pytest.raises(gm.InvalidValueError, match=rf"^{where}: expected a figure in \[0, 1\] \(a fraction") as err:
+        compare([run], anchors)
+    assert err.value.arg == "runs"
+    good, anchors = _scores_and_anchors(fused_knn=1.0, binder_auc=0.0)  # the ends are figures
+    assert compare([good], anchors)["fused_knn"] == {"mean": 1.0, "std": 0.0}

@@ -333,15 +333,20 @@ def _optional_mean_std(values: Sequence[Optional[float]]) -> Optional[Dict[str, 
 
 
 def _figure(value: Any, where: str, optional: bool = False) -> None:
-    """Nothing when ``value`` is a finite real number (or ``None`` where
+    """Nothing when ``value`` is a real number in [0, 1] (or ``None`` where
     ``optional``); else ``NonFiniteError`` for NaN or inf, ``TypeError`` for
-    no number, each naming ``where``."""
+    no number, ``InvalidValueError`` for one outside [0, 1], each naming ``where``."""
     if value is None and optional:
         return
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.number)) or isinstance(value, np.complexfloating):
         raise TypeError(f"{where}: expected a figure (a finite real number), got {describe(value)}")
     if not np.isfinite(float(value)):
         raise NonFiniteError(f"{where}: expected a finite figure, got {float(value)}", _argument(where))
+    if not 0 <= float(value) <= 1:
+        # every figure is a fraction (a precision, recall, accuracy or AUC): one in percent (85 for 0.85) or
+        # negative counted as far above or below its bound, and every pair "within tolerance", without a word
+        raise InvalidValueError(f"{where}: expected a figure in [0, 1] (a fraction: 0.85, not 85 percent), got "
+                                f"{float(value)!r}", _argument(where))
 
 
 def _argument(where: str) -> str:
@@ -394,9 +399,10 @@ def compare(runs: Sequence[ModelScores], anchors: Anchors, tolerance: FloatLike 
     where the runs' mean is within ``tolerance`` of exact CCA (or above it),
     and of two-view pairs where the fused k-NN is at least the raw views'
     (a figure exactly at its bound counts, whatever the rounding: :func:`reaches`).
-    Every figure of ``runs`` and ``anchors`` must be a finite number
-    (``NonFiniteError`` for NaN or inf, ``TypeError`` for no number, each
-    naming where it lies: ``runs[0].fused_knn``).
+    Every figure of ``runs`` and ``anchors`` must be a fraction in [0, 1]
+    (``NonFiniteError`` for NaN or inf, ``TypeError`` for no number,
+    ``InvalidValueError`` for one outside [0, 1], such as a figure in percent;
+    each naming where it lies: ``runs[0].fused_knn``).
     """
     if isinstance(runs, (ModelScores, str, bytes, Mapping)) or not is_iterable(runs):
         # one ModelScores was "'ModelScores' object is not subscriptable", a generator the same
