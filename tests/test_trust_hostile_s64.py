@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import grapheme_multimodal as gm
+from grapheme_multimodal import plotting
 from grapheme_multimodal.evaluation import ExactCCA
 
 
@@ -67,3 +68,44 @@ def test_compare_refuses_a_figure_outside_0_1_naming_where_it_lies(field, value,
     assert err.value.arg == "runs"
     good, anchors = _scores_and_anchors(fused_knn=1.0, binder_auc=0.0)  # the ends are figures
     assert compare([good], anchors)["fused_knn"] == {"mean": 1.0, "std": 0.0}
+
+
+@pytest.mark.parametrize("records, what", [
+    ([{"epoch": 0, "loss": 0.0}, {"epoch": 1, "loss": 1.7e308}], "the values of 'loss'"),
+    ([{"epoch": 0, "loss": 1e308}, {"epoch": 1, "loss": 1.7e308}], "the values of 'loss'"),  # a finite span
+    ([{"epoch": 0, "loss": 1.0}, {"epoch": 1.7e308, "loss": 0.5}], "the epoch numbers"),
+])
+def test_plot_history_refuses_numbers_no_axis_can_span_naming_epochs(tmp_path, records, what):
+    """A loss of 1.7e308 beside 0 (a finite difference, so passed), or epoch
+    numbers out to 1e308 (not checked at all), failed inside matplotlib as
+    ``ValueError: arange: cannot compute length``, naming nothing; no file."""
+    pytest.importorskip("matplotlib")
+    path = tmp_path / "curves.png"
+    with pytest.raises(gm.InvalidValueError, match=rf"^epochs: {what} run from .* a range that no axis or colour scale can span") as err:
+        plotting.plot_history(records, path)
+    assert err.value.arg == "epochs" and not path.exists()
+    plotting.plot_history([{"epoch": 0, "loss": 0.0}, {"epoch": 1, "loss": 1e300}], path)  # large, yet drawable
+    assert path.stat().st_size > 0
+
+
+def test_plot_attention_refuses_weights_no_colour_scale_can_span(tmp_path):
+    """Weights near float64's largest failed inside matplotlib's colour bar
+    as ``OverflowError: cannot convert float infinity to integer``."""
+    pytest.importorskip("matplotlib")
+    weights = np.zeros((2, 7))
+    weights[0, 0] = 1.7e308
+    with pytest.raises(gm.InvalidValueError, match=r"^weights: the weights run from 0 to 1.7e\+308, a range that no axis or colour scale") as err:
+        plotting.plot_attention(weights, ["a", "b"], tmp_path / "a.png")
+    assert err.value.arg == "weights" and not (tmp_path / "a.png").exists()
+
+
+@pytest.mark.parametrize("labels", [{"cats", "dogs"}, frozenset({"cats", "dogs"}), {"cats": 0, "dogs": 1}])
+def test_plot_attention_refuses_row_labels_of_no_order(tmp_path, labels):
+    """A set of row labels was drawn in hash order (which changes from one
+    process to the next), each label beside another row's weights, without
+    a word; a mapping gave its keys. A list, tuple or array is what pairs
+    labels with rows, as ``unit_side_by_side`` refuses a set of names."""
+    pytest.importorskip("matplotlib")
+    with pytest.raises(TypeError, match=r"^row_labels: expected one label per row of weights, in the rows' order"):
+        plotting.plot_attention(np.ones((2, 7)), labels, tmp_path / "a.png")
+    plotting.plot_attention(np.ones((2, 7)), np.array(["cats", "dogs"]), tmp_path / "a.png")

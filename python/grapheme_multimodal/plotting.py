@@ -9,7 +9,7 @@ __all__ = ["plot_history", "plot_attention"]
 
 import io
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -89,6 +89,7 @@ def plot_history(epochs: Sequence[Dict[str, Any]], path: PathLike, title: str = 
         # float(): np.isfinite of an int beyond int64 raised numpy's "ufunc 'isfinite' not supported", naming nothing
         if not np.isfinite(_as_float(number, f"epochs[{i}]['epoch']")):
             raise InvalidValueError(f"epochs[{i}]['epoch']: expected a finite epoch number, got {number!r}", "epochs")
+    _refuse_unscalable([float(n) for n in x], "the epoch numbers", "epochs")
     # A line at 1.5, NaN or True would mark an epoch that never was.
     if best_epoch is not None and not is_int(best_epoch):
         raise InvalidTypeError(f"best_epoch: expected None or an int, got {describe(best_epoch)}", "best_epoch")
@@ -151,13 +152,30 @@ def _check_plottable(epochs: Sequence[Mapping[str, Any]], keys: Sequence[str]) -
             if not is_real_number(v):
                 raise TypeError(f"epochs[{i}][{key!r}]: expected a real number to plot, got {describe(v)}")
             values.append(_as_float(v, f"epochs[{i}][{key!r}]"))
-    finite = np.array([v for v in values if np.isfinite(v)])
+    _refuse_unscalable([v for v in values if np.isfinite(v)], f"the values of {keys[0]!r}", "epochs")
+
+
+#: How much room beyond the values' reach (their largest magnitude, or their span) an axis or colour
+#: scale needs in float64: matplotlib adds margins and tick steps to it. A loss of 1.7e308 beside 0 (or
+#: between 1e308 and 1.7e308), epochs out to 1.7e308, or such an attention weight had a finite span, yet
+#: failed inside matplotlib as "arange: cannot compute length" or "cannot convert float infinity to integer".
+_AXIS_ROOM = 1.25
+
+
+def _refuse_unscalable(values: Sequence[float], what: str, arg: str) -> None:
+    """InvalidValueError naming ``arg`` when the finite ``values`` (``what``,
+    as the message says them) reach so far that an axis over them (their
+    largest magnitude or their span, times :data:`_AXIS_ROOM`) is beyond
+    float64; values of ±1e307 are still drawn."""
+    if not values:
+        return
+    low, high = min(values), max(values)
     with np.errstate(over="ignore"):
-        span = float(finite.max() - finite.min()) if finite.size else 0.0
-    if not np.isfinite(span):
+        reach = np.float64(max(abs(low), abs(high))) * _AXIS_ROOM + np.float64(high - low) * (_AXIS_ROOM - 1)
+    if not np.isfinite(reach):
         raise InvalidValueError(
-            f"epochs: the values of {keys[0]!r} run from {finite.min():.3g} to {finite.max():.3g}, a range beyond "
-            "float64 that no axis can scale; expected values whose difference is finite", "epochs")
+            f"{arg}: {what} run from {low:.3g} to {high:.3g}, a range that no axis or colour scale can span in "
+            "float64 (with its margins and ticks); expected values of smaller magnitude", arg)
 
 
 def plot_attention(
@@ -173,8 +191,11 @@ def plot_attention(
     w = as_real_array(weights, "weights")  # complex or text refused, naming weights
     refuse_over_float64(w, "weights")  # before the cast, where 1e4000 became inf, refused as "NaN or inf"
     w = w.astype(float)
-    if row_labels is None or isinstance(row_labels, (str, bytes)) or not hasattr(row_labels, "__len__"):
-        raise TypeError(f"row_labels: expected one label per row of weights (a list), got {describe(row_labels)}")
+    if row_labels is None or isinstance(row_labels, (str, bytes, Set, Mapping)) or not hasattr(row_labels, "__len__"):
+        # a set's labels came in hash order, which changes from one process to the next, each on another row's
+        # cells (a mapping gave its keys): a figure that said the wrong thing, without a word
+        raise TypeError(f"row_labels: expected one label per row of weights, in the rows' order (a list), got "
+                        f"{describe(row_labels)}")
     if column_labels is not None:
         if not isinstance(column_labels, Mapping):  # else AttributeError: 'list' object has no attribute 'get'
             raise TypeError(f"column_labels: expected None or a mapping modality -> label, got {describe(column_labels)}")
@@ -190,6 +211,7 @@ def plot_attention(
     if (w < 0).any():  # the colours start at 0 (vmin=0): a negative weight was drawn as a modality not attended to
         row, col = (int(i) for i in np.argwhere(w < 0)[0])
         raise InvalidValueError(f"weights: row {row} holds {w[row, col]:.3g}; expected attention weights >= 0", "weights")
+    _refuse_unscalable([0.0, float(w.max())], "the weights", "weights")  # the colours start at 0
     figure = _figure_class()
     present = w.any(axis=0)
     cols = [m for m, p in zip(Modality, present) if p] or list(Modality)
