@@ -157,3 +157,51 @@ def test_load_multiple_features_names_a_field_that_is_no_number_by_the_module_s_
         datasets.load_multiple_features(folder)
     (tmp_path / "good").mkdir()
     assert datasets.load_multiple_features(_view_folder(tmp_path / "good")).n_events == 4
+
+
+def _average_of(weights):
+    from grapheme_multimodal.averaging import WeightAverage
+
+    return WeightAverage.start(0.9).updated(weights)
+
+
+@pytest.mark.parametrize("bad, error, words", [
+    (np.array([np.nan, 1.0, 1.0]), gm.NonFiniteError, r"holds nan at \(0,\); expected finite weights"),
+    (np.array([1.0, np.inf, 1.0]), gm.NonFiniteError, r"holds inf at \(1,\); expected finite weights"),
+    (np.array([1e39, 1.0, 1.0]), gm.InvalidValueError, r"holds 1e\+39 at \(0,\), beyond float32's largest"),
+    (np.array(["x", "y", "z"]), TypeError, r"expected a real-valued numeric array"),
+    (np.ones(3) + 1j, TypeError, r"expected real numbers, got complex"),
+    (np.ma.masked_array(np.ones(3), mask=[1, 0, 0]), gm.InvalidValueError, r"a masked array with 1 masked entries"),
+    (np.array([1.0, None, 3.0], dtype=object), TypeError, r"expected a real-valued numeric array"),
+])
+def test_weight_average_updated_refuses_weights_it_cannot_average_naming_the_tensor(bad, error, words):
+    """``WeightAverage.updated`` took any values: NaN or inf made the average
+    NaN or inf for every later update, without a word (a model refused it
+    only when it was applied), a masked entry was averaged as the value under
+    the mask, complex numbers lost their imaginary part (with numpy's
+    ComplexWarning), strings were numpy's "could not convert string to
+    float". A failed update leaves the average as it was (it is never
+    changed in place)."""
+    average = _average_of({"a": np.ones(3), "b": np.zeros((2, 2))})
+    before = {k: v.copy() for k, v in average.mean.items()}
+    for update in (_average_of, average.updated):  # a first update, and a later one
+        with pytest.raises(error, match=rf"^weights\['a'\]: {words}"):
+            update({"a": bad, "b": np.zeros((2, 2))})
+    assert average.count == 1 and all(np.array_equal(average.mean[k], v) for k, v in before.items())
+
+
+def test_weight_average_refuses_weights_that_are_no_mapping_and_a_decay_of_none():
+    """``updated([...])`` was "'list' object has no attribute 'items'";
+    ``WeightAverage.start(None)`` made an average whose second update failed
+    inside ``min(None, ...)`` ("'<' not supported between instances of
+    'float' and 'NoneType'")."""
+    from grapheme_multimodal.averaging import WeightAverage
+
+    with pytest.raises(TypeError, match=r"^weights: expected a mapping tensor name -> array \(as model.state_dict\(\)\), got list"):
+        WeightAverage.start(0.9).updated([np.ones(3)])
+    with pytest.raises(gm.InvalidTypeError, match=r"^decay: expected a number in \[0, 1\), got None") as err:
+        WeightAverage.start(None)
+    assert err.value.arg == "decay"
+    twice = WeightAverage.start(0.5).updated({"a": [1.0, 2.0]}).updated({"a": np.array([3.0, 4.0], np.float32)})
+    d = 2 / 11  # the second update's decay, min(0.5, (1 + 1) / (10 + 1))
+    np.testing.assert_allclose(twice.mean["a"], d * np.array([1.0, 2.0]) + (1 - d) * np.array([3.0, 4.0]))  # lists too

@@ -37,8 +37,8 @@ import numpy as np
 from ._equality import equal_fields
 from ._portable import portable, restored
 from ._readonly import ReadOnlyMapping
-from ._validation import FLOAT32_MAX, FloatLike, as_finite_float, check_model, sorted_names
-from .exceptions import InvalidValueError, ShapeError
+from ._validation import FLOAT32_MAX, FloatLike, as_finite_float, as_real_array, check_model, describe, sorted_names
+from .exceptions import InvalidTypeError, InvalidValueError, NonFiniteError, ShapeError
 from .types import NORMALIZATION_NAMES
 
 if TYPE_CHECKING:
@@ -184,6 +184,10 @@ class WeightAverage:
     def start(cls, decay: FloatLike) -> "WeightAverage":
         """A new average with ``decay`` (a number in [0, 1)), before its first update (no epochs averaged)."""
         # NaN (or 1) gave an average of NaN (or the first epoch's weights) from the second update on
+        if decay is None:  # check_decay's "no averaging" is for fit's ema_decay: an average of no decay failed at
+            # its second update, inside min(None, ...): "'<' not supported between instances of 'float' and 'NoneType'"
+            raise InvalidTypeError("decay: expected a number in [0, 1), got None (for no averaging, start no "
+                                   "WeightAverage: fit(..., ema_decay=None))", "decay")
         return cls(decay=check_decay(decay, "decay"), count=0, mean={})
 
     def step_decay(self) -> float:
@@ -198,7 +202,7 @@ class WeightAverage:
         (buffers, as :meth:`holds` says) are left out of the average."""
         if isinstance(weights, _ModelWeights):
             return self._updated_flat(weights)
-        weights = _weights_only(weights)
+        weights = _checked_weights(_weights_only(_weight_mapping(weights)))
         d = self.step_decay()
         if self.count:
             self._check_same_tensors(weights)
@@ -375,7 +379,7 @@ def _frozen(array: np.ndarray) -> np.ndarray:
     return array
 
 
-def _check_saved_tensor(value: np.ndarray, what: str, float32_weights: bool) -> None:
+def _check_saved_tensor(value: np.ndarray, what: str, float32_weights: bool, arg: str = "weight_average") -> None:
     """Refuses a saved average tensor holding NaN or inf, or (``float32_weights``:
     the float64 mean, which becomes the model's float32 weights) a value
     beyond float32's range, naming the value and where it is: it was
@@ -385,7 +389,7 @@ def _check_saved_tensor(value: np.ndarray, what: str, float32_weights: bool) -> 
     if bad.any():
         at = np.unravel_index(int(np.argmax(bad)), value.shape)
         raise InvalidValueError(
-            f"{what}: contains NaN or inf ({value[at]} at {_position(at)}); expected finite numbers", "weight_average")
+            f"{what}: contains NaN or inf ({value[at]} at {_position(at)}); expected finite numbers", arg)
     if float32_weights:
         with np.errstate(over="ignore"):  # what the cast to the weights makes inf (a float64 rounding past the largest does not)
             beyond = np.isinf(value.astype(np.float32))
@@ -393,8 +397,38 @@ def _check_saved_tensor(value: np.ndarray, what: str, float32_weights: bool) -> 
             at = np.unravel_index(int(np.argmax(beyond)), value.shape)
             raise InvalidValueError(
                 f"{what}: holds {value[at]:.4g} at {_position(at)}, beyond float32's largest magnitude "
-                f"{FLOAT32_MAX:.4g} (the model's weights, which hold the average, are float32)", "weight_average",
+                f"{FLOAT32_MAX:.4g} (the model's weights, which hold the average, are float32)", arg,
             )
+
+
+def _weight_mapping(weights: Any) -> Mapping[str, Any]:
+    """``weights`` when a mapping, else a TypeError naming it (it was
+    "'list' object has no attribute 'items'")."""
+    if not isinstance(weights, Mapping):
+        raise TypeError(f"weights: expected a mapping tensor name -> array (as model.state_dict()), got {describe(weights)}")
+    return weights
+
+
+def _checked_weights(weights: Mapping[str, Any]) -> Dict[str, np.ndarray]:
+    """A caller's ``weights`` as float64 arrays, each refused by name unless
+    it holds real numbers within float32's range (the model's weights, which
+    hold the average): NaN or inf made the average NaN or inf for every
+    later update, without a word (and the model refused it only once it was
+    applied, after fit); a string was numpy's "could not convert string to
+    float", complex numbers lost their imaginary part, masked entries were
+    averaged as the values under the mask."""
+    out = {}
+    for key, value in weights.items():
+        name = f"weights[{key!r}]"
+        arr = np.array(as_real_array(value, name, "fill them first, e.g. x.filled(0)"), dtype=np.float64)
+        bad = ~np.isfinite(arr)
+        if bad.any():
+            at = np.unravel_index(int(np.argmax(bad)), arr.shape)
+            raise NonFiniteError(f"{name}: holds {arr[at]} at {_position(at)}; expected finite weights (the average of "
+                                 "NaN or inf is NaN or inf from then on)", name)
+        _check_saved_tensor(arr, name, float32_weights=True, arg=name)
+        out[key] = arr
+    return out
 
 
 def _weights_only(weights: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
