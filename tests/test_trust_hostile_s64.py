@@ -205,3 +205,27 @@ def test_weight_average_refuses_weights_that_are_no_mapping_and_a_decay_of_none(
     twice = WeightAverage.start(0.5).updated({"a": [1.0, 2.0]}).updated({"a": np.array([3.0, 4.0], np.float32)})
     d = 2 / 11  # the second update's decay, min(0.5, (1 + 1) / (10 + 1))
     np.testing.assert_allclose(twice.mean["a"], d * np.array([1.0, 2.0]) + (1 - d) * np.array([3.0, 4.0]))  # lists too
+
+
+def test_exact_cca_correlations_are_at_most_1():
+    """Views with more columns than rows and a tiny ``reg`` (each direction
+    of the rows then correlates perfectly) gave canonical correlations of
+    1.0000000000000258 (up to 1.0000000000058 in 200 random draws): the
+    singular values rounded past 1, a correlation no data has."""
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(6, 8)), rng.normal(size=(6, 5))
+    correlations = ExactCCA(5, reg=1e-300).fit(x, y).correlations_
+    assert correlations.max() == 1.0 and (correlations <= 1.0).all()
+
+
+def test_exact_cca_of_a_constant_column_and_a_tiny_reg_gives_no_numpy_warning(recwarn):
+    """A view with a constant column fitted with a ``reg`` whose ridge
+    underflows to 0 (5e-324) divided that null direction's eigenvector
+    (exact zeros) by 0: numpy's "RuntimeWarning: invalid value encountered
+    in divide" (an error under ``-W error``), for a direction that is zeroed
+    anyway."""
+    rng = np.random.default_rng(0)
+    x, y = np.c_[rng.normal(size=(20, 3)) * 0.5, np.ones(20)], rng.normal(size=(20, 3))
+    cca = ExactCCA(3, reg=5e-324).fit(x, y)
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
+    assert np.isfinite(cca.x_weights_).all() and not cca.x_weights_[3].any()  # the constant column weighs nothing

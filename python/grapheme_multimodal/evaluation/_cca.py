@@ -107,7 +107,9 @@ def _inverse_sqrt(cov: np.ndarray, reg: float, n_rows: int) -> np.ndarray:
     # rounding of XᵀX: about n eps of the largest eigenvalue (matrix_rank's tolerance, for n rows of d columns)
     null = values <= float(values[-1]) * max(n_rows, cov.shape[0]) * np.finfo(np.float64).eps
     values = np.maximum(values, 0.0) + ridge
-    with np.errstate(divide="ignore"):  # a null direction whose ridge underflowed (reg 5e-324): 1/0, zeroed below
+    # a null direction whose ridge underflowed (reg 5e-324): 1/0, or 0/0 where its eigenvector has an exact 0 (a
+    # constant column's), zeroed below; numpy's "invalid value encountered in divide" said nothing was wrong
+    with np.errstate(divide="ignore", invalid="ignore"):
         scaled = vectors / np.sqrt(values)
     if null.any():
         scaled[:, null] = 0.0
@@ -138,7 +140,8 @@ class ExactCCA(PortablePickle):
         x_weights_ = Cxx^(-1/2) U[:, :k],   y_weights_ = Cyy^(-1/2) V[:, :k]
 
     so the scores ``(X - mean) x_weights_`` have unit variance per component
-    on the training data and ``correlations_ = S[:k]``. Everything is float64.
+    on the training data and ``correlations_ = S[:k]`` (at most 1, where
+    rounding carried a singular value past it). Everything is float64.
     ``C^(-1/2)`` is taken as 0 in the directions in which fit's rows do not
     vary (a view of rank below its columns: a column constant over them,
     columns that combine others, fewer rows than columns), so no weight
@@ -274,7 +277,9 @@ class ExactCCA(PortablePickle):
             "_x_scaled_weights": x_weights, "_y_scaled_weights": y_weights,
             "_x_scale": x_scale, "_y_scale": y_scale,
             "x_weights_": x_weights_, "y_weights_": y_weights_,
-            "correlations_": s[:k],
+            # at most 1, as every correlation: the singular values of the whitened cross-covariance round past
+            # it (1.0000000000058 of views with more columns than rows and a tiny reg), a correlation above 1
+            "correlations_": np.minimum(s[:k], 1.0),
             # column names of data frames: transform refuses the same names in another order, as scikit-learn's CCA does
             "_x_columns": named_columns(X), "_y_columns": named_columns(Y),
         })
