@@ -481,7 +481,7 @@ def test_a_multiple_features_csv_value_beyond_float32_is_refused_not_made_inf(tm
         with pytest.raises(ValueError, match=r"mfeat-fou\.csv: expected integer class labels in the last column, got 1e\+20 in row 0 \(below the header\)$"):
             load_multiple_features(_mfeat_folder(tmp_path, "1e20", at=(1, -1)))  # "invalid value encountered in cast" first
     # numpy's "could not convert string 'abc' to float64" named no file
-    with pytest.raises(ValueError, match=r"mfeat-fou\.csv: could not convert string 'abc'"):
+    with pytest.raises(ValueError, match=r"mfeat-fou\.csv: row 0 \(below the header\), feature 0 holds 'abc'; expected numbers$"):
         load_multiple_features(_mfeat_folder(tmp_path, "abc"))
     assert load_multiple_features(_mfeat_folder(tmp_path)).n_events == 4
 

@@ -216,8 +216,9 @@ def _table_problem(exc: ValueError, dim: int) -> str:
                 f"expected {dim} features + 1 label in every row")
     not_a_number = _NOT_A_NUMBER.search(message)
     if not_a_number:
-        text, row, column = not_a_number.group(1), int(not_a_number.group(2)), int(not_a_number.group(3))
-        return f"row {row} (below the header), column {column - 1} holds {text}; expected numbers"
+        text, row, column = not_a_number.group(1), int(not_a_number.group(2)), int(not_a_number.group(3)) - 1
+        where = f"feature {column}" if column < dim else "the label (last column)"  # as a value beyond float32 is named
+        return f"row {row} (below the header), {where} holds {text}; expected numbers"
     return f"{message} (below the header row); expected numbers"
 
 
