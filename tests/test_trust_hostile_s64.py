@@ -3,6 +3,9 @@ metrics, the evaluation protocols and ``ExactCCA``, the ensembles, weight
 averaging, the plots, the data sets and the graphs. Each test says what a
 user saw before the fix."""
 
+from decimal import Decimal
+from fractions import Fraction
+
 import numpy as np
 import pytest
 
@@ -146,14 +149,18 @@ def test_load_multiple_features_says_which_row_is_short_without_numpy_s_usecols_
 
 def test_load_multiple_features_names_a_field_that_is_no_number_by_the_module_s_row_and_column(tmp_path):
     """numpy counted that field's row from 0 but its column from 1 ("at row
-    2, column 1" for the first feature of row 2): column 1 is the second
-    feature in the module's (and numpy's own array's) numbering."""
+    2, column 1" for the first feature of row 2), where the module names a
+    value beyond float32 "row 2 (below the header), feature 0"."""
     from grapheme_multimodal import datasets
 
     folder = _view_folder(tmp_path)
     _edit_line(folder / "mfeat-mor.csv", 3, lambda line: "abc," + line.split(",", 1)[1])
-    with pytest.raises(gm.InvalidValueError, match=r"mfeat-mor\.csv: row 2 \(below the header\), column 0 holds 'abc'; "
+    with pytest.raises(gm.InvalidValueError, match=r"mfeat-mor\.csv: row 2 \(below the header\), feature 0 holds 'abc'; "
                        r"expected numbers$"):
+        datasets.load_multiple_features(folder)
+    _edit_line(folder / "mfeat-mor.csv", 3, lambda line: "1," + line.rsplit(",", 1)[0].split(",", 1)[1] + ",x")
+    with pytest.raises(gm.InvalidValueError, match=r"mfeat-mor\.csv: row 2 \(below the header\), the label \(last column\) "
+                       r"holds 'x'; expected numbers$"):
         datasets.load_multiple_features(folder)
     (tmp_path / "good").mkdir()
     assert datasets.load_multiple_features(_view_folder(tmp_path / "good")).n_events == 4
@@ -229,3 +236,55 @@ def test_exact_cca_of_a_constant_column_and_a_tiny_reg_gives_no_numpy_warning(re
     cca = ExactCCA(3, reg=5e-324).fit(x, y)
     assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
     assert np.isfinite(cca.x_weights_).all() and not cca.x_weights_[3].any()  # the constant column weighs nothing
+
+
+_X4 = np.random.default_rng(0).normal(size=(4, 2))
+
+
+def _label_calls(labels):
+    return {
+        "labels": lambda: gm.metrics.cross_view_retrieval(_X4, _X4, labels),
+        "train_y": lambda: gm.metrics.knn_accuracy(_X4, labels, _X4, np.array([1, 2, 1, 2]), k=1),
+    }
+
+
+@pytest.mark.parametrize("labels, shown", [
+    (np.array([1.0, np.inf, 1.0, np.inf], dtype=object), "inf at row 1"),  # a pandas object column's values
+    (np.array([np.float32(np.inf), 1, 2, 1], dtype=object), "inf at row 0"),
+    ([Decimal("Infinity"), Decimal(1), Decimal(2), Decimal(1)], "Infinity at row 0"),
+])
+def test_infinite_labels_among_objects_are_refused_as_float_labels_are(labels, shown):
+    """inf among object labels was scored as a class by the retrieval, and
+    the k-NN refused it in scikit-learn's words ("Input train_y contains
+    infinity"), with numpy's "invalid value encountered in cast"; the same
+    labels as float64 are refused: "holds inf at row 1; expected finite labels"."""
+    for name, call in _label_calls(labels).items():
+        with pytest.raises(gm.NonFiniteError, match=rf"^{name} holds {shown}; expected finite labels$") as err:
+            call()
+        assert err.value.arg == name
+
+
+@pytest.mark.parametrize("labels, shown", [
+    ([Fraction(1, 2), Fraction(1), Fraction(1, 2), Fraction(1)], "1/2 at row 0"),
+    ([Decimal(1), Decimal("2.5"), Decimal(1), Decimal(2)], "2.5 at row 1"),
+])
+def test_fractional_fractions_and_decimals_are_no_class(labels, shown):
+    """The documented rule, "floats only when whole (1.5 is no class)", held
+    for floats only: the retrieval scored Fraction(1, 2) and Decimal("2.5")
+    as classes, and the k-NN refused them as "values of no one label type
+    (None, or numbers mixed with strings?)", which they are not."""
+    for name, call in _label_calls(labels).items():
+        with pytest.raises(gm.InvalidValueError, match=rf"^{name}: expected class labels .* got continuous values "
+                           rf"\({shown}, dtype object\)"):
+            call()
+
+
+def test_whole_fractions_and_decimals_are_classes_for_every_measure():
+    """Whole ones (Decimal(2), Fraction(4, 2)) are the ints they are, for the
+    k-NN and the probe as for the retrieval (they were refused as of "no
+    one label type")."""
+    labels = [Decimal(1), Fraction(4, 2), 1.0, 2]
+    assert gm.metrics.knn_accuracy(_X4, labels, _X4, [1, 2, 1, 2], k=1) == 1.0
+    assert gm.metrics.linear_probe_accuracy(_X4, labels, _X4, np.array([1, 2, 1, 2])) == pytest.approx(
+        gm.metrics.linear_probe_accuracy(_X4, [1, 2, 1, 2], _X4, [1, 2, 1, 2]))
+    assert gm.metrics.cross_view_retrieval(_X4, _X4, labels) == gm.metrics.cross_view_retrieval(_X4, _X4, [1, 2, 1, 2])

@@ -7,6 +7,8 @@ search and vote tie-breaking are what the SPEC §3 anchors used).
 
 from __future__ import annotations
 
+import decimal
+import math
 import numbers
 from collections.abc import Hashable, Iterable
 from typing import Any, Mapping, Sequence
@@ -200,6 +202,8 @@ def _labels_1d(name: str, y: object, n: int, n_name: str) -> np.ndarray:
             raise InvalidValueError(
                 f"{name} holds None at row {missing}; expected a class label in every row (None marks a missing "
                 "label, as NaN does, and is no class: leave those rows out)", name)
+    if arr.dtype == object and arr.size:
+        _refuse_infinite_objects(name, arr)
     _refuse_mixed_kinds(name, y, arr)  # after None, NaN and NaT: those are named as such
     _refuse_fractional(name, arr)
     if arr.dtype == object and arr.size:
@@ -215,7 +219,40 @@ def _labels_1d(name: str, y: object, n: int, n_name: str) -> np.ndarray:
             # whole floats as objects (fractional ones are refused above), ints among them exact in float64:
             # the retrieval scored them, scikit-learn's classifiers refused them as "unknown" labels
             arr = arr.astype(np.float64)
+        elif all(_real_number(v) for v in arr):
+            # whole Decimals or Fractions (fractional ones are refused above), beside ints or floats or not: the
+            # ints they are, exactly; scikit-learn's classifiers refused them as of "no one label type (None,
+            # or numbers mixed with strings?)", where the retrieval scored them
+            arr = np.array([int(v) for v in arr], dtype=object)
+            try:
+                arr = arr.astype(np.int64)
+            except OverflowError:  # past int64: compared as the Python ints they are
+                pass
     return arr
+
+
+def _real_number(value: Any) -> bool:
+    """Whether a label is a real number that is no bool: an int, a float,
+    a ``Fraction`` or a ``Decimal`` (which is no ``numbers.Real``)."""
+    return isinstance(value, (numbers.Real, decimal.Decimal)) and not isinstance(value, (bool, np.bool_))
+
+
+def _refuse_infinite_objects(name: str, arr: np.ndarray) -> None:
+    """NonFiniteError naming the first infinite number among the object
+    labels ``arr`` (a float, a numpy float, a ``Decimal``), as float labels'
+    inf is refused: among objects (a pandas object column) inf was scored
+    as a class by the retrieval, and scikit-learn's classifiers refused it
+    in their own words ("Input train_y contains infinity"), with numpy's
+    "invalid value encountered in cast". (NaN is refused before.)"""
+    for row, value in enumerate(arr):
+        if not _real_number(value) or is_int(value):  # a Python int is finite, and past float64 math.isfinite fails
+            continue
+        try:  # numpy's floats by numpy (a long double past float64 is finite), others as Python reads them
+            finite = np.isfinite(value) if isinstance(value, (float, np.floating)) else math.isfinite(value)
+        except (OverflowError, ValueError):  # a number float() cannot read: not an infinity
+            continue
+        if not finite:
+            raise NonFiniteError(f"{name} holds {value} at row {row}; expected finite labels", name)
 
 
 #: Label types whose ``v != v`` is a bool: :func:`_refuse_missing_without_truth` need not try them.
@@ -268,14 +305,20 @@ def _refuse_fractional(name: str, arr: np.ndarray) -> None:
     if arr.dtype.kind == "f":
         rows = np.flatnonzero(arr != np.floor(arr))  # finite here: NaN and inf are refused before
         row = int(rows[0]) if rows.size else None
-    elif arr.dtype == object:
-        row = next((i for i, v in enumerate(arr) if isinstance(v, (float, np.floating)) and v != np.floor(v)), None)
+    elif arr.dtype == object:  # Fractions and Decimals too: the retrieval scored Fraction(1, 2) as a class
+        row = next((i for i, v in enumerate(arr) if _real_number(v) and not is_int(v) and v != _floor(v)), None)
     else:
         return
     if row is not None:
         raise InvalidValueError(
             f"{name}: expected class labels (ints, strings, bools or whole floats), got continuous values "
             f"({arr[row]} at row {row}, dtype {arr.dtype}); round or bin them into classes first", name)
+
+
+def _floor(value: Any) -> Any:
+    """The floor of a finite real label: numpy's floats by numpy (a long
+    double past float64 stays one), a ``Fraction`` or ``Decimal`` by Python."""
+    return np.floor(value) if isinstance(value, (float, np.floating)) else math.floor(value)
 
 
 def _read_labels(name: str, y: object, read: Any = np.asarray) -> Any:
