@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import grapheme_multimodal as gm
-from grapheme_multimodal import plotting
+from grapheme_multimodal import metrics, plotting
 from grapheme_multimodal.evaluation import ExactCCA
 
 
@@ -243,8 +243,8 @@ _X4 = np.random.default_rng(0).normal(size=(4, 2))
 
 def _label_calls(labels):
     return {
-        "labels": lambda: gm.metrics.cross_view_retrieval(_X4, _X4, labels),
-        "train_y": lambda: gm.metrics.knn_accuracy(_X4, labels, _X4, np.array([1, 2, 1, 2]), k=1),
+        "labels": lambda: metrics.cross_view_retrieval(_X4, _X4, labels),
+        "train_y": lambda: metrics.knn_accuracy(_X4, labels, _X4, np.array([1, 2, 1, 2]), k=1),
     }
 
 
@@ -281,10 +281,50 @@ def test_fractional_fractions_and_decimals_are_no_class(labels, shown):
 
 def test_whole_fractions_and_decimals_are_classes_for_every_measure():
     """Whole ones (Decimal(2), Fraction(4, 2)) are the ints they are, for the
-    k-NN and the probe as for the retrieval (they were refused as of "no
-    one label type")."""
+    k-NN as for the retrieval (the k-NN refused them as of "no one label
+    type")."""
     labels = [Decimal(1), Fraction(4, 2), 1.0, 2]
-    assert gm.metrics.knn_accuracy(_X4, labels, _X4, [1, 2, 1, 2], k=1) == 1.0
-    assert gm.metrics.linear_probe_accuracy(_X4, labels, _X4, np.array([1, 2, 1, 2])) == pytest.approx(
-        gm.metrics.linear_probe_accuracy(_X4, [1, 2, 1, 2], _X4, [1, 2, 1, 2]))
-    assert gm.metrics.cross_view_retrieval(_X4, _X4, labels) == gm.metrics.cross_view_retrieval(_X4, _X4, [1, 2, 1, 2])
+    assert metrics.knn_accuracy(_X4, labels, _X4, [1, 2, 1, 2], k=1) == 1.0
+    assert metrics.cross_view_retrieval(_X4, _X4, labels) == metrics.cross_view_retrieval(_X4, _X4, [1, 2, 1, 2])
+
+
+def _splits():
+    from grapheme_multimodal import datasets
+
+    rng = np.random.default_rng(0)
+    return [datasets.MultipleFeatures(views={"a": rng.normal(size=(n, 3)), "b": rng.normal(size=(n, 4))},
+                                      labels=np.arange(n) % 2) for n in (20, 10)]
+
+
+def _measures():
+    from grapheme_multimodal import anchors, evaluation
+
+    return {
+        "compute_anchors": lambda tr, te: evaluation.compute_anchors(tr, te, cca_components=2, multiview=()),
+        "knn_anchors": lambda tr, te: anchors.knn_anchors(tr, te, k=1),
+        "cca_anchor": lambda tr, te: anchors.cca_anchor(tr, te, "a", "b", 2),
+        "evaluate_model": lambda tr, te: evaluation.evaluate_model(object(), tr, te),
+    }
+
+
+@pytest.mark.parametrize("replace, error, words", [
+    (lambda split: split.views.__setitem__("a", np.zeros(len(split.labels))), gm.ShapeError,
+     r"\.views\['a'\]: expected a 2-D numpy array, got ndarray with shape \(\d+,\)"),
+    (lambda split: split.views.__setitem__("a", np.zeros((len(split.labels), 3)).tolist()), gm.ShapeError,
+     r"\.views\['a'\]: expected a 2-D numpy array, got list"),
+    (lambda split: setattr(split, "views", list(split.views.values())), TypeError,
+     r"\.views: expected a mapping view name -> \[n_events, dim\] array, got list"),
+])
+@pytest.mark.parametrize("measure", ["compute_anchors", "knn_anchors", "cca_anchor", "evaluate_model"])
+@pytest.mark.parametrize("which", ["train", "test"])
+def test_a_split_whose_fields_were_replaced_since_is_refused_by_every_measure_naming_it(replace, error, words, measure, which):
+    """A split's ``views`` and ``labels`` are plain attributes (as
+    ``train_test_split`` knows, which checks them again): a view replaced by
+    a 1-D array or a list, or the views by a list, failed in every measure as
+    ``IndexError: tuple index out of range``, ``'list' object has no
+    attribute 'shape'`` or ``unhashable type: 'numpy.ndarray'`` (cca_anchor:
+    numpy's "truth value ... is ambiguous"), naming nothing."""
+    train, test = _splits()
+    replace(train if which == "train" else test)
+    with pytest.raises(error, match=rf"^{which}{words}"):
+        _measures()[measure](train, test)

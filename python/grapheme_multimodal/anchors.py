@@ -37,7 +37,7 @@ from ._readonly import ReadOnlyMapping
 from ._threadpools import one_blas_thread
 from ._validation import IntLike, exact_int, is_int, sorted_names, wrong_type
 from .datasets import VIEW_NAMES, MultipleFeatures
-from .evaluation._anchors import check_same_views, check_split_labels, standardized_splits
+from .evaluation._anchors import check_same_views, check_split_labels, check_splits_whole, standardized_splits
 from .evaluation._pairs import check_result_keys
 from .exceptions import InvalidValueError
 from .metrics import _sklearn, cross_view_retrieval, knn_accuracy
@@ -86,6 +86,7 @@ def _check_types(train: MultipleFeatures, test: MultipleFeatures) -> None:
     for name, split in (("train", train), ("test", test)):
         if not isinstance(split, MultipleFeatures):
             raise TypeError(f"{name}: expected a MultipleFeatures (datasets.train_test_split), got {type(split).__name__}")
+    check_splits_whole(train, test)  # before cca_anchor looks its views up: a list of views was numpy's "ambiguous"
 
 
 def knn_anchors(

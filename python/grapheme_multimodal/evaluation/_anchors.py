@@ -226,12 +226,31 @@ def one_thread() -> ContextManager[None]:
     return one_blas_thread(openmp=True)
 
 
+def check_splits_whole(train: MultipleFeatures, test: MultipleFeatures) -> None:
+    """Each split's views and labels checked as they are now (as
+    ``train_test_split`` checks them), its errors naming ``train.views['a']``
+    or ``test.labels``: a split's fields are plain attributes, and one
+    replaced since it was made (a view by a 1-D array or a list, the labels
+    by a list, the views by a list) failed in every measure as ``IndexError:
+    tuple index out of range``, ``'list' object has no attribute 'shape'``
+    or ``unhashable type: 'numpy.ndarray'``."""
+    for name, split in (("train", train), ("test", test)):
+        try:
+            split._check()
+        except (GraphemeError, TypeError) as err:
+            views = split.views if isinstance(split.views, Mapping) else {}
+            raise renamed(err, {"views": f"{name}.views", "labels": f"{name}.labels",
+                                **{f"views[{v!r}]": f"{name}.views[{v!r}]" for v in views}}) from None
+
+
 def check_same_views(train: MultipleFeatures, test: MultipleFeatures, views: Optional[Sequence[Any]] = None) -> None:
     """``train`` holds a view, and ``test`` the views of ``train`` (any
     order), each as wide (of ``views`` only, when given): else a bare
     ``KeyError`` naming a view, numpy's "need at least one array to
     concatenate" for no views, or errors naming arguments of the helpers
-    (``others[0]``, ``views['b']``) the caller never passed."""
+    (``others[0]``, ``views['b']``) the caller never passed. Each split is
+    first checked whole (:func:`check_splits_whole`)."""
+    check_splits_whole(train, test)
     if not train.views:
         raise InvalidValueError("train: has no views; expected at least one view name -> [n, d] array", "train")
     if set(test.views) != set(train.views):
