@@ -328,3 +328,25 @@ def test_a_split_whose_fields_were_replaced_since_is_refused_by_every_measure_na
     replace(train if which == "train" else test)
     with pytest.raises(error, match=rf"^{which}{words}"):
         _measures()[measure](train, test)
+
+
+@pytest.mark.parametrize("draw, start", [
+    (lambda path: plotting.plot_history([{"epoch": 0, "loss": 1.0}], path, title=r"$\frac{$"), r"title: '\$\\\\frac\{\$'"),
+    (lambda path: plotting.plot_history([{"epoch": 0, "x$^$": 1.0}], path), r"epochs: the key 'x\$\^\$'"),
+    (lambda path: plotting.plot_attention(np.ones((1, 7)), ["$x^$"], path), r"row_labels\[0\]: '\$x\^\$'"),
+    (lambda path: plotting.plot_attention(np.ones((1, 7)), ["a"], path, column_labels={"visual": r"$\nocmd$"}),
+     r"column_labels\['visual'\]: '\$\\\\nocmd\$'"),
+])
+def test_plots_refuse_math_text_matplotlib_cannot_draw_naming_the_text(tmp_path, draw, start):
+    """A title, loss name or label holding ``$...$`` that matplotlib's math
+    parser refuses failed as the figure was saved, with the parser's bare
+    ``ValueError`` ("ParseSyntaxException: Expected \\frac{num}{den}"),
+    naming no text and no argument; nothing was written."""
+    pytest.importorskip("matplotlib")
+    path = tmp_path / "figure.png"
+    with pytest.raises(gm.InvalidValueError, match=rf"^{start} holds \$\.\.\.\$ math text that matplotlib cannot draw "
+                       r"\(.*\); expected valid math between the \$ signs, or each \$ written as \\\$"):
+        draw(path)
+    assert not path.exists()
+    plotting.plot_attention(np.ones((2, 7)), ["costs $5", r"and $x^2$ \$"], path, title=r"$\alpha$")  # valid math, or none
+    assert path.exists()

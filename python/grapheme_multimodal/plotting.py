@@ -110,6 +110,9 @@ def plot_history(epochs: Sequence[Dict[str, Any]], path: PathLike, title: str = 
     panels = names + extra
     if not panels:  # else matplotlib's "Number of columns must be a positive integer, not 0"
         raise InvalidValueError(f"epochs: the records hold no values to plot, only {sorted(keys)}", "epochs")
+    _refuse_bad_math(title, "title: {text!r}", "title")
+    for name in panels:  # each panel's title
+        _refuse_bad_math(name, "epochs: the key {text!r}", "epochs")
     for name in panels:
         _check_plottable(epochs, [name] + (["val_total" if name == "loss" else f"val_{name}"] if not name.startswith("val_") else []))
     fig = figure(figsize=(3.2 * len(panels), 3.0))
@@ -178,6 +181,28 @@ def _refuse_unscalable(values: Sequence[float], what: str, arg: str) -> None:
             "float64 (with its margins and ticks); expected values of smaller magnitude", arg)
 
 
+def _refuse_bad_math(text: Any, subject: str, arg: str) -> None:
+    """InvalidValueError naming ``arg`` (the message begins with ``subject``,
+    its ``{text!r}`` filled in) when ``text`` (as matplotlib shows it:
+    ``str(text)``) holds math text (an even number of unescaped ``$``,
+    matplotlib's rule) that matplotlib's parser refuses: the figure failed
+    as it was saved, with the parser's bare ``ValueError`` ("Expected
+    \\frac{num}{den}"), naming no text and no argument."""
+    shown = str(text)
+    dollars = shown.count("$") - shown.count(r"\$")
+    if not dollars or dollars % 2:
+        return
+    from matplotlib.mathtext import MathTextParser
+
+    try:
+        MathTextParser("path").parse(shown)
+    except ValueError as exc:
+        reason = str(exc).strip().splitlines()[-1]
+        raise InvalidValueError(
+            f"{subject.format(text=shown)} holds $...$ math text that matplotlib cannot draw ({reason}); expected valid math "
+            "between the $ signs, or each $ written as \\$ to show it as it is", arg) from None
+
+
 def plot_attention(
     weights: Any,
     row_labels: Sequence[str],
@@ -213,6 +238,11 @@ def plot_attention(
         raise InvalidValueError(f"weights: row {row} holds {w[row, col]:.3g}; expected attention weights >= 0", "weights")
     _refuse_unscalable([0.0, float(w.max())], "the weights", "weights")  # the colours start at 0
     figure = _figure_class()
+    _refuse_bad_math(title, "title: {text!r}", "title")
+    for i, label in enumerate(row_labels):
+        _refuse_bad_math(label, f"row_labels[{i}]: {{text!r}}", "row_labels")
+    for m, label in (column_labels or {}).items():
+        _refuse_bad_math(label, f"column_labels[{str(m)!r}]: {{text!r}}", "column_labels")
     present = w.any(axis=0)
     cols = [m for m, p in zip(Modality, present) if p] or list(Modality)
     w = w[:, [m.index for m in cols]]
