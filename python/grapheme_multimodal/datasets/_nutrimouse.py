@@ -112,15 +112,18 @@ def _rows(path: Path) -> List[List[str]]:
 
 def _read_view(folder: Path, name: str, dim: int) -> Tuple[np.ndarray, Tuple[str, ...]]:
     header, *body = _rows(folder / f"{name}.csv")
+    if len(header) != dim:
+        raise ValueError(f"{folder / name}.csv: expected a header of {dim} column names, got {len(header)} names")
+    short = next((i for i, row in enumerate(body) if len(row) != dim), None)
+    if short is not None:  # numpy's "inhomogeneous shape" was said as "expected numbers", of a row of numbers
+        raise ValueError(f"{folder / name}.csv: row {short} (below the header) has {len(body[short])} columns where the "
+                         f"header names {dim}; expected one value per name in every row")
     try:
         values = np.array(body, dtype=np.float64)
     except ValueError:
-        raise ValueError(f"{folder / name}.csv: expected numbers below the header row") from None
-    if len(header) != dim or values.shape != (_N_MICE, dim):
-        raise ValueError(
-            f"{folder / name}.csv: expected {_N_MICE} rows x {dim} columns under a header, "
-            f"got {values.shape} with {len(header)} names"
-        )
+        raise ValueError(f"{folder / name}.csv: {_not_a_number(body)}; expected numbers below the header row") from None
+    if values.shape != (_N_MICE, dim):
+        raise ValueError(f"{folder / name}.csv: expected {_N_MICE} rows x {dim} columns under a header, got {len(body)} rows")
     if not np.isfinite(values).all():
         raise ValueError(f"{folder / name}.csv contains non-finite values")
     beyond = np.abs(values) > FLOAT32_MAX
@@ -131,6 +134,17 @@ def _read_view(folder: Path, name: str, dim: int) -> Tuple[np.ndarray, Tuple[str
             f"too large for float32 (largest {FLOAT32_MAX:.3g}), the views' dtype"
         )
     return values.astype(np.float32), tuple(header)
+
+
+def _not_a_number(body: List[List[str]]) -> str:
+    """Where the first field of ``body`` that is no number lies, and what it holds."""
+    for i, row in enumerate(body):
+        for j, field in enumerate(row):
+            try:
+                float(field)
+            except ValueError:
+                return f"row {i} (below the header), column {j} holds {field!r}"
+    return "a field is no number"  # numpy refused what float() reads: said without a place
 
 
 def _read_labels(folder: Path, name: str) -> Tuple[np.ndarray, Tuple[str, ...]]:
