@@ -380,3 +380,14 @@ def test_a_damaged_nutrimouse_view_says_which_row_or_field_is_wrong(tmp_path, mo
     with pytest.raises(ValueError, match=words) as err:
         datasets.load_nutrimouse()
     assert type(err.value) is ValueError  # as documented (and as the loader's other refusals)
+
+
+def test_unit_side_by_side_refuses_a_view_named_twice():
+    """``names=["a", "a"]`` put view a's columns in twice: it weighed twice
+    the others in every distance, where the function promises that every
+    view weighs the same; the view pairs' functions refuse a name given twice."""
+    views = {"a": np.eye(3), "b": np.ones((3, 2))}
+    with pytest.raises(gm.InvalidValueError, match=r"^names: 'a' is given twice; expected distinct view names") as err:
+        metrics.unit_side_by_side(views, ["a", "b", "a"])
+    assert err.value.arg == "names"
+    assert metrics.unit_side_by_side(views, ["b", "a"]).shape == (3, 5)

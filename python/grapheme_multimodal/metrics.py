@@ -951,6 +951,10 @@ def unit_side_by_side(views: Mapping[Any, np.ndarray], names: Sequence[Any]) -> 
     missing = [v for v in names if v not in views]
     if missing:
         raise InvalidValueError(f"names: {missing} not in views (which has {list(views)})", "names")
+    repeated = next((v for i, v in enumerate(names) if v in names[:i]), None)
+    if repeated is not None:  # its columns went in twice: that view weighed twice the others in every distance
+        raise InvalidValueError(f"names: {repeated!r} is given twice; expected distinct view names (each view weighs "
+                                "the same)", "names")
     refuse_unpaired_frames((f"views[{v!r}]", views[v]) for v in names)  # side by side, row by row
     arrays = [_finite_2d(f"views[{v!r}]", views[v]) for v in names]
     if len({a.shape[0] for a in arrays}) > 1:
