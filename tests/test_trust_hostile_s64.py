@@ -391,3 +391,25 @@ def test_unit_side_by_side_refuses_a_view_named_twice():
         metrics.unit_side_by_side(views, ["a", "b", "a"])
     assert err.value.arg == "names"
     assert metrics.unit_side_by_side(views, ["b", "a"]).shape == (3, 5)
+
+
+@pytest.mark.parametrize("query_view, gallery_view", [("a", "b"), ("b", "a")])
+def test_cca_anchor_names_the_test_view_whose_canonical_scores_are_zero(query_view, gallery_view):
+    """A test row at the training mean of its view (canonical scores all
+    zero) was refused in the metric's words: "query has 1 all-zero rows ...
+    use metric='euclidean'" (or "gallery"), arguments and an option
+    ``cca_anchor`` does not have; ``pairwise_cca_retrieval`` names the test view."""
+    pytest.importorskip("sklearn")
+    from grapheme_multimodal import anchors
+
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 3, size=(30, 3)).astype(float)
+    a = np.vstack([a, 2 - a])  # every column's mean is exactly 1
+    train = datasets.MultipleFeatures(views={"a": a, "b": rng.normal(size=(60, 4))}, labels=np.arange(60) % 2)
+    test_a = rng.normal(size=(10, 3))
+    test_a[2] = 1.0
+    test = datasets.MultipleFeatures(views={"a": test_a, "b": rng.normal(size=(10, 4))}, labels=np.arange(10) % 2)
+    with pytest.raises(gm.InvalidValueError, match=r"^test\.views\['a'\]: the canonical scores of 1 row\(s\) \(first: "
+                       r"row 2\) are all zero") as err:
+        anchors.cca_anchor(train, test, query_view, gallery_view, 2)
+    assert err.value.arg == "test.views['a']" and "euclidean" not in str(err.value)

@@ -37,7 +37,7 @@ from ._readonly import ReadOnlyMapping
 from ._threadpools import one_blas_thread
 from ._validation import IntLike, exact_int, is_int, sorted_names, wrong_type
 from .datasets import VIEW_NAMES, MultipleFeatures
-from .evaluation._anchors import check_same_views, check_split_labels, check_splits_whole, standardized_splits
+from .evaluation._anchors import check_same_views, check_split_labels, check_splits_whole, refuse_zero_rows, standardized_splits
 from .evaluation._pairs import check_result_keys
 from .exceptions import InvalidValueError
 from .metrics import _sklearn, cross_view_retrieval, knn_accuracy
@@ -198,4 +198,10 @@ def cca_anchor(
         cca = CCA(n_components=int(n_components))
         cca.fit(train_std[query_view], train_std[gallery_view])
         query_scores, gallery_scores = cca.transform(test_std[query_view], test_std[gallery_view])
+    for view, scores in ((query_view, query_scores), (gallery_view, gallery_scores)):
+        # as pairwise_cca_retrieval says it: the metric's own words named its "query" or "gallery", arguments the
+        # caller never passed, and told them to use metric='euclidean', which cca_anchor does not take
+        refuse_zero_rows(f"test.views[{view!r}]", scores, "canonical scores",
+                         "the row is at the view's training mean, or differs from it only where the training rows do "
+                         "not vary, such as a column constant over them")
     return cross_view_retrieval(query_scores, gallery_scores, test.labels, metric="cosine")
