@@ -413,3 +413,25 @@ def test_cca_anchor_names_the_test_view_whose_canonical_scores_are_zero(query_vi
                        r"row 2\) are all zero") as err:
         anchors.cca_anchor(train, test, query_view, gallery_view, 2)
     assert err.value.arg == "test.views['a']" and "euclidean" not in str(err.value)
+
+
+@pytest.mark.skipif(np.finfo(np.longdouble).eps >= np.finfo(np.float64).eps, reason="long double is float64 here")
+def test_exact_cca_keeps_the_variation_of_a_long_double_view_below_float64_s_spacing():
+    """A long double view whose columns vary below float64's spacing (values
+    near 1 that differ by 2**-60, as ``standardize`` keeps them) was cast to
+    float64 first: refused as "every column is constant (all 20 rows
+    alike)", rows that were not alike, or, beside a column that varied,
+    its columns weighed 0. Each column is shifted by its smallest value in
+    long double first (as integers beyond 2**53 are), in transform too."""
+    import pickle
+
+    rng = np.random.default_rng(0)
+    steps = rng.integers(0, 5, (20, 3))
+    x = np.longdouble(1) + steps.astype(np.longdouble) * np.longdouble(2) ** -60
+    y = steps[:, :2] + 0.1 * rng.normal(size=(20, 2))
+    cca = ExactCCA(2).fit(x, y)
+    reference = ExactCCA(2).fit(steps.astype(np.float64), y)  # the same view, scaled and shifted: the same CCA
+    np.testing.assert_allclose(cca.correlations_, reference.correlations_, rtol=1e-9)
+    np.testing.assert_allclose(np.abs(cca.transform(x)), np.abs(reference.transform(steps)), rtol=1e-6, atol=1e-9)
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(cca)).transform(x), cca.transform(x))
+    np.testing.assert_allclose(cca.x_mean_, 1.0)

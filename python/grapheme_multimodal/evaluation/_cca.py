@@ -79,16 +79,31 @@ def _offset_scale(view: np.ndarray) -> float:
     return _power_of_two_scale(view)
 
 
-def _integer_offset(view: np.ndarray) -> Optional[IntOffset]:
+#: What a view is shifted by before its cast to float64: each column's smallest value, exactly (the two
+#: halves of an integer's, or a long double), or None where the cast holds the view's variation.
+Offset = Union[IntOffset, np.ndarray, None]
+
+
+def _integer_offset(view: np.ndarray) -> Offset:
     """Each column's smallest value, exactly, for an integer view holding a
-    value beyond ``2**53``; else None (the view is cast to float64 as it is,
-    bit for bit as before)."""
+    value beyond ``2**53``, or for a long double view (as long doubles:
+    cast to float64 as it was, its variation below float64's spacing was
+    lost, and columns near 1 that differ by 2**-60 were refused as "every
+    column is constant (all rows alike)", or weighed 0 beside others,
+    where :func:`~grapheme_multimodal.datasets.standardize` keeps them);
+    else None (the view is cast to float64 as it is, bit for bit as before)."""
+    if view.dtype.kind == "f" and view.dtype.itemsize > 8:
+        return view.min(axis=0)
     return column_minimum(view) if beyond_float64(view) else None
 
 
-def _as_float64(view: np.ndarray, offset: Optional[IntOffset]) -> np.ndarray:
+def _as_float64(view: np.ndarray, offset: Offset) -> np.ndarray:
+    if offset is None:
+        return view.astype(np.float64)
+    if isinstance(offset, np.ndarray):  # a long double view's: shifted in long double, then rounded once
+        return (view.astype(offset.dtype) - offset).astype(np.float64)
     # a float view (of a fit on integers) is shifted in float64: its values are rounded already
-    return view.astype(np.float64) if offset is None else minus(view, offset)
+    return minus(view, offset)
 
 
 def _inverse_sqrt(cov: np.ndarray, reg: float, n_rows: int) -> np.ndarray:
@@ -116,9 +131,13 @@ def _inverse_sqrt(cov: np.ndarray, reg: float, n_rows: int) -> np.ndarray:
     return scaled @ vectors.T
 
 
-def _unshifted(mean: np.ndarray, offset: Optional[IntOffset]) -> np.ndarray:
+def _unshifted(mean: np.ndarray, offset: Offset) -> np.ndarray:
     """A shifted view's column means as the view's own (rounded to float64)."""
-    return mean if offset is None else as_float(offset) + mean
+    if offset is None:
+        return mean
+    if isinstance(offset, np.ndarray):
+        return (offset + mean).astype(np.float64)
+    return as_float(offset) + mean
 
 
 #: What fit sets (arrays, and tuples of them), pickled by :mod:`.._portable`.
@@ -211,7 +230,8 @@ class ExactCCA(PortablePickle):
         # rows pair by position: data frames of the same samples in another order fitted wrongly, without a word
         refuse_unpaired_frames((("X", X), ("Y", Y)))
         x, y = _finite_2d("X", X), _finite_2d("Y", Y)
-        # integers beyond 2**53 shifted exactly, not rounded: rows a few units apart were one value in float64
+        # integers beyond 2**53 (and long doubles) shifted exactly, not rounded: rows a few units apart were one
+        # value in float64
         x_int_offset, y_int_offset = _integer_offset(x), _integer_offset(y)
         x, y = _as_float64(x, x_int_offset), _as_float64(y, y_int_offset)
         # "X: ..." as every other refusal here: the retrievals that fit it rename X and Y to their own arguments
@@ -322,7 +342,7 @@ class ExactCCA(PortablePickle):
     @staticmethod
     def _scores(
         name: str, data: np.ndarray, offset: Tuple[float, np.ndarray], scale: Union[float, np.ndarray], weights: np.ndarray,
-        int_offset: Optional[IntOffset] = None,
+        int_offset: Offset = None,
     ) -> np.ndarray:
         offset_scale, mean = offset
         arr = _finite_2d(name, data)
