@@ -452,3 +452,15 @@ def test_the_metrics_keep_the_variation_of_long_double_features_below_float64_s_
     same = steps.astype(np.float64)
     assert metrics.knn_accuracy(x, y, x, y, k=1) == metrics.knn_accuracy(same, y, same, y, k=1) == 1.0
     assert metrics.cross_view_retrieval(x, x, y, metric="euclidean") == metrics.cross_view_retrieval(same, same, y, metric="euclidean")
+
+
+@pytest.mark.parametrize("measure", ["compute_anchors", "knn_anchors", "cca_anchor"])
+def test_an_empty_training_split_is_refused_naming_train(measure):
+    """A training split of no events was "train.labels: expected at least 1
+    classes, got only []", or, for ``cca_anchor``, "n_components: expected
+    an int in [1, 0]": an empty range, blamed on an argument that was fine."""
+    train, test = _splits()
+    empty = train.subset(np.zeros(0, dtype=np.int64))
+    with pytest.raises(gm.ShapeError, match=r"^train: has no events \(0 rows\); expected a split of at least one event") as err:
+        _measures()[measure](empty, test)
+    assert err.value.arg == "train"
