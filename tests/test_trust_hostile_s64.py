@@ -464,3 +464,19 @@ def test_an_empty_training_split_is_refused_naming_train(measure):
     with pytest.raises(gm.ShapeError, match=r"^train: has no events \(0 rows\); expected a split of at least one event") as err:
         _measures()[measure](empty, test)
     assert err.value.arg == "train"
+
+
+def test_sparse_labels_are_refused_as_sparse_features_are():
+    """Labels given as a scipy.sparse matrix were read by numpy as one
+    object: "labels: expected shape (6,) to match query rows, got ()", where
+    sparse features are refused as sparse, with the remedy."""
+    sparse = pytest.importorskip("scipy.sparse")
+    labels = sparse.csr_matrix(np.arange(6) % 2)
+    x = np.eye(6)
+    for name, call in (("labels", lambda: metrics.cross_view_retrieval(x, x, labels)),
+                       ("train_y", lambda: metrics.knn_accuracy(x, labels, x, np.arange(6) % 2, k=1)),
+                       ("labels", lambda: datasets.train_test_indices(labels))):
+        with pytest.raises(TypeError, match=rf"^{name}: got a scipy.sparse csr_matrix of shape \(1, 6\); expected a 1-D "
+                           rf"array of labels: pass {name}\.toarray\(\)\.ravel\(\)$"):
+            call()
+    assert metrics.cross_view_retrieval(x, x, labels.toarray().ravel())["instance_recall_at_1"] == 1.0

@@ -18,7 +18,7 @@ import numpy as np
 from . import _core
 from ._validation import (
     IntLike, as_finite_float, as_real_array, as_positive_int, describe, is_int, is_iterable, is_masked_array, refuse_beyond_memory,
-    refuse_over_float64, refuse_unordered, unmasked, wrong_type,
+    refuse_over_float64, refuse_sparse, refuse_unordered, unmasked, wrong_type,
 )
 from ._frames import refuse_unpaired_columns, refuse_unpaired_frames
 from ._exact_ints import beyond_float64, column_minimum, minus
@@ -337,7 +337,14 @@ def _read_labels(name: str, y: object, read: Any = np.asarray) -> Any:
     """``read(y)`` (numpy's reading of labels, or their shape), or
     InvalidValueError naming ``name`` when numpy cannot read them (ragged
     lists, an ``__array__`` that fails or gives no array), as the features'
-    :func:`as_real_array` says it: numpy's own ValueError named nothing."""
+    :func:`as_real_array` says it: numpy's own ValueError named nothing. A
+    scipy.sparse matrix is refused as the features' is (numpy read it as one
+    object: "expected shape (6,) ..., got ()")."""
+    try:
+        refuse_sparse(y, name)
+    except TypeError:  # its remedy, .toarray(), gives a row of labels [1, n]: refused in turn as no 1-D array
+        raise TypeError(f"{name}: got a scipy.sparse {type(y).__name__} of shape {y.shape}; expected a 1-D array of "
+                        f"labels: pass {name}.toarray().ravel()") from None
     try:
         arr = read(y)
     except Exception as exc:
