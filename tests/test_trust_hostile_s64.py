@@ -162,6 +162,13 @@ def test_load_multiple_features_names_a_field_that_is_no_number_by_the_module_s_
     with pytest.raises(gm.InvalidValueError, match=r"mfeat-mor\.csv: row 2 \(below the header\), the label \(last column\) "
                        r"holds 'x'; expected numbers$"):
         datasets.load_multiple_features(folder)
+    (tmp_path / "commas").mkdir()
+    commas = _view_folder(tmp_path / "commas")
+    for line in range(1, 5):  # a trailing comma on every row: an empty field past the label
+        _edit_line(commas / "mfeat-mor.csv", line, lambda text: text + ",")
+    with pytest.raises(gm.InvalidValueError, match=r"mfeat-mor\.csv: row 0 \(below the header\), column 7, past the 6 "
+                       r"features and the label, holds ''; expected numbers$"):
+        datasets.load_multiple_features(commas)
     (tmp_path / "good").mkdir()
     assert datasets.load_multiple_features(_view_folder(tmp_path / "good")).n_events == 4
 

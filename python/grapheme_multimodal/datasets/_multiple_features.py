@@ -217,7 +217,9 @@ def _table_problem(exc: ValueError, dim: int) -> str:
     not_a_number = _NOT_A_NUMBER.search(message)
     if not_a_number:
         text, row, column = not_a_number.group(1), int(not_a_number.group(2)), int(not_a_number.group(3)) - 1
-        where = f"feature {column}" if column < dim else "the label (last column)"  # as a value beyond float32 is named
+        # as a value beyond float32 is named
+        where = (f"feature {column}" if column < dim else "the label (last column)" if column == dim
+                 else f"column {column}, past the {dim} features and the label,")
         return f"row {row} (below the header), {where} holds {text}; expected numbers"
     return f"{message} (below the header row); expected numbers"
 
