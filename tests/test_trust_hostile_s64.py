@@ -213,6 +213,9 @@ def test_weight_average_refuses_weights_that_are_no_mapping_and_a_decay_of_none(
 
     with pytest.raises(TypeError, match=r"^weights: expected a mapping tensor name -> array \(as model.state_dict\(\)\), got list"):
         WeightAverage.start(0.9).updated([np.ones(3)])
+    for weights in (None, [np.ones(3)]):  # holds: "'NoneType' object is not iterable", "unhashable type: 'numpy.ndarray'"
+        with pytest.raises(TypeError, match=r"^weights: expected a mapping tensor name -> array"):
+            WeightAverage.start(0.9).updated({"a": np.ones(3)}).holds(weights)
     with pytest.raises(gm.InvalidTypeError, match=r"^decay: expected a number in \[0, 1\), got None") as err:
         WeightAverage.start(None)
     assert err.value.arg == "decay"

@@ -278,7 +278,7 @@ class WeightAverage:
         which no average holds), not weights, and are not compared."""
         # state_dict() holds the standardisation too since it carries it: a model holding this average
         # was said not to, as its state dict's keys were not the average's
-        names = set(weights) - NORMALIZATION_NAMES
+        names = set(_weight_mapping(weights)) - NORMALIZATION_NAMES  # a list was "unhashable type: 'numpy.ndarray'"
         if self.trained is None or names != set(self.mean):
             return False
         return all(np.array_equal(np.asarray(weights[k]), v.astype(np.float32)) for k, v in self.mean.items())
