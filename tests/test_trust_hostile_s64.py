@@ -490,3 +490,28 @@ def test_sparse_labels_are_refused_as_sparse_features_are():
                            rf"array of labels: pass {name}\.toarray\(\)\.ravel\(\)$"):
             call()
     assert metrics.cross_view_retrieval(x, x, labels.toarray().ravel())["instance_recall_at_1"] == 1.0
+
+
+@pytest.mark.parametrize("method", ["MCCA", "GCCA"])
+@pytest.mark.parametrize("change", [
+    lambda x: x * 1e200,  # numpy's "Eigenvalues did not converge"
+    lambda x: x * 1e-200,  # "Matrix is not positive definite", "SVD did not converge"
+    lambda x: np.round(x * 10).astype(np.int64) + 2**62,  # ids near 2**62: the same
+])
+def test_multiview_cca_retrieval_fits_views_of_any_scale_or_offset(method, change):
+    """cca-zoo computes a view's covariances as they are: a view of 1e200 or
+    1e-200, or of integers near 2**62, failed with numpy's LinAlgError
+    ("Eigenvalues did not converge", "SVD did not converge"), naming no view,
+    where the pairwise anchors (ExactCCA) fit them. MCCA and GCCA do not
+    depend on a view's scale or offset: the same figures as the view as it was."""
+    pytest.importorskip("cca_zoo")
+    from grapheme_multimodal import evaluation
+
+    rng = np.random.default_rng(0)
+    train = {"a": np.round(rng.normal(size=(30, 3)) * 10) / 10, "b": rng.normal(size=(30, 4)), "c": rng.normal(size=(30, 2))}
+    test = {k: np.round(rng.normal(size=(8, v.shape[1])) * 10) / 10 for k, v in train.items()}
+    labels = np.arange(8) % 2
+    expected = evaluation.multiview_cca_retrieval(method, train, test, labels, 2)
+    got = evaluation.multiview_cca_retrieval(method, {**train, "a": change(train["a"])}, {**test, "a": change(test["a"])},
+                                             labels, 2)
+    assert got == expected

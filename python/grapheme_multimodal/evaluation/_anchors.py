@@ -22,7 +22,8 @@ from .._frames import refuse_unpaired_frames
 from ..datasets import MultipleFeatures, standardize
 from ..exceptions import GraphemeError, InvalidValueError, ShapeError
 from ..metrics import (
-    _check_neighbours, _class_labels, _finite_2d, _labels_1d, _sklearn, cross_view_retrieval, knn_accuracy, linear_probe_accuracy,
+    _check_neighbours, _class_labels, _exact_integer_columns, _finite_2d, _labels_1d, _out_of_range, _sklearn,
+    cross_view_retrieval, knn_accuracy, linear_probe_accuracy,
 )
 from ._cca import ExactCCA
 from ._pairs import check_result_keys, ordered_pairs, pair_key, two_view_key, unordered_pairs
@@ -203,13 +204,31 @@ def _multiview_cca_retrieval(
     # else cca-zoo's "n_components=6 must be at most 3", for compute_anchors' default on a view of 3 columns
     n_components = min(n_components, *(np.shape(train_std[v])[1] for v in names))
     model = getattr(linear, method)(n_components=n_components)
-    model.fit([np.asarray(train_std[v], np.float64) for v in names])
-    scores = dict(zip(names, model.transform([np.asarray(test_std[v], np.float64) for v in names])))
+    views = {v: _conditioned(train_std[v], test_std[v]) for v in names}
+    model.fit([views[v][0] for v in names])
+    scores = dict(zip(names, model.transform([views[v][1] for v in names])))
     for name in names:  # else the metric's "query has all-zero rows ... use metric='euclidean'", no argument here
         refuse_zero_rows(f"{test_arg}[{name!r}]", scores[name], f"{method} scores",
                          "the row is at the view's training mean, or differs from it only where the training rows do "
                          "not vary, such as a column constant over them")
     return {pair_key(q, g): cross_view_retrieval(scores[q], scores[g], labels) for q, g in ordered_pairs(names)}
+
+
+def _conditioned(train: np.ndarray, test: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """One view's training and test rows as float64 for cca-zoo, which
+    computes their covariances as they are: integers beyond 2**53 (and long
+    doubles) less each column's smallest value, exactly, and a view whose
+    largest magnitude lies beyond 2**±500 divided by one power of two (exact)
+    to near 1. Else numpy's "Eigenvalues did not converge", "SVD did not
+    converge" or "Matrix is not positive definite" (views of 1e200 or
+    1e-200, ids near 2**62), naming no view, where ExactCCA's pairwise
+    anchors fit them. MCCA and GCCA do not depend on a view's offset or
+    scale; views in range (standardised ones) are passed as before."""
+    train, test = (a.astype(np.float64, copy=False) for a in _exact_integer_columns(train, test))
+    if _out_of_range(train):
+        shift = -int(np.frexp(np.abs(train).max())[1])
+        train, test = np.ldexp(train, shift), np.ldexp(test, shift)
+    return train, test
 
 
 def one_thread() -> ContextManager[None]:
