@@ -8,6 +8,7 @@ search and vote tie-breaking are what the SPEC §3 anchors used).
 from __future__ import annotations
 
 import decimal
+import fractions
 import math
 import numbers
 from collections.abc import Hashable, Iterable
@@ -256,6 +257,10 @@ def _refuse_infinite_objects(name: str, arr: np.ndarray) -> None:
     as a class by the retrieval, and scikit-learn's classifiers refused it
     in their own words ("Input train_y contains infinity"), with numpy's
     "invalid value encountered in cast". (NaN is refused before.)"""
+    # by the labels' types first, at C speed: labels of no float or Decimal type (strings, ints: the common case)
+    # hold no infinity, and need no pass in Python
+    if not any(issubclass(kind, (float, np.floating, decimal.Decimal)) for kind in set(map(type, arr))):
+        return
     for row, value in enumerate(arr):
         if not _real_number(value) or is_int(value):  # a Python int is finite, and past float64 math.isfinite fails
             continue
@@ -318,13 +323,19 @@ def _refuse_fractional(name: str, arr: np.ndarray) -> None:
         rows = np.flatnonzero(arr != np.floor(arr))  # finite here: NaN and inf are refused before
         row = int(rows[0]) if rows.size else None
     elif arr.dtype == object:  # Fractions and Decimals too: the retrieval scored Fraction(1, 2) as a class
-        row = next((i for i, v in enumerate(arr) if _real_number(v) and not is_int(v) and v != _floor(v)), None)
+        if not any(issubclass(kind, _MAYBE_FRACTIONAL) for kind in set(map(type, arr))):  # ints, strings: no pass
+            return
+        row = next((i for i, v in enumerate(arr) if isinstance(v, _MAYBE_FRACTIONAL) and v != _floor(v)), None)
     else:
         return
     if row is not None:
         raise InvalidValueError(
             f"{name}: expected class labels (ints, strings, bools or whole floats), got continuous values "
             f"({arr[row]} at row {row}, dtype {arr.dtype}); round or bin them into classes first", name)
+
+
+#: The label types that may hold a number that is not whole.
+_MAYBE_FRACTIONAL = (float, np.floating, fractions.Fraction, decimal.Decimal)
 
 
 def _floor(value: Any) -> Any:
