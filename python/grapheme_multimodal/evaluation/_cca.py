@@ -84,7 +84,7 @@ def _offset_scale(view: np.ndarray) -> float:
 Offset = Union[IntOffset, np.ndarray, None]
 
 
-def _integer_offset(view: np.ndarray) -> Offset:
+def _exact_offset(view: np.ndarray) -> Offset:
     """Each column's smallest value, exactly, for an integer view holding a
     value beyond ``2**53``, or for a long double view (as long doubles:
     cast to float64 as it was, its variation below float64's spacing was
@@ -171,7 +171,8 @@ class ExactCCA(PortablePickle):
     all hold: timestamps in nanoseconds, ids) is first shifted by each
     column's smallest value, exactly, as the :mod:`~grapheme_multimodal.metrics`
     shift such integers: CCA does not depend on a column's offset, and
-    :meth:`transform` shifts its rows alike.
+    :meth:`transform` shifts its rows alike. So is a long double view, in
+    long double (its variation below float64's spacing is kept).
 
     The interface is scikit-learn's ``CCA``: ``fit(X, Y)``, ``transform(X, Y)``
     → ``(x_scores, y_scores)``, ``fit_transform``, ``get_params`` and
@@ -232,7 +233,7 @@ class ExactCCA(PortablePickle):
         x, y = _finite_2d("X", X), _finite_2d("Y", Y)
         # integers beyond 2**53 (and long doubles) shifted exactly, not rounded: rows a few units apart were one
         # value in float64
-        x_int_offset, y_int_offset = _integer_offset(x), _integer_offset(y)
+        x_int_offset, y_int_offset = _exact_offset(x), _exact_offset(y)
         x, y = _as_float64(x, x_int_offset), _as_float64(y, y_int_offset)
         # "X: ..." as every other refusal here: the retrievals that fit it rename X and Y to their own arguments
         if x.shape[0] < 2:
@@ -293,6 +294,7 @@ class ExactCCA(PortablePickle):
             "x_mean_": _unshifted(x_mean * x_offset_scale, x_int_offset),
             "y_mean_": _unshifted(y_mean * y_offset_scale, y_int_offset),
             "_x_offset": (x_offset_scale, x_mean), "_y_offset": (y_offset_scale, y_mean),
+            # named for integers, the first views shifted: a long double view's offset too (pickles keep the name)
             "_x_int_offset": x_int_offset, "_y_int_offset": y_int_offset,
             "_x_scaled_weights": x_weights, "_y_scaled_weights": y_weights,
             "_x_scale": x_scale, "_y_scale": y_scale,
