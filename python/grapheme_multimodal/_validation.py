@@ -1545,7 +1545,7 @@ def _refuse_columns_out_of_slot_order(mask: Any, name: str) -> None:
             slot = label.index
         elif as_text:
             slot = int(label)
-        elif isinstance(label, str) and label.upper() in Modality.__members__:
+        elif isinstance(label, str) and label.isascii() and label.upper() in Modality.__members__:
             slot = Modality[label.upper()].index
         elif numbered:
             slot = int(label)

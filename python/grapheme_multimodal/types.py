@@ -89,6 +89,8 @@ class Modality(enum.Enum):
             )
         if isinstance(value, str):
             try:
+                if not value.isascii():  # str.upper() maps "ı" and "ſ" to "I" and "S": "vısual" was visual
+                    raise KeyError(value)
                 return cls[value.upper()]
             except KeyError:
                 names = ", ".join(m.name.lower() for m in cls)

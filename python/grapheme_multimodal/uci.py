@@ -30,7 +30,7 @@ from ._validation import (
 from .config import _objective_names, _positive_int, _widths
 from .evaluation import EnsembleEmbedder, ModelEmbedder, view_modalities
 from .evaluation._embedders import check_views, view_names
-from .exceptions import GraphemeError, InvalidValueError, ShapeError
+from .exceptions import GraphemeError, InvalidValueError, NonFiniteError, ShapeError
 from .model import LearnableMultiModal
 from .objectives import all_zero_error, resolve_weights
 from .stopping import fit_with_stopping, folds_bytes, planned_folds
@@ -479,24 +479,44 @@ def train(
         model = LearnableMultiModal(input_dims=_input_dims(inputs), **s.model_options())
     except GraphemeError as err:  # the dims are those of inputs: "input_dims" is no argument of train's
         raise renamed(err, {"input_dims": "inputs"}) from None
+    if validation is not None:
+        _refuse_views_not_trained(validation, inputs)
     # train (and fit_views) take no mask: every view is present in every row, so a NaN is no missing value,
     # and fit's refusal of one says nothing of rows a mask marks absent
-    call_taking_no_mask(
-        fit_with_stopping,
-        model,
-        dict(inputs),
-        validation=None if validation is None else dict(validation),
-        **s.stopping_options(len(inputs)),
-        epochs=s.epochs,
-        batch_size=s.batch_size,
-        objectives=s.objectives,  # no lr=: the model's learning_rate is the settings', and a refused step
-        # names it so; as fit's lr it named `lr`, no argument here nor field of the settings
-        modality_dropout=s.modality_dropout,
-        ema_decay=s.ema_decay,
-        standardize=standardize,
-        progress=progress,
-    )
+    try:
+        call_taking_no_mask(
+            fit_with_stopping,
+            model,
+            dict(inputs),
+            validation=None if validation is None else dict(validation),
+            **s.stopping_options(len(inputs)),
+            epochs=s.epochs,
+            batch_size=s.batch_size,
+            objectives=s.objectives,  # no lr=: the model's learning_rate is the settings', and a refused step
+            # names it so; as fit's lr it named `lr`, no argument here nor field of the settings
+            modality_dropout=s.modality_dropout,
+            ema_decay=s.ema_decay,
+            standardize=standardize,
+            progress=progress,
+        )
+    except NonFiniteError as err:  # parameters grown past float32 named `parameters`, no argument of train's
+        raise grown_by_learning_rate(err, s.learning_rate, "settings.learning_rate",
+                                     "settings with a smaller learning_rate") from None
     return model
+
+
+def _refuse_views_not_trained(validation: Mapping[Any, Any], inputs: Mapping[Any, Any]) -> None:
+    """Refuses a ``validation`` view whose modality ``inputs`` lacks: the
+    model has no encoder trained for it (fit refused one of the wrong width
+    by the model's ``input_dims``, no argument of :func:`train`, and took
+    one of the default width, measuring an encoder no row trained)."""
+    trained = {Modality.parse(m, "inputs") for m in inputs}
+    for key in validation:
+        m = Modality.parse(key, "validation")
+        if m not in trained:
+            raise InvalidValueError(
+                f"validation: view {key!r} is no modality of inputs ({', '.join(str(t) for t in sorted(trained, key=lambda t: t.index))}); "
+                "expected validation rows of the views trained on", "validation")
 
 
 def _input_dims(inputs: Any) -> Dict[Any, int]:

@@ -86,7 +86,7 @@ def _slot_named(name: Any) -> Optional[Modality]:
         if not name.is_input:
             raise InvalidValueError(f"views: {name} is the output modality; no view can take its slot", "views")
         return name
-    if isinstance(name, str) and name.upper() in Modality.__members__:
+    if isinstance(name, str) and name.isascii() and name.upper() in Modality.__members__:  # "vısual".upper() is VISUAL
         slot = Modality[name.upper()]
         return slot if slot.is_input else None  # a view called "action" is a name like any other
     return None

@@ -1,0 +1,60 @@
+"""A second hostile review (s64) of the components, Batch, the thread
+setting, the training recipe (``uci``), the types users build and the
+model's learning methods. Each test says what a user saw before the fix."""
+
+import numpy as np
+import pytest
+
+import grapheme_multimodal as gm
+from grapheme_multimodal import uci
+from grapheme_multimodal.evaluation import view_modalities
+from grapheme_multimodal.types import Modality
+
+#: A recipe small enough to train in a fraction of a second.
+_SMALL = dict(embed_dim=8, hidden_dim=8, encoder_hidden=(8,), encoder_output_dim=8, epochs=1, batch_size=8,
+              patience=0, cv_folds=0, ema_decay=None)
+
+
+def _views(rows=12):
+    rng = np.random.default_rng(0)
+    return {"visual": rng.normal(size=(rows, 5)), "linguistic": rng.normal(size=(rows, 4))}
+
+
+def test_train_names_the_settings_learning_rate_when_it_grows_the_parameters():
+    """``uci.train`` with a learning rate that grows the parameters past
+    float32 said "parameters: ... (too large a learning rate grows them)",
+    naming nothing train takes, while ``fit_views`` (which trains through
+    it) named ``settings.learning_rate``; train names it too now."""
+    settings = uci.TrainingSettings(**_SMALL, learning_rate=1e30)
+    with pytest.raises(gm.NonFiniteError, match=r"^settings\.learning_rate: got 1e\+30;") as caught:
+        uci.train(_views(), settings)
+    assert caught.value.arg == "settings.learning_rate"
+
+
+def test_train_refuses_validation_views_of_modalities_it_does_not_train():
+    """A ``validation`` view of a modality ``inputs`` lacks was refused by
+    fit as "expected shape (any, 18) ... make the model with input_dims=...",
+    a remedy train has no argument for (and one of 18 columns was taken,
+    measuring an encoder no row trained); it is refused naming
+    ``validation`` and the modalities trained."""
+    views = _views()
+    for width in (5, 18):
+        validation = {"auditory": np.ones((12, width)), "linguistic": views["linguistic"]}
+        with pytest.raises(gm.InvalidValueError, match=r"^validation: view 'auditory' is no modality of inputs "
+                                                       r"\(visual, linguistic\)") as caught:
+            uci.train(views, uci.TrainingSettings(**_SMALL), validation=validation)
+        assert caught.value.arg == "validation"
+
+
+@pytest.mark.parametrize("name", ["v\u0131sual", "vi\u017fual", "ab\u017ftract", "V\u0131SUAL"])
+def test_modality_names_are_ascii_not_whatever_upper_maps_to_one(name):
+    """``str.upper()`` maps the dotless "ı" to "I" and the long "ſ" to "S":
+    ``Modality.parse("vısual")`` was visual and "abſtract" abstract, a
+    misspelt name taken without a word (and a view so named took that
+    slot); such names are unknown now, as any other misspelling."""
+    with pytest.raises(gm.InvalidValueError, match="unknown modality"):
+        Modality.parse(name)
+    with pytest.raises(gm.InvalidValueError, match="unknown modality"):
+        gm.ModalFeatures(np.ones(18), name)
+    assert view_modalities([name, "visual"])["visual"] is Modality.VISUAL  # a plain view name, not the visual slot
+    assert Modality.parse("ViSuAl") is Modality.VISUAL  # any case of the ASCII name, as documented
