@@ -58,3 +58,44 @@ def test_modality_names_are_ascii_not_whatever_upper_maps_to_one(name):
         gm.ModalFeatures(np.ones(18), name)
     assert view_modalities([name, "visual"])["visual"] is Modality.VISUAL  # a plain view name, not the visual slot
     assert Modality.parse("ViSuAl") is Modality.VISUAL  # any case of the ASCII name, as documented
+
+
+def _xy(rows=4):
+    rng = np.random.default_rng(1)
+    return rng.normal(size=(rows, 18)), rng.normal(size=(rows, 18))
+
+
+@pytest.mark.parametrize("make, blamed, rows", [
+    (lambda v, l: gm.Batch(inputs={"visual": v, "linguistic": l[:3]}), r"inputs\['linguistic'\]", 3),
+    (lambda v, l: gm.Batch(inputs={"visual": v, "linguistic": l}, mask=np.ones(7, bool)), "mask", 7),
+    (lambda v, l: gm.Batch(inputs={"visual": v, "linguistic": l}, mask=np.ones((3, 7), bool)), "mask", 3),
+    (lambda v, l: gm.Batch(inputs={"visual": v}, fused=np.zeros((4, 8)), rewards=np.zeros(3)), "rewards", 3),
+    (lambda v, l: gm.Batch(embeddings=np.zeros((4, 7, 8)), fused=np.zeros((5, 8))), "fused", 5),
+    (lambda v, l: gm.Batch(events=[gm.MultiModalEvent(1)], fused=np.zeros((2, 8))), "fused", 2),
+])
+def test_batch_size_refuses_arrays_that_disagree_on_the_rows(make, blamed, rows):
+    """``Batch.batch_size`` was the first array's number of rows: inputs of
+    4 and 3 rows were a batch of 4, and a mask of shape (7,) beside inputs
+    of 4 rows a batch of 7, without a word, where the model refuses both.
+    It names the array that disagrees now."""
+    batch = make(*_xy())
+    with pytest.raises(gm.ShapeError, match=rf"^{blamed}: has {rows} rows, but .* has \d+ ") as caught:
+        batch.batch_size
+    assert caught.value.arg == blamed.replace("\\", "")
+
+
+def test_batch_size_of_a_str_is_no_count_of_its_characters():
+    """``Batch(..., rewards="abc").batch_size`` read the str's 3 characters
+    as 3 rows; a str is no array of rows."""
+    v, _ = _xy()
+    batch = gm.Batch(inputs={"visual": v}, fused=np.zeros((4, 8)), rewards="abcd")
+    with pytest.raises(gm.ShapeError, match=r"^rewards: expected an array with one row per batch entry, got str"):
+        batch.batch_size
+
+
+def test_batch_size_of_consistent_batches_is_kept():
+    v, l = _xy(5)
+    assert gm.Batch(inputs={"visual": v, "linguistic": l}, mask=np.ones((5, 7), bool)).batch_size == 5
+    assert gm.Batch(inputs=[v, None, l.tolist(), None, None, None, None]).batch_size == 5
+    assert gm.Batch(embeddings=np.zeros((5, 7, 8)), fused=np.zeros((5, 8)), rewards=np.zeros(5)).batch_size == 5
+    assert gm.Batch(inputs={}).batch_size == 0

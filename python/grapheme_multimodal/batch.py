@@ -187,20 +187,39 @@ class Batch(PortablePickle):
 
     @property
     def batch_size(self) -> int:
-        """Number of rows ``B``."""
+        """Number of rows ``B``. A batch whose arrays disagree on it (inputs
+        of 4 and 3 rows, a mask of 7 entries beside inputs of 4 rows, fused
+        embeddings of another number of rows) is a :class:`ShapeError`
+        naming them, as the model refuses it: the first array's rows were
+        its size, without a word."""
+        counted = self._row_counts()
+        if not counted:
+            return 0
+        rows = [n for _, n in counted]
+        usual = max(rows, key=rows.count)  # the odd one out is blamed (the first array's count on a tie)
+        odd = next(((name, n) for name, n in counted if n != usual), None)
+        if odd is not None:
+            agreed = next(name for name, n in counted if n == usual)
+            shown = ", ".join(f"{name} {n}" for name, n in counted)
+            raise ShapeError(f"{odd[0]}: has {odd[1]} rows, but {agreed} has {usual} (rows: {shown}); expected one row "
+                             "per batch entry in each of the batch's arrays", odd[0])
+        return usual
+
+    def _row_counts(self) -> List[Tuple[str, int]]:
+        """Each given array of the batch by name, with its number of rows."""
         if self.events is not None:
-            return len(self.events)
-        if self.components is not None:
-            return int(self.components[0])
-        if self.mask is not None:
-            return _rows(self.mask, "mask")
-        if self.embeddings is not None:
-            return _rows(self.embeddings, "embeddings")
-        if isinstance(self.inputs, Mapping):
-            given = [(f"inputs[{str(k)!r}]", a) for k, a in self.inputs.items()]
+            counted = [("events", len(self.events))]
+        elif self.components is not None:
+            counted = [("components", int(self.components[0]))]
         else:
-            given = [(f"inputs[{k}]", a) for k, a in enumerate(self.inputs)]  # type: ignore[arg-type]
-        return next((_rows(a, name) for name, a in given if a is not None), 0)
+            given: List[Tuple[str, Any]] = [("mask", self.mask), ("embeddings", self.embeddings)]
+            if isinstance(self.inputs, Mapping):
+                given += [(f"inputs[{str(k)!r}]", a) for k, a in self.inputs.items()]
+            elif self.inputs is not None:
+                given += [(f"inputs[{k}]", a) for k, a in enumerate(self.inputs)]
+            counted = [(name, _rows(a, name)) for name, a in given if a is not None]
+        return counted + [(name, _rows(a, name)) for name, a in (("fused", self.fused), ("rewards", self.rewards))
+                          if a is not None]
 
     def __repr__(self) -> str:
         # the dataclass's repr printed every event (megabytes for a batch of thousands) and
@@ -245,6 +264,8 @@ def _summary(value: Any) -> str:
 def _rows(value: Any, name: str) -> int:
     """The number of rows of a batch's array ``value`` (named ``name``)."""
     try:
+        if isinstance(value, (str, bytes)):  # its characters are no rows
+            raise TypeError(name)
         return len(value)
     except TypeError:  # a scalar: "object of type 'int' has no len()", naming nothing
         raise ShapeError(f"{name}: expected an array with one row per batch entry, got {describe(value)}", name) from None
