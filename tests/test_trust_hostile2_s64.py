@@ -99,3 +99,20 @@ def test_batch_size_of_consistent_batches_is_kept():
     assert gm.Batch(inputs=[v, None, l.tolist(), None, None, None, None]).batch_size == 5
     assert gm.Batch(embeddings=np.zeros((5, 7, 8)), fused=np.zeros((5, 8)), rewards=np.zeros(5)).batch_size == 5
     assert gm.Batch(inputs={}).batch_size == 0
+
+
+@pytest.mark.parametrize("name, value", [("GRAPHEME_MM_NUM_THREADS", str(2**64)),
+                                         ("GRAPHEME_MM_NUM_THREADS", " +" + "9" * 5000),
+                                         ("RAYON_NUM_THREADS", "99999999999999999999")])
+def test_a_thread_count_beyond_what_the_core_reads_is_not_called_no_int(monkeypatch, name, value):
+    """A thread count of 2**64 or more, which the core passes over, was
+    said to be "not a positive int" (or "not an int >= 0"), which it is;
+    the warning says it is beyond the largest count the core reads."""
+    from grapheme_multimodal._environment import unreadable_settings
+
+    monkeypatch.setenv("GRAPHEME_MM_NUM_THREADS", value if name == "GRAPHEME_MM_NUM_THREADS" else "x")
+    monkeypatch.setenv("RAYON_NUM_THREADS", value if name == "RAYON_NUM_THREADS" else "2")
+    said = [message for message in unreadable_settings() if message.startswith(name + "=")]
+    assert len(said) == 1 and "is a count beyond 2**64 - 1, the largest" in said[0] and "not a" not in said[0]
+    monkeypatch.setenv(name, "4x")
+    assert any(m.startswith(name + "='4x' is not a") for m in unreadable_settings())

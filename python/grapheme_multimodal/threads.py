@@ -12,8 +12,8 @@ inputs give the same bits on 1 thread or 16.
 At most ``4 ×`` the CPUs the process may use are used (more only adds
 waiting: thousands of threads made one batched forward take seconds); a
 larger ``n`` is clamped with a warning, a larger environment setting
-silently; a ``GRAPHEME_MM_NUM_THREADS`` that is not a positive int is
-ignored, with a ``RuntimeWarning`` at import (``grapheme-mm`` says it as its
+silently; a ``GRAPHEME_MM_NUM_THREADS`` that is not a positive int, or is
+one of 2**64 or more, is ignored, with a ``RuntimeWarning`` at import (``grapheme-mm`` says it as its
 one-line warning), and so is a ``RAYON_NUM_THREADS`` that is not an int
 where the library reads it (see :mod:`._environment`). A process started with ``fork()`` after the pool ran builds its
 own pool (the parent's threads do not exist in it).
