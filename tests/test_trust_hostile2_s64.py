@@ -116,3 +116,18 @@ def test_a_thread_count_beyond_what_the_core_reads_is_not_called_no_int(monkeypa
     assert len(said) == 1 and "is a count beyond 2**64 - 1, the largest" in said[0] and "not a" not in said[0]
     monkeypatch.setenv(name, "4x")
     assert any(m.startswith(name + "='4x' is not a") for m in unreadable_settings())
+
+
+def test_training_settings_hold_encoder_objectives_as_the_config_does():
+    """``TrainingSettings(encoder_objectives={"contrastive", "binding"})``
+    (a set, which the model's config takes) was kept as the set: the frozen
+    settings raised "unhashable type: 'set'" when hashed, and the same
+    objectives in another order or container compared unequal, though
+    they train the same model. They are held in the config's canonical
+    order now."""
+    as_set = uci.TrainingSettings(encoder_objectives={"contrastive", "binding"})
+    as_list = uci.TrainingSettings(encoder_objectives=["binding", "contrastive"])
+    assert as_set.encoder_objectives == as_list.encoder_objectives == ("contrastive", "binding")
+    assert as_set == as_list and hash(as_set) == hash(as_list)
+    assert as_set.model_options()["encoder_objectives"] == ("contrastive", "binding")
+    assert uci.TrainingSettings().encoder_objectives is None

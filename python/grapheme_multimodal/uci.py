@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
 from functools import partial
-from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, AbstractSet, Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -238,7 +238,7 @@ class TrainingSettings:
             neighborhood_neighbors: IntLike = 10,
             neighborhood_temperature: Optional[float] = None,
             contrastive_pair_power: float = 0.5,
-            encoder_objectives: Optional[Sequence[str]] = None,
+            encoder_objectives: Optional[Union[Sequence[str], AbstractSet[str]]] = None,
             fusion_residual: float = 10.0,
             reconstruction_decoders: Optional[bool] = None,
             reconstruction_subsets: bool = False,
@@ -341,6 +341,9 @@ class TrainingSettings:
                 "neighborhood_neighbors",
             )
         kept = _objective_names(self.encoder_objectives, "encoder_objectives")
+        # held as the config holds them, a tuple in canonical order: a set (which the config takes) made the
+        # settings unhashable, and ("binding", "contrastive") unequal to the same objectives in the other order
+        object.__setattr__(self, "encoder_objectives", kept)
         weighted = [o for o, w in self.objectives.items() if w > 0]
         idle = untrainable_objectives(kept, self.learnable_temperature is True, self.objectives)
         if weighted and all(o in idle for o in weighted):
