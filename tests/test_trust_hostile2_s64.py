@@ -131,3 +131,25 @@ def test_training_settings_hold_encoder_objectives_as_the_config_does():
     assert as_set == as_list and hash(as_set) == hash(as_list)
     assert as_set.model_options()["encoder_objectives"] == ("contrastive", "binding")
     assert uci.TrainingSettings().encoder_objectives is None
+
+
+def test_training_settings_take_numpy_bools_as_the_bools_they_are():
+    """The settings' own checks read the bool fields with ``is True`` /
+    ``is False``, so numpy's bools (which the model's config takes) were
+    misread: ``learnable_temperature=np.True_`` refused a valid
+    ``encoder_objectives`` as training nothing, ``reconstruction_decoders=
+    np.False_`` beside the recipe's reconstruction weight passed until
+    train refused it naming fit's ``objectives``, and such settings did not
+    json.dump. They are held as Python bools now."""
+    import dataclasses
+    import json
+
+    learned = uci.TrainingSettings(weights={"contrastive": 1}, encoder_objectives=["binding"],
+                                   learnable_temperature=np.True_)
+    assert learned.learnable_temperature is True
+    assert learned == uci.TrainingSettings(weights={"contrastive": 1}, encoder_objectives=["binding"])
+    json.dumps(dataclasses.asdict(uci.TrainingSettings(encoder_skip=np.False_)))
+    with pytest.raises(gm.InvalidValueError, match=r"^reconstruction_decoders: got False, but the recipe's objectives"):
+        uci.TrainingSettings(reconstruction_decoders=np.False_)
+    with pytest.raises(gm.InvalidValueError, match=r"^reconstruction_subsets: got True, but weights gives no reconstruction"):
+        uci.TrainingSettings(reconstruction_subsets=np.True_, weights={"contrastive": 1})

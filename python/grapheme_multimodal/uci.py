@@ -301,7 +301,8 @@ class TrainingSettings:
 
     def _plain_numbers(self) -> None:
         """The integer fields (and widths) given as numpy integers or 0-d
-        integer arrays, as the Python ints they hold, and the float fields
+        integer arrays, as the Python ints they hold, the bool fields given
+        as numpy bools as Python bools, and the float fields
         given as numpy floats or 0-d float arrays as Python floats (float64
         holds a float32 or float64 exactly; a long double is left as it is,
         for the checks that read it whole): settings holding ``np.array(300)``
@@ -318,6 +319,14 @@ class TrainingSettings:
                 object.__setattr__(self, name, tuple(exact_int(w) if is_int(w) else w for w in widths))
             elif is_int(widths):  # one layer's width, as the config takes it: held as 64 is (np.array(64) would not hash)
                 object.__setattr__(self, name, exact_int(widths))
+        for name in _BOOL_FIELDS:
+            # numpy's bool as the bool it is (the model's config takes both): the checks here test `is True` /
+            # `is False`, so np.True_ made learnable_temperature read as off (a valid encoder_objectives refused),
+            # np.False_ let reconstruction_decoders pass beside a reconstruction weight (train then named fit's
+            # `objectives`), and neither json.dumps
+            value = getattr(self, name)
+            if isinstance(value, np.bool_):
+                object.__setattr__(self, name, bool(value))
         for name in _FLOAT_FIELDS:
             value = getattr(self, name)
             if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind == "f" and not is_masked_array(value):
@@ -430,6 +439,8 @@ class TrainingSettings:
 _INT_FIELDS = tuple(f.name for f in fields(TrainingSettings) if f.type in ("int", "Optional[int]"))
 #: Those that hold one float, likewise.
 _FLOAT_FIELDS = tuple(f.name for f in fields(TrainingSettings) if f.type in ("float", "Optional[float]"))
+#: Those that hold one bool, likewise.
+_BOOL_FIELDS = tuple(f.name for f in fields(TrainingSettings) if f.type in ("bool", "Optional[bool]"))
 
 
 def check_weights(weights: Any, name: str = "weights", default: str = "None: the recipe's, RECIPE_OBJECTIVES") -> None:
