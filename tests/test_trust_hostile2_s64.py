@@ -153,3 +153,14 @@ def test_training_settings_take_numpy_bools_as_the_bools_they_are():
         uci.TrainingSettings(reconstruction_decoders=np.False_)
     with pytest.raises(gm.InvalidValueError, match=r"^reconstruction_subsets: got True, but weights gives no reconstruction"):
         uci.TrainingSettings(reconstruction_subsets=np.True_, weights={"contrastive": 1})
+
+
+def test_graph_made_without_arguments_says_how_graphs_are_made():
+    """``gm.Graph()`` (as a user would try for an empty graph, say for a
+    ``ModalGraph``) raised Python's "missing 1 required positional
+    argument: '_inner'", naming nothing the user typed; it says how graphs
+    are built now, as ``gm.Graph(5)`` did."""
+    for args in ((), (5,), (None,)):
+        with pytest.raises(TypeError, match=r"^Graph is built with Graph\.from_text/.*an empty graph: Graph\.from_text"):
+            gm.Graph(*args)
+    assert gm.Graph.from_text("").node_count == 0

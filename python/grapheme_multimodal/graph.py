@@ -76,10 +76,13 @@ class Graph:
 
     __slots__ = ("_g",)
 
-    def __init__(self, _inner: "_core.Graph") -> None:
+    def __init__(self, _inner: "Optional[_core.Graph]" = None) -> None:
+        # a default, so that gm.Graph() gets this message, not Python's "missing 1 required positional argument:
+        # '_inner'", a name the user never typed
         if not isinstance(_inner, _core.Graph):
             raise TypeError(
-                "Graph is built with Graph.from_text/from_image/from_sequence/from_edges/from_networkx(...)"
+                "Graph is built with Graph.from_text/from_image/from_sequence/from_edges/from_networkx(...) "
+                "(an empty graph: Graph.from_text(''))"
             )
         self._g = _inner
 
