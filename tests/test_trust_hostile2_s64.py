@@ -164,3 +164,31 @@ def test_graph_made_without_arguments_says_how_graphs_are_made():
         with pytest.raises(TypeError, match=r"^Graph is built with Graph\.from_text/.*an empty graph: Graph\.from_text"):
             gm.Graph(*args)
     assert gm.Graph.from_text("").node_count == 0
+
+
+_HUGE = 10**5000  # past Python's 4,300 digits, repr() and str() of it raise ValueError
+_SHOWN_HUGE = r"1\.000e\+5000 \(an int of 5001 digits\)"
+
+
+def test_ints_past_python_digit_limit_are_refused_in_the_package_words():
+    """An int past 4,300 digits raised Python's "Exceeds the limit (4300
+    digits) for integer string conversion" in the place of the message
+    that refuses it (or of a repr): the settings' repr, the model's
+    neighbour counts, a Batch's components size, hidden_features' layer,
+    an event's timestamp. The number is shown as the package shows such
+    ints now."""
+    assert "epochs=1.000e+5000 (an int of 5001 digits)" in repr(uci.TrainingSettings(epochs=_HUGE))
+    assert "encoder_hidden=(1.000e+5000 (an int of 5001 digits),)" in repr(uci.TrainingSettings(encoder_hidden=(_HUGE,)))
+    with pytest.raises(gm.InvalidValueError, match=rf"^fused_neighbors: expected an int in \[0, 2\*\*32\), got {_SHOWN_HUGE}"):
+        gm.LearnableMultiModal(fused_neighbors=_HUGE)
+    with pytest.raises(gm.InvalidValueError, match=rf"^neighborhood_neighbors: .*got {_SHOWN_HUGE}"):
+        uci.train(_views(), uci.TrainingSettings(**_SMALL, neighborhood_neighbors=_HUGE))
+    with pytest.raises(gm.InvalidValueError, match=rf"^components: expected a batch size >= 0 \(an int64\), got {_SHOWN_HUGE}"):
+        gm.Batch(components=(_HUGE, [None] * 7))
+    model = gm.LearnableMultiModal(embed_dim=8, hidden_dim=8, encoder_hidden=(4,))
+    with pytest.raises(gm.InvalidValueError, match=rf"^layer: expected an index .* got {_SHOWN_HUGE}"):
+        model.hidden_features({"visual": np.ones((1, 18))}, layer=_HUGE)
+    with pytest.raises(gm.InvalidValueError, match=rf"^timestamp: expected a finite number or None, got {_SHOWN_HUGE}"):
+        gm.MultiModalEvent(1, timestamp=_HUGE)
+    with pytest.warns(gm.EarlyStoppingSkippedWarning, match=rf"early stopping \(patience {_SHOWN_HUGE}\) is skipped"):
+        uci.train(_views(), uci.TrainingSettings(**{**_SMALL, "patience": _HUGE}))

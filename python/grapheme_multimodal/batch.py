@@ -15,7 +15,7 @@ import numpy as np
 from ._core import NUM_MODALITIES
 from ._portable import PortablePickle
 from ._validation import (
-    as_float32, as_real_array, check_flag, describe, exact_int, is_int, is_iterable, refuse_beyond_budget,
+    as_float32, as_real_array, check_flag, describe, exact_int, is_int, is_iterable, refuse_beyond_budget, shown_number,
 )
 from ._frames import named_inputs, refuse_unpaired_frames
 from .buffer import ExperienceBatch, ExperienceBuffer
@@ -283,7 +283,7 @@ def _components_size(size: Any, name: str) -> int:
         raise TypeError(f"{name}: expected the batch size first, an int, got {describe(size)}")
     size = exact_int(size)  # a 0-d array too: the int it holds
     if not 0 <= size < 2**63:
-        raise InvalidValueError(f"{name}: expected a batch size >= 0 (an int64), got {size}", name)
+        raise InvalidValueError(f"{name}: expected a batch size >= 0 (an int64), got {shown_number(size, str)}", name)
     return int(size)
 
 

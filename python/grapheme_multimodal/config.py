@@ -343,7 +343,7 @@ class LearnableMultiModalConfig:
                 raise wrong_type(name, "an int", k)
             k = exact_int(k)  # a 0-d array too: the int it holds
             if not 0 <= k < 2**32:
-                raise InvalidValueError(f"{name}: expected an int in [0, 2**32), got {k}", name)
+                raise InvalidValueError(f"{name}: expected an int in [0, 2**32), got {shown_number(k, str)}", name)
             object.__setattr__(self, name, int(k))
         share = as_finite_float(self.contrastive_neighbor_weight, "contrastive_neighbor_weight", lambda v: 0 <= v < 1,
                                 "a fraction in [0, 1) (the target mass of the neighbours)")

@@ -43,6 +43,7 @@ from ._validation import (
     refuse_beyond_budget,
     refuse_bools,
     refuse_float32_underflow_columns,
+    shown_number,
     sorted_names,
     unmasked,
     warn_precision_loss,
@@ -443,7 +444,7 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin, PortablePickle):
         if not -len(widths) <= layer < len(widths):
             raise InvalidValueError(
                 f"layer: expected an index into config.encoder_hidden = {widths} "
-                f"({-len(widths)} to {len(widths) - 1}), got {layer}", "layer")
+                f"({-len(widths)} to {len(widths) - 1}), got {shown_number(layer, str)}", "layer")
         return widths[layer]
 
     @reads

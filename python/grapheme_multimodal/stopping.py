@@ -27,7 +27,7 @@ from ._locking import call_fitting, call_metric, refuse_in_fit, uninterrupted, w
 from ._core import MODALITY_NAMES
 from ._validation import (
     INPUTS_MASKED_REMEDY, SPREAD_BELOW_FLOAT32, FloatLike, IntLike, as_real_array, check_model, counted, describe,
-    precision_checked, precision_scoped, refuse_beyond_budget, renamed,
+    precision_checked, precision_scoped, refuse_beyond_budget, renamed, shown_number,
 )
 from ._caller_warnings import warn_at_caller
 from ._frames import frame_columns, refuse_reordered_fitted_names
@@ -443,7 +443,7 @@ def _warn_stopping_skipped(n: int, validation_fraction: FloatLike, patience: int
     warn_at_caller(
         # counted: it said "of 1 rows"
         f"validation_fraction: {validation_fraction:g} of {counted(n, 'row')} holds out {held}, leaving {n - held} (at least 2 are "
-        f"needed on each side), so early stopping (patience {patience}) is skipped: {run} on all rows; "
+        f"needed on each side), so early stopping (patience {shown_number(patience, str)}) is skipped: {run} on all rows; "
         "expected a validation_fraction that holds out 2 rows or more (or patience=0)",
         EarlyStoppingSkippedWarning,  # the user's line, under precision_scoped's wrapper too
     )

@@ -415,7 +415,7 @@ def _timestamp(value: Any) -> Optional[float]:
     except OverflowError:  # an int past float64
         out = float("inf")
     if not np.isfinite(out):
-        raise InvalidValueError(f"timestamp: expected a finite number or None, got {value!r}", "timestamp")
+        raise InvalidValueError(f"timestamp: expected a finite number or None, got {shown_number(value)}", "timestamp")
     return out
 
 

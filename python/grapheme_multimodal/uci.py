@@ -299,6 +299,12 @@ class TrainingSettings:
             )
         self._check_neighborhood_and_encoder_objectives()
 
+    def __repr__(self) -> str:
+        # the dataclass's repr, but an int past 4,300 digits (epochs=10**5000, refused only when train runs) shown
+        # as shown_number shows it: repr() of it raised Python's ValueError in the repr's place
+        shown = ", ".join(f"{f.name}={_shown_field(getattr(self, f.name))}" for f in fields(self))
+        return f"{type(self).__name__}({shown})"
+
     def _plain_numbers(self) -> None:
         """The integer fields (and widths) given as numpy integers or 0-d
         integer arrays, as the Python ints they hold, the bool fields given
@@ -441,6 +447,14 @@ _INT_FIELDS = tuple(f.name for f in fields(TrainingSettings) if f.type in ("int"
 _FLOAT_FIELDS = tuple(f.name for f in fields(TrainingSettings) if f.type in ("float", "Optional[float]"))
 #: Those that hold one bool, likewise.
 _BOOL_FIELDS = tuple(f.name for f in fields(TrainingSettings) if f.type in ("bool", "Optional[bool]"))
+
+
+def _shown_field(value: Any) -> str:
+    """A field of :class:`TrainingSettings` as its repr shows it: ``repr``,
+    with the ints of it, a tuple's too, as :func:`shown_number` shows them."""
+    if type(value) is tuple:
+        return "(" + ", ".join(map(shown_number, value)) + ("," if len(value) == 1 else "") + ")"
+    return shown_number(value)
 
 
 def check_weights(weights: Any, name: str = "weights", default: str = "None: the recipe's, RECIPE_OBJECTIVES") -> None:
