@@ -192,3 +192,18 @@ def test_ints_past_python_digit_limit_are_refused_in_the_package_words():
         gm.MultiModalEvent(1, timestamp=_HUGE)
     with pytest.warns(gm.EarlyStoppingSkippedWarning, match=rf"early stopping \(patience {_SHOWN_HUGE}\) is skipped"):
         uci.train(_views(), uci.TrainingSettings(**{**_SMALL, "patience": _HUGE}))
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: gm.LearnableMultiModal(binder_kind=_HUGE), r"^binder_kind: expected one of \['additive', 'bilinear'\], got "),
+    (lambda: Modality.parse(-_HUGE), r"^modality: index -"),
+    (lambda: gm.LearnableMultiModal().encode({_HUGE: np.ones((1, 18))}), r"^inputs: index "),
+    (lambda: gm.set_num_threads(-_HUGE), r"^n: expected a positive number of threads, got -"),
+    (lambda: gm.CrossModalBinding(("visual", -_HUGE), ("linguistic", 0), 0.5), r"^source: expected a node index >= 0, got -"),
+    (lambda: gm.ExperienceBuffer(4).sample(-_HUGE), r"^batch_size: expected a positive int, got -"),
+])
+def test_more_ints_past_python_digit_limit_are_refused_in_the_package_words(call, message):
+    """The same, for a modality index, a thread count, a binding's node, a
+    sample's size and a choice given as a huge int."""
+    with pytest.raises(gm.InvalidValueError, match=message + _SHOWN_HUGE):
+        call()

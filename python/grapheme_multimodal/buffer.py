@@ -738,7 +738,7 @@ class ExperienceBuffer(PortablePickle):
         # a numpy uint64 would wrap in the size check below; a 0-d array is the int it holds
         batch_size = exact_int(batch_size)
         if batch_size <= 0:
-            raise InvalidValueError(f"batch_size: expected a positive int, got {batch_size!r}", "batch_size")
+            raise InvalidValueError(f"batch_size: expected a positive int, got {shown_number(batch_size)}", "batch_size")
         # "False" would be true: drawn with replacement, or by priority, without a word
         prioritized, replace = check_flag(prioritized, "prioritized"), check_flag(replace, "replace")
         # Checked even when uniform: sample(n, alpha=-1) or alpha="0.6" (prioritized=True forgotten) was a

@@ -334,7 +334,7 @@ class LearnableMultiModalConfig:
                               ("input_distance", INPUT_DISTANCES)):
             value = getattr(self, name)
             if not isinstance(value, str) or value not in choices:
-                shown = repr(str(value)) if isinstance(value, str) else repr(value)  # np.str_('x') as 'x'
+                shown = repr(str(value)) if isinstance(value, str) else shown_number(value)  # np.str_('x') as 'x'
                 raise InvalidValueError(f"{name}: expected one of {list(choices)}, got {shown}", name)
             object.__setattr__(self, name, str(value))  # numpy's str (read from an array) showed as np.str_('...')
         for name in ("fused_neighbors", "contrastive_neighbors", "neighborhood_neighbors"):

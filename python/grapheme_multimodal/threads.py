@@ -45,7 +45,7 @@ def set_num_threads(n: IntLike) -> None:
         raise InvalidTypeError(f"n: expected a positive int, got {type(n).__name__}", "n")
     n = exact_int(n)
     if n < 1:
-        raise InvalidValueError(f"n: expected a positive number of threads, got {n}", "n")
+        raise InvalidValueError(f"n: expected a positive number of threads, got {shown_number(n, str)}", "n")
     # the core takes an int64 (beyond it: OverflowError naming nothing) and clamps what it is given
     used = _core.set_num_threads(min(int(n), 2**63 - 1))
     if used != n:

@@ -102,7 +102,7 @@ class Modality(enum.Enum):
             value = exact_int(value)  # a 0-d array too: the int it holds
             if 0 <= value < len(cls):
                 return cls(value)
-            raise InvalidValueError(f"{arg}: index {value} is out of range; expected 0..6", arg)
+            raise InvalidValueError(f"{arg}: index {shown_number(value, str)} is out of range; expected 0..6", arg)
         raise TypeError(f"{arg}: expected a Modality, a name or an index, got {type(value).__name__}")
 
     def __str__(self) -> str:
@@ -219,7 +219,7 @@ def _endpoint(value: Any, name: str) -> Tuple[Modality, int]:
         raise InvalidTypeError(f"{name}: expected an int node index, got {node!r}", name)
     node = exact_int(node)  # a 0-d array too: the int it holds
     if node < 0:
-        raise InvalidValueError(f"{name}: expected a node index >= 0, got {node}", name)
+        raise InvalidValueError(f"{name}: expected a node index >= 0, got {shown_number(node, str)}", name)
     return (Modality.parse(mod, name), node)
 
 
