@@ -207,3 +207,29 @@ def test_more_ints_past_python_digit_limit_are_refused_in_the_package_words(call
     sample's size and a choice given as a huge int."""
     with pytest.raises(gm.InvalidValueError, match=message + _SHOWN_HUGE):
         call()
+
+
+def test_calls_taking_no_mask_say_nothing_of_one():
+    """``model.encoder.encode(modality, x)`` and ``uci.train``'s
+    ``validation`` take no mask, but their refusals spoke of one: a masked
+    array was told to "leave the rows out with mask=", and a NaN row was
+    "a row marked present". They say nothing of a mask now; the model's
+    own ``encode``, which takes one, still does."""
+    model = gm.LearnableMultiModal(embed_dim=8, hidden_dim=8, seed=0)
+    hidden = np.ma.masked_array(np.ones((1, 18)), mask=True)
+    nan_row = np.ones((2, 18))
+    nan_row[1, 3] = np.nan
+    with pytest.raises(gm.InvalidValueError, match=r"^x: a masked array .*\(pass its values: x\.filled") as caught:
+        model.encoder.encode("visual", hidden)
+    assert "mask=" not in str(caught.value)
+    with pytest.raises(gm.NonFiniteError, match=r"^x: contains a non-finite value \(NaN or inf\) at row 1; expected"):
+        model.encoder.encode("visual", nan_row)
+    with pytest.raises(gm.InvalidValueError, match=r"leave the rows out with mask="):
+        model.encode({"visual": hidden})
+    with pytest.raises(gm.NonFiniteError, match=r"at row 1 \(a row marked present\)"):
+        model.encode({"visual": nan_row})
+    views = _views()
+    validation = {**views, "visual": np.ma.masked_array(views["visual"], mask=np.eye(12, 5, dtype=bool))}
+    with pytest.raises(gm.InvalidValueError, match=r"^validation\['visual'\]: a masked array") as caught:
+        uci.train(views, uci.TrainingSettings(**_SMALL), validation=validation)
+    assert "mask=" not in str(caught.value)

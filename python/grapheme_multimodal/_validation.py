@@ -914,7 +914,7 @@ def as_float32(
     if type(x) is np.ndarray and x.dtype == np.float32 and x.flags.c_contiguous and x.flags.aligned:
         arr = x
     else:
-        real = as_real_array(x, name, INPUTS_MASKED_REMEDY if features else MASKED_REMEDY)
+        real = as_real_array(x, name, masked_inputs_remedy() if features else MASKED_REMEDY)
         refuse_beyond_memory(real, name, np.float32)
         if real.dtype.kind == "f" and real.dtype.itemsize > 4:  # only wider floats can overflow float32
             arr = float32_of_wide(real, name, present, per_column=True if features else None)
@@ -1154,6 +1154,14 @@ _R = TypeVar("_R")
 
 #: False inside a :func:`taking_no_mask` block: the caller takes no mask, and its refusals say nothing of one.
 MASK_TAKEN: "contextvars.ContextVar[bool]" = contextvars.ContextVar("_MASK_TAKEN", default=True)
+
+
+def masked_inputs_remedy() -> str:
+    """The remedy for a masked array of input rows: :data:`INPUTS_MASKED_REMEDY`,
+    or, in a :func:`taking_no_mask` scope, :data:`MASKED_REMEDY` (``uci.train``'s
+    validation views were told to "leave the rows out with mask=", an
+    argument train does not take)."""
+    return INPUTS_MASKED_REMEDY if MASK_TAKEN.get() else MASKED_REMEDY
 
 
 @contextlib.contextmanager

@@ -12,7 +12,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from ._validation import renamed
+from ._validation import call_taking_no_mask, renamed
 from .config import LearnableMultiModalConfig
 from .exceptions import GraphemeError
 from .model import LearnableMultiModal, ModalityKey
@@ -73,8 +73,8 @@ class ModalityEncoder(_ComponentView):
     def encode(self, modality: ModalityKey, x: Any) -> np.ndarray:
         """Unit embeddings ``[N, E]`` of ``x [N, d_m]`` (or a list of graphs)."""
         m = Modality.parse(modality)
-        try:
-            emb = self._model.encode({m: x})
+        try:  # this method takes no mask: its refusals say nothing of one ("a row marked present", "mask=")
+            emb = call_taking_no_mask(self._model.encode, {m: x})
         except (GraphemeError, TypeError) as err:  # the model's name for x, inputs['visual'], is not this call's
             raise renamed(err, {f"inputs[{str(m)!r}]": "x", "inputs": "x"}) from None
         return np.ascontiguousarray(emb[:, m.index])

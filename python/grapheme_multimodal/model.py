@@ -26,7 +26,6 @@ from ._locking import ModelLock, reads, uninterrupted, writes, writes_leaving_we
 from ._portable import PortablePickle, set_attributes, slot_names, slot_values
 from ._validation import (
     IntLike,
-    INPUTS_MASKED_REMEDY,
     MASK_TAKEN,
     SPREAD_BELOW_FLOAT32,
     as_float32,
@@ -38,6 +37,7 @@ from ._validation import (
     exact_int,
     is_int,
     is_masked_array,
+    masked_inputs_remedy,
     memory_budget,
     one_modality_rows_hint,
     refuse_beyond_budget,
@@ -1293,7 +1293,7 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin, PortablePickle):
                         refuse_reordered_fitted_columns(name, columns[i], value, i)
                 try:
                     if for_training:  # the user's numbers themselves, to compare with their cast
-                        value = as_real_array(value, name, INPUTS_MASKED_REMEDY)
+                        value = as_real_array(value, name, masked_inputs_remedy())
                     arrays[i] = as_float32(value, name, 2, (None, dim), present, features=True)
                 except ShapeError as exc:
                     hint = self._input_dims_hint(items)

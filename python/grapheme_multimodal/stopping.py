@@ -26,8 +26,9 @@ import numpy as np
 from ._locking import call_fitting, call_metric, refuse_in_fit, uninterrupted, waiting_from_metric
 from ._core import MODALITY_NAMES
 from ._validation import (
-    INPUTS_MASKED_REMEDY, SPREAD_BELOW_FLOAT32, FloatLike, IntLike, as_real_array, check_model, counted, describe,
-    precision_checked, precision_scoped, refuse_beyond_budget, renamed, shown_number,
+    SPREAD_BELOW_FLOAT32, FloatLike, IntLike, as_real_array, check_model, counted, describe,
+    masked_inputs_remedy, precision_checked, precision_scoped, refuse_beyond_budget, renamed,
+    shown_number,
 )
 from ._caller_warnings import warn_at_caller
 from ._frames import frame_columns, refuse_reordered_fitted_names
@@ -502,7 +503,7 @@ def _read_once(inputs: Mapping[Any, Any], mask: Any) -> Tuple[Dict[Any, Any], An
         if x is None or isinstance(x, np.ndarray) or is_graph_list(x) or hasattr(getattr(x, "index", None), "equals"):
             return x
         try:
-            return as_real_array(x, name, INPUTS_MASKED_REMEDY)
+            return as_real_array(x, name, masked_inputs_remedy())
         except (TypeError, ValueError):  # numpy's "dtype object" named neither a stray item nor the graphs
             refuse_stray_graphs(x, name)
             raise
