@@ -489,7 +489,8 @@ def train(
 ) -> LearnableMultiModal:
     """A model trained with :meth:`~LearnableMultiModal.fit` on ``inputs``
     (modality name → ``[N, d]``), every view present in every row before
-    dropout. Early stopping watches ``validation`` when given, else
+    dropout. Early stopping watches ``validation`` when given (views of
+    ``inputs``' modalities; another is refused, naming ``validation``), else
     ``settings.validation_fraction`` of ``inputs`` held out (none when too
     few rows: then all ``epochs`` run); the best epoch's weights are kept.
     When the held-out slice would be smaller than
