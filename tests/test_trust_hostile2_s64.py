@@ -233,3 +233,15 @@ def test_calls_taking_no_mask_say_nothing_of_one():
     with pytest.raises(gm.InvalidValueError, match=r"^validation\['visual'\]: a masked array") as caught:
         uci.train(views, uci.TrainingSettings(**_SMALL), validation=validation)
     assert "mask=" not in str(caught.value)
+
+
+def test_train_names_the_settings_weights_whose_sum_overflows():
+    """Weights whose weighted sum of the losses overflows float32
+    (``{"contrastive": 3e38}``, each one a float32) were refused by
+    ``uci.train`` naming ``objectives``, fit's argument, which neither train
+    nor its settings have (``fit_views`` said ``settings.weights``); train
+    names ``settings.weights`` now."""
+    settings = uci.TrainingSettings(**_SMALL, weights={"contrastive": 3e38})
+    with pytest.raises(gm.NonFiniteError, match=r"^settings\.weights: the weighted sum of the losses overflows") as caught:
+        uci.train(_views(), settings)
+    assert caught.value.arg == "settings.weights"

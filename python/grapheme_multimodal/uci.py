@@ -30,7 +30,7 @@ from ._validation import (
 from .config import _objective_names, _positive_int, _widths
 from .evaluation import EnsembleEmbedder, ModelEmbedder, view_modalities
 from .evaluation._embedders import check_views, view_names
-from .exceptions import GraphemeError, InvalidValueError, NonFiniteError, ShapeError
+from .exceptions import GraphemeError, InvalidValueError, ShapeError
 from .model import LearnableMultiModal
 from .objectives import all_zero_error, resolve_weights
 from .stopping import fit_with_stopping, folds_bytes, planned_folds
@@ -528,9 +528,11 @@ def train(
             standardize=standardize,
             progress=progress,
         )
-    except NonFiniteError as err:  # parameters grown past float32 named `parameters`, no argument of train's
-        raise grown_by_learning_rate(err, s.learning_rate, "settings.learning_rate",
-                                     "settings with a smaller learning_rate") from None
+    except (GraphemeError, TypeError) as err:  # fit's names for what train takes in its settings: parameters grown
+        # past float32 (named `parameters`) by the settings' learning_rate, and fit's `objectives`, the settings' weights
+        raise renamed(grown_by_learning_rate(err, s.learning_rate, "settings.learning_rate",
+                                             "settings with a smaller learning_rate"),
+                      {"objectives": "settings.weights"}) from None
     return model
 
 
