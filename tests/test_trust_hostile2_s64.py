@@ -245,3 +245,12 @@ def test_train_names_the_settings_weights_whose_sum_overflows():
     with pytest.raises(gm.NonFiniteError, match=r"^settings\.weights: the weighted sum of the losses overflows") as caught:
         uci.train(_views(), settings)
     assert caught.value.arg == "settings.weights"
+
+
+def test_train_refuses_empty_validation_by_its_own_words():
+    """``uci.train(..., validation={})`` was refused by fit as "no modality
+    was given; expected at least one array when validation_mask is None",
+    an argument train does not take."""
+    with pytest.raises(gm.InvalidValueError, match=r"^validation: expected None or at least one modality") as caught:
+        uci.train(_views(), uci.TrainingSettings(**_SMALL), validation={})
+    assert "validation_mask" not in str(caught.value)

@@ -537,10 +537,15 @@ def train(
 
 
 def _refuse_views_not_trained(validation: Mapping[Any, Any], inputs: Mapping[Any, Any]) -> None:
-    """Refuses a ``validation`` view whose modality ``inputs`` lacks: the
-    model has no encoder trained for it (fit refused one of the wrong width
-    by the model's ``input_dims``, no argument of :func:`train`, and took
-    one of the default width, measuring an encoder no row trained)."""
+    """Refuses ``validation`` without views (fit named it "when
+    validation_mask is None", an argument :func:`train` does not take), and
+    a view whose modality ``inputs`` lacks: the model has no encoder trained
+    for it (fit refused one of the wrong width by the model's
+    ``input_dims``, no argument of :func:`train`, and took one of the
+    default width, measuring an encoder no row trained)."""
+    if not validation:
+        raise InvalidValueError("validation: expected None or at least one modality -> [N, d] array, got an empty "
+                                "mapping", "validation")
     trained = {Modality.parse(m, "inputs") for m in inputs}
     for key in validation:
         m = Modality.parse(key, "validation")
