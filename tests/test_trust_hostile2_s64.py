@@ -254,3 +254,18 @@ def test_train_refuses_empty_validation_by_its_own_words():
     with pytest.raises(gm.InvalidValueError, match=r"^validation: expected None or at least one modality") as caught:
         uci.train(_views(), uci.TrainingSettings(**_SMALL), validation={})
     assert "validation_mask" not in str(caught.value)
+
+
+@pytest.mark.parametrize("n_views, error", [("2", TypeError), (True, TypeError), (2.5, TypeError), (0, ValueError),
+                                            (-1, ValueError)])
+def test_settings_monitor_checks_the_number_of_views(n_views, error):
+    """``TrainingSettings().monitor("2")`` raised Python's "'>=' not
+    supported between instances of 'str' and 'int'", and ``monitor(True)``,
+    ``monitor(-1)`` or ``monitor(2.5)`` were answered; the count is
+    checked now, by name (``stopping_options`` passes it on)."""
+    settings = uci.TrainingSettings()
+    with pytest.raises(error, match=r"^n_views: expected an int >= 1"):
+        settings.monitor(n_views)
+    with pytest.raises(error, match=r"^n_views: expected an int >= 1"):
+        settings.stopping_options(n_views)
+    assert settings.monitor(np.int64(2)) == "val_contrastive" and settings.monitor(1) == "val_total"

@@ -34,7 +34,7 @@ from .exceptions import GraphemeError, InvalidValueError, ShapeError
 from .model import LearnableMultiModal
 from .objectives import all_zero_error, resolve_weights
 from .stopping import fit_with_stopping, folds_bytes, planned_folds
-from .training import call_with_constant_rows_refused_as, grown_by_learning_rate, untrainable_objectives
+from .training import _check_int, call_with_constant_rows_refused_as, grown_by_learning_rate, untrainable_objectives
 from .types import Modality
 
 __all__ = [
@@ -437,6 +437,8 @@ class TrainingSettings:
         """What early stopping watches for ``n_views`` views: the validation
         contrastive loss, or the total when there is no view pair or the
         objectives leave contrastive out."""
+        # checked: "2" raised Python's "'>=' not supported", and True, -1 or 2.5 were answered
+        n_views = _check_int(n_views, "n_views", 1)
         return "val_contrastive" if n_views >= 2 and self.objectives.get("contrastive", 0) > 0 else "val_total"
 
 
