@@ -2030,12 +2030,16 @@ def _model_lines(model: "LearnableMultiModal") -> List[str]:
 # ------------------------------------------------------------------- helpers
 def _refuse_reordered_header(f: Any, models: Sequence[LearnableMultiModal]) -> None:
     """InvalidValueError naming the modality when the header of its CSV file
-    ``f`` names the columns a model of the checkpoint was trained on
-    (``train`` on a CSV file with a header keeps them) in another order, or
-    names some of them at other positions beside renamed ones (``b,a,x`` of
-    ``a,b,c``): columns are read by position, and the file was embedded as
-    other features, without a word. A header of other names only is read
+    ``f`` (or the schema of its ``.parquet`` file) names the columns a model
+    of the checkpoint was trained on (``train`` keeps them) in another
+    order, or names some of them at other positions beside renamed ones
+    (``b,a,x`` of ``a,b,c``): columns are read by position, and the file was
+    embedded as other features, without a word. Other names only are read
     by position."""
+    names = _what_names_columns(f.path)
+    # a Parquet file has no header: its names are in its schema
+    none_suits = ("no column order suits every member; a file without column names" if f.path.suffix.lower() == ".parquet"
+                  else "no header suits every member; a file without one")
     for j, model in enumerate(models):
         fitted = model.input_columns(f.modality)
         # which member, of an ensemble whose members were trained on other orders (save_ensemble refuses such
@@ -2047,7 +2051,7 @@ def _refuse_reordered_header(f: Any, models: Sequence[LearnableMultiModal]) -> N
             # was "has 7 columns but the checkpoint's encoder takes 6 (a checkpoint from a different config?)",
             # though the header said which column was new
             raise InvalidValueError(
-                f"{f.modality}: the header of {shown_name(f.path)} names the columns {who} was trained on "
+                f"{f.modality}: {names} names the columns {who} was trained on "
                 f"({_shown_header(fitted)}) and {_shown_header(extra)} beside them; expected only the columns it was "
                 f"trained on, in that order: {_shown_header(fitted)}", str(f.modality),
             )
@@ -2055,9 +2059,9 @@ def _refuse_reordered_header(f: Any, models: Sequence[LearnableMultiModal]) -> N
             clash = next((i for i, other in enumerate(models) if is_reordering(other.input_columns(f.modality), fitted)), None)
             note = "" if clash is None else (
                 f" (member {clash} was trained on them in the order {_shown_header(models[clash].input_columns(f.modality))}: "
-                "no header suits every member; a file without one is read by position)")
+                f"{none_suits} is read by position)")
             raise InvalidValueError(
-                f"{f.modality}: the header of {shown_name(f.path)} names the columns {who} was trained on in "
+                f"{f.modality}: {names} names the columns {who} was trained on in "
                 f"another order ({_shown_header(f.columns)}), and columns are read by position; expected them in the "
                 f"order it was trained on: {_shown_header(fitted)}{note}", str(f.modality),
             )
@@ -2066,11 +2070,18 @@ def _refuse_reordered_header(f: Any, models: Sequence[LearnableMultiModal]) -> N
             # some columns renamed, others swapped (b,a,x of a,b,c): read by position as wrongly as a reordering
             moved = shown_misplaced(f.columns, misplaced, "trained on", first=1, show=lambda name: _shown_header([name]))
             raise InvalidValueError(
-                f"{f.modality}: the header of {shown_name(f.path)} ({_shown_header(f.columns)}) names columns {who} "
+                f"{f.modality}: {names} ({_shown_header(f.columns)}) names columns {who} "
                 f"was trained on at other positions: {moved}; columns are read by position, so each would be read as "
                 f"another; expected them in the order it was trained on: {_shown_header(fitted)} (columns renamed "
                 "in place are read as the column they replace)", str(f.modality),
             )
+
+
+def _what_names_columns(path: Path) -> str:
+    """Where a modality file's column names are, in a message: a CSV file's
+    header, a ``.parquet`` file's schema (it has no header: "the header of
+    a.parquet" sent the user looking for a first row)."""
+    return f"the {'schema' if path.suffix.lower() == '.parquet' else 'header'} of {shown_name(path)}"
 
 
 def _shown_header(columns: Sequence[str]) -> str:

@@ -169,13 +169,14 @@ def read_modality_file(
             values, columns = _load_parquet(path, what)
             rows, present = _feature_rows_and_presence(values, what, notes)
             return ModalityFile(modality, path, rows, (), columns, present=present,
-                                warnings=_repeated_names_notes(what, columns) + _row_number_notes(what, rows, columns))
+                                warnings=_repeated_names_notes(what, columns, "schema")
+                                + _row_number_notes(what, rows, columns, present))
         elif suffix == ".csv":
             values, lines, header, columns = _read_numeric_csv_lines(path, csv_header, finite=True)
             what = f"{modality} ({shown_name(path)})"
             rows, present = _feature_rows_and_presence(values, what, notes, _row_and_line(lines))
             return ModalityFile(modality, path, rows, _numeric_header_notes(what, header), columns,
-                                warnings=_repeated_names_notes(what, columns) + _row_number_notes(what, rows, columns),
+                                warnings=_repeated_names_notes(what, columns) + _row_number_notes(what, rows, columns, present),
                                 present=present)
         else:
             known = ", ".join(ARRAY_SUFFIXES + TEXT_SUFFIXES)
@@ -185,7 +186,7 @@ def read_modality_file(
         row_shape = tuple(values.shape[1:]) if getattr(values, "ndim", 0) > 2 else None
         what = f"{modality} ({shown_name(path)})"
         rows, present = _feature_rows_and_presence(values, what, notes)
-        return ModalityFile(modality, path, rows, row_shape=row_shape, warnings=_row_number_notes(what, rows, None),
+        return ModalityFile(modality, path, rows, row_shape=row_shape, warnings=_row_number_notes(what, rows, None, present),
                             present=present)
     except MemoryError:
         raise TooLargeError(f"{modality}: {shown_name(path)} ({path.stat().st_size:,} bytes) does not fit in memory", str(modality)) from None
@@ -285,39 +286,48 @@ def _numeric_header_notes(what: str, header: Optional[Tuple[int, List[str]]]) ->
     )
 
 
-def _repeated_names_notes(what: str, columns: Optional[Tuple[str, ...]]) -> Tuple[str, ...]:
-    """A note when a CSV header names a column as another (``x,x``): the
-    columns are read (pandas reads them too, as ``x``, ``x.1``), but
-    ``embed``, which checks a header's names against the order the model
-    was trained on, cannot tell those columns apart, so a swap between them
-    went unnoticed without a word. Said by ``train`` and ``embed`` alike."""
+def _repeated_names_notes(what: str, columns: Optional[Tuple[str, ...]], source: str = "header") -> Tuple[str, ...]:
+    """A note when a CSV header (``source``: or a ``.parquet`` file's
+    ``"schema"``) names a column as another (``x,x``): the columns are read
+    (pandas reads them too, as ``x``, ``x.1``), but ``embed``, which checks
+    the names against the order the model was trained on, cannot tell
+    those columns apart, so a swap between them went unnoticed without a
+    word. Said by ``train`` and ``embed`` alike."""
     if columns is None or len(set(columns)) == len(columns):
         return ()
     repeated = repeated_names(columns)
     return (
-        f"{what}: the header repeats {'a name' if len(repeated) == 1 else 'names'} ({repeats_said(repeated, 'for columns')}), "
+        f"{what}: the {source} repeats {'a name' if len(repeated) == 1 else 'names'} ({repeats_said(repeated, 'for columns')}), "
         "so those columns are told apart by position only: embed, which checks a header's names against the order the "
         "checkpoint was trained on, cannot see them swapped; give each column a name of its own",
     )
 
 
-def _row_number_notes(what: str, rows: np.ndarray, columns: Optional[Tuple[str, ...]]) -> Tuple[str, ...]:
+def _row_number_notes(
+    what: str, rows: np.ndarray, columns: Optional[Tuple[str, ...]], present: Optional[np.ndarray] = None
+) -> Tuple[str, ...]:
     """A note when columns of ``rows`` hold consecutive integers row by row
     (``1001, 1002, ...``), as an id or a row index does: a CSV exported with
     its id column, or an array with its index, trained a model on the
-    event numbers as a feature without a word. Only the columns that
-    step by 1 from the first row to the second are read in full."""
-    if len(rows) < 3:
+    event numbers as a feature without a word. ``present``: the rows that
+    hold the modality (:func:`_feature_rows_and_presence`); a row missing
+    whole is passed over, its number still counted (a NaN among the first
+    rows kept the note from ever being said). Only the columns that step
+    from the first present row to the second as their row numbers do are
+    read in full."""
+    numbers = np.arange(len(rows)) if present is None else np.flatnonzero(present)
+    if len(numbers) < 3:
         return ()
-    first, step = rows[0], rows[1] - rows[0]
-    candidates = np.flatnonzero((step == 1) & (first == np.floor(first)))
-    counting = [int(j) for j in candidates if np.all(np.diff(rows[:, j]) == 1)]
+    first, second = rows[numbers[0]], rows[numbers[1]]
+    candidates = np.flatnonzero((second - first == numbers[1] - numbers[0]) & (first == np.floor(first)))
+    steps = np.diff(numbers)
+    counting = [int(j) for j in candidates if np.array_equal(np.diff(rows[numbers, j]), steps)]
     if not counting:
         return ()
     shown = ", ".join(f"{j} ({columns[j]!r})" if columns else str(j) for j in counting[:3]) + (", ..." if len(counting) > 3 else "")
     many = len(counting) > 1
     j = counting[0]
-    span = "" if many else f" ({rows[0, j]:g} to {rows[-1, j]:g})"
+    span = "" if many else f" ({rows[numbers[0], j]:g} to {rows[numbers[-1], j]:g})"
     return (
         f"{what}: column{'s' * many} {shown} of {rows.shape[1]} {'hold' if many else 'holds'} consecutive integers row "
         f"by row{span}, as an id or a row index does, and {'are' if many else 'is'} read as a feature; if "
@@ -776,7 +786,9 @@ def _load_parquet(path: Path, what: str) -> Tuple[np.ndarray, Tuple[str, ...]]:
         raise ModuleNotFoundError(f"{what}: reading a .parquet file needs pyarrow: pip install pyarrow", name="pyarrow") from None
     with _open_regular(path) as f:  # not by name: see _open_regular
         try:
-            table = pq.read_table(f)
+            # not pq.read_table: its dataset scan refused columns named alike ("Multiple matches for FieldRef"),
+            # said as a file not readable; they are read, as a CSV header's, and warned of
+            table = pq.ParquetFile(f).read()
         except (pa.ArrowException, OSError, ValueError) as exc:
             raise InvalidValueError(f"{shown_name(path)}: not a readable .parquet file ({exc})", str(path)) from None
     index = _pandas_index_columns(table.schema)

@@ -1,0 +1,134 @@
+"""A hostile check of the code that landed in s64 (events lacking a modality
+in ``grapheme-mm train``/``embed``, ``.parquet`` input, ``view_sizes``).
+Each test says what a user saw before the fix."""
+
+import re
+
+import numpy as np
+import pytest
+
+import grapheme_multimodal as gm
+from grapheme_multimodal.files import read_modality_file
+from test_cli_missing_s64 import SMALL, run, views
+
+
+def write_parquet(path, columns):
+    """``columns`` (name → values, NaN written as null) as a Parquet file, the
+    names as given (repeated ones too, as Arrow writes them)."""
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    arrays = [pa.array(np.asarray(x, np.float64), mask=np.isnan(np.asarray(x, np.float64))) for _, x in columns]
+    pq.write_table(pa.Table.from_arrays(arrays, names=[name for name, _ in columns]), path)
+    return path
+
+
+# ------------------------------------------------------------- .parquet: its names are in its schema
+def test_embed_names_a_parquet_files_schema_not_a_header_when_its_columns_are_not_the_trained_ones(tmp_path, capsys):
+    """Was "auditory: the header of a.parquet names the columns the
+    checkpoint was trained on in another order": a Parquet file has no
+    header row, and the user looked for one. The three refusals (another
+    order, a column beside them, names at other positions) name its schema;
+    a CSV file's stays its header."""
+    visual, auditory = views()
+    np.save(tmp_path / "v.npy", visual)
+    write_parquet(tmp_path / "a.parquet", [("p", auditory[:, 0]), ("q", auditory[:, 1])])
+    files = ["-m", f"visual={tmp_path / 'v.npy'}", "-m", f"auditory={tmp_path / 'a.parquet'}"]
+    code, _, err = run(capsys, "train", *files, *SMALL, "-o", tmp_path / "m.safetensors")
+    assert code == 0, err
+    refused = {
+        "swapped": ([("q", auditory[:, 1]), ("p", auditory[:, 0])], "names the columns the checkpoint was trained on in "
+                    "another order (q,p)"),
+        "extra": ([("p", auditory[:, 0]), ("q", auditory[:, 1]), ("r", auditory[:, 1])],
+                  "names the columns the checkpoint was trained on (p,q) and r beside them"),
+        "moved": ([("q", auditory[:, 0]), ("x", auditory[:, 1])], "(q,x) names columns the checkpoint was trained on at "
+                  "other positions"),
+    }
+    for name, (columns, said) in refused.items():
+        path = write_parquet(tmp_path / f"{name}.parquet", columns)
+        code, _, err = run(capsys, "embed", tmp_path / "m.safetensors", "-m", f"visual={tmp_path / 'v.npy'}",
+                           "-m", f"auditory={path}", "-o", tmp_path / "f.npy")
+        assert code == 2 and not (tmp_path / "f.npy").exists(), name
+        assert err.startswith(f"grapheme-mm: error: auditory: the schema of {path} {said}"), err
+        assert "header" not in err, err
+    (tmp_path / "a.csv").write_text("q,p\n" + "\n".join(f"{b!r},{a!r}" for a, b in auditory.tolist()) + "\n")
+    code, _, err = run(capsys, "embed", tmp_path / "m.safetensors", "-m", f"visual={tmp_path / 'v.npy'}",
+                       "-m", f"auditory={tmp_path / 'a.csv'}", "-o", tmp_path / "f.npy")
+    assert code == 2 and f"auditory: the header of {tmp_path / 'a.csv'} names the columns" in err, err
+
+
+def test_an_ensemble_trained_on_two_orders_of_a_parquet_files_columns_says_no_order_suits_every_member(tmp_path, capsys):
+    """The note of an ensemble whose members were trained on the columns in
+    two orders (a file saved before save_ensemble refused such members)
+    said "no header suits every member; a file without one" of a Parquet
+    file, which has no header."""
+    from grapheme_multimodal.checkpoint import checkpoint_state
+    from grapheme_multimodal.ensemble import ENSEMBLE_FORMAT
+    from grapheme_multimodal.io import write_tagged_safetensors
+
+    visual, auditory = views()
+    np.save(tmp_path / "v.npy", visual)
+    tensors, metas = {}, []
+    for j, columns in enumerate(([("p", auditory[:, 0]), ("q", auditory[:, 1])],
+                                 [("q", auditory[:, 1]), ("p", auditory[:, 0])])):
+        path = write_parquet(tmp_path / f"a{j}.parquet", columns)
+        code, _, err = run(capsys, "train", "-m", f"visual={tmp_path / 'v.npy'}", "-m", f"auditory={path}", *SMALL,
+                           "-o", tmp_path / f"m{j}.safetensors")
+        assert code == 0, err
+        state, meta = checkpoint_state(gm.LearnableMultiModal.load(tmp_path / f"m{j}.safetensors"), False)
+        tensors.update({f"member/{j}/{k}": v for k, v in state.items()})
+        metas.append(meta)
+    write_tagged_safetensors(tmp_path / "e.gme", tensors, ENSEMBLE_FORMAT,
+                             {"library_version": metas[0]["library_version"], "members": metas})
+    code, _, err = run(capsys, "embed", tmp_path / "e.gme", "-m", f"visual={tmp_path / 'v.npy'}",
+                       "-m", f"auditory={tmp_path / 'a0.parquet'}", "-o", tmp_path / "f.npy")
+    assert code == 2 and f"the schema of {tmp_path / 'a0.parquet'} names the columns member 1" in err, err
+    assert "(member 0 was trained on them in the order p,q: no column order suits every member; a file without column " \
+           "names is read by position)" in err, err
+
+
+def test_a_parquet_file_whose_columns_share_a_name_is_read_with_the_warning_a_csv_header_gets(tmp_path):
+    """Was "a.parquet: not a readable .parquet file (Multiple matches for
+    FieldRef.Name(a) in a: double / a: double / __fragment_index: int32 /
+    ..."), six lines of Arrow's dataset scanner naming its own columns: the
+    file was readable (Arrow, pandas and polars write such files). Read now,
+    the repetition warned of, as a CSV header's."""
+    path = write_parquet(tmp_path / "a.parquet", [("a", [1.0, 2.5, np.nan]), ("a", [3.0, 1.0, np.nan]),
+                                                   ("b", [0.5, 0.25, np.nan])])
+    read = read_modality_file("auditory", path)
+    assert read.columns == ("a", "a", "b")
+    assert read.present.tolist() == [True, True, False]
+    np.testing.assert_array_equal(read.values[:2], [[1.0, 3.0, 0.5], [2.5, 1.0, 0.25]])
+    assert read.warnings == (
+        f"auditory ({path}): the schema repeats a name ('a' for columns 0 and 1), so those columns are told apart by "
+        "position only: embed, which checks a header's names against the order the checkpoint was trained on, cannot "
+        "see them swapped; give each column a name of its own",)
+
+
+# ------------------------------------------------------------- rows missing whole
+@pytest.mark.parametrize("missing", [0, 1, 3])
+def test_an_id_column_is_warned_of_when_a_row_among_the_first_is_missing_whole(tmp_path, missing):
+    """An id column (1001, 1002, ...) exported beside the features is warned
+    of; a row missing whole among the first two (NaN in the id column too,
+    as pandas writes an event without the modality) made the step from the
+    first row to the second NaN, and the warning was never said: the model
+    trained on the event numbers as a feature without a word. The row
+    numbers of the rows present are counted, so ids that skip the missing
+    row are still ids; a column whose values do not follow the row numbers
+    is no id."""
+    rows = np.column_stack([1001 + np.arange(6.0), np.linspace(0.1, 0.9, 6)])
+    rows[missing] = np.nan
+    (tmp_path / "a.csv").write_text("id,x\n" + "\n".join(",".join("" if np.isnan(v) else repr(float(v)) for v in row)
+                                                        for row in rows) + "\n")
+    np.save(tmp_path / "a.npy", rows)
+    for name, shown in (("a.csv", "0 ('id')"), ("a.npy", "0")):
+        read = read_modality_file("auditory", tmp_path / name)
+        assert read.present.tolist() == [i != missing for i in range(6)]
+        assert read.warnings == (
+            f"auditory ({tmp_path / name}): column {shown} of 2 holds consecutive integers row by row "
+            f"({1001 + (missing == 0)} to 1006), as an id or a row index does, and is read as a feature; if it "
+            "is an id, leave it out of the file (row i of every file is event i already)",), name
+    shuffled = rows.copy()
+    shuffled[[2, 4], 0] = shuffled[[4, 2], 0]  # present rows out of order: no id
+    np.save(tmp_path / "b.npy", shuffled)
+    assert read_modality_file("auditory", tmp_path / "b.npy").warnings == ()
