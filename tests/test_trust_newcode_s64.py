@@ -132,3 +132,33 @@ def test_an_id_column_is_warned_of_when_a_row_among_the_first_is_missing_whole(t
     shuffled[[2, 4], 0] = shuffled[[4, 2], 0]  # present rows out of order: no id
     np.save(tmp_path / "b.npy", shuffled)
     assert read_modality_file("auditory", tmp_path / "b.npy").warnings == ()
+
+
+# ------------------------------------------------------------- view_sizes
+def test_view_sizes_given_an_arrays_rows_as_a_list_says_to_stack_them_as_rows_not_hstack():
+    """``list(X)`` (a 2-D array's rows, as iterating it gives) with
+    ``view_sizes`` was "got a list of 40 views ...: give one array (e.g.
+    np.hstack(Xs))": 1-D arrays are no views, and np.hstack made the rows
+    one row of every value, which fit then refused as 1-D. It says which
+    they are taken for and the call for each, in fit and in transform."""
+    pytest.importorskip("sklearn")
+    from grapheme_multimodal.sklearn import MultimodalEmbedder
+
+    X = np.random.default_rng(0).normal(size=(12, 5))
+    said = (r"^Xs: got a list of 12 1-D arrays, {}view_sizes=\[2, 3\]; expected one 2-D array of 5 columns, the views "
+            r"side by side: np\.asarray\(Xs\) if they are its rows, np\.column_stack\(Xs\) if each is a column, or drop "
+            r"view_sizes{}$")
+    estimator = MultimodalEmbedder(view_sizes=[2, 3], embed_dim=4, hidden_dim=4, num_heads=1, epochs=1,
+                                   validation_fraction=0.0, patience=0)
+    with pytest.raises(gm.InvalidValueError, match=said.format("", "")):
+        estimator.fit(list(X))
+    assert not hasattr(estimator, "model_")
+    estimator.fit(np.asarray(list(X)))
+    before = estimator.transform(X)
+    with pytest.raises(gm.InvalidValueError, match=said.format("fitted with ", " and fit again")):
+        estimator.transform(list(X))
+    np.testing.assert_array_equal(estimator.transform(X), before)
+    # a list of [n, d] views is still said to be views
+    with pytest.raises(gm.InvalidValueError, match=r"got a list of 2 views, fitted with view_sizes=\[2, 3\]; .*"
+                                                   r"give one array \(e\.g\. np\.hstack\(Xs\)\)"):
+        estimator.transform([X[:, :2], X[:, 2:]])

@@ -1062,17 +1062,22 @@ def _refuse_views_beside_sizes(Xs: Any, sizes: Tuple[int, ...], fitted: bool) ->
     """InvalidValueError for several views (a list of arrays, or a 3-D array)
     given to an estimator whose ``view_sizes`` cut one array into views
     (``fitted``: in ``transform``, which cuts by the sizes ``fit`` read)."""
+    remedy = "give one array (e.g. np.hstack(Xs)) or drop view_sizes"
     if isinstance(Xs, np.ndarray) and Xs.ndim == 3:
         given = f"a 3-D array of {len(Xs)} views {Xs.shape}"
     elif isinstance(Xs, (list, tuple)) and any(hasattr(x, "shape") for x in Xs):
         given = f"a {type(Xs).__name__} of {len(Xs)} views"
+        if all(len(x.shape) == 1 for x in Xs if hasattr(x, "shape")):
+            # list(X), a 2-D array's rows: np.hstack(Xs) made them one row of every value
+            given = f"a {type(Xs).__name__} of {len(Xs)} 1-D arrays"
+            remedy = "np.asarray(Xs) if they are its rows, np.column_stack(Xs) if each is a column, or drop view_sizes"
     else:
         return
     setting = f"fitted with view_sizes={list(sizes)}" if fitted else f"view_sizes={list(sizes)}"
     refit = " and fit again" if fitted else ""
     raise InvalidValueError(
         f"Xs: got {given}, {setting}; expected one 2-D array of {sum(sizes)} columns, the views side by side: "
-        f"give one array (e.g. np.hstack(Xs)) or drop view_sizes{refit}", "Xs")
+        f"{remedy}{refit}", "Xs")
 
 
 def _column_blocks(sizes: Tuple[int, ...]) -> List[slice]:
