@@ -315,13 +315,16 @@ def _row_number_notes(
     rows kept the note from ever being said). Only the columns that step
     from the first present row to the second as their row numbers do are
     read in full."""
-    numbers = np.arange(len(rows)) if present is None else np.flatnonzero(present)
+    numbers = range(len(rows)) if present is None else np.flatnonzero(present)
     if len(numbers) < 3:
         return ()
     first, second = rows[numbers[0]], rows[numbers[1]]
     candidates = np.flatnonzero((second - first == numbers[1] - numbers[0]) & (first == np.floor(first)))
-    steps = np.diff(numbers)
-    counting = [int(j) for j in candidates if np.array_equal(np.diff(rows[numbers, j]), steps)]
+    if present is None:  # no index array nor copy of a column: a file of every row pays as before
+        counting = [int(j) for j in candidates if np.all(np.diff(rows[:, j]) == 1)]
+    else:
+        steps = np.diff(numbers)
+        counting = [int(j) for j in candidates if np.array_equal(np.diff(rows[numbers, j]), steps)]
     if not counting:
         return ()
     shown = ", ".join(f"{j} ({columns[j]!r})" if columns else str(j) for j in counting[:3]) + (", ..." if len(counting) > 3 else "")
