@@ -140,7 +140,8 @@ def test_view_sizes_given_an_arrays_rows_as_a_list_says_to_stack_them_as_rows_no
     ``view_sizes`` was "got a list of 40 views ...: give one array (e.g.
     np.hstack(Xs))": 1-D arrays are no views, and np.hstack made the rows
     one row of every value, which fit then refused as 1-D. It says which
-    they are taken for and the call for each, in fit and in transform."""
+    they are taken for and the call for each, in fit and in transform.
+    ``[X]`` was "a list of 1 views"."""
     pytest.importorskip("sklearn")
     from grapheme_multimodal.sklearn import MultimodalEmbedder
 
@@ -158,10 +159,11 @@ def test_view_sizes_given_an_arrays_rows_as_a_list_says_to_stack_them_as_rows_no
     with pytest.raises(gm.InvalidValueError, match=said.format("fitted with ", " and fit again")):
         estimator.transform(list(X))
     np.testing.assert_array_equal(estimator.transform(X), before)
-    # a list of [n, d] views is still said to be views
-    with pytest.raises(gm.InvalidValueError, match=r"got a list of 2 views, fitted with view_sizes=\[2, 3\]; .*"
-                                                   r"give one array \(e\.g\. np\.hstack\(Xs\)\)"):
-        estimator.transform([X[:, :2], X[:, 2:]])
+    # a list of [n, d] views is still said to be views ("a list of 1 views" of [X])
+    for views, count in (([X[:, :2], X[:, 2:]], "2 views"), ([X], "1 view")):
+        with pytest.raises(gm.InvalidValueError, match=rf"got a list of {count}, fitted with view_sizes=\[2, 3\]; .*"
+                                                       r"give one array \(e\.g\. np\.hstack\(Xs\)\)"):
+            estimator.transform(views)
 
 
 # ------------------------------------------------------------- train --workers: the mask goes to Ray too

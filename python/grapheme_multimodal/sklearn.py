@@ -49,7 +49,7 @@ from ._core import NUM_MODALITIES
 from ._locking import ForkedMidChange, ModelLock, uninterrupted
 from ._parallel import resolve_n_jobs, run_tasks, shared_snapshot
 from ._validation import (
-    IntLike, FLOAT32_MAX, as_float32, as_seed, describe, exact_int, is_int, is_iterable, is_masked_array,
+    IntLike, FLOAT32_MAX, as_float32, as_seed, counted, describe, exact_int, is_int, is_iterable, is_masked_array,
     non_finite_message, over_float64, call_in_precision_scope, refuse_beyond_memory, refuse_graph_rows,
     refuse_networkx_graphs, refuse_structured, renamed, shown_int, warn_precision_loss,
 )
@@ -1066,10 +1066,10 @@ def _refuse_views_beside_sizes(Xs: Any, sizes: Tuple[int, ...], fitted: bool) ->
     if isinstance(Xs, np.ndarray) and Xs.ndim == 3:
         given = f"a 3-D array of {len(Xs)} views {Xs.shape}"
     elif isinstance(Xs, (list, tuple)) and any(hasattr(x, "shape") for x in Xs):
-        given = f"a {type(Xs).__name__} of {len(Xs)} views"
+        given = f"a {type(Xs).__name__} of {counted(len(Xs), 'view')}"  # [X]: "a list of 1 views"
         if all(len(x.shape) == 1 for x in Xs if hasattr(x, "shape")):
             # list(X), a 2-D array's rows: np.hstack(Xs) made them one row of every value
-            given = f"a {type(Xs).__name__} of {len(Xs)} 1-D arrays"
+            given = f"a {type(Xs).__name__} of {counted(len(Xs), '1-D array')}"
             remedy = "np.asarray(Xs) if they are its rows, np.column_stack(Xs) if each is a column, or drop view_sizes"
     else:
         return
