@@ -188,3 +188,24 @@ def test_train_on_ray_with_one_worker_trains_the_model_of_train_in_process_on_ev
     assert same_weights(local, remote)
     mean, _ = remote.normalization("auditory")  # learned from the rows that hold it
     np.testing.assert_allclose(mean, np.nanmean(auditory.astype(np.float32), axis=0), rtol=1e-5)
+
+
+def test_train_refusing_validation_folds_that_cannot_be_measured_names_its_flag_not_fits_patience(tmp_path, capsys):
+    """Events lacking a modality make validation folds where no two rows hold
+    the same pair of modalities (a modality in one row), which early
+    stopping cannot measure: train, with its default stopping, said
+    "expected ... or patience=0 (no early stopping)", an argument of
+    fit_with_stopping the user never typed. It names --early-stopping 0,
+    and that flag trains."""
+    visual, auditory = views(missing_visual=(), missing_auditory=range(1, 24))
+    np.save(tmp_path / "v.npy", visual)
+    np.save(tmp_path / "a.npy", auditory)
+    files = ["-m", f"visual={tmp_path / 'v.npy'}", "-m", f"auditory={tmp_path / 'a.npy'}"]
+    stopping = [arg for arg in SMALL if arg not in ("--validation-split", "0")]
+    code, _, err = run(capsys, "train", *files, *stopping, "-o", tmp_path / "m.safetensors")
+    assert code == 2 and not (tmp_path / "m.safetensors").exists()
+    assert "no two rows hold the same pair of modalities" in err and "patience" not in err, err
+    assert err.endswith("; expected at least 2 rows holding the same two modalities among them, or --early-stopping 0 "
+                        "(no early stopping)\n"), err
+    code, _, err = run(capsys, "train", *files, *stopping, "--early-stopping", "0", "-o", tmp_path / "m.safetensors")
+    assert code == 0, err

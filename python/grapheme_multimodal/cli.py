@@ -1162,6 +1162,9 @@ def _named_by_flags() -> Iterator[None]:
         # (``--embed-dim 64``); names without an underscore (``weights``) may be plain words
         text = re.sub(r"(?<![-\w'])([a-z]+_[a-z_]+)(=?)",
                       lambda m: (flags[m[1]] + (" " if m[2] else "")) if m[1] in flags else m[0], str(err))
+        # early stopping's remedy, "or patience=0": fit_with_stopping's argument, --early-stopping here (a validation
+        # fold of rows that lack a modality, which train takes now, is refused so)
+        text = re.sub(r"(?<![-\w'])patience=0\b", "--early-stopping 0", text)
         if text != str(err):
             err = type(err)(text, err.arg) if isinstance(err, GraphemeError) else type(err)(text)
         raise err from None
