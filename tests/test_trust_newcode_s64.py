@@ -209,3 +209,35 @@ def test_train_refusing_validation_folds_that_cannot_be_measured_names_its_flag_
                         "(no early stopping)\n"), err
     code, _, err = run(capsys, "train", *files, *stopping, "--early-stopping", "0", "-o", tmp_path / "m.safetensors")
     assert code == 0, err
+
+
+def test_a_cross_validation_fold_holding_a_modality_in_one_row_is_refused_by_the_folds_name(tmp_path, capsys):
+    """A fold whose held-out rows hold a modality in one row only (events
+    lacking every modality elsewhere) was refused by that fold's fit, after
+    the folds before it had trained, as "validation: only 1 row holds a
+    modality; ...": fit's argument, which neither train (--cv-folds) nor
+    MultimodalEmbedder (cv_folds) has. Refused before any training, naming
+    the fold and the folds' setting, the model untouched."""
+    pytest.importorskip("sklearn")
+    from grapheme_multimodal.sklearn import MultimodalEmbedder
+
+    rng = np.random.default_rng(0)
+    visual, auditory = rng.normal(size=(40, 3)), rng.normal(size=(40, 2))
+    empty = np.ones(40, bool)
+    empty[[3, 7, 11, 15, 16, 21, 22, 32, 36, 39]] = False  # fold 3 of 4 (seed 1) holds out one of these only
+    visual[empty], auditory[empty] = np.nan, np.nan
+    said = (r"cv_folds: fold 3 of the 4 cross-validation folds holds out 10 rows: only 1 row holds a modality; .* so "
+            r"monitor 'val_contrastive' would be 0 every epoch; expected at least 2 rows holding a modality among them: "
+            r"fewer folds, or fewer rows without any modality$")
+    estimator = MultimodalEmbedder(embed_dim=8, hidden_dim=8, num_heads=2, encoder_hidden=(16,), epochs=2, batch_size=8,
+                                   random_state=1, cv_folds=4, patience=1)
+    with pytest.raises(gm.InvalidValueError, match="^" + said) as err:
+        estimator.fit([visual, auditory])
+    assert err.value.arg == "cv_folds" and not hasattr(estimator, "model_")
+    np.save(tmp_path / "v.npy", visual)
+    np.save(tmp_path / "a.npy", auditory)
+    small = [arg for arg in SMALL if arg not in ("--validation-split", "0")]
+    code, _, err = run(capsys, "train", "-m", f"visual={tmp_path / 'v.npy'}", "-m", f"auditory={tmp_path / 'a.npy'}",
+                       *small, "--seed", "1", "--cv-folds", "4", "--early-stopping", "1", "-o", tmp_path / "m.safetensors")
+    assert code == 2 and not (tmp_path / "m.safetensors").exists()
+    assert re.match("^grapheme-mm: error: --" + said.replace("cv_folds", "cv-folds", 1), err), err

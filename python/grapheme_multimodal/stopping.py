@@ -30,7 +30,7 @@ from ._validation import (
     masked_inputs_remedy, precision_checked, precision_scoped, refuse_beyond_budget, renamed,
     shown_number,
 )
-from ._caller_warnings import warn_at_caller
+from ._caller_warnings import holding_warnings, warn_at_caller
 from ._frames import frame_columns, refuse_reordered_fitted_names
 from .exceptions import EarlyStoppingSkippedWarning, GraphemeError, InvalidValueError, NonFiniteError, ShapeError
 from .graph import is_graph_list, refuse_stray_graphs
@@ -269,6 +269,8 @@ def fit_with_stopping(
             f"validation_fraction: the {len(rows)} rows held out hold no modality, so every validation loss would be 0 "
             "every epoch; expected another validation_fraction, or fewer rows without any modality", "validation_fraction",
         )
+    for i, rows in enumerate(held_out if k and not data.has_fused else ()):  # fused: fit weighs seed_consistency too
+        _refuse_fold_of_one_present_row(weights, present[rows], monitor, i, k, data.has_inputs)
     if patience and epochs > 0:  # named here: fit would blame a `validation` the caller never gave
         what = (f"validation_fraction: the {len(val_rows)} rows held out to stop on" if k == 0
                 else f"validation_fraction: the rows each of the {k} cross-validation folds holds out")
@@ -583,6 +585,25 @@ def _refuse_splits_standardising_to_zero(
         why = (f"all alike (the same {names} values in each); standardize=True learns each modality's mean from them, "
                "so every standardised input is 0 and nothing can be learned")
         raise _split_leaves(i, k, n, rows, why, "rows that differ", ", more rows that differ, or standardize=False")
+
+
+def _refuse_fold_of_one_present_row(weights: Mapping[str, float], present: np.ndarray, monitor: str, i: int,
+                                    k: int, has_inputs: bool) -> None:
+    """Refuses fold ``i`` of ``k`` whose held-out rows (``present``: their
+    modalities) hold a modality in one row only, when its fit would refuse
+    them for leaving ``monitor`` at 0 (one row, as one row of training data
+    is): refused there, after the folds before it had trained, it was named
+    as fit's ``validation``, an argument the caller never gave (nor train's
+    command line). Said by the folds' name, ``cv_folds``."""
+    if np.count_nonzero(present.any(axis=1)) != 1:
+        return
+    what = f"cv_folds: fold {i + 1} of the {k} cross-validation folds holds out {len(present)} rows"
+    try:
+        # only the refusal: the fold's fit says its own warning of a single row, as ever
+        with holding_warnings(dropped=(UserWarning,), hold=False):
+            check_validation_measures(weights, present, monitor, what, "cv_folds", False, has_inputs=has_inputs)
+    except InvalidValueError as err:
+        raise InvalidValueError(f"{err} among them: fewer folds, or fewer rows without any modality", "cv_folds") from None
 
 
 def _split_leaves(i: int, k: int, n: int, rows: np.ndarray, what: str, keeps: str, remedy: str) -> InvalidValueError:
