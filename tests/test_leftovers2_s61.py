@@ -118,7 +118,8 @@ def test_the_command_line_says_an_unreadable_thread_setting_as_its_one_line_warn
 @pytest.mark.parametrize("env, said", [
     ({"RAYON_NUM_THREADS": "abc"}, ["RAYON_NUM_THREADS='abc' is not an int >= 0"]),
     ({"RAYON_NUM_THREADS": "-1"}, ["RAYON_NUM_THREADS='-1' is not an int >= 0"]),
-    ({"RAYON_NUM_THREADS": str(2**64)}, [f"RAYON_NUM_THREADS='{2**64}' is not an int >= 0"]),
+    # a count, but past what the library reads: said so, not "not an int"
+    ({"RAYON_NUM_THREADS": str(2**64)}, [f"RAYON_NUM_THREADS='{2**64}' is a count beyond 2**64 - 1 (the largest the library reads)"]),
     ({"RAYON_NUM_THREADS": "0"}, []),  # Rayon's own way to say "the CPUs", as the library reads it
     ({"RAYON_NUM_THREADS": " +3 "}, []),
     # a character str.strip() takes off but Rust's trim keeps: the core passes over it, and it was said to be read

@@ -66,14 +66,14 @@ def _unreadable_thread_settings() -> Dict[str, str]:
     if value is not None and value.strip(_RUST_WHITESPACE):  # blank: `GRAPHEME_MM_NUM_THREADS= cmd`, the shell's way to unset it
         # a count of 2**64 or more is a positive int (and a larger one below it is clamped): "not a positive int" was false
         # (no int() of the digits: past 4,300 of them Python raised ValueError, and the import failed)
-        what = ("is a count beyond 2**64 - 1, the largest the core reads (a larger count below it is clamped to 4 "
+        what = ("is a count beyond 2**64 - 1 (the largest the core reads; a larger count below it is clamped to 4 "
                 "threads per CPU)" if _digits(value).lstrip("+0") else "is not a positive int")
         said["GRAPHEME_MM_NUM_THREADS"] = (
             f"GRAPHEME_MM_NUM_THREADS={value!r} {what} and is ignored; expected e.g. "
             "GRAPHEME_MM_NUM_THREADS=4 (RAYON_NUM_THREADS, else the number of CPUs, applies instead)")
     rayon = os.environ.get("RAYON_NUM_THREADS")
     if rayon is not None and rayon.strip(_RUST_WHITESPACE) and not _readable(rayon, lambda n: n >= 0):
-        what = "is a count beyond 2**64 - 1, the largest the library reads" if _digits(rayon) else "is not an int >= 0"
+        what = "is a count beyond 2**64 - 1 (the largest the library reads)" if _digits(rayon) else "is not an int >= 0"
         said["RAYON_NUM_THREADS"] = (f"RAYON_NUM_THREADS={rayon!r} {what} and is ignored; expected e.g. "
                                      "RAYON_NUM_THREADS=4 (0: the number of CPUs, which applies instead)")
     return said
