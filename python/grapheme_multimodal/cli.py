@@ -1067,8 +1067,8 @@ def _modality_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--csv-header", action=argparse.BooleanOptionalAction, default=None,
         help="whether each .csv file's first row is a header of column names (--csv-header) or an event "
-             "(--no-csv-header); default: it is a header when a cell of it is no number (nor a missing value such as '' "
-             "or NA), with a warning if others are",
+             "(--no-csv-header); default: it is a header when a cell of it is no number (nor a missing value, one of pandas' "
+             "read_csv NA strings, such as '', NA or None), with a warning if others are",
     )
 
 

@@ -230,7 +230,8 @@ def read_numeric_csv(path: Union[str, "os.PathLike[str]"], header: Optional[bool
     among the data rows is refused, saying so; with ``header=False``,
     comment lines above the first row are skipped, their names unread: a
     comment is no event); a cell is a number as ``float`` reads it, less digits grouped by ``_``; a missing
-    value (an empty cell, ``NA``, ``N/A``, ``#N/A``, ``NULL``) beside numbers is refused, and
+    value (one of pandas' ``read_csv`` default NA strings, regardless of case: an empty cell, ``NA``, ``N/A``,
+    ``#N/A``, ``NULL``, ``None``, ``NaN``, ...) beside numbers is refused, and
     makes no header; quotes are read as the csv module's ``strict`` dialect
     reads them. The file is UTF-8 text (a byte-order mark skipped); UTF-16
     is refused, saying so.
@@ -949,9 +950,13 @@ _WHOLE_ROWS_MISSING = ("expected numbers only, or a row missing whole: fill the 
                        "cell of it (a row whose every cell is missing marks the event as lacking this modality)")
 
 
-#: What writers put in a cell of a missing value (lower case): pandas' ``to_csv`` an empty cell, R's
-#: ``write.csv`` NA, spreadsheets #N/A; pandas' ``read_csv`` reads each as NaN.
-_MISSING = frozenset({"", "na", "n/a", "#n/a", "null", "<na>"})
+#: What writers put in a cell of a missing value: pandas' ``read_csv`` default NA strings (its
+#: ``STR_NA_VALUES``: pandas' ``to_csv`` writes an empty cell, R's ``write.csv`` NA, spreadsheets #N/A, Python
+#: None), each read by pandas as NaN; a cell ``None`` or ``#NA`` was refused as "a non-numeric value" though
+#: ``MultimodalEmbedder`` takes the frame ``pd.read_csv`` reads. Lower case: compared regardless of case (``Null``
+#: too), where pandas compares them as written.
+_MISSING = frozenset({"", "#n/a", "#n/a n/a", "#na", "-1.#ind", "-1.#qnan", "-nan", "1.#ind", "1.#qnan", "<na>",
+                      "n/a", "na", "null", "nan", "none"})
 
 
 #: What ``pd.read_csv`` names a first column whose header cell is empty: the row index ``to_csv`` wrote.
