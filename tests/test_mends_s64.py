@@ -35,3 +35,45 @@ def test_a_first_row_of_pandas_na_strings_is_an_event_not_a_header(tmp_path):
     path.write_text("None,#NA\n1,2\n")
     values = read_numeric_csv(path)
     assert values.shape == (2, 2) and np.isnan(values[0]).all() and values[1].tolist() == [1, 2]
+
+
+# ------------------------------------------------------------- 2. view_sizes: X's own column named, not the view's
+def _side_by_side_views(rows=16):
+    return np.random.default_rng(0).normal(size=(rows, 10))
+
+
+def _embedder():
+    return gm.MultimodalEmbedder(view_sizes=[4, 6], embed_dim=8, hidden_dim=8, num_heads=2, encoder_hidden=(8,),
+                                 epochs=1, batch_size=8, validation_fraction=0.0, patience=0)
+
+
+def test_an_infinity_in_a_view_of_side_by_side_columns_is_named_by_the_column_of_xs():
+    """It said "Xs[:, 4:10]: row 7 holds inf (infinity) in column 1", the view's column 1, X's column 5."""
+    X = _side_by_side_views()
+    X[7, 5] = np.inf
+    with pytest.raises(gm.NonFiniteError, match=r"^Xs\[:, 4:10\]: row 7 holds inf \(infinity\) in column 5 of Xs;"):
+        _embedder().fit(X)
+
+
+def test_a_column_float32_loses_in_a_view_of_side_by_side_columns_is_named_by_the_column_of_xs():
+    X = _side_by_side_views()
+    X[:, 6] = 1e9 + np.random.default_rng(1).normal(size=16) * 1e-3
+    with pytest.warns(gm.PrecisionLossWarning, match=r"^Xs\[:, 4:10\]: column 6 of Xs varies more finely"):
+        _embedder().fit(X)
+    X[:, 8] = 1e9 + np.random.default_rng(2).normal(size=16) * 1e-3
+    with pytest.warns(gm.PrecisionLossWarning, match=r"columns 6, 8 of Xs \(2 of 6\) vary .*: column 6's values"):
+        _embedder().fit(X)
+
+
+def test_a_column_below_float32s_range_in_a_view_of_side_by_side_columns_is_named_by_the_column_of_xs():
+    X = _side_by_side_views()
+    X[:, 5] = 1e-300 * np.random.default_rng(1).normal(size=16)
+    with pytest.raises(ValueError, match=r"^Xs\[:, 4:10\]: the values of column 5 of Xs are at most .* below float32"):
+        _embedder().fit(X)
+
+
+def test_views_of_their_own_still_name_their_own_columns():
+    X = _side_by_side_views()
+    X[7, 1] = np.inf
+    with pytest.raises(gm.NonFiniteError, match=r"^Xs\[1\]: row 7 holds inf \(infinity\) in column 1;"):
+        gm.MultimodalEmbedder(epochs=1).fit([X[:, 4:], X[:, :4]])

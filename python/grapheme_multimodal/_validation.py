@@ -896,7 +896,7 @@ def non_finite_message(value: Any) -> str:
 
 def as_float32(
     x: Any, name: str, ndim: int, shape: Optional[tuple] = None, present: Optional[np.ndarray] = None,
-    features: bool = False,
+    features: bool = False, columns_of: Optional[Tuple[str, int]] = None,
 ) -> np.ndarray:
     """`x` as an aligned, C-contiguous float32 array of `ndim` dimensions.
 
@@ -909,7 +909,8 @@ def as_float32(
     anything; ``None``: everything is present). With ``features`` (rows of
     input features, each column standardised by the model), a column whose
     every value is below float32's normal range raises InvalidValueError:
-    the cast would make it constant without a word.
+    the cast would make it constant without a word. ``columns_of``: ``x`` is
+    columns of a larger array, named in that message (see :func:`precision_lost`).
     """
     if type(x) is np.ndarray and x.dtype == np.float32 and x.flags.c_contiguous and x.flags.aligned:
         arr = x
@@ -917,7 +918,7 @@ def as_float32(
         real = as_real_array(x, name, masked_inputs_remedy() if features else MASKED_REMEDY)
         refuse_beyond_memory(real, name, np.float32)
         if real.dtype.kind == "f" and real.dtype.itemsize > 4:  # only wider floats can overflow float32
-            arr = float32_of_wide(real, name, present, per_column=True if features else None)
+            arr = float32_of_wide(real, name, present, per_column=True if features else None, columns_of=columns_of)
         else:
             # asarray, not ascontiguousarray: that makes a 0-d scalar 1-d, and the error then names the wrong shape
             arr = np.asarray(real, dtype=np.float32, order="C")
@@ -958,6 +959,7 @@ def float32_of_wide(
     present: Optional[np.ndarray] = None,
     place_of: Optional[Callable[[tuple], str]] = None,
     per_column: Optional[bool] = None,
+    columns_of: Optional[Tuple[str, int]] = None,
 ) -> np.ndarray:
     """``real`` (float64 or wider) as C-contiguous float32; a finite value
     that overflows refused by :func:`_refuse_too_large` (``place_of`` names
@@ -967,7 +969,7 @@ def float32_of_wide(
     every value underflows refused by :func:`_refuse_underflow` (weights and
     embeddings are not checked: a tiny one only rounds to 0). numpy's own
     report of the overflow or underflow costs no extra pass; older numpy
-    needs one."""
+    needs one. ``columns_of``: see :func:`precision_lost`."""
     with np.errstate(over="raise", under="raise"):  # inf and NaN pass through the cast without a report
         try:
             arr = np.asarray(real, dtype=np.float32, order="C")
@@ -978,7 +980,7 @@ def float32_of_wide(
     if lost:
         _refuse_too_large(real, name, present, place_of)
         if per_column is not None:
-            _refuse_underflow(real, name, present, per_column)
+            _refuse_underflow(real, name, present, per_column, columns_of)
         if arr is None:
             # only absent rows overflowed (they become inf, unread), or some values are tiny beside their column's
             with np.errstate(over="ignore", under="ignore"):
@@ -1026,13 +1028,14 @@ def refuse_float32_underflow_columns(arr: np.ndarray, name: str, present: Option
         _refuse_underflow(arr, name, None if where is None else present, True)
 
 
-def _refuse_underflow(real: np.ndarray, name: str, present: Optional[np.ndarray], per_column: bool) -> None:
+def _refuse_underflow(real: np.ndarray, name: str, present: Optional[np.ndarray], per_column: bool,
+                      columns_of: Optional[Tuple[str, int]] = None) -> None:
     """InvalidValueError for a column of ``real`` (of the ``present`` rows;
     ``per_column`` False: the whole array) whose nonzero values all lie below
     float32's smallest normal number: as float32 they lose their precision
     or become 0, and a column the model standardises then reads as constant,
     without a word (a value tiny beside the rest of its column is only
-    rounded, as any float32 value is)."""
+    rounded, as any float32 value is). ``columns_of``: see :func:`precision_lost`."""
     if real.size == 0:
         return
     magnitude = np.where(np.isfinite(real), np.abs(real), 0.0)
@@ -1043,6 +1046,8 @@ def _refuse_underflow(real: np.ndarray, name: str, present: Optional[np.ndarray]
     lost = np.flatnonzero((largest > 0) & (largest < FLOAT32_TINY))
     if len(lost):
         where = f"column {int(lost[0])}'s values are" if columns else "its values are"
+        if columns and columns_of is not None:
+            where = f"the values of column {int(lost[0]) + columns_of[1]} of {columns_of[0]} are"
         most = largest[lost[0]]
         shown = f"{float(most):.3g}" if float(most) else shown_float(most)  # a long double's 1e-4000 was "0"
         raise InvalidValueError(
@@ -1296,7 +1301,8 @@ def precision_checked() -> None:
         scope.checked = True
 
 
-def precision_lost(real: np.ndarray, arr: np.ndarray, present: Optional[np.ndarray] = None) -> Optional[str]:
+def precision_lost(real: np.ndarray, arr: np.ndarray, present: Optional[np.ndarray] = None,
+                   columns_of: Optional[Tuple[str, int]] = None) -> Optional[str]:
     """What a :class:`PrecisionLossWarning` says after the data's name, or
     None: the columns of ``real`` ``[N, d]`` (a float wider than float32, or
     an integer of 32 bits or more; other dtypes are exact in float32) whose
@@ -1307,7 +1313,9 @@ def precision_lost(real: np.ndarray, arr: np.ndarray, present: Optional[np.ndarr
     past 2**53 too, nor float64 whole numbers, each the integer it holds:
     any spread is the data's). One pass over the rows, in
     chunks (mean and spread merged per chunk, stable far from zero: the
-    point of the check); non-finite values (refused elsewhere) count as no loss."""
+    point of the check); non-finite values (refused elsewhere) count as no loss. ``columns_of``: ``real``
+    is columns of a larger array, ``(its name, the first column's index there)``, whose columns are named
+    as its own: ``column 5 of Xs``, not the view's column 1 (``Xs[:, 4:10]: column 1 varies`` read as X's)."""
     kind, size = real.dtype.kind, real.dtype.itemsize
     if real.ndim != 2 or arr.shape != real.shape or not (kind == "f" and size > 4 or kind in "iu" and size >= 4):
         return None
@@ -1366,8 +1374,9 @@ def precision_lost(real: np.ndarray, arr: np.ndarray, present: Optional[np.ndarr
     if not len(lost):
         return None
     first = int(lost[0])
-    listed = ", ".join(str(int(j)) for j in lost[:_LISTED_COLUMNS]) + (", ..." if len(lost) > _LISTED_COLUMNS else "")
-    columns = f"column {listed} varies" if len(lost) == 1 else f"columns {listed} ({len(lost)} of {d}) vary"
+    offset, whole = (0, "") if columns_of is None else (columns_of[1], f" of {columns_of[0]}")
+    listed = ", ".join(str(int(j) + offset) for j in lost[:_LISTED_COLUMNS]) + (", ..." if len(lost) > _LISTED_COLUMNS else "")
+    columns = f"column {listed}{whole} varies" if len(lost) == 1 else f"columns {listed}{whole} ({len(lost)} of {d}) vary"
     column = real[:, first] if present is None else real[present, first]
     cast = arr[:, first] if present is None else arr[present, first]
     spacing = float(np.spacing(np.float32(abs(mean[first]))))
@@ -1375,7 +1384,7 @@ def precision_lost(real: np.ndarray, arr: np.ndarray, present: Optional[np.ndarr
         kept = "the column is constant"
     else:
         kept = f"rounding moves its values by {rms[first] / std[first]:.0%} of that spread (root mean square)"
-    who = "its" if len(lost) == 1 else f"column {first}'s"
+    who = "its" if len(lost) == 1 else f"column {first + offset}'s"
     said = (
         f"{columns} more finely than float32 resolves: {who} values are around {float(mean[first]):.1e} varying by "
         f"{float(std[first]):.1e} (standard deviation of {len(column)} rows), and float32's spacing there is {spacing:.1e}, "
@@ -1416,17 +1425,18 @@ def _integer_offsets(
     return offset, (as_float, error)
 
 
-def warn_precision_loss(real: np.ndarray, arr: np.ndarray, present: Optional[np.ndarray], name: str) -> None:
+def warn_precision_loss(real: np.ndarray, arr: np.ndarray, present: Optional[np.ndarray], name: str,
+                        columns_of: Optional[Tuple[str, int]] = None) -> None:
     """A :class:`PrecisionLossWarning` at the user's line when
     :func:`precision_lost` finds columns of training data ``name`` that
     float32 loses; within :func:`precision_scope`, under the scope's name
     for the data, once per name (and not at all once the scope's data was
     checked whole). Only training paths call it: it reads the data once
-    more, which embedding must not pay."""
+    more, which embedding must not pay. ``columns_of``: see :func:`precision_lost`."""
     scope = _precision.get()
     if scope is not None and scope.checked:
         return
-    message = precision_lost(real, arr, present)
+    message = precision_lost(real, arr, present, columns_of)
     if message is None:
         return
     shown = first_in_scope("precision", name)

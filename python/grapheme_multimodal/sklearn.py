@@ -464,8 +464,9 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator, PortablePickle):
         if every_row_embedded:
             _refuse_rows_with_no_view(mask)
         # fit only: transform's cast pays no second pass
-        for m, v, name in zip(self.modalities_, views, self._view_names()):
-            warn_precision_loss(v, inputs[m], mask[:, m.index], name)
+        columns_of = _view_columns_of(self.__dict__.get("_fitted_view_sizes"), len(views))
+        for m, v, name, within in zip(self.modalities_, views, self._view_names(), columns_of):
+            warn_precision_loss(v, inputs[m], mask[:, m.index], name, within)
         # n_jobs members at once on threads: each is bit for bit what it is trained alone (_parallel.py)
         if jobs > 1:  # one copy of the data for all the members, not one each
             inputs, mask = {m: shared_snapshot(x) for m, x in inputs.items()}, shared_snapshot(mask)
@@ -686,11 +687,12 @@ class MultimodalEmbedder(TransformerMixin, BaseEstimator, PortablePickle):
     def _inputs(self, views: List[np.ndarray]):
         present = np.zeros((len(views[0]), NUM_MODALITIES), bool)
         inputs = {}
-        for m, v, name in zip(self.modalities_, views, self._view_names()):
+        columns_of = _view_columns_of(self.__dict__.get("_fitted_view_sizes"), len(views))
+        for m, v, name, within in zip(self.modalities_, views, self._view_names(), columns_of):
             missing = np.isnan(v).all(axis=1)
             present[:, m.index] = ~missing
             # the model's own cast, done here so that a value beyond float32 is named by its view (Xs[i])
-            inputs[m] = as_float32(v, name, 2, present=~missing, features=True)
+            inputs[m] = as_float32(v, name, 2, present=~missing, features=True, columns_of=within)
         return inputs, present
 
     def __sklearn_tags__(self) -> Any:
@@ -1013,9 +1015,9 @@ def _as_views(Xs: Any, estimator: MultimodalEmbedder, reset: bool,
     if sizes is not None:
         views, raw = _side_by_side(estimator, views[0], raw[0], sizes, reset)
     names = _view_names(sizes, len(views))
-    for v, name, given in zip(views, names, raw):
+    for v, name, given, within in zip(views, names, raw, _view_columns_of(sizes, len(views))):
         refuse_beyond_memory(v, name, np.float32)  # before the masks and the copy of a view larger than memory
-        _refuse_non_finite_rows(v, name, given)
+        _refuse_non_finite_rows(v, name, given, within)
     if len({len(v) for v in views}) > 1:
         raise ShapeError(f"Xs: views have different numbers of samples {[len(v) for v in views]}", "Xs")
     if reset and all(np.isnan(v).all() for v in views):  # all-NaN rows are missing views: nothing to learn from
@@ -1091,6 +1093,16 @@ def _view_names(sizes: Optional[Tuple[int, ...]], n_views: int) -> List[str]:
     if sizes is None:
         return [f"Xs[{i}]" for i in range(n_views)]
     return [f"Xs[:, {block.start}:{block.stop}]" for block in _column_blocks(sizes)]
+
+
+def _view_columns_of(sizes: Optional[Tuple[int, ...]], n_views: int) -> List[Optional[Tuple[str, int]]]:
+    """Per view, where a message finds its columns: None (a view of its own,
+    ``Xs[i]``), or with ``view_sizes`` ``("Xs", its first column there)``, so
+    that X's own column is named ("column 5 of Xs"), not the view's ("column
+    1" of ``Xs[:, 4:10]``, read as X's column 1)."""
+    if sizes is None:
+        return [None] * n_views
+    return [("Xs", block.start) for block in _column_blocks(sizes)]
 
 
 def _side_by_side(estimator: MultimodalEmbedder, whole: np.ndarray, given: Any, sizes: Tuple[int, ...],
@@ -1297,12 +1309,14 @@ def _int_past_float64(x: Any, name: str) -> NonFiniteError:
 
 
 
-def _refuse_non_finite_rows(view: np.ndarray, name: str, given: Any = None) -> None:
+def _refuse_non_finite_rows(view: np.ndarray, name: str, given: Any = None,
+                            columns_of: Optional[Tuple[str, int]] = None) -> None:
     """NonFiniteError naming the first row of ``view`` that holds inf, or NaN
     in some of its columns but not all: a row NaN in every column is the view
     missing there, anything else non-finite is no data (scikit-learn's
     check_array said "contains infinity" or NaN of no row). A NaN that was a
-    missing value of the data frame ``given`` (``pd.NA``) is named as that."""
+    missing value of the data frame ``given`` (``pd.NA``) is named as that.
+    ``columns_of``: the view is columns of a larger array (see :func:`_view_columns_of`)."""
     finite = np.isfinite(view)
     if finite.all():  # the usual case: one pass
         return
@@ -1314,7 +1328,8 @@ def _refuse_non_finite_rows(view: np.ndarray, name: str, given: Any = None) -> N
     infinite = np.flatnonzero(~(finite[row] | nan[row]))
     if len(infinite):
         column = int(infinite[0])
-        what = f"holds {float(view[row, column])} (infinity) in column {column}"
+        where = f"{column}" if columns_of is None else f"{column + columns_of[1]} of {columns_of[0]}"
+        what = f"holds {float(view[row, column])} (infinity) in column {where}"
     else:
         cell = missing_cell(given, view, bad)  # the same row: the first bad one
         value = "NaN" if cell is None else f"{cell[2]} in column {cell[1]!r}"
