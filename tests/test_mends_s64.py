@@ -77,3 +77,37 @@ def test_views_of_their_own_still_name_their_own_columns():
     X[7, 1] = np.inf
     with pytest.raises(gm.NonFiniteError, match=r"^Xs\[1\]: row 7 holds inf \(infinity\) in column 1;"):
         gm.MultimodalEmbedder(epochs=1).fit([X[:, 4:], X[:, :4]])
+
+
+# ------------------------------------------------------------- 3. Parquet: int64 ids beyond 2**53 beside floats
+def test_parquet_int64_ids_beyond_2_53_beside_a_float_column_are_said_as_an_npy_of_them_is(tmp_path):
+    """Stacked as float64 with the floats, ids 2**60 + i became one value: a constant column, said nothing of."""
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    ids = np.int64(2**60) + np.arange(20)
+    x = np.random.default_rng(0).normal(size=20)
+    np.save(tmp_path / "ids.npy", ids[:, None])
+    said_of_npy = []
+    read_modality_file("visual", tmp_path / "ids.npy", notes=said_of_npy)
+    assert len(said_of_npy) == 1
+    pq.write_table(pa.table({"x": x, "id": ids}), tmp_path / "a.parquet")
+    notes = []
+    read_modality_file("visual", tmp_path / "a.parquet", notes=notes)
+    assert [n.split(": ", 1)[1] for n in notes] == [said_of_npy[0].split(": ", 1)[1].replace("column 0", "column 1")]
+    # with a row null throughout (an event lacking the modality), the stack is float64 whatever the dtypes
+    pq.write_table(pa.table({"id": pa.array([*ids[:19], None]), "y": pa.array([*ids[:19] + 5, None])}),
+                   tmp_path / "a.parquet")
+    notes = []
+    read_modality_file("visual", tmp_path / "a.parquet", notes=notes)
+    assert len(notes) == 2 and all(f"column {j} varies more finely than float32 resolves" in n
+                                   for j, n in enumerate(notes)), notes
+
+
+def test_parquet_ids_float64_holds_are_not_said_twice(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    ids = np.int64(2**60) + 1000 * np.arange(20)  # distinct in float64 too: the float64 rows' check says them
+    pq.write_table(pa.table({"id": ids, "x": np.random.default_rng(0).normal(size=20)}), tmp_path / "a.parquet")
+    notes = []
+    read_modality_file("visual", tmp_path / "a.parquet", notes=notes)
+    assert len(notes) == 1 and "column 0 varies more finely" in notes[0]

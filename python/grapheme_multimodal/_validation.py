@@ -1315,7 +1315,8 @@ def precision_lost(real: np.ndarray, arr: np.ndarray, present: Optional[np.ndarr
     chunks (mean and spread merged per chunk, stable far from zero: the
     point of the check); non-finite values (refused elsewhere) count as no loss. ``columns_of``: ``real``
     is columns of a larger array, ``(its name, the first column's index there)``, whose columns are named
-    as its own: ``column 5 of Xs``, not the view's column 1 (``Xs[:, 4:10]: column 1 varies`` read as X's)."""
+    as its own: ``column 5 of Xs``, not the view's column 1 (``Xs[:, 4:10]: column 1 varies`` read as X's);
+    an empty name, ``column 5`` (a column of a file read one at a time)."""
     kind, size = real.dtype.kind, real.dtype.itemsize
     if real.ndim != 2 or arr.shape != real.shape or not (kind == "f" and size > 4 or kind in "iu" and size >= 4):
         return None
@@ -1374,7 +1375,7 @@ def precision_lost(real: np.ndarray, arr: np.ndarray, present: Optional[np.ndarr
     if not len(lost):
         return None
     first = int(lost[0])
-    offset, whole = (0, "") if columns_of is None else (columns_of[1], f" of {columns_of[0]}")
+    offset, whole = (0, "") if columns_of is None else (columns_of[1], f" of {columns_of[0]}" if columns_of[0] else "")
     listed = ", ".join(str(int(j) + offset) for j in lost[:_LISTED_COLUMNS]) + (", ..." if len(lost) > _LISTED_COLUMNS else "")
     columns = f"column {listed}{whole} varies" if len(lost) == 1 else f"columns {listed}{whole} ({len(lost)} of {d}) vary"
     column = real[:, first] if present is None else real[present, first]

@@ -34,6 +34,7 @@ from typing import IO, Any, Callable, ContextManager, Iterator, List, NoReturn, 
 import numpy as np
 
 from ._validation import as_real_array, counted, float32_of_wide, precision_lost, renamed
+from ._exact_ints import beyond_float64
 from ._frames import repeated_names, repeats_said
 from .exceptions import GraphemeError, InvalidValueError, NonFiniteError, ShapeError, TooLargeError
 from .io import (
@@ -166,7 +167,7 @@ def read_modality_file(
             values = _load_npz(path, key)
         elif suffix == ".parquet":
             what = f"{modality} ({shown_name(path)})"
-            values, columns = _load_parquet(path, what)
+            values, columns = _load_parquet(path, what, notes)
             rows, present = _feature_rows_and_presence(values, what, notes)
             return ModalityFile(modality, path, rows, (), columns, present=present,
                                 warnings=_repeated_names_notes(what, columns, "schema")
@@ -774,7 +775,7 @@ def _load_npz(path: Path, key: Optional[str]) -> np.ndarray:
         raise InvalidValueError(f"{shown_name(path)}: not a readable .npz file ({type(exc).__name__}: {exc})", str(path)) from None
 
 
-def _load_parquet(path: Path, what: str) -> Tuple[np.ndarray, Tuple[str, ...]]:
+def _load_parquet(path: Path, what: str, notes: Optional[List[str]] = None) -> Tuple[np.ndarray, Tuple[str, ...]]:
     """The rows of the ``.parquet`` file at ``path`` (its numeric columns, as
     float64 where a null is, else in their own dtype) and the columns' names,
     kept as a CSV header's are. A null is a missing value, NaN, read by the
@@ -782,7 +783,9 @@ def _load_parquet(path: Path, what: str) -> Tuple[np.ndarray, Tuple[str, ...]]:
     in every column is an event lacking the modality, a null beside numbers
     is refused naming its row and column. The row index pandas writes as a
     column (``df.to_parquet()`` of a frame whose index is not a range) is
-    not read, as ``pd.read_parquet`` reads it back as the index."""
+    not read, as ``pd.read_parquet`` reads it back as the index. With
+    ``notes`` (training data), an integer column the float64 rows round is
+    checked as its integers (:func:`_integers_float64_hides`)."""
     try:
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -808,8 +811,13 @@ def _load_parquet(path: Path, what: str) -> Tuple[np.ndarray, Tuple[str, ...]]:
                 f"{shown_name(path)}: column {name!r} holds {kind} values; expected numeric columns only (integers or "
                 "floats): leave it out, or cast it to numbers", str(path))
     if not any(column.null_count for column in columns):
-        return np.column_stack([column.to_numpy() for column in columns]), names
-    values = np.column_stack([np.asarray(column.fill_null(0).to_numpy(), np.float64) for column in columns])
+        values = np.column_stack([column.to_numpy() for column in columns])
+    else:
+        values = np.column_stack([np.asarray(column.fill_null(0).to_numpy(), np.float64) for column in columns])
+    if notes is not None and values.dtype.kind == "f":  # integer columns stacked beside floats (or nulls): rounded
+        notes.extend(f"{what}: {said}" for said in _integers_float64_hides(columns, values))
+    if not any(column.null_count for column in columns):
+        return values, names
     nulls = np.column_stack([np.asarray(column.is_null()) for column in columns])
     values[nulls] = np.nan
     partly = nulls.any(axis=1) & ~np.isnan(values).all(axis=1)
@@ -822,6 +830,31 @@ def _load_parquet(path: Path, what: str) -> Tuple[np.ndarray, Tuple[str, ...]]:
             "values, or make every value of it null (a row null throughout marks the event as lacking this modality)",
             str(path))
     return values, names
+
+
+def _integers_float64_hides(columns: Sequence[Any], values: np.ndarray) -> List[str]:
+    """What :func:`precision_lost` says of each 64-bit integer column of
+    ``columns`` (pyarrow arrays) beyond 2**53, read as its integers (as of
+    an ``.npy`` of int64), where it says nothing of the column in
+    ``values``, the rows stacked as float64 (which round such integers):
+    ids ``2**60 + i`` beside a float column became one float64 value, a
+    constant column trained on without the warning the ``.npy`` of them
+    gets. A pass over those columns only (rare)."""
+    import pyarrow as pa  # here: only a .parquet file read with it gets here
+
+    said = []
+    for j, column in enumerate(columns):
+        if not (pa.types.is_integer(column.type) and column.type.bit_width == 64):
+            continue
+        valid = np.asarray(column.is_valid())
+        ints = column.drop_null().to_numpy()[:, None]
+        if not beyond_float64(ints):
+            continue
+        rounded = values[valid, j : j + 1]
+        exact = precision_lost(ints, ints.astype(np.float32), columns_of=("", j))
+        if exact is not None and precision_lost(rounded, rounded.astype(np.float32)) is None:
+            said.append(exact)
+    return said
 
 
 def _pandas_index_columns(schema: Any) -> Tuple[str, ...]:
