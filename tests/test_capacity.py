@@ -387,8 +387,11 @@ def test_learned_temperatures_are_all_or_nothing_and_checksummed(tmp_path):
     model = deep(encoder_input_dropout=0.0, encoder_hidden_dropout=0.0)
     data = views(32)
     model.train_step(data)
-    # Set beyond its range by hand (acting as its bound): only an accepted step clamps it.
-    model.load_state_dict({**model.state_dict(), "contrastive.log_temperature": np.array([5.0], np.float32)})
+    # Set beyond its range by hand: loaded as its bound, the value the model computes with (s64: it was kept as
+    # given, shown by state_dict, until an accepted step clamped it).
+    with pytest.warns(UserWarning, match=r"contrastive.log_temperature'\]: 5.0 is beyond .* loaded as its bound 0"):
+        model.load_state_dict({**model.state_dict(), "contrastive.log_temperature": np.array([5.0], np.float32)})
+    assert model.state_dict()["contrastive.log_temperature"][0] == 0.0
     before = state(model)
     bad = {**data, "visual": data["visual"].copy()}
     bad["visual"][3, 0] = np.nan
@@ -398,7 +401,7 @@ def test_learned_temperatures_are_all_or_nothing_and_checksummed(tmp_path):
         model.train_step(data, lr=1e300)
     assert same_state(state(model), before), "a refused step changes nothing, the temperatures included"
     model.train_step(data)
-    assert model.state_dict()["contrastive.log_temperature"][0] == 0.0, "clamped to log 1 by the accepted step"
+    assert model.state_dict()["contrastive.log_temperature"][0] == 0.0, "kept at log 1 by the accepted step"
     assert all(np.isfinite(t).all() for t in model.state_dict().values())
     # The file's checksums cover the learned temperatures.
     theta = np.array([np.log(0.123)], np.float32)

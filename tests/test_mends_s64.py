@@ -111,3 +111,44 @@ def test_parquet_ids_float64_holds_are_not_said_twice(tmp_path):
     notes = []
     read_modality_file("visual", tmp_path / "a.parquet", notes=notes)
     assert len(notes) == 1 and "column 0 varies more finely" in notes[0]
+
+
+# ------------------------------------------------------------- 4. a loaded log-temperature beyond its range
+def _learnable(temperature=0.07):
+    return gm.LearnableMultiModal(learnable_temperature=True, temperature=temperature, embed_dim=8, hidden_dim=8,
+                                  num_heads=2, encoder_hidden=(8,), input_dims={"visual": 3, "auditory": 2})
+
+
+@pytest.mark.parametrize("given, bound", [(100.0, 1.0), (-50.0, 0.01)])
+def test_a_log_temperature_beyond_its_range_is_loaded_as_the_bound_the_model_computes_with(given, bound):
+    """state_dict() kept 100 while the model computed with the bound, exp(0) = 1."""
+    inputs = {"visual": np.random.default_rng(0).normal(size=(6, 3)).astype(np.float32),
+              "auditory": np.random.default_rng(1).normal(size=(6, 2)).astype(np.float32)}
+    model, at_bound = _learnable(), _learnable(bound)
+    sd = model.state_dict()
+    for name in ("contrastive.log_temperature", "fused_contrastive.log_temperature"):
+        sd[name] = np.full(1, given, np.float32)
+    with pytest.warns(UserWarning) as said:
+        model.load_state_dict(sd)
+    assert [str(w.message).split(":")[0] for w in said] == [
+        "state_dict['contrastive.log_temperature']", "state_dict['fused_contrastive.log_temperature']"]
+    assert all("beyond a learned log-temperature's range" in str(w.message) and "loaded as its bound" in str(w.message)
+               for w in said)
+    expected = np.float32(np.log(bound))
+    assert model.state_dict()["contrastive.log_temperature"].tolist() == [expected]
+    assert model.state_dict()["fused_contrastive.log_temperature"].tolist() == [expected]
+    # the bound is the temperature the model computed with: the same losses as a model set there
+    at_bound.load_state_dict({**sd, "contrastive.log_temperature": np.full(1, expected),
+                              "fused_contrastive.log_temperature": np.full(1, expected)})
+    assert model.losses(inputs) == at_bound.losses(inputs)
+
+
+def test_a_log_temperature_at_its_bound_as_training_leaves_it_loads_as_it_is_unwarned():
+    import warnings
+
+    model = _learnable(0.01)  # stored at float32(ln 0.01), where training clamps a temperature going lower
+    sd = model.state_dict()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.load_state_dict(sd)
+    assert model.state_dict()["contrastive.log_temperature"].tobytes() == sd["contrastive.log_temperature"].tobytes()

@@ -66,7 +66,7 @@ from ._frames import (
 from .buffer import ExperienceBatch, ExperienceBuffer, buffer_row_bytes, check_fits_memory
 from .experience import ExperienceMixin
 from .learning import LearningMixin
-from .config import GraphFeatures, InputDims, LearnableMultiModalConfig, resolve_config
+from .config import TEMPERATURE_RANGE, GraphFeatures, InputDims, LearnableMultiModalConfig, resolve_config
 from .graph import absent_graph_rows, featurized, is_graph_list, refuse_stray_graphs
 from .exceptions import CheckpointError, InvalidValueError, NonFiniteError, ShapeError, UntrainedModalityWarning
 from .types import NORMALIZATION_KEYS, NORMALIZATION_NAMES, CrossModalBinding, BindingType, ModalGraph, Modality, MultiModalEvent, checked_components, refuse_reordered_labels
@@ -573,7 +573,10 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin, PortablePickle):
         too. Without ``strict`` one the dict does not hold is left as it was
         (and listed as missing). Shapes must
         always match and values be finite (and each ``std`` at least
-        ``MIN_STD``). Nothing is changed unless every tensor is valid.
+        ``MIN_STD``). Nothing is changed unless every tensor is valid. A
+        learned ``<objective>.log_temperature`` beyond its range (temperature
+        in ``TEMPERATURE_RANGE``, where training keeps it) is loaded as its
+        bound, with a warning: the value the model computes with.
         Returns, as PyTorch does, the :class:`IncompatibleKeys`
         ``(missing_keys, unexpected_keys)``: with ``strict=False`` what was
         left as it was and what was ignored (a dict of other names,
@@ -623,6 +626,7 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin, PortablePickle):
                 # each call spelt out: "(model.set_normalization('visual'), and of each other)" named one of them
                 f"({'; '.join(f'model.set_normalization({str(m)!r})' for m in unheld)}) to load the dict as the whole "
                 "state", "state_dict")
+        staged = _temperatures_in_range(staged, "state_dict")  # warned of once the load is sure to go ahead
         foreign = any(
             name.startswith("encoder.") and not np.array_equal(arr, self._core.get_param(name)) for name, arr in staged.items()
         )
@@ -671,7 +675,8 @@ class LearnableMultiModal(LearningMixin, ExperienceMixin, PortablePickle):
         of this model's weights (fit's best epoch and its undo, the weight
         average, a checkpoint): the record of :attr:`trained_modalities` is
         theirs to keep or set, and is left as it is."""
-        staged = self._checked_tensors(state_dict, "state_dict", True, note=" (strict=True)")
+        staged = _temperatures_in_range(self._checked_tensors(state_dict, "state_dict", True, note=" (strict=True)"),
+                                        "state_dict")
         with uninterrupted():
             self._set_params(staged)
 
@@ -1723,6 +1728,31 @@ def _refuse_reordered_labels(name: str, columns: Optional[Tuple[str, ...]], valu
 #: No modality's column names known (LearnableMultiModal._input_columns).
 _NO_COLUMNS: Tuple[Optional[Tuple[str, ...]], ...] = (None,) * len(Modality)
 _MODALITIES = tuple(Modality)
+
+
+#: The range a learned ``<objective>.log_temperature`` is kept in, in float32 as the core bounds it.
+_LOG_TEMPERATURE_RANGE = tuple(np.float32(math.log(t)) for t in TEMPERATURE_RANGE)
+
+
+def _temperatures_in_range(staged: Dict[str, np.ndarray], arg: str) -> Dict[str, np.ndarray]:
+    """``staged`` (checked tensors) with each ``*.log_temperature`` beyond its
+    range set to its bound, with a warning naming it: the model computes with
+    the bound (as training keeps it there), but stored the value given, so
+    ``state_dict()`` showed a temperature the model does not use (100 for
+    ``exp(0)``). Set, not refused: a file holding such a value stays loadable,
+    and computes as it did. Values in range (every trained one) are untouched."""
+    lo, hi = _LOG_TEMPERATURE_RANGE
+    for name, values in staged.items():
+        if not name.endswith(".log_temperature") or lo <= values.min() and values.max() <= hi:
+            continue
+        kept = np.clip(values, lo, hi)
+        warn_at_caller(
+            f"{arg}[{name!r}]: {float(values.ravel()[0])!r} is beyond a learned log-temperature's range "
+            f"[{float(lo):.6g}, {float(hi):.6g}] (temperature in [{TEMPERATURE_RANGE[0]}, {TEMPERATURE_RANGE[1]}]), "
+            f"where the model keeps it; loaded as its bound {float(kept.ravel()[0]):.6g} (temperature "
+            f"{math.exp(float(kept.ravel()[0])):.6g}), the value the model computes with", UserWarning)
+        staged[name] = kept
+    return staged
 
 
 def _common_prefixes(unknown: Sequence[Any], missing: Sequence[str]) -> List[str]:
