@@ -27,14 +27,15 @@ from ._validation import (
     IntLike, as_positive_int, as_real_array, as_seed, describe, exact_int, is_int, is_masked_array, call_in_precision_scope, call_taking_no_mask, refuse_beyond_budget, renamed,
     shown_number, unsigned_zero,
 )
-from .config import _objective_names, _positive_int, _widths
+from .averaging import check_decay
+from .config import LearnableMultiModalConfig, _objective_names, _positive_int, _widths
 from .evaluation import EnsembleEmbedder, ModelEmbedder, view_modalities
 from .evaluation._embedders import check_views, view_names
 from .exceptions import GraphemeError, InvalidValueError, ShapeError
 from .model import LearnableMultiModal
 from .objectives import all_zero_error, resolve_weights
 from .stopping import fit_with_stopping, folds_bytes, planned_folds
-from .training import _check_int, call_with_constant_rows_refused_as, grown_by_learning_rate, untrainable_objectives
+from .training import _check_fraction, _check_int, call_with_constant_rows_refused_as, grown_by_learning_rate, untrainable_objectives
 from .types import Modality
 
 __all__ = [
@@ -167,10 +168,13 @@ class TrainingSettings:
     "Measured with the reconstruction term at weight 1 (none adopted)").
     Everything random is drawn from ``seed``.
 
-    ``weights`` is checked when the settings are made (:func:`check_weights`),
-    its errors naming ``weights``: the other fields are the model's config
-    fields or :func:`~grapheme_multimodal.training.fit`'s options, which
-    check them by those names when :func:`train` runs.
+    Every field is checked when the settings are made, its errors naming
+    the field: ``weights`` by :func:`check_weights`, the others as
+    :func:`train` checks them (they are the model's config fields or
+    :func:`~grapheme_multimodal.training.fit`'s and
+    :func:`~grapheme_multimodal.stopping.fit_with_stopping`'s options, and
+    the messages are theirs), so ``TrainingSettings(batch_size=0)`` is
+    refused where it is written; :func:`train` checks them again.
     """
 
     binder_kind: str = "bilinear"
@@ -298,6 +302,23 @@ class TrainingSettings:
                 "reconstruction_subsets",
             )
         self._check_neighborhood_and_encoder_objectives()
+        self._check_as_train_would()
+
+    def _check_as_train_would(self) -> None:
+        """Every field checked as :func:`train` checks it, in its order, with
+        its messages: the model's config (the fields it takes), then
+        :func:`~grapheme_multimodal.stopping.fit_with_stopping`'s and
+        :func:`~grapheme_multimodal.training.fit`'s options. Here, not only
+        when train runs: ``batch_size=0`` or ``learning_rate=nan`` made
+        settings that failed later, away from the line that made them (in a
+        worker, after other runs of a sweep had trained)."""
+        LearnableMultiModalConfig(**self.model_options())
+        for name in ("epochs", "patience", "min_validation_rows", "cv_folds"):
+            _check_int(getattr(self, name), name, 0)
+        _check_fraction(self.validation_fraction, "validation_fraction")
+        _check_int(self.batch_size, "batch_size", 1)
+        _check_fraction(self.modality_dropout, "modality_dropout")
+        check_decay(self.ema_decay)
 
     def __repr__(self) -> str:
         # the dataclass's repr, but an int past 4,300 digits (epochs=10**5000, refused only when train runs) shown
