@@ -152,3 +152,23 @@ def test_a_log_temperature_at_its_bound_as_training_leaves_it_loads_as_it_is_unw
         warnings.simplefilter("error")
         model.load_state_dict(sd)
     assert model.state_dict()["contrastive.log_temperature"].tobytes() == sd["contrastive.log_temperature"].tobytes()
+
+
+# ------------------------------------------------------------- 5. TrainingSettings checked when made
+@pytest.mark.parametrize("field, value, error, said", [
+    ("batch_size", 0, ValueError, "batch_size: expected an int >= 1, got 0"),
+    ("epochs", True, TypeError, "epochs: expected an int >= 0, got True"),
+    ("learning_rate", float("nan"), ValueError, "learning_rate: expected a finite positive number, got nan"),
+    ("patience", -1, ValueError, "patience: expected an int >= 0, got -1"),
+    ("validation_fraction", 2.0, ValueError, "validation_fraction: expected a number in [0, 1), got 2.0"),
+    ("modality_dropout", 1.5, ValueError, "modality_dropout: expected a number in [0, 1), got 1.5"),
+    ("ema_decay", 2.0, ValueError, "ema_decay: expected None (no averaging) or a number in [0, 1), got 2.0"),
+    ("embed_dim", 0, ValueError, "embed_dim: expected a positive int, got 0"),
+])
+def test_training_settings_refuse_a_bad_field_when_made_as_train_refused_it(field, value, error, said):
+    """They were made without a word, and failed only when train ran (the same message, later)."""
+    from grapheme_multimodal.uci import TrainingSettings
+
+    with pytest.raises(error) as refused:
+        TrainingSettings(**{field: value})
+    assert str(refused.value).startswith(said)

@@ -122,7 +122,9 @@ def test_training_settings_hold_one_layers_width_given_as_numpys_as_the_int_it_i
     int (one layer, which the config takes): ``encoder_hidden=np.array(16)``
     made settings that would not hash, and ``np.int64(16)`` ones that would
     not json.dump, where ``encoder_hidden=16`` does both. Now held as 16."""
-    settings = uci.TrainingSettings(**{field: width})
+    head_fits = {"embed_dim": 16} if field == "shared_head" else {}  # the head outputs the embeddings (checked when made)
+    settings = uci.TrainingSettings(**{field: width}, **head_fits)
     assert type(getattr(settings, field)) is int
-    assert settings == uci.TrainingSettings(**{field: 16}) and hash(settings) == hash(uci.TrainingSettings(**{field: 16}))
+    same = uci.TrainingSettings(**{field: 16}, **head_fits)
+    assert settings == same and hash(settings) == hash(same)
     assert json.loads(json.dumps(dataclasses.asdict(settings)))[field] == 16

@@ -91,12 +91,13 @@ def test_demo_epochs_past_adams_step_counter_is_named_by_its_flag(tmp_path, caps
 def test_settings_given_arrays_or_ranges_compare_and_hash_as_tuples(field, widths) -> None:
     """``TrainingSettings(shared_head=np.array([16, 8])) == ...`` raised numpy's "truth value of an array with more
     than one element is ambiguous", and such settings were unhashable; a list was already held as a tuple."""
-    as_array = uci.TrainingSettings(**{field: np.array(widths)})
-    as_tuple = uci.TrainingSettings(**{field: tuple(widths)})
+    head_fits = {"embed_dim": 8} if field == "shared_head" else {}  # the head outputs the embeddings (checked when made)
+    as_array = uci.TrainingSettings(**{field: np.array(widths)}, **head_fits)
+    as_tuple = uci.TrainingSettings(**{field: tuple(widths)}, **head_fits)
     assert as_array == as_tuple and hash(as_array) == hash(as_tuple)
     assert getattr(as_array, field) == tuple(widths) and repr(as_array) == repr(as_tuple)
     if field != "encoder_objectives":
-        assert uci.TrainingSettings(**{field: range(16, 7, -8)}) == as_tuple
+        assert uci.TrainingSettings(**{field: range(16, 7, -8)}, **head_fits) == as_tuple
         with pytest.raises(gm.InvalidTypeError, match=rf"^{field}\[0\]: expected an int, got 16.0"):  # still refused
             uci.train({"visual": _views()["fou"]}, dataclasses.replace(SMALL, **{field: np.array([16.0, 8.0])}))
 

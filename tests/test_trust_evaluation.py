@@ -403,7 +403,7 @@ def test_training_settings_keep_the_weights_and_widths_they_were_made_with():
     # (two settings made from one dict trained alike), past the check made when they were made (the mistake
     # was then named as fit's "objectives", an argument the settings have not)
     weights, hidden, head = {"contrastive": 1.0, "binding": 1.0}, [16], [32, 8]
-    settings = uci.TrainingSettings(weights=weights, encoder_hidden=hidden, shared_head=head,
+    settings = uci.TrainingSettings(weights=weights, encoder_hidden=hidden, shared_head=head, embed_dim=8,
                                     encoder_objectives=["contrastive"])
     weights["bogus"] = 1.0
     hidden.append(4)
@@ -412,7 +412,7 @@ def test_training_settings_keep_the_weights_and_widths_they_were_made_with():
     assert settings.encoder_hidden == (16,) and settings.head() == (32, 8)
     assert settings.encoder_objectives == ("contrastive",)
     assert settings == uci.TrainingSettings(weights={"contrastive": 1.0, "binding": 1.0}, encoder_hidden=(16,),
-                                            shared_head=(32, 8), encoder_objectives=("contrastive",))
+                                            shared_head=(32, 8), embed_dim=8, encoder_objectives=("contrastive",))
 
 
 # -------------------------------------------------------------- plotting

@@ -70,7 +70,14 @@ def test_settings_pass_it_to_the_model_and_it_decays_the_weights():
 
 @pytest.mark.parametrize("bad", BAD_VALUES)
 def test_settings_refuse_a_bad_value_naming_weight_decay(bad):
-    settings = uci.TrainingSettings(weight_decay=bad, **SMALL)  # checked when train runs, as learning_rate is
+    if bad == 1000.0:  # lr * weight_decay >= 1: a pair the model's core checks when train builds the model
+        settings = uci.TrainingSettings(weight_decay=bad, **SMALL)
+    else:
+        with pytest.raises((gm.GraphemeError, TypeError), match=r"^weight_decay: "):  # checked when made (s64)
+            uci.TrainingSettings(weight_decay=bad, **SMALL)
+        # and again when train runs, as every field is: settings altered past their check are refused there too
+        settings = uci.TrainingSettings(**SMALL)
+        object.__setattr__(settings, "weight_decay", bad)
     with pytest.raises((gm.GraphemeError, TypeError), match=r"^weight_decay: "):
         uci.train(views(), settings, standardize=True)
     with pytest.raises((gm.GraphemeError, TypeError), match=r"weight_decay"):

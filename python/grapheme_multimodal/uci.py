@@ -174,7 +174,9 @@ class TrainingSettings:
     :func:`~grapheme_multimodal.training.fit`'s and
     :func:`~grapheme_multimodal.stopping.fit_with_stopping`'s options, and
     the messages are theirs), so ``TrainingSettings(batch_size=0)`` is
-    refused where it is written; :func:`train` checks them again.
+    refused where it is written; :func:`train` checks them again. One pair
+    is checked only then: ``learning_rate × weight_decay`` below 1, which
+    the model's core checks when train builds the model.
     """
 
     binder_kind: str = "bilinear"
