@@ -260,8 +260,10 @@ def check_splits_whole(train: MultipleFeatures, test: MultipleFeatures) -> None:
             views = split.views if isinstance(split.views, Mapping) else {}
             raise renamed(err, {"views": f"{name}.views", "labels": f"{name}.labels",
                                 **{f"views[{v!r}]": f"{name}.views[{v!r}]" for v in views}}) from None
-        if split.n_events == 0:  # a training split of none was "train.labels: expected at least 1 classes, got only
-            # []", or cca_anchor's "n_components: expected an int in [1, 0]", an argument that was fine
+        # a training split of none was "train.labels: expected at least 1 classes, got only []", or cca_anchor's
+        # "n_components: expected an int in [1, 0]", an argument that was fine; an empty test split is left to each
+        # measure, which says how many rows it needs (evaluate_model: at least 2)
+        if name == "train" and split.n_events == 0:
             raise ShapeError(f"{name}: has no events (0 rows); expected a split of at least one event", name)
 
 
