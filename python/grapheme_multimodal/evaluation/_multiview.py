@@ -154,8 +154,9 @@ def _view_array(view: Any, name: str) -> np.ndarray:
     or a 1-D view) naming its own argument, ``a`` or ``b``, no argument of
     the caller's."""
     arr = as_real_array(view, name)
-    if arr.ndim != 2:
-        raise ShapeError(f"{name}: expected an [N, E] array of embeddings, got shape {arr.shape}", name)
+    # no columns refused as cross_view_retrieval refuses them: a bind of empty rows scored every pair alike (AUC 0.5)
+    if arr.ndim != 2 or arr.shape[1] == 0:
+        raise ShapeError(f"{name}: expected an [N, E] array of embeddings, E at least 1, got shape {arr.shape}", name)
     if arr.dtype.kind == "f" and arr.size and not np.isfinite(arr).all():
         # else the bind's own refusal, naming its argument: "a: contains a non-finite value" of model.bind
         at = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0])
