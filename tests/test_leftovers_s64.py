@@ -28,3 +28,35 @@ def test_binder_auc_refuses_a_view_of_no_columns_naming_it() -> None:
     assert err.value.arg == "view_embeddings['b']"
     with pytest.raises(gm.ShapeError, match=r"^query: expected a non-empty 2-D array"):  # the metric's refusal alike
         gm.metrics.cross_view_retrieval(np.zeros((5, 0)), np.zeros((5, 0)), np.arange(5))
+
+
+# ------------------------------------------------ 2. Graph.from_edges of an object array of ints
+@pytest.mark.parametrize("edges", [
+    np.array([[0, 1], [2, 0]], dtype=object),
+    np.array([[np.int64(0), np.uint8(1)], [2, np.int32(0)]], dtype=object),
+    [[np.uint64(0), np.int64(1)], [np.uint64(2), np.int64(0)]],  # numpy reads these as float64
+])
+def test_from_edges_reads_ints_that_numpy_holds_as_objects_or_floats_as_the_ints(edges) -> None:
+    """An object array of ints was "got dtype object"; uint64 beside int64 a bare StopIteration."""
+    graph = gm.Graph.from_edges(3, edges)
+    assert graph.edges.tolist() == [[0, 1], [2, 0]]
+    assert graph == gm.Graph.from_edges(3, [[0, 1], [2, 0]])
+
+
+def test_from_edges_refuses_an_object_array_edge_out_of_range_by_the_edge() -> None:
+    for big in (3, 2**70, -1):
+        with pytest.raises(gm.InvalidValueError, match=rf"^edges: edge 1 is \(2, {big}\) but node indices must be 0 to 2"):
+            gm.Graph.from_edges(3, np.array([[0, 1], [2, big]], dtype=object))
+
+
+@pytest.mark.parametrize("bad", [1.5, 1.0, "1", True, None])
+def test_from_edges_refuses_objects_other_than_ints_saying_what_is_read(bad) -> None:
+    with pytest.raises(TypeError, match=r"^edges: expected integer node indices, got dtype object; an object array "
+                                        r"\(or a list\) is read when every entry is an int, Python's or numpy's: "
+                                        r"convert the others"):
+        gm.Graph.from_edges(3, np.array([[0, 1], [2, bad]], dtype=object))
+
+
+def test_from_edges_still_refuses_a_float_array_by_its_dtype() -> None:
+    with pytest.raises(TypeError, match=r"^edges: expected integer node indices, got dtype float64$"):
+        gm.Graph.from_edges(3, np.array([[0.0, 1.0]]))

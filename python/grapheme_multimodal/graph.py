@@ -556,12 +556,15 @@ def _edge_array(edges: EdgeList, num_nodes: int) -> np.ndarray:
         # refused as the same shape with elements would be: (0, 3) triples, (3, 0) edges with no ends
         _refuse_edge_shape(arr.shape)
     if arr.dtype.kind not in "iu":  # not issubdtype(integer): numpy counts timedelta64 among them
-        if not isinstance(edges, np.ndarray) and arr.dtype.kind in "fO" and arr.ndim == 2 and arr.shape[1] == 2:
-            # Python ints past int64 make numpy choose float64 or object: name the index, not the dtype
-            rows = np.asarray(edges, dtype=object)
+        if arr.ndim == 2 and arr.shape[1] == 2 and (arr.dtype == object or (arr.dtype.kind == "f" and not isinstance(edges, np.ndarray))):
+            # Python ints past int64 make numpy choose float64 or object: name the index, not the dtype. An object
+            # array of ints is read as the same ints in a list are (it was refused as "got dtype object")
+            rows = arr if arr.dtype == object else np.asarray(edges, dtype=object)
             if all(is_int(v) for v in rows.flat):
-                _refuse_edge(rows, num_nodes)
-        raise TypeError(f"edges: expected integer node indices, got dtype {arr.dtype}")
+                return _in_range_edges(rows, num_nodes)
+        remedy = ("; an object array (or a list) is read when every entry is an int, Python's or numpy's: convert "
+                  "the others, e.g. whole floats with edges.astype(np.int64)") if arr.dtype == object else ""
+        raise TypeError(f"edges: expected integer node indices, got dtype {arr.dtype}{remedy}")
     if arr.ndim != 2 or arr.shape[1] != 2:
         _refuse_edge_shape(arr.shape)
     if arr.dtype.kind == "u" and arr.dtype.itemsize == 8 and int(arr.max()) >= 2**63:
@@ -569,6 +572,16 @@ def _edge_array(edges: EdgeList, num_nodes: int) -> np.ndarray:
     # before the int64 copy: of a broadcast view it alone failed as numpy's unnamed MemoryError
     _core.Graph.check_edges_size(num_nodes, len(arr))
     return np.ascontiguousarray(arr, dtype=np.int64)
+
+
+def _in_range_edges(rows: np.ndarray, num_nodes: int) -> np.ndarray:
+    """The ``(m, 2)`` object array of ints ``rows`` as int64 node indices, or
+    the core's error for the first edge out of range (checked on the ints
+    as given: a value past int64 cannot wrap round into range)."""
+    if any(not 0 <= exact_int(v) < num_nodes for v in rows.flat):
+        _refuse_edge(rows, num_nodes)
+    _core.Graph.check_edges_size(num_nodes, len(rows))
+    return np.array([exact_int(v) for v in rows.flat], dtype=np.int64).reshape(rows.shape)
 
 
 def _refuse_edge_shape(shape: Tuple[int, ...]) -> NoReturn:
